@@ -1,0 +1,18 @@
+# Declarations of the SIMD loops in wsk_simd.h (header-only).
+from libc.stdint cimport int32_t, int64_t
+
+cdef extern from "wsk_simd.h" nogil:
+    void wsk_spmm_row_f32_i32(const float*, const int32_t*, Py_ssize_t,
+                              const float*, Py_ssize_t, float*, Py_ssize_t) noexcept
+    void wsk_spmm_row_f32_i64(const float*, const int64_t*, Py_ssize_t,
+                              const float*, Py_ssize_t, float*, Py_ssize_t) noexcept
+    void wsk_spmm_row_f64_i32(const double*, const int32_t*, Py_ssize_t,
+                              const double*, Py_ssize_t, double*, Py_ssize_t) noexcept
+    void wsk_spmm_row_f64_i64(const double*, const int64_t*, Py_ssize_t,
+                              const double*, Py_ssize_t, double*, Py_ssize_t) noexcept
+    float wsk_dot_f32(const float*, const float*, Py_ssize_t) noexcept
+    double wsk_dot_f64(const double*, const double*, Py_ssize_t) noexcept
+    const char* wsk_simd_init(int force) noexcept
+    const char* wsk_compiler() noexcept
+    int wsk_openmp_enabled() noexcept
+    int wsk_omp_max_threads() noexcept

@@ -1,0 +1,224 @@
+# Typed implementations of spmm, sddmm and the CSR helpers they need.
+#
+# Every function here trusts its caller (wsekern/kernels.py and
+# wsekern/sparse.py validate shapes, dtypes, index bounds and contiguity);
+# the loops are `noexcept nogil` and never raise.
+from cython.parallel cimport prange, parallel, threadid
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.math cimport isfinite
+cimport cython
+from cython cimport floating
+
+from _fused cimport index_t
+from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
+                    wsk_spmm_row_f64_i32, wsk_spmm_row_f64_i64,
+                    wsk_dot_f32, wsk_dot_f64, wsk_simd_init,
+                    wsk_openmp_enabled, wsk_omp_max_threads, wsk_compiler)
+
+import numpy as np
+
+
+def simd_init(int force=0):
+    """Select the SIMD path (0 best, 1 baseline, 2 at most AVX2); return its name."""
+    return wsk_simd_init(force).decode()
+
+
+def compiler():
+    return wsk_compiler().decode()
+
+
+def openmp_enabled():
+    return bool(wsk_openmp_enabled())
+
+
+def omp_max_threads():
+    return wsk_omp_max_threads()
+
+
+cdef inline void _row(const floating* vals, const index_t* cols, Py_ssize_t nnz,
+                      const floating* X, Py_ssize_t ldx, floating* y,
+                      Py_ssize_t n) noexcept nogil:
+    if nnz == 0:
+        memset(y, 0, n * sizeof(floating))
+    elif floating is float:
+        if index_t is int32_t:
+            wsk_spmm_row_f32_i32(vals, cols, nnz, X, ldx, y, n)
+        else:
+            wsk_spmm_row_f32_i64(vals, cols, nnz, X, ldx, y, n)
+    else:
+        if index_t is int32_t:
+            wsk_spmm_row_f64_i32(vals, cols, nnz, X, ldx, y, n)
+        else:
+            wsk_spmm_row_f64_i64(vals, cols, nnz, X, ldx, y, n)
+
+
+def csr_spmm(const floating[::1] data, const index_t[::1] indices,
+             const index_t[::1] indptr, const floating[:, ::1] X,
+             floating[:, ::1] out, const uint8_t[::1] x_row_kept=None,
+             int n_threads=1):
+    """out = W @ X for W in CSR; X and out row-major.
+
+    With ``x_row_kept`` (one flag per row of X), nonzeros of W that meet a
+    row of X flagged 0 are dropped before the multiply: a branch-free
+    compaction per row into a per-thread buffer, O(nnz), so dead rows of X
+    cost nothing in the O(nnz * N) part.
+    Work: O(nnz(W) * N); threads own disjoint rows of ``out``.
+    """
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1]
+    cdef Py_ssize_t i, p, q, t, max_row = 0
+    if M == 0 or N == 0:
+        return
+    if data.shape[0] == 0:
+        out[:, :] = 0
+        return
+    cdef const floating* vals = &data[0]
+    cdef const index_t* cols = &indices[0]
+    cdef const floating* x = &X[0, 0]
+    if x_row_kept is None:
+        with nogil:
+            for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
+                _row(vals + indptr[i], cols + indptr[i], indptr[i + 1] - indptr[i],
+                     x, N, &out[i, 0], N)
+        return
+
+    for i in range(M):
+        max_row = max(max_row, indptr[i + 1] - indptr[i])
+    vbuf_arr = np.empty((n_threads, max_row + 1), dtype=np.asarray(data).dtype)
+    cbuf_arr = np.empty((n_threads, max_row + 1), dtype=np.asarray(indices).dtype)
+    cdef floating[:, ::1] vbuf = vbuf_arr
+    cdef index_t[:, ::1] cbuf = cbuf_arr
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        for i in prange(M, schedule='dynamic', chunksize=8):
+            q = 0
+            for p in range(indptr[i], indptr[i + 1]):
+                vbuf[t, q] = vals[p]
+                cbuf[t, q] = cols[p]
+                q = q + x_row_kept[cols[p]]
+            _row(&vbuf[t, 0], &cbuf[t, 0], q, x, N, &out[i, 0], N)
+
+
+def csr_spmm_sparse_x(const floating[::1] data, const index_t[::1] indices,
+                      const index_t[::1] indptr, const floating[::1] x_data,
+                      const index_t[::1] x_indices, const index_t[::1] x_indptr,
+                      floating[:, ::1] out, int n_threads=1):
+    """out = W @ X with both in CSR and ``out`` dense (zeroed here).
+
+    The path for very sparse X: only pairs of a nonzero weight and a nonzero
+    activation are multiplied, O(sum over W's nonzeros of nnz(X row)).
+    """
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1]
+    cdef Py_ssize_t i, p, q, k
+    cdef floating w
+    if M == 0 or N == 0:
+        return
+    with nogil:
+        for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=16):
+            memset(&out[i, 0], 0, N * sizeof(floating))
+            for p in range(indptr[i], indptr[i + 1]):
+                w = data[p]
+                k = indices[p]
+                for q in range(x_indptr[k], x_indptr[k + 1]):
+                    out[i, x_indices[q]] += w * x_data[q]
+
+
+def sddmm_csr(const floating[:, ::1] A, const floating[:, ::1] B,
+              const index_t[::1] indices, const index_t[::1] indptr,
+              floating[::1] out, int n_threads=1):
+    """out[p] = A[i, :] . B[indices[p], :] for every stored position p of row i.
+
+    Work: O(nnz * D), one vectorised dot product per stored position.
+    """
+    cdef Py_ssize_t M = indptr.shape[0] - 1, D = A.shape[1]
+    cdef Py_ssize_t i, p
+    if out.shape[0] == 0:
+        return
+    if D == 0:
+        out[:] = 0
+        return
+    with nogil:
+        for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
+            for p in range(indptr[i], indptr[i + 1]):
+                if floating is float:
+                    out[p] = wsk_dot_f32(&A[i, 0], &B[indices[p], 0], D)
+                else:
+                    out[p] = wsk_dot_f64(&A[i, 0], &B[indices[p], 0], D)
+
+
+def check_csr(const index_t[::1] indptr, const index_t[::1] indices, Py_ssize_t n_cols):
+    """Return an error message for a malformed CSR structure, or None.
+
+    O(rows + nnz).  Unsorted and duplicate column indices are valid.
+    """
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, nnz = indices.shape[0]
+    cdef Py_ssize_t i, p, bad = -1
+    if n_rows < 0:
+        return "indptr is empty; it needs n_rows + 1 entries"
+    if indptr[0] != 0:
+        return f"indptr[0] must be 0; received {indptr[0]}"
+    if indptr[n_rows] != nnz:
+        return (f"indptr[-1] must equal len(indices) = {nnz}; "
+                f"received indptr[-1] = {indptr[n_rows]}")
+    with nogil:
+        for i in range(n_rows):
+            if indptr[i + 1] < indptr[i]:
+                bad = i
+                break
+    if bad >= 0:
+        return (f"indptr must be non-decreasing; received indptr[{bad}] = "
+                f"{indptr[bad]} > indptr[{bad + 1}] = {indptr[bad + 1]}")
+    with nogil:
+        for p in range(nnz):
+            if indices[p] < 0 or indices[p] >= n_cols:
+                bad = p
+                break
+    if bad >= 0:
+        return (f"column index {indices[bad]} at position {bad} is out of range "
+                f"for a matrix with {n_cols} columns (valid: 0 to {n_cols - 1})")
+    return None
+
+
+def scan_rows(const floating[:, ::1] X, uint8_t[::1] nonzero_row):
+    """Flag the rows of X holding any nonzero; return (rows kept, all finite)."""
+    cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, j, kept = 0
+    cdef bint finite = True
+    cdef floating v
+    cdef uint8_t any_nz
+    with nogil:
+        for k in range(K):
+            any_nz = 0
+            for j in range(N):
+                v = X[k, j]
+                any_nz |= (v != 0)
+                finite &= (v - v == 0)  # false for NaN and +-inf
+            nonzero_row[k] = any_nz
+            kept += any_nz
+    return kept, bool(finite)
+
+
+def count_nonzero_rows(const floating[:, ::1] W, index_t[::1] counts, int n_threads=1):
+    """counts[i + 1] = number of nonzeros in row i of W (first pass of dense -> CSR)."""
+    cdef Py_ssize_t M = W.shape[0], K = W.shape[1], i, j
+    cdef index_t c
+    with nogil:
+        for i in prange(M, num_threads=n_threads, schedule='static'):
+            c = 0
+            for j in range(K):
+                c = c + (W[i, j] != 0)
+            counts[i + 1] = c
+
+
+def fill_csr_from_dense(const floating[:, ::1] W, const index_t[::1] indptr,
+                        index_t[::1] indices, floating[::1] data, int n_threads=1):
+    """Second pass of dense -> CSR: write the nonzeros of each row, in order."""
+    cdef Py_ssize_t M = W.shape[0], K = W.shape[1], i, j, p
+    with nogil:
+        for i in prange(M, num_threads=n_threads, schedule='static'):
+            p = indptr[i]
+            for j in range(K):
+                if W[i, j] != 0:
+                    indices[p] = j
+                    data[p] = W[i, j]
+                    p = p + 1

@@ -1,0 +1,247 @@
+/* SIMD inner loops of wsekern, with run-time dispatch.
+ *
+ * Each kernel is written once with GCC/Clang vector extensions, then compiled
+ * several times with different `target` attributes (x86-64-v4 = AVX-512,
+ * x86-64-v3 = AVX2 + FMA, and the baseline).  `wsk_simd_init()` picks the
+ * widest version the running CPU supports, so the extension is portable (no
+ * -march=native) yet uses the vector units that are there.  On other
+ * architectures, or compilers without these features, only the baseline
+ * version exists.
+ *
+ * The loops never raise and never touch Python: the Cython layer validates.
+ */
+#ifndef WSK_SIMD_H
+#define WSK_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+#include <stddef.h>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(WSK_NO_DISPATCH)
+#define WSK_X86_DISPATCH 1
+#define WSK_TARGET_V4 __attribute__((target("arch=x86-64-v4")))
+#define WSK_TARGET_V3 __attribute__((target("arch=x86-64-v3")))
+#else
+#define WSK_X86_DISPATCH 0
+#endif
+
+#define WSK_INLINE static inline __attribute__((always_inline))
+
+/* 64-byte generic vectors: one zmm, two ymm or four xmm depending on target. */
+typedef float wsk_vf __attribute__((vector_size(64)));
+typedef double wsk_vd __attribute__((vector_size(64)));
+#define WSK_LANES_F 16
+#define WSK_LANES_D 8
+
+/* ------------------------------------------------------------------------ */
+/* spmm row kernel: y[0:n] = sum_p vals[p] * X[cols[p], 0:n]                 */
+/* X is row-major with leading dimension ldx.  Columns are processed in      */
+/* tiles of NV vectors whose accumulators live in registers; SETS > 1 keeps  */
+/* independent accumulators for alternate nonzeros so short tiles are not    */
+/* bound by the FMA latency.                                                 */
+/* ------------------------------------------------------------------------ */
+#define WSK_DEFINE_SPMM_HELPERS(V, VT, LANES, I, SFX)                                  \
+WSK_INLINE VT wsk_load_##SFX(const V* p) { VT v; memcpy(&v, p, sizeof(VT)); return v; } \
+WSK_INLINE void wsk_store_##SFX(V* p, VT v) { memcpy(p, &v, sizeof(VT)); }              \
+WSK_INLINE void wsk_spmm_tile_##SFX(const V* vals, const I* cols, ptrdiff_t nnz,       \
+                                    const V* X, ptrdiff_t ldx, V* y,                   \
+                                    const int NV, const int SETS)                      \
+{                                                                                      \
+    VT acc[16];                                                                        \
+    _Pragma("GCC unroll 16")                                                           \
+    for (int a = 0; a < NV * SETS; a++) acc[a] = (VT){0};                             \
+    ptrdiff_t p = 0;                                                                   \
+    for (; p + SETS <= nnz; p += SETS) {                                               \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int s = 0; s < SETS; s++) {                                               \
+            const V w = vals[p + s];                                                   \
+            const V* x = X + (ptrdiff_t)cols[p + s] * ldx;                             \
+            _Pragma("GCC unroll 16")                                                   \
+            for (int a = 0; a < NV; a++)                                               \
+                acc[s * NV + a] += w * wsk_load_##SFX(x + a * LANES);                   \
+        }                                                                              \
+    }                                                                                  \
+    for (; p < nnz; p++) {                                                             \
+        const V w = vals[p];                                                           \
+        const V* x = X + (ptrdiff_t)cols[p] * ldx;                                     \
+        _Pragma("GCC unroll 16")                                                       \
+        for (int a = 0; a < NV; a++) acc[a] += w * wsk_load_##SFX(x + a * LANES);      \
+    }                                                                                  \
+    _Pragma("GCC unroll 16")                                                           \
+    for (int a = 0; a < NV; a++) {                                                     \
+        VT t = acc[a];                                                                 \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int s = 1; s < SETS; s++) t += acc[s * NV + a];                           \
+        wsk_store_##SFX(y + a * LANES, t);                                             \
+    }                                                                                  \
+}                                                                                      \
+WSK_INLINE void wsk_spmm_scalar_cols_##SFX(const V* vals, const I* cols, ptrdiff_t nnz, \
+                                           const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n) \
+{                                                                                      \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                \
+        V s0 = 0, s1 = 0;                                                              \
+        ptrdiff_t p = 0;                                                               \
+        for (; p + 2 <= nnz; p += 2) {                                                 \
+            s0 += vals[p] * X[(ptrdiff_t)cols[p] * ldx + j];                           \
+            s1 += vals[p + 1] * X[(ptrdiff_t)cols[p + 1] * ldx + j];                   \
+        }                                                                              \
+        if (p < nnz) s0 += vals[p] * X[(ptrdiff_t)cols[p] * ldx + j];                  \
+        y[j] = s0 + s1;                                                                \
+    }                                                                                  \
+}
+
+/* One body per target: the tile sizes are chosen for that register file. */
+#define WSK_DEFINE_SPMM_ROW(V, LANES, I, SFX, TGT, ATTR, BIG, BIGSETS, MID, SMALL)     \
+static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,              \
+        ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)                   \
+{                                                                                      \
+    ptrdiff_t j = 0;                                                                   \
+    for (; j + BIG * LANES <= n; j += BIG * LANES)                                     \
+        wsk_spmm_tile_##SFX(vals, cols, nnz, X + j, ldx, y + j, BIG, BIGSETS);         \
+    for (; j + MID * LANES <= n; j += MID * LANES)                                     \
+        wsk_spmm_tile_##SFX(vals, cols, nnz, X + j, ldx, y + j, MID, 2);               \
+    for (; j + SMALL * LANES <= n; j += SMALL * LANES)                                 \
+        wsk_spmm_tile_##SFX(vals, cols, nnz, X + j, ldx, y + j, SMALL, 2);             \
+    if (j < n) wsk_spmm_scalar_cols_##SFX(vals, cols, nnz, X + j, ldx, y + j, n - j);  \
+}
+
+/* ------------------------------------------------------------------------ */
+/* dot product for sddmm: sum_d a[d] * b[d]                                  */
+/* ------------------------------------------------------------------------ */
+#define WSK_DEFINE_DOT(V, VT, LANES, SFX)                                              \
+WSK_INLINE V wsk_dot_body_##SFX(const V* a, const V* b, ptrdiff_t n)                   \
+{                                                                                      \
+    VT acc0 = (VT){0}, acc1 = (VT){0};                                                 \
+    ptrdiff_t d = 0;                                                                   \
+    for (; d + 2 * LANES <= n; d += 2 * LANES) {                                       \
+        VT a0, b0, a1, b1;                                                             \
+        memcpy(&a0, a + d, sizeof(VT)); memcpy(&b0, b + d, sizeof(VT));                \
+        memcpy(&a1, a + d + LANES, sizeof(VT)); memcpy(&b1, b + d + LANES, sizeof(VT));\
+        acc0 += a0 * b0; acc1 += a1 * b1;                                              \
+    }                                                                                  \
+    acc0 += acc1;                                                                      \
+    V s = 0;                                                                           \
+    _Pragma("GCC unroll 16")                                                           \
+    for (int l = 0; l < LANES; l++) s += acc0[l];                                      \
+    for (; d < n; d++) s += a[d] * b[d];                                               \
+    return s;                                                                          \
+}
+
+#define WSK_DEFINE_DOT_TGT(V, SFX, TGT, ATTR)                                          \
+static ATTR V wsk_dot_##SFX##_##TGT(const V* a, const V* b, ptrdiff_t n)               \
+{ return wsk_dot_body_##SFX(a, b, n); }
+
+WSK_DEFINE_SPMM_HELPERS(float, wsk_vf, WSK_LANES_F, int32_t, f32_i32)
+WSK_DEFINE_SPMM_HELPERS(float, wsk_vf, WSK_LANES_F, int64_t, f32_i64)
+WSK_DEFINE_SPMM_HELPERS(double, wsk_vd, WSK_LANES_D, int32_t, f64_i32)
+WSK_DEFINE_SPMM_HELPERS(double, wsk_vd, WSK_LANES_D, int64_t, f64_i64)
+WSK_DEFINE_DOT(float, wsk_vf, WSK_LANES_F, f32)
+WSK_DEFINE_DOT(double, wsk_vd, WSK_LANES_D, f64)
+
+/* Instantiate a row kernel and a dot product for every (dtype, index) pair
+   and target.  Tile sizes, in 64-byte vectors (accumulator registers used):
+   AVX-512  8x1 (8 zmm), 4x2 (8 zmm), 1x2;  AVX2  4x1 (8 ymm), 2x2 (8 ymm), 1x2;
+   baseline 2x1 (8 xmm), 1x2 (8 xmm), 1x2. */
+#define WSK_FOR_ALL_TYPES(M, TGT, ATTR, BIG, BIGSETS, MID, SMALL)                      \
+    M(float, WSK_LANES_F, int32_t, f32_i32, TGT, ATTR, BIG, BIGSETS, MID, SMALL)       \
+    M(float, WSK_LANES_F, int64_t, f32_i64, TGT, ATTR, BIG, BIGSETS, MID, SMALL)       \
+    M(double, WSK_LANES_D, int32_t, f64_i32, TGT, ATTR, BIG, BIGSETS, MID, SMALL)      \
+    M(double, WSK_LANES_D, int64_t, f64_i64, TGT, ATTR, BIG, BIGSETS, MID, SMALL)
+
+#define WSK_NOATTR
+WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, base, WSK_NOATTR, 2, 1, 1, 1)
+WSK_DEFINE_DOT_TGT(float, f32, base, WSK_NOATTR)
+WSK_DEFINE_DOT_TGT(double, f64, base, WSK_NOATTR)
+#if WSK_X86_DISPATCH
+WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, avx2, WSK_TARGET_V3, 4, 1, 2, 1)
+WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, avx512, WSK_TARGET_V4, 8, 1, 4, 1)
+WSK_DEFINE_DOT_TGT(float, f32, avx2, WSK_TARGET_V3)
+WSK_DEFINE_DOT_TGT(double, f64, avx2, WSK_TARGET_V3)
+WSK_DEFINE_DOT_TGT(float, f32, avx512, WSK_TARGET_V4)
+WSK_DEFINE_DOT_TGT(double, f64, avx512, WSK_TARGET_V4)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch table, filled once by wsk_simd_init().                           */
+/* ------------------------------------------------------------------------ */
+typedef void (*wsk_spmm_row_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
+typedef void (*wsk_spmm_row_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
+typedef void (*wsk_spmm_row_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
+typedef void (*wsk_spmm_row_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
+typedef float (*wsk_dot_f32_t)(const float*, const float*, ptrdiff_t);
+typedef double (*wsk_dot_f64_t)(const double*, const double*, ptrdiff_t);
+
+static wsk_spmm_row_f32_i32_t wsk_spmm_row_f32_i32 = wsk_spmm_row_f32_i32_base;
+static wsk_spmm_row_f32_i64_t wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_base;
+static wsk_spmm_row_f64_i32_t wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_base;
+static wsk_spmm_row_f64_i64_t wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_base;
+static wsk_dot_f32_t wsk_dot_f32 = wsk_dot_f32_base;
+static wsk_dot_f64_t wsk_dot_f64 = wsk_dot_f64_base;
+static const char* wsk_simd_path_name = "baseline";
+
+#define WSK_SELECT(TGT)                                   \
+    wsk_spmm_row_f32_i32 = wsk_spmm_row_f32_i32_##TGT;    \
+    wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_##TGT;    \
+    wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_##TGT;    \
+    wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_##TGT;    \
+    wsk_dot_f32 = wsk_dot_f32_##TGT;                      \
+    wsk_dot_f64 = wsk_dot_f64_##TGT;
+
+/* The CPU must have every feature of the target the clone was compiled for. */
+#if WSK_X86_DISPATCH && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#define WSK_CPU_HAS_V3 __builtin_cpu_supports("x86-64-v3")
+#define WSK_CPU_HAS_V4 __builtin_cpu_supports("x86-64-v4")
+#else
+#define WSK_CPU_HAS_V3 (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") \
+    && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c"))
+#define WSK_CPU_HAS_V4 (WSK_CPU_HAS_V3 && __builtin_cpu_supports("avx512f") \
+    && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") \
+    && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd"))
+#endif
+
+/* force: 0 = best available, 1 = baseline, 2 = at most AVX2. */
+static const char* wsk_simd_init(int force)
+{
+    WSK_SELECT(base)
+    wsk_simd_path_name = "baseline";
+#if WSK_X86_DISPATCH
+    __builtin_cpu_init();
+    if (force != 1 && WSK_CPU_HAS_V3) {
+        WSK_SELECT(avx2)
+        wsk_simd_path_name = "avx2";
+    }
+    if (force == 0 && WSK_CPU_HAS_V4) {
+        WSK_SELECT(avx512)
+        wsk_simd_path_name = "avx512";
+    }
+#else
+    (void)force;
+#endif
+    return wsk_simd_path_name;
+}
+
+/* The compiler that built this extension, for show_config(). */
+static const char* wsk_compiler(void)
+{
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#elif defined(_MSC_VER)
+    return "msvc";
+#else
+    return "unknown";
+#endif
+}
+
+/* OpenMP availability, for show_config(). */
+#ifdef _OPENMP
+#include <omp.h>
+static int wsk_openmp_enabled(void) { return 1; }
+static int wsk_omp_max_threads(void) { return omp_get_max_threads(); }
+#else
+static int wsk_openmp_enabled(void) { return 0; }
+static int wsk_omp_max_threads(void) { return 1; }
+#endif
+
+#endif /* WSK_SIMD_H */

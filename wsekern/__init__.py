@@ -1,0 +1,10 @@
+"""wsekern: zero-skipping sparse NN kernels, and their cost on a simulated wafer-scale engine."""
+__version__ = "0.1.0"
+
+from .errors import SramOverflowError, WsekernError
+from .sparse import PackedSparse, pack
+from .kernels import sddmm, spmm, spmm_path
+from .config import get_config, show_config
+
+__all__ = ["__version__", "WsekernError", "SramOverflowError", "PackedSparse", "pack",
+           "spmm", "spmm_path", "sddmm", "get_config", "show_config"]

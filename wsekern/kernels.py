@@ -1,0 +1,219 @@
+"""spmm and sddmm: validated wrappers and the dispatcher over the Cython loops."""
+import numpy as np
+import scipy.sparse as sps
+
+from . import _spmm
+from ._threads import resolve_threads
+from .sparse import PackedSparse, check_float_dtype, csr_parts, dense_to_csr
+
+# Dispatcher thresholds, from `wsekern bench spmm` on a 2-core AVX-512 machine.
+# A dense W at or above this density goes to BLAS (our kernel plus the
+# dense->CSR conversion is slower there).
+DENSE_W_BLAS_DENSITY = 0.3
+# A sparse W above this density is densified and sent to BLAS.
+SPARSE_W_BLAS_DENSITY = 0.5
+# Skip zero rows of X when at least this fraction of them are zero.
+ZERO_ROW_SKIP_FRACTION = 0.05
+# Below this density of X, multiply only nonzero pairs (sparse x sparse).
+SPARSE_X_DENSITY = 0.02
+_SAMPLE = 4096
+
+
+def _as_dense_operand(X, name):
+    if sps.issparse(X) or isinstance(X, PackedSparse):
+        raise TypeError(f"{name} must be a dense array; received a sparse "
+                        f"{type(X).__name__}. Use {name}.toarray() or swap the operands")
+    X = np.asarray(X)
+    check_float_dtype(X.dtype, name)
+    return X
+
+
+def _estimate_density(W):
+    """Density of a dense matrix from a fixed-seed sample: O(1), deterministic."""
+    if W.size <= _SAMPLE:
+        return np.count_nonzero(W) / max(W.size, 1)
+    rng = np.random.default_rng(0)
+    flat = rng.integers(0, W.size, size=_SAMPLE)
+    rows, cols = np.divmod(flat, W.shape[1])
+    return np.count_nonzero(W[rows, cols]) / _SAMPLE
+
+
+def _check_out(out, shape, dtype):
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray; received {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {dtype} array of shape {shape}; received "
+                         f"{out.dtype} array of shape {out.shape}"
+                         f"{'' if out.flags.c_contiguous else ', not C-contiguous'}")
+    return out
+
+
+def spmm(W, X, *, transpose=False, out=None, n_threads=None):
+    """``W @ X`` (or ``W.T @ X``) skipping the zeros of W and, where it pays, of X.
+
+    Parameters
+    ----------
+    W : scipy.sparse matrix/array (CSR, CSC, COO, BSR, ...), PackedSparse, or dense 2-D array
+        The weight, shape (M, K) (or (K, M) with ``transpose=True``). Zeros of a dense W
+        are not stored and so never multiplied; explicitly stored zeros of a sparse W are.
+    X : dense array, shape (K, N) or (K,)
+        C- or Fortran-ordered, any strides. A 1-D X gives a 1-D result, as in SciPy.
+    transpose : bool
+        Multiply by ``W.T`` instead of ``W``.
+    out : ndarray, optional
+        C-contiguous array of the result's shape and dtype to write into.
+    n_threads : int, optional
+        Threads for wsekern's own loops: None all, -1 all CPUs, -2 all but one, ...
+        Small problems run on one thread. BLAS, where chosen, uses its own setting.
+
+    Returns
+    -------
+    ndarray of shape (M, N) (or (M,)), dtype ``np.result_type(W.dtype, X.dtype)``.
+
+    Notes
+    -----
+    float32 and float64 values, int32 and int64 indices; duplicates are summed and
+    column order within a row does not matter. Zeros of X are skipped only when
+    every stored weight is finite, so NaN and inf propagate exactly as in
+    ``scipy.sparse`` (a weight that is not stored is not multiplied). Work is
+    O(nnz(W) * N) on the CSR path; :func:`spmm_path` tells which path is taken.
+    """
+    return _spmm_impl(W, X, transpose, out, n_threads)[0]
+
+
+def spmm_path(W, X, *, transpose=False):
+    """The path :func:`spmm` takes for these operands (runs it once)."""
+    return _spmm_impl(W, X, transpose, None, 1)[1]
+
+
+def _spmm_impl(W, X, transpose, out, n_threads):
+    X = _as_dense_operand(X, "X")
+    if X.ndim not in (1, 2):
+        raise ValueError(f"X must be 1-D or 2-D; received an array of shape {X.shape}")
+    vector = X.ndim == 1
+    X2 = X[:, None] if vector else X
+
+    dense_W = not (sps.issparse(W) or isinstance(W, PackedSparse))
+    if dense_W:
+        W = np.asarray(W)
+        if W.ndim != 2:
+            raise ValueError(f"W must be 2-D; received an array of shape {W.shape}")
+    check_float_dtype(W.dtype, "W")
+    M, K = (W.shape[1], W.shape[0]) if transpose else W.shape
+    if X2.shape[0] != K:
+        op = "W.T" if transpose else "W"
+        raise ValueError(f"expected {op} with {K} columns to match X with {K} rows; received "
+                         f"W.shape={W.shape}, X.shape={X.shape}"
+                         f"{' (transpose=True)' if transpose else ''}")
+    N = X2.shape[1]
+    dtype = np.result_type(W.dtype, X.dtype)
+    result_shape = (M,) if vector else (M, N)
+    out = _check_out(out, result_shape, dtype)
+    out2 = out[:, None] if vector else out
+    if M == 0 or N == 0:
+        return out, "empty"
+    Xc = np.ascontiguousarray(X2, dtype=dtype)
+    if K == 0:
+        out2[...] = 0
+        return out, "empty"
+
+    kept_rows = np.empty(K, dtype=np.uint8)
+    n_kept, x_finite = _spmm.scan_rows(Xc, kept_rows)
+
+    if dense_W:
+        Wop = W.T if transpose else W
+        if x_finite and _estimate_density(Wop) >= DENSE_W_BLAS_DENSITY:
+            return _blas(Wop.astype(dtype, copy=False), Xc, kept_rows, n_kept, out2), "blas" + (
+                "-skip-rows" if n_kept < K * (1 - ZERO_ROW_SKIP_FRACTION) else "")
+        data, indices, indptr = dense_to_csr(np.ascontiguousarray(Wop, dtype=dtype),
+                                             resolve_threads(n_threads, M * K // 8))
+        w_finite = bool(np.isfinite(data).all())
+    else:
+        data, indices, indptr, _ = csr_parts(W, dtype, transpose)
+        w_finite = W.all_finite if isinstance(W, PackedSparse) else bool(np.isfinite(data).all())
+        if len(data) > SPARSE_W_BLAS_DENSITY * M * K and M * K * N > 1e6:
+            dense = sps.csr_array((data, indices, indptr), shape=(M, K)).toarray()
+            np.matmul(dense, Xc, out=out2)
+            return out, "blas-densified"
+
+    nnz = len(data)
+    # Zeros of X may be skipped only when no stored weight is inf/NaN (inf * 0 = NaN).
+    if w_finite and _estimate_density(Xc) < SPARSE_X_DENSITY:
+        x_data, x_indices, x_indptr = dense_to_csr(Xc)
+        x_indices = x_indices.astype(indptr.dtype, copy=False)
+        x_indptr = x_indptr.astype(indptr.dtype, copy=False)
+        threads = resolve_threads(n_threads, nnz * max(len(x_data), 1) // K)
+        _spmm.csr_spmm_sparse_x(data, indices, indptr, x_data, x_indices, x_indptr,
+                                out2, threads)
+        return out, "csr-sparse-x"
+    threads = resolve_threads(n_threads, nnz * N)
+    if w_finite and n_kept <= K * (1 - ZERO_ROW_SKIP_FRACTION):
+        _spmm.csr_spmm(data, indices, indptr, Xc, out2, kept_rows, threads)
+        return out, "csr-skip-rows"
+    _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads)
+    return out, "csr"
+
+
+def _blas(W, Xc, kept_rows, n_kept, out):
+    K = Xc.shape[0]
+    if n_kept <= K * (1 - ZERO_ROW_SKIP_FRACTION):
+        keep = kept_rows.view(bool)
+        dropped = W[:, ~keep]
+        # A dropped column meets only zeros of X; that is exact unless it holds inf/NaN.
+        if np.isfinite(dropped).all():
+            np.matmul(W[:, keep], Xc[keep], out=out)
+            return out
+    np.matmul(W, Xc, out=out)
+    return out
+
+
+def sddmm(A, B, pattern, *, n_threads=None):
+    """Sampled dense-dense product: the values of ``A @ B.T`` at the nonzeros of ``pattern``.
+
+    Parameters
+    ----------
+    A : dense array, shape (M, D)
+    B : dense array, shape (N, D)
+    pattern : scipy.sparse matrix/array or PackedSparse, shape (M, N)
+        Only its structure is used (stored zeros included).
+
+    Returns
+    -------
+    scipy.sparse.csr_array with the structure of ``pattern`` in CSR (a CSR pattern keeps
+    its index order and duplicates), or a PackedSparse sharing the pattern when
+    ``pattern`` is one. This is the weight gradient of a sparse layer:
+    ``dW = sddmm(dY, X.T, W)`` for ``Y = W @ X``. Work O(nnz * D).
+    """
+    A = _as_dense_operand(A, "A")
+    B = _as_dense_operand(B, "B")
+    if A.ndim != 2 or B.ndim != 2:
+        raise ValueError(f"A and B must be 2-D; received A.shape={A.shape}, B.shape={B.shape}")
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(f"expected A and B with the same number of columns (A @ B.T); "
+                         f"received A.shape={A.shape}, B.shape={B.shape}")
+    packed = isinstance(pattern, PackedSparse)
+    if not (packed or sps.issparse(pattern)):
+        raise TypeError(f"pattern must be a scipy.sparse matrix/array or a PackedSparse; "
+                        f"received {type(pattern).__name__}")
+    if pattern.shape != (A.shape[0], B.shape[0]):
+        raise ValueError(f"expected pattern of shape {(A.shape[0], B.shape[0])} "
+                         f"(A.shape[0], B.shape[0]); received pattern.shape={pattern.shape}, "
+                         f"A.shape={A.shape}, B.shape={B.shape}")
+    dtype = np.result_type(A.dtype, B.dtype)
+    if not packed and pattern.dtype.kind not in "fiub":
+        raise TypeError(f"pattern must have a real dtype; received {pattern.dtype}")
+    if packed:
+        indices, indptr = pattern.indices, pattern.indptr
+    else:
+        pat = pattern if pattern.dtype.kind == "f" else pattern.astype(np.float64)
+        _, indices, indptr, _ = csr_parts(pat, np.float64, name="pattern")
+    Ac = np.ascontiguousarray(A, dtype=dtype)
+    Bc = np.ascontiguousarray(B, dtype=dtype)
+    values = np.empty(len(indices), dtype=dtype)
+    _spmm.sddmm_csr(Ac, Bc, indices, indptr, values,
+                    resolve_threads(n_threads, len(indices) * A.shape[1]))
+    if packed:
+        return pattern.with_values(values)
+    return sps.csr_array((values, indices, indptr), shape=pattern.shape)
