@@ -109,6 +109,8 @@ def _spmm_impl(W, X, transpose, out, n_threads):
                          f"{' (transpose=True)' if transpose else ''}")
     N = X2.shape[1]
     dtype = np.result_type(W.dtype, X.dtype)
+    if not dense_W:          # validate the structure even when there is nothing to compute
+        data, indices, indptr, _ = csr_parts(W, dtype, transpose)
     result_shape = (M,) if vector else (M, N)
     out = _check_out(out, result_shape, dtype)
     out2 = out[:, None] if vector else out
@@ -125,13 +127,11 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     if dense_W:
         Wop = W.T if transpose else W
         if x_finite and _estimate_density(Wop) >= DENSE_W_BLAS_DENSITY:
-            return _blas(Wop.astype(dtype, copy=False), Xc, kept_rows, n_kept, out2), "blas" + (
-                "-skip-rows" if n_kept < K * (1 - ZERO_ROW_SKIP_FRACTION) else "")
+            return out, _blas(Wop.astype(dtype, copy=False), Xc, kept_rows, n_kept, out2)
         data, indices, indptr = dense_to_csr(np.ascontiguousarray(Wop, dtype=dtype),
                                              resolve_threads(n_threads, M * K // 8))
         w_finite = bool(np.isfinite(data).all())
     else:
-        data, indices, indptr, _ = csr_parts(W, dtype, transpose)
         w_finite = W.all_finite if isinstance(W, PackedSparse) else bool(np.isfinite(data).all())
         if len(data) > SPARSE_W_BLAS_DENSITY * M * K and M * K * N > 1e6:
             dense = sps.csr_array((data, indices, indptr), shape=(M, K)).toarray()
@@ -157,16 +157,16 @@ def _spmm_impl(W, X, transpose, out, n_threads):
 
 
 def _blas(W, Xc, kept_rows, n_kept, out):
+    """Dense BLAS, dropping the zero rows of X (and W's columns they meet); returns the path."""
     K = Xc.shape[0]
     if n_kept <= K * (1 - ZERO_ROW_SKIP_FRACTION):
         keep = kept_rows.view(bool)
-        dropped = W[:, ~keep]
         # A dropped column meets only zeros of X; that is exact unless it holds inf/NaN.
-        if np.isfinite(dropped).all():
+        if np.isfinite(W[:, ~keep]).all():
             np.matmul(W[:, keep], Xc[keep], out=out)
-            return out
+            return "blas-skip-rows"
     np.matmul(W, Xc, out=out)
-    return out
+    return "blas"
 
 
 def sddmm(A, B, pattern, *, n_threads=None):
@@ -184,7 +184,7 @@ def sddmm(A, B, pattern, *, n_threads=None):
     scipy.sparse.csr_array with the structure of ``pattern`` in CSR (a CSR pattern keeps
     its index order and duplicates), or a PackedSparse sharing the pattern when
     ``pattern`` is one. This is the weight gradient of a sparse layer:
-    ``dW = sddmm(dY, X.T, W)`` for ``Y = W @ X``. Work O(nnz * D).
+    ``dW = sddmm(dY, X, W)`` for ``Y = W @ X`` (A = dY, B = X). Work O(nnz * D).
     """
     A = _as_dense_operand(A, "A")
     B = _as_dense_operand(B, "B")

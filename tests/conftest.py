@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+import scipy.sparse as sps
+
+TOL = {np.dtype(np.float32): dict(rtol=1e-5, atol=1e-5), np.dtype(np.float64): dict(rtol=1e-12, atol=1e-12)}
+
+
+def tol(dtype):
+    return TOL[np.dtype(dtype)]
+
+
+def random_csr(m, k, density, dtype=np.float64, index_dtype=np.int32, seed=0):
+    """A CSR matrix with the requested density and index dtype (values in [-1, 1])."""
+    rng = np.random.default_rng(seed)
+    nnz = int(round(density * m * k))
+    flat = rng.choice(m * k, size=nnz, replace=False) if m * k else np.zeros(0, int)
+    rows, cols = np.divmod(flat, max(k, 1))
+    values = rng.uniform(-1, 1, size=nnz).astype(dtype)
+    A = sps.csr_array((values, (rows, cols)), shape=(m, k), dtype=dtype)
+    A.indices = A.indices.astype(index_dtype)
+    A.indptr = A.indptr.astype(index_dtype)
+    return A
+
+
+def reference(W, X, transpose=False):
+    """Dense NumPy reference in float64."""
+    Wd = W.toarray() if sps.issparse(W) else np.asarray(W)
+    Wd = Wd.T if transpose else Wd
+    return Wd.astype(np.float64) @ np.asarray(X, dtype=np.float64)
+
+
+@pytest.fixture(params=[np.int32, np.int64], ids=["i32", "i64"])
+def index_dtype(request):
+    """Pushes both index widths through every kernel that takes it."""
+    return request.param

@@ -1,0 +1,135 @@
+"""Each dispatcher path gives the reference answer; NaN/inf propagate as in scipy.sparse."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sps
+
+import wsekern
+from wsekern import kernels
+from conftest import random_csr, reference, tol
+
+
+def _x_with_zero_rows(K, N, dead_fraction, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((K, N)).astype(dtype)
+    X[rng.random(K) < dead_fraction] = 0
+    return X
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_zero_rows_of_X_are_skipped(dtype, n_threads, index_dtype):
+    W = random_csr(300, 400, 0.1, dtype, index_dtype)
+    X = _x_with_zero_rows(400, 64, 0.5, dtype=dtype)
+    assert wsekern.spmm_path(W, X) == "csr-skip-rows"
+    np.testing.assert_allclose(wsekern.spmm(W, X, n_threads=n_threads), reference(W, X),
+                               **tol(dtype))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_very_sparse_X_multiplies_only_nonzero_pairs(n_threads, index_dtype):
+    W = random_csr(200, 300, 0.1, np.float64, index_dtype)
+    X = random_csr(300, 50, 0.005, seed=3).toarray()
+    assert wsekern.spmm_path(W, X) == "csr-sparse-x"
+    np.testing.assert_allclose(wsekern.spmm(W, X, n_threads=n_threads), reference(W, X),
+                               **tol(np.float64))
+
+
+def test_all_zero_X():
+    W = random_csr(50, 40, 0.2)
+    Y = wsekern.spmm(W, np.zeros((40, 8)))
+    np.testing.assert_array_equal(Y, 0)
+
+
+def test_dense_W_goes_to_blas_and_skips_dead_rows():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((100, 120))
+    X = _x_with_zero_rows(120, 30, 0.5)
+    assert wsekern.spmm_path(W, X) == "blas-skip-rows"
+    np.testing.assert_allclose(wsekern.spmm(W, X), W @ X, **tol(np.float64))
+    X = rng.standard_normal((120, 30))
+    assert wsekern.spmm_path(W, X) == "blas"
+    np.testing.assert_allclose(wsekern.spmm(W, X), W @ X, **tol(np.float64))
+
+
+def test_dense_enough_sparse_W_is_densified():
+    W = random_csr(200, 200, 0.9)
+    X = np.random.default_rng(0).standard_normal((200, 64))
+    assert wsekern.spmm_path(W, X) == "blas-densified"
+    np.testing.assert_allclose(wsekern.spmm(W, X), reference(W, X), **tol(np.float64))
+
+
+@pytest.mark.parametrize("X_kind", ["dense", "dead-rows", "very-sparse"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_X_propagates_as_in_scipy(X_kind, bad):
+    W = random_csr(60, 80, 0.1, seed=2)
+    X = {"dense": np.random.default_rng(0).standard_normal((80, 16)),
+         "dead-rows": _x_with_zero_rows(80, 16, 0.5),
+         "very-sparse": random_csr(80, 16, 0.01, seed=1).toarray()}[X_kind]
+    X[W.indices[0], 3] = bad        # meets a stored weight
+    X[79, 5] = bad
+    expected = W @ X
+    got = wsekern.spmm(W, X)
+    np.testing.assert_allclose(got, expected, **tol(np.float64))   # NaN == NaN here
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+
+
+@pytest.mark.parametrize("X_kind", ["dead-rows", "very-sparse"])
+def test_stored_inf_weight_times_zero_activation_is_nan(X_kind):
+    W = random_csr(30, 40, 0.2, seed=4)
+    W.data[0] = np.inf
+    X = {"dead-rows": _x_with_zero_rows(40, 8, 0.5),
+         "very-sparse": random_csr(40, 8, 0.01, seed=2).toarray()}[X_kind]
+    X[W.indices[0]] = 0   # inf * 0 must give NaN, as scipy does
+    expected = W @ X
+    got = wsekern.spmm(W, X)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert np.isnan(got).any()
+    np.testing.assert_allclose(got, expected)
+    got_packed = wsekern.spmm(wsekern.pack(W), X)
+    np.testing.assert_array_equal(np.isnan(got_packed), np.isnan(expected))
+
+
+def test_dense_W_treats_its_zeros_as_not_stored_even_with_nan_X():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((20, 30))
+    W[:, 4] = 0
+    X = rng.standard_normal((30, 5))
+    X[4, 2] = np.nan         # meets only zeros of W: not multiplied
+    expected = sps.csr_array(W) @ X
+    got = wsekern.spmm(W, X)
+    assert not np.isnan(got).any()
+    np.testing.assert_allclose(got, expected, **tol(np.float64))
+
+
+@pytest.mark.parametrize("simd", ["baseline", "avx2"])
+def test_portable_simd_paths_give_the_same_answer(simd):
+    code = (
+        "import numpy as np, scipy.sparse as sps, wsekern\n"
+        "rng = np.random.default_rng(0)\n"
+        "for dt in (np.float32, np.float64):\n"
+        "    W = sps.random(131, 97, density=0.2, format='csr', dtype=dt, random_state=1)\n"
+        "    for n in (1, 5, 16, 37, 130, 300):\n"
+        "        X = rng.standard_normal((97, n)).astype(dt)\n"
+        "        ref = W.toarray().astype(np.float64) @ X\n"
+        "        np.testing.assert_allclose(wsekern.spmm(W, X), ref, rtol=1e-5, atol=1e-5)\n"
+        "    A = rng.standard_normal((131, 41)).astype(dt); B = rng.standard_normal((97, 41)).astype(dt)\n"
+        "    S = wsekern.sddmm(A, B, W)\n"
+        "    np.testing.assert_allclose(S.toarray(), (A.astype(float) @ B.T) * (W.toarray() != 0), rtol=1e-5, atol=1e-5)\n"
+        "print(wsekern.get_config()['simd'])\n")
+    env = dict(os.environ, WSEKERN_SIMD=simd)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() in ("baseline", simd)
+
+
+def test_show_config_names_the_simd_path(capsys):
+    wsekern.show_config()
+    text = capsys.readouterr().out
+    cfg = wsekern.get_config()
+    assert cfg["simd"] in ("baseline", "avx2", "avx512")
+    for key in ("openmp", "threads", "simd", "compiler", "numpy", "scipy"):
+        assert key in text

@@ -1,0 +1,76 @@
+"""Property tests: random shapes, densities and raw CSR arrays never crash the kernels."""
+import numpy as np
+import scipy.sparse as sps
+from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import wsekern
+
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def problems(draw):
+    M = draw(st.integers(0, 40))
+    K = draw(st.integers(0, 40))
+    N = draw(st.integers(0, 40))
+    density = draw(st.sampled_from([0.0, 0.01, 0.1, 0.5, 1.0]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((M, K)) * (rng.random((M, K)) < density)
+    X = rng.standard_normal((K, N)) * (rng.random((K, N)) < draw(st.sampled_from([0.01, 0.5, 1.0])))
+    X[rng.random(K) < draw(st.sampled_from([0.0, 0.5]))] = 0
+    return W.astype(dtype), X.astype(dtype), draw(st.booleans()), draw(st.sampled_from([1, 2]))
+
+
+@SETTINGS
+@given(problems())
+def test_spmm_equals_reference(problem):
+    W, X, transpose, threads = problem
+    Wop = W.T if transpose else W
+    if Wop.shape[1] != X.shape[0]:
+        X = np.ones((Wop.shape[1], X.shape[1]), dtype=X.dtype)
+    expected = Wop.astype(np.float64) @ X.astype(np.float64)
+    tol = 1e-4 if W.dtype == np.float32 else 1e-11
+    for op in (W, sps.csr_array(W), wsekern.pack(W), sps.coo_array(W)):
+        got = wsekern.spmm(op, X, transpose=transpose, n_threads=threads)
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+@SETTINGS
+@given(n_rows=st.integers(0, 6), n_cols=st.integers(0, 6),
+       indptr=hnp.arrays(np.int64, st.integers(0, 8), elements=st.integers(-3, 12)),
+       indices=hnp.arrays(np.int64, st.integers(0, 12), elements=st.integers(-3, 9)),
+       index_dtype=st.sampled_from([np.int32, np.int64]))
+def test_raw_csr_arrays_never_crash(n_rows, n_cols, indptr, indices, index_dtype):
+    """Any raw arrays: either a clear ValueError, or the answer of an explicit loop."""
+    A = sps.csr_array((n_rows, n_cols))
+    A.indptr = indptr.astype(index_dtype)
+    A.indices = indices.astype(index_dtype)
+    A.data = np.arange(1.0, len(indices) + 1)
+    X = np.arange(1.0, 2 * n_cols + 1).reshape(n_cols, 2)
+    try:
+        got = wsekern.spmm(A, X)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    expected = np.zeros((n_rows, 2))
+    for i in range(n_rows):
+        for p in range(indptr[i], indptr[i + 1]):
+            expected[i] += A.data[p] * X[indices[p]]
+    np.testing.assert_allclose(got, expected)
+
+
+@SETTINGS
+@given(problems(), st.integers(0, 20))
+def test_sddmm_equals_reference(problem, D):
+    W, _, _, threads = problem
+    rng = np.random.default_rng(D)
+    A = rng.standard_normal((W.shape[0], D)).astype(W.dtype)
+    B = rng.standard_normal((W.shape[1], D)).astype(W.dtype)
+    S = wsekern.sddmm(A, B, sps.csr_array(W), n_threads=threads)
+    expected = (A.astype(np.float64) @ B.T.astype(np.float64)) * (W != 0)
+    tol = 1e-4 if W.dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(S.toarray(), expected, rtol=tol, atol=tol)

@@ -1,0 +1,82 @@
+"""PackedSparse: layout, conversions, and in-place value updates."""
+import numpy as np
+import pytest
+import scipy.sparse as sps
+
+import wsekern
+from conftest import random_csr, reference, tol
+
+
+def test_pack_properties(index_dtype):
+    W = random_csr(30, 20, 0.25, np.float32, index_dtype)
+    P = wsekern.pack(W)
+    assert P.shape == (30, 20) and P.nnz == W.nnz and P.dtype == np.float32
+    assert P.indices.dtype == np.int32          # narrowest index that fits
+    assert P.data.ctypes.data % 64 == 0         # aligned values
+    np.testing.assert_array_equal(P.to_scipy().toarray(), W.toarray())
+    assert isinstance(P.to_scipy(), sps.csr_array)
+    assert "30x20" in repr(P)
+
+
+def test_pack_sums_duplicates_and_sorts():
+    W = sps.coo_array((np.array([1.0, 2.0, 3.0]), (np.array([0, 0, 1]), np.array([2, 2, 0]))),
+                      shape=(2, 3))
+    P = wsekern.pack(W)
+    assert P.nnz == 2
+    np.testing.assert_array_equal(P.toarray(), [[0, 0, 3], [3, 0, 0]])
+
+
+def test_pack_dense_drops_zeros_and_dtype_override():
+    W = np.array([[0.0, 1.0], [2.0, 0.0]])
+    P = wsekern.pack(W, dtype=np.float32)
+    assert P.nnz == 2 and P.dtype == np.float32
+    assert wsekern.pack(P) is P
+
+
+def test_set_values_in_place_keeps_pattern_and_updates_transpose():
+    W = random_csr(40, 25, 0.3, seed=2)
+    P = wsekern.pack(W)
+    X = np.random.default_rng(0).standard_normal((40, 3))
+    wsekern.spmm(P, X, transpose=True)           # builds and caches the transpose
+    new = np.random.default_rng(1).standard_normal(P.nnz)
+    indices_before = P.indices.copy()
+    P.set_values(new)
+    np.testing.assert_array_equal(P.indices, indices_before)
+    W2 = sps.csr_array((new, P.indices, P.indptr), shape=P.shape)
+    np.testing.assert_allclose(wsekern.spmm(P, X.T[:, :25].T[:25] if False else
+                                            np.ones((25, 2))), W2 @ np.ones((25, 2)))
+    np.testing.assert_allclose(wsekern.spmm(P, X, transpose=True), W2.T @ X, **tol(np.float64))
+
+
+def test_set_values_from_dense_takes_pattern_entries():
+    W = random_csr(10, 8, 0.3, seed=3)
+    P = wsekern.pack(W)
+    dense = np.arange(80.0).reshape(10, 8)
+    P.set_values(dense)
+    np.testing.assert_array_equal(P.toarray(), dense * (W.toarray() != 0))
+
+
+def test_transpose_updates_flow_back():
+    P = wsekern.pack(random_csr(10, 8, 0.3, seed=3))
+    T = P.T
+    T.set_values(np.arange(T.nnz, dtype=float))
+    np.testing.assert_array_equal(P.toarray(), T.toarray().T)
+
+
+def test_data_is_read_only():
+    P = wsekern.pack(random_csr(10, 8, 0.3, seed=3))
+    with pytest.raises(ValueError):
+        P.data[0] = 1.0
+
+
+def test_nan_weight_updates_refresh_the_finite_flag():
+    P = wsekern.pack(random_csr(20, 30, 0.3, seed=1))
+    X = np.random.default_rng(0).standard_normal((30, 4))
+    X[::2] = 0
+    assert P.all_finite
+    vals = P.data.copy()
+    vals[0] = np.inf
+    P.set_values(vals)
+    assert not P.all_finite
+    expected = P.to_scipy() @ X
+    np.testing.assert_array_equal(np.isnan(wsekern.spmm(P, X)), np.isnan(expected))

@@ -1,0 +1,121 @@
+"""spmm against the dense NumPy reference, over dtypes, index dtypes, densities, formats, threads."""
+import numpy as np
+import pytest
+import scipy.sparse as sps
+
+import wsekern
+from wsekern import kernels
+from conftest import random_csr, reference, tol
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("density", [0.0, 0.01, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n", [1, 7, 16, 33, 64, 200])
+def test_csr_matches_dense_reference(dtype, density, n_threads, n, index_dtype):
+    W = random_csr(67, 45, density, dtype, index_dtype, seed=n)
+    X = np.random.default_rng(1).standard_normal((45, n)).astype(dtype)
+    Y = wsekern.spmm(W, X, n_threads=n_threads)
+    assert Y.dtype == dtype and Y.shape == (67, n)
+    np.testing.assert_allclose(Y, reference(W, X), **tol(dtype))
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "bsr", "lil", "dok", "dia"])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_every_scipy_format(fmt, transpose):
+    W = random_csr(40, 30, 0.2, np.float64, seed=3).asformat(fmt)
+    X = np.random.default_rng(2).standard_normal((40 if transpose else 30, 9))
+    Y = wsekern.spmm(W, X, transpose=transpose)
+    np.testing.assert_allclose(Y, reference(W, X, transpose), **tol(np.float64))
+
+
+def test_spmatrix_and_sparray_both_work():
+    W = random_csr(20, 10, 0.3, seed=1)
+    X = np.ones((10, 3))
+    np.testing.assert_allclose(wsekern.spmm(sps.csr_matrix(W), X), reference(W, X))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_packed_matches_reference_and_transpose(dtype, transpose, index_dtype):
+    W = random_csr(120, 90, 0.1, dtype, index_dtype, seed=4)
+    P = wsekern.pack(W)
+    X = np.random.default_rng(0).standard_normal((120 if transpose else 90, 48)).astype(dtype)
+    np.testing.assert_allclose(wsekern.spmm(P, X, transpose=transpose),
+                               reference(W, X, transpose), **tol(dtype))
+
+
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.2, 0.6, 1.0])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_dense_W_skips_its_zeros(density, transpose):
+    W = random_csr(80, 70, density, seed=5).toarray()
+    X = np.random.default_rng(0).standard_normal((80 if transpose else 70, 20))
+    np.testing.assert_allclose(wsekern.spmm(W, X, transpose=transpose),
+                               reference(W, X, transpose), **tol(np.float64))
+
+
+def test_mixed_dtypes_promote_like_numpy():
+    W = random_csr(30, 20, 0.3, np.float32, seed=1)
+    X = np.random.default_rng(0).standard_normal((20, 5))
+    Y = wsekern.spmm(W, X)
+    assert Y.dtype == np.float64
+    np.testing.assert_allclose(Y, reference(W, X), rtol=1e-6)
+    assert wsekern.spmm(W.astype(np.float64), X.astype(np.float32)).dtype == np.float64
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_fortran_and_strided_X(order):
+    W = random_csr(50, 40, 0.2, seed=7)
+    base = np.asarray(np.random.default_rng(0).standard_normal((80, 30)), order=order)
+    X = base[::2, 1::3]          # non-contiguous view
+    np.testing.assert_allclose(wsekern.spmm(W, X), reference(W, X), **tol(np.float64))
+
+
+def test_vector_X_gives_vector():
+    W = random_csr(50, 40, 0.2, seed=7)
+    x = np.random.default_rng(0).standard_normal(40)
+    y = wsekern.spmm(W, x)
+    assert y.shape == (50,)
+    np.testing.assert_allclose(y, W @ x, **tol(np.float64))
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 3), (5, 0, 3), (5, 4, 0), (0, 0, 0)])
+def test_zero_size(shape):
+    M, K, N = shape
+    W = sps.csr_array((M, K))
+    X = np.ones((K, N))
+    Y = wsekern.spmm(W, X)
+    assert Y.shape == (M, N)
+    np.testing.assert_array_equal(Y, np.zeros((M, N)))
+    assert wsekern.spmm(np.zeros((M, K)), X).shape == (M, N)
+    assert wsekern.spmm(wsekern.pack(W), X).shape == (M, N)
+
+
+def test_duplicates_are_summed_and_unsorted_indices_work(index_dtype):
+    indptr = np.array([0, 4, 4, 7], dtype=index_dtype)
+    indices = np.array([3, 0, 3, 1, 2, 2, 0], dtype=index_dtype)
+    data = np.array([1.0, 2.0, 3.0, 4.0, 5.0, -1.0, 0.5])
+    W = sps.csr_array((data, indices, indptr), shape=(3, 4))
+    assert not W.has_canonical_format
+    X = np.random.default_rng(0).standard_normal((4, 6))
+    expected = np.zeros((3, 4))
+    for i in range(3):
+        for p in range(indptr[i], indptr[i + 1]):
+            expected[i, indices[p]] += data[p]
+    np.testing.assert_allclose(wsekern.spmm(W, X), expected @ X, **tol(np.float64))
+    np.testing.assert_allclose(wsekern.spmm(wsekern.pack(W), X), expected @ X)
+    coo = sps.coo_array((data, (np.repeat([0, 2], [4, 3]), indices)), shape=(3, 4))
+    np.testing.assert_allclose(wsekern.spmm(coo, X), expected @ X, **tol(np.float64))
+
+
+def test_out_argument():
+    W = random_csr(30, 20, 0.3, seed=1)
+    X = np.random.default_rng(0).standard_normal((20, 5))
+    out = np.full((30, 5), np.nan)
+    Y = wsekern.spmm(W, X, out=out)
+    assert Y is out
+    np.testing.assert_allclose(out, reference(W, X), **tol(np.float64))
+    with pytest.raises(ValueError, match="out must be"):
+        wsekern.spmm(W, X, out=np.empty((30, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="out must be"):
+        wsekern.spmm(W, X, out=np.empty((5, 30)).T)
