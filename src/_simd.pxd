@@ -1,5 +1,5 @@
 # Declarations of the SIMD loops in wsk_simd.h (header-only).
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 
 cdef extern from "wsk_simd.h" nogil:
     void wsk_spmm_row_f32_i32(const float*, const int32_t*, Py_ssize_t,
@@ -10,6 +10,10 @@ cdef extern from "wsk_simd.h" nogil:
                               const double*, Py_ssize_t, double*, Py_ssize_t) noexcept
     void wsk_spmm_row_f64_i64(const double*, const int64_t*, Py_ssize_t,
                               const double*, Py_ssize_t, double*, Py_ssize_t) noexcept
+    Py_ssize_t wsk_compact_f32(const float*, const uint8_t*, const int32_t*, Py_ssize_t,
+                               float*, int32_t*) noexcept
+    Py_ssize_t wsk_compact_f64(const double*, const uint8_t*, const int32_t*, Py_ssize_t,
+                               double*, int32_t*) noexcept
     float wsk_dot_f32(const float*, const float*, Py_ssize_t) noexcept
     double wsk_dot_f64(const double*, const double*, Py_ssize_t) noexcept
     const char* wsk_simd_init(int force) noexcept

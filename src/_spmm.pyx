@@ -15,6 +15,7 @@ from _fused cimport index_t
 from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
                     wsk_spmm_row_f64_i32, wsk_spmm_row_f64_i64,
                     wsk_dot_f32, wsk_dot_f64, wsk_simd_init,
+                    wsk_compact_f32, wsk_compact_f64,
                     wsk_openmp_enabled, wsk_omp_max_threads, wsk_compiler)
 
 import numpy as np
@@ -54,20 +55,28 @@ cdef inline void _row(const floating* vals, const index_t* cols, Py_ssize_t nnz,
             wsk_spmm_row_f64_i64(vals, cols, nnz, X, ldx, y, n)
 
 
+cdef inline bint _keep(floating w, uint8_t alive) noexcept nogil:
+    # A weight meeting a dead (all-zero) row of X is dropped, unless it is
+    # inf/NaN: inf * 0 is NaN, and the result must say so, as SciPy's does.
+    return alive | (w - w != 0)
+
+
 def csr_spmm(const floating[::1] data, const index_t[::1] indices,
              const index_t[::1] indptr, const floating[:, ::1] X,
-             floating[:, ::1] out, const uint8_t[::1] x_row_kept=None,
-             int n_threads=1):
+             floating[:, ::1] out, const uint8_t[::1] x_alive=None,
+             const index_t[::1] x_remap=None, int n_threads=1):
     """out = W @ X for W in CSR; X and out row-major.
 
-    With ``x_row_kept`` (one flag per row of X), nonzeros of W that meet a
-    row of X flagged 0 are dropped before the multiply: a branch-free
-    compaction per row into a per-thread buffer, O(nnz), so dead rows of X
-    cost nothing in the O(nnz * N) part.
+    Without ``x_alive``, X is the full (K, N) operand.  With it, X holds only
+    the live rows of the operand plus one zero row at the end, and
+    ``x_remap[k]`` is the row of X holding original row k (the zero row for
+    a dead one).  Nonzeros of W meeting a dead row are then dropped by a
+    branch-free compaction per row into a per-thread buffer, O(nnz), so dead
+    rows cost nothing in the O(nnz * N) part, and the smaller X stays in cache.
     Work: O(nnz(W) * N); threads own disjoint rows of ``out``.
     """
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1]
-    cdef Py_ssize_t i, p, q, t, max_row = 0
+    cdef Py_ssize_t i, p, q, t, c, max_row = 0
     if M == 0 or N == 0:
         return
     if data.shape[0] == 0:
@@ -76,7 +85,7 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef const floating* vals = &data[0]
     cdef const index_t* cols = &indices[0]
     cdef const floating* x = &X[0, 0]
-    if x_row_kept is None:
+    if x_alive is None:
         with nogil:
             for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
                 _row(vals + indptr[i], cols + indptr[i], indptr[i + 1] - indptr[i],
@@ -85,19 +94,66 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
 
     for i in range(M):
         max_row = max(max_row, indptr[i + 1] - indptr[i])
-    vbuf_arr = np.empty((n_threads, max_row + 1), dtype=np.asarray(data).dtype)
-    cbuf_arr = np.empty((n_threads, max_row + 1), dtype=np.asarray(indices).dtype)
-    cdef floating[:, ::1] vbuf = vbuf_arr
-    cdef index_t[:, ::1] cbuf = cbuf_arr
+    cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 1), dtype=np.asarray(data).dtype)
+    cdef index_t[:, ::1] cbuf = np.empty((n_threads, max_row + 1), dtype=np.asarray(indices).dtype)
+    cdef floating* vb
+    cdef index_t* cb
     with nogil, parallel(num_threads=n_threads):
         t = threadid()
+        vb = &vbuf[t, 0]
+        cb = &cbuf[t, 0]
         for i in prange(M, schedule='dynamic', chunksize=8):
             q = 0
             for p in range(indptr[i], indptr[i + 1]):
-                vbuf[t, q] = vals[p]
-                cbuf[t, q] = cols[p]
-                q = q + x_row_kept[cols[p]]
-            _row(&vbuf[t, 0], &cbuf[t, 0], q, x, N, &out[i, 0], N)
+                c = cols[p]
+                vb[q] = vals[p]
+                cb[q] = x_remap[c]
+                q = q + _keep(vals[p], x_alive[c])
+            _row(vb, cb, q, x, N, &out[i, 0], N)
+
+
+def dense_spmm(const floating[:, ::1] W, const floating[:, ::1] X, floating[:, ::1] out,
+               const uint8_t[::1] x_alive, const int32_t[::1] x_remap, int n_threads=1):
+    """out = W @ X for a dense W whose zeros are skipped, without building a CSR copy.
+
+    Each row of W is compacted (O(K), a SIMD compress where the CPU has one)
+    into a per-thread buffer of its nonzeros that meet live rows of X, then
+    multiplied like a CSR row.  ``x_alive``/``x_remap`` as in :func:`csr_spmm`
+    (all alive with the identity map when X has no dead rows).
+    Work: O(M * K + nnz(W) * N).
+    """
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = W.shape[1]
+    cdef Py_ssize_t i, q, t
+    if M == 0 or N == 0:
+        return
+    cdef floating[:, ::1] vbuf = np.empty((n_threads, K + 16), dtype=np.asarray(W).dtype)
+    cdef int32_t[:, ::1] cbuf = np.empty((n_threads, K + 16), dtype=np.int32)
+    cdef floating* vb
+    cdef int32_t* cb
+    cdef const floating* x = &X[0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        vb = &vbuf[t, 0]
+        cb = &cbuf[t, 0]
+        for i in prange(M, schedule='dynamic', chunksize=8):
+            if floating is float:
+                q = wsk_compact_f32(&W[i, 0], &x_alive[0], &x_remap[0], K, vb, cb)
+            else:
+                q = wsk_compact_f64(&W[i, 0], &x_alive[0], &x_remap[0], K, vb, cb)
+            _row(vb, cb, q, x, N, &out[i, 0], N)
+
+
+def csr_to_dense(const floating[::1] data, const index_t[::1] indices,
+                 const index_t[::1] indptr, floating[:, ::1] out, int n_threads=1):
+    """out = the dense form of a CSR matrix (duplicates summed)."""
+    cdef Py_ssize_t M = out.shape[0], K = out.shape[1], i, p
+    if M == 0 or K == 0:
+        return
+    with nogil:
+        for i in prange(M, num_threads=n_threads, schedule='static'):
+            memset(&out[i, 0], 0, K * sizeof(floating))
+            for p in range(indptr[i], indptr[i + 1]):
+                out[i, indices[p]] += data[p]
 
 
 def csr_spmm_sparse_x(const floating[::1] data, const index_t[::1] indices,

@@ -162,12 +162,79 @@ WSK_DEFINE_DOT_TGT(double, f64, avx512, WSK_TARGET_V4)
 #endif
 
 /* ------------------------------------------------------------------------ */
+/* Row compaction for a dense W: write the entries to keep, and the row of X  */
+/* each one meets, contiguously; return how many.  An entry is kept when it   */
+/* is nonzero and meets a live row of X, or is inf/NaN (inf * 0 must give NaN */
+/* as in SciPy).  Output buffers need K + 16 entries of room.                 */
+/* ------------------------------------------------------------------------ */
+#define WSK_DEFINE_COMPACT_BASE(V, SFX)                                                \
+static ptrdiff_t wsk_compact_##SFX##_base(const V* w, const uint8_t* alive,            \
+        const int32_t* remap, ptrdiff_t K, V* vout, int32_t* iout)                     \
+{                                                                                      \
+    ptrdiff_t q = 0;                                                                   \
+    for (ptrdiff_t k = 0; k < K; k++) {                                                \
+        const V v = w[k];                                                              \
+        vout[q] = v;                                                                   \
+        iout[q] = remap[k];                                                            \
+        q += (v != 0) & (alive[k] | (v - v != 0));                                     \
+    }                                                                                  \
+    return q;                                                                          \
+}
+WSK_DEFINE_COMPACT_BASE(float, f32)
+WSK_DEFINE_COMPACT_BASE(double, f64)
+
+#if WSK_X86_DISPATCH
+#include <immintrin.h>
+WSK_TARGET_V4 static ptrdiff_t wsk_compact_f32_avx512(const float* w, const uint8_t* alive,
+        const int32_t* remap, ptrdiff_t K, float* vout, int32_t* iout)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    const __m128i ones = _mm_set1_epi8(1);
+    ptrdiff_t q = 0, k = 0;
+    for (; k + 16 <= K; k += 16) {
+        /* Register-form compress: the memory form is microcoded on some cores. */
+        __m512 v = _mm512_loadu_ps(w + k);
+        __mmask16 nz = _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ);
+        __mmask16 nf = _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), zero, _CMP_NEQ_UQ);
+        __mmask16 al = _mm_test_epi8_mask(_mm_loadu_si128((const __m128i*)(alive + k)), ones);
+        __mmask16 m = nz & (al | nf);
+        _mm512_storeu_ps(vout + q, _mm512_maskz_compress_ps(m, v));
+        _mm512_storeu_si512((void*)(iout + q),
+                            _mm512_maskz_compress_epi32(m, _mm512_loadu_si512((const void*)(remap + k))));
+        q += __builtin_popcount((unsigned)m);
+    }
+    return q + wsk_compact_f32_base(w + k, alive + k, remap + k, K - k, vout + q, iout + q);
+}
+WSK_TARGET_V4 static ptrdiff_t wsk_compact_f64_avx512(const double* w, const uint8_t* alive,
+        const int32_t* remap, ptrdiff_t K, double* vout, int32_t* iout)
+{
+    const __m512d zero = _mm512_setzero_pd();
+    const __m128i ones = _mm_set1_epi8(1);
+    ptrdiff_t q = 0, k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m512d v = _mm512_loadu_pd(w + k);
+        __mmask8 nz = _mm512_cmp_pd_mask(v, zero, _CMP_NEQ_UQ);
+        __mmask8 nf = _mm512_cmp_pd_mask(_mm512_sub_pd(v, v), zero, _CMP_NEQ_UQ);
+        __mmask8 al = (__mmask8)_mm_test_epi8_mask(_mm_loadl_epi64((const __m128i*)(alive + k)), ones);
+        __mmask8 m = nz & (al | nf);
+        _mm512_storeu_pd(vout + q, _mm512_maskz_compress_pd(m, v));
+        _mm256_storeu_si256((__m256i*)(iout + q),
+                            _mm256_maskz_compress_epi32(m, _mm256_loadu_si256((const __m256i*)(remap + k))));
+        q += __builtin_popcount((unsigned)m);
+    }
+    return q + wsk_compact_f64_base(w + k, alive + k, remap + k, K - k, vout + q, iout + q);
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
 /* Dispatch table, filled once by wsk_simd_init().                           */
 /* ------------------------------------------------------------------------ */
 typedef void (*wsk_spmm_row_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
+typedef ptrdiff_t (*wsk_compact_f32_t)(const float*, const uint8_t*, const int32_t*, ptrdiff_t, float*, int32_t*);
+typedef ptrdiff_t (*wsk_compact_f64_t)(const double*, const uint8_t*, const int32_t*, ptrdiff_t, double*, int32_t*);
 typedef float (*wsk_dot_f32_t)(const float*, const float*, ptrdiff_t);
 typedef double (*wsk_dot_f64_t)(const double*, const double*, ptrdiff_t);
 
@@ -175,6 +242,8 @@ static wsk_spmm_row_f32_i32_t wsk_spmm_row_f32_i32 = wsk_spmm_row_f32_i32_base;
 static wsk_spmm_row_f32_i64_t wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_base;
 static wsk_spmm_row_f64_i32_t wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_base;
 static wsk_spmm_row_f64_i64_t wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_base;
+static wsk_compact_f32_t wsk_compact_f32 = wsk_compact_f32_base;
+static wsk_compact_f64_t wsk_compact_f64 = wsk_compact_f64_base;
 static wsk_dot_f32_t wsk_dot_f32 = wsk_dot_f32_base;
 static wsk_dot_f64_t wsk_dot_f64 = wsk_dot_f64_base;
 static const char* wsk_simd_path_name = "baseline";
@@ -203,6 +272,8 @@ static const char* wsk_simd_path_name = "baseline";
 static const char* wsk_simd_init(int force)
 {
     WSK_SELECT(base)
+    wsk_compact_f32 = wsk_compact_f32_base;
+    wsk_compact_f64 = wsk_compact_f64_base;
     wsk_simd_path_name = "baseline";
 #if WSK_X86_DISPATCH
     __builtin_cpu_init();
@@ -212,6 +283,8 @@ static const char* wsk_simd_init(int force)
     }
     if (force == 0 && WSK_CPU_HAS_V4) {
         WSK_SELECT(avx512)
+        wsk_compact_f32 = wsk_compact_f32_avx512;
+        wsk_compact_f64 = wsk_compact_f64_avx512;
         wsk_simd_path_name = "avx512";
     }
 #else

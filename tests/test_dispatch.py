@@ -133,3 +133,22 @@ def test_show_config_names_the_simd_path(capsys):
     assert cfg["simd"] in ("baseline", "avx2", "avx512")
     for key in ("openmp", "threads", "simd", "compiler", "numpy", "scipy"):
         assert key in text
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dead", [0.0, 0.5])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_sparse_dense_W_compacts_rows(dtype, dead, n_threads):
+    """A dense W that is mostly zeros is compacted row by row, never converted whole."""
+    W = random_csr(150, 203, 0.05, dtype, seed=9).toarray()
+    W[3, 7] = np.inf                      # meets a dead row below: inf * 0 = NaN
+    X = _x_with_zero_rows(203, 300, dead, dtype=dtype)
+    X[7] = 0
+    path = wsekern.spmm_path(W, X)
+    assert path.startswith("dense-skip-zeros")
+    expected = sps.csr_array(W) @ X
+    got = wsekern.spmm(W, X, n_threads=n_threads)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert np.isnan(got[3]).all()
+    finite = ~np.isnan(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], **tol(dtype))

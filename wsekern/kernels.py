@@ -6,12 +6,12 @@ from . import _spmm
 from ._threads import resolve_threads
 from .sparse import PackedSparse, check_float_dtype, csr_parts, dense_to_csr
 
-# Dispatcher thresholds, from `wsekern bench spmm` on a 2-core AVX-512 machine.
-# A dense W at or above this density goes to BLAS (our kernel plus the
-# dense->CSR conversion is slower there).
-DENSE_W_BLAS_DENSITY = 0.3
-# A sparse W above this density is densified and sent to BLAS.
-SPARSE_W_BLAS_DENSITY = 0.5
+# Dispatcher cost model: nanoseconds per unit of work on one core, measured with
+# `wsekern bench spmm` (float32, AVX-512, 2-core EPYC). Only their ratios matter.
+NS_PER_BLAS_MAC = 0.02        # dense GEMM, per multiply-add
+NS_PER_SPMM_MAC = 0.065       # CSR row kernel, per stored weight per column of X
+NS_PER_DENSE_SCAN = 0.25      # compacting a dense W row (SIMD compress), per element
+NS_PER_DENSIFY = 0.5          # CSR -> dense, per element of the dense result
 # Skip zero rows of X when at least this fraction of them are zero.
 ZERO_ROW_SKIP_FRACTION = 0.05
 # Below this density of X, multiply only nonzero pairs (sparse x sparse).
@@ -121,25 +121,34 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         out2[...] = 0
         return out, "empty"
 
-    kept_rows = np.empty(K, dtype=np.uint8)
-    n_kept, x_finite = _spmm.scan_rows(Xc, kept_rows)
+    alive = np.empty(K, dtype=np.uint8)
+    n_alive, x_finite = _spmm.scan_rows(Xc, alive)
+    skip_rows = n_alive <= K * (1 - ZERO_ROW_SKIP_FRACTION)
+    k_live = n_alive if skip_rows else K
 
     if dense_W:
-        Wop = W.T if transpose else W
-        if x_finite and _estimate_density(Wop) >= DENSE_W_BLAS_DENSITY:
-            return out, _blas(Wop.astype(dtype, copy=False), Xc, kept_rows, n_kept, out2)
-        data, indices, indptr = dense_to_csr(np.ascontiguousarray(Wop, dtype=dtype),
-                                             resolve_threads(n_threads, M * K // 8))
-        w_finite = bool(np.isfinite(data).all())
-    else:
-        w_finite = W.all_finite if isinstance(W, PackedSparse) else bool(np.isfinite(data).all())
-        if len(data) > SPARSE_W_BLAS_DENSITY * M * K and M * K * N > 1e6:
-            dense = sps.csr_array((data, indices, indptr), shape=(M, K)).toarray()
-            np.matmul(dense, Xc, out=out2)
-            return out, "blas-densified"
+        Wop = np.ascontiguousarray(W.T if transpose else W, dtype=dtype)
+        density = _estimate_density(Wop)
+        t_blas = M * k_live * N * NS_PER_BLAS_MAC
+        t_sparse = M * K * NS_PER_DENSE_SCAN + density * M * k_live * N * NS_PER_SPMM_MAC
+        # With inf/NaN in X, BLAS would multiply them by W's zeros, which are not stored.
+        if x_finite and t_blas <= t_sparse:
+            return out, _blas(Wop, Xc, alive, skip_rows, out2)
+        if K >= 2**31:
+            raise ValueError(f"a dense W with {K} columns is too wide; pass it as a sparse matrix")
+        X_live, remap = _live_rows(Xc, alive, n_alive, skip_rows, np.int32)
+        threads = resolve_threads(n_threads, M * K + density * M * k_live * N)
+        _spmm.dense_spmm(Wop, X_live, out2, alive, remap, threads)
+        return out, "dense-skip-zeros" + ("-rows" if skip_rows else "")
 
+    w_finite = W.all_finite if isinstance(W, PackedSparse) else bool(np.isfinite(data).all())
     nnz = len(data)
-    # Zeros of X may be skipped only when no stored weight is inf/NaN (inf * 0 = NaN).
+    t_sparse = nnz * (k_live / K) * N * NS_PER_SPMM_MAC
+    if M * K * NS_PER_DENSIFY + M * k_live * N * NS_PER_BLAS_MAC < t_sparse:
+        dense = np.empty((M, K), dtype=dtype)
+        _spmm.csr_to_dense(data, indices, indptr, dense, resolve_threads(n_threads, M * K))
+        return out, _blas(dense, Xc, alive, skip_rows, out2) + "-densified"
+    # Single zeros of X may be skipped only when no stored weight is inf/NaN (inf * 0 = NaN).
     if w_finite and _estimate_density(Xc) < SPARSE_X_DENSITY:
         x_data, x_indices, x_indptr = dense_to_csr(Xc)
         x_indices = x_indices.astype(indptr.dtype, copy=False)
@@ -149,18 +158,36 @@ def _spmm_impl(W, X, transpose, out, n_threads):
                                 out2, threads)
         return out, "csr-sparse-x"
     threads = resolve_threads(n_threads, nnz * N)
-    if w_finite and n_kept <= K * (1 - ZERO_ROW_SKIP_FRACTION):
-        _spmm.csr_spmm(data, indices, indptr, Xc, out2, kept_rows, threads)
+    if skip_rows:
+        X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
+        _spmm.csr_spmm(data, indices, indptr, X_live, out2, alive, remap, threads)
         return out, "csr-skip-rows"
-    _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads)
+    _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, None, threads)
     return out, "csr"
 
 
-def _blas(W, Xc, kept_rows, n_kept, out):
-    """Dense BLAS, dropping the zero rows of X (and W's columns they meet); returns the path."""
+def _live_rows(Xc, alive, n_alive, skip_rows, index_dtype):
+    """(X_live, remap): the live rows of X plus one zero row, and where each row went.
+
+    Without skipping, X itself and the identity map (every row alive).
+    """
     K = Xc.shape[0]
-    if n_kept <= K * (1 - ZERO_ROW_SKIP_FRACTION):
-        keep = kept_rows.view(bool)
+    if not skip_rows:
+        alive[:] = 1
+        return Xc, np.arange(K, dtype=index_dtype)
+    live = alive.view(bool)
+    X_live = np.empty((n_alive + 1, Xc.shape[1]), dtype=Xc.dtype)
+    X_live[:n_alive] = Xc[live]
+    X_live[n_alive] = 0
+    remap = np.full(K, n_alive, dtype=index_dtype)
+    remap[live] = np.arange(n_alive, dtype=index_dtype)
+    return X_live, remap
+
+
+def _blas(W, Xc, alive, skip_rows, out):
+    """Dense BLAS, dropping the zero rows of X (and W's columns they meet); returns the path."""
+    if skip_rows:
+        keep = alive.view(bool)
         # A dropped column meets only zeros of X; that is exact unless it holds inf/NaN.
         if np.isfinite(W[:, ~keep]).all():
             np.matmul(W[:, keep], Xc[keep], out=out)

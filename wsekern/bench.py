@@ -1,0 +1,159 @@
+"""``wsekern bench``: wsekern against the libraries people use, measured in the same run.
+
+Times are the best of ``repeat`` runs after a warm-up. NumPy's BLAS (and MKL, torch)
+are limited to the same thread count as wsekern through threadpoolctl when it is
+installed. On machines that set OPENBLAS_CORETYPE, unset it (and OPENBLAS_L2_SIZE)
+for the command, or NumPy's BLAS runs a slow kernel.
+"""
+import contextlib
+import os
+import time
+
+import numpy as np
+import scipy.sparse as sps
+
+from .kernels import spmm, spmm_path
+from .sparse import pack
+
+SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+SIZES = ((1024, 1024, 256), (4096, 4096, 64))
+
+
+def best_time(fn, repeat=5, min_time=0.05):
+    """Best wall time of ``fn()`` over ``repeat`` runs (more for very fast calls)."""
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeat or (time.perf_counter() - start < min_time and len(times) < 200):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+@contextlib.contextmanager
+def limit_threads(n):
+    """Limit BLAS/OpenMP pools (NumPy, MKL) and torch to ``n`` threads where possible."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        ctx = contextlib.nullcontext()
+    else:
+        ctx = threadpool_limits(limits=n)
+    torch = _optional("torch")
+    before = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(n)
+    try:
+        with ctx:
+            yield
+    finally:
+        if torch:
+            torch.set_num_threads(before)
+
+
+def _optional(name):
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+def random_weight(m, k, sparsity, dtype=np.float32, seed=0):
+    """Unstructured random sparsity: each entry kept with probability 1 - sparsity."""
+    rng = np.random.default_rng(seed)
+    nnz = int(round((1 - sparsity) * m * k))
+    flat = rng.choice(m * k, size=nnz, replace=False)
+    flat.sort()
+    rows, cols = np.divmod(flat, k)
+    values = rng.uniform(-1, 1, size=nnz).astype(dtype)
+    return sps.csr_array((values, (rows, cols)), shape=(m, k))
+
+
+def spmm_peers(W, X, threads):
+    """name -> callable computing W @ X, for each peer installed here."""
+    Wd = W.toarray()
+    peers = {"numpy": lambda: Wd @ X, "scipy": lambda: W @ X}
+    mkl = _optional("sparse_dot_mkl")
+    if mkl is not None:
+        peers["mkl"] = lambda: mkl.dot_product_mkl(W, X)
+    torch = _optional("torch")
+    if torch is not None:
+        Wt = torch.sparse_csr_tensor(torch.from_numpy(W.indptr.astype(np.int64)),
+                                     torch.from_numpy(W.indices.astype(np.int64)),
+                                     torch.from_numpy(W.data), size=W.shape)
+        Xt = torch.from_numpy(X)
+        peers["torch"] = lambda: Wt @ Xt
+    return peers
+
+
+def bench_spmm(sizes=SIZES, sparsities=SPARSITIES, threads=(1, 2), repeat=5, out=print):
+    """Print the spmm comparison table; return its rows as dicts."""
+    rows = []
+    header = (f"{'M':>5} {'K':>5} {'N':>4} {'thr':>3} {'sparsity':>8} {'path':>15} "
+              f"{'wsekern':>9} {'dense-W':>9} {'numpy':>9} {'scipy':>9} {'mkl':>9} {'torch':>9}"
+              f" | {'x numpy':>7} {'x scipy':>7} {'x mkl':>6} {'x torch':>7} {'dW/np':>6}")
+    out("spmm, float32, times in ms (best of %d); 'x peer' = peer time / wsekern time" % repeat)
+    out("wsekern: W packed once; dense-W: W passed as a dense ndarray (dispatcher decides)")
+    out(header)
+    for M, K, N in sizes:
+        X = np.random.default_rng(1).standard_normal((K, N)).astype(np.float32)
+        for s in sparsities:
+            W = random_weight(M, K, s)
+            P = pack(W)
+            Wd = W.toarray()
+            for t in threads:
+                with limit_threads(t):
+                    row = {"M": M, "K": K, "N": N, "threads": t, "sparsity": s,
+                           "path": spmm_path(P, X)}
+                    row["wsekern"] = best_time(lambda: spmm(P, X, n_threads=t), repeat)
+                    row["dense-W"] = best_time(lambda: spmm(Wd, X, n_threads=t), repeat)
+                    for name, fn in spmm_peers(W, X, t).items():
+                        row[name] = best_time(fn, repeat)
+                rows.append(row)
+                out(_format_row(row))
+    out("")
+    bench_dead_rows(out=out, repeat=repeat)
+    return rows
+
+
+def _format_row(r):
+    def ms(key):
+        return f"{r[key] * 1e3:9.3f}" if key in r else f"{'-':>9}"
+
+    def ratio(key, width):
+        return f"{r[key] / r['wsekern']:{width}.2f}" if key in r else f"{'-':>{width}}"
+    dense_ratio = r["dense-W"] / r["numpy"]
+    return (f"{r['M']:5d} {r['K']:5d} {r['N']:4d} {r['threads']:3d} {r['sparsity']:8.2f} "
+            f"{r['path']:>15} {ms('wsekern')} {ms('dense-W')} {ms('numpy')} {ms('scipy')} "
+            f"{ms('mkl')} {ms('torch')} | {ratio('numpy', 7)} {ratio('scipy', 7)} "
+            f"{ratio('mkl', 6)} {ratio('torch', 7)} {dense_ratio:6.2f}")
+
+
+def bench_dead_rows(sizes=SIZES, sparsity=0.9, dead=0.5, repeat=5, out=print):
+    """Activation sparsity: X with half its rows zero (dead ReLU units) against X dense."""
+    out(f"spmm with {dead:.0%} of X's rows zero vs X dense, W {sparsity:.0%} zeros, 1 thread")
+    out(f"{'M':>5} {'K':>5} {'N':>4} {'path':>15} {'X dense':>9} {'X dead':>9} {'speed-up':>8}")
+    rows = []
+    for M, K, N in sizes:
+        P = pack(random_weight(M, K, sparsity))
+        rng = np.random.default_rng(2)
+        X = rng.standard_normal((K, N)).astype(np.float32)
+        Xd = X.copy()
+        Xd[rng.random(K) < dead] = 0
+        with limit_threads(1):
+            t_dense = best_time(lambda: spmm(P, X, n_threads=1), repeat)
+            t_dead = best_time(lambda: spmm(P, Xd, n_threads=1), repeat)
+        out(f"{M:5d} {K:5d} {N:4d} {spmm_path(P, Xd):>15} {t_dense * 1e3:9.3f} "
+            f"{t_dead * 1e3:9.3f} {t_dense / t_dead:8.2f}")
+        rows.append({"M": M, "K": K, "N": N, "dense": t_dense, "dead": t_dead})
+    return rows
+
+
+def openblas_warning():
+    """A line to print when the environment slows NumPy's BLAS, else None."""
+    bad = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
+    if bad:
+        return (f"note: {' and '.join(bad)} set; NumPy's BLAS may run a slow kernel. "
+                f"For a fair comparison: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE wsekern bench ...")
+    return None
