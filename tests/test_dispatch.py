@@ -106,7 +106,7 @@ def test_dense_W_treats_its_zeros_as_not_stored_even_with_nan_X():
 
 
 @pytest.mark.parametrize("simd", ["baseline", "avx2"])
-def test_portable_simd_paths_give_the_same_answer(simd):
+def test_portable_simd_paths_give_the_same_answer(simd, tmp_path):
     code = (
         "import numpy as np, scipy.sparse as sps, wsekern\n"
         "rng = np.random.default_rng(0)\n"
@@ -121,7 +121,9 @@ def test_portable_simd_paths_give_the_same_answer(simd):
         "    np.testing.assert_allclose(S.toarray(), (A.astype(float) @ B.T) * (W.toarray() != 0), rtol=1e-5, atol=1e-5)\n"
         "print(wsekern.get_config()['simd'])\n")
     env = dict(os.environ, WSEKERN_SIMD=simd)
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    # Run outside the source tree, so the installed (compiled) package is imported.
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() in ("baseline", simd)
 
