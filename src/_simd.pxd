@@ -14,6 +14,20 @@ cdef extern from "wsk_simd.h" nogil:
                                float*, int32_t*) noexcept
     Py_ssize_t wsk_compact_f64(const double*, const uint8_t*, const int32_t*, Py_ssize_t,
                                double*, int32_t*) noexcept
+    void wsk_plane_axpy_f32(Py_ssize_t, Py_ssize_t, float, const float*, Py_ssize_t,
+                            const uint8_t*, float*) noexcept
+    void wsk_plane_axpy_f64(Py_ssize_t, Py_ssize_t, double, const double*, Py_ssize_t,
+                            const uint8_t*, double*) noexcept
+    float wsk_plane_dot_f32(Py_ssize_t, Py_ssize_t, const float*, const float*, Py_ssize_t) noexcept
+    double wsk_plane_dot_f64(Py_ssize_t, Py_ssize_t, const double*, const double*, Py_ssize_t) noexcept
+    Py_ssize_t wsk_compact_csr_f32_i32(const float*, const int32_t*, Py_ssize_t, const int32_t*,
+                                       int32_t, float*, int32_t*) noexcept
+    Py_ssize_t wsk_compact_csr_f32_i64(const float*, const int64_t*, Py_ssize_t, const int64_t*,
+                                       int64_t, float*, int64_t*) noexcept
+    Py_ssize_t wsk_compact_csr_f64_i32(const double*, const int32_t*, Py_ssize_t, const int32_t*,
+                                       int32_t, double*, int32_t*) noexcept
+    Py_ssize_t wsk_compact_csr_f64_i64(const double*, const int64_t*, Py_ssize_t, const int64_t*,
+                                       int64_t, double*, int64_t*) noexcept
     float wsk_dot_f32(const float*, const float*, Py_ssize_t) noexcept
     double wsk_dot_f64(const double*, const double*, Py_ssize_t) noexcept
     const char* wsk_simd_init(int force) noexcept

@@ -15,7 +15,8 @@ from _fused cimport index_t
 from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
                     wsk_spmm_row_f64_i32, wsk_spmm_row_f64_i64,
                     wsk_dot_f32, wsk_dot_f64, wsk_simd_init,
-                    wsk_compact_f32, wsk_compact_f64,
+                    wsk_compact_f32, wsk_compact_f64, wsk_compact_csr_f32_i32,
+                    wsk_compact_csr_f32_i64, wsk_compact_csr_f64_i32, wsk_compact_csr_f64_i64,
                     wsk_openmp_enabled, wsk_omp_max_threads, wsk_compiler)
 
 import numpy as np
@@ -55,24 +56,19 @@ cdef inline void _row(const floating* vals, const index_t* cols, Py_ssize_t nnz,
             wsk_spmm_row_f64_i64(vals, cols, nnz, X, ldx, y, n)
 
 
-cdef inline bint _keep(floating w, uint8_t alive) noexcept nogil:
-    # A weight meeting a dead (all-zero) row of X is dropped, unless it is
-    # inf/NaN: inf * 0 is NaN, and the result must say so, as SciPy's does.
-    return alive | (w - w != 0)
-
-
 def csr_spmm(const floating[::1] data, const index_t[::1] indices,
              const index_t[::1] indptr, const floating[:, ::1] X,
-             floating[:, ::1] out, const uint8_t[::1] x_alive=None,
-             const index_t[::1] x_remap=None, int n_threads=1):
+             floating[:, ::1] out, const index_t[::1] x_remap=None, int n_threads=1):
     """out = W @ X for W in CSR; X and out row-major.
 
-    Without ``x_alive``, X is the full (K, N) operand.  With it, X holds only
+    Without ``x_remap``, X is the full (K, N) operand.  With it, X holds only
     the live rows of the operand plus one zero row at the end, and
     ``x_remap[k]`` is the row of X holding original row k (the zero row for
     a dead one).  Nonzeros of W meeting a dead row are then dropped by a
-    branch-free compaction per row into a per-thread buffer, O(nnz), so dead
-    rows cost nothing in the O(nnz * N) part, and the smaller X stays in cache.
+    branch-free compaction per row (a SIMD gather + compress where the CPU has
+    one) into a per-thread buffer, O(nnz), so dead rows cost nothing in the
+    O(nnz * N) part, and the smaller X stays in cache.  A weight that is
+    inf/NaN is kept and meets the zero row, so inf * 0 gives NaN as in SciPy.
     Work: O(nnz(W) * N); threads own disjoint rows of ``out``.
     """
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1]
@@ -85,7 +81,7 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef const floating* vals = &data[0]
     cdef const index_t* cols = &indices[0]
     cdef const floating* x = &X[0, 0]
-    if x_alive is None:
+    if x_remap is None:
         with nogil:
             for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
                 _row(vals + indptr[i], cols + indptr[i], indptr[i + 1] - indptr[i],
@@ -94,8 +90,9 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
 
     for i in range(M):
         max_row = max(max_row, indptr[i + 1] - indptr[i])
-    cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 1), dtype=np.asarray(data).dtype)
-    cdef index_t[:, ::1] cbuf = np.empty((n_threads, max_row + 1), dtype=np.asarray(indices).dtype)
+    cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 16), dtype=np.asarray(data).dtype)
+    cdef index_t[:, ::1] cbuf = np.empty((n_threads, max_row + 16), dtype=np.asarray(indices).dtype)
+    cdef index_t zero_row = X.shape[0] - 1
     cdef floating* vb
     cdef index_t* cb
     with nogil, parallel(num_threads=n_threads):
@@ -103,13 +100,24 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
         vb = &vbuf[t, 0]
         cb = &cbuf[t, 0]
         for i in prange(M, schedule='dynamic', chunksize=8):
-            q = 0
-            for p in range(indptr[i], indptr[i + 1]):
-                c = cols[p]
-                vb[q] = vals[p]
-                cb[q] = x_remap[c]
-                q = q + _keep(vals[p], x_alive[c])
+            q = _compact_csr(vals + indptr[i], cols + indptr[i], indptr[i + 1] - indptr[i],
+                             &x_remap[0], zero_row, vb, cb)
             _row(vb, cb, q, x, N, &out[i, 0], N)
+
+
+cdef inline Py_ssize_t _compact_csr(const floating* vals, const index_t* cols, Py_ssize_t nnz,
+                                    const index_t* remap, index_t zero_row,
+                                    floating* vout, index_t* iout) noexcept nogil:
+    if floating is float:
+        if index_t is int32_t:
+            return wsk_compact_csr_f32_i32(vals, cols, nnz, remap, zero_row, vout, iout)
+        else:
+            return wsk_compact_csr_f32_i64(vals, cols, nnz, remap, zero_row, vout, iout)
+    else:
+        if index_t is int32_t:
+            return wsk_compact_csr_f64_i32(vals, cols, nnz, remap, zero_row, vout, iout)
+        else:
+            return wsk_compact_csr_f64_i64(vals, cols, nnz, remap, zero_row, vout, iout)
 
 
 def dense_spmm(const floating[:, ::1] W, const floating[:, ::1] X, floating[:, ::1] out,

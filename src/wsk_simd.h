@@ -131,12 +131,68 @@ WSK_INLINE V wsk_dot_body_##SFX(const V* a, const V* b, ptrdiff_t n)            
 static ATTR V wsk_dot_##SFX##_##TGT(const V* a, const V* b, ptrdiff_t n)               \
 { return wsk_dot_body_##SFX(a, b, n); }
 
+/* ------------------------------------------------------------------------ */
+/* Direct convolution, one weight at a time over a whole output plane:        */
+/*   plane_axpy: y[r, 0:n] += a * x[r * ldx + 0:n] for rows r < rows whose    */
+/*               flag is set (flags may be NULL: all rows);                   */
+/*   plane_dot:  sum over r < rows of y[r, 0:n] . x[r * ldx + 0:n].           */
+/* Rows are short (8 to 64), so 32-byte vectors and a scalar tail.           */
+/* ------------------------------------------------------------------------ */
+typedef float wsk_vf8 __attribute__((vector_size(32)));
+typedef double wsk_vd4 __attribute__((vector_size(32)));
+#define WSK_DEFINE_PLANE(V, VT, LANES, SFX)                                            \
+WSK_INLINE void wsk_plane_axpy_body_##SFX(ptrdiff_t rows, ptrdiff_t n, V a,            \
+        const V* x, ptrdiff_t ldx, const uint8_t* flags, V* y)                         \
+{                                                                                      \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                             \
+        if (flags && !flags[r]) continue;                                              \
+        const V* xr = x + r * ldx;                                                     \
+        V* yr = y + r * n;                                                             \
+        ptrdiff_t j = 0;                                                               \
+        for (; j + LANES <= n; j += LANES) {                                           \
+            VT xv, yv;                                                                 \
+            memcpy(&xv, xr + j, sizeof(VT)); memcpy(&yv, yr + j, sizeof(VT));          \
+            yv += a * xv;                                                              \
+            memcpy(yr + j, &yv, sizeof(VT));                                           \
+        }                                                                              \
+        for (; j < n; j++) yr[j] += a * xr[j];                                         \
+    }                                                                                  \
+}                                                                                      \
+WSK_INLINE V wsk_plane_dot_body_##SFX(ptrdiff_t rows, ptrdiff_t n, const V* y,         \
+        const V* x, ptrdiff_t ldx)                                                     \
+{                                                                                      \
+    VT acc = (VT){0};                                                                  \
+    V s = 0;                                                                           \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                             \
+        const V* xr = x + r * ldx;                                                     \
+        const V* yr = y + r * n;                                                       \
+        ptrdiff_t j = 0;                                                               \
+        for (; j + LANES <= n; j += LANES) {                                           \
+            VT xv, yv;                                                                 \
+            memcpy(&xv, xr + j, sizeof(VT)); memcpy(&yv, yr + j, sizeof(VT));          \
+            acc += xv * yv;                                                            \
+        }                                                                              \
+        for (; j < n; j++) s += yr[j] * xr[j];                                         \
+    }                                                                                  \
+    for (int l = 0; l < LANES; l++) s += acc[l];                                       \
+    return s;                                                                          \
+}
+#define WSK_DEFINE_PLANE_TGT(V, SFX, TGT, ATTR)                                        \
+static ATTR void wsk_plane_axpy_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, V a,        \
+        const V* x, ptrdiff_t ldx, const uint8_t* flags, V* y)                         \
+{ wsk_plane_axpy_body_##SFX(rows, n, a, x, ldx, flags, y); }                           \
+static ATTR V wsk_plane_dot_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, const V* y,     \
+        const V* x, ptrdiff_t ldx)                                                     \
+{ return wsk_plane_dot_body_##SFX(rows, n, y, x, ldx); }
+
 WSK_DEFINE_SPMM_HELPERS(float, wsk_vf, WSK_LANES_F, int32_t, f32_i32)
 WSK_DEFINE_SPMM_HELPERS(float, wsk_vf, WSK_LANES_F, int64_t, f32_i64)
 WSK_DEFINE_SPMM_HELPERS(double, wsk_vd, WSK_LANES_D, int32_t, f64_i32)
 WSK_DEFINE_SPMM_HELPERS(double, wsk_vd, WSK_LANES_D, int64_t, f64_i64)
 WSK_DEFINE_DOT(float, wsk_vf, WSK_LANES_F, f32)
 WSK_DEFINE_DOT(double, wsk_vd, WSK_LANES_D, f64)
+WSK_DEFINE_PLANE(float, wsk_vf8, 8, f32)
+WSK_DEFINE_PLANE(double, wsk_vd4, 4, f64)
 
 /* Instantiate a row kernel and a dot product for every (dtype, index) pair
    and target.  Tile sizes, in 64-byte vectors (accumulator registers used):
@@ -152,6 +208,8 @@ WSK_DEFINE_DOT(double, wsk_vd, WSK_LANES_D, f64)
 WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, base, WSK_NOATTR, 2, 1, 1, 1)
 WSK_DEFINE_DOT_TGT(float, f32, base, WSK_NOATTR)
 WSK_DEFINE_DOT_TGT(double, f64, base, WSK_NOATTR)
+WSK_DEFINE_PLANE_TGT(float, f32, base, WSK_NOATTR)
+WSK_DEFINE_PLANE_TGT(double, f64, base, WSK_NOATTR)
 #if WSK_X86_DISPATCH
 WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, avx2, WSK_TARGET_V3, 4, 1, 2, 1)
 WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, avx512, WSK_TARGET_V4, 8, 1, 4, 1)
@@ -159,6 +217,10 @@ WSK_DEFINE_DOT_TGT(float, f32, avx2, WSK_TARGET_V3)
 WSK_DEFINE_DOT_TGT(double, f64, avx2, WSK_TARGET_V3)
 WSK_DEFINE_DOT_TGT(float, f32, avx512, WSK_TARGET_V4)
 WSK_DEFINE_DOT_TGT(double, f64, avx512, WSK_TARGET_V4)
+WSK_DEFINE_PLANE_TGT(float, f32, avx2, WSK_TARGET_V3)
+WSK_DEFINE_PLANE_TGT(double, f64, avx2, WSK_TARGET_V3)
+WSK_DEFINE_PLANE_TGT(float, f32, avx512, WSK_TARGET_V4)
+WSK_DEFINE_PLANE_TGT(double, f64, avx512, WSK_TARGET_V4)
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -227,6 +289,53 @@ WSK_TARGET_V4 static ptrdiff_t wsk_compact_f64_avx512(const double* w, const uin
 #endif
 
 /* ------------------------------------------------------------------------ */
+/* Row compaction for a CSR row meeting dead rows of X: keep the entries whose */
+/* column maps (through remap) to a live row, i.e. remap[c] < zero_row, or     */
+/* whose value is inf/NaN; write value and remapped column; return the count. */
+/* ------------------------------------------------------------------------ */
+#define WSK_DEFINE_COMPACT_CSR_BASE(V, I, SFX)                                         \
+static ptrdiff_t wsk_compact_csr_##SFX##_base(const V* vals, const I* cols,            \
+        ptrdiff_t nnz, const I* remap, I zero_row, V* vout, I* iout)                   \
+{                                                                                      \
+    ptrdiff_t q = 0;                                                                   \
+    for (ptrdiff_t p = 0; p < nnz; p++) {                                              \
+        const V v = vals[p];                                                           \
+        const I r = remap[cols[p]];                                                    \
+        vout[q] = v;                                                                   \
+        iout[q] = r;                                                                   \
+        q += (r < zero_row) | (v - v != 0);                                            \
+    }                                                                                  \
+    return q;                                                                          \
+}
+WSK_DEFINE_COMPACT_CSR_BASE(float, int32_t, f32_i32)
+WSK_DEFINE_COMPACT_CSR_BASE(float, int64_t, f32_i64)
+WSK_DEFINE_COMPACT_CSR_BASE(double, int32_t, f64_i32)
+WSK_DEFINE_COMPACT_CSR_BASE(double, int64_t, f64_i64)
+
+#if WSK_X86_DISPATCH
+WSK_TARGET_V4 static ptrdiff_t wsk_compact_csr_f32_i32_avx512(const float* vals,
+        const int32_t* cols, ptrdiff_t nnz, const int32_t* remap, int32_t zero_row,
+        float* vout, int32_t* iout)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i zr = _mm512_set1_epi32(zero_row);
+    ptrdiff_t q = 0, p = 0;
+    for (; p + 16 <= nnz; p += 16) {
+        __m512 v = _mm512_loadu_ps(vals + p);
+        __m512i r = _mm512_i32gather_epi32(_mm512_loadu_si512((const void*)(cols + p)),
+                                           (const void*)remap, 4);
+        __mmask16 m = _mm512_cmplt_epi32_mask(r, zr)
+                    | _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), zero, _CMP_NEQ_UQ);
+        _mm512_storeu_ps(vout + q, _mm512_maskz_compress_ps(m, v));
+        _mm512_storeu_si512((void*)(iout + q), _mm512_maskz_compress_epi32(m, r));
+        q += __builtin_popcount((unsigned)m);
+    }
+    return q + wsk_compact_csr_f32_i32_base(vals + p, cols + p, nnz - p, remap, zero_row,
+                                            vout + q, iout + q);
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
 /* Dispatch table, filled once by wsk_simd_init().                           */
 /* ------------------------------------------------------------------------ */
 typedef void (*wsk_spmm_row_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
@@ -235,6 +344,11 @@ typedef void (*wsk_spmm_row_f64_i32_t)(const double*, const int32_t*, ptrdiff_t,
 typedef void (*wsk_spmm_row_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef ptrdiff_t (*wsk_compact_f32_t)(const float*, const uint8_t*, const int32_t*, ptrdiff_t, float*, int32_t*);
 typedef ptrdiff_t (*wsk_compact_f64_t)(const double*, const uint8_t*, const int32_t*, ptrdiff_t, double*, int32_t*);
+typedef void (*wsk_plane_axpy_f32_t)(ptrdiff_t, ptrdiff_t, float, const float*, ptrdiff_t, const uint8_t*, float*);
+typedef void (*wsk_plane_axpy_f64_t)(ptrdiff_t, ptrdiff_t, double, const double*, ptrdiff_t, const uint8_t*, double*);
+typedef float (*wsk_plane_dot_f32_t)(ptrdiff_t, ptrdiff_t, const float*, const float*, ptrdiff_t);
+typedef double (*wsk_plane_dot_f64_t)(ptrdiff_t, ptrdiff_t, const double*, const double*, ptrdiff_t);
+typedef ptrdiff_t (*wsk_compact_csr_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const int32_t*, int32_t, float*, int32_t*);
 typedef float (*wsk_dot_f32_t)(const float*, const float*, ptrdiff_t);
 typedef double (*wsk_dot_f64_t)(const double*, const double*, ptrdiff_t);
 
@@ -244,6 +358,14 @@ static wsk_spmm_row_f64_i32_t wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_base;
 static wsk_spmm_row_f64_i64_t wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_base;
 static wsk_compact_f32_t wsk_compact_f32 = wsk_compact_f32_base;
 static wsk_compact_f64_t wsk_compact_f64 = wsk_compact_f64_base;
+static wsk_plane_axpy_f32_t wsk_plane_axpy_f32 = wsk_plane_axpy_f32_base;
+static wsk_plane_axpy_f64_t wsk_plane_axpy_f64 = wsk_plane_axpy_f64_base;
+static wsk_plane_dot_f32_t wsk_plane_dot_f32 = wsk_plane_dot_f32_base;
+static wsk_plane_dot_f64_t wsk_plane_dot_f64 = wsk_plane_dot_f64_base;
+static wsk_compact_csr_f32_i32_t wsk_compact_csr_f32_i32 = wsk_compact_csr_f32_i32_base;
+#define wsk_compact_csr_f32_i64 wsk_compact_csr_f32_i64_base
+#define wsk_compact_csr_f64_i32 wsk_compact_csr_f64_i32_base
+#define wsk_compact_csr_f64_i64 wsk_compact_csr_f64_i64_base
 static wsk_dot_f32_t wsk_dot_f32 = wsk_dot_f32_base;
 static wsk_dot_f64_t wsk_dot_f64 = wsk_dot_f64_base;
 static const char* wsk_simd_path_name = "baseline";
@@ -254,6 +376,10 @@ static const char* wsk_simd_path_name = "baseline";
     wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_##TGT;    \
     wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_##TGT;    \
     wsk_dot_f32 = wsk_dot_f32_##TGT;                      \
+    wsk_plane_axpy_f32 = wsk_plane_axpy_f32_##TGT;        \
+    wsk_plane_axpy_f64 = wsk_plane_axpy_f64_##TGT;        \
+    wsk_plane_dot_f32 = wsk_plane_dot_f32_##TGT;          \
+    wsk_plane_dot_f64 = wsk_plane_dot_f64_##TGT;          \
     wsk_dot_f64 = wsk_dot_f64_##TGT;
 
 /* The CPU must have every feature of the target the clone was compiled for. */
@@ -274,6 +400,7 @@ static const char* wsk_simd_init(int force)
     WSK_SELECT(base)
     wsk_compact_f32 = wsk_compact_f32_base;
     wsk_compact_f64 = wsk_compact_f64_base;
+    wsk_compact_csr_f32_i32 = wsk_compact_csr_f32_i32_base;
     wsk_simd_path_name = "baseline";
 #if WSK_X86_DISPATCH
     __builtin_cpu_init();
@@ -284,6 +411,7 @@ static const char* wsk_simd_init(int force)
     if (force == 0 && WSK_CPU_HAS_V4) {
         WSK_SELECT(avx512)
         wsk_compact_f32 = wsk_compact_f32_avx512;
+        wsk_compact_csr_f32_i32 = wsk_compact_csr_f32_i32_avx512;
         wsk_compact_f64 = wsk_compact_f64_avx512;
         wsk_simd_path_name = "avx512";
     }

@@ -160,9 +160,9 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     threads = resolve_threads(n_threads, nnz * N)
     if skip_rows:
         X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
-        _spmm.csr_spmm(data, indices, indptr, X_live, out2, alive, remap, threads)
+        _spmm.csr_spmm(data, indices, indptr, X_live, out2, remap, threads)
         return out, "csr-skip-rows"
-    _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, None, threads)
+    _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads)
     return out, "csr"
 
 
