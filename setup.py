@@ -18,10 +18,11 @@ DEBUG = os.environ.get("WSEKERN_DEBUG", "0") == "1"
 NO_OPENMP = os.environ.get("WSEKERN_NO_OPENMP", "0") == "1"
 
 # Extensions whose loops use OpenMP (chosen by name: cythonize returns new objects).
-OPENMP_MODULES = {"wsekern._spmm"}
+OPENMP_MODULES = {"wsekern._spmm", "wsekern._conv"}
 
 EXTENSIONS = [
     Extension("wsekern._spmm", ["src/_spmm.pyx"]),
+    Extension("wsekern._conv", ["src/_conv.pyx"]),
 ]
 
 

@@ -15,9 +15,9 @@ cdef extern from "wsk_simd.h" nogil:
     Py_ssize_t wsk_compact_f64(const double*, const uint8_t*, const int32_t*, Py_ssize_t,
                                double*, int32_t*) noexcept
     void wsk_plane_axpy_f32(Py_ssize_t, Py_ssize_t, float, const float*, Py_ssize_t,
-                            const uint8_t*, float*) noexcept
+                            const uint8_t*, float*, Py_ssize_t) noexcept
     void wsk_plane_axpy_f64(Py_ssize_t, Py_ssize_t, double, const double*, Py_ssize_t,
-                            const uint8_t*, double*) noexcept
+                            const uint8_t*, double*, Py_ssize_t) noexcept
     float wsk_plane_dot_f32(Py_ssize_t, Py_ssize_t, const float*, const float*, Py_ssize_t) noexcept
     double wsk_plane_dot_f64(Py_ssize_t, Py_ssize_t, const double*, const double*, Py_ssize_t) noexcept
     Py_ssize_t wsk_compact_csr_f32_i32(const float*, const int32_t*, Py_ssize_t, const int32_t*,

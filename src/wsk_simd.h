@@ -133,8 +133,8 @@ static ATTR V wsk_dot_##SFX##_##TGT(const V* a, const V* b, ptrdiff_t n)        
 
 /* ------------------------------------------------------------------------ */
 /* Direct convolution, one weight at a time over a whole output plane:        */
-/*   plane_axpy: y[r, 0:n] += a * x[r * ldx + 0:n] for rows r < rows whose    */
-/*               flag is set (flags may be NULL: all rows);                   */
+/*   plane_axpy: y[r * ldy + 0:n] += a * x[r * ldx + 0:n] for rows r < rows   */
+/*               whose flag is set (flags may be NULL: all rows);             */
 /*   plane_dot:  sum over r < rows of y[r, 0:n] . x[r * ldx + 0:n].           */
 /* Rows are short (8 to 64), so 32-byte vectors and a scalar tail.           */
 /* ------------------------------------------------------------------------ */
@@ -142,12 +142,12 @@ typedef float wsk_vf8 __attribute__((vector_size(32)));
 typedef double wsk_vd4 __attribute__((vector_size(32)));
 #define WSK_DEFINE_PLANE(V, VT, LANES, SFX)                                            \
 WSK_INLINE void wsk_plane_axpy_body_##SFX(ptrdiff_t rows, ptrdiff_t n, V a,            \
-        const V* x, ptrdiff_t ldx, const uint8_t* flags, V* y)                         \
+        const V* x, ptrdiff_t ldx, const uint8_t* flags, V* y, ptrdiff_t ldy)          \
 {                                                                                      \
     for (ptrdiff_t r = 0; r < rows; r++) {                                             \
         if (flags && !flags[r]) continue;                                              \
         const V* xr = x + r * ldx;                                                     \
-        V* yr = y + r * n;                                                             \
+        V* yr = y + r * ldy;                                                           \
         ptrdiff_t j = 0;                                                               \
         for (; j + LANES <= n; j += LANES) {                                           \
             VT xv, yv;                                                                 \
@@ -179,8 +179,8 @@ WSK_INLINE V wsk_plane_dot_body_##SFX(ptrdiff_t rows, ptrdiff_t n, const V* y,  
 }
 #define WSK_DEFINE_PLANE_TGT(V, SFX, TGT, ATTR)                                        \
 static ATTR void wsk_plane_axpy_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, V a,        \
-        const V* x, ptrdiff_t ldx, const uint8_t* flags, V* y)                         \
-{ wsk_plane_axpy_body_##SFX(rows, n, a, x, ldx, flags, y); }                           \
+        const V* x, ptrdiff_t ldx, const uint8_t* flags, V* y, ptrdiff_t ldy)          \
+{ wsk_plane_axpy_body_##SFX(rows, n, a, x, ldx, flags, y, ldy); }                      \
 static ATTR V wsk_plane_dot_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, const V* y,     \
         const V* x, ptrdiff_t ldx)                                                     \
 { return wsk_plane_dot_body_##SFX(rows, n, y, x, ldx); }
@@ -344,8 +344,8 @@ typedef void (*wsk_spmm_row_f64_i32_t)(const double*, const int32_t*, ptrdiff_t,
 typedef void (*wsk_spmm_row_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef ptrdiff_t (*wsk_compact_f32_t)(const float*, const uint8_t*, const int32_t*, ptrdiff_t, float*, int32_t*);
 typedef ptrdiff_t (*wsk_compact_f64_t)(const double*, const uint8_t*, const int32_t*, ptrdiff_t, double*, int32_t*);
-typedef void (*wsk_plane_axpy_f32_t)(ptrdiff_t, ptrdiff_t, float, const float*, ptrdiff_t, const uint8_t*, float*);
-typedef void (*wsk_plane_axpy_f64_t)(ptrdiff_t, ptrdiff_t, double, const double*, ptrdiff_t, const uint8_t*, double*);
+typedef void (*wsk_plane_axpy_f32_t)(ptrdiff_t, ptrdiff_t, float, const float*, ptrdiff_t, const uint8_t*, float*, ptrdiff_t);
+typedef void (*wsk_plane_axpy_f64_t)(ptrdiff_t, ptrdiff_t, double, const double*, ptrdiff_t, const uint8_t*, double*, ptrdiff_t);
 typedef float (*wsk_plane_dot_f32_t)(ptrdiff_t, ptrdiff_t, const float*, const float*, ptrdiff_t);
 typedef double (*wsk_plane_dot_f64_t)(ptrdiff_t, ptrdiff_t, const double*, const double*, ptrdiff_t);
 typedef ptrdiff_t (*wsk_compact_csr_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const int32_t*, int32_t, float*, int32_t*);

@@ -4,7 +4,8 @@ __version__ = "0.1.0"
 from .errors import SramOverflowError, WsekernError
 from .sparse import PackedSparse, pack
 from .kernels import sddmm, spmm, spmm_path
+from .conv import conv2d, conv2d_backward, conv2d_path
 from .config import get_config, show_config
 
 __all__ = ["__version__", "WsekernError", "SramOverflowError", "PackedSparse", "pack",
-           "spmm", "spmm_path", "sddmm", "get_config", "show_config"]
+           "spmm", "spmm_path", "sddmm", "conv2d", "conv2d_backward", "conv2d_path", "get_config", "show_config"]

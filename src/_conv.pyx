@@ -1,0 +1,106 @@
+# Direct convolution kernels that skip zero weights (and zero input rows).
+#
+# The padded input is split into stride phases (polyphase), so every kernel
+# tap reads a contiguous run of each input row whatever the stride and
+# dilation: P[b, c, phase(tap), oh + qi(tap), ow + qj(tap)] = xpad[b, c,
+# oh*sh + i*dh, ow*sw + j*dw].  Weights are CSR over (output channel) x
+# (input channel within the group * taps): only kept weights are visited.
+# The wrappers in wsekern/conv.py validate everything.
+from cython.parallel cimport prange
+from libc.string cimport memset
+from libc.stdint cimport int32_t, uint8_t
+from cython cimport floating
+
+from _simd cimport (wsk_plane_axpy_f32, wsk_plane_axpy_f64,
+                    wsk_plane_dot_f32, wsk_plane_dot_f64)
+
+
+cdef inline void _axpy(Py_ssize_t rows, Py_ssize_t n, floating a, const floating* x,
+                       Py_ssize_t ldx, const uint8_t* flags, floating* y,
+                       Py_ssize_t ldy) noexcept nogil:
+    if floating is float:
+        wsk_plane_axpy_f32(rows, n, a, x, ldx, flags, y, ldy)
+    else:
+        wsk_plane_axpy_f64(rows, n, a, x, ldx, flags, y, ldy)
+
+
+cdef inline floating _dot(Py_ssize_t rows, Py_ssize_t n, const floating* y,
+                          const floating* x, Py_ssize_t ldx) noexcept nogil:
+    if floating is float:
+        return wsk_plane_dot_f32(rows, n, y, x, ldx)
+    else:
+        return wsk_plane_dot_f64(rows, n, y, x, ldx)
+
+
+def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, :, :, ::1] rowflag,
+            const floating[::1] wval, const int32_t[::1] widx, const int32_t[::1] wptr,
+            const int32_t[::1] tap_phase, const int32_t[::1] tap_qi,
+            const int32_t[::1] tap_qj, floating[:, :, :, ::1] out,
+            int out_per_group, int in_per_group, int n_threads=1):
+    """out[b, o] = sum over kept weights w of filter o of w * (shifted input plane).
+
+    Input rows flagged 0 in ``rowflag`` (all zero) are skipped.
+    Work: O(B * nnz(w) * OH * OW), threads own disjoint (b, o) output planes.
+    """
+    cdef Py_ssize_t B = out.shape[0], O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t T = tap_phase.shape[0], Wq = P.shape[4]
+    cdef Py_ssize_t bo, b, o, c, p, t, tap
+    if B * O * OH * OW == 0:
+        return
+    with nogil:
+        for bo in prange(B * O, num_threads=n_threads, schedule='dynamic'):
+            b = bo // O
+            o = bo % O
+            memset(&out[b, o, 0, 0], 0, OH * OW * sizeof(floating))
+            for p in range(wptr[o], wptr[o + 1]):
+                t = widx[p]
+                c = (o // out_per_group) * in_per_group + t // T
+                tap = t % T
+                _axpy(OH, OW, wval[p], &P[b, c, tap_phase[tap], tap_qi[tap], tap_qj[tap]], Wq,
+                      &rowflag[b, c, tap_phase[tap], tap_qi[tap]], &out[b, o, 0, 0], OW)
+
+
+def grad_weight(const floating[:, :, :, :, ::1] P, const floating[:, :, :, ::1] grad,
+                const int32_t[::1] widx, const int32_t[::1] wptr,
+                const int32_t[::1] tap_phase, const int32_t[::1] tap_qi,
+                const int32_t[::1] tap_qj, floating[::1] out,
+                int out_per_group, int in_per_group, int n_threads=1):
+    """out[p] = d loss / d w for each stored weight p only: a plane dot product per image."""
+    cdef Py_ssize_t B = grad.shape[0], O = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
+    cdef Py_ssize_t T = tap_phase.shape[0], Wq = P.shape[4]
+    cdef Py_ssize_t b, o, c, p, t, tap
+    cdef floating s
+    with nogil:
+        for o in prange(O, num_threads=n_threads, schedule='dynamic'):
+            for p in range(wptr[o], wptr[o + 1]):
+                t = widx[p]
+                c = (o // out_per_group) * in_per_group + t // T
+                tap = t % T
+                s = 0
+                for b in range(B):
+                    s = s + _dot(OH, OW, &grad[b, o, 0, 0],
+                                 &P[b, c, tap_phase[tap], tap_qi[tap], tap_qj[tap]], Wq)
+                out[p] = s
+
+
+def grad_input(const floating[:, :, :, ::1] grad, const floating[::1] cval,
+               const int32_t[::1] cidx, const int32_t[::1] cptr,
+               const int32_t[::1] tap_phase, const int32_t[::1] tap_qi,
+               const int32_t[::1] tap_qj, floating[:, :, :, :, ::1] gP, int n_threads=1):
+    """gP[b, c] += w * grad[b, o] at each stored weight's shift (the transposed convolution).
+
+    Weights come grouped by input channel (CSR over channels, entries o * T + tap),
+    so threads own disjoint (b, c) input planes. ``gP`` must be zeroed.
+    """
+    cdef Py_ssize_t B = grad.shape[0], OH = grad.shape[2], OW = grad.shape[3]
+    cdef Py_ssize_t C = gP.shape[1], T = tap_phase.shape[0], Wq = gP.shape[4]
+    cdef Py_ssize_t bc, b, c, o, p, tap
+    with nogil:
+        for bc in prange(B * C, num_threads=n_threads, schedule='dynamic'):
+            b = bc // C
+            c = bc % C
+            for p in range(cptr[c], cptr[c + 1]):
+                o = cidx[p] // T
+                tap = cidx[p] % T
+                _axpy(OH, OW, cval[p], &grad[b, o, 0, 0], OW, NULL,
+                      &gP[b, c, tap_phase[tap], tap_qi[tap], tap_qj[tap]], Wq)

@@ -1,0 +1,164 @@
+"""conv2d forward and backward against a plain NumPy reference and scipy.signal."""
+import numpy as np
+import pytest
+from scipy import signal
+
+import wsekern
+from wsekern import conv as conv_mod
+
+
+def conv_reference(x, w, b, stride, padding, dilation, groups):
+    """Plain loops over output positions and taps (float64)."""
+    x = x.astype(np.float64)
+    w = w.astype(np.float64)
+    (sh, sw), (ph, pw), (dh, dw) = [(v, v) if np.isscalar(v) else v
+                                    for v in (stride, padding, dilation)]
+    B, C, H, W = x.shape
+    O, Cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    OH = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    OW = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((B, O, OH, OW))
+    Og = O // groups
+    for o in range(O):
+        gi = o // Og
+        for c in range(Cg):
+            for i in range(kh):
+                for j in range(kw):
+                    patch = xp[:, gi * Cg + c, i * dh: i * dh + sh * (OH - 1) + 1: sh,
+                               j * dw: j * dw + sw * (OW - 1) + 1: sw]
+                    out[:, o] += w[o, c, i, j] * patch
+    if b is not None:
+        out += b[None, :, None, None]
+    return out
+
+
+CASES = [
+    # (B, C, H, W), (O, kh, kw), stride, padding, dilation, groups
+    ((2, 3, 9, 8), (4, 3, 3), 1, 1, 1, 1),
+    ((1, 4, 7, 11), (6, 2, 3), (2, 1), (0, 2), 1, 2),
+    ((2, 2, 10, 10), (3, 3, 3), 2, 1, 2, 1),
+    ((1, 1, 5, 5), (1, 1, 1), 1, 0, 1, 1),            # 1x1, one channel
+    ((3, 2, 4, 4), (2, 6, 6), 1, 1, 1, 1),            # kernel as large as the padded input
+    ((1, 6, 13, 7), (6, 3, 2), 3, 2, (1, 2), 6),      # depthwise, odd sizes
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("w_sparsity", [0.0, 0.9, 1.0])
+@pytest.mark.parametrize("x_sparsity", [0.0, 0.8])
+@pytest.mark.parametrize("case", CASES)
+def test_conv2d_matches_reference(case, w_sparsity, x_sparsity, dtype):
+    xs, (O, kh, kw), stride, padding, dilation, groups = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(xs) * (rng.random(xs) >= x_sparsity)
+    w = rng.standard_normal((O, xs[1] // groups, kh, kw))
+    w *= rng.random(w.shape) >= w_sparsity
+    b = rng.standard_normal(O)
+    x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+    ref = conv_reference(x, w, b, stride, padding, dilation, groups)
+    for n_threads in (1, 2):
+        y = wsekern.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation,
+                           groups=groups, n_threads=n_threads)
+        assert y.dtype == dtype and y.shape == ref.shape
+        tol = 1e-4 if dtype == np.float32 else 1e-11
+        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.1])   # force im2col-blas, then direct
+def test_both_paths_agree(threshold, monkeypatch):
+    monkeypatch.setattr(conv_mod, "DIRECT_WORK_FRACTION", threshold)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 9, 9))
+    w = rng.standard_normal((6, 2, 3, 3))
+    path = wsekern.conv2d_path(x, w, stride=2, padding=1, groups=2)
+    assert path == ("direct" if threshold > 1 else "im2col-blas")
+    np.testing.assert_allclose(wsekern.conv2d(x, w, stride=2, padding=1, groups=2),
+                               conv_reference(x, w, None, 2, 1, 1, 2), rtol=1e-11, atol=1e-11)
+
+
+def test_matches_scipy_correlate_per_channel():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 1, 12, 10))
+    w = rng.standard_normal((1, 1, 4, 3))
+    y = wsekern.conv2d(x, w)
+    np.testing.assert_allclose(y[0, 0], signal.correlate(x[0, 0], w[0, 0], mode="valid"),
+                               rtol=1e-12, atol=1e-12)
+
+
+def _loss_grads(x, w, b, kw):
+    """Finite-difference gradients of sum(conv2d(...) * R)."""
+    R = np.random.default_rng(9).standard_normal(wsekern.conv2d(x, w, b, **kw).shape)
+
+    def loss(x_, w_, b_):
+        return float((wsekern.conv2d(x_, w_, b_, **kw) * R).sum())
+    num = []
+    for arr in (x, w, b):
+        g = np.zeros_like(arr)
+        it = np.nditer(arr, flags=["multi_index"])
+        for _ in it:
+            idx = it.multi_index
+            old = arr[idx]
+            arr[idx] = old + 1e-6
+            up = loss(x, w, b)
+            arr[idx] = old - 1e-6
+            down = loss(x, w, b)
+            arr[idx] = old
+            g[idx] = (up - down) / 2e-6
+        num.append(g)
+    return R, num
+
+
+@pytest.mark.parametrize("case", CASES[:4] + CASES[5:])
+def test_backward_matches_finite_differences(case):
+    xs, (O, kh, kw), stride, padding, dilation, groups = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal((O, xs[1] // groups, kh, kw))
+    b = rng.standard_normal(O)
+    kw_ = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    R, (gx_num, gw_num, gb_num) = _loss_grads(x, w, b, kw_)
+    gx, gw, gb = wsekern.conv2d_backward(R, x, w, **kw_)
+    np.testing.assert_allclose(gx, gx_num, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gw, gw_num, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gb, gb_num, rtol=1e-5, atol=1e-6)
+
+
+def test_backward_weight_mask_keeps_only_kept_weights():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 8, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    mask = rng.random(w.shape) < 0.3
+    w_pruned = w * mask
+    grad = rng.standard_normal((2, 4, 8, 8))
+    gx_full, gw_full, _ = wsekern.conv2d_backward(grad, x, w_pruned, padding=1)
+    gx, gw, _ = wsekern.conv2d_backward(grad, x, w_pruned, padding=1, weight_mask=mask)
+    np.testing.assert_array_equal(gw[~mask], 0)
+    np.testing.assert_allclose(gw[mask], gw_full[mask], rtol=1e-12)
+    np.testing.assert_allclose(gx, gx_full, rtol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, exc, match", [
+    ((1, 3, 8, 8), (4, 2, 3, 3), {}, ValueError, "input channels per group"),
+    ((1, 3, 8, 8), (4, 1, 3, 3), {"groups": 2}, ValueError, "must divide"),
+    ((1, 3, 4, 4), (2, 3, 5, 5), {}, ValueError, "does not fit"),
+    ((3, 8, 8), (2, 3, 3, 3), {}, ValueError, "4-D"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": 0}, ValueError, "stride"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"padding": -1}, ValueError, "padding"),
+])
+def test_bad_input(x_shape, w_shape, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        wsekern.conv2d(np.ones(x_shape), np.ones(w_shape), **kwargs)
+
+
+def test_bad_dtype():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        wsekern.conv2d(np.ones((1, 1, 3, 3), dtype=int), np.ones((1, 1, 1, 1)))
+
+
+def test_nan_input_propagates_through_kept_weights():
+    x = np.ones((1, 1, 5, 5))
+    x[0, 0, 2, 2] = np.nan
+    w = np.ones((1, 1, 3, 3))
+    y = wsekern.conv2d(x, w)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(conv_reference(x, w, None, 1, 0, 1, 1)))

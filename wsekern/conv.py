@@ -1,0 +1,270 @@
+"""conv2d forward and backward (NCHW, OIHW; torch.nn.functional.conv2d semantics)."""
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import _conv
+from ._threads import resolve_threads
+from .sparse import check_float_dtype
+
+# Direct (zero-skipping) path when the kept fraction of the work is below this;
+# above it, im2col + BLAS wins (BLAS runs ~3x more multiply-adds per second).
+DIRECT_WORK_FRACTION = 0.35
+
+
+def _pair(v, name, minimum):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        v = (int(v), int(v))
+    try:
+        a, b = (int(x) for x in v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an int or a pair of ints; received {v!r}") from None
+    if a < minimum or b < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; received {(a, b)}")
+    return a, b
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Sizes of one convolution, validated once, and the tap -> phase map of the kernels."""
+    B: int
+    C: int
+    H: int
+    W: int
+    O: int
+    kh: int
+    kw: int
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+    OH: int
+    OW: int
+
+    @classmethod
+    def of(cls, x_shape, w_shape, stride, padding, dilation, groups):
+        if len(x_shape) != 4:
+            raise ValueError(f"x must be 4-D (N, C, H, W); received shape {tuple(x_shape)}")
+        if len(w_shape) != 4:
+            raise ValueError(f"w must be 4-D (C_out, C_in/groups, kh, kw); received shape "
+                             f"{tuple(w_shape)}")
+        stride = _pair(stride, "stride", 1)
+        padding = _pair(padding, "padding", 0)
+        dilation = _pair(dilation, "dilation", 1)
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"groups must be a positive int; received {groups!r}")
+        B, C, H, W = x_shape
+        O, Cg, kh, kw = w_shape
+        if C % groups or O % groups:
+            raise ValueError(f"groups={groups} must divide both input channels ({C}) and output "
+                             f"channels ({O}); received x.shape={tuple(x_shape)}, "
+                             f"w.shape={tuple(w_shape)}")
+        if Cg != C // groups:
+            raise ValueError(f"expected w with {C // groups} input channels per group "
+                             f"(x has {C} channels, groups={groups}); received "
+                             f"w.shape={tuple(w_shape)}, x.shape={tuple(x_shape)}")
+        OH = (H + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        OW = (W + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+        if OH <= 0 or OW <= 0 or kh == 0 or kw == 0:
+            raise ValueError(f"the output would be {OH}x{OW}: kernel {kh}x{kw} with dilation "
+                             f"{dilation} does not fit the input {H}x{W} padded by {padding}; "
+                             f"received x.shape={tuple(x_shape)}, w.shape={tuple(w_shape)}")
+        return cls(B, C, H, W, O, kh, kw, stride, padding, dilation, int(groups), OH, OW)
+
+    def taps(self):
+        """(phase, qi, qj) int32 arrays, one entry per tap i * kw + j."""
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        i, j = np.divmod(np.arange(self.kh * self.kw), self.kw)
+        ri, rj = i * dh, j * dw
+        phase = (ri % sh) * sw + (rj % sw)
+        return (phase.astype(np.int32), (ri // sh).astype(np.int32), (rj // sw).astype(np.int32))
+
+    def phase_shape(self):
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        Hq = -(-(self.H + 2 * ph) // sh)
+        Wq = -(-(self.W + 2 * pw) // sw)
+        return (self.B, self.C, sh * sw, Hq, Wq)
+
+
+def _pad(x, g):
+    ph, pw = g.padding
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
+def _phases(x, g):
+    """The padded input split into stride phases: contiguous rows for every tap."""
+    xp = _pad(x, g)
+    sh, sw = g.stride
+    if sh == 1 and sw == 1:
+        return np.ascontiguousarray(xp)[:, :, None]
+    P = np.zeros(g.phase_shape(), dtype=x.dtype)
+    for a in range(sh):
+        for e in range(sw):
+            sub = xp[:, :, a::sh, e::sw]
+            P[:, :, a * sw + e, :sub.shape[2], :sub.shape[3]] = sub
+    return P
+
+
+def _unphase(gP, g):
+    """Inverse of _phases for gradients: fold phases back and crop the padding."""
+    (sh, sw), (ph, pw) = g.stride, g.padding
+    Hp, Wp = g.H + 2 * ph, g.W + 2 * pw
+    if sh == 1 and sw == 1:
+        gxp = gP[:, :, 0]
+    else:
+        gxp = np.empty((g.B, g.C, Hp, Wp), dtype=gP.dtype)
+        for a in range(sh):
+            for e in range(sw):
+                n_a, n_e = len(range(a, Hp, sh)), len(range(e, Wp, sw))
+                gxp[:, :, a::sh, e::sw] = gP[:, :, a * sw + e, :n_a, :n_e]
+    return np.ascontiguousarray(gxp[:, :, ph:ph + g.H, pw:pw + g.W])
+
+
+def _filter_csr(w2, keep=None):
+    """CSR (int32) over rows = output channels, columns = (c_local * T + tap)."""
+    mask = (w2 != 0) if keep is None else keep
+    counts = mask.sum(axis=1)
+    wptr = np.zeros(w2.shape[0] + 1, dtype=np.int32)
+    np.cumsum(counts, out=wptr[1:])
+    rows, cols = np.nonzero(mask)
+    return np.ascontiguousarray(w2[rows, cols]), cols.astype(np.int32), wptr
+
+
+def _im2col(x, g):
+    """(B, groups, C_g * kh * kw, OH * OW) columns: the dense path's operand."""
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    xp = _pad(x, g)
+    win = sliding_window_view(xp, ((g.kh - 1) * dh + 1, (g.kw - 1) * dw + 1), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :g.OH, :g.OW]   # (B, C, OH, OW, kh, kw)
+    Cg = g.C // g.groups
+    cols = win.reshape(g.B, g.groups, Cg, g.OH, g.OW, g.kh, g.kw)
+    cols = cols.transpose(0, 1, 2, 5, 6, 3, 4)                    # (B, G, Cg, kh, kw, OH, OW)
+    return np.ascontiguousarray(cols).reshape(g.B, g.groups, Cg * g.kh * g.kw, g.OH * g.OW)
+
+
+def _as_float(a, name):
+    if not isinstance(a, np.ndarray):
+        a = np.asarray(a)
+    check_float_dtype(a.dtype, name)
+    return a
+
+
+def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, n_threads=None):
+    """2-D cross-correlation as ``torch.nn.functional.conv2d``: NCHW input, OIHW weights.
+
+    Zero weights are never multiplied and all-zero input rows are skipped on the
+    direct path (weights compressed per filter, input split into stride phases, no
+    im2col); im2col + BLAS is used when the kept work is large enough that it wins.
+    float32/float64; mixed inputs promote as NumPy does.
+    """
+    return _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads)[0]
+
+
+def conv2d_path(x, w, *, stride=1, padding=0, dilation=1, groups=1):
+    """The path conv2d takes ("direct" or "im2col-blas") for these operands."""
+    return _conv2d(x, w, None, stride, padding, dilation, groups, 1)[1]
+
+
+def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
+    x, w = _as_float(x, "x"), _as_float(w, "w")
+    g = ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
+    dtype = np.result_type(x.dtype, w.dtype)
+    if bias is not None:
+        bias = _as_float(bias, "bias")
+        if bias.shape != (g.O,):
+            raise ValueError(f"bias must have shape ({g.O},) to match w.shape={w.shape}; "
+                             f"received {bias.shape}")
+        dtype = np.result_type(dtype, bias.dtype)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    w2 = np.ascontiguousarray(w, dtype=dtype).reshape(g.O, -1)
+    out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)
+    if out.size == 0 or w2.shape[1] == 0:
+        out[...] = 0 if bias is None else bias[:, None, None]
+        return out, "empty"
+    P = _phases(x, g)
+    # An all-zero input row is skipped; exact unless a weight is inf/NaN (inf * 0 = NaN).
+    if np.isfinite(w2).all():
+        rowflag = np.ascontiguousarray(P.any(axis=4), dtype=np.uint8)
+    else:
+        rowflag = np.ones(P.shape[:4], dtype=np.uint8)
+    w_density = np.count_nonzero(w2) / w2.size
+    if w_density * rowflag.mean() < DIRECT_WORK_FRACTION:
+        wval, widx, wptr = _filter_csr(w2)
+        phase, qi, qj = g.taps()
+        work = g.B * len(wval) * g.OH * g.OW
+        _conv.forward(P, rowflag, wval, widx, wptr, phase, qi, qj, out,
+                      g.O // g.groups, g.C // g.groups, resolve_threads(n_threads, work))
+        path = "direct"
+    else:
+        cols = _im2col(x, g)                                           # (B, G, K, OH*OW)
+        wg = w2.reshape(g.groups, g.O // g.groups, -1)                 # (G, Og, K)
+        np.matmul(wg[None], cols, out=out.reshape(g.B, g.groups, g.O // g.groups, -1))
+        path = "im2col-blas"
+    if bias is not None:
+        out += bias[:, None, None]
+    return out, path
+
+
+def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1,
+                    weight_mask=None, n_threads=None):
+    """Gradients of conv2d: ``(grad_x, grad_w, grad_b)``.
+
+    With ``weight_mask`` (boolean, w's shape) grad_w is computed only at the kept
+    weights and is zero elsewhere; the zero weights are also skipped in grad_x.
+    """
+    x, w = _as_float(x, "x"), _as_float(w, "w")
+    grad_out = _as_float(grad_out, "grad_out")
+    g = ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
+    if grad_out.shape != (g.B, g.O, g.OH, g.OW):
+        raise ValueError(f"grad_out must have the output's shape {(g.B, g.O, g.OH, g.OW)}; "
+                         f"received {grad_out.shape}")
+    dtype = np.result_type(x.dtype, w.dtype, grad_out.dtype)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    w2 = np.ascontiguousarray(w, dtype=dtype).reshape(g.O, -1)
+    grad = np.ascontiguousarray(grad_out, dtype=dtype)
+    if weight_mask is not None:
+        weight_mask = np.asarray(weight_mask)
+        if weight_mask.shape != w.shape or weight_mask.dtype != bool:
+            raise ValueError(f"weight_mask must be a boolean array of w's shape {w.shape}; "
+                             f"received {weight_mask.dtype} array of shape {weight_mask.shape}")
+        keep = weight_mask.reshape(g.O, -1)
+    else:
+        keep = np.ones(w2.shape, dtype=bool)
+    grad_b = grad.sum(axis=(0, 2, 3))
+    grad_x = np.zeros(x.shape, dtype=dtype)
+    grad_w = np.zeros(w2.shape, dtype=dtype)
+    if grad.size == 0 or w2.shape[1] == 0:
+        return grad_x, grad_w.reshape(w.shape), grad_b
+    P = _phases(x, g)
+    phase, qi, qj = g.taps()
+    threads = resolve_threads(n_threads, g.B * np.count_nonzero(keep) * g.OH * g.OW)
+
+    # grad_w at the kept weights only: one plane dot product per image.
+    _, widx, wptr = _filter_csr(w2, keep)
+    vals = np.empty(len(widx), dtype=dtype)
+    _conv.grad_weight(P, grad, widx, wptr, phase, qi, qj, vals,
+                      g.O // g.groups, g.C // g.groups, threads)
+    grad_w[np.repeat(np.arange(g.O), np.diff(wptr)), widx] = vals
+
+    # grad_x: the transposed convolution over the nonzero weights, grouped by input channel.
+    cval, cidx, cptr = _by_input_channel(w2, g)
+    gP = np.zeros(P.shape, dtype=dtype)
+    _conv.grad_input(grad, cval, cidx, cptr, phase, qi, qj, gP, threads)
+    grad_x = _unphase(gP, g)
+    return grad_x, grad_w.reshape(w.shape), grad_b
+
+
+def _by_input_channel(w2, g):
+    """Nonzero weights as CSR over input channels, entries o * T + tap."""
+    T = g.kh * g.kw
+    Og, Cg = g.O // g.groups, g.C // g.groups
+    o, col = np.nonzero(w2)
+    c = (o // Og) * Cg + col // T
+    order = np.lexsort((o, c))
+    c, o, col = c[order], o[order], col[order]
+    cptr = np.zeros(g.C + 1, dtype=np.int32)
+    np.cumsum(np.bincount(c, minlength=g.C), out=cptr[1:])
+    return (np.ascontiguousarray(w2[o, col]), (o * T + col % T).astype(np.int32), cptr)
