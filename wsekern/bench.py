@@ -12,6 +12,7 @@ import time
 import numpy as np
 import scipy.sparse as sps
 
+from .conv import _im2col, ConvGeometry, conv2d, conv2d_path
 from .kernels import spmm, spmm_path
 from .sparse import pack
 
@@ -157,3 +158,40 @@ def openblas_warning():
         return (f"note: {' and '.join(bad)} set; NumPy's BLAS may run a slow kernel. "
                 f"For a fair comparison: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE wsekern bench ...")
     return None
+
+
+def bench_conv(repeat=5, threads=1, out=print):
+    """conv2d on x 8x64x32x32, w 64x64x3x3, stride 1, padding 1, float32, against
+    im2col + NumPy BLAS and torch.nn.functional.conv2d (when installed)."""
+    rng = np.random.default_rng(0)
+    torch = _optional("torch")
+    out(f"conv2d x 8x64x32x32, w 64x64x3x3, pad 1, float32, {threads} thread(s), ms (best of {repeat})")
+    out(f"{'w zeros':>7} {'x zeros':>7} {'path':>12} {'wsekern':>9} {'im2col':>9} {'torch':>9}"
+        f" | {'x im2col':>8} {'x torch':>7}")
+    rows = []
+    for ws in (0.0, 0.9):
+        for xs in (0.0, 0.8):
+            x = (rng.standard_normal((8, 64, 32, 32)) * (rng.random((8, 64, 32, 32)) >= xs)
+                 ).astype(np.float32)
+            w = (rng.standard_normal((64, 64, 3, 3)) * (rng.random((64, 64, 3, 3)) >= ws)
+                 ).astype(np.float32)
+            g = ConvGeometry.of(x.shape, w.shape, 1, 1, 1, 1)
+            w2 = w.reshape(1, 64, -1)
+
+            def im2col_blas():
+                return np.matmul(w2[None], _im2col(x, g))
+            with limit_threads(threads):
+                r = {"w": ws, "x": xs, "path": conv2d_path(x, w, padding=1),
+                     "wsekern": best_time(lambda: conv2d(x, w, padding=1, n_threads=threads), repeat),
+                     "im2col": best_time(im2col_blas, repeat)}
+                if torch is not None:
+                    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+                    with torch.no_grad():
+                        r["torch"] = best_time(lambda: torch.nn.functional.conv2d(xt, wt, padding=1),
+                                               repeat)
+            t_torch = f"{r['torch'] * 1e3:9.3f}" if "torch" in r else f"{'-':>9}"
+            x_torch = f"{r['torch'] / r['wsekern']:7.2f}" if "torch" in r else f"{'-':>7}"
+            out(f"{ws:7.2f} {xs:7.2f} {r['path']:>12} {r['wsekern'] * 1e3:9.3f} "
+                f"{r['im2col'] * 1e3:9.3f} {t_torch} | {r['im2col'] / r['wsekern']:8.2f} {x_torch}")
+            rows.append(r)
+    return rows
