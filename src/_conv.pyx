@@ -6,13 +6,32 @@
 # oh*sh + i*dh, ow*sw + j*dw].  Weights are CSR over (output channel) x
 # (input channel within the group * taps): only kept weights are visited.
 # The wrappers in wsekern/conv.py validate everything.
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel, threadid
 from libc.string cimport memset
 from libc.stdint cimport int32_t, uint8_t
 from cython cimport floating
 
 from _simd cimport (wsk_plane_axpy_f32, wsk_plane_axpy_f64,
-                    wsk_plane_dot_f32, wsk_plane_dot_f64)
+                    wsk_plane_dot_f32, wsk_plane_dot_f64,
+                    wsk_spmm_row_f32_i32, wsk_spmm_row_f64_i32, wsk_simd_init)
+
+import numpy as np
+
+
+def simd_init(int force=0):
+    """Select this module's SIMD path (the dispatch table is per extension module)."""
+    return wsk_simd_init(force).decode()
+
+
+cdef inline void _row(const floating* vals, const int32_t* offsets, Py_ssize_t nnz,
+                      const floating* base, floating* y, Py_ssize_t n) noexcept nogil:
+    # y[0:n] = sum_p vals[p] * base[offsets[p] + 0:n]  (the spmm row kernel, ldx = 1)
+    if nnz == 0:
+        memset(y, 0, n * sizeof(floating))
+    elif floating is float:
+        wsk_spmm_row_f32_i32(vals, offsets, nnz, base, 1, y, n)
+    else:
+        wsk_spmm_row_f64_i32(vals, offsets, nnz, base, 1, y, n)
 
 
 cdef inline void _axpy(Py_ssize_t rows, Py_ssize_t n, floating a, const floating* x,
@@ -32,32 +51,42 @@ cdef inline floating _dot(Py_ssize_t rows, Py_ssize_t n, const floating* y,
         return wsk_plane_dot_f64(rows, n, y, x, ldx)
 
 
-def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, :, :, ::1] rowflag,
-            const floating[::1] wval, const int32_t[::1] widx, const int32_t[::1] wptr,
-            const int32_t[::1] tap_phase, const int32_t[::1] tap_qi,
-            const int32_t[::1] tap_qj, floating[:, :, :, ::1] out,
-            int out_per_group, int in_per_group, int n_threads=1):
-    """out[b, o] = sum over kept weights w of filter o of w * (shifted input plane).
+def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_alive,
+            const floating[::1] wval, const int32_t[::1] woff, const int32_t[::1] wchan,
+            const int32_t[::1] wptr, floating[:, :, :, ::1] out, int n_threads=1):
+    """out[b, o, oh, :] = sum over kept weights p of filter o of
+    wval[p] * P[b].flat[woff[p] + oh * Wq : ... + OW].
 
-    Input rows flagged 0 in ``rowflag`` (all zero) are skipped.
-    Work: O(B * nnz(w) * OH * OW), threads own disjoint (b, o) output planes.
+    Each output row is one call of the spmm row kernel (accumulators in
+    registers, one pass over the filter's kept weights); weights on input
+    channels that are entirely zero for image b (``channel_alive[b, c] == 0``)
+    are dropped first.  Work: O(B * nnz(w) * OH * OW); threads own (b, o) planes.
     """
     cdef Py_ssize_t B = out.shape[0], O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
-    cdef Py_ssize_t T = tap_phase.shape[0], Wq = P.shape[4]
-    cdef Py_ssize_t bo, b, o, c, p, t, tap
+    cdef Py_ssize_t Wq = P.shape[4], max_row = 0
+    cdef Py_ssize_t bo, b, o, p, q, oh, t
     if B * O * OH * OW == 0:
         return
-    with nogil:
-        for bo in prange(B * O, num_threads=n_threads, schedule='dynamic'):
+    for o in range(O):
+        max_row = max(max_row, wptr[o + 1] - wptr[o])
+    cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 1), dtype=np.asarray(wval).dtype)
+    cdef int32_t[:, ::1] obuf = np.empty((n_threads, max_row + 1), dtype=np.int32)
+    cdef floating* vb
+    cdef int32_t* ob
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        vb = &vbuf[t, 0]
+        ob = &obuf[t, 0]
+        for bo in prange(B * O, schedule='dynamic'):
             b = bo // O
             o = bo % O
-            memset(&out[b, o, 0, 0], 0, OH * OW * sizeof(floating))
+            q = 0
             for p in range(wptr[o], wptr[o + 1]):
-                t = widx[p]
-                c = (o // out_per_group) * in_per_group + t // T
-                tap = t % T
-                _axpy(OH, OW, wval[p], &P[b, c, tap_phase[tap], tap_qi[tap], tap_qj[tap]], Wq,
-                      &rowflag[b, c, tap_phase[tap], tap_qi[tap]], &out[b, o, 0, 0], OW)
+                vb[q] = wval[p]
+                ob[q] = woff[p]
+                q = q + channel_alive[b, wchan[p]]
+            for oh in range(OH):
+                _row(vb, ob, q, &P[b, 0, 0, 0, 0] + oh * Wq, &out[b, o, oh, 0], OW)
 
 
 def grad_weight(const floating[:, :, :, :, ::1] P, const floating[:, :, :, ::1] grad,

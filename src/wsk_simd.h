@@ -102,6 +102,8 @@ static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,       
         wsk_spmm_tile_##SFX(vals, cols, nnz, X + j, ldx, y + j, MID, 2);               \
     for (; j + SMALL * LANES <= n; j += SMALL * LANES)                                 \
         wsk_spmm_tile_##SFX(vals, cols, nnz, X + j, ldx, y + j, SMALL, 2);             \
+    for (; j + LANES <= n; j += LANES)                                                 \
+        wsk_spmm_tile_##SFX(vals, cols, nnz, X + j, ldx, y + j, 1, 2);                 \
     if (j < n) wsk_spmm_scalar_cols_##SFX(vals, cols, nnz, X + j, ldx, y + j, n - j);  \
 }
 
@@ -196,7 +198,7 @@ WSK_DEFINE_PLANE(double, wsk_vd4, 4, f64)
 
 /* Instantiate a row kernel and a dot product for every (dtype, index) pair
    and target.  Tile sizes, in 64-byte vectors (accumulator registers used):
-   AVX-512  8x1 (8 zmm), 4x2 (8 zmm), 1x2;  AVX2  4x1 (8 ymm), 2x2 (8 ymm), 1x2;
+   AVX-512  8x1 (8 zmm), 4x2 (8 zmm), 2x2, 1x2;  AVX2  4x1 (8 ymm), 2x2 (8 ymm), 1x2;
    baseline 2x1 (8 xmm), 1x2 (8 xmm), 1x2. */
 #define WSK_FOR_ALL_TYPES(M, TGT, ATTR, BIG, BIGSETS, MID, SMALL)                      \
     M(float, WSK_LANES_F, int32_t, f32_i32, TGT, ATTR, BIG, BIGSETS, MID, SMALL)       \
@@ -212,7 +214,7 @@ WSK_DEFINE_PLANE_TGT(float, f32, base, WSK_NOATTR)
 WSK_DEFINE_PLANE_TGT(double, f64, base, WSK_NOATTR)
 #if WSK_X86_DISPATCH
 WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, avx2, WSK_TARGET_V3, 4, 1, 2, 1)
-WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, avx512, WSK_TARGET_V4, 8, 1, 4, 1)
+WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, avx512, WSK_TARGET_V4, 8, 1, 4, 2)
 WSK_DEFINE_DOT_TGT(float, f32, avx2, WSK_TARGET_V3)
 WSK_DEFINE_DOT_TGT(double, f64, avx2, WSK_TARGET_V3)
 WSK_DEFINE_DOT_TGT(float, f32, avx512, WSK_TARGET_V4)

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import scipy
 
-from . import _spmm
+from . import _conv, _spmm
 from ._threads import max_threads
 
 # WSEKERN_SIMD=baseline|avx2 caps the SIMD path (for testing the portable paths).
@@ -18,6 +18,8 @@ def _select_simd():
     if choice not in _FORCE:
         raise ValueError(f"WSEKERN_SIMD must be one of {sorted(k for k in _FORCE if k)}; "
                          f"received {choice!r}")
+    # Each extension module holds its own dispatch table: set them all alike.
+    _conv.simd_init(_FORCE[choice])
     return _spmm.simd_init(_FORCE[choice])
 
 

@@ -133,6 +133,22 @@ def _filter_csr(w2, keep=None):
     return np.ascontiguousarray(w2[rows, cols]), cols.astype(np.int32), wptr
 
 
+def _filter_offsets(w2, g, phase_shape):
+    """Kept weights per filter as (values, offset into one image's phases, channel, indptr)."""
+    _, S, Hq, Wq = phase_shape[1:]
+    if phase_shape[1] * S * Hq * Wq >= 2**31:
+        raise ValueError(f"one image's padded input has too many elements for the direct "
+                         f"path ({phase_shape}); split the batch or the channels")
+    wval, widx, wptr = _filter_csr(w2)
+    T = g.kh * g.kw
+    phase, qi, qj = g.taps()
+    o = np.repeat(np.arange(g.O), np.diff(wptr))
+    c = (o // (g.O // g.groups)) * (g.C // g.groups) + widx // T
+    tap = widx % T
+    off = ((c * S + phase[tap]) * Hq + qi[tap]) * Wq + qj[tap]
+    return wval, off.astype(np.int32), c.astype(np.int32), wptr
+
+
 def _im2col(x, g):
     """(B, groups, C_g * kh * kw, OH * OW) columns: the dense path's operand."""
     (sh, sw), (dh, dw) = g.stride, g.dilation
@@ -184,19 +200,18 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     if out.size == 0 or w2.shape[1] == 0:
         out[...] = 0 if bias is None else bias[:, None, None]
         return out, "empty"
-    P = _phases(x, g)
-    # An all-zero input row is skipped; exact unless a weight is inf/NaN (inf * 0 = NaN).
-    if np.isfinite(w2).all():
-        rowflag = np.ascontiguousarray(P.any(axis=4), dtype=np.uint8)
-    else:
-        rowflag = np.ones(P.shape[:4], dtype=np.uint8)
     w_density = np.count_nonzero(w2) / w2.size
-    if w_density * rowflag.mean() < DIRECT_WORK_FRACTION:
-        wval, widx, wptr = _filter_csr(w2)
-        phase, qi, qj = g.taps()
+    if w_density < DIRECT_WORK_FRACTION:
+        P = _phases(x, g)
+        # An input channel that is zero for a whole image is skipped; exact unless a
+        # weight is inf/NaN (inf * 0 = NaN).
+        if np.isfinite(w2).all():
+            alive = np.ascontiguousarray(x.any(axis=(2, 3)), dtype=np.uint8)
+        else:
+            alive = np.ones((g.B, g.C), dtype=np.uint8)
+        wval, woff, wchan, wptr = _filter_offsets(w2, g, P.shape)
         work = g.B * len(wval) * g.OH * g.OW
-        _conv.forward(P, rowflag, wval, widx, wptr, phase, qi, qj, out,
-                      g.O // g.groups, g.C // g.groups, resolve_threads(n_threads, work))
+        _conv.forward(P, alive, wval, woff, wchan, wptr, out, resolve_threads(n_threads, work))
         path = "direct"
     else:
         cols = _im2col(x, g)                                           # (B, G, K, OH*OW)
