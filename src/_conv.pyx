@@ -13,7 +13,8 @@ from cython cimport floating
 
 from _simd cimport (wsk_plane_axpy_f32, wsk_plane_axpy_f64,
                     wsk_plane_dot_f32, wsk_plane_dot_f64,
-                    wsk_spmm_row_f32_i32, wsk_spmm_row_f64_i32, wsk_simd_init)
+                    wsk_spmm_row_f32_i32, wsk_spmm_row_f64_i32, wsk_simd_init,
+                    wsk_compact_f32, wsk_compact_f64)
 
 import numpy as np
 
@@ -23,15 +24,16 @@ def simd_init(int force=0):
     return wsk_simd_init(force).decode()
 
 
-cdef inline void _row(const floating* vals, const int32_t* offsets, Py_ssize_t nnz,
-                      const floating* base, floating* y, Py_ssize_t n) noexcept nogil:
-    # y[0:n] = sum_p vals[p] * base[offsets[p] + 0:n]  (the spmm row kernel, ldx = 1)
+cdef inline void _row(const floating* vals, const int32_t* rows, Py_ssize_t nnz,
+                      const floating* base, floating* y, Py_ssize_t n,
+                      Py_ssize_t ldx=1) noexcept nogil:
+    # y[0:n] = sum_p vals[p] * base[rows[p] * ldx + 0:n]  (the spmm row kernel)
     if nnz == 0:
         memset(y, 0, n * sizeof(floating))
     elif floating is float:
-        wsk_spmm_row_f32_i32(vals, offsets, nnz, base, 1, y, n)
+        wsk_spmm_row_f32_i32(vals, rows, nnz, base, ldx, y, n)
     else:
-        wsk_spmm_row_f64_i32(vals, offsets, nnz, base, 1, y, n)
+        wsk_spmm_row_f64_i32(vals, rows, nnz, base, ldx, y, n)
 
 
 cdef inline void _axpy(Py_ssize_t rows, Py_ssize_t n, floating a, const floating* x,
@@ -133,3 +135,51 @@ def grad_input(const floating[:, :, :, ::1] grad, const floating[::1] cval,
                 tap = cidx[p] % T
                 _axpy(OH, OW, cval[p], &grad[b, o, 0, 0], OW, NULL,
                       &gP[b, c, tap_phase[tap], tap_qi[tap], tap_qj[tap]], Wq)
+
+
+def forward_input_sparse(const floating[:, :, :, ::1] xpad, const floating[:, :, ::1] Wt,
+                         const int32_t[::1] tap_dh, const int32_t[::1] tap_dw,
+                         const int32_t[::1] remap, const uint8_t[::1] ones,
+                         int sh, int sw, floating[:, :, :, ::1] out, int n_threads=1):
+    """Input-stationary path: only nonzero input pixels are multiplied.
+
+    ``xpad`` is the padded input channels-last (B, Hp, Wp, C); ``Wt[g]`` is
+    group g's weight as (taps * C_g, O_g), row tap * C_g + c; ``out`` is
+    channels-last (B, OH, OW, O).  For each output pixel the receptive field
+    (taps runs of C_g contiguous channels) is compacted to its nonzeros (SIMD
+    compress), then one spmm row kernel call sums those rows of Wt with the
+    accumulators in registers.  Work: O(B * OH * OW * (taps * C + nnz_field * O)).
+    Weights must be finite (a skipped zero pixel would hide inf * 0).
+    """
+    cdef Py_ssize_t B = out.shape[0], OH = out.shape[1], OW = out.shape[2], O = out.shape[3]
+    cdef Py_ssize_t G = Wt.shape[0], Og = Wt.shape[2], C = xpad.shape[3]
+    cdef Py_ssize_t T = tap_dh.shape[0], Cg = C // G
+    cdef Py_ssize_t boh, b, oh, ow, g, tap, q, t
+    if B * OH * OW * O == 0:
+        return
+    cdef floating[:, ::1] vbuf = np.empty((n_threads, T * Cg + 16), dtype=np.asarray(Wt).dtype)
+    cdef int32_t[:, ::1] ibuf = np.empty((n_threads, T * Cg + 16), dtype=np.int32)
+    cdef floating* vb
+    cdef int32_t* ib
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        vb = &vbuf[t, 0]
+        ib = &ibuf[t, 0]
+        for boh in prange(B * OH, schedule='dynamic'):
+            b = boh // OH
+            oh = boh % OH
+            for ow in range(OW):
+                for g in range(G):
+                    q = 0
+                    for tap in range(T):
+                        q = q + _compact(&xpad[b, oh * sh + tap_dh[tap], ow * sw + tap_dw[tap], g * Cg],
+                                         &ones[0], &remap[tap * Cg], Cg, vb + q, ib + q)
+                    _row(vb, ib, q, &Wt[g, 0, 0], &out[b, oh, ow, g * Og], Og, Og)
+
+
+cdef inline Py_ssize_t _compact(const floating* x, const uint8_t* alive, const int32_t* remap,
+                                Py_ssize_t n, floating* vout, int32_t* iout) noexcept nogil:
+    if floating is float:
+        return wsk_compact_f32(x, alive, remap, n, vout, iout)
+    else:
+        return wsk_compact_f64(x, alive, remap, n, vout, iout)

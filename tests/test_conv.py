@@ -65,16 +65,39 @@ def test_conv2d_matches_reference(case, w_sparsity, x_sparsity, dtype):
         np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("threshold", [0.0, 1.1])   # force im2col-blas, then direct
-def test_both_paths_agree(threshold, monkeypatch):
-    monkeypatch.setattr(conv_mod, "DIRECT_WORK_FRACTION", threshold)
+@pytest.fixture(params=["im2col-blas", "direct", "input-sparse"])
+def forced_path(request, monkeypatch):
+    """Make one path the cheapest, so every test below runs it."""
+    cheap, dear = -1e9, 1e9
+    monkeypatch.setattr(conv_mod, "DIRECT_FIXED", cheap if request.param == "direct" else dear)
+    monkeypatch.setattr(conv_mod, "INPUT_FIXED", cheap if request.param == "input-sparse" else dear)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_every_path_matches_reference(case, forced_path, dtype):
+    xs, (O, kh, kw), stride, padding, dilation, groups = case
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 4, 9, 9))
-    w = rng.standard_normal((6, 2, 3, 3))
-    path = wsekern.conv2d_path(x, w, stride=2, padding=1, groups=2)
-    assert path == ("direct" if threshold > 1 else "im2col-blas")
-    np.testing.assert_allclose(wsekern.conv2d(x, w, stride=2, padding=1, groups=2),
-                               conv_reference(x, w, None, 2, 1, 1, 2), rtol=1e-11, atol=1e-11)
+    x = (rng.standard_normal(xs) * (rng.random(xs) < 0.5)).astype(dtype)
+    w = (rng.standard_normal((O, xs[1] // groups, kh, kw)) * 1.0).astype(dtype)
+    kw_ = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    assert wsekern.conv2d_path(x, w, **kw_) == forced_path
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for n_threads in (1, 2):
+        np.testing.assert_allclose(wsekern.conv2d(x, w, n_threads=n_threads, **kw_),
+                                   conv_reference(x, w, None, stride, padding, dilation, groups),
+                                   rtol=tol, atol=tol)
+
+
+def test_inf_weight_never_takes_the_input_sparse_path(forced_path):
+    x = np.zeros((1, 2, 5, 5))
+    x[0, 0, 2, 2] = 1.0
+    w = np.ones((1, 2, 3, 3))
+    w[0, 1, 1, 1] = np.inf              # meets only zeros of x: inf * 0 = NaN everywhere
+    y = wsekern.conv2d(x, w)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(conv_reference(x, w, None, 1, 0, 1, 1)))
+    assert wsekern.conv2d_path(x, w) != "input-sparse"
 
 
 def test_matches_scipy_correlate_per_channel():

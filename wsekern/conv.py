@@ -8,9 +8,10 @@ from . import _conv
 from ._threads import resolve_threads
 from .sparse import check_float_dtype
 
-# Direct (zero-skipping) path when the kept fraction of the work is below this;
-# above it, im2col + BLAS wins (BLAS runs ~3x more multiply-adds per second).
-DIRECT_WORK_FRACTION = 0.35
+# Time of each zero-skipping path relative to im2col + BLAS, as fixed + per-density
+# cost (fitted on x 8x64x32x32, w 64x64x3x3, 1 thread, AVX-512; `wsekern bench conv`).
+DIRECT_FIXED, DIRECT_COST = 0.1, 1.45    # weight-sparse direct path, per kept-weight fraction
+INPUT_FIXED, INPUT_COST = 0.2, 1.25      # input-stationary path, per nonzero-pixel fraction
 
 
 def _pair(v, name, minimum):
@@ -149,6 +150,22 @@ def _filter_offsets(w2, g, phase_shape):
     return wval, off.astype(np.int32), c.astype(np.int32), wptr
 
 
+def _input_sparse(x, w2, g, threads):
+    """Input-stationary convolution in channels-last layout; returns NCHW (a view)."""
+    T, G = g.kh * g.kw, g.groups
+    Og, Cg = g.O // G, g.C // G
+    xpad = np.ascontiguousarray(_pad(x, g).transpose(0, 2, 3, 1))          # (B, Hp, Wp, C)
+    # (G, Og, Cg, T) -> (G, T, Cg, Og) -> rows tap * Cg + c
+    Wt = np.ascontiguousarray(w2.reshape(G, Og, Cg, T).transpose(0, 3, 2, 1)).reshape(G, T * Cg, Og)
+    i, j = np.divmod(np.arange(T, dtype=np.int32), g.kw)
+    out = np.empty((g.B, g.OH, g.OW, g.O), dtype=x.dtype)
+    _conv.forward_input_sparse(xpad, Wt, (i * g.dilation[0]).astype(np.int32),
+                               (j * g.dilation[1]).astype(np.int32),
+                               np.arange(T * Cg, dtype=np.int32), np.ones(Cg, dtype=np.uint8),
+                               g.stride[0], g.stride[1], out, threads)
+    return out.transpose(0, 3, 1, 2)
+
+
 def _im2col(x, g):
     """(B, groups, C_g * kh * kw, OH * OW) columns: the dense path's operand."""
     (sh, sw), (dh, dw) = g.stride, g.dilation
@@ -180,7 +197,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, n_thre
 
 
 def conv2d_path(x, w, *, stride=1, padding=0, dilation=1, groups=1):
-    """The path conv2d takes ("direct" or "im2col-blas") for these operands."""
+    """The path conv2d takes ("direct", "input-sparse" or "im2col-blas") for these operands."""
     return _conv2d(x, w, None, stride, padding, dilation, groups, 1)[1]
 
 
@@ -201,23 +218,28 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
         out[...] = 0 if bias is None else bias[:, None, None]
         return out, "empty"
     w_density = np.count_nonzero(w2) / w2.size
-    if w_density < DIRECT_WORK_FRACTION:
+    x_density = np.count_nonzero(x) / x.size
+    w_finite = bool(np.isfinite(w2).all())
+    cost = {"im2col-blas": 1.0, "direct": DIRECT_FIXED + w_density * DIRECT_COST}
+    if w_finite:      # skipping a zero pixel hides inf * 0 = NaN
+        cost["input-sparse"] = INPUT_FIXED + x_density * INPUT_COST
+    path = min(cost, key=cost.get)
+    threads = resolve_threads(n_threads, g.B * g.O * g.OH * g.OW * w2.shape[1] * cost[path])
+    if path == "direct":
         P = _phases(x, g)
-        # An input channel that is zero for a whole image is skipped; exact unless a
-        # weight is inf/NaN (inf * 0 = NaN).
-        if np.isfinite(w2).all():
+        # An input channel that is zero for a whole image is skipped (exact when w is finite).
+        if w_finite:
             alive = np.ascontiguousarray(x.any(axis=(2, 3)), dtype=np.uint8)
         else:
             alive = np.ones((g.B, g.C), dtype=np.uint8)
         wval, woff, wchan, wptr = _filter_offsets(w2, g, P.shape)
-        work = g.B * len(wval) * g.OH * g.OW
-        _conv.forward(P, alive, wval, woff, wchan, wptr, out, resolve_threads(n_threads, work))
-        path = "direct"
+        _conv.forward(P, alive, wval, woff, wchan, wptr, out, threads)
+    elif path == "input-sparse":
+        out[...] = _input_sparse(x, w2, g, threads)
     else:
         cols = _im2col(x, g)                                           # (B, G, K, OH*OW)
         wg = w2.reshape(g.groups, g.O // g.groups, -1)                 # (G, Og, K)
         np.matmul(wg[None], cols, out=out.reshape(g.B, g.groups, g.O // g.groups, -1))
-        path = "im2col-blas"
     if bias is not None:
         out += bias[:, None, None]
     return out, path
