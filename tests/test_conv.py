@@ -133,7 +133,7 @@ def _loss_grads(x, w, b, kw):
 
 
 @pytest.mark.parametrize("case", CASES[:4] + CASES[5:])
-def test_backward_matches_finite_differences(case):
+def test_backward_matches_finite_differences(case, forced_path):
     xs, (O, kh, kw), stride, padding, dilation, groups = case
     rng = np.random.default_rng(3)
     x = rng.standard_normal(xs)
@@ -147,7 +147,7 @@ def test_backward_matches_finite_differences(case):
     np.testing.assert_allclose(gb, gb_num, rtol=1e-5, atol=1e-6)
 
 
-def test_backward_weight_mask_keeps_only_kept_weights():
+def test_backward_weight_mask_keeps_only_kept_weights(forced_path):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 3, 8, 8))
     w = rng.standard_normal((4, 3, 3, 3))
@@ -185,3 +185,25 @@ def test_nan_input_propagates_through_kept_weights():
     w = np.ones((1, 1, 3, 3))
     y = wsekern.conv2d(x, w)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(conv_reference(x, w, None, 1, 0, 1, 1)))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_torch_when_installed(case):
+    torch = pytest.importorskip("torch")
+    xs, (O, kh, kw), stride, padding, dilation, groups = case
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(xs) * (rng.random(xs) < 0.3)
+    w = rng.standard_normal((O, xs[1] // groups, kh, kw)) * (rng.random((O, xs[1] // groups, kh, kw)) < 0.2)
+    b = rng.standard_normal(O)
+    kw_ = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    xt = torch.from_numpy(x).requires_grad_()
+    wt = torch.from_numpy(w).requires_grad_()
+    bt = torch.from_numpy(b).requires_grad_()
+    yt = torch.nn.functional.conv2d(xt, wt, bt, **kw_)
+    R = rng.standard_normal(tuple(yt.shape))
+    yt.backward(torch.from_numpy(R))
+    np.testing.assert_allclose(wsekern.conv2d(x, w, b, **kw_), yt.detach().numpy(),
+                               rtol=1e-10, atol=1e-10)
+    gx, gw, gb = wsekern.conv2d_backward(R, x, w, **kw_)
+    for ours, theirs in ((gx, xt.grad), (gw, wt.grad), (gb, bt.grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=1e-10)

@@ -109,6 +109,7 @@ def test_dense_W_treats_its_zeros_as_not_stored_even_with_nan_X():
 def test_portable_simd_paths_give_the_same_answer(simd, tmp_path):
     code = (
         "import numpy as np, scipy.sparse as sps, wsekern\n"
+        "from wsekern import conv as c\n"
         "rng = np.random.default_rng(0)\n"
         "for dt in (np.float32, np.float64):\n"
         "    W = sps.random(131, 97, density=0.2, format='csr', dtype=dt, random_state=1)\n"
@@ -121,6 +122,13 @@ def test_portable_simd_paths_give_the_same_answer(simd, tmp_path):
         "    A = rng.standard_normal((131, 41)).astype(dt); B = rng.standard_normal((97, 41)).astype(dt)\n"
         "    S = wsekern.sddmm(A, B, W)\n"
         "    np.testing.assert_allclose(S.toarray(), (A.astype(float) @ B.T) * (W.toarray() != 0), rtol=1e-5, atol=1e-5)\n"
+        "    x = rng.standard_normal((2, 6, 9, 10)).astype(dt); x[x < 0.5] = 0\n"
+        "    w = rng.standard_normal((4, 3, 3, 3)).astype(dt)\n"
+        "    ref = wsekern.conv2d(x.astype(float), w.astype(float), padding=1, groups=2)\n"
+        "    for path in ('direct', 'input-sparse'):\n"
+        "        c.DIRECT_FIXED = -1e9 if path == 'direct' else 1e9\n"
+        "        c.INPUT_FIXED = -1e9 if path == 'input-sparse' else 1e9\n"
+        "        np.testing.assert_allclose(wsekern.conv2d(x, w, padding=1, groups=2), ref, rtol=1e-4, atol=1e-4)\n"
         "print(wsekern.get_config()['simd'])\n")
     env = dict(os.environ, WSEKERN_SIMD=simd)
     # Run outside the source tree, so the installed (compiled) package is imported.

@@ -73,3 +73,20 @@ def test_pool_bad_input(kwargs, match):
         wsekern.max_pool2d(np.ones((1, 1, 4, 4)), **kwargs)
     with pytest.raises(ValueError, match="4-D"):
         wsekern.avg_pool2d(np.ones((4, 4)), 2)
+
+
+@pytest.mark.parametrize("op", ["max", "avg"])
+@pytest.mark.parametrize("case", CASES)
+def test_pool_matches_torch_when_installed(op, case):
+    torch = pytest.importorskip("torch")
+    shape, k, s, p = case
+    x = np.random.default_rng(3).standard_normal(shape)
+    xt = torch.from_numpy(x).requires_grad_()
+    fn = torch.nn.functional.max_pool2d if op == "max" else torch.nn.functional.avg_pool2d
+    yt = fn(xt, k, s, p)
+    R = np.random.default_rng(4).standard_normal(tuple(yt.shape))
+    yt.backward(torch.from_numpy(R))
+    fwd = wsekern.max_pool2d if op == "max" else wsekern.avg_pool2d
+    bwd = wsekern.max_pool2d_backward if op == "max" else wsekern.avg_pool2d_backward
+    np.testing.assert_allclose(fwd(x, k, s, p), yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(bwd(R, x, k, s, p), xt.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -275,23 +275,50 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
     grad_w = np.zeros(w2.shape, dtype=dtype)
     if grad.size == 0 or w2.shape[1] == 0:
         return grad_x, grad_w.reshape(w.shape), grad_b
-    P = _phases(x, g)
-    phase, qi, qj = g.taps()
-    threads = resolve_threads(n_threads, g.B * np.count_nonzero(keep) * g.OH * g.OW)
+    keep_density = np.count_nonzero(keep) / keep.size
+    w_density = np.count_nonzero(w2) / w2.size
+    blas_w = DIRECT_FIXED + keep_density * DIRECT_COST >= 1.0
+    blas_x = DIRECT_FIXED + w_density * DIRECT_COST >= 1.0
+    threads = resolve_threads(n_threads, g.B * w2.size * g.OH * g.OW * max(keep_density, w_density))
+    if blas_w or blas_x:
+        cols = _im2col(x, g)                                           # (B, G, K, OH*OW)
+        grad_g = grad.reshape(g.B, g.groups, g.O // g.groups, -1)      # (B, G, Og, OH*OW)
+    if not (blas_w and blas_x):
+        P = _phases(x, g)
+        phase, qi, qj = g.taps()
 
-    # grad_w at the kept weights only: one plane dot product per image.
-    _, widx, wptr = _filter_csr(w2, keep)
-    vals = np.empty(len(widx), dtype=dtype)
-    _conv.grad_weight(P, grad, widx, wptr, phase, qi, qj, vals,
-                      g.O // g.groups, g.C // g.groups, threads)
-    grad_w[np.repeat(np.arange(g.O), np.diff(wptr)), widx] = vals
+    if blas_w:
+        full = np.matmul(grad_g, cols.transpose(0, 1, 3, 2)).sum(axis=0)   # (G, Og, K)
+        grad_w = full.reshape(g.O, -1) * keep
+    else:   # at the kept weights only: one plane dot product per image
+        _, widx, wptr = _filter_csr(w2, keep)
+        vals = np.empty(len(widx), dtype=dtype)
+        _conv.grad_weight(P, grad, widx, wptr, phase, qi, qj, vals,
+                          g.O // g.groups, g.C // g.groups, threads)
+        grad_w[np.repeat(np.arange(g.O), np.diff(wptr)), widx] = vals
 
-    # grad_x: the transposed convolution over the nonzero weights, grouped by input channel.
-    cval, cidx, cptr = _by_input_channel(w2, g)
-    gP = np.zeros(P.shape, dtype=dtype)
-    _conv.grad_input(grad, cval, cidx, cptr, phase, qi, qj, gP, threads)
-    grad_x = _unphase(gP, g)
+    if blas_x:
+        wg = w2.reshape(g.groups, g.O // g.groups, -1)                 # (G, Og, K)
+        grad_cols = np.matmul(wg.transpose(0, 2, 1)[None], grad_g)     # (B, G, K, OH*OW)
+        grad_x = _col2im(grad_cols, g)
+    else:   # the transposed convolution over the nonzero weights, by input channel
+        cval, cidx, cptr = _by_input_channel(w2, g)
+        gP = np.zeros(P.shape, dtype=dtype)
+        _conv.grad_input(grad, cval, cidx, cptr, phase, qi, qj, gP, threads)
+        grad_x = _unphase(gP, g)
     return grad_x, grad_w.reshape(w.shape), grad_b
+
+
+def _col2im(grad_cols, g):
+    """Sum im2col-shaped gradients back onto the input (the adjoint of _im2col)."""
+    (sh, sw), (dh, dw), (ph, pw) = g.stride, g.dilation, g.padding
+    cols = grad_cols.reshape(g.B, g.C, g.kh, g.kw, g.OH, g.OW)
+    gxp = np.zeros((g.B, g.C, g.H + 2 * ph, g.W + 2 * pw), dtype=grad_cols.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            gxp[:, :, i * dh:i * dh + sh * (g.OH - 1) + 1:sh,
+                j * dw:j * dw + sw * (g.OW - 1) + 1:sw] += cols[:, :, i, j]
+    return np.ascontiguousarray(gxp[:, :, ph:ph + g.H, pw:pw + g.W])
 
 
 def _by_input_channel(w2, g):
