@@ -6,4 +6,17 @@ class WsekernError(Exception):
 
 
 class SramOverflowError(WsekernError, MemoryError):
-    """A mapping asked a processing element for more SRAM than it has."""
+    """A mapping asked a processing element for more SRAM than it has.
+
+    Attributes: ``pe`` (row, col) on the wafer, ``needed`` bytes, ``capacity`` bytes,
+    ``free`` bytes for data after the reserve, ``breakdown`` {buffer: bytes}.
+    """
+
+    def __init__(self, message, *, pe=None, needed=None, capacity=None, free=None,
+                 breakdown=None):
+        super().__init__(message)
+        self.pe = pe
+        self.needed = needed
+        self.capacity = capacity
+        self.free = free
+        self.breakdown = breakdown or {}

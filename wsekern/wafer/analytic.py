@@ -1,0 +1,522 @@
+"""Analytic cost of the wafer mappings, from the real nonzero structure of the operands.
+
+Every model here is O(nnz + PEs + blocks * samples) — never O(M * K * N) — and
+returns a :class:`SimReport` with an estimate and a lower and an upper bound.
+
+Weight-stationary (layer-pipelined; the vendor's gemv-checkerboard, spmv-hypersparse)
+    Y = W @ X on an R x C region: PE (r, c) holds block W[rows_r, cols_c], dense or
+    compressed (the cheaper that fits). Each sample's X[cols_c, n] streams from the
+    north edge down PE column c; only nonzeros become wavelets, and an end-of-stream
+    marker closes each sample. A nonzero x_k starts a task costing
+    ``task + setup + ceil(M_r / fmac)`` over a dense column, or
+    ``task + scalar * nnz(W[rows_r, k])`` over a compressed one. Partial sums
+    (dense, M_r values per sample) are reduced eastward along each PE row.
+    Time: a max-plus recurrence over samples with double-buffered accumulators —
+    compute (paced by the slowest receiver of each multicast column, or by the
+    column's link) then reduction (one link's load per sample) — plus fill and drain.
+Activation-stationary (weight streaming)
+    X sits dense on the PEs (rows of X over PE rows, samples over PE columns); the
+    nonzero weights stream in at the external bandwidth, each one a full-rate AXPY
+    over the stationary activations of its PE row; partial rows of Y are reduced
+    southward.
+Resident (region 1x1; the vendor's single-tile-matvec)
+    One PE holds A, B and C; C[:, n] += A[:, k] * B[k, n] as AXPYs, zeros included.
+SUMMA (dense x dense, the vendor's gemm-collectives_2d)
+    P steps; at step s PE column s broadcasts its A tile along rows and PE row s its
+    B tile along columns; each PE then does a tile GEMM.
+"""
+import math
+
+import numpy as np
+import scipy.sparse as sps
+
+from .ledger import SramLedger
+from .report import SimReport
+
+FIFO_BYTES = 256     # [A] input FIFO that extends the router queue (vendor topic-09), per PE
+
+
+def _bounds(n, parts):
+    """Balanced split of range(n) into ``parts`` blocks: boundaries, length parts + 1."""
+    return np.linspace(0, n, parts + 1).round().astype(np.int64)
+
+
+def _block_of(bounds, n):
+    return np.searchsorted(bounds, np.arange(n), side="right") - 1
+
+
+def _wafer_array(config, region, values, extra=()):
+    out = np.zeros((config.rows, config.cols) + tuple(extra), dtype=np.float64)
+    r0, c0, R, C = region
+    out[r0:r0 + R, c0:c0 + C] = values
+    return out
+
+
+def _energy(config, macs_performed, sram_access_bytes, hops, pes, cycles):
+    pj = (config.pj_per_fmac[config.dtype] * macs_performed
+          + config.pj_per_sram_byte * sram_access_bytes
+          + config.pj_per_wavelet_hop * hops
+          + config.static_pj_per_pe_cycle * pes * cycles)
+    return pj * 1e-12
+
+
+def macs_useful(W, X):
+    """Pairs of a nonzero weight and a nonzero activation: sum_k nnz(W[:, k]) * nnz(X[k, :])."""
+    W = sps.csc_array(W)
+    return int(np.diff(W.indptr).astype(np.int64) @ np.count_nonzero(X, axis=1).astype(np.int64))
+
+
+# --------------------------------------------------------------------------------------
+# Weight-stationary
+# --------------------------------------------------------------------------------------
+class Operands:
+    """What the weight-stationary model needs from W and X, computed once per pair and
+    cached per partition, so the placer can price many regions cheaply."""
+
+    def __init__(self, W, X):
+        W = sps.csr_array(W)
+        self.M, self.K = W.shape
+        self.N = X.shape[1]
+        coo = W.tocoo()
+        self.w_row, self.w_col = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        self.x_nz = X != 0
+        self.nz_k, self.nz_n = np.nonzero(self.x_nz)
+        self.A_k = self.x_nz.sum(axis=1).astype(np.int64)
+        self.useful = int(np.bincount(self.w_col, minlength=self.K) @ self.A_k)
+        self._rows, self._cols, self._acts = {}, {}, {}
+
+    def row_block(self, R):
+        """(boundaries, block of each row), cached."""
+        if R not in self._rows:
+            b = _bounds(self.M, R)
+            self._rows[R] = (b, _block_of(b, self.M))
+        return self._rows[R]
+
+    def col_block(self, C):
+        if C not in self._cols:
+            b = _bounds(self.K, C)
+            self._cols[C] = (b, _block_of(b, self.K))
+        return self._cols[C]
+
+    def activations(self, C):
+        """a[c, n]: nonzero activations arriving at PE column c in sample n."""
+        if C not in self._acts:
+            _, cb = self.col_block(C)
+            self._acts[C] = np.bincount(cb[self.nz_k] * self.N + self.nz_n,
+                                        minlength=C * self.N).reshape(C, self.N)
+        return self._acts[C]
+
+
+def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True):
+    """Cost of Y = W @ X with W stationary and the nonzeros of X streamed.
+
+    ``ops`` reuses an :class:`Operands` of (W, X); ``exact=False`` (the placer's screen)
+    takes a compressed block's per-sample work as its batch work shared in proportion
+    to the activations arriving in each sample, instead of counting it exactly.
+    """
+    ops = ops if ops is not None else Operands(W, X)
+    r0, c0, R, C = region
+    M, K, N = ops.M, ops.K, ops.N
+    fmac, elem = config.fmacs, config.elem_bytes
+    m_b, row_block = ops.row_block(R)
+    k_b, col_block = ops.col_block(C)
+    M_r = np.diff(m_b)                                       # rows per PE row
+    K_c = np.diff(k_b)                                       # columns per PE column
+    a_cn = ops.activations(C)                                # nonzero activations per sample
+    A_c = a_cn.sum(axis=1)
+
+    # Nonzero structure of W per block; sum_k A_k * nnz(W[rows_r, k]) is a compressed
+    # block's work over the batch.
+    blk = row_block[ops.w_row] * C + col_block[ops.w_col]
+    nnz_rc = np.bincount(blk, minlength=R * C).reshape(R, C)
+    scalar_work_rc = np.bincount(blk, weights=ops.A_k[ops.w_col], minlength=R * C).reshape(R, C)
+
+    t_dense = config.task_cycles + config.setup_cycles + np.ceil(M_r / fmac)   # per R
+    dense_time = A_c[None, :] * t_dense[:, None]
+    comp_time = A_c[None, :] * config.task_cycles + config.scalar_cycles_per_element * scalar_work_rc
+    dense_bytes = (M_r[:, None] * K_c[None, :]) * elem
+    comp_bytes = nnz_rc * (elem + 2) + (K_c[None, :] + 1) * 2   # values, 16-bit rows, col starts
+    room = config.data_bytes - _ws_buffers_bytes(config, M_r, K_c, R, C).max()
+    dense_fits = dense_bytes <= room
+    comp_fits = comp_bytes <= room
+    use_comp = (comp_fits & (~dense_fits | (comp_time < dense_time)))
+
+    ledger = SramLedger(config, region)
+    ledger.alloc("weights (dense)", np.where(use_comp, 0, dense_bytes))
+    ledger.alloc("weights (compressed values + row indices + column starts)",
+                 np.where(use_comp, comp_bytes, 0))
+    for name, b in _ws_buffers(config, M_r, K_c, R, C).items():
+        ledger.alloc(name, b)
+    sram = ledger.check(f"{what} weight-stationary, W {M}x{K} on {R}x{C} PEs")
+
+    # Per-sample compute of the slowest receiver in each column.
+    eos = config.task_cycles                                  # end-of-stream task per sample
+    per_sample_max = np.zeros(N)
+    dense_rows = np.where(~use_comp, t_dense[:, None], -np.inf)          # R x C
+    tmax_c = dense_rows.max(axis=0)                                      # per column
+    has_dense = np.isfinite(tmax_c)
+    if has_dense.any():
+        per_sample_max = np.max(a_cn[has_dense] * tmax_c[has_dense, None], axis=0)
+    if use_comp.any() and exact:
+        per_sample_max = np.maximum(per_sample_max, _compressed_per_sample(
+            blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config))
+    elif use_comp.any():
+        share = np.where(use_comp, comp_time, 0).max(axis=0) / np.maximum(A_c, 1)   # per C
+        per_sample_max = np.maximum(per_sample_max, (a_cn * share[:, None]).max(axis=0))
+    per_sample_max = per_sample_max + eos
+    busy_rc = np.where(use_comp, comp_time, dense_time) + N * eos
+
+    wpv = config.wavelets_per_sparse_value
+    v_cn = a_cn * wpv + 1                                     # wavelets per column per sample
+    link_rate = config.link_wavelets_per_cycle
+    fabric_per_sample = v_cn.max(axis=0) / link_rate
+    compute = np.maximum(per_sample_max, fabric_per_sample)
+
+    vpw = config.values_per_dense_wavelet
+    red_wavelets = np.ceil(M_r / vpw)                          # per PE row, per sample
+    red_stage = red_wavelets.max() / link_rate if C > 1 else 0.0
+    red_lat = (C - 1) * (config.hop_cycles + config.stage_cycles)
+    fill = 2 * config.ramp_cycles + (R - 1) * config.hop_cycles
+
+    est = _double_buffered(compute, red_stage) + fill + red_lat
+    lower = fill + red_lat + max(busy_rc.max(initial=0), v_cn.sum(axis=1).max() / link_rate,
+                                 N * red_stage)
+    upper = fill + N * red_lat + float(np.sum(compute + red_stage))
+
+    # Traffic: input multicast south, partial sums east (the last column sends Y on).
+    links = np.zeros((R, C, 4))
+    links[:R - 1, :, 2] = v_cn.sum(axis=1)[None, :]
+    links[:, :, 1] = (red_wavelets * N)[:, None]
+    wavelets_sent = int(v_cn.sum() + red_wavelets.sum() * N * C)
+
+    # MACs (see report.py for the identity they satisfy).
+    performed = int(np.sum(np.where(use_comp, scalar_work_rc, M_r[:, None] * A_c[None, :])))
+    skipped_w = int(np.sum(np.where(use_comp, (M_r[:, None] * K_c[None, :] - nnz_rc) * N, 0)))
+    macs_dense = int(M) * int(K) * int(N)
+    skipped_a = macs_dense - performed - skipped_w
+    useful = ops.useful
+
+    terms = {"compute": float(per_sample_max.sum()), "fabric": float(fabric_per_sample.sum()),
+             "reduction": float(N * red_stage), "latency": float(fill + red_lat)}
+    bottleneck = max(terms, key=terms.get)
+    if bottleneck == "compute":
+        r, c = np.unravel_index(int(np.argmax(busy_rc)), busy_rc.shape)
+        if use_comp[r, c]:
+            bottleneck = "scalar"
+    hops = float(links.sum())
+    energy = _energy(config, performed, performed * 3 * elem, hops, R * C, est)
+    return SimReport(
+        cycles=float(est), cycles_lower=float(min(lower, est)), cycles_upper=float(max(upper, est)),
+        clock_hz=config.clock_hz, macs_dense=macs_dense, macs_useful=useful,
+        macs_performed=performed, macs_skipped_weight=skipped_w,
+        macs_skipped_activation=int(skipped_a),
+        busy_cycles=_wafer_array(config, region, busy_rc),
+        sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
+        link_wavelets=_wafer_array(config, region, links, (4,)),
+        wavelets_sent=wavelets_sent, energy_joules=energy, bottleneck=bottleneck,
+        region=tuple(int(v) for v in region), mapping="weight-stationary", dtype=config.dtype,
+        fmac_per_cycle=fmac,
+        details={"compressed_blocks": int(use_comp.sum()), "blocks": R * C, "terms": terms})
+
+
+def _ws_buffers(config, M_r, K_c, R, C):
+    """Buffers besides the weights, per PE (R x C arrays)."""
+    elem = config.elem_bytes
+    acc = np.broadcast_to((2 * M_r * elem)[:, None], (R, C))     # double-buffered accumulators
+    red = np.broadcast_to((M_r * elem)[:, None], (R, C))         # partial sums from the west
+    return {"input FIFO": np.full((R, C), FIFO_BYTES),
+            "accumulators (double-buffered)": acc,
+            "reduction buffer": np.where(np.arange(C)[None, :] > 0, red, 0)}
+
+
+def _ws_buffers_bytes(config, M_r, K_c, R, C):
+    return sum(_ws_buffers(config, M_r, K_c, R, C).values())
+
+
+def _compressed_per_sample(blk, cols, x_nz, a_cn, use_comp, R, C, config, chunk=1 << 15):
+    """Per sample, the largest work of a PE holding a compressed block.
+
+    Work of block (r, c) in sample n: task * (activations arriving) + scalar * (weights
+    of the block in columns whose activation is nonzero), counted with wsekern.spmm
+    over chunks of blocks. O(nnz(W) * N / SIMD + blocks * N) time, O(chunk * N) memory.
+    """
+    from ..kernels import spmm
+    comp = use_comp.ravel()[blk]
+    S = sps.csr_array((np.ones(int(comp.sum()), np.float32), (blk[comp], cols[comp])),
+                      shape=(R * C, x_nz.shape[0]))
+    x = x_nz.astype(np.float32)            # counts stay exact in float32 below 2**24
+    best = np.zeros(x_nz.shape[1])
+    for start in range(0, R * C, chunk):
+        rows = slice(start, min(start + chunk, R * C))
+        visited = spmm(S[rows], x)
+        acts = a_cn[np.arange(rows.start, rows.stop) % C]
+        work = acts * config.task_cycles + config.scalar_cycles_per_element * visited
+        best = np.maximum(best, work.max(axis=0))
+    return best
+
+
+def _double_buffered(compute, red_stage):
+    """Finish time of a two-stage pipeline with double-buffered accumulators.
+
+    c_end(n) = max(c_end(n-1), r_end(n-2)) + compute(n);  r_end(n) = max(r_end(n-1), c_end(n)) + red.
+    """
+    c_end = r_prev = r_prev2 = 0.0
+    for work in compute:
+        c_end = max(c_end, r_prev2) + float(work)
+        r_prev2, r_prev = r_prev, max(r_prev, c_end) + red_stage
+    return r_prev
+
+
+# --------------------------------------------------------------------------------------
+# Activation-stationary (weight streaming)
+# --------------------------------------------------------------------------------------
+def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=None):
+    """Cost of Y = W @ X with X stationary and the nonzero weights streamed in.
+
+    ``passes`` counts how often the weights cross the external link (3 in a training step).
+    """
+    ops = ops if ops is not None else Operands(W, X)
+    r0, c0, R, C = region
+    M, K, N = ops.M, ops.K, ops.N
+    fmac, elem = config.fmacs, config.elem_bytes
+    k_b, n_b = _bounds(K, R), _bounds(N, C)
+    K_r, N_c = np.diff(k_b), np.diff(n_b)
+    _, row_block = ops.col_block(R)           # X's rows (W's columns) over PE rows
+    nnz_r = np.bincount(row_block[ops.w_col], minlength=R).astype(np.int64)   # weights per PE row
+
+    ledger = SramLedger(config, region)
+    ledger.alloc("activations (stationary)", (K_r[:, None] * N_c[None, :]) * elem)
+    ledger.alloc("accumulators (double-buffered)", np.broadcast_to(2 * N_c[None, :] * elem, (R, C)))
+    ledger.alloc("reduction buffer", np.broadcast_to(N_c[None, :] * elem, (R, C)) * (R > 1))
+    ledger.alloc("weight FIFO", FIFO_BYTES)
+    sram = ledger.check(f"{what} activation-stationary, X {K}x{N} on {R}x{C} PEs")
+
+    t_axpy = config.task_cycles + config.setup_cycles + np.ceil(N_c / fmac)     # per C
+    busy_rc = nnz_r[:, None] * t_axpy[None, :] + M * config.task_cycles        # + one EOS per row
+    compute = busy_rc.max(initial=0)
+
+    wpv = config.wavelets_per_sparse_value
+    weight_wavelets = nnz_r * wpv + M                                          # + EOS per row of W
+    stream_bytes = passes * weight_wavelets.sum() * 4
+    t_external = stream_bytes / config.external_bytes_per_s * config.clock_hz
+    t_links = weight_wavelets.max(initial=0) / config.link_wavelets_per_cycle
+    vpw = config.values_per_dense_wavelet
+    red_wavelets = M * np.ceil(N_c / vpw)                                      # per PE column
+    t_red = red_wavelets.max(initial=0) / config.link_wavelets_per_cycle if R > 1 else 0.0
+    latency = (2 * config.ramp_cycles + (C - 1) * config.hop_cycles
+               + (R - 1) * (config.hop_cycles + config.stage_cycles) + config.turn_cycles)
+    terms = {"weight-streaming": t_external, "compute": float(compute),
+             "fabric": float(t_links), "reduction": float(t_red), "latency": float(latency)}
+    est = max(t_external, compute, t_links, t_red) + latency
+    lower = est
+    upper = t_external + compute + t_links + t_red + latency
+    bottleneck = max(terms, key=terms.get)
+
+    links = np.zeros((R, C, 4))
+    links[:, :C - 1, 1] = weight_wavelets[:, None]            # weights multicast east along rows
+    links[:R - 1, :, 2] = red_wavelets[None, :]               # partial rows of Y reduced south
+    performed = len(ops.w_col) * int(N)
+    macs_dense = int(M) * int(K) * int(N)
+    useful = ops.useful
+    energy = _energy(config, performed, performed * 3 * elem + stream_bytes,
+                     float(links.sum()), R * C, est)
+    return SimReport(
+        cycles=float(est), cycles_lower=float(lower), cycles_upper=float(upper),
+        clock_hz=config.clock_hz, macs_dense=macs_dense, macs_useful=useful,
+        macs_performed=performed, macs_skipped_weight=macs_dense - performed,
+        macs_skipped_activation=0,
+        busy_cycles=_wafer_array(config, region, busy_rc),
+        sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
+        link_wavelets=_wafer_array(config, region, links, (4,)),
+        wavelets_sent=int(weight_wavelets.sum() * passes + red_wavelets.sum() * (R - 1)),
+        energy_joules=energy, bottleneck=bottleneck, region=tuple(int(v) for v in region),
+        mapping="activation-stationary", dtype=config.dtype, fmac_per_cycle=fmac,
+        details={"terms": terms, "external_bytes": float(stream_bytes)})
+
+
+# --------------------------------------------------------------------------------------
+# Resident single PE, and SUMMA
+# --------------------------------------------------------------------------------------
+def resident_cycles(M, K, N, config):
+    """C (M x N) += A (M x K) @ B (K x N) on one PE: one AXPY of length M per (k, n)."""
+    return K * N * (config.setup_cycles + math.ceil(M / config.fmacs)) + config.task_cycles
+
+
+def resident_bytes(M, K, N, config):
+    """A, B and C resident in one PE's SRAM, plus the reserve."""
+    return (M * K + K * N + M * N) * config.elem_bytes + config.reserve_bytes
+
+
+def resident(A, B, config, region, *, what="matmul"):
+    """Dense A @ B (or W @ X) entirely on one PE: the vendor's single-tile-matvec."""
+    A = A.toarray() if sps.issparse(A) else np.asarray(A)
+    M, K = A.shape
+    N = B.shape[1]
+    ledger = SramLedger(config, region)
+    ledger.alloc("A", M * K * config.elem_bytes)
+    ledger.alloc("B", K * N * config.elem_bytes)
+    ledger.alloc("C", M * N * config.elem_bytes)
+    sram = ledger.check(f"{what} resident on one PE, {M}x{K} @ {K}x{N}")
+    cycles = resident_cycles(M, K, N, config)
+    macs = M * K * N
+    energy = _energy(config, macs, macs * 3 * config.elem_bytes, 0, 1, cycles)
+    return SimReport(
+        cycles=float(cycles), cycles_lower=float(cycles), cycles_upper=float(cycles),
+        clock_hz=config.clock_hz, macs_dense=macs,
+        macs_useful=int(np.count_nonzero(A, axis=0) @ np.count_nonzero(B, axis=1)),
+        macs_performed=macs, macs_skipped_weight=0, macs_skipped_activation=0,
+        busy_cycles=_wafer_array(config, region, cycles),
+        sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
+        link_wavelets=_wafer_array(config, region, 0.0, (4,)), wavelets_sent=0,
+        energy_joules=energy, bottleneck="compute", region=tuple(int(v) for v in region),
+        mapping="resident", dtype=config.dtype, fmac_per_cycle=config.fmacs)
+
+
+def summa(A, B, config, region, *, what="matmul"):
+    """Dense A (M x K) @ B (K x N) on an R x C grid, SUMMA-style in max(R, C) steps."""
+    r0, c0, R, C = region
+    M, K = A.shape
+    N = B.shape[1]
+    elem, fmac = config.elem_bytes, config.fmacs
+    steps = max(R, C)
+    Mt, Nt, Kt = math.ceil(M / R), math.ceil(N / C), math.ceil(K / steps)
+    ledger = SramLedger(config, region)
+    ledger.alloc("A tiles (double-buffered)", 2 * Mt * Kt * elem)
+    ledger.alloc("B tiles (double-buffered)", 2 * Kt * Nt * elem)
+    ledger.alloc("C tile", Mt * Nt * elem)
+    sram = ledger.check(f"{what} SUMMA, {M}x{K} @ {K}x{N} on {R}x{C} PEs")
+    vpw = config.values_per_dense_wavelet
+    a_wav, b_wav = math.ceil(Mt * Kt / vpw), math.ceil(Kt * Nt / vpw)
+    t_comp = Kt * (config.setup_cycles + math.ceil(Mt / fmac)) * Nt
+    t_comm = max(a_wav, b_wav) / config.link_wavelets_per_cycle
+    lat = 2 * config.ramp_cycles + (max(R, C) - 1) * config.hop_cycles
+    est = steps * max(t_comp, t_comm) + lat + min(t_comp, t_comm)
+    lower = steps * max(t_comp, t_comm) + lat
+    upper = steps * (t_comp + t_comm + lat)
+    macs = M * K * N
+    links = np.zeros((R, C, 4))
+    links[:, :C - 1, 1] = a_wav * steps * (C - 1) / max(C, 1)
+    links[:R - 1, :, 2] = b_wav * steps * (R - 1) / max(R, 1)
+    terms = {"compute": steps * t_comp, "fabric": steps * t_comm, "latency": lat}
+    energy = _energy(config, macs, macs * 3 * elem, float(links.sum()), R * C, est)
+    useful = int(np.count_nonzero(A, axis=0) @ np.count_nonzero(B, axis=1))
+    return SimReport(
+        cycles=float(est), cycles_lower=float(lower), cycles_upper=float(upper),
+        clock_hz=config.clock_hz, macs_dense=macs, macs_useful=useful, macs_performed=macs,
+        macs_skipped_weight=0, macs_skipped_activation=0,
+        busy_cycles=_wafer_array(config, region, steps * t_comp),
+        sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
+        link_wavelets=_wafer_array(config, region, links, (4,)),
+        wavelets_sent=int(steps * (a_wav + b_wav)), energy_joules=energy,
+        bottleneck=max(terms, key=terms.get), region=tuple(int(v) for v in region),
+        mapping="summa", dtype=config.dtype, fmac_per_cycle=fmac, details={"terms": terms})
+
+
+# --------------------------------------------------------------------------------------
+# The vendor's spmv-hypersparse memory formula (a golden test of the ledger's accounting)
+# --------------------------------------------------------------------------------------
+def spmv_hypersparse_memory_per_pe(nnz, nnz_cols, nnz_rows, vec, out_vec):
+    """memory_per_pe() of sdk-examples spmv-hypersparse, in bytes:
+    (4+2)*nnz + 3*2*nnz_cols + 5*4*vec + 2*nnz_rows + 4*(4+2)*nnz_rows + 4*out_vec."""
+    return ((4 + 2) * nnz + 3 * 2 * nnz_cols + 5 * 4 * vec + 2 * nnz_rows
+            + 4 * (4 + 2) * nnz_rows + 4 * out_vec)
+
+
+def spmv_hypersparse_ledger(W, config, grid):
+    """Allocate the spmv-hypersparse mapping's buffers by name on a ``grid`` of PEs.
+
+    A is 2-D partitioned; each PE stores fp32 values with 16-bit local indices, per
+    nonzero column a (pointer, length, index) triple, the x slice in five buffers
+    (``vec``), per nonzero row its index and four (fp32 value, 16-bit index) partial
+    buffers for the east/west trains, and the y slice (``out_vec``).
+    Returns the ledger (without the code reserve check) and the per-PE formula inputs.
+    """
+    W = sps.csr_array(W)
+    R, C = grid
+    m_b, k_b = _bounds(W.shape[0], R), _bounds(W.shape[1], C)
+    coo = W.tocoo()
+    rb, cb = _block_of(m_b, W.shape[0])[coo.row], _block_of(k_b, W.shape[1])[coo.col]
+    nnz = np.zeros((R, C), np.int64)
+    np.add.at(nnz, (rb, cb), 1)
+    cols = _distinct_per_block(rb, cb, coo.col, R, C)        # nonzero columns per PE
+    rows = _distinct_per_block(rb, cb, coo.row, R, C)        # nonzero rows per PE
+    vec = np.broadcast_to(np.diff(k_b)[None, :], (R, C))
+    out_vec = np.broadcast_to(np.diff(m_b)[:, None], (R, C))
+    ledger = SramLedger(config.with_(reserve_bytes=0), (0, 0, R, C))
+    ledger.alloc("values (fp32) + 16-bit row indices", (4 + 2) * nnz)
+    ledger.alloc("column pointer, length, index (3 x 16-bit)", 3 * 2 * cols)
+    ledger.alloc("x slice, 5 fp32 buffers", 5 * 4 * vec)
+    ledger.alloc("nonzero row indices (16-bit)", 2 * rows)
+    ledger.alloc("partial y trains, 4 x (fp32 + 16-bit index)", 4 * (4 + 2) * rows)
+    ledger.alloc("y slice (fp32)", 4 * out_vec)
+    return ledger, dict(nnz=nnz, nnz_cols=cols, nnz_rows=rows, vec=vec, out_vec=out_vec)
+
+
+def _distinct_per_block(rb, cb, idx, R, C):
+    """How many distinct values of ``idx`` fall in each block (rb, cb)."""
+    out = np.zeros((R, C), np.int64)
+    if len(idx):
+        key = np.unique(np.stack([rb, cb, idx]), axis=1)
+        np.add.at(out, (key[0], key[1]), 1)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# SDDMM: the weight gradient of a sparse layer, left where the weights live
+# --------------------------------------------------------------------------------------
+def sddmm_cost(A, B, pattern, config, region, useful):
+    """Cost of out = (A @ B.T) at the pattern's nonzeros on an R x C region.
+
+    PE (r, c) holds pattern block (r, c) and A[rows_r, :] (stationary); the rows of
+    B[cols_c, :] that the block's column needs stream down PE column c (a column with
+    no stored position anywhere in the PE column is never sent); each arriving row
+    triggers a task with one dot product of length D per stored position in it.
+    """
+    P = sps.csr_array(pattern)
+    r0, c0, R, C = region
+    M, N = P.shape
+    D = A.shape[1]
+    elem, fmac = config.elem_bytes, config.fmacs
+    m_b, n_b = _bounds(M, R), _bounds(N, C)
+    M_r = np.diff(m_b)
+    coo = P.tocoo()
+    rb, cb = _block_of(m_b, M)[coo.row], _block_of(n_b, N)[coo.col]
+    nnz = np.zeros((R, C), np.int64)
+    np.add.at(nnz, (rb, cb), 1)
+    cols_rc = _distinct_per_block(rb, cb, coo.col, R, C)        # tasks per PE
+    sent_c = np.bincount(_block_of(n_b, N)[np.unique(coo.col)], minlength=C)  # rows of B sent
+
+    ledger = SramLedger(config, region)
+    ledger.alloc("A rows (stationary)", (M_r * D * elem)[:, None] * np.ones((1, C), np.int64))
+    ledger.alloc("pattern values + 16-bit indices + column starts",
+                 nnz * (elem + 2) + (np.diff(n_b)[None, :] + 1) * 2)
+    ledger.alloc("input FIFO", FIFO_BYTES)
+    sram = ledger.check(f"sddmm, pattern {M}x{N}, D={D} on {R}x{C} PEs")
+
+    t_dot = config.setup_cycles + math.ceil(D / fmac) + math.log2(max(fmac, 1)) + 1
+    busy = cols_rc * config.task_cycles + nnz * t_dot
+    vpw = config.values_per_dense_wavelet
+    stream = sent_c * math.ceil(D / vpw)                           # wavelets down column c
+    latency = 2 * config.ramp_cycles + (R - 1) * config.hop_cycles
+    compute = busy.max(initial=0)
+    fabric = stream.max(initial=0) / config.link_wavelets_per_cycle
+    est = max(compute, fabric) + latency + t_dot
+    lower = max(compute, fabric) + latency
+    upper = compute + fabric + latency + t_dot
+    links = np.zeros((R, C, 4))
+    links[:R - 1, :, 2] = stream[None, :]
+    performed = int(P.nnz) * int(D)
+    dense = int(M) * int(N) * int(D)
+    energy = _energy(config, performed, performed * 3 * elem, float(links.sum()), R * C, est)
+    terms = {"compute": float(compute), "fabric": float(fabric), "latency": float(latency)}
+    return SimReport(
+        cycles=float(est), cycles_lower=float(lower), cycles_upper=float(upper),
+        clock_hz=config.clock_hz, macs_dense=dense, macs_useful=int(useful),
+        macs_performed=performed, macs_skipped_weight=dense - performed, macs_skipped_activation=0,
+        busy_cycles=_wafer_array(config, region, busy),
+        sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
+        link_wavelets=_wafer_array(config, region, links, (4,)),
+        wavelets_sent=int(stream.sum()), energy_joules=energy,
+        bottleneck=max(terms, key=terms.get), region=tuple(int(v) for v in region),
+        mapping="weight-stationary", dtype=config.dtype, fmac_per_cycle=fmac,
+        details={"terms": terms})

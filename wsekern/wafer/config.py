@@ -1,0 +1,134 @@
+"""The simulated machine's parameters: ``WaferConfig`` and its presets.
+
+Tags as in shared/MACHINE.md: [P] primary source, [S] secondary, [M] the independent
+WSE-3 measurement study, [A] an assumption of ours (no public number).
+"""
+from dataclasses import asdict, dataclass, field, fields, replace
+
+DTYPES = ("fp16", "fp32")
+
+
+def _fmac_wse2():
+    # fp16: "up to eight operations per clock" = 4 FMAC/cycle [P: white paper];
+    # fp32: 1 FMAC/cycle nominal [S].
+    return {"fp16": 4.0, "fp32": 1.0}
+
+
+def _fmac_pj():
+    # [A] ~1 pJ per fp16 FMAC at 7 nm (Horowitz-style scaling of a 45 nm 1.5 pJ fp16 FMA);
+    # fp32 about 3x. Consistent with the 30 mW / 1.1 GHz = 27 pJ per core-cycle budget [S: HC34].
+    return {"fp16": 1.0, "fp32": 3.0}
+
+
+@dataclass(frozen=True)
+class WaferConfig:
+    """A wafer-scale dataflow engine: a grid of PEs with capped SRAM on a 2-D mesh.
+
+    Every field has a default from MACHINE.md (WSE-2-like); ``wse2()``, ``wse3()`` and
+    ``small(rows, cols)`` are presets, each taking keyword overrides.
+    """
+    rows: int = 750                       # usable program rectangle 750 x 994 [P: sdk-examples]
+    cols: int = 994
+    sram_bytes: int = 49_152              # 48 KiB per PE; link limit exactly 49,152 B [P, M]
+    reserve_bytes: int = 4_176            # minimal kernel code/runtime, leaves 44,976 B [M]
+    clock_hz: float = 850e6               # the SDK benchmark scripts' clock [P]
+    dtype: str = "fp16"                   # on-fabric element type (ML use) [P]
+    fmac_per_cycle: dict = field(default_factory=_fmac_wse2)
+    hop_cycles: float = 1.0               # PE-to-PE latency 1 cycle [P: white paper; HPDC'24]
+    ramp_cycles: float = 2.0              # core <-> router, T_R ~ 2 [P: HPDC'24]
+    turn_cycles: float = 0.0              # WSE-2: not measured; [A] no extra cost
+    stage_cycles: float = 5.0             # store-and-forward stage 2*T_R + 1 [P: HPDC'24 model]
+    task_cycles: float = 4.0              # wavelet-triggered task activation [A]
+    setup_cycles: float = 15.0            # DSD vector-op setup, 8-17 measured [M]
+    scalar_cycles_per_element: float = 22.0   # scalar loop per element, 22-25 [M]
+    link_wavelets_per_cycle: float = 1.0  # one 32-bit wavelet/cycle/direction [P]
+    queue_depth: int = 4                  # router input queue per colour [A] ("small" [P: topic-09])
+    colors: int = 24                      # routable colours on WSE-2 [S, M]
+    external_bytes_per_s: float = 150e9   # MemoryX, 12 x 100 GbE [?: unconfirmed]
+    host_bytes_per_s: float = 150e9       # host I/O into the edge [A: same links as MemoryX]
+    pj_per_fmac: dict = field(default_factory=_fmac_pj)
+    pj_per_sram_byte: float = 0.25        # [A] 8-bank single-cycle SRAM, ~2 pJ per 64-bit access
+    pj_per_wavelet_hop: float = 1.0       # [A] 32 bits over ~0.2 mm of wire plus a router
+    static_pj_per_pe_cycle: float = 2.0   # [A] leakage and clock tree of an idle PE
+
+    def __post_init__(self):
+        for name in ("rows", "cols", "sram_bytes", "queue_depth", "colors"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"WaferConfig.{name} must be a positive int; received {v!r}")
+        if not 0 <= self.reserve_bytes < self.sram_bytes:
+            raise ValueError(f"reserve_bytes must be in [0, sram_bytes={self.sram_bytes}); "
+                             f"received {self.reserve_bytes}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}; received {self.dtype!r}")
+        for name in ("fmac_per_cycle", "pj_per_fmac"):
+            table = getattr(self, name)
+            if not isinstance(table, dict) or self.dtype not in table or table[self.dtype] <= 0:
+                raise ValueError(f"{name} must map {self.dtype!r} to a positive number; "
+                                 f"received {table!r}")
+        for name in ("clock_hz", "link_wavelets_per_cycle", "external_bytes_per_s",
+                     "host_bytes_per_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive; received {getattr(self, name)!r}")
+        for name in ("hop_cycles", "ramp_cycles", "turn_cycles", "stage_cycles", "task_cycles",
+                     "setup_cycles", "scalar_cycles_per_element", "pj_per_sram_byte",
+                     "pj_per_wavelet_hop", "static_pj_per_pe_cycle"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0; received {getattr(self, name)!r}")
+
+    # -- presets ------------------------------------------------------------
+    @classmethod
+    def wse2(cls, **overrides):
+        """WSE-2 (CS-2): 1-cycle hops, HPDC'24 stage model, 850 MHz."""
+        return cls(**overrides)
+
+    @classmethod
+    def wse3(cls, **overrides):
+        """WSE-3 (CS-3) as measured: 2-cycle hops, ~20-cycle turns, 16-cycle relay stages."""
+        base = dict(hop_cycles=2.0,            # 2.000 cycles/hop on silicon [M]
+                    turn_cycles=20.0,          # ~20 cycles per change of dimension [M]
+                    stage_cycles=16.0,         # relay fit 1.001 N B + 16.1 N + 16.5 [M]
+                    fmac_per_cycle={"fp16": 4.0, "fp32": 0.5},   # simulator fp16, silicon fp32 [M]
+                    colors=8)                  # 8 input queues per core [P: topic-15]
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def small(cls, rows=8, cols=8, **overrides):
+        """A WSE-2-like grid of ``rows`` x ``cols`` PEs, for tests and examples."""
+        return cls(rows=rows, cols=cols, **overrides)
+
+    # -- derived ------------------------------------------------------------
+    @property
+    def fmacs(self):
+        """FMACs per cycle for the on-fabric dtype."""
+        return self.fmac_per_cycle[self.dtype]
+
+    @property
+    def elem_bytes(self):
+        return 2 if self.dtype == "fp16" else 4
+
+    @property
+    def values_per_dense_wavelet(self):
+        """A 32-bit wavelet carries two fp16 values or one fp32 [P]."""
+        return 2 if self.dtype == "fp16" else 1
+
+    @property
+    def wavelets_per_sparse_value(self):
+        """fp16: 16-bit index + 16-bit value in one wavelet [P]; fp32: value + index wavelet."""
+        return 1 if self.dtype == "fp16" else 2
+
+    @property
+    def data_bytes(self):
+        """SRAM a PE has for data once the code/runtime reserve is taken."""
+        return self.sram_bytes - self.reserve_bytes
+
+    def with_(self, **changes):
+        return replace(self, **changes)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls):
+        return [f.name for f in fields(cls)]

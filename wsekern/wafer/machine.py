@@ -1,0 +1,218 @@
+"""``Wafer``: run kernels on the simulated machine; each call returns (result, report).
+
+The result is exactly what the CPU kernel returns for the same call; the report is the
+analytic cost of the chosen mapping on the chosen region (see analytic.py).
+"""
+import numpy as np
+import scipy.sparse as sps
+
+from .. import conv as _conv_mod
+from ..errors import SramOverflowError
+from ..kernels import sddmm as cpu_sddmm
+from ..kernels import spmm as cpu_spmm
+from ..sparse import PackedSparse
+from . import analytic
+from .config import WaferConfig
+
+MAPPINGS = ("weight-stationary", "activation-stationary")
+
+
+def _geometric(top, count=20):
+    """1 .. top: every value up to 12, then about ``count`` geometric steps."""
+    top = int(top)
+    vals = set(range(1, min(top, 12) + 1))
+    if top > 12:
+        vals.update(np.unique(np.round(np.geomspace(12, top, count)).astype(int)).tolist())
+    return sorted(v for v in vals if 1 <= v <= top)
+
+
+class Wafer:
+    """A simulated wafer-scale engine running wsekern's kernels.
+
+    >>> wafer = Wafer(WaferConfig.small(8, 8))
+    >>> Y, report = wafer.spmm(W, X)          # doctest: +SKIP
+    """
+
+    def __init__(self, config=None):
+        if config is None:
+            config = WaferConfig.wse2()
+        if not isinstance(config, WaferConfig):
+            raise TypeError(f"config must be a WaferConfig; received {type(config).__name__}")
+        self.config = config
+
+    def __repr__(self):
+        c = self.config
+        return f"Wafer({c.rows}x{c.cols} PEs, {c.sram_bytes:,} B SRAM each, {c.dtype})"
+
+    # -- regions -------------------------------------------------------------
+    def _region(self, region):
+        """(row0, col0, rows, cols) from None, (rows, cols) or (row0, col0, rows, cols)."""
+        c = self.config
+        if region is None:
+            return None
+        try:
+            vals = tuple(int(v) for v in region)
+        except (TypeError, ValueError):
+            raise TypeError(f"region must be (rows, cols) or (row0, col0, rows, cols); "
+                            f"received {region!r}") from None
+        if len(vals) == 2:
+            vals = (0, 0) + vals
+        if len(vals) != 4:
+            raise ValueError(f"region must have 2 or 4 entries; received {region!r}")
+        r0, c0, R, C = vals
+        if R < 1 or C < 1 or r0 < 0 or c0 < 0 or r0 + R > c.rows or c0 + C > c.cols:
+            raise ValueError(f"region {vals} (row0, col0, rows, cols) does not lie within the "
+                             f"{c.rows}x{c.cols} wafer")
+        return vals
+
+    def _choose(self, cost, dims, mappings, region):
+        """Evaluate ``cost(mapping, region)``; with region None, search rectangles.
+
+        The search is a coordinate descent over geometric candidate sizes for each
+        dimension (two rounds, from the largest rectangle), keeping the fewest cycles
+        among the mappings allowed; overflowing candidates are skipped.
+        """
+        if region is not None:
+            if len(mappings) == 1:
+                return cost(mappings[0], region)
+            return self._best([(m, region) for m in mappings], cost)[1]
+        best = None
+        last_error = None
+        for mapping in mappings:
+            max_r, max_c = dims[mapping]
+            cand_r = _geometric(min(self.config.rows, max_r))
+            cand_c = _geometric(min(self.config.cols, max_c))
+            cache = {}
+
+            def evaluate(R, C):
+                nonlocal last_error
+                if (R, C) not in cache:
+                    try:
+                        cache[(R, C)] = cost(mapping, (0, 0, R, C), exact=False)
+                    except SramOverflowError as exc:
+                        last_error = exc
+                        cache[(R, C)] = None
+                return cache[(R, C)]
+
+            R, C = cand_r[-1], cand_c[-1]
+            for _ in range(2):
+                R = min(cand_r, key=lambda r: _cycles(evaluate(r, C)))
+                C = min(cand_c, key=lambda c: _cycles(evaluate(R, c)))
+            if evaluate(R, C) is None:
+                continue
+            report = cost(mapping, (0, 0, R, C))        # the exact model for the choice
+            if best is None or report.cycles < best.cycles:
+                best = report
+        if best is None:
+            raise last_error
+        return best
+
+    @staticmethod
+    def _best(pairs, cost):
+        results = []
+        error = None
+        for mapping, region in pairs:
+            try:
+                results.append(((mapping, region), cost(mapping, region)))
+            except SramOverflowError as exc:
+                error = exc
+        if not results:
+            raise error
+        return min(results, key=lambda t: t[1].cycles)
+
+    def _mappings(self, mapping):
+        if mapping is None:
+            return MAPPINGS
+        if mapping not in MAPPINGS:
+            raise ValueError(f"mapping must be one of {MAPPINGS} or None (the placer picks); "
+                             f"received {mapping!r}")
+        return (mapping,)
+
+    # -- kernels ------------------------------------------------------------
+    def spmm(self, W, X, *, region=None, mapping=None, n_threads=None):
+        """``wsekern.spmm(W, X)`` and its cost: (Y, SimReport).
+
+        ``region=(1, 1)`` uses the resident single-PE mapping (W, X and Y in one SRAM).
+        """
+        Y = cpu_spmm(W, X, n_threads=n_threads)
+        Wm = _as_scipy(W)
+        X2 = np.asarray(X)
+        X2 = X2[:, None] if X2.ndim == 1 else X2
+        return Y, self._matmul_cost(Wm, X2, region, mapping, "spmm")
+
+    def _matmul_cost(self, Wm, X2, region, mapping, what):
+        region = self._region(region)
+        if region is not None and region[2:] == (1, 1) and mapping is None:
+            return analytic.resident(Wm, X2, self.config, region, what=what)
+        M, K = Wm.shape
+        N = X2.shape[1]
+        ops = analytic.Operands(Wm, X2)
+
+        def cost(m, reg, exact=True):
+            if m == "weight-stationary":
+                return analytic.weight_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
+                                                  exact=exact)
+            return analytic.activation_stationary(Wm, X2, self.config, reg, what=what, ops=ops)
+        dims = {"weight-stationary": (M, K), "activation-stationary": (K, N)}
+        return self._choose(cost, dims, self._mappings(mapping), region)
+
+    def sddmm(self, A, B, pattern, *, region=None, n_threads=None):
+        """``wsekern.sddmm(A, B, pattern)`` and its cost: the result stays where W lives."""
+        result = cpu_sddmm(A, B, pattern, n_threads=n_threads)
+        P = _as_scipy(pattern)
+        ind = sps.csr_array((np.ones(P.nnz), P.indices, P.indptr), shape=P.shape)
+        useful = cpu_sddmm((np.asarray(A) != 0).astype(np.float64),
+                           (np.asarray(B) != 0).astype(np.float64), ind).sum()
+        region = self._region(region)
+
+        def cost(m, reg, exact=True):
+            return analytic.sddmm_cost(A, B, P, self.config, reg, useful)
+        dims = {"weight-stationary": P.shape}
+        return result, self._choose(cost, dims, ("weight-stationary",), region)
+
+    def matmul(self, A, B, *, region=None):
+        """Dense A @ B, SUMMA-style (resident on one PE with region=(1, 1))."""
+        A, B = np.asarray(A), np.asarray(B)
+        if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
+            raise ValueError(f"matmul expects A (M x K) and B (K x N); received A.shape={A.shape}, "
+                             f"B.shape={B.shape}")
+        result = A @ B
+        region = self._region(region)
+        if region is not None and region[2:] == (1, 1):
+            return result, analytic.resident(A, B, self.config, region, what="matmul")
+        M, K = A.shape
+
+        def cost(m, reg, exact=True):
+            return analytic.summa(A, B, self.config, reg)
+        dims = {"summa": (M, B.shape[1])}
+        return result, self._choose(cost, dims, ("summa",), region)
+
+    def conv2d(self, x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
+               region=None, mapping=None, n_threads=None):
+        """``wsekern.conv2d`` and its cost, mapped as a matmul over (C_out) x (C_in*kh*kw)
+        with the input pixels (im2col columns, zeros included in the count) streamed."""
+        y = _conv_mod.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups, n_threads=n_threads)
+        x, w = np.asarray(x), np.asarray(w)
+        g = _conv_mod.ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
+        cols = _conv_mod._im2col(x, g)                                   # (B, G, K, OH*OW)
+        Og, Kg = g.O // g.groups, cols.shape[2]
+        X2 = cols.transpose(1, 2, 0, 3).reshape(g.groups * Kg, -1)        # (G*Kg, B*OH*OW)
+        blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og]) for gi in range(g.groups)]
+        Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
+        return y, self._matmul_cost(Wm, X2, region, mapping, "conv2d")
+
+
+def _cycles(report):
+    return report.cycles if report is not None else np.inf
+
+
+def _as_scipy(W):
+    if isinstance(W, PackedSparse):
+        return W.to_scipy()
+    if sps.issparse(W):
+        return sps.csr_array(W)
+    W = np.asarray(W)
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-D; received shape {W.shape}")
+    return sps.csr_array(W)
