@@ -2,6 +2,11 @@
 import argparse
 import sys
 
+import numpy as np
+import scipy.sparse
+
+from .errors import WsekernError
+
 
 def _cmd_config(args):
     from .config import show_config
@@ -21,6 +26,69 @@ def _cmd_bench(args):
         sparsities = args.sparsity or bench.SPARSITIES
         bench.bench_spmm(sizes=sizes, sparsities=sparsities, threads=args.threads,
                          repeat=args.repeat)
+
+
+def _wafer_config(args):
+    from .wafer import WaferConfig
+    overrides = {"dtype": args.dtype} if args.dtype else {}
+    if args.wafer == "small":
+        return WaferConfig.small(args.rows or 8, args.cols or 8, **overrides)
+    if args.rows or args.cols:
+        base = getattr(WaferConfig, args.wafer)()
+        overrides.update(rows=args.rows or base.rows, cols=args.cols or base.cols)
+    return getattr(WaferConfig, args.wafer)(**overrides)
+
+
+def _random_sparse(m, k, sparsity, seed):
+    from .bench import random_weight
+    if not 0 <= sparsity <= 1:
+        raise ValueError(f"sparsity must be in [0, 1]; received {sparsity}")
+    return random_weight(m, k, sparsity, dtype=np.float32, seed=seed)
+
+
+def _activations(shape, sparsity, seed):
+    if not 0 <= sparsity <= 1:
+        raise ValueError(f"--act-sparsity must be in [0, 1]; received {sparsity}")
+    rng = np.random.default_rng(seed + 1)
+    X = rng.standard_normal(shape).astype(np.float32)
+    X[rng.random(shape) < sparsity] = 0
+    return X
+
+
+def _cmd_simulate(args):
+    import json
+    from .wafer import Wafer
+    wafer = Wafer(_wafer_config(args))
+    region = tuple(args.region) if args.region else None
+    if args.op == "spmm":
+        if args.matrix:
+            import scipy.io
+            W = scipy.sparse.csr_array(scipy.io.mmread(args.matrix)).astype(np.float32)
+        else:
+            W = _random_sparse(args.m, args.k, args.sparsity, args.seed)
+        X = _activations((W.shape[1], args.n), args.act_sparsity, args.seed)
+        _, report = wafer.spmm(W, X, region=region, mapping=args.mapping)
+    elif args.op == "matmul":
+        rng = np.random.default_rng(args.seed)
+        A = rng.standard_normal((args.m, args.k)).astype(np.float32)
+        B = rng.standard_normal((args.k, args.n)).astype(np.float32)
+        _, report = wafer.matmul(A, B, region=region)
+    else:
+        x = _activations((args.batch, args.channels, args.size, args.size), args.act_sparsity,
+                         args.seed)
+        rng = np.random.default_rng(args.seed)
+        w = rng.standard_normal((args.out_channels, args.channels, args.kernel, args.kernel))
+        w = (w * (rng.random(w.shape) >= args.sparsity)).astype(np.float32)
+        _, report = wafer.conv2d(x, w, stride=args.stride, padding=args.padding, region=region,
+                                 mapping=args.mapping)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report)
+    if args.plot:
+        report.plot(args.plot)
+        if not args.json:
+            print(f"plot written to {args.plot}")
 
 
 def _cmd_demo(args):
@@ -46,6 +114,34 @@ def build_parser():
     p.add_argument("--repeat", type=int, default=5)
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("simulate", help="simulate a kernel on the wafer and print its report")
+    p.add_argument("op", choices=["spmm", "conv", "matmul"])
+    p.add_argument("--m", type=int, default=4096, help="rows of W (spmm) or A (matmul)")
+    p.add_argument("--k", type=int, default=4096, help="columns of W / rows of X")
+    p.add_argument("--n", type=int, default=64, help="columns of X (batch)")
+    p.add_argument("--sparsity", type=float, default=0.9, help="fraction of weights that are zero")
+    p.add_argument("--act-sparsity", type=float, default=0.5,
+                   help="fraction of activations that are zero")
+    p.add_argument("--matrix", help="a Matrix Market file to use as W (spmm)")
+    p.add_argument("--batch", type=int, default=8, help="conv: images")
+    p.add_argument("--channels", type=int, default=64, help="conv: input channels")
+    p.add_argument("--out-channels", type=int, default=64, help="conv: output channels")
+    p.add_argument("--size", type=int, default=32, help="conv: image height and width")
+    p.add_argument("--kernel", type=int, default=3, help="conv: kernel height and width")
+    p.add_argument("--stride", type=int, default=1)
+    p.add_argument("--padding", type=int, default=1)
+    p.add_argument("--wafer", choices=["wse2", "wse3", "small"], default="wse2")
+    p.add_argument("--rows", type=int, help="override the wafer's PE rows")
+    p.add_argument("--cols", type=int, help="override the wafer's PE columns")
+    p.add_argument("--dtype", choices=["fp16", "fp32"], help="on-fabric element type")
+    p.add_argument("--region", type=int, nargs="+", metavar="N",
+                   help="rows cols, or row0 col0 rows cols (default: the placer chooses)")
+    p.add_argument("--mapping", choices=["weight-stationary", "activation-stationary"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", help="write a PNG of the report's heatmaps")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_simulate)
+
     p = sub.add_parser("demo", help="multiply a pruned weight by sparse activations")
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--sparsity", type=float, default=0.9)
@@ -57,9 +153,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         print(f"wsekern: error: {exc}", file=sys.stderr)
         return 2
+    except WsekernError as exc:
+        print(f"wsekern: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -139,7 +139,9 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     room = config.data_bytes - _ws_buffers_bytes(config, M_r, K_c, R, C).max()
     dense_fits = dense_bytes <= room
     comp_fits = comp_bytes <= room
-    use_comp = (comp_fits & (~dense_fits | (comp_time < dense_time)))
+    # The faster format that fits; where neither fits, the smaller (for the error message).
+    use_comp = np.where(dense_fits | comp_fits, comp_fits & (~dense_fits | (comp_time < dense_time)),
+                        comp_bytes < dense_bytes)
 
     ledger = SramLedger(config, region)
     ledger.alloc("weights (dense)", np.where(use_comp, 0, dense_bytes))

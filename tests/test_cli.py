@@ -1,0 +1,44 @@
+"""The wsekern command line."""
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+
+from wsekern.cli import main
+from conftest import random_csr
+
+
+def test_simulate_spmm_prints_a_report(capsys):
+    assert main(["simulate", "spmm", "--m", "200", "--k", "150", "--n", "8", "--wafer", "small",
+                 "--sparsity", "0.8", "--act-sparsity", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "SimReport" in out and "bottleneck" in out
+
+
+def test_simulate_json_and_matrix_market(tmp_path, capsys):
+    path = tmp_path / "w.mtx"
+    W = random_csr(60, 40, 0.1, seed=2)
+    scipy.io.mmwrite(str(path), W)
+    assert main(["simulate", "spmm", "--matrix", str(path), "--n", "4", "--wafer", "wse3",
+                 "--rows", "6", "--cols", "6", "--dtype", "fp32", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dtype"] == "fp32" and report["macs_dense"] == 60 * 40 * 4
+
+
+def test_simulate_conv_and_matmul_with_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert main(["simulate", "conv", "--batch", "1", "--channels", "4", "--out-channels", "4",
+                 "--size", "8", "--wafer", "small", "--plot", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").exists()
+    assert main(["simulate", "matmul", "--m", "16", "--k", "16", "--n", "16", "--wafer", "small",
+                 "--region", "1", "1"]) == 0
+    assert "resident" in capsys.readouterr().out
+
+
+def test_simulate_reports_overflow_and_bad_input(capsys):
+    assert main(["simulate", "spmm", "--m", "3000", "--k", "3000", "--wafer", "small", "--rows",
+                 "1", "--cols", "1", "--mapping", "weight-stationary"]) == 3
+    assert "SramOverflowError" in capsys.readouterr().err
+    assert main(["simulate", "spmm", "--sparsity", "1.5", "--wafer", "small"]) == 2
+    assert "sparsity" in capsys.readouterr().err
