@@ -1,0 +1,11 @@
+"""wsekern.nn: a thin Keras-like model builder over wsekern's zero-skipping kernels.
+
+Code written for Keras 3 runs with ``keras`` replaced by ``wsekern.nn``.
+"""
+from . import activations, callbacks, initializers, layers, losses, optimizers, utils
+from .layers import Input
+from .models import Sequential, load_model
+from . import models
+
+__all__ = ["activations", "callbacks", "initializers", "layers", "losses", "optimizers", "utils",
+           "models", "Input", "Sequential", "load_model"]

@@ -1,0 +1,200 @@
+"""Callbacks with Keras's hook names: History, EarlyStopping, ModelCheckpoint,
+LearningRateScheduler, CSVLogger, and the tqdm progress bar."""
+import csv
+import math
+import os
+
+import numpy as np
+
+
+class Callback:
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): pass
+    def on_train_batch_end(self, batch, logs=None): pass
+    def on_test_begin(self, logs=None): pass
+    def on_test_end(self, logs=None): pass
+    def on_predict_begin(self, logs=None): pass
+    def on_predict_end(self, logs=None): pass
+
+
+class History(Callback):
+    """``history.history``: a list per metric, one entry per epoch; ``history.epoch``."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+
+
+def _monitor_mode(monitor, mode):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max'; received {mode!r}")
+    if mode == "auto":
+        mode = "max" if ("acc" in monitor or monitor.startswith("fmeasure")) else "min"
+    return mode
+
+
+class EarlyStopping(Callback):
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
+        self.mode = _monitor_mode(monitor, mode)
+        self.min_delta = abs(min_delta) * (1 if self.mode == "max" else -1)
+        self.baseline, self.restore_best_weights = baseline, restore_best_weights
+        self.start_from_epoch = start_from_epoch
+
+    def _better(self, current, reference):
+        if self.mode == "max":
+            return current - self.min_delta > reference
+        return current - self.min_delta < reference
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best_weights, self.best_epoch = 0, 0, None, 0
+        self.best = self.baseline if self.baseline is not None else (
+            -math.inf if self.mode == "max" else math.inf)
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None or epoch < self.start_from_epoch:
+            return
+        self.wait += 1
+        if self._better(current, self.best):
+            self.best, self.best_epoch, self.wait = current, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+        if self.wait > self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: early stopping (best {self.monitor} "
+                      f"{self.best:.4f} at epoch {self.best_epoch + 1})")
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (or its weights) at the end of each epoch, optionally only the best.
+    ``filepath`` may contain ``{epoch}`` and log names, as in Keras."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto"):
+        super().__init__()
+        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        self.mode = _monitor_mode(monitor, mode)
+        self.best = -math.inf if self.mode == "max" else math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                return
+            better = current > self.best if self.mode == "max" else current < self.best
+            if not better:
+                return
+            self.best = current
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved to {path}")
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate from ``schedule(epoch, lr)`` before each epoch."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.schedule(epoch, self.model.optimizer.learning_rate))
+        if not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"the schedule returned learning rate {lr!r} for epoch {epoch}")
+        self.model.optimizer.learning_rate = lr
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: learning rate {lr:.6g}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.model.optimizer.learning_rate
+
+
+class CSVLogger(Callback):
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename, self.sep, self.append = str(filename), separator, append
+        self._keys = None
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and os.path.exists(self.filename)
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._writer = None
+        self._header_written = exists
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._writer is None:
+            self._keys = sorted(logs)
+            self._writer = csv.DictWriter(self._file, fieldnames=["epoch"] + self._keys,
+                                          delimiter=self.sep)
+            if not self._header_written:
+                self._writer.writeheader()
+        self._writer.writerow({"epoch": epoch, **{k: logs.get(k, "") for k in self._keys}})
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        self._file.close()
+
+
+class ProgbarLogger(Callback):
+    """A tqdm progress bar per epoch with the running loss and metrics (verbose=1),
+    or one line per epoch (verbose=2)."""
+
+    def __init__(self, verbose=1):
+        super().__init__()
+        self.verbose = verbose
+        self._bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self.verbose == 1:
+            from tqdm.auto import tqdm
+            self._bar = tqdm(total=self.params.get("steps"), unit="batch", leave=True,
+                             desc=f"Epoch {epoch + 1}/{self.params.get('epochs')}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._bar is not None:
+            self._bar.set_postfix({k: f"{v:.4f}" for k, v in (logs or {}).items()}, refresh=False)
+            self._bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        text = " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items())
+        if self._bar is not None:
+            self._bar.set_postfix_str(text)
+            self._bar.close()
+            self._bar = None
+        elif self.verbose == 2:
+            print(f"Epoch {epoch + 1}/{self.params.get('epochs')} - {text}")

@@ -1,0 +1,10 @@
+"""Layers with Keras's names, arguments and defaults."""
+from .base import Layer
+from .conv import (AveragePool2D, AveragePooling2D, Conv2D, GlobalAveragePooling2D, MaxPool2D,
+                   MaxPooling2D)
+from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Reshape
+from .normalization import BatchNormalization, LayerNormalization
+
+__all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Flatten", "Reshape",
+           "Conv2D", "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AveragePool2D",
+           "GlobalAveragePooling2D", "BatchNormalization", "LayerNormalization"]

@@ -1,0 +1,234 @@
+"""Conv2D (channels-last, optionally sparse), pooling and global average pooling."""
+import numpy as np
+
+from ... import conv as conv_kernels
+from ... import pool as pool_kernels
+from .. import activations
+from ..tensor import Tensor
+from .base import Layer
+from .core import _check_sparsity, _init_name, magnitude_mask
+
+
+def _pair(v, name):
+    if isinstance(v, (int, np.integer)):
+        v = (int(v), int(v))
+    v = tuple(int(a) for a in v)
+    if len(v) != 2 or min(v) < 1:
+        raise ValueError(f"{name} must be a positive int or a pair of them; received {v!r}")
+    return v
+
+
+def _padding_arg(padding):
+    padding = str(padding).lower()
+    if padding not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same'; received {padding!r}")
+    return padding
+
+
+def same_pads(size, k, stride, dilation):
+    """TensorFlow's 'same' padding: (before, after) so that out = ceil(size / stride)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _pad_nchw(x, pads, value=0.0):
+    (t, b), (l, r) = pads
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+
+
+def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups):
+    """Channels-last convolution through wsekern.conv2d (NCHW inside), with its gradients."""
+    xn = np.ascontiguousarray(x.data.transpose(0, 3, 1, 2))
+    xn = _pad_nchw(xn, pads)
+    w = np.ascontiguousarray(kernel.data.transpose(3, 2, 0, 1))          # (kh, kw, in, out) -> OIHW
+    y = conv_kernels.conv2d(xn, w, stride=strides, dilation=dilation, groups=groups)
+
+    def backward(g):
+        gn = np.ascontiguousarray(g.transpose(0, 3, 1, 2))
+        m = None if mask is None else mask.transpose(3, 2, 0, 1)
+        gx, gw, _ = conv_kernels.conv2d_backward(gn, xn, w, stride=strides, dilation=dilation,
+                                                 groups=groups, weight_mask=m)
+        if x.requires_grad:
+            (t, b), (l, r) = pads
+            gx = gx[:, :, t:gx.shape[2] - b, l:gx.shape[3] - r]
+            x.accumulate(gx.transpose(0, 2, 3, 1))
+        if kernel.requires_grad:
+            kernel.accumulate(gw.transpose(2, 3, 1, 0))
+    return Tensor(y.transpose(0, 2, 3, 1), parents=(x, kernel), backward=backward)
+
+
+class Conv2D(Layer):
+    """``keras.layers.Conv2D`` (channels-last), plus ``sparsity`` as in Dense."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", dilation_rate=(1, 1),
+                 groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", sparsity=0.0, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"only data_format='channels_last' is supported; received {data_format!r}")
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(f"filters must be a positive int; received {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.padding = _padding_arg(padding)
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
+        self.groups = int(groups)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.sparsity = _check_sparsity(sparsity)
+        self.weight_mask = None
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"Conv2D expects inputs (batch, height, width, channels); received "
+                             f"shape {input_shape}")
+        channels = input_shape[-1]
+        if channels % self.groups or self.filters % self.groups:
+            raise ValueError(f"groups={self.groups} must divide the input channels ({channels}) "
+                             f"and filters ({self.filters})")
+        kh, kw = self.kernel_size
+        self.kernel = self.add_weight("kernel", (kh, kw, channels // self.groups, self.filters),
+                                      self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+        if self.sparsity > 0:
+            self.set_sparsity(self.sparsity)
+
+    def set_sparsity(self, sparsity, mask=None):
+        self.sparsity = _check_sparsity(sparsity)
+        self.weight_mask = magnitude_mask(self.kernel.data, self.sparsity) if mask is None else mask
+        self.kernel.data *= self.weight_mask
+
+    def _pads(self, h, w):
+        if self.padding == "valid":
+            return ((0, 0), (0, 0))
+        return (same_pads(h, self.kernel_size[0], self.strides[0], self.dilation_rate[0]),
+                same_pads(w, self.kernel_size[1], self.strides[1], self.dilation_rate[1]))
+
+    def call(self, x, training=False):
+        if x.ndim != 4 or x.shape[-1] != self.input_shape[-1]:
+            raise ValueError(f"layer {self.name!r} expects inputs (batch, h, w, "
+                             f"{self.input_shape[-1]}); received shape {x.shape}")
+        y = conv2d_nhwc(x, self.kernel, self.weight_mask, self.strides,
+                        self._pads(x.shape[1], x.shape[2]), self.dilation_rate, self.groups)
+        if self.use_bias:
+            y = y + self.bias
+        return self.activation(y)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        out = []
+        for size, k, s, d, pads in zip((h, w), self.kernel_size, self.strides, self.dilation_rate,
+                                       self._pads(h, w)):
+            span = (k - 1) * d + 1
+            n = (size + sum(pads) - span) // s + 1
+            if n <= 0:
+                raise ValueError(f"layer {self.name!r}: kernel {self.kernel_size} does not fit an "
+                                 f"input of {h}x{w} with padding={self.padding!r}")
+            out.append(n)
+        return (b, out[0], out[1], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": list(self.kernel_size), "strides": list(self.strides),
+                "padding": self.padding, "dilation_rate": list(self.dilation_rate),
+                "groups": self.groups, "activation": activations.name_of(self.activation),
+                "use_bias": self.use_bias, "kernel_initializer": _init_name(self.kernel_initializer),
+                "bias_initializer": _init_name(self.bias_initializer), "sparsity": self.sparsity}
+
+
+class _Pooling2D(Layer):
+    mode = None
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"only data_format='channels_last' is supported; received {data_format!r}")
+        self.pool_size = _pair(pool_size, "pool_size")
+        self.strides = _pair(strides, "strides") if strides is not None else self.pool_size
+        self.padding = _padding_arg(padding)
+
+    def _pads(self, h, w):
+        if self.padding == "valid":
+            return ((0, 0), (0, 0))
+        return (same_pads(h, self.pool_size[0], self.strides[0], 1),
+                same_pads(w, self.pool_size[1], self.strides[1], 1))
+
+    def call(self, x, training=False):
+        if x.ndim != 4:
+            raise ValueError(f"{type(self).__name__} expects (batch, h, w, channels); received "
+                             f"shape {x.shape}")
+        pads = self._pads(x.shape[1], x.shape[2])
+        fill = -np.inf if self.mode == "max" else 0.0
+        xn = _pad_nchw(np.ascontiguousarray(x.data.transpose(0, 3, 1, 2)), pads, fill)
+        k, s = self.pool_size, self.strides
+        if self.mode == "max":
+            y = pool_kernels.max_pool2d(xn, k, s)
+        else:
+            y = pool_kernels.avg_pool2d(xn, k, s)
+            if self.padding == "same":      # Keras averages over the valid pixels only
+                ones = _pad_nchw(np.ones((1, 1) + x.shape[1:3], dtype=x.dtype), pads)
+                count = pool_kernels.avg_pool2d(ones, k, s)
+                y = y / count
+        if self.padding == "same" and self.mode == "avg":
+            scale = count
+        else:
+            scale = None
+
+        def backward(g):
+            gn = np.ascontiguousarray(g.transpose(0, 3, 1, 2))
+            if self.mode == "max":
+                gx = pool_kernels.max_pool2d_backward(gn, xn, k, s)
+            else:
+                gx = pool_kernels.avg_pool2d_backward(gn if scale is None else gn / scale, xn, k, s)
+            (t, b), (l, r) = pads
+            gx = gx[:, :, t:gx.shape[2] - b, l:gx.shape[3] - r]
+            x.accumulate(gx.transpose(0, 2, 3, 1))
+        return Tensor(np.ascontiguousarray(y.transpose(0, 2, 3, 1)), parents=(x,),
+                      backward=backward)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        out = []
+        for size, k, s, pads in zip((h, w), self.pool_size, self.strides, self._pads(h, w)):
+            n = (size + sum(pads) - k) // s + 1
+            if n <= 0:
+                raise ValueError(f"layer {self.name!r}: pool {self.pool_size} does not fit {h}x{w}")
+            out.append(n)
+        return (b, out[0], out[1], c)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size),
+                "strides": list(self.strides), "padding": self.padding}
+
+
+class MaxPooling2D(_Pooling2D):
+    mode = "max"
+
+
+class AveragePooling2D(_Pooling2D):
+    mode = "avg"
+
+
+MaxPool2D = MaxPooling2D
+AveragePool2D = AveragePooling2D
+
+
+class GlobalAveragePooling2D(Layer):
+    def __init__(self, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.keepdims = bool(keepdims)
+
+    def call(self, x, training=False):
+        return x.mean(axis=(1, 2), keepdims=self.keepdims)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, 1, 1, c) if self.keepdims else (b, c)
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}

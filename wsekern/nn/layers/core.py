@@ -1,0 +1,257 @@
+"""Input, Dense (optionally sparse), Activation, Dropout, Flatten, Reshape."""
+import numpy as np
+import scipy.sparse as sps
+
+from ... import kernels
+from ...sparse import pack
+from .. import activations, utils
+from ..tensor import Tensor, reshape
+from .base import Layer
+
+
+class InputLayer(Layer):
+    """The model's input: shape without the batch dimension (``keras.Input(shape=...)``)."""
+
+    def __init__(self, shape=None, batch_size=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if shape is None:
+            raise ValueError("Input needs a shape, e.g. Input(shape=(784,))")
+        self.shape = tuple(int(s) for s in np.atleast_1d(shape))
+        if any(s <= 0 for s in self.shape):
+            raise ValueError(f"Input shape must be positive; received {self.shape}")
+        self.batch_size = batch_size
+
+    def call(self, x, training=False):
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "shape": list(self.shape)}
+
+
+def Input(shape=None, batch_size=None, name=None, dtype="float32"):
+    """``keras.Input``: a placeholder for the first element of a Sequential model."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name, dtype=dtype)
+
+
+def _check_sparsity(sparsity):
+    if not isinstance(sparsity, (int, float)) or isinstance(sparsity, bool) or not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
+    return float(sparsity)
+
+
+def magnitude_mask(w, sparsity):
+    """Keep the largest-magnitude ``1 - sparsity`` fraction of ``w`` (ties broken by index)."""
+    n = w.size
+    keep = n - int(round(sparsity * n))
+    mask = np.zeros(n, dtype=bool)
+    if keep > 0:
+        order = np.argsort(-np.abs(w).ravel(), kind="stable")
+        mask[order[:keep]] = True
+    return mask.reshape(w.shape)
+
+
+class Dense(Layer):
+    """``keras.layers.Dense``, plus ``sparsity``: the fraction of the kernel pruned to zero.
+
+    A sparse kernel is packed once (:func:`wsekern.pack`) and multiplied with the
+    zero-skipping kernels: ``spmm`` forward and for the input gradient, ``sddmm`` for the
+    weight gradient, so pruned weights stay zero and are never stored or multiplied.
+    Its trainable variable is then the vector of kept values; ``get_weights`` still
+    returns Keras's dense ``(input_dim, units)`` kernel.
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", sparsity=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"units must be a positive int; received {units!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.sparsity = _check_sparsity(sparsity)
+        self.pattern = None           # PackedSparse (input_dim x units) when sparse
+
+    def build(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(f"Dense expects inputs of rank >= 2 (batch, features); received "
+                             f"shape {input_shape}")
+        in_dim = input_shape[-1]
+        self.kernel = self.add_weight("kernel", (in_dim, self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+        if self.sparsity > 0:
+            self.set_sparsity(self.sparsity)
+
+    def set_sparsity(self, sparsity, mask=None):
+        """Prune to ``sparsity`` by magnitude (or to ``mask``) and repack the kernel."""
+        dense = self.get_weights()[0]
+        self.sparsity = _check_sparsity(sparsity)
+        if mask is None:
+            mask = magnitude_mask(dense, self.sparsity)
+        self._install_pattern(dense * mask, mask)
+
+    def _install_pattern(self, dense, mask):
+        rows, cols = np.nonzero(mask)
+        structure = sps.csr_array((np.ones(len(rows), dtype=self.dtype), (rows, cols)),
+                                  shape=dense.shape)
+        self.pattern = pack(structure)
+        self.pattern.set_values(dense)
+        values = Tensor(self.pattern.data.copy(), requires_grad=self.trainable,
+                        name=f"{self.name}/kernel")
+        self._variables[0] = ("kernel", values, True)
+        self.kernel = values
+
+    @property
+    def mask(self):
+        if self.pattern is None:
+            return np.ones((self.input_shape[-1], self.units), dtype=bool)
+        return _pattern_mask(self.pattern)
+
+    def call(self, x, training=False):
+        if x.shape[-1] != self.kernel_shape[0]:
+            raise ValueError(f"layer {self.name!r} expects inputs with {self.kernel_shape[0]} "
+                             f"features; received shape {x.shape}")
+        lead = x.shape[:-1]
+        x2 = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
+        if self.pattern is None:
+            y = x2 @ self.kernel
+        else:
+            y = sparse_dense(x2, self.kernel, self.pattern)
+        if self.use_bias:
+            y = y + self.bias
+        if x.ndim != 2:
+            y = reshape(y, lead + (self.units,))
+        return self.activation(y)
+
+    @property
+    def kernel_shape(self):
+        return (self.input_shape[-1], self.units)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_weights(self):
+        weights = super().get_weights()
+        if self.pattern is not None:
+            self.pattern.set_values(self.kernel.data)
+            weights[0] = self.pattern.toarray()
+        return weights
+
+    def set_weights(self, weights):
+        if self.pattern is None:
+            return super().set_weights(weights)
+        weights = list(weights)
+        kernel = np.asarray(weights[0])
+        if kernel.shape != self.kernel_shape:
+            raise ValueError(f"layer {self.name!r}: kernel has shape {self.kernel_shape}; "
+                             f"received {kernel.shape}")
+        self.pattern.set_values(kernel)
+        weights[0] = self.pattern.data.copy()
+        super().set_weights(weights)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": activations.name_of(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": _init_name(self.kernel_initializer),
+                "bias_initializer": _init_name(self.bias_initializer), "sparsity": self.sparsity}
+
+
+def _init_name(init):
+    return init if isinstance(init, str) else getattr(init, "__name__", "custom")
+
+
+def _pattern_mask(P):
+    mask = np.zeros(P.shape, dtype=bool)
+    rows = np.repeat(np.arange(P.shape[0]), np.diff(P.indptr))
+    mask[rows, P.indices] = True
+    return mask
+
+
+def sparse_dense(x, values, P):
+    """``x @ K`` for a sparse kernel K (pattern ``P``, values ``values``), skipping zeros.
+
+    Forward ``(K.T @ x.T).T`` with spmm; backward: ``dx = (K @ dy.T).T`` with spmm and
+    ``dK = x.T @ dy`` at K's pattern only, with sddmm. Zero rows of ``x.T`` (input units
+    dead for the whole batch, after a ReLU) are skipped by spmm's dispatcher.
+    """
+    P.set_values(values.data)
+    xt = np.ascontiguousarray(x.data.T)                          # (in, batch)
+    y = kernels.spmm(P, xt, transpose=True).T                    # (batch, units)
+
+    def backward(g):
+        gt = np.ascontiguousarray(g.T)                           # (units, batch)
+        if x.requires_grad:
+            x.accumulate(kernels.spmm(P, gt).T)
+        if values.requires_grad:
+            values.accumulate(kernels.sddmm(xt, gt, P).data.copy())
+    return Tensor(y, parents=(x, values), backward=backward)
+
+
+class Activation(Layer):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def call(self, x, training=False):
+        return self.activation(x)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.name_of(self.activation)}
+
+
+class Dropout(Layer):
+    """Inverted dropout: zero a ``rate`` fraction in training and scale the rest up."""
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rate < 1:
+            raise ValueError(f"rate must be in [0, 1); received {rate!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed) if seed is not None else None
+
+    def call(self, x, training=False):
+        if not training or self.rate == 0:
+            return x
+        rng = self._rng or utils.rng()
+        keep = (rng.random(x.shape) >= self.rate).astype(x.dtype) / (1 - self.rate)
+        return x * keep
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class Flatten(Layer):
+    def call(self, x, training=False):
+        return reshape(x, (x.shape[0], -1))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], int(np.prod(input_shape[1:])))
+
+
+class Reshape(Layer):
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(s) for s in target_shape)
+
+    def build(self, input_shape):
+        n_in = int(np.prod(input_shape[1:]))
+        known = int(np.prod([s for s in self.target_shape if s != -1]))
+        if (-1 not in self.target_shape and known != n_in) or (known == 0 or n_in % known):
+            raise ValueError(f"cannot reshape inputs of shape {input_shape[1:]} ({n_in} values) "
+                             f"to {self.target_shape}")
+
+    def call(self, x, training=False):
+        return reshape(x, (x.shape[0],) + self.target_shape)
+
+    def compute_output_shape(self, input_shape):
+        n_in = int(np.prod(input_shape[1:]))
+        shape = list(self.target_shape)
+        if -1 in shape:
+            shape[shape.index(-1)] = n_in // int(np.prod([s for s in shape if s != -1]))
+        return (input_shape[0],) + tuple(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}

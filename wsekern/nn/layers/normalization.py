@@ -1,0 +1,103 @@
+"""BatchNormalization and LayerNormalization (Keras defaults: epsilon 1e-3, last axis)."""
+import numpy as np
+
+from ..tensor import Tensor
+from .base import Layer
+
+
+def _normalize(x, axes, eps, gamma, beta, stats=None):
+    """(x - mean) / sqrt(var + eps) * gamma + beta over ``axes``, fused with its gradients.
+
+    With ``stats`` = (mean, var) the statistics are constants (inference); otherwise they
+    come from x itself and the backward pass accounts for them.
+    """
+    xd = x.data
+    if stats is None:
+        mu = xd.mean(axis=axes, keepdims=True)
+        var = xd.var(axis=axes, keepdims=True)
+    else:
+        mu, var = stats
+    inv = 1.0 / np.sqrt(var + eps)
+    xhat = (xd - mu) * inv
+    out = xhat * gamma.data if gamma is not None else xhat
+    if beta is not None:
+        out = out + beta.data
+    parents = tuple(t for t in (x, gamma, beta) if t is not None)
+
+    def backward(g):
+        param_axes = tuple(range(xd.ndim - 1))
+        if gamma is not None:
+            gamma.accumulate((g * xhat).sum(axis=param_axes))
+        if beta is not None:
+            beta.accumulate(g.sum(axis=param_axes))
+        if x.requires_grad:
+            gx = g * gamma.data if gamma is not None else g
+            if stats is None:
+                n = np.prod([xd.shape[a] for a in np.atleast_1d(axes)])
+                gx = inv / n * (n * gx - gx.sum(axis=axes, keepdims=True)
+                                - xhat * (gx * xhat).sum(axis=axes, keepdims=True))
+            else:
+                gx = gx * inv
+            x.accumulate(gx.astype(xd.dtype, copy=False))
+    return Tensor(out.astype(xd.dtype, copy=False), parents=parents, backward=backward), mu, var
+
+
+class BatchNormalization(Layer):
+    """Normalise each feature (last axis) by batch statistics in training, by moving ones after."""
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise ValueError(f"only axis=-1 (channels last) is supported; received {axis!r}")
+        if not 0 <= momentum < 1 or epsilon <= 0:
+            raise ValueError(f"momentum must be in [0, 1) and epsilon > 0; received "
+                             f"momentum={momentum}, epsilon={epsilon}")
+        self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+
+    def build(self, input_shape):
+        n = input_shape[-1]
+        self.gamma = self.add_weight("gamma", (n,), "ones") if self.scale else None
+        self.beta = self.add_weight("beta", (n,), "zeros") if self.center else None
+        self.moving_mean = self.add_weight("moving_mean", (n,), "zeros", trainable=False)
+        self.moving_variance = self.add_weight("moving_variance", (n,), "ones", trainable=False)
+
+    def call(self, x, training=False):
+        axes = tuple(range(x.ndim - 1))
+        if training:
+            out, mu, var = _normalize(x, axes, self.epsilon, self.gamma, self.beta)
+            m = self.momentum
+            self.moving_mean.data[...] = m * self.moving_mean.data + (1 - m) * mu.ravel()
+            self.moving_variance.data[...] = m * self.moving_variance.data + (1 - m) * var.ravel()
+            return out
+        stats = (self.moving_mean.data, self.moving_variance.data)
+        return _normalize(x, axes, self.epsilon, self.gamma, self.beta, stats)[0]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
+
+
+class LayerNormalization(Layer):
+    """Normalise each sample over its last axis."""
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise ValueError(f"only axis=-1 is supported; received {axis!r}")
+        if epsilon <= 0:
+            raise ValueError(f"epsilon must be > 0; received {epsilon}")
+        self.axis, self.epsilon = axis, float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+
+    def build(self, input_shape):
+        n = input_shape[-1]
+        self.gamma = self.add_weight("gamma", (n,), "ones") if self.scale else None
+        self.beta = self.add_weight("beta", (n,), "zeros") if self.center else None
+
+    def call(self, x, training=False):
+        return _normalize(x, -1, self.epsilon, self.gamma, self.beta)[0]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}
