@@ -40,7 +40,7 @@ typedef double wsk_vd __attribute__((vector_size(64)));
 /* independent accumulators for alternate nonzeros so short tiles are not    */
 /* bound by the FMA latency.                                                 */
 /* ------------------------------------------------------------------------ */
-#define WSK_DEFINE_SPMM_HELPERS(V, VT, LANES, I, SFX)                                  \
+#define WSK_DEFINE_SPMM_HELPERS(V, VT, LANES, VH, HLANES, I, SFX)                       \
 WSK_INLINE VT wsk_load_##SFX(const V* p) { VT v; memcpy(&v, p, sizeof(VT)); return v; } \
 WSK_INLINE void wsk_store_##SFX(V* p, VT v) { memcpy(p, &v, sizeof(VT)); }              \
 WSK_INLINE void wsk_spmm_tile_##SFX(const V* vals, const I* cols, ptrdiff_t nnz,       \
@@ -78,7 +78,25 @@ WSK_INLINE void wsk_spmm_tile_##SFX(const V* vals, const I* cols, ptrdiff_t nnz,
 WSK_INLINE void wsk_spmm_scalar_cols_##SFX(const V* vals, const I* cols, ptrdiff_t nnz, \
                                            const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n) \
 {                                                                                      \
-    for (ptrdiff_t j = 0; j < n; j++) {                                                \
+    /* Fewer columns than a 64-byte vector: 32-byte vectors first, then scalars. */    \
+    ptrdiff_t j = 0;                                                                   \
+    for (; j + HLANES <= n; j += HLANES) {                                             \
+        VH a0 = (VH){0}, a1 = (VH){0}, xv;                                             \
+        ptrdiff_t p = 0;                                                               \
+        for (; p + 2 <= nnz; p += 2) {                                                 \
+            memcpy(&xv, X + (ptrdiff_t)cols[p] * ldx + j, sizeof(VH));                 \
+            a0 += vals[p] * xv;                                                        \
+            memcpy(&xv, X + (ptrdiff_t)cols[p + 1] * ldx + j, sizeof(VH));             \
+            a1 += vals[p + 1] * xv;                                                    \
+        }                                                                              \
+        if (p < nnz) {                                                                 \
+            memcpy(&xv, X + (ptrdiff_t)cols[p] * ldx + j, sizeof(VH));                 \
+            a0 += vals[p] * xv;                                                        \
+        }                                                                              \
+        a0 += a1;                                                                      \
+        memcpy(y + j, &a0, sizeof(VH));                                                \
+    }                                                                                  \
+    for (; j < n; j++) {                                                               \
         V s0 = 0, s1 = 0;                                                              \
         ptrdiff_t p = 0;                                                               \
         for (; p + 2 <= nnz; p += 2) {                                                 \
@@ -187,10 +205,10 @@ static ATTR V wsk_plane_dot_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, const V* 
         const V* x, ptrdiff_t ldx)                                                     \
 { return wsk_plane_dot_body_##SFX(rows, n, y, x, ldx); }
 
-WSK_DEFINE_SPMM_HELPERS(float, wsk_vf, WSK_LANES_F, int32_t, f32_i32)
-WSK_DEFINE_SPMM_HELPERS(float, wsk_vf, WSK_LANES_F, int64_t, f32_i64)
-WSK_DEFINE_SPMM_HELPERS(double, wsk_vd, WSK_LANES_D, int32_t, f64_i32)
-WSK_DEFINE_SPMM_HELPERS(double, wsk_vd, WSK_LANES_D, int64_t, f64_i64)
+WSK_DEFINE_SPMM_HELPERS(float, wsk_vf, WSK_LANES_F, wsk_vf8, 8, int32_t, f32_i32)
+WSK_DEFINE_SPMM_HELPERS(float, wsk_vf, WSK_LANES_F, wsk_vf8, 8, int64_t, f32_i64)
+WSK_DEFINE_SPMM_HELPERS(double, wsk_vd, WSK_LANES_D, wsk_vd4, 4, int32_t, f64_i32)
+WSK_DEFINE_SPMM_HELPERS(double, wsk_vd, WSK_LANES_D, wsk_vd4, 4, int64_t, f64_i64)
 WSK_DEFINE_DOT(float, wsk_vf, WSK_LANES_F, f32)
 WSK_DEFINE_DOT(double, wsk_vd, WSK_LANES_D, f64)
 WSK_DEFINE_PLANE(float, wsk_vf8, 8, f32)

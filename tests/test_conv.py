@@ -71,6 +71,7 @@ def forced_path(request, monkeypatch):
     cheap, dear = -1e9, 1e9
     monkeypatch.setattr(conv_mod, "DIRECT_FIXED", cheap if request.param == "direct" else dear)
     monkeypatch.setattr(conv_mod, "INPUT_FIXED", cheap if request.param == "input-sparse" else dear)
+    monkeypatch.setattr(conv_mod, "INPUT_MIN_CHANNELS", 1)
     return request.param
 
 

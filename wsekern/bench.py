@@ -179,7 +179,7 @@ def bench_conv(repeat=5, threads=1, out=print):
             w2 = w.reshape(1, 64, -1)
 
             def im2col_blas():
-                return np.matmul(w2[None], _im2col(x, g))
+                return np.matmul(w2, _im2col(x, g))
             with limit_threads(threads):
                 r = {"w": ws, "x": xs, "path": conv2d_path(x, w, padding=1),
                      "wsekern": best_time(lambda: conv2d(x, w, padding=1, n_threads=threads), repeat),

@@ -12,6 +12,7 @@ from .sparse import check_float_dtype
 # cost (fitted on x 8x64x32x32, w 64x64x3x3, 1 thread, AVX-512; `wsekern bench conv`).
 DIRECT_FIXED, DIRECT_COST = 0.1, 1.45    # weight-sparse direct path, per kept-weight fraction
 INPUT_FIXED, INPUT_COST = 0.2, 1.25      # input-stationary path, per nonzero-pixel fraction
+INPUT_MIN_CHANNELS = 16                  # channels per group the input-stationary path needs
 
 
 def _pair(v, name, minimum):
@@ -167,15 +168,37 @@ def _input_sparse(x, w2, g, threads):
 
 
 def _im2col(x, g):
-    """(B, groups, C_g * kh * kw, OH * OW) columns: the dense path's operand."""
+    """(groups, C_g * kh * kw, B * OH * OW) columns: one GEMM per group covers the batch."""
     (sh, sw), (dh, dw) = g.stride, g.dilation
     xp = _pad(x, g)
     win = sliding_window_view(xp, ((g.kh - 1) * dh + 1, (g.kw - 1) * dw + 1), axis=(2, 3))
     win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :g.OH, :g.OW]   # (B, C, OH, OW, kh, kw)
     Cg = g.C // g.groups
     cols = win.reshape(g.B, g.groups, Cg, g.OH, g.OW, g.kh, g.kw)
-    cols = cols.transpose(0, 1, 2, 5, 6, 3, 4)                    # (B, G, Cg, kh, kw, OH, OW)
-    return np.ascontiguousarray(cols).reshape(g.B, g.groups, Cg * g.kh * g.kw, g.OH * g.OW)
+    cols = cols.transpose(1, 2, 5, 6, 0, 3, 4)                    # (G, Cg, kh, kw, B, OH, OW)
+    return np.ascontiguousarray(cols).reshape(g.groups, Cg * g.kh * g.kw, -1)
+
+
+def _per_group(a, b, transpose_a=False, transpose_b=False):
+    """a[i] @ b[i] for each group as 2-D GEMMs (BLAS takes transposed views for free;
+    NumPy's stacked matmul does not)."""
+    out = [(a[i].T if transpose_a else a[i]) @ (b[i].T if transpose_b else b[i])
+           for i in range(len(a))]
+    return np.stack(out) if len(out) > 1 else out[0][None]
+
+
+def _to_groups(y, g):
+    """(B, O, OH, OW) -> (G, O_g, B * OH * OW), the layout of the GEMMs."""
+    Og = g.O // g.groups
+    return np.ascontiguousarray(
+        y.reshape(g.B, g.groups, Og, g.OH * g.OW).transpose(1, 2, 0, 3)).reshape(g.groups, Og, -1)
+
+
+def _from_groups(y, g):
+    """(G, O_g, B * OH * OW) -> (B, O, OH, OW)."""
+    Og = g.O // g.groups
+    return y.reshape(g.groups, Og, g.B, g.OH, g.OW).transpose(2, 0, 1, 3, 4).reshape(
+        g.B, g.O, g.OH, g.OW)
 
 
 def _as_float(a, name):
@@ -221,7 +244,9 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     x_density = np.count_nonzero(x) / x.size
     w_finite = bool(np.isfinite(w2).all())
     cost = {"im2col-blas": 1.0, "direct": DIRECT_FIXED + w_density * DIRECT_COST}
-    if w_finite:      # skipping a zero pixel hides inf * 0 = NaN
+    # Skipping a zero pixel would hide inf * 0 = NaN; and the receptive-field compaction
+    # works a vector of channels at a time, so it needs at least one vector of them.
+    if w_finite and g.C // g.groups >= INPUT_MIN_CHANNELS:
         cost["input-sparse"] = INPUT_FIXED + x_density * INPUT_COST
     path = min(cost, key=cost.get)
     threads = resolve_threads(n_threads, g.B * g.O * g.OH * g.OW * w2.shape[1] * cost[path])
@@ -237,9 +262,8 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     elif path == "input-sparse":
         out[...] = _input_sparse(x, w2, g, threads)
     else:
-        cols = _im2col(x, g)                                           # (B, G, K, OH*OW)
         wg = w2.reshape(g.groups, g.O // g.groups, -1)                 # (G, Og, K)
-        np.matmul(wg[None], cols, out=out.reshape(g.B, g.groups, g.O // g.groups, -1))
+        out[...] = _from_groups(_per_group(wg, _im2col(x, g)), g)      # (G, Og, B*OH*OW)
     if bias is not None:
         out += bias[:, None, None]
     return out, path
@@ -281,15 +305,14 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
     blas_x = DIRECT_FIXED + w_density * DIRECT_COST >= 1.0
     threads = resolve_threads(n_threads, g.B * w2.size * g.OH * g.OW * max(keep_density, w_density))
     if blas_w or blas_x:
-        cols = _im2col(x, g)                                           # (B, G, K, OH*OW)
-        grad_g = grad.reshape(g.B, g.groups, g.O // g.groups, -1)      # (B, G, Og, OH*OW)
+        grad_g = _to_groups(grad, g)                                   # (G, Og, B*OH*OW)
     if not (blas_w and blas_x):
         P = _phases(x, g)
         phase, qi, qj = g.taps()
 
     if blas_w:
-        full = np.matmul(grad_g, cols.transpose(0, 1, 3, 2)).sum(axis=0)   # (G, Og, K)
-        grad_w = full.reshape(g.O, -1) * keep
+        cols = _im2col(x, g)                                           # (G, K, B*OH*OW)
+        grad_w = _per_group(grad_g, cols, transpose_b=True).reshape(g.O, -1) * keep
     else:   # at the kept weights only: one plane dot product per image
         _, widx, wptr = _filter_csr(w2, keep)
         vals = np.empty(len(widx), dtype=dtype)
@@ -299,7 +322,7 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
 
     if blas_x:
         wg = w2.reshape(g.groups, g.O // g.groups, -1)                 # (G, Og, K)
-        grad_cols = np.matmul(wg.transpose(0, 2, 1)[None], grad_g)     # (B, G, K, OH*OW)
+        grad_cols = _per_group(wg, grad_g, transpose_a=True)           # (G, K, B*OH*OW)
         grad_x = _col2im(grad_cols, g)
     else:   # the transposed convolution over the nonzero weights, by input channel
         cval, cidx, cptr = _by_input_channel(w2, g)
@@ -312,12 +335,12 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
 def _col2im(grad_cols, g):
     """Sum im2col-shaped gradients back onto the input (the adjoint of _im2col)."""
     (sh, sw), (dh, dw), (ph, pw) = g.stride, g.dilation, g.padding
-    cols = grad_cols.reshape(g.B, g.C, g.kh, g.kw, g.OH, g.OW)
+    cols = grad_cols.reshape(g.C, g.kh, g.kw, g.B, g.OH, g.OW)       # groups' channels in order
     gxp = np.zeros((g.B, g.C, g.H + 2 * ph, g.W + 2 * pw), dtype=grad_cols.dtype)
     for i in range(g.kh):
         for j in range(g.kw):
             gxp[:, :, i * dh:i * dh + sh * (g.OH - 1) + 1:sh,
-                j * dw:j * dw + sw * (g.OW - 1) + 1:sw] += cols[:, :, i, j]
+                j * dw:j * dw + sw * (g.OW - 1) + 1:sw] += cols[:, i, j].transpose(1, 0, 2, 3)
     return np.ascontiguousarray(gxp[:, :, ph:ph + g.H, pw:pw + g.W])
 
 

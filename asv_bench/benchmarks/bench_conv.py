@@ -18,7 +18,7 @@ class Conv2d:
         g = ConvGeometry.of(self.x.shape, self.w.shape, 1, 1, 1, 1)
         w2 = self.w.reshape(1, 64, -1)
         self.fn = {"wsekern": lambda: wsekern.conv2d(self.x, self.w, padding=1, n_threads=1),
-                   "im2col-numpy": lambda: np.matmul(w2[None], _im2col(self.x, g))}[impl]
+                   "im2col-numpy": lambda: np.matmul(w2, _im2col(self.x, g))}[impl]
 
     def time_conv2d(self, ws, xs, impl):
         self.fn()

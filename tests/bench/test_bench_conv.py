@@ -36,8 +36,8 @@ def test_conv_im2col_numpy(benchmark, case):
     benchmark.group = "conv"
     g = ConvGeometry.of(x.shape, w.shape, 1, 1, 1, 1)
     with limit_threads(1):
-        y = benchmark(lambda: np.matmul(w.reshape(1, 64, -1)[None], _im2col(x, g)))
-    np.testing.assert_allclose(y.reshape(ref.shape), ref, rtol=1e-4, atol=1e-3)
+        y = benchmark(lambda: np.matmul(w.reshape(1, 64, -1), _im2col(x, g)))
+    np.testing.assert_allclose(y.reshape(64, 8, 32, 32).transpose(1, 0, 2, 3), ref, rtol=1e-4, atol=1e-3)
 
 
 def test_conv_torch(benchmark, case):

@@ -195,9 +195,9 @@ class Wafer:
                              groups=groups, n_threads=n_threads)
         x, w = np.asarray(x), np.asarray(w)
         g = _conv_mod.ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
-        cols = _conv_mod._im2col(x, g)                                   # (B, G, K, OH*OW)
-        Og, Kg = g.O // g.groups, cols.shape[2]
-        X2 = cols.transpose(1, 2, 0, 3).reshape(g.groups * Kg, -1)        # (G*Kg, B*OH*OW)
+        cols = _conv_mod._im2col(x, g)                                   # (G, Kg, B*OH*OW)
+        Og = g.O // g.groups
+        X2 = cols.reshape(-1, cols.shape[2])                              # (G*Kg, B*OH*OW)
         blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og]) for gi in range(g.groups)]
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
         return y, self._matmul_cost(Wm, X2, region, mapping, "conv2d")
