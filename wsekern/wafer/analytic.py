@@ -69,24 +69,21 @@ def macs_useful(W, X):
 # --------------------------------------------------------------------------------------
 # Weight-stationary
 # --------------------------------------------------------------------------------------
-class Operands:
-    """What the weight-stationary model needs from W and X, computed once per pair and
-    cached per partition, so the placer can price many regions cheaply."""
+class WeightStats:
+    """What the models need from a weight's nonzero structure, cached per partition, so
+    the placer can price many regions, and a training loop many batches, cheaply."""
 
-    def __init__(self, W, X):
+    def __init__(self, W):
         W = sps.csr_array(W)
         self.M, self.K = W.shape
-        self.N = X.shape[1]
         coo = W.tocoo()
         self.w_row, self.w_col = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        self.x_nz = X != 0
-        self.nz_k, self.nz_n = np.nonzero(self.x_nz)
-        self.A_k = self.x_nz.sum(axis=1).astype(np.int64)
-        self.useful = int(np.bincount(self.w_col, minlength=self.K) @ self.A_k)
-        self._rows, self._cols, self._acts = {}, {}, {}
+        self.nnz = len(self.w_col)
+        self.col_nnz = np.bincount(self.w_col, minlength=self.K).astype(np.int64)
+        self._rows, self._cols, self._blocks = {}, {}, {}
 
     def row_block(self, R):
-        """(boundaries, block of each row), cached."""
+        """(boundaries, block of each row) for R row blocks."""
         if R not in self._rows:
             b = _bounds(self.M, R)
             self._rows[R] = (b, _block_of(b, self.M))
@@ -97,6 +94,39 @@ class Operands:
             b = _bounds(self.K, C)
             self._cols[C] = (b, _block_of(b, self.K))
         return self._cols[C]
+
+    def blocks(self, R, C):
+        """(nnz per block, R x C; the block of each nonzero)."""
+        if (R, C) not in self._blocks:
+            _, rb = self.row_block(R)
+            _, cb = self.col_block(C)
+            blk = rb[self.w_row] * C + cb[self.w_col]
+            self._blocks[(R, C)] = (np.bincount(blk, minlength=R * C).reshape(R, C), blk)
+        return self._blocks[(R, C)]
+
+
+class Operands:
+    """The weight's cached structure plus what the models need from X (its nonzeros)."""
+
+    def __init__(self, W, X, weights=None):
+        self.w = weights if weights is not None else WeightStats(W)
+        self.M, self.K = self.w.M, self.w.K
+        self.N = X.shape[1]
+        self.x_nz = X != 0
+        self.nz_k, self.nz_n = np.nonzero(self.x_nz)
+        self.A_k = self.x_nz.sum(axis=1).astype(np.int64)
+        self.useful = int(self.w.col_nnz @ self.A_k)
+        self._acts = {}
+
+    @property
+    def w_col(self):
+        return self.w.w_col
+
+    def row_block(self, R):
+        return self.w.row_block(R)
+
+    def col_block(self, C):
+        return self.w.col_block(C)
 
     def activations(self, C):
         """a[c, n]: nonzero activations arriving at PE column c in sample n."""
@@ -127,8 +157,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
 
     # Nonzero structure of W per block; sum_k A_k * nnz(W[rows_r, k]) is a compressed
     # block's work over the batch.
-    blk = row_block[ops.w_row] * C + col_block[ops.w_col]
-    nnz_rc = np.bincount(blk, minlength=R * C).reshape(R, C)
+    nnz_rc, blk = ops.w.blocks(R, C)
     scalar_work_rc = np.bincount(blk, weights=ops.A_k[ops.w_col], minlength=R * C).reshape(R, C)
 
     t_dense = config.task_cycles + config.setup_cycles + np.ceil(M_r / fmac)   # per R
