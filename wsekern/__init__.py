@@ -7,10 +7,10 @@ from .kernels import sddmm, spmm, spmm_path
 from .conv import conv2d, conv2d_backward, conv2d_path
 from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from .config import get_config, show_config
-from .wafer import SimReport, Wafer, WaferConfig
+from .wafer import SimReport, Wafer, WaferConfig, WaferStrategy
 from . import data, nn
 
 __all__ = ["__version__", "WsekernError", "SramOverflowError", "PackedSparse", "pack",
            "spmm", "spmm_path", "sddmm", "conv2d", "conv2d_backward", "conv2d_path",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "get_config", "show_config",
-           "Wafer", "WaferConfig", "SimReport", "data", "nn"]
+           "Wafer", "WaferConfig", "SimReport", "WaferStrategy", "data", "nn"]

@@ -241,6 +241,7 @@ class Sequential:
             order = utils.rng().permutation(len(x)) if shuffle else np.arange(len(x))
             totals, seen = {}, 0
             start = time.perf_counter()
+            costing_before = self.strategy.cost_seconds if self.strategy is not None else 0.0
             for step in range(steps):
                 idx = order[step * batch_size:(step + 1) * batch_size]
                 for cb in cb_list:
@@ -252,7 +253,8 @@ class Sequential:
                 running = {k: v / seen for k, v in totals.items()}
                 for cb in cb_list:
                     cb.on_train_batch_end(step, running)
-            self._last_epoch_seconds = time.perf_counter() - start
+            costing = (self.strategy.cost_seconds - costing_before) if self.strategy else 0.0
+            self._last_epoch_seconds = time.perf_counter() - start - costing   # CPU work only
             self._last_epoch_samples = seen
             epoch_logs = {k: v / seen for k, v in totals.items()}
             if validation_data is not None:

@@ -235,3 +235,12 @@ def matmul(a, b):
         if b.requires_grad:
             b.accumulate(_unbroadcast(np.swapaxes(a.data, -1, -2) @ g, b.shape))
     return Tensor(a.data @ b.data, parents=(a, b), backward=backward)
+
+
+def tap(t, on_grad):
+    """``t`` unchanged, calling ``on_grad(g)`` with its gradient in the backward pass
+    (how layers hand their output gradients to the wafer strategy)."""
+    def backward(g):
+        on_grad(g)
+        t.accumulate(g)
+    return Tensor(t.data, parents=(t,), backward=backward)

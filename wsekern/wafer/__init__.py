@@ -2,5 +2,6 @@
 from .config import WaferConfig
 from .machine import Wafer
 from .report import SimReport
+from .strategy import WaferStrategy
 
-__all__ = ["WaferConfig", "Wafer", "SimReport"]
+__all__ = ["WaferConfig", "Wafer", "SimReport", "WaferStrategy"]

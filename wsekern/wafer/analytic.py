@@ -45,9 +45,13 @@ def _block_of(bounds, n):
     return np.searchsorted(bounds, np.arange(n), side="right") - 1
 
 
-def _wafer_array(config, region, values, extra=()):
-    out = np.zeros((config.rows, config.cols) + tuple(extra), dtype=np.float64)
+def _wafer_array(config, region, values, extra=(), full=True):
+    """``values`` placed on a wafer-sized grid (or, with ``full=False``, on the region only:
+    the training loop's per-step costing needs the numbers, not the maps)."""
     r0, c0, R, C = region
+    if not full:
+        return np.broadcast_to(np.asarray(values, dtype=np.float64), (R, C) + tuple(extra))
+    out = np.zeros((config.rows, config.cols) + tuple(extra), dtype=np.float64)
     out[r0:r0 + R, c0:c0 + C] = values
     return out
 
@@ -137,7 +141,7 @@ class Operands:
         return self._acts[C]
 
 
-def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True):
+def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True, full=True):
     """Cost of Y = W @ X with W stationary and the nonzeros of X streamed.
 
     ``ops`` reuses an :class:`Operands` of (W, X); ``exact=False`` (the placer's screen)
@@ -241,9 +245,9 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
         clock_hz=config.clock_hz, macs_dense=macs_dense, macs_useful=useful,
         macs_performed=performed, macs_skipped_weight=skipped_w,
         macs_skipped_activation=int(skipped_a),
-        busy_cycles=_wafer_array(config, region, busy_rc),
-        sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
-        link_wavelets=_wafer_array(config, region, links, (4,)),
+        busy_cycles=_wafer_array(config, region, busy_rc, full=full),
+        sram_bytes=_wafer_array(config, region, sram, full=full).astype(np.int64),
+        link_wavelets=_wafer_array(config, region, links, (4,), full=full),
         wavelets_sent=wavelets_sent, energy_joules=energy, bottleneck=bottleneck,
         region=tuple(int(v) for v in region), mapping="weight-stationary", dtype=config.dtype,
         fmac_per_cycle=fmac,
@@ -301,7 +305,7 @@ def _double_buffered(compute, red_stage):
 # --------------------------------------------------------------------------------------
 # Activation-stationary (weight streaming)
 # --------------------------------------------------------------------------------------
-def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=None):
+def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=None, full=True):
     """Cost of Y = W @ X with X stationary and the nonzero weights streamed in.
 
     ``passes`` counts how often the weights cross the external link (3 in a training step).
@@ -356,9 +360,9 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
         clock_hz=config.clock_hz, macs_dense=macs_dense, macs_useful=useful,
         macs_performed=performed, macs_skipped_weight=macs_dense - performed,
         macs_skipped_activation=0,
-        busy_cycles=_wafer_array(config, region, busy_rc),
-        sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
-        link_wavelets=_wafer_array(config, region, links, (4,)),
+        busy_cycles=_wafer_array(config, region, busy_rc, full=full),
+        sram_bytes=_wafer_array(config, region, sram, full=full).astype(np.int64),
+        link_wavelets=_wafer_array(config, region, links, (4,), full=full),
         wavelets_sent=int(weight_wavelets.sum() * passes + red_wavelets.sum() * (R - 1)),
         energy_joules=energy, bottleneck=bottleneck, region=tuple(int(v) for v in region),
         mapping="activation-stationary", dtype=config.dtype, fmac_per_cycle=fmac,
@@ -469,8 +473,8 @@ def spmv_hypersparse_ledger(W, config, grid):
     rb, cb = _block_of(m_b, W.shape[0])[coo.row], _block_of(k_b, W.shape[1])[coo.col]
     nnz = np.zeros((R, C), np.int64)
     np.add.at(nnz, (rb, cb), 1)
-    cols = _distinct_per_block(rb, cb, coo.col, R, C)        # nonzero columns per PE
-    rows = _distinct_per_block(rb, cb, coo.row, R, C)        # nonzero rows per PE
+    cols = _distinct_per_block(rb, coo.col, k_b, R)          # nonzero columns per PE
+    rows = _distinct_per_block(cb, coo.row, m_b, C).T        # nonzero rows per PE
     vec = np.broadcast_to(np.diff(k_b)[None, :], (R, C))
     out_vec = np.broadcast_to(np.diff(m_b)[:, None], (R, C))
     ledger = SramLedger(config.with_(reserve_bytes=0), (0, 0, R, C))
@@ -483,19 +487,18 @@ def spmv_hypersparse_ledger(W, config, grid):
     return ledger, dict(nnz=nnz, nnz_cols=cols, nnz_rows=rows, vec=vec, out_vec=out_vec)
 
 
-def _distinct_per_block(rb, cb, idx, R, C):
-    """How many distinct values of ``idx`` fall in each block (rb, cb)."""
-    out = np.zeros((R, C), np.int64)
-    if len(idx):
-        key = np.unique(np.stack([rb, cb, idx]), axis=1)
-        np.add.at(out, (key[0], key[1]), 1)
-    return out
+def _distinct_per_block(rb, idx, bounds, R):
+    """How many distinct values of ``idx`` (0 <= idx < bounds[-1]) fall in each block
+    (rb, block of idx): O(nnz + R * n) with a bincount, no sort."""
+    n = int(bounds[-1])
+    seen = np.bincount(rb * n + idx, minlength=R * n).reshape(R, n) > 0
+    return np.add.reduceat(seen, bounds[:-1], axis=1) if n else np.zeros((R, len(bounds) - 1))
 
 
 # --------------------------------------------------------------------------------------
 # SDDMM: the weight gradient of a sparse layer, left where the weights live
 # --------------------------------------------------------------------------------------
-def sddmm_cost(A, B, pattern, config, region, useful):
+def sddmm_cost(A, B, pattern, config, region, useful, *, full=True):
     """Cost of out = (A @ B.T) at the pattern's nonzeros on an R x C region.
 
     PE (r, c) holds pattern block (r, c) and A[rows_r, :] (stationary); the rows of
@@ -514,7 +517,7 @@ def sddmm_cost(A, B, pattern, config, region, useful):
     rb, cb = _block_of(m_b, M)[coo.row], _block_of(n_b, N)[coo.col]
     nnz = np.zeros((R, C), np.int64)
     np.add.at(nnz, (rb, cb), 1)
-    cols_rc = _distinct_per_block(rb, cb, coo.col, R, C)        # tasks per PE
+    cols_rc = _distinct_per_block(rb, coo.col, n_b, R)          # tasks per PE
     sent_c = np.bincount(_block_of(n_b, N)[np.unique(coo.col)], minlength=C)  # rows of B sent
 
     ledger = SramLedger(config, region)
@@ -544,9 +547,9 @@ def sddmm_cost(A, B, pattern, config, region, useful):
         cycles=float(est), cycles_lower=float(lower), cycles_upper=float(upper),
         clock_hz=config.clock_hz, macs_dense=dense, macs_useful=int(useful),
         macs_performed=performed, macs_skipped_weight=dense - performed, macs_skipped_activation=0,
-        busy_cycles=_wafer_array(config, region, busy),
-        sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
-        link_wavelets=_wafer_array(config, region, links, (4,)),
+        busy_cycles=_wafer_array(config, region, busy, full=full),
+        sram_bytes=_wafer_array(config, region, sram, full=full).astype(np.int64),
+        link_wavelets=_wafer_array(config, region, links, (4,), full=full),
         wavelets_sent=int(stream.sum()), energy_joules=energy,
         bottleneck=max(terms, key=terms.get), region=tuple(int(v) for v in region),
         mapping="weight-stationary", dtype=config.dtype, fmac_per_cycle=fmac,

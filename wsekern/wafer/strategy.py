@@ -1,6 +1,392 @@
-"""Placeholder replaced below."""
+"""``WaferStrategy``: place a wsekern.nn model on the simulated wafer and cost every step.
+
+Like a Keras distribution strategy: a model built inside ``strategy.scope()`` is placed
+on the wafer when it is built, and each training step is costed from the real nonzero
+counts of that batch (forward, input gradient, weight gradient and update).
+
+Layer-pipelined (the whole model on the wafer) when every layer's weights, gradients,
+optimizer state (Adam's m and v) and the activations kept for backward fit in SRAM: each
+layer gets its own rectangle, sized so the layers' step times are about equal; a step
+takes the slowest layer's time plus the pipeline's fill and drain. Otherwise weight
+streaming: one layer at a time on the whole wafer, X stationary, weights crossing the
+external link three times (forward, backward, gradients out), the update off-wafer; a
+step is the sum of its layers.
+"""
+import contextlib
+import math
+import time
+
+import numpy as np
+import scipy.sparse as sps
+
+from ..errors import SramOverflowError
+from . import analytic
+from .config import WaferConfig
+
 _STACK = []
+ASSUMED_ACTIVATION_DENSITY = 0.5      # for placement, before any data is seen
+UPDATE_OPS = 4                         # Adam: m, v, and two for the weight, per stored weight
 
 
 def current_strategy():
     return _STACK[-1] if _STACK else None
+
+
+class WaferStrategy:
+    """Run a model's training steps on the simulated wafer as well as on the CPU."""
+
+    def __init__(self, config=None, mode=None):
+        if config is None:
+            config = WaferConfig.wse2()
+        if not isinstance(config, WaferConfig):
+            raise TypeError(f"config must be a WaferConfig; received {type(config).__name__}")
+        if mode not in (None, "layer-pipelined", "weight-streaming"):
+            raise ValueError(f"mode must be 'layer-pipelined', 'weight-streaming' or None (the "
+                             f"strategy decides); received {mode!r}")
+        self.config = config
+        self.requested_mode = mode
+        self.mode = None
+        self.reason = ""
+        self.placements = []        # one per costed layer
+        self.steps = 0
+        self.samples = 0
+        self.step_cycles = []
+        self.cost_seconds = 0.0       # wall time spent costing, kept out of CPU timings
+
+    @contextlib.contextmanager
+    def scope(self):
+        _STACK.append(self)
+        try:
+            yield self
+        finally:
+            _STACK.remove(self)
+
+    # -- placement ------------------------------------------------------------
+    def place(self, model):
+        """Choose the mode and each layer's rectangle; raise SramOverflowError if even weight
+        streaming cannot hold one layer's activations."""
+        cfg = self.config
+        layers = [l for l in model.layers if _matrix_shape(l) is not None]
+        self.placements = [LayerPlacement(l) for l in layers]
+        if not layers:
+            self.mode, self.reason = "layer-pipelined", "no layer with weights"
+            return
+        batch = 32
+        need = sum(p.training_bytes(cfg, batch) for p in self.placements)
+        capacity = cfg.rows * cfg.cols * cfg.data_bytes
+        fits = need <= 0.8 * capacity     # the rest for FIFOs, accumulators, fragmentation
+        if self.requested_mode == "weight-streaming" or (self.requested_mode is None and not fits):
+            self.mode = "weight-streaming"
+            self.reason = (f"weights, gradients, Adam state and saved activations need "
+                           f"{need / 2**20:,.1f} MiB; the wafer holds {capacity / 2**20:,.1f} MiB"
+                           if not fits else "requested")
+            for p in self.placements:
+                p.region = (0, 0, cfg.rows, cfg.cols)
+                p.mapping = "activation-stationary"
+            self._check_streaming_fits(batch)
+            return
+        self.mode = "layer-pipelined"
+        self.reason = (f"everything fits: {need / 2**20:,.2f} MiB of "
+                       f"{capacity / 2**20:,.1f} MiB of SRAM")
+        self._balance(batch)
+
+    def _check_streaming_fits(self, batch):
+        cfg = self.config
+        for p in self.placements:
+            M, K = p.shape
+            per_pe = math.ceil(K * batch / (cfg.rows * cfg.cols)) * cfg.elem_bytes * 2
+            if per_pe + cfg.reserve_bytes > cfg.sram_bytes:
+                raise SramOverflowError(
+                    f"layer {p.layer.name!r} cannot run even with weight streaming: its {K} x "
+                    f"{batch} activations need {per_pe:,} B per PE on {cfg.rows}x{cfg.cols} PEs; "
+                    f"use a larger wafer or a smaller batch", pe=(0, 0), needed=per_pe,
+                    capacity=cfg.sram_bytes, free=cfg.data_bytes)
+
+    def _balance(self, batch):
+        """Give each layer a strip of columns in proportion to its estimated time, three
+        rounds, then the fastest rectangle inside its strip (small layers do not need a
+        whole strip: a larger rectangle only adds fill and reduction latency)."""
+        cfg = self.config
+        share = np.array([max(p.shape[0] * p.shape[1], 1) for p in self.placements], float)
+        for _ in range(3):
+            cols = _split_columns(cfg.cols, share)
+            col0 = 0
+            times = []
+            for p, c in zip(self.placements, cols):
+                times.append(p.fit_in_strip(cfg, batch, col0, int(c)))
+                col0 += int(c)
+            times = np.asarray(times)
+            if not np.isfinite(times).all():
+                # A layer that overflows its strip gets more columns next round.
+                share = share * np.where(np.isfinite(times), 1.0, 4.0)
+                continue
+            share = np.maximum(cols * times / times.mean(), 1e-3)
+        for p in self.placements:
+            if not np.isfinite(p.estimate(cfg, batch)):
+                raise SramOverflowError(
+                    f"layer {p.layer.name!r} does not fit its strip of {p.region[3]} columns in "
+                    f"layer-pipelined mode; use WaferStrategy(config, mode='weight-streaming') "
+                    f"or a larger wafer", pe=(p.region[0], p.region[1]))
+
+    # -- per-step costing ----------------------------------------------------
+    def record_step(self, model, batch_size):
+        """Cost the step just taken from each layer's recorded input and output gradient."""
+        start = time.perf_counter()
+        per_layer = []
+        for p in self.placements:
+            if p.last_input is None or p.last_grad is None:
+                continue
+            per_layer.append(p.cost_step(self.config, self.mode))
+        if not per_layer:
+            return
+        if self.mode == "layer-pipelined":
+            stage = max(c["total"] for c in per_layer)
+            fill = sum(c["latency"] for c in per_layer)
+            cycles = stage + fill
+        else:
+            cycles = sum(c["total"] for c in per_layer)
+        self.step_cycles.append(cycles)
+        self.steps += 1
+        self.samples += batch_size
+        self.cost_seconds += time.perf_counter() - start
+
+    def report(self, model):
+        return WaferReport(self, model)
+
+
+def _split_columns(total, share):
+    """Integer columns per layer, each >= 1, summing to at most ``total``, ~ share."""
+    n = len(share)
+    if n > total:
+        raise SramOverflowError(f"{n} layers cannot each get a column of a {total}-column wafer")
+    cols = np.maximum(1, np.floor(share / share.sum() * total)).astype(int)
+    while cols.sum() > total:
+        cols[np.argmax(cols)] -= 1
+    return cols
+
+
+def _matrix_shape(layer):
+    """(M, K) of the matrix a layer multiplies by (output units x inputs), or None."""
+    from ..nn.layers import Conv2D, Dense
+    if isinstance(layer, Dense) and layer.built:
+        return (layer.units, layer.input_shape[-1])
+    if isinstance(layer, Conv2D) and layer.built:
+        kh, kw, cin_g, out = layer.kernel.shape
+        return (out, cin_g * kh * kw * layer.groups)
+    return None
+
+
+class LayerPlacement:
+    """One layer's rectangle, mapping, and the costs of its steps."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.shape = _matrix_shape(layer)
+        self.region = None
+        self.mapping = None
+        self.last_input = None
+        self.last_grad = None
+        self.totals = {"forward": 0.0, "input-gradient": 0.0, "weight-gradient": 0.0,
+                       "update": 0.0}
+        self.reports = {}
+        self.sram_peak = 0
+        self._stats = None
+        self._stats_key = None
+        layer._wafer_placement = self
+
+    # -- structure ---------------------------------------------------------------
+    def weight_matrix(self):
+        """W (M x K) as a scipy CSR: the layer's kept weights, output units as rows."""
+        layer = self.layer
+        if getattr(layer, "pattern", None) is not None:
+            return sps.csr_array(layer.pattern.to_scipy().T)
+        w = layer.get_weights()[0]
+        if w.ndim == 2:
+            return sps.csr_array(w.T)
+        kh, kw, cin_g, out = w.shape
+        groups = layer.groups
+        og = out // groups
+        mats = [w[..., g * og:(g + 1) * og].reshape(kh * kw * cin_g, og).T for g in range(groups)]
+        return sps.block_diag([sps.csr_array(m) for m in mats], format="csr")
+
+    def stats(self):
+        """(WeightStats of W, of W.T, W) for the current pattern (recomputed only when the
+        pattern changes)."""
+        W = self.weight_matrix()
+        key = (W.nnz, W.shape)
+        if self._stats is None or key != self._stats_key:
+            self._stats = (analytic.WeightStats(W), analytic.WeightStats(W.T))
+            self._stats_key = key
+        return self._stats + (W,)
+
+    def training_bytes(self, cfg, batch):
+        """SRAM the layer needs on the wafer while training: weights, gradients, Adam's m and
+        v (values + indices when sparse), and its input activations kept for backward."""
+        W = self.weight_matrix()
+        M, K = self.shape
+        dense = M * K * cfg.elem_bytes
+        sparse = W.nnz * (cfg.elem_bytes + 2)
+        weights = min(dense, sparse)
+        return 4 * weights + K * batch * cfg.elem_bytes
+
+    def fit_in_strip(self, cfg, batch, col0, width):
+        """Choose the rectangle (at the strip's top-left) with the fewest estimated cycles:
+        coordinate descent over geometric sizes, rows <= M, columns <= min(width, K)."""
+        from .machine import _geometric
+        M, K = self.shape
+        cand_r = _geometric(min(cfg.rows, M), 8)
+        cand_c = _geometric(min(width, K), 8)
+        cache = {}
+
+        def cost(R, C):
+            if (R, C) not in cache:
+                self.region = (0, col0, R, C)
+                cache[(R, C)] = self.estimate(cfg, batch)
+            return cache[(R, C)]
+        R, C = cand_r[-1], cand_c[-1]
+        for _ in range(2):
+            R = min(cand_r, key=lambda r: cost(r, C))
+            C = min(cand_c, key=lambda c: cost(R, c))
+        self.region = (0, col0, R, C)
+        self.mapping = "weight-stationary"
+        return cost(R, C)
+
+    def estimate(self, cfg, batch):
+        """Forward cycles on the current region with assumed activations (inf if it overflows)."""
+        stats, _, W = self.stats()
+        rng = np.random.default_rng(0)
+        X = (rng.random((self.shape[1], batch)) < ASSUMED_ACTIVATION_DENSITY).astype(np.float32)
+        try:
+            r = analytic.weight_stationary(W, X, cfg, self.region, exact=False, full=False,
+                                           ops=analytic.Operands(W, X, stats))
+        except SramOverflowError:
+            return np.inf
+        return 3 * r.cycles
+
+    # -- costing a step ------------------------------------------------------------
+    def cost_step(self, cfg, mode):
+        stats, stats_t, W = self.stats()
+        X = self.last_input          # (K, B): the layer's input, features as rows
+        G = self.last_grad           # (M, B): the gradient of its output
+        self.last_input = self.last_grad = None
+        if mode == "layer-pipelined":
+            fwd = analytic.weight_stationary(W, X, cfg, self.region, exact=False, full=False,
+                                             ops=analytic.Operands(W, X, stats))
+            # W.T on the same PEs: each holds the transpose of its block.
+            gin = analytic.weight_stationary(W.T, G, cfg, self.region, exact=False, full=False,
+                                             ops=analytic.Operands(W.T, G, stats_t))
+            gw = analytic.sddmm_cost(G, X, W, cfg, self.region, _sddmm_useful(G, X, W),
+                                     full=False)
+            nnz_pe = max(1, math.ceil(W.nnz / (self.region[2] * self.region[3])))
+            upd = UPDATE_OPS * (cfg.setup_cycles + math.ceil(nnz_pe / cfg.fmacs))
+            latency = fwd.cycles_lower / max(X.shape[1], 1) * 2
+        else:
+            fwd = analytic.activation_stationary(W, X, cfg, self.region, passes=1, full=False,
+                                                 ops=analytic.Operands(W, X, stats))
+            gin = analytic.activation_stationary(W.T, G, cfg, self.region, passes=1, full=False,
+                                                 ops=analytic.Operands(W.T, G, stats_t))
+            # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights.
+            gw = analytic.activation_stationary(W, X, cfg, self.region, passes=1, full=False,
+                                                ops=analytic.Operands(W, X, stats))
+            upd = 0.0     # off-wafer, in MemoryX
+            latency = 0.0
+        parts = {"forward": fwd.cycles, "input-gradient": gin.cycles,
+                 "weight-gradient": gw.cycles, "update": upd}
+        for k, v in parts.items():
+            self.totals[k] += v
+        self.reports = {"forward": fwd, "input-gradient": gin, "weight-gradient": gw}
+        self.sram_peak = max(self.sram_peak, int(max(r.sram_peak_bytes for r in self.reports.values())))
+        self.last_useful = fwd.macs_useful
+        self.last_dense = fwd.macs_dense
+        return {"total": sum(parts.values()), "latency": latency, **parts}
+
+
+def _sddmm_useful(G, X, W):
+    """Pairs of nonzero gradient and nonzero activation summed over the kept weights."""
+    from ..kernels import sddmm
+    return int(sddmm((G != 0).astype(np.float32), (X != 0).astype(np.float32), W).sum())
+
+
+class WaferReport:
+    """What a model's training steps cost on the wafer, per layer and in total."""
+
+    def __init__(self, strategy, model):
+        self.strategy = strategy
+        self.model = model
+        cfg = strategy.config
+        steps = max(strategy.steps, 1)
+        self.rows = []
+        for p in strategy.placements:
+            per_step = {k: v / steps for k, v in p.totals.items()}
+            fwd = p.reports.get("forward")
+            self.rows.append({
+                "layer": p.layer.name, "type": type(p.layer).__name__,
+                "region": p.region, "mapping": p.mapping, "sram_peak_bytes": p.sram_peak,
+                "cycles_per_step": sum(per_step.values()), **per_step,
+                "macs_skipped_fraction": (1 - fwd.macs_performed / fwd.macs_dense) if fwd and fwd.macs_dense else 0.0,
+                "bottleneck": fwd.bottleneck if fwd else "-"})
+        self.mode, self.reason = strategy.mode, strategy.reason
+        self.cycles_per_step = float(np.mean(strategy.step_cycles)) if strategy.step_cycles else 0.0
+        self.samples_per_step = strategy.samples / steps if strategy.steps else 0.0
+        seconds = self.cycles_per_step / cfg.clock_hz
+        self.wafer_samples_per_s = self.samples_per_step / seconds if seconds > 0 else 0.0
+        cpu_s = getattr(model, "_last_epoch_seconds", None)
+        self.cpu_samples_per_s = (model._last_epoch_samples / cpu_s) if cpu_s else None
+        self.bottleneck_layer = max(self.rows, key=lambda r: r["cycles_per_step"])["layer"] \
+            if self.rows else None
+
+    def __str__(self):
+        cfg = self.strategy.config
+        lines = [f"Wafer report — {cfg.rows}x{cfg.cols} PEs, {cfg.dtype}, {self.mode} ({self.reason})",
+                 f"{'layer':<16} {'region (r0,c0,R,C)':<22} {'mapping':<22} {'SRAM peak':>10} "
+                 f"{'cycles/step':>12} {'fwd':>9} {'dX':>9} {'dW':>9} {'update':>8} {'skipped':>8}"]
+        for r in self.rows:
+            lines.append(f"{r['layer']:<16} {str(tuple(int(v) for v in r['region'])):<22} "
+                         f"{r['mapping']:<22} {r['sram_peak_bytes']:>10,} "
+                         f"{r['cycles_per_step']:>12,.0f} {r['forward']:>9,.0f} "
+                         f"{r['input-gradient']:>9,.0f} {r['weight-gradient']:>9,.0f} "
+                         f"{r['update']:>8,.0f} {r['macs_skipped_fraction']:>8.1%}")
+        lines.append(f"bottleneck layer: {self.bottleneck_layer}; step: {self.cycles_per_step:,.0f} "
+                     f"cycles over {self.strategy.steps} steps")
+        cpu = f"{self.cpu_samples_per_s:,.0f}" if self.cpu_samples_per_s else "-"
+        lines.append(f"samples/s: wafer {self.wafer_samples_per_s:,.0f} (simulated at "
+                     f"{cfg.clock_hz / 1e6:.0f} MHz) vs this CPU {cpu} (measured)")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def to_dict(self):
+        return {"mode": self.mode, "reason": self.reason, "layers": [
+            {**r, "region": [int(v) for v in r["region"]]} for r in self.rows],
+            "cycles_per_step": self.cycles_per_step,
+            "wafer_samples_per_s": self.wafer_samples_per_s,
+            "cpu_samples_per_s": self.cpu_samples_per_s, "bottleneck_layer": self.bottleneck_layer}
+
+    def plot(self, path):
+        """The placement over the wafer, coloured by each layer's cycles per step."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
+        cfg = self.strategy.config
+        fig, ax = plt.subplots(figsize=(10, 7))
+        ax.set_xlim(0, cfg.cols)
+        ax.set_ylim(cfg.rows, 0)
+        peak = max((r["cycles_per_step"] for r in self.rows), default=1) or 1
+        cmap = plt.get_cmap("viridis")
+        for r in self.rows:
+            r0, c0, R, C = r["region"]
+            ax.add_patch(Rectangle((c0, r0), C, R, facecolor=cmap(r["cycles_per_step"] / peak),
+                                   edgecolor="black", alpha=0.8))
+            ax.text(c0 + C / 2, r0 + R / 2, f"{r['layer']}\n{r['cycles_per_step']:,.0f} cyc",
+                    ha="center", va="center", fontsize=8, color="white")
+        ax.set_xlabel("PE column")
+        ax.set_ylabel("PE row")
+        ax.set_title(f"{self.mode}: {self.cycles_per_step:,.0f} cycles/step, bottleneck "
+                     f"{self.bottleneck_layer}")
+        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, peak))
+        fig.colorbar(sm, ax=ax, label="cycles per step")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path

@@ -4,7 +4,7 @@ import numpy as np
 from ... import conv as conv_kernels
 from ... import pool as pool_kernels
 from .. import activations
-from ..tensor import Tensor
+from ..tensor import Tensor, tap
 from .base import Layer
 from .core import _check_sparsity, _init_name, magnitude_mask
 
@@ -113,11 +113,27 @@ class Conv2D(Layer):
         if x.ndim != 4 or x.shape[-1] != self.input_shape[-1]:
             raise ValueError(f"layer {self.name!r} expects inputs (batch, h, w, "
                              f"{self.input_shape[-1]}); received shape {x.shape}")
-        y = conv2d_nhwc(x, self.kernel, self.weight_mask, self.strides,
-                        self._pads(x.shape[1], x.shape[2]), self.dilation_rate, self.groups)
+        pads = self._pads(x.shape[1], x.shape[2])
+        y = conv2d_nhwc(x, self.kernel, self.weight_mask, self.strides, pads,
+                        self.dilation_rate, self.groups)
         if self.use_bias:
             y = y + self.bias
+        placement = getattr(self, "_wafer_placement", None)
+        if training and placement is not None:          # hand the step to the wafer strategy
+            placement.last_input = self._columns(x.data, pads)
+            y = tap(y, lambda g: setattr(placement, "last_grad",
+                                         g.reshape(-1, self.filters).T))
         return self.activation(y)
+
+    def _columns(self, x, pads):
+        """The im2col columns (C*kh*kw x B*OH*OW) this layer streams on the wafer, in the
+        order of the output pixels (b, oh, ow) of its NHWC output."""
+        xn = _pad_nchw(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), pads)
+        g = conv_kernels.ConvGeometry.of(xn.shape, (self.filters, xn.shape[1] // self.groups)
+                                         + self.kernel_size, self.strides, 0,
+                                         self.dilation_rate, self.groups)
+        cols = conv_kernels._im2col(xn, g)                 # (G, K, B*OH*OW)
+        return cols.reshape(-1, cols.shape[2])
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape

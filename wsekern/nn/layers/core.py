@@ -5,7 +5,7 @@ import scipy.sparse as sps
 from ... import kernels
 from ...sparse import pack
 from .. import activations, utils
-from ..tensor import Tensor, reshape
+from ..tensor import Tensor, reshape, tap
 from .base import Layer
 
 
@@ -121,6 +121,10 @@ class Dense(Layer):
             y = sparse_dense(x2, self.kernel, self.pattern)
         if self.use_bias:
             y = y + self.bias
+        placement = getattr(self, "_wafer_placement", None)
+        if training and placement is not None:          # hand the step to the wafer strategy
+            placement.last_input = x2.data.T
+            y = tap(y, lambda g: setattr(placement, "last_grad", g.T))
         if x.ndim != 2:
             y = reshape(y, lead + (self.units,))
         return self.activation(y)
