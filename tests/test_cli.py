@@ -42,3 +42,18 @@ def test_simulate_reports_overflow_and_bad_input(capsys):
     assert "SramOverflowError" in capsys.readouterr().err
     assert main(["simulate", "spmm", "--sparsity", "1.5", "--wafer", "small"]) == 2
     assert "sparsity" in capsys.readouterr().err
+
+
+def test_train_mlp_writes_the_placement_plot(tmp_path, capsys):
+    plot = tmp_path / "train.png"
+    assert main(["train", "mlp", "--dataset", "digits", "--epochs", "2", "--wafer", "small",
+                 "--quiet", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "Wafer report" in out
+    assert plot.exists()
+
+
+def test_demo_runs(tmp_path, capsys):
+    assert main(["demo", "--epochs", "2", "--plot", str(tmp_path / "demo.png")]) == 0
+    out = capsys.readouterr().out
+    assert "90% sparse" in out and "sparse/dense time" in out

@@ -92,8 +92,20 @@ def _cmd_simulate(args):
 
 
 def _cmd_demo(args):
+    from .train import demo
+    demo(plot=args.plot, epochs=args.epochs)
+
+
+def _cmd_kernel_demo(args):
     from .demo import run_demo
     run_demo(size=args.size, sparsity=args.sparsity)
+
+
+def _cmd_train(args):
+    from .train import train
+    train(kind=args.model, dataset=args.dataset, sparsity=args.sparsity, epochs=args.epochs,
+          batch_size=args.batch_size, wafer=args.wafer, plot=args.plot, seed=args.seed,
+          verbose=0 if args.quiet else 1)
 
 
 def build_parser():
@@ -142,10 +154,27 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("demo", help="multiply a pruned weight by sparse activations")
+    p = sub.add_parser("train", help="train a sparse model on built-in data, costed on the wafer")
+    p.add_argument("model", choices=["mlp", "cnn"])
+    p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
+    p.add_argument("--sparsity", type=float, default=0.9)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--wafer", choices=["wse2", "wse3", "small"], default="wse2")
+    p.add_argument("--plot", default="wsekern-train.png", help="where to write the placement plot")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("demo", help="the main job: a 90%%-sparse MLP on the digits, on the wafer")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--plot", default="wsekern-demo.png")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("kernel-demo", help="multiply a pruned weight by sparse activations")
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--sparsity", type=float, default=0.9)
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=_cmd_kernel_demo)
     return parser
 
 

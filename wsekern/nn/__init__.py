@@ -2,10 +2,10 @@
 
 Code written for Keras 3 runs with ``keras`` replaced by ``wsekern.nn``.
 """
-from . import activations, callbacks, initializers, layers, losses, optimizers, utils
+from . import activations, callbacks, initializers, layers, losses, optimizers, pruning, utils
 from .layers import Input
 from .models import Sequential, load_model
 from . import models
 
-__all__ = ["activations", "callbacks", "initializers", "layers", "losses", "optimizers", "utils",
-           "models", "Input", "Sequential", "load_model"]
+__all__ = ["activations", "callbacks", "initializers", "layers", "losses", "optimizers", "pruning",
+           "utils", "models", "Input", "Sequential", "load_model"]

@@ -186,6 +186,7 @@ class LayerPlacement:
         self.mapping = None
         self.last_input = None
         self.last_grad = None
+        self.needs_input_grad = True     # False for the first layer: nobody needs dX there
         self.totals = {"forward": 0.0, "input-gradient": 0.0, "weight-gradient": 0.0,
                        "update": 0.0}
         self.reports = {}
@@ -274,7 +275,8 @@ class LayerPlacement:
                                              ops=analytic.Operands(W, X, stats))
             # W.T on the same PEs: each holds the transpose of its block.
             gin = analytic.weight_stationary(W.T, G, cfg, self.region, exact=False, full=False,
-                                             ops=analytic.Operands(W.T, G, stats_t))
+                                             ops=analytic.Operands(W.T, G, stats_t)) \
+                if self.needs_input_grad else None
             gw = analytic.sddmm_cost(G, X, W, cfg, self.region, _sddmm_useful(G, X, W),
                                      full=False)
             nnz_pe = max(1, math.ceil(W.nnz / (self.region[2] * self.region[3])))
@@ -284,17 +286,19 @@ class LayerPlacement:
             fwd = analytic.activation_stationary(W, X, cfg, self.region, passes=1, full=False,
                                                  ops=analytic.Operands(W, X, stats))
             gin = analytic.activation_stationary(W.T, G, cfg, self.region, passes=1, full=False,
-                                                 ops=analytic.Operands(W.T, G, stats_t))
+                                                 ops=analytic.Operands(W.T, G, stats_t)) \
+                if self.needs_input_grad else None
             # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights.
             gw = analytic.activation_stationary(W, X, cfg, self.region, passes=1, full=False,
                                                 ops=analytic.Operands(W, X, stats))
             upd = 0.0     # off-wafer, in MemoryX
             latency = 0.0
-        parts = {"forward": fwd.cycles, "input-gradient": gin.cycles,
+        parts = {"forward": fwd.cycles, "input-gradient": gin.cycles if gin else 0.0,
                  "weight-gradient": gw.cycles, "update": upd}
         for k, v in parts.items():
             self.totals[k] += v
-        self.reports = {"forward": fwd, "input-gradient": gin, "weight-gradient": gw}
+        self.reports = {k: r for k, r in (("forward", fwd), ("input-gradient", gin),
+                                          ("weight-gradient", gw)) if r is not None}
         self.sram_peak = max(self.sram_peak, int(max(r.sram_peak_bytes for r in self.reports.values())))
         self.last_useful = fwd.macs_useful
         self.last_dense = fwd.macs_dense

@@ -121,6 +121,7 @@ class Conv2D(Layer):
         placement = getattr(self, "_wafer_placement", None)
         if training and placement is not None:          # hand the step to the wafer strategy
             placement.last_input = self._columns(x.data, pads)
+            placement.needs_input_grad = x.requires_grad
             y = tap(y, lambda g: setattr(placement, "last_grad",
                                          g.reshape(-1, self.filters).T))
         return self.activation(y)

@@ -124,6 +124,7 @@ class Dense(Layer):
         placement = getattr(self, "_wafer_placement", None)
         if training and placement is not None:          # hand the step to the wafer strategy
             placement.last_input = x2.data.T
+            placement.needs_input_grad = x.requires_grad
             y = tap(y, lambda g: setattr(placement, "last_grad", g.T))
         if x.ndim != 2:
             y = reshape(y, lead + (self.units,))

@@ -1,0 +1,88 @@
+"""WaferStrategy: placement, mode choice and per-step costing from the real nonzeros."""
+import numpy as np
+import pytest
+
+import wsekern as wk
+from wsekern import nn
+from wsekern.nn import layers as L
+
+
+def _model(strategy, sparsity=0.0, hidden=64):
+    nn.utils.set_random_seed(0)
+    with strategy.scope():
+        model = nn.Sequential([L.Dense(hidden, activation="relu", input_shape=(32,), sparsity=sparsity),
+                               L.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_layer_pipelined_placement_is_disjoint_and_within_the_wafer():
+    cfg = wk.WaferConfig.small(32, 32)
+    strategy = wk.WaferStrategy(cfg)
+    _model(strategy)
+    assert strategy.mode == "layer-pipelined"
+    used = np.zeros((32, 32), int)
+    for p in strategy.placements:
+        r0, c0, R, C = p.region
+        assert r0 + R <= 32 and c0 + C <= 32
+        used[r0:r0 + R, c0:c0 + C] += 1
+    assert used.max() == 1
+
+
+def test_weight_streaming_when_the_model_does_not_fit():
+    cfg = wk.WaferConfig.small(2, 2)
+    strategy = wk.WaferStrategy(cfg)
+    model = _model(strategy, hidden=512)
+    assert strategy.mode == "weight-streaming" and "MiB" in strategy.reason
+    x = np.random.default_rng(0).random((16, 32)).astype(np.float32)
+    model.fit(x, np.arange(16) % 10, epochs=1, verbose=0)
+    assert strategy.steps == 1 and strategy.step_cycles[0] > 0
+
+
+def test_each_step_is_costed_from_its_own_nonzeros():
+    """Two batches with different ReLU sparsity give different, exact useful MACs."""
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16))
+    model = _model(strategy, sparsity=0.5)
+    first, second = strategy.placements
+    rng = np.random.default_rng(1)
+    y = np.arange(8) % 10
+    counts = []
+    for scale in (1.0, -0.5):        # the second batch drives most first-layer units negative
+        x = (rng.random((8, 32)) * scale + (0.2 if scale > 0 else 0.0)).astype(np.float32)
+        h = np.maximum(x @ model.layers[0].get_weights()[0] + model.layers[0].get_weights()[1], 0)
+        W2 = model.layers[1].get_weights()[0]
+        expected = int(((W2 != 0).astype(int).T @ (h.T != 0).astype(int)).sum())
+        model.train_on_batch(x, y)
+        assert second.last_useful == expected
+        counts.append(second.last_useful)
+    assert counts[0] != counts[1]
+
+
+def test_report_prints_plots_and_serialises(tmp_path):
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16))
+    model = _model(strategy, sparsity=0.9)
+    x = np.random.default_rng(0).random((64, 32)).astype(np.float32)
+    model.fit(x, np.arange(64) % 10, batch_size=16, epochs=1, verbose=0)
+    report = model.wafer_report()
+    text = str(report)
+    for word in ("region", "SRAM", "cycles/step", "bottleneck layer", "samples/s"):
+        assert word in text
+    d = report.to_dict()
+    assert len(d["layers"]) == 2 and d["cycles_per_step"] > 0
+    assert d["layers"][0]["input-gradient"] == 0      # nobody needs the input's gradient
+    pytest.importorskip("matplotlib")
+    report.plot(tmp_path / "placement.png")
+    assert (tmp_path / "placement.png").stat().st_size > 1000
+
+
+def test_wafer_report_needs_a_strategy():
+    model = nn.Sequential([L.Dense(2, input_shape=(3,))])
+    with pytest.raises(RuntimeError, match="WaferStrategy"):
+        model.wafer_report()
+
+
+def test_strategy_argument_checks():
+    with pytest.raises(TypeError):
+        wk.WaferStrategy("wse2")
+    with pytest.raises(ValueError, match="mode"):
+        wk.WaferStrategy(mode="pipelined-ish")
