@@ -195,3 +195,67 @@ def bench_conv(repeat=5, threads=1, out=print):
                 f"{r['im2col'] * 1e3:9.3f} {t_torch} | {r['im2col'] / r['wsekern']:8.2f} {x_torch}")
             rows.append(r)
     return rows
+
+
+def _torch_mlp_epoch(torch, sizes, x, y, batch_size, threads):
+    """Seconds for one epoch of a dense PyTorch MLP (ReLU, softmax cross-entropy, Adam)."""
+    torch.manual_seed(0)
+    mods = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*mods[:-1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch():
+        perm = torch.randperm(len(xt))
+        for s in range(0, len(xt), batch_size):
+            idx = perm[s:s + batch_size]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            opt.step()
+    with limit_threads(threads):
+        epoch()                       # warm-up
+        t0 = time.perf_counter()
+        epoch()
+        return time.perf_counter() - t0
+
+
+def _wsekern_mlp_epoch(sizes, x, y, batch_size, sparsity, threads):
+    from .nn import Input, Sequential, layers, utils
+    utils.set_random_seed(0)
+    model = Sequential([Input(shape=(sizes[0],))])
+    for units in sizes[1:-1]:
+        model.add(layers.Dense(units, activation="relu", sparsity=sparsity))
+    model.add(layers.Dense(sizes[-1], activation="softmax"))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with limit_threads(threads):
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)      # warm-up
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+    return model._last_epoch_seconds
+
+
+def bench_train(threads=1, out=print):
+    """Epoch times of wsekern.nn against PyTorch (dense), in the same run."""
+    from . import data
+    torch = _optional("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    rows = []
+    (xd, yd), _ = data.load_digits()
+    (xm, ym), (xmt, ymt) = data.load_mnist()
+    x10k = np.concatenate([xm, xmt, xm, xmt])[:10_000]            # 10,000 real digits
+    y10k = np.concatenate([ym, ymt, ym, ymt])[:10_000]
+    cases = [("MLP 64-256-256-10, digits, batch 64", (64, 256, 256, 10), xd, yd, 64, 0.0),
+             ("MLP 784-1024-1024-10, 10k MNIST, batch 128, 90% sparse",
+              (784, 1024, 1024, 10), x10k, y10k, 128, 0.9)]
+    out(f"training epoch time, {threads} thread(s); torch is dense, Adam everywhere")
+    out(f"{'case':<58} {'wsekern':>9} {'torch':>9} {'wsekern/torch':>14}")
+    for name, sizes, x, y, bs, sparsity in cases:
+        t_w = _wsekern_mlp_epoch(sizes, x, y, bs, sparsity, threads)
+        t_t = _torch_mlp_epoch(torch, sizes, x, y, bs, threads) if torch is not None else None
+        ratio = f"{t_w / t_t:14.2f}" if t_t else f"{'-':>14}"
+        t_t_s = f"{t_t * 1e3:7.1f}ms" if t_t else f"{'-':>9}"
+        out(f"{name:<58} {t_w * 1e3:7.1f}ms {t_t_s} {ratio}")
+        rows.append({"case": name, "wsekern": t_w, "torch": t_t})
+    return rows
