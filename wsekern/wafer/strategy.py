@@ -191,6 +191,8 @@ class LayerPlacement:
                        "update": 0.0}
         self.reports = {}
         self.sram_peak = 0
+        self.activation_zeros = 0.0     # summed over costed steps: fraction of zero inputs
+        self.costed_steps = 0
         self._stats = None
         self._stats_key = None
         layer._wafer_placement = self
@@ -302,6 +304,8 @@ class LayerPlacement:
         self.sram_peak = max(self.sram_peak, int(max(r.sram_peak_bytes for r in self.reports.values())))
         self.last_useful = fwd.macs_useful
         self.last_dense = fwd.macs_dense
+        self.activation_zeros += 1.0 - np.count_nonzero(X) / max(X.size, 1)
+        self.costed_steps += 1
         return {"total": sum(parts.values()), "latency": latency, **parts}
 
 
@@ -328,6 +332,7 @@ class WaferReport:
                 "region": p.region, "mapping": p.mapping, "sram_peak_bytes": p.sram_peak,
                 "cycles_per_step": sum(per_step.values()), **per_step,
                 "macs_skipped_fraction": (1 - fwd.macs_performed / fwd.macs_dense) if fwd and fwd.macs_dense else 0.0,
+                "input_zeros": p.activation_zeros / max(p.costed_steps, 1),
                 "bottleneck": fwd.bottleneck if fwd else "-"})
         self.mode, self.reason = strategy.mode, strategy.reason
         self.cycles_per_step = float(np.mean(strategy.step_cycles)) if strategy.step_cycles else 0.0
@@ -343,13 +348,17 @@ class WaferReport:
         cfg = self.strategy.config
         lines = [f"Wafer report — {cfg.rows}x{cfg.cols} PEs, {cfg.dtype}, {self.mode} ({self.reason})",
                  f"{'layer':<16} {'region (r0,c0,R,C)':<22} {'mapping':<22} {'SRAM peak':>10} "
-                 f"{'cycles/step':>12} {'fwd':>9} {'dX':>9} {'dW':>9} {'update':>8} {'skipped':>8}"]
+                 f"{'cycles/step':>12} {'fwd':>9} {'dX':>9} {'dW':>9} {'update':>8} "
+                 f"{'in zeros':>8} {'skipped':>8}"]
         for r in self.rows:
             lines.append(f"{r['layer']:<16} {str(tuple(int(v) for v in r['region'])):<22} "
                          f"{r['mapping']:<22} {r['sram_peak_bytes']:>10,} "
                          f"{r['cycles_per_step']:>12,.0f} {r['forward']:>9,.0f} "
                          f"{r['input-gradient']:>9,.0f} {r['weight-gradient']:>9,.0f} "
-                         f"{r['update']:>8,.0f} {r['macs_skipped_fraction']:>8.1%}")
+                         f"{r['update']:>8,.0f} {r['input_zeros']:>8.1%} "
+                         f"{r['macs_skipped_fraction']:>8.1%}")
+        lines.append("in zeros: the fraction of a layer's inputs that were zero (ReLU), never "
+                     "sent; skipped: forward MACs not performed (zero weights or activations)")
         lines.append(f"bottleneck layer: {self.bottleneck_layer}; step: {self.cycles_per_step:,.0f} "
                      f"cycles over {self.strategy.steps} steps")
         cpu = f"{self.cpu_samples_per_s:,.0f}" if self.cpu_samples_per_s else "-"
