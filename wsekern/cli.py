@@ -94,6 +94,22 @@ def _cmd_simulate(args):
             print(f"plot written to {args.plot}")
 
 
+def _cmd_sweep(args):
+    from . import sweep as sw
+    spec = sw.load_spec(args.spec)
+    client = False if args.serial else (args.scheduler or None)
+    frame = sw.sweep(spec["space"], spec["workload"], client=client, cache=args.out,
+                     base=spec.get("base", "wse2"), seed=spec.get("seed", 0), progress=True)
+    ok = frame["status"].eq("ok").sum()
+    print(f"{len(frame)} points: {ok} ok, {len(frame) - ok} failed"
+          + (f"; results in {args.out}" if args.out else ""))
+    show = [c for c in frame.columns if c not in ("key", "reason", "cycles_lower", "cycles_upper")]
+    print(frame[show].to_string(max_rows=40))
+    if args.plot:
+        sw.plot_pareto(frame, args.plot, x=args.x, y=args.y)
+        print(f"Pareto plot written to {args.plot}")
+
+
 def _cmd_demo(args):
     from .train import demo
     demo(plot=args.plot, epochs=args.epochs)
@@ -156,6 +172,16 @@ def build_parser():
     p.add_argument("--plot", help="write a PNG of the report's heatmaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("sweep", help="a design-space sweep of simulations, on Dask")
+    p.add_argument("spec", help="a TOML file: workload = 'spmm' | 'conv2d' | 'matmul', [space]")
+    p.add_argument("--scheduler", help="a Dask scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--serial", action="store_true", help="run in this process, no Dask")
+    p.add_argument("--out", help="results store: *.csv, or a Parquet directory; reruns resume")
+    p.add_argument("--plot", help="write the Pareto front to this PNG")
+    p.add_argument("--x", default="cycles", help="Pareto x axis (default cycles)")
+    p.add_argument("--y", default="energy_joules", help="Pareto y axis (default energy_joules)")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("train", help="train a sparse model on built-in data, costed on the wafer")
     p.add_argument("model", choices=["mlp", "cnn"])

@@ -129,12 +129,14 @@ class Wafer:
         return (mapping,)
 
     # -- kernels ------------------------------------------------------------
-    def spmm(self, W, X, *, region=None, mapping=None, n_threads=None):
+    def spmm(self, W, X, *, region=None, mapping=None, n_threads=None, compute=True):
         """``wsekern.spmm(W, X)`` and its cost: (Y, SimReport).
 
         ``region=(1, 1)`` uses the resident single-PE mapping (W, X and Y in one SRAM).
+        ``compute=False`` skips the CPU kernel and returns (None, report): design-space
+        sweeps want the cost only.
         """
-        Y = cpu_spmm(W, X, n_threads=n_threads)
+        Y = cpu_spmm(W, X, n_threads=n_threads) if compute else None
         Wm = _as_scipy(W)
         X2 = np.asarray(X)
         X2 = X2[:, None] if X2.ndim == 1 else X2
@@ -146,6 +148,9 @@ class Wafer:
             return analytic.resident(Wm, X2, self.config, region, what=what)
         M, K = Wm.shape
         N = X2.shape[1]
+        if X2.shape[0] != K:
+            raise ValueError(f"expected W with {K} columns to match X with {X2.shape[0]} rows; "
+                             f"received W.shape={Wm.shape}, X.shape={X2.shape}")
         ops = analytic.Operands(Wm, X2)
 
         def cost(m, reg, exact=True):
@@ -170,13 +175,13 @@ class Wafer:
         dims = {"weight-stationary": P.shape}
         return result, self._choose(cost, dims, ("weight-stationary",), region)
 
-    def matmul(self, A, B, *, region=None):
+    def matmul(self, A, B, *, region=None, compute=True):
         """Dense A @ B, SUMMA-style (resident on one PE with region=(1, 1))."""
         A, B = np.asarray(A), np.asarray(B)
         if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
             raise ValueError(f"matmul expects A (M x K) and B (K x N); received A.shape={A.shape}, "
                              f"B.shape={B.shape}")
-        result = A @ B
+        result = A @ B if compute else None
         region = self._region(region)
         if region is not None and region[2:] == (1, 1):
             return result, analytic.resident(A, B, self.config, region, what="matmul")
@@ -188,11 +193,11 @@ class Wafer:
         return result, self._choose(cost, dims, ("summa",), region)
 
     def conv2d(self, x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-               region=None, mapping=None, n_threads=None):
+               region=None, mapping=None, n_threads=None, compute=True):
         """``wsekern.conv2d`` and its cost, mapped as a matmul over (C_out) x (C_in*kh*kw)
         with the input pixels (im2col columns, zeros included in the count) streamed."""
         y = _conv_mod.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
-                             groups=groups, n_threads=n_threads)
+                             groups=groups, n_threads=n_threads) if compute else None
         x, w = np.asarray(x), np.asarray(w)
         g = _conv_mod.ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
         cols = _conv_mod._im2col(x, g)                                   # (G, Kg, B*OH*OW)
