@@ -259,3 +259,33 @@ def bench_train(threads=1, out=print):
         out(f"{name:<58} {t_w * 1e3:7.1f}ms {t_t_s} {ratio}")
         rows.append({"case": name, "wsekern": t_w, "torch": t_t})
     return rows
+
+
+def bench_sweep(out=print, workers=2):
+    """A 200-point spmm sweep (each point ~0.5 s of simulation) serially and on a
+    LocalCluster of ``workers`` processes: speed-up, points/s and overhead per point."""
+    from distributed import Client, LocalCluster
+    from . import sweep as sw
+    space = {"m": [4096], "k": [4096], "n": [64],
+             "sparsity": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99],
+             "region": ["700x900", "600x800", "500x700", "400x900", "650x650",
+                        "750x994", "512x512", "700x700", "600x994", "550x850"],
+             "dtype": ["fp16", "fp32"]}
+    t0 = time.perf_counter()
+    serial = sw.sweep(space, "spmm", client=False)
+    t_serial = time.perf_counter() - t0
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.submit(sum, [1]).result()                 # workers up before timing
+        t0 = time.perf_counter()
+        parallel = sw.sweep(space, "spmm", client=client)
+        t_par = time.perf_counter() - t0
+    n = len(serial)
+    work = serial["wall_seconds"].sum()
+    out(f"{n} points, {work / n:.2f} s of simulation each on average")
+    out(f"serial: {t_serial:.1f} s ({n / t_serial:.2f} points/s)")
+    out(f"{workers} workers: {t_par:.1f} s ({n / t_par:.2f} points/s), speed-up "
+        f"{t_serial / t_par:.2f}x, overhead {(t_par - work / workers) / n * 1e3:.1f} ms/point")
+    same = serial.drop(columns="wall_seconds").equals(parallel.drop(columns="wall_seconds"))
+    out(f"frames equal but for wall time: {same}")
+    return t_serial, t_par

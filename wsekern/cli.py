@@ -18,6 +18,8 @@ def _cmd_bench(args):
     warning = bench.openblas_warning()
     if warning:
         print(warning)
+    if args.kernel == "sweep":
+        bench.bench_sweep()
     if args.kernel == "train":
         for t in args.threads:
             bench.bench_train(threads=t)
@@ -137,7 +139,7 @@ def build_parser():
     p.set_defaults(func=_cmd_config)
 
     p = sub.add_parser("bench", help="compare wsekern against NumPy, SciPy, MKL and torch")
-    p.add_argument("kernel", choices=["spmm", "conv", "train"])
+    p.add_argument("kernel", choices=["spmm", "conv", "train", "sweep"])
     p.add_argument("--size", type=int, nargs=3, metavar=("M", "K", "N"),
                    help="one problem size instead of the default two")
     p.add_argument("--sparsity", type=float, nargs="+", help="fractions of W that are zero")
