@@ -12,7 +12,7 @@ pd = pytest.importorskip("pandas")
 distributed = pytest.importorskip("distributed")
 
 import wsekern as wk
-from wsekern import sweep as sw
+from wsekern import sweeps as sw
 
 SPACE = {"rows": [8, 16], "cols": [8, 16, 32], "sparsity": [0.5, 0.9], "dtype": ["fp16", "fp32"],
          "m": [256], "k": [256], "n": [8]}                                         # 24 points
@@ -88,7 +88,7 @@ def test_an_interrupted_sweep_resumes_from_its_cache(tmp_path, store):
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f"""
         import os, sys, time, uuid
-        from wsekern import sweep as sw
+        from wsekern import sweeps as sw
         def slow(units):
             open(os.path.join({str(counter)!r}, uuid.uuid4().hex), "w").close()
             time.sleep(0.3)

@@ -265,7 +265,7 @@ def bench_sweep(out=print, workers=2):
     """A 200-point spmm sweep (each point ~0.5 s of simulation) serially and on a
     LocalCluster of ``workers`` processes: speed-up, points/s and overhead per point."""
     from distributed import Client, LocalCluster
-    from . import sweep as sw
+    from . import sweeps as sw
     space = {"m": [4096], "k": [4096], "n": [64],
              "sparsity": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99],
              "region": ["700x900", "600x800", "500x700", "400x900", "650x650",

@@ -97,7 +97,7 @@ def _cmd_simulate(args):
 
 
 def _cmd_sweep(args):
-    from . import sweep as sw
+    from . import sweeps as sw
     spec = sw.load_spec(args.spec)
     client = False if args.serial else (args.scheduler or None)
     frame = sw.sweep(spec["space"], spec["workload"], client=client, cache=args.out,
