@@ -1,4 +1,5 @@
 """Thread-count policy shared by the kernels (scikit-learn's meaning of n_threads)."""
+import numbers
 import os
 
 from . import _spmm
@@ -25,7 +26,7 @@ def resolve_threads(n_threads, work):
     if n_threads is None:
         wanted = available
     else:
-        if isinstance(n_threads, bool) or not isinstance(n_threads, (int,)) and not hasattr(n_threads, "__index__"):
+        if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
             raise TypeError(f"n_threads must be an int or None; received {n_threads!r}")
         n_threads = int(n_threads)
         if n_threads == 0:

@@ -11,6 +11,9 @@ import os
 
 import numpy as np
 
+from .text import (CharTokenizer, lm_windows, load_pydoc_corpus, load_text, reversal_task,
+                   sorting_task)
+
 
 def _package_file(package, *parts, extra):
     spec = importlib.util.find_spec(package)

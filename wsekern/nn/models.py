@@ -395,3 +395,6 @@ def load_model(filepath, compile=True):
         if compile_cfg["loss"] != "custom":
             model.compile(optimizer, compile_cfg["loss"], compile_cfg["metrics"])
     return model
+
+
+from .gpt import GPT, GPTConfig  # noqa: E402  (GPT is a Sequential, defined above)

@@ -518,7 +518,8 @@ def sddmm_cost(A, B, pattern, config, region, useful, *, full=True):
     nnz = np.zeros((R, C), np.int64)
     np.add.at(nnz, (rb, cb), 1)
     cols_rc = _distinct_per_block(rb, coo.col, n_b, R)          # tasks per PE
-    sent_c = np.bincount(_block_of(n_b, N)[np.unique(coo.col)], minlength=C)  # rows of B sent
+    used_cols = np.flatnonzero(np.bincount(coo.col, minlength=N))             # rows of B sent
+    sent_c = np.bincount(_block_of(n_b, N)[used_cols], minlength=C)
 
     ledger = SramLedger(config, region)
     ledger.alloc("A rows (stationary)", (M_r * D * elem)[:, None] * np.ones((1, C), np.int64))

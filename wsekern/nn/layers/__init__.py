@@ -1,4 +1,6 @@
 """Layers with Keras's names, arguments and defaults."""
+from .attention import (Embedding, MultiHeadAttention, TokenAndPositionEmbedding,
+                        TransformerBlock)
 from .base import Layer
 from .conv import (AveragePool2D, AveragePooling2D, Conv2D, GlobalAveragePooling2D, MaxPool2D,
                    MaxPooling2D)
@@ -7,4 +9,5 @@ from .normalization import BatchNormalization, LayerNormalization
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Flatten", "Reshape",
            "Conv2D", "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AveragePool2D",
-           "GlobalAveragePooling2D", "BatchNormalization", "LayerNormalization"]
+           "GlobalAveragePooling2D", "BatchNormalization", "LayerNormalization", "Embedding",
+           "TokenAndPositionEmbedding", "MultiHeadAttention", "TransformerBlock"]

@@ -1,0 +1,341 @@
+"""Embeddings, multi-head attention and the pre-LayerNorm transformer block.
+
+nanoGPT-style: shapes in comments on every reshape; the attention core is one fused op
+(forward and backward by hand) beside the projections, which are Dense layers (so they
+take ``sparsity`` and pruning like any Dense).
+"""
+import numpy as np
+import scipy.sparse as sps
+
+from .. import activations, utils
+from ..tensor import Tensor, add, reshape, transpose
+from .base import Layer
+from .core import Dense, Dropout
+from .normalization import LayerNormalization
+
+
+def _uniform(low, high):
+    def init(shape, dtype=np.float32):
+        return utils.rng().uniform(low, high, size=shape).astype(dtype)
+    init.__name__ = "uniform"
+    return init
+
+
+def embedding_lookup(table, ids):
+    """``table[ids]`` with the gradient summed back per row (a sparse one-hot product)."""
+    ids = np.asarray(ids)
+    flat = ids.reshape(-1)
+
+    def backward(g):
+        g2 = g.reshape(len(flat), -1)                                    # (tokens, dim)
+        onehot = sps.csr_array((np.ones(len(flat), dtype=g.dtype), (flat, np.arange(len(flat)))),
+                               shape=(table.shape[0], len(flat)))
+        table.accumulate(onehot @ g2)                                    # (vocab, dim)
+    return Tensor(table.data[ids], parents=(table,), backward=backward)
+
+
+class Embedding(Layer):
+    """``keras.layers.Embedding``: integer ids -> vectors (uniform(-0.05, 0.05) init)."""
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", **kwargs):
+        super().__init__(**kwargs)
+        if input_dim <= 0 or output_dim <= 0:
+            raise ValueError(f"input_dim and output_dim must be positive; received "
+                             f"{input_dim}, {output_dim}")
+        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.embeddings_initializer = embeddings_initializer
+
+    def build(self, input_shape):
+        init = _uniform(-0.05, 0.05) if self.embeddings_initializer == "uniform" \
+            else self.embeddings_initializer
+        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim), init)
+
+    def call(self, x, training=False):
+        ids = x.data if isinstance(x, Tensor) else np.asarray(x)
+        if ids.dtype.kind == "f":
+            if not np.all(ids == np.round(ids)):
+                raise ValueError("Embedding expects integer token ids")
+            ids = ids.astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.input_dim):
+            raise ValueError(f"token ids must be in [0, {self.input_dim}); received values from "
+                             f"{ids.min()} to {ids.max()}")
+        return embedding_lookup(self.embeddings, ids)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def get_config(self):
+        return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim}
+
+
+def sinusoidal_positions(length, dim, max_wavelength=10000.0, dtype=np.float32):
+    """The transformer's sine/cosine position encoding, (length, dim)."""
+    pos = np.arange(length)[:, None]
+    i = np.arange(dim)[None, :]
+    angle = pos / np.power(max_wavelength, (2 * (i // 2)) / dim)
+    return np.where(i % 2 == 0, np.sin(angle), np.cos(angle)).astype(dtype)
+
+
+class TokenAndPositionEmbedding(Layer):
+    """Token embedding plus a position embedding, learned or sinusoidal (keras_hub's layer)."""
+
+    def __init__(self, vocabulary_size, sequence_length, embedding_dim, positions="learned",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if positions not in ("learned", "sinusoidal"):
+            raise ValueError(f"positions must be 'learned' or 'sinusoidal'; received {positions!r}")
+        self.vocabulary_size, self.sequence_length = int(vocabulary_size), int(sequence_length)
+        self.embedding_dim, self.positions = int(embedding_dim), positions
+
+    def build(self, input_shape):
+        if input_shape[-1] is not None and input_shape[-1] > self.sequence_length:
+            raise ValueError(f"sequences of {input_shape[-1]} tokens exceed sequence_length="
+                             f"{self.sequence_length}")
+        self.token = Embedding(self.vocabulary_size, self.embedding_dim, name=f"{self.name}/token",
+                               dtype=self.dtype)
+        self.token._build(input_shape)
+        self._variables.extend(self.token._variables)
+        if self.positions == "learned":
+            self.position = self.add_weight("position", (self.sequence_length, self.embedding_dim),
+                                            _uniform(-0.05, 0.05))
+        else:
+            self.position = Tensor(sinusoidal_positions(self.sequence_length, self.embedding_dim,
+                                                        dtype=self.dtype))
+
+    def call(self, x, training=False):
+        T = x.shape[-1]
+        if T > self.sequence_length:
+            raise ValueError(f"sequences of {T} tokens exceed sequence_length={self.sequence_length}")
+        tok = self.token(x)                                                  # (B, T, d)
+        pos = self.position if T == self.sequence_length else _rows(self.position, T)
+        return add(tok, pos)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.embedding_dim,)
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size,
+                "sequence_length": self.sequence_length, "embedding_dim": self.embedding_dim,
+                "positions": self.positions}
+
+
+def _rows(t, n):
+    """The first ``n`` rows of a 2-D tensor."""
+    def backward(g):
+        full = np.zeros_like(t.data)
+        full[:n] = g
+        t.accumulate(full)
+    return Tensor(t.data[:n], parents=(t,), backward=backward)
+
+
+def attention(q, k, v, mask=None, dropout=0.0, training=False):
+    """softmax(q k^T / sqrt(d) + mask) v, fused, for q, k, v of shape (B, heads, T, d).
+
+    ``mask`` is a boolean (B or 1, 1 or heads, Tq, Tk) array, True where attention is
+    allowed. Forward and backward by hand: one graph node instead of seven.
+    """
+    d = q.shape[-1]
+    scale = 1.0 / np.sqrt(d)
+    s = np.matmul(q.data, np.swapaxes(k.data, -1, -2)) * scale             # (B, h, Tq, Tk)
+    if mask is not None:
+        s = np.where(mask, s, -np.inf)
+    s = s - s.max(axis=-1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(axis=-1, keepdims=True)
+    if mask is not None:
+        p = np.nan_to_num(p)                     # a row with nothing allowed attends to nothing
+    keep = None
+    if training and dropout > 0:
+        keep = (utils.rng().random(p.shape) >= dropout).astype(p.dtype) / (1 - dropout)
+        pd = p * keep
+    else:
+        pd = p
+    out = np.matmul(pd, v.data)                                              # (B, h, Tq, dv)
+
+    def backward(g):
+        if v.requires_grad:
+            v.accumulate(np.matmul(np.swapaxes(pd, -1, -2), g))
+        dpd = np.matmul(g, np.swapaxes(v.data, -1, -2))                      # (B, h, Tq, Tk)
+        dp = dpd * keep if keep is not None else dpd
+        ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True)) * scale
+        if q.requires_grad:
+            q.accumulate(np.matmul(ds, k.data))
+        if k.requires_grad:
+            k.accumulate(np.matmul(np.swapaxes(ds, -1, -2), q.data))
+    return Tensor(out.astype(q.dtype, copy=False), parents=(q, k, v), backward=backward), p
+
+
+def attention_reference(q, k, v, mask=None):
+    """The readable version, composed of autograd ops (for checking the fused one)."""
+    from ..tensor import matmul
+    d = q.shape[-1]
+    s = matmul(q, transpose(k, (0, 1, 3, 2))) * (1.0 / np.sqrt(d))
+    if mask is not None:
+        s = s + np.where(mask, 0.0, -1e30)
+    return matmul(activations.softmax(s), v)
+
+
+class MultiHeadAttention(Layer):
+    """``keras.layers.MultiHeadAttention``: call(query, value, key=None, attention_mask=None,
+    use_causal_mask=False). Projections are Dense layers (``sparsity`` prunes them)."""
+
+    def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
+                 output_shape=None, sparsity=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if num_heads <= 0 or key_dim <= 0:
+            raise ValueError(f"num_heads and key_dim must be positive; received {num_heads}, {key_dim}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); received {dropout}")
+        self.num_heads, self.key_dim = int(num_heads), int(key_dim)
+        self.value_dim = int(value_dim or key_dim)
+        self.dropout, self.use_bias = float(dropout), bool(use_bias)
+        self._output_dim = output_shape
+        self.sparsity = float(sparsity)
+        self.last_attention = None
+
+    @property
+    def sublayers(self):
+        return [self.query_dense, self.key_dense, self.value_dense, self.output_dense]
+
+    def build(self, query_shape, value_shape=None):
+        value_shape = value_shape or query_shape
+        h, k, vd = self.num_heads, self.key_dim, self.value_dim
+        out_dim = self._output_dim or query_shape[-1]
+        mk = dict(use_bias=self.use_bias, sparsity=self.sparsity, dtype=self.dtype)
+        self.query_dense = Dense(h * k, name=f"{self.name}/query", **mk)
+        self.key_dense = Dense(h * k, name=f"{self.name}/key", **mk)
+        self.value_dense = Dense(h * vd, name=f"{self.name}/value", **mk)
+        self.output_dense = Dense(out_dim, name=f"{self.name}/attention_output", **mk)
+        self.query_dense._build(query_shape)
+        self.key_dense._build(value_shape)
+        self.value_dense._build(value_shape)
+        self.output_dense._build(tuple(query_shape[:-1]) + (h * vd,))
+        for layer in self.sublayers:
+            self._variables.extend(layer._variables)
+
+    def _heads(self, t, dim):
+        B, T = t.shape[0], t.shape[1]
+        t = reshape(t, (B, T, self.num_heads, dim))                         # (B, T, h, d)
+        return transpose(t, (0, 2, 1, 3))                                    # (B, h, T, d)
+
+    def __call__(self, query, value=None, key=None, attention_mask=None, use_causal_mask=False,
+                 training=False):
+        value = query if value is None else value
+        if not self.built:
+            self._build_both(tuple(query.shape), tuple(value.shape))
+        return self.call(query, value, key, attention_mask, use_causal_mask, training)
+
+    def _build_both(self, query_shape, value_shape):
+        self.input_shape = query_shape
+        self.build(query_shape, value_shape)
+        self.built = True
+        self.output_shape = tuple(query_shape[:-1]) + (self._output_dim or query_shape[-1],)
+
+    def _build(self, input_shape):
+        self._build_both(tuple(input_shape), tuple(input_shape))
+        return self.output_shape
+
+    def call(self, query, value=None, key=None, attention_mask=None, use_causal_mask=False,
+             training=False):
+        value = query if value is None else value
+        key = value if key is None else key
+        if query.shape[-1] != self.input_shape[-1]:
+            raise ValueError(f"layer {self.name!r} expects queries with {self.input_shape[-1]} "
+                             f"features; received shape {query.shape}")
+        B, Tq, Tk = query.shape[0], query.shape[1], key.shape[1]
+        q = self._heads(self.query_dense(query, training=training), self.key_dim)   # (B, h, Tq, k)
+        k = self._heads(self.key_dense(key, training=training), self.key_dim)       # (B, h, Tk, k)
+        v = self._heads(self.value_dense(value, training=training), self.value_dim)  # (B, h, Tk, v)
+        mask = _combine_masks(attention_mask, use_causal_mask, B, Tq, Tk)
+        out, probs = attention(q, k, v, mask, self.dropout, training)                # (B, h, Tq, v)
+        self.last_attention = (B, self.num_heads, Tq, Tk, self.key_dim, self.value_dim)
+        out = reshape(transpose(out, (0, 2, 1, 3)),
+                      (B, Tq, self.num_heads * self.value_dim))                      # (B, Tq, h*v)
+        return self.output_dense(out, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self._output_dim or input_shape[-1],)
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
+                "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
+                "output_shape": self._output_dim, "sparsity": self.sparsity}
+
+    def set_sparsity(self, sparsity, mask=None):
+        self.sparsity = float(sparsity)
+        for layer in self.sublayers:
+            layer.set_sparsity(sparsity)
+        self._refresh_variables()
+
+    def _refresh_variables(self):
+        self._variables = [v for layer in self.sublayers for v in layer._variables]
+
+
+def _combine_masks(attention_mask, use_causal_mask, B, Tq, Tk):
+    """A boolean (B or 1, 1, Tq, Tk) mask, True where attention is allowed, or None."""
+    mask = None
+    if attention_mask is not None:
+        m = np.asarray(attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask)
+        if m.shape[-2:] != (Tq, Tk):
+            raise ValueError(f"attention_mask must end in ({Tq}, {Tk}); received shape {m.shape}")
+        mask = m.astype(bool).reshape((-1, 1, Tq, Tk) if m.ndim == 3 else m.shape)
+    if use_causal_mask:
+        causal = np.tril(np.ones((Tq, Tk), dtype=bool), k=Tk - Tq)[None, None]
+        mask = causal if mask is None else (mask & causal)
+    return mask
+
+
+class TransformerBlock(Layer):
+    """Pre-LayerNorm block: x + MHA(LN(x)); x + MLP(LN(x)), the MLP ``d -> mlp_dim -> d``."""
+
+    def __init__(self, num_heads, mlp_dim, dropout=0.0, activation="gelu", causal=True,
+                 sparsity=0.0, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.mlp_dim = int(num_heads), int(mlp_dim)
+        self.dropout, self.causal, self.sparsity = float(dropout), bool(causal), float(sparsity)
+        self.activation_name = activation
+        self.epsilon = float(epsilon)
+
+    @property
+    def sublayers(self):
+        return [self.ln1, self.attn, self.ln2, self.fc, self.proj]
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        if d % self.num_heads:
+            raise ValueError(f"the model width {d} must be a multiple of num_heads={self.num_heads}")
+        kw = dict(dtype=self.dtype)
+        self.ln1 = LayerNormalization(epsilon=self.epsilon, name=f"{self.name}/ln_1", **kw)
+        self.attn = MultiHeadAttention(self.num_heads, d // self.num_heads, dropout=self.dropout,
+                                       sparsity=self.sparsity, name=f"{self.name}/attn", **kw)
+        self.ln2 = LayerNormalization(epsilon=self.epsilon, name=f"{self.name}/ln_2", **kw)
+        self.fc = Dense(self.mlp_dim, activation=self.activation_name, sparsity=self.sparsity,
+                        name=f"{self.name}/mlp_fc", **kw)
+        self.proj = Dense(d, sparsity=self.sparsity, name=f"{self.name}/mlp_proj", **kw)
+        self.drop = Dropout(self.dropout)
+        for layer in (self.ln1, self.attn, self.ln2, self.fc):
+            layer._build(input_shape)
+        self.proj._build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+        self._refresh_variables()
+
+    def _refresh_variables(self):
+        self._variables = [v for layer in self.sublayers for v in layer._variables]
+
+    def call(self, x, training=False):
+        h = self.ln1(x, training=training)
+        x = x + self.drop(self.attn(h, h, use_causal_mask=self.causal, training=training),
+                          training=training)
+        h = self.fc(self.ln2(x, training=training), training=training)
+        return x + self.drop(self.proj(h, training=training), training=training)
+
+    def set_sparsity(self, sparsity, mask=None):
+        self.sparsity = float(sparsity)
+        self.attn.set_sparsity(sparsity)
+        self.fc.set_sparsity(sparsity)
+        self.proj.set_sparsity(sparsity)
+        self._refresh_variables()
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "mlp_dim": self.mlp_dim,
+                "dropout": self.dropout, "activation": self.activation_name,
+                "causal": self.causal, "sparsity": self.sparsity, "epsilon": self.epsilon}
