@@ -123,9 +123,16 @@ def _cmd_kernel_demo(args):
 
 
 def _cmd_train(args):
-    from .train import train
+    from .train import train, train_transformer
+    if args.model == "transformer":
+        train_transformer(text=args.text, layers_=args.layers, d_model=args.d_model,
+                          heads=args.heads, context=args.context,
+                          batch_size=args.batch_size or 32, lr=args.lr,
+                          sparsity=args.sparsity if args.sparsity_given else 0.0,
+                          steps=args.steps, wafer=args.wafer, seed=args.seed)
+        return
     train(kind=args.model, dataset=args.dataset, sparsity=args.sparsity, epochs=args.epochs,
-          batch_size=args.batch_size, wafer=args.wafer, plot=args.plot, seed=args.seed,
+          batch_size=args.batch_size or 64, wafer=args.wafer, plot=args.plot, seed=args.seed,
           verbose=0 if args.quiet else 1)
 
 
@@ -186,11 +193,19 @@ def build_parser():
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("train", help="train a sparse model on built-in data, costed on the wafer")
-    p.add_argument("model", choices=["mlp", "cnn"])
+    p.add_argument("model", choices=["mlp", "cnn", "transformer"])
     p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-    p.add_argument("--sparsity", type=float, default=0.9)
+    p.add_argument("--sparsity", type=float, default=None,
+                   help="weight sparsity (mlp/cnn default 0.9, transformer 0)")
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None, help="default 64 (32 for transformer)")
+    p.add_argument("--text", help="transformer: a text file (default: CPython's pydoc topics)")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--context", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--wafer", choices=["wse2", "wse3", "small"], default="wse2")
     p.add_argument("--plot", default="wsekern-train.png", help="where to write the placement plot")
     p.add_argument("--seed", type=int, default=0)
@@ -211,6 +226,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "train":
+        args.sparsity_given = args.sparsity is not None
+        if args.sparsity is None:
+            args.sparsity = 0.9
     try:
         args.func(args)
     except (ValueError, TypeError, OSError) as exc:

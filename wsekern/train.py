@@ -97,3 +97,54 @@ def demo(out=print, plot="wsekern-demo.png", epochs=30):
         out(f"placement plot written to {plot}")
     out(f"done in {time.perf_counter() - t0:.1f} s")
     return results
+
+
+def train_transformer(text=None, layers_=2, d_model=128, heads=4, context=64, batch_size=32,
+                      lr=1e-3, sparsity=0.0, steps=3000, warmup=100, weight_decay=0.1,
+                      eval_every=250, eval_batches=20, wafer="wse2", seed=0, sample_chars=300,
+                      out=print):
+    """Train the character-level GPT on ``text`` (default: CPython's pydoc topics) with AdamW,
+    linear warm-up then cosine decay; print losses and tokens/s; return (model, tokenizer,
+    validation loss)."""
+    from .data import lm_windows, load_text
+    from .nn import optimizers
+    from .nn.models import GPT, GPTConfig
+    tok, train_ids, val_ids = load_text(text)
+    utils.set_random_seed(seed)
+    config = GPTConfig(vocab_size=tok.vocab_size, context=context, n_layer=layers_, n_head=heads,
+                       d_model=d_model, mlp_dim=4 * d_model, sparsity=sparsity)
+    strategy = WaferStrategy(wafer_config(wafer)) if wafer else None
+    if strategy is not None:
+        with strategy.scope():
+            model = GPT(config)
+    else:
+        model = GPT(config)
+    schedule = optimizers.CosineDecay(0.0, max(steps - warmup, 1), warmup_target=lr,
+                                      warmup_steps=warmup)
+    model.compile(optimizers.AdamW(schedule, weight_decay=weight_decay))
+    xs, ys = lm_windows(train_ids, context, steps * batch_size, seed=seed)
+    vx, vy = lm_windows(val_ids, context, eval_batches * batch_size, seed=seed + 1)
+    out(f"GPT: {layers_} layers, d_model {d_model}, {heads} heads, context {context}, "
+        f"vocabulary {tok.vocab_size}, {model.count_params():,} parameters; "
+        f"{len(train_ids):,} training / {len(val_ids):,} validation characters")
+    start, seen, cpu = time.perf_counter(), 0, 0.0
+    val = float("nan")
+    for step in range(steps):
+        t0 = time.perf_counter()
+        logs = model.train_on_batch(xs[step * batch_size:(step + 1) * batch_size],
+                                    ys[step * batch_size:(step + 1) * batch_size])
+        cpu += time.perf_counter() - t0
+        seen += batch_size * context
+        if (step + 1) % eval_every == 0 or step == steps - 1:
+            val = model.evaluate(vx, vy, batch_size=batch_size, verbose=0)
+            cpu_only = cpu - (strategy.cost_seconds if strategy else 0.0)
+            out(f"step {step + 1:5d}  train loss {logs['loss']:.4f}  val loss {val:.4f}  "
+                f"{seen / max(cpu_only, 1e-9):,.0f} tokens/s (CPU)")
+    prompt = tok.encode(tok.decode(vx[0][:16]))
+    sample = model.generate(prompt, sample_chars, temperature=0.8, top_k=20, seed=seed)
+    out("--- sample ---")
+    out(tok.decode(sample))
+    out("--------------")
+    if strategy is not None:
+        out(str(model.wafer_report()))
+    return model, tok, val

@@ -18,7 +18,7 @@ def cubic_sparsity(step, initial_sparsity, final_sparsity, begin_step, pruning_s
 
 
 class GradualPruning(Callback):
-    """Prune ``layers`` (default: every Dense and Conv2D) from ``initial_sparsity`` to
+    """Prune ``layers`` (default: every Dense, Conv2D, attention and transformer block) from ``initial_sparsity`` to
     ``final_sparsity`` over ``pruning_steps`` pruning events ``frequency`` steps apart,
     starting at ``begin_step``."""
 
@@ -40,10 +40,11 @@ class GradualPruning(Callback):
         self.history = []        # (step, sparsity)
 
     def _targets(self):
-        from .layers import Conv2D, Dense
+        from .layers import Conv2D, Dense, MultiHeadAttention, TransformerBlock
         if self.layers is not None:
             return list(self.layers)
-        return [l for l in self.model.layers if isinstance(l, (Dense, Conv2D))]
+        prunable = (Dense, Conv2D, MultiHeadAttention, TransformerBlock)
+        return [l for l in self.model.layers if isinstance(l, prunable)]
 
     def sparsity_at(self, step):
         return cubic_sparsity(step, self.initial_sparsity, self.final_sparsity, self.begin_step,

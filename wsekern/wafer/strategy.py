@@ -66,8 +66,10 @@ class WaferStrategy:
         """Choose the mode and each layer's rectangle; raise SramOverflowError if even weight
         streaming cannot hold one layer's activations."""
         cfg = self.config
-        layers = [l for l in model.layers if _matrix_shape(l) is not None]
+        leaves = list(_leaves(model.layers))
+        layers = [l for l in leaves if _matrix_shape(l) is not None]
         self.placements = [LayerPlacement(l) for l in layers]
+        self.attention = [l for l in leaves if hasattr(l, "last_attention")]
         if not layers:
             self.mode, self.reason = "layer-pipelined", "no layer with weights"
             return
@@ -139,6 +141,7 @@ class WaferStrategy:
             per_layer.append(p.cost_step(self.config, self.mode))
         if not per_layer:
             return
+        per_layer.extend(self._attention_costs())
         if self.mode == "layer-pipelined":
             stage = max(c["total"] for c in per_layer)
             fill = sum(c["latency"] for c in per_layer)
@@ -149,6 +152,30 @@ class WaferStrategy:
         self.steps += 1
         self.samples += batch_size
         self.cost_seconds += time.perf_counter() - start
+
+    def _attention_costs(self):
+        """The attention products (Q K^T and A V, dense x dense) and the softmax, on the PEs
+        of the layer's query projection: a coarse compute-or-fabric estimate (forward, and
+        twice that for backward), not a SUMMA simulation per head."""
+        cfg = self.config
+        costs = []
+        by_layer = {p.layer: p for p in self.placements}
+        for mha in self.attention:
+            shape, mha.last_attention = mha.last_attention, None
+            place = by_layer.get(getattr(mha, "query_dense", None))
+            if shape is None or place is None:
+                continue
+            B, h, Tq, Tk, k, v = shape
+            pes = place.region[2] * place.region[3]
+            macs = B * h * Tq * Tk * (k + v)
+            compute = macs / (pes * cfg.fmacs)
+            softmax = 5 * B * h * Tq * Tk / (pes * cfg.fmacs)          # max, sub, exp, sum, div
+            moved = B * h * (Tq * k + Tk * (k + v)) / cfg.values_per_dense_wavelet
+            fabric = moved / max(2 * np.sqrt(pes), 1) / cfg.link_wavelets_per_cycle
+            forward = max(compute, fabric) + softmax
+            mha.attention_cycles = getattr(mha, "attention_cycles", 0.0) + 3 * forward
+            costs.append({"total": 3 * forward, "latency": 0.0})
+        return costs
 
     def report(self, model):
         return WaferReport(self, model)
@@ -163,6 +190,14 @@ def _split_columns(total, share):
     while cols.sum() > total:
         cols[np.argmax(cols)] -= 1
     return cols
+
+
+def _leaves(layers):
+    """Every layer, with composite ones (attention, transformer blocks) opened up."""
+    for layer in layers:
+        yield layer
+        if hasattr(layer, "sublayers") and layer.built:
+            yield from _leaves(layer.sublayers)
 
 
 def _matrix_shape(layer):
@@ -343,6 +378,18 @@ class WaferReport:
         self.cpu_samples_per_s = (model._last_epoch_samples / cpu_s) if cpu_s else None
         self.bottleneck_layer = max(self.rows, key=lambda r: r["cycles_per_step"])["layer"] \
             if self.rows else None
+        # Attention products, and the KV cache a generating model keeps beside K and V.
+        self.attention_rows = []
+        by_layer = {p.layer: p for p in strategy.placements}
+        for mha in getattr(strategy, "attention", []):
+            context = mha.input_shape[1] if mha.input_shape and mha.input_shape[1] else 0
+            kv_bytes = 2 * context * mha.num_heads * mha.key_dim * cfg.elem_bytes
+            place = by_layer.get(getattr(mha, "key_dense", None))
+            pes = place.region[2] * place.region[3] if place else 1
+            self.attention_rows.append({
+                "layer": mha.name, "cycles_per_step": getattr(mha, "attention_cycles", 0.0) / steps,
+                "kv_cache_bytes_per_sequence": kv_bytes,
+                "kv_cache_bytes_per_pe": -(-kv_bytes // pes)})
 
     def __str__(self):
         cfg = self.strategy.config
@@ -359,6 +406,10 @@ class WaferReport:
                          f"{r['macs_skipped_fraction']:>8.1%}")
         lines.append("in zeros: the fraction of a layer's inputs that were zero (ReLU), never "
                      "sent; skipped: forward MACs not performed (zero weights or activations)")
+        for a in self.attention_rows:
+            lines.append(f"{a['layer']}: attention products + softmax {a['cycles_per_step']:,.0f} "
+                         f"cycles/step; KV cache when generating {a['kv_cache_bytes_per_sequence']:,} B "
+                         f"per sequence ({a['kv_cache_bytes_per_pe']:,} B per PE of its K projection)")
         lines.append(f"bottleneck layer: {self.bottleneck_layer}; step: {self.cycles_per_step:,.0f} "
                      f"cycles over {self.strategy.steps} steps")
         cpu = f"{self.cpu_samples_per_s:,.0f}" if self.cpu_samples_per_s else "-"
@@ -371,6 +422,7 @@ class WaferReport:
     def to_dict(self):
         return {"mode": self.mode, "reason": self.reason, "layers": [
             {**r, "region": [int(v) for v in r["region"]]} for r in self.rows],
+            "attention": self.attention_rows,
             "cycles_per_step": self.cycles_per_step,
             "wafer_samples_per_s": self.wafer_samples_per_s,
             "cpu_samples_per_s": self.cpu_samples_per_s, "bottleneck_layer": self.bottleneck_layer}

@@ -135,7 +135,7 @@ def attention(q, k, v, mask=None, dropout=0.0, training=False):
     allowed. Forward and backward by hand: one graph node instead of seven.
     """
     d = q.shape[-1]
-    scale = 1.0 / np.sqrt(d)
+    scale = float(1.0 / np.sqrt(d))         # a Python float keeps float32 arrays float32
     s = np.matmul(q.data, np.swapaxes(k.data, -1, -2)) * scale             # (B, h, Tq, Tk)
     if mask is not None:
         s = np.where(mask, s, -np.inf)
