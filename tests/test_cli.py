@@ -57,3 +57,14 @@ def test_demo_runs(tmp_path, capsys):
     assert main(["demo", "--epochs", "2", "--plot", str(tmp_path / "demo.png")]) == 0
     out = capsys.readouterr().out
     assert "90% sparse" in out and "sparse/dense time" in out
+
+
+def test_train_transformer_prints_losses_sample_and_report(tmp_path, capsys):
+    text = tmp_path / "tiny.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    assert main(["train", "transformer", "--text", str(text), "--layers", "1", "--d-model", "16",
+                 "--heads", "2", "--context", "16", "--batch-size", "4", "--steps", "6",
+                 "--wafer", "small"]) == 0
+    out = capsys.readouterr().out
+    assert "val loss" in out and "tokens/s" in out and "--- sample ---" in out
+    assert "Wafer report" in out

@@ -20,8 +20,7 @@ SPACE = {"rows": [8, 16], "cols": [8, 16, 32], "sparsity": [0.5, 0.9], "dtype": 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as c:
+    with sw.local_cluster(2, host="127.0.0.1") as c:
         with distributed.Client(c) as client:
             yield client
 

@@ -299,7 +299,7 @@ def bench_sweep(out=print, workers=2):
     """A 200-point spmm sweep (each point ~0.7 s of simulation) serially and on a
     LocalCluster of ``workers`` processes: speed-up, points/s and overhead per point.
     Serial runs with one thread per library, as the workers do (Dask's nanny sets it)."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
     from . import sweeps as sw
     # Each point lets the placer search rectangles for W 1024 x 1024 @ X 1024 x 64 on a
     # wafer of the given size: ~0.7 s of mostly cache-resident work.
@@ -311,8 +311,7 @@ def bench_sweep(out=print, workers=2):
     with limit_threads(1):
         serial = sw.sweep(space, "spmm", client=False)
     t_serial = time.perf_counter() - t0
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with sw.local_cluster(workers) as cluster, Client(cluster) as client:
         client.submit(sum, [1]).result()                 # workers up before timing
         t0 = time.perf_counter()
         parallel = sw.sweep(space, "spmm", client=client)

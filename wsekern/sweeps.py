@@ -282,12 +282,27 @@ def sweep(space, workload, *, client=None, cache=None, base="wse2", seed=0, prog
     return frame[[c for c in columns if c in frame]]
 
 
+def local_cluster(n_workers=None, **kwargs):
+    """A ``distributed.LocalCluster`` of single-threaded worker processes for sweeps.
+
+    Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which makes glibc map
+    and unmap every large array: the simulator's temporaries then run ~2.5x slower
+    (measured: 0.66 s against 0.26 s for one point). These workers keep glibc's default.
+    """
+    import dask
+    from distributed import LocalCluster
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        return LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                            processes=True, dashboard_address=None, **kwargs)
+
+
 def _run_distributed(todo, workload, base, seed, client, finished, bar):
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
     own_cluster = own_client = None
     if client is None:
-        own_cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1,
-                                   processes=True, dashboard_address=None)
+        own_cluster = local_cluster()
         client = own_client = Client(own_cluster)
     elif isinstance(client, str):
         client = own_client = Client(client)
