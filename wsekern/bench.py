@@ -301,9 +301,9 @@ def bench_sweep(out=print, workers=2):
     Serial runs with one thread per library, as the workers do (Dask's nanny sets it)."""
     from distributed import Client
     from . import sweeps as sw
-    # Each point lets the placer search rectangles for W 1024 x 1024 @ X 1024 x 64 on a
-    # wafer of the given size: ~0.7 s of mostly cache-resident work.
-    space = {"m": [1024], "k": [1024], "n": [64],
+    # Each point lets the placer search rectangles for W 2048 x 2048 @ X 2048 x 64 on a
+    # wafer of the given size: 0.5-2 s of work each.
+    space = {"m": [2048], "k": [2048], "n": [64],
              "sparsity": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99],
              "rows": [160, 192, 224, 256, 288], "cols": [224, 256],
              "dtype": ["fp16", "fp32"]}

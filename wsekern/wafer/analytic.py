@@ -100,11 +100,14 @@ class WeightStats:
         return self._cols[C]
 
     def blocks(self, R, C):
-        """(nnz per block, R x C; the block of each nonzero)."""
+        """(nnz per block, R x C; the block of each nonzero). The last few partitions are
+        kept (a training loop reuses one; the placer walks many, each nnz integers long)."""
         if (R, C) not in self._blocks:
             _, rb = self.row_block(R)
             _, cb = self.col_block(C)
             blk = rb[self.w_row] * C + cb[self.w_col]
+            if len(self._blocks) >= 4:
+                self._blocks.pop(next(iter(self._blocks)))
             self._blocks[(R, C)] = (np.bincount(blk, minlength=R * C).reshape(R, C), blk)
         return self._blocks[(R, C)]
 
