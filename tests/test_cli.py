@@ -1,7 +1,6 @@
 """The wsekern command line."""
 import json
 
-import numpy as np
 import pytest
 import scipy.io
 

@@ -145,7 +145,6 @@ def test_history_validation_and_callbacks(tmp_path, digits):
     log = tmp_path / "log.csv"
     ckpt = tmp_path / "best.keras"
     model = mlp()
-    lrs = []
     sched = nn.callbacks.LearningRateScheduler(lambda e, lr: 0.01 * 0.5 ** e)
     h = model.fit(x[:256], y[:256], epochs=3, batch_size=64, validation_split=0.25, verbose=0,
                   callbacks=[Recorder(), nn.callbacks.CSVLogger(log), sched,

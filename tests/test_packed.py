@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sps
 
 import wsekern
-from conftest import random_csr, reference, tol
+from conftest import random_csr, tol
 
 
 def test_pack_properties(index_dtype):

@@ -4,7 +4,6 @@ import pytest
 import scipy.sparse as sps
 
 import wsekern
-from wsekern import kernels
 from conftest import random_csr, reference, tol
 
 

@@ -11,7 +11,6 @@ import pytest
 pd = pytest.importorskip("pandas")
 distributed = pytest.importorskip("distributed")
 
-import wsekern as wk
 from wsekern import sweeps as sw
 
 SPACE = {"rows": [8, 16], "cols": [8, 16, 32], "sparsity": [0.5, 0.9], "dtype": ["fp16", "fp32"],

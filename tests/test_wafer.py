@@ -262,5 +262,5 @@ def test_report_add_to_dict_str_and_plot(tmp_path):
     text = str(a)
     assert "cycles" in text and "bottleneck" in text and "utilization" in text
     pytest.importorskip("matplotlib")
-    path = a.plot(tmp_path / "report.png")
+    a.plot(tmp_path / "report.png")
     assert (tmp_path / "report.png").stat().st_size > 1000

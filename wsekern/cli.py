@@ -3,7 +3,6 @@ import argparse
 import sys
 
 import numpy as np
-import scipy.sparse
 
 from .errors import WsekernError
 
@@ -68,6 +67,7 @@ def _cmd_simulate(args):
     if args.op == "spmm":
         if args.matrix:
             import scipy.io
+            import scipy.sparse
             W = scipy.sparse.csr_array(scipy.io.mmread(args.matrix)).astype(np.float32)
         else:
             W = _random_sparse(args.m, args.k, args.sparsity, args.seed)

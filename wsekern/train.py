@@ -1,8 +1,6 @@
 """``wsekern train`` and ``wsekern demo``: sparse models on real data, costed on the wafer."""
 import time
 
-import numpy as np
-
 from . import data
 from .nn import Input, Sequential, layers, utils
 from .wafer import WaferConfig, WaferStrategy
@@ -127,7 +125,7 @@ def train_transformer(text=None, layers_=2, d_model=128, heads=4, context=64, ba
     out(f"GPT: {layers_} layers, d_model {d_model}, {heads} heads, context {context}, "
         f"vocabulary {tok.vocab_size}, {model.count_params():,} parameters; "
         f"{len(train_ids):,} training / {len(val_ids):,} validation characters")
-    start, seen, cpu = time.perf_counter(), 0, 0.0
+    seen, cpu = 0, 0.0
     val = float("nan")
     for step in range(steps):
         t0 = time.perf_counter()

@@ -14,6 +14,9 @@ import numpy as np
 from .text import (CharTokenizer, lm_windows, load_pydoc_corpus, load_text, reversal_task,
                    sorting_task)
 
+__all__ = ["load_digits", "load_mnist", "CharTokenizer", "load_pydoc_corpus", "load_text",
+           "lm_windows", "reversal_task", "sorting_task"]
+
 
 def _package_file(package, *parts, extra):
     spec = importlib.util.find_spec(package)

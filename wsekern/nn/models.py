@@ -397,4 +397,4 @@ def load_model(filepath, compile=True):
     return model
 
 
-from .gpt import GPT, GPTConfig  # noqa: E402  (GPT is a Sequential, defined above)
+from .gpt import GPT, GPTConfig  # noqa: E402,F401  (GPT is a Sequential, defined above)
