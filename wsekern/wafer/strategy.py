@@ -393,12 +393,13 @@ class WaferReport:
 
     def __str__(self):
         cfg = self.strategy.config
+        w = max([16] + [len(r["layer"]) for r in self.rows])
         lines = [f"Wafer report — {cfg.rows}x{cfg.cols} PEs, {cfg.dtype}, {self.mode} ({self.reason})",
-                 f"{'layer':<16} {'region (r0,c0,R,C)':<22} {'mapping':<22} {'SRAM peak':>10} "
+                 f"{'layer':<{w}} {'region (r0,c0,R,C)':<22} {'mapping':<22} {'SRAM peak':>10} "
                  f"{'cycles/step':>12} {'fwd':>9} {'dX':>9} {'dW':>9} {'update':>8} "
                  f"{'in zeros':>8} {'skipped':>8}"]
         for r in self.rows:
-            lines.append(f"{r['layer']:<16} {str(tuple(int(v) for v in r['region'])):<22} "
+            lines.append(f"{r['layer']:<{w}} {str(tuple(int(v) for v in r['region'])):<22} "
                          f"{r['mapping']:<22} {r['sram_peak_bytes']:>10,} "
                          f"{r['cycles_per_step']:>12,.0f} {r['forward']:>9,.0f} "
                          f"{r['input-gradient']:>9,.0f} {r['weight-gradient']:>9,.0f} "
