@@ -74,3 +74,64 @@ def test_sddmm_equals_reference(problem, D):
     expected = (A.astype(np.float64) @ B.T.astype(np.float64)) * (W != 0)
     tol = 1e-4 if W.dtype == np.float32 else 1e-11
     np.testing.assert_allclose(S.toarray(), expected, rtol=tol, atol=tol)
+
+
+@st.composite
+def conv_problems(draw):
+    groups = draw(st.sampled_from([1, 2]))
+    C = groups * draw(st.integers(1, 3))
+    O = groups * draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    H = draw(st.integers(max(1, (kh - 1) * dilation[0] + 1 - 2 * padding[0]), 9))
+    W = draw(st.integers(max(1, (kw - 1) * dilation[1] + 1 - 2 * padding[1]), 9))
+    B = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((B, C, H, W)) * (rng.random((B, C, H, W)) < draw(st.sampled_from([0.2, 1.0])))
+    w = rng.standard_normal((O, C // groups, kh, kw)) * (rng.random((O, C // groups, kh, kw))
+                                                       < draw(st.sampled_from([0.1, 1.0])))
+    return x, w, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@SETTINGS
+@given(conv_problems(), st.sampled_from(["auto", "direct", "input-sparse", "im2col-blas"]))
+def test_conv2d_equals_reference(problem, path):
+    from wsekern import conv as conv_mod
+    from test_conv import conv_reference
+    x, w, kw = problem
+    costs = {"direct": ("DIRECT_FIXED", -1e9), "input-sparse": ("INPUT_FIXED", -1e9)}
+    saved = (conv_mod.DIRECT_FIXED, conv_mod.INPUT_FIXED, conv_mod.INPUT_MIN_CHANNELS)
+    try:
+        if path in costs:
+            setattr(conv_mod, costs[path][0], costs[path][1])
+            conv_mod.INPUT_MIN_CHANNELS = 1
+        elif path == "im2col-blas":
+            conv_mod.DIRECT_FIXED = conv_mod.INPUT_FIXED = 1e9
+        got = wsekern.conv2d(x, w, **kw)
+    finally:
+        conv_mod.DIRECT_FIXED, conv_mod.INPUT_FIXED, conv_mod.INPUT_MIN_CHANNELS = saved
+    np.testing.assert_allclose(got, conv_reference(x, w, None, kw["stride"], kw["padding"],
+                                                   kw["dilation"], kw["groups"]),
+                               rtol=1e-10, atol=1e-10)
+
+
+@SETTINGS
+@given(problems(), st.sampled_from(["weight-stationary", "activation-stationary"]),
+       st.integers(1, 6), st.integers(1, 6), st.sampled_from(["fp16", "fp32"]))
+def test_wafer_report_invariants_on_random_problems(problem, mapping, R, C, dtype):
+    W, X, _, _ = problem
+    if min(W.shape) == 0 or X.shape[1] == 0:
+        return
+    X = X[:W.shape[1]] if X.shape[0] >= W.shape[1] else np.ones((W.shape[1], X.shape[1]))
+    cfg = wsekern.WaferConfig.small(6, 6, dtype=dtype)
+    try:
+        _, r = wsekern.Wafer(cfg).spmm(W, X, region=(R, C), mapping=mapping)
+    except wsekern.SramOverflowError:
+        return
+    dense_useful = int(((W != 0).astype(np.int64) @ (X != 0).astype(np.int64)).sum())
+    assert r.macs_useful == dense_useful <= r.macs_performed
+    assert r.macs_performed + r.macs_skipped_weight + r.macs_skipped_activation == r.macs_dense
+    assert r.cycles_lower <= r.cycles <= r.cycles_upper
+    assert (r.sram_bytes <= cfg.sram_bytes).all()
