@@ -5,7 +5,6 @@ import numpy as np
 
 from . import layers, losses, utils
 from .models import Sequential
-from .tensor import Tensor
 
 
 @dataclass
@@ -54,23 +53,12 @@ class GPT(Sequential):
         loss = loss or losses.SparseCategoricalCrossentropy(from_logits=True)
         super().compile(optimizer, loss, metrics)
 
-    def _check_x(self, x, what="x"):
-        x = np.asarray(x)
-        if x.dtype.kind not in "iu":
-            if x.dtype.kind != "f" or not np.all(x == np.round(x)):
-                raise TypeError(f"{what} must hold integer token ids; received dtype {x.dtype}")
-            x = x.astype(np.int64)
+    def _check_shape(self, x, what):
+        """Any sequence length up to the context (the positions are cropped)."""
         if x.ndim != 2 or x.shape[1] > self.config.context:
             raise ValueError(f"{what} must be (batch, tokens) with at most {self.config.context} "
                              f"tokens; received shape {x.shape}")
         return x
-
-    def __call__(self, x, training=False):
-        ids = x.data if isinstance(x, Tensor) else np.asarray(x)
-        out = Tensor(ids)
-        for layer in self.layers:
-            out = layer(out, training=training)
-        return out
 
     def generate(self, prompt, max_new_tokens, temperature=1.0, top_k=None, seed=None):
         """Extend ``prompt`` (token ids) by sampling ``max_new_tokens`` tokens; the same

@@ -25,6 +25,7 @@ class Sequential:
         self.name = name or "sequential"
         self.layers = []
         self._input_shape = None           # without the batch dimension
+        self._input_dtype = np.dtype(np.float32)   # Input(dtype=...): int64 for token ids
         self.built = False
         self.optimizer = None
         self.loss = None
@@ -45,6 +46,7 @@ class Sequential:
             if self.layers or self._input_shape is not None:
                 raise ValueError("an Input can only be the first element of a Sequential model")
             self._input_shape = layer.shape
+            self._input_dtype = layer.dtype
             return
         if not self.layers and self._input_shape is None and layer._input_shape_arg is not None:
             self._input_shape = layer._input_shape_arg
@@ -124,7 +126,7 @@ class Sequential:
     def __call__(self, x, training=False):
         if not self.built:
             self.build((None,) + tuple(np.shape(x)[1:]))
-        out = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float32))
+        out = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=self._input_dtype))
         for layer in self.layers:
             out = layer(out, training=training)
         return out
@@ -156,11 +158,19 @@ class Sequential:
         x = np.asarray(x)
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{what} must be numeric; received dtype {x.dtype}")
+        if self._input_dtype.kind in "iu":               # token ids
+            if x.dtype.kind == "f" and not np.all(x == np.round(x)):
+                raise TypeError(f"{what} must hold integer ids (the model's Input has dtype "
+                                f"{self._input_dtype}); received non-integer values")
+            return self._check_shape(x.astype(self._input_dtype, copy=False), what)
         x = x.astype(np.float32, copy=False)
         if not np.isfinite(x).all():
             bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
             raise ValueError(f"{what} contains {bad} NaN or infinite values; clean the data "
                              f"before training")
+        return self._check_shape(x, what)
+
+    def _check_shape(self, x, what):
         expected = self._input_shape
         if expected is not None and tuple(x.shape[1:]) != tuple(expected):
             raise ValueError(f"the model expects inputs of shape (batch,) + {tuple(expected)}; "
@@ -310,6 +320,7 @@ class Sequential:
     # -- saving -------------------------------------------------------------------------
     def get_config(self):
         return {"name": self.name, "input_shape": list(self._input_shape or []),
+                "input_dtype": self._input_dtype.name,
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
                            for l in self.layers]}
 
@@ -370,7 +381,8 @@ def load_model(filepath, compile=True):
     config = meta["model"]
     model = Sequential(name=config["name"])
     if config["input_shape"]:
-        model.add(layers_mod.Input(shape=tuple(config["input_shape"])))
+        model.add(layers_mod.Input(shape=tuple(config["input_shape"]),
+                                   dtype=config.get("input_dtype", "float32")))
     for i, spec in enumerate(config["layers"]):
         cls = getattr(layers_mod, spec["class_name"], None)
         if cls is None or not (isinstance(cls, type) and issubclass(cls, Layer)):

@@ -64,12 +64,6 @@ def _energy(config, macs_performed, sram_access_bytes, hops, pes, cycles):
     return pj * 1e-12
 
 
-def macs_useful(W, X):
-    """Pairs of a nonzero weight and a nonzero activation: sum_k nnz(W[:, k]) * nnz(X[k, :])."""
-    W = sps.csc_array(W)
-    return int(np.diff(W.indptr).astype(np.int64) @ np.count_nonzero(X, axis=1).astype(np.int64))
-
-
 # --------------------------------------------------------------------------------------
 # Weight-stationary
 # --------------------------------------------------------------------------------------
@@ -172,7 +166,8 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     comp_time = A_c[None, :] * config.task_cycles + config.scalar_cycles_per_element * scalar_work_rc
     dense_bytes = (M_r[:, None] * K_c[None, :]) * elem
     comp_bytes = nnz_rc * (elem + 2) + (K_c[None, :] + 1) * 2   # values, 16-bit rows, col starts
-    room = config.data_bytes - _ws_buffers_bytes(config, M_r, K_c, R, C).max()
+    buffers = _ws_buffers(config, M_r, K_c, R, C)
+    room = config.data_bytes - sum(buffers.values()).max()
     dense_fits = dense_bytes <= room
     comp_fits = comp_bytes <= room
     # The faster format that fits; where neither fits, the smaller (for the error message).
@@ -183,7 +178,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     ledger.alloc("weights (dense)", np.where(use_comp, 0, dense_bytes))
     ledger.alloc("weights (compressed values + row indices + column starts)",
                  np.where(use_comp, comp_bytes, 0))
-    for name, b in _ws_buffers(config, M_r, K_c, R, C).items():
+    for name, b in buffers.items():
         ledger.alloc(name, b)
     sram = ledger.check(f"{what} weight-stationary, W {M}x{K} on {R}x{C} PEs")
 
@@ -265,10 +260,6 @@ def _ws_buffers(config, M_r, K_c, R, C):
     return {"input FIFO": np.full((R, C), FIFO_BYTES),
             "accumulators (double-buffered)": acc,
             "reduction buffer": np.where(np.arange(C)[None, :] > 0, red, 0)}
-
-
-def _ws_buffers_bytes(config, M_r, K_c, R, C):
-    return sum(_ws_buffers(config, M_r, K_c, R, C).values())
 
 
 def _compressed_per_sample(blk, cols, x_nz, a_cn, use_comp, R, C, config, chunk=1 << 15):
@@ -378,11 +369,6 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
 def resident_cycles(M, K, N, config):
     """C (M x N) += A (M x K) @ B (K x N) on one PE: one AXPY of length M per (k, n)."""
     return K * N * (config.setup_cycles + math.ceil(M / config.fmacs)) + config.task_cycles
-
-
-def resident_bytes(M, K, N, config):
-    """A, B and C resident in one PE's SRAM, plus the reserve."""
-    return (M * K + K * N + M * N) * config.elem_bytes + config.reserve_bytes
 
 
 def resident(A, B, config, region, *, what="matmul"):

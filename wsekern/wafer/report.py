@@ -4,7 +4,6 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 BOTTLENECKS = ("compute", "fabric", "reduction", "latency", "scalar", "weight-streaming")
-LINK_DIRECTIONS = ("N", "E", "S", "W")
 
 
 @dataclass
@@ -39,6 +38,8 @@ class SimReport:
     details: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
+        if self.bottleneck not in BOTTLENECKS:
+            raise ValueError(f"bottleneck must be one of {BOTTLENECKS}; received {self.bottleneck!r}")
         if self.pe_cycle_capacity is None:
             self.pe_cycle_capacity = float(self.pes * self.cycles)
 

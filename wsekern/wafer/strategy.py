@@ -232,6 +232,15 @@ class LayerPlacement:
         self._stats_key = None
         layer._wafer_placement = self
 
+    def observe(self, columns, input_requires_grad, y, grad_rows):
+        """Called by the layer in a training step: its input as (K x samples) columns,
+        and ``y`` returned unchanged but for a tap that records ``grad_rows(dY)``, the
+        output gradient as (M x samples) rows, in the backward pass."""
+        from ..nn.tensor import tap
+        self.last_input = columns
+        self.needs_input_grad = input_requires_grad
+        return tap(y, lambda g: setattr(self, "last_grad", grad_rows(g)))
+
     # -- structure ---------------------------------------------------------------
     def weight_matrix(self):
         """W (M x K) as a scipy CSR: the layer's kept weights, output units as rows."""
@@ -338,7 +347,6 @@ class LayerPlacement:
                                           ("weight-gradient", gw)) if r is not None}
         self.sram_peak = max(self.sram_peak, int(max(r.sram_peak_bytes for r in self.reports.values())))
         self.last_useful = fwd.macs_useful
-        self.last_dense = fwd.macs_dense
         self.activation_zeros += 1.0 - np.count_nonzero(X) / max(X.size, 1)
         self.costed_steps += 1
         return {"total": sum(parts.values()), "latency": latency, **parts}

@@ -247,7 +247,7 @@ class MultiHeadAttention(Layer):
         k = self._heads(self.key_dense(key, training=training), self.key_dim)       # (B, h, Tk, k)
         v = self._heads(self.value_dense(value, training=training), self.value_dim)  # (B, h, Tk, v)
         mask = _combine_masks(attention_mask, use_causal_mask, B, Tq, Tk)
-        out, probs = attention(q, k, v, mask, self.dropout, training)                # (B, h, Tq, v)
+        out, _ = attention(q, k, v, mask, self.dropout, training)                    # (B, h, Tq, v)
         self.last_attention = (B, self.num_heads, Tq, Tk, self.key_dim, self.value_dim)
         out = reshape(transpose(out, (0, 2, 1, 3)),
                       (B, Tq, self.num_heads * self.value_dim))                      # (B, Tq, h*v)

@@ -4,7 +4,7 @@ import numpy as np
 from ... import conv as conv_kernels
 from ... import pool as pool_kernels
 from .. import activations
-from ..tensor import Tensor, tap
+from ..tensor import Tensor
 from .base import Layer
 from .core import _check_sparsity, _init_name, magnitude_mask
 
@@ -120,10 +120,8 @@ class Conv2D(Layer):
             y = y + self.bias
         placement = getattr(self, "_wafer_placement", None)
         if training and placement is not None:          # hand the step to the wafer strategy
-            placement.last_input = self._columns(x.data, pads)
-            placement.needs_input_grad = x.requires_grad
-            y = tap(y, lambda g: setattr(placement, "last_grad",
-                                         g.reshape(-1, self.filters).T))
+            y = placement.observe(self._columns(x.data, pads), x.requires_grad, y,
+                                  lambda g: g.reshape(-1, self.filters).T)
         return self.activation(y)
 
     def _columns(self, x, pads):

@@ -5,7 +5,7 @@ import scipy.sparse as sps
 from ... import kernels
 from ...sparse import pack
 from .. import activations, utils
-from ..tensor import Tensor, reshape, tap
+from ..tensor import Tensor, reshape
 from .base import Layer
 
 
@@ -123,9 +123,7 @@ class Dense(Layer):
             y = y + self.bias
         placement = getattr(self, "_wafer_placement", None)
         if training and placement is not None:          # hand the step to the wafer strategy
-            placement.last_input = x2.data.T
-            placement.needs_input_grad = x.requires_grad
-            y = tap(y, lambda g: setattr(placement, "last_grad", g.T))
+            y = placement.observe(x2.data.T, x.requires_grad, y, lambda g: g.T)
         if x.ndim != 2:
             y = reshape(y, lead + (self.units,))
         return self.activation(y)
