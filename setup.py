@@ -23,6 +23,7 @@ OPENMP_MODULES = {"wsekern._spmm", "wsekern._conv"}
 EXTENSIONS = [
     Extension("wsekern._spmm", ["src/_spmm.pyx"]),
     Extension("wsekern._conv", ["src/_conv.pyx"]),
+    Extension("wsekern._event", ["src/_event.pyx"]),
 ]
 
 

@@ -249,7 +249,8 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
         wavelets_sent=wavelets_sent, energy_joules=energy, bottleneck=bottleneck,
         region=tuple(int(v) for v in region), mapping="weight-stationary", dtype=config.dtype,
         fmac_per_cycle=fmac,
-        details={"compressed_blocks": int(use_comp.sum()), "blocks": R * C, "terms": terms})
+        details={"compressed_blocks": int(use_comp.sum()), "blocks": R * C, "terms": terms,
+                 "use_comp": use_comp})
 
 
 def _ws_buffers(config, M_r, K_c, R, C):

@@ -87,7 +87,9 @@ class WaferConfig:
         """WSE-3 (CS-3) as measured: 2-cycle hops, ~20-cycle turns, 16-cycle relay stages."""
         base = dict(hop_cycles=2.0,            # 2.000 cycles/hop on silicon [M]
                     turn_cycles=20.0,          # ~20 cycles per change of dimension [M]
-                    stage_cycles=16.0,         # relay fit 1.001 N B + 16.1 N + 16.5 [M]
+                    stage_cycles=14.0,         # relay fit 1.001 N B + 16.1 N + 16.5 [M]:
+                                               # 16.1 per leg = 2-cycle hop + 14-cycle stage
+                    setup_cycles=16.0,         # DSD setup, fp16 FMA 16 cycles [M]
                     fmac_per_cycle={"fp16": 4.0, "fp32": 0.5},   # simulator fp16, silicon fp32 [M]
                     colors=8)                  # 8 input queues per core [P: topic-15]
         base.update(overrides)

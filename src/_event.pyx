@@ -1,0 +1,666 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Discrete-event simulation of the fabric at wavelet granularity.
+
+The grid is *logical*: streams enter at the top of each logical column from the edge
+and are multicast south by the routes; partial results are reduced along logical rows
+by the reducers' topology. The Python side (wsekern/wafer/event.py) builds the routes,
+the streams and the topology of each mapping and maps logical to physical directions.
+
+Agents, each woken by the heap at the time it can next act:
+  router queue (pe, colour)  forwards its head wavelet to every port of its route at
+                             once when every target link is free this cycle and every
+                             target queue has room (credit); otherwise it waits
+                             (back-pressure) and the target's pop wakes it
+  main thread (pe)           one data task per arriving stream wavelet: an AXPY into
+                             the accumulator of the current round (sample), or an
+                             end-of-stream task that closes the round
+  reducer (pe)               adds its children's streams into the accumulator at one
+                             wavelet per cycle, forwarding the last child's stream as it
+                             goes (cut-through) or storing it first (store-and-forward),
+                             or sends its own accumulator; the root writes the result
+  edge injector (column)     feeds a column's stream into the top router
+An event in the count is one wavelet crossing one link (router to router, a ramp, or
+the edge into the region).
+"""
+import numpy as np
+from libc.stdlib cimport malloc, realloc, free
+from libc.math cimport ceil, INFINITY
+from libc.stdint cimport int64_t, int32_t, uint8_t
+
+cdef enum:
+    NORTH = 0
+    EAST = 1
+    SOUTH = 2
+    WEST = 3
+    RAMP = 4
+    EDGE = 5
+    RAMP_DOWN = 5     # link counter slot of the core -> router ramp
+
+cdef enum:
+    MODE_NONE = 0     # no main thread: the accumulators are given (collectives)
+    MODE_WS = 1       # weight-stationary: stream x, AXPY over W's column k in the block
+    MODE_AS = 2       # activation-stationary: stream w, AXPY over X's row k in the block
+
+cdef struct Event:
+    double t
+    int64_t seq
+    int32_t agent
+
+
+cdef class Engine:
+    # geometry and parameters
+    cdef int R, C, P, NC, Q, S, cap_link, cap_ramp, cap_push, cap_edge, mode, vpw, store_fwd, x_colour, rounds
+    cdef double hop, ramp, turn, link_dt, lat, setup, task, scalar, fmac
+    # heap
+    cdef Event* heap
+    cdef int64_t heap_n, heap_cap, seq
+    cdef double[:] sched
+    cdef int n_agents, a_main, a_red, a_inj
+    # routes
+    cdef uint8_t[:] route_tx
+    cdef signed char[:] route_rx
+    cdef uint8_t[:] consumer            # per colour: 0 main thread, 1 reducer
+    # router queues and core input queues: ring buffers of depth Q
+    cdef int32_t[:] rq_count, rq_head, cq_count, cq_head
+    cdef double[:] rq_ready, rq_v0, rq_v1, cq_ready, cq_v0, cq_v1
+    cdef int32_t[:] rq_idx, cq_idx
+    cdef uint8_t[:] rq_wait, cq_wait
+    cdef double[:] bp_since
+    cdef double[:] link_free
+    cdef int64_t[:] link_count
+    cdef int64_t edge_count
+    # main thread
+    cdef double[:] main_end, main_idle_since, main_buf_since
+    cdef int32_t[:] main_round
+    cdef uint8_t[:] main_eos_pending
+    cdef int32_t[:] acc_ready
+    # reducer
+    cdef int32_t[:] red_round, red_ci, red_j
+    cdef double[:] red_end, red_since
+    cdef int64_t[:] child_ptr
+    cdef int32_t[:] child_col, send_col
+    # accumulators
+    cdef int A
+    cdef double[:] acc
+    cdef int32_t[:] acc_len
+    # outputs
+    cdef double[:] Y
+    cdef int64_t[:] out_lo
+    cdef int64_t y_si, y_sn
+    # stats
+    cdef double[:] busy, red_busy, wait_data, backpressure
+    cdef double t_done
+    cdef int64_t macs, tasks
+    # streams
+    cdef int64_t[:] item_ptr, inj_pos
+    cdef int32_t[:] item_idx
+    cdef double[:] item_val, inj_next, inj_dt
+    # operands of the main thread
+    cdef int64_t[:] w_indptr
+    cdef int32_t[:] w_indices
+    cdef double[:] w_data
+    cdef double[:, :] Xd
+    cdef int64_t[:] blk_lo, blk_hi        # per logical row: W rows (WS) / X columns (AS)
+    cdef uint8_t[:] compressed
+
+    def __cinit__(self):
+        self.heap = NULL
+
+    def __dealloc__(self):
+        if self.heap != NULL:
+            free(self.heap)
+
+    def __init__(self, int R, int C, int n_colours, int queue_depth, dict params):
+        self.R, self.C, self.P, self.NC, self.Q = R, C, R * C, n_colours, queue_depth
+        self.hop = params["hop"]
+        self.ramp = params["ramp"]
+        self.turn = params["turn"]
+        self.link_dt = 1.0 / params["link_rate"]
+        self.lat = params["lat"]
+        self.setup = params["setup"]
+        self.task = params["task"]
+        self.scalar = params["scalar"]
+        self.fmac = params["fmac"]
+        self.vpw = params["vpw"]
+        self.store_fwd = params["store_forward"]
+        self.rounds = params["rounds"]
+        self.mode = params["mode"]
+        self.x_colour = params.get("x_colour", 0)
+        cdef int P = self.P, NQ = self.P * n_colours
+        # A queue holds Q wavelets plus those in flight on the link feeding it: latency
+        # costs no throughput (credits cover the round trip).
+        self.cap_link = queue_depth + <int> ceil(self.hop + self.turn)
+        self.cap_ramp = queue_depth + <int> ceil(self.ramp)
+        self.cap_push = queue_depth + <int> ceil(self.lat + self.ramp)
+        self.cap_edge = queue_depth + <int> ceil(self.hop)
+        self.S = max(self.cap_link, self.cap_ramp, self.cap_push, self.cap_edge)
+        queue_depth = self.S
+        self.heap_cap = 1024
+        self.heap = <Event*> malloc(self.heap_cap * sizeof(Event))
+        if self.heap == NULL:
+            raise MemoryError()
+        self.heap_n = 0
+        self.seq = 0
+        self.a_main = NQ
+        self.a_red = NQ + P
+        self.a_inj = NQ + 2 * P
+        self.n_agents = NQ + 2 * P + C
+        self.sched = np.full(self.n_agents, np.inf)
+        self.route_tx = np.zeros(NQ, np.uint8)
+        self.route_rx = np.full(NQ, -1, np.int8)
+        self.consumer = np.ones(n_colours, np.uint8)
+        self.rq_count = np.zeros(NQ, np.int32)
+        self.rq_head = np.zeros(NQ, np.int32)
+        self.cq_count = np.zeros(NQ, np.int32)
+        self.cq_head = np.zeros(NQ, np.int32)
+        self.rq_ready = np.zeros(NQ * queue_depth)
+        self.rq_v0 = np.zeros(NQ * queue_depth)
+        self.rq_v1 = np.zeros(NQ * queue_depth)
+        self.rq_idx = np.zeros(NQ * queue_depth, np.int32)
+        self.cq_ready = np.zeros(NQ * queue_depth)
+        self.cq_v0 = np.zeros(NQ * queue_depth)
+        self.cq_v1 = np.zeros(NQ * queue_depth)
+        self.cq_idx = np.zeros(NQ * queue_depth, np.int32)
+        self.rq_wait = np.zeros(NQ, np.uint8)
+        self.cq_wait = np.zeros(NQ, np.uint8)
+        self.bp_since = np.full(NQ, -1.0)
+        self.link_free = np.zeros(P * 5)
+        self.link_count = np.zeros(P * 6, np.int64)
+        self.edge_count = 0
+        self.main_end = np.zeros(P)
+        self.main_idle_since = np.zeros(P)
+        self.main_buf_since = np.full(P, -1.0)
+        self.main_round = np.zeros(P, np.int32)
+        self.main_eos_pending = np.zeros(P, np.uint8)
+        self.acc_ready = np.full(P, -1, np.int32)
+        self.red_round = np.zeros(P, np.int32)
+        self.red_ci = np.zeros(P, np.int32)
+        self.red_j = np.zeros(P, np.int32)
+        self.red_end = np.zeros(P)
+        self.red_since = np.full(P, -1.0)
+        self.busy = np.zeros(P)
+        self.red_busy = np.zeros(P)
+        self.wait_data = np.zeros(P)
+        self.backpressure = np.zeros(P)
+        self.t_done = 0.0
+        self.macs = 0
+        self.tasks = 0
+        self.inj_pos = np.zeros(C, np.int64)
+        self.inj_next = np.zeros(C)
+        self.inj_dt = np.ones(C)
+
+    # -- set-up from Python -------------------------------------------------------
+    def set_routes(self, tx, rx, consumer):
+        self.route_tx = np.ascontiguousarray(tx, np.uint8)
+        self.route_rx = np.ascontiguousarray(rx, np.int8)
+        self.consumer = np.ascontiguousarray(consumer, np.uint8)
+
+    def set_reduction(self, child_ptr, child_col, send_col, acc_len, acc0=None):
+        """Children (colours, in the order they are reduced) and the send colour of
+        each PE (-1: the root); ``acc0`` (P x 2 x A) gives the accumulators of
+        collectives, which are then ready before the first cycle."""
+        self.child_ptr = np.ascontiguousarray(child_ptr, np.int64)
+        self.child_col = np.ascontiguousarray(child_col, np.int32)
+        self.send_col = np.ascontiguousarray(send_col, np.int32)
+        self.acc_len = np.ascontiguousarray(acc_len, np.int32)
+        self.A = max(1, int(np.max(acc_len, initial=1)))
+        if acc0 is None:
+            self.acc = np.zeros(self.P * 2 * self.A)
+        else:
+            self.acc = np.ascontiguousarray(acc0, np.float64).reshape(-1)
+            self.acc_ready = np.full(self.P, self.rounds - 1, np.int32)
+
+    def set_output(self, Y, out_lo, int64_t y_si, int64_t y_sn):
+        self.Y = Y.reshape(-1)
+        self.out_lo = np.ascontiguousarray(out_lo, np.int64)
+        self.y_si, self.y_sn = y_si, y_sn
+
+    def set_streams(self, item_ptr, item_idx, item_val, inj_dt):
+        self.item_ptr = np.ascontiguousarray(item_ptr, np.int64)
+        self.item_idx = np.ascontiguousarray(item_idx, np.int32)
+        self.item_val = np.ascontiguousarray(item_val, np.float64)
+        self.inj_dt = np.ascontiguousarray(inj_dt, np.float64)
+
+    def set_weights(self, indptr, indices, data, blk_lo, blk_hi, compressed):
+        self.w_indptr = np.ascontiguousarray(indptr, np.int64)
+        self.w_indices = np.ascontiguousarray(indices, np.int32)
+        self.w_data = np.ascontiguousarray(data, np.float64)
+        self.blk_lo = np.ascontiguousarray(blk_lo, np.int64)
+        self.blk_hi = np.ascontiguousarray(blk_hi, np.int64)
+        self.compressed = np.ascontiguousarray(compressed, np.uint8)
+
+    def set_activations(self, X, blk_lo, blk_hi):
+        self.Xd = np.ascontiguousarray(X, np.float64)
+        self.blk_lo = np.ascontiguousarray(blk_lo, np.int64)
+        self.blk_hi = np.ascontiguousarray(blk_hi, np.int64)
+
+    # -- the heap -----------------------------------------------------------------
+    cdef inline bint _before(self, Event* a, Event* b) noexcept nogil:
+        return a.t < b.t or (a.t == b.t and a.seq < b.seq)
+
+    cdef int _push(self, double t, int agent) except -1:
+        cdef Event* grown
+        cdef int64_t i, parent
+        cdef Event e
+        if self.heap_n == self.heap_cap:
+            grown = <Event*> realloc(self.heap, 2 * self.heap_cap * sizeof(Event))
+            if grown == NULL:
+                raise MemoryError()
+            self.heap = grown
+            self.heap_cap *= 2
+        e.t = t
+        e.seq = self.seq
+        e.agent = agent
+        self.seq += 1
+        i = self.heap_n
+        self.heap_n += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if self._before(&e, &self.heap[parent]):
+                self.heap[i] = self.heap[parent]
+                i = parent
+            else:
+                break
+        self.heap[i] = e
+        return 0
+
+    cdef Event _pop(self) noexcept nogil:
+        cdef Event top = self.heap[0]
+        cdef Event last
+        cdef int64_t i = 0, child, n
+        self.heap_n -= 1
+        n = self.heap_n
+        if n > 0:
+            last = self.heap[n]
+            while True:
+                child = 2 * i + 1
+                if child >= n:
+                    break
+                if child + 1 < n and self._before(&self.heap[child + 1], &self.heap[child]):
+                    child += 1
+                if self._before(&self.heap[child], &last):
+                    self.heap[i] = self.heap[child]
+                    i = child
+                else:
+                    break
+            self.heap[i] = last
+        return top
+
+    cdef inline int _wake(self, int agent, double t) except -1:
+        """Run ``agent`` at ``t`` unless it already runs earlier (it then re-derives
+        what it waits for, so a later wake is never needed)."""
+        if t < self.sched[agent]:
+            self.sched[agent] = t
+            self._push(t, agent)
+        return 0
+
+    # -- geometry -------------------------------------------------------------------
+    cdef inline int _neighbour(self, int p, int d) noexcept nogil:
+        cdef int r = p // self.C, c = p % self.C
+        if d == NORTH:
+            return p - self.C if r > 0 else -1
+        if d == SOUTH:
+            return p + self.C if r < self.R - 1 else -1
+        if d == EAST:
+            return p + 1 if c < self.C - 1 else -1
+        return p - 1 if c > 0 else -1
+
+    cdef inline double _turn(self, int rx, int d) noexcept nogil:
+        if rx < 4 and (rx & 1) != (d & 1):
+            return self.turn
+        return 0.0
+
+    # -- waking whoever feeds a queue ---------------------------------------------------
+    cdef int _wake_upstream(self, int q, double t) except -1:
+        cdef int rx = self.route_rx[q]
+        cdef int p = q // self.NC, col = q % self.NC, nb
+        if rx < 4 and rx >= 0:
+            nb = self._neighbour(p, rx)
+            if nb >= 0:
+                self._wake(nb * self.NC + col, t)
+        elif rx == RAMP:
+            self._wake(self.a_red + p, t)
+        elif rx == EDGE:
+            self._wake(self.a_inj + (p % self.C), t)
+        return 0
+
+    cdef inline int _rq_push(self, int q, double ready, int32_t idx, double v0, double v1) except -1:
+        cdef int64_t s = <int64_t> q * self.S + (self.rq_head[q] + self.rq_count[q]) % self.S
+        self.rq_ready[s] = ready
+        self.rq_idx[s] = idx
+        self.rq_v0[s] = v0
+        self.rq_v1[s] = v1
+        self.rq_count[q] += 1
+        if self.rq_count[q] == 1:
+            self._wake(q, ready)
+        return 0
+
+    cdef inline int _block(self, int q, double t) noexcept nogil:
+        if self.bp_since[q] < 0:
+            self.bp_since[q] = t
+        return 0
+
+    cdef inline int _unblock(self, int q, double t) noexcept nogil:
+        if self.bp_since[q] >= 0:
+            self.backpressure[q // self.NC] += t - self.bp_since[q]
+            self.bp_since[q] = -1.0
+        return 0
+
+    # -- router ---------------------------------------------------------------------------
+    cdef int _route(self, int q, double t) except -1:
+        cdef int p, col, d, nb, dq, rx
+        cdef int64_t s
+        cdef double latest, ready
+        cdef uint8_t tx
+        cdef int32_t idx
+        cdef double v0, v1
+        if self.rq_count[q] == 0:
+            return 0
+        s = <int64_t> q * self.S + self.rq_head[q]
+        if self.rq_ready[s] > t:
+            self._wake(q, self.rq_ready[s])
+            return 0
+        p = q // self.NC
+        col = q % self.NC
+        tx = self.route_tx[q]
+        latest = t
+        for d in range(5):
+            if tx & (1 << d) and self.link_free[p * 5 + d] > latest:
+                latest = self.link_free[p * 5 + d]
+        if latest > t:
+            self._wake(q, latest)
+            return 0
+        for d in range(4):
+            if tx & (1 << d):
+                nb = self._neighbour(p, d)
+                dq = nb * self.NC + col
+                if self.rq_count[dq] >= self.cap_link:
+                    self.rq_wait[dq] = 1
+                    self._block(q, t)
+                    return 0
+        if tx & (1 << RAMP) and self.cq_count[q] >= self.cap_ramp:
+            self.cq_wait[q] = 1
+            self._block(q, t)
+            return 0
+        self._unblock(q, t)
+        # pop the head and send it on every port of the route
+        idx, v0, v1 = self.rq_idx[s], self.rq_v0[s], self.rq_v1[s]
+        self.rq_head[q] = (self.rq_head[q] + 1) % self.S
+        self.rq_count[q] -= 1
+        rx = self.route_rx[q]
+        for d in range(4):
+            if tx & (1 << d):
+                nb = self._neighbour(p, d)
+                self.link_free[p * 5 + d] = t + self.link_dt
+                self.link_count[p * 6 + d] += 1
+                self._rq_push(nb * self.NC + col, t + self.hop + self._turn(rx, d), idx, v0, v1)
+        if tx & (1 << RAMP):
+            self.link_free[p * 5 + RAMP] = t + self.link_dt
+            self.link_count[p * 6 + RAMP] += 1
+            ready = t + self.ramp
+            s = <int64_t> q * self.S + (self.cq_head[q] + self.cq_count[q]) % self.S
+            self.cq_ready[s] = ready
+            self.cq_idx[s] = idx
+            self.cq_v0[s] = v0
+            self.cq_v1[s] = v1
+            self.cq_count[q] += 1
+            if self.cq_count[q] == 1:
+                if self.consumer[col] == 0:
+                    self._wake(self.a_main + p, ready)
+                else:
+                    self._wake(self.a_red + p, ready)
+        if self.rq_wait[q]:
+            self.rq_wait[q] = 0
+            self._wake_upstream(q, t)
+        if self.rq_count[q] > 0:
+            s = <int64_t> q * self.S + self.rq_head[q]
+            self._wake(q, max(self.rq_ready[s], t + self.link_dt))
+        return 0
+
+    cdef inline int _cq_pop(self, int q, double t) except -1:
+        self.cq_head[q] = (self.cq_head[q] + 1) % self.S
+        self.cq_count[q] -= 1
+        if self.cq_wait[q]:
+            self.cq_wait[q] = 0
+            self._wake(q, t)
+        return 0
+
+    # -- edge injector ------------------------------------------------------------------
+    cdef int _inject(self, int c, double t) except -1:
+        cdef int64_t pos = self.inj_pos[c]
+        cdef int q = c * self.NC + self.x_colour
+        if pos >= self.item_ptr[c + 1] - self.item_ptr[c]:
+            return 0
+        if self.inj_next[c] > t:
+            self._wake(self.a_inj + c, self.inj_next[c])
+            return 0
+        if self.rq_count[q] >= self.cap_edge:
+            self.rq_wait[q] = 1
+            return 0
+        pos += self.item_ptr[c]
+        self._rq_push(q, t + self.hop, self.item_idx[pos], self.item_val[pos], 0.0)
+        self.edge_count += 1
+        self.inj_pos[c] += 1
+        self.inj_next[c] = t + self.inj_dt[c]
+        self._wake(self.a_inj + c, self.inj_next[c])
+        return 0
+
+    # -- main thread: data tasks ---------------------------------------------------------
+    cdef double _axpy(self, int p, int32_t k, double x, double* acc) noexcept nogil:
+        """acc += x * (the operand's row k in this PE's block); returns the task's cycles."""
+        cdef int lr = p // self.C
+        cdef int64_t lo = self.blk_lo[lr], hi = self.blk_hi[lr], a, b, mid, i
+        if self.mode == MODE_AS:
+            for i in range(hi - lo):
+                acc[i] += x * self.Xd[k, lo + i]
+            self.macs += hi - lo
+            return self.task + self.setup + ceil((hi - lo) / self.fmac)
+        # WS: column k of W (CSC, sorted rows), the rows of this block by bisection
+        a = self.w_indptr[k]
+        b = self.w_indptr[k + 1]
+        while a < b:
+            mid = (a + b) >> 1
+            if self.w_indices[mid] < lo:
+                a = mid + 1
+            else:
+                b = mid
+        b = a
+        while b < self.w_indptr[k + 1] and self.w_indices[b] < hi:
+            acc[self.w_indices[b] - lo] += x * self.w_data[b]
+            b += 1
+        if self.compressed[p]:
+            self.macs += b - a
+            return self.task + self.scalar * (b - a)
+        self.macs += hi - lo
+        return self.task + self.setup + ceil((hi - lo) / self.fmac)
+
+    cdef int _main(self, int p, double t) except -1:
+        cdef int q = p * self.NC + self.x_colour
+        cdef int64_t s
+        cdef int32_t idx, n
+        cdef double cost
+        if self.main_end[p] > t:
+            self._wake(self.a_main + p, self.main_end[p])
+            return 0
+        if self.main_eos_pending[p]:
+            self.main_eos_pending[p] = 0
+            self.acc_ready[p] = self.main_round[p]
+            self.main_round[p] += 1
+            self._wake(self.a_red + p, t)
+            self.main_idle_since[p] = t
+        while True:
+            if self.main_round[p] >= self.rounds or self.cq_count[q] == 0:
+                return 0
+            s = <int64_t> q * self.S + self.cq_head[q]
+            if self.cq_ready[s] > t:
+                self._wake(self.a_main + p, self.cq_ready[s])
+                return 0
+            idx = self.cq_idx[s]
+            if idx == -2:                       # the index half of an fp32 sparse value
+                self._cq_pop(q, t)
+                continue
+            n = self.main_round[p]
+            if n > self.red_round[p] + 1:       # both accumulators still being reduced
+                if self.main_buf_since[p] < 0:
+                    self.main_buf_since[p] = t
+                return 0
+            if self.main_buf_since[p] >= 0:
+                self.backpressure[p] += t - self.main_buf_since[p]
+                self.main_buf_since[p] = -1.0
+            else:
+                self.wait_data[p] += t - self.main_idle_since[p]
+            if idx == -1:                       # end of stream: the round's sums are done
+                cost = self.task
+                self.main_eos_pending[p] = 1
+            else:
+                cost = self._axpy(p, idx, self.cq_v0[s],
+                                  &self.acc[(<int64_t> p * 2 + (n & 1)) * self.A])
+                self.tasks += 1
+            self._cq_pop(q, t)
+            self.busy[p] += cost
+            self.main_end[p] = t + cost
+            self.main_idle_since[p] = t + cost
+            self._wake(self.a_main + p, t + cost)
+            return 0
+
+    # -- reducer ----------------------------------------------------------------------
+    cdef int _red(self, int p, double t) except -1:
+        cdef int n, ci, nch, col, cq, sq, j, L, e, lr = p // self.C
+        cdef int64_t s, base, y0
+        cdef bint stream
+        cdef double v0, v1, send_lat
+        while True:
+            if self.red_end[p] > t:
+                self._wake(self.a_red + p, self.red_end[p])
+                return 0
+            n = self.red_round[p]
+            if n >= self.rounds or self.acc_ready[p] < n:
+                return 0
+            L = (self.acc_len[p] + self.vpw - 1) // self.vpw
+            base = (<int64_t> p * 2 + (n & 1)) * self.A
+            ci = self.red_ci[p]
+            nch = <int> (self.child_ptr[p + 1] - self.child_ptr[p])
+            sq = p * self.NC + self.send_col[p] if self.send_col[p] >= 0 else -1
+            if ci < nch and L > 0:
+                col = self.child_col[self.child_ptr[p] + ci]
+                cq = p * self.NC + col
+                if self.cq_count[cq] == 0:
+                    return 0
+                s = <int64_t> cq * self.S + self.cq_head[cq]
+                if self.cq_ready[s] > t:
+                    self._wake(self.a_red + p, self.cq_ready[s])
+                    return 0
+                stream = ci == nch - 1 and sq >= 0 and not self.store_fwd
+                if stream and self.rq_count[sq] >= self.cap_push:
+                    self.rq_wait[sq] = 1
+                    if self.red_since[p] < 0:
+                        self.red_since[p] = t
+                    return 0
+                self._red_unblock(p, t)
+                j = self.red_j[p]
+                v0, v1 = self.cq_v0[s], self.cq_v1[s]
+                e = j * self.vpw
+                self.acc[base + e] += v0
+                if self.vpw == 2 and e + 1 < self.acc_len[p]:
+                    self.acc[base + e + 1] += v1
+                self._cq_pop(cq, t)
+                if stream:
+                    v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.acc_len[p] else 0.0
+                    self._rq_push(sq, t + self.lat + self.ramp, j, self.acc[base + e], v1)
+                    self.link_count[p * 6 + RAMP_DOWN] += 1
+                self.red_j[p] = j + 1
+                if j + 1 == L:
+                    self.red_j[p] = 0
+                    self.red_ci[p] = ci + 1
+                self.red_busy[p] += 1.0
+                self.red_end[p] = t + 1.0
+                continue
+            if sq >= 0 and (nch == 0 or self.store_fwd) and self.red_j[p] < L:
+                if self.rq_count[sq] >= self.cap_push:
+                    self.rq_wait[sq] = 1
+                    if self.red_since[p] < 0:
+                        self.red_since[p] = t
+                    return 0
+                self._red_unblock(p, t)
+                j = self.red_j[p]
+                e = j * self.vpw
+                v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.acc_len[p] else 0.0
+                # a send of a stored vector is launched by a task that sets up a DSD; a
+                # relay turns the stored message round in the stage latency
+                send_lat = (self.task + self.setup if nch == 0 else self.lat) if j == 0 else self.lat
+                self._rq_push(sq, t + send_lat + self.ramp, j, self.acc[base + e], v1)
+                self.link_count[p * 6 + RAMP_DOWN] += 1
+                self.red_j[p] = j + 1
+                self.red_busy[p] += 1.0
+                self.red_end[p] = t + 1.0 + (send_lat - self.lat if j == 0 else 0.0)
+                continue
+            # the round is complete: the root writes its rows of the result, in a task
+            # that sees the end of the message
+            if sq < 0:
+                y0 = self.out_lo[lr] * self.y_si + <int64_t> n * self.y_sn
+                for e in range(self.acc_len[p]):
+                    self.Y[y0 + e * self.y_si] = self.acc[base + e]
+                self.red_end[p] = t + self.task
+                self.red_busy[p] += self.task
+                if t + self.task > self.t_done:
+                    self.t_done = t + self.task
+            for e in range(self.acc_len[p]):
+                self.acc[base + e] = 0.0
+            self.red_round[p] = n + 1
+            self.red_ci[p] = 0
+            self.red_j[p] = 0
+            if self.main_buf_since[p] >= 0:
+                self._wake(self.a_main + p, t)
+
+    cdef inline int _red_unblock(self, int p, double t) noexcept nogil:
+        if self.red_since[p] >= 0:
+            self.backpressure[p] += t - self.red_since[p]
+            self.red_since[p] = -1.0
+        return 0
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, int64_t max_events=-1):
+        """Run to completion; returns the cycle at which the last result was written."""
+        cdef Event e
+        cdef int a, p
+        cdef int NQ = self.P * self.NC
+        cdef int64_t steps = 0
+        if self.mode == MODE_NONE:
+            for p in range(self.P):
+                self._wake(self.a_red + p, 0.0)
+        else:
+            for p in range(self.C):
+                self._wake(self.a_inj + p, 0.0)
+        while self.heap_n > 0:
+            e = self._pop()
+            a = e.agent
+            if e.t != self.sched[a]:
+                continue                        # superseded by an earlier wake
+            self.sched[a] = INFINITY
+            steps += 1
+            if a < NQ:
+                self._route(a, e.t)
+            elif a < self.a_red:
+                self._main(a - self.a_main, e.t)
+            elif a < self.a_inj:
+                self._red(a - self.a_red, e.t)
+            else:
+                self._inject(a - self.a_inj, e.t)
+        return self.t_done
+
+    def check_drained(self):
+        """(rounds every reducer finished, the smallest) — a deadlock shows here."""
+        rr = np.asarray(self.red_round)
+        return int(rr.min(initial=self.rounds)), self.rounds
+
+    def stats(self):
+        return {
+            "link_count": np.asarray(self.link_count).reshape(self.R, self.C, 6).copy(),
+            "edge_wavelets": int(self.edge_count),
+            "busy": np.asarray(self.busy).reshape(self.R, self.C).copy(),
+            "reducer_busy": np.asarray(self.red_busy).reshape(self.R, self.C).copy(),
+            "wait_data": np.asarray(self.wait_data).reshape(self.R, self.C).copy(),
+            "backpressure": np.asarray(self.backpressure).reshape(self.R, self.C).copy(),
+            "macs": int(self.macs),
+            "tasks": int(self.tasks),
+        }
