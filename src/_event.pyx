@@ -6,7 +6,8 @@ and are multicast south by the routes; partial results are reduced along logical
 by the reducers' topology. The Python side (wsekern/wafer/event.py) builds the routes,
 the streams and the topology of each mapping and maps logical to physical directions.
 
-Agents, each woken by the heap at the time it can next act:
+Time runs in whole cycles. Agents, each woken at the cycle it can next act (a calendar
+of WINDOW one-cycle buckets, first in first out, and a heap beyond the window):
   router queue (pe, colour)  forwards its head wavelet to every port of its route at
                              once when every target link is free this cycle and every
                              target queue has room (credit); otherwise it waits
@@ -41,6 +42,8 @@ cdef enum:
     MODE_WS = 1       # weight-stationary: stream x, AXPY over W's column k in the block
     MODE_AS = 2       # activation-stationary: stream w, AXPY over X's row k in the block
 
+DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
+
 cdef struct Event:
     double t
     int64_t seq
@@ -51,7 +54,11 @@ cdef class Engine:
     # geometry and parameters
     cdef int R, C, P, NC, Q, S, cap_link, cap_ramp, cap_push, cap_edge, mode, vpw, store_fwd, x_colour, rounds
     cdef double hop, ramp, turn, link_dt, lat, setup, task, scalar, fmac
-    # heap
+    # calendar of one-cycle buckets, and the heap beyond it
+    cdef int32_t* bucket[WINDOW]
+    cdef int64_t bucket_n[WINDOW]
+    cdef int64_t bucket_cap[WINDOW]
+    cdef int64_t now, in_window
     cdef Event* heap
     cdef int64_t heap_n, heap_cap, seq
     cdef double[:] sched
@@ -104,11 +111,20 @@ cdef class Engine:
     cdef uint8_t[:] compressed
 
     def __cinit__(self):
+        cdef int b
         self.heap = NULL
+        for b in range(WINDOW):
+            self.bucket[b] = NULL
+            self.bucket_n[b] = 0
+            self.bucket_cap[b] = 0
 
     def __dealloc__(self):
+        cdef int b
         if self.heap != NULL:
             free(self.heap)
+        for b in range(WINDOW):
+            if self.bucket[b] != NULL:
+                free(self.bucket[b])
 
     def __init__(self, int R, int C, int n_colours, int queue_depth, dict params):
         self.R, self.C, self.P, self.NC, self.Q = R, C, R * C, n_colours, queue_depth
@@ -141,6 +157,8 @@ cdef class Engine:
             raise MemoryError()
         self.heap_n = 0
         self.seq = 0
+        self.now = 0
+        self.in_window = 0
         self.a_main = NQ
         self.a_red = NQ + P
         self.a_inj = NQ + 2 * P
@@ -286,12 +304,32 @@ cdef class Engine:
             self.heap[i] = last
         return top
 
+    cdef int _bucket_add(self, int64_t t, int agent) except -1:
+        cdef int b = t % WINDOW
+        cdef int32_t* grown
+        if self.bucket_n[b] == self.bucket_cap[b]:
+            self.bucket_cap[b] = max(16, 2 * self.bucket_cap[b])
+            grown = <int32_t*> realloc(self.bucket[b], self.bucket_cap[b] * sizeof(int32_t))
+            if grown == NULL:
+                raise MemoryError()
+            self.bucket[b] = grown
+        self.bucket[b][self.bucket_n[b]] = agent
+        self.bucket_n[b] += 1
+        self.in_window += 1
+        return 0
+
     cdef inline int _wake(self, int agent, double t) except -1:
-        """Run ``agent`` at ``t`` unless it already runs earlier (it then re-derives
-        what it waits for, so a later wake is never needed)."""
-        if t < self.sched[agent]:
-            self.sched[agent] = t
-            self._push(t, agent)
+        """Run ``agent`` at cycle ceil(t) unless it already runs earlier (it then
+        re-derives what it waits for, so a later wake is never needed)."""
+        cdef int64_t ti = <int64_t> ceil(t)
+        if ti < self.now:
+            ti = self.now
+        if ti < self.sched[agent]:
+            self.sched[agent] = ti
+            if ti < self.now + WINDOW:
+                self._bucket_add(ti, agent)
+            else:
+                self._push(<double> ti, agent)
         return 0
 
     # -- geometry -------------------------------------------------------------------
@@ -441,7 +479,8 @@ cdef class Engine:
         self._rq_push(q, t + self.hop, self.item_idx[pos], self.item_val[pos], 0.0)
         self.edge_count += 1
         self.inj_pos[c] += 1
-        self.inj_next[c] = t + self.inj_dt[c]
+        # fractional intervals keep their average rate on whole cycles
+        self.inj_next[c] = (self.inj_next[c] if self.inj_next[c] > t - 1 else t) + self.inj_dt[c]
         self._wake(self.a_inj + c, self.inj_next[c])
         return 0
 
@@ -622,30 +661,44 @@ cdef class Engine:
     def run(self, int64_t max_events=-1):
         """Run to completion; returns the cycle at which the last result was written."""
         cdef Event e
-        cdef int a, p
+        cdef int a, p, b
+        cdef int64_t i
+        cdef double t
         cdef int NQ = self.P * self.NC
-        cdef int64_t steps = 0
         if self.mode == MODE_NONE:
             for p in range(self.P):
                 self._wake(self.a_red + p, 0.0)
         else:
             for p in range(self.C):
                 self._wake(self.a_inj + p, 0.0)
-        while self.heap_n > 0:
-            e = self._pop()
-            a = e.agent
-            if e.t != self.sched[a]:
-                continue                        # superseded by an earlier wake
-            self.sched[a] = INFINITY
-            steps += 1
-            if a < NQ:
-                self._route(a, e.t)
-            elif a < self.a_red:
-                self._main(a - self.a_main, e.t)
-            elif a < self.a_inj:
-                self._red(a - self.a_red, e.t)
-            else:
-                self._inject(a - self.a_inj, e.t)
+        while True:
+            if self.in_window == 0:                 # jump over idle cycles to the heap
+                if self.heap_n == 0:
+                    break
+                self.now = <int64_t> self.heap[0].t
+            while self.heap_n > 0 and self.heap[0].t < self.now + WINDOW:
+                e = self._pop()
+                self._bucket_add(<int64_t> e.t, e.agent)
+            b = self.now % WINDOW
+            i = 0
+            while i < self.bucket_n[b]:             # wakes at this cycle append here
+                a = self.bucket[b][i]
+                i += 1
+                if self.sched[a] != self.now:
+                    continue                        # superseded by an earlier wake
+                self.sched[a] = INFINITY
+                t = <double> self.now
+                if a < NQ:
+                    self._route(a, t)
+                elif a < self.a_red:
+                    self._main(a - self.a_main, t)
+                elif a < self.a_inj:
+                    self._red(a - self.a_red, t)
+                else:
+                    self._inject(a - self.a_inj, t)
+            self.in_window -= self.bucket_n[b]
+            self.bucket_n[b] = 0
+            self.now += 1
         return self.t_done
 
     def check_drained(self):
