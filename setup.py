@@ -24,6 +24,7 @@ EXTENSIONS = [
     Extension("wsekern._spmm", ["src/_spmm.pyx"]),
     Extension("wsekern._conv", ["src/_conv.pyx"]),
     Extension("wsekern._event", ["src/_event.pyx"]),
+    Extension("wsekern._pipeline", ["src/_pipeline.pyx"]),
 ]
 
 

@@ -182,45 +182,55 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
         ledger.alloc(name, b)
     sram = ledger.check(f"{what} weight-stationary, W {M}x{K} on {R}x{C} PEs")
 
-    # Per-sample compute of the slowest receiver in each column.
-    eos = config.task_cycles                                  # end-of-stream task per sample
-    per_sample_max = np.zeros(N)
+    # Per column and sample, the compute of the slowest receiver (a multicast column
+    # moves at its pace), the end-of-stream task included.
+    eos = config.task_cycles
+    work_cn = np.zeros((C, N))
     dense_rows = np.where(~use_comp, t_dense[:, None], -np.inf)          # R x C
     tmax_c = dense_rows.max(axis=0)                                      # per column
     has_dense = np.isfinite(tmax_c)
-    if has_dense.any():
-        per_sample_max = np.max(a_cn[has_dense] * tmax_c[has_dense, None], axis=0)
+    work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
     if use_comp.any() and exact:
-        per_sample_max = np.maximum(per_sample_max, _compressed_per_sample(
+        work_cn = np.maximum(work_cn, _compressed_per_sample(
             blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config))
     elif use_comp.any():
         share = np.where(use_comp, comp_time, 0).max(axis=0) / np.maximum(A_c, 1)   # per C
-        per_sample_max = np.maximum(per_sample_max, (a_cn * share[:, None]).max(axis=0))
-    per_sample_max = per_sample_max + eos
+        work_cn = np.maximum(work_cn, a_cn * share[:, None])
+    work_cn += eos
     busy_rc = np.where(use_comp, comp_time, dense_time) + N * eos
 
+    # The stream of column c: v wavelets per sample at the link rate, arriving at the
+    # bottom row hop * R + ramp after they enter.
     wpv = config.wavelets_per_sparse_value
-    v_cn = a_cn * wpv + 1                                     # wavelets per column per sample
-    link_rate = config.link_wavelets_per_cycle
-    fabric_per_sample = v_cn.max(axis=0) / link_rate
-    compute = np.maximum(per_sample_max, fabric_per_sample)
-
+    v_cn = a_cn * wpv + 1
+    dt = 1.0 / config.link_wavelets_per_cycle
+    fill = R * config.hop_cycles + config.ramp_cycles
     vpw = config.values_per_dense_wavelet
     red_wavelets = np.ceil(M_r / vpw)                          # per PE row, per sample
-    red_stage = red_wavelets.max() / link_rate if C > 1 else 0.0
-    red_lat = (C - 1) * (config.hop_cycles + config.stage_cycles)
-    fill = 2 * config.ramp_cycles + (R - 1) * config.hop_cycles
+    L = int(red_wavelets.max()) if C > 1 else 0
+    est = _pipeline_cycles(config, work_cn, v_cn, dt, fill, L)
 
-    est = _double_buffered(compute, red_stage) + fill + red_lat
-    lower = fill + red_lat + max(busy_rc.max(initial=0), v_cn.sum(axis=1).max() / link_rate,
-                                 N * red_stage)
-    upper = fill + N * red_lat + float(np.sum(compute + red_stage))
+    # Bounds: the busiest PE, the busiest stream and the root's reduction work can only
+    # add up to more; every sample done alone, one after the other, is the worst case.
+    hop, ramp, task = config.hop_cycles, config.ramp_cycles, config.task_cycles
+    first = config.hop_cycles + ramp
+    lower = max(first + busy_rc.max(initial=0), first + v_cn.sum(axis=1).max() * dt,
+                N * (L + task) if C > 1 else 0.0) + task
+    wavelet_max = np.where(use_comp, task + config.scalar_cycles_per_element * nnz_rc,
+                           t_dense[:, None]).max(axis=0)          # per column, any wavelet
+    chain = _chain_latency(config, C, L)
+    upper = float(np.sum(np.max(v_cn * dt + a_cn * wavelet_max[:, None] + eos, axis=0)
+                         + fill + chain))
+    red_lat = chain
+    red_stage = L * dt
+    per_sample_max = work_cn.max(axis=0)
+    fabric_per_sample = v_cn.max(axis=0) * dt
 
     # Traffic: input multicast south, partial sums east (the last column sends Y on).
     links = np.zeros((R, C, 4))
     links[:R - 1, :, 2] = v_cn.sum(axis=1)[None, :]
-    links[:, :, 1] = (red_wavelets * N)[:, None]
-    wavelets_sent = int(v_cn.sum() + red_wavelets.sum() * N * C)
+    links[:, :C - 1, 1] = (red_wavelets * N)[:, None]
+    wavelets_sent = int(v_cn.sum() + red_wavelets.sum() * N * (C - 1))
 
     # MACs (see report.py for the identity they satisfy).
     performed = int(np.sum(np.where(use_comp, scalar_work_rc, M_r[:, None] * A_c[None, :])))
@@ -264,7 +274,7 @@ def _ws_buffers(config, M_r, K_c, R, C):
 
 
 def _compressed_per_sample(blk, cols, x_nz, a_cn, use_comp, R, C, config, chunk=1 << 15):
-    """Per sample, the largest work of a PE holding a compressed block.
+    """Per PE column and sample, the largest work of a PE holding a compressed block.
 
     Work of block (r, c) in sample n: task * (activations arriving) + scalar * (weights
     of the block in columns whose activation is nonzero), counted with wsekern.spmm
@@ -275,26 +285,46 @@ def _compressed_per_sample(blk, cols, x_nz, a_cn, use_comp, R, C, config, chunk=
     S = sps.csr_array((np.ones(int(comp.sum()), np.float32), (blk[comp], cols[comp])),
                       shape=(R * C, x_nz.shape[0]))
     x = x_nz.astype(np.float32)            # counts stay exact in float32 below 2**24
-    best = np.zeros(x_nz.shape[1])
+    best = np.zeros((C, x_nz.shape[1]))
+    flat_comp = use_comp.ravel()
     for start in range(0, R * C, chunk):
-        rows = slice(start, min(start + chunk, R * C))
-        visited = spmm(S[rows], x)
-        acts = a_cn[np.arange(rows.start, rows.stop) % C]
-        work = acts * config.task_cycles + config.scalar_cycles_per_element * visited
-        best = np.maximum(best, work.max(axis=0))
+        rows = np.arange(start, min(start + chunk, R * C))
+        visited = spmm(S[start:rows[-1] + 1], x)
+        c_of = rows % C
+        work = a_cn[c_of] * config.task_cycles + config.scalar_cycles_per_element * visited
+        work[~flat_comp[rows]] = 0.0
+        np.maximum.at(best, c_of, work)
     return best
 
 
-def _double_buffered(compute, red_stage):
-    """Finish time of a two-stage pipeline with double-buffered accumulators.
+def _chain_latency(config, C, L):
+    """One sample's partial sums reduced alone along a chain of C PEs: launch, C - 1
+    stages, the last wavelet, the root's end-of-message task."""
+    if C <= 1 or L == 0:
+        return config.task_cycles
+    ramp = config.ramp_cycles
+    lat = max(1.0, config.stage_cycles - 2 * ramp)
+    return (config.task_cycles + config.setup_cycles + ramp
+            + (C - 2) * (config.hop_cycles + 2 * ramp + lat)
+            + config.hop_cycles + ramp + L + 1 + config.task_cycles)
 
-    c_end(n) = max(c_end(n-1), r_end(n-2)) + compute(n);  r_end(n) = max(r_end(n-1), c_end(n)) + red.
-    """
-    c_end = r_prev = r_prev2 = 0.0
-    for work in compute:
-        c_end = max(c_end, r_prev2) + float(work)
-        r_prev2, r_prev = r_prev, max(r_prev, c_end) + red_stage
-    return r_prev
+
+def _pipeline_cycles(config, work, v, dt, fill, L):
+    """Cycles of rounds streamed into a reduction chain (see src/_pipeline.pyx):
+    ``work`` and ``v`` (positions x rounds) are the compute and the wavelets of each
+    round; wavelets enter at ``dt`` cycles each (a scalar or per position, as a column)
+    and arrive ``fill`` cycles later."""
+    from .._pipeline import chain_pipeline
+    cum = np.cumsum(v, axis=1) * dt
+    first = np.ascontiguousarray(cum - v * dt + fill)
+    last = np.ascontiguousarray(cum - dt + fill)
+    ramp = config.ramp_cycles
+    lat = max(1.0, config.stage_cycles - 2 * ramp)
+    q = config.queue_depth
+    cushion = (q + lat + ramp) + (q + config.hop_cycles) + (q + ramp)
+    return chain_pipeline(np.ascontiguousarray(work, dtype=np.float64), first, last, int(L),
+                          config.hop_cycles, ramp, lat, config.task_cycles + config.setup_cycles,
+                          config.task_cycles, cushion)
 
 
 # --------------------------------------------------------------------------------------
@@ -322,24 +352,42 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     sram = ledger.check(f"{what} activation-stationary, X {K}x{N} on {R}x{C} PEs")
 
     t_axpy = config.task_cycles + config.setup_cycles + np.ceil(N_c / fmac)     # per C
-    busy_rc = nnz_r[:, None] * t_axpy[None, :] + M * config.task_cycles        # + one EOS per row
+    task = config.task_cycles
+    busy_rc = nnz_r[:, None] * t_axpy[None, :] + M * task                     # + one EOS per row
     compute = busy_rc.max(initial=0)
 
+    # Rounds are the rows of W: PE row r streams W[m, cols_r] then an end of stream;
+    # its slowest PE (the widest block of X) paces the multicast along the row.
+    nnz_rm = np.bincount(row_block[ops.w_col] * M + ops.w.w_row,
+                         minlength=R * M).reshape(R, M).astype(np.float64)
     wpv = config.wavelets_per_sparse_value
-    weight_wavelets = nnz_r * wpv + M                                          # + EOS per row of W
+    v_rm = nnz_rm * wpv + 1
+    weight_wavelets = v_rm.sum(axis=1)                                         # per PE row
     stream_bytes = passes * weight_wavelets.sum() * 4
     t_external = stream_bytes / config.external_bytes_per_s * config.clock_hz
-    t_links = weight_wavelets.max(initial=0) / config.link_wavelets_per_cycle
+    # The external link feeds each row its share, at most one wavelet per cycle each.
+    link_dt = 1.0 / config.link_wavelets_per_cycle
+    ext_rate = config.external_bytes_per_s / config.clock_hz / 4.0 / passes
+    share = ext_rate * weight_wavelets / max(weight_wavelets.sum(), 1.0)
+    dt = np.maximum(link_dt, 1.0 / np.maximum(share, 1e-300))
+    t_links = float((weight_wavelets * dt).max(initial=0))
     vpw = config.values_per_dense_wavelet
+    L = int(np.ceil(N_c / vpw).max()) if R > 1 else 0
     red_wavelets = M * np.ceil(N_c / vpw)                                      # per PE column
-    t_red = red_wavelets.max(initial=0) / config.link_wavelets_per_cycle if R > 1 else 0.0
-    latency = (2 * config.ramp_cycles + (C - 1) * config.hop_cycles
-               + (R - 1) * (config.hop_cycles + config.stage_cycles) + config.turn_cycles)
+    t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
+    work = nnz_rm * t_axpy.max() + task
+    fill = C * config.hop_cycles + config.ramp_cycles
+    est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill, L)
+
+    chain = _chain_latency(config, R, L)
+    first = config.hop_cycles + config.ramp_cycles
+    lower = max(first + compute, first + t_links, first + t_external,
+                M * (L + task) if R > 1 else 0.0) + task
+    upper = float(np.sum(np.max(v_rm * dt[:, None] + nnz_rm * t_axpy.max() + task, axis=0)
+                         + fill + chain))
+    latency = fill + chain
     terms = {"weight-streaming": t_external, "compute": float(compute),
-             "fabric": float(t_links), "reduction": float(t_red), "latency": float(latency)}
-    est = max(t_external, compute, t_links, t_red) + latency
-    lower = est
-    upper = t_external + compute + t_links + t_red + latency
+             "fabric": t_links, "reduction": float(t_red), "latency": float(latency)}
     bottleneck = max(terms, key=terms.get)
 
     links = np.zeros((R, C, 4))

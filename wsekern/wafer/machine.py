@@ -1,7 +1,11 @@
 """``Wafer``: run kernels on the simulated machine; each call returns (result, report).
 
-The result is exactly what the CPU kernel returns for the same call; the report is the
-analytic cost of the chosen mapping on the chosen region (see analytic.py).
+``mode="analytic"`` (the default): the result is exactly what the CPU kernel returns
+for the same call; the report is the analytic cost of the chosen mapping on the chosen
+region (see analytic.py). ``mode="event"`` (spmm, conv2d): the placer still chooses the
+region and mapping analytically, then the event-level simulation (event.py) runs that
+placement wavelet by wavelet; the result is what the simulated PEs computed, and the
+report its measured cycles, with per-PE stalls and the analytic estimate in ``details``.
 """
 import numpy as np
 import scipy.sparse as sps
@@ -11,10 +15,11 @@ from ..errors import SramOverflowError
 from ..kernels import sddmm as cpu_sddmm
 from ..kernels import spmm as cpu_spmm
 from ..sparse import PackedSparse
-from . import analytic
+from . import analytic, event
 from .config import WaferConfig
 
 MAPPINGS = ("weight-stationary", "activation-stationary")
+MODES = ("analytic", "event")
 
 
 def _geometric(top, count=20):
@@ -129,18 +134,39 @@ class Wafer:
         return (mapping,)
 
     # -- kernels ------------------------------------------------------------
-    def spmm(self, W, X, *, region=None, mapping=None, n_threads=None, compute=True):
+    def spmm(self, W, X, *, region=None, mapping=None, n_threads=None, compute=True,
+             mode="analytic"):
         """``wsekern.spmm(W, X)`` and its cost: (Y, SimReport).
 
         ``region=(1, 1)`` uses the resident single-PE mapping (W, X and Y in one SRAM).
         ``compute=False`` skips the CPU kernel and returns (None, report): design-space
-        sweeps want the cost only.
+        sweeps want the cost only. ``mode="event"`` simulates the chosen placement
+        wavelet by wavelet and returns what the PEs computed.
         """
-        Y = cpu_spmm(W, X, n_threads=n_threads) if compute else None
+        _check_mode(mode)
         Wm = _as_scipy(W)
         X2 = np.asarray(X)
-        X2 = X2[:, None] if X2.ndim == 1 else X2
+        vector = X2.ndim == 1
+        X2 = X2[:, None] if vector else X2
+        if mode == "event":
+            Y, report = self._event(Wm, X2, region, mapping, "spmm")
+            Y = Y.astype(np.result_type(Wm.dtype, X2.dtype, np.float32), copy=False)
+            return (Y[:, 0] if vector else Y), report
+        Y = cpu_spmm(W, X, n_threads=n_threads) if compute else None
         return Y, self._matmul_cost(Wm, X2, region, mapping, "spmm")
+
+    def _event(self, Wm, X2, region, mapping, what):
+        """The analytic placer's choice of region and mapping, simulated event by event."""
+        if X2.ndim != 2 or X2.shape[0] != Wm.shape[1]:
+            raise ValueError(f"expected W with {Wm.shape[1]} columns to match X with "
+                             f"{X2.shape[0]} rows; received W.shape={Wm.shape}, X.shape={X2.shape}")
+        reg = self._region(region)
+        if reg is not None and reg[2:] == (1, 1) and mapping is None:
+            mapping = "weight-stationary"     # the event path has no resident mapping
+        chosen = self._matmul_cost(Wm, X2, region, mapping, what)
+        simulate = (event.weight_stationary if chosen.mapping == "weight-stationary"
+                    else event.activation_stationary)
+        return simulate(Wm, X2, self.config, chosen.region, what=what)
 
     def _matmul_cost(self, Wm, X2, region, mapping, what):
         region = self._region(region)
@@ -193,11 +219,12 @@ class Wafer:
         return result, self._choose(cost, dims, ("summa",), region)
 
     def conv2d(self, x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-               region=None, mapping=None, n_threads=None, compute=True):
+               region=None, mapping=None, n_threads=None, compute=True, mode="analytic"):
         """``wsekern.conv2d`` and its cost, mapped as a matmul over (C_out) x (C_in*kh*kw)
         with the input pixels (im2col columns, zeros included in the count) streamed."""
+        _check_mode(mode)
         y = _conv_mod.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
-                             groups=groups, n_threads=n_threads) if compute else None
+                             groups=groups, n_threads=n_threads) if compute or mode == "event" else None
         x, w = np.asarray(x), np.asarray(w)
         g = _conv_mod.ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
         cols = _conv_mod._im2col(x, g)                                   # (G, Kg, B*OH*OW)
@@ -205,7 +232,18 @@ class Wafer:
         X2 = cols.reshape(-1, cols.shape[2])                              # (G*Kg, B*OH*OW)
         blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og]) for gi in range(g.groups)]
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
+        if mode == "event":
+            Y2, report = self._event(Wm, X2, region, mapping, "conv2d")
+            out = Y2.reshape(g.O, g.B, g.OH, g.OW).transpose(1, 0, 2, 3)
+            if bias is not None:
+                out = out + np.asarray(bias, dtype=np.float64)[None, :, None, None]
+            return np.ascontiguousarray(out, dtype=y.dtype), report
         return y, self._matmul_cost(Wm, X2, region, mapping, "conv2d")
+
+
+def _check_mode(mode):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; received {mode!r}")
 
 
 def _cycles(report):

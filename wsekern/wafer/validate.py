@@ -1,0 +1,223 @@
+"""Validation of the analytic model against the event-level simulation.
+
+``validate()`` runs a sweep of problems — regions 1x1 to 32x32, W and X sparsity 0 to
+0.99, uniform and power-law (R-MAT) rows, tall, wide and square shapes, batch 1 to 64,
+both mappings, fp16 and fp32 — through both models and tabulates, per regime, the
+median and worst relative error of the analytic cycles against the event cycles and
+how often the event cycles fall inside the analytic bounds. ``placer_check()`` runs
+the event simulation on every candidate region of a few problems and compares the
+region the placer picks with the best one.
+"""
+import itertools
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sps
+
+from ..errors import SramOverflowError
+from . import analytic, event
+from .config import WaferConfig
+
+SHAPES = {"square": (256, 256), "tall": (1024, 128), "wide": (128, 1024)}
+REGIONS = (1, 2, 4, 8, 16, 32)
+W_SPARSITY = (0.0, 0.5, 0.9, 0.99)
+X_SPARSITY = (0.0, 0.5, 0.9, 0.99)
+BATCHES = (1, 8, 64)
+MAPPINGS = ("weight-stationary", "activation-stationary")
+DTYPES = ("fp16", "fp32")
+ROWS = ("uniform", "power-law")
+
+# Targets of the issue, per regime: (median, worst) relative error.
+TARGETS = {"compute-bound": (0.03, 0.10), "latency-bound": (0.10, 0.10),
+           "fabric-bound": (0.10, 0.25), "sparse or power-law": (0.10, 0.25)}
+
+
+def rmat(m, k, nnz, rng, probs=(0.57, 0.19, 0.19, 0.05)):
+    """An m x k R-MAT matrix with about ``nnz`` nonzeros (power-law rows and columns),
+    duplicates summed; values standard normal."""
+    levels = max(1, math.ceil(math.log2(max(m, k, 2))))
+    n = int(nnz * 1.3) + 16
+    rows = np.zeros(n, np.int64)
+    cols = np.zeros(n, np.int64)
+    cum = np.cumsum(probs)
+    for _ in range(levels):
+        q = np.searchsorted(cum, rng.random(n) * cum[-1], side="right")
+        rows = 2 * rows + (q >= 2)
+        cols = 2 * cols + (q % 2)
+    keep = (rows < m) & (cols < k)
+    rows, cols = rows[keep][:nnz], cols[keep][:nnz]
+    W = sps.csr_array((rng.standard_normal(len(rows)), (rows, cols)), shape=(m, k))
+    W.sum_duplicates()
+    return W
+
+
+@dataclass
+class Case:
+    shape: str
+    rows: str
+    w_sparsity: float
+    x_sparsity: float
+    batch: int
+    region: int
+    mapping: str
+    dtype: str
+    seed: int = 0
+
+    def operands(self):
+        rng = np.random.default_rng(self.seed)
+        M, K = SHAPES[self.shape]
+        nnz = int(round(M * K * (1 - self.w_sparsity)))
+        if self.rows == "power-law":
+            W = rmat(M, K, max(nnz, 1), rng)
+        else:
+            W = sps.random(M, K, density=1 - self.w_sparsity, random_state=rng, format="csr")
+        X = rng.standard_normal((K, self.batch)) * (rng.random((K, self.batch)) >= self.x_sparsity)
+        return W, X
+
+
+def cases(quick=False, seed=0):
+    """The validation sweep (``quick``: a smaller one, for tests and a first look)."""
+    out = []
+    rng = np.random.default_rng(seed)
+    shapes = ("square", "tall", "wide")
+    grid = itertools.product(shapes, ROWS, W_SPARSITY, X_SPARSITY, BATCHES, MAPPINGS, DTYPES)
+    for shape, rows, ws, xs, batch, mapping, dtype in grid:
+        if rows == "power-law" and ws == 0.0:
+            continue
+        if quick and rng.random() > 0.08:
+            continue
+        region = int(rng.choice(REGIONS))
+        out.append(Case(shape, rows, ws, xs, batch, region, mapping, dtype,
+                        seed=int(rng.integers(1 << 31))))
+    return out
+
+
+def regime(case, report):
+    """Regimes of the targets: by the event run's bottleneck, and (separately) sparse or
+    power-law problems."""
+    names = []
+    b = report.bottleneck
+    names.append("compute-bound" if b in ("compute", "scalar")
+                 else "latency-bound" if b == "latency" else "fabric-bound")
+    if case.w_sparsity >= 0.9 or case.x_sparsity >= 0.9 or case.rows == "power-law":
+        names.append("sparse or power-law")
+    return names
+
+
+def run_case(case, config=None):
+    """(event report, analytic report) of one case, or None where it does not fit."""
+    base = config or WaferConfig.small(32, 32)
+    config = base.with_(dtype=case.dtype)
+    W, X = case.operands()
+    region = (0, 0, case.region, case.region)
+    M, K = W.shape
+    if case.mapping == "weight-stationary":
+        if case.region > min(M, K):
+            return None
+        simulate = event.weight_stationary
+    else:
+        if case.region > min(K, case.batch):
+            region = (0, 0, min(case.region, K), min(case.region, case.batch))
+        simulate = event.activation_stationary
+    try:
+        Y, rep = simulate(W, X, config, region)
+    except SramOverflowError:
+        return None
+    if not np.allclose(Y, W @ X, rtol=1e-9, atol=1e-9):
+        raise AssertionError(f"event simulation computed a wrong product for {case}")
+    return rep
+
+
+def validate(case_list=None, config=None, progress=None):
+    """Run the sweep; returns a list of row dicts (one per case that fits)."""
+    rows = []
+    for case in case_list if case_list is not None else cases():
+        rep = run_case(case, config)
+        if progress is not None:
+            progress()
+        if rep is None:
+            continue
+        a = rep.details["analytic"]
+        rows.append({"case": case, "event": rep.cycles, "analytic": a["cycles"],
+                     "lower": a["cycles_lower"], "upper": a["cycles_upper"],
+                     "error": (a["cycles"] - rep.cycles) / rep.cycles,
+                     "inside": a["cycles_lower"] <= rep.cycles <= a["cycles_upper"],
+                     "regimes": regime(case, rep), "bottleneck": rep.bottleneck,
+                     "events": rep.details["events"], "wall": rep.details["wall_seconds"]})
+    return rows
+
+
+def summary(rows):
+    """Per regime: count, median and worst |error|, the fraction inside the bounds, and
+    whether the targets are met."""
+    table = []
+    names = list(TARGETS) + ["all"]
+    for name in names:
+        sel = [r for r in rows if name == "all" or name in r["regimes"]]
+        if not sel:
+            continue
+        err = np.abs([r["error"] for r in sel])
+        inside = np.mean([r["inside"] for r in sel])
+        med, worst = float(np.median(err)), float(err.max())
+        target = TARGETS.get(name)
+        met = None if target is None else (med <= target[0] and worst <= target[1] and inside == 1)
+        table.append({"regime": name, "cases": len(sel), "median": med, "worst": worst,
+                      "inside_bounds": float(inside), "target": target, "met": met})
+    return table
+
+
+def format_summary(table):
+    lines = [f"{'regime':<22}{'cases':>6}{'median':>9}{'worst':>9}{'in bounds':>11}  target (median/worst)"]
+    for t in table:
+        target = "-" if t["target"] is None else f"{t['target'][0]:.0%} / {t['target'][1]:.0%}"
+        met = "" if t["met"] is None else ("  met" if t["met"] else "  MISSED")
+        lines.append(f"{t['regime']:<22}{t['cases']:>6}{t['median']:>9.2%}{t['worst']:>9.2%}"
+                     f"{t['inside_bounds']:>11.1%}  {target}{met}")
+    return "\n".join(lines)
+
+
+def placer_check(problems=None, config=None):
+    """For each problem, the event cycles of the placer's region against the best of the
+    candidate square-ish regions; returns rows with the ratio."""
+    from .machine import Wafer
+    config = config or WaferConfig.small(32, 32)
+    wafer = Wafer(config)
+    rows = []
+    for W, X in problems if problems is not None else _placer_problems():
+        _, chosen = wafer.spmm(W, X, compute=False, mapping="weight-stationary")
+        best = None
+        M, K = W.shape
+        for R in REGIONS:
+            for C in REGIONS:
+                if R > min(M, config.rows) or C > min(K, config.cols):
+                    continue
+                try:
+                    _, rep = event.weight_stationary(W, X, config, (0, 0, R, C))
+                except SramOverflowError:
+                    continue
+                if best is None or rep.cycles < best[0]:
+                    best = (rep.cycles, (R, C))
+        _, picked = event.weight_stationary(W, X, config, chosen.region)
+        rows.append({"shape": W.shape, "batch": X.shape[1], "picked": chosen.region[2:],
+                     "picked_cycles": picked.cycles, "best": best[1], "best_cycles": best[0],
+                     "ratio": picked.cycles / best[0]})
+    return rows
+
+
+def _placer_problems(seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for (M, K), ws, xs, n in [((256, 256), 0.9, 0.5, 8), ((512, 128), 0.5, 0.0, 1),
+                              ((128, 512), 0.99, 0.5, 16), ((256, 256), 0.0, 0.9, 4)]:
+        W = sps.random(M, K, density=1 - ws, random_state=rng, format="csr")
+        X = rng.standard_normal((K, n)) * (rng.random((K, n)) >= xs)
+        out.append((W, X))
+    return out
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
