@@ -72,8 +72,12 @@ def _cmd_simulate(args):
         else:
             W = _random_sparse(args.m, args.k, args.sparsity, args.seed)
         X = _activations((W.shape[1], args.n), args.act_sparsity, args.seed)
-        _, report = wafer.spmm(W, X, region=region, mapping=args.mapping)
+        _, report = wafer.spmm(W, X, region=region, mapping=args.mapping, mode=args.mode,
+                               compute=False)
     elif args.op == "matmul":
+        if args.mode == "event":
+            raise ValueError("--mode event simulates the weight- and activation-stationary "
+                             "mappings (spmm, conv); matmul maps SUMMA, analytic only")
         rng = np.random.default_rng(args.seed)
         A = rng.standard_normal((args.m, args.k)).astype(np.float32)
         B = rng.standard_normal((args.k, args.n)).astype(np.float32)
@@ -85,7 +89,7 @@ def _cmd_simulate(args):
         w = rng.standard_normal((args.out_channels, args.channels, args.kernel, args.kernel))
         w = (w * (rng.random(w.shape) >= args.sparsity)).astype(np.float32)
         _, report = wafer.conv2d(x, w, stride=args.stride, padding=args.padding, region=region,
-                                 mapping=args.mapping)
+                                 mapping=args.mapping, mode=args.mode, compute=False)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -94,6 +98,40 @@ def _cmd_simulate(args):
         report.plot(args.plot)
         if not args.json:
             print(f"plot written to {args.plot}")
+
+
+def _cmd_validate(args):
+    import json
+    from .wafer import validate as val
+    from tqdm import tqdm
+    cases = val.cases(quick=args.quick, seed=args.seed)
+    with tqdm(total=len(cases), desc="validate", disable=args.json, leave=False) as bar:
+        rows = val.validate(cases, progress=bar.update)
+    table = val.summary(rows)
+    out = {"cases": len(cases), "fitted": len(rows), "regimes": table}
+    if args.placer:
+        out["placer"] = val.placer_check()
+    if args.scale:
+        out["scale"] = [val.scale_run(*case) for case in val.SCALE_CASES]
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+        return
+    print(f"analytic vs event cycles: {len(rows)} of {len(cases)} cases fit their region "
+          f"(seed {args.seed})")
+    print(val.format_summary(table))
+    if args.placer:
+        print("\nplacer's region vs the best candidate region, by event cycles:")
+        for r in out["placer"]:
+            print(f"  W {r['shape'][0]}x{r['shape'][1]}, batch {r['batch']}: picked "
+                  f"{r['picked'][0]}x{r['picked'][1]} {r['picked_cycles']:,.0f} cycles, best "
+                  f"{r['best'][0]}x{r['best'][1]} {r['best_cycles']:,.0f} ({r['ratio'] - 1:+.1%})")
+    if args.scale:
+        print("\nscale (one SpMV, x half zeros, event simulation):")
+        for r in out["scale"]:
+            print(f"  W {r['n']}^2 at {r['density']:.1%} on {r['grid']}x{r['grid']} PEs: "
+                  f"{r['seconds']:.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB, "
+                  f"{r['events']:,} events at {r['events_per_second'] / 1e6:.1f} M/s, "
+                  f"{r['cycles']:,.0f} cycles (analytic {r['analytic_cycles']:,.0f})")
 
 
 def _cmd_sweep(args):
@@ -183,7 +221,19 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", help="write a PNG of the report's heatmaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--mode", choices=["analytic", "event"], default="analytic",
+                   help="analytic cost (default) or the event-level simulation of the placement")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("validate", help="measure the analytic model against the event simulation")
+    p.add_argument("--quick", action="store_true", help="a sample of about 8%% of the sweep")
+    p.add_argument("--seed", type=int, default=0, help="seed of the problems and regions")
+    p.add_argument("--placer", action="store_true",
+                   help="also compare the placer's region with the best one by event cycles")
+    p.add_argument("--scale", action="store_true",
+                   help="also time the 16384^2 / 128x128 and 65536^2 / 512x512 SpMVs (~1 min)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("sweep", help="a design-space sweep of simulations, on Dask")
     p.add_argument("spec", help="a TOML file: workload = 'spmm' | 'conv2d' | 'matmul', [space]")

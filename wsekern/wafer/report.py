@@ -141,6 +141,18 @@ class SimReport:
             f"busiest link {int(self.link_wavelets.max(initial=0)):,}",
             f"  energy              {self.energy_joules * 1e6:,.3f} uJ",
         ]
+        if self.details.get("mode") == "event":
+            d = self.details
+            stalls = d["stalls"]
+            a = d["analytic"]
+            lines += [
+                f"  event simulation    {d['events']:,} wavelet-link events, "
+                f"{d['events_per_second'] / 1e6:.1f} M events/s",
+                f"  stalls (PE cycles)  waiting for data {stalls['wait_data'].sum():,.0f}, "
+                f"back-pressure {stalls['backpressure'].sum():,.0f}",
+                f"  analytic model      {a['cycles']:,.0f} cycles ({a['cycles'] / self.cycles - 1:+.1%}), "
+                f"bounds {a['cycles_lower']:,.0f} .. {a['cycles_upper']:,.0f}",
+            ]
         return "\n".join(lines)
 
     def plot(self, path):
