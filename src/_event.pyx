@@ -44,6 +44,10 @@ cdef enum:
 
 DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
 
+cdef inline double dmax(double a, double b) noexcept nogil:
+    return a if a > b else b
+
+
 cdef struct Event:
     double t
     int64_t seq
@@ -94,6 +98,9 @@ cdef class Engine:
     cdef double[:] Y
     cdef int64_t[:] out_lo
     cdef int64_t y_si, y_sn
+    # per-PE, per-round times (compact trace of small runs; 0 x 0 when off)
+    cdef double[:, :] trace_ready, trace_done
+    cdef bint tracing
     # stats
     cdef double[:] busy, red_busy, wait_data, backpressure
     cdef double t_done
@@ -203,6 +210,10 @@ cdef class Engine:
         self.t_done = 0.0
         self.macs = 0
         self.tasks = 0
+        self.tracing = params.get("trace", False)
+        shape = (int(P), int(self.rounds)) if self.tracing else (0, 0)
+        self.trace_ready = np.zeros(shape)
+        self.trace_done = np.zeros(shape)
         self.inj_pos = np.zeros(C, np.int64)
         self.inj_next = np.zeros(C)
         self.inj_dt = np.ones(C)
@@ -524,6 +535,8 @@ cdef class Engine:
         if self.main_eos_pending[p]:
             self.main_eos_pending[p] = 0
             self.acc_ready[p] = self.main_round[p]
+            if self.tracing:
+                self.trace_ready[p, self.main_round[p]] = t
             self.main_round[p] += 1
             self._wake(self.a_red + p, t)
             self.main_idle_since[p] = t
@@ -645,6 +658,8 @@ cdef class Engine:
                     self.t_done = t + self.task
             for e in range(self.acc_len[p]):
                 self.acc[base + e] = 0.0
+            if self.tracing:
+                self.trace_done[p, n] = dmax(t, self.red_end[p])
             self.red_round[p] = n + 1
             self.red_ci[p] = 0
             self.red_j[p] = 0
@@ -716,4 +731,7 @@ cdef class Engine:
             "backpressure": np.asarray(self.backpressure).reshape(self.R, self.C).copy(),
             "macs": int(self.macs),
             "tasks": int(self.tasks),
+            "trace": {"sums_ready": np.asarray(self.trace_ready).reshape(self.R, self.C, -1).copy(),
+                      "reduced": np.asarray(self.trace_done).reshape(self.R, self.C, -1).copy()}
+            if self.tracing else None,
         }

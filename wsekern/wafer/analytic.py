@@ -34,6 +34,7 @@ from .ledger import SramLedger
 from .report import SimReport
 
 FIFO_BYTES = 256     # [A] input FIFO that extends the router queue (vendor topic-09), per PE
+PER_PE_LIMIT = 1 << 25   # blocks x samples the exact weight-stationary model follows PE by PE
 
 
 def _bounds(n, parts):
@@ -182,33 +183,49 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
         ledger.alloc(name, b)
     sram = ledger.check(f"{what} weight-stationary, W {M}x{K} on {R}x{C} PEs")
 
-    # Per column and sample, the compute of the slowest receiver (a multicast column
-    # moves at its pace), the end-of-stream task included.
+    # Per PE and sample, the compute (the end-of-stream task included). Each PE row is
+    # its own reduction chain and the multicast queues let rows drift apart, so the
+    # exact model follows every PE; the placer's screen (and problems too large to hold
+    # blocks x samples) follow each column's slowest PE on one chain.
     eos = config.task_cycles
-    work_cn = np.zeros((C, N))
-    dense_rows = np.where(~use_comp, t_dense[:, None], -np.inf)          # R x C
-    tmax_c = dense_rows.max(axis=0)                                      # per column
-    has_dense = np.isfinite(tmax_c)
-    work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
-    if use_comp.any() and exact:
-        work_cn = np.maximum(work_cn, _compressed_per_sample(
-            blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config))
-    elif use_comp.any():
-        share = np.where(use_comp, comp_time, 0).max(axis=0) / np.maximum(A_c, 1)   # per C
-        work_cn = np.maximum(work_cn, a_cn * share[:, None])
-    work_cn += eos
+    per_pe = exact and R * C * N <= PER_PE_LIMIT
+    if per_pe:
+        work = np.where(use_comp[:, :, None], 0.0, t_dense[:, None, None] * a_cn[None, :, :])
+        if use_comp.any():
+            work += _compressed_work(blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config,
+                                     per_block=True)
+        work += eos
+        work_cn = work.max(axis=0)
+    else:
+        work_cn = np.zeros((C, N))
+        dense_rows = np.where(~use_comp, t_dense[:, None], -np.inf)      # R x C
+        tmax_c = dense_rows.max(axis=0)                                  # per column
+        has_dense = np.isfinite(tmax_c)
+        work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
+        if use_comp.any() and exact:
+            work_cn = np.maximum(work_cn, _compressed_work(
+                blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config))
+        elif use_comp.any():
+            share = np.where(use_comp, comp_time, 0).max(axis=0) / np.maximum(A_c, 1)   # per C
+            work_cn = np.maximum(work_cn, a_cn * share[:, None])
+        work_cn += eos
+        work = work_cn[None]
     busy_rc = np.where(use_comp, comp_time, dense_time) + N * eos
 
-    # The stream of column c: v wavelets per sample at the link rate, arriving at the
-    # bottom row hop * R + ramp after they enter.
+    # The stream of column c: v wavelets per sample at the link rate, reaching PE row r
+    # (r + 1) * hop + ramp after they enter.
     wpv = config.wavelets_per_sparse_value
     v_cn = a_cn * wpv + 1
     dt = 1.0 / config.link_wavelets_per_cycle
-    fill = R * config.hop_cycles + config.ramp_cycles
     vpw = config.values_per_dense_wavelet
     red_wavelets = np.ceil(M_r / vpw)                          # per PE row, per sample
-    L = int(red_wavelets.max()) if C > 1 else 0
-    est = _pipeline_cycles(config, work_cn, v_cn, dt, fill, L)
+    L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
+    fill_r = (np.arange(1, R + 1)) * config.hop_cycles + config.ramp_cycles
+    if not per_pe:
+        L, fill_r = L.max(keepdims=True), fill_r[-1:]
+    est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L)
+    fill = R * config.hop_cycles + config.ramp_cycles
+    L = int(L.max())
 
     # Bounds: the busiest PE, the busiest stream and the root's reduction work can only
     # add up to more; every sample done alone, one after the other, is the worst case.
@@ -273,19 +290,22 @@ def _ws_buffers(config, M_r, K_c, R, C):
             "reduction buffer": np.where(np.arange(C)[None, :] > 0, red, 0)}
 
 
-def _compressed_per_sample(blk, cols, x_nz, a_cn, use_comp, R, C, config, chunk=1 << 15):
-    """Per PE column and sample, the largest work of a PE holding a compressed block.
+def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=False,
+                     chunk=1 << 15):
+    """Work of the PEs holding compressed blocks, per sample: per block (R x C x N, zero
+    where a block is dense) with ``per_block``, else the largest per column (C x N).
 
     Work of block (r, c) in sample n: task * (activations arriving) + scalar * (weights
     of the block in columns whose activation is nonzero), counted with wsekern.spmm
-    over chunks of blocks. O(nnz(W) * N / SIMD + blocks * N) time, O(chunk * N) memory.
+    over chunks of blocks. O(nnz(W) * N / SIMD + blocks * N) time.
     """
     from ..kernels import spmm
     comp = use_comp.ravel()[blk]
     S = sps.csr_array((np.ones(int(comp.sum()), np.float32), (blk[comp], cols[comp])),
                       shape=(R * C, x_nz.shape[0]))
     x = x_nz.astype(np.float32)            # counts stay exact in float32 below 2**24
-    best = np.zeros((C, x_nz.shape[1]))
+    N = x_nz.shape[1]
+    out = np.zeros((R * C, N)) if per_block else np.zeros((C, N))
     flat_comp = use_comp.ravel()
     for start in range(0, R * C, chunk):
         rows = np.arange(start, min(start + chunk, R * C))
@@ -293,8 +313,11 @@ def _compressed_per_sample(blk, cols, x_nz, a_cn, use_comp, R, C, config, chunk=
         c_of = rows % C
         work = a_cn[c_of] * config.task_cycles + config.scalar_cycles_per_element * visited
         work[~flat_comp[rows]] = 0.0
-        np.maximum.at(best, c_of, work)
-    return best
+        if per_block:
+            out[rows] = work
+        else:
+            np.maximum.at(out, c_of, work)
+    return out.reshape(R, C, N) if per_block else out
 
 
 def _chain_latency(config, C, L):
@@ -310,21 +333,24 @@ def _chain_latency(config, C, L):
 
 
 def _pipeline_cycles(config, work, v, dt, fill, L):
-    """Cycles of rounds streamed into a reduction chain (see src/_pipeline.pyx):
-    ``work`` and ``v`` (positions x rounds) are the compute and the wavelets of each
-    round; wavelets enter at ``dt`` cycles each (a scalar or per position, as a column)
-    and arrive ``fill`` cycles later."""
-    from .._pipeline import chain_pipeline
+    """Cycles of rounds streamed into reduction chains (see src/_pipeline.pyx).
+
+    ``work`` (chains x positions x rounds) is the compute of each round, ``v``
+    (positions x rounds) the wavelets of each position's stream, entering at ``dt``
+    cycles each (a scalar or a column per position) and reaching chain g ``fill[g]``
+    cycles later; ``L[g]`` wavelets of partial sums per round."""
+    from .._pipeline import grid_pipeline
     cum = np.cumsum(v, axis=1) * dt
-    first = np.ascontiguousarray(cum - v * dt + fill)
-    last = np.ascontiguousarray(cum - dt + fill)
+    first = np.ascontiguousarray(cum - v * dt)
+    last = np.ascontiguousarray(cum - dt)
     ramp = config.ramp_cycles
     lat = max(1.0, config.stage_cycles - 2 * ramp)
     q = config.queue_depth
     cushion = (q + lat + ramp) + (q + config.hop_cycles) + (q + ramp)
-    return chain_pipeline(np.ascontiguousarray(work, dtype=np.float64), first, last, int(L),
-                          config.hop_cycles, ramp, lat, config.task_cycles + config.setup_cycles,
-                          config.task_cycles, cushion)
+    return grid_pipeline(np.ascontiguousarray(work, dtype=np.float64), first, last,
+                         np.ascontiguousarray(fill, dtype=np.float64),
+                         np.ascontiguousarray(L, dtype=np.int_), config.hop_cycles, ramp, lat,
+                         config.task_cycles + config.setup_cycles, config.task_cycles, cushion)
 
 
 # --------------------------------------------------------------------------------------
@@ -372,12 +398,19 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     dt = np.maximum(link_dt, 1.0 / np.maximum(share, 1e-300))
     t_links = float((weight_wavelets * dt).max(initial=0))
     vpw = config.values_per_dense_wavelet
-    L = int(np.ceil(N_c / vpw).max()) if R > 1 else 0
+    L_c = np.ceil(N_c / vpw).astype(np.int64) if R > 1 else np.zeros(C, np.int64)
     red_wavelets = M * np.ceil(N_c / vpw)                                      # per PE column
     t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
-    work = nnz_rm * t_axpy.max() + task
+    # Each PE column is a reduction chain of R positions (the PE rows).
+    fill_c = np.arange(1, C + 1) * config.hop_cycles + config.ramp_cycles
+    if C * R * M <= PER_PE_LIMIT:
+        work = t_axpy[:, None, None] * nnz_rm[None] + task
+    else:
+        work = (nnz_rm * t_axpy.max() + task)[None]
+        L_c, fill_c = L_c.max(keepdims=True), fill_c[-1:]
+    est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c, L_c)
+    L = int(L_c.max())
     fill = C * config.hop_cycles + config.ramp_cycles
-    est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill, L)
 
     chain = _chain_latency(config, R, L)
     first = config.hop_cycles + config.ramp_cycles

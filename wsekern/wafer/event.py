@@ -31,14 +31,14 @@ MODE_NONE, MODE_WS, MODE_AS = 0, 1, 2
 EOS, INDEX_HALF = -1, -2
 
 
-def _params(config, *, rounds, mode, store_forward=False):
+def _params(config, *, rounds, mode, store_forward=False, trace=False):
     return {"hop": float(config.hop_cycles), "ramp": float(config.ramp_cycles),
             "turn": float(config.turn_cycles), "link_rate": float(config.link_wavelets_per_cycle),
             "lat": max(1.0, config.stage_cycles - 2 * config.ramp_cycles),
             "setup": float(config.setup_cycles), "task": float(config.task_cycles),
             "scalar": float(config.scalar_cycles_per_element), "fmac": float(config.fmacs),
             "vpw": int(config.values_per_dense_wavelet), "store_forward": int(store_forward),
-            "rounds": int(rounds), "mode": mode, "x_colour": 0}
+            "rounds": int(rounds), "mode": mode, "x_colour": 0, "trace": bool(trace)}
 
 
 class _Routes:
@@ -165,10 +165,21 @@ def _report(config, region, engine, T, wall, analytic_report, *, mapping, transp
                  "stalls": {"wait_data": full(config, region, wait_data),
                             "backpressure": full(config, region, back)},
                  "terms": terms, "tasks": st["tasks"],
+                 "trace": None if st["trace"] is None else {
+                     k: (v.transpose(1, 0, 2) if transpose else v) for k, v in st["trace"].items()},
                  "analytic": {"cycles": analytic_report.cycles,
                               "cycles_lower": analytic_report.cycles_lower,
                               "cycles_upper": analytic_report.cycles_upper,
                               "bottleneck": analytic_report.bottleneck}})
+
+
+TRACE_LIMIT = 1 << 24     # PEs x rounds a trace may hold
+
+
+def _check_trace(trace, pes, rounds):
+    if trace and pes * rounds > TRACE_LIMIT:
+        raise ValueError(f"trace=True keeps {pes:,} PEs x {rounds:,} rounds; traces are for "
+                         f"small runs (at most {TRACE_LIMIT:,})")
 
 
 def _run(engine):
@@ -185,11 +196,13 @@ def _run(engine):
 # --------------------------------------------------------------------------------------
 # Weight-stationary
 # --------------------------------------------------------------------------------------
-def weight_stationary(W, X, config, region, *, what="spmm"):
+def weight_stationary(W, X, config, region, *, what="spmm", trace=False):
     """Event simulation of Y = W @ X with W stationary; returns (Y, SimReport).
 
     The placement (block bounds, dense or compressed blocks, SRAM) is the analytic
     model's for the same region, whose report is kept in ``details["analytic"]``.
+    ``trace=True`` keeps, per PE and sample, the cycle its partial sums were complete
+    and the cycle they left it (``details["trace"]``, region-shaped, for small runs).
     """
     W = sps.csc_array(W)
     W.sort_indices()
@@ -199,7 +212,9 @@ def weight_stationary(W, X, config, region, *, what="spmm"):
     M, K = W.shape
     Nb = X.shape[1]
     m_b, k_b = analytic._bounds(M, R), analytic._bounds(K, C)
-    eng = Engine(R, C, 3, config.queue_depth, _params(config, rounds=Nb, mode=MODE_WS))
+    _check_trace(trace, R * C, Nb)
+    eng = Engine(R, C, 3, config.queue_depth,
+                 _params(config, rounds=Nb, mode=MODE_WS, trace=trace))
     routes = _Routes(R, C, 3)
     for p in range(R * C):
         r = p // C
@@ -227,9 +242,10 @@ def weight_stationary(W, X, config, region, *, what="spmm"):
 # --------------------------------------------------------------------------------------
 # Activation-stationary
 # --------------------------------------------------------------------------------------
-def activation_stationary(W, X, config, region, *, what="spmm"):
+def activation_stationary(W, X, config, region, *, what="spmm", trace=False):
     """Event simulation of Y = W @ X with X stationary and W's nonzeros streamed in
-    along the PE rows at the external bandwidth; returns (Y, SimReport)."""
+    along the PE rows at the external bandwidth; returns (Y, SimReport). A round is a
+    row of W (``trace`` as in :func:`weight_stationary`)."""
     W = sps.csr_array(W)
     W.sum_duplicates()
     X = np.asarray(X, dtype=np.float64)
@@ -241,7 +257,9 @@ def activation_stationary(W, X, config, region, *, what="spmm"):
     # Logical grid: a logical column is a physical PE row (its stream flows east), a
     # logical row a physical PE column (its partial rows of Y are reduced south).
     Rl, Cl = C, R
-    eng = Engine(Rl, Cl, 3, config.queue_depth, _params(config, rounds=M, mode=MODE_AS))
+    _check_trace(trace, R * C, M)
+    eng = Engine(Rl, Cl, 3, config.queue_depth,
+                 _params(config, rounds=M, mode=MODE_AS, trace=trace))
     routes = _Routes(Rl, Cl, 3)
     for p in range(Rl * Cl):
         lr = p // Cl
