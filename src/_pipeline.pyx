@@ -83,3 +83,40 @@ def grid_pipeline(double[:, :, :] work, double[:, :] first, double[:, :] last,
                     free1[c] = free[c]
                 done = dmax(done, D)
     return done
+
+
+def multicast_column(double[:, :] cost, double[:] lat, long[:] slack, double dt):
+    """Start and end of every wavelet's task on every row of one multicast column.
+
+    cost[i, r]  task cycles of stream wavelet i on PE row r
+    lat[r]      cycles from the stream's entry to row r's core
+    slack[r]    wavelets the queues hold between the entry and row r's core
+    dt          cycles between wavelets entering
+    The entry sends wavelet i once every row r has started wavelet i - slack[r]
+    (its queues have room); row r starts wavelet i once it has arrived and the
+    previous task is done. Returns the end of each task, items x rows.
+    """
+    cdef Py_ssize_t n_items = cost.shape[0], R = cost.shape[1], i, r, j
+    cdef long width = 1
+    for r in range(R):
+        if slack[r] + 1 > width:
+            width = slack[r] + 1
+    cdef double[:, :] start = np.zeros((width, R))        # ring of recent starts
+    out = np.zeros((n_items, R))
+    cdef double[:, :] end = out
+    cdef double[:] prev = np.zeros(R)
+    cdef double s = -dt, gate, st
+    with nogil:
+        for i in range(n_items):
+            gate = s + dt
+            for r in range(R):
+                j = i - slack[r]
+                if j >= 0:
+                    gate = dmax(gate, start[j % width, r])
+            s = gate
+            for r in range(R):
+                st = dmax(prev[r], s + lat[r])
+                start[i % width, r] = st
+                prev[r] = st + cost[i, r]
+                end[i, r] = prev[r]
+    return out

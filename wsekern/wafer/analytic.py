@@ -189,7 +189,14 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     # blocks x samples) follow each column's slowest PE on one chain.
     eos = config.task_cycles
     per_pe = exact and R * C * N <= PER_PE_LIMIT
-    if per_pe:
+    coupled = per_pe and use_comp.any() and R > 1 and \
+        (len(ops.nz_k) * config.wavelets_per_sparse_value + C * N) * R <= PER_PE_LIMIT \
+        and ops.K * R <= PER_PE_LIMIT
+    if coupled:
+        # compressed blocks cost differently per row: the multicast paces the rows
+        work = _multicast_work(ops, use_comp, t_dense, R, C, config)
+        work_cn = work.max(axis=0)
+    elif per_pe:
         work = np.where(use_comp[:, :, None], 0.0, t_dense[:, None, None] * a_cn[None, :, :])
         if use_comp.any():
             work += _compressed_work(blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config,
@@ -318,6 +325,54 @@ def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=Fa
         else:
             np.maximum.at(out, c_of, work)
     return out.reshape(R, C, N) if per_block else out
+
+
+def _multicast_work(ops, use_comp, t_dense, R, C, config):
+    """Per PE and sample, the compute of a multicast column whose rows may cost
+    differently per wavelet (R x C x N, end-of-stream tasks included).
+
+    Each column's stream is followed wavelet by wavelet (src/_pipeline.pyx
+    ``multicast_column``): the entry sends a wavelet once every row's own queues (its
+    router's queue and its core's input queue) have room — a multicast leaves a router
+    only when all its ports can take it, so a row with full queues holds the column
+    (measured against the event simulation: letting rows lead by the router queues
+    above them underestimates by up to 19%). A row's work in a sample is the time
+    between its end-of-stream tasks, waits for the slowest row included.
+    O(nnz(X) * R) time.
+    """
+    from .._pipeline import multicast_column
+    q = config.queue_depth
+    cap_link = q + math.ceil(config.hop_cycles + config.turn_cycles)
+    cap_ramp = q + math.ceil(config.ramp_cycles)
+    rows = np.arange(1, R + 1)
+    slack = np.full(R, cap_link + cap_ramp, np.int_)
+    fill_r = rows * config.hop_cycles + config.ramp_cycles
+    _, row_block = ops.row_block(R)
+    k_b, col_block = ops.col_block(C)
+    K, N = ops.K, ops.N
+    wpv = config.wavelets_per_sparse_value
+    task = config.task_cycles
+    nnz_kr = np.bincount(ops.w_col * R + row_block[ops.w.w_row], minlength=K * R).reshape(K, R)
+    cost_kr = np.where(use_comp.T[col_block], task + config.scalar_cycles_per_element * nnz_kr,
+                       t_dense[None, :])
+    work = np.zeros((R, C, N))
+    dt = 1.0 / config.link_wavelets_per_cycle
+    for c in range(C):
+        lo, hi = k_b[c], k_b[c + 1]
+        nz_n, nz_k = np.nonzero(ops.x_nz[lo:hi].T)                   # by sample, then k
+        counts = np.bincount(nz_n, minlength=N)
+        # the stream: per sample its values (an index wavelet first in fp32), then EOS
+        per_sample = counts * wpv + 1
+        eos_at = np.cumsum(per_sample) - 1
+        cost = np.zeros((int(per_sample.sum()), R))
+        value_at = (np.repeat(eos_at - per_sample + 1, counts)
+                    + (np.arange(len(nz_k)) - np.repeat(np.cumsum(counts) - counts, counts)) * wpv
+                    + (wpv - 1))
+        cost[value_at] = cost_kr[lo + nz_k]
+        cost[eos_at] = task
+        end = multicast_column(cost, fill_r.astype(np.float64), slack, dt)[eos_at]   # N x R
+        work[:, c, :] = np.diff(end, axis=0, prepend=fill_r[None, :]).T
+    return work
 
 
 def _chain_latency(config, C, L):
