@@ -85,38 +85,44 @@ def grid_pipeline(double[:, :, :] work, double[:, :] first, double[:, :] last,
     return done
 
 
-def multicast_column(double[:, :] cost, double[:] lat, long[:] slack, double dt):
-    """Start and end of every wavelet's task on every row of one multicast column.
+def multicast_column(double[:, :] cost, double hop, double ramp, double dt,
+                     long cap_link, long cap_ramp, long cap_edge):
+    """End of every wavelet's task on every row of one multicast column.
 
-    cost[i, r]  task cycles of stream wavelet i on PE row r
-    lat[r]      cycles from the stream's entry to row r's core
-    slack[r]    wavelets the queues hold between the entry and row r's core
-    dt          cycles between wavelets entering
-    The entry sends wavelet i once every row r has started wavelet i - slack[r]
-    (its queues have room); row r starts wavelet i once it has arrived and the
-    previous task is done. Returns the end of each task, items x rows.
+    cost[i, r]  task cycles of stream wavelet i on PE row r (rows top to bottom)
+    The stream enters router 0 from the edge and each router forwards a wavelet south
+    and up its ramp at once, when both have room: a router's queue holds ``cap_link``
+    wavelets (in flight included), a core's input queue ``cap_ramp``, the entry queue
+    ``cap_edge``; a wavelet leaves a core's queue when its task starts. So a slow row
+    holds the rows below it at once and the rows above it once the queues between
+    fill — a max-plus recurrence over wavelets and rows, O(wavelets * rows).
+    Returns the end of each task, wavelets x rows.
     """
-    cdef Py_ssize_t n_items = cost.shape[0], R = cost.shape[1], i, r, j
-    cdef long width = 1
-    for r in range(R):
-        if slack[r] + 1 > width:
-            width = slack[r] + 1
-    cdef double[:, :] start = np.zeros((width, R))        # ring of recent starts
+    cdef Py_ssize_t n_items = cost.shape[0], R = cost.shape[1], i, r
+    cdef long width = max(cap_link, cap_ramp, cap_edge) + 1
+    cdef double[:, :] fwd = np.zeros((width, R))         # when wavelet i left router r
+    cdef double[:, :] start = np.zeros((width, R))       # when its task started on row r
+    cdef double[:] done = np.zeros(R)
     out = np.zeros((n_items, R))
     cdef double[:, :] end = out
-    cdef double[:] prev = np.zeros(R)
-    cdef double s = -dt, gate, st
+    cdef double enter = -dt, f, arrive
     with nogil:
         for i in range(n_items):
-            gate = s + dt
+            enter = enter + dt
+            if i >= cap_edge:
+                enter = dmax(enter, fwd[(i - cap_edge) % width, 0])
+            arrive = enter + hop
             for r in range(R):
-                j = i - slack[r]
-                if j >= 0:
-                    gate = dmax(gate, start[j % width, r])
-            s = gate
-            for r in range(R):
-                st = dmax(prev[r], s + lat[r])
-                start[i % width, r] = st
-                prev[r] = st + cost[i, r]
-                end[i, r] = prev[r]
+                f = arrive
+                if i > 0:
+                    f = dmax(f, fwd[(i - 1) % width, r] + dt)
+                if i >= cap_ramp:
+                    f = dmax(f, start[(i - cap_ramp) % width, r])
+                if r + 1 < R and i >= cap_link:
+                    f = dmax(f, fwd[(i - cap_link) % width, r + 1])
+                fwd[i % width, r] = f
+                start[i % width, r] = dmax(f + ramp, done[r])
+                done[r] = start[i % width, r] + cost[i, r]
+                end[i, r] = done[r]
+                arrive = f + hop
     return out

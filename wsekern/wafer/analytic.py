@@ -331,22 +331,17 @@ def _multicast_work(ops, use_comp, t_dense, R, C, config):
     """Per PE and sample, the compute of a multicast column whose rows may cost
     differently per wavelet (R x C x N, end-of-stream tasks included).
 
-    Each column's stream is followed wavelet by wavelet (src/_pipeline.pyx
-    ``multicast_column``): the entry sends a wavelet once every row's own queues (its
-    router's queue and its core's input queue) have room — a multicast leaves a router
-    only when all its ports can take it, so a row with full queues holds the column
-    (measured against the event simulation: letting rows lead by the router queues
-    above them underestimates by up to 19%). A row's work in a sample is the time
-    between its end-of-stream tasks, waits for the slowest row included.
+    Each column's stream is followed wavelet by wavelet through its routers' and
+    cores' queues (src/_pipeline.pyx ``multicast_column``). A row's work in a sample is
+    the time between its end-of-stream tasks, waits for the other rows included.
     O(nnz(X) * R) time.
     """
     from .._pipeline import multicast_column
     q = config.queue_depth
     cap_link = q + math.ceil(config.hop_cycles + config.turn_cycles)
     cap_ramp = q + math.ceil(config.ramp_cycles)
-    rows = np.arange(1, R + 1)
-    slack = np.full(R, cap_link + cap_ramp, np.int_)
-    fill_r = rows * config.hop_cycles + config.ramp_cycles
+    cap_edge = q + math.ceil(config.hop_cycles)
+    fill_r = np.arange(1, R + 1) * config.hop_cycles + config.ramp_cycles
     _, row_block = ops.row_block(R)
     k_b, col_block = ops.col_block(C)
     K, N = ops.K, ops.N
@@ -370,7 +365,8 @@ def _multicast_work(ops, use_comp, t_dense, R, C, config):
                     + (wpv - 1))
         cost[value_at] = cost_kr[lo + nz_k]
         cost[eos_at] = task
-        end = multicast_column(cost, fill_r.astype(np.float64), slack, dt)[eos_at]   # N x R
+        end = multicast_column(cost, config.hop_cycles, config.ramp_cycles, dt,
+                               cap_link, cap_ramp, cap_edge)[eos_at]               # N x R
         work[:, c, :] = np.diff(end, axis=0, prepend=fill_r[None, :]).T
     return work
 
@@ -411,10 +407,13 @@ def _pipeline_cycles(config, work, v, dt, fill, L):
 # --------------------------------------------------------------------------------------
 # Activation-stationary (weight streaming)
 # --------------------------------------------------------------------------------------
-def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=None, full=True):
+def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=None, full=True,
+                          exact=True):
     """Cost of Y = W @ X with X stationary and the nonzero weights streamed in.
 
     ``passes`` counts how often the weights cross the external link (3 in a training step).
+    ``exact=False`` (the placer's screen) follows one chain paced by the widest block of
+    X instead of every PE column.
     """
     ops = ops if ops is not None else Operands(W, X)
     r0, c0, R, C = region
@@ -458,7 +457,7 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
     # Each PE column is a reduction chain of R positions (the PE rows).
     fill_c = np.arange(1, C + 1) * config.hop_cycles + config.ramp_cycles
-    if C * R * M <= PER_PE_LIMIT:
+    if exact and C * R * M <= PER_PE_LIMIT:
         work = t_axpy[:, None, None] * nnz_rm[None] + task
     else:
         work = (nnz_rm * t_axpy.max() + task)[None]

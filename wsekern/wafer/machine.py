@@ -93,7 +93,7 @@ class Wafer:
                 nonlocal last_error
                 if (R, C) not in cache:
                     try:
-                        cache[(R, C)] = cost(mapping, (0, 0, R, C), exact=False)
+                        cache[(R, C)] = cost(mapping, (0, 0, R, C), exact=False, full=False)
                     except SramOverflowError as exc:
                         last_error = exc
                         cache[(R, C)] = None
@@ -179,11 +179,12 @@ class Wafer:
                              f"received W.shape={Wm.shape}, X.shape={X2.shape}")
         ops = analytic.Operands(Wm, X2)
 
-        def cost(m, reg, exact=True):
+        def cost(m, reg, exact=True, full=True):
             if m == "weight-stationary":
                 return analytic.weight_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
-                                                  exact=exact)
-            return analytic.activation_stationary(Wm, X2, self.config, reg, what=what, ops=ops)
+                                                  exact=exact, full=full)
+            return analytic.activation_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
+                                                  exact=exact, full=full)
         dims = {"weight-stationary": (M, K), "activation-stationary": (K, N)}
         return self._choose(cost, dims, self._mappings(mapping), region)
 
@@ -196,8 +197,8 @@ class Wafer:
                            (np.asarray(B) != 0).astype(np.float64), ind).sum()
         region = self._region(region)
 
-        def cost(m, reg, exact=True):
-            return analytic.sddmm_cost(A, B, P, self.config, reg, useful)
+        def cost(m, reg, exact=True, full=True):
+            return analytic.sddmm_cost(A, B, P, self.config, reg, useful, full=full)
         dims = {"weight-stationary": P.shape}
         return result, self._choose(cost, dims, ("weight-stationary",), region)
 
@@ -213,7 +214,7 @@ class Wafer:
             return result, analytic.resident(A, B, self.config, region, what="matmul")
         M, K = A.shape
 
-        def cost(m, reg, exact=True):
+        def cost(m, reg, exact=True, full=True):
             return analytic.summa(A, B, self.config, reg)
         dims = {"summa": (M, B.shape[1])}
         return result, self._choose(cost, dims, ("summa",), region)
