@@ -50,3 +50,35 @@ class Placer:
     def track_placed_cycles(self, sparsity):
         return self.wafer.spmm(self.W, self.X)[1].cycles
     track_placed_cycles.unit = "cycles"
+
+
+class EventSpMV:
+    """The event-level simulation: one SpMV, W 16384x16384 at 2% density, x half zeros,
+    on 128x128 PEs of a WSE-2 (the size the vendor's simulator ran out of memory at)."""
+    timeout = 300
+
+    def setup(self):
+        from wsekern.wafer.validate import _uniform_csr
+        rng = np.random.default_rng(0)
+        self.W = _uniform_csr(16384, 16384, 0.02, rng)
+        self.x = rng.standard_normal((16384, 1)) * (rng.random((16384, 1)) >= 0.5)
+        self.config = wsekern.WaferConfig.wse2()
+
+    def _run(self):
+        from wsekern.wafer import event
+        return event.weight_stationary(self.W, self.x, self.config, (0, 0, 128, 128))[1]
+
+    def time_event(self):
+        self._run()
+
+    def peakmem_event(self):
+        self._run()
+
+    def track_events_per_second(self):
+        return self._run().details["events_per_second"] / 1e6
+    track_events_per_second.unit = "M events/s"
+
+    def track_analytic_error(self):
+        rep = self._run()
+        return 100 * (rep.details["analytic"]["cycles"] / rep.cycles - 1)
+    track_analytic_error.unit = "percent"

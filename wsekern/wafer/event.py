@@ -78,6 +78,21 @@ def _chain_east(routes, R, C, first_colour):
     return child_ptr, np.asarray(child_col, np.int32), send_col
 
 
+def _stream_engine(config, R, C, rounds, mode, trace, acc_len_per_row):
+    """An engine on a logical R x C grid: colour 0 streams from the edge down every
+    column to each core (main thread); colours 1 and 2 reduce each row eastward."""
+    eng = Engine(R, C, 3, config.queue_depth,
+                 _params(config, rounds=rounds, mode=mode, trace=trace))
+    routes = _Routes(R, C, 3)
+    for p in range(R * C):
+        r = p // C
+        routes.set(p, 0, EDGE if r == 0 else N, [RAMP] + ([S] if r < R - 1 else []))
+    child_ptr, child_col, send_col = _chain_east(routes, R, C, 1)
+    eng.set_routes(routes.tx.ravel(), routes.rx.ravel(), np.array([0, 1, 1], np.uint8))
+    eng.set_reduction(child_ptr, child_col, send_col, np.repeat(acc_len_per_row, C))
+    return eng
+
+
 def _column_streams(keys_col, keys_round, idx, val, n_cols, rounds, fp32_sparse):
     """Per logical column, the stream of (idx, value) items ordered by round, with an
     end-of-stream marker closing every round (and, in fp32, an index wavelet ahead of
@@ -213,16 +228,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", trace=False):
     Nb = X.shape[1]
     m_b, k_b = analytic._bounds(M, R), analytic._bounds(K, C)
     _check_trace(trace, R * C, Nb)
-    eng = Engine(R, C, 3, config.queue_depth,
-                 _params(config, rounds=Nb, mode=MODE_WS, trace=trace))
-    routes = _Routes(R, C, 3)
-    for p in range(R * C):
-        r = p // C
-        routes.set(p, 0, EDGE if r == 0 else N, [RAMP] + ([S] if r < R - 1 else []))
-    child_ptr, child_col, send_col = _chain_east(routes, R, C, 1)
-    eng.set_routes(routes.tx.ravel(), routes.rx.ravel(), np.array([0, 1, 1], np.uint8))
-    acc_len = np.repeat(np.diff(m_b), C)
-    eng.set_reduction(child_ptr, child_col, send_col, acc_len)
+    eng = _stream_engine(config, R, C, Nb, MODE_WS, trace, np.diff(m_b))
     Y = np.zeros((M, Nb))
     eng.set_output(Y, m_b[:-1], Nb, 1)
     nz_n, nz_k = np.nonzero(X.T)
@@ -258,16 +264,7 @@ def activation_stationary(W, X, config, region, *, what="spmm", trace=False):
     # logical row a physical PE column (its partial rows of Y are reduced south).
     Rl, Cl = C, R
     _check_trace(trace, R * C, M)
-    eng = Engine(Rl, Cl, 3, config.queue_depth,
-                 _params(config, rounds=M, mode=MODE_AS, trace=trace))
-    routes = _Routes(Rl, Cl, 3)
-    for p in range(Rl * Cl):
-        lr = p // Cl
-        routes.set(p, 0, EDGE if lr == 0 else N, [RAMP] + ([S] if lr < Rl - 1 else []))
-    child_ptr, child_col, send_col = _chain_east(routes, Rl, Cl, 1)
-    eng.set_routes(routes.tx.ravel(), routes.rx.ravel(), np.array([0, 1, 1], np.uint8))
-    acc_len = np.repeat(np.diff(n_b), Cl)
-    eng.set_reduction(child_ptr, child_col, send_col, acc_len)
+    eng = _stream_engine(config, Rl, Cl, M, MODE_AS, trace, np.diff(n_b))
     Y = np.zeros((M, Nb))
     eng.set_output(Y, n_b[:-1], 1, Nb)
     coo = W.tocoo()
