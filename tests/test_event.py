@@ -223,3 +223,16 @@ def test_cli_validate_and_event_simulate(capsys):
                  "--rows", "8", "--cols", "8", "--mode", "event"]) in (None, 0)
     out = capsys.readouterr().out
     assert "event simulation" in out and "back-pressure" in out
+
+
+@pytest.mark.parametrize("M, K, N", [(8, 8, 0), (8, 0, 3), (0, 8, 3)])
+@pytest.mark.parametrize("mode", ["analytic", "event"])
+def test_zero_size_products_cost_nothing(M, K, N, mode):
+    wafer = wk.Wafer(WaferConfig.small(4, 4))
+    W = sps.csr_array((M, K))
+    Y, rep = wafer.spmm(W, np.ones((K, N)), mode=mode)
+    assert Y.shape == (M, N) and not Y.any()
+    assert rep.cycles == 0 and rep.macs_performed == 0 and rep.wavelets_sent == 0
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    y, rep = wafer.conv2d(x, np.ones((4, 3, 3, 3), np.float32), mode=mode)
+    assert y.shape == (0, 4, 6, 6) and rep.cycles == 0

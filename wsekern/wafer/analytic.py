@@ -499,6 +499,20 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
         details={"terms": terms, "external_bytes": float(stream_bytes)})
 
 
+def empty(config, M, K, N, mapping):
+    """The report of a product with a zero-size dimension: nothing to place or send."""
+    region = (0, 0, 1, 1)
+    return SimReport(
+        cycles=0.0, cycles_lower=0.0, cycles_upper=0.0, clock_hz=config.clock_hz,
+        macs_dense=int(M) * int(K) * int(N), macs_useful=0, macs_performed=0,
+        macs_skipped_weight=0, macs_skipped_activation=int(M) * int(K) * int(N),
+        busy_cycles=_wafer_array(config, region, 0.0),
+        sram_bytes=_wafer_array(config, region, 0.0).astype(np.int64),
+        link_wavelets=_wafer_array(config, region, 0.0, (4,)), wavelets_sent=0,
+        energy_joules=0.0, bottleneck="latency", region=region, mapping=mapping,
+        dtype=config.dtype, fmac_per_cycle=config.fmacs)
+
+
 # --------------------------------------------------------------------------------------
 # Resident single PE, and SUMMA
 # --------------------------------------------------------------------------------------

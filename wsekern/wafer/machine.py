@@ -164,6 +164,8 @@ class Wafer:
         if reg is not None and reg[2:] == (1, 1) and mapping is None:
             mapping = "weight-stationary"     # the event path has no resident mapping
         chosen = self._matmul_cost(Wm, X2, region, mapping, what)
+        if chosen.cycles == 0 and min(Wm.shape[0], Wm.shape[1], X2.shape[1]) == 0:
+            return np.zeros((Wm.shape[0], X2.shape[1])), chosen
         simulate = (event.weight_stationary if chosen.mapping == "weight-stationary"
                     else event.activation_stationary)
         return simulate(Wm, X2, self.config, chosen.region, what=what)
@@ -177,6 +179,8 @@ class Wafer:
         if X2.shape[0] != K:
             raise ValueError(f"expected W with {K} columns to match X with {X2.shape[0]} rows; "
                              f"received W.shape={Wm.shape}, X.shape={X2.shape}")
+        if min(M, K, N) == 0:
+            return analytic.empty(self.config, M, K, N, mapping or "weight-stationary")
         ops = analytic.Operands(Wm, X2)
 
         def cost(m, reg, exact=True, full=True):
@@ -230,7 +234,7 @@ class Wafer:
         g = _conv_mod.ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
         cols = _conv_mod._im2col(x, g)                                   # (G, Kg, B*OH*OW)
         Og = g.O // g.groups
-        X2 = cols.reshape(-1, cols.shape[2])                              # (G*Kg, B*OH*OW)
+        X2 = cols.reshape(cols.shape[0] * cols.shape[1], cols.shape[2])   # (G*Kg, B*OH*OW)
         blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og]) for gi in range(g.groups)]
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
         if mode == "event":
