@@ -11,14 +11,19 @@ Weight-stationary (layer-pipelined; the vendor's gemv-checkerboard, spmv-hypersp
     ``task + setup + ceil(M_r / fmac)`` over a dense column, or
     ``task + scalar * nnz(W[rows_r, k])`` over a compressed one. Partial sums
     (dense, M_r values per sample) are reduced eastward along each PE row.
-    Time: a max-plus recurrence over samples with double-buffered accumulators —
-    compute (paced by the slowest receiver of each multicast column, or by the
-    column's link) then reduction (one link's load per sample) — plus fill and drain.
+    Time (src/_pipeline.pyx): where rows cost differently per wavelet, each multicast
+    column is followed wavelet by wavelet through its routers' and cores' queues
+    (``queue_depth``); then every PE row is a reduction chain, followed sample by
+    sample: a PE's compute of sample n waits for its stream and for the reduction of
+    sample n - 2 to leave it (double-buffered accumulators); the chain's first PE
+    launches a send, each stage turns a wavelet round in ``stage_cycles``, a sender
+    waits for its receiver's queues, the root ends each sample with a task.
+    Measured against the event simulation by ``wsekern validate``.
 Activation-stationary (weight streaming)
     X sits dense on the PEs (rows of X over PE rows, samples over PE columns); the
     nonzero weights stream in at the external bandwidth, each one a full-rate AXPY
     over the stationary activations of its PE row; partial rows of Y are reduced
-    southward.
+    southward, a row of W per round, on the same chain recurrence.
 Resident (region 1x1; the vendor's single-tile-matvec)
     One PE holds A, B and C; C[:, n] += A[:, k] * B[k, n] as AXPYs, zeros included.
 SUMMA (dense x dense, the vendor's gemm-collectives_2d)
