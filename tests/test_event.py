@@ -133,6 +133,15 @@ def test_wafer_event_mode_matches_the_cpu_kernels():
         wafer.spmm(W, X[:40], mode="event")
 
 
+@pytest.mark.parametrize("X, error, match", [
+    (np.ones((48, 2), complex), TypeError, "dtype"), (np.ones((48, 2, 2)), ValueError, "1-D or 2-D"),
+    (sps.csr_array(np.ones((48, 2))), TypeError, "dense"), (np.ones((40, 2)), ValueError, "columns")])
+def test_event_mode_bad_input_is_a_clear_error(X, error, match):
+    W = random_csr(64, 48, 0.2, seed=3)
+    with pytest.raises(error, match=match):
+        wk.Wafer(WaferConfig.small(8, 8)).spmm(W, X, mode="event")
+
+
 def test_event_mode_overflow_is_the_placers_error():
     W = random_csr(4096, 4096, 0.5, seed=0)
     X = np.ones((4096, 2))

@@ -12,9 +12,10 @@ import scipy.sparse as sps
 
 from .. import conv as _conv_mod
 from ..errors import SramOverflowError
+from ..kernels import _as_dense_operand
 from ..kernels import sddmm as cpu_sddmm
 from ..kernels import spmm as cpu_spmm
-from ..sparse import PackedSparse
+from ..sparse import PackedSparse, check_float_dtype
 from . import analytic, event
 from .config import WaferConfig
 
@@ -145,7 +146,10 @@ class Wafer:
         """
         _check_mode(mode)
         Wm = _as_scipy(W)
-        X2 = np.asarray(X)
+        X2 = _as_dense_operand(X, "X")
+        if X2.ndim not in (1, 2):
+            raise ValueError(f"X must be 1-D or 2-D; received an array of shape {X2.shape}")
+        check_float_dtype(Wm.dtype, "W")
         vector = X2.ndim == 1
         X2 = X2[:, None] if vector else X2
         if mode == "event":
