@@ -43,6 +43,7 @@ cdef enum:
     MODE_AS = 2       # activation-stationary: stream w, AXPY over X's row k in the block
 
 DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
+DEF TRACE_WINDOWS = 256            # time windows of a trace; they double in length as needed
 
 cdef inline double dmax(double a, double b) noexcept nogil:
     return a if a > b else b
@@ -100,6 +101,9 @@ cdef class Engine:
     cdef int64_t y_si, y_sn
     # per-PE, per-round times (compact trace of small runs; 0 x 0 when off)
     cdef double[:, :] trace_ready, trace_done
+    cdef int64_t[:, :] trace_links           # (PE * 6 link slots) x windows
+    cdef double[:, :] trace_busy             # PE x windows: task cycles started there
+    cdef double trace_window
     cdef bint tracing
     # stats
     cdef double[:] busy, red_busy, wait_data, backpressure
@@ -214,6 +218,10 @@ cdef class Engine:
         shape = (int(P), int(self.rounds)) if self.tracing else (0, 0)
         self.trace_ready = np.zeros(shape)
         self.trace_done = np.zeros(shape)
+        n_win = TRACE_WINDOWS if self.tracing else 0
+        self.trace_links = np.zeros((int(P) * 6 if self.tracing else 0, n_win), np.int64)
+        self.trace_busy = np.zeros((int(P) if self.tracing else 0, n_win))
+        self.trace_window = 16.0
         self.inj_pos = np.zeros(C, np.int64)
         self.inj_next = np.zeros(C)
         self.inj_dt = np.ones(C)
@@ -441,11 +449,11 @@ cdef class Engine:
             if tx & (1 << d):
                 nb = self._neighbour(p, d)
                 self.link_free[p * 5 + d] = t + self.link_dt
-                self.link_count[p * 6 + d] += 1
+                self._count(p, d, t)
                 self._rq_push(nb * self.NC + col, t + self.hop + self._turn(rx, d), idx, v0, v1)
         if tx & (1 << RAMP):
             self.link_free[p * 5 + RAMP] = t + self.link_dt
-            self.link_count[p * 6 + RAMP] += 1
+            self._count(p, RAMP, t)
             ready = t + self.ramp
             s = <int64_t> q * self.S + (self.cq_head[q] + self.cq_count[q]) % self.S
             self.cq_ready[s] = ready
@@ -465,6 +473,28 @@ cdef class Engine:
             s = <int64_t> q * self.S + self.rq_head[q]
             self._wake(q, max(self.rq_ready[s], t + self.link_dt))
         return 0
+
+    cdef int _window(self, double t) noexcept nogil:
+        """The trace window of cycle t, halving the resolution until it fits."""
+        cdef Py_ssize_t i, j
+        while t >= self.trace_window * TRACE_WINDOWS:
+            for i in range(self.trace_links.shape[0]):
+                for j in range(TRACE_WINDOWS // 2):
+                    self.trace_links[i, j] = self.trace_links[i, 2 * j] + self.trace_links[i, 2 * j + 1]
+                for j in range(TRACE_WINDOWS // 2, TRACE_WINDOWS):
+                    self.trace_links[i, j] = 0
+            for i in range(self.trace_busy.shape[0]):
+                for j in range(TRACE_WINDOWS // 2):
+                    self.trace_busy[i, j] = self.trace_busy[i, 2 * j] + self.trace_busy[i, 2 * j + 1]
+                for j in range(TRACE_WINDOWS // 2, TRACE_WINDOWS):
+                    self.trace_busy[i, j] = 0.0
+            self.trace_window *= 2
+        return <int> (t / self.trace_window)
+
+    cdef inline void _count(self, int p, int slot, double t) noexcept nogil:
+        self.link_count[p * 6 + slot] += 1
+        if self.tracing:
+            self.trace_links[p * 6 + slot, self._window(t)] += 1
 
     cdef inline int _cq_pop(self, int q, double t) except -1:
         self.cq_head[q] = (self.cq_head[q] + 1) % self.S
@@ -570,6 +600,8 @@ cdef class Engine:
                 self.tasks += 1
             self._cq_pop(q, t)
             self.busy[p] += cost
+            if self.tracing:
+                self.trace_busy[p, self._window(t)] += cost
             self.main_end[p] = t + cost
             self.main_idle_since[p] = t + cost
             self._wake(self.a_main + p, t + cost)
@@ -619,7 +651,7 @@ cdef class Engine:
                 if stream:
                     v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.acc_len[p] else 0.0
                     self._rq_push(sq, t + self.lat + self.ramp, j, self.acc[base + e], v1)
-                    self.link_count[p * 6 + RAMP_DOWN] += 1
+                    self._count(p, RAMP_DOWN, t)
                 self.red_j[p] = j + 1
                 if j + 1 == L:
                     self.red_j[p] = 0
@@ -641,7 +673,7 @@ cdef class Engine:
                 # relay turns the stored message round in the stage latency
                 send_lat = (self.task + self.setup if nch == 0 else self.lat) if j == 0 else self.lat
                 self._rq_push(sq, t + send_lat + self.ramp, j, self.acc[base + e], v1)
-                self.link_count[p * 6 + RAMP_DOWN] += 1
+                self._count(p, RAMP_DOWN, t)
                 self.red_j[p] = j + 1
                 self.red_busy[p] += 1.0
                 self.red_end[p] = t + 1.0 + (send_lat - self.lat if j == 0 else 0.0)
@@ -732,6 +764,9 @@ cdef class Engine:
             "macs": int(self.macs),
             "tasks": int(self.tasks),
             "trace": {"sums_ready": np.asarray(self.trace_ready).reshape(self.R, self.C, -1).copy(),
-                      "reduced": np.asarray(self.trace_done).reshape(self.R, self.C, -1).copy()}
+                      "reduced": np.asarray(self.trace_done).reshape(self.R, self.C, -1).copy(),
+                      "window_cycles": self.trace_window,
+                      "links": np.asarray(self.trace_links).reshape(self.R, self.C, 6, -1).copy(),
+                      "busy": np.asarray(self.trace_busy).reshape(self.R, self.C, -1).copy()}
             if self.tracing else None,
         }

@@ -245,3 +245,25 @@ def test_zero_size_products_cost_nothing(M, K, N, mode):
     x = np.zeros((0, 3, 8, 8), np.float32)
     y, rep = wafer.conv2d(x, np.ones((4, 3, 3, 3), np.float32), mode=mode)
     assert y.shape == (0, 4, 6, 6) and rep.cycles == 0
+
+
+@pytest.mark.parametrize("simulate", [event.weight_stationary, event.activation_stationary])
+def test_compact_trace_adds_up_to_the_report(simulate):
+    W, X = _problem(96, 80, 12, 0.2, 0.5, seed=6)
+    _, plain = simulate(W, X, WaferConfig.small(8, 8), (0, 0, 4, 5))
+    _, rep = simulate(W, X, WaferConfig.small(8, 8), (0, 0, 4, 5), trace=True)
+    assert plain.details["trace"] is None and rep.cycles == plain.cycles
+    tr = rep.details["trace"]
+    R, C = 4, 5
+    assert tr["links"].shape[:3] == (R, C, 4) and tr["window_cycles"] * tr["links"].shape[3] >= rep.cycles
+    np.testing.assert_array_equal(tr["links"].sum(axis=3), rep.link_wavelets[:R, :C])
+    assert tr["busy"].sum() <= rep.busy_cycles.sum()
+    rounds = X.shape[1] if simulate is event.weight_stationary else W.shape[0]
+    assert tr["sums_ready"].shape == (R, C, rounds)
+    assert np.all(tr["reduced"] >= tr["sums_ready"]) and tr["reduced"].max() <= rep.cycles
+
+
+def test_trace_is_for_small_runs():
+    W, X = _problem(1000, 1000, 23, 0.001, 0.5)
+    with pytest.raises(ValueError, match="small runs"):       # 745,500 PEs x 23 samples
+        event.weight_stationary(W, X, WaferConfig.wse2(), (0, 0, 750, 994), trace=True)

@@ -180,8 +180,7 @@ def _report(config, region, engine, T, wall, analytic_report, *, mapping, transp
                  "stalls": {"wait_data": full(config, region, wait_data),
                             "backpressure": full(config, region, back)},
                  "terms": terms, "tasks": st["tasks"],
-                 "trace": None if st["trace"] is None else {
-                     k: (v.transpose(1, 0, 2) if transpose else v) for k, v in st["trace"].items()},
+                 "trace": _trace(st["trace"], transpose),
                  "analytic": {"cycles": analytic_report.cycles,
                               "cycles_lower": analytic_report.cycles_lower,
                               "cycles_upper": analytic_report.cycles_upper,
@@ -195,6 +194,22 @@ def _check_trace(trace, pes, rounds):
     if trace and pes * rounds > TRACE_LIMIT:
         raise ValueError(f"trace=True keeps {pes:,} PEs x {rounds:,} rounds; traces are for "
                          f"small runs (at most {TRACE_LIMIT:,})")
+
+
+def _trace(trace, transpose):
+    """The engine's trace in the region's layout: per PE and round, when its sums were
+    ready and when they left it; per PE and time window (``window_cycles`` long), the
+    wavelets it sent N, E, S, W and the task cycles it started."""
+    if trace is None:
+        return None
+    links = trace["links"][:, :, :4]
+    out = {"sums_ready": trace["sums_ready"], "reduced": trace["reduced"], "busy": trace["busy"],
+           "window_cycles": trace["window_cycles"]}
+    if transpose:
+        out = {k: (v.transpose(1, 0, 2) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+        links = links.transpose(1, 0, 2, 3)[:, :, [W, S, E, N]]
+    out["links"] = links
+    return out
 
 
 def _run(engine):
@@ -216,18 +231,20 @@ def weight_stationary(W, X, config, region, *, what="spmm", trace=False):
 
     The placement (block bounds, dense or compressed blocks, SRAM) is the analytic
     model's for the same region, whose report is kept in ``details["analytic"]``.
-    ``trace=True`` keeps, per PE and sample, the cycle its partial sums were complete
-    and the cycle they left it (``details["trace"]``, region-shaped, for small runs).
+    ``trace=True`` keeps a compact trace for small runs (``details["trace"]``,
+    region-shaped): per PE and sample, the cycle its partial sums were complete and the
+    cycle they left it; per PE and time window (256 windows, doubling in length as the
+    run grows), the wavelets it sent in each direction and the task cycles it started.
     """
     W = sps.csc_array(W)
     W.sort_indices()
     X = np.asarray(X, dtype=np.float64)
-    ana = analytic.weight_stationary(W, X, config, region, what=what)
     r0, c0, R, C = region
+    _check_trace(trace, R * C, X.shape[1])
+    ana = analytic.weight_stationary(W, X, config, region, what=what)
     M, K = W.shape
     Nb = X.shape[1]
     m_b, k_b = analytic._bounds(M, R), analytic._bounds(K, C)
-    _check_trace(trace, R * C, Nb)
     eng = _stream_engine(config, R, C, Nb, MODE_WS, trace, np.diff(m_b))
     Y = np.zeros((M, Nb))
     eng.set_output(Y, m_b[:-1], Nb, 1)
@@ -255,15 +272,15 @@ def activation_stationary(W, X, config, region, *, what="spmm", trace=False):
     W = sps.csr_array(W)
     W.sum_duplicates()
     X = np.asarray(X, dtype=np.float64)
-    ana = analytic.activation_stationary(W, X, config, region, what=what)
     r0, c0, R, C = region
+    _check_trace(trace, R * C, W.shape[0])
+    ana = analytic.activation_stationary(W, X, config, region, what=what)
     M, K = W.shape
     Nb = X.shape[1]
     k_b, n_b = analytic._bounds(K, R), analytic._bounds(Nb, C)
     # Logical grid: a logical column is a physical PE row (its stream flows east), a
     # logical row a physical PE column (its partial rows of Y are reduced south).
     Rl, Cl = C, R
-    _check_trace(trace, R * C, M)
     eng = _stream_engine(config, Rl, Cl, M, MODE_AS, trace, np.diff(n_b))
     Y = np.zeros((M, Nb))
     eng.set_output(Y, n_b[:-1], 1, Nb)
