@@ -120,10 +120,11 @@ def _cmd_validate(args):
           f"(seed {args.seed})")
     print(val.format_summary(table))
     if args.placer:
-        print("\nplacer's region vs the best candidate region, by event cycles:")
+        print("\nplacer's choice vs the best candidate of both mappings, by event cycles:")
         for r in out["placer"]:
             print(f"  W {r['shape'][0]}x{r['shape'][1]}, batch {r['batch']}: picked "
-                  f"{r['picked'][0]}x{r['picked'][1]} {r['picked_cycles']:,.0f} cycles, best "
+                  f"{r['picked_mapping']} {r['picked'][0]}x{r['picked'][1]} "
+                  f"{r['picked_cycles']:,.0f} cycles; best {r['best_mapping']} "
                   f"{r['best'][0]}x{r['best'][1]} {r['best_cycles']:,.0f} ({r['ratio'] - 1:+.1%})")
     if args.scale:
         print("\nscale (one SpMV, x half zeros, event simulation):")

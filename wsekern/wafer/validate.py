@@ -179,31 +179,37 @@ def format_summary(table):
 
 
 def placer_check(problems=None, config=None):
-    """For each problem, the event cycles of the placer's region against the best of the
-    candidate square-ish regions; returns rows with the ratio."""
+    """For each problem, the event cycles of the placer's choice (mapping and region)
+    against the best of the candidate regions of both mappings; rows with the ratio."""
     from .machine import Wafer
     config = config or WaferConfig.small(32, 32)
     wafer = Wafer(config)
     rows = []
     for W, X in problems if problems is not None else _placer_problems():
-        _, chosen = wafer.spmm(W, X, compute=False, mapping="weight-stationary")
-        best = None
+        _, chosen = wafer.spmm(W, X, compute=False)
+        simulate = {"weight-stationary": event.weight_stationary,
+                    "activation-stationary": event.activation_stationary}
         M, K = W.shape
-        for R in REGIONS:
-            for C in REGIONS:
-                if R > min(M, config.rows) or C > min(K, config.cols):
-                    continue
-                try:
-                    _, rep = event.weight_stationary(W, X, config, (0, 0, R, C))
-                except SramOverflowError:
-                    continue
-                if best is None or rep.cycles < best[0]:
-                    best = (rep.cycles, (R, C))
-        _, picked = event.weight_stationary(W, X, config, chosen.region)
+        limits = {"weight-stationary": (M, K), "activation-stationary": (K, X.shape[1])}
+        best = None
+        for mapping, run in simulate.items():
+            max_r, max_c = limits[mapping]
+            for R in REGIONS:
+                for C in REGIONS:
+                    if R > min(max_r, config.rows) or C > min(max_c, config.cols):
+                        continue
+                    try:
+                        _, rep = run(W, X, config, (0, 0, R, C))
+                    except SramOverflowError:
+                        continue
+                    if best is None or rep.cycles < best[0]:
+                        best = (rep.cycles, (R, C), mapping)
+        _, picked = simulate[chosen.mapping](W, X, config, chosen.region)
         if best is None or picked.cycles < best[0]:
-            best = (picked.cycles, chosen.region[2:])
+            best = (picked.cycles, chosen.region[2:], chosen.mapping)
         rows.append({"shape": W.shape, "batch": X.shape[1], "picked": chosen.region[2:],
-                     "picked_cycles": picked.cycles, "best": best[1], "best_cycles": best[0],
+                     "picked_mapping": chosen.mapping, "picked_cycles": picked.cycles,
+                     "best": best[1], "best_mapping": best[2], "best_cycles": best[0],
                      "ratio": picked.cycles / best[0]})
     return rows
 
@@ -212,7 +218,8 @@ def _placer_problems(seed=0):
     rng = np.random.default_rng(seed)
     out = []
     for (M, K), ws, xs, n in [((256, 256), 0.9, 0.5, 8), ((512, 128), 0.5, 0.0, 1),
-                              ((128, 512), 0.99, 0.5, 16), ((256, 256), 0.0, 0.9, 4)]:
+                              ((128, 512), 0.99, 0.5, 16), ((256, 256), 0.0, 0.9, 4),
+                              ((64, 512), 0.99, 0.0, 64), ((1024, 128), 0.999, 0.0, 32)]:
         W = sps.random(M, K, density=1 - ws, random_state=rng, format="csr")
         X = rng.standard_normal((K, n)) * (rng.random((K, n)) >= xs)
         out.append((W, X))
