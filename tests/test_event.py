@@ -263,6 +263,15 @@ def test_compact_trace_adds_up_to_the_report(simulate):
     assert np.all(tr["reduced"] >= tr["sums_ready"]) and tr["reduced"].max() <= rep.cycles
 
 
+def test_event_report_plot_has_stall_panels(tmp_path):
+    pytest.importorskip("matplotlib")
+    W, X = _problem(96, 80, 12, 0.2, 0.5, seed=6)
+    _, rep = event.weight_stationary(W, X, WaferConfig.small(8, 8), (0, 0, 4, 5))
+    path = rep.plot(tmp_path / "event.png")
+    assert path.stat().st_size > 10_000
+    assert "stalls" in str(rep) or "back-pressure" in str(rep)
+
+
 def test_trace_is_for_small_runs():
     W, X = _problem(1000, 1000, 23, 0.001, 0.5)
     with pytest.raises(ValueError, match="small runs"):       # 745,500 PEs x 23 samples

@@ -156,7 +156,8 @@ class SimReport:
         return "\n".join(lines)
 
     def plot(self, path):
-        """Write a PNG with heatmaps of busy cycles, SRAM use and link load over the region."""
+        """Write a PNG with heatmaps of busy cycles, SRAM use and link load over the region
+        (and, for an event simulation, its stalls)."""
         try:
             import matplotlib
             matplotlib.use("Agg")
@@ -168,7 +169,11 @@ class SimReport:
                   ("SRAM bytes", self.sram_bytes[r0:r0 + R, c0:c0 + C]),
                   ("link wavelets (all directions)",
                    self.link_wavelets[r0:r0 + R, c0:c0 + C].sum(axis=2))]
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+        stalls = self.details.get("stalls") if self.details.get("mode") == "event" else None
+        if stalls is not None:
+            panels += [("stalls: waiting for data", stalls["wait_data"][r0:r0 + R, c0:c0 + C]),
+                       ("stalls: back-pressure", stalls["backpressure"][r0:r0 + R, c0:c0 + C])]
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5))
         for ax, (title, data) in zip(axes, panels):
             im = ax.imshow(data, aspect="auto", interpolation="nearest", cmap="viridis")
             ax.set_title(title)
