@@ -443,11 +443,8 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
 
     # Rounds are the rows of W: PE row r streams W[m, cols_r] then an end of stream;
     # its slowest PE (the widest block of X) paces the multicast along the row.
-    nnz_rm = np.bincount(row_block[ops.w_col] * M + ops.w.w_row,
-                         minlength=R * M).reshape(R, M).astype(np.float64)
     wpv = config.wavelets_per_sparse_value
-    v_rm = nnz_rm * wpv + 1
-    weight_wavelets = v_rm.sum(axis=1)                                         # per PE row
+    weight_wavelets = nnz_r * wpv + M                                          # per PE row
     stream_bytes = passes * weight_wavelets.sum() * 4
     t_external = stream_bytes / config.external_bytes_per_s * config.clock_hz
     # The external link feeds each row its share, at most one wavelet per cycle each.
@@ -458,25 +455,37 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     t_links = float((weight_wavelets * dt).max(initial=0))
     vpw = config.values_per_dense_wavelet
     L_c = np.ceil(N_c / vpw).astype(np.int64) if R > 1 else np.zeros(C, np.int64)
+    L = int(L_c.max())
     red_wavelets = M * np.ceil(N_c / vpw)                                      # per PE column
     t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
-    # Each PE column is a reduction chain of R positions (the PE rows).
-    fill_c = np.arange(1, C + 1) * config.hop_cycles + config.ramp_cycles
-    if exact and C * R * M <= PER_PE_LIMIT:
-        work = t_axpy[:, None, None] * nnz_rm[None] + task
-    else:
-        work = (nnz_rm * t_axpy.max() + task)[None]
-        L_c, fill_c = L_c.max(keepdims=True), fill_c[-1:]
-    est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c, L_c)
-    L = int(L_c.max())
     fill = C * config.hop_cycles + config.ramp_cycles
-
     chain = _chain_latency(config, R, L)
     first = config.hop_cycles + config.ramp_cycles
     lower = max(first + compute, first + t_links, first + t_external,
                 M * (L + task) if R > 1 else 0.0) + task
-    upper = float(np.sum(np.max(v_rm * dt[:, None] + nnz_rm * t_axpy.max() + task, axis=0)
-                         + fill + chain))
+    if exact:
+        # Each PE column is a reduction chain of R positions (the PE rows), followed
+        # round by round.
+        nnz_rm = np.bincount(row_block[ops.w_col] * M + ops.w.w_row,
+                             minlength=R * M).reshape(R, M).astype(np.float64)
+        v_rm = nnz_rm * wpv + 1
+        fill_c = np.arange(1, C + 1) * config.hop_cycles + config.ramp_cycles
+        if C * R * M <= PER_PE_LIMIT:
+            work = t_axpy[:, None, None] * nnz_rm[None] + task
+        else:
+            work = (nnz_rm * t_axpy.max() + task)[None]
+            L_c, fill_c = L_c.max(keepdims=True), fill_c[-1:]
+        est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c, L_c)
+        upper = float(np.sum(np.max(v_rm * dt[:, None] + nnz_rm * t_axpy.max() + task, axis=0)
+                             + fill + chain))
+    else:
+        # The screen: the slowest of the stages, each round's reduction occupying the
+        # chain's first PE (send launch and L wavelets) and its root (L and a task).
+        lat = max(1.0, config.stage_cycles - 2 * config.ramp_cycles)
+        per_round = max(config.task_cycles + config.setup_cycles - lat + L, L + 1 + task) \
+            if R > 1 else task
+        est = max(compute, t_external, t_links, M * per_round) + fill + chain
+        upper = compute + t_external + t_links + M * per_round + fill + chain
     latency = fill + chain
     terms = {"weight-streaming": t_external, "compute": float(compute),
              "fabric": t_links, "reduction": float(t_red), "latency": float(latency)}
@@ -491,7 +500,7 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     energy = _energy(config, performed, performed * 3 * elem + stream_bytes,
                      float(links.sum()), R * C, est)
     return SimReport(
-        cycles=float(est), cycles_lower=float(lower), cycles_upper=float(upper),
+        cycles=float(est), cycles_lower=float(min(lower, est)), cycles_upper=float(max(upper, est)),
         clock_hz=config.clock_hz, macs_dense=macs_dense, macs_useful=useful,
         macs_performed=performed, macs_skipped_weight=macs_dense - performed,
         macs_skipped_activation=0,
