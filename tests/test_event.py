@@ -276,3 +276,18 @@ def test_trace_is_for_small_runs():
     W, X = _problem(1000, 1000, 23, 0.001, 0.5)
     with pytest.raises(ValueError, match="small runs"):       # 745,500 PEs x 23 samples
         event.weight_stationary(W, X, WaferConfig.wse2(), (0, 0, 750, 994), trace=True)
+
+
+def test_analytic_model_follows_queue_depth_where_rows_differ():
+    """Compressed blocks cost differently per row: deeper queues let a multicast column's
+    rows drift apart, and the analytic model must track the event cycles as they do."""
+    case = validate.Case("wide", "power-law", 0.9, 0.0, 1, 16, "weight-stationary", "fp16", seed=1)
+    W, X = case.operands()
+    event_cycles, analytic_cycles = [], []
+    for q in (1, 4, 16):
+        _, rep = event.weight_stationary(W, X, WaferConfig.small(16, 16, queue_depth=q),
+                                         (0, 0, 16, 16))
+        event_cycles.append(rep.cycles)
+        analytic_cycles.append(rep.details["analytic"]["cycles"])
+    assert event_cycles[0] > event_cycles[-1]                  # the queues matter here
+    np.testing.assert_allclose(analytic_cycles, event_cycles, rtol=0.05)
