@@ -162,7 +162,7 @@ def summary(rows):
         inside = np.mean([r["inside"] for r in sel])
         med, worst = float(np.median(err)), float(err.max())
         target = TARGETS.get(name)
-        met = None if target is None else (med <= target[0] and worst <= target[1] and inside == 1)
+        met = None if target is None else bool(med <= target[0] and worst <= target[1] and inside == 1)
         table.append({"regime": name, "cases": len(sel), "median": med, "worst": worst,
                       "inside_bounds": float(inside), "target": target, "met": met})
     return table
