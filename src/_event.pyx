@@ -24,7 +24,7 @@ An event in the count is one wavelet crossing one link (router to router, a ramp
 the edge into the region).
 """
 import numpy as np
-from libc.stdlib cimport malloc, realloc, free
+from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.math cimport ceil, INFINITY
 from libc.stdint cimport int64_t, int32_t, uint8_t
 
@@ -47,6 +47,20 @@ DEF TRACE_WINDOWS = 256            # time windows of a trace; they double in len
 
 cdef inline double dmax(double a, double b) noexcept nogil:
     return a if a > b else b
+
+
+cdef struct Slot:
+    double ready             # when the wavelet is at the head of its queue (arrived)
+    double v0
+    double v1
+    int32_t idx
+
+
+cdef struct Queue:
+    double bp_since          # blocked by a full downstream queue since (-1: not blocked)
+    int32_t count            # wavelets held, those in flight to it included
+    int32_t head
+    uint8_t wait             # its feeder waits for room
 
 
 cdef struct Event:
@@ -73,11 +87,11 @@ cdef class Engine:
     cdef signed char[:] route_rx
     cdef uint8_t[:] consumer            # per colour: 0 main thread, 1 reducer
     # router queues and core input queues: ring buffers of depth Q
-    cdef int32_t[:] rq_count, rq_head, cq_count, cq_head
-    cdef double[:] rq_ready, rq_v0, rq_v1, cq_ready, cq_v0, cq_v1
-    cdef int32_t[:] rq_idx, cq_idx
-    cdef uint8_t[:] rq_wait, cq_wait
-    cdef double[:] bp_since
+    # (one struct per queue and per slot: a wavelet's move touches few cache lines)
+    cdef Queue* rq
+    cdef Queue* cq
+    cdef Slot* rq_slot
+    cdef Slot* cq_slot
     cdef double[:] link_free
     cdef int64_t[:] link_count
     cdef int64_t edge_count
@@ -124,6 +138,10 @@ cdef class Engine:
     def __cinit__(self):
         cdef int b
         self.heap = NULL
+        self.rq = NULL
+        self.cq = NULL
+        self.rq_slot = NULL
+        self.cq_slot = NULL
         for b in range(WINDOW):
             self.bucket[b] = NULL
             self.bucket_n[b] = 0
@@ -133,6 +151,10 @@ cdef class Engine:
         cdef int b
         if self.heap != NULL:
             free(self.heap)
+        free(self.rq)
+        free(self.cq)
+        free(self.rq_slot)
+        free(self.cq_slot)
         for b in range(WINDOW):
             if self.bucket[b] != NULL:
                 free(self.bucket[b])
@@ -153,7 +175,7 @@ cdef class Engine:
         self.rounds = params["rounds"]
         self.mode = params["mode"]
         self.x_colour = params.get("x_colour", 0)
-        cdef int P = self.P, NQ = self.P * n_colours
+        cdef int P = self.P, NQ = self.P * n_colours, i
         # A queue holds Q wavelets plus those in flight on the link feeding it: latency
         # costs no throughput (credits cover the round trip).
         self.cap_link = queue_depth + <int> ceil(self.hop + self.turn)
@@ -178,21 +200,15 @@ cdef class Engine:
         self.route_tx = np.zeros(NQ, np.uint8)
         self.route_rx = np.full(NQ, -1, np.int8)
         self.consumer = np.ones(n_colours, np.uint8)
-        self.rq_count = np.zeros(NQ, np.int32)
-        self.rq_head = np.zeros(NQ, np.int32)
-        self.cq_count = np.zeros(NQ, np.int32)
-        self.cq_head = np.zeros(NQ, np.int32)
-        self.rq_ready = np.zeros(NQ * queue_depth)
-        self.rq_v0 = np.zeros(NQ * queue_depth)
-        self.rq_v1 = np.zeros(NQ * queue_depth)
-        self.rq_idx = np.zeros(NQ * queue_depth, np.int32)
-        self.cq_ready = np.zeros(NQ * queue_depth)
-        self.cq_v0 = np.zeros(NQ * queue_depth)
-        self.cq_v1 = np.zeros(NQ * queue_depth)
-        self.cq_idx = np.zeros(NQ * queue_depth, np.int32)
-        self.rq_wait = np.zeros(NQ, np.uint8)
-        self.cq_wait = np.zeros(NQ, np.uint8)
-        self.bp_since = np.full(NQ, -1.0)
+        self.rq = <Queue*> calloc(NQ, sizeof(Queue))
+        self.cq = <Queue*> calloc(NQ, sizeof(Queue))
+        self.rq_slot = <Slot*> calloc(<size_t> NQ * queue_depth, sizeof(Slot))
+        self.cq_slot = <Slot*> calloc(<size_t> NQ * queue_depth, sizeof(Slot))
+        if self.rq == NULL or self.cq == NULL or self.rq_slot == NULL or self.cq_slot == NULL:
+            raise MemoryError(f"event simulation: queues of {NQ:,} (PE, colour) pairs do not fit")
+        for i in range(NQ):
+            self.rq[i].bp_since = -1.0
+            self.cq[i].bp_since = -1.0
         self.link_free = np.zeros(P * 5)
         self.link_count = np.zeros(P * 6, np.int64)
         self.edge_count = 0
@@ -382,25 +398,25 @@ cdef class Engine:
         return 0
 
     cdef inline int _rq_push(self, int q, double ready, int32_t idx, double v0, double v1) except -1:
-        cdef int64_t s = <int64_t> q * self.S + (self.rq_head[q] + self.rq_count[q]) % self.S
-        self.rq_ready[s] = ready
-        self.rq_idx[s] = idx
-        self.rq_v0[s] = v0
-        self.rq_v1[s] = v1
-        self.rq_count[q] += 1
-        if self.rq_count[q] == 1:
+        cdef int64_t s = <int64_t> q * self.S + (self.rq[q].head + self.rq[q].count) % self.S
+        self.rq_slot[s].ready = ready
+        self.rq_slot[s].idx = idx
+        self.rq_slot[s].v0 = v0
+        self.rq_slot[s].v1 = v1
+        self.rq[q].count += 1
+        if self.rq[q].count == 1:
             self._wake(q, ready)
         return 0
 
     cdef inline int _block(self, int q, double t) noexcept nogil:
-        if self.bp_since[q] < 0:
-            self.bp_since[q] = t
+        if self.rq[q].bp_since < 0:
+            self.rq[q].bp_since = t
         return 0
 
     cdef inline int _unblock(self, int q, double t) noexcept nogil:
-        if self.bp_since[q] >= 0:
-            self.backpressure[q // self.NC] += t - self.bp_since[q]
-            self.bp_since[q] = -1.0
+        if self.rq[q].bp_since >= 0:
+            self.backpressure[q // self.NC] += t - self.rq[q].bp_since
+            self.rq[q].bp_since = -1.0
         return 0
 
     # -- router ---------------------------------------------------------------------------
@@ -411,11 +427,11 @@ cdef class Engine:
         cdef uint8_t tx
         cdef int32_t idx
         cdef double v0, v1
-        if self.rq_count[q] == 0:
+        if self.rq[q].count == 0:
             return 0
-        s = <int64_t> q * self.S + self.rq_head[q]
-        if self.rq_ready[s] > t:
-            self._wake(q, self.rq_ready[s])
+        s = <int64_t> q * self.S + self.rq[q].head
+        if self.rq_slot[s].ready > t:
+            self._wake(q, self.rq_slot[s].ready)
             return 0
         p = q // self.NC
         col = q % self.NC
@@ -431,19 +447,19 @@ cdef class Engine:
             if tx & (1 << d):
                 nb = self._neighbour(p, d)
                 dq = nb * self.NC + col
-                if self.rq_count[dq] >= self.cap_link:
-                    self.rq_wait[dq] = 1
+                if self.rq[dq].count >= self.cap_link:
+                    self.rq[dq].wait = 1
                     self._block(q, t)
                     return 0
-        if tx & (1 << RAMP) and self.cq_count[q] >= self.cap_ramp:
-            self.cq_wait[q] = 1
+        if tx & (1 << RAMP) and self.cq[q].count >= self.cap_ramp:
+            self.cq[q].wait = 1
             self._block(q, t)
             return 0
         self._unblock(q, t)
         # pop the head and send it on every port of the route
-        idx, v0, v1 = self.rq_idx[s], self.rq_v0[s], self.rq_v1[s]
-        self.rq_head[q] = (self.rq_head[q] + 1) % self.S
-        self.rq_count[q] -= 1
+        idx, v0, v1 = self.rq_slot[s].idx, self.rq_slot[s].v0, self.rq_slot[s].v1
+        self.rq[q].head = (self.rq[q].head + 1) % self.S
+        self.rq[q].count -= 1
         rx = self.route_rx[q]
         for d in range(4):
             if tx & (1 << d):
@@ -455,23 +471,23 @@ cdef class Engine:
             self.link_free[p * 5 + RAMP] = t + self.link_dt
             self._count(p, RAMP, t)
             ready = t + self.ramp
-            s = <int64_t> q * self.S + (self.cq_head[q] + self.cq_count[q]) % self.S
-            self.cq_ready[s] = ready
-            self.cq_idx[s] = idx
-            self.cq_v0[s] = v0
-            self.cq_v1[s] = v1
-            self.cq_count[q] += 1
-            if self.cq_count[q] == 1:
+            s = <int64_t> q * self.S + (self.cq[q].head + self.cq[q].count) % self.S
+            self.cq_slot[s].ready = ready
+            self.cq_slot[s].idx = idx
+            self.cq_slot[s].v0 = v0
+            self.cq_slot[s].v1 = v1
+            self.cq[q].count += 1
+            if self.cq[q].count == 1:
                 if self.consumer[col] == 0:
                     self._wake(self.a_main + p, ready)
                 else:
                     self._wake(self.a_red + p, ready)
-        if self.rq_wait[q]:
-            self.rq_wait[q] = 0
+        if self.rq[q].wait:
+            self.rq[q].wait = 0
             self._wake_upstream(q, t)
-        if self.rq_count[q] > 0:
-            s = <int64_t> q * self.S + self.rq_head[q]
-            self._wake(q, max(self.rq_ready[s], t + self.link_dt))
+        if self.rq[q].count > 0:
+            s = <int64_t> q * self.S + self.rq[q].head
+            self._wake(q, max(self.rq_slot[s].ready, t + self.link_dt))
         return 0
 
     cdef int _window(self, double t) noexcept nogil:
@@ -497,10 +513,10 @@ cdef class Engine:
             self.trace_links[p * 6 + slot, self._window(t)] += 1
 
     cdef inline int _cq_pop(self, int q, double t) except -1:
-        self.cq_head[q] = (self.cq_head[q] + 1) % self.S
-        self.cq_count[q] -= 1
-        if self.cq_wait[q]:
-            self.cq_wait[q] = 0
+        self.cq[q].head = (self.cq[q].head + 1) % self.S
+        self.cq[q].count -= 1
+        if self.cq[q].wait:
+            self.cq[q].wait = 0
             self._wake(q, t)
         return 0
 
@@ -513,8 +529,8 @@ cdef class Engine:
         if self.inj_next[c] > t:
             self._wake(self.a_inj + c, self.inj_next[c])
             return 0
-        if self.rq_count[q] >= self.cap_edge:
-            self.rq_wait[q] = 1
+        if self.rq[q].count >= self.cap_edge:
+            self.rq[q].wait = 1
             return 0
         pos += self.item_ptr[c]
         self._rq_push(q, t + self.hop, self.item_idx[pos], self.item_val[pos], 0.0)
@@ -571,13 +587,13 @@ cdef class Engine:
             self._wake(self.a_red + p, t)
             self.main_idle_since[p] = t
         while True:
-            if self.main_round[p] >= self.rounds or self.cq_count[q] == 0:
+            if self.main_round[p] >= self.rounds or self.cq[q].count == 0:
                 return 0
-            s = <int64_t> q * self.S + self.cq_head[q]
-            if self.cq_ready[s] > t:
-                self._wake(self.a_main + p, self.cq_ready[s])
+            s = <int64_t> q * self.S + self.cq[q].head
+            if self.cq_slot[s].ready > t:
+                self._wake(self.a_main + p, self.cq_slot[s].ready)
                 return 0
-            idx = self.cq_idx[s]
+            idx = self.cq_slot[s].idx
             if idx == -2:                       # the index half of an fp32 sparse value
                 self._cq_pop(q, t)
                 continue
@@ -595,7 +611,7 @@ cdef class Engine:
                 cost = self.task
                 self.main_eos_pending[p] = 1
             else:
-                cost = self._axpy(p, idx, self.cq_v0[s],
+                cost = self._axpy(p, idx, self.cq_slot[s].v0,
                                   &self.acc[(<int64_t> p * 2 + (n & 1)) * self.A])
                 self.tasks += 1
             self._cq_pop(q, t)
@@ -628,21 +644,21 @@ cdef class Engine:
             if ci < nch and L > 0:
                 col = self.child_col[self.child_ptr[p] + ci]
                 cq = p * self.NC + col
-                if self.cq_count[cq] == 0:
+                if self.cq[cq].count == 0:
                     return 0
-                s = <int64_t> cq * self.S + self.cq_head[cq]
-                if self.cq_ready[s] > t:
-                    self._wake(self.a_red + p, self.cq_ready[s])
+                s = <int64_t> cq * self.S + self.cq[cq].head
+                if self.cq_slot[s].ready > t:
+                    self._wake(self.a_red + p, self.cq_slot[s].ready)
                     return 0
                 stream = ci == nch - 1 and sq >= 0 and not self.store_fwd
-                if stream and self.rq_count[sq] >= self.cap_push:
-                    self.rq_wait[sq] = 1
+                if stream and self.rq[sq].count >= self.cap_push:
+                    self.rq[sq].wait = 1
                     if self.red_since[p] < 0:
                         self.red_since[p] = t
                     return 0
                 self._red_unblock(p, t)
                 j = self.red_j[p]
-                v0, v1 = self.cq_v0[s], self.cq_v1[s]
+                v0, v1 = self.cq_slot[s].v0, self.cq_slot[s].v1
                 e = j * self.vpw
                 self.acc[base + e] += v0
                 if self.vpw == 2 and e + 1 < self.acc_len[p]:
@@ -660,8 +676,8 @@ cdef class Engine:
                 self.red_end[p] = t + 1.0
                 continue
             if sq >= 0 and (nch == 0 or self.store_fwd) and self.red_j[p] < L:
-                if self.rq_count[sq] >= self.cap_push:
-                    self.rq_wait[sq] = 1
+                if self.rq[sq].count >= self.cap_push:
+                    self.rq[sq].wait = 1
                     if self.red_since[p] < 0:
                         self.red_since[p] = t
                     return 0
