@@ -15,15 +15,15 @@ cdef inline double dmax(double a, double b) noexcept nogil:
     return a if a > b else b
 
 
-def grid_pipeline(double[:, :, :] work, double[:, :] first, double[:, :] last,
-                  double[:] fill, long[:] L, double hop, double ramp, double lat,
+def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
+                  const double[:, :, :] last,
+                  long[:] L, double hop, double ramp, double lat,
                   double launch, double task, double cushion):
     """Completion cycle of the last round over G independent reduction chains.
 
     work[g, c, n]  compute of round n at position c of chain g, end-of-stream included
-    first[c, n]    when round n's first wavelet enters position c's stream
-    last[c, n]     when its end-of-stream marker enters
-    fill[g]        latency from the stream's entry to chain g's cores
+    first[g, c, n] when round n's first wavelet reaches that core
+    last[g, c, n]  when its end-of-stream marker does
     L[g]           wavelets of partial sums per round on chain g
     hop, ramp      link latencies; lat: a reducer's turnaround (stage - 2 ramp)
     launch         task + DSD setup before a chain's first PE sends its sums
@@ -51,8 +51,8 @@ def grid_pipeline(double[:, :, :] work, double[:, :] first, double[:, :] last,
                 free2[c] = 0.0
             for n in range(N):
                 for c in range(P):
-                    start = dmax(dmax(E[c], free2[c]), first[c, n] + fill[g])
-                    E[c] = dmax(start + work[g, c, n], last[c, n] + fill[g] + task)
+                    start = dmax(dmax(E[c], free2[c]), first[g, c, n])
+                    E[c] = dmax(start + work[g, c, n], last[g, c, n] + task)
                     Gr[c] = dmax(E[c], free1[c])
                     hist[c, n] = Gr[c]
                 if P == 1 or Lg == 0:
@@ -96,7 +96,8 @@ def multicast_column(double[:, :] cost, double hop, double ramp, double dt,
     ``cap_edge``; a wavelet leaves a core's queue when its task starts. So a slow row
     holds the rows below it at once and the rows above it once the queues between
     fill — a max-plus recurrence over wavelets and rows, O(wavelets * rows).
-    Returns the end of each task, wavelets x rows.
+    Returns (when each wavelet reaches each row's core, when its task ends), each
+    wavelets x rows.
     """
     cdef Py_ssize_t n_items = cost.shape[0], R = cost.shape[1], i, r
     cdef long width = max(cap_link, cap_ramp, cap_edge) + 1
@@ -104,7 +105,9 @@ def multicast_column(double[:, :] cost, double hop, double ramp, double dt,
     cdef double[:, :] start = np.zeros((width, R))       # when its task started on row r
     cdef double[:] done = np.zeros(R)
     out = np.zeros((n_items, R))
+    reach = np.zeros((n_items, R))
     cdef double[:, :] end = out
+    cdef double[:, :] at_core = reach
     cdef double enter = -dt, f, arrive
     with nogil:
         for i in range(n_items):
@@ -121,8 +124,9 @@ def multicast_column(double[:, :] cost, double hop, double ramp, double dt,
                 if r + 1 < R and i >= cap_link:
                     f = dmax(f, fwd[(i - cap_link) % width, r + 1])
                 fwd[i % width, r] = f
+                at_core[i, r] = f + ramp
                 start[i % width, r] = dmax(f + ramp, done[r])
                 done[r] = start[i % width, r] + cost[i, r]
                 end[i, r] = done[r]
                 arrive = f + hop
-    return out
+    return reach, out

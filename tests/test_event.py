@@ -227,7 +227,10 @@ def test_cli_validate_and_event_simulate(capsys):
     from wsekern.cli import main
     assert main(["validate", "--quick", "--seed", "2"]) in (None, 0)
     out = capsys.readouterr().out
-    assert "compute-bound" in out and "in bounds" in out
+    assert "compute-bound" in out and "in bounds" in out and "MISSED" not in out
+    assert main(["validate", "--quick", "--seed", "4", "--wafer", "wse3"]) in (None, 0)
+    out = capsys.readouterr().out
+    assert "wse3" in out and "MISSED" not in out
     assert main(["simulate", "spmm", "--m", "256", "--k", "256", "--n", "4", "--wafer", "small",
                  "--rows", "8", "--cols", "8", "--mode", "event"]) in (None, 0)
     out = capsys.readouterr().out

@@ -104,9 +104,12 @@ def _cmd_validate(args):
     import json
     from .wafer import validate as val
     from tqdm import tqdm
+    from .wafer import WaferConfig
+    config = (WaferConfig.small(32, 32) if args.wafer == "wse2"
+              else WaferConfig.wse3(rows=32, cols=32))
     cases = val.cases(quick=args.quick, seed=args.seed)
     with tqdm(total=len(cases), desc="validate", disable=args.json, leave=False) as bar:
-        rows = val.validate(cases, progress=bar.update)
+        rows = val.validate(cases, config=config, progress=bar.update)
     table = val.summary(rows)
     out = {"cases": len(cases), "fitted": len(rows), "regimes": table}
     if args.placer:
@@ -116,8 +119,8 @@ def _cmd_validate(args):
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return
-    print(f"analytic vs event cycles: {len(rows)} of {len(cases)} cases fit their region "
-          f"(seed {args.seed})")
+    print(f"analytic vs event cycles, {args.wafer} parameters on a 32x32 grid: {len(rows)} of "
+          f"{len(cases)} cases fit their region (seed {args.seed})")
     print(val.format_summary(table))
     if args.placer:
         print("\nplacer's choice vs the best candidate of both mappings, by event cycles:")
@@ -229,6 +232,8 @@ def build_parser():
     p = sub.add_parser("validate", help="measure the analytic model against the event simulation")
     p.add_argument("--quick", action="store_true", help="a sample of about 8%% of the sweep")
     p.add_argument("--seed", type=int, default=0, help="seed of the problems and regions")
+    p.add_argument("--wafer", choices=["wse2", "wse3"], default="wse2",
+                   help="the machine parameters of the sweep (a 32x32 grid of them)")
     p.add_argument("--placer", action="store_true",
                    help="also compare the placer's region with the best one by event cycles")
     p.add_argument("--scale", action="store_true",

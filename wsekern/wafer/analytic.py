@@ -199,7 +199,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
         and ops.K * R <= PER_PE_LIMIT
     if coupled:
         # compressed blocks cost differently per row: the multicast paces the rows
-        work = _multicast_work(ops, use_comp, t_dense, R, C, config)
+        work, arrivals = _multicast_work(ops, use_comp, t_dense, R, C, config)
         work_cn = work.max(axis=0)
     elif per_pe:
         work = np.where(use_comp[:, :, None], 0.0, t_dense[:, None, None] * a_cn[None, :, :])
@@ -235,7 +235,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     fill_r = (np.arange(1, R + 1)) * config.hop_cycles + config.ramp_cycles
     if not per_pe:
         L, fill_r = L.max(keepdims=True), fill_r[-1:]
-    est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L)
+    est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L, arrivals if coupled else None)
     fill = R * config.hop_cycles + config.ramp_cycles
     L = int(L.max())
 
@@ -337,9 +337,12 @@ def _multicast_work(ops, use_comp, t_dense, R, C, config):
     differently per wavelet (R x C x N, end-of-stream tasks included).
 
     Each column's stream is followed wavelet by wavelet through its routers' and
-    cores' queues (src/_pipeline.pyx ``multicast_column``). A row's work in a sample is
-    the time between its end-of-stream tasks, waits for the other rows included.
-    O(nnz(X) * R) time.
+    cores' queues (src/_pipeline.pyx ``multicast_column``), with no other waits: it
+    gives when each sample's first wavelet reaches each row and when the row could end
+    the sample at the earliest (the other rows' pace shows there), while a row's work
+    is its own tasks (counting the stream's waits as work too would count them twice
+    where the row waits for its accumulators anyway).
+    Returns (work, (first, last)), each R x C x N. O(nnz(X) * R) time.
     """
     from .._pipeline import multicast_column
     q = config.queue_depth
@@ -356,6 +359,8 @@ def _multicast_work(ops, use_comp, t_dense, R, C, config):
     cost_kr = np.where(use_comp.T[col_block], task + config.scalar_cycles_per_element * nnz_kr,
                        t_dense[None, :])
     work = np.zeros((R, C, N))
+    first = np.zeros((R, C, N))
+    last = np.zeros((R, C, N))
     dt = 1.0 / config.link_wavelets_per_cycle
     for c in range(C):
         lo, hi = k_b[c], k_b[c + 1]
@@ -370,10 +375,12 @@ def _multicast_work(ops, use_comp, t_dense, R, C, config):
                     + (wpv - 1))
         cost[value_at] = cost_kr[lo + nz_k]
         cost[eos_at] = task
-        end = multicast_column(cost, config.hop_cycles, config.ramp_cycles, dt,
-                               cap_link, cap_ramp, cap_edge)[eos_at]               # N x R
-        work[:, c, :] = np.diff(end, axis=0, prepend=fill_r[None, :]).T
-    return work
+        reach, end = multicast_column(cost, config.hop_cycles, config.ramp_cycles, dt,
+                                      cap_link, cap_ramp, cap_edge)
+        work[:, c, :] = np.add.reduceat(cost, eos_at - per_sample + 1, axis=0).T
+        first[:, c, :] = reach[eos_at - per_sample + 1].T
+        last[:, c, :] = end[eos_at].T - task       # the free-flowing column's end, less EOS
+    return work, (first, last)
 
 
 def _chain_latency(config, C, L):
@@ -388,23 +395,28 @@ def _chain_latency(config, C, L):
             + config.hop_cycles + ramp + L + 1 + config.task_cycles)
 
 
-def _pipeline_cycles(config, work, v, dt, fill, L):
+def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     """Cycles of rounds streamed into reduction chains (see src/_pipeline.pyx).
 
     ``work`` (chains x positions x rounds) is the compute of each round, ``v``
     (positions x rounds) the wavelets of each position's stream, entering at ``dt``
     cycles each (a scalar or a column per position) and reaching chain g ``fill[g]``
-    cycles later; ``L[g]`` wavelets of partial sums per round."""
+    cycles later; ``L[g]`` wavelets of partial sums per round. ``arrivals`` (first,
+    last; chains x positions x rounds) replaces that stream model where it is known."""
     from .._pipeline import grid_pipeline
-    cum = np.cumsum(v, axis=1) * dt
-    first = np.ascontiguousarray(cum - v * dt)
-    last = np.ascontiguousarray(cum - dt)
+    if arrivals is None:
+        cum = np.cumsum(v, axis=1) * dt
+        fill = np.asarray(fill, dtype=np.float64)[:, None, None]
+        shape = (len(fill),) + cum.shape
+        first = np.ascontiguousarray(np.broadcast_to((cum - v * dt)[None] + fill, shape))
+        last = np.ascontiguousarray(np.broadcast_to((cum - dt)[None] + fill, shape))
+    else:
+        first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
     ramp = config.ramp_cycles
     lat = max(1.0, config.stage_cycles - 2 * ramp)
     q = config.queue_depth
     cushion = (q + lat + ramp) + (q + config.hop_cycles) + (q + ramp)
     return grid_pipeline(np.ascontiguousarray(work, dtype=np.float64), first, last,
-                         np.ascontiguousarray(fill, dtype=np.float64),
                          np.ascontiguousarray(L, dtype=np.int_), config.hop_cycles, ramp, lat,
                          config.task_cycles + config.setup_cycles, config.task_cycles, cushion)
 
