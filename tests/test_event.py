@@ -3,11 +3,11 @@ and the analytic model measured against it."""
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import random_csr
 
 import wsekern as wk
 from wsekern.wafer import event, validate
 from wsekern.wafer.config import WaferConfig
-from conftest import random_csr
 
 
 def _problem(M, K, N, w_density, x_density, seed=0):

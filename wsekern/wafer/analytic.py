@@ -39,7 +39,7 @@ from .ledger import SramLedger
 from .report import SimReport
 
 FIFO_BYTES = 256     # [A] input FIFO that extends the router queue (vendor topic-09), per PE
-PER_PE_LIMIT = 1 << 25   # blocks x samples the exact weight-stationary model follows PE by PE
+PER_PE_LIMIT = 1 << 25   # PEs x rounds (or stream wavelets x rows) the exact models follow one by one
 
 
 def _bounds(n, parts):
@@ -241,7 +241,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
 
     # Bounds: the busiest PE, the busiest stream and the root's reduction work can only
     # add up to more; every sample done alone, one after the other, is the worst case.
-    hop, ramp, task = config.hop_cycles, config.ramp_cycles, config.task_cycles
+    ramp, task = config.ramp_cycles, config.task_cycles
     first = config.hop_cycles + ramp
     lower = max(first + busy_rc.max(initial=0), first + v_cn.sum(axis=1).max() * dt,
                 N * (L + task) if C > 1 else 0.0) + task
@@ -255,7 +255,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     per_sample_max = work_cn.max(axis=0)
     fabric_per_sample = v_cn.max(axis=0) * dt
 
-    # Traffic: input multicast south, partial sums east (the last column sends Y on).
+    # Traffic: input multicast south, partial sums east (the last column keeps Y).
     links = np.zeros((R, C, 4))
     links[:R - 1, :, 2] = v_cn.sum(axis=1)[None, :]
     links[:, :C - 1, 1] = (red_wavelets * N)[:, None]
@@ -349,7 +349,6 @@ def _multicast_work(ops, use_comp, t_dense, R, C, config):
     cap_link = q + math.ceil(config.hop_cycles + config.turn_cycles)
     cap_ramp = q + math.ceil(config.ramp_cycles)
     cap_edge = q + math.ceil(config.hop_cycles)
-    fill_r = np.arange(1, R + 1) * config.hop_cycles + config.ramp_cycles
     _, row_block = ops.row_block(R)
     k_b, col_block = ops.col_block(C)
     K, N = ops.K, ops.N
@@ -383,13 +382,18 @@ def _multicast_work(ops, use_comp, t_dense, R, C, config):
     return work, (first, last)
 
 
+def _turnaround(config):
+    """Cycles a reduction stage holds a wavelet in its core: the stage less both ramps."""
+    return max(1.0, config.stage_cycles - 2 * config.ramp_cycles)
+
+
 def _chain_latency(config, C, L):
     """One sample's partial sums reduced alone along a chain of C PEs: launch, C - 1
     stages, the last wavelet, the root's end-of-message task."""
     if C <= 1 or L == 0:
         return config.task_cycles
     ramp = config.ramp_cycles
-    lat = max(1.0, config.stage_cycles - 2 * ramp)
+    lat = _turnaround(config)
     return (config.task_cycles + config.setup_cycles + ramp
             + (C - 2) * (config.hop_cycles + 2 * ramp + lat)
             + config.hop_cycles + ramp + L + 1 + config.task_cycles)
@@ -413,7 +417,7 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     else:
         first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
     ramp = config.ramp_cycles
-    lat = max(1.0, config.stage_cycles - 2 * ramp)
+    lat = _turnaround(config)
     q = config.queue_depth
     cushion = (q + lat + ramp) + (q + config.hop_cycles) + (q + ramp)
     return grid_pipeline(np.ascontiguousarray(work, dtype=np.float64), first, last,
@@ -493,7 +497,7 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     else:
         # The screen: the slowest of the stages, each round's reduction occupying the
         # chain's first PE (send launch and L wavelets) and its root (L and a task).
-        lat = max(1.0, config.stage_cycles - 2 * config.ramp_cycles)
+        lat = _turnaround(config)
         per_round = max(config.task_cycles + config.setup_cycles - lat + L, L + 1 + task) \
             if R > 1 else task
         est = max(compute, t_external, t_links, M * per_round) + fill + chain

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from ..errors import SramOverflowError
-from . import analytic, event
+from . import event
 from .config import WaferConfig
 
 SHAPES = {"square": (256, 256), "tall": (1024, 128), "wide": (128, 1024)}
