@@ -13,7 +13,8 @@ parameters, all from ``WaferConfig``:
 - a relay or reduction stage turns a wavelet round in ``stage_cycles`` from router in
   to router out (ramp up, ``stage - 2 * ramp`` in the core, ramp down), one wavelet per
   cycle; HPDC'24's ``2 * T_R + 1`` on WSE-2;
-- a core that sends a stored vector launches a send DSD first (``setup_cycles``);
+- a core that sends a stored vector first runs a task that launches a send DSD
+  (``task_cycles + setup_cycles``); a reduction's root ends each round with a task;
 - a data task costs ``task + setup + ceil(len / fmac)`` as a vector AXPY, or
   ``task + scalar * nnz`` over a compressed column; an end of stream costs ``task``.
 """
@@ -129,7 +130,7 @@ def _to_physical(link_count, transpose):
 
 
 def _report(config, region, engine, T, wall, analytic_report, *, mapping, transpose, what,
-            macs_dense, macs_useful, result_check=None):
+            macs_dense, macs_useful):
     st = engine.stats()
     busy = st["busy"] + st["reducer_busy"]
     main_busy = st["busy"]
