@@ -397,14 +397,19 @@ cdef class Engine:
             self._wake(self.a_inj + (p % self.C), t)
         return 0
 
+    cdef inline bint _enqueue(self, Queue* queue, Slot* slots, int q, double ready, int32_t idx,
+                              double v0, double v1) noexcept nogil:
+        """Append a wavelet to ring q; True when it is now the head (its reader must wake)."""
+        cdef Slot* slot = &slots[<int64_t> q * self.S + (queue[q].head + queue[q].count) % self.S]
+        slot.ready = ready
+        slot.idx = idx
+        slot.v0 = v0
+        slot.v1 = v1
+        queue[q].count += 1
+        return queue[q].count == 1
+
     cdef inline int _rq_push(self, int q, double ready, int32_t idx, double v0, double v1) except -1:
-        cdef int64_t s = <int64_t> q * self.S + (self.rq[q].head + self.rq[q].count) % self.S
-        self.rq_slot[s].ready = ready
-        self.rq_slot[s].idx = idx
-        self.rq_slot[s].v0 = v0
-        self.rq_slot[s].v1 = v1
-        self.rq[q].count += 1
-        if self.rq[q].count == 1:
+        if self._enqueue(self.rq, self.rq_slot, q, ready, idx, v0, v1):
             self._wake(q, ready)
         return 0
 
@@ -471,13 +476,7 @@ cdef class Engine:
             self.link_free[p * 5 + RAMP] = t + self.link_dt
             self._count(p, RAMP, t)
             ready = t + self.ramp
-            s = <int64_t> q * self.S + (self.cq[q].head + self.cq[q].count) % self.S
-            self.cq_slot[s].ready = ready
-            self.cq_slot[s].idx = idx
-            self.cq_slot[s].v0 = v0
-            self.cq_slot[s].v1 = v1
-            self.cq[q].count += 1
-            if self.cq[q].count == 1:
+            if self._enqueue(self.cq, self.cq_slot, q, ready, idx, v0, v1):
                 if self.consumer[col] == 0:
                     self._wake(self.a_main + p, ready)
                 else:

@@ -58,9 +58,8 @@ class EventSpMV:
     timeout = 300
 
     def setup(self):
-        from wsekern.wafer.validate import _uniform_csr
-        rng = np.random.default_rng(0)
-        self.W = _uniform_csr(16384, 16384, 0.02, rng)
+        self.W = random_weight(16384, 16384, 0.98, dtype=np.float64)
+        rng = np.random.default_rng(1)
         self.x = rng.standard_normal((16384, 1)) * (rng.random((16384, 1)) >= 0.5)
         self.config = wsekern.WaferConfig.wse2()
 

@@ -234,8 +234,9 @@ def scale_run(n, density, grid, seed=0):
     """One SpMV simulated event by event on a grid x grid region of a WSE-2; wall time
     and peak memory of this process (run each case in a fresh process for a clean peak)."""
     import resource
-    rng = np.random.default_rng(seed)
-    W = _uniform_csr(n, n, density, rng)
+    from ..bench import random_weight
+    W = random_weight(n, n, 1 - density, dtype=np.float64, seed=seed)
+    rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((n, 1)) * (rng.random((n, 1)) >= 0.5)
     t0 = time.perf_counter()
     y, rep = event.weight_stationary(W, x, WaferConfig.wse2(), (0, 0, grid, grid))
@@ -246,14 +247,3 @@ def scale_run(n, density, grid, seed=0):
             "events": rep.details["events"], "events_per_second": rep.details["events_per_second"],
             "cycles": rep.cycles, "analytic_cycles": rep.details["analytic"]["cycles"],
             "max_abs_error": err}
-
-
-def _uniform_csr(m, k, density, rng):
-    """A uniform random m x k CSR of the given density, without scipy.sparse.random's
-    O(m * k) index draw (duplicates summed)."""
-    nnz = int(round(m * k * density))
-    rows = rng.integers(0, m, nnz)
-    cols = rng.integers(0, k, nnz)
-    W = sps.csr_array((rng.standard_normal(nnz), (rows, cols)), shape=(m, k))
-    W.sum_duplicates()
-    return W
