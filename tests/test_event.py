@@ -142,6 +142,15 @@ def test_event_mode_bad_input_is_a_clear_error(X, error, match):
         wk.Wafer(WaferConfig.small(8, 8)).spmm(W, X, mode="event")
 
 
+@pytest.mark.parametrize("x, bias, error, match", [
+    (np.ones((1, 3, 8, 8), np.int32), None, TypeError, "dtype"),
+    (np.ones((1, 3, 8, 8), np.float32), np.ones(5, np.float32), ValueError, "bias")])
+def test_event_conv_bad_input_is_a_clear_error(x, bias, error, match):
+    with pytest.raises(error, match=match):
+        wk.Wafer(WaferConfig.small(8, 8)).conv2d(x, np.ones((4, 3, 3, 3), np.float32), bias,
+                                                 mode="event")
+
+
 def test_event_mode_overflow_is_the_placers_error():
     W = random_csr(4096, 4096, 0.5, seed=0)
     X = np.ones((4096, 2))

@@ -224,7 +224,8 @@ def conv2d_path(x, w, *, stride=1, padding=0, dilation=1, groups=1):
     return _conv2d(x, w, None, stride, padding, dilation, groups, 1)[1]
 
 
-def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
+def conv_operands(x, w, bias, stride, padding, dilation, groups):
+    """Validated (x, w, bias, geometry, result dtype) of a conv2d call."""
     x, w = _as_float(x, "x"), _as_float(w, "w")
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
     dtype = np.result_type(x.dtype, w.dtype)
@@ -234,6 +235,11 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
             raise ValueError(f"bias must have shape ({g.O},) to match w.shape={w.shape}; "
                              f"received {bias.shape}")
         dtype = np.result_type(dtype, bias.dtype)
+    return x, w, bias, g, dtype
+
+
+def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
+    x, w, bias, g, dtype = conv_operands(x, w, bias, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x, dtype=dtype)
     w2 = np.ascontiguousarray(w, dtype=dtype).reshape(g.O, -1)
     out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)

@@ -232,10 +232,11 @@ class Wafer:
         """``wsekern.conv2d`` and its cost, mapped as a matmul over (C_out) x (C_in*kh*kw)
         with the input pixels (im2col columns, zeros included in the count) streamed."""
         _check_mode(mode)
+        x, w, bias, g, dtype = _conv_mod.conv_operands(x, w, bias, stride, padding, dilation,
+                                                       groups)
         y = _conv_mod.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
-                             groups=groups, n_threads=n_threads) if compute or mode == "event" else None
-        x, w = np.asarray(x), np.asarray(w)
-        g = _conv_mod.ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
+                             groups=groups, n_threads=n_threads) \
+            if compute and mode == "analytic" else None
         cols = _conv_mod._im2col(x, g)                                   # (G, Kg, B*OH*OW)
         Og = g.O // g.groups
         X2 = cols.reshape(cols.shape[0] * cols.shape[1], cols.shape[2])   # (G*Kg, B*OH*OW)
@@ -245,8 +246,8 @@ class Wafer:
             Y2, report = self._event(Wm, X2, region, mapping, "conv2d")
             out = Y2.reshape(g.O, g.B, g.OH, g.OW).transpose(1, 0, 2, 3)
             if bias is not None:
-                out = out + np.asarray(bias, dtype=np.float64)[None, :, None, None]
-            return np.ascontiguousarray(out, dtype=y.dtype), report
+                out = out + bias.astype(np.float64)[None, :, None, None]
+            return np.ascontiguousarray(out, dtype=dtype), report
         return y, self._matmul_cost(Wm, X2, region, mapping, "conv2d")
 
 
