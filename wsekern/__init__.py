@@ -1,6 +1,20 @@
 """wsekern: zero-skipping sparse NN kernels, and their cost on a simulated wafer-scale engine."""
 __version__ = "0.1.0"
 
+import importlib.util as _ilu
+
+# Imported from a source tree whose Cython extensions were never built (a plain `pip install .`
+# leaves the clone itself unbuilt, and Python run in the clone root imports the clone): say so.
+_unbuilt = [m for m in ("_spmm", "_conv", "_event", "_pipeline")
+            if _ilu.find_spec(f"{__name__}.{m}") is None]
+if _unbuilt:
+    raise ImportError(
+        f"wsekern is being imported from {__path__[0]}, whose compiled extensions "
+        f"({', '.join(_unbuilt)}) are not built. Either build them in place with "
+        f"`pip install -e .` (an editable install, as the README does), or run Python from "
+        f"another directory so that the installed package is imported.")
+del _ilu, _unbuilt
+
 from .errors import SramOverflowError, WsekernError
 from .sparse import PackedSparse, pack
 from .kernels import sddmm, spmm, spmm_path
