@@ -74,19 +74,29 @@ class ConvGeometry:
                              f"received x.shape={tuple(x_shape)}, w.shape={tuple(w_shape)}")
         return cls(B, C, H, W, O, kh, kw, stride, padding, dilation, int(groups), OH, OW)
 
-    def taps(self):
-        """(phase, qi, qj) int32 arrays, one entry per tap i * kw + j."""
+    def phases(self):
+        """(row phases, column phases) some tap reads: the input's stride phases that are
+        used. At most kh and kw of them, so the work follows the kernel, not the stride."""
         (sh, sw), (dh, dw) = self.stride, self.dilation
+        return (np.unique(np.arange(self.kh) * dh % sh).tolist(),
+                np.unique(np.arange(self.kw) * dw % sw).tolist())
+
+    def taps(self):
+        """(phase, qi, qj) int32 arrays, one entry per tap i * kw + j; ``phase`` numbers
+        the used phases of :meth:`phases` row-major."""
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        rows, cols = self.phases()
         i, j = np.divmod(np.arange(self.kh * self.kw), self.kw)
         ri, rj = i * dh, j * dw
-        phase = (ri % sh) * sw + (rj % sw)
+        phase = np.searchsorted(rows, ri % sh) * len(cols) + np.searchsorted(cols, rj % sw)
         return (phase.astype(np.int32), (ri // sh).astype(np.int32), (rj // sw).astype(np.int32))
 
     def phase_shape(self):
         (sh, sw), (ph, pw) = self.stride, self.padding
+        rows, cols = self.phases()
         Hq = -(-(self.H + 2 * ph) // sh)
         Wq = -(-(self.W + 2 * pw) // sw)
-        return (self.B, self.C, sh * sw, Hq, Wq)
+        return (self.B, self.C, len(rows) * len(cols), Hq, Wq)
 
 
 def _pad(x, g):
@@ -97,16 +107,17 @@ def _pad(x, g):
 
 
 def _phases(x, g):
-    """The padded input split into stride phases: contiguous rows for every tap."""
+    """The padded input split into the used stride phases: contiguous rows for every tap."""
     xp = _pad(x, g)
     sh, sw = g.stride
     if sh == 1 and sw == 1:
         return np.ascontiguousarray(xp)[:, :, None]
+    rows, cols = g.phases()
     P = np.zeros(g.phase_shape(), dtype=x.dtype)
-    for a in range(sh):
-        for e in range(sw):
+    for n_a, a in enumerate(rows):
+        for n_e, e in enumerate(cols):
             sub = xp[:, :, a::sh, e::sw]
-            P[:, :, a * sw + e, :sub.shape[2], :sub.shape[3]] = sub
+            P[:, :, n_a * len(cols) + n_e, :sub.shape[2], :sub.shape[3]] = sub
     return P
 
 
@@ -117,11 +128,12 @@ def _unphase(gP, g):
     if sh == 1 and sw == 1:
         gxp = gP[:, :, 0]
     else:
-        gxp = np.empty((g.B, g.C, Hp, Wp), dtype=gP.dtype)
-        for a in range(sh):
-            for e in range(sw):
-                n_a, n_e = len(range(a, Hp, sh)), len(range(e, Wp, sw))
-                gxp[:, :, a::sh, e::sw] = gP[:, :, a * sw + e, :n_a, :n_e]
+        rows, cols = g.phases()
+        gxp = np.zeros((g.B, g.C, Hp, Wp), dtype=gP.dtype)   # unused phases: no gradient
+        for n_a, a in enumerate(rows):
+            for n_e, e in enumerate(cols):
+                h, w = len(range(a, Hp, sh)), len(range(e, Wp, sw))
+                gxp[:, :, a::sh, e::sw] = gP[:, :, n_a * len(cols) + n_e, :h, :w]
     return np.ascontiguousarray(gxp[:, :, ph:ph + g.H, pw:pw + g.W])
 
 
