@@ -226,7 +226,13 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, n_thre
     Zero weights are never multiplied and all-zero input rows are skipped on the
     direct path (weights compressed per filter, input split into stride phases, no
     im2col); im2col + BLAS is used when the kept work is large enough that it wins.
-    float32/float64; mixed inputs promote as NumPy does.
+    float32/float64; mixed inputs promote as NumPy does. Work follows the output size
+    and the nonzeros, not the stride (only the input phases some tap reads are built).
+
+    NaN and inf: every path returns the dense cross-correlation's answer in IEEE
+    arithmetic, as torch does: a zero weight times an inf input is NaN, and so is an
+    inf or NaN weight times a zero input (padding included). A zero is skipped only
+    where that is exact: zero weights when x is finite, zero pixels when w is finite.
     """
     return _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads)[0]
 
@@ -261,7 +267,10 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     w_density = np.count_nonzero(w2) / w2.size
     x_density = np.count_nonzero(x) / x.size
     w_finite = bool(np.isfinite(w2).all())
-    cost = {"im2col-blas": 1.0, "direct": DIRECT_FIXED + w_density * DIRECT_COST}
+    cost = {"im2col-blas": 1.0}
+    # Skipping a zero weight would hide its product with an inf/NaN pixel (NaN).
+    if np.isfinite(x).all():
+        cost["direct"] = DIRECT_FIXED + w_density * DIRECT_COST
     # Skipping a zero pixel would hide inf * 0 = NaN; and the receptive-field compaction
     # works a vector of channels at a time, so it needs at least one vector of them.
     if w_finite and g.C // g.groups >= INPUT_MIN_CHANNELS:
@@ -320,7 +329,9 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
     keep_density = np.count_nonzero(keep) / keep.size
     w_density = np.count_nonzero(w2) / w2.size
     blas_w = DIRECT_FIXED + keep_density * DIRECT_COST >= 1.0
-    blas_x = DIRECT_FIXED + w_density * DIRECT_COST >= 1.0
+    # The direct grad_x skips zero weights, exact only while grad_out is finite.
+    blas_x = (DIRECT_FIXED + w_density * DIRECT_COST >= 1.0
+              or not np.isfinite(grad).all())
     threads = resolve_threads(n_threads, g.B * w2.size * g.OH * g.OW * max(keep_density, w_density))
     if blas_w or blas_x:
         grad_g = _to_groups(grad, g)                                   # (G, Og, B*OH*OW)
@@ -330,7 +341,7 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
 
     if blas_w:
         cols = _im2col(x, g)                                           # (G, K, B*OH*OW)
-        grad_w = _per_group(grad_g, cols, transpose_b=True).reshape(g.O, -1) * keep
+        grad_w = np.where(keep, _per_group(grad_g, cols, transpose_b=True).reshape(g.O, -1), 0)
     else:   # at the kept weights only: one plane dot product per image
         _, widx, wptr = _filter_csr(w2, keep)
         vals = np.empty(len(widx), dtype=dtype)

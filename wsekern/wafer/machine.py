@@ -15,7 +15,7 @@ from ..errors import SramOverflowError
 from ..kernels import _as_dense_operand
 from ..kernels import sddmm as cpu_sddmm
 from ..kernels import spmm as cpu_spmm
-from ..sparse import PackedSparse, check_float_dtype
+from ..sparse import PackedSparse, check_float_dtype, check_sparse_operand
 from . import analytic, event
 from .config import WaferConfig
 
@@ -199,11 +199,14 @@ class Wafer:
     def sddmm(self, A, B, pattern, *, region=None, n_threads=None):
         """``wsekern.sddmm(A, B, pattern)`` and its cost: the result stays where W lives."""
         result = cpu_sddmm(A, B, pattern, n_threads=n_threads)
-        P = _as_scipy(pattern)
+        P = _as_scipy(pattern, "pattern", values="real")
         ind = sps.csr_array((np.ones(P.nnz), P.indices, P.indptr), shape=P.shape)
         useful = cpu_sddmm((np.asarray(A) != 0).astype(np.float64),
                            (np.asarray(B) != 0).astype(np.float64), ind).sum()
         region = self._region(region)
+        (M, N), D = P.shape, np.shape(A)[1]
+        if min(M, N, D) == 0:
+            return result, analytic.empty(self.config, M, D, N, "weight-stationary")
 
         def cost(m, reg, exact=True, full=True):
             return analytic.sddmm_cost(A, B, P, self.config, reg, useful, full=full)
@@ -211,13 +214,18 @@ class Wafer:
         return result, self._choose(cost, dims, ("weight-stationary",), region)
 
     def matmul(self, A, B, *, region=None, compute=True):
-        """Dense A @ B, SUMMA-style (resident on one PE with region=(1, 1))."""
-        A, B = np.asarray(A), np.asarray(B)
+        """Dense A @ B, SUMMA-style (resident on one PE with region=(1, 1)).
+
+        A and B are dense float32/float64 arrays (the wafer's arithmetic is real)."""
+        A, B = _as_dense_operand(A, "A"), _as_dense_operand(B, "B")
         if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
             raise ValueError(f"matmul expects A (M x K) and B (K x N); received A.shape={A.shape}, "
                              f"B.shape={B.shape}")
         result = A @ B if compute else None
         region = self._region(region)
+        if min(A.shape + B.shape) == 0:
+            return result, analytic.empty(self.config, A.shape[0], A.shape[1], B.shape[1],
+                                          "summa")
         if region is not None and region[2:] == (1, 1):
             return result, analytic.resident(A, B, self.config, region, what="matmul")
         M, K = A.shape
@@ -260,10 +268,12 @@ def _cycles(report):
     return report.cycles if report is not None else np.inf
 
 
-def _as_scipy(W):
+def _as_scipy(W, name="W", values="float"):
+    """W as a csr_array; a SciPy operand's raw arrays are checked before SciPy converts it."""
     if isinstance(W, PackedSparse):
         return W.to_scipy()
     if sps.issparse(W):
+        check_sparse_operand(W, name, values=values)
         return sps.csr_array(W)
     W = np.asarray(W)
     if W.ndim != 2:
