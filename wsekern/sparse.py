@@ -294,6 +294,8 @@ class PackedSparse:
         return obj
 
     def _init(self, data, indices, indptr, shape):
+        # Own the index arrays: a view's base could be written, and with it the indices.
+        indices, indptr = (a if a.flags.owndata else a.copy() for a in (indices, indptr))
         self._data = data
         self._indices = indices
         self._indptr = indptr
