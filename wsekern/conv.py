@@ -2,11 +2,12 @@
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sps
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import _conv
 from ._threads import resolve_threads
-from .sparse import check_float_dtype
+from .sparse import PackedSparse, check_float_dtype
 
 # Time of each zero-skipping path relative to im2col + BLAS, as fixed + per-density
 # cost (fitted on x 8x64x32x32, w 64x64x3x3, 1 thread, AVX-512; `wsekern bench conv`).
@@ -214,6 +215,10 @@ def _from_groups(y, g):
 
 
 def _as_float(a, name):
+    if sps.issparse(a) or isinstance(a, PackedSparse):
+        raise TypeError(f"{name} must be a dense NumPy array (conv2d skips its zeros itself); "
+                        f"received a sparse {type(a).__name__}. Pass {name}.toarray() "
+                        f"reshaped to NCHW / OIHW")
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
     check_float_dtype(a.dtype, name)
