@@ -161,6 +161,9 @@ def test_conv2d_nan_count_does_not_depend_on_the_path(monkeypatch):
                 counts.add(int(np.isnan(wsekern.conv2d(x, w, padding=1)).sum()))
     # Every filter meets the inf pixel in 9 windows; filter 0 there by 1 * inf = inf once.
     assert counts == {3 * 9 - 1}
+    torch = pytest.importorskip("torch")
+    expected = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
+    assert int(np.isnan(expected).sum()) == 3 * 9 - 1
 
 
 def test_conv2d_backward_masked_gradient_is_zero_even_next_to_nan():
