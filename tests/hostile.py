@@ -285,6 +285,24 @@ def case_conv_huge_stride():
         assert gx.sum() == 3.0
 
 
+def case_conv_huge_padding():
+    """Padding far beyond the windows read: the work follows the output, and an output
+    beyond memory is refused with the estimate before anything is allocated."""
+    import wsekern
+    x = np.arange(1.0, 17.0).reshape(1, 1, 4, 4)
+    w = np.full((1, 1, 1, 1), 2.0)
+    y = wsekern.conv2d(x, w, padding=10**6, stride=10**6)    # windows at -1e6, 0 and 1e6
+    expected = np.zeros((1, 1, 3, 3))
+    expected[0, 0, 1, 1] = 2.0 * x[0, 0, 0, 0]
+    _close(y, expected)
+    gx, gw, _ = wsekern.conv2d_backward(np.ones_like(y), x, w, padding=10**6, stride=10**6)
+    assert gx[0, 0, 0, 0] == 2.0 and gx.sum() == 2.0 and gw.ravel()[0] == x[0, 0, 0, 0]
+    huge = np.broadcast_to(1.0, (1, 1, 200004, 200004))    # no memory behind it
+    for call in (lambda: wsekern.conv2d(x, w, padding=10**5),
+                 lambda: wsekern.conv2d_backward(huge, x, w, padding=10**5)):
+        _expect_error(call, MemoryError, match=r"GiB.*lower the padding")
+
+
 def case_mtx_declares_1e8_square(tmpdir):
     from wsekern.cli import main
     path = os.path.join(tmpdir, "big.mtx")

@@ -135,3 +135,28 @@ def test_wafer_report_invariants_on_random_problems(problem, mapping, R, C, dtyp
     assert r.macs_performed + r.macs_skipped_weight + r.macs_skipped_activation == r.macs_dense
     assert r.cycles_lower <= r.cycles <= r.cycles_upper
     assert (r.sram_bytes <= cfg.sram_bytes).all()
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), H=st.integers(1, 5), k=st.integers(1, 3),
+       pad=st.integers(0, 9), stride=st.integers(1, 12), dilation=st.integers(1, 3))
+def test_conv2d_large_padding_and_stride(seed, H, k, pad, stride, dilation):
+    """Padding and stride large against the input (the padding is then never built): the
+    reference forward, and backward by the adjoint identities <gy, conv(x, w)> =
+    <grad_x, x> = <grad_w, w> (conv2d is linear in each operand)."""
+    from test_conv import conv_reference
+    if (k - 1) * dilation + 1 > H + 2 * pad:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 2, H, H))
+    w = rng.standard_normal((3, 2, k, k)) * (rng.random((3, 2, k, k)) < 0.7)
+    kw = dict(stride=stride, padding=pad, dilation=dilation)
+    y = wsekern.conv2d(x, w, **kw)
+    np.testing.assert_allclose(y, conv_reference(x, w, None, (stride,) * 2, (pad,) * 2,
+                                                 (dilation,) * 2, 1), rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(y.shape)
+    gx, gw, gb = wsekern.conv2d_backward(gy, x, w, **kw)
+    inner = float((gy * y).sum())
+    np.testing.assert_allclose([(gx * x).sum(), (gw * w).sum()], [inner, inner],
+                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gb, gy.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)

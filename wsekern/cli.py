@@ -1,6 +1,5 @@
 """The ``wsekern`` command."""
 import argparse
-import os
 import sys
 
 import numpy as np
@@ -68,25 +67,13 @@ MTX_BYTES_PER_ENTRY = 24 + 12
 WAFER_BYTES_PER_LINE = 64
 
 
-def _memory_budget():
-    """Half the memory this process may have: physical memory, or its address-space limit."""
-    import resource
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        total = 16 << 30
-    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-    if limit != resource.RLIM_INFINITY:
-        total = min(total, limit)
-    return total // 2
-
-
 def _read_matrix(path, n):
     """W (float32 CSR) from a Matrix Market file. The header is read first: the memory the
     file and the activations it implies would take is estimated and refused when beyond
     the budget, before anything is loaded; complex values are refused, not truncated."""
     import scipy.io
     import scipy.sparse
+    from ._budget import memory_budget
     from .sparse import check_sparse_operand
     rows, cols, entries, fmt, field, symmetry = scipy.io.mminfo(path)
     if field == "complex":
@@ -95,7 +82,7 @@ def _read_matrix(path, n):
     stored = rows * cols if fmt == "array" else entries * (1 if symmetry == "general" else 2)
     need = (stored * MTX_BYTES_PER_ENTRY + (rows + cols) * WAFER_BYTES_PER_LINE
             + cols * max(n, 0) * 4)
-    budget = _memory_budget()
+    budget = memory_budget()
     if need > budget:
         raise ValueError(
             f"{path} declares a {rows} x {cols} matrix with {stored:,} stored values; reading "
