@@ -214,3 +214,30 @@ def test_max_pool_backward_all_minus_inf_windows_keep_their_gradient(kernel, str
     xt = torch.tensor(x, requires_grad=True)
     torch.nn.functional.max_pool2d(xt, kernel, stride, padding).backward(torch.tensor(g))
     np.testing.assert_array_equal(gx, xt.grad.numpy())
+
+
+@pytest.mark.parametrize("mapping", ["weight-stationary", "activation-stationary"])
+def test_event_mode_inf_activations_match_the_cpu_kernel(mapping):
+    """inf/NaN in X meet only stored weights (dense blocks included), as on the CPU."""
+    rng = np.random.default_rng(1)
+    wafer = wsekern.Wafer(wsekern.WaferConfig.small(4, 4))
+    for density in (0.3, 0.9):
+        W = sps.random_array((8, 8), density=density, rng=rng, format="csr")
+        X = rng.standard_normal((8, 4))
+        X[X < 0] = 0
+        X[0, 0], X[1, 1], X[2, 2] = np.inf, np.nan, -np.inf
+        Y, _ = wafer.spmm(W, X, mode="event", mapping=mapping, region=(2, 2))
+        np.testing.assert_allclose(Y, wsekern.spmm(W, X), rtol=1e-12, atol=1e-12)
+
+
+def test_event_conv2d_nonfinite_matches_the_cpu_kernel():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 2, 5, 5))
+    x[0, 0, 2, 2], x[0, 1, 0, 4] = np.inf, np.nan
+    w = rng.standard_normal((4, 1, 3, 3)) * (rng.random((4, 1, 3, 3)) < 0.4)
+    w[1, 0, 1, 1] = np.inf
+    wafer = wsekern.Wafer(wsekern.WaferConfig.small(4, 4))
+    with np.errstate(invalid="ignore"):
+        y, _ = wafer.conv2d(x, w, padding=1, groups=2, mode="event", region=(2, 2))
+        np.testing.assert_allclose(y, wsekern.conv2d(x, w, padding=1, groups=2),
+                                   rtol=1e-12, atol=1e-12)

@@ -252,11 +252,24 @@ class Wafer:
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
         if mode == "event":
             Y2, report = self._event(Wm, X2, region, mapping, "conv2d")
+            _zero_weight_meets_nonfinite(w.reshape(g.O, -1), cols, Y2)
             out = Y2.reshape(g.O, g.B, g.OH, g.OW).transpose(1, 0, 2, 3)
             if bias is not None:
                 out = out + bias.astype(np.float64)[None, :, None, None]
             return np.ascontiguousarray(out, dtype=dtype), report
         return y, self._matmul_cost(Wm, X2, region, mapping, "conv2d")
+
+
+def _zero_weight_meets_nonfinite(w2, cols, Y2):
+    """conv2d's contract is the dense IEEE answer (a zero weight times an inf pixel is NaN);
+    the fabric never stores or sends a zero weight, so mark those products after the run."""
+    bad = ~np.isfinite(cols)                                     # (G, Kg, B*OH*OW)
+    if not bad.any():
+        return
+    Og = w2.shape[0] // cols.shape[0]
+    for gi in range(cols.shape[0]):
+        zero = (w2[gi * Og:(gi + 1) * Og] == 0).astype(np.float64)      # (Og, Kg)
+        Y2[gi * Og:(gi + 1) * Og][zero @ bad[gi].astype(np.float64) > 0] = np.nan
 
 
 def _check_mode(mode):
