@@ -1,5 +1,6 @@
 """Property tests: random shapes, densities and raw CSR arrays never crash the kernels."""
 import numpy as np
+import pytest
 import scipy.sparse as sps
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
@@ -160,3 +161,33 @@ def test_conv2d_large_padding_and_stride(seed, H, k, pad, stride, dilation):
     np.testing.assert_allclose([(gx * x).sum(), (gw * w).sum()], [inner, inner],
                                rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(gb, gy.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "bsr", "coo", "dia"])
+@pytest.mark.parametrize("index_dtype", [np.int8, np.uint8, np.int16, np.uint16, np.uint32,
+                                         np.uint64])
+def test_narrow_and_unsigned_index_arrays(fmt, index_dtype):
+    """Valid matrices whose index arrays are narrow or unsigned give the reference answer
+    (SciPy negates a uint8 DIA offset in its transpose and got 1 where 2 is right)."""
+    D = np.eye(6, 8) + 2 * np.eye(6, 8, 1) - 3 * np.eye(6, 8, -2)
+    A = getattr(sps, f"{fmt}_array")(D)
+    if fmt == "coo":
+        A.coords = tuple(c.astype(index_dtype) for c in A.coords)
+    elif fmt == "dia":
+        A.offsets = A.offsets.astype(np.int64).astype(index_dtype)
+    else:
+        A.indices, A.indptr = A.indices.astype(index_dtype), A.indptr.astype(index_dtype)
+    D_seen = D.copy()
+    if fmt == "dia" and np.dtype(index_dtype).kind == "u":
+        D_seen = np.eye(6, 8) + 2 * np.eye(6, 8, 1)      # offset -2 wrapped: a far diagonal
+        D_seen += -3 * np.eye(6, 8, int(np.array(-2).astype(index_dtype)))
+    for transpose in (False, True):
+        Dop = D_seen.T if transpose else D_seen
+        X = np.arange(1.0, Dop.shape[1] * 2 + 1).reshape(-1, 2)
+        try:
+            got = wsekern.spmm(A, X, transpose=transpose)
+        except ValueError as exc:        # a wrapped offset far outside the matrix
+            assert fmt == "dia" and "far outside" in str(exc)
+            continue
+        np.testing.assert_allclose(got, Dop @ X)
+        np.testing.assert_allclose(wsekern.pack(A).toarray(), D_seen)

@@ -69,7 +69,7 @@ def test_named_hostile_cases(tmp_path):
 
 # -- generated malformed formats -------------------------------------------------------------
 ENTRIES = ["spmm", "spmm-T", "pack", "sddmm", "wafer"]
-INDEX_DTYPES = [np.int32, np.int64, np.uint32]
+INDEX_DTYPES = [np.int32, np.int64, np.uint32, np.int8, np.uint8, np.int16]
 
 
 @st.composite
@@ -81,7 +81,7 @@ def raw_case(draw):
 
     def ints(n, elements=idx):
         vals = draw(st.lists(elements, min_size=n, max_size=n))
-        if dtype == np.uint32:
+        if np.dtype(dtype).kind == "u":
             vals = [v for v in vals if v >= 0] or [0] * n
         return np.array(vals, dtype=np.int64).astype(dtype)
 

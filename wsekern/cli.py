@@ -92,7 +92,7 @@ def _read_matrix(path, n):
             f"columns (--n)")
     W = scipy.io.mmread(path)
     if scipy.sparse.issparse(W):
-        check_sparse_operand(W, f"the matrix in {path}", values="real")
+        W = check_sparse_operand(W, f"the matrix in {path}", values="real")
     return scipy.sparse.csr_array(W).astype(np.float32)
 
 

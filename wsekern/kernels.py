@@ -251,7 +251,7 @@ def sddmm(A, B, pattern, *, n_threads=None):
         raise TypeError(f"pattern must be a scipy.sparse matrix/array or a PackedSparse; "
                         f"received {type(pattern).__name__}")
     if not packed:
-        check_sparse_operand(pattern, "pattern", values="real")
+        pattern = check_sparse_operand(pattern, "pattern", values="real")
     if pattern.shape != (A.shape[0], B.shape[0]):
         raise ValueError(f"expected pattern of shape {(A.shape[0], B.shape[0])} "
                          f"(A.shape[0], B.shape[0]); received pattern.shape={pattern.shape}, "

@@ -44,7 +44,9 @@ def check_sparse_operand(W, name="W", *, values="float"):
     duplicate indices are valid (they are summed, as SciPy does). O(nnz + rows).
 
     ``values`` is "float" (float32/float64 required, for kernels) or "real" (any real
-    or boolean dtype, for a pattern or a file's integers). Returns the shape (M, K).
+    or boolean dtype, for a pattern or a file's integers). Returns W, or a copy whose
+    index arrays are int64 when they were narrower or unsigned: SciPy's own arithmetic
+    on those wraps (a uint8 DIA offset negated by a transpose) or fails.
     """
     fmt = getattr(W, "format", None)
     if not sps.issparse(W) or fmt not in _FORMAT_CHECKS:
@@ -59,7 +61,26 @@ def check_sparse_operand(W, name="W", *, values="float"):
     elif dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real values; received dtype {dtype}")
     _FORMAT_CHECKS[fmt](W, M, K, what)
-    return M, K
+    return _wide_indices(W)
+
+
+def _wide_indices(W):
+    """W itself when its index arrays are int32/int64, else a copy with int64 ones."""
+    fmt, cls = W.format, type(W)
+    wide = (np.dtype(np.int32), np.dtype(np.int64))
+    if fmt in ("csr", "csc", "bsr"):
+        if W.indices.dtype in wide and W.indptr.dtype in wide:
+            return W
+        return cls((W.data, W.indices.astype(np.int64), W.indptr.astype(np.int64)),
+                   shape=W.shape)
+    if fmt == "coo":
+        row, col = W.coords if hasattr(W, "coords") else (W.row, W.col)
+        if row.dtype in wide and col.dtype in wide:
+            return W
+        return cls((W.data, (row.astype(np.int64), col.astype(np.int64))), shape=W.shape)
+    if fmt == "dia" and W.offsets.dtype not in wide:
+        return cls((W.data, W.offsets.astype(np.int64)), shape=W.shape)
+    return W                     # LIL and DOK hold Python integers
 
 
 def _check_shape(shape, what):
@@ -234,7 +255,7 @@ def csr_parts(W, dtype, transpose=False, name="W"):
         P = W.T if transpose else W
         data = P.data if P.data.dtype == dtype else P.data.astype(dtype)
         return data, P.indices, P.indptr, P.shape
-    check_sparse_operand(W, name)
+    W = check_sparse_operand(W, name)
     A = W.T if transpose else W
     if A.format != "csr":
         A = A.tocsr()
@@ -450,7 +471,7 @@ def pack(W, *, dtype=None):
     if isinstance(W, PackedSparse):
         return W if dtype is None else W.astype(dtype)
     if sps.issparse(W):
-        check_sparse_operand(W)
+        W = check_sparse_operand(W)
         dtype = check_float_dtype(W.dtype if dtype is None else dtype, "dtype")
         A = W.tocsr(copy=True)
         # The flags are the caller's word, not a fact: clear them so the sums are done.

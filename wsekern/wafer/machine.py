@@ -286,8 +286,7 @@ def _as_scipy(W, name="W", values="float"):
     if isinstance(W, PackedSparse):
         return W.to_scipy()
     if sps.issparse(W):
-        check_sparse_operand(W, name, values=values)
-        return sps.csr_array(W)
+        return sps.csr_array(check_sparse_operand(W, name, values=values))
     W = np.asarray(W)
     if W.ndim != 2:
         raise ValueError(f"W must be 2-D; received shape {W.shape}")
