@@ -133,8 +133,16 @@ def run_raw(spec):
     elif entry == "sddmm":
         A = np.arange(1.0, 2 * M + 1).reshape(M, 2)
         B = np.arange(1.0, 2 * K + 1).reshape(K, 2)
-        call = lambda: wsekern.sddmm(A, B, W).toarray()         # noqa: E731
-        expected = None if D is None else (A @ B.T) * (_pattern(fmt, raw, shape) > 0)
+        if D is None:
+            return _expect_error(lambda: wsekern.sddmm(A, B, W))
+        # Every stored entry of the result holds (A @ B.T) at its place (duplicates of a
+        # CSR pattern stay, COO's are summed by SciPy's conversion), at the stored places.
+        S = wsekern.sddmm(A, B, W)
+        rows = np.repeat(np.arange(M), np.diff(S.indptr))
+        _close(S.data, (A @ B.T)[rows, S.indices])
+        assert set(zip(rows.tolist(), S.indices.tolist())) == set(
+            zip(*(v.tolist() for v in np.nonzero(_pattern(fmt, raw, shape)))))
+        return
     elif entry == "wafer":
         wafer = wsekern.Wafer(wsekern.WaferConfig.small(2, 2))
         call, expected = (lambda: wafer.spmm(W, X)[0]), (None if D is None else D @ X)
