@@ -1,5 +1,6 @@
 """Property tests: random shapes, densities and raw CSR arrays never crash the kernels."""
 import numpy as np
+import pytest
 import scipy.sparse as sps
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
@@ -135,3 +136,58 @@ def test_wafer_report_invariants_on_random_problems(problem, mapping, R, C, dtyp
     assert r.macs_performed + r.macs_skipped_weight + r.macs_skipped_activation == r.macs_dense
     assert r.cycles_lower <= r.cycles <= r.cycles_upper
     assert (r.sram_bytes <= cfg.sram_bytes).all()
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), H=st.integers(1, 5), k=st.integers(1, 3),
+       pad=st.integers(0, 9), stride=st.integers(1, 12), dilation=st.integers(1, 3))
+def test_conv2d_large_padding_and_stride(seed, H, k, pad, stride, dilation):
+    """Padding and stride large against the input (the padding is then never built): the
+    reference forward, and backward by the adjoint identities <gy, conv(x, w)> =
+    <grad_x, x> = <grad_w, w> (conv2d is linear in each operand)."""
+    from test_conv import conv_reference
+    if (k - 1) * dilation + 1 > H + 2 * pad:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 2, H, H))
+    w = rng.standard_normal((3, 2, k, k)) * (rng.random((3, 2, k, k)) < 0.7)
+    kw = dict(stride=stride, padding=pad, dilation=dilation)
+    y = wsekern.conv2d(x, w, **kw)
+    np.testing.assert_allclose(y, conv_reference(x, w, None, (stride,) * 2, (pad,) * 2,
+                                                 (dilation,) * 2, 1), rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(y.shape)
+    gx, gw, gb = wsekern.conv2d_backward(gy, x, w, **kw)
+    inner = float((gy * y).sum())
+    np.testing.assert_allclose([(gx * x).sum(), (gw * w).sum()], [inner, inner],
+                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gb, gy.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "bsr", "coo", "dia"])
+@pytest.mark.parametrize("index_dtype", [np.int8, np.uint8, np.int16, np.uint16, np.uint32,
+                                         np.uint64])
+def test_narrow_and_unsigned_index_arrays(fmt, index_dtype):
+    """Valid matrices whose index arrays are narrow or unsigned give the reference answer
+    (SciPy negates a uint8 DIA offset in its transpose and got 1 where 2 is right)."""
+    D = np.eye(6, 8) + 2 * np.eye(6, 8, 1) - 3 * np.eye(6, 8, -2)
+    A = getattr(sps, f"{fmt}_array")(D)
+    if fmt == "coo":
+        A.coords = tuple(c.astype(index_dtype) for c in A.coords)
+    elif fmt == "dia":
+        A.offsets = A.offsets.astype(np.int64).astype(index_dtype)
+    else:
+        A.indices, A.indptr = A.indices.astype(index_dtype), A.indptr.astype(index_dtype)
+    D_seen = D.copy()
+    if fmt == "dia" and np.dtype(index_dtype).kind == "u":
+        D_seen = np.eye(6, 8) + 2 * np.eye(6, 8, 1)      # offset -2 wrapped: a far diagonal
+        D_seen += -3 * np.eye(6, 8, int(np.array(-2).astype(index_dtype)))
+    for transpose in (False, True):
+        Dop = D_seen.T if transpose else D_seen
+        X = np.arange(1.0, Dop.shape[1] * 2 + 1).reshape(-1, 2)
+        try:
+            got = wsekern.spmm(A, X, transpose=transpose)
+        except ValueError as exc:        # a wrapped offset far outside the matrix
+            assert fmt == "dia" and "far outside" in str(exc)
+            continue
+        np.testing.assert_allclose(got, Dop @ X)
+        np.testing.assert_allclose(wsekern.pack(A).toarray(), D_seen)

@@ -16,11 +16,22 @@ def max_threads():
     return max(1, _spmm.omp_max_threads())
 
 
+def machine_threads():
+    """Hardware threads this process may run on (its CPU affinity, else os.cpu_count())."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def resolve_threads(n_threads, work):
     """Threads to use for ``work`` multiply-adds.
 
     None means all available; a negative value counts back from the number of
-    CPUs (-1 all, -2 all but one), as in scikit-learn; 0 is an error.
+    CPUs (-1 all, -2 all but one), as in scikit-learn; 0 is an error. A count above
+    the machine's threads (:func:`machine_threads`) is capped there: more OpenMP
+    threads than cores only slow the loops, and thousands of them can fail to start
+    (libgomp then exits the interpreter).
     """
     available = max_threads()
     if n_threads is None:
@@ -32,8 +43,8 @@ def resolve_threads(n_threads, work):
         if n_threads == 0:
             raise ValueError("n_threads=0 is not valid; use None (all threads), a positive "
                              "count, or a negative one (-1 = all CPUs)")
-        wanted = n_threads if n_threads > 0 else max(1, (os.cpu_count() or 1) + 1 + n_threads)
+        wanted = n_threads if n_threads > 0 else max(1, machine_threads() + 1 + n_threads)
     if not _spmm.openmp_enabled():
         return 1
     by_work = max(1, int(work // MIN_WORK_PER_THREAD))
-    return max(1, min(wanted, by_work))
+    return max(1, min(wanted, by_work, machine_threads()))

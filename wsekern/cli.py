@@ -59,6 +59,43 @@ def _activations(shape, sparsity, seed):
     return X
 
 
+# Bytes per stored entry while a Matrix Market file becomes W: the COO arrays read
+# (int64 row and column, float64 value), then the float32 CSR copy.
+MTX_BYTES_PER_ENTRY = 24 + 12
+# Bytes per row and per column of W that the wafer's analytic model keeps (a handful
+# of int64/float64 per-row and per-column counts and bounds).
+WAFER_BYTES_PER_LINE = 64
+
+
+def _read_matrix(path, n):
+    """W (float32 CSR) from a Matrix Market file. The header is read first: the memory the
+    file and the activations it implies would take is estimated and refused when beyond
+    the budget, before anything is loaded; complex values are refused, not truncated."""
+    import scipy.io
+    import scipy.sparse
+    from ._budget import memory_budget
+    from .sparse import check_sparse_operand
+    rows, cols, entries, fmt, field, symmetry = scipy.io.mminfo(path)
+    if field == "complex":
+        raise ValueError(f"{path} holds complex values; the kernels and the wafer compute "
+                         f"with real ones. Write its real part (or magnitude) to a new file")
+    stored = rows * cols if fmt == "array" else entries * (1 if symmetry == "general" else 2)
+    need = (stored * MTX_BYTES_PER_ENTRY + (rows + cols) * WAFER_BYTES_PER_LINE
+            + cols * max(n, 0) * 4)
+    budget = memory_budget()
+    if need > budget:
+        raise ValueError(
+            f"{path} declares a {rows} x {cols} matrix with {stored:,} stored values; reading "
+            f"it, the {cols} x {n} activations and the wafer's per-row counts would take about "
+            f"{need / 2**30:.1f} GiB, beyond this command's budget of {budget / 2**30:.1f} GiB "
+            f"(half the memory it may use). Use a smaller matrix, or fewer activation "
+            f"columns (--n)")
+    W = scipy.io.mmread(path)
+    if scipy.sparse.issparse(W):
+        W = check_sparse_operand(W, f"the matrix in {path}", values="real")
+    return scipy.sparse.csr_array(W).astype(np.float32)
+
+
 def _cmd_simulate(args):
     import json
     from .wafer import Wafer
@@ -66,9 +103,7 @@ def _cmd_simulate(args):
     region = tuple(args.region) if args.region else None
     if args.op == "spmm":
         if args.matrix:
-            import scipy.io
-            import scipy.sparse
-            W = scipy.sparse.csr_array(scipy.io.mmread(args.matrix)).astype(np.float32)
+            W = _read_matrix(args.matrix, args.n)
         else:
             W = _random_sparse(args.m, args.k, args.sparsity, args.seed)
         X = _activations((W.shape[1], args.n), args.act_sparsity, args.seed)

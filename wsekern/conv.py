@@ -2,11 +2,13 @@
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sps
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import _conv
+from ._budget import check_memory
 from ._threads import resolve_threads
-from .sparse import check_float_dtype
+from .sparse import PackedSparse, check_float_dtype
 
 # Time of each zero-skipping path relative to im2col + BLAS, as fixed + per-density
 # cost (fitted on x 8x64x32x32, w 64x64x3x3, 1 thread, AVX-512; `wsekern bench conv`).
@@ -74,19 +76,56 @@ class ConvGeometry:
                              f"received x.shape={tuple(x_shape)}, w.shape={tuple(w_shape)}")
         return cls(B, C, H, W, O, kh, kw, stride, padding, dilation, int(groups), OH, OW)
 
-    def taps(self):
-        """(phase, qi, qj) int32 arrays, one entry per tap i * kw + j."""
+    def phases(self):
+        """(row phases, column phases) some tap reads: the input's stride phases that are
+        used. At most kh and kw of them, so the work follows the kernel, not the stride."""
         (sh, sw), (dh, dw) = self.stride, self.dilation
+        return (np.unique(np.arange(self.kh) * dh % sh).tolist(),
+                np.unique(np.arange(self.kw) * dw % sw).tolist())
+
+    def taps(self):
+        """(phase, qi, qj) int32 arrays, one entry per tap i * kw + j; ``phase`` numbers
+        the used phases of :meth:`phases` row-major."""
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        rows, cols = self.phases()
         i, j = np.divmod(np.arange(self.kh * self.kw), self.kw)
         ri, rj = i * dh, j * dw
-        phase = (ri % sh) * sw + (rj % sw)
+        phase = np.searchsorted(rows, ri % sh) * len(cols) + np.searchsorted(cols, rj % sw)
         return (phase.astype(np.int32), (ri // sh).astype(np.int32), (rj // sw).astype(np.int32))
+
+    def padded_size(self):
+        (ph, pw) = self.padding
+        return self.B * self.C * (self.H + 2 * ph) * (self.W + 2 * pw)
+
+    def padding_dominates(self):
+        """Whether the padding alone outweighs the input and the im2col columns (a padding
+        far larger than what the windows read): then only im2col by gathering, which never
+        builds the padding, keeps the work proportional to the input and the output."""
+        x_size = self.B * self.C * self.H * self.W
+        cols = self.B * self.C * self.kh * self.kw * self.OH * self.OW
+        return self.padded_size() - x_size > x_size + cols
+
+    def check_memory(self, itemsize, im2col, backward=False):
+        """Refuse (MemoryError naming the estimate) a convolution whose output, padded input
+        (or its phases) and im2col columns, where that path is taken, would not fit."""
+        (ph, pw), (sh, sw) = self.padding, self.stride
+        out = self.B * self.O * self.OH * self.OW
+        cols = self.B * self.C * self.kh * self.kw * self.OH * self.OW if im2col else 0
+        padded = (self.padded_size() if not self.padding_dominates()
+                  else self.B * self.C * (self.H + 2) * (self.W + 2))
+        n = (2 * out + 2 * padded + cols) if backward else (out + 2 * padded + cols)
+        check_memory(n * itemsize, f"conv2d{'_backward' if backward else ''} of x "
+                     f"{(self.B, self.C, self.H, self.W)} with w "
+                     f"{(self.O, self.C // self.groups, self.kh, self.kw)}, stride "
+                     f"{(sh, sw)}, padding {(ph, pw)} (output {self.OH}x{self.OW})",
+                     "lower the padding, the batch or the image size, or raise the stride")
 
     def phase_shape(self):
         (sh, sw), (ph, pw) = self.stride, self.padding
+        rows, cols = self.phases()
         Hq = -(-(self.H + 2 * ph) // sh)
         Wq = -(-(self.W + 2 * pw) // sw)
-        return (self.B, self.C, sh * sw, Hq, Wq)
+        return (self.B, self.C, len(rows) * len(cols), Hq, Wq)
 
 
 def _pad(x, g):
@@ -97,16 +136,17 @@ def _pad(x, g):
 
 
 def _phases(x, g):
-    """The padded input split into stride phases: contiguous rows for every tap."""
+    """The padded input split into the used stride phases: contiguous rows for every tap."""
     xp = _pad(x, g)
     sh, sw = g.stride
     if sh == 1 and sw == 1:
         return np.ascontiguousarray(xp)[:, :, None]
+    rows, cols = g.phases()
     P = np.zeros(g.phase_shape(), dtype=x.dtype)
-    for a in range(sh):
-        for e in range(sw):
+    for n_a, a in enumerate(rows):
+        for n_e, e in enumerate(cols):
             sub = xp[:, :, a::sh, e::sw]
-            P[:, :, a * sw + e, :sub.shape[2], :sub.shape[3]] = sub
+            P[:, :, n_a * len(cols) + n_e, :sub.shape[2], :sub.shape[3]] = sub
     return P
 
 
@@ -117,11 +157,12 @@ def _unphase(gP, g):
     if sh == 1 and sw == 1:
         gxp = gP[:, :, 0]
     else:
-        gxp = np.empty((g.B, g.C, Hp, Wp), dtype=gP.dtype)
-        for a in range(sh):
-            for e in range(sw):
-                n_a, n_e = len(range(a, Hp, sh)), len(range(e, Wp, sw))
-                gxp[:, :, a::sh, e::sw] = gP[:, :, a * sw + e, :n_a, :n_e]
+        rows, cols = g.phases()
+        gxp = np.zeros((g.B, g.C, Hp, Wp), dtype=gP.dtype)   # unused phases: no gradient
+        for n_a, a in enumerate(rows):
+            for n_e, e in enumerate(cols):
+                h, w = len(range(a, Hp, sh)), len(range(e, Wp, sw))
+                gxp[:, :, a::sh, e::sw] = gP[:, :, n_a * len(cols) + n_e, :h, :w]
     return np.ascontiguousarray(gxp[:, :, ph:ph + g.H, pw:pw + g.W])
 
 
@@ -167,12 +208,27 @@ def _input_sparse(x, w2, g, threads):
     return out.transpose(0, 3, 1, 2)
 
 
+def _window_index(g):
+    """(rows, cols) into x padded by one zero pixel, broadcasting to (OH, OW, kh, kw): each
+    window's reads, every read of the padding sent to that zero border."""
+    (sh, sw), (dh, dw), (ph, pw) = g.stride, g.dilation, g.padding
+    r = np.arange(g.OH)[:, None] * sh + np.arange(g.kh)[None, :] * dh - ph      # (OH, kh)
+    c = np.arange(g.OW)[:, None] * sw + np.arange(g.kw)[None, :] * dw - pw      # (OW, kw)
+    r = np.where((r >= 0) & (r < g.H), r + 1, 0)
+    c = np.where((c >= 0) & (c < g.W), c + 1, 0)
+    return r[:, None, :, None], c[None, :, None, :]
+
+
 def _im2col(x, g):
     """(groups, C_g * kh * kw, B * OH * OW) columns: one GEMM per group covers the batch."""
     (sh, sw), (dh, dw) = g.stride, g.dilation
-    xp = _pad(x, g)
-    win = sliding_window_view(xp, ((g.kh - 1) * dh + 1, (g.kw - 1) * dw + 1), axis=(2, 3))
-    win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :g.OH, :g.OW]   # (B, C, OH, OW, kh, kw)
+    if g.padding_dominates():
+        r, c = _window_index(g)
+        win = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))[:, :, r, c]
+    else:
+        xp = _pad(x, g)
+        win = sliding_window_view(xp, ((g.kh - 1) * dh + 1, (g.kw - 1) * dw + 1), axis=(2, 3))
+        win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :g.OH, :g.OW]   # (B, C, OH, OW, kh, kw)
     Cg = g.C // g.groups
     cols = win.reshape(g.B, g.groups, Cg, g.OH, g.OW, g.kh, g.kw)
     cols = cols.transpose(1, 2, 5, 6, 0, 3, 4)                    # (G, Cg, kh, kw, B, OH, OW)
@@ -202,6 +258,10 @@ def _from_groups(y, g):
 
 
 def _as_float(a, name):
+    if sps.issparse(a) or isinstance(a, PackedSparse):
+        raise TypeError(f"{name} must be a dense NumPy array (conv2d skips its zeros itself); "
+                        f"received a sparse {type(a).__name__}. Pass {name}.toarray() "
+                        f"reshaped to NCHW / OIHW")
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
     check_float_dtype(a.dtype, name)
@@ -214,7 +274,13 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, n_thre
     Zero weights are never multiplied and all-zero input rows are skipped on the
     direct path (weights compressed per filter, input split into stride phases, no
     im2col); im2col + BLAS is used when the kept work is large enough that it wins.
-    float32/float64; mixed inputs promote as NumPy does.
+    float32/float64; mixed inputs promote as NumPy does. Work follows the output size
+    and the nonzeros, not the stride (only the input phases some tap reads are built).
+
+    NaN and inf: every path returns the dense cross-correlation's answer in IEEE
+    arithmetic, as torch does: a zero weight times an inf input is NaN, and so is an
+    inf or NaN weight times a zero input (padding included). A zero is skipped only
+    where that is exact: zero weights when x is finite, zero pixels when w is finite.
     """
     return _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads)[0]
 
@@ -242,19 +308,26 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     x, w, bias, g, dtype = conv_operands(x, w, bias, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x, dtype=dtype)
     w2 = np.ascontiguousarray(w, dtype=dtype).reshape(g.O, -1)
-    out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)
-    if out.size == 0 or w2.shape[1] == 0:
+    if g.B * g.O * g.OH * g.OW == 0 or w2.shape[1] == 0:
+        out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)
         out[...] = 0 if bias is None else bias[:, None, None]
         return out, "empty"
     w_density = np.count_nonzero(w2) / w2.size
     x_density = np.count_nonzero(x) / x.size
     w_finite = bool(np.isfinite(w2).all())
-    cost = {"im2col-blas": 1.0, "direct": DIRECT_FIXED + w_density * DIRECT_COST}
+    cost = {"im2col-blas": 1.0}
+    # Skipping a zero weight would hide its product with an inf/NaN pixel (NaN); and the
+    # other paths build the padded input, which a huge padding makes the larger part.
+    padding_dominates = g.padding_dominates()
+    if np.isfinite(x).all() and not padding_dominates:
+        cost["direct"] = DIRECT_FIXED + w_density * DIRECT_COST
     # Skipping a zero pixel would hide inf * 0 = NaN; and the receptive-field compaction
     # works a vector of channels at a time, so it needs at least one vector of them.
-    if w_finite and g.C // g.groups >= INPUT_MIN_CHANNELS:
+    if w_finite and g.C // g.groups >= INPUT_MIN_CHANNELS and not padding_dominates:
         cost["input-sparse"] = INPUT_FIXED + x_density * INPUT_COST
     path = min(cost, key=cost.get)
+    g.check_memory(np.dtype(dtype).itemsize, im2col=path == "im2col-blas")
+    out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)
     threads = resolve_threads(n_threads, g.B * g.O * g.OH * g.OW * w2.shape[1] * cost[path])
     if path == "direct":
         P = _phases(x, g)
@@ -289,6 +362,7 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
         raise ValueError(f"grad_out must have the output's shape {(g.B, g.O, g.OH, g.OW)}; "
                          f"received {grad_out.shape}")
     dtype = np.result_type(x.dtype, w.dtype, grad_out.dtype)
+    g.check_memory(np.dtype(dtype).itemsize, im2col=False, backward=True)  # the least any path
     x = np.ascontiguousarray(x, dtype=dtype)
     w2 = np.ascontiguousarray(w, dtype=dtype).reshape(g.O, -1)
     grad = np.ascontiguousarray(grad_out, dtype=dtype)
@@ -308,7 +382,12 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
     keep_density = np.count_nonzero(keep) / keep.size
     w_density = np.count_nonzero(w2) / w2.size
     blas_w = DIRECT_FIXED + keep_density * DIRECT_COST >= 1.0
-    blas_x = DIRECT_FIXED + w_density * DIRECT_COST >= 1.0
+    # The direct grad_x skips zero weights, exact only while grad_out is finite; the direct
+    # paths build the padded input, which a huge padding makes the larger part.
+    blas_x = (DIRECT_FIXED + w_density * DIRECT_COST >= 1.0
+              or not np.isfinite(grad).all() or g.padding_dominates())
+    blas_w = blas_w or g.padding_dominates()
+    g.check_memory(np.dtype(dtype).itemsize, im2col=blas_w or blas_x, backward=True)
     threads = resolve_threads(n_threads, g.B * w2.size * g.OH * g.OW * max(keep_density, w_density))
     if blas_w or blas_x:
         grad_g = _to_groups(grad, g)                                   # (G, Og, B*OH*OW)
@@ -318,7 +397,7 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
 
     if blas_w:
         cols = _im2col(x, g)                                           # (G, K, B*OH*OW)
-        grad_w = _per_group(grad_g, cols, transpose_b=True).reshape(g.O, -1) * keep
+        grad_w = np.where(keep, _per_group(grad_g, cols, transpose_b=True).reshape(g.O, -1), 0)
     else:   # at the kept weights only: one plane dot product per image
         _, widx, wptr = _filter_csr(w2, keep)
         vals = np.empty(len(widx), dtype=dtype)
@@ -342,6 +421,11 @@ def _col2im(grad_cols, g):
     """Sum im2col-shaped gradients back onto the input (the adjoint of _im2col)."""
     (sh, sw), (dh, dw), (ph, pw) = g.stride, g.dilation, g.padding
     cols = grad_cols.reshape(g.C, g.kh, g.kw, g.B, g.OH, g.OW)       # groups' channels in order
+    if g.padding_dominates():
+        gz = np.zeros((g.B, g.C, g.H + 2, g.W + 2), dtype=grad_cols.dtype)
+        r, c = _window_index(g)
+        np.add.at(gz, (slice(None), slice(None), r, c), cols.transpose(3, 0, 4, 5, 1, 2))
+        return np.ascontiguousarray(gz[:, :, 1:-1, 1:-1])
     gxp = np.zeros((g.B, g.C, g.H + 2 * ph, g.W + 2 * pw), dtype=grad_cols.dtype)
     for i in range(g.kh):
         for j in range(g.kw):

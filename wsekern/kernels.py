@@ -4,7 +4,8 @@ import scipy.sparse as sps
 
 from . import _spmm
 from ._threads import resolve_threads
-from .sparse import PackedSparse, check_float_dtype, csr_parts, dense_to_csr
+from .sparse import (PackedSparse, check_float_dtype, check_sparse_operand, csr_parts,
+                     dense_to_csr)
 
 # Dispatcher cost model: nanoseconds per unit of work on one core, measured with
 # `wsekern bench spmm` (float32, AVX-512, 2-core EPYC). Only their ratios matter.
@@ -65,9 +66,12 @@ def spmm(W, X, *, transpose=False, out=None, n_threads=None):
     transpose : bool
         Multiply by ``W.T`` instead of ``W``.
     out : ndarray, optional
-        C-contiguous array of the result's shape and dtype to write into.
+        C-contiguous array of the result's shape and dtype to write into. It may
+        overlap X or W (``out=X``): as in ``numpy.matmul``, the product is then
+        computed into a temporary and copied.
     n_threads : int, optional
-        Threads for wsekern's own loops: None all, -1 all CPUs, -2 all but one, ...
+        Threads for wsekern's own loops: None all, -1 all CPUs, -2 all but one, ...;
+        never more than the threads this process may run on (``os.sched_getaffinity``).
         Small problems run on one thread. BLAS, where chosen, uses its own setting.
 
     Returns
@@ -82,7 +86,26 @@ def spmm(W, X, *, transpose=False, out=None, n_threads=None):
     ``scipy.sparse`` (a weight that is not stored is not multiplied). Work is
     O(nnz(W) * N) on the CSR path; :func:`spmm_path` tells which path is taken.
     """
+    if out is not None and _overlaps(out, W, X):
+        result = _spmm_impl(W, X, transpose, None, n_threads)[0]
+        _check_out(out, result.shape, result.dtype)[...] = result
+        return out
     return _spmm_impl(W, X, transpose, out, n_threads)[0]
+
+
+def _overlaps(out, W, X):
+    """Whether ``out`` may share memory with an operand (bounds test: cheap, conservative)."""
+    if not isinstance(out, np.ndarray):
+        return False
+    arrays = [X]
+    if isinstance(W, PackedSparse):
+        arrays += [W.data, W.indices, W.indptr]
+    elif sps.issparse(W):
+        arrays += [getattr(W, name) for name in ("data", "indices", "indptr", "row", "col",
+                                                 "offsets") if hasattr(W, name)]
+    else:
+        arrays.append(W)
+    return any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in arrays)
 
 
 def spmm_path(W, X, *, transpose=False):
@@ -146,7 +169,8 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     w_finite = W.all_finite if isinstance(W, PackedSparse) else bool(np.isfinite(data).all())
     nnz = len(data)
     t_sparse = nnz * (k_live / K) * N * NS_PER_SPMM_MAC
-    if M * K * NS_PER_DENSIFY + M * k_live * N * NS_PER_BLAS_MAC < t_sparse:
+    # Densified, W's unstored zeros would meet X's inf/NaN (0 * inf = NaN): X must be finite.
+    if x_finite and M * K * NS_PER_DENSIFY + M * k_live * N * NS_PER_BLAS_MAC < t_sparse:
         dense = np.empty((M, K), dtype=dtype)
         _spmm.csr_to_dense(data, indices, indptr, dense, resolve_threads(n_threads, M * K))
         return out, _blas(dense, Xc, alive, skip_rows, out2) + "-densified"
@@ -226,13 +250,13 @@ def sddmm(A, B, pattern, *, n_threads=None):
     if not (packed or sps.issparse(pattern)):
         raise TypeError(f"pattern must be a scipy.sparse matrix/array or a PackedSparse; "
                         f"received {type(pattern).__name__}")
+    if not packed:
+        pattern = check_sparse_operand(pattern, "pattern", values="real")
     if pattern.shape != (A.shape[0], B.shape[0]):
         raise ValueError(f"expected pattern of shape {(A.shape[0], B.shape[0])} "
                          f"(A.shape[0], B.shape[0]); received pattern.shape={pattern.shape}, "
                          f"A.shape={A.shape}, B.shape={B.shape}")
     dtype = np.result_type(A.dtype, B.dtype)
-    if not packed and pattern.dtype.kind not in "fiub":
-        raise TypeError(f"pattern must have a real dtype; received {pattern.dtype}")
     if packed:
         indices, indptr = pattern.indices, pattern.indptr
     else:

@@ -53,6 +53,11 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
     # NaN wins, as in torch: argmax over (value, isnan) picks the first NaN or maximum.
     arg = np.where(np.isnan(flat).any(axis=-1), np.isnan(flat).argmax(axis=-1),
                    flat.argmax(axis=-1))
+    # A window whose inputs are all -inf: torch keeps its first input, never the padding.
+    inside = _windows(_pad(np.ones(x.shape[2:], dtype=bool)[None, None], p, False), k, s,
+                      OH, OW).reshape(1, 1, OH, OW, -1)
+    lost = np.take_along_axis(~inside, arg[..., None], axis=-1)[..., 0]
+    arg = np.where(lost, inside.argmax(axis=-1), arg)
     gxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * p[0], x.shape[3] + 2 * p[1]),
                    dtype=grad_out.dtype)
     for t in range(k[0] * k[1]):

@@ -1,4 +1,6 @@
 """Sparse weights: validation of SciPy inputs and the packed layout the kernels use."""
+import operator
+
 import numpy as np
 import scipy.sparse as sps
 
@@ -29,21 +31,107 @@ def _aligned_copy(a, dtype):
     return out
 
 
+def check_sparse_operand(W, name="W", *, values="float"):
+    """Check the raw arrays of a SciPy sparse matrix or array before any SciPy code reads them.
+
+    SciPy's conversions trust their input, and a malformed matrix (an index past the
+    shape, a LIL row shorter than its values, a short ``indptr``) can crash them or
+    return garbage. Every wsekern entry point that takes a sparse operand calls this
+    first. Checked, per format: COO row/col lengths and ranges; CSR/CSC/BSR ``indptr``
+    length, start, end and order and every index in range; BSR block shape; LIL one list
+    of in-range integer columns per row with as many values; DIA offsets distinct and
+    one data row each; DOK keys (row, column) integer pairs in range. Unsorted and
+    duplicate indices are valid (they are summed, as SciPy does). O(nnz + rows).
+
+    ``values`` is "float" (float32/float64 required, for kernels) or "real" (any real
+    or boolean dtype, for a pattern or a file's integers). Returns W, or a copy whose
+    index arrays are int64 when they were narrower or unsigned: SciPy's own arithmetic
+    on those wraps (a uint8 DIA offset negated by a transpose) or fails.
+    """
+    fmt = getattr(W, "format", None)
+    if not sps.issparse(W) or fmt not in _FORMAT_CHECKS:
+        raise TypeError(f"{name} must be a scipy.sparse matrix or array; received "
+                        f"{type(W).__name__}")
+    what = f"{name} ({fmt.upper()})"
+    M, K = _check_shape(W.shape, what)
+    what = f"{name} ({fmt.upper()}, shape {(M, K)})"
+    dtype = np.dtype(W.dtype)
+    if values == "float":
+        check_float_dtype(dtype, name)
+    elif dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real values; received dtype {dtype}")
+    _FORMAT_CHECKS[fmt](W, M, K, what)
+    return _wide_indices(W)
+
+
+def _wide_indices(W):
+    """W itself when its index arrays are int32/int64, else a copy with int64 ones."""
+    fmt, cls = W.format, type(W)
+    wide = (np.dtype(np.int32), np.dtype(np.int64))
+    if fmt in ("csr", "csc", "bsr"):
+        if W.indices.dtype in wide and W.indptr.dtype in wide:
+            return W
+        return cls((W.data, W.indices.astype(np.int64), W.indptr.astype(np.int64)),
+                   shape=W.shape)
+    if fmt == "coo":
+        row, col = W.coords if hasattr(W, "coords") else (W.row, W.col)
+        if row.dtype in wide and col.dtype in wide:
+            return W
+        return cls((W.data, (row.astype(np.int64), col.astype(np.int64))), shape=W.shape)
+    if fmt == "dia" and W.offsets.dtype not in wide:
+        return cls((W.data, W.offsets.astype(np.int64)), shape=W.shape)
+    return W                     # LIL and DOK hold Python integers
+
+
+def _check_shape(shape, what):
+    """(M, K) as Python ints: the shape attribute is as open to tampering as the arrays."""
+    try:
+        M, K = (operator.index(v) for v in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must have a 2-D shape of integers; received "
+                         f"shape {shape!r}") from None
+    if M < 0 or K < 0:
+        raise ValueError(f"{what} must have a non-negative shape; received {(M, K)}")
+    return M, K
+
+
+def _index_array(a, what, label):
+    a = np.asarray(a)
+    if a.ndim != 1:
+        raise ValueError(f"{what}: {label} must be 1-D; received an array of shape {a.shape}")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{what}: {label} must be an integer array; received dtype {a.dtype}")
+    return a
+
+
+def _check_range(a, n, what, label):
+    """Every entry of the integer array ``a`` lies in [0, n)."""
+    if len(a) and (a.min() < 0 or a.max() >= n):
+        bad = a[(a < 0) | (a >= n)][0]
+        raise ValueError(f"{what}: {label} index {bad} is out of range for {n} {label}s "
+                         f"(valid: 0 to {n - 1})")
+
+
+def _check_data(data, shape, what, label="data"):
+    data = np.asarray(data)
+    if data.shape != shape:
+        raise ValueError(f"{what}: {label} must have shape {shape} to match the index "
+                         f"arrays; received {data.shape}")
+
+
 def _check_structure(indptr, indices, n_major, n_minor, what):
-    """Validate a compressed (CSR/CSC) structure without trusting SciPy to have done so."""
-    indptr = np.asarray(indptr)
-    indices = np.asarray(indices)
-    if indptr.ndim != 1 or indices.ndim != 1:
-        raise ValueError(f"{what}: indptr and indices must be 1-D; received "
-                         f"indptr.ndim={indptr.ndim}, indices.ndim={indices.ndim}")
-    if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
-        raise TypeError(f"{what}: indptr and indices must be integer arrays; received "
-                        f"{indptr.dtype} and {indices.dtype}")
+    """Validate a compressed (CSR/CSC) structure; returns it as one signed index type."""
+    indptr = _index_array(indptr, what, "indptr")
+    indices = _index_array(indices, what, "indices")
     if len(indptr) != n_major + 1:
-        raise ValueError(f"{what}: indptr must have {n_major + 1} entries for shape with "
-                         f"{n_major} major rows/columns; received {len(indptr)}")
-    index_dtype = np.int64 if (indptr.dtype.itemsize > 4 or indices.dtype.itemsize > 4
-                               or indptr.dtype.kind == "u" or indices.dtype.kind == "u") else np.int32
+        raise ValueError(f"{what}: indptr must have {n_major + 1} entries (one more than the "
+                         f"{n_major} rows/columns it compresses); received {len(indptr)}")
+    for a, label in ((indptr, "indptr"), (indices, "indices")):
+        if a.dtype == np.uint64 and len(a) and a.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{what}: {label} holds {a.max()}, beyond any valid index")
+    wide = max(indptr.dtype.itemsize, indices.dtype.itemsize) > 4 or "u" in (
+        indptr.dtype.kind + indices.dtype.kind)
+    index_dtype = np.int64 if wide else np.int32
     ip = np.ascontiguousarray(indptr, dtype=index_dtype)
     ix = np.ascontiguousarray(indices, dtype=index_dtype)
     msg = _spmm.check_csr(ip, ix, n_minor)
@@ -52,46 +140,110 @@ def _check_structure(indptr, indices, n_major, n_minor, what):
     return ip, ix
 
 
-def validate_scipy(W, name="W"):
-    """Check the raw arrays of a SciPy sparse matrix before any SciPy conversion touches them.
-
-    SciPy's own conversions trust their input; a malformed matrix can crash them.
-    """
-    check_float_dtype(W.dtype, name)
-    if len(W.shape) != 2:
-        raise ValueError(f"{name} must be 2-D; received shape {W.shape}")
-    M, K = W.shape
-    fmt = W.format
-    what = f"{name} ({fmt.upper()}, shape {W.shape})"
-    if fmt == "csr":
-        _check_structure(W.indptr, W.indices, M, K, what)
-        _check_len(W.data, len(W.indices), what)
-    elif fmt == "csc":
-        _check_structure(W.indptr, W.indices, K, M, what)
-        _check_len(W.data, len(W.indices), what)
-    elif fmt == "bsr":
-        R, C = W.blocksize
-        if M % R or K % C:
-            raise ValueError(f"{what}: blocksize {W.blocksize} does not divide the shape")
-        _check_structure(W.indptr, W.indices, M // R, K // C, what)
-        if W.data.shape != (len(W.indices), R, C):
-            raise ValueError(f"{what}: data must have shape {(len(W.indices), R, C)}; "
-                             f"received {W.data.shape}")
-    elif fmt == "coo":
-        row, col = np.asarray(W.row), np.asarray(W.col)
-        _check_len(W.data, len(row), what)
-        _check_len(col, len(row), what)
-        for arr, n, axis in ((row, M, "row"), (col, K, "column")):
-            if len(arr) and (arr.min() < 0 or arr.max() >= n):
-                bad = arr[(arr < 0) | (arr >= n)][0]
-                raise ValueError(f"{what}: {axis} index {bad} is out of range for {n} "
-                                 f"{axis}s (valid: 0 to {n - 1})")
-    # DIA, LIL and DOK are built by SciPy's Python code and convert safely.
+def _check_compressed(W, M, K, what):
+    n_major, n_minor = (M, K) if W.format == "csr" else (K, M)
+    _check_structure(W.indptr, W.indices, n_major, n_minor, what)
+    _check_data(W.data, (len(W.indices),), what)
 
 
-def _check_len(data, n, what):
-    if len(data) != n:
-        raise ValueError(f"{what}: data has {len(data)} entries but the structure has {n}")
+def _check_bsr(W, M, K, what):
+    data = np.asarray(W.data)
+    if data.ndim != 3 or data.shape[1] < 1 or data.shape[2] < 1:
+        raise ValueError(f"{what}: BSR data must be 3-D (blocks, R, C) with R, C >= 1; "
+                         f"received shape {data.shape}")
+    R, C = data.shape[1:]
+    if M % R or K % C:
+        raise ValueError(f"{what}: blocksize {(R, C)} does not divide the shape {(M, K)}")
+    _check_structure(W.indptr, W.indices, M // R, K // C, what)
+    _check_data(data, (len(W.indices), R, C), what)
+
+
+def _check_coo(W, M, K, what):
+    coords = getattr(W, "coords", None)
+    coords = (W.row, W.col) if coords is None else coords
+    if len(coords) != 2:
+        raise ValueError(f"{what}: expected 2 coordinate arrays (row, col); received "
+                         f"{len(coords)}")
+    row = _index_array(coords[0], what, "row")
+    col = _index_array(coords[1], what, "col")
+    _check_data(col, row.shape, what, "col")
+    _check_data(W.data, row.shape, what)
+    _check_range(row, M, what, "row")
+    _check_range(col, K, what, "column")
+
+
+def _check_lil(W, M, K, what):
+    for label in ("rows", "data"):
+        a = getattr(W, label)
+        if not isinstance(a, np.ndarray) or a.shape != (M,):
+            shape = a.shape if isinstance(a, np.ndarray) else type(a).__name__
+            raise ValueError(f"{what}: LIL {label} must be an object array of {M} lists "
+                             f"(one per row); received {shape}")
+    for i, (r, d) in enumerate(zip(W.rows, W.data)):
+        if not isinstance(r, list) or not isinstance(d, list) or len(r) != len(d):
+            raise ValueError(f"{what}: row {i} must hold two lists of equal length (column "
+                             f"indices and values); received {_describe(r)} and "
+                             f"{_describe(d)}")
+        if not r:
+            continue
+        if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in r):
+            raise TypeError(f"{what}: row {i} must hold integer column indices; received "
+                            f"{r[:8]!r}")
+        if not all(0 <= c < K for c in r):
+            bad = next(c for c in r if not 0 <= c < K)
+            raise ValueError(f"{what}, row {i}: column index {bad} is out of range for {K} "
+                             f"columns (valid: 0 to {K - 1})")
+
+
+def _check_dia(W, M, K, what):
+    offsets = _index_array(W.offsets, what, "offsets")
+    data = np.asarray(W.data)
+    if data.ndim != 2 or data.shape[0] != len(offsets):
+        raise ValueError(f"{what}: DIA data must be 2-D with one row per offset "
+                         f"({len(offsets)} offsets); received shape {data.shape}")
+    if len(np.unique(offsets)) != len(offsets):
+        raise ValueError(f"{what}: DIA offsets must be distinct; received {offsets.tolist()}")
+    # Offsets beyond the matrix hold nothing (SciPy drops them), but a huge one overflows
+    # SciPy's index arithmetic: accept what a diagonal of this shape could be, and more.
+    lo, hi = -(M + K), M + K
+    if len(offsets) and (offsets.min() < lo or offsets.max() > hi):
+        bad = offsets[(offsets < lo) | (offsets > hi)][0]
+        raise ValueError(f"{what}: DIA offset {bad} is far outside the matrix "
+                         f"(its diagonals run from {-(M - 1)} to {K - 1})")
+
+
+def _check_dok(W, M, K, what):
+    for key in W.keys():
+        if not (isinstance(key, tuple) and len(key) == 2 and all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in key)):
+            raise ValueError(f"{what}: DOK keys must be (row, column) pairs of integers; "
+                             f"received {key!r}")
+        if not (0 <= key[0] < M and 0 <= key[1] < K):
+            raise ValueError(f"{what}: DOK key {key!r} is out of range (valid: rows 0 to "
+                             f"{M - 1}, columns 0 to {K - 1})")
+
+
+def _describe(v):
+    return f"a list of {len(v)}" if isinstance(v, list) else type(v).__name__
+
+
+_FORMAT_CHECKS = {"csr": _check_compressed, "csc": _check_compressed, "bsr": _check_bsr,
+                  "coo": _check_coo, "lil": _check_lil, "dia": _check_dia, "dok": _check_dok}
+
+
+def _check_sorted_unique(indices, indptr, what):
+    """Column indices strictly increasing within each row (a valid CSR structure)."""
+    if len(indices) < 2:
+        return
+    ok = np.diff(indices) > 0
+    starts = indptr[1:-1]
+    ok[starts[(starts > 0) & (starts < len(indices))] - 1] = True   # a row starts anew
+    if not ok.all():
+        p = int(np.argmin(ok)) + 1
+        row = int(np.searchsorted(indptr, p, side="right")) - 1
+        raise ValueError(f"{what}: column indices must be sorted and unique within each row; "
+                         f"row {row} has {indices[p - 1]} then {indices[p]}. "
+                         f"wsekern.pack(scipy_matrix) sorts them and sums duplicates")
 
 
 def csr_parts(W, dtype, transpose=False, name="W"):
@@ -103,7 +255,7 @@ def csr_parts(W, dtype, transpose=False, name="W"):
         P = W.T if transpose else W
         data = P.data if P.data.dtype == dtype else P.data.astype(dtype)
         return data, P.indices, P.indptr, P.shape
-    validate_scipy(W, name)
+    W = check_sparse_operand(W, name)
     A = W.T if transpose else W
     if A.format != "csr":
         A = A.tocsr()
@@ -137,10 +289,34 @@ class PackedSparse:
     (pruned weights keep their pattern while training).  Explicitly stored
     zeros stay in the pattern and are multiplied, exactly as in SciPy.
 
-    Create one with :func:`wsekern.pack`.
+    Create one with :func:`wsekern.pack`, or from CSR arrays with
+    ``PackedSparse(data, indices, indptr, shape)``: the constructor checks them (indptr
+    of ``M + 1`` non-decreasing entries from 0 to ``len(indices)``, column indices in
+    range, sorted and unique within each row, one float32/float64 value per index)
+    and copies them, so a PackedSparse is valid for as long as it lives.
     """
 
     def __init__(self, data, indices, indptr, shape):
+        M, K = _check_shape(shape, "PackedSparse")
+        what = f"PackedSparse (shape {(M, K)})"
+        indptr, indices = _check_structure(indptr, indices, M, K, what)
+        _check_sorted_unique(indices, indptr, what)
+        data = np.asarray(data)
+        check_float_dtype(data.dtype, "PackedSparse data")
+        _check_data(data, indices.shape, what)
+        self._init(_aligned_copy(data, data.dtype), np.array(indices), np.array(indptr),
+                   (M, K))
+
+    @classmethod
+    def _trusted(cls, data, indices, indptr, shape):
+        """From arrays already valid (pack's own, or another PackedSparse's): no checks."""
+        obj = cls.__new__(cls)
+        obj._init(data, indices, indptr, shape)
+        return obj
+
+    def _init(self, data, indices, indptr, shape):
+        # Own the index arrays: a view's base could be written, and with it the indices.
+        indices, indptr = (a if a.flags.owndata else a.copy() for a in (indices, indptr))
         self._data = data
         self._indices = indices
         self._indptr = indptr
@@ -181,11 +357,12 @@ class PackedSparse:
 
     @property
     def indices(self):
-        return self._indices
+        """Column indices, read-only (a view that cannot be made writeable again)."""
+        return self._indices.view()
 
     @property
     def indptr(self):
-        return self._indptr
+        return self._indptr.view()
 
     @property
     def T(self):
@@ -207,7 +384,7 @@ class PackedSparse:
             T.sort_indices()
             perm = np.ascontiguousarray(T.data, dtype=np.int64)
             idx_dtype = self._indices.dtype
-            packed_T = PackedSparse(_aligned_copy(self._data[perm], self.dtype),
+            packed_T = PackedSparse._trusted(_aligned_copy(self._data[perm], self.dtype),
                                     np.ascontiguousarray(T.indices, dtype=idx_dtype),
                                     np.ascontiguousarray(T.indptr, dtype=idx_dtype), (K, M))
             packed_T._transpose = (self, None)
@@ -247,17 +424,17 @@ class PackedSparse:
             other._data[operm] = self._data
 
     def copy(self):
-        return PackedSparse(_aligned_copy(self._data, self.dtype), self._indices.copy(),
-                            self._indptr.copy(), self._shape)
+        return PackedSparse._trusted(_aligned_copy(self._data, self.dtype),
+                                     self._indices.copy(), self._indptr.copy(), self._shape)
 
     def with_values(self, values):
         """A new PackedSparse with this pattern (shared, read-only) and ``values``."""
         values = np.asarray(values)
         if values.shape != (self.nnz,):
             raise ValueError(f"expected {self.nnz} values; received shape {values.shape}")
-        out = PackedSparse(_aligned_copy(values, values.dtype), self._indices, self._indptr,
-                           self._shape)
-        return out
+        check_float_dtype(values.dtype, "values")
+        return PackedSparse._trusted(_aligned_copy(values, values.dtype), self._indices,
+                                     self._indptr, self._shape)
 
     # -- conversions ------------------------------------------------------
     def to_scipy(self):
@@ -272,8 +449,8 @@ class PackedSparse:
         dtype = check_float_dtype(dtype, "dtype")
         if dtype == self.dtype:
             return self
-        return PackedSparse(_aligned_copy(self._data, dtype), self._indices, self._indptr,
-                            self._shape)
+        return PackedSparse._trusted(_aligned_copy(self._data, dtype), self._indices,
+                                     self._indptr, self._shape)
 
     def __matmul__(self, other):
         from .kernels import spmm
@@ -294,9 +471,12 @@ def pack(W, *, dtype=None):
     if isinstance(W, PackedSparse):
         return W if dtype is None else W.astype(dtype)
     if sps.issparse(W):
-        validate_scipy(W)
+        W = check_sparse_operand(W)
         dtype = check_float_dtype(W.dtype if dtype is None else dtype, "dtype")
         A = W.tocsr(copy=True)
+        # The flags are the caller's word, not a fact: clear them so the sums are done.
+        A.has_sorted_indices = False
+        A.has_canonical_format = False
         A.sum_duplicates()          # also sorts indices
     else:
         A = np.asarray(W)
@@ -308,6 +488,6 @@ def pack(W, *, dtype=None):
         A = sps.csr_array((data, indices, indptr), shape=A.shape)
     M, K = A.shape
     index_dtype = np.int32 if max(M, K, A.nnz) < 2**31 - 1 else np.int64
-    return PackedSparse(_aligned_copy(A.data, dtype),
+    return PackedSparse._trusted(_aligned_copy(A.data, dtype),
                         np.ascontiguousarray(A.indices, dtype=index_dtype),
                         np.ascontiguousarray(A.indptr, dtype=index_dtype), A.shape)

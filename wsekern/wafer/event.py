@@ -257,10 +257,21 @@ def weight_stationary(W, X, config, region, *, what="spmm", trace=False):
     use_comp = ana.details["use_comp"]
     eng.set_weights(W.indptr, W.indices, W.data, m_b[:-1], m_b[1:], use_comp.ravel())
     T, wall = _run(eng)
+    _nonfinite_meets_zero(W, X, Y)
     report = _report(config, region, eng, T, wall, ana, mapping="weight-stationary",
                      transpose=False, what=what, macs_dense=ana.macs_dense,
                      macs_useful=ana.macs_useful)
     return Y, report
+
+
+def _nonfinite_meets_zero(W, X, Y):
+    """A zero x is never sent, so a stored inf/NaN weight never meets it on the fabric; the
+    product over W's stored pattern is NaN there (IEEE, as the CPU kernel and SciPy say)."""
+    bad = ~np.isfinite(W.data)
+    if bad.any():
+        cols = np.repeat(np.arange(W.shape[1]), np.diff(W.indptr))[bad]
+        hit = sps.csr_array((np.ones(len(cols)), (W.indices[bad], cols)), shape=W.shape)
+        Y[(hit @ (X == 0).astype(np.float64)) > 0] = np.nan
 
 
 # --------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from ..errors import SramOverflowError
 from ..kernels import _as_dense_operand
 from ..kernels import sddmm as cpu_sddmm
 from ..kernels import spmm as cpu_spmm
-from ..sparse import PackedSparse, check_float_dtype
+from ..sparse import PackedSparse, check_float_dtype, check_sparse_operand
 from . import analytic, event
 from .config import WaferConfig
 
@@ -199,11 +199,14 @@ class Wafer:
     def sddmm(self, A, B, pattern, *, region=None, n_threads=None):
         """``wsekern.sddmm(A, B, pattern)`` and its cost: the result stays where W lives."""
         result = cpu_sddmm(A, B, pattern, n_threads=n_threads)
-        P = _as_scipy(pattern)
+        P = _as_scipy(pattern, "pattern", values="real")
         ind = sps.csr_array((np.ones(P.nnz), P.indices, P.indptr), shape=P.shape)
         useful = cpu_sddmm((np.asarray(A) != 0).astype(np.float64),
                            (np.asarray(B) != 0).astype(np.float64), ind).sum()
         region = self._region(region)
+        (M, N), D = P.shape, np.shape(A)[1]
+        if min(M, N, D) == 0:
+            return result, analytic.empty(self.config, M, D, N, "weight-stationary")
 
         def cost(m, reg, exact=True, full=True):
             return analytic.sddmm_cost(A, B, P, self.config, reg, useful, full=full)
@@ -211,13 +214,18 @@ class Wafer:
         return result, self._choose(cost, dims, ("weight-stationary",), region)
 
     def matmul(self, A, B, *, region=None, compute=True):
-        """Dense A @ B, SUMMA-style (resident on one PE with region=(1, 1))."""
-        A, B = np.asarray(A), np.asarray(B)
+        """Dense A @ B, SUMMA-style (resident on one PE with region=(1, 1)).
+
+        A and B are dense float32/float64 arrays (the wafer's arithmetic is real)."""
+        A, B = _as_dense_operand(A, "A"), _as_dense_operand(B, "B")
         if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
             raise ValueError(f"matmul expects A (M x K) and B (K x N); received A.shape={A.shape}, "
                              f"B.shape={B.shape}")
         result = A @ B if compute else None
         region = self._region(region)
+        if min(A.shape + B.shape) == 0:
+            return result, analytic.empty(self.config, A.shape[0], A.shape[1], B.shape[1],
+                                          "summa")
         if region is not None and region[2:] == (1, 1):
             return result, analytic.resident(A, B, self.config, region, what="matmul")
         M, K = A.shape
@@ -244,11 +252,24 @@ class Wafer:
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
         if mode == "event":
             Y2, report = self._event(Wm, X2, region, mapping, "conv2d")
+            _zero_weight_meets_nonfinite(w.reshape(g.O, -1), cols, Y2)
             out = Y2.reshape(g.O, g.B, g.OH, g.OW).transpose(1, 0, 2, 3)
             if bias is not None:
                 out = out + bias.astype(np.float64)[None, :, None, None]
             return np.ascontiguousarray(out, dtype=dtype), report
         return y, self._matmul_cost(Wm, X2, region, mapping, "conv2d")
+
+
+def _zero_weight_meets_nonfinite(w2, cols, Y2):
+    """conv2d's contract is the dense IEEE answer (a zero weight times an inf pixel is NaN);
+    the fabric never stores or sends a zero weight, so mark those products after the run."""
+    bad = ~np.isfinite(cols)                                     # (G, Kg, B*OH*OW)
+    if not bad.any():
+        return
+    Og = w2.shape[0] // cols.shape[0]
+    for gi in range(cols.shape[0]):
+        zero = (w2[gi * Og:(gi + 1) * Og] == 0).astype(np.float64)      # (Og, Kg)
+        Y2[gi * Og:(gi + 1) * Og][zero @ bad[gi].astype(np.float64) > 0] = np.nan
 
 
 def _check_mode(mode):
@@ -260,11 +281,12 @@ def _cycles(report):
     return report.cycles if report is not None else np.inf
 
 
-def _as_scipy(W):
+def _as_scipy(W, name="W", values="float"):
+    """W as a csr_array; a SciPy operand's raw arrays are checked before SciPy converts it."""
     if isinstance(W, PackedSparse):
         return W.to_scipy()
     if sps.issparse(W):
-        return sps.csr_array(W)
+        return sps.csr_array(check_sparse_operand(W, name, values=values))
     W = np.asarray(W)
     if W.ndim != 2:
         raise ValueError(f"W must be 2-D; received shape {W.shape}")

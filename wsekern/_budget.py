@@ -1,0 +1,25 @@
+"""How much memory one call may plan to take: estimates are checked here before allocating."""
+import os
+import resource
+
+
+def memory_budget():
+    """Half the memory this process may have: physical memory, or its address-space limit."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        total = 16 << 30
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:
+        total = min(total, limit)
+    return total // 2
+
+
+def check_memory(nbytes, what, knob):
+    """Raise MemoryError naming the estimate and ``knob`` (what lowers it) when ``nbytes``
+    is beyond :func:`memory_budget`."""
+    budget = memory_budget()
+    if nbytes > budget:
+        raise MemoryError(f"{what} would take about {nbytes / 2**30:.1f} GiB, beyond the "
+                          f"budget of {budget / 2**30:.1f} GiB (half the memory this process "
+                          f"may use); {knob}")
