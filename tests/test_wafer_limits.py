@@ -170,3 +170,116 @@ def test_simulate_rows_given_are_used(capsys):
     assert main(["simulate", "matmul", "--rows", "4000", "--m", "8", "--k", "8"]) == 2
     assert "WaferConfig.rows must be an int in [1, 2048] PEs; received 4000" in \
         capsys.readouterr().err
+
+
+# -- event runs: estimated from the placement, refused above the caller's limits ------
+@pytest.mark.parametrize("seed", range(6))
+def test_the_event_estimate_is_the_engines_count(seed):
+    """The closed-form count of wavelet-link events equals the engine's own count."""
+    import scipy.sparse as sps
+    from wsekern.wafer import event
+    from wsekern.wafer.estimate import event_cost
+    rng = np.random.default_rng(seed)
+    M, K, N = (int(v) for v in rng.integers(1, 90, 3))
+    W = sps.random(M, K, density=[0.05, 0.4, 1.0][seed % 3], format="coo", random_state=seed)
+    if seed % 2:                                           # duplicates are summed first
+        W = sps.coo_array((np.r_[W.data, W.data], (np.r_[W.row, W.row], np.r_[W.col, W.col])),
+                          shape=W.shape)
+    W = sps.csr_array(W)
+    X = rng.standard_normal((K, N))
+    X[rng.random(X.shape) < [0.0, 0.5, 0.9][seed % 3]] = 0
+    cfg = WaferConfig.small(9, 9, dtype=["fp16", "fp32"][seed % 2])
+    R, C = (int(v) for v in rng.integers(1, 10, 2))
+    for mapping, simulate in (("weight-stationary", event.weight_stationary),
+                              ("activation-stationary", event.activation_stationary)):
+        est = event_cost(W, X, cfg, (0, 0, R, C), mapping)
+        _, rep = simulate(W.copy(), X, cfg, (0, 0, R, C))
+        assert est.events == rep.details["events"], (mapping, R, C)
+
+
+def test_an_event_run_is_refused_naming_the_estimate_and_the_knob():
+    from wsekern.errors import WorkLimitError
+    from wsekern.wafer import Wafer
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((40, 30)) * (rng.random((40, 30)) < 0.3)
+    X = rng.standard_normal((30, 5))
+    wafer = Wafer(WaferConfig.small(4, 4), max_events=100)
+    with pytest.raises(WorkLimitError, match=r"about [\d,]+ wavelet-link events.*over "
+                       r"max_events=100; raise Wafer\(max_events=...\) "
+                       r"\(simulate --max-events\)"):
+        wafer.spmm(W, X, mode="event")
+    with pytest.raises(WorkLimitError, match=r"MiB, over max_memory=0 MiB; raise "
+                       r"Wafer\(max_memory=...\)"):
+        Wafer(WaferConfig.small(4, 4), max_memory=1).spmm(W, X, mode="event")
+    Y, rep = Wafer(WaferConfig.small(4, 4), max_events=None, max_memory=None).spmm(
+        W, X, mode="event")
+    np.testing.assert_allclose(Y, W @ X, rtol=1e-6)
+    for bad in (0, -1, math.nan, "1e8", True):
+        with pytest.raises(ValueError, match="max_events must be a positive number or None"):
+            Wafer(max_events=bad)
+
+
+def test_event_bombs_are_refused_before_they_run():
+    """A 4096^2 W on 600x600 PEs (~5e8 events: minutes) and 1e4-cycle hops on 700x900 PEs
+    (a TB of queue slots): both refused at once, in a child under 3 GB and 120 s."""
+    code = """
+        import time
+        import numpy as np
+        from wsekern.bench import random_weight
+        from wsekern.errors import WorkLimitError
+        from wsekern.wafer import Wafer, WaferConfig
+        W = random_weight(4096, 4096, 0.9, dtype=np.float32, seed=0)
+        rng = np.random.default_rng(1)
+        X = rng.standard_normal((4096, 64)).astype(np.float32)
+        X[rng.random(X.shape) < 0.5] = 0
+        try:
+            Wafer().spmm(W, X, region=(600, 600), mapping="weight-stationary", mode="event")
+        except WorkLimitError as exc:
+            print("events:", exc)
+        W = np.ones((700, 900), np.float32)
+        try:
+            Wafer(WaferConfig.wse2(hop_cycles=1e4)).spmm(
+                W, np.ones((900, 2)), region=(700, 900), mapping="weight-stationary",
+                mode="event")
+        except WorkLimitError as exc:
+            print("memory:", exc)
+    """
+    rc, out, err = run_child(code, limit_gb=3, timeout=120)
+    assert rc == 0, err[-3000:]
+    assert "events: an event simulation of the weight-stationary placement on 600x600 PEs" \
+        in out and "max_events=100,000,000" in out
+    assert "memory: an event simulation" in out and "over max_memory=4,096 MiB" in out
+
+
+def test_the_memory_estimate_covers_the_peak():
+    """Measured in a child: the peak resident memory an event run adds stays under the
+    estimate (which counts the wafer-sized maps whole: within 4x of it)."""
+    code = """
+        import resource
+        import numpy as np
+        from wsekern.bench import random_weight
+        from wsekern.wafer import WaferConfig, event
+        from wsekern.wafer.estimate import event_cost
+        import scipy.sparse as sps
+        W = sps.csr_array(random_weight(512, 512, 0.9, dtype=np.float32, seed=0))
+        X = np.random.default_rng(1).standard_normal((512, 4))
+        cfg = WaferConfig.wse2()
+        est = event_cost(W, X, cfg, (0, 0, 200, 200), "weight-stationary")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        event.weight_stationary(W, X, cfg, (0, 0, 200, 200))
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        print(est.bytes, grown)
+    """
+    rc, out, err = run_child(code, limit_gb=3, timeout=120)
+    assert rc == 0, err[-3000:]
+    estimate, grown = (int(v) for v in out.split())
+    assert grown <= estimate <= 4 * grown, (estimate, grown)     # measured: 2.6x
+
+
+def test_simulate_exposes_the_event_limits(capsys):
+    from wsekern.cli import main
+    args = ["simulate", "spmm", "--wafer", "small", "--m", "64", "--k", "64", "--n", "4",
+            "--mode", "event"]
+    assert main(args + ["--max-events", "10"]) == 2
+    assert "over max_events=10; raise" in capsys.readouterr().err
+    assert main(args + ["--max-events", "1e6", "--json"]) == 0

@@ -111,8 +111,9 @@ class WaferConfig:
             object.__setattr__(self, name, _checked(name, getattr(self, name), kind, low, high,
                                                     unit))
         if not self.reserve_bytes < self.sram_bytes:
-            raise ValueError(f"WaferConfig.reserve_bytes must be less than sram_bytes="
-                             f"{self.sram_bytes}; received {self.reserve_bytes}")
+            raise ValueError(f"WaferConfig.reserve_bytes must be an int in [0, "
+                             f"{self.sram_bytes - 1}] bytes (below sram_bytes="
+                             f"{self.sram_bytes}); received {self.reserve_bytes}")
         if self.dtype not in DTYPES:
             raise ValueError(f"WaferConfig.dtype must be one of {DTYPES}; received {self.dtype!r}")
         for name, (low, high, unit) in TABLE_LIMITS.items():
