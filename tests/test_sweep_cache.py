@@ -200,3 +200,14 @@ def test_reason_text_with_line_breaks_round_trips(tmp_path):
 def test_space_names_that_clash_with_result_columns_are_refused():
     with pytest.raises(ValueError, match="result columns"):
         sw.sweep({"cycles": [1]}, lambda cycles: None, client=False)
+
+
+def test_bytes_that_are_not_text_are_kept_aside_as_they_were(tmp_path, reference):
+    cache = tmp_path / "results.csv"
+    run(cache)
+    lines = csv_lines(cache)
+    lines[2] = lines[2][:10] + b"\xff\xfe" + lines[2][12:]
+    cache.write_bytes(b"\n".join(lines))
+    with pytest.warns(sw.CacheWarning, match="line \\[3\\]"):
+        same(run(cache), reference)
+    assert (tmp_path / "results.csv.damaged").read_bytes() == lines[2] + b"\n"

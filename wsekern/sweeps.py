@@ -177,10 +177,12 @@ def _run_model(build, params, config, seed):
 
 
 # -- the cache ---------------------------------------------------------------------------
-# Result columns by kind: how a cached cell is read back, and what stands for "none".
+# Result columns by kind: how a cached cell is read back, and what stands for "none"
+# (the other figures are floats, NaN for none).
 TEXT_COLUMNS = ("status", "reason", "bottleneck", "mapping_used", "region_used")   # none: ""
 INT_COLUMNS = ("sram_peak_bytes", "pes")                                            # none: <NA>
-FLOAT_COLUMNS = tuple(c for c in RESULT_COLUMNS if c not in TEXT_COLUMNS + INT_COLUMNS)  # NaN
+RESULT_DTYPES = {c: object if c in TEXT_COLUMNS else "Int64" if c in INT_COLUMNS else np.float64
+                 for c in RESULT_COLUMNS}
 CHECK = "check"            # a CSV row's last cell: the CRC-32 of the text before it
 
 
@@ -247,15 +249,15 @@ class ResultCache:
             return {}
         with _locked(self.path + ".lock"):
             with open(self.path, "rb") as f:
-                parts = f.read().decode("utf-8", errors="replace").split("\n")
-            lines = [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
-            if not lines or _is_cut_header(lines[0], self.header):
+                parts = f.read().split(b"\n")         # bytes: damaged text is kept as it was
+            lines = [p + b"\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+            if not lines or _is_cut_header(_text(lines[0]), self.header):
                 return {}
-            self._check_header(lines[0])
+            self._check_header(_text(lines[0]))
             found, sound, bad = {}, [lines[0]], []
             for number, line in enumerate(lines[1:], start=2):
                 # a line with no end was cut by a killed writer
-                row = self._parse_line(line[:-1]) if line.endswith("\n") else None
+                row = self._parse_line(_text(line[:-1])) if line.endswith(b"\n") else None
                 if row is None:
                     bad.append((number, line))
                     continue
@@ -269,11 +271,11 @@ class ResultCache:
     def _set_aside(self, sound, bad):
         """Keep the sound lines in the cache, the damaged ones in PATH.damaged (nothing is
         deleted), and say so once."""
-        with open(self.path + ".damaged", "a", newline="") as f:
-            f.writelines(line if line.endswith("\n") else line + "\n" for _, line in bad)
+        with open(self.path + ".damaged", "ab") as f:
+            f.writelines(line if line.endswith(b"\n") else line + b"\n" for _, line in bad)
             f.flush()
             os.fsync(f.fileno())
-        _write_atomically(self.path, "".join(sound).encode())
+        _write_atomically(self.path, b"".join(sound))
         numbers = [n for n, _ in bad]
         warnings.warn(f"{self.path}: {len(bad)} damaged line(s) (line {numbers[:10]}"
                       f"{' ...' if len(bad) > 10 else ''}: cut by a killed writer or edited) "
@@ -281,7 +283,7 @@ class ResultCache:
                       stacklevel=4)
 
     def _check_header(self, line):
-        got = next(csv.reader([line.rstrip("\n")]))
+        got = next(csv.reader([line.rstrip("\n")]), None) if line is not None else "not text"
         if got != self.header:
             raise ValueError(
                 f"{self.path} was not written by this sweep: its columns are {got}, this "
@@ -290,6 +292,8 @@ class ResultCache:
 
     def _parse_line(self, line):
         """(key, result cells) of a sound line, else None."""
+        if line is None:
+            return None
         body, sep, crc = line.rpartition(",")
         if not sep or crc != _crc(body):
             return None
@@ -391,15 +395,7 @@ class ResultCache:
     def _write_part(self, key, cells):
         import pandas as pd
         os.makedirs(self.path, exist_ok=True)
-        frame = pd.DataFrame([{c: cells[c] for c in self.header[:-1]}])
-        for col, kind in self._schema.items():
-            frame[col] = frame[col].astype(kind)
-        for col in TEXT_COLUMNS:
-            frame[col] = frame[col].astype(object)
-        for col in INT_COLUMNS:
-            frame[col] = frame[col].astype("Int64")
-        for col in FLOAT_COLUMNS:
-            frame[col] = frame[col].astype(np.float64)
+        frame = _typed(pd.DataFrame([{c: cells[c] for c in self.header[:-1]}]), self._schema)
         _write_atomically(os.path.join(self.path, f"part-{key}.parquet"),
                           frame.to_parquet(index=False))
 
@@ -428,6 +424,14 @@ def _none(v):
     """None for a missing cell of any pandas dtype (None, NaN, <NA>)."""
     import pandas as pd
     return None if pd.api.types.is_scalar(v) and pd.isna(v) else v
+
+
+def _text(line):
+    """A cache line's text, or None where its bytes are not UTF-8 (a damaged line)."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _csv_line(values):
@@ -460,7 +464,8 @@ def _unescape(text):
 
 def _is_cut_header(line, header):
     """A first line with no line end that starts the expected header: a killed writer's."""
-    return not line.endswith("\n") and (_csv_line(header) + "\n").startswith(line)
+    return (line is not None and not line.endswith("\n")
+            and (_csv_line(header) + "\n").startswith(line))
 
 
 @contextlib.contextmanager
@@ -577,13 +582,13 @@ def _frame(points, keys, results):
     import pandas as pd
     names = list(points[0])
     rows = [dict(p, key=k, **results[k]) for p, k in zip(points, keys) if k in results]
-    frame = pd.DataFrame(rows, columns=names + ["key"] + RESULT_COLUMNS)
-    for col in TEXT_COLUMNS:
-        frame[col] = frame[col].astype(object)
-    for col in INT_COLUMNS:
-        frame[col] = frame[col].astype("Int64")
-    for col in FLOAT_COLUMNS:
-        frame[col] = frame[col].astype(np.float64)
+    return _typed(pd.DataFrame(rows, columns=names + ["key"] + RESULT_COLUMNS))
+
+
+def _typed(frame, kinds=None):
+    """``frame`` with its result columns (and ``kinds``: column -> dtype) in their dtypes."""
+    for col, kind in {**(kinds or {}), **RESULT_DTYPES}.items():
+        frame[col] = frame[col].astype(kind)
     return frame
 
 
