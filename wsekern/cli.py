@@ -5,7 +5,6 @@ import sys
 import numpy as np
 
 from .errors import WsekernError
-from .wafer.machine import MAX_EVENTS, MAX_MEMORY
 
 
 def _cmd_config(args):
@@ -74,8 +73,12 @@ def _activations(shape, sparsity, seed):
 def _cmd_simulate(args):
     import json
     from .wafer import Wafer
-    wafer = Wafer(_wafer_config(args), max_events=args.max_events,
-                  max_memory=args.max_memory_gb * 2 ** 30)
+    limits = {}
+    if args.max_events is not None:
+        limits["max_events"] = args.max_events
+    if args.max_memory_gb is not None:
+        limits["max_memory"] = args.max_memory_gb * 2 ** 30
+    wafer = Wafer(_wafer_config(args), **limits)
     region = tuple(args.region) if args.region else None
     if args.op == "spmm":
         if args.matrix:
@@ -240,11 +243,11 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--mode", choices=["analytic", "event"], default="analytic",
                    help="analytic cost (default) or the event-level simulation of the placement")
-    p.add_argument("--max-events", type=float, default=MAX_EVENTS,
+    p.add_argument("--max-events", type=float,
                    help="refuse an event run estimated above this many wavelet-link events "
-                        "(default %(default).0e)")
-    p.add_argument("--max-memory-gb", type=float, default=MAX_MEMORY / 2 ** 30,
-                   help="refuse an event run estimated above this memory (default %(default)g)")
+                        "(default: Wafer's, 1e8)")
+    p.add_argument("--max-memory-gb", type=float,
+                   help="refuse an event run estimated above this memory (default: Wafer's, 4)")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("validate", help="measure the analytic model against the event simulation")
