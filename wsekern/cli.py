@@ -35,12 +35,23 @@ def _cmd_bench(args):
 def _wafer_config(args):
     from .wafer import WaferConfig
     overrides = {"dtype": args.dtype} if args.dtype else {}
-    if args.wafer == "small":
-        return WaferConfig.small(args.rows or 8, args.cols or 8, **overrides)
-    if args.rows or args.cols:
-        base = getattr(WaferConfig, args.wafer)()
-        overrides.update(rows=args.rows or base.rows, cols=args.cols or base.cols)
+    if args.rows is not None:          # None: the preset's; 0 is refused by the parser
+        overrides["rows"] = args.rows
+    if args.cols is not None:
+        overrides["cols"] = args.cols
     return getattr(WaferConfig, args.wafer)(**overrides)
+
+
+def _pe_count(text):
+    """An argparse type: a positive number of PEs (the config checks the upper bound)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number of PEs; received "
+                                         f"{text!r}")
+    return value
 
 
 def _random_sparse(m, k, sparsity, seed):
@@ -99,7 +110,12 @@ def _read_matrix(path, n):
 def _cmd_simulate(args):
     import json
     from .wafer import Wafer
-    wafer = Wafer(_wafer_config(args))
+    limits = {}
+    if args.max_events is not None:
+        limits["max_events"] = args.max_events
+    if args.max_memory_gb is not None:
+        limits["max_memory"] = args.max_memory_gb * 2 ** 30
+    wafer = Wafer(_wafer_config(args), **limits)
     region = tuple(args.region) if args.region else None
     if args.op == "spmm":
         if args.matrix:
@@ -251,8 +267,8 @@ def build_parser():
     p.add_argument("--stride", type=int, default=1)
     p.add_argument("--padding", type=int, default=1)
     p.add_argument("--wafer", choices=["wse2", "wse3", "small"], default="wse2")
-    p.add_argument("--rows", type=int, help="override the wafer's PE rows")
-    p.add_argument("--cols", type=int, help="override the wafer's PE columns")
+    p.add_argument("--rows", type=_pe_count, help="override the wafer's PE rows (at least 1)")
+    p.add_argument("--cols", type=_pe_count, help="override the wafer's PE columns (at least 1)")
     p.add_argument("--dtype", choices=["fp16", "fp32"], help="on-fabric element type")
     p.add_argument("--region", type=int, nargs="+", metavar="N",
                    help="rows cols, or row0 col0 rows cols (default: the placer chooses)")
@@ -262,6 +278,11 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--mode", choices=["analytic", "event"], default="analytic",
                    help="analytic cost (default) or the event-level simulation of the placement")
+    p.add_argument("--max-events", type=float,
+                   help="refuse an event run estimated above this many wavelet-link events "
+                        "(default: Wafer's, 1e8)")
+    p.add_argument("--max-memory-gb", type=float,
+                   help="refuse an event run estimated above this memory (default: Wafer's, 4)")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("validate", help="measure the analytic model against the event simulation")

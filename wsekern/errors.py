@@ -20,3 +20,8 @@ class SramOverflowError(WsekernError, MemoryError):
         self.capacity = capacity
         self.free = free
         self.breakdown = breakdown or {}
+
+
+class WorkLimitError(WsekernError, ValueError):
+    """A request would spend more work or memory than the caller allowed; the message
+    names the estimate and the knob that raises the limit or lowers the cost."""

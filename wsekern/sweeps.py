@@ -9,11 +9,17 @@ each finished row is written at once (CSV appended, or one Parquet file per poin
 directory) and a rerun skips the points already there, so a dead worker or an
 interrupted sweep loses no finished point.
 """
+import contextlib
+import csv
 import hashlib
+import io
 import itertools
 import json
 import os
 import time
+import uuid
+import warnings
+import zlib
 
 import numpy as np
 
@@ -171,54 +177,343 @@ def _run_model(build, params, config, seed):
 
 
 # -- the cache ---------------------------------------------------------------------------
-class ResultCache:
-    """Rows keyed by point: ``*.csv`` appended line by line, anything else a directory of
-    one Parquet file per point (written to a temporary name, then renamed)."""
+# Result columns by kind: how a cached cell is read back, and what stands for "none"
+# (the other figures are floats, NaN for none).
+TEXT_COLUMNS = ("status", "reason", "bottleneck", "mapping_used", "region_used")   # none: ""
+INT_COLUMNS = ("sram_peak_bytes", "pes")                                            # none: <NA>
+RESULT_DTYPES = {c: object if c in TEXT_COLUMNS else "Int64" if c in INT_COLUMNS else np.float64
+                 for c in RESULT_COLUMNS}
+CHECK = "check"            # a CSV row's last cell: the CRC-32 of the text before it
 
-    def __init__(self, path):
+
+class CacheWarning(UserWarning):
+    """A damaged or foreign entry of a sweep cache was skipped (its point runs again)."""
+
+
+def _canonical(row):
+    """A row's result cells in the one form fresh and cached rows share: text (never
+    None), float (NaN for none) or int (None for none)."""
+    out = {}
+    for col in RESULT_COLUMNS:
+        v = row.get(col)
+        if col in TEXT_COLUMNS:
+            out[col] = "" if v is None else str(v)
+        elif col in INT_COLUMNS:
+            out[col] = None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v)
+        else:
+            out[col] = np.nan if v is None else float(v)
+    return out
+
+
+def _cell(value):
+    """A point's value as a cache cell (for people reading the file; the sweep itself
+    takes points from its space): regions as "RxC"."""
+    if isinstance(value, (tuple, list)):
+        return "x".join(str(x) for x in value)
+    return value
+
+
+class ResultCache:
+    """Finished rows of one sweep, keyed by point, safe against killed and concurrent writers.
+
+    ``*.csv``: one line per row, appended under a lock file (``PATH.lock``) and fsynced;
+    the header must be this sweep's, every line ends with the CRC-32 of its text, and
+    newlines in text cells are escaped, so a line cut by a killed writer (or edited by
+    hand) is detected, reported and skipped, never misread. Anything else: a directory
+    with one Parquet file per point, written to a hidden temporary name, fsynced and
+    renamed; unreadable parts are moved to ``_damaged/`` and reported.
+    ``columns`` are the sweep's point names; ``points`` (key -> point) the sweep's points.
+    """
+
+    def __init__(self, path, columns, points):
         self.path = os.fspath(path)
         self.csv = self.path.endswith(".csv")
+        self.point_columns = list(columns)
+        self.points = dict(points)
+        self.header = self.point_columns + ["key"] + RESULT_COLUMNS + [CHECK]
+        self._schema = _point_kinds(self.point_columns, self.points.values())
 
+    # -- reading --------------------------------------------------------------
     def load(self):
-        import pandas as pd
+        """key -> result cells of every sound row of this sweep's points (a row cached
+        twice, by two writers, counts once)."""
         if self.csv:
-            if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-                return pd.DataFrame()
-            return pd.read_csv(self.path, keep_default_na=True)
-        if not os.path.isdir(self.path) or not any(f.endswith(".parquet")
-                                                    for f in os.listdir(self.path)):
-            return pd.DataFrame()
-        return pd.read_parquet(self.path)
+            return self._load_csv()
+        return self._load_parquet()
 
     def done_keys(self):
-        frame = self.load()
-        return set(frame["key"]) if "key" in frame else set()
+        return set(self.load())
 
-    def append(self, row):
+    def _load_csv(self):
+        if not os.path.exists(self.path):
+            return {}
+        with _locked(self.path + ".lock"):
+            with open(self.path, "rb") as f:
+                parts = f.read().split(b"\n")         # bytes: damaged text is kept as it was
+            lines = [p + b"\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+            if not lines or _is_cut_header(_text(lines[0]), self.header):
+                return {}
+            self._check_header(_text(lines[0]))
+            found, sound, bad = {}, [lines[0]], []
+            for number, line in enumerate(lines[1:], start=2):
+                # a line with no end was cut by a killed writer
+                row = self._parse_line(_text(line[:-1])) if line.endswith(b"\n") else None
+                if row is None:
+                    bad.append((number, line))
+                    continue
+                sound.append(line)
+                if row[0] in self.points:
+                    found.setdefault(row[0], row[1])
+            if bad:
+                self._set_aside(sound, bad)
+        return found
+
+    def _set_aside(self, sound, bad):
+        """Keep the sound lines in the cache, the damaged ones in PATH.damaged (nothing is
+        deleted), and say so once."""
+        with open(self.path + ".damaged", "ab") as f:
+            f.writelines(line if line.endswith(b"\n") else line + b"\n" for _, line in bad)
+            f.flush()
+            os.fsync(f.fileno())
+        _write_atomically(self.path, b"".join(sound))
+        numbers = [n for n, _ in bad]
+        warnings.warn(f"{self.path}: {len(bad)} damaged line(s) (line {numbers[:10]}"
+                      f"{' ...' if len(bad) > 10 else ''}: cut by a killed writer or edited) "
+                      f"moved to {self.path}.damaged; their points run again", CacheWarning,
+                      stacklevel=4)
+
+    def _check_header(self, line):
+        got = next(csv.reader([line.rstrip("\n")]), None) if line is not None else "not text"
+        if got != self.header:
+            raise ValueError(
+                f"{self.path} was not written by this sweep: its columns are {got}, this "
+                f"sweep writes {self.header}. Give this sweep another cache path, or move "
+                f"{self.path} aside to start the sweep afresh.")
+
+    def _parse_line(self, line):
+        """(key, result cells) of a sound line, else None."""
+        if line is None:
+            return None
+        body, sep, crc = line.rpartition(",")
+        if not sep or crc != _crc(body):
+            return None
+        try:
+            cells = next(csv.reader([body]))
+        except (csv.Error, StopIteration):
+            return None
+        if len(cells) != len(self.header) - 1:
+            return None
+        named = dict(zip(self.header, cells))
+        try:
+            result = {}
+            for col in RESULT_COLUMNS:
+                v = named[col]
+                if col in TEXT_COLUMNS:
+                    result[col] = _unescape(v)
+                elif col in INT_COLUMNS:
+                    result[col] = int(v) if v else None
+                else:
+                    result[col] = float(v) if v else np.nan
+        except ValueError:
+            return None
+        return named["key"], result
+
+    def _load_parquet(self):
         import pandas as pd
-        frame = pd.DataFrame([_storable(row)])
+        if not os.path.isdir(self.path):
+            return {}
+        found, damaged = {}, []
+        with _locked(os.path.join(self.path, ".lock")):
+            for name in sorted(os.listdir(self.path)):
+                full = os.path.join(self.path, name)
+                if name.startswith((".", "_")) or not name.startswith("part-"):
+                    continue                      # hidden temporaries, _damaged/, the lock
+                key = name[len("part-"):-len(".parquet")] if name.endswith(".parquet") else None
+                try:
+                    if key is None:
+                        raise ValueError("not a finished part (a writer was killed)")
+                    frame = pd.read_parquet(full)
+                    if len(frame) != 1 or frame["key"].iloc[0] != key:
+                        raise ValueError(f"holds {len(frame)} rows, not the one of point {key}")
+                    cells = frame.iloc[0].to_dict()
+                    result = _canonical({c: _none(cells[c]) for c in RESULT_COLUMNS})
+                except Exception as exc:           # any unreadable part: move it aside
+                    damaged.append(f"{name} ({type(exc).__name__}: {exc})")
+                    os.makedirs(os.path.join(self.path, "_damaged"), exist_ok=True)
+                    os.replace(full, os.path.join(self.path, "_damaged", name))
+                    continue
+                if key in self.points:
+                    found[key] = result
+        if damaged:
+            warnings.warn(f"{self.path}: moved {len(damaged)} damaged file(s) to _damaged/ "
+                          f"(their points run again): {'; '.join(damaged[:5])}", CacheWarning,
+                          stacklevel=3)
+        return found
+
+    # -- writing --------------------------------------------------------------
+    def append(self, key, result):
+        """Write the row of point ``key`` (its ``result`` cells canonical) for good."""
+        cells = {c: _cell(self.points[key][c]) for c in self.point_columns}
+        cells["key"] = key
+        cells.update(result)
         if self.csv:
-            header = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-            with open(self.path, "a", newline="") as f:
-                frame.to_csv(f, header=header, index=False)
+            self._append_csv(cells)
+        else:
+            self._write_part(key, cells)
+
+    def _append_csv(self, cells):
+        values = []
+        for col in self.header[:-1]:
+            v = cells[col]
+            if isinstance(v, str):
+                v = _escape(v)
+            elif v is None or (isinstance(v, float) and np.isnan(v)):
+                v = ""
+            values.append(v)
+        body = _csv_line(values)
+        with _locked(self.path + ".lock"):
+            with open(self.path, "a+b") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                if size:
+                    f.seek(0)
+                    first = f.readline().decode("utf-8", errors="replace")
+                    if _is_cut_header(first, self.header):
+                        f.truncate(0)             # a header cut by a killed writer: no rows lost
+                        size = 0
+                    else:
+                        self._check_header(first)
+                        f.seek(size - 1)
+                        if f.read(1) != b"\n":
+                            f.write(b"\n")       # end a cut line; the CRC check refuses it
+                if not size:
+                    f.write((_csv_line(self.header) + "\n").encode())
+                f.write((body + "," + _crc(body) + "\n").encode())
                 f.flush()
                 os.fsync(f.fileno())
-            return
+
+    def _write_part(self, key, cells):
+        import pandas as pd
         os.makedirs(self.path, exist_ok=True)
-        final = os.path.join(self.path, f"part-{row['key']}.parquet")
-        tmp = final + ".tmp"
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, final)
+        frame = _typed(pd.DataFrame([{c: cells[c] for c in self.header[:-1]}]), self._schema)
+        _write_atomically(os.path.join(self.path, f"part-{key}.parquet"),
+                          frame.to_parquet(index=False))
 
 
-def _storable(row):
-    """Values a CSV or Parquet column can hold (regions and Nones as text)."""
-    out = {}
-    for k, v in row.items():
-        if isinstance(v, (tuple, list)):
-            v = "x".join(str(x) for x in v)
-        out[k] = "" if v is None and k in ("reason", "bottleneck", "mapping_used", "region_used") else v
-    return out
+def _point_kinds(columns, points):
+    """Per point column, a pandas dtype that holds every value of the space (None as a
+    missing value), so that no Parquet part has a column of nulls only."""
+    kinds = {}
+    for col in columns:
+        values = [_cell(p[col]) for p in points]
+        values = [v for v in values if v is not None]
+        if values and all(isinstance(v, (bool, np.bool_)) for v in values):
+            kinds[col] = "boolean"
+        elif values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                            for v in values):
+            kinds[col] = "Int64"
+        elif values and all(isinstance(v, (int, float, np.integer, np.floating))
+                            and not isinstance(v, bool) for v in values):
+            kinds[col] = "Float64"
+        else:
+            kinds[col] = "string"
+    return kinds
+
+
+def _none(v):
+    """None for a missing cell of any pandas dtype (None, NaN, <NA>)."""
+    import pandas as pd
+    return None if pd.api.types.is_scalar(v) and pd.isna(v) else v
+
+
+def _text(line):
+    """A cache line's text, or None where its bytes are not UTF-8 (a damaged line)."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _csv_line(values):
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(values)
+    return buf.getvalue()
+
+
+def _crc(text):
+    return f"{zlib.crc32(text.encode()):08x}"
+
+
+def _escape(text):
+    """One physical line per row: backslashes and line breaks in text cells escaped."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _unescape(text):
+    out, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            out.append({"n": "\n", "r": "\r"}.get(text[i + 1], text[i + 1]))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def _is_cut_header(line, header):
+    """A first line with no line end that starts the expected header: a killed writer's."""
+    return (line is not None and not line.endswith("\n")
+            and (_csv_line(header) + "\n").startswith(line))
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """An exclusive lock on ``path`` (created if needed) while the block runs; writers of
+    one cache in several processes take turns (a no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:                                      # Windows
+        yield
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _write_atomically(path, data):
+    """``data`` to ``path`` through a temporary file in the same directory, fsynced, then
+    renamed over it: a reader sees the old file or the new one, never a part."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # -- the sweep ---------------------------------------------------------------------------
@@ -238,12 +533,17 @@ def sweep(space, workload, *, client=None, cache=None, base="wse2", seed=0, prog
         in this process.
     cache : path, optional
         ``*.csv`` or a Parquet directory; finished rows are written as they arrive and
-        points already there are not run again.
+        points already there are not run again: the resumed frame equals the
+        uninterrupted one in every column but ``wall_seconds``. Damaged entries (a killed
+        writer's) are reported with a :class:`CacheWarning` and their points run again;
+        a CSV written by another sweep is refused. Several processes may share a cache.
     base : the WaferConfig preset the points override ("wse2", "wse3", "small").
     seed : the seed every point's inputs are drawn from (on the worker).
+
+    Text columns hold "" where a failed point has no value, ``sram_peak_bytes`` and
+    ``pes`` are nullable integers (``<NA>``), the other figures floats (NaN).
     """
     _requires()
-    import pandas as pd
     if isinstance(workload, str) and workload not in WORKLOADS:
         raise ValueError(f"workload must be one of {WORKLOADS} or a callable; received {workload!r}")
     if not isinstance(workload, str) and not callable(workload):
@@ -251,17 +551,20 @@ def sweep(space, workload, *, client=None, cache=None, base="wse2", seed=0, prog
     if base not in ("wse2", "wse3", "small"):
         raise ValueError(f"base must be 'wse2', 'wse3' or 'small'; received {base!r}")
     points = points_of(space)
+    reserved = set(RESULT_COLUMNS) | {"key", CHECK}
+    if reserved & set(points[0]):
+        raise ValueError(f"space names {sorted(reserved & set(points[0]))} are result columns "
+                         f"of the sweep; rename them")
     keys = [point_key(p, workload, base, seed) for p in points]
-    store = ResultCache(cache) if cache is not None else None
-    done = store.done_keys() if store is not None else set()
-    todo = [(k, p) for k, p in zip(keys, points) if k not in done]
-    rows = {}
+    by_key = dict(zip(keys, points))
+    store = ResultCache(cache, list(points[0]), by_key) if cache is not None else None
+    results = store.load() if store is not None else {}
+    todo = [(k, p) for k, p in by_key.items() if k not in results]
 
     def finished(key, row):
-        row["key"] = key
-        rows[key] = row
+        results[key] = _canonical(row)
         if store is not None:
-            store.append(row)
+            store.append(key, results[key])
 
     bar = _progress(len(todo), progress)
     if client is False:
@@ -271,15 +574,22 @@ def sweep(space, workload, *, client=None, cache=None, base="wse2", seed=0, prog
     else:
         _run_distributed(todo, workload, base, seed, client, finished, bar)
     bar.close()
-    frame = pd.DataFrame([rows[k] for k in keys if k in rows])
-    if store is not None and done:
-        cached = store.load()
-        cached = cached[cached["key"].isin(set(keys) - set(rows))]
-        frame = pd.concat([frame, cached], ignore_index=True)
-    order = {k: i for i, k in enumerate(keys)}
-    frame = frame.sort_values("key", key=lambda s: s.map(order)).reset_index(drop=True)
-    columns = list(points[0]) + ["key"] + RESULT_COLUMNS
-    return frame[[c for c in columns if c in frame]]
+    return _frame(points, keys, results)
+
+
+def _frame(points, keys, results):
+    """One row per point in the space's order, fresh and cached rows alike."""
+    import pandas as pd
+    names = list(points[0])
+    rows = [dict(p, key=k, **results[k]) for p, k in zip(points, keys) if k in results]
+    return _typed(pd.DataFrame(rows, columns=names + ["key"] + RESULT_COLUMNS))
+
+
+def _typed(frame, kinds=None):
+    """``frame`` with its result columns (and ``kinds``: column -> dtype) in their dtypes."""
+    for col, kind in {**(kinds or {}), **RESULT_DTYPES}.items():
+        frame[col] = frame[col].astype(kind)
+    return frame
 
 
 def local_cluster(n_workers=None, **kwargs):

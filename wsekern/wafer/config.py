@@ -5,7 +5,62 @@ WSE-3 measurement study, [A] an assumption of ours (no public number).
 """
 from dataclasses import asdict, dataclass, field, fields, replace
 
+import numpy as np
+
 DTYPES = ("fp16", "fp32")
+
+# A wafer-scale die is at most the ~215 mm square a 300 mm wafer holds (46,225 mm^2 on
+# WSE-1..3); at their ~0.2 mm PE pitch that is 750 x 994 usable PEs. 2048 a side leaves
+# room for a PE half as wide and keeps a report's per-PE maps (48 B a PE) near 200 MB.
+MAX_SIDE = 2048
+MAX_LATENCY = 1e4      # cycles; the slowest measured step (a turn) is ~20 [M]
+
+# field -> (kind, low, high, unit): the closed range of values a physical machine can
+# have ("int" or "real"; finite always: NaN and inf are refused). Rates and clocks have
+# a positive floor: they divide. A new field adds a row here.
+LIMITS = {
+    "rows": ("int", 1, MAX_SIDE, "PEs"),
+    "cols": ("int", 1, MAX_SIDE, "PEs"),
+    "sram_bytes": ("int", 1, 1 << 24, "bytes"),          # 16 MiB a PE: 300x any wafer built
+    "reserve_bytes": ("int", 0, (1 << 24) - 1, "bytes"),
+    "queue_depth": ("int", 1, 1024, "wavelets"),
+    "colors": ("int", 1, 32, "colours"),                  # the wavelet's colour field: 5 bits [P]
+    "clock_hz": ("real", 1e6, 1e11, "Hz"),
+    "hop_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "ramp_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "turn_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "stage_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "task_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "setup_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "scalar_cycles_per_element": ("real", 0.0, MAX_LATENCY, "cycles"),
+    # at most 1e4 cycles a wavelet, at most 64 wavelets a cycle on one link
+    "link_wavelets_per_cycle": ("real", 1e-4, 64.0, "wavelets per cycle"),
+    "external_bytes_per_s": ("real", 1e6, 1e16, "bytes/s"),
+    "host_bytes_per_s": ("real", 1e6, 1e16, "bytes/s"),
+    "pj_per_sram_byte": ("real", 0.0, 1e6, "pJ"),
+    "pj_per_wavelet_hop": ("real", 0.0, 1e6, "pJ"),
+    "static_pj_per_pe_cycle": ("real", 0.0, 1e6, "pJ"),
+}
+# dict fields: per dtype, a number in [low, high]
+TABLE_LIMITS = {
+    "fmac_per_cycle": (1 / 64, 1024.0, "FMAC per cycle"),
+    "pj_per_fmac": (0.0, 1e6, "pJ"),
+}
+
+
+def _checked(name, value, kind, low, high, unit):
+    """``value`` as a Python int or float if it lies in the field's range; else ValueError
+    naming the field, the value and the range."""
+    what = "an int" if kind == "int" else "a finite number"
+    span = f"[{low:g}, {high:g}] {unit}"
+    types = (int, np.integer) if kind == "int" else (int, float, np.integer, np.floating)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, types):
+        raise ValueError(f"WaferConfig.{name} must be {what} in {span}; received {value!r} "
+                         f"({type(value).__name__})")
+    value = int(value) if kind == "int" else float(value)
+    if not low <= value <= high:          # False for NaN
+        raise ValueError(f"WaferConfig.{name} must be {what} in {span}; received {value!r}")
+    return value
 
 
 def _fmac_wse2():
@@ -52,29 +107,24 @@ class WaferConfig:
     static_pj_per_pe_cycle: float = 2.0   # [A] leakage and clock tree of an idle PE
 
     def __post_init__(self):
-        for name in ("rows", "cols", "sram_bytes", "queue_depth", "colors"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"WaferConfig.{name} must be a positive int; received {v!r}")
-        if not 0 <= self.reserve_bytes < self.sram_bytes:
-            raise ValueError(f"reserve_bytes must be in [0, sram_bytes={self.sram_bytes}); "
-                             f"received {self.reserve_bytes}")
+        for name, (kind, low, high, unit) in LIMITS.items():
+            object.__setattr__(self, name, _checked(name, getattr(self, name), kind, low, high,
+                                                    unit))
+        if not self.reserve_bytes < self.sram_bytes:
+            raise ValueError(f"WaferConfig.reserve_bytes must be an int in [0, "
+                             f"{self.sram_bytes - 1}] bytes (below sram_bytes="
+                             f"{self.sram_bytes}); received {self.reserve_bytes}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}; received {self.dtype!r}")
-        for name in ("fmac_per_cycle", "pj_per_fmac"):
+            raise ValueError(f"WaferConfig.dtype must be one of {DTYPES}; received {self.dtype!r}")
+        for name, (low, high, unit) in TABLE_LIMITS.items():
             table = getattr(self, name)
-            if not isinstance(table, dict) or self.dtype not in table or table[self.dtype] <= 0:
-                raise ValueError(f"{name} must map {self.dtype!r} to a positive number; "
-                                 f"received {table!r}")
-        for name in ("clock_hz", "link_wavelets_per_cycle", "external_bytes_per_s",
-                     "host_bytes_per_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive; received {getattr(self, name)!r}")
-        for name in ("hop_cycles", "ramp_cycles", "turn_cycles", "stage_cycles", "task_cycles",
-                     "setup_cycles", "scalar_cycles_per_element", "pj_per_sram_byte",
-                     "pj_per_wavelet_hop", "static_pj_per_pe_cycle"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0; received {getattr(self, name)!r}")
+            if not isinstance(table, dict) or self.dtype not in table:
+                raise ValueError(f"WaferConfig.{name} must be a dict mapping {self.dtype!r} (the "
+                                 f"dtype) to a number in [{low:g}, {high:g}] {unit}; received "
+                                 f"{table!r}")
+            object.__setattr__(self, name, {key: _checked(f"{name}[{key!r}]", v, "real", low,
+                                                          high, unit)
+                                            for key, v in table.items()})
 
     # -- presets ------------------------------------------------------------
     @classmethod

@@ -18,9 +18,12 @@ from ..kernels import spmm as cpu_spmm
 from ..sparse import PackedSparse, check_float_dtype, check_sparse_operand
 from . import analytic, event
 from .config import WaferConfig
+from .estimate import event_cost
 
 MAPPINGS = ("weight-stationary", "activation-stationary")
 MODES = ("analytic", "event")
+MAX_EVENTS = 10 ** 8          # default limits of an event run (Wafer's keywords)
+MAX_MEMORY = 4 << 30
 
 
 def _geometric(top, count=20):
@@ -35,16 +38,28 @@ def _geometric(top, count=20):
 class Wafer:
     """A simulated wafer-scale engine running wsekern's kernels.
 
+    ``mode="event"`` runs are estimated from the placement before they start (wavelet-link
+    events and bytes, see estimate.py) and refused with a ``WorkLimitError`` above
+    ``max_events`` or ``max_memory`` bytes (None: no limit). The defaults allow about
+    10 s to 2 min of simulation on one core.
+
     >>> wafer = Wafer(WaferConfig.small(8, 8))
     >>> Y, report = wafer.spmm(W, X)          # doctest: +SKIP
     """
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, *, max_events=MAX_EVENTS, max_memory=MAX_MEMORY):
         if config is None:
             config = WaferConfig.wse2()
         if not isinstance(config, WaferConfig):
             raise TypeError(f"config must be a WaferConfig; received {type(config).__name__}")
+        for name, v in (("max_events", max_events), ("max_memory", max_memory)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.number))
+                                  or not v > 0):
+                raise ValueError(f"{name} must be a positive number or None (no limit); "
+                                 f"received {v!r}")
         self.config = config
+        self.max_events = max_events
+        self.max_memory = max_memory
 
     def __repr__(self):
         c = self.config
@@ -170,6 +185,8 @@ class Wafer:
         chosen = self._matmul_cost(Wm, X2, region, mapping, what)
         if chosen.cycles == 0 and min(Wm.shape[0], Wm.shape[1], X2.shape[1]) == 0:
             return np.zeros((Wm.shape[0], X2.shape[1])), chosen
+        event_cost(Wm, X2, self.config, chosen.region, chosen.mapping).check(
+            self.max_events, self.max_memory)
         simulate = (event.weight_stationary if chosen.mapping == "weight-stationary"
                     else event.activation_stationary)
         return simulate(Wm, X2, self.config, chosen.region, what=what)

@@ -1,0 +1,285 @@
+"""The simulator's resource limits: configs hold finite values in physical ranges, and
+work and memory are estimated (and refused, naming the knob) before they are spent.
+
+Cases that could blow up run in a child process under an address-space limit and a
+timeout, so that a blow-up fails the test instead of killing the run."""
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wsekern.wafer import WaferConfig
+from wsekern.wafer import config as config_mod
+
+HOSTILE = [math.inf, -math.inf, math.nan, 1e300, 1e-300, -1, -1e-9, 0, 10 ** 30, 2 ** 63,
+           True, None, "4", [1]]
+
+
+def run_child(code, limit_gb=3, timeout=120):
+    """Run ``code`` in a fresh interpreter with RLIMIT_AS = ``limit_gb``; (rc, out, err)."""
+    prologue = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, ({limit_gb} << 30, {limit_gb} << 30))
+    """)
+    proc = subprocess.run([sys.executable, "-c", prologue + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def field_values():
+    """(field, value) pairs: hostile values, the range's ends and just beyond them."""
+    pairs = []
+    for name, (kind, low, high, _) in config_mod.LIMITS.items():
+        edges = [low, high, low - 1 if kind == "int" else low - abs(low) * 1e-9 - 1e-300,
+                 high + 1 if kind == "int" else high * (1 + 1e-9)]
+        pairs += [(name, v) for v in HOSTILE + edges]
+    return pairs
+
+
+@given(st.lists(st.sampled_from(field_values()), min_size=1, max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_config_fuzz_gives_a_clear_error_or_a_finite_machine(changes):
+    overrides = dict(changes)
+    try:
+        cfg = WaferConfig.small(**{"rows": 4, "cols": 4, **overrides})
+    except ValueError as exc:
+        msg = str(exc)
+        assert "WaferConfig." in msg and "received" in msg
+        named = [n for n in overrides if f"WaferConfig.{n} " in msg]
+        assert named or "reserve_bytes" in msg, msg
+        for n in named:       # the value and the allowed range are in the message
+            v = overrides[n]
+            shown = {repr(v)} | ({repr(float(v))} if isinstance(v, (int, float)) else set())
+            assert any(text in msg for text in shown), msg
+            assert ("[" in msg and "]" in msg), msg
+        return
+    for name, (kind, low, high, _) in config_mod.LIMITS.items():
+        v = getattr(cfg, name)
+        assert type(v) is (int if kind == "int" else float)
+        assert low <= v <= high and math.isfinite(v)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("rows", 20000), ("cols", 20000), ("task_cycles", 1e300),
+    ("link_wavelets_per_cycle", 1e-300), ("hop_cycles", math.inf), ("stage_cycles", math.nan),
+    ("pj_per_wavelet_hop", math.nan), ("clock_hz", 0.0), ("queue_depth", 10 ** 9),
+    ("colors", 33), ("sram_bytes", 1 << 40), ("rows", 8.0), ("rows", True)])
+def test_the_issues_configs_are_refused_naming_field_value_and_range(name, value):
+    with pytest.raises(ValueError) as info:
+        WaferConfig.wse2(**{name: value})
+    msg = str(info.value)
+    assert f"WaferConfig.{name} must be" in msg and repr(value) in msg
+    kind, low, high, unit = config_mod.LIMITS[name]
+    assert f"[{low:g}, {high:g}] {unit}" in msg
+
+
+@pytest.mark.parametrize("table", ["fmac_per_cycle", "pj_per_fmac"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, 0.0, "4"])
+def test_per_dtype_tables_are_checked(table, value):
+    if table == "pj_per_fmac" and value == 0.0:
+        WaferConfig.wse2(**{table: {"fp16": value, "fp32": 1.0}})    # free FMACs: allowed
+        return
+    with pytest.raises(ValueError, match=f"WaferConfig.{table}\\['fp16'\\]"):
+        WaferConfig.wse2(**{table: {"fp16": value, "fp32": 1.0}})
+    with pytest.raises(ValueError, match=f"WaferConfig.{table}\\['fp32'\\]"):
+        WaferConfig.wse2(**{table: {"fp16": 1.0, "fp32": value}})
+
+
+def test_numpy_numbers_are_accepted_as_python_ones():
+    cfg = WaferConfig.small(np.int64(4), np.int32(8), clock_hz=np.float32(1e9))
+    assert (cfg.rows, cfg.cols) == (4, 8) and type(cfg.rows) is int
+    assert type(cfg.clock_hz) is float
+
+
+def test_the_range_ends_give_finite_reports_in_both_modes():
+    """Every field at each end of its range, analytic and event, both mappings: finite
+    cycles and energy, within 3 GB and 2 minutes (in a child process)."""
+    code = """
+        import math
+        import numpy as np
+        from wsekern.bench import random_weight
+        from wsekern.wafer import Wafer, WaferConfig
+        from wsekern.wafer.config import LIMITS, TABLE_LIMITS
+        W = random_weight(48, 40, 0.6, seed=1)
+        X = np.random.default_rng(1).standard_normal((40, 6)).astype(np.float32)
+        X[::3] = 0
+        cases = []
+        for name, (kind, low, high, _) in LIMITS.items():
+            if name in ("rows", "cols", "sram_bytes", "reserve_bytes"):
+                continue                       # the grid and SRAM: tested on their own
+            cases += [{name: low}, {name: high}]
+        for name, (low, high, _) in TABLE_LIMITS.items():
+            cases += [{name: {"fp16": v, "fp32": v}} for v in (low, high)]
+        for kw in cases:
+            cfg = WaferConfig.small(6, 6, **kw)
+            for mapping in ("weight-stationary", "activation-stationary"):
+                for mode in ("analytic", "event"):
+                    try:
+                        _, r = Wafer(cfg).spmm(W, X, mapping=mapping, mode=mode)
+                    except MemoryError as exc:       # SRAM overflow: a clear refusal
+                        continue
+                    assert math.isfinite(r.cycles) and math.isfinite(r.energy_joules), (kw, r)
+                    assert r.cycles > 0, kw
+        print("done", len(cases))
+    """
+    rc, out, err = run_child(code)
+    assert rc == 0 and "done" in out, err[-3000:]
+
+
+def test_a_wafer_beyond_any_wafer_is_refused_before_it_allocates():
+    """20000 x 20000 PEs once passed and a 64x48 product then took 6.2 GB."""
+    code = """
+        import numpy as np
+        from wsekern.wafer import Wafer, WaferConfig
+        try:
+            WaferConfig.wse2(rows=20000, cols=20000)
+        except ValueError as exc:
+            print("refused:", exc)
+        W = np.ones((64, 48), np.float32)
+        _, r = Wafer(WaferConfig.wse2(rows=2048, cols=2048)).spmm(W, np.ones((48, 4)))
+        print("largest wafer", r.busy_cycles.shape, r.cycles)
+    """
+    rc, out, err = run_child(code, limit_gb=2)
+    assert rc == 0, err[-3000:]
+    assert "refused: WaferConfig.rows must be an int in [1, 2048] PEs; received 20000" in out
+    assert "largest wafer (2048, 2048)" in out
+
+
+def test_simulate_rejects_zero_and_negative_rows(capsys):
+    from wsekern.cli import main
+    for flag, value in [("--rows", "0"), ("--cols", "-3"), ("--rows", "x")]:
+        with pytest.raises(SystemExit) as info:
+            main(["simulate", "spmm", "--wafer", "small", flag, value, "--m", "8", "--k", "8"])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument {flag}: must be a positive whole number of PEs; received {value!r}" in err
+
+
+def test_simulate_rows_given_are_used(capsys):
+    from wsekern.cli import main
+    assert main(["simulate", "matmul", "--wafer", "small", "--rows", "3", "--cols", "5",
+                 "--m", "32", "--k", "32", "--n", "8", "--json"]) == 0
+    import json
+    report = json.loads(capsys.readouterr().out)
+    assert report["busy_cycles"]["shape"] == [3, 5]
+    assert main(["simulate", "matmul", "--rows", "4000", "--m", "8", "--k", "8"]) == 2
+    assert "WaferConfig.rows must be an int in [1, 2048] PEs; received 4000" in \
+        capsys.readouterr().err
+
+
+# -- event runs: estimated from the placement, refused above the caller's limits ------
+@pytest.mark.parametrize("seed", range(6))
+def test_the_event_estimate_is_the_engines_count(seed):
+    """The closed-form count of wavelet-link events equals the engine's own count."""
+    import scipy.sparse as sps
+    from wsekern.wafer import event
+    from wsekern.wafer.estimate import event_cost
+    rng = np.random.default_rng(seed)
+    M, K, N = (int(v) for v in rng.integers(1, 90, 3))
+    W = sps.random(M, K, density=[0.05, 0.4, 1.0][seed % 3], format="coo", random_state=seed)
+    if seed % 2:                                           # duplicates are summed first
+        W = sps.coo_array((np.r_[W.data, W.data], (np.r_[W.row, W.row], np.r_[W.col, W.col])),
+                          shape=W.shape)
+    W = sps.csr_array(W)
+    X = rng.standard_normal((K, N))
+    X[rng.random(X.shape) < [0.0, 0.5, 0.9][seed % 3]] = 0
+    cfg = WaferConfig.small(9, 9, dtype=["fp16", "fp32"][seed % 2])
+    R, C = (int(v) for v in rng.integers(1, 10, 2))
+    for mapping, simulate in (("weight-stationary", event.weight_stationary),
+                              ("activation-stationary", event.activation_stationary)):
+        est = event_cost(W, X, cfg, (0, 0, R, C), mapping)
+        _, rep = simulate(W.copy(), X, cfg, (0, 0, R, C))
+        assert est.events == rep.details["events"], (mapping, R, C)
+
+
+def test_an_event_run_is_refused_naming_the_estimate_and_the_knob():
+    from wsekern.errors import WorkLimitError
+    from wsekern.wafer import Wafer
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((40, 30)) * (rng.random((40, 30)) < 0.3)
+    X = rng.standard_normal((30, 5))
+    wafer = Wafer(WaferConfig.small(4, 4), max_events=100)
+    with pytest.raises(WorkLimitError, match=r"about [\d,]+ wavelet-link events.*over "
+                       r"max_events=100; raise Wafer\(max_events=...\) "
+                       r"\(simulate --max-events\)"):
+        wafer.spmm(W, X, mode="event")
+    with pytest.raises(WorkLimitError, match=r"MiB, over max_memory=0 MiB; raise "
+                       r"Wafer\(max_memory=...\)"):
+        Wafer(WaferConfig.small(4, 4), max_memory=1).spmm(W, X, mode="event")
+    Y, rep = Wafer(WaferConfig.small(4, 4), max_events=None, max_memory=None).spmm(
+        W, X, mode="event")
+    np.testing.assert_allclose(Y, W @ X, rtol=1e-6)
+    for bad in (0, -1, math.nan, "1e8", True):
+        with pytest.raises(ValueError, match="max_events must be a positive number or None"):
+            Wafer(max_events=bad)
+
+
+def test_event_bombs_are_refused_before_they_run():
+    """A 4096^2 W on 600x600 PEs (~5e8 events: minutes) and 1e4-cycle hops on 700x900 PEs
+    (a TB of queue slots): both refused at once, in a child under 3 GB and 120 s."""
+    code = """
+        import time
+        import numpy as np
+        from wsekern.bench import random_weight
+        from wsekern.errors import WorkLimitError
+        from wsekern.wafer import Wafer, WaferConfig
+        W = random_weight(4096, 4096, 0.9, dtype=np.float32, seed=0)
+        rng = np.random.default_rng(1)
+        X = rng.standard_normal((4096, 64)).astype(np.float32)
+        X[rng.random(X.shape) < 0.5] = 0
+        try:
+            Wafer().spmm(W, X, region=(600, 600), mapping="weight-stationary", mode="event")
+        except WorkLimitError as exc:
+            print("events:", exc)
+        W = np.ones((700, 900), np.float32)
+        try:
+            Wafer(WaferConfig.wse2(hop_cycles=1e4)).spmm(
+                W, np.ones((900, 2)), region=(700, 900), mapping="weight-stationary",
+                mode="event")
+        except WorkLimitError as exc:
+            print("memory:", exc)
+    """
+    rc, out, err = run_child(code, limit_gb=3, timeout=120)
+    assert rc == 0, err[-3000:]
+    assert "events: an event simulation of the weight-stationary placement on 600x600 PEs" \
+        in out and "max_events=100,000,000" in out
+    assert "memory: an event simulation" in out and "over max_memory=4,096 MiB" in out
+
+
+def test_the_memory_estimate_covers_the_peak():
+    """Measured in a child: the peak resident memory an event run adds stays under the
+    estimate (which counts the wafer-sized maps whole: within 4x of it)."""
+    code = """
+        import resource
+        import numpy as np
+        from wsekern.bench import random_weight
+        from wsekern.wafer import WaferConfig, event
+        from wsekern.wafer.estimate import event_cost
+        import scipy.sparse as sps
+        W = sps.csr_array(random_weight(512, 512, 0.9, dtype=np.float32, seed=0))
+        X = np.random.default_rng(1).standard_normal((512, 4))
+        cfg = WaferConfig.wse2()
+        est = event_cost(W, X, cfg, (0, 0, 200, 200), "weight-stationary")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        event.weight_stationary(W, X, cfg, (0, 0, 200, 200))
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        print(est.bytes, grown)
+    """
+    rc, out, err = run_child(code, limit_gb=3, timeout=120)
+    assert rc == 0, err[-3000:]
+    estimate, grown = (int(v) for v in out.split())
+    assert grown <= estimate <= 4 * grown, (estimate, grown)     # measured: 2.6x
+
+
+def test_simulate_exposes_the_event_limits(capsys):
+    from wsekern.cli import main
+    args = ["simulate", "spmm", "--wafer", "small", "--m", "64", "--k", "64", "--n", "4",
+            "--mode", "event"]
+    assert main(args + ["--max-events", "10"]) == 2
+    assert "over max_events=10; raise" in capsys.readouterr().err
+    assert main(args + ["--max-events", "1e6", "--json"]) == 0

@@ -1,0 +1,104 @@
+"""What an event-level run will cost before it runs: wavelet-link events and bytes.
+
+Counted from the placement alone (region, mapping, the nonzeros each PE column
+streams), in O(nnz) time, the way event.py sets the engine up:
+
+- a streamed item (a nonzero, its fp32 index wavelet, or a round's end-of-stream
+  marker) enters at the edge and, at each of the L PEs of its line, is ramped to the
+  core and (but at the last) sent on: 2 L events;
+- a reduction wavelet (``values_per_dense_wavelet`` partial sums) costs 3 events: core
+  to router, the link, router to core; every PE but a chain's last sends its block
+  each round.
+
+Memory: the engine's queues and per-PE state, the streams and the temporaries that
+sort them, the operands in float64, the analytic model of the same placement (its
+per-PE arrays are capped at ``analytic.PER_PE_LIMIT`` entries) and the reports'
+wafer-sized maps.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import analytic
+
+QUEUE_BYTES = 24          # sizeof(Queue) in src/_event.pyx
+SLOT_BYTES = 32           # sizeof(Slot); a queue holds its depth plus the wavelets in flight
+# Everything else a PE of the region costs: the engine's per-PE arrays, calendar and heap,
+# the Python set-up of its routes, the analytic model's per-PE maps. Measured: 4.4 KB a
+# PE in all on a 700 x 900 region (WSE-2 latencies), of which the queues are 1.5 KB.
+PE_BYTES = 3072
+STREAM_ITEM_BYTES = 80    # an item (int32 index, float64 value) and its sort temporaries
+MAP_BYTES_PER_PE = 104    # the analytic and event reports' wafer-sized maps
+COLOURS = 3               # the stream and two reduction colours
+
+
+@dataclass(frozen=True)
+class EventCost:
+    """The estimate of an event run: wavelet-link ``events`` and peak ``bytes``."""
+    events: int
+    bytes: int
+    mapping: str
+    region: tuple
+
+    def check(self, max_events, max_memory):
+        """Raise WorkLimitError naming the estimate and the knob when over a limit."""
+        from ..errors import WorkLimitError
+        r0, c0, R, C = self.region
+        where = f"the {self.mapping} placement on {R}x{C} PEs"
+        if max_events is not None and self.events > max_events:
+            raise WorkLimitError(
+                f"an event simulation of {where} would process about {self.events:,} "
+                f"wavelet-link events (the engine runs 1-10 million a second), over "
+                f"max_events={int(max_events):,}; raise Wafer(max_events=...) (simulate "
+                f"--max-events), use mode='analytic', or give a smaller region=")
+        if max_memory is not None and self.bytes > max_memory:
+            raise WorkLimitError(
+                f"an event simulation of {where} would need about {self.bytes / 2**20:,.0f} "
+                f"MiB, over max_memory={max_memory / 2**20:,.0f} MiB; raise "
+                f"Wafer(max_memory=...) (simulate --max-memory-gb), use mode='analytic', or "
+                f"give a smaller region=")
+
+
+def event_cost(W, X, config, region, mapping):
+    """:class:`EventCost` of ``event.weight_stationary`` / ``activation_stationary`` of
+    Y = W @ X (W a SciPy sparse array, X dense 2-D) on ``region``."""
+    r0, c0, R, C = (int(v) for v in region)
+    if not W.has_canonical_format:                 # duplicates are summed before streaming
+        W = W.copy()
+        W.sum_duplicates()
+    M, K = W.shape
+    N = X.shape[1]
+    nnz_w = int(W.nnz)
+    wps = config.wavelets_per_sparse_value
+    vpw = config.values_per_dense_wavelet
+    if mapping == "weight-stationary":
+        line, rounds, chain = R, N, C              # X streams down the columns
+        nnz_x = int(np.count_nonzero(X))
+        items = nnz_x * wps + C * N
+        blocks = np.diff(analytic._bounds(M, R))   # each chain reduces a block of rows of Y
+    else:
+        line, rounds, chain = C, M, R              # W streams along the rows
+        nnz_x = 0
+        items = nnz_w * wps + R * M
+        blocks = np.diff(analytic._bounds(N, C))
+    wavelets = int(np.sum(-(-blocks // vpw)))       # per round, one sender of each chain
+    events = 2 * line * items + 3 * rounds * (chain - 1) * wavelets
+    pes = R * C
+    engine = pes * (2 * COLOURS * (QUEUE_BYTES + queue_slots(config) * SLOT_BYTES)
+                    + PE_BYTES + 2 * 8 * int(blocks.max(initial=1)))
+    operands = 8 * (2 * K * N + M * N) + 24 * (nnz_w + nnz_x) + 8 * (M + K)
+    per_pe = R * C * N if R * C * N <= analytic.PER_PE_LIMIT else C * N
+    ana = 4 * 8 * per_pe                               # the analytic model's R x C x N arrays
+    maps = MAP_BYTES_PER_PE * config.rows * config.cols
+    total = engine + STREAM_ITEM_BYTES * items + operands + ana + maps
+    return EventCost(int(events), int(total), mapping, (r0, c0, R, C))
+
+
+def queue_slots(config):
+    """Slots of each engine queue: its depth plus the wavelets a link, ramp or relay
+    stage holds in flight (src/_event.pyx ``Engine.__init__``)."""
+    lat = max(1.0, config.stage_cycles - 2 * config.ramp_cycles)
+    flight = max(config.hop_cycles + config.turn_cycles, config.ramp_cycles,
+                 lat + config.ramp_cycles, config.hop_cycles)
+    return config.queue_depth + math.ceil(flight)
