@@ -414,29 +414,42 @@ static const char* wsk_simd_path_name = "baseline";
     && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd"))
 #endif
 
-/* force: 0 = best available, 1 = baseline, 2 = at most AVX2. */
-static const char* wsk_simd_init(int force)
+/* The paths this CPU can run, as bits: 1 baseline, 2 avx2, 4 avx512. */
+static int wsk_simd_available(void)
 {
+    int paths = 1;
+#if WSK_X86_DISPATCH
+    __builtin_cpu_init();
+    if (WSK_CPU_HAS_V3) paths |= 2;
+    if (WSK_CPU_HAS_V4) paths |= 4;
+#endif
+    return paths;
+}
+
+/* path: 0 = the best this CPU runs, else one bit of wsk_simd_available() (the
+   caller checks that the CPU runs it; an unavailable one selects the baseline). */
+static const char* wsk_simd_init(int path)
+{
+    const int avail = wsk_simd_available();
     WSK_SELECT(base)
     wsk_compact_f32 = wsk_compact_f32_base;
     wsk_compact_f64 = wsk_compact_f64_base;
     wsk_compact_csr_f32_i32 = wsk_compact_csr_f32_i32_base;
     wsk_simd_path_name = "baseline";
+    if (path == 0) path = (avail & 4) ? 4 : (avail & 2) ? 2 : 1;
+    if (!(avail & path)) path = 1;
 #if WSK_X86_DISPATCH
-    __builtin_cpu_init();
-    if (force != 1 && WSK_CPU_HAS_V3) {
+    if (path == 2) {
         WSK_SELECT(avx2)
         wsk_simd_path_name = "avx2";
     }
-    if (force == 0 && WSK_CPU_HAS_V4) {
+    if (path == 4) {
         WSK_SELECT(avx512)
         wsk_compact_f32 = wsk_compact_f32_avx512;
         wsk_compact_csr_f32_i32 = wsk_compact_csr_f32_i32_avx512;
         wsk_compact_f64 = wsk_compact_f64_avx512;
         wsk_simd_path_name = "avx512";
     }
-#else
-    (void)force;
 #endif
     return wsk_simd_path_name;
 }
