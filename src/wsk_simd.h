@@ -306,6 +306,75 @@ WSK_TARGET_V4 static ptrdiff_t wsk_compact_f64_avx512(const double* w, const uin
     }
     return q + wsk_compact_f64_base(w + k, alive + k, remap + k, K - k, vout + q, iout + q);
 }
+
+/* AVX2 has no compress: the 8-bit keep mask indexes a table of lane permutations (8 lane
+   numbers packed in 4-bit fields), applied with vpermps/vpermd.  The table is built once. */
+static uint32_t wsk_compress8_lut[256];
+static void wsk_compress8_init(void)
+{
+    for (int m = 0; m < 256; m++) {
+        uint32_t packed = 0;
+        int q = 0;
+        for (int l = 0; l < 8; l++)
+            if (m & (1 << l)) packed |= (uint32_t)l << (4 * q++);
+        wsk_compress8_lut[m] = packed;
+    }
+}
+WSK_TARGET_V3 static inline __m256i wsk_compress8_perm(int m)
+{
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)wsk_compress8_lut[m]),
+                                              shifts), _mm256_set1_epi32(7));
+}
+WSK_TARGET_V3 static ptrdiff_t wsk_compact_f32_avx2(const float* w, const uint8_t* alive,
+        const int32_t* remap, ptrdiff_t K, float* vout, int32_t* iout)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    ptrdiff_t q = 0, k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 v = _mm256_loadu_ps(w + k);
+        __m256 nz = _mm256_cmp_ps(v, zero, _CMP_NEQ_UQ);
+        __m256 nf = _mm256_cmp_ps(_mm256_sub_ps(v, v), zero, _CMP_NEQ_UQ);
+        __m256i al8 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(alive + k)));
+        __m256 al = _mm256_castsi256_ps(_mm256_cmpgt_epi32(al8, _mm256_setzero_si256()));
+        int m = _mm256_movemask_ps(_mm256_and_ps(nz, _mm256_or_ps(al, nf)));
+        __m256i perm = wsk_compress8_perm(m);
+        _mm256_storeu_ps(vout + q, _mm256_permutevar8x32_ps(v, perm));
+        _mm256_storeu_si256((__m256i*)(iout + q), _mm256_permutevar8x32_epi32(
+            _mm256_loadu_si256((const __m256i*)(remap + k)), perm));
+        q += __builtin_popcount((unsigned)m);
+    }
+    return q + wsk_compact_f32_base(w + k, alive + k, remap + k, K - k, vout + q, iout + q);
+}
+WSK_TARGET_V3 static ptrdiff_t wsk_compact_f64_avx2(const double* w, const uint8_t* alive,
+        const int32_t* remap, ptrdiff_t K, double* vout, int32_t* iout)
+{
+    /* Four doubles are eight float lanes: lane l of the mask moves float lanes 2l, 2l+1. */
+    const __m256d zero = _mm256_setzero_pd();
+    ptrdiff_t q = 0, k = 0;
+    for (; k + 4 <= K; k += 4) {
+        __m256d v = _mm256_loadu_pd(w + k);
+        __m256d nz = _mm256_cmp_pd(v, zero, _CMP_NEQ_UQ);
+        __m256d nf = _mm256_cmp_pd(_mm256_sub_pd(v, v), zero, _CMP_NEQ_UQ);
+        int32_t a4;
+        memcpy(&a4, alive + k, 4);
+        __m256i al64 = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(a4));
+        __m256d al = _mm256_castsi256_pd(_mm256_cmpgt_epi64(al64, _mm256_setzero_si256()));
+        int m = _mm256_movemask_pd(_mm256_and_pd(nz, _mm256_or_pd(al, nf)));
+        int m2 = 0;
+        for (int l = 0; l < 4; l++) m2 |= ((m >> l) & 1) * (3 << (2 * l));
+        __m256i perm = wsk_compress8_perm(m2);
+        _mm256_storeu_pd(vout + q, _mm256_castps_pd(
+            _mm256_permutevar8x32_ps(_mm256_castpd_ps(v), perm)));
+        /* The indices: the first four of the compressed int32 lanes. */
+        __m256i r = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)(remap + k)));
+        __m256i rperm = wsk_compress8_perm(m);
+        _mm_storeu_si128((__m128i*)(iout + q),
+                         _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(r, rperm)));
+        q += __builtin_popcount((unsigned)m);
+    }
+    return q + wsk_compact_f64_base(w + k, alive + k, remap + k, K - k, vout + q, iout + q);
+}
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -441,6 +510,9 @@ static const char* wsk_simd_init(int path)
 #if WSK_X86_DISPATCH
     if (path == 2) {
         WSK_SELECT(avx2)
+        wsk_compress8_init();
+        wsk_compact_f32 = wsk_compact_f32_avx2;
+        wsk_compact_f64 = wsk_compact_f64_avx2;
         wsk_simd_path_name = "avx2";
     }
     if (path == 4) {
