@@ -75,3 +75,13 @@ def test_the_table_moves_the_dense_sparse_crossover(monkeypatch):
 def test_tests_run_on_a_fixed_table():
     # conftest pins the table so that the path assertions hold on every CPU.
     assert wsekern.get_config()["cost_table"] == os.environ["WSEKERN_COSTS"]
+
+
+def test_bench_header_ties_numbers_to_the_machine():
+    from wsekern.bench import machine_line
+    line = machine_line()
+    cfg = wsekern.get_config()
+    assert _cpu.cpu_info()["model"] in line
+    assert f"SIMD path {cfg['simd']}" in line and cfg["cost_table"] in line
+    for level in _cpu.cpu_info()["caches"]:
+        assert level in line
