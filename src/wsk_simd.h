@@ -42,7 +42,7 @@
 /* vectors held in registers; SETS > 1 keeps independent accumulators for     */
 /* alternate nonzeros so narrow tiles are not bound by the FMA latency.       */
 /* Tiles: 8x1, 4x2, 2x4, 1x4 vectors (8 accumulators + 1 broadcast + 1 load). */
-#define WSK_DEFINE_SPMM(V, VT, LANES, VH, HLANES, I, SFX, TGT, ATTR)                   \
+#define WSK_DEFINE_SPMM(V, VT, LANES, VH, HLANES, I, SFX, TGT, ATTR, STREAM_MIN)       \
 WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,         \
         ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, const int NV, const int SETS)  \
 {                                                                                      \
@@ -113,10 +113,36 @@ WSK_INLINE ATTR void wsk_spmm_tail_##SFX##_##TGT(const V* vals, const I* cols,  
         y[j] = s0 + s1;                                                                \
     }                                                                                  \
 }                                                                                      \
+WSK_INLINE ATTR void wsk_spmm_stream_##SFX##_##TGT(const V* vals, const I* cols,       \
+        ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)                   \
+{                                                                                      \
+    /* y stays in L1 and each nonzero streams its whole row of X (SciPy's order). */   \
+    memset(y, 0, n * sizeof(V));                                                       \
+    for (ptrdiff_t p = 0; p < nnz; p += 2) {                                           \
+        const V w0 = vals[p], w1 = p + 1 < nnz ? vals[p + 1] : 0;                      \
+        const V* x0 = X + (ptrdiff_t)cols[p] * ldx;                                    \
+        const V* x1 = p + 1 < nnz ? X + (ptrdiff_t)cols[p + 1] * ldx : x0;             \
+        ptrdiff_t j = 0;                                                               \
+        for (; j + LANES <= n; j += LANES) {                                           \
+            VT a, b, c;                                                                \
+            memcpy(&a, y + j, sizeof(VT));                                             \
+            memcpy(&b, x0 + j, sizeof(VT));                                            \
+            memcpy(&c, x1 + j, sizeof(VT));                                            \
+            a += w0 * b;                                                               \
+            if (p + 1 < nnz) a += w1 * c;                                              \
+            memcpy(y + j, &a, sizeof(VT));                                             \
+        }                                                                              \
+        for (; j < n; j++) y[j] += w0 * x0[j] + (p + 1 < nnz ? w1 * x1[j] : 0);      \
+    }                                                                                  \
+}                                                                                      \
 static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,              \
         ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)                   \
 {                                                                                      \
     ptrdiff_t j = 0;                                                                   \
+    if (STREAM_MIN > 0 && n >= STREAM_MIN * LANES) {                                   \
+        wsk_spmm_stream_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, n);                  \
+        return;                                                                        \
+    }                                                                                  \
     for (; j + 8 * LANES <= n; j += 8 * LANES)                                         \
         wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, 8, 1);         \
     if (j + 4 * LANES <= n) {                                                          \
@@ -216,31 +242,35 @@ static ATTR V wsk_plane_dot_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, const V* 
     return s;                                                                          \
 }
 
-/* All kernels of one target, with vectors of VBYTES bytes (one register). */
-#define WSK_DEFINE_TARGET(TGT, ATTR, VBYTES)                                           \
+/* All kernels of one target, with vectors of VBYTES bytes (one register).  Rows of at
+   least SM vectors take the streaming kernel instead of register tiles (0: never). */
+#define WSK_DEFINE_TARGET(TGT, ATTR, VBYTES, SM)                                         \
 typedef float wsk_vf_##TGT __attribute__((vector_size(VBYTES)));                       \
 typedef double wsk_vd_##TGT __attribute__((vector_size(VBYTES)));                      \
 typedef float wsk_hf_##TGT __attribute__((vector_size(VBYTES / 2)));                   \
 typedef double wsk_hd_##TGT __attribute__((vector_size(VBYTES / 2)));                  \
 WSK_DEFINE_SPMM(float, wsk_vf_##TGT, VBYTES / 4, wsk_hf_##TGT, VBYTES / 8, int32_t,    \
-                f32_i32, TGT, ATTR)                                                    \
+                f32_i32, TGT, ATTR, SM)                                                  \
 WSK_DEFINE_SPMM(float, wsk_vf_##TGT, VBYTES / 4, wsk_hf_##TGT, VBYTES / 8, int64_t,    \
-                f32_i64, TGT, ATTR)                                                    \
+                f32_i64, TGT, ATTR, SM)                                                  \
 WSK_DEFINE_SPMM(double, wsk_vd_##TGT, VBYTES / 8, wsk_hd_##TGT, VBYTES / 16, int32_t,  \
-                f64_i32, TGT, ATTR)                                                    \
+                f64_i32, TGT, ATTR, SM)                                                  \
 WSK_DEFINE_SPMM(double, wsk_vd_##TGT, VBYTES / 8, wsk_hd_##TGT, VBYTES / 16, int64_t,  \
-                f64_i64, TGT, ATTR)                                                    \
+                f64_i64, TGT, ATTR, SM)                                                  \
 WSK_DEFINE_DOT(float, wsk_vf_##TGT, VBYTES / 4, f32, TGT, ATTR)                        \
 WSK_DEFINE_DOT(double, wsk_vd_##TGT, VBYTES / 8, f64, TGT, ATTR)                       \
 WSK_DEFINE_PLANE(float, wsk_vf_##TGT, VBYTES / 4, f32, TGT, ATTR)                      \
 WSK_DEFINE_PLANE(double, wsk_vd_##TGT, VBYTES / 8, f64, TGT, ATTR)
 
 #define WSK_NOATTR
-/* Baseline: SSE2 on x86-64, 16-byte vectors elsewhere too (NEON, ...). */
-WSK_DEFINE_TARGET(base, WSK_NOATTR, 16)
+/* Baseline: SSE2 on x86-64, 16-byte vectors elsewhere too (NEON, ...).  Its 4-lane tiles
+   need 8+ passes over a row's nonzeros for 128+ columns, each re-reading a short piece of
+   every X row it meets; with a power-of-two row pitch those pieces share cache sets and
+   thrash (1024^2 x 1024 fp32 on Zen 3: 116-189 ms tiled, 31 ms streamed): stream them. */
+WSK_DEFINE_TARGET(base, WSK_NOATTR, 16, 32)
 #if WSK_X86_DISPATCH
-WSK_DEFINE_TARGET(avx2, WSK_TARGET_V3, 32)
-WSK_DEFINE_TARGET(avx512, WSK_TARGET_V4, 64)
+WSK_DEFINE_TARGET(avx2, WSK_TARGET_V3, 32, 0)
+WSK_DEFINE_TARGET(avx512, WSK_TARGET_V4, 64, 0)
 #endif
 
 /* ------------------------------------------------------------------------ */
