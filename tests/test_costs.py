@@ -64,12 +64,28 @@ def test_the_table_moves_the_dense_sparse_crossover(monkeypatch):
     """A row whose BLAS is cheap sends a sparse W to densified BLAS; a dear one keeps CSR."""
     W = random_csr(200, 200, 0.3)
     X = np.random.default_rng(0).standard_normal((200, 64))
-    cheap = costs.CostTable("test/cheap-blas", 1e-6, 1.0, 1.0, 1e-6)
-    dear = costs.CostTable("test/dear-blas", 1.0, 1e-6, 1e-6, 1.0)
+    cheap = costs.CostTable("test/cheap-blas", 1e-6, 1.0, 1.0, 1e-6, (0, 1), (0, 1))
+    dear = costs.CostTable("test/dear-blas", 1.0, 1e-6, 1e-6, 1.0, (0, 1), (0, 1))
     for table, path in ((cheap, "blas-densified"), (dear, "csr")):
         monkeypatch.setattr(kernels, "cost_table", lambda t=table: t)
         assert kernels.spmm_path(W, X) == path
         np.testing.assert_allclose(kernels.spmm(W, X), W.toarray() @ X, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("direct, path", [((0.0, 2.2), "direct"), ((0.5, 5.0), "im2col-blas")])
+def test_the_table_chooses_the_conv_path(monkeypatch, direct, path):
+    """At 80% weight zeros: the direct path while it is fitted cheaper than im2col, not after."""
+    from wsekern import conv as conv_mod
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 9, 9))
+    w = rng.standard_normal((4, 8, 3, 3)) * (rng.random((4, 8, 3, 3)) < 0.2)
+    table = costs.CostTable("test/conv", 0.02, 0.07, 0.3, 0.2, direct, (9.0, 9.0))
+    monkeypatch.setattr(conv_mod, "cost_table", lambda: table)
+    assert conv_mod.conv2d_path(x, w, padding=1) == path
+    xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(xpad, (3, 3), axis=(2, 3))
+    ref = np.einsum("bchwij,ocij->bohw", windows, w)
+    np.testing.assert_allclose(conv_mod.conv2d(x, w, padding=1), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_tests_run_on_a_fixed_table():
