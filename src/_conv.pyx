@@ -19,9 +19,9 @@ from _simd cimport (wsk_plane_axpy_f32, wsk_plane_axpy_f64,
 import numpy as np
 
 
-def simd_init(int force=0):
+def simd_init(int path=0):
     """Select this module's SIMD path (the dispatch table is per extension module)."""
-    return wsk_simd_init(force).decode()
+    return wsk_simd_init(path).decode()
 
 
 cdef inline void _row(const floating* vals, const int32_t* rows, Py_ssize_t nnz,

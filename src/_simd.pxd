@@ -30,7 +30,8 @@ cdef extern from "wsk_simd.h" nogil:
                                        int64_t, double*, int64_t*) noexcept
     float wsk_dot_f32(const float*, const float*, Py_ssize_t) noexcept
     double wsk_dot_f64(const double*, const double*, Py_ssize_t) noexcept
-    const char* wsk_simd_init(int force) noexcept
+    const char* wsk_simd_init(int path) noexcept
+    int wsk_simd_available() noexcept
     const char* wsk_compiler() noexcept
     int wsk_openmp_enabled() noexcept
     int wsk_omp_max_threads() noexcept

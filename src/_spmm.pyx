@@ -14,7 +14,7 @@ from cython cimport floating
 from _fused cimport index_t
 from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
                     wsk_spmm_row_f64_i32, wsk_spmm_row_f64_i64,
-                    wsk_dot_f32, wsk_dot_f64, wsk_simd_init,
+                    wsk_dot_f32, wsk_dot_f64, wsk_simd_init, wsk_simd_available,
                     wsk_compact_f32, wsk_compact_f64, wsk_compact_csr_f32_i32,
                     wsk_compact_csr_f32_i64, wsk_compact_csr_f64_i32, wsk_compact_csr_f64_i64,
                     wsk_openmp_enabled, wsk_omp_max_threads, wsk_compiler)
@@ -22,9 +22,14 @@ from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
 import numpy as np
 
 
-def simd_init(int force=0):
-    """Select the SIMD path (0 best, 1 baseline, 2 at most AVX2); return its name."""
-    return wsk_simd_init(force).decode()
+def simd_init(int path=0):
+    """Select the SIMD path (0 the best available, 1 baseline, 2 AVX2, 4 AVX-512); return its name."""
+    return wsk_simd_init(path).decode()
+
+
+def simd_available():
+    """The SIMD paths this CPU runs, as bits: 1 baseline, 2 AVX2, 4 AVX-512."""
+    return wsk_simd_available()
 
 
 def compiler():

@@ -27,28 +27,27 @@
 
 #define WSK_INLINE static inline __attribute__((always_inline))
 
-/* 64-byte generic vectors: one zmm, two ymm or four xmm depending on target. */
-typedef float wsk_vf __attribute__((vector_size(64)));
-typedef double wsk_vd __attribute__((vector_size(64)));
-#define WSK_LANES_F 16
-#define WSK_LANES_D 8
+/* ------------------------------------------------------------------------ */
+/* Every kernel below is written once and instantiated per target with that   */
+/* target's native vector (16 bytes baseline SSE2, 32 AVX2, 64 AVX-512), so a  */
+/* vector is one register and the accumulator tiles fit the register file:    */
+/* 16 xmm/ymm registers (baseline, AVX2) or 32 zmm (AVX-512).  A wider generic */
+/* vector than the target has is split by GCC through the stack (it was: the  */
+/* AVX2 clone kept its accumulators in memory).  The helpers carry the        */
+/* target attribute of the kernel they are inlined into.                      */
+/* ------------------------------------------------------------------------ */
 
-/* ------------------------------------------------------------------------ */
 /* spmm row kernel: y[0:n] = sum_p vals[p] * X[cols[p], 0:n]                 */
-/* X is row-major with leading dimension ldx.  Columns are processed in      */
-/* tiles of NV vectors whose accumulators live in registers; SETS > 1 keeps  */
-/* independent accumulators for alternate nonzeros so short tiles are not    */
-/* bound by the FMA latency.                                                 */
-/* ------------------------------------------------------------------------ */
-#define WSK_DEFINE_SPMM_HELPERS(V, VT, LANES, VH, HLANES, I, SFX)                       \
-WSK_INLINE VT wsk_load_##SFX(const V* p) { VT v; memcpy(&v, p, sizeof(VT)); return v; } \
-WSK_INLINE void wsk_store_##SFX(V* p, VT v) { memcpy(p, &v, sizeof(VT)); }              \
-WSK_INLINE void wsk_spmm_tile_##SFX(const V* vals, const I* cols, ptrdiff_t nnz,       \
-                                    const V* X, ptrdiff_t ldx, V* y,                   \
-                                    const int NV, const int SETS)                      \
+/* X is row-major with leading dimension ldx.  Columns go in tiles of NV      */
+/* vectors held in registers; SETS > 1 keeps independent accumulators for     */
+/* alternate nonzeros so narrow tiles are not bound by the FMA latency.       */
+/* Tiles: 8x1, 4x2, 2x4, 1x4 vectors (8 accumulators + 1 broadcast + 1 load). */
+#define WSK_DEFINE_SPMM(V, VT, LANES, VH, HLANES, I, SFX, TGT, ATTR, STREAM_MIN)       \
+WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,         \
+        ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, const int NV, const int SETS)  \
 {                                                                                      \
-    VT acc[16];                                                                        \
-    _Pragma("GCC unroll 16")                                                           \
+    VT acc[8];                                                                         \
+    _Pragma("GCC unroll 8")                                                            \
     for (int a = 0; a < NV * SETS; a++) acc[a] = (VT){0};                             \
     ptrdiff_t p = 0;                                                                   \
     for (; p + SETS <= nnz; p += SETS) {                                               \
@@ -56,31 +55,38 @@ WSK_INLINE void wsk_spmm_tile_##SFX(const V* vals, const I* cols, ptrdiff_t nnz,
         for (int s = 0; s < SETS; s++) {                                               \
             const V w = vals[p + s];                                                   \
             const V* x = X + (ptrdiff_t)cols[p + s] * ldx;                             \
-            _Pragma("GCC unroll 16")                                                   \
-            for (int a = 0; a < NV; a++)                                               \
-                acc[s * NV + a] += w * wsk_load_##SFX(x + a * LANES);                   \
+            _Pragma("GCC unroll 8")                                                    \
+            for (int a = 0; a < NV; a++) {                                             \
+                VT xv;                                                                 \
+                memcpy(&xv, x + a * LANES, sizeof(VT));                                \
+                acc[s * NV + a] += w * xv;                                             \
+            }                                                                          \
         }                                                                              \
     }                                                                                  \
     for (; p < nnz; p++) {                                                             \
         const V w = vals[p];                                                           \
         const V* x = X + (ptrdiff_t)cols[p] * ldx;                                     \
-        _Pragma("GCC unroll 16")                                                       \
-        for (int a = 0; a < NV; a++) acc[a] += w * wsk_load_##SFX(x + a * LANES);      \
+        _Pragma("GCC unroll 8")                                                        \
+        for (int a = 0; a < NV; a++) {                                                 \
+            VT xv;                                                                     \
+            memcpy(&xv, x + a * LANES, sizeof(VT));                                    \
+            acc[a] += w * xv;                                                          \
+        }                                                                              \
     }                                                                                  \
-    _Pragma("GCC unroll 16")                                                           \
+    _Pragma("GCC unroll 8")                                                            \
     for (int a = 0; a < NV; a++) {                                                     \
         VT t = acc[a];                                                                 \
         _Pragma("GCC unroll 4")                                                        \
         for (int s = 1; s < SETS; s++) t += acc[s * NV + a];                           \
-        wsk_store_##SFX(y + a * LANES, t);                                             \
+        memcpy(y + a * LANES, &t, sizeof(VT));                                         \
     }                                                                                  \
 }                                                                                      \
-WSK_INLINE void wsk_spmm_scalar_cols_##SFX(const V* vals, const I* cols, ptrdiff_t nnz, \
-                                           const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n) \
+WSK_INLINE ATTR void wsk_spmm_tail_##SFX##_##TGT(const V* vals, const I* cols,         \
+        ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)                   \
 {                                                                                      \
-    /* Fewer columns than a 64-byte vector: 32-byte vectors first, then scalars. */    \
+    /* Fewer columns than a vector: half vectors first, then scalars. */               \
     ptrdiff_t j = 0;                                                                   \
-    for (; j + HLANES <= n; j += HLANES) {                                             \
+    for (; HLANES > 1 && j + HLANES <= n; j += HLANES) {                               \
         VH a0 = (VH){0}, a1 = (VH){0}, xv;                                             \
         ptrdiff_t p = 0;                                                               \
         for (; p + 2 <= nnz; p += 2) {                                                 \
@@ -106,62 +112,91 @@ WSK_INLINE void wsk_spmm_scalar_cols_##SFX(const V* vals, const I* cols, ptrdiff
         if (p < nnz) s0 += vals[p] * X[(ptrdiff_t)cols[p] * ldx + j];                  \
         y[j] = s0 + s1;                                                                \
     }                                                                                  \
-}
-
-/* One body per target: the tile sizes are chosen for that register file. */
-#define WSK_DEFINE_SPMM_ROW(V, LANES, I, SFX, TGT, ATTR, BIG, BIGSETS, MID, SMALL)     \
+}                                                                                      \
+WSK_INLINE ATTR void wsk_spmm_stream_##SFX##_##TGT(const V* vals, const I* cols,       \
+        ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)                   \
+{                                                                                      \
+    /* y stays in L1 and each nonzero streams its whole row of X (SciPy's order). */   \
+    memset(y, 0, n * sizeof(V));                                                       \
+    for (ptrdiff_t p = 0; p < nnz; p += 2) {                                           \
+        const V w0 = vals[p], w1 = p + 1 < nnz ? vals[p + 1] : 0;                      \
+        const V* x0 = X + (ptrdiff_t)cols[p] * ldx;                                    \
+        const V* x1 = p + 1 < nnz ? X + (ptrdiff_t)cols[p + 1] * ldx : x0;             \
+        ptrdiff_t j = 0;                                                               \
+        for (; j + LANES <= n; j += LANES) {                                           \
+            VT a, b, c;                                                                \
+            memcpy(&a, y + j, sizeof(VT));                                             \
+            memcpy(&b, x0 + j, sizeof(VT));                                            \
+            memcpy(&c, x1 + j, sizeof(VT));                                            \
+            a += w0 * b;                                                               \
+            if (p + 1 < nnz) a += w1 * c;                                              \
+            memcpy(y + j, &a, sizeof(VT));                                             \
+        }                                                                              \
+        for (; j < n; j++) y[j] += w0 * x0[j] + (p + 1 < nnz ? w1 * x1[j] : 0);      \
+    }                                                                                  \
+}                                                                                      \
 static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,              \
         ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)                   \
 {                                                                                      \
     ptrdiff_t j = 0;                                                                   \
-    for (; j + BIG * LANES <= n; j += BIG * LANES)                                     \
-        wsk_spmm_tile_##SFX(vals, cols, nnz, X + j, ldx, y + j, BIG, BIGSETS);         \
-    for (; j + MID * LANES <= n; j += MID * LANES)                                     \
-        wsk_spmm_tile_##SFX(vals, cols, nnz, X + j, ldx, y + j, MID, 2);               \
-    for (; j + SMALL * LANES <= n; j += SMALL * LANES)                                 \
-        wsk_spmm_tile_##SFX(vals, cols, nnz, X + j, ldx, y + j, SMALL, 2);             \
-    for (; j + LANES <= n; j += LANES)                                                 \
-        wsk_spmm_tile_##SFX(vals, cols, nnz, X + j, ldx, y + j, 1, 2);                 \
-    if (j < n) wsk_spmm_scalar_cols_##SFX(vals, cols, nnz, X + j, ldx, y + j, n - j);  \
+    if (STREAM_MIN > 0 && n >= STREAM_MIN * LANES) {                                   \
+        wsk_spmm_stream_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, n);                  \
+        return;                                                                        \
+    }                                                                                  \
+    for (; j + 8 * LANES <= n; j += 8 * LANES)                                         \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, 8, 1);         \
+    if (j + 4 * LANES <= n) {                                                          \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, 4, 2);         \
+        j += 4 * LANES;                                                                \
+    }                                                                                  \
+    if (j + 2 * LANES <= n) {                                                          \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, 2, 4);         \
+        j += 2 * LANES;                                                                \
+    }                                                                                  \
+    if (j + LANES <= n) {                                                              \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, 1, 4);         \
+        j += LANES;                                                                    \
+    }                                                                                  \
+    if (j < n) wsk_spmm_tail_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, n - j); \
 }
 
-/* ------------------------------------------------------------------------ */
-/* dot product for sddmm: sum_d a[d] * b[d]                                  */
-/* ------------------------------------------------------------------------ */
-#define WSK_DEFINE_DOT(V, VT, LANES, SFX)                                              \
-WSK_INLINE V wsk_dot_body_##SFX(const V* a, const V* b, ptrdiff_t n)                   \
+/* dot product for sddmm: sum_d a[d] * b[d], four accumulators. */
+#define WSK_DEFINE_DOT(V, VT, LANES, SFX, TGT, ATTR)                                   \
+static ATTR V wsk_dot_##SFX##_##TGT(const V* a, const V* b, ptrdiff_t n)               \
 {                                                                                      \
-    VT acc0 = (VT){0}, acc1 = (VT){0};                                                 \
+    VT acc[4] = {(VT){0}, (VT){0}, (VT){0}, (VT){0}};                                  \
     ptrdiff_t d = 0;                                                                   \
-    for (; d + 2 * LANES <= n; d += 2 * LANES) {                                       \
-        VT a0, b0, a1, b1;                                                             \
-        memcpy(&a0, a + d, sizeof(VT)); memcpy(&b0, b + d, sizeof(VT));                \
-        memcpy(&a1, a + d + LANES, sizeof(VT)); memcpy(&b1, b + d + LANES, sizeof(VT));\
-        acc0 += a0 * b0; acc1 += a1 * b1;                                              \
+    for (; d + 4 * LANES <= n; d += 4 * LANES) {                                       \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int u = 0; u < 4; u++) {                                                  \
+            VT av, bv;                                                                 \
+            memcpy(&av, a + d + u * LANES, sizeof(VT));                                \
+            memcpy(&bv, b + d + u * LANES, sizeof(VT));                                \
+            acc[u] += av * bv;                                                         \
+        }                                                                              \
     }                                                                                  \
-    acc0 += acc1;                                                                      \
+    for (; d + LANES <= n; d += LANES) {                                               \
+        VT av, bv;                                                                     \
+        memcpy(&av, a + d, sizeof(VT)); memcpy(&bv, b + d, sizeof(VT));                \
+        acc[0] += av * bv;                                                             \
+    }                                                                                  \
+    acc[0] += acc[1]; acc[2] += acc[3]; acc[0] += acc[2];                              \
     V s = 0;                                                                           \
     _Pragma("GCC unroll 16")                                                           \
-    for (int l = 0; l < LANES; l++) s += acc0[l];                                      \
+    for (int l = 0; l < LANES; l++) s += acc[0][l];                                    \
     for (; d < n; d++) s += a[d] * b[d];                                               \
     return s;                                                                          \
 }
-
-#define WSK_DEFINE_DOT_TGT(V, SFX, TGT, ATTR)                                          \
-static ATTR V wsk_dot_##SFX##_##TGT(const V* a, const V* b, ptrdiff_t n)               \
-{ return wsk_dot_body_##SFX(a, b, n); }
 
 /* ------------------------------------------------------------------------ */
 /* Direct convolution, one weight at a time over a whole output plane:        */
 /*   plane_axpy: y[r * ldy + 0:n] += a * x[r * ldx + 0:n] for rows r < rows   */
 /*               whose flag is set (flags may be NULL: all rows);             */
 /*   plane_dot:  sum over r < rows of y[r, 0:n] . x[r * ldx + 0:n].           */
-/* Rows are short (8 to 64), so 32-byte vectors and a scalar tail.           */
+/* Rows are short (8 to 64): native vectors, then a scalar tail.             */
 /* ------------------------------------------------------------------------ */
-typedef float wsk_vf8 __attribute__((vector_size(32)));
-typedef double wsk_vd4 __attribute__((vector_size(32)));
-#define WSK_DEFINE_PLANE(V, VT, LANES, SFX)                                            \
-WSK_INLINE void wsk_plane_axpy_body_##SFX(ptrdiff_t rows, ptrdiff_t n, V a,            \
+#define WSK_DEFINE_PLANE(V, VT, LANES, SFX, TGT, ATTR)                                 \
+static ATTR void wsk_plane_axpy_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, V a,        \
         const V* x, ptrdiff_t ldx, const uint8_t* flags, V* y, ptrdiff_t ldy)          \
 {                                                                                      \
     for (ptrdiff_t r = 0; r < rows; r++) {                                             \
@@ -178,69 +213,64 @@ WSK_INLINE void wsk_plane_axpy_body_##SFX(ptrdiff_t rows, ptrdiff_t n, V a,     
         for (; j < n; j++) yr[j] += a * xr[j];                                         \
     }                                                                                  \
 }                                                                                      \
-WSK_INLINE V wsk_plane_dot_body_##SFX(ptrdiff_t rows, ptrdiff_t n, const V* y,         \
+static ATTR V wsk_plane_dot_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, const V* y,     \
         const V* x, ptrdiff_t ldx)                                                     \
 {                                                                                      \
-    VT acc = (VT){0};                                                                  \
+    VT acc0 = (VT){0}, acc1 = (VT){0};                                                 \
     V s = 0;                                                                           \
     for (ptrdiff_t r = 0; r < rows; r++) {                                             \
         const V* xr = x + r * ldx;                                                     \
         const V* yr = y + r * n;                                                       \
         ptrdiff_t j = 0;                                                               \
+        for (; j + 2 * LANES <= n; j += 2 * LANES) {                                   \
+            VT xv, yv, xw, yw;                                                         \
+            memcpy(&xv, xr + j, sizeof(VT)); memcpy(&yv, yr + j, sizeof(VT));          \
+            memcpy(&xw, xr + j + LANES, sizeof(VT));                                   \
+            memcpy(&yw, yr + j + LANES, sizeof(VT));                                   \
+            acc0 += xv * yv;                                                           \
+            acc1 += xw * yw;                                                           \
+        }                                                                              \
         for (; j + LANES <= n; j += LANES) {                                           \
             VT xv, yv;                                                                 \
             memcpy(&xv, xr + j, sizeof(VT)); memcpy(&yv, yr + j, sizeof(VT));          \
-            acc += xv * yv;                                                            \
+            acc0 += xv * yv;                                                           \
         }                                                                              \
         for (; j < n; j++) s += yr[j] * xr[j];                                         \
     }                                                                                  \
-    for (int l = 0; l < LANES; l++) s += acc[l];                                       \
+    acc0 += acc1;                                                                      \
+    for (int l = 0; l < LANES; l++) s += acc0[l];                                      \
     return s;                                                                          \
 }
-#define WSK_DEFINE_PLANE_TGT(V, SFX, TGT, ATTR)                                        \
-static ATTR void wsk_plane_axpy_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, V a,        \
-        const V* x, ptrdiff_t ldx, const uint8_t* flags, V* y, ptrdiff_t ldy)          \
-{ wsk_plane_axpy_body_##SFX(rows, n, a, x, ldx, flags, y, ldy); }                      \
-static ATTR V wsk_plane_dot_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, const V* y,     \
-        const V* x, ptrdiff_t ldx)                                                     \
-{ return wsk_plane_dot_body_##SFX(rows, n, y, x, ldx); }
 
-WSK_DEFINE_SPMM_HELPERS(float, wsk_vf, WSK_LANES_F, wsk_vf8, 8, int32_t, f32_i32)
-WSK_DEFINE_SPMM_HELPERS(float, wsk_vf, WSK_LANES_F, wsk_vf8, 8, int64_t, f32_i64)
-WSK_DEFINE_SPMM_HELPERS(double, wsk_vd, WSK_LANES_D, wsk_vd4, 4, int32_t, f64_i32)
-WSK_DEFINE_SPMM_HELPERS(double, wsk_vd, WSK_LANES_D, wsk_vd4, 4, int64_t, f64_i64)
-WSK_DEFINE_DOT(float, wsk_vf, WSK_LANES_F, f32)
-WSK_DEFINE_DOT(double, wsk_vd, WSK_LANES_D, f64)
-WSK_DEFINE_PLANE(float, wsk_vf8, 8, f32)
-WSK_DEFINE_PLANE(double, wsk_vd4, 4, f64)
-
-/* Instantiate a row kernel and a dot product for every (dtype, index) pair
-   and target.  Tile sizes, in 64-byte vectors (accumulator registers used):
-   AVX-512  8x1 (8 zmm), 4x2 (8 zmm), 2x2, 1x2;  AVX2  4x1 (8 ymm), 2x2 (8 ymm), 1x2;
-   baseline 2x1 (8 xmm), 1x2 (8 xmm), 1x2. */
-#define WSK_FOR_ALL_TYPES(M, TGT, ATTR, BIG, BIGSETS, MID, SMALL)                      \
-    M(float, WSK_LANES_F, int32_t, f32_i32, TGT, ATTR, BIG, BIGSETS, MID, SMALL)       \
-    M(float, WSK_LANES_F, int64_t, f32_i64, TGT, ATTR, BIG, BIGSETS, MID, SMALL)       \
-    M(double, WSK_LANES_D, int32_t, f64_i32, TGT, ATTR, BIG, BIGSETS, MID, SMALL)      \
-    M(double, WSK_LANES_D, int64_t, f64_i64, TGT, ATTR, BIG, BIGSETS, MID, SMALL)
+/* All kernels of one target, with vectors of VBYTES bytes (one register).  Rows of at
+   least SM vectors take the streaming kernel instead of register tiles (0: never). */
+#define WSK_DEFINE_TARGET(TGT, ATTR, VBYTES, SM)                                         \
+typedef float wsk_vf_##TGT __attribute__((vector_size(VBYTES)));                       \
+typedef double wsk_vd_##TGT __attribute__((vector_size(VBYTES)));                      \
+typedef float wsk_hf_##TGT __attribute__((vector_size(VBYTES / 2)));                   \
+typedef double wsk_hd_##TGT __attribute__((vector_size(VBYTES / 2)));                  \
+WSK_DEFINE_SPMM(float, wsk_vf_##TGT, VBYTES / 4, wsk_hf_##TGT, VBYTES / 8, int32_t,    \
+                f32_i32, TGT, ATTR, SM)                                                  \
+WSK_DEFINE_SPMM(float, wsk_vf_##TGT, VBYTES / 4, wsk_hf_##TGT, VBYTES / 8, int64_t,    \
+                f32_i64, TGT, ATTR, SM)                                                  \
+WSK_DEFINE_SPMM(double, wsk_vd_##TGT, VBYTES / 8, wsk_hd_##TGT, VBYTES / 16, int32_t,  \
+                f64_i32, TGT, ATTR, SM)                                                  \
+WSK_DEFINE_SPMM(double, wsk_vd_##TGT, VBYTES / 8, wsk_hd_##TGT, VBYTES / 16, int64_t,  \
+                f64_i64, TGT, ATTR, SM)                                                  \
+WSK_DEFINE_DOT(float, wsk_vf_##TGT, VBYTES / 4, f32, TGT, ATTR)                        \
+WSK_DEFINE_DOT(double, wsk_vd_##TGT, VBYTES / 8, f64, TGT, ATTR)                       \
+WSK_DEFINE_PLANE(float, wsk_vf_##TGT, VBYTES / 4, f32, TGT, ATTR)                      \
+WSK_DEFINE_PLANE(double, wsk_vd_##TGT, VBYTES / 8, f64, TGT, ATTR)
 
 #define WSK_NOATTR
-WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, base, WSK_NOATTR, 2, 1, 1, 1)
-WSK_DEFINE_DOT_TGT(float, f32, base, WSK_NOATTR)
-WSK_DEFINE_DOT_TGT(double, f64, base, WSK_NOATTR)
-WSK_DEFINE_PLANE_TGT(float, f32, base, WSK_NOATTR)
-WSK_DEFINE_PLANE_TGT(double, f64, base, WSK_NOATTR)
+/* Baseline: SSE2 on x86-64, 16-byte vectors elsewhere too (NEON, ...).  Its 4-lane tiles
+   need 8+ passes over a row's nonzeros for 128+ columns, each re-reading a short piece of
+   every X row it meets; with a power-of-two row pitch those pieces share cache sets and
+   thrash (1024^2 x 1024 fp32 on Zen 3: 116-189 ms tiled, 31 ms streamed): stream them. */
+WSK_DEFINE_TARGET(base, WSK_NOATTR, 16, 32)
 #if WSK_X86_DISPATCH
-WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, avx2, WSK_TARGET_V3, 4, 1, 2, 1)
-WSK_FOR_ALL_TYPES(WSK_DEFINE_SPMM_ROW, avx512, WSK_TARGET_V4, 8, 1, 4, 2)
-WSK_DEFINE_DOT_TGT(float, f32, avx2, WSK_TARGET_V3)
-WSK_DEFINE_DOT_TGT(double, f64, avx2, WSK_TARGET_V3)
-WSK_DEFINE_DOT_TGT(float, f32, avx512, WSK_TARGET_V4)
-WSK_DEFINE_DOT_TGT(double, f64, avx512, WSK_TARGET_V4)
-WSK_DEFINE_PLANE_TGT(float, f32, avx2, WSK_TARGET_V3)
-WSK_DEFINE_PLANE_TGT(double, f64, avx2, WSK_TARGET_V3)
-WSK_DEFINE_PLANE_TGT(float, f32, avx512, WSK_TARGET_V4)
-WSK_DEFINE_PLANE_TGT(double, f64, avx512, WSK_TARGET_V4)
+WSK_DEFINE_TARGET(avx2, WSK_TARGET_V3, 32, 0)
+WSK_DEFINE_TARGET(avx512, WSK_TARGET_V4, 64, 0)
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -302,6 +332,75 @@ WSK_TARGET_V4 static ptrdiff_t wsk_compact_f64_avx512(const double* w, const uin
         _mm512_storeu_pd(vout + q, _mm512_maskz_compress_pd(m, v));
         _mm256_storeu_si256((__m256i*)(iout + q),
                             _mm256_maskz_compress_epi32(m, _mm256_loadu_si256((const __m256i*)(remap + k))));
+        q += __builtin_popcount((unsigned)m);
+    }
+    return q + wsk_compact_f64_base(w + k, alive + k, remap + k, K - k, vout + q, iout + q);
+}
+
+/* AVX2 has no compress: the 8-bit keep mask indexes a table of lane permutations (8 lane
+   numbers packed in 4-bit fields), applied with vpermps/vpermd.  The table is built once. */
+static uint32_t wsk_compress8_lut[256];
+static void wsk_compress8_init(void)
+{
+    for (int m = 0; m < 256; m++) {
+        uint32_t packed = 0;
+        int q = 0;
+        for (int l = 0; l < 8; l++)
+            if (m & (1 << l)) packed |= (uint32_t)l << (4 * q++);
+        wsk_compress8_lut[m] = packed;
+    }
+}
+WSK_TARGET_V3 static inline __m256i wsk_compress8_perm(int m)
+{
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)wsk_compress8_lut[m]),
+                                              shifts), _mm256_set1_epi32(7));
+}
+WSK_TARGET_V3 static ptrdiff_t wsk_compact_f32_avx2(const float* w, const uint8_t* alive,
+        const int32_t* remap, ptrdiff_t K, float* vout, int32_t* iout)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    ptrdiff_t q = 0, k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 v = _mm256_loadu_ps(w + k);
+        __m256 nz = _mm256_cmp_ps(v, zero, _CMP_NEQ_UQ);
+        __m256 nf = _mm256_cmp_ps(_mm256_sub_ps(v, v), zero, _CMP_NEQ_UQ);
+        __m256i al8 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(alive + k)));
+        __m256 al = _mm256_castsi256_ps(_mm256_cmpgt_epi32(al8, _mm256_setzero_si256()));
+        int m = _mm256_movemask_ps(_mm256_and_ps(nz, _mm256_or_ps(al, nf)));
+        __m256i perm = wsk_compress8_perm(m);
+        _mm256_storeu_ps(vout + q, _mm256_permutevar8x32_ps(v, perm));
+        _mm256_storeu_si256((__m256i*)(iout + q), _mm256_permutevar8x32_epi32(
+            _mm256_loadu_si256((const __m256i*)(remap + k)), perm));
+        q += __builtin_popcount((unsigned)m);
+    }
+    return q + wsk_compact_f32_base(w + k, alive + k, remap + k, K - k, vout + q, iout + q);
+}
+WSK_TARGET_V3 static ptrdiff_t wsk_compact_f64_avx2(const double* w, const uint8_t* alive,
+        const int32_t* remap, ptrdiff_t K, double* vout, int32_t* iout)
+{
+    /* Four doubles are eight float lanes: lane l of the mask moves float lanes 2l, 2l+1. */
+    const __m256d zero = _mm256_setzero_pd();
+    ptrdiff_t q = 0, k = 0;
+    for (; k + 4 <= K; k += 4) {
+        __m256d v = _mm256_loadu_pd(w + k);
+        __m256d nz = _mm256_cmp_pd(v, zero, _CMP_NEQ_UQ);
+        __m256d nf = _mm256_cmp_pd(_mm256_sub_pd(v, v), zero, _CMP_NEQ_UQ);
+        int32_t a4;
+        memcpy(&a4, alive + k, 4);
+        __m256i al64 = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(a4));
+        __m256d al = _mm256_castsi256_pd(_mm256_cmpgt_epi64(al64, _mm256_setzero_si256()));
+        int m = _mm256_movemask_pd(_mm256_and_pd(nz, _mm256_or_pd(al, nf)));
+        int m2 = 0;
+        for (int l = 0; l < 4; l++) m2 |= ((m >> l) & 1) * (3 << (2 * l));
+        __m256i perm = wsk_compress8_perm(m2);
+        _mm256_storeu_pd(vout + q, _mm256_castps_pd(
+            _mm256_permutevar8x32_ps(_mm256_castpd_ps(v), perm)));
+        /* The indices: the first four of the compressed int32 lanes. */
+        __m256i r = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)(remap + k)));
+        __m256i rperm = wsk_compress8_perm(m);
+        _mm_storeu_si128((__m128i*)(iout + q),
+                         _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(r, rperm)));
         q += __builtin_popcount((unsigned)m);
     }
     return q + wsk_compact_f64_base(w + k, alive + k, remap + k, K - k, vout + q, iout + q);
@@ -414,29 +513,45 @@ static const char* wsk_simd_path_name = "baseline";
     && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd"))
 #endif
 
-/* force: 0 = best available, 1 = baseline, 2 = at most AVX2. */
-static const char* wsk_simd_init(int force)
+/* The paths this CPU can run, as bits: 1 baseline, 2 avx2, 4 avx512. */
+static int wsk_simd_available(void)
 {
+    int paths = 1;
+#if WSK_X86_DISPATCH
+    __builtin_cpu_init();
+    if (WSK_CPU_HAS_V3) paths |= 2;
+    if (WSK_CPU_HAS_V4) paths |= 4;
+#endif
+    return paths;
+}
+
+/* path: 0 = the best this CPU runs, else one bit of wsk_simd_available() (the
+   caller checks that the CPU runs it; an unavailable one selects the baseline). */
+static const char* wsk_simd_init(int path)
+{
+    const int avail = wsk_simd_available();
     WSK_SELECT(base)
     wsk_compact_f32 = wsk_compact_f32_base;
     wsk_compact_f64 = wsk_compact_f64_base;
     wsk_compact_csr_f32_i32 = wsk_compact_csr_f32_i32_base;
     wsk_simd_path_name = "baseline";
+    if (path == 0) path = (avail & 4) ? 4 : (avail & 2) ? 2 : 1;
+    if (!(avail & path)) path = 1;
 #if WSK_X86_DISPATCH
-    __builtin_cpu_init();
-    if (force != 1 && WSK_CPU_HAS_V3) {
+    if (path == 2) {
         WSK_SELECT(avx2)
+        wsk_compress8_init();
+        wsk_compact_f32 = wsk_compact_f32_avx2;
+        wsk_compact_f64 = wsk_compact_f64_avx2;
         wsk_simd_path_name = "avx2";
     }
-    if (force == 0 && WSK_CPU_HAS_V4) {
+    if (path == 4) {
         WSK_SELECT(avx512)
         wsk_compact_f32 = wsk_compact_f32_avx512;
         wsk_compact_csr_f32_i32 = wsk_compact_csr_f32_i32_avx512;
         wsk_compact_f64 = wsk_compact_f64_avx512;
         wsk_simd_path_name = "avx512";
     }
-#else
-    (void)force;
 #endif
     return wsk_simd_path_name;
 }

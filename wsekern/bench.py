@@ -122,9 +122,20 @@ def spmm_peers(W, X, threads):
     return peers
 
 
+def machine_line():
+    """What a number is tied to: CPU, caches, SIMD path (and those available), cost table."""
+    from ._cpu import describe
+    from .config import get_config
+    cfg = get_config()
+    return (f"CPU {describe()}; SIMD path {cfg['simd']} (runs {', '.join(cfg['simd_available'])})"
+            f"; cost table {cfg['cost_table']}; OpenMP {'on' if cfg['openmp'] else 'off'}, "
+            f"{cfg['threads']} threads")
+
+
 def bench_spmm(sizes=SIZES, sparsities=SPARSITIES, threads=(1, 2), repeat=5, out=print):
     """Print the spmm comparison table; return its rows as dicts."""
     rows = []
+    out(machine_line())
     header = (f"{'M':>5} {'K':>5} {'N':>4} {'thr':>3} {'sparsity':>8} {'path':>15} "
               f"{'wsekern':>9} {'dense-W':>9} {'numpy':>9} {'scipy':>9} {'mkl':>9} {'torch':>9}"
               f" | {'x numpy':>7} {'x scipy':>7} {'x mkl':>6} {'x torch':>7} {'dW/np':>6}")
@@ -199,6 +210,7 @@ def bench_conv(repeat=5, threads=1, out=print):
     im2col + NumPy BLAS and torch.nn.functional.conv2d (when installed)."""
     rng = np.random.default_rng(0)
     torch = _optional("torch")
+    out(machine_line())
     out(f"conv2d x 8x64x32x32, w 64x64x3x3, pad 1, float32, {threads} thread(s), ms (best of {repeat})")
     out(f"{'w zeros':>7} {'x zeros':>7} {'path':>12} {'wsekern':>9} {'im2col':>9} {'torch':>9}"
         f" | {'x im2col':>8} {'x torch':>7}")

@@ -8,13 +8,22 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import _conv
 from ._budget import check_memory
 from ._threads import resolve_threads
+from .costs import cost_table
 from .sparse import PackedSparse, check_float_dtype
 
-# Time of each zero-skipping path relative to im2col + BLAS, as fixed + per-density
-# cost (fitted on x 8x64x32x32, w 64x64x3x3, 1 thread, AVX-512; `wsekern bench conv`).
-DIRECT_FIXED, DIRECT_COST = 0.1, 1.45    # weight-sparse direct path, per kept-weight fraction
-INPUT_FIXED, INPUT_COST = 0.2, 1.25      # input-stationary path, per nonzero-pixel fraction
+# Time of each zero-skipping path relative to im2col + BLAS, as fixed + per-density cost:
+# from this CPU's cost table (wsekern.costs) unless set here (tests force paths this way).
+DIRECT_FIXED = DIRECT_COST = None        # weight-sparse direct path, per kept-weight fraction
+INPUT_FIXED = INPUT_COST = None          # input-stationary path, per nonzero-pixel fraction
 INPUT_MIN_CHANNELS = 16                  # channels per group the input-stationary path needs
+
+
+def _path_costs():
+    """(direct fixed, direct per density, input fixed, input per density)."""
+    table = cost_table()
+    (df, dc), (i_f, ic) = table.conv_direct, table.conv_input
+    return tuple(d if v is None else v for v, d in ((DIRECT_FIXED, df), (DIRECT_COST, dc),
+                                                    (INPUT_FIXED, i_f), (INPUT_COST, ic)))
 
 
 def _pair(v, name, minimum):
@@ -315,16 +324,17 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     w_density = np.count_nonzero(w2) / w2.size
     x_density = np.count_nonzero(x) / x.size
     w_finite = bool(np.isfinite(w2).all())
+    direct_fixed, direct_cost, input_fixed, input_cost = _path_costs()
     cost = {"im2col-blas": 1.0}
     # Skipping a zero weight would hide its product with an inf/NaN pixel (NaN); and the
     # other paths build the padded input, which a huge padding makes the larger part.
     padding_dominates = g.padding_dominates()
     if np.isfinite(x).all() and not padding_dominates:
-        cost["direct"] = DIRECT_FIXED + w_density * DIRECT_COST
+        cost["direct"] = direct_fixed + w_density * direct_cost
     # Skipping a zero pixel would hide inf * 0 = NaN; and the receptive-field compaction
     # works a vector of channels at a time, so it needs at least one vector of them.
     if w_finite and g.C // g.groups >= INPUT_MIN_CHANNELS and not padding_dominates:
-        cost["input-sparse"] = INPUT_FIXED + x_density * INPUT_COST
+        cost["input-sparse"] = input_fixed + x_density * input_cost
     path = min(cost, key=cost.get)
     g.check_memory(np.dtype(dtype).itemsize, im2col=path == "im2col-blas")
     out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)
@@ -381,10 +391,11 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
         return grad_x, grad_w.reshape(w.shape), grad_b
     keep_density = np.count_nonzero(keep) / keep.size
     w_density = np.count_nonzero(w2) / w2.size
-    blas_w = DIRECT_FIXED + keep_density * DIRECT_COST >= 1.0
+    direct_fixed, direct_cost = _path_costs()[:2]
+    blas_w = direct_fixed + keep_density * direct_cost >= 1.0
     # The direct grad_x skips zero weights, exact only while grad_out is finite; the direct
     # paths build the padded input, which a huge padding makes the larger part.
-    blas_x = (DIRECT_FIXED + w_density * DIRECT_COST >= 1.0
+    blas_x = (direct_fixed + w_density * direct_cost >= 1.0
               or not np.isfinite(grad).all() or g.padding_dominates())
     blas_w = blas_w or g.padding_dominates()
     g.check_memory(np.dtype(dtype).itemsize, im2col=blas_w or blas_x, backward=True)

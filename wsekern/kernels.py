@@ -4,15 +4,11 @@ import scipy.sparse as sps
 
 from . import _spmm
 from ._threads import resolve_threads
+from .costs import cost_table
 from .sparse import (PackedSparse, check_float_dtype, check_sparse_operand, csr_parts,
                      dense_to_csr)
 
-# Dispatcher cost model: nanoseconds per unit of work on one core, measured with
-# `wsekern bench spmm` (float32, AVX-512, 2-core EPYC). Only their ratios matter.
-NS_PER_BLAS_MAC = 0.02        # dense GEMM, per multiply-add
-NS_PER_SPMM_MAC = 0.065       # CSR row kernel, per stored weight per column of X
-NS_PER_DENSE_SCAN = 0.25      # compacting a dense W row (SIMD compress), per element
-NS_PER_DENSIFY = 0.5          # CSR -> dense, per element of the dense result
+# The dispatcher's costs per unit of work come from wsekern.costs (per CPU and SIMD path).
 # Skip zero rows of X when at least this fraction of them are zero.
 ZERO_ROW_SKIP_FRACTION = 0.05
 # Below this density of X, multiply only nonzero pairs (sparse x sparse).
@@ -151,11 +147,12 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     skip_rows = n_alive <= K * (1 - ZERO_ROW_SKIP_FRACTION)
     k_live = n_alive if skip_rows else K
 
+    cost = cost_table()
     if dense_W:
         Wop = np.ascontiguousarray(W.T if transpose else W, dtype=dtype)
         density = _estimate_density(Wop)
-        t_blas = M * k_live * N * NS_PER_BLAS_MAC
-        t_sparse = M * K * NS_PER_DENSE_SCAN + density * M * k_live * N * NS_PER_SPMM_MAC
+        t_blas = M * k_live * N * cost.blas_mac
+        t_sparse = M * K * cost.dense_scan + density * M * k_live * N * cost.spmm_mac
         # With inf/NaN in X, BLAS would multiply them by W's zeros, which are not stored.
         if x_finite and t_blas <= t_sparse:
             return out, _blas(Wop, Xc, alive, skip_rows, out2)
@@ -168,9 +165,9 @@ def _spmm_impl(W, X, transpose, out, n_threads):
 
     w_finite = W.all_finite if isinstance(W, PackedSparse) else bool(np.isfinite(data).all())
     nnz = len(data)
-    t_sparse = nnz * (k_live / K) * N * NS_PER_SPMM_MAC
+    t_sparse = nnz * (k_live / K) * N * cost.spmm_mac
     # Densified, W's unstored zeros would meet X's inf/NaN (0 * inf = NaN): X must be finite.
-    if x_finite and M * K * NS_PER_DENSIFY + M * k_live * N * NS_PER_BLAS_MAC < t_sparse:
+    if x_finite and M * K * cost.densify + M * k_live * N * cost.blas_mac < t_sparse:
         dense = np.empty((M, K), dtype=dtype)
         _spmm.csr_to_dense(data, indices, indptr, dense, resolve_threads(n_threads, M * K))
         return out, _blas(dense, Xc, alive, skip_rows, out2) + "-densified"

@@ -1,0 +1,103 @@
+"""The CPU description and the per-microarchitecture cost table the dispatcher uses."""
+import os
+
+import numpy as np
+import pytest
+
+import wsekern
+from wsekern import _cpu, costs, kernels
+from conftest import random_csr
+
+
+@pytest.mark.parametrize("vendor, family, model, uarch", [
+    ("AuthenticAMD", 25, 1, "zen3"),       # EPYC Milan, the machine of issue 19
+    ("AuthenticAMD", 25, 0x21, "zen3"),    # Ryzen 5000
+    ("AuthenticAMD", 25, 0x11, "zen4"),    # EPYC Genoa
+    ("AuthenticAMD", 23, 0x31, "zen1-2"),
+    ("GenuineIntel", 6, 0x55, "unknown"),
+    ("unknown", None, None, "unknown"),
+])
+def test_uarch_from_cpuid_numbers(vendor, family, model, uarch):
+    assert _cpu.uarch_of(vendor, family, model) == uarch
+
+
+@pytest.mark.parametrize("text, size", [("512K", 512 * 1024), ("32768K", 32 * 1024**2),
+                                        ("8M", 8 * 1024**2), ("65536", 65536), ("", None),
+                                        (None, None), ("big", None)])
+def test_cache_sizes_parse_as_sysfs_writes_them(text, size):
+    assert _cpu._size_bytes(text) == size
+
+
+def test_cpu_info_has_every_field():
+    info = _cpu.cpu_info()
+    assert set(info) == {"model", "vendor", "family", "model_number", "caches", "uarch"}
+    assert all(isinstance(v, int) and v > 0 for v in info["caches"].values())
+    assert info["model"] in _cpu.describe()
+
+
+def test_every_simd_path_has_a_default_row():
+    for simd in wsekern.config.SIMD_BITS:
+        assert costs.TABLES[(None, simd)].name == f"default/{simd}"
+
+
+def test_the_table_follows_the_cpu_and_path(monkeypatch):
+    monkeypatch.delenv("WSEKERN_COSTS", raising=False)
+    monkeypatch.setattr(costs, "_cache", {})
+    monkeypatch.setattr(costs, "cpu_info", lambda: {"uarch": "zen3"})
+    assert costs.cost_table("avx2").name == "zen3/avx2"
+    assert costs.cost_table("avx512").name == "default/avx512"   # no Zen 3 row for it
+    monkeypatch.setattr(costs, "_cache", {})
+    monkeypatch.setattr(costs, "cpu_info", lambda: {"uarch": "unknown"})
+    assert costs.cost_table("baseline").name == "default/baseline"
+
+
+def test_wsekern_costs_names_the_row(monkeypatch):
+    monkeypatch.setattr(costs, "_cache", {})
+    monkeypatch.setenv("WSEKERN_COSTS", "default/avx512")
+    assert costs.cost_table("baseline").name == "default/avx512"
+    monkeypatch.setenv("WSEKERN_COSTS", "pentium4")
+    with pytest.raises(ValueError, match="'pentium4'"):
+        costs.cost_table("avx2")
+
+
+def test_the_table_moves_the_dense_sparse_crossover(monkeypatch):
+    """A row whose BLAS is cheap sends a sparse W to densified BLAS; a dear one keeps CSR."""
+    W = random_csr(200, 200, 0.3)
+    X = np.random.default_rng(0).standard_normal((200, 64))
+    cheap = costs.CostTable("test/cheap-blas", 1e-6, 1.0, 1.0, 1e-6, (0, 1), (0, 1))
+    dear = costs.CostTable("test/dear-blas", 1.0, 1e-6, 1e-6, 1.0, (0, 1), (0, 1))
+    for table, path in ((cheap, "blas-densified"), (dear, "csr")):
+        monkeypatch.setattr(kernels, "cost_table", lambda t=table: t)
+        assert kernels.spmm_path(W, X) == path
+        np.testing.assert_allclose(kernels.spmm(W, X), W.toarray() @ X, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("direct, path", [((0.0, 2.2), "direct"), ((0.5, 5.0), "im2col-blas")])
+def test_the_table_chooses_the_conv_path(monkeypatch, direct, path):
+    """At 80% weight zeros: the direct path while it is fitted cheaper than im2col, not after."""
+    from wsekern import conv as conv_mod
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 9, 9))
+    w = rng.standard_normal((4, 8, 3, 3)) * (rng.random((4, 8, 3, 3)) < 0.2)
+    table = costs.CostTable("test/conv", 0.02, 0.07, 0.3, 0.2, direct, (9.0, 9.0))
+    monkeypatch.setattr(conv_mod, "cost_table", lambda: table)
+    assert conv_mod.conv2d_path(x, w, padding=1) == path
+    xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(xpad, (3, 3), axis=(2, 3))
+    ref = np.einsum("bchwij,ocij->bohw", windows, w)
+    np.testing.assert_allclose(conv_mod.conv2d(x, w, padding=1), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_tests_run_on_a_fixed_table():
+    # conftest pins the table so that the path assertions hold on every CPU.
+    assert wsekern.get_config()["cost_table"] == os.environ["WSEKERN_COSTS"]
+
+
+def test_bench_header_ties_numbers_to_the_machine():
+    from wsekern.bench import machine_line
+    line = machine_line()
+    cfg = wsekern.get_config()
+    assert _cpu.cpu_info()["model"] in line
+    assert f"SIMD path {cfg['simd']}" in line and cfg["cost_table"] in line
+    for level in _cpu.cpu_info()["caches"]:
+        assert level in line

@@ -1,0 +1,69 @@
+"""The dispatcher's cost model: nanoseconds per unit of work on one core, per
+microarchitecture and SIMD path, measured with `wsekern bench spmm` (1 thread, float32,
+OPENBLAS_CORETYPE unset). Only the ratios between the entries of one row matter.
+
+A per-microarchitecture table with a default per SIMD path, not a calibration at run time:
+the choice of path is the same on every run of a machine, and a machine the table does not
+know takes the row of its SIMD path (measured on the CPU named there). ``WSEKERN_COSTS``
+names a row to use instead (``wsekern.get_config()['cost_table']`` tells which is in use).
+"""
+import os
+from dataclasses import dataclass
+
+from ._cpu import cpu_info
+
+
+@dataclass(frozen=True)
+class CostTable:
+    name: str
+    blas_mac: float       # dense GEMM (NumPy's BLAS), per multiply-add
+    spmm_mac: float       # CSR row kernel, per stored weight per column of X
+    dense_scan: float     # compacting a dense W row to its nonzeros, per element
+    densify: float        # CSR -> dense, per element of the dense result
+    # conv2d paths, time relative to im2col + BLAS as (fixed, per density): the direct path
+    # per kept-weight fraction, the input-stationary one per nonzero-pixel fraction (fitted
+    # on x 8x64x32x32, w 64x64x3x3, pad 1, 1 thread: `wsekern bench conv`).
+    conv_direct: tuple
+    conv_input: tuple
+
+
+# (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.
+TABLES = {
+    # Zen 3 (AMD EPYC, family 25 model 1), 2 cores, 512 KiB L2/core: measured here.
+    ("zen3", "avx2"): CostTable("zen3/avx2", 0.022, 0.075, 0.34, 0.16, (0.0, 2.2), (0.35, 1.4)),
+    ("zen3", "baseline"): CostTable("zen3/baseline", 0.022, 0.13, 1.35, 0.16, (0.2, 3.2),
+                                    (1.1, 3.5)),
+    # The AVX-512 machine the kernels were first tuned on (SIMD compress for the scan).
+    (None, "avx512"): CostTable("default/avx512", 0.02, 0.065, 0.25, 0.5, (0.1, 1.45),
+                                (0.2, 1.25)),
+    # Other CPUs on the AVX2 and baseline paths: the Zen 3 rates, the only ones measured.
+    (None, "avx2"): CostTable("default/avx2", 0.022, 0.075, 0.34, 0.16, (0.0, 2.2), (0.35, 1.4)),
+    (None, "baseline"): CostTable("default/baseline", 0.022, 0.13, 1.35, 0.16, (0.2, 3.2),
+                                  (1.1, 3.5)),
+}
+
+
+def _named(name):
+    for table in TABLES.values():
+        if table.name == name:
+            return table
+    known = ", ".join(t.name for t in TABLES.values())
+    raise ValueError(f"WSEKERN_COSTS must name a cost table ({known}); received {name!r}")
+
+
+_cache = {}
+
+
+def cost_table(simd=None):
+    """The cost table for this CPU on the SIMD path in use (or ``simd``)."""
+    from .config import SIMD_PATH
+    simd = simd or SIMD_PATH
+    override = os.environ.get("WSEKERN_COSTS", "").strip()
+    key = (override, simd)
+    if key not in _cache:
+        if override:
+            _cache[key] = _named(override)
+        else:
+            uarch = cpu_info()["uarch"]
+            _cache[key] = TABLES.get((uarch, simd)) or TABLES[(None, simd)]
+    return _cache[key]
