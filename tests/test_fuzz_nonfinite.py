@@ -2,6 +2,8 @@
 IEEE says, an unstored zero is not multiplied), conv2d against the dense IEEE reference
 (torch's answer), the event simulation against the CPU kernel, max pooling against torch's
 rule."""
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sps
@@ -16,26 +18,29 @@ SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture])
 
-# Dispatcher constants that force each spmm path (monkeypatched; a renamed constant fails).
+# Dispatcher costs (lower case: fields of the cost table) and constants (upper case: module
+# attributes of kernels) that force each spmm path (monkeypatched; a renamed one fails).
 SPMM_PATHS = {
-    "blas": dict(NS_PER_BLAS_MAC=-1.0, ZERO_ROW_SKIP_FRACTION=2.0),
-    "blas-skip-rows": dict(NS_PER_BLAS_MAC=-1.0, ZERO_ROW_SKIP_FRACTION=0.0),
-    "dense-skip-zeros": dict(NS_PER_BLAS_MAC=1e9, ZERO_ROW_SKIP_FRACTION=2.0),
-    "dense-skip-zeros-rows": dict(NS_PER_BLAS_MAC=1e9, ZERO_ROW_SKIP_FRACTION=0.0),
-    "blas-densified": dict(NS_PER_DENSIFY=0.0, NS_PER_BLAS_MAC=-1.0,
-                           ZERO_ROW_SKIP_FRACTION=2.0),
-    "csr-sparse-x": dict(NS_PER_DENSIFY=1e9, SPARSE_X_DENSITY=2.0),
-    "csr": dict(NS_PER_DENSIFY=1e9, SPARSE_X_DENSITY=-1.0, ZERO_ROW_SKIP_FRACTION=2.0),
-    "csr-skip-rows": dict(NS_PER_DENSIFY=1e9, SPARSE_X_DENSITY=-1.0,
-                          ZERO_ROW_SKIP_FRACTION=0.0),
+    "blas": dict(blas_mac=-1.0, ZERO_ROW_SKIP_FRACTION=2.0),
+    "blas-skip-rows": dict(blas_mac=-1.0, ZERO_ROW_SKIP_FRACTION=0.0),
+    "dense-skip-zeros": dict(blas_mac=1e9, ZERO_ROW_SKIP_FRACTION=2.0),
+    "dense-skip-zeros-rows": dict(blas_mac=1e9, ZERO_ROW_SKIP_FRACTION=0.0),
+    "blas-densified": dict(densify=0.0, blas_mac=-1.0, ZERO_ROW_SKIP_FRACTION=2.0),
+    "csr-sparse-x": dict(densify=1e9, SPARSE_X_DENSITY=2.0),
+    "csr": dict(densify=1e9, SPARSE_X_DENSITY=-1.0, ZERO_ROW_SKIP_FRACTION=2.0),
+    "csr-skip-rows": dict(densify=1e9, SPARSE_X_DENSITY=-1.0, ZERO_ROW_SKIP_FRACTION=0.0),
 }
 DENSE_W_PATHS = {"blas", "blas-skip-rows", "dense-skip-zeros", "dense-skip-zeros-rows"}
 SPECIAL = [np.nan, np.inf, -np.inf]
 
 
 def _force(monkeypatch, path):
+    costs = {k: v for k, v in SPMM_PATHS[path].items() if k.islower()}
+    table = dataclasses.replace(kernels.cost_table(), **costs)
+    monkeypatch.setattr(kernels, "cost_table", lambda simd=None: table)
     for name, value in SPMM_PATHS[path].items():
-        monkeypatch.setattr(kernels, name, value)
+        if name.isupper():
+            monkeypatch.setattr(kernels, name, value)
 
 
 def _sprinkle(rng, a, fraction):
