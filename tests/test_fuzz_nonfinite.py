@@ -109,8 +109,7 @@ def test_every_spmm_path_is_reached(monkeypatch):
     X[::3] = 0
     for path in SPMM_PATHS:
         with monkeypatch.context() as m:
-            for name, value in SPMM_PATHS[path].items():
-                m.setattr(kernels, name, value)
+            _force(m, path)
             W = Wd if path in DENSE_W_PATHS else sps.csr_array(Wd)
             Xp = np.where(rng.random(X.shape) < 0.01, X, 0) if path == "csr-sparse-x" else X
             assert wsekern.spmm_path(W, Xp) == path
