@@ -23,7 +23,9 @@ import numpy as np
 
 
 def simd_init(int path=0):
-    """Select the SIMD path (0 the best available, 1 baseline, 2 AVX2, 4 AVX-512); return its name."""
+    """Select the SIMD path (0 the best this CPU runs, 1 baseline, 2 AVX2, 4 AVX-512).
+
+    Returns the name of the path selected."""
     return wsk_simd_init(path).decode()
 
 

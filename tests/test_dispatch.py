@@ -104,16 +104,10 @@ def test_dense_W_treats_its_zeros_as_not_stored_even_with_nan_X():
     np.testing.assert_allclose(got, expected, **tol(np.float64))
 
 
-# Widths that end on every tile boundary of every path (vectors of 2 to 16 lanes, tiles of
-# 1, 2, 4 and 8 vectors, half-vector and scalar tails).
-SIMD_WIDTHS = (1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 96, 127,
-               128, 129, 130, 191, 255, 256, 257, 300)
-
-
-def _run_with_simd(simd, code, cwd):
+def _run_with_simd(simd, args, cwd):
     env = dict(os.environ, WSEKERN_SIMD=simd)
     # Run outside the source tree, so the installed (compiled) package is imported.
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
                           cwd=cwd)
 
 
@@ -121,50 +115,8 @@ def _run_with_simd(simd, code, cwd):
 def test_every_simd_path_the_cpu_runs_gives_the_reference_answer(simd, tmp_path):
     if simd not in wsekern.config.simd_available():
         pytest.skip(f"this CPU does not run the {simd} path")
-    code = (
-        "import numpy as np, scipy.sparse as sps, wsekern\n"
-        "from wsekern import conv as c, kernels, _spmm\n"
-        f"widths = {SIMD_WIDTHS}\n"
-        "rng = np.random.default_rng(0)\n"
-        "for dt in (np.float32, np.float64):\n"
-        "    for it in (np.int32, np.int64):\n"
-        "        W = sps.random(61, 97, density=0.2, format='csr', dtype=dt, random_state=1)\n"
-        "        W.indices = W.indices.astype(it); W.indptr = W.indptr.astype(it)\n"
-        "        for n in widths:\n"
-        "            X = rng.standard_normal((97, n)).astype(dt)\n"
-        "            ref = W.toarray().astype(np.float64) @ X\n"
-        "            np.testing.assert_allclose(wsekern.spmm(W, X), ref, rtol=1e-5, atol=1e-5)\n"
-        "            X[rng.random(97) < 0.5] = 0\n"
-        "            ref = W.toarray().astype(np.float64) @ X\n"
-        "            np.testing.assert_allclose(wsekern.spmm(W, X), ref, rtol=1e-5, atol=1e-5)\n"
-        "            np.testing.assert_allclose(wsekern.spmm(W.toarray(), X), ref, rtol=1e-5, atol=1e-5)\n"
-        "        for K in (1, 3, 4, 7, 8, 9, 16, 97):\n"
-        "            Wd = rng.standard_normal((13, K)) * (rng.random((13, K)) < 0.3)\n"
-        "            Wd[rng.random((13, K)) < 0.05] = np.inf; Wd[rng.random((13, K)) < 0.05] = np.nan\n"
-        "            Wd = Wd.astype(dt)\n"
-        "            X = rng.standard_normal((K, 37)).astype(dt); X[rng.random(K) < 0.4] = 0\n"
-        "            alive = np.empty(K, np.uint8); n_alive, _ = _spmm.scan_rows(X, alive)\n"
-        "            X_live, remap = kernels._live_rows(X, alive, n_alive, True, np.int32)\n"
-        "            out = np.empty((13, 37), dt)\n"
-        "            _spmm.dense_spmm(Wd, X_live, out, alive, remap, 1)\n"
-        "            with np.errstate(invalid='ignore'):\n"
-        "                ref = Wd.astype(np.float64) @ X\n"
-        "            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)\n"
-        "    for d in widths:\n"
-        "        A = rng.standard_normal((61, d)).astype(dt); B = rng.standard_normal((97, d)).astype(dt)\n"
-        "        S = wsekern.sddmm(A, B, W)\n"
-        "        np.testing.assert_allclose(S.toarray(), (A.astype(float) @ B.T) * (W.toarray() != 0), rtol=1e-4, atol=1e-4)\n"
-        "    for hw in (5, 9, 19, 35):\n"
-        "        x = rng.standard_normal((2, 6, hw, hw + 1)).astype(dt); x[x < 0.5] = 0\n"
-        "        w = rng.standard_normal((4, 3, 3, 3)).astype(dt)\n"
-        "        ref = wsekern.conv2d(x.astype(float), w.astype(float), padding=1, groups=2)\n"
-        "        for path in ('direct', 'input-sparse'):\n"
-        "            c.DIRECT_FIXED = -1e9 if path == 'direct' else 1e9\n"
-        "            c.INPUT_FIXED = -1e9 if path == 'input-sparse' else 1e9\n"
-        "            c.INPUT_MIN_CHANNELS = 1\n"
-        "            np.testing.assert_allclose(wsekern.conv2d(x, w, padding=1, groups=2), ref, rtol=1e-4, atol=1e-4)\n"
-        "print(wsekern.get_config()['simd'])\n")
-    res = _run_with_simd(simd, code, tmp_path)
+    res = _run_with_simd(simd, [os.path.join(os.path.dirname(__file__), "simd_child.py")],
+                         tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == simd
 
@@ -173,13 +125,13 @@ def test_a_simd_path_the_cpu_cannot_run_is_refused(tmp_path):
     missing = [p for p in ("avx2", "avx512") if p not in wsekern.config.simd_available()]
     if not missing:
         pytest.skip("this CPU runs every SIMD path")
-    res = _run_with_simd(missing[-1], "import wsekern", tmp_path)
+    res = _run_with_simd(missing[-1], ["-c", "import wsekern"], tmp_path)
     assert res.returncode != 0
     assert f"WSEKERN_SIMD={missing[-1]}" in res.stderr and "baseline" in res.stderr
 
 
 def test_an_unknown_simd_name_is_refused(tmp_path):
-    res = _run_with_simd("sse9", "import wsekern", tmp_path)
+    res = _run_with_simd("sse9", ["-c", "import wsekern"], tmp_path)
     assert res.returncode != 0
     assert "'sse9'" in res.stderr and "avx512" in res.stderr
 
