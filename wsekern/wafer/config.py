@@ -14,6 +14,12 @@ def _fmac_wse2():
     return {"fp16": 4.0, "fp32": 1.0}
 
 
+def _dsd_lanes():
+    # Elements per cycle of a short vector FMAC once issued: fp16 SIMD lanes 0-7 on WSE-3
+    # [S: csl-skills; M: lanes observed on FMACH]; fp32 FMA 0.5/cycle on silicon [M].
+    return {"fp16": 8.0, "fp32": 0.5}
+
+
 def _fmac_pj():
     # [A] ~1 pJ per fp16 FMAC at 7 nm (Horowitz-style scaling of a 45 nm 1.5 pJ fp16 FMA);
     # fp32 about 3x. Consistent with the 30 mW / 1.1 GHz = 27 pJ per core-cycle budget [S: HC34].
@@ -50,9 +56,26 @@ class WaferConfig:
     pj_per_sram_byte: float = 0.25        # [A] 8-bank single-cycle SRAM, ~2 pJ per 64-bit access
     pj_per_wavelet_hop: float = 1.0       # [A] 32 bits over ~0.2 mm of wire plus a router
     static_pj_per_pe_cycle: float = 2.0   # [A] leakage and clock tree of an idle PE
+    # Instruction-level costs of the mesh programs (MeshGEMV, MeshGEMM): fitted to WSE-3 cycles
+    # measured on hardware (wsekern/wafer/data/wse3_*.csv) by wsekern/wafer/calibrate.py, which
+    # prints the fit; used on WSE-2 too, where they are an extrapolation [A].
+    dsd_lanes: dict = field(default_factory=_dsd_lanes)
+    dsd_issue_cycles: float = 4.8         # a vector instruction issued from a @map loop; fit:
+                                          # GEMM 8x8x8 at P=16 against 1x1x1 (64 FMACs a step)
+    task_switch_cycles: float = 26.0      # a local task activated/unblocked and run; fit: the
+                                          # GEMM 1x1x1 slope (4 per Cannon step, 1 per shift)
+    stream_stage_cycles: float = 11.6     # a core relaying a stream it adds into (fabric in ->
+                                          # faddh -> fabric out), cut-through; fit: GEMV slope
+    fabric_elem_cycles: float = 1.1       # per element of a DSD op on a fabric operand; fit:
+                                          # GEMV Nt=8 vs Nt=1 (1.125/wavelet measured [M])
+    launch_cycles: float = 49.0           # a program iteration's entry (calls, branches, DSR
+                                          # loads) besides its DSD ops; fit: GEMV intercept
+    routing_paths_per_pe: int = 32        # 5-bit colour: at most 2^5 paths per PE [P]; caps
+                                          # MeshGEMV's group_num (one phase-2 path per group)
 
     def __post_init__(self):
-        for name in ("rows", "cols", "sram_bytes", "queue_depth", "colors"):
+        for name in ("rows", "cols", "sram_bytes", "queue_depth", "colors",
+                     "routing_paths_per_pe"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"WaferConfig.{name} must be a positive int; received {v!r}")
@@ -61,7 +84,7 @@ class WaferConfig:
                              f"received {self.reserve_bytes}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}; received {self.dtype!r}")
-        for name in ("fmac_per_cycle", "pj_per_fmac"):
+        for name in ("fmac_per_cycle", "pj_per_fmac", "dsd_lanes"):
             table = getattr(self, name)
             if not isinstance(table, dict) or self.dtype not in table or table[self.dtype] <= 0:
                 raise ValueError(f"{name} must map {self.dtype!r} to a positive number; "
@@ -72,6 +95,8 @@ class WaferConfig:
                 raise ValueError(f"{name} must be positive; received {getattr(self, name)!r}")
         for name in ("hop_cycles", "ramp_cycles", "turn_cycles", "stage_cycles", "task_cycles",
                      "setup_cycles", "scalar_cycles_per_element", "pj_per_sram_byte",
+                     "dsd_issue_cycles", "task_switch_cycles", "stream_stage_cycles",
+                     "fabric_elem_cycles", "launch_cycles",
                      "pj_per_wavelet_hop", "static_pj_per_pe_cycle"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0; received {getattr(self, name)!r}")
@@ -105,6 +130,11 @@ class WaferConfig:
     def fmacs(self):
         """FMACs per cycle for the on-fabric dtype."""
         return self.fmac_per_cycle[self.dtype]
+
+    @property
+    def lanes(self):
+        """Elements per cycle of an issued short vector FMAC for the on-fabric dtype."""
+        return self.dsd_lanes[self.dtype]
 
     @property
     def elem_bytes(self):
