@@ -60,16 +60,17 @@ class WaferConfig:
     # measured on hardware (wsekern/wafer/data/wse3_*.csv) by wsekern/wafer/calibrate.py, which
     # prints the fit; used on WSE-2 too, where they are an extrapolation [A].
     dsd_lanes: dict = field(default_factory=_dsd_lanes)
-    dsd_issue_cycles: float = 4.8         # a vector instruction issued from a @map loop; fit:
-                                          # GEMM 8x8x8 at P=16 against 1x1x1 (64 FMACs a step)
-    task_switch_cycles: float = 26.0      # a local task activated/unblocked and run; fit: the
-                                          # GEMM 1x1x1 slope (4 per Cannon step, 1 per shift)
-    stream_stage_cycles: float = 11.6     # a core relaying a stream it adds into (fabric in ->
-                                          # faddh -> fabric out), cut-through; fit: GEMV slope
-    fabric_elem_cycles: float = 1.1       # per element of a DSD op on a fabric operand; fit:
-                                          # GEMV Nt=8 vs Nt=1 (1.125/wavelet measured [M])
-    launch_cycles: float = 49.0           # a program iteration's entry (calls, branches, DSR
-                                          # loads) besides its DSD ops; fit: GEMV intercept
+    dsd_issue_cycles: float = 4.9         # a vector instruction issued from a @map loop (fit:
+                                          # GEMM 8x8x8 at P=16 against the 1x1x1 rows)
+    task_switch_cycles: float = 27.5      # a local task activated/unblocked and run (fit: the
+                                          # GEMM 1x1x1 slope; 4 per Cannon step, 1 per shift)
+    stream_stage_cycles: float = 9.1      # a core relaying a stream it adds into (fabric in ->
+                                          # faddh -> fabric out), cut-through (fit: GEMV slope
+                                          # and group_num sweep)
+    fabric_elem_cycles: float = 0.88      # per element of a DSD op on a fabric operand (fit:
+                                          # GEMV Nt=8 vs Nt=1; 1.125 per wavelet in [M])
+    launch_cycles: float = 80.0           # a program iteration's entry (calls, branches, DSR
+                                          # loads) besides its DSD ops (fit: the intercepts)
     routing_paths_per_pe: int = 32        # 5-bit colour: at most 2^5 paths per PE [P]; caps
                                           # MeshGEMV's group_num (one phase-2 path per group)
 

@@ -29,13 +29,17 @@ The instruction-level costs, one op each (WaferConfig fields; fits in calibrate.
   a program iteration        launch
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sps
 
 from .ledger import SramLedger
 from .report import SimReport
+
+class MappingUnfit(ValueError):
+    """The mapping cannot be placed on this region (the placer tries another)."""
+
 
 GEMV_QUEUES = 6      # input queues 2-7 of the WSE-3 program (memcpy takes 0-1) [P: WaferLLM]
 GEMM_QUEUES = 4      # input queues 2-5 (X, X shift both ways, W)
@@ -54,10 +58,13 @@ def mem_op(config, length):
 
 
 def map_op(config, count, length):
-    """A @map loop issuing ``count`` vector instructions of ``length`` elements each."""
-    if count <= 0:
-        return 0.0
-    return config.setup_cycles + count * (config.dsd_issue_cycles + math.ceil(length / config.lanes))
+    """A @map loop issuing ``count`` vector instructions of ``length`` elements each (scalars
+    or arrays); no instruction, no cost."""
+    count, length = np.asarray(count), np.asarray(length)
+    cycles = config.setup_cycles + count * (config.dsd_issue_cycles
+                                            + np.ceil(length / config.lanes))
+    out = np.where(count > 0, cycles, 0.0)
+    return float(out) if out.ndim == 0 else out
 
 
 def transit(config, hops):
@@ -116,15 +123,15 @@ def group_nums(config, R):
 def gemv_place(config, M, K, region, group_num):
     r0, c0, R, C = region
     if config.colors < GEMV_QUEUES:
-        raise ValueError(f"MeshGEMV needs {GEMV_QUEUES} input queues per PE; the config has "
+        raise MappingUnfit(f"MeshGEMV needs {GEMV_QUEUES} input queues per PE; the config has "
                          f"colors={config.colors}")
     valid = group_nums(config, R)
     if group_num not in valid:
-        raise ValueError(f"group_num={group_num!r} does not fit a column of {R} PEs: it must "
+        raise MappingUnfit(f"group_num={group_num!r} does not fit a column of {R} PEs: it must "
                          f"divide {R}, leave groups of >= 2 PEs and be <= routing_paths_per_pe="
                          f"{config.routing_paths_per_pe}; valid here: {valid or 'none (R < 4)'}")
     if K < R or M < C:
-        raise ValueError(f"MeshGEMV of W {M}x{K} on {R}x{C} PEs leaves PEs without a block: "
+        raise MappingUnfit(f"MeshGEMV of W {M}x{K} on {R}x{C} PEs leaves PEs without a block: "
                          f"need K >= rows and M >= cols")
     return GemvPlacement(tuple(int(v) for v in region), int(group_num), _bounds(K, R),
                          _bounds(M, C))
@@ -141,34 +148,46 @@ def gemv_ledger(config, pl, w_bytes):
     return ledger
 
 
-def gemv_local_work(config, pl, W=None, x=None):
+def gemv_stats(pl, W, x):
+    """(nonzeros of each W tile, nonzeros walked for a nonzero x, nonzero x per PE row):
+    R x C, R x C, R."""
+    R, C = pl.R, pl.C
+    W = sps.csc_array(W)
+    xnz = np.asarray(x).ravel() != 0
+    kb = np.searchsorted(pl.k_bounds, np.arange(W.shape[1]), side="right") - 1
+    coo = W.tocoo()
+    mb = np.searchsorted(pl.m_bounds, coo.row, side="right") - 1
+    rb = kb[coo.col]
+    nnz_w = np.bincount(rb * C + mb, minlength=R * C).reshape(R, C)
+    used = xnz[coo.col]
+    walked = np.bincount(rb[used] * C + mb[used], minlength=R * C).reshape(R, C)
+    return nnz_w, walked, np.bincount(kb[xnz], minlength=R)
+
+
+def gemv_stats_from(ops, R, C):
+    """gemv_stats from the placer's cached operand structure (analytic.Operands of W and
+    a one-column X): the same block bounds, no pass over W per region."""
+    nnz_cr, blk = ops.w.blocks(C, R)                     # W's (M block, K block)
+    walked = np.bincount(blk, weights=ops.A_k[ops.w_col], minlength=R * C).reshape(C, R)
+    return nnz_cr.T, walked.T.astype(np.int64), ops.activations(R)[:, 0]
+
+
+def gemv_local_work(config, pl, stats=None):
     """(cycles of each PE's local product, R x C; compressed tiles mask; bytes of W per PE).
 
     A dense tile is a @map over the block's nonzero x (a zero x issues no instruction), one
     Nt-long FMAC each; a compressed tile (values, 16-bit rows, column starts) is walked at
     the scalar rate over the stored nonzeros of the columns whose x is nonzero. The faster
-    that fits is used, per PE. ``W`` None: dense operands of the placement's shape.
+    that fits is used, per PE. ``stats`` (gemv_stats) None: dense operands.
     """
     R, C, elem = pl.R, pl.C, config.elem_bytes
     Kr, Mc = np.diff(pl.k_bounds), np.diff(pl.m_bounds)
     dense_bytes = Kr[:, None] * Mc[None, :] * elem
-    if W is None:
-        per = np.array([[map_op(config, k, m) for m in Mc] for k in Kr])
+    if stats is None:
+        per = map_op(config, Kr[:, None], Mc[None, :])
         return per, np.zeros((R, C), bool), dense_bytes
-    W = sps.csc_array(W)
-    x = np.asarray(x).ravel()
-    xnz = x != 0
-    kb = np.searchsorted(pl.k_bounds, np.arange(W.shape[1]), side="right") - 1
-    nnz_x = np.bincount(kb[xnz], minlength=R)                         # per PE row
-    coo = W.tocoo()
-    mb = np.searchsorted(pl.m_bounds, coo.row, side="right") - 1
-    rb = kb[coo.col]
-    nnz_w = np.zeros((R, C), np.int64)
-    np.add.at(nnz_w, (rb, mb), 1)
-    used = xnz[coo.col]
-    walked = np.zeros((R, C), np.int64)
-    np.add.at(walked, (rb[used], mb[used]), 1)
-    dense = np.array([[map_op(config, int(nnz_x[r]), int(m)) for m in Mc] for r in range(R)])
+    nnz_w, walked, nnz_x = stats
+    dense = map_op(config, nnz_x[:, None], Mc[None, :])
     comp = config.task_cycles + config.scalar_cycles_per_element * walked
     comp_bytes = nnz_w * (elem + 2) + (Kr[:, None] + 1) * 2
     room = config.data_bytes - (Kr[:, None] + Mc[None, :]) * elem
@@ -266,66 +285,56 @@ def gemv_report(config, pl, cycles, local, use_comp, sram, *, mapping_details, m
         details=details)
 
 
-def gemv_macs(config, pl, W, x, use_comp):
-    """(performed, dense, useful) MACs of the local products."""
-    M, K = (int(pl.m_bounds[-1]), int(pl.k_bounds[-1]))
+def gemv_macs(pl, stats, use_comp):
+    """(performed, dense, useful) MACs of the local products: a dense tile multiplies its
+    whole column for each nonzero x, a compressed one the nonzeros only."""
+    M, K = int(pl.m_bounds[-1]), int(pl.k_bounds[-1])
     dense = M * K
-    if W is None:
+    if stats is None:
         return dense, dense, dense
-    W = sps.csc_array(W)
-    x = np.asarray(x).ravel()
-    xnz = x != 0
-    useful = int(np.diff(W.indptr)[xnz].sum())
-    # dense tiles multiply every stored row of W for each nonzero x; compressed ones the
-    # nonzeros only
-    kb = np.searchsorted(pl.k_bounds, np.arange(K), side="right") - 1
-    Mc = np.diff(pl.m_bounds)
-    nnz_x = np.bincount(kb[xnz], minlength=pl.R)
-    dense_work = nnz_x[:, None] * Mc[None, :]
-    coo = W.tocoo()
-    mb = np.searchsorted(pl.m_bounds, coo.row, side="right") - 1
-    used = xnz[coo.col]
-    comp_work = np.zeros((pl.R, pl.C), np.int64)
-    np.add.at(comp_work, (kb[coo.col][used], mb[used]), 1)
-    performed = int(np.where(use_comp, comp_work, dense_work).sum())
-    return performed, dense, useful
+    nnz_w, walked, nnz_x = stats
+    dense_work = nnz_x[:, None] * np.diff(pl.m_bounds)[None, :]
+    performed = int(np.where(use_comp, walked, dense_work).sum())
+    return performed, dense, int(walked.sum())
 
 
-def meshgemv(config, region, group_num, *, W=None, x=None, M=None, K=None, local_product=True,
-             full=True):
-    """Analytic cost of y = W @ x by MeshGEMV on ``region`` with ``group_num`` groups.
+def meshgemv(config, region, group_num=None, *, W=None, x=None, M=None, K=None,
+             local_product=True, full=True, stats=None):
+    """Analytic cost of y = W @ x by MeshGEMV on ``region`` with ``group_num`` groups
+    (None: the count of fewest cycles, the placer's choice).
 
-    ``W``/``x`` None costs dense operands of shape ``M x K`` (the hardware sweep).
+    ``W``/``x`` None costs dense operands of shape ``M x K`` (the hardware sweep);
+    ``stats`` (gemv_stats_from) reuses the placer's operand structure.
     ``local_product=False`` costs the program without its local product (the measured
     WaferLLM source compiles it out: only the zeroing and the allreduce are timed).
     """
     if W is not None:
         M, K = W.shape
-    pl = gemv_place(config, M, K, region, group_num)
-    local, use_comp, w_bytes = gemv_local_work(config, pl, W, x)
+    candidates = [group_num] if group_num is not None else group_nums(config, region[2])
+    if not candidates:
+        raise MappingUnfit(f"MeshGEMV needs a column of at least 4 PEs (groups of >= 2, "
+                           f"group_num >= 2); received region {region}")
+    pl = gemv_place(config, M, K, region, candidates[0])
+    if stats is None and W is not None:
+        stats = gemv_stats(pl, W, x)
+    local, use_comp, w_bytes = gemv_local_work(config, pl, stats)
     if not local_product:
         local = np.zeros_like(local)
     sram = gemv_ledger(config, pl, w_bytes).check(
         f"MeshGEMV, W {M}x{K} on {pl.R}x{pl.C} PEs")
     ready = gemv_ready(config, pl, float(np.max(local)))
-    cycles = gemv_critical(config, pl, ready)
+    best = None
+    for g in candidates:
+        p = replace(pl, group_num=g) if g != pl.group_num else pl
+        if g != pl.group_num:
+            gemv_place(config, M, K, region, g)          # validates g
+        cycles = gemv_critical(config, p, ready)
+        if best is None or cycles < best[0]:
+            best = (cycles, p)
+    cycles, pl = best
     return gemv_report(config, pl, cycles, local, use_comp, sram,
                        mapping_details={"local_product": local_product},
-                       macs=gemv_macs(config, pl, W, x, use_comp), full=full)
-
-
-def best_gemv(config, region, *, W=None, x=None, M=None, K=None, local_product=True, full=True):
-    """MeshGEMV with the group count of fewest cycles (the placer's choice)."""
-    R = region[2]
-    best = None
-    for g in group_nums(config, R):
-        rep = meshgemv(config, region, g, W=W, x=x, M=M, K=K, local_product=local_product,
-                       full=full)
-        if best is None or rep.cycles < best.cycles:
-            best = rep
-    if best is None:
-        raise ValueError(f"MeshGEMV needs a column of at least 4 PEs; received region {region}")
-    return best
+                       macs=gemv_macs(pl, stats, use_comp), full=full)
 
 
 # --------------------------------------------------------------------------------------
@@ -369,9 +378,9 @@ def ring_hops(P):
 def gemm_place(config, M, K, N, region):
     r0, c0, R, C = region
     if R != C:
-        raise ValueError(f"MeshGEMM runs on a square region; received {R}x{C} PEs")
+        raise MappingUnfit(f"MeshGEMM runs on a square region; received {R}x{C} PEs")
     if config.colors < GEMM_QUEUES:
-        raise ValueError(f"MeshGEMM needs {GEMM_QUEUES} input queues per PE; the config has "
+        raise MappingUnfit(f"MeshGEMM needs {GEMM_QUEUES} input queues per PE; the config has "
                          f"colors={config.colors}")
     return GemmPlacement(tuple(int(v) for v in region), int(M), int(K), int(N))
 

@@ -64,7 +64,8 @@ def meshgemv(config, region, group_num, *, W=None, x=None, M=None, K=None, local
     pl = mesh.gemv_place(config, M, K, region, group_num)
     R, C, n = pl.R, pl.C, pl.Nt
     _check_work(R * C, n, "use a smaller region")
-    local, use_comp, w_bytes = mesh.gemv_local_work(config, pl, W, x)
+    stats = None if W is None else mesh.gemv_stats(pl, W, x)
+    local, use_comp, w_bytes = mesh.gemv_local_work(config, pl, stats)
     if not local_product:
         local = np.zeros_like(local)
     sram = mesh.gemv_ledger(config, pl, w_bytes).check(f"MeshGEMV, W {M}x{K} on {R}x{C} PEs")
@@ -165,7 +166,7 @@ def meshgemv(config, region, group_num, *, W=None, x=None, M=None, K=None, local
     wall = time.perf_counter() - t0
     rep = mesh.gemv_report(config, pl, T, local, use_comp, sram,
                            mapping_details={"local_product": local_product},
-                           macs=mesh.gemv_macs(config, pl, W, x, use_comp), mode="event",
+                           macs=mesh.gemv_macs(pl, stats, use_comp), mode="event",
                            extra={"wall_seconds": wall, "pe_finish": finish})
     return y, rep
 
