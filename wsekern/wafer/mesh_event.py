@@ -194,18 +194,28 @@ def meshgemm(config, region, *, A=None, B=None, M=None, K=None, N=None):
 
     start = np.full((P, P), config.launch_cycles + mesh.mem_op(config, pl.Mt * pl.Nt))
     if P > 1:
+        nxt, tmp = np.empty((P, P)), np.empty((P, P))
+        sent_x = S + x_el * e
         for _ in range(P // 2):          # alignment: every PE shifts its X tile each round
-            sent = start + S + x_el * e
-            got = np.roll(sent, -1, axis=1) + arrive_row[None, :] + e
-            start = np.maximum(sent, got) + tau
+            _from_next(start, 1, tmp)
+            tmp += arrive_row[None, :] + sent_x + e
+            np.maximum(start + sent_x, tmp, out=start)
+            start += tau
+        own = max(comp, S + max(x_el, w_el) * e)          # its compute and its own sends
+        x_lat = arrive_row[None, :] + sent_x + e           # a neighbour's tile received
+        w_lat = arrive_col[:, None] + S + w_el * e + e
         for _ in range(P):
-            own = start + comp
-            x_got = np.roll(start + S + x_el * e, -1, axis=1) + arrive_row[None, :] + e
-            w_got = np.roll(start + S + w_el * e, -1, axis=0) + arrive_col[:, None] + e
-            start = np.maximum.reduce([own, x_got, w_got, start + S + max(x_el, w_el) * e]) \
-                + 4 * tau
-    else:
-        start = start + comp
+            np.add(start, own, out=nxt)
+            _from_next(start, 1, tmp)
+            tmp += x_lat
+            np.maximum(nxt, tmp, out=nxt)
+            _from_next(start, 0, tmp)
+            tmp += w_lat
+            np.maximum(nxt, tmp, out=nxt)
+            nxt += 4 * tau
+            start, nxt = nxt, start
+    else:                                # one PE: its step, no shift to wait for
+        start = start + comp + 4 * tau
     T = float(start.max())
 
     Cmat = None
@@ -219,6 +229,18 @@ def meshgemm(config, region, *, A=None, B=None, M=None, K=None, N=None):
     rep.cycles = rep.cycles_lower = rep.cycles_upper = T
     rep.details = dict(rep.details, mode="event", wall_seconds=wall, analytic=analytic)
     return Cmat, rep
+
+
+def _from_next(a, axis, out):
+    """out[q] = a[q + 1] along ``axis``, cyclically (what a PE receives from the next ring
+    position), without allocating."""
+    if axis == 1:
+        out[:, :-1] = a[:, 1:]
+        out[:, -1] = a[:, 0]
+    else:
+        out[:-1] = a[1:]
+        out[-1] = a[0]
+    return out
 
 
 def _cannon(A, B, pl):
