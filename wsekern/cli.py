@@ -76,8 +76,9 @@ def _cmd_simulate(args):
                                compute=False)
     elif args.op == "matmul":
         if args.mode == "event":
-            raise ValueError("--mode event simulates the weight- and activation-stationary "
-                             "mappings (spmm, conv); matmul maps SUMMA, analytic only")
+            raise ValueError("--mode event simulates the spmm and conv mappings; matmul (SUMMA "
+                             "or MeshGEMM) is analytic here (MeshGEMM's event model: "
+                             "wsekern.wafer.mesh_event.meshgemm)")
         rng = np.random.default_rng(args.seed)
         A = rng.standard_normal((args.m, args.k)).astype(np.float32)
         B = rng.standard_normal((args.k, args.n)).astype(np.float32)

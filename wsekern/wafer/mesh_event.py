@@ -82,7 +82,7 @@ def meshgemv(config, region, group_num, *, W=None, x=None, M=None, K=None, local
         part = np.zeros((R, C, n))
         for r in range(R):
             k0, k1 = pl.k_bounds[r], pl.k_bounds[r + 1]
-            seg = Wc[:, [k for k in range(k0, k1)]] @ xv[k0:k1] if k1 > k0 else np.zeros(M)
+            seg = Wc[:, k0:k1] @ xv[k0:k1]
             for cc in range(C):
                 m0, m1 = pl.m_bounds[cc], pl.m_bounds[cc + 1]
                 part[r, cc, :m1 - m0] = seg[m0:m1]
