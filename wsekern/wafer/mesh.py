@@ -253,11 +253,8 @@ def gemv_report(config, pl, cycles, local, use_comp, sram, *, mapping_details, m
     from .analytic import _energy, _wafer_array
     R, C = pl.R, pl.C
     n_wav = math.ceil(pl.Nt / config.values_per_dense_wavelet)
-    links = np.zeros((R, C, 4))
-    # reduction toward the roots and the broadcast back, on the column's vertical links
-    links[:pl.root2, :, 2] += n_wav        # down to root2 side (phase 1, 2 and broadcast)
-    links[pl.root2 + 1:, :, 0] += n_wav
-    sent = int(2 * n_wav * R * C)
+    links = _gemv_links(pl, n_wav)
+    sent = int(links.sum())
     performed, dense, useful = macs
     busy = local + config.setup_cycles + pl.Nt * config.fabric_elem_cycles * 2
     energy = _energy(config, performed, performed * 3 * config.elem_bytes, float(links.sum()),
@@ -283,6 +280,28 @@ def gemv_report(config, pl, cycles, local, use_comp, sram, *, mapping_details, m
         bottleneck="latency" if terms["reduction"] >= terms["compute"] else "compute",
         region=pl.region, mapping="meshgemv", dtype=config.dtype, fmac_per_cycle=config.fmacs,
         details=details)
+
+
+def _gemv_links(pl, n_wav):
+    """Wavelets each PE sends N and S (R x C x 4, N E S W): the group chains toward their
+    roots, the roots' chains through the routers between them, the broadcast back."""
+    R, C = pl.R, pl.C
+    south, north = np.zeros(R), np.zeros(R)
+    rem = np.arange(R) % pl.group_size
+    south[rem < pl.root1] += n_wav                     # phase 1, top halves
+    north[rem > pl.root1] += n_wav                     # phase 1, bottom halves
+    roots = np.arange(pl.group_num) * pl.group_size + pl.root1
+    for a, b in zip(roots[:-1], roots[1:]):            # phase 2, through every router between
+        if b <= pl.root2:
+            south[a:b] += n_wav
+        else:
+            north[a + 1:b + 1] += n_wav
+    north[1:pl.root2 + 1] += n_wav                     # the broadcast, multicast both ways
+    south[pl.root2:R - 1] += n_wav
+    links = np.zeros((R, C, 4))
+    links[:, :, 0] = north[:, None]
+    links[:, :, 2] = south[:, None]
+    return links
 
 
 def gemv_macs(pl, stats, use_comp):
