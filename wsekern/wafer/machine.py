@@ -200,7 +200,7 @@ class Wafer:
 
         def cost(m, reg, exact=True, full=True):
             if m == "meshgemv":
-                stats = mesh.gemv_stats_from(ops, reg[2], reg[3])
+                stats = mesh.gemv_stats_from(ops, reg[2], reg[3], exact=exact)
                 return mesh.meshgemv(self.config, reg, W=Wm, x=X2[:, 0], full=full,
                                      stats=stats)
             if m == "weight-stationary":

@@ -164,12 +164,21 @@ def gemv_stats(pl, W, x):
     return nnz_w, walked, np.bincount(kb[xnz], minlength=R)
 
 
-def gemv_stats_from(ops, R, C):
+def gemv_stats_from(ops, R, C, exact=True):
     """gemv_stats from the placer's cached operand structure (analytic.Operands of W and
-    a one-column X): the same block bounds, no pass over W per region."""
-    nnz_cr, blk = ops.w.blocks(C, R)                     # W's (M block, K block)
-    walked = np.bincount(blk, weights=ops.A_k[ops.w_col], minlength=R * C).reshape(C, R)
-    return nnz_cr.T, walked.T.astype(np.int64), ops.activations(R)[:, 0]
+    a one-column X): the same block bounds. ``exact=False`` (the placer's screen) spreads
+    each K block's nonzeros over the M blocks in proportion to their rows: O(K + R * C)."""
+    if exact:
+        nnz_cr, blk = ops.w.blocks(C, R)                 # W's (M block, K block)
+        walked = np.bincount(blk, weights=ops.A_k[ops.w_col], minlength=R * C).reshape(C, R)
+        return nnz_cr.T, walked.T.astype(np.int64), ops.activations(R)[:, 0]
+    k_b, kb = ops.col_block(R)
+    share = np.diff(_bounds(ops.M, C)) / max(ops.M, 1)
+    per_k = np.bincount(kb, weights=ops.w.col_nnz, minlength=R)
+    per_k_walked = np.bincount(kb, weights=ops.w.col_nnz * ops.A_k, minlength=R)
+    return (np.round(per_k[:, None] * share[None, :]).astype(np.int64),
+            np.round(per_k_walked[:, None] * share[None, :]).astype(np.int64),
+            ops.activations(R)[:, 0])
 
 
 def gemv_local_work(config, pl, stats=None):
