@@ -117,6 +117,16 @@ def test_meshgemm_event_computes_the_product(shape, P):
     assert abs(rep.cycles - rep.details["analytic"]) <= 0.02 * rep.details["analytic"]
 
 
+def test_event_work_is_estimated_and_refused_before_it_is_spent(monkeypatch):
+    A = np.ones((20, 20))
+    monkeypatch.setattr(mesh_event, "PRODUCT_LIMIT", 1000)
+    with pytest.raises(ValueError, match=r"8e\+03 MACs .*pass M, K, N"):
+        mesh_event.meshgemm(WSE3, (0, 0, 4, 4), A=A, B=A)
+    monkeypatch.setattr(mesh_event, "EVENT_LIMIT", 100)
+    with pytest.raises(ValueError, match="smaller region"):
+        mesh_event.meshgemm(WSE3, (0, 0, 16, 16), M=16, K=16, N=16)
+
+
 def test_meshgemm_tiles_are_double_buffered_in_the_ledger():
     with pytest.raises(SramOverflowError, match="X tiles \\(double-buffered\\)"):
         mesh.meshgemm(WSE3, (0, 0, 4, 4), M=1024, K=1024, N=1024)

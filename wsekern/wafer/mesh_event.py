@@ -17,7 +17,8 @@ import scipy.sparse as sps
 
 from . import mesh
 
-EVENT_LIMIT = 1 << 31       # PEs x rounds the event model is willing to follow
+EVENT_LIMIT = 1 << 30       # PEs x rounds the event model is willing to follow
+PRODUCT_LIMIT = 2e10        # MACs of Cannon's tile products (the arithmetic check) it will do
 
 
 def _check_work(pes, rounds, knob):
@@ -182,6 +183,11 @@ def meshgemm(config, region, *, A=None, B=None, M=None, K=None, N=None):
     pl = mesh.gemm_place(config, M, K, N, region)
     P = pl.P
     _check_work(P * P, P + P // 2, "use a smaller region")
+    macs = float(P) ** 3 * pl.Mt * pl.Kt * pl.Nt
+    if A is not None and macs > PRODUCT_LIMIT:
+        raise ValueError(f"the event run's tile products would take {macs:.3g} MACs "
+                         f"(> {PRODUCT_LIMIT:.3g}); pass M, K, N instead of A, B for the "
+                         f"timing alone, or use a smaller problem")
     sram = mesh.gemm_ledger(config, pl).check(f"MeshGEMM, {M}x{K} @ {K}x{N} on {P}x{P} PEs")
     S, e, tau = config.setup_cycles, config.fabric_elem_cycles, config.task_switch_cycles
     x_el, w_el = pl.Mt * pl.Kt, pl.Kt * pl.Nt
@@ -218,9 +224,7 @@ def meshgemm(config, region, *, A=None, B=None, M=None, K=None, N=None):
         start = start + comp + 4 * tau
     T = float(start.max())
 
-    Cmat = None
-    if A is not None:
-        Cmat = _cannon(A, B, pl)
+    Cmat = None if A is None else _cannon(A, B, pl)
     wall = time.perf_counter() - t0
     rep = mesh.meshgemm(config, region, M=M, K=K, N=N)
     if A is not None:
