@@ -127,8 +127,9 @@ def _cmd_simulate(args):
                                compute=False)
     elif args.op == "matmul":
         if args.mode == "event":
-            raise ValueError("--mode event simulates the weight- and activation-stationary "
-                             "mappings (spmm, conv); matmul maps SUMMA, analytic only")
+            raise ValueError("--mode event simulates the spmm and conv mappings; matmul (SUMMA "
+                             "or MeshGEMM) is analytic here (MeshGEMM's event model: "
+                             "wsekern.wafer.mesh_event.meshgemm)")
         rng = np.random.default_rng(args.seed)
         A = rng.standard_normal((args.m, args.k)).astype(np.float32)
         B = rng.standard_normal((args.k, args.n)).astype(np.float32)
@@ -153,6 +154,8 @@ def _cmd_simulate(args):
 
 def _cmd_validate(args):
     import json
+    if args.hardware:
+        return _validate_hardware(args)
     from .wafer import validate as val
     from tqdm import tqdm
     from .wafer import WaferConfig
@@ -187,6 +190,19 @@ def _cmd_validate(args):
                   f"{r['seconds']:.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB, "
                   f"{r['events']:,} events at {r['events_per_second'] / 1e6:.1f} M/s, "
                   f"{r['cycles']:,.0f} cycles (analytic {r['analytic_cycles']:,.0f})")
+
+
+def _validate_hardware(args):
+    """The WSE-3 cycles measured on hardware against both models."""
+    import json
+    from .wafer import hardware
+    table = hardware.compare(event=not args.no_event)
+    if args.json:
+        print(json.dumps({"rows": table, "summary": hardware.summary(table)}, indent=2))
+        return
+    print("WSE-3 hardware cycles (WaferLLM MeshGEMV / MeshGEMM, fp16) against wsekern's "
+          "models, WaferConfig.wse3(dtype='fp16') on the measured P x P region:")
+    print(hardware.format_table(table))
 
 
 def _cmd_sweep(args):
@@ -272,7 +288,8 @@ def build_parser():
     p.add_argument("--dtype", choices=["fp16", "fp32"], help="on-fabric element type")
     p.add_argument("--region", type=int, nargs="+", metavar="N",
                    help="rows cols, or row0 col0 rows cols (default: the placer chooses)")
-    p.add_argument("--mapping", choices=["weight-stationary", "activation-stationary"])
+    p.add_argument("--mapping", choices=["weight-stationary", "activation-stationary",
+                                             "meshgemv"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", help="write a PNG of the report's heatmaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -294,6 +311,10 @@ def build_parser():
                    help="also compare the placer's region with the best one by event cycles")
     p.add_argument("--scale", action="store_true",
                    help="also time the 16384^2 / 128x128 and 65536^2 / 512x512 SpMVs (~1 min)")
+    p.add_argument("--hardware", action="store_true",
+                   help="compare with cycles measured on a WSE-3 instead (MeshGEMV, MeshGEMM)")
+    p.add_argument("--no-event", action="store_true",
+                   help="with --hardware: the analytic model only (the event runs take ~1 min)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_validate)
 

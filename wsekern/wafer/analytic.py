@@ -28,7 +28,8 @@ Resident (region 1x1; the vendor's single-tile-matvec)
     One PE holds A, B and C; C[:, n] += A[:, k] * B[k, n] as AXPYs, zeros included.
 SUMMA (dense x dense, the vendor's gemm-collectives_2d)
     P steps; at step s PE column s broadcasts its A tile along rows and PE row s its
-    B tile along columns; each PE then does a tile GEMM.
+    B tile along columns; each PE then does a tile GEMM, costed with the instruction-level
+    steps of mesh.py (MeshGEMM, Cannon on the two-hop ring, is the other dense mapping).
 """
 import math
 
@@ -36,6 +37,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from .ledger import SramLedger
+from .mesh import map_op, mem_op
 from .report import SimReport
 
 FIFO_BYTES = 256     # [A] input FIFO that extends the router queue (vendor topic-09), per PE
@@ -591,17 +593,26 @@ def summa(A, B, config, region, *, what="matmul"):
     sram = ledger.check(f"{what} SUMMA, {M}x{K} @ {K}x{N} on {R}x{C} PEs")
     vpw = config.values_per_dense_wavelet
     a_wav, b_wav = math.ceil(Mt * Kt / vpw), math.ceil(Kt * Nt / vpw)
-    t_comp = Kt * (config.setup_cycles + math.ceil(Mt / fmac)) * Nt
-    t_comm = max(a_wav, b_wav) / config.link_wavelets_per_cycle
-    lat = 2 * config.ramp_cycles + (max(R, C) - 1) * config.hop_cycles
-    est = steps * max(t_comp, t_comm) + lat + min(t_comp, t_comm)
-    lower = steps * max(t_comp, t_comm) + lat
-    upper = steps * (t_comp + t_comm + lat)
+    # Instruction-level steps (the costs MeshGEMM is calibrated with, mesh.py): the tile
+    # product is Kt @maps of Nt FMACs of length Mt; the broadcasts are fabric DSD ops
+    # received into the second buffer while the step computes; a step hands over through
+    # four task switches (both receives' finish, the step's end, the next step) and cannot
+    # be shorter than a broadcast's trip across the region (double buffers hide one trip).
+    t_comp = Kt * map_op(config, Nt, Mt)
+    e = config.fabric_elem_cycles
+    t_comm = config.setup_cycles + max(Mt * Kt, Kt * Nt) * e + e
+    lat = (max(R, C) - 1) * config.hop_cycles + config.ramp_cycles
+    step = max(4 * config.task_switch_cycles + max(t_comp, t_comm), lat)
+    start = config.launch_cycles + mem_op(config, Mt * Nt)
+    est = start + steps * step + lat
+    lower = start + steps * max(t_comp, t_comm) + lat
+    upper = start + steps * (4 * config.task_switch_cycles + t_comp + t_comm + lat) + lat
     macs = M * K * N
     links = np.zeros((R, C, 4))
     links[:, :C - 1, 1] = a_wav * steps * (C - 1) / max(C, 1)
     links[:R - 1, :, 2] = b_wav * steps * (R - 1) / max(R, 1)
-    terms = {"compute": steps * t_comp, "fabric": steps * t_comm, "latency": lat}
+    terms = {"compute": steps * t_comp, "fabric": steps * t_comm,
+             "latency": steps * (step - max(t_comp, t_comm)) + lat}
     energy = _energy(config, macs, macs * 3 * elem, float(links.sum()), R * C, est)
     useful = int(np.count_nonzero(A, axis=0) @ np.count_nonzero(B, axis=1))
     return SimReport(

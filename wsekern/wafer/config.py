@@ -40,11 +40,18 @@ LIMITS = {
     "pj_per_sram_byte": ("real", 0.0, 1e6, "pJ"),
     "pj_per_wavelet_hop": ("real", 0.0, 1e6, "pJ"),
     "static_pj_per_pe_cycle": ("real", 0.0, 1e6, "pJ"),
+    "dsd_issue_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "task_switch_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "stream_stage_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "fabric_elem_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "launch_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "routing_paths_per_pe": ("int", 1, 1024, "paths"),
 }
 # dict fields: per dtype, a number in [low, high]
 TABLE_LIMITS = {
     "fmac_per_cycle": (1 / 64, 1024.0, "FMAC per cycle"),
     "pj_per_fmac": (0.0, 1e6, "pJ"),
+    "dsd_lanes": (1.0, 1024.0, "lanes"),
 }
 
 
@@ -67,6 +74,12 @@ def _fmac_wse2():
     # fp16: "up to eight operations per clock" = 4 FMAC/cycle [P: white paper];
     # fp32: 1 FMAC/cycle nominal [S].
     return {"fp16": 4.0, "fp32": 1.0}
+
+
+def _dsd_lanes():
+    # Elements per cycle of a short vector FMAC once issued: fp16 SIMD lanes 0-7 on WSE-3
+    # [S: csl-skills; M: lanes observed on FMACH]; fp32 FMA 0.5/cycle on silicon [M].
+    return {"fp16": 8.0, "fp32": 0.5}
 
 
 def _fmac_pj():
@@ -105,6 +118,23 @@ class WaferConfig:
     pj_per_sram_byte: float = 0.25        # [A] 8-bank single-cycle SRAM, ~2 pJ per 64-bit access
     pj_per_wavelet_hop: float = 1.0       # [A] 32 bits over ~0.2 mm of wire plus a router
     static_pj_per_pe_cycle: float = 2.0   # [A] leakage and clock tree of an idle PE
+    # Instruction-level costs of the mesh programs (MeshGEMV, MeshGEMM): fitted to WSE-3 cycles
+    # measured on hardware (wsekern/wafer/data/wse3_*.csv) by wsekern/wafer/calibrate.py, which
+    # prints the fit; used on WSE-2 too, where they are an extrapolation [A].
+    dsd_lanes: dict = field(default_factory=_dsd_lanes)
+    dsd_issue_cycles: float = 4.9         # a vector instruction issued from a @map loop (fit:
+                                          # GEMM 8x8x8 at P=16 against the 1x1x1 rows)
+    task_switch_cycles: float = 27.5      # a local task activated/unblocked and run (fit: the
+                                          # GEMM 1x1x1 slope; 4 per Cannon step, 1 per shift)
+    stream_stage_cycles: float = 9.1      # a core relaying a stream it adds into (fabric in ->
+                                          # faddh -> fabric out), cut-through (fit: GEMV slope
+                                          # and group_num sweep)
+    fabric_elem_cycles: float = 0.88      # per element of a DSD op on a fabric operand (fit:
+                                          # GEMV Nt=8 vs Nt=1; 1.125 per wavelet in [M])
+    launch_cycles: float = 80.0           # a program iteration's entry (calls, branches, DSR
+                                          # loads) besides its DSD ops (fit: the intercepts)
+    routing_paths_per_pe: int = 32        # 5-bit colour: at most 2^5 paths per PE [P]; caps
+                                          # MeshGEMV's group_num (one phase-2 path per group)
 
     def __post_init__(self):
         for name, (kind, low, high, unit) in LIMITS.items():
@@ -155,6 +185,11 @@ class WaferConfig:
     def fmacs(self):
         """FMACs per cycle for the on-fabric dtype."""
         return self.fmac_per_cycle[self.dtype]
+
+    @property
+    def lanes(self):
+        """Elements per cycle of an issued short vector FMAC for the on-fabric dtype."""
+        return self.dsd_lanes[self.dtype]
 
     @property
     def elem_bytes(self):

@@ -16,11 +16,12 @@ from ..kernels import _as_dense_operand
 from ..kernels import sddmm as cpu_sddmm
 from ..kernels import spmm as cpu_spmm
 from ..sparse import PackedSparse, check_float_dtype, check_sparse_operand
-from . import analytic, event
+from . import analytic, event, mesh, mesh_event
 from .config import WaferConfig
 from .estimate import event_cost
 
-MAPPINGS = ("weight-stationary", "activation-stationary")
+MAPPINGS = ("weight-stationary", "activation-stationary", "meshgemv")
+MATMUL_MAPPINGS = ("summa", "meshgemm")
 MODES = ("analytic", "event")
 MAX_EVENTS = 10 ** 8          # default limits of an event run (Wafer's keywords)
 MAX_MEMORY = 4 << 30
@@ -110,7 +111,7 @@ class Wafer:
                 if (R, C) not in cache:
                     try:
                         cache[(R, C)] = cost(mapping, (0, 0, R, C), exact=False, full=False)
-                    except SramOverflowError as exc:
+                    except (SramOverflowError, mesh.MappingUnfit) as exc:
                         last_error = exc
                         cache[(R, C)] = None
                 return cache[(R, C)]
@@ -135,7 +136,7 @@ class Wafer:
         for mapping, region in pairs:
             try:
                 results.append(((mapping, region), cost(mapping, region)))
-            except SramOverflowError as exc:
+            except (SramOverflowError, mesh.MappingUnfit) as exc:
                 error = exc
         if not results:
             raise error
@@ -185,6 +186,10 @@ class Wafer:
         chosen = self._matmul_cost(Wm, X2, region, mapping, what)
         if chosen.cycles == 0 and min(Wm.shape[0], Wm.shape[1], X2.shape[1]) == 0:
             return np.zeros((Wm.shape[0], X2.shape[1])), chosen
+        if chosen.mapping == "meshgemv":
+            y, rep = mesh_event.meshgemv(self.config, chosen.region, chosen.details["group_num"],
+                                         W=Wm, x=X2[:, 0])
+            return y[:, None], rep
         event_cost(Wm, X2, self.config, chosen.region, chosen.mapping).check(
             self.max_events, self.max_memory)
         simulate = (event.weight_stationary if chosen.mapping == "weight-stationary"
@@ -203,15 +208,25 @@ class Wafer:
         if min(M, K, N) == 0:
             return analytic.empty(self.config, M, K, N, mapping or "weight-stationary")
         ops = analytic.Operands(Wm, X2)
+        mappings = self._mappings(mapping)
+        if N != 1 or what != "spmm":
+            if mapping == "meshgemv":
+                raise ValueError(f"mapping='meshgemv' is a matrix-vector product (spmm with one "
+                                 f"column of X); received {what} with X of {N} columns")
+            mappings = tuple(m for m in mappings if m != "meshgemv")
 
         def cost(m, reg, exact=True, full=True):
+            if m == "meshgemv":
+                stats = mesh.gemv_stats_from(ops, reg[2], reg[3], exact=exact)
+                return mesh.meshgemv(self.config, reg, W=Wm, x=X2[:, 0], full=full,
+                                     stats=stats)
             if m == "weight-stationary":
                 return analytic.weight_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
                                                   exact=exact, full=full)
             return analytic.activation_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
                                                   exact=exact, full=full)
-        dims = {"weight-stationary": (M, K), "activation-stationary": (K, N)}
-        return self._choose(cost, dims, self._mappings(mapping), region)
+        dims = {"weight-stationary": (M, K), "activation-stationary": (K, N), "meshgemv": (K, M)}
+        return self._choose(cost, dims, mappings, region)
 
     def sddmm(self, A, B, pattern, *, region=None, n_threads=None):
         """``wsekern.sddmm(A, B, pattern)`` and its cost: the result stays where W lives."""
@@ -230,8 +245,10 @@ class Wafer:
         dims = {"weight-stationary": P.shape}
         return result, self._choose(cost, dims, ("weight-stationary",), region)
 
-    def matmul(self, A, B, *, region=None, compute=True):
-        """Dense A @ B, SUMMA-style (resident on one PE with region=(1, 1)).
+    def matmul(self, A, B, *, region=None, compute=True, mapping=None):
+        """Dense A @ B: SUMMA or MeshGEMM (Cannon on the interleaved two-hop ring, square
+        regions), the faster that fits unless ``mapping`` names one; resident on one PE
+        with region=(1, 1).
 
         A and B are dense float32/float64 arrays (the wafer's arithmetic is real)."""
         A, B = _as_dense_operand(A, "A"), _as_dense_operand(B, "B")
@@ -246,11 +263,21 @@ class Wafer:
         if region is not None and region[2:] == (1, 1):
             return result, analytic.resident(A, B, self.config, region, what="matmul")
         M, K = A.shape
+        if mapping is not None and mapping not in MATMUL_MAPPINGS:
+            raise ValueError(f"matmul mapping must be one of {MATMUL_MAPPINGS} or None (the "
+                             f"placer picks); received {mapping!r}")
+        mappings = MATMUL_MAPPINGS if mapping is None else (mapping,)
 
         def cost(m, reg, exact=True, full=True):
+            if m == "meshgemm":
+                P = min(reg[2], reg[3])
+                if region is not None and reg[2] != reg[3]:
+                    raise mesh.MappingUnfit(f"MeshGEMM runs on a square region; received "
+                                            f"{reg[2]}x{reg[3]} PEs")
+                return mesh.meshgemm(self.config, (reg[0], reg[1], P, P), A=A, B=B, full=full)
             return analytic.summa(A, B, self.config, reg)
-        dims = {"summa": (M, B.shape[1])}
-        return result, self._choose(cost, dims, ("summa",), region)
+        dims = {"summa": (M, B.shape[1]), "meshgemm": (M, B.shape[1])}
+        return result, self._choose(cost, dims, mappings, region)
 
     def conv2d(self, x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
                region=None, mapping=None, n_threads=None, compute=True, mode="analytic"):

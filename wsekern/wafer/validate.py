@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from ..errors import SramOverflowError
-from . import event
+from . import event, mesh_event
 from .config import WaferConfig
 
 SHAPES = {"square": (256, 256), "tall": (1024, 128), "wide": (128, 1024)}
@@ -204,7 +204,11 @@ def placer_check(problems=None, config=None):
                         continue
                     if best is None or rep.cycles < best[0]:
                         best = (rep.cycles, (R, C), mapping)
-        _, picked = simulate[chosen.mapping](W, X, config, chosen.region)
+        if chosen.mapping == "meshgemv":
+            _, picked = mesh_event.meshgemv(config, chosen.region, chosen.details["group_num"],
+                                            W=W, x=X[:, 0])
+        else:
+            _, picked = simulate[chosen.mapping](W, X, config, chosen.region)
         if best is None or picked.cycles < best[0]:
             best = (picked.cycles, chosen.region[2:], chosen.mapping)
         rows.append({"shape": W.shape, "batch": X.shape[1], "picked": chosen.region[2:],
