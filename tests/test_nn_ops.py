@@ -259,7 +259,6 @@ def test_one_hot_cast_convert_arange_ones_zeros():
     assert ops.arange(5).dtype == np.int32
     np.testing.assert_array_equal(ops.arange(1, 2, 0.5).data, [1.0, 1.5])
     assert ops.ones((2, 3)).dtype == np.float32 and ops.zeros((2,), "int32").dtype == np.int32
-    check_grad(lambda a: ops.cast(a, "float32") * 1.0, A)
 
 
 def test_cast_float_to_float_carries_the_gradient_in_the_source_dtype():
@@ -329,3 +328,14 @@ def test_ops_namespaces_and_unknown_op():
     assert ops.nn.softmax is ops.softmax and ops.numpy.einsum is ops.einsum
     with pytest.raises(AttributeError, match="no op 'frobnicate'"):
         ops.frobnicate
+
+
+def test_conv_op_matches_the_conv_layers_and_has_gradients():
+    from wsekern.nn import layers as L
+    x = rng.standard_normal((2, 5, 6, 4))
+    layer = L.Conv2D(3, 3, padding="same", strides=2, use_bias=False, dtype="float64")
+    expect = layer(Tensor(x)).data
+    np.testing.assert_allclose(ops.conv(x, layer.kernel, strides=2, padding="same").data,
+                               expect)
+    k = rng.standard_normal((3, 2, 3))                  # 1-D, grouped: 4 channels / 2
+    check_grad(lambda a, b: ops.conv(a, b, padding="same"), x[:, 0], k)

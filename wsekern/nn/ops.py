@@ -772,9 +772,38 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
 
 
 def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-    """N-D convolution, channels last, kernel (*spatial, in, out) as keras.ops.conv."""
-    from .layers.conv_nd import conv_nd
-    return conv_nd(inputs, kernel, strides, padding, dilation_rate, data_format)
+    """1-D or 2-D convolution, channels last, kernel (*window, in / groups, out) as
+    keras.ops.conv, through wsekern.conv2d (grouped when the kernel has fewer input
+    channels than the inputs)."""
+    from .layers.conv import conv2d_nhwc, same_pads
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"only data_format='channels_last' is supported; received "
+                         f"{data_format!r}")
+    x, k = as_tensor(inputs), as_tensor(kernel)
+    one_d = x.ndim == 3
+    if x.ndim not in (3, 4) or k.ndim != x.ndim:
+        raise ValueError(f"conv takes (batch, *spatial, channels) inputs of rank 3 or 4 and a "
+                         f"kernel of the same rank; received shapes {x.shape} and {k.shape}")
+    if one_d:
+        x = T.reshape(x, (x.shape[0], 1) + x.shape[1:])
+        k = T.reshape(k, (1,) + k.shape)
+    nd = 2
+    strides = (strides,) * nd if np.ndim(strides) == 0 else (1,) * one_d + tuple(strides)
+    dilation = (dilation_rate,) * nd if np.ndim(dilation_rate) == 0 else \
+        (1,) * one_d + tuple(dilation_rate)
+    if one_d:
+        strides, dilation = (1, strides[-1]), (1, dilation[-1])
+    if x.shape[-1] % k.shape[-2]:
+        raise ValueError(f"kernel input channels ({k.shape[-2]}) must divide the inputs' "
+                         f"channels ({x.shape[-1]})")
+    groups = x.shape[-1] // k.shape[-2]
+    padding = str(padding).lower()
+    if padding not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same'; received {padding!r}")
+    pads = tuple((0, 0) if padding == "valid" else same_pads(n, kk, s, d) for n, kk, s, d in
+                 zip(x.shape[1:3], k.shape[:2], strides, dilation))
+    y = conv2d_nhwc(x, k, None, strides, pads, dilation, groups)
+    return T.reshape(y, (y.shape[0],) + y.shape[2:]) if one_d else y
 
 
 # keras.ops.nn / keras.ops.numpy namespaces point back here
