@@ -1,13 +1,11 @@
 """Keras 3's losses: NumPy closed forms, finite-difference gradients, reductions and sample
 weights, custom losses; and Keras itself where installed."""
-import os
-
 import numpy as np
 import pytest
 
 from wsekern.nn import losses, ops
 from wsekern.nn.tensor import Tensor
-from test_nn_ops import check_grad
+from test_nn_ops import check_grad, keras_or_none
 
 rng = np.random.default_rng(0)
 YT = rng.uniform(0.1, 1.0, (4, 3))
@@ -123,14 +121,7 @@ def test_unknown_loss_lists_the_names():
         losses.get("mean_cubed_error")
 
 
-keras = None
-if os.environ.get("KERAS_BACKEND", "torch") == "torch":
-    try:
-        os.environ.setdefault("KERAS_BACKEND", "torch")
-        import torch  # noqa: F401
-        import keras
-    except Exception:
-        keras = None
+keras = keras_or_none()
 
 
 @pytest.mark.skipif(keras is None, reason="keras with the torch backend is not installed")

@@ -1,12 +1,11 @@
 """wsekern.nn.metrics against scikit-learn, closed forms, and Keras where installed."""
-import os
-
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
 from wsekern.nn import metrics as M
 from wsekern.nn import ops
+from test_nn_ops import keras_or_none
 
 rng = np.random.default_rng(0)
 N, C = 64, 5
@@ -180,14 +179,7 @@ def test_config_round_trip():
         assert type(back) is type(m) and back.get_config() == m.get_config()
 
 
-keras = None
-if os.environ.get("KERAS_BACKEND", "torch") == "torch":
-    try:
-        os.environ.setdefault("KERAS_BACKEND", "torch")
-        import torch  # noqa: F401
-        import keras
-    except Exception:
-        keras = None
+keras = keras_or_none()
 
 
 @pytest.mark.skipif(keras is None, reason="keras with the torch backend is not installed")

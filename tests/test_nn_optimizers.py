@@ -2,14 +2,13 @@
 rules (keras/src/optimizers/*.py), their state round trip, configs and bad values; and
 against Keras itself where keras and torch are installed."""
 import math
-import os
-
 import numpy as np
 import pytest
 
 from wsekern import nn
 from wsekern.nn import optimizers as O
 from wsekern.nn.tensor import Tensor
+from test_nn_ops import keras_or_none
 
 STEPS = 5
 
@@ -252,14 +251,7 @@ def test_schedules_match_keras_formulas():
         S.ExponentialDecay(1.0, 0, 0.5)
 
 
-keras = None
-if os.environ.get("KERAS_BACKEND", "torch") == "torch":
-    try:
-        os.environ.setdefault("KERAS_BACKEND", "torch")
-        import torch  # noqa: F401
-        import keras
-    except Exception:      # keras or torch absent (or broken): the oracle is skipped
-        keras = None
+keras = keras_or_none()
 
 
 @pytest.mark.skipif(keras is None, reason="keras with the torch backend is not installed")

@@ -240,18 +240,9 @@ def get(identifier):
                      "Initializer, or a callable fn(shape, dtype=None)")
 
 
-def serialize(init):
-    cls = type(init)
-    name = cls.__name__ if cls in _CLASSES.values() else registry.get_registered_name(cls)
-    return {"class_name": name, "config": init.get_config()}
+def serialize(obj):
+    return registry.serialize_object(obj, _CLASSES)
 
 
 def deserialize(config, custom_objects=None):
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a serialized initializer is {{'class_name': ..., 'config': ...}}; "
-                         f"received {config!r}")
-    cls = registry.get_registered_object(config["class_name"], custom_objects, _CLASSES)
-    if cls is None:
-        raise ValueError(f"unknown initializer class {config['class_name']!r}; known: "
-                         f"{sorted(_CLASSES)}")
-    return cls.from_config(dict(config.get("config", {})))
+    return registry.deserialize_object(config, _CLASSES, "initializer", custom_objects)

@@ -442,29 +442,20 @@ def get(identifier):
 
 
 def serialize(loss):
-    cls = type(loss)
-    if cls is LossFunctionWrapper:
+    if type(loss) is LossFunctionWrapper:
         return {"class_name": "function", "config": registry.get_registered_name(loss.fn)}
-    name = cls.__name__ if cls in _CLASSES.values() else registry.get_registered_name(cls)
-    return {"class_name": name, "config": loss.get_config()}
+    return registry.serialize_object(loss, _CLASSES)
 
 
 def deserialize(config, custom_objects=None):
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a serialized loss is {{'class_name': ..., 'config': ...}}; "
-                         f"received {config!r}")
-    if config["class_name"] == "function":
+    if isinstance(config, dict) and config.get("class_name") == "function":
         name = config["config"]
         fn = registry.get_registered_object(name, custom_objects, _FUNCTIONS)
         if fn is None:
             raise ValueError(f"unknown loss function {name!r}: register it with "
                              "register_keras_serializable or pass it in custom_objects")
         return get(fn)
-    cls = registry.get_registered_object(config["class_name"], custom_objects, _CLASSES)
-    if cls is None:
-        raise ValueError(f"unknown loss class {config['class_name']!r}; known: "
-                         f"{sorted(_CLASSES)}")
-    return cls.from_config(dict(config.get("config", {})))
+    return registry.deserialize_object(config, _CLASSES, "loss", custom_objects)
 
 
 mse = MSE = mean_squared_error

@@ -617,18 +617,9 @@ def get(identifier):
 
 
 def serialize(metric):
-    cls = type(metric)
-    name = cls.__name__ if cls in _CLASSES.values() else registry.get_registered_name(cls)
-    return {"class_name": name, "config": metric.get_config()}
+    return registry.serialize_object(metric, _CLASSES)
 
 
 def deserialize(config, custom_objects=None):
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a serialized metric is {{'class_name': ..., 'config': {{...}}}}; "
-                         f"received {config!r}")
-    cls = registry.get_registered_object(config["class_name"], custom_objects, _CLASSES)
-    if cls is None or cls is MeanMetricWrapper:
-        raise ValueError(f"cannot rebuild metric {config['class_name']!r}: register it with "
-                         "register_keras_serializable or pass it in custom_objects")
-    return cls.from_config(dict(config.get("config", {})))
-
+    builtins = {k: v for k, v in _CLASSES.items() if v is not MeanMetricWrapper}
+    return registry.deserialize_object(config, builtins, "metric", custom_objects)

@@ -464,25 +464,16 @@ _OPTIMIZERS = {k.lower(): v for k, v in _CLASSES.items()}
 
 
 def serialize(optimizer):
-    cls = type(optimizer)
-    name = cls.__name__ if cls in _CLASSES.values() else registry.get_registered_name(cls)
-    return {"class_name": name, "config": optimizer.get_config()}
+    return registry.serialize_object(optimizer, _CLASSES)
 
 
 def deserialize(config, custom_objects=None):
     """An optimizer from ``serialize``'s dict, validating every value it reads."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a serialized optimizer is {{'class_name': ..., 'config': {{...}}}}; "
-                         f"received {config!r}")
-    name = config["class_name"]
-    cls = registry.get_registered_object(name, custom_objects, _CLASSES) or \
-        _OPTIMIZERS.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown optimizer {name!r}; known: {sorted(_CLASSES)} or one "
-                         "registered with register_keras_serializable / in custom_objects")
-    return cls.from_config(config.get("config", {}), custom_objects=custom_objects) \
-        if cls.from_config.__func__ is Optimizer.from_config.__func__ \
-        else cls.from_config(config.get("config", {}))
+    if isinstance(config, dict) and isinstance(config.get("class_name"), str) and \
+            config["class_name"].lower() in _OPTIMIZERS and config["class_name"] not in _CLASSES:
+        config = {**config, "class_name": _OPTIMIZERS[config["class_name"].lower()].__name__}
+    with registry.custom_object_scope(custom_objects or {}):      # for schedules inside
+        return registry.deserialize_object(config, _CLASSES, "optimizer", custom_objects)
 
 
 def get(identifier):

@@ -81,3 +81,25 @@ def custom_object_scope(*scopes):
 
 
 CustomObjectScope = custom_object_scope
+
+
+def serialize_object(obj, builtins):
+    """``{"class_name": ..., "config": obj.get_config()}``: a built-in class by its name,
+    a registered one by ``"package>name"``."""
+    cls = type(obj)
+    name = cls.__name__ if builtins.get(cls.__name__) is cls else get_registered_name(cls)
+    return {"class_name": name, "config": obj.get_config()}
+
+
+def deserialize_object(config, builtins, kind, custom_objects=None):
+    """Rebuild what ``serialize_object`` wrote, looking the class up in ``custom_objects``,
+    the registry, then ``builtins``; a ValueError names the ``kind`` and what is known."""
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(f"a serialized {kind} is {{'class_name': ..., 'config': {{...}}}}; "
+                         f"received {config!r}")
+    cls = get_registered_object(config["class_name"], custom_objects, builtins)
+    if cls is None:
+        raise ValueError(f"unknown {kind} {config['class_name']!r}; known: {sorted(builtins)} "
+                         "or one registered with register_keras_serializable / passed in "
+                         "custom_objects")
+    return cls.from_config(dict(config.get("config") or {}))

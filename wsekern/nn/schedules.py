@@ -50,26 +50,17 @@ class ExponentialDecay(LearningRateSchedule):
                 "staircase": self.staircase, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(ExponentialDecay):
     """``lr / (1 + decay_rate * step / decay_steps)`` (floored ratio when staircase)."""
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="InverseTimeDecay"):
-        self.initial_learning_rate = _positive("initial_learning_rate", initial_learning_rate,
-                                               True)
-        self.decay_steps = _positive("decay_steps", decay_steps)
-        self.decay_rate = _positive("decay_rate", decay_rate, True)
-        self.staircase, self.name = bool(staircase), name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step):
         p = step / self.decay_steps
         return self.initial_learning_rate / (1 + self.decay_rate * (math.floor(p)
                                                                     if self.staircase else p))
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
 
 
 class PolynomialDecay(LearningRateSchedule):
@@ -186,19 +177,10 @@ _SCHEDULES = {c.__name__: c for c in (ExponentialDecay, InverseTimeDecay, Polyno
                                       PiecewiseConstantDecay, CosineDecay, CosineDecayRestarts)}
 
 
-def serialize(schedule):
-    return {"class_name": registry.get_registered_name(type(schedule))
-            if type(schedule) not in _SCHEDULES.values() else type(schedule).__name__,
-            "config": schedule.get_config()}
+def serialize(obj):
+    return registry.serialize_object(obj, _SCHEDULES)
 
 
 def deserialize(config, custom_objects=None):
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a serialized schedule is {{'class_name': ..., 'config': {{...}}}}; "
-                         f"received {config!r}")
-    cls = registry.get_registered_object(config["class_name"], custom_objects, _SCHEDULES)
-    if cls is None:
-        raise ValueError(f"unknown learning-rate schedule {config['class_name']!r}; known: "
-                         f"{sorted(_SCHEDULES)} or one registered with "
-                         "register_keras_serializable / passed in custom_objects")
-    return cls.from_config(dict(config.get("config", {})))
+    return registry.deserialize_object(config, _SCHEDULES, "learning-rate schedule",
+                                       custom_objects)

@@ -377,61 +377,51 @@ GlobalAvgPool1D, GlobalMaxPool1D, GlobalMaxPool2D = (GlobalAveragePooling1D, Glo
 
 
 # -- noise and spatial dropout (training only) -------------------------------------------------
-class GaussianNoise(Layer):
-    def __init__(self, stddev, seed=None, **kwargs):
+class _Noise(Layer):
+    """A training-only random layer with a ``rate`` (or stddev) and an optional seed."""
+    param = "rate"
+    upper = 1.0
+
+    def __init__(self, value, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not stddev >= 0:
-            raise ValueError(f"stddev must be >= 0; received {stddev!r}")
-        self.stddev, self.seed = float(stddev), seed
+        if not 0 <= value < self.upper:
+            raise ValueError(f"{self.param} must be in [0, {self.upper}); received {value!r}")
+        setattr(self, self.param, float(value))
+        self.seed = seed
         self._gen = nn_random.SeedGenerator(seed) if seed is not None else None
 
     def call(self, x, training=False):
-        if not training or self.stddev == 0:
+        value = getattr(self, self.param)
+        if not training or value == 0:
             return x
-        x = T.as_tensor(x)
-        return T.add(x, nn_random.normal(x.shape, 0.0, self.stddev, x.dtype, self._gen))
+        return self._noisy(T.as_tensor(x), value)
 
     def get_config(self):
-        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
+        return {**super().get_config(), self.param: getattr(self, self.param),
+                "seed": self.seed}
 
 
-class GaussianDropout(Layer):
-    def __init__(self, rate, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if not 0 <= rate < 1:
-            raise ValueError(f"rate must be in [0, 1); received {rate!r}")
-        self.rate, self.seed = float(rate), seed
-        self._gen = nn_random.SeedGenerator(seed) if seed is not None else None
+class GaussianNoise(_Noise):
+    """x + N(0, stddev^2) in training."""
+    param, upper = "stddev", float("inf")
 
-    def call(self, x, training=False):
-        if not training or self.rate == 0:
-            return x
-        x = T.as_tensor(x)
-        std = np.sqrt(self.rate / (1 - self.rate))
+    def _noisy(self, x, stddev):
+        return T.add(x, nn_random.normal(x.shape, 0.0, stddev, x.dtype, self._gen))
+
+
+class GaussianDropout(_Noise):
+    """x * N(1, rate / (1 - rate)) in training."""
+
+    def _noisy(self, x, rate):
+        std = np.sqrt(rate / (1 - rate))
         return T.mul(x, nn_random.normal(x.shape, 1.0, std, x.dtype, self._gen))
 
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
-
-class _SpatialDropout(Layer):
-    def __init__(self, rate, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if not 0 <= rate < 1:
-            raise ValueError(f"rate must be in [0, 1); received {rate!r}")
-        self.rate, self.seed = float(rate), seed
-        self._gen = nn_random.SeedGenerator(seed) if seed is not None else None
-
-    def call(self, x, training=False):
-        if not training or self.rate == 0:
-            return x
-        x = T.as_tensor(x)
+class _SpatialDropout(_Noise):
+    def _noisy(self, x, rate):
         # one draw per (sample, channel), shared along every spatial axis
         noise = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
-        return nn_random.dropout(x, self.rate, noise, self._gen)
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return nn_random.dropout(x, rate, noise, self._gen)
 
 
 class SpatialDropout1D(_SpatialDropout):
