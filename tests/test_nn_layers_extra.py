@@ -247,3 +247,41 @@ def test_conv_layers_against_torch():
                       torch.tensor(np.ascontiguousarray(c1.kernel.data.transpose(2, 1, 0))),
                       dilation=2)
     np.testing.assert_allclose(ours, theirs.numpy().transpose(0, 2, 1), atol=1e-10)
+
+
+keras = None
+if torch is not None:
+    from test_nn_ops import keras_or_none
+    keras = keras_or_none()
+
+
+@pytest.mark.skipif(keras is None, reason="keras with the torch backend is not installed")
+@pytest.mark.parametrize("name,kwargs,shape", [
+    ("Conv1D", {"filters": 3, "kernel_size": 3, "padding": "causal", "dilation_rate": 2},
+     (2, 9, 4)),
+    ("Conv1D", {"filters": 3, "kernel_size": 2, "strides": 2, "padding": "same"}, (2, 9, 4)),
+    ("DepthwiseConv2D", {"kernel_size": 3, "depth_multiplier": 2, "padding": "same"},
+     (2, 5, 6, 3)),
+    ("SeparableConv2D", {"filters": 4, "kernel_size": 2}, (2, 5, 6, 3)),
+    ("Conv2DTranspose", {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same"},
+     (2, 4, 5, 3)),
+    ("Conv2DTranspose", {"filters": 2, "kernel_size": (4, 3), "strides": (2, 3)},
+     (2, 4, 5, 3)),
+    ("PReLU", {}, (2, 5, 3)), ("UpSampling2D", {"size": (2, 3)}, (2, 3, 4, 2)),
+    ("Cropping2D", {"cropping": ((1, 0), (0, 2))}, (2, 3, 4, 2)),
+    ("AveragePooling1D", {"pool_size": 3, "strides": 2, "padding": "same"}, (2, 7, 3)),
+    ("MaxPooling1D", {"pool_size": 2, "padding": "same"}, (2, 7, 3)),
+])
+def test_layers_against_keras(name, kwargs, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    theirs = getattr(keras.layers, name)(**kwargs)
+    ref = keras.ops.convert_to_numpy(theirs(x))
+    ours = getattr(L, name)(**kwargs)
+    ours(Tensor(x))
+    weights = [w * 0 + rng.standard_normal(w.shape).astype(np.float32)
+               for w in theirs.get_weights()]
+    if weights:
+        theirs.set_weights(weights)
+        ours.set_weights(weights)
+        ref = keras.ops.convert_to_numpy(theirs(x))
+    np.testing.assert_allclose(ours(Tensor(x)).data, ref, rtol=1e-4, atol=1e-5)

@@ -526,7 +526,8 @@ def split(x, indices_or_sections, axis=0):
     else:
         bounds = [0] + [int(i) for i in indices_or_sections] + [n]
     head = (builtins.slice(None),) * ax
-    return [T.getitem(x, head + (builtins.slice(lo, hi),)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [T.getitem(x, head + (builtins.slice(lo, hi),))
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def take(x, indices, axis=None):
