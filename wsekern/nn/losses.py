@@ -77,12 +77,7 @@ class Loss:
     values; ``__call__`` applies ``sample_weight`` and the ``reduction``."""
     name = None
 
-    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None, **kwargs):
-        if "from_logits" in kwargs:              # kept for the built-in subclasses' configs
-            self.from_logits = bool(kwargs.pop("from_logits"))
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
-                            f"{sorted(kwargs)}")
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {list(REDUCTIONS)}; received "
                              f"{reduction!r}")
@@ -412,7 +407,6 @@ _BY_FUNCTION = {fn: _CLASSES[c] for fn, c in (
     (cosine_similarity, "CosineSimilarity"), (binary_crossentropy, "BinaryCrossentropy"),
     (categorical_crossentropy, "CategoricalCrossentropy"),
     (sparse_categorical_crossentropy, "SparseCategoricalCrossentropy"))}
-_LOSSES = _FUNCTIONS       # the names get() accepts
 
 
 def get(identifier):
