@@ -6,6 +6,8 @@ from . import activations, callbacks, initializers, layers, losses, optimizers, 
 from .layers import Input
 from .models import Sequential, load_model
 from . import models
+from . import metrics, ops, random, registry, regularizers, schedules
 
 __all__ = ["activations", "callbacks", "initializers", "layers", "losses", "optimizers", "pruning",
-           "utils", "models", "Input", "Sequential", "load_model"]
+           "utils", "models", "Input", "Sequential", "load_model", "metrics", "ops", "random",
+           "registry", "regularizers", "schedules"]

@@ -1,28 +1,142 @@
-"""Activations as autograd ops, with Keras's names (``get("relu")``)."""
+"""Activations as autograd ops, with Keras's names (``get("relu")``); each takes a
+Tensor, a NumPy array or a scalar."""
 import numpy as np
 from scipy.special import erf
 
-from .tensor import Tensor
+from . import registry
+from .tensor import Tensor, as_tensor, log_softmax as _log_softmax
 
 
-def relu(x):
+def _plain_relu(x):
     out = np.maximum(x.data, 0)
     return Tensor(out, parents=(x,), backward=lambda g: x.accumulate(g * (x.data > 0)))
 
 
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras's relu: ``x`` above ``threshold`` (capped at ``max_value``), else
+    ``negative_slope * (x - threshold)``."""
+    x = as_tensor(x)
+    if negative_slope == 0 and max_value is None and threshold == 0:
+        return _plain_relu(x)
+    v = x.data
+    above = v > threshold
+    out = np.where(above, v, negative_slope * (v - threshold))
+    d = np.where(above, 1.0, negative_slope)
+    if max_value is not None:
+        capped = v >= max_value
+        out = np.where(capped, max_value, out)
+        d = np.where(capped, 0.0, d)
+    return _elementwise(x, out, d)
+
+
+def _elementwise(x, out, d):
+    dtype = x.dtype
+    return Tensor(np.asarray(out, dtype=dtype), parents=(x,),
+                  backward=lambda g: x.accumulate((g * d).astype(dtype, copy=False)))
+
+
+def relu6(x):
+    return relu(x, max_value=6.0)
+
+
+def leaky_relu(x, negative_slope=0.2):
+    return relu(x, negative_slope=negative_slope)
+
+
+def elu(x, alpha=1.0):
+    x = as_tensor(x)
+    v = x.data
+    neg = alpha * np.expm1(np.minimum(v, 0))
+    return _elementwise(x, np.where(v > 0, v, neg), np.where(v > 0, 1.0, neg + alpha))
+
+
+def selu(x):
+    alpha, scale = 1.6732632423543772, 1.0507009873554805
+    x = as_tensor(x)
+    v = x.data
+    neg = alpha * np.expm1(np.minimum(v, 0))
+    return _elementwise(x, scale * np.where(v > 0, v, neg),
+                        scale * np.where(v > 0, 1.0, neg + alpha))
+
+
+def softplus(x):
+    x = as_tensor(x)
+    v = x.data
+    out = np.logaddexp(v, 0).astype(v.dtype, copy=False)
+    return _elementwise(x, out, 0.5 * (1 + np.tanh(0.5 * v)))
+
+
+def softsign(x):
+    x = as_tensor(x)
+    v = x.data
+    return _elementwise(x, v / (1 + np.abs(v)), 1 / (1 + np.abs(v)) ** 2)
+
+
+def silu(x):
+    x = as_tensor(x)
+    v = x.data
+    s = 0.5 * (1 + np.tanh(0.5 * v))
+    return _elementwise(x, v * s, s * (1 + v * (1 - s)))
+
+
+swish = silu
+
+
+def hard_sigmoid(x):
+    """Keras 3's: relu6(x + 3) / 6."""
+    x = as_tensor(x)
+    v = x.data
+    return _elementwise(x, np.clip(v / 6 + 0.5, 0, 1), ((v > -3) & (v < 3)) / 6.0)
+
+
+def hard_silu(x):
+    x = as_tensor(x)
+    v = x.data
+    hs = np.clip(v / 6 + 0.5, 0, 1)
+    return _elementwise(x, v * hs, hs + v * (((v > -3) & (v < 3)) / 6.0))
+
+
+hard_swish = hard_silu
+
+
+def mish(x):
+    x = as_tensor(x)
+    v = x.data
+    sp = np.logaddexp(v, 0)
+    t = np.tanh(sp)
+    s = 0.5 * (1 + np.tanh(0.5 * v))
+    return _elementwise(x, v * t, t + v * (1 - t * t) * s)
+
+
+def exponential(x):
+    x = as_tensor(x)
+    out = np.exp(x.data)
+    return _elementwise(x, out, out)
+
+
+def log_softmax(x, axis=-1):
+    return _log_softmax(as_tensor(x), axis=axis)
+
+
 def tanh(x):
+    x = as_tensor(x)
     out = np.tanh(x.data)
     return Tensor(out, parents=(x,), backward=lambda g: x.accumulate(g * (1 - out * out)))
 
 
 def sigmoid(x):
+    x = as_tensor(x)
     out = 0.5 * (1 + np.tanh(0.5 * x.data))       # stable for large |x|
     return Tensor(out, parents=(x,), backward=lambda g: x.accumulate(g * out * (1 - out)))
 
 
 def gelu(x, approximate=False):
     """Keras's gelu: exact (erf) by default, tanh approximation with approximate=True."""
+    x = as_tensor(x)
     v = x.data
+    if v.dtype.kind != "f":
+        x = Tensor(v.astype(np.float32))
+        v = x.data
     if approximate:
         c = np.sqrt(2 / np.pi).astype(v.dtype)
         inner = c * (v + 0.044715 * v ** 3)
@@ -49,6 +163,7 @@ def _erf32(x):
 
 
 def softmax(x, axis=-1):
+    x = as_tensor(x)
     z = x.data - x.data.max(axis=axis, keepdims=True)
     e = np.exp(z)
     out = e / e.sum(axis=axis, keepdims=True)
@@ -62,22 +177,47 @@ def linear(x):
     return x
 
 
-_ACTIVATIONS = {"relu": relu, "tanh": tanh, "sigmoid": sigmoid, "gelu": gelu,
-                "softmax": softmax, "linear": linear, None: linear}
+_ACTIVATIONS = {"relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "elu": elu,
+                "selu": selu, "softplus": softplus, "softsign": softsign, "silu": silu,
+                "swish": swish, "hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu,
+                "hard_swish": hard_swish, "mish": mish, "exponential": exponential,
+                "tanh": tanh, "sigmoid": sigmoid, "gelu": gelu, "softmax": softmax,
+                "log_softmax": log_softmax, "linear": linear, None: linear}
 
 
 def get(identifier):
-    """An activation function from a name (Keras's) or a callable."""
+    """An activation function from a name (Keras's), a registered custom name, a
+    serialized ``{"class_name": ..., "config": ...}`` or a callable."""
     if callable(identifier):
         return identifier
-    if identifier not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {identifier!r}; available: "
-                         f"{sorted(k for k in _ACTIVATIONS if k)}")
-    return _ACTIVATIONS[identifier]
+    if isinstance(identifier, dict) and "config" in identifier:
+        cfg = identifier["config"]
+        identifier = cfg.get("name") if isinstance(cfg, dict) else cfg
+    if identifier in _ACTIVATIONS:
+        return _ACTIVATIONS[identifier]
+    if isinstance(identifier, str):
+        found = registry.get_registered_object(identifier)
+        if found is not None:
+            return found
+    raise ValueError(f"unknown activation {identifier!r}; available: "
+                     f"{sorted(k for k in _ACTIVATIONS if k)} or a callable")
 
 
 def name_of(fn):
     for k, v in _ACTIVATIONS.items():
         if v is fn and k is not None:
             return k
+    for k, v in registry.get_custom_objects().items():
+        if v is fn:
+            return k
     return getattr(fn, "__name__", "custom")
+
+
+def serialize(fn):
+    return name_of(fn)
+
+
+def deserialize(config, custom_objects=None):
+    if isinstance(config, str) and custom_objects and config in custom_objects:
+        return custom_objects[config]
+    return get(config)

@@ -1,7 +1,10 @@
-"""Losses with Keras's names; each returns a scalar Tensor (mean over the batch)."""
+"""Keras 3's losses: per-sample functions (``mean_squared_error``, ``huber``, ...), Loss
+classes that weight and reduce them (``Loss(name=, reduction=)``), and ``get`` by name."""
 import numpy as np
 
-from .tensor import Tensor
+from . import registry
+from .tensor import (Tensor, absolute, as_tensor, clip, extremum, log, log1p, mean, power,
+                     reduce_extremum, reshape, tsum, where)
 
 EPSILON = 1e-7      # Keras's backend epsilon: probabilities are clipped to [eps, 1 - eps]
 
@@ -27,57 +30,252 @@ def _log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+
+
+def squeeze_or_expand_to_same_rank(x1, x2, expand_rank_1=True):
+    """Keras's rule: a trailing size-1 axis is squeezed (or a rank-1 partner expanded) so
+    that ``(n,)`` labels meet ``(n, 1)`` predictions without broadcasting to ``(n, n)``."""
+    r1, r2 = len(x1.shape), len(x2.shape)
+    if r1 == r2 + 1 and x1.shape[-1] == 1:
+        if r2 == 1 and expand_rank_1:
+            x2 = reshape(x2, tuple(x2.shape) + (1,))
+        else:
+            x1 = reshape(x1, tuple(x1.shape[:-1]))
+    elif r2 == r1 + 1 and x2.shape[-1] == 1:
+        if r1 == 1 and expand_rank_1:
+            x1 = reshape(x1, tuple(x1.shape) + (1,))
+        else:
+            x2 = reshape(x2, tuple(x2.shape[:-1]))
+    return x1, x2
+
+
+def reduce_weighted_values(values, sample_weight=None, reduction="sum_over_batch_size"):
+    """Weight per-sample losses and reduce them as Keras 3 does: "sum_over_batch_size" (the
+    default; "mean" is its alias) divides the weighted sum by the number of values,
+    "mean_with_sample_weight" by the sum of the weights, "sum" does not divide, "none"
+    returns the weighted values."""
+    values = as_tensor(values)
+    if sample_weight is not None:
+        sw = as_tensor(np.asarray(as_tensor(sample_weight).data, dtype=values.dtype))
+        values, sw = squeeze_or_expand_to_same_rank(values, sw)
+        values = values * sw
+    if reduction in (None, "none") or values.shape in ((), (0,)):
+        return values
+    total = tsum(values)
+    if reduction == "sum":
+        return total
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        divisor = float(np.broadcast_to(sw.data, values.shape).sum())
+    else:
+        divisor = float(values.size)
+    return total * (values.dtype.type(1.0 / divisor) if divisor else values.dtype.type(0.0))
+
+
 class Loss:
+    """Keras's Loss: subclasses implement ``call(y_true, y_pred)`` returning per-sample
+    values; ``__call__`` applies ``sample_weight`` and the ``reduction``."""
     name = None
 
-    def __init__(self, from_logits=False):
-        self.from_logits = bool(from_logits)
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {list(REDUCTIONS)}; received "
+                             f"{reduction!r}")
+        self.name = name or type(self).name or _snake(type(self).__name__)
+        self.reduction = reduction
+        self.dtype = dtype
 
-    def __call__(self, y_true, y_pred):
-        return self.call(y_true, y_pred)
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = as_tensor(y_pred)
+        values = self.call(y_true, y_pred)
+        return reduce_weighted_values(values, sample_weight, self.reduction)
+
+    def call(self, y_true, y_pred):
+        raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, y_pred)")
 
     def get_config(self):
-        return {"name": self.name, "from_logits": self.from_logits}
+        return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
-class MeanSquaredError(Loss):
-    name = "mean_squared_error"
-
-    def call(self, y_true, y_pred):
-        y = np.asarray(y_true, dtype=y_pred.dtype).reshape(y_pred.shape)
-        diff = y_pred.data - y
-        n = diff.size
-
-        def backward(g):
-            y_pred.accumulate((g * 2.0 / n * diff).astype(diff.dtype, copy=False))
-        return Tensor(np.mean(diff * diff), parents=(y_pred,), backward=backward)
+def _snake(name):
+    import re
+    return re.sub("([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-class SparseCategoricalCrossentropy(Loss):
-    name = "sparse_categorical_crossentropy"
+class LossFunctionWrapper(Loss):
+    """A per-sample function ``fn(y_true, y_pred, **kwargs)`` as a Loss."""
 
-    def call(self, y_true, y_pred):
-        p = y_pred.data
-        lead = p.shape[:-1]
-        y = _labels(y_true, p.shape[-1]).reshape(lead)
-        return _categorical(y_pred, y, self.from_logits, sparse=True)
-
-
-class CategoricalCrossentropy(Loss):
-    name = "categorical_crossentropy"
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
+        super().__init__(name=name or getattr(fn, "__name__", "loss"), reduction=reduction,
+                         dtype=dtype)
+        self.fn, self._fn_kwargs = fn, kwargs
 
     def call(self, y_true, y_pred):
-        y = np.asarray(y_true, dtype=y_pred.dtype)
-        if y.shape != y_pred.shape:
-            raise ValueError(f"categorical targets must have the predictions' shape "
-                             f"{y_pred.shape}; received {y.shape} (use sparse_categorical_"
-                             f"crossentropy for integer labels)")
-        return _categorical(y_pred, y, self.from_logits, sparse=False)
+        out = self.fn(y_true, y_pred, **self._fn_kwargs)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"loss function {self.name!r} returned {type(out).__name__}; it "
+                            "must return a Tensor (build it from wsekern.nn.ops so that it "
+                            "carries gradients)")
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), **self._fn_kwargs}
+
+
+def _float_pair(y_true, y_pred):
+    y_pred = as_tensor(y_pred)
+    if y_pred.dtype.kind != "f":
+        y_pred = Tensor(y_pred.data.astype(np.float32))
+    y_true = Tensor(np.asarray(as_tensor(y_true).data, dtype=y_pred.dtype))
+    return squeeze_or_expand_to_same_rank(y_true, y_pred)
+
+
+# -- per-sample loss functions (Keras 3's formulas; mean over the last axis) ------------------
+def mean_squared_error(y_true, y_pred):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    d = y_pred - y_true
+    return mean(d * d, axis=-1)
+
+
+def mean_absolute_error(y_true, y_pred):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    return mean(absolute(y_pred - y_true), axis=-1)
+
+
+def mean_absolute_percentage_error(y_true, y_pred):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    scale = np.maximum(np.abs(y_true.data), EPSILON)
+    return mean(absolute((y_true - y_pred) * (1.0 / scale)), axis=-1) * 100.0
+
+
+def mean_squared_logarithmic_error(y_true, y_pred):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    first = log1p(extremum(y_pred, EPSILON, take_max=True))
+    second = np.log1p(np.maximum(y_true.data, EPSILON))
+    d = first - second
+    return mean(d * d, axis=-1)
+
+
+def huber(y_true, y_pred, delta=1.0):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    err = y_pred - y_true
+    small = np.abs(err.data) <= delta
+    quad = err * err * 0.5
+    lin = absolute(err) * delta - 0.5 * delta * delta
+    return mean(where(small, quad, lin), axis=-1)
+
+
+def log_cosh(y_true, y_pred):
+    """mean(log(cosh(d))) written as d + softplus(-2d) - log 2 (no overflow)."""
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    d = y_pred - y_true
+    v = d.data
+    out = v + np.logaddexp(0, -2 * v) - np.log(2.0)
+    lc = Tensor(out.astype(v.dtype, copy=False), parents=(d,),
+                backward=lambda g: d.accumulate((g * np.tanh(v)).astype(v.dtype, copy=False)))
+    return mean(lc, axis=-1)
+
+
+def kl_divergence(y_true, y_pred):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    t = np.clip(y_true.data, EPSILON, 1)
+    p = clip(y_pred, EPSILON, 1)
+    return tsum((log(p) * -1.0 + np.log(t)) * t, axis=-1)
+
+
+def poisson(y_true, y_pred):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    return mean(y_pred - log(y_pred + EPSILON) * y_true.data, axis=-1)
+
+
+def _hinge_labels(y_true):
+    """{0, 1} labels become {-1, 1}, as Keras converts them; others pass unchanged."""
+    t = y_true.data
+    if t.size and np.all((t == 0) | (t == 1)):
+        return Tensor(2.0 * t - 1.0)
+    return y_true
+
+
+def hinge(y_true, y_pred):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    t = _hinge_labels(y_true)
+    return mean(_relu(1.0 - t * y_pred), axis=-1)
+
+
+def squared_hinge(y_true, y_pred):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    t = _hinge_labels(y_true)
+    h = _relu(1.0 - t * y_pred)
+    return mean(h * h, axis=-1)
+
+
+def categorical_hinge(y_true, y_pred):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    pos = tsum(y_pred * y_true, axis=-1)
+    neg = reduce_extremum(y_pred * (1.0 - y_true.data), axis=-1, take_max=True)
+    return _relu(neg - pos + 1.0)
+
+
+def cosine_similarity(y_true, y_pred, axis=-1):
+    """-sum(l2_normalize(y_true) * l2_normalize(y_pred)): -1 for aligned vectors."""
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    t = y_true.data / np.sqrt(np.maximum((y_true.data ** 2).sum(axis, keepdims=True), 1e-12))
+    sq = tsum(y_pred * y_pred, axis=axis, keepdims=True)
+    p = y_pred * power(extremum(sq, 1e-12, take_max=True), -0.5)
+    return tsum(p * t, axis=axis) * -1.0
+
+
+def _relu(x):
+    return extremum(x, 0.0, take_max=True)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    if label_smoothing:
+        y_true = Tensor(y_true.data * (1.0 - label_smoothing) + 0.5 * label_smoothing)
+    return mean(_binary_elementwise(y_true.data, y_pred, from_logits), axis=axis)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    y_pred = as_tensor(y_pred)
+    y = np.asarray(as_tensor(y_true).data, dtype=y_pred.dtype)
+    if y.shape != y_pred.shape:
+        raise ValueError(f"categorical targets must have the predictions' shape "
+                         f"{y_pred.shape}; received {y.shape} (use sparse_categorical_"
+                         f"crossentropy for integer labels)")
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + label_smoothing / y.shape[-1]
+    if axis not in (-1, y.ndim - 1):
+        raise NotImplementedError("categorical_crossentropy over an axis other than the last")
+    return _categorical(y_pred, y, from_logits, sparse=False)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
+                                    axis=-1):
+    y_pred = as_tensor(y_pred)
+    p = y_pred.data
+    if axis not in (-1, p.ndim - 1):
+        raise NotImplementedError("sparse_categorical_crossentropy over an axis other than "
+                                  "the last")
+    y = np.asarray(as_tensor(y_true).data)
+    if y.ndim == p.ndim and y.shape[-1] == 1:
+        y = y[..., 0]
+    ignored = None
+    if ignore_class is not None:
+        ignored = y == ignore_class
+        y = np.where(ignored, 0, y)
+    y = _labels(y, p.shape[-1]).reshape(p.shape[:-1])
+    out = _categorical(y_pred, y, from_logits, sparse=True)
+    return out if ignored is None else where(~ignored, out, 0.0)
 
 
 def _categorical(y_pred, y, from_logits, sparse):
+    """Per-sample cross-entropy with a fused backward (softmax-minus-onehot for logits)."""
     p = y_pred.data
-    n = int(np.prod(p.shape[:-1]))
     if from_logits:
         logp = _log_softmax(p)
         soft = np.exp(logp)
@@ -87,19 +285,19 @@ def _categorical(y_pred, y, from_logits, sparse):
         clipped = np.clip(q, EPSILON, 1 - EPSILON)
         logp = np.log(clipped)
     if sparse:
-        picked = np.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
-        loss = -picked.mean()
+        loss = -np.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
     else:
-        loss = -(y * logp).sum(axis=-1).mean()
+        loss = -(y * logp).sum(axis=-1)
 
     def backward(g):
         onehot = y if not sparse else _onehot(y, p.shape[-1], p.dtype)
+        g = g[..., None]
         if from_logits:
-            grad = (soft * onehot.sum(axis=-1, keepdims=True) - onehot) / n
+            grad = soft * onehot.sum(axis=-1, keepdims=True) - onehot
         else:
             s = p.sum(axis=-1, keepdims=True)
             inside = ((q > EPSILON) & (q < 1 - EPSILON)).astype(p.dtype)
-            gq = -onehot / clipped * inside / n                       # d loss / d q
+            gq = -onehot / clipped * inside                               # d loss / d q
             grad = (gq - (gq * q).sum(axis=-1, keepdims=True)) / s      # through q = p / sum(p)
         y_pred.accumulate((g * grad).astype(p.dtype, copy=False))
     return Tensor(np.asarray(loss, dtype=p.dtype), parents=(y_pred,), backward=backward)
@@ -111,42 +309,152 @@ def _onehot(y, n, dtype):
     return out
 
 
-class BinaryCrossentropy(Loss):
-    name = "binary_crossentropy"
-
-    def call(self, y_true, y_pred):
-        y = np.asarray(y_true, dtype=y_pred.dtype).reshape(y_pred.shape)
-        z = y_pred.data
-        n = z.size
-        if self.from_logits:
-            # max(z, 0) - z * y + log(1 + exp(-|z|)), the stable form
-            loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
-            sig = 0.5 * (1 + np.tanh(0.5 * z))
-            grad = (sig - y) / n
-        else:
-            p = np.clip(z, EPSILON, 1 - EPSILON)
-            loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
-            inside = ((z > EPSILON) & (z < 1 - EPSILON)).astype(z.dtype)
-            grad = (-(y / p) + (1 - y) / (1 - p)) * inside / n
-        return Tensor(np.asarray(loss, dtype=z.dtype), parents=(y_pred,),
-                      backward=lambda g: y_pred.accumulate((g * grad).astype(z.dtype, copy=False)))
+def _binary_elementwise(y, y_pred, from_logits):
+    """Elementwise binary cross-entropy with its derivative in closed form."""
+    z = y_pred.data
+    if from_logits:
+        # max(z, 0) - z * y + log(1 + exp(-|z|)), the stable form
+        loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        grad = 0.5 * (1 + np.tanh(0.5 * z)) - y
+    else:
+        p = np.clip(z, EPSILON, 1 - EPSILON)
+        loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        inside = ((z > EPSILON) & (z < 1 - EPSILON)).astype(z.dtype)
+        grad = (-(y / p) + (1 - y) / (1 - p)) * inside
+    return Tensor(np.asarray(loss, dtype=z.dtype), parents=(y_pred,),
+                  backward=lambda g: y_pred.accumulate((g * grad).astype(z.dtype, copy=False)))
 
 
-_LOSSES = {"mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-           "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-           "categorical_crossentropy": CategoricalCrossentropy,
-           "binary_crossentropy": BinaryCrossentropy}
+def _wrapper(fn, default_name, **defaults):
+    """A Loss class around a per-sample function, with Keras's constructor arguments."""
+    names = list(defaults)
+
+    def __init__(self, *args, reduction="sum_over_batch_size", name=default_name, dtype=None,
+                 **kwargs):
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional "
+                            f"arguments; received {len(args)}")
+        values = {**defaults, **dict(zip(names, args)), **kwargs}
+        unknown = set(values) - set(names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
+                            f"{sorted(unknown)}")
+        LossFunctionWrapper.__init__(self, fn, reduction=reduction, name=name, dtype=dtype,
+                                     **values)
+        for k, v in values.items():
+            setattr(self, k, v)
+    return {"__init__": __init__, "name": default_name}
+
+
+def _loss_class(cls_name, fn, default_name, **defaults):
+    return type(cls_name, (LossFunctionWrapper,), _wrapper(fn, default_name, **defaults))
+
+
+MeanSquaredError = _loss_class("MeanSquaredError", mean_squared_error, "mean_squared_error")
+MeanAbsoluteError = _loss_class("MeanAbsoluteError", mean_absolute_error, "mean_absolute_error")
+MeanAbsolutePercentageError = _loss_class("MeanAbsolutePercentageError",
+                                          mean_absolute_percentage_error,
+                                          "mean_absolute_percentage_error")
+MeanSquaredLogarithmicError = _loss_class("MeanSquaredLogarithmicError",
+                                          mean_squared_logarithmic_error,
+                                          "mean_squared_logarithmic_error")
+Huber = _loss_class("Huber", huber, "huber_loss", delta=1.0)
+LogCosh = _loss_class("LogCosh", log_cosh, "log_cosh")
+KLDivergence = _loss_class("KLDivergence", kl_divergence, "kl_divergence")
+Poisson = _loss_class("Poisson", poisson, "poisson")
+Hinge = _loss_class("Hinge", hinge, "hinge")
+SquaredHinge = _loss_class("SquaredHinge", squared_hinge, "squared_hinge")
+CategoricalHinge = _loss_class("CategoricalHinge", categorical_hinge, "categorical_hinge")
+CosineSimilarity = _loss_class("CosineSimilarity", cosine_similarity, "cosine_similarity",
+                               axis=-1)
+BinaryCrossentropy = _loss_class("BinaryCrossentropy", binary_crossentropy,
+                                 "binary_crossentropy", from_logits=False, label_smoothing=0.0,
+                                 axis=-1)
+CategoricalCrossentropy = _loss_class("CategoricalCrossentropy", categorical_crossentropy,
+                                      "categorical_crossentropy", from_logits=False,
+                                      label_smoothing=0.0, axis=-1)
+SparseCategoricalCrossentropy = _loss_class("SparseCategoricalCrossentropy",
+                                            sparse_categorical_crossentropy,
+                                            "sparse_categorical_crossentropy", from_logits=False,
+                                            ignore_class=None, axis=-1)
+
+_FUNCTIONS = {
+    "mean_squared_error": mean_squared_error, "mse": mean_squared_error,
+    "mean_absolute_error": mean_absolute_error, "mae": mean_absolute_error,
+    "mean_absolute_percentage_error": mean_absolute_percentage_error,
+    "mape": mean_absolute_percentage_error,
+    "mean_squared_logarithmic_error": mean_squared_logarithmic_error,
+    "msle": mean_squared_logarithmic_error,
+    "huber": huber, "log_cosh": log_cosh, "logcosh": log_cosh,
+    "kl_divergence": kl_divergence, "kld": kl_divergence,
+    "kullback_leibler_divergence": kl_divergence, "poisson": poisson, "hinge": hinge,
+    "squared_hinge": squared_hinge, "categorical_hinge": categorical_hinge,
+    "cosine_similarity": cosine_similarity, "binary_crossentropy": binary_crossentropy,
+    "categorical_crossentropy": categorical_crossentropy,
+    "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
+}
+_CLASSES = {c.__name__: c for c in (
+    MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
+    MeanSquaredLogarithmicError, Huber, LogCosh, KLDivergence, Poisson, Hinge, SquaredHinge,
+    CategoricalHinge, CosineSimilarity, BinaryCrossentropy, CategoricalCrossentropy,
+    SparseCategoricalCrossentropy)}
+_BY_FUNCTION = {fn: _CLASSES[c] for fn, c in (
+    (mean_squared_error, "MeanSquaredError"), (mean_absolute_error, "MeanAbsoluteError"),
+    (mean_absolute_percentage_error, "MeanAbsolutePercentageError"),
+    (mean_squared_logarithmic_error, "MeanSquaredLogarithmicError"), (huber, "Huber"),
+    (log_cosh, "LogCosh"), (kl_divergence, "KLDivergence"), (poisson, "Poisson"),
+    (hinge, "Hinge"), (squared_hinge, "SquaredHinge"), (categorical_hinge, "CategoricalHinge"),
+    (cosine_similarity, "CosineSimilarity"), (binary_crossentropy, "BinaryCrossentropy"),
+    (categorical_crossentropy, "CategoricalCrossentropy"),
+    (sparse_categorical_crossentropy, "SparseCategoricalCrossentropy"))}
 
 
 def get(identifier):
-    """A loss from Keras's name, an instance, or a callable(y_true, y_pred) -> Tensor."""
-    if isinstance(identifier, Loss) or callable(identifier) and not isinstance(identifier, type):
+    """A Loss from Keras's names and aliases, a Loss class or instance, a serialized dict,
+    a registered custom name, or a function ``fn(y_true, y_pred)`` returning per-sample
+    values (or a scalar), which is wrapped so that the batch mean is taken."""
+    if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
-    if identifier not in _LOSSES:
-        raise ValueError(f"unknown loss {identifier!r}; available: {sorted(_LOSSES)}")
-    return _LOSSES[identifier]()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        if identifier in _FUNCTIONS:
+            return _BY_FUNCTION[_FUNCTIONS[identifier]]()
+        if identifier in _CLASSES:
+            return _CLASSES[identifier]()
+        found = registry.get_registered_object(identifier)
+        if found is not None:
+            return get(found)
+    elif callable(identifier) and not isinstance(identifier, type):
+        if identifier in _BY_FUNCTION:
+            return _BY_FUNCTION[identifier]()
+        return LossFunctionWrapper(identifier)
+    raise ValueError(f"unknown loss {identifier!r}; available: {sorted(_FUNCTIONS)}, a Loss, "
+                     "or a function fn(y_true, y_pred) returning per-sample values")
 
 
-mean_squared_error = mse = MeanSquaredError()
+def serialize(loss):
+    if type(loss) is LossFunctionWrapper:
+        return {"class_name": "function", "config": registry.get_registered_name(loss.fn)}
+    return registry.serialize_object(loss, _CLASSES)
+
+
+def deserialize(config, custom_objects=None):
+    if isinstance(config, dict) and config.get("class_name") == "function":
+        name = config["config"]
+        fn = registry.get_registered_object(name, custom_objects, _FUNCTIONS)
+        if fn is None:
+            raise ValueError(f"unknown loss function {name!r}: register it with "
+                             "register_keras_serializable or pass it in custom_objects")
+        return get(fn)
+    return registry.deserialize_object(config, _CLASSES, "loss", custom_objects)
+
+
+mse = MSE = mean_squared_error
+mae = MAE = mean_absolute_error
+mape = MAPE = mean_absolute_percentage_error
+msle = MSLE = mean_squared_logarithmic_error
+kld = KLD = kl_divergence
+logcosh = log_cosh

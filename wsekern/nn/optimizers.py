@@ -1,73 +1,78 @@
-"""SGD (momentum, Nesterov), Adam and AdamW with Keras 3's update rules, and LR schedules."""
+"""Keras 3's optimizers (SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax, Nadam, Lion)
+with its update rules, gradient clipping, configs and a saveable state.
+
+One implementation: ``Optimizer`` owns the step count (a 0-d int64 array, so it saves and
+restores exactly), the learning rate (a float or a schedule), clipping, decoupled weight
+decay and per-variable slots; each subclass names its slots and defines ``_update``.
+"""
 import math
+import sys
 
 import numpy as np
 
+from . import registry, schedules
+from .schedules import (CosineDecay, CosineDecayRestarts, ExponentialDecay,  # noqa: F401
+                        InverseTimeDecay, LearningRateSchedule, PiecewiseConstantDecay,
+                        PolynomialDecay)
 
-class LearningRateSchedule:
-    """A learning rate as a function of the optimizer's step (0-based), as in Keras."""
-
-    def __call__(self, step):
-        raise NotImplementedError
-
-
-class ExponentialDecay(LearningRateSchedule):
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
-        if decay_steps <= 0:
-            raise ValueError(f"decay_steps must be positive; received {decay_steps}")
-        self.initial_learning_rate, self.decay_steps = float(initial_learning_rate), decay_steps
-        self.decay_rate, self.staircase = float(decay_rate), bool(staircase)
-
-    def __call__(self, step):
-        p = step / self.decay_steps
-        return self.initial_learning_rate * self.decay_rate ** (math.floor(p) if self.staircase else p)
+# ``from wsekern.nn.optimizers.schedules import CosineDecay`` works as in Keras
+sys.modules[__name__ + ".schedules"] = schedules
 
 
-class CosineDecay(LearningRateSchedule):
-    """Keras 3's CosineDecay: optional linear warm-up to ``warmup_target``, then cosine decay."""
-
-    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, warmup_target=None,
-                 warmup_steps=0):
-        if decay_steps < 0 or warmup_steps < 0:
-            raise ValueError("decay_steps and warmup_steps must be >= 0")
-        self.initial_learning_rate, self.decay_steps = float(initial_learning_rate), decay_steps
-        self.alpha, self.warmup_target, self.warmup_steps = alpha, warmup_target, warmup_steps
-
-    def __call__(self, step):
-        start = self.initial_learning_rate
-        if self.warmup_target is not None and step < self.warmup_steps:
-            return start + (self.warmup_target - start) * step / self.warmup_steps
-        peak = self.warmup_target if self.warmup_target is not None else start
-        t = min(step - self.warmup_steps, self.decay_steps) / max(self.decay_steps, 1)
-        cosine = 0.5 * (1 + math.cos(math.pi * t))
-        return peak * ((1 - self.alpha) * cosine + self.alpha)
-
-
-class PiecewiseConstantDecay(LearningRateSchedule):
-    def __init__(self, boundaries, values):
-        if len(values) != len(boundaries) + 1:
-            raise ValueError("values must have one more entry than boundaries")
-        self.boundaries, self.values = list(boundaries), list(values)
-
-    def __call__(self, step):
-        for b, v in zip(self.boundaries, self.values):
-            if step <= b:
-                return v
-        return self.values[-1]
+def _number(name, value, lo=None, hi=None, lo_open=False, hi_open=False):
+    """``value`` as a float, or a ValueError naming it and the range that would work."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number; received {value!r}") from None
+    bad = not math.isfinite(v)
+    if lo is not None:
+        bad |= v <= lo if lo_open else v < lo
+    if hi is not None:
+        bad |= v >= hi if hi_open else v > hi
+    if bad:
+        rng = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        raise ValueError(f"{name} must be a finite number in {rng}; received {value!r}")
+    return v
 
 
 class Optimizer:
-    """Shared machinery: the step count, the learning rate (float or schedule), per-variable
-    state keyed by the variable, and the update loop. Subclasses define ``_update``."""
+    """Shared machinery; subclasses set ``_slots`` (state names per variable) and
+    ``_update(w, g, slots, lr, step)`` where ``step`` is the 1-based step being taken."""
+    _slots = ()
+    _default_name = "optimizer"
 
-    def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None):
-        if not callable(learning_rate) and not learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive or a schedule; received {learning_rate!r}")
-        self._learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.clipnorm = clipnorm
-        self.iterations = 0
-        self._state = {}
+    def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
+                            f"{sorted(kwargs)}")
+        if use_ema or loss_scale_factor is not None or gradient_accumulation_steps is not None:
+            raise NotImplementedError("use_ema, loss_scale_factor and gradient_accumulation_"
+                                      "steps are not implemented in wsekern.nn")
+        self.learning_rate = learning_rate
+        self.weight_decay = None if weight_decay is None else _number("weight_decay",
+                                                                      weight_decay, 0)
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        if sum(v is not None for v in clips.values()) > 1:
+            raise ValueError(f"only one of clipnorm, clipvalue and global_clipnorm can be set; "
+                             f"received {({k: v for k, v in clips.items() if v is not None})}")
+        for k, v in clips.items():
+            setattr(self, k, None if v is None else _number(k, v, 0))
+        self.name = name or self._default_name
+        self._iterations = np.zeros((), dtype=np.int64)
+        self._state = {}          # id(variable) -> (variable, [slot arrays])
+
+    # -- step count and learning rate --------------------------------------------------
+    @property
+    def iterations(self):
+        return int(self._iterations)
+
+    @iterations.setter
+    def iterations(self, value):
+        self._iterations[...] = int(value)
 
     @property
     def learning_rate(self):
@@ -76,55 +81,167 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value):
+        if isinstance(value, dict):
+            value = schedules.deserialize(value)
+        if not callable(value):
+            value = _number("learning_rate", value, 0)
         self._learning_rate = value
 
+    # -- the update ------------------------------------------------------------------------
     def apply_gradients(self, variables):
-        """One step over the variables' ``.grad`` (Tensors); variables without a grad are skipped."""
+        """One step over the variables' ``.grad`` (Tensors); variables without a grad are
+        skipped, as Keras filters empty gradients. Also accepts Keras's
+        ``[(grad, variable), ...]`` pairs."""
+        variables = list(variables)
+        if variables and isinstance(variables[0], tuple):
+            pairs = [(g, v) for g, v in variables if g is not None]
+        else:
+            pairs = [(v.grad, v) for v in variables if v.grad is not None]
+        if not pairs:
+            return
+        grads = self._clip([np.asarray(g).astype(v.data.dtype, copy=False) for g, v in pairs])
         lr = self.learning_rate
-        for v in variables:
-            if v.grad is None:
-                continue
-            g = v.grad.astype(v.data.dtype, copy=False)
-            if self.clipnorm is not None:
-                norm = float(np.sqrt((g * g).sum()))
-                if norm > self.clipnorm:
-                    g = g * (self.clipnorm / norm)
+        step = self.iterations + 1
+        self._begin_step(step)
+        for g, (_, v) in zip(grads, pairs):
             if self.weight_decay:
                 v.data -= v.data * (self.weight_decay * lr)
-            state = self._state.get(id(v))
-            if state is None or state[0] is not v:     # holding v keeps its id unique
-                state = (v, self._init_state(v.data))
-                self._state[id(v)] = state
-            self._update(v.data, g, state[1], lr)
-        self.iterations += 1
+            self._update(v.data, g, self._slots_of(v), lr, step)
+        self._iterations += 1
 
-    def _init_state(self, w):
-        return ()
+    apply = apply_gradients
+
+    def _clip(self, grads):
+        if self.clipnorm:
+            return [g * (self.clipnorm / max(float(np.sqrt((g * g).sum())), self.clipnorm))
+                    for g in grads]
+        if self.global_clipnorm:
+            norm = math.sqrt(sum(float((g * g).sum()) for g in grads))
+            scale = self.global_clipnorm * min(1.0 / norm if norm else math.inf,
+                                               1.0 / self.global_clipnorm)
+            return [g * g.dtype.type(scale) for g in grads]
+        if self.clipvalue:
+            return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
+    def _slots_of(self, v):
+        entry = self._state.get(id(v))
+        if entry is None or entry[0] is not v:          # holding v keeps its id unique
+            entry = (v, [self._init_slot(name, v.data) for name in self._active_slots()])
+            self._state[id(v)] = entry
+        return entry[1]
+
+    def _active_slots(self):
+        return self._slots
+
+    def _init_slot(self, name, w):
+        return np.zeros_like(w)
+
+    def _begin_step(self, step):
+        """Optimizer-wide work before the per-variable updates (Nadam's running product)."""
+
+    # -- state ------------------------------------------------------------------------------
+    def state_arrays(self, variables):
+        """``{"iterations": 0-d int64, f"{i}/{j}": slot j of variables[i]}`` for the variables
+        that have state (copies: later steps do not change them)."""
+        out = {"iterations": self._iterations.copy()}
+        for i, v in enumerate(variables):
+            entry = self._state.get(id(v))
+            if entry is not None and entry[0] is v:
+                for j, arr in enumerate(entry[1]):
+                    out[f"{i}/{j}"] = arr.copy()
+        return out
+
+    def load_state_arrays(self, variables, arrays):
+        """Restore what ``state_arrays(variables)`` returned, so training resumes exactly."""
+        arrays = dict(arrays)
+        if "iterations" not in arrays:
+            raise ValueError("optimizer state has no 'iterations' entry; received keys "
+                             f"{sorted(arrays)}")
+        it = np.asarray(arrays.pop("iterations"))
+        if it.shape != () or it.dtype.kind not in "iu" or it < 0:
+            raise ValueError(f"optimizer state 'iterations' must be a non-negative 0-d integer; "
+                             f"received shape {it.shape}, dtype {it.dtype}")
+        n_slots = len(self._active_slots())
+        state = {}
+        for key in sorted(arrays):
+            i_str, _, j_str = key.partition("/")
+            if not (i_str.isdigit() and j_str.isdigit()) or int(i_str) >= len(variables) \
+                    or int(j_str) >= n_slots:
+                raise ValueError(f"optimizer state key {key!r} does not name slot j < {n_slots} "
+                                 f"of variable i < {len(variables)} ({type(self).__name__} "
+                                 f"keeps {list(self._active_slots())})")
+            i, j = int(i_str), int(j_str)
+            arr, v = np.asarray(arrays[key]), variables[i]
+            if arr.shape != v.data.shape or arr.dtype != v.data.dtype:
+                raise ValueError(f"optimizer state {key!r}: expected shape {v.data.shape} and "
+                                 f"dtype {v.data.dtype} (variable {getattr(v, 'name', i)!r}); "
+                                 f"received shape {arr.shape}, dtype {arr.dtype}")
+            state.setdefault(i, {})[j] = arr.copy()
+        for i, slots in state.items():
+            if len(slots) != n_slots:
+                missing = [f"{i}/{j}" for j in range(n_slots) if j not in slots]
+                raise ValueError(f"optimizer state for variable {i} is incomplete: missing "
+                                 f"{missing}")
+        self._state = {id(variables[i]): (variables[i], [s[j] for j in range(n_slots)])
+                       for i, s in state.items()}
+        self._iterations[...] = int(it)
+        self._restore_derived()
+
+    def _restore_derived(self):
+        """Recompute optimizer-wide values that follow from the step count."""
+
+    # -- config -------------------------------------------------------------------------------
+    def _hyper(self):
+        return {}
 
     def get_config(self):
         lr = self._learning_rate
-        return {"name": type(self).__name__.lower(),
-                "learning_rate": lr if not callable(lr) else type(lr).__name__,
-                "weight_decay": self.weight_decay, "clipnorm": self.clipnorm}
+        lr_cfg = schedules.serialize(lr) if isinstance(lr, LearningRateSchedule) else (
+            float(lr) if not callable(lr) else None)
+        if lr_cfg is None:
+            raise ValueError("a learning rate given as a plain function cannot be saved; use a "
+                             "LearningRateSchedule subclass with get_config")
+        return {"name": self.name, "learning_rate": lr_cfg, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
+                "clipvalue": self.clipvalue, **self._hyper()}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"],
+                                                            custom_objects)
+        for k in ("use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
+                  "gradient_accumulation_steps", "is_legacy_optimizer"):
+            if k in config and config[k] in (None, False, 0.99):
+                config.pop(k)
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} learning_rate={self.learning_rate}>"
 
 
 class SGD(Optimizer):
-    """Keras's SGD: v = momentum * v - lr * g; w += v (Nesterov: w += momentum * v - lr * g)."""
+    """v = momentum * v - lr * g; w += v (Nesterov: w += momentum * v - lr * g)."""
+    _default_name = "SGD"
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"momentum must be in [0, 1]; received {momentum}")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.momentum = _number("momentum", momentum, 0, 1)
+        self.nesterov = bool(nesterov)
 
-    def _init_state(self, w):
-        return (np.zeros_like(w),)
+    def _active_slots(self):
+        return ("momentum",) if self.momentum else ()
 
-    def _update(self, w, g, state, lr):
-        if self.momentum == 0:
+    def _hyper(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _update(self, w, g, slots, lr, step):
+        if not self.momentum:
             w -= lr * g
             return
-        (v,) = state
+        (v,) = slots
         v *= self.momentum
         v -= lr * g
         if self.nesterov:
@@ -133,40 +250,243 @@ class SGD(Optimizer):
             w += v
 
 
-class Adam(Optimizer):
-    """Keras's Adam: bias correction folded into the learning rate, epsilon 1e-7."""
+class RMSprop(Optimizer):
+    """Keras's RMSprop: epsilon inside the square root; optional momentum and centring."""
+    _default_name = "rmsprop"
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+        self.rho = _number("rho", rho, 0, 1)
+        self.momentum = _number("momentum", momentum, 0, 1)
+        self.epsilon = _number("epsilon", epsilon, 0)
+        self.centered = bool(centered)
 
-    def _init_state(self, w):
-        return (np.zeros_like(w), np.zeros_like(w), [0])
+    def _active_slots(self):
+        return ("velocity",) + (("momentum",) if self.momentum else ()) + \
+            (("average_gradient",) if self.centered else ())
 
-    def _update(self, w, g, state, lr):
-        m, v, t = state
-        t[0] += 1
+    def _hyper(self):
+        return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+    def _update(self, w, g, slots, lr, step):
+        velocity = slots[0]
+        velocity *= self.rho
+        velocity += (1 - self.rho) * g * g
+        if self.centered:
+            avg = slots[-1]
+            avg *= self.rho
+            avg += (1 - self.rho) * g
+            denominator = velocity - avg * avg + self.epsilon
+        else:
+            denominator = velocity + self.epsilon
+        increment = lr * g / np.sqrt(denominator)
+        if self.momentum:
+            mom = slots[1]
+            mom *= self.momentum
+            mom += increment
+            w -= mom
+        else:
+            w -= increment
+
+
+class Adam(Optimizer):
+    """Keras's Adam: bias correction folded into the learning rate, epsilon 1e-7, the step
+    count shared by all variables (the optimizer's ``iterations``)."""
+    _default_name = "adam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _number("beta_1", beta_1, 0, 1, hi_open=True)
+        self.beta_2 = _number("beta_2", beta_2, 0, 1, hi_open=True)
+        self.epsilon = _number("epsilon", epsilon, 0)
+        self.amsgrad = bool(amsgrad)
+
+    def _active_slots(self):
+        return ("momentum", "velocity") + (("velocity_hat",) if self.amsgrad else ())
+
+    def _hyper(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad}
+
+    def _update(self, w, g, slots, lr, step):
+        m, v = slots[0], slots[1]
         b1, b2 = self.beta_1, self.beta_2
-        alpha = lr * math.sqrt(1 - b2 ** t[0]) / (1 - b1 ** t[0])
+        alpha = lr * math.sqrt(1 - b2 ** step) / (1 - b1 ** step)
         m += (g - m) * (1 - b1)
         v += (g * g - v) * (1 - b2)
+        if self.amsgrad:
+            np.maximum(slots[2], v, out=slots[2])
+            v = slots[2]
         w -= alpha * m / (np.sqrt(v) + self.epsilon)
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (Keras's default 0.004)."""
+    _default_name = "adamw"
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
 
 
-_OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+class Adagrad(Optimizer):
+    """acc += g^2; w -= lr * g / sqrt(acc + epsilon)."""
+    _default_name = "adagrad"
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = _number("initial_accumulator_value",
+                                                 initial_accumulator_value, 0)
+        self.epsilon = _number("epsilon", epsilon, 0)
+
+    _slots = ("accumulator",)
+
+    def _init_slot(self, name, w):
+        return np.full_like(w, self.initial_accumulator_value)
+
+    def _hyper(self):
+        return {"initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+    def _update(self, w, g, slots, lr, step):
+        acc = slots[0]
+        acc += g * g
+        w -= lr * g / np.sqrt(acc + self.epsilon)
+
+
+class Adadelta(Optimizer):
+    """Keras's Adadelta (its learning_rate multiplies the Adadelta step; default 0.001)."""
+    _default_name = "adadelta"
+    _slots = ("accumulated_grad", "accumulated_delta_var")
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _number("rho", rho, 0, 1)
+        self.epsilon = _number("epsilon", epsilon, 0)
+
+    def _hyper(self):
+        return {"rho": self.rho, "epsilon": self.epsilon}
+
+    def _update(self, w, g, slots, lr, step):
+        acc_g, acc_d = slots
+        rho, eps = self.rho, self.epsilon
+        acc_g *= rho
+        acc_g += (1 - rho) * g * g
+        delta = -np.sqrt(acc_d + eps) * g / np.sqrt(acc_g + eps)
+        acc_d *= rho
+        acc_d += (1 - rho) * delta * delta
+        w += lr * delta
+
+
+class Adamax(Optimizer):
+    """m += (g - m)(1 - b1); u = max(b2 u, |g|); w -= lr m / ((1 - b1^t)(u + eps))."""
+    _default_name = "adamax"
+    _slots = ("m", "u")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _number("beta_1", beta_1, 0, 1, hi_open=True)
+        self.beta_2 = _number("beta_2", beta_2, 0, 1, hi_open=True)
+        self.epsilon = _number("epsilon", epsilon, 0)
+
+    def _hyper(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+    def _update(self, w, g, slots, lr, step):
+        m, u = slots
+        m += (g - m) * (1 - self.beta_1)
+        np.maximum(self.beta_2 * u, np.abs(g), out=u)
+        w -= lr * m / ((1 - self.beta_1 ** step) * (u + self.epsilon))
+
+
+class Nadam(Optimizer):
+    """Keras's Nadam (Dozat's schedule: mu_t = b1 (1 - 0.5 * 0.96^t)). The running product
+    of mu_t follows from the step count, so it is recomputed on restore, not saved."""
+    _default_name = "nadam"
+    _slots = ("momentum", "velocity")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _number("beta_1", beta_1, 0, 1, hi_open=True)
+        self.beta_2 = _number("beta_2", beta_2, 0, 1, hi_open=True)
+        self.epsilon = _number("epsilon", epsilon, 0)
+        self._u_product = 1.0
+
+    def _mu(self, t):
+        return self.beta_1 * (1.0 - 0.5 * 0.96 ** t)
+
+    def _begin_step(self, step):
+        self._u_product *= self._mu(step)
+
+    def _restore_derived(self):
+        self._u_product = math.prod(self._mu(t) for t in range(1, self.iterations + 1))
+
+    def _hyper(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+    def _update(self, w, g, slots, lr, step):
+        m, v = slots
+        u_t, u_t1 = self._mu(step), self._mu(step + 1)
+        u_prod = self._u_product
+        m += (g - m) * (1 - self.beta_1)
+        v += (g * g - v) * (1 - self.beta_2)
+        m_hat = u_t1 * m / (1 - u_prod * u_t1) + (1 - u_t) * g / (1 - u_prod)
+        v_hat = v / (1 - self.beta_2 ** step)
+        w -= m_hat * lr / (np.sqrt(v_hat) + self.epsilon)
+
+
+class Lion(Optimizer):
+    """w -= lr * sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g."""
+    _default_name = "lion"
+    _slots = ("momentum",)
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _number("beta_1", beta_1, 0, 1, lo_open=True)
+        self.beta_2 = _number("beta_2", beta_2, 0, 1)
+
+    def _hyper(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2}
+
+    def _update(self, w, g, slots, lr, step):
+        (m,) = slots
+        w -= lr * np.sign(m * self.beta_1 + g * (1.0 - self.beta_1))
+        m *= self.beta_2
+        m += g * (1.0 - self.beta_2)
+
+
+_CLASSES = {c.__name__: c for c in (SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax, Nadam,
+                                    Lion)}
+_OPTIMIZERS = {k.lower(): v for k, v in _CLASSES.items()}
+
+
+def serialize(optimizer):
+    return registry.serialize_object(optimizer, _CLASSES)
+
+
+def deserialize(config, custom_objects=None):
+    """An optimizer from ``serialize``'s dict, validating every value it reads."""
+    if isinstance(config, dict) and isinstance(config.get("class_name"), str) and \
+            config["class_name"].lower() in _OPTIMIZERS and config["class_name"] not in _CLASSES:
+        config = {**config, "class_name": _OPTIMIZERS[config["class_name"].lower()].__name__}
+    with registry.custom_object_scope(custom_objects or {}):      # for schedules inside
+        return registry.deserialize_object(config, _CLASSES, "optimizer", custom_objects)
 
 
 def get(identifier):
+    """An optimizer from a name ("rmsprop", "adam", ...), a serialized dict, or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
-    if isinstance(identifier, str) and identifier.lower() in _OPTIMIZERS:
-        return _OPTIMIZERS[identifier.lower()]()
-    raise ValueError(f"unknown optimizer {identifier!r}; available: {sorted(_OPTIMIZERS)} or an "
-                     f"Optimizer instance")
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        if identifier.lower() in _OPTIMIZERS:
+            return _OPTIMIZERS[identifier.lower()]()
+        found = registry.get_registered_object(identifier)
+        if found is not None:
+            return found() if isinstance(found, type) else found
+    raise ValueError(f"unknown optimizer {identifier!r}; available: {sorted(_OPTIMIZERS)}, a "
+                     "serialized dict, or an Optimizer instance")

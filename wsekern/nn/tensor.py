@@ -75,10 +75,10 @@ class Tensor:
     __radd__ = __add__
 
     def __sub__(self, other):
-        return add(self, neg(as_tensor(other)))
+        return add(self, neg(lift(other, self)))
 
     def __rsub__(self, other):
-        return add(as_tensor(other), neg(self))
+        return add(lift(other, self), neg(self))
 
     def __mul__(self, other):
         return mul(self, other)
@@ -86,19 +86,72 @@ class Tensor:
     __rmul__ = __mul__
 
     def __truediv__(self, other):
-        return mul(self, power(as_tensor(other), -1.0))
+        return divide(self, other)
 
     def __rtruediv__(self, other):
-        return mul(as_tensor(other), power(self, -1.0))
+        return divide(lift(other, self), self)
 
     def __neg__(self):
         return neg(self)
 
+    def __abs__(self):
+        return absolute(self)
+
     def __pow__(self, p):
         return power(self, p)
 
+    def __rpow__(self, base):
+        return exp(mul(self, np.log(lift(base, self).data)))
+
     def __matmul__(self, other):
         return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(lift(other, self), self)
+
+    # comparisons give boolean tensors without gradient, elementwise as in Keras and
+    # torch (``ops.cast(y_true == y_pred, "float32")`` is how Keras metrics are written);
+    # hashing stays by identity, so find a tensor in a list with ``is``, not ``in``
+    def __eq__(self, other):
+        return Tensor(self.data == lift(other, self).data)
+
+    def __ne__(self, other):
+        return Tensor(self.data != lift(other, self).data)
+
+    def __lt__(self, other):
+        return Tensor(self.data < lift(other, self).data)
+
+    def __le__(self, other):
+        return Tensor(self.data <= lift(other, self).data)
+
+    def __gt__(self, other):
+        return Tensor(self.data > lift(other, self).data)
+
+    def __ge__(self, other):
+        return Tensor(self.data >= lift(other, self).data)
+
+    __hash__ = object.__hash__
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+
+    def __float__(self):
+        return float(self.data)
+
+    def __int__(self):
+        return int(self.data)
+
+    def __bool__(self):
+        return bool(self.data)
+
+    @property
+    def size(self):
+        return self.data.size
 
     def __getitem__(self, idx):
         return getitem(self, idx)
@@ -117,6 +170,30 @@ def as_tensor(x):
     return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
 
 
+def lift(x, like):
+    """``x`` as a Tensor; a Python scalar takes ``like``'s floating dtype, as Keras's
+    weakly typed scalars do (``float32_tensor * 2.0`` stays float32)."""
+    if isinstance(x, Tensor):
+        return x
+    like_dtype = like.dtype if isinstance(like, Tensor) else np.asarray(like).dtype
+    if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
+        if like_dtype.kind == "f":
+            return Tensor(np.asarray(x, dtype=like_dtype))
+        if isinstance(x, float) and like_dtype.kind in "iub":
+            return Tensor(np.asarray(x, dtype=np.float32))
+        if like_dtype.kind in "iu" and not isinstance(x, bool):
+            return Tensor(np.asarray(x, dtype=like_dtype))
+    return as_tensor(x)
+
+
+def pair(a, b):
+    """Both operands of a binary op as Tensors, Python scalars weakly typed."""
+    if not isinstance(a, Tensor) and isinstance(b, Tensor):
+        return lift(a, b), b
+    a = as_tensor(a)
+    return a, lift(b, a)
+
+
 def _unbroadcast(g, shape):
     """Sum ``g`` down to ``shape`` (the adjoint of NumPy broadcasting)."""
     if g.shape == shape:
@@ -131,7 +208,7 @@ def _unbroadcast(g, shape):
 
 # -- elementwise -------------------------------------------------------------------
 def add(a, b):
-    a, b = as_tensor(a), as_tensor(b)
+    a, b = pair(a, b)
 
     def backward(g):
         a.accumulate(_unbroadcast(g, a.shape))
@@ -140,7 +217,7 @@ def add(a, b):
 
 
 def mul(a, b):
-    a, b = as_tensor(a), as_tensor(b)
+    a, b = pair(a, b)
 
     def backward(g):
         a.accumulate(_unbroadcast(g * b.data, a.shape))
@@ -153,27 +230,142 @@ def neg(a):
 
 
 def power(a, p):
+    """``a ** p``; differentiable in ``a`` and, when it is a Tensor, in ``p``."""
+    if isinstance(p, Tensor) and p.requires_grad:
+        a, p = pair(a, p)
+        out = a.data ** p.data
+
+        def backward(g):
+            a.accumulate(_unbroadcast(g * p.data * a.data ** (p.data - 1), a.shape))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logs = np.where(a.data > 0, np.log(np.where(a.data > 0, a.data, 1)), 0)
+            p.accumulate(_unbroadcast(g * out * logs, p.shape))
+        return Tensor(out, parents=(a, p), backward=backward)
     a = as_tensor(a)
+    p = lift(p, a).data
     out = a.data ** p
-    return Tensor(out, parents=(a,), backward=lambda g: a.accumulate(g * p * a.data ** (p - 1)))
+    return Tensor(out, parents=(a,),
+                  backward=lambda g: a.accumulate(_unbroadcast(g * p * a.data ** (p - 1),
+                                                               a.shape)))
+
+
+def divide(a, b):
+    a, b = pair(a, b)
+    if a.dtype.kind in "iub" and b.dtype.kind in "iub":      # true division of ints
+        a, b = cast(a, np.float32), cast(b, np.float32)
+    out = a.data / b.data
+
+    def backward(g):
+        a.accumulate(_unbroadcast(g / b.data, a.shape))
+        if b.requires_grad:
+            b.accumulate(_unbroadcast(-g * out / b.data, b.shape))
+    return Tensor(out, parents=(a, b), backward=backward)
+
+
+def _unary(a, out, dout):
+    """A Tensor for the elementwise ``out = f(a)`` whose derivative is ``dout()``
+    (computed lazily: inference never pays for it)."""
+    a = as_tensor(a)
+    return Tensor(out, parents=(a,),
+                  backward=lambda g: a.accumulate((g * dout()).astype(a.dtype, copy=False)))
+
+
+def absolute(a):
+    a = as_tensor(a)
+    return _unary(a, np.abs(a.data), lambda: np.sign(a.data))
+
+
+def sin(a):
+    a = as_tensor(a)
+    return _unary(a, np.sin(a.data), lambda: np.cos(a.data))
+
+
+def cos(a):
+    a = as_tensor(a)
+    return _unary(a, np.cos(a.data), lambda: -np.sin(a.data))
+
+
+def log1p(a):
+    a = as_tensor(a)
+    return _unary(a, np.log1p(a.data), lambda: 1 / (1 + a.data))
+
+
+def expm1(a):
+    a = as_tensor(a)
+    out = np.expm1(a.data)
+    return _unary(a, out, lambda: out + 1)
+
+
+def erf(a):
+    from scipy.special import erf as _erf
+    a = as_tensor(a)
+    out = _erf(a.data).astype(a.dtype, copy=False)
+    return _unary(a, out, lambda: (2 / np.sqrt(np.pi)) * np.exp(-a.data * a.data))
+
+
+def clip(a, lo, hi):
+    """``a`` limited to [lo, hi]; the gradient passes where lo <= a <= hi (as TF's)."""
+    a = as_tensor(a)
+    lo = lift(lo, a).data if lo is not None else None
+    hi = lift(hi, a).data if hi is not None else None
+    out = np.clip(a.data, lo, hi).astype(a.dtype, copy=False)
+
+    def inside():
+        m = np.ones(a.shape, dtype=bool)
+        if lo is not None:
+            m &= a.data >= lo
+        if hi is not None:
+            m &= a.data <= hi
+        return m
+    return _unary(a, out, inside)
+
+
+def extremum(a, b, take_max):
+    """Elementwise maximum/minimum; at ties the gradient goes to ``a`` (TF's rule)."""
+    a, b = pair(a, b)
+    pick_a = a.data >= b.data if take_max else a.data <= b.data
+
+    def backward(g):
+        a.accumulate(_unbroadcast(np.where(pick_a, g, 0), a.shape))
+        b.accumulate(_unbroadcast(np.where(pick_a, 0, g), b.shape))
+    return Tensor(np.where(pick_a, a.data, b.data), parents=(a, b), backward=backward)
+
+
+def cast(a, dtype):
+    """``a`` as ``dtype``; gradients flow back to a floating ``a`` in its own dtype."""
+    a = as_tensor(a)
+    dtype = np.dtype(dtype)
+    if a.dtype == dtype:
+        return a
+    keep = a.dtype.kind == "f" and dtype.kind == "f"
+    return Tensor(a.data.astype(dtype), parents=(a,) if keep else (),
+                  backward=lambda g: a.accumulate(g.astype(a.dtype)))
+
+
+def stop_gradient(a):
+    return Tensor(as_tensor(a).data)
 
 
 def exp(a):
+    a = as_tensor(a)
     out = np.exp(a.data)
     return Tensor(out, parents=(a,), backward=lambda g: a.accumulate(g * out))
 
 
 def log(a):
+    a = as_tensor(a)
     return Tensor(np.log(a.data), parents=(a,), backward=lambda g: a.accumulate(g / a.data))
 
 
 def sqrt(a):
+    a = as_tensor(a)
     out = np.sqrt(a.data)
     return Tensor(out, parents=(a,), backward=lambda g: a.accumulate(g * 0.5 / out))
 
 
 def where(mask, a, b):
-    a, b = as_tensor(a), as_tensor(b)
+    mask = as_tensor(mask).data.astype(bool, copy=False)
+    a, b = pair(a, b)
 
     def backward(g):
         a.accumulate(_unbroadcast(np.where(mask, g, 0), a.shape))
@@ -182,31 +374,90 @@ def where(mask, a, b):
 
 
 # -- reductions and shapes ------------------------------------------------------------
+def _axes(axis, ndim):
+    """``axis`` (None, int or sequence) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
+    out = []
+    for ax in axes:
+        ax = int(ax)
+        if not -ndim <= ax < max(ndim, 1):
+            raise ValueError(f"axis {ax} is out of range for a tensor of rank {ndim}")
+        out.append(ax % max(ndim, 1))
+    return tuple(sorted(set(out)))
+
+
+def _keep(g, a_shape, axis, keepdims):
+    """Reshape a reduction's output gradient so it broadcasts against the input."""
+    if keepdims:
+        return g
+    return np.expand_dims(g, _axes(axis, len(a_shape))) if len(a_shape) else g
+
+
 def tsum(a, axis=None, keepdims=False):
+    a = as_tensor(a)
+    axis = None if axis is None else _axes(axis, a.ndim)
+
     def backward(g):
-        if axis is not None and not keepdims:
-            g = np.expand_dims(g, axis)
+        g = _keep(g, a.shape, axis, keepdims)
         a.accumulate(np.broadcast_to(g, a.shape).astype(a.dtype, copy=False))
-    return Tensor(a.data.sum(axis=axis, keepdims=keepdims), parents=(a,), backward=backward)
+    return Tensor(np.asarray(a.data.sum(axis=axis, keepdims=keepdims)), parents=(a,),
+                  backward=backward)
 
 
 def mean(a, axis=None, keepdims=False):
-    n = a.data.size if axis is None else np.prod([a.shape[i] for i in np.atleast_1d(axis)])
-    return tsum(a, axis, keepdims) * (1.0 / n)
+    a = as_tensor(a)
+    if a.dtype.kind in "iub":
+        a = cast(a, np.float32)
+    n = int(np.prod([a.shape[i] for i in _axes(axis, a.ndim)]))
+    return mul(tsum(a, axis, keepdims), a.dtype.type(1.0 / n) if n else a.dtype.type(np.nan))
+
+
+def reduce_extremum(a, axis=None, keepdims=False, take_max=True):
+    """max/min over ``axis``; ties share the gradient equally (TF's and JAX's rule)."""
+    a = as_tensor(a)
+    if a.size == 0:
+        raise ValueError(f"{'max' if take_max else 'min'} of an empty tensor of shape "
+                         f"{a.shape} has no identity; pass initial= or a non-empty tensor")
+    axis = None if axis is None else _axes(axis, a.ndim)
+    fn = np.max if take_max else np.min
+    out = np.asarray(fn(a.data, axis=axis, keepdims=keepdims))
+
+    def backward(g):
+        full = fn(a.data, axis=axis, keepdims=True)
+        hit = (a.data == full).astype(a.dtype)
+        hit /= hit.sum(axis=axis, keepdims=True)
+        a.accumulate(hit * _keep(g, a.shape, axis, keepdims))
+    return Tensor(out, parents=(a,), backward=backward)
 
 
 def reshape(a, shape):
+    a = as_tensor(a)
     return Tensor(a.data.reshape(shape), parents=(a,),
                   backward=lambda g: a.accumulate(g.reshape(a.shape)))
 
 
 def transpose(a, axes=None):
+    a = as_tensor(a)
     inverse = None if axes is None else np.argsort(axes)
     return Tensor(np.transpose(a.data, axes), parents=(a,),
                   backward=lambda g: a.accumulate(np.transpose(g, inverse)))
 
 
+def broadcast_to(a, shape):
+    a = as_tensor(a)
+    return Tensor(np.broadcast_to(a.data, shape).copy(), parents=(a,),
+                  backward=lambda g: a.accumulate(_unbroadcast(g, a.shape)))
+
+
 def getitem(a, idx):
+    a = as_tensor(a)
+    if isinstance(idx, Tensor):
+        idx = idx.data
+    elif isinstance(idx, tuple):
+        idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+
     def backward(g):
         full = np.zeros_like(a.data)
         np.add.at(full, idx, g)
@@ -214,7 +465,27 @@ def getitem(a, idx):
     return Tensor(a.data[idx], parents=(a,), backward=backward)
 
 
+def take_along_axis(a, indices, axis):
+    a = as_tensor(a)
+    indices = np.asarray(as_tensor(indices).data)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"indices must be integers; received dtype {indices.dtype}")
+
+    def backward(g):
+        full = np.zeros_like(a.data)
+        # put_along_axis overwrites repeated indices; add.at through explicit indices sums
+        idx = list(np.indices(indices.shape, sparse=True))
+        idx[axis % a.ndim] = indices
+        np.add.at(full, tuple(idx), g)
+        a.accumulate(full)
+    return Tensor(np.take_along_axis(a.data, indices, axis=axis), parents=(a,),
+                  backward=backward)
+
+
 def concat(tensors, axis=-1):
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("concatenate needs at least one tensor; received an empty list")
     sizes = np.cumsum([t.shape[axis] for t in tensors])[:-1]
 
     def backward(g):
@@ -224,10 +495,115 @@ def concat(tensors, axis=-1):
                   backward=backward)
 
 
+def stack(tensors, axis=0):
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack needs at least one tensor; received an empty list")
+    out = np.stack([t.data for t in tensors], axis=axis)
+    ax = axis % out.ndim
+
+    def backward(g):
+        for i, t in enumerate(tensors):
+            t.accumulate(np.take(g, i, axis=ax))
+    return Tensor(out, parents=tuple(tensors), backward=backward)
+
+
+def pad(a, pad_width, constant_values=0):
+    a = as_tensor(a)
+    pad_width = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (a.ndim, 2))
+    if (pad_width < 0).any():
+        raise ValueError(f"pad widths must be >= 0; received {pad_width.tolist()}")
+    out = np.pad(a.data, pad_width, constant_values=constant_values)
+    crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pad_width, a.shape))
+    return Tensor(out, parents=(a,), backward=lambda g: a.accumulate(g[crop]))
+
+
+def tile(a, reps):
+    a = as_tensor(a)
+    reps = (int(reps),) if np.ndim(reps) == 0 else tuple(int(r) for r in reps)
+    out = np.tile(a.data, reps)
+    ndim = out.ndim
+    shape = (1,) * (ndim - a.ndim) + a.shape
+    reps = (1,) * (ndim - len(reps)) + reps
+
+    def backward(g):
+        # (r0, s0, r1, s1, ...) -> sum over the repeat axes
+        split = g.reshape([n for pair_ in zip(reps, shape) for n in pair_])
+        a.accumulate(split.sum(axis=tuple(range(0, 2 * ndim, 2))).reshape(a.shape))
+    return Tensor(out, parents=(a,), backward=backward)
+
+
+def repeat(a, repeats, axis=None):
+    a = as_tensor(a)
+    src = a if axis is not None else reshape(a, (-1,))
+    ax = 0 if axis is None else axis % max(a.ndim, 1)
+    counts = np.broadcast_to(np.asarray(repeats, dtype=np.int64), (src.shape[ax],))
+    owner = np.repeat(np.arange(src.shape[ax]), counts)       # output slot -> source index
+    out = np.repeat(src.data, counts, axis=ax)
+
+    def backward(g):
+        full = np.zeros_like(src.data)
+        np.add.at(np.moveaxis(full, ax, 0), owner, np.moveaxis(g, ax, 0))
+        src.accumulate(full)
+    return Tensor(out, parents=(src,), backward=backward)
+
+
+def flip(a, axis=None):
+    a = as_tensor(a)
+    return Tensor(np.flip(a.data, axis), parents=(a,),
+                  backward=lambda g: a.accumulate(np.flip(g, axis)))
+
+
+def cumsum(a, axis=None):
+    a = as_tensor(a)
+    src = a if axis is not None else reshape(a, (-1,))
+    ax = 0 if axis is None else axis
+    out = np.cumsum(src.data, axis=ax)
+    return Tensor(out, parents=(src,), backward=lambda g: src.accumulate(
+        np.flip(np.cumsum(np.flip(g, ax), axis=ax), ax)))
+
+
+def logsumexp(a, axis=None, keepdims=False):
+    a = as_tensor(a)
+    axis = None if axis is None else _axes(axis, a.ndim)
+    m = np.max(a.data, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    e = np.exp(a.data - m)
+    s = e.sum(axis=axis, keepdims=True)
+    out_keep = np.log(s) + m
+    out = out_keep if keepdims else np.squeeze(out_keep, axis=axis)
+
+    def backward(g):
+        a.accumulate(e / s * _keep(g, a.shape, axis, keepdims))
+    return Tensor(np.asarray(out), parents=(a,), backward=backward)
+
+
+def log_softmax(a, axis=-1):
+    a = as_tensor(a)
+    z = a.data - a.data.max(axis=axis, keepdims=True)
+    out = z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+    def backward(g):
+        a.accumulate(g - np.exp(out) * g.sum(axis=axis, keepdims=True))
+    return Tensor(out, parents=(a,), backward=backward)
+
+
 # -- linear algebra -----------------------------------------------------------------
 def matmul(a, b):
-    """Dense a @ b (batched over leading axes), BLAS through NumPy."""
-    a, b = as_tensor(a), as_tensor(b)
+    """Dense a @ b (batched over leading axes), BLAS through NumPy; 1-D operands are
+    vectors as in NumPy."""
+    a, b = pair(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul needs operands of rank >= 1; received shapes {a.shape} "
+                         f"and {b.shape} (use multiply for scalars)")
+    if a.ndim == 1 or b.ndim == 1:           # lift vectors to matrices, then drop the axis
+        a2 = reshape(a, (1, -1)) if a.ndim == 1 else a
+        b2 = reshape(b, (-1, 1)) if b.ndim == 1 else b
+        out = matmul(a2, b2)
+        shape = out.shape[:-2] + (out.shape[-2:] if a.ndim > 1 and b.ndim > 1 else
+                                  out.shape[-2:-1] if b.ndim == 1 and a.ndim > 1 else
+                                  out.shape[-1:] if a.ndim == 1 and b.ndim > 1 else ())
+        return reshape(out, shape)
 
     def backward(g):
         if a.requires_grad:
@@ -235,6 +611,62 @@ def matmul(a, b):
         if b.requires_grad:
             b.accumulate(_unbroadcast(np.swapaxes(a.data, -1, -2) @ g, b.shape))
     return Tensor(a.data @ b.data, parents=(a, b), backward=backward)
+
+
+def einsum(subscripts, *operands):
+    """``np.einsum`` with gradients: the adjoint for operand i is an einsum of the output
+    gradient with the other operands, broadcast over labels only operand i carries."""
+    ops = [as_tensor(o) for o in operands]
+    ins, out_subs = _einsum_explicit(subscripts, [o.ndim for o in ops])
+    result = np.einsum(subscripts, *[o.data for o in ops])
+    sizes = {}
+    for sub, o in zip(ins, ops):
+        for ch, n in zip(sub, o.shape):
+            sizes[ch] = max(sizes.get(ch, 1), n)
+
+    def backward(g):
+        for i, o in enumerate(ops):
+            if not o.requires_grad:
+                continue
+            sub = ins[i]
+            if len(set(sub)) != len(sub):
+                raise NotImplementedError(f"einsum gradient for operand {i} with a repeated "
+                                          f"label ({sub!r}, a diagonal) is not supported")
+            others = [ins[j] for j in range(len(ops)) if j != i]
+            present = set(out_subs).union(*others) if others else set(out_subs)
+            kept = "".join(ch for ch in sub if ch in present)
+            spec = ",".join([out_subs] + others) + "->" + kept
+            gi = np.einsum(spec, g, *[ops[j].data for j in range(len(ops)) if j != i])
+            # labels summed only inside operand i: broadcast back along them
+            gi = gi.reshape([sizes[ch] if ch in present else 1 for ch in sub])
+            o.accumulate(_unbroadcast(np.broadcast_to(gi, [sizes[ch] for ch in sub]), o.shape))
+    return Tensor(np.asarray(result), parents=tuple(ops), backward=backward)
+
+
+def _einsum_explicit(subscripts, ndims):
+    """Input label strings and the output label string, with ``...`` spelled out and the
+    implicit output (labels seen once, sorted) made explicit."""
+    spec = subscripts.replace(" ", "")
+    lhs, arrow, rhs = spec.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(ndims):
+        raise ValueError(f"einsum subscripts {subscripts!r} name {len(ins)} operands; "
+                         f"received {len(ndims)}")
+    used = set(spec) - set(".,->")
+    free = iter(ch for ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                if ch not in used)
+    n_ell = max([nd - (len(s) - 3) for s, nd in zip(ins, ndims) if "..." in s] or [0])
+    ell = "".join(next(free) for _ in range(n_ell))
+    ins = [s.replace("...", ell[n_ell - (nd - (len(s) - 3)):]) if "..." in s else s
+           for s, nd in zip(ins, ndims)]
+    if arrow:
+        out = rhs.replace("...", ell)
+    else:
+        counts = {}
+        for ch in "".join(ins):
+            counts[ch] = counts.get(ch, 0) + 1
+        out = ell + "".join(sorted(ch for ch, n in counts.items() if n == 1 and ch not in ell))
+    return ins, out
 
 
 def tap(t, on_grad):

@@ -37,13 +37,22 @@ def embedding_lookup(table, ids):
 class Embedding(Layer):
     """``keras.layers.Embedding``: integer ids -> vectors (uniform(-0.05, 0.05) init)."""
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", **kwargs):
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False,
+                 **kwargs):
         super().__init__(**kwargs)
         if input_dim <= 0 or output_dim <= 0:
             raise ValueError(f"input_dim and output_dim must be positive; received "
                              f"{input_dim}, {output_dim}")
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         self.embeddings_initializer = embeddings_initializer
+        self.mask_zero = bool(mask_zero)
+
+    def compute_mask(self, inputs, mask=None):
+        """With ``mask_zero``, True where the token id is not 0 (padding), else None."""
+        if not self.mask_zero:
+            return None
+        ids = inputs.data if isinstance(inputs, Tensor) else np.asarray(inputs)
+        return Tensor(ids != 0)
 
     def build(self, input_shape):
         init = _uniform(-0.05, 0.05) if self.embeddings_initializer == "uniform" \
@@ -65,7 +74,8 @@ class Embedding(Layer):
         return tuple(input_shape) + (self.output_dim,)
 
     def get_config(self):
-        return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim}
+        return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
+                "mask_zero": self.mask_zero}
 
 
 def sinusoidal_positions(length, dim, max_wavelength=10000.0, dtype=np.float32):
