@@ -1,0 +1,83 @@
+"""Custom objects by name, as keras.saving keeps them.
+
+``register_keras_serializable`` files a class or function under ``"package>name"``;
+``get_custom_objects()`` is the live dict that every ``get()`` resolver (activations,
+losses, optimizers, initializers, metrics, regularizers) and ``load_model`` consult;
+``custom_object_scope`` adds entries for the duration of a ``with`` block.
+"""
+import contextlib
+
+_GLOBAL_CUSTOM_OBJECTS = {}
+_GLOBAL_CUSTOM_NAMES = {}
+
+
+def register_keras_serializable(package="Custom", name=None):
+    """Decorator: register ``obj`` as ``f"{package}>{name or obj.__name__}"``."""
+    if not isinstance(package, str) or ">" in package:
+        raise ValueError(f"package must be a string without '>'; received {package!r}")
+
+    def decorator(obj):
+        if not callable(obj):
+            raise TypeError(f"only classes and functions can be registered; received {obj!r}")
+        short = obj.__name__ if name is None else name
+        if not isinstance(short, str) or not short:
+            raise ValueError(f"name must be a non-empty string; received {short!r}")
+        key = f"{package}>{short}"
+        if isinstance(obj, type) and not hasattr(obj, "get_config"):
+            raise ValueError(f"cannot register {obj.__name__} as {key!r}: a class must "
+                             "implement get_config() to be serializable")
+        _GLOBAL_CUSTOM_OBJECTS[key] = obj
+        _GLOBAL_CUSTOM_NAMES[obj] = key
+        return obj
+    return decorator
+
+
+def get_custom_objects():
+    """The live registry dict (name -> object); editing it registers or removes objects."""
+    return _GLOBAL_CUSTOM_OBJECTS
+
+
+def get_registered_name(obj):
+    """``"package>name"`` if ``obj`` was registered, else its ``__name__``."""
+    if obj in _GLOBAL_CUSTOM_NAMES:
+        return _GLOBAL_CUSTOM_NAMES[obj]
+    return getattr(obj, "__name__", type(obj).__name__)
+
+
+def get_registered_object(name, custom_objects=None, module_objects=None):
+    """Look ``name`` up in ``custom_objects``, then the registry, then ``module_objects``.
+
+    A registered ``"package>name"`` is also found by its short ``name`` (Keras does this
+    so that files saved with a bare class name still load)."""
+    for table in (custom_objects or {}, _GLOBAL_CUSTOM_OBJECTS, module_objects or {}):
+        if name in table:
+            return table[name]
+    if isinstance(name, str) and ">" not in name:
+        matches = [v for k, v in _GLOBAL_CUSTOM_OBJECTS.items() if k.split(">", 1)[1] == name]
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+@contextlib.contextmanager
+def custom_object_scope(*scopes):
+    """``with custom_object_scope({"MyLayer": MyLayer}):`` — the entries are visible to
+    every resolver inside the block and removed (old values restored) on exit."""
+    added = {}
+    for scope in scopes:
+        if not isinstance(scope, dict):
+            raise TypeError(f"custom_object_scope takes dicts; received {type(scope).__name__}")
+        added.update(scope)
+    saved = {k: _GLOBAL_CUSTOM_OBJECTS[k] for k in added if k in _GLOBAL_CUSTOM_OBJECTS}
+    _GLOBAL_CUSTOM_OBJECTS.update(added)
+    try:
+        yield _GLOBAL_CUSTOM_OBJECTS
+    finally:
+        for k in added:
+            if k in saved:
+                _GLOBAL_CUSTOM_OBJECTS[k] = saved[k]
+            else:
+                _GLOBAL_CUSTOM_OBJECTS.pop(k, None)
+
+
+CustomObjectScope = custom_object_scope
