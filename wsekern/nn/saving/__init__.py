@@ -298,7 +298,7 @@ def _restore_compile(archive, meta, model, cfg, fmt, custom_objects, path):
     for key, entry in state_spec.items():
         at = f"config.json['optimizer_state'][{key!r}]"
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list)
-                and entry[1] in _STATE_DTYPES):
+                and isinstance(entry[1], str) and entry[1] in _STATE_DTYPES):
             raise ConfigError(f"{path}: {at} must be [shape, dtype]; received {entry!r:.80}")
         shape = tuple(entry[0])
         if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape):

@@ -59,10 +59,8 @@ def layer_from_config(spec, custom_objects, where):
         return model_from_config(spec, custom_objects, where)
     config = dict(config)
     config.pop("sparsity", None)          # the saved mask restores the exact pattern
-    try:
+    with _config_errors(f"{where}: {name} cannot be made from its config"):
         return cls.from_config(config)
-    except (TypeError, ValueError, KeyError) as e:
-        raise ConfigError(f"{where}: {name} cannot be made from its config: {e}") from None
 
 
 def layer_spec(layer):
@@ -155,13 +153,12 @@ def model_from_config(spec, custom_objects=None, where="model"):
     from ..models import Model
     if not issubclass(cls, Model) or issubclass(cls, (Sequential, Functional)):
         raise ConfigError(f"{where}: class {name!r} is not a model")
-    try:
+    with _config_errors(f"{where}: {name} cannot be made from its config"):
         model = cls.from_config(dict(config))
-    except (TypeError, ValueError, KeyError) as e:
-        raise ConfigError(f"{where}: {name} cannot be made from its config: {e}") from None
     shape = need(spec, "build_input_shape", list, where)
     dims = [check_dim(s, f"{where}['build_input_shape']", allow_none=True) for s in shape]
-    model(np.zeros(tuple(1 if d is None else d for d in dims), dtype=model.dtype))
+    with _config_errors(f"{where}: building {name} failed"):
+        model(np.zeros(tuple(1 if d is None else d for d in dims), dtype=model.dtype))
     return model
 
 
@@ -190,10 +187,34 @@ def sequential_from_config(config, custom_objects, where):
                                               allow_none=True) for s in shape), dtype=dtype))
     specs = need(config, "layers", list, where + "['config']")
     for i, spec in enumerate(specs):
-        model.add(layer_from_config(spec, custom_objects, f"{where}['config']['layers'][{i}]"))
+        at = f"{where}['config']['layers'][{i}]"
+        layer = layer_from_config(spec, custom_objects, at)
+        with _config_errors(f"{at}: building {type(layer).__name__} failed"):
+            model.add(layer)
     if not model.built and model._input_shape is not None:
-        model.build()
+        with _config_errors(f"{where}: building the model failed"):
+            model.build()
     return model
+
+
+_BUILD_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError)
+
+
+class _config_errors:
+    """Errors while making or building layers from a file's config become ConfigErrors
+    (ValueErrors) that say where, never a bare KeyError/TypeError."""
+
+    def __init__(self, where):
+        self.where = where
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, _BUILD_ERRORS) and \
+                not isinstance(exc, ConfigError):
+            raise ConfigError(f"{self.where}: {type(exc).__name__}: {exc}") from None
+        return False
 
 
 def functional_from_config(config, custom_objects, where):
@@ -232,14 +253,11 @@ def functional_from_config(config, custom_objects, where):
             continue
         args = decode(need(node, "args", list, at), at)
         kwargs = decode(need(node, "kwargs", dict, at), at)
-        try:
+        with _config_errors(f"{at}: calling layer {layer.name!r} failed"):
             out = layer(*args, **kwargs)
-        except (TypeError, ValueError, KeyError, IndexError) as e:
-            raise ConfigError(f"{at}: calling layer {layer.name!r} failed: {e}") from None
         produced.append(flatten(out))
     inputs = decode(copy.deepcopy(config.get("inputs")), f"{where}['inputs']")
     outputs = decode(copy.deepcopy(config.get("outputs")), f"{where}['outputs']")
-    try:
-        return Functional(inputs, outputs, name=need(config, "name", str, where))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: the saved graph does not form a model: {e}") from None
+    name = need(config, "name", str, where)
+    with _config_errors(f"{where}: the saved graph does not form a model"):
+        return Functional(inputs, outputs, name=name)
