@@ -32,34 +32,39 @@ class KerasTensor:
 
     # arithmetic on symbolic tensors records an op node, as keras.ops does
     def __add__(self, other):
-        return _op("add", lambda a, b: a + b, self, other)
+        return _op("add", self, other)
 
     def __radd__(self, other):
-        return _op("add", lambda a, b: b + a, self, other)
+        return _op("add", self, other, reverse=True)
 
     def __sub__(self, other):
-        return _op("subtract", lambda a, b: a - b, self, other)
+        return _op("subtract", self, other)
 
     def __rsub__(self, other):
-        return _op("subtract", lambda a, b: b - a, self, other)
+        return _op("subtract", self, other, reverse=True)
 
     def __mul__(self, other):
-        return _op("multiply", lambda a, b: a * b, self, other)
+        return _op("multiply", self, other)
 
     def __rmul__(self, other):
-        return _op("multiply", lambda a, b: b * a, self, other)
+        return _op("multiply", self, other, reverse=True)
 
     def __truediv__(self, other):
-        return _op("divide", lambda a, b: a / b, self, other)
+        return _op("divide", self, other)
 
-    def __neg__(self):
-        return _op("negative", lambda a: -a, self)
+    def __rtruediv__(self, other):
+        return _op("divide", self, other, reverse=True)
 
     def __matmul__(self, other):
-        return _op("matmul", lambda a, b: a @ b, self, other)
+        return _op("matmul", self, other)
+
+    def __neg__(self):
+        from .layers.lambda_op import OpLayer
+        return OpLayer("negative")(self)
 
     def __getitem__(self, idx):
-        return _op("get_item", lambda a: a[idx], self)
+        from .layers.lambda_op import OpLayer
+        return OpLayer("get_item", index=idx)(self)
 
 
 class Node:
@@ -125,8 +130,8 @@ def call_symbolic(layer, args, kwargs):
     first = args[0] if args else inputs[0]
     if not layer.built:
         shape = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else t, first)
-        layer._build(list(shape) if isinstance(shape, tuple) and shape
-                     and isinstance(shape[0], tuple) else shape)
+        layer._build_only(list(shape) if isinstance(shape, tuple) and shape
+                          and isinstance(shape[0], tuple) else shape)
     values = layer(*map_structure(_placeholder, args),
                    **{**map_structure(_placeholder, kwargs), "training": False})
     layer._losses = []
@@ -142,6 +147,10 @@ def call_symbolic(layer, args, kwargs):
         index[0] += 1
         return out
     outputs = map_structure(symbolic, values)
+    shapes = map_structure(lambda t: t.shape, outputs)
+    if layer.output_shape is None or not layer._inbound_nodes:
+        layer.output_shape = list(shapes) if isinstance(shapes, tuple) and shapes and \
+            isinstance(shapes[0], tuple) else shapes
     node = Node(layer, args, kwargs, outputs)
     for t in flatten(outputs):
         t.node = node
@@ -149,6 +158,15 @@ def call_symbolic(layer, args, kwargs):
     return outputs
 
 
-def _op(name, fn, *operands):
+def _op(name, tensor, other, reverse=False):
+    """``tensor <op> other`` (``other <op> tensor`` when ``reverse``) as an OpLayer node."""
     from .layers.lambda_op import OpLayer
-    return OpLayer(fn, name=name)(*operands)
+    if isinstance(other, KerasTensor):
+        pair = (other, tensor) if reverse else (tensor, other)
+        return OpLayer(name)(*pair)
+    if isinstance(other, (np.integer, np.floating)):
+        other = other.item()
+    if not isinstance(other, (int, float)) or isinstance(other, bool):
+        raise TypeError(f"symbolic tensors combine with other symbolic tensors or numbers; "
+                        f"received {type(other).__name__} (wrap arrays in a Layer)")
+    return OpLayer(name, constant=other, reverse=reverse)(tensor)

@@ -319,13 +319,25 @@ class Layer:
         if any_symbolic(args, kwargs):
             return call_symbolic(self, args, kwargs)
         args = tuple(_to_tensors(a) for a in args)
+        kwargs = {k: _to_tensors(v) for k, v in kwargs.items()}
         if not self.built:
-            self._build(_batchless(_shape_of(args[0])) if args else None)
+            self._build_only(_batchless(_shape_of(args[0])) if args else None)
         for key in ("training", "mask"):
             if key in kwargs and not _call_accepts(type(self), key):
                 kwargs.pop(key)
         self._losses = []
-        return self.call(*args, **kwargs)
+        out = self.call(*args, **kwargs)
+        if self.output_shape is None:            # built by this call: shapes from its result
+            self.output_shape = _batchless(_shape_of(out))
+        return out
+
+    def _build_only(self, input_shape):
+        """Build for ``input_shape`` without computing the output shape (the call that
+        follows gives it)."""
+        self.input_shape = input_shape if isinstance(input_shape, (list, dict)) \
+            else tuple(input_shape)
+        self.build(self.input_shape)
+        self.built = True
 
     def _build(self, input_shape):
         """Build for ``input_shape`` (batch dimension first, may be None)."""
@@ -404,8 +416,9 @@ def _infer_output_shape(layer, input_shape):
         return Tensor(np.zeros(concrete, dtype=layer.dtype))
 
     kwargs = {"training": False} if _call_accepts(type(layer), "training") else {}
+    kept, layer._losses = list(layer._losses), []
     out = layer.call(zeros(input_shape), **kwargs)
-    layer._losses = []
+    layer._losses = kept                      # a shape query adds no loss
     none_axes = ({i for i, s in enumerate(input_shape) if s is None and i > 0}
                  if isinstance(input_shape, tuple) else set())
 

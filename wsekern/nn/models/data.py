@@ -90,12 +90,12 @@ class ArrayBatches:
         self.sample_weight = sample_weight
         self.batch_size, self.shuffle = batch_size, shuffle
 
-    def __len__(self):
+    def n_steps(self):
         return -(-self.n // self.batch_size)
 
     def epoch(self):
         order = utils.rng().permutation(self.n) if self.shuffle else np.arange(self.n)
-        for step in range(len(self)):
+        for step in range(self.n_steps()):
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
             if not self.shuffle:
                 idx = slice(step * self.batch_size, (step + 1) * self.batch_size)
@@ -120,14 +120,15 @@ class IterableBatches:
             raise TypeError(f"x must be arrays, a PyDataset, a generator or an iterable of "
                             f"batches; received {type(data).__name__}")
 
-    def __len__(self):
+    def n_steps(self):
+        """Batches per epoch, or None when a generator decides."""
         if self.steps is not None:
             return int(self.steps)
         return len(self.data) if self.indexed else None
 
     def epoch(self):
         if self.indexed:
-            n = len(self) if self.steps is None else int(self.steps)
+            n = self.n_steps()
             for i in range(n):
                 yield unpack(self.data[i % len(self.data)])
             return

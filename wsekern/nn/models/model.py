@@ -395,7 +395,7 @@ class Model(Layer):
         cb_list = list(callbacks or []) + [history]
         if verbose:
             cb_list.append(cbks.ProgbarLogger(verbose))
-        steps = len(train)
+        steps = train.n_steps()
         callbacks_ = cbks.CallbackList(cb_list, self, epochs=epochs, steps=steps,
                                        verbose=verbose)
         self.stop_training = False
@@ -465,7 +465,7 @@ class Model(Layer):
                                  "too); give at least one sample")
         batches = make_batches(x, as_arrays(y) if _is_arrays(x) else y, sample_weight,
                                batch_size, False, steps)
-        callbacks_ = cbks.CallbackList(callbacks, self, steps=len(batches), verbose=verbose)
+        callbacks_ = cbks.CallbackList(callbacks, self, steps=batches.n_steps(), verbose=verbose)
         logs = self._run_evaluation(batches, callbacks_)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
@@ -479,7 +479,7 @@ class Model(Layer):
         if _is_arrays(x):
             x = self._checked_x(x)
         batches = make_batches(x, None, None, batch_size, False, steps)
-        callbacks_ = cbks.CallbackList(callbacks, self, steps=len(batches))
+        callbacks_ = cbks.CallbackList(callbacks, self, steps=batches.n_steps())
         callbacks_.call("on_predict_begin")
         outs = []
         for step, (bx, _, _) in enumerate(batches.epoch()):

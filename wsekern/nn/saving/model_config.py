@@ -12,6 +12,7 @@ from .. import layers as layers_mod
 from .. import registry
 from ..layers.base import Layer
 from ..layers.input_layer import InputLayer
+from ..layers.lambda_op import OpLayer
 from ..symbolic import KerasTensor, flatten, map_structure
 
 
@@ -42,7 +43,7 @@ def resolve_class(name, custom_objects, base, where):
     from ..models import Functional, Sequential
     builtins = {n: getattr(layers_mod, n) for n in dir(layers_mod)}
     builtins.update({"Sequential": Sequential, "Functional": Functional,
-                     "Model": Functional, "InputLayer": InputLayer})
+                     "Model": Functional, "InputLayer": InputLayer, "OpLayer": OpLayer})
     cls = registry.get_registered_object(name, custom_objects, builtins)
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(f"{where}: unknown class {name!r}; a custom class must be "
