@@ -214,3 +214,21 @@ def test_wrong_label_shape_says_what_was_expected():
     with pytest.raises(ValueError, match=r"expected y with 32 labels for 32 samples; received "
                                          r"shape \(32, 2\)"):
         model.fit(x, np.stack([y, y], axis=1), batch_size=32, verbose=0)
+
+
+def test_training_flag_reaches_sub_layers_of_a_call_without_training_argument():
+    """Keras passes `training` down implicitly: a Dropout inside a model whose call() does
+    not forward it is still active in fit and inactive in predict."""
+    class Net(nn.Model):
+        def __init__(self):
+            super().__init__()
+            self.drop = L.Dropout(0.5)
+
+        def call(self, x):
+            return self.drop(x)
+
+    model = Net()
+    x = np.ones((200, 10), "float32")
+    assert np.array_equal(model(x).data, x)                         # inference: identity
+    out = model(x, training=True).data
+    assert 0.3 < np.mean(out == 0) < 0.7 and set(np.unique(out)) == {0.0, 2.0}

@@ -15,6 +15,7 @@ from ..tensor import Tensor
 from ..variables import Variable
 
 _COUNTS = {}
+_TRAINING = [False]          # the training flag of the calls in progress (outermost first)
 
 
 def _auto_name(cls_name):
@@ -322,11 +323,22 @@ class Layer:
         kwargs = {k: _to_tensors(v) for k, v in kwargs.items()}
         if not self.built:
             self._build_only(_batchless(_shape_of(args[0])) if args else None)
-        for key in ("training", "mask"):
-            if key in kwargs and not _call_accepts(type(self), key):
-                kwargs.pop(key)
+        # Keras's call context: a layer called without `training` inherits its caller's
+        training = kwargs.get("training")
+        if training is None:
+            training = _TRAINING[-1]
+        if _call_accepts(type(self), "training"):
+            kwargs["training"] = bool(training)
+        else:
+            kwargs.pop("training", None)
+        if "mask" in kwargs and not _call_accepts(type(self), "mask"):
+            kwargs.pop("mask")
         self._losses = []
-        out = self.call(*args, **kwargs)
+        _TRAINING.append(bool(training))
+        try:
+            out = self.call(*args, **kwargs)
+        finally:
+            _TRAINING.pop()
         if self.output_shape is None:            # built by this call: shapes from its result
             self.output_shape = _batchless(_shape_of(out))
         return out

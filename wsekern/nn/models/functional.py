@@ -88,6 +88,7 @@ class Functional(Model):
         self.built = True
         self.input_shape = map_structure(lambda t: t.shape, inputs)
         self.output_shape = map_structure(lambda t: t.shape, outputs)
+        self._placed()                    # built already: the wafer sees the first step
 
     @property
     def layers(self):
@@ -164,3 +165,30 @@ class Functional(Model):
 
     def compute_output_shape(self, input_shape):
         return self.output_shape
+
+    def dataflow_graph(self):
+        """(producer, consumer) pairs of layers with weights, in topological order: the
+        activations that travel between them, through any layers without weights (merges,
+        activations, reshapes) on the way."""
+        pairs, seen = [], set()
+
+        def producers(node, out, visited):
+            for t in node.input_tensors:
+                src = t.node
+                if id(src) in visited:
+                    continue
+                visited.add(id(src))
+                if src.layer.weights:
+                    out.append(src.layer)
+                elif not (isinstance(src.layer, InputLayer) and not src.args):
+                    producers(src, out, visited)
+            return out
+        for node in self._nodes:
+            if not node.layer.weights:
+                continue
+            for src in producers(node, [], set()):
+                key = (id(src), id(node.layer))
+                if key not in seen and src is not node.layer:
+                    seen.add(key)
+                    pairs.append((src, node.layer))
+        return pairs

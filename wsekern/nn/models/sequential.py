@@ -91,6 +91,12 @@ class Sequential(Model):
             x = layer(x, training=training)
         return x
 
+    def dataflow_graph(self):
+        """(producer, consumer) pairs of the layers with weights, for the wafer's placement:
+        a chain, layers without weights passed through."""
+        weighted = [l for l in self._layers if l.weights]
+        return list(zip(weighted, weighted[1:]))
+
     # -- saving -------------------------------------------------------------------------
     def get_config(self):
         return {"name": self.name, "input_shape": list(self._input_shape or []),
