@@ -32,7 +32,8 @@ _UNTRACKED = frozenset({"_variables", "_inbound_nodes", "_losses", "_compiled_ou
                         "_compile_config", "_metrics_arg", "_weighted_metrics_arg", "history",
                         "optimizer", "strategy", "_wafer_placement", "input_shape",
                         "output_shape", "_input_shape_arg", "_nodes", "_inputs_struct",
-                        "_outputs_struct", "inputs", "outputs", "_output_loss_trackers"})
+                        "_outputs_struct", "inputs", "outputs", "_output_loss_trackers",
+                        "_symbolic"})
 
 
 def _tracked_values(value, out):

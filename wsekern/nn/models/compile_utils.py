@@ -74,6 +74,18 @@ def _accuracy_fn(kind):
     return accuracy
 
 
+def _abs_error(y_true, y_pred):
+    p = np.asarray(y_pred, np.float64)
+    return np.abs(np.asarray(y_true, np.float64).reshape(p.shape) - p).mean(axis=-1)
+
+
+def _squared_error(y_true, y_pred):
+    p = np.asarray(y_pred, np.float64)
+    return ((np.asarray(y_true, np.float64).reshape(p.shape) - p) ** 2).mean(axis=-1)
+
+
+_ERRORS = {"mae": _abs_error, "mean_absolute_error": _abs_error, "mse": _squared_error,
+           "mean_squared_error": _squared_error}
 _ACCURACY_BY_LOSS = {"sparse_categorical_crossentropy": "sparse_categorical_accuracy",
                      "categorical_crossentropy": "categorical_accuracy",
                      "binary_crossentropy": "binary_accuracy"}
@@ -100,6 +112,8 @@ def resolve_metric(identifier, loss):
     if isinstance(identifier, str) and identifier in _ACCURACY_KINDS:
         return FunctionMetric(_accuracy_fn(_ACCURACY_KINDS[identifier]),
                               display or identifier)
+    if isinstance(identifier, str) and identifier in _ERRORS:
+        return FunctionMetric(_ERRORS[identifier], display or identifier)
     if callable(identifier) and not isinstance(identifier, type):
         return FunctionMetric(identifier, getattr(identifier, "__name__", "metric"))
     raise ValueError(f"unknown metric {identifier!r}; available: 'accuracy', "

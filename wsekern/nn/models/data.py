@@ -63,7 +63,8 @@ def class_sample_weight(y, class_weight):
 class ArrayBatches:
     """Arrays cut into batches of ``batch_size`` (shuffled per epoch when asked)."""
 
-    def __init__(self, x, y, sample_weight, batch_size, shuffle, class_weight=None):
+    def __init__(self, x, y, sample_weight, batch_size, shuffle, class_weight=None,
+                 steps=None):
         x, y = as_arrays(x), as_arrays(y)
         self.x, self.y = x, y
         if any(a.ndim == 0 for a in leaves(x) + (leaves(y) if y is not None else [])):
@@ -88,10 +89,11 @@ class ArrayBatches:
                 raise ValueError(f"sample_weight must hold one finite weight per sample "
                                  f"({self.n}); received shape {sample_weight.shape}")
         self.sample_weight = sample_weight
-        self.batch_size, self.shuffle = batch_size, shuffle
+        self.batch_size, self.shuffle, self.steps = batch_size, shuffle, steps
 
     def n_steps(self):
-        return -(-self.n // self.batch_size)
+        whole = -(-self.n // self.batch_size)
+        return whole if self.steps is None else min(whole, int(self.steps))
 
     def epoch(self):
         order = utils.rng().permutation(self.n) if self.shuffle else np.arange(self.n)
@@ -162,7 +164,7 @@ def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, 
         bs = 32 if batch_size is None else batch_size
         if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
             raise ValueError(f"batch_size must be a positive int; received {batch_size!r}")
-        return ArrayBatches(x, y, sample_weight, int(bs), shuffle, class_weight)
+        return ArrayBatches(x, y, sample_weight, int(bs), shuffle, class_weight, steps)
     if y is not None or sample_weight is not None:
         raise ValueError(f"when x is a {type(x).__name__}, y and sample_weight come from its "
                          f"batches: do not pass them separately")

@@ -41,6 +41,7 @@ class Sequential(Model):
         if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
             self._input_shape = layer._input_shape_arg
         self._layers.append(layer)
+        self._symbolic = None
         if self._input_shape is not None:
             self.built = False
             self.build()
@@ -49,6 +50,7 @@ class Sequential(Model):
         if not self._layers:
             raise ValueError("there are no layers to pop")
         layer = self._layers.pop()
+        self._symbolic = None
         self.built = False
         if self._layers and self._input_shape is not None:
             self.build()
@@ -77,6 +79,29 @@ class Sequential(Model):
 
     def compute_output_shape(self, input_shape):
         return self.output_shape
+
+    def _graph(self):
+        """The stack as a functional graph (``model.inputs``/``outputs``, ``layer.output``),
+        made once the input shape is known."""
+        if self.__dict__.get("_symbolic") is None:
+            if self._input_shape is None:
+                raise AttributeError(f"model {self.name!r} has no input shape yet, so no "
+                                     f"symbolic inputs; start it with keras.Input(...)")
+            from ..layers.input_layer import Input
+            inp = Input(shape=self._input_shape, dtype=self._input_dtype.name)
+            out = inp
+            for layer in self._layers:
+                out = layer(out)
+            self._symbolic = ([inp], [out])
+        return self._symbolic
+
+    @property
+    def inputs(self):
+        return self._graph()[0]
+
+    @property
+    def outputs(self):
+        return self._graph()[1]
 
     def _input_specs(self):
         return [(self._input_shape, self._input_dtype)]
