@@ -3,7 +3,7 @@ recorded as a node of the functional graph, and saved by the op's name."""
 import numpy as np
 
 from ..tensor import as_tensor
-from .base import Layer
+from .base import Layer, _auto_name
 
 _BINARY = {"add": lambda a, b: a + b, "subtract": lambda a, b: a - b,
            "multiply": lambda a, b: a * b, "divide": lambda a, b: a / b,
@@ -50,8 +50,8 @@ class OpLayer(Layer):
     """``op`` applied to one or two tensor inputs, or to one input and a ``constant``
     (``reverse``: the constant is the left operand)."""
 
-    def __init__(self, op, constant=None, reverse=False, index=None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, op, constant=None, reverse=False, index=None, name=None, **kwargs):
+        super().__init__(name=name or _auto_name(str(op)), **kwargs)
         if op not in _OPS:
             raise ValueError(f"unknown op {op!r}; available: {sorted(_OPS)}")
         if constant is not None and not isinstance(constant, (int, float)):

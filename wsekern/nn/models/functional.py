@@ -113,24 +113,22 @@ class Functional(Model):
     def _input_specs(self):
         return [(t.shape[1:], t.dtype) for t in self.inputs]
 
+    def _by_input_name(self, x, what):
+        """A dict of inputs as a list in the model's input order."""
+        missing = [k for k in self._input_names if k not in x]
+        if missing:
+            raise ValueError(f"{what} is missing inputs {missing}; the model's inputs are "
+                             f"{self._input_names}")
+        return [x[k] for k in self._input_names]
+
     def _checked_x(self, x, what="x"):
         if isinstance(x, dict):
-            missing = [k for k in self._input_names if k not in x]
-            if missing:
-                raise ValueError(f"{what} is missing inputs {missing}; the model's inputs are "
-                                 f"{self._input_names}")
-            x = [x[k] for k in self._input_names]
+            x = self._by_input_name(x, what)
         return super()._checked_x(x, what)
 
     def _flat_inputs(self, inputs):
-        if isinstance(inputs, dict):
-            missing = [k for k in self._input_names if k not in inputs]
-            if missing:
-                raise ValueError(f"the inputs are missing {missing}; the model's inputs are "
-                                 f"{self._input_names}")
-            values = [inputs[k] for k in self._input_names]
-        else:
-            values = flatten_values(inputs)
+        values = self._by_input_name(inputs, "the call") if isinstance(inputs, dict) \
+            else flatten_values(inputs)
         if len(values) != len(self.inputs):
             raise ValueError(f"model {self.name!r} has {len(self.inputs)} inputs "
                              f"{self._input_names}; received {len(values)}")

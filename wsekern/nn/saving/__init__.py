@@ -147,6 +147,14 @@ def _expected_weights(model, declared, path):
     return current
 
 
+def _open_config(archive, path, what):
+    meta = archive.config()
+    fmt = meta.get("format")
+    if fmt not in (FORMAT, OLD_FORMAT):
+        raise ValueError(f"{path} is not a wsekern.nn {what} file (format {fmt!r:.40})")
+    return meta, fmt
+
+
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
                max_bytes=DEFAULT_MAX_BYTES):
     """Rebuild a model saved with ``model.save``: architecture, weights, sparsity masks and
@@ -154,10 +162,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
     resumes exactly. ``max_bytes`` bounds what the file may make this process allocate."""
     path = str(filepath)
     with Archive(path) as archive:
-        meta = archive.config()
-        fmt = meta.get("format")
-        if fmt not in (FORMAT, OLD_FORMAT):
-            raise ValueError(f"{path} is not a wsekern.nn model file (format {fmt!r})")
+        meta, fmt = _open_config(archive, path, "model")
         if meta.get("weights_only"):
             raise ValueError(f"{path} holds weights only; build the model and call "
                              f"load_weights")
@@ -323,10 +328,7 @@ def load_weights(model, filepath):
     """Weights from a ``save_weights`` or ``save`` file into ``model`` (same architecture)."""
     path = str(filepath)
     with Archive(path) as archive:
-        meta = archive.config()
-        fmt = meta.get("format")
-        if fmt not in (FORMAT, OLD_FORMAT):
-            raise ValueError(f"{path} is not a wsekern.nn weights file (format {fmt!r})")
+        meta, fmt = _open_config(archive, path, "weights")
         declared = _manifest(meta, path) if fmt == FORMAT else None
         expected = _expected_weights(model, declared, path)
         model.set_weights(_read_weights(archive, meta, fmt, expected))
