@@ -32,8 +32,7 @@ _UNTRACKED = frozenset({"_variables", "_inbound_nodes", "_losses", "_compiled_ou
                         "_compile_config", "_metrics_arg", "_weighted_metrics_arg", "history",
                         "optimizer", "strategy", "_wafer_placement", "input_shape",
                         "output_shape", "_input_shape_arg", "_nodes", "_inputs_struct",
-                        "_outputs_struct", "inputs", "outputs", "_output_loss_trackers",
-                        "_symbolic"})
+                        "_outputs_struct", "_output_loss_trackers", "_symbolic"})
 
 
 def _tracked_values(value, out):
@@ -321,7 +320,6 @@ class Layer:
         if any_symbolic(args, kwargs):
             return call_symbolic(self, args, kwargs)
         args = tuple(_to_tensors(a) for a in args)
-        kwargs = {k: _to_tensors(v) for k, v in kwargs.items()}
         if not self.built:
             self._build_only(_batchless(_shape_of(args[0])) if args else None)
         # Keras's call context: a layer called without `training` inherits its caller's
