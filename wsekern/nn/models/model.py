@@ -103,6 +103,10 @@ class Model(Layer):
         ``loss_weights`` likewise; ``metrics`` a list, a list per output, or a dict.
         ``loss`` may be None when the model adds its own losses (``add_loss``)."""
         self.optimizer = optimizers_mod.get(optimizer)
+        for leaf in _leaves_of(loss):               # unknown names fail here, not in fit
+            cu.get_loss(leaf)
+        for leaf in _leaves_of(metrics) + _leaves_of(weighted_metrics):
+            cu.resolve_metric(leaf, None)
         self.loss = loss
         self.loss_weights = loss_weights
         self._metrics_arg = metrics
@@ -528,6 +532,17 @@ class Model(Layer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(**config)
+
+
+def _leaves_of(value):
+    """The entries of a compile argument given as one, a list (of lists) or a dict."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [v for item in value.values() for v in _leaves_of(item)]
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in _leaves_of(item)]
+    return [value]
 
 
 def _accepts_training(layer):
