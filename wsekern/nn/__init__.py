@@ -4,10 +4,11 @@ Code written for Keras 3 runs with ``keras`` replaced by ``wsekern.nn``.
 """
 from . import activations, callbacks, initializers, layers, losses, optimizers, pruning, utils
 from .layers import Input
-from .models import Sequential, load_model
-from . import models
+from .variables import Variable
+from .models import Model, Sequential, load_model
+from . import models, saving
 from . import metrics, ops, random, registry, regularizers, schedules
 
 __all__ = ["activations", "callbacks", "initializers", "layers", "losses", "optimizers", "pruning",
-           "utils", "models", "Input", "Sequential", "load_model", "metrics", "ops", "random",
-           "registry", "regularizers", "schedules"]
+           "utils", "models", "saving", "Input", "Model", "Sequential", "Variable", "load_model",
+           "metrics", "ops", "random", "registry", "regularizers", "schedules"]

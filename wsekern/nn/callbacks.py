@@ -8,6 +8,9 @@ import numpy as np
 
 
 class Callback:
+    """Keras's callback: every hook receives a ``logs`` dict. ``on_batch_begin``/
+    ``on_batch_end`` are the aliases Keras calls from the train-batch hooks."""
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -22,12 +25,43 @@ class Callback:
     def on_train_end(self, logs=None): pass
     def on_epoch_begin(self, epoch, logs=None): pass
     def on_epoch_end(self, epoch, logs=None): pass
-    def on_train_batch_begin(self, batch, logs=None): pass
-    def on_train_batch_end(self, batch, logs=None): pass
+    def on_batch_begin(self, batch, logs=None): pass
+    def on_batch_end(self, batch, logs=None): pass
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
     def on_test_begin(self, logs=None): pass
     def on_test_end(self, logs=None): pass
+    def on_test_batch_begin(self, batch, logs=None): pass
+    def on_test_batch_end(self, batch, logs=None): pass
     def on_predict_begin(self, logs=None): pass
     def on_predict_end(self, logs=None): pass
+    def on_predict_batch_begin(self, batch, logs=None): pass
+    def on_predict_batch_end(self, batch, logs=None): pass
+
+
+class CallbackList:
+    """Calls a hook on every callback, always with a dict (a copy, so one callback's edits
+    reach the next as in Keras, but not the caller's own dict)."""
+
+    def __init__(self, callbacks, model, **params):
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be nn.callbacks.Callback instances; received "
+                                f"{type(cb).__name__}")
+            cb.set_model(model)
+            cb.set_params(dict(params))
+
+    def call(self, hook, *args, logs=None):
+        logs = dict(logs or {})
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args, logs=logs)
+        return logs
 
 
 class History(Callback):
@@ -69,19 +103,25 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, logs=None):
         self.wait, self.stopped_epoch, self.best_weights, self.best_epoch = 0, 0, None, 0
-        self.best = self.baseline if self.baseline is not None else (
-            -math.inf if self.mode == "max" else math.inf)
+        self.best = -math.inf if self.mode == "max" else math.inf
 
     def on_epoch_end(self, epoch, logs=None):
+        # Keras 3's rule: stop once `patience` epochs in a row brought no improvement.
         current = (logs or {}).get(self.monitor)
         if current is None or epoch < self.start_from_epoch:
             return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
         self.wait += 1
         if self._better(current, self.best):
-            self.best, self.best_epoch, self.wait = current, epoch, 0
+            self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
-        if self.wait > self.patience and epoch > 0:
+            if self.baseline is None or self._better(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
             if self.restore_best_weights and self.best_weights is not None:

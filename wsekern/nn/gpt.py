@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import layers, losses, utils
-from .models import Sequential
+from .models.sequential import Sequential
 
 
 @dataclass
@@ -49,16 +49,19 @@ class GPT(Sequential):
                           layers.LayerNormalization(epsilon=c.epsilon, name="ln_f"),
                           layers.Dense(c.vocab_size, name="lm_head")], name=name)
 
-    def compile(self, optimizer="adamw", loss=None, metrics=None):
+    def compile(self, optimizer="adamw", loss=None, metrics=None, **kwargs):
         loss = loss or losses.SparseCategoricalCrossentropy(from_logits=True)
-        super().compile(optimizer, loss, metrics)
+        super().compile(optimizer, loss, metrics=metrics, **kwargs)
 
-    def _check_shape(self, x, what):
+    def _input_specs(self):
+        return [(None, np.dtype(np.int64))]
+
+    def _check_array(self, x, spec, what):
         """Any sequence length up to the context (the positions are cropped)."""
         if x.ndim != 2 or x.shape[1] > self.config.context:
             raise ValueError(f"{what} must be (batch, tokens) with at most {self.config.context} "
                              f"tokens; received shape {x.shape}")
-        return x
+        return super()._check_array(x, spec, what)
 
     def generate(self, prompt, max_new_tokens, temperature=1.0, top_k=None, seed=None):
         """Extend ``prompt`` (token ids) by sampling ``max_new_tokens`` tokens; the same

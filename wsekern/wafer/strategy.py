@@ -48,6 +48,8 @@ class WaferStrategy:
         self.mode = None
         self.reason = ""
         self.placements = []        # one per costed layer
+        self.edges = []             # FabricLinks between placements (a traced graph)
+        self.traced = False
         self.steps = 0
         self.samples = 0
         self.step_cycles = []
@@ -69,6 +71,7 @@ class WaferStrategy:
         leaves = list(_leaves(model.layers))
         layers = [l for l in leaves if _matrix_shape(l) is not None]
         self.placements = [LayerPlacement(l) for l in layers]
+        self.edges, self.traced = [], getattr(model, "dataflow_graph", None) is not None
         self.attention = [l for l in leaves if hasattr(l, "last_attention")]
         if not layers:
             self.mode, self.reason = "layer-pipelined", "no layer with weights"
@@ -91,6 +94,7 @@ class WaferStrategy:
         self.reason = (f"everything fits: {need / 2**20:,.2f} MiB of "
                        f"{capacity / 2**20:,.1f} MiB of SRAM")
         self._balance(batch)
+        self.edges, self.traced = _dataflow_edges(model, self.placements)
 
     def _check_streaming_fits(self, batch):
         cfg = self.config
@@ -142,7 +146,13 @@ class WaferStrategy:
         if not per_layer:
             return
         per_layer.extend(self._attention_costs())
-        if self.mode == "layer-pipelined":
+        if self.mode == "layer-pipelined" and self.traced:
+            # a dataflow graph: the slowest node or link sets the rate; the fill is the
+            # longest path (parallel branches overlap), links adding their hops
+            edge_costs = [e.cost_step(self.config) for e in self.edges]
+            stage = max([c["total"] for c in per_layer] + [c["total"] for c in edge_costs])
+            cycles = stage + self._longest_path()
+        elif self.mode == "layer-pipelined":
             stage = max(c["total"] for c in per_layer)
             fill = sum(c["latency"] for c in per_layer)
             cycles = stage + fill
@@ -152,6 +162,19 @@ class WaferStrategy:
         self.steps += 1
         self.samples += batch_size
         self.cost_seconds += time.perf_counter() - start
+
+    def _longest_path(self):
+        """The fill: the longest chain of node latencies and link hops through the graph
+        (placements are in topological order)."""
+        arrive = {}
+        incoming = {}
+        for e in self.edges:
+            incoming.setdefault(id(e.dst), []).append(e)
+        for p in self.placements:
+            start = max([arrive.get(id(e.src), 0.0) + e.last_latency
+                         for e in incoming.get(id(p), [])], default=0.0)
+            arrive[id(p)] = start + p.last_latency
+        return max(arrive.values(), default=0.0)
 
     def _attention_costs(self):
         """The attention products (Q K^T and A V, dense x dense) and the softmax, on the PEs
@@ -228,6 +251,8 @@ class LayerPlacement:
         self.sram_peak = 0
         self.activation_zeros = 0.0     # summed over costed steps: fraction of zero inputs
         self.costed_steps = 0
+        self.last_input_nnz = self.last_input_size = self.last_output_size = 0
+        self.last_latency = 0.0
         self._stats = None
         self._stats_key = None
         layer._wafer_placement = self
@@ -347,9 +372,79 @@ class LayerPlacement:
                                           ("weight-gradient", gw)) if r is not None}
         self.sram_peak = max(self.sram_peak, int(max(r.sram_peak_bytes for r in self.reports.values())))
         self.last_useful = fwd.macs_useful
+        self.last_input_nnz, self.last_input_size = int(np.count_nonzero(X)), int(X.size)
+        self.last_output_size = int(G.size)
+        self.last_latency = latency
         self.activation_zeros += 1.0 - np.count_nonzero(X) / max(X.size, 1)
         self.costed_steps += 1
         return {"total": sum(parts.values()), "latency": latency, **parts}
+
+
+def _dataflow_edges(model, placements):
+    """Links between placed layers from the model's ``dataflow_graph()`` - pairs (producer,
+    consumer) of layers, a composite layer standing for its placed sub-layers in order.
+    A model without one (a subclassed model: its graph is not traced) gets none."""
+    graph = getattr(model, "dataflow_graph", None)
+    if graph is None:
+        return [], False
+    placed = {id(p.layer): p for p in placements}
+
+    def chain(layer):
+        return [placed[id(l)] for l in _leaves([layer]) if id(l) in placed]
+    edges, seen = [], set()
+
+    def link(a, b):
+        if a is not b and (id(a), id(b)) not in seen:
+            seen.add((id(a), id(b)))
+            edges.append(FabricLink(a, b))
+    pairs = list(graph())
+    for layer in {id(l): l for pair in pairs for l in pair}.values():
+        inner = chain(layer)
+        for a, b in zip(inner, inner[1:]):
+            link(a, b)
+    for src, dst in pairs:
+        a, b = chain(src), chain(dst)
+        if a and b:
+            link(a[-1], b[0])
+    return edges, True
+
+
+class FabricLink:
+    """The activations one placed layer sends another across the fabric, per step: forward
+    values as sparse wavelets (zeros never sent) or dense ones, whichever is fewer; the
+    input gradient back, dense; over the rows the two regions share, after the hops
+    between their nearest edges."""
+
+    def __init__(self, src, dst):
+        self.src, self.dst = src, dst
+        self.totals = {"forward_wavelets": 0.0, "backward_wavelets": 0.0, "cycles": 0.0}
+        self.steps = 0
+        self.last_latency = 0.0
+
+    def hops(self):
+        (r0, c0, R, C), (s0, d0, S, D) = self.src.region, self.dst.region
+        gap_cols = max(0, d0 - (c0 + C - 1), c0 - (d0 + D - 1))
+        gap_rows = max(0, s0 - (r0 + R - 1), r0 - (s0 + S - 1))
+        return max(1, gap_cols + gap_rows)
+
+    def cost_step(self, cfg):
+        q = self.dst
+        # the producer's output, at the zero fraction the consumer's input showed (exact
+        # for a chain; for a merge, the merged tensor's)
+        values = self.src.last_output_size
+        nonzeros = round(values * q.last_input_nnz / max(q.last_input_size, 1))
+        dense = math.ceil(values / cfg.values_per_dense_wavelet)
+        forward = min(dense, nonzeros * cfg.wavelets_per_sparse_value)
+        backward = dense if q.needs_input_grad else 0
+        lanes = max(1, min(self.src.region[2], q.region[2])) * cfg.link_wavelets_per_cycle
+        hop_cycles = self.hops() * cfg.hop_cycles + 2 * cfg.ramp_cycles
+        total = (forward + backward) / lanes + hop_cycles
+        self.last_latency = hop_cycles
+        self.totals["forward_wavelets"] += forward
+        self.totals["backward_wavelets"] += backward
+        self.totals["cycles"] += total
+        self.steps += 1
+        return {"total": total, "latency": hop_cycles}
 
 
 def _sddmm_useful(G, X, W):
@@ -378,6 +473,12 @@ class WaferReport:
                 "input_zeros": p.activation_zeros / max(p.costed_steps, 1),
                 "bottleneck": fwd.bottleneck if fwd else "-"})
         self.mode, self.reason = strategy.mode, strategy.reason
+        self.traced = getattr(strategy, "traced", False)
+        self.edges = [{"from": e.src.layer.name, "to": e.dst.layer.name, "hops": e.hops(),
+                       "forward_wavelets_per_step": e.totals["forward_wavelets"] / steps,
+                       "backward_wavelets_per_step": e.totals["backward_wavelets"] / steps,
+                       "cycles_per_step": e.totals["cycles"] / steps}
+                      for e in getattr(strategy, "edges", [])]
         self.cycles_per_step = float(np.mean(strategy.step_cycles)) if strategy.step_cycles else 0.0
         self.samples_per_step = strategy.samples / steps if strategy.steps else 0.0
         seconds = self.cycles_per_step / cfg.clock_hz
@@ -415,6 +516,17 @@ class WaferReport:
                          f"{r['macs_skipped_fraction']:>8.1%}")
         lines.append("in zeros: the fraction of a layer's inputs that were zero (ReLU), never "
                      "sent; skipped: forward MACs not performed (zero weights or activations)")
+        if self.mode == "layer-pipelined" and not self.traced:
+            lines.append("graph: not traced (a subclassed model): costed layer by layer, the "
+                         "fill summed over the layers, no fabric links between regions")
+        elif self.edges:
+            lines.append("fabric links (layers in topological order; forward values sent as "
+                         "sparse wavelets, gradients back dense):")
+            for e in self.edges:
+                lines.append(f"  {e['from']} -> {e['to']}: {e['hops']} hops, "
+                             f"{e['forward_wavelets_per_step']:,.0f} + "
+                             f"{e['backward_wavelets_per_step']:,.0f} wavelets/step, "
+                             f"{e['cycles_per_step']:,.0f} cycles/step")
         for a in self.attention_rows:
             lines.append(f"{a['layer']}: attention products + softmax {a['cycles_per_step']:,.0f} "
                          f"cycles/step; KV cache when generating {a['kv_cache_bytes_per_sequence']:,} B "
@@ -429,7 +541,8 @@ class WaferReport:
     __repr__ = __str__
 
     def to_dict(self):
-        return {"mode": self.mode, "reason": self.reason, "layers": [
+        return {"mode": self.mode, "reason": self.reason, "traced": self.traced,
+                "edges": self.edges, "layers": [
             {**r, "region": [int(v) for v in r["region"]]} for r in self.rows],
             "attention": self.attention_rows,
             "cycles_per_step": self.cycles_per_step,

@@ -6,7 +6,10 @@ from .conv_extra import (Conv1D, Conv2DTranspose, DepthwiseConv2D, SeparableConv
                          SeparableConv2D)
 from .conv import (AveragePool2D, AveragePooling2D, Conv2D, GlobalAveragePooling2D, MaxPool2D,
                    MaxPooling2D)
-from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Reshape
+from .core import Activation, Dense, Dropout, Flatten, Reshape
+from .input_layer import Input, InputLayer
+from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
+                    average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, LayerNormalization
 from .simple import (ELU, AveragePool1D, AveragePooling1D, Cropping1D, Cropping2D, GaussianDropout,
                      GaussianNoise, GlobalAveragePooling1D, GlobalAvgPool1D, GlobalMaxPool1D,
@@ -31,4 +34,6 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Fl
            "Permute", "PReLU", "ReLU", "RepeatVector", "Rescaling", "Softmax", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "TimeDistributed", "UpSampling1D",
            "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Convolution1D",
-           "Convolution2DTranspose", "SeparableConvolution2D"]
+           "Convolution2DTranspose", "SeparableConvolution2D",
+           "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
+           "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot"]

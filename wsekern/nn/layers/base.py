@@ -1,12 +1,21 @@
-"""Keras's layer contract: ``__init__`` validates and stores, ``build`` makes weights, ``call``."""
+"""Keras's layer contract: ``__init__`` validates and stores, ``build`` makes weights, ``call``.
+
+A layer's weights are its own variables (``add_weight``, in creation order) followed by those
+of every layer and Variable assigned to its attributes - directly or inside lists, tuples
+and dicts, recursively - as Keras tracks them, so ``fit`` trains the sub-layers of a custom
+layer or model.
+"""
+import inspect
 import re
 
 import numpy as np
 
 from .. import initializers
 from ..tensor import Tensor
+from ..variables import Variable
 
 _COUNTS = {}
+_TRAINING = [False]          # the training flag of the calls in progress (outermost first)
 
 
 def _auto_name(cls_name):
@@ -18,86 +27,338 @@ def _auto_name(cls_name):
     return snake if n == 0 else f"{snake}_{n}"
 
 
+# Bookkeeping attributes that never hold sub-layers: skipped by the tracking walk.
+_UNTRACKED = frozenset({"_variables", "_inbound_nodes", "_losses", "_compiled_outputs",
+                        "_compile_config", "_metrics_arg", "_weighted_metrics_arg", "history",
+                        "optimizer", "strategy", "_wafer_placement", "input_shape",
+                        "output_shape", "_input_shape_arg", "_nodes", "_inputs_struct",
+                        "_outputs_struct", "_output_loss_trackers", "_symbolic"})
+
+
+def _tracked_values(value, out):
+    """Layers and Variables in ``value`` (itself, or inside lists/tuples/dicts), in order."""
+    if isinstance(value, (np.ndarray, str, int, float)) or value is None:
+        return out
+    if isinstance(value, (Layer, Variable)):
+        out.append(value)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _tracked_values(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _tracked_values(v, out)
+    return out
+
+
+def _call_accepts(cls, name):
+    """Whether ``cls.call`` takes the keyword ``name`` (or ``**kwargs``); cached per class."""
+    cache = cls.__dict__.get("_call_signature_cache")
+    if cache is None:
+        cache = {}
+        cls._call_signature_cache = cache
+    if name not in cache:
+        params = inspect.signature(cls.call).parameters
+        cache[name] = name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return cache[name]
+
+
+def _to_tensors(value):
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return Tensor(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_tensors(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_tensors(v) for k, v in value.items()}
+    return value
+
+
+def _shape_of(value):
+    if isinstance(value, (list, tuple)):
+        return [_shape_of(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shape_of(v) for k, v in value.items()}
+    return tuple(value.shape) if hasattr(value, "shape") else tuple(np.shape(value))
+
+
+def _batchless(shape):
+    """A concrete input shape with its batch dimension as None, as Keras builds layers."""
+    if isinstance(shape, list):
+        return [_batchless(s) for s in shape]
+    if isinstance(shape, dict):
+        return {k: _batchless(s) for k, s in shape.items()}
+    return (None,) + tuple(shape[1:]) if shape else shape
+
+
 class Layer:
-    """Base layer. Subclasses define ``build(input_shape)``, ``call(x, training)``,
-    ``compute_output_shape(input_shape)`` and ``get_config()``."""
+    """Base layer. Subclasses define ``build(input_shape)``, ``call(x)`` (with ``training``
+    only if they use it), optionally ``compute_output_shape(input_shape)`` (inferred by a
+    call on placeholder arrays otherwise) and ``get_config()``."""
 
     def __init__(self, name=None, trainable=True, dtype="float32", input_shape=None,
                  input_dim=None, **kwargs):
+        kwargs.pop("autocast", None)        # Keras arguments with no meaning here
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
                             f"{sorted(kwargs)}")
         self.name = name or _auto_name(type(self).__name__)
         self.trainable = bool(trainable)
-        self.dtype = np.dtype(dtype)
+        self.dtype = np.dtype("float32" if dtype is None else getattr(dtype, "name", dtype))
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
-        self._input_shape_arg = tuple(input_shape) if input_shape is not None else None
+        self._input_shape_arg = (tuple(int(s) if s is not None else None for s in input_shape)
+                                 if input_shape is not None else None)
         self.built = False
         self._variables = []          # (name, Tensor, trainable)
+        self._losses = []
+        self._inbound_nodes = []      # functional API: the calls on symbolic tensors
         self.input_shape = None
         self.output_shape = None
 
+    def _ensure_base(self):
+        """A subclass whose ``__init__`` forgot ``super().__init__()`` gets a clear error."""
+        if "_variables" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                               f"before using the layer")
+
     # -- weights ------------------------------------------------------------
-    def add_weight(self, name, shape, initializer="glorot_uniform", trainable=True):
+    def add_weight(self, *args, shape=None, initializer=None, dtype=None, trainable=True,
+                   regularizer=None, constraint=None, name=None, **kwargs):
+        """``add_weight(shape=, initializer=, dtype=, trainable=, regularizer=, name=)`` as in
+        Keras 3 (``name`` optional, initializer by name or object; the default is
+        glorot_uniform, or zeros for integer dtypes). The older positional form
+        ``add_weight(name, shape, initializer, trainable)`` is accepted too."""
+        self._ensure_base()
+        kwargs.pop("autocast", None)
+        kwargs.pop("aggregation", None)
+        if kwargs:
+            raise TypeError(f"add_weight got unexpected keyword arguments {sorted(kwargs)}")
+        if args and isinstance(args[0], str):          # add_weight(name, shape, init, trainable)
+            legacy = dict(zip(("name", "shape", "initializer", "trainable"), args))
+            name = legacy.get("name", name)
+            shape = legacy.get("shape", shape)
+            initializer = legacy.get("initializer", initializer)
+            trainable = legacy.get("trainable", trainable)
+        elif args:                                      # Keras 3 positional order
+            given = dict(zip(("shape", "initializer", "dtype", "trainable"), args))
+            shape = given.get("shape", shape)
+            initializer = given.get("initializer", initializer)
+            dtype = given.get("dtype", dtype)
+            trainable = given.get("trainable", trainable)
+        if constraint is not None:
+            raise NotImplementedError("add_weight(constraint=...) is not supported")
+        shape = () if shape is None else tuple(shape)
+        if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0
+               for s in shape):
+            raise ValueError(f"add_weight needs a shape of non-negative ints; received {shape}")
+        dtype = self.dtype if dtype is None else np.dtype(getattr(dtype, "name", dtype))
+        if initializer is None:
+            initializer = "glorot_uniform" if dtype.kind == "f" else "zeros"
+        if regularizer is not None and not callable(regularizer):
+            regularizer = _regularizer(regularizer)
+        name = name or f"variable_{len(self._variables)}"
         init = initializers.get(initializer)
-        t = Tensor(init(tuple(shape), dtype=self.dtype), requires_grad=trainable and self.trainable,
-                   name=f"{self.name}/{name}")
-        self._variables.append((name, t, trainable))
-        return t
+        value = np.asarray(init(tuple(int(s) for s in shape), dtype=dtype), dtype=dtype)
+        var = Variable(value, trainable=bool(trainable) and self.trainable,
+                       name=f"{self.name}/{name}", regularizer=regularizer)
+        var.trainable = bool(trainable)
+        self._variables.append((name, var, bool(trainable)))
+        return var
+
+    def _own_variables(self):
+        """(Tensor, trainable) of this layer alone: add_weight's, then Variable attributes."""
+        own = [(t, tr) for _, t, tr in self._variables]
+        seen = {id(t) for t, _ in own}
+        for key, value in self.__dict__.items():
+            if key in _UNTRACKED or isinstance(value, Layer):
+                continue
+            for v in _tracked_values(value, []):
+                if isinstance(v, Variable) and id(v) not in seen:
+                    seen.add(id(v))
+                    own.append((v, v.trainable))
+        return own
+
+    def _sublayers(self):
+        """Layers assigned to attributes (directly or in lists/tuples/dicts), in order."""
+        found, seen = [], {id(self)}
+        for key, value in self.__dict__.items():
+            if key in _UNTRACKED:
+                continue
+            for v in _tracked_values(value, []):
+                if isinstance(v, Layer) and id(v) not in seen:
+                    seen.add(id(v))
+                    found.append(v)
+        return found
+
+    def _walk_variables(self, trainable_only, seen_layers=None):
+        """Own variables, then each tracked sub-layer's, without repeats."""
+        seen_layers = set() if seen_layers is None else seen_layers
+        seen_layers.add(id(self))
+        if trainable_only and not self.trainable:
+            return []
+        out = [t for t, tr in self._own_variables() if tr or not trainable_only]
+        for layer in self._sublayers():
+            if id(layer) not in seen_layers:
+                out.extend(layer._walk_variables(trainable_only, seen_layers))
+        return out
+
+    @staticmethod
+    def _dedup(tensors):
+        seen, out = set(), []
+        for t in tensors:
+            if id(t) not in seen:
+                seen.add(id(t))
+                out.append(t)
+        return out
 
     @property
     def weights(self):
-        return [t for _, t, _ in self._variables]
+        return self._dedup(self._walk_variables(False))
+
+    variables = weights
 
     @property
     def trainable_weights(self):
-        return [t for _, t, tr in self._variables if tr and self.trainable]
+        return self._dedup(self._walk_variables(True))
+
+    trainable_variables = trainable_weights
 
     @property
     def non_trainable_weights(self):
-        return [t for _, t, tr in self._variables if not (tr and self.trainable)]
+        trainable = {id(t) for t in self.trainable_weights}
+        return [t for t in self.weights if id(t) not in trainable]
+
+    non_trainable_variables = non_trainable_weights
+
+    def _weight_groups(self):
+        """The weights split by owner, in ``weights`` order: this layer's own, then each
+        sub-layer's (through its get/set_weights, which may present them differently, as a
+        sparse Dense presents its packed kernel as Keras's dense one)."""
+        own = [t for t, _ in self._own_variables()]
+        groups, seen = [(None, own)], {id(t) for t in own}
+        for layer in self._sublayers():
+            ws = [t for t in layer.weights if id(t) not in seen]
+            if ws:
+                groups.append((layer, layer.weights))
+                seen.update(id(t) for t in ws)
+        return groups
 
     def get_weights(self):
         """The layer's weights as NumPy arrays, in Keras's order and shapes."""
-        return [t.data.copy() for t in self.weights]
+        out = []
+        for owner, tensors in self._weight_groups():
+            if owner is None:
+                out.extend(t.data.copy() for t in tensors)
+            else:
+                out.extend(owner.get_weights())
+        return out
 
     def set_weights(self, weights):
-        current = self.weights
-        if len(weights) != len(current):
-            raise ValueError(f"layer {self.name!r} expects {len(current)} weight arrays; "
+        weights = list(weights)
+        groups = self._weight_groups()
+        expected = sum(len(ts) for _, ts in groups)
+        if len(weights) != expected:
+            raise ValueError(f"layer {self.name!r} expects {expected} weight arrays; "
                              f"received {len(weights)}")
-        for t, w in zip(current, weights):
+        own = groups[0][1]
+        for t, w in zip(own, weights):
             w = np.asarray(w)
             if w.shape != t.shape:
                 raise ValueError(f"layer {self.name!r}: weight {t.name!r} has shape {t.shape}; "
                                  f"received {w.shape}")
+        for t, w in zip(own, weights):
             t.data[...] = w
+        i = len(own)
+        for owner, tensors in groups[1:]:
+            owner.set_weights(weights[i:i + len(tensors)])
+            i += len(tensors)
 
     def count_params(self):
         return int(sum(np.prod(w.shape) for w in self.get_weights()))
+
+    # -- losses ----------------------------------------------------------------------
+    def add_loss(self, loss):
+        """Add a scalar loss (a Tensor) to the model's training objective for this call."""
+        self._ensure_base()
+        self._losses.append(loss if isinstance(loss, Tensor) else Tensor(np.asarray(loss)))
+
+    @property
+    def losses(self):
+        """Losses added during the last call, plus the weight regularisation penalties, of
+        this layer and its sub-layers."""
+        out = list(self._losses)
+        for t, _ in self._own_variables():
+            reg = getattr(t, "regularizer", None)
+            if reg is not None:
+                out.append(reg(t))
+        for layer in self._sublayers():
+            out.extend(layer.losses)
+        return out
+
+    def _clear_losses(self, seen=None):
+        seen = set() if seen is None else seen
+        seen.add(id(self))
+        self._losses = []
+        for layer in self._sublayers():
+            if id(layer) not in seen:
+                layer._clear_losses(seen)
 
     # -- the contract ----------------------------------------------------------------
     def build(self, input_shape):
         self.built = True
 
     def call(self, x, training=False):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define call()")
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        return _infer_output_shape(self, input_shape)
 
-    def __call__(self, x, training=False):
+    def __call__(self, *args, **kwargs):
+        self._ensure_base()
+        from ..symbolic import any_symbolic, call_symbolic
+        if any_symbolic(args, kwargs):
+            return call_symbolic(self, args, kwargs)
+        args = tuple(_to_tensors(a) for a in args)
         if not self.built:
-            self._build(tuple(x.shape))
-        return self.call(x, training=training)
+            self._build_only(_batchless(_shape_of(args[0])) if args else None)
+        # Keras's call context: a layer called without `training` inherits its caller's
+        training = kwargs.get("training")
+        if training is None:
+            training = _TRAINING[-1]
+        if _call_accepts(type(self), "training"):
+            kwargs["training"] = bool(training)
+        else:
+            kwargs.pop("training", None)
+        if "mask" in kwargs and not _call_accepts(type(self), "mask"):
+            kwargs.pop("mask")
+        self._losses = []
+        _TRAINING.append(bool(training))
+        try:
+            out = self.call(*args, **kwargs)
+        finally:
+            _TRAINING.pop()
+        if self.output_shape is None:            # built by this call: shapes from its result
+            self.output_shape = _batchless(_shape_of(out))
+        return out
+
+    def _build_only(self, input_shape):
+        """Build for ``input_shape`` without computing the output shape (the call that
+        follows gives it)."""
+        self.input_shape = input_shape if isinstance(input_shape, (list, dict)) \
+            else tuple(input_shape)
+        self.build(self.input_shape)
+        self.built = True
 
     def _build(self, input_shape):
         """Build for ``input_shape`` (batch dimension first, may be None)."""
-        self.input_shape = tuple(input_shape)
+        self.input_shape = input_shape if isinstance(input_shape, (list, dict)) \
+            else tuple(input_shape)
         self.build(self.input_shape)
         self.built = True
-        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        out = self.compute_output_shape(self.input_shape)
+        self.output_shape = tuple(out) if isinstance(out, (tuple, list)) and (
+            not out or not isinstance(out[0], (tuple, list))) else out
         return self.output_shape
 
     def get_config(self):
@@ -110,5 +371,73 @@ class Layer:
     def from_config(cls, config):
         return cls(**config)
 
+    # -- the functional API --------------------------------------------------------------
+    @property
+    def output(self):
+        """The symbolic output of this layer's only call on symbolic inputs."""
+        return self._only_node("output").output_tensors
+
+    @property
+    def input(self):
+        return self._only_node("input").input_tensors
+
+    def _only_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"layer {self.name!r} has not been called on symbolic inputs "
+                                 f"(keras.Input), so it has no {what}")
+        if len(self._inbound_nodes) > 1:
+            raise AttributeError(f"layer {self.name!r} was called {len(self._inbound_nodes)} "
+                                 f"times (a shared layer), so its {what} is ambiguous")
+        return self._inbound_nodes[0]
+
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _regularizer(identifier):
+    """'l1' / 'l2' / 'l1_l2' with Keras's default factor 0.01."""
+    table = {"l1": (0.01, 0.0), "l2": (0.0, 0.01), "l1_l2": (0.01, 0.01)}
+    if identifier not in table:
+        raise ValueError(f"unknown regularizer {identifier!r}; use 'l1', 'l2', 'l1_l2' or a "
+                         f"callable weight -> scalar")
+    l1, l2 = table[identifier]
+
+    def penalty(w):
+        out = 0.0
+        if l1:
+            out = out + (w * np.sign(w.data) * l1).sum()      # d|w|/dw = sign(w)
+        if l2:
+            out = out + (w * w * l2).sum()
+        return out
+    return penalty
+
+
+_PLACEHOLDER = 3       # the size a None dimension takes when a call infers the output shape
+
+
+def _infer_output_shape(layer, input_shape):
+    """The output shape of ``layer.call`` found by running it on zeros of ``input_shape``
+    (None dimensions become small placeholders and come back as None)."""
+    def zeros(shape):
+        if isinstance(shape, list) and (not shape or isinstance(shape[0], (tuple, list))):
+            return [zeros(s) for s in shape]
+        if isinstance(shape, dict):
+            return {k: zeros(s) for k, s in shape.items()}
+        concrete = tuple(_PLACEHOLDER if s is None else int(s) for s in shape)
+        return Tensor(np.zeros(concrete, dtype=layer.dtype))
+
+    kwargs = {"training": False} if _call_accepts(type(layer), "training") else {}
+    kept, layer._losses = list(layer._losses), []
+    out = layer.call(zeros(input_shape), **kwargs)
+    layer._losses = kept                      # a shape query adds no loss
+    none_axes = ({i for i, s in enumerate(input_shape) if s is None and i > 0}
+                 if isinstance(input_shape, tuple) else set())
+
+    def shape_back(t):
+        if isinstance(t, (list, tuple)):
+            return [shape_back(v) for v in t]
+        if isinstance(t, dict):
+            return {k: shape_back(v) for k, v in t.items()}
+        return tuple(None if i == 0 or (i in none_axes and s == _PLACEHOLDER) else int(s)
+                     for i, s in enumerate(np.shape(t.data if isinstance(t, Tensor) else t)))
+    return shape_back(out)

@@ -1,0 +1,84 @@
+"""Keras itself as the oracle (Keras 3 on the PyTorch backend, where installed): the same
+program from the same initial weights (set with set_weights) gives the same weights after a
+few optimizer steps, for a functional model with a residual branch and a subclassed model."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "torch":
+    pytest.skip(f"Keras runs on {keras.backend.backend()}, not torch", allow_module_level=True)
+
+from wsekern import nn  # noqa: E402
+
+OPTIMIZERS = {
+    "sgd-momentum": ("SGD", {"learning_rate": 0.1, "momentum": 0.9}),
+    "adam": ("Adam", {"learning_rate": 0.01}),
+    "rmsprop": ("RMSprop", {"learning_rate": 0.01}),
+}
+
+
+def build_functional(lib):
+    L = lib.layers
+    inp = lib.Input(shape=(8,))
+    h = L.Dense(16, activation="relu", name="h")(inp)
+    h = L.Dense(16, name="h2")(h)
+    skip = L.Dense(16, name="skip")(inp)
+    merged = L.add([h, skip])
+    out = L.Dense(3, activation="softmax", name="out")(L.Activation("relu")(merged))
+    return lib.Model(inp, out)
+
+
+def build_subclassed(lib):
+    L = lib.layers
+
+    class Residual(lib.Model):
+        def __init__(self):
+            super().__init__()
+            self.inner = L.Dense(8, activation="relu", name="inner")
+            self.proj = L.Dense(8, name="proj")
+            self.head = L.Dense(3, activation="softmax", name="head")
+
+        def call(self, x):
+            return self.head(x + self.proj(self.inner(x)))
+    return Residual()
+
+
+def names(model):
+    return [l.name for l in model.layers if l.weights]
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("build", [build_functional, build_subclassed],
+                         ids=["functional-residual", "subclassed"])
+def test_same_weights_as_keras_after_a_few_steps(build, optimizer):
+    cls_name, kwargs = OPTIMIZERS[optimizer]
+    if not hasattr(nn.optimizers, cls_name):
+        pytest.skip(f"wsekern.nn.optimizers has no {cls_name} yet")
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8)).astype("float32")
+    y = rng.integers(0, 3, 32)
+    nn.utils.set_random_seed(0)
+    ours, theirs = build(nn), build(keras)
+    ours(x[:1])
+    theirs(x[:1])
+    assert names(ours) == names(theirs)
+    for name in names(ours):
+        theirs.get_layer(name).set_weights(ours.get_layer(name).get_weights())
+    ours.compile(optimizer=getattr(nn.optimizers, cls_name)(**kwargs),
+                 loss="sparse_categorical_crossentropy")
+    theirs.compile(optimizer=getattr(keras.optimizers, cls_name)(**kwargs),
+                   loss="sparse_categorical_crossentropy")
+    for step in range(5):
+        batch = slice(8 * (step % 4), 8 * (step % 4) + 8)
+        a = ours.train_on_batch(x[batch], y[batch])
+        b = theirs.train_on_batch(x[batch], y[batch], return_dict=True)
+        assert a["loss"] == pytest.approx(float(b["loss"]), rel=1e-5, abs=1e-6)
+    for name in names(ours):
+        for w, v in zip(ours.get_layer(name).get_weights(),
+                        theirs.get_layer(name).get_weights()):
+            np.testing.assert_allclose(w, np.asarray(v), rtol=1e-5, atol=1e-5)

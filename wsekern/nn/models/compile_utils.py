@@ -1,0 +1,202 @@
+"""What ``compile`` turns its arguments into: one loss and a list of metrics per output,
+and the loss weights, matched to the model's outputs by position or name as Keras does."""
+import inspect
+
+import numpy as np
+
+from .. import losses as losses_mod
+from ..tensor import Tensor
+
+_SPARSE_LOSSES = {"sparse_categorical_crossentropy"}
+_ELEMENTWISE_LOSSES = {"mean_squared_error", "mse", "binary_crossentropy",
+                       "categorical_crossentropy"}
+
+
+def _metrics_module():
+    """nn.metrics when present (stateful Metric objects), else None (the built-in fallback
+    below serves 'accuracy' and functions)."""
+    try:
+        from .. import metrics
+    except ImportError:
+        return None
+    return metrics
+
+
+class Mean:
+    """A weighted running mean with Keras's Metric methods (the loss tracker)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.reset_state()
+
+    def update_state(self, values, sample_weight=None):
+        values = np.asarray(values.data if isinstance(values, Tensor) else values, np.float64)
+        weight = np.ones_like(values) if sample_weight is None else np.broadcast_to(
+            np.asarray(sample_weight, np.float64), values.shape)
+        self.total += float((values * weight).sum())
+        self.count += float(weight.sum())
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+    def reset_state(self):
+        self.total, self.count = 0.0, 0.0
+
+
+class FunctionMetric(Mean):
+    """``fn(y_true, y_pred)`` -> per-sample values, averaged (Keras's MeanMetricWrapper)."""
+
+    def __init__(self, fn, name):
+        super().__init__(name)
+        self.fn = fn
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = self.fn(y_true, y_pred)
+        values = np.asarray(values.data if isinstance(values, Tensor) else values, np.float64)
+        if sample_weight is not None and values.ndim:
+            sample_weight = np.asarray(sample_weight, np.float64).reshape(
+                (len(values),) + (1,) * (values.ndim - 1))
+        super().update_state(values, sample_weight)
+
+
+def _accuracy_fn(kind):
+    def accuracy(y_true, y_pred):
+        p = np.asarray(y_pred)
+        y = np.asarray(y_true)
+        if kind == "binary":
+            return ((p > 0.5) == (y.reshape(p.shape) > 0.5)).astype(np.float64)
+        pred = p.argmax(axis=-1)
+        if kind == "categorical":
+            return (pred == y.argmax(axis=-1)).astype(np.float64)
+        if y.ndim == pred.ndim + 1:
+            y = y[..., 0]
+        return (pred == y.reshape(pred.shape)).astype(np.float64)
+    return accuracy
+
+
+def _abs_error(y_true, y_pred):
+    p = np.asarray(y_pred, np.float64)
+    return np.abs(np.asarray(y_true, np.float64).reshape(p.shape) - p).mean(axis=-1)
+
+
+def _squared_error(y_true, y_pred):
+    p = np.asarray(y_pred, np.float64)
+    return ((np.asarray(y_true, np.float64).reshape(p.shape) - p) ** 2).mean(axis=-1)
+
+
+_ERRORS = {"mae": _abs_error, "mean_absolute_error": _abs_error, "mse": _squared_error,
+           "mean_squared_error": _squared_error}
+_ACCURACY_BY_LOSS = {"sparse_categorical_crossentropy": "sparse_categorical_accuracy",
+                     "categorical_crossentropy": "categorical_accuracy",
+                     "binary_crossentropy": "binary_accuracy"}
+_ACCURACY_KINDS = {"sparse_categorical_accuracy": "sparse", "categorical_accuracy": "categorical",
+                   "binary_accuracy": "binary"}
+
+
+def loss_name(loss):
+    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or "custom"
+
+
+def resolve_metric(identifier, loss):
+    """A metric object for ``identifier``; 'accuracy'/'acc' follows the loss, as Keras does
+    (sparse CE -> sparse_categorical_accuracy, CE -> categorical, BCE -> binary)."""
+    display = identifier if isinstance(identifier, str) else None
+    if identifier in ("accuracy", "acc"):
+        identifier = _ACCURACY_BY_LOSS.get(loss_name(loss), "sparse_categorical_accuracy")
+    module = _metrics_module()
+    if module is not None:
+        metric = module.get(identifier)
+        if display is not None and display in ("accuracy", "acc"):
+            metric.name = display
+        return metric
+    if isinstance(identifier, str) and identifier in _ACCURACY_KINDS:
+        return FunctionMetric(_accuracy_fn(_ACCURACY_KINDS[identifier]),
+                              display or identifier)
+    if isinstance(identifier, str) and identifier in _ERRORS:
+        return FunctionMetric(_ERRORS[identifier], display or identifier)
+    if callable(identifier) and not isinstance(identifier, type):
+        return FunctionMetric(identifier, getattr(identifier, "__name__", "metric"))
+    raise ValueError(f"unknown metric {identifier!r}; available: 'accuracy', "
+                     f"{sorted(_ACCURACY_KINDS)} or a function fn(y_true, y_pred) returning "
+                     f"per-sample values")
+
+
+def per_output(value, output_names, what):
+    """Spread a compile argument over the outputs: one value for every output, a list in
+    output order, or a dict keyed by output name (missing names get None)."""
+    n = len(output_names)
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(output_names))
+        if unknown:
+            raise ValueError(f"compile({what}=...) names {unknown}, which are not outputs of "
+                             f"the model; its outputs are {output_names}")
+        return [value.get(name) for name in output_names]
+    if isinstance(value, (list, tuple)) and what != "metrics":
+        if len(value) != n:
+            raise ValueError(f"compile({what}=...) has {len(value)} entries for a model with "
+                             f"{n} outputs {output_names}")
+        return list(value)
+    return [value] * n
+
+
+def metrics_per_output(metrics, output_names):
+    """Keras's forms: a list applied to every output, a list of lists (one per output), or
+    a dict output name -> metric(s)."""
+    n = len(output_names)
+    if metrics is None:
+        return [[] for _ in range(n)]
+    if isinstance(metrics, dict):
+        spread = per_output(metrics, output_names, "metrics")
+        return [[] if m is None else (list(m) if isinstance(m, (list, tuple)) else [m])
+                for m in spread]
+    metrics = list(metrics)
+    if n > 1 and len(metrics) == n and all(isinstance(m, (list, tuple)) for m in metrics):
+        return [list(m) for m in metrics]
+    return [list(metrics) for _ in range(n)]
+
+
+def accepts_sample_weight(fn):
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "sample_weight" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def check_targets(loss, y, y_pred, output_name):
+    """A clear message when ``y`` cannot be the targets of ``y_pred`` for this loss."""
+    y = np.asarray(y)
+    p_shape = tuple(y_pred.shape)
+    n = p_shape[0] if p_shape else 0
+    name = loss_name(loss)
+    where = f" for output {output_name!r}" if output_name else ""
+    if name in _SPARSE_LOSSES:
+        want = int(np.prod(p_shape[:-1]))
+        if y.size != want:
+            per = "" if len(p_shape) == 2 else f" ({want // max(n, 1)} per sample)"
+            raise ValueError(f"expected y{where} with {want} labels{per} for {n} samples; "
+                             f"received shape {y.shape}")
+    elif name in _ELEMENTWISE_LOSSES and y.size != int(np.prod(p_shape)):
+        raise ValueError(f"expected y{where} with the predictions' shape {p_shape} "
+                         f"({int(np.prod(p_shape))} values for {n} samples); received shape "
+                         f"{y.shape}")
+
+
+def reduce_loss(value, sample_weight):
+    """A loss function's result as a scalar Tensor: a scalar as is; per-sample values
+    weighted and averaged over the batch (Keras's sum_over_batch_size)."""
+    if not isinstance(value, Tensor):
+        value = Tensor(np.asarray(value, dtype=np.float32))
+    if sample_weight is not None:
+        if value.ndim == 0:
+            raise ValueError("this loss returns one value per batch, so sample_weight/"
+                             "class_weight cannot be applied: use a loss that takes "
+                             "sample_weight, or a function returning per-sample values")
+        sw = np.asarray(sample_weight, dtype=value.dtype).reshape(
+            (value.shape[0],) + (1,) * (value.ndim - 1))
+        value = value * sw
+    return value.mean() if value.ndim else value
+
+
+def get_loss(identifier):
+    return None if identifier is None else losses_mod.get(identifier)

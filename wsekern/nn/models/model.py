@@ -1,0 +1,592 @@
+"""``Model``: Keras's training API (compile / fit / evaluate / predict / summary / save) for
+every kind of model - Sequential, functional (``Model(inputs, outputs)``) and subclassed
+(``class M(Model)`` with ``__init__`` and ``call``)."""
+import time
+
+import numpy as np
+
+from .. import callbacks as cbks
+from .. import optimizers as optimizers_mod
+from ..layers.base import Layer
+from ..tensor import Tensor
+from . import compile_utils as cu
+from .data import ArrayBatches, as_arrays, is_structure, leaves, make_batches, map_arrays
+
+
+class Model(Layer):
+    """``keras.Model``. ``Model(inputs, outputs)`` builds a functional model; a subclass
+    defines ``__init__`` (calling ``super().__init__()``) and ``call(inputs, training)``."""
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            from .functional import Functional
+            return Functional.__new__(Functional)
+        return super().__new__(cls)
+
+    def __init__(self, *args, name=None, trainable=True, dtype=None, **kwargs):
+        if args:
+            raise TypeError(f"{type(self).__name__}() takes keyword arguments only (name=, "
+                            f"trainable=); Model(inputs, outputs) makes a functional model")
+        super().__init__(name=name, trainable=trainable, dtype=dtype or "float32", **kwargs)
+        self.optimizer = None
+        self.loss = None
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        from ...wafer.strategy import current_strategy
+        self.strategy = current_strategy()
+
+    # -- structure --------------------------------------------------------------
+    @property
+    def layers(self):
+        return self._sublayers()
+
+    def get_layer(self, name=None, index=None):
+        """A layer by ``name`` or by ``index`` in ``model.layers``."""
+        if index is not None:
+            if not -len(self.layers) <= int(index) < len(self.layers):
+                raise ValueError(f"index {index} is out of range: the model has "
+                                 f"{len(self.layers)} layers")
+            return self.layers[int(index)]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; the layers are "
+                         f"{[l.name for l in self.layers]}")
+
+    @property
+    def output_names(self):
+        return [self.name]
+
+    def _placed(self):
+        """Hand the built model to the wafer strategy (if one was active at creation)."""
+        self._is_placed = True
+        if self.strategy is not None:
+            self.strategy.place(self)
+
+    def __call__(self, *args, **kwargs):
+        out = super().__call__(*args, **kwargs)
+        if self.built and not self.__dict__.get("_is_placed"):
+            from ..symbolic import any_symbolic
+            if not any_symbolic(args, kwargs):
+                self._placed()
+        return out
+
+    def build(self, input_shape=None):
+        """A subclassed model builds its sub-layers by being called once on zeros."""
+        if input_shape is not None and type(self).call is not Model.call:
+            self.input_shape = input_shape
+            shape = tuple(1 if s is None else int(s) for s in input_shape)
+            self.built = True
+            kwargs = {"training": False} if _accepts_training(self) else {}
+            self.call(Tensor(np.zeros(shape, dtype=self.dtype)), **kwargs)
+            self._losses = []
+        self.built = True
+
+    def call(self, inputs, training=False):
+        raise NotImplementedError(f"{type(self).__name__} must define call(inputs) (or be "
+                                  f"made as Model(inputs, outputs))")
+
+    def count_params(self):
+        return int(sum(np.prod(w.shape) for w in self.weights))
+
+    def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
+        """Keras's table: layer (type), output shape, params; then the param totals."""
+        from .summary import print_summary
+        print_summary(self, print_fn or print)
+
+    # -- compile -------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", auto_scale_loss=True):
+        """Keras's compile: ``loss`` one for every output, a list, or a dict by output name;
+        ``loss_weights`` likewise; ``metrics`` a list, a list per output, or a dict.
+        ``loss`` may be None when the model adds its own losses (``add_loss``)."""
+        self.optimizer = optimizers_mod.get(optimizer)
+        for leaf in _leaves_of(loss):               # unknown names fail here, not in fit
+            cu.get_loss(leaf)
+        for leaf in _leaves_of(metrics) + _leaves_of(weighted_metrics):
+            cu.resolve_metric(leaf, None)
+        self.loss = loss
+        self.loss_weights = loss_weights
+        self._metrics_arg = metrics
+        self._weighted_metrics_arg = weighted_metrics
+        self._compiled_outputs = None              # resolved on the first batch
+        self._loss_tracker = cu.Mean("loss")
+        self.compiled = True
+        self._compile_config = {"loss": loss, "loss_weights": loss_weights, "metrics": metrics}
+
+    def _check_compiled(self):
+        if not self.compiled:
+            raise RuntimeError("the model must be compiled before training or evaluation: "
+                               "call model.compile(optimizer, loss, metrics)")
+
+    def _resolve_outputs(self):
+        """Per output: (name, loss, weight, [metrics]) from the compile arguments."""
+        if self._compiled_outputs is not None:
+            return self._compiled_outputs
+        names = self.output_names
+        losses = cu.per_output(self.loss, names, "loss")
+        weights = cu.per_output(self.loss_weights, names, "loss_weights")
+        metrics = cu.metrics_per_output(self._metrics_arg, names)
+        weighted = cu.metrics_per_output(self._weighted_metrics_arg, names)
+        outs = []
+        for name, loss, w, ms, wms in zip(names, losses, weights, metrics, weighted):
+            loss = cu.get_loss(loss)
+            if w is not None and not (isinstance(w, (int, float, np.floating, np.integer))
+                                      and np.isfinite(w)):
+                raise ValueError(f"loss_weights for output {name!r} must be a finite number; "
+                                 f"received {w!r}")
+            prefix = f"{name}_" if len(names) > 1 else ""
+            resolved = []
+            for m, weighted_flag in [(m, False) for m in ms] + [(m, True) for m in wms]:
+                metric = cu.resolve_metric(m, loss)
+                resolved.append((prefix + metric.name, metric, weighted_flag))
+            outs.append((name, loss, 1.0 if w is None else float(w), resolved))
+        self._compiled_outputs = outs
+        return outs
+
+    @property
+    def metrics(self):
+        """The loss tracker and the compiled metrics (after the first batch), as Keras."""
+        out = [self._loss_tracker] if self.compiled else []
+        for _, _, _, ms in (self._compiled_outputs or []):
+            out.extend(m for _, m, _ in ms)
+        return out
+
+    @property
+    def metrics_names(self):
+        if not self.compiled:
+            return []
+        names = ["loss"]
+        for name, loss, _, ms in self._resolve_outputs():
+            if len(self.output_names) > 1 and loss is not None:
+                names.append(f"{name}_loss")
+            names.extend(n for n, _, _ in ms)
+        return names
+
+    def reset_metrics(self):
+        for m in self.metrics:
+            m.reset_state()
+        for name in list(getattr(self, "_output_loss_trackers", {})):
+            self._output_loss_trackers[name].reset_state()
+
+    # -- losses and metrics of one batch ----------------------------------------------
+    def _outputs_list(self, y_pred):
+        if isinstance(y_pred, dict):
+            return [y_pred[n] for n in self.output_names]
+        if isinstance(y_pred, (list, tuple)):
+            return list(y_pred)
+        return [y_pred]
+
+    def _targets_list(self, y):
+        n = len(self.output_names)
+        if y is None:
+            return [None] * n
+        if isinstance(y, dict):
+            unknown = sorted(set(y) - set(self.output_names))
+            if unknown:
+                raise ValueError(f"y names {unknown}, which are not outputs of the model; its "
+                                 f"outputs are {self.output_names}")
+            return [y.get(k) for k in self.output_names]
+        if is_structure(y) and n > 1:
+            if len(y) != n:
+                raise ValueError(f"y has {len(y)} entries for a model with {n} outputs "
+                                 f"{self.output_names}")
+            return list(y)
+        return [y] if n == 1 else [y] * n
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled losses (weighted, summed over outputs) plus ``self.losses``."""
+        outputs = self._outputs_list(y_pred)
+        targets = self._targets_list(y)
+        total = None
+        self._last_output_losses = {}
+        for (name, loss, weight, _), out, target in zip(self._resolve_outputs(), outputs,
+                                                         targets):
+            if loss is None or target is None:
+                continue
+            cu.check_targets(loss, target, out, name if len(outputs) > 1 else None)
+            if sample_weight is not None and cu.accepts_sample_weight(loss):
+                value = loss(target, out, sample_weight=sample_weight)
+                value = cu.reduce_loss(value, None)
+            else:
+                value = cu.reduce_loss(loss(target, out), sample_weight)
+            self._last_output_losses[name] = float(value.data)
+            term = value * weight if weight != 1.0 else value
+            total = term if total is None else total + term
+        for extra in self.losses:
+            extra = extra if isinstance(extra, Tensor) else Tensor(np.asarray(extra))
+            total = extra if total is None else total + extra
+        if total is None:
+            raise ValueError("there is no loss to minimise: compile(loss=...) with targets y, "
+                             "or add losses in the model with self.add_loss(...)")
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Update the compiled metrics with this batch; returns their current results."""
+        targets = self._targets_list(y)
+        for (name, _, _, ms), out, target in zip(self._resolve_outputs(),
+                                                  self._outputs_list(y_pred), targets):
+            if target is None:
+                continue
+            pred = out.data if isinstance(out, Tensor) else np.asarray(out)
+            for _, metric, weighted in ms:
+                metric.update_state(np.asarray(target), pred,
+                                    sample_weight=sample_weight if weighted else None)
+        return self.get_metrics_result()
+
+    def get_metrics_result(self):
+        logs = {"loss": float(self._loss_tracker.result())}
+        if len(self.output_names) > 1:
+            trackers = getattr(self, "_output_loss_trackers", {})
+            for name, _, _, _ in self._resolve_outputs():
+                if name in trackers:
+                    logs[f"{name}_loss"] = float(trackers[name].result())
+        for _, _, _, ms in self._resolve_outputs():
+            for key, metric, _ in ms:
+                logs[key] = float(np.asarray(metric.result()))
+        return logs
+
+    def _track_loss(self, loss, batch_n):
+        self._loss_tracker.update_state(float(loss.data), sample_weight=batch_n)
+        if len(self.output_names) > 1:
+            trackers = self.__dict__.setdefault("_output_loss_trackers", {})
+            for name, value in getattr(self, "_last_output_losses", {}).items():
+                trackers.setdefault(name, cu.Mean(f"{name}_loss")).update_state(
+                    value, sample_weight=batch_n)
+
+    # -- steps (override train_step / test_step as in Keras) ---------------------------
+    def zero_grad(self):
+        for w in self.trainable_weights:
+            w.grad = None
+
+    def train_step(self, data):
+        x, y, sample_weight = _unpack(data)
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+        self.zero_grad()
+        loss.backward()
+        self.optimizer.apply_gradients(self.trainable_weights)
+        self._track_loss(loss, _batch_size(x))
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = _unpack(data)
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                 training=False)
+        self._track_loss(loss, _batch_size(x))
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def predict_step(self, data):
+        x, _, _ = _unpack(data)
+        return self(x, training=False)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=True):
+        """One optimizer step; returns the batch's logs (loss and metrics)."""
+        self._check_compiled()
+        x = self._checked_x(x)
+        self._ensure_built(x)
+        if class_weight is not None:
+            from .data import class_sample_weight
+            cw = class_sample_weight(leaves(as_arrays(y))[0], class_weight)
+            sample_weight = cw if sample_weight is None else np.asarray(sample_weight) * cw
+        self.reset_metrics()
+        logs = self.train_step((x, as_arrays(y), sample_weight))
+        self._after_step(x)
+        return _floats(logs)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=True):
+        self._check_compiled()
+        x = self._checked_x(x)
+        self.reset_metrics()
+        return _floats(self.test_step((x, as_arrays(y), sample_weight)))
+
+    def predict_on_batch(self, x):
+        return _to_numpy(self.predict_step((self._checked_x(x), None, None)))
+
+    def _after_step(self, x):
+        if self.strategy is not None:
+            self.strategy.record_step(self, _batch_size(x))
+
+    # -- input checks -----------------------------------------------------------------
+    def _input_specs(self):
+        """[(shape without batch or None, dtype)] per input, where the model knows them."""
+        return None
+
+    def _checked_x(self, x, what="x"):
+        x = as_arrays(x)
+        specs = self._input_specs()
+        arrays = leaves(x)
+        if specs is not None and len(specs) != len(arrays):
+            raise ValueError(f"the model has {len(specs)} inputs; received {what} with "
+                             f"{len(arrays)} arrays")
+        checked = [self._check_array(a, spec, what) for a, spec in
+                   zip(arrays, specs or [(None, None)] * len(arrays))]
+        it = iter(checked)
+        return map_arrays(lambda _: next(it), x)
+
+    def _check_array(self, x, spec, what):
+        shape, dtype = spec
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{what} must be numeric; received dtype {x.dtype}")
+        if dtype is not None and np.dtype(dtype).kind in "iu":       # token ids
+            if x.dtype.kind == "f" and not np.all(x == np.round(x)):
+                raise TypeError(f"{what} must hold integer ids (the model's Input has dtype "
+                                f"{np.dtype(dtype)}); received non-integer values")
+            x = x.astype(dtype, copy=False)
+        else:
+            x = x.astype(np.float32 if dtype is None else dtype, copy=False)
+            if not np.isfinite(x).all():
+                bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+                raise ValueError(f"{what} contains {bad} NaN or infinite values; clean the "
+                                 f"data before training")
+        if shape is not None:
+            ok = x.ndim == len(shape) + 1 and all(
+                s is None or s == d for s, d in zip(shape, x.shape[1:]))
+            if not ok:
+                raise ValueError(f"the model expects inputs of shape (batch,) + {tuple(shape)}; "
+                                 f"received {what} with shape {x.shape}")
+        return x
+
+    def _ensure_built(self, x):
+        if not self.built:
+            self(_first_batch(x), training=False)
+
+    # -- fit / evaluate / predict ---------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Train for ``epochs``; returns a :class:`History` as Keras does."""
+        self._check_compiled()
+        verbose = 1 if verbose == "auto" else verbose
+        if not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1); received {validation_split}")
+        if _is_arrays(x):
+            x = self._checked_x(x)
+            y = as_arrays(y)
+            if y is None and self.loss is not None:
+                raise ValueError("fit needs y (the targets) with x; received y=None")
+            if validation_data is None and validation_split > 0:
+                n = len(leaves(x)[0])
+                split = int(n * (1 - validation_split))
+                cut = lambda a, s: map_arrays(lambda v: v[s], a)         # noqa: E731
+                validation_data = (cut(x, slice(split, None)),
+                                   None if y is None else cut(y, slice(split, None)))
+                x, y = cut(x, slice(0, split)), None if y is None else cut(y, slice(0, split))
+                if sample_weight is not None:
+                    sample_weight = np.asarray(sample_weight)[:split]
+            if len(leaves(x)[0]) == 0:
+                raise ValueError("no training samples (x is empty, or validation_split left "
+                                 "none)")
+        elif validation_split:
+            raise ValueError("validation_split needs arrays; give validation_data for a "
+                             "dataset or generator")
+        train = make_batches(x, y, sample_weight, batch_size, shuffle, steps_per_epoch,
+                             class_weight)
+        val = None
+        if validation_data is not None:
+            vx, vy, vsw = _unpack(tuple(validation_data)) if isinstance(
+                validation_data, tuple) else (validation_data, None, None)
+            if _is_arrays(vx):
+                vx = self._checked_x(vx, "validation x")
+            val = make_batches(vx, as_arrays(vy) if _is_arrays(vx) else vy, vsw,
+                               validation_batch_size or batch_size, False, validation_steps)
+        history = cbks.History()
+        cb_list = list(callbacks or []) + [history]
+        if verbose:
+            cb_list.append(cbks.ProgbarLogger(verbose))
+        steps = train.n_steps()
+        callbacks_ = cbks.CallbackList(cb_list, self, epochs=epochs, steps=steps,
+                                       verbose=verbose)
+        self.stop_training = False
+        callbacks_.call("on_train_begin")
+        epoch_logs = {}
+        for epoch in range(initial_epoch, epochs):
+            self.reset_metrics()
+            callbacks_.call("on_epoch_begin", epoch)
+            start = time.perf_counter()
+            costing_before = self.strategy.cost_seconds if self.strategy is not None else 0.0
+            seen, logs = 0, {}
+            for step, (bx, by, bsw) in enumerate(train.epoch()):
+                callbacks_.call("on_train_batch_begin", step)
+                if not isinstance(train, ArrayBatches):       # arrays were checked whole
+                    bx = self._checked_x(bx)
+                self._ensure_built(bx)
+                logs = _floats(self.train_step((bx, by, bsw)))
+                self._after_step(bx)
+                seen += _batch_size(bx)
+                callbacks_.call("on_train_batch_end", step, logs=logs)
+                if self.stop_training:
+                    break
+            train.on_epoch_end()
+            if seen == 0:
+                raise ValueError("the training data yielded no batch")
+            costing = (self.strategy.cost_seconds - costing_before) if self.strategy else 0.0
+            self._last_epoch_seconds = time.perf_counter() - start - costing   # CPU work only
+            self._last_epoch_samples = seen
+            epoch_logs = dict(logs)
+            if val is not None and (epoch + 1) % int(validation_freq) == 0:
+                val_logs = self._run_evaluation(val, callbacks_)
+                epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+            epoch_logs = callbacks_.call("on_epoch_end", epoch, logs=epoch_logs)
+            if self.stop_training:
+                break
+        callbacks_.call("on_train_end", logs=epoch_logs)
+        self.history = history
+        return history
+
+    def _run_evaluation(self, batches, callbacks_):
+        """Evaluate over ``batches`` with the on_test_* hooks; returns the logs."""
+        self.reset_metrics()
+        callbacks_.call("on_test_begin")
+        logs, seen = {}, 0
+        for step, (bx, by, bsw) in enumerate(batches.epoch()):
+            callbacks_.call("on_test_batch_begin", step)
+            bx = self._checked_x(bx)
+            self._ensure_built(bx)
+            logs = _floats(self.test_step((bx, by, bsw)))
+            seen += _batch_size(bx)
+            callbacks_.call("on_test_batch_end", step, logs=logs)
+        if seen == 0:
+            raise ValueError("evaluation received no samples: x is empty (Keras raises too); "
+                             "give at least one sample")
+        callbacks_.call("on_test_end", logs=logs)
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """Loss (and metrics) on (x, y): a float, or a list when there are metrics."""
+        self._check_compiled()
+        verbose = 1 if verbose == "auto" else verbose
+        if _is_arrays(x):
+            x = self._checked_x(x)
+            if len(leaves(x)[0]) == 0:
+                raise ValueError("evaluate received no samples: x is empty (Keras raises "
+                                 "too); give at least one sample")
+        batches = make_batches(x, as_arrays(y) if _is_arrays(x) else y, sample_weight,
+                               batch_size, False, steps)
+        callbacks_ = cbks.CallbackList(callbacks, self, steps=batches.n_steps(), verbose=verbose)
+        logs = self._run_evaluation(batches, callbacks_)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        if return_dict:
+            return logs
+        values = [logs[k] for k in self.metrics_names if k in logs]
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """The model's outputs on ``x`` as NumPy arrays (the outputs' structure)."""
+        if _is_arrays(x):
+            x = self._checked_x(x)
+        batches = make_batches(x, None, None, batch_size, False, steps)
+        callbacks_ = cbks.CallbackList(callbacks, self, steps=batches.n_steps())
+        callbacks_.call("on_predict_begin")
+        outs = []
+        for step, (bx, _, _) in enumerate(batches.epoch()):
+            callbacks_.call("on_predict_batch_begin", step)
+            bx = self._checked_x(bx)
+            self._ensure_built(bx)
+            out = _to_numpy(self.predict_step((bx, None, None)))
+            outs.append(out)
+            callbacks_.call("on_predict_batch_end", step, logs={"outputs": out})
+        callbacks_.call("on_predict_end")
+        if not outs:
+            if self.output_shape is not None and isinstance(self.output_shape, tuple) and \
+                    self.output_shape and not isinstance(self.output_shape[0], tuple):
+                return np.zeros((0,) + tuple(self.output_shape[1:]), dtype=np.float32)
+            raise ValueError("predict received no samples: x is empty")
+        return _concat(outs)
+
+    # -- the simulated wafer ------------------------------------------------------------
+    def wafer_report(self):
+        """Per-layer placement, SRAM and cost on the wafer (needs a WaferStrategy scope)."""
+        if self.strategy is None:
+            raise RuntimeError("this model was not built inside a WaferStrategy scope: "
+                               "with wsekern.WaferStrategy(config).scope(): model = ...")
+        return self.strategy.report(self)
+
+    # -- saving ---------------------------------------------------------------------------
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Write the architecture (JSON), weights, sparsity masks and the optimizer with its
+        state to one zip file, atomically; nothing in it runs code on load."""
+        from ..saving import save_model
+        save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        from ..saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        from ..saving import load_weights
+        load_weights(self, filepath)
+
+    def get_config(self):
+        """A subclassed model's arguments: override with what ``__init__`` takes (Keras
+        needs the same for saving a subclassed model)."""
+        return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
+
+
+def _leaves_of(value):
+    """The entries of a compile argument given as one, a list (of lists) or a dict."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [v for item in value.values() for v in _leaves_of(item)]
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in _leaves_of(item)]
+    return [value]
+
+
+def _accepts_training(layer):
+    from ..layers.base import _call_accepts
+    return _call_accepts(type(layer), "training")
+
+
+def _unpack(data):
+    if isinstance(data, tuple) and 1 <= len(data) <= 3:
+        return tuple(data) + (None,) * (3 - len(data))
+    return data, None, None
+
+
+def _is_arrays(x):
+    return isinstance(x, (np.ndarray, dict)) or is_structure(x) or (
+        isinstance(x, (list, tuple)) and not (x and isinstance(x[0], tuple)))
+
+
+def _batch_size(x):
+    first = leaves(x)[0] if leaves(x) else x
+    return len(first.data if isinstance(first, Tensor) else first)
+
+
+def _first_batch(x):
+    return map_arrays(lambda a: a[:1] if hasattr(a, "shape") and np.ndim(a) else a, x)
+
+
+def _floats(logs):
+    return {k: float(np.asarray(v.data if isinstance(v, Tensor) else v)) for k, v in
+            (logs or {}).items()}
+
+
+def _to_numpy(out):
+    if isinstance(out, dict):
+        return {k: _to_numpy(v) for k, v in out.items()}
+    if isinstance(out, (list, tuple)):
+        return [_to_numpy(v) for v in out]
+    return out.data if isinstance(out, Tensor) else np.asarray(out)
+
+
+def _concat(parts):
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in first}
+    if isinstance(first, list):
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(first))]
+    return np.concatenate(parts)

@@ -1,0 +1,130 @@
+"""``Sequential``: a linear stack of layers, a Model like any other."""
+import numpy as np
+
+from ..layers.base import Layer
+from ..layers.core import InputLayer as _CoreInputLayer
+from ..layers.input_layer import InputLayer
+from ..symbolic import KerasTensor
+from ..tensor import Tensor
+from .model import Model
+
+
+class Sequential(Model):
+    """A linear stack of layers, used as ``keras.Sequential``."""
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        super().__init__(name=name or "sequential", trainable=trainable)
+        self._layers = []
+        self._input_shape = None           # without the batch dimension
+        self._input_dtype = np.dtype(np.float32)   # Input(dtype=...): int64 for token ids
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure --------------------------------------------------------------
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def add(self, layer):
+        if isinstance(layer, KerasTensor) and isinstance(layer.node.layer, InputLayer) \
+                and not layer.node.args:
+            layer = layer.node.layer                  # Sequential([keras.Input(...), ...])
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a Layer or keras.Input(...); received "
+                            f"{type(layer).__name__}")
+        if isinstance(layer, (InputLayer, _CoreInputLayer)):
+            if self._layers or self._input_shape is not None:
+                raise ValueError("an Input can only be the first element of a Sequential model")
+            self._input_shape = tuple(layer.shape)
+            self._input_dtype = layer.dtype
+            return
+        if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
+            self._input_shape = layer._input_shape_arg
+        self._layers.append(layer)
+        self._symbolic = None
+        if self._input_shape is not None:
+            self.built = False
+            self.build()
+
+    def pop(self):
+        if not self._layers:
+            raise ValueError("there are no layers to pop")
+        layer = self._layers.pop()
+        self._symbolic = None
+        self.built = False
+        if self._layers and self._input_shape is not None:
+            self.build()
+        return layer
+
+    def build(self, input_shape=None):
+        """Build every layer for ``input_shape`` (with or without the batch dimension)."""
+        if input_shape is not None:
+            shape = tuple(input_shape)
+            self._input_shape = shape[1:] if shape and shape[0] is None else shape
+        if self._input_shape is None:
+            raise ValueError("the model's input shape is unknown: give the first layer "
+                             "input_shape=..., start with nn.Input(shape=...), or call build()")
+        shape = (None,) + tuple(self._input_shape)
+        self.input_shape = shape
+        for layer in self._layers:
+            shape = layer._build(shape) if not layer.built else layer.output_shape
+        self.output_shape = shape
+        self.built = True
+        self._is_placed = False
+        self._placed()
+        return shape
+
+    def _build(self, input_shape):
+        return self.build((None,) + tuple(input_shape[1:]))
+
+    def compute_output_shape(self, input_shape):
+        return self.output_shape
+
+    def _graph(self):
+        """The stack as a functional graph (``model.inputs``/``outputs``, ``layer.output``),
+        made once the input shape is known."""
+        if self.__dict__.get("_symbolic") is None:
+            if self._input_shape is None:
+                raise AttributeError(f"model {self.name!r} has no input shape yet, so no "
+                                     f"symbolic inputs; start it with keras.Input(...)")
+            from ..layers.input_layer import Input
+            inp = Input(shape=self._input_shape, dtype=self._input_dtype.name)
+            out = inp
+            for layer in self._layers:
+                out = layer(out)
+            self._symbolic = ([inp], [out])
+        return self._symbolic
+
+    @property
+    def inputs(self):
+        return self._graph()[0]
+
+    @property
+    def outputs(self):
+        return self._graph()[1]
+
+    def _input_specs(self):
+        return [(self._input_shape, self._input_dtype)]
+
+    # -- forward ------------------------------------------------------------------
+    def call(self, x, training=False):
+        if not isinstance(x, Tensor):
+            x = Tensor(np.asarray(x, dtype=self._input_dtype))
+        elif x.dtype != self._input_dtype and not x.requires_grad:
+            x = Tensor(x.data.astype(self._input_dtype))
+        for layer in self._layers:
+            x = layer(x, training=training)
+        return x
+
+    def dataflow_graph(self):
+        """(producer, consumer) pairs of the layers with weights, for the wafer's placement:
+        a chain, layers without weights passed through."""
+        weighted = [l for l in self._layers if l.weights]
+        return list(zip(weighted, weighted[1:]))
+
+    # -- saving -------------------------------------------------------------------------
+    def get_config(self):
+        return {"name": self.name, "input_shape": list(self._input_shape or []),
+                "input_dtype": self._input_dtype.name,
+                "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
+                           for l in self._layers]}

@@ -1,0 +1,67 @@
+"""``Variable``: a Tensor that holds state (a weight, a counter) and is assigned in place,
+as ``keras.Variable``. Layers track the Variables assigned to their attributes."""
+import numpy as np
+
+from . import initializers
+from .tensor import Tensor
+
+
+class Variable(Tensor):
+    """``keras.Variable(initializer, shape=None, dtype=None, trainable=True, name=None)``.
+
+    ``initializer`` is an array-like value, or an initializer (name or callable) together
+    with ``shape``. ``assign``/``assign_add``/``assign_sub`` write in place, so every
+    reference to the variable (optimizer state included) sees the new value."""
+    __slots__ = ("trainable", "regularizer")
+
+    def __init__(self, initializer, shape=None, dtype=None, trainable=True, name=None,
+                 regularizer=None):
+        if isinstance(initializer, str) or (callable(initializer)
+                                            and not isinstance(initializer, Tensor)):
+            if shape is None:
+                raise ValueError(f"Variable with initializer {initializer!r} needs a shape")
+            init = initializers.get(initializer)
+            value = init(tuple(int(s) for s in shape), dtype=np.dtype(dtype or "float32"))
+        else:
+            raw = initializer.data if isinstance(initializer, Tensor) else initializer
+            value = np.array(raw, dtype=dtype)
+            if value.dtype.kind not in "fiub":
+                raise TypeError(f"a Variable holds numbers; received dtype {value.dtype}")
+            if shape is not None and tuple(value.shape) != tuple(shape):
+                raise ValueError(f"Variable value has shape {value.shape}; shape={tuple(shape)} "
+                                 f"was given")
+        super().__init__(np.asarray(value), requires_grad=bool(trainable), name=name)
+        self.trainable = bool(trainable)
+        self.regularizer = regularizer
+
+    @property
+    def value(self):
+        return self.data
+
+    @property
+    def path(self):
+        return self.name
+
+    def _checked(self, value, what):
+        v = np.asarray(value.data if isinstance(value, Tensor) else value)
+        try:
+            return np.broadcast_to(v, self.data.shape).astype(self.data.dtype, copy=False)
+        except ValueError:
+            raise ValueError(f"{what} to variable {self.name!r} of shape {self.data.shape}: "
+                             f"received shape {v.shape}") from None
+
+    def assign(self, value):
+        self.data[...] = self._checked(value, "assign")
+        return self
+
+    def assign_add(self, value):
+        self.data += self._checked(value, "assign_add")
+        return self
+
+    def assign_sub(self, value):
+        self.data -= self._checked(value, "assign_sub")
+        return self
+
+    def __repr__(self):
+        return (f"<Variable name={self.name!r} shape={self.shape} dtype={self.dtype} "
+                f"trainable={self.trainable}>")
