@@ -51,7 +51,7 @@ LIMITS = {
 TABLE_LIMITS = {
     "fmac_per_cycle": (1 / 64, 1024.0, "FMAC per cycle"),
     "pj_per_fmac": (0.0, 1e6, "pJ"),
-    "dsd_lanes": (1.0, 1024.0, "lanes"),
+    "dsd_lanes": (1 / 64, 1024.0, "elements per cycle"),
 }
 
 
