@@ -1,6 +1,6 @@
 """The simulated machine's parameters: ``WaferConfig`` and its presets.
 
-Tags as in shared/MACHINE.md: [P] primary source, [S] secondary, [M] the independent
+Source tags on the constants: [P] primary source, [S] secondary, [M] the independent
 WSE-3 measurement study, [A] an assumption of ours (no public number).
 """
 from dataclasses import asdict, dataclass, field, fields, replace
