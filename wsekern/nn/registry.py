@@ -102,4 +102,12 @@ def deserialize_object(config, builtins, kind, custom_objects=None):
         raise ValueError(f"unknown {kind} {config['class_name']!r}; known: {sorted(builtins)} "
                          "or one registered with register_keras_serializable / passed in "
                          "custom_objects")
-    return cls.from_config(dict(config.get("config") or {}))
+    inner = config.get("config") or {}
+    if not isinstance(inner, dict):
+        raise ValueError(f"the config of {kind} {config['class_name']!r} must be a dict; "
+                         f"received {inner!r}")
+    try:
+        return cls.from_config(dict(inner))
+    except TypeError as err:        # unknown or missing arguments in a file: its fault, say so
+        raise ValueError(f"cannot rebuild {kind} {config['class_name']!r} from config "
+                         f"{inner!r}: {err}") from err
