@@ -340,3 +340,24 @@ def test_fit_takes_a_pydataset_like_object_and_a_generator_with_sample_weights()
     b.fit(x[:12], y[:12], batch_size=12, epochs=1, shuffle=False, verbose=0)
     for p, q in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-7)
+
+
+def test_multi_head_attention_is_a_node_of_a_functional_graph():
+    """MultiHeadAttention overrides __call__ (query, value, key): called on symbolic tensors it
+    becomes a graph node whose output equals the layers called eagerly, and its weights train."""
+    rng = np.random.default_rng(0)
+    inp = nn.Input(shape=(6, 16))
+    mha = nn.layers.MultiHeadAttention(num_heads=2, key_dim=8)
+    att = mha(inp, inp, use_causal_mask=True)
+    dense = nn.layers.Dense(3)
+    out = dense(nn.layers.GlobalAveragePooling1D()(nn.layers.Add()([inp, att])))
+    model = nn.Model(inp, out)
+    assert len(model.trainable_weights) == 8 + 2
+    X = rng.standard_normal((5, 6, 16)).astype("float32")
+    eager = mha(X, X, use_causal_mask=True).data
+    expected = (X + eager).mean(axis=1) @ dense.get_weights()[0] + dense.get_weights()[1]
+    np.testing.assert_allclose(model.predict(X, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    before = [w.copy() for w in mha.get_weights()]
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(X, np.arange(5) % 3, epochs=1, verbose=0)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, mha.get_weights()))

@@ -230,6 +230,12 @@ class MultiHeadAttention(Layer):
 
     def __call__(self, query, value=None, key=None, attention_mask=None, use_causal_mask=False,
                  training=False):
+        from ..symbolic import any_symbolic, call_symbolic
+        args = (query, value, key, attention_mask, use_causal_mask, training)
+        if any_symbolic(args, {}):          # the functional API: a node of the graph
+            return call_symbolic(self, (query,), dict(
+                value=value, key=key, attention_mask=attention_mask,
+                use_causal_mask=use_causal_mask))
         value = query if value is None else value
         if not self.built:
             self._build_both(tuple(query.shape), tuple(value.shape))
