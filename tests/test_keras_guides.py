@@ -515,3 +515,92 @@ def test_subclassing_guide_activity_regularization_and_model():
     model.fit(np.random.random((2, 3)), np.random.random((2, 3)), verbose=0)
     model.compile(optimizer="adam")
     model.fit(np.random.random((2, 3)), np.random.random((2, 3)), verbose=0)
+
+
+# -- Making new layers and models via subclassing: the end-to-end VAE -------------------------
+def test_subclassing_guide_variational_autoencoder(mnist_like):
+    from wsekern.nn import ops
+
+    class Sampling(layers.Layer):
+        """Uses (z_mean, z_log_var) to sample z, the vector encoding a digit."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seed_generator = keras.random.SeedGenerator(1337)
+
+        def call(self, inputs):
+            z_mean, z_log_var = inputs
+            batch = ops.shape(z_mean)[0]
+            dim = ops.shape(z_mean)[1]
+            epsilon = keras.random.normal(shape=(batch, dim), seed=self.seed_generator)
+            return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+
+    class Encoder(layers.Layer):
+        """Maps MNIST digits to a triplet (z_mean, z_log_var, z)."""
+
+        def __init__(self, latent_dim=32, intermediate_dim=64, name="encoder", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.dense_proj = layers.Dense(intermediate_dim, activation="relu")
+            self.dense_mean = layers.Dense(latent_dim)
+            self.dense_log_var = layers.Dense(latent_dim)
+            self.sampling = Sampling()
+
+        def call(self, inputs):
+            x = self.dense_proj(inputs)
+            z_mean = self.dense_mean(x)
+            z_log_var = self.dense_log_var(x)
+            z = self.sampling((z_mean, z_log_var))
+            return z_mean, z_log_var, z
+
+    class Decoder(layers.Layer):
+        """Converts z, the encoded digit vector, back into a readable digit."""
+
+        def __init__(self, original_dim, intermediate_dim=64, name="decoder", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.dense_proj = layers.Dense(intermediate_dim, activation="relu")
+            self.dense_output = layers.Dense(original_dim, activation="sigmoid")
+
+        def call(self, inputs):
+            x = self.dense_proj(inputs)
+            return self.dense_output(x)
+
+    class VariationalAutoEncoder(keras.Model):
+        """Combines the encoder and decoder into an end-to-end model for training."""
+
+        def __init__(self, original_dim, intermediate_dim=64, latent_dim=32, name="autoencoder",
+                     **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.original_dim = original_dim
+            self.encoder = Encoder(latent_dim=latent_dim, intermediate_dim=intermediate_dim)
+            self.decoder = Decoder(original_dim, intermediate_dim=intermediate_dim)
+
+        def call(self, inputs):
+            z_mean, z_log_var, z = self.encoder(inputs)
+            reconstructed = self.decoder(z)
+            # Add KL divergence regularization loss.
+            kl_loss = -0.5 * ops.mean(z_log_var - ops.square(z_mean) - ops.exp(z_log_var) + 1)
+            self.add_loss(kl_loss)
+            return reconstructed
+
+    keras.utils.set_random_seed(0)
+    (x, _), _ = mnist_like
+    x_train = (x / x.max()).astype("float32")
+    original_dim = 784
+    vae = VariationalAutoEncoder(original_dim, 64, 32)
+    optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+    vae.compile(optimizer, loss=keras.losses.MeanSquaredError())
+    before = [w.copy() for w in vae.get_weights()]
+    history = vae.fit(x_train, x_train, epochs=3, batch_size=64, verbose=0)
+
+    # every weight of the nested encoder/decoder is tracked and trained (10 arrays)
+    assert len(vae.trainable_weights) == 10
+    assert all(not np.array_equal(a, b) for a, b in zip(before, vae.get_weights()))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+    # the KL term the model adds equals the closed form on the encoder's own outputs
+    z_mean, z_log_var, _ = vae.encoder(x_train[:32])
+    m, lv = np.asarray(z_mean.data, np.float64), np.asarray(z_log_var.data, np.float64)
+    expected_kl = -0.5 * np.mean(lv - m ** 2 - np.exp(lv) + 1)
+    _ = vae(x_train[:32])
+    assert len(vae.losses) == 1
+    assert float(vae.losses[0].data) == pytest.approx(expected_kl, rel=1e-4)

@@ -1,5 +1,5 @@
 """Callbacks with Keras's hook names: History, EarlyStopping, ModelCheckpoint,
-LearningRateScheduler, CSVLogger, and the tqdm progress bar."""
+LearningRateScheduler, ReduceLROnPlateau, CSVLogger, and the tqdm progress bar."""
 import csv
 import math
 import os
@@ -132,20 +132,56 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the model (or its weights) at the end of each epoch, optionally only the best.
-    ``filepath`` may contain ``{epoch}`` and log names, as in Keras."""
+    """Save the model (or its weights) at the end of each epoch, or every ``save_freq`` batches,
+    optionally only when ``monitor`` improved. ``filepath`` may contain ``{epoch}``, ``{batch}``
+    and log names (``"ckpt-{epoch:02d}-{val_loss:.3f}.keras"``), as in Keras 3.
+
+    With an integer ``save_freq`` the logs are those of the last training batch, so
+    ``save_best_only`` can only watch training metrics (Keras warns of the same)."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
-                 save_weights_only=False, mode="auto"):
+                 save_weights_only=False, mode="auto", save_freq="epoch",
+                 initial_value_threshold=None):
         super().__init__()
         self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
         self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
         self.mode = _monitor_mode(monitor, mode)
-        self.best = -math.inf if self.mode == "max" else math.inf
+        if save_freq != "epoch" and not (isinstance(save_freq, (int, np.integer))
+                                         and not isinstance(save_freq, bool) and save_freq > 0):
+            raise ValueError(f"save_freq must be 'epoch' or a positive number of batches; "
+                             f"received {save_freq!r}")
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+        if initial_value_threshold is not None:
+            self.best = float(initial_value_threshold)
+        else:
+            self.best = -math.inf if self.mode == "max" else math.inf
+        self._epoch, self._batches_seen = 0, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs=logs)
+        if self.save_freq == "epoch":
+            return
+        # Keras counts batches across epochs: every save_freq-th batch since training began.
+        self._batches_seen += 1
+        if self._batches_seen % self.save_freq == 0:
+            self._save(self._epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs or {})
+
+    def _save(self, epoch, batch, logs):
+        fields = dict(logs, epoch=epoch + 1)
+        if batch is not None:
+            fields["batch"] = batch + 1
+        try:
+            path = self.filepath.format(**fields)
+        except (KeyError, IndexError) as exc:
+            raise KeyError(f"ModelCheckpoint filepath {self.filepath!r} names {exc} which is not "
+                           f"among the logs {sorted(fields)}") from None
         if self.save_best_only:
             current = logs.get(self.monitor)
             if current is None:
@@ -180,6 +216,66 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = self.model.optimizer.learning_rate
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` once ``monitor`` has not improved by more than
+    ``min_delta`` for ``patience`` epochs; then wait ``cooldown`` epochs; never below
+    ``min_lr``. Keras 3's rule, step for step (``logs["learning_rate"]`` is added each epoch)."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        super().__init__()
+        factor = float(factor)
+        if not 0.0 <= factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau factor must be in [0, 1) (a reduction); "
+                             f"received {factor!r}")
+        self.monitor, self.factor, self.verbose = monitor, factor, verbose
+        self.patience, self.cooldown = int(patience), int(cooldown)
+        self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self.mode = _monitor_mode(monitor, mode)
+        self._reset()
+
+    def _reset(self):
+        self.best = -math.inf if self.mode == "max" else math.inf
+        self.wait, self.cooldown_counter = 0, 0
+
+    def _improved(self, current):
+        if self.mode == "max":
+            return current > self.best + self.min_delta
+        return current < self.best - self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        if callable(self.model.optimizer._learning_rate):
+            raise TypeError("ReduceLROnPlateau needs a fixed learning rate to reduce; this "
+                            "optimizer was built with a schedule. Use a float learning_rate, "
+                            "or the schedule alone.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        if logs is not None:
+            logs["learning_rate"] = float(optimizer.learning_rate)
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            return
+        in_cooldown = self.cooldown_counter > 0
+        if in_cooldown:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current):
+            self.best, self.wait = current, 0
+        elif not in_cooldown:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = float(optimizer.learning_rate)
+                if old > np.float32(self.min_lr):
+                    new = max(old * self.factor, self.min_lr)
+                    optimizer.learning_rate = new
+                    if self.verbose:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                              f"to {new:.6g}.")
+                    self.cooldown_counter, self.wait = self.cooldown, 0
 
 
 class CSVLogger(Callback):

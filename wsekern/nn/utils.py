@@ -1,5 +1,5 @@
-"""``to_categorical``, ``pad_sequences``, ``normalize``, ``PyDataset``, ``set_random_seed``
-and the seeded generator every layer draws from.
+"""``to_categorical``, ``pad_sequences``, ``normalize``, ``PyDataset``, ``plot_model``,
+``set_random_seed`` and the seeded generator every layer draws from.
 
 As in Keras 3, ``np.random.seed`` alone does not make wsekern.nn reproducible (weights,
 dropout and shuffling draw from wsekern.nn's own generator): call
@@ -136,3 +136,16 @@ class PyDataset:
 
 
 Sequence = PyDataset
+
+
+def plot_model(model, to_file="model.png", **kwargs):
+    """Draw the model's layer graph (``keras.utils.plot_model``); see
+    :func:`wsekern.nn.models.plot.plot_model` for the formats and what each needs."""
+    from .models.plot import plot_model as draw
+    return draw(model, to_file=to_file, **kwargs)
+
+
+def model_to_dot(model, **kwargs):
+    """The model's layer graph as Graphviz DOT source text."""
+    from .models.plot import model_to_dot as dot
+    return dot(model, **kwargs)
