@@ -10,7 +10,8 @@ import numpy as np
 
 class Tensor:
     """An array, its gradient, and how it was made."""
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "name")
+    # _keras_mask: set only on a layer's output that carries a mask (read with getattr)
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "name", "_keras_mask")
     __array_priority__ = 100          # so ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, parents=(), backward=None, name=None):

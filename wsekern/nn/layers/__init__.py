@@ -14,9 +14,10 @@ from .normalization import BatchNormalization, LayerNormalization
 from .simple import (ELU, AveragePool1D, AveragePooling1D, Cropping1D, Cropping2D, GaussianDropout,
                      GaussianNoise, GlobalAveragePooling1D, GlobalAvgPool1D, GlobalMaxPool1D,
                      GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Identity, Lambda,
-                     LeakyReLU, MaxPool1D, MaxPooling1D, Permute, PReLU, ReLU, RepeatVector,
-                     Rescaling, Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D,
-                     TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
+                     LeakyReLU, Masking, MaxPool1D, MaxPooling1D, Permute, PReLU, ReLU,
+                     RepeatVector, Rescaling, Softmax, SpatialDropout1D, SpatialDropout2D,
+                     SpatialDropout3D, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D,
+                     ZeroPadding2D)
 
 Convolution1D, Convolution2DTranspose, SeparableConvolution2D = (Conv1D, Conv2DTranspose,
                                                                  SeparableConv2D)
@@ -30,7 +31,8 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Fl
            "ELU", "AveragePooling1D", "AveragePool1D", "Cropping1D", "Cropping2D",
            "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D", "GlobalAvgPool1D",
            "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPooling1D",
-           "GlobalMaxPooling2D", "Identity", "Lambda", "LeakyReLU", "MaxPool1D", "MaxPooling1D",
+           "GlobalMaxPooling2D", "Identity", "Lambda", "Masking", "LeakyReLU", "MaxPool1D",
+           "MaxPooling1D",
            "Permute", "PReLU", "ReLU", "RepeatVector", "Rescaling", "Softmax", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "TimeDistributed", "UpSampling1D",
            "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Convolution1D",

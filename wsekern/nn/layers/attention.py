@@ -9,7 +9,7 @@ import scipy.sparse as sps
 
 from .. import activations, utils
 from ..tensor import Tensor, add, reshape, transpose
-from .base import Layer
+from .base import Layer, keras_mask, mask_array
 from .core import Dense, Dropout
 from .normalization import LayerNormalization
 
@@ -46,6 +46,7 @@ class Embedding(Layer):
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         self.embeddings_initializer = embeddings_initializer
         self.mask_zero = bool(mask_zero)
+        self.supports_masking = self.mask_zero
 
     def compute_mask(self, inputs, mask=None):
         """With ``mask_zero``, True where the token id is not 0 (padding), else None."""
@@ -148,12 +149,12 @@ def attention(q, k, v, mask=None, dropout=0.0, training=False):
     scale = float(1.0 / np.sqrt(d))         # a Python float keeps float32 arrays float32
     s = np.matmul(q.data, np.swapaxes(k.data, -1, -2)) * scale             # (B, h, Tq, Tk)
     if mask is not None:
-        s = np.where(mask, s, -np.inf)
+        # Keras's large negative rather than -inf: a row with nothing allowed (a padded
+        # query) attends uniformly instead of giving NaN, and NaN in q or k stays NaN
+        s = np.where(mask, s, s.dtype.type(-1e9))
     s = s - s.max(axis=-1, keepdims=True)
     p = np.exp(s)
     p /= p.sum(axis=-1, keepdims=True)
-    if mask is not None:
-        p = np.nan_to_num(p)                     # a row with nothing allowed attends to nothing
     keep = None
     if training and dropout > 0:
         keep = (utils.rng().random(p.shape) >= dropout).astype(p.dtype) / (1 - dropout)
@@ -228,18 +229,31 @@ class MultiHeadAttention(Layer):
         t = reshape(t, (B, T, self.num_heads, dim))                         # (B, T, h, d)
         return transpose(t, (0, 2, 1, 3))                                    # (B, h, T, d)
 
+    supports_masking = True
+
     def __call__(self, query, value=None, key=None, attention_mask=None, use_causal_mask=False,
-                 training=False):
+                 training=False, query_mask=None, value_mask=None, key_mask=None):
         from ..symbolic import any_symbolic, call_symbolic
+        masks = dict(query_mask=query_mask, value_mask=value_mask, key_mask=key_mask)
         args = (query, value, key, attention_mask, use_causal_mask, training)
         if any_symbolic(args, {}):          # the functional API: a node of the graph
             return call_symbolic(self, (query,), dict(
                 value=value, key=key, attention_mask=attention_mask,
-                use_causal_mask=use_causal_mask))
+                use_causal_mask=use_causal_mask,
+                **{k: m for k, m in masks.items() if m is not None}))
         value = query if value is None else value
         if not self.built:
             self._build_both(tuple(query.shape), tuple(value.shape))
-        return self.call(query, value, key, attention_mask, use_causal_mask, training)
+        # Keras: the masks the inputs carry (Embedding(mask_zero=True)...) join attention_mask
+        query_mask = keras_mask(query) if query_mask is None else query_mask
+        value_mask = keras_mask(value) if value_mask is None else value_mask
+        key_mask = keras_mask(key) if key_mask is None and key is not None else key_mask
+        attention_mask = _with_input_masks(attention_mask, query_mask, value_mask, key_mask,
+                                           (query.shape[0], query.shape[1], value.shape[1]))
+        out = self.call(query, value, key, attention_mask, use_causal_mask, training)
+        if query_mask is not None:
+            out._keras_mask = mask_array(query_mask)
+        return out
 
     def _build_both(self, query_shape, value_shape):
         self.input_shape = query_shape
@@ -285,6 +299,22 @@ class MultiHeadAttention(Layer):
 
     def _refresh_variables(self):
         self._variables = [v for layer in self.sublayers for v in layer._variables]
+
+
+def _with_input_masks(attention_mask, query_mask, value_mask, key_mask, shape):
+    """attention_mask (B, Tq, Tk) AND query_mask (B, Tq, 1) AND value/key masks (B, 1, Tk),
+    as Keras combines them, of ``shape`` (B, Tq, Tk); None when there is no mask at all."""
+    auto = None
+    for m, axis in ((query_mask, -1), (value_mask, -2), (key_mask, -2)):
+        if m is not None:
+            m = np.expand_dims(mask_array(m), axis)
+            auto = m if auto is None else auto & m
+    if auto is None:
+        return attention_mask
+    auto = np.broadcast_to(auto, shape)
+    if attention_mask is None:
+        return auto
+    return mask_array(attention_mask) & auto
 
 
 def _combine_masks(attention_mask, use_causal_mask, B, Tq, Tk):

@@ -62,6 +62,20 @@ def _call_accepts(cls, name):
     return cache[name]
 
 
+def keras_mask(value):
+    """The mask a Tensor carries (Keras's ``_keras_mask``): a boolean array, or None; for a
+    list/tuple of inputs, the list of their masks when any has one."""
+    if isinstance(value, (list, tuple)):
+        masks = [getattr(v, "_keras_mask", None) for v in value]
+        return masks if any(m is not None for m in masks) else None
+    return getattr(value, "_keras_mask", None)
+
+
+def mask_array(mask):
+    """A mask (boolean array or Tensor) as a boolean ndarray."""
+    return np.asarray(mask.data if isinstance(mask, Tensor) else mask, dtype=bool)
+
+
 def _to_tensors(value):
     if isinstance(value, Tensor):
         return value
@@ -322,6 +336,11 @@ class Layer:
         args = tuple(_to_tensors(a) for a in args)
         if not self.built:
             self._build_only(_batchless(_shape_of(args[0])) if args else None)
+        # Keras's implicit masks: the first input's mask reaches a `mask` argument
+        previous_mask = keras_mask(args[0]) if args else None
+        if previous_mask is not None and kwargs.get("mask") is None \
+                and _call_accepts(type(self), "mask"):
+            kwargs["mask"] = previous_mask
         # Keras's call context: a layer called without `training` inherits its caller's
         training = kwargs.get("training")
         if training is None:
@@ -340,7 +359,19 @@ class Layer:
             _TRAINING.pop()
         if self.output_shape is None:            # built by this call: shapes from its result
             self.output_shape = _batchless(_shape_of(out))
+        if self.supports_masking and isinstance(out, Tensor):
+            out_mask = self.compute_mask(args[0] if args else None, previous_mask)
+            if out_mask is not None:
+                out._keras_mask = out_mask
         return out
+
+    # Keras's masking: a layer that keeps the time steps passes its input's mask on.
+    supports_masking = False
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of this layer's output, given its input and the input's mask (boolean,
+        True = a real step). Default: the input's mask, unchanged."""
+        return mask
 
     def _build_only(self, input_shape):
         """Build for ``input_shape`` without computing the output shape (the call that

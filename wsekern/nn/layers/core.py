@@ -59,6 +59,7 @@ class Dense(Layer):
     Its trainable variable is then the vector of kept values; ``get_weights`` still
     returns Keras's dense ``(input_dim, units)`` kernel.
     """
+    supports_masking = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", sparsity=0.0, **kwargs):
@@ -193,6 +194,7 @@ def sparse_dense(x, values, P):
 
 
 class Activation(Layer):
+    supports_masking = True
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
@@ -206,6 +208,7 @@ class Activation(Layer):
 
 class Dropout(Layer):
     """Inverted dropout: zero a ``rate`` fraction in training and scale the rest up."""
+    supports_masking = True
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)

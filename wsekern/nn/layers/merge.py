@@ -3,7 +3,7 @@ Minimum, Concatenate, Dot, and their functional forms ``add``, ``concatenate``, 
 import numpy as np
 
 from .. import tensor as T
-from .base import Layer
+from .base import Layer, mask_array
 
 
 def _broadcast_shape(shapes, layer):
@@ -22,6 +22,7 @@ def _broadcast_shape(shapes, layer):
 
 class _Merge(Layer):
     """Elementwise merge of a list of at least ``min_inputs`` tensors of one shape."""
+    supports_masking = True
     min_inputs, max_inputs = 2, None
 
     def _check_inputs(self, shapes):
@@ -46,6 +47,16 @@ class _Merge(Layer):
     def call(self, inputs):
         self._check_inputs([tuple(t.shape) for t in inputs])
         return self._merge([T.as_tensor(t) for t in inputs])
+
+    def compute_mask(self, inputs, mask=None):
+        """A step is real where it is real in every input that has a mask (Keras)."""
+        if mask is None or all(m is None for m in mask):
+            return None
+        present = [mask_array(m) for m in mask if m is not None]
+        out = present[0]
+        for m in present[1:]:
+            out = out & m
+        return out
 
 
 class Add(_Merge):
@@ -127,6 +138,19 @@ class Concatenate(_Merge):
         self.compute_output_shape([tuple(x.shape) for x in xs])
         return T.concat(xs, axis=self.axis)
 
+    def compute_mask(self, inputs, mask=None):
+        """Along the steps, the masks are joined (an input without one is all real);
+        along the features, a step is real where it is real in every input."""
+        if mask is None or all(m is None for m in mask):
+            return None
+        rank = inputs[0].ndim
+        axis = self.axis % rank
+        steps = [mask_array(m) if m is not None else np.ones(x.shape[:rank - 1], dtype=bool)
+                 for x, m in zip(inputs, mask)]
+        if axis < rank - 1:
+            return np.concatenate(steps, axis=axis)
+        return np.logical_and.reduce(steps)
+
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
 
@@ -137,6 +161,8 @@ def _l2_normalize(x, axis):
 
 
 class Dot(_Merge):
+    supports_masking = False               # the steps are reduced away, as in Keras
+
     """Dot product of two tensors along ``axes`` (per sample), as ``keras.layers.Dot``:
     2-D inputs (batch, n) give (batch, 1); 3-D inputs give a batched matrix product."""
     min_inputs = max_inputs = 2

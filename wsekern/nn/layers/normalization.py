@@ -44,6 +44,7 @@ def _normalize(x, axes, eps, gamma, beta, stats=None):
 
 class BatchNormalization(Layer):
     """Normalise each feature (last axis) by batch statistics in training, by moving ones after."""
+    supports_masking = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)
@@ -80,6 +81,7 @@ class BatchNormalization(Layer):
 
 class LayerNormalization(Layer):
     """Normalise each sample over its last axis."""
+    supports_masking = True
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)

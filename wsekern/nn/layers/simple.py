@@ -33,6 +33,7 @@ def _pair_1d(padding, name):
 
 # -- activation layers ----------------------------------------------------------------------
 class ReLU(Layer):
+    supports_masking = True
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
         if max_value is not None and max_value < 0:
@@ -50,6 +51,7 @@ class ReLU(Layer):
 
 
 class LeakyReLU(Layer):
+    supports_masking = True
     def __init__(self, negative_slope=0.3, **kwargs):
         super().__init__(**kwargs)
         if negative_slope < 0:
@@ -64,6 +66,7 @@ class LeakyReLU(Layer):
 
 
 class ELU(Layer):
+    supports_masking = True
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__(**kwargs)
         self.alpha = float(alpha)
@@ -78,6 +81,7 @@ class ELU(Layer):
 class Softmax(Layer):
     """Softmax over ``axis``; ``mask`` (True = keep) sends masked entries to zero, as
     Keras does by adding a large negative number before the softmax."""
+    supports_masking = True
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -96,6 +100,7 @@ class Softmax(Layer):
 class PReLU(Layer):
     """max(x, 0) + alpha * min(x, 0) with a learned alpha per input entry (or shared along
     ``shared_axes``)."""
+    supports_masking = True
 
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None,
                  alpha_constraint=None, shared_axes=None, **kwargs):
@@ -379,6 +384,7 @@ GlobalAvgPool1D, GlobalMaxPool1D, GlobalMaxPool2D = (GlobalAveragePooling1D, Glo
 # -- noise and spatial dropout (training only) -------------------------------------------------
 class _Noise(Layer):
     """A training-only random layer with a ``rate`` (or stddev) and an optional seed."""
+    supports_masking = True
     param = "rate"
     upper = 1.0
 
@@ -438,12 +444,37 @@ class SpatialDropout3D(_SpatialDropout):
 
 # -- wrappers and utility layers -------------------------------------------------------------
 class Identity(Layer):
+    supports_masking = True
+
     def call(self, x, training=False):
         return x
 
 
+class Masking(Layer):
+    """``keras.layers.Masking``: the time steps whose features all equal ``mask_value`` are
+    zeroed and masked, so the layers after (attention, pooling) skip them."""
+    supports_masking = True
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_value = float(mask_value)
+
+    def compute_mask(self, inputs, mask=None):
+        data = inputs.data if isinstance(inputs, T.Tensor) else np.asarray(inputs)
+        return np.any(data != self.mask_value, axis=-1)
+
+    def call(self, x, training=False):
+        x = T.as_tensor(x)
+        keep = self.compute_mask(x)[..., None].astype(x.dtype)
+        return T.mul(x, keep)
+
+    def get_config(self):
+        return {**super().get_config(), "mask_value": self.mask_value}
+
+
 class Rescaling(Layer):
     """x * scale + offset (e.g. Rescaling(1 / 255) for images)."""
+    supports_masking = True
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -507,6 +538,7 @@ class Lambda(Layer):
 class TimeDistributed(Layer):
     """Apply ``layer`` to every step: (batch, steps, ...) -> the layer on (batch * steps,
     ...), reshaped back."""
+    supports_masking = True
 
     def __init__(self, layer, **kwargs):
         super().__init__(**kwargs)

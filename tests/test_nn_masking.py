@@ -1,0 +1,120 @@
+"""Keras's implicit masks: Embedding(mask_zero=True) and Masking mark padded steps, layers that
+keep the steps pass the mask on, and attention and pooling skip what it marks. The check that
+needs no oracle: a padded sequence gives the same answer as the unpadded one. Real Keras (torch
+backend) is the oracle where installed."""
+import os
+
+import numpy as np
+import pytest
+
+from wsekern import nn
+from wsekern.nn import layers
+
+
+def _attention_classifier(lib, vocab=20, d=8, mask_zero=True):
+    L = lib.layers
+    inp = lib.Input(shape=(None,), dtype="int32")
+    x = L.Embedding(vocab, d, mask_zero=mask_zero, name="emb")(inp)
+    x = L.Dense(d, activation="relu", name="proj")(x)
+    a = L.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(x, x)
+    x = L.LayerNormalization(name="ln")(L.add([x, a]))
+    x = L.GlobalAveragePooling1D(name="pool")(x)
+    out = L.Dense(3, name="out")(x)
+    return lib.Model(inp, out)
+
+
+def _outputs(model, ids):
+    y = model(np.asarray(ids, dtype="int32"))
+    return np.asarray(getattr(y, "data", y))
+
+
+def test_padding_does_not_change_the_answer():
+    nn.utils.set_random_seed(0)
+    model = _attention_classifier(nn)
+    short = [[5, 3, 7, 2]]
+    padded = [[5, 3, 7, 2, 0, 0, 0]]
+    np.testing.assert_allclose(_outputs(model, padded), _outputs(model, short), rtol=1e-5,
+                               atol=1e-6)
+    # a batch with different lengths: each row as if alone
+    batch = [[5, 3, 7, 2, 0, 0], [9, 1, 0, 0, 0, 0]]
+    got = _outputs(model, batch)
+    np.testing.assert_allclose(got[1], _outputs(model, [[9, 1]])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_without_mask_zero_padding_changes_the_answer():
+    # the same model without masks: the padded steps are attended to and averaged in,
+    # so the property above must fail (the test above would catch a dropped mask)
+    nn.utils.set_random_seed(0)
+    model = _attention_classifier(nn, mask_zero=False)
+    assert not np.allclose(_outputs(model, [[5, 3, 7, 2, 0, 0, 0]]),
+                           _outputs(model, [[5, 3, 7, 2]]), atol=1e-4)
+
+
+def test_mask_travels_through_sequential_layers_and_merges():
+    emb = layers.Embedding(10, 4, mask_zero=True)
+    ids = np.array([[1, 2, 0], [3, 0, 0]])
+    x = emb(ids)
+    np.testing.assert_array_equal(x._keras_mask.data, ids != 0)
+    y = layers.Dropout(0.5)(layers.Dense(4)(x))
+    np.testing.assert_array_equal(np.asarray(y._keras_mask.data), ids != 0)
+    # Add: AND of the inputs' masks; Concatenate on features: AND; on steps: joined
+    other = layers.Embedding(10, 4, mask_zero=True)(np.array([[1, 0, 5], [3, 3, 0]]))
+    both = layers.add([x, other])
+    np.testing.assert_array_equal(both._keras_mask, [[True, False, False], [True, False, False]])
+    steps = layers.Concatenate(axis=1)([x, other])
+    assert steps.shape == (2, 6, 4)
+    np.testing.assert_array_equal(steps._keras_mask[1], [1, 0, 0, 1, 1, 0])
+    # a layer that does not keep the steps drops the mask
+    assert getattr(layers.GlobalAveragePooling1D()(x), "_keras_mask", None) is None
+    assert getattr(layers.Flatten()(x), "_keras_mask", None) is None
+
+
+def test_masking_layer_marks_and_zeroes_steps():
+    x = np.array([[[1.0, 2.0], [0.0, 0.0], [3.0, 0.0]]], dtype="float32")
+    m = layers.Masking(mask_value=0.0)
+    y = m(x)
+    np.testing.assert_array_equal(y._keras_mask, [[True, False, True]])
+    pooled = layers.GlobalAveragePooling1D()(y)
+    np.testing.assert_allclose(np.asarray(pooled.data), [[2.0, 1.0]])
+    assert m.get_config()["mask_value"] == 0.0
+    # NaN is not equal to the mask value: a NaN step stays real (as in Keras)
+    x[0, 1, 0] = np.nan
+    assert layers.Masking()(x)._keras_mask[0, 1]
+
+
+def test_explicit_mask_arguments_win_and_mask_trains():
+    nn.utils.set_random_seed(1)
+    model = _attention_classifier(nn)
+    model.compile(optimizer="adam", loss=nn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 20, size=(32, 6))
+    ids[:, 4:] = 0
+    y = (ids[:, 0] % 3).astype("int64")
+    hist = model.fit(ids.astype("int32"), y, epochs=3, batch_size=8, verbose=0)
+    assert np.isfinite(hist.history["loss"]).all()
+    mha = layers.MultiHeadAttention(num_heads=1, key_dim=2)
+    q = np.ones((1, 3, 2), "float32")
+    out = mha(q, q, query_mask=np.array([[True, True, False]]))
+    np.testing.assert_array_equal(out._keras_mask, [[True, True, False]])
+
+
+@pytest.fixture
+def keras():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("Keras does not run on torch here")
+    return keras
+
+
+def test_masked_attention_matches_keras(keras):
+    nn.utils.set_random_seed(0)
+    ours = _attention_classifier(nn)
+    theirs = _attention_classifier(keras)
+    # Keras's attention kernels are (d, heads, key_dim): the same numbers, reshaped
+    theirs.set_weights([w.reshape(t.shape) for w, t in zip(ours.get_weights(),
+                                                             theirs.get_weights())])
+    ids = np.array([[5, 3, 7, 2, 0, 0], [9, 1, 4, 0, 0, 0]], dtype="int32")
+    expected = keras.ops.convert_to_numpy(theirs(ids))
+    np.testing.assert_allclose(_outputs(ours, ids), expected, rtol=1e-4, atol=1e-5)
