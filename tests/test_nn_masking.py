@@ -118,3 +118,54 @@ def test_masked_attention_matches_keras(keras):
     ids = np.array([[5, 3, 7, 2, 0, 0], [9, 1, 4, 0, 0, 0]], dtype="int32")
     expected = keras.ops.convert_to_numpy(theirs(ids))
     np.testing.assert_allclose(_outputs(ours, ids), expected, rtol=1e-4, atol=1e-5)
+
+
+def _tagger(lib):
+    L = lib.layers
+    inp = lib.Input(shape=(None,), dtype="int32")
+    x = L.Embedding(20, 8, mask_zero=True)(inp)
+    x = L.Dense(8, activation="tanh")(x)
+    return lib.Model(inp, L.Dense(3)(x))
+
+
+def _tag_data():
+    ids = np.array([[4, 7, 1, 0, 0], [3, 3, 9, 12, 0]], dtype="int32")
+    tags = np.array([[0, 2, 1, 0, 0], [1, 1, 2, 0, 0]], dtype="int64")
+    return ids, tags
+
+
+def test_sequence_loss_skips_padded_steps():
+    """The mean loss is over the real steps only: by hand from the logits, and the padded
+    batch's loss equals the mean of the unpadded sequences' per-step losses."""
+    nn.utils.set_random_seed(2)
+    model = _tagger(nn)
+    loss = nn.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer="sgd", loss=loss)
+    ids, tags = _tag_data()
+    logits = np.asarray(model(ids).data, np.float64)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    per_step = -np.take_along_axis(logp, tags[..., None], -1)[..., 0]
+    real = ids != 0
+    expected = per_step[real].mean()
+    assert model.evaluate(ids, tags, verbose=0) == pytest.approx(expected, rel=1e-5)
+    # sample weights multiply the mask (Keras's apply_mask)
+    got = loss(tags, model(ids), sample_weight=np.array([1.0, 3.0])).data
+    w = np.where(real, np.array([[1.0], [3.0]]), 0.0)
+    assert float(got) == pytest.approx((per_step * w).sum() / real.sum(), rel=1e-5)
+
+
+def test_sequence_loss_matches_keras(keras):
+    nn.utils.set_random_seed(3)
+    ours = _tagger(nn)
+    theirs = _tagger(keras)
+    theirs.set_weights(ours.get_weights())
+    ids, tags = _tag_data()
+    for m, lib in ((ours, nn), (theirs, keras)):
+        m.compile(optimizer=lib.optimizers.SGD(learning_rate=0.5),
+                  loss=lib.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert ours.evaluate(ids, tags, verbose=0) == pytest.approx(
+        theirs.evaluate(ids, tags, verbose=0), rel=1e-5)
+    ours.fit(ids, tags, epochs=3, batch_size=2, verbose=0, shuffle=False)
+    theirs.fit(ids, tags, epochs=3, batch_size=2, verbose=0, shuffle=False)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

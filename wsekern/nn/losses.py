@@ -50,12 +50,16 @@ def squeeze_or_expand_to_same_rank(x1, x2, expand_rank_1=True):
     return x1, x2
 
 
-def reduce_weighted_values(values, sample_weight=None, reduction="sum_over_batch_size"):
+def reduce_weighted_values(values, sample_weight=None, reduction="sum_over_batch_size",
+                           mask=None):
     """Weight per-sample losses and reduce them as Keras 3 does: "sum_over_batch_size" (the
     default; "mean" is its alias) divides the weighted sum by the number of values,
     "mean_with_sample_weight" by the sum of the weights, "sum" does not divide, "none"
-    returns the weighted values."""
+    returns the weighted values. ``mask`` (the predictions' Keras mask, True = a real step)
+    zeroes the padded steps' losses; a mean is then over the real steps only."""
     values = as_tensor(values)
+    if mask is not None:
+        sample_weight = _mask_weights(mask, sample_weight, values.dtype, reduction)
     if sample_weight is not None:
         sw = as_tensor(np.asarray(as_tensor(sample_weight).data, dtype=values.dtype))
         values, sw = squeeze_or_expand_to_same_rank(values, sw)
@@ -72,6 +76,19 @@ def reduce_weighted_values(values, sample_weight=None, reduction="sum_over_batch
     return total * (values.dtype.type(1.0 / divisor) if divisor else values.dtype.type(0.0))
 
 
+def _mask_weights(mask, sample_weight, dtype, reduction):
+    """Keras's apply_mask: the mask as weights, scaled so that a mean divides by the number
+    of real steps; times ``sample_weight`` when there is one."""
+    m = np.asarray(getattr(mask, "data", mask), dtype=dtype)
+    if reduction in ("sum_over_batch_size", "mean"):
+        m = m * dtype.type(m.size / (m.sum() + 1e-7))
+    if sample_weight is None:
+        return m
+    sw = np.asarray(as_tensor(sample_weight).data, dtype=dtype)
+    sw = sw.reshape(sw.shape + (1,) * (m.ndim - sw.ndim)) if sw.ndim < m.ndim else sw
+    return sw * m
+
+
 class Loss:
     """Keras's Loss: subclasses implement ``call(y_true, y_pred)`` returning per-sample
     values; ``__call__`` applies ``sample_weight`` and the ``reduction``."""
@@ -86,9 +103,10 @@ class Loss:
         self.dtype = dtype
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        mask = getattr(y_pred, "_keras_mask", None)
         y_pred = as_tensor(y_pred)
         values = self.call(y_true, y_pred)
-        return reduce_weighted_values(values, sample_weight, self.reduction)
+        return reduce_weighted_values(values, sample_weight, self.reduction, mask=mask)
 
     def call(self, y_true, y_pred):
         raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, y_pred)")
