@@ -5,8 +5,10 @@ epochs. Prints accuracy (or final loss) side by side and the time per epoch, one
     pip install torch==2.13.0 keras      # for comparison only; never a wsekern dependency
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/keras_programs.py
 
-Each program is a function ``program(keras, data, epochs) -> (metric_name, value, fit_seconds)``
+Each program is a function ``program(keras, data, epochs, init) -> (metric, value, fit_seconds)``
 written against the Keras 3 API only (``keras.layers``, ``keras.ops``, ``keras.random``...).
+Both runs start from the same weights: wsekern's initial weights are copied into the Keras
+model (``init``), so the accuracy gap measures the frameworks, not two random draws.
 """
 import argparse
 import os
@@ -44,7 +46,7 @@ def _fit(model, x, y, epochs, batch_size):
     return time.perf_counter() - t0
 
 
-def sequential_mlp(keras, data, epochs):
+def sequential_mlp(keras, data, epochs, init):
     """keras.io 'Training & evaluation with the built-in methods': get_compiled_model()."""
     x, y, xt, yt = data
     inputs = keras.Input(shape=(784,), name="digits")
@@ -52,6 +54,7 @@ def sequential_mlp(keras, data, epochs):
     h = keras.layers.Dense(64, activation="relu", name="dense_2")(h)
     outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(h)
     model = keras.Model(inputs=inputs, outputs=outputs)
+    init(model, x[:2])
     model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalAccuracy()])
@@ -59,7 +62,7 @@ def sequential_mlp(keras, data, epochs):
     return "accuracy", model.evaluate(xt, yt, verbose=0)[1], seconds
 
 
-def mnist_convnet(keras, data, epochs):
+def mnist_convnet(keras, data, epochs, init):
     """keras.io 'Simple MNIST convnet'."""
     x, y, xt, yt = data
     layers = keras.layers
@@ -73,13 +76,14 @@ def mnist_convnet(keras, data, epochs):
         layers.Dropout(0.5),
         layers.Dense(10, activation="softmax"),
     ])
+    init(model, x[:2])
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     y1, yt1 = keras.utils.to_categorical(y, 10), keras.utils.to_categorical(yt, 10)
     seconds = _fit(model, x, y1, epochs, 128)
     return "accuracy", model.evaluate(xt, yt1, verbose=0)[1], seconds
 
 
-def residual_functional(keras, data, epochs):
+def residual_functional(keras, data, epochs, init):
     """The Functional API guide's pattern: a residual branch merged with layers.add."""
     x, y, xt, yt = data
     L = keras.layers
@@ -90,12 +94,13 @@ def residual_functional(keras, data, epochs):
     h = L.Activation("relu")(L.add([h, r]))
     out = L.Dense(10, activation="softmax")(L.Dropout(0.2)(h))
     model = keras.Model(inp, out)
+    init(model, x[:2])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["acc"])
     seconds = _fit(model, x, y, epochs, 32)
     return "accuracy", model.evaluate(xt, yt, verbose=0)[1], seconds
 
 
-def subclassed_model(keras, data, epochs):
+def subclassed_model(keras, data, epochs, init):
     """The subclassing guide: a Model with __init__/call and nested layers."""
     x, y, xt, yt = data
 
@@ -111,6 +116,7 @@ def subclassed_model(keras, data, epochs):
             return self.out(inputs)
 
     model = MLP()
+    init(model, x[:2])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["sparse_categorical_accuracy"])
@@ -118,7 +124,7 @@ def subclassed_model(keras, data, epochs):
     return "accuracy", model.evaluate(xt, yt, verbose=0)[1], seconds
 
 
-def text_transformer(keras, data, epochs):
+def text_transformer(keras, data, epochs, init):
     """keras.io 'Text classification with Transformer' (TransformerBlock and
     TokenAndPositionEmbedding as custom layers), on an offline token task."""
     x, y, xt, yt = data
@@ -164,12 +170,13 @@ def text_transformer(keras, data, epochs):
     h = layers.Dropout(0.1)(h)
     outputs = layers.Dense(2, activation="softmax")(h)
     model = keras.Model(inputs=inputs, outputs=outputs)
+    init(model, x[:2])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     seconds = _fit(model, x, y, epochs, 32)
     return "accuracy", model.evaluate(xt, yt, verbose=0)[1], seconds
 
 
-def vae(keras, data, epochs):
+def vae(keras, data, epochs, init):
     """The subclassing guide's end-to-end VAE (KL term through add_loss); metric: test MSE."""
     x, _, xt, _ = data
     layers, ops = keras.layers, keras.ops
@@ -203,6 +210,7 @@ def vae(keras, data, epochs):
             return self.out(self.dec(z))
 
     model = VAE(784)
+    init(model, x[:2])
     model.compile(keras.optimizers.Adam(learning_rate=1e-3),
                   loss=keras.losses.MeanSquaredError())
     seconds = _fit(model, x, x, epochs, 64)
@@ -243,10 +251,27 @@ def main(argv=None):
                 continue
             epochs = max(1, int(round(epochs * args.epochs_scale)))
             data = loader()
-            results = {}
-            for label, lib in (("keras", keras), ("wsekern", nn)):
+            results, start = {}, []
+
+            def record(model, x):                       # wsekern's run: keep its start
+                model(x)
+                start[:] = [w.copy() for w in model.get_weights()]
+
+            def share(model, x):                        # Keras's run: the same start
+                model(x)
+                ours, theirs = list(start), model.get_weights()
+                # Keras also lists state that is not a weight of ours (a SeedGenerator's
+                # seed): those entries keep Keras's value
+                shared = [ours.pop(0).reshape(t.shape) if ours and ours[0].size == t.size
+                          else t for t in theirs]
+                if ours:
+                    raise RuntimeError(f"{name}: {len(ours)} wsekern weights found no Keras "
+                                       f"weight of their size")
+                model.set_weights(shared)
+
+            for label, lib, init in (("wsekern", nn, record), ("keras", keras, share)):
                 lib.utils.set_random_seed(0)
-                metric, value, seconds = program(lib, data, epochs)
+                metric, value, seconds = program(lib, data, epochs, init)
                 results[label] = (float(value), seconds / epochs)
             (kv, kt), (wv, wt) = results["keras"], results["wsekern"]
             rows.append((name, epochs, metric, kv, wv, kt, wt))
