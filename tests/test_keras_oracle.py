@@ -82,3 +82,62 @@ def test_same_weights_as_keras_after_a_few_steps(build, optimizer):
         for w, v in zip(ours.get_layer(name).get_weights(),
                         theirs.get_layer(name).get_weights()):
             np.testing.assert_allclose(w, np.asarray(v), rtol=1e-5, atol=1e-5)
+
+
+def build_text_transformer(lib, maxlen=12, vocab=30, embed_dim=8, num_heads=2, ff_dim=16):
+    """keras.io's text-classification transformer (custom TransformerBlock and
+    TokenAndPositionEmbedding layers), dropout 0 so that both runs are deterministic."""
+    layers, ops = lib.layers, lib.ops
+
+    class TransformerBlock(layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.att = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
+            self.ffn = lib.Sequential([layers.Dense(ff_dim, activation="relu"),
+                                       layers.Dense(embed_dim)])
+            self.layernorm1 = layers.LayerNormalization(epsilon=1e-6)
+            self.layernorm2 = layers.LayerNormalization(epsilon=1e-6)
+
+        def call(self, inputs):
+            out1 = self.layernorm1(inputs + self.att(inputs, inputs))
+            return self.layernorm2(out1 + self.ffn(out1))
+
+    class TokenAndPositionEmbedding(layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.token_emb = layers.Embedding(input_dim=vocab, output_dim=embed_dim)
+            self.pos_emb = layers.Embedding(input_dim=maxlen, output_dim=embed_dim)
+
+        def call(self, x):
+            positions = ops.arange(start=0, stop=ops.shape(x)[-1], step=1)
+            return self.token_emb(x) + self.pos_emb(positions)
+
+    inputs = layers.Input(shape=(maxlen,))
+    h = TransformerBlock()(TokenAndPositionEmbedding()(inputs))
+    h = layers.Dense(8, activation="relu")(layers.GlobalAveragePooling1D()(h))
+    return lib.Model(inputs, layers.Dense(2, activation="softmax")(h))
+
+
+def test_text_transformer_trains_like_keras():
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 30, size=(24, 12)).astype("int32")
+    y = (x[:, 0] > 15).astype("int64")
+    nn.utils.set_random_seed(0)
+    ours, theirs = build_text_transformer(nn), build_text_transformer(keras)
+    ours(x[:1])
+    theirs(x[:1])
+    start = ours.get_weights()
+    assert len(start) == len(theirs.get_weights())
+    # Keras's attention kernels are (d, heads, key_dim): the same numbers, reshaped
+    theirs.set_weights([w.reshape(t.shape) for w, t in zip(start, theirs.get_weights())])
+    for model, lib in ((ours, nn), (theirs, keras)):
+        model.compile(optimizer=lib.optimizers.Adam(learning_rate=0.01),
+                      loss="sparse_categorical_crossentropy")
+    for step in range(3):
+        batch = slice(8 * step, 8 * step + 8)
+        a = ours.train_on_batch(x[batch], y[batch])
+        b = theirs.train_on_batch(x[batch], y[batch], return_dict=True)
+        assert a["loss"] == pytest.approx(float(b["loss"]), rel=1e-5, abs=1e-6)
+    for w, v in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(w, np.asarray(v).reshape(w.shape), rtol=1e-4, atol=1e-5)
