@@ -216,6 +216,8 @@ def _cmd_sweep(args):
           + (f"; results in {args.out}" if args.out else ""))
     show = [c for c in frame.columns if c not in ("key", "reason", "cycles_lower", "cycles_upper")]
     print(frame[show].to_string(max_rows=40))
+    for note in sw.skip_notes(frame):
+        print(f"note: {note}")
     if args.plot:
         sw.plot_pareto(frame, args.plot, x=args.x, y=args.y)
         print(f"Pareto plot written to {args.plot}")
@@ -345,7 +347,8 @@ def build_parser():
     p.add_argument("--wafer", choices=["wse2", "wse3", "small", "none"], default="wse2",
                    help="the simulated machine that costs every step; 'none' (transformer "
                         "only) trains on the CPU alone, ~2x faster")
-    p.add_argument("--plot", default="wsekern-train.png", help="where to write the placement plot")
+    p.add_argument("--plot", metavar="PATH", default=None,
+                   help="write the placement plot (mlp, cnn) to this PNG; none unless given")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

@@ -19,6 +19,7 @@ from ..sparse import PackedSparse, check_float_dtype, check_sparse_operand
 from . import analytic, event, mesh, mesh_event
 from .config import WaferConfig
 from .estimate import event_cost
+from .report import problem_of
 
 MAPPINGS = ("weight-stationary", "activation-stationary", "meshgemv")
 MATMUL_MAPPINGS = ("summa", "meshgemm")
@@ -168,12 +169,16 @@ class Wafer:
         check_float_dtype(Wm.dtype, "W")
         vector = X2.ndim == 1
         X2 = X2[:, None] if vector else X2
+        asked = dict(mapping=mapping, region=region, mode=mode)
         if mode == "event":
             Y, report = self._event(Wm, X2, region, mapping, "spmm")
             Y = Y.astype(np.result_type(Wm.dtype, X2.dtype, np.float32), copy=False)
+            report.problem = problem_of("spmm", self.config, {"W": Wm, "X": X2}, **asked)
             return (Y[:, 0] if vector else Y), report
         Y = cpu_spmm(W, X, n_threads=n_threads) if compute else None
-        return Y, self._matmul_cost(Wm, X2, region, mapping, "spmm")
+        report = self._matmul_cost(Wm, X2, region, mapping, "spmm")
+        report.problem = problem_of("spmm", self.config, {"W": Wm, "X": X2}, **asked)
+        return Y, report
 
     def _event(self, Wm, X2, region, mapping, what):
         """The analytic placer's choice of region and mapping, simulated event by event."""
@@ -235,15 +240,19 @@ class Wafer:
         ind = sps.csr_array((np.ones(P.nnz), P.indices, P.indptr), shape=P.shape)
         useful = cpu_sddmm((np.asarray(A) != 0).astype(np.float64),
                            (np.asarray(B) != 0).astype(np.float64), ind).sum()
+        problem = problem_of("sddmm", self.config, {"A": A, "B": B, "pattern": P},
+                             region=region, mode="analytic")
         region = self._region(region)
         (M, N), D = P.shape, np.shape(A)[1]
         if min(M, N, D) == 0:
-            return result, analytic.empty(self.config, M, D, N, "weight-stationary")
-
-        def cost(m, reg, exact=True, full=True):
-            return analytic.sddmm_cost(A, B, P, self.config, reg, useful, full=full)
-        dims = {"weight-stationary": P.shape}
-        return result, self._choose(cost, dims, ("weight-stationary",), region)
+            report = analytic.empty(self.config, M, D, N, "weight-stationary")
+        else:
+            def cost(m, reg, exact=True, full=True):
+                return analytic.sddmm_cost(A, B, P, self.config, reg, useful, full=full)
+            dims = {"weight-stationary": P.shape}
+            report = self._choose(cost, dims, ("weight-stationary",), region)
+        report.problem = problem
+        return result, report
 
     def matmul(self, A, B, *, region=None, compute=True, mapping=None):
         """Dense A @ B: SUMMA or MeshGEMM (Cannon on the interleaved two-hop ring, square
@@ -256,6 +265,13 @@ class Wafer:
             raise ValueError(f"matmul expects A (M x K) and B (K x N); received A.shape={A.shape}, "
                              f"B.shape={B.shape}")
         result = A @ B if compute else None
+        problem = problem_of("matmul", self.config, {"A": A, "B": B}, mapping=mapping,
+                             region=region, mode="analytic")
+        result, report = self._matmul(A, B, result, region, mapping)
+        report.problem = problem
+        return result, report
+
+    def _matmul(self, A, B, result, region, mapping):
         region = self._region(region)
         if min(A.shape + B.shape) == 0:
             return result, analytic.empty(self.config, A.shape[0], A.shape[1], B.shape[1],
@@ -294,14 +310,20 @@ class Wafer:
         X2 = cols.reshape(cols.shape[0] * cols.shape[1], cols.shape[2])   # (G*Kg, B*OH*OW)
         blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og]) for gi in range(g.groups)]
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
+        problem = problem_of("conv2d", self.config, {"x": x, "w": w}, stride=stride,
+                             padding=padding, dilation=dilation, groups=groups,
+                             mapping=mapping, region=region, mode=mode)
         if mode == "event":
             Y2, report = self._event(Wm, X2, region, mapping, "conv2d")
+            report.problem = problem
             _zero_weight_meets_nonfinite(w.reshape(g.O, -1), cols, Y2)
             out = Y2.reshape(g.O, g.B, g.OH, g.OW).transpose(1, 0, 2, 3)
             if bias is not None:
                 out = out + bias.astype(np.float64)[None, :, None, None]
             return np.ascontiguousarray(out, dtype=dtype), report
-        return y, self._matmul_cost(Wm, X2, region, mapping, "conv2d")
+        report = self._matmul_cost(Wm, X2, region, mapping, "conv2d")
+        report.problem = problem
+        return y, report
 
 
 def _zero_weight_meets_nonfinite(w2, cols, Y2):
