@@ -223,3 +223,29 @@ def test_train_writes_no_png_unless_asked(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("wsekern.train.train", lambda **kw: calls.append(kw))
     assert cli.main(["train", "mlp", "--epochs", "1", "--quiet"]) == 0
     assert calls[0]["plot"] is None and os.listdir(tmp_path) == []
+
+
+def _subcommands():
+    import argparse
+    from wsekern.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+@pytest.mark.parametrize("name", sorted(_subcommands()))
+def test_every_cli_option_has_help_and_shows_its_default(name):
+    import argparse
+    command = _subcommands()[name]
+    text = command.format_help()
+    assert command.description, f"wsekern {name} --help has no description"
+    for action in command._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, f"wsekern {name}: {action.option_strings or action.dest} has no help"
+        shown = action.default is not None and action.default is not False
+        if shown and action.option_strings:
+            formatted = command._get_formatter()._get_help_string(action) % vars(action)
+            assert f"(default: {action.default})" in formatted, \
+                f"wsekern {name} --help does not show the default of {action.option_strings}"
+    assert "%(default" not in text
