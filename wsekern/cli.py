@@ -347,7 +347,7 @@ def build_parser():
     p.add_argument("spec", help="a TOML file: workload = 'spmm' | 'conv2d' | 'matmul', [space]")
     p.add_argument("--scheduler", help="a Dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--serial", action="store_true", help="run in this process, no Dask")
-    p.add_argument("--out", help="results store: *.csv, or a Parquet directory; reruns resume")
+    p.add_argument("--out", help="results store: a .csv file, or a Parquet directory; reruns resume")
     p.add_argument("--plot", help="write the Pareto front to this PNG")
     p.add_argument("--x", default="cycles", help="Pareto x axis: a result column")
     p.add_argument("--y", default="energy_joules", help="Pareto y axis: a result column")
