@@ -540,8 +540,24 @@ def sweep(space, workload, *, client=None, cache=None, base="wse2", seed=0, prog
     base : the WaferConfig preset the points override ("wse2", "wse3", "small").
     seed : the seed every point's inputs are drawn from (on the worker).
 
-    Text columns hold "" where a failed point has no value, ``sram_peak_bytes`` and
-    ``pes`` are nullable integers (``<NA>``), the other figures floats (NaN).
+    progress : bool, default False
+        Show a progress bar (tqdm).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point, in the space's order: the point's values, ``key``, and the
+        result columns ``RESULT_COLUMNS`` (``status`` "ok", "overflow" or "invalid" with
+        its ``reason``; ``cycles`` and its bounds, ``seconds``, ``energy_joules``,
+        ``utilization``, ``bottleneck``, ``sram_peak_bytes``, ``pes``, ``mapping_used``,
+        ``region_used``, ``wall_seconds``). Text columns hold "" where a failed point has
+        no value, ``sram_peak_bytes`` and ``pes`` are nullable integers (``<NA>``), the
+        other figures floats (NaN).
+
+    See Also
+    --------
+    skip_notes : why points differing only in a sparsity can have equal cycles.
+    plot_pareto : the Pareto front as a PNG.
     """
     _requires()
     if isinstance(workload, str) and workload not in WORKLOADS:

@@ -139,6 +139,42 @@ class SimReport:
     wafer grid; ``link_wavelets[r, c, d]`` counts wavelets PE (r, c) sent out in
     direction d of N, E, S, W. MAC counts: ``macs_performed + macs_skipped_weight +
     macs_skipped_activation == macs_dense`` and ``macs_useful <= macs_performed``.
+
+    Reports come from :class:`~wsekern.Wafer`'s methods; ``a + b`` is the report of a then
+    b. ``str(report)`` is a readable summary, ``report.to_dict()`` the same as JSON-ready
+    values, ``report.plot(path)`` a PNG of the per-PE maps.
+
+    Attributes
+    ----------
+    cycles : float
+        The run's cycles; ``cycles_lower`` and ``cycles_upper`` bound them (see
+        :meth:`explanation` for what each bound is).
+    clock_hz : float
+        The clock; ``seconds`` is ``cycles / clock_hz``.
+    macs_dense, macs_useful, macs_performed : int
+        Multiply-adds of the dense product, those with both operands nonzero, those done.
+    macs_skipped_weight, macs_skipped_activation : int
+        Multiply-adds skipped for a zero weight, for a zero activation.
+    busy_cycles, sram_bytes, link_wavelets : ndarray
+        Per PE: busy cycles, SRAM high-water in bytes, wavelets sent per direction.
+    wavelets_sent : int
+        Wavelets injected into the fabric.
+    energy_joules : float
+        The energy estimate.
+    bottleneck : str
+        One of ``BOTTLENECKS``; see ``BOTTLENECK_NOTES`` for what each means.
+    region : tuple
+        (row0, col0, rows, cols) of the PEs used.
+    mapping : str
+        The mapping run.
+    dtype : str
+        The on-fabric element type.
+    fmac_per_cycle : float
+        Multiply-adds per PE per cycle at the peak rate.
+    details : dict
+        Mapping-specific figures (for an event run: stalls, events, the analytic estimate).
+    problem : dict
+        What was simulated: see :func:`problem_of`.
     """
     cycles: float
     cycles_lower: float

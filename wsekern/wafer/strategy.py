@@ -33,7 +33,37 @@ def current_strategy():
 
 
 class WaferStrategy:
-    """Run a model's training steps on the simulated wafer as well as on the CPU."""
+    """Run a model's training steps on the simulated wafer as well as on the CPU.
+
+    A model built inside :meth:`scope` is placed on the wafer when it is built
+    (layer-pipelined when everything fits in SRAM, else weight streaming); each training
+    step is then costed from that batch's real nonzero counts, and
+    ``model.wafer_report()`` summarises the steps.
+
+    Parameters
+    ----------
+    config : WaferConfig, optional
+        The machine (``WaferConfig.wse2()`` when None).
+    mode : {None, "layer-pipelined", "weight-streaming"}
+        None: layer-pipelined if the weights, gradients, optimizer state and saved
+        activations fit in 80 % of the wafer's SRAM, else weight streaming.
+
+    Raises
+    ------
+    TypeError
+        ``config`` is not a WaferConfig.
+    ValueError
+        An unknown mode.
+
+    Examples
+    --------
+    >>> import wsekern as wk
+    >>> strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16))
+    >>> with strategy.scope():
+    ...     model = wk.nn.Sequential([wk.nn.Input(shape=(8,)), wk.nn.layers.Dense(4)])
+    >>> strategy.mode
+    'layer-pipelined'
+    """
 
     def __init__(self, config=None, mode=None):
         if config is None:
