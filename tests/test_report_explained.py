@@ -192,6 +192,9 @@ def test_plots_are_written_atomically(tmp_path):
     assert path == tmp_path / "r.png"
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(tmp_path) == ["r.png"]                 # no temporary file left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask     # as open() would make it
     with pytest.raises(OSError):
         rep.plot(tmp_path / "missing" / "r.png")
     assert os.listdir(tmp_path) == ["r.png"]

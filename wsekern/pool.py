@@ -116,14 +116,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, H, W)
-        float32 or float64 input.
-    kernel_size : int or (int, int)
-        Window height and width.
-    stride : int or (int, int), optional
-        Step between windows; the kernel size when None (torch's default).
-    padding : int or (int, int), default 0
-        Implicit padding on each side, at most half the kernel.
+    x, kernel_size, stride, padding
+        As for :func:`max_pool2d`.
 
     Returns
     -------

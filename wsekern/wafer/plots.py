@@ -37,6 +37,9 @@ def save(fig, path):
     folder = os.path.dirname(os.path.abspath(os.fspath(path)))
     fd, tmp = tempfile.mkstemp(suffix=".png", prefix=".wsekern-plot-", dir=folder)
     try:
+        mask = os.umask(0)              # mkstemp makes the file 0600; a plot is for all to read
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight")
             f.flush()
