@@ -252,3 +252,14 @@ def test_every_cli_option_has_help_and_shows_its_default(name):
             assert f"(default: {action.default})" in formatted, \
                 f"wsekern {name} --help does not show the default of {action.option_strings}"
     assert "%(default" not in text
+
+
+def test_sweep_notes_group_points_whose_region_is_a_list():
+    pd = pytest.importorskip("pandas")
+    from wsekern import sweeps as sw
+    frame = pd.DataFrame({"sparsity": [0.5, 0.9, 0.5, 0.9],
+                          "region": [[4, 4], [4, 4], [8, 8], [8, 8]], "key": list("abcd"),
+                          "status": ["ok"] * 4, "cycles": [10.0, 10.0, 7.0, 5.0],
+                          "mapping_used": ["weight-stationary"] * 2 + ["activation-stationary"] * 2})
+    notes = sw.skip_notes(frame)
+    assert len(notes) == 1 and "with weight-stationary" in notes[0]

@@ -712,13 +712,16 @@ def skip_notes(frame):
         if knob not in params:
             continue
         others = [p for p in params if p != knob]
-        groups = ok.groupby(others, dropna=False) if others else [((), ok)]
+        # grouped by the text of the other values: a region may be an unhashable list
+        keys = [ok[p].astype(str) for p in others]
+        groups = ok.groupby(keys, dropna=False) if others else [((), ok)]
         for _, group in groups:
             same = group[group["cycles"].duplicated(keep=False)]
             if same[knob].nunique() < 2:
                 continue
             for mapping in sorted(same["mapping_used"].dropna().unique()):
-                values = ", ".join(f"{v:g}" for v in sorted(same[knob].unique()))
+                values = ", ".join(f"{v:g}" if isinstance(v, (int, float)) else str(v)
+                                   for v in sorted(same[knob].unique()))
                 note = (f"equal cycles at {knob} {values} ({operand}'s zeros) with {mapping}: "
                         f"{SKIP_NOTES.get(mapping, 'see the mapping')}")
                 if note not in notes:
