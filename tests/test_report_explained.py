@@ -260,6 +260,7 @@ def test_sweep_notes_group_points_whose_region_is_a_list():
     frame = pd.DataFrame({"sparsity": [0.5, 0.9, 0.5, 0.9],
                           "region": [[4, 4], [4, 4], [8, 8], [8, 8]], "key": list("abcd"),
                           "status": ["ok"] * 4, "cycles": [10.0, 10.0, 7.0, 5.0],
-                          "mapping_used": ["weight-stationary"] * 2 + ["activation-stationary"] * 2})
+                          "mapping_used": ["weight-stationary"] * 2
+                          + ["activation-stationary"] * 2})
     notes = sw.skip_notes(frame)
     assert len(notes) == 1 and "with weight-stationary" in notes[0]

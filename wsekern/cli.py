@@ -347,7 +347,8 @@ def build_parser():
     p.add_argument("spec", help="a TOML file: workload = 'spmm' | 'conv2d' | 'matmul', [space]")
     p.add_argument("--scheduler", help="a Dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--serial", action="store_true", help="run in this process, no Dask")
-    p.add_argument("--out", help="results store: a .csv file, or a Parquet directory; reruns resume")
+    p.add_argument("--out",
+                   help="results store: a .csv file, or a Parquet directory; reruns resume")
     p.add_argument("--plot", help="write the Pareto front to this PNG")
     p.add_argument("--x", default="cycles", help="Pareto x axis: a result column")
     p.add_argument("--y", default="energy_joules", help="Pareto y axis: a result column")
@@ -361,7 +362,8 @@ def build_parser():
     p.add_argument("--sparsity", type=float, default=None,
                    help="weight sparsity (mlp/cnn default 0.9, transformer 0)")
     p.add_argument("--epochs", type=int, default=15, help="mlp/cnn: passes over the data")
-    p.add_argument("--batch-size", type=int, default=None, help="samples per step (default: 64; 32 for transformer)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per step (default: 64; 32 for transformer)")
     p.add_argument("--text", help="transformer: a text file (default: CPython's pydoc topics)")
     p.add_argument("--layers", type=int, default=2, help="transformer: blocks")
     p.add_argument("--d-model", type=int, default=128, help="transformer: embedding width")
