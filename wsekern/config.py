@@ -43,7 +43,14 @@ SIMD_PATH = _select_simd()
 
 
 def get_config():
-    """The configuration as a dict (what show_config prints)."""
+    """The build and run-time configuration as a dict (what :func:`show_config` prints).
+
+    Returns
+    -------
+    dict
+        Keys include ``wsekern`` (version), ``simd`` (the SIMD path chosen),
+        ``simd_available``, ``cost_table``, ``openmp`` and ``threads``.
+    """
     from . import __version__
     from .costs import cost_table
     cpu = cpu_info()
@@ -68,7 +75,10 @@ def get_config():
 
 def show_config():
     """Print the CPU and its caches, the SIMD path chosen at run time (and those the CPU
-    runs), the cost table the dispatcher uses, OpenMP, threads, compiler and versions."""
+    runs), the cost table the dispatcher uses, OpenMP, threads, compiler and versions.
+
+    ``wsekern config`` prints the same; :func:`get_config` returns it as a dict.
+    """
     for key, value in get_config().items():
         if key == "caches":
             value = describe().partition("; ")[2]

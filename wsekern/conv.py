@@ -290,12 +290,61 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, n_thre
     arithmetic, as torch does: a zero weight times an inf input is NaN, and so is an
     inf or NaN weight times a zero input (padding included). A zero is skipped only
     where that is exact: zero weights when x is finite, zero pixels when w is finite.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C_in, H, W)
+        The input.
+    w : ndarray, shape (C_out, C_in / groups, kh, kw)
+        The weights; their zeros are skipped.
+    bias : ndarray, shape (C_out,), optional
+        Added to each output channel.
+    stride, padding, dilation : int or (int, int)
+        As in torch (``padding`` zeros on each side).
+    groups : int, default 1
+        C_in and C_out are split into this many independent groups.
+    n_threads : int, optional
+        OpenMP threads (None: wsekern's thread policy).
+
+    Returns
+    -------
+    ndarray, shape (N, C_out, OH, OW)
+        ``OH = (H + 2 * padding - dilation * (kh - 1) - 1) // stride + 1``, likewise OW.
+
+    Raises
+    ------
+    ValueError
+        Shapes or dtypes that do not fit together, or an output of zero size.
+
+    See Also
+    --------
+    conv2d_backward, conv2d_path
+
+    Examples
+    --------
+    >>> import numpy as np, wsekern
+    >>> x = np.ones((1, 2, 5, 5), np.float32)
+    >>> w = np.zeros((3, 2, 3, 3), np.float32); w[:, :, 1, 1] = 1
+    >>> wsekern.conv2d(x, w, padding=1).shape
+    (1, 3, 5, 5)
     """
     return _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads)[0]
 
 
 def conv2d_path(x, w, *, stride=1, padding=0, dilation=1, groups=1):
-    """The path conv2d takes ("direct", "input-sparse" or "im2col-blas") for these operands."""
+    """The path :func:`conv2d` takes for these operands.
+
+    Parameters
+    ----------
+    x, w, stride, padding, dilation, groups
+        As for :func:`conv2d`.
+
+    Returns
+    -------
+    str
+        ``"direct"`` (zero weights skipped), ``"input-sparse"`` (only nonzero input pixels
+        multiplied) or ``"im2col-blas"`` (dense wins).
+    """
     return _conv2d(x, w, None, stride, padding, dilation, groups, 1)[1]
 
 
@@ -364,6 +413,21 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
 
     With ``weight_mask`` (boolean, w's shape) grad_w is computed only at the kept
     weights and is zero elsewhere; the zero weights are also skipped in grad_x.
+
+    Parameters
+    ----------
+    grad_out : ndarray, shape (N, C_out, OH, OW)
+        The gradient of conv2d's output.
+    x, w, stride, padding, dilation, groups, n_threads
+        As given to :func:`conv2d`.
+    weight_mask : ndarray of bool, w's shape, optional
+        The kept weights of a pruned layer.
+
+    Returns
+    -------
+    grad_x : ndarray, x's shape
+    grad_w : ndarray, w's shape
+    grad_b : ndarray, shape (C_out,)
     """
     x, w = _as_float(x, "x"), _as_float(w, "w")
     grad_out = _as_float(grad_out, "grad_out")

@@ -2,14 +2,29 @@
 
 
 class WsekernError(Exception):
-    """Base class of wsekern's own errors (bad input raises ValueError/TypeError)."""
+    """Base class of wsekern's own errors (bad input raises ValueError/TypeError).
+
+    Subclasses: :class:`SramOverflowError` (a mapping does not fit a PE's SRAM) and the
+    ``WorkLimitError`` of an event run estimated beyond its limits (also a ValueError).
+    The ``wsekern`` command prints them and exits with a non-zero status.
+    """
 
 
 class SramOverflowError(WsekernError, MemoryError):
     """A mapping asked a processing element for more SRAM than it has.
 
-    Attributes: ``pe`` (row, col) on the wafer, ``needed`` bytes, ``capacity`` bytes,
-    ``free`` bytes for data after the reserve, ``breakdown`` {buffer: bytes}.
+    Attributes
+    ----------
+    pe : tuple of int
+        (row, col) of the PE on the wafer.
+    needed : int
+        Bytes the mapping asked for.
+    capacity : int
+        The PE's SRAM in bytes.
+    free : int
+        Bytes left for data after the code/runtime reserve.
+    breakdown : dict
+        Buffer name -> bytes.
     """
 
     def __init__(self, message, *, pe=None, needed=None, capacity=None, free=None,

@@ -105,7 +105,19 @@ def _overlaps(out, W, X):
 
 
 def spmm_path(W, X, *, transpose=False):
-    """The path :func:`spmm` takes for these operands (runs it once)."""
+    """The path :func:`spmm` takes for these operands (runs it once).
+
+    Parameters
+    ----------
+    W, X, transpose
+        As for :func:`spmm`.
+
+    Returns
+    -------
+    str
+        One of ``"csr"``, ``"csr-skip-rows"``, ``"csr-sparse-x"``, ``"dense-skip-zeros"``,
+        ``"blas"``, ``"blas-skip-rows"``, ``"blas-densified"``.
+    """
     return _spmm_impl(W, X, transpose, None, 1)[1]
 
 

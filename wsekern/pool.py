@@ -39,13 +39,57 @@ def _pad(x, p, value):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """The maximum of each window, as ``torch.nn.functional.max_pool2d`` (NaN wins).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        float32 or float64 input.
+    kernel_size : int or (int, int)
+        Window height and width.
+    stride : int or (int, int), optional
+        Step between windows; the kernel size when None (torch's default).
+    padding : int or (int, int), default 0
+        Implicit padding on each side, at most half the kernel.
+
+    Returns
+    -------
+    ndarray, shape (N, C, OH, OW)
+        ``OH = (H + 2 * padding - kernel) // stride + 1``, likewise OW; x's dtype.
+
+    Raises
+    ------
+    ValueError
+        x not 4-D, padding above half the kernel, or a window that does not fit.
+
+    Examples
+    --------
+    >>> import numpy as np, wsekern
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> wsekern.max_pool2d(x, 2)[0, 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+    """
     x, k, s, p, OH, OW = _geometry(x, kernel_size, stride, padding)
     win = _windows(_pad(x, p, -np.inf), k, s, OH, OW)
     return np.ascontiguousarray(win.max(axis=(4, 5)))
 
 
 def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
-    """Gradient of max_pool2d: each window's gradient goes to its (first) maximum."""
+    """Gradient of :func:`max_pool2d`: each window's gradient goes to its (first) maximum.
+
+    Parameters
+    ----------
+    grad_out : ndarray, shape (N, C, OH, OW)
+        The gradient of the pooled output.
+    x, kernel_size, stride, padding
+        As given to :func:`max_pool2d`.
+
+    Returns
+    -------
+    ndarray, shape (N, C, H, W)
+        The gradient of x.
+    """
     x, k, s, p, OH, OW = _geometry(x, kernel_size, stride, padding)
     grad_out = _check_grad(grad_out, x, OH, OW)
     win = _windows(_pad(x, p, -np.inf), k, s, OH, OW)
@@ -67,12 +111,44 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """The mean of each window, as ``torch.nn.functional.avg_pool2d`` (padding zeros are
+    counted: ``count_include_pad=True``).
+
+    Parameters
+    ----------
+    x, kernel_size, stride, padding
+        As for :func:`max_pool2d`.
+
+    Returns
+    -------
+    ndarray, shape (N, C, OH, OW)
+        x's dtype.
+
+    Raises
+    ------
+    ValueError
+        x not 4-D, padding above half the kernel, or a window that does not fit.
+    """
     x, k, s, p, OH, OW = _geometry(x, kernel_size, stride, padding)
     win = _windows(_pad(x, p, 0), k, s, OH, OW)
     return np.ascontiguousarray(win.sum(axis=(4, 5)) / (k[0] * k[1])).astype(x.dtype)
 
 
 def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
+    """Gradient of :func:`avg_pool2d`: each window's gradient shared equally by its inputs.
+
+    Parameters
+    ----------
+    grad_out : ndarray, shape (N, C, OH, OW)
+        The gradient of the pooled output.
+    x, kernel_size, stride, padding
+        As given to :func:`avg_pool2d`.
+
+    Returns
+    -------
+    ndarray, shape (N, C, H, W)
+        The gradient of x.
+    """
     x, k, s, p, OH, OW = _geometry(x, kernel_size, stride, padding)
     grad_out = _check_grad(grad_out, x, OH, OW)
     gxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * p[0], x.shape[3] + 2 * p[1]),

@@ -43,10 +43,29 @@ def check_sparse_operand(W, name="W", *, values="float"):
     one data row each; DOK keys (row, column) integer pairs in range. Unsorted and
     duplicate indices are valid (they are summed, as SciPy does). O(nnz + rows).
 
-    ``values`` is "float" (float32/float64 required, for kernels) or "real" (any real
-    or boolean dtype, for a pattern or a file's integers). Returns W, or a copy whose
-    index arrays are int64 when they were narrower or unsigned: SciPy's own arithmetic
-    on those wraps (a uint8 DIA offset negated by a transpose) or fails.
+    Parameters
+    ----------
+    W : scipy.sparse matrix or array
+        Any of SciPy's formats.
+    name : str, default "W"
+        What to call the operand in error messages.
+    values : {"float", "real"}
+        "float": float32/float64 required (kernels); "real": any real or boolean dtype
+        (a pattern, or a file's integers).
+
+    Returns
+    -------
+    scipy.sparse matrix or array
+        W, or a copy whose index arrays are int64 when they were narrower or unsigned:
+        SciPy's own arithmetic on those wraps (a uint8 DIA offset negated by a
+        transpose) or fails.
+
+    Raises
+    ------
+    ValueError
+        A malformed array, naming the format, the array and what was wrong.
+    TypeError
+        W is not a SciPy sparse matrix or array of a known format.
     """
     fmt = getattr(W, "format", None)
     if not sps.issparse(W) or fmt not in _FORMAT_CHECKS:
@@ -294,6 +313,25 @@ class PackedSparse:
     of ``M + 1`` non-decreasing entries from 0 to ``len(indices)``, column indices in
     range, sorted and unique within each row, one float32/float64 value per index)
     and copies them, so a PackedSparse is valid for as long as it lives.
+
+    Parameters
+    ----------
+    data : ndarray of float32 or float64
+        The stored values, row by row.
+    indices : ndarray of int
+        Their column indices (sorted and unique within each row).
+    indptr : ndarray of int, length M + 1
+        Where each row starts in ``data`` and ``indices``.
+    shape : (int, int)
+        (M, K).
+
+    Attributes
+    ----------
+    shape : (int, int)
+    nnz : int
+        Stored entries.
+    dtype : numpy.dtype
+        The values' type.
     """
 
     def __init__(self, data, indices, indptr, shape):
@@ -467,6 +505,29 @@ def pack(W, *, dtype=None):
     ``W`` is a SciPy sparse matrix or array (any format) or a dense 2-D array whose
     zeros are dropped.  Duplicates are summed and column indices sorted, as in
     ``W.tocsr(); W.sum_duplicates()``.  ``dtype`` defaults to W's (float32/float64).
+
+    Parameters
+    ----------
+    W : scipy.sparse matrix or array, or 2-D ndarray
+        The weight; its raw arrays are checked before SciPy converts them.
+    dtype : {None, numpy.float32, numpy.float64}
+        The values' type (None: W's).
+
+    Returns
+    -------
+    PackedSparse
+
+    Raises
+    ------
+    ValueError
+        Malformed sparse arrays, a non-float dtype or W not 2-D.
+
+    Examples
+    --------
+    >>> import numpy as np, wsekern
+    >>> P = wsekern.pack(np.array([[0, 2.0], [3.0, 0]], np.float32))
+    >>> P.nnz, P.shape
+    (2, (2, 2))
     """
     if isinstance(W, PackedSparse):
         return W if dtype is None else W.astype(dtype)

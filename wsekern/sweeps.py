@@ -540,8 +540,24 @@ def sweep(space, workload, *, client=None, cache=None, base="wse2", seed=0, prog
     base : the WaferConfig preset the points override ("wse2", "wse3", "small").
     seed : the seed every point's inputs are drawn from (on the worker).
 
-    Text columns hold "" where a failed point has no value, ``sram_peak_bytes`` and
-    ``pes`` are nullable integers (``<NA>``), the other figures floats (NaN).
+    progress : bool, default False
+        Show a progress bar (tqdm).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point, in the space's order: the point's values, ``key``, and the
+        result columns ``RESULT_COLUMNS`` (``status`` "ok", "overflow" or "invalid" with
+        its ``reason``; ``cycles`` and its bounds, ``seconds``, ``energy_joules``,
+        ``utilization``, ``bottleneck``, ``sram_peak_bytes``, ``pes``, ``mapping_used``,
+        ``region_used``, ``wall_seconds``). Text columns hold "" where a failed point has
+        no value, ``sram_peak_bytes`` and ``pes`` are nullable integers (``<NA>``), the
+        other figures floats (NaN).
+
+    See Also
+    --------
+    skip_notes : why points differing only in a sparsity can have equal cycles.
+    plot_pareto : the Pareto front as a PNG.
     """
     _requires()
     if isinstance(workload, str) and workload not in WORKLOADS:
@@ -657,29 +673,60 @@ def pareto_front(frame, x="cycles", y="energy_joules"):
 
 
 def plot_pareto(frame, path, x="cycles", y="energy_joules", label=None):
-    """Scatter of every point, the Pareto front joined and its points labelled."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Write a PNG of every point and the Pareto front (``x`` and ``y``, lower is better).
+
+    The front's points are numbered and listed under the axes with the parameters that
+    vary (or ``label(row)``); points that coincide are drawn larger, and the notes of
+    :func:`skip_notes` say why some coincide. Returns ``path``.
+    """
+    from .wafer import plots
     ok = frame[frame["status"] == "ok"]
     front = frame[pareto_front(frame, x, y)].sort_values(x)
-    params = [c for c in frame.columns if c not in RESULT_COLUMNS and c != "key"
-              and frame[c].astype(str).nunique() > 1]          # label what varies
-    fig, ax = plt.subplots(figsize=(9, 6))
-    ax.scatter(ok[x], ok[y], s=18, alpha=0.5, label="points")
-    ax.plot(front[x], front[y], "-o", color="crimson", label="Pareto front")
-    for _, row in front.iterrows():
-        text = label(row) if label else ", ".join(f"{p}={row[p]}" for p in params)
-        ax.annotate(text, (row[x], row[y]), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.set_title(f"{len(ok)} points, {int((frame['status'] != 'ok').sum())} failed")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    params = _varied(frame)
+    positions = {idx: k for k, idx in enumerate(ok.index)}
+    labels = [label(row) if label else ", ".join(f"{p}={row[p]}" for p in params)
+              for _, row in front.iterrows()]
+    units = {"cycles": "cycles", "energy_joules": "energy (J)", "seconds": "time (s)"}
+    failed = int((frame["status"] != "ok").sum())
+    return plots.pareto(ok[x].to_numpy(float), ok[y].to_numpy(float),
+                        [positions[i] for i in front.index], labels,
+                        xlabel=units.get(x, x), ylabel=units.get(y, y),
+                        title=f"{len(ok)} points, {failed} failed; Pareto front of {x} and {y}",
+                        path=path, notes=skip_notes(frame))
+
+
+def _varied(frame):
+    """The parameter columns whose value changes across the sweep."""
+    return [c for c in frame.columns if c not in RESULT_COLUMNS and c != "key"
+            and frame[c].astype(str).nunique() > 1]
+
+
+def skip_notes(frame):
+    """Why points that differ only in a sparsity have the same cycles: which operand's
+    zeros the mapping they used can skip. A list of sentences (empty when none apply)."""
+    from .wafer.report import SKIP_NOTES
+    notes = []
+    ok = frame[frame["status"] == "ok"]
+    params = _varied(frame)
+    for knob, operand in (("sparsity", "W"), ("act_sparsity", "X")):
+        if knob not in params:
+            continue
+        others = [p for p in params if p != knob]
+        # grouped by the text of the other values: a region may be an unhashable list
+        keys = [ok[p].astype(str) for p in others]
+        groups = ok.groupby(keys, dropna=False) if others else [((), ok)]
+        for _, group in groups:
+            same = group[group["cycles"].duplicated(keep=False)]
+            if same[knob].nunique() < 2:
+                continue
+            for mapping in sorted(same["mapping_used"].dropna().unique()):
+                values = ", ".join(f"{v:g}" if isinstance(v, (int, float)) else str(v)
+                                   for v in sorted(same[knob].unique()))
+                note = (f"equal cycles at {knob} {values} ({operand}'s zeros) with {mapping}: "
+                        f"{SKIP_NOTES.get(mapping, 'see the mapping')}")
+                if note not in notes:
+                    notes.append(note)
+    return notes
 
 
 def load_spec(path):

@@ -773,7 +773,7 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
 
 
 def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-    """1-D or 2-D convolution, channels last, kernel (*window, in / groups, out) as
+    """1-D or 2-D convolution, channels last, kernel ``(*window, in / groups, out)`` as
     keras.ops.conv, through wsekern.conv2d (grouped when the kernel has fewer input
     channels than the inputs)."""
     from .layers.conv import conv2d_nhwc, same_pads

@@ -382,7 +382,7 @@ class Adadelta(Optimizer):
 
 
 class Adamax(Optimizer):
-    """m += (g - m)(1 - b1); u = max(b2 u, |g|); w -= lr m / ((1 - b1^t)(u + eps))."""
+    """``m += (g - m)(1 - b1); u = max(b2 u, |g|); w -= lr m / ((1 - b1^t)(u + eps))``."""
     _default_name = "adamax"
     _slots = ("m", "u")
 

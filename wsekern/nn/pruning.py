@@ -2,7 +2,7 @@
 
 At step t in [t0, t0 + n * dt], every dt steps, each pruned layer keeps the largest-
 magnitude weights so that its sparsity is
-    s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt)) ** 3.
+``s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt)) ** 3``.
 Pruned weights are removed from the packed pattern, so later steps neither store nor
 multiply them. A pruning step gives the repacked kernel a new variable, which restarts
 its optimizer state (Adam's moments) for that layer.

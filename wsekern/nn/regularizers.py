@@ -29,7 +29,7 @@ class Regularizer:
 
 
 class L1L2(Regularizer):
-    """l1 * sum(|x|) + l2 * sum(x^2)."""
+    """``l1 * sum(|x|) + l2 * sum(x^2)``."""
 
     def __init__(self, l1=0.0, l2=0.0):
         self.l1, self.l2 = _factor("l1", l1), _factor("l2", l2)
@@ -64,8 +64,8 @@ class L2(L1L2):
 
 
 class OrthogonalRegularizer(Regularizer):
-    """factor * mean |off-diagonal of the Gram matrix of the l2-normalised rows (or
-    columns)|, as Keras 3 computes it."""
+    """``factor`` times the mean absolute off-diagonal entry of the Gram matrix of the
+    l2-normalised rows (or columns), as Keras 3 computes it."""
 
     def __init__(self, factor=0.01, mode="rows"):
         if mode not in ("rows", "columns"):

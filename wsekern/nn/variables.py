@@ -11,7 +11,20 @@ class Variable(Tensor):
 
     ``initializer`` is an array-like value, or an initializer (name or callable) together
     with ``shape``. ``assign``/``assign_add``/``assign_sub`` write in place, so every
-    reference to the variable (optimizer state included) sees the new value."""
+    reference to the variable (optimizer state included) sees the new value.
+
+    Parameters
+    ----------
+    initializer : array-like, str or callable
+        The value, or an initializer such as ``"glorot_uniform"`` used with ``shape``.
+    shape : tuple, optional
+    dtype : str, optional
+    trainable : bool, default True
+        Whether ``fit`` updates it.
+    name : str, optional
+    regularizer : callable, optional
+        Its penalty is added to the loss.
+    """
     __slots__ = ("trainable", "regularizer")
 
     def __init__(self, initializer, shape=None, dtype=None, trainable=True, name=None,

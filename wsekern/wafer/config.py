@@ -92,8 +92,49 @@ def _fmac_pj():
 class WaferConfig:
     """A wafer-scale dataflow engine: a grid of PEs with capped SRAM on a 2-D mesh.
 
-    Every field has a default from MACHINE.md (WSE-2-like); ``wse2()``, ``wse3()`` and
-    ``small(rows, cols)`` are presets, each taking keyword overrides.
+    Every field has a default from public sources (WSE-2-like); ``wse2()``, ``wse3()`` and
+    ``small(rows, cols)`` are presets, each taking keyword overrides. Each field must lie
+    in the physical range of ``wsekern.wafer.config.LIMITS``; a value outside it is refused
+    with a ``ValueError`` naming the field, the value and the range. The comments beside
+    the fields in the source give each constant's source.
+
+    Parameters
+    ----------
+    rows, cols : int
+        The grid of PEs a program gets (750 x 994 on a WSE-2).
+    sram_bytes : int
+        SRAM per PE (48 KiB).
+    reserve_bytes : int
+        SRAM kept by the code and runtime; the rest holds data.
+    clock_hz : float
+        The clock (850 MHz).
+    dtype : {"fp16", "fp32"}
+        The on-fabric element type (separate from the CPU arrays' dtype).
+    fmac_per_cycle, dsd_lanes, pj_per_fmac : dict
+        Per dtype: multiply-adds per cycle, vector lanes, energy per multiply-add.
+    hop_cycles, ramp_cycles, turn_cycles, stage_cycles : float
+        Fabric latencies: a hop, the core-router ramp, a change of direction, a relay stage.
+    task_cycles, setup_cycles, scalar_cycles_per_element : float
+        A task's start, a vector op's set-up, a scalar-code element (compressed operands).
+    link_wavelets_per_cycle : float
+        Link bandwidth.
+    queue_depth, colors : int
+        Router queue depth in wavelets; routable colours (virtual channels).
+    external_bytes_per_s, host_bytes_per_s : float
+        Bandwidth of the weight-streaming memory and of the host link.
+    pj_per_sram_byte, pj_per_wavelet_hop, static_pj_per_pe_cycle : float
+        Energy per event.
+    dsd_issue_cycles, task_switch_cycles, stream_stage_cycles, fabric_elem_cycles, \
+launch_cycles : float
+        Instruction-level costs fitted to WSE-3 measurements.
+    routing_paths_per_pe : int
+        Routing paths a PE can hold (caps MeshGEMV's groups).
+
+    Examples
+    --------
+    >>> from wsekern import WaferConfig
+    >>> WaferConfig.wse3(rows=16, cols=16, dtype="fp32").hop_cycles
+    2.0
     """
     rows: int = 750                       # usable program rectangle 750 x 994 [P: sdk-examples]
     cols: int = 994

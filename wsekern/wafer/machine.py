@@ -19,6 +19,7 @@ from ..sparse import PackedSparse, check_float_dtype, check_sparse_operand
 from . import analytic, event, mesh, mesh_event
 from .config import WaferConfig
 from .estimate import event_cost
+from .report import problem_of
 
 MAPPINGS = ("weight-stationary", "activation-stationary", "meshgemv")
 MATMUL_MAPPINGS = ("summa", "meshgemm")
@@ -39,13 +40,49 @@ def _geometric(top, count=20):
 class Wafer:
     """A simulated wafer-scale engine running wsekern's kernels.
 
-    ``mode="event"`` runs are estimated from the placement before they start (wavelet-link
-    events and bytes, see estimate.py) and refused with a ``WorkLimitError`` above
-    ``max_events`` or ``max_memory`` bytes (None: no limit). The defaults allow about
-    10 s to 2 min of simulation on one core.
+    Each method computes what the CPU kernel computes and returns it with a
+    :class:`~wsekern.SimReport` of what the same work costs on the wafer: the placer picks
+    a rectangle of PEs and a mapping (weight-stationary, activation-stationary, MeshGEMV;
+    SUMMA or MeshGEMM for a dense matmul) with the fewest cycles that fits in SRAM, unless
+    ``region`` and ``mapping`` name them. ``mode="event"`` then runs that placement wavelet
+    by wavelet instead of costing it analytically.
 
-    >>> wafer = Wafer(WaferConfig.small(8, 8))
-    >>> Y, report = wafer.spmm(W, X)          # doctest: +SKIP
+    Parameters
+    ----------
+    config : WaferConfig, optional
+        The machine (``WaferConfig.wse2()`` when None).
+    max_events : float or None, default 1e8
+        An event run estimated above this many wavelet-link events is refused with a
+        ``WorkLimitError`` before it starts (None: no limit).
+    max_memory : float or None, default 4 GiB
+        Likewise for the bytes an event run would allocate.
+
+    Raises
+    ------
+    TypeError
+        ``config`` is not a WaferConfig.
+    ValueError
+        A limit that is not a positive number or None.
+
+    See Also
+    --------
+    WaferConfig : the machine's parameters and presets.
+    SimReport : what a report holds.
+
+    Notes
+    -----
+    The defaults allow about 10 s to 2 min of event simulation on one core; an analytic
+    cost takes O(nonzeros + PEs) time, never O(M K N).
+
+    Examples
+    --------
+    >>> import numpy as np, wsekern
+    >>> wafer = wsekern.Wafer(wsekern.WaferConfig.small(8, 8))
+    >>> W = np.eye(64, dtype=np.float32)
+    >>> X = np.ones((64, 4), np.float32)
+    >>> Y, report = wafer.spmm(W, X)
+    >>> bool(np.allclose(Y, X)), report.problem["op"]
+    (True, 'spmm')
     """
 
     def __init__(self, config=None, *, max_events=MAX_EVENTS, max_memory=MAX_MEMORY):
@@ -159,6 +196,39 @@ class Wafer:
         ``compute=False`` skips the CPU kernel and returns (None, report): design-space
         sweeps want the cost only. ``mode="event"`` simulates the chosen placement
         wavelet by wavelet and returns what the PEs computed.
+
+        Parameters
+        ----------
+        W : scipy.sparse matrix or array, PackedSparse, or 2-D ndarray, shape (M, K)
+            The weight; its zeros are skipped where the mapping can.
+        X : ndarray, shape (K, N) or (K,)
+            Dense activations; their zeros are never sent (weight-stationary).
+        region : tuple, optional
+            ``(rows, cols)`` or ``(row0, col0, rows, cols)``; None: the placer chooses.
+        mapping : {None, "weight-stationary", "activation-stationary", "meshgemv"}
+            None: the placer chooses.
+        n_threads : int, optional
+            Threads of the CPU kernel.
+        compute : bool, default True
+            False: cost only, Y is None.
+        mode : {"analytic", "event"}
+            The analytic model, or the event-level simulation of the same placement.
+
+        Returns
+        -------
+        Y : ndarray or None
+            ``W @ X`` (what the simulated PEs computed, in event mode).
+        report : SimReport
+            The cost, with ``report.problem`` recording these inputs.
+
+        Raises
+        ------
+        SramOverflowError
+            No candidate region fits (or the given one does not).
+        WorkLimitError
+            An event run estimated above the Wafer's limits.
+        ValueError
+            Shapes that do not match, a bad region, mapping or mode.
         """
         _check_mode(mode)
         Wm = _as_scipy(W)
@@ -168,12 +238,16 @@ class Wafer:
         check_float_dtype(Wm.dtype, "W")
         vector = X2.ndim == 1
         X2 = X2[:, None] if vector else X2
+        asked = dict(mapping=mapping, region=region, mode=mode)
         if mode == "event":
             Y, report = self._event(Wm, X2, region, mapping, "spmm")
             Y = Y.astype(np.result_type(Wm.dtype, X2.dtype, np.float32), copy=False)
+            report.problem = problem_of("spmm", self.config, {"W": Wm, "X": X2}, **asked)
             return (Y[:, 0] if vector else Y), report
         Y = cpu_spmm(W, X, n_threads=n_threads) if compute else None
-        return Y, self._matmul_cost(Wm, X2, region, mapping, "spmm")
+        report = self._matmul_cost(Wm, X2, region, mapping, "spmm")
+        report.problem = problem_of("spmm", self.config, {"W": Wm, "X": X2}, **asked)
+        return Y, report
 
     def _event(self, Wm, X2, region, mapping, what):
         """The analytic placer's choice of region and mapping, simulated event by event."""
@@ -229,33 +303,80 @@ class Wafer:
         return self._choose(cost, dims, mappings, region)
 
     def sddmm(self, A, B, pattern, *, region=None, n_threads=None):
-        """``wsekern.sddmm(A, B, pattern)`` and its cost: the result stays where W lives."""
+        """``wsekern.sddmm(A, B, pattern)`` and its cost: the result stays where W lives.
+
+        Parameters
+        ----------
+        A : ndarray, shape (M, D)
+        B : ndarray, shape (N, D)
+        pattern : scipy.sparse matrix or array, or PackedSparse, shape (M, N)
+            Where the products are wanted (W's pattern for a weight gradient).
+        region : tuple, optional
+            As for :meth:`spmm`.
+        n_threads : int, optional
+            Threads of the CPU kernel.
+
+        Returns
+        -------
+        result : sparse, pattern's structure
+            ``(A @ B.T)`` at the pattern's entries, as :func:`wsekern.sddmm`.
+        report : SimReport
+        """
         result = cpu_sddmm(A, B, pattern, n_threads=n_threads)
         P = _as_scipy(pattern, "pattern", values="real")
         ind = sps.csr_array((np.ones(P.nnz), P.indices, P.indptr), shape=P.shape)
         useful = cpu_sddmm((np.asarray(A) != 0).astype(np.float64),
                            (np.asarray(B) != 0).astype(np.float64), ind).sum()
+        problem = problem_of("sddmm", self.config, {"A": A, "B": B, "pattern": P},
+                             region=region, mode="analytic")
         region = self._region(region)
         (M, N), D = P.shape, np.shape(A)[1]
         if min(M, N, D) == 0:
-            return result, analytic.empty(self.config, M, D, N, "weight-stationary")
-
-        def cost(m, reg, exact=True, full=True):
-            return analytic.sddmm_cost(A, B, P, self.config, reg, useful, full=full)
-        dims = {"weight-stationary": P.shape}
-        return result, self._choose(cost, dims, ("weight-stationary",), region)
+            report = analytic.empty(self.config, M, D, N, "weight-stationary")
+        else:
+            def cost(m, reg, exact=True, full=True):
+                return analytic.sddmm_cost(A, B, P, self.config, reg, useful, full=full)
+            dims = {"weight-stationary": P.shape}
+            report = self._choose(cost, dims, ("weight-stationary",), region)
+        report.problem = problem
+        return result, report
 
     def matmul(self, A, B, *, region=None, compute=True, mapping=None):
         """Dense A @ B: SUMMA or MeshGEMM (Cannon on the interleaved two-hop ring, square
         regions), the faster that fits unless ``mapping`` names one; resident on one PE
         with region=(1, 1).
 
-        A and B are dense float32/float64 arrays (the wafer's arithmetic is real)."""
+        A and B are dense float32/float64 arrays (the wafer's arithmetic is real).
+
+        Parameters
+        ----------
+        A : ndarray, shape (M, K)
+        B : ndarray, shape (K, N)
+        region : tuple, optional
+            As for :meth:`spmm`; ``(1, 1)`` keeps A, B and the result on one PE.
+        compute : bool, default True
+            False: cost only, the result is None.
+        mapping : {None, "summa", "meshgemm"}
+            None: the faster that fits.
+
+        Returns
+        -------
+        result : ndarray or None
+            ``A @ B``.
+        report : SimReport
+        """
         A, B = _as_dense_operand(A, "A"), _as_dense_operand(B, "B")
         if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
             raise ValueError(f"matmul expects A (M x K) and B (K x N); received A.shape={A.shape}, "
                              f"B.shape={B.shape}")
         result = A @ B if compute else None
+        problem = problem_of("matmul", self.config, {"A": A, "B": B}, mapping=mapping,
+                             region=region, mode="analytic")
+        result, report = self._matmul(A, B, result, region, mapping)
+        report.problem = problem
+        return result, report
+
+    def _matmul(self, A, B, result, region, mapping):
         region = self._region(region)
         if min(A.shape + B.shape) == 0:
             return result, analytic.empty(self.config, A.shape[0], A.shape[1], B.shape[1],
@@ -282,7 +403,21 @@ class Wafer:
     def conv2d(self, x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
                region=None, mapping=None, n_threads=None, compute=True, mode="analytic"):
         """``wsekern.conv2d`` and its cost, mapped as a matmul over (C_out) x (C_in*kh*kw)
-        with the input pixels (im2col columns, zeros included in the count) streamed."""
+        with the input pixels (im2col columns, zeros included in the count) streamed.
+
+        Parameters
+        ----------
+        x, w, bias, stride, padding, dilation, groups, n_threads
+            As for :func:`wsekern.conv2d`.
+        region, mapping, compute, mode
+            As for :meth:`spmm`.
+
+        Returns
+        -------
+        y : ndarray or None
+            The convolution (what the simulated PEs computed, in event mode).
+        report : SimReport
+        """
         _check_mode(mode)
         x, w, bias, g, dtype = _conv_mod.conv_operands(x, w, bias, stride, padding, dilation,
                                                        groups)
@@ -294,14 +429,20 @@ class Wafer:
         X2 = cols.reshape(cols.shape[0] * cols.shape[1], cols.shape[2])   # (G*Kg, B*OH*OW)
         blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og]) for gi in range(g.groups)]
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
+        problem = problem_of("conv2d", self.config, {"x": x, "w": w}, stride=stride,
+                             padding=padding, dilation=dilation, groups=groups,
+                             mapping=mapping, region=region, mode=mode)
         if mode == "event":
             Y2, report = self._event(Wm, X2, region, mapping, "conv2d")
+            report.problem = problem
             _zero_weight_meets_nonfinite(w.reshape(g.O, -1), cols, Y2)
             out = Y2.reshape(g.O, g.B, g.OH, g.OW).transpose(1, 0, 2, 3)
             if bias is not None:
                 out = out + bias.astype(np.float64)[None, :, None, None]
             return np.ascontiguousarray(out, dtype=dtype), report
-        return y, self._matmul_cost(Wm, X2, region, mapping, "conv2d")
+        report = self._matmul_cost(Wm, X2, region, mapping, "conv2d")
+        report.problem = problem
+        return y, report
 
 
 def _zero_weight_meets_nonfinite(w2, cols, Y2):

@@ -1,9 +1,134 @@
-"""``SimReport``: what one simulated op (or a sequence of them) cost on the wafer."""
+"""``SimReport``: what one simulated op (or a sequence of them) cost on the wafer.
+
+Besides the numbers, a report says what it was a report of (``problem``: the op, operand
+shapes and zero fractions, dtypes, the machine and the mapping asked for) and what its
+figures mean (the bounds, the bottleneck, which operand's zeros the mapping skips), in its
+text and in ``to_dict()``, so a saved JSON can be traced to its inputs and read alone.
+"""
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+import scipy.sparse as sps
 
 BOTTLENECKS = ("compute", "fabric", "reduction", "latency", "scalar", "weight-streaming")
+
+# What is busy and what waits, for each bottleneck the models name.
+BOTTLENECK_NOTES = {
+    "compute": "the PEs' own work sets the time: each arriving value starts a task (task "
+               "start, vector set-up, multiply-adds) and the busiest PE finishes last; the "
+               "links and the reduction wait for it",
+    "scalar": "the busiest PE walks a compressed (values + indices) weight column with scalar "
+              "code, ~20 cycles an element, while the others wait",
+    "fabric": "a link is the limit: the busiest stream moves at most one wavelet a cycle and "
+              "the PEs downstream wait for data",
+    "reduction": "the partial sums are the limit: each sample's sums pass PE to PE to the "
+                 "root while the multiply-adds are done",
+    "latency": "the run is too short to fill the pipeline: hop, ramp and launch latencies "
+               "outweigh the work",
+    "weight-streaming": "the weights arrive from external memory (MemoryX) at "
+                        "external_bytes_per_s; the PEs wait for them",
+}
+
+# (lower, upper): what the two bounds on the cycles are, per mapping.
+BOUND_NOTES = {
+    "weight-stationary": (
+        "the slowest single resource alone (the busiest PE's work, the busiest input "
+        "stream at the link rate, or the reduction root), everything else hidden behind it",
+        "nothing overlaps: each sample (or stage) runs alone, one after another"),
+    "activation-stationary": (
+        "the slowest single resource alone (the busiest PE's AXPYs, the weight stream on "
+        "the links or from external memory, or the reduction)",
+        "those stages added up, nothing overlapping"),
+    "summa": ("every step at the slower of its compute and its broadcast (perfect overlap)",
+              "every step paying compute, broadcast and task switches one after another"),
+}
+EXACT_NOTE = ("exact for this mapping: its model is a fixed program schedule (resident, "
+              "MeshGEMV, MeshGEMM) or a measured event run, not a range")
+
+# Which operand's zeros a mapping skips, and which it multiplies.
+SKIP_NOTES = {
+    "weight-stationary": "X's zeros are never sent (skipped); W's zeros are skipped only in "
+                         "blocks stored compressed, multiplied in dense-stored blocks",
+    "activation-stationary": "W's zeros are never sent (skipped); X is stored dense on the "
+                             "PEs, its zeros are multiplied",
+    "meshgemv": "dense GEMV: W is stored dense and x sent dense; no zero is skipped",
+    "meshgemm": "dense GEMM (Cannon): no zero is skipped",
+    "summa": "dense matmul: no zero is skipped",
+    "resident": "one PE holds both operands dense: no zero is skipped",
+}
+
+
+def zero_fraction(a):
+    """The fraction of ``a``'s entries that are zero (a dense array or a SciPy sparse one;
+    a sparse array's stored zeros count as zeros)."""
+    if sps.issparse(a):
+        size = a.shape[0] * a.shape[1]
+        return 1.0 - int(np.count_nonzero(a.data)) / size if size else 0.0
+    a = np.asarray(a)
+    return 1.0 - int(np.count_nonzero(a)) / a.size if a.size else 0.0
+
+
+def config_name(config):
+    """The preset ``config`` is (``'wse2'``, ``'wse3'``, ``'wse2 (rows, cols changed)'``...)
+    or ``'custom'``: compared field by field with the presets at its grid and dtype."""
+    preset = getattr(config, "preset", None)           # a config that knows its own name
+    if isinstance(preset, str):
+        return preset
+    from .config import WaferConfig
+    mine = config.to_dict()
+    for name in ("wse2", "wse3"):
+        ref = getattr(WaferConfig, name)(dtype=config.dtype).to_dict()
+        changed = sorted(k for k in mine if mine[k] != ref[k])
+        if not changed:
+            return name
+        if set(changed) <= {"rows", "cols"}:
+            return f"{name} ({', '.join(changed)} changed)"
+    return "custom"
+
+
+def problem_of(op, config, operands, **settings):
+    """What a report is a report of: ``op``, each operand's shape, dtype and zero fraction
+    (``operands``: name -> array), the machine (preset, grid, on-fabric dtype) and
+    ``settings`` (mapping and region asked for, mode, ...), as JSON-ready values."""
+    ops = {}
+    for name, a in operands.items():
+        if a is None:
+            continue
+        a = a if hasattr(a, "dtype") and hasattr(a, "shape") else np.asarray(a)
+        ops[name] = {"shape": [int(v) for v in a.shape], "dtype": str(a.dtype),
+                     "zero_fraction": round(zero_fraction(a), 6)}
+    plain = {k: _plain(v) for k, v in settings.items()}
+    return {"op": op, "operands": ops,
+            "config": {"preset": config_name(config), "rows": config.rows, "cols": config.cols,
+                       "dtype": config.dtype, "sram_bytes": config.sram_bytes,
+                       "clock_hz": config.clock_hz},
+            **plain}
+
+
+def _plain(value):
+    """A setting as a JSON value: numbers as Python numbers, sequences as lists."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value if value is None or isinstance(value, (str, int, float, bool)) else repr(value)
+
+
+def describe_problem(problem):
+    """One line: 'spmm: W 1024x1024 float32 90.0% zeros, X ...; wse2 750x994 PEs, fp16; ...'."""
+    if not problem:
+        return "not recorded (a report made outside Wafer's methods)"
+    if "sequence" in problem:
+        return " then ".join(p.get("op", "?") for p in problem["sequence"])
+    ops = ", ".join(f"{n} {'x'.join(map(str, o['shape']))} {o['dtype']} "
+                    f"{o['zero_fraction']:.1%} zeros" for n, o in problem["operands"].items())
+    c = problem["config"]
+    rest = ", ".join(f"{k} {v if v is not None else 'any'}" for k, v in problem.items()
+                     if k not in ("op", "operands", "config"))
+    return (f"{problem['op']}: {ops}; {c['preset']} {c['rows']}x{c['cols']} PEs, "
+            f"{c['dtype']}" + (f"; {rest}" if rest else ""))
 
 
 @dataclass
@@ -14,6 +139,42 @@ class SimReport:
     wafer grid; ``link_wavelets[r, c, d]`` counts wavelets PE (r, c) sent out in
     direction d of N, E, S, W. MAC counts: ``macs_performed + macs_skipped_weight +
     macs_skipped_activation == macs_dense`` and ``macs_useful <= macs_performed``.
+
+    Reports come from :class:`~wsekern.Wafer`'s methods; ``a + b`` is the report of a then
+    b. ``str(report)`` is a readable summary, ``report.to_dict()`` the same as JSON-ready
+    values, ``report.plot(path)`` a PNG of the per-PE maps.
+
+    Attributes
+    ----------
+    cycles : float
+        The run's cycles; ``cycles_lower`` and ``cycles_upper`` bound them (see
+        :meth:`explanation` for what each bound is).
+    clock_hz : float
+        The clock; ``seconds`` is ``cycles / clock_hz``.
+    macs_dense, macs_useful, macs_performed : int
+        Multiply-adds of the dense product, those with both operands nonzero, those done.
+    macs_skipped_weight, macs_skipped_activation : int
+        Multiply-adds skipped for a zero weight, for a zero activation.
+    busy_cycles, sram_bytes, link_wavelets : ndarray
+        Per PE: busy cycles, SRAM high-water in bytes, wavelets sent per direction.
+    wavelets_sent : int
+        Wavelets injected into the fabric.
+    energy_joules : float
+        The energy estimate.
+    bottleneck : str
+        One of ``BOTTLENECKS``; see ``BOTTLENECK_NOTES`` for what each means.
+    region : tuple
+        (row0, col0, rows, cols) of the PEs used.
+    mapping : str
+        The mapping run.
+    dtype : str
+        The on-fabric element type.
+    fmac_per_cycle : float
+        Multiply-adds per PE per cycle at the peak rate.
+    details : dict
+        Mapping-specific figures (for an event run: stalls, events, the analytic estimate).
+    problem : dict
+        What was simulated: see :func:`problem_of`.
     """
     cycles: float
     cycles_lower: float
@@ -36,6 +197,7 @@ class SimReport:
     fmac_per_cycle: float
     pe_cycle_capacity: float = field(default=None, repr=False)   # sum over ops of PEs * cycles
     details: dict = field(default_factory=dict, repr=False)
+    problem: dict = field(default_factory=dict, repr=False)     # see problem_of()
 
     def __post_init__(self):
         if self.bottleneck not in BOTTLENECKS:
@@ -65,6 +227,46 @@ class SimReport:
     @property
     def wavelet_hops(self):
         return int(self.link_wavelets.sum())
+
+    def _busy_in_region(self):
+        r0, c0, R, C = self.region
+        return self.busy_cycles[r0:r0 + R, c0:c0 + C]
+
+    def utilization_factors(self):
+        """Why utilisation is what it is: four fractions whose product is ``utilization``
+        (for one op on one region; ``{}`` for a sum of reports or an empty run).
+
+        ``useful_of_performed``: MACs with two nonzero operands among those done;
+        ``mac_share_of_busy``: busy PE cycles spent on multiply-adds at the peak rate (the
+        rest is task starts, vector set-up, end-of-stream and scalar code);
+        ``balance``: mean over max PE busy cycles; ``busiest_pe_busy``: the busiest PE's
+        busy cycles over the run's (the rest is fill, drain and waiting for data).
+        """
+        busy = self._busy_in_region() if self.region else self.busy_cycles
+        total, peak = float(busy.sum()), float(busy.max(initial=0))
+        single = np.isclose(self.pe_cycle_capacity, self.pes * self.cycles)
+        if not single or min(self.cycles, self.macs_performed, total, peak,
+                             self.fmac_per_cycle, busy.size) <= 0:
+            return {}
+        return {"useful_of_performed": self.macs_useful / self.macs_performed,
+                "mac_share_of_busy": self.macs_performed / (self.fmac_per_cycle * total),
+                "balance": total / busy.size / peak,
+                "busiest_pe_busy": peak / self.cycles}
+
+    def explanation(self):
+        """What the figures mean, as a dict: the bounds (lower, upper), the bottleneck, the
+        zeros the mapping skips, and the utilisation factors."""
+        exact = self.cycles_lower == self.cycles == self.cycles_upper
+        parts = self.mapping.split("+")
+        if exact or len(parts) > 1:
+            lower = upper = EXACT_NOTE if exact else "the sum of each op's bound"
+        else:
+            lower, upper = BOUND_NOTES.get(self.mapping, (EXACT_NOTE, EXACT_NOTE))
+        return {"bounds": {"lower": lower, "upper": upper},
+                "bottleneck": BOTTLENECK_NOTES[self.bottleneck],
+                "zeros_skipped": "; ".join(f"{m}: {SKIP_NOTES[m]}" if len(parts) > 1
+                                           else SKIP_NOTES[m] for m in parts if m in SKIP_NOTES),
+                "utilization_factors": self.utilization_factors()}
 
     # -- combination, export, display ------------------------------------------------
     def __add__(self, other):
@@ -97,6 +299,7 @@ class SimReport:
             fmac_per_cycle=self.fmac_per_cycle,
             pe_cycle_capacity=self.pe_cycle_capacity + other.pe_cycle_capacity * (
                 other.fmac_per_cycle / self.fmac_per_cycle),
+            problem=_sequence(self.problem, other.problem),
         )
 
     def to_dict(self, arrays=False):
@@ -118,23 +321,31 @@ class SimReport:
             else:
                 out[f.name] = v
         out.update(seconds=self.seconds, utilization=self.utilization, pes=self.pes,
-                   sram_peak_bytes=self.sram_peak_bytes, wavelet_hops=self.wavelet_hops)
+                   sram_peak_bytes=self.sram_peak_bytes, wavelet_hops=self.wavelet_hops,
+                   explanation=self.explanation())
         return out
 
     def __str__(self):
         r0, c0, R, C = self.region
         busy = self.busy_cycles[r0:r0 + R, c0:c0 + C]
+        why = self.explanation()
         lines = [
             f"SimReport — {self.mapping}, {self.dtype} on the fabric, region {R}x{C} PEs at ({r0}, {c0})",
+            f"  problem             {describe_problem(self.problem)}",
             f"  cycles              {self.cycles:,.0f}  (bounds {self.cycles_lower:,.0f} .. {self.cycles_upper:,.0f})",
+            f"       lower bound    {why['bounds']['lower']}",
+            f"       upper bound    {why['bounds']['upper']}",
             f"  time                {self.seconds * 1e6:,.2f} us at {self.clock_hz / 1e6:.0f} MHz",
             f"  bottleneck          {self.bottleneck}",
+            f"       meaning        {why['bottleneck']}",
             f"  MACs dense          {self.macs_dense:,}",
             f"       useful         {self.macs_useful:,}  ({_pct(self.macs_useful, self.macs_dense)} of dense)",
             f"       performed      {self.macs_performed:,}",
             f"       skipped (W=0)  {self.macs_skipped_weight:,}",
             f"       skipped (X=0)  {self.macs_skipped_activation:,}",
             f"  utilization         {self.utilization:.2%}",
+            *_factor_lines(why["utilization_factors"]),
+            f"  zeros skipped       {why['zeros_skipped']}",
             f"  PE busy cycles      max {busy.max(initial=0):,.0f}, mean {busy.mean() if busy.size else 0:,.0f}",
             f"  SRAM per PE         peak {self.sram_peak_bytes:,} B",
             f"  fabric              {self.wavelets_sent:,} wavelets sent, {self.wavelet_hops:,} wavelet-hops, "
@@ -156,35 +367,67 @@ class SimReport:
         return "\n".join(lines)
 
     def plot(self, path):
-        """Write a PNG with heatmaps of busy cycles, SRAM use and link load over the region
-        (and, for an event simulation, its stalls)."""
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise ImportError("report.plot needs matplotlib: pip install 'wsekern[plot]'") from exc
+        """Write a PNG of per-PE maps over the region: busy cycles, SRAM, link load (and,
+        for an event simulation, its stalls), beside where the region sits on the wafer.
+
+        Colour scales start at 0 (SRAM's at the PE's capacity when the problem is known),
+        each map titled with its minimum and maximum; see :mod:`wsekern.wafer.plots`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where the PNG goes (written atomically).
+
+        Returns
+        -------
+        path
+            ``path``, as given.
+
+        Raises
+        ------
+        ImportError
+            Without matplotlib (``pip install 'wsekern[plot]'``).
+        """
+        from . import plots
         r0, c0, R, C = self.region
-        panels = [("PE busy cycles", self.busy_cycles[r0:r0 + R, c0:c0 + C]),
-                  ("SRAM bytes", self.sram_bytes[r0:r0 + R, c0:c0 + C]),
-                  ("link wavelets (all directions)",
-                   self.link_wavelets[r0:r0 + R, c0:c0 + C].sum(axis=2))]
+        cut = (slice(r0, r0 + R), slice(c0, c0 + C))
+        capacity = self.problem.get("config", {}).get("sram_bytes")
+        panels = [("PE busy cycles", self.busy_cycles[cut], "cycles", None),
+                  ("SRAM per PE" + (f" (scale: 0 .. {capacity:,} B, the capacity)" if capacity
+                                    else ""), self.sram_bytes[cut], "B", capacity),
+                  ("wavelets sent per PE (all directions)",
+                   self.link_wavelets[cut].sum(axis=2), "wavelets", None)]
         stalls = self.details.get("stalls") if self.details.get("mode") == "event" else None
         if stalls is not None:
-            panels += [("stalls: waiting for data", stalls["wait_data"][r0:r0 + R, c0:c0 + C]),
-                       ("stalls: back-pressure", stalls["backpressure"][r0:r0 + R, c0:c0 + C])]
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5))
-        for ax, (title, data) in zip(axes, panels):
-            im = ax.imshow(data, aspect="auto", interpolation="nearest", cmap="viridis")
-            ax.set_title(title)
-            ax.set_xlabel("PE column")
-            ax.set_ylabel("PE row")
-            fig.colorbar(im, ax=ax)
-        fig.suptitle(f"{self.mapping}: {self.cycles:,.0f} cycles, bottleneck {self.bottleneck}")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+            panels += [("stalls: waiting for data", stalls["wait_data"][cut], "PE cycles", None),
+                       ("stalls: back-pressure", stalls["backpressure"][cut], "PE cycles", None)]
+        title = (f"{self.mapping} on {R}x{C} PEs: {self.cycles:,.0f} cycles, bottleneck "
+                 f"{self.bottleneck}, utilization {self.utilization:.2%}")
+        notes = [describe_problem(self.problem)] if self.problem else []
+        return plots.heatmaps(panels, region=self.region, wafer_shape=self.busy_cycles.shape,
+                              title=title, path=path, notes=notes)
+
+
+def _factor_lines(f):
+    if not f:
+        return []
+    return [
+        f"       = {f['useful_of_performed']:.1%} useful of the MACs performed (both operands "
+        f"nonzero)",
+        f"       x {f['mac_share_of_busy']:.1%} of PE busy cycles doing MACs at the peak rate "
+        f"(rest: task starts, set-up, scalar code)",
+        f"       x {f['balance']:.1%} balance (mean / max PE busy cycles)",
+        f"       x {f['busiest_pe_busy']:.1%} of the run the busiest PE is busy (rest: fill, "
+        f"drain, waiting)",
+    ]
+
+
+def _sequence(a, b):
+    """The problem of two reports run one after the other."""
+    if not a and not b:
+        return {}
+    seq = [p for q in (a, b) for p in (q.get("sequence", [q]) if q else [{}])]
+    return {"op": "sequence", "sequence": seq}
 
 
 def _union(a, b):

@@ -33,7 +33,37 @@ def current_strategy():
 
 
 class WaferStrategy:
-    """Run a model's training steps on the simulated wafer as well as on the CPU."""
+    """Run a model's training steps on the simulated wafer as well as on the CPU.
+
+    A model built inside :meth:`scope` is placed on the wafer when it is built
+    (layer-pipelined when everything fits in SRAM, else weight streaming); each training
+    step is then costed from that batch's real nonzero counts, and
+    ``model.wafer_report()`` summarises the steps.
+
+    Parameters
+    ----------
+    config : WaferConfig, optional
+        The machine (``WaferConfig.wse2()`` when None).
+    mode : {None, "layer-pipelined", "weight-streaming"}
+        None: layer-pipelined if the weights, gradients, optimizer state and saved
+        activations fit in 80 % of the wafer's SRAM, else weight streaming.
+
+    Raises
+    ------
+    TypeError
+        ``config`` is not a WaferConfig.
+    ValueError
+        An unknown mode.
+
+    Examples
+    --------
+    >>> import wsekern as wk
+    >>> strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16))
+    >>> with strategy.scope():
+    ...     model = wk.nn.Sequential([wk.nn.Input(shape=(8,)), wk.nn.layers.Dense(4)])
+    >>> strategy.mode
+    'layer-pipelined'
+    """
 
     def __init__(self, config=None, mode=None):
         if config is None:
@@ -550,30 +580,16 @@ class WaferReport:
             "cpu_samples_per_s": self.cpu_samples_per_s, "bottleneck_layer": self.bottleneck_layer}
 
     def plot(self, path):
-        """The placement over the wafer, coloured by each layer's cycles per step."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Rectangle
+        """Write a PNG of the placement: a zoom on the PEs the layers use (each coloured by
+        its cycles per step, the bottleneck outlined in red), where they sit on the wafer,
+        and each layer's cycles per step split into forward, input gradient, weight
+        gradient and update. Returns ``path``; see :func:`wsekern.wafer.plots.placement`."""
+        from . import plots
         cfg = self.strategy.config
-        fig, ax = plt.subplots(figsize=(10, 7))
-        ax.set_xlim(0, cfg.cols)
-        ax.set_ylim(cfg.rows, 0)
-        peak = max((r["cycles_per_step"] for r in self.rows), default=1) or 1
-        cmap = plt.get_cmap("viridis")
-        for r in self.rows:
-            r0, c0, R, C = r["region"]
-            ax.add_patch(Rectangle((c0, r0), C, R, facecolor=cmap(r["cycles_per_step"] / peak),
-                                   edgecolor="black", alpha=0.8))
-            ax.text(c0 + C / 2, r0 + R / 2, f"{r['layer']}\n{r['cycles_per_step']:,.0f} cyc",
-                    ha="center", va="center", fontsize=8, color="white")
-        ax.set_xlabel("PE column")
-        ax.set_ylabel("PE row")
-        ax.set_title(f"{self.mode}: {self.cycles_per_step:,.0f} cycles/step, bottleneck "
-                     f"{self.bottleneck_layer}")
-        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, peak))
-        fig.colorbar(sm, ax=ax, label="cycles per step")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        layers = [{"name": r["layer"], "region": r["region"], "cycles": r["cycles_per_step"],
+                   **{k: r[k] for k in ("forward", "input-gradient", "weight-gradient",
+                                        "update")}} for r in self.rows]
+        return plots.placement(
+            layers, wafer_shape=(cfg.rows, cfg.cols), bottleneck=self.bottleneck_layer,
+            title=f"{self.mode} on {cfg.rows}x{cfg.cols} PEs: {self.cycles_per_step:,.0f} "
+                  f"cycles/step, bottleneck layer {self.bottleneck_layer}", path=path)

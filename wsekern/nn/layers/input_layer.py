@@ -61,7 +61,32 @@ class InputLayer(Layer):
 
 
 def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs):
-    """``keras.Input``: a symbolic tensor of ``shape`` (batch excluded) to call layers on."""
+    """``keras.Input``: a symbolic tensor of ``shape`` (batch excluded) to call layers on.
+
+    Parameters
+    ----------
+    shape : tuple
+        The shape of one sample; ``None`` entries take any size.
+    batch_size : int, optional
+        A fixed batch size.
+    dtype : str, default "float32"
+    name : str, optional
+    batch_shape : tuple, optional
+        The whole shape, batch included (instead of ``shape``).
+
+    Returns
+    -------
+    KerasTensor-like symbolic tensor
+        Call layers on it, then build ``Model(inputs, outputs)``.
+
+    Examples
+    --------
+    >>> from wsekern import nn
+    >>> inputs = nn.Input(shape=(16,))
+    >>> model = nn.Model(inputs, nn.layers.Dense(4)(inputs))
+    >>> model.output_shape
+    (None, 4)
+    """
     layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype or "float32", name=name,
                        batch_shape=batch_shape, **kwargs)
     return layer._tensor

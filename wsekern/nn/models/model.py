@@ -15,7 +15,25 @@ from .data import ArrayBatches, as_arrays, is_structure, leaves, make_batches, m
 
 class Model(Layer):
     """``keras.Model``. ``Model(inputs, outputs)`` builds a functional model; a subclass
-    defines ``__init__`` (calling ``super().__init__()``) and ``call(inputs, training)``."""
+    defines ``__init__`` (calling ``super().__init__()``) and ``call(inputs, training)``.
+
+    Train with ``compile(optimizer, loss, metrics)`` then ``fit(x, y, batch_size, epochs,
+    validation_split, validation_data, callbacks, verbose)`` (a ``History``), and use
+    ``evaluate``, ``predict``, ``save`` and ``summary`` as in Keras. Built inside a
+    :class:`~wsekern.WaferStrategy` scope, ``wafer_report()`` gives each step's wafer cost.
+
+    Parameters
+    ----------
+    inputs : symbolic tensor, or a list or dict of them
+        From :func:`~wsekern.nn.Input` (functional models).
+    outputs : symbolic tensor, or a list or dict of them
+        Layers called on ``inputs``.
+    name : str, optional
+
+    See Also
+    --------
+    Sequential, load_model
+    """
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):

@@ -10,7 +10,26 @@ from .model import Model
 
 
 class Sequential(Model):
-    """A linear stack of layers, used as ``keras.Sequential``."""
+    """A linear stack of layers, used as ``keras.Sequential``.
+
+    Parameters
+    ----------
+    layers : list of Layer, optional
+        The layers in order (an :func:`~wsekern.nn.Input` first fixes the input shape);
+        ``add`` appends more.
+    name : str, optional
+    trainable : bool, default True
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from wsekern import nn
+    >>> model = nn.Sequential([nn.Input(shape=(4,)), nn.layers.Dense(8, activation="relu",
+    ...                        sparsity=0.5), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> model.predict(np.ones((2, 4), np.float32), verbose=0).shape
+    (2, 1)
+    """
 
     def __init__(self, layers=None, name=None, trainable=True):
         super().__init__(name=name or "sequential", trainable=trainable)

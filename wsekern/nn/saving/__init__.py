@@ -159,7 +159,28 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
                max_bytes=DEFAULT_MAX_BYTES):
     """Rebuild a model saved with ``model.save``: architecture, weights, sparsity masks and
     (``compile=True``) the compile settings with the optimizer and its state, so training
-    resumes exactly. ``max_bytes`` bounds what the file may make this process allocate."""
+    resumes exactly. ``max_bytes`` bounds what the file may make this process allocate.
+
+    Nothing in the file is run: classes are looked up among wsekern.nn's, those registered
+    with ``register_keras_serializable`` and ``custom_objects``.
+
+    Parameters
+    ----------
+    filepath : str or path-like
+        A file written by ``model.save``.
+    custom_objects : dict, optional
+        Name -> class or function for custom layers, losses, activations.
+    compile : bool, default True
+        Restore the compile settings and the optimizer state.
+    safe_mode : bool, default True
+        As in Keras (no code is ever loaded from the file).
+    max_bytes : int, default 4 GiB
+        Refuse a file whose arrays would allocate more.
+
+    Returns
+    -------
+    Model
+    """
     path = str(filepath)
     with Archive(path) as archive:
         meta, fmt = _open_config(archive, path, "model")
