@@ -38,3 +38,14 @@ def reference(W, X, transpose=False):
 def index_dtype(request):
     """Pushes both index widths through every kernel that takes it."""
     return request.param
+
+
+@pytest.fixture
+def keras():
+    """Real Keras 3 on the PyTorch backend, the oracle; skips where keras or torch is absent."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"Keras runs on {keras.backend.backend()} here, not torch")
+    return keras

@@ -31,10 +31,11 @@ def drive_plateau(cb, optimizer, values):
 def test_plateau_reduces_after_patience_then_cools_down():
     opt = nn.optimizers.SGD(learning_rate=1.0)
     cb = callbacks.ReduceLROnPlateau(factor=0.5, patience=2, cooldown=1, min_delta=0.0)
-    # best 1.0 at epoch 0; epochs 1,2 no better -> halve at 2; epoch 3 in cooldown (wait stays 0);
-    # epochs 4,5 no better -> halve at 5; epoch 6 improves; 7,8 no better -> halve at 8.
+    # best 1.0 at epoch 0; epochs 1,2 no better -> halve at 2. Epoch 3 ends the cooldown and,
+    # as in Keras, already counts (wait 1); epoch 4 no better -> halve. Epoch 5 likewise
+    # counts; epoch 6 improves; 7,8 no better -> halve at 8.
     rates = drive_plateau(cb, opt, [1.0, 1.0, 1.1, 1.2, 1.0, 1.3, 0.5, 0.6, 0.7])
-    assert rates == [1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125]
+    assert rates == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25, 0.125]
 
 
 def test_plateau_min_delta_min_lr_and_max_mode():
@@ -121,16 +122,6 @@ def test_checkpoint_initial_threshold_and_bad_arguments(tmp_path):
     cb.set_model(None)
     with pytest.raises(KeyError, match="nope"):
         cb.on_epoch_end(0, {"loss": 1.0})
-
-
-@pytest.fixture
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    pytest.importorskip("torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("Keras does not run on torch here")
-    return keras
 
 
 def test_plateau_matches_keras(keras):

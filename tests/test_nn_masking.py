@@ -2,8 +2,6 @@
 keep the steps pass the mask on, and attention and pooling skip what it marks. The check that
 needs no oracle: a padded sequence gives the same answer as the unpadded one. Real Keras (torch
 backend) is the oracle where installed."""
-import os
-
 import numpy as np
 import pytest
 
@@ -96,16 +94,6 @@ def test_explicit_mask_arguments_win_and_mask_trains():
     q = np.ones((1, 3, 2), "float32")
     out = mha(q, q, query_mask=np.array([[True, True, False]]))
     np.testing.assert_array_equal(out._keras_mask, [[True, True, False]])
-
-
-@pytest.fixture
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    pytest.importorskip("torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("Keras does not run on torch here")
-    return keras
 
 
 def test_masked_attention_matches_keras(keras):

@@ -259,13 +259,12 @@ class ReduceLROnPlateau(Callback):
         current = (logs or {}).get(self.monitor)
         if current is None:
             return
-        in_cooldown = self.cooldown_counter > 0
-        if in_cooldown:
+        if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
         if self._improved(current):
             self.best, self.wait = current, 0
-        elif not in_cooldown:
+        elif self.cooldown_counter == 0:      # Keras asks again: the last cooldown epoch counts
             self.wait += 1
             if self.wait >= self.patience:
                 old = float(optimizer.learning_rate)
