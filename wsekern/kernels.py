@@ -3,6 +3,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from . import _spmm
+from ._cpu import l2_bytes
 from ._threads import resolve_threads
 from .costs import cost_table
 from .sparse import (PackedSparse, check_float_dtype, check_sparse_operand, csr_parts,
@@ -183,10 +184,26 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     threads = resolve_threads(n_threads, nnz * N)
     if skip_rows:
         X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
-        _spmm.csr_spmm(data, indices, indptr, X_live, out2, remap, threads)
+        kept_data = np.empty(nnz + 16, dtype=dtype)
+        kept_indices = np.empty(nnz + 16, dtype=indptr.dtype)
+        kept_indptr = np.empty_like(indptr)
+        _spmm.compact_csr(data, indices, indptr, remap, n_alive, kept_data, kept_indices,
+                          kept_indptr)
+        _spmm.csr_spmm(kept_data, kept_indices, kept_indptr, X_live, out2, threads,
+                       column_block(n_alive + 1, N, X_live.itemsize))
         return out, "csr-skip-rows"
-    _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads)
+    _spmm.csr_spmm(data, indices, indptr, Xc, out2, threads, column_block(K, N, Xc.itemsize))
     return out, "csr"
+
+
+def column_block(k_rows, n, itemsize):
+    """Columns of X per block of the CSR kernel (0: no blocking): as many as keep a block of
+    ``k_rows`` rows in half of this CPU's L2 (the rest for W's stream and the output rows),
+    whole cache lines, at least four lines a row so the register tiles stay wide."""
+    line = 64 // itemsize
+    cols = l2_bytes() // 2 // max(k_rows * itemsize, 1) // line * line
+    cols = max(cols, 4 * line)
+    return 0 if cols >= n else cols
 
 
 def _live_rows(Xc, alive, n_alive, skip_rows, index_dtype):
