@@ -65,69 +65,69 @@ cdef inline void _row(const floating* vals, const index_t* cols, Py_ssize_t nnz,
 
 def csr_spmm(const floating[::1] data, const index_t[::1] indices,
              const index_t[::1] indptr, const floating[:, ::1] X,
-             floating[:, ::1] out, int n_threads=1, Py_ssize_t n_block=0):
+             floating[:, ::1] out, const index_t[::1] x_remap=None, int n_threads=1,
+             Py_ssize_t n_block=0):
     """out = W @ X for W in CSR; X and out row-major.
 
+    Without ``x_remap``, X is the full (K, N) operand.  With it, X holds only
+    the live rows of the operand plus one zero row at the end, and
+    ``x_remap[k]`` is the row of X holding original row k (the zero row for
+    a dead one).  Nonzeros of W meeting a dead row are then dropped by a
+    branch-free compaction per row (a SIMD gather + compress where the CPU has
+    one) into a per-thread buffer that stays in L1, O(nnz), so dead rows cost
+    nothing in the O(nnz * N) part, and the smaller X stays in cache.  A weight
+    that is inf/NaN is kept and meets the zero row, so inf * 0 gives NaN as in SciPy.
+
     With 0 < ``n_block`` < N, X's columns go in blocks of ``n_block``: each block is
-    first copied into a contiguous (K, n_block) buffer, so the rows of X that W's rows
+    first copied into a contiguous (rows, n_block) buffer, so the rows of X that W's rows
     meet stay in L2 while every row of W passes over the block (and their pieces do not
     share cache sets through a power-of-two row pitch). W is streamed once per block.
     Work: O(nnz(W) * N) plus O(K * N) for the copies; threads own disjoint rows of ``out``.
     """
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
-    cdef Py_ssize_t i, k, j0, nb
+    cdef Py_ssize_t i, k, j0 = 0, nb, t, q, max_row = 0
     if M == 0 or N == 0:
         return
     if data.shape[0] == 0:
         out[:, :] = 0
         return
+    if n_block <= 0 or n_block > N:
+        n_block = N
+    dtype = np.asarray(data).dtype
     cdef const floating* vals = &data[0]
     cdef const index_t* cols = &indices[0]
     cdef const floating* x = &X[0, 0]
-    if n_block <= 0 or n_block >= N:
-        with nogil:
-            for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
-                _row(vals + indptr[i], cols + indptr[i], indptr[i + 1] - indptr[i],
-                     x, N, &out[i, 0], N)
-        return
-    cdef floating[:, ::1] block = np.empty((K, n_block), dtype=np.asarray(data).dtype)
-    cdef floating* b = &block[0, 0]
-    j0 = 0
+    cdef floating[:, ::1] block = np.empty((K if n_block < N else 1, n_block), dtype=dtype)
+    cdef const floating* b = x if n_block == N else &block[0, 0]
+    if x_remap is not None:
+        for i in range(M):
+            max_row = max(max_row, indptr[i + 1] - indptr[i])
+    cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 16), dtype=dtype)
+    cdef index_t[:, ::1] cbuf = np.empty((n_threads, max_row + 16),
+                                         dtype=np.asarray(indices).dtype)
+    cdef index_t zero_row = K - 1
+    cdef const index_t* remap = NULL if x_remap is None else &x_remap[0]
+    cdef floating* vb
+    cdef index_t* cb
     with nogil:
         while j0 < N:
             nb = min(n_block, N - j0)
-            for k in range(K):
-                memcpy(b + k * nb, x + k * N + j0, nb * sizeof(floating))
-            for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
-                _row(vals + indptr[i], cols + indptr[i], indptr[i + 1] - indptr[i],
-                     b, nb, &out[i, j0], nb)
+            if n_block < N:
+                for k in range(K):
+                    memcpy(&block[0, 0] + k * nb, x + k * N + j0, nb * sizeof(floating))
+            with parallel(num_threads=n_threads):
+                t = threadid()
+                vb = &vbuf[t, 0]
+                cb = &cbuf[t, 0]
+                for i in prange(M, schedule='dynamic', chunksize=8):
+                    if remap == NULL:
+                        _row(vals + indptr[i], cols + indptr[i], indptr[i + 1] - indptr[i],
+                             b, nb, &out[i, j0], nb)
+                    else:
+                        q = _compact_csr(vals + indptr[i], cols + indptr[i],
+                                         indptr[i + 1] - indptr[i], remap, zero_row, vb, cb)
+                        _row(vb, cb, q, b, nb, &out[i, j0], nb)
             j0 += nb
-
-
-def compact_csr(const floating[::1] data, const index_t[::1] indices,
-                const index_t[::1] indptr, const index_t[::1] x_remap, index_t zero_row,
-                floating[::1] out_data, index_t[::1] out_indices, index_t[::1] out_indptr):
-    """Drop the nonzeros of W that meet dead rows of X, once, before the multiply.
-
-    X then holds only the live rows of the operand plus one zero row at the end (row
-    ``zero_row``), and ``x_remap[k]`` is the row of X holding original row k (the zero row
-    for a dead one).
-    Each row is compacted branch-free (a SIMD gather + compress where the CPU has one)
-    into ``out_*``, whose value and index arrays need nnz + 16 entries of room. A weight
-    that is inf/NaN is kept and meets the zero row, so inf * 0 gives NaN as in SciPy.
-    O(nnz); returns the nonzeros kept.
-    """
-    cdef Py_ssize_t M = indptr.shape[0] - 1, i, q = 0
-    out_indptr[:] = 0
-    if data.shape[0] == 0:
-        return 0
-    with nogil:
-        for i in range(M):
-            q += _compact_csr(&data[0] + indptr[i], &indices[0] + indptr[i],
-                              indptr[i + 1] - indptr[i], &x_remap[0], zero_row,
-                              &out_data[q], &out_indices[q])
-            out_indptr[i + 1] = q
-    return q
 
 
 cdef inline Py_ssize_t _compact_csr(const floating* vals, const index_t* cols, Py_ssize_t nnz,

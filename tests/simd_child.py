@@ -36,7 +36,7 @@ def check_column_blocks(rng, dt, it):
         X = rng.standard_normal((97, n)).astype(dt)
         for n_block in (1, 3, 8, 16, 40, 64, n - 1):
             out = np.full((61, n), np.nan, dtype=dt)
-            _spmm.csr_spmm(W.data, W.indices, W.indptr, X, out, 1, n_block)
+            _spmm.csr_spmm(W.data, W.indices, W.indptr, X, out, None, 1, n_block)
             np.testing.assert_allclose(out, Wd @ X, **TOL)
     l2_bytes, kernels.l2_bytes = kernels.l2_bytes, lambda: 4096   # tiny L2: blocks
     try:

@@ -1,4 +1,6 @@
 """spmm and sddmm: validated wrappers and the dispatcher over the Cython loops."""
+import functools
+
 import numpy as np
 import scipy.sparse as sps
 
@@ -30,12 +32,21 @@ def _estimate_density(W):
     """Density of a dense matrix from a fixed-seed sample: O(1), deterministic."""
     if W.size <= _SAMPLE:
         return np.count_nonzero(W) / max(W.size, 1)
+    rows, cols = _sample_positions(*W.shape)
+    return np.count_nonzero(W[rows, cols]) / _SAMPLE
+
+
+@functools.lru_cache(maxsize=64)
+def _sample_positions(m, n):
+    """The sampled (rows, cols) for an m x n matrix, drawn once per shape (the draw cost
+    as much as a small spmm)."""
     # A fixed, arbitrary seed: deterministic, and unlikely to replay the draws that made W
     # (seed 0 did: matrices from default_rng(0).integers were sampled at their nonzeros).
     rng = np.random.default_rng(0x5A17_D3E5)
-    flat = np.sort(rng.integers(0, W.size, size=_SAMPLE))      # sorted: fewer cache misses
-    rows, cols = np.divmod(flat, W.shape[1])
-    return np.count_nonzero(W[rows, cols]) / _SAMPLE
+    flat = np.sort(rng.integers(0, m * n, size=_SAMPLE))      # sorted: fewer cache misses
+    rows, cols = np.divmod(flat, n)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
 
 
 def _check_out(out, shape, dtype):
@@ -184,15 +195,11 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     threads = resolve_threads(n_threads, nnz * N)
     if skip_rows:
         X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
-        kept_data = np.empty(nnz + 16, dtype=dtype)
-        kept_indices = np.empty(nnz + 16, dtype=indptr.dtype)
-        kept_indptr = np.empty_like(indptr)
-        _spmm.compact_csr(data, indices, indptr, remap, n_alive, kept_data, kept_indices,
-                          kept_indptr)
-        _spmm.csr_spmm(kept_data, kept_indices, kept_indptr, X_live, out2, threads,
+        _spmm.csr_spmm(data, indices, indptr, X_live, out2, remap, threads,
                        column_block(n_alive + 1, N, X_live.itemsize))
         return out, "csr-skip-rows"
-    _spmm.csr_spmm(data, indices, indptr, Xc, out2, threads, column_block(K, N, Xc.itemsize))
+    _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads,
+                   column_block(K, N, Xc.itemsize))
     return out, "csr"
 
 
