@@ -138,12 +138,13 @@ def test_column_blocks_match_reference(dtype, n_threads, index_dtype, monkeypatc
 
 
 def test_column_block_follows_the_l2_size(monkeypatch):
-    """Blocks keep K rows of a block in half the L2, whole 64-byte lines, >= 4 lines wide."""
+    """Blocks keep K rows of a block in 3/4 of the L2, in granules of four 64-byte lines."""
     from wsekern import kernels
     monkeypatch.setattr(kernels, "l2_bytes", lambda: 512 * 1024)
-    assert kernels.column_block(1024, 256, 4) == 64        # 1024 * 64 * 4 = 256 KiB
+    assert kernels.column_block(1024, 256, 4) == 64        # 96 fit: one granule of 64
+    assert kernels.column_block(513, 256, 4) == 128        # 191 fit
     assert kernels.column_block(1024, 256, 8) == 32
     assert kernels.column_block(1024, 64, 4) == 0           # fits: no blocking
     assert kernels.column_block(4096, 64, 8) == 32          # never below 4 lines
     monkeypatch.setattr(kernels, "l2_bytes", lambda: 2 * 1024 * 1024)
-    assert kernels.column_block(1024, 1024, 4) == 256
+    assert kernels.column_block(1024, 1024, 4) == 384

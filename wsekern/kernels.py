@@ -205,11 +205,12 @@ def _spmm_impl(W, X, transpose, out, n_threads):
 
 def column_block(k_rows, n, itemsize):
     """Columns of X per block of the CSR kernel (0: no blocking): as many as keep a block of
-    ``k_rows`` rows in half of this CPU's L2 (the rest for W's stream and the output rows),
-    whole cache lines, at least four lines a row so the register tiles stay wide."""
-    line = 64 // itemsize
-    cols = l2_bytes() // 2 // max(k_rows * itemsize, 1) // line * line
-    cols = max(cols, 4 * line)
+    ``k_rows`` rows in three quarters of this CPU's L2 (the rest for W's stream and the
+    output rows), in granules of four cache lines, the widest register tile of the AVX2
+    kernel (a narrower remainder would take extra passes over the row's nonzeros)."""
+    granule = 4 * 64 // itemsize
+    cols = l2_bytes() * 3 // 4 // max(k_rows * itemsize, 1) // granule * granule
+    cols = max(cols, granule)
     return 0 if cols >= n else cols
 
 
