@@ -193,7 +193,8 @@ def _spmm_impl(W, X, transpose, out, n_threads):
                                 out2, threads)
         return out, "csr-sparse-x"
     threads = resolve_threads(n_threads, nnz * N)
-    if skip_rows:
+    # Dropping the nonzeros that meet zero rows costs a gather per nonzero: narrow X loses.
+    if skip_rows and cost.csr_compact < (K - n_alive) / K * N * cost.spmm_mac:
         X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
         _spmm.csr_spmm(data, indices, indptr, X_live, out2, remap, threads,
                        column_block(n_alive + 1, N, X_live.itemsize))
