@@ -258,11 +258,17 @@ def check_csr(const index_t[::1] indptr, const index_t[::1] indices, Py_ssize_t 
     if bad >= 0:
         return (f"indptr must be non-decreasing; received indptr[{bad}] = "
                 f"{indptr[bad]} > indptr[{bad + 1}] = {indptr[bad + 1]}")
+    cdef size_t n_bad = 0, limit = <size_t>n_cols
     with nogil:
+        # Branch-free count first (vectorises; a negative index is huge unsigned), then
+        # the first bad one only when there is one.
         for p in range(nnz):
-            if indices[p] < 0 or indices[p] >= n_cols:
-                bad = p
-                break
+            n_bad += <size_t>indices[p] >= limit
+        if n_bad:
+            for p in range(nnz):
+                if indices[p] < 0 or indices[p] >= n_cols:
+                    bad = p
+                    break
     if bad >= 0:
         return (f"column index {indices[bad]} at position {bad} is out of range "
                 f"for a matrix with {n_cols} columns (valid: 0 to {n_cols - 1})")
