@@ -138,13 +138,15 @@ def test_column_blocks_match_reference(dtype, n_threads, index_dtype, monkeypatc
 
 
 def test_column_block_follows_the_l2_size(monkeypatch):
-    """Blocks keep K rows of a block in 3/4 of the L2, in granules of four 64-byte lines."""
+    """Blocks keep K rows of a block in 1/4 of the L2, in whole widest tiles of the path."""
     from wsekern import kernels
     monkeypatch.setattr(kernels, "l2_bytes", lambda: 512 * 1024)
-    assert kernels.column_block(1024, 256, 4) == 64        # 96 fit: one granule of 64
-    assert kernels.column_block(513, 256, 4) == 128        # 191 fit
-    assert kernels.column_block(1024, 256, 8) == 32
-    assert kernels.column_block(1024, 64, 4) == 0           # fits: no blocking
-    assert kernels.column_block(4096, 64, 8) == 32          # never below 4 lines
+    avx2 = kernels.TILE_BYTES["avx2"]                        # 64 fp32 or 32 fp64 columns
+    assert kernels.column_block(1024, 256, 4, avx2) == 64   # 32 fit: one tile
+    assert kernels.column_block(256, 256, 4, avx2) == 128   # 128 fit
+    assert kernels.column_block(1024, 256, 8, avx2) == 32
+    assert kernels.column_block(1024, 64, 4, avx2) == 0     # one tile covers X: no blocks
+    assert kernels.column_block(1024, 256, 8, kernels.TILE_BYTES["baseline"]) == 16
     monkeypatch.setattr(kernels, "l2_bytes", lambda: 2 * 1024 * 1024)
-    assert kernels.column_block(1024, 1024, 4) == 384
+    assert kernels.column_block(1024, 1024, 4, avx2) == 128
+    assert 0 < kernels.column_block(1024, 1024, 4) <= 1024   # the path in use

@@ -204,13 +204,22 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     return out, "csr"
 
 
-def column_block(k_rows, n, itemsize):
+# The widest register tile of each SIMD path's CSR kernel, in bytes (8 vectors).
+TILE_BYTES = {"baseline": 8 * 16, "avx2": 8 * 32, "avx512": 8 * 64}
+
+
+def column_block(k_rows, n, itemsize, tile_bytes=None):
     """Columns of X per block of the CSR kernel (0: no blocking): as many as keep a block of
-    ``k_rows`` rows in three quarters of this CPU's L2 (the rest for W's stream and the
-    output rows), in granules of four cache lines, the widest register tile of the AVX2
-    kernel (a narrower remainder would take extra passes over the row's nonzeros)."""
-    granule = 4 * 64 // itemsize
-    cols = l2_bytes() * 3 // 4 // max(k_rows * itemsize, 1) // granule * granule
+    ``k_rows`` rows in a quarter of this CPU's L2 (W streams through the rest and would
+    evict a bigger block), in whole widest register tiles of the SIMD path in use (a
+    narrower remainder takes extra passes over the row's nonzeros), at least one tile.
+    On Zen 3: fp64 1024^2 x 256 on the baseline path 1.9x SciPy with 16-column blocks,
+    1.1-1.3x with 32-64."""
+    if tile_bytes is None:
+        from .config import SIMD_PATH
+        tile_bytes = TILE_BYTES.get(SIMD_PATH, TILE_BYTES["avx512"])
+    granule = tile_bytes // itemsize
+    cols = l2_bytes() // 4 // max(k_rows * itemsize, 1) // granule * granule
     cols = max(cols, granule)
     return 0 if cols >= n else cols
 
