@@ -5,7 +5,7 @@
 # the loops are `noexcept nogil` and never raise.
 from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.math cimport isfinite
 cimport cython
@@ -65,7 +65,8 @@ cdef inline void _row(const floating* vals, const index_t* cols, Py_ssize_t nnz,
 
 def csr_spmm(const floating[::1] data, const index_t[::1] indices,
              const index_t[::1] indptr, const floating[:, ::1] X,
-             floating[:, ::1] out, const index_t[::1] x_remap=None, int n_threads=1):
+             floating[:, ::1] out, const index_t[::1] x_remap=None, int n_threads=1,
+             Py_ssize_t n_block=0):
     """out = W @ X for W in CSR; X and out row-major.
 
     Without ``x_remap``, X is the full (K, N) operand.  With it, X holds only
@@ -73,43 +74,78 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     ``x_remap[k]`` is the row of X holding original row k (the zero row for
     a dead one).  Nonzeros of W meeting a dead row are then dropped by a
     branch-free compaction per row (a SIMD gather + compress where the CPU has
-    one) into a per-thread buffer, O(nnz), so dead rows cost nothing in the
-    O(nnz * N) part, and the smaller X stays in cache.  A weight that is
-    inf/NaN is kept and meets the zero row, so inf * 0 gives NaN as in SciPy.
-    Work: O(nnz(W) * N); threads own disjoint rows of ``out``.
+    one), O(nnz), so dead rows cost nothing in the O(nnz * N) part, and the
+    smaller X stays in cache: into a per-thread buffer that stays in L1 when X is
+    one block, else once for all blocks into a copy of W's arrays (each row at
+    its own offset, so rows compact in parallel).  A weight that is inf/NaN is
+    kept and meets the zero row, so inf * 0 gives NaN as in SciPy.
+
+    With 0 < ``n_block`` < N, X's columns go in blocks of ``n_block``: each block is
+    first copied into a contiguous (rows, n_block) buffer, so the rows of X that W's rows
+    meet stay in L2 while every row of W passes over the block (and their pieces do not
+    share cache sets through a power-of-two row pitch). W is streamed once per block.
+    Work: O(nnz(W) * N) plus O(K * N) for the copies; threads own disjoint rows of ``out``.
     """
-    cdef Py_ssize_t M = out.shape[0], N = out.shape[1]
-    cdef Py_ssize_t i, p, q, t, c, max_row = 0
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
+    cdef Py_ssize_t i, k, j0 = 0, nb, t, q, max_row = 0, nnz = data.shape[0]
     if M == 0 or N == 0:
         return
-    if data.shape[0] == 0:
+    if nnz == 0:
         out[:, :] = 0
         return
+    if n_block <= 0 or n_block > N:
+        n_block = N
+    dtype = np.asarray(data).dtype
     cdef const floating* vals = &data[0]
     cdef const index_t* cols = &indices[0]
     cdef const floating* x = &X[0, 0]
-    if x_remap is None:
+    cdef floating[:, ::1] block = np.empty((K if n_block < N else 1, n_block), dtype=dtype)
+    cdef const floating* b = x if n_block == N else &block[0, 0]
+    cdef index_t zero_row = K - 1
+    cdef const index_t* remap = NULL if x_remap is None else &x_remap[0]
+    cdef bint per_row = remap != NULL and n_block == N
+    if per_row:
+        for i in range(M):
+            max_row = max(max_row, indptr[i + 1] - indptr[i])
+    cdef floating[:, ::1] vbuf = np.empty((n_threads if per_row else 1, max_row + 16),
+                                          dtype=dtype)
+    cdef index_t[:, ::1] cbuf = np.empty((n_threads if per_row else 1, max_row + 16),
+                                         dtype=np.asarray(indices).dtype)
+    # Rows compacted once: row i's kept nonzeros at offset indptr[i] (a SIMD compress
+    # writes below the input position it has read, so never into the next row).
+    cdef floating[::1] kept_vals = np.empty(nnz if remap != NULL and not per_row else 1,
+                                            dtype=dtype)
+    cdef index_t[::1] kept_cols = np.empty(len(kept_vals), dtype=np.asarray(indices).dtype)
+    cdef Py_ssize_t[::1] kept = np.empty(M if len(kept_vals) > 1 else 1, dtype=np.intp)
+    cdef const Py_ssize_t* counts = NULL
+    if remap != NULL and not per_row:
         with nogil:
             for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
-                _row(vals + indptr[i], cols + indptr[i], indptr[i + 1] - indptr[i],
-                     x, N, &out[i, 0], N)
-        return
-
-    for i in range(M):
-        max_row = max(max_row, indptr[i + 1] - indptr[i])
-    cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 16), dtype=np.asarray(data).dtype)
-    cdef index_t[:, ::1] cbuf = np.empty((n_threads, max_row + 16), dtype=np.asarray(indices).dtype)
-    cdef index_t zero_row = X.shape[0] - 1
+                kept[i] = _compact_csr(vals + indptr[i], cols + indptr[i],
+                                       indptr[i + 1] - indptr[i], remap, zero_row,
+                                       &kept_vals[0] + indptr[i], &kept_cols[0] + indptr[i])
+        vals, cols, counts = &kept_vals[0], &kept_cols[0], &kept[0]
     cdef floating* vb
     cdef index_t* cb
-    with nogil, parallel(num_threads=n_threads):
-        t = threadid()
-        vb = &vbuf[t, 0]
-        cb = &cbuf[t, 0]
-        for i in prange(M, schedule='dynamic', chunksize=8):
-            q = _compact_csr(vals + indptr[i], cols + indptr[i], indptr[i + 1] - indptr[i],
-                             &x_remap[0], zero_row, vb, cb)
-            _row(vb, cb, q, x, N, &out[i, 0], N)
+    with nogil:
+        while j0 < N:
+            nb = min(n_block, N - j0)
+            if n_block < N:
+                for k in range(K):
+                    memcpy(&block[0, 0] + k * nb, x + k * N + j0, nb * sizeof(floating))
+            with parallel(num_threads=n_threads):
+                t = threadid()
+                vb = &vbuf[t if per_row else 0, 0]
+                cb = &cbuf[t if per_row else 0, 0]
+                for i in prange(M, schedule='dynamic', chunksize=8):
+                    if per_row:
+                        q = _compact_csr(vals + indptr[i], cols + indptr[i],
+                                         indptr[i + 1] - indptr[i], remap, zero_row, vb, cb)
+                        _row(vb, cb, q, b, nb, &out[i, j0], nb)
+                    else:
+                        q = indptr[i + 1] - indptr[i] if counts == NULL else counts[i]
+                        _row(vals + indptr[i], cols + indptr[i], q, b, nb, &out[i, j0], nb)
+            j0 += nb
 
 
 cdef inline Py_ssize_t _compact_csr(const floating* vals, const index_t* cols, Py_ssize_t nnz,
@@ -240,11 +276,17 @@ def check_csr(const index_t[::1] indptr, const index_t[::1] indices, Py_ssize_t 
     if bad >= 0:
         return (f"indptr must be non-decreasing; received indptr[{bad}] = "
                 f"{indptr[bad]} > indptr[{bad + 1}] = {indptr[bad + 1]}")
+    cdef size_t n_bad = 0, limit = <size_t>n_cols
     with nogil:
+        # Branch-free count first (vectorises; a negative index is huge unsigned), then
+        # the first bad one only when there is one.
         for p in range(nnz):
-            if indices[p] < 0 or indices[p] >= n_cols:
-                bad = p
-                break
+            n_bad += <size_t>indices[p] >= limit
+        if n_bad:
+            for p in range(nnz):
+                if indices[p] < 0 or indices[p] >= n_cols:
+                    bad = p
+                    break
     if bad >= 0:
         return (f"column index {indices[bad]} at position {bad} is out of range "
                 f"for a matrix with {n_cols} columns (valid: 0 to {n_cols - 1})")

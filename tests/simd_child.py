@@ -26,6 +26,30 @@ def check_spmm(rng, dt, it):
         np.testing.assert_allclose(wsekern.spmm(W.toarray(), X), Wd @ X, **TOL)
 
 
+def check_column_blocks(rng, dt, it):
+    """The CSR kernel over X's columns in blocks (a packed copy per block), every block
+    width against every tile and tail, with and without dead rows of X."""
+    W = sps.random(61, 97, density=0.2, format="csr", dtype=dt, random_state=2)
+    W.indices, W.indptr = W.indices.astype(it), W.indptr.astype(it)
+    Wd = W.toarray().astype(np.float64)
+    for n in (17, 64, 129, 300):
+        X = rng.standard_normal((97, n)).astype(dt)
+        for n_block in (1, 3, 8, 16, 40, 64, n - 1):
+            out = np.full((61, n), np.nan, dtype=dt)
+            _spmm.csr_spmm(W.data, W.indices, W.indptr, X, out, None, 1, n_block)
+            np.testing.assert_allclose(out, Wd @ X, **TOL)
+    l2_bytes, kernels.l2_bytes = kernels.l2_bytes, lambda: 4096   # tiny L2: blocks
+    try:
+        X = rng.standard_normal((97, 129)).astype(dt)
+        assert 0 < kernels.column_block(97, 129, X.itemsize) < 129
+        np.testing.assert_allclose(wsekern.spmm(W, X), Wd @ X, **TOL)
+        X[rng.random(97) < 0.5] = 0
+        assert wsekern.spmm_path(W, X) == "csr-skip-rows"
+        np.testing.assert_allclose(wsekern.spmm(W, X), Wd @ X, **TOL)
+    finally:
+        kernels.l2_bytes = l2_bytes
+
+
 def check_compaction(rng, dt):
     """dense_spmm's row compaction with inf/NaN weights and dead rows of X, every tail."""
     for K in (1, 3, 4, 7, 8, 9, 16, 97):
@@ -73,6 +97,7 @@ if __name__ == "__main__":
     for dt in (np.float32, np.float64):
         for it in (np.int32, np.int64):
             check_spmm(rng, dt, it)
+            check_column_blocks(rng, dt, it)
         check_compaction(rng, dt)
         check_sddmm(rng, dt)
         check_conv(rng, dt)

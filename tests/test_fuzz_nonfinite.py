@@ -28,7 +28,8 @@ SPMM_PATHS = {
     "blas-densified": dict(densify=0.0, blas_mac=-1.0, ZERO_ROW_SKIP_FRACTION=2.0),
     "csr-sparse-x": dict(densify=1e9, SPARSE_X_DENSITY=2.0),
     "csr": dict(densify=1e9, SPARSE_X_DENSITY=-1.0, ZERO_ROW_SKIP_FRACTION=2.0),
-    "csr-skip-rows": dict(densify=1e9, SPARSE_X_DENSITY=-1.0, ZERO_ROW_SKIP_FRACTION=0.0),
+    "csr-skip-rows": dict(densify=1e9, csr_compact=-1.0, SPARSE_X_DENSITY=-1.0,
+                          ZERO_ROW_SKIP_FRACTION=0.0),
 }
 DENSE_W_PATHS = {"blas", "blas-skip-rows", "dense-skip-zeros", "dense-skip-zeros-rows"}
 SPECIAL = [np.nan, np.inf, -np.inf]

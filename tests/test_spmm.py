@@ -118,3 +118,35 @@ def test_out_argument():
         wsekern.spmm(W, X, out=np.empty((30, 5), dtype=np.float32))
     with pytest.raises(ValueError, match="out must be"):
         wsekern.spmm(W, X, out=np.empty((5, 30)).T)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_column_blocks_match_reference(dtype, n_threads, index_dtype, monkeypatch):
+    """A small L2 makes the dispatcher run the CSR kernel over X's columns in blocks."""
+    from wsekern import kernels
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 8192)
+    W = random_csr(70, 300, 0.1, dtype, index_dtype)
+    X = np.random.default_rng(0).standard_normal((300, 133)).astype(dtype)
+    assert 0 < kernels.column_block(300, 133, X.itemsize) < 133
+    np.testing.assert_allclose(wsekern.spmm(W, X, n_threads=n_threads), reference(W, X),
+                               **tol(dtype))
+    X[np.random.default_rng(1).random(300) < 0.5] = 0
+    assert wsekern.spmm_path(W, X) == "csr-skip-rows"
+    np.testing.assert_allclose(wsekern.spmm(W, X, n_threads=n_threads), reference(W, X),
+                               **tol(dtype))
+
+
+def test_column_block_follows_the_l2_size(monkeypatch):
+    """Blocks keep K rows of a block in 1/4 of the L2, in whole widest tiles of the path."""
+    from wsekern import kernels
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 512 * 1024)
+    avx2 = kernels.TILE_BYTES["avx2"]                        # 64 fp32 or 32 fp64 columns
+    assert kernels.column_block(1024, 256, 4, avx2) == 64   # 32 fit: one tile
+    assert kernels.column_block(256, 256, 4, avx2) == 128   # 128 fit
+    assert kernels.column_block(1024, 256, 8, avx2) == 32
+    assert kernels.column_block(1024, 64, 4, avx2) == 0     # one tile covers X: no blocks
+    assert kernels.column_block(1024, 256, 8, kernels.TILE_BYTES["baseline"]) == 16
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 2 * 1024 * 1024)
+    assert kernels.column_block(1024, 1024, 4, avx2) == 128
+    assert 0 < kernels.column_block(1024, 1024, 4) <= 1024   # the path in use

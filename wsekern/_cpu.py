@@ -110,6 +110,15 @@ def uarch_of(vendor, family, number):
     return "unknown"
 
 
+# L2 assumed when the OS does not tell (the smallest per-core L2 of current x86 and Arm cores).
+DEFAULT_L2 = 256 * 1024
+
+
+def l2_bytes():
+    """This CPU's L2 per core in bytes (for the spmm kernel's column blocks)."""
+    return cpu_info()["caches"].get("L2") or DEFAULT_L2
+
+
 def describe():
     """One line: 'AMD EPYC (zen3); L1d 32 KiB, L2 512 KiB, L3 32 MiB'."""
     info = cpu_info()

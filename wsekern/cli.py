@@ -25,7 +25,10 @@ def _cmd_bench(args):
     if args.kernel == "conv":
         for t in args.threads:
             bench.bench_conv(repeat=args.repeat, threads=t)
-    if args.kernel == "spmm":
+    if args.kernel == "spmm" and args.table:
+        from .bench_spmm import bench_table
+        bench_table(quick=args.quick, repeat=args.table_repeat)
+    elif args.kernel == "spmm":
         sizes = bench.SIZES if not args.size else [tuple(args.size)]
         sparsities = args.sparsity or bench.SPARSITIES
         bench.bench_spmm(sizes=sizes, sparsities=sparsities, threads=args.threads,
@@ -285,6 +288,12 @@ def build_parser():
                    help="thread counts to run, each library limited alike")
     p.add_argument("--repeat", type=int, default=5,
                    help="timings per measurement; the best is reported")
+    p.add_argument("--table", action="store_true",
+                   help="spmm: issue 19's table (fp32/fp64, N = 16 to 1024, 50/90%% zeros) on "
+                        "the default SIMD path and each path forced, 1 thread, with sddmm")
+    p.add_argument("--quick", action="store_true", help="--table with M and K halved")
+    p.add_argument("--table-repeat", type=int, default=None,
+                   help="--table: interleaved rounds per entry (default 9, 5 with --quick)")
     p.set_defaults(func=_cmd_bench)
 
     p = _command(sub, "simulate", help="simulate a kernel on the wafer and print its report")

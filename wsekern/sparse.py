@@ -148,15 +148,21 @@ def _check_structure(indptr, indices, n_major, n_minor, what):
     for a, label in ((indptr, "indptr"), (indices, "indices")):
         if a.dtype == np.uint64 and len(a) and a.max() > np.iinfo(np.int64).max:
             raise ValueError(f"{what}: {label} holds {a.max()}, beyond any valid index")
-    wide = max(indptr.dtype.itemsize, indices.dtype.itemsize) > 4 or "u" in (
-        indptr.dtype.kind + indices.dtype.kind)
-    index_dtype = np.int64 if wide else np.int32
-    ip = np.ascontiguousarray(indptr, dtype=index_dtype)
-    ix = np.ascontiguousarray(indices, dtype=index_dtype)
+    ip, ix = _unify_indices(indptr, indices)
     msg = _spmm.check_csr(ip, ix, n_minor)
     if msg is not None:
         raise ValueError(f"{what}: {msg}")
     return ip, ix
+
+
+def _unify_indices(indptr, indices):
+    """indptr and indices as one contiguous signed type (int64 if either is wider or
+    unsigned)."""
+    wide = max(indptr.dtype.itemsize, indices.dtype.itemsize) > 4 or "u" in (
+        indptr.dtype.kind + indices.dtype.kind)
+    index_dtype = np.int64 if wide else np.int32
+    return (np.ascontiguousarray(indptr, dtype=index_dtype),
+            np.ascontiguousarray(indices, dtype=index_dtype))
 
 
 def _check_compressed(W, M, K, what):
@@ -278,8 +284,11 @@ def csr_parts(W, dtype, transpose=False, name="W"):
     A = W.T if transpose else W
     if A.format != "csr":
         A = A.tocsr()
-    indptr, indices = _check_structure(A.indptr, A.indices, A.shape[0], A.shape[1],
-                                       f"{name} (shape {A.shape})")
+    if A is W:              # checked just above: only the index dtype is left to unify
+        indptr, indices = _unify_indices(A.indptr, A.indices)
+    else:
+        indptr, indices = _check_structure(A.indptr, A.indices, A.shape[0], A.shape[1],
+                                           f"{name} (shape {A.shape})")
     data = np.ascontiguousarray(A.data, dtype=dtype)
     return data, indices, indptr, A.shape
 

@@ -57,3 +57,21 @@ class Sddmm:
 
     def peakmem_sddmm(self, sparsity):
         wsekern.sddmm(self.A, self.B, self.P, n_threads=1)
+
+
+class SpmmWidths:
+    """Issue 19's table: W = scipy.sparse.random(density 0.1, random_state=0), fp32 and fp64,
+    X 1024 x N for N from 16 to 1024, against SciPy in the same run."""
+    params = ([16, 64, 256, 1024], ["float32", "float64"], ["wsekern", "scipy"])
+    param_names = ["n", "dtype", "impl"]
+    timeout = 120
+
+    def setup(self, n, dtype, impl):
+        import scipy.sparse as sps
+        W = sps.random(1024, 1024, density=0.1, format="csr", dtype=dtype, random_state=0)
+        X = np.random.default_rng(1).standard_normal((1024, n)).astype(dtype)
+        self.fn = {"wsekern": lambda: wsekern.spmm(W, X, n_threads=1),
+                   "scipy": lambda: W @ X}[impl]
+
+    def time_spmm(self, n, dtype, impl):
+        self.fn()

@@ -1,0 +1,169 @@
+"""``wsekern bench spmm --table``: issue 19's table, on every SIMD path this CPU runs.
+
+For each path (the one chosen by default, then each one forced through WSEKERN_SIMD in a
+child process, so the dispatcher's cost table follows the path as it would for a user), fp32
+and fp64, W = ``scipy.sparse.random(M, K, density, random_state=0)`` in CSR and X standard
+normal: wsekern.spmm, SciPy ``W @ X`` and NumPy's dense ``W @ X``, timed interleaved (one
+call of each per round, ``repeat`` rounds, median), 1 thread everywhere (threadpoolctl).
+Then X with half its rows zero (dead ReLU units) against X dense, and sddmm against the
+dense reference (``(A @ B.T)`` at the pattern) and SciPy's sampled product.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sps
+
+# (M, K, N, fraction of W that is zero): the issue's shapes.
+CASES = ((1024, 1024, 16, 0.9), (1024, 1024, 64, 0.9), (1024, 1024, 256, 0.9),
+         (1024, 1024, 1024, 0.9), (4096, 4096, 64, 0.9), (1024, 1024, 256, 0.5))
+DTYPES = ("float32", "float64")
+
+
+def _scaled(cases, quick):
+    """--quick halves M and K (a quarter of the work) so the table runs in seconds."""
+    return [(m // 2, k // 2, n, s) for m, k, n, s in cases] if quick else list(cases)
+
+
+def interleaved_medians(fns, repeat):
+    """name -> median seconds, calling each of ``fns`` once per round (after a warm-up), so a
+    slow spell of a shared machine hits every contender alike."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def _spmm_rows(cases, repeat):
+    from .kernels import spmm, spmm_path
+    rows = []
+    for dtype in DTYPES:
+        for M, K, N, zeros in cases:
+            W = sps.random(M, K, density=1 - zeros, format="csr", dtype=dtype, random_state=0)
+            X = np.random.default_rng(1).standard_normal((K, N)).astype(dtype)
+            Wd = W.toarray()
+            t = interleaved_medians({"wsekern": lambda: spmm(W, X, n_threads=1),
+                                     "scipy": lambda: W @ X, "numpy": lambda: Wd @ X}, repeat)
+            rows.append({"dtype": dtype, "M": M, "K": K, "N": N, "zeros": zeros,
+                         "path": spmm_path(W, X), **t})
+    return rows
+
+
+def _dead_rows(cases, repeat):
+    """Half of X's rows zero against X dense, W 90 % zeros (issue 16's kernel item)."""
+    from .kernels import spmm, spmm_path
+    rows = []
+    for M, K, N, zeros in cases:
+        if zeros != 0.9:
+            continue
+        W = sps.random(M, K, density=0.1, format="csr", dtype="float32", random_state=0)
+        rng = np.random.default_rng(2)
+        X = rng.standard_normal((K, N)).astype(np.float32)
+        Xd = X.copy()
+        Xd[rng.permutation(K)[:K // 2]] = 0
+        t = interleaved_medians({"dense": lambda: spmm(W, X, n_threads=1),
+                                 "dead": lambda: spmm(W, Xd, n_threads=1)}, repeat)
+        rows.append({"M": M, "K": K, "N": N, "path": spmm_path(W, Xd), **t})
+    return rows
+
+
+def _sddmm_rows(quick, repeat):
+    """sddmm(A, B, W) against NumPy's (A @ B.T) sampled at W's pattern and SciPy's sampled
+    product (``W.multiply(A @ B.T)`` would be dense: SciPy has no SDDMM, this is its idiom)."""
+    from .kernels import sddmm
+    rows = []
+    n = 512 if quick else 1024
+    for dtype in DTYPES:
+        for d, zeros in ((64, 0.9), (128, 0.9), (128, 0.99)):
+            P = sps.random(n, n, density=1 - zeros, format="csr", dtype=dtype, random_state=0)
+            rng = np.random.default_rng(0)
+            A = rng.standard_normal((n, d)).astype(dtype)
+            B = rng.standard_normal((n, d)).astype(dtype)
+            r, c = P.nonzero()
+
+            def numpy_sampled():
+                return (A @ B.T)[r, c]
+
+            def scipy_sampled():          # row-wise dots at the pattern, vectorised
+                return np.einsum("ij,ij->i", A[r], B[c])
+            t = interleaved_medians({"wsekern": lambda: sddmm(A, B, P, n_threads=1),
+                                     "numpy": numpy_sampled, "gather": scipy_sampled}, repeat)
+            rows.append({"dtype": dtype, "M": n, "N": n, "D": d, "zeros": zeros, **t})
+    return rows
+
+
+def measure(quick=False, repeat=None):
+    """The rows of this process's SIMD path (1 thread), as a dict of lists."""
+    from .bench import limit_threads
+    from .config import get_config
+    repeat = repeat or (5 if quick else 9)
+    cases = _scaled(CASES, quick)
+    with limit_threads(1):
+        return {"simd": get_config()["simd"], "cost_table": get_config()["cost_table"],
+                "spmm": _spmm_rows(cases, repeat), "dead_rows": _dead_rows(cases, repeat),
+                "sddmm": _sddmm_rows(quick, repeat)}
+
+
+def _child(path, quick, repeat):
+    """measure() in a child process with WSEKERN_SIMD=path (None: the default choice)."""
+    env = dict(os.environ)
+    env.pop("WSEKERN_SIMD", None)
+    if path:
+        env["WSEKERN_SIMD"] = path
+    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    code = (f"import json, wsekern.bench_spmm as b; "
+            f"print(json.dumps(b.measure(quick={quick!r}, repeat={repeat!r})))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {path or 'default'} path's child failed "
+                           f"(exit {done.returncode}):\n{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_table(quick=False, repeat=None, out=print):
+    """Print the table for the default path and each path forced; return the results."""
+    from .bench import machine_line
+    from .config import simd_available
+    out(machine_line())
+    out(f"spmm, 1 thread everywhere, ms = median of {repeat or (5 if quick else 9)} "
+        f"interleaved rounds; 'x scipy' = SciPy's time / wsekern's time"
+        f"{'; --quick: M and K halved' if quick else ''}")
+    results = []
+    for path in [None] + simd_available():
+        res = _child(path, quick, repeat)
+        res["forced"] = path or "default"
+        results.append(res)
+        _print_result(res, out)
+    return results
+
+
+def _print_result(res, out):
+    out("")
+    out(f"path {res['forced']} (runs {res['simd']}; cost table {res['cost_table']})")
+    out(f"{'dtype':>7} {'M':>5} {'K':>5} {'N':>5} {'zeros':>5} {'route':>16} {'wsekern':>8} "
+        f"{'scipy':>8} {'numpy':>8} | {'x scipy':>7} {'x numpy':>7}")
+    for r in res["spmm"]:
+        out(f"{r['dtype']:>7} {r['M']:5d} {r['K']:5d} {r['N']:5d} {r['zeros']:5.2f} "
+            f"{r['path']:>16} {r['wsekern'] * 1e3:8.2f} {r['scipy'] * 1e3:8.2f} "
+            f"{r['numpy'] * 1e3:8.2f} | {r['scipy'] / r['wsekern']:7.2f} "
+            f"{r['numpy'] / r['wsekern']:7.2f}")
+    out("  X with half its rows zero vs X dense (fp32, W 90 % zeros):")
+    for r in res["dead_rows"]:
+        out(f"  {r['M']:5d}x{r['K']:<5d} x {r['N']:<5d} {r['path']:>16} dense "
+            f"{r['dense'] * 1e3:7.2f} ms, half dead {r['dead'] * 1e3:7.2f} ms, "
+            f"speed-up {r['dense'] / r['dead']:5.2f}x")
+    out("  sddmm vs NumPy (A @ B.T)[pattern] and a gather + row-dot (einsum):")
+    for r in res["sddmm"]:
+        out(f"  {r['dtype']:>7} {r['M']}x{r['N']} D={r['D']:<4d} zeros {r['zeros']:.2f}: "
+            f"wsekern {r['wsekern'] * 1e3:7.2f} ms, numpy {r['numpy'] * 1e3:7.2f} ms "
+            f"(x{r['numpy'] / r['wsekern']:.2f}), gather {r['gather'] * 1e3:7.2f} ms "
+            f"(x{r['gather'] / r['wsekern']:.2f})")
