@@ -1,4 +1,4 @@
-"""``wsekern bench spmm --table``: issue 19's table, on every SIMD path this CPU runs.
+"""``wsekern bench spmm --table``: spmm against SciPy and NumPy on every SIMD path this CPU runs.
 
 For each path (the one chosen by default, then each one forced through WSEKERN_SIMD in a
 child process, so the dispatcher's cost table follows the path as it would for a user), fp32
@@ -58,7 +58,7 @@ def _spmm_rows(cases, repeat):
 
 
 def _dead_rows(cases, repeat):
-    """Half of X's rows zero against X dense, W 90 % zeros (issue 16's kernel item)."""
+    """Half of X's rows zero against X dense, W 90 % zeros."""
     from .kernels import spmm, spmm_path
     rows = []
     for M, K, N, zeros in cases:

@@ -289,7 +289,7 @@ def build_parser():
     p.add_argument("--repeat", type=int, default=5,
                    help="timings per measurement; the best is reported")
     p.add_argument("--table", action="store_true",
-                   help="spmm: issue 19's table (fp32/fp64, N = 16 to 1024, 50/90%% zeros) on "
+                   help="spmm: the cross-CPU table (fp32/fp64, N = 16 to 1024, 50/90%% zeros) on "
                         "the default SIMD path and each path forced, 1 thread, with sddmm")
     p.add_argument("--quick", action="store_true", help="--table with M and K halved")
     p.add_argument("--table-repeat", type=int, default=None,
