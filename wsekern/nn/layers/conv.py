@@ -38,7 +38,30 @@ def _pad_nchw(x, pads, value=0.0):
 
 
 def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups):
-    """Channels-last convolution through wsekern.conv2d (NCHW inside), with its gradients."""
+    """Channels-last convolution with its gradients. Dense and ungrouped: im2col in NHWC
+    times the Keras kernel seen as (kh*kw*C, O), one GEMM, no transpose; the columns are
+    kept for the kernel's gradient. Otherwise through wsekern.conv2d (NCHW inside)."""
+    if mask is not None or groups != 1:
+        return _conv2d_nchw(x, kernel, mask, strides, pads, dilation, groups)
+    kh, kw, _, filters = kernel.shape
+    g = conv_kernels.NhwcGeometry.of(x.shape, (kh, kw), strides, pads, dilation)
+    dtype = np.result_type(x.dtype, kernel.dtype)
+    cols = conv_kernels.im2col_nhwc(x.data.astype(dtype, copy=False), g)   # (B*OH*OW, K)
+    k2 = kernel.data.reshape(-1, filters).astype(dtype, copy=False)         # (K, O)
+    y = (cols @ k2).reshape(g.B, g.OH, g.OW, filters)
+
+    def backward(grad):
+        g2 = grad.reshape(-1, filters)                                      # (B*OH*OW, O)
+        if kernel.requires_grad:
+            kernel.accumulate((cols.T @ g2).reshape(kernel.shape).astype(kernel.dtype,
+                                                                           copy=False))
+        if x.requires_grad:
+            x.accumulate(conv_kernels.col2im_nhwc(g2 @ k2.T, g).astype(x.dtype, copy=False))
+    return Tensor(y, parents=(x, kernel), backward=backward)
+
+
+def _conv2d_nchw(x, kernel, mask, strides, pads, dilation, groups):
+    """Through wsekern.conv2d, which skips the zero weights of a pruned kernel."""
     xn = np.ascontiguousarray(x.data.transpose(0, 3, 1, 2))
     xn = _pad_nchw(xn, pads)
     w = np.ascontiguousarray(kernel.data.transpose(3, 2, 0, 1))          # (kh, kw, in, out) -> OIHW
@@ -177,34 +200,23 @@ class _Pooling2D(Layer):
         if x.ndim != 4:
             raise ValueError(f"{type(self).__name__} expects (batch, h, w, channels); received "
                              f"shape {x.shape}")
-        pads = self._pads(x.shape[1], x.shape[2])
-        fill = -np.inf if self.mode == "max" else 0.0
-        xn = _pad_nchw(np.ascontiguousarray(x.data.transpose(0, 3, 1, 2)), pads, fill)
-        k, s = self.pool_size, self.strides
+        g = conv_kernels.NhwcGeometry.of(x.shape, self.pool_size, self.strides,
+                                         self._pads(x.shape[1], x.shape[2]))
+        data = np.ascontiguousarray(x.data, dtype=np.result_type(x.dtype, np.float32))
+        # Keras averages over the pixels inside the image only ('same' padding)
         if self.mode == "max":
-            y = pool_kernels.max_pool2d(xn, k, s)
+            y, arg = pool_kernels.max_pool_nhwc(data, g)
         else:
-            y = pool_kernels.avg_pool2d(xn, k, s)
-            if self.padding == "same":      # Keras averages over the valid pixels only
-                ones = _pad_nchw(np.ones((1, 1) + x.shape[1:3], dtype=x.dtype), pads)
-                count = pool_kernels.avg_pool2d(ones, k, s)
-                y = y / count
-        if self.padding == "same" and self.mode == "avg":
-            scale = count
-        else:
-            scale = None
+            y = pool_kernels.avg_pool_nhwc(data, g, count_pad=False)
 
-        def backward(g):
-            gn = np.ascontiguousarray(g.transpose(0, 3, 1, 2))
+        def backward(grad):
+            grad = np.ascontiguousarray(grad, dtype=y.dtype)
             if self.mode == "max":
-                gx = pool_kernels.max_pool2d_backward(gn, xn, k, s)
+                gx = pool_kernels.max_pool_nhwc_backward(grad, arg, g)
             else:
-                gx = pool_kernels.avg_pool2d_backward(gn if scale is None else gn / scale, xn, k, s)
-            (t, b), (l, r) = pads
-            gx = gx[:, :, t:gx.shape[2] - b, l:gx.shape[3] - r]
-            x.accumulate(gx.transpose(0, 2, 3, 1))
-        return Tensor(np.ascontiguousarray(y.transpose(0, 2, 3, 1)), parents=(x,),
-                      backward=backward)
+                gx = pool_kernels.avg_pool_nhwc_backward(grad, g, count_pad=False)
+            x.accumulate(gx.astype(x.dtype, copy=False))
+        return Tensor(y, parents=(x,), backward=backward)
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
