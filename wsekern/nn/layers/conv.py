@@ -37,27 +37,40 @@ def _pad_nchw(x, pads, value=0.0):
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
 
 
-def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups):
-    """Channels-last convolution with its gradients. Dense and ungrouped: im2col in NHWC
-    times the Keras kernel seen as (kh*kw*C, O), one GEMM, no transpose; the columns are
-    kept for the kernel's gradient. Otherwise through wsekern.conv2d (NCHW inside)."""
+def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, relu=False):
+    """Channels-last convolution (+ ``bias``, then ReLU when ``relu``) with its gradients.
+
+    Dense and ungrouped: im2col in NHWC times the Keras kernel seen as (kh*kw*C, O), one
+    GEMM, no transpose; the columns are kept for the kernel's gradient, and the bias and
+    the ReLU are applied in place (no extra arrays, no extra graph nodes). Otherwise
+    through wsekern.conv2d (NCHW inside), which skips a pruned kernel's zeros."""
     if mask is not None or groups != 1:
-        return _conv2d_nchw(x, kernel, mask, strides, pads, dilation, groups)
+        y = _conv2d_nchw(x, kernel, mask, strides, pads, dilation, groups)
+        y = y + bias if bias is not None else y
+        return activations.relu(y) if relu else y
     kh, kw, _, filters = kernel.shape
     g = conv_kernels.NhwcGeometry.of(x.shape, (kh, kw), strides, pads, dilation)
     dtype = np.result_type(x.dtype, kernel.dtype)
     cols = conv_kernels.im2col_nhwc(x.data.astype(dtype, copy=False), g)   # (B*OH*OW, K)
     k2 = kernel.data.reshape(-1, filters).astype(dtype, copy=False)         # (K, O)
-    y = (cols @ k2).reshape(g.B, g.OH, g.OW, filters)
+    y = cols @ k2                                                           # (B*OH*OW, O)
+    if bias is not None:
+        y += bias.data
+    if relu:
+        np.maximum(y, 0, out=y)
+    parents = (x, kernel) if bias is None else (x, kernel, bias)
 
     def backward(grad):
         g2 = grad.reshape(-1, filters)                                      # (B*OH*OW, O)
-        if kernel.requires_grad:
-            kernel.accumulate((cols.T @ g2).reshape(kernel.shape).astype(kernel.dtype,
-                                                                           copy=False))
+        if relu:
+            g2 = g2 * (y > 0)
+        if kernel.requires_grad:      # (O, K) then transposed: the faster GEMM orientation
+            kernel.accumulate((g2.T @ cols).T.reshape(kernel.shape).astype(kernel.dtype))
+        if bias is not None and bias.requires_grad:
+            bias.accumulate(g2.sum(axis=0).astype(bias.dtype, copy=False))
         if x.requires_grad:
             x.accumulate(conv_kernels.col2im_nhwc(g2 @ k2.T, g).astype(x.dtype, copy=False))
-    return Tensor(y, parents=(x, kernel), backward=backward)
+    return Tensor(y.reshape(g.B, g.OH, g.OW, filters), parents=parents, backward=backward)
 
 
 def _conv2d_nchw(x, kernel, mask, strides, pads, dilation, groups):
@@ -137,15 +150,16 @@ class Conv2D(Layer):
             raise ValueError(f"layer {self.name!r} expects inputs (batch, h, w, "
                              f"{self.input_shape[-1]}); received shape {x.shape}")
         pads = self._pads(x.shape[1], x.shape[2])
-        y = conv2d_nhwc(x, self.kernel, self.weight_mask, self.strides, pads,
-                        self.dilation_rate, self.groups)
-        if self.use_bias:
-            y = y + self.bias
         placement = getattr(self, "_wafer_placement", None)
-        if training and placement is not None:          # hand the step to the wafer strategy
+        observed = training and placement is not None   # the strategy taps the pre-activation
+        fuse = self.activation is activations.relu and not observed
+        y = conv2d_nhwc(x, self.kernel, self.weight_mask, self.strides, pads,
+                        self.dilation_rate, self.groups, self.bias if self.use_bias else None,
+                        relu=fuse)
+        if observed:                                    # hand the step to the wafer strategy
             y = placement.observe(self._columns(x.data, pads), x.requires_grad, y,
                                   lambda g: g.reshape(-1, self.filters).T)
-        return self.activation(y)
+        return y if fuse else self.activation(y)
 
     def _columns(self, x, pads):
         """The im2col columns (C*kh*kw x B*OH*OW) this layer streams on the wafer, in the
