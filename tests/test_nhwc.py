@@ -286,3 +286,28 @@ def test_hostile_geometry_in_a_child_process():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("skip_above", [0.0, 1.0])
+def test_pruned_conv_both_paths_agree_and_keep_zeros(skip_above, monkeypatch):
+    """A pruned Conv2D through the zero-skipping path (NCHW) and through the masked GEMM
+    (NHWC) gives the same output and gradients, and the pruned weights get none."""
+    from wsekern.nn.layers import conv as conv_layers
+    from wsekern.nn.tensor import Tensor
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 6, 7, 4))
+    layer = layers.Conv2D(6, 3, padding="same", activation="relu", sparsity=0.5,
+                          dtype="float64")
+    layer(Tensor(x))
+    R = rng.standard_normal((2, 6, 7, 6))
+    grads = {}
+    for name, thr in (("ref", 1.0 - skip_above), ("test", skip_above)):
+        monkeypatch.setattr(conv_layers, "SKIP_ZEROS_ABOVE", thr)
+        layer.kernel.grad = layer.bias.grad = None
+        xt = Tensor(x, requires_grad=True)
+        y = layer(xt)
+        (y * Tensor(R)).sum().backward()
+        grads[name] = (y.data, xt.grad, layer.kernel.grad, layer.bias.grad)
+    for a, b in zip(grads["ref"], grads["test"]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert not grads["test"][2][~layer.weight_mask].any()

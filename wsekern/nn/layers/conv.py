@@ -37,6 +37,13 @@ def _pad_nchw(x, pads, value=0.0):
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
 
 
+# Zero-skipping conv (wsekern.conv2d's direct path, NCHW) for a pruned kernel only above
+# this fraction of zeros: below it one dense GEMM on the masked kernel trains faster.
+# Measured (keras.io convnet, 1,000 images, Zen 3, 1 thread): at 90% zeros 1.26 s an epoch
+# through the GEMM against 1.82 s through the direct path; at 98%, 1.47 s against 1.23 s.
+SKIP_ZEROS_ABOVE = 0.95
+
+
 def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, relu=False):
     """Channels-last convolution (+ ``bias``, then ReLU when ``relu``) with its gradients.
 
@@ -44,7 +51,8 @@ def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, rel
     GEMM, no transpose; the columns are kept for the kernel's gradient, and the bias and
     the ReLU are applied in place (no extra arrays, no extra graph nodes). Otherwise
     through wsekern.conv2d (NCHW inside), which skips a pruned kernel's zeros."""
-    if mask is not None or groups != 1:
+    sparse = mask is not None and 1 - np.count_nonzero(mask) / mask.size > SKIP_ZEROS_ABOVE
+    if sparse or groups != 1:
         y = _conv2d_nchw(x, kernel, mask, strides, pads, dilation, groups)
         y = y + bias if bias is not None else y
         return activations.relu(y) if relu else y
@@ -65,7 +73,8 @@ def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, rel
         if relu:
             g2 = g2 * (y > 0)
         if kernel.requires_grad:      # (O, K) then transposed: the faster GEMM orientation
-            kernel.accumulate((g2.T @ cols).T.reshape(kernel.shape).astype(kernel.dtype))
+            gk = (g2.T @ cols).T.reshape(kernel.shape).astype(kernel.dtype)
+            kernel.accumulate(gk if mask is None else gk * mask)    # pruned weights stay 0
         if bias is not None and bias.requires_grad:
             bias.accumulate(g2.sum(axis=0).astype(bias.dtype, copy=False))
         if x.requires_grad:
