@@ -274,6 +274,9 @@ def measure(case, threads=1, repeat=3, torch=None):
 
 def bench_train(threads=1, scale=1.0, repeat=3, cases=CASES, out=print):
     """Print the training table; return its rows as dicts."""
+    if not scale > 0 or int(repeat) < 1:
+        raise ValueError(f"scale must be > 0 and repeat >= 1; received scale={scale!r}, "
+                         f"repeat={repeat!r}")
     torch = _optional("torch")
     out(machine_line())
     out(f"training, {threads} thread(s), best of {repeat} interleaved runs, same batches "

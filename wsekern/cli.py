@@ -20,16 +20,17 @@ def _cmd_bench(args):
     if args.kernel == "sweep":
         bench.bench_sweep()
     if args.kernel == "train":
+        from .bench_train import bench_train
         for t in args.threads:
-            bench.bench_train(threads=t)
+            bench_train(threads=t, scale=args.scale, repeat=args.repeat or 3)
     if args.kernel == "conv":
         for t in args.threads:
-            bench.bench_conv(repeat=args.repeat, threads=t)
+            bench.bench_conv(repeat=args.repeat or 5, threads=t)
     if args.kernel == "spmm":
         sizes = bench.SIZES if not args.size else [tuple(args.size)]
         sparsities = args.sparsity or bench.SPARSITIES
         bench.bench_spmm(sizes=sizes, sparsities=sparsities, threads=args.threads,
-                         repeat=args.repeat)
+                         repeat=args.repeat or 5)
 
 
 def _wafer_config(args):
@@ -263,7 +264,10 @@ def build_parser():
                    help="one problem size instead of the default two")
     p.add_argument("--sparsity", type=float, nargs="+", help="fractions of W that are zero")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed runs per measurement (default 5; train: 3 epochs)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="train: multiply every case's samples by this (0.1 for a quick look)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("simulate", help="simulate a kernel on the wafer and print its report")
