@@ -134,6 +134,14 @@ def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, 
                             base[p * C + c] += grad[b, oh, ow, c]
 
 
+cdef inline double _avg_scale(Py_ssize_t h0, Py_ssize_t h1, Py_ssize_t w0, Py_ssize_t w1,
+                              int kh, int kw, bint count_pad) noexcept nogil:
+    """1 / the window's divisor: kh*kw with ``count_pad``, else its pixels inside the
+    image; 0 for a window wholly in the padding (it has no pixel to average)."""
+    cdef Py_ssize_t n = kh * kw if count_pad else max(h1 - h0, 0) * max(w1 - w0, 0)
+    return 1.0 / n if n > 0 else 0.0
+
+
 def avg_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int kh, int kw,
              int sh, int sw, int ph, int pw, bint count_pad, int n_threads=1):
     """Mean over each window: the sum of its pixels inside the image divided by kh*kw
@@ -141,7 +149,7 @@ def avg_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int kh,
     (Keras's 'same')."""
     cdef Py_ssize_t B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t b, oh, ow, ih, iw, c, h0, h1, w0, w1, n
+    cdef Py_ssize_t b, oh, ow, ih, iw, c, h0, h1, w0, w1
     cdef floating scale
     cdef floating* o
     cdef const floating* src
@@ -162,8 +170,7 @@ def avg_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int kh,
                             src = &x[b, ih, iw, 0]
                             for c in range(C):
                                 o[c] += src[c]
-                    n = kh * kw if count_pad else max(h1 - h0, 0) * max(w1 - w0, 0)
-                    scale = (<floating>1) / n if n > 0 else <floating>0
+                    scale = <floating>_avg_scale(h0, h1, w0, w1, kh, kw, count_pad)
                     for c in range(C):
                         o[c] = o[c] * scale
 
@@ -174,7 +181,7 @@ def avg_pool_backward(const floating[:, :, :, ::1] grad, floating[:, :, :, ::1] 
     """The adjoint of avg_pool. ``gx`` must be zeroed."""
     cdef Py_ssize_t B = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2]
     cdef Py_ssize_t C = grad.shape[3], H = gx.shape[1], W = gx.shape[2]
-    cdef Py_ssize_t b, oh, ow, ih, iw, c, h0, h1, w0, w1, n
+    cdef Py_ssize_t b, oh, ow, ih, iw, c, h0, h1, w0, w1
     cdef floating scale
     cdef floating* dst
     cdef const floating* g
@@ -188,10 +195,9 @@ def avg_pool_backward(const floating[:, :, :, ::1] grad, floating[:, :, :, ::1] 
                 for ow in range(OW):
                     w0 = max(ow * sw - pw, 0)
                     w1 = min(ow * sw - pw + kw, W)
-                    n = kh * kw if count_pad else max(h1 - h0, 0) * max(w1 - w0, 0)
-                    if n <= 0:
+                    scale = <floating>_avg_scale(h0, h1, w0, w1, kh, kw, count_pad)
+                    if scale == 0:
                         continue
-                    scale = (<floating>1) / n
                     g = &grad[b, oh, ow, 0]
                     for ih in range(h0, h1):
                         for iw in range(w0, w1):
