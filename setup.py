@@ -18,11 +18,14 @@ DEBUG = os.environ.get("WSEKERN_DEBUG", "0") == "1"
 NO_OPENMP = os.environ.get("WSEKERN_NO_OPENMP", "0") == "1"
 
 # Extensions whose loops use OpenMP (chosen by name: cythonize returns new objects).
-OPENMP_MODULES = {"wsekern._spmm", "wsekern._conv"}
+OPENMP_MODULES = {"wsekern._spmm", "wsekern._conv", "wsekern._nhwc",
+                  "wsekern._activations"}
 
 EXTENSIONS = [
     Extension("wsekern._spmm", ["src/_spmm.pyx"]),
     Extension("wsekern._conv", ["src/_conv.pyx"]),
+    Extension("wsekern._nhwc", ["src/_nhwc.pyx"]),
+    Extension("wsekern._activations", ["src/_activations.pyx"]),
     Extension("wsekern._event", ["src/_event.pyx"]),
     Extension("wsekern._pipeline", ["src/_pipeline.pyx"]),
 ]

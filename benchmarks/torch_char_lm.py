@@ -18,59 +18,8 @@ import torch
 
 import wsekern as wk
 from wsekern import nn
+from wsekern.bench_train import torch_gpt
 from wsekern.nn.models import GPT, GPTConfig
-
-
-class TorchBlock(torch.nn.Module):
-    def __init__(self, d, heads, mlp):
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = torch.nn.LayerNorm(d, eps=1e-5), torch.nn.LayerNorm(d, eps=1e-5)
-        self.q, self.k, self.v, self.o = (torch.nn.Linear(d, d) for _ in range(4))
-        self.fc, self.proj = torch.nn.Linear(d, mlp), torch.nn.Linear(mlp, d)
-
-    def forward(self, x):
-        B, T, d = x.shape
-        h = self.ln1(x)
-        q, k, v = (f(h).view(B, T, self.heads, d // self.heads).transpose(1, 2)   # (B, H, T, k)
-                   for f in (self.q, self.k, self.v))
-        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.o(y.transpose(1, 2).reshape(B, T, d))
-        return x + self.proj(torch.nn.functional.gelu(self.fc(self.ln2(x))))
-
-
-class TorchGPT(torch.nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.tok = torch.nn.Embedding(c.vocab_size, c.d_model)
-        self.pos = torch.nn.Parameter(torch.zeros(c.context, c.d_model))
-        self.blocks = torch.nn.ModuleList(TorchBlock(c.d_model, c.n_head, c.mlp_dim)
-                                          for _ in range(c.n_layer))
-        self.ln_f = torch.nn.LayerNorm(c.d_model, eps=1e-5)
-        self.head = torch.nn.Linear(c.d_model, c.vocab_size)
-
-    def forward(self, ids):
-        x = self.tok(ids) + self.pos[:ids.shape[1]]
-        for b in self.blocks:
-            x = b(x)
-        return self.head(self.ln_f(x))
-
-    def load_wsekern(self, weights):
-        """Our weights, in wsekern.nn's order (Dense kernels are (in, out): transpose)."""
-        it = iter(weights)
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-        with torch.no_grad():
-            self.tok.weight.copy_(t(next(it)))
-            self.pos.copy_(t(next(it)))
-            for b in self.blocks:
-                b.ln1.weight.copy_(t(next(it))); b.ln1.bias.copy_(t(next(it)))
-                for lin in (b.q, b.k, b.v, b.o):
-                    lin.weight.copy_(t(next(it).T)); lin.bias.copy_(t(next(it)))
-                b.ln2.weight.copy_(t(next(it))); b.ln2.bias.copy_(t(next(it)))
-                for lin in (b.fc, b.proj):
-                    lin.weight.copy_(t(next(it).T)); lin.bias.copy_(t(next(it)))
-            self.ln_f.weight.copy_(t(next(it))); self.ln_f.bias.copy_(t(next(it)))
-            self.head.weight.copy_(t(next(it).T)); self.head.bias.copy_(t(next(it)))
 
 
 def lr_at(step, lr, warmup, total):
@@ -96,7 +45,7 @@ def main():
     schedule = nn.optimizers.CosineDecay(0.0, args.steps - args.warmup, warmup_target=args.lr,
                                          warmup_steps=args.warmup)
     ours.compile(nn.optimizers.AdamW(schedule, weight_decay=0.1))
-    theirs = TorchGPT(c)
+    theirs = torch_gpt(torch, c)
     theirs.load_wsekern(ours.get_weights())
     opt = torch.optim.AdamW(theirs.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-7,
                             weight_decay=0.1)

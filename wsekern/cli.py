@@ -20,11 +20,12 @@ def _cmd_bench(args):
     if args.kernel == "sweep":
         bench.bench_sweep()
     if args.kernel == "train":
+        from .bench_train import bench_train
         for t in args.threads:
-            bench.bench_train(threads=t)
+            bench_train(threads=t, scale=args.scale, repeat=args.repeat or 3)
     if args.kernel == "conv":
         for t in args.threads:
-            bench.bench_conv(repeat=args.repeat, threads=t)
+            bench.bench_conv(repeat=args.repeat or 5, threads=t)
     if args.kernel == "spmm" and args.table:
         from .bench_spmm import bench_table
         bench_table(quick=args.quick, repeat=args.table_repeat)
@@ -32,7 +33,7 @@ def _cmd_bench(args):
         sizes = bench.SIZES if not args.size else [tuple(args.size)]
         sparsities = args.sparsity or bench.SPARSITIES
         bench.bench_spmm(sizes=sizes, sparsities=sparsities, threads=args.threads,
-                         repeat=args.repeat)
+                         repeat=args.repeat or 5)
 
 
 def _wafer_config(args):
@@ -286,8 +287,11 @@ def build_parser():
     p.add_argument("--sparsity", type=float, nargs="+", help="fractions of W that are zero")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                    help="thread counts to run, each library limited alike")
-    p.add_argument("--repeat", type=int, default=5,
-                   help="timings per measurement; the best is reported")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed runs per measurement, the best reported (default 5; train: 3 "
+                        "epochs)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="train: multiply every case's samples by this (0.1 for a quick look)")
     p.add_argument("--table", action="store_true",
                    help="spmm: the cross-CPU table (fp32/fp64, N = 16 to 1024, 50/90%% zeros) on "
                         "the default SIMD path and each path forced, 1 thread, with sddmm")

@@ -5,7 +5,7 @@ import numpy as np
 import scipy.sparse as sps
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import _conv
+from . import _conv, _nhwc
 from ._budget import check_memory
 from ._threads import resolve_threads
 from .costs import cost_table
@@ -520,3 +520,90 @@ def _by_input_channel(w2, g):
     cptr = np.zeros(g.C + 1, dtype=np.int32)
     np.cumsum(np.bincount(c, minlength=g.C), out=cptr[1:])
     return (np.ascontiguousarray(w2[o, col]), (o * T + col % T).astype(np.int32), cptr)
+
+
+# -- channels-last im2col for training (Keras's NHWC layout, kernels (kh, kw, C, O)) ---------
+@dataclass(frozen=True)
+class NhwcGeometry:
+    """One channels-last window geometry, validated once: input (B, H, W, C), window
+    (kh, kw), stride, dilation, the padding before each axis (top, left) and the output
+    size; padding after is whatever the output size implies (Keras's 'same' may be
+    asymmetric)."""
+    B: int
+    H: int
+    W: int
+    C: int
+    kh: int
+    kw: int
+    stride: tuple
+    pad: tuple
+    dilation: tuple
+    OH: int
+    OW: int
+
+    @classmethod
+    def of(cls, x_shape, kernel_size, stride=1, pads=((0, 0), (0, 0)), dilation=1):
+        """``pads`` = ((top, bottom), (left, right))."""
+        if len(x_shape) != 4:
+            raise ValueError(f"x must be 4-D (batch, height, width, channels); received shape "
+                             f"{tuple(x_shape)}")
+        kh, kw = _pair(kernel_size, "kernel_size", 1)
+        stride = _pair(stride, "stride", 1)
+        dilation = _pair(dilation, "dilation", 1)
+        (t, b), (l, r) = (_pair(p, "padding", 0) for p in pads)
+        B, H, W, C = (int(n) for n in x_shape)
+        OH = (H + t + b - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        OW = (W + l + r - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+        if OH <= 0 or OW <= 0:
+            raise ValueError(f"the output would be {OH}x{OW}: window {kh}x{kw} with dilation "
+                             f"{dilation} does not fit the input {H}x{W} padded by "
+                             f"{((t, b), (l, r))}")
+        if max(H, W) * max(H, W) >= 2**31:
+            raise ValueError(f"an image of {H}x{W} pixels is too large for the int32 "
+                             f"indices of the pooling kernels")
+        return cls(B, H, W, C, kh, kw, stride, (t, l), dilation, OH, OW)
+
+    @property
+    def rows(self):
+        return self.B * self.OH * self.OW
+
+    @property
+    def depth(self):
+        return self.kh * self.kw * self.C
+
+    def args(self):
+        """The geometry as the Cython loops take it."""
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.pad, self.dilation
+        return self.kh, self.kw, sh, sw, ph, pw, dh, dw, self.OH, self.OW
+
+
+def _nhwc_float(x, name):
+    x = _as_float(x, name)
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def im2col_nhwc(x, g, n_threads=None):
+    """(B*OH*OW, kh*kw*C) columns of the channels-last ``x``, row (b, oh, ow), column
+    (i, j, c): times a Keras kernel reshaped to (kh*kw*C, O) this is the convolution.
+    Reads of the padding are zeros. Work and memory O(B*OH*OW*kh*kw*C)."""
+    x = _nhwc_float(x, "x")
+    if x.shape != (g.B, g.H, g.W, g.C):
+        raise ValueError(f"x has shape {x.shape}; the geometry expects {(g.B, g.H, g.W, g.C)}")
+    check_memory(g.rows * g.depth * x.itemsize,
+                 f"im2col columns {g.rows}x{g.depth} of x {x.shape}",
+                 "lower the batch or the image size, or raise the stride")
+    cols = np.empty((g.rows, g.depth), dtype=x.dtype)
+    _nhwc.im2col(x, cols, *g.args(), resolve_threads(n_threads, cols.size))
+    return cols
+
+
+def col2im_nhwc(cols, g, n_threads=None):
+    """The adjoint of :func:`im2col_nhwc`: each column entry summed onto the pixel it read
+    (entries that read the padding are dropped); returns (B, H, W, C)."""
+    cols = _nhwc_float(cols, "cols")
+    if cols.shape != (g.rows, g.depth):
+        raise ValueError(f"cols has shape {cols.shape}; the geometry expects "
+                         f"{(g.rows, g.depth)}")
+    gx = np.zeros((g.B, g.H, g.W, g.C), dtype=cols.dtype)
+    _nhwc.col2im(cols, gx, *g.args(), resolve_threads(n_threads, cols.size))
+    return gx

@@ -1,12 +1,15 @@
-"""max_pool2d and avg_pool2d, forward and backward, with torch's semantics (NCHW).
+"""max_pool2d and avg_pool2d, forward and backward: torch's semantics (NCHW) and the
+channels-last (NHWC) loops the Keras layers use, both on the Cython kernels of _nhwc.
 
 Padding is implicit: -inf for max pooling, zeros counted in the average
 (torch's count_include_pad=True). Output size floor((H + 2p - k) / s) + 1.
+An NCHW array is pooled as NHWC with one channel: (N*C, H, W, 1), no copy.
 """
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from .conv import _pair
+from . import _nhwc
+from ._threads import resolve_threads
+from .conv import NhwcGeometry, _pair
 from .sparse import check_float_dtype
 
 
@@ -26,16 +29,13 @@ def _geometry(x, kernel_size, stride, padding):
     if OH <= 0 or OW <= 0:
         raise ValueError(f"the output would be {OH}x{OW}: kernel {k} does not fit the input "
                          f"{x.shape[2:]} padded by {p}")
-    return x, k, s, p, OH, OW
+    N, C, H, W = x.shape
+    g = NhwcGeometry.of((N * C, H, W, 1), k, s, ((p[0],) * 2, (p[1],) * 2))
+    return np.ascontiguousarray(x).reshape(N * C, H, W, 1), g
 
 
-def _windows(xp, k, s, OH, OW):
-    """(N, C, OH, OW, kh, kw) view of the windows."""
-    return sliding_window_view(xp, k, axis=(2, 3))[:, :, ::s[0], ::s[1]][:, :, :OH, :OW]
-
-
-def _pad(x, p, value):
-    return np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=value)
+def _nchw(y, x_shape):
+    return y.reshape(x_shape[0], x_shape[1], y.shape[1], y.shape[2])
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
@@ -70,13 +70,13 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     array([[ 5.,  7.],
            [13., 15.]], dtype=float32)
     """
-    x, k, s, p, OH, OW = _geometry(x, kernel_size, stride, padding)
-    win = _windows(_pad(x, p, -np.inf), k, s, OH, OW)
-    return np.ascontiguousarray(win.max(axis=(4, 5)))
+    xs, g = _geometry(x, kernel_size, stride, padding)
+    return _nchw(max_pool_nhwc(xs, g)[0], np.shape(x))
 
 
 def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
-    """Gradient of :func:`max_pool2d`: each window's gradient goes to its (first) maximum.
+    """Gradient of :func:`max_pool2d`: each window's gradient goes to its (first) maximum,
+    the first NaN when there is one; a window of -inf gives it to its first input.
 
     Parameters
     ----------
@@ -90,24 +90,10 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
     ndarray, shape (N, C, H, W)
         The gradient of x.
     """
-    x, k, s, p, OH, OW = _geometry(x, kernel_size, stride, padding)
-    grad_out = _check_grad(grad_out, x, OH, OW)
-    win = _windows(_pad(x, p, -np.inf), k, s, OH, OW)
-    flat = win.reshape(win.shape[:4] + (-1,))
-    # NaN wins, as in torch: argmax over (value, isnan) picks the first NaN or maximum.
-    arg = np.where(np.isnan(flat).any(axis=-1), np.isnan(flat).argmax(axis=-1),
-                   flat.argmax(axis=-1))
-    # A window whose inputs are all -inf: torch keeps its first input, never the padding.
-    inside = _windows(_pad(np.ones(x.shape[2:], dtype=bool)[None, None], p, False), k, s,
-                      OH, OW).reshape(1, 1, OH, OW, -1)
-    lost = np.take_along_axis(~inside, arg[..., None], axis=-1)[..., 0]
-    arg = np.where(lost, inside.argmax(axis=-1), arg)
-    gxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * p[0], x.shape[3] + 2 * p[1]),
-                   dtype=grad_out.dtype)
-    for t in range(k[0] * k[1]):
-        i, j = divmod(t, k[1])
-        gxp[:, :, i:i + s[0] * OH:s[0], j:j + s[1] * OW:s[1]] += np.where(arg == t, grad_out, 0)
-    return gxp[:, :, p[0]:p[0] + x.shape[2], p[1]:p[1] + x.shape[3]].copy()
+    xs, g = _geometry(x, kernel_size, stride, padding)
+    grad = _check_grad(grad_out, xs, g, np.shape(x))
+    _, arg = max_pool_nhwc(xs, g)
+    return _nchw(max_pool_nhwc_backward(grad, arg, g), np.shape(x))
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
@@ -129,9 +115,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     ValueError
         x not 4-D, padding above half the kernel, or a window that does not fit.
     """
-    x, k, s, p, OH, OW = _geometry(x, kernel_size, stride, padding)
-    win = _windows(_pad(x, p, 0), k, s, OH, OW)
-    return np.ascontiguousarray(win.sum(axis=(4, 5)) / (k[0] * k[1])).astype(x.dtype)
+    xs, g = _geometry(x, kernel_size, stride, padding)
+    return _nchw(avg_pool_nhwc(xs, g, count_pad=True), np.shape(x))
 
 
 def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
@@ -149,22 +134,74 @@ def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
     ndarray, shape (N, C, H, W)
         The gradient of x.
     """
-    x, k, s, p, OH, OW = _geometry(x, kernel_size, stride, padding)
-    grad_out = _check_grad(grad_out, x, OH, OW)
-    gxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * p[0], x.shape[3] + 2 * p[1]),
-                   dtype=grad_out.dtype)
-    share = grad_out / (k[0] * k[1])
-    for i in range(k[0]):
-        for j in range(k[1]):
-            gxp[:, :, i:i + s[0] * OH:s[0], j:j + s[1] * OW:s[1]] += share
-    return gxp[:, :, p[0]:p[0] + x.shape[2], p[1]:p[1] + x.shape[3]].copy()
+    xs, g = _geometry(x, kernel_size, stride, padding)
+    grad = _check_grad(grad_out, xs, g, np.shape(x))
+    return _nchw(avg_pool_nhwc_backward(grad, g, count_pad=True), np.shape(x))
 
 
-def _check_grad(grad_out, x, OH, OW):
+def _check_grad(grad_out, xs, g, x_shape):
     grad_out = np.asarray(grad_out)
     check_float_dtype(grad_out.dtype, "grad_out")
-    expected = (x.shape[0], x.shape[1], OH, OW)
+    expected = (x_shape[0], x_shape[1], g.OH, g.OW)
     if grad_out.shape != expected:
         raise ValueError(f"grad_out must have the output's shape {expected}; received "
                          f"{grad_out.shape}")
-    return grad_out.astype(np.result_type(x.dtype, grad_out.dtype), copy=False)
+    dtype = np.result_type(xs.dtype, grad_out.dtype)
+    return np.ascontiguousarray(grad_out, dtype=dtype).reshape(g.B, g.OH, g.OW, 1)
+
+
+# -- channels-last, on a validated NhwcGeometry ---------------------------------------------
+def _threads(g):
+    return resolve_threads(None, g.rows * g.C * g.kh * g.kw)
+
+
+def _nhwc_operand(a, shape, name, dtype=None):
+    """``a`` as a C-contiguous float32/float64 array of ``shape``, else a clear error."""
+    a = np.asarray(a)
+    check_float_dtype(a.dtype if dtype is None else dtype, name)
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} (the geometry's); received {a.shape}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def max_pool_nhwc(x, g):
+    """(out, arg): the window maxima (B, OH, OW, C) and, per output, the flat pixel
+    index ih * W + iw of the maximum the gradient goes to."""
+    x = _nhwc_operand(x, (g.B, g.H, g.W, g.C), "x")
+    out = np.empty((g.B, g.OH, g.OW, g.C), dtype=x.dtype)
+    arg = np.empty(out.shape, dtype=np.int32)
+    (sh, sw), (ph, pw) = g.stride, g.pad
+    _nhwc.max_pool(x, out, arg, g.kh, g.kw, sh, sw, ph, pw, _threads(g))
+    return out, arg
+
+
+def max_pool_nhwc_backward(grad, arg, g):
+    grad = _nhwc_operand(grad, (g.B, g.OH, g.OW, g.C), "grad")
+    arg = np.ascontiguousarray(arg)
+    if arg.shape != grad.shape or arg.dtype != np.int32:
+        raise ValueError(f"arg must be the int32 array max_pool_nhwc returned, of shape "
+                         f"{grad.shape}; received {arg.dtype} of shape {arg.shape}")
+    if arg.size and (arg.min() < -1 or arg.max() >= g.H * g.W):
+        raise ValueError(f"arg holds pixel indices outside [-1, {g.H * g.W}); it must come "
+                         f"from max_pool_nhwc with this geometry")
+    gx = np.zeros((g.B, g.H, g.W, g.C), dtype=grad.dtype)
+    _nhwc.max_pool_backward(grad, arg, gx, _threads(g))
+    return gx
+
+
+def avg_pool_nhwc(x, g, count_pad):
+    """Window means; ``count_pad``: the padding counts as zeros (torch), else only the
+    pixels inside are averaged (Keras's 'same')."""
+    x = _nhwc_operand(x, (g.B, g.H, g.W, g.C), "x")
+    out = np.empty((g.B, g.OH, g.OW, g.C), dtype=x.dtype)
+    (sh, sw), (ph, pw) = g.stride, g.pad
+    _nhwc.avg_pool(x, out, g.kh, g.kw, sh, sw, ph, pw, count_pad, _threads(g))
+    return out
+
+
+def avg_pool_nhwc_backward(grad, g, count_pad):
+    grad = _nhwc_operand(grad, (g.B, g.OH, g.OW, g.C), "grad")
+    gx = np.zeros((g.B, g.H, g.W, g.C), dtype=grad.dtype)
+    (sh, sw), (ph, pw) = g.stride, g.pad
+    _nhwc.avg_pool_backward(grad, gx, g.kh, g.kw, sh, sw, ph, pw, count_pad, _threads(g))
+    return gx

@@ -1,25 +1,36 @@
-"""asv: training epochs of wsekern.nn MLPs, dense and 90% sparse."""
-import numpy as np
+"""asv: training epochs of wsekern.nn, the cases of ``wsekern bench train`` (MLPs dense and
+90% sparse, the keras.io MNIST convnet dense and pruned, the char GPT, ten tiny layers at
+batch 1), with their peak memory. One thread, as the CLI table; no shuffling."""
+from threadpoolctl import threadpool_limits
 
-import wsekern as wk
-from wsekern import nn
+from wsekern.bench_train import CASES, case_data, scaled, wsekern_model
+
+# asv runs each case several times: a fifth of each case's samples keeps it under a minute
+SCALE = 0.2
+NAMES = [c.name for c in CASES]
 
 
-class MlpEpoch:
-    params = [0.0, 0.9]
-    param_names = ["sparsity"]
-    timeout = 300
+class TrainEpoch:
+    params = [NAMES]
+    param_names = ["case"]
+    timeout = 600
 
-    def setup(self, sparsity):
-        (xm, ym), (xt, yt) = wk.data.load_mnist()
-        self.x = np.concatenate([xm, xt, xm, xt])[:10_000]
-        self.y = np.concatenate([ym, yt, ym, yt])[:10_000]
-        nn.utils.set_random_seed(0)
-        self.model = nn.Sequential([
-            nn.layers.Dense(1024, activation="relu", input_shape=(784,), sparsity=sparsity),
-            nn.layers.Dense(1024, activation="relu", sparsity=sparsity),
-            nn.layers.Dense(10, activation="softmax")])
-        self.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    def setup(self, name):
+        self.case = scaled(CASES[NAMES.index(name)], SCALE)
+        self.x, self.y = case_data(self.case)
+        self.model = wsekern_model(self.case)
+        self.limits = threadpool_limits(1)
+        self.epoch()                                  # builds the model, warms up
 
-    def time_epoch(self, sparsity):
-        self.model.fit(self.x, self.y, batch_size=128, epochs=1, verbose=0)
+    def teardown(self, name):
+        self.limits.restore_original_limits()
+
+    def epoch(self):
+        self.model.fit(self.x, self.y, batch_size=self.case.batch, epochs=1, verbose=0,
+                       shuffle=False)
+
+    def time_epoch(self, name):
+        self.epoch()
+
+    def peakmem_epoch(self, name):
+        self.epoch()

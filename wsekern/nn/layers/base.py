@@ -32,7 +32,7 @@ _UNTRACKED = frozenset({"_variables", "_inbound_nodes", "_losses", "_compiled_ou
                         "_compile_config", "_metrics_arg", "_weighted_metrics_arg", "history",
                         "optimizer", "strategy", "_wafer_placement", "input_shape",
                         "output_shape", "_input_shape_arg", "_nodes", "_inputs_struct",
-                        "_outputs_struct", "_output_loss_trackers", "_symbolic"})
+                        "_outputs_struct", "_output_loss_trackers", "_symbolic", "_fit_cache"})
 
 
 def _tracked_values(value, out):

@@ -233,7 +233,7 @@ class Model(Layer):
             self._last_output_losses[name] = float(value.data)
             term = value * weight if weight != 1.0 else value
             total = term if total is None else total + term
-        for extra in self.losses:
+        for extra in self._step_losses():
             extra = extra if isinstance(extra, Tensor) else Tensor(np.asarray(extra))
             total = extra if total is None else total + extra
         if total is None:
@@ -275,8 +275,37 @@ class Model(Layer):
                     value, sample_weight=batch_n)
 
     # -- steps (override train_step / test_step as in Keras) ---------------------------
+    def _walk_once(self):
+        """What every step of ``fit`` walks the layer tree for, found once at its start:
+        the trainable weights, and each layer with its regularised variables in the order
+        of ``losses``. A change of ``trainable`` made during fit (Keras asks for compile()
+        after one) counts from the next fit."""
+        def sources(layer, out):
+            regs = [t for t, _ in layer._own_variables()
+                    if getattr(t, "regularizer", None) is not None]
+            out.append((layer, regs))
+            for sub in layer._sublayers():
+                sources(sub, out)
+            return out
+        return self.trainable_weights, sources(self, [])
+
+    def _step_weights(self):
+        cache = self.__dict__.get("_fit_cache")
+        return cache[0] if cache else self.trainable_weights
+
+    def _step_losses(self):
+        """``self.losses``, through the structure found at fit's start when inside fit."""
+        cache = self.__dict__.get("_fit_cache")
+        if not cache:
+            return self.losses
+        out = []
+        for layer, regs in cache[1]:
+            out.extend(layer._losses)
+            out.extend(t.regularizer(t) for t in regs)
+        return out
+
     def zero_grad(self):
-        for w in self.trainable_weights:
+        for w in self._step_weights():
             w.grad = None
 
     def train_step(self, data):
@@ -285,7 +314,7 @@ class Model(Layer):
         loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
         self.zero_grad()
         loss.backward()
-        self.optimizer.apply_gradients(self.trainable_weights)
+        self.optimizer.apply_gradients(self._step_weights())
         self._track_loss(loss, _batch_size(x))
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
@@ -421,38 +450,45 @@ class Model(Layer):
         callbacks_ = cbks.CallbackList(cb_list, self, epochs=epochs, steps=steps,
                                        verbose=verbose)
         self.stop_training = False
+        self._fit_cache = None
         callbacks_.call("on_train_begin")
         epoch_logs = {}
-        for epoch in range(initial_epoch, epochs):
-            self.reset_metrics()
-            callbacks_.call("on_epoch_begin", epoch)
-            start = time.perf_counter()
-            costing_before = self.strategy.cost_seconds if self.strategy is not None else 0.0
-            seen, logs = 0, {}
-            for step, (bx, by, bsw) in enumerate(train.epoch()):
-                callbacks_.call("on_train_batch_begin", step)
-                if not isinstance(train, ArrayBatches):       # arrays were checked whole
-                    bx = self._checked_x(bx)
-                self._ensure_built(bx)
-                logs = _floats(self.train_step((bx, by, bsw)))
-                self._after_step(bx)
-                seen += _batch_size(bx)
-                callbacks_.call("on_train_batch_end", step, logs=logs)
+        try:
+            for epoch in range(initial_epoch, epochs):
+                self.reset_metrics()
+                callbacks_.call("on_epoch_begin", epoch)
+                start = time.perf_counter()
+                costing_before = (self.strategy.cost_seconds if self.strategy is not None
+                                  else 0.0)
+                seen, logs = 0, {}
+                for step, (bx, by, bsw) in enumerate(train.epoch()):
+                    callbacks_.call("on_train_batch_begin", step)
+                    if not isinstance(train, ArrayBatches):       # arrays were checked whole
+                        bx = self._checked_x(bx)
+                    self._ensure_built(bx)
+                    if self._fit_cache is None:
+                        self._fit_cache = self._walk_once()
+                    logs = _floats(self.train_step((bx, by, bsw)))
+                    self._after_step(bx)
+                    seen += _batch_size(bx)
+                    callbacks_.call("on_train_batch_end", step, logs=logs)
+                    if self.stop_training:
+                        break
+                train.on_epoch_end()
+                if seen == 0:
+                    raise ValueError("the training data yielded no batch")
+                costing = (self.strategy.cost_seconds - costing_before) if self.strategy else 0.0
+                self._last_epoch_seconds = time.perf_counter() - start - costing   # CPU work only
+                self._last_epoch_samples = seen
+                epoch_logs = dict(logs)
+                if val is not None and (epoch + 1) % int(validation_freq) == 0:
+                    val_logs = self._run_evaluation(val, callbacks_)
+                    epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+                epoch_logs = callbacks_.call("on_epoch_end", epoch, logs=epoch_logs)
                 if self.stop_training:
                     break
-            train.on_epoch_end()
-            if seen == 0:
-                raise ValueError("the training data yielded no batch")
-            costing = (self.strategy.cost_seconds - costing_before) if self.strategy else 0.0
-            self._last_epoch_seconds = time.perf_counter() - start - costing   # CPU work only
-            self._last_epoch_samples = seen
-            epoch_logs = dict(logs)
-            if val is not None and (epoch + 1) % int(validation_freq) == 0:
-                val_logs = self._run_evaluation(val, callbacks_)
-                epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
-            epoch_logs = callbacks_.call("on_epoch_end", epoch, logs=epoch_logs)
-            if self.stop_training:
-                break
+        finally:
+            self._fit_cache = None
         callbacks_.call("on_train_end", logs=epoch_logs)
         self.history = history
         return history

@@ -1,0 +1,206 @@
+# Channels-last (NHWC) loops for training: im2col / col2im and 2-D pooling.
+#
+# In NHWC one kernel tap reads C contiguous channels, so im2col is a memcpy per
+# (pixel, tap) and its columns (B*OH*OW, kh*kw*C) times a Keras kernel
+# (kh, kw, C, O) seen as (kh*kw*C, O) is the convolution, with no transpose.
+# Padding is implicit (reads outside the image give zeros, or are skipped by
+# pooling). The wrappers in wsekern/conv.py and wsekern/pool.py validate
+# shapes; these loops never raise. Threads own disjoint images.
+from cython.parallel cimport prange
+from libc.string cimport memcpy, memset
+from libc.stdint cimport int32_t
+from libc.math cimport INFINITY
+from cython cimport floating
+
+
+def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols, int kh, int kw,
+           int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,
+           int n_threads=1):
+    """cols[(b*OH + oh)*OW + ow, (i*kw + j)*C + c] = x[b, oh*sh - ph + i*dh,
+    ow*sw - pw + j*dw, c], zero where that pixel lies in the padding."""
+    cdef Py_ssize_t B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t b, oh, ow, i, j, ih, iw, row
+    cdef floating* dst
+    if B * OH * OW * kh * kw * C == 0:
+        return
+    with nogil:
+        for b in prange(B, num_threads=n_threads, schedule='static'):
+            for oh in range(OH):
+                for ow in range(OW):
+                    row = (b * OH + oh) * OW + ow
+                    dst = &cols[row, 0]
+                    for i in range(kh):
+                        ih = oh * sh - ph + i * dh
+                        for j in range(kw):
+                            iw = ow * sw - pw + j * dw
+                            if 0 <= ih < H and 0 <= iw < W:
+                                memcpy(dst, &x[b, ih, iw, 0], C * sizeof(floating))
+                            else:
+                                memset(dst, 0, C * sizeof(floating))
+                            dst = dst + C
+
+
+def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] gx, int kh, int kw,
+           int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,
+           int n_threads=1):
+    """The adjoint of im2col: gx[b, ih, iw, c] += cols[row, tap*C + c] for every
+    read of that pixel; reads of the padding are dropped. ``gx`` must be zeroed."""
+    cdef Py_ssize_t B = gx.shape[0], H = gx.shape[1], W = gx.shape[2], C = gx.shape[3]
+    cdef Py_ssize_t b, oh, ow, i, j, ih, iw, c
+    cdef const floating* src
+    cdef floating* dst
+    if B * OH * OW * kh * kw * C == 0:
+        return
+    with nogil:
+        for b in prange(B, num_threads=n_threads, schedule='static'):
+            for oh in range(OH):
+                for ow in range(OW):
+                    src = &cols[(b * OH + oh) * OW + ow, 0]
+                    for i in range(kh):
+                        ih = oh * sh - ph + i * dh
+                        for j in range(kw):
+                            iw = ow * sw - pw + j * dw
+                            if 0 <= ih < H and 0 <= iw < W:
+                                dst = &gx[b, ih, iw, 0]
+                                for c in range(C):
+                                    dst[c] += src[c]
+                            src = src + C
+
+
+def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+             int32_t[:, :, :, ::1] arg, int kh, int kw, int sh, int sw, int ph, int pw,
+             int n_threads=1):
+    """out[b, oh, ow, c] = max over the window's pixels inside the image; ``arg`` gets
+    the flat index ih * W + iw of the first maximum. NaN wins (the first NaN), as in
+    torch; a window of -inf keeps its first pixel. A window wholly in the padding
+    gives -inf and arg -1."""
+    cdef Py_ssize_t B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t b, oh, ow, i, j, ih, iw, c, h0, h1, w0, w1
+    cdef floating v, best
+    cdef floating* o
+    cdef int32_t* a
+    cdef const floating* src
+    if B * OH * OW * C == 0:
+        return
+    with nogil:
+        for b in prange(B, num_threads=n_threads, schedule='static'):
+            for oh in range(OH):
+                h0 = max(oh * sh - ph, 0)
+                h1 = min(oh * sh - ph + kh, H)
+                for ow in range(OW):
+                    w0 = max(ow * sw - pw, 0)
+                    w1 = min(ow * sw - pw + kw, W)
+                    o = &out[b, oh, ow, 0]
+                    a = &arg[b, oh, ow, 0]
+                    if h0 >= h1 or w0 >= w1:
+                        for c in range(C):
+                            o[c] = -INFINITY
+                            a[c] = -1
+                        continue
+                    src = &x[b, h0, w0, 0]
+                    for c in range(C):
+                        o[c] = src[c]
+                        a[c] = <int32_t>(h0 * W + w0)
+                    for ih in range(h0, h1):
+                        for iw in range(w0, w1):
+                            src = &x[b, ih, iw, 0]
+                            for c in range(C):
+                                v = src[c]
+                                best = o[c]
+                                # strictly larger, or the first NaN (NaN != NaN)
+                                if v > best or (v != v and best == best):
+                                    o[c] = v
+                                    a[c] = <int32_t>(ih * W + iw)
+
+
+def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, ::1] arg,
+                      floating[:, :, :, ::1] gx, int n_threads=1):
+    """gx[b, arg // W, arg % W, c] += grad[b, oh, ow, c]. ``gx`` must be zeroed."""
+    cdef Py_ssize_t B = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2]
+    cdef Py_ssize_t C = grad.shape[3], W = gx.shape[2]
+    cdef Py_ssize_t b, oh, ow, c, p
+    cdef floating* base
+    if B * OH * OW * C == 0 or W == 0:
+        return
+    with nogil:
+        for b in prange(B, num_threads=n_threads, schedule='static'):
+            base = &gx[b, 0, 0, 0]
+            for oh in range(OH):
+                for ow in range(OW):
+                    for c in range(C):
+                        p = arg[b, oh, ow, c]
+                        if p >= 0:
+                            base[p * C + c] += grad[b, oh, ow, c]
+
+
+cdef inline double _avg_scale(Py_ssize_t h0, Py_ssize_t h1, Py_ssize_t w0, Py_ssize_t w1,
+                              int kh, int kw, bint count_pad) noexcept nogil:
+    """1 / the window's divisor: kh*kw with ``count_pad``, else its pixels inside the
+    image; 0 for a window wholly in the padding (it has no pixel to average)."""
+    cdef Py_ssize_t n = kh * kw if count_pad else max(h1 - h0, 0) * max(w1 - w0, 0)
+    return 1.0 / n if n > 0 else 0.0
+
+
+def avg_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int kh, int kw,
+             int sh, int sw, int ph, int pw, bint count_pad, int n_threads=1):
+    """Mean over each window: the sum of its pixels inside the image divided by kh*kw
+    (``count_pad``: padding counts as zeros, torch's default) or by the pixels inside
+    (Keras's 'same')."""
+    cdef Py_ssize_t B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t b, oh, ow, ih, iw, c, h0, h1, w0, w1
+    cdef floating scale
+    cdef floating* o
+    cdef const floating* src
+    if B * OH * OW * C == 0:
+        return
+    with nogil:
+        for b in prange(B, num_threads=n_threads, schedule='static'):
+            for oh in range(OH):
+                h0 = max(oh * sh - ph, 0)
+                h1 = min(oh * sh - ph + kh, H)
+                for ow in range(OW):
+                    w0 = max(ow * sw - pw, 0)
+                    w1 = min(ow * sw - pw + kw, W)
+                    o = &out[b, oh, ow, 0]
+                    memset(o, 0, C * sizeof(floating))
+                    for ih in range(h0, h1):
+                        for iw in range(w0, w1):
+                            src = &x[b, ih, iw, 0]
+                            for c in range(C):
+                                o[c] += src[c]
+                    scale = <floating>_avg_scale(h0, h1, w0, w1, kh, kw, count_pad)
+                    for c in range(C):
+                        o[c] = o[c] * scale
+
+
+def avg_pool_backward(const floating[:, :, :, ::1] grad, floating[:, :, :, ::1] gx,
+                      int kh, int kw, int sh, int sw, int ph, int pw, bint count_pad,
+                      int n_threads=1):
+    """The adjoint of avg_pool. ``gx`` must be zeroed."""
+    cdef Py_ssize_t B = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2]
+    cdef Py_ssize_t C = grad.shape[3], H = gx.shape[1], W = gx.shape[2]
+    cdef Py_ssize_t b, oh, ow, ih, iw, c, h0, h1, w0, w1
+    cdef floating scale
+    cdef floating* dst
+    cdef const floating* g
+    if B * OH * OW * C == 0:
+        return
+    with nogil:
+        for b in prange(B, num_threads=n_threads, schedule='static'):
+            for oh in range(OH):
+                h0 = max(oh * sh - ph, 0)
+                h1 = min(oh * sh - ph + kh, H)
+                for ow in range(OW):
+                    w0 = max(ow * sw - pw, 0)
+                    w1 = min(ow * sw - pw + kw, W)
+                    scale = <floating>_avg_scale(h0, h1, w0, w1, kh, kw, count_pad)
+                    if scale == 0:
+                        continue
+                    g = &grad[b, oh, ow, 0]
+                    for ih in range(h0, h1):
+                        for iw in range(w0, w1):
+                            dst = &gx[b, ih, iw, 0]
+                            for c in range(C):
+                                dst[c] += g[c] * scale

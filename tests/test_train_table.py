@@ -1,0 +1,21 @@
+"""``wsekern bench train`` runs its table (tiny scale) and refuses absurd knobs."""
+import pytest
+
+from wsekern.bench_train import CASES, bench_train
+
+
+def test_bench_train_rows_at_a_tiny_scale():
+    lines = []
+    cases = [c for c in CASES if "digits" in c.name or "tiny" in c.name]
+    rows = bench_train(threads=1, scale=0.05, repeat=1, cases=cases, out=lines.append)
+    assert [r["case"] for r in rows] == [c.name for c in cases]
+    for r in rows:
+        assert r["wsekern"] > 0 and r["peak"] > 0 and r["steps"] >= 1
+        assert r["torch"] is None or r["torch"] > 0
+    assert lines[0].startswith("CPU") and len(lines) == 3 + len(cases)
+
+
+@pytest.mark.parametrize("kwargs", [dict(scale=0), dict(scale=-1.0), dict(repeat=0)])
+def test_bench_train_refuses_absurd_knobs(kwargs):
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        bench_train(**kwargs, cases=())
