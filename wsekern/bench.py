@@ -15,6 +15,7 @@ import scipy.sparse as sps
 from .conv import _im2col, ConvGeometry, conv2d, conv2d_path
 from .kernels import spmm, spmm_path
 from .sparse import pack
+from .workloads import random_weight
 
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 SIZES = ((1024, 1024, 256), (4096, 4096, 64))
@@ -58,51 +59,6 @@ def _optional(name):
         return __import__(name)
     except ImportError:
         return None
-
-
-def random_positions(total, count, rng):
-    """``count`` distinct sorted integers below ``total``. Sparse draws sample with
-    replacement and drop repeats, O(count log count) instead of a permutation of all
-    ``total`` positions; dense ones permute."""
-    if count > total // 8:
-        return np.sort(rng.permutation(total)[:count]) if total < 2**22 else _dense_draw(
-            total, count, rng)
-    picked = _distinct(rng.integers(0, total, size=count + count // 4 + 16))
-    while len(picked) < count:                           # rare: too many repeats
-        picked = _distinct(np.concatenate([picked, rng.integers(0, total, size=count)]))
-    return np.sort(rng.choice(picked, size=count, replace=False))
-
-
-def _dense_draw(total, count, rng):
-    """Each position with probability count/total, then trimmed or topped up to ``count``."""
-    picked = np.flatnonzero(rng.random(total) < count / total)
-    if len(picked) > count:
-        picked = np.sort(rng.choice(picked, size=count, replace=False))
-    elif len(picked) < count:
-        free = np.ones(total, dtype=bool)
-        free[picked] = False
-        extra = rng.choice(np.flatnonzero(free), size=count - len(picked), replace=False)
-        picked = np.sort(np.concatenate([picked, extra]))
-    return picked
-
-
-def _distinct(a):
-    """Sorted distinct values (np.unique's hash path is many times slower on this data)."""
-    a = np.sort(a)
-    return a[np.concatenate(([True], a[1:] != a[:-1]))] if len(a) else a
-
-
-def random_weight(m, k, sparsity, dtype=np.float32, seed=0):
-    """Unstructured random sparsity: exactly round((1 - sparsity) * m * k) kept entries."""
-    rng = np.random.default_rng(seed)
-    nnz = int(round((1 - sparsity) * m * k))
-    flat = random_positions(m * k, nnz, rng)              # sorted: CSR order already
-    rows, cols = np.divmod(flat, k)
-    index = np.int32 if m * k < 2**31 else np.int64
-    indptr = np.zeros(m + 1, dtype=index)
-    np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
-    values = rng.uniform(-1, 1, size=nnz).astype(dtype)
-    return sps.csr_array((values, cols.astype(index), indptr), shape=(m, k))
 
 
 def spmm_peers(W, X, threads):

@@ -7,11 +7,10 @@ from .wafer import WaferConfig, WaferStrategy
 
 
 def wafer_config(name, rows=None, cols=None):
+    """The preset ``name``; ``small`` is 32 x 32 PEs unless ``rows``/``cols`` say."""
     if name == "small":
-        return WaferConfig.small(rows or 32, cols or 32)
-    if name not in ("wse2", "wse3"):
-        raise ValueError(f"wafer must be wse2, wse3 or small; received {name!r}")
-    return getattr(WaferConfig, name)()
+        return WaferConfig.preset(name, rows=rows or 32, cols=cols or 32)
+    return WaferConfig.preset(name)
 
 
 def load(dataset, images=False):

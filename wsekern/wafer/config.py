@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 DTYPES = ("fp16", "fp32")
+PRESETS = ("wse2", "wse3", "small")     # the names WaferConfig.preset resolves
 
 # A wafer-scale die is at most the ~215 mm square a 300 mm wafer holds (46,225 mm^2 on
 # WSE-1..3); at their ~0.2 mm PE pitch that is 750 x 994 usable PEs. 2048 a side leaves
@@ -157,6 +158,15 @@ class WaferConfig:
                                             for key, v in table.items()})
 
     # -- presets ------------------------------------------------------------
+    @classmethod
+    def preset(cls, name, **overrides):
+        """The preset called ``name`` (one of ``PRESETS``) with ``overrides`` applied:
+        the one place a machine's name (the CLI's ``--wafer``, a sweep's base) is resolved.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown wafer preset {name!r}; choose one of {PRESETS}")
+        return getattr(cls, name)(**overrides)
+
     @classmethod
     def wse2(cls, **overrides):
         """WSE-2 (CS-2): 1-cycle hops, HPDC'24 stage model, 850 MHz."""
