@@ -6,8 +6,8 @@ routes, hop / ramp / turn latency, one wavelet per link per cycle, one data task
 time per core, end-of-stream markers. The cores do the arithmetic on what they hold
 and receive, so the result proves the mapping computes the product.
 
-It shares with the analytic model the configuration and the placement (block bounds,
-dense or compressed blocks, the SRAM ledger) and no timing code. Its own timing
+It takes a ``placement.Placement`` (block bounds, dense or compressed blocks, the SRAM
+ledger) as the analytic model does, and shares no timing code with it. Its own timing
 parameters, all from ``WaferConfig``:
 
 - a relay or reduction stage turns a wavelet round in ``stage_cycles`` from router in
@@ -24,7 +24,9 @@ import numpy as np
 import scipy.sparse as sps
 
 from .._event import Engine
-from . import analytic
+from . import analytic, figures
+from . import placement as placer
+from .figures import wafer_array
 from .report import SimReport
 
 N, E, S, W, RAMP, EDGE = 0, 1, 2, 3, 4, 5
@@ -142,7 +144,7 @@ def _report(config, region, engine, T, wall, analytic_report, *, mapping, transp
     links = _to_physical(st["link_count"], transpose)
     ramps = st["link_count"][:, :, 4:].sum()
     events = int(st["link_count"].sum() + st["edge_wavelets"])
-    full = analytic._wafer_array
+    full = wafer_array
     performed = st["macs"]
     if mapping == "weight-stationary":
         skipped_w = analytic_report.macs_skipped_weight
@@ -163,7 +165,7 @@ def _report(config, region, engine, T, wall, analytic_report, *, mapping, transp
         if t_ext >= 0.5 * T and t_ext >= max(terms.values()):
             bottleneck = "weight-streaming"
     elem = config.elem_bytes
-    energy = analytic._energy(config, performed, performed * 3 * elem, float(links.sum()),
+    energy = figures.energy(config, performed, performed * 3 * elem, float(links.sum()),
                               region[2] * region[3], T)
     return SimReport(
         cycles=float(T), cycles_lower=float(T), cycles_upper=float(T), clock_hz=config.clock_hz,
@@ -227,11 +229,12 @@ def _run(engine):
 # --------------------------------------------------------------------------------------
 # Weight-stationary
 # --------------------------------------------------------------------------------------
-def weight_stationary(W, X, config, region, *, what="spmm", trace=False):
+def weight_stationary(W, X, config, region, *, what="spmm", trace=False, placement=None):
     """Event simulation of Y = W @ X with W stationary; returns (Y, SimReport).
 
-    The placement (block bounds, dense or compressed blocks, SRAM) is the analytic
-    model's for the same region, whose report is kept in ``details["analytic"]``.
+    ``placement`` (a :class:`placement.Placement` of W on ``region``; by default the
+    placer's rule makes it) gives the block bounds, dense or compressed blocks and SRAM;
+    the analytic cost of the same placement is kept in ``details["analytic"]``.
     ``trace=True`` keeps a compact trace for small runs (``details["trace"]``,
     region-shaped): per PE and sample, the cycle its partial sums were complete and the
     cycle they left it; per PE and time window (256 windows, doubling in length as the
@@ -242,20 +245,22 @@ def weight_stationary(W, X, config, region, *, what="spmm", trace=False):
     X = np.asarray(X, dtype=np.float64)
     r0, c0, R, C = region
     _check_trace(trace, R * C, X.shape[1])
-    ana = analytic.weight_stationary(W, X, config, region, what=what)
+    ops = placer.Operands(W, X)
+    pl = placement if placement is not None else placer.weight_stationary(ops, config, region,
+                                                                          what)
+    ana = analytic.weight_stationary(W, X, config, region, what=what, ops=ops, placement=pl)
     M, K = W.shape
     Nb = X.shape[1]
-    m_b, k_b = analytic._bounds(M, R), analytic._bounds(K, C)
+    m_b, k_b = pl.row_bounds, pl.col_bounds
     eng = _stream_engine(config, R, C, Nb, MODE_WS, trace, np.diff(m_b))
     Y = np.zeros((M, Nb))
     eng.set_output(Y, m_b[:-1], Nb, 1)
     nz_n, nz_k = np.nonzero(X.T)
-    col_of = analytic._block_of(k_b, K)
+    col_of = placer.block_of(k_b, K)
     ptr, idx, val = _column_streams(col_of[nz_k], nz_n, nz_k, X[nz_k, nz_n], C, Nb,
                                     config.dtype == "fp32")
     eng.set_streams(ptr, idx, val, np.full(C, 1.0 / config.link_wavelets_per_cycle))
-    use_comp = ana.details["use_comp"]
-    eng.set_weights(W.indptr, W.indices, W.data, m_b[:-1], m_b[1:], use_comp.ravel())
+    eng.set_weights(W.indptr, W.indices, W.data, m_b[:-1], m_b[1:], pl.use_comp.ravel())
     T, wall = _run(eng)
     _nonfinite_meets_zero(W, X, Y)
     report = _report(config, region, eng, T, wall, ana, mapping="weight-stationary",
@@ -277,7 +282,8 @@ def _nonfinite_meets_zero(W, X, Y):
 # --------------------------------------------------------------------------------------
 # Activation-stationary
 # --------------------------------------------------------------------------------------
-def activation_stationary(W, X, config, region, *, what="spmm", trace=False):
+def activation_stationary(W, X, config, region, *, what="spmm", trace=False,
+                          placement=None):
     """Event simulation of Y = W @ X with X stationary and W's nonzeros streamed in
     along the PE rows at the external bandwidth; returns (Y, SimReport). A round is a
     row of W (``trace`` as in :func:`weight_stationary`)."""
@@ -286,10 +292,13 @@ def activation_stationary(W, X, config, region, *, what="spmm", trace=False):
     X = np.asarray(X, dtype=np.float64)
     r0, c0, R, C = region
     _check_trace(trace, R * C, W.shape[0])
-    ana = analytic.activation_stationary(W, X, config, region, what=what)
+    ops = placer.Operands(W, X)
+    pl = placement if placement is not None else placer.activation_stationary(
+        ops, config, region, what)
+    ana = analytic.activation_stationary(W, X, config, region, what=what, ops=ops, placement=pl)
     M, K = W.shape
     Nb = X.shape[1]
-    k_b, n_b = analytic._bounds(K, R), analytic._bounds(Nb, C)
+    k_b, n_b = pl.row_bounds, pl.col_bounds
     # Logical grid: a logical column is a physical PE row (its stream flows east), a
     # logical row a physical PE column (its partial rows of Y are reduced south).
     Rl, Cl = C, R
@@ -297,7 +306,7 @@ def activation_stationary(W, X, config, region, *, what="spmm", trace=False):
     Y = np.zeros((M, Nb))
     eng.set_output(Y, n_b[:-1], 1, Nb)
     coo = W.tocoo()
-    row_of = analytic._block_of(k_b, K)
+    row_of = placer.block_of(k_b, K)
     cols = row_of[coo.col]
     ptr, idx, val = _column_streams(cols, coo.row.astype(np.int64), coo.col.astype(np.int64),
                                     coo.data.astype(np.float64), Cl, M, config.dtype == "fp32")

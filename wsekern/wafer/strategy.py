@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from ..errors import SramOverflowError
-from . import analytic
+from . import analytic, placement
 from .config import WaferConfig
 
 _STACK = []
@@ -287,7 +287,7 @@ class LayerPlacement:
         W = self.weight_matrix()
         key = (W.nnz, W.shape)
         if self._stats is None or key != self._stats_key:
-            self._stats = (analytic.WeightStats(W), analytic.WeightStats(W.T))
+            self._stats = (placement.WeightStats(W), placement.WeightStats(W.T))
             self._stats_key = key
         return self._stats + (W,)
 
@@ -304,10 +304,9 @@ class LayerPlacement:
     def fit_in_strip(self, cfg, batch, col0, width):
         """Choose the rectangle (at the strip's top-left) with the fewest estimated cycles:
         coordinate descent over geometric sizes, rows <= M, columns <= min(width, K)."""
-        from .machine import _geometric
         M, K = self.shape
-        cand_r = _geometric(min(cfg.rows, M), 8)
-        cand_c = _geometric(min(width, K), 8)
+        cand_r = placement.geometric(min(cfg.rows, M), 8)
+        cand_c = placement.geometric(min(width, K), 8)
         cache = {}
 
         def cost(R, C):
@@ -315,10 +314,7 @@ class LayerPlacement:
                 self.region = (0, col0, R, C)
                 cache[(R, C)] = self.estimate(cfg, batch)
             return cache[(R, C)]
-        R, C = cand_r[-1], cand_c[-1]
-        for _ in range(2):
-            R = min(cand_r, key=lambda r: cost(r, C))
-            C = min(cand_c, key=lambda c: cost(R, c))
+        R, C = placement.descend(cost, cand_r, cand_c)
         self.region = (0, col0, R, C)
         self.mapping = "weight-stationary"
         return cost(R, C)
@@ -330,7 +326,7 @@ class LayerPlacement:
         X = (rng.random((self.shape[1], batch)) < ASSUMED_ACTIVATION_DENSITY).astype(np.float32)
         try:
             r = analytic.weight_stationary(W, X, cfg, self.region, exact=False, full=False,
-                                           ops=analytic.Operands(W, X, stats))
+                                           ops=placement.Operands(W, X, stats))
         except SramOverflowError:
             return np.inf
         return 3 * r.cycles
@@ -343,10 +339,10 @@ class LayerPlacement:
         self.last_input = self.last_grad = None
         if mode == "layer-pipelined":
             fwd = analytic.weight_stationary(W, X, cfg, self.region, exact=False, full=False,
-                                             ops=analytic.Operands(W, X, stats))
+                                             ops=placement.Operands(W, X, stats))
             # W.T on the same PEs: each holds the transpose of its block.
             gin = analytic.weight_stationary(W.T, G, cfg, self.region, exact=False, full=False,
-                                             ops=analytic.Operands(W.T, G, stats_t)) \
+                                             ops=placement.Operands(W.T, G, stats_t)) \
                 if self.needs_input_grad else None
             gw = analytic.sddmm_cost(G, X, W, cfg, self.region, _sddmm_useful(G, X, W),
                                      full=False)
@@ -355,13 +351,13 @@ class LayerPlacement:
             latency = fwd.cycles_lower / max(X.shape[1], 1) * 2
         else:
             fwd = analytic.activation_stationary(W, X, cfg, self.region, passes=1, full=False,
-                                                 ops=analytic.Operands(W, X, stats))
+                                                 ops=placement.Operands(W, X, stats))
             gin = analytic.activation_stationary(W.T, G, cfg, self.region, passes=1, full=False,
-                                                 ops=analytic.Operands(W.T, G, stats_t)) \
+                                                 ops=placement.Operands(W.T, G, stats_t)) \
                 if self.needs_input_grad else None
             # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights.
             gw = analytic.activation_stationary(W, X, cfg, self.region, passes=1, full=False,
-                                                ops=analytic.Operands(W, X, stats))
+                                                ops=placement.Operands(W, X, stats))
             upd = 0.0     # off-wafer, in MemoryX
             latency = 0.0
         parts = {"forward": fwd.cycles, "input-gradient": gin.cycles if gin else 0.0,
