@@ -159,7 +159,7 @@ def _run(workload, name, p, config, seed):
 def _run_model(build, params, config, seed):
     """A callable workload builds a wsekern.nn model; one training step is costed."""
     from .nn import utils
-    from .wafer import WaferStrategy
+    from .nn import WaferStrategy
     batch = int(params.pop("batch", 32))
     utils.set_random_seed(seed)
     strategy = WaferStrategy(config)

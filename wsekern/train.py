@@ -2,8 +2,8 @@
 import time
 
 from . import data
-from .nn import Input, Sequential, layers, utils
-from .wafer import WaferConfig, WaferStrategy
+from .nn import Input, Sequential, WaferStrategy, layers, utils
+from .wafer import WaferConfig
 
 
 def wafer_config(name, rows=None, cols=None):

@@ -1,7 +1,22 @@
 """Analytic cost of the wafer mappings, from the real nonzero structure of the operands.
 
 Every model here is O(nnz + PEs + blocks * samples) — never O(M * K * N) — and
-returns a :class:`SimReport` with an estimate and a lower and an upper bound.
+returns a :class:`SimReport` with an estimate and a lower and an upper bound. The
+placement (where blocks live, their format, the SRAM) comes from placement.py; the
+functions here only cost it.
+
+Notation (suffixes name the axes an array runs over)
+    M, K, N     W is M x K, X is K x N (N samples, the batch); R x C the region's PEs
+    r, c, n, k  a PE row, a PE column, a sample, a column of W / row of X
+    M_r, K_c    rows of W held by PE row r, columns held by PE column c (block sizes)
+    a_cn        nonzero activations arriving at PE column c in sample n; A_c = sum_n a_cn
+    A_k         nonzero activations in row k of X over the batch
+    nnz_rc      nonzeros of W's block (r, c); use_comp (R x C) the blocks stored compressed
+    v_cn        wavelets streamed down column c in sample n (values, then an EOS marker)
+    L           wavelets of partial sums a PE sends per sample (per round) on its chain
+    fill        cycles for the first wavelet to cross the region
+    t_dense     a dense column's task per nonzero activation (task + setup + AXPY)
+    busy_rc     each PE's cycles of work over the whole batch
 
 Weight-stationary (layer-pipelined; the vendor's gemv-checkerboard, spmv-hypersparse)
     Y = W @ X on an R x C region: PE (r, c) holds block W[rows_r, cols_c], dense or

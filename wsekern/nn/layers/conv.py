@@ -4,6 +4,7 @@ import numpy as np
 from ... import conv as conv_kernels
 from ... import pool as pool_kernels
 from .. import activations
+from ..placed import placement_of
 from ..tensor import Tensor
 from .base import Layer
 from .core import _check_sparsity, _init_name, magnitude_mask
@@ -118,7 +119,7 @@ class Conv2D(Layer):
                         self.dilation_rate, self.groups)
         if self.use_bias:
             y = y + self.bias
-        placement = getattr(self, "_wafer_placement", None)
+        placement = placement_of(self)
         if training and placement is not None:          # hand the step to the wafer strategy
             y = placement.observe(self._columns(x.data, pads), x.requires_grad, y,
                                   lambda g: g.reshape(-1, self.filters).T)

@@ -5,6 +5,7 @@ import scipy.sparse as sps
 from ... import kernels
 from ...sparse import pack
 from .. import activations, utils
+from ..placed import placement_of
 from ..tensor import Tensor, reshape
 from .base import Layer
 
@@ -121,7 +122,7 @@ class Dense(Layer):
             y = sparse_dense(x2, self.kernel, self.pattern)
         if self.use_bias:
             y = y + self.bias
-        placement = getattr(self, "_wafer_placement", None)
+        placement = placement_of(self)
         if training and placement is not None:          # hand the step to the wafer strategy
             y = placement.observe(x2.data.T, x.requires_grad, y, lambda g: g.T)
         if x.ndim != 2:
