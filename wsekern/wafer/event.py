@@ -23,15 +23,18 @@ import time
 import numpy as np
 import scipy.sparse as sps
 
-from .._event import Engine
+from .._event import Colour, Engine, Mode, Port, Wavelet
 from . import analytic, figures
 from . import placement as placer
 from .figures import wafer_array
 from .report import SimReport
 
-N, E, S, W, RAMP, EDGE = 0, 1, 2, 3, 4, 5
-MODE_NONE, MODE_WS, MODE_AS = 0, 1, 2
-EOS, INDEX_HALF = -1, -2
+# The engine's protocol (src/_event.pyx defines it once), as plain ints for NumPy.
+N, E, S, W, RAMP, EDGE, NO_PORT = (int(p) for p in (
+    Port.NORTH, Port.EAST, Port.SOUTH, Port.WEST, Port.RAMP, Port.EDGE, Port.NO_PORT))
+MODE_NONE, MODE_WS, MODE_AS = int(Mode.MODE_NONE), int(Mode.MODE_WS), int(Mode.MODE_AS)
+EOS, INDEX_HALF = int(Wavelet.EOS), int(Wavelet.INDEX_HALF)
+NO_COLOUR = int(Colour.NO_COLOUR)
 
 
 def _params(config, *, rounds, mode, store_forward=False, trace=False):
@@ -49,9 +52,9 @@ class _Routes:
     and the set of ports they leave by."""
 
     def __init__(self, R, C, n_colours):
-        self.R, self.C, self.NC = R, C, n_colours
+        self.R, self.C = R, C
         self.tx = np.zeros((R * C, n_colours), np.uint8)
-        self.rx = np.full((R * C, n_colours), -1, np.int8)
+        self.rx = np.full((R * C, n_colours), NO_PORT, np.int8)
 
     def set(self, pe, colour, rx, tx_ports):
         self.rx[pe, colour] = rx
@@ -66,7 +69,7 @@ def _chain_east(routes, R, C, first_colour):
     alternate so a PE receives on one and sends on the other. Returns the topology."""
     P = R * C
     child_ptr = np.zeros(P + 1, np.int64)
-    child_col, send_col = [], np.full(P, -1, np.int32)
+    child_col, send_col = [], np.full(P, NO_COLOUR, np.int32)
     for p in range(P):
         c = p % C
         if c > 0:
@@ -350,7 +353,7 @@ def _collective(config, P, K, topology, vectors=None, store_forward=False):
                  _params(config, rounds=1, mode=MODE_NONE, store_forward=store_forward))
     routes = _Routes(1, P, nc)
     children = [[] for _ in range(P)]
-    send = np.full(P, -1, np.int32)
+    send = np.full(P, NO_COLOUR, np.int32)
     if topology == "chain":
         for i in range(1, P):
             routes.set(i, i % 2, RAMP, [W])
