@@ -19,12 +19,12 @@ ROOT = pathlib.Path(wsekern.__file__).parent
 # Module cycles that remain in other areas' files (lazy imports inside functions); a new
 # cycle fails the test, and breaking one of these means removing it here.
 KNOWN_MODULE_CYCLES = [
-    ["wsekern.config", "wsekern.costs"],
-    ["wsekern.nn.callbacks", "wsekern.nn.pruning"],
+    ["wsekern.costs", "wsekern.sysinfo"],
     ["wsekern.kernels", "wsekern.sparse"],
     ["wsekern.nn.layers.base", "wsekern.nn.layers.lambda_op", "wsekern.nn.symbolic"],
-    ["wsekern.nn.gpt", "wsekern.nn.models", "wsekern.nn.models.functional", "wsekern.nn.models.model",
-     "wsekern.nn.models.sequential", "wsekern.nn.saving", "wsekern.nn.saving.model_config"],
+    ["wsekern.nn.models", "wsekern.nn.models.functional", "wsekern.nn.models.gpt",
+     "wsekern.nn.models.model", "wsekern.nn.models.sequential", "wsekern.nn.saving",
+     "wsekern.nn.saving.model_config"],
 ]
 
 

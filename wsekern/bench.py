@@ -12,7 +12,7 @@ import time
 import numpy as np
 import scipy.sparse as sps
 
-from .conv import _im2col, ConvGeometry, conv2d, conv2d_path
+from .conv import ConvGeometry, conv2d, conv2d_path, im2col
 from .kernels import spmm, spmm_path
 from .sparse import pack
 from .workloads import random_weight
@@ -81,7 +81,7 @@ def spmm_peers(W, X, threads):
 def machine_line():
     """What a number is tied to: CPU, caches, SIMD path (and those available), cost table."""
     from ._cpu import describe
-    from .config import get_config
+    from .sysinfo import get_config
     cfg = get_config()
     return (f"CPU {describe()}; SIMD path {cfg['simd']} (runs {', '.join(cfg['simd_available'])})"
             f"; cost table {cfg['cost_table']}; OpenMP {'on' if cfg['openmp'] else 'off'}, "
@@ -181,7 +181,7 @@ def bench_conv(repeat=5, threads=1, out=print):
             w2 = w.reshape(1, 64, -1)
 
             def im2col_blas():
-                return np.matmul(w2, _im2col(x, g))
+                return np.matmul(w2, im2col(x, g))
             with limit_threads(threads):
                 r = {"w": ws, "x": xs, "path": conv2d_path(x, w, padding=1),
                      "wsekern": best_time(lambda: conv2d(x, w, padding=1, n_threads=threads), repeat),

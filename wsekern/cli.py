@@ -9,7 +9,7 @@ from .errors import WsekernError
 
 
 def _cmd_config(args):
-    from .config import show_config
+    from .sysinfo import show_config
     show_config()
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .bench import best_time, limit_threads
-from .config import get_config
+from .sysinfo import get_config
 from .kernels import spmm, spmm_path
 from .sparse import pack
 from .workloads import random_weight

@@ -543,46 +543,6 @@ def summa(A, B, config, region, *, what="matmul"):
         mapping="summa", dtype=config.dtype, fmac_per_cycle=fmac, details={"terms": terms})
 
 
-# --------------------------------------------------------------------------------------
-# The vendor's spmv-hypersparse memory formula (a golden test of the ledger's accounting)
-# --------------------------------------------------------------------------------------
-def spmv_hypersparse_memory_per_pe(nnz, nnz_cols, nnz_rows, vec, out_vec):
-    """memory_per_pe() of sdk-examples spmv-hypersparse, in bytes:
-    (4+2)*nnz + 3*2*nnz_cols + 5*4*vec + 2*nnz_rows + 4*(4+2)*nnz_rows + 4*out_vec."""
-    return ((4 + 2) * nnz + 3 * 2 * nnz_cols + 5 * 4 * vec + 2 * nnz_rows
-            + 4 * (4 + 2) * nnz_rows + 4 * out_vec)
-
-
-def spmv_hypersparse_ledger(W, config, grid):
-    """Allocate the spmv-hypersparse mapping's buffers by name on a ``grid`` of PEs.
-
-    A is 2-D partitioned; each PE stores fp32 values with 16-bit local indices, per
-    nonzero column a (pointer, length, index) triple, the x slice in five buffers
-    (``vec``), per nonzero row its index and four (fp32 value, 16-bit index) partial
-    buffers for the east/west trains, and the y slice (``out_vec``).
-    Returns the ledger (without the code reserve check) and the per-PE formula inputs.
-    """
-    W = sps.csr_array(W)
-    R, C = grid
-    m_b, k_b = _bounds(W.shape[0], R), _bounds(W.shape[1], C)
-    coo = W.tocoo()
-    rb, cb = _block_of(m_b, W.shape[0])[coo.row], _block_of(k_b, W.shape[1])[coo.col]
-    nnz = np.zeros((R, C), np.int64)
-    np.add.at(nnz, (rb, cb), 1)
-    cols = _distinct_per_block(rb, coo.col, k_b, R)          # nonzero columns per PE
-    rows = _distinct_per_block(cb, coo.row, m_b, C).T        # nonzero rows per PE
-    vec = np.broadcast_to(np.diff(k_b)[None, :], (R, C))
-    out_vec = np.broadcast_to(np.diff(m_b)[:, None], (R, C))
-    ledger = SramLedger(config.with_(reserve_bytes=0), (0, 0, R, C))
-    ledger.alloc("values (fp32) + 16-bit row indices", (4 + 2) * nnz)
-    ledger.alloc("column pointer, length, index (3 x 16-bit)", 3 * 2 * cols)
-    ledger.alloc("x slice, 5 fp32 buffers", 5 * 4 * vec)
-    ledger.alloc("nonzero row indices (16-bit)", 2 * rows)
-    ledger.alloc("partial y trains, 4 x (fp32 + 16-bit index)", 4 * (4 + 2) * rows)
-    ledger.alloc("y slice (fp32)", 4 * out_vec)
-    return ledger, dict(nnz=nnz, nnz_cols=cols, nnz_rows=rows, vec=vec, out_vec=out_vec)
-
-
 def _distinct_per_block(rb, idx, bounds, R):
     """How many distinct values of ``idx`` (0 <= idx < bounds[-1]) fall in each block
     (rb, block of idx): O(nnz + R * n) with a bincount, no sort."""

@@ -37,7 +37,6 @@ LIMITS = {
     # at most 1e4 cycles a wavelet, at most 64 wavelets a cycle on one link
     "link_wavelets_per_cycle": ("real", 1e-4, 64.0, "wavelets per cycle"),
     "external_bytes_per_s": ("real", 1e6, 1e16, "bytes/s"),
-    "host_bytes_per_s": ("real", 1e6, 1e16, "bytes/s"),
     "pj_per_sram_byte": ("real", 0.0, 1e6, "pJ"),
     "pj_per_wavelet_hop": ("real", 0.0, 1e6, "pJ"),
     "static_pj_per_pe_cycle": ("real", 0.0, 1e6, "pJ"),
@@ -114,7 +113,6 @@ class WaferConfig:
     queue_depth: int = 4                  # router input queue per colour [A] ("small" [P: topic-09])
     colors: int = 24                      # routable colours on WSE-2 [S, M]
     external_bytes_per_s: float = 150e9   # MemoryX, 12 x 100 GbE [?: unconfirmed]
-    host_bytes_per_s: float = 150e9       # host I/O into the edge [A: same links as MemoryX]
     pj_per_fmac: dict = field(default_factory=_fmac_pj)
     pj_per_sram_byte: float = 0.25        # [A] 8-bank single-cycle SRAM, ~2 pJ per 64-bit access
     pj_per_wavelet_hop: float = 1.0       # [A] 32 bits over ~0.2 mm of wire plus a router

@@ -11,10 +11,9 @@ import numpy as np
 import scipy.sparse as sps
 
 from .. import conv as _conv_mod
-from ..kernels import _as_dense_operand
 from ..kernels import sddmm as cpu_sddmm
 from ..kernels import spmm as cpu_spmm
-from ..sparse import PackedSparse, check_float_dtype, check_sparse_operand
+from ..sparse import PackedSparse, as_dense_operand, check_float_dtype, check_sparse_operand
 from . import analytic, event, mesh, mesh_event, placement
 from .config import WaferConfig
 from .estimate import event_cost
@@ -100,7 +99,7 @@ class Wafer:
         """
         _check_mode(mode)
         Wm = _as_scipy(W)
-        X2 = _as_dense_operand(X, "X")
+        X2 = as_dense_operand(X, "X")
         if X2.ndim not in (1, 2):
             raise ValueError(f"X must be 1-D or 2-D; received an array of shape {X2.shape}")
         check_float_dtype(Wm.dtype, "W")
@@ -189,7 +188,7 @@ class Wafer:
         with region=(1, 1).
 
         A and B are dense float32/float64 arrays (the wafer's arithmetic is real)."""
-        A, B = _as_dense_operand(A, "A"), _as_dense_operand(B, "B")
+        A, B = as_dense_operand(A, "A"), as_dense_operand(B, "B")
         if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
             raise ValueError(f"matmul expects A (M x K) and B (K x N); received A.shape={A.shape}, "
                              f"B.shape={B.shape}")
@@ -227,7 +226,7 @@ class Wafer:
         y = _conv_mod.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
                              groups=groups, n_threads=n_threads) \
             if compute and mode == "analytic" else None
-        cols = _conv_mod._im2col(x, g)                                   # (G, Kg, B*OH*OW)
+        cols = _conv_mod.im2col(x, g)                                   # (G, Kg, B*OH*OW)
         Og = g.O // g.groups
         X2 = cols.reshape(cols.shape[0] * cols.shape[1], cols.shape[2])   # (G*Kg, B*OH*OW)
         blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og]) for gi in range(g.groups)]

@@ -7,7 +7,7 @@ from .. import activations
 from ..placed import placement_of
 from ..tensor import Tensor
 from .base import Layer
-from .core import _check_sparsity, _init_name, magnitude_mask
+from .core import _init_name, check_sparsity, magnitude_mask
 
 
 def _pair(v, name):
@@ -80,7 +80,7 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        self.sparsity = _check_sparsity(sparsity)
+        self.sparsity = check_sparsity(sparsity)
         self.weight_mask = None
 
     def build(self, input_shape):
@@ -100,7 +100,7 @@ class Conv2D(Layer):
             self.set_sparsity(self.sparsity)
 
     def set_sparsity(self, sparsity, mask=None):
-        self.sparsity = _check_sparsity(sparsity)
+        self.sparsity = check_sparsity(sparsity)
         self.weight_mask = magnitude_mask(self.kernel.data, self.sparsity) if mask is None else mask
         self.kernel.data *= self.weight_mask
 
@@ -132,7 +132,7 @@ class Conv2D(Layer):
         g = conv_kernels.ConvGeometry.of(xn.shape, (self.filters, xn.shape[1] // self.groups)
                                          + self.kernel_size, self.strides, 0,
                                          self.dilation_rate, self.groups)
-        cols = conv_kernels._im2col(xn, g)                 # (G, K, B*OH*OW)
+        cols = conv_kernels.im2col(xn, g)                 # (G, K, B*OH*OW)
         return cols.reshape(-1, cols.shape[2])
 
     def compute_output_shape(self, input_shape):

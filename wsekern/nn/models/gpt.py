@@ -3,8 +3,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import layers, losses, utils
-from .models.sequential import Sequential
+from .. import layers, losses, utils
+from .sequential import Sequential
 
 
 @dataclass
