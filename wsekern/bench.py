@@ -10,7 +10,6 @@ import os
 import time
 
 import numpy as np
-import scipy.sparse as sps
 
 from .conv import ConvGeometry, conv2d, conv2d_path, im2col
 from .kernels import spmm, spmm_path
@@ -157,7 +156,8 @@ def openblas_warning():
     bad = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
     if bad:
         return (f"note: {' and '.join(bad)} set; NumPy's BLAS may run a slow kernel. "
-                f"For a fair comparison: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE wsekern bench ...")
+                f"For a fair comparison: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+                f"wsekern bench ...")
     return None
 
 
@@ -167,7 +167,8 @@ def bench_conv(repeat=5, threads=1, out=print):
     rng = np.random.default_rng(0)
     torch = _optional("torch")
     out(machine_line())
-    out(f"conv2d x 8x64x32x32, w 64x64x3x3, pad 1, float32, {threads} thread(s), ms (best of {repeat})")
+    out(f"conv2d x 8x64x32x32, w 64x64x3x3, pad 1, float32, {threads} thread(s), "
+        f"ms (best of {repeat})")
     out(f"{'w zeros':>7} {'x zeros':>7} {'path':>12} {'wsekern':>9} {'im2col':>9} {'torch':>9}"
         f" | {'x im2col':>8} {'x torch':>7}")
     rows = []
@@ -184,13 +185,14 @@ def bench_conv(repeat=5, threads=1, out=print):
                 return np.matmul(w2, im2col(x, g))
             with limit_threads(threads):
                 r = {"w": ws, "x": xs, "path": conv2d_path(x, w, padding=1),
-                     "wsekern": best_time(lambda: conv2d(x, w, padding=1, n_threads=threads), repeat),
+                     "wsekern": best_time(lambda: conv2d(x, w, padding=1, n_threads=threads),
+                                          repeat),
                      "im2col": best_time(im2col_blas, repeat)}
                 if torch is not None:
                     xt, wt = torch.from_numpy(x), torch.from_numpy(w)
                     with torch.no_grad():
-                        r["torch"] = best_time(lambda: torch.nn.functional.conv2d(xt, wt, padding=1),
-                                               repeat)
+                        r["torch"] = best_time(
+                            lambda: torch.nn.functional.conv2d(xt, wt, padding=1), repeat)
             t_torch = f"{r['torch'] * 1e3:9.3f}" if "torch" in r else f"{'-':>9}"
             x_torch = f"{r['torch'] / r['wsekern']:7.2f}" if "torch" in r else f"{'-':>7}"
             out(f"{ws:7.2f} {xs:7.2f} {r['path']:>12} {r['wsekern'] * 1e3:9.3f} "
@@ -268,6 +270,7 @@ def bench_sweep(out=print, workers=2):
     LocalCluster of ``workers`` processes: speed-up, points/s and overhead per point.
     Serial runs with one thread per library, as the workers do (Dask's nanny sets it)."""
     from distributed import Client
+
     from . import sweeps as sw
     # Each point lets the placer search rectangles for W 2048 x 2048 @ X 2048 x 64 on a
     # wafer of the given size: 0.5-2 s of work each.

@@ -75,6 +75,7 @@ def _read_matrix(path, n):
     the budget, before anything is loaded; complex values are refused, not truncated."""
     import scipy.io
     import scipy.sparse
+
     from ._budget import memory_budget
     from .sparse import check_sparse_operand
     rows, cols, entries, fmt, field, symmetry = scipy.io.mminfo(path)
@@ -100,6 +101,7 @@ def _read_matrix(path, n):
 
 def _cmd_simulate(args):
     import json
+
     from .wafer import Wafer
     limits = {}
     if args.max_events is not None:
@@ -146,9 +148,10 @@ def _cmd_validate(args):
     import json
     if args.hardware:
         return _validate_hardware(args)
-    from .wafer import validate as val
     from tqdm import tqdm
+
     from .wafer import WaferConfig
+    from .wafer import validate as val
     config = WaferConfig.preset(args.wafer, rows=32, cols=32)
     cases = val.cases(quick=args.quick, seed=args.seed)
     with tqdm(total=len(cases), desc="validate", disable=args.json, leave=False) as bar:
@@ -184,6 +187,7 @@ def _cmd_validate(args):
 def _validate_hardware(args):
     """The WSE-3 cycles measured on hardware against both models."""
     import json
+
     from .wafer import hardware
     table = hardware.compare(event=not args.no_event)
     if args.json:

@@ -158,8 +158,7 @@ def _run(workload, name, p, config, seed):
 
 def _run_model(build, params, config, seed):
     """A callable workload builds a wsekern.nn model; one training step is costed."""
-    from .nn import utils
-    from .nn import WaferStrategy
+    from .nn import WaferStrategy, utils
     batch = int(params.pop("batch", 32))
     utils.set_random_seed(seed)
     strategy = WaferStrategy(config)
@@ -543,9 +542,11 @@ def sweep(space, workload, *, client=None, cache=None, base="wse2", seed=0, prog
     """
     _requires()
     if isinstance(workload, str) and workload not in WORKLOADS:
-        raise ValueError(f"workload must be one of {WORKLOADS} or a callable; received {workload!r}")
+        raise ValueError(f"workload must be one of {WORKLOADS} or a callable; "
+                         f"received {workload!r}")
     if not isinstance(workload, str) and not callable(workload):
-        raise TypeError(f"workload must be a name or a callable; received {type(workload).__name__}")
+        raise TypeError(f"workload must be a name or a callable; "
+                        f"received {type(workload).__name__}")
     if base not in PRESETS:
         raise ValueError(f"base must be 'wse2', 'wse3' or 'small'; received {base!r}")
     points = points_of(space)

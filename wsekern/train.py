@@ -50,12 +50,15 @@ def train(kind="mlp", dataset="digits", sparsity=0.9, epochs=15, batch_size=64, 
     utils.set_random_seed(seed)
     strategy = WaferStrategy(wafer_config(wafer))
     with strategy.scope():
-        model = build_mlp(x.shape[1], sparsity) if kind == "mlp" else build_cnn(x.shape[1:], sparsity)
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model = (build_mlp(x.shape[1], sparsity) if kind == "mlp"
+                 else build_cnn(x.shape[1:], sparsity))
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
     model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose)
     loss, acc = model.evaluate(xt, yt, verbose=0)
     report = model.wafer_report()
-    out(f"{kind} on {dataset}, {sparsity:.0%} weight sparsity: test accuracy {acc:.2%} (loss {loss:.4f})")
+    out(f"{kind} on {dataset}, {sparsity:.0%} weight sparsity: test accuracy {acc:.2%} "
+        f"(loss {loss:.4f})")
     out(str(report))
     if plot:
         report.plot(plot)
@@ -76,7 +79,8 @@ def demo(out=print, plot="wsekern-demo.png", epochs=30):
                 model = build_mlp(64, sparsity)
         else:
             model = build_mlp(64, sparsity)
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
         model.fit(x, y, batch_size=64, epochs=epochs, verbose=0)
         _, acc = model.evaluate(xt, yt, verbose=0)
         results[sparsity] = (model, acc, model._last_epoch_seconds)

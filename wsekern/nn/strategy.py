@@ -24,8 +24,8 @@ import numpy as np
 import scipy.sparse as sps
 
 from ..wafer import placement, training
-from . import placed
 from ..wafer.config import WaferConfig
+from . import placed
 
 _STACK = []
 PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when built, before fit
@@ -253,7 +253,8 @@ class LayerPlacement:
         fwd = self.reports["forward"]
         for k, v in parts.items():
             self.totals[k] += v
-        self.sram_peak = max(self.sram_peak, int(max(r.sram_peak_bytes for r in self.reports.values())))
+        self.sram_peak = max(self.sram_peak,
+                             int(max(r.sram_peak_bytes for r in self.reports.values())))
         self.last_useful = fwd.macs_useful
         self.last_input_nnz, self.last_input_size = int(np.count_nonzero(X)), int(X.size)
         self.last_output_size = int(G.size)
@@ -338,7 +339,8 @@ class WaferReport:
                 "layer": p.layer.name, "type": type(p.layer).__name__,
                 "region": p.region, "mapping": p.mapping, "sram_peak_bytes": p.sram_peak,
                 "cycles_per_step": sum(per_step.values()), **per_step,
-                "macs_skipped_fraction": (1 - fwd.macs_performed / fwd.macs_dense) if fwd and fwd.macs_dense else 0.0,
+                "macs_skipped_fraction": (1 - fwd.macs_performed / fwd.macs_dense)
+                if fwd and fwd.macs_dense else 0.0,
                 "input_zeros": p.activation_zeros / max(p.costed_steps, 1),
                 "bottleneck": fwd.bottleneck if fwd else "-"})
         self.mode, self.reason = strategy.mode, strategy.reason
@@ -365,14 +367,16 @@ class WaferReport:
             place = by_layer.get(getattr(mha, "key_dense", None))
             pes = place.region[2] * place.region[3] if place else 1
             self.attention_rows.append({
-                "layer": mha.name, "cycles_per_step": strategy.attention_cycles.get(mha, 0.0) / steps,
+                "layer": mha.name,
+                "cycles_per_step": strategy.attention_cycles.get(mha, 0.0) / steps,
                 "kv_cache_bytes_per_sequence": kv_bytes,
                 "kv_cache_bytes_per_pe": -(-kv_bytes // pes)})
 
     def __str__(self):
         cfg = self.strategy.config
         w = max([16] + [len(r["layer"]) for r in self.rows])
-        lines = [f"Wafer report — {cfg.rows}x{cfg.cols} PEs, {cfg.dtype}, {self.mode} ({self.reason})",
+        lines = [f"Wafer report — {cfg.rows}x{cfg.cols} PEs, {cfg.dtype}, {self.mode} "
+                 f"({self.reason})",
                  f"{'layer':<{w}} {'region (r0,c0,R,C)':<22} {'mapping':<22} {'SRAM peak':>10} "
                  f"{'cycles/step':>12} {'fwd':>9} {'dX':>9} {'dW':>9} {'update':>8} "
                  f"{'in zeros':>8} {'skipped':>8}"]
@@ -398,9 +402,11 @@ class WaferReport:
                              f"{e['cycles_per_step']:,.0f} cycles/step")
         for a in self.attention_rows:
             lines.append(f"{a['layer']}: attention products + softmax {a['cycles_per_step']:,.0f} "
-                         f"cycles/step; KV cache when generating {a['kv_cache_bytes_per_sequence']:,} B "
-                         f"per sequence ({a['kv_cache_bytes_per_pe']:,} B per PE of its K projection)")
-        lines.append(f"bottleneck layer: {self.bottleneck_layer}; step: {self.cycles_per_step:,.0f} "
+                         f"cycles/step; KV cache when generating "
+                         f"{a['kv_cache_bytes_per_sequence']:,} B per sequence "
+                         f"({a['kv_cache_bytes_per_pe']:,} B per PE of its K projection)")
+        lines.append(f"bottleneck layer: {self.bottleneck_layer}; "
+                     f"step: {self.cycles_per_step:,.0f} "
                      f"cycles over {self.strategy.steps} steps")
         cpu = f"{self.cpu_samples_per_s:,.0f}" if self.cpu_samples_per_s else "-"
         lines.append(f"samples/s: wafer {self.wafer_samples_per_s:,.0f} (simulated at "

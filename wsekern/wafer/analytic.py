@@ -61,7 +61,8 @@ from .placement import block_of as _block_of
 from .placement import bounds as _bounds
 from .report import SimReport
 
-PER_PE_LIMIT = 1 << 25   # PEs x rounds (or stream wavelets x rows) the exact models follow one by one
+# PEs x rounds (or stream wavelets x rows) the exact models follow one by one
+PER_PE_LIMIT = 1 << 25
 
 
 # --------------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ class WaferConfig:
     setup_cycles: float = 15.0            # DSD vector-op setup, 8-17 measured [M]
     scalar_cycles_per_element: float = 22.0   # scalar loop per element, 22-25 [M]
     link_wavelets_per_cycle: float = 1.0  # one 32-bit wavelet/cycle/direction [P]
-    queue_depth: int = 4                  # router input queue per colour [A] ("small" [P: topic-09])
+    queue_depth: int = 4                  # router queue per colour [A] ("small" [P: topic-09])
     colors: int = 24                      # routable colours on WSE-2 [S, M]
     external_bytes_per_s: float = 150e9   # MemoryX, 12 x 100 GbE [?: unconfirmed]
     pj_per_fmac: dict = field(default_factory=_fmac_pj)

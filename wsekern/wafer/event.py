@@ -212,7 +212,8 @@ def _trace(trace, transpose):
     out = {"sums_ready": trace["sums_ready"], "reduced": trace["reduced"], "busy": trace["busy"],
            "window_cycles": trace["window_cycles"]}
     if transpose:
-        out = {k: (v.transpose(1, 0, 2) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+        out = {k: (v.transpose(1, 0, 2) if isinstance(v, np.ndarray) else v)
+               for k, v in out.items()}
         links = links.transpose(1, 0, 2, 3)[:, :, [W, S, E, N]]
     out["links"] = links
     return out

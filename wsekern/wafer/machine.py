@@ -229,7 +229,8 @@ class Wafer:
         cols = _conv_mod.im2col(x, g)                                   # (G, Kg, B*OH*OW)
         Og = g.O // g.groups
         X2 = cols.reshape(cols.shape[0] * cols.shape[1], cols.shape[2])   # (G*Kg, B*OH*OW)
-        blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og]) for gi in range(g.groups)]
+        blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og])
+                  for gi in range(g.groups)]
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
         if mode == "event":
             Y2, report = self._event(Wm, X2, region, mapping, "conv2d")

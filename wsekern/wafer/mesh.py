@@ -39,6 +39,7 @@ from .figures import wafer_array
 from .ledger import SramLedger
 from .report import SimReport
 
+
 class MappingUnfit(ValueError):
     """The mapping cannot be placed on this region (the placer tries another)."""
 

@@ -172,7 +172,8 @@ def weight_stationary(ops, config, region, what="spmm"):
     room = config.data_bytes - sum(buffers.values()).max()
     dense_fits = dense_bytes <= room
     comp_fits = comp_bytes <= room
-    use_comp = np.where(dense_fits | comp_fits, comp_fits & (~dense_fits | (comp_time < dense_time)),
+    use_comp = np.where(dense_fits | comp_fits,
+                        comp_fits & (~dense_fits | (comp_time < dense_time)),
                         comp_bytes < dense_bytes)
     ledger = SramLedger(config, region)
     ledger.alloc("weights (dense)", np.where(use_comp, 0, dense_bytes))

@@ -142,14 +142,16 @@ def summary(rows):
         inside = np.mean([r["inside"] for r in sel])
         med, worst = float(np.median(err)), float(err.max())
         target = TARGETS.get(name)
-        met = None if target is None else bool(med <= target[0] and worst <= target[1] and inside == 1)
+        met = None if target is None else bool(med <= target[0] and worst <= target[1]
+                                               and inside == 1)
         table.append({"regime": name, "cases": len(sel), "median": med, "worst": worst,
                       "inside_bounds": float(inside), "target": target, "met": met})
     return table
 
 
 def format_summary(table):
-    lines = [f"{'regime':<22}{'cases':>6}{'median':>9}{'worst':>9}{'in bounds':>11}  target (median/worst)"]
+    lines = [f"{'regime':<22}{'cases':>6}{'median':>9}{'worst':>9}{'in bounds':>11}  "
+             f"target (median/worst)"]
     for t in table:
         target = "-" if t["target"] is None else f"{t['target'][0]:.0%} / {t['target'][1]:.0%}"
         met = "" if t["met"] is None else ("  met" if t["met"] else "  MISSED")
