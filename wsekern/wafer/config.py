@@ -92,8 +92,9 @@ def _fmac_pj():
 class WaferConfig:
     """A wafer-scale dataflow engine: a grid of PEs with capped SRAM on a 2-D mesh.
 
-    Every field has a default from MACHINE.md (WSE-2-like); ``wse2()``, ``wse3()`` and
-    ``small(rows, cols)`` are presets, each taking keyword overrides.
+    Every field has a WSE-2-like default, its source tagged beside it (the table of them:
+    docs/simulator.md); ``wse2()``, ``wse3()`` and ``small(rows, cols)`` are presets, each
+    taking keyword overrides, and ``preset(name, **overrides)`` resolves one by name.
     """
     rows: int = 750                       # usable program rectangle 750 x 994 [P: sdk-examples]
     cols: int = 994
