@@ -143,51 +143,47 @@ def test_no_module_cycles_but_the_known_ones():
     assert cycles(import_graph()) == sorted(KNOWN_MODULE_CYCLES)
 
 
-def test_wafer_modules_import_with_nn_blocked():
-    """In a child process (an import that recursed would take the run down), with a
-    meta-path finder that refuses wsekern.nn and the top-level package's own __init__
-    skipped (it gathers every public name, nn's included)."""
-    code = textwrap.dedent(f"""
-        import importlib, pkgutil, sys, types
+# A child process with a meta-path finder that refuses wsekern.nn, and the top-level
+# package's own __init__ skipped (it gathers every public name, nn's included).
+BLOCKED_CHILD = textwrap.dedent(f"""
+    import importlib, pkgutil, sys, types
 
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "wsekern.nn" or name.startswith("wsekern.nn."):
-                    raise ImportError(f"blocked: {{name}}")
-                return None
-        sys.meta_path.insert(0, Block())
-        pkg = types.ModuleType("wsekern")
-        pkg.__path__ = [{str(ROOT)!r}]
-        sys.modules["wsekern"] = pkg
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name == "wsekern.nn" or name.startswith("wsekern.nn."):
+                raise ImportError(f"blocked: {{name}}")
+            return None
+    sys.meta_path.insert(0, Block())
+    pkg = types.ModuleType("wsekern")
+    pkg.__path__ = [{str(ROOT)!r}]
+    sys.modules["wsekern"] = pkg
+""")
+
+
+def _run_blocked(code):
+    return subprocess.run([sys.executable, "-c", BLOCKED_CHILD + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_wafer_modules_import_with_nn_blocked():
+    """Every module of wsekern.wafer, in the child (an import that recursed would take the
+    run down)."""
+    run = _run_blocked("""
         import wsekern.wafer
-        names = [m.name for m in pkgutil.walk_packages(wsekern.wafer.__path__, "wsekern.wafer.")]
+        names = [m.name for m in pkgutil.walk_packages(wsekern.wafer.__path__,
+                                                       "wsekern.wafer.")]
         for name in names:
             importlib.import_module(name)
         assert not any(n.startswith("wsekern.nn") for n in sys.modules)
         print(len(names))
     """)
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert int(run.stdout.split()[-1]) >= 12
 
 
 def test_blocking_does_catch_an_import_of_nn():
     """The same child, importing wsekern.nn.strategy, must fail: the block works."""
-    code = textwrap.dedent(f"""
-        import sys, types
-
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "wsekern.nn" or name.startswith("wsekern.nn."):
-                    raise ImportError(f"blocked: {{name}}")
-                return None
-        sys.meta_path.insert(0, Block())
-        pkg = types.ModuleType("wsekern")
-        pkg.__path__ = [{str(ROOT)!r}]
-        sys.modules["wsekern"] = pkg
+    run = _run_blocked("""
         import wsekern.nn.strategy
     """)
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
     assert run.returncode != 0 and "blocked: wsekern.nn" in run.stderr
