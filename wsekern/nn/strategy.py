@@ -92,14 +92,15 @@ class WaferStrategy:
             for p in self.placements:
                 p.region = (0, 0, cfg.rows, cfg.cols)
                 p.mapping = "activation-stationary"
-            for p in self.placements:
+            for p in self.placements:      # every region set before one may fail
                 training.check_streaming_fits(cfg, p.layer.name, p.shape[1], batch)
             return
         self.mode = "layer-pipelined"
         self.reason = (f"everything fits: {need / 2**20:,.2f} MiB of "
                        f"{capacity / 2**20:,.1f} MiB of SRAM")
-        layers = [(p.layer.name, p.stats()[2], p.stats()[0]) for p in self.placements]
-        regions = training.balance(layers, cfg, batch)
+        stats = [p.stats() for p in self.placements]          # (of W, of W.T, W)
+        regions = training.balance([(p.layer.name, s[2], s[0])
+                                    for p, s in zip(self.placements, stats)], cfg, batch)
         for p, region in zip(self.placements, regions):
             p.region, p.mapping = region, "weight-stationary"
         self.edges, self.traced = _dataflow_edges(model, self.placements)

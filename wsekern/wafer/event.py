@@ -169,7 +169,7 @@ def _report(config, region, engine, T, wall, analytic_report, *, mapping, transp
             bottleneck = "weight-streaming"
     elem = config.elem_bytes
     energy = figures.energy(config, performed, performed * 3 * elem, float(links.sum()),
-                              region[2] * region[3], T)
+                            region[2] * region[3], T)
     return SimReport(
         cycles=float(T), cycles_lower=float(T), cycles_upper=float(T), clock_hz=config.clock_hz,
         macs_dense=int(macs_dense), macs_useful=int(macs_useful), macs_performed=int(performed),

@@ -216,15 +216,6 @@ def activation_stationary(ops, config, region, what="spmm"):
                      colours=STREAM_COLOURS)
 
 
-PLACERS = {"weight-stationary": weight_stationary,
-           "activation-stationary": activation_stationary}
-
-
-def place(mapping, ops, config, region, what="spmm"):
-    """The Placement of ``mapping`` (a key of ``PLACERS``) on ``region``."""
-    return PLACERS[mapping](ops, config, region, what)
-
-
 # --------------------------------------------------------------------------------------
 # The rectangle search
 # --------------------------------------------------------------------------------------
