@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from wsekern._cpu import describe
-from wsekern.config import get_config
+from wsekern.sysinfo import get_config
 
 
 def machine_args():

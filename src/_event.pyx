@@ -28,7 +28,9 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.math cimport ceil, INFINITY
 from libc.stdint cimport int64_t, int32_t, uint8_t
 
-cdef enum:
+# The protocol with the Python side, defined here once: cpdef enums are Python IntEnums
+# too (``from wsekern._event import Port, Mode, Wavelet, Colour``), read by event.py.
+cpdef enum Port:      # a router's ports: a route's rx, and the bits of its tx mask
     NORTH = 0
     EAST = 1
     SOUTH = 2
@@ -36,11 +38,19 @@ cdef enum:
     RAMP = 4
     EDGE = 5
     RAMP_DOWN = 5     # link counter slot of the core -> router ramp
+    NO_PORT = -1      # a route's rx where the colour has no route at this PE
 
-cdef enum:
+cpdef enum Mode:
     MODE_NONE = 0     # no main thread: the accumulators are given (collectives)
     MODE_WS = 1       # weight-stationary: stream x, AXPY over W's column k in the block
     MODE_AS = 2       # activation-stationary: stream w, AXPY over X's row k in the block
+
+cpdef enum Wavelet:   # a stream item's idx when it is not an element index
+    EOS = -1          # end of stream: closes a round
+    INDEX_HALF = -2   # the index wavelet ahead of an fp32 sparse value
+
+cpdef enum Colour:
+    NO_COLOUR = -1    # a reducer that sends nothing (the root of its chain)
 
 DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
 DEF TRACE_WINDOWS = 256            # time windows of a trace; they double in length as needed
@@ -198,7 +208,7 @@ cdef class Engine:
         self.n_agents = NQ + 2 * P + C
         self.sched = np.full(self.n_agents, np.inf)
         self.route_tx = np.zeros(NQ, np.uint8)
-        self.route_rx = np.full(NQ, -1, np.int8)
+        self.route_rx = np.full(NQ, NO_PORT, np.int8)
         self.consumer = np.ones(n_colours, np.uint8)
         self.rq = <Queue*> calloc(NQ, sizeof(Queue))
         self.cq = <Queue*> calloc(NQ, sizeof(Queue))
@@ -250,7 +260,7 @@ cdef class Engine:
 
     def set_reduction(self, child_ptr, child_col, send_col, acc_len, acc0=None):
         """Children (colours, in the order they are reduced) and the send colour of
-        each PE (-1: the root); ``acc0`` (P x 2 x A) gives the accumulators of
+        each PE (NO_COLOUR: the root); ``acc0`` (P x 2 x A) gives the accumulators of
         collectives, which are then ready before the first cycle."""
         self.child_ptr = np.ascontiguousarray(child_ptr, np.int64)
         self.child_col = np.ascontiguousarray(child_col, np.int32)
@@ -387,7 +397,7 @@ cdef class Engine:
     cdef int _wake_upstream(self, int q, double t) except -1:
         cdef int rx = self.route_rx[q]
         cdef int p = q // self.NC, col = q % self.NC, nb
-        if rx < 4 and rx >= 0:
+        if rx < RAMP and rx != NO_PORT:
             nb = self._neighbour(p, rx)
             if nb >= 0:
                 self._wake(nb * self.NC + col, t)
@@ -593,7 +603,7 @@ cdef class Engine:
                 self._wake(self.a_main + p, self.cq_slot[s].ready)
                 return 0
             idx = self.cq_slot[s].idx
-            if idx == -2:                       # the index half of an fp32 sparse value
+            if idx == INDEX_HALF:
                 self._cq_pop(q, t)
                 continue
             n = self.main_round[p]
@@ -606,7 +616,7 @@ cdef class Engine:
                 self.main_buf_since[p] = -1.0
             else:
                 self.wait_data[p] += t - self.main_idle_since[p]
-            if idx == -1:                       # end of stream: the round's sums are done
+            if idx == EOS:                      # the round's sums are done
                 cost = self.task
                 self.main_eos_pending[p] = 1
             else:
@@ -639,7 +649,7 @@ cdef class Engine:
             base = (<int64_t> p * 2 + (n & 1)) * self.A
             ci = self.red_ci[p]
             nch = <int> (self.child_ptr[p + 1] - self.child_ptr[p])
-            sq = p * self.NC + self.send_col[p] if self.send_col[p] >= 0 else -1
+            sq = p * self.NC + self.send_col[p] if self.send_col[p] != NO_COLOUR else -1
             if ci < nch and L > 0:
                 col = self.child_col[self.child_ptr[p] + ci]
                 cq = p * self.NC + col

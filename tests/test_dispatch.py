@@ -122,7 +122,7 @@ def _run_with_simd(simd, args, cwd):
 
 @pytest.mark.parametrize("simd", ["baseline", "avx2", "avx512"])
 def test_every_simd_path_the_cpu_runs_gives_the_reference_answer(simd, tmp_path):
-    if simd not in wsekern.config.simd_available():
+    if simd not in wsekern.sysinfo.simd_available():
         pytest.skip(f"this CPU does not run the {simd} path")
     res = _run_with_simd(simd, [os.path.join(os.path.dirname(__file__), "simd_child.py")],
                          tmp_path)
@@ -131,7 +131,7 @@ def test_every_simd_path_the_cpu_runs_gives_the_reference_answer(simd, tmp_path)
 
 
 def test_a_simd_path_the_cpu_cannot_run_is_refused(tmp_path):
-    missing = [p for p in ("avx2", "avx512") if p not in wsekern.config.simd_available()]
+    missing = [p for p in ("avx2", "avx512") if p not in wsekern.sysinfo.simd_available()]
     if not missing:
         pytest.skip("this CPU runs every SIMD path")
     res = _run_with_simd(missing[-1], ["-c", "import wsekern"], tmp_path)

@@ -7,6 +7,9 @@ import scipy.sparse as sps
 
 import wsekern as wk
 from wsekern.wafer import analytic
+from wsekern.wafer.analytic import _distinct_per_block
+from wsekern.wafer.ledger import SramLedger
+from wsekern.wafer.placement import block_of, bounds
 from conftest import random_csr
 
 
@@ -224,12 +227,50 @@ def test_region_validation():
 
 
 # -- golden: the vendor's spmv-hypersparse memory formula ---------------------------------
+# The formula and the mapping's buffers, allocated through the SRAM ledger (test-only).
+def spmv_hypersparse_memory_per_pe(nnz, nnz_cols, nnz_rows, vec, out_vec):
+    """memory_per_pe() of sdk-examples spmv-hypersparse, in bytes:
+    (4+2)*nnz + 3*2*nnz_cols + 5*4*vec + 2*nnz_rows + 4*(4+2)*nnz_rows + 4*out_vec."""
+    return ((4 + 2) * nnz + 3 * 2 * nnz_cols + 5 * 4 * vec + 2 * nnz_rows
+            + 4 * (4 + 2) * nnz_rows + 4 * out_vec)
+
+
+def spmv_hypersparse_ledger(W, config, grid):
+    """Allocate the spmv-hypersparse mapping's buffers by name on a ``grid`` of PEs.
+
+    A is 2-D partitioned; each PE stores fp32 values with 16-bit local indices, per
+    nonzero column a (pointer, length, index) triple, the x slice in five buffers
+    (``vec``), per nonzero row its index and four (fp32 value, 16-bit index) partial
+    buffers for the east/west trains, and the y slice (``out_vec``).
+    Returns the ledger (without the code reserve check) and the per-PE formula inputs.
+    """
+    W = sps.csr_array(W)
+    R, C = grid
+    m_b, k_b = bounds(W.shape[0], R), bounds(W.shape[1], C)
+    coo = W.tocoo()
+    rb, cb = block_of(m_b, W.shape[0])[coo.row], block_of(k_b, W.shape[1])[coo.col]
+    nnz = np.zeros((R, C), np.int64)
+    np.add.at(nnz, (rb, cb), 1)
+    cols = _distinct_per_block(rb, coo.col, k_b, R)          # nonzero columns per PE
+    rows = _distinct_per_block(cb, coo.row, m_b, C).T        # nonzero rows per PE
+    vec = np.broadcast_to(np.diff(k_b)[None, :], (R, C))
+    out_vec = np.broadcast_to(np.diff(m_b)[:, None], (R, C))
+    ledger = SramLedger(config.with_(reserve_bytes=0), (0, 0, R, C))
+    ledger.alloc("values (fp32) + 16-bit row indices", (4 + 2) * nnz)
+    ledger.alloc("column pointer, length, index (3 x 16-bit)", 3 * 2 * cols)
+    ledger.alloc("x slice, 5 fp32 buffers", 5 * 4 * vec)
+    ledger.alloc("nonzero row indices (16-bit)", 2 * rows)
+    ledger.alloc("partial y trains, 4 x (fp32 + 16-bit index)", 4 * (4 + 2) * rows)
+    ledger.alloc("y slice (fp32)", 4 * out_vec)
+    return ledger, dict(nnz=nnz, nnz_cols=cols, nnz_rows=rows, vec=vec, out_vec=out_vec)
+
+
 @pytest.mark.parametrize("seed, shape, density, grid", [(0, (64, 64), 0.05, (4, 4)),
                                                        (1, (100, 37), 0.2, (3, 5)),
                                                        (2, (256, 256), 0.01, (8, 2))])
 def test_spmv_hypersparse_memory_formula(seed, shape, density, grid):
     W = random_csr(*shape, density, seed=seed)
-    ledger, _ = analytic.spmv_hypersparse_ledger(W, wk.WaferConfig.wse2(), grid)
+    ledger, _ = spmv_hypersparse_ledger(W, wk.WaferConfig.wse2(), grid)
     total = ledger.total()
     R, C = grid
     m_b = np.linspace(0, shape[0], R + 1).round().astype(int)
@@ -238,7 +279,7 @@ def test_spmv_hypersparse_memory_formula(seed, shape, density, grid):
     for r in range(R):
         for c in range(C):
             block = dense[m_b[r]:m_b[r + 1], k_b[c]:k_b[c + 1]]
-            expected = analytic.spmv_hypersparse_memory_per_pe(
+            expected = spmv_hypersparse_memory_per_pe(
                 nnz=np.count_nonzero(block), nnz_cols=np.count_nonzero(block.any(axis=0)),
                 nnz_rows=np.count_nonzero(block.any(axis=1)), vec=block.shape[1],
                 out_vec=block.shape[0])

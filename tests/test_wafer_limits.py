@@ -102,7 +102,7 @@ def test_the_range_ends_give_finite_reports_in_both_modes():
     code = """
         import math
         import numpy as np
-        from wsekern.bench import random_weight
+        from wsekern.workloads import random_weight
         from wsekern.wafer import Wafer, WaferConfig
         from wsekern.wafer.config import LIMITS, TABLE_LIMITS
         W = random_weight(48, 40, 0.6, seed=1)
@@ -225,7 +225,7 @@ def test_event_bombs_are_refused_before_they_run():
     code = """
         import time
         import numpy as np
-        from wsekern.bench import random_weight
+        from wsekern.workloads import random_weight
         from wsekern.errors import WorkLimitError
         from wsekern.wafer import Wafer, WaferConfig
         W = random_weight(4096, 4096, 0.9, dtype=np.float32, seed=0)
@@ -257,7 +257,7 @@ def test_the_memory_estimate_covers_the_peak():
     code = """
         import resource
         import numpy as np
-        from wsekern.bench import random_weight
+        from wsekern.workloads import random_weight
         from wsekern.wafer import WaferConfig, event
         from wsekern.wafer.estimate import event_cost
         import scipy.sparse as sps

@@ -20,8 +20,9 @@ from .sparse import PackedSparse, check_sparse_operand, pack
 from .kernels import sddmm, spmm, spmm_path
 from .conv import conv2d, conv2d_backward, conv2d_path
 from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
-from .config import get_config, show_config
-from .wafer import SimReport, Wafer, WaferConfig, WaferStrategy
+from .sysinfo import get_config, show_config
+from .wafer import SimReport, Wafer, WaferConfig
+from .nn.strategy import WaferStrategy
 from .sweeps import sweep
 from . import data, nn
 

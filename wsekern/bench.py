@@ -10,11 +10,11 @@ import os
 import time
 
 import numpy as np
-import scipy.sparse as sps
 
-from .conv import _im2col, ConvGeometry, conv2d, conv2d_path
+from .conv import ConvGeometry, conv2d, conv2d_path, im2col
 from .kernels import spmm, spmm_path
 from .sparse import pack
+from .workloads import random_weight
 
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 SIZES = ((1024, 1024, 256), (4096, 4096, 64))
@@ -60,51 +60,6 @@ def _optional(name):
         return None
 
 
-def random_positions(total, count, rng):
-    """``count`` distinct sorted integers below ``total``. Sparse draws sample with
-    replacement and drop repeats, O(count log count) instead of a permutation of all
-    ``total`` positions; dense ones permute."""
-    if count > total // 8:
-        return np.sort(rng.permutation(total)[:count]) if total < 2**22 else _dense_draw(
-            total, count, rng)
-    picked = _distinct(rng.integers(0, total, size=count + count // 4 + 16))
-    while len(picked) < count:                           # rare: too many repeats
-        picked = _distinct(np.concatenate([picked, rng.integers(0, total, size=count)]))
-    return np.sort(rng.choice(picked, size=count, replace=False))
-
-
-def _dense_draw(total, count, rng):
-    """Each position with probability count/total, then trimmed or topped up to ``count``."""
-    picked = np.flatnonzero(rng.random(total) < count / total)
-    if len(picked) > count:
-        picked = np.sort(rng.choice(picked, size=count, replace=False))
-    elif len(picked) < count:
-        free = np.ones(total, dtype=bool)
-        free[picked] = False
-        extra = rng.choice(np.flatnonzero(free), size=count - len(picked), replace=False)
-        picked = np.sort(np.concatenate([picked, extra]))
-    return picked
-
-
-def _distinct(a):
-    """Sorted distinct values (np.unique's hash path is many times slower on this data)."""
-    a = np.sort(a)
-    return a[np.concatenate(([True], a[1:] != a[:-1]))] if len(a) else a
-
-
-def random_weight(m, k, sparsity, dtype=np.float32, seed=0):
-    """Unstructured random sparsity: exactly round((1 - sparsity) * m * k) kept entries."""
-    rng = np.random.default_rng(seed)
-    nnz = int(round((1 - sparsity) * m * k))
-    flat = random_positions(m * k, nnz, rng)              # sorted: CSR order already
-    rows, cols = np.divmod(flat, k)
-    index = np.int32 if m * k < 2**31 else np.int64
-    indptr = np.zeros(m + 1, dtype=index)
-    np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
-    values = rng.uniform(-1, 1, size=nnz).astype(dtype)
-    return sps.csr_array((values, cols.astype(index), indptr), shape=(m, k))
-
-
 def spmm_peers(W, X, threads):
     """name -> callable computing W @ X, for each peer installed here."""
     Wd = W.toarray()
@@ -125,7 +80,7 @@ def spmm_peers(W, X, threads):
 def machine_line():
     """What a number is tied to: CPU, caches, SIMD path (and those available), cost table."""
     from ._cpu import describe
-    from .config import get_config
+    from .sysinfo import get_config
     cfg = get_config()
     return (f"CPU {describe()}; SIMD path {cfg['simd']} (runs {', '.join(cfg['simd_available'])})"
             f"; cost table {cfg['cost_table']}; OpenMP {'on' if cfg['openmp'] else 'off'}, "
@@ -218,7 +173,8 @@ def openblas_warning():
     bad = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
     if bad:
         return (f"note: {' and '.join(bad)} set; NumPy's BLAS may run a slow kernel. "
-                f"For a fair comparison: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE wsekern bench ...")
+                f"For a fair comparison: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+                f"wsekern bench ...")
     return None
 
 
@@ -228,7 +184,8 @@ def bench_conv(repeat=5, threads=1, out=print):
     rng = np.random.default_rng(0)
     torch = _optional("torch")
     out(machine_line())
-    out(f"conv2d x 8x64x32x32, w 64x64x3x3, pad 1, float32, {threads} thread(s), ms (best of {repeat})")
+    out(f"conv2d x 8x64x32x32, w 64x64x3x3, pad 1, float32, {threads} thread(s), "
+        f"ms (best of {repeat})")
     out(f"{'w zeros':>7} {'x zeros':>7} {'path':>12} {'wsekern':>9} {'im2col':>9} {'torch':>9}"
         f" | {'x im2col':>8} {'x torch':>7}")
     rows = []
@@ -242,16 +199,17 @@ def bench_conv(repeat=5, threads=1, out=print):
             w2 = w.reshape(1, 64, -1)
 
             def im2col_blas():
-                return np.matmul(w2, _im2col(x, g))
+                return np.matmul(w2, im2col(x, g))
             with limit_threads(threads):
                 r = {"w": ws, "x": xs, "path": conv2d_path(x, w, padding=1),
-                     "wsekern": best_time(lambda: conv2d(x, w, padding=1, n_threads=threads), repeat),
+                     "wsekern": best_time(lambda: conv2d(x, w, padding=1, n_threads=threads),
+                                          repeat),
                      "im2col": best_time(im2col_blas, repeat)}
                 if torch is not None:
                     xt, wt = torch.from_numpy(x), torch.from_numpy(w)
                     with torch.no_grad():
-                        r["torch"] = best_time(lambda: torch.nn.functional.conv2d(xt, wt, padding=1),
-                                               repeat)
+                        r["torch"] = best_time(
+                            lambda: torch.nn.functional.conv2d(xt, wt, padding=1), repeat)
             t_torch = f"{r['torch'] * 1e3:9.3f}" if "torch" in r else f"{'-':>9}"
             x_torch = f"{r['torch'] / r['wsekern']:7.2f}" if "torch" in r else f"{'-':>7}"
             out(f"{ws:7.2f} {xs:7.2f} {r['path']:>12} {r['wsekern'] * 1e3:9.3f} "
@@ -265,6 +223,7 @@ def bench_sweep(out=print, workers=2):
     LocalCluster of ``workers`` processes: speed-up, points/s and overhead per point.
     Serial runs with one thread per library, as the workers do (Dask's nanny sets it)."""
     from distributed import Client
+
     from . import sweeps as sw
     # Each point lets the placer search rectangles for W 2048 x 2048 @ X 2048 x 64 on a
     # wafer of the given size: 0.5-2 s of work each.

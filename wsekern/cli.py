@@ -4,11 +4,12 @@ import sys
 
 import numpy as np
 
+from . import workloads
 from .errors import WsekernError
 
 
 def _cmd_config(args):
-    from .config import show_config
+    from .sysinfo import show_config
     show_config()
 
 
@@ -43,7 +44,7 @@ def _wafer_config(args):
         overrides["rows"] = args.rows
     if args.cols is not None:
         overrides["cols"] = args.cols
-    return getattr(WaferConfig, args.wafer)(**overrides)
+    return WaferConfig.preset(args.wafer, **overrides)
 
 
 def _pe_count(text):
@@ -58,20 +59,10 @@ def _pe_count(text):
     return value
 
 
-def _random_sparse(m, k, sparsity, seed):
-    from .bench import random_weight
-    if not 0 <= sparsity <= 1:
-        raise ValueError(f"sparsity must be in [0, 1]; received {sparsity}")
-    return random_weight(m, k, sparsity, dtype=np.float32, seed=seed)
-
-
 def _activations(shape, sparsity, seed):
     if not 0 <= sparsity <= 1:
         raise ValueError(f"--act-sparsity must be in [0, 1]; received {sparsity}")
-    rng = np.random.default_rng(seed + 1)
-    X = rng.standard_normal(shape).astype(np.float32)
-    X[rng.random(shape) < sparsity] = 0
-    return X
+    return workloads.activations(shape, sparsity, seed + 1)
 
 
 # Bytes per stored entry while a Matrix Market file becomes W: the COO arrays read
@@ -88,6 +79,7 @@ def _read_matrix(path, n):
     the budget, before anything is loaded; complex values are refused, not truncated."""
     import scipy.io
     import scipy.sparse
+
     from ._budget import memory_budget
     from .sparse import check_sparse_operand
     rows, cols, entries, fmt, field, symmetry = scipy.io.mminfo(path)
@@ -113,6 +105,7 @@ def _read_matrix(path, n):
 
 def _cmd_simulate(args):
     import json
+
     from .wafer import Wafer
     limits = {}
     if args.max_events is not None:
@@ -125,7 +118,7 @@ def _cmd_simulate(args):
         if args.matrix:
             W = _read_matrix(args.matrix, args.n)
         else:
-            W = _random_sparse(args.m, args.k, args.sparsity, args.seed)
+            W = workloads.random_weight(args.m, args.k, args.sparsity, np.float32, args.seed)
         X = _activations((W.shape[1], args.n), args.act_sparsity, args.seed)
         _, report = wafer.spmm(W, X, region=region, mapping=args.mapping, mode=args.mode,
                                compute=False)
@@ -141,9 +134,8 @@ def _cmd_simulate(args):
     else:
         x = _activations((args.batch, args.channels, args.size, args.size), args.act_sparsity,
                          args.seed)
-        rng = np.random.default_rng(args.seed)
-        w = rng.standard_normal((args.out_channels, args.channels, args.kernel, args.kernel))
-        w = (w * (rng.random(w.shape) >= args.sparsity)).astype(np.float32)
+        w = workloads.pruned((args.out_channels, args.channels, args.kernel, args.kernel),
+                             args.sparsity, args.seed)
         _, report = wafer.conv2d(x, w, stride=args.stride, padding=args.padding, region=region,
                                  mapping=args.mapping, mode=args.mode, compute=False)
     if args.json:
@@ -160,11 +152,11 @@ def _cmd_validate(args):
     import json
     if args.hardware:
         return _validate_hardware(args)
-    from .wafer import validate as val
     from tqdm import tqdm
+
     from .wafer import WaferConfig
-    config = (WaferConfig.small(32, 32) if args.wafer == "wse2"
-              else WaferConfig.wse3(rows=32, cols=32))
+    from .wafer import validate as val
+    config = WaferConfig.preset(args.wafer, rows=32, cols=32)
     cases = val.cases(quick=args.quick, seed=args.seed)
     with tqdm(total=len(cases), desc="validate", disable=args.json, leave=False) as bar:
         rows = val.validate(cases, config=config, progress=bar.update)
@@ -199,6 +191,7 @@ def _cmd_validate(args):
 def _validate_hardware(args):
     """The WSE-3 cycles measured on hardware against both models."""
     import json
+
     from .wafer import hardware
     table = hardware.compare(event=not args.no_event)
     if args.json:

@@ -26,7 +26,7 @@ def _path_costs():
                                                     (INPUT_FIXED, i_f), (INPUT_COST, ic)))
 
 
-def _pair(v, name, minimum):
+def pair(v, name, minimum):
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         v = (int(v), int(v))
     try:
@@ -62,9 +62,9 @@ class ConvGeometry:
         if len(w_shape) != 4:
             raise ValueError(f"w must be 4-D (C_out, C_in/groups, kh, kw); received shape "
                              f"{tuple(w_shape)}")
-        stride = _pair(stride, "stride", 1)
-        padding = _pair(padding, "padding", 0)
-        dilation = _pair(dilation, "dilation", 1)
+        stride = pair(stride, "stride", 1)
+        padding = pair(padding, "padding", 0)
+        dilation = pair(dilation, "dilation", 1)
         if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
             raise ValueError(f"groups must be a positive int; received {groups!r}")
         B, C, H, W = x_shape
@@ -228,7 +228,7 @@ def _window_index(g):
     return r[:, None, :, None], c[None, :, None, :]
 
 
-def _im2col(x, g):
+def im2col(x, g):
     """(groups, C_g * kh * kw, B * OH * OW) columns: one GEMM per group covers the batch."""
     (sh, sw), (dh, dw) = g.stride, g.dilation
     if g.padding_dominates():
@@ -401,7 +401,7 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
         out[...] = _input_sparse(x, w2, g, threads)
     else:
         wg = w2.reshape(g.groups, g.O // g.groups, -1)                 # (G, Og, K)
-        out[...] = _from_groups(_per_group(wg, _im2col(x, g)), g)      # (G, Og, B*OH*OW)
+        out[...] = _from_groups(_per_group(wg, im2col(x, g)), g)      # (G, Og, B*OH*OW)
     if bias is not None:
         out += bias[:, None, None]
     return out, path
@@ -471,7 +471,7 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
         phase, qi, qj = g.taps()
 
     if blas_w:
-        cols = _im2col(x, g)                                           # (G, K, B*OH*OW)
+        cols = im2col(x, g)                                           # (G, K, B*OH*OW)
         grad_w = np.where(keep, _per_group(grad_g, cols, transpose_b=True).reshape(g.O, -1), 0)
     else:   # at the kept weights only: one plane dot product per image
         _, widx, wptr = _filter_csr(w2, keep)
@@ -493,7 +493,7 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
 
 
 def _col2im(grad_cols, g):
-    """Sum im2col-shaped gradients back onto the input (the adjoint of _im2col)."""
+    """Sum im2col-shaped gradients back onto the input (the adjoint of im2col)."""
     (sh, sw), (dh, dw), (ph, pw) = g.stride, g.dilation, g.padding
     cols = grad_cols.reshape(g.C, g.kh, g.kw, g.B, g.OH, g.OW)       # groups' channels in order
     if g.padding_dominates():

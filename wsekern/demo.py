@@ -1,10 +1,11 @@
 """``wsekern demo``: a pruned weight times ReLU activations, against NumPy and SciPy."""
 import numpy as np
 
-from .bench import best_time, limit_threads, random_weight
-from .config import get_config
+from .bench import best_time, limit_threads
+from .sysinfo import get_config
 from .kernels import spmm, spmm_path
 from .sparse import pack
+from .workloads import random_weight
 
 
 def run_demo(size=2048, sparsity=0.9, batch=128, out=print):

@@ -8,8 +8,8 @@ from . import _spmm
 from ._cpu import l2_bytes
 from ._threads import resolve_threads
 from .costs import cost_table
-from .sparse import (PackedSparse, check_float_dtype, check_sparse_operand, csr_parts,
-                     dense_to_csr)
+from .sparse import (PackedSparse, as_dense_operand, check_float_dtype, check_sparse_operand,
+                     csr_parts, dense_to_csr)
 
 # The dispatcher's costs per unit of work come from wsekern.costs (per CPU and SIMD path).
 # Skip zero rows of X when at least this fraction of them are zero.
@@ -17,15 +17,6 @@ ZERO_ROW_SKIP_FRACTION = 0.05
 # Below this density of X, multiply only nonzero pairs (sparse x sparse).
 SPARSE_X_DENSITY = 0.02
 _SAMPLE = 1024     # standard error of the density estimate <= 0.016
-
-
-def _as_dense_operand(X, name):
-    if sps.issparse(X) or isinstance(X, PackedSparse):
-        raise TypeError(f"{name} must be a dense array; received a sparse "
-                        f"{type(X).__name__}. Use {name}.toarray() or swap the operands")
-    X = np.asarray(X)
-    check_float_dtype(X.dtype, name)
-    return X
 
 
 def _estimate_density(W):
@@ -134,7 +125,7 @@ def spmm_path(W, X, *, transpose=False):
 
 
 def _spmm_impl(W, X, transpose, out, n_threads):
-    X = _as_dense_operand(X, "X")
+    X = as_dense_operand(X, "X")
     if X.ndim not in (1, 2):
         raise ValueError(f"X must be 1-D or 2-D; received an array of shape {X.shape}")
     vector = X.ndim == 1
@@ -283,8 +274,8 @@ def sddmm(A, B, pattern, *, n_threads=None):
     ``pattern`` is one. This is the weight gradient of a sparse layer:
     ``dW = sddmm(dY, X, W)`` for ``Y = W @ X`` (A = dY, B = X). Work O(nnz * D).
     """
-    A = _as_dense_operand(A, "A")
-    B = _as_dense_operand(B, "B")
+    A = as_dense_operand(A, "A")
+    B = as_dense_operand(B, "B")
     if A.ndim != 2 or B.ndim != 2:
         raise ValueError(f"A and B must be 2-D; received A.shape={A.shape}, B.shape={B.shape}")
     if A.shape[1] != B.shape[1]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _nhwc
 from ._threads import resolve_threads
-from .conv import NhwcGeometry, _pair
+from .conv import NhwcGeometry, pair
 from .sparse import check_float_dtype
 
 
@@ -18,9 +18,9 @@ def _geometry(x, kernel_size, stride, padding):
     check_float_dtype(x.dtype, "x")
     if x.ndim != 4:
         raise ValueError(f"x must be 4-D (N, C, H, W); received shape {x.shape}")
-    k = _pair(kernel_size, "kernel_size", 1)
-    s = k if stride is None else _pair(stride, "stride", 1)
-    p = _pair(padding, "padding", 0)
+    k = pair(kernel_size, "kernel_size", 1)
+    s = k if stride is None else pair(stride, "stride", 1)
+    p = pair(padding, "padding", 0)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"padding must be at most half the kernel size (torch's rule); "
                          f"received padding={p}, kernel_size={k}")

@@ -19,6 +19,17 @@ def check_float_dtype(dtype, name):
     return dtype
 
 
+def as_dense_operand(X, name):
+    """``X`` as a float32/float64 NumPy array; a sparse operand (SciPy or PackedSparse) is
+    a TypeError that says how to pass it."""
+    if sps.issparse(X) or isinstance(X, PackedSparse):
+        raise TypeError(f"{name} must be a dense array; received a sparse "
+                        f"{type(X).__name__}. Use {name}.toarray() or swap the operands")
+    X = np.asarray(X)
+    check_float_dtype(X.dtype, name)
+    return X
+
+
 def _aligned_copy(a, dtype):
     """A contiguous copy of ``a`` as ``dtype`` whose data starts on a 64-byte boundary."""
     a = np.asarray(a)

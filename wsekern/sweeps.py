@@ -23,8 +23,10 @@ import zlib
 
 import numpy as np
 
+from . import workloads
 from .errors import SramOverflowError
 from .wafer import Wafer, WaferConfig
+from .wafer.config import PRESETS
 
 WORKLOADS = ("spmm", "conv2d", "matmul")
 # Workload parameters and their defaults; everything else must be a WaferConfig field.
@@ -101,7 +103,7 @@ def evaluate_point(point, workload, base="wse2", seed=0):
     row = dict(point)
     try:
         config_kw, params = _split(point, name)
-        config = getattr(WaferConfig, base)(**config_kw)
+        config = WaferConfig.preset(base, **config_kw)
         report = _run(workload, name, params, config, seed)
     except SramOverflowError as exc:
         row.update(status="overflow", reason=str(exc))
@@ -134,13 +136,11 @@ def _figures(report):
 
 def _run(workload, name, p, config, seed):
     """Generate the inputs from ``seed`` here (on the worker) and simulate."""
-    from .bench import random_weight
     wafer = Wafer(config)
     rng = np.random.default_rng(seed)
     if name == "spmm":
-        W = random_weight(int(p["m"]), int(p["k"]), float(p["sparsity"]), seed=seed)
-        X = rng.standard_normal((int(p["k"]), int(p["n"]))).astype(np.float32)
-        X[rng.random(X.shape) < float(p["act_sparsity"])] = 0
+        W = workloads.random_weight(int(p["m"]), int(p["k"]), float(p["sparsity"]), seed=seed)
+        X = workloads.activations((int(p["k"]), int(p["n"])), float(p["act_sparsity"]), rng)
         return wafer.spmm(W, X, region=_region(p["region"]), mapping=p["mapping"],
                           compute=False)[1]
     if name == "matmul":
@@ -149,10 +149,8 @@ def _run(workload, name, p, config, seed):
         return wafer.matmul(A, B, region=_region(p["region"]), compute=False)[1]
     if name == "conv2d":
         c, o, k, s = int(p["channels"]), int(p["out_channels"]), int(p["kernel"]), int(p["size"])
-        x = rng.standard_normal((int(p["batch"]), c, s, s)).astype(np.float32)
-        x[rng.random(x.shape) < float(p["act_sparsity"])] = 0
-        w = rng.standard_normal((o, c, k, k)).astype(np.float32)
-        w[rng.random(w.shape) < float(p["sparsity"])] = 0
+        x = workloads.activations((int(p["batch"]), c, s, s), float(p["act_sparsity"]), rng)
+        w = workloads.activations((o, c, k, k), float(p["sparsity"]), rng)
         return wafer.conv2d(x, w, stride=int(p["stride"]), padding=int(p["padding"]),
                             region=_region(p["region"]), mapping=p["mapping"], compute=False)[1]
     return _run_model(workload, p, config, seed)
@@ -160,8 +158,7 @@ def _run(workload, name, p, config, seed):
 
 def _run_model(build, params, config, seed):
     """A callable workload builds a wsekern.nn model; one training step is costed."""
-    from .nn import utils
-    from .wafer import WaferStrategy
+    from .nn import WaferStrategy, utils
     batch = int(params.pop("batch", 32))
     utils.set_random_seed(seed)
     strategy = WaferStrategy(config)
@@ -561,10 +558,12 @@ def sweep(space, workload, *, client=None, cache=None, base="wse2", seed=0, prog
     """
     _requires()
     if isinstance(workload, str) and workload not in WORKLOADS:
-        raise ValueError(f"workload must be one of {WORKLOADS} or a callable; received {workload!r}")
+        raise ValueError(f"workload must be one of {WORKLOADS} or a callable; "
+                         f"received {workload!r}")
     if not isinstance(workload, str) and not callable(workload):
-        raise TypeError(f"workload must be a name or a callable; received {type(workload).__name__}")
-    if base not in ("wse2", "wse3", "small"):
+        raise TypeError(f"workload must be a name or a callable; "
+                        f"received {type(workload).__name__}")
+    if base not in PRESETS:
         raise ValueError(f"base must be 'wse2', 'wse3' or 'small'; received {base!r}")
     points = points_of(space)
     reserved = set(RESULT_COLUMNS) | {"key", CHECK}

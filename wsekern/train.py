@@ -2,16 +2,15 @@
 import time
 
 from . import data
-from .nn import Input, Sequential, layers, utils
-from .wafer import WaferConfig, WaferStrategy
+from .nn import Input, Sequential, WaferStrategy, layers, utils
+from .wafer import WaferConfig
 
 
 def wafer_config(name, rows=None, cols=None):
+    """The preset ``name``; ``small`` is 32 x 32 PEs unless ``rows``/``cols`` say."""
     if name == "small":
-        return WaferConfig.small(rows or 32, cols or 32)
-    if name not in ("wse2", "wse3"):
-        raise ValueError(f"wafer must be wse2, wse3 or small; received {name!r}")
-    return getattr(WaferConfig, name)()
+        return WaferConfig.preset(name, rows=rows or 32, cols=cols or 32)
+    return WaferConfig.preset(name)
 
 
 def load(dataset, images=False):
@@ -51,12 +50,15 @@ def train(kind="mlp", dataset="digits", sparsity=0.9, epochs=15, batch_size=64, 
     utils.set_random_seed(seed)
     strategy = WaferStrategy(wafer_config(wafer))
     with strategy.scope():
-        model = build_mlp(x.shape[1], sparsity) if kind == "mlp" else build_cnn(x.shape[1:], sparsity)
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model = (build_mlp(x.shape[1], sparsity) if kind == "mlp"
+                 else build_cnn(x.shape[1:], sparsity))
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
     model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose)
     loss, acc = model.evaluate(xt, yt, verbose=0)
     report = model.wafer_report()
-    out(f"{kind} on {dataset}, {sparsity:.0%} weight sparsity: test accuracy {acc:.2%} (loss {loss:.4f})")
+    out(f"{kind} on {dataset}, {sparsity:.0%} weight sparsity: test accuracy {acc:.2%} "
+        f"(loss {loss:.4f})")
     out(str(report))
     if plot:
         report.plot(plot)
@@ -77,7 +79,8 @@ def demo(out=print, plot="wsekern-demo.png", epochs=30):
                 model = build_mlp(64, sparsity)
         else:
             model = build_mlp(64, sparsity)
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
         model.fit(x, y, batch_size=64, epochs=epochs, verbose=0)
         _, acc = model.evaluate(xt, yt, verbose=0)
         results[sparsity] = (model, acc, model._last_epoch_seconds)

@@ -2,7 +2,7 @@
 import numpy as np
 
 import wsekern
-from wsekern.conv import ConvGeometry, _im2col
+from wsekern.conv import ConvGeometry, im2col
 
 
 class Conv2d:
@@ -18,7 +18,7 @@ class Conv2d:
         g = ConvGeometry.of(self.x.shape, self.w.shape, 1, 1, 1, 1)
         w2 = self.w.reshape(1, 64, -1)
         self.fn = {"wsekern": lambda: wsekern.conv2d(self.x, self.w, padding=1, n_threads=1),
-                   "im2col-numpy": lambda: np.matmul(w2, _im2col(self.x, g))}[impl]
+                   "im2col-numpy": lambda: np.matmul(w2, im2col(self.x, g))}[impl]
 
     def time_conv2d(self, ws, xs, impl):
         self.fn()

@@ -2,7 +2,7 @@
 import numpy as np
 
 import wsekern
-from wsekern.bench import random_weight
+from wsekern.workloads import random_weight
 
 
 class Spmm:

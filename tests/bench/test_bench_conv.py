@@ -7,7 +7,7 @@ import pytest
 
 import wsekern
 from wsekern.bench import limit_threads
-from wsekern.conv import ConvGeometry, _im2col
+from wsekern.conv import ConvGeometry, im2col
 
 SPARSITY = [(0.0, 0.0), (0.0, 0.8), (0.9, 0.0), (0.9, 0.8)]
 
@@ -36,7 +36,7 @@ def test_conv_im2col_numpy(benchmark, case):
     benchmark.group = "conv"
     g = ConvGeometry.of(x.shape, w.shape, 1, 1, 1, 1)
     with limit_threads(1):
-        y = benchmark(lambda: np.matmul(w.reshape(1, 64, -1), _im2col(x, g)))
+        y = benchmark(lambda: np.matmul(w.reshape(1, 64, -1), im2col(x, g)))
     np.testing.assert_allclose(y.reshape(64, 8, 32, 32).transpose(1, 0, 2, 3), ref, rtol=1e-4, atol=1e-3)
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import wsekern
-from wsekern.bench import limit_threads, random_weight
+from wsekern.bench import limit_threads
+from wsekern.workloads import random_weight
 
 CASES = [(1024, 1024, 256, 0.9), (1024, 1024, 256, 0.5), (4096, 4096, 64, 0.9)]
 

@@ -8,7 +8,12 @@ from .variables import Variable
 from .models import Model, Sequential, load_model
 from . import models, saving
 from . import metrics, ops, random, registry, regularizers, schedules
+from .strategy import WaferStrategy
+
+# GradualPruning lives in pruning.py (it needs the layers); reachable as a callback too,
+# set here so callbacks.py does not import pruning.py back.
+callbacks.GradualPruning = pruning.GradualPruning
 
 __all__ = ["activations", "callbacks", "initializers", "layers", "losses", "optimizers", "pruning",
            "utils", "models", "saving", "Input", "Model", "Sequential", "Variable", "load_model",
-           "metrics", "ops", "random", "registry", "regularizers", "schedules"]
+           "metrics", "ops", "random", "registry", "regularizers", "schedules", "WaferStrategy"]

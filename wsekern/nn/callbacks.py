@@ -333,11 +333,3 @@ class ProgbarLogger(Callback):
             self._bar = None
         elif self.verbose == 2:
             print(f"Epoch {epoch + 1}/{self.params.get('epochs')} - {text}")
-
-
-def __getattr__(name):
-    # GradualPruning lives in pruning.py (it needs the layers); reachable from here too.
-    if name == "GradualPruning":
-        from .pruning import GradualPruning
-        return GradualPruning
-    raise AttributeError(name)

@@ -1,7 +1,22 @@
 """Analytic cost of the wafer mappings, from the real nonzero structure of the operands.
 
 Every model here is O(nnz + PEs + blocks * samples) — never O(M * K * N) — and
-returns a :class:`SimReport` with an estimate and a lower and an upper bound.
+returns a :class:`SimReport` with an estimate and a lower and an upper bound. The
+placement (where blocks live, their format, the SRAM) comes from placement.py; the
+functions here only cost it.
+
+Notation (suffixes name the axes an array runs over)
+    M, K, N     W is M x K, X is K x N (N samples, the batch); R x C the region's PEs
+    r, c, n, k  a PE row, a PE column, a sample, a column of W / row of X
+    M_r, K_c    rows of W held by PE row r, columns held by PE column c (block sizes)
+    a_cn        nonzero activations arriving at PE column c in sample n; A_c = sum_n a_cn
+    A_k         nonzero activations in row k of X over the batch
+    nnz_rc      nonzeros of W's block (r, c); use_comp (R x C) the blocks stored compressed
+    v_cn        wavelets streamed down column c in sample n (values, then an EOS marker)
+    L           wavelets of partial sums a PE sends per sample (per round) on its chain
+    fill        cycles for the first wavelet to cross the region
+    t_dense     a dense column's task per nonzero activation (task + setup + AXPY)
+    busy_rc     each PE's cycles of work over the whole batch
 
 Weight-stationary (layer-pipelined; the vendor's gemv-checkerboard, spmv-hypersparse)
     Y = W @ X on an R x C region: PE (r, c) holds block W[rows_r, cols_c], dense or
@@ -36,164 +51,53 @@ import math
 import numpy as np
 import scipy.sparse as sps
 
+from . import placement as placer
+from .figures import energy as _energy
+from .figures import wafer_array as _wafer_array
 from .ledger import SramLedger
 from .mesh import map_op, mem_op
+from .placement import FIFO_BYTES, Operands
+from .placement import block_of as _block_of
+from .placement import bounds as _bounds
 from .report import SimReport
 
-FIFO_BYTES = 256     # [A] input FIFO that extends the router queue (vendor topic-09), per PE
-PER_PE_LIMIT = 1 << 25   # PEs x rounds (or stream wavelets x rows) the exact models follow one by one
-
-
-def _bounds(n, parts):
-    """Balanced split of range(n) into ``parts`` blocks: boundaries, length parts + 1."""
-    return np.linspace(0, n, parts + 1).round().astype(np.int64)
-
-
-def _block_of(bounds, n):
-    return np.searchsorted(bounds, np.arange(n), side="right") - 1
-
-
-def _wafer_array(config, region, values, extra=(), full=True):
-    """``values`` placed on a wafer-sized grid (or, with ``full=False``, on the region only:
-    the training loop's per-step costing needs the numbers, not the maps)."""
-    r0, c0, R, C = region
-    if not full:
-        return np.broadcast_to(np.asarray(values, dtype=np.float64), (R, C) + tuple(extra))
-    out = np.zeros((config.rows, config.cols) + tuple(extra), dtype=np.float64)
-    out[r0:r0 + R, c0:c0 + C] = values
-    return out
-
-
-def _energy(config, macs_performed, sram_access_bytes, hops, pes, cycles):
-    pj = (config.pj_per_fmac[config.dtype] * macs_performed
-          + config.pj_per_sram_byte * sram_access_bytes
-          + config.pj_per_wavelet_hop * hops
-          + config.static_pj_per_pe_cycle * pes * cycles)
-    return pj * 1e-12
+# PEs x rounds (or stream wavelets x rows) the exact models follow one by one
+PER_PE_LIMIT = 1 << 25
 
 
 # --------------------------------------------------------------------------------------
 # Weight-stationary
 # --------------------------------------------------------------------------------------
-class WeightStats:
-    """What the models need from a weight's nonzero structure, cached per partition, so
-    the placer can price many regions, and a training loop many batches, cheaply."""
-
-    def __init__(self, W):
-        W = sps.csr_array(W)
-        self.M, self.K = W.shape
-        coo = W.tocoo()
-        self.w_row, self.w_col = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        self.nnz = len(self.w_col)
-        self.col_nnz = np.bincount(self.w_col, minlength=self.K).astype(np.int64)
-        self._rows, self._cols, self._blocks = {}, {}, {}
-
-    def row_block(self, R):
-        """(boundaries, block of each row) for R row blocks."""
-        if R not in self._rows:
-            b = _bounds(self.M, R)
-            self._rows[R] = (b, _block_of(b, self.M))
-        return self._rows[R]
-
-    def col_block(self, C):
-        if C not in self._cols:
-            b = _bounds(self.K, C)
-            self._cols[C] = (b, _block_of(b, self.K))
-        return self._cols[C]
-
-    def blocks(self, R, C):
-        """(nnz per block, R x C; the block of each nonzero). The last few partitions are
-        kept (a training loop reuses one; the placer walks many, each nnz integers long)."""
-        if (R, C) not in self._blocks:
-            _, rb = self.row_block(R)
-            _, cb = self.col_block(C)
-            blk = rb[self.w_row] * C + cb[self.w_col]
-            if len(self._blocks) >= 4:
-                self._blocks.pop(next(iter(self._blocks)))
-            self._blocks[(R, C)] = (np.bincount(blk, minlength=R * C).reshape(R, C), blk)
-        return self._blocks[(R, C)]
-
-
-class Operands:
-    """The weight's cached structure plus what the models need from X (its nonzeros)."""
-
-    def __init__(self, W, X, weights=None):
-        self.w = weights if weights is not None else WeightStats(W)
-        self.M, self.K = self.w.M, self.w.K
-        self.N = X.shape[1]
-        self.x_nz = X != 0
-        self.nz_k, self.nz_n = np.nonzero(self.x_nz)
-        self.A_k = self.x_nz.sum(axis=1).astype(np.int64)
-        self.useful = int(self.w.col_nnz @ self.A_k)
-        self._acts = {}
-
-    @property
-    def w_col(self):
-        return self.w.w_col
-
-    def row_block(self, R):
-        return self.w.row_block(R)
-
-    def col_block(self, C):
-        return self.w.col_block(C)
-
-    def activations(self, C):
-        """a[c, n]: nonzero activations arriving at PE column c in sample n."""
-        if C not in self._acts:
-            _, cb = self.col_block(C)
-            self._acts[C] = np.bincount(cb[self.nz_k] * self.N + self.nz_n,
-                                        minlength=C * self.N).reshape(C, self.N)
-        return self._acts[C]
-
-
-def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True, full=True):
+def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True, full=True,
+                      placement=None):
     """Cost of Y = W @ X with W stationary and the nonzeros of X streamed.
 
-    ``ops`` reuses an :class:`Operands` of (W, X); ``exact=False`` (the placer's screen)
-    takes a compressed block's per-sample work as its batch work shared in proportion
-    to the activations arriving in each sample, instead of counting it exactly.
+    ``ops`` reuses an :class:`Operands` of (W, X); ``placement`` a
+    :class:`placement.Placement` of it on ``region`` (else the placer's rule makes one).
+    ``exact=False`` (the placer's screen) takes a compressed block's per-sample work as
+    its batch work shared in proportion to the activations arriving in each sample,
+    instead of counting it exactly.
     """
     ops = ops if ops is not None else Operands(W, X)
-    r0, c0, R, C = region
-    M, K, N = ops.M, ops.K, ops.N
-    fmac, elem = config.fmacs, config.elem_bytes
-    m_b, row_block = ops.row_block(R)
-    k_b, col_block = ops.col_block(C)
-    M_r = np.diff(m_b)                                       # rows per PE row
-    K_c = np.diff(k_b)                                       # columns per PE column
-    a_cn = ops.activations(C)                                # nonzero activations per sample
+    pl = placement if placement is not None else placer.weight_stationary(ops, config, region,
+                                                                          what)
+    work, work_cn, arrivals, per_pe = _ws_work(ops, pl, config, exact)
+    timing = _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe)
+    return _ws_report(ops, pl, config, timing, full)
+
+
+def _ws_work(ops, pl, config, exact):
+    """Per PE (or per column's slowest PE) and sample, the compute, the end-of-stream
+    task included: (work, work_cn, arrivals or None, per_pe)."""
+    R, C = pl.shape
+    N = ops.N
+    use_comp, blk = pl.use_comp, pl.block["of_nonzero"]
+    t_dense = pl.block["t_dense"]
+    a_cn = ops.activations(C)
     A_c = a_cn.sum(axis=1)
-
-    # Nonzero structure of W per block; sum_k A_k * nnz(W[rows_r, k]) is a compressed
-    # block's work over the batch.
-    nnz_rc, blk = ops.w.blocks(R, C)
-    scalar_work_rc = np.bincount(blk, weights=ops.A_k[ops.w_col], minlength=R * C).reshape(R, C)
-
-    t_dense = config.task_cycles + config.setup_cycles + np.ceil(M_r / fmac)   # per R
-    dense_time = A_c[None, :] * t_dense[:, None]
-    comp_time = A_c[None, :] * config.task_cycles + config.scalar_cycles_per_element * scalar_work_rc
-    dense_bytes = (M_r[:, None] * K_c[None, :]) * elem
-    comp_bytes = nnz_rc * (elem + 2) + (K_c[None, :] + 1) * 2   # values, 16-bit rows, col starts
-    buffers = _ws_buffers(config, M_r, K_c, R, C)
-    room = config.data_bytes - sum(buffers.values()).max()
-    dense_fits = dense_bytes <= room
-    comp_fits = comp_bytes <= room
-    # The faster format that fits; where neither fits, the smaller (for the error message).
-    use_comp = np.where(dense_fits | comp_fits, comp_fits & (~dense_fits | (comp_time < dense_time)),
-                        comp_bytes < dense_bytes)
-
-    ledger = SramLedger(config, region)
-    ledger.alloc("weights (dense)", np.where(use_comp, 0, dense_bytes))
-    ledger.alloc("weights (compressed values + row indices + column starts)",
-                 np.where(use_comp, comp_bytes, 0))
-    for name, b in buffers.items():
-        ledger.alloc(name, b)
-    sram = ledger.check(f"{what} weight-stationary, W {M}x{K} on {R}x{C} PEs")
-
-    # Per PE and sample, the compute (the end-of-stream task included). Each PE row is
-    # its own reduction chain and the multicast queues let rows drift apart, so the
-    # exact model follows every PE; the placer's screen (and problems too large to hold
-    # blocks x samples) follow each column's slowest PE on one chain.
+    # Each PE row is its own reduction chain and the multicast queues let rows drift
+    # apart, so the exact model follows every PE; the placer's screen (and problems too
+    # large to hold blocks x samples) follow each column's slowest PE on one chain.
     eos = config.task_cycles
     per_pe = exact and R * C * N <= PER_PE_LIMIT
     coupled = per_pe and use_comp.any() and R > 1 and \
@@ -202,30 +106,39 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     if coupled:
         # compressed blocks cost differently per row: the multicast paces the rows
         work, arrivals = _multicast_work(ops, use_comp, t_dense, R, C, config)
-        work_cn = work.max(axis=0)
-    elif per_pe:
+        return work, work.max(axis=0), arrivals, per_pe
+    if per_pe:
         work = np.where(use_comp[:, :, None], 0.0, t_dense[:, None, None] * a_cn[None, :, :])
         if use_comp.any():
             work += _compressed_work(blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config,
                                      per_block=True)
         work += eos
-        work_cn = work.max(axis=0)
-    else:
-        work_cn = np.zeros((C, N))
-        dense_rows = np.where(~use_comp, t_dense[:, None], -np.inf)      # R x C
-        tmax_c = dense_rows.max(axis=0)                                  # per column
-        has_dense = np.isfinite(tmax_c)
-        work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
-        if use_comp.any() and exact:
-            work_cn = np.maximum(work_cn, _compressed_work(
-                blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config))
-        elif use_comp.any():
-            share = np.where(use_comp, comp_time, 0).max(axis=0) / np.maximum(A_c, 1)   # per C
-            work_cn = np.maximum(work_cn, a_cn * share[:, None])
-        work_cn += eos
-        work = work_cn[None]
-    busy_rc = np.where(use_comp, comp_time, dense_time) + N * eos
+        return work, work.max(axis=0), None, per_pe
+    work_cn = np.zeros((C, N))
+    dense_rows = np.where(~use_comp, t_dense[:, None], -np.inf)      # R x C
+    tmax_c = dense_rows.max(axis=0)                                  # per column
+    has_dense = np.isfinite(tmax_c)
+    work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
+    if use_comp.any() and exact:
+        work_cn = np.maximum(work_cn, _compressed_work(
+            blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config))
+    elif use_comp.any():
+        share = np.where(use_comp, pl.block["comp_time"], 0).max(axis=0) / np.maximum(A_c, 1)
+        work_cn = np.maximum(work_cn, a_cn * share[:, None])
+    work_cn += eos
+    return work_cn[None], work_cn, None, per_pe
 
+
+def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
+    """The estimate and its bounds: dict of est, lower, upper and the terms' parts."""
+    R, C = pl.shape
+    N = ops.N
+    use_comp = pl.use_comp
+    M_r = np.diff(pl.row_bounds)
+    t_dense = pl.block["t_dense"]
+    a_cn = ops.activations(C)
+    eos = config.task_cycles
+    busy_rc = np.where(use_comp, pl.block["comp_time"], pl.block["dense_time"]) + N * eos
     # The stream of column c: v wavelets per sample at the link rate, reaching PE row r
     # (r + 1) * hop + ramp after they enter.
     wpv = config.wavelets_per_sparse_value
@@ -237,7 +150,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     fill_r = (np.arange(1, R + 1)) * config.hop_cycles + config.ramp_cycles
     if not per_pe:
         L, fill_r = L.max(keepdims=True), fill_r[-1:]
-    est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L, arrivals if coupled else None)
+    est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L, arrivals)
     fill = R * config.hop_cycles + config.ramp_cycles
     L = int(L.max())
 
@@ -247,16 +160,28 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     first = config.hop_cycles + ramp
     lower = max(first + busy_rc.max(initial=0), first + v_cn.sum(axis=1).max() * dt,
                 N * (L + task) if C > 1 else 0.0) + task
-    wavelet_max = np.where(use_comp, task + config.scalar_cycles_per_element * nnz_rc,
+    wavelet_max = np.where(use_comp, task + config.scalar_cycles_per_element * pl.block["nnz"],
                            t_dense[:, None]).max(axis=0)          # per column, any wavelet
     chain = _chain_latency(config, C, L)
     upper = float(np.sum(np.max(v_cn * dt + a_cn * wavelet_max[:, None] + eos, axis=0)
                          + fill + chain))
-    red_lat = chain
-    red_stage = L * dt
-    per_sample_max = work_cn.max(axis=0)
-    fabric_per_sample = v_cn.max(axis=0) * dt
+    terms = {"compute": float(work_cn.max(axis=0).sum()),
+             "fabric": float((v_cn.max(axis=0) * dt).sum()),
+             "reduction": float(N * (L * dt)), "latency": float(fill + chain)}
+    return {"est": est, "lower": lower, "upper": upper, "terms": terms, "busy": busy_rc,
+            "v_cn": v_cn, "red_wavelets": red_wavelets}
 
+
+def _ws_report(ops, pl, config, timing, full):
+    """The SimReport of a costed weight-stationary placement: traffic, MACs, energy."""
+    R, C = pl.shape
+    region = pl.region
+    M, K, N = ops.M, ops.K, ops.N
+    use_comp, nnz_rc = pl.use_comp, pl.block["nnz"]
+    M_r, K_c = np.diff(pl.row_bounds), np.diff(pl.col_bounds)
+    A_c = ops.activations(C).sum(axis=1)
+    v_cn, red_wavelets, busy_rc = timing["v_cn"], timing["red_wavelets"], timing["busy"]
+    est = timing["est"]
     # Traffic: input multicast south, partial sums east (the last column keeps Y).
     links = np.zeros((R, C, 4))
     links[:R - 1, :, 2] = v_cn.sum(axis=1)[None, :]
@@ -264,44 +189,34 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     wavelets_sent = int(v_cn.sum() + red_wavelets.sum() * N * (C - 1))
 
     # MACs (see report.py for the identity they satisfy).
-    performed = int(np.sum(np.where(use_comp, scalar_work_rc, M_r[:, None] * A_c[None, :])))
+    performed = int(np.sum(np.where(use_comp, pl.block["scalar_work"],
+                                    M_r[:, None] * A_c[None, :])))
     skipped_w = int(np.sum(np.where(use_comp, (M_r[:, None] * K_c[None, :] - nnz_rc) * N, 0)))
     macs_dense = int(M) * int(K) * int(N)
     skipped_a = macs_dense - performed - skipped_w
-    useful = ops.useful
 
-    terms = {"compute": float(per_sample_max.sum()), "fabric": float(fabric_per_sample.sum()),
-             "reduction": float(N * red_stage), "latency": float(fill + red_lat)}
+    terms = timing["terms"]
     bottleneck = max(terms, key=terms.get)
     if bottleneck == "compute":
         r, c = np.unravel_index(int(np.argmax(busy_rc)), busy_rc.shape)
         if use_comp[r, c]:
             bottleneck = "scalar"
-    hops = float(links.sum())
-    energy = _energy(config, performed, performed * 3 * elem, hops, R * C, est)
+    energy = _energy(config, performed, performed * 3 * config.elem_bytes, float(links.sum()),
+                     R * C, est)
     return SimReport(
-        cycles=float(est), cycles_lower=float(min(lower, est)), cycles_upper=float(max(upper, est)),
-        clock_hz=config.clock_hz, macs_dense=macs_dense, macs_useful=useful,
+        cycles=float(est), cycles_lower=float(min(timing["lower"], est)),
+        cycles_upper=float(max(timing["upper"], est)),
+        clock_hz=config.clock_hz, macs_dense=macs_dense, macs_useful=ops.useful,
         macs_performed=performed, macs_skipped_weight=skipped_w,
         macs_skipped_activation=int(skipped_a),
         busy_cycles=_wafer_array(config, region, busy_rc, full=full),
-        sram_bytes=_wafer_array(config, region, sram, full=full).astype(np.int64),
+        sram_bytes=_wafer_array(config, region, pl.sram, full=full).astype(np.int64),
         link_wavelets=_wafer_array(config, region, links, (4,), full=full),
         wavelets_sent=wavelets_sent, energy_joules=energy, bottleneck=bottleneck,
         region=tuple(int(v) for v in region), mapping="weight-stationary", dtype=config.dtype,
-        fmac_per_cycle=fmac,
+        fmac_per_cycle=config.fmacs,
         details={"compressed_blocks": int(use_comp.sum()), "blocks": R * C, "terms": terms,
                  "use_comp": use_comp})
-
-
-def _ws_buffers(config, M_r, K_c, R, C):
-    """Buffers besides the weights, per PE (R x C arrays)."""
-    elem = config.elem_bytes
-    acc = np.broadcast_to((2 * M_r * elem)[:, None], (R, C))     # double-buffered accumulators
-    red = np.broadcast_to((M_r * elem)[:, None], (R, C))         # partial sums from the west
-    return {"input FIFO": np.full((R, C), FIFO_BYTES),
-            "accumulators (double-buffered)": acc,
-            "reduction buffer": np.where(np.arange(C)[None, :] > 0, red, 0)}
 
 
 def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=False,
@@ -431,28 +346,23 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
 # Activation-stationary (weight streaming)
 # --------------------------------------------------------------------------------------
 def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=None, full=True,
-                          exact=True):
+                          exact=True, placement=None):
     """Cost of Y = W @ X with X stationary and the nonzero weights streamed in.
 
     ``passes`` counts how often the weights cross the external link (3 in a training step).
     ``exact=False`` (the placer's screen) follows one chain paced by the widest block of
-    X instead of every PE column.
+    X instead of every PE column. ``placement`` as in :func:`weight_stationary`.
     """
     ops = ops if ops is not None else Operands(W, X)
+    pl = placement if placement is not None else placer.activation_stationary(
+        ops, config, region, what)
     r0, c0, R, C = region
     M, K, N = ops.M, ops.K, ops.N
     fmac, elem = config.fmacs, config.elem_bytes
-    k_b, n_b = _bounds(K, R), _bounds(N, C)
-    K_r, N_c = np.diff(k_b), np.diff(n_b)
+    N_c = np.diff(pl.col_bounds)
     _, row_block = ops.col_block(R)           # X's rows (W's columns) over PE rows
     nnz_r = np.bincount(row_block[ops.w_col], minlength=R).astype(np.int64)   # weights per PE row
-
-    ledger = SramLedger(config, region)
-    ledger.alloc("activations (stationary)", (K_r[:, None] * N_c[None, :]) * elem)
-    ledger.alloc("accumulators (double-buffered)", np.broadcast_to(2 * N_c[None, :] * elem, (R, C)))
-    ledger.alloc("reduction buffer", np.broadcast_to(N_c[None, :] * elem, (R, C)) * (R > 1))
-    ledger.alloc("weight FIFO", FIFO_BYTES)
-    sram = ledger.check(f"{what} activation-stationary, X {K}x{N} on {R}x{C} PEs")
+    sram = pl.sram
 
     t_axpy = config.task_cycles + config.setup_cycles + np.ceil(N_c / fmac)     # per C
     task = config.task_cycles
@@ -482,20 +392,7 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     lower = max(first + compute, first + t_links, first + t_external,
                 M * (L + task) if R > 1 else 0.0) + task
     if exact:
-        # Each PE column is a reduction chain of R positions (the PE rows), followed
-        # round by round.
-        nnz_rm = np.bincount(row_block[ops.w_col] * M + ops.w.w_row,
-                             minlength=R * M).reshape(R, M).astype(np.float64)
-        v_rm = nnz_rm * wpv + 1
-        fill_c = np.arange(1, C + 1) * config.hop_cycles + config.ramp_cycles
-        if C * R * M <= PER_PE_LIMIT:
-            work = t_axpy[:, None, None] * nnz_rm[None] + task
-        else:
-            work = (nnz_rm * t_axpy.max() + task)[None]
-            L_c, fill_c = L_c.max(keepdims=True), fill_c[-1:]
-        est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c, L_c)
-        upper = float(np.sum(np.max(v_rm * dt[:, None] + nnz_rm * t_axpy.max() + task, axis=0)
-                             + fill + chain))
+        est, upper = _as_exact(ops, config, R, C, row_block, t_axpy, dt, L_c, fill, chain)
     else:
         # The screen: the slowest of the stages, each round's reduction occupying the
         # chain's first PE (send launch and L wavelets) and its root (L and a task).
@@ -529,6 +426,26 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
         energy_joules=energy, bottleneck=bottleneck, region=tuple(int(v) for v in region),
         mapping="activation-stationary", dtype=config.dtype, fmac_per_cycle=fmac,
         details={"terms": terms, "external_bytes": float(stream_bytes)})
+
+
+def _as_exact(ops, config, R, C, row_block, t_axpy, dt, L_c, fill, chain):
+    """(estimate, upper bound) of activation-stationary: each PE column is a reduction
+    chain of R positions (the PE rows), followed round by round."""
+    M, task = ops.M, config.task_cycles
+    wpv = config.wavelets_per_sparse_value
+    nnz_rm = np.bincount(row_block[ops.w_col] * M + ops.w.w_row,
+                         minlength=R * M).reshape(R, M).astype(np.float64)
+    v_rm = nnz_rm * wpv + 1
+    fill_c = np.arange(1, C + 1) * config.hop_cycles + config.ramp_cycles
+    if C * R * M <= PER_PE_LIMIT:
+        work = t_axpy[:, None, None] * nnz_rm[None] + task
+    else:
+        work = (nnz_rm * t_axpy.max() + task)[None]
+        L_c, fill_c = L_c.max(keepdims=True), fill_c[-1:]
+    est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c, L_c)
+    upper = float(np.sum(np.max(v_rm * dt[:, None] + nnz_rm * t_axpy.max() + task, axis=0)
+                         + fill + chain))
+    return est, upper
 
 
 def empty(config, M, K, N, mapping):
@@ -625,46 +542,6 @@ def summa(A, B, config, region, *, what="matmul"):
         wavelets_sent=int(steps * (a_wav + b_wav)), energy_joules=energy,
         bottleneck=max(terms, key=terms.get), region=tuple(int(v) for v in region),
         mapping="summa", dtype=config.dtype, fmac_per_cycle=fmac, details={"terms": terms})
-
-
-# --------------------------------------------------------------------------------------
-# The vendor's spmv-hypersparse memory formula (a golden test of the ledger's accounting)
-# --------------------------------------------------------------------------------------
-def spmv_hypersparse_memory_per_pe(nnz, nnz_cols, nnz_rows, vec, out_vec):
-    """memory_per_pe() of sdk-examples spmv-hypersparse, in bytes:
-    (4+2)*nnz + 3*2*nnz_cols + 5*4*vec + 2*nnz_rows + 4*(4+2)*nnz_rows + 4*out_vec."""
-    return ((4 + 2) * nnz + 3 * 2 * nnz_cols + 5 * 4 * vec + 2 * nnz_rows
-            + 4 * (4 + 2) * nnz_rows + 4 * out_vec)
-
-
-def spmv_hypersparse_ledger(W, config, grid):
-    """Allocate the spmv-hypersparse mapping's buffers by name on a ``grid`` of PEs.
-
-    A is 2-D partitioned; each PE stores fp32 values with 16-bit local indices, per
-    nonzero column a (pointer, length, index) triple, the x slice in five buffers
-    (``vec``), per nonzero row its index and four (fp32 value, 16-bit index) partial
-    buffers for the east/west trains, and the y slice (``out_vec``).
-    Returns the ledger (without the code reserve check) and the per-PE formula inputs.
-    """
-    W = sps.csr_array(W)
-    R, C = grid
-    m_b, k_b = _bounds(W.shape[0], R), _bounds(W.shape[1], C)
-    coo = W.tocoo()
-    rb, cb = _block_of(m_b, W.shape[0])[coo.row], _block_of(k_b, W.shape[1])[coo.col]
-    nnz = np.zeros((R, C), np.int64)
-    np.add.at(nnz, (rb, cb), 1)
-    cols = _distinct_per_block(rb, coo.col, k_b, R)          # nonzero columns per PE
-    rows = _distinct_per_block(cb, coo.row, m_b, C).T        # nonzero rows per PE
-    vec = np.broadcast_to(np.diff(k_b)[None, :], (R, C))
-    out_vec = np.broadcast_to(np.diff(m_b)[:, None], (R, C))
-    ledger = SramLedger(config.with_(reserve_bytes=0), (0, 0, R, C))
-    ledger.alloc("values (fp32) + 16-bit row indices", (4 + 2) * nnz)
-    ledger.alloc("column pointer, length, index (3 x 16-bit)", 3 * 2 * cols)
-    ledger.alloc("x slice, 5 fp32 buffers", 5 * 4 * vec)
-    ledger.alloc("nonzero row indices (16-bit)", 2 * rows)
-    ledger.alloc("partial y trains, 4 x (fp32 + 16-bit index)", 4 * (4 + 2) * rows)
-    ledger.alloc("y slice (fp32)", 4 * out_vec)
-    return ledger, dict(nnz=nnz, nnz_cols=cols, nnz_rows=rows, vec=vec, out_vec=out_vec)
 
 
 def _distinct_per_block(rb, idx, bounds, R):

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 DTYPES = ("fp16", "fp32")
+PRESETS = ("wse2", "wse3", "small")     # the names WaferConfig.preset resolves
 
 # A wafer-scale die is at most the ~215 mm square a 300 mm wafer holds (46,225 mm^2 on
 # WSE-1..3); at their ~0.2 mm PE pitch that is 750 x 994 usable PEs. 2048 a side leaves
@@ -36,7 +37,6 @@ LIMITS = {
     # at most 1e4 cycles a wavelet, at most 64 wavelets a cycle on one link
     "link_wavelets_per_cycle": ("real", 1e-4, 64.0, "wavelets per cycle"),
     "external_bytes_per_s": ("real", 1e6, 1e16, "bytes/s"),
-    "host_bytes_per_s": ("real", 1e6, 1e16, "bytes/s"),
     "pj_per_sram_byte": ("real", 0.0, 1e6, "pJ"),
     "pj_per_wavelet_hop": ("real", 0.0, 1e6, "pJ"),
     "static_pj_per_pe_cycle": ("real", 0.0, 1e6, "pJ"),
@@ -92,11 +92,11 @@ def _fmac_pj():
 class WaferConfig:
     """A wafer-scale dataflow engine: a grid of PEs with capped SRAM on a 2-D mesh.
 
-    Every field has a default from public sources (WSE-2-like); ``wse2()``, ``wse3()`` and
-    ``small(rows, cols)`` are presets, each taking keyword overrides. Each field must lie
-    in the physical range of ``wsekern.wafer.config.LIMITS``; a value outside it is refused
-    with a ``ValueError`` naming the field, the value and the range. The comments beside
-    the fields in the source give each constant's source.
+    Every field has a WSE-2-like default, its source tagged beside it (the table of them:
+    docs/simulator.md); ``wse2()``, ``wse3()`` and ``small(rows, cols)`` are presets, each
+    taking keyword overrides, and ``preset(name, **overrides)`` resolves one by name. Each
+    field must lie in the physical range of ``wsekern.wafer.config.LIMITS``; a value outside
+    it is refused with a ``ValueError`` naming the field, the value and the range.
 
     Parameters
     ----------
@@ -120,8 +120,8 @@ class WaferConfig:
         Link bandwidth.
     queue_depth, colors : int
         Router queue depth in wavelets; routable colours (virtual channels).
-    external_bytes_per_s, host_bytes_per_s : float
-        Bandwidth of the weight-streaming memory and of the host link.
+    external_bytes_per_s : float
+        Bandwidth of the weight-streaming memory.
     pj_per_sram_byte, pj_per_wavelet_hop, static_pj_per_pe_cycle : float
         Energy per event.
     dsd_issue_cycles, task_switch_cycles, stream_stage_cycles, fabric_elem_cycles, \
@@ -151,10 +151,9 @@ launch_cycles : float
     setup_cycles: float = 15.0            # DSD vector-op setup, 8-17 measured [M]
     scalar_cycles_per_element: float = 22.0   # scalar loop per element, 22-25 [M]
     link_wavelets_per_cycle: float = 1.0  # one 32-bit wavelet/cycle/direction [P]
-    queue_depth: int = 4                  # router input queue per colour [A] ("small" [P: topic-09])
+    queue_depth: int = 4                  # router queue per colour [A] ("small" [P: topic-09])
     colors: int = 24                      # routable colours on WSE-2 [S, M]
     external_bytes_per_s: float = 150e9   # MemoryX, 12 x 100 GbE [?: unconfirmed]
-    host_bytes_per_s: float = 150e9       # host I/O into the edge [A: same links as MemoryX]
     pj_per_fmac: dict = field(default_factory=_fmac_pj)
     pj_per_sram_byte: float = 0.25        # [A] 8-bank single-cycle SRAM, ~2 pJ per 64-bit access
     pj_per_wavelet_hop: float = 1.0       # [A] 32 bits over ~0.2 mm of wire plus a router
@@ -198,6 +197,15 @@ launch_cycles : float
                                             for key, v in table.items()})
 
     # -- presets ------------------------------------------------------------
+    @classmethod
+    def preset(cls, name, **overrides):
+        """The preset called ``name`` (one of ``PRESETS``) with ``overrides`` applied:
+        the one place a machine's name (the CLI's ``--wafer``, a sweep's base) is resolved.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown wafer preset {name!r}; choose one of {PRESETS}")
+        return getattr(cls, name)(**overrides)
+
     @classmethod
     def wse2(cls, **overrides):
         """WSE-2 (CS-2): 1-cycle hops, HPDC'24 stage model, 850 MHz."""

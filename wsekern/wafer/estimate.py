@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import analytic
+from .placement import bounds
 
 QUEUE_BYTES = 24          # sizeof(Queue) in src/_event.pyx
 SLOT_BYTES = 32           # sizeof(Slot); a queue holds its depth plus the wavelets in flight
@@ -76,12 +77,12 @@ def event_cost(W, X, config, region, mapping):
         line, rounds, chain = R, N, C              # X streams down the columns
         nnz_x = int(np.count_nonzero(X))
         items = nnz_x * wps + C * N
-        blocks = np.diff(analytic._bounds(M, R))   # each chain reduces a block of rows of Y
+        blocks = np.diff(bounds(M, R))   # each chain reduces a block of rows of Y
     else:
         line, rounds, chain = C, M, R              # W streams along the rows
         nnz_x = 0
         items = nnz_w * wps + R * M
-        blocks = np.diff(analytic._bounds(N, C))
+        blocks = np.diff(bounds(N, C))
     wavelets = int(np.sum(-(-blocks // vpw)))       # per round, one sender of each chain
     events = 2 * line * items + 3 * rounds * (chain - 1) * wavelets
     pes = R * C

@@ -6,8 +6,8 @@ routes, hop / ramp / turn latency, one wavelet per link per cycle, one data task
 time per core, end-of-stream markers. The cores do the arithmetic on what they hold
 and receive, so the result proves the mapping computes the product.
 
-It shares with the analytic model the configuration and the placement (block bounds,
-dense or compressed blocks, the SRAM ledger) and no timing code. Its own timing
+It takes a ``placement.Placement`` (block bounds, dense or compressed blocks, the SRAM
+ledger) as the analytic model does, and shares no timing code with it. Its own timing
 parameters, all from ``WaferConfig``:
 
 - a relay or reduction stage turns a wavelet round in ``stage_cycles`` from router in
@@ -23,13 +23,18 @@ import time
 import numpy as np
 import scipy.sparse as sps
 
-from .._event import Engine
-from . import analytic
+from .._event import Colour, Engine, Mode, Port, Wavelet
+from . import analytic, figures
+from . import placement as placer
+from .figures import wafer_array
 from .report import SimReport
 
-N, E, S, W, RAMP, EDGE = 0, 1, 2, 3, 4, 5
-MODE_NONE, MODE_WS, MODE_AS = 0, 1, 2
-EOS, INDEX_HALF = -1, -2
+# The engine's protocol (src/_event.pyx defines it once), as plain ints for NumPy.
+N, E, S, W, RAMP, EDGE, NO_PORT = (int(p) for p in (
+    Port.NORTH, Port.EAST, Port.SOUTH, Port.WEST, Port.RAMP, Port.EDGE, Port.NO_PORT))
+MODE_NONE, MODE_WS, MODE_AS = int(Mode.MODE_NONE), int(Mode.MODE_WS), int(Mode.MODE_AS)
+EOS, INDEX_HALF = int(Wavelet.EOS), int(Wavelet.INDEX_HALF)
+NO_COLOUR = int(Colour.NO_COLOUR)
 
 
 def _params(config, *, rounds, mode, store_forward=False, trace=False):
@@ -47,9 +52,9 @@ class _Routes:
     and the set of ports they leave by."""
 
     def __init__(self, R, C, n_colours):
-        self.R, self.C, self.NC = R, C, n_colours
+        self.R, self.C = R, C
         self.tx = np.zeros((R * C, n_colours), np.uint8)
-        self.rx = np.full((R * C, n_colours), -1, np.int8)
+        self.rx = np.full((R * C, n_colours), NO_PORT, np.int8)
 
     def set(self, pe, colour, rx, tx_ports):
         self.rx[pe, colour] = rx
@@ -64,7 +69,7 @@ def _chain_east(routes, R, C, first_colour):
     alternate so a PE receives on one and sends on the other. Returns the topology."""
     P = R * C
     child_ptr = np.zeros(P + 1, np.int64)
-    child_col, send_col = [], np.full(P, -1, np.int32)
+    child_col, send_col = [], np.full(P, NO_COLOUR, np.int32)
     for p in range(P):
         c = p % C
         if c > 0:
@@ -142,7 +147,7 @@ def _report(config, region, engine, T, wall, analytic_report, *, mapping, transp
     links = _to_physical(st["link_count"], transpose)
     ramps = st["link_count"][:, :, 4:].sum()
     events = int(st["link_count"].sum() + st["edge_wavelets"])
-    full = analytic._wafer_array
+    full = wafer_array
     performed = st["macs"]
     if mapping == "weight-stationary":
         skipped_w = analytic_report.macs_skipped_weight
@@ -163,8 +168,8 @@ def _report(config, region, engine, T, wall, analytic_report, *, mapping, transp
         if t_ext >= 0.5 * T and t_ext >= max(terms.values()):
             bottleneck = "weight-streaming"
     elem = config.elem_bytes
-    energy = analytic._energy(config, performed, performed * 3 * elem, float(links.sum()),
-                              region[2] * region[3], T)
+    energy = figures.energy(config, performed, performed * 3 * elem, float(links.sum()),
+                            region[2] * region[3], T)
     return SimReport(
         cycles=float(T), cycles_lower=float(T), cycles_upper=float(T), clock_hz=config.clock_hz,
         macs_dense=int(macs_dense), macs_useful=int(macs_useful), macs_performed=int(performed),
@@ -207,7 +212,8 @@ def _trace(trace, transpose):
     out = {"sums_ready": trace["sums_ready"], "reduced": trace["reduced"], "busy": trace["busy"],
            "window_cycles": trace["window_cycles"]}
     if transpose:
-        out = {k: (v.transpose(1, 0, 2) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+        out = {k: (v.transpose(1, 0, 2) if isinstance(v, np.ndarray) else v)
+               for k, v in out.items()}
         links = links.transpose(1, 0, 2, 3)[:, :, [W, S, E, N]]
     out["links"] = links
     return out
@@ -227,11 +233,12 @@ def _run(engine):
 # --------------------------------------------------------------------------------------
 # Weight-stationary
 # --------------------------------------------------------------------------------------
-def weight_stationary(W, X, config, region, *, what="spmm", trace=False):
+def weight_stationary(W, X, config, region, *, what="spmm", trace=False, placement=None):
     """Event simulation of Y = W @ X with W stationary; returns (Y, SimReport).
 
-    The placement (block bounds, dense or compressed blocks, SRAM) is the analytic
-    model's for the same region, whose report is kept in ``details["analytic"]``.
+    ``placement`` (a :class:`placement.Placement` of W on ``region``; by default the
+    placer's rule makes it) gives the block bounds, dense or compressed blocks and SRAM;
+    the analytic cost of the same placement is kept in ``details["analytic"]``.
     ``trace=True`` keeps a compact trace for small runs (``details["trace"]``,
     region-shaped): per PE and sample, the cycle its partial sums were complete and the
     cycle they left it; per PE and time window (256 windows, doubling in length as the
@@ -242,20 +249,22 @@ def weight_stationary(W, X, config, region, *, what="spmm", trace=False):
     X = np.asarray(X, dtype=np.float64)
     r0, c0, R, C = region
     _check_trace(trace, R * C, X.shape[1])
-    ana = analytic.weight_stationary(W, X, config, region, what=what)
+    ops = placer.Operands(W, X)
+    pl = placement if placement is not None else placer.weight_stationary(ops, config, region,
+                                                                          what)
+    ana = analytic.weight_stationary(W, X, config, region, what=what, ops=ops, placement=pl)
     M, K = W.shape
     Nb = X.shape[1]
-    m_b, k_b = analytic._bounds(M, R), analytic._bounds(K, C)
+    m_b, k_b = pl.row_bounds, pl.col_bounds
     eng = _stream_engine(config, R, C, Nb, MODE_WS, trace, np.diff(m_b))
     Y = np.zeros((M, Nb))
     eng.set_output(Y, m_b[:-1], Nb, 1)
     nz_n, nz_k = np.nonzero(X.T)
-    col_of = analytic._block_of(k_b, K)
+    col_of = placer.block_of(k_b, K)
     ptr, idx, val = _column_streams(col_of[nz_k], nz_n, nz_k, X[nz_k, nz_n], C, Nb,
                                     config.dtype == "fp32")
     eng.set_streams(ptr, idx, val, np.full(C, 1.0 / config.link_wavelets_per_cycle))
-    use_comp = ana.details["use_comp"]
-    eng.set_weights(W.indptr, W.indices, W.data, m_b[:-1], m_b[1:], use_comp.ravel())
+    eng.set_weights(W.indptr, W.indices, W.data, m_b[:-1], m_b[1:], pl.use_comp.ravel())
     T, wall = _run(eng)
     _nonfinite_meets_zero(W, X, Y)
     report = _report(config, region, eng, T, wall, ana, mapping="weight-stationary",
@@ -277,7 +286,8 @@ def _nonfinite_meets_zero(W, X, Y):
 # --------------------------------------------------------------------------------------
 # Activation-stationary
 # --------------------------------------------------------------------------------------
-def activation_stationary(W, X, config, region, *, what="spmm", trace=False):
+def activation_stationary(W, X, config, region, *, what="spmm", trace=False,
+                          placement=None):
     """Event simulation of Y = W @ X with X stationary and W's nonzeros streamed in
     along the PE rows at the external bandwidth; returns (Y, SimReport). A round is a
     row of W (``trace`` as in :func:`weight_stationary`)."""
@@ -286,10 +296,13 @@ def activation_stationary(W, X, config, region, *, what="spmm", trace=False):
     X = np.asarray(X, dtype=np.float64)
     r0, c0, R, C = region
     _check_trace(trace, R * C, W.shape[0])
-    ana = analytic.activation_stationary(W, X, config, region, what=what)
+    ops = placer.Operands(W, X)
+    pl = placement if placement is not None else placer.activation_stationary(
+        ops, config, region, what)
+    ana = analytic.activation_stationary(W, X, config, region, what=what, ops=ops, placement=pl)
     M, K = W.shape
     Nb = X.shape[1]
-    k_b, n_b = analytic._bounds(K, R), analytic._bounds(Nb, C)
+    k_b, n_b = pl.row_bounds, pl.col_bounds
     # Logical grid: a logical column is a physical PE row (its stream flows east), a
     # logical row a physical PE column (its partial rows of Y are reduced south).
     Rl, Cl = C, R
@@ -297,7 +310,7 @@ def activation_stationary(W, X, config, region, *, what="spmm", trace=False):
     Y = np.zeros((M, Nb))
     eng.set_output(Y, n_b[:-1], 1, Nb)
     coo = W.tocoo()
-    row_of = analytic._block_of(k_b, K)
+    row_of = placer.block_of(k_b, K)
     cols = row_of[coo.col]
     ptr, idx, val = _column_streams(cols, coo.row.astype(np.int64), coo.col.astype(np.int64),
                                     coo.data.astype(np.float64), Cl, M, config.dtype == "fp32")
@@ -341,7 +354,7 @@ def _collective(config, P, K, topology, vectors=None, store_forward=False):
                  _params(config, rounds=1, mode=MODE_NONE, store_forward=store_forward))
     routes = _Routes(1, P, nc)
     children = [[] for _ in range(P)]
-    send = np.full(P, -1, np.int32)
+    send = np.full(P, NO_COLOUR, np.int32)
     if topology == "chain":
         for i in range(1, P):
             routes.set(i, i % 2, RAMP, [W])

@@ -11,12 +11,10 @@ import numpy as np
 import scipy.sparse as sps
 
 from .. import conv as _conv_mod
-from ..errors import SramOverflowError
-from ..kernels import _as_dense_operand
 from ..kernels import sddmm as cpu_sddmm
 from ..kernels import spmm as cpu_spmm
-from ..sparse import PackedSparse, check_float_dtype, check_sparse_operand
-from . import analytic, event, mesh, mesh_event
+from ..sparse import PackedSparse, as_dense_operand, check_float_dtype, check_sparse_operand
+from . import analytic, event, mesh, mesh_event, placement
 from .config import WaferConfig
 from .estimate import event_cost
 from .report import problem_of
@@ -26,15 +24,6 @@ MATMUL_MAPPINGS = ("summa", "meshgemm")
 MODES = ("analytic", "event")
 MAX_EVENTS = 10 ** 8          # default limits of an event run (Wafer's keywords)
 MAX_MEMORY = 4 << 30
-
-
-def _geometric(top, count=20):
-    """1 .. top: every value up to 12, then about ``count`` geometric steps."""
-    top = int(top)
-    vals = set(range(1, min(top, 12) + 1))
-    if top > 12:
-        vals.update(np.unique(np.round(np.geomspace(12, top, count)).astype(int)).tolist())
-    return sorted(v for v in vals if 1 <= v <= top)
 
 
 class Wafer:
@@ -125,59 +114,7 @@ class Wafer:
         return vals
 
     def _choose(self, cost, dims, mappings, region):
-        """Evaluate ``cost(mapping, region)``; with region None, search rectangles.
-
-        The search is a coordinate descent over geometric candidate sizes for each
-        dimension (two rounds, from the largest rectangle), keeping the fewest cycles
-        among the mappings allowed; overflowing candidates are skipped.
-        """
-        if region is not None:
-            if len(mappings) == 1:
-                return cost(mappings[0], region)
-            return self._best([(m, region) for m in mappings], cost)[1]
-        best = None
-        last_error = None
-        for mapping in mappings:
-            max_r, max_c = dims[mapping]
-            cand_r = _geometric(min(self.config.rows, max_r))
-            cand_c = _geometric(min(self.config.cols, max_c))
-            cache = {}
-
-            def evaluate(R, C):
-                nonlocal last_error
-                if (R, C) not in cache:
-                    try:
-                        cache[(R, C)] = cost(mapping, (0, 0, R, C), exact=False, full=False)
-                    except (SramOverflowError, mesh.MappingUnfit) as exc:
-                        last_error = exc
-                        cache[(R, C)] = None
-                return cache[(R, C)]
-
-            R, C = cand_r[-1], cand_c[-1]
-            for _ in range(2):
-                R = min(cand_r, key=lambda r: _cycles(evaluate(r, C)))
-                C = min(cand_c, key=lambda c: _cycles(evaluate(R, c)))
-            if evaluate(R, C) is None:
-                continue
-            report = cost(mapping, (0, 0, R, C))        # the exact model for the choice
-            if best is None or report.cycles < best.cycles:
-                best = report
-        if best is None:
-            raise last_error
-        return best
-
-    @staticmethod
-    def _best(pairs, cost):
-        results = []
-        error = None
-        for mapping, region in pairs:
-            try:
-                results.append(((mapping, region), cost(mapping, region)))
-            except (SramOverflowError, mesh.MappingUnfit) as exc:
-                error = exc
-        if not results:
-            raise error
-        return min(results, key=lambda t: t[1].cycles)
+        return placement.search(cost, dims, mappings, region, self.config)
 
     def _mappings(self, mapping):
         if mapping is None:
@@ -232,7 +169,7 @@ class Wafer:
         """
         _check_mode(mode)
         Wm = _as_scipy(W)
-        X2 = _as_dense_operand(X, "X")
+        X2 = as_dense_operand(X, "X")
         if X2.ndim not in (1, 2):
             raise ValueError(f"X must be 1-D or 2-D; received an array of shape {X2.shape}")
         check_float_dtype(Wm.dtype, "W")
@@ -281,7 +218,7 @@ class Wafer:
                              f"received W.shape={Wm.shape}, X.shape={X2.shape}")
         if min(M, K, N) == 0:
             return analytic.empty(self.config, M, K, N, mapping or "weight-stationary")
-        ops = analytic.Operands(Wm, X2)
+        ops = placement.Operands(Wm, X2)
         mappings = self._mappings(mapping)
         if N != 1 or what != "spmm":
             if mapping == "meshgemv":
@@ -365,7 +302,7 @@ class Wafer:
             ``A @ B``.
         report : SimReport
         """
-        A, B = _as_dense_operand(A, "A"), _as_dense_operand(B, "B")
+        A, B = as_dense_operand(A, "A"), as_dense_operand(B, "B")
         if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
             raise ValueError(f"matmul expects A (M x K) and B (K x N); received A.shape={A.shape}, "
                              f"B.shape={B.shape}")
@@ -424,10 +361,11 @@ class Wafer:
         y = _conv_mod.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
                              groups=groups, n_threads=n_threads) \
             if compute and mode == "analytic" else None
-        cols = _conv_mod._im2col(x, g)                                   # (G, Kg, B*OH*OW)
+        cols = _conv_mod.im2col(x, g)                                   # (G, Kg, B*OH*OW)
         Og = g.O // g.groups
         X2 = cols.reshape(cols.shape[0] * cols.shape[1], cols.shape[2])   # (G*Kg, B*OH*OW)
-        blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og]) for gi in range(g.groups)]
+        blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og])
+                  for gi in range(g.groups)]
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
         problem = problem_of("conv2d", self.config, {"x": x, "w": w}, stride=stride,
                              padding=padding, dilation=dilation, groups=groups,
@@ -460,10 +398,6 @@ def _zero_weight_meets_nonfinite(w2, cols, Y2):
 def _check_mode(mode):
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; received {mode!r}")
-
-
-def _cycles(report):
-    return report.cycles if report is not None else np.inf
 
 
 def _as_scipy(W, name="W", values="float"):

@@ -34,8 +34,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sps
 
+from .figures import energy as _energy
+from .figures import wafer_array
 from .ledger import SramLedger
 from .report import SimReport
+
 
 class MappingUnfit(ValueError):
     """The mapping cannot be placed on this region (the placer tries another)."""
@@ -165,7 +168,7 @@ def gemv_stats(pl, W, x):
 
 
 def gemv_stats_from(ops, R, C, exact=True):
-    """gemv_stats from the placer's cached operand structure (analytic.Operands of W and
+    """gemv_stats from the placer's cached operand structure (placement.Operands of W and
     a one-column X): the same block bounds. ``exact=False`` (the placer's screen) spreads
     each K block's nonzeros over the M blocks in proportion to their rows: O(K + R * C)."""
     if exact:
@@ -259,7 +262,6 @@ def gemv_ready(config, pl, local):
 
 def gemv_report(config, pl, cycles, local, use_comp, sram, *, mapping_details, macs, full=True,
                 mode="analytic", extra=None):
-    from .analytic import _energy, _wafer_array
     R, C = pl.R, pl.C
     n_wav = math.ceil(pl.Nt / config.values_per_dense_wavelet)
     links = _gemv_links(pl, n_wav)
@@ -282,9 +284,9 @@ def gemv_report(config, pl, cycles, local, use_comp, sram, *, mapping_details, m
         macs_performed=int(performed), macs_skipped_weight=int(dense - performed) if
         use_comp.any() else 0,
         macs_skipped_activation=int(0 if use_comp.any() else dense - performed),
-        busy_cycles=_wafer_array(config, pl.region, busy, full=full),
-        sram_bytes=_wafer_array(config, pl.region, sram, full=full).astype(np.int64),
-        link_wavelets=_wafer_array(config, pl.region, links, (4,), full=full),
+        busy_cycles=wafer_array(config, pl.region, busy, full=full),
+        sram_bytes=wafer_array(config, pl.region, sram, full=full).astype(np.int64),
+        link_wavelets=wafer_array(config, pl.region, links, (4,), full=full),
         wavelets_sent=sent, energy_joules=energy,
         bottleneck="latency" if terms["reduction"] >= terms["compute"] else "compute",
         region=pl.region, mapping="meshgemv", dtype=config.dtype, fmac_per_cycle=config.fmacs,
@@ -454,7 +456,6 @@ def meshgemm_cycles(config, pl, step_compute=None):
 
 def meshgemm(config, region, *, A=None, B=None, M=None, K=None, N=None, full=True):
     """Analytic cost of C = A @ B by MeshGEMM (Cannon) on a square ``region``."""
-    from .analytic import _energy, _wafer_array
     if A is not None:
         M, K = A.shape
         N = B.shape[1]
@@ -479,9 +480,9 @@ def meshgemm(config, region, *, A=None, B=None, M=None, K=None, N=None, full=Tru
         cycles=float(cycles), cycles_lower=float(cycles), cycles_upper=float(cycles),
         clock_hz=config.clock_hz, macs_dense=macs, macs_useful=useful, macs_performed=macs,
         macs_skipped_weight=0, macs_skipped_activation=0,
-        busy_cycles=_wafer_array(config, pl.region, P * terms["step_compute"], full=full),
-        sram_bytes=_wafer_array(config, pl.region, sram, full=full).astype(np.int64),
-        link_wavelets=_wafer_array(config, pl.region, links, (4,), full=full),
+        busy_cycles=wafer_array(config, pl.region, P * terms["step_compute"], full=full),
+        sram_bytes=wafer_array(config, pl.region, sram, full=full).astype(np.int64),
+        link_wavelets=wafer_array(config, pl.region, links, (4,), full=full),
         wavelets_sent=int(P * P * ((P + P // 2) * xw + P * ww)), energy_joules=energy,
         bottleneck=bottleneck, region=pl.region, mapping="meshgemm", dtype=config.dtype,
         fmac_per_cycle=config.fmacs,

@@ -70,48 +70,98 @@ def meshgemv(config, region, group_num, *, W=None, x=None, M=None, K=None, local
     if not local_product:
         local = np.zeros_like(local)
     sram = mesh.gemv_ledger(config, pl, w_bytes).check(f"MeshGEMV, W {M}x{K} on {R}x{C} PEs")
-    S, e, c = config.setup_cycles, config.fabric_elem_cycles, config.stream_stage_cycles
-    (f_out, l_out), recv = mesh._gemv_ops(config, n)
     ready = mesh.gemv_ready(config, pl, local)                     # R x C
-    links = _Links(R, C, e)
-
-    # partial sums of every PE (R x C x Nt): its local product
-    part = None
-    if W is not None:
-        Wc = sps.csr_array(W)
-        xv = np.asarray(x, dtype=np.float64).ravel()
-        part = np.zeros((R, C, n))
-        for r in range(R):
-            k0, k1 = pl.k_bounds[r], pl.k_bounds[r + 1]
-            seg = Wc[:, k0:k1] @ xv[k0:k1]
-            for cc in range(C):
-                m0, m1 = pl.m_bounds[cc], pl.m_bounds[cc + 1]
-                part[r, cc, :m1 - m0] = seg[m0:m1]
-
+    red = _GemvReduction(config, pl, _Links(R, C, config.fabric_elem_cycles),
+                         None if W is None else _gemv_partials(pl, W, x))
     s, r1, G = pl.group_size, pl.root1, pl.group_num
-    end = np.zeros((R, C))                 # when each PE's reduction ops end
-    acc = None if part is None else part.copy()
 
-    def chain(rows, t_ready, hops):
+    # phase 1: in every group, chains from both ends to the group root
+    done1 = {}
+    for g in range(G):
+        base = g * s
+        top = [base + i for i in range(r1 + 1)]
+        bottom = [base + i for i in range(s - 1, r1 - 1, -1)]
+        down = red.chain(top, ready)
+        up = red.chain(bottom, ready) if len(bottom) > 1 else None
+        root = base + r1
+        done1[root] = red.root_receive(root, ready, up, down)
+        red.end[root] = done1[root]
+    # phase 2: the group roots reduce the same way toward the global root
+    roots = [g * s + r1 for g in range(G)]
+    t1 = ready.copy()
+    for r, t in done1.items():
+        t1[r] = t
+    top = roots[:G // 2 + 1]
+    bottom = roots[G // 2:][::-1]
+    down = red.chain(top, t1)
+    up = red.chain(bottom, t1) if len(bottom) > 1 else None
+    r2 = pl.root2
+    finish = red.broadcast(r2, red.root_receive(r2, t1, up, down))
+    T = float(finish.max())
+
+    y = None
+    if red.acc is not None:
+        y = np.zeros(M)
+        for cc in range(C):
+            m0, m1 = pl.m_bounds[cc], pl.m_bounds[cc + 1]
+            y[m0:m1] = red.acc[r2, cc, :m1 - m0]
+    wall = time.perf_counter() - t0
+    rep = mesh.gemv_report(config, pl, T, local, use_comp, sram,
+                           mapping_details={"local_product": local_product},
+                           macs=mesh.gemv_macs(pl, stats, use_comp), mode="event",
+                           extra={"wall_seconds": wall, "pe_finish": finish})
+    return y, rep
+
+
+def _gemv_partials(pl, W, x):
+    """Partial sums of every PE (R x C x Nt): its local product."""
+    R, C, n = pl.R, pl.C, pl.Nt
+    Wc = sps.csr_array(W)
+    xv = np.asarray(x, dtype=np.float64).ravel()
+    part = np.zeros((R, C, n))
+    for r in range(R):
+        k0, k1 = pl.k_bounds[r], pl.k_bounds[r + 1]
+        seg = Wc[:, k0:k1] @ xv[k0:k1]
+        for cc in range(C):
+            m0, m1 = pl.m_bounds[cc], pl.m_bounds[cc + 1]
+            part[r, cc, :m1 - m0] = seg[m0:m1]
+    return part
+
+
+class _GemvReduction:
+    """MeshGEMV's reduction and broadcast along each PE column, all columns at once:
+    ``end`` (R x C) when each PE's reduction ops end, ``acc`` the values (None: timing)."""
+
+    def __init__(self, config, pl, links, part):
+        self.config, self.pl, self.links = config, pl, links
+        self.n = pl.Nt
+        (self.f_out, self.l_out), self.recv = mesh._gemv_ops(config, self.n)
+        self.end = np.zeros((pl.R, pl.C))
+        self.acc = None if part is None else part.copy()
+
+    def chain(self, rows, t_ready):
         """Rows of a chain, leaf first, ending at its root (the last row, not relayed):
         the train arriving at the root, its values, and each member's end time."""
+        config, acc, n = self.config, self.acc, self.n
+        S, e, c = config.setup_cycles, config.fabric_elem_cycles, config.stream_stage_cycles
         leaf = rows[0]
-        f, l = t_ready[leaf] + f_out, t_ready[leaf] + l_out
-        end[leaf] = l
+        f, l = t_ready[leaf] + self.f_out, t_ready[leaf] + self.l_out
+        self.end[leaf] = l
         val = None if acc is None else acc[leaf].copy()
         for i in range(1, len(rows)):
-            f, l = links.cross(f, l, rows[i - 1], rows[i], config)
+            f, l = self.links.cross(f, l, rows[i - 1], rows[i], config)
             if i == len(rows) - 1:
                 break
             r = rows[i]
             f = np.maximum(t_ready[r] + S + e, f + c)
             l = np.maximum(f + (n - 1) * e, l + c)
-            end[r] = l
+            self.end[r] = l
             if val is not None:
                 val = val + acc[r]
         return (f, l), val
 
-    def root_receive(r, t_ready, up, down):
+    def root_receive(self, r, t_ready, up, down):
+        e, recv, acc = self.config.fabric_elem_cycles, self.recv, self.acc
         t = t_ready[r]
         if up is not None:
             t = np.maximum(t + recv, up[0][1] + e)
@@ -122,54 +172,23 @@ def meshgemv(config, region, group_num, *, W=None, x=None, M=None, K=None, local
             acc[r] += down[1]
         return t
 
-    # phase 1: in every group, chains from both ends to the group root
-    done1 = {}
-    for g in range(G):
-        base = g * s
-        top = [base + i for i in range(r1 + 1)]
-        bottom = [base + i for i in range(s - 1, r1 - 1, -1)]
-        down = chain(top, ready, 1)
-        up = chain(bottom, ready, 1) if len(bottom) > 1 else None
-        root = base + r1
-        done1[root] = root_receive(root, ready, up, down)
-        end[root] = done1[root]
-    # phase 2: the group roots reduce the same way toward the global root
-    roots = [g * s + r1 for g in range(G)]
-    t1 = ready.copy()
-    for r, t in done1.items():
-        t1[r] = t
-    top = roots[:G // 2 + 1]
-    bottom = roots[G // 2:][::-1]
-    down = chain(top, t1, s)
-    up = chain(bottom, t1, s) if len(bottom) > 1 else None
-    r2 = pl.root2
-    done2 = root_receive(r2, t1, up, down)
-    # broadcast north, then south, multicast through every router on the way
-    f, l = done2 + f_out, done2 + l_out
-    delivered = links.cross(f, l, r2, 0, config, every=True)
-    ends = [l]
-    if r2 < R - 1:
-        f2, l2 = l + f_out, l + l_out
-        ends.append(l2)
-        delivered += links.cross(f2, l2, r2, R - 1, config, every=True)
-    finish = np.zeros((R, C))
-    finish[r2] = np.maximum.reduce(ends)
-    for r, _, la in delivered:
-        finish[r] = np.maximum(end[r] + recv, la + e)
-    T = float(finish.max())
-
-    y = None
-    if acc is not None:
-        y = np.zeros(M)
-        for cc in range(C):
-            m0, m1 = pl.m_bounds[cc], pl.m_bounds[cc + 1]
-            y[m0:m1] = acc[r2, cc, :m1 - m0]
-    wall = time.perf_counter() - t0
-    rep = mesh.gemv_report(config, pl, T, local, use_comp, sram,
-                           mapping_details={"local_product": local_product},
-                           macs=mesh.gemv_macs(pl, stats, use_comp), mode="event",
-                           extra={"wall_seconds": wall, "pe_finish": finish})
-    return y, rep
+    def broadcast(self, r2, done2):
+        """y from the global root north, then south, multicast through every router on the
+        way: when each PE finishes (R x C)."""
+        config, e = self.config, self.config.fabric_elem_cycles
+        R = self.pl.R
+        f, l = done2 + self.f_out, done2 + self.l_out
+        delivered = self.links.cross(f, l, r2, 0, config, every=True)
+        ends = [l]
+        if r2 < R - 1:
+            f2, l2 = l + self.f_out, l + self.l_out
+            ends.append(l2)
+            delivered += self.links.cross(f2, l2, r2, R - 1, config, every=True)
+        finish = np.zeros((R, self.pl.C))
+        finish[r2] = np.maximum.reduce(ends)
+        for r, _, la in delivered:
+            finish[r] = np.maximum(self.end[r] + self.recv, la + e)
+        return finish
 
 
 def meshgemm(config, region, *, A=None, B=None, M=None, K=None, N=None):
@@ -188,7 +207,7 @@ def meshgemm(config, region, *, A=None, B=None, M=None, K=None, N=None):
         raise ValueError(f"the event run's tile products would take {macs:.3g} MACs "
                          f"(> {PRODUCT_LIMIT:.3g}); pass M, K, N instead of A, B for the "
                          f"timing alone, or use a smaller problem")
-    sram = mesh.gemm_ledger(config, pl).check(f"MeshGEMM, {M}x{K} @ {K}x{N} on {P}x{P} PEs")
+    mesh.gemm_ledger(config, pl).check(f"MeshGEMM, {M}x{K} @ {K}x{N} on {P}x{P} PEs")
     S, e, tau = config.setup_cycles, config.fabric_elem_cycles, config.task_switch_cycles
     x_el, w_el = pl.Mt * pl.Kt, pl.Kt * pl.Nt
     comp = mesh.gemm_step_compute(config, pl)

@@ -9,13 +9,12 @@ the event simulation on every candidate region of a few problems and compares th
 region the placer picks with the best one.
 """
 import itertools
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sps
 
+from .. import workloads
 from ..errors import SramOverflowError
 from . import event, mesh_event
 from .config import WaferConfig
@@ -32,25 +31,6 @@ ROWS = ("uniform", "power-law")
 # Targets of the issue, per regime: (median, worst) relative error.
 TARGETS = {"compute-bound": (0.03, 0.10), "latency-bound": (0.10, 0.10),
            "fabric-bound": (0.10, 0.25), "sparse or power-law": (0.10, 0.25)}
-
-
-def rmat(m, k, nnz, rng, probs=(0.57, 0.19, 0.19, 0.05)):
-    """An m x k R-MAT matrix with about ``nnz`` nonzeros (power-law rows and columns),
-    duplicates summed; values standard normal."""
-    levels = max(1, math.ceil(math.log2(max(m, k, 2))))
-    n = int(nnz * 1.3) + 16
-    rows = np.zeros(n, np.int64)
-    cols = np.zeros(n, np.int64)
-    cum = np.cumsum(probs)
-    for _ in range(levels):
-        q = np.searchsorted(cum, rng.random(n) * cum[-1], side="right")
-        rows = 2 * rows + (q >= 2)
-        cols = 2 * cols + (q % 2)
-    keep = (rows < m) & (cols < k)
-    rows, cols = rows[keep][:nnz], cols[keep][:nnz]
-    W = sps.csr_array((rng.standard_normal(len(rows)), (rows, cols)), shape=(m, k))
-    W.sum_duplicates()
-    return W
 
 
 @dataclass
@@ -70,10 +50,10 @@ class Case:
         M, K = SHAPES[self.shape]
         nnz = int(round(M * K * (1 - self.w_sparsity)))
         if self.rows == "power-law":
-            W = rmat(M, K, max(nnz, 1), rng)
+            W = workloads.power_law(M, K, max(nnz, 1), rng)
         else:
-            W = sps.random(M, K, density=1 - self.w_sparsity, random_state=rng, format="csr")
-        X = rng.standard_normal((K, self.batch)) * (rng.random((K, self.batch)) >= self.x_sparsity)
+            W = workloads.uniform_sparse(M, K, 1 - self.w_sparsity, rng)
+        X = workloads.pruned((K, self.batch), self.x_sparsity, rng, dtype=np.float64)
         return W, X
 
 
@@ -162,14 +142,16 @@ def summary(rows):
         inside = np.mean([r["inside"] for r in sel])
         med, worst = float(np.median(err)), float(err.max())
         target = TARGETS.get(name)
-        met = None if target is None else bool(med <= target[0] and worst <= target[1] and inside == 1)
+        met = None if target is None else bool(med <= target[0] and worst <= target[1]
+                                               and inside == 1)
         table.append({"regime": name, "cases": len(sel), "median": med, "worst": worst,
                       "inside_bounds": float(inside), "target": target, "met": met})
     return table
 
 
 def format_summary(table):
-    lines = [f"{'regime':<22}{'cases':>6}{'median':>9}{'worst':>9}{'in bounds':>11}  target (median/worst)"]
+    lines = [f"{'regime':<22}{'cases':>6}{'median':>9}{'worst':>9}{'in bounds':>11}  "
+             f"target (median/worst)"]
     for t in table:
         target = "-" if t["target"] is None else f"{t['target'][0]:.0%} / {t['target'][1]:.0%}"
         met = "" if t["met"] is None else ("  met" if t["met"] else "  MISSED")
@@ -224,8 +206,8 @@ def _placer_problems(seed=0):
     for (M, K), ws, xs, n in [((256, 256), 0.9, 0.5, 8), ((512, 128), 0.5, 0.0, 1),
                               ((128, 512), 0.99, 0.5, 16), ((256, 256), 0.0, 0.9, 4),
                               ((64, 512), 0.99, 0.0, 64), ((1024, 128), 0.999, 0.0, 32)]:
-        W = sps.random(M, K, density=1 - ws, random_state=rng, format="csr")
-        X = rng.standard_normal((K, n)) * (rng.random((K, n)) >= xs)
+        W = workloads.uniform_sparse(M, K, 1 - ws, rng)
+        X = workloads.pruned((K, n), xs, rng, dtype=np.float64)
         out.append((W, X))
     return out
 
@@ -238,10 +220,8 @@ def scale_run(n, density, grid, seed=0):
     """One SpMV simulated event by event on a grid x grid region of a WSE-2; wall time
     and peak memory of this process (run each case in a fresh process for a clean peak)."""
     import resource
-    from ..bench import random_weight
-    W = random_weight(n, n, 1 - density, dtype=np.float64, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    x = rng.standard_normal((n, 1)) * (rng.random((n, 1)) >= 0.5)
+    W = workloads.random_weight(n, n, 1 - density, dtype=np.float64, seed=seed)
+    x = workloads.pruned((n, 1), 0.5, seed + 1, dtype=np.float64)
     t0 = time.perf_counter()
     y, rep = event.weight_stationary(W, x, WaferConfig.wse2(), (0, 0, grid, grid))
     seconds = time.perf_counter() - t0

@@ -4,9 +4,10 @@ import numpy as np
 from ... import conv as conv_kernels
 from ... import pool as pool_kernels
 from .. import activations
+from ..placed import placement_of
 from ..tensor import Tensor
 from .base import Layer
-from .core import _check_sparsity, _init_name, magnitude_mask
+from .core import _init_name, check_sparsity, magnitude_mask
 
 
 def _pair(v, name):
@@ -124,7 +125,7 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        self.sparsity = _check_sparsity(sparsity)
+        self.sparsity = check_sparsity(sparsity)
         self.weight_mask = None
 
     def build(self, input_shape):
@@ -144,7 +145,7 @@ class Conv2D(Layer):
             self.set_sparsity(self.sparsity)
 
     def set_sparsity(self, sparsity, mask=None):
-        self.sparsity = _check_sparsity(sparsity)
+        self.sparsity = check_sparsity(sparsity)
         self.weight_mask = magnitude_mask(self.kernel.data, self.sparsity) if mask is None else mask
         self.kernel.data *= self.weight_mask
 
@@ -159,7 +160,7 @@ class Conv2D(Layer):
             raise ValueError(f"layer {self.name!r} expects inputs (batch, h, w, "
                              f"{self.input_shape[-1]}); received shape {x.shape}")
         pads = self._pads(x.shape[1], x.shape[2])
-        placement = getattr(self, "_wafer_placement", None)
+        placement = placement_of(self)
         observed = training and placement is not None   # the strategy taps the pre-activation
         fuse = self.activation is activations.relu and not observed
         y = conv2d_nhwc(x, self.kernel, self.weight_mask, self.strides, pads,
@@ -177,7 +178,7 @@ class Conv2D(Layer):
         g = conv_kernels.ConvGeometry.of(xn.shape, (self.filters, xn.shape[1] // self.groups)
                                          + self.kernel_size, self.strides, 0,
                                          self.dilation_rate, self.groups)
-        cols = conv_kernels._im2col(xn, g)                 # (G, K, B*OH*OW)
+        cols = conv_kernels.im2col(xn, g)                 # (G, K, B*OH*OW)
         return cols.reshape(-1, cols.shape[2])
 
     def compute_output_shape(self, input_shape):

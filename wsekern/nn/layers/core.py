@@ -5,6 +5,7 @@ import scipy.sparse as sps
 from ... import kernels
 from ...sparse import pack
 from .. import activations, utils
+from ..placed import placement_of
 from ..tensor import Tensor, reshape
 from .base import Layer
 
@@ -33,7 +34,7 @@ def Input(shape=None, batch_size=None, name=None, dtype="float32"):
     return InputLayer(shape=shape, batch_size=batch_size, name=name, dtype=dtype)
 
 
-def _check_sparsity(sparsity):
+def check_sparsity(sparsity):
     if not isinstance(sparsity, (int, float)) or isinstance(sparsity, bool) or not 0 <= sparsity < 1:
         raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
     return float(sparsity)
@@ -71,7 +72,7 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        self.sparsity = _check_sparsity(sparsity)
+        self.sparsity = check_sparsity(sparsity)
         self.pattern = None           # PackedSparse (input_dim x units) when sparse
 
     def build(self, input_shape):
@@ -88,7 +89,7 @@ class Dense(Layer):
     def set_sparsity(self, sparsity, mask=None):
         """Prune to ``sparsity`` by magnitude (or to ``mask``) and repack the kernel."""
         dense = self.get_weights()[0]
-        self.sparsity = _check_sparsity(sparsity)
+        self.sparsity = check_sparsity(sparsity)
         if mask is None:
             mask = magnitude_mask(dense, self.sparsity)
         self._install_pattern(dense * mask, mask)
@@ -122,7 +123,7 @@ class Dense(Layer):
             y = sparse_dense(x2, self.kernel, self.pattern)
         if self.use_bias:
             y = y + self.bias
-        placement = getattr(self, "_wafer_placement", None)
+        placement = placement_of(self)
         if training and placement is not None:          # hand the step to the wafer strategy
             y = placement.observe(x2.data.T, x.requires_grad, y, lambda g: g.T)
         if x.ndim != 2:

@@ -4,6 +4,6 @@ from .model import Model
 from .sequential import Sequential
 from ..saving import load_model, save_model
 
-from ..gpt import GPT, GPTConfig  # noqa: E402  (GPT is a Sequential)
+from .gpt import GPT, GPTConfig
 
 __all__ = ["Model", "Functional", "Sequential", "load_model", "save_model", "GPT", "GPTConfig"]

@@ -51,7 +51,7 @@ class Model(Layer):
         self.compiled = False
         self.stop_training = False
         self.history = None
-        from ...wafer.strategy import current_strategy
+        from ..strategy import current_strategy
         self.strategy = current_strategy()
 
     # -- structure --------------------------------------------------------------

@@ -1,5 +1,10 @@
 """``WaferStrategy``: place a wsekern.nn model on the simulated wafer and cost every step.
 
+The Keras-facing half: the scope, the walk over a model's layers, the hooks layers call
+in a training step, the attention layers' shapes, the report. The machine half (the
+per-layer fit, the strip balancing, the per-step cost of a product on a placement) is
+``wsekern.wafer.training``, which knows nothing of layers.
+
 Like a Keras distribution strategy: a model built inside ``strategy.scope()`` is placed
 on the wafer when it is built, and each training step is costed from the real nonzero
 counts of that batch (forward, input gradient, weight gradient and update).
@@ -13,19 +18,17 @@ external link three times (forward, backward, gradients out), the update off-waf
 step is the sum of its layers.
 """
 import contextlib
-import math
 import time
 
 import numpy as np
 import scipy.sparse as sps
 
-from ..errors import SramOverflowError
-from . import analytic
-from .config import WaferConfig
+from ..wafer import placement, training
+from ..wafer.config import WaferConfig
+from . import placed
 
 _STACK = []
-ASSUMED_ACTIVATION_DENSITY = 0.5      # for placement, before any data is seen
-UPDATE_OPS = 4                         # Adam: m, v, and two for the weight, per stored weight
+PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when built, before fit
 
 
 def current_strategy():
@@ -84,6 +87,7 @@ class WaferStrategy:
         self.samples = 0
         self.step_cycles = []
         self.cost_seconds = 0.0       # wall time spent costing, kept out of CPU timings
+        self.attention_cycles = {}    # attention layer -> its costed cycles, summed
 
     @contextlib.contextmanager
     def scope(self):
@@ -94,9 +98,9 @@ class WaferStrategy:
             _STACK.remove(self)
 
     # -- placement ------------------------------------------------------------
-    def place(self, model):
-        """Choose the mode and each layer's rectangle; raise SramOverflowError if even weight
-        streaming cannot hold one layer's activations."""
+    def place(self, model, batch=PLACEMENT_BATCH):
+        """Choose the mode and each layer's rectangle for ``batch`` samples per step; raise
+        SramOverflowError if even weight streaming cannot hold one layer's activations."""
         cfg = self.config
         leaves = list(_leaves(model.layers))
         layers = [l for l in leaves if _matrix_shape(l) is not None]
@@ -106,8 +110,8 @@ class WaferStrategy:
         if not layers:
             self.mode, self.reason = "layer-pipelined", "no layer with weights"
             return
-        batch = 32
-        need = sum(p.training_bytes(cfg, batch) for p in self.placements)
+        need = sum(training.training_bytes(p.weight_matrix(), cfg, batch)
+                   for p in self.placements)
         capacity = cfg.rows * cfg.cols * cfg.data_bytes
         fits = need <= 0.8 * capacity     # the rest for FIFOs, accumulators, fragmentation
         if self.requested_mode == "weight-streaming" or (self.requested_mode is None and not fits):
@@ -118,51 +122,18 @@ class WaferStrategy:
             for p in self.placements:
                 p.region = (0, 0, cfg.rows, cfg.cols)
                 p.mapping = "activation-stationary"
-            self._check_streaming_fits(batch)
+            for p in self.placements:      # every region set before one may fail
+                training.check_streaming_fits(cfg, p.layer.name, p.shape[1], batch)
             return
         self.mode = "layer-pipelined"
         self.reason = (f"everything fits: {need / 2**20:,.2f} MiB of "
                        f"{capacity / 2**20:,.1f} MiB of SRAM")
-        self._balance(batch)
+        stats = [p.stats() for p in self.placements]          # (of W, of W.T, W)
+        regions = training.balance([(p.layer.name, s[2], s[0])
+                                    for p, s in zip(self.placements, stats)], cfg, batch)
+        for p, region in zip(self.placements, regions):
+            p.region, p.mapping = region, "weight-stationary"
         self.edges, self.traced = _dataflow_edges(model, self.placements)
-
-    def _check_streaming_fits(self, batch):
-        cfg = self.config
-        for p in self.placements:
-            M, K = p.shape
-            per_pe = math.ceil(K * batch / (cfg.rows * cfg.cols)) * cfg.elem_bytes * 2
-            if per_pe + cfg.reserve_bytes > cfg.sram_bytes:
-                raise SramOverflowError(
-                    f"layer {p.layer.name!r} cannot run even with weight streaming: its {K} x "
-                    f"{batch} activations need {per_pe:,} B per PE on {cfg.rows}x{cfg.cols} PEs; "
-                    f"use a larger wafer or a smaller batch", pe=(0, 0), needed=per_pe,
-                    capacity=cfg.sram_bytes, free=cfg.data_bytes)
-
-    def _balance(self, batch):
-        """Give each layer a strip of columns in proportion to its estimated time, three
-        rounds, then the fastest rectangle inside its strip (small layers do not need a
-        whole strip: a larger rectangle only adds fill and reduction latency)."""
-        cfg = self.config
-        share = np.array([max(p.shape[0] * p.shape[1], 1) for p in self.placements], float)
-        for _ in range(3):
-            cols = _split_columns(cfg.cols, share)
-            col0 = 0
-            times = []
-            for p, c in zip(self.placements, cols):
-                times.append(p.fit_in_strip(cfg, batch, col0, int(c)))
-                col0 += int(c)
-            times = np.asarray(times)
-            if not np.isfinite(times).all():
-                # A layer that overflows its strip gets more columns next round.
-                share = share * np.where(np.isfinite(times), 1.0, 4.0)
-                continue
-            share = np.maximum(cols * times / times.mean(), 1e-3)
-        for p in self.placements:
-            if not np.isfinite(p.estimate(cfg, batch)):
-                raise SramOverflowError(
-                    f"layer {p.layer.name!r} does not fit its strip of {p.region[3]} columns in "
-                    f"layer-pipelined mode; use WaferStrategy(config, mode='weight-streaming') "
-                    f"or a larger wafer", pe=(p.region[0], p.region[1]))
 
     # -- per-step costing ----------------------------------------------------
     def record_step(self, model, batch_size):
@@ -207,10 +178,8 @@ class WaferStrategy:
         return max(arrive.values(), default=0.0)
 
     def _attention_costs(self):
-        """The attention products (Q K^T and A V, dense x dense) and the softmax, on the PEs
-        of the layer's query projection: a coarse compute-or-fabric estimate (forward, and
-        twice that for backward), not a SUMMA simulation per head."""
-        cfg = self.config
+        """The attention products and softmax of each attention layer's last step, on the
+        PEs of its query projection (training.attention_step)."""
         costs = []
         by_layer = {p.layer: p for p in self.placements}
         for mha in self.attention:
@@ -218,31 +187,14 @@ class WaferStrategy:
             place = by_layer.get(getattr(mha, "query_dense", None))
             if shape is None or place is None:
                 continue
-            B, h, Tq, Tk, k, v = shape
-            pes = place.region[2] * place.region[3]
-            macs = B * h * Tq * Tk * (k + v)
-            compute = macs / (pes * cfg.fmacs)
-            softmax = 5 * B * h * Tq * Tk / (pes * cfg.fmacs)          # max, sub, exp, sum, div
-            moved = B * h * (Tq * k + Tk * (k + v)) / cfg.values_per_dense_wavelet
-            fabric = moved / max(2 * np.sqrt(pes), 1) / cfg.link_wavelets_per_cycle
-            forward = max(compute, fabric) + softmax
-            mha.attention_cycles = getattr(mha, "attention_cycles", 0.0) + 3 * forward
-            costs.append({"total": 3 * forward, "latency": 0.0})
+            cycles = training.attention_step(self.config, shape,
+                                             place.region[2] * place.region[3])
+            self.attention_cycles[mha] = self.attention_cycles.get(mha, 0.0) + cycles
+            costs.append({"total": cycles, "latency": 0.0})
         return costs
 
     def report(self, model):
         return WaferReport(self, model)
-
-
-def _split_columns(total, share):
-    """Integer columns per layer, each >= 1, summing to at most ``total``, ~ share."""
-    n = len(share)
-    if n > total:
-        raise SramOverflowError(f"{n} layers cannot each get a column of a {total}-column wafer")
-    cols = np.maximum(1, np.floor(share / share.sum() * total)).astype(int)
-    while cols.sum() > total:
-        cols[np.argmax(cols)] -= 1
-    return cols
 
 
 def _leaves(layers):
@@ -255,7 +207,7 @@ def _leaves(layers):
 
 def _matrix_shape(layer):
     """(M, K) of the matrix a layer multiplies by (output units x inputs), or None."""
-    from ..nn.layers import Conv2D, Dense
+    from .layers import Conv2D, Dense
     if isinstance(layer, Dense) and layer.built:
         return (layer.units, layer.input_shape[-1])
     if isinstance(layer, Conv2D) and layer.built:
@@ -285,13 +237,13 @@ class LayerPlacement:
         self.last_latency = 0.0
         self._stats = None
         self._stats_key = None
-        layer._wafer_placement = self
+        placed.place(layer, self)
 
     def observe(self, columns, input_requires_grad, y, grad_rows):
         """Called by the layer in a training step: its input as (K x samples) columns,
         and ``y`` returned unchanged but for a tap that records ``grad_rows(dY)``, the
         output gradient as (M x samples) rows, in the backward pass."""
-        from ..nn.tensor import tap
+        from .tensor import tap
         self.last_input = columns
         self.needs_input_grad = input_requires_grad
         return tap(y, lambda g: setattr(self, "last_grad", grad_rows(g)))
@@ -317,53 +269,9 @@ class LayerPlacement:
         W = self.weight_matrix()
         key = (W.nnz, W.shape)
         if self._stats is None or key != self._stats_key:
-            self._stats = (analytic.WeightStats(W), analytic.WeightStats(W.T))
+            self._stats = (placement.WeightStats(W), placement.WeightStats(W.T))
             self._stats_key = key
         return self._stats + (W,)
-
-    def training_bytes(self, cfg, batch):
-        """SRAM the layer needs on the wafer while training: weights, gradients, Adam's m and
-        v (values + indices when sparse), and its input activations kept for backward."""
-        W = self.weight_matrix()
-        M, K = self.shape
-        dense = M * K * cfg.elem_bytes
-        sparse = W.nnz * (cfg.elem_bytes + 2)
-        weights = min(dense, sparse)
-        return 4 * weights + K * batch * cfg.elem_bytes
-
-    def fit_in_strip(self, cfg, batch, col0, width):
-        """Choose the rectangle (at the strip's top-left) with the fewest estimated cycles:
-        coordinate descent over geometric sizes, rows <= M, columns <= min(width, K)."""
-        from .machine import _geometric
-        M, K = self.shape
-        cand_r = _geometric(min(cfg.rows, M), 8)
-        cand_c = _geometric(min(width, K), 8)
-        cache = {}
-
-        def cost(R, C):
-            if (R, C) not in cache:
-                self.region = (0, col0, R, C)
-                cache[(R, C)] = self.estimate(cfg, batch)
-            return cache[(R, C)]
-        R, C = cand_r[-1], cand_c[-1]
-        for _ in range(2):
-            R = min(cand_r, key=lambda r: cost(r, C))
-            C = min(cand_c, key=lambda c: cost(R, c))
-        self.region = (0, col0, R, C)
-        self.mapping = "weight-stationary"
-        return cost(R, C)
-
-    def estimate(self, cfg, batch):
-        """Forward cycles on the current region with assumed activations (inf if it overflows)."""
-        stats, _, W = self.stats()
-        rng = np.random.default_rng(0)
-        X = (rng.random((self.shape[1], batch)) < ASSUMED_ACTIVATION_DENSITY).astype(np.float32)
-        try:
-            r = analytic.weight_stationary(W, X, cfg, self.region, exact=False, full=False,
-                                           ops=analytic.Operands(W, X, stats))
-        except SramOverflowError:
-            return np.inf
-        return 3 * r.cycles
 
     # -- costing a step ------------------------------------------------------------
     def cost_step(self, cfg, mode):
@@ -371,36 +279,13 @@ class LayerPlacement:
         X = self.last_input          # (K, B): the layer's input, features as rows
         G = self.last_grad           # (M, B): the gradient of its output
         self.last_input = self.last_grad = None
-        if mode == "layer-pipelined":
-            fwd = analytic.weight_stationary(W, X, cfg, self.region, exact=False, full=False,
-                                             ops=analytic.Operands(W, X, stats))
-            # W.T on the same PEs: each holds the transpose of its block.
-            gin = analytic.weight_stationary(W.T, G, cfg, self.region, exact=False, full=False,
-                                             ops=analytic.Operands(W.T, G, stats_t)) \
-                if self.needs_input_grad else None
-            gw = analytic.sddmm_cost(G, X, W, cfg, self.region, _sddmm_useful(G, X, W),
-                                     full=False)
-            nnz_pe = max(1, math.ceil(W.nnz / (self.region[2] * self.region[3])))
-            upd = UPDATE_OPS * (cfg.setup_cycles + math.ceil(nnz_pe / cfg.fmacs))
-            latency = fwd.cycles_lower / max(X.shape[1], 1) * 2
-        else:
-            fwd = analytic.activation_stationary(W, X, cfg, self.region, passes=1, full=False,
-                                                 ops=analytic.Operands(W, X, stats))
-            gin = analytic.activation_stationary(W.T, G, cfg, self.region, passes=1, full=False,
-                                                 ops=analytic.Operands(W.T, G, stats_t)) \
-                if self.needs_input_grad else None
-            # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights.
-            gw = analytic.activation_stationary(W, X, cfg, self.region, passes=1, full=False,
-                                                ops=analytic.Operands(W, X, stats))
-            upd = 0.0     # off-wafer, in MemoryX
-            latency = 0.0
-        parts = {"forward": fwd.cycles, "input-gradient": gin.cycles if gin else 0.0,
-                 "weight-gradient": gw.cycles, "update": upd}
+        parts, self.reports, latency = training.step_cost(
+            cfg, mode, self.region, W, stats, stats_t, X, G, self.needs_input_grad)
+        fwd = self.reports["forward"]
         for k, v in parts.items():
             self.totals[k] += v
-        self.reports = {k: r for k, r in (("forward", fwd), ("input-gradient", gin),
-                                          ("weight-gradient", gw)) if r is not None}
-        self.sram_peak = max(self.sram_peak, int(max(r.sram_peak_bytes for r in self.reports.values())))
+        self.sram_peak = max(self.sram_peak,
+                             int(max(r.sram_peak_bytes for r in self.reports.values())))
         self.last_useful = fwd.macs_useful
         self.last_input_nnz, self.last_input_size = int(np.count_nonzero(X)), int(X.size)
         self.last_output_size = int(G.size)
@@ -452,35 +337,21 @@ class FabricLink:
         self.last_latency = 0.0
 
     def hops(self):
-        (r0, c0, R, C), (s0, d0, S, D) = self.src.region, self.dst.region
-        gap_cols = max(0, d0 - (c0 + C - 1), c0 - (d0 + D - 1))
-        gap_rows = max(0, s0 - (r0 + R - 1), r0 - (s0 + S - 1))
-        return max(1, gap_cols + gap_rows)
+        return training.link_hops(self.src.region, self.dst.region)
 
     def cost_step(self, cfg):
         q = self.dst
         # the producer's output, at the zero fraction the consumer's input showed (exact
         # for a chain; for a merge, the merged tensor's)
-        values = self.src.last_output_size
-        nonzeros = round(values * q.last_input_nnz / max(q.last_input_size, 1))
-        dense = math.ceil(values / cfg.values_per_dense_wavelet)
-        forward = min(dense, nonzeros * cfg.wavelets_per_sparse_value)
-        backward = dense if q.needs_input_grad else 0
-        lanes = max(1, min(self.src.region[2], q.region[2])) * cfg.link_wavelets_per_cycle
-        hop_cycles = self.hops() * cfg.hop_cycles + 2 * cfg.ramp_cycles
-        total = (forward + backward) / lanes + hop_cycles
+        forward, backward, total, hop_cycles = training.link_step(
+            cfg, self.src.region, q.region, self.src.last_output_size, q.last_input_nnz,
+            q.last_input_size, q.needs_input_grad)
         self.last_latency = hop_cycles
         self.totals["forward_wavelets"] += forward
         self.totals["backward_wavelets"] += backward
         self.totals["cycles"] += total
         self.steps += 1
         return {"total": total, "latency": hop_cycles}
-
-
-def _sddmm_useful(G, X, W):
-    """Pairs of nonzero gradient and nonzero activation summed over the kept weights."""
-    from ..kernels import sddmm
-    return int(sddmm((G != 0).astype(np.float32), (X != 0).astype(np.float32), W).sum())
 
 
 class WaferReport:
@@ -499,7 +370,8 @@ class WaferReport:
                 "layer": p.layer.name, "type": type(p.layer).__name__,
                 "region": p.region, "mapping": p.mapping, "sram_peak_bytes": p.sram_peak,
                 "cycles_per_step": sum(per_step.values()), **per_step,
-                "macs_skipped_fraction": (1 - fwd.macs_performed / fwd.macs_dense) if fwd and fwd.macs_dense else 0.0,
+                "macs_skipped_fraction": (1 - fwd.macs_performed / fwd.macs_dense)
+                if fwd and fwd.macs_dense else 0.0,
                 "input_zeros": p.activation_zeros / max(p.costed_steps, 1),
                 "bottleneck": fwd.bottleneck if fwd else "-"})
         self.mode, self.reason = strategy.mode, strategy.reason
@@ -526,14 +398,16 @@ class WaferReport:
             place = by_layer.get(getattr(mha, "key_dense", None))
             pes = place.region[2] * place.region[3] if place else 1
             self.attention_rows.append({
-                "layer": mha.name, "cycles_per_step": getattr(mha, "attention_cycles", 0.0) / steps,
+                "layer": mha.name,
+                "cycles_per_step": strategy.attention_cycles.get(mha, 0.0) / steps,
                 "kv_cache_bytes_per_sequence": kv_bytes,
                 "kv_cache_bytes_per_pe": -(-kv_bytes // pes)})
 
     def __str__(self):
         cfg = self.strategy.config
         w = max([16] + [len(r["layer"]) for r in self.rows])
-        lines = [f"Wafer report — {cfg.rows}x{cfg.cols} PEs, {cfg.dtype}, {self.mode} ({self.reason})",
+        lines = [f"Wafer report — {cfg.rows}x{cfg.cols} PEs, {cfg.dtype}, {self.mode} "
+                 f"({self.reason})",
                  f"{'layer':<{w}} {'region (r0,c0,R,C)':<22} {'mapping':<22} {'SRAM peak':>10} "
                  f"{'cycles/step':>12} {'fwd':>9} {'dX':>9} {'dW':>9} {'update':>8} "
                  f"{'in zeros':>8} {'skipped':>8}"]
@@ -559,9 +433,11 @@ class WaferReport:
                              f"{e['cycles_per_step']:,.0f} cycles/step")
         for a in self.attention_rows:
             lines.append(f"{a['layer']}: attention products + softmax {a['cycles_per_step']:,.0f} "
-                         f"cycles/step; KV cache when generating {a['kv_cache_bytes_per_sequence']:,} B "
-                         f"per sequence ({a['kv_cache_bytes_per_pe']:,} B per PE of its K projection)")
-        lines.append(f"bottleneck layer: {self.bottleneck_layer}; step: {self.cycles_per_step:,.0f} "
+                         f"cycles/step; KV cache when generating "
+                         f"{a['kv_cache_bytes_per_sequence']:,} B per sequence "
+                         f"({a['kv_cache_bytes_per_pe']:,} B per PE of its K projection)")
+        lines.append(f"bottleneck layer: {self.bottleneck_layer}; "
+                     f"step: {self.cycles_per_step:,.0f} "
                      f"cycles over {self.strategy.steps} steps")
         cpu = f"{self.cpu_samples_per_s:,.0f}" if self.cpu_samples_per_s else "-"
         lines.append(f"samples/s: wafer {self.wafer_samples_per_s:,.0f} (simulated at "
@@ -584,7 +460,7 @@ class WaferReport:
         its cycles per step, the bottleneck outlined in red), where they sit on the wafer,
         and each layer's cycles per step split into forward, input gradient, weight
         gradient and update. Returns ``path``; see :func:`wsekern.wafer.plots.placement`."""
-        from . import plots
+        from ..wafer import plots
         cfg = self.strategy.config
         layers = [{"name": r["layer"], "region": r["region"], "cycles": r["cycles_per_step"],
                    **{k: r[k] for k in ("forward", "input-gradient", "weight-gradient",

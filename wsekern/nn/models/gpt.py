@@ -3,8 +3,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import layers, losses, utils
-from .models.sequential import Sequential
+from .. import layers, losses, utils
+from .sequential import Sequential
 
 
 @dataclass
@@ -23,7 +23,8 @@ class GPTConfig:
     def __post_init__(self):
         for name in ("vocab_size", "context", "n_layer", "n_head", "d_model", "mlp_dim"):
             if int(getattr(self, name)) <= 0:
-                raise ValueError(f"GPTConfig.{name} must be positive; received {getattr(self, name)}")
+                raise ValueError(f"GPTConfig.{name} must be positive; "
+                                 f"received {getattr(self, name)}")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
 

@@ -1,0 +1,309 @@
+"""Where a product lives on the wafer: the ``Placement`` value and the one placer.
+
+A placement is decided before anything is timed in detail: the region, the mapping,
+the block bounds of the operands over the region's PE rows and columns, the format of
+each block (dense or compressed), and the SRAM ledger that proves it fits. The
+analytic model (analytic.py) and the event engine (event.py) each take a Placement
+and cost it; neither re-derives it. MeshGEMV and MeshGEMM keep their own placement
+values (``mesh.GemvPlacement``, ``mesh.GemmPlacement``) next to their instruction-level
+programs.
+
+The placer's search (:func:`search`) prices candidate rectangles with a cheap screen
+of a mapping's cost model and keeps the cheapest; a new mapping is a placement rule
+here plus a cost function in analytic.py, both named by the mapping.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sps
+
+from ..errors import SramOverflowError
+from .ledger import SramLedger
+from .mesh import MappingUnfit
+
+FIFO_BYTES = 256     # [A] input FIFO that extends the router queue (vendor topic-09), per PE
+
+
+def bounds(n, parts):
+    """Balanced split of range(n) into ``parts`` blocks: boundaries, length parts + 1."""
+    return np.linspace(0, n, parts + 1).round().astype(np.int64)
+
+
+def block_of(bounds, n):
+    """The block of each of range(n) under ``bounds``."""
+    return np.searchsorted(bounds, np.arange(n), side="right") - 1
+
+
+# --------------------------------------------------------------------------------------
+# The operands' structure, cached per partition
+# --------------------------------------------------------------------------------------
+class WeightStats:
+    """What the models need from a weight's nonzero structure, cached per partition, so
+    the placer can price many regions, and a training loop many batches, cheaply."""
+
+    def __init__(self, W):
+        W = sps.csr_array(W)
+        self.M, self.K = W.shape
+        coo = W.tocoo()
+        self.w_row, self.w_col = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        self.nnz = len(self.w_col)
+        self.col_nnz = np.bincount(self.w_col, minlength=self.K).astype(np.int64)
+        self._rows, self._cols, self._blocks = {}, {}, {}
+
+    def row_block(self, R):
+        """(boundaries, block of each row) for R row blocks."""
+        if R not in self._rows:
+            b = bounds(self.M, R)
+            self._rows[R] = (b, block_of(b, self.M))
+        return self._rows[R]
+
+    def col_block(self, C):
+        if C not in self._cols:
+            b = bounds(self.K, C)
+            self._cols[C] = (b, block_of(b, self.K))
+        return self._cols[C]
+
+    def blocks(self, R, C):
+        """(nnz per block, R x C; the block of each nonzero). The last few partitions are
+        kept (a training loop reuses one; the placer walks many, each nnz integers long)."""
+        if (R, C) not in self._blocks:
+            _, rb = self.row_block(R)
+            _, cb = self.col_block(C)
+            blk = rb[self.w_row] * C + cb[self.w_col]
+            if len(self._blocks) >= 4:
+                self._blocks.pop(next(iter(self._blocks)))
+            self._blocks[(R, C)] = (np.bincount(blk, minlength=R * C).reshape(R, C), blk)
+        return self._blocks[(R, C)]
+
+
+class Operands:
+    """The weight's cached structure plus what the models need from X (its nonzeros)."""
+
+    def __init__(self, W, X, weights=None):
+        self.w = weights if weights is not None else WeightStats(W)
+        self.M, self.K = self.w.M, self.w.K
+        self.N = X.shape[1]
+        self.x_nz = X != 0
+        self.nz_k, self.nz_n = np.nonzero(self.x_nz)
+        self.A_k = self.x_nz.sum(axis=1).astype(np.int64)
+        self.useful = int(self.w.col_nnz @ self.A_k)
+        self._acts = {}
+
+    @property
+    def w_col(self):
+        return self.w.w_col
+
+    def row_block(self, R):
+        return self.w.row_block(R)
+
+    def col_block(self, C):
+        return self.w.col_block(C)
+
+    def activations(self, C):
+        """a[c, n]: nonzero activations arriving at PE column c in sample n."""
+        if C not in self._acts:
+            _, cb = self.col_block(C)
+            self._acts[C] = np.bincount(cb[self.nz_k] * self.N + self.nz_n,
+                                        minlength=C * self.N).reshape(C, self.N)
+        return self._acts[C]
+
+
+# --------------------------------------------------------------------------------------
+# The Placement value and the placement rules of the two stationary mappings
+# --------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class Placement:
+    """One mapping of Y = W @ X on one region.
+
+    ``row_bounds`` / ``col_bounds`` split the dimensions over the region's PE rows and
+    columns (weight-stationary: W's rows M and columns K; activation-stationary: X's rows
+    K and columns N). ``use_comp`` (R x C) marks the blocks stored compressed; ``sram``
+    (R x C) the bytes each PE holds, ``ledger`` their breakdown by buffer. ``colours``
+    names the routing colours the mapping uses. ``block`` keeps what the format choice
+    compared, for the cost models: nnz per block, the block of each nonzero, a
+    compressed block's scalar work and both formats' batch times.
+    """
+    mapping: str
+    region: tuple
+    row_bounds: np.ndarray
+    col_bounds: np.ndarray
+    sram: np.ndarray
+    ledger: SramLedger
+    use_comp: np.ndarray = None
+    colours: dict = field(default_factory=dict)
+    block: dict = field(default_factory=dict)
+
+    @property
+    def shape(self):
+        """(R, C): PE rows and columns of the region."""
+        return int(self.region[2]), int(self.region[3])
+
+
+# Colours of the stationary mappings (event.py routes them): the stream, then the two
+# alternating colours of each reduction chain.
+STREAM_COLOURS = {"stream": 0, "reduce": (1, 2)}
+
+
+def dense_task_cycles(config, rows):
+    """A dense column's task for one nonzero activation: task + setup + one AXPY."""
+    return config.task_cycles + config.setup_cycles + np.ceil(rows / config.fmacs)
+
+
+def weight_stationary(ops, config, region, what="spmm"):
+    """W's blocks on the PEs of ``region``, each dense or compressed (the faster that
+    fits; where neither fits, the smaller, for the error message), with the ledger.
+    Raises SramOverflowError naming the fullest PE."""
+    r0, c0, R, C = region
+    elem = config.elem_bytes
+    m_b, _ = ops.row_block(R)
+    k_b, _ = ops.col_block(C)
+    M_r, K_c = np.diff(m_b), np.diff(k_b)
+    A_c = ops.activations(C).sum(axis=1)
+    # sum_k A_k * nnz(W[rows_r, k]) is a compressed block's work over the batch
+    nnz_rc, blk = ops.w.blocks(R, C)
+    scalar_work_rc = np.bincount(blk, weights=ops.A_k[ops.w_col], minlength=R * C).reshape(R, C)
+    t_dense = dense_task_cycles(config, M_r)                                   # per R
+    dense_time = A_c[None, :] * t_dense[:, None]
+    comp_time = A_c[None, :] * config.task_cycles \
+        + config.scalar_cycles_per_element * scalar_work_rc
+    dense_bytes = (M_r[:, None] * K_c[None, :]) * elem
+    comp_bytes = nnz_rc * (elem + 2) + (K_c[None, :] + 1) * 2   # values, 16-bit rows, col starts
+    buffers = _ws_buffers(config, M_r, R, C)
+    room = config.data_bytes - sum(buffers.values()).max()
+    dense_fits = dense_bytes <= room
+    comp_fits = comp_bytes <= room
+    use_comp = np.where(dense_fits | comp_fits,
+                        comp_fits & (~dense_fits | (comp_time < dense_time)),
+                        comp_bytes < dense_bytes)
+    ledger = SramLedger(config, region)
+    ledger.alloc("weights (dense)", np.where(use_comp, 0, dense_bytes))
+    ledger.alloc("weights (compressed values + row indices + column starts)",
+                 np.where(use_comp, comp_bytes, 0))
+    for name, b in buffers.items():
+        ledger.alloc(name, b)
+    sram = ledger.check(f"{what} weight-stationary, W {ops.M}x{ops.K} on {R}x{C} PEs")
+    return Placement("weight-stationary", region, m_b, k_b, sram, ledger, use_comp,
+                     STREAM_COLOURS,
+                     {"nnz": nnz_rc, "of_nonzero": blk, "scalar_work": scalar_work_rc,
+                      "t_dense": t_dense, "dense_time": dense_time, "comp_time": comp_time})
+
+
+def _ws_buffers(config, M_r, R, C):
+    """Buffers besides the weights, per PE (R x C arrays)."""
+    elem = config.elem_bytes
+    acc = np.broadcast_to((2 * M_r * elem)[:, None], (R, C))     # double-buffered accumulators
+    red = np.broadcast_to((M_r * elem)[:, None], (R, C))         # partial sums from the west
+    return {"input FIFO": np.full((R, C), FIFO_BYTES),
+            "accumulators (double-buffered)": acc,
+            "reduction buffer": np.where(np.arange(C)[None, :] > 0, red, 0)}
+
+
+def activation_stationary(ops, config, region, what="spmm"):
+    """X dense on the PEs of ``region`` (its rows over PE rows, samples over PE columns)
+    with the ledger of the streamed weights' FIFO, accumulators and reduction buffer."""
+    r0, c0, R, C = region
+    K, N = ops.K, ops.N
+    elem = config.elem_bytes
+    k_b, n_b = bounds(K, R), bounds(N, C)
+    K_r, N_c = np.diff(k_b), np.diff(n_b)
+    ledger = SramLedger(config, region)
+    ledger.alloc("activations (stationary)", (K_r[:, None] * N_c[None, :]) * elem)
+    ledger.alloc("accumulators (double-buffered)", np.broadcast_to(2 * N_c[None, :] * elem, (R, C)))
+    ledger.alloc("reduction buffer", np.broadcast_to(N_c[None, :] * elem, (R, C)) * (R > 1))
+    ledger.alloc("weight FIFO", FIFO_BYTES)
+    sram = ledger.check(f"{what} activation-stationary, X {K}x{N} on {R}x{C} PEs")
+    return Placement("activation-stationary", region, k_b, n_b, sram, ledger,
+                     colours=STREAM_COLOURS)
+
+
+# --------------------------------------------------------------------------------------
+# The rectangle search
+# --------------------------------------------------------------------------------------
+def geometric(top, count=20):
+    """1 .. top: every value up to 12, then about ``count`` geometric steps."""
+    top = int(top)
+    vals = set(range(1, min(top, 12) + 1))
+    if top > 12:
+        vals.update(np.unique(np.round(np.geomspace(12, top, count)).astype(int)).tolist())
+    return sorted(v for v in vals if 1 <= v <= top)
+
+
+def search(cost, dims, mappings, region, config):
+    """Evaluate ``cost(mapping, region)``; with region None, search rectangles.
+
+    The search is a coordinate descent over geometric candidate sizes for each
+    dimension (two rounds, from the largest rectangle), keeping the fewest cycles
+    among the mappings allowed; overflowing candidates are skipped. ``dims[mapping]``
+    caps a mapping's (rows, cols) (no more PEs than blocks).
+    """
+    if region is not None:
+        if len(mappings) == 1:
+            return cost(mappings[0], region)
+        return best([(m, region) for m in mappings], cost)[1]
+    chosen = None
+    last_error = None
+    for mapping in mappings:
+        try:
+            R, C = _descend(cost, mapping, dims[mapping], config)
+        except (SramOverflowError, MappingUnfit) as exc:
+            last_error = exc
+            continue
+        report = cost(mapping, (0, 0, R, C))        # the exact model for the choice
+        if chosen is None or report.cycles < chosen.cycles:
+            chosen = report
+    if chosen is None:
+        raise last_error
+    return chosen
+
+
+def _descend(cost, mapping, dims, config):
+    """The coordinate descent of :func:`search` for one mapping: (R, C), or the last
+    overflow if no candidate on the path fits."""
+    max_r, max_c = dims
+    cand_r = geometric(min(config.rows, max_r))
+    cand_c = geometric(min(config.cols, max_c))
+    cache = {}
+    last_error = None
+
+    def evaluate(R, C):
+        nonlocal last_error
+        if (R, C) not in cache:
+            try:
+                cache[(R, C)] = cost(mapping, (0, 0, R, C), exact=False, full=False)
+            except (SramOverflowError, MappingUnfit) as exc:
+                last_error = exc
+                cache[(R, C)] = None
+        return cache[(R, C)]
+
+    R, C = descend(lambda r, c: _cycles(evaluate(r, c)), cand_r, cand_c)
+    if evaluate(R, C) is None:
+        raise last_error
+    return R, C
+
+
+def descend(price, cand_r, cand_c):
+    """Two rounds of coordinate descent over candidate rows and columns (ascending),
+    from the largest rectangle: the (R, C) of the lowest ``price(R, C)`` found."""
+    R, C = cand_r[-1], cand_c[-1]
+    for _ in range(2):
+        R = min(cand_r, key=lambda r: price(r, C))
+        C = min(cand_c, key=lambda c: price(R, c))
+    return R, C
+
+
+def best(pairs, cost):
+    """The cheapest ((mapping, region), report) of ``pairs`` that fits."""
+    results = []
+    error = None
+    for mapping, region in pairs:
+        try:
+            results.append(((mapping, region), cost(mapping, region)))
+        except (SramOverflowError, MappingUnfit) as exc:
+            error = exc
+    if not results:
+        raise error
+    return min(results, key=lambda t: t[1].cycles)
+
+
+def _cycles(report):
+    return report.cycles if report is not None else np.inf

@@ -1,0 +1,191 @@
+"""The machine half of training a model on the wafer: fit, balance and cost its layers.
+
+Functions of weight matrices, activations, shapes and a ``WaferConfig``; a layer is
+named by a string in errors and known by nothing else (``wsekern.nn.strategy`` walks a
+model and calls these). Two modes:
+
+- layer-pipelined: each layer gets its own rectangle, in a strip of columns sized so the
+  layers' step times are about equal (:func:`balance`); a step costs the forward
+  product, the input gradient (W.T on the same PEs), the weight gradient (an SDDMM left
+  where the weights live) and the update, each on the layer's placement;
+- weight streaming: one layer at a time on the whole wafer, X stationary, the weights
+  crossing the external link (forward, backward, gradients out), the update off-wafer.
+"""
+import math
+
+import numpy as np
+
+from ..errors import SramOverflowError
+from . import analytic, placement
+from .placement import Operands
+
+ASSUMED_ACTIVATION_DENSITY = 0.5      # for placement, before any data is seen
+UPDATE_OPS = 4                         # Adam: m, v, and two for the weight, per stored weight
+
+
+def training_bytes(W, cfg, batch):
+    """SRAM a layer of weight W (M x K, scipy sparse) needs on the wafer while training:
+    weights, gradients, Adam's m and v (values + indices when sparse), and its input
+    activations kept for backward."""
+    M, K = W.shape
+    dense = M * K * cfg.elem_bytes
+    sparse = W.nnz * (cfg.elem_bytes + 2)
+    return 4 * min(dense, sparse) + K * batch * cfg.elem_bytes
+
+
+def check_streaming_fits(cfg, name, K, batch):
+    """Raise SramOverflowError if layer ``name``'s K x batch activations cannot sit on the
+    whole wafer (weight streaming keeps them stationary, double-buffered)."""
+    per_pe = math.ceil(K * batch / (cfg.rows * cfg.cols)) * cfg.elem_bytes * 2
+    if per_pe + cfg.reserve_bytes > cfg.sram_bytes:
+        raise SramOverflowError(
+            f"layer {name!r} cannot run even with weight streaming: its {K} x "
+            f"{batch} activations need {per_pe:,} B per PE on {cfg.rows}x{cfg.cols} PEs; "
+            f"use a larger wafer or a smaller batch", pe=(0, 0), needed=per_pe,
+            capacity=cfg.sram_bytes, free=cfg.data_bytes)
+
+
+def split_columns(total, share):
+    """Integer columns per layer, each >= 1, summing to at most ``total``, ~ share."""
+    n = len(share)
+    if n > total:
+        raise SramOverflowError(f"{n} layers cannot each get a column of a {total}-column wafer")
+    cols = np.maximum(1, np.floor(share / share.sum() * total)).astype(int)
+    while cols.sum() > total:
+        cols[np.argmax(cols)] -= 1
+    return cols
+
+
+def forward_estimate(W, stats, cfg, region, batch):
+    """Three forward products' cycles of W on ``region`` with assumed activations (the
+    placer's screen); inf if the placement overflows."""
+    rng = np.random.default_rng(0)
+    X = (rng.random((W.shape[1], batch)) < ASSUMED_ACTIVATION_DENSITY).astype(np.float32)
+    try:
+        r = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False,
+                                       ops=Operands(W, X, stats))
+    except SramOverflowError:
+        return np.inf
+    return 3 * r.cycles
+
+
+def fit_in_strip(W, stats, cfg, batch, col0, width):
+    """The rectangle (at the strip's top-left) with the fewest estimated cycles:
+    coordinate descent over geometric sizes, rows <= M, columns <= min(width, K).
+    Returns (region, estimated cycles)."""
+    M, K = W.shape
+    cand_r = placement.geometric(min(cfg.rows, M), 8)
+    cand_c = placement.geometric(min(width, K), 8)
+    cache = {}
+
+    def cost(R, C):
+        if (R, C) not in cache:
+            cache[(R, C)] = forward_estimate(W, stats, cfg, (0, col0, R, C), batch)
+        return cache[(R, C)]
+    R, C = placement.descend(cost, cand_r, cand_c)
+    return (0, col0, R, C), cost(R, C)
+
+
+def balance(layers, cfg, batch):
+    """Regions for ``layers`` (a list of (name, W, WeightStats of W)): each a strip of
+    columns in proportion to its estimated time, three rounds, then the fastest rectangle
+    inside its strip (small layers do not need a whole strip: a larger rectangle only adds
+    fill and reduction latency). Raises SramOverflowError naming a layer that never fits."""
+    share = np.array([max(W.shape[0] * W.shape[1], 1) for _, W, _ in layers], float)
+    regions = [None] * len(layers)
+    for _ in range(3):
+        cols = split_columns(cfg.cols, share)
+        col0 = 0
+        times = []
+        for i, ((_, W, stats), c) in enumerate(zip(layers, cols)):
+            regions[i], t = fit_in_strip(W, stats, cfg, batch, col0, int(c))
+            times.append(t)
+            col0 += int(c)
+        times = np.asarray(times)
+        if not np.isfinite(times).all():
+            # A layer that overflows its strip gets more columns next round.
+            share = share * np.where(np.isfinite(times), 1.0, 4.0)
+            continue
+        share = np.maximum(cols * times / times.mean(), 1e-3)
+    for (name, W, stats), region in zip(layers, regions):
+        if not np.isfinite(forward_estimate(W, stats, cfg, region, batch)):
+            raise SramOverflowError(
+                f"layer {name!r} does not fit its strip of {region[3]} columns in "
+                f"layer-pipelined mode; use WaferStrategy(config, mode='weight-streaming') "
+                f"or a larger wafer", pe=(region[0], region[1]))
+    return regions
+
+
+def step_cost(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
+    """One training step of a layer of weight W (M x K) on ``region``: X (K x B) its input,
+    G (M x B) its output's gradient. Returns (cycles per part, reports per product,
+    pipeline latency)."""
+    if mode == "layer-pipelined":
+        fwd = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False,
+                                         ops=Operands(W, X, stats))
+        # W.T on the same PEs: each holds the transpose of its block.
+        gin = analytic.weight_stationary(W.T, G, cfg, region, exact=False, full=False,
+                                         ops=Operands(W.T, G, stats_t)) \
+            if needs_input_grad else None
+        gw = analytic.sddmm_cost(G, X, W, cfg, region, sddmm_useful(G, X, W), full=False)
+        nnz_pe = max(1, math.ceil(W.nnz / (region[2] * region[3])))
+        upd = UPDATE_OPS * (cfg.setup_cycles + math.ceil(nnz_pe / cfg.fmacs))
+        latency = fwd.cycles_lower / max(X.shape[1], 1) * 2
+    else:
+        fwd = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
+                                             ops=Operands(W, X, stats))
+        gin = analytic.activation_stationary(W.T, G, cfg, region, passes=1, full=False,
+                                             ops=Operands(W.T, G, stats_t)) \
+            if needs_input_grad else None
+        # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights.
+        gw = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
+                                            ops=Operands(W, X, stats))
+        upd = 0.0     # off-wafer, in MemoryX
+        latency = 0.0
+    parts = {"forward": fwd.cycles, "input-gradient": gin.cycles if gin else 0.0,
+             "weight-gradient": gw.cycles, "update": upd}
+    reports = {k: r for k, r in (("forward", fwd), ("input-gradient", gin),
+                                 ("weight-gradient", gw)) if r is not None}
+    return parts, reports, latency
+
+
+def sddmm_useful(G, X, W):
+    """Pairs of nonzero gradient and nonzero activation summed over the kept weights."""
+    from ..kernels import sddmm
+    return int(sddmm((G != 0).astype(np.float32), (X != 0).astype(np.float32), W).sum())
+
+
+def link_hops(src, dst):
+    """Hops between the nearest edges of two regions (at least 1)."""
+    (r0, c0, R, C), (s0, d0, S, D) = src, dst
+    gap_cols = max(0, d0 - (c0 + C - 1), c0 - (d0 + D - 1))
+    gap_rows = max(0, s0 - (r0 + R - 1), r0 - (s0 + S - 1))
+    return max(1, gap_cols + gap_rows)
+
+
+def link_step(cfg, src, dst, values, nnz, size, backward):
+    """One step of activations sent from region ``src`` to ``dst``: ``values`` forward as
+    sparse wavelets (zeros never sent) or dense ones, whichever is fewer, at the zero
+    fraction of the consumer's input (``nnz`` of ``size``); with ``backward``, the gradient
+    back dense; over the rows the two regions share, after the hops between them.
+    Returns (forward wavelets, backward wavelets, cycles, hop latency)."""
+    nonzeros = round(values * nnz / max(size, 1))
+    dense = math.ceil(values / cfg.values_per_dense_wavelet)
+    forward = min(dense, nonzeros * cfg.wavelets_per_sparse_value)
+    back = dense if backward else 0
+    lanes = max(1, min(src[2], dst[2])) * cfg.link_wavelets_per_cycle
+    hop_cycles = link_hops(src, dst) * cfg.hop_cycles + 2 * cfg.ramp_cycles
+    return forward, back, (forward + back) / lanes + hop_cycles, hop_cycles
+
+
+def attention_step(cfg, shape, pes):
+    """Cycles of one step of attention products (Q K^T and A V, dense x dense) and the
+    softmax for ``shape`` = (B, heads, Tq, Tk, key_dim, value_dim) on ``pes`` PEs: a coarse
+    compute-or-fabric estimate (forward, and twice that for backward)."""
+    B, h, Tq, Tk, k, v = shape
+    macs = B * h * Tq * Tk * (k + v)
+    compute = macs / (pes * cfg.fmacs)
+    softmax = 5 * B * h * Tq * Tk / (pes * cfg.fmacs)          # max, sub, exp, sum, div
+    moved = B * h * (Tq * k + Tk * (k + v)) / cfg.values_per_dense_wavelet
+    fabric = moved / max(2 * np.sqrt(pes), 1) / cfg.link_wavelets_per_cycle
+    return 3 * (max(compute, fabric) + softmax)
