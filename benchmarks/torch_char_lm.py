@@ -13,7 +13,6 @@ import argparse
 import math
 import time
 
-import numpy as np
 import torch
 
 import wsekern as wk

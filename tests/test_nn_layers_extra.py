@@ -3,7 +3,6 @@ gradients by finite differences, output shapes, configs and bad arguments."""
 import numpy as np
 import pytest
 
-from wsekern import nn
 from wsekern.nn import layers as L
 from wsekern.nn.tensor import Tensor
 from test_nn_grad import check_layer

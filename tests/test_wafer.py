@@ -6,7 +6,6 @@ import pytest
 import scipy.sparse as sps
 
 import wsekern as wk
-from wsekern.wafer import analytic
 from wsekern.wafer.analytic import _distinct_per_block
 from wsekern.wafer.ledger import SramLedger
 from wsekern.wafer.placement import block_of, bounds

@@ -103,7 +103,7 @@ def _sddmm_rows(quick, repeat):
 def measure(quick=False, repeat=None):
     """The rows of this process's SIMD path (1 thread), as a dict of lists."""
     from .bench import limit_threads
-    from .config import get_config
+    from .sysinfo import get_config
     repeat = repeat or (5 if quick else 9)
     cases = _scaled(CASES, quick)
     with limit_threads(1):
@@ -132,7 +132,7 @@ def _child(path, quick, repeat):
 def bench_table(quick=False, repeat=None, out=print):
     """Print the table for the default path and each path forced; return the results."""
     from .bench import machine_line
-    from .config import simd_available
+    from .sysinfo import simd_available
     out(machine_line())
     out(f"spmm, 1 thread everywhere, ms = median of {repeat or (5 if quick else 9)} "
         f"interleaved rounds; 'x scipy' = SciPy's time / wsekern's time"

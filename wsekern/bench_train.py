@@ -79,7 +79,7 @@ def wsekern_model(case):
     utils.set_random_seed(0)
     if case.kind == "gpt":
         from . import data
-        from .nn.models import GPT, GPTConfig
+        from .nn.models import GPT
         tok, _, _ = data.load_text()
         model = GPT(gpt_config(tok.vocab_size, case.sparsity))
         model.compile(optimizers.AdamW(1e-3, weight_decay=0.1))

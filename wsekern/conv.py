@@ -547,10 +547,10 @@ class NhwcGeometry:
         if len(x_shape) != 4:
             raise ValueError(f"x must be 4-D (batch, height, width, channels); received shape "
                              f"{tuple(x_shape)}")
-        kh, kw = _pair(kernel_size, "kernel_size", 1)
-        stride = _pair(stride, "stride", 1)
-        dilation = _pair(dilation, "dilation", 1)
-        (t, b), (l, r) = (_pair(p, "padding", 0) for p in pads)
+        kh, kw = pair(kernel_size, "kernel_size", 1)
+        stride = pair(stride, "stride", 1)
+        dilation = pair(dilation, "dilation", 1)
+        (t, b), (l, r) = (pair(p, "padding", 0) for p in pads)
         B, H, W, C = (int(n) for n in x_shape)
         OH = (H + t + b - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         OW = (W + l + r - dilation[1] * (kw - 1) - 1) // stride[1] + 1

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import tempfile
 
-from ..layers.input_layer import InputLayer
 
 DRAWN_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg")
 
@@ -33,7 +32,7 @@ def _shape(outputs):
 
 def _label(layer, shape, show_shapes, show_dtype, show_layer_names, show_layer_activations,
            show_trainable):
-    kind = "InputLayer" if isinstance(layer, InputLayer) else type(layer).__name__
+    kind = type(layer).__name__
     lines = [f"{layer.name} ({kind})" if show_layer_names else kind]
     activation = getattr(layer, "activation", None)
     if show_layer_activations and activation is not None:
