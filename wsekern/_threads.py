@@ -23,8 +23,9 @@ from . import _spmm
 
 # A parallel loop costs about this much more than the serial one: waking the sleeping
 # OpenMP worker (passive waiting, set in wsekern/__init__.py) and the closing barrier.
-# Measured on Zen 3 (2 cores, OMP_WAIT_POLICY=passive): 2 threads on 1 row of X break
-# even with 1 thread at ~20 us of work; 3x that leaves the second thread a clear gain.
+# Measured on Zen 3 (2 cores, passive waiting, a shared machine): csr_spmm of 20k
+# multiply-adds takes 8 us on 1 thread, 30 us on 2; a thread needs about 3x that
+# overhead of its own work to be a clear gain (at 0.075 ns a multiply-add: 800k).
 PARALLEL_OVERHEAD_SECONDS = 60e-6
 # A core counts as free when other processes leave at least this share of it idle.
 FREE_CORE_SHARE = 0.75

@@ -1,5 +1,6 @@
 """The ``wsekern`` command."""
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -18,7 +19,8 @@ def _cmd_bench(args):
     if warning:
         print(warning)
     if args.kernel == "sweep":
-        bench.bench_sweep()
+        from ._progress import shown
+        bench.bench_sweep(points=args.points, progress=shown())
     if args.kernel == "train":
         for t in args.threads:
             bench.bench_train(threads=t)
@@ -239,7 +241,7 @@ def _cmd_train(args):
                           batch_size=args.batch_size or 32, lr=args.lr,
                           sparsity=args.sparsity if args.sparsity_given else 0.0,
                           steps=args.steps, wafer=None if args.wafer == "none" else args.wafer,
-                          seed=args.seed)
+                          seed=args.seed, quiet=args.quiet)
         return
     if args.wafer == "none":
         raise ValueError("--wafer none is for the transformer; mlp and cnn report their wafer cost")
@@ -264,6 +266,9 @@ def build_parser():
     p.add_argument("--sparsity", type=float, nargs="+", help="fractions of W that are zero")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--points", type=int, default=200,
+                   help="sweep: points of the sweep (default 200, ~10 min on 2 cores; "
+                        "fewer: that many sparsities on one wafer)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("simulate", help="simulate a kernel on the wafer and print its report")
@@ -351,7 +356,7 @@ def build_parser():
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("demo", help="the main job: a 90%%-sparse MLP on the digits, on the wafer")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--plot", default="wsekern-demo.png")
     p.set_defaults(func=_cmd_demo)
 
@@ -362,8 +367,24 @@ def build_parser():
     return parser
 
 
+# WSEKERN_QUICK=1 (the README test's knob): the long commands run a small size of the same
+# work, so that every README line can be tried in seconds.
+QUICK = {"demo": {"epochs": 2}, "train": {"epochs": 1, "steps": 12},
+         "bench": {"repeat": 1, "points": 3, "size": [512, 512, 64], "sparsity": [0.9],
+                   "threads": [1]},
+         "simulate": {"batch": 2}}
+
+
+def _quick(args):
+    for name, value in QUICK.get(args.command, {}).items():
+        if hasattr(args, name):
+            setattr(args, name, value)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if os.environ.get("WSEKERN_QUICK", "") not in ("", "0"):
+        _quick(args)
     if getattr(args, "command", None) == "train":
         args.sparsity_given = args.sparsity is not None
         if args.sparsity is None:
