@@ -16,6 +16,12 @@ the README's reader already has after the set-up:
 
 A block's time limit is 3x the times it states (`# ~N s`, `# ~N min`; the shared test
 machine is slow) plus 30 s of start-up, and 60 s when it states none.
+
+Blocks that state LONG_SECONDS or more in all (the demo, training, the benchmarks, the
+sweeps, the hardware validation: minutes, even at the quick size, on 2 shared cores) run
+when WSEKERN_README_LONG=1 (.ci/run sets it, after the suite); without it the suite
+checks them without running them: the shell's syntax, every `wsekern` line's arguments
+against the command's parser, the Python compiled.
 """
 import os
 import re
@@ -31,6 +37,9 @@ SHELLS = ("sh", "bash", "console", "shell")
 STATED = re.compile(r"~\s*([\d.]+)\s*(s|min)\b")
 
 
+LONG_SECONDS = 20
+
+
 def blocks(text=None):
     """(name, language, code) of every fenced block that runs: python and the shells."""
     text = README.read_text() if text is None else text
@@ -40,7 +49,8 @@ def blocks(text=None):
         if lang not in ("python", *SHELLS):
             continue
         line = text[:m.start()].count("\n") + 1
-        heading = [h for h in re.findall(r"^#+ (.*)$", text[:m.start()], re.M)][-1:]
+        prose = FENCE.sub("", text[:m.start()])             # headings, not code comments
+        heading = [h for h in re.findall(r"^#+ (.*)$", prose, re.M)][-1:]
         found.append((f"README.md:{line} ({heading[0] if heading else 'top'})", lang, code))
     return found
 
@@ -101,11 +111,34 @@ def test_the_readme_has_its_blocks():
 
 
 PLAIN = [b for b in BLOCKS if b not in ASV_BLOCKS]
+RUN_LONG = os.environ.get("WSEKERN_README_LONG", "") not in ("", "0")
 
 
 @pytest.mark.parametrize("name, lang, code", PLAIN, ids=[b[0] for b in PLAIN])
 def test_readme_block_runs(name, lang, code, tmp_path):
+    if stated_seconds(code) >= LONG_SECONDS and not RUN_LONG:
+        _check_without_running(name, lang, code)
+        pytest.skip(f"states {stated_seconds(code):.0f} s: checked, run with "
+                    f"WSEKERN_README_LONG=1")
     _run_and_check(name, lang, code, tmp_path)
+
+
+def _check_without_running(name, lang, code):
+    if lang == "python":
+        compile(code, name, "exec")
+        return
+    script = shell_script(code, lang)
+    syntax = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+    assert syntax.returncode == 0, f"{name}: {syntax.stderr}"
+    from wsekern.cli import build_parser
+    parser = build_parser()
+    for line in script.splitlines():
+        command = line.split("#")[0].split()
+        if command[:1] == ["wsekern"]:
+            try:
+                parser.parse_args(command[1:])
+            except SystemExit:
+                pytest.fail(f"{name}: the wsekern command does not parse: {line}")
 
 
 def _run_and_check(name, lang, code, cwd):
@@ -146,7 +179,9 @@ def test_readme_asv_block_records_this_commit(name, lang, code, tmp_path):
         pytest.skip("not a git checkout: asv records results per commit")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "--no-checkout", str(root), str(clone)], check=True)
-    subprocess.run(["git", "-C", str(clone), "checkout", "-q", head.stdout.strip()], check=True)
+    # on the branch asv.conf.json names (main), as in a user's clone
+    subprocess.run(["git", "-C", str(clone), "checkout", "-q", "-B", "main", head.stdout.strip()],
+                   check=True)
     _run_and_check(name, lang, code, clone)
     results = list((clone / ".asv" / "results").glob(f"*/{head.stdout.strip()[:8]}-*.json"))
     assert results, f"{name}: asv stored no result for commit {head.stdout.strip()[:8]}"

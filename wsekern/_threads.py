@@ -176,3 +176,9 @@ def resolve_threads(n_threads, work):
     idle = idle_cpus() if worth and not os.environ.get("WSEKERN_IGNORE_LOAD") else machine
     return decide_threads(n_threads, work, openmp_threads=openmp, machine=machine, idle=idle,
                           min_work=min_work)
+
+
+def default_threads():
+    """The threads the default would take now for a large call (OpenMP's limit, the CPUs,
+    the idle ones): what a comparison should give its peers (NumPy's BLAS, torch)."""
+    return resolve_threads(None, 1 << 62)
