@@ -17,7 +17,9 @@ def bar(total=None, desc=None, unit="it", quiet=False, **kwargs):
 
 
 def duration(seconds):
-    """``seconds`` as a person reads it: 40 s, 3.5 min, 1.2 h."""
+    """``seconds`` as a person reads it: 0.3 s, 40 s, 3.5 min, 1.2 h."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 
+from . import _progress
 from .errors import WsekernError
 
 
@@ -125,6 +126,8 @@ def _cmd_simulate(args):
         else:
             W = _random_sparse(args.m, args.k, args.sparsity, args.seed)
         X = _activations((W.shape[1], args.n), args.act_sparsity, args.seed)
+        if args.mode == "event" and _progress.shown(args.json):
+            _say_event_estimate(wafer, W, X, region, args.mapping)
         _, report = wafer.spmm(W, X, region=region, mapping=args.mapping, mode=args.mode,
                                compute=False)
     elif args.op == "matmul":
@@ -137,6 +140,10 @@ def _cmd_simulate(args):
         B = rng.standard_normal((args.k, args.n)).astype(np.float32)
         _, report = wafer.matmul(A, B, region=region)
     else:
+        if _progress.shown(args.json):
+            print(f"simulating conv2d {args.batch}x{args.channels}x{args.size}x{args.size} "
+                  f"({args.mode}): the placer tries regions and mappings, ~30 s at the "
+                  f"defaults (--batch and --size set the work)", file=sys.stderr)
         x = _activations((args.batch, args.channels, args.size, args.size), args.act_sparsity,
                          args.seed)
         rng = np.random.default_rng(args.seed)
@@ -152,6 +159,23 @@ def _cmd_simulate(args):
         report.plot(args.plot)
         if not args.json:
             print(f"plot written to {args.plot}")
+
+
+# The event engine's rate, wavelet-link events a second (wafer/estimate.py's messages).
+EVENTS_PER_SECOND = (1e6, 1e7)
+
+
+def _say_event_estimate(wafer, W, X, region, mapping):
+    """On stderr, before an event run: its placement's events and the time they take."""
+    from .wafer.estimate import event_cost
+    _, chosen = wafer.spmm(W, X, region=region, mapping=mapping, compute=False)
+    if chosen.mapping not in ("weight-stationary", "activation-stationary"):
+        return
+    cost = event_cost(W, X, wafer.config, chosen.region, chosen.mapping)
+    slow, fast = (cost.events / rate for rate in EVENTS_PER_SECOND)
+    print(f"event simulation of the {chosen.mapping} placement on {chosen.region[2]}x"
+          f"{chosen.region[3]} PEs: about {cost.events:,} wavelet-link events, "
+          f"{_progress.duration(fast)} to {_progress.duration(slow)}", file=sys.stderr)
 
 
 def _cmd_validate(args):
