@@ -20,8 +20,7 @@ def _cmd_bench(args):
     if warning:
         print(warning)
     if args.kernel == "sweep":
-        from ._progress import shown
-        bench.bench_sweep(points=args.points, progress=shown())
+        bench.bench_sweep(points=args.points, progress=_progress.shown())
     if args.kernel == "train":
         for t in args.threads:
             bench.bench_train(threads=t)

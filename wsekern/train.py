@@ -160,7 +160,7 @@ def train_transformer(text=None, layers_=2, d_model=128, heads=4, context=64, ba
             per_step = (time.perf_counter() - started) / ESTIMATE_AFTER_STEPS
             say(f"{per_step:.2f} s a step over the first {ESTIMATE_AFTER_STEPS}: the "
                 f"{steps:,} steps take about {_progress.duration(per_step * steps)} "
-                f"(with the evaluations every {eval_every})")
+                f"(plus an evaluation every {eval_every})")
         if (step + 1) % eval_every == 0 or step == steps - 1:
             val = model.evaluate(vx, vy, batch_size=batch_size, verbose=0)
             cpu_only = cpu - (strategy.cost_seconds if strategy else 0.0)
