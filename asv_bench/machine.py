@@ -20,4 +20,7 @@ def machine_args():
 
 
 if __name__ == "__main__":
-    sys.exit(subprocess.call(["asv", "machine", *machine_args(), *sys.argv[1:]]))
+    # asv 0.6 stores fields given on the command line only into a machine it already knows
+    # (on a first run it fails with KeyError: 'machine'): record the defaults first.
+    first = subprocess.call(["asv", "machine", "--yes", *sys.argv[1:]])
+    sys.exit(first or subprocess.call(["asv", "machine", *machine_args(), *sys.argv[1:]]))

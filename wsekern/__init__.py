@@ -2,7 +2,6 @@
 __version__ = "0.1.0"
 
 import importlib.util as _ilu
-
 # Imported from a source tree whose Cython extensions were never built (a plain `pip install .`
 # leaves the clone itself unbuilt, and Python run in the clone root imports the clone): say so.
 _unbuilt = [m for m in ("_spmm", "_conv", "_event", "_pipeline")
@@ -14,6 +13,23 @@ if _unbuilt:
         f"`pip install -e .` (an editable install, as the README does), or run Python from "
         f"another directory so that the installed package is imported.")
 del _ilu, _unbuilt
+
+import os as _os
+
+# OpenMP threads that wait by spinning keep a core busy between loops; on a core another
+# process also wants, every loop then waits a time slice for them at its barrier. libgomp
+# reads its waiting policy once, when the compiled extensions load it (just below), so the
+# default is set here, unless the user chose one, and taken back out of the environment
+# afterwards (other OpenMP runtimes and child processes keep theirs).
+_passive_set = not ("OMP_WAIT_POLICY" in _os.environ or "GOMP_SPINCOUNT" in _os.environ)
+if _passive_set:
+    _os.environ["OMP_WAIT_POLICY"] = "passive"
+try:
+    from . import _spmm  # noqa: F401  (loads libgomp with the policy above)
+finally:
+    if _passive_set:
+        _os.environ.pop("OMP_WAIT_POLICY", None)
+    del _os, _passive_set
 
 from .errors import SramOverflowError, WsekernError
 from .sparse import PackedSparse, check_sparse_operand, pack

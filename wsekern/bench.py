@@ -218,27 +218,42 @@ def bench_conv(repeat=5, threads=1, out=print):
     return rows
 
 
-def bench_sweep(out=print, workers=2):
-    """A 200-point spmm sweep (each point ~0.7 s of simulation) serially and on a
-    LocalCluster of ``workers`` processes: speed-up, points/s and overhead per point.
-    Serial runs with one thread per library, as the workers do (Dask's nanny sets it)."""
-    from distributed import Client
+SWEEP_POINTS = 200
 
-    from . import sweeps as sw
+
+def sweep_space(points=SWEEP_POINTS):
+    """The benchmark's spmm sweep: 200 points (10 sparsities x 5 x 2 wafer sizes x 2 dtypes),
+    or ``points`` sparsities from 0.5 to 0.99 on one 224 x 256 fp16 wafer when fewer."""
     # Each point lets the placer search rectangles for W 2048 x 2048 @ X 2048 x 64 on a
     # wafer of the given size: 0.5-2 s of work each.
     space = {"m": [2048], "k": [2048], "n": [64],
              "sparsity": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99],
              "rows": [160, 192, 224, 256, 288], "cols": [224, 256],
              "dtype": ["fp16", "fp32"]}
+    if points < 1:
+        raise ValueError(f"points must be at least 1; received {points}")
+    if points < SWEEP_POINTS:
+        space.update(sparsity=[round(float(s), 4) for s in np.linspace(0.5, 0.99, points)],
+                     rows=[224], cols=[256], dtype=["fp16"])
+    return space
+
+
+def bench_sweep(out=print, workers=2, points=SWEEP_POINTS, progress=False):
+    """A 200-point spmm sweep (each point ~0.7 s of simulation; :func:`sweep_space`)
+    serially and on a LocalCluster of ``workers`` processes: speed-up, points/s and overhead
+    per point. Serial runs with one thread per library, as the workers do (Dask's nanny
+    sets it). Twice the points' work in all: about 2 x 0.7 s x ``points``."""
+    from distributed import Client
+    from . import sweeps as sw
+    space = sweep_space(points)
     t0 = time.perf_counter()
     with limit_threads(1):
-        serial = sw.sweep(space, "spmm", client=False)
+        serial = sw.sweep(space, "spmm", client=False, progress=progress)
     t_serial = time.perf_counter() - t0
     with sw.local_cluster(workers) as cluster, Client(cluster) as client:
         client.submit(sum, [1]).result()                 # workers up before timing
         t0 = time.perf_counter()
-        parallel = sw.sweep(space, "spmm", client=client)
+        parallel = sw.sweep(space, "spmm", client=client, progress=progress)
         t_par = time.perf_counter() - t0
     n = len(serial)
     work = serial["wall_seconds"].sum()

@@ -1,10 +1,11 @@
 """The ``wsekern`` command."""
 import argparse
+import os
 import sys
 
 import numpy as np
 
-from . import workloads
+from . import _progress, workloads
 from .errors import WsekernError
 
 
@@ -19,7 +20,7 @@ def _cmd_bench(args):
     if warning:
         print(warning)
     if args.kernel == "sweep":
-        bench.bench_sweep()
+        bench.bench_sweep(points=args.points, progress=_progress.shown())
     if args.kernel == "train":
         from .bench_train import bench_train
         for t in args.threads:
@@ -120,6 +121,8 @@ def _cmd_simulate(args):
         else:
             W = workloads.random_weight(args.m, args.k, args.sparsity, np.float32, args.seed)
         X = _activations((W.shape[1], args.n), args.act_sparsity, args.seed)
+        if args.mode == "event" and _progress.shown(args.json):
+            _say_event_estimate(wafer, W, X, region, args.mapping)
         _, report = wafer.spmm(W, X, region=region, mapping=args.mapping, mode=args.mode,
                                compute=False)
     elif args.op == "matmul":
@@ -132,6 +135,10 @@ def _cmd_simulate(args):
         B = rng.standard_normal((args.k, args.n)).astype(np.float32)
         _, report = wafer.matmul(A, B, region=region)
     else:
+        if _progress.shown(args.json):
+            print(f"simulating conv2d {args.batch}x{args.channels}x{args.size}x{args.size} "
+                  f"({args.mode}): the placer tries regions and mappings, ~30 s at the "
+                  f"defaults (--batch and --size set the work)", file=sys.stderr)
         x = _activations((args.batch, args.channels, args.size, args.size), args.act_sparsity,
                          args.seed)
         w = workloads.pruned((args.out_channels, args.channels, args.kernel, args.kernel),
@@ -146,6 +153,23 @@ def _cmd_simulate(args):
         report.plot(args.plot)
         if not args.json:
             print(f"plot written to {args.plot}")
+
+
+# The event engine's rate, wavelet-link events a second (wafer/estimate.py's messages).
+EVENTS_PER_SECOND = (1e6, 1e7)
+
+
+def _say_event_estimate(wafer, W, X, region, mapping):
+    """On stderr, before an event run: its placement's events and the time they take."""
+    from .wafer.estimate import event_cost
+    _, chosen = wafer.spmm(W, X, region=region, mapping=mapping, compute=False)
+    if chosen.mapping not in ("weight-stationary", "activation-stationary"):
+        return
+    cost = event_cost(W, X, wafer.config, chosen.region, chosen.mapping)
+    slow, fast = (cost.events / rate for rate in EVENTS_PER_SECOND)
+    print(f"event simulation of the {chosen.mapping} placement on {chosen.region[2]}x"
+          f"{chosen.region[3]} PEs: about {cost.events:,} wavelet-link events, "
+          f"{_progress.duration(fast)} to {_progress.duration(slow)}", file=sys.stderr)
 
 
 def _cmd_validate(args):
@@ -238,7 +262,7 @@ def _cmd_train(args):
                           batch_size=args.batch_size or 32, lr=args.lr,
                           sparsity=args.sparsity if args.sparsity_given else 0.0,
                           steps=args.steps, wafer=None if args.wafer == "none" else args.wafer,
-                          seed=args.seed)
+                          seed=args.seed, quiet=args.quiet)
         return
     if args.wafer == "none":
         raise ValueError("--wafer none is for the transformer; mlp and cnn report their wafer cost")
@@ -291,6 +315,9 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="--table with M and K halved")
     p.add_argument("--table-repeat", type=int, default=None,
                    help="--table: interleaved rounds per entry (default 9, 5 with --quick)")
+    p.add_argument("--points", type=int, default=200,
+                   help="sweep: points of the sweep (200: ~10 min on 2 cores; fewer: that many "
+                        "sparsities on one wafer)")
     p.set_defaults(func=_cmd_bench)
 
     p = _command(sub, "simulate", help="simulate a kernel on the wafer and print its report")
@@ -388,7 +415,7 @@ def build_parser():
     p.set_defaults(func=_cmd_train)
 
     p = _command(sub, "demo", help="the main job: a 90%%-sparse MLP on the digits, on the wafer")
-    p.add_argument("--epochs", type=int, default=30, help="passes over the digits")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the digits")
     p.add_argument("--plot", default="wsekern-demo.png", metavar="PATH",
                    help="where to write the placement plot")
     p.set_defaults(func=_cmd_demo)
@@ -400,8 +427,24 @@ def build_parser():
     return parser
 
 
+# WSEKERN_QUICK=1 (the README test's knob): the long commands run a small size of the same
+# work, so that every README line can be tried in seconds.
+QUICK = {"demo": {"epochs": 2}, "train": {"epochs": 1, "steps": 12},
+         "bench": {"repeat": 1, "points": 3, "size": [512, 512, 64], "sparsity": [0.9],
+                   "threads": [1]},
+         "simulate": {"batch": 2}}
+
+
+def _quick(args):
+    for name, value in QUICK.get(args.command, {}).items():
+        if hasattr(args, name):
+            setattr(args, name, value)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if os.environ.get("WSEKERN_QUICK", "") not in ("", "0"):
+        _quick(args)
     if getattr(args, "command", None) == "train":
         args.sparsity_given = args.sparsity is not None
         if args.sparsity is None:

@@ -645,14 +645,9 @@ def _run_distributed(todo, workload, base, seed, client, finished, bar):
 
 
 def _progress(total, enabled):
-    if enabled:
-        from tqdm.auto import tqdm
-        return tqdm(total=total, unit="point")
-
-    class _Silent:
-        def update(self, n): pass
-        def close(self): pass
-    return _Silent()
+    """A bar on stderr when asked for and stderr is a terminal (a no-op otherwise)."""
+    from ._progress import bar
+    return bar(total, "sweep", unit="point", quiet=not enabled)
 
 
 # -- Pareto front --------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""Feedback on long work: bars only on a terminal, estimates before, a size knob everywhere."""
+import io
+
+import pytest
+
+from wsekern import _progress, cli
+
+
+def test_bars_only_on_a_terminal(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert not _progress.shown()
+    assert _progress.bar(3).disable
+    monkeypatch.setattr("sys.stderr", Tty())
+    assert _progress.shown() and not _progress.shown(quiet=True)
+    bar = _progress.bar(3, "x")
+    assert not bar.disable
+    bar.update()
+    bar.close()
+
+
+@pytest.mark.parametrize("seconds, text", [(0.28, "0.3 s"), (40, "40 s"), (210, "3.5 min"),
+                                           (4320, "72.0 min"), (7200, "2.0 h")])
+def test_duration(seconds, text):
+    assert _progress.duration(seconds) == text
+
+
+def test_quick_knob_shrinks_the_long_commands(monkeypatch):
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "transformer", "--steps", "3000"])
+    cli._quick(args)
+    assert args.steps == cli.QUICK["train"]["steps"] < 3000
+    args = parser.parse_args(["bench", "sweep"])
+    cli._quick(args)
+    assert args.points == cli.QUICK["bench"]["points"]
+    args = parser.parse_args(["demo"])
+    cli._quick(args)
+    assert args.epochs == cli.QUICK["demo"]["epochs"]
+
+
+def test_bench_sweep_size_knob():
+    from wsekern.bench import SWEEP_POINTS, sweep_space
+    from wsekern.sweeps import points_of
+    assert len(points_of(sweep_space())) == SWEEP_POINTS
+    assert len(points_of(sweep_space(3))) == 3
+    with pytest.raises(ValueError, match="points must be at least 1; received 0"):
+        sweep_space(0)
+
+
+def test_transformer_training_estimates_its_time_first():
+    """Issue 17: 3,000 steps (~20 min) ran with no word of how long."""
+    from wsekern.train import ESTIMATE_AFTER_STEPS, train_transformer
+    lines = []
+    train_transformer(text=None, layers_=1, d_model=16, heads=2, context=8, batch_size=4,
+                      steps=ESTIMATE_AFTER_STEPS + 2, eval_every=1000, eval_batches=1,
+                      wafer=None, sample_chars=4, out=lines.append)
+    estimate = [i for i, line in enumerate(lines) if "a step over the first" in line]
+    losses = [i for i, line in enumerate(lines) if line.startswith("step")]
+    assert estimate and losses and estimate[0] < losses[0]
+    assert f"the {ESTIMATE_AFTER_STEPS + 2:,} steps take about" in lines[estimate[0]]
