@@ -132,7 +132,7 @@ def _child(path, quick, repeat):
 def bench_table(quick=False, repeat=None, out=print):
     """Print the table for the default path and each path forced; return the results."""
     from .bench import machine_line
-    from .sysinfo import simd_available
+    from .simd_path import simd_available
     out(machine_line())
     out(f"spmm, 1 thread everywhere, ms = median of {repeat or (5 if quick else 9)} "
         f"interleaved rounds; 'x scipy' = SciPy's time / wsekern's time"

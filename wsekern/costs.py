@@ -60,7 +60,7 @@ _cache = {}
 
 def cost_table(simd=None):
     """The cost table for this CPU on the SIMD path in use (or ``simd``)."""
-    from .sysinfo import SIMD_PATH
+    from .simd_path import SIMD_PATH
     simd = simd or SIMD_PATH
     override = os.environ.get("WSEKERN_COSTS", "").strip()
     key = (override, simd)

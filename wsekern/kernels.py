@@ -219,7 +219,7 @@ def column_block(k_rows, n, itemsize, tile_bytes=None):
     On Zen 3: fp64 1024^2 x 256 on the baseline path 1.9x SciPy with 16-column blocks,
     1.1-1.3x with 32-64."""
     if tile_bytes is None:
-        from .sysinfo import SIMD_PATH
+        from .simd_path import SIMD_PATH
         tile_bytes = TILE_BYTES.get(SIMD_PATH, TILE_BYTES["avx512"])
     granule = tile_bytes // itemsize
     cols = l2_bytes() // 4 // max(k_rows * itemsize, 1) // granule * granule

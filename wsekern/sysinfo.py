@@ -1,45 +1,14 @@
-"""Build and run-time configuration: the SIMD path and ``wsekern.show_config()``."""
-import os
+"""Build and run-time configuration: ``wsekern.show_config()`` and what it reports."""
 import platform
 import sys
 
 import numpy as np
 import scipy
 
-from . import _conv, _spmm
+from . import _spmm
 from ._cpu import cpu_info, describe
 from ._threads import max_threads
-
-# WSEKERN_SIMD chooses the SIMD path: unset or "best" for the widest this CPU runs, or one
-# of these by name (to test or compare the portable paths).
-SIMD_BITS = {"baseline": 1, "avx2": 2, "avx512": 4}
-
-
-def simd_available():
-    """The SIMD paths this CPU runs with this build, narrowest first."""
-    bits = _spmm.simd_available()
-    return [name for name, bit in SIMD_BITS.items() if bits & bit]
-
-
-def _select_simd():
-    choice = os.environ.get("WSEKERN_SIMD", "").strip().lower()
-    if choice in ("", "best"):
-        path = 0
-    elif choice not in SIMD_BITS:
-        raise ValueError(f"WSEKERN_SIMD must be one of {', '.join(SIMD_BITS)} or best; "
-                         f"received {choice!r}")
-    elif choice not in simd_available():
-        raise RuntimeError(f"WSEKERN_SIMD={choice} asks for a path this CPU ({describe()}) "
-                           f"cannot run with this build; it runs {', '.join(simd_available())}. "
-                           f"Unset WSEKERN_SIMD to take the best of them")
-    else:
-        path = SIMD_BITS[choice]
-    # Each extension module holds its own dispatch table: set them all alike.
-    _conv.simd_init(path)
-    return _spmm.simd_init(path)
-
-
-SIMD_PATH = _select_simd()
+from .simd_path import SIMD_PATH, simd_available
 
 
 def get_config():
