@@ -36,7 +36,7 @@ def test_cpu_info_has_every_field():
 
 
 def test_every_simd_path_has_a_default_row():
-    for simd in wsekern.sysinfo.SIMD_BITS:
+    for simd in wsekern.simd_path.SIMD_BITS:
         assert costs.TABLES[(None, simd)].name == f"default/{simd}"
 
 

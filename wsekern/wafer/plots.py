@@ -153,7 +153,6 @@ def placement(layers, *, wafer_shape, title, path, bottleneck=None,
         The name of the slowest layer: outlined in red and named in the bar chart.
     """
     plt = _pyplot()
-    from matplotlib.patches import Rectangle
     fig = plt.figure(figsize=(12, 8.5))
     grid = fig.add_gridspec(2, 2, width_ratios=[1, 4], height_ratios=[1.25, 1],
                             hspace=0.45, wspace=0.18)
@@ -161,9 +160,17 @@ def placement(layers, *, wafer_shape, title, path, bottleneck=None,
     names = [l["name"] for l in layers]
     slow = names.index(bottleneck) if bottleneck in names else None
     wafer_overview(fig.add_subplot(grid[0, 0]), wafer_shape, rects, highlight=slow)
-
-    ax = fig.add_subplot(grid[0, 1])
     top = max((l["cycles"] for l in layers), default=0) or 1.0
+    _placement_zoom(plt, fig, fig.add_subplot(grid[0, 1]), layers, rects, slow, top)
+    _cycle_bars(fig.add_subplot(grid[1, :]), layers, names, slow, parts, top)
+    fig.suptitle(title, fontsize=11)
+    return save(fig, path)
+
+
+def _placement_zoom(plt, fig, ax, layers, rects, slow, top):
+    """The used PEs, each layer's rectangle coloured by its cycles per step and labelled
+    inside when the label fits, else under the axes with a leader line."""
+    from matplotlib.patches import Rectangle
     cmap = plt.get_cmap("viridis")
     norm = plt.Normalize(0, top)
     r_lo = min((r[0] for r in rects), default=0)
@@ -204,7 +211,9 @@ def placement(layers, *, wafer_shape, title, path, bottleneck=None,
     fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=norm), ax=ax, fraction=0.03,
                  pad=0.01).set_label("cycles per step", fontsize=8)
 
-    bars = fig.add_subplot(grid[1, :])
+
+def _cycle_bars(bars, layers, names, slow, parts, top):
+    """Each layer's cycles per step as a bar split into ``parts``, the bottleneck named."""
     y = np.arange(len(layers))
     left = np.zeros(len(layers))
     for part, colour in zip(parts, ("#3b6ea5", "#e08a2e", "#5aa469", "#9b59b6")):
@@ -224,8 +233,6 @@ def placement(layers, *, wafer_shape, title, path, bottleneck=None,
     bars.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=len(parts),
                 frameon=False)
     bars.set_title("cycles per step of each layer", fontsize=9)
-    fig.suptitle(title, fontsize=11)
-    return save(fig, path)
 
 
 def pareto(xs, ys, front, labels, *, xlabel, ylabel, title, path, notes=()):
