@@ -54,7 +54,8 @@ def main():
     times = {"wsekern": 0.0, "torch": 0.0}
     with threadpool_limits(1):
         for step in range(args.steps):
-            xb, yb = xs[step * args.batch:(step + 1) * args.batch], ys[step * args.batch:(step + 1) * args.batch]
+            rows = slice(step * args.batch, (step + 1) * args.batch)
+            xb, yb = xs[rows], ys[rows]
             t0 = time.perf_counter()
             ours.train_on_batch(xb, yb)
             times["wsekern"] += time.perf_counter() - t0
@@ -74,7 +75,8 @@ def main():
                     torch_val = float(torch.nn.functional.cross_entropy(
                         lt.reshape(-1, c.vocab_size), torch.from_numpy(vy).reshape(-1)))
                 tokens = (step + 1) * args.batch * 64
-                print(f"step {step + 1:5d}  val loss wsekern {ours_val:.4f}  torch {torch_val:.4f}  "
+                print(f"step {step + 1:5d}  val loss wsekern {ours_val:.4f}  "
+                      f"torch {torch_val:.4f}  "
                       f"diff {ours_val - torch_val:+.4f}  tokens/s wsekern "
                       f"{tokens / times['wsekern']:,.0f}  torch {tokens / times['torch']:,.0f}  "
                       f"ratio {times['torch'] / times['wsekern']:.2f}", flush=True)

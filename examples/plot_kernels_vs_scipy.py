@@ -27,7 +27,7 @@ print("max relative error vs float64:", np.abs(Y - reference).max() / np.abs(ref
 
 # %%
 # Timings: the best of five, one thread each.
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_limits  # noqa: E402 (after the gallery text)
 
 
 def best(fn, repeat=5):

@@ -3,9 +3,9 @@ import json
 
 import pytest
 import scipy.io
+from conftest import random_csr
 
 from wsekern.cli import main
-from conftest import random_csr
 
 
 def test_simulate_spmm_prints_a_report(capsys):

@@ -3,10 +3,10 @@ import os
 
 import numpy as np
 import pytest
+from conftest import random_csr
 
 import wsekern
 from wsekern import _cpu, costs, kernels
-from conftest import random_csr
 
 
 @pytest.mark.parametrize("vendor, family, model, uarch", [

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import random_csr, reference, tol
 
 import wsekern
-from conftest import random_csr, reference, tol
 
 
 def _x_with_zero_rows(K, N, dead_fraction, seed=0, dtype=np.float64):

@@ -4,9 +4,9 @@ import re
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import random_csr
 
 import wsekern
-from conftest import random_csr
 
 
 def _raw_csr(data, indices, indptr, shape):

@@ -104,7 +104,8 @@ def test_event_result_is_the_product(M, K, N, wd, xd, grid, dtype, simulate):
     np.testing.assert_allclose(Y, W @ X, rtol=1e-12, atol=1e-12)
     a = rep.details["analytic"]
     assert a["cycles_lower"] <= rep.cycles <= a["cycles_upper"]
-    assert rep.macs_performed + rep.macs_skipped_weight + rep.macs_skipped_activation == rep.macs_dense
+    assert (rep.macs_performed + rep.macs_skipped_weight + rep.macs_skipped_activation
+            == rep.macs_dense)
     assert rep.macs_useful <= rep.macs_performed
 
 
@@ -134,8 +135,10 @@ def test_wafer_event_mode_matches_the_cpu_kernels():
 
 
 @pytest.mark.parametrize("X, error, match", [
-    (np.ones((48, 2), complex), TypeError, "dtype"), (np.ones((48, 2, 2)), ValueError, "1-D or 2-D"),
-    (sps.csr_array(np.ones((48, 2))), TypeError, "dense"), (np.ones((40, 2)), ValueError, "columns")])
+    (np.ones((48, 2), complex), TypeError, "dtype"),
+    (np.ones((48, 2, 2)), ValueError, "1-D or 2-D"),
+    (sps.csr_array(np.ones((48, 2))), TypeError, "dense"),
+    (np.ones((40, 2)), ValueError, "columns")])
 def test_event_mode_bad_input_is_a_clear_error(X, error, match):
     W = random_csr(64, 48, 0.2, seed=3)
     with pytest.raises(error, match=match):
@@ -174,7 +177,8 @@ def test_zeros_are_never_sent_and_links_count_by_hand():
     assert links[R - 1, :, 2].sum() == 0
     # partial sums: ceil(M_r / 2) fp16 pairs per sample east, the last column sends none
     L = np.ceil(np.diff(m_b) / 2)
-    np.testing.assert_array_equal(links[:, :C - 1, 1], np.broadcast_to((L * 6)[:, None], (R, C - 1)))
+    np.testing.assert_array_equal(links[:, :C - 1, 1],
+                                  np.broadcast_to((L * 6)[:, None], (R, C - 1)))
     assert links[:, C - 1, 1].sum() == 0 and links[:, :, [0, 3]].sum() == 0
     assert rep.wavelets_sent == stream.sum() + L.sum() * 6 * (C - 1)
     # identical to the analytic model's traffic
@@ -267,7 +271,8 @@ def test_compact_trace_adds_up_to_the_report(simulate):
     assert plain.details["trace"] is None and rep.cycles == plain.cycles
     tr = rep.details["trace"]
     R, C = 4, 5
-    assert tr["links"].shape[:3] == (R, C, 4) and tr["window_cycles"] * tr["links"].shape[3] >= rep.cycles
+    assert tr["links"].shape[:3] == (R, C, 4)
+    assert tr["window_cycles"] * tr["links"].shape[3] >= rep.cycles
     np.testing.assert_array_equal(tr["links"].sum(axis=3), rep.link_wavelets[:R, :C])
     assert tr["busy"].sum() <= rep.busy_cycles.sum()
     rounds = X.shape[1] if simulate is event.weight_stationary else W.shape[0]

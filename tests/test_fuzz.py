@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 import scipy.sparse as sps
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import wsekern
@@ -90,7 +91,8 @@ def conv_problems(draw):
     W = draw(st.integers(max(1, (kw - 1) * dilation[1] + 1 - 2 * padding[1]), 9))
     B = draw(st.integers(1, 3))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    x = rng.standard_normal((B, C, H, W)) * (rng.random((B, C, H, W)) < draw(st.sampled_from([0.2, 1.0])))
+    keep = draw(st.sampled_from([0.2, 1.0]))
+    x = rng.standard_normal((B, C, H, W)) * (rng.random((B, C, H, W)) < keep)
     w = rng.standard_normal((O, C // groups, kh, kw)) * (rng.random((O, C // groups, kh, kw))
                                                        < draw(st.sampled_from([0.1, 1.0])))
     return x, w, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
@@ -99,8 +101,9 @@ def conv_problems(draw):
 @SETTINGS
 @given(conv_problems(), st.sampled_from(["auto", "direct", "input-sparse", "im2col-blas"]))
 def test_conv2d_equals_reference(problem, path):
-    from wsekern import conv as conv_mod
     from test_conv import conv_reference
+
+    from wsekern import conv as conv_mod
     x, w, kw = problem
     costs = {"direct": ("DIRECT_FIXED", -1e9), "input-sparse": ("INPUT_FIXED", -1e9)}
     saved = (conv_mod.DIRECT_FIXED, conv_mod.INPUT_FIXED, conv_mod.INPUT_MIN_CHANNELS)

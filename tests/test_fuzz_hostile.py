@@ -8,11 +8,11 @@ import pickle
 import subprocess
 import sys
 
+import hostile
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-import hostile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 TIMEOUT_S = 120
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -7,12 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import scipy.sparse as sps
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_conv import conv_reference
 
 import wsekern
 from wsekern import conv as conv_mod
 from wsekern import kernels
-from test_conv import conv_reference
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow,

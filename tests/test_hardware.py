@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sps
 
+from wsekern.cli import main
 from wsekern.errors import SramOverflowError
 from wsekern.wafer import Wafer, WaferConfig, hardware, mesh, mesh_event
-from wsekern.cli import main
 
 WSE3 = hardware.wse3()
 

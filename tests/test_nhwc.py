@@ -9,7 +9,7 @@ import pytest
 
 from wsekern import pool
 from wsekern.conv import NhwcGeometry, col2im_nhwc, conv2d, im2col_nhwc
-from wsekern.nn import layers, Input, Sequential
+from wsekern.nn import Input, Sequential, layers
 
 
 def im2col_reference(x, g):

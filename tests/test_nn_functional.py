@@ -1,7 +1,7 @@
 """The functional API, merge layers and subclassing, each against an independent reference
 (NumPy, finite differences, the layers run one by one)."""
-import io
 import contextlib
+import io
 
 import numpy as np
 import pytest

@@ -2,10 +2,10 @@
 gradients by finite differences, output shapes, configs and bad arguments."""
 import numpy as np
 import pytest
+from test_nn_grad import check_layer
 
 from wsekern.nn import layers as L
 from wsekern.nn.tensor import Tensor
-from test_nn_grad import check_layer
 
 rng = np.random.default_rng(0)
 

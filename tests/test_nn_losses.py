@@ -2,10 +2,10 @@
 weights, custom losses; and Keras itself where installed."""
 import numpy as np
 import pytest
+from test_nn_ops import check_grad, keras_or_none
 
 from wsekern.nn import losses, ops
 from wsekern.nn.tensor import Tensor
-from test_nn_ops import check_grad, keras_or_none
 
 rng = np.random.default_rng(0)
 YT = rng.uniform(0.1, 1.0, (4, 3))

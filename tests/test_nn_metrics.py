@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 from sklearn import metrics as skm
+from test_nn_ops import keras_or_none
 
 from wsekern.nn import metrics as M
 from wsekern.nn import ops
-from test_nn_ops import keras_or_none
 
 rng = np.random.default_rng(0)
 N, C = 64, 5

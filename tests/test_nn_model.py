@@ -64,7 +64,8 @@ def test_issue_acceptance_program_on_mnist_with_the_wafer():
             nn.layers.Dense(units=1024, activation='relu', input_shape=(784,)),
             nn.layers.Dense(units=10, activation='softmax')
         ])
-        model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+        model.compile(optimizer='adam', loss='sparse_categorical_crossentropy',
+                      metrics=['accuracy'])
     model.fit(x_train, y_train, epochs=5, verbose=0)
     loss, acc = model.evaluate(x_test, y_test, verbose=0)
     report = model.wafer_report()
@@ -210,12 +211,15 @@ def test_ten_sgd_steps_match_pytorch(digits):
     nn.utils.set_random_seed(0)
     model = nn.Sequential([L.Dense(32, activation="relu", input_shape=(64,)),
                            L.Dense(10, activation="softmax")])
-    model.compile(optimizer=nn.optimizers.SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=nn.optimizers.SGD(0.1, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")
     W1, b1, W2, b2 = model.get_weights()
     tm = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     with torch.no_grad():
-        tm[0].weight.copy_(torch.from_numpy(W1.T)); tm[0].bias.copy_(torch.from_numpy(b1))
-        tm[2].weight.copy_(torch.from_numpy(W2.T)); tm[2].bias.copy_(torch.from_numpy(b2))
+        tm[0].weight.copy_(torch.from_numpy(W1.T))
+        tm[0].bias.copy_(torch.from_numpy(b1))
+        tm[2].weight.copy_(torch.from_numpy(W2.T))
+        tm[2].bias.copy_(torch.from_numpy(b2))
     opt = torch.optim.SGD(tm.parameters(), lr=0.1, momentum=0.9)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     for _ in range(10):

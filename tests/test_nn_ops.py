@@ -1,11 +1,12 @@
 """wsekern.nn.ops against NumPy (forward) and finite differences (gradients)."""
 import numpy as np
 import pytest
-from scipy.special import erf as np_erf, logsumexp as np_logsumexp
+from scipy.special import erf as np_erf
+from scipy.special import logsumexp as np_logsumexp
+from test_nn_grad import numeric_grad
 
 from wsekern.nn import ops
 from wsekern.nn.tensor import Tensor
-from test_nn_grad import numeric_grad
 
 
 def keras_or_none():
@@ -15,8 +16,8 @@ def keras_or_none():
         return None
     try:
         os.environ.setdefault("KERAS_BACKEND", "torch")
-        import torch  # noqa: F401
         import keras
+        import torch  # noqa: F401
         return keras
     except Exception:      # absent or broken: the oracle tests skip
         return None

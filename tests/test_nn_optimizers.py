@@ -2,13 +2,14 @@
 rules (keras/src/optimizers/*.py), their state round trip, configs and bad values; and
 against Keras itself where keras and torch are installed."""
 import math
+
 import numpy as np
 import pytest
+from test_nn_ops import keras_or_none
 
 from wsekern import nn
 from wsekern.nn import optimizers as O
 from wsekern.nn.tensor import Tensor
-from test_nn_ops import keras_or_none
 
 STEPS = 5
 
@@ -245,7 +246,7 @@ def test_schedules_match_keras_formulas():
     assert r(0) == pytest.approx(1.0)
     assert r(10) == pytest.approx(0.5)          # second period starts at half the peak
     assert r(20) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.5)))
-    from wsekern.nn.optimizers.schedules import CosineDecay      # Keras's import path
+    from wsekern.nn.optimizers.schedules import CosineDecay  # Keras's import path
     assert CosineDecay is S.CosineDecay
     with pytest.raises(ValueError, match="decay_steps"):
         S.ExponentialDecay(1.0, 0, 0.5)

@@ -2,13 +2,13 @@
 normalize): Keras 3's behaviour against closed forms and NumPy."""
 import numpy as np
 import pytest
+from test_nn_ops import check_grad
 
 from wsekern import nn
 from wsekern.nn import initializers as I
 from wsekern.nn import regularizers as R
 from wsekern.nn import utils
 from wsekern.nn.tensor import Tensor
-from test_nn_ops import check_grad
 
 
 @pytest.mark.parametrize("cls,fan,scale,dist", [

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import random_csr, tol
 
 import wsekern
-from conftest import random_csr, tol
 
 
 def test_pack_properties(index_dtype):

@@ -230,6 +230,7 @@ def test_train_writes_no_png_unless_asked(tmp_path, monkeypatch, capsys):
 
 def _subcommands():
     import argparse
+
     from wsekern.cli import build_parser
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

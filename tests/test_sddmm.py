@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import random_csr, tol
 
 import wsekern
-from conftest import random_csr, tol
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,10 +1,11 @@
-"""spmm against the dense NumPy reference, over dtypes, index dtypes, densities, formats, threads."""
+"""spmm against the dense NumPy reference, over dtypes, index dtypes, densities, formats and
+threads."""
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import random_csr, reference, tol
 
 import wsekern
-from conftest import random_csr, reference, tol
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

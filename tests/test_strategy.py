@@ -10,7 +10,8 @@ from wsekern.nn import layers as L
 def _model(strategy, sparsity=0.0, hidden=64):
     nn.utils.set_random_seed(0)
     with strategy.scope():
-        model = nn.Sequential([L.Dense(hidden, activation="relu", input_shape=(32,), sparsity=sparsity),
+        model = nn.Sequential([L.Dense(hidden, activation="relu", input_shape=(32,),
+                                       sparsity=sparsity),
                                L.Dense(10, activation="softmax")])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     return model

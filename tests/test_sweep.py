@@ -11,7 +11,7 @@ import pytest
 pd = pytest.importorskip("pandas")
 distributed = pytest.importorskip("distributed")
 
-from wsekern import sweeps as sw
+from wsekern import sweeps as sw  # noqa: E402 (after the optional imports are checked)
 
 SPACE = {"rows": [8, 16], "cols": [8, 16, 32], "sparsity": [0.5, 0.9], "dtype": ["fp16", "fp32"],
          "m": [256], "k": [256], "n": [8]}                                         # 24 points
@@ -36,21 +36,22 @@ def test_dask_and_serial_give_the_same_frame(cluster):
 
 
 def test_a_scheduler_address_works_too(cluster):
-    frame = sw.sweep({"m": [64, 128], "k": [64], "n": [4]}, "matmul", client=cluster.scheduler.address,
-                     base="small")
+    frame = sw.sweep({"m": [64, 128], "k": [64], "n": [4]}, "matmul",
+                     client=cluster.scheduler.address, base="small")
     assert list(frame["status"]) == ["ok", "ok"]
 
 
 def test_failures_become_rows_with_their_reason():
-    space = {"rows": [1, 0], "cols": [1], "sram_bytes": [49152, 8192], "mapping": ["weight-stationary"],
-             "m": [2000], "k": [2000], "n": [4]}
+    space = {"rows": [1, 0], "cols": [1], "sram_bytes": [49152, 8192],
+             "mapping": ["weight-stationary"], "m": [2000], "k": [2000], "n": [4]}
     frame = sw.sweep(space, "spmm", client=False, base="small")
     by = {(r.rows, r.sram_bytes): r for r in frame.itertuples()}
     assert by[(1, 49152)].status == "overflow" and "needs" in by[(1, 49152)].reason
     assert by[(0, 49152)].status == "invalid" and "rows" in by[(0, 49152)].reason
     assert by[(1, 8192)].status in ("overflow", "invalid")
     bad = sw.sweep({"colour": [1]}, "spmm", client=False)
-    assert bad.loc[0, "status"] == "invalid" and "neither a WaferConfig field" in bad.loc[0, "reason"]
+    assert bad.loc[0, "status"] == "invalid"
+    assert "neither a WaferConfig field" in bad.loc[0, "reason"]
 
 
 def test_a_killed_worker_loses_no_point(cluster, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 
-from wsekern import sweeps as sw
+from wsekern import sweeps as sw  # noqa: E402 (after the optional imports are checked)
 
 # ok rows mixed with overflow (rows=1, fp32, m=3000) and invalid (fp8) rows
 SPACE = {"rows": [1, 4], "cols": [4], "dtype": ["fp16", "fp32", "fp8"], "m": [64, 3000],

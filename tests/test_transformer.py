@@ -2,6 +2,7 @@
 and the synthetic reversal task."""
 import numpy as np
 import pytest
+from test_nn_grad import numeric_grad
 
 import wsekern as wk
 from wsekern import nn
@@ -9,7 +10,6 @@ from wsekern.nn import layers as L
 from wsekern.nn.layers.attention import attention, attention_reference
 from wsekern.nn.models import GPT, GPTConfig
 from wsekern.nn.tensor import Tensor
-from test_nn_grad import numeric_grad
 
 
 def _check(fn, inputs, weights, rtol=1e-5, atol=1e-6):

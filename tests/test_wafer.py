@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import random_csr
 
 import wsekern as wk
 from wsekern.wafer.analytic import _distinct_per_block
 from wsekern.wafer.ledger import SramLedger
 from wsekern.wafer.placement import block_of, bounds
-from conftest import random_csr
 
 
 def _problem(M=96, K=80, N=12, w_density=0.2, x_density=0.5, seed=0):

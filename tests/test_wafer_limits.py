@@ -177,6 +177,7 @@ def test_simulate_rows_given_are_used(capsys):
 def test_the_event_estimate_is_the_engines_count(seed):
     """The closed-form count of wavelet-link events equals the engine's own count."""
     import scipy.sparse as sps
+
     from wsekern.wafer import event
     from wsekern.wafer.estimate import event_cost
     rng = np.random.default_rng(seed)

@@ -45,6 +45,7 @@ from . import data, nn
 __all__ = ["__version__", "WsekernError", "SramOverflowError", "PackedSparse", "pack",
            "check_sparse_operand",
            "spmm", "spmm_path", "sddmm", "conv2d", "conv2d_backward", "conv2d_path",
-           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "get_config", "show_config",
+           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+           "get_config", "show_config",
            "Wafer", "WaferConfig", "SimReport", "WaferStrategy", "sweep",
            "data", "nn"]

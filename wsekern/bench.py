@@ -244,6 +244,7 @@ def bench_sweep(out=print, workers=2, points=SWEEP_POINTS, progress=False):
     per point. Serial runs with one thread per library, as the workers do (Dask's nanny
     sets it). Twice the points' work in all: about 2 x 0.7 s x ``points``."""
     from distributed import Client
+
     from . import sweeps as sw
     space = sweep_space(points)
     t0 = time.perf_counter()

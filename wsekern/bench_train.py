@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bench import limit_threads, machine_line, _optional
+from .bench import _optional, limit_threads, machine_line
 
 
 @dataclass

@@ -2,9 +2,9 @@
 import numpy as np
 
 from .bench import best_time, limit_threads
-from .sysinfo import get_config
 from .kernels import spmm, spmm_path
 from .sparse import pack
+from .sysinfo import get_config
 from .workloads import random_weight
 
 
@@ -15,7 +15,8 @@ def run_demo(size=2048, sparsity=0.9, batch=128, out=print):
     if size < 1:
         raise ValueError(f"size must be positive; received {size}")
     cfg = get_config()
-    out(f"wsekern {cfg['wsekern']} — SIMD {cfg['simd']}, OpenMP {'on' if cfg['openmp'] else 'off'}, "
+    openmp = "on" if cfg["openmp"] else "off"
+    out(f"wsekern {cfg['wsekern']} — SIMD {cfg['simd']}, OpenMP {openmp}, "
         f"{cfg['threads']} threads")
     W = random_weight(size, size, sparsity)
     P = pack(W)

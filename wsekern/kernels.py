@@ -8,8 +8,14 @@ from . import _spmm
 from ._cpu import l2_bytes
 from ._threads import resolve_threads
 from .costs import cost_table
-from .sparse import (PackedSparse, as_dense_operand, check_float_dtype, check_sparse_operand,
-                     csr_parts, dense_to_csr)
+from .sparse import (
+    PackedSparse,
+    as_dense_operand,
+    check_float_dtype,
+    check_sparse_operand,
+    csr_parts,
+    dense_to_csr,
+)
 
 # The dispatcher's costs per unit of work come from wsekern.costs (per CPU and SIMD path).
 # Skip zero rows of X when at least this fraction of them are zero.

@@ -5,7 +5,6 @@ from . import _progress, data
 from .nn import Input, Sequential, WaferStrategy, layers, utils
 from .wafer import WaferConfig
 
-
 # The rate of the first steps estimates the whole run (printed before it goes on).
 ESTIMATE_AFTER_STEPS = 10
 

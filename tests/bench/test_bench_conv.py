@@ -16,8 +16,10 @@ SPARSITY = [(0.0, 0.0), (0.0, 0.8), (0.9, 0.0), (0.9, 0.8)]
 def case(request):
     ws, xs = request.param
     rng = np.random.default_rng(0)
-    x = (rng.standard_normal((8, 64, 32, 32)) * (rng.random((8, 64, 32, 32)) >= xs)).astype(np.float32)
-    w = (rng.standard_normal((64, 64, 3, 3)) * (rng.random((64, 64, 3, 3)) >= ws)).astype(np.float32)
+    x = (rng.standard_normal((8, 64, 32, 32))
+         * (rng.random((8, 64, 32, 32)) >= xs)).astype(np.float32)
+    w = (rng.standard_normal((64, 64, 3, 3))
+         * (rng.random((64, 64, 3, 3)) >= ws)).astype(np.float32)
     ref = wsekern.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
     return x, w, ref
 
@@ -37,7 +39,8 @@ def test_conv_im2col_numpy(benchmark, case):
     g = ConvGeometry.of(x.shape, w.shape, 1, 1, 1, 1)
     with limit_threads(1):
         y = benchmark(lambda: np.matmul(w.reshape(1, 64, -1), im2col(x, g)))
-    np.testing.assert_allclose(y.reshape(64, 8, 32, 32).transpose(1, 0, 2, 3), ref, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(y.reshape(64, 8, 32, 32).transpose(1, 0, 2, 3), ref,
+                               rtol=1e-4, atol=1e-3)
 
 
 def test_conv_torch(benchmark, case):

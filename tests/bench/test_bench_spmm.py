@@ -57,4 +57,5 @@ def test_sddmm_wsekern(benchmark):
     benchmark.group = "sddmm-1024x1024x128"
     G = benchmark(wsekern.sddmm, A, B, W, n_threads=1)
     mask = W.toarray() != 0
-    np.testing.assert_allclose(G.toarray(), (A.astype(np.float64) @ B.T) * mask, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(G.toarray(), (A.astype(np.float64) @ B.T) * mask,
+                               rtol=1e-4, atol=1e-3)

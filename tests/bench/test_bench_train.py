@@ -16,7 +16,8 @@ def digits():
 def test_mlp_epoch_on_digits(benchmark, digits, sparsity):
     (x, y), _ = digits
     nn.utils.set_random_seed(0)
-    model = nn.Sequential([nn.layers.Dense(256, activation="relu", input_shape=(64,), sparsity=sparsity),
+    model = nn.Sequential([nn.layers.Dense(256, activation="relu", input_shape=(64,),
+                                           sparsity=sparsity),
                            nn.layers.Dense(256, activation="relu", sparsity=sparsity),
                            nn.layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -11,8 +11,14 @@ import os
 
 import numpy as np
 
-from .text import (CharTokenizer, lm_windows, load_pydoc_corpus, load_text, reversal_task,
-                   sorting_task)
+from .text import (
+    CharTokenizer,
+    lm_windows,
+    load_pydoc_corpus,
+    load_text,
+    reversal_task,
+    sorting_task,
+)
 
 __all__ = ["load_digits", "load_mnist", "CharTokenizer", "load_pydoc_corpus", "load_text",
            "lm_windows", "reversal_task", "sorting_task"]

@@ -2,13 +2,28 @@
 
 Code written for Keras 3 runs with ``keras`` replaced by ``wsekern.nn``.
 """
-from . import activations, callbacks, initializers, layers, losses, optimizers, pruning, utils
+from . import (
+           activations,
+           callbacks,
+           initializers,
+           layers,
+           losses,
+           metrics,
+           models,
+           ops,
+           optimizers,
+           pruning,
+           random,
+           registry,
+           regularizers,
+           saving,
+           schedules,
+           utils,
+)
 from .layers import Input
-from .variables import Variable
 from .models import Model, Sequential, load_model
-from . import models, saving
-from . import metrics, ops, random, registry, regularizers, schedules
 from .strategy import WaferStrategy
+from .variables import Variable
 
 # GradualPruning lives in pruning.py (it needs the layers); reachable as a callback too,
 # set here so callbacks.py does not import pruning.py back.

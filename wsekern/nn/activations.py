@@ -6,7 +6,8 @@ from scipy.special import erf
 from .. import _activations
 from .._threads import resolve_threads
 from . import registry
-from .tensor import Tensor, as_tensor, log_softmax as _log_softmax
+from .tensor import Tensor, as_tensor
+from .tensor import log_softmax as _log_softmax
 
 
 def _plain_relu(x):

@@ -3,8 +3,21 @@ classes that weight and reduce them (``Loss(name=, reduction=)``), and ``get`` b
 import numpy as np
 
 from . import registry
-from .tensor import (Tensor, absolute, as_tensor, clip, extremum, log, log1p, mean, power,
-                     reduce_extremum, reshape, tsum, where)
+from .tensor import (
+    Tensor,
+    absolute,
+    as_tensor,
+    clip,
+    extremum,
+    log,
+    log1p,
+    mean,
+    power,
+    reduce_extremum,
+    reshape,
+    tsum,
+    where,
+)
 
 EPSILON = 1e-7      # Keras's backend epsilon: probabilities are clipped to [eps, 1 - eps]
 

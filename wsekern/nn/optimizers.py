@@ -11,9 +11,15 @@ import sys
 import numpy as np
 
 from . import registry, schedules
-from .schedules import (CosineDecay, CosineDecayRestarts, ExponentialDecay,  # noqa: F401
-                        InverseTimeDecay, LearningRateSchedule, PiecewiseConstantDecay,
-                        PolynomialDecay)
+from .schedules import (  # noqa: F401
+    CosineDecay,
+    CosineDecayRestarts,
+    ExponentialDecay,
+    InverseTimeDecay,
+    LearningRateSchedule,
+    PiecewiseConstantDecay,
+    PolynomialDecay,
+)
 
 # ``from wsekern.nn.optimizers.schedules import CosineDecay`` works as in Keras
 sys.modules[__name__ + ".schedules"] = schedules

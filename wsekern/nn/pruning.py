@@ -18,9 +18,9 @@ def cubic_sparsity(step, initial_sparsity, final_sparsity, begin_step, pruning_s
 
 
 class GradualPruning(Callback):
-    """Prune ``layers`` (default: every Dense, Conv2D, attention and transformer block) from ``initial_sparsity`` to
-    ``final_sparsity`` over ``pruning_steps`` pruning events ``frequency`` steps apart,
-    starting at ``begin_step``."""
+    """Prune ``layers`` (default: every Dense, Conv2D, attention and transformer block) from
+    ``initial_sparsity`` to ``final_sparsity`` over ``pruning_steps`` pruning events
+    ``frequency`` steps apart, starting at ``begin_step``."""
 
     def __init__(self, final_sparsity, initial_sparsity=0.0, begin_step=0, pruning_steps=10,
                  frequency=100, layers=None):

@@ -5,8 +5,7 @@ import math
 import numpy as np
 
 from . import registry
-from .tensor import (Tensor, absolute, as_tensor, extremum, matmul, mul, power, transpose,
-                     tsum)
+from .tensor import Tensor, absolute, as_tensor, extremum, matmul, mul, power, transpose, tsum
 
 
 def _factor(name, value):

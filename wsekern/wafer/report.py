@@ -201,7 +201,8 @@ class SimReport:
 
     def __post_init__(self):
         if self.bottleneck not in BOTTLENECKS:
-            raise ValueError(f"bottleneck must be one of {BOTTLENECKS}; received {self.bottleneck!r}")
+            raise ValueError(f"bottleneck must be one of {BOTTLENECKS}; received "
+                             f"{self.bottleneck!r}")
         if self.pe_cycle_capacity is None:
             self.pe_cycle_capacity = float(self.pes * self.cycles)
 
@@ -293,8 +294,10 @@ class SimReport:
             wavelets_sent=self.wavelets_sent + other.wavelets_sent,
             energy_joules=self.energy_joules + other.energy_joules,
             bottleneck=slow.bottleneck,
-            region=self.region if self.region == other.region else _union(self.region, other.region),
-            mapping=self.mapping if self.mapping == other.mapping else f"{self.mapping}+{other.mapping}",
+            region=(self.region if self.region == other.region
+                    else _union(self.region, other.region)),
+            mapping=(self.mapping if self.mapping == other.mapping
+                     else f"{self.mapping}+{other.mapping}"),
             dtype=self.dtype if self.dtype == other.dtype else f"{self.dtype}+{other.dtype}",
             fmac_per_cycle=self.fmac_per_cycle,
             pe_cycle_capacity=self.pe_cycle_capacity + other.pe_cycle_capacity * (
@@ -330,25 +333,30 @@ class SimReport:
         busy = self.busy_cycles[r0:r0 + R, c0:c0 + C]
         why = self.explanation()
         lines = [
-            f"SimReport — {self.mapping}, {self.dtype} on the fabric, region {R}x{C} PEs at ({r0}, {c0})",
+            f"SimReport — {self.mapping}, {self.dtype} on the fabric, region {R}x{C} PEs at "
+            f"({r0}, {c0})",
             f"  problem             {describe_problem(self.problem)}",
-            f"  cycles              {self.cycles:,.0f}  (bounds {self.cycles_lower:,.0f} .. {self.cycles_upper:,.0f})",
+            f"  cycles              {self.cycles:,.0f}  "
+            f"(bounds {self.cycles_lower:,.0f} .. {self.cycles_upper:,.0f})",
             f"       lower bound    {why['bounds']['lower']}",
             f"       upper bound    {why['bounds']['upper']}",
             f"  time                {self.seconds * 1e6:,.2f} us at {self.clock_hz / 1e6:.0f} MHz",
             f"  bottleneck          {self.bottleneck}",
             f"       meaning        {why['bottleneck']}",
             f"  MACs dense          {self.macs_dense:,}",
-            f"       useful         {self.macs_useful:,}  ({_pct(self.macs_useful, self.macs_dense)} of dense)",
+            f"       useful         {self.macs_useful:,}  "
+            f"({_pct(self.macs_useful, self.macs_dense)} of dense)",
             f"       performed      {self.macs_performed:,}",
             f"       skipped (W=0)  {self.macs_skipped_weight:,}",
             f"       skipped (X=0)  {self.macs_skipped_activation:,}",
             f"  utilization         {self.utilization:.2%}",
             *_factor_lines(why["utilization_factors"]),
             f"  zeros skipped       {why['zeros_skipped']}",
-            f"  PE busy cycles      max {busy.max(initial=0):,.0f}, mean {busy.mean() if busy.size else 0:,.0f}",
+            f"  PE busy cycles      max {busy.max(initial=0):,.0f}, "
+            f"mean {busy.mean() if busy.size else 0:,.0f}",
             f"  SRAM per PE         peak {self.sram_peak_bytes:,} B",
-            f"  fabric              {self.wavelets_sent:,} wavelets sent, {self.wavelet_hops:,} wavelet-hops, "
+            f"  fabric              {self.wavelets_sent:,} wavelets sent, "
+            f"{self.wavelet_hops:,} wavelet-hops, "
             f"busiest link {int(self.link_wavelets.max(initial=0)):,}",
             f"  energy              {self.energy_joules * 1e6:,.3f} uJ",
         ]
@@ -361,7 +369,8 @@ class SimReport:
                 f"{d['events_per_second'] / 1e6:.1f} M events/s",
                 f"  stalls (PE cycles)  waiting for data {stalls['wait_data'].sum():,.0f}, "
                 f"back-pressure {stalls['backpressure'].sum():,.0f}",
-                f"  analytic model      {a['cycles']:,.0f} cycles ({a['cycles'] / self.cycles - 1:+.1%}), "
+                f"  analytic model      {a['cycles']:,.0f} cycles "
+                f"({a['cycles'] / self.cycles - 1:+.1%}), "
                 f"bounds {a['cycles_lower']:,.0f} .. {a['cycles_upper']:,.0f}",
             ]
         return "\n".join(lines)

@@ -116,7 +116,8 @@ class TokenAndPositionEmbedding(Layer):
     def call(self, x, training=False):
         T = x.shape[-1]
         if T > self.sequence_length:
-            raise ValueError(f"sequences of {T} tokens exceed sequence_length={self.sequence_length}")
+            raise ValueError(f"sequences of {T} tokens exceed "
+                             f"sequence_length={self.sequence_length}")
         tok = self.token(x)                                                  # (B, T, d)
         pos = self.position if T == self.sequence_length else _rows(self.position, T)
         return add(tok, pos)
@@ -194,7 +195,8 @@ class MultiHeadAttention(Layer):
                  output_shape=None, sparsity=0.0, **kwargs):
         super().__init__(**kwargs)
         if num_heads <= 0 or key_dim <= 0:
-            raise ValueError(f"num_heads and key_dim must be positive; received {num_heads}, {key_dim}")
+            raise ValueError(f"num_heads and key_dim must be positive; received {num_heads}, "
+                             f"{key_dim}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1); received {dropout}")
         self.num_heads, self.key_dim = int(num_heads), int(key_dim)
@@ -321,7 +323,7 @@ def _combine_masks(attention_mask, use_causal_mask, B, Tq, Tk):
     """A boolean (B or 1, 1, Tq, Tk) mask, True where attention is allowed, or None."""
     mask = None
     if attention_mask is not None:
-        m = np.asarray(attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask)
+        m = np.asarray(getattr(attention_mask, "data", attention_mask))
         if m.shape[-2:] != (Tq, Tk):
             raise ValueError(f"attention_mask must end in ({Tq}, {Tk}); received shape {m.shape}")
         mask = m.astype(bool).reshape((-1, 1, Tq, Tk) if m.ndim == 3 else m.shape)
@@ -349,7 +351,8 @@ class TransformerBlock(Layer):
     def build(self, input_shape):
         d = input_shape[-1]
         if d % self.num_heads:
-            raise ValueError(f"the model width {d} must be a multiple of num_heads={self.num_heads}")
+            raise ValueError(f"the model width {d} must be a multiple of "
+                             f"num_heads={self.num_heads}")
         kw = dict(dtype=self.dtype)
         self.ln1 = LayerNormalization(epsilon=self.epsilon, name=f"{self.name}/ln_1", **kw)
         self.attn = MultiHeadAttention(self.num_heads, d // self.num_heads, dropout=self.dropout,

@@ -112,7 +112,8 @@ class Conv2D(Layer):
                  bias_initializer="zeros", sparsity=0.0, data_format=None, **kwargs):
         super().__init__(**kwargs)
         if data_format not in (None, "channels_last"):
-            raise ValueError(f"only data_format='channels_last' is supported; received {data_format!r}")
+            raise ValueError(f"only data_format='channels_last' is supported; received "
+                             f"{data_format!r}")
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(f"filters must be a positive int; received {filters!r}")
         self.filters = int(filters)
@@ -199,7 +200,8 @@ class Conv2D(Layer):
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
                 "padding": self.padding, "dilation_rate": list(self.dilation_rate),
                 "groups": self.groups, "activation": activations.name_of(self.activation),
-                "use_bias": self.use_bias, "kernel_initializer": _init_name(self.kernel_initializer),
+                "use_bias": self.use_bias,
+                "kernel_initializer": _init_name(self.kernel_initializer),
                 "bias_initializer": _init_name(self.bias_initializer), "sparsity": self.sparsity}
 
 
@@ -209,7 +211,8 @@ class _Pooling2D(Layer):
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
         if data_format not in (None, "channels_last"):
-            raise ValueError(f"only data_format='channels_last' is supported; received {data_format!r}")
+            raise ValueError(f"only data_format='channels_last' is supported; received "
+                             f"{data_format!r}")
         self.pool_size = _pair(pool_size, "pool_size")
         self.strides = _pair(strides, "strides") if strides is not None else self.pool_size
         self.padding = _padding_arg(padding)

@@ -35,7 +35,8 @@ def Input(shape=None, batch_size=None, name=None, dtype="float32"):
 
 
 def check_sparsity(sparsity):
-    if not isinstance(sparsity, (int, float)) or isinstance(sparsity, bool) or not 0 <= sparsity < 1:
+    if (not isinstance(sparsity, (int, float)) or isinstance(sparsity, bool)
+            or not 0 <= sparsity < 1):
         raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
     return float(sparsity)
 

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import tempfile
 
-
 DRAWN_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg")
 
 

@@ -10,11 +10,16 @@ model the config describes (``max_bytes``), and checks every value it reads.
 import numpy as np
 
 from .. import losses as losses_mod
-from ..registry import (custom_object_scope, get_custom_objects, get_registered_name,
-                        get_registered_object, register_keras_serializable)
+from ..registry import (
+    custom_object_scope,
+    get_custom_objects,
+    get_registered_name,
+    get_registered_object,
+    register_keras_serializable,
+)
+from . import optimizer_io
 from .archive import Archive, write_atomically
 from .model_config import ConfigError, model_from_config, model_spec, need
-from . import optimizer_io
 
 FORMAT = "wsekern.nn/2"
 OLD_FORMAT = "wsekern.nn/1"

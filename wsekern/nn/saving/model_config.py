@@ -172,8 +172,8 @@ def check_dim(value, where, allow_none=False):
 
 
 def sequential_from_config(config, custom_objects, where):
-    from ..models import Sequential
     from ..layers.input_layer import Input
+    from ..models import Sequential
     model = Sequential(name=need(config, "name", str, where + "['config']"))
     shape = config.get("input_shape") or []
     if not isinstance(shape, list):
