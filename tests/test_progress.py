@@ -60,3 +60,13 @@ def test_transformer_training_estimates_its_time_first():
     losses = [i for i, line in enumerate(lines) if line.startswith("step")]
     assert estimate and losses and estimate[0] < losses[0]
     assert f"the {ESTIMATE_AFTER_STEPS + 2:,} steps take about" in lines[estimate[0]]
+
+
+def test_bench_conv_size_knob():
+    from wsekern.bench import bench_conv
+    lines = []
+    rows = bench_conv(repeat=1, out=lines.append, shape=(1, 4, 6))
+    assert "x 1x4x6x6, w 4x4x3x3" in lines[1]
+    assert [(r["w"], r["x"]) for r in rows] == [(0.0, 0.0), (0.0, 0.8), (0.9, 0.0), (0.9, 0.8)]
+    with pytest.raises(ValueError, match=r"three positive numbers.*\(1, 0, 6\)"):
+        bench_conv(repeat=1, out=lines.append, shape=(1, 0, 6))

@@ -178,25 +178,30 @@ def openblas_warning():
     return None
 
 
-def bench_conv(repeat=5, threads=1, out=print):
-    """conv2d on x 8x64x32x32, w 64x64x3x3, stride 1, padding 1, float32, against
-    im2col + NumPy BLAS and torch.nn.functional.conv2d (when installed)."""
+def bench_conv(repeat=5, threads=1, out=print, shape=(8, 64, 32)):
+    """conv2d on x BxCxSxS, w CxCx3x3 (``shape`` = (B, C, S), default 8x64x32x32), stride 1,
+    padding 1, float32, against im2col + NumPy BLAS and torch.nn.functional.conv2d (when
+    installed)."""
+    B, C, S = (int(v) for v in shape)
+    if min(B, C, S) < 1:
+        raise ValueError(f"bench conv's size must be three positive numbers (batch, channels, "
+                         f"image side); received {shape}")
     rng = np.random.default_rng(0)
     torch = _optional("torch")
     out(machine_line())
-    out(f"conv2d x 8x64x32x32, w 64x64x3x3, pad 1, float32, {threads} thread(s), "
+    out(f"conv2d x {B}x{C}x{S}x{S}, w {C}x{C}x3x3, pad 1, float32, {threads} thread(s), "
         f"ms (best of {repeat})")
     out(f"{'w zeros':>7} {'x zeros':>7} {'path':>12} {'wsekern':>9} {'im2col':>9} {'torch':>9}"
         f" | {'x im2col':>8} {'x torch':>7}")
     rows = []
     for ws in (0.0, 0.9):
         for xs in (0.0, 0.8):
-            x = (rng.standard_normal((8, 64, 32, 32)) * (rng.random((8, 64, 32, 32)) >= xs)
+            x = (rng.standard_normal((B, C, S, S)) * (rng.random((B, C, S, S)) >= xs)
                  ).astype(np.float32)
-            w = (rng.standard_normal((64, 64, 3, 3)) * (rng.random((64, 64, 3, 3)) >= ws)
+            w = (rng.standard_normal((C, C, 3, 3)) * (rng.random((C, C, 3, 3)) >= ws)
                  ).astype(np.float32)
             g = ConvGeometry.of(x.shape, w.shape, 1, 1, 1, 1)
-            w2 = w.reshape(1, 64, -1)
+            w2 = w.reshape(1, C, -1)
 
             def im2col_blas():
                 return np.matmul(w2, im2col(x, g))

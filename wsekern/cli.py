@@ -27,7 +27,8 @@ def _cmd_bench(args):
             bench_train(threads=t, scale=args.scale, repeat=args.repeat or 3)
     if args.kernel == "conv":
         for t in args.threads:
-            bench.bench_conv(repeat=args.repeat or 5, threads=t)
+            shape = tuple(args.size) if args.size else (8, 64, 32)
+            bench.bench_conv(repeat=args.repeat or 5, threads=t, shape=shape)
     if args.kernel == "spmm" and args.table:
         from .bench_spmm import bench_table
         bench_table(quick=args.quick, repeat=args.table_repeat)
@@ -300,7 +301,8 @@ def build_parser():
                    help="what to time: spmm against NumPy/SciPy/MKL/torch, conv2d against "
                         "torch, a training epoch, or a sweep on Dask against serial")
     p.add_argument("--size", type=int, nargs=3, metavar=("M", "K", "N"),
-                   help="one problem size instead of the default two")
+                   help="spmm: one problem size M K N instead of the default two; conv: batch, "
+                        "channels and image side (default 8 64 32)")
     p.add_argument("--sparsity", type=float, nargs="+", help="fractions of W that are zero")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                    help="thread counts to run, each library limited alike")
