@@ -113,12 +113,12 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
                                          dtype=np.asarray(indices).dtype)
     # Rows compacted once: row i's kept nonzeros at offset indptr[i] (a SIMD compress
     # writes below the input position it has read, so never into the next row).
-    cdef floating[::1] kept_vals = np.empty(nnz if remap != NULL and not per_row else 1,
-                                            dtype=dtype)
+    cdef bint compact_once = remap != NULL and not per_row
+    cdef floating[::1] kept_vals = np.empty(nnz if compact_once else 1, dtype=dtype)
     cdef index_t[::1] kept_cols = np.empty(len(kept_vals), dtype=np.asarray(indices).dtype)
-    cdef Py_ssize_t[::1] kept = np.empty(M if len(kept_vals) > 1 else 1, dtype=np.intp)
+    cdef Py_ssize_t[::1] kept = np.empty(M if compact_once else 1, dtype=np.intp)
     cdef const Py_ssize_t* counts = NULL
-    if remap != NULL and not per_row:
+    if compact_once:
         with nogil:
             for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
                 kept[i] = _compact_csr(vals + indptr[i], cols + indptr[i],

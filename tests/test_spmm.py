@@ -151,3 +151,32 @@ def test_column_block_follows_the_l2_size(monkeypatch):
     monkeypatch.setattr(kernels, "l2_bytes", lambda: 2 * 1024 * 1024)
     assert kernels.column_block(1024, 1024, 4, avx2) == 128
     assert 0 < kernels.column_block(1024, 1024, 4) <= 1024   # the path in use
+
+
+def test_blocked_skip_rows_with_very_few_nonzeros_in_a_child():
+    """W with 1-3 nonzeros on the blocked csr-skip-rows path: the per-row counts buffer was
+    sized by the nonzeros, not the rows, and the kernel wrote past it (a crash at exit)."""
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent("""
+        import numpy as np, scipy.sparse as sps, wsekern
+        from wsekern import kernels
+        kernels.l2_bytes = lambda: 8192
+        rng = np.random.default_rng(0)
+        for nnz in (1, 2, 3):
+            for dtype in (np.float32, np.float64):
+                rows, cols = rng.integers(0, 300, nnz), rng.integers(0, 200, nnz)
+                W = sps.csr_matrix((np.ones(nnz), (rows, cols)), shape=(300, 200), dtype=dtype)
+                X = rng.standard_normal((200, 133)).astype(dtype)
+                X[1::2] = 0
+                X[cols[0]] = 1.0                     # a live row for the stored weight
+                assert wsekern.spmm_path(W, X) == "csr-skip-rows"
+                for _ in range(20):
+                    got = wsekern.spmm(W, X)
+                np.testing.assert_allclose(got, W.toarray().astype(np.float64) @ X, rtol=1e-6)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
