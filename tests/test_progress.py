@@ -38,6 +38,17 @@ def test_quick_knob_shrinks_the_long_commands(monkeypatch):
     args = parser.parse_args(["demo"])
     cli._quick(args)
     assert args.epochs == cli.QUICK["demo"]["epochs"]
+    # --size means a different problem per benchmark: each gets a small one of its own kind
+    args = parser.parse_args(["bench", "conv"])
+    cli._quick(args)
+    batch, channels, side = args.size
+    assert batch * channels * side * side <= 2 * 16 * 16 * 16
+    args = parser.parse_args(["bench", "spmm"])
+    cli._quick(args)
+    assert args.size == [512, 512, 64]
+    args = parser.parse_args(["bench", "train"])
+    cli._quick(args)
+    assert args.scale < 0.1
 
 
 def test_bench_sweep_size_knob():

@@ -432,13 +432,18 @@ def build_parser():
 # WSEKERN_QUICK=1 (the README test's knob): the long commands run a small size of the same
 # work, so that every README line can be tried in seconds.
 QUICK = {"demo": {"epochs": 2}, "train": {"epochs": 1, "steps": 12},
-         "bench": {"repeat": 1, "points": 3, "size": [512, 512, 64], "sparsity": [0.9],
-                   "threads": [1]},
+         "bench": {"repeat": 1, "points": 3, "sparsity": [0.9], "threads": [1]},
          "simulate": {"batch": 2}}
+# per benchmark: --size means M K N for spmm, batch channels side for conv
+QUICK_BENCH = {"spmm": {"size": [512, 512, 64]}, "conv": {"size": [2, 16, 16]},
+               "train": {"scale": 0.05}}
 
 
 def _quick(args):
-    for name, value in QUICK.get(args.command, {}).items():
+    settings = dict(QUICK.get(args.command, {}))
+    if args.command == "bench":
+        settings.update(QUICK_BENCH.get(args.kernel, {}))
+    for name, value in settings.items():
         if hasattr(args, name):
             setattr(args, name, value)
 
