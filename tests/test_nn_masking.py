@@ -157,3 +157,20 @@ def test_sequence_loss_matches_keras(keras):
     theirs.fit(ids, tags, epochs=3, batch_size=2, verbose=0, shuffle=False)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_softmax_after_a_step_mask():
+    """A (B, T) step mask reaching Softmax over (B, T, C) features: it broadcast over the
+    classes (T == C: silently zeroed a class; T != C: a broadcast error)."""
+    nn.utils.set_random_seed(0)
+    for T_, C in ((3, 3), (5, 3)):
+        ids = np.array([[3, 4] + [0] * (T_ - 2)])
+        x = layers.Dense(C)(layers.Embedding(10, 4, mask_zero=True)(ids))
+        logits = np.asarray(x.data, np.float64)
+        y = layers.Softmax()(x)
+        expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        expected[0, 2:] = 1.0 / C                     # a padded step: all masked, uniform
+        np.testing.assert_allclose(np.asarray(y.data), expected, rtol=1e-5)
+        np.testing.assert_array_equal(y._keras_mask.data, ids != 0)
+    with pytest.raises(ValueError, match=r"mask's shape \(2,\)"):
+        layers.Softmax()(np.ones((1, 3, 4), "float32"), mask=np.array([True, False]))

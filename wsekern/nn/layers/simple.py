@@ -80,7 +80,10 @@ class ELU(Layer):
 
 class Softmax(Layer):
     """Softmax over ``axis``; ``mask`` (True = keep) sends masked entries to zero, as
-    Keras does by adding a large negative number before the softmax."""
+    Keras does by adding a large negative number before the softmax. A mask of the leading
+    dimensions only (a time-step mask from Embedding(mask_zero=True)) covers all of a step's
+    entries: a real step's softmax is unchanged, a padded step's is uniform (as in Keras);
+    the mask is passed on."""
     supports_masking = True
 
     def __init__(self, axis=-1, **kwargs):
@@ -89,8 +92,17 @@ class Softmax(Layer):
 
     def call(self, x, training=False, mask=None):
         if mask is not None:
+            x = T.as_tensor(x)
             keep = np.asarray(mask.data if isinstance(mask, T.Tensor) else mask, dtype=bool)
-            x = T.add(x, np.where(keep, 0.0, -1e9).astype(T.as_tensor(x).dtype))
+            if keep.ndim < x.ndim and keep.shape == x.shape[:keep.ndim]:
+                keep = keep.reshape(keep.shape + (1,) * (x.ndim - keep.ndim))
+            try:
+                np.broadcast_shapes(keep.shape, x.shape)
+            except ValueError:
+                raise ValueError(f"Softmax layer {self.name!r}: the mask's shape {keep.shape} "
+                                 f"fits neither the input's shape {x.shape} nor its leading "
+                                 f"dimensions") from None
+            x = T.add(x, np.where(keep, 0.0, -1e9).astype(x.dtype))
         return activations.softmax(x, axis=self.axis)
 
     def get_config(self):
