@@ -183,3 +183,11 @@ def test_plot_model_formats(tmp_path):
         assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(tmp_path)) == ["m.dot", "m.txt"] + (
         ["m.png"] if shutil.which("dot") else [])
+
+
+def test_plot_model_files_are_readable_as_open_would_make_them(tmp_path):
+    """mkstemp made them 0600 (owner only), unlike every other file a user writes."""
+    from wsekern._atomic import UMASK
+    path = nn.utils.plot_model(_residual_model(), to_file=str(tmp_path / "m.dot"))
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~UMASK
+    assert os.listdir(tmp_path) == ["m.dot"]

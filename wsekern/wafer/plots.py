@@ -5,11 +5,11 @@ overview, starts its colour scales at zero (so a spread of 1 % reads as uniform,
 title says so with the minimum and maximum), and is written atomically as a PNG.
 ``SimReport.plot``, ``WaferReport.plot`` and ``sweeps.plot_pareto`` are thin calls into it.
 """
-import os
-import tempfile
 import textwrap
 
 import numpy as np
+
+from .._atomic import atomic_file
 
 # A panel whose values spread less than this fraction of their maximum is called uniform.
 UNIFORM_SPREAD = 0.05
@@ -34,21 +34,9 @@ def save(fig, path):
     """Write ``fig`` to ``path`` as a PNG atomically (temp file beside it, fsync, replace)
     and close it; returns ``path``."""
     plt = _pyplot()
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    fd, tmp = tempfile.mkstemp(suffix=".png", prefix=".wsekern-plot-", dir=folder)
     try:
-        mask = os.umask(0)              # mkstemp makes the file 0600; a plot is for all to read
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path, suffix=".png") as f:
             fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     finally:
         plt.close(fig)
     return path

@@ -4,7 +4,8 @@ written as DOT or as a text rendering (``.dot``/``.gv``/``.txt``) without it."""
 import os
 import shutil
 import subprocess
-import tempfile
+
+from ..._atomic import write_bytes as _write
 
 DRAWN_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg")
 
@@ -120,19 +121,3 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
 
 def _escape(text):
     return str(text).replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _write(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".plot_model-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path

@@ -1,0 +1,40 @@
+"""Files written whole or not at all: a temporary file beside the target, fsynced, then
+renamed over it, with the permissions ``open()`` would give (mkstemp's are 0600)."""
+import contextlib
+import os
+import tempfile
+
+
+def _read_umask():
+    mask = os.umask(0)            # the umask can only be read by setting it: done once, at
+    os.umask(mask)                # import, not while other threads may be creating files
+    return mask
+
+
+UMASK = _read_umask()
+
+
+@contextlib.contextmanager
+def atomic_file(path, suffix=".tmp"):
+    """A binary file to write; on a clean exit it replaces ``path``, else it is removed."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
+    try:
+        os.fchmod(fd, 0o666 & ~UMASK)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path, data):
+    """``data`` to ``path`` atomically; returns ``path``."""
+    with atomic_file(path) as f:
+        f.write(data)
+    return path
