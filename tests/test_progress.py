@@ -56,8 +56,10 @@ def test_bench_sweep_size_knob():
     from wsekern.sweeps import points_of
     assert len(points_of(sweep_space())) == SWEEP_POINTS
     assert len(points_of(sweep_space(3))) == 3
-    with pytest.raises(ValueError, match="points must be at least 1; received 0"):
+    with pytest.raises(ValueError, match="points must be from 1 to 200.*received 0"):
         sweep_space(0)
+    with pytest.raises(ValueError, match="received 300"):
+        sweep_space(300)
 
 
 def test_transformer_training_estimates_its_time_first():

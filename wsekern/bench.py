@@ -235,8 +235,9 @@ def sweep_space(points=SWEEP_POINTS):
              "sparsity": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99],
              "rows": [160, 192, 224, 256, 288], "cols": [224, 256],
              "dtype": ["fp16", "fp32"]}
-    if points < 1:
-        raise ValueError(f"points must be at least 1; received {points}")
+    if not 1 <= points <= SWEEP_POINTS:
+        raise ValueError(f"points must be from 1 to {SWEEP_POINTS} (the full sweep); "
+                         f"received {points}")
     if points < SWEEP_POINTS:
         space.update(sparsity=[round(float(s), 4) for s in np.linspace(0.5, 0.99, points)],
                      rows=[224], cols=[256], dtype=["fp16"])

@@ -15,6 +15,8 @@ def _cmd_config(args):
 
 
 def _cmd_bench(args):
+    if args.repeat is not None and args.repeat < 1:
+        raise ValueError(f"--repeat must be at least 1; received {args.repeat}")
     from . import bench
     warning = bench.openblas_warning()
     if warning:

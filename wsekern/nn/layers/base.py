@@ -30,7 +30,7 @@ def _auto_name(cls_name):
 # Bookkeeping attributes that never hold sub-layers: skipped by the tracking walk.
 _UNTRACKED = frozenset({"_variables", "_inbound_nodes", "_losses", "_compiled_outputs",
                         "_compile_config", "_metrics_arg", "_weighted_metrics_arg", "history",
-                        "optimizer", "strategy", "_wafer_placement", "input_shape",
+                        "optimizer", "strategy", "input_shape",
                         "output_shape", "_input_shape_arg", "_nodes", "_inputs_struct",
                         "_outputs_struct", "_output_loss_trackers", "_symbolic", "_fit_cache"})
 
