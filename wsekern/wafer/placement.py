@@ -49,6 +49,8 @@ class WeightStats:
         self.nnz = len(self.w_col)
         self.col_nnz = np.bincount(self.w_col, minlength=self.K).astype(np.int64)
         self._rows, self._cols, self._blocks = {}, {}, {}
+        self._per_row_block = {}        # R -> nonzeros per (row block, column), R x K
+        self.cache = {}                 # the cost models' own structure, per partition
 
     def row_block(self, R):
         """(boundaries, block of each row) for R row blocks."""
@@ -74,6 +76,25 @@ class WeightStats:
                 self._blocks.pop(next(iter(self._blocks)))
             self._blocks[(R, C)] = (np.bincount(blk, minlength=R * C).reshape(R, C), blk)
         return self._blocks[(R, C)]
+
+
+    def scalar_work(self, R, C, A_k):
+        """sum of A_k[k] over the nonzeros (., k) of each block, R x C: from the nonzeros
+        per (row block, column), counted once per R, when R x K is smaller than nnz
+        (a batch then costs O(R * K), not O(nnz)). Integer sums: the same either way."""
+        if R * self.K >= self.nnz:
+            _, blk = self.blocks(R, C)
+            return np.bincount(blk, weights=A_k[self.w_col], minlength=R * C).reshape(R, C)
+        if R not in self._per_row_block:
+            _, rb = self.row_block(R)
+            if len(self._per_row_block) >= 4:
+                self._per_row_block.pop(next(iter(self._per_row_block)))
+            self._per_row_block[R] = np.bincount(rb[self.w_row] * self.K + self.w_col,
+                                                 minlength=R * self.K).reshape(R, self.K)
+        kb, _ = self.col_block(C)
+        cum = np.zeros((R, self.K + 1), np.int64)
+        np.cumsum(self._per_row_block[R] * A_k.astype(np.int64), axis=1, out=cum[:, 1:])
+        return (cum[:, kb[1:]] - cum[:, kb[:-1]]).astype(np.float64)
 
 
 class Operands:
@@ -161,7 +182,7 @@ def weight_stationary(ops, config, region, what="spmm"):
     A_c = ops.activations(C).sum(axis=1)
     # sum_k A_k * nnz(W[rows_r, k]) is a compressed block's work over the batch
     nnz_rc, blk = ops.w.blocks(R, C)
-    scalar_work_rc = np.bincount(blk, weights=ops.A_k[ops.w_col], minlength=R * C).reshape(R, C)
+    scalar_work_rc = ops.w.scalar_work(R, C, ops.A_k)
     t_dense = dense_task_cycles(config, M_r)                                   # per R
     dense_time = A_c[None, :] * t_dense[:, None]
     comp_time = A_c[None, :] * config.task_cycles \
