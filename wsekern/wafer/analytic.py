@@ -555,28 +555,37 @@ def _distinct_per_block(rb, idx, bounds, R):
 # --------------------------------------------------------------------------------------
 # SDDMM: the weight gradient of a sparse layer, left where the weights live
 # --------------------------------------------------------------------------------------
-def sddmm_cost(A, B, pattern, config, region, useful, *, full=True):
+def _sddmm_blocks(w, R, C):
+    """What :func:`sddmm_cost` needs of the pattern's structure on R x C PEs: bounds,
+    nonzeros per block, distinct columns per block (tasks), rows of B sent per column."""
+    m_b, n_b = _bounds(w.M, R), _bounds(w.K, C)
+    rb, cb = _block_of(m_b, w.M)[w.w_row], _block_of(n_b, w.K)[w.w_col]
+    nnz = np.bincount(rb * C + cb, minlength=R * C).reshape(R, C).astype(np.int64)
+    cols_rc = _distinct_per_block(rb, w.w_col, n_b, R)
+    used_cols = np.flatnonzero(w.col_nnz)
+    sent_c = np.bincount(_block_of(n_b, w.K)[used_cols], minlength=C)
+    return m_b, n_b, nnz, cols_rc, sent_c
+
+
+def sddmm_cost(A, B, pattern, config, region, useful, *, full=True, weights=None):
     """Cost of out = (A @ B.T) at the pattern's nonzeros on an R x C region.
 
     PE (r, c) holds pattern block (r, c) and A[rows_r, :] (stationary); the rows of
     B[cols_c, :] that the block's column needs stream down PE column c (a column with
     no stored position anywhere in the PE column is never sent); each arriving row
     triggers a task with one dot product of length D per stored position in it.
+    ``weights`` reuses a :class:`placement.WeightStats` of the pattern (its blocks are
+    then counted once per region, not once per call).
     """
-    P = sps.csr_array(pattern)
     r0, c0, R, C = region
-    M, N = P.shape
+    w = weights if weights is not None else placer.WeightStats(pattern)
+    M, N = w.M, w.K
     D = A.shape[1]
     elem, fmac = config.elem_bytes, config.fmacs
-    m_b, n_b = _bounds(M, R), _bounds(N, C)
+    if ("sddmm", R, C) not in w.cache:
+        w.cache[("sddmm", R, C)] = _sddmm_blocks(w, R, C)
+    m_b, n_b, nnz, cols_rc, sent_c = w.cache[("sddmm", R, C)]
     M_r = np.diff(m_b)
-    coo = P.tocoo()
-    rb, cb = _block_of(m_b, M)[coo.row], _block_of(n_b, N)[coo.col]
-    nnz = np.zeros((R, C), np.int64)
-    np.add.at(nnz, (rb, cb), 1)
-    cols_rc = _distinct_per_block(rb, coo.col, n_b, R)          # tasks per PE
-    used_cols = np.flatnonzero(np.bincount(coo.col, minlength=N))             # rows of B sent
-    sent_c = np.bincount(_block_of(n_b, N)[used_cols], minlength=C)
 
     ledger = SramLedger(config, region)
     ledger.alloc("A rows (stationary)", (M_r * D * elem)[:, None] * np.ones((1, C), np.int64))
@@ -597,7 +606,7 @@ def sddmm_cost(A, B, pattern, config, region, useful, *, full=True):
     upper = compute + fabric + latency + t_dot
     links = np.zeros((R, C, 4))
     links[:R - 1, :, 2] = stream[None, :]
-    performed = int(P.nnz) * int(D)
+    performed = int(w.nnz) * int(D)
     dense = int(M) * int(N) * int(D)
     energy = _energy(config, performed, performed * 3 * elem, float(links.sum()), R * C, est)
     terms = {"compute": float(compute), "fabric": float(fabric), "latency": float(latency)}
