@@ -263,7 +263,8 @@ class LayerPlacement:
         kernel = getattr(layer, "kernel", None)
         w = kernel.data if kernel is not None else layer.get_weights()[0]
         # all nonzero (the usual dense layer) is checked in O(size), without a mask
-        key = (w.shape, None) if np.count_nonzero(w) == w.size else (w.shape, w != 0)
+        zero = w == 0
+        key = (w.shape, None) if not zero.any() else (w.shape, ~zero)
         old = self._w_key
         if not (isinstance(old, tuple) and old[0] == key[0]
                 and (old[1] is None) == (key[1] is None)

@@ -577,10 +577,22 @@ def sddmm_cost(A, B, pattern, config, region, useful, *, full=True, weights=None
     ``weights`` reuses a :class:`placement.WeightStats` of the pattern (its blocks are
     then counted once per region, not once per call).
     """
-    r0, c0, R, C = region
     w = weights if weights is not None else placer.WeightStats(pattern)
-    M, N = w.M, w.K
     D = A.shape[1]
+    # everything but the useful MACs depends on the pattern, the region and D alone
+    key = ("sddmm-report", id(config), tuple(int(v) for v in region), D, full)
+    hit = w.cache.get(key)
+    if hit is None or hit[0] is not config:
+        hit = w.cache[key] = (config, _sddmm_fields(w, D, config, region, full))
+    fields = dict(hit[1])
+    terms = fields.pop("terms")
+    return SimReport(**fields, macs_useful=int(useful), details={"terms": dict(terms)})
+
+
+def _sddmm_fields(w, D, config, region, full):
+    """The fields of :func:`sddmm_cost`'s report but the useful MACs (and its terms)."""
+    r0, c0, R, C = region
+    M, N = w.M, w.K
     elem, fmac = config.elem_bytes, config.fmacs
     if ("sddmm", R, C) not in w.cache:
         w.cache[("sddmm", R, C)] = _sddmm_blocks(w, R, C)
@@ -610,9 +622,9 @@ def sddmm_cost(A, B, pattern, config, region, useful, *, full=True, weights=None
     dense = int(M) * int(N) * int(D)
     energy = _energy(config, performed, performed * 3 * elem, float(links.sum()), R * C, est)
     terms = {"compute": float(compute), "fabric": float(fabric), "latency": float(latency)}
-    return SimReport(
+    return dict(
         cycles=float(est), cycles_lower=float(lower), cycles_upper=float(upper),
-        clock_hz=config.clock_hz, macs_dense=dense, macs_useful=int(useful),
+        clock_hz=config.clock_hz, macs_dense=dense,
         macs_performed=performed, macs_skipped_weight=dense - performed, macs_skipped_activation=0,
         busy_cycles=_wafer_array(config, region, busy, full=full),
         sram_bytes=_wafer_array(config, region, sram, full=full).astype(np.int64),
@@ -620,4 +632,4 @@ def sddmm_cost(A, B, pattern, config, region, useful, *, full=True, weights=None
         wavelets_sent=int(stream.sum()), energy_joules=energy,
         bottleneck=max(terms, key=terms.get), region=tuple(int(v) for v in region),
         mapping="weight-stationary", dtype=config.dtype, fmac_per_cycle=fmac,
-        details={"terms": terms})
+        terms=terms)
