@@ -114,10 +114,23 @@ class Operands:
         self.M, self.K = self.w.M, self.w.K
         self.N = X.shape[1]
         self.x_nz = X != 0
-        self.nz_k, self.nz_n = np.nonzero(self.x_nz)
+        self._nz = None
         self.A_k = self.x_nz.sum(axis=1).astype(np.int64)
         self.useful = int(self.w.col_nnz @ self.A_k)
         self._acts = {}
+
+    @property
+    def nz_k(self):
+        """Rows of X's nonzeros (row-major order), with :attr:`nz_n` their columns."""
+        if self._nz is None:
+            self._nz = np.nonzero(self.x_nz)
+        return self._nz[0]
+
+    @property
+    def nz_n(self):
+        if self._nz is None:
+            self._nz = np.nonzero(self.x_nz)
+        return self._nz[1]
 
     @property
     def w_col(self):
@@ -132,9 +145,11 @@ class Operands:
     def activations(self, C):
         """a[c, n]: nonzero activations arriving at PE column c in sample n."""
         if C not in self._acts:
-            _, cb = self.col_block(C)
-            self._acts[C] = np.bincount(cb[self.nz_k] * self.N + self.nz_n,
-                                        minlength=C * self.N).reshape(C, self.N)
+            kb, _ = self.col_block(C)
+            # block sums of X's nonzero indicator, by a cumulative sum over its rows
+            cum = np.zeros((self.K + 1, self.N), np.int64)
+            np.cumsum(self.x_nz, axis=0, dtype=np.int64, out=cum[1:])
+            self._acts[C] = cum[kb[1:]] - cum[kb[:-1]]
         return self._acts[C]
 
 

@@ -124,8 +124,9 @@ def step_cost(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
         fwd = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False,
                                          ops=Operands(W, X, stats))
         # W.T on the same PEs: each holds the transpose of its block.
-        gin = analytic.weight_stationary(W.T, G, cfg, region, exact=False, full=False,
-                                         ops=Operands(W.T, G, stats_t)) \
+        # (W.T is read only through stats_t: no transpose built per step)
+        gin = analytic.weight_stationary(None, G, cfg, region, exact=False, full=False,
+                                         ops=Operands(None, G, stats_t)) \
             if needs_input_grad else None
         gw = analytic.sddmm_cost(G, X, W, cfg, region, sddmm_useful(G, X, W, stats), full=False,
                                  weights=stats)
@@ -135,8 +136,8 @@ def step_cost(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
     else:
         fwd = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
                                              ops=Operands(W, X, stats))
-        gin = analytic.activation_stationary(W.T, G, cfg, region, passes=1, full=False,
-                                             ops=Operands(W.T, G, stats_t)) \
+        gin = analytic.activation_stationary(None, G, cfg, region, passes=1, full=False,
+                                             ops=Operands(None, G, stats_t)) \
             if needs_input_grad else None
         # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights.
         gw = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
