@@ -138,7 +138,11 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
     t_dense = pl.block["t_dense"]
     a_cn = ops.activations(C)
     eos = config.task_cycles
-    busy_rc = np.where(use_comp, pl.block["comp_time"], pl.block["dense_time"]) + N * eos
+    memo = _memo(pl, config)
+    if "any_comp" not in memo:
+        memo["any_comp"] = bool(use_comp.any())
+    busy_rc = (np.where(use_comp, pl.block["comp_time"], pl.block["dense_time"])
+               if memo["any_comp"] else pl.block["dense_time"]) + N * eos
     # The stream of column c: v wavelets per sample at the link rate, reaching PE row r
     # (r + 1) * hop + ramp after they enter.
     wpv = config.wavelets_per_sparse_value
@@ -160,8 +164,11 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
     first = config.hop_cycles + ramp
     lower = max(first + busy_rc.max(initial=0), first + v_cn.sum(axis=1).max() * dt,
                 N * (L + task) if C > 1 else 0.0) + task
-    wavelet_max = np.where(use_comp, task + config.scalar_cycles_per_element * pl.block["nnz"],
-                           t_dense[:, None]).max(axis=0)          # per column, any wavelet
+    if "wavelet_max" not in memo:
+        memo["wavelet_max"] = np.where(
+            use_comp, task + config.scalar_cycles_per_element * pl.block["nnz"],
+            t_dense[:, None]).max(axis=0)                        # per column, any wavelet
+    wavelet_max = memo["wavelet_max"]
     chain = _chain_latency(config, C, L)
     upper = float(np.sum(np.max(v_cn * dt + a_cn * wavelet_max[:, None] + eos, axis=0)
                          + fill + chain))
@@ -170,6 +177,16 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
              "reduction": float(N * (L * dt)), "latency": float(fill + chain)}
     return {"est": est, "lower": lower, "upper": upper, "terms": terms, "busy": busy_rc,
             "v_cn": v_cn, "red_wavelets": red_wavelets}
+
+
+def _memo(pl, config):
+    """What a placement's cost derives from its formats alone: shared by the placements of
+    one region (placement.weight_stationary's cache), else this placement's own."""
+    memo = pl.block.setdefault("memo", {})
+    if memo.get("config", config) is not config:
+        memo.clear()
+    memo["config"] = config
+    return memo
 
 
 def _ws_report(ops, pl, config, timing, full):
@@ -189,9 +206,16 @@ def _ws_report(ops, pl, config, timing, full):
     wavelets_sent = int(v_cn.sum() + red_wavelets.sum() * N * (C - 1))
 
     # MACs (see report.py for the identity they satisfy).
-    performed = int(np.sum(np.where(use_comp, pl.block["scalar_work"],
-                                    M_r[:, None] * A_c[None, :])))
-    skipped_w = int(np.sum(np.where(use_comp, (M_r[:, None] * K_c[None, :] - nnz_rc) * N, 0)))
+    memo = _memo(pl, config)
+    if memo.get("any_comp", True):
+        performed = int(np.sum(np.where(use_comp, pl.block["scalar_work"],
+                                        M_r[:, None] * A_c[None, :])))
+    else:
+        performed = int(M) * int(A_c.sum())            # every block dense: M_r * A_c summed
+    if "skipped_w" not in memo:     # per sample
+        memo["skipped_w"] = int(np.sum(np.where(use_comp, M_r[:, None] * K_c[None, :] - nnz_rc,
+                                                0)))
+    skipped_w = memo["skipped_w"] * int(N)
     macs_dense = int(M) * int(K) * int(N)
     skipped_a = macs_dense - performed - skipped_w
 
@@ -203,6 +227,9 @@ def _ws_report(ops, pl, config, timing, full):
             bottleneck = "scalar"
     energy = _energy(config, performed, performed * 3 * config.elem_bytes, float(links.sum()),
                      R * C, est)
+    if ("sram", full) not in memo:
+        memo[("sram", full)] = _wafer_array(config, region, pl.sram, full=full).astype(np.int64)
+    sram = memo[("sram", full)]
     return SimReport(
         cycles=float(est), cycles_lower=float(min(timing["lower"], est)),
         cycles_upper=float(max(timing["upper"], est)),
@@ -210,7 +237,7 @@ def _ws_report(ops, pl, config, timing, full):
         macs_performed=performed, macs_skipped_weight=skipped_w,
         macs_skipped_activation=int(skipped_a),
         busy_cycles=_wafer_array(config, region, busy_rc, full=full),
-        sram_bytes=_wafer_array(config, region, pl.sram, full=full).astype(np.int64),
+        sram_bytes=sram,
         link_wavelets=_wafer_array(config, region, links, (4,), full=full),
         wavelets_sent=wavelets_sent, energy_joules=energy, bottleneck=bottleneck,
         region=tuple(int(v) for v in region), mapping="weight-stationary", dtype=config.dtype,

@@ -166,7 +166,8 @@ class Placement:
     (R x C) the bytes each PE holds, ``ledger`` their breakdown by buffer. ``colours``
     names the routing colours the mapping uses. ``block`` keeps what the format choice
     compared, for the cost models: nnz per block, the block of each nonzero, a
-    compressed block's scalar work and both formats' batch times.
+    compressed block's scalar work and both formats' batch times; ``memo`` what the cost
+    models derive from these alone, shared by the placements of one region and formats.
     """
     mapping: str
     region: tuple
@@ -220,11 +221,12 @@ def weight_stationary(ops, config, region, what="spmm"):
         for name, b in st["buffers"].items():
             ledger.alloc(name, b)
         sram = ledger.check(f"{what} weight-stationary, W {ops.M}x{ops.K} on {R}x{C} PEs")
-        st.update(use_comp=use_comp, ledger=ledger, sram=sram)
+        st.update(use_comp=use_comp, ledger=ledger, sram=sram, memo={})
     return Placement("weight-stationary", region, m_b, k_b, st["sram"], st["ledger"], use_comp,
                      STREAM_COLOURS,
                      {"nnz": nnz_rc, "of_nonzero": blk, "scalar_work": scalar_work_rc,
-                      "t_dense": t_dense, "dense_time": dense_time, "comp_time": comp_time})
+                      "t_dense": t_dense, "dense_time": dense_time, "comp_time": comp_time,
+                      "memo": st["memo"]})
 
 
 def _ws_static(ops, config, region):
@@ -251,7 +253,7 @@ def _ws_static(ops, config, region):
           "nnz": nnz_rc, "blk": blk, "dense_bytes": dense_bytes, "comp_bytes": comp_bytes,
           "buffers": buffers, "dense_fits": dense_fits, "comp_fits": comp_fits,
           "either_fits": dense_fits | comp_fits, "comp_smaller": comp_bytes < dense_bytes,
-          "use_comp": None, "ledger": None, "sram": None}
+          "use_comp": None, "ledger": None, "sram": None, "memo": {}}
     if len(ops.w._static) >= 4:
         ops.w._static.pop(next(iter(ops.w._static)))
     ops.w._static[key] = st
