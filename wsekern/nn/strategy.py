@@ -297,7 +297,7 @@ class LayerPlacement:
         self.last_input_nnz, self.last_input_size = int(np.count_nonzero(X)), int(X.size)
         self.last_output_size = int(G.size)
         self.last_latency = latency
-        self.activation_zeros += 1.0 - np.count_nonzero(X) / max(X.size, 1)
+        self.activation_zeros += 1.0 - self.last_input_nnz / max(X.size, 1)
         self.costed_steps += 1
         return {"total": sum(parts.values()), "latency": latency, **parts}
 

@@ -81,11 +81,11 @@ class WeightStats:
             self._blocks[(R, C)] = (np.bincount(blk, minlength=R * C).reshape(R, C), blk)
         return self._blocks[(R, C)]
 
-
     def scalar_work(self, R, C, A_k):
-        """sum of A_k[k] over the nonzeros (., k) of each block, R x C: from the nonzeros
-        per (row block, column), counted once per R, when R x K is smaller than nnz
-        (a batch then costs O(R * K), not O(nnz)). Integer sums: the same either way."""
+        """sum of A_k[k] over the nonzeros (., k) of each block, R x C. A fully-nonzero W:
+        each block's rows times its columns' activations; else, when R x K is smaller than
+        nnz, from the nonzeros per (row block, column), counted once per R (a batch then
+        costs O(R * K), not O(nnz)). Integer sums: the same whichever way."""
         if self.full:
             rb, _ = self.row_block(R)
             kb, _ = self.col_block(C)
