@@ -237,6 +237,7 @@ class LayerPlacement:
         self.last_latency = 0.0
         self._stats = None
         self._stats_key = None
+        self._W = self._w_key = None
         placed.place(layer, self)
 
     def observe(self, columns, input_requires_grad, y, grad_rows):
@@ -250,27 +251,33 @@ class LayerPlacement:
 
     # -- structure ---------------------------------------------------------------
     def weight_matrix(self):
-        """W (M x K) as a scipy CSR: the layer's kept weights, output units as rows."""
+        """W (M x K) as a scipy CSR: the layer's kept weights, output units as rows. The
+        cost models read only its structure, so it is rebuilt only when that changes (a
+        new pattern, a weight that became or stopped being zero)."""
         layer = self.layer
-        if getattr(layer, "pattern", None) is not None:
-            return sps.csr_array(layer.pattern.to_scipy().T)
-        w = layer.get_weights()[0]
-        if w.ndim == 2:
-            return sps.csr_array(w.T)
-        kh, kw, cin_g, out = w.shape
-        groups = layer.groups
-        og = out // groups
-        mats = [w[..., g * og:(g + 1) * og].reshape(kh * kw * cin_g, og).T for g in range(groups)]
-        return sps.block_diag([sps.csr_array(m) for m in mats], format="csr")
+        pattern = getattr(layer, "pattern", None)
+        if pattern is not None:
+            if self._w_key is not pattern:
+                self._W, self._w_key = sps.csr_array(pattern.to_scipy().T), pattern
+            return self._W
+        kernel = getattr(layer, "kernel", None)
+        w = kernel.data if kernel is not None else layer.get_weights()[0]
+        # all nonzero (the usual dense layer) is checked in O(size), without a mask
+        zero = w == 0
+        key = (w.shape, None) if not zero.any() else (w.shape, ~zero)
+        old = self._w_key
+        if not (isinstance(old, tuple) and old[0] == key[0]
+                and (old[1] is None) == (key[1] is None)
+                and (key[1] is None or np.array_equal(old[1], key[1]))):
+            self._W, self._w_key = _weight_csr(w, getattr(layer, "groups", 1)), key
+        return self._W
 
     def stats(self):
-        """(WeightStats of W, of W.T, W) for the current pattern (recomputed only when the
-        pattern changes)."""
+        """(WeightStats of W, of W.T, W), recomputed only when W's structure changes."""
         W = self.weight_matrix()
-        key = (W.nnz, W.shape)
-        if self._stats is None or key != self._stats_key:
+        if self._stats is None or self._stats_key is not W:
             self._stats = (placement.WeightStats(W), placement.WeightStats(W.T))
-            self._stats_key = key
+            self._stats_key = W
         return self._stats + (W,)
 
     # -- costing a step ------------------------------------------------------------
@@ -290,9 +297,20 @@ class LayerPlacement:
         self.last_input_nnz, self.last_input_size = int(np.count_nonzero(X)), int(X.size)
         self.last_output_size = int(G.size)
         self.last_latency = latency
-        self.activation_zeros += 1.0 - np.count_nonzero(X) / max(X.size, 1)
+        self.activation_zeros += 1.0 - self.last_input_nnz / max(X.size, 1)
         self.costed_steps += 1
         return {"total": sum(parts.values()), "latency": latency, **parts}
+
+
+def _weight_csr(w, groups):
+    """A Dense kernel (K x M) or a Conv2D kernel (kh, kw, cin/groups, out) as W (M x K)
+    CSR, block-diagonal over the groups."""
+    if w.ndim == 2:
+        return sps.csr_array(w.T)
+    kh, kw, cin_g, out = w.shape
+    og = out // groups
+    mats = [w[..., g * og:(g + 1) * og].reshape(kh * kw * cin_g, og).T for g in range(groups)]
+    return sps.block_diag([sps.csr_array(m) for m in mats], format="csr")
 
 
 def _dataflow_edges(model, placements):

@@ -138,7 +138,11 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
     t_dense = pl.block["t_dense"]
     a_cn = ops.activations(C)
     eos = config.task_cycles
-    busy_rc = np.where(use_comp, pl.block["comp_time"], pl.block["dense_time"]) + N * eos
+    memo = _memo(pl, config)
+    if "any_comp" not in memo:
+        memo["any_comp"] = bool(use_comp.any())
+    busy_rc = (np.where(use_comp, pl.block["comp_time"], pl.block["dense_time"])
+               if memo["any_comp"] else pl.block["dense_time"]) + N * eos
     # The stream of column c: v wavelets per sample at the link rate, reaching PE row r
     # (r + 1) * hop + ramp after they enter.
     wpv = config.wavelets_per_sparse_value
@@ -160,8 +164,11 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
     first = config.hop_cycles + ramp
     lower = max(first + busy_rc.max(initial=0), first + v_cn.sum(axis=1).max() * dt,
                 N * (L + task) if C > 1 else 0.0) + task
-    wavelet_max = np.where(use_comp, task + config.scalar_cycles_per_element * pl.block["nnz"],
-                           t_dense[:, None]).max(axis=0)          # per column, any wavelet
+    if "wavelet_max" not in memo:
+        memo["wavelet_max"] = np.where(
+            use_comp, task + config.scalar_cycles_per_element * pl.block["nnz"],
+            t_dense[:, None]).max(axis=0)                        # per column, any wavelet
+    wavelet_max = memo["wavelet_max"]
     chain = _chain_latency(config, C, L)
     upper = float(np.sum(np.max(v_cn * dt + a_cn * wavelet_max[:, None] + eos, axis=0)
                          + fill + chain))
@@ -170,6 +177,16 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
              "reduction": float(N * (L * dt)), "latency": float(fill + chain)}
     return {"est": est, "lower": lower, "upper": upper, "terms": terms, "busy": busy_rc,
             "v_cn": v_cn, "red_wavelets": red_wavelets}
+
+
+def _memo(pl, config):
+    """What a placement's cost derives from its formats alone: shared by the placements of
+    one region (placement.weight_stationary's cache), else this placement's own."""
+    memo = pl.block.setdefault("memo", {})
+    if memo.get("config", config) is not config:
+        memo.clear()
+    memo["config"] = config
+    return memo
 
 
 def _ws_report(ops, pl, config, timing, full):
@@ -189,9 +206,16 @@ def _ws_report(ops, pl, config, timing, full):
     wavelets_sent = int(v_cn.sum() + red_wavelets.sum() * N * (C - 1))
 
     # MACs (see report.py for the identity they satisfy).
-    performed = int(np.sum(np.where(use_comp, pl.block["scalar_work"],
-                                    M_r[:, None] * A_c[None, :])))
-    skipped_w = int(np.sum(np.where(use_comp, (M_r[:, None] * K_c[None, :] - nnz_rc) * N, 0)))
+    memo = _memo(pl, config)
+    if memo.get("any_comp", True):
+        performed = int(np.sum(np.where(use_comp, pl.block["scalar_work"],
+                                        M_r[:, None] * A_c[None, :])))
+    else:
+        performed = int(M) * int(A_c.sum())            # every block dense: M_r * A_c summed
+    if "skipped_w" not in memo:     # per sample
+        memo["skipped_w"] = int(np.sum(np.where(use_comp, M_r[:, None] * K_c[None, :] - nnz_rc,
+                                                0)))
+    skipped_w = memo["skipped_w"] * int(N)
     macs_dense = int(M) * int(K) * int(N)
     skipped_a = macs_dense - performed - skipped_w
 
@@ -203,6 +227,9 @@ def _ws_report(ops, pl, config, timing, full):
             bottleneck = "scalar"
     energy = _energy(config, performed, performed * 3 * config.elem_bytes, float(links.sum()),
                      R * C, est)
+    if ("sram", full) not in memo:
+        memo[("sram", full)] = _wafer_array(config, region, pl.sram, full=full).astype(np.int64)
+    sram = memo[("sram", full)]
     return SimReport(
         cycles=float(est), cycles_lower=float(min(timing["lower"], est)),
         cycles_upper=float(max(timing["upper"], est)),
@@ -210,7 +237,7 @@ def _ws_report(ops, pl, config, timing, full):
         macs_performed=performed, macs_skipped_weight=skipped_w,
         macs_skipped_activation=int(skipped_a),
         busy_cycles=_wafer_array(config, region, busy_rc, full=full),
-        sram_bytes=_wafer_array(config, region, pl.sram, full=full).astype(np.int64),
+        sram_bytes=sram,
         link_wavelets=_wafer_array(config, region, links, (4,), full=full),
         wavelets_sent=wavelets_sent, energy_joules=energy, bottleneck=bottleneck,
         region=tuple(int(v) for v in region), mapping="weight-stationary", dtype=config.dtype,
@@ -555,28 +582,49 @@ def _distinct_per_block(rb, idx, bounds, R):
 # --------------------------------------------------------------------------------------
 # SDDMM: the weight gradient of a sparse layer, left where the weights live
 # --------------------------------------------------------------------------------------
-def sddmm_cost(A, B, pattern, config, region, useful, *, full=True):
+def _sddmm_blocks(w, R, C):
+    """What :func:`sddmm_cost` needs of the pattern's structure on R x C PEs: bounds,
+    nonzeros per block, distinct columns per block (tasks), rows of B sent per column."""
+    m_b, n_b = _bounds(w.M, R), _bounds(w.K, C)
+    rb, cb = _block_of(m_b, w.M)[w.w_row], _block_of(n_b, w.K)[w.w_col]
+    nnz = np.bincount(rb * C + cb, minlength=R * C).reshape(R, C).astype(np.int64)
+    cols_rc = _distinct_per_block(rb, w.w_col, n_b, R)
+    used_cols = np.flatnonzero(w.col_nnz)
+    sent_c = np.bincount(_block_of(n_b, w.K)[used_cols], minlength=C)
+    return m_b, n_b, nnz, cols_rc, sent_c
+
+
+def sddmm_cost(A, B, pattern, config, region, useful, *, full=True, weights=None):
     """Cost of out = (A @ B.T) at the pattern's nonzeros on an R x C region.
 
     PE (r, c) holds pattern block (r, c) and A[rows_r, :] (stationary); the rows of
     B[cols_c, :] that the block's column needs stream down PE column c (a column with
     no stored position anywhere in the PE column is never sent); each arriving row
     triggers a task with one dot product of length D per stored position in it.
+    ``weights`` reuses a :class:`placement.WeightStats` of the pattern (its blocks are
+    then counted once per region, not once per call).
     """
-    P = sps.csr_array(pattern)
-    r0, c0, R, C = region
-    M, N = P.shape
+    w = weights if weights is not None else placer.WeightStats(pattern)
     D = A.shape[1]
+    # everything but the useful MACs depends on the pattern, the region and D alone
+    key = ("sddmm-report", id(config), tuple(int(v) for v in region), D, full)
+    hit = w.cache.get(key)
+    if hit is None or hit[0] is not config:
+        hit = w.cache[key] = (config, _sddmm_fields(w, D, config, region, full))
+    fields = dict(hit[1])
+    terms = fields.pop("terms")
+    return SimReport(**fields, macs_useful=int(useful), details={"terms": dict(terms)})
+
+
+def _sddmm_fields(w, D, config, region, full):
+    """The fields of :func:`sddmm_cost`'s report but the useful MACs (and its terms)."""
+    r0, c0, R, C = region
+    M, N = w.M, w.K
     elem, fmac = config.elem_bytes, config.fmacs
-    m_b, n_b = _bounds(M, R), _bounds(N, C)
+    if ("sddmm", R, C) not in w.cache:
+        w.cache[("sddmm", R, C)] = _sddmm_blocks(w, R, C)
+    m_b, n_b, nnz, cols_rc, sent_c = w.cache[("sddmm", R, C)]
     M_r = np.diff(m_b)
-    coo = P.tocoo()
-    rb, cb = _block_of(m_b, M)[coo.row], _block_of(n_b, N)[coo.col]
-    nnz = np.zeros((R, C), np.int64)
-    np.add.at(nnz, (rb, cb), 1)
-    cols_rc = _distinct_per_block(rb, coo.col, n_b, R)          # tasks per PE
-    used_cols = np.flatnonzero(np.bincount(coo.col, minlength=N))             # rows of B sent
-    sent_c = np.bincount(_block_of(n_b, N)[used_cols], minlength=C)
 
     ledger = SramLedger(config, region)
     ledger.alloc("A rows (stationary)", (M_r * D * elem)[:, None] * np.ones((1, C), np.int64))
@@ -597,13 +645,13 @@ def sddmm_cost(A, B, pattern, config, region, useful, *, full=True):
     upper = compute + fabric + latency + t_dot
     links = np.zeros((R, C, 4))
     links[:R - 1, :, 2] = stream[None, :]
-    performed = int(P.nnz) * int(D)
+    performed = int(w.nnz) * int(D)
     dense = int(M) * int(N) * int(D)
     energy = _energy(config, performed, performed * 3 * elem, float(links.sum()), R * C, est)
     terms = {"compute": float(compute), "fabric": float(fabric), "latency": float(latency)}
-    return SimReport(
+    return dict(
         cycles=float(est), cycles_lower=float(lower), cycles_upper=float(upper),
-        clock_hz=config.clock_hz, macs_dense=dense, macs_useful=int(useful),
+        clock_hz=config.clock_hz, macs_dense=dense,
         macs_performed=performed, macs_skipped_weight=dense - performed, macs_skipped_activation=0,
         busy_cycles=_wafer_array(config, region, busy, full=full),
         sram_bytes=_wafer_array(config, region, sram, full=full).astype(np.int64),
@@ -611,4 +659,4 @@ def sddmm_cost(A, B, pattern, config, region, useful, *, full=True):
         wavelets_sent=int(stream.sum()), energy_joules=energy,
         bottleneck=max(terms, key=terms.get), region=tuple(int(v) for v in region),
         mapping="weight-stationary", dtype=config.dtype, fmac_per_cycle=fmac,
-        details={"terms": terms})
+        terms=terms)

@@ -49,6 +49,12 @@ class WeightStats:
         self.nnz = len(self.w_col)
         self.col_nnz = np.bincount(self.w_col, minlength=self.K).astype(np.int64)
         self._rows, self._cols, self._blocks = {}, {}, {}
+        self._per_row_block = {}        # R -> nonzeros per (row block, column), R x K
+        self._static = {}               # region -> the batch-independent part of a placement
+        # every (m, k) stored once: a block's nonzeros per column are then its rows
+        self.full = self.nnz == self.M * self.K and (self.nnz == 0 or int(np.bincount(
+            self.w_row * self.K + self.w_col, minlength=self.nnz).max()) == 1)
+        self.cache = {}                 # the cost models' own structure, per partition
 
     def row_block(self, R):
         """(boundaries, block of each row) for R row blocks."""
@@ -75,6 +81,30 @@ class WeightStats:
             self._blocks[(R, C)] = (np.bincount(blk, minlength=R * C).reshape(R, C), blk)
         return self._blocks[(R, C)]
 
+    def scalar_work(self, R, C, A_k):
+        """sum of A_k[k] over the nonzeros (., k) of each block, R x C. A fully-nonzero W:
+        each block's rows times its columns' activations; else, when R x K is smaller than
+        nnz, from the nonzeros per (row block, column), counted once per R (a batch then
+        costs O(R * K), not O(nnz)). Integer sums: the same whichever way."""
+        if self.full:
+            rb, _ = self.row_block(R)
+            kb, _ = self.col_block(C)
+            cum = np.concatenate([[0], np.cumsum(A_k, dtype=np.int64)])
+            return np.outer(np.diff(rb), cum[kb[1:]] - cum[kb[:-1]]).astype(np.float64)
+        if R * self.K >= self.nnz:
+            _, blk = self.blocks(R, C)
+            return np.bincount(blk, weights=A_k[self.w_col], minlength=R * C).reshape(R, C)
+        if R not in self._per_row_block:
+            _, rb = self.row_block(R)
+            if len(self._per_row_block) >= 4:
+                self._per_row_block.pop(next(iter(self._per_row_block)))
+            self._per_row_block[R] = np.bincount(rb[self.w_row] * self.K + self.w_col,
+                                                 minlength=R * self.K).reshape(R, self.K)
+        kb, _ = self.col_block(C)
+        cum = np.zeros((R, self.K + 1), np.int64)
+        np.cumsum(self._per_row_block[R] * A_k.astype(np.int64), axis=1, out=cum[:, 1:])
+        return (cum[:, kb[1:]] - cum[:, kb[:-1]]).astype(np.float64)
+
 
 class Operands:
     """The weight's cached structure plus what the models need from X (its nonzeros)."""
@@ -84,10 +114,23 @@ class Operands:
         self.M, self.K = self.w.M, self.w.K
         self.N = X.shape[1]
         self.x_nz = X != 0
-        self.nz_k, self.nz_n = np.nonzero(self.x_nz)
+        self._nz = None
         self.A_k = self.x_nz.sum(axis=1).astype(np.int64)
         self.useful = int(self.w.col_nnz @ self.A_k)
         self._acts = {}
+
+    @property
+    def nz_k(self):
+        """Rows of X's nonzeros (row-major order), with :attr:`nz_n` their columns."""
+        if self._nz is None:
+            self._nz = np.nonzero(self.x_nz)
+        return self._nz[0]
+
+    @property
+    def nz_n(self):
+        if self._nz is None:
+            self._nz = np.nonzero(self.x_nz)
+        return self._nz[1]
 
     @property
     def w_col(self):
@@ -102,9 +145,11 @@ class Operands:
     def activations(self, C):
         """a[c, n]: nonzero activations arriving at PE column c in sample n."""
         if C not in self._acts:
-            _, cb = self.col_block(C)
-            self._acts[C] = np.bincount(cb[self.nz_k] * self.N + self.nz_n,
-                                        minlength=C * self.N).reshape(C, self.N)
+            kb, _ = self.col_block(C)
+            # block sums of X's nonzero indicator, by a cumulative sum over its rows
+            cum = np.zeros((self.K + 1, self.N), np.int64)
+            np.cumsum(self.x_nz, axis=0, dtype=np.int64, out=cum[1:])
+            self._acts[C] = cum[kb[1:]] - cum[kb[:-1]]
         return self._acts[C]
 
 
@@ -121,7 +166,8 @@ class Placement:
     (R x C) the bytes each PE holds, ``ledger`` their breakdown by buffer. ``colours``
     names the routing colours the mapping uses. ``block`` keeps what the format choice
     compared, for the cost models: nnz per block, the block of each nonzero, a
-    compressed block's scalar work and both formats' batch times.
+    compressed block's scalar work and both formats' batch times; ``memo`` what the cost
+    models derive from these alone, shared by the placements of one region and formats.
     """
     mapping: str
     region: tuple
@@ -154,38 +200,64 @@ def weight_stationary(ops, config, region, what="spmm"):
     fits; where neither fits, the smaller, for the error message), with the ledger.
     Raises SramOverflowError naming the fullest PE."""
     r0, c0, R, C = region
+    st = _ws_static(ops, config, region)
+    m_b, k_b, t_dense = st["m_b"], st["k_b"], st["t_dense"]
+    A_c = ops.activations(C).sum(axis=1)
+    # sum_k A_k * nnz(W[rows_r, k]) is a compressed block's work over the batch
+    nnz_rc, blk = st["nnz"], st["blk"]
+    scalar_work_rc = ops.w.scalar_work(R, C, ops.A_k)
+    dense_time = A_c[None, :] * t_dense[:, None]
+    comp_time = A_c[None, :] * config.task_cycles \
+        + config.scalar_cycles_per_element * scalar_work_rc
+    use_comp = np.where(st["either_fits"], st["comp_fits"] & (~st["dense_fits"]
+                                                             | (comp_time < dense_time)),
+                        st["comp_smaller"])
+    if st["use_comp"] is None or not np.array_equal(use_comp, st["use_comp"]):
+        # the ledger depends on the batch only through the formats chosen
+        ledger = SramLedger(config, region)
+        ledger.alloc("weights (dense)", np.where(use_comp, 0, st["dense_bytes"]))
+        ledger.alloc("weights (compressed values + row indices + column starts)",
+                     np.where(use_comp, st["comp_bytes"], 0))
+        for name, b in st["buffers"].items():
+            ledger.alloc(name, b)
+        sram = ledger.check(f"{what} weight-stationary, W {ops.M}x{ops.K} on {R}x{C} PEs")
+        st.update(use_comp=use_comp, ledger=ledger, sram=sram, memo={})
+    return Placement("weight-stationary", region, m_b, k_b, st["sram"], st["ledger"], use_comp,
+                     STREAM_COLOURS,
+                     {"nnz": nnz_rc, "of_nonzero": blk, "scalar_work": scalar_work_rc,
+                      "t_dense": t_dense, "dense_time": dense_time, "comp_time": comp_time,
+                      "memo": st["memo"]})
+
+
+def _ws_static(ops, config, region):
+    """What :func:`weight_stationary` needs that no batch changes (bounds, block sizes and
+    bytes, which format fits), kept on the weight's stats for the last few regions: a
+    training loop places the same region every step."""
+    key = (id(config), tuple(int(v) for v in region))
+    st = ops.w._static.get(key)
+    if st is not None and st["config"] is config:
+        return st
+    r0, c0, R, C = region
     elem = config.elem_bytes
     m_b, _ = ops.row_block(R)
     k_b, _ = ops.col_block(C)
     M_r, K_c = np.diff(m_b), np.diff(k_b)
-    A_c = ops.activations(C).sum(axis=1)
-    # sum_k A_k * nnz(W[rows_r, k]) is a compressed block's work over the batch
     nnz_rc, blk = ops.w.blocks(R, C)
-    scalar_work_rc = np.bincount(blk, weights=ops.A_k[ops.w_col], minlength=R * C).reshape(R, C)
-    t_dense = dense_task_cycles(config, M_r)                                   # per R
-    dense_time = A_c[None, :] * t_dense[:, None]
-    comp_time = A_c[None, :] * config.task_cycles \
-        + config.scalar_cycles_per_element * scalar_work_rc
     dense_bytes = (M_r[:, None] * K_c[None, :]) * elem
     comp_bytes = nnz_rc * (elem + 2) + (K_c[None, :] + 1) * 2   # values, 16-bit rows, col starts
     buffers = _ws_buffers(config, M_r, R, C)
     room = config.data_bytes - sum(buffers.values()).max()
     dense_fits = dense_bytes <= room
     comp_fits = comp_bytes <= room
-    use_comp = np.where(dense_fits | comp_fits,
-                        comp_fits & (~dense_fits | (comp_time < dense_time)),
-                        comp_bytes < dense_bytes)
-    ledger = SramLedger(config, region)
-    ledger.alloc("weights (dense)", np.where(use_comp, 0, dense_bytes))
-    ledger.alloc("weights (compressed values + row indices + column starts)",
-                 np.where(use_comp, comp_bytes, 0))
-    for name, b in buffers.items():
-        ledger.alloc(name, b)
-    sram = ledger.check(f"{what} weight-stationary, W {ops.M}x{ops.K} on {R}x{C} PEs")
-    return Placement("weight-stationary", region, m_b, k_b, sram, ledger, use_comp,
-                     STREAM_COLOURS,
-                     {"nnz": nnz_rc, "of_nonzero": blk, "scalar_work": scalar_work_rc,
-                      "t_dense": t_dense, "dense_time": dense_time, "comp_time": comp_time})
+    st = {"config": config, "m_b": m_b, "k_b": k_b, "t_dense": dense_task_cycles(config, M_r),
+          "nnz": nnz_rc, "blk": blk, "dense_bytes": dense_bytes, "comp_bytes": comp_bytes,
+          "buffers": buffers, "dense_fits": dense_fits, "comp_fits": comp_fits,
+          "either_fits": dense_fits | comp_fits, "comp_smaller": comp_bytes < dense_bytes,
+          "use_comp": None, "ledger": None, "sram": None, "memo": {}}
+    if len(ops.w._static) >= 4:
+        ops.w._static.pop(next(iter(ops.w._static)))
+    ops.w._static[key] = st
+    return st
 
 
 def _ws_buffers(config, M_r, R, C):

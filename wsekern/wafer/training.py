@@ -124,18 +124,20 @@ def step_cost(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
         fwd = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False,
                                          ops=Operands(W, X, stats))
         # W.T on the same PEs: each holds the transpose of its block.
-        gin = analytic.weight_stationary(W.T, G, cfg, region, exact=False, full=False,
-                                         ops=Operands(W.T, G, stats_t)) \
+        # (W.T is read only through stats_t: no transpose built per step)
+        gin = analytic.weight_stationary(None, G, cfg, region, exact=False, full=False,
+                                         ops=Operands(None, G, stats_t)) \
             if needs_input_grad else None
-        gw = analytic.sddmm_cost(G, X, W, cfg, region, sddmm_useful(G, X, W), full=False)
+        gw = analytic.sddmm_cost(G, X, W, cfg, region, sddmm_useful(G, X, W, stats), full=False,
+                                 weights=stats)
         nnz_pe = max(1, math.ceil(W.nnz / (region[2] * region[3])))
         upd = UPDATE_OPS * (cfg.setup_cycles + math.ceil(nnz_pe / cfg.fmacs))
         latency = fwd.cycles_lower / max(X.shape[1], 1) * 2
     else:
         fwd = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
                                              ops=Operands(W, X, stats))
-        gin = analytic.activation_stationary(W.T, G, cfg, region, passes=1, full=False,
-                                             ops=Operands(W.T, G, stats_t)) \
+        gin = analytic.activation_stationary(None, G, cfg, region, passes=1, full=False,
+                                             ops=Operands(None, G, stats_t)) \
             if needs_input_grad else None
         # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights.
         gw = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
@@ -149,10 +151,24 @@ def step_cost(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
     return parts, reports, latency
 
 
-def sddmm_useful(G, X, W):
-    """Pairs of nonzero gradient and nonzero activation summed over the kept weights."""
+def sddmm_useful(G, X, W, stats=None):
+    """Pairs of nonzero gradient and nonzero activation summed over the kept weights.
+
+    With ``stats`` (a WeightStats of a W without duplicate entries) and W mostly nonzero:
+    every pair of the M x K box, sample by sample, less those at W's zeros, in
+    O((M + K) * B + zeros * B) rather than O(nnz * B)."""
     from ..kernels import sddmm
-    return int(sddmm((G != 0).astype(np.float32), (X != 0).astype(np.float32), W).sum())
+    M, K = W.shape
+    if stats is None or 2 * W.nnz <= M * K or not W.has_canonical_format:
+        return int(sddmm((G != 0).astype(np.float32), (X != 0).astype(np.float32), W).sum())
+    g, x = G != 0, X != 0
+    total = int(np.count_nonzero(g, axis=0) @ np.count_nonzero(x, axis=0))
+    if "zeros" not in stats.cache:
+        box = np.ones((M, K), bool)
+        box[stats.w_row, stats.w_col] = False
+        stats.cache["zeros"] = np.nonzero(box)
+    zr, zc = stats.cache["zeros"]
+    return total - int(np.count_nonzero(g[zr] & x[zc])) if len(zr) else total
 
 
 def link_hops(src, dst):

@@ -1,0 +1,66 @@
+"""The per-step shortcuts of the training cost agree with the direct counts they replace:
+a compressed block's work from per-(row block, column) counts, the useful weight-gradient
+pairs from per-sample counts less W's zeros, activations per PE column by a cumulative sum,
+and an SDDMM's cost from cached blocks."""
+import numpy as np
+import pytest
+import scipy.sparse as sps
+
+import wsekern as wk
+from wsekern.kernels import sddmm
+from wsekern.wafer import analytic, training
+from wsekern.wafer.placement import Operands, WeightStats
+
+
+def _w(rng, M, K, density):
+    dense = rng.standard_normal((M, K)) * (rng.random((M, K)) < density)
+    return sps.csr_array(dense.astype(np.float32))
+
+
+@pytest.mark.parametrize("density", [1.0, 0.95, 0.3])
+@pytest.mark.parametrize("R,C", [(1, 1), (3, 5), (7, 2), (12, 9)])
+def test_scalar_work_matches_the_per_nonzero_sum(density, R, C):
+    rng = np.random.default_rng(R * 31 + C)
+    W = _w(rng, 13, 11, density)
+    stats = WeightStats(W)
+    A_k = rng.integers(0, 40, 11)
+    _, rb = stats.row_block(R)
+    _, cb = stats.col_block(C)
+    want = np.bincount(rb[stats.w_row] * C + cb[stats.w_col], weights=A_k[stats.w_col],
+                       minlength=R * C).reshape(R, C)
+    np.testing.assert_array_equal(stats.scalar_work(R, C, A_k), want)
+    stats.full = False          # the per-(row block, column) path as well
+    np.testing.assert_array_equal(stats.scalar_work(R, C, A_k), want)
+
+
+@pytest.mark.parametrize("density", [1.0, 0.9, 0.6, 0.2])
+def test_sddmm_useful_from_counts_matches_the_kernel(density):
+    rng = np.random.default_rng(3)
+    W = _w(rng, 20, 17, density)
+    G = rng.standard_normal((20, 9)) * (rng.random((20, 9)) < 0.5)
+    X = rng.standard_normal((17, 9)) * (rng.random((17, 9)) < 0.4)
+    want = int(sddmm((G != 0).astype(np.float32), (X != 0).astype(np.float32), W).sum())
+    assert training.sddmm_useful(G, X, W, WeightStats(W)) == want
+    assert training.sddmm_useful(G, X, W) == want
+
+
+@pytest.mark.parametrize("C", [1, 4, 17, 30])
+def test_activations_per_column_match_the_nonzero_count(C):
+    rng = np.random.default_rng(C)
+    X = rng.standard_normal((17, 6)) * (rng.random((17, 6)) < 0.5)
+    ops = Operands(_w(rng, 5, 17, 0.5), X)
+    _, cb = ops.col_block(C)
+    want = np.bincount(cb[ops.nz_k] * 6 + ops.nz_n, minlength=C * 6).reshape(C, 6)
+    np.testing.assert_array_equal(ops.activations(C), want)
+
+
+def test_sddmm_cost_is_the_same_from_cached_blocks():
+    rng = np.random.default_rng(5)
+    W = _w(rng, 24, 30, 0.4)
+    G, X = rng.standard_normal((24, 8)), rng.standard_normal((30, 8))
+    cfg = wk.WaferConfig.small(8, 8)
+    stats = WeightStats(W)
+    for region in [(0, 0, 3, 4), (0, 2, 5, 6), (0, 0, 3, 4)]:
+        a = analytic.sddmm_cost(G, X, W, cfg, region, 17, full=False).to_dict()
+        b = analytic.sddmm_cost(G, X, W, cfg, region, 17, full=False, weights=stats).to_dict()
+        assert a == b
