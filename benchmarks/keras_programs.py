@@ -233,6 +233,10 @@ def main(argv=None):
     parser.add_argument("--only", help="run the programs whose name contains this text")
     parser.add_argument("--epochs-scale", type=float, default=1.0,
                         help="multiply each program's epochs (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="runs per program from seeds 0..n-1, metric and time averaged "
+                             "(dropout and shuffling differ between the libraries' generators; "
+                             "default: %(default)s)")
     args = parser.parse_args(argv)
 
     import keras
@@ -269,10 +273,13 @@ def main(argv=None):
                                        f"weight of their size")
                 model.set_weights(shared)
 
-            for label, lib, init in (("wsekern", nn, record), ("keras", keras, share)):
-                lib.utils.set_random_seed(0)
-                metric, value, seconds = program(lib, data, epochs, init)
-                results[label] = (float(value), seconds / epochs)
+            for seed in range(args.seeds):
+                for label, lib, init in (("wsekern", nn, record), ("keras", keras, share)):
+                    lib.utils.set_random_seed(seed)
+                    metric, value, seconds = program(lib, data, epochs, init)
+                    v, t = results.get(label, (0.0, 0.0))
+                    results[label] = (v + float(value) / args.seeds,
+                                      t + seconds / epochs / args.seeds)
             (kv, kt), (wv, wt) = results["keras"], results["wsekern"]
             rows.append((name, epochs, metric, kv, wv, kt, wt))
             print(f"{name:38s} {epochs} ep  {metric} keras {kv:.4f} wsekern {wv:.4f}  "
