@@ -1,0 +1,48 @@
+"""What the wafer accounting costs a training epoch: the same MLP (784-1024-10, Adam, batch 32)
+on 4,000 real MNIST digits, built plain and inside ``WaferStrategy(WaferConfig.wse2())``,
+one thread, interleaved. Issue 16's target: at most 1.2x.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/strategy_overhead.py [--repeat 2]
+"""
+import argparse
+import time
+
+from threadpoolctl import threadpool_limits
+
+import wsekern as wk
+from wsekern import nn
+
+
+def epoch_seconds(x, y, strategy):
+    nn.utils.set_random_seed(0)
+
+    def build():
+        model = nn.Sequential([nn.Input((784,)), nn.layers.Dense(1024, activation="relu"),
+                               nn.layers.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model
+    if strategy is None:
+        model = build()
+    else:
+        with strategy.scope():
+            model = build()
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    return time.perf_counter() - t0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=2, help="interleaved pairs of epochs")
+    args = parser.parse_args(argv)
+    (x, y), _ = wk.data.load_mnist()
+    with threadpool_limits(1):
+        for _ in range(args.repeat):
+            plain = epoch_seconds(x, y, None)
+            placed = epoch_seconds(x, y, wk.WaferStrategy(wk.WaferConfig.wse2()))
+            print(f"plain {plain:.2f} s, under WaferStrategy(wse2) {placed:.2f} s, "
+                  f"ratio {placed / plain:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
