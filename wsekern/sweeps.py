@@ -17,13 +17,13 @@ import itertools
 import json
 import os
 import time
-import uuid
 import warnings
 import zlib
 
 import numpy as np
 
 from . import workloads
+from ._atomic import write_bytes
 from .errors import SramOverflowError
 from .wafer import Wafer, WaferConfig
 from .wafer.config import PRESETS
@@ -272,7 +272,7 @@ class ResultCache:
             f.writelines(line if line.endswith(b"\n") else line + b"\n" for _, line in bad)
             f.flush()
             os.fsync(f.fileno())
-        _write_atomically(self.path, b"".join(sound))
+        write_bytes(self.path, b"".join(sound))
         numbers = [n for n, _ in bad]
         warnings.warn(f"{self.path}: {len(bad)} damaged line(s) (line {numbers[:10]}"
                       f"{' ...' if len(bad) > 10 else ''}: cut by a killed writer or edited) "
@@ -393,7 +393,7 @@ class ResultCache:
         import pandas as pd
         os.makedirs(self.path, exist_ok=True)
         frame = _typed(pd.DataFrame([{c: cells[c] for c in self.header[:-1]}]), self._schema)
-        _write_atomically(os.path.join(self.path, f"part-{key}.parquet"),
+        write_bytes(os.path.join(self.path, f"part-{key}.parquet"),
                           frame.to_parquet(index=False))
 
 
@@ -481,36 +481,6 @@ def _locked(path):
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _write_atomically(path, data):
-    """``data`` to ``path`` through a temporary file in the same directory, fsynced, then
-    renamed over it: a reader sees the old file or the new one, never a part."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    _fsync_dir(folder)
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- the sweep ---------------------------------------------------------------------------

@@ -4,10 +4,11 @@ member is decompressed, and only the members the model uses are read."""
 import io
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from ..._atomic import atomic_file
 
 CONFIG_NAME = "config.json"
 CONFIG_MAX_BYTES = 512 * 1024        # a 1,000-layer functional model's config is ~300 KB
@@ -49,33 +50,11 @@ def write_atomically(filepath, meta, arrays, overwrite=True):
         raise FileExistsError(f"{filepath} exists and overwrite=False")
     config = dumps(meta).encode()                  # fails before anything is written
     payload = {name: npy_bytes(a) for name, a in arrays.items()}
-    directory = os.path.dirname(os.path.abspath(filepath))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
-                z.writestr(CONFIG_NAME, config)
-                for name, data in payload.items():
-                    z.writestr(name, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filepath)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:                                           # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    with atomic_file(filepath, suffix=".keras") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr(CONFIG_NAME, config)
+            for name, data in payload.items():
+                z.writestr(name, data)
 
 
 class Archive:
