@@ -64,3 +64,56 @@ def test_sddmm_cost_is_the_same_from_cached_blocks():
         a = analytic.sddmm_cost(G, X, W, cfg, region, 17, full=False).to_dict()
         b = analytic.sddmm_cost(G, X, W, cfg, region, 17, full=False, weights=stats).to_dict()
         assert a == b
+
+
+def _relu_like(rng, rows, n, zeros):
+    """Activations with ``zeros`` of them zero, some whole rows and samples zero too."""
+    x = rng.standard_normal((rows, n)) * (rng.random((rows, n)) >= zeros)
+    x[rng.random(rows) < 0.1] = 0.0
+    if n > 1:
+        x[:, rng.integers(0, n)] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("cfg", [wk.WaferConfig.wse2(), wk.WaferConfig.small(16, 16),
+                                 wk.WaferConfig.small(16, 16, dtype="fp32")],
+                         ids=["wse2", "small", "small-fp32"])
+@pytest.mark.parametrize("M,K,region", [(40, 30, (0, 0, 5, 7)), (10, 64, (0, 3, 5, 12)),
+                                        (12, 8, (0, 0, 4, 11)), (33, 17, (0, 0, 1, 1))])
+def test_dense_step_equals_the_full_step_cost(cfg, M, K, region):
+    """The shortcut for a fully nonzero W gives the very floats step_cost gives, for
+    batches of any sparsity and size (whole zero rows and samples included), with and
+    without the input gradient, and with more PE columns than W has columns (12 x 8 on
+    11 columns: empty blocks)."""
+    rng = np.random.default_rng(M * K)
+    W = sps.csr_array(rng.standard_normal((M, K)).astype(np.float32) + 5.0)
+    stats, stats_t = WeightStats(W), WeightStats(W.T)
+    assert analytic.dense_screen(stats, cfg, region) is not None
+    for n, zeros in [(16, 0.5), (7, 0.9), (1, 0.0), (32, 1.0), (5, 0.2)]:
+        X, G = _relu_like(rng, K, n, zeros), _relu_like(rng, M, n, 0.3)
+        for needs in (True, False):
+            args = (cfg, "layer-pipelined", region, W, stats, stats_t, X != 0, G != 0, needs)
+            parts, _, latency = training.step_cost(*args)
+            assert training.dense_step(*args) == (parts, latency)
+
+
+def test_dense_step_declines_what_it_does_not_cover():
+    """A W with a zero, weight streaming and a block the placer could store compressed
+    (a cheap scalar walk) all go to step_cost."""
+    rng = np.random.default_rng(1)
+    cfg = wk.WaferConfig.small(16, 16)
+    dense = sps.csr_array(np.ones((20, 12), np.float32))
+    holed = np.ones((20, 12), np.float32)
+    holed[3, 4] = 0.0
+    holed = sps.csr_array(holed)
+    X, G = rng.random((12, 4)) != 0, rng.random((20, 4)) != 0
+    region = (0, 0, 4, 4)
+
+    def step(W, mode="layer-pipelined"):
+        return training.dense_step(cfg, mode, region, W, WeightStats(W), WeightStats(W.T),
+                                   X, G, True)
+    assert step(dense) is not None
+    assert step(holed) is None
+    assert step(dense, "weight-streaming") is None
+    cheap = wk.WaferConfig.small(16, 16, scalar_cycles_per_element=1.0, setup_cycles=40.0)
+    assert analytic.dense_screen(WeightStats(dense), cheap, region) is None

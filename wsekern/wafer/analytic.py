@@ -189,6 +189,73 @@ def _memo(pl, config):
     return memo
 
 
+def dense_screen(weights, config, region):
+    """What :func:`weight_stationary` with ``exact=False`` needs besides X's nonzeros when
+    W (``weights``, its WeightStats) has every entry nonzero and every block is stored
+    dense whatever the batch; None when some batch could store a block compressed, or the
+    config's cycle counts are not whole numbers (the argument below needs them exact).
+
+    Why the batch cannot change the format: a fully nonzero block of M_r rows whose
+    columns receive A activations costs ``A * t_dense`` dense and ``A * (task + scalar *
+    M_r)`` compressed; in whole numbers (exact in float64) the placer's comparison is that
+    of ``task + scalar * M_r`` with ``t_dense`` once A > 0, and its tie-break at A = 0.
+    Kept on ``weights`` per (config, region)."""
+    key = ("dense-screen", id(config), tuple(int(v) for v in region))
+    hit = weights.cache.get(key)
+    if hit is None or hit[0] is not config:
+        hit = weights.cache[key] = (config, _dense_screen(weights, config, region))
+    return hit[1]
+
+
+def _dense_screen(weights, config, region):
+    whole = all(float(v).is_integer() for v in (config.task_cycles, config.setup_cycles,
+                                                 config.scalar_cycles_per_element))
+    if not weights.full or not whole:
+        return None
+    R, C = int(region[2]), int(region[3])
+    # the placer's batch-independent part (an empty batch: X is not read)
+    st = placer._ws_static(Operands(None, np.zeros((weights.K, 0), bool), weights), config,
+                           region)
+    M_r, t_dense = np.diff(st["m_b"]), st["t_dense"]
+    compressed_task = config.task_cycles + config.scalar_cycles_per_element * M_r
+    idle = np.where(st["either_fits"], st["comp_fits"] & ~st["dense_fits"], st["comp_smaller"])
+    race = st["either_fits"] & st["comp_fits"] & st["dense_fits"]
+    if idle.any() or (race & (compressed_task < t_dense)[:, None]).any():
+        return None
+    red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
+    L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
+    return {"C": C, "k_b": st["k_b"], "tmax": t_dense.max(), "L": L.max(keepdims=True),
+            "empty_blocks": bool(np.any(np.diff(st["k_b"]) == 0)),
+            "fill_r": (np.arange(1, R + 1) * config.hop_cycles + config.ramp_cycles)[-1:]}
+
+
+def dense_screen_cycles(plan, x_nz, config):
+    """(cycles, lower bound) that :func:`weight_stationary` with ``exact=False`` reports for
+    the placement ``plan`` (:func:`dense_screen`) and X's nonzeros ``x_nz`` (K x N, bool):
+    the same operations on the same values as _ws_work and _ws_cycles take for an
+    all-dense placement, without the per-PE maps. O(K * N + C * N)."""
+    C, k_b, tmax = plan["C"], plan["k_b"], plan["tmax"]
+    N = x_nz.shape[1]
+    if plan["empty_blocks"]:     # more PE columns than columns of W: reduceat cannot say 0
+        cum = np.zeros((x_nz.shape[0] + 1, N), np.int64)
+        np.cumsum(x_nz, axis=0, dtype=np.int64, out=cum[1:])
+        a_cn = cum[k_b[1:]] - cum[k_b[:-1]]
+    else:
+        a_cn = np.add.reduceat(x_nz, k_b[:-1], axis=0, dtype=np.int64)
+    eos = config.task_cycles
+    work_cn = a_cn * tmax + eos
+    v_cn = a_cn * config.wavelets_per_sparse_value + 1
+    dt = 1.0 / config.link_wavelets_per_cycle
+    est = _pipeline_cycles(config, work_cn[None], v_cn, dt, plan["fill_r"], plan["L"])
+    L = int(plan["L"].max())
+    busy_max = a_cn.sum(axis=1).max() * tmax + N * eos      # the busiest PE: most A, slowest row
+    ramp, task = config.ramp_cycles, config.task_cycles
+    first = config.hop_cycles + ramp
+    lower = max(first + busy_max, first + v_cn.sum(axis=1).max() * dt,
+                N * (L + task) if C > 1 else 0.0) + task
+    return float(est), float(min(lower, est))
+
+
 def _ws_report(ops, pl, config, timing, full):
     """The SimReport of a costed weight-stationary placement: traffic, MACs, energy."""
     R, C = pl.shape
@@ -605,15 +672,25 @@ def sddmm_cost(A, B, pattern, config, region, useful, *, full=True, weights=None
     then counted once per region, not once per call).
     """
     w = weights if weights is not None else placer.WeightStats(pattern)
-    D = A.shape[1]
-    # everything but the useful MACs depends on the pattern, the region and D alone
+    fields = dict(_sddmm_cached(w, A.shape[1], config, region, full))
+    terms = fields.pop("terms")
+    return SimReport(**fields, macs_useful=int(useful), details={"terms": dict(terms)})
+
+
+def sddmm_cycles(weights, D, config, region):
+    """The cycles :func:`sddmm_cost` gives the pattern of ``weights`` (a WeightStats) for
+    rows of length D: they depend on neither operand's values."""
+    return _sddmm_cached(weights, D, config, region, False)["cycles"]
+
+
+def _sddmm_cached(w, D, config, region, full):
+    """Everything but the useful MACs depends on the pattern, the region and D alone:
+    the report's fields, kept on the pattern's stats."""
     key = ("sddmm-report", id(config), tuple(int(v) for v in region), D, full)
     hit = w.cache.get(key)
     if hit is None or hit[0] is not config:
         hit = w.cache[key] = (config, _sddmm_fields(w, D, config, region, full))
-    fields = dict(hit[1])
-    terms = fields.pop("terms")
-    return SimReport(**fields, macs_useful=int(useful), details={"terms": dict(terms)})
+    return hit[1]
 
 
 def _sddmm_fields(w, D, config, region, full):

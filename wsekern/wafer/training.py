@@ -130,8 +130,7 @@ def step_cost(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
             if needs_input_grad else None
         gw = analytic.sddmm_cost(G, X, W, cfg, region, sddmm_useful(G, X, W, stats), full=False,
                                  weights=stats)
-        nnz_pe = max(1, math.ceil(W.nnz / (region[2] * region[3])))
-        upd = UPDATE_OPS * (cfg.setup_cycles + math.ceil(nnz_pe / cfg.fmacs))
+        upd = update_cycles(cfg, region, W)
         latency = fwd.cycles_lower / max(X.shape[1], 1) * 2
     else:
         fwd = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
@@ -149,6 +148,34 @@ def step_cost(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
     reports = {k: r for k, r in (("forward", fwd), ("input-gradient", gin),
                                  ("weight-gradient", gw)) if r is not None}
     return parts, reports, latency
+
+
+def update_cycles(cfg, region, W):
+    """Adam's update of W's weights where they live (layer-pipelined), on the busiest PE."""
+    nnz_pe = max(1, math.ceil(W.nnz / (region[2] * region[3])))
+    return UPDATE_OPS * (cfg.setup_cycles + math.ceil(nnz_pe / cfg.fmacs))
+
+
+def dense_step(cfg, mode, region, W, stats, stats_t, x_nz, g_nz, needs_input_grad):
+    """:func:`step_cost`'s (cycles per part, latency) from X's and G's nonzero patterns
+    (``x_nz``, ``g_nz``: X != 0, G != 0) alone, without the reports, where that is the
+    same computation: layer-pipelined, W fully nonzero and its blocks (and W.T's) stored
+    dense whatever the batch (analytic.dense_screen). None elsewhere: cost it with
+    step_cost. The caller keeps the patterns to build the reports when they are read."""
+    N = x_nz.shape[1]
+    if mode != "layer-pipelined" or N == 0:
+        return None
+    fwd_plan = analytic.dense_screen(stats, cfg, region)
+    gin_plan = analytic.dense_screen(stats_t, cfg, region) if needs_input_grad else False
+    if fwd_plan is None or gin_plan is None:
+        return None
+    fwd, fwd_lower = analytic.dense_screen_cycles(fwd_plan, x_nz, cfg)
+    parts = {"forward": fwd,
+             "input-gradient": analytic.dense_screen_cycles(gin_plan, g_nz, cfg)[0]
+             if needs_input_grad else 0.0,
+             "weight-gradient": analytic.sddmm_cycles(stats, N, cfg, region),
+             "update": update_cycles(cfg, region, W)}
+    return parts, fwd_lower / max(N, 1) * 2
 
 
 def sddmm_useful(G, X, W, stats=None):
