@@ -83,7 +83,7 @@ def _relu_like(rng, rows, n, zeros):
 def test_dense_step_equals_the_full_step_cost(cfg, M, K, region):
     """The shortcut for a fully nonzero W gives the very floats step_cost gives, for
     batches of any sparsity and size (whole zero rows and samples included), with and
-    without the input gradient, and with more PE columns than W has columns (12 x 8 on
+    without the input gradient, C- and F-ordered, and with more PE columns than W has columns (12 x 8 on
     11 columns: empty blocks)."""
     rng = np.random.default_rng(M * K)
     W = sps.csr_array(rng.standard_normal((M, K)).astype(np.float32) + 5.0)
@@ -91,8 +91,9 @@ def test_dense_step_equals_the_full_step_cost(cfg, M, K, region):
     assert analytic.dense_screen(stats, cfg, region) is not None
     for n, zeros in [(16, 0.5), (7, 0.9), (1, 0.0), (32, 1.0), (5, 0.2)]:
         X, G = _relu_like(rng, K, n, zeros), _relu_like(rng, M, n, 0.3)
-        for needs in (True, False):
-            args = (cfg, "layer-pipelined", region, W, stats, stats_t, X != 0, G != 0, needs)
+        for needs, order in ((True, "C"), (False, "F")):     # F: a layer's transposed batch
+            x_nz, g_nz = np.asarray(X != 0, order=order), np.asarray(G != 0, order=order)
+            args = (cfg, "layer-pipelined", region, W, stats, stats_t, x_nz, g_nz, needs)
             parts, _, latency = training.step_cost(*args)
             assert training.dense_step(*args) == (parts, latency)
 

@@ -224,8 +224,8 @@ def _dense_screen(weights, config, region):
         return None
     red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
-    return {"C": C, "k_b": st["k_b"], "tmax": t_dense.max(), "L": L.max(keepdims=True),
-            "empty_blocks": bool(np.any(np.diff(st["k_b"]) == 0)),
+    return {"C": C, "k_b": st["k_b"], "tmax": t_dense.max(),
+            "L": L.max(keepdims=True).astype(np.int_),
             "fill_r": (np.arange(1, R + 1) * config.hop_cycles + config.ramp_cycles)[-1:]}
 
 
@@ -236,17 +236,18 @@ def dense_screen_cycles(plan, x_nz, config):
     all-dense placement, without the per-PE maps. O(K * N + C * N)."""
     C, k_b, tmax = plan["C"], plan["k_b"], plan["tmax"]
     N = x_nz.shape[1]
-    if plan["empty_blocks"]:     # more PE columns than columns of W: reduceat cannot say 0
-        cum = np.zeros((x_nz.shape[0] + 1, N), np.int64)
-        np.cumsum(x_nz, axis=0, dtype=np.int64, out=cum[1:])
-        a_cn = cum[k_b[1:]] - cum[k_b[:-1]]
-    else:
-        a_cn = np.add.reduceat(x_nz, k_b[:-1], axis=0, dtype=np.int64)
+    # block sums of the nonzero indicator by a cumulative sum, along X's contiguous axis
+    # (a layer's input is usually the transpose of a C-ordered batch)
+    cum = np.zeros((x_nz.shape[0] + 1, N), np.int64, order="F" if x_nz.flags.f_contiguous
+                   else "C")
+    np.cumsum(x_nz, axis=0, dtype=np.int64, out=cum[1:])
+    a_cn = cum[k_b[1:]] - cum[k_b[:-1]]
     eos = config.task_cycles
     work_cn = a_cn * tmax + eos
     v_cn = a_cn * config.wavelets_per_sparse_value + 1
     dt = 1.0 / config.link_wavelets_per_cycle
-    est = _pipeline_cycles(config, work_cn[None], v_cn, dt, plan["fill_r"], plan["L"])
+    est = _pipeline_cycles(config, work_cn[None], v_cn, dt, plan["fill_r"], plan["L"],
+                           one_chain=True)
     L = int(plan["L"].max())
     busy_max = a_cn.sum(axis=1).max() * tmax + N * eos      # the busiest PE: most A, slowest row
     ramp, task = config.ramp_cycles, config.task_cycles
@@ -410,15 +411,24 @@ def _chain_latency(config, C, L):
             + config.hop_cycles + ramp + L + 1 + config.task_cycles)
 
 
-def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
+def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None, one_chain=False):
     """Cycles of rounds streamed into reduction chains (see src/_pipeline.pyx).
 
     ``work`` (chains x positions x rounds) is the compute of each round, ``v``
     (positions x rounds) the wavelets of each position's stream, entering at ``dt``
     cycles each (a scalar or a column per position) and reaching chain g ``fill[g]``
     cycles later; ``L[g]`` wavelets of partial sums per round. ``arrivals`` (first,
-    last; chains x positions x rounds) replaces that stream model where it is known."""
+    last; chains x positions x rounds) replaces that stream model where it is known.
+    ``one_chain``: the caller's promise that there is one chain, ``work`` contiguous
+    float64 and ``L`` of the platform's long (the same numbers, fewer copies)."""
     from .._pipeline import grid_pipeline
+    if one_chain:
+        cum = np.cumsum(v, axis=1) * dt
+        first = ((cum - v * dt) + fill[0])[None]
+        last = ((cum - dt) + fill[0])[None]
+        return grid_pipeline(work, first, last, L, config.hop_cycles, config.ramp_cycles,
+                             _turnaround(config), config.task_cycles + config.setup_cycles,
+                             config.task_cycles, _cushion(config))
     if arrivals is None:
         cum = np.cumsum(v, axis=1) * dt
         fill = np.asarray(fill, dtype=np.float64)[:, None, None]
@@ -427,13 +437,17 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
         last = np.ascontiguousarray(np.broadcast_to((cum - dt)[None] + fill, shape))
     else:
         first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
-    ramp = config.ramp_cycles
-    lat = _turnaround(config)
-    q = config.queue_depth
-    cushion = (q + lat + ramp) + (q + config.hop_cycles) + (q + ramp)
     return grid_pipeline(np.ascontiguousarray(work, dtype=np.float64), first, last,
-                         np.ascontiguousarray(L, dtype=np.int_), config.hop_cycles, ramp, lat,
-                         config.task_cycles + config.setup_cycles, config.task_cycles, cushion)
+                         np.ascontiguousarray(L, dtype=np.int_), config.hop_cycles,
+                         config.ramp_cycles, _turnaround(config),
+                         config.task_cycles + config.setup_cycles, config.task_cycles,
+                         _cushion(config))
+
+
+def _cushion(config):
+    """Wavelets that fit between two reducers: their queues and the link between."""
+    q, ramp = config.queue_depth, config.ramp_cycles
+    return (q + _turnaround(config) + ramp) + (q + config.hop_cycles) + (q + ramp)
 
 
 # --------------------------------------------------------------------------------------
