@@ -87,3 +87,46 @@ def test_strategy_argument_checks():
         wk.WaferStrategy("wse2")
     with pytest.raises(ValueError, match="mode"):
         wk.WaferStrategy(mode="pipelined-ish")
+
+
+def _mlp64(strategy):
+    nn.utils.set_random_seed(0)
+    with strategy.scope():
+        model = nn.Sequential([nn.Input((64,)), L.Dense(48, activation="relu"),
+                               L.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_fit_places_the_model_for_the_batch_it_uses():
+    """A model placed for batch 32 when built, trained by fit at batch 4, is placed again
+    for 4 (on an 8 x 8 wafer the rectangles differ): its steps cost what the same steps
+    cost on a model placed for 4 from the start. The epoch's smaller last batch (10
+    samples: 4, 4, 2) keeps the placement."""
+    cfg = wk.WaferConfig.small(8, 8)
+    rng = np.random.default_rng(3)
+    x = rng.random((10, 64)).astype(np.float32) - 0.3
+    y = rng.integers(0, 10, 10)
+    strategy = wk.WaferStrategy(cfg)
+    model = _mlp64(strategy)
+    at_32 = [p.region for p in strategy.placements]
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+
+    reference = wk.WaferStrategy(cfg)
+    ref_model = _mlp64(reference)
+    reference.place(ref_model, batch=4)
+    at_4 = [p.region for p in reference.placements]
+    assert at_4 != at_32                   # else this test could not fail
+    for lo, hi in [(0, 4), (4, 8), (8, 10)]:
+        ref_model.train_on_batch(x[lo:hi], y[lo:hi])
+    assert strategy.batch == 4 and [p.region for p in strategy.placements] == at_4
+    assert strategy.steps == 3 and strategy.samples == 10
+    assert strategy.step_cycles == reference.step_cycles
+    unnamed = [[{k: v for k, v in row.items() if k != "layer"}
+                for row in m.wafer_report().to_dict()["layers"]] for m in (model, ref_model)]
+    assert unnamed[0] == unnamed[1]
+
+    model.fit(x[:4], y[:4], batch_size=4, epochs=1, verbose=0)       # same batch: kept
+    assert strategy.steps == 4
+    model.train_on_batch(x[:8], y[:8])     # not fit: the placement stays that of batch 4
+    assert strategy.batch == 4 and strategy.steps == 5

@@ -88,6 +88,8 @@ class WaferStrategy:
         self.step_cycles = []
         self.cost_seconds = 0.0       # wall time spent costing, kept out of CPU timings
         self.attention_cycles = {}    # attention layer -> its costed cycles, summed
+        self.batch = None             # the batch the placement was made for
+        self._check_batch = False     # fit began: its first step's batch is fit's batch
 
     @contextlib.contextmanager
     def scope(self):
@@ -102,6 +104,7 @@ class WaferStrategy:
         """Choose the mode and each layer's rectangle for ``batch`` samples per step; raise
         SramOverflowError if even weight streaming cannot hold one layer's activations."""
         cfg = self.config
+        self.batch = int(batch)
         leaves = list(_leaves(model.layers))
         layers = [l for l in leaves if _matrix_shape(l) is not None]
         self.placements = [LayerPlacement(l) for l in layers]
@@ -135,10 +138,35 @@ class WaferStrategy:
             p.region, p.mapping = region, "weight-stationary"
         self.edges, self.traced = _dataflow_edges(model, self.placements)
 
+    def fit_begins(self, model):
+        """``Model.fit`` calls this before its first step. That step's batch is the one fit
+        uses (the last batch of an epoch may be smaller), and the placement depends on it
+        (what fits in SRAM, each layer's rectangle): a model placed for another batch when
+        it was built is placed again for this one before the step is costed, and the
+        report starts afresh (its steps ran on the new placement). ``train_on_batch``
+        keeps the placement it finds; ``place(model, batch)`` makes one explicitly."""
+        self._check_batch = True
+
+    def _place_again(self, model, batch):
+        """Place ``model`` for ``batch``, keeping the step its layers just recorded."""
+        recorded = {id(p.layer): p for p in self.placements}
+        self.place(model, batch)
+        for p in self.placements:
+            old = recorded.get(id(p.layer))
+            if old is not None:
+                p.last_input, p.last_grad = old.last_input, old.last_grad
+                p.needs_input_grad = old.needs_input_grad
+        self.steps = self.samples = 0
+        self.step_cycles, self.attention_cycles = [], {}
+
     # -- per-step costing ----------------------------------------------------
     def record_step(self, model, batch_size):
         """Cost the step just taken from each layer's recorded input and output gradient."""
         start = time.perf_counter()
+        if self._check_batch:
+            self._check_batch = False
+            if self.placements and self.batch != batch_size:
+                self._place_again(model, batch_size)
         per_layer = []
         for p in self.placements:
             if p.last_input is None or p.last_grad is None:

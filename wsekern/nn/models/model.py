@@ -451,6 +451,8 @@ class Model(Layer):
                                        verbose=verbose)
         self.stop_training = False
         self._fit_cache = None
+        if self.strategy is not None:
+            self.strategy.fit_begins(self)      # placed for the batch fit uses
         callbacks_.call("on_train_begin")
         epoch_logs = {}
         try:
