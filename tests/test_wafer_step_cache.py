@@ -95,25 +95,26 @@ def test_dense_step_equals_the_full_step_cost(cfg, M, K, region):
             x_nz, g_nz = np.asarray(X != 0, order=order), np.asarray(G != 0, order=order)
             args = (cfg, "layer-pipelined", region, W, stats, stats_t, x_nz, g_nz, needs)
             parts, _, latency = training.step_cost(*args)
-            assert training.dense_step(*args) == (parts, latency)
+            plan = training.dense_step_plan(*args[:6], n, needs)
+            assert training.dense_step(plan, x_nz, g_nz) == (parts, latency)
 
 
 def test_dense_step_declines_what_it_does_not_cover():
     """A W with a zero, weight streaming and a block the placer could store compressed
-    (a cheap scalar walk) all go to step_cost."""
-    rng = np.random.default_rng(1)
+    (a cheap scalar walk) all go to step_cost; a step of another batch size is refused."""
     cfg = wk.WaferConfig.small(16, 16)
     dense = sps.csr_array(np.ones((20, 12), np.float32))
     holed = np.ones((20, 12), np.float32)
     holed[3, 4] = 0.0
     holed = sps.csr_array(holed)
-    X, G = rng.random((12, 4)) != 0, rng.random((20, 4)) != 0
     region = (0, 0, 4, 4)
 
     def step(W, mode="layer-pipelined"):
-        return training.dense_step(cfg, mode, region, W, WeightStats(W), WeightStats(W.T),
-                                   X, G, True)
+        return training.dense_step_plan(cfg, mode, region, W, WeightStats(W),
+                                        WeightStats(W.T), 4, True)
     assert step(dense) is not None
+    with pytest.raises(ValueError, match="steps of 4 samples; received 5"):
+        training.dense_step(step(dense), np.ones((12, 5), bool), np.ones((20, 5), bool))
     assert step(holed) is None
     assert step(dense, "weight-streaming") is None
     cheap = wk.WaferConfig.small(16, 16, scalar_cycles_per_element=1.0, setup_cycles=40.0)

@@ -234,25 +234,35 @@ def dense_screen_cycles(plan, x_nz, config):
     the placement ``plan`` (:func:`dense_screen`) and X's nonzeros ``x_nz`` (K x N, bool):
     the same operations on the same values as _ws_work and _ws_cycles take for an
     all-dense placement, without the per-PE maps. O(K * N + C * N)."""
+    from .._pipeline import grid_pipeline
     C, k_b, tmax = plan["C"], plan["k_b"], plan["tmax"]
     N = x_nz.shape[1]
-    # block sums of the nonzero indicator by a cumulative sum, along X's contiguous axis
-    # (a layer's input is usually the transpose of a C-ordered batch)
-    cum = np.zeros((x_nz.shape[0] + 1, N), np.int64, order="F" if x_nz.flags.f_contiguous
-                   else "C")
-    np.cumsum(x_nz, axis=0, dtype=np.int64, out=cum[1:])
-    a_cn = cum[k_b[1:]] - cum[k_b[:-1]]
+    # Block sums of the nonzero indicator by a cumulative sum along X's contiguous axis (a
+    # layer's input is usually the transpose of a C-ordered batch), in int32 while a
+    # column's count fits (the same integers). Samples run along the first axis below
+    # (N x C, C contiguous): the sums over samples add whole rows, and the recurrence
+    # reads each round's positions in a row (it takes any strides).
+    cum = np.zeros((x_nz.shape[0] + 1, N), np.int32 if x_nz.shape[0] < 2**31 else np.int64,
+                   order="F" if x_nz.flags.f_contiguous else "C")
+    np.cumsum(x_nz, axis=0, dtype=cum.dtype, out=cum[1:])
+    a_nc = (cum.T[:, k_b[1:]] - cum.T[:, k_b[:-1]]).astype(np.int64)
     eos = config.task_cycles
-    work_cn = a_cn * tmax + eos
-    v_cn = a_cn * config.wavelets_per_sparse_value + 1
+    work_nc = a_nc * tmax + eos
+    v_nc = a_nc * config.wavelets_per_sparse_value + 1
     dt = 1.0 / config.link_wavelets_per_cycle
-    est = _pipeline_cycles(config, work_cn[None], v_cn, dt, plan["fill_r"], plan["L"],
-                           one_chain=True)
+    # _pipeline_cycles' stream model for one chain
+    fill = plan["fill_r"][0]
+    cum_v = np.cumsum(v_nc, axis=0) * dt
+    first, last = (cum_v - v_nc * dt) + fill, (cum_v - dt) + fill
+    est = grid_pipeline(work_nc.T[None], first.T[None], last.T[None], plan["L"],
+                        config.hop_cycles, config.ramp_cycles, _turnaround(config),
+                        config.task_cycles + config.setup_cycles, config.task_cycles,
+                        _cushion(config))
     L = int(plan["L"].max())
-    busy_max = a_cn.sum(axis=1).max() * tmax + N * eos      # the busiest PE: most A, slowest row
+    busy_max = a_nc.sum(axis=0).max() * tmax + N * eos      # the busiest PE: most A, slowest row
     ramp, task = config.ramp_cycles, config.task_cycles
     first = config.hop_cycles + ramp
-    lower = max(first + busy_max, first + v_cn.sum(axis=1).max() * dt,
+    lower = max(first + busy_max, first + v_nc.sum(axis=0).max() * dt,
                 N * (L + task) if C > 1 else 0.0) + task
     return float(est), float(min(lower, est))
 
@@ -411,24 +421,15 @@ def _chain_latency(config, C, L):
             + config.hop_cycles + ramp + L + 1 + config.task_cycles)
 
 
-def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None, one_chain=False):
+def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     """Cycles of rounds streamed into reduction chains (see src/_pipeline.pyx).
 
     ``work`` (chains x positions x rounds) is the compute of each round, ``v``
     (positions x rounds) the wavelets of each position's stream, entering at ``dt``
     cycles each (a scalar or a column per position) and reaching chain g ``fill[g]``
     cycles later; ``L[g]`` wavelets of partial sums per round. ``arrivals`` (first,
-    last; chains x positions x rounds) replaces that stream model where it is known.
-    ``one_chain``: the caller's promise that there is one chain, ``work`` contiguous
-    float64 and ``L`` of the platform's long (the same numbers, fewer copies)."""
+    last; chains x positions x rounds) replaces that stream model where it is known."""
     from .._pipeline import grid_pipeline
-    if one_chain:
-        cum = np.cumsum(v, axis=1) * dt
-        first = ((cum - v * dt) + fill[0])[None]
-        last = ((cum - dt) + fill[0])[None]
-        return grid_pipeline(work, first, last, L, config.hop_cycles, config.ramp_cycles,
-                             _turnaround(config), config.task_cycles + config.setup_cycles,
-                             config.task_cycles, _cushion(config))
     if arrivals is None:
         cum = np.cumsum(v, axis=1) * dt
         fill = np.asarray(fill, dtype=np.float64)[:, None, None]

@@ -156,26 +156,37 @@ def update_cycles(cfg, region, W):
     return UPDATE_OPS * (cfg.setup_cycles + math.ceil(nnz_pe / cfg.fmacs))
 
 
-def dense_step(cfg, mode, region, W, stats, stats_t, x_nz, g_nz, needs_input_grad):
-    """:func:`step_cost`'s (cycles per part, latency) from X's and G's nonzero patterns
-    (``x_nz``, ``g_nz``: X != 0, G != 0) alone, without the reports, where that is the
-    same computation: layer-pipelined, W fully nonzero and its blocks (and W.T's) stored
-    dense whatever the batch (analytic.dense_screen). None elsewhere: cost it with
-    step_cost. The caller keeps the patterns to build the reports when they are read."""
-    N = x_nz.shape[1]
+def dense_step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad):
+    """What :func:`dense_step` needs that no step of N samples changes, or None where its
+    shortcut does not hold: it holds layer-pipelined, W fully nonzero and its blocks (and
+    W.T's) stored dense whatever the batch (analytic.dense_screen)."""
     if mode != "layer-pipelined" or N == 0:
         return None
-    fwd_plan = analytic.dense_screen(stats, cfg, region)
-    gin_plan = analytic.dense_screen(stats_t, cfg, region) if needs_input_grad else False
-    if fwd_plan is None or gin_plan is None:
+    fwd = analytic.dense_screen(stats, cfg, region)
+    gin = analytic.dense_screen(stats_t, cfg, region) if needs_input_grad else False
+    if fwd is None or gin is None:
         return None
-    fwd, fwd_lower = analytic.dense_screen_cycles(fwd_plan, x_nz, cfg)
+    return {"cfg": cfg, "N": N, "forward": fwd, "input-gradient": gin,
+            "weight-gradient": analytic.sddmm_cycles(stats, N, cfg, region),
+            "update": update_cycles(cfg, region, W)}
+
+
+def dense_step(plan, x_nz, g_nz):
+    """:func:`step_cost`'s (cycles per part, latency) for the step of ``plan``
+    (:func:`dense_step_plan`) from X's and G's nonzero patterns (``x_nz``, ``g_nz``: X != 0,
+    G != 0) alone, without the reports: the same computation, so the same floats. The
+    caller keeps the patterns to build the reports when they are read."""
+    cfg = plan["cfg"]
+    if x_nz.shape[1] != plan["N"]:
+        raise ValueError(f"the plan is for steps of {plan['N']} samples; received "
+                         f"{x_nz.shape[1]}")
+    fwd, fwd_lower = analytic.dense_screen_cycles(plan["forward"], x_nz, cfg)
+    gin = plan["input-gradient"]
     parts = {"forward": fwd,
-             "input-gradient": analytic.dense_screen_cycles(gin_plan, g_nz, cfg)[0]
-             if needs_input_grad else 0.0,
-             "weight-gradient": analytic.sddmm_cycles(stats, N, cfg, region),
-             "update": update_cycles(cfg, region, W)}
-    return parts, fwd_lower / max(N, 1) * 2
+             "input-gradient": analytic.dense_screen_cycles(gin, g_nz, cfg)[0]
+             if gin is not False else 0.0,
+             "weight-gradient": plan["weight-gradient"], "update": plan["update"]}
+    return parts, fwd_lower / max(plan["N"], 1) * 2
 
 
 def sddmm_useful(G, X, W, stats=None):
