@@ -28,6 +28,7 @@ EXTENSIONS = [
     Extension("wsekern._activations", ["src/_activations.pyx"]),
     Extension("wsekern._event", ["src/_event.pyx"]),
     Extension("wsekern._pipeline", ["src/_pipeline.pyx"]),
+    Extension("wsekern._screen", ["src/_screen.pyx"], extra_compile_args=["-ffp-contract=off"]),
 ]
 
 

@@ -119,3 +119,16 @@ def test_dense_step_declines_what_it_does_not_cover():
     assert step(dense, "weight-streaming") is None
     cheap = wk.WaferConfig.small(16, 16, scalar_cycles_per_element=1.0, setup_cycles=40.0)
     assert analytic.dense_screen(WeightStats(dense), cheap, region) is None
+
+
+def test_dense_stream_refuses_bounds_outside_x():
+    from wsekern._screen import dense_stream
+    x = np.ones((4, 3), np.uint8)
+    for k_b in ([0, 2, 5], [0, 3, 2], [-1, 4]):
+        with pytest.raises(ValueError, match="k_b must be"):
+            dense_stream(x, np.array(k_b, dtype=np.int_), 1.0, 1.0, 1, 1.0, 0.0)
+    work, first, last, a_max, v_max = dense_stream(x, np.array([0, 1, 4], dtype=np.int_),
+                                                   2.0, 1.0, 1, 1.0, 0.0)
+    np.testing.assert_array_equal(work, [[3.0, 7.0]] * 3)        # a = 1 and 3 per sample
+    np.testing.assert_array_equal(last, [[1.0, 3.0], [3.0, 7.0], [5.0, 11.0]])
+    assert (a_max, v_max) == (9, 12)

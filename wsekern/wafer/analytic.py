@@ -210,7 +210,7 @@ def dense_screen(weights, config, region):
 def _dense_screen(weights, config, region):
     whole = all(float(v).is_integer() for v in (config.task_cycles, config.setup_cycles,
                                                  config.scalar_cycles_per_element))
-    if not weights.full or not whole:
+    if not weights.full or not whole or weights.M == 0 or weights.K == 0:
         return None
     R, C = int(region[2]), int(region[3])
     # the placer's batch-independent part (an empty batch: X is not read)
@@ -224,9 +224,9 @@ def _dense_screen(weights, config, region):
         return None
     red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
-    return {"C": C, "k_b": st["k_b"], "tmax": t_dense.max(),
+    return {"C": C, "k_b": st["k_b"].astype(np.int_), "tmax": float(t_dense.max()),
             "L": L.max(keepdims=True).astype(np.int_),
-            "fill_r": (np.arange(1, R + 1) * config.hop_cycles + config.ramp_cycles)[-1:]}
+            "fill": float((np.arange(1, R + 1) * config.hop_cycles + config.ramp_cycles)[-1])}
 
 
 def dense_screen_cycles(plan, x_nz, config):
@@ -235,35 +235,23 @@ def dense_screen_cycles(plan, x_nz, config):
     the same operations on the same values as _ws_work and _ws_cycles take for an
     all-dense placement, without the per-PE maps. O(K * N + C * N)."""
     from .._pipeline import grid_pipeline
-    C, k_b, tmax = plan["C"], plan["k_b"], plan["tmax"]
+    from .._screen import dense_stream
+    C, tmax, L = plan["C"], plan["tmax"], plan["L"]
     N = x_nz.shape[1]
-    # Block sums of the nonzero indicator by a cumulative sum along X's contiguous axis (a
-    # layer's input is usually the transpose of a C-ordered batch), in int32 while a
-    # column's count fits (the same integers). Samples run along the first axis below
-    # (N x C, C contiguous): the sums over samples add whole rows, and the recurrence
-    # reads each round's positions in a row (it takes any strides).
-    cum = np.zeros((x_nz.shape[0] + 1, N), np.int32 if x_nz.shape[0] < 2**31 else np.int64,
-                   order="F" if x_nz.flags.f_contiguous else "C")
-    np.cumsum(x_nz, axis=0, dtype=cum.dtype, out=cum[1:])
-    a_nc = (cum.T[:, k_b[1:]] - cum.T[:, k_b[:-1]]).astype(np.int64)
-    eos = config.task_cycles
-    work_nc = a_nc * tmax + eos
-    v_nc = a_nc * config.wavelets_per_sparse_value + 1
+    eos, task, ramp = config.task_cycles, config.task_cycles, config.ramp_cycles
     dt = 1.0 / config.link_wavelets_per_cycle
-    # _pipeline_cycles' stream model for one chain
-    fill = plan["fill_r"][0]
-    cum_v = np.cumsum(v_nc, axis=0) * dt
-    first, last = (cum_v - v_nc * dt) + fill, (cum_v - dt) + fill
-    est = grid_pipeline(work_nc.T[None], first.T[None], last.T[None], plan["L"],
-                        config.hop_cycles, config.ramp_cycles, _turnaround(config),
-                        config.task_cycles + config.setup_cycles, config.task_cycles,
+    # _ws_work's work and _pipeline_cycles' stream model for one chain, samples along the
+    # first axis (the recurrence takes the transposed views)
+    work, first, last, a_max, v_max = dense_stream(
+        x_nz.view(np.uint8), plan["k_b"], tmax, eos, config.wavelets_per_sparse_value, dt,
+        plan["fill"])
+    est = grid_pipeline(work.T[None], first.T[None], last.T[None], L, config.hop_cycles, ramp,
+                        _turnaround(config), config.task_cycles + config.setup_cycles, task,
                         _cushion(config))
-    L = int(plan["L"].max())
-    busy_max = a_nc.sum(axis=0).max() * tmax + N * eos      # the busiest PE: most A, slowest row
-    ramp, task = config.ramp_cycles, config.task_cycles
+    L = int(L.max())
+    busy_max = a_max * tmax + N * eos        # the busiest PE: the most activations, slowest row
     first = config.hop_cycles + ramp
-    lower = max(first + busy_max, first + v_nc.sum(axis=0).max() * dt,
-                N * (L + task) if C > 1 else 0.0) + task
+    lower = max(first + busy_max, first + v_max * dt, N * (L + task) if C > 1 else 0.0) + task
     return float(est), float(min(lower, est))
 
 
