@@ -294,7 +294,7 @@ class LayerPlacement:
         kernel = getattr(layer, "kernel", None)
         w = kernel.data if kernel is not None else layer.get_weights()[0]
         # all nonzero (the usual dense layer) is checked in O(size), without a mask
-        zero = w == 0        # faster than count_nonzero on floats
+        zero = w == 0
         key = (w.shape, None) if not zero.any() else (w.shape, ~zero)
         old = self._w_key
         if not (isinstance(old, tuple) and old[0] == key[0]

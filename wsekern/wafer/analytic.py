@@ -250,8 +250,8 @@ def dense_screen_cycles(plan, x_nz, config):
                         _cushion(config))
     L = int(L.max())
     busy_max = a_max * tmax + N * eos        # the busiest PE: the most activations, slowest row
-    first = config.hop_cycles + ramp
-    lower = max(first + busy_max, first + v_max * dt, N * (L + task) if C > 1 else 0.0) + task
+    hop = config.hop_cycles + ramp
+    lower = max(hop + busy_max, hop + v_max * dt, N * (L + task) if C > 1 else 0.0) + task
     return float(est), float(min(lower, est))
 
 
