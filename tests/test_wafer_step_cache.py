@@ -83,8 +83,8 @@ def _relu_like(rng, rows, n, zeros):
 def test_dense_step_equals_the_full_step_cost(cfg, M, K, region):
     """The shortcut for a fully nonzero W gives the very floats step_cost gives, for
     batches of any sparsity and size (whole zero rows and samples included), with and
-    without the input gradient, C- and F-ordered, and with more PE columns than W has columns (12 x 8 on
-    11 columns: empty blocks)."""
+    without the input gradient, C- and F-ordered, and with more PE columns than W has
+    columns (12 x 8 on 11 columns: empty blocks)."""
     rng = np.random.default_rng(M * K)
     W = sps.csr_array(rng.standard_normal((M, K)).astype(np.float32) + 5.0)
     stats, stats_t = WeightStats(W), WeightStats(W.T)
