@@ -220,10 +220,8 @@ glorot_uniform, he_normal, random_normal = GlorotUniform(), HeNormal(), RandomNo
 def get(identifier):
     """An initializer from a name, a class, an instance, a serialized dict, a registered
     name, or any callable ``fn(shape, dtype=None)``."""
-    def by_name(name):
-        cls = _NAMES.get(name) or _CLASSES.get(name)
-        return None if cls is None else cls()
-    return registry.resolve(identifier, Initializer, "initializer", by_name=by_name,
+    return registry.resolve(identifier, Initializer, "initializer",
+                            by_name=registry.instance_by_name(_NAMES, _CLASSES),
                             deserialize=deserialize, from_callable=lambda fn: fn,
                             expected=f"{sorted(_NAMES)}, an Initializer, or a callable "
                                      "fn(shape, dtype=None)")

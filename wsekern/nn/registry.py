@@ -110,6 +110,16 @@ def resolve(identifier, base, kind, *, by_name, deserialize, from_callable=None,
     raise ValueError(f"unknown {kind} {identifier!r}; available: {expected}")
 
 
+def instance_by_name(*tables):
+    """A ``by_name`` for ``resolve``: a new instance of the class the first table names."""
+    def by_name(name):
+        for table in tables:
+            if name in table:
+                return table[name]()
+        return None
+    return by_name
+
+
 def serialize_object(obj, builtins):
     """``{"class_name": ..., "config": obj.get_config()}``: a built-in class by its name,
     a registered one by ``"package>name"``."""

@@ -105,11 +105,8 @@ def get(identifier):
     dict, a registered name, or a callable ``fn(weight) -> scalar``."""
     if identifier is None:
         return None
-
-    def by_name(name):
-        cls = _NAMES.get(name) or _CLASSES.get(name)
-        return None if cls is None else cls()
-    return registry.resolve(identifier, Regularizer, "regularizer", by_name=by_name,
+    return registry.resolve(identifier, Regularizer, "regularizer",
+                            by_name=registry.instance_by_name(_NAMES, _CLASSES),
                             deserialize=deserialize, from_callable=lambda fn: fn,
                             expected=f"{sorted(_NAMES)}, a Regularizer, or a callable "
                                      "fn(weight) -> scalar")
