@@ -45,14 +45,21 @@ def check_streaming_fits(cfg, name, K, batch):
             capacity=cfg.sram_bytes, free=cfg.data_bytes)
 
 
-def forward_estimate(W, stats, cfg, region, batch):
-    """Three forward products' cycles of W on ``region`` with assumed activations (the
-    placer's screen); inf if the placement overflows."""
+def assumed_operands(W, stats, batch):
+    """W with a batch of activations at the assumed density (seeded), for the screen."""
     rng = np.random.default_rng(0)
     X = (rng.random((W.shape[1], batch)) < ASSUMED_ACTIVATION_DENSITY).astype(np.float32)
+    return Operands(W, X, stats)
+
+
+def forward_estimate(W, stats, cfg, region, batch, ops=None):
+    """Three forward products' cycles of W on ``region`` with assumed activations (the
+    placer's screen; ``ops`` from :func:`assumed_operands` to reuse across regions);
+    inf if the placement overflows."""
+    ops = ops if ops is not None else assumed_operands(W, stats, batch)
+    X = ops.x_nz.astype(np.float32)
     try:
-        r = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False,
-                                       ops=Operands(W, X, stats))
+        r = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False, ops=ops)
     except SramOverflowError:
         return np.inf
     return 3 * r.cycles
@@ -60,26 +67,21 @@ def forward_estimate(W, stats, cfg, region, batch):
 
 def width_profile(W, stats, cfg, batch):
     """The fastest rectangle for each width a layer might be given: a list of
-    (width, (R, C), estimated cycles), widths ascending and cycles non-increasing (a wider
-    strip can always hold a narrower rectangle). Each width's rectangle comes from a
-    coordinate descent over geometric sizes, rows <= M, columns <= min(width, K); one
-    cache of estimates serves every width."""
+    (width, (R, C), estimated cycles), widths ascending (geometric sizes up to
+    min(columns, K)) and cycles non-increasing (a wider strip can always hold a narrower
+    rectangle). Every candidate row count is tried at every width: the estimate is not
+    unimodal in the rows, and a descent stopped at a local minimum costs real cycles."""
     M, K = W.shape
     cand_r = placement.geometric(min(cfg.rows, M), 8)
-    widths = placement.geometric(min(cfg.cols, K), 8)
-    cache = {}
-
-    def cost(R, C):
-        if (R, C) not in cache:
-            cache[(R, C)] = forward_estimate(W, stats, cfg, (0, 0, R, C), batch)
-        return cache[(R, C)]
+    ops = assumed_operands(W, stats, batch)
     profile = []
     best = ((cand_r[-1], 1), np.inf)
-    for k, width in enumerate(widths):
-        R, C = placement.descend(cost, cand_r, widths[:k + 1])
-        if cost(R, C) < best[1]:
-            best = ((R, C), cost(R, C))
-        profile.append((width, *best))
+    for C in placement.geometric(min(cfg.cols, K), 8):
+        for R in cand_r:
+            t = forward_estimate(W, stats, cfg, (0, 0, R, C), batch, ops)
+            if t < best[1]:
+                best = ((R, C), t)
+        profile.append((C, *best))
     return profile
 
 
