@@ -113,8 +113,9 @@ class Wafer:
                              f"{c.rows}x{c.cols} wafer")
         return vals
 
-    def _choose(self, cost, dims, mappings, region):
-        return placement.search(cost, dims, mappings, region, self.config)
+    def _choose(self, cost, dims, mappings, region, bound=None, progress=None):
+        return placement.search(cost, dims, mappings, region, self.config, bound=bound,
+                                progress=progress)
 
     def _mappings(self, mapping):
         if mapping is None:
@@ -207,7 +208,7 @@ class Wafer:
                     else event.activation_stationary)
         return simulate(Wm, X2, self.config, chosen.region, what=what)
 
-    def _matmul_cost(self, Wm, X2, region, mapping, what):
+    def _matmul_cost(self, Wm, X2, region, mapping, what, progress=None):
         region = self._region(region)
         if region is not None and region[2:] == (1, 1) and mapping is None:
             return analytic.resident(Wm, X2, self.config, region, what=what)
@@ -218,7 +219,7 @@ class Wafer:
                              f"received W.shape={Wm.shape}, X.shape={X2.shape}")
         if min(M, K, N) == 0:
             return analytic.empty(self.config, M, K, N, mapping or "weight-stationary")
-        ops = placement.Operands(Wm, X2)
+        ops = placement.Operands(Wm, X2, search=region is None)
         mappings = self._mappings(mapping)
         if N != 1 or what != "spmm":
             if mapping == "meshgemv":
@@ -236,8 +237,10 @@ class Wafer:
                                                   exact=exact, full=full)
             return analytic.activation_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
                                                   exact=exact, full=full)
+        def bound(m, R, C, exact):
+            return analytic.placer_bound(m, ops, self.config, R, C, exact)
         dims = {"weight-stationary": (M, K), "activation-stationary": (K, N), "meshgemv": (K, M)}
-        return self._choose(cost, dims, mappings, region)
+        return self._choose(cost, dims, mappings, region, bound, progress)
 
     def sddmm(self, A, B, pattern, *, region=None, n_threads=None):
         """``wsekern.sddmm(A, B, pattern)`` and its cost: the result stays where W lives.
