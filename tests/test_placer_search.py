@@ -107,3 +107,34 @@ def test_search_reports_progress_over_its_candidates(monkeypatch):
                 for m in seen["mappings"])
     assert calls and sum(calls) == total
     assert report.cycles == _exhaustive(seen).cycles
+
+
+@pytest.mark.parametrize("case", [0, 2, 4, 6])
+def test_bounds_never_exceed_the_price(case):
+    """The branch and bound is exact only if every bound is a true lower bound: of the
+    screen's price, and (activation-stationary) of the exact model's cycles."""
+    from wsekern.wafer import analytic
+    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
+    W = _skewed(M, K, 1 - zeros, case) if skewed else sps.random(
+        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32)
+    W = sps.csr_array(W)
+    X = _acts(K, N, act_zeros, case)
+    ops = placement.Operands(W, X, search=True)
+    checked = 0
+    for m, (rows, cols) in placement.candidates(
+            {"weight-stationary": (M, K), "activation-stationary": (K, N)},
+            ("weight-stationary", "activation-stationary"), config).items():
+        model = getattr(analytic, m.replace("-", "_"))
+        for R in rows[::2]:
+            for C in cols[::2]:
+                try:
+                    price = model(W, X, config, (0, 0, R, C), ops=ops, exact=False,
+                                  full=False).cycles
+                    exact = model(W, X, config, (0, 0, R, C), ops=ops).cycles
+                except SramOverflowError:
+                    continue
+                assert analytic.placer_bound(m, ops, config, R, C) <= price * (1 + 1e-12)
+                floor = analytic.placer_bound(m, ops, config, R, C, exact=True)
+                assert floor is None or floor <= exact * (1 + 1e-12), (m, R, C, floor, exact)
+                checked += 1
+    assert checked > 10

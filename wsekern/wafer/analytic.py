@@ -617,11 +617,12 @@ def placer_bound(mapping, ops, config, R, C, exact=False):
 
 def _ws_screen_bound(ops, config, R, C):
     """A lower bound of weight-stationary's screen (:func:`_ws_work` with exact=False, then
-    :func:`_pipeline_cycles`), from the recurrence of src/_pipeline.pyx: a position ends
-    its rounds no sooner than its first arrival plus all its work, nor before its stream's
-    last wavelet plus a task; the root takes L wavelets and a task per round; the first
-    round crosses the whole chain. A column's work over the batch is at least its slowest
-    block's, and a block's at least the faster of its two formats (whichever fits)."""
+    :func:`_pipeline_cycles`), from the recurrence of src/_pipeline.pyx: a chain position
+    c ends its rounds no sooner than its first arrival plus all its work, nor before its
+    stream's last wavelet plus a task; the last round's sums then still cross the rest of
+    the chain from c; the root takes L wavelets and a task per round. A column's work over
+    the batch is at least its slowest block's, and a block's at least the faster of its
+    two formats (whichever fits); blocks of one PE row and one PE column are looked at."""
     N, task = ops.N, config.task_cycles
     m_b, _ = ops.row_block(R)
     M_r = np.diff(m_b)
@@ -629,18 +630,22 @@ def _ws_screen_bound(ops, config, R, C):
     A_c = ops.activations(C).sum(axis=1)
     dt = 1.0 / config.link_wavelets_per_cycle
     fill = R * config.hop_cycles + config.ramp_cycles
-    stream = (A_c.max(initial=0) * config.wavelets_per_sparse_value + N) * dt - dt + fill + task
     r, c = int(np.argmax(M_r)), int(np.argmax(A_c))
     sw_row, sw_col = ops.scalar_work_strips(R, C, r, c)      # the blocks of row r, column c
     scalar = config.scalar_cycles_per_element
-    block_row = np.minimum(A_c * t_dense[r], A_c * task + scalar * sw_row)
-    block_col = np.minimum(A_c[c] * t_dense, A_c[c] * task + scalar * sw_col)
-    compute = max(block_row.max(), block_col.max()) + N * task + fill
+    work_c = np.minimum(A_c * t_dense[r], A_c * task + scalar * sw_row)
+    work_c[c] = max(work_c[c], np.minimum(A_c[c] * t_dense, A_c[c] * task + scalar * sw_col).max())
+    stream_c = (A_c * config.wavelets_per_sparse_value + N) * dt - dt + task
+    ends_c = fill + np.maximum(work_c + N * task, stream_c)   # each position's last round
     L = int(np.ceil(M_r.max() / config.values_per_dense_wavelet)) if C > 1 else 0
-    if C > 1 and L > 0:
-        return float(max(stream, compute, N * (L + task), fill + _chain_latency(config, C, L)))
-    return float(max(stream, compute))
-
+    if C == 1 or L == 0:
+        return float(ends_c[-1] + task)
+    ramp, hop, lat = config.ramp_cycles, config.hop_cycles, _turnaround(config)
+    delta = hop + 2 * ramp + lat                             # one reduction stage
+    tail = (C - 2 - np.arange(C)) * delta + L + hop + ramp + task + lat + ramp
+    tail[0] += config.task_cycles + config.setup_cycles - lat    # the chain's first launches
+    tail[-1] = L + task                                          # the root
+    return float(max((ends_c + tail).max(), N * (L + task)))
 
 def _distinct_per_block(rb, idx, bounds, R):
     """How many distinct values of ``idx`` (0 <= idx < bounds[-1]) fall in each block
