@@ -356,8 +356,10 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
         cum = np.cumsum(v, axis=1) * dt
         fill = np.asarray(fill, dtype=np.float64)[:, None, None]
         shape = (len(fill),) + cum.shape
-        first = np.ascontiguousarray(np.broadcast_to((cum - v * dt)[None] + fill, shape))
-        last = np.ascontiguousarray(np.broadcast_to((cum - dt)[None] + fill, shape))
+        # broadcast views (a chain's arrivals are its fill later): no chains x positions x
+        # rounds copies; grid_pipeline reads strided memory
+        first = np.broadcast_to((cum - v * dt)[None] + fill, shape)
+        last = np.broadcast_to((cum - dt)[None] + fill, shape)
     else:
         first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
     ramp = config.ramp_cycles
