@@ -94,18 +94,20 @@ def test_search_matches_exhaustive_screen(case, monkeypatch):
 
 
 def test_search_reports_progress_over_its_candidates(monkeypatch):
-    """The hook is called once per candidate (priced or pruned), summing to its total."""
+    """The hook follows every candidate (priced or pruned) up to their total."""
     config = WaferConfig.small(16, 16)
     W = sps.random(300, 200, density=0.1, random_state=0, format="csr", dtype=np.float32)
     X = _acts(200, 16, 0.5, 0)
     calls = []
     _, seen = _captured(Wafer(config), W, X, monkeypatch)
     report = placement.search(seen["cost"], seen["dims"], seen["mappings"], None, config,
-                              progress=lambda n=1: calls.append(n))
+                              progress=lambda done, total: calls.append((done, total)))
     total = sum(len(placement.geometric(min(config.rows, seen["dims"][m][0])))
                 * len(placement.geometric(min(config.cols, seen["dims"][m][1])))
                 for m in seen["mappings"])
-    assert calls and sum(calls) == total
+    done = [d for d, _ in calls]
+    assert calls and done == sorted(done) and done[-1] == total
+    assert {t for _, t in calls} == {total}
     assert report.cycles == _exhaustive(seen).cycles
 
 

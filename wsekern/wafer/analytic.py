@@ -247,13 +247,14 @@ def _ws_report(ops, pl, config, timing, full):
 
 
 def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=False,
-                     chunk=1 << 15):
+                     chunk=1 << 22):
     """Work of the PEs holding compressed blocks, per sample: per block (R x C x N, zero
     where a block is dense) with ``per_block``, else the largest per column (C x N).
 
     Work of block (r, c) in sample n: task * (activations arriving) + scalar * (weights
     of the block in columns whose activation is nonzero), counted with wsekern.spmm
-    over chunks of blocks. O(nnz(W) * N / SIMD + blocks * N) time.
+    over chunks of whole PE rows (about ``chunk`` values each). O(nnz(W) * N / SIMD +
+    blocks * N) time.
     """
     from ..kernels import spmm
     comp = use_comp.ravel()[blk]
@@ -263,6 +264,7 @@ def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=Fa
     N = x_nz.shape[1]
     out = np.zeros((R * C, N)) if per_block else np.zeros((C, N))
     flat_comp = use_comp.ravel()
+    chunk = max(1, chunk // max(N, 1) // C) * C        # whole PE rows, about chunk values
     for start in range(0, R * C, chunk):
         rows = np.arange(start, min(start + chunk, R * C))
         visited = spmm(S[start:rows[-1] + 1], x)
@@ -272,7 +274,7 @@ def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=Fa
         if per_block:
             out[rows] = work
         else:
-            np.maximum.at(out, c_of, work)
+            np.maximum(out, work.reshape(-1, C, N).max(axis=0), out=out)
     return out.reshape(R, C, N) if per_block else out
 
 
@@ -366,7 +368,14 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     lat = _turnaround(config)
     q = config.queue_depth
     cushion = (q + lat + ramp) + (q + config.hop_cycles) + (q + ramp)
-    return grid_pipeline(np.ascontiguousarray(work, dtype=np.float64), first, last,
+    work = np.asarray(work, dtype=np.float64)
+    if work.shape[2] > 64:
+        # grid_pipeline walks the positions of a round innermost: with many rounds, lay
+        # positions next to each other in memory (else every read is a cache miss)
+        work, first, last = (np.ascontiguousarray(np.swapaxes(np.broadcast_to(a, work.shape),
+                                                              1, 2)).swapaxes(1, 2)
+                             for a in (work, first, last))
+    return grid_pipeline(work, first, last,
                          np.ascontiguousarray(L, dtype=np.int_), config.hop_cycles, ramp, lat,
                          config.task_cycles + config.setup_cycles, config.task_cycles, cushion)
 

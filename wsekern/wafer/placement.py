@@ -196,9 +196,14 @@ class Operands:
         """a[c, n]: nonzero activations arriving at PE column c in sample n."""
         if C not in self._acts:
             kb, _ = self.col_block(C)
-            # block sums of X's nonzero indicator, by a cumulative sum over its rows
-            cum = np.zeros((self.K + 1, self.N), np.int64)
-            np.cumsum(self.x_nz, axis=0, dtype=np.int64, out=cum[1:])
+            # block sums of X's nonzero indicator, by a cumulative sum over its rows (kept
+            # while searching: the placer asks for many C)
+            cum = self._acts.get("cum")
+            if cum is None:
+                cum = np.zeros((self.K + 1, self.N), np.int64)
+                np.cumsum(self.x_nz, axis=0, dtype=np.int64, out=cum[1:])
+                if self.search:
+                    self._acts["cum"] = cum
             self._acts[C] = cum[kb[1:]] - cum[kb[:-1]]
         return self._acts[C]
 
@@ -406,8 +411,8 @@ def search(cost, dims, mappings, region, config, *, bound=None, progress=None):
     cheapest price found (branch and bound: the choice is the exhaustive screen's), and a
     mapping whose exact bound passes the best exact cycles is not costed exactly. A
     mapping without a bound (``bound`` None, or returning None) takes two rounds of
-    coordinate descent from the largest rectangle instead. ``progress(n)`` is called as
-    candidates are done (priced or pruned; ``candidates`` gives their total).
+    coordinate descent from the largest rectangle instead. ``progress(done, total)`` is
+    called as candidates are done (priced or pruned) out of all of them.
     """
     if region is not None:
         if len(mappings) == 1:
@@ -415,9 +420,17 @@ def search(cost, dims, mappings, region, config, *, bound=None, progress=None):
         return best([(m, region) for m in mappings], cost)[1]
     chosen = None
     last_error = None
+    total = sum(len(r) * len(c) for r, c in candidates(dims, mappings, config).values())
+    done = 0
+
+    def tick(n):
+        nonlocal done
+        done += n
+        if progress is not None and n:
+            progress(done, total)
     for mapping in mappings:
         try:
-            R, C = _screen(cost, mapping, dims[mapping], config, bound, progress)
+            R, C = _screen(cost, mapping, dims[mapping], config, bound, tick)
         except (SramOverflowError, MappingUnfit) as exc:
             last_error = exc
             continue
@@ -438,13 +451,12 @@ def candidates(dims, mappings, config):
             for m in mappings}
 
 
-def _screen(cost, mapping, dims, config, bound, progress):
+def _screen(cost, mapping, dims, config, bound, tick):
     """The (R, C) of the cheapest screen price for one mapping, or the last overflow if
-    no candidate fits."""
+    no candidate fits; ``tick(n)``: n more candidates done."""
     cand_r, cand_c = candidates({mapping: dims}, (mapping,), config)[mapping]
     cache = {}
     last_error = None
-    tick = progress if progress is not None else (lambda n=1: None)
 
     def evaluate(R, C):
         nonlocal last_error
