@@ -111,7 +111,7 @@ def test_search_reports_progress_over_its_candidates(monkeypatch):
     assert report.cycles == _exhaustive(seen).cycles
 
 
-@pytest.mark.parametrize("case", [0, 2, 4, 6])
+@pytest.mark.parametrize("case", [0, 2, 4])
 def test_bounds_never_exceed_the_price(case):
     """The branch and bound is exact only if every bound is a true lower bound: of the
     screen's price, and (activation-stationary) of the exact model's cycles."""

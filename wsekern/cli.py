@@ -142,7 +142,7 @@ def _cmd_simulate(args):
     else:
         if _progress.shown(args.json):
             print(f"simulating conv2d {args.batch}x{args.channels}x{args.size}x{args.size} "
-                  f"({args.mode}): the placer tries regions and mappings, ~30 s at the "
+                  f"({args.mode}): the placer tries regions and mappings, ~20 s at the "
                   f"defaults (--batch and --size set the work)", file=sys.stderr)
         x = _activations((args.batch, args.channels, args.size, args.size), args.act_sparsity,
                          args.seed)
