@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from wsekern.errors import SramOverflowError
 from wsekern.wafer import training
 from wsekern.wafer.config import WaferConfig
-from wsekern.wafer.placement import WeightStats
+from wsekern.wafer.placement import WeightStats, geometric
 
 
 def _layers(shapes, density=0.3):
@@ -61,3 +61,27 @@ def test_too_many_layers_for_the_columns_are_refused_with_the_count():
     cfg = WaferConfig.small(8, 3)
     with pytest.raises(SramOverflowError, match=r"4 layers need at least 4 columns"):
         training.balance(_layers([(8, 8)] * 4), cfg, 4)
+
+
+def _full_scan_profile(W, stats, cfg, batch):
+    """Every candidate row count at every width, no bound: what width_profile prunes."""
+    M, K = W.shape
+    cand_r = geometric(min(cfg.rows, M), 8)
+    ops = training.assumed_operands(W, stats, batch)
+    profile, best = [], ((cand_r[-1], 1), np.inf)
+    for C in geometric(min(cfg.cols, K), 8):
+        for R in cand_r:
+            t = training.forward_estimate(W, stats, cfg, (0, 0, R, C), batch, ops)
+            if t < best[1]:
+                best = ((R, C), t)
+        profile.append((C, *best))
+    return profile
+
+
+@pytest.mark.parametrize("m, k, density, rows, cols", [
+    (300, 200, 0.1, 32, 32), (64, 512, 0.3, 64, 48), (48, 40, 1.0, 16, 16), (10, 300, 0.1, 8, 64),
+])
+def test_the_bound_prunes_nothing_the_full_scan_would_pick(m, k, density, rows, cols):
+    W = sp.random(m, k, density=density, random_state=m, format="csr", dtype=np.float32)
+    cfg, stats = WaferConfig.small(rows, cols), WeightStats(W)
+    assert training.width_profile(W, stats, cfg, 16) == _full_scan_profile(W, stats, cfg, 16)

@@ -69,18 +69,25 @@ def width_profile(W, stats, cfg, batch):
     """The fastest rectangle for each width a layer might be given: a list of
     (width, (R, C), estimated cycles), widths ascending (geometric sizes up to
     min(columns, K)) and cycles non-increasing (a wider strip can always hold a narrower
-    rectangle). Every candidate row count is tried at every width: the estimate is not
-    unimodal in the rows, and a descent stopped at a local minimum costs real cycles."""
+    rectangle). Every candidate row count is looked at for every width (the estimate is
+    not unimodal in the rows: a descent stops at local minima), in the order of the
+    placer's lower bound, and none is estimated whose bound cannot beat the best so far:
+    the result is the full scan's."""
     M, K = W.shape
     cand_r = placement.geometric(min(cfg.rows, M), 8)
     ops = assumed_operands(W, stats, batch)
     profile = []
     best = ((cand_r[-1], 1), np.inf)
     for C in placement.geometric(min(cfg.cols, K), 8):
-        for R in cand_r:
-            t = forward_estimate(W, stats, cfg, (0, 0, R, C), batch, ops)
-            if t < best[1]:
-                best = ((R, C), t)
+        floors = sorted((3 * analytic.placer_bound("weight-stationary", ops, cfg, R, C), R)
+                        for R in cand_r)
+        here = (np.inf, 0)               # this width's best (cycles, rows): ties to fewer rows
+        for floor, R in floors:
+            if floor >= best[1] or floor > here[0]:
+                break
+            here = min(here, (forward_estimate(W, stats, cfg, (0, 0, R, C), batch, ops), R))
+        if here[0] < best[1]:                # ties to the narrower width
+            best = ((here[1], C), here[0])
         profile.append((C, *best))
     return profile
 
