@@ -85,3 +85,18 @@ def test_the_bound_prunes_nothing_the_full_scan_would_pick(m, k, density, rows, 
     W = sp.random(m, k, density=density, random_state=m, format="csr", dtype=np.float32)
     cfg, stats = WaferConfig.small(rows, cols), WeightStats(W)
     assert training.width_profile(W, stats, cfg, 16) == _full_scan_profile(W, stats, cfg, 16)
+
+
+def test_layers_of_one_structure_share_a_profile_and_others_do_not(monkeypatch):
+    calls = []
+    profile = training.width_profile
+    monkeypatch.setattr(training, "width_profile",
+                        lambda W, *a: calls.append(W.shape) or profile(W, *a))
+    a = _layers([(16, 24)])[0][1]
+    twin = a.copy()
+    twin.data = twin.data * 3 + 1                 # other values, the same places
+    other = _layers([(16, 24)], density=0.5)[0][1]
+    layers = [(n, W, WeightStats(W)) for n, W in (("a", a), ("twin", twin), ("other", other))]
+    regions = training.balance(layers, WaferConfig.small(16, 48), 8)
+    assert len(calls) == 2
+    assert regions[0][2:] == regions[1][2:]

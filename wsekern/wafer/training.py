@@ -11,6 +11,7 @@ model and calls these). Two modes:
 - weight streaming: one layer at a time on the whole wafer, X stationary, the weights
   crossing the external link (forward, backward, gradients out), the update off-wafer.
 """
+import hashlib
 import math
 
 import numpy as np
@@ -92,6 +93,13 @@ def width_profile(W, stats, cfg, batch):
     return profile
 
 
+def _structure_key(stats):
+    """What the estimates read of W: its shape and its stored entries' places (a digest)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(stats.w_row, np.int64).tobytes())
+    digest.update(np.ascontiguousarray(stats.w_col, np.int64).tobytes())
+    return stats.M, stats.K, digest.hexdigest()
+
+
 def balance(layers, cfg, batch):
     """Regions for ``layers`` (a list of (name, W, WeightStats of W)), side by side from
     column 0 in the given order, so that the slowest layer (the pipeline's rate) is as fast
@@ -99,10 +107,13 @@ def balance(layers, cfg, batch):
     rectangle estimated at <= T fits in the columns together. Neighbours stay adjacent, so
     a link between consecutive layers crosses no idle columns. Raises SramOverflowError
     naming a layer that never fits, or when the layers together need more columns."""
-    profiles = []
+    profiles, seen = [], {}
     for name, W, stats in layers:
-        profile = [entry for entry in width_profile(W, stats, cfg, batch)
-                   if np.isfinite(entry[2])]
+        key = _structure_key(stats)
+        if key not in seen:             # a transformer's blocks repeat their shapes
+            seen[key] = [entry for entry in width_profile(W, stats, cfg, batch)
+                         if np.isfinite(entry[2])]
+        profile = seen[key]
         if not profile:
             raise SramOverflowError(
                 f"layer {name!r} does not fit any rectangle of the {cfg.rows}x{cfg.cols} "
