@@ -105,6 +105,7 @@ cdef class Engine:
     cdef double[:] link_free
     cdef int64_t[:] link_count
     cdef int64_t edge_count
+    cdef int64_t n_events                # wavelet-link events so far (links, ramps, edge)
     # main thread
     cdef double[:] main_end, main_idle_since, main_buf_since
     cdef int32_t[:] main_round
@@ -222,6 +223,7 @@ cdef class Engine:
         self.link_free = np.zeros(P * 5)
         self.link_count = np.zeros(P * 6, np.int64)
         self.edge_count = 0
+        self.n_events = 0
         self.main_end = np.zeros(P)
         self.main_idle_since = np.zeros(P)
         self.main_buf_since = np.full(P, -1.0)
@@ -518,6 +520,7 @@ cdef class Engine:
 
     cdef inline void _count(self, int p, int slot, double t) noexcept nogil:
         self.link_count[p * 6 + slot] += 1
+        self.n_events += 1
         if self.tracing:
             self.trace_links[p * 6 + slot, self._window(t)] += 1
 
@@ -544,6 +547,7 @@ cdef class Engine:
         pos += self.item_ptr[c]
         self._rq_push(q, t + self.hop, self.item_idx[pos], self.item_val[pos], 0.0)
         self.edge_count += 1
+        self.n_events += 1
         self.inj_pos[c] += 1
         # fractional intervals keep their average rate on whole cycles
         self.inj_next[c] = (self.inj_next[c] if self.inj_next[c] > t - 1 else t) + self.inj_dt[c]
@@ -730,11 +734,14 @@ cdef class Engine:
         return 0
 
     # -- the loop -------------------------------------------------------------------------
-    def run(self, int64_t max_events=-1):
-        """Run to completion; returns the cycle at which the last result was written."""
+    def run(self, int64_t max_events=-1, progress=None, int64_t every=1 << 20):
+        """Run to completion; returns the cycle at which the last result was written.
+        ``progress(events)`` (optional) is called with the wavelet-link events so far,
+        about every ``every`` events, and once at the end."""
         cdef Event e
         cdef int a, p, b
         cdef int64_t i
+        cdef int64_t next_report = every if progress is not None else -1
         cdef double t
         cdef int NQ = self.P * self.NC
         if self.mode == MODE_NONE:
@@ -771,6 +778,11 @@ cdef class Engine:
             self.in_window -= self.bucket_n[b]
             self.bucket_n[b] = 0
             self.now += 1
+            if 0 <= next_report <= self.n_events:
+                progress(self.n_events)
+                next_report = self.n_events + every
+        if progress is not None:
+            progress(self.n_events)
         return self.t_done
 
     def check_drained(self):

@@ -36,7 +36,7 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
     cdef double[:] free1 = np.zeros(P)
     cdef double[:] free2 = np.zeros(P)
     cdef double[:] free = np.zeros(P)
-    cdef double[:, :] hist = np.zeros((P, N))         # Gr of past rounds, per position
+    cdef double[:, :] hist = np.zeros((N, P))         # Gr of past rounds, per position
     cdef long ahead, back
     cdef Py_ssize_t nb
     cdef double delta = hop + 2 * ramp + lat          # one reduction stage, router to router
@@ -54,7 +54,7 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
                     start = dmax(dmax(E[c], free2[c]), first[g, c, n])
                     E[c] = dmax(start + work[g, c, n], last[g, c, n] + task)
                     Gr[c] = dmax(E[c], free1[c])
-                    hist[c, n] = Gr[c]
+                    hist[n, c] = Gr[c]
                 if P == 1 or Lg == 0:
                     for c in range(P):
                         free[c] = Gr[c]
@@ -77,7 +77,7 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
                         nb = ahead // Lg
                         back = ahead % Lg
                         for c in range(P - 1):
-                            free[c] = dmax(free[c], hist[c + 1, nb] + back + 1)
+                            free[c] = dmax(free[c], hist[nb, c + 1] + back + 1)
                 for c in range(P):
                     free2[c] = free1[c]
                     free1[c] = free[c]

@@ -25,3 +25,29 @@ def duration(seconds):
     if seconds < 5400:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+class Bars:
+    """A ``progress(stage, done, total)`` callback (the wafer's hooks: ``Wafer.spmm``'s and
+    ``conv2d``'s ``progress=``) drawing one tqdm bar per stage, e.g. the placer's candidate
+    regions, then an event run's wavelet-link events. ``always``: draw even when stderr is
+    not a terminal (a user who passes ``progress=True`` asked for it)."""
+
+    UNITS = {"placement": "regions", "events": "events"}
+
+    def __init__(self, quiet=False, always=False):
+        self.quiet, self.always = quiet, always
+        self.bars = {}
+
+    def __call__(self, stage, done, total):
+        bar = self.bars.get(stage)
+        if bar is None:
+            from tqdm import tqdm
+            bar = self.bars[stage] = tqdm(
+                total=total, desc=stage, unit=self.UNITS.get(stage, "it"), file=sys.stderr,
+                disable=self.quiet or not (self.always or shown()), leave=False,
+                dynamic_ncols=True, unit_scale=stage == "events")
+        bar.total = max(total, done)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()

@@ -118,6 +118,8 @@ def _cmd_simulate(args):
         limits["max_memory"] = args.max_memory_gb * 2 ** 30
     wafer = Wafer(_wafer_config(args), **limits)
     region = tuple(args.region) if args.region else None
+    # bars for the placer's search and an event run, on a terminal unless --json
+    bars = _progress.Bars() if _progress.shown(args.json) else None
     if args.op == "spmm":
         if args.matrix:
             W = _read_matrix(args.matrix, args.n)
@@ -127,7 +129,7 @@ def _cmd_simulate(args):
         if args.mode == "event" and _progress.shown(args.json):
             _say_event_estimate(wafer, W, X, region, args.mapping)
         _, report = wafer.spmm(W, X, region=region, mapping=args.mapping, mode=args.mode,
-                               compute=False)
+                               compute=False, progress=bars)
     elif args.op == "matmul":
         if args.mode == "event":
             raise ValueError("--mode event simulates the spmm and conv mappings; matmul (SUMMA "
@@ -140,14 +142,15 @@ def _cmd_simulate(args):
     else:
         if _progress.shown(args.json):
             print(f"simulating conv2d {args.batch}x{args.channels}x{args.size}x{args.size} "
-                  f"({args.mode}): the placer tries regions and mappings, ~30 s at the "
+                  f"({args.mode}): the placer tries regions and mappings, ~20 s at the "
                   f"defaults (--batch and --size set the work)", file=sys.stderr)
         x = _activations((args.batch, args.channels, args.size, args.size), args.act_sparsity,
                          args.seed)
         w = workloads.pruned((args.out_channels, args.channels, args.kernel, args.kernel),
                              args.sparsity, args.seed)
         _, report = wafer.conv2d(x, w, stride=args.stride, padding=args.padding, region=region,
-                                 mapping=args.mapping, mode=args.mode, compute=False)
+                                 mapping=args.mapping, mode=args.mode, compute=False,
+                                 progress=bars)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

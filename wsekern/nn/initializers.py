@@ -220,24 +220,11 @@ glorot_uniform, he_normal, random_normal = GlorotUniform(), HeNormal(), RandomNo
 def get(identifier):
     """An initializer from a name, a class, an instance, a serialized dict, a registered
     name, or any callable ``fn(shape, dtype=None)``."""
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Initializer):
-        return identifier()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        if identifier in _NAMES:
-            return _NAMES[identifier]()
-        if identifier in _CLASSES:
-            return _CLASSES[identifier]()
-        found = registry.get_registered_object(identifier)
-        if found is not None:
-            return get(found)
-    elif callable(identifier):
-        return identifier
-    raise ValueError(f"unknown initializer {identifier!r}; available: {sorted(_NAMES)}, an "
-                     "Initializer, or a callable fn(shape, dtype=None)")
+    return registry.resolve(identifier, Initializer, "initializer",
+                            by_name=registry.instance_by_name(_NAMES, _CLASSES),
+                            deserialize=deserialize, from_callable=lambda fn: fn,
+                            expected=f"{sorted(_NAMES)}, an Initializer, or a callable "
+                                     "fn(shape, dtype=None)")
 
 
 def serialize(obj):

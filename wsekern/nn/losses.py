@@ -444,26 +444,19 @@ def get(identifier):
     """A Loss from Keras's names and aliases, a Loss class or instance, a serialized dict,
     a registered custom name, or a function ``fn(y_true, y_pred)`` returning per-sample
     values (or a scalar), which is wrapped so that the batch mean is taken."""
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Loss):
-        return identifier()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        if identifier in _FUNCTIONS:
-            return _BY_FUNCTION[_FUNCTIONS[identifier]]()
-        if identifier in _CLASSES:
-            return _CLASSES[identifier]()
-        found = registry.get_registered_object(identifier)
-        if found is not None:
-            return get(found)
-    elif callable(identifier) and not isinstance(identifier, type):
-        if identifier in _BY_FUNCTION:
-            return _BY_FUNCTION[identifier]()
-        return LossFunctionWrapper(identifier)
-    raise ValueError(f"unknown loss {identifier!r}; available: {sorted(_FUNCTIONS)}, a Loss, "
-                     "or a function fn(y_true, y_pred) returning per-sample values")
+    def by_name(name):
+        if name in _FUNCTIONS:
+            return _BY_FUNCTION[_FUNCTIONS[name]]()
+        return _CLASSES[name]() if name in _CLASSES else None
+
+    def from_callable(fn):
+        if isinstance(fn, type):
+            return None
+        return _BY_FUNCTION[fn]() if fn in _BY_FUNCTION else LossFunctionWrapper(fn)
+    return registry.resolve(identifier, Loss, "loss", by_name=by_name, deserialize=deserialize,
+                            from_callable=from_callable,
+                            expected=f"{sorted(_FUNCTIONS)}, a Loss, or a function "
+                                     "fn(y_true, y_pred) returning per-sample values")
 
 
 def serialize(loss):

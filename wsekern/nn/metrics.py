@@ -596,24 +596,16 @@ def get(identifier):
     """A Metric instance from a Keras name or alias (named as given, as Keras logs it), a
     class name, a Metric instance or subclass, a registered name, a serialized dict, or a
     function ``fn(y_true, y_pred)`` of per-sample values (wrapped in MeanMetricWrapper)."""
-    if isinstance(identifier, Metric):
-        return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Metric):
-        return identifier()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        if identifier in _NAMES:
-            return _NAMES[identifier](name=identifier)
-        if identifier in _CLASSES and identifier != "MeanMetricWrapper":
-            return _CLASSES[identifier]()
-        found = registry.get_registered_object(identifier)
-        if found is not None:
-            return get(found)
-    elif callable(identifier):
-        return MeanMetricWrapper(identifier)
-    raise ValueError(f"unknown metric {identifier!r}; available: {sorted(_NAMES)}, a Metric, "
-                     "or a function fn(y_true, y_pred) returning per-sample values")
+    def by_name(name):
+        if name in _NAMES:
+            return _NAMES[name](name=name)
+        if name in _CLASSES and name != "MeanMetricWrapper":
+            return _CLASSES[name]()
+        return None
+    return registry.resolve(identifier, Metric, "metric", by_name=by_name,
+                            deserialize=deserialize, from_callable=MeanMetricWrapper,
+                            expected=f"{sorted(_NAMES)}, a Metric, or a function "
+                                     "fn(y_true, y_pred) returning per-sample values")
 
 
 def serialize(metric):

@@ -484,15 +484,10 @@ def deserialize(config, custom_objects=None):
 
 def get(identifier):
     """An optimizer from a name ("rmsprop", "adam", ...), a serialized dict, or an instance."""
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        if identifier.lower() in _OPTIMIZERS:
-            return _OPTIMIZERS[identifier.lower()]()
-        found = registry.get_registered_object(identifier)
-        if found is not None:
-            return found() if isinstance(found, type) else found
-    raise ValueError(f"unknown optimizer {identifier!r}; available: {sorted(_OPTIMIZERS)}, a "
-                     "serialized dict, or an Optimizer instance")
+    def by_name(name):
+        cls = _OPTIMIZERS.get(name.lower())
+        return None if cls is None else cls()
+    return registry.resolve(identifier, Optimizer, "optimizer", by_name=by_name,
+                            deserialize=deserialize,
+                            expected=f"{sorted(_OPTIMIZERS)}, a serialized dict, or an "
+                                     "Optimizer instance")

@@ -83,6 +83,43 @@ def custom_object_scope(*scopes):
 CustomObjectScope = custom_object_scope
 
 
+def resolve(identifier, base, kind, *, by_name, deserialize, from_callable=None, expected):
+    """What every module's ``get()`` does: an instance of ``base`` as is, a subclass of it
+    instantiated, a serialized dict through ``deserialize``, a string through ``by_name``
+    (``None`` when unknown) and then the registry, and any other callable through
+    ``from_callable`` (``None``: refused). The ValueError names the ``kind`` and what is
+    ``expected``."""
+    if isinstance(identifier, base):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, base):
+        return identifier()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        found = by_name(identifier)
+        if found is not None:
+            return found
+        found = get_registered_object(identifier)
+        if found is not None:
+            return resolve(found, base, kind, by_name=by_name, deserialize=deserialize,
+                           from_callable=from_callable, expected=expected)
+    elif from_callable is not None and callable(identifier):
+        found = from_callable(identifier)
+        if found is not None:
+            return found
+    raise ValueError(f"unknown {kind} {identifier!r}; available: {expected}")
+
+
+def instance_by_name(*tables):
+    """A ``by_name`` for ``resolve``: a new instance of the class the first table names."""
+    def by_name(name):
+        for table in tables:
+            if name in table:
+                return table[name]()
+        return None
+    return by_name
+
+
 def serialize_object(obj, builtins):
     """``{"class_name": ..., "config": obj.get_config()}``: a built-in class by its name,
     a registered one by ``"package>name"``."""

@@ -103,22 +103,13 @@ _NAMES = {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2,
 def get(identifier):
     """A regularizer from None, a name ("l1", "l2", "l1_l2"), an instance, a serialized
     dict, a registered name, or a callable ``fn(weight) -> scalar``."""
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        if identifier in _NAMES:
-            return _NAMES[identifier]()
-        if identifier in _CLASSES:
-            return _CLASSES[identifier]()
-        found = registry.get_registered_object(identifier)
-        if found is not None:
-            return found() if isinstance(found, type) else found
-    elif callable(identifier):
-        return identifier
-    raise ValueError(f"unknown regularizer {identifier!r}; available: {sorted(_NAMES)}, a "
-                     "Regularizer, or a callable fn(weight) -> scalar")
+    if identifier is None:
+        return None
+    return registry.resolve(identifier, Regularizer, "regularizer",
+                            by_name=registry.instance_by_name(_NAMES, _CLASSES),
+                            deserialize=deserialize, from_callable=lambda fn: fn,
+                            expected=f"{sorted(_NAMES)}, a Regularizer, or a callable "
+                                     "fn(weight) -> scalar")
 
 
 def serialize(obj):

@@ -2,7 +2,7 @@
 
 The Keras-facing half: the scope, the walk over a model's layers, the hooks layers call
 in a training step, the attention layers' shapes, the report. The machine half (the
-per-layer fit, the strip balancing, the per-step cost of a product on a placement) is
+per-layer fit, the balancing, the per-step cost of a product on a placement) is
 ``wsekern.wafer.training``, which knows nothing of layers.
 
 Like a Keras distribution strategy: a model built inside ``strategy.scope()`` is placed
@@ -11,8 +11,9 @@ counts of that batch (forward, input gradient, weight gradient and update).
 
 Layer-pipelined (the whole model on the wafer) when every layer's weights, gradients,
 optimizer state (Adam's m and v) and the activations kept for backward fit in SRAM: each
-layer gets its own rectangle, sized so the layers' step times are about equal; a step
-takes the slowest layer's time plus the pipeline's fill and drain. Otherwise weight
+layer gets its own rectangle, side by side, sized so the slowest layer is as fast as the
+wafer's columns allow; a step takes the slowest layer's time plus the pipeline's fill and
+drain. Otherwise weight
 streaming: one layer at a time on the whole wafer, X stationary, weights crossing the
 external link three times (forward, backward, gradients out), the update off-wafer; a
 step is the sum of its layers.

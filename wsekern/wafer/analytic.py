@@ -91,7 +91,7 @@ def _ws_work(ops, pl, config, exact):
     task included: (work, work_cn, arrivals or None, per_pe)."""
     R, C = pl.shape
     N = ops.N
-    use_comp, blk = pl.use_comp, pl.block["of_nonzero"]
+    use_comp = pl.use_comp
     t_dense = pl.block["t_dense"]
     a_cn = ops.activations(C)
     A_c = a_cn.sum(axis=1)
@@ -110,8 +110,8 @@ def _ws_work(ops, pl, config, exact):
     if per_pe:
         work = np.where(use_comp[:, :, None], 0.0, t_dense[:, None, None] * a_cn[None, :, :])
         if use_comp.any():
-            work += _compressed_work(blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config,
-                                     per_block=True)
+            work += _compressed_work(pl.block["of_nonzero"], ops.w_col, ops.x_nz, a_cn,
+                                     use_comp, R, C, config, per_block=True)
         work += eos
         return work, work.max(axis=0), None, per_pe
     work_cn = np.zeros((C, N))
@@ -121,7 +121,7 @@ def _ws_work(ops, pl, config, exact):
     work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
     if use_comp.any() and exact:
         work_cn = np.maximum(work_cn, _compressed_work(
-            blk, ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config))
+            pl.block["of_nonzero"], ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config))
     elif use_comp.any():
         share = np.where(use_comp, pl.block["comp_time"], 0).max(axis=0) / np.maximum(A_c, 1)
         work_cn = np.maximum(work_cn, a_cn * share[:, None])
@@ -313,13 +313,14 @@ def _ws_report(ops, pl, config, timing, full):
 
 
 def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=False,
-                     chunk=1 << 15):
+                     chunk=1 << 22):
     """Work of the PEs holding compressed blocks, per sample: per block (R x C x N, zero
     where a block is dense) with ``per_block``, else the largest per column (C x N).
 
     Work of block (r, c) in sample n: task * (activations arriving) + scalar * (weights
     of the block in columns whose activation is nonzero), counted with wsekern.spmm
-    over chunks of blocks. O(nnz(W) * N / SIMD + blocks * N) time.
+    over chunks of whole PE rows (about ``chunk`` values each). O(nnz(W) * N / SIMD +
+    blocks * N) time.
     """
     from ..kernels import spmm
     comp = use_comp.ravel()[blk]
@@ -329,6 +330,7 @@ def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=Fa
     N = x_nz.shape[1]
     out = np.zeros((R * C, N)) if per_block else np.zeros((C, N))
     flat_comp = use_comp.ravel()
+    chunk = max(1, chunk // max(N, 1) // C) * C        # whole PE rows, about chunk values
     for start in range(0, R * C, chunk):
         rows = np.arange(start, min(start + chunk, R * C))
         visited = spmm(S[start:rows[-1] + 1], x)
@@ -338,7 +340,7 @@ def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=Fa
         if per_block:
             out[rows] = work
         else:
-            np.maximum.at(out, c_of, work)
+            np.maximum(out, work.reshape(-1, C, N).max(axis=0), out=out)
     return out.reshape(R, C, N) if per_block else out
 
 
@@ -422,13 +424,21 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
         cum = np.cumsum(v, axis=1) * dt
         fill = np.asarray(fill, dtype=np.float64)[:, None, None]
         shape = (len(fill),) + cum.shape
-        first = np.ascontiguousarray(np.broadcast_to((cum - v * dt)[None] + fill, shape))
-        last = np.ascontiguousarray(np.broadcast_to((cum - dt)[None] + fill, shape))
+        # broadcast views (a chain's arrivals are its fill later): no chains x positions x
+        # rounds copies; grid_pipeline reads strided memory
+        first = np.broadcast_to((cum - v * dt)[None] + fill, shape)
+        last = np.broadcast_to((cum - dt)[None] + fill, shape)
     else:
         first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
-    return grid_pipeline(np.ascontiguousarray(work, dtype=np.float64), first, last,
-                         np.ascontiguousarray(L, dtype=np.int_), config.hop_cycles,
-                         config.ramp_cycles, _turnaround(config),
+    work = np.asarray(work, dtype=np.float64)
+    if work.shape[2] > 64:
+        # grid_pipeline walks the positions of a round innermost: with many rounds, lay
+        # positions next to each other in memory (else every read is a cache miss)
+        work, first, last = (np.ascontiguousarray(np.swapaxes(np.broadcast_to(a, work.shape),
+                                                              1, 2)).swapaxes(1, 2)
+                             for a in (work, first, last))
+    return grid_pipeline(work, first, last, np.ascontiguousarray(L, dtype=np.int_),
+                         config.hop_cycles, config.ramp_cycles, _turnaround(config),
                          config.task_cycles + config.setup_cycles, config.task_cycles,
                          _cushion(config))
 
@@ -456,48 +466,24 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     r0, c0, R, C = region
     M, K, N = ops.M, ops.K, ops.N
     fmac, elem = config.fmacs, config.elem_bytes
-    N_c = np.diff(pl.col_bounds)
-    _, row_block = ops.col_block(R)           # X's rows (W's columns) over PE rows
-    nnz_r = np.bincount(row_block[ops.w_col], minlength=R).astype(np.int64)   # weights per PE row
     sram = pl.sram
-
-    t_axpy = config.task_cycles + config.setup_cycles + np.ceil(N_c / fmac)     # per C
-    task = config.task_cycles
-    busy_rc = nnz_r[:, None] * t_axpy[None, :] + M * task                     # + one EOS per row
-    compute = busy_rc.max(initial=0)
-
-    # Rounds are the rows of W: PE row r streams W[m, cols_r] then an end of stream;
-    # its slowest PE (the widest block of X) paces the multicast along the row.
-    wpv = config.wavelets_per_sparse_value
-    weight_wavelets = nnz_r * wpv + M                                          # per PE row
-    stream_bytes = passes * weight_wavelets.sum() * 4
-    t_external = stream_bytes / config.external_bytes_per_s * config.clock_hz
-    # The external link feeds each row its share, at most one wavelet per cycle each.
+    st = _as_stream(ops, config, R, C, passes)
+    N_c, nnz_r, t_axpy, busy_rc = st["N_c"], st["nnz_r"], st["t_axpy"], st["busy"]
+    compute, weight_wavelets, t_external = st["compute"], st["weight_wavelets"], st["t_external"]
+    dt, t_links, L_c, L, fill, chain = (st[k] for k in ("dt", "t_links", "L_c", "L", "fill",
+                                                        "chain"))
+    stream_bytes, task = st["stream_bytes"], config.task_cycles
     link_dt = 1.0 / config.link_wavelets_per_cycle
-    ext_rate = config.external_bytes_per_s / config.clock_hz / 4.0 / passes
-    share = ext_rate * weight_wavelets / max(weight_wavelets.sum(), 1.0)
-    dt = np.maximum(link_dt, 1.0 / np.maximum(share, 1e-300))
-    t_links = float((weight_wavelets * dt).max(initial=0))
-    vpw = config.values_per_dense_wavelet
-    L_c = np.ceil(N_c / vpw).astype(np.int64) if R > 1 else np.zeros(C, np.int64)
-    L = int(L_c.max())
-    red_wavelets = M * np.ceil(N_c / vpw)                                      # per PE column
+    red_wavelets = M * np.ceil(N_c / config.values_per_dense_wavelet)          # per PE column
     t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
-    fill = C * config.hop_cycles + config.ramp_cycles
-    chain = _chain_latency(config, R, L)
     first = config.hop_cycles + config.ramp_cycles
     lower = max(first + compute, first + t_links, first + t_external,
                 M * (L + task) if R > 1 else 0.0) + task
     if exact:
+        _, row_block = ops.col_block(R)
         est, upper = _as_exact(ops, config, R, C, row_block, t_axpy, dt, L_c, fill, chain)
     else:
-        # The screen: the slowest of the stages, each round's reduction occupying the
-        # chain's first PE (send launch and L wavelets) and its root (L and a task).
-        lat = _turnaround(config)
-        per_round = max(config.task_cycles + config.setup_cycles - lat + L, L + 1 + task) \
-            if R > 1 else task
-        est = max(compute, t_external, t_links, M * per_round) + fill + chain
-        upper = compute + t_external + t_links + M * per_round + fill + chain
+        est, upper = _as_screen(st, config, M, R)
     latency = fill + chain
     terms = {"weight-streaming": t_external, "compute": float(compute),
              "fabric": t_links, "reduction": float(t_red), "latency": float(latency)}
@@ -523,6 +509,53 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
         energy_joules=energy, bottleneck=bottleneck, region=tuple(int(v) for v in region),
         mapping="activation-stationary", dtype=config.dtype, fmac_per_cycle=fmac,
         details={"terms": terms, "external_bytes": float(stream_bytes)})
+
+
+def _as_stream(ops, config, R, C, passes=1):
+    """What activation-stationary's cost on R x C derives from the weights' stream alone
+    (the exact model, the screen and the placer's bounds share it)."""
+    M, N = ops.M, ops.N
+    task = config.task_cycles
+    N_c = np.diff(_bounds(N, C))
+    k_b, _ = ops.col_block(R)                 # X's rows (W's columns) over PE rows
+    cum = np.concatenate([[0], np.cumsum(ops.w.col_nnz)])
+    nnz_r = cum[k_b[1:]] - cum[k_b[:-1]]                                      # weights per PE row
+    t_axpy = task + config.setup_cycles + np.ceil(N_c / config.fmacs)         # per C
+    busy_rc = nnz_r[:, None] * t_axpy[None, :] + M * task                     # + one EOS per row
+    # Rounds are the rows of W: PE row r streams W[m, cols_r] then an end of stream;
+    # its slowest PE (the widest block of X) paces the multicast along the row.
+    wpv = config.wavelets_per_sparse_value
+    weight_wavelets = nnz_r * wpv + M                                          # per PE row
+    stream_bytes = passes * weight_wavelets.sum() * 4
+    t_external = stream_bytes / config.external_bytes_per_s * config.clock_hz
+    # The external link feeds each row its share, at most one wavelet per cycle each.
+    link_dt = 1.0 / config.link_wavelets_per_cycle
+    ext_rate = config.external_bytes_per_s / config.clock_hz / 4.0 / passes
+    share = ext_rate * weight_wavelets / max(weight_wavelets.sum(), 1.0)
+    dt = np.maximum(link_dt, 1.0 / np.maximum(share, 1e-300))
+    vpw = config.values_per_dense_wavelet
+    L_c = np.ceil(N_c / vpw).astype(np.int64) if R > 1 else np.zeros(C, np.int64)
+    L = int(L_c.max())
+    return {"N_c": N_c, "nnz_r": nnz_r, "t_axpy": t_axpy, "busy": busy_rc,
+            "compute": busy_rc.max(initial=0), "weight_wavelets": weight_wavelets,
+            "stream_bytes": stream_bytes, "t_external": t_external, "dt": dt,
+            "t_links": float((weight_wavelets * dt).max(initial=0)), "L_c": L_c, "L": L,
+            "fill": C * config.hop_cycles + config.ramp_cycles,
+            "chain": _chain_latency(config, R, L)}
+
+
+def _as_screen(st, config, M, R):
+    """The screen's (estimate, upper bound): the slowest of the stages, each round's
+    reduction occupying the chain's first PE (send launch and L wavelets) and its root
+    (L and a task)."""
+    task, L = config.task_cycles, st["L"]
+    lat = _turnaround(config)
+    per_round = max(task + config.setup_cycles - lat + L, L + 1 + task) if R > 1 else task
+    compute, t_external, t_links = st["compute"], st["t_external"], st["t_links"]
+    fill, chain = st["fill"], st["chain"]
+    est = max(compute, t_external, t_links, M * per_round) + fill + chain
+    upper = compute + t_external + t_links + M * per_round + fill + chain
+    return est, upper
 
 
 def _as_exact(ops, config, R, C, row_block, t_axpy, dt, L_c, fill, chain):
@@ -640,6 +673,59 @@ def summa(A, B, config, region, *, what="matmul"):
         bottleneck=max(terms, key=terms.get), region=tuple(int(v) for v in region),
         mapping="summa", dtype=config.dtype, fmac_per_cycle=fmac, details={"terms": terms})
 
+
+# --------------------------------------------------------------------------------------
+# Lower bounds for the placer's branch and bound (placement.search)
+# --------------------------------------------------------------------------------------
+def placer_bound(mapping, ops, config, R, C, exact=False):
+    """A lower bound of the cycles of ``mapping`` on R x C: of the screen's estimate
+    (``exact=False``) or of the exact model's; None where there is none. O(R + C + C N)
+    (each column's activations are cached per C), so every candidate can be bounded."""
+    if mapping == "weight-stationary" and not exact:
+        return _ws_screen_bound(ops, config, R, C)
+    if mapping == "activation-stationary":
+        st = _as_stream(ops, config, R, C)
+        if not exact:
+            return _as_screen(st, config, ops.M, R)[0]          # the screen is closed-form
+        # a PE does its rounds one after another; a row's last weight arrives after all
+        # of its stream, one wavelet every dt (src/_pipeline.pyx: E >= last + task)
+        arrive = (st["weight_wavelets"] - 1) * st["dt"]
+        first = config.hop_cycles + config.ramp_cycles
+        return float(max(st["compute"], arrive.max(initial=0) + first + config.task_cycles))
+    return None
+
+
+def _ws_screen_bound(ops, config, R, C):
+    """A lower bound of weight-stationary's screen (:func:`_ws_work` with exact=False, then
+    :func:`_pipeline_cycles`), from the recurrence of src/_pipeline.pyx: a chain position
+    c ends its rounds no sooner than its first arrival plus all its work, nor before its
+    stream's last wavelet plus a task; the last round's sums then still cross the rest of
+    the chain from c; the root takes L wavelets and a task per round. A column's work over
+    the batch is at least its slowest block's, and a block's at least the faster of its
+    two formats (whichever fits); blocks of one PE row and one PE column are looked at."""
+    N, task = ops.N, config.task_cycles
+    m_b, _ = ops.row_block(R)
+    M_r = np.diff(m_b)
+    t_dense = placer.dense_task_cycles(config, M_r)
+    A_c = ops.activations(C).sum(axis=1)
+    dt = 1.0 / config.link_wavelets_per_cycle
+    fill = R * config.hop_cycles + config.ramp_cycles
+    r, c = int(np.argmax(M_r)), int(np.argmax(A_c))
+    sw_row, sw_col = ops.scalar_work_strips(R, C, r, c)      # the blocks of row r, column c
+    scalar = config.scalar_cycles_per_element
+    work_c = np.minimum(A_c * t_dense[r], A_c * task + scalar * sw_row)
+    work_c[c] = max(work_c[c], np.minimum(A_c[c] * t_dense, A_c[c] * task + scalar * sw_col).max())
+    stream_c = (A_c * config.wavelets_per_sparse_value + N) * dt - dt + task
+    ends_c = fill + np.maximum(work_c + N * task, stream_c)   # each position's last round
+    L = int(np.ceil(M_r.max() / config.values_per_dense_wavelet)) if C > 1 else 0
+    if C == 1 or L == 0:
+        return float(ends_c[-1] + task)
+    ramp, hop, lat = config.ramp_cycles, config.hop_cycles, _turnaround(config)
+    delta = hop + 2 * ramp + lat                             # one reduction stage
+    tail = (C - 2 - np.arange(C)) * delta + L + hop + ramp + task + lat + ramp
+    tail[0] += config.task_cycles + config.setup_cycles - lat    # the chain's first launches
+    tail[-1] = L + task                                          # the root
+    return float(max((ends_c + tail).max(), N * (L + task)))
 
 def _distinct_per_block(rb, idx, bounds, R):
     """How many distinct values of ``idx`` (0 <= idx < bounds[-1]) fall in each block

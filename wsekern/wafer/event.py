@@ -219,9 +219,9 @@ def _trace(trace, transpose):
     return out
 
 
-def _run(engine):
+def _run(engine, progress=None):
     t0 = time.perf_counter()
-    T = engine.run()
+    T = engine.run(progress=progress)
     wall = time.perf_counter() - t0
     done, rounds = engine.check_drained()
     if done != rounds:     # a deadlock would be a bug of the mapping, never of the input
@@ -233,7 +233,8 @@ def _run(engine):
 # --------------------------------------------------------------------------------------
 # Weight-stationary
 # --------------------------------------------------------------------------------------
-def weight_stationary(W, X, config, region, *, what="spmm", trace=False, placement=None):
+def weight_stationary(W, X, config, region, *, what="spmm", trace=False, placement=None,
+                      progress=None):
     """Event simulation of Y = W @ X with W stationary; returns (Y, SimReport).
 
     ``placement`` (a :class:`placement.Placement` of W on ``region``; by default the
@@ -243,6 +244,8 @@ def weight_stationary(W, X, config, region, *, what="spmm", trace=False, placeme
     region-shaped): per PE and sample, the cycle its partial sums were complete and the
     cycle they left it; per PE and time window (256 windows, doubling in length as the
     run grows), the wavelets it sent in each direction and the task cycles it started.
+    ``progress(events)`` is called with the wavelet-link events so far, about every
+    million and at the end.
     """
     W = sps.csc_array(W)
     W.sort_indices()
@@ -265,7 +268,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", trace=False, placeme
                                     config.dtype == "fp32")
     eng.set_streams(ptr, idx, val, np.full(C, 1.0 / config.link_wavelets_per_cycle))
     eng.set_weights(W.indptr, W.indices, W.data, m_b[:-1], m_b[1:], pl.use_comp.ravel())
-    T, wall = _run(eng)
+    T, wall = _run(eng, progress)
     _nonfinite_meets_zero(W, X, Y)
     report = _report(config, region, eng, T, wall, ana, mapping="weight-stationary",
                      transpose=False, what=what, macs_dense=ana.macs_dense,
@@ -287,10 +290,10 @@ def _nonfinite_meets_zero(W, X, Y):
 # Activation-stationary
 # --------------------------------------------------------------------------------------
 def activation_stationary(W, X, config, region, *, what="spmm", trace=False,
-                          placement=None):
+                          placement=None, progress=None):
     """Event simulation of Y = W @ X with X stationary and W's nonzeros streamed in
     along the PE rows at the external bandwidth; returns (Y, SimReport). A round is a
-    row of W (``trace`` as in :func:`weight_stationary`)."""
+    row of W (``trace`` and ``progress`` as in :func:`weight_stationary`)."""
     W = sps.csr_array(W)
     W.sum_duplicates()
     X = np.asarray(X, dtype=np.float64)
@@ -321,7 +324,7 @@ def activation_stationary(W, X, config, region, *, what="spmm", trace=False,
     dt = np.maximum(1.0 / config.link_wavelets_per_cycle, 1.0 / np.maximum(share, 1e-300))
     eng.set_streams(ptr, idx, val, dt)
     eng.set_activations(X, n_b[:-1], n_b[1:])
-    T, wall = _run(eng)
+    T, wall = _run(eng, progress)
     report = _report(config, region, eng, T, wall, ana, mapping="activation-stationary",
                      transpose=True, what=what, macs_dense=ana.macs_dense,
                      macs_useful=ana.macs_useful)

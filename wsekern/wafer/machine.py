@@ -113,8 +113,9 @@ class Wafer:
                              f"{c.rows}x{c.cols} wafer")
         return vals
 
-    def _choose(self, cost, dims, mappings, region):
-        return placement.search(cost, dims, mappings, region, self.config)
+    def _choose(self, cost, dims, mappings, region, bound=None, progress=None):
+        return placement.search(cost, dims, mappings, region, self.config, bound=bound,
+                                progress=progress)
 
     def _mappings(self, mapping):
         if mapping is None:
@@ -126,7 +127,7 @@ class Wafer:
 
     # -- kernels ------------------------------------------------------------
     def spmm(self, W, X, *, region=None, mapping=None, n_threads=None, compute=True,
-             mode="analytic"):
+             mode="analytic", progress=None):
         """``wsekern.spmm(W, X)`` and its cost: (Y, SimReport).
 
         ``region=(1, 1)`` uses the resident single-PE mapping (W, X and Y in one SRAM).
@@ -150,6 +151,10 @@ class Wafer:
             False: cost only, Y is None.
         mode : {"analytic", "event"}
             The analytic model, or the event-level simulation of the same placement.
+        progress : bool or callable, optional
+            True: a bar on stderr for the placer's search of regions and for an event
+            run (its total the estimated wavelet-link events). A callable is called as
+            ``progress(stage, done, total)``, stage "placement" or "events".
 
         Returns
         -------
@@ -176,38 +181,46 @@ class Wafer:
         vector = X2.ndim == 1
         X2 = X2[:, None] if vector else X2
         asked = dict(mapping=mapping, region=region, mode=mode)
+        progress = _hook(progress)
         if mode == "event":
-            Y, report = self._event(Wm, X2, region, mapping, "spmm")
+            Y, report = self._event(Wm, X2, region, mapping, "spmm", progress)
             Y = Y.astype(np.result_type(Wm.dtype, X2.dtype, np.float32), copy=False)
             report.problem = problem_of("spmm", self.config, {"W": Wm, "X": X2}, **asked)
             return (Y[:, 0] if vector else Y), report
         Y = cpu_spmm(W, X, n_threads=n_threads) if compute else None
-        report = self._matmul_cost(Wm, X2, region, mapping, "spmm")
+        report = self._matmul_cost(Wm, X2, region, mapping, "spmm", progress)
         report.problem = problem_of("spmm", self.config, {"W": Wm, "X": X2}, **asked)
         return Y, report
 
-    def _event(self, Wm, X2, region, mapping, what):
-        """The analytic placer's choice of region and mapping, simulated event by event."""
+    def _event(self, Wm, X2, region, mapping, what, progress=None):
+        """The analytic placer's choice of region and mapping, simulated event by event,
+        once its estimate is within the Wafer's limits."""
         if X2.ndim != 2 or X2.shape[0] != Wm.shape[1]:
             raise ValueError(f"expected W with {Wm.shape[1]} columns to match X with "
                              f"{X2.shape[0]} rows; received W.shape={Wm.shape}, X.shape={X2.shape}")
         reg = self._region(region)
         if reg is not None and reg[2:] == (1, 1) and mapping is None:
             mapping = "weight-stationary"     # the event path has no resident mapping
-        chosen = self._matmul_cost(Wm, X2, region, mapping, what)
+        chosen = self._matmul_cost(Wm, X2, region, mapping, what, progress)
         if chosen.cycles == 0 and min(Wm.shape[0], Wm.shape[1], X2.shape[1]) == 0:
             return np.zeros((Wm.shape[0], X2.shape[1])), chosen
         if chosen.mapping == "meshgemv":
             y, rep = mesh_event.meshgemv(self.config, chosen.region, chosen.details["group_num"],
                                          W=Wm, x=X2[:, 0])
             return y[:, None], rep
-        event_cost(Wm, X2, self.config, chosen.region, chosen.mapping).check(
-            self.max_events, self.max_memory)
+        estimate = event_cost(Wm, X2, self.config, chosen.region, chosen.mapping)
+        estimate.check(self.max_events, self.max_memory)
         simulate = (event.weight_stationary if chosen.mapping == "weight-stationary"
                     else event.activation_stationary)
-        return simulate(Wm, X2, self.config, chosen.region, what=what)
+        hook = None
+        if progress is not None:
+            def hook(done):
+                progress("events", done, estimate.events)
+        return simulate(Wm, X2, self.config, chosen.region, what=what, progress=hook)
 
-    def _matmul_cost(self, Wm, X2, region, mapping, what):
+    def _matmul_cost(self, Wm, X2, region, mapping, what, progress=None):
+        """The placer's choice (or the given region and mapping) costed analytically;
+        ``progress(stage, done, total)`` follows the search."""
         region = self._region(region)
         if region is not None and region[2:] == (1, 1) and mapping is None:
             return analytic.resident(Wm, X2, self.config, region, what=what)
@@ -218,7 +231,7 @@ class Wafer:
                              f"received W.shape={Wm.shape}, X.shape={X2.shape}")
         if min(M, K, N) == 0:
             return analytic.empty(self.config, M, K, N, mapping or "weight-stationary")
-        ops = placement.Operands(Wm, X2)
+        ops = placement.Operands(Wm, X2, search=region is None)
         mappings = self._mappings(mapping)
         if N != 1 or what != "spmm":
             if mapping == "meshgemv":
@@ -236,8 +249,14 @@ class Wafer:
                                                   exact=exact, full=full)
             return analytic.activation_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
                                                   exact=exact, full=full)
+        def bound(m, R, C, exact):
+            return analytic.placer_bound(m, ops, self.config, R, C, exact)
+
+        def searched(done, total):
+            progress("placement", done, total)
         dims = {"weight-stationary": (M, K), "activation-stationary": (K, N), "meshgemv": (K, M)}
-        return self._choose(cost, dims, mappings, region)
+        return self._choose(cost, dims, mappings, region, bound,
+                            searched if progress is not None else None)
 
     def sddmm(self, A, B, pattern, *, region=None, n_threads=None):
         """``wsekern.sddmm(A, B, pattern)`` and its cost: the result stays where W lives.
@@ -338,7 +357,8 @@ class Wafer:
         return result, self._choose(cost, dims, mappings, region)
 
     def conv2d(self, x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-               region=None, mapping=None, n_threads=None, compute=True, mode="analytic"):
+               region=None, mapping=None, n_threads=None, compute=True, mode="analytic",
+               progress=None):
         """``wsekern.conv2d`` and its cost, mapped as a matmul over (C_out) x (C_in*kh*kw)
         with the input pixels (im2col columns, zeros included in the count) streamed.
 
@@ -346,7 +366,7 @@ class Wafer:
         ----------
         x, w, bias, stride, padding, dilation, groups, n_threads
             As for :func:`wsekern.conv2d`.
-        region, mapping, compute, mode
+        region, mapping, compute, mode, progress
             As for :meth:`spmm`.
 
         Returns
@@ -370,17 +390,32 @@ class Wafer:
         problem = problem_of("conv2d", self.config, {"x": x, "w": w}, stride=stride,
                              padding=padding, dilation=dilation, groups=groups,
                              mapping=mapping, region=region, mode=mode)
+        progress = _hook(progress)
         if mode == "event":
-            Y2, report = self._event(Wm, X2, region, mapping, "conv2d")
+            Y2, report = self._event(Wm, X2, region, mapping, "conv2d", progress)
             report.problem = problem
             _zero_weight_meets_nonfinite(w.reshape(g.O, -1), cols, Y2)
             out = Y2.reshape(g.O, g.B, g.OH, g.OW).transpose(1, 0, 2, 3)
             if bias is not None:
                 out = out + bias.astype(np.float64)[None, :, None, None]
             return np.ascontiguousarray(out, dtype=dtype), report
-        report = self._matmul_cost(Wm, X2, region, mapping, "conv2d")
+        report = self._matmul_cost(Wm, X2, region, mapping, "conv2d", progress)
         report.problem = problem
         return y, report
+
+
+def _hook(progress):
+    """``progress=`` of the Wafer's calls as a ``(stage, done, total)`` callable or None:
+    True draws bars on stderr (wsekern._progress.Bars)."""
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        from .._progress import Bars
+        return Bars(always=True)
+    if not callable(progress):
+        raise TypeError(f"progress must be True, False, None or a callable (stage, done, "
+                        f"total); received {type(progress).__name__}")
+    return progress
 
 
 def _zero_weight_meets_nonfinite(w2, cols, Y2):

@@ -107,9 +107,14 @@ class WeightStats:
 
 
 class Operands:
-    """The weight's cached structure plus what the models need from X (its nonzeros)."""
+    """The weight's cached structure plus what the models need from X (its nonzeros).
 
-    def __init__(self, W, X, weights=None):
+    ``search=True`` (the placer is about to price many regions) keeps summed-area tables
+    of W's nonzeros, plain and weighted by A_k, when W's dense M x K fits under
+    ``TABLE_LIMIT``: any block's nonzeros and scalar work are then four lookups, so a
+    region costs O(R C) instead of O(nnz)."""
+
+    def __init__(self, W, X, weights=None, search=False):
         self.w = weights if weights is not None else WeightStats(W)
         self.M, self.K = self.w.M, self.w.K
         self.N = X.shape[1]
@@ -118,6 +123,51 @@ class Operands:
         self.A_k = self.x_nz.sum(axis=1).astype(np.int64)
         self.useful = int(self.w.col_nnz @ self.A_k)
         self._acts = {}
+        self._tables = None
+        self.search = search and self.M * self.K <= TABLE_LIMIT
+
+    def tables(self):
+        """(nonzeros, sum of A_k over nonzeros) summed-area tables, (M + 1) x (K + 1), or
+        None when not searching or W is too large for them."""
+        if self.search and self._tables is None:
+            w = self.w
+            weighted = self.A_k[w.w_col]
+            big = int(weighted.sum()) >= 2 ** 31 or w.nnz >= 2 ** 31
+            self._tables = tuple(_summed_area(w.w_row, w.w_col, v, self.M, self.K,
+                                              np.int64 if big else np.int32)
+                                 for v in (np.ones(w.nnz, np.int64), weighted))
+        return self._tables
+
+    def block_nnz(self, R, C):
+        """Nonzeros per block, R x C, from the table (None without one)."""
+        t = self.tables()
+        if t is None:
+            return None
+        m_b, _ = self.row_block(R)
+        k_b, _ = self.col_block(C)
+        return _block_sums(t[0], m_b, k_b)
+
+    def scalar_work(self, R, C):
+        """:meth:`WeightStats.scalar_work` of these activations (from the table if any)."""
+        t = self.tables()
+        if t is None:
+            return self.w.scalar_work(R, C, self.A_k)
+        m_b, _ = self.row_block(R)
+        k_b, _ = self.col_block(C)
+        return _block_sums(t[1], m_b, k_b).astype(np.float64)
+
+    def scalar_work_strips(self, R, C, r, c):
+        """The scalar work of the blocks of PE row r (C values) and PE column c (R)."""
+        t = self.tables()
+        m_b, _ = self.row_block(R)
+        k_b, _ = self.col_block(C)
+        if t is None:
+            if R * C > 4 * (R + C) and len(self.w.w_col) > R * C:
+                return np.zeros(C), np.zeros(R)     # no table: a weaker bound, still a bound
+            work = self.w.scalar_work(R, C, self.A_k)
+            return work[r], work[:, c]
+        return (_block_sums(t[1], m_b[r:r + 2], k_b)[0].astype(np.float64),
+                _block_sums(t[1], m_b, k_b[c:c + 2])[:, 0].astype(np.float64))
 
     @property
     def nz_k(self):
@@ -146,11 +196,34 @@ class Operands:
         """a[c, n]: nonzero activations arriving at PE column c in sample n."""
         if C not in self._acts:
             kb, _ = self.col_block(C)
-            # block sums of X's nonzero indicator, by a cumulative sum over its rows
-            cum = np.zeros((self.K + 1, self.N), np.int64)
-            np.cumsum(self.x_nz, axis=0, dtype=np.int64, out=cum[1:])
+            # block sums of X's nonzero indicator, by a cumulative sum over its rows (kept
+            # while searching: the placer asks for many C)
+            cum = self._acts.get("cum")
+            if cum is None:
+                cum = np.zeros((self.K + 1, self.N), np.int64)
+                np.cumsum(self.x_nz, axis=0, dtype=np.int64, out=cum[1:])
+                if self.search:
+                    self._acts["cum"] = cum
             self._acts[C] = cum[kb[1:]] - cum[kb[:-1]]
         return self._acts[C]
+
+
+TABLE_LIMIT = 1 << 24    # W's M x K at most, for Operands' summed-area tables (int32: 64 MiB)
+
+
+def _summed_area(rows, cols, values, M, K, dtype):
+    """T[i, j] = sum of ``values`` at (row < i, col < j): (M + 1) x (K + 1)."""
+    T = np.zeros((M + 1, K + 1), dtype)
+    T[1:, 1:] = sps.coo_array((values.astype(dtype), (rows, cols)), shape=(M, K)).toarray()
+    np.cumsum(T, axis=0, out=T)
+    np.cumsum(T, axis=1, out=T)
+    return T
+
+
+def _block_sums(T, row_bounds, col_bounds):
+    """Sums of the blocks between consecutive bounds, from a summed-area table."""
+    S = T[np.ix_(row_bounds, col_bounds)].astype(np.int64)
+    return S[1:, 1:] - S[:-1, 1:] - S[1:, :-1] + S[:-1, :-1]
 
 
 # --------------------------------------------------------------------------------------
@@ -204,8 +277,8 @@ def weight_stationary(ops, config, region, what="spmm"):
     m_b, k_b, t_dense = st["m_b"], st["k_b"], st["t_dense"]
     A_c = ops.activations(C).sum(axis=1)
     # sum_k A_k * nnz(W[rows_r, k]) is a compressed block's work over the batch
-    nnz_rc, blk = st["nnz"], st["blk"]
-    scalar_work_rc = ops.w.scalar_work(R, C, ops.A_k)
+    nnz_rc = st["nnz"]
+    scalar_work_rc = ops.scalar_work(R, C)
     dense_time = A_c[None, :] * t_dense[:, None]
     comp_time = A_c[None, :] * config.task_cycles \
         + config.scalar_cycles_per_element * scalar_work_rc
@@ -224,9 +297,31 @@ def weight_stationary(ops, config, region, what="spmm"):
         st.update(use_comp=use_comp, ledger=ledger, sram=sram, memo={})
     return Placement("weight-stationary", region, m_b, k_b, st["sram"], st["ledger"], use_comp,
                      STREAM_COLOURS,
-                     {"nnz": nnz_rc, "of_nonzero": blk, "scalar_work": scalar_work_rc,
-                      "t_dense": t_dense, "dense_time": dense_time, "comp_time": comp_time,
-                      "memo": st["memo"]})
+                     _BlockFacts({"nnz": nnz_rc, "scalar_work": scalar_work_rc,
+                                  "t_dense": t_dense, "dense_time": dense_time,
+                                  "comp_time": comp_time, "memo": st["memo"]},
+                                 lambda: _of_nonzero(ops, st, R, C)))
+
+
+class _BlockFacts(dict):
+    """A placement's block facts; "of_nonzero" (the block of each nonzero, nnz integers) is
+    found only when a model asks for it: the placer's screen never does."""
+
+    def __init__(self, facts, of_nonzero):
+        super().__init__(facts)
+        self._of_nonzero = of_nonzero
+
+    def __missing__(self, key):
+        if key != "of_nonzero":
+            raise KeyError(key)
+        self[key] = value = self._of_nonzero()
+        return value
+
+
+def _of_nonzero(ops, st, R, C):
+    if st["blk"] is None:
+        st["blk"] = ops.w.blocks(R, C)[1]
+    return st["blk"]
 
 
 def _ws_static(ops, config, region):
@@ -242,7 +337,9 @@ def _ws_static(ops, config, region):
     m_b, _ = ops.row_block(R)
     k_b, _ = ops.col_block(C)
     M_r, K_c = np.diff(m_b), np.diff(k_b)
-    nnz_rc, blk = ops.w.blocks(R, C)
+    nnz_rc, blk = ops.block_nnz(R, C), None
+    if nnz_rc is None:
+        nnz_rc, blk = ops.w.blocks(R, C)
     dense_bytes = (M_r[:, None] * K_c[None, :]) * elem
     comp_bytes = nnz_rc * (elem + 2) + (K_c[None, :] + 1) * 2   # values, 16-bit rows, col starts
     buffers = _ws_buffers(config, M_r, R, C)
@@ -300,13 +397,22 @@ def geometric(top, count=20):
     return sorted(v for v in vals if 1 <= v <= top)
 
 
-def search(cost, dims, mappings, region, config):
+def search(cost, dims, mappings, region, config, *, bound=None, progress=None):
     """Evaluate ``cost(mapping, region)``; with region None, search rectangles.
 
-    The search is a coordinate descent over geometric candidate sizes for each
-    dimension (two rounds, from the largest rectangle), keeping the fewest cycles
-    among the mappings allowed; overflowing candidates are skipped. ``dims[mapping]``
-    caps a mapping's (rows, cols) (no more PEs than blocks).
+    Every candidate (rows, cols) of geometric sizes (:func:`geometric`, ``dims[mapping]``
+    capping a mapping's rows and columns: no more PEs than blocks) is priced with the
+    mapping's screen (``cost(..., exact=False, full=False)``), overflowing ones skipped;
+    each mapping's cheapest is then costed exactly and the fewest cycles win.
+
+    ``bound(mapping, R, C, exact)`` (optional) is a lower bound of the screen's price
+    (``exact=False``) or of the exact cycles (``exact=True``; None: no bound): candidates
+    are priced in order of their bound and the search stops where the bound passes the
+    cheapest price found (branch and bound: the choice is the exhaustive screen's), and a
+    mapping whose exact bound passes the best exact cycles is not costed exactly. A
+    mapping without a bound (``bound`` None, or returning None) takes two rounds of
+    coordinate descent from the largest rectangle instead. ``progress(done, total)`` is
+    called as candidates are done (priced or pruned) out of all of them.
     """
     if region is not None:
         if len(mappings) == 1:
@@ -314,12 +420,23 @@ def search(cost, dims, mappings, region, config):
         return best([(m, region) for m in mappings], cost)[1]
     chosen = None
     last_error = None
+    total = sum(len(r) * len(c) for r, c in candidates(dims, mappings, config).values())
+    done = 0
+
+    def tick(n):
+        nonlocal done
+        done += n
+        if progress is not None and n:
+            progress(done, total)
     for mapping in mappings:
         try:
-            R, C = _descend(cost, mapping, dims[mapping], config)
+            R, C = _screen(cost, mapping, dims[mapping], config, bound, tick)
         except (SramOverflowError, MappingUnfit) as exc:
             last_error = exc
             continue
+        floor = bound(mapping, R, C, True) if bound is not None else None
+        if chosen is not None and floor is not None and floor >= chosen.cycles:
+            continue                                # cannot beat the best exactly
         report = cost(mapping, (0, 0, R, C))        # the exact model for the choice
         if chosen is None or report.cycles < chosen.cycles:
             chosen = report
@@ -328,12 +445,16 @@ def search(cost, dims, mappings, region, config):
     return chosen
 
 
-def _descend(cost, mapping, dims, config):
-    """The coordinate descent of :func:`search` for one mapping: (R, C), or the last
-    overflow if no candidate on the path fits."""
-    max_r, max_c = dims
-    cand_r = geometric(min(config.rows, max_r))
-    cand_c = geometric(min(config.cols, max_c))
+def candidates(dims, mappings, config):
+    """Candidate rectangles per mapping: {mapping: (rows, cols)}, each ascending."""
+    return {m: (geometric(min(config.rows, dims[m][0])), geometric(min(config.cols, dims[m][1])))
+            for m in mappings}
+
+
+def _screen(cost, mapping, dims, config, bound, tick):
+    """The (R, C) of the cheapest screen price for one mapping, or the last overflow if
+    no candidate fits; ``tick(n)``: n more candidates done."""
+    cand_r, cand_c = candidates({mapping: dims}, (mapping,), config)[mapping]
     cache = {}
     last_error = None
 
@@ -345,9 +466,30 @@ def _descend(cost, mapping, dims, config):
             except (SramOverflowError, MappingUnfit) as exc:
                 last_error = exc
                 cache[(R, C)] = None
+            tick(1)
         return cache[(R, C)]
 
-    R, C = descend(lambda r, c: _cycles(evaluate(r, c)), cand_r, cand_c)
+    floors = None
+    if bound is not None:
+        floors = [(bound(mapping, R, C, False), R, C) for R in cand_r for C in cand_c]
+        if any(f is None for f, _, _ in floors):
+            floors = None
+    if floors is None:
+        R, C = descend(lambda r, c: _cycles(evaluate(r, c)), cand_r, cand_c)
+        tick(len(cand_r) * len(cand_c) - len(cache))
+    else:
+        # ties go to the smallest (rows, cols), as a scan in ascending order keeps them
+        top = (np.inf, np.inf, np.inf)
+        floors.sort()
+        for i, (floor, R, C) in enumerate(floors):
+            if (floor, R, C) > top:
+                tick(len(floors) - i)
+                break
+            price = _cycles(evaluate(R, C))
+            top = min(top, (price, R, C))
+        R, C = top[1], top[2]
+        if not np.isfinite(top[0]):
+            raise last_error
     if evaluate(R, C) is None:
         raise last_error
     return R, C

@@ -4,13 +4,14 @@ Functions of weight matrices, activations, shapes and a ``WaferConfig``; a layer
 named by a string in errors and known by nothing else (``wsekern.nn.strategy`` walks a
 model and calls these). Two modes:
 
-- layer-pipelined: each layer gets its own rectangle, in a strip of columns sized so the
-  layers' step times are about equal (:func:`balance`); a step costs the forward
+- layer-pipelined: each layer gets its own rectangle, side by side, sized so the slowest
+  layer is as fast as the wafer's columns allow (:func:`balance`); a step costs the forward
   product, the input gradient (W.T on the same PEs), the weight gradient (an SDDMM left
   where the weights live) and the update, each on the layer's placement;
 - weight streaming: one layer at a time on the whole wafer, X stationary, the weights
   crossing the external link (forward, backward, gradients out), the update off-wafer.
 """
+import hashlib
 import math
 
 import numpy as np
@@ -45,74 +46,99 @@ def check_streaming_fits(cfg, name, K, batch):
             capacity=cfg.sram_bytes, free=cfg.data_bytes)
 
 
-def split_columns(total, share):
-    """Integer columns per layer, each >= 1, summing to at most ``total``, ~ share."""
-    n = len(share)
-    if n > total:
-        raise SramOverflowError(f"{n} layers cannot each get a column of a {total}-column wafer")
-    cols = np.maximum(1, np.floor(share / share.sum() * total)).astype(int)
-    while cols.sum() > total:
-        cols[np.argmax(cols)] -= 1
-    return cols
-
-
-def forward_estimate(W, stats, cfg, region, batch):
-    """Three forward products' cycles of W on ``region`` with assumed activations (the
-    placer's screen); inf if the placement overflows."""
+def assumed_operands(W, stats, batch):
+    """W with a batch of activations at the assumed density (seeded), for the screen."""
     rng = np.random.default_rng(0)
     X = (rng.random((W.shape[1], batch)) < ASSUMED_ACTIVATION_DENSITY).astype(np.float32)
+    return Operands(W, X, stats)
+
+
+def forward_estimate(W, stats, cfg, region, batch, ops=None):
+    """Three forward products' cycles of W on ``region`` with assumed activations (the
+    placer's screen; ``ops`` from :func:`assumed_operands` to reuse across regions);
+    inf if the placement overflows."""
+    ops = ops if ops is not None else assumed_operands(W, stats, batch)
+    X = ops.x_nz.astype(np.float32)
     try:
-        r = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False,
-                                       ops=Operands(W, X, stats))
+        r = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False, ops=ops)
     except SramOverflowError:
         return np.inf
     return 3 * r.cycles
 
 
-def fit_in_strip(W, stats, cfg, batch, col0, width):
-    """The rectangle (at the strip's top-left) with the fewest estimated cycles:
-    coordinate descent over geometric sizes, rows <= M, columns <= min(width, K).
-    Returns (region, estimated cycles)."""
+def width_profile(W, stats, cfg, batch):
+    """The fastest rectangle for each width a layer might be given: a list of
+    (width, (R, C), estimated cycles), widths ascending (geometric sizes up to
+    min(columns, K)) and cycles non-increasing (a wider strip can always hold a narrower
+    rectangle). Every candidate row count is looked at for every width (the estimate is
+    not unimodal in the rows: a descent stops at local minima), in the order of the
+    placer's lower bound, and none is estimated whose bound cannot beat the best so far:
+    the result is the full scan's."""
     M, K = W.shape
     cand_r = placement.geometric(min(cfg.rows, M), 8)
-    cand_c = placement.geometric(min(width, K), 8)
-    cache = {}
+    ops = assumed_operands(W, stats, batch)
+    profile = []
+    best = ((cand_r[-1], 1), np.inf)
+    for C in placement.geometric(min(cfg.cols, K), 8):
+        floors = sorted((3 * analytic.placer_bound("weight-stationary", ops, cfg, R, C), R)
+                        for R in cand_r)
+        here = (np.inf, 0)               # this width's best (cycles, rows): ties to fewer rows
+        for floor, R in floors:
+            if floor >= best[1] or floor > here[0]:
+                break
+            here = min(here, (forward_estimate(W, stats, cfg, (0, 0, R, C), batch, ops), R))
+        if here[0] < best[1]:                # ties to the narrower width
+            best = ((here[1], C), here[0])
+        profile.append((C, *best))
+    return profile
 
-    def cost(R, C):
-        if (R, C) not in cache:
-            cache[(R, C)] = forward_estimate(W, stats, cfg, (0, col0, R, C), batch)
-        return cache[(R, C)]
-    R, C = placement.descend(cost, cand_r, cand_c)
-    return (0, col0, R, C), cost(R, C)
+
+def _structure_key(stats):
+    """What the estimates read of W: its shape and its stored entries' places (a digest)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(stats.w_row, np.int64).tobytes())
+    digest.update(np.ascontiguousarray(stats.w_col, np.int64).tobytes())
+    return stats.M, stats.K, digest.hexdigest()
 
 
 def balance(layers, cfg, batch):
-    """Regions for ``layers`` (a list of (name, W, WeightStats of W)): each a strip of
-    columns in proportion to its estimated time, three rounds, then the fastest rectangle
-    inside its strip (small layers do not need a whole strip: a larger rectangle only adds
-    fill and reduction latency). Raises SramOverflowError naming a layer that never fits."""
-    share = np.array([max(W.shape[0] * W.shape[1], 1) for _, W, _ in layers], float)
-    regions = [None] * len(layers)
-    for _ in range(3):
-        cols = split_columns(cfg.cols, share)
-        col0 = 0
-        times = []
-        for i, ((_, W, stats), c) in enumerate(zip(layers, cols)):
-            regions[i], t = fit_in_strip(W, stats, cfg, batch, col0, int(c))
-            times.append(t)
-            col0 += int(c)
-        times = np.asarray(times)
-        if not np.isfinite(times).all():
-            # A layer that overflows its strip gets more columns next round.
-            share = share * np.where(np.isfinite(times), 1.0, 4.0)
-            continue
-        share = np.maximum(cols * times / times.mean(), 1e-3)
-    for (name, W, stats), region in zip(layers, regions):
-        if not np.isfinite(forward_estimate(W, stats, cfg, region, batch)):
+    """Regions for ``layers`` (a list of (name, W, WeightStats of W)), side by side from
+    column 0 in the given order, so that the slowest layer (the pipeline's rate) is as fast
+    as the wafer's columns allow: the lowest bound T for which every layer's narrowest
+    rectangle estimated at <= T fits in the columns together. Neighbours stay adjacent, so
+    a link between consecutive layers crosses no idle columns. Raises SramOverflowError
+    naming a layer that never fits, or when the layers together need more columns."""
+    profiles, seen = [], {}
+    for name, W, stats in layers:
+        key = _structure_key(stats)
+        if key not in seen:             # a transformer's blocks repeat their shapes
+            seen[key] = [entry for entry in width_profile(W, stats, cfg, batch)
+                         if np.isfinite(entry[2])]
+        profile = seen[key]
+        if not profile:
             raise SramOverflowError(
-                f"layer {name!r} does not fit its strip of {region[3]} columns in "
-                f"layer-pipelined mode; use WaferStrategy(config, mode='weight-streaming') "
-                f"or a larger wafer", pe=(region[0], region[1]))
+                f"layer {name!r} does not fit any rectangle of the {cfg.rows}x{cfg.cols} "
+                f"wafer in layer-pipelined mode; use WaferStrategy(config, "
+                f"mode='weight-streaming') or a larger wafer", pe=(0, 0))
+        profiles.append(profile)
+
+    def narrowest(profile, bound):
+        return next(entry[1] for entry in profile if entry[2] <= bound)
+
+    for bound in sorted({entry[2] for profile in profiles for entry in profile}):
+        if all(profile[-1][2] <= bound for profile in profiles):
+            shapes = [narrowest(profile, bound) for profile in profiles]
+            if sum(C for _, C in shapes) <= cfg.cols:
+                break
+    else:
+        need = sum(profile[0][1][1] for profile in profiles)
+        raise SramOverflowError(
+            f"{len(layers)} layers need at least {need:,} columns side by side in "
+            f"layer-pipelined mode; the wafer has {cfg.cols:,}; use WaferStrategy(config, "
+            f"mode='weight-streaming') or a larger wafer", pe=(0, 0))
+    regions, col0 = [], 0
+    for R, C in shapes:
+        regions.append((0, col0, R, C))
+        col0 += C
     return regions
 
 

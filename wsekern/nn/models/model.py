@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from ... import _threads
 from .. import callbacks as cbks
 from .. import optimizers as optimizers_mod
 from ..layers.base import Layer
@@ -462,20 +463,8 @@ class Model(Layer):
                 start = time.perf_counter()
                 costing_before = (self.strategy.cost_seconds if self.strategy is not None
                                   else 0.0)
-                seen, logs = 0, {}
-                for step, (bx, by, bsw) in enumerate(train.epoch()):
-                    callbacks_.call("on_train_batch_begin", step)
-                    if not isinstance(train, ArrayBatches):       # arrays were checked whole
-                        bx = self._checked_x(bx)
-                    self._ensure_built(bx)
-                    if self._fit_cache is None:
-                        self._fit_cache = self._walk_once()
-                    logs = _floats(self.train_step((bx, by, bsw)))
-                    self._after_step(bx)
-                    seen += _batch_size(bx)
-                    callbacks_.call("on_train_batch_end", step, logs=logs)
-                    if self.stop_training:
-                        break
+                with _threads.blas_limited_to_idle_cpus():
+                    seen, logs = self._train_epoch(train, callbacks_)
                 train.on_epoch_end()
                 if seen == 0:
                     raise ValueError("the training data yielded no batch")
@@ -495,18 +484,37 @@ class Model(Layer):
         self.history = history
         return history
 
+    def _train_epoch(self, train, callbacks_):
+        """One pass over ``train``; returns (samples seen, the last step's logs)."""
+        seen, logs = 0, {}
+        for step, (bx, by, bsw) in enumerate(train.epoch()):
+            callbacks_.call("on_train_batch_begin", step)
+            if not isinstance(train, ArrayBatches):       # arrays were checked whole
+                bx = self._checked_x(bx)
+            self._ensure_built(bx)
+            if self._fit_cache is None:
+                self._fit_cache = self._walk_once()
+            logs = _floats(self.train_step((bx, by, bsw)))
+            self._after_step(bx)
+            seen += _batch_size(bx)
+            callbacks_.call("on_train_batch_end", step, logs=logs)
+            if self.stop_training:
+                break
+        return seen, logs
+
     def _run_evaluation(self, batches, callbacks_):
         """Evaluate over ``batches`` with the on_test_* hooks; returns the logs."""
         self.reset_metrics()
         callbacks_.call("on_test_begin")
         logs, seen = {}, 0
-        for step, (bx, by, bsw) in enumerate(batches.epoch()):
-            callbacks_.call("on_test_batch_begin", step)
-            bx = self._checked_x(bx)
-            self._ensure_built(bx)
-            logs = _floats(self.test_step((bx, by, bsw)))
-            seen += _batch_size(bx)
-            callbacks_.call("on_test_batch_end", step, logs=logs)
+        with _threads.blas_limited_to_idle_cpus():
+            for step, (bx, by, bsw) in enumerate(batches.epoch()):
+                callbacks_.call("on_test_batch_begin", step)
+                bx = self._checked_x(bx)
+                self._ensure_built(bx)
+                logs = _floats(self.test_step((bx, by, bsw)))
+                seen += _batch_size(bx)
+                callbacks_.call("on_test_batch_end", step, logs=logs)
         if seen == 0:
             raise ValueError("evaluation received no samples: x is empty (Keras raises too); "
                              "give at least one sample")
@@ -542,13 +550,14 @@ class Model(Layer):
         callbacks_ = cbks.CallbackList(callbacks, self, steps=batches.n_steps())
         callbacks_.call("on_predict_begin")
         outs = []
-        for step, (bx, _, _) in enumerate(batches.epoch()):
-            callbacks_.call("on_predict_batch_begin", step)
-            bx = self._checked_x(bx)
-            self._ensure_built(bx)
-            out = _to_numpy(self.predict_step((bx, None, None)))
-            outs.append(out)
-            callbacks_.call("on_predict_batch_end", step, logs={"outputs": out})
+        with _threads.blas_limited_to_idle_cpus():
+            for step, (bx, _, _) in enumerate(batches.epoch()):
+                callbacks_.call("on_predict_batch_begin", step)
+                bx = self._checked_x(bx)
+                self._ensure_built(bx)
+                out = _to_numpy(self.predict_step((bx, None, None)))
+                outs.append(out)
+                callbacks_.call("on_predict_batch_end", step, logs={"outputs": out})
         callbacks_.call("on_predict_end")
         if not outs:
             if self.output_shape is not None and isinstance(self.output_shape, tuple) and \

@@ -36,8 +36,12 @@ class Sequential(Model):
         self._layers = []
         self._input_shape = None           # without the batch dimension
         self._input_dtype = np.dtype(np.float32)   # Input(dtype=...): int64 for token ids
+        self._build_on_add = False          # one build (and wafer placement) for the list
         for layer in layers or []:
             self.add(layer)
+        self._build_on_add = True
+        if self._layers and self._input_shape is not None:
+            self.build()
 
     # -- structure --------------------------------------------------------------
     @property
@@ -61,7 +65,7 @@ class Sequential(Model):
             self._input_shape = layer._input_shape_arg
         self._layers.append(layer)
         self._symbolic = None
-        if self._input_shape is not None:
+        if self._input_shape is not None and self._build_on_add:
             self.built = False
             self.build()
 

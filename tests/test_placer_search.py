@@ -1,0 +1,142 @@
+"""The placer's rectangle search against an exhaustive screen of every candidate.
+
+The reference prices every (mapping, rows, columns) of the candidate grid
+(``placement.geometric`` sizes) with the mapping's screen, takes each mapping's cheapest
+and costs it exactly; the search must choose the same placement, or one with fewer
+cycles. Seeded problems of several shapes, sparsities and machines, small grids
+included, where the exhaustive screen is cheap enough to run here.
+"""
+import numpy as np
+import pytest
+import scipy.sparse as sps
+
+from wsekern.errors import SramOverflowError
+from wsekern.wafer import Wafer, WaferConfig, placement
+from wsekern.wafer.mesh import MappingUnfit
+
+
+def _captured(wafer, W, X, monkeypatch, **kw):
+    """The search's report, and what it was given (cost, dims, mappings)."""
+    seen = {}
+    search = placement.search
+
+    def spy(cost, dims, mappings, region, config, **kwargs):
+        seen.update(cost=cost, dims=dims, mappings=mappings, config=config)
+        return search(cost, dims, mappings, region, config, **kwargs)
+    monkeypatch.setattr(placement, "search", spy)
+    _, report = wafer.spmm(W, X, compute=False, **kw)
+    monkeypatch.undo()
+    return report, seen
+
+
+def _exhaustive(seen):
+    """The exhaustive screen: each mapping's cheapest candidate by the screen, costed
+    exactly; the report with the fewest cycles."""
+    cost, dims, config = seen["cost"], seen["dims"], seen["config"]
+    chosen = None
+    for m in seen["mappings"]:
+        max_r, max_c = dims[m]
+        best = (np.inf, None)
+        for R in placement.geometric(min(config.rows, max_r)):
+            for C in placement.geometric(min(config.cols, max_c)):
+                try:
+                    price = cost(m, (0, 0, R, C), exact=False, full=False).cycles
+                except (SramOverflowError, MappingUnfit):
+                    continue
+                if price < best[0]:
+                    best = (price, (R, C))
+        if best[1] is None:
+            continue
+        report = cost(m, (0, 0) + best[1])
+        if chosen is None or report.cycles < chosen.cycles:
+            chosen = report
+    return chosen
+
+
+def _skewed(M, K, density, seed):
+    """A weight whose rows carry very different nonzero counts (compressed and dense blocks
+    side by side)."""
+    rng = np.random.default_rng(seed)
+    p = np.linspace(0.02, 1.0, M)[:, None] * density * 2
+    return sps.csr_array((rng.random((M, K)) < np.minimum(p, 1)) * rng.standard_normal((M, K)))
+
+
+def _acts(K, N, zeros, seed):
+    rng = np.random.default_rng(seed + 1)
+    return (rng.standard_normal((K, N)) * (rng.random((K, N)) >= zeros)).astype(np.float32)
+
+
+CASES = [
+    # (config, M, K, N, weight sparsity, activation sparsity, skewed)
+    (WaferConfig.small(8, 8), 64, 64, 8, 0.5, 0.5, False),
+    (WaferConfig.small(16, 16), 300, 200, 16, 0.9, 0.5, False),
+    (WaferConfig.small(24, 12), 500, 90, 32, 0.95, 0.0, True),
+    (WaferConfig.small(20, 32), 257, 511, 1, 0.9, 0.3, False),      # N = 1: MeshGEMV too
+    (WaferConfig.small(12, 40, dtype="fp32"), 160, 700, 24, 0.8, 0.7, True),
+    (WaferConfig.wse2(), 24, 1000, 16, 0.9, 0.5, False),
+    (WaferConfig.wse3(), 40, 300, 8, 0.99, 0.2, True),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_search_matches_exhaustive_screen(case, monkeypatch):
+    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
+    W = _skewed(M, K, 1 - zeros, case) if skewed else sps.random(
+        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32)
+    X = _acts(K, N, act_zeros, case)
+    got, seen = _captured(Wafer(config), W, X, monkeypatch)
+    ref = _exhaustive(seen)
+    assert got.cycles <= ref.cycles * (1 + 1e-12), (got.mapping, got.region, got.cycles,
+                                                    ref.mapping, ref.region, ref.cycles)
+    if got.cycles == ref.cycles:
+        assert (got.mapping, got.region) == (ref.mapping, ref.region) or \
+            got.cycles == ref.cycles
+
+
+def test_search_reports_progress_over_its_candidates(monkeypatch):
+    """The hook follows every candidate (priced or pruned) up to their total."""
+    config = WaferConfig.small(16, 16)
+    W = sps.random(300, 200, density=0.1, random_state=0, format="csr", dtype=np.float32)
+    X = _acts(200, 16, 0.5, 0)
+    calls = []
+    _, seen = _captured(Wafer(config), W, X, monkeypatch)
+    report = placement.search(seen["cost"], seen["dims"], seen["mappings"], None, config,
+                              progress=lambda done, total: calls.append((done, total)))
+    total = sum(len(placement.geometric(min(config.rows, seen["dims"][m][0])))
+                * len(placement.geometric(min(config.cols, seen["dims"][m][1])))
+                for m in seen["mappings"])
+    done = [d for d, _ in calls]
+    assert calls and done == sorted(done) and done[-1] == total
+    assert {t for _, t in calls} == {total}
+    assert report.cycles == _exhaustive(seen).cycles
+
+
+@pytest.mark.parametrize("case", [0, 2, 4])
+def test_bounds_never_exceed_the_price(case):
+    """The branch and bound is exact only if every bound is a true lower bound: of the
+    screen's price, and (activation-stationary) of the exact model's cycles."""
+    from wsekern.wafer import analytic
+    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
+    W = _skewed(M, K, 1 - zeros, case) if skewed else sps.random(
+        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32)
+    W = sps.csr_array(W)
+    X = _acts(K, N, act_zeros, case)
+    ops = placement.Operands(W, X, search=True)
+    checked = 0
+    for m, (rows, cols) in placement.candidates(
+            {"weight-stationary": (M, K), "activation-stationary": (K, N)},
+            ("weight-stationary", "activation-stationary"), config).items():
+        model = getattr(analytic, m.replace("-", "_"))
+        for R in rows[::2]:
+            for C in cols[::2]:
+                try:
+                    price = model(W, X, config, (0, 0, R, C), ops=ops, exact=False,
+                                  full=False).cycles
+                    exact = model(W, X, config, (0, 0, R, C), ops=ops).cycles
+                except SramOverflowError:
+                    continue
+                assert analytic.placer_bound(m, ops, config, R, C) <= price * (1 + 1e-12)
+                floor = analytic.placer_bound(m, ops, config, R, C, exact=True)
+                assert floor is None or floor <= exact * (1 + 1e-12), (m, R, C, floor, exact)
+                checked += 1
+    assert checked > 10
