@@ -18,7 +18,7 @@ cdef inline double dmax(double a, double b) noexcept nogil:
 def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
                   const double[:, :, :] last,
                   long[:] L, double hop, double ramp, double lat,
-                  double launch, double task, double cushion):
+                  double launch, double task, double cushion, fill=None):
     """Completion cycle of the last round over G independent reduction chains.
 
     work[g, c, n]  compute of round n at position c of chain g, end-of-stream included
@@ -29,6 +29,8 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
     launch         task + DSD setup before a chain's first PE sends its sums
     task           a task activation (end of stream, the root's end of message)
     cushion        wavelets that fit between two reducers (queues and links)
+    fill[g]        (optional) added to first and last of chain g: they may then be one
+                   array for every chain (a stride-0 view), not G copies
     """
     cdef Py_ssize_t G = work.shape[0], P = work.shape[1], N = work.shape[2], g, c, n
     cdef double[:] E = np.zeros(P)
@@ -42,17 +44,25 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
     cdef double delta = hop + 2 * ramp + lat          # one reduction stage, router to router
     cdef double h, tl, start, D, done = 0.0
     cdef long Lg
+    cdef bint shifted = fill is not None
+    cdef double[:] fill_g = np.ascontiguousarray(fill if shifted else np.zeros(G), np.float64)
+    cdef double f
     with nogil:
         for g in range(G):
             Lg = L[g]
+            f = fill_g[g]
             for c in range(P):
                 E[c] = 0.0
                 free1[c] = 0.0
                 free2[c] = 0.0
             for n in range(N):
                 for c in range(P):
-                    start = dmax(dmax(E[c], free2[c]), first[g, c, n])
-                    E[c] = dmax(start + work[g, c, n], last[g, c, n] + task)
+                    if shifted:
+                        start = dmax(dmax(E[c], free2[c]), first[g, c, n] + f)
+                        E[c] = dmax(start + work[g, c, n], (last[g, c, n] + f) + task)
+                    else:
+                        start = dmax(dmax(E[c], free2[c]), first[g, c, n])
+                        E[c] = dmax(start + work[g, c, n], last[g, c, n] + task)
                     Gr[c] = dmax(E[c], free1[c])
                     hist[n, c] = Gr[c]
                 if P == 1 or Lg == 0:

@@ -420,27 +420,32 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     cycles later; ``L[g]`` wavelets of partial sums per round. ``arrivals`` (first,
     last; chains x positions x rounds) replaces that stream model where it is known."""
     from .._pipeline import grid_pipeline
+    shift = None
     if arrivals is None:
         cum = np.cumsum(v, axis=1) * dt
-        fill = np.asarray(fill, dtype=np.float64)[:, None, None]
-        shape = (len(fill),) + cum.shape
-        # broadcast views (a chain's arrivals are its fill later): no chains x positions x
-        # rounds copies; grid_pipeline reads strided memory
-        first = np.broadcast_to((cum - v * dt)[None] + fill, shape)
-        last = np.broadcast_to((cum - dt)[None] + fill, shape)
+        shift = np.asarray(fill, dtype=np.float64)
+        shape = (len(shift),) + cum.shape
+        # one view for every chain (a chain's arrivals are its fill later; grid_pipeline
+        # adds it): no chains x positions x rounds copies
+        first = np.broadcast_to((cum - v * dt)[None], shape)
+        last = np.broadcast_to((cum - dt)[None], shape)
     else:
         first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
     work = np.asarray(work, dtype=np.float64)
     if work.shape[2] > 64:
         # grid_pipeline walks the positions of a round innermost: with many rounds, lay
         # positions next to each other in memory (else every read is a cache miss)
-        work, first, last = (np.ascontiguousarray(np.swapaxes(np.broadcast_to(a, work.shape),
-                                                              1, 2)).swapaxes(1, 2)
-                             for a in (work, first, last))
+        work = np.ascontiguousarray(np.swapaxes(work, 1, 2)).swapaxes(1, 2)
+        first, last = (np.ascontiguousarray(np.swapaxes(a[:1], 1, 2)).swapaxes(1, 2)
+                       if a.strides[0] == 0 else
+                       np.ascontiguousarray(np.swapaxes(a, 1, 2)).swapaxes(1, 2)
+                       for a in (first, last))
+        if first.shape[0] != work.shape[0]:
+            first, last = (np.broadcast_to(a, work.shape) for a in (first, last))
     return grid_pipeline(work, first, last, np.ascontiguousarray(L, dtype=np.int_),
                          config.hop_cycles, config.ramp_cycles, _turnaround(config),
                          config.task_cycles + config.setup_cycles, config.task_cycles,
-                         _cushion(config))
+                         _cushion(config), shift)
 
 
 def _cushion(config):
@@ -468,7 +473,7 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     fmac, elem = config.fmacs, config.elem_bytes
     sram = pl.sram
     st = _as_stream(ops, config, R, C, passes)
-    N_c, nnz_r, t_axpy, busy_rc = st["N_c"], st["nnz_r"], st["t_axpy"], st["busy"]
+    N_c, t_axpy, busy_rc = st["N_c"], st["t_axpy"], st["busy"]
     compute, weight_wavelets, t_external = st["compute"], st["weight_wavelets"], st["t_external"]
     dt, t_links, L_c, L, fill, chain = (st[k] for k in ("dt", "t_links", "L_c", "L", "fill",
                                                         "chain"))
