@@ -15,12 +15,25 @@ from cython cimport floating
 from _fused cimport index_t
 from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
                     wsk_spmm_row_f64_i32, wsk_spmm_row_f64_i64,
-                    wsk_dot_f32, wsk_dot_f64, wsk_simd_init)
+                    wsk_simd_init)
+
+cdef extern from "wsk_sampled.h" nogil:
+    void wsk_sampled_dots_f32_i32(const float*, const float*, Py_ssize_t, const int32_t*,
+                                  Py_ssize_t, float*, Py_ssize_t) noexcept
+    void wsk_sampled_dots_f32_i64(const float*, const float*, Py_ssize_t, const int64_t*,
+                                  Py_ssize_t, float*, Py_ssize_t) noexcept
+    void wsk_sampled_dots_f64_i32(const double*, const double*, Py_ssize_t, const int32_t*,
+                                  Py_ssize_t, double*, Py_ssize_t) noexcept
+    void wsk_sampled_dots_f64_i64(const double*, const double*, Py_ssize_t, const int64_t*,
+                                  Py_ssize_t, double*, Py_ssize_t) noexcept
+    void wsk_sampled_init(int avx2) noexcept
 
 
 def simd_init(int path=0):
     """Select this module's SIMD path (the dispatch table is per extension module)."""
-    return wsk_simd_init(path).decode()
+    name = wsk_simd_init(path).decode()
+    wsk_sampled_init(name in ("avx2", "avx512"))      # its widest clone is AVX2
+    return name
 
 
 cdef inline void _row(const floating* vals, const index_t* cols, Py_ssize_t nnz,
@@ -75,21 +88,36 @@ def sampled_dots(const floating[:, ::1] A, const floating[:, ::1] B,
                  floating[::1] out, int n_threads=1):
     """out[p] = A[i, :] . B[cols[p], :] for every stored position p of row i.
 
-    Work O(nnz * D), one vectorised dot product per stored position.
+    Work O(nnz * D): four dots at a time share A's row (wsk_sampled.h).
     """
-    cdef Py_ssize_t M = indptr.shape[0] - 1, D = A.shape[1], i, p
+    cdef Py_ssize_t M = indptr.shape[0] - 1, D = A.shape[1], i
     if out.shape[0] == 0:
         return
     if D == 0:
         out[:] = 0
         return
+    cdef const floating* b = &B[0, 0]
     with nogil:
         for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
-            for p in range(indptr[i], indptr[i + 1]):
-                if floating is float:
-                    out[p] = wsk_dot_f32(&A[i, 0], &B[cols[p], 0], D)
-                else:
-                    out[p] = wsk_dot_f64(&A[i, 0], &B[cols[p], 0], D)
+            _dots(&A[i, 0], b, D, &cols[0] + indptr[i], indptr[i + 1] - indptr[i],
+                  &out[0] + indptr[i], D)
+
+
+cdef inline void _dots(const floating* a, const floating* B, Py_ssize_t ldb,
+                       const index_t* cols, Py_ssize_t nnz, floating* out,
+                       Py_ssize_t D) noexcept nogil:
+    if nnz == 0:
+        return
+    if floating is float:
+        if index_t is int32_t:
+            wsk_sampled_dots_f32_i32(a, B, ldb, cols, nnz, out, D)
+        else:
+            wsk_sampled_dots_f32_i64(a, B, ldb, cols, nnz, out, D)
+    else:
+        if index_t is int32_t:
+            wsk_sampled_dots_f64_i32(a, B, ldb, cols, nnz, out, D)
+        else:
+            wsk_sampled_dots_f64_i64(a, B, ldb, cols, nnz, out, D)
 
 
 def transpose(const floating[:, ::1] src, floating[:, ::1] dst, int n_threads=1):
