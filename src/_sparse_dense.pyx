@@ -8,9 +8,11 @@
 #   sampled_dots:      out[p] = A[i, :] . B[cols[p], :]            (dW at W's pattern)
 # The wrappers (wsekern/sparse_dense.py) validate; these loops trust them and never raise.
 from cython.parallel cimport prange, parallel, threadid
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from libc.stdint cimport int32_t, int64_t
 from cython cimport floating
+
+import numpy as np
 
 from _fused cimport index_t
 from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
@@ -59,27 +61,36 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
                      floating[:, ::1] out, int n_threads=1, Py_ssize_t n_block=0):
     """out[i, :] = sum over row i's stored positions p of vals[p] * X[cols[p], :].
 
-    With 0 < ``n_block`` < N the columns go in blocks of ``n_block`` (in place, no copy):
-    the rows of X one block spans stay in L2 while every row of W passes over them.
-    Work O(nnz * N); threads own disjoint rows of ``out``.
+    With 0 < ``n_block`` < N the columns go in blocks of ``n_block``, each first copied
+    into a contiguous (K, n_block) buffer: the rows of X one block spans stay in L2 while
+    every row of W passes over them, and do not share cache sets through a power-of-two
+    row pitch (at K = 128, N = 2048 fp32 in place: 0.14 ns a multiply-add, 2x the rate at
+    N = 128). Work O(nnz * N) plus O(K * N) for the copies; threads own disjoint rows.
     """
-    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], i, j0 = 0, nb
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0], i, k, j0 = 0, nb
     if M == 0 or N == 0:
         return
-    if X.shape[0] == 0 or vals.shape[0] == 0:
+    if K == 0 or vals.shape[0] == 0:
         out[:, :] = 0
         return
     if n_block <= 0 or n_block > N:
         n_block = N
+    cdef floating[:, ::1] block = np.empty((K if n_block < N else 1, n_block),
+                                           dtype=np.asarray(vals).dtype)
     cdef const floating* x = &X[0, 0]
+    cdef const floating* b = x if n_block == N else &block[0, 0]
+    cdef Py_ssize_t ldb = N if n_block == N else n_block
     cdef const floating* v = &vals[0]
     cdef const index_t* c = &cols[0]
     with nogil:
         while j0 < N:
             nb = min(n_block, N - j0)
+            if n_block < N:
+                for k in range(K):
+                    memcpy(&block[0, 0] + k * ldb, x + k * N + j0, nb * sizeof(floating))
             for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
                 _row(v + indptr[i], c + indptr[i], indptr[i + 1] - indptr[i],
-                     x + j0, N, &out[i, j0], nb)
+                     b if n_block < N else x + j0, ldb, &out[i, j0], nb)
             j0 += nb
 
 

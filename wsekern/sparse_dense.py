@@ -24,6 +24,7 @@ from ._threads import resolve_threads
 from .costs import cost_table
 from .kernels import column_block
 from .sparse import PackedSparse
+from .simd_path import SIMD_PATH  # noqa: F401  (imported: selects this module's SIMD path)
 
 
 def sparse_pays(P, batch, cost=None):
