@@ -1,5 +1,6 @@
 """The sparse-weight layer's products (wsekern.sparse_dense) against NumPy, and the sparse
 Dense layer's step: both gradients, pruned weights kept at zero, sparse == masked path."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -229,3 +230,32 @@ def test_sparse_and_masked_paths_agree_and_pruned_weights_stay_zero(monkeypatch)
     assert not first.get_weights()[0][~first.mask].any()
     for a, b in zip(sparse.get_weights(), masked.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_every_simd_path_matches_numpy():
+    """Each SIMD path this CPU runs (WSEKERN_SIMD, set before import: a child process)."""
+    from wsekern.simd_path import simd_available
+    code = textwrap.dedent("""
+        import numpy as np, scipy.sparse as sps
+        from wsekern import pack, sparse_dense as sd
+        for dtype in (np.float32, np.float64):
+            W = sps.random(70, 45, density=0.15, random_state=1, format="csr", dtype=dtype)
+            P, Wd = pack(W), W.toarray().astype(np.float64)
+            rng = np.random.default_rng(0)
+            for B in (1, 7, 33, 300):
+                Xt = rng.standard_normal((70, B)).astype(dtype)
+                Gt = rng.standard_normal((45, B)).astype(dtype)
+                tol = 1e-4 if dtype == np.float32 else 1e-12
+                assert np.allclose(sd.times_wt(P, Xt), Wd.T @ Xt, rtol=tol, atol=tol)
+                assert np.allclose(sd.times_w(P, Gt), Wd @ Gt, rtol=tol, atol=tol)
+                rows = np.repeat(np.arange(70), np.diff(P.indptr))
+                full = Xt.astype(np.float64) @ Gt.T
+                assert np.allclose(sd.pattern_grad(P, Xt, Gt), full[rows, P.indices],
+                                   rtol=tol, atol=tol)
+        print("ok")
+    """)
+    for path in simd_available():
+        env = dict(os.environ, WSEKERN_SIMD=path)
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=120, env=env)
+        assert run.returncode == 0 and run.stdout.strip() == "ok", (path, run.stderr[-2000:])

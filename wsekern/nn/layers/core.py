@@ -55,9 +55,10 @@ def magnitude_mask(w, sparsity):
 class Dense(Layer):
     """``keras.layers.Dense``, plus ``sparsity``: the fraction of the kernel pruned to zero.
 
-    A sparse kernel is packed once (:func:`wsekern.pack`) and multiplied with the
-    zero-skipping kernels: ``spmm`` forward and for the input gradient, ``sddmm`` for the
-    weight gradient, so pruned weights stay zero and are never stored or multiplied.
+    A sparse kernel is packed once (:func:`wsekern.pack`, with its transpose) and the
+    step runs on its kept values only (:mod:`wsekern.sparse_dense`: forward, input
+    gradient, and the weight gradient at the kept positions), or as dense GEMMs on the
+    masked kernel where this CPU's cost table says so; pruned weights stay zero.
     Its trainable variable is then the vector of kept values; ``get_weights`` still
     returns Keras's dense ``(input_dim, units)`` kernel.
     """
