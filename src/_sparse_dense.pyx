@@ -1,9 +1,8 @@
-# Typed loops of the sparse-weight Dense and pruned Conv2D training step.
+# Typed loops of the sparse-weight Dense training step.
 #
 # A layer multiplies a dense batch by a sparse kernel W whose pattern is fixed and whose
 # values change every step.  Every product of its step is one of two shapes here, on
-# operands laid out so the inner loop runs over a contiguous row (the batch, or the
-# output pixels of a convolution):
+# operands laid out so the inner loop runs over a contiguous row (the batch):
 #   rows_times_dense:  out[i, :] = sum_p vals[p] * X[cols[p], :]   (Y^T = W^T X^T, dX^T)
 #   sampled_dots:      out[p] = A[i, :] . B[cols[p], :]            (dW at W's pattern)
 # The wrappers (wsekern/sparse_dense.py) validate; these loops trust them and never raise.
@@ -64,8 +63,8 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
     With 0 < ``n_block`` < N the columns go in blocks of ``n_block``, each first copied
     into a contiguous (K, n_block) buffer: the rows of X one block spans stay in L2 while
     every row of W passes over them, and do not share cache sets through a power-of-two
-    row pitch (at K = 128, N = 2048 fp32 in place: 0.14 ns a multiply-add, 2x the rate at
-    N = 128). Work O(nnz * N) plus O(K * N) for the copies; threads own disjoint rows.
+    row pitch (at K = 128, N = 2048 fp32, in place: 0.14 ns a multiply-add, twice the
+    time per multiply-add at N = 128). Work O(nnz * N) plus O(K * N) for the copies; threads own disjoint rows.
     """
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0], i, k, j0 = 0, nb
     if M == 0 or N == 0:

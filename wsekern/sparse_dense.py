@@ -1,9 +1,9 @@
 """The products of a sparse-weight layer's training step: a dense batch times a sparse kernel.
 
-A Dense (or im2col'd Conv2D) layer with a pruned kernel W (K inputs x N outputs, fixed
-pattern, values changing every step) multiplies in three ways per step. With the batch
-held transposed (``Xt``: K x B, the batch or the output pixels contiguous), each is a loop
-over W's stored values only, on a contiguous row of B:
+A Dense layer with a pruned kernel W (K inputs x N outputs, fixed pattern, values
+changing every step) multiplies in three ways per step. With the batch held transposed
+(``Xt``: K x B, the batch contiguous), each is a loop over W's stored values only, on a
+contiguous row of B:
 
 - forward ``Y^T = W^T Xt`` (:func:`times_wt`, CSR of W^T),
 - input gradient ``dX^T = W dY^T`` (:func:`times_w`, CSR of W),
