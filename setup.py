@@ -19,7 +19,7 @@ NO_OPENMP = os.environ.get("WSEKERN_NO_OPENMP", "0") == "1"
 
 # Extensions whose loops use OpenMP (chosen by name: cythonize returns new objects).
 OPENMP_MODULES = {"wsekern._spmm", "wsekern._conv", "wsekern._nhwc",
-                  "wsekern._activations"}
+                  "wsekern._activations", "wsekern._sparse_dense"}
 
 EXTENSIONS = [
     Extension("wsekern._spmm", ["src/_spmm.pyx"]),
@@ -29,6 +29,7 @@ EXTENSIONS = [
     Extension("wsekern._event", ["src/_event.pyx"]),
     Extension("wsekern._pipeline", ["src/_pipeline.pyx"]),
     Extension("wsekern._screen", ["src/_screen.pyx"], extra_compile_args=["-ffp-contract=off"]),
+    Extension("wsekern._sparse_dense", ["src/_sparse_dense.pyx"]),
 ]
 
 

@@ -80,6 +80,7 @@ def test_bench_conv_size_knob():
     lines = []
     rows = bench_conv(repeat=1, out=lines.append, shape=(1, 4, 6))
     assert "x 1x4x6x6, w 4x4x3x3" in lines[1]
-    assert [(r["w"], r["x"]) for r in rows] == [(0.0, 0.0), (0.0, 0.8), (0.9, 0.0), (0.9, 0.8)]
+    assert [(r["w"], r["x"]) for r in rows] == [(0.0, 0.0), (0.0, 0.8), (0.8, 0.0), (0.8, 0.8),
+                                               (0.9, 0.0), (0.9, 0.8)]
     with pytest.raises(ValueError, match=r"three positive numbers.*\(1, 0, 6\)"):
         bench_conv(repeat=1, out=lines.append, shape=(1, 0, 6))

@@ -19,3 +19,15 @@ def test_bench_train_rows_at_a_tiny_scale():
 def test_bench_train_refuses_absurd_knobs(kwargs):
     with pytest.raises(ValueError, match="scale must be > 0"):
         bench_train(**kwargs, cases=())
+
+
+def test_bench_train_only_filters_rows_and_names_them_when_none_match(monkeypatch):
+    import wsekern.bench_train as bt
+    measured = []
+    monkeypatch.setattr(bt, "measure", lambda case, *a: measured.append(case.name) or
+                        {"case": case.name, "wsekern": 1.0, "torch": None, "peak": 0,
+                         "steps": 1, "samples": 1})
+    bench_train(only="90% SPARSE", out=lambda line: None)
+    assert measured and all("90% sparse" in name for name in measured)
+    with pytest.raises(ValueError, match="matches no row; the rows are: MLP"):
+        bench_train(only="no such row", out=lambda line: None)

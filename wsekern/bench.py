@@ -194,7 +194,7 @@ def bench_conv(repeat=5, threads=1, out=print, shape=(8, 64, 32)):
     out(f"{'w zeros':>7} {'x zeros':>7} {'path':>12} {'wsekern':>9} {'im2col':>9} {'torch':>9}"
         f" | {'x im2col':>8} {'x torch':>7}")
     rows = []
-    for ws in (0.0, 0.9):
+    for ws in (0.0, 0.8, 0.9):
         for xs in (0.0, 0.8):
             x = (rng.standard_normal((B, C, S, S)) * (rng.random((B, C, S, S)) >= xs)
                  ).astype(np.float32)

@@ -272,11 +272,17 @@ def measure(case, threads=1, repeat=3, torch=None):
             "steps": steps, "samples": len(x)}
 
 
-def bench_train(threads=1, scale=1.0, repeat=3, cases=CASES, out=print):
-    """Print the training table; return its rows as dicts."""
+def bench_train(threads=1, scale=1.0, repeat=3, cases=CASES, out=print, only=None):
+    """Print the training table (the rows whose name contains ``only``, when given);
+    return its rows as dicts."""
     if not scale > 0 or int(repeat) < 1:
         raise ValueError(f"scale must be > 0 and repeat >= 1; received scale={scale!r}, "
                          f"repeat={repeat!r}")
+    if only is not None:
+        cases = [c for c in cases if only.lower() in c.name.lower()]
+        if not cases:
+            names = "; ".join(c.name for c in CASES)
+            raise ValueError(f"--only {only!r} matches no row; the rows are: {names}")
     torch = _optional("torch")
     out(machine_line())
     out(f"training, {threads} thread(s), best of {repeat} interleaved runs, same batches "

@@ -2,7 +2,7 @@
 or the one ``WSEKERN_SIMD`` names."""
 import os
 
-from . import _conv, _spmm
+from . import _conv, _sparse_dense, _spmm
 from ._cpu import describe
 
 # WSEKERN_SIMD chooses the SIMD path: unset or "best" for the widest this CPU runs, or one
@@ -31,6 +31,7 @@ def _select_simd():
         path = SIMD_BITS[choice]
     # Each extension module holds its own dispatch table: set them all alike.
     _conv.simd_init(path)
+    _sparse_dense.simd_init(path)
     return _spmm.simd_init(path)
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import scipy.sparse as sps
 
-from ... import kernels
+from ... import sparse_dense as sparse_dense_kernels
 from ...sparse import pack
 from .. import activations, utils
 from ..placed import placement_of
@@ -55,9 +55,10 @@ def magnitude_mask(w, sparsity):
 class Dense(Layer):
     """``keras.layers.Dense``, plus ``sparsity``: the fraction of the kernel pruned to zero.
 
-    A sparse kernel is packed once (:func:`wsekern.pack`) and multiplied with the
-    zero-skipping kernels: ``spmm`` forward and for the input gradient, ``sddmm`` for the
-    weight gradient, so pruned weights stay zero and are never stored or multiplied.
+    A sparse kernel is packed once (:func:`wsekern.pack`, with its transpose) and the
+    step runs on its kept values only (:mod:`wsekern.sparse_dense`: forward, input
+    gradient, and the weight gradient at the kept positions), or as dense GEMMs on the
+    masked kernel where this CPU's cost table says so; pruned weights stay zero.
     Its trainable variable is then the vector of kept values; ``get_weights`` still
     returns Keras's dense ``(input_dim, units)`` kernel.
     """
@@ -176,22 +177,42 @@ def _pattern_mask(P):
 
 
 def sparse_dense(x, values, P):
-    """``x @ K`` for a sparse kernel K (pattern ``P``, values ``values``), skipping zeros.
+    """``x @ K`` for a sparse kernel K (pattern ``P``, values ``values``).
 
-    Forward ``(K.T @ x.T).T`` with spmm; backward: ``dx = (K @ dy.T).T`` with spmm and
-    ``dK = x.T @ dy`` at K's pattern only, with sddmm. Zero rows of ``x.T`` (input units
-    dead for the whole batch, after a ReLU) are skipped by spmm's dispatcher.
+    Where this CPU's rates say it pays (:func:`wsekern.sparse_dense.sparse_pays`), the
+    step runs on K's stored values only, with the batch transposed so every inner loop
+    runs over it: forward ``Y^T = K^T X^T``, input gradient ``dX^T = K dY^T``, weight
+    gradient ``X^T dY`` at K's pattern (an SDDMM); otherwise dense GEMMs on the masked
+    kernel. Either way pruned weights are never stored and get no gradient.
     """
     P.set_values(values.data)
-    xt = np.ascontiguousarray(x.data.T)                          # (in, batch)
-    y = kernels.spmm(P, xt, transpose=True).T                    # (batch, units)
+    if not sparse_dense_kernels.sparse_pays(P, x.shape[0]):
+        return _masked_dense(x, values, P)
+    kernels = sparse_dense_kernels
+    xt = kernels.transpose(x.data)                      # (in, batch)
+    y = kernels.transpose(kernels.times_wt(P, xt))      # (batch, units)
 
     def backward(g):
-        gt = np.ascontiguousarray(g.T)                           # (units, batch)
+        gt = kernels.transpose(g)                       # (units, batch)
         if x.requires_grad:
-            x.accumulate(kernels.spmm(P, gt).T)
+            x.accumulate(kernels.transpose(kernels.times_w(P, gt)))
         if values.requires_grad:
-            values.accumulate(kernels.sddmm(xt, gt, P).data.copy())
+            values.accumulate(kernels.pattern_grad(P, xt, gt))
+    return Tensor(y, parents=(x, values), backward=backward)
+
+
+def _masked_dense(x, values, P):
+    """``x @ K`` by dense GEMMs on K with its pruned entries zero; the weight gradient is
+    taken at K's pattern only."""
+    kernel = P.toarray()
+    rows = np.repeat(np.arange(P.shape[0]), np.diff(P.indptr))
+    y = x.data @ kernel
+
+    def backward(g):
+        if x.requires_grad:
+            x.accumulate(g @ kernel.T)
+        if values.requires_grad:
+            values.accumulate((x.data.T @ g)[rows, P.indices].astype(values.dtype, copy=False))
     return Tensor(y, parents=(x, values), backward=backward)
 
 

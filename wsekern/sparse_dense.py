@@ -1,0 +1,107 @@
+"""The products of a sparse-weight layer's training step: a dense batch times a sparse kernel.
+
+A Dense layer with a pruned kernel W (K inputs x N outputs, fixed pattern, values
+changing every step) multiplies in three ways per step. With the batch held transposed
+(``Xt``: K x B, the batch contiguous), each is a loop over W's stored values only, on a
+contiguous row of B:
+
+- forward ``Y^T = W^T Xt`` (:func:`times_wt`, CSR of W^T),
+- input gradient ``dX^T = W dY^T`` (:func:`times_w`, CSR of W),
+- weight gradient ``dW = Xt dY`` at W's pattern only (:func:`pattern_grad`, an SDDMM).
+
+Each is ``nnz(W) * B`` multiply-adds against ``K * N * B`` for the dense GEMM; whether the
+sparse loops pay for a layer is decided by :func:`sparse_pays` from this CPU's measured
+rates (``wsekern/costs.py``). W and its transpose live in one :class:`PackedSparse`,
+built once: only the values are refreshed per step (``set_values``).
+
+Semantics are scipy.sparse's: a weight that is not stored is not multiplied, so a NaN or
+inf of X reaches only the outputs its stored weights connect it to.
+"""
+import numpy as np
+
+from . import _sparse_dense
+from ._threads import resolve_threads
+from .costs import cost_table
+from .kernels import column_block
+from .simd_path import SIMD_PATH  # noqa: F401  (imported: selects this module's SIMD path)
+from .sparse import PackedSparse
+
+
+def sparse_pays(P, batch, cost=None):
+    """Whether the three zero-skipping products of a step beat the dense GEMMs on the
+    masked kernel, for kernel ``P`` and ``batch`` rows (or pixels), at this CPU's rates."""
+    cost = cost or cost_table()
+    K, N = P.shape
+    t_sparse = P.nnz * batch * cost.spmm_mac
+    t_dense = K * N * batch * cost.blas_mac + K * N * cost.densify
+    return t_sparse < t_dense
+
+
+def transpose(a, *, n_threads=None):
+    """``a.T`` as a C-contiguous array (no copy when it already is one): a cache-blocked
+    copy for float32/float64, several times faster than NumPy's strided one here."""
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"transpose expects a 2-D array; received shape {a.shape}")
+    if a.T.flags.c_contiguous or a.dtype not in (np.float32, np.float64):
+        return np.ascontiguousarray(a.T)
+    a = np.ascontiguousarray(a)
+    out = np.empty(a.shape[::-1], dtype=a.dtype)
+    _sparse_dense.transpose(a, out, resolve_threads(n_threads, a.size // 8))
+    return out
+
+
+def _check(P, X, rows, what):
+    if not isinstance(P, PackedSparse):
+        raise TypeError(f"the kernel must be a PackedSparse (wsekern.pack); received "
+                        f"{type(P).__name__}")
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] != rows:
+        raise ValueError(f"expected {what} of shape ({rows}, batch) for a kernel of shape "
+                         f"{P.shape}; received shape {X.shape}")
+    if X.dtype.kind != "f" and X.dtype.kind not in "iub":
+        raise TypeError(f"{what} must hold real numbers; received dtype {X.dtype}")
+    return np.ascontiguousarray(X, dtype=P.dtype)
+
+
+def _times(P, X, n_threads):
+    """``P @ X`` for a C-contiguous X of P's dtype, on P's CSR rows."""
+    M = P.shape[0]
+    B = X.shape[1]
+    out = np.empty((M, B), dtype=P.dtype)
+    if M == 0 or B == 0:
+        return out
+    threads = resolve_threads(n_threads, P.nnz * B)
+    block = column_block(X.shape[0], B, X.itemsize)
+    _sparse_dense.rows_times_dense(P.data, P.indices, P.indptr, X, out, threads, block)
+    return out
+
+
+def times_wt(P, Xt, *, n_threads=None):
+    """``W^T @ Xt`` (N x B) for the kernel ``P`` (K x N) and ``Xt`` (K x B): the forward
+    product ``Y^T`` of ``Y = X W``. Work O(nnz * B)."""
+    Xt = _check(P, Xt, P.shape[0], "Xt")
+    return _times(P.T, Xt, n_threads)
+
+
+def times_w(P, Gt, *, n_threads=None):
+    """``W @ Gt`` (K x B) for the kernel ``P`` (K x N) and ``Gt`` (N x B): the input
+    gradient ``dX^T`` of ``Y = X W``. Work O(nnz * B)."""
+    Gt = _check(P, Gt, P.shape[1], "Gt")
+    return _times(P, Gt, n_threads)
+
+
+def pattern_grad(P, Xt, Gt, *, n_threads=None):
+    """``(Xt @ Gt^T)`` at the stored positions of ``P``, in its storage order (``nnz``
+    values): the weight gradient of ``Y = X W`` with W's pruned entries left out.
+    ``Xt`` is K x B, ``Gt`` N x B. Work O(nnz * B)."""
+    Xt = _check(P, Xt, P.shape[0], "Xt")
+    Gt = _check(P, Gt, P.shape[1], "Gt")
+    if Xt.shape[1] != Gt.shape[1]:
+        raise ValueError(f"Xt and Gt must have the same batch (columns); received "
+                         f"Xt.shape={Xt.shape}, Gt.shape={Gt.shape}")
+    out = np.empty(P.nnz, dtype=P.dtype)
+    if P.nnz:
+        threads = resolve_threads(n_threads, P.nnz * Xt.shape[1])
+        _sparse_dense.sampled_dots(Xt, Gt, P.indices, P.indptr, out, threads)
+    return out
