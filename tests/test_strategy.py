@@ -100,10 +100,10 @@ def _mlp64(strategy):
 
 def test_fit_places_the_model_for_the_batch_it_uses():
     """A model placed for batch 32 when built, trained by fit at batch 4, is placed again
-    for 4 (on an 8 x 8 wafer the rectangles differ): its steps cost what the same steps
+    for 4 (on an 8 x 12 wafer the rectangles differ): its steps cost what the same steps
     cost on a model placed for 4 from the start. The epoch's smaller last batch (10
     samples: 4, 4, 2) keeps the placement."""
-    cfg = wk.WaferConfig.small(8, 8)
+    cfg = wk.WaferConfig.small(8, 12)
     rng = np.random.default_rng(3)
     x = rng.random((10, 64)).astype(np.float32) - 0.3
     y = rng.integers(0, 10, 10)
