@@ -259,3 +259,34 @@ def test_every_simd_path_matches_numpy():
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=120, env=env)
         assert run.returncode == 0 and run.stdout.strip() == "ok", (path, run.stderr[-2000:])
+
+
+@pytest.mark.parametrize("where", ["x", "g"])
+def test_a_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where):
+    """Which path runs is the cost table's choice; the answer must not be: a NaN in x (or
+    in the output gradient) reaches only what a stored weight connects it to."""
+    from wsekern.nn import layers as L
+    from wsekern.nn import utils
+    from wsekern.nn.layers import core
+    from wsekern.nn.tensor import Tensor
+
+    def step(masked):
+        with monkeypatch.context() as m:
+            m.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: not masked)
+            utils.set_random_seed(1)
+            layer = L.Dense(13, sparsity=0.8, dtype="float64")
+            layer.build((None, 21))
+            xv = np.random.default_rng(4).standard_normal((6, 21))
+            w = np.random.default_rng(5).standard_normal((6, 13))
+            if where == "x":
+                xv[2, 7] = np.nan
+            else:
+                w[3, 5] = np.nan
+            x = Tensor(xv, requires_grad=True)
+            y = layer(x)
+            (y * Tensor(w)).sum().backward()
+            return y.data, x.grad, layer.kernel.grad
+    for a, b in zip(step(False), step(True)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)       # NaNs in the same places
+    y, dx, _ = step(False)
+    assert 0 < np.isnan(y if where == "x" else dx).sum() < (y if where == "x" else dx).shape[1]

@@ -186,7 +186,9 @@ def sparse_dense(x, values, P):
     kernel. Either way pruned weights are never stored and get no gradient.
     """
     P.set_values(values.data)
-    if not sparse_dense_kernels.sparse_pays(P, x.shape[0]):
+    # the masked GEMM would multiply a NaN or inf of x by pruned weights; the sparse step
+    # never does (an unstored weight is never multiplied, as in scipy.sparse and spmm)
+    if not sparse_dense_kernels.sparse_pays(P, x.shape[0]) and np.isfinite(x.data).all():
         return _masked_dense(x, values, P)
     kernels = sparse_dense_kernels
     xt = kernels.transpose(x.data)                      # (in, batch)
@@ -210,7 +212,11 @@ def _masked_dense(x, values, P):
 
     def backward(g):
         if x.requires_grad:
-            x.accumulate(g @ kernel.T)
+            if np.isfinite(g).all():
+                x.accumulate(g @ kernel.T)
+            else:                               # as the sparse step: no NaN * pruned weight
+                kernels = sparse_dense_kernels
+                x.accumulate(kernels.transpose(kernels.times_w(P, kernels.transpose(g))))
         if values.requires_grad:
             values.accumulate((x.data.T @ g)[rows, P.indices].astype(values.dtype, copy=False))
     return Tensor(y, parents=(x, values), backward=backward)
