@@ -95,30 +95,39 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
         return
     if n_block <= 0 or n_block > N:
         n_block = N
-    dtype = np.asarray(data).dtype
     cdef const floating* vals = &data[0]
     cdef const index_t* cols = &indices[0]
     cdef const floating* x = &X[0, 0]
-    cdef floating[:, ::1] block = np.empty((K if n_block < N else 1, n_block), dtype=dtype)
-    cdef const floating* b = x if n_block == N else &block[0, 0]
     cdef index_t zero_row = K - 1
     cdef const index_t* remap = NULL if x_remap is None else &x_remap[0]
     cdef bint per_row = remap != NULL and n_block == N
-    if per_row:
-        for i in range(M):
-            max_row = max(max_row, indptr[i + 1] - indptr[i])
-    cdef floating[:, ::1] vbuf = np.empty((n_threads if per_row else 1, max_row + 16),
-                                          dtype=dtype)
-    cdef index_t[:, ::1] cbuf = np.empty((n_threads if per_row else 1, max_row + 16),
-                                         dtype=np.asarray(indices).dtype)
     # Rows compacted once: row i's kept nonzeros at offset indptr[i] (a SIMD compress
     # writes below the input position it has read, so never into the next row).
     cdef bint compact_once = remap != NULL and not per_row
-    cdef floating[::1] kept_vals = np.empty(nnz if compact_once else 1, dtype=dtype)
-    cdef index_t[::1] kept_cols = np.empty(len(kept_vals), dtype=np.asarray(indices).dtype)
-    cdef Py_ssize_t[::1] kept = np.empty(M if compact_once else 1, dtype=np.intp)
+    # Scratch only for the variants that use it: the plain call allocates nothing.
+    cdef floating[:, ::1] block = None
+    cdef floating[:, ::1] vbuf = None
+    cdef index_t[:, ::1] cbuf = None
+    cdef floating[::1] kept_vals = None
+    cdef index_t[::1] kept_cols = None
+    cdef Py_ssize_t[::1] kept = None
+    cdef const floating* b = x
     cdef const Py_ssize_t* counts = NULL
+    if n_block < N or per_row or compact_once:
+        dtype = np.asarray(data).dtype
+        idx_dtype = np.asarray(indices).dtype
+    if n_block < N:
+        block = np.empty((K, n_block), dtype=dtype)
+        b = &block[0, 0]
+    if per_row:
+        for i in range(M):
+            max_row = max(max_row, indptr[i + 1] - indptr[i])
+        vbuf = np.empty((n_threads, max_row + 16), dtype=dtype)
+        cbuf = np.empty((n_threads, max_row + 16), dtype=idx_dtype)
     if compact_once:
+        kept_vals = np.empty(nnz, dtype=dtype)
+        kept_cols = np.empty(nnz, dtype=idx_dtype)
+        kept = np.empty(M, dtype=np.intp)
         with nogil:
             for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
                 kept[i] = _compact_csr(vals + indptr[i], cols + indptr[i],
@@ -135,8 +144,8 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
                     memcpy(&block[0, 0] + k * nb, x + k * N + j0, nb * sizeof(floating))
             with parallel(num_threads=n_threads):
                 t = threadid()
-                vb = &vbuf[t if per_row else 0, 0]
-                cb = &cbuf[t if per_row else 0, 0]
+                vb = &vbuf[t, 0] if per_row else NULL
+                cb = &cbuf[t, 0] if per_row else NULL
                 for i in prange(M, schedule='dynamic', chunksize=8):
                     if per_row:
                         q = _compact_csr(vals + indptr[i], cols + indptr[i],
@@ -294,21 +303,33 @@ def check_csr(const index_t[::1] indptr, const index_t[::1] indices, Py_ssize_t 
 
 
 def scan_rows(const floating[:, ::1] X, uint8_t[::1] nonzero_row):
-    """Flag the rows of X holding any nonzero; return (rows kept, all finite)."""
-    cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, j, kept = 0
+    """Flag the rows of X holding any nonzero; return (rows kept, all finite, nonzeros).
+
+    One pass over X gives all three, so the dispatcher needs no density sample of X."""
+    cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, j, kept = 0, nnz = 0, row_nnz
     cdef bint finite = True
     cdef floating v
-    cdef uint8_t any_nz
     with nogil:
         for k in range(K):
-            any_nz = 0
+            row_nnz = 0
             for j in range(N):
                 v = X[k, j]
-                any_nz |= (v != 0)
+                row_nnz += (v != 0)
                 finite &= (v - v == 0)  # false for NaN and +-inf
-            nonzero_row[k] = any_nz
-            kept += any_nz
-    return kept, bool(finite)
+            nonzero_row[k] = row_nnz != 0
+            kept += row_nnz != 0
+            nnz += row_nnz
+    return kept, bool(finite), nnz
+
+
+def all_finite(const floating[::1] values):
+    """True when no value is NaN or infinite (one branch-free pass, no temporary)."""
+    cdef Py_ssize_t n = values.shape[0], p
+    cdef bint finite = True
+    with nogil:
+        for p in range(n):
+            finite &= (values[p] - values[p] == 0)
+    return bool(finite)
 
 
 def count_nonzero_rows(const floating[:, ::1] W, index_t[::1] counts, int n_threads=1):

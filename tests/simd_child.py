@@ -60,7 +60,7 @@ def check_compaction(rng, dt):
         X = rng.standard_normal((K, 37)).astype(dt)
         X[rng.random(K) < 0.4] = 0
         alive = np.empty(K, np.uint8)
-        n_alive, _ = _spmm.scan_rows(X, alive)
+        n_alive = _spmm.scan_rows(X, alive)[0]
         X_live, remap = kernels._live_rows(X, alive, n_alive, True, np.int32)
         out = np.empty((13, 37), dt)
         _spmm.dense_spmm(Wd, X_live, out, alive, remap, 1)

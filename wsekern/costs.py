@@ -56,18 +56,24 @@ def _named(name):
 
 
 _cache = {}
+_simd_in_use = []     # SIMD_PATH, read once (every spmm call asks for the table)
 
 
 def cost_table(simd=None):
     """The cost table for this CPU on the SIMD path in use (or ``simd``)."""
-    from .simd_path import SIMD_PATH
-    simd = simd or SIMD_PATH
-    override = os.environ.get("WSEKERN_COSTS", "").strip()
-    key = (override, simd)
-    if key not in _cache:
+    if simd is None:
+        if not _simd_in_use:
+            from .simd_path import SIMD_PATH
+            _simd_in_use.append(SIMD_PATH)
+        simd = _simd_in_use[0]
+    raw = os.environ.get("WSEKERN_COSTS", "")
+    table = _cache.get((raw, simd))
+    if table is None:
+        override = raw.strip()
         if override:
-            _cache[key] = _named(override)
+            table = _named(override)
         else:
             uarch = cpu_info()["uarch"]
-            _cache[key] = TABLES.get((uarch, simd)) or TABLES[(None, simd)]
-    return _cache[key]
+            table = TABLES.get((uarch, simd)) or TABLES[(None, simd)]
+        _cache[(raw, simd)] = table
+    return table

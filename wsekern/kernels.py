@@ -164,7 +164,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         return out, "empty"
 
     alive = np.empty(K, dtype=np.uint8)
-    n_alive, x_finite = _spmm.scan_rows(Xc, alive)
+    n_alive, x_finite, x_nnz = _spmm.scan_rows(Xc, alive)
     skip_rows = n_alive <= K * (1 - ZERO_ROW_SKIP_FRACTION)
     k_live = n_alive if skip_rows else K
 
@@ -184,7 +184,6 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         _spmm.dense_spmm(Wop, X_live, out2, alive, remap, threads)
         return out, "dense-skip-zeros" + ("-rows" if skip_rows else "")
 
-    w_finite = W.all_finite if isinstance(W, PackedSparse) else bool(np.isfinite(data).all())
     nnz = len(data)
     t_sparse = nnz * (k_live / K) * N * cost.spmm_mac
     # Densified, W's unstored zeros would meet X's inf/NaN (0 * inf = NaN): X must be finite.
@@ -192,8 +191,10 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         dense = np.empty((M, K), dtype=dtype)
         _spmm.csr_to_dense(data, indices, indptr, dense, resolve_threads(n_threads, M * K))
         return out, _blas(dense, Xc, alive, skip_rows, out2) + "-densified"
-    # Single zeros of X may be skipped only when no stored weight is inf/NaN (inf * 0 = NaN).
-    if w_finite and _estimate_density(Xc) < SPARSE_X_DENSITY:
+    # Single zeros of X may be skipped only when no stored weight is inf/NaN (inf * 0 = NaN);
+    # X's density is exact (scan_rows counted), W's finiteness read only when it matters.
+    if x_nnz < SPARSE_X_DENSITY * K * N and (
+            W.all_finite if isinstance(W, PackedSparse) else _spmm.all_finite(data)):
         x_data, x_indices, x_indptr = dense_to_csr(Xc)
         x_indices = x_indices.astype(indptr.dtype, copy=False)
         x_indptr = x_indptr.astype(indptr.dtype, copy=False)
