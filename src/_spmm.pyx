@@ -14,6 +14,8 @@ from cython cimport floating
 from _fused cimport index_t
 from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
                     wsk_spmm_row_f64_i32, wsk_spmm_row_f64_i64,
+                    wsk_spmm_scatter_f32_i32, wsk_spmm_scatter_f32_i64,
+                    wsk_spmm_scatter_f64_i32, wsk_spmm_scatter_f64_i64,
                     wsk_dot_f32, wsk_dot_f64, wsk_simd_init, wsk_simd_available,
                     wsk_compact_f32, wsk_compact_f64, wsk_compact_csr_f32_i32,
                     wsk_compact_csr_f32_i64, wsk_compact_csr_f64_i32, wsk_compact_csr_f64_i64,
@@ -155,6 +157,61 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
                         q = indptr[i + 1] - indptr[i] if counts == NULL else counts[i]
                         _row(vals + indptr[i], cols + indptr[i], q, b, nb, &out[i, j0], nb)
             j0 += nb
+
+
+def csc_spmm_live(const floating[::1] data, const index_t[::1] indices,
+                  const index_t[::1] indptr, const floating[:, ::1] X,
+                  const uint8_t[::1] x_alive, floating[:, ::1] out, int n_threads=1,
+                  Py_ssize_t n_block=0):
+    """out = W @ X for W in CSC (``indptr`` over W's K columns, ``indices`` its rows),
+    visiting only the columns of W that meet a live row of X (``x_alive[k]``).
+
+    A dead row of X costs nothing: its whole column of W is passed over, with no
+    per-nonzero work (the CSR path must drop those nonzeros one by one). Each live
+    column adds ``w * X[k, block]`` into the rows of an (M, n_block) buffer that stays in
+    L2, which is then copied into ``out``; threads own disjoint column blocks. The caller
+    guarantees every stored weight is finite (a dead row skipped would otherwise lose
+    inf * 0 = NaN). Work: O(nnz(live columns) * N + M * N).
+    """
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
+    cdef Py_ssize_t k, i, nb, j0, blk, t, n_blocks
+    if M == 0 or N == 0:
+        return
+    if n_block <= 0 or n_block > N:
+        n_block = N
+    n_blocks = (N + n_block - 1) // n_block
+    n_threads = max(1, min(n_threads, n_blocks))
+    cdef floating[:, ::1] buf = np.empty((n_threads, M * n_block), dtype=np.asarray(out).dtype)
+    cdef floating* y
+    cdef const floating* x = &X[0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        y = &buf[t, 0]
+        for blk in prange(n_blocks, schedule='static'):
+            j0 = blk * n_block
+            nb = min(n_block, N - j0)
+            memset(y, 0, M * nb * sizeof(floating))
+            for k in range(K):
+                if x_alive[k] and indptr[k + 1] > indptr[k]:
+                    _scatter(&data[0] + indptr[k], &indices[0] + indptr[k],
+                             indptr[k + 1] - indptr[k], x + k * N + j0, y, nb, nb)
+            for i in range(M):
+                memcpy(&out[i, j0], y + i * nb, nb * sizeof(floating))
+
+
+cdef inline void _scatter(const floating* vals, const index_t* rows, Py_ssize_t nnz,
+                          const floating* x, floating* Y, Py_ssize_t ldy,
+                          Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        if index_t is int32_t:
+            wsk_spmm_scatter_f32_i32(vals, rows, nnz, x, Y, ldy, n)
+        else:
+            wsk_spmm_scatter_f32_i64(vals, rows, nnz, x, Y, ldy, n)
+    else:
+        if index_t is int32_t:
+            wsk_spmm_scatter_f64_i32(vals, rows, nnz, x, Y, ldy, n)
+        else:
+            wsk_spmm_scatter_f64_i64(vals, rows, nnz, x, Y, ldy, n)
 
 
 cdef inline Py_ssize_t _compact_csr(const floating* vals, const index_t* cols, Py_ssize_t nnz,
