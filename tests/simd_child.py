@@ -93,6 +93,7 @@ def check_csc(rng, dt, it):
             out = np.full((61, n), np.nan, dtype=dt)
             _spmm.csc_spmm_live(C.data, C.indices, C.indptr, X, alive, out, 2, n_block)
             np.testing.assert_allclose(out, Wd @ X, **TOL)
+    X = X[:, :16]                          # narrow X: where the dispatcher takes it
     assert wsekern.spmm_path(P, X) == "csc-skip-rows"
     np.testing.assert_allclose(wsekern.spmm(P, X), Wd @ X, **TOL)
 

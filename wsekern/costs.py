@@ -31,8 +31,10 @@ class CostTable:
     csr_compact: float = 2.0
     # the column (CSC) path for a packed W meeting zero rows of X, per multiply-add of the
     # live columns: each adds into rows of an L2 buffer (read-modify-write), so dearer per
-    # MAC than spmm_mac, but no per-nonzero work for the dead rows (Zen 3, 1024^2 x 64).
-    spmm_scatter_mac: float = 0.086
+    # MAC than spmm_mac (1.5x on Zen 3's AVX2, 1.7-1.9x baseline: 1024^2 x 256, 4096^2 x 64,
+    # half of X's rows zero), but no work at all for the nonzeros meeting dead rows: it
+    # wins for narrow X (N up to ~80 at half the rows dead), where compaction does not pay.
+    spmm_scatter_mac: float = 0.116
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.
@@ -40,14 +42,14 @@ TABLES = {
     # Zen 3 (AMD EPYC, family 25 model 1), 2 cores, 512 KiB L2/core: measured here.
     ("zen3", "avx2"): CostTable("zen3/avx2", 0.022, 0.075, 0.34, 0.16, (0.0, 2.2), (0.3, 1.2)),
     ("zen3", "baseline"): CostTable("zen3/baseline", 0.022, 0.13, 1.35, 0.16, (0.2, 3.2),
-                                    (1.1, 3.5), csr_compact=4.0, spmm_scatter_mac=0.158),
+                                    (1.1, 3.5), csr_compact=4.0, spmm_scatter_mac=0.234),
     # The AVX-512 machine the kernels were first tuned on (SIMD compress for the scan).
     (None, "avx512"): CostTable("default/avx512", 0.02, 0.065, 0.25, 0.5, (0.1, 1.45),
-                                (0.2, 1.25), spmm_scatter_mac=0.075),
+                                (0.2, 1.25), spmm_scatter_mac=0.1),
     # Other CPUs on the AVX2 and baseline paths: the Zen 3 rates, the only ones measured.
     (None, "avx2"): CostTable("default/avx2", 0.022, 0.075, 0.34, 0.16, (0.0, 2.2), (0.3, 1.2)),
     (None, "baseline"): CostTable("default/baseline", 0.022, 0.13, 1.35, 0.16, (0.2, 3.2),
-                                  (1.1, 3.5), csr_compact=4.0, spmm_scatter_mac=0.158),
+                                  (1.1, 3.5), csr_compact=4.0, spmm_scatter_mac=0.234),
 }
 
 

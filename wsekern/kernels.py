@@ -125,8 +125,7 @@ def spmm_path(W, X, *, transpose=False):
     -------
     str
         One of ``"csr"``, ``"csr-skip-rows"``, ``"csc-skip-rows"``, ``"csr-sparse-x"``,
-        ``"dense-skip-zeros"``,
-        ``"blas"``, ``"blas-skip-rows"``, ``"blas-densified"``.
+        ``"dense-skip-zeros"``, ``"blas"``, ``"blas-skip-rows"``, ``"blas-densified"``.
     """
     return _spmm_impl(W, X, transpose, None, 1)[1]
 
