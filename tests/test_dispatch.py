@@ -68,6 +68,17 @@ def test_column_path_needs_finite_weights_and_matching_dtype():
         np.float64))
 
 
+def test_column_path_only_while_its_buffer_fits_in_L2(monkeypatch):
+    from wsekern import kernels
+    P = wsekern.pack(random_csr(300, 400, 0.1))
+    X = _x_with_zero_rows(400, 64, 0.5)
+    assert wsekern.spmm_path(P, X) == "csc-skip-rows"
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 2 * 300 * kernels.SCATTER_BLOCK * 8 - 8)
+    assert wsekern.spmm_path(P, X) == "csr-skip-rows"
+    np.testing.assert_allclose(wsekern.spmm(P, X), reference(P.to_scipy(), X), **tol(
+        np.float64))
+
+
 def test_narrow_X_keeps_its_zero_rows_when_dropping_them_costs_more():
     """Dropping W's nonzeros that meet zero rows costs a gather each (csr_compact); with 8
     columns the multiply-adds saved are worth less (measured 0.74x of X dense at N=16)."""
