@@ -10,6 +10,14 @@ cdef extern from "wsk_simd.h" nogil:
                               const double*, Py_ssize_t, double*, Py_ssize_t) noexcept
     void wsk_spmm_row_f64_i64(const double*, const int64_t*, Py_ssize_t,
                               const double*, Py_ssize_t, double*, Py_ssize_t) noexcept
+    void wsk_spmm_scatter_f32_i32(const float*, const int32_t*, Py_ssize_t, const float*,
+                                  float*, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_spmm_scatter_f32_i64(const float*, const int64_t*, Py_ssize_t, const float*,
+                                  float*, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_spmm_scatter_f64_i32(const double*, const int32_t*, Py_ssize_t, const double*,
+                                  double*, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_spmm_scatter_f64_i64(const double*, const int64_t*, Py_ssize_t, const double*,
+                                  double*, Py_ssize_t, Py_ssize_t) noexcept
     Py_ssize_t wsk_compact_f32(const float*, const uint8_t*, const int32_t*, Py_ssize_t,
                                float*, int32_t*) noexcept
     Py_ssize_t wsk_compact_f64(const double*, const uint8_t*, const int32_t*, Py_ssize_t,

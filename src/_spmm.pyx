@@ -14,6 +14,8 @@ from cython cimport floating
 from _fused cimport index_t
 from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
                     wsk_spmm_row_f64_i32, wsk_spmm_row_f64_i64,
+                    wsk_spmm_scatter_f32_i32, wsk_spmm_scatter_f32_i64,
+                    wsk_spmm_scatter_f64_i32, wsk_spmm_scatter_f64_i64,
                     wsk_dot_f32, wsk_dot_f64, wsk_simd_init, wsk_simd_available,
                     wsk_compact_f32, wsk_compact_f64, wsk_compact_csr_f32_i32,
                     wsk_compact_csr_f32_i64, wsk_compact_csr_f64_i32, wsk_compact_csr_f64_i64,
@@ -95,30 +97,39 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
         return
     if n_block <= 0 or n_block > N:
         n_block = N
-    dtype = np.asarray(data).dtype
     cdef const floating* vals = &data[0]
     cdef const index_t* cols = &indices[0]
     cdef const floating* x = &X[0, 0]
-    cdef floating[:, ::1] block = np.empty((K if n_block < N else 1, n_block), dtype=dtype)
-    cdef const floating* b = x if n_block == N else &block[0, 0]
     cdef index_t zero_row = K - 1
     cdef const index_t* remap = NULL if x_remap is None else &x_remap[0]
     cdef bint per_row = remap != NULL and n_block == N
-    if per_row:
-        for i in range(M):
-            max_row = max(max_row, indptr[i + 1] - indptr[i])
-    cdef floating[:, ::1] vbuf = np.empty((n_threads if per_row else 1, max_row + 16),
-                                          dtype=dtype)
-    cdef index_t[:, ::1] cbuf = np.empty((n_threads if per_row else 1, max_row + 16),
-                                         dtype=np.asarray(indices).dtype)
     # Rows compacted once: row i's kept nonzeros at offset indptr[i] (a SIMD compress
     # writes below the input position it has read, so never into the next row).
     cdef bint compact_once = remap != NULL and not per_row
-    cdef floating[::1] kept_vals = np.empty(nnz if compact_once else 1, dtype=dtype)
-    cdef index_t[::1] kept_cols = np.empty(len(kept_vals), dtype=np.asarray(indices).dtype)
-    cdef Py_ssize_t[::1] kept = np.empty(M if compact_once else 1, dtype=np.intp)
+    # Scratch only for the variants that use it: the plain call allocates nothing.
+    cdef floating[:, ::1] block = None
+    cdef floating[:, ::1] vbuf = None
+    cdef index_t[:, ::1] cbuf = None
+    cdef floating[::1] kept_vals = None
+    cdef index_t[::1] kept_cols = None
+    cdef Py_ssize_t[::1] kept = None
+    cdef const floating* b = x
     cdef const Py_ssize_t* counts = NULL
+    if n_block < N or per_row or compact_once:
+        dtype = np.asarray(data).dtype
+        idx_dtype = np.asarray(indices).dtype
+    if n_block < N:
+        block = np.empty((K, n_block), dtype=dtype)
+        b = &block[0, 0]
+    if per_row:
+        for i in range(M):
+            max_row = max(max_row, indptr[i + 1] - indptr[i])
+        vbuf = np.empty((n_threads, max_row + 16), dtype=dtype)
+        cbuf = np.empty((n_threads, max_row + 16), dtype=idx_dtype)
     if compact_once:
+        kept_vals = np.empty(nnz, dtype=dtype)
+        kept_cols = np.empty(nnz, dtype=idx_dtype)
+        kept = np.empty(M, dtype=np.intp)
         with nogil:
             for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
                 kept[i] = _compact_csr(vals + indptr[i], cols + indptr[i],
@@ -135,8 +146,8 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
                     memcpy(&block[0, 0] + k * nb, x + k * N + j0, nb * sizeof(floating))
             with parallel(num_threads=n_threads):
                 t = threadid()
-                vb = &vbuf[t if per_row else 0, 0]
-                cb = &cbuf[t if per_row else 0, 0]
+                vb = &vbuf[t, 0] if per_row else NULL
+                cb = &cbuf[t, 0] if per_row else NULL
                 for i in prange(M, schedule='dynamic', chunksize=8):
                     if per_row:
                         q = _compact_csr(vals + indptr[i], cols + indptr[i],
@@ -146,6 +157,61 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
                         q = indptr[i + 1] - indptr[i] if counts == NULL else counts[i]
                         _row(vals + indptr[i], cols + indptr[i], q, b, nb, &out[i, j0], nb)
             j0 += nb
+
+
+def csc_spmm_live(const floating[::1] data, const index_t[::1] indices,
+                  const index_t[::1] indptr, const floating[:, ::1] X,
+                  const uint8_t[::1] x_alive, floating[:, ::1] out, int n_threads=1,
+                  Py_ssize_t n_block=0):
+    """out = W @ X for W in CSC (``indptr`` over W's K columns, ``indices`` its rows),
+    visiting only the columns of W that meet a live row of X (``x_alive[k]``).
+
+    A dead row of X costs nothing: its whole column of W is passed over, with no
+    per-nonzero work (the CSR path must drop those nonzeros one by one). Each live
+    column adds ``w * X[k, block]`` into the rows of an (M, n_block) buffer that stays in
+    L2, which is then copied into ``out``; threads own disjoint column blocks. The caller
+    guarantees every stored weight is finite (a dead row skipped would otherwise lose
+    inf * 0 = NaN). Work: O(nnz(live columns) * N + M * N).
+    """
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
+    cdef Py_ssize_t k, i, nb, j0, blk, t, n_blocks
+    if M == 0 or N == 0:
+        return
+    if n_block <= 0 or n_block > N:
+        n_block = N
+    n_blocks = (N + n_block - 1) // n_block
+    n_threads = max(1, min(n_threads, n_blocks))
+    cdef floating[:, ::1] buf = np.empty((n_threads, M * n_block), dtype=np.asarray(out).dtype)
+    cdef floating* y
+    cdef const floating* x = &X[0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        y = &buf[t, 0]
+        for blk in prange(n_blocks, schedule='static'):
+            j0 = blk * n_block
+            nb = min(n_block, N - j0)
+            memset(y, 0, M * nb * sizeof(floating))
+            for k in range(K):
+                if x_alive[k] and indptr[k + 1] > indptr[k]:
+                    _scatter(&data[0] + indptr[k], &indices[0] + indptr[k],
+                             indptr[k + 1] - indptr[k], x + k * N + j0, y, nb, nb)
+            for i in range(M):
+                memcpy(&out[i, j0], y + i * nb, nb * sizeof(floating))
+
+
+cdef inline void _scatter(const floating* vals, const index_t* rows, Py_ssize_t nnz,
+                          const floating* x, floating* Y, Py_ssize_t ldy,
+                          Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        if index_t is int32_t:
+            wsk_spmm_scatter_f32_i32(vals, rows, nnz, x, Y, ldy, n)
+        else:
+            wsk_spmm_scatter_f32_i64(vals, rows, nnz, x, Y, ldy, n)
+    else:
+        if index_t is int32_t:
+            wsk_spmm_scatter_f64_i32(vals, rows, nnz, x, Y, ldy, n)
+        else:
+            wsk_spmm_scatter_f64_i64(vals, rows, nnz, x, Y, ldy, n)
 
 
 cdef inline Py_ssize_t _compact_csr(const floating* vals, const index_t* cols, Py_ssize_t nnz,
@@ -276,12 +342,19 @@ def check_csr(const index_t[::1] indptr, const index_t[::1] indices, Py_ssize_t 
     if bad >= 0:
         return (f"indptr must be non-decreasing; received indptr[{bad}] = "
                 f"{indptr[bad]} > indptr[{bad + 1}] = {indptr[bad + 1]}")
-    cdef size_t n_bad = 0, limit = <size_t>n_cols
+    # The last valid index in the index type (a wider n_cols admits every non-negative one).
+    cdef index_t last
+    if index_t is int32_t:
+        last = <index_t>min(n_cols - 1, 2147483647)
+    else:
+        last = <index_t>(n_cols - 1)
+    cdef int n_bad = 0
     with nogil:
-        # Branch-free count first (vectorises; a negative index is huge unsigned), then
-        # the first bad one only when there is one.
+        # Branch-free OR of comparisons in the index type first (SSE2 vectorises it for
+        # int32; a count in size_t needed 64-bit compares and ran 5x slower than max()),
+        # then the first bad one only when there is one.
         for p in range(nnz):
-            n_bad += <size_t>indices[p] >= limit
+            n_bad |= (indices[p] < 0) | (indices[p] > last)
         if n_bad:
             for p in range(nnz):
                 if indices[p] < 0 or indices[p] >= n_cols:
@@ -294,21 +367,33 @@ def check_csr(const index_t[::1] indptr, const index_t[::1] indices, Py_ssize_t 
 
 
 def scan_rows(const floating[:, ::1] X, uint8_t[::1] nonzero_row):
-    """Flag the rows of X holding any nonzero; return (rows kept, all finite)."""
-    cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, j, kept = 0
+    """Flag the rows of X holding any nonzero; return (rows kept, all finite, nonzeros).
+
+    One pass over X gives all three, so the dispatcher needs no density sample of X."""
+    cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, j, kept = 0, nnz = 0, row_nnz
     cdef bint finite = True
     cdef floating v
-    cdef uint8_t any_nz
     with nogil:
         for k in range(K):
-            any_nz = 0
+            row_nnz = 0
             for j in range(N):
                 v = X[k, j]
-                any_nz |= (v != 0)
+                row_nnz += (v != 0)
                 finite &= (v - v == 0)  # false for NaN and +-inf
-            nonzero_row[k] = any_nz
-            kept += any_nz
-    return kept, bool(finite)
+            nonzero_row[k] = row_nnz != 0
+            kept += row_nnz != 0
+            nnz += row_nnz
+    return kept, bool(finite), nnz
+
+
+def all_finite(const floating[::1] values):
+    """True when no value is NaN or infinite (one branch-free pass, no temporary)."""
+    cdef Py_ssize_t n = values.shape[0], p
+    cdef bint finite = True
+    with nogil:
+        for p in range(n):
+            finite &= (values[p] - values[p] == 0)
+    return bool(finite)
 
 
 def count_nonzero_rows(const floating[:, ::1] W, index_t[::1] counts, int n_threads=1):

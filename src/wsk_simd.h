@@ -170,6 +170,42 @@ static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,       
         j += LANES;                                                                    \
     }                                                                                  \
     if (j < n) wsk_spmm_tail_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, n - j); \
+}                                                                                      \
+/* Column form: Y[rows[p] * ldy + 0:n] += vals[p] * x[0:n] for a column of W (CSC) and */ \
+/* its row x of X, held in registers while the column's nonzeros stream past.         */ \
+static ATTR void wsk_spmm_scatter_##SFX##_##TGT(const V* vals, const I* rows,          \
+        ptrdiff_t nnz, const V* x, V* Y, ptrdiff_t ldy, ptrdiff_t n)                   \
+{                                                                                      \
+    ptrdiff_t j = 0;                                                                   \
+    for (; j + 4 * LANES <= n; j += 4 * LANES) {                                       \
+        VT xv[4];                                                                      \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int a = 0; a < 4; a++) memcpy(&xv[a], x + j + a * LANES, sizeof(VT));    \
+        for (ptrdiff_t p = 0; p < nnz; p++) {                                          \
+            V* y = Y + (ptrdiff_t)rows[p] * ldy + j;                                   \
+            const V w = vals[p];                                                       \
+            _Pragma("GCC unroll 4")                                                    \
+            for (int a = 0; a < 4; a++) {                                              \
+                VT yv;                                                                 \
+                memcpy(&yv, y + a * LANES, sizeof(VT));                                \
+                yv += w * xv[a];                                                       \
+                memcpy(y + a * LANES, &yv, sizeof(VT));                                \
+            }                                                                          \
+        }                                                                              \
+    }                                                                                  \
+    for (; j + LANES <= n; j += LANES) {                                               \
+        VT xv, yv;                                                                     \
+        memcpy(&xv, x + j, sizeof(VT));                                                \
+        for (ptrdiff_t p = 0; p < nnz; p++) {                                          \
+            V* y = Y + (ptrdiff_t)rows[p] * ldy + j;                                   \
+            memcpy(&yv, y, sizeof(VT));                                                \
+            yv += vals[p] * xv;                                                        \
+            memcpy(y, &yv, sizeof(VT));                                                \
+        }                                                                              \
+    }                                                                                  \
+    for (; j < n; j++)                                                                 \
+        for (ptrdiff_t p = 0; p < nnz; p++)                                            \
+            Y[(ptrdiff_t)rows[p] * ldy + j] += vals[p] * x[j];                         \
 }
 
 /* dot product for sddmm: sum_d a[d] * b[d], four accumulators. */
@@ -523,6 +559,10 @@ typedef void (*wsk_spmm_row_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, 
 typedef void (*wsk_spmm_row_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
+typedef void (*wsk_spmm_scatter_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_scatter_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_scatter_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, double*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_scatter_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, double*, ptrdiff_t, ptrdiff_t);
 typedef ptrdiff_t (*wsk_compact_f32_t)(const float*, const uint8_t*, const int32_t*, ptrdiff_t, float*, int32_t*);
 typedef ptrdiff_t (*wsk_compact_f64_t)(const double*, const uint8_t*, const int32_t*, ptrdiff_t, double*, int32_t*);
 typedef void (*wsk_plane_axpy_f32_t)(ptrdiff_t, ptrdiff_t, float, const float*, ptrdiff_t, const uint8_t*, float*, ptrdiff_t);
@@ -538,6 +578,10 @@ static wsk_spmm_row_f32_i32_t wsk_spmm_row_f32_i32 = wsk_spmm_row_f32_i32_base;
 static wsk_spmm_row_f32_i64_t wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_base;
 static wsk_spmm_row_f64_i32_t wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_base;
 static wsk_spmm_row_f64_i64_t wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_base;
+static wsk_spmm_scatter_f32_i32_t wsk_spmm_scatter_f32_i32 = wsk_spmm_scatter_f32_i32_base;
+static wsk_spmm_scatter_f32_i64_t wsk_spmm_scatter_f32_i64 = wsk_spmm_scatter_f32_i64_base;
+static wsk_spmm_scatter_f64_i32_t wsk_spmm_scatter_f64_i32 = wsk_spmm_scatter_f64_i32_base;
+static wsk_spmm_scatter_f64_i64_t wsk_spmm_scatter_f64_i64 = wsk_spmm_scatter_f64_i64_base;
 static wsk_compact_f32_t wsk_compact_f32 = wsk_compact_f32_base;
 static wsk_compact_f64_t wsk_compact_f64 = wsk_compact_f64_base;
 static wsk_plane_axpy_f32_t wsk_plane_axpy_f32 = wsk_plane_axpy_f32_base;
@@ -557,6 +601,10 @@ static const char* wsk_simd_path_name = "baseline";
     wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_##TGT;    \
     wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_##TGT;    \
     wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_##TGT;    \
+    wsk_spmm_scatter_f32_i32 = wsk_spmm_scatter_f32_i32_##TGT; \
+    wsk_spmm_scatter_f32_i64 = wsk_spmm_scatter_f32_i64_##TGT; \
+    wsk_spmm_scatter_f64_i32 = wsk_spmm_scatter_f64_i32_##TGT; \
+    wsk_spmm_scatter_f64_i64 = wsk_spmm_scatter_f64_i64_##TGT; \
     wsk_dot_f32 = wsk_dot_f32_##TGT;                      \
     wsk_plane_axpy_f32 = wsk_plane_axpy_f32_##TGT;        \
     wsk_plane_axpy_f64 = wsk_plane_axpy_f64_##TGT;        \

@@ -60,7 +60,7 @@ def check_compaction(rng, dt):
         X = rng.standard_normal((K, 37)).astype(dt)
         X[rng.random(K) < 0.4] = 0
         alive = np.empty(K, np.uint8)
-        n_alive, _ = _spmm.scan_rows(X, alive)
+        n_alive = _spmm.scan_rows(X, alive)[0]
         X_live, remap = kernels._live_rows(X, alive, n_alive, True, np.int32)
         out = np.empty((13, 37), dt)
         _spmm.dense_spmm(Wd, X_live, out, alive, remap, 1)
@@ -76,6 +76,26 @@ def check_sddmm(rng, dt):
         B = rng.standard_normal((97, d)).astype(dt)
         ref = (A.astype(np.float64) @ B.T) * (W.toarray() != 0)
         np.testing.assert_allclose(wsekern.sddmm(A, B, W).toarray(), ref, **TOL)
+
+
+def check_csc(rng, dt, it):
+    """The column path (a packed W's CSC, live columns only) at every width, every block."""
+    W = sps.random(61, 97, density=0.2, format="csr", dtype=dt, random_state=3)
+    P = wsekern.pack(W)
+    C = P.T
+    C = wsekern.PackedSparse(C.data, C.indices.astype(it), C.indptr.astype(it), C.shape)
+    Wd = W.toarray().astype(np.float64)
+    for n in WIDTHS:
+        X = rng.standard_normal((97, n)).astype(dt)
+        X[rng.random(97) < 0.5] = 0
+        alive = (X != 0).any(1).astype(np.uint8)
+        for n_block in (1, 5, 32, n):
+            out = np.full((61, n), np.nan, dtype=dt)
+            _spmm.csc_spmm_live(C.data, C.indices, C.indptr, X, alive, out, 2, n_block)
+            np.testing.assert_allclose(out, Wd @ X, **TOL)
+    X = X[:, :16]                          # narrow X: where the dispatcher takes it
+    assert wsekern.spmm_path(P, X) == "csc-skip-rows"
+    np.testing.assert_allclose(wsekern.spmm(P, X), Wd @ X, **TOL)
 
 
 def check_conv(rng, dt):
@@ -98,6 +118,7 @@ if __name__ == "__main__":
         for it in (np.int32, np.int64):
             check_spmm(rng, dt, it)
             check_column_blocks(rng, dt, it)
+            check_csc(rng, dt, it)
         check_compaction(rng, dt)
         check_sddmm(rng, dt)
         check_conv(rng, dt)

@@ -28,6 +28,57 @@ def test_zero_rows_of_X_are_skipped(dtype, n_threads, index_dtype):
                                **tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("N", [1, 16, 33, 64, 70])
+def test_packed_W_skips_zero_rows_of_X_by_its_columns(dtype, n_threads, transpose, N,
+                                                      index_dtype):
+    """Issue 16: a packed W's cached CSC passes over whole columns that meet dead rows of
+    X (no per-nonzero work); every width (blocks of 32 columns and their tails)."""
+    W = random_csr(300, 400, 0.1, dtype, index_dtype)
+    P = wsekern.pack(W)
+    P = wsekern.PackedSparse(P.data, P.indices.astype(index_dtype),
+                             P.indptr.astype(index_dtype), P.shape)
+    K = 300 if transpose else 400
+    X = _x_with_zero_rows(K, N, 0.5, dtype=dtype)
+    assert wsekern.spmm_path(P, X, transpose=transpose) == "csc-skip-rows"
+    ref = reference(W.T if transpose else W, X)
+    np.testing.assert_allclose(wsekern.spmm(P, X, transpose=transpose, n_threads=n_threads),
+                               ref, **tol(dtype))
+
+
+def test_column_path_needs_finite_weights_and_matching_dtype():
+    """An inf weight meeting a dead row must give NaN (inf * 0): the column path would skip
+    that row, so it is not taken; nor for a float32 W meeting a float64 X."""
+    W = random_csr(50, 60, 0.2, np.float64, np.int32)
+    W.data[0] = np.inf
+    X = _x_with_zero_rows(60, 128, 0.5)
+    X[W.indices[0]] = 0
+    P = wsekern.pack(W)
+    assert wsekern.spmm_path(P, X) == "csr-skip-rows"
+    got = wsekern.spmm(P, X)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(W @ X))
+    assert np.isnan(got[0]).all()
+    P32 = wsekern.pack(W.astype(np.float32))
+    P32.set_values(np.ones(P32.nnz))
+    assert wsekern.spmm_path(P32, X) == "csr-skip-rows"
+    np.testing.assert_allclose(wsekern.spmm(P32, X), reference(P32.to_scipy(), X), **tol(
+        np.float64))
+
+
+def test_column_path_only_while_its_buffer_fits_in_L2(monkeypatch):
+    from wsekern import kernels
+    P = wsekern.pack(random_csr(300, 400, 0.1))
+    X = _x_with_zero_rows(400, 64, 0.5)
+    assert wsekern.spmm_path(P, X) == "csc-skip-rows"
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 2 * 300 * kernels.SCATTER_BLOCK * 8 - 8)
+    assert wsekern.spmm_path(P, X) == "csr-skip-rows"
+    np.testing.assert_allclose(wsekern.spmm(P, X), reference(P.to_scipy(), X), **tol(
+        np.float64))
+
+
 def test_narrow_X_keeps_its_zero_rows_when_dropping_them_costs_more():
     """Dropping W's nonzeros that meet zero rows costs a gather each (csr_compact); with 8
     columns the multiply-adds saved are worth less (measured 0.74x of X dense at N=16)."""

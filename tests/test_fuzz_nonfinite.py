@@ -31,6 +31,9 @@ SPMM_PATHS = {
     "csr": dict(densify=1e9, SPARSE_X_DENSITY=-1.0, ZERO_ROW_SKIP_FRACTION=2.0),
     "csr-skip-rows": dict(densify=1e9, csr_compact=-1.0, SPARSE_X_DENSITY=-1.0,
                           ZERO_ROW_SKIP_FRACTION=0.0),
+    # Taken only by a packed W with finite values: else the CSR paths above.
+    "csc-skip-rows": dict(densify=1e9, spmm_scatter_mac=-1.0, SPARSE_X_DENSITY=-1.0,
+                          ZERO_ROW_SKIP_FRACTION=0.0),
 }
 DENSE_W_PATHS = {"blas", "blas-skip-rows", "dense-skip-zeros", "dense-skip-zeros-rows"}
 SPECIAL = [np.nan, np.inf, -np.inf]
@@ -113,6 +116,7 @@ def test_every_spmm_path_is_reached(monkeypatch):
         with monkeypatch.context() as m:
             _force(m, path)
             W = Wd if path in DENSE_W_PATHS else sps.csr_array(Wd)
+            W = wsekern.pack(W) if path == "csc-skip-rows" else W
             Xp = np.where(rng.random(X.shape) < 0.01, X, 0) if path == "csr-sparse-x" else X
             assert wsekern.spmm_path(W, Xp) == path
 

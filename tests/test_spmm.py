@@ -180,3 +180,42 @@ def test_blocked_skip_rows_with_very_few_nonzeros_in_a_child():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scan_rows_counts_and_all_finite_match_numpy(dtype):
+    """The one pass over X the dispatcher decides from (rows, finiteness, exact nonzero
+    count, which replaced a density sample) and the finiteness check of W's values."""
+    from wsekern import _spmm
+    rng = np.random.default_rng(3)
+    for K, N in ((1, 1), (7, 3), (64, 33), (200, 17)):
+        X = (rng.standard_normal((K, N)) * (rng.random((K, N)) < 0.3)).astype(dtype)
+        X[rng.random(K) < 0.3] = 0
+        alive = np.empty(K, np.uint8)
+        kept, finite, nnz = _spmm.scan_rows(X, alive)
+        assert (kept, finite, nnz) == ((X != 0).any(1).sum(), True, np.count_nonzero(X))
+        np.testing.assert_array_equal(alive, (X != 0).any(1))
+        for special in (np.nan, np.inf, -np.inf):
+            Y = X.copy()
+            Y[rng.integers(K), rng.integers(N)] = special
+            assert _spmm.scan_rows(Y, alive)[1] is False
+            flat = Y.ravel().copy()
+            assert _spmm.all_finite(flat) is False
+            assert _spmm.all_finite(np.nan_to_num(flat, nan=1.0, posinf=2.0,
+                                                  neginf=3.0)) is True
+    assert _spmm.all_finite(np.empty(0, dtype)) is True
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_check_csr_range_edges(index_dtype):
+    """The vectorised range check in the index type: the largest int32 index is valid for
+    a wider matrix, and out of range for one exactly that wide; negatives always fail."""
+    from wsekern import _spmm
+    big = 2**31 - 1
+    indptr = np.array([0, 3], index_dtype)
+    indices = np.array([0, 5, big], index_dtype)
+    assert _spmm.check_csr(indptr, indices, big + 6) is None
+    assert f"column index {big} at position 2" in _spmm.check_csr(indptr, indices, big)
+    indices[1] = -1
+    assert "column index -1 at position 1" in _spmm.check_csr(indptr, indices, big + 6)
+    assert "column index 0 at position 0" in _spmm.check_csr(indptr, indices[:3] * 0, 0)

@@ -58,8 +58,10 @@ def _spmm_rows(cases, repeat):
 
 
 def _dead_rows(cases, repeat):
-    """Half of X's rows zero against X dense, W 90 % zeros."""
+    """Half of X's rows zero against X dense, W 90 % zeros, as a SciPy CSR and packed (whose
+    cached CSC lets whole columns meeting dead rows be passed over)."""
     from .kernels import spmm, spmm_path
+    from .sparse import pack
     rows = []
     for M, K, N, zeros in cases:
         if zeros != 0.9:
@@ -69,9 +71,10 @@ def _dead_rows(cases, repeat):
         X = rng.standard_normal((K, N)).astype(np.float32)
         Xd = X.copy()
         Xd[rng.permutation(K)[:K // 2]] = 0
-        t = interleaved_medians({"dense": lambda: spmm(W, X, n_threads=1),
-                                 "dead": lambda: spmm(W, Xd, n_threads=1)}, repeat)
-        rows.append({"M": M, "K": K, "N": N, "path": spmm_path(W, Xd), **t})
+        for form, Wf in (("csr", W), ("packed", pack(W))):
+            t = interleaved_medians({"dense": lambda: spmm(Wf, X, n_threads=1),
+                                     "dead": lambda: spmm(Wf, Xd, n_threads=1)}, repeat)
+            rows.append({"M": M, "K": K, "N": N, "W": form, "path": spmm_path(Wf, Xd), **t})
     return rows
 
 
@@ -158,7 +161,8 @@ def _print_result(res, out):
             f"{r['numpy'] / r['wsekern']:7.2f}")
     out("  X with half its rows zero vs X dense (fp32, W 90 % zeros):")
     for r in res["dead_rows"]:
-        out(f"  {r['M']:5d}x{r['K']:<5d} x {r['N']:<5d} {r['path']:>16} dense "
+        out(f"  {r['M']:5d}x{r['K']:<5d} x {r['N']:<5d} {r.get('W', 'csr'):>6} "
+            f"{r['path']:>14} dense "
             f"{r['dense'] * 1e3:7.2f} ms, half dead {r['dead'] * 1e3:7.2f} ms, "
             f"speed-up {r['dense'] / r['dead']:5.2f}x")
     out("  sddmm vs NumPy (A @ B.T)[pattern] and a gather + row-dot (einsum):")

@@ -29,6 +29,12 @@ class CostTable:
     # + compress: 1.3-2.4 ns on Zen 3's AVX2); the skip pays only when this is less than
     # the multiply-adds it saves, (zero rows / K) * N * spmm_mac per stored weight.
     csr_compact: float = 2.0
+    # the column (CSC) path for a packed W meeting zero rows of X, per multiply-add of the
+    # live columns: each adds into rows of an L2 buffer (read-modify-write), so dearer per
+    # MAC than spmm_mac (1.5x on Zen 3's AVX2, 1.7-1.9x baseline: 1024^2 x 256, 4096^2 x 64,
+    # half of X's rows zero), but no work at all for the nonzeros meeting dead rows: it
+    # wins for narrow X (N up to ~80 at half the rows dead), where compaction does not pay.
+    spmm_scatter_mac: float = 0.116
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.
@@ -36,14 +42,14 @@ TABLES = {
     # Zen 3 (AMD EPYC, family 25 model 1), 2 cores, 512 KiB L2/core: measured here.
     ("zen3", "avx2"): CostTable("zen3/avx2", 0.022, 0.075, 0.34, 0.16, (0.0, 2.2), (0.3, 1.2)),
     ("zen3", "baseline"): CostTable("zen3/baseline", 0.022, 0.13, 1.35, 0.16, (0.2, 3.2),
-                                    (1.1, 3.5), csr_compact=4.0),
+                                    (1.1, 3.5), csr_compact=4.0, spmm_scatter_mac=0.234),
     # The AVX-512 machine the kernels were first tuned on (SIMD compress for the scan).
     (None, "avx512"): CostTable("default/avx512", 0.02, 0.065, 0.25, 0.5, (0.1, 1.45),
-                                (0.2, 1.25)),
+                                (0.2, 1.25), spmm_scatter_mac=0.1),
     # Other CPUs on the AVX2 and baseline paths: the Zen 3 rates, the only ones measured.
     (None, "avx2"): CostTable("default/avx2", 0.022, 0.075, 0.34, 0.16, (0.0, 2.2), (0.3, 1.2)),
     (None, "baseline"): CostTable("default/baseline", 0.022, 0.13, 1.35, 0.16, (0.2, 3.2),
-                                  (1.1, 3.5), csr_compact=4.0),
+                                  (1.1, 3.5), csr_compact=4.0, spmm_scatter_mac=0.234),
 }
 
 
@@ -56,18 +62,24 @@ def _named(name):
 
 
 _cache = {}
+_simd_in_use = []     # SIMD_PATH, read once (every spmm call asks for the table)
 
 
 def cost_table(simd=None):
     """The cost table for this CPU on the SIMD path in use (or ``simd``)."""
-    from .simd_path import SIMD_PATH
-    simd = simd or SIMD_PATH
-    override = os.environ.get("WSEKERN_COSTS", "").strip()
-    key = (override, simd)
-    if key not in _cache:
+    if simd is None:
+        if not _simd_in_use:
+            from .simd_path import SIMD_PATH
+            _simd_in_use.append(SIMD_PATH)
+        simd = _simd_in_use[0]
+    raw = os.environ.get("WSEKERN_COSTS", "")
+    table = _cache.get((raw, simd))
+    if table is None:
+        override = raw.strip()
         if override:
-            _cache[key] = _named(override)
+            table = _named(override)
         else:
             uarch = cpu_info()["uarch"]
-            _cache[key] = TABLES.get((uarch, simd)) or TABLES[(None, simd)]
-    return _cache[key]
+            table = TABLES.get((uarch, simd)) or TABLES[(None, simd)]
+        _cache[(raw, simd)] = table
+    return table

@@ -124,8 +124,8 @@ def spmm_path(W, X, *, transpose=False):
     Returns
     -------
     str
-        One of ``"csr"``, ``"csr-skip-rows"``, ``"csr-sparse-x"``, ``"dense-skip-zeros"``,
-        ``"blas"``, ``"blas-skip-rows"``, ``"blas-densified"``.
+        One of ``"csr"``, ``"csr-skip-rows"``, ``"csc-skip-rows"``, ``"csr-sparse-x"``,
+        ``"dense-skip-zeros"``, ``"blas"``, ``"blas-skip-rows"``, ``"blas-densified"``.
     """
     return _spmm_impl(W, X, transpose, None, 1)[1]
 
@@ -164,7 +164,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         return out, "empty"
 
     alive = np.empty(K, dtype=np.uint8)
-    n_alive, x_finite = _spmm.scan_rows(Xc, alive)
+    n_alive, x_finite, x_nnz = _spmm.scan_rows(Xc, alive)
     skip_rows = n_alive <= K * (1 - ZERO_ROW_SKIP_FRACTION)
     k_live = n_alive if skip_rows else K
 
@@ -184,7 +184,6 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         _spmm.dense_spmm(Wop, X_live, out2, alive, remap, threads)
         return out, "dense-skip-zeros" + ("-rows" if skip_rows else "")
 
-    w_finite = W.all_finite if isinstance(W, PackedSparse) else bool(np.isfinite(data).all())
     nnz = len(data)
     t_sparse = nnz * (k_live / K) * N * cost.spmm_mac
     # Densified, W's unstored zeros would meet X's inf/NaN (0 * inf = NaN): X must be finite.
@@ -192,8 +191,10 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         dense = np.empty((M, K), dtype=dtype)
         _spmm.csr_to_dense(data, indices, indptr, dense, resolve_threads(n_threads, M * K))
         return out, _blas(dense, Xc, alive, skip_rows, out2) + "-densified"
-    # Single zeros of X may be skipped only when no stored weight is inf/NaN (inf * 0 = NaN).
-    if w_finite and _estimate_density(Xc) < SPARSE_X_DENSITY:
+    # Single zeros of X may be skipped only when no stored weight is inf/NaN (inf * 0 = NaN);
+    # X's density is exact (scan_rows counted), W's finiteness read only when it matters.
+    if x_nnz < SPARSE_X_DENSITY * K * N and (
+            W.all_finite if isinstance(W, PackedSparse) else _spmm.all_finite(data)):
         x_data, x_indices, x_indptr = dense_to_csr(Xc)
         x_indices = x_indices.astype(indptr.dtype, copy=False)
         x_indptr = x_indptr.astype(indptr.dtype, copy=False)
@@ -203,7 +204,22 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         return out, "csr-sparse-x"
     threads = resolve_threads(n_threads, nnz * N)
     # Dropping the nonzeros that meet zero rows costs a gather per nonzero: narrow X loses.
-    if skip_rows and cost.csr_compact < (K - n_alive) / K * N * cost.spmm_mac:
+    compact_pays = cost.csr_compact < (K - n_alive) / K * N * cost.spmm_mac
+    # Its (M, SCATTER_BLOCK) buffer must sit in L2: at 4096^2 x 64 fp32 (512 KiB, all of
+    # Zen 3's L2) the column path lost to csr-skip-rows in 3 of 4 table runs.
+    csc = None
+    if skip_rows and M * SCATTER_BLOCK * Xc.itemsize <= l2_bytes() // 2:
+        csc = _csc_for_live_columns(W, transpose, dtype)
+    if csc is not None:
+        t_csr = nnz * N * cost.spmm_mac
+        if compact_pays:
+            t_csr = nnz * (cost.csr_compact + n_alive / K * N * cost.spmm_mac)
+        if nnz * n_alive / K * N * cost.spmm_scatter_mac < t_csr:
+            _spmm.csc_spmm_live(csc.data, csc.indices, csc.indptr, Xc, alive, out2,
+                                resolve_threads(n_threads, nnz * n_alive / K * N),
+                                SCATTER_BLOCK)
+            return out, "csc-skip-rows"
+    if skip_rows and compact_pays:
         X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
         _spmm.csr_spmm(data, indices, indptr, X_live, out2, remap, threads,
                        column_block(n_alive + 1, N, X_live.itemsize))
@@ -211,6 +227,20 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads,
                    column_block(K, N, Xc.itemsize))
     return out, "csr"
+
+
+# Columns of out per block of the CSC path: its (M, 32) buffer stayed in L2 and beat 16 and
+# 64 in most cells at 1024^2 x {16, 64, 256} and 4096^2 x 64 on Zen 3, both paths.
+SCATTER_BLOCK = 32
+
+
+def _csc_for_live_columns(W, transpose, dtype):
+    """W's CSC (as a PackedSparse over its columns) when the column path may run: W packed
+    (the CSC is its transpose, built once and cached; with ``transpose`` it is W itself),
+    values of ``dtype`` and all finite (a skipped dead row would lose inf * 0 = NaN)."""
+    if not isinstance(W, PackedSparse) or W.dtype != dtype or not W.all_finite:
+        return None
+    return W if transpose else W.transpose()
 
 
 # The widest register tile of each SIMD path's CSR kernel, in bytes (8 vectors).
