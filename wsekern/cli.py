@@ -26,7 +26,7 @@ def _cmd_bench(args):
     if args.kernel == "train":
         from .bench_train import bench_train
         for t in args.threads:
-            bench_train(threads=t, scale=args.scale, repeat=args.repeat or 3)
+            bench_train(threads=t, scale=args.scale, repeat=args.repeat or 3, only=args.only)
     if args.kernel == "conv":
         for t in args.threads:
             shape = tuple(args.size) if args.size else (8, 64, 32)
@@ -313,6 +313,9 @@ def build_parser():
                         "epochs)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="train: multiply every case's samples by this (0.1 for a quick look)")
+    p.add_argument("--only", nargs="+", metavar="TEXT",
+                   help="train: only the cases whose name contains one of these (any case), "
+                        "e.g. --only 'char GPT'")
     p.add_argument("--table", action="store_true",
                    help="spmm: the cross-CPU table (fp32/fp64, N = 16 to 1024, 50/90%% zeros) on "
                         "the default SIMD path and each path forced, 1 thread, with sddmm")
