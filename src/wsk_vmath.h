@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <stddef.h>
+#include <math.h>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) \
     && !defined(WSK_NO_DISPATCH)
@@ -123,6 +124,35 @@ static ATTR void wsk_gelu_f32_##SFX(const float* x, float* out, float* d, ptrdif
         memcpy(out + i, os, (size_t)(n - i) * sizeof(float));                            \
         memcpy(d + i, ds, (size_t)(n - i) * sizeof(float));                              \
     }                                                                                    \
+}                                                                                        \
+                                                                                         \
+/* out[i] = exp(s[i] - shift) for shift >= max(s) (a softmax row); returns their sum,  \
+   added in LANES partial sums. */                                                       \
+static ATTR float wsk_exp_shift_f32_##SFX(const float* s, float shift, float* out,      \
+                                          ptrdiff_t n)                                   \
+{                                                                                        \
+    VF acc = (VF){0};                                                                    \
+    ptrdiff_t i = 0;                                                                     \
+    for (; i + LANES <= n; i += LANES) {                                                 \
+        VF a;                                                                            \
+        memcpy(&a, s + i, sizeof(VF));                                                   \
+        a = wsk_expneg_##SFX(a - shift);                                                 \
+        memcpy(out + i, &a, sizeof(VF));                                                 \
+        acc += a;                                                                        \
+    }                                                                                    \
+    float total = 0.0f;                                                                  \
+    if (i < n) {                                                                         \
+        float xs[LANES], os[LANES];                                                      \
+        for (int l = 0; l < LANES; l++) xs[l] = i + l < n ? s[i + l] - shift : -INFINITY; \
+        VF a;                                                                            \
+        memcpy(&a, xs, sizeof(VF));                                                      \
+        a = wsk_expneg_##SFX(a);                                                         \
+        memcpy(os, &a, sizeof(VF));                                                      \
+        for (int l = 0; l < LANES && i + l < n; l++) out[i + l] = os[l];                 \
+        acc += a;                                                                        \
+    }                                                                                    \
+    for (int l = 0; l < LANES; l++) total += acc[l];                                     \
+    return total;                                                                        \
 }
 
 typedef float wsk_vm_f4 __attribute__((vector_size(16)));
@@ -164,6 +194,14 @@ static void wsk_gelu_f32(const float* x, float* out, float* d, ptrdiff_t n)
     }
 #endif
     wsk_gelu_f32_base(x, out, d, n);
+}
+
+static float wsk_exp_shift_f32(const float* s, float shift, float* out, ptrdiff_t n)
+{
+#if WSK_VM_X86
+    if (wsk_vm_v3) return wsk_exp_shift_f32_v3(s, shift, out, n);
+#endif
+    return wsk_exp_shift_f32_base(s, shift, out, n);
 }
 
 #endif
