@@ -26,7 +26,7 @@ def layer_norm_forward(const floating[:, ::1] x, const floating[::1] gamma,
     mean and rstd = 1 / sqrt(var + eps). Sums in double whatever the input (the float32
     rows then agree with PyTorch's to a few ulp); the variance from the centred values."""
     cdef Py_ssize_t n = x.shape[0], d = x.shape[1], i, j
-    cdef double m, var, r, c
+    cdef double m, var, r
     _expect("gamma", (gamma.shape[0],), (d,))
     _expect("beta", (beta.shape[0],), (d,))
     _expect("out", (out.shape[0], out.shape[1]), (n, d))
@@ -34,19 +34,47 @@ def layer_norm_forward(const floating[:, ::1] x, const floating[::1] gamma,
     _expect("rstd", (rstd.shape[0],), (n,))
     with nogil:
         for i in range(n):
-            m = 0
-            for j in range(d):
-                m += x[i, j]
-            m /= d
-            var = 0
-            for j in range(d):
-                c = x[i, j] - m
-                var += c * c
-            r = 1.0 / sqrt(var / d + eps)
+            m = _row_sum(&x[i, 0], d, 0.0, False) / d if d else 0
+            var = _row_sum(&x[i, 0], d, m, True) / d if d else 0
+            r = 1.0 / sqrt(var + eps)
             mean[i] = m
             rstd[i] = r
             for j in range(d):
                 out[i, j] = <floating>((x[i, j] - m) * r) * gamma[j] + beta[j]
+
+
+cdef inline double _row_sum(const floating* v, Py_ssize_t d, double centre,
+                           bint squares) noexcept nogil:
+    """sum(v), or with squares sum((v - centre)^2), in double; four partial sums so that
+    the additions do not wait on each other."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, c0, c1, c2, c3
+    cdef Py_ssize_t j = 0
+    if not squares:
+        while j + 4 <= d:
+            s0 += v[j]
+            s1 += v[j + 1]
+            s2 += v[j + 2]
+            s3 += v[j + 3]
+            j += 4
+        while j < d:
+            s0 += v[j]
+            j += 1
+    else:
+        while j + 4 <= d:
+            c0 = v[j] - centre
+            c1 = v[j + 1] - centre
+            c2 = v[j + 2] - centre
+            c3 = v[j + 3] - centre
+            s0 += c0 * c0
+            s1 += c1 * c1
+            s2 += c2 * c2
+            s3 += c3 * c3
+            j += 4
+        while j < d:
+            c0 = v[j] - centre
+            s0 += c0 * c0
+            j += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 def layer_norm_backward(const floating[:, ::1] g, const floating[:, ::1] x,
@@ -57,7 +85,7 @@ def layer_norm_backward(const floating[:, ::1] g, const floating[:, ::1] x,
     and dgamma, dbeta (added to, in double). With xhat = (x - mean) * rstd and
     gg = g * gamma: dx = rstd * (gg - mean(gg) - xhat * mean(gg * xhat)) per row."""
     cdef Py_ssize_t n = x.shape[0], d = x.shape[1], i, j
-    cdef double m, r, xh, gg, a, b
+    cdef double m, r, xh, a, b
     _expect("g", (g.shape[0], g.shape[1]), (n, d))
     _expect("dx", (dx.shape[0], dx.shape[1]), (n, d))
     _expect("gamma", (gamma.shape[0],), (d,))
@@ -69,13 +97,9 @@ def layer_norm_backward(const floating[:, ::1] g, const floating[:, ::1] x,
         for i in range(n):
             m = mean[i]
             r = rstd[i]
-            a = 0
-            b = 0
+            _grad_sums(&g[i, 0], &x[i, 0], &gamma[0], m, r, d, &a, &b)
             for j in range(d):
                 xh = (x[i, j] - m) * r
-                gg = <double>g[i, j] * gamma[j]
-                a += gg
-                b += gg * xh
                 dgamma[j] += g[i, j] * xh
                 dbeta[j] += g[i, j]
             a /= d
@@ -83,6 +107,29 @@ def layer_norm_backward(const floating[:, ::1] g, const floating[:, ::1] x,
             for j in range(d):
                 xh = (x[i, j] - m) * r
                 dx[i, j] = <floating>(r * (<double>g[i, j] * gamma[j] - a - xh * b))
+
+
+cdef inline void _grad_sums(const floating* g, const floating* x, const floating* gamma,
+                            double m, double r, Py_ssize_t d, double* a,
+                            double* b) noexcept nogil:
+    """a = sum(g * gamma), b = sum(g * gamma * xhat) over a row, in double, two partial
+    sums each (independent additions)."""
+    cdef double a0 = 0, a1 = 0, b0 = 0, b1 = 0, gg0, gg1
+    cdef Py_ssize_t j = 0
+    while j + 2 <= d:
+        gg0 = <double>g[j] * gamma[j]
+        gg1 = <double>g[j + 1] * gamma[j + 1]
+        a0 += gg0
+        a1 += gg1
+        b0 += gg0 * ((x[j] - m) * r)
+        b1 += gg1 * ((x[j + 1] - m) * r)
+        j += 2
+    if j < d:
+        gg0 = <double>g[j] * gamma[j]
+        a0 += gg0
+        b0 += gg0 * ((x[j] - m) * r)
+    a[0] = a0 + a1
+    b[0] = b0 + b1
 
 
 cdef inline void _gemm(char ta, char tb, int m, int n, int k, floating alpha,

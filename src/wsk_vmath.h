@@ -167,7 +167,7 @@ WSK_DEFINE_GELU(v3, wsk_vm_f8, wsk_vm_i8, 8, __attribute__((target("arch=x86-64-
 static int wsk_vm_v3 = 0;
 
 /* Picks the widest version this CPU runs; called once, when the module is imported. */
-static const char* wsk_vmath_init(void)
+static __attribute__((unused)) const char* wsk_vmath_init(void)
 {
 #if WSK_VM_X86
     __builtin_cpu_init();
@@ -178,14 +178,14 @@ static const char* wsk_vmath_init(void)
 
 /* Tests run both versions: use the vector version ``v3`` (1) or the baseline (0); the
    CPU must support the one asked. Returns the path now in use. */
-static const char* wsk_vmath_use(int v3)
+static __attribute__((unused)) const char* wsk_vmath_use(int v3)
 {
     wsk_vmath_init();
     wsk_vm_v3 = wsk_vm_v3 && v3;
     return wsk_vm_v3 ? "avx2" : "baseline";
 }
 
-static void wsk_gelu_f32(const float* x, float* out, float* d, ptrdiff_t n)
+static __attribute__((unused)) void wsk_gelu_f32(const float* x, float* out, float* d, ptrdiff_t n)
 {
 #if WSK_VM_X86
     if (wsk_vm_v3) {
@@ -196,7 +196,7 @@ static void wsk_gelu_f32(const float* x, float* out, float* d, ptrdiff_t n)
     wsk_gelu_f32_base(x, out, d, n);
 }
 
-static float wsk_exp_shift_f32(const float* s, float shift, float* out, ptrdiff_t n)
+static __attribute__((unused)) float wsk_exp_shift_f32(const float* s, float shift, float* out, ptrdiff_t n)
 {
 #if WSK_VM_X86
     if (wsk_vm_v3) return wsk_exp_shift_f32_v3(s, shift, out, n);
