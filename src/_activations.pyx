@@ -33,6 +33,7 @@ def gelu(const floating[::1] x, floating[::1] out, floating[::1] d, int n_thread
     -inf gives NaN (-inf * 0), as the plain formula does."""
     cdef Py_ssize_t i, n = x.shape[0], chunk, lo, hi
     cdef int c, n_chunks
+    cdef double v, cdf
     if n == 0:
         return
     if floating is float:

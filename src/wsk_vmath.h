@@ -185,7 +185,8 @@ static __attribute__((unused)) const char* wsk_vmath_use(int v3)
     return wsk_vm_v3 ? "avx2" : "baseline";
 }
 
-static __attribute__((unused)) void wsk_gelu_f32(const float* x, float* out, float* d, ptrdiff_t n)
+static __attribute__((unused)) void wsk_gelu_f32(const float* x, float* out, float* d,
+                                                 ptrdiff_t n)
 {
 #if WSK_VM_X86
     if (wsk_vm_v3) {
@@ -196,7 +197,8 @@ static __attribute__((unused)) void wsk_gelu_f32(const float* x, float* out, flo
     wsk_gelu_f32_base(x, out, d, n);
 }
 
-static __attribute__((unused)) float wsk_exp_shift_f32(const float* s, float shift, float* out, ptrdiff_t n)
+static __attribute__((unused)) float wsk_exp_shift_f32(const float* s, float shift, float* out,
+                                                       ptrdiff_t n)
 {
 #if WSK_VM_X86
     if (wsk_vm_v3) return wsk_exp_shift_f32_v3(s, shift, out, n);

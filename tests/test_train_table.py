@@ -19,3 +19,15 @@ def test_bench_train_rows_at_a_tiny_scale():
 def test_bench_train_refuses_absurd_knobs(kwargs):
     with pytest.raises(ValueError, match="scale must be > 0"):
         bench_train(**kwargs, cases=())
+
+
+def test_only_selects_rows_by_name_and_refuses_a_name_that_matches_none():
+    from wsekern.bench_train import select_cases
+    assert [c.name for c in select_cases(["char gpt 2x d128, batch"])] == \
+        ["char GPT 2x d128, batch 32 (30 steps)"]
+    assert len(select_cases(["GPT", "digits"])) == 3
+    assert select_cases(None) == tuple(CASES)
+    with pytest.raises(ValueError, match="matches no training case; the cases are: MLP"):
+        select_cases(["resnet"])
+    with pytest.raises(ValueError, match="'resnet'"):
+        bench_train(cases=CASES, only=["resnet"], out=lambda s: None)
