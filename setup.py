@@ -26,6 +26,7 @@ EXTENSIONS = [
     Extension("wsekern._conv", ["src/_conv.pyx"]),
     Extension("wsekern._nhwc", ["src/_nhwc.pyx"]),
     Extension("wsekern._activations", ["src/_activations.pyx"]),
+    Extension("wsekern._transformer", ["src/_transformer.pyx"]),
     Extension("wsekern._event", ["src/_event.pyx"]),
     Extension("wsekern._pipeline", ["src/_pipeline.pyx"]),
     Extension("wsekern._screen", ["src/_screen.pyx"], extra_compile_args=["-ffp-contract=off"]),

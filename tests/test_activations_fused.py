@@ -57,3 +57,56 @@ def test_gelu_matches_torch_when_installed():
     np.testing.assert_allclose(activations.gelu(Tensor(v)).data, yt.detach().numpy(),
                                rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(x.grad, vt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(params=["avx2", "baseline"])
+def simd_path(request):
+    """Each float32 path of src/wsk_vmath.h (avx2 skipped where the CPU lacks it)."""
+    from wsekern import _activations
+    before = _activations.SIMD_PATH
+    if _activations.use_simd_path(request.param) != request.param:
+        _activations.use_simd_path(before)
+        pytest.skip(f"this CPU cannot run the {request.param} path")
+    yield request.param
+    _activations.use_simd_path(before)
+
+
+def test_gelu_float32_polynomials_on_both_paths(simd_path):
+    """The vectorised Phi (wsk_vmath.h) against SciPy's erfc in double, over the range
+    where it switches between its two forms and far into both tails; every length mod 8
+    so the padded last vector is covered."""
+    from scipy.special import erfc
+
+    from wsekern import _activations
+    v = np.concatenate([np.linspace(-14, 14, 280001), [0.6 * np.sqrt(2)] * 3,
+                        np.nextafter(np.float32(0.6 * np.sqrt(2)), [0, 2])]).astype(np.float32)
+    for n in (len(v), len(v) - 1, len(v) - 3, 5, 1):
+        out, d = np.empty(n, np.float32), np.empty(n, np.float32)
+        _activations.gelu(v[:n], out, d, 1)
+        vd = v[:n].astype(np.float64)
+        phi = 0.5 * erfc(-vd / np.sqrt(2))
+        pdf = np.exp(-0.5 * vd * vd) / np.sqrt(2 * np.pi)
+        np.testing.assert_allclose(out, vd * phi, rtol=1e-6, atol=2e-7 * np.abs(vd).max())
+        np.testing.assert_allclose(d, phi + vd * pdf, rtol=0, atol=4e-7)
+        # the negative tail keeps its relative precision (0.5 * (1 + erff) loses it all)
+        tail = (vd < -3) & (vd > -9)
+        np.testing.assert_allclose(out[tail], (vd * phi)[tail], rtol=1e-5)
+
+
+def test_gelu_float32_non_finite_on_both_paths(simd_path):
+    from wsekern import _activations
+    v = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, 87.0, -87.0, 100.0, -100.0,
+                  np.finfo(np.float32).max, -np.finfo(np.float32).max], dtype=np.float32)
+    out, d = np.empty_like(v), np.empty_like(v)
+    _activations.gelu(v, out, d, 1)
+    assert np.isnan(out[0]) and np.isnan(d[0])
+    assert out[1] == np.inf and np.isnan(out[2])            # inf * 1 and -inf * 0
+    np.testing.assert_array_equal(out[3:], np.array([0, 0, v[5] / 2, 87, 0, 100, 0, v[10], 0],
+                                                    dtype=np.float32))
+    np.testing.assert_array_equal(d[3:10], [0.5, 0.5, 0.5, 1, 0, 1, 0])
+
+
+def test_use_simd_path_refuses_unknown_names():
+    from wsekern import _activations
+    with pytest.raises(ValueError, match="'avx2' or 'baseline'"):
+        _activations.use_simd_path("avx512")

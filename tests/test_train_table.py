@@ -29,5 +29,17 @@ def test_bench_train_only_filters_rows_and_names_them_when_none_match(monkeypatc
                          "steps": 1, "samples": 1})
     bench_train(only="90% SPARSE", out=lambda line: None)
     assert measured and all("90% sparse" in name for name in measured)
-    with pytest.raises(ValueError, match="matches no row; the rows are: MLP"):
+    with pytest.raises(ValueError, match="matches no training case; the cases are: MLP"):
         bench_train(only="no such row", out=lambda line: None)
+
+
+def test_only_selects_rows_by_name_and_refuses_a_name_that_matches_none():
+    from wsekern.bench_train import select_cases
+    assert [c.name for c in select_cases(["char gpt 2x d128, batch"])] == \
+        ["char GPT 2x d128, batch 32 (30 steps)"]
+    assert len(select_cases(["GPT", "digits"])) == 3
+    assert select_cases(None) == tuple(CASES)
+    with pytest.raises(ValueError, match="matches no training case; the cases are: MLP"):
+        select_cases(["resnet"])
+    with pytest.raises(ValueError, match="'resnet'"):
+        bench_train(cases=CASES, only=["resnet"], out=lambda s: None)

@@ -272,17 +272,27 @@ def measure(case, threads=1, repeat=3, torch=None):
             "steps": steps, "samples": len(x)}
 
 
+def select_cases(only, cases=CASES):
+    """The cases whose name contains any of the strings ``only`` (case-insensitive); all of
+    them when ``only`` is empty or None. A string that matches no case is refused, naming
+    the cases there are."""
+    if not only:
+        return tuple(cases)
+    only = [only] if isinstance(only, str) else list(only)
+    for want in only:
+        if not any(want.lower() in c.name.lower() for c in cases):
+            names = "; ".join(c.name for c in cases)
+            raise ValueError(f"--only {want!r} matches no training case; the cases are: {names}")
+    return tuple(c for c in cases if any(w.lower() in c.name.lower() for w in only))
+
+
 def bench_train(threads=1, scale=1.0, repeat=3, cases=CASES, out=print, only=None):
-    """Print the training table (the rows whose name contains ``only``, when given);
-    return its rows as dicts."""
+    """Print the training table; return its rows as dicts. ``only``: substrings of the case
+    names to run (see :func:`select_cases`)."""
     if not scale > 0 or int(repeat) < 1:
         raise ValueError(f"scale must be > 0 and repeat >= 1; received scale={scale!r}, "
                          f"repeat={repeat!r}")
-    if only is not None:
-        cases = [c for c in cases if only.lower() in c.name.lower()]
-        if not cases:
-            names = "; ".join(c.name for c in CASES)
-            raise ValueError(f"--only {only!r} matches no row; the rows are: {names}")
+    cases = select_cases(only, cases)
     torch = _optional("torch")
     out(machine_line())
     out(f"training, {threads} thread(s), best of {repeat} interleaved runs, same batches "

@@ -316,8 +316,9 @@ def build_parser():
                         "epochs)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="train: multiply every case's samples by this (0.1 for a quick look)")
-    p.add_argument("--only", default=None, metavar="TEXT",
-                   help="train: only the rows whose name contains TEXT (case-insensitive)")
+    p.add_argument("--only", nargs="+", metavar="TEXT",
+                   help="train: only the cases whose name contains one of these (any case), "
+                        "e.g. --only 'char GPT'")
     p.add_argument("--table", action="store_true",
                    help="spmm: the cross-CPU table (fp32/fp64, N = 16 to 1024, 50/90%% zeros) on "
                         "the default SIMD path and each path forced, 1 thread, with sddmm")

@@ -7,6 +7,7 @@ take ``sparsity`` and pruning like any Dense).
 import numpy as np
 import scipy.sparse as sps
 
+from ... import _transformer
 from .. import activations, utils
 from ..tensor import Tensor, add, reshape, transpose
 from .base import Layer, keras_mask, mask_array
@@ -177,6 +178,54 @@ def attention(q, k, v, mask=None, dropout=0.0, training=False):
     return Tensor(out.astype(q.dtype, copy=False), parents=(q, k, v), backward=backward), p
 
 
+# p, the attention weights kept for the backward pass, above this many bytes is refused
+ATTENTION_WEIGHTS_LIMIT = 8 * 2**30
+
+
+def attention_heads_last(q, k, v, causal=False):
+    """softmax(q k^T / sqrt(dk), causal: query i sees keys j <= i + Tk - Tq) v for q
+    (B, Tq, heads, dk), k (B, Tk, heads, dk), v (B, Tk, heads, dv) - the layout the
+    projections produce, so neither the inputs nor the output (B, Tq, heads, dv) is
+    transposed. Forward and backward are src/_transformer.pyx (BLAS per batch and head,
+    the softmax in one pass per row). float32 or float64, every size positive, Tk >= Tq
+    when causal (:func:`heads_last_applies`)."""
+    qd, kd, vd = (np.ascontiguousarray(t.data) for t in (q, k, v))
+    B, Tq, H, dk = qd.shape
+    Tk, dv = kd.shape[1], vd.shape[3]
+    if not (kd.shape == (B, Tk, H, dk) and vd.shape == (B, Tk, H, dv)
+            and qd.dtype == kd.dtype == vd.dtype):
+        raise ValueError(f"attention needs q (B, Tq, heads, dk), k (B, Tk, heads, dk) and v "
+                         f"(B, Tk, heads, dv) of one dtype; received {qd.shape} {qd.dtype}, "
+                         f"{kd.shape} {kd.dtype}, {vd.shape} {vd.dtype}")
+    weights = B * H * Tq * Tk * qd.itemsize
+    if weights > ATTENTION_WEIGHTS_LIMIT:
+        raise MemoryError(f"attention over {B} x {H} heads x {Tq} x {Tk} keeps "
+                          f"{weights / 2**30:.1f} GiB of weights for the backward pass (limit "
+                          f"{ATTENTION_WEIGHTS_LIMIT / 2**30:.0f} GiB); use smaller batches")
+    scale = float(1.0 / np.sqrt(dk))
+    p = np.empty((B, H, Tq, Tk), qd.dtype)                                  # (B, h, Tq, Tk)
+    out = np.empty((B, Tq, H, dv), qd.dtype)                                # (B, Tq, h, dv)
+    _transformer.attention_forward(qd, kd, vd, scale, bool(causal), p, out)
+
+    def backward(g):
+        g = np.ascontiguousarray(g, dtype=qd.dtype)                         # (B, Tq, h, dv)
+        dq, dk_, dv_ = np.empty_like(qd), np.empty_like(kd), np.empty_like(vd)
+        _transformer.attention_backward(g, qd, kd, vd, p, scale, dq, dk_, dv_,
+                                        np.empty((Tq, Tk), qd.dtype))
+        q.accumulate(dq)
+        k.accumulate(dk_)
+        v.accumulate(dv_)
+    return Tensor(out, parents=(q, k, v), backward=backward)
+
+
+def heads_last_applies(dtype, B, Tq, Tk, dk, dv, causal, mask, dropout):
+    """Whether :func:`attention_heads_last` computes this attention: no mask but the
+    causal one, no dropout, float32/float64 and every size positive (Tk >= Tq if causal).
+    Anything else takes :func:`attention`."""
+    return (mask is None and not dropout and np.dtype(dtype) in (np.float32, np.float64)
+            and min(B, Tq, Tk, dk, dv) > 0 and (Tk >= Tq or not causal))
+
+
 def attention_reference(q, k, v, mask=None):
     """The readable version, composed of autograd ops (for checking the fused one)."""
     from ..tensor import matmul
@@ -275,15 +324,22 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"layer {self.name!r} expects queries with {self.input_shape[-1]} "
                              f"features; received shape {query.shape}")
         B, Tq, Tk = query.shape[0], query.shape[1], key.shape[1]
-        q = self._heads(self.query_dense(query, training=training), self.key_dim)   # (B, h, Tq, k)
-        k = self._heads(self.key_dense(key, training=training), self.key_dim)       # (B, h, Tk, k)
-        v = self._heads(self.value_dense(value, training=training), self.value_dim)  # (B, h, Tk, v)
-        mask = _combine_masks(attention_mask, use_causal_mask, B, Tq, Tk)
-        out, _ = attention(q, k, v, mask, self.dropout, training)                    # (B, h, Tq, v)
-        self.last_attention = (B, self.num_heads, Tq, Tk, self.key_dim, self.value_dim)
-        out = reshape(transpose(out, (0, 2, 1, 3)),
-                      (B, Tq, self.num_heads * self.value_dim))                      # (B, Tq, h*v)
-        return self.output_dense(out, training=training)
+        h, kd, vd = self.num_heads, self.key_dim, self.value_dim
+        q = self.query_dense(query, training=training)                       # (B, Tq, h*k)
+        k = self.key_dense(key, training=training)                           # (B, Tk, h*k)
+        v = self.value_dense(value, training=training)                       # (B, Tk, h*v)
+        if q.dtype == k.dtype == v.dtype and heads_last_applies(
+                q.dtype, B, Tq, Tk, kd, vd, use_causal_mask, attention_mask,
+                self.dropout if training else 0):
+            out = attention_heads_last(reshape(q, (B, Tq, h, kd)), reshape(k, (B, Tk, h, kd)),
+                                       reshape(v, (B, Tk, h, vd)), use_causal_mask)
+        else:
+            mask = _combine_masks(attention_mask, use_causal_mask, B, Tq, Tk)
+            out, _ = attention(self._heads(q, kd), self._heads(k, kd), self._heads(v, vd),
+                               mask, self.dropout, training)                 # (B, h, Tq, v)
+            out = transpose(out, (0, 2, 1, 3))                               # (B, Tq, h, v)
+        self.last_attention = (B, h, Tq, Tk, kd, vd)
+        return self.output_dense(reshape(out, (B, Tq, h * vd)), training=training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self._output_dim or input_shape[-1],)

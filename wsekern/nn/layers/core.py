@@ -8,6 +8,7 @@ from .. import activations, utils
 from ..placed import placement_of
 from ..tensor import Tensor, reshape
 from .base import Layer
+from .linear import linear, linear_applies
 
 
 class InputLayer(Layer):
@@ -117,6 +118,12 @@ class Dense(Layer):
         if x.shape[-1] != self.kernel_shape[0]:
             raise ValueError(f"layer {self.name!r} expects inputs with {self.kernel_shape[0]} "
                              f"features; received shape {x.shape}")
+        placement = placement_of(self)
+        if (self.pattern is None and (placement is None or not training)
+                and linear_applies(x, self.kernel, self.bias if self.use_bias else None)):
+            gelu = self.activation is activations.gelu
+            y = linear(x, self.kernel, self.bias if self.use_bias else None, gelu=gelu)
+            return y if gelu else self.activation(y)
         lead = x.shape[:-1]
         x2 = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
         if self.pattern is None:
@@ -125,7 +132,6 @@ class Dense(Layer):
             y = sparse_dense(x2, self.kernel, self.pattern)
         if self.use_bias:
             y = y + self.bias
-        placement = placement_of(self)
         if training and placement is not None:          # hand the step to the wafer strategy
             y = placement.observe(x2.data.T, x.requires_grad, y, lambda g: g.T)
         if x.ndim != 2:

@@ -1,6 +1,7 @@
 """BatchNormalization and LayerNormalization (Keras defaults: epsilon 1e-3, last axis)."""
 import numpy as np
 
+from ... import _transformer
 from ..tensor import Tensor
 from .base import Layer
 
@@ -40,6 +41,39 @@ def _normalize(x, axes, eps, gamma, beta, stats=None):
                 gx = gx * inv
             x.accumulate(gx.astype(xd.dtype, copy=False))
     return Tensor(out.astype(xd.dtype, copy=False), parents=parents, backward=backward), mu, var
+
+
+def layer_norm(x, gamma, beta, eps):
+    """LayerNorm over the last axis: one fused pass forward and one backward
+    (src/_transformer.pyx, sums in double) for float32 or float64 ``x`` with ``gamma`` and
+    ``beta`` (either may be None) of its dtype; otherwise the NumPy :func:`_normalize`."""
+    xd = x.data
+    dt = xd.dtype
+    d = xd.shape[-1] if xd.ndim else 0
+    if (dt not in (np.float32, np.float64) or d == 0
+            or any(t is not None and t.dtype != dt for t in (gamma, beta))):
+        return _normalize(x, -1, eps, gamma, beta)[0]
+    x2 = np.ascontiguousarray(xd.reshape(-1, d))                         # (rows, d)
+    scale = gamma.data if gamma is not None else np.ones(d, dt)
+    shift = beta.data if beta is not None else np.zeros(d, dt)
+    out = np.empty_like(x2)
+    mean, rstd = np.empty(len(x2)), np.empty(len(x2))
+    _transformer.layer_norm_forward(x2, np.ascontiguousarray(scale), np.ascontiguousarray(shift),
+                                    float(eps), out, mean, rstd)
+
+    def backward(g):
+        g2 = np.ascontiguousarray(g.reshape(-1, d), dtype=dt)
+        dx = np.empty_like(x2)
+        dgamma, dbeta = np.zeros(d), np.zeros(d)
+        _transformer.layer_norm_backward(g2, x2, np.ascontiguousarray(scale), mean, rstd, dx,
+                                         dgamma, dbeta)
+        if gamma is not None:
+            gamma.accumulate(dgamma.astype(dt))
+        if beta is not None:
+            beta.accumulate(dbeta.astype(dt))
+        x.accumulate(dx.reshape(xd.shape))
+    parents = tuple(t for t in (x, gamma, beta) if t is not None)
+    return Tensor(out.reshape(xd.shape), parents=parents, backward=backward)
 
 
 class BatchNormalization(Layer):
@@ -98,7 +132,7 @@ class LayerNormalization(Layer):
         self.beta = self.add_weight("beta", (n,), "zeros") if self.center else None
 
     def call(self, x, training=False):
-        return _normalize(x, -1, self.epsilon, self.gamma, self.beta)[0]
+        return layer_norm(x, self.gamma, self.beta, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,

@@ -1,0 +1,49 @@
+"""The dense ``x @ kernel + bias`` of a Dense layer as one graph node, GELU fused in.
+
+x (..., K) is multiplied as its 2-D view (rows, K) by one GEMM into a fresh array, the bias
+is added in place and the exact GELU (when it is the activation) overwrites that array,
+keeping its derivative. Backward: dx = dy W^T and dW = X^T dy, one GEMM each on the 2-D
+views (no transposed copies), db the column sums of dy. Autograd-wise this is what
+reshape, matmul, add and gelu compose to, in one node and without their temporaries.
+"""
+import numpy as np
+
+from ... import _activations
+from ..._threads import resolve_threads
+from ..tensor import Tensor
+
+
+def linear_applies(x, kernel, bias):
+    """Whether :func:`linear` computes this product: float32 or float64 throughout."""
+    dt = x.dtype
+    return (dt in (np.float32, np.float64) and kernel.dtype == dt and x.ndim >= 2
+            and (bias is None or bias.dtype == dt))
+
+
+def linear(x, kernel, bias=None, gelu=False):
+    """``gelu(x @ kernel + bias)`` (or without the GELU) for x (..., K), kernel (K, units)."""
+    xd = x.data
+    K, units = kernel.shape
+    x2 = xd.reshape(-1, K)                                                 # (rows, K)
+    y = x2 @ kernel.data                                                   # (rows, units)
+    if bias is not None:
+        y += bias.data
+    d = None
+    if gelu and y.size:
+        flat = y.reshape(-1)
+        d = np.empty_like(flat)
+        _activations.gelu(flat, flat, d, resolve_threads(None, flat.size * 8))
+        d = d.reshape(y.shape)
+    parents = (x, kernel) if bias is None else (x, kernel, bias)
+
+    def backward(g):
+        g2 = g.reshape(-1, units)                                          # (rows, units)
+        if d is not None:
+            g2 = g2 * d
+        if x.requires_grad:
+            x.accumulate((g2 @ kernel.data.T).reshape(xd.shape))
+        if kernel.requires_grad:
+            kernel.accumulate(x2.T @ g2)
+        if bias is not None and bias.requires_grad:
+            bias.accumulate(g2.sum(axis=0))
+    return Tensor(y.reshape(xd.shape[:-1] + (units,)), parents=parents, backward=backward)
