@@ -14,9 +14,8 @@ from cython cimport floating
 import numpy as np
 
 from _fused cimport index_t
-from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
-                    wsk_spmm_row_f64_i32, wsk_spmm_row_f64_i64,
-                    wsk_simd_init)
+from _rows cimport spmm_row
+from _simd cimport wsk_simd_init
 
 cdef extern from "wsk_sampled.h" nogil:
     void wsk_sampled_dots_f32_i32(const float*, const float*, Py_ssize_t, const int32_t*,
@@ -35,24 +34,6 @@ def simd_init(int path=0):
     name = wsk_simd_init(path).decode()
     wsk_sampled_init(name in ("avx2", "avx512"))      # its widest clone is AVX2
     return name
-
-
-cdef inline void _row(const floating* vals, const index_t* cols, Py_ssize_t nnz,
-                      const floating* X, Py_ssize_t ldx, floating* y,
-                      Py_ssize_t n) noexcept nogil:
-    # y[0:n] = sum_p vals[p] * X[cols[p] * ldx + 0:n]  (wsk_simd.h's row kernel)
-    if nnz == 0:
-        memset(y, 0, n * sizeof(floating))
-    elif floating is float:
-        if index_t is int32_t:
-            wsk_spmm_row_f32_i32(vals, cols, nnz, X, ldx, y, n)
-        else:
-            wsk_spmm_row_f32_i64(vals, cols, nnz, X, ldx, y, n)
-    else:
-        if index_t is int32_t:
-            wsk_spmm_row_f64_i32(vals, cols, nnz, X, ldx, y, n)
-        else:
-            wsk_spmm_row_f64_i64(vals, cols, nnz, X, ldx, y, n)
 
 
 def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
@@ -88,7 +69,7 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
                 for k in range(K):
                     memcpy(&block[0, 0] + k * ldb, x + k * N + j0, nb * sizeof(floating))
             for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
-                _row(v + indptr[i], c + indptr[i], indptr[i + 1] - indptr[i],
+                spmm_row(v + indptr[i], c + indptr[i], indptr[i + 1] - indptr[i],
                      b if n_block < N else x + j0, ldb, &out[i, j0], nb)
             j0 += nb
 

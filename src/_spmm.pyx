@@ -12,9 +12,8 @@ cimport cython
 from cython cimport floating
 
 from _fused cimport index_t
-from _simd cimport (wsk_spmm_row_f32_i32, wsk_spmm_row_f32_i64,
-                    wsk_spmm_row_f64_i32, wsk_spmm_row_f64_i64,
-                    wsk_spmm_scatter_f32_i32, wsk_spmm_scatter_f32_i64,
+from _rows cimport spmm_row
+from _simd cimport (wsk_spmm_scatter_f32_i32, wsk_spmm_scatter_f32_i64,
                     wsk_spmm_scatter_f64_i32, wsk_spmm_scatter_f64_i64,
                     wsk_dot_f32, wsk_dot_f64, wsk_simd_init, wsk_simd_available,
                     wsk_compact_f32, wsk_compact_f64, wsk_compact_csr_f32_i32,
@@ -46,23 +45,6 @@ def openmp_enabled():
 
 def omp_max_threads():
     return wsk_omp_max_threads()
-
-
-cdef inline void _row(const floating* vals, const index_t* cols, Py_ssize_t nnz,
-                      const floating* X, Py_ssize_t ldx, floating* y,
-                      Py_ssize_t n) noexcept nogil:
-    if nnz == 0:
-        memset(y, 0, n * sizeof(floating))
-    elif floating is float:
-        if index_t is int32_t:
-            wsk_spmm_row_f32_i32(vals, cols, nnz, X, ldx, y, n)
-        else:
-            wsk_spmm_row_f32_i64(vals, cols, nnz, X, ldx, y, n)
-    else:
-        if index_t is int32_t:
-            wsk_spmm_row_f64_i32(vals, cols, nnz, X, ldx, y, n)
-        else:
-            wsk_spmm_row_f64_i64(vals, cols, nnz, X, ldx, y, n)
 
 
 def csr_spmm(const floating[::1] data, const index_t[::1] indices,
@@ -152,10 +134,10 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
                     if per_row:
                         q = _compact_csr(vals + indptr[i], cols + indptr[i],
                                          indptr[i + 1] - indptr[i], remap, zero_row, vb, cb)
-                        _row(vb, cb, q, b, nb, &out[i, j0], nb)
+                        spmm_row(vb, cb, q, b, nb, &out[i, j0], nb)
                     else:
                         q = indptr[i + 1] - indptr[i] if counts == NULL else counts[i]
-                        _row(vals + indptr[i], cols + indptr[i], q, b, nb, &out[i, j0], nb)
+                        spmm_row(vals + indptr[i], cols + indptr[i], q, b, nb, &out[i, j0], nb)
             j0 += nb
 
 
@@ -257,7 +239,7 @@ def dense_spmm(const floating[:, ::1] W, const floating[:, ::1] X, floating[:, :
                 q = wsk_compact_f32(&W[i, 0], &x_alive[0], &x_remap[0], K, vb, cb)
             else:
                 q = wsk_compact_f64(&W[i, 0], &x_alive[0], &x_remap[0], K, vb, cb)
-            _row(vb, cb, q, x, N, &out[i, 0], N)
+            spmm_row(vb, cb, q, x, N, &out[i, 0], N)
 
 
 def csr_to_dense(const floating[::1] data, const index_t[::1] indices,
