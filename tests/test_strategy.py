@@ -130,3 +130,37 @@ def test_fit_places_the_model_for_the_batch_it_uses():
     assert strategy.steps == 4
     model.train_on_batch(x[:8], y[:8])     # not fit: the placement stays that of batch 4
     assert strategy.batch == 4 and strategy.steps == 5
+
+
+def test_a_failed_placement_for_fits_batch_leaves_the_old_one_whole():
+    """fit at a batch the wafer cannot hold raises; the model stays placed as it was, and
+    a later step is costed on that placement (not half-switched to weight streaming)."""
+    cfg = wk.WaferConfig.small(8, 8)
+    strategy = wk.WaferStrategy(cfg)
+    model = _mlp64(strategy)
+    before = (strategy.batch, strategy.mode, [(p.region, p.mapping) for p in strategy.placements])
+    rng = np.random.default_rng(0)
+    x = rng.random((20000, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 20000)
+    with pytest.raises(wk.SramOverflowError):
+        model.fit(x, y, batch_size=20000, epochs=1, verbose=0)
+    assert (strategy.batch, strategy.mode,
+            [(p.region, p.mapping) for p in strategy.placements]) == before
+    model.train_on_batch(x[:32], y[:32])
+    assert strategy.mode == "layer-pipelined" and strategy.steps >= 1
+
+
+def test_a_fit_that_runs_no_step_leaves_train_on_batch_its_placement():
+    cfg = wk.WaferConfig.small(8, 12)
+    strategy = wk.WaferStrategy(cfg)
+    model = _mlp64(strategy)
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 16)
+    for i in range(3):
+        model.train_on_batch(x[4 * i:4 * i + 4], y[4 * i:4 * i + 4])
+    regions = [p.region for p in strategy.placements]
+    model.fit(x, y, batch_size=4, epochs=0, verbose=0)
+    model.train_on_batch(x[:4], y[:4])
+    assert strategy.batch == 32 and [p.region for p in strategy.placements] == regions
+    assert strategy.steps == 4

@@ -148,10 +148,26 @@ class WaferStrategy:
         keeps the placement it finds; ``place(model, batch)`` makes one explicitly."""
         self._check_batch = True
 
+    def fit_ends(self):
+        """``Model.fit`` calls this when it returns or raises: a fit that ran no step leaves
+        the placement to ``train_on_batch`` as it found it."""
+        self._check_batch = False
+
+    _PLACEMENT_STATE = ("batch", "placements", "edges", "traced", "attention", "mode", "reason")
+
     def _place_again(self, model, batch):
-        """Place ``model`` for ``batch``, keeping the step its layers just recorded."""
+        """Place ``model`` for ``batch``, keeping the step its layers just recorded; if the
+        new placement fails, the old one stays whole."""
         recorded = {id(p.layer): p for p in self.placements}
-        self.place(model, batch)
+        saved = {k: getattr(self, k) for k in self._PLACEMENT_STATE if hasattr(self, k)}
+        try:
+            self.place(model, batch)
+        except BaseException:
+            for k, v in saved.items():
+                setattr(self, k, v)
+            for p in self.placements:        # the layers hand their steps to these again
+                placed.place(p.layer, p)
+            raise
         for p in self.placements:
             old = recorded.get(id(p.layer))
             if old is not None:

@@ -452,11 +452,11 @@ class Model(Layer):
                                        verbose=verbose)
         self.stop_training = False
         self._fit_cache = None
-        if self.strategy is not None:
-            self.strategy.fit_begins(self)      # placed for the batch fit uses
         callbacks_.call("on_train_begin")
         epoch_logs = {}
         try:
+            if self.strategy is not None:
+                self.strategy.fit_begins(self)      # placed for the batch fit uses
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
                 callbacks_.call("on_epoch_begin", epoch)
@@ -480,6 +480,8 @@ class Model(Layer):
                     break
         finally:
             self._fit_cache = None
+            if self.strategy is not None:
+                self.strategy.fit_ends()
         callbacks_.call("on_train_end", logs=epoch_logs)
         self.history = history
         return history
