@@ -47,6 +47,14 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
     cdef bint shifted = fill is not None
     cdef double[:] fill_g = np.ascontiguousarray(fill if shifted else np.zeros(G), np.float64)
     cdef double f
+    # the loop below runs without bounds checks
+    for name, a in (("first", first), ("last", last)):
+        if a.shape[0] != G or a.shape[1] != P or a.shape[2] != N:
+            raise ValueError(f"grid_pipeline: {name} has shape {tuple(a.shape)[:3]}; work has "
+                             f"{(G, P, N)}: they must match")
+    if L.shape[0] != G or fill_g.shape[0] != G:
+        raise ValueError(f"grid_pipeline: L ({L.shape[0]}) and fill ({fill_g.shape[0]}) need "
+                         f"one entry per chain ({G})")
     with nogil:
         for g in range(G):
             Lg = L[g]

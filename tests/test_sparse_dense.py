@@ -290,3 +290,16 @@ def test_a_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)       # NaNs in the same places
     y, dx, _ = step(False)
     assert 0 < np.isnan(y if where == "x" else dx).sum() < (y if where == "x" else dx).shape[1]
+
+
+@pytest.mark.parametrize("pays", [False, True])
+def test_float64_input_is_promoted_as_the_dense_layer_promotes_it(monkeypatch, pays):
+    from wsekern.nn import layers as L
+    from wsekern.nn.layers import core
+    monkeypatch.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: pays)
+    sparse, dense = L.Dense(32, sparsity=0.9), L.Dense(32)
+    x = np.random.default_rng(0).standard_normal((128, 64))          # float64
+    y = sparse(x)
+    assert y.dtype == dense(x).dtype == np.float64
+    np.testing.assert_allclose(y.data, x @ sparse.get_weights()[0] + sparse.get_weights()[1],
+                               rtol=1e-12)

@@ -113,8 +113,12 @@ def test_dense_step_declines_what_it_does_not_cover():
         return training.dense_step_plan(cfg, mode, region, W, WeightStats(W),
                                         WeightStats(W.T), 4, True)
     assert step(dense) is not None
-    with pytest.raises(ValueError, match="steps of 4 samples; received 5"):
+    with pytest.raises(ValueError, match="steps of 4 samples; received x_nz with 5"):
         training.dense_step(step(dense), np.ones((12, 5), bool), np.ones((20, 5), bool))
+    with pytest.raises(ValueError, match="steps of 4 samples; received g_nz with 5"):
+        training.dense_step(step(dense), np.ones((12, 4), bool), np.ones((20, 5), bool))
+    with pytest.raises(ValueError, match="x_nz must be a 2-D bool array"):   # not read as bytes
+        training.dense_step(step(dense), np.ones((12, 4)), np.ones((20, 4), bool))
     assert step(holed) is None
     assert step(dense, "weight-streaming") is None
     cheap = wk.WaferConfig.small(16, 16, scalar_cycles_per_element=1.0, setup_cycles=40.0)

@@ -203,9 +203,13 @@ def dense_step(plan, x_nz, g_nz):
     G != 0) alone, without the reports: the same computation, so the same floats. The
     caller keeps the patterns to build the reports when they are read."""
     cfg = plan["cfg"]
-    if x_nz.shape[1] != plan["N"]:
-        raise ValueError(f"the plan is for steps of {plan['N']} samples; received "
-                         f"{x_nz.shape[1]}")
+    for name, nz in (("x_nz", x_nz), ("g_nz", g_nz)):
+        if nz.dtype != np.bool_ or nz.ndim != 2:        # read as bytes by the recurrence
+            raise ValueError(f"{name} must be a 2-D bool array (X != 0); received "
+                             f"{nz.dtype} of shape {nz.shape}")
+        if nz.shape[1] != plan["N"]:
+            raise ValueError(f"the plan is for steps of {plan['N']} samples; received "
+                             f"{name} with {nz.shape[1]}")
     fwd, fwd_lower = analytic.dense_screen_cycles(plan["forward"], x_nz, cfg)
     gin = plan["input-gradient"]
     parts = {"forward": fwd,

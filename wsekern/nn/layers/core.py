@@ -194,7 +194,10 @@ def sparse_dense(x, values, P):
     P.set_values(values.data)
     # the masked GEMM would multiply a NaN or inf of x by pruned weights; the sparse step
     # never does (an unstored weight is never multiplied, as in scipy.sparse and spmm)
-    if not sparse_dense_kernels.sparse_pays(P, x.shape[0]) and np.isfinite(x.data).all():
+    # x of another dtype than K (float64 into a float32 layer) is promoted as the dense
+    # layer promotes it: the masked GEMM; the sparse step works in K's dtype
+    if x.dtype != P.dtype or (not sparse_dense_kernels.sparse_pays(P, x.shape[0])
+                              and np.isfinite(x.data).all()):
         return _masked_dense(x, values, P)
     kernels = sparse_dense_kernels
     xt = kernels.transpose(x.data)                      # (in, batch)
