@@ -100,3 +100,18 @@ def test_layers_of_one_structure_share_a_profile_and_others_do_not(monkeypatch):
     regions = training.balance(layers, WaferConfig.small(16, 48), 8)
     assert len(calls) == 2
     assert regions[0][2:] == regions[1][2:]
+
+
+def test_idle_columns_would_make_no_layer_faster():
+    """Columns the bottleneck leaves idle go to the other layers (the estimate is not the
+    real step): at the end no layer has a faster rectangle within its width plus the idle
+    columns."""
+    cfg = WaferConfig.small(16, 64)
+    layers = _layers([(24, 40), (48, 24), (10, 48)])
+    regions = training.balance(layers, cfg, 16)
+    idle = cfg.cols - sum(r[3] for r in regions)
+    for (_, W, s), (_, _, R, C) in zip(layers, regions):
+        now = training.forward_estimate(W, s, cfg, (0, 0, R, C), 16)
+        faster = [e for e in training.width_profile(W, s, cfg, 16)
+                  if e[1][1] <= C + idle and e[2] < now]
+        assert not faster

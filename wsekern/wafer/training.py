@@ -104,9 +104,10 @@ def balance(layers, cfg, batch):
     """Regions for ``layers`` (a list of (name, W, WeightStats of W)), side by side from
     column 0 in the given order, so that the slowest layer (the pipeline's rate) is as fast
     as the wafer's columns allow: the lowest bound T for which every layer's narrowest
-    rectangle estimated at <= T fits in the columns together. Neighbours stay adjacent, so
-    a link between consecutive layers crosses no idle columns. Raises SramOverflowError
-    naming a layer that never fits, or when the layers together need more columns."""
+    rectangle estimated at <= T fits in the columns together; the columns left over then
+    make the slowest of the others faster. Neighbours stay adjacent, so a link between
+    consecutive layers crosses no idle columns. Raises SramOverflowError naming a layer
+    that never fits, or when the layers together need more columns."""
     profiles, seen = [], {}
     for name, W, stats in layers:
         key = _structure_key(stats)
@@ -135,6 +136,18 @@ def balance(layers, cfg, batch):
             f"{len(layers)} layers need at least {need:,} columns side by side in "
             f"layer-pipelined mode; the wafer has {cfg.cols:,}; use WaferStrategy(config, "
             f"mode='weight-streaming') or a larger wafer", pe=(0, 0))
+    # The columns the bound leaves idle go to the slowest layers first (each its fastest
+    # rectangle within its width plus what is left): the estimate is not the real step
+    # (other activations, the backward products), and a layer sized just under the bound
+    # could turn out the bottleneck.
+    slack = cfg.cols - sum(C for _, C in shapes)
+    times = [next(e[2] for e in profile if e[1] == shape)
+             for profile, shape in zip(profiles, shapes)]
+    for i in sorted(range(len(shapes)), key=lambda i: -times[i]):
+        room = shapes[i][1] + slack
+        fastest = min((e for e in profiles[i] if e[1][1] <= room), key=lambda e: e[2])
+        slack -= fastest[1][1] - shapes[i][1]
+        shapes[i] = fastest[1]
     regions, col0 = [], 0
     for R, C in shapes:
         regions.append((0, col0, R, C))
