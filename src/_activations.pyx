@@ -29,11 +29,14 @@ def use_simd_path(path):
 def gelu(const floating[::1] x, floating[::1] out, floating[::1] d, int n_threads=1):
     """out = x * Phi(x) (exact: Phi from erf) and d = Phi(x) + x * phi(x), the derivative.
     float32 through wsk_vmath.h's vectorised polynomial forms (|Phi error| <= 1.1e-7, the
-    tail's relative error <= 5e-7), float64 through libm's erf and exp. NaN stays NaN;
+    far negative tail's relative error <= 5e-6: 4.4e-6 measured near -13), float64 through libm's erf and exp. NaN stays NaN;
     -inf gives NaN (-inf * 0), as the plain formula does."""
     cdef Py_ssize_t i, n = x.shape[0], chunk, lo, hi
     cdef int c, n_chunks
     cdef double v, cdf
+    if out.shape[0] != n or d.shape[0] != n:        # the loops below write n of each
+        raise ValueError(f"gelu: out ({out.shape[0]}) and d ({d.shape[0]}) need x's length "
+                         f"({n})")
     if n == 0:
         return
     if floating is float:

@@ -170,10 +170,15 @@ def _check_like(what, a, like):
     _expect(what, a.shape[:4], like.shape[:4])
 
 
-def _check_attention(q, k, v, p, out, work):
-    """Shapes agree, every size is positive and the BLAS sizes fit an int."""
+def _check_attention(q, k, v, p, out, work, causal=False):
+    """Shapes agree, every size is positive and the BLAS sizes fit an int; causal
+    attention has at least as many keys as queries (else a query would see no key, and
+    the softmax row would start before its buffer)."""
     B, Tq, H, dk = q.shape[:4]
     Tk, dv = k.shape[1], v.shape[3]
+    if causal and Tk < Tq:
+        raise ValueError(f"causal attention needs at least as many keys as queries (query i "
+                         f"sees keys j <= i + Tk - Tq); received {Tq} queries and {Tk} keys")
     _expect("k", k.shape[:4], (B, Tk, H, dk))
     _expect("v", v.shape[:4], (B, Tk, H, dv))
     _expect("p", p.shape[:4], (B, H, Tq, Tk))
@@ -197,7 +202,7 @@ def attention_forward(const floating[:, :, :, ::1] q, const floating[:, :, :, ::
     cdef Py_ssize_t Tk = k.shape[1], dv = v.shape[3], b, h, i
     cdef int ldq, ldv
     cdef floating* s
-    _check_attention(q, k, v, p, out, None)
+    _check_attention(q, k, v, p, out, None, causal)
     ldq, ldv = H * dk, H * dv
     with nogil:
         for b in range(B):

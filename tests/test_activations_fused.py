@@ -110,3 +110,24 @@ def test_use_simd_path_refuses_unknown_names():
     from wsekern import _activations
     with pytest.raises(ValueError, match="'avx2' or 'baseline'"):
         _activations.use_simd_path("avx512")
+
+
+def test_gelu_refuses_outputs_shorter_than_x_in_a_child_process():
+    """The loops write len(x) values into out and d (a short out used to be written past)."""
+    import subprocess
+    import sys
+    code = ("import numpy as np\nfrom wsekern import _activations as A\n"
+            "for dt in (np.float32, np.float64):\n"
+            "    x = np.ones(1 << 16, dt)\n"
+            "    for out, d in ((np.empty(4, dt), np.empty(1 << 16, dt)),\n"
+            "                   (np.empty(1 << 16, dt), np.empty(4, dt))):\n"
+            "        try:\n"
+            "            A.gelu(x, out, d, 1)\n"
+            "        except ValueError as e:\n"
+            "            assert 'x' in str(e) and '4' in str(e), str(e)\n"
+            "        else:\n"
+            "            raise SystemExit('accepted')\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr

@@ -271,12 +271,17 @@ def test_kernels_refuse_hostile_shapes_in_a_child_process():
             lambda: T.layer_norm_backward(np.zeros((3, 6), f), np.zeros((4, 6), f),
                                           np.ones(6, f), np.zeros(4), np.zeros(4),
                                           np.zeros((4, 6), f), np.zeros(6), np.zeros(6)),
+            # causal with more queries than keys: the first rows would see no key and the
+            # softmax row start before its buffer
+            lambda: T.attention_forward(np.zeros((1, 5, 1, 3), f), np.zeros((1, 2, 1, 3), f),
+                                        np.zeros((1, 2, 1, 3), f), 1.0, True,
+                                        np.zeros((1, 1, 5, 2), f), np.zeros((1, 5, 1, 3), f)),
         ]
         for i, case in enumerate(cases):
             try:
                 case()
             except ValueError as e:
-                assert "shape" in str(e) or "sizes" in str(e), (i, str(e))
+                assert "shape" in str(e) or "sizes" in str(e) or "keys" in str(e), (i, str(e))
             else:
                 raise SystemExit(f"case {i} was accepted")
         print("ok", len(cases))
@@ -284,4 +289,16 @@ def test_kernels_refuse_hostile_shapes_in_a_child_process():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip() == "ok 10"
+    assert proc.stdout.strip() == "ok 11"
+
+
+def test_fused_dense_keeps_a_float32_model_float32_under_a_float64_gradient():
+    from wsekern.nn.layers.linear import linear
+    from wsekern.nn.tensor import Tensor
+    rng = np.random.default_rng(0)
+    x, W = rng.standard_normal((4, 3), np.float32), rng.standard_normal((3, 5), np.float32)
+    for gelu in (False, True):
+        X, K, B = (Tensor(a, requires_grad=True) for a in (x, W, np.zeros(5, np.float32)))
+        y = linear(X, K, B, gelu=gelu)
+        y.backward(rng.standard_normal((4, 5)))                 # float64 upstream
+        assert {y.data.dtype, X.grad.dtype, K.grad.dtype, B.grad.dtype} == {np.dtype(np.float32)}

@@ -37,9 +37,10 @@ def linear(x, kernel, bias=None, gelu=False):
     parents = (x, kernel) if bias is None else (x, kernel, bias)
 
     def backward(g):
-        g2 = g.reshape(-1, units)                                          # (rows, units)
+        # in the model's dtype, as the unfused ops keep it (a float64 upstream gradient)
+        g2 = g.reshape(-1, units).astype(kernel.data.dtype, copy=False)    # (rows, units)
         if d is not None:
-            g2 = g2 * d
+            g2 = (g2 * d).astype(kernel.data.dtype, copy=False)
         if x.requires_grad:
             x.accumulate((g2 @ kernel.data.T).reshape(xd.shape))
         if kernel.requires_grad:
