@@ -9,9 +9,22 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cdef extern from "wsk_vmath.h" nogil:
     const char* wsk_vmath_init()
+    const char* wsk_vmath_use(int)
     float wsk_exp_shift_f32(const float*, float, float*, Py_ssize_t) noexcept
 
-wsk_vmath_init()
+# This module's copy of wsk_vmath.h's dispatch flag (each extension holds its own).
+SIMD_PATH = wsk_vmath_init().decode()
+
+
+def use_simd_path(path):
+    """Run the float32 softmax exponentials on ``path`` ("avx2" or "baseline"; "avx2" only
+    where the CPU has AVX2 and FMA); returns the path in use. WSEKERN_SIMD sets it at
+    import (wsekern/simd_path.py); tests call it to check both."""
+    global SIMD_PATH
+    if path not in ("avx2", "baseline"):
+        raise ValueError(f"path must be 'avx2' or 'baseline'; received {path!r}")
+    SIMD_PATH = wsk_vmath_use(path == "avx2").decode()
+    return SIMD_PATH
 
 
 cdef _expect(what, got, want):

@@ -181,6 +181,20 @@ def test_every_simd_path_the_cpu_runs_gives_the_reference_answer(simd, tmp_path)
     assert res.stdout.strip() == simd
 
 
+@pytest.mark.parametrize("simd", ["baseline", "avx2", "avx512"])
+def test_the_simd_choice_reaches_the_elementwise_modules(simd, tmp_path):
+    """GELU (_activations) and the softmax (_transformer) hold their own copies of the
+    dispatch flag; WSEKERN_SIMD must set them too (they have only avx2 and baseline)."""
+    if simd not in wsekern.sysinfo.simd_available():
+        pytest.skip(f"this CPU does not run the {simd} path")
+    code = ("import wsekern\nfrom wsekern import _activations, _transformer\n"
+            "print(_activations.SIMD_PATH, _transformer.SIMD_PATH)")
+    res = _run_with_simd(simd, ["-c", code], tmp_path)
+    assert res.returncode == 0, res.stderr
+    want = "baseline" if simd == "baseline" else "avx2"
+    assert res.stdout.split() == [want, want]
+
+
 def test_a_simd_path_the_cpu_cannot_run_is_refused(tmp_path):
     missing = [p for p in ("avx2", "avx512") if p not in wsekern.sysinfo.simd_available()]
     if not missing:

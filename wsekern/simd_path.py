@@ -2,7 +2,7 @@
 or the one ``WSEKERN_SIMD`` names."""
 import os
 
-from . import _conv, _sparse_dense, _spmm
+from . import _activations, _conv, _sparse_dense, _spmm, _transformer
 from ._cpu import describe
 
 # WSEKERN_SIMD chooses the SIMD path: unset or "best" for the widest this CPU runs, or one
@@ -29,9 +29,13 @@ def _select_simd():
                            f"Unset WSEKERN_SIMD to take the best of them")
     else:
         path = SIMD_BITS[choice]
-    # Each extension module holds its own dispatch table: set them all alike.
+    # Each extension module holds its own dispatch table: set them all alike. The
+    # elementwise passes (GELU, softmax) have only a 256-bit and a baseline version.
     _conv.simd_init(path)
     _sparse_dense.simd_init(path)
+    vmath = "baseline" if path == SIMD_BITS["baseline"] else "avx2"
+    _activations.use_simd_path(vmath)
+    _transformer.use_simd_path(vmath)
     return _spmm.simd_init(path)
 
 
