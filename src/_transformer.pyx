@@ -184,14 +184,10 @@ def _check_like(what, a, like):
 
 
 def _check_attention(q, k, v, p, out, work, causal=False):
-    """Shapes agree, every size is positive and the BLAS sizes fit an int; causal
-    attention has at least as many keys as queries (else a query would see no key, and
-    the softmax row would start before its buffer)."""
+    """Shapes agree, every size is positive and the BLAS sizes fit an int (so every
+    causal row, which sees keys 0..i, has at least one key)."""
     B, Tq, H, dk = q.shape[:4]
     Tk, dv = k.shape[1], v.shape[3]
-    if causal and Tk < Tq:
-        raise ValueError(f"causal attention needs at least as many keys as queries (query i "
-                         f"sees keys j <= i + Tk - Tq); received {Tq} queries and {Tk} keys")
     _expect("k", k.shape[:4], (B, Tk, H, dk))
     _expect("v", v.shape[:4], (B, Tk, H, dv))
     _expect("p", p.shape[:4], (B, H, Tq, Tk))
@@ -209,8 +205,7 @@ def attention_forward(const floating[:, :, :, ::1] q, const floating[:, :, :, ::
                       floating[:, :, :, ::1] p, floating[:, :, :, ::1] out):
     """softmax(q k^T * scale [causal]) v for q (B, Tq, H, dk), k (B, Tk, H, dk),
     v (B, Tk, H, dv): out (B, Tq, H, dv) and the attention weights p (B, H, Tq, Tk).
-    Causal: query i sees keys j <= i + Tk - Tq (the wrapper asks Tk >= Tq and every
-    size > 0). Each (batch, head) is three BLAS calls on strided views: no copies."""
+    Causal: query i sees keys j <= i (Keras's rule, whatever Tq and Tk). Each (batch, head) is three BLAS calls on strided views: no copies."""
     cdef Py_ssize_t B = q.shape[0], Tq = q.shape[1], H = q.shape[2], dk = q.shape[3]
     cdef Py_ssize_t Tk = k.shape[1], dv = v.shape[3], b, h, i
     cdef int ldq, ldv
@@ -225,7 +220,7 @@ def attention_forward(const floating[:, :, :, ::1] q, const floating[:, :, :, ::
                 _gemm(c'T', c'N', Tk, Tq, dk, <floating>scale, &k[b, 0, h, 0], ldq,
                       &q[b, 0, h, 0], ldq, s, Tk)
                 for i in range(Tq):
-                    _softmax_row(s + i * Tk, min(Tk, i + Tk - Tq + 1) if causal else Tk, Tk)
+                    _softmax_row(s + i * Tk, min(Tk, i + 1) if causal else Tk, Tk)
                 # O^T (dv, Tq) = V^T P^T
                 _gemm(c'N', c'N', dv, Tq, Tk, 1, &v[b, 0, h, 0], ldv, s, Tk,
                       &out[b, 0, h, 0], ldv)

@@ -141,3 +141,21 @@ def test_text_transformer_trains_like_keras():
         assert a["loss"] == pytest.approx(float(b["loss"]), rel=1e-5, abs=1e-6)
     for w, v in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(w, np.asarray(v).reshape(w.shape), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("Tq, Tk", [(2, 5), (5, 3), (4, 4)])
+def test_causal_attention_with_unequal_lengths_masks_as_keras(Tq, Tk):
+    """Keras's causal mask lets query i see keys j <= i whatever the two lengths (the
+    fused path and the general one alike; an all-True mask forces the general one)."""
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((2, Tq, 8)).astype(np.float32)
+    kv = rng.standard_normal((2, Tk, 8)).astype(np.float32)
+    ours, theirs = nn.layers.MultiHeadAttention(2, 4), keras.layers.MultiHeadAttention(2, 4)
+    ours(q, kv)
+    theirs(q, kv)
+    theirs.set_weights([w.reshape(k.shape) for w, k in zip(ours.get_weights(),
+                                                          theirs.get_weights())])
+    want = keras.ops.convert_to_numpy(theirs(q, kv, use_causal_mask=True))
+    for mask in (None, np.ones((2, Tq, Tk), bool)):
+        got = ours(q, kv, attention_mask=mask, use_causal_mask=True).data
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

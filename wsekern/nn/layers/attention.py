@@ -183,12 +183,12 @@ ATTENTION_WEIGHTS_LIMIT = 8 * 2**30
 
 
 def attention_heads_last(q, k, v, causal=False):
-    """softmax(q k^T / sqrt(dk), causal: query i sees keys j <= i + Tk - Tq) v for q
+    """softmax(q k^T / sqrt(dk), causal: query i sees keys j <= i, as Keras) v for q
     (B, Tq, heads, dk), k (B, Tk, heads, dk), v (B, Tk, heads, dv) - the layout the
     projections produce, so neither the inputs nor the output (B, Tq, heads, dv) is
     transposed. Forward and backward are src/_transformer.pyx (BLAS per batch and head,
-    the softmax in one pass per row). float32 or float64, every size positive, Tk >= Tq
-    when causal (:func:`heads_last_applies`)."""
+    the softmax in one pass per row). float32 or float64, every size positive
+    (:func:`heads_last_applies`)."""
     qd, kd, vd = (np.ascontiguousarray(t.data) for t in (q, k, v))
     B, Tq, H, dk = qd.shape
     Tk, dv = kd.shape[1], vd.shape[3]
@@ -220,10 +220,10 @@ def attention_heads_last(q, k, v, causal=False):
 
 def heads_last_applies(dtype, B, Tq, Tk, dk, dv, causal, mask, dropout):
     """Whether :func:`attention_heads_last` computes this attention: no mask but the
-    causal one, no dropout, float32/float64 and every size positive (Tk >= Tq if causal).
-    Anything else takes :func:`attention`."""
+    causal one, no dropout, float32/float64 and every size positive. Anything else takes
+    :func:`attention`."""
     return (mask is None and not dropout and np.dtype(dtype) in (np.float32, np.float64)
-            and min(B, Tq, Tk, dk, dv) > 0 and (Tk >= Tq or not causal))
+            and min(B, Tq, Tk, dk, dv) > 0)
 
 
 def attention_reference(q, k, v, mask=None):
@@ -384,7 +384,9 @@ def _combine_masks(attention_mask, use_causal_mask, B, Tq, Tk):
             raise ValueError(f"attention_mask must end in ({Tq}, {Tk}); received shape {m.shape}")
         mask = m.astype(bool).reshape((-1, 1, Tq, Tk) if m.ndim == 3 else m.shape)
     if use_causal_mask:
-        causal = np.tril(np.ones((Tq, Tk), dtype=bool), k=Tk - Tq)[None, None]
+        # Keras's rule (and PyTorch's is_causal): query i sees keys j <= i, counted from
+        # the first of each, whatever the lengths
+        causal = np.tril(np.ones((Tq, Tk), dtype=bool))[None, None]
         mask = causal if mask is None else (mask & causal)
     return mask
 
