@@ -67,3 +67,36 @@ def test_train_transformer_prints_losses_sample_and_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "val loss" in out and "tokens/s" in out and "--- sample ---" in out
     assert "Wafer report" in out
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["simulate", "spmm", "--m", "-3"], "--m"),
+    (["simulate", "conv", "--kernel", "0"], "--kernel"),
+    (["simulate", "spmm", "--seed", "-1"], "--seed"),
+    (["bench", "spmm", "--threads", "0"], "--threads"),
+    (["bench", "spmm", "--size", "0", "0", "0"], "--size"),
+    (["bench", "spmm", "--table", "--table-repeat", "0"], "--table-repeat"),
+    (["demo", "--epochs", "0"], "--epochs"),
+    (["train", "mlp", "--batch-size", "0"], "--batch-size"),
+    (["train", "transformer", "--lr", "nan"], "--lr"),
+])
+def test_out_of_range_flags_are_refused_by_name(argv, flag, capsys):
+    """Each reached NumPy, torch or an AttributeError (a traceback) or ran a benchmark of
+    nothing before; now argparse refuses it, naming the flag and what would work."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and "received" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["simulate", "spmm", "--m", "100000", "--k", "100000", "--n", "100000"],
+    ["simulate", "matmul", "--m", "100000", "--k", "100000", "--n", "100000"],
+    ["simulate", "conv", "--padding", "100000", "--batch", "1", "--channels", "1",
+     "--out-channels", "1", "--json"],
+])
+def test_absurd_sizes_are_refused_with_an_estimate_before_allocating(argv, capsys):
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("wsekern: MemoryError:") and "GiB" in err and "budget" in err

@@ -219,3 +219,11 @@ def test_check_csr_range_edges(index_dtype):
     indices[1] = -1
     assert "column index -1 at position 1" in _spmm.check_csr(indptr, indices, big + 6)
     assert "column index 0 at position 0" in _spmm.check_csr(indptr, indices[:3] * 0, 0)
+
+
+def test_a_shape_mismatch_names_both_sides():
+    """The message said "W with 4 columns to match X with 4 rows" for an X of 5 rows."""
+    with pytest.raises(ValueError, match=r"W with 4 columns to match X's rows \(5\)"):
+        wsekern.spmm(np.ones((3, 4)), np.ones((5, 2)))
+    with pytest.raises(ValueError, match=r"W.T with 3 columns to match X's rows \(4\)"):
+        wsekern.spmm(np.ones((3, 4)), np.ones((4, 2)), transpose=True)

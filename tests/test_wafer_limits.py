@@ -286,3 +286,25 @@ def test_simulate_exposes_the_event_limits(capsys):
     assert main(args + ["--max-events", "10"]) == 2
     assert "over max_events=10; raise" in capsys.readouterr().err
     assert main(args + ["--max-events", "1e6", "--json"]) == 0
+
+
+def test_wafer_conv2d_checks_the_im2col_columns_it_builds_even_uncomputed(monkeypatch):
+    """compute=False (what the CLI runs) skipped conv2d's check, yet built the columns."""
+    from wsekern import _budget
+    from wsekern.wafer import Wafer
+    x = np.ones((1, 2, 40, 40), np.float32)
+    w = np.ones((2, 2, 5, 5), np.float32)
+    monkeypatch.setattr(_budget, "memory_budget", lambda: 20_000)
+    with pytest.raises(MemoryError, match="conv2d of x .*GiB"):
+        Wafer(WaferConfig.wse2(rows=8, cols=8)).conv2d(x, w, padding=2, compute=False)
+
+
+def test_spmm_refuses_an_output_beyond_the_budget(monkeypatch):
+    import scipy.sparse as sps
+
+    import wsekern
+    from wsekern import _budget
+    W = sps.csr_array((np.ones(1), [0], [0] + [1] * 300), shape=(300, 1))
+    monkeypatch.setattr(_budget, "memory_budget", lambda: 10_000)
+    with pytest.raises(MemoryError, match=r"output of shape \(300, 64\)"):
+        wsekern.spmm(W, np.ones((1, 64)))

@@ -55,3 +55,17 @@ def test_preset_resolves_every_name_and_refuses_others():
     assert WaferConfig.preset("small", rows=4, cols=6) == WaferConfig.small(4, 6)
     with pytest.raises(ValueError, match=r"unknown wafer preset 'wse9'; choose one of"):
         WaferConfig.preset("wse9")
+
+
+def test_generators_refuse_what_would_not_fit_before_drawing(monkeypatch):
+    from wsekern import _budget
+    monkeypatch.setattr(_budget, "memory_budget", lambda: 10_000)
+    for make in (lambda: workloads.activations((100, 100), 0.5),
+                 lambda: workloads.pruned((100, 100), 0.5),
+                 lambda: workloads.random_weight(1000, 1000, 0.9),
+                 lambda: workloads.uniform_sparse(1000, 1000, 0.1),
+                 lambda: workloads.power_law(1000, 1000, 10_000),
+                 lambda: workloads.banded(1000, 1000, 5)):
+        with pytest.raises(MemoryError, match="GiB.*use smaller sizes"):
+            make()
+    assert workloads.activations((10, 10), 0.5).shape == (10, 10)     # small ones still run

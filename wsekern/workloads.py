@@ -15,9 +15,16 @@ import math
 import numpy as np
 import scipy.sparse as sps
 
+from ._budget import check_memory
+
 
 def _rng(seed):
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def _check_size(elements, bytes_per_element, what):
+    """Refuse before drawing a workload that would not fit (its temporaries included)."""
+    check_memory(float(elements) * bytes_per_element, what, "use smaller sizes")
 
 
 def _check_fraction(value, name):
@@ -65,6 +72,8 @@ def random_weight(m, k, sparsity, dtype=np.float32, seed=0):
     _check_fraction(sparsity, "sparsity")
     rng = _rng(seed)
     nnz = int(round((1 - sparsity) * m * k))
+    # positions drawn with spares, rows and columns, values: about 48 bytes a nonzero
+    _check_size(nnz + m, 48, f"a random {m} x {k} weight with {nnz:,} nonzeros")
     flat = random_positions(m * k, nnz, rng)              # sorted: CSR order already
     rows, cols = np.divmod(flat, k)
     index = np.int32 if m * k < 2**31 else np.int64
@@ -78,6 +87,7 @@ def power_law(m, k, nnz, seed=0, probs=(0.57, 0.19, 0.19, 0.05)):
     """An m x k R-MAT matrix with about ``nnz`` nonzeros (power-law rows and columns),
     duplicates summed; values standard normal (float64)."""
     rng = _rng(seed)
+    _check_size(nnz + m, 64, f"an R-MAT {m} x {k} matrix with {nnz:,} nonzeros")
     levels = max(1, math.ceil(math.log2(max(m, k, 2))))
     n = int(nnz * 1.3) + 16
     rows = np.zeros(n, np.int64)
@@ -98,6 +108,7 @@ def uniform_sparse(m, k, density, seed=0):
     """scipy.sparse.random's m x k CSR matrix (each entry kept with ``density``, values
     uniform in [0, 1), float64): the validation sweep's uniform rows."""
     _check_fraction(density, "density")
+    _check_size(float(m) * k * density + m, 48, f"a uniform sparse {m} x {k} matrix")
     return sps.random(m, k, density=density, random_state=_rng(seed), format="csr")
 
 
@@ -105,6 +116,7 @@ def pruned(shape, sparsity, seed=0, dtype=np.float32):
     """Standard normal values of ``shape`` with each one zeroed with probability
     ``sparsity`` (a draw of the values, then of the mask, from the same generator)."""
     _check_fraction(sparsity, "sparsity")
+    _check_size(np.prod(shape, dtype=np.float64), 24, f"pruned values of shape {shape}")
     rng = _rng(seed)
     values = rng.standard_normal(shape)
     return (values * (rng.random(shape) >= sparsity)).astype(dtype, copy=False)
@@ -114,6 +126,9 @@ def activations(shape, sparsity, seed=0, dtype=np.float32):
     """ReLU-like activations: standard normal in ``dtype``, each zeroed with probability
     ``sparsity`` (zeros are +0.0, as a ReLU gives)."""
     _check_fraction(sparsity, "sparsity")
+    # float64 draws, the copy in dtype, the uniform draws for the mask and the mask
+    _check_size(np.prod(shape, dtype=np.float64), 25 + np.dtype(dtype).itemsize,
+                f"activations of shape {shape}")
     rng = _rng(seed)
     X = rng.standard_normal(shape).astype(dtype)
     X[rng.random(shape) < sparsity] = 0
@@ -127,6 +142,7 @@ def banded(m, k, bandwidth, dtype=np.float32, seed=0):
     if bandwidth < 0:
         raise ValueError(f"bandwidth must be at least 0; received {bandwidth}")
     rng = _rng(seed)
+    _check_size(float(m) * min(k, 2 * bandwidth + 1) + m, 32, f"a banded {m} x {k} matrix")
     centre = np.arange(m) * k // max(m, 1)
     lo = np.clip(centre - bandwidth, 0, k)
     hi = np.clip(centre + bandwidth + 1, 0, k)

@@ -381,6 +381,7 @@ class Wafer:
         y = _conv_mod.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
                              groups=groups, n_threads=n_threads) \
             if compute and mode == "analytic" else None
+        g.check_memory(x.itemsize, im2col=True)         # the columns are built even uncomputed
         cols = _conv_mod.im2col(x, g)                                   # (G, Kg, B*OH*OW)
         Og = g.O // g.groups
         X2 = cols.reshape(cols.shape[0] * cols.shape[1], cols.shape[2])   # (G*Kg, B*OH*OW)
