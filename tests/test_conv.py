@@ -169,6 +169,10 @@ def test_backward_weight_mask_keeps_only_kept_weights(forced_path):
     ((3, 8, 8), (2, 3, 3, 3), {}, ValueError, "4-D"),
     ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": 0}, ValueError, "stride"),
     ((1, 3, 8, 8), (2, 3, 3, 3), {"padding": -1}, ValueError, "padding"),
+    # not whole numbers: they were truncated to (1, 2), or a string read digit by digit
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": (1.9, 2.9)}, TypeError, "stride"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": "12"}, TypeError, "stride"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"dilation": (True, 1)}, TypeError, "dilation"),
 ])
 def test_bad_input(x_shape, w_shape, kwargs, exc, match):
     with pytest.raises(exc, match=match):

@@ -284,3 +284,12 @@ def test_layers_against_keras(name, kwargs, shape):
         ours.set_weights(weights)
         ref = keras.ops.convert_to_numpy(theirs(x))
     np.testing.assert_allclose(ours(Tensor(x)).data, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [{"groups": 2.7}, {"groups": 0}, {"groups": -1},
+                                    {"kernel_size": (2.9, 2)}, {"strides": 1.5}])
+def test_conv2d_refuses_arguments_that_are_not_positive_whole_numbers(kwargs):
+    """groups=2.7 became 2, groups=0 a ZeroDivisionError, kernel_size 2.9 became 2."""
+    args = {"kernel_size": 3, **kwargs}
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        L.Conv2D(4, **args)

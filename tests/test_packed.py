@@ -66,6 +66,10 @@ def test_data_is_read_only():
     P = wsekern.pack(random_csr(10, 8, 0.3, seed=3))
     with pytest.raises(ValueError):
         P.data[0] = 1.0
+    for part in (P.data, P.indices, P.indptr):       # and the flag cannot be set back
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            part.flags.writeable = True
+    np.testing.assert_array_equal(P.data, P.to_scipy().data)
 
 
 def test_nan_weight_updates_refresh_the_finite_flag():

@@ -227,3 +227,12 @@ def test_a_shape_mismatch_names_both_sides():
         wsekern.spmm(np.ones((3, 4)), np.ones((5, 2)))
     with pytest.raises(ValueError, match=r"W.T with 3 columns to match X's rows \(4\)"):
         wsekern.spmm(np.ones((3, 4)), np.ones((4, 2)), transpose=True)
+
+
+@pytest.mark.parametrize("bad", [0, "4", 2.5, [2], True])
+def test_bad_thread_counts_are_refused_on_every_path(bad):
+    """The BLAS path (dense W) accepted them: only the CSR path asked resolve_threads."""
+    W = np.ones((3, 4))
+    for operand in (W, sps.csr_array(W)):
+        with pytest.raises((TypeError, ValueError), match="n_threads"):
+            wsekern.spmm(operand, np.ones((4, 2)), n_threads=bad)

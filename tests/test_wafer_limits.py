@@ -308,3 +308,11 @@ def test_spmm_refuses_an_output_beyond_the_budget(monkeypatch):
     monkeypatch.setattr(_budget, "memory_budget", lambda: 10_000)
     with pytest.raises(MemoryError, match=r"output of shape \(300, 64\)"):
         wsekern.spmm(W, np.ones((1, 64)))
+
+
+@pytest.mark.parametrize("region", ["22", (1.7, 2.9), (True, 2)])
+def test_a_region_of_other_than_whole_numbers_is_refused(region):
+    """"22" was read as (2, 2) and (1.7, 2.9) as (1, 2)."""
+    from wsekern.wafer import Wafer
+    with pytest.raises(TypeError, match="region must be"):
+        Wafer(WaferConfig.wse2(rows=8, cols=8)).spmm(np.eye(4), np.ones((4, 2)), region=region)

@@ -134,6 +134,19 @@ def idle_cpus():
     return max(1, int(total - _monitor.others() + (1 - FREE_CORE_SHARE)))
 
 
+def check_threads(n_threads):
+    """``n_threads`` as an int (or None), refused when it is not a valid count: also on
+    the paths that end in BLAS and never ask :func:`resolve_threads`."""
+    if n_threads is None:
+        return None
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"n_threads must be an int or None; received {n_threads!r}")
+    if n_threads == 0:
+        raise ValueError("n_threads=0 is not valid; use None (all threads), a positive "
+                         "count, or a negative one (-1 = all CPUs)")
+    return int(n_threads)
+
+
 def decide_threads(n_threads, work, *, openmp_threads, machine, idle, min_work):
     """The policy, from its inputs (what :func:`resolve_threads` reads off the machine).
 
@@ -141,13 +154,7 @@ def decide_threads(n_threads, work, *, openmp_threads, machine, idle, min_work):
     CPUs this process may run on; ``idle``: the CPUs other processes leave free; ``work``
     in multiply-adds, ``min_work`` of them per thread.
     """
-    if n_threads is not None:
-        if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
-            raise TypeError(f"n_threads must be an int or None; received {n_threads!r}")
-        n_threads = int(n_threads)
-        if n_threads == 0:
-            raise ValueError("n_threads=0 is not valid; use None (all threads), a positive "
-                             "count, or a negative one (-1 = all CPUs)")
+    n_threads = check_threads(n_threads)
     if openmp_threads < 1:
         return 1
     if n_threads is None:

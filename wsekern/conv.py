@@ -1,4 +1,5 @@
 """conv2d forward and backward (NCHW, OIHW; torch.nn.functional.conv2d semantics)."""
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +30,10 @@ def _path_costs():
 def pair(v, name, minimum):
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         v = (int(v), int(v))
-    try:
-        a, b = (int(x) for x in v)
+    try:                # whole numbers only: 1.9 or "12" must not become 1 or (1, 2)
+        if isinstance(v, str) or any(isinstance(x, bool) for x in v):
+            raise TypeError
+        a, b = (operator.index(x) for x in v)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an int or a pair of ints; received {v!r}") from None
     if a < minimum or b < minimum:

@@ -7,7 +7,7 @@ import scipy.sparse as sps
 from . import _spmm
 from ._budget import check_memory
 from ._cpu import l2_bytes
-from ._threads import resolve_threads
+from ._threads import check_threads, resolve_threads
 from .costs import cost_table
 from .sparse import (
     PackedSparse,
@@ -135,6 +135,7 @@ def spmm_path(W, X, *, transpose=False):
 
 
 def _spmm_impl(W, X, transpose, out, n_threads):
+    n_threads = check_threads(n_threads)
     X = as_dense_operand(X, "X")
     if X.ndim not in (1, 2):
         raise ValueError(f"X must be 1-D or 2-D; received an array of shape {X.shape}")

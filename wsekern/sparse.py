@@ -408,10 +408,10 @@ class PackedSparse:
 
     @property
     def data(self):
-        """The stored values, read-only: change them with :meth:`set_values`."""
-        v = self._data.view()
-        v.flags.writeable = False
-        return v
+        """The stored values, read-only: change them with :meth:`set_values`. A view through
+        a read-only buffer, so its flag cannot be set back (the cached transpose and the
+        finiteness check would go stale)."""
+        return np.frombuffer(memoryview(self._data).toreadonly(), dtype=self._data.dtype)
 
     @property
     def indices(self):

@@ -7,6 +7,8 @@ region and mapping analytically, then the event-level simulation (event.py) runs
 placement wavelet by wavelet; the result is what the simulated PEs computed, and the
 report its measured cycles, with per-PE stalls and the analytic estimate in ``details``.
 """
+import operator
+
 import numpy as np
 import scipy.sparse as sps
 
@@ -98,8 +100,10 @@ class Wafer:
         c = self.config
         if region is None:
             return None
-        try:
-            vals = tuple(int(v) for v in region)
+        try:            # whole numbers only: "22" or 1.7 must not become (2, 2) or 1
+            if isinstance(region, str) or any(isinstance(v, bool) for v in region):
+                raise TypeError
+            vals = tuple(operator.index(v) for v in region)
         except (TypeError, ValueError):
             raise TypeError(f"region must be (rows, cols) or (row0, col0, rows, cols); "
                             f"received {region!r}") from None

@@ -1,4 +1,6 @@
 """Conv2D (channels-last, optionally sparse), pooling and global average pooling."""
+import operator
+
 import numpy as np
 
 from ... import conv as conv_kernels
@@ -13,7 +15,11 @@ from .core import _init_name, check_sparsity, magnitude_mask
 def _pair(v, name):
     if isinstance(v, (int, np.integer)):
         v = (int(v), int(v))
-    v = tuple(int(a) for a in v)
+    try:                # whole numbers only: 2.9 must not become 2
+        v = tuple(operator.index(a) for a in v)
+    except TypeError:
+        raise ValueError(f"{name} must be a positive int or a pair of them; received "
+                         f"{v!r}") from None
     if len(v) != 2 or min(v) < 1:
         raise ValueError(f"{name} must be a positive int or a pair of them; received {v!r}")
     return v
@@ -121,6 +127,8 @@ class Conv2D(Layer):
         self.strides = _pair(strides, "strides")
         self.padding = _padding_arg(padding)
         self.dilation_rate = _pair(dilation_rate, "dilation_rate")
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"groups must be a positive int; received {groups!r}")
         self.groups = int(groups)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
