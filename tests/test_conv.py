@@ -213,3 +213,20 @@ def test_matches_torch_when_installed(case):
     gx, gw, gb = wsekern.conv2d_backward(R, x, w, **kw_)
     for ours, theirs in ((gx, xt.grad), (gw, wt.grad), (gb, bt.grad)):
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("C, O", [(3, 0), (0, 4)])
+def test_zero_channels_give_zeros_forward_backward_and_on_the_wafer(C, O):
+    """No output channels (or no input channels) is a valid, empty case: it failed with
+    NumPy's "cannot reshape array of size 0" (w.reshape(O, -1) and im2col)."""
+    from wsekern import Wafer, WaferConfig
+    x = np.ones((2, C, 8, 8), np.float32)
+    w = np.ones((O, C, 3, 3), np.float32)
+    y = wsekern.conv2d(x, w, padding=1)
+    assert y.shape == (2, O, 8, 8) and not y.any()
+    gx, gw, _ = wsekern.conv2d_backward(np.ones((2, O, 8, 8), np.float32), x, w, padding=1)
+    assert gx.shape == x.shape and gw.shape == w.shape and not gx.any() and not gw.any()
+    for mode in ("analytic", "event"):
+        yw, report = Wafer(WaferConfig.wse2(rows=8, cols=8)).conv2d(x, w, padding=1, mode=mode)
+        np.testing.assert_array_equal(yw, y)
+        assert report.cycles == 0

@@ -58,6 +58,11 @@ class ConvGeometry:
     OH: int
     OW: int
 
+    @property
+    def depth_per_filter(self):
+        """Weights per output channel: w as a (O, depth) matrix (reshape(O, -1) fails at O=0)."""
+        return self.C // self.groups * self.kh * self.kw
+
     @classmethod
     def of(cls, x_shape, w_shape, stride, padding, dilation, groups):
         if len(x_shape) != 4:
@@ -244,7 +249,7 @@ def im2col(x, g):
     Cg = g.C // g.groups
     cols = win.reshape(g.B, g.groups, Cg, g.OH, g.OW, g.kh, g.kw)
     cols = cols.transpose(1, 2, 5, 6, 0, 3, 4)                    # (G, Cg, kh, kw, B, OH, OW)
-    return np.ascontiguousarray(cols).reshape(g.groups, Cg * g.kh * g.kw, -1)
+    return np.ascontiguousarray(cols).reshape(g.groups, Cg * g.kh * g.kw, g.B * g.OH * g.OW)
 
 
 def _per_group(a, b, transpose_a=False, transpose_b=False):
@@ -368,7 +373,7 @@ def conv_operands(x, w, bias, stride, padding, dilation, groups):
 def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     x, w, bias, g, dtype = conv_operands(x, w, bias, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x, dtype=dtype)
-    w2 = np.ascontiguousarray(w, dtype=dtype).reshape(g.O, -1)
+    w2 = np.ascontiguousarray(w, dtype=dtype).reshape(g.O, g.depth_per_filter)
     if g.B * g.O * g.OH * g.OW == 0 or w2.shape[1] == 0:
         out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)
         out[...] = 0 if bias is None else bias[:, None, None]
@@ -441,14 +446,14 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
     dtype = np.result_type(x.dtype, w.dtype, grad_out.dtype)
     g.check_memory(np.dtype(dtype).itemsize, im2col=False, backward=True)  # the least any path
     x = np.ascontiguousarray(x, dtype=dtype)
-    w2 = np.ascontiguousarray(w, dtype=dtype).reshape(g.O, -1)
+    w2 = np.ascontiguousarray(w, dtype=dtype).reshape(g.O, g.depth_per_filter)
     grad = np.ascontiguousarray(grad_out, dtype=dtype)
     if weight_mask is not None:
         weight_mask = np.asarray(weight_mask)
         if weight_mask.shape != w.shape or weight_mask.dtype != bool:
             raise ValueError(f"weight_mask must be a boolean array of w's shape {w.shape}; "
                              f"received {weight_mask.dtype} array of shape {weight_mask.shape}")
-        keep = weight_mask.reshape(g.O, -1)
+        keep = weight_mask.reshape(g.O, g.depth_per_filter)
     else:
         keep = np.ones(w2.shape, dtype=bool)
     grad_b = grad.sum(axis=(0, 2, 3))
@@ -475,7 +480,8 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
 
     if blas_w:
         cols = im2col(x, g)                                           # (G, K, B*OH*OW)
-        grad_w = np.where(keep, _per_group(grad_g, cols, transpose_b=True).reshape(g.O, -1), 0)
+        grad_w = np.where(keep, _per_group(grad_g, cols, transpose_b=True)
+                          .reshape(g.O, g.depth_per_filter), 0)
     else:   # at the kept weights only: one plane dot product per image
         _, widx, wptr = _filter_csr(w2, keep)
         vals = np.empty(len(widx), dtype=dtype)

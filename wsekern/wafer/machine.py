@@ -389,7 +389,7 @@ class Wafer:
         cols = _conv_mod.im2col(x, g)                                   # (G, Kg, B*OH*OW)
         Og = g.O // g.groups
         X2 = cols.reshape(cols.shape[0] * cols.shape[1], cols.shape[2])   # (G*Kg, B*OH*OW)
-        blocks = [sps.csr_array(w.reshape(g.O, -1)[gi * Og:(gi + 1) * Og])
+        blocks = [sps.csr_array(w.reshape(g.O, g.depth_per_filter)[gi * Og:(gi + 1) * Og])
                   for gi in range(g.groups)]
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
         problem = problem_of("conv2d", self.config, {"x": x, "w": w}, stride=stride,
@@ -399,7 +399,7 @@ class Wafer:
         if mode == "event":
             Y2, report = self._event(Wm, X2, region, mapping, "conv2d", progress)
             report.problem = problem
-            _zero_weight_meets_nonfinite(w.reshape(g.O, -1), cols, Y2)
+            _zero_weight_meets_nonfinite(w.reshape(g.O, g.depth_per_filter), cols, Y2)
             out = Y2.reshape(g.O, g.B, g.OH, g.OW).transpose(1, 0, 2, 3)
             if bias is not None:
                 out = out + bias.astype(np.float64)[None, :, None, None]
