@@ -317,3 +317,19 @@ def test_fused_dense_keeps_a_float32_model_float32_under_a_float64_gradient():
         y = linear(X, K, B, gelu=gelu)
         y.backward(rng.standard_normal((4, 5)))                 # float64 upstream
         assert {y.data.dtype, X.grad.dtype, K.grad.dtype, B.grad.dtype} == {np.dtype(np.float32)}
+
+
+def test_attention_over_no_keys_is_zero_and_differentiable():
+    """An empty key sequence is a valid edge case: each head's output is a sum over no
+    keys (zeros), so the layer gives its output bias; it failed in a zero-size max."""
+    rng = np.random.default_rng(11)
+    mha = MultiHeadAttention(2, 4)
+    x = Tensor(rng.standard_normal((2, 3, 8)).astype(np.float32), requires_grad=True)
+    mha(x, Tensor(np.ones((2, 1, 8), np.float32)))                # build
+    out_bias = mha.get_weights()[-1]
+    out_bias[...] = rng.standard_normal(out_bias.shape)
+    mha.set_weights(mha.get_weights()[:-1] + [out_bias])
+    y = mha(x, Tensor(np.ones((2, 0, 8), np.float32)))
+    np.testing.assert_array_equal(y.data, np.broadcast_to(out_bias, (2, 3, 8)))
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, 0)

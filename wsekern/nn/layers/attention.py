@@ -154,7 +154,8 @@ def attention(q, k, v, mask=None, dropout=0.0, training=False):
         # Keras's large negative rather than -inf: a row with nothing allowed (a padded
         # query) attends uniformly instead of giving NaN, and NaN in q or k stays NaN
         s = np.where(mask, s, s.dtype.type(-1e9))
-    s = s - s.max(axis=-1, keepdims=True)
+    if s.shape[-1]:                         # no keys: no weights, and an output of zeros
+        s = s - s.max(axis=-1, keepdims=True)
     p = np.exp(s)
     p /= p.sum(axis=-1, keepdims=True)
     keep = None
