@@ -184,3 +184,19 @@ def test_pruning_a_transformer():
     fc = model.layers[1].fc
     assert np.mean(fc.get_weights()[0] == 0) == pytest.approx(0.8, abs=0.01)
     assert np.isfinite(model.evaluate(x, y, verbose=0))
+
+
+def test_generate_and_embedding_refuse_what_they_cannot_mean():
+    """temperature=nan reached NumPy's "probabilities contain NaN", max_new_tokens=-1 was
+    taken as 0, and bool ids indexed the table as a mask (IndexError)."""
+    model = GPT(GPTConfig(vocab_size=11, context=8, n_layer=1, n_head=1, d_model=8,
+                          mlp_dim=8))
+    for kwargs in ({"temperature": float("nan")}, {"max_new_tokens": -1}, {"top_k": 0}):
+        with pytest.raises(ValueError, match="generate needs"):
+            model.generate([1, 2], **{"max_new_tokens": 2, **kwargs})
+    assert len(model.generate([1, 2], 0)) == 2
+    emb = L.Embedding(11, 4)
+    with pytest.raises(TypeError, match="integer token ids; received bool"):
+        emb(np.array([[True, False]]))
+    with pytest.raises(ValueError, match="whole numbers"):
+        emb(np.array([[1.5, 2.0]]))

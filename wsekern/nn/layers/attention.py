@@ -65,8 +65,12 @@ class Embedding(Layer):
         ids = x.data if isinstance(x, Tensor) else np.asarray(x)
         if ids.dtype.kind == "f":
             if not np.all(ids == np.round(ids)):
-                raise ValueError("Embedding expects integer token ids")
+                raise ValueError(f"Embedding expects integer token ids; received {ids.dtype} "
+                                 f"values that are not whole numbers")
             ids = ids.astype(np.int64)
+        elif ids.dtype.kind not in "iu":
+            # bool ids would index as a mask; strings or objects mean nothing here
+            raise TypeError(f"Embedding expects integer token ids; received {ids.dtype}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.input_dim):
             raise ValueError(f"token ids must be in [0, {self.input_dim}); received values from "
                              f"{ids.min()} to {ids.max()}")

@@ -72,8 +72,10 @@ class GPT(Sequential):
             raise ValueError("generate needs a prompt of at least one token")
         if max(ids) >= self.config.vocab_size or min(ids) < 0:
             raise ValueError(f"prompt token ids must be in [0, {self.config.vocab_size})")
-        if temperature < 0 or (top_k is not None and top_k < 1):
-            raise ValueError("temperature must be >= 0 and top_k >= 1")
+        if not temperature >= 0 or (top_k is not None and top_k < 1) or max_new_tokens < 0:
+            raise ValueError(f"generate needs temperature >= 0, top_k >= 1 and "
+                             f"max_new_tokens >= 0; received temperature={temperature!r}, "
+                             f"top_k={top_k!r}, max_new_tokens={max_new_tokens!r}")
         rng = np.random.default_rng(seed) if seed is not None else utils.rng()
         for _ in range(int(max_new_tokens)):
             window = np.asarray(ids[-self.config.context:])[None, :]
