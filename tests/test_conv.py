@@ -173,6 +173,7 @@ def test_backward_weight_mask_keeps_only_kept_weights(forced_path):
     ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": (1.9, 2.9)}, TypeError, "stride"),
     ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": "12"}, TypeError, "stride"),
     ((1, 3, 8, 8), (2, 3, 3, 3), {"dilation": (True, 1)}, TypeError, "dilation"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": 2**32}, ValueError, "below 2..31"),
 ])
 def test_bad_input(x_shape, w_shape, kwargs, exc, match):
     with pytest.raises(exc, match=match):

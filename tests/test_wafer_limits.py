@@ -316,3 +316,22 @@ def test_a_region_of_other_than_whole_numbers_is_refused(region):
     from wsekern.wafer import Wafer
     with pytest.raises(TypeError, match="region must be"):
         Wafer(WaferConfig.wse2(rows=8, cols=8)).spmm(np.eye(4), np.ones((4, 2)), region=region)
+
+
+def test_wafer_takes_lists_as_the_cpu_kernels_do_and_refuses_non_numbers():
+    """sddmm with a list A passed the CPU kernel, then failed in the model (AttributeError);
+    a str or object W reached SciPy's own dtype message."""
+    import scipy.sparse as sps
+
+    import wsekern
+    from wsekern.wafer import Wafer
+    wafer = Wafer(WaferConfig.wse2(rows=8, cols=8))
+    P = sps.random(4, 5, density=0.5, format="csr", random_state=0)
+    A, B = [[1.0, 2.0]] * 4, [[1.0, 0.0]] * 5
+    got, report = wafer.sddmm(A, B, P)
+    np.testing.assert_allclose(got.toarray(), wsekern.sddmm(np.array(A), np.array(B),
+                                                            P).toarray())
+    assert report.cycles > 0
+    for W in (np.array([["a", "b"]]), np.array([[None, 1]], dtype=object)):
+        with pytest.raises(TypeError, match="real numbers.*received"):
+            wafer.spmm(W, np.ones((2, 2)))

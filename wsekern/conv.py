@@ -38,6 +38,8 @@ def pair(v, name, minimum):
         raise TypeError(f"{name} must be an int or a pair of ints; received {v!r}") from None
     if a < minimum or b < minimum:
         raise ValueError(f"{name} must be >= {minimum}; received {(a, b)}")
+    if max(a, b) >= 2**31:                          # the kernels index with C ints
+        raise ValueError(f"{name} must be below 2**31; received {(a, b)}")
     return a, b
 
 

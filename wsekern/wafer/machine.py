@@ -283,6 +283,7 @@ class Wafer:
         report : SimReport
         """
         result = cpu_sddmm(A, B, pattern, n_threads=n_threads)
+        A, B = np.asarray(A), np.asarray(B)         # the CPU kernel took lists; so does the model
         P = _as_scipy(pattern, "pattern", values="real")
         ind = sps.csr_array((np.ones(P.nnz), P.indices, P.indptr), shape=P.shape)
         useful = cpu_sddmm((np.asarray(A) != 0).astype(np.float64),
@@ -449,4 +450,7 @@ def _as_scipy(W, name="W", values="float"):
     W = np.asarray(W)
     if W.ndim != 2:
         raise ValueError(f"W must be 2-D; received shape {W.shape}")
+    if W.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (float32 or float64); received "
+                        f"{W.dtype}")
     return sps.csr_array(W)
