@@ -52,6 +52,10 @@ def test_failures_become_rows_with_their_reason():
     bad = sw.sweep({"colour": [1]}, "spmm", client=False)
     assert bad.loc[0, "status"] == "invalid"
     assert "neither a WaferConfig field" in bad.loc[0, "reason"]
+    # a point too large to draw is refused with its estimate and recorded (it ended the
+    # sweep with a raw MemoryError)
+    huge = sw.sweep({"m": [10**6], "k": [10**6], "n": [8]}, "spmm", client=False)
+    assert huge.loc[0, "status"] == "invalid" and "GiB" in huge.loc[0, "reason"]
 
 
 def test_a_killed_worker_loses_no_point(cluster, tmp_path):

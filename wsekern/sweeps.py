@@ -107,7 +107,9 @@ def evaluate_point(point, workload, base="wse2", seed=0):
         report = _run(workload, name, params, config, seed)
     except SramOverflowError as exc:
         row.update(status="overflow", reason=str(exc))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, MemoryError) as exc:
+        # MemoryError: a point refused with its estimate (or that failed to allocate) is
+        # recorded, not the end of the sweep
         row.update(status="invalid", reason=f"{type(exc).__name__}: {exc}")
     else:
         row.update(status="ok", reason="", **_figures(report))
