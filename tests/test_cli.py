@@ -96,7 +96,17 @@ def test_out_of_range_flags_are_refused_by_name(argv, flag, capsys):
     ["simulate", "conv", "--padding", "100000", "--batch", "1", "--channels", "1",
      "--out-channels", "1", "--json"],
 ])
-def test_absurd_sizes_are_refused_with_an_estimate_before_allocating(argv, capsys):
+def test_absurd_sizes_are_refused_with_an_estimate_before_allocating(argv, capsys,
+                                                                      monkeypatch):
+    from wsekern import _budget
+    monkeypatch.setattr(_budget, "memory_budget", lambda: 2**30)   # the same on any machine
     assert main(argv) == 3
     err = capsys.readouterr().err
     assert err.startswith("wsekern: MemoryError:") and "GiB" in err and "budget" in err
+
+
+def test_a_region_may_start_at_row_and_column_0_and_limits_may_be_lifted(capsys):
+    assert main(["simulate", "matmul", "--m", "64", "--k", "64", "--n", "64", "--wafer", "small",
+                 "--region", "0", "0", "4", "4", "--max-events", "inf", "--max-memory-gb",
+                 "inf"]) == 0
+    assert "at (0, 0)" in capsys.readouterr().out

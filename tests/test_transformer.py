@@ -196,7 +196,9 @@ def test_generate_and_embedding_refuse_what_they_cannot_mean():
             model.generate([1, 2], **{"max_new_tokens": 2, **kwargs})
     assert len(model.generate([1, 2], 0)) == 2
     emb = L.Embedding(11, 4)
-    with pytest.raises(TypeError, match="integer token ids; received bool"):
-        emb(np.array([[True, False]]))
+    table = emb(np.array([[1, 0]])).data                    # builds it
+    np.testing.assert_array_equal(emb(np.array([[True, False]])).data, table)   # as Keras
+    with pytest.raises(TypeError, match="integer token ids; received <U1"):
+        emb(np.array([["a", "b"]]))
     with pytest.raises(ValueError, match="whole numbers"):
         emb(np.array([[1.5, 2.0]]))

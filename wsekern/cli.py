@@ -82,15 +82,21 @@ _positive = _whole(1, "a size, count or step")
 _seed = _whole(0, "a seed")
 
 
-def _positive_float(text):
-    """An argparse type: a finite number above 0."""
+def _positive_float(text, allow_inf=False):
+    """An argparse type: a finite number above 0 (or inf, where that lifts a limit)."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not (0 < value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0; received {text!r}")
+    if not (0 < value < float("inf") or (allow_inf and value == float("inf"))):
+        lifted = " (or inf: no limit)" if allow_inf else ""
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0{lifted}; received "
+                                         f"{text!r}")
     return value
+
+
+def _limit(text):
+    return _positive_float(text, allow_inf=True)
 
 
 def _activations(shape, sparsity, seed):
@@ -154,6 +160,12 @@ def _cmd_simulate(args):
         if args.matrix:
             W = _read_matrix(args.matrix, args.n)
         else:
+            from ._budget import check_memory
+            # W and X together, before either is drawn (each generator checks only its own)
+            nnz = (1 - min(max(args.sparsity, 0), 1)) * args.m * args.k
+            check_memory(48.0 * nnz + 29.0 * args.k * args.n,
+                         f"W {args.m}x{args.k} with {nnz:,.0f} nonzeros and X {args.k}x{args.n}",
+                         "use smaller --m, --k, --n")
             W = workloads.random_weight(args.m, args.k, args.sparsity, np.float32, args.seed)
         X = _activations((W.shape[1], args.n), args.act_sparsity, args.seed)
         if args.mode == "event" and _progress.shown(args.json):
@@ -386,7 +398,7 @@ def build_parser():
     p.add_argument("--rows", type=_pe_count, help="override the wafer's PE rows (at least 1)")
     p.add_argument("--cols", type=_pe_count, help="override the wafer's PE columns (at least 1)")
     p.add_argument("--dtype", choices=["fp16", "fp32"], help="on-fabric element type")
-    p.add_argument("--region", type=_positive, nargs="+", metavar="N",
+    p.add_argument("--region", type=_whole(0, "a PE row or column"), nargs="+", metavar="N",
                    help="rows cols, or row0 col0 rows cols (default: the placer chooses)")
     p.add_argument("--mapping", choices=["weight-stationary", "activation-stationary",
                                              "meshgemv"],
@@ -397,10 +409,10 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--mode", choices=["analytic", "event"], default="analytic",
                    help="analytic cost (default) or the event-level simulation of the placement")
-    p.add_argument("--max-events", type=_positive_float,
+    p.add_argument("--max-events", type=_limit,
                    help="refuse an event run estimated above this many wavelet-link events "
                         "(default: Wafer's, 1e8)")
-    p.add_argument("--max-memory-gb", type=_positive_float,
+    p.add_argument("--max-memory-gb", type=_limit,
                    help="refuse an event run estimated above this memory (default: Wafer's, 4)")
     p.set_defaults(func=_cmd_simulate)
 

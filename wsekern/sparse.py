@@ -318,6 +318,12 @@ def dense_to_csr(W, n_threads=1):
     return data, indices, indptr
 
 
+def _read_only(a):
+    """A view of 1-D ``a`` whose writeable flag cannot be set back, not even through its
+    ``base`` (a read-only memoryview): our caches of the array would go stale."""
+    return np.frombuffer(memoryview(a).toreadonly(), dtype=a.dtype)
+
+
 class PackedSparse:
     """A sparse weight laid out once for the wsekern kernels.
 
@@ -411,16 +417,17 @@ class PackedSparse:
         """The stored values, read-only: change them with :meth:`set_values`. A view through
         a read-only buffer, so its flag cannot be set back (the cached transpose and the
         finiteness check would go stale)."""
-        return np.frombuffer(memoryview(self._data).toreadonly(), dtype=self._data.dtype)
+        return _read_only(self._data)
 
     @property
     def indices(self):
-        """Column indices, read-only (a view that cannot be made writeable again)."""
-        return self._indices.view()
+        """Column indices, read-only (through a read-only buffer, as :attr:`data`)."""
+        return _read_only(self._indices)
 
     @property
     def indptr(self):
-        return self._indptr.view()
+        """Row pointers, read-only (through a read-only buffer, as :attr:`data`)."""
+        return _read_only(self._indptr)
 
     @property
     def T(self):

@@ -68,8 +68,9 @@ class Embedding(Layer):
                 raise ValueError(f"Embedding expects integer token ids; received {ids.dtype} "
                                  f"values that are not whole numbers")
             ids = ids.astype(np.int64)
+        elif ids.dtype.kind == "b":
+            ids = ids.astype(np.int64)          # as Keras (which casts): not a mask index
         elif ids.dtype.kind not in "iu":
-            # bool ids would index as a mask; strings or objects mean nothing here
             raise TypeError(f"Embedding expects integer token ids; received {ids.dtype}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.input_dim):
             raise ValueError(f"token ids must be in [0, {self.input_dim}); received values from "
