@@ -72,3 +72,34 @@ def test_dense_screen_memo_answers_only_for_the_same_pattern():
     assert analytic.dense_screen_cycles(plan, wide, cfg) == reference(wide)
     other = wk.WaferConfig.small(16, 16)              # equal, but not the plan's config
     assert analytic.dense_screen_cycles(plan, wide, other) == reference(wide)
+
+
+def test_a_custom_loop_of_train_on_batch_gives_the_report_a_cpu_rate():
+    """train_on_batch clocks its own steps (the wafer costing left out): a loop that never
+    calls fit still gets the CPU's samples/s in the report, from exactly the samples it
+    trained on; a fit epoch then stands alone and later steps add to it. (Only fit fed the
+    rate before: a custom loop's report said "this CPU -".)"""
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(32, 32))
+    nn.utils.set_random_seed(0)
+    with strategy.scope():
+        model = nn.Sequential([nn.Input((12,)), L.Dense(16, activation="relu"),
+                               L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 24)
+    for n in (8, 8, 5):
+        model.train_on_batch(x[:n], y[:n])
+    report = model.wafer_report()
+    assert strategy.steps == 3 and strategy.samples == 21
+    assert report.cpu_samples == 21 and report.cpu_seconds > 0
+    assert report.cpu_samples_per_s == pytest.approx(21 / report.cpu_seconds)
+    assert "over 21 samples" in str(report)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert model.wafer_report().cpu_samples == 24          # the last epoch
+    model.train_on_batch(x[:4], y[:4])
+    assert model.wafer_report().cpu_samples == 28
+    plain = nn.Sequential([nn.Input((12,)), L.Dense(3, activation="softmax")])
+    plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    plain.train_on_batch(x[:6], y[:6])
+    assert plain._cpu_samples == 6 and plain._cpu_seconds > 0      # no strategy needed

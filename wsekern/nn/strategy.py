@@ -479,8 +479,11 @@ class WaferReport:
         self.samples_per_step = strategy.samples / steps if strategy.steps else 0.0
         seconds = self.cycles_per_step / cfg.clock_hz
         self.wafer_samples_per_s = self.samples_per_step / seconds if seconds > 0 else 0.0
-        cpu_s = getattr(model, "_last_epoch_seconds", None)
-        self.cpu_samples_per_s = (model._last_epoch_samples / cpu_s) if cpu_s else None
+        # measured on the CPU: fit's last epoch and the train_on_batch steps since
+        self.cpu_seconds = float(getattr(model, "_cpu_seconds", 0.0))
+        self.cpu_samples = int(getattr(model, "_cpu_samples", 0))
+        self.cpu_samples_per_s = (self.cpu_samples / self.cpu_seconds
+                                  if self.cpu_seconds > 0 and self.cpu_samples else None)
         self.bottleneck_layer = max(self.rows, key=lambda r: r["cycles_per_step"])["layer"] \
             if self.rows else None
         # Attention products, and the KV cache a generating model keeps beside K and V.
@@ -534,8 +537,9 @@ class WaferReport:
                      f"step: {self.cycles_per_step:,.0f} "
                      f"cycles over {self.strategy.steps} steps")
         cpu = f"{self.cpu_samples_per_s:,.0f}" if self.cpu_samples_per_s else "-"
+        over = f" over {self.cpu_samples:,} samples" if self.cpu_samples_per_s else ""
         lines.append(f"samples/s: wafer {self.wafer_samples_per_s:,.0f} (simulated at "
-                     f"{cfg.clock_hz / 1e6:.0f} MHz) vs this CPU {cpu} (measured)")
+                     f"{cfg.clock_hz / 1e6:.0f} MHz) vs this CPU {cpu} (measured{over})")
         return "\n".join(lines)
 
     __repr__ = __str__
