@@ -137,6 +137,8 @@ class WaferStrategy:
                                     for p, s in zip(self.placements, stats)], cfg, batch)
         for p, region in zip(self.placements, regions):
             p.region, p.mapping = region, "weight-stationary"
+        for p, (s, s_t, W) in zip(self.placements, stats):    # done once, not per step
+            training.prepare_step(cfg, self.mode, p.region, W, s, s_t)
         self.edges, self.traced = _dataflow_edges(model, self.placements)
 
     def fit_begins(self, model):

@@ -764,6 +764,23 @@ def _sddmm_blocks(w, R, C):
     return m_b, n_b, nnz, cols_rc, sent_c
 
 
+def sddmm_structure(w, R, C):
+    """:func:`_sddmm_blocks` of the pattern's stats ``w`` on R x C PEs, worked out once and
+    kept on the stats."""
+    if ("sddmm", R, C) not in w.cache:
+        w.cache[("sddmm", R, C)] = _sddmm_blocks(w, R, C)
+    return w.cache[("sddmm", R, C)]
+
+
+def prepare_weight_stationary(weights, config, region):
+    """What :func:`weight_stationary` and :func:`dense_screen` read of W's structure on
+    ``region`` whatever the batch (bounds, blocks, formats that fit), worked out now and
+    kept on ``weights`` (its WeightStats), so a later product pays only for its batch."""
+    placer._ws_static(Operands(None, np.zeros((weights.K, 0), bool), weights), config,
+                      region)
+    dense_screen(weights, config, region)
+
+
 def sddmm_cost(A, B, pattern, config, region, useful, *, full=True, weights=None):
     """Cost of out = (A @ B.T) at the pattern's nonzeros on an R x C region.
 
@@ -801,9 +818,7 @@ def _sddmm_fields(w, D, config, region, full):
     r0, c0, R, C = region
     M, N = w.M, w.K
     elem, fmac = config.elem_bytes, config.fmacs
-    if ("sddmm", R, C) not in w.cache:
-        w.cache[("sddmm", R, C)] = _sddmm_blocks(w, R, C)
-    m_b, n_b, nnz, cols_rc, sent_c = w.cache[("sddmm", R, C)]
+    m_b, n_b, nnz, cols_rc, sent_c = sddmm_structure(w, R, C)
     M_r = np.diff(m_b)
 
     ledger = SramLedger(config, region)
