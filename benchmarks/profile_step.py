@@ -7,8 +7,10 @@ warm-up steps; the top functions by their own time, per step.
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --model gpt
 
 ``--strategy`` builds the model inside ``WaferStrategy(WaferConfig.wse2())`` placed for the
-model's batch, so every step is costed on the wafer too. cProfile adds its own cost to each
-Python call: compare the shares, not the absolute times, with an unprofiled run.
+model's batch, so every step is costed on the wafer too. The clock is wall time
+(``--timer cpu``: this process's CPU time, steadier on a shared machine but a system call
+per profiled event, which inflates functions called often). cProfile adds its own cost to
+each Python call: compare the shares, not the absolute times, with an unprofiled run.
 """
 import argparse
 import cProfile
@@ -67,6 +69,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="profiled steps")
     parser.add_argument("--warmup", type=int, default=3, help="steps run before profiling")
     parser.add_argument("--top", type=int, default=10, help="functions shown")
+    parser.add_argument("--timer", choices=("wall", "cpu"), default="wall",
+                        help="the profiler's clock: wall time, or this process's CPU time")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.top < 1:
         parser.error(f"--steps and --top must be >= 1 and --warmup >= 0; received "
@@ -81,17 +85,18 @@ def main(argv=None):
     with threadpool_limits(1):
         for i in range(args.warmup):
             model.train_on_batch(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b])
-        profile = cProfile.Profile()
-        t0 = time.perf_counter()
+        clock = time.process_time if args.timer == "cpu" else time.perf_counter
+        profile = cProfile.Profile(clock)
+        t0 = clock()
         profile.enable()
         for i in range(args.warmup, args.warmup + args.steps):
             model.train_on_batch(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b])
         profile.disable()
-        wall = time.perf_counter() - t0
+        spent = clock() - t0
     total, rows = top_lines(profile, args.steps, args.top)
     under = " under WaferStrategy(wse2)" if strategy else ""
-    print(f"{case.name}{under}: {args.steps} steps profiled, {wall / args.steps * 1e3:.2f} ms "
-          f"a step (profiled), {total / args.steps * 1e3:.2f} ms in profiled functions")
+    print(f"{case.name}{under}: {args.steps} steps profiled, {spent / args.steps * 1e3:.2f} ms "
+          f"({args.timer}) a step, profiled")
     print(f"{'own us/step':>11} {'share':>6} {'calls/step':>10}  function")
     for us, share, calls, where in rows:
         print(f"{us:>11,.0f} {share:>6.1%} {calls:>10.1f}  {where}")
