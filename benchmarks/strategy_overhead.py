@@ -8,7 +8,10 @@ The strategy's epoch includes reading its report (``str(model.wafer_report())``:
 reports are built when read); the placement is made before the epoch, for its batch (made
 once, it is not the per-step accounting). Wall time and this process's CPU time are both
 shown (on a shared machine the CPU time is the steadier), per pair, as the median ratio,
-and as the ratio of the fastest epochs (timeit's rule: the least disturbed run).
+and as the ratio of the fastest epochs (timeit's rule: the least disturbed run). Steadier
+still when the machine is loaded: the costing's own share of the strategy's epoch, timed
+inside it (``strategy.cost_seconds`` against the rest of that epoch; it leaves out any other
+cost of the strategy, such as a layer's product taking another path when placed).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/strategy_overhead.py [--repeat 2] [--model mlp]
 """
@@ -40,7 +43,9 @@ def epoch_seconds(case, x, y, strategy):
     model.fit(x, y, batch_size=case.batch, epochs=1, verbose=0)
     if strategy is not None:
         str(model.wafer_report())
-    return time.perf_counter() - t0, time.process_time() - c0
+    wall = time.perf_counter() - t0
+    share = strategy.cost_seconds / (wall - strategy.cost_seconds) if strategy else 0.0
+    return wall, time.process_time() - c0, share
 
 
 def main(argv=None):
@@ -58,13 +63,15 @@ def main(argv=None):
         for _ in range(args.repeat):
             plain = epoch_seconds(case, x, y, None)
             placed = epoch_seconds(case, x, y, wk.WaferStrategy(wk.WaferConfig.wse2()))
-            ratios.append((placed[0] / plain[0], placed[1] / plain[1]))
-            epochs.append(plain + placed)
+            ratios.append((placed[0] / plain[0], placed[1] / plain[1], 1 + placed[2]))
+            epochs.append(plain[:2] + placed[:2])
             print(f"plain {plain[0]:.2f} s (CPU {plain[1]:.2f} s), under WaferStrategy(wse2) "
                   f"{placed[0]:.2f} s (CPU {placed[1]:.2f} s), ratio {ratios[-1][0]:.2f}x "
-                  f"(CPU {ratios[-1][1]:.2f}x)")
-    wall, cpu = (sorted(r)[len(r) // 2] for r in zip(*ratios))
-    print(f"median ratio {wall:.2f}x (CPU {cpu:.2f}x) over {args.repeat} pairs")
+                  f"(CPU {ratios[-1][1]:.2f}x); costing inside that epoch: "
+                  f"+{placed[2]:.1%} of the rest")
+    wall, cpu, inside = (sorted(r)[len(r) // 2] for r in zip(*ratios))
+    print(f"median ratio {wall:.2f}x (CPU {cpu:.2f}x; costing inside the epoch "
+          f"{inside:.3f}x) over {args.repeat} pairs")
     fastest = [min(t) for t in zip(*epochs)]
     print(f"fastest epochs: plain {fastest[0]:.2f} s (CPU {fastest[1]:.2f} s), under the "
           f"strategy {fastest[2]:.2f} s (CPU {fastest[3]:.2f} s), ratio "
