@@ -98,7 +98,7 @@ def demo(out=print, plot="wsekern-demo.png", epochs=10):
         with limit_threads(threads):
             model.fit(x, y, batch_size=64, epochs=epochs, verbose=0)
         _, acc = model.evaluate(xt, yt, verbose=0)
-        results[sparsity] = (model, acc, model._last_epoch_seconds)
+        results[sparsity] = (model, acc, model._cpu_seconds)
     sparse_model, acc_s, t_s = results[0.9]
     _, acc_d, t_d = results[0.0]
     shape = "-".join(str(n) for n in (64, *DEMO_HIDDEN, 10))
@@ -170,9 +170,6 @@ def train_transformer(text=None, layers_=2, d_model=128, heads=4, context=64, ba
                 say(f"step {step + 1:5d}  train loss {logs['loss']:.4f}  val loss {val:.4f}  "
                     f"{seen / max(cpu_only, 1e-9):,.0f} tokens/s (CPU)")
         progress.close()
-        # the wafer report's CPU rate (fit records it; this loop is train_on_batch's)
-        model._last_epoch_seconds = cpu - (strategy.cost_seconds if strategy else 0.0)
-        model._last_epoch_samples = steps * batch_size
         prompt = tok.encode(tok.decode(vx[0][:16]))
         sample = model.generate(prompt, sample_chars, temperature=0.8, top_k=20, seed=seed)
     out("--- sample ---")

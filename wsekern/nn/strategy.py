@@ -137,6 +137,8 @@ class WaferStrategy:
                                     for p, s in zip(self.placements, stats)], cfg, batch)
         for p, region in zip(self.placements, regions):
             p.region, p.mapping = region, "weight-stationary"
+        for p, (s, s_t, W) in zip(self.placements, stats):    # done once, not per step
+            training.prepare_step(cfg, self.mode, p.region, W, s, s_t)
         self.edges, self.traced = _dataflow_edges(model, self.placements)
 
     def fit_begins(self, model):
@@ -479,8 +481,11 @@ class WaferReport:
         self.samples_per_step = strategy.samples / steps if strategy.steps else 0.0
         seconds = self.cycles_per_step / cfg.clock_hz
         self.wafer_samples_per_s = self.samples_per_step / seconds if seconds > 0 else 0.0
-        cpu_s = getattr(model, "_last_epoch_seconds", None)
-        self.cpu_samples_per_s = (model._last_epoch_samples / cpu_s) if cpu_s else None
+        # measured on the CPU: fit's last epoch and the train_on_batch steps since
+        self.cpu_seconds = float(getattr(model, "_cpu_seconds", 0.0))
+        self.cpu_samples = int(getattr(model, "_cpu_samples", 0))
+        self.cpu_samples_per_s = (self.cpu_samples / self.cpu_seconds
+                                  if self.cpu_seconds > 0 and self.cpu_samples else None)
         self.bottleneck_layer = max(self.rows, key=lambda r: r["cycles_per_step"])["layer"] \
             if self.rows else None
         # Attention products, and the KV cache a generating model keeps beside K and V.
@@ -534,8 +539,9 @@ class WaferReport:
                      f"step: {self.cycles_per_step:,.0f} "
                      f"cycles over {self.strategy.steps} steps")
         cpu = f"{self.cpu_samples_per_s:,.0f}" if self.cpu_samples_per_s else "-"
+        over = f" over {self.cpu_samples:,} samples" if self.cpu_samples_per_s else ""
         lines.append(f"samples/s: wafer {self.wafer_samples_per_s:,.0f} (simulated at "
-                     f"{cfg.clock_hz / 1e6:.0f} MHz) vs this CPU {cpu} (measured)")
+                     f"{cfg.clock_hz / 1e6:.0f} MHz) vs this CPU {cpu} (measured{over})")
         return "\n".join(lines)
 
     __repr__ = __str__

@@ -244,12 +244,31 @@ def sddmm_useful(G, X, W, stats=None):
         return int(sddmm((G != 0).astype(np.float32), (X != 0).astype(np.float32), W).sum())
     g, x = G != 0, X != 0
     total = int(np.count_nonzero(g, axis=0) @ np.count_nonzero(x, axis=0))
+    zr, zc = _box_zeros(stats)
+    return total - int(np.count_nonzero(g[zr] & x[zc])) if len(zr) else total
+
+
+def _box_zeros(stats):
+    """(rows, columns) of the M x K box where W stores nothing, kept on its stats."""
     if "zeros" not in stats.cache:
-        box = np.ones((M, K), bool)
+        box = np.ones((stats.M, stats.K), bool)
         box[stats.w_row, stats.w_col] = False
         stats.cache["zeros"] = np.nonzero(box)
-    zr, zc = stats.cache["zeros"]
-    return total - int(np.count_nonzero(g[zr] & x[zc])) if len(zr) else total
+    return stats.cache["zeros"]
+
+
+def prepare_step(cfg, mode, region, W, stats, stats_t):
+    """Work out once what every step's cost reads of W's structure on ``region`` (the
+    forward's and the input gradient's blocks and formats, the weight gradient's blocks,
+    where W stores nothing), kept on the stats: a step then pays only for its batch.
+    Layer-pipelined only; caches, so no step's numbers change."""
+    if mode != "layer-pipelined":
+        return
+    analytic.prepare_weight_stationary(stats, cfg, region)
+    analytic.prepare_weight_stationary(stats_t, cfg, region)
+    analytic.sddmm_structure(stats, int(region[2]), int(region[3]))
+    if 2 * W.nnz > W.shape[0] * W.shape[1] and W.has_canonical_format:  # as sddmm_useful
+        _box_zeros(stats)
 
 
 def link_hops(src, dst):

@@ -118,11 +118,17 @@ class Dense(Layer):
         if x.shape[-1] != self.kernel_shape[0]:
             raise ValueError(f"layer {self.name!r} expects inputs with {self.kernel_shape[0]} "
                              f"features; received shape {x.shape}")
-        placement = placement_of(self)
-        if (self.pattern is None and (placement is None or not training)
-                and linear_applies(x, self.kernel, self.bias if self.use_bias else None)):
-            gelu = self.activation is activations.gelu
+        placement = placement_of(self) if training else None
+        if self.pattern is None and linear_applies(x, self.kernel,
+                                                   self.bias if self.use_bias else None):
+            # a placed layer hands the wafer strategy the product's gradient, before the
+            # activation: the GELU is then not fused
+            gelu = self.activation is activations.gelu and placement is None
             y = linear(x, self.kernel, self.bias if self.use_bias else None, gelu=gelu)
+            if placement is not None:
+                K, units = self.kernel_shape
+                y = placement.observe(x.data.reshape(-1, K).T, x.requires_grad, y,
+                                      lambda g: g.reshape(-1, units).T)
             return y if gelu else self.activation(y)
         lead = x.shape[:-1]
         x2 = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
@@ -132,7 +138,7 @@ class Dense(Layer):
             y = sparse_dense(x2, self.kernel, self.pattern)
         if self.use_bias:
             y = y + self.bias
-        if training and placement is not None:          # hand the step to the wafer strategy
+        if placement is not None:          # hand the step to the wafer strategy
             y = placement.observe(x2.data.T, x.requires_grad, y, lambda g: g.T)
         if x.ndim != 2:
             y = reshape(y, lead + (self.units,))

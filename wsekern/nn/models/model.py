@@ -42,6 +42,12 @@ class Model(Layer):
             return Functional.__new__(Functional)
         return super().__new__(cls)
 
+    # The CPU's training time (the wafer's costing left out) and samples the wafer report's
+    # CPU rate comes from: fit's last epoch, plus the train_on_batch steps since (a custom
+    # loop's steps alone when it never called fit).
+    _cpu_seconds = 0.0
+    _cpu_samples = 0
+
     def __init__(self, *args, name=None, trainable=True, dtype=None, **kwargs):
         if args:
             raise TypeError(f"{type(self).__name__}() takes keyword arguments only (name=, "
@@ -342,8 +348,14 @@ class Model(Layer):
             cw = class_sample_weight(leaves(as_arrays(y))[0], class_weight)
             sample_weight = cw if sample_weight is None else np.asarray(sample_weight) * cw
         self.reset_metrics()
+        start = time.perf_counter()
+        costing = self.strategy.cost_seconds if self.strategy is not None else 0.0
         logs = self.train_step((x, as_arrays(y), sample_weight))
         self._after_step(x)
+        if self.strategy is not None:
+            costing = self.strategy.cost_seconds - costing
+        self._cpu_seconds += time.perf_counter() - start - costing
+        self._cpu_samples += _batch_size(x)
         return _floats(logs)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=True):
@@ -469,8 +481,8 @@ class Model(Layer):
                 if seen == 0:
                     raise ValueError("the training data yielded no batch")
                 costing = (self.strategy.cost_seconds - costing_before) if self.strategy else 0.0
-                self._last_epoch_seconds = time.perf_counter() - start - costing   # CPU work only
-                self._last_epoch_samples = seen
+                self._cpu_seconds = time.perf_counter() - start - costing   # CPU work only
+                self._cpu_samples = seen
                 epoch_logs = dict(logs)
                 if val is not None and (epoch + 1) % int(validation_freq) == 0:
                     val_logs = self._run_evaluation(val, callbacks_)
