@@ -15,7 +15,8 @@ from _fused cimport index_t
 from _rows cimport spmm_row
 from _simd cimport (wsk_spmm_scatter_f32_i32, wsk_spmm_scatter_f32_i64,
                     wsk_spmm_scatter_f64_i32, wsk_spmm_scatter_f64_i64,
-                    wsk_dot_f32, wsk_dot_f64, wsk_simd_init, wsk_simd_available,
+                    wsk_dot_f32, wsk_dot_f64, wsk_scan_row_f32, wsk_scan_row_f64,
+                    wsk_simd_init, wsk_simd_available,
                     wsk_compact_f32, wsk_compact_f64, wsk_compact_csr_f32_i32,
                     wsk_compact_csr_f32_i64, wsk_compact_csr_f64_i32, wsk_compact_csr_f64_i64,
                     wsk_openmp_enabled, wsk_omp_max_threads, wsk_compiler)
@@ -352,20 +353,21 @@ def scan_rows(const floating[:, ::1] X, uint8_t[::1] nonzero_row):
     """Flag the rows of X holding any nonzero; return (rows kept, all finite, nonzeros).
 
     One pass over X gives all three, so the dispatcher needs no density sample of X."""
-    cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, j, kept = 0, nnz = 0, row_nnz
-    cdef bint finite = True
-    cdef floating v
+    cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, kept = 0, nnz = 0, row_nnz
+    cdef int nonfinite = 0
+    if K == 0 or N == 0:
+        nonzero_row[:] = 0
+        return 0, True, 0
     with nogil:
         for k in range(K):
-            row_nnz = 0
-            for j in range(N):
-                v = X[k, j]
-                row_nnz += (v != 0)
-                finite &= (v - v == 0)  # false for NaN and +-inf
+            if floating is float:
+                row_nnz = wsk_scan_row_f32(&X[k, 0], N, &nonfinite)
+            else:
+                row_nnz = wsk_scan_row_f64(&X[k, 0], N, &nonfinite)
             nonzero_row[k] = row_nnz != 0
             kept += row_nnz != 0
             nnz += row_nnz
-    return kept, bool(finite), nnz
+    return kept, not nonfinite, nnz
 
 
 def all_finite(const floating[::1] values):
