@@ -194,7 +194,8 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     nnz = len(data)
     t_sparse = nnz * (k_live / K) * N * cost.spmm_mac
     # Densified, W's unstored zeros would meet X's inf/NaN (0 * inf = NaN): X must be finite.
-    if x_finite and M * K * cost.densify + M * k_live * N * cost.blas_mac < t_sparse:
+    t_densified = M * K * cost.densify + nnz * cost.densify_nnz + cost.blas(M * k_live * N, N)
+    if x_finite and t_densified < t_sparse:
         check_indices()
         dense = np.empty((M, K), dtype=dtype)
         _spmm.csr_to_dense(data, indices, indptr, dense, resolve_threads(n_threads, M * K))
