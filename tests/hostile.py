@@ -221,6 +221,38 @@ def case_dok_bad_keys():
     _expect_error(lambda: wsekern.pack(W), match="pairs of integers")
 
 
+def case_csr_index_out_of_range_every_route():
+    """A SciPy CSR's column indices are checked inside the CSR kernel (each row before it is
+    multiplied) and by a separate pass before every other route: one bad index in a middle
+    row, on each route, blocked and not, 1 and 2 threads, after a good call on the same
+    matrix (nothing about it may be remembered)."""
+    import wsekern
+    rng = np.random.default_rng(5)
+    K = 64
+    X_dead = rng.standard_normal((K, 256))
+    X_dead[::2] = 0
+    X_sparse = np.zeros((K, 16))
+    X_sparse[3, 4] = 1.0
+    cases = [(0.1, rng.standard_normal((K, n)), None) for n in (1, 3, 16, 300)]
+    cases += [(0.1, X_dead, "csr-skip-rows"), (0.1, X_sparse, "csr-sparse-x"),
+              (0.5, rng.standard_normal((K, 256)), "blas-densified"),
+              (0.1, np.ones((K, 0)), "empty")]
+    for dtype in (np.float32, np.float64):
+        for density, X, route in cases:
+            W = sps.random(40, K, density=density, format="csr", dtype=dtype, random_state=1)
+            if route is not None:
+                assert wsekern.spmm_path(W, X) == route, (wsekern.spmm_path(W, X), route)
+            good = W.indices.copy()
+            for bad in (K, -1, 2**31 - 1):
+                for n_threads in (1, 2):
+                    W.indices[:] = good
+                    expected = W.toarray() @ X
+                    _close(wsekern.spmm(W, X, n_threads=n_threads), expected)
+                    W.indices[len(good) // 2] = bad
+                    _expect_error(lambda: wsekern.spmm(W, X, n_threads=n_threads),
+                                  match=f"column index {bad} at position {len(good) // 2}")
+
+
 def case_bsr_zero_blocksize():
     import wsekern
     W = sps.bsr_array(np.eye(4), blocksize=(2, 2))

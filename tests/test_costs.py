@@ -72,6 +72,21 @@ def test_the_table_moves_the_dense_sparse_crossover(monkeypatch):
         np.testing.assert_allclose(kernels.spmm(W, X), W.toarray() @ X, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("row", ["zen3/avx2", "zen3/baseline"])
+def test_narrow_x_at_half_zeros_stays_csr(monkeypatch, row):
+    """Zen 3, 1024^2 at 50-70 % zeros: densifying (a scatter per stored weight, and BLAS
+    slow for narrow X) lost to the CSR kernel and to SciPy at N = 16 (0.75-1.15x SciPy's
+    speed), and still wins at N = 256 and 50 % zeros."""
+    table = costs._named(row)
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    rng = np.random.default_rng(0)
+    for zeros in (0.5, 0.7):
+        W = random_csr(1024, 1024, 1 - zeros)
+        assert kernels.spmm_path(W, rng.standard_normal((1024, 16))) == "csr"
+    assert kernels.spmm_path(random_csr(1024, 1024, 0.5),
+                             rng.standard_normal((1024, 256))) == "blas-densified"
+
+
 @pytest.mark.parametrize("direct, path", [((0.0, 2.2), "direct"), ((0.5, 5.0), "im2col-blas")])
 def test_the_table_chooses_the_conv_path(monkeypatch, direct, path):
     """At 80% weight zeros: the direct path while it is fitted cheaper than im2col, not after."""

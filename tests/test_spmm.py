@@ -236,3 +236,29 @@ def test_bad_thread_counts_are_refused_on_every_path(bad):
     for operand in (W, sps.csr_array(W)):
         with pytest.raises((TypeError, ValueError), match="n_threads"):
             wsekern.spmm(operand, np.ones((4, 2)), n_threads=bad)
+
+
+@pytest.mark.parametrize("n_block", [0, 8])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_csr_kernel_checks_each_row_before_it_reads_x(index_dtype, n_block):
+    """csr_spmm(check_cols=True) counts the rows holding an index outside X's rows and
+    multiplies none of them (a read past X's end); the other rows are the product. Without
+    the check (check_csr's indptr-only form), the structure is accepted."""
+    from wsekern import _spmm
+    W = sps.random(30, 50, density=0.2, format="csr", random_state=3)
+    indices = W.indices.astype(index_dtype)
+    indptr = W.indptr.astype(index_dtype)
+    X = np.random.default_rng(3).standard_normal((50, 24))
+    expected = W.toarray() @ X
+    out = np.full((30, 24), np.nan)
+    assert _spmm.csr_spmm(W.data, indices, indptr, X, out, None, 1, n_block, True) == 0
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    bad_rows = [r for r in (4, 17) if indptr[r + 1] > indptr[r]]
+    indices[indptr[bad_rows[0]]] = 50
+    indices[indptr[bad_rows[1] + 1] - 1] = -3
+    assert _spmm.check_csr(indptr, indices, 50, False) is None
+    assert "out of range" in _spmm.check_csr(indptr, indices, 50)
+    out[:] = np.nan
+    assert _spmm.csr_spmm(W.data, indices, indptr, X, out, None, 2, n_block, True) == 2
+    good = np.setdiff1d(np.arange(30), bad_rows)
+    np.testing.assert_allclose(out[good], expected[good], rtol=1e-12, atol=1e-12)

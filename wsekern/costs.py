@@ -35,6 +35,17 @@ class CostTable:
     # half of X's rows zero), but no work at all for the nonzeros meeting dead rows: it
     # wins for narrow X (N up to ~80 at half the rows dead), where compaction does not pay.
     spmm_scatter_mac: float = 0.116
+    # densifying a CSR also scatters each stored weight into its row: 1.4-1.9 ns each on
+    # Zen 3 (fp32, 1024^2 at 50-100 % zeros, fitted with ``densify`` per element); without
+    # it the model densified at 50-70 % zeros and N = 16, 0.75-1.15x SciPy's speed.
+    densify_nnz: float = 1.5
+    # BLAS per multiply-add grows for narrow X as (1 + blas_narrow_n / N): OpenBLAS's sgemm
+    # on Zen 3 ran 0.034-0.045 ns a MAC at N = 16, 0.028-0.031 at N = 32 (1024^2).
+    blas_narrow_n: float = 16.0
+
+    def blas(self, macs, n):
+        """Nanoseconds for ``macs`` multiply-adds of a BLAS product with N = ``n``."""
+        return macs * self.blas_mac * (1 + self.blas_narrow_n / max(n, 1))
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.

@@ -12,9 +12,11 @@ from .costs import cost_table
 from .sparse import (
     PackedSparse,
     as_dense_operand,
+    check_csr_index_range,
     check_float_dtype,
     check_sparse_operand,
     csr_parts,
+    csr_parts_unchecked,
     dense_to_csr,
 )
 
@@ -157,17 +159,22 @@ def _spmm_impl(W, X, transpose, out, n_threads):
                          f"{' (transpose=True)' if transpose else ''}")
     N = X2.shape[1]
     dtype = np.result_type(W.dtype, X.dtype)
+    unchecked = None         # a SciPy CSR's column indices are checked by the CSR kernel
     if not dense_W:          # validate the structure even when there is nothing to compute
-        data, indices, indptr, _ = csr_parts(W, dtype, transpose)
+        data, indices, indptr, _, unchecked = csr_parts_unchecked(W, dtype, transpose)
+
+    def check_indices():     # before any path but the plain CSR kernel reads an index
+        if unchecked is not None:
+            check_csr_index_range(indptr, indices, K, unchecked)
     result_shape = (M,) if vector else (M, N)
     out = _check_out(out, result_shape, dtype)
     out2 = out[:, None] if vector else out
-    if M == 0 or N == 0:
+    if M == 0 or N == 0 or K == 0:
+        check_indices()
+        if K == 0:
+            out2[...] = 0
         return out, "empty"
     Xc = np.ascontiguousarray(X2, dtype=dtype)
-    if K == 0:
-        out2[...] = 0
-        return out, "empty"
 
     alive = np.empty(K, dtype=np.uint8)
     n_alive, x_finite, x_nnz = _spmm.scan_rows(Xc, alive)
@@ -193,7 +200,9 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     nnz = len(data)
     t_sparse = nnz * (k_live / K) * N * cost.spmm_mac
     # Densified, W's unstored zeros would meet X's inf/NaN (0 * inf = NaN): X must be finite.
-    if x_finite and M * K * cost.densify + M * k_live * N * cost.blas_mac < t_sparse:
+    t_densified = M * K * cost.densify + nnz * cost.densify_nnz + cost.blas(M * k_live * N, N)
+    if x_finite and t_densified < t_sparse:
+        check_indices()
         dense = np.empty((M, K), dtype=dtype)
         _spmm.csr_to_dense(data, indices, indptr, dense, resolve_threads(n_threads, M * K))
         return out, _blas(dense, Xc, alive, skip_rows, out2) + "-densified"
@@ -201,6 +210,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     # X's density is exact (scan_rows counted), W's finiteness read only when it matters.
     if x_nnz < SPARSE_X_DENSITY * K * N and (
             W.all_finite if isinstance(W, PackedSparse) else _spmm.all_finite(data)):
+        check_indices()
         x_data, x_indices, x_indptr = dense_to_csr(Xc)
         x_indices = x_indices.astype(indptr.dtype, copy=False)
         x_indptr = x_indptr.astype(indptr.dtype, copy=False)
@@ -226,12 +236,16 @@ def _spmm_impl(W, X, transpose, out, n_threads):
                                 SCATTER_BLOCK)
             return out, "csc-skip-rows"
     if skip_rows and compact_pays:
+        check_indices()
         X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
         _spmm.csr_spmm(data, indices, indptr, X_live, out2, remap, threads,
                        column_block(n_alive + 1, N, X_live.itemsize))
         return out, "csr-skip-rows"
-    _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads,
-                   column_block(K, N, Xc.itemsize))
+    if _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads,
+                      column_block(K, N, Xc.itemsize), unchecked is not None):
+        check_indices()          # raises, naming the first index out of range
+        raise RuntimeError("csr_spmm found a column index out of range that check_csr did "
+                           "not: an index array changed during the call?")
     return out, "csr"
 
 
