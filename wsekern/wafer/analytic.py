@@ -734,10 +734,16 @@ def _ws_screen_bound(ops, config, R, C):
 
 def _distinct_per_block(rb, idx, bounds, R):
     """How many distinct values of ``idx`` (0 <= idx < bounds[-1]) fall in each block
-    (rb, block of idx): O(nnz + R * n) with a bincount, no sort."""
+    (rb, block of idx): O(nnz + R * n) with a bincount, no sort. Empty blocks (more
+    blocks than values: repeated bounds) count 0."""
     n = int(bounds[-1])
     seen = np.bincount(rb * n + idx, minlength=R * n).reshape(R, n) > 0
-    return np.add.reduceat(seen, bounds[:-1], axis=1) if n else np.zeros((R, len(bounds) - 1))
+    # differences of a running count, not add.reduceat: reduceat returns the element at
+    # a repeated bound instead of 0 and refuses a bound equal to n
+    cum = np.zeros((R, n + 1), np.int64)
+    np.cumsum(seen, axis=1, out=cum[:, 1:])
+    bounds = np.asarray(bounds)
+    return cum[:, bounds[1:]] - cum[:, bounds[:-1]]
 
 
 # --------------------------------------------------------------------------------------
