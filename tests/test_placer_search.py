@@ -152,3 +152,55 @@ def test_grid_pipeline_refuses_arrays_of_other_shapes():
         grid_pipeline(work, zeros[:2], zeros, L, *args)
     with pytest.raises(ValueError, match=r"L \(2\)"):
         grid_pipeline(work, zeros, zeros, L[:2], *args)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_screen_price_is_the_screen_report(case):
+    """The placer prices weight-stationary candidates without building their reports
+    (analytic.screen_price): the same cycles as the screen's report on every candidate,
+    and the same overflow where a PE does not fit."""
+    from wsekern.wafer import analytic
+    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
+    W = _skewed(M, K, 1 - zeros, case) if skewed else sps.random(
+        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32)
+    W = sps.csr_array(W)
+    X = _acts(K, N, act_zeros, case)
+    ops = placement.Operands(W, X, search=True)
+    plain = placement.Operands(W, X)                 # the report's path, without tables
+    assert plain.tables() is None and analytic.screen_price(plain, config, (0, 0, 1, 1)) is None
+    priced = overflows = 0
+    for R in placement.geometric(min(config.rows, M)):
+        for C in placement.geometric(min(config.cols, K)):
+            region = (0, 0, R, C)
+            try:
+                want = analytic.weight_stationary(W, X, config, region, ops=plain, exact=False,
+                                                  full=False).cycles
+            except SramOverflowError as exc:
+                with pytest.raises(SramOverflowError) as got:
+                    analytic.screen_price(ops, config, region)
+                assert str(got.value) == str(exc)
+                overflows += 1
+                continue
+            assert analytic.screen_price(ops, config, region) == want, (R, C)
+            priced += 1
+    assert priced > 10
+    assert overflows or case not in (3, 4)          # those two have overflowing ones
+
+
+def test_summed_area_fill_matches_numpy():
+    from wsekern._screen import summed_area_fill
+    rng = np.random.default_rng(0)
+    M, K, n = 37, 53, 400                       # repeated positions are summed
+    rows, cols = rng.integers(0, M, n), rng.integers(0, K, n)
+    values = rng.integers(0, 1000, n)
+    ref = np.zeros((M + 1, K + 1), np.int64)
+    np.add.at(ref, (rows + 1, cols + 1), values)
+    ref = ref.cumsum(axis=0).cumsum(axis=1)
+    for dtype in (np.int32, np.int64):
+        T = np.zeros((M + 1, K + 1), dtype)
+        summed_area_fill(T, rows, cols, values)
+        np.testing.assert_array_equal(T, ref)
+    with pytest.raises(ValueError, match="outside 37x53"):
+        summed_area_fill(np.zeros((M + 1, K + 1), np.int64), rows + 1, cols, values)
+    with pytest.raises(ValueError, match="one length"):
+        summed_area_fill(np.zeros((M + 1, K + 1), np.int64), rows, cols[:-1], values)

@@ -86,6 +86,51 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     return _ws_report(ops, pl, config, timing, full)
 
 
+def screen_price(ops, config, region, what="spmm"):
+    """The cycles :func:`weight_stationary` with ``exact=False`` reports on ``region``
+    (the placer's screen), without a Placement's per-PE maps or a SimReport: the format
+    choice reduced per PE column in one pass over the blocks (src/_screen.pyx), then the
+    same column work and pipeline as :func:`_ws_work` and :func:`_ws_cycles`, on the same
+    values. Needs the summed-area tables of a searching :class:`Operands`: None without
+    them. Raises the placement's SramOverflowError where a PE overflows. O(R C + C N)."""
+    from .._screen import ws_screen_columns
+    tables = ops.tables()
+    if tables is None:
+        return None
+    R, C = int(region[2]), int(region[3])
+    m_b, _ = ops.row_block(R)
+    k_b, _ = ops.col_block(C)
+    M_r = np.diff(m_b)
+    t_dense = placer.dense_task_cycles(config, M_r)
+    a_cn = ops.activations(C)
+    A_c = a_cn.sum(axis=1)
+    tmax_c, cmax_c, any_comp, overflow = ws_screen_columns(
+        tables[0], tables[1], m_b, k_b, np.ascontiguousarray(A_c, dtype=np.int64),
+        np.ascontiguousarray(t_dense, dtype=np.float64), int(config.elem_bytes),
+        placer.FIFO_BYTES, int(config.data_bytes), float(config.task_cycles),
+        float(config.scalar_cycles_per_element))
+    if overflow:
+        placer.weight_stationary(ops, config, region, what)     # raises, naming the PE
+        raise AssertionError("screen_price saw an overflow the placement does not")
+    # _ws_work (exact=False, one chain of the columns' slowest PEs)
+    work_cn = np.zeros((C, a_cn.shape[1]))
+    has_dense = np.isfinite(tmax_c)
+    work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
+    if any_comp:
+        share = cmax_c / np.maximum(A_c, 1)
+        work_cn = np.maximum(work_cn, a_cn * share[:, None])
+    work_cn += config.task_cycles
+    # _ws_cycles' estimate
+    v_cn = a_cn * config.wavelets_per_sparse_value + 1
+    dt = 1.0 / config.link_wavelets_per_cycle
+    red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
+    L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
+    fill = R * config.hop_cycles + config.ramp_cycles
+    est = _pipeline_cycles(config, work_cn[None], v_cn, dt, np.array([fill], np.float64),
+                           L.max(keepdims=True))
+    return float(est)
+
+
 def _ws_work(ops, pl, config, exact):
     """Per PE (or per column's slowest PE) and sample, the compute, the end-of-stream
     task included: (work, work_cn, arrivals or None, per_pe)."""
