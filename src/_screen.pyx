@@ -1,8 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""One training step's input stream into a weight-stationary region whose blocks are all
-dense (wafer/analytic.py ``dense_screen_cycles``): per sample and PE column, the nonzero
-activations arriving, the compute they start, and when the sample's first and last
-wavelet reach the chain, in one pass instead of a dozen NumPy temporaries.
+"""Weight-stationary's cost, in single passes instead of NumPy temporaries: one training
+step's input stream into a region whose blocks are all dense (``dense_stream``, for
+wafer/analytic.py ``dense_screen_cycles``); the placer's summed-area tables and its price
+of a candidate's format choice (``summed_area_fill``, ``ws_screen_columns``); the exact
+model's per-block work of compressed blocks (``compressed_block_work``).
 
 Each float is the NumPy expression's: one rounded operation at a time, in its order (the
 extension is built with -ffp-contract=off, so no multiply-add is fused).
@@ -171,3 +172,56 @@ def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] wor
                 elif t_dense[r] > tmax[c]:
                     tmax[c] = t_dense[r]
     return tmax_a, cmax_a, bool(any_comp), bool(overflow)
+
+
+def compressed_block_work(const int64_t[::1] indptr, const int32_t[::1] indices,
+                          const int32_t[::1] counts, const unsigned char[:, ::1] x_nz,
+                          const int64_t[:, ::1] a_cn, const unsigned char[::1] comp,
+                          double task, double scalar, double[:, :, :] out):
+    """Each compressed block's work per sample (analytic._compressed_work), written into
+    ``out[r, c]`` (R x C x N, any strides) where ``comp[r * C + c]``; other blocks are left
+    as they are.
+
+    Block b = r * C + c holds ``counts[j]`` nonzeros of W in column ``indices[j]`` for j in
+    ``indptr[b]:indptr[b + 1]``; its work in sample n is ``a_cn[c, n] * task + scalar *
+    visited`` with visited the nonzeros whose activation x_nz[k, n] is nonzero. As NumPy
+    rounds it with visited counted in float32 (wsekern.spmm of float32 ones): the scalar
+    product in float32, the sum in float64. O(nnz * N + blocks * N).
+    """
+    cdef Py_ssize_t C = out.shape[1], B = out.shape[0] * out.shape[1], N = out.shape[2]
+    cdef Py_ssize_t K = x_nz.shape[0], b, j, n, k, r, c
+    cdef int64_t total = indptr[B] if indptr.shape[0] == B + 1 else -1
+    cdef int32_t cnt
+    cdef float fscalar = <float> scalar
+    if (indptr.shape[0] != B + 1 or comp.shape[0] != B or x_nz.shape[1] != N
+            or a_cn.shape[0] != C or a_cn.shape[1] != N):
+        raise ValueError(f"shapes disagree: {indptr.shape[0]} bounds, {comp.shape[0]} flags, "
+                         f"out {tuple(out.shape)[:3]}, x_nz {K}x{x_nz.shape[1]}, "
+                         f"a_cn {a_cn.shape[0]}x{a_cn.shape[1]}")
+    if indptr[0] != 0 or total < 0 or indices.shape[0] < total or counts.shape[0] < total:
+        raise ValueError("indptr must start at 0 and end within indices and counts")
+    for b in range(B):
+        if indptr[b] > indptr[b + 1]:
+            raise ValueError("indptr must be nondecreasing")
+    for j in range(total):
+        if not 0 <= indices[j] < K:
+            raise ValueError(f"column {indices[j]} lies outside 0..{K - 1}")
+    visited_a = np.zeros(N, np.int64)
+    cdef int64_t[::1] visited = visited_a
+    with nogil:
+        for b in range(B):
+            if not comp[b]:
+                continue
+            for n in range(N):
+                visited[n] = 0
+            for j in range(indptr[b], indptr[b + 1]):
+                k = indices[j]
+                cnt = counts[j]
+                for n in range(N):
+                    visited[n] += cnt * x_nz[k, n]
+            r = b // C
+            c = b - r * C
+            for n in range(N):
+                out[r, c, n] = <double> a_cn[c, n] * task \
+                    + <double> (fscalar * <float> visited[n])
+    return out

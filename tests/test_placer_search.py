@@ -204,3 +204,28 @@ def test_summed_area_fill_matches_numpy():
         summed_area_fill(np.zeros((M + 1, K + 1), np.int64), rows + 1, cols, values)
     with pytest.raises(ValueError, match="one length"):
         summed_area_fill(np.zeros((M + 1, K + 1), np.int64), rows, cols[:-1], values)
+
+
+@pytest.mark.parametrize("case", [2, 4, 6])
+def test_compressed_work_in_place_matches_the_chunked_count(case):
+    """The exact model writes compressed blocks' work into its R x C x N array in one
+    Cython pass; the chunked wsekern.spmm count (small chunks: several passes) gives the
+    same floats, and dense blocks keep what was there."""
+    from wsekern.wafer import analytic
+    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
+    W = sps.csr_array(_skewed(M, K, 1 - zeros, case) if skewed else sps.random(
+        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32))
+    X = _acts(K, N, act_zeros, case)
+    ops = placement.Operands(W, X)
+    R, C = min(config.rows, M, 6), min(config.cols, K, 5)
+    pl = placement.weight_stationary(ops, config, (0, 0, R, C))
+    use_comp = pl.use_comp.copy()
+    use_comp.ravel()[::3] = ~use_comp.ravel()[::3]          # both formats side by side
+    a_cn = ops.activations(C)
+    args = (pl.block["of_nonzero"], ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config)
+    ref = analytic._compressed_work(*args, per_block=True, chunk=2 * N * C)
+    out = np.full((R, C, N), -7.0)
+    analytic._compressed_work(*args, per_block=True, out=out)
+    np.testing.assert_array_equal(out[use_comp], ref[use_comp])
+    assert (out[~use_comp] == -7.0).all() and use_comp.any() and (~use_comp).any()
+    assert ref[use_comp].max() > 0

@@ -153,10 +153,15 @@ def _ws_work(ops, pl, config, exact):
         work, arrivals = _multicast_work(ops, use_comp, t_dense, R, C, config)
         return work, work.max(axis=0), arrivals, per_pe
     if per_pe:
-        work = np.where(use_comp[:, :, None], 0.0, t_dense[:, None, None] * a_cn[None, :, :])
+        # one R x C x N array, written in place: a dense block's AXPY tasks, a compressed
+        # block's scalar work over them (blocks x samples can be hundreds of MB)
+        # positions next to each other in memory: the pipeline's recurrence walks them
+        # innermost (_pipeline_cycles)
+        work = np.empty((R, N, C)).swapaxes(1, 2)
+        np.multiply(t_dense[:, None, None], a_cn[None, :, :], out=work)
         if use_comp.any():
-            work += _compressed_work(pl.block["of_nonzero"], ops.w_col, ops.x_nz, a_cn,
-                                     use_comp, R, C, config, per_block=True)
+            _compressed_work(pl.block["of_nonzero"], ops.w_col, ops.x_nz, a_cn, use_comp,
+                             R, C, config, per_block=True, out=work)
         work += eos
         return work, work.max(axis=0), None, per_pe
     work_cn = np.zeros((C, N))
@@ -358,9 +363,11 @@ def _ws_report(ops, pl, config, timing, full):
 
 
 def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=False,
-                     chunk=1 << 22):
+                     chunk=1 << 22, out=None):
     """Work of the PEs holding compressed blocks, per sample: per block (R x C x N, zero
     where a block is dense) with ``per_block``, else the largest per column (C x N).
+    ``out`` (R x C x N, with ``per_block``) receives the compressed blocks' work in place,
+    its dense blocks left as they are.
 
     Work of block (r, c) in sample n: task * (activations arriving) + scalar * (weights
     of the block in columns whose activation is nonzero), counted with wsekern.spmm
@@ -371,10 +378,19 @@ def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=Fa
     comp = use_comp.ravel()[blk]
     S = sps.csr_array((np.ones(int(comp.sum()), np.float32), (blk[comp], cols[comp])),
                       shape=(R * C, x_nz.shape[0]))
-    x = x_nz.astype(np.float32)            # counts stay exact in float32 below 2**24
     N = x_nz.shape[1]
-    out = np.zeros((R * C, N)) if per_block else np.zeros((C, N))
     flat_comp = use_comp.ravel()
+    if out is not None:
+        # the same sums in one pass over each block's nonzeros, written in place
+        from .._screen import compressed_block_work
+        compressed_block_work(S.indptr.astype(np.int64), S.indices.astype(np.int32),
+                              S.data.astype(np.int32), np.ascontiguousarray(x_nz, np.uint8),
+                              np.ascontiguousarray(a_cn, np.int64), flat_comp.astype(np.uint8),
+                              float(config.task_cycles),
+                              float(config.scalar_cycles_per_element), out)
+        return out
+    x = x_nz.astype(np.float32)            # counts stay exact in float32 below 2**24
+    out = np.zeros((R * C, N)) if per_block else np.zeros((C, N))
     chunk = max(1, chunk // max(N, 1) // C) * C        # whole PE rows, about chunk values
     for start in range(0, R * C, chunk):
         rows = np.arange(start, min(start + chunk, R * C))
@@ -477,9 +493,10 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     else:
         first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
     work = np.asarray(work, dtype=np.float64)
-    if work.shape[2] > 64:
-        # grid_pipeline walks the positions of a round innermost: with many rounds, lay
-        # positions next to each other in memory (else every read is a cache miss)
+    if work.shape[2] > 64 or (work.strides[1] < work.strides[2] and arrivals is None):
+        # grid_pipeline walks the positions of a round innermost: with many rounds (or
+        # work laid out so already), lay positions next to each other in memory (else
+        # every read is a cache miss)
         work = np.ascontiguousarray(np.swapaxes(work, 1, 2)).swapaxes(1, 2)
         first, last = (np.ascontiguousarray(np.swapaxes(a[:1], 1, 2)).swapaxes(1, 2)
                        if a.strides[0] == 0 else
