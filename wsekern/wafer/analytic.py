@@ -584,11 +584,32 @@ def _as_stream(ops, config, R, C, passes=1):
     M, N = ops.M, ops.N
     task = config.task_cycles
     N_c = np.diff(_bounds(N, C))
+    rows = _as_rows(ops, config, R, passes)
+    nnz_r = rows["nnz_r"]
+    t_axpy = task + config.setup_cycles + np.ceil(N_c / config.fmacs)         # per C
+    busy_rc = nnz_r[:, None] * t_axpy[None, :] + M * task                     # + one EOS per row
+    vpw = config.values_per_dense_wavelet
+    L_c = np.ceil(N_c / vpw).astype(np.int64) if R > 1 else np.zeros(C, np.int64)
+    L = int(L_c.max())
+    return {"N_c": N_c, "nnz_r": nnz_r, "t_axpy": t_axpy, "busy": busy_rc,
+            "compute": busy_rc.max(initial=0), "weight_wavelets": rows["weight_wavelets"],
+            "stream_bytes": rows["stream_bytes"], "t_external": rows["t_external"],
+            "dt": rows["dt"], "t_links": rows["t_links"], "L_c": L_c, "L": L,
+            "fill": C * config.hop_cycles + config.ramp_cycles,
+            "chain": _chain_latency(config, R, L)}
+
+
+def _as_rows(ops, config, R, passes):
+    """The part of :func:`_as_stream` that depends on the PE rows only (the placer asks
+    for every candidate column count of each row count): kept on ``ops``."""
+    key = ("as-rows", id(config), R, passes)
+    hit = ops.cache.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    M = ops.M
     k_b, _ = ops.col_block(R)                 # X's rows (W's columns) over PE rows
     cum = np.concatenate([[0], np.cumsum(ops.w.col_nnz)])
     nnz_r = cum[k_b[1:]] - cum[k_b[:-1]]                                      # weights per PE row
-    t_axpy = task + config.setup_cycles + np.ceil(N_c / config.fmacs)         # per C
-    busy_rc = nnz_r[:, None] * t_axpy[None, :] + M * task                     # + one EOS per row
     # Rounds are the rows of W: PE row r streams W[m, cols_r] then an end of stream;
     # its slowest PE (the widest block of X) paces the multicast along the row.
     wpv = config.wavelets_per_sparse_value
@@ -600,15 +621,11 @@ def _as_stream(ops, config, R, C, passes=1):
     ext_rate = config.external_bytes_per_s / config.clock_hz / 4.0 / passes
     share = ext_rate * weight_wavelets / max(weight_wavelets.sum(), 1.0)
     dt = np.maximum(link_dt, 1.0 / np.maximum(share, 1e-300))
-    vpw = config.values_per_dense_wavelet
-    L_c = np.ceil(N_c / vpw).astype(np.int64) if R > 1 else np.zeros(C, np.int64)
-    L = int(L_c.max())
-    return {"N_c": N_c, "nnz_r": nnz_r, "t_axpy": t_axpy, "busy": busy_rc,
-            "compute": busy_rc.max(initial=0), "weight_wavelets": weight_wavelets,
-            "stream_bytes": stream_bytes, "t_external": t_external, "dt": dt,
-            "t_links": float((weight_wavelets * dt).max(initial=0)), "L_c": L_c, "L": L,
-            "fill": C * config.hop_cycles + config.ramp_cycles,
-            "chain": _chain_latency(config, R, L)}
+    rows = {"nnz_r": nnz_r, "weight_wavelets": weight_wavelets, "stream_bytes": stream_bytes,
+            "t_external": t_external, "dt": dt,
+            "t_links": float((weight_wavelets * dt).max(initial=0))}
+    ops.cache[key] = (config, rows)
+    return rows
 
 
 def _as_screen(st, config, M, R):

@@ -125,6 +125,7 @@ class Operands:
         self._acts = {}
         self._tables = None
         self.search = search and self.M * self.K <= TABLE_LIMIT
+        self.cache = {}          # the cost models' own structure of (W, X), per partition
 
     def tables(self):
         """(nonzeros, sum of A_k over nonzeros) summed-area tables, (M + 1) x (K + 1), or
