@@ -3,7 +3,7 @@
 step's input stream into a region whose blocks are all dense (``dense_stream``, for
 wafer/analytic.py ``dense_screen_cycles``); the placer's summed-area tables and its price
 of a candidate's format choice (``summed_area_fill``, ``ws_screen_columns``); the exact
-model's per-block work of compressed blocks (``compressed_block_work``).
+model's work per PE and sample (``ws_block_work``).
 
 Each float is the NumPy expression's: one rounded operation at a time, in its order (the
 extension is built with -ffp-contract=off, so no multiply-add is fused).
@@ -174,30 +174,37 @@ def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] wor
     return tmax_a, cmax_a, bool(any_comp), bool(overflow)
 
 
-def compressed_block_work(const int64_t[::1] indptr, const int32_t[::1] indices,
-                          const int32_t[::1] counts, const unsigned char[:, ::1] x_nz,
-                          const int64_t[:, ::1] a_cn, const unsigned char[::1] comp,
-                          double task, double scalar, double[:, :, :] out):
-    """Each compressed block's work per sample (analytic._compressed_work), written into
-    ``out[r, c]`` (R x C x N, any strides) where ``comp[r * C + c]``; other blocks are left
-    as they are.
+def ws_block_work(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
+                  const unsigned char[::1] comp, const int64_t[::1] indptr,
+                  const int32_t[::1] indices, const int32_t[::1] counts,
+                  const unsigned char[:, ::1] x_nz, double task, double scalar, double eos,
+                  double[:, :, :] work, double[:, ::1] work_cn):
+    """The exact weight-stationary model's work per PE and sample (analytic._ws_work), in
+    one pass: ``work[r, c, n]`` (R x C x N, any strides) and its largest over the PE rows,
+    ``work_cn[c, n]``.
 
-    Block b = r * C + c holds ``counts[j]`` nonzeros of W in column ``indices[j]`` for j in
-    ``indptr[b]:indptr[b + 1]``; its work in sample n is ``a_cn[c, n] * task + scalar *
-    visited`` with visited the nonzeros whose activation x_nz[k, n] is nonzero. As NumPy
-    rounds it with visited counted in float32 (wsekern.spmm of float32 ones): the scalar
-    product in float32, the sum in float64. O(nnz * N + blocks * N).
+    A dense block (``comp[r * C + c]`` 0) costs ``t_dense[r] * a_cn[c, n]``; a compressed
+    one ``a_cn[c, n] * task + scalar * visited``, with visited its nonzeros whose activation
+    x_nz[k, n] is nonzero: block b holds ``counts[j]`` nonzeros of W in column
+    ``indices[j]`` for j in ``indptr[b]:indptr[b + 1]``. Then the end-of-stream task
+    ``eos``. Each float as NumPy rounds it: the scalar product in float32 (visited counted
+    by wsekern.spmm in float32, exact below 2**24), the rest in float64 one operation at
+    a time. O(nnz * N + R * C * N).
     """
-    cdef Py_ssize_t C = out.shape[1], B = out.shape[0] * out.shape[1], N = out.shape[2]
-    cdef Py_ssize_t K = x_nz.shape[0], b, j, n, k, r, c
-    cdef int64_t total = indptr[B] if indptr.shape[0] == B + 1 else -1
+    cdef Py_ssize_t R = work.shape[0], C = work.shape[1], N = work.shape[2]
+    cdef Py_ssize_t K = x_nz.shape[0], B = R * C, b, j, n, k, r, c
+    cdef int64_t total
     cdef int32_t cnt
     cdef float fscalar = <float> scalar
-    if (indptr.shape[0] != B + 1 or comp.shape[0] != B or x_nz.shape[1] != N
-            or a_cn.shape[0] != C or a_cn.shape[1] != N):
-        raise ValueError(f"shapes disagree: {indptr.shape[0]} bounds, {comp.shape[0]} flags, "
-                         f"out {tuple(out.shape)[:3]}, x_nz {K}x{x_nz.shape[1]}, "
-                         f"a_cn {a_cn.shape[0]}x{a_cn.shape[1]}")
+    cdef double v, t
+    if (t_dense.shape[0] != R or a_cn.shape[0] != C or a_cn.shape[1] != N
+            or comp.shape[0] != B or indptr.shape[0] != B + 1 or x_nz.shape[1] != N
+            or work_cn.shape[0] != C or work_cn.shape[1] != N):
+        raise ValueError(f"shapes disagree: work {tuple(work.shape)[:3]}, t_dense "
+                         f"{t_dense.shape[0]}, a_cn {a_cn.shape[0]}x{a_cn.shape[1]}, "
+                         f"{comp.shape[0]} flags, {indptr.shape[0]} bounds, x_nz "
+                         f"{K}x{x_nz.shape[1]}, work_cn {work_cn.shape[0]}x{work_cn.shape[1]}")
+    total = indptr[B]
     if indptr[0] != 0 or total < 0 or indices.shape[0] < total or counts.shape[0] < total:
         raise ValueError("indptr must start at 0 and end within indices and counts")
     for b in range(B):
@@ -209,19 +216,28 @@ def compressed_block_work(const int64_t[::1] indptr, const int32_t[::1] indices,
     visited_a = np.zeros(N, np.int64)
     cdef int64_t[::1] visited = visited_a
     with nogil:
-        for b in range(B):
-            if not comp[b]:
-                continue
-            for n in range(N):
-                visited[n] = 0
-            for j in range(indptr[b], indptr[b + 1]):
-                k = indices[j]
-                cnt = counts[j]
-                for n in range(N):
-                    visited[n] += cnt * x_nz[k, n]
-            r = b // C
-            c = b - r * C
-            for n in range(N):
-                out[r, c, n] = <double> a_cn[c, n] * task \
-                    + <double> (fscalar * <float> visited[n])
-    return out
+        for r in range(R):
+            t = t_dense[r]
+            for c in range(C):
+                b = r * C + c
+                if comp[b]:
+                    for n in range(N):
+                        visited[n] = 0
+                    for j in range(indptr[b], indptr[b + 1]):
+                        k = indices[j]
+                        cnt = counts[j]
+                        for n in range(N):
+                            visited[n] += cnt * x_nz[k, n]
+                    for n in range(N):
+                        v = (<double> a_cn[c, n] * task
+                             + <double> (fscalar * <float> visited[n])) + eos
+                        work[r, c, n] = v
+                        if r == 0 or v > work_cn[c, n]:
+                            work_cn[c, n] = v
+                else:
+                    for n in range(N):
+                        v = t * <double> a_cn[c, n] + eos
+                        work[r, c, n] = v
+                        if r == 0 or v > work_cn[c, n]:
+                            work_cn[c, n] = v
+    return work, work_cn

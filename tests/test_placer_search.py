@@ -206,26 +206,34 @@ def test_summed_area_fill_matches_numpy():
         summed_area_fill(np.zeros((M + 1, K + 1), np.int64), rows, cols[:-1], values)
 
 
-@pytest.mark.parametrize("case", [2, 4, 6])
-def test_compressed_work_in_place_matches_the_chunked_count(case):
-    """The exact model writes compressed blocks' work into its R x C x N array in one
-    Cython pass; the chunked wsekern.spmm count (small chunks: several passes) gives the
-    same floats, and dense blocks keep what was there."""
+@pytest.mark.parametrize("case, rows", [(4, 6), (6, 6), (2, 1)])
+def test_exact_work_matches_the_numpy_model(case, rows, monkeypatch):
+    """The exact model's work per PE and sample is written in one Cython pass
+    (analytic._ws_work); the NumPy expression it replaced (dense blocks' AXPY tasks, the
+    chunked wsekern.spmm count of compressed blocks, the end-of-stream task) gives the same
+    floats, and the same largest per column."""
     from wsekern.wafer import analytic
     config, M, K, N, zeros, act_zeros, skewed = CASES[case]
     W = sps.csr_array(_skewed(M, K, 1 - zeros, case) if skewed else sps.random(
         M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32))
     X = _acts(K, N, act_zeros, case)
     ops = placement.Operands(W, X)
-    R, C = min(config.rows, M, 6), min(config.cols, K, 5)
+    R, C = min(config.rows, M, rows), min(config.cols, K, 5)
     pl = placement.weight_stationary(ops, config, (0, 0, R, C))
     use_comp = pl.use_comp.copy()
     use_comp.ravel()[::3] = ~use_comp.ravel()[::3]          # both formats side by side
+    pl.use_comp = use_comp
+    # the per-PE model without the multicast's coupling of rows (as on large problems)
+    monkeypatch.setattr(analytic, "PER_PE_LIMIT", R * C * N)
+    assert K * R > R * C * N or R == 1
     a_cn = ops.activations(C)
-    args = (pl.block["of_nonzero"], ops.w_col, ops.x_nz, a_cn, use_comp, R, C, config)
-    ref = analytic._compressed_work(*args, per_block=True, chunk=2 * N * C)
-    out = np.full((R, C, N), -7.0)
-    analytic._compressed_work(*args, per_block=True, out=out)
-    np.testing.assert_array_equal(out[use_comp], ref[use_comp])
-    assert (out[~use_comp] == -7.0).all() and use_comp.any() and (~use_comp).any()
-    assert ref[use_comp].max() > 0
+    comp = analytic._compressed_work(pl.block["of_nonzero"], ops.w_col, ops.x_nz, a_cn,
+                                     use_comp, R, C, config, per_block=True, chunk=2 * N * C)
+    ref = np.where(use_comp[:, :, None], 0.0, pl.block["t_dense"][:, None, None] * a_cn[None])
+    ref += comp
+    ref += config.task_cycles
+    work, work_cn, arrivals, per_pe = analytic._ws_work(ops, pl, config, True)
+    assert per_pe and arrivals is None
+    np.testing.assert_array_equal(work, ref)
+    np.testing.assert_array_equal(work_cn, ref.max(axis=0))
+    assert use_comp.any() and (~use_comp).any() and comp[use_comp].max() > 0

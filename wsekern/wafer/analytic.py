@@ -153,17 +153,21 @@ def _ws_work(ops, pl, config, exact):
         work, arrivals = _multicast_work(ops, use_comp, t_dense, R, C, config)
         return work, work.max(axis=0), arrivals, per_pe
     if per_pe:
-        # one R x C x N array, written in place: a dense block's AXPY tasks, a compressed
-        # block's scalar work over them (blocks x samples can be hundreds of MB)
-        # positions next to each other in memory: the pipeline's recurrence walks them
-        # innermost (_pipeline_cycles)
+        # one R x C x N array (blocks x samples can be hundreds of MB) written in one pass
+        # (src/_screen.pyx), positions next to each other in memory: the pipeline's
+        # recurrence walks them innermost (_pipeline_cycles)
+        from .._screen import ws_block_work
         work = np.empty((R, N, C)).swapaxes(1, 2)
-        np.multiply(t_dense[:, None, None], a_cn[None, :, :], out=work)
-        if use_comp.any():
-            _compressed_work(pl.block["of_nonzero"], ops.w_col, ops.x_nz, a_cn, use_comp,
-                             R, C, config, per_block=True, out=work)
-        work += eos
-        return work, work.max(axis=0), None, per_pe
+        work_cn = np.empty((C, N))
+        S = _compressed_blocks(pl.block["of_nonzero"] if use_comp.any() else None,
+                               ops.w_col, use_comp, R, C, ops.K)
+        ws_block_work(np.ascontiguousarray(t_dense, np.float64),
+                      np.ascontiguousarray(a_cn, np.int64), use_comp.ravel().astype(np.uint8),
+                      S.indptr.astype(np.int64), S.indices.astype(np.int32),
+                      S.data.astype(np.int32), np.ascontiguousarray(ops.x_nz, np.uint8),
+                      float(config.task_cycles), float(config.scalar_cycles_per_element),
+                      float(eos), work, work_cn)
+        return work, work_cn, None, per_pe
     work_cn = np.zeros((C, N))
     dense_rows = np.where(~use_comp, t_dense[:, None], -np.inf)      # R x C
     tmax_c = dense_rows.max(axis=0)                                  # per column
@@ -362,12 +366,21 @@ def _ws_report(ops, pl, config, timing, full):
                  "use_comp": use_comp})
 
 
+def _compressed_blocks(blk, cols, use_comp, R, C, K):
+    """The nonzeros of W's compressed blocks as a CSR matrix of ones, blocks x K (row b =
+    r * C + c; duplicates summed): the columns each block's tasks visit. ``blk`` (the
+    block of each nonzero) None: no block is compressed."""
+    if blk is None:
+        return sps.csr_array((R * C, K), dtype=np.float32)
+    comp = use_comp.ravel()[blk]
+    return sps.csr_array((np.ones(int(comp.sum()), np.float32), (blk[comp], cols[comp])),
+                         shape=(R * C, K))
+
+
 def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=False,
-                     chunk=1 << 22, out=None):
+                     chunk=1 << 22):
     """Work of the PEs holding compressed blocks, per sample: per block (R x C x N, zero
     where a block is dense) with ``per_block``, else the largest per column (C x N).
-    ``out`` (R x C x N, with ``per_block``) receives the compressed blocks' work in place,
-    its dense blocks left as they are.
 
     Work of block (r, c) in sample n: task * (activations arriving) + scalar * (weights
     of the block in columns whose activation is nonzero), counted with wsekern.spmm
@@ -375,22 +388,11 @@ def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=Fa
     blocks * N) time.
     """
     from ..kernels import spmm
-    comp = use_comp.ravel()[blk]
-    S = sps.csr_array((np.ones(int(comp.sum()), np.float32), (blk[comp], cols[comp])),
-                      shape=(R * C, x_nz.shape[0]))
-    N = x_nz.shape[1]
-    flat_comp = use_comp.ravel()
-    if out is not None:
-        # the same sums in one pass over each block's nonzeros, written in place
-        from .._screen import compressed_block_work
-        compressed_block_work(S.indptr.astype(np.int64), S.indices.astype(np.int32),
-                              S.data.astype(np.int32), np.ascontiguousarray(x_nz, np.uint8),
-                              np.ascontiguousarray(a_cn, np.int64), flat_comp.astype(np.uint8),
-                              float(config.task_cycles),
-                              float(config.scalar_cycles_per_element), out)
-        return out
+    S = _compressed_blocks(blk, cols, use_comp, R, C, x_nz.shape[0])
     x = x_nz.astype(np.float32)            # counts stay exact in float32 below 2**24
+    N = x_nz.shape[1]
     out = np.zeros((R * C, N)) if per_block else np.zeros((C, N))
+    flat_comp = use_comp.ravel()
     chunk = max(1, chunk // max(N, 1) // C) * C        # whole PE rows, about chunk values
     for start in range(0, R * C, chunk):
         rows = np.arange(start, min(start + chunk, R * C))
