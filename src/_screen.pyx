@@ -215,6 +215,9 @@ def ws_block_work(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
             raise ValueError(f"column {indices[j]} lies outside 0..{K - 1}")
     visited_a = np.zeros(N, np.int64)
     cdef int64_t[::1] visited = visited_a
+    row_a = np.empty((C, N))                 # one PE row's work, copied out in the order
+    cdef double[:, ::1] row = row_a          # of work's memory (it may be positions-inner)
+    cdef bint positions_inner = work.strides[1] < work.strides[2]
     with nogil:
         for r in range(R):
             t = t_dense[r]
@@ -229,15 +232,21 @@ def ws_block_work(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
                         for n in range(N):
                             visited[n] += cnt * x_nz[k, n]
                     for n in range(N):
-                        v = (<double> a_cn[c, n] * task
-                             + <double> (fscalar * <float> visited[n])) + eos
-                        work[r, c, n] = v
-                        if r == 0 or v > work_cn[c, n]:
-                            work_cn[c, n] = v
+                        row[c, n] = (<double> a_cn[c, n] * task
+                                     + <double> (fscalar * <float> visited[n])) + eos
                 else:
                     for n in range(N):
-                        v = t * <double> a_cn[c, n] + eos
-                        work[r, c, n] = v
-                        if r == 0 or v > work_cn[c, n]:
-                            work_cn[c, n] = v
+                        row[c, n] = t * <double> a_cn[c, n] + eos
+                for n in range(N):
+                    v = row[c, n]
+                    if r == 0 or v > work_cn[c, n]:
+                        work_cn[c, n] = v
+            if positions_inner:
+                for n in range(N):
+                    for c in range(C):
+                        work[r, c, n] = row[c, n]
+            else:
+                for c in range(C):
+                    for n in range(N):
+                        work[r, c, n] = row[c, n]
     return work, work_cn

@@ -78,6 +78,14 @@ CASES = [
 ]
 
 
+def _problem(case):
+    """(config, W as a CSR array, X) of CASES[case]."""
+    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
+    W = _skewed(M, K, 1 - zeros, case) if skewed else sps.random(
+        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32)
+    return config, sps.csr_array(W), _acts(K, N, act_zeros, case)
+
+
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_search_matches_exhaustive_screen(case, monkeypatch):
     config, M, K, N, zeros, act_zeros, skewed = CASES[case]
@@ -113,11 +121,8 @@ def test_bounds_never_exceed_the_price(case):
     """The branch and bound is exact only if every bound is a true lower bound: of the
     screen's price, and (activation-stationary) of the exact model's cycles."""
     from wsekern.wafer import analytic
-    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
-    W = _skewed(M, K, 1 - zeros, case) if skewed else sps.random(
-        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32)
-    W = sps.csr_array(W)
-    X = _acts(K, N, act_zeros, case)
+    config, W, X = _problem(case)
+    (M, K), N = W.shape, X.shape[1]
     ops = placement.Operands(W, X, search=True)
     checked = 0
     for m, (rows, cols) in placement.candidates(
@@ -160,11 +165,8 @@ def test_screen_price_is_the_screen_report(case):
     (analytic.screen_price): the same cycles as the screen's report on every candidate,
     and the same overflow where a PE does not fit."""
     from wsekern.wafer import analytic
-    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
-    W = _skewed(M, K, 1 - zeros, case) if skewed else sps.random(
-        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32)
-    W = sps.csr_array(W)
-    X = _acts(K, N, act_zeros, case)
+    config, W, X = _problem(case)
+    (M, K), N = W.shape, X.shape[1]
     ops = placement.Operands(W, X, search=True)
     plain = placement.Operands(W, X)                 # the report's path, without tables
     assert plain.tables() is None and analytic.screen_price(plain, config, (0, 0, 1, 1)) is None
@@ -213,10 +215,8 @@ def test_exact_work_matches_the_numpy_model(case, rows, monkeypatch):
     chunked wsekern.spmm count of compressed blocks, the end-of-stream task) gives the same
     floats, and the same largest per column."""
     from wsekern.wafer import analytic
-    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
-    W = sps.csr_array(_skewed(M, K, 1 - zeros, case) if skewed else sps.random(
-        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32))
-    X = _acts(K, N, act_zeros, case)
+    config, W, X = _problem(case)
+    (M, K), N = W.shape, X.shape[1]
     ops = placement.Operands(W, X)
     R, C = min(config.rows, M, rows), min(config.cols, K, 5)
     pl = placement.weight_stationary(ops, config, (0, 0, R, C))
