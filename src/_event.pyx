@@ -67,6 +67,8 @@ cdef struct Slot:
 
 
 cdef struct Queue:
+    double head_ready        # its head slot's ready, kept here: a reader that wakes too
+                             # early need not touch the slots (a cache miss on big grids)
     double bp_since          # blocked by a full downstream queue since (-1: not blocked)
     int32_t count            # wavelets held, those in flight to it included
     int32_t head
@@ -90,39 +92,39 @@ cdef class Engine:
     cdef int64_t now, in_window
     cdef Event* heap
     cdef int64_t heap_n, heap_cap, seq
-    cdef double[:] sched
+    cdef double[::1] sched
     cdef int n_agents, a_main, a_red, a_inj
     # routes
-    cdef uint8_t[:] route_tx
-    cdef signed char[:] route_rx
-    cdef uint8_t[:] consumer            # per colour: 0 main thread, 1 reducer
+    cdef uint8_t[::1] route_tx
+    cdef signed char[::1] route_rx
+    cdef uint8_t[::1] consumer            # per colour: 0 main thread, 1 reducer
     # router queues and core input queues: ring buffers of depth Q
     # (one struct per queue and per slot: a wavelet's move touches few cache lines)
     cdef Queue* rq
     cdef Queue* cq
     cdef Slot* rq_slot
     cdef Slot* cq_slot
-    cdef double[:] link_free
-    cdef int64_t[:] link_count
+    cdef double[::1] link_free
+    cdef int64_t[::1] link_count
     cdef int64_t edge_count
     cdef int64_t n_events                # wavelet-link events so far (links, ramps, edge)
     # main thread
-    cdef double[:] main_end, main_idle_since, main_buf_since
-    cdef int32_t[:] main_round
-    cdef uint8_t[:] main_eos_pending
-    cdef int32_t[:] acc_ready
+    cdef double[::1] main_end, main_idle_since, main_buf_since
+    cdef int32_t[::1] main_round
+    cdef uint8_t[::1] main_eos_pending
+    cdef int32_t[::1] acc_ready
     # reducer
-    cdef int32_t[:] red_round, red_ci, red_j
-    cdef double[:] red_end, red_since
-    cdef int64_t[:] child_ptr
-    cdef int32_t[:] child_col, send_col
+    cdef int32_t[::1] red_round, red_ci, red_j
+    cdef double[::1] red_end, red_since
+    cdef int64_t[::1] child_ptr
+    cdef int32_t[::1] child_col, send_col
     # accumulators
     cdef int A
-    cdef double[:] acc
-    cdef int32_t[:] acc_len
+    cdef double[::1] acc
+    cdef int32_t[::1] acc_len
     # outputs
     cdef double[:] Y
-    cdef int64_t[:] out_lo
+    cdef int64_t[::1] out_lo
     cdef int64_t y_si, y_sn
     # per-PE, per-round times (compact trace of small runs; 0 x 0 when off)
     cdef double[:, :] trace_ready, trace_done
@@ -131,20 +133,20 @@ cdef class Engine:
     cdef double trace_window
     cdef bint tracing
     # stats
-    cdef double[:] busy, red_busy, wait_data, backpressure
+    cdef double[::1] busy, red_busy, wait_data, backpressure
     cdef double t_done
     cdef int64_t macs, tasks
     # streams
-    cdef int64_t[:] item_ptr, inj_pos
-    cdef int32_t[:] item_idx
-    cdef double[:] item_val, inj_next, inj_dt
+    cdef int64_t[::1] item_ptr, inj_pos
+    cdef int32_t[::1] item_idx
+    cdef double[::1] item_val, inj_next, inj_dt
     # operands of the main thread
-    cdef int64_t[:] w_indptr
-    cdef int32_t[:] w_indices
-    cdef double[:] w_data
-    cdef double[:, :] Xd
-    cdef int64_t[:] blk_lo, blk_hi        # per logical row: W rows (WS) / X columns (AS)
-    cdef uint8_t[:] compressed
+    cdef int64_t[::1] w_indptr
+    cdef int32_t[::1] w_indices
+    cdef double[::1] w_data
+    cdef double[:, ::1] Xd
+    cdef int64_t[::1] blk_lo, blk_hi        # per logical row: W rows (WS) / X columns (AS)
+    cdef uint8_t[::1] compressed
 
     def __cinit__(self):
         cdef int b
@@ -418,7 +420,17 @@ cdef class Engine:
         slot.v0 = v0
         slot.v1 = v1
         queue[q].count += 1
-        return queue[q].count == 1
+        if queue[q].count == 1:
+            queue[q].head_ready = ready
+            return True
+        return False
+
+    cdef inline void _dequeue(self, Queue* queue, Slot* slots, int q) noexcept nogil:
+        """Drop the head of ring q; the next one's ready time moves into the queue."""
+        queue[q].head = (queue[q].head + 1) % self.S
+        queue[q].count -= 1
+        if queue[q].count > 0:
+            queue[q].head_ready = slots[<int64_t> q * self.S + queue[q].head].ready
 
     cdef inline int _rq_push(self, int q, double ready, int32_t idx, double v0, double v1) except -1:
         if self._enqueue(self.rq, self.rq_slot, q, ready, idx, v0, v1):
@@ -446,9 +458,8 @@ cdef class Engine:
         cdef double v0, v1
         if self.rq[q].count == 0:
             return 0
-        s = <int64_t> q * self.S + self.rq[q].head
-        if self.rq_slot[s].ready > t:
-            self._wake(q, self.rq_slot[s].ready)
+        if self.rq[q].head_ready > t:
+            self._wake(q, self.rq[q].head_ready)
             return 0
         p = q // self.NC
         col = q % self.NC
@@ -474,9 +485,9 @@ cdef class Engine:
             return 0
         self._unblock(q, t)
         # pop the head and send it on every port of the route
+        s = <int64_t> q * self.S + self.rq[q].head
         idx, v0, v1 = self.rq_slot[s].idx, self.rq_slot[s].v0, self.rq_slot[s].v1
-        self.rq[q].head = (self.rq[q].head + 1) % self.S
-        self.rq[q].count -= 1
+        self._dequeue(self.rq, self.rq_slot, q)
         rx = self.route_rx[q]
         for d in range(4):
             if tx & (1 << d):
@@ -497,8 +508,7 @@ cdef class Engine:
             self.rq[q].wait = 0
             self._wake_upstream(q, t)
         if self.rq[q].count > 0:
-            s = <int64_t> q * self.S + self.rq[q].head
-            self._wake(q, max(self.rq_slot[s].ready, t + self.link_dt))
+            self._wake(q, max(self.rq[q].head_ready, t + self.link_dt))
         return 0
 
     cdef int _window(self, double t) noexcept nogil:
@@ -525,8 +535,7 @@ cdef class Engine:
             self.trace_links[p * 6 + slot, self._window(t)] += 1
 
     cdef inline int _cq_pop(self, int q, double t) except -1:
-        self.cq[q].head = (self.cq[q].head + 1) % self.S
-        self.cq[q].count -= 1
+        self._dequeue(self.cq, self.cq_slot, q)
         if self.cq[q].wait:
             self.cq[q].wait = 0
             self._wake(q, t)
@@ -602,10 +611,10 @@ cdef class Engine:
         while True:
             if self.main_round[p] >= self.rounds or self.cq[q].count == 0:
                 return 0
-            s = <int64_t> q * self.S + self.cq[q].head
-            if self.cq_slot[s].ready > t:
-                self._wake(self.a_main + p, self.cq_slot[s].ready)
+            if self.cq[q].head_ready > t:
+                self._wake(self.a_main + p, self.cq[q].head_ready)
                 return 0
+            s = <int64_t> q * self.S + self.cq[q].head
             idx = self.cq_slot[s].idx
             if idx == INDEX_HALF:
                 self._cq_pop(q, t)
@@ -659,10 +668,10 @@ cdef class Engine:
                 cq = p * self.NC + col
                 if self.cq[cq].count == 0:
                     return 0
-                s = <int64_t> cq * self.S + self.cq[cq].head
-                if self.cq_slot[s].ready > t:
-                    self._wake(self.a_red + p, self.cq_slot[s].ready)
+                if self.cq[cq].head_ready > t:
+                    self._wake(self.a_red + p, self.cq[cq].head_ready)
                     return 0
+                s = <int64_t> cq * self.S + self.cq[cq].head
                 stream = ci == nch - 1 and sq >= 0 and not self.store_fwd
                 if stream and self.rq[sq].count >= self.cap_push:
                     self.rq[sq].wait = 1

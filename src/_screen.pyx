@@ -1,13 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""One training step's input stream into a weight-stationary region whose blocks are all
-dense (wafer/analytic.py ``dense_screen_cycles``): per sample and PE column, the nonzero
-activations arriving, the compute they start, and when the sample's first and last
-wavelet reach the chain, in one pass instead of a dozen NumPy temporaries.
+"""Weight-stationary's cost, in single passes instead of NumPy temporaries: one training
+step's input stream into a region whose blocks are all dense (``dense_stream``, for
+wafer/analytic.py ``dense_screen_cycles``); the placer's summed-area tables and its price
+of a candidate's format choice (``summed_area_fill``, ``ws_screen_columns``); the exact
+model's work per PE and sample (``ws_block_work``).
 
 Each float is the NumPy expression's: one rounded operation at a time, in its order (the
 extension is built with -ffp-contract=off, so no multiply-add is fused).
 """
 import numpy as np
+from libc.stdint cimport int32_t, int64_t
 
 
 def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax, double eos,
@@ -58,3 +60,193 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
             if v_sum[c] > v_max:
                 v_max = v_sum[c]
     return work_a, first_a, last_a, int(a_max), int(v_max)
+
+
+ctypedef fused table_t:
+    int32_t
+    int64_t
+
+
+def summed_area_fill(table_t[:, ::1] T, const int64_t[::1] rows, const int64_t[::1] cols,
+                     const int64_t[::1] values):
+    """Fill the zeroed (M + 1) x (K + 1) ``T`` with T[i, j] = the sum of ``values`` at
+    (row < i, col < j), in T's integer type (the caller picks one wide enough), in one
+    pass over the table: the two cumulative sums of NumPy's way, without their copies."""
+    cdef Py_ssize_t M = T.shape[0] - 1, K = T.shape[1] - 1, n = rows.shape[0]
+    cdef Py_ssize_t i, j
+    cdef table_t run
+    if cols.shape[0] != n or values.shape[0] != n:
+        raise ValueError(f"rows, cols and values must have one length; received "
+                         f"{n}, {cols.shape[0]}, {values.shape[0]}")
+    if M < 0 or K < 0:
+        raise ValueError("T must have at least one row and one column")
+    for i in range(n):
+        if not (0 <= rows[i] < M and 0 <= cols[i] < K):
+            raise ValueError(f"entry {i} at ({rows[i]}, {cols[i]}) lies outside {M}x{K}")
+    with nogil:
+        for i in range(n):
+            T[rows[i] + 1, cols[i] + 1] += <table_t> values[i]
+        for i in range(1, M + 1):
+            run = 0
+            for j in range(1, K + 1):
+                run = run + T[i, j]
+                T[i, j] = T[i - 1, j] + run
+
+
+def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] work_table,
+                      const int64_t[::1] m_b, const int64_t[::1] k_b,
+                      const int64_t[::1] A_c, const double[::1] t_dense, int64_t elem,
+                      int64_t fifo, int64_t data_bytes, double task, double scalar):
+    """Weight-stationary's format choice on the R x C blocks between bounds ``m_b`` and
+    ``k_b`` (placement.weight_stationary), reduced to what the placer's screen reads of it,
+    from the summed-area tables of W's nonzeros and of their scalar work (Operands.tables).
+
+    Per block: dense (M_r K_c elem bytes, ``A_c t_dense[r]`` cycles over the batch) or
+    compressed (nnz (elem + 2) + 2 (K_c + 1) bytes, ``A_c task + scalar * work``), the faster
+    that fits beside the buffers (input FIFO, double-buffered accumulators, the reduction
+    buffer east of column 0), else the smaller. Returns (tmax, cmax, any_comp, overflow):
+    per column the largest ``t_dense`` of its dense blocks (-inf if none) and the largest
+    batch time of its compressed blocks (0 if none), whether any block is compressed, and
+    whether some PE's SRAM overflows. O(R * C); each float as NumPy's expression rounds it.
+    """
+    cdef Py_ssize_t R = m_b.shape[0] - 1, C = k_b.shape[0] - 1
+    cdef Py_ssize_t r, c, m0, m1, k0, k1
+    cdef int64_t M_r, K_c, nnz, dense_bytes, comp_bytes, buf, room, chosen
+    cdef double sw, comp_time, dense_time
+    cdef bint dense_fits, comp_fits, use_comp, any_comp = False, overflow = False
+    if R < 1 or C < 1 or A_c.shape[0] != C or t_dense.shape[0] != R:
+        raise ValueError(f"expected R, C >= 1 bounds with A_c of C and t_dense of R values; "
+                         f"received {R + 1} and {C + 1} bounds, {A_c.shape[0]} and "
+                         f"{t_dense.shape[0]} values")
+    if (m_b[0] < 0 or m_b[R] >= nnz_table.shape[0] or k_b[0] < 0
+            or k_b[C] >= nnz_table.shape[1] or work_table.shape[0] != nnz_table.shape[0]
+            or work_table.shape[1] != nnz_table.shape[1]):
+        raise ValueError("bounds must lie within the tables, and the tables share a shape")
+    for r in range(R):
+        if m_b[r] > m_b[r + 1]:
+            raise ValueError("m_b must be nondecreasing")
+    for c in range(C):
+        if k_b[c] > k_b[c + 1]:
+            raise ValueError("k_b must be nondecreasing")
+    tmax_a = np.full(C, -np.inf)
+    cmax_a = np.zeros(C)
+    cdef double[::1] tmax = tmax_a
+    cdef double[::1] cmax = cmax_a
+    # the room left beside the buffers of the fullest PE (placement._ws_static)
+    room = 0
+    for r in range(R):
+        M_r = m_b[r + 1] - m_b[r]
+        buf = fifo + 2 * M_r * elem + (M_r * elem if C > 1 else 0)
+        if r == 0 or buf > room:
+            room = buf
+    room = data_bytes - room
+    with nogil:
+        for r in range(R):
+            m0, m1 = m_b[r], m_b[r + 1]
+            M_r = m1 - m0
+            for c in range(C):
+                k0, k1 = k_b[c], k_b[c + 1]
+                K_c = k1 - k0
+                nnz = ((<int64_t> nnz_table[m1, k1] - <int64_t> nnz_table[m0, k1])
+                       - <int64_t> nnz_table[m1, k0]) + <int64_t> nnz_table[m0, k0]
+                sw = <double> (((<int64_t> work_table[m1, k1] - <int64_t> work_table[m0, k1])
+                                - <int64_t> work_table[m1, k0]) + <int64_t> work_table[m0, k0])
+                dense_bytes = M_r * K_c * elem
+                comp_bytes = nnz * (elem + 2) + (K_c + 1) * 2
+                dense_fits = dense_bytes <= room
+                comp_fits = comp_bytes <= room
+                comp_time = <double> A_c[c] * task + scalar * sw
+                dense_time = <double> A_c[c] * t_dense[r]
+                if dense_fits or comp_fits:
+                    use_comp = comp_fits and (not dense_fits or comp_time < dense_time)
+                else:
+                    use_comp = comp_bytes < dense_bytes
+                chosen = comp_bytes if use_comp else dense_bytes
+                buf = fifo + 2 * M_r * elem + (M_r * elem if c > 0 else 0)
+                if chosen + buf > data_bytes:
+                    overflow = True
+                if use_comp:
+                    any_comp = True
+                    if comp_time > cmax[c]:
+                        cmax[c] = comp_time
+                elif t_dense[r] > tmax[c]:
+                    tmax[c] = t_dense[r]
+    return tmax_a, cmax_a, bool(any_comp), bool(overflow)
+
+
+def ws_block_work(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
+                  const unsigned char[::1] comp, const int64_t[::1] indptr,
+                  const int32_t[::1] indices, const int32_t[::1] counts,
+                  const unsigned char[:, ::1] x_nz, double task, double scalar, double eos,
+                  double[:, :, :] work, double[:, ::1] work_cn):
+    """The exact weight-stationary model's work per PE and sample (analytic._ws_work), in
+    one pass: ``work[r, c, n]`` (R x C x N, any strides) and its largest over the PE rows,
+    ``work_cn[c, n]``.
+
+    A dense block (``comp[r * C + c]`` 0) costs ``t_dense[r] * a_cn[c, n]``; a compressed
+    one ``a_cn[c, n] * task + scalar * visited``, with visited its nonzeros whose activation
+    x_nz[k, n] is nonzero: block b holds ``counts[j]`` nonzeros of W in column
+    ``indices[j]`` for j in ``indptr[b]:indptr[b + 1]``. Then the end-of-stream task
+    ``eos``. Each float as NumPy rounds it: the scalar product in float32 (visited counted
+    by wsekern.spmm in float32, exact below 2**24), the rest in float64 one operation at
+    a time. O(nnz * N + R * C * N).
+    """
+    cdef Py_ssize_t R = work.shape[0], C = work.shape[1], N = work.shape[2]
+    cdef Py_ssize_t K = x_nz.shape[0], B = R * C, b, j, n, k, r, c
+    cdef int64_t total
+    cdef int32_t cnt
+    cdef float fscalar = <float> scalar
+    cdef double v, t
+    if (t_dense.shape[0] != R or a_cn.shape[0] != C or a_cn.shape[1] != N
+            or comp.shape[0] != B or indptr.shape[0] != B + 1 or x_nz.shape[1] != N
+            or work_cn.shape[0] != C or work_cn.shape[1] != N):
+        raise ValueError(f"shapes disagree: work {tuple(work.shape)[:3]}, t_dense "
+                         f"{t_dense.shape[0]}, a_cn {a_cn.shape[0]}x{a_cn.shape[1]}, "
+                         f"{comp.shape[0]} flags, {indptr.shape[0]} bounds, x_nz "
+                         f"{K}x{x_nz.shape[1]}, work_cn {work_cn.shape[0]}x{work_cn.shape[1]}")
+    total = indptr[B]
+    if indptr[0] != 0 or total < 0 or indices.shape[0] < total or counts.shape[0] < total:
+        raise ValueError("indptr must start at 0 and end within indices and counts")
+    for b in range(B):
+        if indptr[b] > indptr[b + 1]:
+            raise ValueError("indptr must be nondecreasing")
+    for j in range(total):
+        if not 0 <= indices[j] < K:
+            raise ValueError(f"column {indices[j]} lies outside 0..{K - 1}")
+    visited_a = np.zeros(N, np.int64)
+    cdef int64_t[::1] visited = visited_a
+    row_a = np.empty((C, N))                 # one PE row's work, copied out in the order
+    cdef double[:, ::1] row = row_a          # of work's memory (it may be positions-inner)
+    cdef bint positions_inner = work.strides[1] < work.strides[2]
+    with nogil:
+        for r in range(R):
+            t = t_dense[r]
+            for c in range(C):
+                b = r * C + c
+                if comp[b]:
+                    for n in range(N):
+                        visited[n] = 0
+                    for j in range(indptr[b], indptr[b + 1]):
+                        k = indices[j]
+                        cnt = counts[j]
+                        for n in range(N):
+                            visited[n] += cnt * x_nz[k, n]
+                    for n in range(N):
+                        row[c, n] = (<double> a_cn[c, n] * task
+                                     + <double> (fscalar * <float> visited[n])) + eos
+                else:
+                    for n in range(N):
+                        row[c, n] = t * <double> a_cn[c, n] + eos
+                for n in range(N):
+                    v = row[c, n]
+                    if r == 0 or v > work_cn[c, n]:
+                        work_cn[c, n] = v
+            if positions_inner:
+                for n in range(N):
+                    for c in range(C):
+                        work[r, c, n] = row[c, n]
+            else:
+                for c in range(C):
+                    for n in range(N):
+                        work[r, c, n] = row[c, n]
+    return work, work_cn

@@ -78,6 +78,14 @@ CASES = [
 ]
 
 
+def _problem(case):
+    """(config, W as a CSR array, X) of CASES[case]."""
+    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
+    W = _skewed(M, K, 1 - zeros, case) if skewed else sps.random(
+        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32)
+    return config, sps.csr_array(W), _acts(K, N, act_zeros, case)
+
+
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_search_matches_exhaustive_screen(case, monkeypatch):
     config, M, K, N, zeros, act_zeros, skewed = CASES[case]
@@ -113,11 +121,8 @@ def test_bounds_never_exceed_the_price(case):
     """The branch and bound is exact only if every bound is a true lower bound: of the
     screen's price, and (activation-stationary) of the exact model's cycles."""
     from wsekern.wafer import analytic
-    config, M, K, N, zeros, act_zeros, skewed = CASES[case]
-    W = _skewed(M, K, 1 - zeros, case) if skewed else sps.random(
-        M, K, density=1 - zeros, random_state=case, format="csr", dtype=np.float32)
-    W = sps.csr_array(W)
-    X = _acts(K, N, act_zeros, case)
+    config, W, X = _problem(case)
+    (M, K), N = W.shape, X.shape[1]
     ops = placement.Operands(W, X, search=True)
     checked = 0
     for m, (rows, cols) in placement.candidates(
@@ -152,3 +157,83 @@ def test_grid_pipeline_refuses_arrays_of_other_shapes():
         grid_pipeline(work, zeros[:2], zeros, L, *args)
     with pytest.raises(ValueError, match=r"L \(2\)"):
         grid_pipeline(work, zeros, zeros, L[:2], *args)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_screen_price_is_the_screen_report(case):
+    """The placer prices weight-stationary candidates without building their reports
+    (analytic.screen_price): the same cycles as the screen's report on every candidate,
+    and the same overflow where a PE does not fit."""
+    from wsekern.wafer import analytic
+    config, W, X = _problem(case)
+    (M, K), N = W.shape, X.shape[1]
+    ops = placement.Operands(W, X, search=True)
+    plain = placement.Operands(W, X)                 # the report's path, without tables
+    assert plain.tables() is None and analytic.screen_price(plain, config, (0, 0, 1, 1)) is None
+    priced = overflows = 0
+    for R in placement.geometric(min(config.rows, M)):
+        for C in placement.geometric(min(config.cols, K)):
+            region = (0, 0, R, C)
+            try:
+                want = analytic.weight_stationary(W, X, config, region, ops=plain, exact=False,
+                                                  full=False).cycles
+            except SramOverflowError as exc:
+                with pytest.raises(SramOverflowError) as got:
+                    analytic.screen_price(ops, config, region)
+                assert str(got.value) == str(exc)
+                overflows += 1
+                continue
+            assert analytic.screen_price(ops, config, region) == want, (R, C)
+            priced += 1
+    assert priced > 10
+    assert overflows or case not in (3, 4)          # those two have overflowing ones
+
+
+def test_summed_area_fill_matches_numpy():
+    from wsekern._screen import summed_area_fill
+    rng = np.random.default_rng(0)
+    M, K, n = 37, 53, 400                       # repeated positions are summed
+    rows, cols = rng.integers(0, M, n), rng.integers(0, K, n)
+    values = rng.integers(0, 1000, n)
+    ref = np.zeros((M + 1, K + 1), np.int64)
+    np.add.at(ref, (rows + 1, cols + 1), values)
+    ref = ref.cumsum(axis=0).cumsum(axis=1)
+    for dtype in (np.int32, np.int64):
+        T = np.zeros((M + 1, K + 1), dtype)
+        summed_area_fill(T, rows, cols, values)
+        np.testing.assert_array_equal(T, ref)
+    with pytest.raises(ValueError, match="outside 37x53"):
+        summed_area_fill(np.zeros((M + 1, K + 1), np.int64), rows + 1, cols, values)
+    with pytest.raises(ValueError, match="one length"):
+        summed_area_fill(np.zeros((M + 1, K + 1), np.int64), rows, cols[:-1], values)
+
+
+@pytest.mark.parametrize("case, rows", [(4, 6), (6, 6), (2, 1)])
+def test_exact_work_matches_the_numpy_model(case, rows, monkeypatch):
+    """The exact model's work per PE and sample is written in one Cython pass
+    (analytic._ws_work); the NumPy expression it replaced (dense blocks' AXPY tasks, the
+    chunked wsekern.spmm count of compressed blocks, the end-of-stream task) gives the same
+    floats, and the same largest per column."""
+    from wsekern.wafer import analytic
+    config, W, X = _problem(case)
+    (M, K), N = W.shape, X.shape[1]
+    ops = placement.Operands(W, X)
+    R, C = min(config.rows, M, rows), min(config.cols, K, 5)
+    pl = placement.weight_stationary(ops, config, (0, 0, R, C))
+    use_comp = pl.use_comp.copy()
+    use_comp.ravel()[::3] = ~use_comp.ravel()[::3]          # both formats side by side
+    pl.use_comp = use_comp
+    # the per-PE model without the multicast's coupling of rows (as on large problems)
+    monkeypatch.setattr(analytic, "PER_PE_LIMIT", R * C * N)
+    assert K * R > R * C * N or R == 1
+    a_cn = ops.activations(C)
+    comp = analytic._compressed_work(pl.block["of_nonzero"], ops.w_col, ops.x_nz, a_cn,
+                                     use_comp, R, C, config, per_block=True, chunk=2 * N * C)
+    ref = np.where(use_comp[:, :, None], 0.0, pl.block["t_dense"][:, None, None] * a_cn[None])
+    ref += comp
+    ref += config.task_cycles
+    work, work_cn, arrivals, per_pe = analytic._ws_work(ops, pl, config, True)
+    assert per_pe and arrivals is None
+    np.testing.assert_array_equal(work, ref)
+    np.testing.assert_array_equal(work_cn, ref.max(axis=0))
+    assert use_comp.any() and (~use_comp).any() and comp[use_comp].max() > 0

@@ -74,6 +74,34 @@ def test_other_kernels_return_cpu_results():
     assert rep.macs_dense == 2 * 6 * 4 * 9 * 64
 
 
+@pytest.mark.parametrize("shape, region", [((44, 3), (2, 8)), ((3, 44), (8, 2)),
+                                           ((5, 4), (8, 8))])
+def test_sddmm_more_pes_than_rows_and_columns(shape, region):
+    # regions with more PE rows or columns than the pattern has: the idle PEs hold nothing
+    # (add.reduceat raised IndexError here, and counted a repeated bound's column)
+    P = random_csr(*shape, 0.5, seed=3)
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((shape[0], 8)), rng.standard_normal((shape[1], 8))
+    config = wk.WaferConfig.small(8, 8)
+    S, rep = wk.Wafer(config).sddmm(A, B, P, region=region)
+    np.testing.assert_allclose(S.toarray(), (A @ B.T) * (P.toarray() != 0))
+    R, C = region
+    m_b, n_b = bounds(shape[0], R), bounds(shape[1], C)
+    coo = P.tocoo()
+    cols = np.zeros((R, C), np.int64)          # distinct columns per block, counted by sets
+    nnz = np.zeros((R, C), np.int64)
+    for r in range(R):
+        for c in range(C):
+            inside = ((coo.row >= m_b[r]) & (coo.row < m_b[r + 1])
+                      & (coo.col >= n_b[c]) & (coo.col < n_b[c + 1]))
+            cols[r, c] = len(set(coo.col[inside].tolist()))
+            nnz[r, c] = inside.sum()
+    rb = block_of(m_b, shape[0])[coo.row]
+    np.testing.assert_array_equal(_distinct_per_block(rb, coo.col, n_b, R), cols)
+    t_dot = config.setup_cycles + np.ceil(8 / config.fmacs) + np.log2(config.fmacs) + 1
+    np.testing.assert_allclose(rep.busy_cycles[:R, :C], cols * config.task_cycles + nnz * t_dot)
+
+
 # -- invariants -------------------------------------------------------------------------
 CASES = [dict(), dict(w_density=0.02, x_density=0.1), dict(w_density=1.0, x_density=1.0),
          dict(M=40, K=300, N=3, w_density=0.05), dict(M=300, K=30, N=1, x_density=0.9),

@@ -86,6 +86,51 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     return _ws_report(ops, pl, config, timing, full)
 
 
+def screen_price(ops, config, region, what="spmm"):
+    """The cycles :func:`weight_stationary` with ``exact=False`` reports on ``region``
+    (the placer's screen), without a Placement's per-PE maps or a SimReport: the format
+    choice reduced per PE column in one pass over the blocks (src/_screen.pyx), then the
+    same column work and pipeline as :func:`_ws_work` and :func:`_ws_cycles`, on the same
+    values. Needs the summed-area tables of a searching :class:`Operands`: None without
+    them. Raises the placement's SramOverflowError where a PE overflows. O(R C + C N)."""
+    from .._screen import ws_screen_columns
+    tables = ops.tables()
+    if tables is None:
+        return None
+    R, C = int(region[2]), int(region[3])
+    m_b, _ = ops.row_block(R)
+    k_b, _ = ops.col_block(C)
+    M_r = np.diff(m_b)
+    t_dense = placer.dense_task_cycles(config, M_r)
+    a_cn = ops.activations(C)
+    A_c = a_cn.sum(axis=1)
+    tmax_c, cmax_c, any_comp, overflow = ws_screen_columns(
+        tables[0], tables[1], m_b, k_b, np.ascontiguousarray(A_c, dtype=np.int64),
+        np.ascontiguousarray(t_dense, dtype=np.float64), int(config.elem_bytes),
+        placer.FIFO_BYTES, int(config.data_bytes), float(config.task_cycles),
+        float(config.scalar_cycles_per_element))
+    if overflow:
+        placer.weight_stationary(ops, config, region, what)     # raises, naming the PE
+        raise AssertionError("screen_price saw an overflow the placement does not")
+    # _ws_work (exact=False, one chain of the columns' slowest PEs)
+    work_cn = np.zeros((C, a_cn.shape[1]))
+    has_dense = np.isfinite(tmax_c)
+    work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
+    if any_comp:
+        share = cmax_c / np.maximum(A_c, 1)
+        work_cn = np.maximum(work_cn, a_cn * share[:, None])
+    work_cn += config.task_cycles
+    # _ws_cycles' estimate
+    v_cn = a_cn * config.wavelets_per_sparse_value + 1
+    dt = 1.0 / config.link_wavelets_per_cycle
+    red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
+    L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
+    fill = R * config.hop_cycles + config.ramp_cycles
+    est = _pipeline_cycles(config, work_cn[None], v_cn, dt, np.array([fill], np.float64),
+                           L.max(keepdims=True))
+    return float(est)
+
+
 def _ws_work(ops, pl, config, exact):
     """Per PE (or per column's slowest PE) and sample, the compute, the end-of-stream
     task included: (work, work_cn, arrivals or None, per_pe)."""
@@ -108,12 +153,21 @@ def _ws_work(ops, pl, config, exact):
         work, arrivals = _multicast_work(ops, use_comp, t_dense, R, C, config)
         return work, work.max(axis=0), arrivals, per_pe
     if per_pe:
-        work = np.where(use_comp[:, :, None], 0.0, t_dense[:, None, None] * a_cn[None, :, :])
-        if use_comp.any():
-            work += _compressed_work(pl.block["of_nonzero"], ops.w_col, ops.x_nz, a_cn,
-                                     use_comp, R, C, config, per_block=True)
-        work += eos
-        return work, work.max(axis=0), None, per_pe
+        # one R x C x N array (blocks x samples can be hundreds of MB) written in one pass
+        # (src/_screen.pyx), positions next to each other in memory: the pipeline's
+        # recurrence walks them innermost (_pipeline_cycles)
+        from .._screen import ws_block_work
+        work = np.empty((R, N, C)).swapaxes(1, 2)
+        work_cn = np.empty((C, N))
+        S = _compressed_blocks(pl.block["of_nonzero"] if use_comp.any() else None,
+                               ops.w_col, use_comp, R, C, ops.K)
+        ws_block_work(np.ascontiguousarray(t_dense, np.float64),
+                      np.ascontiguousarray(a_cn, np.int64), use_comp.ravel().astype(np.uint8),
+                      S.indptr.astype(np.int64), S.indices.astype(np.int32),
+                      S.data.astype(np.int32), np.ascontiguousarray(ops.x_nz, np.uint8),
+                      float(config.task_cycles), float(config.scalar_cycles_per_element),
+                      float(eos), work, work_cn)
+        return work, work_cn, None, per_pe
     work_cn = np.zeros((C, N))
     dense_rows = np.where(~use_comp, t_dense[:, None], -np.inf)      # R x C
     tmax_c = dense_rows.max(axis=0)                                  # per column
@@ -321,6 +375,17 @@ def _ws_report(ops, pl, config, timing, full):
                  "use_comp": use_comp})
 
 
+def _compressed_blocks(blk, cols, use_comp, R, C, K):
+    """The nonzeros of W's compressed blocks as a CSR matrix of ones, blocks x K (row b =
+    r * C + c; duplicates summed): the columns each block's tasks visit. ``blk`` (the
+    block of each nonzero) None: no block is compressed."""
+    if blk is None:
+        return sps.csr_array((R * C, K), dtype=np.float32)
+    comp = use_comp.ravel()[blk]
+    return sps.csr_array((np.ones(int(comp.sum()), np.float32), (blk[comp], cols[comp])),
+                         shape=(R * C, K))
+
+
 def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=False,
                      chunk=1 << 22):
     """Work of the PEs holding compressed blocks, per sample: per block (R x C x N, zero
@@ -332,9 +397,7 @@ def _compressed_work(blk, cols, x_nz, a_cn, use_comp, R, C, config, per_block=Fa
     blocks * N) time.
     """
     from ..kernels import spmm
-    comp = use_comp.ravel()[blk]
-    S = sps.csr_array((np.ones(int(comp.sum()), np.float32), (blk[comp], cols[comp])),
-                      shape=(R * C, x_nz.shape[0]))
+    S = _compressed_blocks(blk, cols, use_comp, R, C, x_nz.shape[0])
     x = x_nz.astype(np.float32)            # counts stay exact in float32 below 2**24
     N = x_nz.shape[1]
     out = np.zeros((R * C, N)) if per_block else np.zeros((C, N))
@@ -441,9 +504,10 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     else:
         first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
     work = np.asarray(work, dtype=np.float64)
-    if work.shape[2] > 64:
-        # grid_pipeline walks the positions of a round innermost: with many rounds, lay
-        # positions next to each other in memory (else every read is a cache miss)
+    if work.shape[2] > 64 or (work.strides[1] < work.strides[2] and arrivals is None):
+        # grid_pipeline walks the positions of a round innermost: with many rounds (or
+        # work laid out so already), lay positions next to each other in memory (else
+        # every read is a cache miss)
         work = np.ascontiguousarray(np.swapaxes(work, 1, 2)).swapaxes(1, 2)
         first, last = (np.ascontiguousarray(np.swapaxes(a[:1], 1, 2)).swapaxes(1, 2)
                        if a.strides[0] == 0 else
@@ -531,11 +595,32 @@ def _as_stream(ops, config, R, C, passes=1):
     M, N = ops.M, ops.N
     task = config.task_cycles
     N_c = np.diff(_bounds(N, C))
+    rows = _as_rows(ops, config, R, passes)
+    nnz_r = rows["nnz_r"]
+    t_axpy = task + config.setup_cycles + np.ceil(N_c / config.fmacs)         # per C
+    busy_rc = nnz_r[:, None] * t_axpy[None, :] + M * task                     # + one EOS per row
+    vpw = config.values_per_dense_wavelet
+    L_c = np.ceil(N_c / vpw).astype(np.int64) if R > 1 else np.zeros(C, np.int64)
+    L = int(L_c.max())
+    return {"N_c": N_c, "nnz_r": nnz_r, "t_axpy": t_axpy, "busy": busy_rc,
+            "compute": busy_rc.max(initial=0), "weight_wavelets": rows["weight_wavelets"],
+            "stream_bytes": rows["stream_bytes"], "t_external": rows["t_external"],
+            "dt": rows["dt"], "t_links": rows["t_links"], "L_c": L_c, "L": L,
+            "fill": C * config.hop_cycles + config.ramp_cycles,
+            "chain": _chain_latency(config, R, L)}
+
+
+def _as_rows(ops, config, R, passes):
+    """The part of :func:`_as_stream` that depends on the PE rows only (the placer asks
+    for every candidate column count of each row count): kept on ``ops``."""
+    key = ("as-rows", id(config), R, passes)
+    hit = ops.cache.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    M = ops.M
     k_b, _ = ops.col_block(R)                 # X's rows (W's columns) over PE rows
     cum = np.concatenate([[0], np.cumsum(ops.w.col_nnz)])
     nnz_r = cum[k_b[1:]] - cum[k_b[:-1]]                                      # weights per PE row
-    t_axpy = task + config.setup_cycles + np.ceil(N_c / config.fmacs)         # per C
-    busy_rc = nnz_r[:, None] * t_axpy[None, :] + M * task                     # + one EOS per row
     # Rounds are the rows of W: PE row r streams W[m, cols_r] then an end of stream;
     # its slowest PE (the widest block of X) paces the multicast along the row.
     wpv = config.wavelets_per_sparse_value
@@ -547,15 +632,11 @@ def _as_stream(ops, config, R, C, passes=1):
     ext_rate = config.external_bytes_per_s / config.clock_hz / 4.0 / passes
     share = ext_rate * weight_wavelets / max(weight_wavelets.sum(), 1.0)
     dt = np.maximum(link_dt, 1.0 / np.maximum(share, 1e-300))
-    vpw = config.values_per_dense_wavelet
-    L_c = np.ceil(N_c / vpw).astype(np.int64) if R > 1 else np.zeros(C, np.int64)
-    L = int(L_c.max())
-    return {"N_c": N_c, "nnz_r": nnz_r, "t_axpy": t_axpy, "busy": busy_rc,
-            "compute": busy_rc.max(initial=0), "weight_wavelets": weight_wavelets,
-            "stream_bytes": stream_bytes, "t_external": t_external, "dt": dt,
-            "t_links": float((weight_wavelets * dt).max(initial=0)), "L_c": L_c, "L": L,
-            "fill": C * config.hop_cycles + config.ramp_cycles,
-            "chain": _chain_latency(config, R, L)}
+    rows = {"nnz_r": nnz_r, "weight_wavelets": weight_wavelets, "stream_bytes": stream_bytes,
+            "t_external": t_external, "dt": dt,
+            "t_links": float((weight_wavelets * dt).max(initial=0))}
+    ops.cache[key] = (config, rows)
+    return rows
 
 
 def _as_screen(st, config, M, R):
@@ -743,10 +824,16 @@ def _ws_screen_bound(ops, config, R, C):
 
 def _distinct_per_block(rb, idx, bounds, R):
     """How many distinct values of ``idx`` (0 <= idx < bounds[-1]) fall in each block
-    (rb, block of idx): O(nnz + R * n) with a bincount, no sort."""
+    (rb, block of idx): O(nnz + R * n) with a bincount, no sort. Empty blocks (more
+    blocks than values: repeated bounds) count 0."""
     n = int(bounds[-1])
     seen = np.bincount(rb * n + idx, minlength=R * n).reshape(R, n) > 0
-    return np.add.reduceat(seen, bounds[:-1], axis=1) if n else np.zeros((R, len(bounds) - 1))
+    # differences of a running count, not add.reduceat: reduceat returns the element at
+    # a repeated bound instead of 0 and refuses a bound equal to n
+    cum = np.zeros((R, n + 1), np.int64)
+    np.cumsum(seen, axis=1, out=cum[:, 1:])
+    bounds = np.asarray(bounds)
+    return cum[:, bounds[1:]] - cum[:, bounds[:-1]]
 
 
 # --------------------------------------------------------------------------------------

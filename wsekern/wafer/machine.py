@@ -117,9 +117,9 @@ class Wafer:
                              f"{c.rows}x{c.cols} wafer")
         return vals
 
-    def _choose(self, cost, dims, mappings, region, bound=None, progress=None):
+    def _choose(self, cost, dims, mappings, region, bound=None, progress=None, price=None):
         return placement.search(cost, dims, mappings, region, self.config, bound=bound,
-                                progress=progress)
+                                price=price, progress=progress)
 
     def _mappings(self, mapping):
         if mapping is None:
@@ -256,11 +256,16 @@ class Wafer:
         def bound(m, R, C, exact):
             return analytic.placer_bound(m, ops, self.config, R, C, exact)
 
+        def price(m, reg):
+            if m == "weight-stationary":
+                return analytic.screen_price(ops, self.config, reg, what)
+            return None
+
         def searched(done, total):
             progress("placement", done, total)
         dims = {"weight-stationary": (M, K), "activation-stationary": (K, N), "meshgemv": (K, M)}
         return self._choose(cost, dims, mappings, region, bound,
-                            searched if progress is not None else None)
+                            searched if progress is not None else None, price)
 
     def sddmm(self, A, B, pattern, *, region=None, n_threads=None):
         """``wsekern.sddmm(A, B, pattern)`` and its cost: the result stays where W lives.

@@ -125,6 +125,7 @@ class Operands:
         self._acts = {}
         self._tables = None
         self.search = search and self.M * self.K <= TABLE_LIMIT
+        self.cache = {}          # the cost models' own structure of (W, X), per partition
 
     def tables(self):
         """(nonzeros, sum of A_k over nonzeros) summed-area tables, (M + 1) x (K + 1), or
@@ -213,10 +214,9 @@ TABLE_LIMIT = 1 << 24    # W's M x K at most, for Operands' summed-area tables (
 
 def _summed_area(rows, cols, values, M, K, dtype):
     """T[i, j] = sum of ``values`` at (row < i, col < j): (M + 1) x (K + 1)."""
+    from .._screen import summed_area_fill
     T = np.zeros((M + 1, K + 1), dtype)
-    T[1:, 1:] = sps.coo_array((values.astype(dtype), (rows, cols)), shape=(M, K)).toarray()
-    np.cumsum(T, axis=0, out=T)
-    np.cumsum(T, axis=1, out=T)
+    summed_area_fill(T, *(np.ascontiguousarray(a, dtype=np.int64) for a in (rows, cols, values)))
     return T
 
 
@@ -397,7 +397,7 @@ def geometric(top, count=20):
     return sorted(v for v in vals if 1 <= v <= top)
 
 
-def search(cost, dims, mappings, region, config, *, bound=None, progress=None):
+def search(cost, dims, mappings, region, config, *, bound=None, price=None, progress=None):
     """Evaluate ``cost(mapping, region)``; with region None, search rectangles.
 
     Every candidate (rows, cols) of geometric sizes (:func:`geometric`, ``dims[mapping]``
@@ -413,6 +413,9 @@ def search(cost, dims, mappings, region, config, *, bound=None, progress=None):
     mapping without a bound (``bound`` None, or returning None) takes two rounds of
     coordinate descent from the largest rectangle instead. ``progress(done, total)`` is
     called as candidates are done (priced or pruned) out of all of them.
+
+    ``price(mapping, region)`` (optional) gives the screen's cycles without its report
+    (None: ask ``cost``); it raises as ``cost`` does where a candidate does not fit.
     """
     if region is not None:
         if len(mappings) == 1:
@@ -430,7 +433,7 @@ def search(cost, dims, mappings, region, config, *, bound=None, progress=None):
             progress(done, total)
     for mapping in mappings:
         try:
-            R, C = _screen(cost, mapping, dims[mapping], config, bound, tick)
+            R, C = _screen(cost, mapping, dims[mapping], config, bound, tick, price)
         except (SramOverflowError, MappingUnfit) as exc:
             last_error = exc
             continue
@@ -451,7 +454,7 @@ def candidates(dims, mappings, config):
             for m in mappings}
 
 
-def _screen(cost, mapping, dims, config, bound, tick):
+def _screen(cost, mapping, dims, config, bound, tick, price=None):
     """The (R, C) of the cheapest screen price for one mapping, or the last overflow if
     no candidate fits; ``tick(n)``: n more candidates done."""
     cand_r, cand_c = candidates({mapping: dims}, (mapping,), config)[mapping]
@@ -462,10 +465,13 @@ def _screen(cost, mapping, dims, config, bound, tick):
         nonlocal last_error
         if (R, C) not in cache:
             try:
-                cache[(R, C)] = cost(mapping, (0, 0, R, C), exact=False, full=False)
+                cycles = price(mapping, (0, 0, R, C)) if price is not None else None
+                if cycles is None:
+                    cycles = cost(mapping, (0, 0, R, C), exact=False, full=False).cycles
+                cache[(R, C)] = cycles
             except (SramOverflowError, MappingUnfit) as exc:
                 last_error = exc
-                cache[(R, C)] = None
+                cache[(R, C)] = np.inf
             tick(1)
         return cache[(R, C)]
 
@@ -475,7 +481,7 @@ def _screen(cost, mapping, dims, config, bound, tick):
         if any(f is None for f, _, _ in floors):
             floors = None
     if floors is None:
-        R, C = descend(lambda r, c: _cycles(evaluate(r, c)), cand_r, cand_c)
+        R, C = descend(evaluate, cand_r, cand_c)
         tick(len(cand_r) * len(cand_c) - len(cache))
     else:
         # ties go to the smallest (rows, cols), as a scan in ascending order keeps them
@@ -485,12 +491,11 @@ def _screen(cost, mapping, dims, config, bound, tick):
             if (floor, R, C) > top:
                 tick(len(floors) - i)
                 break
-            price = _cycles(evaluate(R, C))
-            top = min(top, (price, R, C))
+            top = min(top, (evaluate(R, C), R, C))
         R, C = top[1], top[2]
         if not np.isfinite(top[0]):
             raise last_error
-    if evaluate(R, C) is None:
+    if not np.isfinite(evaluate(R, C)):
         raise last_error
     return R, C
 
@@ -517,7 +522,3 @@ def best(pairs, cost):
     if not results:
         raise error
     return min(results, key=lambda t: t[1].cycles)
-
-
-def _cycles(report):
-    return report.cycles if report is not None else np.inf
