@@ -256,32 +256,6 @@ def planes_to_nhwc(const floating[:, :, ::1] planes, floating[:, :, :, ::1] out,
                         dst[c] = v
 
 
-def grad_to_planes(const floating[:, :, :, ::1] grad, const floating[:, :, :, ::1] y,
-                   bint relu, floating[:, :, ::1] out, int start, int Wp, int n_threads=1):
-    """out[b, o, start + h * Wp + w] = grad[b, h, w, o], times (y[b, h, w, o] > 0) when
-    relu (ReLU's derivative from its output); every other element of out zeroed."""
-    cdef Py_ssize_t B = grad.shape[0], H = grad.shape[1], W = grad.shape[2]
-    cdef Py_ssize_t C = grad.shape[3], S = out.shape[2], b, h, w, c
-    cdef const floating* src
-    cdef const floating* act
-    cdef floating* dst
-    if B * C * S == 0:
-        return
-    with nogil:
-        for b in prange(B, num_threads=n_threads, schedule='static'):
-            memset(&out[b, 0, 0], 0, C * S * sizeof(floating))
-            for h in range(H):
-                for w in range(W):
-                    src = &grad[b, h, w, 0]
-                    act = &y[b, h, w, 0]
-                    dst = &out[b, 0, start + h * Wp + w]
-                    for c in range(C):
-                        if relu:
-                            dst[c * S] = src[c] if act[c] > 0 else 0
-                        else:
-                            dst[c * S] = src[c]
-
-
 def planes_rows(const floating[:, :, ::1] X, const floating[::1] val, const int32_t[::1] off,
                 const int32_t[::1] ptr, floating[:, :, ::1] Y, Py_ssize_t n,
                 int n_threads=1):

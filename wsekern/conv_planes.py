@@ -191,11 +191,13 @@ def forward(X, values, pattern, bias=None, relu=False, n_threads=None):
 
 def grad_planes(grad, y, relu, g, n_threads=None):
     """The output gradient (B, OH, OW, O) as padded planes (B, O, g_stride), through
-    ReLU's derivative (from its output ``y``) when ``relu``."""
+    ReLU's derivative (from its output ``y``) when ``relu``: a product, as the GEMM path
+    takes it (a branch per element mispredicts; NaN times 0 stays NaN)."""
+    if relu:
+        grad = grad * (y > 0)
     B = grad.shape[0]
     out = np.empty((B, g.O, g.g_stride), dtype=grad.dtype)
-    _conv.grad_to_planes(grad, y if relu else grad, bool(relu), out, g.reach, g.Wp,
-                         _threads(n_threads, out.size))
+    _conv.nhwc_to_planes(grad, out, g.reach, g.Wp, _threads(n_threads, out.size))
     return out
 
 
