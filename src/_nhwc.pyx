@@ -78,6 +78,8 @@ def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
     cdef Py_ssize_t b, oh, ow, i, j, ih, iw, c, h0, h1, w0, w1
     cdef floating v, best
+    cdef bint take
+    cdef int32_t idx
     cdef floating* o
     cdef int32_t* a
     cdef const floating* src
@@ -105,13 +107,16 @@ def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                     for ih in range(h0, h1):
                         for iw in range(w0, w1):
                             src = &x[b, ih, iw, 0]
+                            idx = <int32_t>(ih * W + iw)
+                            # strictly larger, or the first NaN (NaN != NaN); selects, not
+                            # branches: the loop over channels vectorises, and a branch on
+                            # data mispredicted about one time in three
                             for c in range(C):
                                 v = src[c]
                                 best = o[c]
-                                # strictly larger, or the first NaN (NaN != NaN)
-                                if v > best or (v != v and best == best):
-                                    o[c] = v
-                                    a[c] = <int32_t>(ih * W + iw)
+                                take = (v > best) | ((v != v) & (best == best))
+                                o[c] = v if take else best
+                                a[c] = idx if take else a[c]
 
 
 def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, ::1] arg,

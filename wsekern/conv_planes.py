@@ -185,7 +185,9 @@ def forward(X, values, pattern, bias=None, relu=False, n_threads=None):
     _conv.planes_rows(X, values, pattern.x_off, pattern.o_ptr, wide, g.n_out, threads)
     y = np.empty((B, g.OH, g.OW, g.O), dtype=X.dtype)
     b = np.empty(0, X.dtype) if bias is None else np.ascontiguousarray(bias, dtype=X.dtype)
-    _conv.planes_to_nhwc(wide, y, 0, g.Wp, b, bool(relu), _threads(n_threads, y.size))
+    _conv.planes_to_nhwc(wide, y, 0, g.Wp, b, _threads(n_threads, y.size))
+    if relu:      # NumPy's, vectorised: a branch per element mispredicts (NaN stays NaN)
+        np.maximum(y, 0, out=y)
     return y
 
 
@@ -221,6 +223,6 @@ def grad_input(G, values_c, pattern, n_threads=None):
                       _threads(n_threads, pattern.nnz * B * g.n_in))
     gx = np.empty((B, g.H, g.W, g.C), dtype=G.dtype)
     (t, _), (l, _) = g.pads
-    _conv.planes_to_nhwc(gx_planes, gx, t * g.Wp + l, g.Wp, np.empty(0, G.dtype), False,
+    _conv.planes_to_nhwc(gx_planes, gx, t * g.Wp + l, g.Wp, np.empty(0, G.dtype),
                          _threads(n_threads, gx.size))
     return gx
