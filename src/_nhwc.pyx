@@ -19,7 +19,8 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols, int kh, int kw
     """cols[(b*OH + oh)*OW + ow, (i*kw + j)*C + c] = x[b, oh*sh - ph + i*dh,
     ow*sw - pw + j*dw, c], zero where that pixel lies in the padding."""
     cdef Py_ssize_t B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
-    cdef Py_ssize_t b, oh, ow, i, j, ih, iw, row
+    cdef Py_ssize_t b, oh, ow, i, j, ih, iw, row, c
+    cdef const floating* src
     cdef floating* dst
     if B * OH * OW * kh * kw * C == 0:
         return
@@ -34,7 +35,12 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols, int kh, int kw
                         for j in range(kw):
                             iw = ow * sw - pw + j * dw
                             if 0 <= ih < H and 0 <= iw < W:
-                                memcpy(dst, &x[b, ih, iw, 0], C * sizeof(floating))
+                                if C < 16:      # a call per few bytes costs more than a loop
+                                    src = &x[b, ih, iw, 0]
+                                    for c in range(C):
+                                        dst[c] = src[c]
+                                else:
+                                    memcpy(dst, &x[b, ih, iw, 0], C * sizeof(floating))
                             else:
                                 memset(dst, 0, C * sizeof(floating))
                             dst = dst + C

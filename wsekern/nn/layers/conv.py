@@ -138,7 +138,9 @@ def _conv2d_planes(x, kernel, mask, pads, dilation, bias, relu, cache):
             gk.reshape(-1)[pattern.flat_o] = conv_planes.grad_weight(X, G, pattern)
             kernel.accumulate(gk)                             # pruned weights get none
         if bias is not None and bias.requires_grad:
-            bias.accumulate(G.sum(axis=(0, 2)).astype(bias.dtype, copy=False))
+            # along the contiguous axis first: NumPy's sum over axes (0, 2) is strided
+            bias.accumulate(np.add.reduce(G, axis=2).sum(axis=0).astype(bias.dtype,
+                                                                       copy=False))
         if x.requires_grad:
             gx = conv_planes.grad_input(G, k[pattern.flat_c], pattern)
             x.accumulate(gx.astype(x.dtype, copy=False))
@@ -302,7 +304,7 @@ class _Pooling2D(Layer):
         def backward(grad):
             grad = np.ascontiguousarray(grad, dtype=y.dtype)
             if self.mode == "max":
-                gx = pool_kernels.max_pool_nhwc_backward(grad, arg, g)
+                gx = pool_kernels.max_pool_nhwc_backward(grad, arg, g, check_arg=False)
             else:
                 gx = pool_kernels.avg_pool_nhwc_backward(grad, g, count_pad=False)
             x.accumulate(gx.astype(x.dtype, copy=False))
