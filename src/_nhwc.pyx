@@ -6,7 +6,7 @@
 # Padding is implicit (reads outside the image give zeros, or are skipped by
 # pooling). The wrappers in wsekern/conv.py and wsekern/pool.py validate
 # shapes; these loops never raise. Threads own disjoint images.
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel, threadid
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int32_t
 from libc.math cimport INFINITY
@@ -215,3 +215,55 @@ def avg_pool_backward(const floating[:, :, :, ::1] grad, floating[:, :, :, ::1] 
                             dst = &gx[b, ih, iw, 0]
                             for c in range(C):
                                 dst[c] += g[c] * scale
+
+
+# -- a convolution's epilogues over its (pixels, channels) output ---------------------------
+def bias_relu(floating[:, ::1] y, const floating[::1] bias, bint relu, int n_threads=1):
+    """In place, one pass: y[r, c] += bias[c] (when bias is not empty), then ReLU when
+    ``relu`` (a select the channel loop vectorises; NaN stays NaN, as NumPy's maximum)."""
+    cdef Py_ssize_t N = y.shape[0], C = y.shape[1], r, c
+    cdef bint has_bias = bias.shape[0] > 0
+    cdef floating v
+    cdef floating* row
+    if N * C == 0:
+        return
+    with nogil:
+        for r in prange(N, num_threads=n_threads, schedule='static'):
+            row = &y[r, 0]
+            if has_bias and relu:
+                for c in range(C):
+                    v = row[c] + bias[c]
+                    row[c] = 0 if v < 0 else v
+            elif has_bias:
+                for c in range(C):
+                    row[c] = row[c] + bias[c]
+            elif relu:
+                for c in range(C):
+                    v = row[c]
+                    row[c] = 0 if v < 0 else v
+
+
+def relu_grad_bias(const floating[:, ::1] grad, const floating[:, ::1] y, bint relu,
+                   floating[:, ::1] out, double[:, ::1] bias_acc, int n_threads=1):
+    """One pass: out = grad * (y > 0) (ReLU's derivative from its output, as a product:
+    NaN in grad stays NaN) or a copy of grad, and bias_acc[t, c] += out[r, c] over the
+    rows r thread t takes (sum bias_acc over its first axis: the bias gradient, in double)."""
+    cdef Py_ssize_t N = grad.shape[0], C = grad.shape[1], r, c, t
+    cdef const floating* g
+    cdef const floating* a
+    cdef floating* o
+    cdef double* acc
+    cdef floating v
+    if N * C == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        acc = &bias_acc[t, 0]
+        for r in prange(N, schedule='static'):
+            g = &grad[r, 0]
+            a = &y[r, 0]
+            o = &out[r, 0]
+            for c in range(C):
+                v = g[c] * (1 if a[c] > 0 else 0) if relu else g[c]
+                o[c] = v
+                acc[c] += v

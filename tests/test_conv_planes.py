@@ -82,7 +82,9 @@ def test_kernels_match_the_masked_convolution(shape, kshape, pads, dilation, den
     np.testing.assert_allclose(yr, np.maximum(ref - bias, 0), **tol)
 
     R = np.random.default_rng(1).standard_normal(ref.shape).astype(dtype)
-    G = conv_planes.grad_planes(R, y, False, g)
+    G, db = conv_planes.grad_planes(R, y, False, g)
+    assert db.dtype == dtype
+    np.testing.assert_allclose(db, R.sum(axis=(0, 1, 2)), **tol)
     gk = np.zeros(kshape, dtype)
     gk.ravel()[pat.flat_o] = conv_planes.grad_weight(X, G, pat)
     gx = conv_planes.grad_input(G, k.ravel()[pat.flat_c], pat)
@@ -100,9 +102,10 @@ def test_relu_gradient_uses_the_output():
     X = conv_planes.to_planes(x, g)
     y = conv_planes.forward(X, k.ravel()[pat.flat_o], pat, None, relu=True)
     R = np.random.default_rng(2).standard_normal(y.shape)
-    G = conv_planes.grad_planes(R, y, True, g)
-    G0 = conv_planes.grad_planes(R * (y > 0), y, False, g)
+    G, db = conv_planes.grad_planes(R, y, True, g)
+    G0, db0 = conv_planes.grad_planes(R * (y > 0), y, False, g)
     np.testing.assert_array_equal(G, G0)
+    np.testing.assert_allclose(db, db0, rtol=1e-12)
     assert (y == 0).any() and (y > 0).any()
 
 

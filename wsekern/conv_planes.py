@@ -22,6 +22,7 @@ import numpy as np
 from . import _conv
 from ._budget import check_memory
 from ._threads import resolve_threads
+from .conv import bias_relu_nhwc, relu_grad_bias_nhwc
 from .costs import cost_table
 from .simd_path import SIMD_PATH  # noqa: F401  (imported: selects _conv's SIMD path)
 
@@ -186,21 +187,20 @@ def forward(X, values, pattern, bias=None, relu=False, n_threads=None):
     y = np.empty((B, g.OH, g.OW, g.O), dtype=X.dtype)
     b = np.empty(0, X.dtype) if bias is None else np.ascontiguousarray(bias, dtype=X.dtype)
     _conv.planes_to_nhwc(wide, y, 0, g.Wp, b, _threads(n_threads, y.size))
-    if relu:      # NumPy's, vectorised: a branch per element mispredicts (NaN stays NaN)
-        np.maximum(y, 0, out=y)
+    if relu:
+        bias_relu_nhwc(y.reshape(-1, g.O), None, True)
     return y
 
 
 def grad_planes(grad, y, relu, g, n_threads=None):
-    """The output gradient (B, OH, OW, O) as padded planes (B, O, g_stride), through
-    ReLU's derivative (from its output ``y``) when ``relu``: a product, as the GEMM path
-    takes it (a branch per element mispredicts; NaN times 0 stays NaN)."""
-    if relu:
-        grad = grad * (y > 0)
+    """(the output gradient (B, OH, OW, O) through ReLU's derivative (from its output
+    ``y``) when ``relu``, as padded planes (B, O, g_stride); the bias gradient)."""
     B = grad.shape[0]
+    masked, db = relu_grad_bias_nhwc(grad.reshape(-1, g.O), y.reshape(-1, g.O), relu)
     out = np.empty((B, g.O, g.g_stride), dtype=grad.dtype)
-    _conv.nhwc_to_planes(grad, out, g.reach, g.Wp, _threads(n_threads, out.size))
-    return out
+    _conv.nhwc_to_planes(masked.reshape(grad.shape), out, g.reach, g.Wp,
+                         _threads(n_threads, out.size))
+    return out, db
 
 
 def grad_weight(X, G, pattern, n_threads=None):

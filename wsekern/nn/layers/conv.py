@@ -75,10 +75,7 @@ def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, rel
     cols = conv_kernels.im2col_nhwc(x.data.astype(dtype, copy=False), g)   # (B*OH*OW, K)
     k2 = kernel.data.reshape(-1, filters).astype(dtype, copy=False)         # (K, O)
     y = cols @ k2                                                           # (B*OH*OW, O)
-    if bias is not None:
-        y += bias.data
-    if relu:
-        np.maximum(y, 0, out=y)
+    conv_kernels.bias_relu_nhwc(y, None if bias is None else bias.data, relu)   # one pass
     parents = (x, kernel) if bias is None else (x, kernel, bias)
 
     def backward(grad):
@@ -89,14 +86,15 @@ def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, rel
 def _gemm_backward(grad, cols, k2, g, x, kernel, mask, bias, relu_out):
     """The im2col + GEMM gradients; ``relu_out``: the ReLU's output when one was fused."""
     filters = k2.shape[1]
-    g2 = grad.reshape(-1, filters)                                          # (B*OH*OW, O)
-    if relu_out is not None:
-        g2 = g2 * (relu_out.reshape(-1, filters) > 0)
+    g2 = np.ascontiguousarray(grad, dtype=cols.dtype).reshape(-1, filters)  # (B*OH*OW, O)
+    if relu_out is not None or (bias is not None and bias.requires_grad):  # one pass
+        g2, db = conv_kernels.relu_grad_bias_nhwc(
+            g2, g2 if relu_out is None else relu_out.reshape(-1, filters), relu_out is not None)
     if kernel.requires_grad:          # (O, K) then transposed: the faster GEMM orientation
         gk = (g2.T @ cols).T.reshape(kernel.shape).astype(kernel.dtype)
         kernel.accumulate(gk if mask is None else gk * mask)        # pruned weights stay 0
     if bias is not None and bias.requires_grad:
-        bias.accumulate(g2.sum(axis=0).astype(bias.dtype, copy=False))
+        bias.accumulate(db.astype(bias.dtype, copy=False))
     if x.requires_grad:
         x.accumulate(conv_kernels.col2im_nhwc(g2 @ k2.T, g).astype(x.dtype, copy=False))
 
@@ -132,15 +130,13 @@ def _conv2d_planes(x, kernel, mask, pads, dilation, bias, relu, cache):
             _gemm_backward(grad, conv_kernels.im2col_nhwc(xd, ng), k2, ng, x, kernel, mask,
                            bias, y if relu else None)
             return
-        G = conv_planes.grad_planes(grad, y, relu, g)        # (B, O, g_stride)
+        G, db = conv_planes.grad_planes(grad, y, relu, g)    # (B, O, g_stride), (O,)
         if kernel.requires_grad:
             gk = np.zeros(kernel.shape, dtype=kernel.dtype)
             gk.reshape(-1)[pattern.flat_o] = conv_planes.grad_weight(X, G, pattern)
             kernel.accumulate(gk)                             # pruned weights get none
         if bias is not None and bias.requires_grad:
-            # along the contiguous axis first: NumPy's sum over axes (0, 2) is strided
-            bias.accumulate(np.add.reduce(G, axis=2).sum(axis=0).astype(bias.dtype,
-                                                                       copy=False))
+            bias.accumulate(db.astype(bias.dtype, copy=False))
         if x.requires_grad:
             gx = conv_planes.grad_input(G, k[pattern.flat_c], pattern)
             x.accumulate(gx.astype(x.dtype, copy=False))
