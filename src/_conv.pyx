@@ -16,12 +16,22 @@ from _simd cimport (wsk_plane_axpy_f32, wsk_plane_axpy_f64,
                     wsk_spmm_row_f32_i32, wsk_spmm_row_f64_i32, wsk_simd_init,
                     wsk_compact_f32, wsk_compact_f64)
 
+# s5-sparse's sampled dot products (four dots sharing one row's loads), used read-only
+cdef extern from "wsk_sampled.h" nogil:
+    void wsk_sampled_dots_f32_i32(const float*, const float*, Py_ssize_t, const int32_t*,
+                                  Py_ssize_t, float*, Py_ssize_t) noexcept
+    void wsk_sampled_dots_f64_i32(const double*, const double*, Py_ssize_t, const int32_t*,
+                                  Py_ssize_t, double*, Py_ssize_t) noexcept
+    void wsk_sampled_init(int avx2) noexcept
+
 import numpy as np
 
 
 def simd_init(int path=0):
-    """Select this module's SIMD path (the dispatch table is per extension module)."""
-    return wsk_simd_init(path).decode()
+    """Select this module's SIMD path (the dispatch tables are per extension module)."""
+    name = wsk_simd_init(path).decode()
+    wsk_sampled_init(name in ("avx2", "avx512"))      # its widest clone is AVX2
+    return name
 
 
 cdef inline void _row(const floating* vals, const int32_t* rows, Py_ssize_t nnz,
@@ -272,17 +282,32 @@ def planes_rows(const floating[:, :, ::1] X, const floating[::1] val, const int3
 
 
 def planes_grad_weight(const floating[:, :, ::1] X, const floating[:, :, ::1] G,
-                       const int32_t[::1] gout, const int32_t[::1] xoff, Py_ssize_t start,
+                       const int32_t[::1] xoff, const int32_t[::1] optr, Py_ssize_t start,
                        Py_ssize_t n, floating[:, ::1] acc, int n_threads=1):
     """acc[t, p] += sum over the images b thread t takes of
-    G[b, gout[p], start + 0:n] . X[b].flat[xoff[p] + 0:n]: the weight gradient at the
-    kept weights only (sum acc over its first axis). Images outermost, so one image's
-    planes stay in cache while every kept weight reads them."""
-    cdef Py_ssize_t B = X.shape[0], P = gout.shape[0], b, p, t
+    G[b, o, start + 0:n] . X[b].flat[xoff[p] + 0:n] for the kept weights p of each filter
+    o (optr: CSR over filters): the weight gradient at the kept weights only (sum acc over
+    its first axis). Images outermost, so one image's planes stay in cache while every
+    kept weight reads them; a filter's dots run four at a time sharing G's row."""
+    cdef Py_ssize_t B = X.shape[0], O = G.shape[1], P = xoff.shape[0], b, o, p, t
     if B * P * n == 0:
         return
+    cdef floating[:, ::1] part = np.empty((n_threads, P), dtype=np.asarray(acc).dtype)
     with nogil, parallel(num_threads=n_threads):
         t = threadid()
         for b in prange(B, schedule='static'):
+            for o in range(O):
+                if optr[o + 1] > optr[o]:
+                    _dots(&G[b, o, start], &X[b, 0, 0], &xoff[0] + optr[o],
+                          optr[o + 1] - optr[o], &part[t, 0] + optr[o], n)
             for p in range(P):
-                acc[t, p] += _dot(1, n, &G[b, gout[p], start], &X[b, 0, 0] + xoff[p], n)
+                acc[t, p] += part[t, p]
+
+
+cdef inline void _dots(const floating* a, const floating* base, const int32_t* off,
+                       Py_ssize_t nnz, floating* out, Py_ssize_t n) noexcept nogil:
+    # out[q] = a[0:n] . base[off[q] + 0:n] for q < nnz
+    if floating is float:
+        wsk_sampled_dots_f32_i32(a, base, 1, off, nnz, out, n)
+    else:
+        wsk_sampled_dots_f64_i32(a, base, 1, off, nnz, out, n)

@@ -119,7 +119,6 @@ class PlanePattern:
         shift = g.tap_shift(i, j)
         by_o = np.lexsort((shift, c, o))                  # filter, then input channel, tap
         self.flat_o = np.ravel_multi_index((i, j, c, o), mask.shape)[by_o]
-        self.out = o[by_o].astype(np.int32)
         self.x_off = (c[by_o] * g.x_stride + shift[by_o]).astype(np.int32)
         self.o_ptr = np.zeros(O + 1, dtype=np.int32)
         np.cumsum(np.bincount(o, minlength=O), out=self.o_ptr[1:])
@@ -130,7 +129,7 @@ class PlanePattern:
         np.cumsum(np.bincount(c, minlength=C), out=self.c_ptr[1:])
         self.mask = mask.copy()
         self.geometry = g
-        self.nnz = len(self.out)
+        self.nnz = len(self.flat_o)
 
     @classmethod
     def cached(cls, holder, mask, g):
@@ -208,7 +207,7 @@ def grad_weight(X, G, pattern, n_threads=None):
     g = pattern.geometry
     threads = _threads(n_threads, pattern.nnz * X.shape[0] * g.OH * g.Wp)
     acc = np.zeros((threads, pattern.nnz), dtype=X.dtype)
-    _conv.planes_grad_weight(X, G, pattern.out, pattern.x_off, g.reach, g.OH * g.Wp, acc,
+    _conv.planes_grad_weight(X, G, pattern.x_off, pattern.o_ptr, g.reach, g.OH * g.Wp, acc,
                              threads)
     return acc.sum(axis=0) if threads > 1 else acc[0]
 
