@@ -311,3 +311,26 @@ cdef inline void _dots(const floating* a, const floating* base, const int32_t* o
         wsk_sampled_dots_f32_i32(a, base, 1, off, nnz, out, n)
     else:
         wsk_sampled_dots_f64_i32(a, base, 1, off, nnz, out, n)
+
+
+def scan_planes(const floating[:, :, ::1] x, uint8_t[:, ::1] alive):
+    """One pass over x (B, C, H*W): alive[b, c] = 1 where plane (b, c) has a nonzero (or a
+    NaN); returns (nonzeros, whether every element is finite). The conv2d dispatcher's
+    three questions about x (density, finiteness, dead channels) in one read."""
+    cdef Py_ssize_t B = x.shape[0], C = x.shape[1], N = x.shape[2], b, c, i
+    cdef Py_ssize_t nnz = 0, k
+    cdef int bad = 0
+    cdef const floating* p
+    cdef floating v
+    with nogil:
+        for b in range(B):
+            for c in range(C):
+                p = &x[b, c, 0]
+                k = 0
+                for i in range(N):         # integer reductions: the loop vectorises
+                    v = p[i]
+                    k = k + (v != 0)
+                    bad = bad | (v - v != 0)    # v - v is NaN for inf and NaN, else 0
+                nnz = nnz + k
+                alive[b, c] = k > 0
+    return nnz, bad == 0

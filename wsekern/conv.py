@@ -371,14 +371,16 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
         out[...] = 0 if bias is None else bias[:, None, None]
         return out, "empty"
     w_density = np.count_nonzero(w2) / w2.size
-    x_density = np.count_nonzero(x) / x.size
+    alive = np.empty((g.B, g.C), dtype=np.uint8)           # channels with a nonzero pixel
+    x_nonzeros, x_finite = _conv.scan_planes(x.reshape(g.B, g.C, -1), alive)
+    x_density = x_nonzeros / x.size
     w_finite = bool(np.isfinite(w2).all())
     direct_fixed, direct_cost, input_fixed, input_cost = _path_costs()
     cost = {"im2col-blas": 1.0}
     # Skipping a zero weight would hide its product with an inf/NaN pixel (NaN); and the
     # other paths build the padded input, which a huge padding makes the larger part.
     padding_dominates = g.padding_dominates()
-    if np.isfinite(x).all() and not padding_dominates:
+    if x_finite and not padding_dominates:
         cost["direct"] = direct_fixed + w_density * direct_cost
     # Skipping a zero pixel would hide inf * 0 = NaN; and the receptive-field compaction
     # works a vector of channels at a time, so it needs at least one vector of them.
@@ -391,10 +393,8 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     if path == "direct":
         P = _phases(x, g)
         # An input channel that is zero for a whole image is skipped (exact when w is finite).
-        if w_finite:
-            alive = np.ascontiguousarray(x.any(axis=(2, 3)), dtype=np.uint8)
-        else:
-            alive = np.ones((g.B, g.C), dtype=np.uint8)
+        if not w_finite:
+            alive[...] = 1
         wval, woff, wchan, wptr = _filter_offsets(w2, g, P.shape)
         _conv.forward(P, alive, wval, woff, wchan, wptr, out, threads)
     elif path == "input-sparse":
