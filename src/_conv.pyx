@@ -7,7 +7,7 @@
 # (input channel within the group * taps): only kept weights are visited.
 # The wrappers in wsekern/conv.py validate everything.
 from cython.parallel cimport prange, parallel, threadid
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from libc.stdint cimport int32_t, uint8_t
 from cython cimport floating
 
@@ -16,12 +16,22 @@ from _simd cimport (wsk_plane_axpy_f32, wsk_plane_axpy_f64,
                     wsk_spmm_row_f32_i32, wsk_spmm_row_f64_i32, wsk_simd_init,
                     wsk_compact_f32, wsk_compact_f64)
 
+# s5-sparse's sampled dot products (four dots sharing one row's loads), used read-only
+cdef extern from "wsk_sampled.h" nogil:
+    void wsk_sampled_dots_f32_i32(const float*, const float*, Py_ssize_t, const int32_t*,
+                                  Py_ssize_t, float*, Py_ssize_t) noexcept
+    void wsk_sampled_dots_f64_i32(const double*, const double*, Py_ssize_t, const int32_t*,
+                                  Py_ssize_t, double*, Py_ssize_t) noexcept
+    void wsk_sampled_init(int avx2) noexcept
+
 import numpy as np
 
 
 def simd_init(int path=0):
-    """Select this module's SIMD path (the dispatch table is per extension module)."""
-    return wsk_simd_init(path).decode()
+    """Select this module's SIMD path (the dispatch tables are per extension module)."""
+    name = wsk_simd_init(path).decode()
+    wsk_sampled_init(name in ("avx2", "avx512"))      # its widest clone is AVX2
+    return name
 
 
 cdef inline void _row(const floating* vals, const int32_t* rows, Py_ssize_t nnz,
@@ -59,26 +69,36 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
     """out[b, o, oh, :] = sum over kept weights p of filter o of
     wval[p] * P[b].flat[woff[p] + oh * Wq : ... + OW].
 
-    Each output row is one call of the spmm row kernel (accumulators in
-    registers, one pass over the filter's kept weights); weights on input
-    channels that are entirely zero for image b (``channel_alive[b, c] == 0``)
-    are dropped first.  Work: O(B * nnz(w) * OH * OW); threads own (b, o) planes.
+    Weights on input channels that are entirely zero for image b
+    (``channel_alive[b, c] == 0``) are dropped first. When the phase rows are not much
+    wider than the output (Wq <= 3/2 OW) the whole output plane is one call of the spmm
+    row kernel, computed "wide" (OH rows of Wq, the last Wq - OW of each row read past
+    the window and dropped): one pass over the filter's kept weights per register tile
+    of the plane instead of one per output row. Otherwise one call per output row.
+    Work: O(B * nnz(w) * OH * Wq); threads own (b, o) planes.
     """
     cdef Py_ssize_t B = out.shape[0], O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t Wq = P.shape[4], max_row = 0
     cdef Py_ssize_t bo, b, o, p, q, oh, t
+    # the wide plane reads nothing past what the last output row's call reads
+    cdef Py_ssize_t n_wide = (OH - 1) * Wq + OW
+    cdef bint wide = 2 * Wq <= 3 * OW and OH > 1
     if B * O * OH * OW == 0:
         return
     for o in range(O):
         max_row = max(max_row, wptr[o + 1] - wptr[o])
     cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 1), dtype=np.asarray(wval).dtype)
     cdef int32_t[:, ::1] obuf = np.empty((n_threads, max_row + 1), dtype=np.int32)
+    cdef floating[:, ::1] ybuf = np.empty((n_threads, n_wide if wide else 1),
+                                          dtype=np.asarray(wval).dtype)
     cdef floating* vb
     cdef int32_t* ob
+    cdef floating* yb
     with nogil, parallel(num_threads=n_threads):
         t = threadid()
         vb = &vbuf[t, 0]
         ob = &obuf[t, 0]
+        yb = &ybuf[t, 0]
         for bo in prange(B * O, schedule='dynamic'):
             b = bo // O
             o = bo % O
@@ -87,8 +107,13 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
                 vb[q] = wval[p]
                 ob[q] = woff[p]
                 q = q + channel_alive[b, wchan[p]]
-            for oh in range(OH):
-                _row(vb, ob, q, &P[b, 0, 0, 0, 0] + oh * Wq, &out[b, o, oh, 0], OW)
+            if wide:
+                _row(vb, ob, q, &P[b, 0, 0, 0, 0], yb, n_wide)
+                for oh in range(OH):
+                    memcpy(&out[b, o, oh, 0], yb + oh * Wq, OW * sizeof(floating))
+            else:
+                for oh in range(OH):
+                    _row(vb, ob, q, &P[b, 0, 0, 0, 0] + oh * Wq, &out[b, o, oh, 0], OW)
 
 
 def grad_weight(const floating[:, :, :, :, ::1] P, const floating[:, :, :, ::1] grad,
@@ -183,3 +208,129 @@ cdef inline Py_ssize_t _compact(const floating* x, const uint8_t* alive, const i
         return wsk_compact_f32(x, alive, remap, n, vout, iout)
     else:
         return wsk_compact_f64(x, alive, remap, n, vout, iout)
+
+
+# -- channel planes: a pruned Conv2D's training step (stride 1) ------------------------------
+# Each image is held as C planes of S elements: padded pixel (h, w) at h * Wp + w, zeros
+# after Hp * Wp. Tap (i, j) is then one shift i * dh * Wp + j * dw of the whole plane, so
+# an output plane computed "wide" (OH rows of Wp pixels, the last Wp - OW of each row not
+# part of the output) is one spmm row kernel call over the filter's kept weights: rows of
+# a few hundred elements, accumulators in registers, no im2col. The input gradient is the
+# same call on the output gradient's planes (padded so every shifted read is a zero where
+# no output pixel was); the weight gradient is one plane dot product per kept weight.
+
+def nhwc_to_planes(const floating[:, :, :, ::1] x, floating[:, :, ::1] out, int start,
+                   int Wp, int n_threads=1):
+    """out[b, c, start + h * Wp + w] = x[b, h, w, c]; every other element of out zeroed."""
+    cdef Py_ssize_t B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t S = out.shape[2], b, h, w, c
+    cdef const floating* src
+    cdef floating* dst
+    if B * C * S == 0:
+        return
+    with nogil:
+        for b in prange(B, num_threads=n_threads, schedule='static'):
+            memset(&out[b, 0, 0], 0, C * S * sizeof(floating))
+            for h in range(H):
+                for w in range(W):
+                    src = &x[b, h, w, 0]
+                    dst = &out[b, 0, start + h * Wp + w]
+                    for c in range(C):
+                        dst[c * S] = src[c]
+
+
+def planes_to_nhwc(const floating[:, :, ::1] planes, floating[:, :, :, ::1] out, int start,
+                   int Wp, const floating[::1] bias, int n_threads=1):
+    """out[b, h, w, c] = planes[b, c, start + h * Wp + w] (+ bias[c] when bias is not
+    empty). (ReLU is left to NumPy's vectorised maximum: a branch per element here
+    mispredicts half the time.)"""
+    cdef Py_ssize_t B = out.shape[0], H = out.shape[1], W = out.shape[2], C = out.shape[3]
+    cdef Py_ssize_t S = planes.shape[2], b, h, w, c
+    cdef const floating* src
+    cdef floating* dst
+    if B * H * W * C == 0:
+        return
+    with nogil:
+        for b in prange(B, num_threads=n_threads, schedule='static'):
+            for h in range(H):
+                for w in range(W):
+                    src = &planes[b, 0, start + h * Wp + w]
+                    dst = &out[b, h, w, 0]
+                    if bias.shape[0] > 0:
+                        for c in range(C):
+                            dst[c] = src[c * S] + bias[c]
+                    else:
+                        for c in range(C):
+                            dst[c] = src[c * S]
+
+
+def planes_rows(const floating[:, :, ::1] X, const floating[::1] val, const int32_t[::1] off,
+                const int32_t[::1] ptr, floating[:, :, ::1] Y, Py_ssize_t n,
+                int n_threads=1):
+    """Y[b, r, 0:n] = sum over p in ptr[r]:ptr[r + 1] of val[p] * X[b].flat[off[p] + 0:n]
+    (the forward with rows = filters, the input gradient with rows = input channels).
+    Work O(B * nnz * n); threads own (b, r) planes."""
+    cdef Py_ssize_t B = Y.shape[0], R = Y.shape[1], br, b, r
+    if B * R * n == 0:
+        return
+    with nogil:
+        for br in prange(B * R, num_threads=n_threads, schedule='static'):
+            b = br // R
+            r = br % R
+            _row(&val[0] + ptr[r], &off[0] + ptr[r], ptr[r + 1] - ptr[r], &X[b, 0, 0],
+                 &Y[b, r, 0], n)
+
+
+def planes_grad_weight(const floating[:, :, ::1] X, const floating[:, :, ::1] G,
+                       const int32_t[::1] xoff, const int32_t[::1] optr, Py_ssize_t start,
+                       Py_ssize_t n, floating[:, ::1] acc, int n_threads=1):
+    """acc[t, p] += sum over the images b thread t takes of
+    G[b, o, start + 0:n] . X[b].flat[xoff[p] + 0:n] for the kept weights p of each filter
+    o (optr: CSR over filters): the weight gradient at the kept weights only (sum acc over
+    its first axis). Images outermost, so one image's planes stay in cache while every
+    kept weight reads them; a filter's dots run four at a time sharing G's row."""
+    cdef Py_ssize_t B = X.shape[0], O = G.shape[1], P = xoff.shape[0], b, o, p, t
+    if B * P * n == 0:
+        return
+    cdef floating[:, ::1] part = np.empty((n_threads, P), dtype=np.asarray(acc).dtype)
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        for b in prange(B, schedule='static'):
+            for o in range(O):
+                if optr[o + 1] > optr[o]:
+                    _dots(&G[b, o, start], &X[b, 0, 0], &xoff[0] + optr[o],
+                          optr[o + 1] - optr[o], &part[t, 0] + optr[o], n)
+            for p in range(P):
+                acc[t, p] += part[t, p]
+
+
+cdef inline void _dots(const floating* a, const floating* base, const int32_t* off,
+                       Py_ssize_t nnz, floating* out, Py_ssize_t n) noexcept nogil:
+    # out[q] = a[0:n] . base[off[q] + 0:n] for q < nnz
+    if floating is float:
+        wsk_sampled_dots_f32_i32(a, base, 1, off, nnz, out, n)
+    else:
+        wsk_sampled_dots_f64_i32(a, base, 1, off, nnz, out, n)
+
+
+def scan_planes(const floating[:, :, ::1] x, uint8_t[:, ::1] alive):
+    """One pass over x (B, C, H*W): alive[b, c] = 1 where plane (b, c) has a nonzero (or a
+    NaN); returns (nonzeros, whether every element is finite). The conv2d dispatcher's
+    three questions about x (density, finiteness, dead channels) in one read."""
+    cdef Py_ssize_t B = x.shape[0], C = x.shape[1], N = x.shape[2], b, c, i
+    cdef Py_ssize_t nnz = 0, k
+    cdef int bad = 0
+    cdef const floating* p
+    cdef floating v
+    with nogil:
+        for b in range(B):
+            for c in range(C):
+                p = &x[b, c, 0]
+                k = 0
+                for i in range(N):         # integer reductions: the loop vectorises
+                    v = p[i]
+                    k = k + (v != 0)
+                    bad = bad | (v - v != 0)    # v - v is NaN for inf and NaN, else 0
+                nnz = nnz + k
+                alive[b, c] = k > 0
+    return nnz, bad == 0

@@ -6,7 +6,7 @@
 # Padding is implicit (reads outside the image give zeros, or are skipped by
 # pooling). The wrappers in wsekern/conv.py and wsekern/pool.py validate
 # shapes; these loops never raise. Threads own disjoint images.
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel, threadid
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int32_t
 from libc.math cimport INFINITY
@@ -19,7 +19,8 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols, int kh, int kw
     """cols[(b*OH + oh)*OW + ow, (i*kw + j)*C + c] = x[b, oh*sh - ph + i*dh,
     ow*sw - pw + j*dw, c], zero where that pixel lies in the padding."""
     cdef Py_ssize_t B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
-    cdef Py_ssize_t b, oh, ow, i, j, ih, iw, row
+    cdef Py_ssize_t b, oh, ow, i, j, ih, iw, row, c
+    cdef const floating* src
     cdef floating* dst
     if B * OH * OW * kh * kw * C == 0:
         return
@@ -34,7 +35,12 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols, int kh, int kw
                         for j in range(kw):
                             iw = ow * sw - pw + j * dw
                             if 0 <= ih < H and 0 <= iw < W:
-                                memcpy(dst, &x[b, ih, iw, 0], C * sizeof(floating))
+                                if C < 16:      # a call per few bytes costs more than a loop
+                                    src = &x[b, ih, iw, 0]
+                                    for c in range(C):
+                                        dst[c] = src[c]
+                                else:
+                                    memcpy(dst, &x[b, ih, iw, 0], C * sizeof(floating))
                             else:
                                 memset(dst, 0, C * sizeof(floating))
                             dst = dst + C
@@ -78,6 +84,8 @@ def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
     cdef Py_ssize_t b, oh, ow, i, j, ih, iw, c, h0, h1, w0, w1
     cdef floating v, best
+    cdef bint take
+    cdef int32_t idx
     cdef floating* o
     cdef int32_t* a
     cdef const floating* src
@@ -105,13 +113,16 @@ def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                     for ih in range(h0, h1):
                         for iw in range(w0, w1):
                             src = &x[b, ih, iw, 0]
+                            idx = <int32_t>(ih * W + iw)
+                            # strictly larger, or the first NaN (NaN != NaN); selects, not
+                            # branches: the loop over channels vectorises, and a branch on
+                            # data mispredicted about one time in three
                             for c in range(C):
                                 v = src[c]
                                 best = o[c]
-                                # strictly larger, or the first NaN (NaN != NaN)
-                                if v > best or (v != v and best == best):
-                                    o[c] = v
-                                    a[c] = <int32_t>(ih * W + iw)
+                                take = (v > best) | ((v != v) & (best == best))
+                                o[c] = v if take else best
+                                a[c] = idx if take else a[c]
 
 
 def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, ::1] arg,
@@ -204,3 +215,55 @@ def avg_pool_backward(const floating[:, :, :, ::1] grad, floating[:, :, :, ::1] 
                             dst = &gx[b, ih, iw, 0]
                             for c in range(C):
                                 dst[c] += g[c] * scale
+
+
+# -- a convolution's epilogues over its (pixels, channels) output ---------------------------
+def bias_relu(floating[:, ::1] y, const floating[::1] bias, bint relu, int n_threads=1):
+    """In place, one pass: y[r, c] += bias[c] (when bias is not empty), then ReLU when
+    ``relu`` (a select the channel loop vectorises; NaN stays NaN, as NumPy's maximum)."""
+    cdef Py_ssize_t N = y.shape[0], C = y.shape[1], r, c
+    cdef bint has_bias = bias.shape[0] > 0
+    cdef floating v
+    cdef floating* row
+    if N * C == 0:
+        return
+    with nogil:
+        for r in prange(N, num_threads=n_threads, schedule='static'):
+            row = &y[r, 0]
+            if has_bias and relu:
+                for c in range(C):
+                    v = row[c] + bias[c]
+                    row[c] = 0 if v < 0 else v
+            elif has_bias:
+                for c in range(C):
+                    row[c] = row[c] + bias[c]
+            elif relu:
+                for c in range(C):
+                    v = row[c]
+                    row[c] = 0 if v < 0 else v
+
+
+def relu_grad_bias(const floating[:, ::1] grad, const floating[:, ::1] y, bint relu,
+                   floating[:, ::1] out, double[:, ::1] bias_acc, int n_threads=1):
+    """One pass: out = grad * (y > 0) (ReLU's derivative from its output, as a product:
+    NaN in grad stays NaN) or a copy of grad, and bias_acc[t, c] += out[r, c] over the
+    rows r thread t takes (sum bias_acc over its first axis: the bias gradient, in double)."""
+    cdef Py_ssize_t N = grad.shape[0], C = grad.shape[1], r, c, t
+    cdef const floating* g
+    cdef const floating* a
+    cdef floating* o
+    cdef double* acc
+    cdef floating v
+    if N * C == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        acc = &bias_acc[t, 0]
+        for r in prange(N, schedule='static'):
+            g = &grad[r, 0]
+            a = &y[r, 0]
+            o = &out[r, 0]
+            for c in range(C):
+                v = g[c] * (1 if a[c] > 0 else 0) if relu else g[c]
+                o[c] = v
+                acc[c] += v

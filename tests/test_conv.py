@@ -231,3 +231,22 @@ def test_zero_channels_give_zeros_forward_backward_and_on_the_wafer(C, O):
         yw, report = Wafer(WaferConfig.wse2(rows=8, cols=8)).conv2d(x, w, padding=1, mode=mode)
         np.testing.assert_array_equal(yw, y)
         assert report.cycles == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("special", [None, np.nan, np.inf, -np.inf])
+def test_scan_planes_matches_numpy(dtype, special):
+    """conv2d's one-pass scan of x: nonzeros, finiteness and live channels as NumPy's."""
+    from wsekern import _conv
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 4, 6)).astype(dtype)
+    x[rng.random(x.shape) < 0.7] = 0
+    x[1, 2] = 0                                   # a dead channel
+    if special is not None:
+        x[2, 4, 1, 1] = special
+        x[1, 2, 0, 0] = special                   # NaN / inf keep a channel alive
+    alive = np.empty((3, 5), np.uint8)
+    nnz, finite = _conv.scan_planes(x.reshape(3, 5, -1), alive)
+    assert nnz == np.count_nonzero(x)
+    assert finite == bool(np.isfinite(x).all())
+    np.testing.assert_array_equal(alive, x.any(axis=(2, 3)))

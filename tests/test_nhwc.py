@@ -311,3 +311,31 @@ def test_pruned_conv_both_paths_agree_and_keep_zeros(skip_above, monkeypatch):
     for a, b in zip(grads["ref"], grads["test"]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     assert not grads["test"][2][~layer.weight_mask].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relu, with_bias", [(True, True), (True, False), (False, True)])
+def test_conv_epilogues_match_numpy(relu, with_bias, dtype):
+    """bias_relu_nhwc (in place) and relu_grad_bias_nhwc against NumPy, with NaN and
+    infinities: NaN stays NaN through the ReLU and its derivative, -inf becomes 0."""
+    from wsekern.conv import bias_relu_nhwc, relu_grad_bias_nhwc
+    rng = np.random.default_rng(4)
+    y = rng.standard_normal((50, 7)).astype(dtype)
+    y[3, 2], y[4, 5], y[6, 0] = np.nan, -np.inf, np.inf
+    bias = rng.standard_normal(7).astype(dtype) if with_bias else None
+    ref = y + (bias if with_bias else 0)
+    ref = np.maximum(ref, 0) if relu else ref
+    out = bias_relu_nhwc(y, bias, relu)
+    assert out is y and out.dtype == dtype
+    np.testing.assert_array_equal(out, ref)
+    grad = rng.standard_normal(y.shape).astype(dtype)
+    grad[1, 1] = np.nan
+    masked, db = relu_grad_bias_nhwc(grad, out, relu)
+    want = grad * (out > 0) if relu else grad
+    np.testing.assert_array_equal(masked, want)
+    assert masked.dtype == db.dtype == dtype
+    np.testing.assert_allclose(db, want.astype(np.float64).sum(axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        bias_relu_nhwc(y, np.ones(3, dtype))
+    with pytest.raises(ValueError, match="one 2-D shape"):
+        relu_grad_bias_nhwc(grad, out[:5], relu)

@@ -166,7 +166,7 @@ def test_screen_price_is_the_screen_report(case):
     and the same overflow where a PE does not fit."""
     from wsekern.wafer import analytic
     config, W, X = _problem(case)
-    (M, K), N = W.shape, X.shape[1]
+    M, K = W.shape
     ops = placement.Operands(W, X, search=True)
     plain = placement.Operands(W, X)                 # the report's path, without tables
     assert plain.tables() is None and analytic.screen_price(plain, config, (0, 0, 1, 1)) is None

@@ -381,14 +381,16 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
         out[...] = 0 if bias is None else bias[:, None, None]
         return out, "empty"
     w_density = np.count_nonzero(w2) / w2.size
-    x_density = np.count_nonzero(x) / x.size
+    alive = np.empty((g.B, g.C), dtype=np.uint8)           # channels with a nonzero pixel
+    x_nonzeros, x_finite = _conv.scan_planes(x.reshape(g.B, g.C, -1), alive)
+    x_density = x_nonzeros / x.size
     w_finite = bool(np.isfinite(w2).all())
     direct_fixed, direct_cost, input_fixed, input_cost = _path_costs()
     cost = {"im2col-blas": 1.0}
     # Skipping a zero weight would hide its product with an inf/NaN pixel (NaN); and the
     # other paths build the padded input, which a huge padding makes the larger part.
     padding_dominates = g.padding_dominates()
-    if np.isfinite(x).all() and not padding_dominates:
+    if x_finite and not padding_dominates:
         cost["direct"] = direct_fixed + w_density * direct_cost
     # Skipping a zero pixel would hide inf * 0 = NaN; and the receptive-field compaction
     # works a vector of channels at a time, so it needs at least one vector of them.
@@ -401,10 +403,8 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     if path == "direct":
         P = _phases(x, g)
         # An input channel that is zero for a whole image is skipped (exact when w is finite).
-        if w_finite:
-            alive = np.ascontiguousarray(x.any(axis=(2, 3)), dtype=np.uint8)
-        else:
-            alive = np.ones((g.B, g.C), dtype=np.uint8)
+        if not w_finite:
+            alive[...] = 1
         wval, woff, wchan, wptr = _filter_offsets(w2, g, P.shape)
         _conv.forward(P, alive, wval, woff, wchan, wptr, out, threads)
     elif path == "input-sparse":
@@ -618,3 +618,33 @@ def col2im_nhwc(cols, g, n_threads=None):
     gx = np.zeros((g.B, g.H, g.W, g.C), dtype=cols.dtype)
     _nhwc.col2im(cols, gx, *g.args(), resolve_threads(n_threads, cols.size))
     return gx
+
+
+def bias_relu_nhwc(y, bias=None, relu=False, n_threads=None):
+    """In place on a convolution's output ``y`` (pixels, channels), one pass:
+    ``y += bias``, then ``max(y, 0)`` when ``relu``; returns y."""
+    if not (isinstance(y, np.ndarray) and y.ndim == 2 and y.flags.c_contiguous
+            and y.dtype in (np.float32, np.float64)):
+        raise ValueError(f"y must be a C-contiguous 2-D float32/float64 array; received "
+                         f"{type(y).__name__} {getattr(y, 'dtype', '')} "
+                         f"{getattr(y, 'shape', '')}")
+    b = np.empty(0, y.dtype) if bias is None else np.ascontiguousarray(bias, dtype=y.dtype)
+    if b.shape not in ((0,), (y.shape[1],)):
+        raise ValueError(f"bias must have shape ({y.shape[1]},); received {b.shape}")
+    _nhwc.bias_relu(y, b, bool(relu), resolve_threads(n_threads, y.size))
+    return y
+
+
+def relu_grad_bias_nhwc(grad, y, relu, n_threads=None):
+    """(grad through the ReLU whose output is ``y`` (or grad itself), the bias gradient):
+    one pass over (pixels, channels) arrays; the bias gradient summed in double."""
+    grad = np.ascontiguousarray(grad)
+    y = np.ascontiguousarray(y, dtype=grad.dtype)
+    if grad.ndim != 2 or y.shape != grad.shape or grad.dtype not in (np.float32, np.float64):
+        raise ValueError(f"grad and y must be float32/float64 arrays of one 2-D shape; "
+                         f"received {grad.dtype} {grad.shape} and {y.dtype} {y.shape}")
+    threads = resolve_threads(n_threads, grad.size)
+    out = np.empty_like(grad)
+    acc = np.zeros((threads, grad.shape[1]))
+    _nhwc.relu_grad_bias(grad, y, bool(relu), out, acc, threads)
+    return out, acc.sum(axis=0).astype(grad.dtype)

@@ -175,13 +175,15 @@ def max_pool_nhwc(x, g):
     return out, arg
 
 
-def max_pool_nhwc_backward(grad, arg, g):
+def max_pool_nhwc_backward(grad, arg, g, *, check_arg=True):
+    """The gradient of :func:`max_pool_nhwc` onto x. ``check_arg=False`` skips the scan of
+    ``arg``'s range (two passes over it) for a caller that holds max_pool_nhwc's own."""
     grad = _nhwc_operand(grad, (g.B, g.OH, g.OW, g.C), "grad")
     arg = np.ascontiguousarray(arg)
     if arg.shape != grad.shape or arg.dtype != np.int32:
         raise ValueError(f"arg must be the int32 array max_pool_nhwc returned, of shape "
                          f"{grad.shape}; received {arg.dtype} of shape {arg.shape}")
-    if arg.size and (arg.min() < -1 or arg.max() >= g.H * g.W):
+    if check_arg and arg.size and (arg.min() < -1 or arg.max() >= g.H * g.W):
         raise ValueError(f"arg holds pixel indices outside [-1, {g.H * g.W}); it must come "
                          f"from max_pool_nhwc with this geometry")
     gx = np.zeros((g.B, g.H, g.W, g.C), dtype=grad.dtype)

@@ -4,6 +4,7 @@ import operator
 import numpy as np
 
 from ... import conv as conv_kernels
+from ... import conv_planes
 from ... import pool as pool_kernels
 from .. import activations
 from ..placed import placement_of
@@ -44,20 +45,31 @@ def _pad_nchw(x, pads, value=0.0):
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
 
 
-# Zero-skipping conv (wsekern.conv2d's direct path, NCHW) for a pruned kernel only above
-# this fraction of zeros: below it one dense GEMM on the masked kernel trains faster.
-# Measured (keras.io convnet, 1,000 images, Zen 3, 1 thread): at 90% zeros 1.26 s an epoch
-# through the GEMM against 1.82 s through the direct path; at 98%, 1.47 s against 1.23 s.
+# Zero-skipping conv (wsekern.conv2d's direct path, NCHW) for a pruned kernel the channel
+# planes do not take (strided or grouped) only above this fraction of zeros: below it one
+# dense GEMM on the masked kernel trains faster. Measured (keras.io convnet, 1,000 images,
+# Zen 3, 1 thread): at 90% zeros 1.26 s an epoch through the GEMM against 1.82 s through
+# the direct path; at 98%, 1.47 s against 1.23 s.
 SKIP_ZEROS_ABOVE = 0.95
 
 
-def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, relu=False):
+def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, relu=False,
+                cache=None):
     """Channels-last convolution (+ ``bias``, then ReLU when ``relu``) with its gradients.
 
-    Dense and ungrouped: im2col in NHWC times the Keras kernel seen as (kh*kw*C, O), one
-    GEMM, no transpose; the columns are kept for the kernel's gradient, and the bias and
-    the ReLU are applied in place (no extra arrays, no extra graph nodes). Otherwise
-    through wsekern.conv2d (NCHW inside), which skips a pruned kernel's zeros."""
+    A pruned (``mask``), ungrouped, stride-1 kernel goes through the channel planes
+    (wsekern.conv_planes: only the kept weights multiplied, in every product) when this
+    CPU's cost table says they beat the GEMMs and the batch is finite; ``cache`` (a dict
+    the layer keeps) holds their index arrays between steps. Dense and ungrouped: im2col
+    in NHWC times the Keras kernel seen as (kh*kw*C, O), one GEMM, no transpose; the
+    columns are kept for the kernel's gradient, and the bias and the ReLU are applied in
+    place (no extra arrays, no extra graph nodes). Otherwise through wsekern.conv2d (NCHW
+    inside), which skips a pruned kernel's zeros."""
+    if mask is not None and groups == 1 and tuple(strides) == (1, 1):
+        y = _conv2d_planes(x, kernel, mask, pads, dilation, bias, relu,
+                           {} if cache is None else cache)
+        if y is not None:
+            return y
     sparse = mask is not None and 1 - np.count_nonzero(mask) / mask.size > SKIP_ZEROS_ABOVE
     if sparse or groups != 1:
         y = _conv2d_nchw(x, kernel, mask, strides, pads, dilation, groups)
@@ -69,24 +81,72 @@ def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, rel
     cols = conv_kernels.im2col_nhwc(x.data.astype(dtype, copy=False), g)   # (B*OH*OW, K)
     k2 = kernel.data.reshape(-1, filters).astype(dtype, copy=False)         # (K, O)
     y = cols @ k2                                                           # (B*OH*OW, O)
-    if bias is not None:
-        y += bias.data
-    if relu:
-        np.maximum(y, 0, out=y)
+    conv_kernels.bias_relu_nhwc(y, None if bias is None else bias.data, relu)   # one pass
     parents = (x, kernel) if bias is None else (x, kernel, bias)
 
     def backward(grad):
-        g2 = grad.reshape(-1, filters)                                      # (B*OH*OW, O)
-        if relu:
-            g2 = g2 * (y > 0)
-        if kernel.requires_grad:      # (O, K) then transposed: the faster GEMM orientation
-            gk = (g2.T @ cols).T.reshape(kernel.shape).astype(kernel.dtype)
-            kernel.accumulate(gk if mask is None else gk * mask)    # pruned weights stay 0
-        if bias is not None and bias.requires_grad:
-            bias.accumulate(g2.sum(axis=0).astype(bias.dtype, copy=False))
-        if x.requires_grad:
-            x.accumulate(conv_kernels.col2im_nhwc(g2 @ k2.T, g).astype(x.dtype, copy=False))
+        _gemm_backward(grad, cols, k2, g, x, kernel, mask, bias, y if relu else None)
     return Tensor(y.reshape(g.B, g.OH, g.OW, filters), parents=parents, backward=backward)
+
+
+def _gemm_backward(grad, cols, k2, g, x, kernel, mask, bias, relu_out):
+    """The im2col + GEMM gradients; ``relu_out``: the ReLU's output when one was fused."""
+    filters = k2.shape[1]
+    g2 = np.ascontiguousarray(grad, dtype=cols.dtype).reshape(-1, filters)  # (B*OH*OW, O)
+    if relu_out is not None or (bias is not None and bias.requires_grad):  # one pass
+        g2, db = conv_kernels.relu_grad_bias_nhwc(
+            g2, g2 if relu_out is None else relu_out.reshape(-1, filters), relu_out is not None)
+    if kernel.requires_grad:          # (O, K) then transposed: the faster GEMM orientation
+        gk = (g2.T @ cols).T.reshape(kernel.shape).astype(kernel.dtype)
+        kernel.accumulate(gk if mask is None else gk * mask)        # pruned weights stay 0
+    if bias is not None and bias.requires_grad:
+        bias.accumulate(db.astype(bias.dtype, copy=False))
+    if x.requires_grad:
+        x.accumulate(conv_kernels.col2im_nhwc(g2 @ k2.T, g).astype(x.dtype, copy=False))
+
+
+def _finite(a):
+    """Whether every element of ``a`` is finite, from one sum (an overflow to inf only
+    sends a finite batch to the dense path, which is exact too)."""
+    return bool(np.isfinite(np.add.reduce(a, axis=None)))
+
+
+def _conv2d_planes(x, kernel, mask, pads, dilation, bias, relu, cache):
+    """The pruned kernel on channel planes, or None when the GEMMs are cheaper here or
+    ``x`` is not finite (a skipped zero weight would hide 0 * inf = NaN)."""
+    dtype = np.result_type(x.dtype, kernel.dtype)
+    g = conv_planes.PlaneGeometry.of(x.shape, kernel.shape, pads, dilation)
+    if not conv_planes.planes_pay(x.shape, g, np.count_nonzero(mask), x.requires_grad):
+        return None
+    pattern = conv_planes.PlanePattern.cached(cache, mask, g)
+    xd = np.ascontiguousarray(x.data, dtype=dtype)
+    if not _finite(xd):
+        return None
+    X = conv_planes.to_planes(xd, g)
+    k = kernel.data.astype(dtype, copy=False).reshape(-1)
+    y = conv_planes.forward(X, k[pattern.flat_o], pattern,
+                            None if bias is None else bias.data, relu)
+    parents = (x, kernel) if bias is None else (x, kernel, bias)
+
+    def backward(grad):
+        grad = np.ascontiguousarray(grad, dtype=dtype)
+        if not _finite(grad):         # the masked GEMMs give what IEEE gives for inf, NaN
+            ng = conv_kernels.NhwcGeometry.of(x.shape, (g.kh, g.kw), 1, pads, dilation)
+            k2 = k.reshape(-1, g.O) * mask.reshape(-1, g.O)
+            _gemm_backward(grad, conv_kernels.im2col_nhwc(xd, ng), k2, ng, x, kernel, mask,
+                           bias, y if relu else None)
+            return
+        G, db = conv_planes.grad_planes(grad, y, relu, g)    # (B, O, g_stride), (O,)
+        if kernel.requires_grad:
+            gk = np.zeros(kernel.shape, dtype=kernel.dtype)
+            gk.reshape(-1)[pattern.flat_o] = conv_planes.grad_weight(X, G, pattern)
+            kernel.accumulate(gk)                             # pruned weights get none
+        if bias is not None and bias.requires_grad:
+            bias.accumulate(db.astype(bias.dtype, copy=False))
+        if x.requires_grad:
+            gx = conv_planes.grad_input(G, k[pattern.flat_c], pattern)
+            x.accumulate(gx.astype(x.dtype, copy=False))
+    return Tensor(y, parents=parents, backward=backward)
 
 
 def _conv2d_nchw(x, kernel, mask, strides, pads, dilation, groups):
@@ -136,6 +196,7 @@ class Conv2D(Layer):
         self.bias_initializer = bias_initializer
         self.sparsity = check_sparsity(sparsity)
         self.weight_mask = None
+        self._planes_cache = {}       # the pruned kernel's index arrays for the planes path
 
     def build(self, input_shape):
         if len(input_shape) != 4:
@@ -174,7 +235,7 @@ class Conv2D(Layer):
         fuse = self.activation is activations.relu and not observed
         y = conv2d_nhwc(x, self.kernel, self.weight_mask, self.strides, pads,
                         self.dilation_rate, self.groups, self.bias if self.use_bias else None,
-                        relu=fuse)
+                        relu=fuse, cache=self._planes_cache)
         if observed:                                    # hand the step to the wafer strategy
             y = placement.observe(self._columns(x.data, pads), x.requires_grad, y,
                                   lambda g: g.reshape(-1, self.filters).T)
@@ -247,7 +308,7 @@ class _Pooling2D(Layer):
         def backward(grad):
             grad = np.ascontiguousarray(grad, dtype=y.dtype)
             if self.mode == "max":
-                gx = pool_kernels.max_pool_nhwc_backward(grad, arg, g)
+                gx = pool_kernels.max_pool_nhwc_backward(grad, arg, g, check_arg=False)
             else:
                 gx = pool_kernels.avg_pool_nhwc_backward(grad, g, count_pad=False)
             x.accumulate(gx.astype(x.dtype, copy=False))
