@@ -35,6 +35,11 @@ class CostTable:
     # half of X's rows zero), but no work at all for the nonzeros meeting dead rows: it
     # wins for narrow X (N up to ~80 at half the rows dead), where compaction does not pay.
     spmm_scatter_mac: float = 0.116
+    # the sparse Dense step (wsekern/sparse_dense.py): the SDDMM of its weight gradient, per
+    # stored weight per batch row, and its tiled transposes, per element (measured at the
+    # GPT's and MLP's shapes, 1 thread: 0.09-0.11 and 0.1-0.3 ns on Zen 3's AVX2)
+    sampled_mac: float = 0.10
+    transpose: float = 0.2
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.

@@ -8,7 +8,7 @@ from .. import activations, utils
 from ..placed import placement_of
 from ..tensor import Tensor, reshape
 from .base import Layer
-from .linear import linear, linear_applies
+from .linear import add_bias_gelu, linear, linear_applies
 
 
 class InputLayer(Layer):
@@ -119,11 +119,15 @@ class Dense(Layer):
             raise ValueError(f"layer {self.name!r} expects inputs with {self.kernel_shape[0]} "
                              f"features; received shape {x.shape}")
         placement = placement_of(self)
-        if (self.pattern is None and (placement is None or not training)
-                and linear_applies(x, self.kernel, self.bias if self.use_bias else None)):
+        bias = self.bias if self.use_bias else None
+        if placement is None or not training:       # one fused node: x @ kernel + bias, GELU
             gelu = self.activation is activations.gelu
-            y = linear(x, self.kernel, self.bias if self.use_bias else None, gelu=gelu)
-            return y if gelu else self.activation(y)
+            if self.pattern is not None:
+                y = sparse_dense(x, self.kernel, self.pattern, bias, gelu)
+                return y if gelu else self.activation(y)
+            if linear_applies(x, self.kernel, bias):
+                y = linear(x, self.kernel, bias, gelu=gelu)
+                return y if gelu else self.activation(y)
         lead = x.shape[:-1]
         x2 = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
         if self.pattern is None:
@@ -182,53 +186,81 @@ def _pattern_mask(P):
     return mask
 
 
-def sparse_dense(x, values, P):
-    """``x @ K`` for a sparse kernel K (pattern ``P``, values ``values``).
+def sparse_dense(x, values, P, bias=None, gelu=False):
+    """``gelu(x @ K + bias)`` (GELU and bias optional) for x (..., in) and a sparse kernel K
+    (pattern ``P``, values ``values``), as one graph node.
 
-    Where this CPU's rates say it pays (:func:`wsekern.sparse_dense.sparse_pays`), the
-    step runs on K's stored values only, with the batch transposed so every inner loop
-    runs over it: forward ``Y^T = K^T X^T``, input gradient ``dX^T = K dY^T``, weight
-    gradient ``X^T dY`` at K's pattern (an SDDMM); otherwise dense GEMMs on the masked
-    kernel. Either way pruned weights are never stored and get no gradient.
+    Where this CPU's rates say the sparse step beats the dense GEMMs on the masked kernel
+    (:func:`wsekern.sparse_dense.sparse_pays`, both paths fused alike), it runs on K's
+    stored values only, with the batch transposed so every inner loop runs over it:
+    forward ``Y^T = K^T X^T`` with the bias and GELU applied as each output row leaves the
+    product, input gradient ``dX^T = K dY^T``, weight gradient ``X^T dY`` at K's pattern
+    (an SDDMM); the upstream gradient's transpose applies GELU's derivative and sums the
+    bias gradient in the same pass. Otherwise dense GEMMs on the masked kernel. Either way
+    pruned weights are never stored and get no gradient.
     """
+    xd = x.data
+    n_in, units = P.shape
+    x2 = xd.reshape(-1, n_in)                                          # (rows, in)
     P.set_values(values.data)
     # the masked GEMM would multiply a NaN or inf of x by pruned weights; the sparse step
     # never does (an unstored weight is never multiplied, as in scipy.sparse and spmm)
     # x of another dtype than K (float64 into a float32 layer) is promoted as the dense
     # layer promotes it: the masked GEMM; the sparse step works in K's dtype
-    if x.dtype != P.dtype or (not sparse_dense_kernels.sparse_pays(P, x.shape[0])
-                              and np.isfinite(x.data).all()):
-        return _masked_dense(x, values, P)
+    if x.dtype != P.dtype or (not sparse_dense_kernels.sparse_pays(P, x2.shape[0])
+                              and np.isfinite(x2).all()):
+        return _masked_dense(x, values, P, bias, gelu)
     kernels = sparse_dense_kernels
-    xt = kernels.transpose(x.data)                      # (in, batch)
-    y = kernels.transpose(kernels.times_wt(P, xt))      # (batch, units)
+    xt = kernels.transpose(x2)                                         # (in, rows)
+    out = kernels.forward(P, xt, None if bias is None else bias.data, gelu)
+    yt, dt = out if gelu else (out, None)                              # (units, rows)
+    y = kernels.transpose(yt)                                          # (rows, units)
+    parents = (x, values) if bias is None else (x, values, bias)
 
     def backward(g):
-        gt = kernels.transpose(g)                       # (units, batch)
+        # in the kernel's dtype, as the dense layer keeps a float32 model's gradients
+        g2 = g.reshape(-1, units).astype(P.dtype, copy=False)          # (rows, units)
+        bias_grad = bias is not None and bias.requires_grad
+        gt = kernels.transpose(g2, scale=dt, row_sums=bias_grad)       # (units, rows)
+        if bias_grad:
+            gt, db = gt
+            bias.accumulate(db.astype(bias.dtype, copy=False))
         if x.requires_grad:
-            x.accumulate(kernels.transpose(kernels.times_w(P, gt)))
+            x.accumulate(kernels.transpose(kernels.times_w(P, gt)).reshape(xd.shape))
         if values.requires_grad:
             values.accumulate(kernels.pattern_grad(P, xt, gt))
-    return Tensor(y, parents=(x, values), backward=backward)
+    return Tensor(y.reshape(xd.shape[:-1] + (units,)), parents=parents, backward=backward)
 
 
-def _masked_dense(x, values, P):
-    """``x @ K`` by dense GEMMs on K with its pruned entries zero; the weight gradient is
-    taken at K's pattern only."""
+def _masked_dense(x, values, P, bias=None, gelu=False):
+    """``gelu(x @ K + bias)`` by dense GEMMs on K with its pruned entries zero, fused as
+    :func:`linear`; the weight gradient is taken at K's pattern only."""
+    xd = x.data
+    n_in, units = P.shape
+    x2 = xd.reshape(-1, n_in)
     kernel = P.toarray()
-    rows = np.repeat(np.arange(P.shape[0]), np.diff(P.indptr))
-    y = x.data @ kernel
+    rows = np.repeat(np.arange(n_in), np.diff(P.indptr))
+    y = x2 @ kernel
+    d = add_bias_gelu(y, None if bias is None else bias.data, gelu)
+    parents = (x, values) if bias is None else (x, values, bias)
 
     def backward(g):
+        g2 = g.reshape(-1, units)
+        if d is not None:
+            g2 = g2 * d
         if x.requires_grad:
-            if np.isfinite(g).all():
-                x.accumulate(g @ kernel.T)
+            if np.isfinite(g2).all():
+                dx = g2 @ kernel.T
             else:                               # as the sparse step: no NaN * pruned weight
                 kernels = sparse_dense_kernels
-                x.accumulate(kernels.transpose(kernels.times_w(P, kernels.transpose(g))))
+                g2k = g2.astype(P.dtype, copy=False)
+                dx = kernels.transpose(kernels.times_w(P, kernels.transpose(g2k)))
+            x.accumulate(dx.reshape(xd.shape))
         if values.requires_grad:
-            values.accumulate((x.data.T @ g)[rows, P.indices].astype(values.dtype, copy=False))
-    return Tensor(y, parents=(x, values), backward=backward)
+            values.accumulate((x2.T @ g2)[rows, P.indices].astype(values.dtype, copy=False))
+        if bias is not None and bias.requires_grad:
+            bias.accumulate(g2.sum(axis=0).astype(bias.dtype, copy=False))
+    return Tensor(y.reshape(xd.shape[:-1] + (units,)), parents=parents, backward=backward)
 
 
 class Activation(Layer):

@@ -20,20 +20,26 @@ def linear_applies(x, kernel, bias):
             and (bias is None or bias.dtype == dt))
 
 
+def add_bias_gelu(y, bias=None, gelu=False):
+    """``y += bias`` and, with ``gelu``, ``y = gelu(y)`` in place (y a fresh C-contiguous
+    float array); returns GELU's derivative at the pre-activation (None without GELU)."""
+    if bias is not None:
+        y += bias
+    if not gelu or not y.size:
+        return None
+    flat = y.reshape(-1)
+    d = np.empty_like(flat)
+    _activations.gelu(flat, flat, d, resolve_threads(None, flat.size * 8))
+    return d.reshape(y.shape)
+
+
 def linear(x, kernel, bias=None, gelu=False):
     """``gelu(x @ kernel + bias)`` (or without the GELU) for x (..., K), kernel (K, units)."""
     xd = x.data
     K, units = kernel.shape
     x2 = xd.reshape(-1, K)                                                 # (rows, K)
     y = x2 @ kernel.data                                                   # (rows, units)
-    if bias is not None:
-        y += bias.data
-    d = None
-    if gelu and y.size:
-        flat = y.reshape(-1)
-        d = np.empty_like(flat)
-        _activations.gelu(flat, flat, d, resolve_threads(None, flat.size * 8))
-        d = d.reshape(y.shape)
+    d = add_bias_gelu(y, None if bias is None else bias.data, gelu)
     parents = (x, kernel) if bias is None else (x, kernel, bias)
 
     def backward(g):
