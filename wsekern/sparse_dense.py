@@ -61,9 +61,9 @@ def transpose(a, *, scale=None, row_sums=False, n_threads=None):
     if scale is not None:
         scale = np.asarray(scale)
         if scale.shape != a.shape[::-1] or scale.dtype != a.dtype or not fast:
-            raise ValueError(f"scale must be a float32/float64 array of a.T's shape and a's "
-                             f"dtype; received a {a.dtype} {a.shape}, scale {scale.dtype} "
-                             f"{scale.shape}")
+            raise ValueError(f"scale must be an array of a.T's shape {a.shape[::-1]} and a's "
+                             f"dtype (float32 or float64); received a {a.dtype} {a.shape}, "
+                             f"scale {scale.dtype} {scale.shape}")
         scale = np.ascontiguousarray(scale)
     if not fast:
         out = np.ascontiguousarray(a.T)

@@ -245,7 +245,9 @@ def _masked_dense(x, values, P, bias=None, gelu=False):
     parents = (x, values) if bias is None else (x, values, bias)
 
     def backward(g):
-        g2 = g.reshape(-1, units)
+        # in the output's dtype: a float32 model keeps float32 gradients under a float64
+        # upstream gradient (a float64 x into a float32 layer made the output float64)
+        g2 = g.reshape(-1, units).astype(y.dtype, copy=False)
         if d is not None:
             g2 = g2 * d
         if x.requires_grad:
