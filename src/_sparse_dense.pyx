@@ -5,7 +5,7 @@
 # operands laid out so the inner loop runs over a contiguous row (the batch):
 #   rows_times_dense:  out[i, :] = sum_p vals[p] * X[cols[p], :]   (Y^T = W^T X^T, dX^T)
 #   sampled_dots:      out[p] = A[i, :] . B[cols[p], :]            (dW at W's pattern)
-# rows_times_dense also adds the bias and applies the GELU (keeping its derivative) to each
+# rows_times_dense also adds the bias and applies GELU or ReLU (keeping the derivative) to each
 # output segment while it is in L1; the transposes between the batch-major activations and
 # this layout go by register tiles (wsk_transpose.h), the backward's one fused with the
 # GELU derivative and the bias gradient (scale_rowsum).
@@ -67,10 +67,12 @@ def simd_init(int path=0):
 def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
                      const index_t[::1] indptr, const floating[:, ::1] X,
                      floating[:, ::1] out, int n_threads=1, Py_ssize_t n_block=0,
-                     const floating[::1] bias=None, floating[:, ::1] d=None):
+                     const floating[::1] bias=None, floating[:, ::1] d=None,
+                     int relu=0):
     """out[i, :] = sum over row i's stored positions p of vals[p] * X[cols[p], :]
-    (+ bias[i] when given; then the exact GELU in place, its derivative into ``d``, when
-    ``d`` is given: the caller checked bias has M entries and d out's shape).
+    (+ bias[i] when given; then, when ``d`` is given, the exact GELU, or the ReLU with
+    ``relu``, in place and its derivative into ``d``: the caller checked bias has M
+    entries and d out's shape).
 
     With 0 < ``n_block`` < N the columns go in blocks of ``n_block``, each first copied
     into a contiguous (K, n_block) buffer: the rows of X one block spans stay in L2 while
@@ -87,8 +89,8 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
         out[:, :] = 0
         with nogil:
             for i in range(M):
-                _bias_gelu(&out[i, 0], N, bp[i] if bp != NULL else 0,
-                           dp + i * N if dp != NULL else NULL)
+                _bias_act(&out[i, 0], N, bp[i] if bp != NULL else 0,
+                          dp + i * N if dp != NULL else NULL, relu)
         return
     if n_block <= 0 or n_block > N:
         n_block = N
@@ -109,15 +111,17 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
                 spmm_row(v + indptr[i], c + indptr[i], indptr[i + 1] - indptr[i],
                      b if n_block < N else x + j0, ldb, &out[i, j0], nb)
                 if bp != NULL or dp != NULL:
-                    _bias_gelu(&out[i, j0], nb, bp[i] if bp != NULL else 0,
-                               dp + i * N + j0 if dp != NULL else NULL)
+                    _bias_act(&out[i, j0], nb, bp[i] if bp != NULL else 0,
+                              dp + i * N + j0 if dp != NULL else NULL, relu)
             j0 += nb
 
 
-cdef inline void _bias_gelu(floating* y, Py_ssize_t n, floating b,
-                            floating* d) noexcept nogil:
-    # y += b; then, when d is given, y = gelu(y) exactly (x * Phi(x)) and d = gelu'(y),
-    # as wsekern._activations.gelu computes them (wsk_vmath.h for float32, libm for float64)
+cdef inline void _bias_act(floating* y, Py_ssize_t n, floating b, floating* d,
+                           int relu) noexcept nogil:
+    # y += b; then, when d is given, the activation in place and its derivative into d:
+    # ReLU (NaN stays NaN, as np.maximum keeps it; derivative 0 there, as x > 0 says), or
+    # the exact GELU (x * Phi(x)) as wsekern._activations.gelu computes it (wsk_vmath.h for
+    # float32, libm for float64)
     cdef Py_ssize_t k
     cdef double t, phi
     if b != 0:
@@ -125,7 +129,12 @@ cdef inline void _bias_gelu(floating* y, Py_ssize_t n, floating b,
             y[k] += b
     if d == NULL:
         return
-    if floating is float:
+    if relu:
+        for k in range(n):
+            d[k] = 1 if y[k] > 0 else 0
+            if y[k] <= 0:
+                y[k] = 0
+    elif floating is float:
         wsk_gelu_f32(y, y, d, n)
     else:
         for k in range(n):

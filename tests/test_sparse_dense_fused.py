@@ -22,6 +22,10 @@ def _kernel(K, N, density, dtype, seed=0):
     return P, P.toarray().astype(np.float64)
 
 
+def _relu(z):
+    return np.maximum(z, 0), (z > 0).astype(np.float64)
+
+
 def _gelu(z):
     """Exact GELU and its derivative, float64 (independent of wsekern's kernels)."""
     phi = 0.5 * (1 + erf(z / np.sqrt(2)))
@@ -50,11 +54,12 @@ def test_fused_forward_matches_numpy(dtype, K, N, B, density):
     plain = sd.forward(P, Xt, bias)
     assert plain.dtype == dtype and plain.shape == (N, B)
     np.testing.assert_allclose(plain, z, rtol=tol, atol=tol)
-    y, d = sd.forward(P, Xt, bias, gelu=True)
-    assert y.dtype == d.dtype == dtype and y.shape == d.shape == (N, B)
-    gy, gd = _gelu(z)
-    np.testing.assert_allclose(y, gy, rtol=tol, atol=tol)
-    np.testing.assert_allclose(d, gd, rtol=tol, atol=tol)
+    for act, ref in (("gelu", _gelu), ("relu", _relu)):
+        y, d = sd.forward(P, Xt, bias, activation=act)
+        assert y.dtype == d.dtype == dtype and y.shape == d.shape == (N, B)
+        gy, gd = ref(z)
+        np.testing.assert_allclose(y, gy, rtol=tol, atol=tol)
+        np.testing.assert_allclose(d, gd, rtol=tol, atol=tol)
     np.testing.assert_allclose(sd.forward(P, Xt), _masked_times(Wd, Xt), rtol=tol, atol=tol)
 
 
@@ -63,7 +68,7 @@ def test_fused_forward_nan_reaches_only_connected_outputs():
     Xt = np.random.default_rng(0).standard_normal((20, 5)).astype(np.float32)
     k = int(np.nonzero(Wd.any(axis=1))[0][0])
     Xt[k, 2] = np.nan
-    y, d = sd.forward(P, Xt, np.ones(12, np.float32), gelu=True)
+    y, d = sd.forward(P, Xt, np.ones(12, np.float32), activation="gelu")
     hit = Wd[k] != 0                                     # the outputs row k's weights reach
     assert np.isnan(y[hit, 2]).all() and np.isnan(d[hit, 2]).all()
     assert np.isfinite(y[~hit]).all() and np.isfinite(np.delete(y, 2, axis=1)).all()
@@ -93,6 +98,8 @@ def test_fused_operands_are_checked():
     P, _ = _kernel(6, 4, 0.5, np.float32)
     with pytest.raises(ValueError, match=r"bias of shape \(4,\).*received shape \(5,\)"):
         sd.forward(P, np.ones((6, 3), np.float32), np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        sd.forward(P, np.ones((6, 3), np.float32), activation="tanh")
     with pytest.raises(ValueError, match=r"scale must be.*\(3, 2\)"):
         sd.transpose(np.ones((2, 3), np.float32), scale=np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match="scale must be"):
@@ -107,9 +114,9 @@ def test_hostile_fused_operands_in_a_child():
         P = pack(sps.random(50, 40, density=0.3, random_state=0, format="csr",
                             dtype=np.float32))
         X = np.ones((50, 3), np.float32)
-        cases = [lambda: sd.forward(P, X, np.ones(3, np.float32), gelu=True),
+        cases = [lambda: sd.forward(P, X, np.ones(3, np.float32), activation="gelu"),
                  lambda: sd.forward(P, X, np.ones((40, 1), np.float32)),
-                 lambda: sd.forward(P, np.ones((49, 3), np.float32), None, gelu=True),
+                 lambda: sd.forward(P, np.ones((49, 3), np.float32), None, activation="gelu"),
                  lambda: sd.transpose(X, scale=np.ones((3, 49), np.float32)),
                  lambda: sd.transpose(X, scale=np.ones(150, np.float32))]
         for case in cases:
@@ -148,7 +155,7 @@ def test_every_simd_path_fuses_alike():
             b = rng.standard_normal(45).astype(dtype)
             z = Wd.T @ Xt + b[:, None]
             phi = 0.5 * (1 + erf(z / np.sqrt(2)))
-            y, d = sd.forward(P, Xt, b, gelu=True)
+            y, d = sd.forward(P, Xt, b, activation="gelu")
             assert np.allclose(y, z * phi, rtol=tol, atol=tol)
             assert np.allclose(d, phi + z * np.exp(-z * z / 2) / np.sqrt(2 * np.pi),
                                rtol=tol, atol=tol)
@@ -179,14 +186,14 @@ def test_the_choice_counts_the_whole_sparse_step():
 
 # -- the layer ------------------------------------------------------------------------------
 def _gelu_layer(monkeypatch, masked, dtype="float64", shape=(3, 4, 21), sparsity=0.8,
-                upstream=None):
+                upstream=None, activation="gelu"):
     from wsekern.nn import layers as L
     from wsekern.nn import utils
     from wsekern.nn.layers import core
     from wsekern.nn.tensor import Tensor
     monkeypatch.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: not masked)
     utils.set_random_seed(1)
-    layer = L.Dense(13, activation="gelu", sparsity=sparsity, dtype=dtype,
+    layer = L.Dense(13, activation=activation, sparsity=sparsity, dtype=dtype,
                     bias_initializer="random_normal")
     x = Tensor(np.random.default_rng(4).standard_normal(shape).astype(dtype),
                requires_grad=True)
@@ -198,12 +205,13 @@ def _gelu_layer(monkeypatch, masked, dtype="float64", shape=(3, 4, 21), sparsity
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_fused_gelu_layer_is_one_node_with_numpy_gradients(monkeypatch, masked):
-    layer, x, y, w = _gelu_layer(monkeypatch, masked)
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_fused_layer_is_one_node_with_numpy_gradients(monkeypatch, masked, activation):
+    layer, x, y, w = _gelu_layer(monkeypatch, masked, activation=activation)
     K, b = layer.get_weights()
     assert set(map(id, y._parents)) == {id(x), id(layer.kernel), id(layer.bias)}
     z = x.data @ K + b                                     # (3, 4, 13)
-    gy, gd = _gelu(z)
+    gy, gd = (_gelu if activation == "gelu" else _relu)(z)
     np.testing.assert_allclose(y.data, gy, rtol=1e-12, atol=1e-12)
     gz = w * gd
     np.testing.assert_allclose(x.grad, gz @ K.T, rtol=1e-11, atol=1e-12)
@@ -282,8 +290,9 @@ def test_empty_batch_and_all_pruned_kernel(monkeypatch, masked):
     np.testing.assert_allclose(layer.bias.grad, 5 * _gelu(b)[1], rtol=1e-12)
 
 
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
 @pytest.mark.parametrize("where", ["x", "g"])
-def test_fused_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where):
+def test_fused_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where, activation):
     from wsekern.nn import layers as L
     from wsekern.nn import utils
     from wsekern.nn.layers import core
@@ -293,7 +302,7 @@ def test_fused_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where):
         with monkeypatch.context() as m:
             m.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: not masked)
             utils.set_random_seed(1)
-            layer = L.Dense(13, activation="gelu", sparsity=0.8, dtype="float64")
+            layer = L.Dense(13, activation=activation, sparsity=0.8, dtype="float64")
             layer._build_only((None, 21))
             xv = np.random.default_rng(4).standard_normal((6, 21))
             w = np.random.default_rng(5).standard_normal((6, 13))

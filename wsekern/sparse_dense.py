@@ -90,18 +90,22 @@ def _check(P, X, rows, what):
     return np.ascontiguousarray(X, dtype=P.dtype)
 
 
-def _times(P, X, n_threads, bias=None, gelu=False):
-    """``P @ X`` for a C-contiguous X of P's dtype, on P's CSR rows (+ bias per row, GELU)."""
+ACTIVATIONS = (None, "gelu", "relu")      # what the fused forward applies
+
+
+def _times(P, X, n_threads, bias=None, activation=None):
+    """``P @ X`` for a C-contiguous X of P's dtype, on P's CSR rows (+ bias per row, then
+    the activation, returning its derivative too)."""
     M = P.shape[0]
     B = X.shape[1]
     out = np.empty((M, B), dtype=P.dtype)
-    d = np.empty((M, B), dtype=P.dtype) if gelu else None
+    d = np.empty((M, B), dtype=P.dtype) if activation else None
     if M and B:
         threads = resolve_threads(n_threads, P.nnz * B)
         block = column_block(X.shape[0], B, X.itemsize)
         _sparse_dense.rows_times_dense(P.data, P.indices, P.indptr, X, out, threads, block,
-                                       bias, d)
-    return (out, d) if gelu else out
+                                       bias, d, activation == "relu")
+    return (out, d) if activation else out
 
 
 def times_wt(P, Xt, *, n_threads=None):
@@ -111,19 +115,22 @@ def times_wt(P, Xt, *, n_threads=None):
     return _times(P.T, Xt, n_threads)
 
 
-def forward(P, Xt, bias=None, gelu=False, *, n_threads=None):
+def forward(P, Xt, bias=None, activation=None, *, n_threads=None):
     """The fused forward of a sparse Dense layer, batch-contiguous: ``Z = W^T Xt + bias``
-    (N x B, bias per row) and, with ``gelu``, the pair ``(gelu(Z), gelu'(Z))``; without,
-    ``Z``. The bias and GELU are applied to each output segment as the product leaves it
-    (no extra pass). Work O(nnz * B) plus O(N * B) for the GELU."""
+    (N x B, bias per row) and, with ``activation`` ``"gelu"`` (exact) or ``"relu"``, the
+    pair ``(act(Z), act'(Z))``; without, ``Z``. The bias and activation are applied to
+    each output segment as the product leaves it (no extra pass). Work O(nnz * B) plus
+    O(N * B) for the activation."""
     Xt = _check(P, Xt, P.shape[0], "Xt")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}")
     if bias is not None:
         bias = np.asarray(bias)
         if bias.shape != (P.shape[1],):
             raise ValueError(f"expected a bias of shape ({P.shape[1]},) for a kernel of shape "
                              f"{P.shape}; received shape {bias.shape}")
         bias = np.ascontiguousarray(bias, dtype=P.dtype)
-    return _times(P.T, Xt, n_threads, bias, bool(gelu))
+    return _times(P.T, Xt, n_threads, bias, activation)
 
 
 def times_w(P, Gt, *, n_threads=None):

@@ -8,7 +8,7 @@ from .. import activations, utils
 from ..placed import placement_of
 from ..tensor import Tensor, reshape
 from .base import Layer
-from .linear import add_bias_gelu, linear, linear_applies
+from .linear import add_bias_activation, linear, linear_applies
 
 
 class InputLayer(Layer):
@@ -121,10 +121,11 @@ class Dense(Layer):
         placement = placement_of(self)
         bias = self.bias if self.use_bias else None
         if placement is None or not training:       # one fused node: x @ kernel + bias, GELU
-            gelu = self.activation is activations.gelu
             if self.pattern is not None:
-                y = sparse_dense(x, self.kernel, self.pattern, bias, gelu)
-                return y if gelu else self.activation(y)
+                fused = FUSED.get(self.activation)
+                y = sparse_dense(x, self.kernel, self.pattern, bias, fused)
+                return y if fused else self.activation(y)
+            gelu = self.activation is activations.gelu
             if linear_applies(x, self.kernel, bias):
                 y = linear(x, self.kernel, bias, gelu=gelu)
                 return y if gelu else self.activation(y)
@@ -186,17 +187,21 @@ def _pattern_mask(P):
     return mask
 
 
-def sparse_dense(x, values, P, bias=None, gelu=False):
-    """``gelu(x @ K + bias)`` (GELU and bias optional) for x (..., in) and a sparse kernel K
-    (pattern ``P``, values ``values``), as one graph node.
+# the activations a sparse Dense applies inside its node (Keras's relu with its defaults)
+FUSED = {activations.gelu: "gelu", activations.relu: "relu"}
+
+
+def sparse_dense(x, values, P, bias=None, activation=None):
+    """``act(x @ K + bias)`` (bias and activation, "gelu" or "relu", optional) for x
+    (..., in) and a sparse kernel K (pattern ``P``, values ``values``), as one graph node.
 
     Where this CPU's rates say the sparse step beats the dense GEMMs on the masked kernel
     (:func:`wsekern.sparse_dense.sparse_pays`, both paths fused alike), it runs on K's
     stored values only, with the batch transposed so every inner loop runs over it:
-    forward ``Y^T = K^T X^T`` with the bias and GELU applied as each output row leaves the
-    product, input gradient ``dX^T = K dY^T``, weight gradient ``X^T dY`` at K's pattern
-    (an SDDMM); the upstream gradient's transpose applies GELU's derivative and sums the
-    bias gradient in the same pass. Otherwise dense GEMMs on the masked kernel. Either way
+    forward ``Y^T = K^T X^T`` with the bias and activation applied as each output row leaves
+    the product, input gradient ``dX^T = K dY^T``, weight gradient ``X^T dY`` at K's
+    pattern (an SDDMM); the upstream gradient's transpose applies the activation's
+    derivative and sums the bias gradient in the same pass. Otherwise dense GEMMs on the masked kernel. Either way
     pruned weights are never stored and get no gradient.
     """
     xd = x.data
@@ -209,11 +214,11 @@ def sparse_dense(x, values, P, bias=None, gelu=False):
     # layer promotes it: the masked GEMM; the sparse step works in K's dtype
     if x.dtype != P.dtype or (not sparse_dense_kernels.sparse_pays(P, x2.shape[0])
                               and np.isfinite(x2).all()):
-        return _masked_dense(x, values, P, bias, gelu)
+        return _masked_dense(x, values, P, bias, activation)
     kernels = sparse_dense_kernels
     xt = kernels.transpose(x2)                                         # (in, rows)
-    out = kernels.forward(P, xt, None if bias is None else bias.data, gelu)
-    yt, dt = out if gelu else (out, None)                              # (units, rows)
+    out = kernels.forward(P, xt, None if bias is None else bias.data, activation)
+    yt, dt = out if activation else (out, None)                        # (units, rows)
     y = kernels.transpose(yt)                                          # (rows, units)
     parents = (x, values) if bias is None else (x, values, bias)
 
@@ -232,8 +237,8 @@ def sparse_dense(x, values, P, bias=None, gelu=False):
     return Tensor(y.reshape(xd.shape[:-1] + (units,)), parents=parents, backward=backward)
 
 
-def _masked_dense(x, values, P, bias=None, gelu=False):
-    """``gelu(x @ K + bias)`` by dense GEMMs on K with its pruned entries zero, fused as
+def _masked_dense(x, values, P, bias=None, activation=None):
+    """``act(x @ K + bias)`` by dense GEMMs on K with its pruned entries zero, fused as
     :func:`linear`; the weight gradient is taken at K's pattern only."""
     xd = x.data
     n_in, units = P.shape
@@ -241,7 +246,7 @@ def _masked_dense(x, values, P, bias=None, gelu=False):
     kernel = P.toarray()
     rows = np.repeat(np.arange(n_in), np.diff(P.indptr))
     y = x2 @ kernel
-    d = add_bias_gelu(y, None if bias is None else bias.data, gelu)
+    d = add_bias_activation(y, None if bias is None else bias.data, activation)
     parents = (x, values) if bias is None else (x, values, bias)
 
     def backward(g):

@@ -20,13 +20,18 @@ def linear_applies(x, kernel, bias):
             and (bias is None or bias.dtype == dt))
 
 
-def add_bias_gelu(y, bias=None, gelu=False):
-    """``y += bias`` and, with ``gelu``, ``y = gelu(y)`` in place (y a fresh C-contiguous
-    float array); returns GELU's derivative at the pre-activation (None without GELU)."""
+def add_bias_activation(y, bias=None, activation=None):
+    """``y += bias`` and ``y = act(y)`` in place (y a fresh C-contiguous float array) for
+    ``activation`` ``"gelu"`` (exact) or ``"relu"``; returns the activation's derivative at
+    the pre-activation (None without one)."""
     if bias is not None:
         y += bias
-    if not gelu or not y.size:
+    if activation is None or not y.size:
         return None
+    if activation == "relu":
+        d = (y > 0).astype(y.dtype)
+        np.maximum(y, 0, out=y)                # NaN stays NaN, as the relu op keeps it
+        return d
     flat = y.reshape(-1)
     d = np.empty_like(flat)
     _activations.gelu(flat, flat, d, resolve_threads(None, flat.size * 8))
@@ -39,7 +44,7 @@ def linear(x, kernel, bias=None, gelu=False):
     K, units = kernel.shape
     x2 = xd.reshape(-1, K)                                                 # (rows, K)
     y = x2 @ kernel.data                                                   # (rows, units)
-    d = add_bias_gelu(y, None if bias is None else bias.data, gelu)
+    d = add_bias_activation(y, None if bias is None else bias.data, "gelu" if gelu else None)
     parents = (x, kernel) if bias is None else (x, kernel, bias)
 
     def backward(g):
