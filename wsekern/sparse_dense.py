@@ -9,9 +9,13 @@ contiguous row of B:
 - input gradient ``dX^T = W dY^T`` (:func:`times_w`, CSR of W),
 - weight gradient ``dW = Xt dY`` at W's pattern only (:func:`pattern_grad`, an SDDMM).
 
-Each is ``nnz(W) * B`` multiply-adds against ``K * N * B`` for the dense GEMM; whether the
-sparse loops pay for a layer is decided by :func:`sparse_pays` from this CPU's measured
-rates (``wsekern/costs.py``). W and its transpose live in one :class:`PackedSparse`,
+Each is ``nnz(W) * B`` multiply-adds against ``K * N * B`` for the dense GEMM. The forward
+adds the bias and applies a GELU or ReLU as each output row leaves the product
+(:func:`forward`); the transposes between the layer's batch-major activations and this
+layout go by register tiles (:func:`transpose`), the backward's one applying the
+activation's derivative and summing the bias gradient on the way. Whether that whole step
+beats the dense GEMMs on the masked kernel is decided by :func:`sparse_pays` from this
+CPU's measured rates (``wsekern/costs.py``). W and its transpose live in one :class:`PackedSparse`,
 built once: only the values are refreshed per step (``set_values``).
 
 Semantics are scipy.sparse's: a weight that is not stored is not multiplied, so a NaN or
