@@ -78,7 +78,8 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
     into a contiguous (K, n_block) buffer: the rows of X one block spans stay in L2 while
     every row of W passes over them, and do not share cache sets through a power-of-two
     row pitch (at K = 128, N = 2048 fp32, in place: 0.14 ns a multiply-add, twice the
-    time per multiply-add at N = 128). Work O(nnz * N) plus O(K * N) for the copies; threads own disjoint rows.
+    time per multiply-add at N = 128). Work O(nnz * N) plus O(K * N) for the copies;
+    threads own disjoint rows.
     """
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0], i, k, j0 = 0, nb
     if M == 0 or N == 0:

@@ -1,10 +1,6 @@
 """The sparse Dense step as one fused node: the bias and GELU in the sparse forward, GELU's
 derivative and the bias gradient in the backward's transpose (wsekern/sparse_dense.py,
 src/_sparse_dense.pyx, src/wsk_transpose.h), against NumPy and finite differences."""
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -106,68 +102,6 @@ def test_fused_operands_are_checked():
         sd.transpose(np.ones((2, 3), np.float32), scale=np.ones((3, 2), np.float64))
 
 
-def test_hostile_fused_operands_in_a_child():
-    """Operands that would be read or written out of bounds if a check were missing."""
-    code = textwrap.dedent("""
-        import numpy as np, scipy.sparse as sps
-        from wsekern import pack, sparse_dense as sd
-        P = pack(sps.random(50, 40, density=0.3, random_state=0, format="csr",
-                            dtype=np.float32))
-        X = np.ones((50, 3), np.float32)
-        cases = [lambda: sd.forward(P, X, np.ones(3, np.float32), activation="gelu"),
-                 lambda: sd.forward(P, X, np.ones((40, 1), np.float32)),
-                 lambda: sd.forward(P, np.ones((49, 3), np.float32), None, activation="gelu"),
-                 lambda: sd.transpose(X, scale=np.ones((3, 49), np.float32)),
-                 lambda: sd.transpose(X, scale=np.ones(150, np.float32))]
-        for case in cases:
-            try:
-                case()
-            except (ValueError, TypeError):
-                pass
-            else:
-                raise SystemExit("accepted a bad operand")
-        print("ok")
-    """)
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
-
-
-def test_every_simd_path_fuses_alike():
-    """The tiled transposes and the fused forward on each SIMD path this CPU runs."""
-    from wsekern.simd_path import simd_available
-    code = textwrap.dedent("""
-        import numpy as np, scipy.sparse as sps
-        from scipy.special import erf
-        from wsekern import pack, sparse_dense as sd
-        rng = np.random.default_rng(0)
-        for dtype in (np.float32, np.float64):
-            tol = 2e-5 if dtype == np.float32 else 1e-12
-            for shape in ((64, 40), (37, 131), (256, 16)):
-                a = rng.standard_normal(shape).astype(dtype)
-                s = rng.standard_normal(shape[::-1]).astype(dtype)
-                t, r = sd.transpose(a, scale=s, row_sums=True)
-                assert np.allclose(t, a.T * s, rtol=tol, atol=tol)
-                assert np.allclose(r, (a.T * s).sum(1), rtol=tol, atol=10 * tol)
-            W = sps.random(70, 45, density=0.15, random_state=1, format="csr", dtype=dtype)
-            P, Wd = pack(W), W.toarray().astype(np.float64)
-            Xt = rng.standard_normal((70, 33)).astype(dtype)
-            b = rng.standard_normal(45).astype(dtype)
-            z = Wd.T @ Xt + b[:, None]
-            phi = 0.5 * (1 + erf(z / np.sqrt(2)))
-            y, d = sd.forward(P, Xt, b, activation="gelu")
-            assert np.allclose(y, z * phi, rtol=tol, atol=tol)
-            assert np.allclose(d, phi + z * np.exp(-z * z / 2) / np.sqrt(2 * np.pi),
-                               rtol=tol, atol=tol)
-        print("ok")
-    """)
-    for path in simd_available():
-        env = dict(os.environ, WSEKERN_SIMD=path)
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=120, env=env)
-        assert run.returncode == 0 and run.stdout.strip() == "ok", (path, run.stderr[-2000:])
-
-
 def test_the_choice_counts_the_whole_sparse_step():
     """The transposes and the SDDMM are part of the sparse step's cost: dear enough, they
     make the masked GEMMs the better path though the products alone are cheaper."""
@@ -178,9 +112,10 @@ def test_the_choice_counts_the_whole_sparse_step():
     assert sd.sparse_pays(P, 2048, cost=CostTable("t", **base))
     assert not sd.sparse_pays(P, 2048, cost=CostTable("t", **base, transpose=10.0))
     assert not sd.sparse_pays(P, 2048, cost=CostTable("t", **base, sampled_mac=1.0))
-    sparse, dense = sd.step_costs(P, 2048, cost=CostTable("t", **base))
-    assert sparse == pytest.approx(1e-9 * (P.nnz * 2048 * (2 * 0.075 + 0.10)
-                                           + 2 * 2048 * (128 + 512) * 0.2))
+    t = CostTable("t", **base)
+    sparse, dense = sd.step_costs(P, 2048, cost=t)
+    assert sparse == pytest.approx(1e-9 * (P.nnz * 2048 * (2 * 0.075 + t.sampled_mac)
+                                           + 2 * 2048 * (128 + 512) * t.transpose))
     assert dense == pytest.approx(1e-9 * (3 * 128 * 512 * 2048 * 0.022 + 128 * 512 * 0.16))
 
 
@@ -288,34 +223,3 @@ def test_empty_batch_and_all_pruned_kernel(monkeypatch, masked):
     np.testing.assert_allclose(y.data, _gelu(np.broadcast_to(b, (5, 13)))[0], rtol=1e-12)
     assert not x.grad.any() and layer.kernel.grad.shape == (0,)
     np.testing.assert_allclose(layer.bias.grad, 5 * _gelu(b)[1], rtol=1e-12)
-
-
-@pytest.mark.parametrize("activation", ["gelu", "relu"])
-@pytest.mark.parametrize("where", ["x", "g"])
-def test_fused_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where, activation):
-    from wsekern.nn import layers as L
-    from wsekern.nn import utils
-    from wsekern.nn.layers import core
-    from wsekern.nn.tensor import Tensor
-
-    def step(masked):
-        with monkeypatch.context() as m:
-            m.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: not masked)
-            utils.set_random_seed(1)
-            layer = L.Dense(13, activation=activation, sparsity=0.8, dtype="float64")
-            layer._build_only((None, 21))
-            xv = np.random.default_rng(4).standard_normal((6, 21))
-            w = np.random.default_rng(5).standard_normal((6, 13))
-            if where == "x":
-                xv[2, np.nonzero(layer.mask.any(axis=1))[0][0]] = np.nan
-            else:
-                w[3, 5] = np.nan
-            x = Tensor(xv, requires_grad=True)
-            y = layer(x)
-            (y * Tensor(w)).sum().backward()
-            return y.data, x.grad, layer.kernel.grad
-    for a, b in zip(step(False), step(True)):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)       # NaNs in the same places
-    y, dx, _ = step(False)
-    out = y if where == "x" else dx
-    assert 0 < np.isnan(out).sum() < out.shape[1]

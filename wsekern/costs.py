@@ -37,9 +37,10 @@ class CostTable:
     spmm_scatter_mac: float = 0.116
     # the sparse Dense step (wsekern/sparse_dense.py): the SDDMM of its weight gradient, per
     # stored weight per batch row, and its tiled transposes, per element (measured at the
-    # GPT's and MLP's shapes, 1 thread: 0.09-0.11 and 0.1-0.3 ns on Zen 3's AVX2)
+    # GPT's and MLP's shapes, 1 thread, on Zen 3's AVX2 with other jobs running: 0.09-0.11
+    # and 0.25-0.45 ns)
     sampled_mac: float = 0.10
-    transpose: float = 0.2
+    transpose: float = 0.35
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.

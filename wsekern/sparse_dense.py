@@ -15,8 +15,8 @@ adds the bias and applies a GELU or ReLU as each output row leaves the product
 layout go by register tiles (:func:`transpose`), the backward's one applying the
 activation's derivative and summing the bias gradient on the way. Whether that whole step
 beats the dense GEMMs on the masked kernel is decided by :func:`sparse_pays` from this
-CPU's measured rates (``wsekern/costs.py``). W and its transpose live in one :class:`PackedSparse`,
-built once: only the values are refreshed per step (``set_values``).
+CPU's measured rates (``wsekern/costs.py``). W and its transpose live in one
+:class:`PackedSparse`, built once: only the values are refreshed per step (``set_values``).
 
 Semantics are scipy.sparse's: a weight that is not stored is not multiplied, so a NaN or
 inf of X reaches only the outputs its stored weights connect it to.
@@ -34,7 +34,7 @@ from .sparse import PackedSparse
 def step_costs(P, batch, cost=None):
     """Estimated seconds of one training step of a layer with kernel ``P`` on ``batch`` rows,
     ``(sparse, dense)``, at this CPU's rates (``wsekern/costs.py``). Both paths are one
-    fused node (bias and GELU alike on both, so left out): the sparse step is its three
+    fused node (bias and activation alike on both, so left out): the sparse step is its three
     zero-skipping products plus the four transposes between the batch-major activations and
     the batch-contiguous layout they run on; the dense one is the three GEMMs on the masked
     kernel plus building that kernel."""
