@@ -133,7 +133,8 @@ def test_bad_operands_say_what_was_received():
 
 
 def test_hostile_operands_in_a_child():
-    """Shapes that would read out of bounds if a check were missing: an error, not a crash."""
+    """Shapes that would read or write out of bounds if a check were missing: an error, not
+    a crash."""
     code = textwrap.dedent("""
         import numpy as np, scipy.sparse as sps
         from wsekern import pack, sparse_dense as sd
@@ -146,7 +147,17 @@ def test_hostile_operands_in_a_child():
                  lambda: sd.pattern_grad(P, np.ones((50, 3), np.float32),
                                          np.ones((39, 3), np.float32)),
                  lambda: sd.times_wt(P, np.ones((50,), np.float32)),
-                 lambda: sd.times_wt(P, np.ones((50, 3, 1), np.float32))]
+                 lambda: sd.times_wt(P, np.ones((50, 3, 1), np.float32)),
+                 # the fused forward and the scaled transpose (test_sparse_dense_fused.py)
+                 lambda: sd.forward(P, np.ones((50, 3), np.float32), np.ones(3, np.float32),
+                                    activation="gelu"),
+                 lambda: sd.forward(P, np.ones((50, 3), np.float32),
+                                    np.ones((40, 1), np.float32)),
+                 lambda: sd.forward(P, np.ones((49, 3), np.float32), activation="relu"),
+                 lambda: sd.transpose(np.ones((50, 3), np.float32),
+                                      scale=np.ones((3, 49), np.float32)),
+                 lambda: sd.transpose(np.ones((50, 3), np.float32),
+                                      scale=np.ones(150, np.float32))]
         for case in cases:
             try:
                 case()
@@ -237,6 +248,7 @@ def test_every_simd_path_matches_numpy():
     from wsekern.simd_path import simd_available
     code = textwrap.dedent("""
         import numpy as np, scipy.sparse as sps
+        from scipy.special import erf
         from wsekern import pack, sparse_dense as sd
         for dtype in (np.float32, np.float64):
             W = sps.random(70, 45, density=0.15, random_state=1, format="csr", dtype=dtype)
@@ -252,6 +264,21 @@ def test_every_simd_path_matches_numpy():
                 full = Xt.astype(np.float64) @ Gt.T
                 assert np.allclose(sd.pattern_grad(P, Xt, Gt), full[rows, P.indices],
                                    rtol=tol, atol=tol)
+            # the fused forward (bias + GELU) and the tiled, scaled transposes
+            tol = 2e-5 if dtype == np.float32 else 1e-12
+            b = rng.standard_normal(45).astype(dtype)
+            z = Wd.T @ Xt + b[:, None]
+            phi = 0.5 * (1 + erf(z / np.sqrt(2)))
+            y, d = sd.forward(P, Xt, b, activation="gelu")
+            assert np.allclose(y, z * phi, rtol=tol, atol=tol)
+            assert np.allclose(d, phi + z * np.exp(-z * z / 2) / np.sqrt(2 * np.pi),
+                               rtol=tol, atol=tol)
+            for shape in ((64, 40), (37, 131), (256, 16)):
+                a = rng.standard_normal(shape).astype(dtype)
+                s = rng.standard_normal(shape[::-1]).astype(dtype)
+                t, r = sd.transpose(a, scale=s, row_sums=True)
+                assert np.allclose(t, a.T * s, rtol=tol, atol=tol)
+                assert np.allclose(r, (a.T * s).sum(1), rtol=tol, atol=10 * tol)
         print("ok")
     """)
     for path in simd_available():
@@ -261,8 +288,9 @@ def test_every_simd_path_matches_numpy():
         assert run.returncode == 0 and run.stdout.strip() == "ok", (path, run.stderr[-2000:])
 
 
+@pytest.mark.parametrize("activation", [None, "gelu", "relu"])     # fused in the node
 @pytest.mark.parametrize("where", ["x", "g"])
-def test_a_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where):
+def test_a_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where, activation):
     """Which path runs is the cost table's choice; the answer must not be: a NaN in x (or
     in the output gradient) reaches only what a stored weight connects it to."""
     from wsekern.nn import layers as L
@@ -274,7 +302,7 @@ def test_a_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where):
         with monkeypatch.context() as m:
             m.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: not masked)
             utils.set_random_seed(1)
-            layer = L.Dense(13, sparsity=0.8, dtype="float64")
+            layer = L.Dense(13, activation=activation, sparsity=0.8, dtype="float64")
             layer.build((None, 21))
             xv = np.random.default_rng(4).standard_normal((6, 21))
             w = np.random.default_rng(5).standard_normal((6, 13))

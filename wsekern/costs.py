@@ -43,6 +43,13 @@ class CostTable:
     # on Zen 3 ran 0.034-0.045 ns a MAC at N = 16, 0.028-0.031 at N = 32 (1024^2).
     blas_narrow_n: float = 16.0
 
+    # the sparse Dense step (wsekern/sparse_dense.py): the SDDMM of its weight gradient, per
+    # stored weight per batch row, and its tiled transposes, per element (measured at the
+    # GPT's and MLP's shapes, 1 thread, on Zen 3's AVX2 with other jobs running: 0.09-0.11
+    # and 0.25-0.45 ns)
+    sampled_mac: float = 0.10
+    transpose: float = 0.35
+
     def blas(self, macs, n):
         """Nanoseconds for ``macs`` multiply-adds of a BLAS product with N = ``n``."""
         return macs * self.blas_mac * (1 + self.blas_narrow_n / max(n, 1))

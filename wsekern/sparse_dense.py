@@ -9,10 +9,14 @@ contiguous row of B:
 - input gradient ``dX^T = W dY^T`` (:func:`times_w`, CSR of W),
 - weight gradient ``dW = Xt dY`` at W's pattern only (:func:`pattern_grad`, an SDDMM).
 
-Each is ``nnz(W) * B`` multiply-adds against ``K * N * B`` for the dense GEMM; whether the
-sparse loops pay for a layer is decided by :func:`sparse_pays` from this CPU's measured
-rates (``wsekern/costs.py``). W and its transpose live in one :class:`PackedSparse`,
-built once: only the values are refreshed per step (``set_values``).
+Each is ``nnz(W) * B`` multiply-adds against ``K * N * B`` for the dense GEMM. The forward
+adds the bias and applies a GELU or ReLU as each output row leaves the product
+(:func:`forward`); the transposes between the layer's batch-major activations and this
+layout go by register tiles (:func:`transpose`), the backward's one applying the
+activation's derivative and summing the bias gradient on the way. Whether that whole step
+beats the dense GEMMs on the masked kernel is decided by :func:`sparse_pays` from this
+CPU's measured rates (``wsekern/costs.py``). W and its transpose live in one
+:class:`PackedSparse`, built once: only the values are refreshed per step (``set_values``).
 
 Semantics are scipy.sparse's: a weight that is not stored is not multiplied, so a NaN or
 inf of X reaches only the outputs its stored weights connect it to.
@@ -27,28 +31,54 @@ from .simd_path import SIMD_PATH  # noqa: F401  (imported: selects this module's
 from .sparse import PackedSparse
 
 
-def sparse_pays(P, batch, cost=None):
-    """Whether the three zero-skipping products of a step beat the dense GEMMs on the
-    masked kernel, for kernel ``P`` and ``batch`` rows (or pixels), at this CPU's rates."""
+def step_costs(P, batch, cost=None):
+    """Estimated seconds of one training step of a layer with kernel ``P`` on ``batch`` rows,
+    ``(sparse, dense)``, at this CPU's rates (``wsekern/costs.py``). Both paths are one
+    fused node (bias and activation alike on both, so left out): the sparse step is its three
+    zero-skipping products plus the four transposes between the batch-major activations and
+    the batch-contiguous layout they run on; the dense one is the three GEMMs on the masked
+    kernel plus building that kernel."""
     cost = cost or cost_table()
     K, N = P.shape
-    t_sparse = P.nnz * batch * cost.spmm_mac
-    t_dense = K * N * batch * cost.blas_mac + K * N * cost.densify
-    return t_sparse < t_dense
+    sparse = (P.nnz * batch * (2 * cost.spmm_mac + cost.sampled_mac)
+              + 2 * batch * (K + N) * cost.transpose)
+    dense = 3 * K * N * batch * cost.blas_mac + K * N * cost.densify
+    return sparse * 1e-9, dense * 1e-9
 
 
-def transpose(a, *, n_threads=None):
-    """``a.T`` as a C-contiguous array (no copy when it already is one): a cache-blocked
-    copy for float32/float64, several times faster than NumPy's strided one here."""
+def sparse_pays(P, batch, cost=None):
+    """Whether the sparse step (:func:`step_costs`) beats the dense GEMMs on the masked
+    kernel for kernel ``P`` and ``batch`` rows, at this CPU's rates."""
+    sparse, dense = step_costs(P, batch, cost)
+    return sparse < dense
+
+
+def transpose(a, *, scale=None, row_sums=False, n_threads=None):
+    """``a.T`` as a C-contiguous array, by register tiles (several times faster than
+    NumPy's strided copy here). With ``scale`` (``a.T``'s shape) the result is
+    ``a.T * scale``, and with ``row_sums`` the pair ``(result, result.sum(axis=1))`` is
+    returned, both in the same pass (the backward of a fused bias + GELU)."""
     a = np.asarray(a)
     if a.ndim != 2:
         raise ValueError(f"transpose expects a 2-D array; received shape {a.shape}")
-    if a.T.flags.c_contiguous or a.dtype not in (np.float32, np.float64):
+    fast = a.dtype in (np.float32, np.float64)
+    if scale is not None:
+        scale = np.asarray(scale)
+        if scale.shape != a.shape[::-1] or scale.dtype != a.dtype or not fast:
+            raise ValueError(f"scale must be an array of a.T's shape {a.shape[::-1]} and a's "
+                             f"dtype (float32 or float64); received a {a.dtype} {a.shape}, "
+                             f"scale {scale.dtype} {scale.shape}")
+        scale = np.ascontiguousarray(scale)
+    if not fast:
+        out = np.ascontiguousarray(a.T)
+        return (out, out.sum(axis=1)) if row_sums else out
+    if scale is None and not row_sums and a.T.flags.c_contiguous:
         return np.ascontiguousarray(a.T)
     a = np.ascontiguousarray(a)
     out = np.empty(a.shape[::-1], dtype=a.dtype)
-    _sparse_dense.transpose(a, out, resolve_threads(n_threads, a.size // 8))
-    return out
+    sums = np.empty(a.shape[1], dtype=a.dtype) if row_sums else None
+    _sparse_dense.transpose(a, out, resolve_threads(n_threads, a.size // 8), scale, sums)
+    return (out, sums) if row_sums else out
 
 
 def _check(P, X, rows, what):
@@ -64,17 +94,22 @@ def _check(P, X, rows, what):
     return np.ascontiguousarray(X, dtype=P.dtype)
 
 
-def _times(P, X, n_threads):
-    """``P @ X`` for a C-contiguous X of P's dtype, on P's CSR rows."""
+ACTIVATIONS = (None, "gelu", "relu")      # what the fused forward applies
+
+
+def _times(P, X, n_threads, bias=None, activation=None):
+    """``P @ X`` for a C-contiguous X of P's dtype, on P's CSR rows (+ bias per row, then
+    the activation, returning its derivative too)."""
     M = P.shape[0]
     B = X.shape[1]
     out = np.empty((M, B), dtype=P.dtype)
-    if M == 0 or B == 0:
-        return out
-    threads = resolve_threads(n_threads, P.nnz * B)
-    block = column_block(X.shape[0], B, X.itemsize)
-    _sparse_dense.rows_times_dense(P.data, P.indices, P.indptr, X, out, threads, block)
-    return out
+    d = np.empty((M, B), dtype=P.dtype) if activation else None
+    if M and B:
+        threads = resolve_threads(n_threads, P.nnz * B)
+        block = column_block(X.shape[0], B, X.itemsize)
+        _sparse_dense.rows_times_dense(P.data, P.indices, P.indptr, X, out, threads, block,
+                                       bias, d, activation == "relu")
+    return (out, d) if activation else out
 
 
 def times_wt(P, Xt, *, n_threads=None):
@@ -82,6 +117,24 @@ def times_wt(P, Xt, *, n_threads=None):
     product ``Y^T`` of ``Y = X W``. Work O(nnz * B)."""
     Xt = _check(P, Xt, P.shape[0], "Xt")
     return _times(P.T, Xt, n_threads)
+
+
+def forward(P, Xt, bias=None, activation=None, *, n_threads=None):
+    """The fused forward of a sparse Dense layer, batch-contiguous: ``Z = W^T Xt + bias``
+    (N x B, bias per row) and, with ``activation`` ``"gelu"`` (exact) or ``"relu"``, the
+    pair ``(act(Z), act'(Z))``; without, ``Z``. The bias and activation are applied to
+    each output segment as the product leaves it (no extra pass). Work O(nnz * B) plus
+    O(N * B) for the activation."""
+    Xt = _check(P, Xt, P.shape[0], "Xt")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}")
+    if bias is not None:
+        bias = np.asarray(bias)
+        if bias.shape != (P.shape[1],):
+            raise ValueError(f"expected a bias of shape ({P.shape[1]},) for a kernel of shape "
+                             f"{P.shape}; received shape {bias.shape}")
+        bias = np.ascontiguousarray(bias, dtype=P.dtype)
+    return _times(P.T, Xt, n_threads, bias, activation)
 
 
 def times_w(P, Gt, *, n_threads=None):

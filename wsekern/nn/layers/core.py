@@ -8,7 +8,7 @@ from .. import activations, utils
 from ..placed import placement_of
 from ..tensor import Tensor, reshape
 from .base import Layer
-from .linear import linear, linear_applies
+from .linear import add_bias_activation, linear, linear_applies
 
 
 class InputLayer(Layer):
@@ -119,12 +119,17 @@ class Dense(Layer):
             raise ValueError(f"layer {self.name!r} expects inputs with {self.kernel_shape[0]} "
                              f"features; received shape {x.shape}")
         placement = placement_of(self) if training else None
-        if self.pattern is None and linear_applies(x, self.kernel,
-                                                   self.bias if self.use_bias else None):
+        bias = self.bias if self.use_bias else None
+        if placement is None and self.pattern is not None:
+            # one fused node: x @ kernel + bias, and a GELU or ReLU inside
+            fused = FUSED.get(self.activation)
+            y = sparse_dense(x, self.kernel, self.pattern, bias, fused)
+            return y if fused else self.activation(y)
+        if self.pattern is None and linear_applies(x, self.kernel, bias):
             # a placed layer hands the wafer strategy the product's gradient, before the
             # activation: the GELU is then not fused
             gelu = self.activation is activations.gelu and placement is None
-            y = linear(x, self.kernel, self.bias if self.use_bias else None, gelu=gelu)
+            y = linear(x, self.kernel, bias, gelu=gelu)
             if placement is not None:
                 K, units = self.kernel_shape
                 y = placement.observe(x.data.reshape(-1, K).T, x.requires_grad, y,
@@ -188,53 +193,87 @@ def _pattern_mask(P):
     return mask
 
 
-def sparse_dense(x, values, P):
-    """``x @ K`` for a sparse kernel K (pattern ``P``, values ``values``).
+# the activations a sparse Dense applies inside its node (Keras's relu with its defaults)
+FUSED = {activations.gelu: "gelu", activations.relu: "relu"}
 
-    Where this CPU's rates say it pays (:func:`wsekern.sparse_dense.sparse_pays`), the
-    step runs on K's stored values only, with the batch transposed so every inner loop
-    runs over it: forward ``Y^T = K^T X^T``, input gradient ``dX^T = K dY^T``, weight
-    gradient ``X^T dY`` at K's pattern (an SDDMM); otherwise dense GEMMs on the masked
-    kernel. Either way pruned weights are never stored and get no gradient.
+
+def sparse_dense(x, values, P, bias=None, activation=None):
+    """``act(x @ K + bias)`` (bias and activation, "gelu" or "relu", optional) for x
+    (..., in) and a sparse kernel K (pattern ``P``, values ``values``), as one graph node.
+
+    Where this CPU's rates say the sparse step beats the dense GEMMs on the masked kernel
+    (:func:`wsekern.sparse_dense.sparse_pays`, both paths fused alike), it runs on K's
+    stored values only, with the batch transposed so every inner loop runs over it:
+    forward ``Y^T = K^T X^T`` with the bias and activation applied as each output row leaves
+    the product, input gradient ``dX^T = K dY^T``, weight gradient ``X^T dY`` at K's
+    pattern (an SDDMM); the upstream gradient's transpose applies the activation's
+    derivative and sums the bias gradient in the same pass. Otherwise dense GEMMs on the
+    masked kernel. Either way pruned weights are never stored and get no gradient.
     """
+    xd = x.data
+    n_in, units = P.shape
+    x2 = xd.reshape(-1, n_in)                                          # (rows, in)
     P.set_values(values.data)
     # the masked GEMM would multiply a NaN or inf of x by pruned weights; the sparse step
     # never does (an unstored weight is never multiplied, as in scipy.sparse and spmm)
     # x of another dtype than K (float64 into a float32 layer) is promoted as the dense
     # layer promotes it: the masked GEMM; the sparse step works in K's dtype
-    if x.dtype != P.dtype or (not sparse_dense_kernels.sparse_pays(P, x.shape[0])
-                              and np.isfinite(x.data).all()):
-        return _masked_dense(x, values, P)
+    if x.dtype != P.dtype or (not sparse_dense_kernels.sparse_pays(P, x2.shape[0])
+                              and np.isfinite(x2).all()):
+        return _masked_dense(x, values, P, bias, activation)
     kernels = sparse_dense_kernels
-    xt = kernels.transpose(x.data)                      # (in, batch)
-    y = kernels.transpose(kernels.times_wt(P, xt))      # (batch, units)
+    xt = kernels.transpose(x2)                                         # (in, rows)
+    out = kernels.forward(P, xt, None if bias is None else bias.data, activation)
+    yt, dt = out if activation else (out, None)                        # (units, rows)
+    y = kernels.transpose(yt)                                          # (rows, units)
+    parents = (x, values) if bias is None else (x, values, bias)
 
     def backward(g):
-        gt = kernels.transpose(g)                       # (units, batch)
+        # in the kernel's dtype, as the dense layer keeps a float32 model's gradients
+        g2 = g.reshape(-1, units).astype(P.dtype, copy=False)          # (rows, units)
+        bias_grad = bias is not None and bias.requires_grad
+        gt = kernels.transpose(g2, scale=dt, row_sums=bias_grad)       # (units, rows)
+        if bias_grad:
+            gt, db = gt
+            bias.accumulate(db.astype(bias.dtype, copy=False))
         if x.requires_grad:
-            x.accumulate(kernels.transpose(kernels.times_w(P, gt)))
+            x.accumulate(kernels.transpose(kernels.times_w(P, gt)).reshape(xd.shape))
         if values.requires_grad:
             values.accumulate(kernels.pattern_grad(P, xt, gt))
-    return Tensor(y, parents=(x, values), backward=backward)
+    return Tensor(y.reshape(xd.shape[:-1] + (units,)), parents=parents, backward=backward)
 
 
-def _masked_dense(x, values, P):
-    """``x @ K`` by dense GEMMs on K with its pruned entries zero; the weight gradient is
-    taken at K's pattern only."""
+def _masked_dense(x, values, P, bias=None, activation=None):
+    """``act(x @ K + bias)`` by dense GEMMs on K with its pruned entries zero, fused as
+    :func:`linear`; the weight gradient is taken at K's pattern only."""
+    xd = x.data
+    n_in, units = P.shape
+    x2 = xd.reshape(-1, n_in)
     kernel = P.toarray()
-    rows = np.repeat(np.arange(P.shape[0]), np.diff(P.indptr))
-    y = x.data @ kernel
+    rows = np.repeat(np.arange(n_in), np.diff(P.indptr))
+    y = x2 @ kernel
+    d = add_bias_activation(y, None if bias is None else bias.data, activation)
+    parents = (x, values) if bias is None else (x, values, bias)
 
     def backward(g):
+        # in the output's dtype: a float32 model keeps float32 gradients under a float64
+        # upstream gradient (a float64 x into a float32 layer made the output float64)
+        g2 = g.reshape(-1, units).astype(y.dtype, copy=False)
+        if d is not None:
+            g2 = g2 * d
         if x.requires_grad:
-            if np.isfinite(g).all():
-                x.accumulate(g @ kernel.T)
+            if np.isfinite(g2).all():
+                dx = g2 @ kernel.T
             else:                               # as the sparse step: no NaN * pruned weight
                 kernels = sparse_dense_kernels
-                x.accumulate(kernels.transpose(kernels.times_w(P, kernels.transpose(g))))
+                g2k = g2.astype(P.dtype, copy=False)
+                dx = kernels.transpose(kernels.times_w(P, kernels.transpose(g2k)))
+            x.accumulate(dx.reshape(xd.shape))
         if values.requires_grad:
-            values.accumulate((x.data.T @ g)[rows, P.indices].astype(values.dtype, copy=False))
-    return Tensor(y, parents=(x, values), backward=backward)
+            values.accumulate((x2.T @ g2)[rows, P.indices].astype(values.dtype, copy=False))
+        if bias is not None and bias.requires_grad:
+            bias.accumulate(g2.sum(axis=0).astype(bias.dtype, copy=False))
+    return Tensor(y.reshape(xd.shape[:-1] + (units,)), parents=parents, backward=backward)
 
 
 class Activation(Layer):

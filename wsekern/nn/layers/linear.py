@@ -20,20 +20,31 @@ def linear_applies(x, kernel, bias):
             and (bias is None or bias.dtype == dt))
 
 
+def add_bias_activation(y, bias=None, activation=None):
+    """``y += bias`` and ``y = act(y)`` in place (y a fresh C-contiguous float array) for
+    ``activation`` ``"gelu"`` (exact) or ``"relu"``; returns the activation's derivative at
+    the pre-activation (None without one)."""
+    if bias is not None:
+        y += bias
+    if activation is None or not y.size:
+        return None
+    if activation == "relu":
+        d = (y > 0).astype(y.dtype)
+        np.maximum(y, 0, out=y)                # NaN stays NaN, as the relu op keeps it
+        return d
+    flat = y.reshape(-1)
+    d = np.empty_like(flat)
+    _activations.gelu(flat, flat, d, resolve_threads(None, flat.size * 8))
+    return d.reshape(y.shape)
+
+
 def linear(x, kernel, bias=None, gelu=False):
     """``gelu(x @ kernel + bias)`` (or without the GELU) for x (..., K), kernel (K, units)."""
     xd = x.data
     K, units = kernel.shape
     x2 = xd.reshape(-1, K)                                                 # (rows, K)
     y = x2 @ kernel.data                                                   # (rows, units)
-    if bias is not None:
-        y += bias.data
-    d = None
-    if gelu and y.size:
-        flat = y.reshape(-1)
-        d = np.empty_like(flat)
-        _activations.gelu(flat, flat, d, resolve_threads(None, flat.size * 8))
-        d = d.reshape(y.shape)
+    d = add_bias_activation(y, None if bias is None else bias.data, "gelu" if gelu else None)
     parents = (x, kernel) if bias is None else (x, kernel, bias)
 
     def backward(g):
