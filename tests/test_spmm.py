@@ -254,7 +254,7 @@ def test_csr_kernel_checks_each_row_before_it_reads_x(index_dtype, n_block):
     assert _spmm.csr_spmm(W.data, indices, indptr, X, out, None, 1, n_block, True) == 0
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
     bad_rows = [r for r in (4, 17) if indptr[r + 1] > indptr[r]]
-    indices[indptr[bad_rows[0]]] = 50
+    indices[indptr[bad_rows[0]]] = 2**30            # a read of X there would fault
     indices[indptr[bad_rows[1] + 1] - 1] = -3
     assert _spmm.check_csr(indptr, indices, 50, False) is None
     assert "out of range" in _spmm.check_csr(indptr, indices, 50)
@@ -262,3 +262,15 @@ def test_csr_kernel_checks_each_row_before_it_reads_x(index_dtype, n_block):
     assert _spmm.csr_spmm(W.data, indices, indptr, X, out, None, 2, n_block, True) == 2
     good = np.setdiff1d(np.arange(30), bad_rows)
     np.testing.assert_allclose(out[good], expected[good], rtol=1e-12, atol=1e-12)
+    assert np.isnan(out[bad_rows]).all()                # never multiplied
+
+
+def test_a_callers_out_is_untouched_when_an_index_is_out_of_range():
+    """The CSR kernel checks a SciPy CSR's indices row by row as it goes; with the
+    caller's out it must check first (the good rows were written before the error)."""
+    W = sps.random(40, 64, density=0.3, format="csr", random_state=4)
+    W.indices[5] = 64
+    out = np.full((40, 300), 7.0)
+    with pytest.raises(ValueError, match="out of range"):
+        wsekern.spmm(W, np.ones((64, 300)), out=out)
+    assert (out == 7.0).all()

@@ -167,6 +167,9 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         if unchecked is not None:
             check_csr_index_range(indptr, indices, K, unchecked)
     result_shape = (M,) if vector else (M, N)
+    if out is not None:      # a caller's out stays untouched when the call fails
+        check_indices()
+        unchecked = None
     out = _check_out(out, result_shape, dtype)
     out2 = out[:, None] if vector else out
     if M == 0 or N == 0 or K == 0:
