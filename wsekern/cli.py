@@ -79,6 +79,7 @@ def _whole(low, what):
 
 
 _positive = _whole(1, "a size, count or step")
+_size = _whole(0, "a size: 0 is the empty problem")
 _seed = _whole(0, "a seed")
 
 
@@ -378,16 +379,16 @@ def build_parser():
     p = _command(sub, "simulate", help="simulate a kernel on the wafer and print its report")
     p.add_argument("op", choices=["spmm", "conv", "matmul"],
                    help="the kernel: sparse W times activations X, a conv2d, or a dense matmul")
-    p.add_argument("--m", type=_positive, default=4096, help="rows of W (spmm) or A (matmul)")
-    p.add_argument("--k", type=_positive, default=4096, help="columns of W / rows of X")
-    p.add_argument("--n", type=_positive, default=64, help="columns of X (batch)")
+    p.add_argument("--m", type=_size, default=4096, help="rows of W (spmm) or A (matmul)")
+    p.add_argument("--k", type=_size, default=4096, help="columns of W / rows of X")
+    p.add_argument("--n", type=_size, default=64, help="columns of X (batch)")
     p.add_argument("--sparsity", type=float, default=0.9, help="fraction of weights that are zero")
     p.add_argument("--act-sparsity", type=float, default=0.5,
                    help="fraction of activations that are zero")
     p.add_argument("--matrix", help="a Matrix Market file to use as W (spmm)")
-    p.add_argument("--batch", type=_positive, default=8, help="conv: images")
-    p.add_argument("--channels", type=_positive, default=64, help="conv: input channels")
-    p.add_argument("--out-channels", type=_positive, default=64, help="conv: output channels")
+    p.add_argument("--batch", type=_size, default=8, help="conv: images")
+    p.add_argument("--channels", type=_size, default=64, help="conv: input channels")
+    p.add_argument("--out-channels", type=_size, default=64, help="conv: output channels")
     p.add_argument("--size", type=_positive, default=32, help="conv: image height and width")
     p.add_argument("--kernel", type=_positive, default=3, help="conv: kernel height and width")
     p.add_argument("--stride", type=_positive, default=1, help="conv: stride")
