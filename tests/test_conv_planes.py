@@ -317,3 +317,74 @@ def test_hostile_sizes_in_a_child_process():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr[-2000:]
+
+
+def test_public_functions_refuse_operands_that_do_not_match_the_geometry():
+    """The plane loops run unchecked: a wrong-shaped X, grad or x, too few values or a
+    short bias segfaulted or read heap garbage (review). Each is now refused, naming what
+    was received - in a child process, so a crash fails this test."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from wsekern import conv_planes as cp
+        g = cp.PlaneGeometry.of((2, 6, 6, 4), (3, 3, 4, 4), ((1, 1), (1, 1)), (1, 1))
+        pat = cp.PlanePattern(np.ones((3, 3, 4, 4), bool), g)
+        x = np.ones((2, 6, 6, 4))
+        X = cp.to_planes(x, g)
+        vals = np.ones(pat.nnz)
+        y = cp.forward(X, vals, pat)
+        G, _ = cp.grad_planes(np.ones_like(y), y, False, g)
+        g2 = cp.PlaneGeometry.of((2, 30, 30, 4), (3, 3, 4, 4), ((1, 1), (1, 1)), (1, 1))
+        cases = [
+            lambda: cp.to_planes(np.ones((2, 300, 300, 4)), g),
+            lambda: cp.to_planes(x.astype(np.float16), g),
+            lambda: cp.forward(cp.to_planes(np.ones((2, 30, 30, 4)), g2), vals, pat),
+            lambda: cp.forward(X, np.ones(1), pat),
+            lambda: cp.forward(X, vals.astype(np.float32), pat),
+            lambda: cp.forward(X, vals, pat, bias=np.array([1.0])),
+            lambda: cp.grad_planes(np.ones((2, 30, 30, 4)), np.ones((2, 30, 30, 4)), False, g),
+            lambda: cp.grad_planes(np.ones_like(y), y[:1], False, g),
+            lambda: cp.grad_weight(X, G[:1], pat),
+            lambda: cp.grad_weight(X[:, :2], G, pat),
+            lambda: cp.grad_input(G, np.ones(3), pat),
+            lambda: cp.grad_input(G[:, :, :5], vals, pat),
+        ]
+        for i, case in enumerate(cases):
+            try:
+                case()
+            except (ValueError, TypeError) as e:
+                assert "received" in str(e), (i, str(e))
+            else:
+                raise AssertionError(f"case {i} was accepted")
+        print("OK", len(cases))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK 12", proc.stderr[-2000:]
+
+
+def test_set_weights_keeps_the_pattern_so_every_path_agrees(monkeypatch):
+    """set_weights with a dense kernel left the pruned positions nonzero: the planes path
+    skipped them and the GEMMs used them (outputs 29 apart on one image)."""
+    layer, x = _pruned_layer()
+    dense = np.random.default_rng(8).standard_normal(layer.kernel.shape)
+    layer.set_weights([dense, layer.bias.data.copy()])
+    assert not layer.kernel.data[~layer.weight_mask].any()
+    np.testing.assert_array_equal(layer.kernel.data[layer.weight_mask],
+                                  dense[layer.weight_mask])
+    R = np.ones(layer(Tensor(x)).shape)
+    _, test = _step(layer, x, R, True, monkeypatch)
+    _, ref = _step(layer, x, R, False, monkeypatch)
+    np.testing.assert_allclose(test[0], ref[0], rtol=1e-10, atol=1e-12)
+
+
+def test_a_nonfinite_kept_weight_takes_the_dense_answer(monkeypatch):
+    """An inf kept weight met the zero padding of the gradient's planes (0 * inf = NaN on
+    border pixels no output reaches through that tap); the GEMMs give finite values."""
+    layer, x = _pruned_layer(padding="valid")
+    k = layer.kernel.data
+    k[tuple(np.argwhere(layer.weight_mask)[0])] = np.inf
+    R = np.random.default_rng(9).standard_normal(layer(Tensor(x)).shape)
+    _, test = _step(layer, x, R, True, monkeypatch)
+    _, ref = _step(layer, x, R, False, monkeypatch)
+    for a, b in zip(test, ref):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))

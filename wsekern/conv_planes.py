@@ -164,9 +164,24 @@ def _threads(n_threads, work):
     return resolve_threads(n_threads, work)
 
 
+def _expect(name, a, shape, dtype=None):
+    """The loops below read and write without bounds checks: every operand is checked
+    against the geometry first, naming what was received."""
+    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be a float32 or float64 ndarray; received "
+                        f"{getattr(a, 'dtype', type(a).__name__)}")
+    if a.shape != tuple(shape) or (dtype is not None and a.dtype != dtype):
+        want = f"{np.dtype(dtype)} " if dtype is not None else ""
+        raise ValueError(f"{name} must be a {want}array of shape {tuple(shape)} for this "
+                         f"geometry; received {a.dtype} {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+
+
 def to_planes(x, g, n_threads=None):
     """The padded input planes (B, C, x_stride) of the channels-last ``x``."""
-    B = x.shape[0]
+    B = x.shape[0] if getattr(x, "ndim", 0) == 4 else -1
+    _expect("x", x, (B, g.H, g.W, g.C))
     check_memory(B * g.C * g.x_stride * x.itemsize, f"input planes of x {x.shape}",
                  "lower the batch or the image size")
     planes = np.empty((B, g.C, g.x_stride), dtype=x.dtype)
@@ -179,7 +194,11 @@ def forward(X, values, pattern, bias=None, relu=False, n_threads=None):
     """The convolution of the input planes ``X`` with the kept ``values`` (in
     ``pattern.flat_o`` order), channels-last (B, OH, OW, O), + bias, then ReLU."""
     g = pattern.geometry
-    B = X.shape[0]
+    B = X.shape[0] if getattr(X, "ndim", 0) == 3 else -1
+    _expect("X (input planes)", X, (B, g.C, g.x_stride))
+    _expect("values", values, (pattern.nnz,), X.dtype)
+    if bias is not None and np.shape(bias) != (g.O,):
+        raise ValueError(f"bias must have shape ({g.O},); received {np.shape(bias)}")
     wide = np.empty((B, g.O, g.n_out), dtype=X.dtype)
     threads = _threads(n_threads, pattern.nnz * B * g.n_out)
     _conv.planes_rows(X, values, pattern.x_off, pattern.o_ptr, wide, g.n_out, threads)
@@ -194,7 +213,9 @@ def forward(X, values, pattern, bias=None, relu=False, n_threads=None):
 def grad_planes(grad, y, relu, g, n_threads=None):
     """(the output gradient (B, OH, OW, O) through ReLU's derivative (from its output
     ``y``) when ``relu``, as padded planes (B, O, g_stride); the bias gradient)."""
-    B = grad.shape[0]
+    B = grad.shape[0] if getattr(grad, "ndim", 0) == 4 else -1
+    _expect("grad", grad, (B, g.OH, g.OW, g.O))
+    _expect("y", y, grad.shape, grad.dtype)
     masked, db = relu_grad_bias_nhwc(grad.reshape(-1, g.O), y.reshape(-1, g.O), relu)
     out = np.empty((B, g.O, g.g_stride), dtype=grad.dtype)
     _conv.nhwc_to_planes(masked.reshape(grad.shape), out, g.reach, g.Wp,
@@ -205,6 +226,9 @@ def grad_planes(grad, y, relu, g, n_threads=None):
 def grad_weight(X, G, pattern, n_threads=None):
     """d loss / d kernel at the kept weights (``pattern.flat_o`` order)."""
     g = pattern.geometry
+    B = X.shape[0] if getattr(X, "ndim", 0) == 3 else -1
+    _expect("X (input planes)", X, (B, g.C, g.x_stride))
+    _expect("G (gradient planes)", G, (B, g.O, g.g_stride), X.dtype)
     threads = _threads(n_threads, pattern.nnz * X.shape[0] * g.OH * g.Wp)
     acc = np.zeros((threads, pattern.nnz), dtype=X.dtype)
     _conv.planes_grad_weight(X, G, pattern.x_off, pattern.o_ptr, g.reach, g.OH * g.Wp, acc,
@@ -216,7 +240,9 @@ def grad_input(G, values_c, pattern, n_threads=None):
     """d loss / d x, channels-last (B, H, W, C), from the output gradient's planes and
     the kept values in ``pattern.flat_c`` order."""
     g = pattern.geometry
-    B = G.shape[0]
+    B = G.shape[0] if getattr(G, "ndim", 0) == 3 else -1
+    _expect("G (gradient planes)", G, (B, g.O, g.g_stride))
+    _expect("values_c", values_c, (pattern.nnz,), G.dtype)
     gx_planes = np.empty((B, g.C, g.n_in), dtype=G.dtype)
     _conv.planes_rows(G, values_c, pattern.g_off, pattern.c_ptr, gx_planes, g.n_in,
                       _threads(n_threads, pattern.nnz * B * g.n_in))

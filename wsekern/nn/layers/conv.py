@@ -120,10 +120,11 @@ def _conv2d_planes(x, kernel, mask, pads, dilation, bias, relu, cache):
         return None
     pattern = conv_planes.PlanePattern.cached(cache, mask, g)
     xd = np.ascontiguousarray(x.data, dtype=dtype)
-    if not _finite(xd):
+    k = kernel.data.astype(dtype, copy=False).reshape(-1)
+    # a non-finite kept weight would also meet the zero padding of the gradient's planes
+    if not (_finite(xd) and _finite(k[pattern.flat_o])):
         return None
     X = conv_planes.to_planes(xd, g)
-    k = kernel.data.astype(dtype, copy=False).reshape(-1)
     y = conv_planes.forward(X, k[pattern.flat_o], pattern,
                             None if bias is None else bias.data, relu)
     parents = (x, kernel) if bias is None else (x, kernel, bias)
@@ -218,6 +219,13 @@ class Conv2D(Layer):
         self.sparsity = check_sparsity(sparsity)
         self.weight_mask = magnitude_mask(self.kernel.data, self.sparsity) if mask is None else mask
         self.kernel.data *= self.weight_mask
+
+    def set_weights(self, weights):
+        """As Keras; a pruned layer keeps its pattern (as Dense does): the pruned positions
+        of the kernel given are zeroed, so every path computes the same convolution."""
+        super().set_weights(weights)
+        if self.weight_mask is not None:
+            self.kernel.data *= self.weight_mask
 
     def _pads(self, h, w):
         if self.padding == "valid":
