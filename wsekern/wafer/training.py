@@ -73,13 +73,13 @@ def forward_estimate(W, stats, cfg, region, columns, ops=None):
 
 def width_profile(W, stats, cfg, columns):
     """The fastest rectangle for each width a layer streaming ``columns`` activation
-    columns per step might be given: a list of
-    (width, (R, C), estimated cycles), widths ascending (geometric sizes up to
-    min(columns, K)) and cycles non-increasing (a wider strip can always hold a narrower
-    rectangle). Every candidate row count is looked at for every width (the estimate is
-    not unimodal in the rows: a descent stops at local minima), in the order of the
-    placer's lower bound, and none is estimated whose bound cannot beat the best so far:
-    the result is the full scan's."""
+    columns per step might be given: a list of (width, (R, C), estimated cycles), widths
+    ascending (geometric sizes up to min(the wafer's columns, K)) and cycles non-increasing
+    (a wider strip can always hold a narrower rectangle). Every candidate row count is
+    looked at for every width (the estimate is not unimodal in the rows: a descent stops at
+    local minima), in the order of the placer's lower bound, and none is estimated whose
+    bound cannot beat the best so far: the result is the full scan's. Empty when the weight
+    gradient fits no rectangle."""
     M, K = W.shape
     cand_r = placement.geometric(min(cfg.rows, M), 8)
     try:     # the weight gradient's rows of ``columns`` fit nowhere if not on the most PEs
@@ -113,10 +113,10 @@ def _structure_key(stats):
 def balance(layers, cfg, columns):
     """Regions for ``layers`` (a list of (name, W, WeightStats of W)), each streaming its
     ``columns`` activation columns per step (one count for all, or one per layer), side by
-    side from column 0 in the given order, so that the slowest layer (the pipeline's rate) is as fast
-    as the wafer's columns allow: the lowest bound T for which every layer's narrowest
-    rectangle estimated at <= T fits in the columns together; the columns left over then
-    make the slowest of the others faster. Neighbours stay adjacent, so a link between
+    side from column 0 in the given order, so that the slowest layer (the pipeline's rate)
+    is as fast as the wafer's columns allow: the lowest bound T for which every layer's
+    narrowest rectangle estimated at <= T fits in the columns together; the columns left
+    over then make the slowest of the others faster. Neighbours stay adjacent, so a link between
     consecutive layers crosses no idle columns. Raises SramOverflowError naming a layer
     that never fits, or when the layers together need more columns."""
     if isinstance(columns, (int, np.integer)):
