@@ -87,3 +87,11 @@ def test_a_convnet_too_big_to_stream_names_the_layer_and_the_bytes():
     assert per_pe + cfg.reserve_bytes > cfg.sram_bytes
     with pytest.raises(SramOverflowError, match=rf"'c2'.*288 x 15,488.*{per_pe:,} B per PE"):
         strategy.place(model, 128)
+
+
+def test_layer_pipelined_when_requested_names_the_layer_that_fits_no_rectangle():
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16), mode="layer-pipelined")
+    with pytest.raises(SramOverflowError, match="'c1' does not fit any rectangle"):
+        model, _ = _placed(strategy, [nn.Input((28, 28, 1)), L.Conv2D(8, 3, name="c1"),
+                                      L.Flatten(), L.Dense(10, name="d")])
+        strategy.place(model, 128)       # 128 x 26 x 26 gradients in each row of the SDDMM
