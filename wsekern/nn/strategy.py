@@ -19,11 +19,13 @@ external link three times (forward, backward, gradients out), the update off-waf
 step is the sum of its layers.
 """
 import contextlib
+import math
 import time
 
 import numpy as np
 import scipy.sparse as sps
 
+from ..errors import SramOverflowError
 from ..wafer import placement, training
 from ..wafer.config import WaferConfig
 from . import placed
@@ -114,27 +116,38 @@ class WaferStrategy:
         if not layers:
             self.mode, self.reason = "layer-pipelined", "no layer with weights"
             return
-        need = sum(training.training_bytes(p.weight_matrix(), cfg, batch)
+        # each layer streams its own columns: batch x (OH*OW for a conv, T for a Dense on
+        # (B, T, d)), and is sized for them
+        need = sum(training.training_bytes(p.weight_matrix(), cfg, p.columns(batch))
                    for p in self.placements)
         capacity = cfg.rows * cfg.cols * cfg.data_bytes
         fits = need <= 0.8 * capacity     # the rest for FIFOs, accumulators, fragmentation
-        if self.requested_mode == "weight-streaming" or (self.requested_mode is None and not fits):
-            self.mode = "weight-streaming"
-            self.reason = (f"weights, gradients, Adam state and saved activations need "
-                           f"{need / 2**20:,.1f} MiB; the wafer holds {capacity / 2**20:,.1f} MiB"
-                           if not fits else "requested")
+        stream = self.requested_mode == "weight-streaming" or (self.requested_mode is None
+                                                                and not fits)
+        reason = (f"weights, gradients, Adam state and saved activations need "
+                  f"{need / 2**20:,.1f} MiB; the wafer holds {capacity / 2**20:,.1f} MiB"
+                  if not fits else "requested")
+        if not stream:
+            stats = [p.stats() for p in self.placements]          # (of W, of W.T, W)
+            try:
+                regions = training.balance([(p.layer.name, s[2], s[0])
+                                            for p, s in zip(self.placements, stats)], cfg,
+                                           [p.columns(batch) for p in self.placements])
+            except SramOverflowError as e:
+                if self.requested_mode is not None:
+                    raise
+                stream, reason = True, f"no layer-pipelined placement: {e}"
+        if stream:
+            self.mode, self.reason = "weight-streaming", reason
             for p in self.placements:
                 p.region = (0, 0, cfg.rows, cfg.cols)
                 p.mapping = "activation-stationary"
             for p in self.placements:      # every region set before one may fail
-                training.check_streaming_fits(cfg, p.layer.name, p.shape[1], batch)
+                training.check_streaming_fits(cfg, p.layer.name, p.shape[1], p.columns(batch))
             return
         self.mode = "layer-pipelined"
         self.reason = (f"everything fits: {need / 2**20:,.2f} MiB of "
                        f"{capacity / 2**20:,.1f} MiB of SRAM")
-        stats = [p.stats() for p in self.placements]          # (of W, of W.T, W)
-        regions = training.balance([(p.layer.name, s[2], s[0])
-                                    for p, s in zip(self.placements, stats)], cfg, batch)
         for p, region in zip(self.placements, regions):
             p.region, p.mapping = region, "weight-stationary"
         for p, (s, s_t, W) in zip(self.placements, stats):    # done once, not per step
@@ -252,6 +265,20 @@ def _leaves(layers):
             yield from _leaves(layer.sublayers)
 
 
+def _columns_per_sample(layer):
+    """The activation columns one sample streams through a layer's matrix: OH*OW for a
+    Conv2D (its im2col), the product of the middle dimensions for a Dense on (B, ..., d)
+    (T for (B, T, d); 1 on (B, d)). A dimension not known until the data comes (None)
+    counts as 1."""
+    from .layers import Conv2D
+    if isinstance(layer, Conv2D):
+        middle = layer.compute_output_shape(layer.input_shape)[1:-1] \
+            if None not in layer.input_shape[1:3] else ()
+    else:
+        middle = layer.input_shape[1:-1]
+    return math.prod(int(d) for d in middle if d is not None)
+
+
 def _matrix_shape(layer):
     """(M, K) of the matrix a layer multiplies by (output units x inputs), or None."""
     from .layers import Conv2D, Dense
@@ -269,6 +296,7 @@ class LayerPlacement:
     def __init__(self, layer):
         self.layer = layer
         self.shape = _matrix_shape(layer)
+        self.columns_per_sample = _columns_per_sample(layer)
         self.region = None
         self.mapping = None
         self.last_input = None
@@ -284,6 +312,7 @@ class LayerPlacement:
         self.activation_zeros = 0.0     # summed over costed steps: fraction of zero inputs
         self.costed_steps = 0
         self.last_input_nnz = self.last_input_size = self.last_output_size = 0
+        self.last_columns = 0            # activation columns the last costed step streamed
         self.last_latency = 0.0
         self._stats = None
         self._stats_key = None
@@ -298,6 +327,10 @@ class LayerPlacement:
         self.last_input = columns
         self.needs_input_grad = input_requires_grad
         return tap(y, lambda g: setattr(self, "last_grad", grad_rows(g)))
+
+    def columns(self, batch):
+        """The activation columns a step of ``batch`` samples streams through W."""
+        return batch * self.columns_per_sample
 
     # -- structure ---------------------------------------------------------------
     def weight_matrix(self):
@@ -368,6 +401,7 @@ class LayerPlacement:
             self.totals[k] += v
         self.last_input_nnz, self.last_input_size = int(np.count_nonzero(x_nz)), int(x_nz.size)
         self.last_output_size = int(g_nz.size)
+        self.last_columns = int(x_nz.shape[1])
         self.last_latency = latency
         self.activation_zeros += 1.0 - self.last_input_nnz / max(x_nz.size, 1)
         self.costed_steps += 1
@@ -466,6 +500,7 @@ class WaferReport:
                 "layer": p.layer.name, "type": type(p.layer).__name__,
                 "region": p.region, "mapping": p.mapping, "sram_peak_bytes": p.sram_peak,
                 "cycles_per_step": sum(per_step.values()), **per_step,
+                "columns_per_step": p.last_columns,
                 "macs_skipped_fraction": (1 - fwd.macs_performed / fwd.macs_dense)
                 if fwd and fwd.macs_dense else 0.0,
                 "input_zeros": p.activation_zeros / max(p.costed_steps, 1),

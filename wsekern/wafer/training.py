@@ -24,59 +24,69 @@ ASSUMED_ACTIVATION_DENSITY = 0.5      # for placement, before any data is seen
 UPDATE_OPS = 4                         # Adam: m, v, and two for the weight, per stored weight
 
 
-def training_bytes(W, cfg, batch):
+def training_bytes(W, cfg, columns):
     """SRAM a layer of weight W (M x K, scipy sparse) needs on the wafer while training:
     weights, gradients, Adam's m and v (values + indices when sparse), and its input
-    activations kept for backward."""
+    activations kept for backward: K x ``columns`` (the batch times the columns each sample
+    streams: OH*OW for a convolution's im2col, T for a Dense on (B, T, d))."""
     M, K = W.shape
     dense = M * K * cfg.elem_bytes
     sparse = W.nnz * (cfg.elem_bytes + 2)
-    return 4 * min(dense, sparse) + K * batch * cfg.elem_bytes
+    return 4 * min(dense, sparse) + K * columns * cfg.elem_bytes
 
 
-def check_streaming_fits(cfg, name, K, batch):
-    """Raise SramOverflowError if layer ``name``'s K x batch activations cannot sit on the
-    whole wafer (weight streaming keeps them stationary, double-buffered)."""
-    per_pe = math.ceil(K * batch / (cfg.rows * cfg.cols)) * cfg.elem_bytes * 2
+def check_streaming_fits(cfg, name, K, columns):
+    """Raise SramOverflowError if layer ``name``'s K x ``columns`` activations cannot sit on
+    the whole wafer (weight streaming keeps them stationary, double-buffered)."""
+    per_pe = math.ceil(K * columns / (cfg.rows * cfg.cols)) * cfg.elem_bytes * 2
     if per_pe + cfg.reserve_bytes > cfg.sram_bytes:
         raise SramOverflowError(
-            f"layer {name!r} cannot run even with weight streaming: its {K} x "
-            f"{batch} activations need {per_pe:,} B per PE on {cfg.rows}x{cfg.cols} PEs; "
-            f"use a larger wafer or a smaller batch", pe=(0, 0), needed=per_pe,
+            f"layer {name!r} cannot run even with weight streaming: its {K} x {columns:,} "
+            f"activations ({K * columns * cfg.elem_bytes:,} B) need {per_pe:,} B per PE on "
+            f"{cfg.rows}x{cfg.cols} PEs, which hold {cfg.sram_bytes - cfg.reserve_bytes:,} B "
+            f"each for data; use a larger wafer or a smaller batch", pe=(0, 0), needed=per_pe,
             capacity=cfg.sram_bytes, free=cfg.data_bytes)
 
 
-def assumed_operands(W, stats, batch):
-    """W with a batch of activations at the assumed density (seeded), for the screen."""
+def assumed_operands(W, stats, columns):
+    """W with K x ``columns`` activations at the assumed density (seeded), for the screen."""
     rng = np.random.default_rng(0)
-    X = (rng.random((W.shape[1], batch)) < ASSUMED_ACTIVATION_DENSITY).astype(np.float32)
+    X = (rng.random((W.shape[1], columns)) < ASSUMED_ACTIVATION_DENSITY).astype(np.float32)
     return Operands(W, X, stats)
 
 
-def forward_estimate(W, stats, cfg, region, batch, ops=None):
-    """Three forward products' cycles of W on ``region`` with assumed activations (the
-    placer's screen; ``ops`` from :func:`assumed_operands` to reuse across regions);
-    inf if the placement overflows."""
-    ops = ops if ops is not None else assumed_operands(W, stats, batch)
-    X = ops.x_nz.astype(np.float32)
+def forward_estimate(W, stats, cfg, region, columns, ops=None):
+    """Three forward products' cycles of W on ``region`` with ``columns`` assumed activation
+    columns (the placer's screen; ``ops`` from :func:`assumed_operands` to reuse across
+    regions); inf if the forward product or the weight gradient overflows the region's
+    SRAM (the SDDMM keeps rows of ``columns`` output gradients on each PE: a convolution's
+    batch x OH x OW can exceed any PE)."""
     try:
+        analytic.sddmm_cycles(stats, columns, cfg, region)     # fails fast, before the screen
+        ops = ops if ops is not None else assumed_operands(W, stats, columns)
+        X = ops.x_nz.astype(np.float32)
         r = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False, ops=ops)
     except SramOverflowError:
         return np.inf
     return 3 * r.cycles
 
 
-def width_profile(W, stats, cfg, batch):
-    """The fastest rectangle for each width a layer might be given: a list of
-    (width, (R, C), estimated cycles), widths ascending (geometric sizes up to
-    min(columns, K)) and cycles non-increasing (a wider strip can always hold a narrower
-    rectangle). Every candidate row count is looked at for every width (the estimate is
-    not unimodal in the rows: a descent stops at local minima), in the order of the
-    placer's lower bound, and none is estimated whose bound cannot beat the best so far:
-    the result is the full scan's."""
+def width_profile(W, stats, cfg, columns):
+    """The fastest rectangle for each width a layer streaming ``columns`` activation
+    columns per step might be given: a list of (width, (R, C), estimated cycles), widths
+    ascending (geometric sizes up to min(the wafer's columns, K)) and cycles non-increasing
+    (a wider strip can always hold a narrower rectangle). Every candidate row count is
+    looked at for every width (the estimate is not unimodal in the rows: a descent stops at
+    local minima), in the order of the placer's lower bound, and none is estimated whose
+    bound cannot beat the best so far: the result is the full scan's. Empty when the weight
+    gradient fits no rectangle."""
     M, K = W.shape
     cand_r = placement.geometric(min(cfg.rows, M), 8)
-    ops = assumed_operands(W, stats, batch)
+    try:     # the weight gradient's rows of ``columns`` fit nowhere if not on the most PEs
+        analytic.sddmm_cycles(stats, columns, cfg, (0, 0, cand_r[-1], min(cfg.cols, K)))
+    except SramOverflowError:
+        return []
+    ops = assumed_operands(W, stats, columns)
     profile = []
     best = ((cand_r[-1], 1), np.inf)
     for C in placement.geometric(min(cfg.cols, K), 8):
@@ -86,7 +96,7 @@ def width_profile(W, stats, cfg, batch):
         for floor, R in floors:
             if floor >= best[1] or floor > here[0]:
                 break
-            here = min(here, (forward_estimate(W, stats, cfg, (0, 0, R, C), batch, ops), R))
+            here = min(here, (forward_estimate(W, stats, cfg, (0, 0, R, C), columns, ops), R))
         if here[0] < best[1]:                # ties to the narrower width
             best = ((here[1], C), here[0])
         profile.append((C, *best))
@@ -100,19 +110,25 @@ def _structure_key(stats):
     return stats.M, stats.K, digest.hexdigest()
 
 
-def balance(layers, cfg, batch):
-    """Regions for ``layers`` (a list of (name, W, WeightStats of W)), side by side from
-    column 0 in the given order, so that the slowest layer (the pipeline's rate) is as fast
-    as the wafer's columns allow: the lowest bound T for which every layer's narrowest
-    rectangle estimated at <= T fits in the columns together; the columns left over then
-    make the slowest of the others faster. Neighbours stay adjacent, so a link between
+def balance(layers, cfg, columns):
+    """Regions for ``layers`` (a list of (name, W, WeightStats of W)), each streaming its
+    ``columns`` activation columns per step (one count for all, or one per layer), side by
+    side from column 0 in the given order, so that the slowest layer (the pipeline's rate)
+    is as fast as the wafer's columns allow: the lowest bound T for which every layer's
+    narrowest rectangle estimated at <= T fits in the columns together; the columns left
+    over then make the slowest of the others faster. Neighbours stay adjacent, so a link between
     consecutive layers crosses no idle columns. Raises SramOverflowError naming a layer
     that never fits, or when the layers together need more columns."""
+    if isinstance(columns, (int, np.integer)):
+        columns = [columns] * len(layers)
+    if len(columns) != len(layers):
+        raise ValueError(f"columns must be one count or one per layer ({len(layers)}); "
+                         f"received {len(columns)}")
     profiles, seen = [], {}
-    for name, W, stats in layers:
-        key = _structure_key(stats)
+    for (name, W, stats), N in zip(layers, columns):
+        key = _structure_key(stats) + (int(N),)
         if key not in seen:             # a transformer's blocks repeat their shapes
-            seen[key] = [entry for entry in width_profile(W, stats, cfg, batch)
+            seen[key] = [entry for entry in width_profile(W, stats, cfg, N)
                          if np.isfinite(entry[2])]
         profile = seen[key]
         if not profile:
