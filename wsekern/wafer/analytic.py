@@ -890,6 +890,26 @@ def sddmm_cycles(weights, D, config, region):
     return _sddmm_cached(weights, D, config, region, False)["cycles"]
 
 
+def sddmm_check_fits(weights, D, config, region):
+    """Raise the SramOverflowError :func:`sddmm_cost` would for rows of length D on
+    ``region``, from its SRAM ledger alone (no report built or kept: the balance asks this
+    of every candidate rectangle)."""
+    _sddmm_ledger(weights, D, config, region)
+
+
+def _sddmm_ledger(w, D, config, region):
+    r0, c0, R, C = region
+    m_b, n_b, nnz, _, _ = sddmm_structure(w, R, C)
+    elem = config.elem_bytes
+    ledger = SramLedger(config, region)
+    rows_held = np.diff(m_b) * D * elem
+    ledger.alloc("A rows (stationary)", rows_held[:, None] * np.ones((1, C), np.int64))
+    ledger.alloc("pattern values + 16-bit indices + column starts",
+                 nnz * (elem + 2) + (np.diff(n_b)[None, :] + 1) * 2)
+    ledger.alloc("input FIFO", FIFO_BYTES)
+    return ledger.check(f"sddmm, pattern {w.M}x{w.K}, D={D} on {R}x{C} PEs")
+
+
 def _sddmm_cached(w, D, config, region, full):
     """Everything but the useful MACs depends on the pattern, the region and D alone:
     the report's fields, kept on the pattern's stats."""
@@ -906,14 +926,7 @@ def _sddmm_fields(w, D, config, region, full):
     M, N = w.M, w.K
     elem, fmac = config.elem_bytes, config.fmacs
     m_b, n_b, nnz, cols_rc, sent_c = sddmm_structure(w, R, C)
-    M_r = np.diff(m_b)
-
-    ledger = SramLedger(config, region)
-    ledger.alloc("A rows (stationary)", (M_r * D * elem)[:, None] * np.ones((1, C), np.int64))
-    ledger.alloc("pattern values + 16-bit indices + column starts",
-                 nnz * (elem + 2) + (np.diff(n_b)[None, :] + 1) * 2)
-    ledger.alloc("input FIFO", FIFO_BYTES)
-    sram = ledger.check(f"sddmm, pattern {M}x{N}, D={D} on {R}x{C} PEs")
+    sram = _sddmm_ledger(w, D, config, region)
 
     t_dot = config.setup_cycles + math.ceil(D / fmac) + math.log2(max(fmac, 1)) + 1
     busy = cols_rc * config.task_cycles + nnz * t_dot

@@ -62,7 +62,7 @@ def forward_estimate(W, stats, cfg, region, columns, ops=None):
     SRAM (the SDDMM keeps rows of ``columns`` output gradients on each PE: a convolution's
     batch x OH x OW can exceed any PE)."""
     try:
-        analytic.sddmm_cycles(stats, columns, cfg, region)     # fails fast, before the screen
+        analytic.sddmm_check_fits(stats, columns, cfg, region)  # fails fast, before the screen
         ops = ops if ops is not None else assumed_operands(W, stats, columns)
         X = ops.x_nz.astype(np.float32)
         r = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False, ops=ops)
@@ -83,7 +83,7 @@ def width_profile(W, stats, cfg, columns):
     M, K = W.shape
     cand_r = placement.geometric(min(cfg.rows, M), 8)
     try:     # the weight gradient's rows of ``columns`` fit nowhere if not on the most PEs
-        analytic.sddmm_cycles(stats, columns, cfg, (0, 0, cand_r[-1], min(cfg.cols, K)))
+        analytic.sddmm_check_fits(stats, columns, cfg, (0, 0, cand_r[-1], min(cfg.cols, K)))
     except SramOverflowError:
         return []
     ops = assumed_operands(W, stats, columns)
