@@ -293,3 +293,16 @@ def test_conv2d_refuses_arguments_that_are_not_positive_whole_numbers(kwargs):
     args = {"kernel_size": 3, **kwargs}
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         L.Conv2D(4, **args)
+
+
+def test_dense_on_no_features_gives_the_activation_of_its_bias():
+    """x of shape (2, 0) is a valid empty case (Keras gives act(bias)); it failed in a
+    reshape(-1, 0)."""
+    layer = L.Dense(3, activation="relu")
+    x = Tensor(np.ones((2, 0), np.float32), requires_grad=True)
+    layer(x)
+    layer.bias.data[...] = [1.0, -2.0, 3.0]
+    y = layer(x)
+    np.testing.assert_array_equal(y.data, [[1, 0, 3], [1, 0, 3]])
+    y.sum().backward()
+    assert x.grad.shape == (2, 0) and layer.kernel.grad.shape == (0, 3)

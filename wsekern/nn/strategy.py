@@ -136,7 +136,8 @@ class WaferStrategy:
             except SramOverflowError as e:
                 if self.requested_mode is not None:
                     raise
-                stream, reason = True, f"no layer-pipelined placement: {e}"
+                # the cause, without the advice to stream (taken here already)
+                stream, reason = True, f"no layer-pipelined placement: {str(e).split(';')[0]}"
         if stream:
             self.mode, self.reason = "weight-streaming", reason
             for p in self.placements:

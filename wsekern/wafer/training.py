@@ -134,7 +134,9 @@ def balance(layers, cfg, columns):
         if not profile:
             raise SramOverflowError(
                 f"layer {name!r} does not fit any rectangle of the {cfg.rows}x{cfg.cols} "
-                f"wafer in layer-pipelined mode; use WaferStrategy(config, "
+                f"wafer in layer-pipelined mode: its forward product or its weight gradient "
+                f"(which holds rows of {int(N):,} output-gradient columns on each PE) "
+                f"overflows every PE's SRAM; use WaferStrategy(config, "
                 f"mode='weight-streaming') or a larger wafer", pe=(0, 0))
         profiles.append(profile)
 

@@ -42,14 +42,15 @@ def linear(x, kernel, bias=None, gelu=False):
     """``gelu(x @ kernel + bias)`` (or without the GELU) for x (..., K), kernel (K, units)."""
     xd = x.data
     K, units = kernel.shape
-    x2 = xd.reshape(-1, K)                                                 # (rows, K)
+    rows = int(np.prod(xd.shape[:-1]))          # not -1: K = 0 (no features) is valid
+    x2 = xd.reshape(rows, K)                                               # (rows, K)
     y = x2 @ kernel.data                                                   # (rows, units)
     d = add_bias_activation(y, None if bias is None else bias.data, "gelu" if gelu else None)
     parents = (x, kernel) if bias is None else (x, kernel, bias)
 
     def backward(g):
         # in the model's dtype, as the unfused ops keep it (a float64 upstream gradient)
-        g2 = g.reshape(-1, units).astype(kernel.data.dtype, copy=False)    # (rows, units)
+        g2 = g.reshape(rows, units).astype(kernel.data.dtype, copy=False)  # (rows, units)
         if d is not None:
             g2 = (g2 * d).astype(kernel.data.dtype, copy=False)
         if x.requires_grad:
