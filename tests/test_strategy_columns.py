@@ -98,3 +98,27 @@ def test_layer_pipelined_when_requested_names_the_layer_that_fits_no_rectangle()
         model, _ = _placed(strategy, [nn.Input((28, 28, 1)), L.Conv2D(8, 3, name="c1"),
                                       L.Flatten(), L.Dense(10, name="d")])
         strategy.place(model, 128)       # 128 x 26 x 26 gradients in each row of the SDDMM
+
+
+def test_a_time_dimension_unknown_at_build_is_sized_from_fits_first_step():
+    """Input((None, 64)) was placed for 1 column per sample, and fit's first step then
+    overflowed (sddmm, D=12800); fit now re-places from what the step streamed, as the
+    same model with Input((400, 64)) is placed."""
+    T, B = 400, 32
+    rng = np.random.default_rng(0)
+    x = rng.random((B, T, 64)).astype(np.float32)
+    y = np.zeros((B, 2), np.float32)
+    reports = []
+    for shape in [(None, 64), (T, 64)]:
+        strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16))
+        nn.utils.set_random_seed(0)
+        with strategy.scope():
+            model = nn.Sequential([nn.Input(shape), L.Dense(64, name="seq"),
+                                   L.GlobalAveragePooling1D(), L.Dense(2, name="o")])
+            model.compile(optimizer="adam", loss="mse")
+        model.fit(x, y, batch_size=B, epochs=1, verbose=0)
+        r = model.wafer_report().to_dict()
+        layers = [(lr["layer"], lr["columns_per_step"], lr["region"]) for lr in r["layers"]]
+        reports.append((strategy.mode, r["cycles_per_step"], layers))
+    assert reports[0] == reports[1]
+    assert reports[0][2][0][1] == B * T

@@ -198,7 +198,14 @@ class WaferStrategy:
         start = time.perf_counter()
         if self._check_batch:
             self._check_batch = False
-            if self.placements and self.batch != batch_size:
+            # a dimension unknown at build time (None) is sized as 1 until the data comes:
+            # fit's first step shows what each layer really streams per sample
+            seen = {p: p.last_input.shape[1] // batch_size for p in self.placements
+                    if p.last_input is not None and batch_size > 0}
+            unsized = {p: n for p, n in seen.items() if n != p.columns_per_sample}
+            for p, n in unsized.items():
+                p.layer._columns_seen = n
+            if self.placements and (self.batch != batch_size or unsized):
                 self._place_again(model, batch_size)
         per_layer = []
         for p in self.placements:
@@ -270,8 +277,10 @@ def _columns_per_sample(layer):
     """The activation columns one sample streams through a layer's matrix: OH*OW for a
     Conv2D (its im2col), the product of the middle dimensions for a Dense on (B, ..., d)
     (T for (B, T, d); 1 on (B, d)). A dimension not known until the data comes (None)
-    counts as 1."""
+    counts as 1, until fit's first step has shown the count (``record_step``)."""
     from .layers import Conv2D
+    if None in layer.input_shape[1:-1] and getattr(layer, "_columns_seen", None):
+        return layer._columns_seen
     if isinstance(layer, Conv2D):
         middle = layer.compute_output_shape(layer.input_shape)[1:-1] \
             if None not in layer.input_shape[1:3] else ()
