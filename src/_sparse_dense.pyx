@@ -82,6 +82,12 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
     threads own disjoint rows.
     """
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0], i, k, j0 = 0, nb
+    # the loops below read bias[i] and write d's rows unchecked (O(1) checks, here too)
+    if bias is not None and bias.shape[0] != M:
+        raise ValueError(f"bias must have out's {M} rows; received {bias.shape[0]}")
+    if d is not None and (d.shape[0] != M or d.shape[1] != N):
+        raise ValueError(f"d must have out's shape ({M}, {N}); received "
+                         f"({d.shape[0]}, {d.shape[1]})")
     if M == 0 or N == 0:
         return
     cdef const floating* bp = NULL if bias is None else &bias[0]
@@ -191,6 +197,15 @@ def transpose(const floating[:, ::1] src, floating[:, ::1] dst, int n_threads=1,
     outnumber L1's lines (2048 x 512 float32: 0.36 ms here, NumPy's copy of a.T 4.5 ms)."""
     cdef Py_ssize_t R = src.shape[0], C = src.shape[1], t, c0, c1, j
     cdef Py_ssize_t band = BAND, n_bands = (C + band - 1) // band
+    # the loops below write dst and row_sums and read scale unchecked (O(1) checks)
+    if dst.shape[0] != C or dst.shape[1] != R:
+        raise ValueError(f"dst must have shape ({C}, {R}); received ({dst.shape[0]}, "
+                         f"{dst.shape[1]})")
+    if scale is not None and (scale.shape[0] != C or scale.shape[1] != R):
+        raise ValueError(f"scale must have shape ({C}, {R}); received ({scale.shape[0]}, "
+                         f"{scale.shape[1]})")
+    if row_sums is not None and row_sums.shape[0] != C:
+        raise ValueError(f"row_sums must have {C} entries; received {row_sums.shape[0]}")
     if C == 0:
         return
     if R == 0:

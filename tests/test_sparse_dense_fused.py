@@ -223,3 +223,40 @@ def test_empty_batch_and_all_pruned_kernel(monkeypatch, masked):
     np.testing.assert_allclose(y.data, _gelu(np.broadcast_to(b, (5, 13)))[0], rtol=1e-12)
     assert not x.grad.any() and layer.kernel.grad.shape == (0,)
     np.testing.assert_allclose(layer.bias.grad, 5 * _gelu(b)[1], rtol=1e-12)
+
+
+def test_the_cython_entry_points_refuse_mis_sized_operands_in_a_child_process():
+    """bias, d, scale, row_sums and dst were trusted to the wrapper's checks: a short one
+    read or wrote past its end (a segfault; heap corruption for dst). Run straight into
+    the Cython entry points, in a child so that a crash fails this test."""
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent("""
+        import numpy as np
+        import scipy.sparse as sps
+        from wsekern import _sparse_dense as S
+        W = sps.random(64, 32, density=0.3, format="csr", random_state=0)
+        vals, cols, ptr = W.data, W.indices.astype(np.int32), W.indptr.astype(np.int32)
+        X = np.ones((32, 512))
+        out = np.empty((64, 512))
+        src = np.ones((100, 40))
+        cases = [
+            lambda: S.rows_times_dense(vals, cols, ptr, X, out, 1, 0, np.ones(2), None),
+            lambda: S.rows_times_dense(vals, cols, ptr, X, out, 1, 0, None, np.ones((1, 1))),
+            lambda: S.transpose(src, np.empty((40, 99))),
+            lambda: S.transpose(src, np.empty((40, 100)), 1, np.ones((1, 1))),
+            lambda: S.transpose(src, np.empty((40, 100)), 1, None, np.ones(1)),
+        ]
+        for i, case in enumerate(cases):
+            try:
+                case()
+            except ValueError as e:
+                assert "received" in str(e), (i, str(e))
+            else:
+                raise SystemExit(f"case {i} was accepted")
+        print("ok", len(cases))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok 5", proc.stdout + proc.stderr
