@@ -50,3 +50,46 @@ def keras():
     if keras.backend.backend() != "torch":
         pytest.skip(f"Keras runs on {keras.backend.backend()} here, not torch")
     return keras
+
+
+def run_in_child(code, *, limit_gb=None, env=None, timeout=120):
+    """Run ``code`` in a fresh interpreter, so that a segfault or an abort fails the calling
+    test instead of killing the run. ``limit_gb`` caps the child's address space (an absurd
+    allocation then fails instead of swapping); ``env`` replaces its environment."""
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent(code)
+    if limit_gb is not None:
+        code = ("import resource\nresource.setrlimit(resource.RLIMIT_AS, "
+                f"({limit_gb} << 30, {limit_gb} << 30))\n" + code)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+_REFUSAL_LOOP = """
+for _i, _case in enumerate(cases):
+    try:
+        _case()
+    except {errors} as _e:
+        _msg = str(_e)
+        if not _msg or ({needles!r} and not any(n in _msg for n in {needles!r})):
+            raise SystemExit(f"case {{_i}}: {{type(_e).__name__}} with no clear message: "
+                             f"{{_msg!r}}")
+    else:
+        raise SystemExit(f"case {{_i}} was accepted")
+print("refused", len(cases))
+"""
+
+
+def assert_refused_in_child(code, count, errors=(ValueError,), needles=(), **child):
+    """``code`` defines ``cases``, a list of callables that must each raise one of ``errors``
+    (builtin exception classes) with a message holding one of ``needles`` (any message
+    when empty). Runs in a child process (see ``run_in_child``); ``count`` guards against
+    a list that lost its cases."""
+    import textwrap
+    names = "(" + ", ".join(e.__name__ for e in errors) + ",)"
+    loop = _REFUSAL_LOOP.format(errors=names, needles=tuple(needles))
+    proc = run_in_child(textwrap.dedent(code) + loop, **child)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"refused {count}", (
+        proc.stdout[-2000:] + proc.stderr[-2000:])

@@ -2,6 +2,7 @@
 and, where installed, torch."""
 import numpy as np
 import pytest
+from conftest import run_in_child
 from scipy.special import erf
 
 from wsekern.nn import activations
@@ -114,8 +115,6 @@ def test_use_simd_path_refuses_unknown_names():
 
 def test_gelu_refuses_outputs_shorter_than_x_in_a_child_process():
     """The loops write len(x) values into out and d (a short out used to be written past)."""
-    import subprocess
-    import sys
     code = ("import numpy as np\nfrom wsekern import _activations as A\n"
             "for dt in (np.float32, np.float64):\n"
             "    x = np.ones(1 << 16, dt)\n"
@@ -128,6 +127,5 @@ def test_gelu_refuses_outputs_shorter_than_x_in_a_child_process():
             "        else:\n"
             "            raise SystemExit('accepted')\n"
             "print('ok')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_in_child(code)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr

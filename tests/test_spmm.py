@@ -3,7 +3,7 @@ threads."""
 import numpy as np
 import pytest
 import scipy.sparse as sps
-from conftest import random_csr, reference, tol
+from conftest import random_csr, reference, run_in_child, tol
 
 import wsekern
 
@@ -156,8 +156,6 @@ def test_column_block_follows_the_l2_size(monkeypatch):
 def test_blocked_skip_rows_with_very_few_nonzeros_in_a_child():
     """W with 1-3 nonzeros on the blocked csr-skip-rows path: the per-row counts buffer was
     sized by the nonzeros, not the rows, and the kernel wrote past it (a crash at exit)."""
-    import subprocess
-    import sys
     import textwrap
     code = textwrap.dedent("""
         import numpy as np, scipy.sparse as sps, wsekern
@@ -177,8 +175,7 @@ def test_blocked_skip_rows_with_very_few_nonzeros_in_a_child():
                 np.testing.assert_allclose(got, W.toarray().astype(np.float64) @ X, rtol=1e-6)
         print("ok")
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    done = run_in_child(code)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 

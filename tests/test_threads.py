@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import run_in_child
 
 import wsekern
 from wsekern import _threads
@@ -140,8 +141,7 @@ def _child(code, **env):
     full = {k: v for k, v in os.environ.items()
             if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     full.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True,
-                          text=True, timeout=120)
+    return run_in_child(code, env=full)
 
 
 @openmp

@@ -4,12 +4,10 @@ work and memory are estimated (and refused, naming the knob) before they are spe
 Cases that could blow up run in a child process under an address-space limit and a
 timeout, so that a blow-up fails the test instead of killing the run."""
 import math
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
+from conftest import run_in_child
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,13 +19,8 @@ HOSTILE = [math.inf, -math.inf, math.nan, 1e300, 1e-300, -1, -1e-9, 0, 10 ** 30,
 
 
 def run_child(code, limit_gb=3, timeout=120):
-    """Run ``code`` in a fresh interpreter with RLIMIT_AS = ``limit_gb``; (rc, out, err)."""
-    prologue = textwrap.dedent(f"""
-        import resource
-        resource.setrlimit(resource.RLIMIT_AS, ({limit_gb} << 30, {limit_gb} << 30))
-    """)
-    proc = subprocess.run([sys.executable, "-c", prologue + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=timeout)
+    """Run ``code`` in a fresh interpreter with its address space capped; (rc, out, err)."""
+    proc = run_in_child(code, limit_gb=limit_gb, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
 
 
