@@ -285,6 +285,17 @@ def test_whitespace_config_is_refused_by_its_size_cap(saved, tmp_path):
     assert code == 3 and "config.json" in out and "at most" in out, out
 
 
+def test_config_nested_beyond_the_json_reader_is_refused_by_name(saved, tmp_path):
+    """A small but deeply nested config.json raised a bare RecursionError from json."""
+    with zipfile.ZipFile(saved) as z:
+        meta = json.loads(z.read("config.json"))
+    depth = 50_000
+    deep = json.dumps(meta)[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"
+    bad = rewrite(saved, tmp_path / "deep.keras", members={"config.json": deep.encode()})
+    code, out = load_in_child(bad, headroom_mib=128)
+    assert code == 3 and "nests deeper" in out, out
+
+
 def test_config_asking_for_a_huge_layer_is_refused_before_building(saved, tmp_path):
     def huge(meta):
         meta["model"]["config"]["layers"][1]["config"]["units"] = 10**9

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sps
-from conftest import random_csr, tol
+from conftest import assert_refused_in_child, random_csr, tol
 
 import wsekern
 
@@ -84,3 +84,19 @@ def test_nan_weight_updates_refresh_the_finite_flag():
     assert not P.all_finite
     expected = P.to_scipy() @ X
     np.testing.assert_array_equal(np.isnan(wsekern.spmm(P, X)), np.isnan(expected))
+
+
+def test_absurd_shapes_are_refused_by_name_and_a_huge_transpose_is_estimated_first():
+    """A dimension of 2**63 gave Cython's bare OverflowError; a valid 2**40-column matrix
+    was accepted, then its transpose asked SciPy for 8 TiB of row pointers. Run in a
+    child with capped memory, so a regression fails instead of swapping."""
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern import PackedSparse
+        one = (np.ones(1), np.zeros(1, np.int64), np.array([0, 1], np.int64))
+        wide = PackedSparse(*one, (1, 2**40))           # valid: one row, one nonzero
+        assert wide.nnz == 1 and wide.shape == (1, 2**40)
+        cases = [lambda: PackedSparse(*one, (1, 2**63)),
+                 lambda: PackedSparse(*one, (2**64, 1)),
+                 lambda: wide.T]
+    """, 3, (ValueError, MemoryError), ("2**63", "received", "GiB"), limit_gb=4)

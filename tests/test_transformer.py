@@ -202,3 +202,17 @@ def test_generate_and_embedding_refuse_what_they_cannot_mean():
         emb(np.array([["a", "b"]]))
     with pytest.raises(ValueError, match="whole numbers"):
         emb(np.array([[1.5, 2.0]]))
+
+
+def test_multi_head_attention_names_mismatched_operands():
+    """A key with another batch size reached a reshape deep inside ("cannot reshape array
+    of size 120 into shape (2,5,2,4)"); each mismatch now names the shapes received."""
+    mha = L.MultiHeadAttention(2, 4)
+    q = np.ones((2, 3, 8), np.float32)
+    for value, key in [(np.ones((3, 5, 8), np.float32), None),
+                       (np.ones((2, 5, 8), np.float32), np.ones((2, 4, 8), np.float32)),
+                       (np.ones((2, 5, 8), np.float32), np.ones((3, 5, 8), np.float32)),
+                       (np.ones((5, 8), np.float32), None)]:
+        with pytest.raises(ValueError, match="one batch size and one Tk; received query"):
+            mha(q, value, key)
+    assert mha(q, np.ones((2, 5, 8), np.float32)).shape == (2, 3, 8)

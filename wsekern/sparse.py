@@ -5,6 +5,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from . import _spmm
+from ._budget import check_memory
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _ALIGN = 64  # bytes: one cache line, one AVX-512 vector
@@ -120,6 +121,9 @@ def _wide_indices(W):
     return W                     # LIL and DOK hold Python integers
 
 
+_MAX_DIM = np.iinfo(np.int64).max
+
+
 def _check_shape(shape, what):
     """(M, K) as Python ints: the shape attribute is as open to tampering as the arrays."""
     try:
@@ -129,6 +133,9 @@ def _check_shape(shape, what):
                          f"shape {shape!r}") from None
     if M < 0 or K < 0:
         raise ValueError(f"{what} must have a non-negative shape; received {(M, K)}")
+    if max(M, K) > _MAX_DIM:
+        raise ValueError(f"{what}: a dimension beyond 2**63 - 1 cannot be indexed (int64 "
+                         f"indices); received shape {(M, K)}")
     return M, K
 
 
@@ -476,6 +483,10 @@ class PackedSparse:
         """The transpose as a PackedSparse, built once and kept in step with set_values."""
         if self._transpose is None:
             M, K = self._shape
+            # the transpose's row pointers have K + 1 entries, whatever the nonzero count
+            check_memory((K + 1) * self._indptr.itemsize + self.nnz * 24,
+                         f"the transpose of a {M}x{K} PackedSparse",
+                         "a matrix with this many columns cannot be transposed here")
             order = np.arange(self.nnz, dtype=np.int64)
             T = sps.csr_array((order, self._indices, self._indptr), shape=self._shape).T.tocsr()
             T.sort_indices()

@@ -329,6 +329,12 @@ class MultiHeadAttention(Layer):
         if query.shape[-1] != self.input_shape[-1]:
             raise ValueError(f"layer {self.name!r} expects queries with {self.input_shape[-1]} "
                              f"features; received shape {query.shape}")
+        shapes = {"query": query.shape, "value": value.shape, "key": key.shape}
+        if any(len(v) != 3 for v in shapes.values()) or len(
+                {v[0] for v in shapes.values()}) != 1 or key.shape[1] != value.shape[1]:
+            raise ValueError(f"layer {self.name!r} expects query (batch, Tq, dim), value and "
+                             f"key (batch, Tk, dim) with one batch size and one Tk; received "
+                             + ", ".join(f"{n} {v}" for n, v in shapes.items()))
         B, Tq, Tk = query.shape[0], query.shape[1], key.shape[1]
         h, kd, vd = self.num_heads, self.key_dim, self.value_dim
         q = self.query_dense(query, training=training)                       # (B, Tq, h*k)

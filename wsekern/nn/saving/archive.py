@@ -112,6 +112,9 @@ class Archive:
             meta = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise ValueError(f"{self.path}: {CONFIG_NAME} is not valid JSON ({e})") from None
+        except RecursionError:
+            raise ValueError(f"{self.path}: {CONFIG_NAME} nests deeper than Python's JSON "
+                             f"reader can follow; a saved model nests a few levels") from None
         if not isinstance(meta, dict):
             raise ValueError(f"{self.path}: {CONFIG_NAME} must hold a JSON object; received "
                              f"{type(meta).__name__}")
