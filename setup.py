@@ -31,6 +31,7 @@ EXTENSIONS = [
     Extension("wsekern._pipeline", ["src/_pipeline.pyx"]),
     Extension("wsekern._screen", ["src/_screen.pyx"], extra_compile_args=["-ffp-contract=off"]),
     Extension("wsekern._sparse_dense", ["src/_sparse_dense.pyx"]),
+    Extension("wsekern._optim", ["src/_optim.pyx"], extra_compile_args=["-ffp-contract=off"]),
 ]
 
 

@@ -3,13 +3,16 @@ with its update rules, gradient clipping, configs and a saveable state.
 
 One implementation: ``Optimizer`` owns the step count (a 0-d int64 array, so it saves and
 restores exactly), the learning rate (a float or a schedule), clipping, decoupled weight
-decay and per-variable slots; each subclass names its slots and defines ``_update``.
+decay and per-variable slots; each subclass names its slots and defines ``_update`` (the
+NumPy rule, for every dtype and layout) and ``_fused`` (the same rule in one pass, from
+``wsekern._optim``, for contiguous float32/float64 variables; the same numbers).
 """
 import math
 import sys
 
 import numpy as np
 
+from .. import _optim
 from . import registry, schedules
 from .schedules import (  # noqa: F401
     CosineDecay,
@@ -44,9 +47,12 @@ def _number(name, value, lo=None, hi=None, lo_open=False, hi_open=False):
 
 class Optimizer:
     """Shared machinery; subclasses set ``_slots`` (state names per variable) and
-    ``_update(w, g, slots, lr, step)`` where ``step`` is the 1-based step being taken."""
+    ``_update(w, g, slots, lr, step)`` where ``step`` is the 1-based step being taken, and
+    may set ``_fused(w, g, slots, lr, step, decay)``: the update including the weight decay
+    ``w -= w * decay`` (decay None: none), True when done, False to run the NumPy code."""
     _slots = ()
     _default_name = "optimizer"
+    _use_fused = True          # False: always the NumPy code (tests compare the two)
 
     def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99,
@@ -109,10 +115,15 @@ class Optimizer:
         lr = self.learning_rate
         step = self.iterations + 1
         self._begin_step(step)
+        decay = self.weight_decay * lr if self.weight_decay else None
+        fused = self._use_fused
         for g, (_, v) in zip(grads, pairs):
-            if self.weight_decay:
-                v.data -= v.data * (self.weight_decay * lr)
-            self._update(v.data, g, self._slots_of(v), lr, step)
+            w, slots = v.data, self._slots_of(v)
+            if fused and self._fused(w, g, slots, lr, step, decay):
+                continue
+            if decay is not None:
+                w -= w * decay
+            self._update(w, g, slots, lr, step)
         self._iterations += 1
 
     apply = apply_gradients
@@ -142,6 +153,9 @@ class Optimizer:
 
     def _init_slot(self, name, w):
         return np.zeros_like(w)
+
+    def _fused(self, w, g, slots, lr, step, decay):
+        return False
 
     def _begin_step(self, step):
         """Optimizer-wide work before the per-variable updates (Nadam's running product)."""
@@ -243,6 +257,10 @@ class SGD(Optimizer):
     def _hyper(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 
+    def _fused(self, w, g, slots, lr, step, decay):
+        return _optim.sgd(w, g, slots[0] if self.momentum else None, lr, self.momentum,
+                          self.nesterov, decay)
+
     def _update(self, w, g, slots, lr, step):
         if not self.momentum:
             w -= lr * g
@@ -275,6 +293,11 @@ class RMSprop(Optimizer):
     def _hyper(self):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
                 "centered": self.centered}
+
+    def _fused(self, w, g, slots, lr, step, decay):
+        return _optim.rmsprop(w, g, slots[0], slots[1] if self.momentum else None,
+                              slots[-1] if self.centered else None, lr, self.rho,
+                              self.momentum, self.epsilon, decay)
 
     def _update(self, w, g, slots, lr, step):
         velocity = slots[0]
@@ -317,10 +340,18 @@ class Adam(Optimizer):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
                 "amsgrad": self.amsgrad}
 
+    def _alpha(self, lr, step):
+        return lr * math.sqrt(1 - self.beta_2 ** step) / (1 - self.beta_1 ** step)
+
+    def _fused(self, w, g, slots, lr, step, decay):
+        return _optim.adam(w, g, slots[0], slots[1], slots[2] if self.amsgrad else None,
+                           self._alpha(lr, step), self.beta_1, self.beta_2, self.epsilon,
+                           decay)
+
     def _update(self, w, g, slots, lr, step):
         m, v = slots[0], slots[1]
+        alpha = self._alpha(lr, step)
         b1, b2 = self.beta_1, self.beta_2
-        alpha = lr * math.sqrt(1 - b2 ** step) / (1 - b1 ** step)
         m += (g - m) * (1 - b1)
         v += (g * g - v) * (1 - b2)
         if self.amsgrad:
@@ -356,6 +387,9 @@ class Adagrad(Optimizer):
     def _hyper(self):
         return {"initial_accumulator_value": self.initial_accumulator_value,
                 "epsilon": self.epsilon}
+
+    def _fused(self, w, g, slots, lr, step, decay):
+        return _optim.adagrad(w, g, slots[0], lr, self.epsilon, decay)
 
     def _update(self, w, g, slots, lr, step):
         acc = slots[0]
@@ -401,6 +435,10 @@ class Adamax(Optimizer):
     def _hyper(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
+    def _fused(self, w, g, slots, lr, step, decay):
+        return _optim.adamax(w, g, slots[0], slots[1], lr, self.beta_1, self.beta_2,
+                             1 - self.beta_1 ** step, self.epsilon, decay)
+
     def _update(self, w, g, slots, lr, step):
         m, u = slots
         m += (g - m) * (1 - self.beta_1)
@@ -433,6 +471,13 @@ class Nadam(Optimizer):
     def _hyper(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
+    def _fused(self, w, g, slots, lr, step, decay):
+        u_t, u_t1 = self._mu(step), self._mu(step + 1)
+        u_prod = self._u_product
+        return _optim.nadam(w, g, slots[0], slots[1], lr, self.beta_1, self.beta_2, u_t1,
+                            1 - u_prod * u_t1, 1 - u_t, 1 - u_prod, 1 - self.beta_2 ** step,
+                            self.epsilon, decay)
+
     def _update(self, w, g, slots, lr, step):
         m, v = slots
         u_t, u_t1 = self._mu(step), self._mu(step + 1)
@@ -456,6 +501,9 @@ class Lion(Optimizer):
 
     def _hyper(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2}
+
+    def _fused(self, w, g, slots, lr, step, decay):
+        return _optim.lion(w, g, slots[0], lr, self.beta_1, self.beta_2, decay)
 
     def _update(self, w, g, slots, lr, step):
         (m,) = slots

@@ -107,8 +107,26 @@ def map_structure(fn, structure):
     return fn(structure)
 
 
+def _has_symbolic(v):
+    if isinstance(v, KerasTensor):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(_has_symbolic(item) for item in v)
+    if isinstance(v, dict):
+        return any(_has_symbolic(item) for item in v.values())
+    return False
+
+
 def any_symbolic(args, kwargs):
-    return bool(flatten((args, kwargs)))
+    """Whether a KerasTensor is among the arguments, nested or not (every layer call asks:
+    stops at the first, and builds no list)."""
+    for v in args:
+        if _has_symbolic(v):
+            return True
+    for v in kwargs.values():
+        if _has_symbolic(v):
+            return True
+    return False
 
 
 PLACEHOLDER = 3     # the size a None dimension takes while an output shape is found

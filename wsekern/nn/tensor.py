@@ -17,9 +17,15 @@ class Tensor:
     def __init__(self, data, requires_grad=False, parents=(), backward=None, name=None):
         self.data = data if isinstance(data, np.ndarray) else np.asarray(data)
         self.grad = None
-        self.requires_grad = requires_grad or any(p.requires_grad for p in parents)
-        self._parents = parents if self.requires_grad else ()
-        self._backward = backward if self.requires_grad else None
+        if not requires_grad:                  # every op makes one: a loop, no generator
+            for p in parents:
+                if p.requires_grad:
+                    requires_grad = True
+                    break
+        requires_grad = bool(requires_grad)
+        self.requires_grad = requires_grad
+        self._parents = parents if requires_grad else ()
+        self._backward = backward if requires_grad else None
         self.name = name
 
     # -- basics --------------------------------------------------------------
@@ -52,18 +58,25 @@ class Tensor:
 
     def backward(self, grad=None):
         """Gradients of this tensor with respect to every tensor that requires them."""
+        # Iterative DFS (deep graphs are fine), inputs after outputs in reverse; the visiting
+        # order fixes the order in which gradients add up, so it must stay as it is. Nodes
+        # without requires_grad have no parents and no backward: they are not visited.
         order, seen = [], set()
         stack = [(self, False)]
-        while stack:                                 # iterative DFS: deep graphs are fine
-            node, expanded = stack.pop()
+        pop, push, add = stack.pop, stack.append, seen.add
+        while stack:
+            node, expanded = pop()
             if expanded:
                 order.append(node)
                 continue
-            if id(node) in seen:
+            key = id(node)
+            if key in seen:
                 continue
-            seen.add(id(node))
-            stack.append((node, True))
-            stack.extend((p, False) for p in node._parents if id(p) not in seen)
+            add(key)
+            push((node, True))
+            for p in node._parents:
+                if p.requires_grad and id(p) not in seen:
+                    push((p, False))
         self.grad = np.ones_like(self.data) if grad is None else grad
         for node in reversed(order):
             if node._backward is not None and node.grad is not None:

@@ -329,7 +329,8 @@ class Layer:
         return _infer_output_shape(self, input_shape)
 
     def __call__(self, *args, **kwargs):
-        self._ensure_base()
+        if "_variables" not in self.__dict__:
+            self._ensure_base()
         from ..symbolic import any_symbolic, call_symbolic
         if any_symbolic(args, kwargs):
             return call_symbolic(self, args, kwargs)

@@ -1,6 +1,7 @@
 """What ``compile`` turns its arguments into: one loss and a list of metrics per output,
 and the loss weights, matched to the model's outputs by position or name as Keras does."""
 import inspect
+import math
 
 import numpy as np
 
@@ -171,14 +172,14 @@ def check_targets(loss, y, y_pred, output_name):
     name = loss_name(loss)
     where = f" for output {output_name!r}" if output_name else ""
     if name in _SPARSE_LOSSES:
-        want = int(np.prod(p_shape[:-1]))
+        want = math.prod(p_shape[:-1])
         if y.size != want:
             per = "" if len(p_shape) == 2 else f" ({want // max(n, 1)} per sample)"
             raise ValueError(f"expected y{where} with {want} labels{per} for {n} samples; "
                              f"received shape {y.shape}")
-    elif name in _ELEMENTWISE_LOSSES and y.size != int(np.prod(p_shape)):
+    elif name in _ELEMENTWISE_LOSSES and y.size != math.prod(p_shape):
         raise ValueError(f"expected y{where} with the predictions' shape {p_shape} "
-                         f"({int(np.prod(p_shape))} values for {n} samples); received shape "
+                         f"({math.prod(p_shape)} values for {n} samples); received shape "
                          f"{y.shape}")
 
 
