@@ -136,3 +136,40 @@ def test_dense_stream_refuses_bounds_outside_x():
     np.testing.assert_array_equal(work, [[3.0, 7.0]] * 3)        # a = 1 and 3 per sample
     np.testing.assert_array_equal(last, [[1.0, 3.0], [3.0, 7.0], [5.0, 11.0]])
     assert (a_max, v_max) == (9, 12)
+
+
+@pytest.mark.parametrize("cfg", [wk.WaferConfig.wse2(), wk.WaferConfig.small(16, 16)],
+                         ids=["wse2", "small"])
+@pytest.mark.parametrize("mode,density,region", [
+    ("layer-pipelined", 0.1, (0, 0, 6, 5)), ("layer-pipelined", 0.6, (0, 2, 3, 9)),
+    ("layer-pipelined", 0.02, (0, 0, 1, 1)), ("weight-streaming", 0.3, None),
+    ("weight-streaming", 1.0, None)])
+def test_every_step_plan_gives_the_full_step_cost(cfg, mode, density, region):
+    """A planned step (a W with zeros placed per step, or weight streaming's fixed parts)
+    gives the very floats step_cost gives, and the SRAM peak of its reports, for batches
+    of any sparsity (whole zero samples, an all-zero batch), with and without the input
+    gradient; weight streaming's plan costed on zeros equals one given a step's parts."""
+    rng = np.random.default_rng(int(density * 100))
+    M, K = 40, 30
+    W = _w(rng, M, K, density)
+    region = region or (0, 0, cfg.rows, cfg.cols)
+    stats, stats_t = WeightStats(W), WeightStats(W.T)
+    for needs in (True, False):
+        plan = training.step_plan(cfg, mode, region, W, stats, stats_t, 12, needs)
+        assert plan["kind"] == ("sparse" if mode == "layer-pipelined" else "fixed")
+        for zeros_x, zeros_g in [(0.5, 0.3), (0.9, 0.0), (1.0, 1.0), (0.0, 0.5)]:
+            x_nz = _relu_like(rng, K, 12, zeros_x) != 0
+            g_nz = _relu_like(rng, M, 12, zeros_g) != 0
+            parts, reports, latency = training.step_cost(cfg, mode, region, W, stats,
+                                                         stats_t, x_nz, g_nz, needs)
+            sram = max(r.sram_peak_bytes for r in reports.values())
+            got_parts, got_latency, got_sram = training.planned_step(plan, x_nz, g_nz)
+            assert (got_parts, got_latency) == (parts, latency)
+            assert got_sram == (sram if mode == "layer-pipelined" else None)
+            if mode == "weight-streaming":
+                given = training.step_plan(cfg, mode, region, W, stats, stats_t, 12, needs,
+                                           costed=(parts, latency))
+                assert training.planned_step(given, x_nz, g_nz)[:2] == (parts, latency)
+        with pytest.raises(ValueError, match="steps of 12 samples; received x_nz"):
+            training.planned_step(plan, np.ones((K, 5), bool), np.ones((M, 12), bool))
+    assert training.step_plan(cfg, mode, region, W, stats, stats_t, 0, True) is None

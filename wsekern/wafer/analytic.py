@@ -86,6 +86,21 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     return _ws_report(ops, pl, config, timing, full)
 
 
+def weight_stationary_cycles(ops, config, region, what="spmm"):
+    """(cycles, lower bound, SRAM peak bytes) that :func:`weight_stationary` with
+    ``exact=False`` reports (``cycles``, ``cycles_lower``, ``sram_peak_bytes``), without
+    building the report: the same placement, work and pipeline, so the same floats. A
+    training step costs its products with this; the reports wait until read."""
+    pl = placer.weight_stationary(ops, config, region, what)
+    work, work_cn, arrivals, per_pe = _ws_work(ops, pl, config, False)
+    timing = _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe)
+    est = timing["est"]
+    memo = _memo(pl, config)
+    if "sram_peak" not in memo:         # the SRAM changes only with the formats (the memo's)
+        memo["sram_peak"] = int(pl.sram.max()) if pl.sram.size else 0
+    return float(est), float(min(timing["lower"], est)), memo["sram_peak"]
+
+
 def screen_price(ops, config, region, what="spmm"):
     """The cycles :func:`weight_stationary` with ``exact=False`` reports on ``region``
     (the placer's screen), without a Placement's per-PE maps or a SimReport: the format
@@ -888,6 +903,12 @@ def sddmm_cycles(weights, D, config, region):
     """The cycles :func:`sddmm_cost` gives the pattern of ``weights`` (a WeightStats) for
     rows of length D: they depend on neither operand's values."""
     return _sddmm_cached(weights, D, config, region, False)["cycles"]
+
+
+def sddmm_sram_peak(weights, D, config, region):
+    """The SRAM peak bytes of :func:`sddmm_cost`'s report for rows of length D."""
+    fields = _sddmm_cached(weights, D, config, region, False)
+    return int(fields["sram_bytes"].max()) if fields["sram_bytes"].size else 0
 
 
 def sddmm_check_fits(weights, D, config, region):
