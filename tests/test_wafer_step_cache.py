@@ -173,3 +173,35 @@ def test_every_step_plan_gives_the_full_step_cost(cfg, mode, density, region):
         with pytest.raises(ValueError, match="steps of 12 samples; received x_nz"):
             training.planned_step(plan, np.ones((K, 5), bool), np.ones((M, 12), bool))
     assert training.step_plan(cfg, mode, region, W, stats, stats_t, 0, True) is None
+
+
+def test_weight_stationary_cycles_equal_the_placed_report():
+    """The step's cycles without a placement or a report: the same cycles, lower bound and
+    SRAM peak as weight_stationary(exact=False), over regions where the blocks take both
+    formats (the batch decides some), one format only, and more PE columns than W has
+    columns; a block that fits in neither format raises the placement's error."""
+    rng = np.random.default_rng(11)
+    formats = set()
+    for cfg in (wk.WaferConfig.wse2(), wk.WaferConfig.small(16, 16)):
+        for density, (M, K), region in [(0.1, (64, 48), (0, 0, 8, 6)),
+                                        (0.3, (40, 30), (0, 2, 5, 9)),
+                                        (0.05, (90, 70), (0, 0, 3, 4)),
+                                        (0.5, (12, 8), (0, 0, 4, 11)),
+                                        (1.0, (20, 10), (0, 0, 2, 3)),
+                                        (0.01, (400, 300), (0, 0, 2, 2))]:
+            W = _w(rng, M, K, density)
+            stats = WeightStats(W)
+            for zeros in (0.0, 0.5, 0.95, 1.0):
+                x_nz = _relu_like(rng, K, 9, zeros) != 0
+                r = analytic.weight_stationary(W, x_nz, cfg, region, exact=False, full=False,
+                                               ops=Operands(W, x_nz, stats))
+                formats.add(int(r.details["compressed_blocks"] > 0)
+                            + int(r.details["compressed_blocks"] < region[2] * region[3]) * 2)
+                got = analytic.weight_stationary_cycles(Operands(W, x_nz, stats), cfg, region)
+                assert got == (r.cycles, r.cycles_lower, r.sram_peak_bytes)
+    assert formats >= {1, 2, 3}          # compressed only, dense only, and both
+    tiny = wk.WaferConfig.small(4, 4)
+    W = _w(rng, 4000, 3000, 0.9)
+    with pytest.raises(wk.SramOverflowError, match="weight-stationary"):
+        analytic.weight_stationary_cycles(Operands(W, np.ones((3000, 2), bool)), tiny,
+                                          (0, 0, 1, 1))
