@@ -138,17 +138,29 @@ def test_dense_stream_refuses_bounds_outside_x():
     assert (a_max, v_max) == (9, 12)
 
 
-@pytest.mark.parametrize("cfg", [wk.WaferConfig.wse2(), wk.WaferConfig.small(16, 16)],
-                         ids=["wse2", "small"])
-@pytest.mark.parametrize("mode,density,region", [
-    ("layer-pipelined", 0.1, (0, 0, 6, 5)), ("layer-pipelined", 0.6, (0, 2, 3, 9)),
-    ("layer-pipelined", 0.02, (0, 0, 1, 1)), ("weight-streaming", 0.3, None),
-    ("weight-streaming", 1.0, None)])
-def test_every_step_plan_gives_the_full_step_cost(cfg, mode, density, region):
+def _fields(report):
+    """A SimReport's fields, arrays as lists (comparable with ==)."""
+    import dataclasses
+    out = {}
+    for f in dataclasses.fields(report):
+        v = getattr(report, f.name)
+        out[f.name] = v.tolist() if isinstance(v, np.ndarray) else \
+            {k: (x.tolist() if isinstance(x, np.ndarray) else x) for k, x in v.items()} \
+            if isinstance(v, dict) else v
+    return out
+
+
+@pytest.mark.parametrize("config,mode,density,region", [
+    (c, "layer-pipelined", d, r) for c in ("wse2", "small")
+    for d, r in ((0.1, (0, 0, 6, 5)), (0.6, (0, 2, 3, 9)), (0.02, (0, 0, 1, 1)))] + [
+    # (weight streaming on the whole of wse2 is minutes of exact model per step)
+    ("small", "weight-streaming", 0.3, None), ("small", "weight-streaming", 1.0, None)])
+def test_every_step_plan_gives_the_full_step_cost(config, mode, density, region):
     """A planned step (a W with zeros placed per step, or weight streaming's fixed parts)
     gives the very floats step_cost gives, and the SRAM peak of its reports, for batches
     of any sparsity (whole zero samples, an all-zero batch), with and without the input
     gradient; weight streaming's plan costed on zeros equals one given a step's parts."""
+    cfg = wk.WaferConfig.wse2() if config == "wse2" else wk.WaferConfig.small(16, 16)
     rng = np.random.default_rng(int(density * 100))
     M, K = 40, 30
     W = _w(rng, M, K, density)
@@ -168,8 +180,16 @@ def test_every_step_plan_gives_the_full_step_cost(cfg, mode, density, region):
             assert got_sram == (sram if mode == "layer-pipelined" else None)
             if mode == "weight-streaming":
                 given = training.step_plan(cfg, mode, region, W, stats, stats_t, 12, needs,
-                                           costed=(parts, latency))
+                                           costed=(parts, latency, reports))
                 assert training.planned_step(given, x_nz, g_nz)[:2] == (parts, latency)
+                # the reports too, field by field (the useful MACs from this step's nonzeros)
+                for p in (plan, given):
+                    got = training.planned_reports(p, x_nz, g_nz)
+                    assert sorted(got) == sorted(reports)
+                    for k, r in reports.items():
+                        assert _fields(got[k]) == _fields(r), k
+            else:
+                assert training.planned_reports(plan, x_nz, g_nz) is None
         with pytest.raises(ValueError, match="steps of 12 samples; received x_nz"):
             training.planned_step(plan, np.ones((K, 5), bool), np.ones((M, 12), bool))
     assert training.step_plan(cfg, mode, region, W, stats, stats_t, 0, True) is None

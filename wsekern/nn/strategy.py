@@ -440,7 +440,9 @@ class LayerPlacement:
         """The last step's report per product (forward, input-gradient, weight-gradient),
         built when first read from the nonzero patterns that step kept."""
         if self._pending is not None:
-            _, self._reports, _ = training.step_cost(*self._pending)
+            fixed = training.planned_reports(self._plan, *self._pending[6:8])
+            self._reports = fixed if fixed is not None else \
+                training.step_cost(*self._pending)[1]
             self._pending = None
         return self._reports
 
@@ -469,7 +471,7 @@ class LayerPlacement:
             parts, self._reports, latency = training.step_cost(*args)
             self._pending, self._primed = None, key
             self._plan = training.step_plan(*args[:6], x_nz.shape[1], self.needs_input_grad,
-                                            costed=(parts, latency))
+                                            costed=(parts, latency, self._reports))
             self.sram_peak = max(self.sram_peak,
                                  int(max(r.sram_peak_bytes for r in self._reports.values())))
         for k, v in parts.items():

@@ -11,6 +11,7 @@ model and calls these). Two modes:
 - weight streaming: one layer at a time on the whole wafer, X stationary, the weights
   crossing the external link (forward, backward, gradients out), the update off-wafer.
 """
+import dataclasses
 import hashlib
 import math
 
@@ -261,8 +262,10 @@ def step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad, costed=
       W's pattern, not the operands); the useful MACs are left to the reports;
     - ``"fixed"``: weight streaming: every product's time reads W's structure and N, not
       the operands' values (X sits dense on the PEs; the weights stream), so the parts of
-      one step are every step's. ``costed`` gives them, as (parts, latency) of step_cost
-      for a step of N samples; else they are costed once here on all-zero operands.
+      one step are every step's, and so are its reports but for the useful MACs
+      (:func:`planned_reports`). ``costed`` gives them, as (parts, latency, reports) of
+      step_cost for a step of N samples; else they are costed once here on all-zero
+      operands.
     """
     if N == 0:
         return None
@@ -276,12 +279,27 @@ def step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad, costed=
                 "update": update_cycles(cfg, region, W)}
     if costed is None:
         M, K = W.shape
-        parts, _, latency = step_cost(cfg, mode, region, W, stats, stats_t,
-                                      np.zeros((K, N), bool), np.zeros((M, N), bool),
-                                      needs_input_grad)
+        parts, reports, latency = step_cost(cfg, mode, region, W, stats, stats_t,
+                                            np.zeros((K, N), bool), np.zeros((M, N), bool),
+                                            needs_input_grad)
     else:
-        parts, latency = costed
-    return {"kind": "fixed", "N": N, "parts": dict(parts), "latency": latency}
+        parts, latency, reports = costed
+    return {"kind": "fixed", "N": N, "parts": dict(parts), "latency": latency,
+            "reports": dict(reports), "stats": stats, "stats_t": stats_t}
+
+
+def planned_reports(plan, x_nz, g_nz):
+    """The reports :func:`step_cost` gives a step of a ``"fixed"`` plan (weight streaming):
+    the plan's, with the useful MACs (the one field the operands' values change) counted
+    from this step's patterns, as Operands counts them. None for the other plans (their
+    reports are step_cost's to build)."""
+    if plan is None or plan["kind"] != "fixed":
+        return None
+    useful_x = int(plan["stats"].col_nnz @ x_nz.sum(axis=1).astype(np.int64))
+    useful = {"forward": useful_x, "weight-gradient": useful_x,     # both stream W over X
+              "input-gradient": int(plan["stats_t"].col_nnz @ g_nz.sum(axis=1).astype(np.int64))}
+    return {k: dataclasses.replace(r, macs_useful=useful[k], details=dict(r.details))
+            for k, r in plan["reports"].items()}
 
 
 def planned_step(plan, x_nz, g_nz):
