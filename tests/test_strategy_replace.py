@@ -35,6 +35,8 @@ def test_layer_pipelined_requested_waits_for_the_batch_fit_uses():
     strategy = wk.WaferStrategy(cfg, mode="layer-pipelined")
     model = _build(strategy, _conv_layers())
     assert strategy.mode is None and "not placed yet" in strategy.reason
+    assert "not placed yet" in str(model.wafer_report())     # no layer row, no crash
+    assert model.wafer_report().to_dict()["layers"] == []
     rng = np.random.default_rng(0)
     x = rng.random((8, 40, 40, 1)).astype(np.float32)
     y = rng.integers(0, 10, 8)

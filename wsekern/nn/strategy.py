@@ -577,6 +577,8 @@ class WaferReport:
         steps = max(strategy.steps, 1)
         self.rows = []
         for p in strategy.placements:
+            if p.region is None:         # not placed yet (see WaferStrategy.place)
+                continue
             per_step = {k: v / steps for k, v in p.totals.items()}
             fwd = p.reports.get("forward")
             self.rows.append({
@@ -613,7 +615,7 @@ class WaferReport:
             context = mha.input_shape[1] if mha.input_shape and mha.input_shape[1] else 0
             kv_bytes = 2 * context * mha.num_heads * mha.key_dim * cfg.elem_bytes
             place = by_layer.get(getattr(mha, "key_dense", None))
-            pes = place.region[2] * place.region[3] if place else 1
+            pes = place.region[2] * place.region[3] if place and place.region else 1
             self.attention_rows.append({
                 "layer": mha.name,
                 "cycles_per_step": strategy.attention_cycles.get(mha, 0.0) / steps,
