@@ -318,10 +318,9 @@ class WaferStrategy:
 def _leaves(layers):
     """Every layer, with composite ones (attention, transformer blocks, a model used as a
     layer of another) opened up."""
-    from .models.model import Model
     for layer in layers:
         yield layer
-        if isinstance(layer, Model):
+        if hasattr(layer, "layers") and callable(getattr(layer, "compile", None)):   # a Model
             yield from _leaves(layer.layers)
         elif hasattr(layer, "sublayers") and layer.built:
             yield from _leaves(layer.sublayers)
