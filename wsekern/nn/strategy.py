@@ -109,13 +109,16 @@ class WaferStrategy:
         with ``mode='layer-pipelined'``, when some layer fits no rectangle).
 
         ``batch=None`` (a model placed when it is built) guesses PLACEMENT_BATCH samples:
-        a placement that fails for the guess is left to the first training step, which
-        places for the batch it really has (and raises then, if that fails too);
-        ``strategy.mode`` is None until then."""
+        a requested layer-pipelined placement that fails for the guess is left to the
+        first training step, which places for the batch it really has (and raises then,
+        if that fails too); ``strategy.mode`` is None until then. (A model that cannot
+        even stream its weights at the guess raises at once.)"""
         if batch is None:
             try:
                 self._place(model, PLACEMENT_BATCH)
             except SramOverflowError as e:
+                if self.requested_mode != "layer-pipelined":
+                    raise
                 self.mode, self.reason = None, (f"not placed yet: at the guessed batch of "
                                                 f"{PLACEMENT_BATCH}, {e}")
                 self.batch = None       # the first step places for its own batch
