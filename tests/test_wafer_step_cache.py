@@ -136,3 +136,92 @@ def test_dense_stream_refuses_bounds_outside_x():
     np.testing.assert_array_equal(work, [[3.0, 7.0]] * 3)        # a = 1 and 3 per sample
     np.testing.assert_array_equal(last, [[1.0, 3.0], [3.0, 7.0], [5.0, 11.0]])
     assert (a_max, v_max) == (9, 12)
+
+
+def _fields(report):
+    """A SimReport's fields, arrays as lists (comparable with ==)."""
+    import dataclasses
+    out = {}
+    for f in dataclasses.fields(report):
+        v = getattr(report, f.name)
+        out[f.name] = v.tolist() if isinstance(v, np.ndarray) else \
+            {k: (x.tolist() if isinstance(x, np.ndarray) else x) for k, x in v.items()} \
+            if isinstance(v, dict) else v
+    return out
+
+
+@pytest.mark.parametrize("config,mode,density,region", [
+    (c, "layer-pipelined", d, r) for c in ("wse2", "small")
+    for d, r in ((0.1, (0, 0, 6, 5)), (0.6, (0, 2, 3, 9)), (0.02, (0, 0, 1, 1)))] + [
+    # (weight streaming on the whole of wse2 is minutes of exact model per step)
+    ("small", "weight-streaming", 0.3, None), ("small", "weight-streaming", 1.0, None)])
+def test_every_step_plan_gives_the_full_step_cost(config, mode, density, region):
+    """A planned step (a W with zeros placed per step, or weight streaming's fixed parts)
+    gives the very floats step_cost gives, and the SRAM peak of its reports, for batches
+    of any sparsity (whole zero samples, an all-zero batch), with and without the input
+    gradient; weight streaming's plan costed on zeros equals one given a step's parts."""
+    cfg = wk.WaferConfig.wse2() if config == "wse2" else wk.WaferConfig.small(16, 16)
+    rng = np.random.default_rng(int(density * 100))
+    M, K = 40, 30
+    W = _w(rng, M, K, density)
+    region = region or (0, 0, cfg.rows, cfg.cols)
+    stats, stats_t = WeightStats(W), WeightStats(W.T)
+    for needs in (True, False):
+        plan = training.step_plan(cfg, mode, region, W, stats, stats_t, 12, needs)
+        assert plan["kind"] == ("sparse" if mode == "layer-pipelined" else "fixed")
+        for zeros_x, zeros_g in [(0.5, 0.3), (0.9, 0.0), (1.0, 1.0), (0.0, 0.5)]:
+            x_nz = _relu_like(rng, K, 12, zeros_x) != 0
+            g_nz = _relu_like(rng, M, 12, zeros_g) != 0
+            parts, reports, latency = training.step_cost(cfg, mode, region, W, stats,
+                                                         stats_t, x_nz, g_nz, needs)
+            sram = max(r.sram_peak_bytes for r in reports.values())
+            got_parts, got_latency, got_sram = training.planned_step(plan, x_nz, g_nz)
+            assert (got_parts, got_latency) == (parts, latency)
+            assert got_sram == (sram if mode == "layer-pipelined" else None)
+            if mode == "weight-streaming":
+                given = training.step_plan(cfg, mode, region, W, stats, stats_t, 12, needs,
+                                           costed=(parts, latency, reports))
+                assert training.planned_step(given, x_nz, g_nz)[:2] == (parts, latency)
+                # the reports too, field by field (the useful MACs from this step's nonzeros)
+                for p in (plan, given):
+                    got = training.planned_reports(p, x_nz, g_nz)
+                    assert sorted(got) == sorted(reports)
+                    for k, r in reports.items():
+                        assert _fields(got[k]) == _fields(r), k
+            else:
+                assert training.planned_reports(plan, x_nz, g_nz) is None
+        with pytest.raises(ValueError, match="steps of 12 samples; received x_nz"):
+            training.planned_step(plan, np.ones((K, 5), bool), np.ones((M, 12), bool))
+    assert training.step_plan(cfg, mode, region, W, stats, stats_t, 0, True) is None
+
+
+def test_weight_stationary_cycles_equal_the_placed_report():
+    """The step's cycles without a placement or a report: the same cycles, lower bound and
+    SRAM peak as weight_stationary(exact=False), over regions where the blocks take both
+    formats (the batch decides some), one format only, and more PE columns than W has
+    columns; a block that fits in neither format raises the placement's error."""
+    rng = np.random.default_rng(11)
+    formats = set()
+    for cfg in (wk.WaferConfig.wse2(), wk.WaferConfig.small(16, 16)):
+        for density, (M, K), region in [(0.1, (64, 48), (0, 0, 8, 6)),
+                                        (0.3, (40, 30), (0, 2, 5, 9)),
+                                        (0.05, (90, 70), (0, 0, 3, 4)),
+                                        (0.5, (12, 8), (0, 0, 4, 11)),
+                                        (1.0, (20, 10), (0, 0, 2, 3)),
+                                        (0.01, (400, 300), (0, 0, 2, 2))]:
+            W = _w(rng, M, K, density)
+            stats = WeightStats(W)
+            for zeros in (0.0, 0.5, 0.95, 1.0):
+                x_nz = _relu_like(rng, K, 9, zeros) != 0
+                r = analytic.weight_stationary(W, x_nz, cfg, region, exact=False, full=False,
+                                               ops=Operands(W, x_nz, stats))
+                formats.add(int(r.details["compressed_blocks"] > 0)
+                            + int(r.details["compressed_blocks"] < region[2] * region[3]) * 2)
+                got = analytic.weight_stationary_cycles(Operands(W, x_nz, stats), cfg, region)
+                assert got == (r.cycles, r.cycles_lower, r.sram_peak_bytes)
+    assert formats >= {1, 2, 3}          # compressed only, dense only, and both
+    tiny = wk.WaferConfig.small(4, 4)
+    W = _w(rng, 4000, 3000, 0.9)
+    with pytest.raises(wk.SramOverflowError, match="weight-stationary"):
+        analytic.weight_stationary_cycles(Operands(W, np.ones((3000, 2), bool)), tiny,
+                                          (0, 0, 1, 1))

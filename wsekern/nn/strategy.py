@@ -103,9 +103,29 @@ class WaferStrategy:
             _STACK.remove(self)
 
     # -- placement ------------------------------------------------------------
-    def place(self, model, batch=PLACEMENT_BATCH):
+    def place(self, model, batch=None):
         """Choose the mode and each layer's rectangle for ``batch`` samples per step; raise
-        SramOverflowError if even weight streaming cannot hold one layer's activations."""
+        SramOverflowError if even weight streaming cannot hold one layer's activations (or,
+        with ``mode='layer-pipelined'``, when some layer fits no rectangle).
+
+        ``batch=None`` (a model placed when it is built) guesses PLACEMENT_BATCH samples:
+        a requested layer-pipelined placement that fails for the guess is left to the
+        first training step, which places for the batch it really has (and raises then,
+        if that fails too); ``strategy.mode`` is None until then. (A model that cannot
+        even stream its weights at the guess raises at once.)"""
+        if batch is None:
+            try:
+                self._place(model, PLACEMENT_BATCH)
+            except SramOverflowError as e:
+                if self.requested_mode != "layer-pipelined":
+                    raise
+                self.mode, self.reason = None, (f"not placed yet: at the guessed batch of "
+                                                f"{PLACEMENT_BATCH}, {e}")
+                self.batch = None       # the first step places for its own batch
+            return
+        self._place(model, batch)
+
+    def _place(self, model, batch):
         cfg = self.config
         self.batch = int(batch)
         leaves = list(_leaves(model.layers))
@@ -171,9 +191,10 @@ class WaferStrategy:
 
     _PLACEMENT_STATE = ("batch", "placements", "edges", "traced", "attention", "mode", "reason")
 
-    def _place_again(self, model, batch):
+    def _place_again(self, model, batch, keep_history=False):
         """Place ``model`` for ``batch``, keeping the step its layers just recorded; if the
-        new placement fails, the old one stays whole."""
+        new placement fails, the old one stays whole. The report starts afresh, or with
+        ``keep_history`` goes on from the steps costed so far (on the old placement)."""
         recorded = {id(p.layer): p for p in self.placements}
         saved = {k: getattr(self, k) for k in self._PLACEMENT_STATE if hasattr(self, k)}
         try:
@@ -189,6 +210,15 @@ class WaferStrategy:
             if old is not None:
                 p.last_input, p.last_grad = old.last_input, old.last_grad
                 p.needs_input_grad = old.needs_input_grad
+                if keep_history:
+                    p.carry_history(old)
+        if keep_history:
+            links = {(id(e.src.layer), id(e.dst.layer)): e for e in saved.get("edges", [])}
+            for e in self.edges:
+                old = links.get((id(e.src.layer), id(e.dst.layer)))
+                if old is not None:
+                    e.totals, e.steps = dict(old.totals), old.steps
+            return
         self.steps = self.samples = 0
         self.step_cycles, self.attention_cycles = [], {}
 
@@ -207,6 +237,10 @@ class WaferStrategy:
                 p.layer._columns_seen = n
             if self.placements and (self.batch != batch_size or unsized):
                 self._place_again(model, batch_size)
+        elif self.placements and self.batch is None:     # the build's guess did not place
+            self._place_again(model, batch_size)
+        else:
+            self._hold_longer_steps(model, batch_size)
         per_layer = []
         for p in self.placements:
             if p.last_input is None or p.last_grad is None:
@@ -231,6 +265,25 @@ class WaferStrategy:
         self.steps += 1
         self.samples += batch_size
         self.cost_seconds += time.perf_counter() - start
+
+    def _hold_longer_steps(self, model, batch_size):
+        """Place again, keeping the report's steps so far, when this step streamed more
+        columns per sample through some layer than its placement was sized for (a longer
+        sequence, where the length is unknown (None) until the data comes): its SRAM (the
+        saved activations, the weight gradient's rows) was sized for shorter ones. The
+        placement then holds the longest sequence seen at the placed batch; shorter ones
+        are costed on it as they come. (A larger batch given to train_on_batch keeps the
+        placement: see :meth:`fit_begins`.)"""
+        if batch_size <= 0:
+            return
+        longer = {p: -(-p.last_input.shape[1] // batch_size) for p in self.placements
+                  if p.last_input is not None and None in p.layer.input_shape[1:-1]}
+        longer = {p: n for p, n in longer.items() if n > p.columns_per_sample}
+        if not longer:
+            return
+        for p, n in longer.items():
+            p.layer._columns_seen = n
+        self._place_again(model, self.batch, keep_history=True)
 
     def _longest_path(self):
         """The fill: the longest chain of node latencies and link hops through the graph
@@ -266,10 +319,13 @@ class WaferStrategy:
 
 
 def _leaves(layers):
-    """Every layer, with composite ones (attention, transformer blocks) opened up."""
+    """Every layer, with composite ones (attention, transformer blocks, a model used as a
+    layer of another) opened up."""
     for layer in layers:
         yield layer
-        if hasattr(layer, "sublayers") and layer.built:
+        if hasattr(layer, "layers") and callable(getattr(layer, "compile", None)):   # a Model
+            yield from _leaves(layer.layers)
+        elif hasattr(layer, "sublayers") and layer.built:
             yield from _leaves(layer.sublayers)
 
 
@@ -317,12 +373,13 @@ class LayerPlacement:
         self._reports = {}
         self._pending = None            # the last step's arguments while its reports are unread
         self._primed = None             # what the last step fully costed: (W, region, ...)
-        self._plan = None               # its training.dense_step_plan, if the shortcut holds
+        self._plan = None               # its training.step_plan: the steps after it
         self.sram_peak = 0
         self.activation_zeros = 0.0     # summed over costed steps: fraction of zero inputs
         self.costed_steps = 0
         self.last_input_nnz = self.last_input_size = self.last_output_size = 0
         self.last_columns = 0            # activation columns the last costed step streamed
+        self.columns_max = 0             # ... and the most any costed step streamed
         self.last_latency = 0.0
         self._stats = None
         self._stats_key = None
@@ -337,6 +394,12 @@ class LayerPlacement:
         self.last_input = columns
         self.needs_input_grad = input_requires_grad
         return tap(y, lambda g: setattr(self, "last_grad", grad_rows(g)))
+
+    def carry_history(self, old):
+        """Go on from ``old``'s costed steps (this layer placed again mid-training)."""
+        self.totals = dict(old.totals)
+        self.costed_steps, self.activation_zeros = old.costed_steps, old.activation_zeros
+        self.sram_peak, self.columns_max = old.sram_peak, old.columns_max
 
     def columns(self, batch):
         """The activation columns a step of ``batch`` samples streams through W."""
@@ -379,7 +442,9 @@ class LayerPlacement:
         """The last step's report per product (forward, input-gradient, weight-gradient),
         built when first read from the nonzero patterns that step kept."""
         if self._pending is not None:
-            _, self._reports, _ = training.step_cost(*self._pending)
+            fixed = training.planned_reports(self._plan, *self._pending[6:8])
+            self._reports = fixed if fixed is not None else \
+                training.step_cost(*self._pending)[1]
             self._pending = None
         return self._reports
 
@@ -395,16 +460,20 @@ class LayerPlacement:
         x_nz, g_nz = self.last_input != 0, self.last_grad != 0
         self.last_input = self.last_grad = None
         args = (cfg, mode, self.region, W, stats, stats_t, x_nz, g_nz, self.needs_input_grad)
-        # a step like the last fully costed one (same W structure, region, batch size) has
-        # the same SRAM and may take the shortcut; its reports wait until read
+        # a step like the last fully costed one (same W structure, region, batch size)
+        # follows its plan (training.step_plan: only what the batch changes is costed);
+        # its reports wait until read
         key = (id(cfg), mode, tuple(self.region), W, x_nz.shape[1], self.needs_input_grad)
         if _same(key, self._primed) and self._plan is not None:
-            (parts, latency), self._pending = training.dense_step(self._plan, x_nz, g_nz), args
+            parts, latency, sram = training.planned_step(self._plan, x_nz, g_nz)
+            self._pending = args
+            if sram is not None:
+                self.sram_peak = max(self.sram_peak, sram)
         else:
             parts, self._reports, latency = training.step_cost(*args)
             self._pending, self._primed = None, key
-            self._plan = training.dense_step_plan(*args[:6], x_nz.shape[1],
-                                                  self.needs_input_grad)
+            self._plan = training.step_plan(*args[:6], x_nz.shape[1], self.needs_input_grad,
+                                            costed=(parts, latency, self._reports))
             self.sram_peak = max(self.sram_peak,
                                  int(max(r.sram_peak_bytes for r in self._reports.values())))
         for k, v in parts.items():
@@ -412,6 +481,7 @@ class LayerPlacement:
         self.last_input_nnz, self.last_input_size = int(np.count_nonzero(x_nz)), int(x_nz.size)
         self.last_output_size = int(g_nz.size)
         self.last_columns = int(x_nz.shape[1])
+        self.columns_max = max(self.columns_max, self.last_columns)
         self.last_latency = latency
         self.activation_zeros += 1.0 - self.last_input_nnz / max(x_nz.size, 1)
         self.costed_steps += 1
@@ -495,7 +565,12 @@ class FabricLink:
 
 
 class WaferReport:
-    """What a model's training steps cost on the wafer, per layer and in total."""
+    """What a model's training steps cost on the wafer, per layer and in total.
+
+    Per layer, ``cycles_per_step`` and its parts are means over the steps costed;
+    ``columns_per_step`` is the most activation columns one step streamed through the
+    layer (batch x OH*OW for a convolution, batch x T for a Dense on (B, T, d)): the
+    last batch of an epoch may stream fewer."""
 
     def __init__(self, strategy, model):
         self.strategy = strategy
@@ -504,13 +579,15 @@ class WaferReport:
         steps = max(strategy.steps, 1)
         self.rows = []
         for p in strategy.placements:
+            if p.region is None:         # not placed yet (see WaferStrategy.place)
+                continue
             per_step = {k: v / steps for k, v in p.totals.items()}
             fwd = p.reports.get("forward")
             self.rows.append({
                 "layer": p.layer.name, "type": type(p.layer).__name__,
                 "region": p.region, "mapping": p.mapping, "sram_peak_bytes": p.sram_peak,
                 "cycles_per_step": sum(per_step.values()), **per_step,
-                "columns_per_step": p.last_columns,
+                "columns_per_step": p.columns_max,      # the most a step streamed
                 "macs_skipped_fraction": (1 - fwd.macs_performed / fwd.macs_dense)
                 if fwd and fwd.macs_dense else 0.0,
                 "input_zeros": p.activation_zeros / max(p.costed_steps, 1),
@@ -540,7 +617,7 @@ class WaferReport:
             context = mha.input_shape[1] if mha.input_shape and mha.input_shape[1] else 0
             kv_bytes = 2 * context * mha.num_heads * mha.key_dim * cfg.elem_bytes
             place = by_layer.get(getattr(mha, "key_dense", None))
-            pes = place.region[2] * place.region[3] if place else 1
+            pes = place.region[2] * place.region[3] if place and place.region else 1
             self.attention_rows.append({
                 "layer": mha.name,
                 "cycles_per_step": strategy.attention_cycles.get(mha, 0.0) / steps,

@@ -86,6 +86,93 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     return _ws_report(ops, pl, config, timing, full)
 
 
+def weight_stationary_cycles(ops, config, region):
+    """(cycles, lower bound, SRAM peak bytes) that :func:`weight_stationary` with
+    ``exact=False`` reports (``cycles``, ``cycles_lower``, ``sram_peak_bytes``) for the
+    spmm on ``region``, without building the placement or the report: the same formats,
+    work and pipeline on the same values, so the same floats. A training step costs its
+    products with this; the reports wait until read.
+
+    What no batch changes is worked out once per (W, config, region) and kept on W's stats
+    (:func:`_step_structure`): the blocks' bytes and which format fits, and the nonzeros
+    per (block, column of W) as a sparse matrix. A batch then costs one product of that
+    matrix with its activation counts (O(nonzeros)), a few passes over the blocks (the
+    format each takes, their per-column maxima) and the pipeline over columns x samples.
+    Raises the placement's SramOverflowError where a block fits in neither format."""
+    st = _step_structure(ops.w, config, region)
+    if st["overflow"]:
+        placer.weight_stationary(ops, config, region)       # raises, naming the PE
+    R, C, N = st["R"], st["C"], ops.N
+    task, eos = config.task_cycles, config.task_cycles
+    a_cn = ops.activations(C)
+    A_c = a_cn.sum(axis=1)
+    t_dense = st["t_dense"]
+    # placement.weight_stationary's format choice, on the same values
+    scalar_work_rc = (st["S"] @ ops.A_k.astype(np.float64)).reshape(R, C)
+    dense_time = A_c[None, :] * t_dense[:, None]
+    comp_time = A_c[None, :] * config.task_cycles \
+        + config.scalar_cycles_per_element * scalar_work_rc
+    use_comp = np.where(st["either_fits"], st["comp_fits"] & (~st["dense_fits"]
+                                                             | (comp_time < dense_time)),
+                        st["comp_smaller"])
+    any_comp = bool(use_comp.any())
+    # _ws_work (exact=False): each column's slowest dense row, and its slowest compressed
+    # block's batch work shared over its samples
+    tmax_c = np.where(use_comp, -np.inf, t_dense[:, None]).max(axis=0)
+    has_dense = np.isfinite(tmax_c)
+    work_cn = np.zeros((C, N))
+    work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
+    busy = (A_c[has_dense] * tmax_c[has_dense]).max(initial=-np.inf)
+    if any_comp:
+        comp_max = np.where(use_comp, comp_time, 0).max(axis=0)
+        work_cn = np.maximum(work_cn, a_cn * (comp_max / np.maximum(A_c, 1))[:, None])
+        busy = max(busy, np.where(use_comp, comp_time, -np.inf).max())
+    work_cn += eos
+    # _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
+    v_cn = a_cn * config.wavelets_per_sparse_value + 1
+    dt = 1.0 / config.link_wavelets_per_cycle
+    est = _pipeline_cycles(config, work_cn[None], v_cn, dt, st["fill"], st["L"])
+    L = int(st["L"].max())
+    first = config.hop_cycles + config.ramp_cycles
+    busy_max = busy + N * eos if R * C else 0.0
+    lower = max(first + busy_max, first + v_cn.sum(axis=1).max() * dt,
+                N * (L + task) if C > 1 else 0.0) + task
+    sram = int(np.where(use_comp, st["comp_total"], st["dense_total"]).max(initial=0))
+    return float(est), float(min(lower, est)), sram
+
+
+def _step_structure(w, config, region):
+    """What :func:`weight_stationary_cycles` reads of W's structure (``w``, its
+    WeightStats) on ``region`` whatever the batch, kept on ``w`` per (config, region)."""
+    key = ("ws-step", id(config), tuple(int(v) for v in region))
+    hit = w.cache.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    R, C = int(region[2]), int(region[3])
+    st = placer._ws_static(Operands(None, np.zeros((w.K, 0), bool), w), config, region)
+    _, rb = w.row_block(R)
+    _, cb = w.col_block(C)
+    # nonzeros per (block, column of W): row b = r * C + c (duplicates summed)
+    S = sps.csr_array((np.ones(w.nnz), ((rb[w.w_row] * C + cb[w.w_col]), w.w_col)),
+                      shape=(R * C, w.K))
+    S.sum_duplicates()
+    M_r = np.diff(st["m_b"])
+    red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
+    L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
+    # each PE's bytes but its weights (the ledger's reserve and buffers), per format
+    others = config.reserve_bytes + sum(np.asarray(b, np.int64) for b in st["buffers"].values())
+    structure = {
+        "R": R, "C": C, "S": S, "t_dense": st["t_dense"],
+        "either_fits": st["either_fits"], "comp_fits": st["comp_fits"],
+        "dense_fits": st["dense_fits"], "comp_smaller": st["comp_smaller"],
+        "overflow": bool((~st["either_fits"]).any()),
+        "fill": np.array([R * config.hop_cycles + config.ramp_cycles], np.float64),
+        "L": L.max(keepdims=True) if R else np.zeros(1, np.int64),
+        "comp_total": others + st["comp_bytes"], "dense_total": others + st["dense_bytes"]}
+    w.cache[key] = (config, structure)
+    return structure
+
+
 def screen_price(ops, config, region, what="spmm"):
     """The cycles :func:`weight_stationary` with ``exact=False`` reports on ``region``
     (the placer's screen), without a Placement's per-PE maps or a SimReport: the format
@@ -888,6 +975,12 @@ def sddmm_cycles(weights, D, config, region):
     """The cycles :func:`sddmm_cost` gives the pattern of ``weights`` (a WeightStats) for
     rows of length D: they depend on neither operand's values."""
     return _sddmm_cached(weights, D, config, region, False)["cycles"]
+
+
+def sddmm_sram_peak(weights, D, config, region):
+    """The SRAM peak bytes of :func:`sddmm_cost`'s report for rows of length D."""
+    fields = _sddmm_cached(weights, D, config, region, False)
+    return int(fields["sram_bytes"].max()) if fields["sram_bytes"].size else 0
 
 
 def sddmm_check_fits(weights, D, config, region):

@@ -11,6 +11,7 @@ model and calls these). Two modes:
 - weight streaming: one layer at a time on the whole wafer, X stationary, the weights
   crossing the external link (forward, backward, gradients out), the update off-wafer.
 """
+import dataclasses
 import hashlib
 import math
 
@@ -248,6 +249,85 @@ def dense_step(plan, x_nz, g_nz):
              if gin is not False else 0.0,
              "weight-gradient": plan["weight-gradient"], "update": plan["update"]}
     return parts, fwd_lower / max(plan["N"], 1) * 2
+
+
+def step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad, costed=None):
+    """What :func:`planned_step` needs that no step of N samples changes, or None for an
+    empty batch (:func:`step_cost` alone). Three kinds, each giving step_cost's floats:
+
+    - ``"dense"``: :func:`dense_step_plan` (layer-pipelined, W fully nonzero);
+    - ``"sparse"``: layer-pipelined with zeros in W: the forward and input-gradient
+      products are placed and timed per step (their formats follow the batch's
+      activations), the weight gradient and the update are fixed (the SDDMM's cycles read
+      W's pattern, not the operands); the useful MACs are left to the reports;
+    - ``"fixed"``: weight streaming: every product's time reads W's structure and N, not
+      the operands' values (X sits dense on the PEs; the weights stream), so the parts of
+      one step are every step's, and so are its reports but for the useful MACs
+      (:func:`planned_reports`). ``costed`` gives them, as (parts, latency, reports) of
+      step_cost for a step of N samples; else they are costed once here on all-zero
+      operands.
+    """
+    if N == 0:
+        return None
+    if mode == "layer-pipelined":
+        dense = dense_step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad)
+        if dense is not None:
+            return {"kind": "dense", **dense}
+        return {"kind": "sparse", "cfg": cfg, "N": N, "region": region, "W": W,
+                "stats": stats, "stats_t": stats_t, "needs_input_grad": needs_input_grad,
+                "weight-gradient": analytic.sddmm_cycles(stats, N, cfg, region),
+                "update": update_cycles(cfg, region, W)}
+    if costed is None:
+        M, K = W.shape
+        parts, reports, latency = step_cost(cfg, mode, region, W, stats, stats_t,
+                                            np.zeros((K, N), bool), np.zeros((M, N), bool),
+                                            needs_input_grad)
+    else:
+        parts, latency, reports = costed
+    return {"kind": "fixed", "N": N, "parts": dict(parts), "latency": latency,
+            "reports": dict(reports), "stats": stats, "stats_t": stats_t}
+
+
+def planned_reports(plan, x_nz, g_nz):
+    """The reports :func:`step_cost` gives a step of a ``"fixed"`` plan (weight streaming):
+    the plan's, with the useful MACs (the one field the operands' values change) counted
+    from this step's patterns, as Operands counts them. None for the other plans (their
+    reports are step_cost's to build)."""
+    if plan is None or plan["kind"] != "fixed":
+        return None
+    useful_x = int(plan["stats"].col_nnz @ x_nz.sum(axis=1).astype(np.int64))
+    useful = {"forward": useful_x, "weight-gradient": useful_x,     # both stream W over X
+              "input-gradient": int(plan["stats_t"].col_nnz @ g_nz.sum(axis=1).astype(np.int64))}
+    return {k: dataclasses.replace(r, macs_useful=useful[k], details=dict(r.details))
+            for k, r in plan["reports"].items()}
+
+
+def planned_step(plan, x_nz, g_nz):
+    """:func:`step_cost`'s (cycles per part, latency) and the step's SRAM peak (None where
+    the plan's placement cannot change it: every step of a dense or a fixed plan has the
+    first's) for the step of ``plan`` (:func:`step_plan`), from X's and G's nonzero
+    patterns (bool, K x N and M x N) alone, without the reports."""
+    kind = plan["kind"]
+    if kind == "dense":
+        return dense_step(plan, x_nz, g_nz) + (None,)
+    for name, nz in (("x_nz", x_nz), ("g_nz", g_nz)):
+        if nz.ndim != 2 or nz.shape[1] != plan["N"]:
+            raise ValueError(f"the plan is for steps of {plan['N']} samples; received "
+                             f"{name} of shape {nz.shape}")
+    if kind == "fixed":
+        return dict(plan["parts"]), plan["latency"], None
+    cfg, region, W = plan["cfg"], plan["region"], plan["W"]
+    fwd, fwd_lower, sram = analytic.weight_stationary_cycles(
+        Operands(W, x_nz, plan["stats"]), cfg, region)
+    gin = 0.0
+    if plan["needs_input_grad"]:
+        gin, _, sram_t = analytic.weight_stationary_cycles(
+            Operands(None, g_nz, plan["stats_t"]), cfg, region)
+        sram = max(sram, sram_t)
+    sram = max(sram, int(analytic.sddmm_sram_peak(plan["stats"], plan["N"], cfg, region)))
+    parts = {"forward": fwd, "input-gradient": gin,
+             "weight-gradient": plan["weight-gradient"], "update": plan["update"]}
+    return parts, fwd_lower / max(plan["N"], 1) * 2, sram
 
 
 def sddmm_useful(G, X, W, stats=None):
