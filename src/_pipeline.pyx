@@ -11,8 +11,7 @@ shows them drift). O(chains * positions * rounds) time, O(positions) memory.
 """
 import numpy as np
 
-cdef inline double dmax(double a, double b) noexcept nogil:
-    return a if a > b else b
+from _chain cimport chain_rounds, dmax
 
 
 def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
@@ -32,21 +31,12 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
     fill[g]        (optional) added to first and last of chain g: they may then be one
                    array for every chain (a stride-0 view), not G copies
     """
-    cdef Py_ssize_t G = work.shape[0], P = work.shape[1], N = work.shape[2], g, c, n
-    cdef double[:] E = np.zeros(P)
-    cdef double[:] Gr = np.zeros(P)
-    cdef double[:] free1 = np.zeros(P)
-    cdef double[:] free2 = np.zeros(P)
-    cdef double[:] free = np.zeros(P)
-    cdef double[:, :] hist = np.zeros((N, P))         # Gr of past rounds, per position
-    cdef long ahead, back
-    cdef Py_ssize_t nb
-    cdef double delta = hop + 2 * ramp + lat          # one reduction stage, router to router
-    cdef double h, tl, start, D, done = 0.0
-    cdef long Lg
+    cdef Py_ssize_t G = work.shape[0], P = work.shape[1], N = work.shape[2], g
+    cdef double[::1] scratch = np.zeros(5 * P + N * P)
+    cdef double* E = &scratch[0] if P > 0 else NULL
+    cdef double done = 0.0
     cdef bint shifted = fill is not None
     cdef double[:] fill_g = np.ascontiguousarray(fill if shifted else np.zeros(G), np.float64)
-    cdef double f
     # the loop below runs without bounds checks
     for name, a in (("first", first), ("last", last)):
         if a.shape[0] != G or a.shape[1] != P or a.shape[2] != N:
@@ -55,51 +45,16 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
     if L.shape[0] != G or fill_g.shape[0] != G:
         raise ValueError(f"grid_pipeline: L ({L.shape[0]}) and fill ({fill_g.shape[0]}) need "
                          f"one entry per chain ({G})")
+    if P == 0 or N == 0:
+        return done
     with nogil:
         for g in range(G):
-            Lg = L[g]
-            f = fill_g[g]
-            for c in range(P):
-                E[c] = 0.0
-                free1[c] = 0.0
-                free2[c] = 0.0
-            for n in range(N):
-                for c in range(P):
-                    if shifted:
-                        start = dmax(dmax(E[c], free2[c]), first[g, c, n] + f)
-                        E[c] = dmax(start + work[g, c, n], (last[g, c, n] + f) + task)
-                    else:
-                        start = dmax(dmax(E[c], free2[c]), first[g, c, n])
-                        E[c] = dmax(start + work[g, c, n], last[g, c, n] + task)
-                    Gr[c] = dmax(E[c], free1[c])
-                    hist[n, c] = Gr[c]
-                if P == 1 or Lg == 0:
-                    for c in range(P):
-                        free[c] = Gr[c]
-                    D = Gr[P - 1] + task
-                    free[P - 1] = D
-                else:
-                    h = Gr[0] + launch + ramp                # head leaving position 0
-                    tl = h + Lg - 1                          # tail leaving position 0
-                    free[0] = tl - ramp - lat + 1
-                    for c in range(1, P - 1):
-                        h = dmax(h + delta, Gr[c] + lat + ramp)
-                        tl = dmax(tl + delta, h + Lg - 1)
-                        free[c] = tl - ramp - lat + 1
-                    D = dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1) + 1 + task
-                    free[P - 1] = D
-                    # a sender's last push of round n waits until its receiver has taken
-                    # all but ``cushion`` of the wavelets sent so far (rounds back to back)
-                    ahead = n * Lg + Lg - 1 - <long> cushion
-                    if ahead >= 0:
-                        nb = ahead // Lg
-                        back = ahead % Lg
-                        for c in range(P - 1):
-                            free[c] = dmax(free[c], hist[nb, c + 1] + back + 1)
-                for c in range(P):
-                    free2[c] = free1[c]
-                    free1[c] = free[c]
-                done = dmax(done, D)
+            done = chain_rounds(<const char*> &work[g, 0, 0], work.strides[1], work.strides[2],
+                                <const char*> &first[g, 0, 0], first.strides[1], first.strides[2],
+                                <const char*> &last[g, 0, 0], last.strides[1], last.strides[2],
+                                shifted, fill_g[g], L[g],
+                                P, N, hop, ramp, lat, launch, task, cushion, done,
+                                E, E + P, E + 2 * P, E + 3 * P, E + 4 * P, E + 5 * P)
     return done
 
 

@@ -11,6 +11,8 @@ extension is built with -ffp-contract=off, so no multiply-add is fused).
 import numpy as np
 from libc.stdint cimport int32_t, int64_t
 
+from _chain cimport chain_rounds
+
 
 def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax, double eos,
                  long wpv, double dt, double fill):
@@ -174,6 +176,64 @@ def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] wor
     return tmax_a, cmax_a, bool(any_comp), bool(overflow)
 
 
+cdef void _row_work(Py_ssize_t r, Py_ssize_t C, Py_ssize_t N, const double[::1] t_dense,
+                    const int64_t[:, ::1] a_cn, const unsigned char[::1] comp,
+                    const int64_t[::1] indptr, const int32_t[::1] indices,
+                    const int32_t[::1] counts, const unsigned char[:, ::1] x_nz, double task,
+                    float fscalar, double eos, int64_t[::1] visited, double[:, ::1] row,
+                    double[:, ::1] work_cn) noexcept nogil:
+    """PE row r's work per column and sample into ``row`` (C x N), and work_cn's max."""
+    cdef Py_ssize_t b, j, n, k, c
+    cdef int32_t cnt
+    cdef double v, t = t_dense[r]
+    for c in range(C):
+        b = r * C + c
+        if comp[b]:
+            for n in range(N):
+                visited[n] = 0
+            for j in range(indptr[b], indptr[b + 1]):
+                k = indices[j]
+                cnt = counts[j]
+                for n in range(N):
+                    visited[n] += cnt * x_nz[k, n]
+            for n in range(N):
+                row[c, n] = (<double> a_cn[c, n] * task
+                             + <double> (fscalar * <float> visited[n])) + eos
+        else:
+            for n in range(N):
+                row[c, n] = t * <double> a_cn[c, n] + eos
+        for n in range(N):
+            v = row[c, n]
+            if r == 0 or v > work_cn[c, n]:
+                work_cn[c, n] = v
+
+
+def _check_block_work(Py_ssize_t R, Py_ssize_t C, Py_ssize_t N, const double[::1] t_dense,
+                      const int64_t[:, ::1] a_cn, const unsigned char[::1] comp,
+                      const int64_t[::1] indptr, const int32_t[::1] indices,
+                      const int32_t[::1] counts, const unsigned char[:, ::1] x_nz,
+                      double[:, ::1] work_cn):
+    """The shapes and indices _row_work's unchecked loops assume."""
+    cdef Py_ssize_t K = x_nz.shape[0], B = R * C, b, j
+    cdef int64_t total
+    if (t_dense.shape[0] != R or a_cn.shape[0] != C or a_cn.shape[1] != N
+            or comp.shape[0] != B or indptr.shape[0] != B + 1 or x_nz.shape[1] != N
+            or work_cn.shape[0] != C or work_cn.shape[1] != N):
+        raise ValueError(f"shapes disagree: work {(R, C, N)}, t_dense "
+                         f"{t_dense.shape[0]}, a_cn {a_cn.shape[0]}x{a_cn.shape[1]}, "
+                         f"{comp.shape[0]} flags, {indptr.shape[0]} bounds, x_nz "
+                         f"{K}x{x_nz.shape[1]}, work_cn {work_cn.shape[0]}x{work_cn.shape[1]}")
+    total = indptr[B]
+    if indptr[0] != 0 or total < 0 or indices.shape[0] < total or counts.shape[0] < total:
+        raise ValueError("indptr must start at 0 and end within indices and counts")
+    for b in range(B):
+        if indptr[b] > indptr[b + 1]:
+            raise ValueError("indptr must be nondecreasing")
+    for j in range(total):
+        if not 0 <= indices[j] < K:
+            raise ValueError(f"column {indices[j]} lies outside 0..{K - 1}")
+
+
 def ws_block_work(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
                   const unsigned char[::1] comp, const int64_t[::1] indptr,
                   const int32_t[::1] indices, const int32_t[::1] counts,
@@ -191,28 +251,8 @@ def ws_block_work(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
     by wsekern.spmm in float32, exact below 2**24), the rest in float64 one operation at
     a time. O(nnz * N + R * C * N).
     """
-    cdef Py_ssize_t R = work.shape[0], C = work.shape[1], N = work.shape[2]
-    cdef Py_ssize_t K = x_nz.shape[0], B = R * C, b, j, n, k, r, c
-    cdef int64_t total
-    cdef int32_t cnt
-    cdef float fscalar = <float> scalar
-    cdef double v, t
-    if (t_dense.shape[0] != R or a_cn.shape[0] != C or a_cn.shape[1] != N
-            or comp.shape[0] != B or indptr.shape[0] != B + 1 or x_nz.shape[1] != N
-            or work_cn.shape[0] != C or work_cn.shape[1] != N):
-        raise ValueError(f"shapes disagree: work {tuple(work.shape)[:3]}, t_dense "
-                         f"{t_dense.shape[0]}, a_cn {a_cn.shape[0]}x{a_cn.shape[1]}, "
-                         f"{comp.shape[0]} flags, {indptr.shape[0]} bounds, x_nz "
-                         f"{K}x{x_nz.shape[1]}, work_cn {work_cn.shape[0]}x{work_cn.shape[1]}")
-    total = indptr[B]
-    if indptr[0] != 0 or total < 0 or indices.shape[0] < total or counts.shape[0] < total:
-        raise ValueError("indptr must start at 0 and end within indices and counts")
-    for b in range(B):
-        if indptr[b] > indptr[b + 1]:
-            raise ValueError("indptr must be nondecreasing")
-    for j in range(total):
-        if not 0 <= indices[j] < K:
-            raise ValueError(f"column {indices[j]} lies outside 0..{K - 1}")
+    cdef Py_ssize_t R = work.shape[0], C = work.shape[1], N = work.shape[2], n, r, c
+    _check_block_work(R, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, work_cn)
     visited_a = np.zeros(N, np.int64)
     cdef int64_t[::1] visited = visited_a
     row_a = np.empty((C, N))                 # one PE row's work, copied out in the order
@@ -220,27 +260,8 @@ def ws_block_work(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
     cdef bint positions_inner = work.strides[1] < work.strides[2]
     with nogil:
         for r in range(R):
-            t = t_dense[r]
-            for c in range(C):
-                b = r * C + c
-                if comp[b]:
-                    for n in range(N):
-                        visited[n] = 0
-                    for j in range(indptr[b], indptr[b + 1]):
-                        k = indices[j]
-                        cnt = counts[j]
-                        for n in range(N):
-                            visited[n] += cnt * x_nz[k, n]
-                    for n in range(N):
-                        row[c, n] = (<double> a_cn[c, n] * task
-                                     + <double> (fscalar * <float> visited[n])) + eos
-                else:
-                    for n in range(N):
-                        row[c, n] = t * <double> a_cn[c, n] + eos
-                for n in range(N):
-                    v = row[c, n]
-                    if r == 0 or v > work_cn[c, n]:
-                        work_cn[c, n] = v
+            _row_work(r, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, task,
+                      <float> scalar, eos, visited, row, work_cn)
             if positions_inner:
                 for n in range(N):
                     for c in range(C):
@@ -250,3 +271,43 @@ def ws_block_work(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
                     for n in range(N):
                         work[r, c, n] = row[c, n]
     return work, work_cn
+
+
+def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
+                const unsigned char[::1] comp, const int64_t[::1] indptr,
+                const int32_t[::1] indices, const int32_t[::1] counts,
+                const unsigned char[:, ::1] x_nz, double task, double scalar, double eos,
+                const double[:, ::1] first, const double[:, ::1] last,
+                const double[::1] fill, const long[::1] L, double hop, double ramp,
+                double lat, double launch, double cushion, double[:, ::1] work_cn):
+    """:func:`ws_block_work` followed by _pipeline.grid_pipeline on its work (each PE row a
+    chain, rounds arriving at ``first`` / ``last`` (C x N) plus ``fill[r]``), one PE row
+    at a time, so the R x C x N work is never held: the same cycles, and work_cn.
+    O(nnz * N + R * C * N) time, O(C * N) memory."""
+    cdef Py_ssize_t R = t_dense.shape[0], C = a_cn.shape[0], N = a_cn.shape[1], r
+    _check_block_work(R, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, work_cn)
+    if (first.shape[0] != C or first.shape[1] != N or last.shape[0] != C
+            or last.shape[1] != N or fill.shape[0] != R or L.shape[0] != R):
+        raise ValueError(f"first and last must be {C}x{N}, fill and L of {R}; received "
+                         f"{first.shape[0]}x{first.shape[1]}, {last.shape[0]}x{last.shape[1]}, "
+                         f"{fill.shape[0]} and {L.shape[0]}")
+    cdef double done = 0.0
+    if R == 0 or C == 0 or N == 0:
+        return done
+    visited_a = np.zeros(N, np.int64)
+    cdef int64_t[::1] visited = visited_a
+    row_a = np.empty((C, N))
+    cdef double[:, ::1] row = row_a
+    cdef double[::1] scratch = np.zeros(5 * C + N * C)
+    cdef double* E = &scratch[0]
+    with nogil:
+        for r in range(R):
+            _row_work(r, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, task,
+                      <float> scalar, eos, visited, row, work_cn)
+            done = chain_rounds(<const char*> &row[0, 0], N * sizeof(double), sizeof(double),
+                                <const char*> &first[0, 0], N * sizeof(double), sizeof(double),
+                                <const char*> &last[0, 0], N * sizeof(double), sizeof(double),
+                                True, fill[r], L[r], C, N, hop, ramp, lat, launch, task,
+                                cushion, done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C,
+                                E + 5 * C)
+    return done

@@ -232,8 +232,37 @@ def test_exact_work_matches_the_numpy_model(case, rows, monkeypatch):
     ref = np.where(use_comp[:, :, None], 0.0, pl.block["t_dense"][:, None, None] * a_cn[None])
     ref += comp
     ref += config.task_cycles
-    work, work_cn, arrivals, per_pe = analytic._ws_work(ops, pl, config, True)
+    blocks, _, arrivals, per_pe = analytic._ws_work(ops, pl, config, True)
     assert per_pe and arrivals is None
+    work, work_cn = blocks.materialise()
     np.testing.assert_array_equal(work, ref)
     np.testing.assert_array_equal(work_cn, ref.max(axis=0))
     assert use_comp.any() and (~use_comp).any() and comp[use_comp].max() > 0
+
+
+@pytest.mark.parametrize("case, rows", [(4, 6), (6, 6), (2, 1), (0, 8)])
+def test_row_by_row_pipeline_is_the_pipeline_of_the_whole_work(case, rows, monkeypatch):
+    """The exact model costs its work one PE row at a time (ws_pipeline), never holding
+    R x C x N floats: the same cycles as grid_pipeline over the whole array, and the same
+    largest work per column."""
+    from wsekern.wafer import analytic
+    config, W, X = _problem(case)
+    (M, K), N = W.shape, X.shape[1]
+    ops = placement.Operands(W, X)
+    R, C = min(config.rows, M, rows), min(config.cols, K, 5)
+    pl = placement.weight_stationary(ops, config, (0, 0, R, C))
+    pl.use_comp = pl.use_comp.copy()
+    pl.use_comp.ravel()[::2] = ~pl.use_comp.ravel()[::2]        # both formats side by side
+    monkeypatch.setattr(analytic, "PER_PE_LIMIT", R * C * N)
+    blocks, _, _, per_pe = analytic._ws_work(ops, pl, config, True)
+    assert per_pe and isinstance(blocks, analytic._BlockWork)
+    work, work_cn = blocks.materialise()
+    v = ops.activations(C) * config.wavelets_per_sparse_value + 1
+    dt = 1.0 / config.link_wavelets_per_cycle
+    fill = np.arange(1, R + 1) * config.hop_cycles + config.ramp_cycles
+    L = np.ceil(np.diff(pl.row_bounds) / config.values_per_dense_wavelet).astype(np.int64)
+    for chains in (L, np.zeros(R, np.int64)):
+        want = analytic._pipeline_cycles(config, work, v, dt, fill, chains)
+        est, cn = blocks.pipeline(config, v, dt, fill, chains)
+        assert est == want and want > 0
+        np.testing.assert_array_equal(cn, work_cn)

@@ -240,21 +240,16 @@ def _ws_work(ops, pl, config, exact):
         work, arrivals = _multicast_work(ops, use_comp, t_dense, R, C, config)
         return work, work.max(axis=0), arrivals, per_pe
     if per_pe:
-        # one R x C x N array (blocks x samples can be hundreds of MB) written in one pass
-        # (src/_screen.pyx), positions next to each other in memory: the pipeline's
-        # recurrence walks them innermost (_pipeline_cycles)
-        from .._screen import ws_block_work
-        work = np.empty((R, N, C)).swapaxes(1, 2)
-        work_cn = np.empty((C, N))
+        # each PE's work (src/_screen.pyx), made one PE row at a time as the pipeline
+        # needs it: blocks x samples would be hundreds of MB, written then read once
         S = _compressed_blocks(pl.block["of_nonzero"] if use_comp.any() else None,
                                ops.w_col, use_comp, R, C, ops.K)
-        ws_block_work(np.ascontiguousarray(t_dense, np.float64),
-                      np.ascontiguousarray(a_cn, np.int64), use_comp.ravel().astype(np.uint8),
-                      S.indptr.astype(np.int64), S.indices.astype(np.int32),
-                      S.data.astype(np.int32), np.ascontiguousarray(ops.x_nz, np.uint8),
-                      float(config.task_cycles), float(config.scalar_cycles_per_element),
-                      float(eos), work, work_cn)
-        return work, work_cn, None, per_pe
+        return _BlockWork(
+            (np.ascontiguousarray(t_dense, np.float64), np.ascontiguousarray(a_cn, np.int64),
+             use_comp.ravel().astype(np.uint8), S.indptr.astype(np.int64),
+             S.indices.astype(np.int32), S.data.astype(np.int32),
+             np.ascontiguousarray(ops.x_nz, np.uint8), float(config.task_cycles),
+             float(config.scalar_cycles_per_element), float(eos)), R, C, N), None, None, per_pe
     work_cn = np.zeros((C, N))
     dense_rows = np.where(~use_comp, t_dense[:, None], -np.inf)      # R x C
     tmax_c = dense_rows.max(axis=0)                                  # per column
@@ -268,6 +263,35 @@ def _ws_work(ops, pl, config, exact):
         work_cn = np.maximum(work_cn, a_cn * share[:, None])
     work_cn += eos
     return work_cn[None], work_cn, None, per_pe
+
+
+class _BlockWork:
+    """The exact model's work per PE and sample, not yet written: the arguments of
+    src/_screen.pyx's ws_block_work. :meth:`pipeline` costs it one PE row at a time;
+    :meth:`materialise` writes the R x C x N array and its largest per column."""
+
+    def __init__(self, args, R, C, N):
+        self.args, self.shape = args, (R, C, N)
+
+    def materialise(self):
+        from .._screen import ws_block_work
+        R, C, N = self.shape
+        work, work_cn = np.empty((R, N, C)).swapaxes(1, 2), np.empty((C, N))
+        return ws_block_work(*self.args, work, work_cn)
+
+    def pipeline(self, config, v, dt, fill, L):
+        """(:func:`_pipeline_cycles` of the work, the work's largest per column)."""
+        from .._screen import ws_pipeline
+        R, C, N = self.shape
+        cum = np.cumsum(v, axis=1) * dt
+        work_cn = np.empty((C, N))
+        est = ws_pipeline(*self.args, np.ascontiguousarray(cum - v * dt, np.float64),
+                          np.ascontiguousarray(cum - dt, np.float64),
+                          np.ascontiguousarray(fill, np.float64),
+                          np.ascontiguousarray(L, np.int_), config.hop_cycles,
+                          config.ramp_cycles, _turnaround(config),
+                          config.task_cycles + config.setup_cycles, _cushion(config), work_cn)
+        return est, work_cn
 
 
 def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
@@ -295,7 +319,10 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
     fill_r = (np.arange(1, R + 1)) * config.hop_cycles + config.ramp_cycles
     if not per_pe:
         L, fill_r = L.max(keepdims=True), fill_r[-1:]
-    est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L, arrivals)
+    if isinstance(work, _BlockWork):
+        est, work_cn = work.pipeline(config, v_cn, dt, fill_r, L)
+    else:
+        est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L, arrivals)
     fill = R * config.hop_cycles + config.ramp_cycles
     L = int(L.max())
 

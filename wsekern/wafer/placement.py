@@ -167,8 +167,11 @@ class Operands:
                 return np.zeros(C), np.zeros(R)     # no table: a weaker bound, still a bound
             work = self.w.scalar_work(R, C, self.A_k)
             return work[r], work[:, c]
-        return (_block_sums(t[1], m_b[r:r + 2], k_b)[0].astype(np.float64),
-                _block_sums(t[1], m_b, k_b[c:c + 2])[:, 0].astype(np.float64))
+        # one strip each: differences of two table rows (columns), no R x C blocks
+        T = t[1]
+        row = T[m_b[r + 1], k_b].astype(np.int64) - T[m_b[r], k_b]
+        col = T[m_b, k_b[c + 1]].astype(np.int64) - T[m_b, k_b[c]]
+        return np.diff(row).astype(np.float64), np.diff(col).astype(np.float64)
 
     @property
     def nz_k(self):
