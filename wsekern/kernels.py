@@ -50,17 +50,11 @@ def _sample_positions(m, n):
     return rows, cols
 
 
-# Outputs up to this size are allocated without asking the memory budget: no machine that
-# runs wsekern refuses 16 MiB, and the budget's system calls cost ~10 us a call.
-_UNBUDGETED_BYTES = 16 << 20
-
-
 def _check_out(out, shape, dtype):
     if out is None:
         nbytes = math.prod(shape) * dtype.itemsize      # Python ints: no overflow
-        if nbytes > _UNBUDGETED_BYTES:
-            check_memory(nbytes, f"the {dtype} output of shape {shape}",
-                         "multiply fewer rows or columns at a time")
+        check_memory(nbytes, f"the {dtype} output of shape {shape}",
+                     "multiply fewer rows or columns at a time")
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray; received {type(out).__name__}")
