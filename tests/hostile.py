@@ -225,7 +225,20 @@ def case_csr_index_out_of_range_every_route():
     """A SciPy CSR's column indices are checked inside the CSR kernel (each row before it is
     multiplied) and by a separate pass before every other route: one bad index in a middle
     row, on each route, blocked and not, 1 and 2 threads, after a good call on the same
-    matrix (nothing about it may be remembered)."""
+    matrix (nothing about it may be remembered). These products are far below the work a
+    second thread needs, so the threshold is lowered meanwhile: n_threads=2 then runs 2."""
+    from wsekern import _threads
+    saved = _threads.PARALLEL_OVERHEAD_SECONDS
+    _threads.PARALLEL_OVERHEAD_SECONDS = 0.0
+    try:
+        if _threads._spmm.openmp_enabled() and _threads.machine_threads() >= 2:
+            assert _threads.resolve_threads(2, 40 * 64) == 2, "2 threads not reached"
+        _csr_index_out_of_range_every_route()
+    finally:
+        _threads.PARALLEL_OVERHEAD_SECONDS = saved
+
+
+def _csr_index_out_of_range_every_route():
     import wsekern
     rng = np.random.default_rng(5)
     K = 64

@@ -176,6 +176,8 @@ def resolve_threads(n_threads, work):
     more OpenMP threads than cores only slow the loops, and thousands of them can fail to
     start (libgomp then exits the interpreter).
     """
+    if type(n_threads) is int and n_threads == 1:
+        return 1                 # what the policy gives: asked on every call, so no reads
     openmp = max_threads() if _spmm.openmp_enabled() else 0
     min_work = min_work_per_thread()
     machine = machine_threads()

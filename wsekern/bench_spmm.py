@@ -4,7 +4,8 @@ For each path (the one chosen by default, then each one forced through WSEKERN_S
 child process, so the dispatcher's cost table follows the path as it would for a user), fp32
 and fp64, W = ``scipy.sparse.random(M, K, density, random_state=0)`` in CSR and X standard
 normal: wsekern.spmm, SciPy ``W @ X`` and NumPy's dense ``W @ X``, timed interleaved (one
-call of each per round, ``repeat`` rounds, median), 1 thread everywhere (threadpoolctl).
+call of each per round, ``repeat`` rounds, median of the calling thread's CPU time, wall-clock
+ratios beside), 1 thread everywhere (threadpoolctl).
 Then X with half its rows zero (dead ReLU units) against X dense, and sddmm against the
 dense reference (``(A @ B.T)`` at the pattern) and SciPy's sampled product.
 """
@@ -30,16 +31,24 @@ def _scaled(cases, quick):
 
 def interleaved_medians(fns, repeat):
     """name -> median seconds, calling each of ``fns`` once per round (after a warm-up), so a
-    slow spell of a shared machine hits every contender alike."""
+    slow spell of a shared machine hits every contender alike. Seconds of this thread's CPU
+    time: every contender runs on the calling thread alone (1 thread everywhere), and the
+    time slices a loaded machine gives other processes are not counted (wall-clock medians
+    moved 30 % between runs with 10 jobs on 2 cores). The wall-clock medians are returned
+    too, under ``name + "_wall"``."""
     for fn in fns.values():
         fn()
-    times = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}
+    wall = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.thread_time()
             fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(t)) for name, t in times.items()}
+            cpu[name].append(time.thread_time() - c0)
+            wall[name].append(time.perf_counter() - w0)
+    result = {name: float(np.median(t)) for name, t in cpu.items()}
+    result.update({f"{name}_wall": float(np.median(t)) for name, t in wall.items()})
+    return result
 
 
 def _spmm_rows(cases, repeat):
@@ -137,8 +146,9 @@ def bench_table(quick=False, repeat=None, out=print):
     from .bench import machine_line
     from .simd_path import simd_available
     out(machine_line())
-    out(f"spmm, 1 thread everywhere, ms = median of {repeat or (5 if quick else 9)} "
-        f"interleaved rounds; 'x scipy' = SciPy's time / wsekern's time"
+    out(f"spmm, 1 thread everywhere, ms = median CPU time of the calling thread over "
+        f"{repeat or (5 if quick else 9)} interleaved rounds; 'x scipy' = SciPy's time / "
+        f"wsekern's time, 'wall' the same ratio of wall-clock medians"
         f"{'; --quick: M and K halved' if quick else ''}")
     results = []
     for path in [None] + simd_available():
@@ -153,21 +163,28 @@ def _print_result(res, out):
     out("")
     out(f"path {res['forced']} (runs {res['simd']}; cost table {res['cost_table']})")
     out(f"{'dtype':>7} {'M':>5} {'K':>5} {'N':>5} {'zeros':>5} {'route':>16} {'wsekern':>8} "
-        f"{'scipy':>8} {'numpy':>8} | {'x scipy':>7} {'x numpy':>7}")
+        f"{'scipy':>8} {'numpy':>8} | {'x scipy':>7} {'x numpy':>7} | {'wall':>5} {'wall':>5}")
     for r in res["spmm"]:
         out(f"{r['dtype']:>7} {r['M']:5d} {r['K']:5d} {r['N']:5d} {r['zeros']:5.2f} "
             f"{r['path']:>16} {r['wsekern'] * 1e3:8.2f} {r['scipy'] * 1e3:8.2f} "
             f"{r['numpy'] * 1e3:8.2f} | {r['scipy'] / r['wsekern']:7.2f} "
-            f"{r['numpy'] / r['wsekern']:7.2f}")
+            f"{r['numpy'] / r['wsekern']:7.2f} | {_wall_ratio(r, 'scipy', 'wsekern'):5.2f} "
+            f"{_wall_ratio(r, 'numpy', 'wsekern'):5.2f}")
     out("  X with half its rows zero vs X dense (fp32, W 90 % zeros):")
     for r in res["dead_rows"]:
         out(f"  {r['M']:5d}x{r['K']:<5d} x {r['N']:<5d} {r.get('W', 'csr'):>6} "
             f"{r['path']:>14} dense "
             f"{r['dense'] * 1e3:7.2f} ms, half dead {r['dead'] * 1e3:7.2f} ms, "
-            f"speed-up {r['dense'] / r['dead']:5.2f}x")
+            f"speed-up {r['dense'] / r['dead']:5.2f}x "
+            f"(wall {_wall_ratio(r, 'dense', 'dead'):.2f}x)")
     out("  sddmm vs NumPy (A @ B.T)[pattern] and a gather + row-dot (einsum):")
     for r in res["sddmm"]:
         out(f"  {r['dtype']:>7} {r['M']}x{r['N']} D={r['D']:<4d} zeros {r['zeros']:.2f}: "
             f"wsekern {r['wsekern'] * 1e3:7.2f} ms, numpy {r['numpy'] * 1e3:7.2f} ms "
             f"(x{r['numpy'] / r['wsekern']:.2f}), gather {r['gather'] * 1e3:7.2f} ms "
             f"(x{r['gather'] / r['wsekern']:.2f})")
+
+
+def _wall_ratio(row, slow, fast):
+    """``slow``'s wall-clock median over ``fast``'s (rows saved before it was kept: nan)."""
+    return row.get(f"{slow}_wall", float("nan")) / row.get(f"{fast}_wall", float("nan"))

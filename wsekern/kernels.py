@@ -1,5 +1,6 @@
 """spmm and sddmm: validated wrappers and the dispatcher over the Cython loops."""
 import functools
+import math
 
 import numpy as np
 import scipy.sparse as sps
@@ -51,8 +52,8 @@ def _sample_positions(m, n):
 
 def _check_out(out, shape, dtype):
     if out is None:
-        check_memory(np.prod(shape, dtype=np.float64) * np.dtype(dtype).itemsize,
-                     f"the {np.dtype(dtype)} output of shape {shape}",
+        nbytes = math.prod(shape) * dtype.itemsize      # Python ints: no overflow
+        check_memory(nbytes, f"the {dtype} output of shape {shape}",
                      "multiply fewer rows or columns at a time")
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
@@ -158,7 +159,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
                          f"W.shape={W.shape}, X.shape={X.shape}"
                          f"{' (transpose=True)' if transpose else ''}")
     N = X2.shape[1]
-    dtype = np.result_type(W.dtype, X.dtype)
+    dtype = W.dtype if W.dtype == X.dtype else np.result_type(W.dtype, X.dtype)
     unchecked = None         # a SciPy CSR's column indices are checked by the CSR kernel
     if not dense_W:          # validate the structure even when there is nothing to compute
         data, indices, indptr, _, unchecked = csr_parts_unchecked(W, dtype, transpose)
@@ -278,12 +279,19 @@ def column_block(k_rows, n, itemsize, tile_bytes=None):
     On Zen 3: fp64 1024^2 x 256 on the baseline path 1.9x SciPy with 16-column blocks,
     1.1-1.3x with 32-64."""
     if tile_bytes is None:
-        from .simd_path import SIMD_PATH
-        tile_bytes = TILE_BYTES.get(SIMD_PATH, TILE_BYTES["avx512"])
+        tile_bytes = _tile_bytes_in_use()
     granule = tile_bytes // itemsize
     cols = l2_bytes() // 4 // max(k_rows * itemsize, 1) // granule * granule
     cols = max(cols, granule)
     return 0 if cols >= n else cols
+
+
+@functools.lru_cache(maxsize=1)
+def _tile_bytes_in_use():
+    """TILE_BYTES of the SIMD path chosen at import (asked once: an import statement in the
+    call path cost microseconds on every spmm)."""
+    from .simd_path import SIMD_PATH
+    return TILE_BYTES.get(SIMD_PATH, TILE_BYTES["avx512"])
 
 
 def _live_rows(Xc, alive, n_alive, skip_rows, index_dtype):
