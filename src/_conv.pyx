@@ -334,3 +334,49 @@ def scan_planes(const floating[:, :, ::1] x, uint8_t[:, ::1] alive):
                 nnz = nnz + k
                 alive[b, c] = k > 0
     return nnz, bad == 0
+
+
+def pad_scan(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int ph, int pw,
+             uint8_t[:, ::1] alive):
+    """One pass over x (B, C, H, W): out[b, c, ph + h, pw + w] = x[b, c, h, w] with only
+    the border zeroed (out is (B, C, H + 2 ph, W + 2 pw)), and scan_planes's answers:
+    alive[b, c] = 1 where plane (b, c) has a nonzero (or a NaN); returns (nonzeros,
+    whether every element is finite). The direct path's padded input and the
+    dispatcher's questions about x in one read. Checks its operands itself."""
+    cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    if ph < 0 or pw < 0:
+        raise ValueError(f"pad_scan: padding must be >= 0; received ph={ph}, pw={pw}")
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
+    if (out.shape[0] != B or out.shape[1] != C or out.shape[2] != Hp or out.shape[3] != Wp
+            or alive.shape[0] != B or alive.shape[1] != C):
+        raise ValueError(f"pad_scan: x {(B, C, H, W)} padded by ({ph}, {pw}) needs out "
+                         f"{(B, C, Hp, Wp)} and alive {(B, C)}; received out "
+                         f"{(out.shape[0], out.shape[1], out.shape[2], out.shape[3])} and "
+                         f"alive {(alive.shape[0], alive.shape[1])}")
+    cdef Py_ssize_t b, c, h, i, nnz = 0, k
+    cdef int bad = 0
+    cdef const floating* src
+    cdef floating* dst
+    cdef floating v
+    with nogil:
+        for b in range(B):
+            for c in range(C):
+                k = 0
+                if ph > 0:
+                    memset(&out[b, c, 0, 0], 0, ph * Wp * sizeof(floating))
+                    memset(&out[b, c, ph + H, 0], 0, ph * Wp * sizeof(floating))
+                for h in range(H):
+                    src = &x[b, c, h, 0]
+                    dst = &out[b, c, ph + h, 0]
+                    for i in range(pw):
+                        dst[i] = 0
+                        dst[pw + W + i] = 0
+                    dst = dst + pw
+                    for i in range(W):     # integer reductions: the loop vectorises
+                        v = src[i]
+                        dst[i] = v
+                        k = k + (v != 0)
+                        bad = bad | (v - v != 0)    # v - v is NaN for inf and NaN, else 0
+                nnz = nnz + k
+                alive[b, c] = k > 0
+    return nnz, bad == 0

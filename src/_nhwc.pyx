@@ -245,9 +245,10 @@ def bias_relu(floating[:, ::1] y, const floating[::1] bias, bint relu, int n_thr
 
 def relu_grad_bias(const floating[:, ::1] grad, const floating[:, ::1] y, bint relu,
                    floating[:, ::1] out, double[:, ::1] bias_acc, int n_threads=1):
-    """One pass: out = grad * (y > 0) (ReLU's derivative from its output, as a product:
-    NaN in grad stays NaN) or a copy of grad, and bias_acc[t, c] += out[r, c] over the
-    rows r thread t takes (sum bias_acc over its first axis: the bias gradient, in double)."""
+    """One pass: out = grad where y > 0, else 0 (ReLU's derivative from its output, as a
+    select: a NaN gradient where the ReLU was off gives 0, as torch and Keras) or a copy
+    of grad, and bias_acc[t, c] += out[r, c] over the rows r thread t takes (sum bias_acc
+    over its first axis: the bias gradient, in double)."""
     cdef Py_ssize_t N = grad.shape[0], C = grad.shape[1], r, c, t
     cdef const floating* g
     cdef const floating* a
@@ -264,6 +265,6 @@ def relu_grad_bias(const floating[:, ::1] grad, const floating[:, ::1] y, bint r
             a = &y[r, 0]
             o = &out[r, 0]
             for c in range(C):
-                v = g[c] * (1 if a[c] > 0 else 0) if relu else g[c]
+                v = (g[c] if a[c] > 0 else 0) if relu else g[c]
                 o[c] = v
                 acc[c] += v
