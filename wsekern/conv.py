@@ -628,6 +628,44 @@ def col2im_nhwc(cols, g, n_threads=None):
     return gx
 
 
+def conv2d_small_nhwc(x, kernel, g, bias=None, relu=False, n_threads=None):
+    """The channels-last convolution of ``x`` (B, H, W, C) with a Keras ``kernel``
+    (kh, kw, C, O) (+ ``bias``, then ReLU when ``relu``) without im2col: for few input
+    channels, where im2col writes kh*kw*C values a pixel and a GEMM that shallow runs far
+    below BLAS's rate. Every multiply-add of the dense convolution is done. Returns
+    (B, OH, OW, O) in x's dtype (kernel and bias are cast to it)."""
+    x = _nhwc_float(x, "x")
+    if x.shape != (g.B, g.H, g.W, g.C) or np.shape(kernel)[:3] != (g.kh, g.kw, g.C):
+        raise ValueError(f"x {x.shape} and kernel {np.shape(kernel)} do not match the "
+                         f"geometry: x {(g.B, g.H, g.W, g.C)}, kernel ({g.kh}, {g.kw}, "
+                         f"{g.C}, O)")
+    w = np.ascontiguousarray(kernel, dtype=x.dtype)
+    b = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    shape = (g.B, g.OH, g.OW, w.shape[3])
+    check_memory(int(np.prod(shape)) * x.itemsize, f"conv output {shape}",
+                 "lower the batch or the image size")
+    y = np.empty(shape, dtype=x.dtype)
+    (sh, sw), (ph, pw), (dh, dw) = g.stride, g.pad, g.dilation
+    _conv.small_forward(x, w, b, bool(relu), y, sh, sw, ph, pw, dh, dw,
+                        resolve_threads(n_threads, y.size * g.depth))
+    return y
+
+
+def conv2d_small_grad_weight_nhwc(x, grad, g, n_threads=None):
+    """d loss / d kernel (kh, kw, C, O) of :func:`conv2d_small_nhwc` from the output
+    gradient ``grad`` (B, OH, OW, O); images summed in double, returned in grad's dtype."""
+    x = _nhwc_float(x, "x")
+    grad = np.ascontiguousarray(grad, dtype=x.dtype)
+    if x.shape != (g.B, g.H, g.W, g.C) or grad.shape[:3] != (g.B, g.OH, g.OW):
+        raise ValueError(f"x {x.shape} and grad {grad.shape} do not match the geometry: "
+                         f"x {(g.B, g.H, g.W, g.C)}, grad {(g.B, g.OH, g.OW)} + (O,)")
+    gw = np.zeros((g.kh, g.kw, g.C, grad.shape[3]))
+    (sh, sw), (ph, pw), (dh, dw) = g.stride, g.pad, g.dilation
+    _conv.small_grad_weight(x, grad, gw, sh, sw, ph, pw, dh, dw,
+                            resolve_threads(n_threads, grad.size * g.depth))
+    return gw.astype(x.dtype)
+
+
 def bias_relu_nhwc(y, bias=None, relu=False, n_threads=None):
     """In place on a convolution's output ``y`` (pixels, channels), one pass:
     ``y += bias``, then ``max(y, 0)`` when ``relu``; returns y."""
