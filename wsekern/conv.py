@@ -693,4 +693,7 @@ def relu_grad_bias_nhwc(grad, y, relu, n_threads=None):
     out = np.empty_like(grad)
     acc = np.zeros((threads, grad.shape[1]))
     _nhwc.relu_grad_bias(grad, y, bool(relu), out, acc, threads)
-    return out, acc.sum(axis=0).astype(grad.dtype)
+    db = acc.sum(axis=0)
+    if relu and np.isnan(db).any():    # a non-finite grad met the ReLU's zeros: see above
+        db = out.sum(axis=0, dtype=np.float64)
+    return out, db.astype(grad.dtype)
