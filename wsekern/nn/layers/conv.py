@@ -65,7 +65,9 @@ def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, rel
     A pruned (``mask``), ungrouped, stride-1 kernel goes through the channel planes
     (wsekern.conv_planes: only the kept weights multiplied, in every product) when this
     CPU's cost table says they beat the GEMMs and the batch is finite; ``cache`` (a dict
-    the layer keeps) holds their index arrays between steps. Dense and ungrouped: im2col
+    the layer keeps) holds their index arrays between steps. Ungrouped with at most
+    SMALL_CHANNELS input channels: the direct few-channel kernel, no im2col. Dense and
+    ungrouped: im2col
     in NHWC times the Keras kernel seen as (kh*kw*C, O), one GEMM, no transpose; the
     columns are kept for the kernel's gradient, and the bias and the ReLU are applied in
     place (no extra arrays, no extra graph nodes). Otherwise through wsekern.conv2d (NCHW
