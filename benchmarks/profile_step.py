@@ -4,6 +4,7 @@ warm-up steps; the top functions by their own time, per step.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --model mlp [--strategy]
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --model convnet
+    OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --model convnet-pruned
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --model gpt
 
 ``--strategy`` builds the model inside ``WaferStrategy(WaferConfig.wse2())`` placed for the
@@ -27,6 +28,8 @@ MODELS = {
     "mlp": bench_train.Case("MLP 784-1024-10, MNIST, batch 32", "mlp", (784, 1024, 10),
                             0, 32),
     "convnet": bench_train.Case("keras.io MNIST convnet, batch 128", "convnet", (), 0, 128),
+    "convnet-pruned": bench_train.Case("keras.io MNIST convnet, conv 90% pruned, batch 128",
+                                       "convnet", (), 0, 128, 0.9),
     "gpt": bench_train.Case("char GPT 2x d128, batch 32", "gpt", (), 0, 32, 0.0, "adamw"),
 }
 

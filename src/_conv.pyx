@@ -24,6 +24,21 @@ cdef extern from "wsk_sampled.h" nogil:
                                   Py_ssize_t, double*, Py_ssize_t) noexcept
     void wsk_sampled_init(int avx2) noexcept
 
+cdef extern from "wsk_conv_small.h" nogil:
+    void wsk_small_forward_f32(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, const float*,
+                               Py_ssize_t, Py_ssize_t, Py_ssize_t, const Py_ssize_t*,
+                               const float*, int, float*) noexcept
+    void wsk_small_forward_f64(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                               const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                               const Py_ssize_t*, const double*, int, double*) noexcept
+    void wsk_small_grad_weight_f32(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                   const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                   const Py_ssize_t*, float*) noexcept
+    void wsk_small_grad_weight_f64(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                   const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                   const Py_ssize_t*, double*) noexcept
+    void wsk_small_init(int avx2) noexcept
+
 import numpy as np
 
 
@@ -31,6 +46,7 @@ def simd_init(int path=0):
     """Select this module's SIMD path (the dispatch tables are per extension module)."""
     name = wsk_simd_init(path).decode()
     wsk_sampled_init(name in ("avx2", "avx512"))      # its widest clone is AVX2
+    wsk_small_init(name in ("avx2", "avx512"))
     return name
 
 
@@ -334,3 +350,131 @@ def scan_planes(const floating[:, :, ::1] x, uint8_t[:, ::1] alive):
                 nnz = nnz + k
                 alive[b, c] = k > 0
     return nnz, bad == 0
+
+
+def pad_scan(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int ph, int pw,
+             uint8_t[:, ::1] alive):
+    """One pass over x (B, C, H, W): out[b, c, ph + h, pw + w] = x[b, c, h, w] with only
+    the border zeroed (out is (B, C, H + 2 ph, W + 2 pw)), and scan_planes's answers:
+    alive[b, c] = 1 where plane (b, c) has a nonzero (or a NaN); returns (nonzeros,
+    whether every element is finite). The direct path's padded input and the
+    dispatcher's questions about x in one read. Checks its operands itself."""
+    cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    if ph < 0 or pw < 0:
+        raise ValueError(f"pad_scan: padding must be >= 0; received ph={ph}, pw={pw}")
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
+    if (out.shape[0] != B or out.shape[1] != C or out.shape[2] != Hp or out.shape[3] != Wp
+            or alive.shape[0] != B or alive.shape[1] != C):
+        raise ValueError(f"pad_scan: x {(B, C, H, W)} padded by ({ph}, {pw}) needs out "
+                         f"{(B, C, Hp, Wp)} and alive {(B, C)}; received out "
+                         f"{(out.shape[0], out.shape[1], out.shape[2], out.shape[3])} and "
+                         f"alive {(alive.shape[0], alive.shape[1])}")
+    cdef Py_ssize_t b, c, h, i, nnz = 0, k
+    cdef int bad = 0
+    cdef const floating* src
+    cdef floating* dst
+    cdef floating v
+    with nogil:
+        for b in range(B):
+            for c in range(C):
+                k = 0
+                if ph > 0:
+                    memset(&out[b, c, 0, 0], 0, ph * Wp * sizeof(floating))
+                    memset(&out[b, c, ph + H, 0], 0, ph * Wp * sizeof(floating))
+                for h in range(H):
+                    src = &x[b, c, h, 0]
+                    dst = &out[b, c, ph + h, 0]
+                    for i in range(pw):
+                        dst[i] = 0
+                        dst[pw + W + i] = 0
+                    dst = dst + pw
+                    for i in range(W):     # integer reductions: the loop vectorises
+                        v = src[i]
+                        dst[i] = v
+                        k = k + (v != 0)
+                        bad = bad | (v - v != 0)    # v - v is NaN for inf and NaN, else 0
+                nnz = nnz + k
+                alive[b, c] = k > 0
+    return nnz, bad == 0
+
+
+# -- few input channels, channels-last: no im2col (wsk_conv_small.h) -------------------------
+cdef _small_check(str name, Py_ssize_t B, Py_ssize_t C, Py_ssize_t[4] wshape,
+                  Py_ssize_t[4] yshape, int sh, int sw, int ph, int pw, int dh, int dw):
+    if min(sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
+        raise ValueError(f"{name}: strides and dilations must be >= 1 and paddings >= 0; "
+                         f"received strides ({sh}, {sw}), dilation ({dh}, {dw}), "
+                         f"padding ({ph}, {pw})")
+    if wshape[2] != C or yshape[0] != B or yshape[3] != wshape[3]:
+        raise ValueError(f"{name}: x of {B} images with {C} channels and a kernel (kh, kw, "
+                         f"{C}, O) need an output (gradient) ({B}, OH, OW, O); received kernel "
+                         f"{tuple(wshape[i] for i in range(4))}, output "
+                         f"{tuple(yshape[i] for i in range(4))}")
+
+
+def small_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                  const floating[::1] bias, bint relu, floating[:, :, :, ::1] y,
+                  int sh, int sw, int ph, int pw, int dh, int dw, int n_threads=1):
+    """y[b, oh, ow, :] = bias + sum over taps (i, j), channels c of
+    x[b, oh * sh - ph + i * dh, ow * sw - pw + j * dw, c] * w[i, j, c, :] (reads of the
+    padding skipped), then ReLU when ``relu``: x (B, H, W, C), w (kh, kw, C, O),
+    y (B, OH, OW, O), bias (O,) or empty. Every multiply-add of the dense convolution is
+    done (zeros included, so IEEE's inf * 0 stays NaN), with no im2col. Work
+    O(B * OH * OW * kh * kw * C * O); threads own images. Checks its operands itself."""
+    cdef Py_ssize_t B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t O = w.shape[3], b
+    _small_check("small_forward", B, C, w.shape, y.shape, sh, sw, ph, pw, dh, dw)
+    if bias.shape[0] not in (0, O):
+        raise ValueError(f"small_forward: bias must have {O} values or none; received "
+                         f"{bias.shape[0]}")
+    cdef Py_ssize_t[8] geo = [sh, sw, ph, pw, dh, dw, y.shape[1], y.shape[2]]
+    cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
+    if B * y.shape[1] * y.shape[2] * O == 0:
+        return
+    if w.shape[0] * w.shape[1] * C == 0:
+        for b in range(B):                   # no taps: bias (then ReLU) only
+            np.asarray(y)[b] = np.maximum(np.asarray(bias), 0) if relu else (
+                np.asarray(bias) if bp != NULL else 0)
+        return
+    with nogil:
+        for b in prange(B, num_threads=n_threads, schedule='static'):
+            if floating is float:
+                wsk_small_forward_f32(&x[b, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], w.shape[0],
+                                      w.shape[1], O, geo, bp, relu, &y[b, 0, 0, 0])
+            else:
+                wsk_small_forward_f64(&x[b, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], w.shape[0],
+                                      w.shape[1], O, geo, bp, relu, &y[b, 0, 0, 0])
+
+
+def small_grad_weight(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] gy,
+                      double[:, :, :, ::1] gw, int sh, int sw, int ph, int pw, int dh,
+                      int dw, int n_threads=1):
+    """gw[i, j, c, :] += sum over images and output pixels of x[b, ih, iw, c] *
+    gy[b, oh, ow, :] (the adjoint of small_forward in w; reads of the padding skipped):
+    each image summed in x's precision, the images in double. Checks its operands."""
+    cdef Py_ssize_t B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t O = gw.shape[3], n = gw.shape[0] * gw.shape[1] * gw.shape[2] * gw.shape[3]
+    cdef Py_ssize_t b, t, k
+    _small_check("small_grad_weight", B, C, gw.shape, gy.shape, sh, sw, ph, pw, dh, dw)
+    cdef Py_ssize_t[8] geo = [sh, sw, ph, pw, dh, dw, gy.shape[1], gy.shape[2]]
+    if B * gy.shape[1] * gy.shape[2] * n == 0:
+        return
+    n_threads = max(1, min(n_threads, B))
+    cdef floating[:, ::1] part = np.empty((n_threads, n), dtype=np.asarray(gy).dtype)
+    cdef double[:, ::1] acc = np.zeros((n_threads, n))
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        for b in prange(B, schedule='static'):
+            memset(&part[t, 0], 0, n * sizeof(floating))
+            if floating is float:
+                wsk_small_grad_weight_f32(&x[b, 0, 0, 0], H, W, C, &gy[b, 0, 0, 0],
+                                          gw.shape[0], gw.shape[1], O, geo, &part[t, 0])
+            else:
+                wsk_small_grad_weight_f64(&x[b, 0, 0, 0], H, W, C, &gy[b, 0, 0, 0],
+                                          gw.shape[0], gw.shape[1], O, geo, &part[t, 0])
+            for k in range(n):
+                acc[t, k] += part[t, k]
+    cdef double* out = &gw[0, 0, 0, 0]
+    for t in range(n_threads):
+        for k in range(n):
+            out[k] += acc[t, k]

@@ -245,15 +245,18 @@ def bias_relu(floating[:, ::1] y, const floating[::1] bias, bint relu, int n_thr
 
 def relu_grad_bias(const floating[:, ::1] grad, const floating[:, ::1] y, bint relu,
                    floating[:, ::1] out, double[:, ::1] bias_acc, int n_threads=1):
-    """One pass: out = grad * (y > 0) (ReLU's derivative from its output, as a product:
-    NaN in grad stays NaN) or a copy of grad, and bias_acc[t, c] += out[r, c] over the
-    rows r thread t takes (sum bias_acc over its first axis: the bias gradient, in double)."""
+    """One pass: out = grad where y > 0, else 0 (ReLU's derivative from its output: a NaN
+    gradient where the ReLU was off gives 0, as torch and Keras) or a copy of grad, and
+    bias_acc[t, c] += out[r, c] over the rows r thread t takes (sum bias_acc over its
+    first axis: the bias gradient, in double). A non-finite grad where y <= 0 leaves NaN
+    in bias_acc: then sum ``out`` instead (rare; out is right)."""
     cdef Py_ssize_t N = grad.shape[0], C = grad.shape[1], r, c, t
     cdef const floating* g
     cdef const floating* a
     cdef floating* o
     cdef double* acc
     cdef floating v
+    cdef int bad
     if N * C == 0:
         return
     with nogil, parallel(num_threads=n_threads):
@@ -263,7 +266,20 @@ def relu_grad_bias(const floating[:, ::1] grad, const floating[:, ::1] y, bint r
             g = &grad[r, 0]
             a = &y[r, 0]
             o = &out[r, 0]
-            for c in range(C):
-                v = g[c] * (1 if a[c] > 0 else 0) if relu else g[c]
-                o[c] = v
-                acc[c] += v
+            if relu:
+                # the product vectorises (a select did not: 20x slower on random signs);
+                # it is NaN only where g is NaN or inf: such rows are redone with a select
+                bad = 0
+                for c in range(C):
+                    v = g[c] * (1 if a[c] > 0 else 0)
+                    o[c] = v
+                    acc[c] += v
+                    bad = bad | (v != v)
+                if bad:        # acc got the NaN too: the caller sums ``out`` again
+                    for c in range(C):
+                        if not a[c] > 0:
+                            o[c] = 0
+            else:
+                for c in range(C):
+                    o[c] = g[c]
+                    acc[c] += g[c]

@@ -1,4 +1,8 @@
 """conv2d forward and backward against a plain NumPy reference and scipy.signal."""
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from scipy import signal
@@ -250,3 +254,57 @@ def test_scan_planes_matches_numpy(dtype, special):
     assert nnz == np.count_nonzero(x)
     assert finite == bool(np.isfinite(x).all())
     np.testing.assert_array_equal(alive, x.any(axis=(2, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pads", [(0, 0), (1, 1), (2, 0), (0, 3)])
+@pytest.mark.parametrize("special", [None, np.nan, -np.inf])
+def test_pad_scan_pads_and_scans_as_numpy(dtype, pads, special):
+    """The direct path's padded input and the scan of x in one pass: np.pad's zeros (the
+    output buffer starts as garbage, so a border left unwritten shows), NumPy's counts."""
+    from wsekern import _conv
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 5, 7)).astype(dtype)
+    x[rng.random(x.shape) < 0.6] = 0
+    x[0, 1] = 0                                   # a dead channel
+    if special is not None:
+        x[2, 3, 4, 6] = special
+        x[0, 1, 2, 2] = special
+    ph, pw = pads
+    out = np.full((3, 4, 5 + 2 * ph, 7 + 2 * pw), 99, dtype)
+    alive = np.full((3, 4), 7, np.uint8)
+    nnz, finite = _conv.pad_scan(x, out, ph, pw, alive)
+    np.testing.assert_array_equal(out, np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))))
+    assert nnz == np.count_nonzero(x)
+    assert finite == bool(np.isfinite(x).all())
+    np.testing.assert_array_equal(alive, x.any(axis=(2, 3)))
+
+
+def test_pad_scan_refuses_operands_that_do_not_fit_in_a_child_process():
+    """pad_scan writes without bounds checks: a short output or alive, or a negative
+    padding, is refused naming what was received (a child, so a crash fails the test)."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from wsekern import _conv
+        x = np.ones((2, 3, 4, 5))
+        cases = [
+            lambda: _conv.pad_scan(x, np.empty((2, 3, 6, 7)), 1, 2, np.empty((2, 3), np.uint8)),
+            lambda: _conv.pad_scan(x, np.empty((2, 3, 6, 7)), 1, 1, np.empty((2, 2), np.uint8)),
+            lambda: _conv.pad_scan(x, np.empty((1, 3, 6, 7)), 1, 1, np.empty((2, 3), np.uint8)),
+            lambda: _conv.pad_scan(x, np.empty((2, 3, 2, 3)), -1, -1,
+                                   np.empty((2, 3), np.uint8)),
+            lambda: _conv.pad_scan(x, np.empty((2, 3, 6, 7), np.float32), 1, 1,
+                                   np.empty((2, 3), np.uint8)),
+        ]
+        for i, case in enumerate(cases):
+            try:
+                case()
+            except (ValueError, TypeError) as e:
+                assert i == 4 or "received" in str(e), (i, str(e))
+            else:
+                raise AssertionError(f"case {i} was accepted")
+        print("OK", len(cases))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK 5", proc.stderr[-2000:]

@@ -180,13 +180,15 @@ def test_nonfinite_takes_the_dense_answer(where, monkeypatch):
     weight's 0 * inf is NaN there, so the planes path must not skip it."""
     layer, x = _pruned_layer()
     x = x.copy()
-    R = np.random.default_rng(6).standard_normal(layer(Tensor(x)).shape)
+    y = layer(Tensor(x)).data
+    R = np.random.default_rng(6).standard_normal(y.shape)
     if where == "x":
         x[0, 2, 3, 1] = np.nan
         x[1, 0, 0, 0] = np.inf
-    else:
-        R[0, 1, 1, 2] = np.nan
-        R[2, 4, 4, 0] = -np.inf
+    else:      # where the ReLU is on (where it is off the gradient is 0, as in torch)
+        on = np.argwhere(y > 0)
+        R[tuple(on[0])] = np.nan
+        R[tuple(on[-1])] = -np.inf
     _, test = _step(layer, x, R, True, monkeypatch)
     _, ref = _step(layer, x, R, False, monkeypatch)
     for a, b in zip(test, ref):

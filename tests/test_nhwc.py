@@ -320,7 +320,7 @@ def test_conv_epilogues_match_numpy(relu, with_bias, dtype):
     grad = rng.standard_normal(y.shape).astype(dtype)
     grad[1, 1] = np.nan
     masked, db = relu_grad_bias_nhwc(grad, out, relu)
-    want = grad * (out > 0) if relu else grad
+    want = np.where(out > 0, grad, 0) if relu else grad
     np.testing.assert_array_equal(masked, want)
     assert masked.dtype == db.dtype == dtype
     np.testing.assert_allclose(db, want.astype(np.float64).sum(axis=0), rtol=1e-6)
@@ -328,3 +328,21 @@ def test_conv_epilogues_match_numpy(relu, with_bias, dtype):
         bias_relu_nhwc(y, np.ones(3, dtype))
     with pytest.raises(ValueError, match="one 2-D shape"):
         relu_grad_bias_nhwc(grad, out[:5], relu)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_derivative_of_a_nan_gradient_where_the_relu_was_off_is_zero(dtype):
+    """The fused ReLU's derivative was a product, grad * (y > 0): a NaN (or inf) gradient
+    where y <= 0 gave NaN; torch's threshold_backward and Keras give 0 there. Where the
+    ReLU was on, NaN passes through."""
+    from wsekern.conv import relu_grad_bias_nhwc
+    y = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, 3.0]], dtype)
+    grad = np.array([[np.nan, np.nan, np.inf], [1.0, -np.inf, 2.0]], dtype)
+    masked, db = relu_grad_bias_nhwc(grad, y, True)
+    np.testing.assert_array_equal(masked, np.array([[0, np.nan, 0], [1, 0, 2]], dtype))
+    np.testing.assert_array_equal(db, np.array([1, np.nan, 2], dtype))
+    torch = pytest.importorskip("torch")
+    yt = torch.tensor(np.array([[-1.0, 2.0, -1.0], [1.0, -1.0, 3.0]], dtype),
+                      requires_grad=True)
+    torch.relu(yt).backward(torch.from_numpy(grad))
+    np.testing.assert_array_equal(masked, yt.grad.numpy())

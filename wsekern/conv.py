@@ -381,11 +381,19 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
         out[...] = 0 if bias is None else bias[:, None, None]
         return out, "empty"
     w_density = np.count_nonzero(w2) / w2.size
+    direct_fixed, direct_cost, input_fixed, input_cost = _path_costs()
     alive = np.empty((g.B, g.C), dtype=np.uint8)           # channels with a nonzero pixel
-    x_nonzeros, x_finite = _conv.scan_planes(x.reshape(g.B, g.C, -1), alive)
+    P = None
+    if (g.stride == (1, 1) and direct_fixed + w_density * direct_cost < 1.0
+            and not g.padding_dominates()):
+        # the direct path is likely: pad x (its phases at stride 1) while scanning it
+        g.check_memory(np.dtype(dtype).itemsize, im2col=False)
+        P = np.empty(g.phase_shape(), dtype=dtype)
+        x_nonzeros, x_finite = _conv.pad_scan(x, P[:, :, 0], *g.padding, alive)
+    else:
+        x_nonzeros, x_finite = _conv.scan_planes(x.reshape(g.B, g.C, -1), alive)
     x_density = x_nonzeros / x.size
     w_finite = bool(np.isfinite(w2).all())
-    direct_fixed, direct_cost, input_fixed, input_cost = _path_costs()
     cost = {"im2col-blas": 1.0}
     # Skipping a zero weight would hide its product with an inf/NaN pixel (NaN); and the
     # other paths build the padded input, which a huge padding makes the larger part.
@@ -401,7 +409,7 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)
     threads = resolve_threads(n_threads, g.B * g.O * g.OH * g.OW * w2.shape[1] * cost[path])
     if path == "direct":
-        P = _phases(x, g)
+        P = _phases(x, g) if P is None else P
         # An input channel that is zero for a whole image is skipped (exact when w is finite).
         if not w_finite:
             alive[...] = 1
@@ -620,6 +628,44 @@ def col2im_nhwc(cols, g, n_threads=None):
     return gx
 
 
+def conv2d_small_nhwc(x, kernel, g, bias=None, relu=False, n_threads=None):
+    """The channels-last convolution of ``x`` (B, H, W, C) with a Keras ``kernel``
+    (kh, kw, C, O) (+ ``bias``, then ReLU when ``relu``) without im2col: for few input
+    channels, where im2col writes kh*kw*C values a pixel and a GEMM that shallow runs far
+    below BLAS's rate. Every multiply-add of the dense convolution is done. Returns
+    (B, OH, OW, O) in x's dtype (kernel and bias are cast to it)."""
+    x = _nhwc_float(x, "x")
+    if x.shape != (g.B, g.H, g.W, g.C) or np.shape(kernel)[:3] != (g.kh, g.kw, g.C):
+        raise ValueError(f"x {x.shape} and kernel {np.shape(kernel)} do not match the "
+                         f"geometry: x {(g.B, g.H, g.W, g.C)}, kernel ({g.kh}, {g.kw}, "
+                         f"{g.C}, O)")
+    w = np.ascontiguousarray(kernel, dtype=x.dtype)
+    b = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    shape = (g.B, g.OH, g.OW, w.shape[3])
+    check_memory(int(np.prod(shape)) * x.itemsize, f"conv output {shape}",
+                 "lower the batch or the image size")
+    y = np.empty(shape, dtype=x.dtype)
+    (sh, sw), (ph, pw), (dh, dw) = g.stride, g.pad, g.dilation
+    _conv.small_forward(x, w, b, bool(relu), y, sh, sw, ph, pw, dh, dw,
+                        resolve_threads(n_threads, y.size * g.depth))
+    return y
+
+
+def conv2d_small_grad_weight_nhwc(x, grad, g, n_threads=None):
+    """d loss / d kernel (kh, kw, C, O) of :func:`conv2d_small_nhwc` from the output
+    gradient ``grad`` (B, OH, OW, O); images summed in double, returned in grad's dtype."""
+    x = _nhwc_float(x, "x")
+    grad = np.ascontiguousarray(grad, dtype=x.dtype)
+    if x.shape != (g.B, g.H, g.W, g.C) or grad.shape[:3] != (g.B, g.OH, g.OW):
+        raise ValueError(f"x {x.shape} and grad {grad.shape} do not match the geometry: "
+                         f"x {(g.B, g.H, g.W, g.C)}, grad {(g.B, g.OH, g.OW)} + (O,)")
+    gw = np.zeros((g.kh, g.kw, g.C, grad.shape[3]))
+    (sh, sw), (ph, pw), (dh, dw) = g.stride, g.pad, g.dilation
+    _conv.small_grad_weight(x, grad, gw, sh, sw, ph, pw, dh, dw,
+                            resolve_threads(n_threads, grad.size * g.depth))
+    return gw.astype(x.dtype)
+
+
 def bias_relu_nhwc(y, bias=None, relu=False, n_threads=None):
     """In place on a convolution's output ``y`` (pixels, channels), one pass:
     ``y += bias``, then ``max(y, 0)`` when ``relu``; returns y."""
@@ -647,4 +693,7 @@ def relu_grad_bias_nhwc(grad, y, relu, n_threads=None):
     out = np.empty_like(grad)
     acc = np.zeros((threads, grad.shape[1]))
     _nhwc.relu_grad_bias(grad, y, bool(relu), out, acc, threads)
-    return out, acc.sum(axis=0).astype(grad.dtype)
+    db = acc.sum(axis=0)
+    if relu and np.isnan(db).any():    # a non-finite grad met the ReLU's zeros: see above
+        db = out.sum(axis=0, dtype=np.float64)
+    return out, db.astype(grad.dtype)
