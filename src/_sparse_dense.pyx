@@ -9,9 +9,12 @@
 # output segment while it is in L1; the transposes between the batch-major activations and
 # this layout go by register tiles (wsk_transpose.h), the backward's one fused with the
 # GELU derivative and the bias gradient (scale_rowsum).
+#   rows_times_dense_t: rows_times_dense, its output also written batch-major
+#                       (out_t[:, i] = out[i, :]), transposed while each band is in cache
 # The wrappers (wsekern/sparse_dense.py) validate; these loops trust them and never raise.
 from cython.parallel cimport prange, parallel, threadid
 from libc.math cimport erf, exp, sqrt
+from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int32_t, int64_t
 from cython cimport floating
@@ -45,6 +48,10 @@ cdef extern from "wsk_transpose.h" nogil:
 cdef extern from "wsk_vmath.h" nogil:
     const char* wsk_vmath_use(int)
     void wsk_gelu_f32(const float*, float*, float*, Py_ssize_t) noexcept
+
+# rows of out per band of rows_times_dense_t: a band's 16 values per batch row fill a
+# 64-byte line of out_t (float32)
+cdef Py_ssize_t ROW_BAND = 16
 
 # destination rows per band of transpose: a band (32 x 2048 float32: 256 KiB) is still in
 # L2 when it is scaled and summed
@@ -120,6 +127,105 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
                 if bp != NULL or dp != NULL:
                     _bias_act(&out[i, j0], nb, bp[i] if bp != NULL else 0,
                               dp + i * N + j0 if dp != NULL else NULL, relu)
+            j0 += nb
+
+
+def rows_times_dense_t(const floating[::1] vals, const index_t[::1] cols,
+                       const index_t[::1] indptr, const floating[:, ::1] X,
+                       floating[:, ::1] out_t, int n_threads=1, Py_ssize_t n_block=0,
+                       const floating[::1] bias=None, floating[:, ::1] d=None,
+                       int relu=0, floating[:, ::1] out=None):
+    """rows_times_dense written batch-major: out_t[j, i] = (what rows_times_dense puts in
+    out[i, j]) for M = len(indptr) - 1 rows and N = X's columns; out_t is (N, M). With
+    ``out`` (M, N) the row-major result is kept there too (the next layer's input in the
+    layout its own product reads); ``d`` (M, N) as in rows_times_dense.
+
+    Bands of ROW_BAND rows: each column block of a band is computed into a small buffer
+    (or into out) and transposed into out_t by register tiles while it is in L1/L2, so the
+    batch-major result costs no pass over memory of its own. Work O(nnz * N) plus
+    O(M * N) for the transposes; threads own disjoint bands of rows.
+    """
+    cdef Py_ssize_t M = indptr.shape[0] - 1, N = out_t.shape[0], K = X.shape[0]
+    cdef Py_ssize_t i0, i1, i, j0 = 0, nb, k, t, n_bands, nnz
+    # the nogil loops read and write these unchecked (O(1) checks; index values are the
+    # caller's: a PackedSparse checked them when it was built)
+    if M < 0 or out_t.shape[1] != M or X.shape[1] != N:
+        raise ValueError(f"expected out_t of shape (N, M) = ({X.shape[1]}, {M}) for X of "
+                         f"shape ({K}, {X.shape[1]}) and {M} rows; received out_t of shape "
+                         f"({out_t.shape[0]}, {out_t.shape[1]})")
+    nnz = indptr[M] if M >= 0 else 0
+    if nnz < 0 or nnz > cols.shape[0] or nnz > vals.shape[0] or (M and indptr[0] != 0):
+        raise ValueError(f"indptr must start at 0 and end at most at len(cols) = "
+                         f"{cols.shape[0]} and len(vals) = {vals.shape[0]}; received "
+                         f"indptr[0] = {indptr[0]}, indptr[-1] = {nnz}")
+    if bias is not None and bias.shape[0] != M:
+        raise ValueError(f"bias must have {M} entries; received {bias.shape[0]}")
+    if d is not None and (d.shape[0] != M or d.shape[1] != N):
+        raise ValueError(f"d must have shape ({M}, {N}); received ({d.shape[0]}, "
+                         f"{d.shape[1]})")
+    if out is not None and (out.shape[0] != M or out.shape[1] != N):
+        raise ValueError(f"out must have shape ({M}, {N}); received ({out.shape[0]}, "
+                         f"{out.shape[1]})")
+    if M == 0 or N == 0:
+        return
+    cdef const floating* bp = NULL if bias is None else &bias[0]
+    cdef floating* dp = NULL if d is None else &d[0, 0]
+    cdef floating[:, ::1] rows = out
+    if K == 0 or nnz == 0:           # no product: act(bias) everywhere
+        if out is None:
+            rows = np.empty((M, N), dtype=np.asarray(vals).dtype)
+        rows[:, :] = 0
+        with nogil:
+            for i in range(M):
+                _bias_act(&rows[i, 0], N, bp[i] if bp != NULL else 0,
+                          dp + i * N if dp != NULL else NULL, relu)
+        transpose(np.asarray(rows), out_t, n_threads)
+        return
+    if n_block <= 0 or n_block > N:
+        n_block = N
+    n_threads = max(n_threads, 1)
+    cdef floating[:, ::1] block = np.empty((K if n_block < N else 1, n_block),
+                                           dtype=np.asarray(vals).dtype)
+    # each thread's band of rows for one column block, when out does not hold it
+    cdef floating[:, ::1] bands = np.empty((n_threads if out is None else 1,
+                                            ROW_BAND * n_block), dtype=np.asarray(vals).dtype)
+    cdef const floating* x = &X[0, 0]
+    cdef const floating* b
+    cdef Py_ssize_t ldb = N if n_block == N else n_block
+    cdef const floating* v = &vals[0]
+    cdef const index_t* c = &cols[0]
+    cdef floating* op = NULL if out is None else &out[0, 0]
+    cdef floating* y
+    cdef Py_ssize_t ldy
+    n_bands = (M + ROW_BAND - 1) // ROW_BAND
+    with nogil:
+        while j0 < N:
+            nb = min(n_block, N - j0)
+            if n_block < N:
+                for k in range(K):
+                    memcpy(&block[0, 0] + k * ldb, x + k * N + j0, nb * sizeof(floating))
+                b = &block[0, 0]
+            else:
+                b = x + j0
+            for t in prange(n_bands, num_threads=n_threads, schedule='dynamic', chunksize=1):
+                i0 = t * ROW_BAND
+                i1 = min(i0 + ROW_BAND, M)
+                if op != NULL:
+                    y = op + i0 * N + j0
+                    ldy = N
+                else:
+                    y = &bands[threadid(), 0]
+                    ldy = nb
+                for i in range(i0, i1):
+                    spmm_row(v + indptr[i], c + indptr[i], indptr[i + 1] - indptr[i],
+                             b, ldb, y + (i - i0) * ldy, nb)
+                    if bp != NULL or dp != NULL:
+                        _bias_act(y + (i - i0) * ldy, nb, bp[i] if bp != NULL else 0,
+                                  dp + i * N + j0 if dp != NULL else NULL, relu)
+                if floating is float:
+                    wsk_transpose_f32(y, i1 - i0, ldy, 0, nb, &out_t[j0, i0], M)
+                else:
+                    wsk_transpose_f64(y, i1 - i0, ldy, 0, nb, &out_t[j0, i0], M)
             j0 += nb
 
 
@@ -230,3 +336,32 @@ def transpose(const floating[:, ::1] src, floating[:, ::1] dst, int n_threads=1,
                     else:
                         wsk_scale_rowsum_f64(&dst[j, 0], sp + j * R if sp != NULL else NULL,
                                              R, rs + j if rs != NULL else NULL)
+
+
+def scale_rows(floating[:, ::1] a, const floating[:, ::1] scale=None,
+               floating[::1] row_sums=None, int n_threads=1):
+    """a *= scale in place (when given) and row_sums[j] = the sum of a's row j (when given):
+    transpose's scale and row sums, on an array already transposed. Work O(a.size)."""
+    cdef Py_ssize_t R = a.shape[0], C = a.shape[1], j
+    # the loop below reads scale and writes row_sums unchecked (O(1) checks)
+    if scale is not None and (scale.shape[0] != R or scale.shape[1] != C):
+        raise ValueError(f"scale must have a's shape ({R}, {C}); received ({scale.shape[0]}, "
+                         f"{scale.shape[1]})")
+    if row_sums is not None and row_sums.shape[0] != R:
+        raise ValueError(f"row_sums must have {R} entries; received {row_sums.shape[0]}")
+    if R == 0 or (scale is None and row_sums is None):
+        return
+    if C == 0:
+        if row_sums is not None:
+            row_sums[:] = 0
+        return
+    cdef const floating* sp = NULL if scale is None else &scale[0, 0]
+    cdef floating* rs = NULL if row_sums is None else &row_sums[0]
+    with nogil:
+        for j in prange(R, num_threads=n_threads, schedule='static'):
+            if floating is float:
+                wsk_scale_rowsum_f32(&a[j, 0], sp + j * C if sp != NULL else NULL, C,
+                                     rs + j if rs != NULL else NULL)
+            else:
+                wsk_scale_rowsum_f64(&a[j, 0], sp + j * C if sp != NULL else NULL, C,
+                                     rs + j if rs != NULL else NULL)
