@@ -124,19 +124,19 @@ def test_batch_major_entry_points_refuse_mis_sized_operands_in_a_child_process()
         W = sps.random(64, 32, density=0.3, format="csr", random_state=0)
         vals, cols, ptr = W.data, W.indices.astype(np.int32), W.indptr.astype(np.int32)
         X = np.ones((32, 512))
-        out_t = np.empty((512, 64))
+        out_t, out = np.empty((512, 64)), np.empty((64, 512))
         f = S.rows_times_dense_t
         cases = [
-            lambda: f(vals, cols, ptr, X, np.empty((512, 63))),
-            lambda: f(vals, cols, ptr, X, np.empty((511, 64))),
-            lambda: f(vals, cols, ptr, np.ones((32, 100)), out_t),
-            lambda: f(vals[:5], cols, ptr, X, out_t),
-            lambda: f(vals, cols[:5], ptr, X, out_t),
-            lambda: f(vals, cols, ptr + 1, X, out_t),
-            lambda: f(vals, cols, ptr, X, out_t, 1, 0, np.ones(2)),
-            lambda: f(vals, cols, ptr, X, out_t, 1, 0, None, np.ones((64, 5))),
-            lambda: f(vals, cols, ptr, X, out_t, 1, 0, None, None, 0, np.ones((3, 512))),
-            lambda: f(vals, cols, np.zeros(0, dtype=np.int32), X, out_t),
+            lambda: f(vals, cols, ptr, X, np.empty((512, 63)), out),
+            lambda: f(vals, cols, ptr, X, np.empty((511, 64)), out),
+            lambda: f(vals, cols, ptr, np.ones((32, 100)), out_t, out),
+            lambda: f(vals[:5], cols, ptr, X, out_t, out),
+            lambda: f(vals, cols[:5], ptr, X, out_t, out),
+            lambda: f(vals, cols, ptr + 1, X, out_t, out),
+            lambda: f(vals, cols, ptr, X, out_t, out, 1, 0, np.ones(2)),
+            lambda: f(vals, cols, ptr, X, out_t, out, 1, 0, None, np.ones((64, 5))),
+            lambda: f(vals, cols, ptr, X, out_t, np.ones((3, 512))),
+            lambda: f(vals, cols, np.zeros(0, dtype=np.int32), X, out_t, out),
             lambda: S.scale_rows(np.ones((4, 6)), np.ones((4, 5))),
             lambda: S.scale_rows(np.ones((4, 6)), None, np.ones(3)),
         ]

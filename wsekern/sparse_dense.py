@@ -168,8 +168,8 @@ def _times_t(P, X, n_threads, bias=None, activation=None):
     if M and B:
         threads = resolve_threads(n_threads, P.nnz * B)
         block = column_block(X.shape[0], B, X.itemsize)
-        _sparse_dense.rows_times_dense_t(P.data, P.indices, P.indptr, X, out_t, threads,
-                                         block, bias, d, activation == "relu", out)
+        _sparse_dense.rows_times_dense_t(P.data, P.indices, P.indptr, X, out_t, out, threads,
+                                         block, bias, d, activation == "relu")
     return out_t, out, d
 
 
@@ -177,7 +177,7 @@ def forward_batch_major(P, Xt, bias=None, activation=None, *, n_threads=None):
     """:func:`forward` with the result also batch-major: ``(Y, Yt, D)`` where ``Yt`` is
     ``act(W^T Xt + bias)`` (N x B), ``Y`` its transpose (B x N: the layer's output) and
     ``D`` the activation's derivative (N x B; None without an activation). Each band of
-    ``Yt`` is transposed into ``Y`` while it is still in cache (no pass of its own)."""
+    ``Yt`` is transposed into ``Y`` while it is still in L2 (not read back from memory)."""
     Xt = _check(P, Xt, P.shape[0], "Xt")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}")
