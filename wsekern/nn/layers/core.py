@@ -262,7 +262,12 @@ def _masked_dense(x, values, P, bias=None, activation=None):
     x2 = xd.reshape(-1, n_in)
     kernel = P.toarray()
     rows = np.repeat(np.arange(n_in), np.diff(P.indptr))
-    y = x2 @ kernel
+    if np.isfinite(x2).all():
+        y = x2 @ kernel
+    else:       # x of another dtype than K, with a NaN or inf: never times a pruned weight
+        Pp = P.astype(np.result_type(x2.dtype, P.dtype))
+        kernels = sparse_dense_kernels
+        y = kernels.transpose(kernels.times_wt(Pp, kernels.transpose(x2.astype(Pp.dtype))))
     d = add_bias_activation(y, None if bias is None else bias.data, activation)
     parents = (x, values) if bias is None else (x, values, bias)
 
