@@ -163,7 +163,9 @@ def test_a_registered_transpose_is_found_through_views_only_while_its_owner_live
     assert transposes.find(a.reshape(1, 3, 4).reshape(3, 4)) is at      # the graph's views
     assert transposes.find(a.copy()) is None                           # other memory
     assert transposes.find(a[:, :2]) is None                           # another shape
-    assert transposes.find(a, take=True) is at and transposes.find(a) is None
+    assert transposes.find(a, take=True) is None          # an output's is never taken
+    transposes.register(a, at, gradient=True)
+    assert transposes.find(a, take=True) is at and transposes.find(a, take=True) is None
     transposes.register(a, at)
     del a
     import gc

@@ -247,7 +247,7 @@ def sparse_dense(x, values, P, bias=None, activation=None):
             bias.accumulate(db.astype(bias.dtype, copy=False))
         if x.requires_grad:
             dx, dxt = kernels.times_w_batch_major(P, gt)               # (rows, in)
-            transposes.register(dx, dxt)               # the previous sparse layer's gt
+            transposes.register(dx, dxt, gradient=True)   # the previous sparse layer's gt
             x.accumulate(dx.reshape(xd.shape))
         if values.requires_grad:
             values.accumulate(kernels.pattern_grad(P, xt, gt))

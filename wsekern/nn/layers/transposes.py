@@ -25,15 +25,18 @@ def _owner(a):
     return a
 
 
-def _key(a):
-    return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+def _key(a, gradient):
+    return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str, gradient)
 
 
-def register(a, at):
-    """Record ``at`` (C-contiguous) as ``a.T``; ``a`` was written by a sparse Dense."""
+def register(a, at, gradient=False):
+    """Record ``at`` (C-contiguous) as ``a.T``; ``a`` was written by a sparse Dense, as an
+    output or (``gradient``) as an input gradient. Only a gradient's transpose is ever
+    taken and overwritten, so an output's (which a next layer keeps for its backward) is
+    never handed out as one, even if the same array came back as a gradient."""
     while len(_entries) >= _LIMIT:
         del _entries[next(iter(_entries))]
-    key = _key(a)
+    key = _key(a, gradient)
 
     def forget(ref):          # the owner died: its memory (and address) may be reused
         if _entries.get(key, (None,))[0] is ref:
@@ -42,11 +45,12 @@ def register(a, at):
 
 
 def find(a, take=False):
-    """``a.T`` when a sparse Dense wrote ``a`` and registered it (None otherwise); with
-    ``take`` the entry is removed, so the caller may overwrite the transpose."""
+    """``a.T`` when a sparse Dense wrote ``a`` and registered it (None otherwise). With
+    ``take`` only a gradient's is found, and its entry removed: the caller may overwrite
+    the transpose."""
     if a.size == 0 or a.ndim != 2:
         return None
-    key = _key(a)
+    key = _key(a, take)
     entry = _entries.get(key)
     if entry is None:
         return None
