@@ -208,8 +208,10 @@ def sparse_dense(x, values, P, bias=None, activation=None):
     forward ``Y^T = K^T X^T`` with the bias and activation applied as each output row leaves
     the product, input gradient ``dX^T = K dY^T``, weight gradient ``X^T dY`` at K's
     pattern (an SDDMM); the upstream gradient's transpose applies the activation's
-    derivative and sums the bias gradient in the same pass. Otherwise dense GEMMs on the
-    masked kernel. Either way pruned weights are never stored and get no gradient.
+    derivative and sums the bias gradient in the same pass. The products write y and dx
+    batch-major themselves; x's and the upstream gradient's transposes are taken from
+    the neighbouring sparse layer when it wrote them (:mod:`.transposes`). Otherwise dense
+    GEMMs on the masked kernel. Either way pruned weights are never stored and get no gradient.
     """
     xd = x.data
     n_in, units = P.shape
