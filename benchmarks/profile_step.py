@@ -6,6 +6,7 @@ warm-up steps; the top functions by their own time, per step.
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --model convnet
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --model convnet-pruned
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --model gpt
+    OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --model gpt --sparsity 0.9
 
 ``--strategy`` builds the model inside ``WaferStrategy(WaferConfig.wse2())`` placed for the
 model's batch, so every step is costed on the wafer too. The clock is wall time
@@ -69,6 +70,10 @@ def main(argv=None):
     parser.add_argument("--model", choices=sorted(MODELS), default="mlp")
     parser.add_argument("--strategy", action="store_true",
                         help="build it inside WaferStrategy(WaferConfig.wse2())")
+    parser.add_argument("--sparsity", type=float, default=None,
+                        help="the weight sparsity of the model's sparse layers (as "
+                             "`wsekern bench train`'s sparse rows: the MLP's hidden Dense "
+                             "layers, the GPT's MLP blocks)")
     parser.add_argument("--steps", type=int, default=20, help="profiled steps")
     parser.add_argument("--warmup", type=int, default=3, help="steps run before profiling")
     parser.add_argument("--top", type=int, default=10, help="functions shown")
@@ -79,8 +84,18 @@ def main(argv=None):
         parser.error(f"--steps and --top must be >= 1 and --warmup >= 0; received "
                      f"--steps {args.steps}, --warmup {args.warmup}, --top {args.top}")
     base = MODELS[args.model]
-    case = bench_train.Case(**{**base.__dict__,
-                               "samples": (args.steps + args.warmup) * base.batch})
+    changes = {"samples": (args.steps + args.warmup) * base.batch}
+    if args.sparsity is not None:
+        if not 0 <= args.sparsity < 1:
+            parser.error(f"--sparsity must be in [0, 1); received {args.sparsity}")
+        changes["sparsity"] = args.sparsity
+        if args.model == "mlp":                  # the bench's sparse MLP row
+            changes.update(name=f"MLP 784-1024-1024-10, {args.sparsity:.0%} sparse, batch 128",
+                           sizes=(784, 1024, 1024, 10), batch=128)
+            changes["samples"] = (args.steps + args.warmup) * 128
+        else:
+            changes["name"] = f"{base.name}, {args.sparsity:.0%} sparse"
+    case = bench_train.Case(**{**base.__dict__, **changes})
     x, y = bench_train.case_data(case)
     strategy = wk.WaferStrategy(wk.WaferConfig.wse2()) if args.strategy else None
     model = build(case, strategy)

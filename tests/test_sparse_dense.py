@@ -286,6 +286,8 @@ def test_a_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where, activa
     from wsekern.nn.layers import core
     from wsekern.nn.tensor import Tensor
 
+    weights = []
+
     def step(masked):
         with monkeypatch.context() as m:
             m.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: not masked)
@@ -300,12 +302,46 @@ def test_a_nan_reaches_the_same_outputs_on_both_paths(monkeypatch, where, activa
                 w[3, 5] = np.nan
             x = Tensor(xv, requires_grad=True)
             y = layer(x)
+            weights.append(layer.get_weights())
             (y * Tensor(w)).sum().backward()
             return y.data, x.grad, layer.kernel.grad
     for a, b in zip(step(False), step(True)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)       # NaNs in the same places
     y, dx, _ = step(False)
     assert 0 < np.isnan(y if where == "x" else dx).sum() < (y if where == "x" else dx).shape[1]
+    if where == "x":
+        # a NaN in x sends every path to the sparse step (the masked GEMM would spread
+        # it), so the two steps above are one: hold it against scipy.sparse, which never
+        # multiplies an unstored weight
+        W, b = weights[-1][0], weights[-1][1]
+        xv = np.random.default_rng(4).standard_normal((6, 21))
+        xv[2, 7] = np.nan
+        z = (sps.csr_array(W).T @ xv.T).T + b
+        ref = {None: z, "relu": np.maximum(z, 0), "gelu": None}[activation]
+        if ref is None:
+            from scipy.special import erf
+            ref = z * 0.5 * (1 + erf(z / np.sqrt(2)))
+        np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("pays", [False, True])
+def test_a_nan_in_a_float64_input_to_a_float32_layer_meets_no_pruned_weight(monkeypatch,
+                                                                            pays):
+    """float64 x into a float32 sparse Dense takes the masked path (promoted as the dense
+    layer promotes); a NaN there was multiplied by the pruned weights' zeros and reached
+    every output of its row."""
+    from wsekern.nn import layers as L
+    from wsekern.nn.layers import core
+    monkeypatch.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: pays)
+    layer = L.Dense(12, sparsity=0.8)
+    x = np.random.default_rng(0).standard_normal((5, 20))
+    x[1, 3] = np.nan
+    y = layer(x).data
+    W, b = layer.get_weights()[:2]
+    assert y.dtype == np.float64
+    ref = (sps.csr_array(W.astype(np.float64)).T @ x.T).T + b
+    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6)
+    assert np.isnan(y[1]).sum() == (W[3] != 0).sum() < 12
 
 
 @pytest.mark.parametrize("pays", [False, True])

@@ -526,7 +526,8 @@ class PackedSparse:
         other, perm = self._transpose
         other._finite = None
         if perm is not None:        # we are the original: refresh the cached transpose
-            other._data[...] = self._data[perm]
+            # in place (mode "clip": "raise" buffers out); perm is in range by construction
+            np.take(self._data, perm, out=other._data, mode="clip")
         else:                       # we are a transpose: refresh the original
             _, operm = other._transpose
             other._data[operm] = self._data

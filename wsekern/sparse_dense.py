@@ -11,9 +11,11 @@ contiguous row of B:
 
 Each is ``nnz(W) * B`` multiply-adds against ``K * N * B`` for the dense GEMM. The forward
 adds the bias and applies a GELU or ReLU as each output row leaves the product
-(:func:`forward`); the transposes between the layer's batch-major activations and this
-layout go by register tiles (:func:`transpose`), the backward's one applying the
-activation's derivative and summing the bias gradient on the way. Whether that whole step
+(:func:`forward`). The forward and input-gradient products also write their result
+batch-major, each column block transposed while still in L2 (:func:`forward_batch_major`,
+:func:`times_w_batch_major`); the other transposes go by register tiles
+(:func:`transpose`), the backward's one applying the activation's derivative and summing
+the bias gradient on the way (:func:`scale_rows` when the operand came already transposed). Whether that whole step
 beats the dense GEMMs on the masked kernel is decided by :func:`sparse_pays` from this
 CPU's measured rates (``wsekern/costs.py``). W and its transpose live in one
 :class:`PackedSparse`, built once: only the values are refreshed per step (``set_values``).
@@ -81,6 +83,26 @@ def transpose(a, *, scale=None, row_sums=False, n_threads=None):
     return (out, sums) if row_sums else out
 
 
+def scale_rows(a, scale=None, *, row_sums=False, n_threads=None):
+    """``a * scale`` computed in place (``a`` a C-contiguous float32/float64 array, ``scale``
+    of its shape and dtype) and, with ``row_sums``, the pair ``(a, a.sum(axis=1))``, in one
+    pass: :func:`transpose`'s scaling for an operand that is already transposed."""
+    if not isinstance(a, np.ndarray) or a.ndim != 2 or not a.flags.c_contiguous \
+            or not a.flags.writeable or a.dtype not in (np.float32, np.float64):
+        raise ValueError(f"scale_rows expects a writeable C-contiguous 2-D float32/float64 "
+                         f"array; received {type(a).__name__} "
+                         f"{getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+    if scale is not None:
+        scale = np.asarray(scale)
+        if scale.shape != a.shape or scale.dtype != a.dtype:
+            raise ValueError(f"scale must be an array of a's shape {a.shape} and dtype "
+                             f"{a.dtype}; received {scale.dtype} {scale.shape}")
+        scale = np.ascontiguousarray(scale)
+    sums = np.empty(a.shape[0], dtype=a.dtype) if row_sums else None
+    _sparse_dense.scale_rows(a, scale, sums, resolve_threads(n_threads, a.size // 8))
+    return (a, sums) if row_sums else a
+
+
 def _check(P, X, rows, what):
     if not isinstance(P, PackedSparse):
         raise TypeError(f"the kernel must be a PackedSparse (wsekern.pack); received "
@@ -135,6 +157,47 @@ def forward(P, Xt, bias=None, activation=None, *, n_threads=None):
                              f"{P.shape}; received shape {bias.shape}")
         bias = np.ascontiguousarray(bias, dtype=P.dtype)
     return _times(P.T, Xt, n_threads, bias, activation)
+
+
+def _times_t(P, X, n_threads, bias=None, activation=None):
+    """``(P @ X)^T`` (B x M) and ``P @ X`` (M x B) in one pass, for a C-contiguous X of P's
+    dtype (+ bias per row of P, then the activation, returning its derivative (M x B))."""
+    M = P.shape[0]
+    B = X.shape[1]
+    out_t = np.empty((B, M), dtype=P.dtype)
+    out = np.empty((M, B), dtype=P.dtype)
+    d = np.empty((M, B), dtype=P.dtype) if activation else None
+    if M and B:
+        threads = resolve_threads(n_threads, P.nnz * B)
+        block = column_block(X.shape[0], B, X.itemsize)
+        _sparse_dense.rows_times_dense_t(P.data, P.indices, P.indptr, X, out_t, out, threads,
+                                         block, bias, d, activation == "relu")
+    return out_t, out, d
+
+
+def forward_batch_major(P, Xt, bias=None, activation=None, *, n_threads=None):
+    """:func:`forward` with the result also batch-major: ``(Y, Yt, D)`` where ``Yt`` is
+    ``act(W^T Xt + bias)`` (N x B), ``Y`` its transpose (B x N: the layer's output) and
+    ``D`` the activation's derivative (N x B; None without an activation). Each band of
+    ``Yt`` is transposed into ``Y`` while it is still in L2 (not read back from memory)."""
+    Xt = _check(P, Xt, P.shape[0], "Xt")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}")
+    if bias is not None:
+        bias = np.asarray(bias)
+        if bias.shape != (P.shape[1],):
+            raise ValueError(f"expected a bias of shape ({P.shape[1]},) for a kernel of shape "
+                             f"{P.shape}; received shape {bias.shape}")
+        bias = np.ascontiguousarray(bias, dtype=P.dtype)
+    return _times_t(P.T, Xt, n_threads, bias, activation)
+
+
+def times_w_batch_major(P, Gt, *, n_threads=None):
+    """:func:`times_w` with the result also batch-major: ``(dX, dXt)``, ``dXt = W @ Gt``
+    (K x B) and ``dX`` its transpose (B x K: the input gradient of ``Y = X W``)."""
+    Gt = _check(P, Gt, P.shape[1], "Gt")
+    out_t, out, _ = _times_t(P, Gt, n_threads)
+    return out_t, out
 
 
 def times_w(P, Gt, *, n_threads=None):

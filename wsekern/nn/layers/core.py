@@ -4,6 +4,7 @@ import scipy.sparse as sps
 
 from ... import sparse_dense as sparse_dense_kernels
 from ...sparse import pack
+from . import transposes
 from .. import activations, utils
 from ..placed import placement_of
 from ..tensor import Tensor, reshape
@@ -207,8 +208,10 @@ def sparse_dense(x, values, P, bias=None, activation=None):
     forward ``Y^T = K^T X^T`` with the bias and activation applied as each output row leaves
     the product, input gradient ``dX^T = K dY^T``, weight gradient ``X^T dY`` at K's
     pattern (an SDDMM); the upstream gradient's transpose applies the activation's
-    derivative and sums the bias gradient in the same pass. Otherwise dense GEMMs on the
-    masked kernel. Either way pruned weights are never stored and get no gradient.
+    derivative and sums the bias gradient in the same pass. The products write y and dx
+    batch-major themselves; x's and the upstream gradient's transposes are taken from
+    the neighbouring sparse layer when it wrote them (:mod:`.transposes`). Otherwise dense
+    GEMMs on the masked kernel. Either way pruned weights are never stored and get no gradient.
     """
     xd = x.data
     n_in, units = P.shape
@@ -222,22 +225,32 @@ def sparse_dense(x, values, P, bias=None, activation=None):
                               and np.isfinite(x2).all()):
         return _masked_dense(x, values, P, bias, activation)
     kernels = sparse_dense_kernels
-    xt = kernels.transpose(x2)                                         # (in, rows)
-    out = kernels.forward(P, xt, None if bias is None else bias.data, activation)
-    yt, dt = out if activation else (out, None)                        # (units, rows)
-    y = kernels.transpose(yt)                                          # (rows, units)
+    xt = transposes.find(x2)                          # the previous sparse layer's output
+    if xt is None:
+        xt = kernels.transpose(x2)                                     # (in, rows)
+    # y batch-major for the graph, yt and the derivative dt feature-major for the products
+    y, yt, dt = kernels.forward_batch_major(P, xt, None if bias is None else bias.data,
+                                            activation)                # (rows, units)
     parents = (x, values) if bias is None else (x, values, bias)
+    if x.requires_grad or values.requires_grad:
+        transposes.register(y, yt)                     # a next sparse layer's input
 
     def backward(g):
         # in the kernel's dtype, as the dense layer keeps a float32 model's gradients
         g2 = g.reshape(-1, units).astype(P.dtype, copy=False)          # (rows, units)
         bias_grad = bias is not None and bias.requires_grad
-        gt = kernels.transpose(g2, scale=dt, row_sums=bias_grad)       # (units, rows)
+        gt = transposes.find(g2, take=True)            # the next sparse layer's dX^T
+        if gt is None:
+            gt = kernels.transpose(g2, scale=dt, row_sums=bias_grad)   # (units, rows)
+        else:
+            gt = kernels.scale_rows(gt, dt, row_sums=bias_grad)
         if bias_grad:
             gt, db = gt
             bias.accumulate(db.astype(bias.dtype, copy=False))
         if x.requires_grad:
-            x.accumulate(kernels.transpose(kernels.times_w(P, gt)).reshape(xd.shape))
+            dx, dxt = kernels.times_w_batch_major(P, gt)               # (rows, in)
+            transposes.register(dx, dxt, gradient=True)   # the previous sparse layer's gt
+            x.accumulate(dx.reshape(xd.shape))
         if values.requires_grad:
             values.accumulate(kernels.pattern_grad(P, xt, gt))
     return Tensor(y.reshape(xd.shape[:-1] + (units,)), parents=parents, backward=backward)
@@ -251,7 +264,12 @@ def _masked_dense(x, values, P, bias=None, activation=None):
     x2 = xd.reshape(-1, n_in)
     kernel = P.toarray()
     rows = np.repeat(np.arange(n_in), np.diff(P.indptr))
-    y = x2 @ kernel
+    if np.isfinite(x2).all():
+        y = x2 @ kernel
+    else:       # x of another dtype than K, with a NaN or inf: never times a pruned weight
+        Pp = P.astype(np.result_type(x2.dtype, P.dtype))
+        kernels = sparse_dense_kernels
+        y = kernels.transpose(kernels.times_wt(Pp, kernels.transpose(x2.astype(Pp.dtype))))
     d = add_bias_activation(y, None if bias is None else bias.data, activation)
     parents = (x, values) if bias is None else (x, values, bias)
 

@@ -1,0 +1,236 @@
+"""The sparse Dense step written batch-major (wsekern.sparse_dense.forward_batch_major,
+times_w_batch_major, scale_rows) against NumPy, and the transposes consecutive sparse
+layers hand each other (wsekern.nn.layers.transposes): same answers as transposing anew."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import scipy.sparse as sps
+
+from wsekern import pack
+from wsekern import sparse_dense as sd
+from wsekern.nn.layers import transposes
+
+
+def _kernel(K, N, density, dtype, seed=0):
+    W = sps.random(K, N, density=density, random_state=seed, format="csr", dtype=np.float64)
+    W.data -= 0.5
+    P = pack(W.astype(dtype))
+    return P, P.toarray()
+
+
+def _gelu(z):
+    from scipy.special import erf
+    phi = 0.5 * (1 + erf(z / np.sqrt(2)))
+    return z * phi, phi + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+
+
+# odd shapes, more rows than one band (16), a batch wider than one column block, empty
+SHAPES = [(7, 5, 3), (64, 33, 17), (130, 70, 300), (1, 1, 1), (9, 4, 0), (0, 6, 5),
+          (5, 0, 4)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K,N,B", SHAPES)
+@pytest.mark.parametrize("density", [0.0, 0.15, 1.0])
+@pytest.mark.parametrize("activation", [None, "gelu", "relu"])
+def test_forward_batch_major_matches_numpy(dtype, K, N, B, density, activation):
+    P, Wd = _kernel(K, N, density, dtype)
+    rng = np.random.default_rng(1)
+    Xt = rng.standard_normal((K, B)).astype(dtype)
+    bias = rng.standard_normal(N).astype(dtype)
+    y, yt, d = sd.forward_batch_major(P, Xt, bias, activation)
+    z = Xt.T.astype(np.float64) @ Wd + bias                                   # (B, N)
+    ref, dref = {None: (z, None), "gelu": _gelu(z),
+                 "relu": (np.maximum(z, 0), (z > 0).astype(float))}[activation]
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    assert y.dtype == yt.dtype == dtype and y.shape == (B, N) and yt.shape == (N, B)
+    assert y.flags.c_contiguous and yt.flags.c_contiguous
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(yt, y.T)
+    if activation is None:
+        assert d is None
+    else:
+        assert d.shape == (N, B) and d.dtype == dtype
+        np.testing.assert_allclose(d, dref.T, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K,N,B", SHAPES)
+@pytest.mark.parametrize("density", [0.0, 0.15, 1.0])
+def test_input_gradient_batch_major_matches_numpy(dtype, K, N, B, density):
+    P, Wd = _kernel(K, N, density, dtype)
+    Gt = np.random.default_rng(2).standard_normal((N, B)).astype(dtype)
+    dx, dxt = sd.times_w_batch_major(P, Gt)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    assert dx.dtype == dtype and dx.shape == (B, K) and dxt.shape == (K, B)
+    np.testing.assert_allclose(dx, Gt.T.astype(np.float64) @ Wd.T, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(dxt, dx.T)
+
+
+def test_batch_major_threads_and_column_blocks_cover_everything(monkeypatch):
+    """Several column blocks (a small L2 budget) and two threads: every entry written."""
+    import wsekern.sparse_dense as mod
+    monkeypatch.setattr(mod, "column_block", lambda k, n, size: 16)
+    P, Wd = _kernel(90, 50, 0.2, np.float32, seed=3)
+    Xt = np.random.default_rng(3).standard_normal((90, 77)).astype(np.float32)
+    for threads in (1, 2):
+        y, yt, d = sd.forward_batch_major(P, Xt, None, "relu", n_threads=threads)
+        z = Xt.T @ Wd
+        np.testing.assert_allclose(y, np.maximum(z, 0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(yt, y.T)
+        np.testing.assert_array_equal(d, (z > 0).T)
+
+
+def test_a_nan_of_x_reaches_only_the_outputs_its_stored_weights_connect():
+    P, Wd = _kernel(20, 12, 0.2, np.float64, seed=4)
+    Xt = np.random.default_rng(4).standard_normal((20, 6))
+    Xt[3, 2] = np.nan
+    y, yt, _ = sd.forward_batch_major(P, Xt)
+    connected = Wd[3] != 0
+    assert np.isnan(y[2, connected]).all()
+    assert not np.isnan(np.delete(y, 2, axis=0)).any() and not np.isnan(y[2, ~connected]).any()
+    dx, _ = sd.times_w_batch_major(P, np.where(np.isnan(yt), 0.0, yt))
+    assert not np.isnan(dx).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 5), (40, 300), (0, 4), (4, 0)])
+def test_scale_rows_matches_numpy(dtype, shape):
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(shape).astype(dtype)
+    s = rng.standard_normal(shape).astype(dtype)
+    ref = a * s
+    out, sums = sd.scale_rows(a, s, row_sums=True)
+    assert out is a
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(sums, ref.sum(axis=1), rtol=tol, atol=10 * tol)
+    with pytest.raises(ValueError, match="received"):
+        sd.scale_rows(a, s[:, :-1] if shape[1] else s[:-1])
+    with pytest.raises(ValueError, match="received"):
+        sd.scale_rows(np.ones((4, 6), dtype)[:, ::2])               # not contiguous
+
+
+def test_batch_major_entry_points_refuse_mis_sized_operands_in_a_child_process():
+    """The Cython entry points check every operand's shape themselves (their loops trust
+    them): a short one would read or write past its end. In a child: a crash fails."""
+    code = textwrap.dedent("""
+        import numpy as np
+        import scipy.sparse as sps
+        from wsekern import _sparse_dense as S
+        W = sps.random(64, 32, density=0.3, format="csr", random_state=0)
+        vals, cols, ptr = W.data, W.indices.astype(np.int32), W.indptr.astype(np.int32)
+        X = np.ones((32, 512))
+        out_t, out = np.empty((512, 64)), np.empty((64, 512))
+        f = S.rows_times_dense_t
+        cases = [
+            lambda: f(vals, cols, ptr, X, np.empty((512, 63)), out),
+            lambda: f(vals, cols, ptr, X, np.empty((511, 64)), out),
+            lambda: f(vals, cols, ptr, np.ones((32, 100)), out_t, out),
+            lambda: f(vals[:5], cols, ptr, X, out_t, out),
+            lambda: f(vals, cols[:5], ptr, X, out_t, out),
+            lambda: f(vals, cols, ptr + 1, X, out_t, out),
+            lambda: f(vals, cols, ptr, X, out_t, out, 1, 0, np.ones(2)),
+            lambda: f(vals, cols, ptr, X, out_t, out, 1, 0, None, np.ones((64, 5))),
+            lambda: f(vals, cols, ptr, X, out_t, np.ones((3, 512))),
+            lambda: f(vals, cols, np.zeros(0, dtype=np.int32), X, out_t, out),
+            lambda: S.scale_rows(np.ones((4, 6)), np.ones((4, 5))),
+            lambda: S.scale_rows(np.ones((4, 6)), None, np.ones(3)),
+        ]
+        for i, case in enumerate(cases):
+            try:
+                case()
+            except ValueError as e:
+                assert "received" in str(e), (i, str(e))
+            else:
+                raise SystemExit(f"case {i} was accepted")
+        print("ok", len(cases))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok 12"), proc.stderr[-2000:]
+
+
+# -- transposes handed between layers ----------------------------------------------------
+def test_a_registered_transpose_is_found_through_views_only_while_its_owner_lives():
+    transposes.clear()
+    a = np.arange(12.0).reshape(3, 4)
+    at = np.ascontiguousarray(a.T)
+    transposes.register(a, at)
+    assert transposes.find(a.reshape(1, 3, 4).reshape(3, 4)) is at      # the graph's views
+    assert transposes.find(a.copy()) is None                           # other memory
+    assert transposes.find(a[:, :2]) is None                           # another shape
+    assert transposes.find(a, take=True) is None          # an output's is never taken
+    transposes.register(a, at, gradient=True)
+    assert transposes.find(a, take=True) is at and transposes.find(a, take=True) is None
+    transposes.register(a, at)
+    del a
+    import gc
+    gc.collect()
+    assert not transposes._entries                                     # forgotten with it
+
+
+def _two_sparse_layers(seed, activation, dtype="float32"):
+    from wsekern.nn import layers as L
+    from wsekern.nn import utils
+    utils.set_random_seed(seed)
+    a = L.Dense(24, activation=activation, sparsity=0.7, dtype=dtype)
+    b = L.Dense(9, activation="relu", sparsity=0.6, dtype=dtype)
+    a.build((None, 16))
+    b.build((None, 24))
+    return a, b
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu", None])
+def test_consecutive_sparse_layers_share_transposes_with_the_same_answers(monkeypatch,
+                                                                         activation):
+    """Layer b reads layer a's output transpose, and a's backward b's input-gradient
+    transpose, from the hand-over; with it emptied before every lookup each transposes
+    anew. Both give the same values and gradients, and the hand-over is used."""
+    from wsekern.nn.layers import core
+    from wsekern.nn.tensor import Tensor
+    monkeypatch.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: True)
+    xv = np.random.default_rng(6).standard_normal((2, 5, 16)).astype(np.float32)
+    w = np.random.default_rng(7).standard_normal((2, 5, 9)).astype(np.float32)
+
+    def step(share):
+        a, b = _two_sparse_layers(3, activation)
+        found = []
+        real_find = transposes.find
+
+        def find(arr, take=False):
+            if not share:
+                transposes.clear()
+            hit = real_find(arr, take)
+            found.append(hit is not None)
+            return hit
+        with monkeypatch.context() as m:
+            m.setattr(transposes, "find", find)
+            x = Tensor(xv, requires_grad=True)
+            y = b(a(x))
+            (y * Tensor(w)).sum().backward()
+        return (y.data, x.grad, a.kernel.grad, a.bias.grad, b.kernel.grad), found
+    shared, hits = step(True)
+    fresh, misses = step(False)
+    assert sum(hits) == 2 and not any(misses)        # b's forward, a's backward
+    for s, f in zip(shared, fresh):
+        assert s.dtype == np.float32
+        np.testing.assert_array_equal(s, f)
+
+
+def test_an_input_refilled_in_place_is_not_read_from_a_stale_transpose(monkeypatch):
+    """A caller's batch array is never registered: refilling it between steps must give
+    the new answer."""
+    from wsekern.nn import layers as L
+    from wsekern.nn.layers import core
+    from wsekern.nn.tensor import Tensor
+    monkeypatch.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: True)
+    layer = L.Dense(8, sparsity=0.5)
+    buf = np.ones((4, 6), dtype=np.float32)
+    first = layer(Tensor(buf, requires_grad=True)).data.copy()
+    buf[:] = 2
+    second = layer(Tensor(buf, requires_grad=True)).data
+    np.testing.assert_allclose(second, 2 * first - layer.get_weights()[1], rtol=1e-6)

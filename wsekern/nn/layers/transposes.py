@@ -1,0 +1,67 @@
+"""The transposes one training step's sparse Dense layers hand each other.
+
+A sparse Dense runs its products on the batch transposed (features x batch): its forward
+product yields its output that way, and its backward product yields its input gradient
+that way, each also written batch-major for the graph. When the next sparse layer reads
+that output (an MLP's hidden layers, a transformer's two MLP projections), or the previous
+one receives that gradient, it takes the transpose from here instead of transposing again.
+
+Only arrays a sparse Dense wrote itself are registered (never a caller's array, which may
+be refilled in place between steps), and an entry is found only while the array that owns
+the memory is alive: a view of it with the same start, shape and strides finds it (the
+graph reshapes between layers), a new array at a reused address does not.
+"""
+import weakref
+
+import numpy as np
+
+_LIMIT = 64                 # entries kept at most (the oldest go first)
+_entries = {}               # key -> (weakref to the owning array, the transpose)
+
+
+def _owner(a):
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _key(a, gradient):
+    return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str, gradient)
+
+
+def register(a, at, gradient=False):
+    """Record ``at`` (C-contiguous) as ``a.T``; ``a`` was written by a sparse Dense, as an
+    output or (``gradient``) as an input gradient. Only a gradient's transpose is ever
+    taken and overwritten, so an output's (which a next layer keeps for its backward) is
+    never handed out as one, even if the same array came back as a gradient."""
+    while len(_entries) >= _LIMIT:
+        del _entries[next(iter(_entries))]
+    key = _key(a, gradient)
+
+    def forget(ref):          # the owner died: its memory (and address) may be reused
+        if _entries.get(key, (None,))[0] is ref:
+            del _entries[key]
+    _entries[key] = (weakref.ref(_owner(a), forget), at)
+
+
+def find(a, take=False):
+    """``a.T`` when a sparse Dense wrote ``a`` and registered it (None otherwise). With
+    ``take`` only a gradient's is found, and its entry removed: the caller may overwrite
+    the transpose."""
+    if a.size == 0 or a.ndim != 2:
+        return None
+    key = _key(a, take)
+    entry = _entries.get(key)
+    if entry is None:
+        return None
+    ref, at = entry
+    if ref() is None or at.shape != a.shape[::-1]:
+        del _entries[key]
+        return None
+    if take:
+        del _entries[key]
+    return at
+
+
+def clear():
+    _entries.clear()
