@@ -15,8 +15,8 @@ adds the bias and applies a GELU or ReLU as each output row leaves the product
 batch-major, each column block transposed while still in L2 (:func:`forward_batch_major`,
 :func:`times_w_batch_major`); the other transposes go by register tiles
 (:func:`transpose`), the backward's one applying the activation's derivative and summing
-the bias gradient on the way (:func:`scale_rows` when the operand came already transposed). Whether that whole step
-beats the dense GEMMs on the masked kernel is decided by :func:`sparse_pays` from this
+the bias gradient on the way (:func:`scale_rows` when the operand came already
+transposed). Whether that whole step beats the dense GEMMs on the masked kernel is decided by :func:`sparse_pays` from this
 CPU's measured rates (``wsekern/costs.py``). W and its transpose live in one
 :class:`PackedSparse`, built once: only the values are refreshed per step (``set_values``).
 

@@ -4,10 +4,10 @@ import scipy.sparse as sps
 
 from ... import sparse_dense as sparse_dense_kernels
 from ...sparse import pack
-from . import transposes
 from .. import activations, utils
 from ..placed import placement_of
 from ..tensor import Tensor, reshape
+from . import transposes
 from .base import Layer
 from .linear import add_bias_activation, linear, linear_applies
 
