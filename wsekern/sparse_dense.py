@@ -16,9 +16,10 @@ batch-major, each column block transposed while still in L2 (:func:`forward_batc
 :func:`times_w_batch_major`); the other transposes go by register tiles
 (:func:`transpose`), the backward's one applying the activation's derivative and summing
 the bias gradient on the way (:func:`scale_rows` when the operand came already
-transposed). Whether that whole step beats the dense GEMMs on the masked kernel is decided by :func:`sparse_pays` from this
-CPU's measured rates (``wsekern/costs.py``). W and its transpose live in one
-:class:`PackedSparse`, built once: only the values are refreshed per step (``set_values``).
+transposed). Whether that whole step beats the dense GEMMs on the masked kernel is
+decided by :func:`sparse_pays` from this CPU's measured rates (``wsekern/costs.py``). W
+and its transpose live in one :class:`PackedSparse`, built once: only the values are
+refreshed per step (``set_values``).
 
 Semantics are scipy.sparse's: a weight that is not stored is not multiplied, so a NaN or
 inf of X reaches only the outputs its stored weights connect it to.
