@@ -1,10 +1,9 @@
 """conv2d forward and backward against a plain NumPy reference and scipy.signal."""
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from conftest import run_in_child
 from scipy import signal
 
 import wsekern
@@ -305,6 +304,5 @@ def test_pad_scan_refuses_operands_that_do_not_fit_in_a_child_process():
                 raise AssertionError(f"case {i} was accepted")
         print("OK", len(cases))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_in_child(code)
     assert proc.returncode == 0 and proc.stdout.strip() == "OK 5", proc.stderr[-2000:]

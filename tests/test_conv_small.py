@@ -2,12 +2,11 @@
 im2col): forward and kernel gradient against a NumPy sum over taps (strides, dilation,
 asymmetric padding, filter counts off the vector width, NaN and inf), the Conv2D layer
 against its im2col + GEMM path on a pruned kernel, and hostile operands in a child."""
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from conftest import run_in_child
 
 from wsekern import conv as conv_kernels
 from wsekern.nn import Input, Sequential, layers
@@ -146,6 +145,5 @@ def test_hostile_operands_in_a_child_process():
         assert not big.any()
         print("OK", len(cases))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_in_child(code)
     assert proc.returncode == 0 and proc.stdout.strip() == "OK 11", proc.stderr[-2000:]

@@ -1,13 +1,12 @@
 """The sparse Dense step written batch-major (wsekern.sparse_dense.forward_batch_major,
 times_w_batch_major, scale_rows) against NumPy, and the transposes consecutive sparse
 layers hand each other (wsekern.nn.layers.transposes): same answers as transposing anew."""
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import run_in_child
 
 from wsekern import pack
 from wsekern import sparse_dense as sd
@@ -149,8 +148,7 @@ def test_batch_major_entry_points_refuse_mis_sized_operands_in_a_child_process()
                 raise SystemExit(f"case {i} was accepted")
         print("ok", len(cases))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_in_child(code)
     assert proc.returncode == 0 and proc.stdout.startswith("ok 12"), proc.stderr[-2000:]
 
 
