@@ -142,6 +142,20 @@ def times_wt(P, Xt, *, n_threads=None):
     return _times(P.T, Xt, n_threads)
 
 
+def _check_epilogue(P, bias, activation):
+    """The forward's bias (one per output, as P's dtype, or None) after checking it and
+    ``activation``."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}")
+    if bias is None:
+        return None
+    bias = np.asarray(bias)
+    if bias.shape != (P.shape[1],):
+        raise ValueError(f"expected a bias of shape ({P.shape[1]},) for a kernel of shape "
+                         f"{P.shape}; received shape {bias.shape}")
+    return np.ascontiguousarray(bias, dtype=P.dtype)
+
+
 def forward(P, Xt, bias=None, activation=None, *, n_threads=None):
     """The fused forward of a sparse Dense layer, batch-contiguous: ``Z = W^T Xt + bias``
     (N x B, bias per row) and, with ``activation`` ``"gelu"`` (exact) or ``"relu"``, the
@@ -149,14 +163,7 @@ def forward(P, Xt, bias=None, activation=None, *, n_threads=None):
     each output segment as the product leaves it (no extra pass). Work O(nnz * B) plus
     O(N * B) for the activation."""
     Xt = _check(P, Xt, P.shape[0], "Xt")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}")
-    if bias is not None:
-        bias = np.asarray(bias)
-        if bias.shape != (P.shape[1],):
-            raise ValueError(f"expected a bias of shape ({P.shape[1]},) for a kernel of shape "
-                             f"{P.shape}; received shape {bias.shape}")
-        bias = np.ascontiguousarray(bias, dtype=P.dtype)
+    bias = _check_epilogue(P, bias, activation)
     return _times(P.T, Xt, n_threads, bias, activation)
 
 
@@ -182,14 +189,7 @@ def forward_batch_major(P, Xt, bias=None, activation=None, *, n_threads=None):
     ``D`` the activation's derivative (N x B; None without an activation). Each band of
     ``Yt`` is transposed into ``Y`` while it is still in L2 (not read back from memory)."""
     Xt = _check(P, Xt, P.shape[0], "Xt")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}")
-    if bias is not None:
-        bias = np.asarray(bias)
-        if bias.shape != (P.shape[1],):
-            raise ValueError(f"expected a bias of shape ({P.shape[1]},) for a kernel of shape "
-                             f"{P.shape}; received shape {bias.shape}")
-        bias = np.ascontiguousarray(bias, dtype=P.dtype)
+    bias = _check_epilogue(P, bias, activation)
     return _times_t(P.T, Xt, n_threads, bias, activation)
 
 
