@@ -12,7 +12,9 @@ from .tensor import log_softmax as _log_softmax
 
 def _plain_relu(x):
     out = np.maximum(x.data, 0)
-    return Tensor(out, parents=(x,), backward=lambda g: x.accumulate(g * (x.data > 0)))
+    # where, not g * mask: a NaN/inf gradient where x <= 0 passes 0, as in PyTorch
+    return Tensor(out, parents=(x,),
+                  backward=lambda g: x.accumulate(np.where(x.data > 0, g, 0)))
 
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
@@ -29,13 +31,22 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
         capped = v >= max_value
         out = np.where(capped, max_value, out)
         d = np.where(capped, 0.0, d)
-    return _elementwise(x, out, d)
+    return _elementwise(x, out, d, flat=d == 0)
 
 
-def _elementwise(x, out, d):
+def _elementwise(x, out, d, flat=None):
+    """``out`` with derivative ``d``; where ``flat`` is set the gradient is 0 even when the
+    incoming one is NaN or inf (PyTorch's rule for relu and hardtanh), not NaN from 0 * inf."""
     dtype = x.dtype
-    return Tensor(np.asarray(out, dtype=dtype), parents=(x,),
-                  backward=lambda g: x.accumulate((g * d).astype(dtype, copy=False)))
+
+    def backward(g):
+        if flat is None:
+            x.accumulate((g * d).astype(dtype, copy=False))
+            return
+        with np.errstate(invalid="ignore"):          # inf * 0 in the flat part, replaced below
+            gd = (g * d).astype(dtype, copy=False)
+        x.accumulate(np.where(flat, 0, gd))
+    return Tensor(np.asarray(out, dtype=dtype), parents=(x,), backward=backward)
 
 
 def relu6(x):
@@ -89,14 +100,15 @@ def hard_sigmoid(x):
     """Keras 3's: relu6(x + 3) / 6."""
     x = as_tensor(x)
     v = x.data
-    return _elementwise(x, np.clip(v / 6 + 0.5, 0, 1), ((v > -3) & (v < 3)) / 6.0)
+    inside = (v > -3) & (v < 3)
+    return _elementwise(x, np.clip(v / 6 + 0.5, 0, 1), inside / 6.0, flat=~inside)
 
 
 def hard_silu(x):
     x = as_tensor(x)
     v = x.data
     hs = np.clip(v / 6 + 0.5, 0, 1)
-    return _elementwise(x, v * hs, hs + v * (((v > -3) & (v < 3)) / 6.0))
+    return _elementwise(x, v * hs, hs + v * (((v > -3) & (v < 3)) / 6.0), flat=v <= -3)
 
 
 hard_swish = hard_silu
