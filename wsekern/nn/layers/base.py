@@ -35,6 +35,14 @@ _UNTRACKED = frozenset({"_variables", "_inbound_nodes", "_losses", "_compiled_ou
                         "_outputs_struct", "_output_loss_trackers", "_symbolic", "_fit_cache"})
 
 
+# Attribute types that never hold a Layer or Variable, skipped by type before any call (a
+# layer's __dict__ is mostly these, and the weight walk runs on every train_on_batch).
+_LEAF_TYPES = frozenset([str, int, float, bool, type(None), np.ndarray, np.float32, np.float64,
+                         np.int64, np.bool_] +
+                        [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64,
+                                                     np.int32, np.int64, np.bool_)])
+
+
 def _tracked_values(value, out):
     """Layers and Variables in ``value`` (itself, or inside lists/tuples/dicts), in order."""
     if isinstance(value, (np.ndarray, str, int, float)) or value is None:
@@ -185,7 +193,7 @@ class Layer:
         own = [(t, tr) for _, t, tr in self._variables]
         seen = {id(t) for t, _ in own}
         for key, value in self.__dict__.items():
-            if key in _UNTRACKED or isinstance(value, Layer):
+            if type(value) in _LEAF_TYPES or key in _UNTRACKED or isinstance(value, Layer):
                 continue
             for v in _tracked_values(value, []):
                 if isinstance(v, Variable) and id(v) not in seen:
@@ -197,7 +205,7 @@ class Layer:
         """Layers assigned to attributes (directly or in lists/tuples/dicts), in order."""
         found, seen = [], {id(self)}
         for key, value in self.__dict__.items():
-            if key in _UNTRACKED:
+            if type(value) in _LEAF_TYPES or key in _UNTRACKED:
                 continue
             for v in _tracked_values(value, []):
                 if isinstance(v, Layer) and id(v) not in seen:
