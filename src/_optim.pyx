@@ -84,6 +84,7 @@ cdef bint _gather(Operands* op, tuple arrays) except -1:
         if (cnp.PyArray_TYPE(a) != op.typenum or not _same_shape(a, w)
                 or not (flags & cnp.NPY_ARRAY_C_CONTIGUOUS)
                 or not (flags & cnp.NPY_ARRAY_ALIGNED)
+                or not cnp.PyArray_ISNOTSWAPPED(a)          # '>f4' has NPY_FLOAT's type too
                 or (i != 1 and not (flags & cnp.NPY_ARRAY_WRITEABLE))):
             return False
         op.p[i] = cnp.PyArray_DATA(a)

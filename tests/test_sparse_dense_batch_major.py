@@ -1,6 +1,7 @@
 """The sparse Dense step written batch-major (wsekern.sparse_dense.forward_batch_major,
 times_w_batch_major, scale_rows) against NumPy, and the transposes consecutive sparse
 layers hand each other (wsekern.nn.layers.transposes): same answers as transposing anew."""
+import sys
 import textwrap
 
 import numpy as np
@@ -208,7 +209,7 @@ def test_consecutive_sparse_layers_share_transposes_with_the_same_answers(monkey
         with monkeypatch.context() as m:
             m.setattr(transposes, "find", find)
             x = Tensor(xv, requires_grad=True)
-            y = b(a(x))
+            y = b(a(x, training=True), training=True)          # training: hand-overs on
             (y * Tensor(w)).sum().backward()
         return (y.data, x.grad, a.kernel.grad, a.bias.grad, b.kernel.grad), found
     shared, hits = step(True)
@@ -232,3 +233,54 @@ def test_an_input_refilled_in_place_is_not_read_from_a_stale_transpose(monkeypat
     buf[:] = 2
     second = layer(Tensor(buf, requires_grad=True)).data
     np.testing.assert_allclose(second, 2 * first - layer.get_weights()[1], rtol=1e-6)
+
+
+def test_an_inference_output_edited_in_place_is_not_read_from_a_stale_transpose(monkeypatch):
+    """predict_on_batch hands back the very array the layer wrote; a caller may edit it in
+    place before feeding it to another sparse layer, so inference registers no transpose."""
+    from wsekern import nn
+    from wsekern.nn import layers as L
+    from wsekern.nn.layers import core
+    monkeypatch.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: True)
+    enc = nn.Sequential([L.Input(shape=(64,)), L.Dense(64, activation="relu", sparsity=0.9)])
+    dec = nn.Sequential([L.Input(shape=(64,)), L.Dense(32, sparsity=0.9)])
+    x = np.random.default_rng(0).standard_normal((16, 64)).astype(np.float32)
+    h = enc.predict_on_batch(x)
+    assert np.abs(h).sum() > 0
+    h *= 0
+    np.testing.assert_array_equal(dec.predict_on_batch(h), dec.predict_on_batch(h.copy()))
+
+
+def test_the_transpose_table_survives_threads():
+    """Models run in threads share the table: no KeyError or 'dictionary changed size'
+    from concurrent eviction, lookup and removal."""
+    import threading
+    errors = []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        keep = []
+        try:
+            for i in range(3000):
+                a = np.empty((2, int(rng.integers(1, 4))), np.float32)
+                transposes.register(a, np.empty(a.shape[::-1], np.float32),
+                                    gradient=bool(i % 2))
+                keep.append(a)
+                if len(keep) > 80:
+                    keep.pop(int(rng.integers(0, len(keep))))
+                transposes.find(keep[int(rng.integers(0, len(keep)))], take=bool(i % 3 == 0))
+        except Exception as e:                     # noqa: BLE001 - any error fails the test
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)                   # switch often so the races show
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+        transposes.clear()
+    assert errors == []

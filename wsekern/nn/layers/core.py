@@ -124,7 +124,7 @@ class Dense(Layer):
         if placement is None and self.pattern is not None:
             # one fused node: x @ kernel + bias, and a GELU or ReLU inside
             fused = FUSED.get(self.activation)
-            y = sparse_dense(x, self.kernel, self.pattern, bias, fused)
+            y = sparse_dense(x, self.kernel, self.pattern, bias, fused, share=training)
             return y if fused else self.activation(y)
         if self.pattern is None and linear_applies(x, self.kernel, bias):
             # a placed layer hands the wafer strategy the product's gradient, before the
@@ -198,7 +198,7 @@ def _pattern_mask(P):
 FUSED = {activations.gelu: "gelu", activations.relu: "relu"}
 
 
-def sparse_dense(x, values, P, bias=None, activation=None):
+def sparse_dense(x, values, P, bias=None, activation=None, share=True):
     """``act(x @ K + bias)`` (bias and activation, "gelu" or "relu", optional) for x
     (..., in) and a sparse kernel K (pattern ``P``, values ``values``), as one graph node.
 
@@ -212,6 +212,8 @@ def sparse_dense(x, values, P, bias=None, activation=None):
     batch-major themselves; x's and the upstream gradient's transposes are taken from
     the neighbouring sparse layer when it wrote them (:mod:`.transposes`). Otherwise dense
     GEMMs on the masked kernel. Either way pruned weights are never stored and get no gradient.
+    ``share=False`` (inference) registers no transpose of y: y goes back to the caller, who
+    may write into it before handing it to another layer.
     """
     xd = x.data
     n_in, units = P.shape
@@ -232,7 +234,7 @@ def sparse_dense(x, values, P, bias=None, activation=None):
     y, yt, dt = kernels.forward_batch_major(P, xt, None if bias is None else bias.data,
                                             activation)                # (rows, units)
     parents = (x, values) if bias is None else (x, values, bias)
-    if x.requires_grad or values.requires_grad:
+    if share and (x.requires_grad or values.requires_grad):
         transposes.register(y, yt)                     # a next sparse layer's input
 
     def backward(g):

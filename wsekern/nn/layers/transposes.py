@@ -9,14 +9,18 @@ one receives that gradient, it takes the transpose from here instead of transpos
 Only arrays a sparse Dense wrote itself are registered (never a caller's array, which may
 be refilled in place between steps), and an entry is found only while the array that owns
 the memory is alive: a view of it with the same start, shape and strides finds it (the
-graph reshapes between layers), a new array at a reused address does not.
+graph reshapes between layers), a new array at a reused address does not. Layers called in
+inference register nothing (their outputs go back to the caller). One lock guards the
+table: models may run in several threads.
 """
+import threading
 import weakref
 
 import numpy as np
 
 _LIMIT = 64                 # entries kept at most (the oldest go first)
 _entries = {}               # key -> (weakref to the owning array, the transpose)
+_lock = threading.RLock()      # re-entrant: a weakref callback may run inside a deletion
 
 
 def _owner(a):
@@ -34,14 +38,17 @@ def register(a, at, gradient=False):
     output or (``gradient``) as an input gradient. Only a gradient's transpose is ever
     taken and overwritten, so an output's (which a next layer keeps for its backward) is
     never handed out as one, even if the same array came back as a gradient."""
-    while len(_entries) >= _LIMIT:
-        del _entries[next(iter(_entries))]
     key = _key(a, gradient)
 
     def forget(ref):          # the owner died: its memory (and address) may be reused
-        if _entries.get(key, (None,))[0] is ref:
-            del _entries[key]
-    _entries[key] = (weakref.ref(_owner(a), forget), at)
+        with _lock:
+            if _entries.get(key, (None,))[0] is ref:
+                del _entries[key]
+    ref = weakref.ref(_owner(a), forget)
+    with _lock:
+        while len(_entries) >= _LIMIT:
+            del _entries[next(iter(_entries))]
+        _entries[key] = (ref, at)
 
 
 def find(a, take=False):
@@ -51,17 +58,19 @@ def find(a, take=False):
     if a.size == 0 or a.ndim != 2:
         return None
     key = _key(a, take)
-    entry = _entries.get(key)
-    if entry is None:
-        return None
-    ref, at = entry
-    if ref() is None or at.shape != a.shape[::-1]:
-        del _entries[key]
-        return None
-    if take:
-        del _entries[key]
-    return at
+    with _lock:
+        entry = _entries.get(key)
+        if entry is None:
+            return None
+        ref, at = entry
+        if ref() is None or at.shape != a.shape[::-1]:
+            del _entries[key]
+            return None
+        if take:
+            del _entries[key]
+        return at
 
 
 def clear():
-    _entries.clear()
+    with _lock:
+        _entries.clear()
