@@ -2,6 +2,19 @@
 # grid_pipeline), shared by the kernels that feed it: grid_pipeline walks given arrays,
 # _screen.ws_pipeline makes each chain's work as it goes (header-only, inlined).
 
+cdef inline int check_chain_args(str caller, const long[:] L, double cushion) except -1:
+    # the recurrence reads hist[n - (cushion + 1) / L] unchecked: cushion below 0 (or NaN)
+    # reads past round n, a negative L anywhere
+    if not cushion >= 0:
+        raise ValueError(f"{caller}: cushion must be a number >= 0 (wavelets); received "
+                         f"{cushion}")
+    cdef Py_ssize_t g
+    for g in range(L.shape[0]):
+        if L[g] < 0:
+            raise ValueError(f"{caller}: L[{g}] is {L[g]}; wavelets per round must be >= 0")
+    return 0
+
+
 cdef inline double dmax(double a, double b) noexcept nogil:
     return a if a > b else b
 

@@ -362,7 +362,7 @@ def pad_scan(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int ph,
     cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     if ph < 0 or pw < 0:
         raise ValueError(f"pad_scan: padding must be >= 0; received ph={ph}, pw={pw}")
-    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
+    cdef Py_ssize_t Hp = H + 2 * <Py_ssize_t>ph, Wp = W + 2 * <Py_ssize_t>pw   # no int wrap
     if (out.shape[0] != B or out.shape[1] != C or out.shape[2] != Hp or out.shape[3] != Wp
             or alive.shape[0] != B or alive.shape[1] != C):
         raise ValueError(f"pad_scan: x {(B, C, H, W)} padded by ({ph}, {pw}) needs out "
@@ -432,9 +432,8 @@ def small_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
     if B * y.shape[1] * y.shape[2] * O == 0:
         return
     if w.shape[0] * w.shape[1] * C == 0:
-        for b in range(B):                   # no taps: bias (then ReLU) only
-            np.asarray(y)[b] = np.maximum(np.asarray(bias), 0) if relu else (
-                np.asarray(bias) if bp != NULL else 0)
+        fill = np.asarray(bias) if bp != NULL else 0       # no taps: bias (then ReLU) only
+        np.asarray(y)[...] = np.maximum(fill, 0) if relu else fill
         return
     with nogil:
         for b in prange(B, num_threads=n_threads, schedule='static'):

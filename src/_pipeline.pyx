@@ -11,7 +11,7 @@ shows them drift). O(chains * positions * rounds) time, O(positions) memory.
 """
 import numpy as np
 
-from _chain cimport chain_rounds, dmax
+from _chain cimport chain_rounds, check_chain_args, dmax
 
 
 def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
@@ -45,6 +45,7 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
     if L.shape[0] != G or fill_g.shape[0] != G:
         raise ValueError(f"grid_pipeline: L ({L.shape[0]}) and fill ({fill_g.shape[0]}) need "
                          f"one entry per chain ({G})")
+    check_chain_args("grid_pipeline", L, cushion)
     if P == 0 or N == 0:
         return done
     with nogil:

@@ -11,7 +11,7 @@ extension is built with -ffp-contract=off, so no multiply-add is fused).
 import numpy as np
 from libc.stdint cimport int32_t, int64_t
 
-from _chain cimport chain_rounds
+from _chain cimport chain_rounds, check_chain_args
 
 
 def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax, double eos,
@@ -291,6 +291,7 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
         raise ValueError(f"first and last must be {C}x{N}, fill and L of {R}; received "
                          f"{first.shape[0]}x{first.shape[1]}, {last.shape[0]}x{last.shape[1]}, "
                          f"{fill.shape[0]} and {L.shape[0]}")
+    check_chain_args("ws_pipeline", L, cushion)
     cdef double done = 0.0
     if R == 0 or C == 0 or N == 0:
         return done

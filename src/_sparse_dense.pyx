@@ -84,6 +84,7 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
     threads own disjoint rows.
     """
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0], i, k, j0 = 0, nb
+    _check_rows("rows_times_dense", vals, cols, indptr, M, K)
     # the loops below read bias[i] and write d's rows unchecked (O(1) checks, here too)
     if bias is not None and bias.shape[0] != M:
         raise ValueError(f"bias must have out's {M} rows; received {bias.shape[0]}")
@@ -142,8 +143,7 @@ def rows_times_dense_t(const floating[::1] vals, const index_t[::1] cols,
     """
     cdef Py_ssize_t M = indptr.shape[0] - 1, N = out_t.shape[0], K = X.shape[0]
     cdef Py_ssize_t i, j0 = 0, nb, k, t, c0, c1, n_bands, nnz
-    # the nogil loops read and write these unchecked (O(1) checks; index values are the
-    # caller's: a PackedSparse checked them when it was built)
+    # the nogil loops read and write these unchecked
     if M < 0 or out_t.shape[1] != M or X.shape[1] != N:
         raise ValueError(f"expected out_t of shape (N, M) = ({X.shape[1]}, {max(M, 0)}) for "
                          f"X of shape ({K}, {X.shape[1]}) and len(indptr) - 1 = {M} rows; "
@@ -151,11 +151,8 @@ def rows_times_dense_t(const floating[::1] vals, const index_t[::1] cols,
     if out.shape[0] != M or out.shape[1] != N:
         raise ValueError(f"out must have shape ({M}, {N}); received ({out.shape[0]}, "
                          f"{out.shape[1]})")
+    _check_rows("rows_times_dense_t", vals, cols, indptr, M, K)
     nnz = indptr[M]
-    if nnz < 0 or nnz > cols.shape[0] or nnz > vals.shape[0] or indptr[0] != 0:
-        raise ValueError(f"indptr must start at 0 and end at most at len(cols) = "
-                         f"{cols.shape[0]} and len(vals) = {vals.shape[0]}; received "
-                         f"indptr[0] = {indptr[0]}, indptr[-1] = {nnz}")
     if bias is not None and bias.shape[0] != M:
         raise ValueError(f"bias must have {M} entries; received {bias.shape[0]}")
     if d is not None and (d.shape[0] != M or d.shape[1] != N):
@@ -357,3 +354,28 @@ def scale_rows(floating[:, ::1] a, const floating[:, ::1] scale=None,
             else:
                 wsk_scale_rowsum_f64(&a[j, 0], sp + j * C if sp != NULL else NULL, C,
                                      rs + j if rs != NULL else NULL)
+
+
+cdef int _check_rows(str caller, const floating[::1] vals, const index_t[::1] cols,
+                     const index_t[::1] indptr, Py_ssize_t M, Py_ssize_t K) except -1:
+    """Rows i < M of a CSR matrix with K columns, as the products read them unchecked:
+    indptr of M + 1 entries from 0, nondecreasing, within cols and vals, and every column
+    below K. O(M + nnz), small next to the O(nnz * N) product."""
+    cdef Py_ssize_t i, p, nnz
+    if indptr.shape[0] != M + 1:
+        raise ValueError(f"{caller}: indptr must have {M + 1} entries (rows + 1); received "
+                         f"{indptr.shape[0]}")
+    nnz = indptr[M]
+    if indptr[0] != 0 or nnz > cols.shape[0] or nnz > vals.shape[0]:
+        raise ValueError(f"{caller}: indptr must start at 0 and end at most at len(cols) = "
+                         f"{cols.shape[0]} and len(vals) = {vals.shape[0]}; received "
+                         f"indptr[0] = {indptr[0]}, indptr[-1] = {nnz}")
+    for i in range(M):
+        if indptr[i] > indptr[i + 1]:
+            raise ValueError(f"{caller}: indptr must be nondecreasing; received indptr[{i}]"
+                             f" = {indptr[i]} > indptr[{i + 1}] = {indptr[i + 1]}")
+    for p in range(nnz):
+        if cols[p] < 0 or cols[p] >= K:
+            raise ValueError(f"{caller}: columns must lie in 0..{K - 1} (X has {K} rows); "
+                             f"received {cols[p]} at position {p}")
+    return 0

@@ -294,6 +294,11 @@ def test_pad_scan_refuses_operands_that_do_not_fit_in_a_child_process():
                                    np.empty((2, 3), np.uint8)),
             lambda: _conv.pad_scan(x, np.empty((2, 3, 6, 7), np.float32), 1, 1,
                                    np.empty((2, 3), np.uint8)),
+            # 2 * ph wrapped in C int to H - 2: the padding must be counted in 64 bits
+            lambda: _conv.pad_scan(x, np.empty((2, 3, 2, 5)), 2**31 - 1, 0,
+                                   np.empty((2, 3), np.uint8)),
+            lambda: _conv.pad_scan(x, np.empty((2, 3, 4, 3)), 0, 2**31 - 1,
+                                   np.empty((2, 3), np.uint8)),
         ]
         for i, case in enumerate(cases):
             try:
@@ -305,4 +310,4 @@ def test_pad_scan_refuses_operands_that_do_not_fit_in_a_child_process():
         print("OK", len(cases))
     """)
     proc = run_in_child(code)
-    assert proc.returncode == 0 and proc.stdout.strip() == "OK 5", proc.stderr[-2000:]
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK 7", proc.stderr[-2000:]

@@ -94,6 +94,9 @@ def test_layer_equals_the_gemm_path_on_a_pruned_kernel(padding, channels, monkey
     rng = np.random.default_rng(1)
     xv = rng.standard_normal((3, 9, 8, channels))
     R = rng.standard_normal(layer.compute_output_shape((3, 9, 8, channels)))
+    # a pruned kernel may go to the channel planes first (by this CPU's cost table): off
+    monkeypatch.setattr(conv_layer, "_conv2d_planes", lambda *args: None)
+    calls = _count_small_calls(monkeypatch)
     results = []
     for small in (conv_layer.SMALL_CHANNELS, 0):
         monkeypatch.setattr(conv_layer, "SMALL_CHANNELS", small)
@@ -103,9 +106,72 @@ def test_layer_equals_the_gemm_path_on_a_pruned_kernel(padding, channels, monkey
         (y * Tensor(R)).sum().backward()
         results.append((y.data, layer.kernel.grad.copy(), layer.bias.grad.copy(),
                         x.grad.copy()))
+    assert calls == ["forward", "grad_weight"]        # the first run took the small kernel
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     assert not results[0][1][~layer.weight_mask].any()
+
+
+def _count_small_calls(monkeypatch):
+    calls = []
+    for name, what in (("conv2d_small_nhwc", "forward"),
+                       ("conv2d_small_grad_weight_nhwc", "grad_weight")):
+        real = getattr(conv_kernels, name)
+
+        def spy(*args, _real=real, _what=what, **kwargs):
+            calls.append(_what)
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(conv_kernels, name, spy)
+    return calls
+
+
+def _layer_grads(layer, xv, R, small, monkeypatch):
+    monkeypatch.setattr(conv_layer, "SMALL_CHANNELS", small)
+    x = Tensor(xv, requires_grad=True)
+    layer.kernel.grad = layer.bias.grad = None
+    y = layer(x, training=True)
+    (y * Tensor(R)).sum().backward()
+    return y.data, layer.kernel.grad.copy(), layer.bias.grad.copy(), x.grad.copy()
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_a_nonfinite_weight_or_gradient_reaches_the_padded_windows(padding, monkeypatch):
+    """The small kernel skips taps that read the padding: with a NaN weight, or an inf in
+    the output gradient, the windows that read padding must still give IEEE's NaN
+    (0 * NaN), as the GEMMs and torch do. Same NaN positions and values on both paths."""
+    layer = _layer_pair(padding, 0.0)
+    k, b = layer.get_weights()
+    k[0, 0, 0, 1] = np.nan
+    layer.set_weights([k, b])
+    rng = np.random.default_rng(2)
+    xv = rng.standard_normal((2, 9, 8, 1))
+    R = rng.standard_normal(layer.compute_output_shape(xv.shape))
+    with np.errstate(invalid="ignore"):
+        small = _layer_grads(layer, xv, R, 3, monkeypatch)
+        gemm = _layer_grads(layer, xv, R, 0, monkeypatch)
+    for a, c in zip(small, gemm):
+        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)    # NaN where NaN
+    assert np.isnan(small[0]).any()
+
+    k[0, 0, 0, 1] = 0.5                                             # finite kernel again
+    layer.set_weights([k, b])
+    R[0, 0, 0, 2] = np.inf                                          # a corner's gradient
+    with np.errstate(invalid="ignore"):
+        small = _layer_grads(layer, xv, R, 3, monkeypatch)
+        gemm = _layer_grads(layer, xv, R, 0, monkeypatch)
+    for a, c in zip(small, gemm):
+        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
+
+
+def test_no_input_channels_with_relu_gives_relu_of_the_bias():
+    x = np.ones((2, 5, 5, 0))
+    k = np.ones((3, 3, 0, 4))
+    bias = np.array([-1.0, 0.0, 2.0, -3.0])
+    g = conv_kernels.NhwcGeometry.of(x.shape, (3, 3))
+    for relu, want in ((True, np.maximum(bias, 0)), (False, bias)):
+        y = conv_kernels.conv2d_small_nhwc(x, k, g, bias, relu=relu)
+        assert y.shape == (2, 3, 3, 4)
+        np.testing.assert_array_equal(y, np.broadcast_to(want, y.shape))
 
 
 def test_hostile_operands_in_a_child_process():

@@ -6,9 +6,12 @@ and costs it exactly; the search must choose the same placement, or one with few
 cycles. Seeded problems of several shapes, sparsities and machines, small grids
 included, where the exhaustive screen is cheap enough to run here.
 """
+import textwrap
+
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import assert_refused_in_child
 
 from wsekern.errors import SramOverflowError
 from wsekern.wafer import Wafer, WaferConfig, placement
@@ -157,6 +160,34 @@ def test_grid_pipeline_refuses_arrays_of_other_shapes():
         grid_pipeline(work, zeros[:2], zeros, L, *args)
     with pytest.raises(ValueError, match=r"L \(2\)"):
         grid_pipeline(work, zeros, zeros, L[:2], *args)
+
+
+def test_the_pipelines_refuse_a_negative_cushion_or_wavelet_count_in_a_child_process():
+    """A cushion below 0 (or NaN) made the recurrence read rounds past the last one (a
+    segfault), a negative L likewise: both entry points refuse them, naming the value."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from wsekern._pipeline import grid_pipeline
+        from wsekern._screen import ws_pipeline
+        G, P, N = 4, 3, 5
+        work, zeros, L = np.ones((G, P, N)), np.zeros((G, P, N)), np.ones(G, dtype=np.int_)
+        args = (1.0, 2.0, 0.0, 19.0, 4.0)
+        R, C = 2, 3
+        ws = (np.ones(R), np.ones((C, N), np.int64), np.zeros(R * C, np.uint8),
+              np.zeros(R * C + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32),
+              np.ones((1, N), np.uint8), 1.0, 1.0, 1.0, np.zeros((C, N)), np.zeros((C, N)),
+              np.zeros(R))
+        cases = [
+            lambda: grid_pipeline(work, zeros, zeros, L, *args, -1e9),
+            lambda: grid_pipeline(work, zeros, zeros, L, *args, float("nan")),
+            lambda: grid_pipeline(work, zeros, zeros, -L, *args, 10.0),
+            lambda: ws_pipeline(*ws, np.ones(R, np.int_), 1.0, 2.0, 0.0, 19.0, -1.0,
+                                np.zeros((C, N))),
+            lambda: ws_pipeline(*ws, -np.ones(R, np.int_), 1.0, 2.0, 0.0, 19.0, 10.0,
+                                np.zeros((C, N))),
+        ]
+    """)
+    assert_refused_in_child(code, 5, needles=("received", "must be >= 0"))
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))

@@ -126,6 +126,10 @@ def test_batch_major_entry_points_refuse_mis_sized_operands_in_a_child_process()
         X = np.ones((32, 512))
         out_t, out = np.empty((512, 64)), np.empty((64, 512))
         f = S.rows_times_dense_t
+        bad_col = cols.copy()
+        bad_col[-1] = 10**9
+        bad_ptr = ptr.copy()
+        bad_ptr[1] = 2**30
         cases = [
             lambda: f(vals, cols, ptr, X, np.empty((512, 63)), out),
             lambda: f(vals, cols, ptr, X, np.empty((511, 64)), out),
@@ -139,6 +143,12 @@ def test_batch_major_entry_points_refuse_mis_sized_operands_in_a_child_process()
             lambda: f(vals, cols, np.zeros(0, dtype=np.int32), X, out_t, out),
             lambda: S.scale_rows(np.ones((4, 6)), np.ones((4, 5))),
             lambda: S.scale_rows(np.ones((4, 6)), None, np.ones(3)),
+            # index values: the loops read X's row cols[p] and walk indptr unchecked
+            lambda: f(vals, bad_col, ptr, X, out_t, out),
+            lambda: f(vals, cols, bad_ptr, X, out_t, out),
+            lambda: S.rows_times_dense(vals, bad_col, ptr, X, out),
+            lambda: S.rows_times_dense(vals, cols, bad_ptr, X, out),
+            lambda: S.rows_times_dense(vals, cols, ptr[:10], X, out),
         ]
         for i, case in enumerate(cases):
             try:
@@ -150,7 +160,7 @@ def test_batch_major_entry_points_refuse_mis_sized_operands_in_a_child_process()
         print("ok", len(cases))
     """)
     proc = run_in_child(code)
-    assert proc.returncode == 0 and proc.stdout.startswith("ok 12"), proc.stderr[-2000:]
+    assert proc.returncode == 0 and proc.stdout.startswith("ok 17"), proc.stderr[-2000:]
 
 
 # -- transposes handed between layers ----------------------------------------------------

@@ -78,7 +78,9 @@ def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, rel
         if y is not None:
             return y
     if groups == 1 and kernel.shape[2] <= SMALL_CHANNELS:
-        return _conv2d_small(x, kernel, mask, strides, pads, dilation, bias, relu)
+        y = _conv2d_small(x, kernel, mask, strides, pads, dilation, bias, relu)
+        if y is not None:
+            return y
     sparse = mask is not None and 1 - np.count_nonzero(mask) / mask.size > SKIP_ZEROS_ABOVE
     if sparse or groups != 1:
         y = _conv2d_nchw(x, kernel, mask, strides, pads, dilation, groups)
@@ -98,33 +100,50 @@ def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, rel
     return Tensor(y.reshape(g.B, g.OH, g.OW, filters), parents=parents, backward=backward)
 
 
+def _padded(g):
+    """Whether some window of ``g`` reads the zero padding (before or after)."""
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    return (g.pad != (0, 0) or (g.OH - 1) * sh + (g.kh - 1) * dh >= g.H
+            or (g.OW - 1) * sw + (g.kw - 1) * dw >= g.W)
+
+
 def _conv2d_small(x, kernel, mask, strides, pads, dilation, bias, relu):
     """Few input channels: the direct channels-last kernel, no im2col (forward and kernel
-    gradient); the input gradient, when asked, through the GEMM and col2im."""
+    gradient); the input gradient, when asked, through the GEMM and col2im. The kernel
+    skips the taps that read the padding, so where a window reads it and a weight (or, in
+    the backward, the output gradient) is NaN or inf, the GEMMs run instead: they give
+    IEEE's 0 * inf = NaN there, as the dense reference does. None: take the GEMM path."""
     kh, kw, _, filters = kernel.shape
     g = conv_kernels.NhwcGeometry.of(x.shape, (kh, kw), strides, pads, dilation)
     dtype = np.result_type(x.dtype, kernel.dtype)
-    xd = np.ascontiguousarray(x.data, dtype=dtype)
     k2 = kernel.data.reshape(-1, filters).astype(dtype, copy=False)         # (K, O)
+    padded = _padded(g)
+    if padded and not _finite(k2):
+        return None
+    xd = np.ascontiguousarray(x.data, dtype=dtype)
     y = conv_kernels.conv2d_small_nhwc(xd, k2.reshape(kernel.shape), g,
                                        None if bias is None else bias.data, relu)
     parents = (x, kernel) if bias is None else (x, kernel, bias)
 
     def backward(grad):
         _gemm_backward(grad, None, k2, g, x, kernel, mask, bias,
-                       y.reshape(-1, filters) if relu else None, xd)
+                       y.reshape(-1, filters) if relu else None, xd, padded)
     return Tensor(y, parents=parents, backward=backward)
 
 
-def _gemm_backward(grad, cols, k2, g, x, kernel, mask, bias, relu_out, xd=None):
+def _gemm_backward(grad, cols, k2, g, x, kernel, mask, bias, relu_out, xd=None,
+                   padded=False):
     """The im2col + GEMM gradients; ``relu_out``: the ReLU's output when one was fused.
     ``cols`` None: the kernel gradient from ``xd`` (x in the compute dtype) by the direct
-    few-channel kernel instead."""
+    few-channel kernel instead, unless the windows read padding (``padded``) and the
+    gradient is not finite (see _conv2d_small)."""
     filters = k2.shape[1]
     g2 = np.ascontiguousarray(grad, dtype=k2.dtype).reshape(-1, filters)    # (B*OH*OW, O)
     if relu_out is not None or (bias is not None and bias.requires_grad):  # one pass
         g2, db = conv_kernels.relu_grad_bias_nhwc(
             g2, g2 if relu_out is None else relu_out.reshape(-1, filters), relu_out is not None)
+    if kernel.requires_grad and cols is None and padded and not _finite(g2):
+        cols = conv_kernels.im2col_nhwc(xd, g)
     if kernel.requires_grad and cols is None:
         gk = conv_kernels.conv2d_small_grad_weight_nhwc(
             xd, g2.reshape(g.B, g.OH, g.OW, filters), g).astype(kernel.dtype, copy=False)
