@@ -23,3 +23,13 @@ def check_memory(nbytes, what, knob):
         raise MemoryError(f"{what} would take about {nbytes / 2**30:.1f} GiB, beyond the "
                           f"budget of {budget / 2**30:.1f} GiB (half the memory this process "
                           f"may use); {knob}")
+
+
+def check_expanded(a, name):
+    """A broadcast view (a stride-0 axis) holds far less memory than its shape: a kernel's
+    contiguous copy of it takes a.size elements. Refused like any other estimate when that
+    is beyond the budget. Any other array's copy is at most its own size again."""
+    if a.ndim and a.size > 1 and 0 in a.strides:
+        check_memory(a.size * max(a.itemsize, 4),
+                     f"a contiguous copy of {name} (a broadcast view of shape {a.shape})",
+                     f"pass {name} with the shape the kernel should see, not broadcast")

@@ -7,7 +7,7 @@ import scipy.sparse as sps
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import _conv, _nhwc
-from ._budget import check_memory
+from ._budget import check_expanded, check_memory
 from ._threads import resolve_threads
 from .costs import cost_table
 from .sparse import PackedSparse, check_float_dtype
@@ -284,6 +284,7 @@ def _as_float(a, name):
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
     check_float_dtype(a.dtype, name)
+    check_expanded(a, name)
     return a
 
 

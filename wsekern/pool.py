@@ -8,6 +8,7 @@ An NCHW array is pooled as NHWC with one channel: (N*C, H, W, 1), no copy.
 import numpy as np
 
 from . import _nhwc
+from ._budget import check_expanded
 from ._threads import resolve_threads
 from .conv import NhwcGeometry, pair
 from .sparse import check_float_dtype
@@ -16,6 +17,7 @@ from .sparse import check_float_dtype
 def _geometry(x, kernel_size, stride, padding):
     x = np.asarray(x)
     check_float_dtype(x.dtype, "x")
+    check_expanded(x, "x")
     if x.ndim != 4:
         raise ValueError(f"x must be 4-D (N, C, H, W); received shape {x.shape}")
     k = pair(kernel_size, "kernel_size", 1)
@@ -142,6 +144,7 @@ def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
 def _check_grad(grad_out, xs, g, x_shape):
     grad_out = np.asarray(grad_out)
     check_float_dtype(grad_out.dtype, "grad_out")
+    check_expanded(grad_out, "grad_out")
     expected = (x_shape[0], x_shape[1], g.OH, g.OW)
     if grad_out.shape != expected:
         raise ValueError(f"grad_out must have the output's shape {expected}; received "
@@ -159,6 +162,7 @@ def _nhwc_operand(a, shape, name, dtype=None):
     """``a`` as a C-contiguous float32/float64 array of ``shape``, else a clear error."""
     a = np.asarray(a)
     check_float_dtype(a.dtype if dtype is None else dtype, name)
+    check_expanded(a, name)
     if a.shape != shape:
         raise ValueError(f"{name} must have shape {shape} (the geometry's); received {a.shape}")
     return np.ascontiguousarray(a, dtype=dtype)

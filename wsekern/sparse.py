@@ -5,7 +5,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from . import _spmm
-from ._budget import check_memory
+from ._budget import check_expanded, check_memory
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _ALIGN = 64  # bytes: one cache line, one AVX-512 vector
@@ -28,6 +28,7 @@ def as_dense_operand(X, name):
                         f"{type(X).__name__}. Use {name}.toarray() or swap the operands")
     X = np.asarray(X)
     check_float_dtype(X.dtype, name)
+    check_expanded(X, name)
     return X
 
 
