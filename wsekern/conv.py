@@ -284,7 +284,6 @@ def _as_float(a, name):
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
     check_float_dtype(a.dtype, name)
-    check_expanded(a, name)
     return a
 
 
@@ -370,6 +369,10 @@ def conv_operands(x, w, bias, stride, padding, dilation, groups):
             raise ValueError(f"bias must have shape ({g.O},) to match w.shape={w.shape}; "
                              f"received {bias.shape}")
         dtype = np.result_type(dtype, bias.dtype)
+    # before any copy: x (and the output) as the least any path takes; w by itself (a
+    # broadcast view's copy may be far larger than its memory)
+    g.check_memory(np.dtype(dtype).itemsize, im2col=False)
+    check_expanded(w, "w")
     return x, w, bias, g, dtype
 
 
@@ -456,6 +459,7 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
                          f"received {grad_out.shape}")
     dtype = np.result_type(x.dtype, w.dtype, grad_out.dtype)
     g.check_memory(np.dtype(dtype).itemsize, im2col=False, backward=True)  # the least any path
+    check_expanded(w, "w")
     x = np.ascontiguousarray(x, dtype=dtype)
     w2 = np.ascontiguousarray(w, dtype=dtype).reshape(g.O, g.depth_per_filter)
     grad = np.ascontiguousarray(grad_out, dtype=dtype)
@@ -599,6 +603,7 @@ class NhwcGeometry:
 
 def _nhwc_float(x, name):
     x = _as_float(x, name)
+    check_expanded(x, name)
     return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
