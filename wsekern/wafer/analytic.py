@@ -109,12 +109,7 @@ def weight_stationary_cycles(ops, config, region):
     t_dense = st["t_dense"]
     # placement.weight_stationary's format choice, on the same values
     scalar_work_rc = (st["S"] @ ops.A_k.astype(np.float64)).reshape(R, C)
-    dense_time = A_c[None, :] * t_dense[:, None]
-    comp_time = A_c[None, :] * config.task_cycles \
-        + config.scalar_cycles_per_element * scalar_work_rc
-    use_comp = np.where(st["either_fits"], st["comp_fits"] & (~st["dense_fits"]
-                                                             | (comp_time < dense_time)),
-                        st["comp_smaller"])
+    _, comp_time, use_comp = placer.block_formats(st, config, A_c, scalar_work_rc)
     any_comp = bool(use_comp.any())
     # _ws_work (exact=False): each column's slowest dense row, and its slowest compressed
     # block's batch work shared over its samples
@@ -285,8 +280,10 @@ class _BlockWork:
         R, C, N = self.shape
         cum = np.cumsum(v, axis=1) * dt
         work_cn = np.empty((C, N))
-        est = ws_pipeline(*self.args, np.ascontiguousarray(cum - v * dt, np.float64),
-                          np.ascontiguousarray(cum - dt, np.float64),
+        # arrivals samples-major (transposed views): the recurrence reads a round's
+        # positions one after another
+        est = ws_pipeline(*self.args, np.ascontiguousarray((cum - v * dt).T, np.float64).T,
+                          np.ascontiguousarray((cum - dt).T, np.float64).T,
                           np.ascontiguousarray(fill, np.float64),
                           np.ascontiguousarray(L, np.int_), config.hop_cycles,
                           config.ramp_cycles, _turnaround(config),
@@ -902,6 +899,68 @@ def placer_bound(mapping, ops, config, R, C, exact=False):
         first = config.hop_cycles + config.ramp_cycles
         return float(max(st["compute"], arrive.max(initial=0) + first + config.task_cycles))
     return None
+
+
+def placer_bounds(mapping, ops, config, rows, cols):
+    """:func:`placer_bound` of the screen (``exact=False``) for every (R, C) of ``rows`` x
+    ``cols``: a float64 array, one row per row count, the same floats, or None where
+    :func:`placer_bound` has none. Weight-stationary with the summed-area tables is
+    bounded in one Cython call (src/_screen.pyx); activation-stationary's is closed-form."""
+    if mapping == "weight-stationary" and ops.tables() is not None:
+        from .._screen import ws_screen_bounds
+        m_bs = [ops.row_block(R)[0] for R in rows]
+        k_bs = [ops.col_block(C)[0] for C in cols]
+        acts = [ops.activations(C).sum(axis=1) for C in cols]
+        offsets = [np.concatenate([[0], np.cumsum([len(b) for b in bs])]).astype(np.int64)
+                   for bs in (m_bs, k_bs)]
+        return ws_screen_bounds(
+            ops.tables()[1], np.concatenate(m_bs).astype(np.int64), offsets[0],
+            np.concatenate(k_bs).astype(np.int64), offsets[1],
+            np.concatenate(acts).astype(np.int64), int(ops.N), float(config.task_cycles),
+            float(config.setup_cycles), float(config.fmacs),
+            float(config.scalar_cycles_per_element), float(config.wavelets_per_sparse_value),
+            1.0 / config.link_wavelets_per_cycle, float(config.hop_cycles),
+            float(config.ramp_cycles), float(_turnaround(config)),
+            float(config.values_per_dense_wavelet))
+    if mapping == "activation-stationary":
+        N_max = np.array([np.diff(_bounds(ops.N, C)).max() for C in cols])
+        return np.array([_as_screen_bounds(ops, config, R, cols, N_max) for R in rows])
+    out = np.empty((len(rows), len(cols)))
+    for i, R in enumerate(rows):
+        for j, C in enumerate(cols):
+            b = placer_bound(mapping, ops, config, R, C)
+            if b is None:
+                return None
+            out[i, j] = b
+    return out
+
+
+def _as_screen_bounds(ops, config, R, cols, N_max):
+    """activation-stationary's screen (:func:`_as_screen` of :func:`_as_stream`) on R x C
+    for each C of ``cols`` (``N_max``: each one's most samples on a PE column), at once:
+    the same floats. A PE's busy time is its weights
+    times its AXPY task plus the end-of-stream tasks, so the slowest is the PE row with
+    the most weights on the PE column with the most samples (products and sums of
+    nonnegative floats round monotonically)."""
+    M, task = ops.M, config.task_cycles
+    rows = _as_rows(ops, config, R, 1)
+    t_axpy = task + config.setup_cycles + np.ceil(N_max / config.fmacs)
+    compute = rows["nnz_r"].max(initial=0) * t_axpy + M * task
+    L = np.ceil(N_max / config.values_per_dense_wavelet).astype(np.int64) if R > 1 \
+        else np.zeros(len(cols), np.int64)
+    fill = np.asarray(cols) * config.hop_cycles + config.ramp_cycles
+    lat = _turnaround(config)
+    per_round = np.maximum(task + config.setup_cycles - lat + L, L + 1 + task) if R > 1 \
+        else np.full(len(cols), task)
+    slowest = np.maximum(np.maximum(np.maximum(compute, rows["t_external"]), rows["t_links"]),
+                         M * per_round)
+    if R <= 1:
+        chain = np.full(len(cols), float(task))
+    else:           # _chain_latency for each L, its sums in its order
+        ramp, hop = config.ramp_cycles, config.hop_cycles
+        head = task + config.setup_cycles + ramp + (R - 2) * (hop + 2 * ramp + lat) + hop + ramp
+        chain = np.where(L == 0, task, head + L + 1 + task)
+    return slowest + fill + chain
 
 
 def _ws_screen_bound(ops, config, R, C):

@@ -282,12 +282,7 @@ def weight_stationary(ops, config, region, what="spmm"):
     # sum_k A_k * nnz(W[rows_r, k]) is a compressed block's work over the batch
     nnz_rc = st["nnz"]
     scalar_work_rc = ops.scalar_work(R, C)
-    dense_time = A_c[None, :] * t_dense[:, None]
-    comp_time = A_c[None, :] * config.task_cycles \
-        + config.scalar_cycles_per_element * scalar_work_rc
-    use_comp = np.where(st["either_fits"], st["comp_fits"] & (~st["dense_fits"]
-                                                             | (comp_time < dense_time)),
-                        st["comp_smaller"])
+    dense_time, comp_time, use_comp = block_formats(st, config, A_c, scalar_work_rc)
     if st["use_comp"] is None or not np.array_equal(use_comp, st["use_comp"]):
         # the ledger depends on the batch only through the formats chosen
         ledger = SramLedger(config, region)
@@ -304,6 +299,20 @@ def weight_stationary(ops, config, region, what="spmm"):
                                   "t_dense": t_dense, "dense_time": dense_time,
                                   "comp_time": comp_time, "memo": st["memo"]},
                                  lambda: _of_nonzero(ops, st, R, C)))
+
+
+def block_formats(st, config, A_c, scalar_work_rc):
+    """(dense_time, comp_time, use_comp), R x C: each block's batch time in either format
+    and whether it is stored compressed: the faster format that fits, else the smaller
+    (for the error message). ``st`` is :func:`_ws_static`'s (t_dense and which fits),
+    ``A_c`` the activations per PE column, ``scalar_work_rc`` each block's scalar work."""
+    dense_time = A_c[None, :] * st["t_dense"][:, None]
+    comp_time = A_c[None, :] * config.task_cycles \
+        + config.scalar_cycles_per_element * scalar_work_rc
+    use_comp = np.where(st["either_fits"], st["comp_fits"] & (~st["dense_fits"]
+                                                             | (comp_time < dense_time)),
+                        st["comp_smaller"])
+    return dense_time, comp_time, use_comp
 
 
 class _BlockFacts(dict):
@@ -400,7 +409,8 @@ def geometric(top, count=20):
     return sorted(v for v in vals if 1 <= v <= top)
 
 
-def search(cost, dims, mappings, region, config, *, bound=None, price=None, progress=None):
+def search(cost, dims, mappings, region, config, *, bound=None, price=None, progress=None,
+           bounds=None):
     """Evaluate ``cost(mapping, region)``; with region None, search rectangles.
 
     Every candidate (rows, cols) of geometric sizes (:func:`geometric`, ``dims[mapping]``
@@ -419,6 +429,8 @@ def search(cost, dims, mappings, region, config, *, bound=None, price=None, prog
 
     ``price(mapping, region)`` (optional) gives the screen's cycles without its report
     (None: ask ``cost``); it raises as ``cost`` does where a candidate does not fit.
+    ``bounds(mapping, rows, cols)`` (optional) gives ``bound``'s screen bounds of every
+    candidate at once (an array, rows x cols; None: ask ``bound`` one by one).
     """
     if region is not None:
         if len(mappings) == 1:
@@ -436,7 +448,7 @@ def search(cost, dims, mappings, region, config, *, bound=None, price=None, prog
             progress(done, total)
     for mapping in mappings:
         try:
-            R, C = _screen(cost, mapping, dims[mapping], config, bound, tick, price)
+            R, C = _screen(cost, mapping, dims[mapping], config, bound, tick, price, bounds)
         except (SramOverflowError, MappingUnfit) as exc:
             last_error = exc
             continue
@@ -457,7 +469,7 @@ def candidates(dims, mappings, config):
             for m in mappings}
 
 
-def _screen(cost, mapping, dims, config, bound, tick, price=None):
+def _screen(cost, mapping, dims, config, bound, tick, price=None, bounds=None):
     """The (R, C) of the cheapest screen price for one mapping, or the last overflow if
     no candidate fits; ``tick(n)``: n more candidates done."""
     cand_r, cand_c = candidates({mapping: dims}, (mapping,), config)[mapping]
@@ -479,7 +491,10 @@ def _screen(cost, mapping, dims, config, bound, tick, price=None):
         return cache[(R, C)]
 
     floors = None
-    if bound is not None:
+    grid = bounds(mapping, cand_r, cand_c) if bounds is not None else None
+    if grid is not None:
+        floors = [(f, R, C) for R, row in zip(cand_r, grid.tolist()) for C, f in zip(cand_c, row)]
+    elif bound is not None:
         floors = [(bound(mapping, R, C, False), R, C) for R in cand_r for C in cand_c]
         if any(f is None for f, _, _ in floors):
             floors = None
