@@ -604,28 +604,33 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     last; chains x positions x rounds) replaces that stream model where it is known."""
     from .._pipeline import grid_pipeline
     shift = None
+    work = np.asarray(work, dtype=np.float64)
+    # grid_pipeline walks the positions of a round innermost: with many rounds (or work
+    # laid out so already), lay positions next to each other in memory (else every read
+    # is a cache miss)
+    inner = work.shape[2] > 64 or (work.strides[1] < work.strides[2] and arrivals is None)
     if arrivals is None:
-        cum = np.cumsum(v, axis=1) * dt
         shift = np.asarray(fill, dtype=np.float64)
-        shape = (len(shift),) + cum.shape
+        shape = (len(shift),) + np.shape(v)
+        if inner:            # the stream worked out samples-major: the same sums, no copies
+            v_t, dt_t = np.ascontiguousarray(np.transpose(v)), np.transpose(dt)
+            cum = np.cumsum(v_t, axis=0) * dt_t
+            first, last = ((cum - v_t * dt_t).T[None], (cum - dt_t).T[None])
+        else:
+            cum = np.cumsum(v, axis=1) * dt
+            first, last = (cum - v * dt)[None], (cum - dt)[None]
         # one view for every chain (a chain's arrivals are its fill later; grid_pipeline
         # adds it): no chains x positions x rounds copies
-        first = np.broadcast_to((cum - v * dt)[None], shape)
-        last = np.broadcast_to((cum - dt)[None], shape)
+        first, last = np.broadcast_to(first, shape), np.broadcast_to(last, shape)
     else:
         first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
-    work = np.asarray(work, dtype=np.float64)
-    if work.shape[2] > 64 or (work.strides[1] < work.strides[2] and arrivals is None):
-        # grid_pipeline walks the positions of a round innermost: with many rounds (or
-        # work laid out so already), lay positions next to each other in memory (else
-        # every read is a cache miss)
+    if inner:
         work = np.ascontiguousarray(np.swapaxes(work, 1, 2)).swapaxes(1, 2)
-        first, last = (np.ascontiguousarray(np.swapaxes(a[:1], 1, 2)).swapaxes(1, 2)
-                       if a.strides[0] == 0 else
-                       np.ascontiguousarray(np.swapaxes(a, 1, 2)).swapaxes(1, 2)
-                       for a in (first, last))
+        if arrivals is not None:
+            first, last = (np.ascontiguousarray(np.swapaxes(a, 1, 2)).swapaxes(1, 2)
+                           for a in (first, last))
         if first.shape[0] != work.shape[0]:
-            first, last = (np.broadcast_to(a, work.shape) for a in (first, last))
+            first, last = (np.broadcast_to(a[:1], work.shape) for a in (first, last))
     return grid_pipeline(work, first, last, np.ascontiguousarray(L, dtype=np.int_),
                          config.hop_cycles, config.ramp_cycles, _turnaround(config),
                          config.task_cycles + config.setup_cycles, config.task_cycles,
@@ -1072,7 +1077,16 @@ def sddmm_sram_peak(weights, D, config, region):
 def sddmm_check_fits(weights, D, config, region):
     """Raise the SramOverflowError :func:`sddmm_cost` would for rows of length D on
     ``region``, from its SRAM ledger alone (no report built or kept: the balance asks this
-    of every candidate rectangle)."""
+    of every candidate rectangle). Where the PE with the most rows and columns would fit
+    even with its block full (or holding every nonzero), the blocks are not counted."""
+    R, C = int(region[2]), int(region[3])
+    M_r, K_c = np.diff(_bounds(weights.M, R)).max(), np.diff(_bounds(weights.K, C)).max()
+    elem = config.elem_bytes
+    most = (config.reserve_bytes + int(M_r) * D * elem
+            + min(int(M_r) * int(K_c), weights.nnz) * (elem + 2) + (int(K_c) + 1) * 2
+            + FIFO_BYTES)
+    if most <= config.sram_bytes:
+        return
     _sddmm_ledger(weights, D, config, region)
 
 

@@ -158,7 +158,11 @@ class Operands:
         return _block_sums(t[1], m_b, k_b).astype(np.float64)
 
     def scalar_work_strips(self, R, C, r, c):
-        """The scalar work of the blocks of PE row r (C values) and PE column c (R)."""
+        """The scalar work of the blocks of PE row r (C values) and PE column c (R). A
+        caller asking this is bounding candidates of a search: the tables are made then
+        (where W allows them) and kept, as with ``search=True``."""
+        if not self.search and self.M * self.K <= TABLE_LIMIT:
+            self.search = True
         t = self.tables()
         m_b, _ = self.row_block(R)
         k_b, _ = self.col_block(C)
