@@ -112,7 +112,8 @@ def summed_area_fill(table_t[:, ::1] T, const int64_t[::1] rows, const int64_t[:
 def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] work_table,
                       const int64_t[::1] m_b, const int64_t[::1] k_b,
                       const int64_t[::1] A_c, const double[::1] t_dense, int64_t elem,
-                      int64_t fifo, int64_t data_bytes, double task, double scalar):
+                      int64_t fifo, int64_t data_bytes, double task, double scalar,
+                      bint counted=True):
     """Weight-stationary's format choice on the R x C blocks between bounds ``m_b`` and
     ``k_b`` (placement.weight_stationary), reduced to what the placer's screen reads of it,
     from the summed-area tables of W's nonzeros and of their scalar work (Operands.tables).
@@ -124,6 +125,9 @@ def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] wor
     per column the largest ``t_dense`` of its dense blocks (-inf if none) and the largest
     batch time of its compressed blocks (0 if none), whether any block is compressed, and
     whether some PE's SRAM overflows. O(R * C); each float as NumPy's expression rounds it.
+    ``counted`` False: each block taken as full (M_r K_c nonzeros) for its bytes, and
+    ``nnz_table`` not read; the caller has checked that every block fits either way (the
+    formats and the fit are then those of its true count).
     """
     cdef Py_ssize_t R = m_b.shape[0] - 1, C = k_b.shape[0] - 1
     cdef Py_ssize_t r, c, m0, m1, k0, k1
@@ -163,8 +167,11 @@ def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] wor
             for c in range(C):
                 k0, k1 = k_b[c], k_b[c + 1]
                 K_c = k1 - k0
-                nnz = ((<int64_t> nnz_table[m1, k1] - <int64_t> nnz_table[m0, k1])
-                       - <int64_t> nnz_table[m1, k0]) + <int64_t> nnz_table[m0, k0]
+                if counted:
+                    nnz = ((<int64_t> nnz_table[m1, k1] - <int64_t> nnz_table[m0, k1])
+                           - <int64_t> nnz_table[m1, k0]) + <int64_t> nnz_table[m0, k0]
+                else:
+                    nnz = M_r * K_c
                 sw = <double> (((<int64_t> work_table[m1, k1] - <int64_t> work_table[m0, k1])
                                 - <int64_t> work_table[m1, k0]) + <int64_t> work_table[m0, k0])
                 dense_bytes = M_r * K_c * elem

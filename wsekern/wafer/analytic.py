@@ -176,8 +176,8 @@ def screen_price(ops, config, region, what="spmm"):
     values. Needs the summed-area tables of a searching :class:`Operands`: None without
     them. Raises the placement's SramOverflowError where a PE overflows. O(R C + C N)."""
     from .._screen import ws_screen_columns
-    tables = ops.tables()
-    if tables is None:
+    work_table = ops.table("work")
+    if work_table is None:
         return None
     R, C = int(region[2]), int(region[3])
     m_b, _ = ops.row_block(R)
@@ -186,11 +186,17 @@ def screen_price(ops, config, region, what="spmm"):
     t_dense = placer.dense_task_cycles(config, M_r)
     a_cn = ops.activations(C)
     A_c = a_cn.sum(axis=1)
+    # where the fullest PE would fit its block in either format even with every entry
+    # nonzero, no block's nonzeros change its format or its fit: they are not counted
+    elem, M_max, K_max = int(config.elem_bytes), int(M_r.max()), int(np.diff(k_b).max())
+    buffers = placer.FIFO_BYTES + (3 if C > 1 else 2) * M_max * elem
+    counted = M_max * K_max * (elem + 2) + (K_max + 1) * 2 > config.data_bytes - buffers
     tmax_c, cmax_c, any_comp, overflow = ws_screen_columns(
-        tables[0], tables[1], m_b, k_b, np.ascontiguousarray(A_c, dtype=np.int64),
-        np.ascontiguousarray(t_dense, dtype=np.float64), int(config.elem_bytes),
+        ops.table("nnz") if counted else work_table, work_table, m_b, k_b,
+        np.ascontiguousarray(A_c, dtype=np.int64),
+        np.ascontiguousarray(t_dense, dtype=np.float64), elem,
         placer.FIFO_BYTES, int(config.data_bytes), float(config.task_cycles),
-        float(config.scalar_cycles_per_element))
+        float(config.scalar_cycles_per_element), counted)
     if overflow:
         placer.weight_stationary(ops, config, region, what)     # raises, naming the PE
         raise AssertionError("screen_price saw an overflow the placement does not")
@@ -911,7 +917,7 @@ def placer_bounds(mapping, ops, config, rows, cols):
     ``cols``: a float64 array, one row per row count, the same floats, or None where
     :func:`placer_bound` has none. Weight-stationary with the summed-area tables is
     bounded in one Cython call (src/_screen.pyx); activation-stationary's is closed-form."""
-    if mapping == "weight-stationary" and ops.tables() is not None:
+    if mapping == "weight-stationary" and ops.table("work") is not None:
         from .._screen import ws_screen_bounds
         m_bs = [ops.row_block(R)[0] for R in rows]
         k_bs = [ops.col_block(C)[0] for C in cols]
@@ -919,7 +925,7 @@ def placer_bounds(mapping, ops, config, rows, cols):
         offsets = [np.concatenate([[0], np.cumsum([len(b) for b in bs])]).astype(np.int64)
                    for bs in (m_bs, k_bs)]
         return ws_screen_bounds(
-            ops.tables()[1], np.concatenate(m_bs).astype(np.int64), offsets[0],
+            ops.table("work"), np.concatenate(m_bs).astype(np.int64), offsets[0],
             np.concatenate(k_bs).astype(np.int64), offsets[1],
             np.concatenate(acts).astype(np.int64), int(ops.N), float(config.task_cycles),
             float(config.setup_cycles), float(config.fmacs),

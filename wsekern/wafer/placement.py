@@ -130,32 +130,46 @@ class Operands:
     def tables(self):
         """(nonzeros, sum of A_k over nonzeros) summed-area tables, (M + 1) x (K + 1), or
         None when not searching or W is too large for them."""
-        if self.search and self._tables is None:
+        if self.table("work") is None:
+            return None
+        return self.table("nnz"), self.table("work")
+
+    def table(self, which):
+        """One of :meth:`tables` ("nnz" or "work"), made when first asked (the placer's
+        bounds read only the work; a candidate whose blocks fit however full they are
+        needs no count of its nonzeros)."""
+        if not self.search:
+            return None
+        if self._tables is None:
+            self._tables = {}
+        if which not in self._tables:
             w = self.w
             weighted = self.A_k[w.w_col]
+            # one integer type for both (the screen reads them together)
             big = int(weighted.sum()) >= 2 ** 31 or w.nnz >= 2 ** 31
-            self._tables = tuple(_summed_area(w.w_row, w.w_col, v, self.M, self.K,
-                                              np.int64 if big else np.int32)
-                                 for v in (np.ones(w.nnz, np.int64), weighted))
-        return self._tables
+            v = np.ones(w.nnz, np.int64) if which == "nnz" else weighted
+            self._tables[which] = _summed_area(w.w_row, w.w_col, v, self.M, self.K,
+                                               np.int64 if big else np.int32)
+        return self._tables[which]
 
     def block_nnz(self, R, C):
-        """Nonzeros per block, R x C, from the table (None without one)."""
-        t = self.tables()
+        """Nonzeros per block, R x C, from the table (None without one, or when the
+        placer has not needed it)."""
+        t = self._tables.get("nnz") if self._tables else None
         if t is None:
             return None
         m_b, _ = self.row_block(R)
         k_b, _ = self.col_block(C)
-        return _block_sums(t[0], m_b, k_b)
+        return _block_sums(t, m_b, k_b)
 
     def scalar_work(self, R, C):
         """:meth:`WeightStats.scalar_work` of these activations (from the table if any)."""
-        t = self.tables()
+        t = self.table("work")
         if t is None:
             return self.w.scalar_work(R, C, self.A_k)
         m_b, _ = self.row_block(R)
         k_b, _ = self.col_block(C)
-        return _block_sums(t[1], m_b, k_b).astype(np.float64)
+        return _block_sums(t, m_b, k_b).astype(np.float64)
 
     def scalar_work_strips(self, R, C, r, c):
         """The scalar work of the blocks of PE row r (C values) and PE column c (R). A
@@ -163,7 +177,7 @@ class Operands:
         (where W allows them) and kept, as with ``search=True``."""
         if not self.search and self.M * self.K <= TABLE_LIMIT:
             self.search = True
-        t = self.tables()
+        t = self.table("work")
         m_b, _ = self.row_block(R)
         k_b, _ = self.col_block(C)
         if t is None:
@@ -172,7 +186,7 @@ class Operands:
             work = self.w.scalar_work(R, C, self.A_k)
             return work[r], work[:, c]
         # one strip each: differences of two table rows (columns), no R x C blocks
-        T = t[1]
+        T = t
         row = T[m_b[r + 1], k_b].astype(np.int64) - T[m_b[r], k_b]
         col = T[m_b, k_b[c + 1]].astype(np.int64) - T[m_b, k_b[c]]
         return np.diff(row).astype(np.float64), np.diff(col).astype(np.float64)
