@@ -372,3 +372,30 @@ def test_layer_placement_is_unchanged_by_the_tables(monkeypatch):
     monkeypatch.setattr(placement, "TABLE_LIMIT", 0)
     fresh = [(n, W, placement.WeightStats(W)) for n, W, _ in layers]
     assert training.balance(fresh, config, columns) == fast
+
+
+def test_screen_bounds_refuse_bounds_outside_their_table():
+    """ws_screen_bounds reads the table without bounds checks: offsets that do not split
+    the bounds, or bounds beyond the table, are refused first (in a child process)."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._screen import ws_screen_bounds
+        T = np.zeros((5, 7), np.int64)
+        i = lambda *v: np.array(v, np.int64)
+        args = (4, 1.0, 15.0, 4.0, 22.0, 1.0, 1.0, 1.0, 2.0, 1.0, 2.0)
+        ok = ws_screen_bounds(T, i(0, 2, 4), i(0, 3), i(0, 3, 6), i(0, 3), i(5, 7), *args)
+        assert ok.shape == (1, 1), ok
+        cases = [
+            lambda: ws_screen_bounds(T, i(0, 2, 5), i(0, 3), i(0, 3, 6), i(0, 3), i(5, 7),
+                                     *args),
+            lambda: ws_screen_bounds(T, i(0, 2, 4), i(0, 3), i(0, 3, 7), i(0, 3), i(5, 7),
+                                     *args),
+            lambda: ws_screen_bounds(T, i(0, 2, 4), i(0, 9), i(0, 3, 6), i(0, 3), i(5, 7),
+                                     *args),
+            lambda: ws_screen_bounds(T, i(0, 2, 4), i(0, 3), i(0, 3, 6), i(0, 3), i(5,),
+                                     *args),
+            lambda: ws_screen_bounds(T, i(0, 2, 4), i(0, 1, 3), i(0, 3, 6), i(0, 3), i(5, 7),
+                                     *args),
+        ]
+        """, 5, needles=("bound", "split", "fewer than two"))

@@ -949,10 +949,10 @@ def placer_bounds(mapping, ops, config, rows, cols):
 def _as_screen_bounds(ops, config, R, cols, N_max):
     """activation-stationary's screen (:func:`_as_screen` of :func:`_as_stream`) on R x C
     for each C of ``cols`` (``N_max``: each one's most samples on a PE column), at once:
-    the same floats. A PE's busy time is its weights
-    times its AXPY task plus the end-of-stream tasks, so the slowest is the PE row with
-    the most weights on the PE column with the most samples (products and sums of
-    nonnegative floats round monotonically)."""
+    the same floats. A PE's busy time is its weights times its AXPY task plus the
+    end-of-stream tasks, so the slowest is the PE row with the most weights on the PE
+    column with the most samples (products and sums of nonnegative floats round
+    monotonically)."""
     M, task = ops.M, config.task_cycles
     rows = _as_rows(ops, config, R, 1)
     t_axpy = task + config.setup_cycles + np.ceil(N_max / config.fmacs)

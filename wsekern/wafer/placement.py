@@ -186,9 +186,8 @@ class Operands:
             work = self.w.scalar_work(R, C, self.A_k)
             return work[r], work[:, c]
         # one strip each: differences of two table rows (columns), no R x C blocks
-        T = t
-        row = T[m_b[r + 1], k_b].astype(np.int64) - T[m_b[r], k_b]
-        col = T[m_b, k_b[c + 1]].astype(np.int64) - T[m_b, k_b[c]]
+        row = t[m_b[r + 1], k_b].astype(np.int64) - t[m_b[r], k_b]
+        col = t[m_b, k_b[c + 1]].astype(np.int64) - t[m_b, k_b[c]]
         return np.diff(row).astype(np.float64), np.diff(col).astype(np.float64)
 
     @property
