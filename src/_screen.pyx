@@ -9,6 +9,7 @@ Each float is the NumPy expression's: one rounded operation at a time, in its or
 extension is built with -ffp-contract=off, so no multiply-add is fused).
 """
 import numpy as np
+from libc.math cimport INFINITY, ceil
 from libc.stdint cimport int32_t, int64_t
 
 from _chain cimport chain_rounds, check_chain_args
@@ -72,8 +73,9 @@ ctypedef fused table_t:
 def summed_area_fill(table_t[:, ::1] T, const int64_t[::1] rows, const int64_t[::1] cols,
                      const int64_t[::1] values):
     """Fill the zeroed (M + 1) x (K + 1) ``T`` with T[i, j] = the sum of ``values`` at
-    (row < i, col < j), in T's integer type (the caller picks one wide enough), in one
-    pass over the table: the two cumulative sums of NumPy's way, without their copies."""
+    (row < i, col < j), in T's integer type, in one pass over the table: the two
+    cumulative sums of NumPy's way, without their copies. Raises OverflowError, before
+    writing, when a partial sum could leave T's integer type."""
     cdef Py_ssize_t M = T.shape[0] - 1, K = T.shape[1] - 1, n = rows.shape[0]
     cdef Py_ssize_t i, j
     cdef table_t run
@@ -82,9 +84,21 @@ def summed_area_fill(table_t[:, ::1] T, const int64_t[::1] rows, const int64_t[:
                          f"{n}, {cols.shape[0]}, {values.shape[0]}")
     if M < 0 or K < 0:
         raise ValueError("T must have at least one row and one column")
+    cdef int64_t top = 2147483647 if table_t is int32_t else 9223372036854775807
+    cdef int64_t pos = 0, neg = 0, v
     for i in range(n):
         if not (0 <= rows[i] < M and 0 <= cols[i] < K):
             raise ValueError(f"entry {i} at ({rows[i]}, {cols[i]}) lies outside {M}x{K}")
+        # every entry of T is a partial sum: it lies within [neg, pos]
+        v = values[i]
+        if (v > 0 and pos > top - v) or (v < 0 and neg < -top - v):
+            raise OverflowError(
+                f"the values' partial sums reach beyond the table's {T.itemsize * 8}-bit "
+                f"integers (at entry {i}); use an int64 table, or smaller values")
+        if v > 0:
+            pos += v
+        else:
+            neg += v
     with nogil:
         for i in range(n):
             T[rows[i] + 1, cols[i] + 1] += <table_t> values[i]
@@ -98,7 +112,8 @@ def summed_area_fill(table_t[:, ::1] T, const int64_t[::1] rows, const int64_t[:
 def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] work_table,
                       const int64_t[::1] m_b, const int64_t[::1] k_b,
                       const int64_t[::1] A_c, const double[::1] t_dense, int64_t elem,
-                      int64_t fifo, int64_t data_bytes, double task, double scalar):
+                      int64_t fifo, int64_t data_bytes, double task, double scalar,
+                      bint counted=True):
     """Weight-stationary's format choice on the R x C blocks between bounds ``m_b`` and
     ``k_b`` (placement.weight_stationary), reduced to what the placer's screen reads of it,
     from the summed-area tables of W's nonzeros and of their scalar work (Operands.tables).
@@ -110,6 +125,9 @@ def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] wor
     per column the largest ``t_dense`` of its dense blocks (-inf if none) and the largest
     batch time of its compressed blocks (0 if none), whether any block is compressed, and
     whether some PE's SRAM overflows. O(R * C); each float as NumPy's expression rounds it.
+    ``counted`` False: each block taken as full (M_r K_c nonzeros) for its bytes, and
+    ``nnz_table`` not read; the caller has checked that every block fits either way (the
+    formats and the fit are then those of its true count).
     """
     cdef Py_ssize_t R = m_b.shape[0] - 1, C = k_b.shape[0] - 1
     cdef Py_ssize_t r, c, m0, m1, k0, k1
@@ -149,8 +167,11 @@ def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] wor
             for c in range(C):
                 k0, k1 = k_b[c], k_b[c + 1]
                 K_c = k1 - k0
-                nnz = ((<int64_t> nnz_table[m1, k1] - <int64_t> nnz_table[m0, k1])
-                       - <int64_t> nnz_table[m1, k0]) + <int64_t> nnz_table[m0, k0]
+                if counted:
+                    nnz = ((<int64_t> nnz_table[m1, k1] - <int64_t> nnz_table[m0, k1])
+                           - <int64_t> nnz_table[m1, k0]) + <int64_t> nnz_table[m0, k0]
+                else:
+                    nnz = M_r * K_c
                 sw = <double> (((<int64_t> work_table[m1, k1] - <int64_t> work_table[m0, k1])
                                 - <int64_t> work_table[m1, k0]) + <int64_t> work_table[m0, k0])
                 dense_bytes = M_r * K_c * elem
@@ -177,35 +198,38 @@ def ws_screen_columns(const table_t[:, ::1] nnz_table, const table_t[:, ::1] wor
 
 
 cdef void _row_work(Py_ssize_t r, Py_ssize_t C, Py_ssize_t N, const double[::1] t_dense,
-                    const int64_t[:, ::1] a_cn, const unsigned char[::1] comp,
+                    const int64_t[:, ::1] a_nc, const unsigned char[::1] comp,
                     const int64_t[::1] indptr, const int32_t[::1] indices,
                     const int32_t[::1] counts, const unsigned char[:, ::1] x_nz, double task,
                     float fscalar, double eos, int64_t[::1] visited, double[:, ::1] row,
-                    double[:, ::1] work_cn) noexcept nogil:
-    """PE row r's work per column and sample into ``row`` (C x N), and work_cn's max."""
+                    double[:, ::1] work_nc) noexcept nogil:
+    """PE row r's work per sample and column into ``row`` (N x C: a round's positions
+    side by side, as the chain recurrence reads them), and work_nc's max over rows."""
     cdef Py_ssize_t b, j, n, k, c
     cdef int32_t cnt
     cdef double v, t = t_dense[r]
+    for n in range(N):
+        for c in range(C):
+            row[n, c] = t * <double> a_nc[n, c] + eos       # dense; compressed ones below
     for c in range(C):
         b = r * C + c
-        if comp[b]:
-            for n in range(N):
-                visited[n] = 0
-            for j in range(indptr[b], indptr[b + 1]):
-                k = indices[j]
-                cnt = counts[j]
-                for n in range(N):
-                    visited[n] += cnt * x_nz[k, n]
-            for n in range(N):
-                row[c, n] = (<double> a_cn[c, n] * task
-                             + <double> (fscalar * <float> visited[n])) + eos
-        else:
-            for n in range(N):
-                row[c, n] = t * <double> a_cn[c, n] + eos
+        if not comp[b]:
+            continue
         for n in range(N):
-            v = row[c, n]
-            if r == 0 or v > work_cn[c, n]:
-                work_cn[c, n] = v
+            visited[n] = 0
+        for j in range(indptr[b], indptr[b + 1]):
+            k = indices[j]
+            cnt = counts[j]
+            for n in range(N):
+                visited[n] += cnt * x_nz[k, n]
+        for n in range(N):
+            row[n, c] = (<double> a_nc[n, c] * task
+                         + <double> (fscalar * <float> visited[n])) + eos
+    for n in range(N):
+        for c in range(C):
+            v = row[n, c]
+            if r == 0 or v > work_nc[n, c]:
+                work_nc[n, c] = v
 
 
 def _check_block_work(Py_ssize_t R, Py_ssize_t C, Py_ssize_t N, const double[::1] t_dense,
@@ -255,21 +279,27 @@ def ws_block_work(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
     _check_block_work(R, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, work_cn)
     visited_a = np.zeros(N, np.int64)
     cdef int64_t[::1] visited = visited_a
-    row_a = np.empty((C, N))                 # one PE row's work, copied out in the order
+    cdef int64_t[:, ::1] a_nc = np.ascontiguousarray(np.asarray(a_cn).T)
+    row_a = np.empty((N, C))                 # one PE row's work, copied out in the order
     cdef double[:, ::1] row = row_a          # of work's memory (it may be positions-inner)
+    cdef double[:, ::1] work_nc = np.empty((N, C))
     cdef bint positions_inner = work.strides[1] < work.strides[2]
     with nogil:
         for r in range(R):
-            _row_work(r, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, task,
-                      <float> scalar, eos, visited, row, work_cn)
+            _row_work(r, C, N, t_dense, a_nc, comp, indptr, indices, counts, x_nz, task,
+                      <float> scalar, eos, visited, row, work_nc)
             if positions_inner:
                 for n in range(N):
                     for c in range(C):
-                        work[r, c, n] = row[c, n]
+                        work[r, c, n] = row[n, c]
             else:
                 for c in range(C):
                     for n in range(N):
-                        work[r, c, n] = row[c, n]
+                        work[r, c, n] = row[n, c]
+        if R:
+            for c in range(C):
+                for n in range(N):
+                    work_cn[c, n] = work_nc[n, c]
     return work, work_cn
 
 
@@ -277,14 +307,15 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
                 const unsigned char[::1] comp, const int64_t[::1] indptr,
                 const int32_t[::1] indices, const int32_t[::1] counts,
                 const unsigned char[:, ::1] x_nz, double task, double scalar, double eos,
-                const double[:, ::1] first, const double[:, ::1] last,
+                const double[:, :] first, const double[:, :] last,
                 const double[::1] fill, const long[::1] L, double hop, double ramp,
                 double lat, double launch, double cushion, double[:, ::1] work_cn):
     """:func:`ws_block_work` followed by _pipeline.grid_pipeline on its work (each PE row a
-    chain, rounds arriving at ``first`` / ``last`` (C x N) plus ``fill[r]``), one PE row
-    at a time, so the R x C x N work is never held: the same cycles, and work_cn.
+    chain, rounds arriving at ``first`` / ``last`` (C x N, any strides: samples-major, a
+    transposed N x C array, reads fastest) plus ``fill[r]``), one PE row at a time, so the
+    R x C x N work is never held: the same cycles, and work_cn.
     O(nnz * N + R * C * N) time, O(C * N) memory."""
-    cdef Py_ssize_t R = t_dense.shape[0], C = a_cn.shape[0], N = a_cn.shape[1], r
+    cdef Py_ssize_t R = t_dense.shape[0], C = a_cn.shape[0], N = a_cn.shape[1], r, c, n
     _check_block_work(R, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, work_cn)
     if (first.shape[0] != C or first.shape[1] != N or last.shape[0] != C
             or last.shape[1] != N or fill.shape[0] != R or L.shape[0] != R):
@@ -297,18 +328,141 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
         return done
     visited_a = np.zeros(N, np.int64)
     cdef int64_t[::1] visited = visited_a
-    row_a = np.empty((C, N))
+    cdef int64_t[:, ::1] a_nc = np.ascontiguousarray(np.asarray(a_cn).T)
+    row_a = np.empty((N, C))                 # a round's positions side by side
     cdef double[:, ::1] row = row_a
+    cdef double[:, ::1] work_nc = np.empty((N, C))
     cdef double[::1] scratch = np.zeros(5 * C + N * C)
     cdef double* E = &scratch[0]
+    cdef Py_ssize_t f_c = first.strides[0], f_n = first.strides[1]
+    cdef Py_ssize_t l_c = last.strides[0], l_n = last.strides[1]
     with nogil:
         for r in range(R):
-            _row_work(r, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, task,
-                      <float> scalar, eos, visited, row, work_cn)
-            done = chain_rounds(<const char*> &row[0, 0], N * sizeof(double), sizeof(double),
-                                <const char*> &first[0, 0], N * sizeof(double), sizeof(double),
-                                <const char*> &last[0, 0], N * sizeof(double), sizeof(double),
+            _row_work(r, C, N, t_dense, a_nc, comp, indptr, indices, counts, x_nz, task,
+                      <float> scalar, eos, visited, row, work_nc)
+            done = chain_rounds(<const char*> &row[0, 0], sizeof(double), C * sizeof(double),
+                                <const char*> &first[0, 0], f_c, f_n,
+                                <const char*> &last[0, 0], l_c, l_n,
                                 True, fill[r], L[r], C, N, hop, ramp, lat, launch, task,
                                 cushion, done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C,
                                 E + 5 * C)
+        for c in range(C):
+            for n in range(N):
+                work_cn[c, n] = work_nc[n, c]
     return done
+
+
+cdef inline Py_ssize_t _widest(const int64_t[::1] b, Py_ssize_t start,
+                               Py_ssize_t n) noexcept nogil:
+    """The first i of the largest b[start + i + 1] - b[start + i], i < n (n >= 1)."""
+    cdef Py_ssize_t i, best = 0
+    for i in range(1, n):
+        if b[start + i + 1] - b[start + i] > b[start + best + 1] - b[start + best]:
+            best = i
+    return best
+
+
+def ws_screen_bounds(const table_t[:, ::1] work_table, const int64_t[::1] m_bounds,
+                     const int64_t[::1] m_off, const int64_t[::1] k_bounds,
+                     const int64_t[::1] k_off, const int64_t[::1] A, Py_ssize_t N,
+                     double task, double setup, double fmacs, double scalar, double wpv,
+                     double dt, double hop, double ramp, double lat, double vpw):
+    """analytic._ws_screen_bound of every candidate (R, C) in one call: a float64 array,
+    one row per row count and one column per column count, each entry the same float as
+    the NumPy function's (the same operations in its order).
+
+    Row count i's bounds of W's rows are ``m_bounds[m_off[i]:m_off[i + 1]]`` (R + 1
+    values), column count j's of W's columns ``k_bounds[k_off[j]:k_off[j + 1]]`` (C + 1)
+    and its activations per PE column ``A[k_off[j] - j:k_off[j + 1] - j - 1]`` (C);
+    ``work_table`` is the summed-area table of the nonzeros' scalar work (Operands.tables).
+    O(sum over candidates of R + C)."""
+    cdef Py_ssize_t nR = m_off.shape[0] - 1, nC = k_off.shape[0] - 1
+    cdef Py_ssize_t i, j, R, C, mo, ko, ao, r, c, q
+    cdef int64_t m0, m1, k0, k1, M_max, s
+    cdef double t_r, t_q, fill, w, w2, col_best, ends, best, L, delta, tail, sw
+    if nR < 0 or nC < 0 or (nR > 0 and (m_off[0] != 0 or m_off[nR] != m_bounds.shape[0])) \
+            or (nC > 0 and (k_off[0] != 0 or k_off[nC] != k_bounds.shape[0]
+                            or A.shape[0] != k_bounds.shape[0] - nC)):
+        raise ValueError("m_off and k_off must split m_bounds and k_bounds from 0 to their "
+                         "ends, with one activation count per PE column in A")
+    for i in range(nR):
+        if m_off[i + 1] - m_off[i] < 2:
+            raise ValueError(f"row count {i} has fewer than two bounds")
+    for j in range(nC):
+        if k_off[j + 1] - k_off[j] < 2:
+            raise ValueError(f"column count {j} has fewer than two bounds")
+    for q in range(m_bounds.shape[0]):
+        if not 0 <= m_bounds[q] < work_table.shape[0]:
+            raise ValueError(f"row bound {m_bounds[q]} lies outside the table")
+    for q in range(k_bounds.shape[0]):
+        if not 0 <= k_bounds[q] < work_table.shape[1]:
+            raise ValueError(f"column bound {k_bounds[q]} lies outside the table")
+    out_a = np.empty((nR, nC))
+    cdef double[:, ::1] out = out_a
+    delta = hop + 2 * ramp + lat
+    with nogil:
+        for i in range(nR):
+            mo, R = m_off[i], m_off[i + 1] - m_off[i] - 1
+            r = _widest(m_bounds, mo, R)
+            m0, m1 = m_bounds[mo + r], m_bounds[mo + r + 1]
+            M_max = m1 - m0
+            t_r = task + setup + ceil(<double> M_max / fmacs)
+            fill = <double> R * hop + ramp
+            for j in range(nC):
+                ko, C = k_off[j], k_off[j + 1] - k_off[j] - 1
+                ao = ko - j
+                c = 0
+                for q in range(1, C):
+                    if A[ao + q] > A[ao + c]:
+                        c = q
+                L = ceil(<double> M_max / vpw) if C > 1 else 0.0
+                # the slowest column's work from the blocks of PE column c
+                k0, k1 = k_bounds[ko + c], k_bounds[ko + c + 1]
+                col_best = -INFINITY
+                for q in range(R):
+                    t_q = task + setup + ceil(<double> (m_bounds[mo + q + 1]
+                                                        - m_bounds[mo + q]) / fmacs)
+                    s = ((<int64_t> work_table[m_bounds[mo + q + 1], k1]
+                          - <int64_t> work_table[m_bounds[mo + q], k1])
+                         - (<int64_t> work_table[m_bounds[mo + q + 1], k0]
+                            - <int64_t> work_table[m_bounds[mo + q], k0]))
+                    w = _fmin(<double> A[ao + c] * t_q,
+                              <double> A[ao + c] * task + scalar * <double> s)
+                    if w > col_best:
+                        col_best = w
+                best = -INFINITY
+                for q in range(C):
+                    k0, k1 = k_bounds[ko + q], k_bounds[ko + q + 1]
+                    s = ((<int64_t> work_table[m1, k1] - <int64_t> work_table[m0, k1])
+                         - (<int64_t> work_table[m1, k0] - <int64_t> work_table[m0, k0]))
+                    sw = <double> s
+                    w = _fmin(<double> A[ao + q] * t_r, <double> A[ao + q] * task + scalar * sw)
+                    if q == c and col_best > w:
+                        w = col_best
+                    w2 = ((<double> (A[ao + q] * <int64_t> wpv + N)) * dt - dt) + task
+                    ends = fill + _fmax(w + <double> N * task, w2)
+                    if C == 1 or L == 0:
+                        if q == C - 1:
+                            best = ends + task
+                        continue
+                    if q == C - 1:
+                        tail = L + task
+                    else:
+                        tail = (((((<double> (C - 2 - q) * delta + L) + hop) + ramp) + task)
+                                + lat) + ramp
+                        if q == 0:
+                            tail = tail + ((task + setup) - lat)
+                    if ends + tail > best:
+                        best = ends + tail
+                if C > 1 and L != 0 and <double> N * (L + task) > best:
+                    best = <double> N * (L + task)
+                out[i, j] = best
+    return out_a
+
+
+cdef inline double _fmin(double a, double b) noexcept nogil:
+    return b if b < a else a
+
+
+cdef inline double _fmax(double a, double b) noexcept nogil:
+    return b if b > a else a

@@ -297,3 +297,136 @@ def test_row_by_row_pipeline_is_the_pipeline_of_the_whole_work(case, rows, monke
         est, cn = blocks.pipeline(config, v, dt, fill, chains)
         assert est == want and want > 0
         np.testing.assert_array_equal(cn, work_cn)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_bounds_of_all_candidates_at_once_are_each_candidates_bound(case):
+    """The search bounds every candidate in one call (analytic.placer_bounds: Cython for
+    weight-stationary, closed-form over the column counts for activation-stationary): the
+    same floats as placer_bound one candidate at a time, with the tables or without."""
+    from wsekern.wafer import analytic
+    config, W, X = _problem(case)
+    (M, K), N = W.shape, X.shape[1]
+    dims = {"weight-stationary": (M, K), "activation-stationary": (K, N)}
+    for search in (True, False):
+        for m, (rows, cols) in placement.candidates(dims, tuple(dims), config).items():
+            ops = placement.Operands(W, X, search=search)
+            grid = analytic.placer_bounds(m, ops, config, rows, cols)
+            ref = [[analytic.placer_bound(m, ops, config, R, C) for C in cols] for R in rows]
+            np.testing.assert_array_equal(grid, np.array(ref), err_msg=f"{m} search={search}")
+
+
+def _random_problem(seed):
+    """A seeded problem of random shape, sparsity, skew, machine and element type."""
+    rng = np.random.default_rng(100 + seed)
+    rows, cols = (int(v) for v in rng.integers(2, 40, 2))
+    config = WaferConfig.small(rows, cols, dtype=("fp16", "fp32")[seed % 2])
+    M, K, N = int(rng.integers(1, 400)), int(rng.integers(1, 400)), int(rng.integers(1, 40))
+    density = float(rng.choice([0.005, 0.05, 0.2, 0.6, 1.0]))
+    W = _skewed(M, K, density, seed) if seed % 3 == 0 else sps.random(
+        M, K, density=density, random_state=seed, format="csr", dtype=np.float32)
+    return config, sps.csr_array(W), _acts(K, N, float(rng.choice([0.0, 0.5, 0.9])), seed)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_search_matches_exhaustive_screen_on_random_problems(seed, monkeypatch):
+    config, W, X = _random_problem(seed)
+    try:
+        got, seen = _captured(Wafer(config), W, X, monkeypatch)
+    except (SramOverflowError, MappingUnfit):
+        pytest.skip("fits nowhere")     # the exhaustive screen then has nothing to compare
+    ref = _exhaustive(seen)
+    assert (got.mapping, got.region) == (ref.mapping, ref.region) \
+        or got.cycles < ref.cycles, (got.mapping, got.region, got.cycles, ref.mapping,
+                                     ref.region, ref.cycles)
+
+
+def test_summed_area_fill_refuses_sums_beyond_its_integers():
+    """The table's own entry point refuses values whose partial sums leave its integer type
+    (before, an int32 table wrapped silently where its caller did not check); in a child
+    process, since the fill runs unchecked loops."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._screen import summed_area_fill
+        big = np.array([2**30, 2**30], np.int64)
+        at = np.zeros(2, np.int64)
+        cases = [
+            lambda: summed_area_fill(np.zeros((2, 2), np.int32), at, at, big),
+            lambda: summed_area_fill(np.zeros((2, 2), np.int32), at, at, -big),
+            lambda: summed_area_fill(np.zeros((2, 2), np.int64), at, at,
+                                     np.array([2**62, 2**62], np.int64)),
+        ]
+        T = np.zeros((2, 2), np.int32)
+        summed_area_fill(T, at, at, np.array([2**30, 2**30 - 1], np.int64))
+        assert T[1, 1] == 2**31 - 1, T
+        """, 3, errors=(OverflowError,), needles=("bit integers",))
+
+
+@pytest.mark.parametrize("m, k, D, rows, cols", [(300, 200, 64, 16, 16), (40, 900, 700, 8, 30),
+                                                 (500, 50, 300, 24, 12)])
+def test_sddmm_fit_check_is_the_ledgers(m, k, D, rows, cols):
+    """The balance's SDDMM fit check skips counting blocks where even the fullest PE
+    would fit: it raises exactly where the ledger does, with its message."""
+    from wsekern.wafer import analytic
+    W = sps.random(m, k, density=0.3, random_state=m, format="csr", dtype=np.float32)
+    stats, config = placement.WeightStats(W), WaferConfig.small(rows, cols)
+    fits = overflows = 0
+    for R in placement.geometric(min(rows, m)):
+        for C in placement.geometric(min(cols, k)):
+            try:
+                analytic._sddmm_ledger(stats, D, config, (0, 0, R, C))
+            except SramOverflowError as exc:
+                with pytest.raises(SramOverflowError) as got:
+                    analytic.sddmm_check_fits(stats, D, config, (0, 0, R, C))
+                assert str(got.value) == str(exc)
+                overflows += 1
+                continue
+            analytic.sddmm_check_fits(stats, D, config, (0, 0, R, C))
+            fits += 1
+    assert fits and overflows
+
+
+def test_layer_placement_is_unchanged_by_the_tables(monkeypatch):
+    """width_profile's bounds take the summed-area tables once asked (a tighter bound,
+    fewer rectangles estimated): the balance places every layer where it did without."""
+    from wsekern.wafer import training
+    rng = np.random.default_rng(3)
+    layers = []
+    for i, (m, k, density) in enumerate([(128, 384, 1.0), (128, 128, 0.1), (512, 128, 0.1),
+                                         (65, 128, 1.0)]):
+        W = sps.random(m, k, density=density, random_state=i, format="csr", dtype=np.float32)
+        layers.append((f"layer{i}", W, placement.WeightStats(W)))
+    config = WaferConfig.small(40, 96)
+    columns = [int(v) for v in rng.integers(64, 512, len(layers))]
+    fast = training.balance(layers, config, columns)
+    monkeypatch.setattr(placement, "TABLE_LIMIT", 0)
+    fresh = [(n, W, placement.WeightStats(W)) for n, W, _ in layers]
+    assert training.balance(fresh, config, columns) == fast
+
+
+def test_screen_bounds_refuse_bounds_outside_their_table():
+    """ws_screen_bounds reads the table without bounds checks: offsets that do not split
+    the bounds, or bounds beyond the table, are refused first (in a child process)."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._screen import ws_screen_bounds
+        T = np.zeros((5, 7), np.int64)
+        i = lambda *v: np.array(v, np.int64)
+        args = (4, 1.0, 15.0, 4.0, 22.0, 1.0, 1.0, 1.0, 2.0, 1.0, 2.0)
+        ok = ws_screen_bounds(T, i(0, 2, 4), i(0, 3), i(0, 3, 6), i(0, 3), i(5, 7), *args)
+        assert ok.shape == (1, 1), ok
+        cases = [
+            lambda: ws_screen_bounds(T, i(0, 2, 5), i(0, 3), i(0, 3, 6), i(0, 3), i(5, 7),
+                                     *args),
+            lambda: ws_screen_bounds(T, i(0, 2, 4), i(0, 3), i(0, 3, 7), i(0, 3), i(5, 7),
+                                     *args),
+            lambda: ws_screen_bounds(T, i(0, 2, 4), i(0, 9), i(0, 3, 6), i(0, 3), i(5, 7),
+                                     *args),
+            lambda: ws_screen_bounds(T, i(0, 2, 4), i(0, 3), i(0, 3, 6), i(0, 3), i(5,),
+                                     *args),
+            lambda: ws_screen_bounds(T, i(0, 2, 4), i(0, 1, 3), i(0, 3, 6), i(0, 3), i(5, 7),
+                                     *args),
+        ]
+        """, 5, needles=("bound", "split", "fewer than two"))

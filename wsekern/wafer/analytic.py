@@ -109,12 +109,7 @@ def weight_stationary_cycles(ops, config, region):
     t_dense = st["t_dense"]
     # placement.weight_stationary's format choice, on the same values
     scalar_work_rc = (st["S"] @ ops.A_k.astype(np.float64)).reshape(R, C)
-    dense_time = A_c[None, :] * t_dense[:, None]
-    comp_time = A_c[None, :] * config.task_cycles \
-        + config.scalar_cycles_per_element * scalar_work_rc
-    use_comp = np.where(st["either_fits"], st["comp_fits"] & (~st["dense_fits"]
-                                                             | (comp_time < dense_time)),
-                        st["comp_smaller"])
+    _, comp_time, use_comp = placer.block_formats(st, config, A_c, scalar_work_rc)
     any_comp = bool(use_comp.any())
     # _ws_work (exact=False): each column's slowest dense row, and its slowest compressed
     # block's batch work shared over its samples
@@ -181,8 +176,8 @@ def screen_price(ops, config, region, what="spmm"):
     values. Needs the summed-area tables of a searching :class:`Operands`: None without
     them. Raises the placement's SramOverflowError where a PE overflows. O(R C + C N)."""
     from .._screen import ws_screen_columns
-    tables = ops.tables()
-    if tables is None:
+    work_table = ops.table("work")
+    if work_table is None:
         return None
     R, C = int(region[2]), int(region[3])
     m_b, _ = ops.row_block(R)
@@ -191,11 +186,17 @@ def screen_price(ops, config, region, what="spmm"):
     t_dense = placer.dense_task_cycles(config, M_r)
     a_cn = ops.activations(C)
     A_c = a_cn.sum(axis=1)
+    # where the fullest PE would fit its block in either format even with every entry
+    # nonzero, no block's nonzeros change its format or its fit: they are not counted
+    elem, M_max, K_max = int(config.elem_bytes), int(M_r.max()), int(np.diff(k_b).max())
+    buffers = placer.FIFO_BYTES + (3 if C > 1 else 2) * M_max * elem
+    counted = M_max * K_max * (elem + 2) + (K_max + 1) * 2 > config.data_bytes - buffers
     tmax_c, cmax_c, any_comp, overflow = ws_screen_columns(
-        tables[0], tables[1], m_b, k_b, np.ascontiguousarray(A_c, dtype=np.int64),
-        np.ascontiguousarray(t_dense, dtype=np.float64), int(config.elem_bytes),
+        ops.table("nnz") if counted else work_table, work_table, m_b, k_b,
+        np.ascontiguousarray(A_c, dtype=np.int64),
+        np.ascontiguousarray(t_dense, dtype=np.float64), elem,
         placer.FIFO_BYTES, int(config.data_bytes), float(config.task_cycles),
-        float(config.scalar_cycles_per_element))
+        float(config.scalar_cycles_per_element), counted)
     if overflow:
         placer.weight_stationary(ops, config, region, what)     # raises, naming the PE
         raise AssertionError("screen_price saw an overflow the placement does not")
@@ -285,8 +286,10 @@ class _BlockWork:
         R, C, N = self.shape
         cum = np.cumsum(v, axis=1) * dt
         work_cn = np.empty((C, N))
-        est = ws_pipeline(*self.args, np.ascontiguousarray(cum - v * dt, np.float64),
-                          np.ascontiguousarray(cum - dt, np.float64),
+        # arrivals samples-major (transposed views): the recurrence reads a round's
+        # positions one after another
+        est = ws_pipeline(*self.args, np.ascontiguousarray((cum - v * dt).T, np.float64).T,
+                          np.ascontiguousarray((cum - dt).T, np.float64).T,
                           np.ascontiguousarray(fill, np.float64),
                           np.ascontiguousarray(L, np.int_), config.hop_cycles,
                           config.ramp_cycles, _turnaround(config),
@@ -607,28 +610,33 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     last; chains x positions x rounds) replaces that stream model where it is known."""
     from .._pipeline import grid_pipeline
     shift = None
+    work = np.asarray(work, dtype=np.float64)
+    # grid_pipeline walks the positions of a round innermost: with many rounds (or work
+    # laid out so already), lay positions next to each other in memory (else every read
+    # is a cache miss)
+    inner = work.shape[2] > 64 or (work.strides[1] < work.strides[2] and arrivals is None)
     if arrivals is None:
-        cum = np.cumsum(v, axis=1) * dt
         shift = np.asarray(fill, dtype=np.float64)
-        shape = (len(shift),) + cum.shape
+        shape = (len(shift),) + np.shape(v)
+        if inner:            # the stream worked out samples-major: the same sums, no copies
+            v_t, dt_t = np.ascontiguousarray(np.transpose(v)), np.transpose(dt)
+            cum = np.cumsum(v_t, axis=0) * dt_t
+            first, last = ((cum - v_t * dt_t).T[None], (cum - dt_t).T[None])
+        else:
+            cum = np.cumsum(v, axis=1) * dt
+            first, last = (cum - v * dt)[None], (cum - dt)[None]
         # one view for every chain (a chain's arrivals are its fill later; grid_pipeline
         # adds it): no chains x positions x rounds copies
-        first = np.broadcast_to((cum - v * dt)[None], shape)
-        last = np.broadcast_to((cum - dt)[None], shape)
+        first, last = np.broadcast_to(first, shape), np.broadcast_to(last, shape)
     else:
         first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
-    work = np.asarray(work, dtype=np.float64)
-    if work.shape[2] > 64 or (work.strides[1] < work.strides[2] and arrivals is None):
-        # grid_pipeline walks the positions of a round innermost: with many rounds (or
-        # work laid out so already), lay positions next to each other in memory (else
-        # every read is a cache miss)
+    if inner:
         work = np.ascontiguousarray(np.swapaxes(work, 1, 2)).swapaxes(1, 2)
-        first, last = (np.ascontiguousarray(np.swapaxes(a[:1], 1, 2)).swapaxes(1, 2)
-                       if a.strides[0] == 0 else
-                       np.ascontiguousarray(np.swapaxes(a, 1, 2)).swapaxes(1, 2)
-                       for a in (first, last))
+        if arrivals is not None:
+            first, last = (np.ascontiguousarray(np.swapaxes(a, 1, 2)).swapaxes(1, 2)
+                           for a in (first, last))
         if first.shape[0] != work.shape[0]:
-            first, last = (np.broadcast_to(a, work.shape) for a in (first, last))
+            first, last = (np.broadcast_to(a[:1], work.shape) for a in (first, last))
     return grid_pipeline(work, first, last, np.ascontiguousarray(L, dtype=np.int_),
                          config.hop_cycles, config.ramp_cycles, _turnaround(config),
                          config.task_cycles + config.setup_cycles, config.task_cycles,
@@ -904,6 +912,68 @@ def placer_bound(mapping, ops, config, R, C, exact=False):
     return None
 
 
+def placer_bounds(mapping, ops, config, rows, cols):
+    """:func:`placer_bound` of the screen (``exact=False``) for every (R, C) of ``rows`` x
+    ``cols``: a float64 array, one row per row count, the same floats, or None where
+    :func:`placer_bound` has none. Weight-stationary with the summed-area tables is
+    bounded in one Cython call (src/_screen.pyx); activation-stationary's is closed-form."""
+    if mapping == "weight-stationary" and ops.table("work") is not None:
+        from .._screen import ws_screen_bounds
+        m_bs = [ops.row_block(R)[0] for R in rows]
+        k_bs = [ops.col_block(C)[0] for C in cols]
+        acts = [ops.activations(C).sum(axis=1) for C in cols]
+        offsets = [np.concatenate([[0], np.cumsum([len(b) for b in bs])]).astype(np.int64)
+                   for bs in (m_bs, k_bs)]
+        return ws_screen_bounds(
+            ops.table("work"), np.concatenate(m_bs).astype(np.int64), offsets[0],
+            np.concatenate(k_bs).astype(np.int64), offsets[1],
+            np.concatenate(acts).astype(np.int64), int(ops.N), float(config.task_cycles),
+            float(config.setup_cycles), float(config.fmacs),
+            float(config.scalar_cycles_per_element), float(config.wavelets_per_sparse_value),
+            1.0 / config.link_wavelets_per_cycle, float(config.hop_cycles),
+            float(config.ramp_cycles), float(_turnaround(config)),
+            float(config.values_per_dense_wavelet))
+    if mapping == "activation-stationary":
+        N_max = np.array([np.diff(_bounds(ops.N, C)).max() for C in cols])
+        return np.array([_as_screen_bounds(ops, config, R, cols, N_max) for R in rows])
+    out = np.empty((len(rows), len(cols)))
+    for i, R in enumerate(rows):
+        for j, C in enumerate(cols):
+            b = placer_bound(mapping, ops, config, R, C)
+            if b is None:
+                return None
+            out[i, j] = b
+    return out
+
+
+def _as_screen_bounds(ops, config, R, cols, N_max):
+    """activation-stationary's screen (:func:`_as_screen` of :func:`_as_stream`) on R x C
+    for each C of ``cols`` (``N_max``: each one's most samples on a PE column), at once:
+    the same floats. A PE's busy time is its weights times its AXPY task plus the
+    end-of-stream tasks, so the slowest is the PE row with the most weights on the PE
+    column with the most samples (products and sums of nonnegative floats round
+    monotonically)."""
+    M, task = ops.M, config.task_cycles
+    rows = _as_rows(ops, config, R, 1)
+    t_axpy = task + config.setup_cycles + np.ceil(N_max / config.fmacs)
+    compute = rows["nnz_r"].max(initial=0) * t_axpy + M * task
+    L = np.ceil(N_max / config.values_per_dense_wavelet).astype(np.int64) if R > 1 \
+        else np.zeros(len(cols), np.int64)
+    fill = np.asarray(cols) * config.hop_cycles + config.ramp_cycles
+    lat = _turnaround(config)
+    per_round = np.maximum(task + config.setup_cycles - lat + L, L + 1 + task) if R > 1 \
+        else np.full(len(cols), task)
+    slowest = np.maximum(np.maximum(np.maximum(compute, rows["t_external"]), rows["t_links"]),
+                         M * per_round)
+    if R <= 1:
+        chain = np.full(len(cols), float(task))
+    else:           # _chain_latency for each L, its sums in its order
+        ramp, hop = config.ramp_cycles, config.hop_cycles
+        head = task + config.setup_cycles + ramp + (R - 2) * (hop + 2 * ramp + lat) + hop + ramp
+        chain = np.where(L == 0, task, head + L + 1 + task)
+    return slowest + fill + chain
+
+
 def _ws_screen_bound(ops, config, R, C):
     """A lower bound of weight-stationary's screen (:func:`_ws_work` with exact=False, then
     :func:`_pipeline_cycles`), from the recurrence of src/_pipeline.pyx: a chain position
@@ -1013,7 +1083,16 @@ def sddmm_sram_peak(weights, D, config, region):
 def sddmm_check_fits(weights, D, config, region):
     """Raise the SramOverflowError :func:`sddmm_cost` would for rows of length D on
     ``region``, from its SRAM ledger alone (no report built or kept: the balance asks this
-    of every candidate rectangle)."""
+    of every candidate rectangle). Where the PE with the most rows and columns would fit
+    even with its block full (or holding every nonzero), the blocks are not counted."""
+    R, C = int(region[2]), int(region[3])
+    M_r, K_c = np.diff(_bounds(weights.M, R)).max(), np.diff(_bounds(weights.K, C)).max()
+    elem = config.elem_bytes
+    most = (config.reserve_bytes + int(M_r) * D * elem
+            + min(int(M_r) * int(K_c), weights.nnz) * (elem + 2) + (int(K_c) + 1) * 2
+            + FIFO_BYTES)
+    if most <= config.sram_bytes:
+        return
     _sddmm_ledger(weights, D, config, region)
 
 

@@ -117,9 +117,10 @@ class Wafer:
                              f"{c.rows}x{c.cols} wafer")
         return vals
 
-    def _choose(self, cost, dims, mappings, region, bound=None, progress=None, price=None):
+    def _choose(self, cost, dims, mappings, region, bound=None, progress=None, price=None,
+                bounds=None):
         return placement.search(cost, dims, mappings, region, self.config, bound=bound,
-                                price=price, progress=progress)
+                                price=price, progress=progress, bounds=bounds)
 
     def _mappings(self, mapping):
         if mapping is None:
@@ -261,11 +262,14 @@ class Wafer:
                 return analytic.screen_price(ops, self.config, reg, what)
             return None
 
+        def bounds(m, rows, cols):
+            return analytic.placer_bounds(m, ops, self.config, rows, cols)
+
         def searched(done, total):
             progress("placement", done, total)
         dims = {"weight-stationary": (M, K), "activation-stationary": (K, N), "meshgemv": (K, M)}
         return self._choose(cost, dims, mappings, region, bound,
-                            searched if progress is not None else None, price)
+                            searched if progress is not None else None, price, bounds)
 
     def sddmm(self, A, B, pattern, *, region=None, n_threads=None):
         """``wsekern.sddmm(A, B, pattern)`` and its cost: the result stays where W lives.

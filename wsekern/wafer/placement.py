@@ -130,36 +130,54 @@ class Operands:
     def tables(self):
         """(nonzeros, sum of A_k over nonzeros) summed-area tables, (M + 1) x (K + 1), or
         None when not searching or W is too large for them."""
-        if self.search and self._tables is None:
+        if self.table("work") is None:
+            return None
+        return self.table("nnz"), self.table("work")
+
+    def table(self, which):
+        """One of :meth:`tables` ("nnz" or "work"), made when first asked (the placer's
+        bounds read only the work; a candidate whose blocks fit however full they are
+        needs no count of its nonzeros)."""
+        if not self.search:
+            return None
+        if self._tables is None:
+            self._tables = {}
+        if which not in self._tables:
             w = self.w
             weighted = self.A_k[w.w_col]
+            # one integer type for both (the screen reads them together)
             big = int(weighted.sum()) >= 2 ** 31 or w.nnz >= 2 ** 31
-            self._tables = tuple(_summed_area(w.w_row, w.w_col, v, self.M, self.K,
-                                              np.int64 if big else np.int32)
-                                 for v in (np.ones(w.nnz, np.int64), weighted))
-        return self._tables
+            v = np.ones(w.nnz, np.int64) if which == "nnz" else weighted
+            self._tables[which] = _summed_area(w.w_row, w.w_col, v, self.M, self.K,
+                                               np.int64 if big else np.int32)
+        return self._tables[which]
 
     def block_nnz(self, R, C):
-        """Nonzeros per block, R x C, from the table (None without one)."""
-        t = self.tables()
+        """Nonzeros per block, R x C, from the table (None without one, or when the
+        placer has not needed it)."""
+        t = self._tables.get("nnz") if self._tables else None
         if t is None:
             return None
         m_b, _ = self.row_block(R)
         k_b, _ = self.col_block(C)
-        return _block_sums(t[0], m_b, k_b)
+        return _block_sums(t, m_b, k_b)
 
     def scalar_work(self, R, C):
         """:meth:`WeightStats.scalar_work` of these activations (from the table if any)."""
-        t = self.tables()
+        t = self.table("work")
         if t is None:
             return self.w.scalar_work(R, C, self.A_k)
         m_b, _ = self.row_block(R)
         k_b, _ = self.col_block(C)
-        return _block_sums(t[1], m_b, k_b).astype(np.float64)
+        return _block_sums(t, m_b, k_b).astype(np.float64)
 
     def scalar_work_strips(self, R, C, r, c):
-        """The scalar work of the blocks of PE row r (C values) and PE column c (R)."""
-        t = self.tables()
+        """The scalar work of the blocks of PE row r (C values) and PE column c (R). A
+        caller asking this is bounding candidates of a search: the tables are made then
+        (where W allows them) and kept, as with ``search=True``."""
+        if not self.search and self.M * self.K <= TABLE_LIMIT:
+            self.search = True
+        t = self.table("work")
         m_b, _ = self.row_block(R)
         k_b, _ = self.col_block(C)
         if t is None:
@@ -168,9 +186,8 @@ class Operands:
             work = self.w.scalar_work(R, C, self.A_k)
             return work[r], work[:, c]
         # one strip each: differences of two table rows (columns), no R x C blocks
-        T = t[1]
-        row = T[m_b[r + 1], k_b].astype(np.int64) - T[m_b[r], k_b]
-        col = T[m_b, k_b[c + 1]].astype(np.int64) - T[m_b, k_b[c]]
+        row = t[m_b[r + 1], k_b].astype(np.int64) - t[m_b[r], k_b]
+        col = t[m_b, k_b[c + 1]].astype(np.int64) - t[m_b, k_b[c]]
         return np.diff(row).astype(np.float64), np.diff(col).astype(np.float64)
 
     @property
@@ -282,12 +299,7 @@ def weight_stationary(ops, config, region, what="spmm"):
     # sum_k A_k * nnz(W[rows_r, k]) is a compressed block's work over the batch
     nnz_rc = st["nnz"]
     scalar_work_rc = ops.scalar_work(R, C)
-    dense_time = A_c[None, :] * t_dense[:, None]
-    comp_time = A_c[None, :] * config.task_cycles \
-        + config.scalar_cycles_per_element * scalar_work_rc
-    use_comp = np.where(st["either_fits"], st["comp_fits"] & (~st["dense_fits"]
-                                                             | (comp_time < dense_time)),
-                        st["comp_smaller"])
+    dense_time, comp_time, use_comp = block_formats(st, config, A_c, scalar_work_rc)
     if st["use_comp"] is None or not np.array_equal(use_comp, st["use_comp"]):
         # the ledger depends on the batch only through the formats chosen
         ledger = SramLedger(config, region)
@@ -304,6 +316,20 @@ def weight_stationary(ops, config, region, what="spmm"):
                                   "t_dense": t_dense, "dense_time": dense_time,
                                   "comp_time": comp_time, "memo": st["memo"]},
                                  lambda: _of_nonzero(ops, st, R, C)))
+
+
+def block_formats(st, config, A_c, scalar_work_rc):
+    """(dense_time, comp_time, use_comp), R x C: each block's batch time in either format
+    and whether it is stored compressed: the faster format that fits, else the smaller
+    (for the error message). ``st`` is :func:`_ws_static`'s (t_dense and which fits),
+    ``A_c`` the activations per PE column, ``scalar_work_rc`` each block's scalar work."""
+    dense_time = A_c[None, :] * st["t_dense"][:, None]
+    comp_time = A_c[None, :] * config.task_cycles \
+        + config.scalar_cycles_per_element * scalar_work_rc
+    use_comp = np.where(st["either_fits"], st["comp_fits"] & (~st["dense_fits"]
+                                                             | (comp_time < dense_time)),
+                        st["comp_smaller"])
+    return dense_time, comp_time, use_comp
 
 
 class _BlockFacts(dict):
@@ -400,7 +426,8 @@ def geometric(top, count=20):
     return sorted(v for v in vals if 1 <= v <= top)
 
 
-def search(cost, dims, mappings, region, config, *, bound=None, price=None, progress=None):
+def search(cost, dims, mappings, region, config, *, bound=None, price=None, progress=None,
+           bounds=None):
     """Evaluate ``cost(mapping, region)``; with region None, search rectangles.
 
     Every candidate (rows, cols) of geometric sizes (:func:`geometric`, ``dims[mapping]``
@@ -419,6 +446,8 @@ def search(cost, dims, mappings, region, config, *, bound=None, price=None, prog
 
     ``price(mapping, region)`` (optional) gives the screen's cycles without its report
     (None: ask ``cost``); it raises as ``cost`` does where a candidate does not fit.
+    ``bounds(mapping, rows, cols)`` (optional) gives ``bound``'s screen bounds of every
+    candidate at once (an array, rows x cols; None: ask ``bound`` one by one).
     """
     if region is not None:
         if len(mappings) == 1:
@@ -436,7 +465,7 @@ def search(cost, dims, mappings, region, config, *, bound=None, price=None, prog
             progress(done, total)
     for mapping in mappings:
         try:
-            R, C = _screen(cost, mapping, dims[mapping], config, bound, tick, price)
+            R, C = _screen(cost, mapping, dims[mapping], config, bound, tick, price, bounds)
         except (SramOverflowError, MappingUnfit) as exc:
             last_error = exc
             continue
@@ -457,7 +486,7 @@ def candidates(dims, mappings, config):
             for m in mappings}
 
 
-def _screen(cost, mapping, dims, config, bound, tick, price=None):
+def _screen(cost, mapping, dims, config, bound, tick, price=None, bounds=None):
     """The (R, C) of the cheapest screen price for one mapping, or the last overflow if
     no candidate fits; ``tick(n)``: n more candidates done."""
     cand_r, cand_c = candidates({mapping: dims}, (mapping,), config)[mapping]
@@ -479,7 +508,10 @@ def _screen(cost, mapping, dims, config, bound, tick, price=None):
         return cache[(R, C)]
 
     floors = None
-    if bound is not None:
+    grid = bounds(mapping, cand_r, cand_c) if bounds is not None else None
+    if grid is not None:
+        floors = [(f, R, C) for R, row in zip(cand_r, grid.tolist()) for C, f in zip(cand_c, row)]
+    elif bound is not None:
         floors = [(bound(mapping, R, C, False), R, C) for R in cand_r for C in cand_c]
         if any(f is None for f, _, _ in floors):
             floors = None
