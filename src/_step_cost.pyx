@@ -24,12 +24,13 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     ``choice[b]`` is 0, compressed where 1, and where 2 compressed when its time for this
     batch (a task per arriving activation plus its scalar work) is below the dense one.
 
-    Returns (work, first, last, busy, v_max, sram, any_comp): N x C float64 arrays of each
+    Returns (work, first, last, busy, v_max, sram, any_comp, products): N x C float64 arrays of each
     column's per-sample work (its slowest dense row's, or its slowest compressed block's
     batch work shared over its samples, whichever is more, plus ``eos``) and the arrival
     of each sample's first and last wavelet (before the fill); the busiest PE's batch
-    work; the largest column sum of wavelets; the largest PE's bytes in its format; and
-    whether any block is compressed. O(K * N + nnz(S) + R * C + C * N)."""
+    work; the largest column sum of wavelets; the largest PE's bytes in its format;
+    whether any block is compressed; and per block the products of a nonzero weight and a
+    nonzero activation over the batch (its scalar work, R * C int64). O(K * N + nnz(S) + R * C + C * N)."""
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
     cdef Py_ssize_t n, c, k, r, b, j
@@ -67,7 +68,8 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
     cdef int64_t[::1] v_sum = np.zeros(C, np.int64)
-    cdef int64_t[::1] scalar_work = np.zeros(R * C, np.int64)
+    products = np.zeros(R * C, np.int64)
+    cdef int64_t[::1] scalar_work = products
     cdef int64_t a, v, v_max = 0, sram = 0
     cdef double A, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w, share, cum
     cdef bint use_comp, any_comp = False
@@ -125,4 +127,5 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                 last[n, c] = cum - dt
             if v_sum[c] > v_max:
                 v_max = v_sum[c]
-    return work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp)
+    return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
+            products)

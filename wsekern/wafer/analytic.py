@@ -112,7 +112,7 @@ def weight_stationary_cycles(ops, config, region):
     # then _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
     S = st["S"]
     x_nz = ops.x_nz if ops.x_nz.dtype == np.bool_ else ops.x_nz != 0
-    work, first, last, busy, v_max, sram, _ = ws_step_stream(
+    work, first, last, busy, v_max, sram, _, _ = ws_step_stream(
         x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data, st["t_dense"],
         st["choice"], st["comp_total"], st["dense_total"], float(task),
         float(config.scalar_cycles_per_element), float(eos),
