@@ -10,6 +10,14 @@ from libc.math cimport INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t
 
 
+cdef inline double dmax(double a, double b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef inline int64_t imax(int64_t a, int64_t b) noexcept nogil:
+    return a if a > b else b
+
+
 def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                    const int64_t[::1] s_indptr, const int32_t[::1] s_indices,
                    const int64_t[::1] s_data, const double[::1] t_dense,
@@ -84,29 +92,18 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                 if A_k[k]:
                     for j in range(s_indptr[k], s_indptr[k + 1]):
                         scalar_work[s_indices[j]] += s_data[j] * A_k[k]
+        # branch-free: a block's format for a batch is a coin toss to the branch predictor
         for r in range(R):
             for c in range(C):
                 b = r * C + c
                 A = <double> A_c[c]
-                use_comp = choice[b] == 1
-                comp_time = 0.0
-                if choice[b] != 0:
-                    comp_time = A * task + scalar * <double> scalar_work[b]
-                    if choice[b] == 2:
-                        use_comp = comp_time < A * t_dense[r]
-                if use_comp:
-                    any_comp = True
-                    if comp_time > comp_max[c]:
-                        comp_max[c] = comp_time
-                    if comp_time > comp_busy:
-                        comp_busy = comp_time
-                    if comp_total[b] > sram:
-                        sram = comp_total[b]
-                else:
-                    if t_dense[r] > tmax[c]:
-                        tmax[c] = t_dense[r]
-                    if dense_total[b] > sram:
-                        sram = dense_total[b]
+                comp_time = A * task + scalar * <double> scalar_work[b]
+                use_comp = (choice[b] == 1) | ((choice[b] == 2) & (comp_time < A * t_dense[r]))
+                any_comp = any_comp | use_comp
+                comp_max[c] = dmax(comp_max[c], comp_time if use_comp else 0.0)
+                comp_busy = dmax(comp_busy, comp_time if use_comp else -INFINITY)
+                tmax[c] = dmax(tmax[c], -INFINITY if use_comp else t_dense[r])
+                sram = imax(sram, comp_total[b] if use_comp else dense_total[b])
         for c in range(C):
             if tmax[c] > -INFINITY and <double> A_c[c] * tmax[c] > busy:
                 busy = <double> A_c[c] * tmax[c]

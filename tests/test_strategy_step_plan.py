@@ -44,7 +44,7 @@ def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
                          for r in range(R)])
         assert np.array_equal(out[-1].reshape(R, C), want)
         assert want.sum() == int((w_nz.astype(np.int64) @ x_nz).sum())
-        got = analytic.weight_stationary_cycles(Operands(W, x_nz, stats), cfg, region)
+        got = analytic.weight_stationary_cycles(stats, x_nz, cfg, region)
         rep = analytic.weight_stationary(W, x_nz.astype(np.float32), cfg, region, exact=False,
                                          full=False)
         assert got == (rep.cycles, rep.cycles_lower, rep.sram_peak_bytes)
@@ -195,7 +195,6 @@ def test_a_plan_is_made_again_when_the_batch_size_changes(recorded, mode):
 def test_a_plan_is_made_again_when_the_sequence_length_changes(recorded):
     strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
     model = _model(strategy, first_sparsity=0.5, inputs=(None, 20))
-    model.layers[-1].units  # a Dense on (B, T, d): T columns per sample
     rng = np.random.default_rng(3)
     for T in (3, 3, 5, 2, 2):
         x = np.maximum(rng.standard_normal((4, T, 20)), 0).astype(np.float32)

@@ -86,32 +86,38 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     return _ws_report(ops, pl, config, timing, full)
 
 
-def weight_stationary_cycles(ops, config, region):
+def weight_stationary_cycles(w, x_nz, config, region):
     """(cycles, lower bound, SRAM peak bytes) that :func:`weight_stationary` with
     ``exact=False`` reports (``cycles``, ``cycles_lower``, ``sram_peak_bytes``) for the
-    spmm on ``region``, without building the placement or the report: the same formats,
-    work and pipeline on the same values, so the same floats. A training step costs its
+    spmm of W (``w``, its WeightStats) on ``region`` and X's nonzero pattern ``x_nz``
+    (K x N, bool), without building the placement or the report: the same formats, work
+    and pipeline on the same values, so the same floats. A training step costs its
     products with this; the reports wait until read.
 
     What no batch changes is worked out once per (W, config, region) and kept on W's stats
     (:func:`_step_structure`): the blocks' bytes and which format fits, and the nonzeros
-    per (block, column of W) as a sparse matrix. A batch then costs one product of that
-    matrix with its activation counts (O(nonzeros)), a few passes over the blocks (the
-    format each takes, their per-column maxima) and the pipeline over columns x samples.
+    per (block, column of W). A batch then costs one pass over X and one over the blocks
+    (src/_step_cost.pyx: the format each takes, the per-column maxima, each column's
+    stream) and the pipeline over columns x samples.
     Raises the placement's SramOverflowError where a block fits in neither format."""
     from .._pipeline import grid_pipeline
     from .._step_cost import ws_step_stream
-    st = _step_structure(ops.w, config, region)
+    x_nz = np.asarray(x_nz)
+    if x_nz.ndim != 2 or x_nz.shape[0] != w.K:
+        raise ValueError(f"x_nz must be X's nonzero pattern, {w.K} x samples; received "
+                         f"shape {x_nz.shape}")
+    if x_nz.dtype != np.bool_:
+        x_nz = x_nz != 0
+    st = _step_structure(w, config, region)
     if st["overflow"]:
-        placer.weight_stationary(ops, config, region)       # raises, naming the PE
-    R, C, N = st["R"], st["C"], ops.N
+        placer.weight_stationary(Operands(None, x_nz, w), config, region)   # raises, naming the PE
+    R, C, N = st["R"], st["C"], x_nz.shape[1]
     task, eos = config.task_cycles, config.task_cycles
     dt = 1.0 / config.link_wavelets_per_cycle
     # placement.weight_stationary's format choice and _ws_work's (exact=False) work per
     # column and sample, on the same values, in one pass over X and one over the blocks;
     # then _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
     S = st["S"]
-    x_nz = ops.x_nz if ops.x_nz.dtype == np.bool_ else ops.x_nz != 0
     work, first, last, busy, v_max, sram, _, _ = ws_step_stream(
         x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data, st["t_dense"],
         st["choice"], st["comp_total"], st["dense_total"], float(task),
