@@ -38,7 +38,8 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     of each sample's first and last wavelet (before the fill); the busiest PE's batch
     work; the largest column sum of wavelets; the largest PE's bytes in its format;
     whether any block is compressed; and per block the products of a nonzero weight and a
-    nonzero activation over the batch (its scalar work, R * C int64). O(K * N + nnz(S) + R * C + C * N)."""
+    nonzero activation over the batch (its scalar work, R * C int64).
+    O(K * N + nnz(S) + R * C + C * N)."""
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
     cdef Py_ssize_t n, c, k, r, b, j

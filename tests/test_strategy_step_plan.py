@@ -52,24 +52,35 @@ def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
 
 
 def test_the_step_pass_refuses_blocks_that_do_not_match():
-    x = np.ones((4, 2), np.uint8)
-    args = [x, np.array([0, 2, 4], np.int_), np.zeros(5, np.int64), np.zeros(0, np.int32),
-            np.zeros(0, np.int64), np.ones(1), np.zeros(2, np.int8), np.zeros(2, np.int64),
-            np.zeros(2, np.int64), 4.0, 22.0, 4.0, 2, 1.0]
-    ws_step_stream(*args)
-    bad = list(args)
-    bad[6] = np.zeros(3, np.int8)
-    with pytest.raises(ValueError, match="block arrays"):
-        ws_step_stream(*bad)
-    bad = list(args)
-    bad[2], bad[3], bad[4] = (np.array([0, 1, 1, 1, 1], np.int64), np.array([7], np.int32),
-                              np.ones(1, np.int64))
-    with pytest.raises(ValueError, match="outside"):
-        ws_step_stream(*bad)
-    bad = list(args)
-    bad[1] = np.array([0, 3, 2], np.int_)
-    with pytest.raises(ValueError, match="bounds|nondecreasing"):
-        ws_step_stream(*bad)
+    """Out-of-range indices or mismatched lengths are refused with a message, not read
+    past the arrays (in a child process: a segfault fails this test only)."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._step_cost import ws_step_stream
+        ok = [np.ones((4, 2), np.uint8), np.array([0, 2, 4], np.int_), np.zeros(5, np.int64),
+              np.zeros(0, np.int32), np.zeros(0, np.int64), np.ones(1), np.zeros(2, np.int8),
+              np.zeros(2, np.int64), np.zeros(2, np.int64), 4.0, 22.0, 4.0, 2, 1.0]
+        ws_step_stream(*ok)
+
+        def case(**changed):
+            args = list(ok)
+            for i, v in changed.items():
+                args[int(i[1:])] = v
+            return lambda: ws_step_stream(*args)
+        cases = [case(a6=np.zeros(3, np.int8)),                         # blocks: 2, not 3
+                 case(a8=np.zeros(1, np.int64)),
+                 case(a2=np.zeros(4, np.int64)),                        # K + 1 = 5 pointers
+                 case(a2=np.array([0, 1, 1, 1, 1], np.int64), a3=np.array([7], np.int32),
+                      a4=np.ones(1, np.int64)),                         # block 7 of 2
+                 case(a2=np.array([0, 1, 1, 1, 1], np.int64), a3=np.array([-1], np.int32),
+                      a4=np.ones(1, np.int64)),
+                 case(a2=np.array([0, 9, 9, 9, 9], np.int64)),          # past the entries
+                 case(a2=np.array([0, 1, 0, 1, 1], np.int64), a3=np.zeros(1, np.int32),
+                      a4=np.ones(1, np.int64)),                         # decreasing
+                 case(a1=np.array([0, 3, 2], np.int_)),
+                 case(a1=np.array([0, 2, 5], np.int_))]                 # past K
+    """, 9, needles=("block arrays", "outside", "s_indptr", "k_b", "s_indices"))
 
 
 def test_weight_streaming_follows_one_chain_per_samples_per_column():
@@ -167,13 +178,19 @@ def test_a_plan_is_made_again_when_the_pattern_changes_mid_training(recorded, mo
         _check_every_step(recorded)
 
 
-def test_a_plan_is_made_again_when_set_weights_zeroes_weights(recorded):
+def _two_checked_steps(recorded, seed):
+    """A dense MLP placed layer-pipelined after two steps, each checked."""
     strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
     model = _model(strategy)
-    rng = np.random.default_rng(1)
-    model.train_on_batch(*_batch(rng, 8))
-    model.train_on_batch(*_batch(rng, 8))
+    rng = np.random.default_rng(seed)
+    for _ in range(2):
+        model.train_on_batch(*_batch(rng, 8))
     _check_every_step(recorded)
+    return model, rng
+
+
+def test_a_plan_is_made_again_when_set_weights_zeroes_weights(recorded):
+    model, rng = _two_checked_steps(recorded, seed=1)
     w = model.layers[1].get_weights()
     w[0][rng.random(w[0].shape) < 0.6] = 0.0        # a dense layer given zeros
     model.layers[1].set_weights(w)
@@ -205,12 +222,7 @@ def test_a_plan_is_made_again_when_the_sequence_length_changes(recorded):
 def test_a_plan_is_made_again_when_the_kernels_dtype_changes(recorded):
     """A kernel cast to float16: weights below its range become zeros, and the step is
     costed on the pattern they leave."""
-    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
-    model = _model(strategy)
-    rng = np.random.default_rng(4)
-    model.train_on_batch(*_batch(rng, 8))
-    model.train_on_batch(*_batch(rng, 8))
-    _check_every_step(recorded)
+    model, rng = _two_checked_steps(recorded, seed=4)
     layer = model.layers[1]
     k = layer.kernel.data
     k[rng.random(k.shape) < 0.5] = 1e-9             # flush to zero in float16

@@ -110,7 +110,8 @@ def weight_stationary_cycles(w, x_nz, config, region):
         x_nz = x_nz != 0
     st = _step_structure(w, config, region)
     if st["overflow"]:
-        placer.weight_stationary(Operands(None, x_nz, w), config, region)   # raises, naming the PE
+        # raises, naming the PE
+        placer.weight_stationary(Operands(None, x_nz, w), config, region)
     R, C, N = st["R"], st["C"], x_nz.shape[1]
     task, eos = config.task_cycles, config.task_cycles
     dt = 1.0 / config.link_wavelets_per_cycle
@@ -146,7 +147,7 @@ def _step_structure(w, config, region):
     _, rb = w.row_block(R)
     _, cb = w.col_block(C)
     # nonzeros per (block, column of W): block b = r * C + c (duplicates summed)
-    S = sps.csr_array((np.ones(w.nnz, np.int64), ((rb[w.w_row] * C + cb[w.w_col]), w.w_col)),
+    S = sps.csr_array((np.ones(w.nnz, np.int64), (rb[w.w_row] * C + cb[w.w_col], w.w_col)),
                       shape=(R * C, w.K))
     S.sum_duplicates()
     S = S.T.tocsr()      # by column of W: a step skips the columns no activation reaches
