@@ -32,6 +32,8 @@ EXTENSIONS = [
     Extension("wsekern._screen", ["src/_screen.pyx"], extra_compile_args=["-ffp-contract=off"]),
     Extension("wsekern._sparse_dense", ["src/_sparse_dense.pyx"]),
     Extension("wsekern._optim", ["src/_optim.pyx"], extra_compile_args=["-ffp-contract=off"]),
+    Extension("wsekern._step_cost", ["src/_step_cost.pyx"],
+              extra_compile_args=["-ffp-contract=off"]),
 ]
 
 

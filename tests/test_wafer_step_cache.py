@@ -217,11 +217,11 @@ def test_weight_stationary_cycles_equal_the_placed_report():
                                                ops=Operands(W, x_nz, stats))
                 formats.add(int(r.details["compressed_blocks"] > 0)
                             + int(r.details["compressed_blocks"] < region[2] * region[3]) * 2)
-                got = analytic.weight_stationary_cycles(Operands(W, x_nz, stats), cfg, region)
+                got = analytic.weight_stationary_cycles(stats, x_nz, cfg, region)
                 assert got == (r.cycles, r.cycles_lower, r.sram_peak_bytes)
     assert formats >= {1, 2, 3}          # compressed only, dense only, and both
     tiny = wk.WaferConfig.small(4, 4)
     W = _w(rng, 4000, 3000, 0.9)
     with pytest.raises(wk.SramOverflowError, match="weight-stationary"):
-        analytic.weight_stationary_cycles(Operands(W, np.ones((3000, 2), bool)), tiny,
+        analytic.weight_stationary_cycles(WeightStats(W), np.ones((3000, 2), bool), tiny,
                                           (0, 0, 1, 1))

@@ -496,7 +496,10 @@ def _same(key, primed):
 
 def _weight_csr(w, groups):
     """A Dense kernel (K x M) or a Conv2D kernel (kh, kw, cin/groups, out) as W (M x K)
-    CSR, block-diagonal over the groups."""
+    CSR, block-diagonal over the groups. A dtype scipy.sparse cannot hold (float16) is
+    widened first: the cost models read the structure, which widening keeps."""
+    if w.dtype.kind == "f" and w.dtype.itemsize < 4:
+        w = w.astype(np.float32)
     if w.ndim == 2:
         return sps.csr_array(w.T)
     kh, kw, cin_g, out = w.shape

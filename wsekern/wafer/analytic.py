@@ -86,53 +86,52 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     return _ws_report(ops, pl, config, timing, full)
 
 
-def weight_stationary_cycles(ops, config, region):
+def weight_stationary_cycles(w, x_nz, config, region):
     """(cycles, lower bound, SRAM peak bytes) that :func:`weight_stationary` with
     ``exact=False`` reports (``cycles``, ``cycles_lower``, ``sram_peak_bytes``) for the
-    spmm on ``region``, without building the placement or the report: the same formats,
-    work and pipeline on the same values, so the same floats. A training step costs its
+    spmm of W (``w``, its WeightStats) on ``region`` and X's nonzero pattern ``x_nz``
+    (K x N, bool), without building the placement or the report: the same formats, work
+    and pipeline on the same values, so the same floats. A training step costs its
     products with this; the reports wait until read.
 
     What no batch changes is worked out once per (W, config, region) and kept on W's stats
     (:func:`_step_structure`): the blocks' bytes and which format fits, and the nonzeros
-    per (block, column of W) as a sparse matrix. A batch then costs one product of that
-    matrix with its activation counts (O(nonzeros)), a few passes over the blocks (the
-    format each takes, their per-column maxima) and the pipeline over columns x samples.
+    per (block, column of W). A batch then costs one pass over X and one over the blocks
+    (src/_step_cost.pyx: the format each takes, the per-column maxima, each column's
+    stream) and the pipeline over columns x samples.
     Raises the placement's SramOverflowError where a block fits in neither format."""
-    st = _step_structure(ops.w, config, region)
+    from .._pipeline import grid_pipeline
+    from .._step_cost import ws_step_stream
+    x_nz = np.asarray(x_nz)
+    if x_nz.ndim != 2 or x_nz.shape[0] != w.K:
+        raise ValueError(f"x_nz must be X's nonzero pattern, {w.K} x samples; received "
+                         f"shape {x_nz.shape}")
+    if x_nz.dtype != np.bool_:
+        x_nz = x_nz != 0
+    st = _step_structure(w, config, region)
     if st["overflow"]:
-        placer.weight_stationary(ops, config, region)       # raises, naming the PE
-    R, C, N = st["R"], st["C"], ops.N
+        # raises, naming the PE
+        placer.weight_stationary(Operands(None, x_nz, w), config, region)
+    R, C, N = st["R"], st["C"], x_nz.shape[1]
     task, eos = config.task_cycles, config.task_cycles
-    a_cn = ops.activations(C)
-    A_c = a_cn.sum(axis=1)
-    t_dense = st["t_dense"]
-    # placement.weight_stationary's format choice, on the same values
-    scalar_work_rc = (st["S"] @ ops.A_k.astype(np.float64)).reshape(R, C)
-    _, comp_time, use_comp = placer.block_formats(st, config, A_c, scalar_work_rc)
-    any_comp = bool(use_comp.any())
-    # _ws_work (exact=False): each column's slowest dense row, and its slowest compressed
-    # block's batch work shared over its samples
-    tmax_c = np.where(use_comp, -np.inf, t_dense[:, None]).max(axis=0)
-    has_dense = np.isfinite(tmax_c)
-    work_cn = np.zeros((C, N))
-    work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
-    busy = (A_c[has_dense] * tmax_c[has_dense]).max(initial=-np.inf)
-    if any_comp:
-        comp_max = np.where(use_comp, comp_time, 0).max(axis=0)
-        work_cn = np.maximum(work_cn, a_cn * (comp_max / np.maximum(A_c, 1))[:, None])
-        busy = max(busy, np.where(use_comp, comp_time, -np.inf).max())
-    work_cn += eos
-    # _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
-    v_cn = a_cn * config.wavelets_per_sparse_value + 1
     dt = 1.0 / config.link_wavelets_per_cycle
-    est = _pipeline_cycles(config, work_cn[None], v_cn, dt, st["fill"], st["L"])
+    # placement.weight_stationary's format choice and _ws_work's (exact=False) work per
+    # column and sample, on the same values, in one pass over X and one over the blocks;
+    # then _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
+    S = st["S"]
+    work, first, last, busy, v_max, sram, _, _ = ws_step_stream(
+        x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data, st["t_dense"],
+        st["choice"], st["comp_total"], st["dense_total"], float(task),
+        float(config.scalar_cycles_per_element), float(eos),
+        int(config.wavelets_per_sparse_value), dt)
+    est = grid_pipeline(work.T[None], first.T[None], last.T[None], st["L"],
+                        config.hop_cycles, config.ramp_cycles, _turnaround(config),
+                        task + config.setup_cycles, task, _cushion(config), st["fill"])
     L = int(st["L"].max())
-    first = config.hop_cycles + config.ramp_cycles
+    first_hop = config.hop_cycles + config.ramp_cycles
     busy_max = busy + N * eos if R * C else 0.0
-    lower = max(first + busy_max, first + v_cn.sum(axis=1).max() * dt,
+    lower = max(first_hop + busy_max, first_hop + v_max * dt,
                 N * (L + task) if C > 1 else 0.0) + task
-    sram = int(np.where(use_comp, st["comp_total"], st["dense_total"]).max(initial=0))
     return float(est), float(min(lower, est)), sram
 
 
@@ -147,23 +146,31 @@ def _step_structure(w, config, region):
     st = placer._ws_static(Operands(None, np.zeros((w.K, 0), bool), w), config, region)
     _, rb = w.row_block(R)
     _, cb = w.col_block(C)
-    # nonzeros per (block, column of W): row b = r * C + c (duplicates summed)
-    S = sps.csr_array((np.ones(w.nnz), ((rb[w.w_row] * C + cb[w.w_col]), w.w_col)),
+    # nonzeros per (block, column of W): block b = r * C + c (duplicates summed)
+    S = sps.csr_array((np.ones(w.nnz, np.int64), (rb[w.w_row] * C + cb[w.w_col], w.w_col)),
                       shape=(R * C, w.K))
     S.sum_duplicates()
+    S = S.T.tocsr()      # by column of W: a step skips the columns no activation reaches
+    S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
     M_r = np.diff(st["m_b"])
     red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
     # each PE's bytes but its weights (the ledger's reserve and buffers), per format
     others = config.reserve_bytes + sum(np.asarray(b, np.int64) for b in st["buffers"].values())
     structure = {
-        "R": R, "C": C, "S": S, "t_dense": st["t_dense"],
-        "either_fits": st["either_fits"], "comp_fits": st["comp_fits"],
-        "dense_fits": st["dense_fits"], "comp_smaller": st["comp_smaller"],
+        "R": R, "C": C, "S": S, "t_dense": np.ascontiguousarray(st["t_dense"], np.float64),
+        "k_b": np.ascontiguousarray(st["k_b"], np.int_),
+        # each block's format: 0 dense, 1 compressed, 2 the faster for the batch
+        # (placement.weight_stationary's rule: where both fit, compressed wins only when
+        # faster; where neither, the smaller)
+        "choice": np.where(st["either_fits"],
+                           np.where(st["comp_fits"], np.where(st["dense_fits"], 2, 1), 0),
+                           st["comp_smaller"].astype(np.int8)).astype(np.int8).ravel(),
         "overflow": bool((~st["either_fits"]).any()),
         "fill": np.array([R * config.hop_cycles + config.ramp_cycles], np.float64),
-        "L": L.max(keepdims=True) if R else np.zeros(1, np.int64),
-        "comp_total": others + st["comp_bytes"], "dense_total": others + st["dense_bytes"]}
+        "L": (L.max(keepdims=True) if R else np.zeros(1)).astype(np.int_),
+        "comp_total": np.ascontiguousarray(others + st["comp_bytes"], np.int64).ravel(),
+        "dense_total": np.ascontiguousarray(others + st["dense_bytes"], np.int64).ravel()}
     w.cache[key] = (config, structure)
     return structure
 
@@ -681,7 +688,8 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
                 M * (L + task) if R > 1 else 0.0) + task
     if exact:
         _, row_block = ops.col_block(R)
-        est, upper = _as_exact(ops, config, R, C, row_block, t_axpy, dt, L_c, fill, chain)
+        est, upper = _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill,
+                               chain)
     else:
         est, upper = _as_screen(st, config, M, R)
     latency = fill + chain
@@ -775,7 +783,7 @@ def _as_screen(st, config, M, R):
     return est, upper
 
 
-def _as_exact(ops, config, R, C, row_block, t_axpy, dt, L_c, fill, chain):
+def _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill, chain):
     """(estimate, upper bound) of activation-stationary: each PE column is a reduction
     chain of R positions (the PE rows), followed round by round."""
     M, task = ops.M, config.task_cycles
@@ -785,7 +793,15 @@ def _as_exact(ops, config, R, C, row_block, t_axpy, dt, L_c, fill, chain):
     v_rm = nnz_rm * wpv + 1
     fill_c = np.arange(1, C + 1) * config.hop_cycles + config.ramp_cycles
     if C * R * M <= PER_PE_LIMIT:
-        work = t_axpy[:, None, None] * nnz_rm[None] + task
+        # The chains differ only in their samples per column (N_c: t_axpy and L_c follow
+        # from it) and their fill, which grows with the column. The recurrence is made of
+        # additions and maxima alone, monotone in a chain's fill even in floating point,
+        # so of the chains with one N_c the farthest finishes last: following it alone
+        # gives the same floats as following every column.
+        _, from_end = np.unique(N_c[::-1], return_index=True)
+        keep = C - 1 - from_end
+        work = t_axpy[keep, None, None] * nnz_rm[None] + task
+        L_c, fill_c = L_c[keep], fill_c[keep]
     else:
         work = (nnz_rm * t_axpy.max() + task)[None]
         L_c, fill_c = L_c.max(keepdims=True), fill_c[-1:]

@@ -316,13 +316,11 @@ def planned_step(plan, x_nz, g_nz):
                              f"{name} of shape {nz.shape}")
     if kind == "fixed":
         return dict(plan["parts"]), plan["latency"], None
-    cfg, region, W = plan["cfg"], plan["region"], plan["W"]
-    fwd, fwd_lower, sram = analytic.weight_stationary_cycles(
-        Operands(W, x_nz, plan["stats"]), cfg, region)
+    cfg, region = plan["cfg"], plan["region"]
+    fwd, fwd_lower, sram = analytic.weight_stationary_cycles(plan["stats"], x_nz, cfg, region)
     gin = 0.0
     if plan["needs_input_grad"]:
-        gin, _, sram_t = analytic.weight_stationary_cycles(
-            Operands(None, g_nz, plan["stats_t"]), cfg, region)
+        gin, _, sram_t = analytic.weight_stationary_cycles(plan["stats_t"], g_nz, cfg, region)
         sram = max(sram, sram_t)
     sram = max(sram, int(analytic.sddmm_sram_peak(plan["stats"], plan["N"], cfg, region)))
     parts = {"forward": fwd, "input-gradient": gin,

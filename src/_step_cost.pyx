@@ -1,0 +1,129 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""One training step's weight-stationary product from its batch's nonzeros, in one pass
+over X and one over the PE blocks (wafer/analytic.py's weight_stationary_cycles): the
+format each block takes for this batch, the per-column maxima the pipeline reads, and
+the stream each PE column receives. Built with -ffp-contract=off: every float is the one
+NumPy's expressions give."""
+import numpy as np
+
+from libc.math cimport INFINITY
+from libc.stdint cimport int8_t, int32_t, int64_t
+
+
+cdef inline double dmax(double a, double b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef inline int64_t imax(int64_t a, int64_t b) noexcept nogil:
+    return a if a > b else b
+
+
+def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
+                   const int64_t[::1] s_indptr, const int32_t[::1] s_indices,
+                   const int64_t[::1] s_data, const double[::1] t_dense,
+                   const int8_t[::1] choice, const int64_t[::1] comp_total,
+                   const int64_t[::1] dense_total, double task, double scalar, double eos,
+                   long wpv, double dt):
+    """The step of X's nonzero pattern ``x_nz`` (K x N, 0/1, any strides) through the
+    R x C blocks of W (``t_dense``: R dense task cycles; ``k_b``: C + 1 bounds of X's rows
+    per PE column). W's column k has ``s_data[j]`` nonzeros in block ``s_indices[j]`` (b =
+    r * C + c) for j in s_indptr[k]:s_indptr[k + 1] (a column with no activation in the
+    batch adds no scalar work: it is skipped); a block's format is dense where
+    ``choice[b]`` is 0, compressed where 1, and where 2 compressed when its time for this
+    batch (a task per arriving activation plus its scalar work) is below the dense one.
+
+    Returns (work, first, last, busy, v_max, sram, any_comp, products): N x C float64 arrays of each
+    column's per-sample work (its slowest dense row's, or its slowest compressed block's
+    batch work shared over its samples, whichever is more, plus ``eos``) and the arrival
+    of each sample's first and last wavelet (before the fill); the busiest PE's batch
+    work; the largest column sum of wavelets; the largest PE's bytes in its format;
+    whether any block is compressed; and per block the products of a nonzero weight and a
+    nonzero activation over the batch (its scalar work, R * C int64).
+    O(K * N + nnz(S) + R * C + C * N)."""
+    cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
+    cdef Py_ssize_t R = t_dense.shape[0]
+    cdef Py_ssize_t n, c, k, r, b, j
+    if C < 0 or (C > 0 and (k_b[0] != 0 or k_b[C] != K)):
+        raise ValueError(f"k_b must be {C + 1} bounds from 0 to {K}; received "
+                         f"{np.asarray(k_b)!r}")
+    for c in range(C):
+        if k_b[c] > k_b[c + 1]:
+            raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
+    if (s_indptr.shape[0] != K + 1 or choice.shape[0] != R * C
+            or comp_total.shape[0] != R * C or dense_total.shape[0] != R * C):
+        raise ValueError(f"the block arrays must have {R * C} entries ({R}x{C} blocks) "
+                         f"and s_indptr {K + 1}; received s_indptr {s_indptr.shape[0]}, "
+                         f"choice {choice.shape[0]}, comp_total {comp_total.shape[0]}, "
+                         f"dense_total {dense_total.shape[0]}")
+    if s_indices.shape[0] != s_data.shape[0] or s_indptr[K] > s_indices.shape[0]:
+        raise ValueError("s_indices and s_data must hold the s_indptr[-1] entries")
+    for k in range(K):
+        if not 0 <= s_indptr[k] <= s_indptr[k + 1]:
+            raise ValueError(f"s_indptr must be nondecreasing from 0; received "
+                             f"{np.asarray(s_indptr)!r}")
+    for j in range(s_indices.shape[0]):
+        if not 0 <= s_indices[j] < R * C:
+            raise ValueError(f"s_indices[{j}] = {s_indices[j]} lies outside 0..{R * C - 1}")
+    a_cn_a = np.zeros((C, N), np.int64)
+    cdef int64_t[:, ::1] a_cn = a_cn_a
+    cdef int64_t[::1] A_k = np.zeros(K, np.int64)
+    cdef int64_t[::1] A_c = np.zeros(C, np.int64)
+    cdef double[::1] tmax = np.full(C, -INFINITY)
+    cdef double[::1] comp_max = np.zeros(C)
+    work_a = np.empty((N, C))
+    first_a = np.empty((N, C))
+    last_a = np.empty((N, C))
+    cdef double[:, ::1] work = work_a
+    cdef double[:, ::1] first = first_a
+    cdef double[:, ::1] last = last_a
+    cdef int64_t[::1] v_sum = np.zeros(C, np.int64)
+    products = np.zeros(R * C, np.int64)
+    cdef int64_t[::1] scalar_work = products
+    cdef int64_t a, v, v_max = 0, sram = 0
+    cdef double A, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w, share, cum
+    cdef bint use_comp, any_comp = False
+    with nogil:
+        for c in range(C):
+            for k in range(k_b[c], k_b[c + 1]):
+                for n in range(N):
+                    a = x_nz[k, n] != 0
+                    A_k[k] += a
+                    a_cn[c, n] += a
+                A_c[c] += A_k[k]
+                if A_k[k]:
+                    for j in range(s_indptr[k], s_indptr[k + 1]):
+                        scalar_work[s_indices[j]] += s_data[j] * A_k[k]
+        # branch-free: a block's format for a batch is a coin toss to the branch predictor
+        for r in range(R):
+            for c in range(C):
+                b = r * C + c
+                A = <double> A_c[c]
+                comp_time = A * task + scalar * <double> scalar_work[b]
+                use_comp = (choice[b] == 1) | ((choice[b] == 2) & (comp_time < A * t_dense[r]))
+                any_comp = any_comp | use_comp
+                comp_max[c] = dmax(comp_max[c], comp_time if use_comp else 0.0)
+                comp_busy = dmax(comp_busy, comp_time if use_comp else -INFINITY)
+                tmax[c] = dmax(tmax[c], -INFINITY if use_comp else t_dense[r])
+                sram = imax(sram, comp_total[b] if use_comp else dense_total[b])
+        for c in range(C):
+            if tmax[c] > -INFINITY and <double> A_c[c] * tmax[c] > busy:
+                busy = <double> A_c[c] * tmax[c]
+        if any_comp and comp_busy > busy:
+            busy = comp_busy
+        for c in range(C):
+            share = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
+            for n in range(N):
+                a = a_cn[c, n]
+                w = <double> a * tmax[c] if tmax[c] > -INFINITY else 0.0
+                if any_comp and <double> a * share > w:
+                    w = <double> a * share
+                work[n, c] = w + eos
+                v = a * wpv + 1
+                v_sum[c] += v
+                cum = <double> v_sum[c] * dt
+                first[n, c] = cum - <double> v * dt
+                last[n, c] = cum - dt
+            if v_sum[c] > v_max:
+                v_max = v_sum[c]
+    return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
+            products)

@@ -1,0 +1,233 @@
+"""The per-step plans of WaferStrategy (training.step_plan / planned_step): a step costed
+from its plan is the step a full costing gives, whatever changed since the plan was made
+(the weight's pattern, the batch, the sequence length, the kernel's dtype); and the one
+pass over the PE blocks (src/_step_cost.pyx) counts each block's nonzero products as a
+direct NumPy count does."""
+import numpy as np
+import pytest
+import scipy.sparse as sps
+
+import wsekern as wk
+from wsekern import nn
+from wsekern._step_cost import ws_step_stream
+from wsekern.nn import layers as L
+from wsekern.nn.strategy import LayerPlacement
+from wsekern.wafer import analytic, training
+from wsekern.wafer.placement import Operands, WeightStats
+
+
+def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
+    """Per PE block: the products of a nonzero weight and a nonzero activation over the
+    batch, against the block of W's pattern times the block of X's, summed; and the step's
+    cycles are the placed report's (weight_stationary, exact=False)."""
+    rng = np.random.default_rng(3)
+    cfg = wk.WaferConfig.small(16, 16)
+    M, K, N = 90, 70, 13
+    W = sps.random(M, K, density=0.15, format="csr", random_state=4, dtype=np.float32)
+    W.data[:] = 1.0
+    x_nz = rng.random((K, N)) < 0.3
+    x_nz[5] = False                     # a column of W no activation reaches
+    stats = WeightStats(W)
+    for region in [(0, 0, 4, 5), (0, 0, 7, 3), (0, 0, 1, 1)]:
+        R, C = region[2], region[3]
+        st = analytic._step_structure(stats, cfg, region)
+        S = st["S"]
+        out = ws_step_stream(x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data,
+                             st["t_dense"], st["choice"], st["comp_total"], st["dense_total"],
+                             float(cfg.task_cycles), float(cfg.scalar_cycles_per_element),
+                             float(cfg.task_cycles), int(cfg.wavelets_per_sparse_value), 1.0)
+        m_b, _ = stats.row_block(R)
+        k_b, _ = stats.col_block(C)
+        w_nz = W.toarray() != 0
+        want = np.array([[int((w_nz[m_b[r]:m_b[r + 1], k_b[c]:k_b[c + 1]].astype(np.int64)
+                               @ x_nz[k_b[c]:k_b[c + 1]]).sum()) for c in range(C)]
+                         for r in range(R)])
+        assert np.array_equal(out[-1].reshape(R, C), want)
+        assert want.sum() == int((w_nz.astype(np.int64) @ x_nz).sum())
+        got = analytic.weight_stationary_cycles(stats, x_nz, cfg, region)
+        rep = analytic.weight_stationary(W, x_nz.astype(np.float32), cfg, region, exact=False,
+                                         full=False)
+        assert got == (rep.cycles, rep.cycles_lower, rep.sram_peak_bytes)
+        assert rep.macs_useful == want.sum()
+
+
+def test_the_step_pass_refuses_blocks_that_do_not_match():
+    """Out-of-range indices or mismatched lengths are refused with a message, not read
+    past the arrays (in a child process: a segfault fails this test only)."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._step_cost import ws_step_stream
+        ok = [np.ones((4, 2), np.uint8), np.array([0, 2, 4], np.int_), np.zeros(5, np.int64),
+              np.zeros(0, np.int32), np.zeros(0, np.int64), np.ones(1), np.zeros(2, np.int8),
+              np.zeros(2, np.int64), np.zeros(2, np.int64), 4.0, 22.0, 4.0, 2, 1.0]
+        ws_step_stream(*ok)
+
+        def case(**changed):
+            args = list(ok)
+            for i, v in changed.items():
+                args[int(i[1:])] = v
+            return lambda: ws_step_stream(*args)
+        cases = [case(a6=np.zeros(3, np.int8)),                         # blocks: 2, not 3
+                 case(a8=np.zeros(1, np.int64)),
+                 case(a2=np.zeros(4, np.int64)),                        # K + 1 = 5 pointers
+                 case(a2=np.array([0, 1, 1, 1, 1], np.int64), a3=np.array([7], np.int32),
+                      a4=np.ones(1, np.int64)),                         # block 7 of 2
+                 case(a2=np.array([0, 1, 1, 1, 1], np.int64), a3=np.array([-1], np.int32),
+                      a4=np.ones(1, np.int64)),
+                 case(a2=np.array([0, 9, 9, 9, 9], np.int64)),          # past the entries
+                 case(a2=np.array([0, 1, 0, 1, 1], np.int64), a3=np.zeros(1, np.int32),
+                      a4=np.ones(1, np.int64)),                         # decreasing
+                 case(a1=np.array([0, 3, 2], np.int_)),
+                 case(a1=np.array([0, 2, 5], np.int_))]                 # past K
+    """, 9, needles=("block arrays", "outside", "s_indptr", "k_b", "s_indices"))
+
+
+def test_weight_streaming_follows_one_chain_per_samples_per_column():
+    """The exact weight-streaming model follows the farthest chain of each samples-per-column
+    count: the very floats of following every PE column (one chain per column)."""
+    cfg = wk.WaferConfig.small(12, 9)
+    rng = np.random.default_rng(5)
+    W = sps.random(20, 30, density=0.3, format="csr", random_state=6, dtype=np.float32)
+    for N in (7, 9, 23):               # fewer samples than columns, as many, uneven shares
+        X = (rng.random((30, N)) < 0.5).astype(np.float32)
+        region = (0, 0, 12, 9)
+        ops = Operands(W, X)
+        R, C = region[2], region[3]
+        st = analytic._as_stream(ops, cfg, R, C)
+        _, row_block = ops.col_block(R)
+        got = analytic._as_exact(ops, cfg, R, C, row_block, st["N_c"], st["t_axpy"],
+                                 st["dt"], st["L_c"], st["fill"], st["chain"])
+        # every column's chain, as the model was written before
+        M = ops.M
+        nnz_rm = np.bincount(row_block[ops.w_col] * M + ops.w.w_row,
+                             minlength=R * M).reshape(R, M).astype(np.float64)
+        v_rm = nnz_rm * cfg.wavelets_per_sparse_value + 1
+        fill_c = np.arange(1, C + 1) * cfg.hop_cycles + cfg.ramp_cycles
+        work = st["t_axpy"][:, None, None] * nnz_rm[None] + cfg.task_cycles
+        every = analytic._pipeline_cycles(cfg, work, v_rm, st["dt"][:, None], fill_c,
+                                          st["L_c"])
+        assert got[0] == every
+
+
+# -- a planned step is the fully costed step, whatever changed --------------------------
+def _reference_W(layer):
+    """The layer's kept weights as W (M x K), made here from the layer alone."""
+    if getattr(layer, "pattern", None) is not None:
+        return sps.csr_array(layer.mask.T.astype(np.float64))
+    return sps.csr_array((layer.kernel.data != 0).T.astype(np.float64))
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Every costed step of every layer: (placement, config, mode, x_nz, g_nz, parts)."""
+    steps = []
+    original = LayerPlacement.cost_step
+
+    def cost_step(self, cfg, mode):
+        x_nz, g_nz = self.last_input != 0, self.last_grad != 0
+        before = dict(self.totals)
+        out = original(self, cfg, mode)
+        parts = {k: self.totals[k] - before[k] for k in before}
+        steps.append((self, cfg, mode, x_nz, g_nz, self.needs_input_grad, parts))
+        return out
+    monkeypatch.setattr(LayerPlacement, "cost_step", cost_step)
+    return steps
+
+
+def _check_every_step(steps):
+    """Each recorded step's parts against training.step_cost on the layer's weights now
+    (the check runs right after the step, before anything changes again)."""
+    for p, cfg, mode, x_nz, g_nz, needs, parts in steps:
+        W = _reference_W(p.layer)
+        want, _, _ = training.step_cost(cfg, mode, p.region, W, WeightStats(W),
+                                        WeightStats(sps.csr_array(W.T)), x_nz, g_nz, needs)
+        for k in want:
+            assert parts[k] == pytest.approx(want[k], rel=1e-12, abs=0.0), (p.layer.name, k)
+    steps.clear()
+
+
+def _model(strategy, first_sparsity=0.0, inputs=(20,)):
+    nn.utils.set_random_seed(0)
+    with strategy.scope():
+        model = nn.Sequential([nn.Input(inputs),
+                               L.Dense(48, activation="relu", name="a", sparsity=first_sparsity),
+                               L.Dense(24, activation="relu", name="b"),
+                               L.Dense(4, name="c")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _batch(rng, n, shape=(20,)):
+    x = np.maximum(rng.standard_normal((n,) + shape), 0).astype(np.float32)
+    return x, rng.integers(0, 4, n)
+
+
+@pytest.mark.parametrize("mode", ["layer-pipelined", "weight-streaming"])
+def test_a_plan_is_made_again_when_the_pattern_changes_mid_training(recorded, mode):
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode=mode)
+    model = _model(strategy, first_sparsity=0.5)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        model.train_on_batch(*_batch(rng, 8))
+    _check_every_step(recorded)
+    model.layers[0].set_sparsity(0.8)               # pruned further mid-training
+    model.layers[1].set_sparsity(0.5)               # a dense layer pruned
+    for _ in range(2):
+        model.train_on_batch(*_batch(rng, 8))
+        _check_every_step(recorded)
+
+
+def _two_checked_steps(recorded, seed):
+    """A dense MLP placed layer-pipelined after two steps, each checked."""
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
+    model = _model(strategy)
+    rng = np.random.default_rng(seed)
+    for _ in range(2):
+        model.train_on_batch(*_batch(rng, 8))
+    _check_every_step(recorded)
+    return model, rng
+
+
+def test_a_plan_is_made_again_when_set_weights_zeroes_weights(recorded):
+    model, rng = _two_checked_steps(recorded, seed=1)
+    w = model.layers[1].get_weights()
+    w[0][rng.random(w[0].shape) < 0.6] = 0.0        # a dense layer given zeros
+    model.layers[1].set_weights(w)
+    model.train_on_batch(*_batch(rng, 8))
+    model.train_on_batch(*_batch(rng, 8))
+    _check_every_step(recorded)
+
+
+@pytest.mark.parametrize("mode", ["layer-pipelined", "weight-streaming"])
+def test_a_plan_is_made_again_when_the_batch_size_changes(recorded, mode):
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode=mode)
+    model = _model(strategy, first_sparsity=0.5)
+    rng = np.random.default_rng(2)
+    for n in (8, 8, 5, 5, 8, 1):
+        model.train_on_batch(*_batch(rng, n))
+        _check_every_step(recorded)
+
+
+def test_a_plan_is_made_again_when_the_sequence_length_changes(recorded):
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
+    model = _model(strategy, first_sparsity=0.5, inputs=(None, 20))
+    rng = np.random.default_rng(3)
+    for T in (3, 3, 5, 2, 2):
+        x = np.maximum(rng.standard_normal((4, T, 20)), 0).astype(np.float32)
+        model.train_on_batch(x, rng.integers(0, 4, (4, T)))
+        _check_every_step(recorded)
+
+
+def test_a_plan_is_made_again_when_the_kernels_dtype_changes(recorded):
+    """A kernel cast to float16: weights below its range become zeros, and the step is
+    costed on the pattern they leave."""
+    model, rng = _two_checked_steps(recorded, seed=4)
+    layer = model.layers[1]
+    k = layer.kernel.data
+    k[rng.random(k.shape) < 0.5] = 1e-9             # flush to zero in float16
+    layer.kernel.data = k.astype(np.float16)
+    assert (layer.kernel.data == 0).sum() > 0
+    model.train_on_batch(*_batch(rng, 8))
+    _check_every_step(recorded)
+
