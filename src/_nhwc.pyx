@@ -12,6 +12,8 @@ from libc.stdint cimport int32_t
 from libc.math cimport INFINITY
 from cython cimport floating
 
+import numpy as np
+
 
 def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols, int kh, int kw,
            int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,
@@ -91,6 +93,11 @@ def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
     cdef const floating* src
     if B * OH * OW * C == 0:
         return
+    # (padding after, implied by OH and OW, would put a window's pixels outside)
+    if (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+            and 2 * OH <= H and 2 * OW <= W):
+        _max_pool_2x2(x, out, arg, n_threads)
+        return
     with nogil:
         for b in prange(B, num_threads=n_threads, schedule='static'):
             for oh in range(OH):
@@ -125,13 +132,101 @@ def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                                 a[c] = idx if take else a[c]
 
 
+cdef inline bint _takes(floating v, floating best) noexcept nogil:
+    # strictly larger, or the first NaN (NaN != NaN)
+    return (v > best) | ((v != v) & (best == best))
+
+
+cdef void _max_pool_2x2(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                        int32_t[:, :, :, ::1] arg, int n_threads) noexcept:
+    """max_pool's 2x2 windows at stride 2, every window inside the image:
+    the four pixels read once each, the running maximum in registers (the general loop
+    stores it after every pixel), channels vectorised with selects."""
+    cdef Py_ssize_t B = x.shape[0], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t b, oh, ow, c
+    cdef int32_t i0, i1, i2, i3, idx
+    cdef floating v, best
+    cdef const floating* p0
+    cdef const floating* p1
+    cdef const floating* p2
+    cdef const floating* p3
+    cdef floating* o
+    cdef int32_t* a
+    with nogil:
+        for b in prange(B, num_threads=n_threads, schedule='static'):
+            for oh in range(OH):
+                for ow in range(OW):
+                    p0 = &x[b, 2 * oh, 2 * ow, 0]
+                    p1 = p0 + C
+                    p2 = p0 + W * C
+                    p3 = p2 + C
+                    i0 = <int32_t>(2 * oh * W + 2 * ow)
+                    i1 = i0 + 1
+                    i2 = i0 + <int32_t>W
+                    i3 = i2 + 1
+                    o = &out[b, oh, ow, 0]
+                    a = &arg[b, oh, ow, 0]
+                    for c in range(C):
+                        best = p0[c]
+                        idx = i0
+                        v = p1[c]
+                        if _takes(v, best):
+                            best = v
+                            idx = i1
+                        v = p2[c]
+                        if _takes(v, best):
+                            best = v
+                            idx = i2
+                        v = p3[c]
+                        if _takes(v, best):
+                            best = v
+                            idx = i3
+                        o[c] = best
+                        a[c] = idx
+
+
 def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, ::1] arg,
-                      floating[:, :, :, ::1] gx, int n_threads=1):
-    """gx[b, arg // W, arg % W, c] += grad[b, oh, ow, c]. ``gx`` must be zeroed."""
+                      floating[:, :, :, ::1] gx, int n_threads=1, int kh=0, int kw=0,
+                      int sh=0, int sw=0):
+    """gx[b, arg // W, arg % W, c] += grad[b, oh, ow, c]; ``gx`` must be zeroed.
+
+    With the window (kh, kw) and stride (sh, sw) of unpadded windows that do not
+    overlap (kh <= sh, kw <= sw) every pixel of ``gx`` is written instead (its window's
+    gradient where ``arg`` names it, else 0): ``gx`` need not be zeroed, and ``arg`` is
+    only compared, never used as an index."""
     cdef Py_ssize_t B = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2]
-    cdef Py_ssize_t C = grad.shape[3], W = gx.shape[2]
-    cdef Py_ssize_t b, oh, ow, c, p
+    cdef Py_ssize_t C = grad.shape[3], H = gx.shape[1], W = gx.shape[2]
+    cdef Py_ssize_t b, oh, ow, c, p, ih, iw
+    cdef int32_t idx
     cdef floating* base
+    cdef floating* dst
+    cdef const floating* gsrc
+    cdef const int32_t* asrc
+    if (arg.shape[0] != B or arg.shape[1] != OH or arg.shape[2] != OW or arg.shape[3] != C
+            or gx.shape[0] != B or gx.shape[3] != C):
+        raise ValueError(f"max_pool_backward: grad {np.shape(grad)}, arg {np.shape(arg)} "
+                         f"and gx {np.shape(gx)} must share the batch and channels, and arg "
+                         f"must have grad's shape")
+    if kh > 0 and kw > 0 and kh <= sh and kw <= sw:
+        if B * H * W * C == 0:
+            return
+        with nogil:
+            for b in prange(B, num_threads=n_threads, schedule='static'):
+                for ih in range(H):
+                    oh = ih // sh
+                    for iw in range(W):
+                        ow = iw // sw
+                        dst = &gx[b, ih, iw, 0]
+                        if oh >= OH or ih - oh * sh >= kh or ow >= OW or iw - ow * sw >= kw:
+                            memset(dst, 0, C * sizeof(floating))
+                            continue
+                        gsrc = &grad[b, oh, ow, 0]
+                        asrc = &arg[b, oh, ow, 0]
+                        idx = <int32_t>(ih * W + iw)
+                        for c in range(C):
+                            dst[c] = gsrc[c] if asrc[c] == idx else 0
+        return
     if B * OH * OW * C == 0 or W == 0:
         return
     with nogil:
