@@ -93,11 +93,6 @@ def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
     cdef const floating* src
     if B * OH * OW * C == 0:
         return
-    # (padding after, implied by OH and OW, would put a window's pixels outside)
-    if (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
-            and 2 * OH <= H and 2 * OW <= W):
-        _max_pool_2x2(x, out, arg, n_threads)
-        return
     with nogil:
         for b in prange(B, num_threads=n_threads, schedule='static'):
             for oh in range(OH):
@@ -132,60 +127,6 @@ def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                                 a[c] = idx if take else a[c]
 
 
-cdef inline bint _takes(floating v, floating best) noexcept nogil:
-    # strictly larger, or the first NaN (NaN != NaN)
-    return (v > best) | ((v != v) & (best == best))
-
-
-cdef void _max_pool_2x2(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
-                        int32_t[:, :, :, ::1] arg, int n_threads) noexcept:
-    """max_pool's 2x2 windows at stride 2, every window inside the image:
-    the four pixels read once each, the running maximum in registers (the general loop
-    stores it after every pixel), channels vectorised with selects."""
-    cdef Py_ssize_t B = x.shape[0], W = x.shape[2], C = x.shape[3]
-    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t b, oh, ow, c
-    cdef int32_t i0, i1, i2, i3, idx
-    cdef floating v, best
-    cdef const floating* p0
-    cdef const floating* p1
-    cdef const floating* p2
-    cdef const floating* p3
-    cdef floating* o
-    cdef int32_t* a
-    with nogil:
-        for b in prange(B, num_threads=n_threads, schedule='static'):
-            for oh in range(OH):
-                for ow in range(OW):
-                    p0 = &x[b, 2 * oh, 2 * ow, 0]
-                    p1 = p0 + C
-                    p2 = p0 + W * C
-                    p3 = p2 + C
-                    i0 = <int32_t>(2 * oh * W + 2 * ow)
-                    i1 = i0 + 1
-                    i2 = i0 + <int32_t>W
-                    i3 = i2 + 1
-                    o = &out[b, oh, ow, 0]
-                    a = &arg[b, oh, ow, 0]
-                    for c in range(C):
-                        best = p0[c]
-                        idx = i0
-                        v = p1[c]
-                        if _takes(v, best):
-                            best = v
-                            idx = i1
-                        v = p2[c]
-                        if _takes(v, best):
-                            best = v
-                            idx = i2
-                        v = p3[c]
-                        if _takes(v, best):
-                            best = v
-                            idx = i3
-                        o[c] = best
-                        a[c] = idx
-
-
 def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, ::1] arg,
                       floating[:, :, :, ::1] gx, int n_threads=1, int kh=0, int kw=0,
                       int sh=0, int sw=0):
@@ -203,6 +144,7 @@ def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, 
     cdef floating* dst
     cdef const floating* gsrc
     cdef const int32_t* asrc
+    cdef floating gv
     if (arg.shape[0] != B or arg.shape[1] != OH or arg.shape[2] != OW or arg.shape[3] != C
             or gx.shape[0] != B or gx.shape[3] != C):
         raise ValueError(f"max_pool_backward: grad {np.shape(grad)}, arg {np.shape(arg)} "
@@ -224,8 +166,9 @@ def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, 
                         gsrc = &grad[b, oh, ow, 0]
                         asrc = &arg[b, oh, ow, 0]
                         idx = <int32_t>(ih * W + iw)
-                        for c in range(C):
-                            dst[c] = gsrc[c] if asrc[c] == idx else 0
+                        for c in range(C):      # both loaded first: a select, vectorised
+                            gv = gsrc[c]
+                            dst[c] = gv if asrc[c] == idx else 0
         return
     if B * OH * OW * C == 0 or W == 0:
         return
