@@ -12,6 +12,8 @@ from libc.stdint cimport int32_t
 from libc.math cimport INFINITY
 from cython cimport floating
 
+import numpy as np
+
 
 def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols, int kh, int kw,
            int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,
@@ -126,12 +128,48 @@ def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
 
 
 def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, ::1] arg,
-                      floating[:, :, :, ::1] gx, int n_threads=1):
-    """gx[b, arg // W, arg % W, c] += grad[b, oh, ow, c]. ``gx`` must be zeroed."""
+                      floating[:, :, :, ::1] gx, int n_threads=1, int kh=0, int kw=0,
+                      int sh=0, int sw=0):
+    """gx[b, arg // W, arg % W, c] += grad[b, oh, ow, c]; ``gx`` must be zeroed.
+
+    With the window (kh, kw) and stride (sh, sw) of unpadded windows that do not
+    overlap (kh <= sh, kw <= sw) every pixel of ``gx`` is written instead (its window's
+    gradient where ``arg`` names it, else 0): ``gx`` need not be zeroed, and ``arg`` is
+    only compared, never used as an index."""
     cdef Py_ssize_t B = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2]
-    cdef Py_ssize_t C = grad.shape[3], W = gx.shape[2]
-    cdef Py_ssize_t b, oh, ow, c, p
+    cdef Py_ssize_t C = grad.shape[3], H = gx.shape[1], W = gx.shape[2]
+    cdef Py_ssize_t b, oh, ow, c, p, ih, iw
+    cdef int32_t idx
     cdef floating* base
+    cdef floating* dst
+    cdef const floating* gsrc
+    cdef const int32_t* asrc
+    cdef floating gv
+    if (arg.shape[0] != B or arg.shape[1] != OH or arg.shape[2] != OW or arg.shape[3] != C
+            or gx.shape[0] != B or gx.shape[3] != C):
+        raise ValueError(f"max_pool_backward: grad {np.shape(grad)}, arg {np.shape(arg)} "
+                         f"and gx {np.shape(gx)} must share the batch and channels, and arg "
+                         f"must have grad's shape")
+    if kh > 0 and kw > 0 and kh <= sh and kw <= sw:
+        if B * H * W * C == 0:
+            return
+        with nogil:
+            for b in prange(B, num_threads=n_threads, schedule='static'):
+                for ih in range(H):
+                    oh = ih // sh
+                    for iw in range(W):
+                        ow = iw // sw
+                        dst = &gx[b, ih, iw, 0]
+                        if oh >= OH or ih - oh * sh >= kh or ow >= OW or iw - ow * sw >= kw:
+                            memset(dst, 0, C * sizeof(floating))
+                            continue
+                        gsrc = &grad[b, oh, ow, 0]
+                        asrc = &arg[b, oh, ow, 0]
+                        idx = <int32_t>(ih * W + iw)
+                        for c in range(C):      # both loaded first: a select, vectorised
+                            gv = gsrc[c]
+                            dst[c] = gv if asrc[c] == idx else 0
+        return
     if B * OH * OW * C == 0 or W == 0:
         return
     with nogil:

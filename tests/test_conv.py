@@ -94,6 +94,31 @@ def test_every_path_matches_reference(case, forced_path, dtype):
                                    rtol=tol, atol=tol)
 
 
+def test_direct_path_reuses_offsets_only_for_the_same_weights(monkeypatch):
+    """The direct path keeps the last weights' offsets: a weight changed in place (values,
+    then the pattern), another batch or another dtype must still give the reference."""
+    monkeypatch.setattr(conv_mod, "DIRECT_FIXED", -1e9)
+    monkeypatch.setattr(conv_mod, "_OFFSETS_CACHE", [])
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 7, 6))
+    w = rng.standard_normal((4, 3, 3, 3)) * (rng.random((4, 3, 3, 3)) < 0.3)
+    for step in range(4):
+        if step == 1:
+            w *= 2                                  # same pattern, new values, same object
+        if step == 2:
+            w[rng.random(w.shape) < 0.3] = 1.5      # a new pattern
+        if step == 3:
+            x = rng.standard_normal((3, 3, 7, 6))   # another batch size
+        assert wsekern.conv2d_path(x, w, padding=1) == "direct"
+        np.testing.assert_allclose(wsekern.conv2d(x, w, padding=1),
+                                   conv_reference(x, w, None, 1, 1, 1, 1), rtol=1e-11,
+                                   atol=1e-11)
+        y32 = wsekern.conv2d(x.astype(np.float32), w.astype(np.float32), padding=1)
+        np.testing.assert_allclose(y32, conv_reference(x, w, None, 1, 1, 1, 1), rtol=1e-4,
+                                   atol=1e-4)
+    assert 0 < len(conv_mod._OFFSETS_CACHE) <= conv_mod._OFFSETS_KEPT
+
+
 def test_inf_weight_never_takes_the_input_sparse_path(forced_path):
     x = np.zeros((1, 2, 5, 5))
     x[0, 0, 2, 2] = 1.0

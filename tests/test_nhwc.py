@@ -121,7 +121,12 @@ def pool_reference_nhwc(x, g, op, count_pad):
     return out, where
 
 
-POOLS = [((2, 7, 7, 3), (2, 2), (2, 2), ((0, 1), (0, 1))), ((1, 5, 6, 2), (3, 3), (1, 2),
+# (2, 9, 7, 35) and (1, 8, 7, 3) (stride above the window): unpadded windows apart, the
+# 2x2 loop and the backward that writes every pixel (the rows and columns no window
+# covers get zeros, not what np.empty held)
+POOLS = [((2, 9, 7, 35), (2, 2), (2, 2), ((0, 0), (0, 0))),
+         ((1, 8, 7, 3), (2, 2), (3, 3), ((0, 0), (0, 0))),
+         ((2, 7, 7, 3), (2, 2), (2, 2), ((0, 1), (0, 1))), ((1, 5, 6, 2), (3, 3), (1, 2),
                                                            ((1, 1), (1, 0))),
          ((2, 4, 4, 1), (2, 2), (1, 1), ((0, 0), (0, 0))), ((0, 4, 4, 2), (2, 2), (2, 2),
                                                            ((0, 0), (0, 0)))]
@@ -153,6 +158,28 @@ def test_pool_nhwc_forward_and_backward(shape, k, s, pads, op, count_pad):
         # adjoint check: <avg(x), R> == <x, avg'(R)>
         np.testing.assert_allclose((y * R).sum(), (x * gx).sum(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(y, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_2x2_ties_infinities_and_nan_as_the_reference(dtype):
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, (3, 11, 13, 19)).astype(dtype)     # many ties
+    x.flat[::5] = -np.inf
+    x.flat[::11] = np.inf
+    x.flat[::13] = np.nan
+    g = NhwcGeometry.of(x.shape, 2, 2, ((0, 0), (0, 0)))
+    ref, where = pool_reference_nhwc(x, g, "max", False)
+    y, arg = pool.max_pool_nhwc(x, g)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(arg, where)
+    np.testing.assert_array_equal(y, ref.astype(dtype))
+    R = rng.standard_normal(y.shape).astype(dtype)
+    gx = pool.max_pool_nhwc_backward(R, arg, g)
+    expect = np.zeros(x.shape, dtype)
+    for b, oh, ow, c in np.ndindex(R.shape):
+        ih, iw = divmod(where[b, oh, ow, c], g.W)
+        expect[b, ih, iw, c] += R[b, oh, ow, c]
+    np.testing.assert_array_equal(gx, expect)
 
 
 def test_max_pool_all_minus_inf_window_keeps_first_pixel():
@@ -256,7 +283,7 @@ def test_hostile_geometry_in_a_child_process():
     """Absurd and mismatched sizes give exceptions, never a crash (run in a child)."""
     code = textwrap.dedent("""
         import numpy as np
-        from wsekern import pool
+        from wsekern import _nhwc, pool
         from wsekern.conv import NhwcGeometry, col2im_nhwc, im2col_nhwc
         cases = [
             lambda: NhwcGeometry.of((1, 2**16, 2**16, 1), 1),
@@ -272,9 +299,19 @@ def test_hostile_geometry_in_a_child_process():
             lambda: pool.avg_pool_nhwc_backward(np.ones((1, 3, 3, 1)),
                                                 NhwcGeometry.of((1, 4, 4, 1), 2, 2), True),
             lambda: pool.max_pool2d(np.ones((1, 1, 4, 4)), 2, -1),
+            # the kernel itself: arg or gx not matching grad, both backward modes
+            lambda: _nhwc.max_pool_backward(np.ones((1, 2, 2, 1)),
+                                            np.zeros((1, 1, 1, 1), np.int32),
+                                            np.empty((1, 4, 4, 1)), 1, 2, 2, 2, 2),
+            lambda: _nhwc.max_pool_backward(np.ones((4, 2, 2, 8)),
+                                            np.zeros((4, 2, 2, 8), np.int32),
+                                            np.zeros((1, 4, 4, 1)), 1),
+            lambda: _nhwc.max_pool_backward(np.ones((4, 2, 2, 8)),
+                                            np.zeros((4, 2, 2, 8), np.int32),
+                                            np.empty((1, 4, 4, 8)), 1, 2, 2, 2, 2),
         ]
     """)
-    assert_refused_in_child(code, 8, (ValueError, TypeError, MemoryError), ())
+    assert_refused_in_child(code, 11, (ValueError, TypeError, MemoryError), ())
 
 
 @pytest.mark.parametrize("skip_above", [0.0, 1.0])

@@ -211,6 +211,27 @@ def _filter_offsets(w2, g, phase_shape):
     return wval, off.astype(np.int32), c.astype(np.int32), wptr
 
 
+# The kept-weight offsets of the last few weights the direct path saw: a layer calls conv2d
+# with the same weights batch after batch, and rebuilding them (nonzero, sort, index
+# arithmetic) cost 0.3-0.4 ms a call on 64x64x3x3 against 0.01 ms to compare the values.
+_OFFSETS_CACHE = []
+_OFFSETS_KEPT = 4
+
+
+def _filter_offsets_cached(w2, g, phase_shape):
+    """:func:`_filter_offsets`, reused while ``w2``'s values (and the geometry but the
+    batch) are those of a recent call; the arrays returned are shared: read only."""
+    key = (w2.dtype.str, w2.shape, phase_shape[1:], g.kh, g.kw, g.stride, g.dilation,
+           g.groups)
+    for k, w_seen, offsets in _OFFSETS_CACHE:
+        if k == key and np.array_equal(w_seen, w2):
+            return offsets
+    offsets = _filter_offsets(w2, g, phase_shape)
+    _OFFSETS_CACHE.insert(0, (key, w2.copy(), offsets))
+    del _OFFSETS_CACHE[_OFFSETS_KEPT:]
+    return offsets
+
+
 def _input_sparse(x, w2, g, threads):
     """Input-stationary convolution in channels-last layout; returns NCHW (a view)."""
     T, G = g.kh * g.kw, g.groups
@@ -417,7 +438,7 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
         # An input channel that is zero for a whole image is skipped (exact when w is finite).
         if not w_finite:
             alive[...] = 1
-        wval, woff, wchan, wptr = _filter_offsets(w2, g, P.shape)
+        wval, woff, wchan, wptr = _filter_offsets_cached(w2, g, P.shape)
         _conv.forward(P, alive, wval, woff, wchan, wptr, out, threads)
     elif path == "input-sparse":
         out[...] = _input_sparse(x, w2, g, threads)
