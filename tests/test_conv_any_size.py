@@ -46,3 +46,21 @@ def test_any_size_equals_the_fixed_size_model(size):
 def test_a_window_larger_than_a_known_size_is_refused_at_build():
     with pytest.raises(ValueError, match="does not fit an input of Nonex2"):
         Sequential([Input(shape=(None, 2, 3)), layers.Conv2D(4, 3)])
+
+
+def test_any_size_model_trains_under_the_wafer_strategy():
+    """Placement needs sizes: the strategy places at the first batch's and again when a
+    later batch brings another size; every step is costed."""
+    from wsekern.nn.strategy import WaferStrategy
+    from wsekern.wafer import WaferConfig
+    strategy = WaferStrategy(WaferConfig.wse2())
+    with strategy.scope():
+        m = Sequential([Input(shape=(None, None, 3)), layers.Conv2D(4, 3, activation="relu"),
+                        layers.GlobalAveragePooling2D(), layers.Dense(2)])
+        m.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(2)
+    for size in (9, 15):
+        x = rng.random((8, size, size, 3)).astype(np.float32)
+        m.fit(x, rng.random((8, 2)).astype(np.float32), epochs=1, verbose=0)
+        report = str(strategy.report(m))
+        assert "conv2d" in report and "cycles" in report
