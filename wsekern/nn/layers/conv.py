@@ -40,6 +40,34 @@ def same_pads(size, k, stride, dilation):
     return total // 2, total - total // 2
 
 
+def _out_len(size, k, s, d, pads):
+    """Output length of one axis: window k, stride s, dilation d, padding (before, after)."""
+    n = (size + sum(pads) - ((k - 1) * d + 1)) // s + 1
+    if n <= 0:
+        raise ValueError(f"kernel of size {k} (dilation {d}) does not fit an input of length "
+                         f"{size}")
+    return n
+
+
+def _out_sizes(layer, sizes, window, dilation):
+    """(OH, OW) of a windowed layer (its strides and padding) over (H, W); None where the
+    size is None, as in Keras (a fully convolutional model takes any image size)."""
+    out = []
+    for axis, size in enumerate(sizes):
+        if size is None:
+            out.append(None)
+            continue
+        pads = ((0, 0) if layer.padding == "valid" else
+                same_pads(size, window[axis], layer.strides[axis], dilation[axis]))
+        try:
+            out.append(_out_len(size, window[axis], layer.strides[axis], dilation[axis], pads))
+        except ValueError:
+            raise ValueError(f"layer {layer.name!r}: window {tuple(window)} does not fit an "
+                             f"input of {sizes[0]}x{sizes[1]} with padding={layer.padding!r}"
+                             ) from None
+    return out
+
+
 def _pad_nchw(x, pads, value=0.0):
     (t, b), (l, r) = pads
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
@@ -313,16 +341,8 @@ class Conv2D(Layer):
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
-        out = []
-        for size, k, s, d, pads in zip((h, w), self.kernel_size, self.strides, self.dilation_rate,
-                                       self._pads(h, w)):
-            span = (k - 1) * d + 1
-            n = (size + sum(pads) - span) // s + 1
-            if n <= 0:
-                raise ValueError(f"layer {self.name!r}: kernel {self.kernel_size} does not fit an "
-                                 f"input of {h}x{w} with padding={self.padding!r}")
-            out.append(n)
-        return (b, out[0], out[1], self.filters)
+        return (b, *_out_sizes(self, (h, w), self.kernel_size, self.dilation_rate),
+                self.filters)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
@@ -376,13 +396,7 @@ class _Pooling2D(Layer):
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
-        out = []
-        for size, k, s, pads in zip((h, w), self.pool_size, self.strides, self._pads(h, w)):
-            n = (size + sum(pads) - k) // s + 1
-            if n <= 0:
-                raise ValueError(f"layer {self.name!r}: pool {self.pool_size} does not fit {h}x{w}")
-            out.append(n)
-        return (b, out[0], out[1], c)
+        return (b, *_out_sizes(self, (h, w), self.pool_size, (1, 1)), c)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),

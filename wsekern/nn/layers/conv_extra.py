@@ -7,7 +7,7 @@ from .. import activations
 from .. import tensor as T
 from ..tensor import Tensor
 from .base import Layer
-from .conv import _pad_nchw, _padding_arg, _pair, conv2d_nhwc, same_pads
+from .conv import _out_len, _pad_nchw, _padding_arg, _pair, conv2d_nhwc, same_pads
 from .core import _init_name
 
 
@@ -28,14 +28,6 @@ def _channels_last(data_format):
     if data_format not in (None, "channels_last"):
         raise ValueError(f"only data_format='channels_last' is supported; received "
                          f"{data_format!r}")
-
-
-def _out_len(size, k, s, d, pads):
-    n = (size + sum(pads) - ((k - 1) * d + 1)) // s + 1
-    if n <= 0:
-        raise ValueError(f"kernel of size {k} (dilation {d}) does not fit an input of length "
-                         f"{size}")
-    return n
 
 
 class _ConvBase(Layer):
