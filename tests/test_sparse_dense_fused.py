@@ -248,6 +248,10 @@ def test_the_cython_entry_points_refuse_mis_sized_operands_in_a_child_process():
             lambda: S.transpose(src, np.empty((40, 99))),
             lambda: S.transpose(src, np.empty((40, 100)), 1, np.ones((1, 1))),
             lambda: S.transpose(src, np.empty((40, 100)), 1, None, np.ones(1)),
+            # out's rows and X's columns were trusted too: indptr and X read past their ends
+            lambda: S.rows_times_dense(vals, cols, ptr, X, np.empty((200, 512))),
+            lambda: S.rows_times_dense(vals, cols, ptr, np.ones((32, 8)), out),
+            lambda: S.rows_times_dense(vals, cols, ptr[:0], X, out[:0]),
         ]
     """)
-    assert_refused_in_child(code, 5, (ValueError,), ("received",))
+    assert_refused_in_child(code, 8, (ValueError,), ("received",))
