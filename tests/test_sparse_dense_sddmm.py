@@ -49,7 +49,7 @@ def test_sampled_dots_match_numpy_in_every_blocking(dtype, index_dtype, D, d_blo
 
 @pytest.mark.parametrize("K,N,B", [(128, 512, 600), (70, 300, 1030), (5, 3, 0)])
 def test_pattern_grad_blocks_match_numpy(K, N, B):
-    """The wrapper's block size (whole vectors, >= 512 columns) at batches past one block."""
+    """The wrapper at batches past 512 columns and none at all (eight dots at a time)."""
     rng = np.random.default_rng(B)
     P = _pattern_kernel(K, N, 0.1, np.float32)
     Xt = rng.standard_normal((K, B)).astype(np.float32)

@@ -27,7 +27,6 @@ inf of X reaches only the outputs its stored weights connect it to.
 import numpy as np
 
 from . import _sparse_dense
-from ._cpu import l2_bytes
 from ._threads import resolve_threads
 from .costs import cost_table
 from .kernels import column_block
@@ -223,15 +222,9 @@ def pattern_grad(P, Xt, Gt, *, n_threads=None):
     out = np.empty(P.nnz, dtype=P.dtype)
     if P.nnz:
         threads = resolve_threads(n_threads, P.nnz * Xt.shape[1])
-        _sparse_dense.sampled_dots(Xt, Gt, P.indices, P.indptr, out, threads,
-                                   _dot_block(Gt.shape[0], Gt.itemsize))
+        # unblocked: blocks of Gt's columns kept in L2 measured no faster on Zen 3 (128 x 512
+        # and 512 x 128 at 2048 rows, fp32: 0.087-0.09 vs 0.089-0.10 ns a multiply-add,
+        # 0.075-0.14 vs 0.073-0.093), and shorter dots pay their reduction more often
+        _sparse_dense.sampled_dots(Xt, Gt, P.indices, P.indptr, out, threads)
     return out
 
-
-def _dot_block(rows, itemsize):
-    """Columns per block of :func:`pattern_grad`: as many as keep a block of Gt's ``rows``
-    rows in half of L2 (the dots read them at random), in whole 8-lane vectors, at least
-    512 (Zen 3, 128 x 512 at 2048 rows, fp32: 0.071 ns a multiply-add in blocks of 512,
-    0.093 in blocks of 128, 0.090 unblocked: a shorter dot pays its reduction more often)."""
-    cols = l2_bytes() // 2 // max(rows * itemsize, 1) // 8 * 8
-    return max(cols, 512)
