@@ -120,23 +120,30 @@ cdef _check_product(const floating[::1] vals, const index_t[::1] cols,
                     floating[:, ::1] out, const floating[::1] bias, floating[:, ::1] d):
     # the nogil loops read and write these unchecked (O(1) checks; index values are the
     # caller's: a PackedSparse checked them when it was built)
-    cdef Py_ssize_t M = indptr.shape[0] - 1, N = out.shape[1], nnz
-    if M < 0:
-        raise ValueError("indptr must hold at least one entry (0); received an empty indptr")
+    cdef Py_ssize_t M = indptr.shape[0] - 1, N = out.shape[1]
+    _checked_nnz(indptr, cols.shape[0], vals.shape[0], "vals")
     if out.shape[0] != M or X.shape[1] != N:
         raise ValueError(f"expected out of shape (len(indptr) - 1, N) = ({M}, {X.shape[1]}) "
                          f"for X of shape ({X.shape[0]}, {X.shape[1]}); received out of "
                          f"shape ({out.shape[0]}, {out.shape[1]})")
-    nnz = indptr[M]
-    if nnz < 0 or nnz > cols.shape[0] or nnz > vals.shape[0] or indptr[0] != 0:
-        raise ValueError(f"indptr must start at 0 and end at most at len(cols) = "
-                         f"{cols.shape[0]} and len(vals) = {vals.shape[0]}; received "
-                         f"indptr[0] = {indptr[0]}, indptr[-1] = {nnz}")
     if bias is not None and bias.shape[0] != M:
         raise ValueError(f"bias must have out's {M} rows; received {bias.shape[0]}")
     if d is not None and (d.shape[0] != M or d.shape[1] != N):
         raise ValueError(f"d must have out's shape ({M}, {N}); received "
                          f"({d.shape[0]}, {d.shape[1]})")
+
+
+cdef Py_ssize_t _checked_nnz(const index_t[::1] indptr, Py_ssize_t n_cols, Py_ssize_t n_vals,
+                             str vals_name) except -1:
+    # indptr[-1] (the stored count) after checking indptr against cols and the values
+    cdef Py_ssize_t M = indptr.shape[0] - 1
+    if M < 0:
+        raise ValueError("indptr must hold at least one entry (0); received an empty indptr")
+    if indptr[0] != 0 or indptr[M] < 0 or indptr[M] > n_cols or indptr[M] > n_vals:
+        raise ValueError(f"indptr must start at 0 and end at most at len(cols) = {n_cols} and "
+                         f"len({vals_name}) = {n_vals}; received indptr[0] = {indptr[0]}, "
+                         f"indptr[-1] = {indptr[M]}")
+    return indptr[M]
 
 
 cdef _blocked_product(const floating[::1] vals, const index_t[::1] cols,
@@ -245,17 +252,13 @@ def sampled_dots(const floating[:, ::1] A, const floating[:, ::1] B,
     """
     cdef Py_ssize_t M = indptr.shape[0] - 1, D = A.shape[1], i, nnz, d0 = 0, nd
     # the nogil loops read and write these unchecked (O(1) checks)
-    if M < 0:
-        raise ValueError("indptr must hold at least one entry (0); received an empty indptr")
+    nnz = _checked_nnz(indptr, cols.shape[0], out.shape[0], "out")
     if A.shape[0] != M or B.shape[1] != D:
-        raise ValueError(f"expected A of shape (len(indptr) - 1, D) = ({max(M, 0)}, D) and B "
-                         f"of shape (rows, D); received A ({A.shape[0]}, {A.shape[1]}), "
+        raise ValueError(f"expected A of shape (len(indptr) - 1, D) = ({M}, D) and B of shape "
+                         f"(rows, D); received A ({A.shape[0]}, {A.shape[1]}), "
                          f"B ({B.shape[0]}, {B.shape[1]})")
-    nnz = indptr[M]
-    if indptr[0] != 0 or nnz < 0 or nnz > cols.shape[0] or out.shape[0] != nnz:
-        raise ValueError(f"indptr must start at 0 and end at len(out) = {out.shape[0]}, at most "
-                         f"len(cols) = {cols.shape[0]}; received indptr[0] = {indptr[0]}, "
-                         f"indptr[-1] = {nnz}")
+    if out.shape[0] != nnz:
+        raise ValueError(f"out must hold indptr[-1] = {nnz} values; received {out.shape[0]}")
     if nnz == 0:
         return
     if D == 0:
