@@ -33,6 +33,10 @@ cdef extern from "wsk_sampled.h" nogil:
                                   Py_ssize_t, double*, Py_ssize_t) noexcept
     void wsk_sampled_dots_f64_i64(const double*, const double*, Py_ssize_t, const int64_t*,
                                   Py_ssize_t, double*, Py_ssize_t) noexcept
+    void wsk_sampled_dots8_i32(const float*, const float*, Py_ssize_t, const int32_t*,
+                               Py_ssize_t, float*, Py_ssize_t, int) noexcept
+    void wsk_sampled_dots8_i64(const float*, const float*, Py_ssize_t, const int64_t*,
+                               Py_ssize_t, float*, Py_ssize_t, int) noexcept
     void wsk_sampled_init(int avx2) noexcept
 
 cdef extern from "wsk_transpose.h" nogil:
@@ -71,10 +75,10 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
                      floating[:, ::1] out, int n_threads=1, Py_ssize_t n_block=0,
                      const floating[::1] bias=None, floating[:, ::1] d=None,
                      int relu=0):
-    """out[i, :] = sum over row i's stored positions p of vals[p] * X[cols[p], :]
-    (+ bias[i] when given; then, when ``d`` is given, the exact GELU, or the ReLU with
-    ``relu``, in place and its derivative into ``d``: the caller checked bias has M
-    entries and d out's shape).
+    """out[i, :] = sum over row i's stored positions p of vals[p] * X[cols[p], :] for the
+    M = len(indptr) - 1 rows of out (M, N), X (K, N) (+ bias[i] when given; then, when
+    ``d`` (M, N) is given, the exact GELU, or the ReLU with ``relu``, in place and its
+    derivative into ``d``).
 
     With 0 < ``n_block`` < N the columns go in blocks of ``n_block``, each first copied
     into a contiguous (K, n_block) buffer: the rows of X one block spans stay in L2 while
@@ -83,47 +87,9 @@ def rows_times_dense(const floating[::1] vals, const index_t[::1] cols,
     time per multiply-add at N = 128). Work O(nnz * N) plus O(K * N) for the copies;
     threads own disjoint rows.
     """
-    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0], i, k, j0 = 0, nb
-    _check_rows("rows_times_dense", vals, cols, indptr, M, K)
-    # the loops below read bias[i] and write d's rows unchecked (O(1) checks, here too)
-    if bias is not None and bias.shape[0] != M:
-        raise ValueError(f"bias must have out's {M} rows; received {bias.shape[0]}")
-    if d is not None and (d.shape[0] != M or d.shape[1] != N):
-        raise ValueError(f"d must have out's shape ({M}, {N}); received "
-                         f"({d.shape[0]}, {d.shape[1]})")
-    if M == 0 or N == 0:
-        return
-    cdef const floating* bp = NULL if bias is None else &bias[0]
-    cdef floating* dp = NULL if d is None else &d[0, 0]
-    if K == 0 or vals.shape[0] == 0:
-        out[:, :] = 0
-        with nogil:
-            for i in range(M):
-                _bias_act(&out[i, 0], N, bp[i] if bp != NULL else 0,
-                          dp + i * N if dp != NULL else NULL, relu)
-        return
-    if n_block <= 0 or n_block > N:
-        n_block = N
-    cdef floating[:, ::1] block = np.empty((K if n_block < N else 1, n_block),
-                                           dtype=np.asarray(vals).dtype)
-    cdef const floating* x = &X[0, 0]
-    cdef const floating* b = x if n_block == N else &block[0, 0]
-    cdef Py_ssize_t ldb = N if n_block == N else n_block
-    cdef const floating* v = &vals[0]
-    cdef const index_t* c = &cols[0]
-    with nogil:
-        while j0 < N:
-            nb = min(n_block, N - j0)
-            if n_block < N:
-                for k in range(K):
-                    memcpy(&block[0, 0] + k * ldb, x + k * N + j0, nb * sizeof(floating))
-            for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
-                spmm_row(v + indptr[i], c + indptr[i], indptr[i + 1] - indptr[i],
-                     b if n_block < N else x + j0, ldb, &out[i, j0], nb)
-                if bp != NULL or dp != NULL:
-                    _bias_act(&out[i, j0], nb, bp[i] if bp != NULL else 0,
-                              dp + i * N + j0 if dp != NULL else NULL, relu)
-            j0 += nb
+    cdef floating* no_t = NULL
+    _check_product(vals, cols, indptr, X, out, bias, d)
+    _blocked_product(vals, cols, indptr, X, out, no_t, n_threads, n_block, bias, d, relu)
 
 
 def rows_times_dense_t(const floating[::1] vals, const index_t[::1] cols,
@@ -131,56 +97,79 @@ def rows_times_dense_t(const floating[::1] vals, const index_t[::1] cols,
                        floating[:, ::1] out_t, floating[:, ::1] out, int n_threads=1,
                        Py_ssize_t n_block=0, const floating[::1] bias=None,
                        floating[:, ::1] d=None, int relu=0):
-    """rows_times_dense into ``out`` (M, N) for M = len(indptr) - 1 rows and N = X's
-    columns, and the same written batch-major into ``out_t`` (N, M): the row-major result
-    is the next layer's input in the layout its own product reads, the batch-major one the
-    layer's output. ``d`` (M, N) as in rows_times_dense.
+    """rows_times_dense into ``out`` (M, N), and the same written batch-major into ``out_t``
+    (N, M): the row-major result is the next layer's input in the layout its own product
+    reads, the batch-major one the layer's output.
 
     Each column block of ``out`` is transposed into whole rows of ``out_t`` right after it
     is computed, while it is still in L2 (a transpose of the finished ``out`` reads it back
     from memory). Work O(nnz * N) plus O(M * N) for the transposes; threads own disjoint
     rows, then disjoint bands of columns.
     """
-    cdef Py_ssize_t M = indptr.shape[0] - 1, N = out_t.shape[0], K = X.shape[0]
-    cdef Py_ssize_t i, j0 = 0, nb, k, t, c0, c1, n_bands, nnz
+    _check_product(vals, cols, indptr, X, out, bias, d)
+    if out_t.shape[0] != out.shape[1] or out_t.shape[1] != out.shape[0]:
+        raise ValueError(f"out_t must have shape (N, M) = ({out.shape[1]}, {out.shape[0]}); "
+                         f"received ({out_t.shape[0]}, {out_t.shape[1]})")
+    if out_t.shape[0] and out_t.shape[1]:             # (else nothing to write)
+        _blocked_product(vals, cols, indptr, X, out, &out_t[0, 0], n_threads, n_block, bias,
+                         d, relu)
+
+
+cdef _check_product(const floating[::1] vals, const index_t[::1] cols,
+                    const index_t[::1] indptr, const floating[:, ::1] X,
+                    floating[:, ::1] out, const floating[::1] bias, floating[:, ::1] d):
     # the nogil loops read and write these unchecked
-    if M < 0 or out_t.shape[1] != M or X.shape[1] != N:
-        raise ValueError(f"expected out_t of shape (N, M) = ({X.shape[1]}, {max(M, 0)}) for "
-                         f"X of shape ({K}, {X.shape[1]}) and len(indptr) - 1 = {M} rows; "
-                         f"received out_t of shape ({out_t.shape[0]}, {out_t.shape[1]})")
-    if out.shape[0] != M or out.shape[1] != N:
-        raise ValueError(f"out must have shape ({M}, {N}); received ({out.shape[0]}, "
-                         f"{out.shape[1]})")
-    _check_rows("rows_times_dense_t", vals, cols, indptr, M, K)
-    nnz = indptr[M]
+    cdef Py_ssize_t M = indptr.shape[0] - 1, N = out.shape[1]
+    _checked_nnz(indptr, cols.shape[0], vals.shape[0], "vals")
+    if out.shape[0] != M or X.shape[1] != N:
+        raise ValueError(f"expected out of shape (len(indptr) - 1, N) = ({M}, {X.shape[1]}) "
+                         f"for X of shape ({X.shape[0]}, {X.shape[1]}); received out of "
+                         f"shape ({out.shape[0]}, {out.shape[1]})")
+    _check_rows("rows_times_dense", vals, cols, indptr, M, X.shape[0])
     if bias is not None and bias.shape[0] != M:
-        raise ValueError(f"bias must have {M} entries; received {bias.shape[0]}")
+        raise ValueError(f"bias must have out's {M} rows; received {bias.shape[0]}")
     if d is not None and (d.shape[0] != M or d.shape[1] != N):
-        raise ValueError(f"d must have shape ({M}, {N}); received ({d.shape[0]}, "
-                         f"{d.shape[1]})")
+        raise ValueError(f"d must have out's shape ({M}, {N}); received "
+                         f"({d.shape[0]}, {d.shape[1]})")
+
+
+cdef Py_ssize_t _checked_nnz(const index_t[::1] indptr, Py_ssize_t n_cols, Py_ssize_t n_vals,
+                             str vals_name) except -1:
+    # indptr[-1] (the stored count) after checking indptr against cols and the values
+    cdef Py_ssize_t M = indptr.shape[0] - 1
+    if M < 0:
+        raise ValueError("indptr must hold at least one entry (0); received an empty indptr")
+    if indptr[0] != 0 or indptr[M] < 0 or indptr[M] > n_cols or indptr[M] > n_vals:
+        raise ValueError(f"indptr must start at 0 and end at most at len(cols) = {n_cols} and "
+                         f"len({vals_name}) = {n_vals}; received indptr[0] = {indptr[0]}, "
+                         f"indptr[-1] = {indptr[M]}")
+    return indptr[M]
+
+
+cdef _blocked_product(const floating[::1] vals, const index_t[::1] cols,
+                      const index_t[::1] indptr, const floating[:, ::1] X,
+                      floating[:, ::1] out, floating* ot, int n_threads,
+                      Py_ssize_t n_block, const floating[::1] bias, floating[:, ::1] d,
+                      int relu):
+    # rows_times_dense's loop on checked operands; ot (out_t's data, when not NULL) gets
+    # each column block of out transposed while it is in L2
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
+    cdef Py_ssize_t i, j0 = 0, nb, k, t, c0, c1, n_bands, ldb
     if M == 0 or N == 0:
         return
-    cdef const floating* bp = NULL if bias is None else &bias[0]
-    cdef floating* dp = NULL if d is None else &d[0, 0]
-    if K == 0 or nnz == 0:           # no product: act(bias) everywhere
-        out[:, :] = 0
-        with nogil:
-            for i in range(M):
-                _bias_act(&out[i, 0], N, bp[i] if bp != NULL else 0,
-                          dp + i * N if dp != NULL else NULL, relu)
-        transpose(out, out_t, n_threads)
-        return
-    if n_block <= 0 or n_block > N:
+    cdef bint empty = K == 0 or indptr[M] == 0       # no product: act(bias) everywhere
+    if n_block <= 0 or n_block > N or empty:
         n_block = N
     cdef floating[:, ::1] block = np.empty((K if n_block < N else 1, n_block),
-                                           dtype=np.asarray(vals).dtype)
-    cdef const floating* x = &X[0, 0]
+                                           dtype=np.asarray(out).dtype)
+    cdef const floating* x = NULL if empty else &X[0, 0]
     cdef const floating* b
-    cdef Py_ssize_t ldb = N if n_block == N else n_block
-    cdef const floating* v = &vals[0]
-    cdef const index_t* c = &cols[0]
+    ldb = N if n_block == N else n_block
+    cdef const floating* v = NULL if empty else &vals[0]
+    cdef const index_t* c = NULL if empty else &cols[0]
+    cdef const floating* bp = NULL if bias is None else &bias[0]
+    cdef floating* dp = NULL if d is None else &d[0, 0]
     cdef floating* op = &out[0, 0]
-    cdef floating* ot = &out_t[0, 0]
     with nogil:
         while j0 < N:
             nb = min(n_block, N - j0)
@@ -189,22 +178,26 @@ def rows_times_dense_t(const floating[::1] vals, const index_t[::1] cols,
                     memcpy(&block[0, 0] + k * ldb, x + k * N + j0, nb * sizeof(floating))
                 b = &block[0, 0]
             else:
-                b = x + j0
+                b = x + j0 if x != NULL else NULL
             for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
-                spmm_row(v + indptr[i], c + indptr[i], indptr[i + 1] - indptr[i],
-                         b, ldb, op + i * N + j0, nb)
+                if empty:
+                    memset(op + i * N + j0, 0, nb * sizeof(floating))
+                else:
+                    spmm_row(v + indptr[i], c + indptr[i], indptr[i + 1] - indptr[i],
+                             b, ldb, op + i * N + j0, nb)
                 if bp != NULL or dp != NULL:
                     _bias_act(op + i * N + j0, nb, bp[i] if bp != NULL else 0,
                               dp + i * N + j0 if dp != NULL else NULL, relu)
-            # out[:, j0:j0 + nb] -> out_t[j0:j0 + nb, :], whole rows of out_t
-            n_bands = (nb + BAND - 1) // BAND
-            for t in prange(n_bands, num_threads=n_threads, schedule='static'):
-                c0 = t * BAND
-                c1 = min(c0 + BAND, nb)
-                if floating is float:
-                    wsk_transpose_f32(op + j0, M, N, c0, c1, ot + j0 * M, M)
-                else:
-                    wsk_transpose_f64(op + j0, M, N, c0, c1, ot + j0 * M, M)
+            if ot != NULL:
+                # out[:, j0:j0 + nb] -> out_t[j0:j0 + nb, :], whole rows of out_t
+                n_bands = (nb + BAND - 1) // BAND
+                for t in prange(n_bands, num_threads=n_threads, schedule='static'):
+                    c0 = t * BAND
+                    c1 = min(c0 + BAND, nb)
+                    if floating is float:
+                        wsk_transpose_f32(op + j0, M, N, c0, c1, ot + j0 * M, M)
+                    else:
+                        wsk_transpose_f64(op + j0, M, N, c0, c1, ot + j0 * M, M)
             j0 += nb
 
 
@@ -248,22 +241,58 @@ cdef inline void _relu(floating* y, floating* d,
 
 def sampled_dots(const floating[:, ::1] A, const floating[:, ::1] B,
                  const index_t[::1] cols, const index_t[::1] indptr,
-                 floating[::1] out, int n_threads=1):
-    """out[p] = A[i, :] . B[cols[p], :] for every stored position p of row i.
+                 floating[::1] out, int n_threads=1, Py_ssize_t d_block=0):
+    """out[p] = A[i, :] . B[cols[p], :] for every stored position p of row i (len(indptr)
+    - 1 = A's rows; cols index B's rows: a PackedSparse checked them).
 
-    Work O(nnz * D): four dots at a time share A's row (wsk_sampled.h).
+    float32: eight dots at a time share A's row (wsk_sampled.h), and with 0 < ``d_block``
+    < D the columns go in blocks of ``d_block``, every row of A passing over one block of
+    B's rows (kept in L2: a B of 512 x 2048 float32 is 4 MiB) before the next; the wrapper
+    passes 0 (blocks measured no faster). float64: four dots at a time, unblocked. Work
+    O(nnz * D).
     """
-    cdef Py_ssize_t M = indptr.shape[0] - 1, D = A.shape[1], i
-    if out.shape[0] == 0:
+    cdef Py_ssize_t M = indptr.shape[0] - 1, D = A.shape[1], i, nnz, d0 = 0, nd
+    # the nogil loops read and write these unchecked (O(1) checks)
+    nnz = _checked_nnz(indptr, cols.shape[0], out.shape[0], "out")
+    if A.shape[0] != M or B.shape[1] != D:
+        raise ValueError(f"expected A of shape (len(indptr) - 1, D) = ({M}, D) and B of shape "
+                         f"(rows, D); received A ({A.shape[0]}, {A.shape[1]}), "
+                         f"B ({B.shape[0]}, {B.shape[1]})")
+    if out.shape[0] != nnz:
+        raise ValueError(f"out must hold indptr[-1] = {nnz} values; received {out.shape[0]}")
+    if nnz == 0:
         return
     if D == 0:
         out[:] = 0
         return
+    if B.shape[0] == 0:
+        raise ValueError(f"B must have rows for cols to index; received B of shape "
+                         f"(0, {D}) with {nnz} stored positions")
     cdef const floating* b = &B[0, 0]
+    cdef const floating* a = &A[0, 0]
+    cdef floating* o = &out[0]
+    if floating is double:
+        with nogil:
+            for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
+                _dots(a + i * D, b, D, &cols[0] + indptr[i], indptr[i + 1] - indptr[i],
+                      o + indptr[i], D)
+        return
+    if d_block <= 0 or d_block > D:
+        d_block = D
     with nogil:
-        for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
-            _dots(&A[i, 0], b, D, &cols[0] + indptr[i], indptr[i + 1] - indptr[i],
-                  &out[0] + indptr[i], D)
+        while d0 < D:
+            nd = min(d_block, D - d0)
+            for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
+                if indptr[i + 1] > indptr[i]:
+                    if index_t is int32_t:
+                        wsk_sampled_dots8_i32(a + i * D + d0, b + d0, D, &cols[0] + indptr[i],
+                                              indptr[i + 1] - indptr[i], o + indptr[i], nd,
+                                              d0 > 0)
+                    else:
+                        wsk_sampled_dots8_i64(a + i * D + d0, b + d0, D, &cols[0] + indptr[i],
+                                              indptr[i + 1] - indptr[i], o + indptr[i], nd,
+                                              d0 > 0)
+            d0 += nd
 
 
 cdef inline void _dots(const floating* a, const floating* B, Py_ssize_t ldb,

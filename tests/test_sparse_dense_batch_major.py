@@ -294,3 +294,52 @@ def test_the_transpose_table_survives_threads():
         sys.setswitchinterval(old)
         transposes.clear()
     assert errors == []
+
+
+def test_layers_reading_one_tensor_share_its_transpose_with_the_same_answers(monkeypatch):
+    """q, k and v read one tensor: the first transposes it, the other two take that
+    transpose (one transpose of x, not three); without the sharing the values and every
+    gradient are the same. A new tensor over the same buffer, refilled in place, is
+    transposed anew (found by the tensor, not its memory)."""
+    from wsekern.nn import layers as L
+    from wsekern.nn import utils
+    from wsekern.nn.layers import core
+    from wsekern.nn.tensor import Tensor
+    monkeypatch.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: True)
+    xv = np.random.default_rng(8).standard_normal((3, 4, 16)).astype(np.float32)
+    utils.set_random_seed(2)
+    qkv = [L.Dense(n, sparsity=0.7, dtype="float32") for n in (8, 8, 12)]
+    for layer in qkv:
+        layer.build((None, 16))
+    real_transpose = core.sparse_dense_kernels.transpose
+
+    def step(share, data=xv):
+        calls = []
+
+        def transpose(a, **kw):
+            calls.append(a.shape)
+            return real_transpose(a, **kw)
+        with monkeypatch.context() as m:
+            m.setattr(core.sparse_dense_kernels, "transpose", transpose)
+            if not share:
+                m.setattr(transposes, "shared_input", lambda x, shape: None)
+            for layer in qkv:
+                layer.kernel.grad = None
+            x = Tensor(data, requires_grad=True)
+            ys = [layer(x, training=True) for layer in qkv]      # shared in training
+            sum((y * y).sum() for y in ys).backward()
+        x_transposes = sum(1 for s in calls if s == (12, 16))
+        return [y.data for y in ys] + [x.grad] + [la.kernel.grad for la in qkv], x_transposes
+    shared, n_shared = step(True)
+    fresh, n_fresh = step(False)
+    assert n_shared == 1 and n_fresh == 3
+    for s, f in zip(shared, fresh):
+        assert s.dtype == np.float32
+        np.testing.assert_array_equal(s, f)
+    buf = xv.copy()
+    step(True, buf)
+    buf *= -2                                         # refilled in place: a new tensor
+    refilled, _ = step(True, buf)
+    expect, _ = step(False, buf)
+    for s, f in zip(refilled, expect):
+        np.testing.assert_array_equal(s, f)

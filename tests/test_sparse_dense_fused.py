@@ -112,11 +112,13 @@ def test_the_choice_counts_the_whole_sparse_step():
                 conv_direct=(0, 0), conv_input=(0, 0))
     assert sd.sparse_pays(P, 2048, cost=CostTable("t", **base))
     assert not sd.sparse_pays(P, 2048, cost=CostTable("t", **base, transpose=10.0))
+    assert not sd.sparse_pays(P, 2048, cost=CostTable("t", **base, transpose_l2=10.0))
     assert not sd.sparse_pays(P, 2048, cost=CostTable("t", **base, sampled_mac=1.0))
-    t = CostTable("t", **base)
+    t = CostTable("t", **base, transpose=0.3, transpose_l2=0.5)
     sparse, dense = sd.step_costs(P, 2048, cost=t)
+    # two transposes from memory (X, dY) and two written by the products (Y, dX)
     assert sparse == pytest.approx(1e-9 * (P.nnz * 2048 * (2 * 0.075 + t.sampled_mac)
-                                           + 2 * 2048 * (128 + 512) * t.transpose))
+                                           + 2048 * (128 + 512) * (0.3 + 0.5)))
     assert dense == pytest.approx(1e-9 * (3 * 128 * 512 * 2048 * 0.022 + 128 * 512 * 0.16))
 
 
@@ -246,6 +248,10 @@ def test_the_cython_entry_points_refuse_mis_sized_operands_in_a_child_process():
             lambda: S.transpose(src, np.empty((40, 99))),
             lambda: S.transpose(src, np.empty((40, 100)), 1, np.ones((1, 1))),
             lambda: S.transpose(src, np.empty((40, 100)), 1, None, np.ones(1)),
+            # out's rows and X's columns were trusted too: indptr and X read past their ends
+            lambda: S.rows_times_dense(vals, cols, ptr, X, np.empty((200, 512))),
+            lambda: S.rows_times_dense(vals, cols, ptr, np.ones((32, 8)), out),
+            lambda: S.rows_times_dense(vals, cols, ptr[:0], X, out[:0]),
         ]
     """)
-    assert_refused_in_child(code, 5, (ValueError,), ("received",))
+    assert_refused_in_child(code, 8, (ValueError,), ("received",))

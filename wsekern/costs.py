@@ -49,6 +49,11 @@ class CostTable:
     # and 0.25-0.45 ns)
     sampled_mac: float = 0.10
     transpose: float = 0.35
+    # the transposes the forward and input-gradient products write as they go (each column
+    # block of their result while in L2), per element: 0.36-0.78 ns on Zen 3's AVX2, 1
+    # thread, other jobs running (784x1024 and 1024^2 at batch 128, 128x512 and 512x128 at
+    # 2048 rows) - no cheaper than ``transpose`` from memory, measured
+    transpose_l2: float = 0.45
 
     def blas(self, macs, n):
         """Nanoseconds for ``macs`` multiply-adds of a BLAS product with N = ``n``."""

@@ -228,8 +228,12 @@ def sparse_dense(x, values, P, bias=None, activation=None, share=True):
         return _masked_dense(x, values, P, bias, activation)
     kernels = sparse_dense_kernels
     xt = transposes.find(x2)                          # the previous sparse layer's output
+    if xt is None and share:                          # q, k, v: one input, one transpose
+        xt = transposes.shared_input(x, x2.shape[::-1])
     if xt is None:
         xt = kernels.transpose(x2)                                     # (in, rows)
+        if share:
+            transposes.share_input(x, xt)
     # y batch-major for the graph, yt and the derivative dt feature-major for the products
     y, yt, dt = kernels.forward_batch_major(P, xt, None if bias is None else bias.data,
                                             activation)                # (rows, units)
@@ -238,6 +242,7 @@ def sparse_dense(x, values, P, bias=None, activation=None, share=True):
         transposes.register(y, yt)                     # a next sparse layer's input
 
     def backward(g):
+        transposes.drop_input()         # (it would hold the forward's graph until the next)
         # in the kernel's dtype, as the dense layer keeps a float32 model's gradients
         g2 = g.reshape(-1, units).astype(P.dtype, copy=False)          # (rows, units)
         bias_grad = bias is not None and bias.requires_grad

@@ -10,8 +10,13 @@ Only arrays a sparse Dense wrote itself are registered (never a caller's array, 
 be refilled in place between steps), and an entry is found only while the array that owns
 the memory is alive: a view of it with the same start, shape and strides finds it (the
 graph reshapes between layers), a new array at a reused address does not. Layers called in
-inference register nothing (their outputs go back to the caller). One lock guards the
-table: models may run in several threads.
+inference register nothing (their outputs go back to the caller).
+
+Several sparse layers reading one tensor in training (an attention's q, k and v
+projections) share the transpose the first of them made of it (:func:`share_input`): found
+by that tensor object itself, not its memory (a buffer refilled in place comes back as
+another tensor), and held until the next sparse layer's input replaces it or a sparse
+backward drops it. One lock guards both tables: models may run in several threads.
 """
 import threading
 import weakref
@@ -71,6 +76,32 @@ def find(a, take=False):
         return at
 
 
+_input = []                 # [(tensor, its 2-D data's transpose)]: the last shared input
+
+
+def share_input(x, xt):
+    """Offer ``xt``, the transpose of the 2-D view of tensor ``x``'s data, to the next
+    sparse layers that read ``x`` itself (read only: the products never write it)."""
+    with _lock:
+        _input[:] = [(x, xt)]
+
+
+def shared_input(x, shape):
+    """The transpose :func:`share_input` offered for the tensor ``x`` (the same object),
+    when its shape is ``shape``; None otherwise."""
+    with _lock:
+        if _input and _input[0][0] is x and _input[0][1].shape == shape:
+            return _input[0][1]
+    return None
+
+
+def drop_input():
+    """Forget the shared input (a backward has begun: its forward is over)."""
+    with _lock:
+        _input.clear()
+
+
 def clear():
     with _lock:
         _entries.clear()
+        _input.clear()
