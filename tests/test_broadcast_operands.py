@@ -28,7 +28,8 @@ def test_huge_broadcast_operands_are_refused_in_a_child_process():
             lambda: pool.max_pool2d(np.broadcast_to(one, (2**12, 64, 2**10, 2**10)), 2),
         ]
     """
-    assert_refused_in_child(code, 4, errors=(MemoryError,), needles=("broadcast view", "lower the padding, the batch"),
+    assert_refused_in_child(code, 4, errors=(MemoryError,),
+                            needles=("broadcast view", "lower the padding, the batch"),
                             limit_gb=4)
 
 
