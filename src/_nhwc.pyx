@@ -172,6 +172,8 @@ def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, 
         return
     if B * OH * OW * C == 0 or W == 0:
         return
+    cdef Py_ssize_t HW = H * W
+    cdef int outside = 0
     with nogil:
         for b in prange(B, num_threads=n_threads, schedule='static'):
             base = &gx[b, 0, 0, 0]
@@ -179,8 +181,14 @@ def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, 
                 for ow in range(OW):
                     for c in range(C):
                         p = arg[b, oh, ow, c]
-                        if p >= 0:
+                        if p >= HW:                 # not a pixel: refused below
+                            outside |= 1
+                        elif p >= 0:
                             base[p * C + c] += grad[b, oh, ow, c]
+    if outside:
+        raise ValueError(f"max_pool_backward: arg holds pixel indices beyond the image's "
+                         f"{H}x{W} = {HW} pixels; received arg with maximum "
+                         f"{np.asarray(arg).max()}")
 
 
 cdef inline double _avg_scale(Py_ssize_t h0, Py_ssize_t h1, Py_ssize_t w0, Py_ssize_t w1,

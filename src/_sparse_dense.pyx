@@ -243,7 +243,7 @@ def sampled_dots(const floating[:, ::1] A, const floating[:, ::1] B,
                  const index_t[::1] cols, const index_t[::1] indptr,
                  floating[::1] out, int n_threads=1, Py_ssize_t d_block=0):
     """out[p] = A[i, :] . B[cols[p], :] for every stored position p of row i (len(indptr)
-    - 1 = A's rows; cols index B's rows: a PackedSparse checked them).
+    - 1 = A's rows; cols index B's rows; both checked here, O(M + nnz)).
 
     float32: eight dots at a time share A's row (wsk_sampled.h), and with 0 < ``d_block``
     < D the columns go in blocks of ``d_block``, every row of A passing over one block of
@@ -252,7 +252,7 @@ def sampled_dots(const floating[:, ::1] A, const floating[:, ::1] B,
     O(nnz * D).
     """
     cdef Py_ssize_t M = indptr.shape[0] - 1, D = A.shape[1], i, nnz, d0 = 0, nd
-    # the nogil loops read and write these unchecked (O(1) checks)
+    # the nogil loops read and write these unchecked
     nnz = _checked_nnz(indptr, cols.shape[0], out.shape[0], "out")
     if A.shape[0] != M or B.shape[1] != D:
         raise ValueError(f"expected A of shape (len(indptr) - 1, D) = ({M}, D) and B of shape "
@@ -260,14 +260,12 @@ def sampled_dots(const floating[:, ::1] A, const floating[:, ::1] B,
                          f"B ({B.shape[0]}, {B.shape[1]})")
     if out.shape[0] != nnz:
         raise ValueError(f"out must hold indptr[-1] = {nnz} values; received {out.shape[0]}")
+    _check_rows("sampled_dots", out, cols, indptr, M, B.shape[0])    # order, column range
     if nnz == 0:
         return
     if D == 0:
         out[:] = 0
         return
-    if B.shape[0] == 0:
-        raise ValueError(f"B must have rows for cols to index; received B of shape "
-                         f"(0, {D}) with {nnz} stored positions")
     cdef const floating* b = &B[0, 0]
     cdef const floating* a = &A[0, 0]
     cdef floating* o = &out[0]

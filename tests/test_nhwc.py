@@ -309,9 +309,13 @@ def test_hostile_geometry_in_a_child_process():
             lambda: _nhwc.max_pool_backward(np.ones((4, 2, 2, 8)),
                                             np.zeros((4, 2, 2, 8), np.int32),
                                             np.empty((1, 4, 4, 8)), 1, 2, 2, 2, 2),
+            # the scatter mode called directly: an arg beyond the image (it wrote there)
+            lambda: _nhwc.max_pool_backward(np.ones((1, 2, 2, 4)),
+                                            np.full((1, 2, 2, 4), 10**8, np.int32),
+                                            np.zeros((1, 4, 4, 4)), 1),
         ]
     """)
-    assert_refused_in_child(code, 11, (ValueError, TypeError, MemoryError), ())
+    assert_refused_in_child(code, 12, (ValueError, TypeError, MemoryError), ())
 
 
 @pytest.mark.parametrize("skip_above", [0.0, 1.0])

@@ -326,7 +326,8 @@ def test_layers_reading_one_tensor_share_its_transpose_with_the_same_answers(mon
             for layer in qkv:
                 layer.kernel.grad = None
             x = Tensor(data, requires_grad=True)
-            ys = [layer(x, training=True) for layer in qkv]      # shared in training
+            with transposes.reading_one_input():              # as the attention calls them
+                ys = [layer(x, training=True) for layer in qkv]
             sum((y * y).sum() for y in ys).backward()
         x_transposes = sum(1 for s in calls if s == (12, 16))
         return [y.data for y in ys] + [x.grad] + [la.kernel.grad for la in qkv], x_transposes
@@ -343,3 +344,27 @@ def test_layers_reading_one_tensor_share_its_transpose_with_the_same_answers(mon
     expect, _ = step(False, buf)
     for s, f in zip(refilled, expect):
         np.testing.assert_array_equal(s, f)
+
+
+def test_a_tensor_changed_in_place_between_forwards_is_transposed_anew(monkeypatch):
+    """The same Tensor object, its data refilled in place between two training forwards
+    with no backward between (or inside and outside an attention's block): each forward
+    reads the data it is given, never a transpose kept from before."""
+    from wsekern.nn import layers as L
+    from wsekern.nn.layers import core
+    from wsekern.nn.tensor import Tensor
+    monkeypatch.setattr(core.sparse_dense_kernels, "sparse_pays", lambda P, b: True)
+    layer = L.Dense(24, sparsity=0.8, use_bias=False, dtype="float32")
+    arr = np.random.default_rng(3).standard_normal((16, 32)).astype(np.float32)
+    t = Tensor(arr)
+    layer(Tensor(arr.copy()))                                           # builds it
+    kernel = layer.get_weights()[0]
+    for inside in (False, True):
+        for fill in (1.0, -3.0):
+            arr[...] = np.random.default_rng(int(5 + fill + 10 * inside)).standard_normal(arr.shape)
+            if inside:
+                with transposes.reading_one_input():
+                    y = layer(t, training=True)
+            else:
+                y = layer(t, training=True)
+            np.testing.assert_allclose(y.data, arr @ kernel, rtol=1e-5, atol=1e-5)

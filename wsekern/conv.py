@@ -224,7 +224,7 @@ def _filter_offsets_cached(w2, g, phase_shape):
     key = (w2.dtype.str, w2.shape, phase_shape[1:], g.kh, g.kw, g.stride, g.dilation,
            g.groups)
     for k, w_seen, offsets in _OFFSETS_CACHE:
-        if k == key and np.array_equal(w_seen, w2):
+        if k == key and np.array_equal(w_seen, w2, equal_nan=True):     # NaN weights too
             return offsets
     offsets = _filter_offsets(w2, g, phase_shape)
     _OFFSETS_CACHE.insert(0, (key, w2.copy(), offsets))

@@ -10,6 +10,7 @@ import scipy.sparse as sps
 from ... import _transformer
 from .. import activations, utils
 from ..tensor import Tensor, add, reshape, transpose
+from . import transposes
 from .base import Layer, keras_mask, mask_array
 from .core import Dense, Dropout
 from .normalization import LayerNormalization
@@ -337,9 +338,10 @@ class MultiHeadAttention(Layer):
                              + ", ".join(f"{n} {v}" for n, v in shapes.items()))
         B, Tq, Tk = query.shape[0], query.shape[1], key.shape[1]
         h, kd, vd = self.num_heads, self.key_dim, self.value_dim
-        q = self.query_dense(query, training=training)                       # (B, Tq, h*k)
-        k = self.key_dense(key, training=training)                           # (B, Tk, h*k)
-        v = self.value_dense(value, training=training)                       # (B, Tk, h*v)
+        with transposes.reading_one_input():     # sparse q, k, v: one transpose of x
+            q = self.query_dense(query, training=training)                   # (B, Tq, h*k)
+            k = self.key_dense(key, training=training)                       # (B, Tk, h*k)
+            v = self.value_dense(value, training=training)                   # (B, Tk, h*v)
         if q.dtype == k.dtype == v.dtype and heads_last_applies(
                 q.dtype, B, Tq, Tk, kd, vd, use_causal_mask, attention_mask,
                 self.dropout if training else 0):

@@ -242,7 +242,6 @@ def sparse_dense(x, values, P, bias=None, activation=None, share=True):
         transposes.register(y, yt)                     # a next sparse layer's input
 
     def backward(g):
-        transposes.drop_input()         # (it would hold the forward's graph until the next)
         # in the kernel's dtype, as the dense layer keeps a float32 model's gradients
         g2 = g.reshape(-1, units).astype(P.dtype, copy=False)          # (rows, units)
         bias_grad = bias is not None and bias.requires_grad

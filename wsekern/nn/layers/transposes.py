@@ -13,11 +13,12 @@ graph reshapes between layers), a new array at a reused address does not. Layers
 inference register nothing (their outputs go back to the caller).
 
 Several sparse layers reading one tensor in training (an attention's q, k and v
-projections) share the transpose the first of them made of it (:func:`share_input`): found
-by that tensor object itself, not its memory (a buffer refilled in place comes back as
-another tensor), and held until the next sparse layer's input replaces it or a sparse
-backward drops it. One lock guards both tables: models may run in several threads.
+projections, called inside :func:`reading_one_input`) share the transpose the first of them
+made of it (:func:`share_input`): found by that tensor object itself, and only within that
+block. A lock guards the table of outputs and gradients (models may run in several
+threads); the shared input is per thread.
 """
+import contextlib
 import threading
 import weakref
 
@@ -76,32 +77,39 @@ def find(a, take=False):
         return at
 
 
-_input = []                 # [(tensor, its 2-D data's transpose)]: the last shared input
+_shared = threading.local()   # per thread: .on (inside reading_one_input), .input
+
+
+@contextlib.contextmanager
+def reading_one_input():
+    """Inside: sparse layers that read the same tensor (an attention's q, k and v) share
+    the transpose the first of them made of it; none is kept past the block, so a tensor
+    whose data a caller later changes in place is never read from a stale transpose."""
+    _shared.on, _shared.input = True, None
+    try:
+        yield
+    finally:
+        _shared.on, _shared.input = False, None
 
 
 def share_input(x, xt):
     """Offer ``xt``, the transpose of the 2-D view of tensor ``x``'s data, to the next
-    sparse layers that read ``x`` itself (read only: the products never write it)."""
-    with _lock:
-        _input[:] = [(x, xt)]
+    sparse layers in this :func:`reading_one_input` block that read ``x`` itself (read
+    only: the products never write it). Outside a block: nothing."""
+    if getattr(_shared, "on", False):
+        _shared.input = (x, xt)
 
 
 def shared_input(x, shape):
-    """The transpose :func:`share_input` offered for the tensor ``x`` (the same object),
-    when its shape is ``shape``; None otherwise."""
-    with _lock:
-        if _input and _input[0][0] is x and _input[0][1].shape == shape:
-            return _input[0][1]
+    """The transpose :func:`share_input` offered for the tensor ``x`` (the same object) in
+    this block, when its shape is ``shape``; None otherwise."""
+    entry = getattr(_shared, "input", None)
+    if entry is not None and entry[0] is x and entry[1].shape == shape:
+        return entry[1]
     return None
-
-
-def drop_input():
-    """Forget the shared input (a backward has begun: its forward is over)."""
-    with _lock:
-        _input.clear()
 
 
 def clear():
     with _lock:
         _entries.clear()
-        _input.clear()
+    _shared.input = None
