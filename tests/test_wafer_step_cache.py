@@ -179,6 +179,7 @@ def test_every_step_plan_gives_the_full_step_cost(config, mode, density, region)
             assert (got_parts, got_latency) == (parts, latency)
             assert got_sram == (sram if mode == "layer-pipelined" else None)
             if mode == "weight-streaming":
+                assert plan["sram"] == sram         # costed without the reports
                 given = training.step_plan(cfg, mode, region, W, stats, stats_t, 12, needs,
                                            costed=(parts, latency, reports))
                 assert training.planned_step(given, x_nz, g_nz)[:2] == (parts, latency)
@@ -225,3 +226,29 @@ def test_weight_stationary_cycles_equal_the_placed_report():
     with pytest.raises(wk.SramOverflowError, match="weight-stationary"):
         analytic.weight_stationary_cycles(WeightStats(W), np.ones((3000, 2), bool), tiny,
                                           (0, 0, 1, 1))
+
+
+@pytest.mark.parametrize("density", [1.0, 0.3, 0.0])
+def test_activation_stationary_cycles_equal_the_report(density):
+    """Weight streaming's step cycles without the report's per-PE maps: the same cycles,
+    lower bound and SRAM peak as activation_stationary's report, on regions of one PE
+    row or column, more PEs than blocks, and batches of one sample to many; and the same
+    refusal where X does not fit."""
+    cfg = wk.WaferConfig.small(16, 16)
+    rng = np.random.default_rng(int(density * 10))
+    W = _w(rng, 40, 30, density)
+    stats = WeightStats(W)
+    for region in [(0, 0, 1, 1), (0, 0, 1, 9), (0, 0, 7, 1), (2, 3, 5, 6), (0, 0, 16, 16)]:
+        for N in (1, 12, 50):
+            X = rng.standard_normal((30, N)) * (rng.random((30, N)) < 0.5)
+            rep = analytic.activation_stationary(W, X, cfg, region, full=False,
+                                                 ops=Operands(W, X, stats))
+            got = analytic.activation_stationary_cycles(stats, N, cfg, region)
+            assert got == (rep.cycles, rep.cycles_lower, rep.sram_peak_bytes), (region, N)
+            assert isinstance(got[2], int)
+    big = np.ones((30, 200_000))
+    with pytest.raises(wk.SramOverflowError) as want:
+        analytic.activation_stationary(W, big, cfg, (0, 0, 1, 1), full=False)
+    with pytest.raises(wk.SramOverflowError) as got:
+        analytic.activation_stationary_cycles(stats, 200_000, cfg, (0, 0, 1, 1))
+    assert str(got.value) == str(want.value)
