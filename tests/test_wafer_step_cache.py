@@ -252,3 +252,26 @@ def test_activation_stationary_cycles_equal_the_report(density):
     with pytest.raises(wk.SramOverflowError) as got:
         analytic.activation_stationary_cycles(stats, 200_000, cfg, (0, 0, 1, 1))
     assert str(got.value) == str(want.value)
+
+
+@pytest.mark.parametrize("needs", [True, False])
+def test_weight_streaming_step_reports_are_the_products(needs):
+    """step_cost's weight-streaming reports, field by field, those of activation_stationary
+    on the step's own products: W over X (forward and weight gradient alike), W.T over G."""
+    cfg = wk.WaferConfig.small(16, 16)
+    rng = np.random.default_rng(7)
+    W = _w(rng, 40, 30, 0.3)
+    x_nz = _relu_like(rng, 30, 12, 0.5) != 0
+    g_nz = _relu_like(rng, 40, 12, 0.2) != 0
+    region = (0, 0, 16, 16)
+    _, reports, _ = training.step_cost(cfg, "weight-streaming", region, W, WeightStats(W),
+                                       WeightStats(W.T), x_nz, g_nz, needs)
+    fwd = analytic.activation_stationary(W, x_nz, cfg, region, full=False)
+    want = {"forward": fwd, "weight-gradient": fwd}
+    if needs:
+        want["input-gradient"] = analytic.activation_stationary(sps.csr_array(W.T), g_nz, cfg,
+                                                                region, full=False)
+    assert sorted(reports) == sorted(want)
+    for k, r in want.items():
+        assert _fields(reports[k]) == _fields(r), k
+    assert reports["weight-gradient"].details is not reports["forward"].details

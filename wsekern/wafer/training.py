@@ -196,9 +196,9 @@ def step_cost(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
         gin = analytic.activation_stationary(None, G, cfg, region, passes=1, full=False,
                                              ops=Operands(None, G, stats_t)) \
             if needs_input_grad else None
-        # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights.
-        gw = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
-                                            ops=Operands(W, X, stats))
+        # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights, the
+        # forward's very report (the same call), with its own details
+        gw = dataclasses.replace(fwd, details=dict(fwd.details))
         upd = 0.0     # off-wafer, in MemoryX
         latency = 0.0
     parts = {"forward": fwd.cycles, "input-gradient": gin.cycles if gin else 0.0,
