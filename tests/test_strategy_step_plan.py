@@ -209,6 +209,33 @@ def test_a_plan_is_made_again_when_the_batch_size_changes(recorded, mode):
         _check_every_step(recorded)
 
 
+def test_weight_streaming_reports_built_when_read_are_the_steps(recorded):
+    """Weight streaming costs a step without its reports (they wait until read): each
+    step's reports, read after it, field by field those step_cost gives on that step's
+    nonzero patterns, the first step's (a new plan) as the later ones'."""
+    from test_wafer_step_cache import _fields
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="weight-streaming")
+    model = _model(strategy, first_sparsity=0.5)
+    rng = np.random.default_rng(4)
+    peaks = {}
+    for n in (8, 8, 5):
+        model.train_on_batch(*_batch(rng, n))
+        assert len(recorded) == 3
+        for p, cfg, mode, x_nz, g_nz, needs, _ in recorded:
+            W = _reference_W(p.layer)
+            _, want, _ = training.step_cost(cfg, mode, p.region, W, WeightStats(W),
+                                            WeightStats(sps.csr_array(W.T)), x_nz, g_nz,
+                                            needs)
+            got = p.reports
+            assert sorted(got) == sorted(want)
+            for k, r in want.items():
+                assert _fields(got[k]) == _fields(r), (p.layer.name, k)
+            peak = max(r.sram_peak_bytes for r in want.values())
+            peaks[p.layer.name] = max(peaks.get(p.layer.name, 0), peak)
+            assert p.sram_peak == peaks[p.layer.name]
+        _check_every_step(recorded)
+
+
 def test_a_plan_is_made_again_when_the_sequence_length_changes(recorded):
     strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
     model = _model(strategy, first_sparsity=0.5, inputs=(None, 20))

@@ -179,6 +179,7 @@ def test_every_step_plan_gives_the_full_step_cost(config, mode, density, region)
             assert (got_parts, got_latency) == (parts, latency)
             assert got_sram == (sram if mode == "layer-pipelined" else None)
             if mode == "weight-streaming":
+                assert plan["sram"] == sram         # costed without the reports
                 given = training.step_plan(cfg, mode, region, W, stats, stats_t, 12, needs,
                                            costed=(parts, latency, reports))
                 assert training.planned_step(given, x_nz, g_nz)[:2] == (parts, latency)
@@ -225,3 +226,52 @@ def test_weight_stationary_cycles_equal_the_placed_report():
     with pytest.raises(wk.SramOverflowError, match="weight-stationary"):
         analytic.weight_stationary_cycles(WeightStats(W), np.ones((3000, 2), bool), tiny,
                                           (0, 0, 1, 1))
+
+
+@pytest.mark.parametrize("density", [1.0, 0.3, 0.0])
+def test_activation_stationary_cycles_equal_the_report(density):
+    """Weight streaming's step cycles without the report's per-PE maps: the same cycles,
+    lower bound and SRAM peak as activation_stationary's report, on regions of one PE
+    row or column, more PEs than blocks, and batches of one sample to many; and the same
+    refusal where X does not fit."""
+    cfg = wk.WaferConfig.small(16, 16)
+    rng = np.random.default_rng(int(density * 10))
+    W = _w(rng, 40, 30, density)
+    stats = WeightStats(W)
+    for region in [(0, 0, 1, 1), (0, 0, 1, 9), (0, 0, 7, 1), (2, 3, 5, 6), (0, 0, 16, 16)]:
+        for N in (1, 12, 50):
+            X = rng.standard_normal((30, N)) * (rng.random((30, N)) < 0.5)
+            rep = analytic.activation_stationary(W, X, cfg, region, full=False,
+                                                 ops=Operands(W, X, stats))
+            got = analytic.activation_stationary_cycles(stats, N, cfg, region)
+            assert got == (rep.cycles, rep.cycles_lower, rep.sram_peak_bytes), (region, N)
+            assert isinstance(got[2], int)
+    big = np.ones((30, 200_000))
+    with pytest.raises(wk.SramOverflowError) as want:
+        analytic.activation_stationary(W, big, cfg, (0, 0, 1, 1), full=False)
+    with pytest.raises(wk.SramOverflowError) as got:
+        analytic.activation_stationary_cycles(stats, 200_000, cfg, (0, 0, 1, 1))
+    assert str(got.value) == str(want.value)
+
+
+@pytest.mark.parametrize("needs", [True, False])
+def test_weight_streaming_step_reports_are_the_products(needs):
+    """step_cost's weight-streaming reports, field by field, those of activation_stationary
+    on the step's own products: W over X (forward and weight gradient alike), W.T over G."""
+    cfg = wk.WaferConfig.small(16, 16)
+    rng = np.random.default_rng(7)
+    W = _w(rng, 40, 30, 0.3)
+    x_nz = _relu_like(rng, 30, 12, 0.5) != 0
+    g_nz = _relu_like(rng, 40, 12, 0.2) != 0
+    region = (0, 0, 16, 16)
+    _, reports, _ = training.step_cost(cfg, "weight-streaming", region, W, WeightStats(W),
+                                       WeightStats(W.T), x_nz, g_nz, needs)
+    fwd = analytic.activation_stationary(W, x_nz, cfg, region, full=False)
+    want = {"forward": fwd, "weight-gradient": fwd}
+    if needs:
+        want["input-gradient"] = analytic.activation_stationary(sps.csr_array(W.T), g_nz, cfg,
+                                                                region, full=False)
+    assert sorted(reports) == sorted(want)
+    for k, r in want.items():
+        assert _fields(reports[k]) == _fields(r), k
+    assert reports["weight-gradient"].details is not reports["forward"].details

@@ -469,6 +469,12 @@ class LayerPlacement:
             self._pending = args
             if sram is not None:
                 self.sram_peak = max(self.sram_peak, sram)
+        elif mode != "layer-pipelined" and x_nz.shape[1]:
+            # weight streaming: the parts need no report (the plan builds them when read)
+            self._plan = training.step_plan(*args[:6], x_nz.shape[1], self.needs_input_grad)
+            parts, latency = dict(self._plan["parts"]), self._plan["latency"]
+            self._pending, self._primed = args, key
+            self.sram_peak = max(self.sram_peak, self._plan["sram"])
         else:
             parts, self._reports, latency = training.step_cost(*args)
             self._pending, self._primed = None, key

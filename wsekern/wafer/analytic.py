@@ -674,27 +674,8 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     M, K, N = ops.M, ops.K, ops.N
     fmac, elem = config.fmacs, config.elem_bytes
     sram = pl.sram
-    st = _as_stream(ops, config, R, C, passes)
-    N_c, t_axpy, busy_rc = st["N_c"], st["t_axpy"], st["busy"]
-    compute, weight_wavelets, t_external = st["compute"], st["weight_wavelets"], st["t_external"]
-    dt, t_links, L_c, L, fill, chain = (st[k] for k in ("dt", "t_links", "L_c", "L", "fill",
-                                                        "chain"))
-    stream_bytes, task = st["stream_bytes"], config.task_cycles
-    link_dt = 1.0 / config.link_wavelets_per_cycle
-    red_wavelets = M * np.ceil(N_c / config.values_per_dense_wavelet)          # per PE column
-    t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
-    first = config.hop_cycles + config.ramp_cycles
-    lower = max(first + compute, first + t_links, first + t_external,
-                M * (L + task) if R > 1 else 0.0) + task
-    if exact:
-        _, row_block = ops.col_block(R)
-        est, upper = _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill,
-                               chain)
-    else:
-        est, upper = _as_screen(st, config, M, R)
-    latency = fill + chain
-    terms = {"weight-streaming": t_external, "compute": float(compute),
-             "fabric": t_links, "reduction": float(t_red), "latency": float(latency)}
+    est, lower, upper, st, red_wavelets, terms = _as_cycles(ops, config, R, C, passes, exact)
+    busy_rc, weight_wavelets, stream_bytes = st["busy"], st["weight_wavelets"], st["stream_bytes"]
     bottleneck = max(terms, key=terms.get)
 
     links = np.zeros((R, C, 4))
@@ -717,6 +698,44 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
         energy_joules=energy, bottleneck=bottleneck, region=tuple(int(v) for v in region),
         mapping="activation-stationary", dtype=config.dtype, fmac_per_cycle=fmac,
         details={"terms": terms, "external_bytes": float(stream_bytes)})
+
+
+def activation_stationary_cycles(w, N, config, region, passes=1):
+    """(cycles, lower bound, SRAM peak bytes) that :func:`activation_stationary` reports
+    (``cycles``, ``cycles_lower``, ``sram_peak_bytes``) for W (``w``, its WeightStats)
+    streamed over N samples on ``region``, without its report's per-PE maps: the same
+    placement (so the same refusal) and timing, so the same floats. X's values change
+    none of these (X sits dense on the PEs), so no X is read."""
+    ops = Operands(None, np.zeros((w.K, N), bool), w)
+    pl = placer.activation_stationary(ops, config, region)
+    est, lower, _, _, _, _ = _as_cycles(ops, config, region[2], region[3], passes, True)
+    return float(est), float(min(lower, est)), int(pl.sram.max()) if pl.sram.size else 0
+
+
+def _as_cycles(ops, config, R, C, passes, exact):
+    """(estimate, lower bound, upper bound, :func:`_as_stream`'s figures, reduction
+    wavelets per PE column, terms) of activation-stationary on R x C."""
+    M = ops.M
+    st = _as_stream(ops, config, R, C, passes)
+    N_c, t_axpy, compute = st["N_c"], st["t_axpy"], st["compute"]
+    dt, t_links, L_c, L, fill, chain = (st[k] for k in ("dt", "t_links", "L_c", "L", "fill",
+                                                        "chain"))
+    t_external, task = st["t_external"], config.task_cycles
+    link_dt = 1.0 / config.link_wavelets_per_cycle
+    red_wavelets = M * np.ceil(N_c / config.values_per_dense_wavelet)          # per PE column
+    t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
+    first = config.hop_cycles + config.ramp_cycles
+    lower = max(first + compute, first + t_links, first + t_external,
+                M * (L + task) if R > 1 else 0.0) + task
+    if exact:
+        _, row_block = ops.col_block(R)
+        est, upper = _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill,
+                               chain)
+    else:
+        est, upper = _as_screen(st, config, M, R)
+    terms = {"weight-streaming": t_external, "compute": float(compute),
+             "fabric": t_links, "reduction": float(t_red), "latency": float(fill + chain)}
+    return est, lower, upper, st, red_wavelets, terms
 
 
 def _as_stream(ops, config, R, C, passes=1):

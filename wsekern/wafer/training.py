@@ -196,9 +196,9 @@ def step_cost(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
         gin = analytic.activation_stationary(None, G, cfg, region, passes=1, full=False,
                                              ops=Operands(None, G, stats_t)) \
             if needs_input_grad else None
-        # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights.
-        gw = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
-                                            ops=Operands(W, X, stats))
+        # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights, the
+        # forward's very report (the same call), with its own details
+        gw = dataclasses.replace(fwd, details=dict(fwd.details))
         upd = 0.0     # off-wafer, in MemoryX
         latency = 0.0
     parts = {"forward": fwd.cycles, "input-gradient": gin.cycles if gin else 0.0,
@@ -264,8 +264,9 @@ def step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad, costed=
       the operands' values (X sits dense on the PEs; the weights stream), so the parts of
       one step are every step's, and so are its reports but for the useful MACs
       (:func:`planned_reports`). ``costed`` gives them, as (parts, latency, reports) of
-      step_cost for a step of N samples; else they are costed once here on all-zero
-      operands.
+      step_cost for a step of N samples; else the parts are costed here without the
+      reports (:func:`streaming_parts`), which wait until first read. The plan's
+      ``"sram"`` is the step's SRAM peak.
     """
     if N == 0:
         return None
@@ -278,14 +279,30 @@ def step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad, costed=
                 "weight-gradient": analytic.sddmm_cycles(stats, N, cfg, region),
                 "update": update_cycles(cfg, region, W)}
     if costed is None:
-        M, K = W.shape
-        parts, reports, latency = step_cost(cfg, mode, region, W, stats, stats_t,
-                                            np.zeros((K, N), bool), np.zeros((M, N), bool),
-                                            needs_input_grad)
+        parts, latency, sram = streaming_parts(cfg, region, stats, stats_t, N,
+                                               needs_input_grad)
+        reports = None
     else:
         parts, latency, reports = costed
+        reports = dict(reports)
+        sram = int(max(r.sram_peak_bytes for r in reports.values()))
     return {"kind": "fixed", "N": N, "parts": dict(parts), "latency": latency,
-            "reports": dict(reports), "stats": stats, "stats_t": stats_t}
+            "reports": reports, "sram": sram, "stats": stats, "stats_t": stats_t,
+            "step": (cfg, mode, region, W, needs_input_grad)}
+
+
+def streaming_parts(cfg, region, stats, stats_t, N, needs_input_grad):
+    """:func:`step_cost`'s (cycles per part, latency) of a weight-streaming step of N
+    samples, and its reports' SRAM peak, without the reports (their per-PE maps): the
+    same placements and timing, so the same floats. The weight gradient streams W over X
+    as the forward does (step_cost costs it with the same call)."""
+    fwd, _, sram = analytic.activation_stationary_cycles(stats, N, cfg, region)
+    gin = 0.0
+    if needs_input_grad:
+        gin, _, sram_t = analytic.activation_stationary_cycles(stats_t, N, cfg, region)
+        sram = max(sram, sram_t)
+    return {"forward": fwd, "input-gradient": gin, "weight-gradient": fwd,
+            "update": 0.0}, 0.0, sram
 
 
 def planned_reports(plan, x_nz, g_nz):
@@ -295,6 +312,13 @@ def planned_reports(plan, x_nz, g_nz):
     reports are step_cost's to build)."""
     if plan is None or plan["kind"] != "fixed":
         return None
+    if plan["reports"] is None:          # costed without them: built once, on zero operands
+        cfg, mode, region, W, needs_input_grad = plan["step"]
+        M, K = W.shape
+        N = plan["N"]
+        plan["reports"] = step_cost(cfg, mode, region, W, plan["stats"], plan["stats_t"],
+                                    np.zeros((K, N), bool), np.zeros((M, N), bool),
+                                    needs_input_grad)[1]
     useful_x = int(plan["stats"].col_nnz @ x_nz.sum(axis=1).astype(np.int64))
     useful = {"forward": useful_x, "weight-gradient": useful_x,     # both stream W over X
               "input-gradient": int(plan["stats_t"].col_nnz @ g_nz.sum(axis=1).astype(np.int64))}
