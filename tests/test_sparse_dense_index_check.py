@@ -76,16 +76,16 @@ def test_sampled_dots_refuses_out_of_range_indices_and_a_decreasing_indptr_in_a_
         f = np.float32
         A, B, out = np.ones((2, 64), f), np.ones((4, 64), f), np.empty(9, f)
         ptr = np.array([0, 4, 9], np.int32)
-        def cols_with(v):
-            c = np.array([0, 2, 1, 3, 0, 1, 2, 3, 1], np.int32)
+        def cols_with(v, dt=np.int32):
+            c = np.array([0, 2, 1, 3, 0, 1, 2, 3, 1], dt)
             c[5] = v
             return c
         cases = [
             lambda: S.sampled_dots(A, B, cols_with(10**9), ptr, out),
             lambda: S.sampled_dots(A, B, cols_with(-1), ptr, out),
             lambda: S.sampled_dots(A, B, cols_with(4), ptr, out),
-            lambda: S.sampled_dots(A, B, cols_with(-2**40).astype(np.int64),
-                                   ptr.astype(np.int64), out),
+            lambda: S.sampled_dots(A, B, cols_with(-2**40, np.int64), ptr.astype(np.int64),
+                                   out),
             lambda: S.sampled_dots(A, B, cols_with(1), np.array([0, 2**30, 9], np.int32), out),
         ]
     """
