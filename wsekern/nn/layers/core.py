@@ -228,12 +228,11 @@ def sparse_dense(x, values, P, bias=None, activation=None, share=True):
         return _masked_dense(x, values, P, bias, activation)
     kernels = sparse_dense_kernels
     xt = transposes.find(x2)                          # the previous sparse layer's output
-    if xt is None and share:                          # q, k, v: one input, one transpose
+    if xt is None:                                    # q, k, v: one input, one transpose
         xt = transposes.shared_input(x, x2.shape[::-1])
     if xt is None:
         xt = kernels.transpose(x2)                                     # (in, rows)
-        if share:
-            transposes.share_input(x, xt)
+        transposes.share_input(x, xt)                 # (only inside reading_one_input)
     # y batch-major for the graph, yt and the derivative dt feature-major for the products
     y, yt, dt = kernels.forward_batch_major(P, xt, None if bias is None else bias.data,
                                             activation)                # (rows, units)

@@ -12,7 +12,7 @@ the memory is alive: a view of it with the same start, shape and strides finds i
 graph reshapes between layers), a new array at a reused address does not. Layers called in
 inference register nothing (their outputs go back to the caller).
 
-Several sparse layers reading one tensor in training (an attention's q, k and v
+Several sparse layers reading one tensor (an attention's q, k and v
 projections, called inside :func:`reading_one_input`) share the transpose the first of them
 made of it (:func:`share_input`): found by that tensor object itself, and only within that
 block. A lock guards the table of outputs and gradients (models may run in several
