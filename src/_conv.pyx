@@ -154,7 +154,7 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
                     for p in range(wptr[o], wptr[o + 1]):
                         vb[q] = wval[p]
                         ob[q] = woff[p]
-                        q = q + channel_alive[b, wchan[p]]
+                        q = q + (channel_alive[b, wchan[p]] != 0)     # any nonzero: alive
                     vals = vb
                     offs = ob
                 _tile(vals, offs, q, &P[b, 0, 0, 0, 0], limit, Wq, oh0, oh1, OW,

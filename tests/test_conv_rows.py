@@ -159,3 +159,22 @@ def test_offsets_cache_compares_weights_bit_for_bit(monkeypatch):
     assert len(conv_mod._OFFSETS_CACHE) == 2      # two entries: the bytes differ
     w[0, 0, 1, 1] = 3.0                            # in place, same object
     np.testing.assert_allclose(wsekern.conv2d(x, w), np.full((1, 1, 3, 3), 4.0))
+
+
+def test_any_nonzero_alive_flag_counts_as_alive(simd):
+    """The channel flags are 0/1 from the scans; another nonzero must not overrun the
+    per-thread weight buffers (it once counted a weight that many times)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 6, 20)).astype(np.float32)
+    w = (rng.standard_normal((4, 3, 3, 3)) * (rng.random((4, 3, 3, 3)) < 0.5)).astype(np.float32)
+    g = conv_mod.ConvGeometry.of(x.shape, w.shape, 1, 1, 1, 1)
+    P = conv_mod._phases(x, g)
+    wval, woff, wchan, wptr = conv_mod._filter_offsets(w.reshape(4, -1), g, P.shape)
+    alive = np.full((2, 3), 200, dtype=np.uint8)
+    alive[1, 0] = 0
+    out = np.empty((2, 4, 6, 20), dtype=np.float32)
+    _conv.forward(P, alive, wval, woff, wchan, wptr, out, 1)
+    x_dead = x.copy()
+    x_dead[1, 0] = 0
+    np.testing.assert_allclose(out, kept_reference(x_dead, w, 1, 1, 1, 1), rtol=1e-4,
+                               atol=1e-4)
