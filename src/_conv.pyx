@@ -39,6 +39,14 @@ cdef extern from "wsk_conv_small.h" nogil:
                                    const Py_ssize_t*, double*) noexcept
     void wsk_small_init(int avx2) noexcept
 
+cdef extern from "wsk_conv_tile.h" nogil:
+    void wsk_tile_rows_f32(const float*, const int32_t*, Py_ssize_t, const float*, Py_ssize_t,
+                           Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, float*) noexcept
+    void wsk_tile_rows_f64(const double*, const int32_t*, Py_ssize_t, const double*,
+                           Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                           double*) noexcept
+    void wsk_tile_init(int path) noexcept
+
 import numpy as np
 
 
@@ -47,6 +55,7 @@ def simd_init(int path=0):
     name = wsk_simd_init(path).decode()
     wsk_sampled_init(name in ("avx2", "avx512"))      # its widest clone is AVX2
     wsk_small_init(name in ("avx2", "avx512"))
+    wsk_tile_init({"avx2": 2, "avx512": 4}.get(name, 1))
     return name
 
 
@@ -79,57 +88,77 @@ cdef inline floating _dot(Py_ssize_t rows, Py_ssize_t n, const floating* y,
         return wsk_plane_dot_f64(rows, n, y, x, ldx)
 
 
+cdef inline void _tile(const floating* vals, const int32_t* offs, Py_ssize_t nnz,
+                       const floating* P, Py_ssize_t limit, Py_ssize_t Wq, Py_ssize_t oh0,
+                       Py_ssize_t oh1, Py_ssize_t OW, floating* out) noexcept nogil:
+    if floating is float:
+        wsk_tile_rows_f32(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out)
+    else:
+        wsk_tile_rows_f64(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out)
+
+
 def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_alive,
             const floating[::1] wval, const int32_t[::1] woff, const int32_t[::1] wchan,
-            const int32_t[::1] wptr, floating[:, :, :, ::1] out, int n_threads=1):
+            const int32_t[::1] wptr, floating[:, :, :, ::1] out, int n_threads=1,
+            Py_ssize_t band=0):
     """out[b, o, oh, :] = sum over kept weights p of filter o of
     wval[p] * P[b].flat[woff[p] + oh * Wq : ... + OW].
 
     Weights on input channels that are entirely zero for image b
-    (``channel_alive[b, c] == 0``) are dropped first. When the phase rows are not much
-    wider than the output (Wq <= 3/2 OW) the whole output plane is one call of the spmm
-    row kernel, computed "wide" (OH rows of Wq, the last Wq - OW of each row read past
-    the window and dropped): one pass over the filter's kept weights per register tile
-    of the plane instead of one per output row. Otherwise one call per output row.
-    Work: O(B * nnz(w) * OH * Wq); threads own (b, o) planes.
+    (``channel_alive[b, c] == 0``) are dropped first. Each output plane is computed by
+    register tiles of a few output rows x a few vectors of columns (src/wsk_conv_tile.h):
+    the tile stays in registers while the filter's kept weights stream past, and is
+    stored once. Work units are (image, band of ``band`` output rows; 0: all of them),
+    every filter inside one unit, so the band's input rows stay in cache while all the
+    filters read them. Work: O(B * nnz(w) * OH * OW); threads own (b, band) units.
     """
     cdef Py_ssize_t B = out.shape[0], O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t Wq = P.shape[4], max_row = 0
-    cdef Py_ssize_t bo, b, o, p, q, oh, t
-    # the wide plane reads nothing past what the last output row's call reads
-    cdef Py_ssize_t n_wide = (OH - 1) * Wq + OW
-    cdef bint wide = 2 * Wq <= 3 * OW and OH > 1
+    cdef Py_ssize_t plane = P.shape[1] * P.shape[2] * P.shape[3] * P.shape[4]
+    cdef Py_ssize_t u, b, o, p, q, t, c, oh0, oh1, n_bands, limit
+    cdef const floating* vals
+    cdef const int32_t* offs
     if B * O * OH * OW == 0:
         return
+    if band <= 0 or band > OH:
+        band = OH
+    n_bands = (OH + band - 1) // band
     for o in range(O):
         max_row = max(max_row, wptr[o + 1] - wptr[o])
+    cdef uint8_t[::1] all_alive = np.ones(B, dtype=np.uint8)
+    for b in range(B):
+        for c in range(channel_alive.shape[1]):
+            if not channel_alive[b, c]:
+                all_alive[b] = 0
+                break
     cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 1), dtype=np.asarray(wval).dtype)
     cdef int32_t[:, ::1] obuf = np.empty((n_threads, max_row + 1), dtype=np.int32)
-    cdef floating[:, ::1] ybuf = np.empty((n_threads, n_wide if wide else 1),
-                                          dtype=np.asarray(wval).dtype)
     cdef floating* vb
     cdef int32_t* ob
-    cdef floating* yb
     with nogil, parallel(num_threads=n_threads):
         t = threadid()
         vb = &vbuf[t, 0]
         ob = &obuf[t, 0]
-        yb = &ybuf[t, 0]
-        for bo in prange(B * O, schedule='dynamic'):
-            b = bo // O
-            o = bo % O
-            q = 0
-            for p in range(wptr[o], wptr[o + 1]):
-                vb[q] = wval[p]
-                ob[q] = woff[p]
-                q = q + channel_alive[b, wchan[p]]
-            if wide:
-                _row(vb, ob, q, &P[b, 0, 0, 0, 0], yb, n_wide)
-                for oh in range(OH):
-                    memcpy(&out[b, o, oh, 0], yb + oh * Wq, OW * sizeof(floating))
-            else:
-                for oh in range(OH):
-                    _row(vb, ob, q, &P[b, 0, 0, 0, 0] + oh * Wq, &out[b, o, oh, 0], OW)
+        for u in prange(B * n_bands, schedule='dynamic'):
+            b = u // n_bands
+            oh0 = (u % n_bands) * band
+            oh1 = min(OH, oh0 + band)
+            limit = (B - b) * plane          # elements readable from P[b] on
+            for o in range(O):
+                if all_alive[b]:
+                    vals = &wval[0] + wptr[o]
+                    offs = &woff[0] + wptr[o]
+                    q = wptr[o + 1] - wptr[o]
+                else:
+                    q = 0
+                    for p in range(wptr[o], wptr[o + 1]):
+                        vb[q] = wval[p]
+                        ob[q] = woff[p]
+                        q = q + (channel_alive[b, wchan[p]] != 0)     # any nonzero: alive
+                    vals = vb
+                    offs = ob
+                _tile(vals, offs, q, &P[b, 0, 0, 0, 0], limit, Wq, oh0, oh1, OW,
+                      &out[b, o, 0, 0])
 
 
 def grad_weight(const floating[:, :, :, :, ::1] P, const floating[:, :, :, ::1] grad,

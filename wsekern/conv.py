@@ -223,11 +223,13 @@ def _filter_offsets_cached(w2, g, phase_shape):
     batch) are those of a recent call; the arrays returned are shared: read only."""
     key = (w2.dtype.str, w2.shape, phase_shape[1:], g.kh, g.kw, g.stride, g.dilation,
            g.groups)
-    for k, w_seen, offsets in _OFFSETS_CACHE:
-        if k == key and np.array_equal(w_seen, w2, equal_nan=True):     # NaN weights too
+    # the weights' bytes, bit for bit (NaN payloads and -0.0 included): never an id or hash
+    w_bytes = np.ascontiguousarray(w2).view(np.uint8)
+    for k, seen, offsets in _OFFSETS_CACHE:
+        if k == key and np.array_equal(seen, w_bytes):
             return offsets
     offsets = _filter_offsets(w2, g, phase_shape)
-    _OFFSETS_CACHE.insert(0, (key, w2.copy(), offsets))
+    _OFFSETS_CACHE.insert(0, (key, w_bytes.copy(), offsets))
     del _OFFSETS_CACHE[_OFFSETS_KEPT:]
     return offsets
 

@@ -1,0 +1,173 @@
+/* Row-tile direct convolution over kept weights (header-only), one output plane at a time.
+ *
+ *   wsk_tile_rows: out[oh, ow] = sum_p vals[p] * P[offs[p] + oh * Wq + ow]
+ *                  for oh in [oh0, oh1), ow in [0, OW); out has row pitch OW.
+ *
+ * P is one image's stride phases (see src/_conv.pyx forward); offs[p] is kept weight p's
+ * shift in it. A register tile of R output rows x NV vectors of output columns is held in
+ * registers while the filter's kept weights stream past: each weight is one broadcast and
+ * R * NV fused multiply-adds with the shifted input rows, and the tile is stored once at
+ * the end. (One axpy pass over the whole plane per weight re-reads and re-writes the
+ * plane from L1/L2 for every weight; the spmm row kernel over the "wide" plane spent as
+ * many prefetches as loads per weight.) Tiles per target, so a vector is one register and
+ * the accumulators fit the register file without spills:
+ *     AVX-512 (32 zmm): 4 rows x 2 vectors;  AVX2 (16 ymm): 3 x 4;  baseline (16 xmm): 2 x 4
+ * The last vector of a row may be partial: it reads whole vectors (lanes past OW are
+ * discarded) and stores only its OW columns. A tile whose last read would pass `limit`
+ * (the elements readable from P) is done by a scalar loop instead, so nothing is read
+ * outside P. Written once with GCC vector types, compiled per target; wsk_tile_init(path)
+ * selects the clone (path as wsk_simd_init's: 1 baseline, 2 avx2, 4 avx512). The caller
+ * checked every size; nothing here raises.
+ */
+#ifndef WSK_CONV_TILE_H
+#define WSK_CONV_TILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(_M_X64)) \
+    && !defined(WSK_NO_DISPATCH)
+#define WSKT_X86 1
+#else
+#define WSKT_X86 0
+#endif
+
+#if !(defined(__GNUC__) || defined(__clang__))
+#error "wsk_conv_tile.h needs GCC vector extensions"
+#endif
+
+#define WSKT_INLINE static inline __attribute__((always_inline))
+
+/* One tile: RR rows x NN vectors, the last vector holding n - (NN - 1) * L columns. */
+#define WSKT_DEFINE(V, VBYTES, SFX, TGT, ATTR, RMAX, NVMAX)                              \
+typedef V wskt_##SFX##_##TGT##_vt __attribute__((vector_size(VBYTES)));                \
+WSKT_INLINE ATTR void wskt_tile_##SFX##_##TGT(const V* vals, const int32_t* offs,       \
+        ptrdiff_t nnz, const V* src, ptrdiff_t Wq, V* dst, ptrdiff_t ldo,               \
+        const int RR, const int NN, ptrdiff_t n)                                       \
+{                                                                                      \
+    typedef wskt_##SFX##_##TGT##_vt VT;                                                \
+    enum { L = VBYTES / sizeof(V) };                                                   \
+    VT acc[RMAX * NVMAX];                                                              \
+    _Pragma("GCC unroll 16")                                                           \
+    for (int a = 0; a < RR * NN; a++) acc[a] = (VT){0};                               \
+    const V* row[RMAX];          /* one base register per row, offs[p] the index */    \
+    _Pragma("GCC unroll 4")                                                            \
+    for (int r = 0; r < RR; r++) row[r] = src + r * Wq;                                \
+    for (ptrdiff_t p = 0; p < nnz; p++) {                                              \
+        const V w = vals[p];                                                           \
+        const ptrdiff_t k = offs[p];                                                   \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int r = 0; r < RR; r++) {                                                 \
+            _Pragma("GCC unroll 4")                                                    \
+            for (int a = 0; a < NN; a++) {                                             \
+                VT xv;                                                                 \
+                memcpy(&xv, row[r] + k + a * L, sizeof(VT));                           \
+                acc[r * NN + a] += w * xv;                                             \
+            }                                                                          \
+        }                                                                              \
+    }                                                                                  \
+    _Pragma("GCC unroll 4")                                                            \
+    for (int r = 0; r < RR; r++) {                                                     \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int a = 0; a < NN - 1; a++)                                               \
+            memcpy(dst + r * ldo + a * L, &acc[r * NN + a], sizeof(VT));               \
+        if (n == NN * L) {                                                             \
+            memcpy(dst + r * ldo + (NN - 1) * L, &acc[r * NN + NN - 1], sizeof(VT));   \
+        } else {                                                                       \
+            V t[L];                                                                    \
+            memcpy(t, &acc[r * NN + NN - 1], sizeof(VT));                              \
+            memcpy(dst + r * ldo + (NN - 1) * L, t, (n - (NN - 1) * L) * sizeof(V));   \
+        }                                                                              \
+    }                                                                                  \
+}                                                                                      \
+static void wskt_scalar_##SFX##_##TGT(const V* vals, const int32_t* offs, ptrdiff_t nnz, \
+        const V* src, ptrdiff_t Wq, V* dst, ptrdiff_t ldo, ptrdiff_t rr, ptrdiff_t n)  \
+{                                                                                      \
+    for (ptrdiff_t r = 0; r < rr; r++)                                                 \
+        for (ptrdiff_t j = 0; j < n; j++) {                                            \
+            V s = 0;                                                                   \
+            for (ptrdiff_t p = 0; p < nnz; p++) s += vals[p] * src[offs[p] + r * Wq + j]; \
+            dst[r * ldo + j] = s;                                                      \
+        }                                                                              \
+}                                                                                      \
+static ATTR void wsk_tile_rows_##SFX##_##TGT(const V* vals, const int32_t* offs,        \
+        ptrdiff_t nnz, const V* P, ptrdiff_t limit, ptrdiff_t Wq, ptrdiff_t oh0,        \
+        ptrdiff_t oh1, ptrdiff_t OW, V* out)                                           \
+{                                                                                      \
+    enum { L = VBYTES / sizeof(V) };                                                   \
+    ptrdiff_t max_off = 0;                                                             \
+    for (ptrdiff_t p = 0; p < nnz; p++) if (offs[p] > max_off) max_off = offs[p];      \
+    for (ptrdiff_t oh = oh0; oh < oh1; oh += RMAX) {                                   \
+        const int rr = (int)(oh1 - oh < RMAX ? oh1 - oh : RMAX);                       \
+        for (ptrdiff_t ow = 0; ow < OW; ow += NVMAX * L) {                             \
+            const ptrdiff_t n = OW - ow < NVMAX * L ? OW - ow : NVMAX * L;             \
+            const int nv = (int)((n + L - 1) / L);                                     \
+            const V* src = P + oh * Wq + ow;                                           \
+            V* dst = out + oh * OW + ow;                                               \
+            if (max_off + (oh + rr - 1) * Wq + ow + (ptrdiff_t)nv * L > limit) {       \
+                wskt_scalar_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, rr, n);   \
+                continue;                                                              \
+            }                                                                          \
+            /* literal sizes, so each call is unrolled into registers */               \
+            switch ((rr - 1) * 4 + (nv - 1)) {                                         \
+            case 0: wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 1, n); break; \
+            case 1: wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 2, n); break; \
+            case 2: if (NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 3, n); break; \
+            case 3: if (NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 4, n); break; \
+            case 4: if (RMAX >= 2) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 1, n); break; \
+            case 5: if (RMAX >= 2) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 2, n); break; \
+            case 6: if (RMAX >= 2 && NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 3, n); break; \
+            case 7: if (RMAX >= 2 && NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 4, n); break; \
+            case 8: if (RMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 1, n); break; \
+            case 9: if (RMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 2, n); break; \
+            case 10: if (RMAX >= 3 && NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 3, n); break; \
+            case 11: if (RMAX >= 3 && NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 4, n); break; \
+            case 12: if (RMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 1, n); break; \
+            case 13: if (RMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 2, n); break; \
+            case 14: if (RMAX >= 4 && NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 3, n); break; \
+            default: if (RMAX >= 4 && NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 4, n); break; \
+            }                                                                          \
+        }                                                                              \
+    }                                                                                  \
+}
+
+#define WSKT_DEFINE_TARGET(TGT, ATTR, VBYTES, RMAX, NVMAX)                               \
+    WSKT_DEFINE(float, VBYTES, f32, TGT, ATTR, RMAX, NVMAX)                             \
+    WSKT_DEFINE(double, VBYTES, f64, TGT, ATTR, RMAX, NVMAX)
+
+#define WSKT_NOATTR
+WSKT_DEFINE_TARGET(base, WSKT_NOATTR, 16, 2, 4)
+#if WSKT_X86
+WSKT_DEFINE_TARGET(avx2, __attribute__((target("arch=x86-64-v3"))), 32, 3, 4)
+WSKT_DEFINE_TARGET(avx512, __attribute__((target("arch=x86-64-v4"))), 64, 4, 2)
+#endif
+
+typedef void (*wsk_tile_rows_f32_t)(const float*, const int32_t*, ptrdiff_t, const float*,
+                                    ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                    float*);
+typedef void (*wsk_tile_rows_f64_t)(const double*, const int32_t*, ptrdiff_t, const double*,
+                                    ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                    double*);
+static wsk_tile_rows_f32_t wsk_tile_rows_f32 = wsk_tile_rows_f32_base;
+static wsk_tile_rows_f64_t wsk_tile_rows_f64 = wsk_tile_rows_f64_base;
+
+/* path: 1 baseline, 2 avx2, 4 avx512 (the caller checked the CPU runs it). */
+static void wsk_tile_init(int path)
+{
+    wsk_tile_rows_f32 = wsk_tile_rows_f32_base;
+    wsk_tile_rows_f64 = wsk_tile_rows_f64_base;
+#if WSKT_X86
+    if (path == 2) {
+        wsk_tile_rows_f32 = wsk_tile_rows_f32_avx2;
+        wsk_tile_rows_f64 = wsk_tile_rows_f64_avx2;
+    } else if (path == 4) {
+        wsk_tile_rows_f32 = wsk_tile_rows_f32_avx512;
+        wsk_tile_rows_f64 = wsk_tile_rows_f64_avx512;
+    }
+#else
+    (void)path;
+#endif
+}
+
+#endif
