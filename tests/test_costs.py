@@ -116,3 +116,32 @@ def test_bench_header_ties_numbers_to_the_machine():
     assert f"SIMD path {cfg['simd']}" in line and cfg["cost_table"] in line
     for level in _cpu.cpu_info()["caches"]:
         assert level in line
+
+
+@pytest.mark.parametrize("simd", sorted(wsekern.simd_path.SIMD_BITS))
+def test_zen4_has_a_row_for_every_path(monkeypatch, simd):
+    """Zen 4 (EPYC family 25 model 17) takes its own measured rows, not the defaults."""
+    assert _cpu.uarch_of("AuthenticAMD", 25, 17) == "zen4"
+    assert costs.TABLES[("zen4", simd)].name == f"zen4/{simd}"
+    monkeypatch.delenv("WSEKERN_COSTS", raising=False)
+    monkeypatch.setattr(costs, "_cache", {})
+    monkeypatch.setattr(costs, "cpu_info", lambda: {"uarch": "zen4"})
+    assert costs.cost_table(simd).name == f"zen4/{simd}"
+
+
+def test_every_row_is_named_by_its_key():
+    """A row filed under the wrong key would be used for the wrong CPU or path."""
+    for (uarch, simd), table in costs.TABLES.items():
+        assert table.name == f"{uarch or 'default'}/{simd}"
+    assert len({t.name for t in costs.TABLES.values()}) == len(costs.TABLES)
+
+
+def test_this_cpu_takes_the_row_of_its_uarch(monkeypatch):
+    """On a CPU the table knows (Zen 3, Zen 4) the row of its uarch is the one in use."""
+    info = _cpu.cpu_info()
+    monkeypatch.delenv("WSEKERN_COSTS", raising=False)
+    monkeypatch.setattr(costs, "_cache", {})
+    for simd in wsekern.sysinfo.simd_available():
+        key = (info["uarch"], simd)
+        want = costs.TABLES[key].name if key in costs.TABLES else f"default/{simd}"
+        assert costs.cost_table(simd).name == want

@@ -66,6 +66,27 @@ TABLES = {
     ("zen3", "avx2"): CostTable("zen3/avx2", 0.022, 0.075, 0.34, 0.16, (0.0, 2.2), (0.3, 1.2)),
     ("zen3", "baseline"): CostTable("zen3/baseline", 0.022, 0.13, 1.35, 0.16, (0.2, 3.2),
                                     (1.1, 3.5), csr_compact=4.0, spmm_scatter_mac=0.234),
+    # Zen 4 (AMD EPYC, family 25 model 17), 2 cores, 1 MiB L2/core, AVX-512 on 256-bit
+    # units: measured here with a script timing each kernel alone (best of 7, thread CPU
+    # time, 1 thread, OPENBLAS_CORETYPE unset), two runs on each path while other jobs
+    # shared the 2 cores (lower of the two kept; runs differed by up to 1.5x): BLAS (the same
+    # OpenBLAS on every path) 0.021-0.026 ns a MAC at N = 256, 0.027-0.032 at N = 16
+    # (blas_narrow_n 4); the CSR kernel at 90 % zeros (1024^2 x 64 and 256, 4096^2 x 64,
+    # fp32) 0.058-0.070 avx512, 0.062-0.083 avx2, 0.078-0.13 baseline; the dense-W scan with
+    # N = 4; csr_to_dense at 99.9 and 50 % zeros (densify, densify_nnz); compaction and the
+    # column path with half of X's rows dead (N = 16, 64); sddmm at D = 64, 128. Not
+    # measured, carried over: transpose, transpose_l2 (the Zen 3 rates), and the conv fields
+    # (conv_direct, conv_input: the default row of each path) - the conv kernel is being
+    # rewritten, so they are not fitted to the current one.
+    ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 1.45),
+                                  (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
+                                  densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.12),
+    ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.0, 2.2), (0.3, 1.2),
+                                csr_compact=1.2, spmm_scatter_mac=0.09, densify_nnz=1.0,
+                                blas_narrow_n=4.0, sampled_mac=0.11),
+    ("zen4", "baseline"): CostTable("zen4/baseline", 0.022, 0.09, 1.23, 0.07, (0.2, 3.2),
+                                    (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.14,
+                                    densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.15),
     # The AVX-512 machine the kernels were first tuned on (SIMD compress for the scan).
     (None, "avx512"): CostTable("default/avx512", 0.02, 0.065, 0.25, 0.5, (0.1, 1.45),
                                 (0.2, 1.25), spmm_scatter_mac=0.1),

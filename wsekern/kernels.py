@@ -50,10 +50,25 @@ def _sample_positions(m, n):
     return rows, cols
 
 
+class _OutputName:
+    """The output's description for check_memory's refusal, formatted only when it refuses
+    (an f-string here cost every spmm call about a microsecond)."""
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = shape, dtype
+
+    def __str__(self):
+        return f"the {self.dtype} output of shape {self.shape}"
+
+    def __format__(self, spec):
+        return format(str(self), spec)
+
+
 def _check_out(out, shape, dtype):
     if out is None:
         nbytes = math.prod(shape) * dtype.itemsize      # Python ints: no overflow
-        check_memory(nbytes, f"the {dtype} output of shape {shape}",
+        check_memory(nbytes, _OutputName(shape, dtype),
                      "multiply fewer rows or columns at a time")
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
@@ -243,10 +258,10 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         check_indices()
         X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
         _spmm.csr_spmm(data, indices, indptr, X_live, out2, remap, threads,
-                       column_block(n_alive + 1, N, X_live.itemsize))
+                       column_block(n_alive + 1, N, X_live.itemsize, reuse=nnz / K))
         return out, "csr-skip-rows"
     if _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads,
-                      column_block(K, N, Xc.itemsize), unchecked is not None):
+                      column_block(K, N, Xc.itemsize, reuse=nnz / K), unchecked is not None):
         check_indices()          # raises, naming the first index out of range
         raise RuntimeError("csr_spmm found a column index out of range that check_csr did "
                            "not: an index array changed during the call?")
@@ -271,13 +286,23 @@ def _csc_for_live_columns(W, transpose, dtype):
 TILE_BYTES = {"baseline": 8 * 16, "avx2": 8 * 32, "avx512": 8 * 64}
 
 
-def column_block(k_rows, n, itemsize, tile_bytes=None):
+# Blocking X's columns pays only when each row of X is read by at least this many stored
+# weights (``reuse`` = nnz / K): the block is a copy of X (K * N elements) and W streams once
+# per block, both paid back by the reads of X that then hit L2. At 99 % zeros (1024^2 x 256,
+# about 10 reads of each row of X) blocking made the CSR kernel slower on Zen 4.
+MIN_REUSE = 16
+
+
+def column_block(k_rows, n, itemsize, tile_bytes=None, reuse=None):
     """Columns of X per block of the CSR kernel (0: no blocking): as many as keep a block of
     ``k_rows`` rows in a quarter of this CPU's L2 (W streams through the rest and would
     evict a bigger block), in whole widest register tiles of the SIMD path in use (a
     narrower remainder takes extra passes over the row's nonzeros), at least one tile.
+    0 when ``reuse`` (stored weights per row of X) is below :data:`MIN_REUSE`.
     On Zen 3: fp64 1024^2 x 256 on the baseline path 1.9x SciPy with 16-column blocks,
     1.1-1.3x with 32-64."""
+    if reuse is not None and reuse < MIN_REUSE:
+        return 0
     if tile_bytes is None:
         tile_bytes = _tile_bytes_in_use()
     granule = tile_bytes // itemsize
