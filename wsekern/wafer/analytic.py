@@ -705,16 +705,52 @@ def activation_stationary_cycles(w, N, config, region, passes=1):
     (``cycles``, ``cycles_lower``, ``sram_peak_bytes``) for W (``w``, its WeightStats)
     streamed over N samples on ``region``, without its report's per-PE maps: the same
     placement (so the same refusal) and timing, so the same floats. X's values change
-    none of these (X sits dense on the PEs), so no X is read."""
+    none of these (X sits dense on the PEs), so no X is read: kept on ``w`` per (config,
+    region, N, passes)."""
+    key = ("as-step", id(config), tuple(int(v) for v in region), int(N), passes)
+    hit = w.cache.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
     ops = Operands(None, np.zeros((w.K, N), bool), w)
     pl = placer.activation_stationary(ops, config, region)
     est, lower, _, _, _, _ = _as_cycles(ops, config, region[2], region[3], passes, True)
-    return float(est), float(min(lower, est)), int(pl.sram.max()) if pl.sram.size else 0
+    result = float(est), float(min(lower, est)), int(pl.sram.max()) if pl.sram.size else 0
+    kept = [k for k in w.cache if isinstance(k, tuple) and k and k[0] == "as-step"]
+    for k in kept[:max(0, len(kept) + 1 - AS_MEMO)]:
+        del w.cache[k]
+    w.cache[key] = (config, result)
+    return result
+
+
+AS_MEMO = 4      # activation-stationary timings kept per weight (a few batch sizes)
 
 
 def _as_cycles(ops, config, R, C, passes, exact):
     """(estimate, lower bound, upper bound, :func:`_as_stream`'s figures, reduction
-    wavelets per PE column, terms) of activation-stationary on R x C."""
+    wavelets per PE column, terms) of activation-stationary on R x C.
+
+    They read W's structure and the number of samples N, never X's values (X sits dense on
+    the PEs), so they are kept on W's stats per (config, R, C, N, passes, exact): a
+    training step's plan and its report, built later from the same step, then share one
+    timing (the arrays are read only: the reports hold read-only views of them)."""
+    key = ("as-cycles", id(config), int(R), int(C), int(ops.N), passes, bool(exact))
+    cache = ops.w.cache
+    hit = cache.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    result = _as_cycles_of(ops, config, R, C, passes, exact)
+    for name, value in result[3].items():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    result[4].flags.writeable = False
+    kept = [k for k in cache if isinstance(k, tuple) and k and k[0] == "as-cycles"]
+    for k in kept[:max(0, len(kept) + 1 - AS_MEMO)]:
+        del cache[k]
+    cache[key] = (config, result)
+    return result
+
+
+def _as_cycles_of(ops, config, R, C, passes, exact):
     M = ops.M
     st = _as_stream(ops, config, R, C, passes)
     N_c, t_axpy, compute = st["N_c"], st["t_axpy"], st["compute"]
