@@ -123,7 +123,7 @@ def weight_stationary_cycles(w, x_nz, config, region):
         x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data, st["t_dense"],
         st["choice"], st["comp_total"], st["dense_total"], float(task),
         float(config.scalar_cycles_per_element), float(eos),
-        int(config.wavelets_per_sparse_value), dt)
+        int(config.wavelets_per_sparse_value), dt, False)     # S checked once, when made
     est = grid_pipeline(work.T[None], first.T[None], last.T[None], st["L"],
                         config.hop_cycles, config.ramp_cycles, _turnaround(config),
                         task + config.setup_cycles, task, _cushion(config), st["fill"])
@@ -171,6 +171,11 @@ def _step_structure(w, config, region):
         "L": (L.max(keepdims=True) if R else np.zeros(1)).astype(np.int_),
         "comp_total": np.ascontiguousarray(others + st["comp_bytes"], np.int64).ravel(),
         "dense_total": np.ascontiguousarray(others + st["dense_bytes"], np.int64).ravel()}
+    from .._step_cost import ws_step_stream
+    # the O(nnz) checks of S, once: every step passes it unchanged (check=False)
+    ws_step_stream(np.zeros((w.K, 0), np.uint8), structure["k_b"], S.indptr, S.indices,
+                   S.data, structure["t_dense"], structure["choice"],
+                   structure["comp_total"], structure["dense_total"], 0.0, 0.0, 0.0, 1, 1.0)
     w.cache[key] = (config, structure)
     return structure
 
