@@ -689,15 +689,17 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     performed = len(ops.w_col) * int(N)
     macs_dense = int(M) * int(K) * int(N)
     useful = ops.useful
-    energy = _energy(config, performed, performed * 3 * elem + stream_bytes,
-                     float(links.sum()), R * C, est)
+    # links.sum(), from the two figures it repeats: whole numbers, so exact in any order
+    hops = float(weight_wavelets.sum()) * max(C - 1, 0) + float(red_wavelets.sum()) * max(R - 1, 0)
+    energy = _energy(config, performed, performed * 3 * elem + stream_bytes, hops, R * C, est)
     return SimReport(
         cycles=float(est), cycles_lower=float(min(lower, est)), cycles_upper=float(max(upper, est)),
         clock_hz=config.clock_hz, macs_dense=macs_dense, macs_useful=useful,
         macs_performed=performed, macs_skipped_weight=macs_dense - performed,
         macs_skipped_activation=0,
         busy_cycles=_wafer_array(config, region, busy_rc, full=full),
-        sram_bytes=_wafer_array(config, region, sram, full=full).astype(np.int64),
+        sram_bytes=(_wafer_array(config, region, sram, full=full).astype(np.int64) if full
+                    else np.array(np.broadcast_to(sram, (R, C)), np.int64)),
         link_wavelets=_wafer_array(config, region, links, (4,), full=full),
         wavelets_sent=int(weight_wavelets.sum() * passes + red_wavelets.sum() * (R - 1)),
         energy_joules=energy, bottleneck=bottleneck, region=tuple(int(v) for v in region),
