@@ -23,7 +23,7 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                    const int64_t[::1] s_data, const double[::1] t_dense,
                    const int8_t[::1] choice, const int64_t[::1] comp_total,
                    const int64_t[::1] dense_total, double task, double scalar, double eos,
-                   long wpv, double dt):
+                   long wpv, double dt, bint check=True):
     """The step of X's nonzero pattern ``x_nz`` (K x N, 0/1, any strides) through the
     R x C blocks of W (``t_dense``: R dense task cycles; ``k_b``: C + 1 bounds of X's rows
     per PE column). W's column k has ``s_data[j]`` nonzeros in block ``s_indices[j]`` (b =
@@ -39,7 +39,9 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     work; the largest column sum of wavelets; the largest PE's bytes in its format;
     whether any block is compressed; and per block the products of a nonzero weight and a
     nonzero activation over the batch (its scalar work, R * C int64).
-    O(K * N + nnz(S) + R * C + C * N)."""
+    O(K * N + nnz(S) + R * C + C * N). ``check=False`` skips the O(nnz(S)) checks of
+    ``s_indptr`` and ``s_indices`` (a caller that checked this structure once, with an
+    empty batch, and passes it unchanged for every step); the shapes are always checked."""
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
     cdef Py_ssize_t n, c, k, r, b, j
@@ -57,11 +59,14 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                          f"dense_total {dense_total.shape[0]}")
     if s_indices.shape[0] != s_data.shape[0] or s_indptr[K] > s_indices.shape[0]:
         raise ValueError("s_indices and s_data must hold the s_indptr[-1] entries")
-    for k in range(K):
+    if not (0 <= s_indptr[0] <= s_indptr[K]):
+        raise ValueError(f"s_indptr must be nondecreasing from 0; received "
+                         f"{np.asarray(s_indptr)!r}")
+    for k in range(K if check else 0):
         if not 0 <= s_indptr[k] <= s_indptr[k + 1]:
             raise ValueError(f"s_indptr must be nondecreasing from 0; received "
                              f"{np.asarray(s_indptr)!r}")
-    for j in range(s_indices.shape[0]):
+    for j in range(s_indices.shape[0] if check else 0):
         if not 0 <= s_indices[j] < R * C:
             raise ValueError(f"s_indices[{j}] = {s_indices[j]} lies outside 0..{R * C - 1}")
     a_cn_a = np.zeros((C, N), np.int64)
@@ -70,6 +75,10 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef int64_t[::1] A_c = np.zeros(C, np.int64)
     cdef double[::1] tmax = np.full(C, -INFINITY)
     cdef double[::1] comp_max = np.zeros(C)
+    cdef double[::1] A_d = np.empty(C)           # A_c as double, and A_c * task
+    cdef double[::1] A_task = np.empty(C)
+    cdef int8_t[::1] comp_c = np.zeros(C, np.int8)     # per column: any block compressed
+    cdef int64_t[::1] sram_c = np.zeros(C, np.int64)   # per column: its largest PE's bytes
     work_a = np.empty((N, C))
     first_a = np.empty((N, C))
     last_a = np.empty((N, C))
@@ -80,7 +89,7 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     products = np.zeros(R * C, np.int64)
     cdef int64_t[::1] scalar_work = products
     cdef int64_t a, v, v_max = 0, sram = 0
-    cdef double A, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w, share, cum
+    cdef double A, td, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w, share, cum
     cdef bint use_comp, any_comp = False
     with nogil:
         for c in range(C):
@@ -93,18 +102,29 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                 if A_k[k]:
                     for j in range(s_indptr[k], s_indptr[k + 1]):
                         scalar_work[s_indices[j]] += s_data[j] * A_k[k]
-        # branch-free: a block's format for a batch is a coin toss to the branch predictor
+        # branch-free: a block's format for a batch is a coin toss to the branch predictor.
+        # Reductions per column only (no chain through every block): the wafer-wide ones
+        # are taken over the columns after (maxima, exact in any order)
+        for c in range(C):
+            A_d[c] = <double> A_c[c]
+            A_task[c] = A_d[c] * task
         for r in range(R):
+            td = t_dense[r]
             for c in range(C):
                 b = r * C + c
-                A = <double> A_c[c]
-                comp_time = A * task + scalar * <double> scalar_work[b]
-                use_comp = (choice[b] == 1) | ((choice[b] == 2) & (comp_time < A * t_dense[r]))
-                any_comp = any_comp | use_comp
+                comp_time = A_task[c] + scalar * <double> scalar_work[b]
+                use_comp = (choice[b] == 1) | ((choice[b] == 2) & (comp_time < A_d[c] * td))
+                comp_c[c] = comp_c[c] | use_comp
                 comp_max[c] = dmax(comp_max[c], comp_time if use_comp else 0.0)
-                comp_busy = dmax(comp_busy, comp_time if use_comp else -INFINITY)
-                tmax[c] = dmax(tmax[c], -INFINITY if use_comp else t_dense[r])
-                sram = imax(sram, comp_total[b] if use_comp else dense_total[b])
+                tmax[c] = dmax(tmax[c], -INFINITY if use_comp else td)
+                sram_c[c] = imax(sram_c[c], comp_total[b] if use_comp else dense_total[b])
+        for c in range(C):
+            sram = imax(sram, sram_c[c])
+            if comp_c[c]:
+                any_comp = True
+                # a compressed block's time is >= 0, so the column's maximum over its
+                # compressed blocks (floored at 0) is theirs
+                comp_busy = dmax(comp_busy, comp_max[c])
         for c in range(C):
             if tmax[c] > -INFINITY and <double> A_c[c] * tmax[c] > busy:
                 busy = <double> A_c[c] * tmax[c]

@@ -43,6 +43,15 @@ def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
                                @ x_nz[k_b[c]:k_b[c + 1]]).sum()) for c in range(C)]
                          for r in range(R)])
         assert np.array_equal(out[-1].reshape(R, C), want)
+        # a step passes the structure checked once (check=False): the same figures
+        unchecked = ws_step_stream(x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices,
+                                   S.data, st["t_dense"], st["choice"], st["comp_total"],
+                                   st["dense_total"], float(cfg.task_cycles),
+                                   float(cfg.scalar_cycles_per_element),
+                                   float(cfg.task_cycles), int(cfg.wavelets_per_sparse_value),
+                                   1.0, False)
+        for a, b in zip(out, unchecked):
+            assert np.array_equal(a, b) and type(a) is type(b)
         assert want.sum() == int((w_nz.astype(np.int64) @ x_nz).sum())
         got = analytic.weight_stationary_cycles(stats, x_nz, cfg, region)
         rep = analytic.weight_stationary(W, x_nz.astype(np.float32), cfg, region, exact=False,

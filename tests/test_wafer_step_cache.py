@@ -8,7 +8,7 @@ import scipy.sparse as sps
 
 import wsekern as wk
 from wsekern.kernels import sddmm
-from wsekern.wafer import analytic, training
+from wsekern.wafer import analytic, figures, training
 from wsekern.wafer.placement import Operands, WeightStats
 
 
@@ -275,3 +275,33 @@ def test_weight_streaming_step_reports_are_the_products(needs):
     for k, r in want.items():
         assert _fields(reports[k]) == _fields(r), k
     assert reports["weight-gradient"].details is not reports["forward"].details
+
+
+@pytest.mark.parametrize("limit", [analytic.PER_PE_LIMIT, 1])     # 1: every chain is one
+def test_activation_stationary_timings_kept_per_batch_are_the_fresh_ones(monkeypatch, limit):
+    """Weight streaming's timings kept on W's stats (per config, region, N; the one-chain
+    model per pace of the slowest column) equal those of fresh stats, whatever order of
+    batch sizes asked for them, reports included."""
+    monkeypatch.setattr(analytic, "PER_PE_LIMIT", limit)
+    cfg = wk.WaferConfig.small(12, 9)
+    rng = np.random.default_rng(11)
+    W = _w(rng, 40, 30, 0.4)
+    region = (0, 0, 12, 9)
+    kept = WeightStats(W)
+    for N in [16, 10, 9, 16, 3, 27, 10, 12, 5, 16]:      # shared paces, and evictions
+        got = analytic.activation_stationary_cycles(kept, N, cfg, region)
+        assert got == analytic.activation_stationary_cycles(WeightStats(W), N, cfg, region)
+        X = np.ones((30, N), np.float32)
+        a = analytic.activation_stationary(None, X, cfg, region, full=False,
+                                           ops=Operands(None, X, kept))
+        b = analytic.activation_stationary(W, X, cfg, region, full=False)
+        assert (a.cycles, a.cycles_lower, a.cycles_upper, a.energy_joules, a.wavelet_hops,
+                a.sram_peak_bytes, a.details) == (b.cycles, b.cycles_lower, b.cycles_upper,
+                                                  b.energy_joules, b.wavelet_hops,
+                                                  b.sram_peak_bytes, b.details)
+        assert got == (a.cycles, a.cycles_lower, a.sram_peak_bytes)
+        # the energy's wavelet-hops are the link map's sum
+        performed = a.macs_performed
+        assert a.energy_joules == figures.energy(
+            cfg, performed, performed * 3 * cfg.elem_bytes + a.details["external_bytes"],
+            float(a.link_wavelets.sum()), 12 * 9, a.cycles)

@@ -165,6 +165,9 @@ class WaferStrategy:
                 p.mapping = "activation-stationary"
             for p in self.placements:      # every region set before one may fail
                 training.check_streaming_fits(cfg, p.layer.name, p.shape[1], p.columns(batch))
+            for p in self.placements:      # done once, not per step
+                stats, stats_t, _ = p.stats()
+                training.prepare_streaming(cfg, p.region, stats, stats_t, p.columns(batch))
             return
         self.mode = "layer-pipelined"
         self.reason = (f"everything fits: {need / 2**20:,.2f} MiB of "

@@ -46,6 +46,7 @@ SUMMA (dense x dense, the vendor's gemm-collectives_2d)
     B tile along columns; each PE then does a tile GEMM, costed with the instruction-level
     steps of mesh.py (MeshGEMM, Cannon on the two-hop ring, is the other dense mapping).
 """
+import hashlib
 import math
 
 import numpy as np
@@ -123,7 +124,7 @@ def weight_stationary_cycles(w, x_nz, config, region):
         x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data, st["t_dense"],
         st["choice"], st["comp_total"], st["dense_total"], float(task),
         float(config.scalar_cycles_per_element), float(eos),
-        int(config.wavelets_per_sparse_value), dt)
+        int(config.wavelets_per_sparse_value), dt, False)     # S checked once, when made
     est = grid_pipeline(work.T[None], first.T[None], last.T[None], st["L"],
                         config.hop_cycles, config.ramp_cycles, _turnaround(config),
                         task + config.setup_cycles, task, _cushion(config), st["fill"])
@@ -171,6 +172,11 @@ def _step_structure(w, config, region):
         "L": (L.max(keepdims=True) if R else np.zeros(1)).astype(np.int_),
         "comp_total": np.ascontiguousarray(others + st["comp_bytes"], np.int64).ravel(),
         "dense_total": np.ascontiguousarray(others + st["dense_bytes"], np.int64).ravel()}
+    from .._step_cost import ws_step_stream
+    # the O(nnz) checks of S, once: every step passes it unchanged (check=False)
+    ws_step_stream(np.zeros((w.K, 0), np.uint8), structure["k_b"], S.indptr, S.indices,
+                   S.data, structure["t_dense"], structure["choice"],
+                   structure["comp_total"], structure["dense_total"], 0.0, 0.0, 0.0, 1, 1.0)
     w.cache[key] = (config, structure)
     return structure
 
@@ -684,15 +690,17 @@ def activation_stationary(W, X, config, region, *, what="spmm", passes=1, ops=No
     performed = len(ops.w_col) * int(N)
     macs_dense = int(M) * int(K) * int(N)
     useful = ops.useful
-    energy = _energy(config, performed, performed * 3 * elem + stream_bytes,
-                     float(links.sum()), R * C, est)
+    # links.sum(), from the two figures it repeats: whole numbers, so exact in any order
+    hops = float(weight_wavelets.sum()) * max(C - 1, 0) + float(red_wavelets.sum()) * max(R - 1, 0)
+    energy = _energy(config, performed, performed * 3 * elem + stream_bytes, hops, R * C, est)
     return SimReport(
         cycles=float(est), cycles_lower=float(min(lower, est)), cycles_upper=float(max(upper, est)),
         clock_hz=config.clock_hz, macs_dense=macs_dense, macs_useful=useful,
         macs_performed=performed, macs_skipped_weight=macs_dense - performed,
         macs_skipped_activation=0,
         busy_cycles=_wafer_array(config, region, busy_rc, full=full),
-        sram_bytes=_wafer_array(config, region, sram, full=full).astype(np.int64),
+        sram_bytes=(_wafer_array(config, region, sram, full=full).astype(np.int64) if full
+                    else np.array(np.broadcast_to(sram, (R, C)), np.int64)),
         link_wavelets=_wafer_array(config, region, links, (4,), full=full),
         wavelets_sent=int(weight_wavelets.sum() * passes + red_wavelets.sum() * (R - 1)),
         energy_joules=energy, bottleneck=bottleneck, region=tuple(int(v) for v in region),
@@ -705,16 +713,52 @@ def activation_stationary_cycles(w, N, config, region, passes=1):
     (``cycles``, ``cycles_lower``, ``sram_peak_bytes``) for W (``w``, its WeightStats)
     streamed over N samples on ``region``, without its report's per-PE maps: the same
     placement (so the same refusal) and timing, so the same floats. X's values change
-    none of these (X sits dense on the PEs), so no X is read."""
+    none of these (X sits dense on the PEs), so no X is read: kept on ``w`` per (config,
+    region, N, passes)."""
+    key = ("as-step", id(config), tuple(int(v) for v in region), int(N), passes)
+    hit = w.cache.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
     ops = Operands(None, np.zeros((w.K, N), bool), w)
     pl = placer.activation_stationary(ops, config, region)
     est, lower, _, _, _, _ = _as_cycles(ops, config, region[2], region[3], passes, True)
-    return float(est), float(min(lower, est)), int(pl.sram.max()) if pl.sram.size else 0
+    result = float(est), float(min(lower, est)), int(pl.sram.max()) if pl.sram.size else 0
+    kept = [k for k in w.cache if isinstance(k, tuple) and k and k[0] == "as-step"]
+    for k in kept[:max(0, len(kept) + 1 - AS_MEMO)]:
+        del w.cache[k]
+    w.cache[key] = (config, result)
+    return result
+
+
+AS_MEMO = 4      # activation-stationary timings kept per weight (a few batch sizes)
 
 
 def _as_cycles(ops, config, R, C, passes, exact):
     """(estimate, lower bound, upper bound, :func:`_as_stream`'s figures, reduction
-    wavelets per PE column, terms) of activation-stationary on R x C."""
+    wavelets per PE column, terms) of activation-stationary on R x C.
+
+    They read W's structure and the number of samples N, never X's values (X sits dense on
+    the PEs), so they are kept on W's stats per (config, R, C, N, passes, exact): a
+    training step's plan and its report, built later from the same step, then share one
+    timing (the arrays are read only: the reports hold read-only views of them)."""
+    key = ("as-cycles", id(config), int(R), int(C), int(ops.N), passes, bool(exact))
+    cache = ops.w.cache
+    hit = cache.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    result = _as_cycles_of(ops, config, R, C, passes, exact)
+    for name, value in result[3].items():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    result[4].flags.writeable = False
+    kept = [k for k in cache if isinstance(k, tuple) and k and k[0] == "as-cycles"]
+    for k in kept[:max(0, len(kept) + 1 - AS_MEMO)]:
+        del cache[k]
+    cache[key] = (config, result)
+    return result
+
+
+def _as_cycles_of(ops, config, R, C, passes, exact):
     M = ops.M
     st = _as_stream(ops, config, R, C, passes)
     N_c, t_axpy, compute = st["N_c"], st["t_axpy"], st["compute"]
@@ -821,10 +865,26 @@ def _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill, chain):
         keep = C - 1 - from_end
         work = t_axpy[keep, None, None] * nnz_rm[None] + task
         L_c, fill_c = L_c[keep], fill_c[keep]
+        est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c, L_c)
     else:
-        work = (nnz_rm * t_axpy.max() + task)[None]
-        L_c, fill_c = L_c.max(keepdims=True), fill_c[-1:]
-    est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c, L_c)
+        # one chain at the slowest column's pace: it reads N only through that column's
+        # samples (t_axpy.max(), L_c.max()), so batches that share them (an epoch's last,
+        # smaller batch) share its floats, kept on W's stats
+        key = ("as-exact-chain", id(config), int(R), int(C), float(t_axpy.max()),
+               int(L_c.max()), hashlib.blake2b(np.ascontiguousarray(dt, np.float64)
+                                               .tobytes()).hexdigest())
+        hit = ops.w.cache.get(key)
+        if hit is not None and hit[0] is config:
+            est = hit[1]
+        else:
+            work = (nnz_rm * t_axpy.max() + task)[None]
+            est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c[-1:],
+                                   L_c.max(keepdims=True))
+            kept = [k for k in ops.w.cache if isinstance(k, tuple) and k
+                    and k[0] == "as-exact-chain"]
+            for k in kept[:max(0, len(kept) + 1 - AS_MEMO)]:
+                del ops.w.cache[k]
+            ops.w.cache[key] = (config, est)
     upper = float(np.sum(np.max(v_rm * dt[:, None] + nnz_rm * t_axpy.max() + task, axis=0)
                          + fill + chain))
     return est, upper

@@ -391,6 +391,20 @@ def prepare_step(cfg, mode, region, W, stats, stats_t):
         _box_zeros(stats)
 
 
+def prepare_streaming(cfg, region, stats, stats_t, N):
+    """Time once, when placed, a weight-streaming step of N activation columns (the
+    forward and the weight gradient stream W, the input gradient W.T): those times read
+    W's structure and N alone and are kept on the stats
+    (analytic.activation_stationary_cycles), so the steps of the placed batch find them.
+    A product that does not fit is left to the step (a first layer's input gradient is
+    never costed)."""
+    for s in (stats, stats_t):
+        try:
+            analytic.activation_stationary_cycles(s, int(N), cfg, region)
+        except SramOverflowError:
+            pass
+
+
 def link_hops(src, dst):
     """Hops between the nearest edges of two regions (at least 1)."""
     (r0, c0, R, C), (s0, d0, S, D) = src, dst
