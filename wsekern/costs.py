@@ -75,16 +75,17 @@ TABLES = {
     # fp32) 0.058-0.070 avx512, 0.062-0.083 avx2, 0.078-0.13 baseline; the dense-W scan with
     # N = 4; csr_to_dense at 99.9 and 50 % zeros (densify, densify_nnz); compaction and the
     # column path with half of X's rows dead (N = 16, 64); sddmm at D = 64, 128. Not
-    # measured, carried over: transpose, transpose_l2 (the Zen 3 rates), and the conv fields
-    # (conv_direct, conv_input: the default row of each path) - the conv kernel is being
-    # rewritten, so they are not fitted to the current one.
-    ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 1.45),
+    # measured, carried over: transpose, transpose_l2 (the Zen 3 rates) and conv_input (the
+    # default row of each path). conv_direct fitted on the row-tile kernel (src/wsk_conv_tile.h)
+    # against im2col + BLAS on `wsekern bench conv`'s problem, 1 thread, each path forced
+    # (baseline up to 50 % of weights kept); with every weight kept it ties im2col + BLAS.
+    ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 0.88),
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
                                   densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.12),
-    ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.0, 2.2), (0.3, 1.2),
+    ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
                                 csr_compact=1.2, spmm_scatter_mac=0.09, densify_nnz=1.0,
                                 blas_narrow_n=4.0, sampled_mac=0.11),
-    ("zen4", "baseline"): CostTable("zen4/baseline", 0.022, 0.09, 1.23, 0.07, (0.2, 3.2),
+    ("zen4", "baseline"): CostTable("zen4/baseline", 0.022, 0.09, 1.23, 0.07, (0.12, 2.3),
                                     (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.14,
                                     densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.15),
     # The AVX-512 machine the kernels were first tuned on (SIMD compress for the scan).
