@@ -309,7 +309,9 @@ def planned_reports(plan, x_nz, g_nz):
     """The reports :func:`step_cost` gives a step of a ``"fixed"`` plan (weight streaming):
     the plan's, with the useful MACs (the one field the operands' values change) counted
     from this step's patterns, as Operands counts them. None for the other plans (their
-    reports are step_cost's to build)."""
+    reports are step_cost's to build). ``x_nz`` and ``g_nz``: X's and G's nonzero patterns
+    (K x N, M x N), or only the nonzeros of each of their rows (length K, M): all that the
+    count reads."""
     if plan is None or plan["kind"] != "fixed":
         return None
     if plan["reports"] is None:          # costed without them: built once, on zero operands
@@ -319,11 +321,24 @@ def planned_reports(plan, x_nz, g_nz):
         plan["reports"] = step_cost(cfg, mode, region, W, plan["stats"], plan["stats_t"],
                                     np.zeros((K, N), bool), np.zeros((M, N), bool),
                                     needs_input_grad)[1]
-    useful_x = int(plan["stats"].col_nnz @ x_nz.sum(axis=1).astype(np.int64))
+    useful_x = int(plan["stats"].col_nnz @ _row_nnz(x_nz, plan["stats"].K, "x_nz"))
     useful = {"forward": useful_x, "weight-gradient": useful_x,     # both stream W over X
-              "input-gradient": int(plan["stats_t"].col_nnz @ g_nz.sum(axis=1).astype(np.int64))}
+              "input-gradient": int(plan["stats_t"].col_nnz
+                                    @ _row_nnz(g_nz, plan["stats_t"].K, "g_nz"))}
     return {k: dataclasses.replace(r, macs_useful=useful[k], details=dict(r.details))
             for k, r in plan["reports"].items()}
+
+
+def _row_nnz(a, rows, name):
+    """The nonzeros of each of the ``rows`` rows of a pattern (2-D), or those counts as
+    given (1-D), as int64."""
+    a = np.asarray(a)
+    if a.ndim == 2 and a.shape[0] == rows:
+        return a.sum(axis=1).astype(np.int64)
+    if a.ndim == 1 and a.shape[0] == rows and a.dtype.kind in "iu":
+        return a.astype(np.int64, copy=False)
+    raise ValueError(f"{name} must be a pattern with {rows} rows or its {rows} row counts; "
+                     f"received {a.dtype} of shape {a.shape}")
 
 
 def planned_step(plan, x_nz, g_nz):

@@ -1,0 +1,95 @@
+"""What a placed layer hands the wafer strategy (wsekern.nn.columns) equals what the
+im2col it replaces gives: the same pattern, the same counts per row, the same gradient
+pattern behind a fused ReLU."""
+import numpy as np
+import pytest
+
+from wsekern.nn import columns
+
+
+def _im2col_loops(x, pads, kernel, strides, dilation):
+    """im2col(x) (C*kh*kw x B*OH*OW), rows (c, i, j), columns (b, oh, ow), by loops over
+    the NHWC input padded with zeros."""
+    (t, b), (l, r) = pads
+    xp = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+    B, Hp, Wp, C = xp.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilation
+    OH = (Hp - ((kh - 1) * dh + 1)) // sh + 1
+    OW = (Wp - ((kw - 1) * dw + 1)) // sw + 1
+    cols = np.zeros((C, kh, kw, B, OH, OW), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            for oh in range(OH):
+                for ow in range(OW):
+                    cols[:, i, j, :, oh, ow] = xp[:, oh * sh + i * dh, ow * sw + j * dw, :].T
+    return cols.reshape(C * kh * kw, B * OH * OW)
+
+
+CASES = [
+    ((2, 6, 5, 3), ((0, 0), (0, 0)), (3, 3), (1, 1), (1, 1)),
+    ((3, 7, 7, 2), ((1, 1), (1, 1)), (3, 3), (1, 1), (1, 1)),
+    ((2, 9, 8, 4), ((1, 2), (0, 1)), (3, 2), (2, 3), (1, 1)),
+    ((1, 10, 9, 2), ((2, 2), (1, 0)), (2, 3), (1, 2), (2, 2)),
+    ((2, 5, 5, 1), ((0, 0), (0, 0)), (5, 5), (1, 1), (1, 1)),
+    ((4, 3, 4, 5), ((0, 0), (0, 0)), (1, 1), (2, 1), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("shape, pads, kernel, strides, dilation", CASES)
+@pytest.mark.parametrize("zeros", [0.0, 0.6, 1.0])
+def test_conv_columns_equal_the_im2col_pattern(shape, pads, kernel, strides, dilation, zeros):
+    rng = np.random.default_rng(sum(shape) + int(10 * zeros))
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[rng.random(shape) < zeros] = 0
+    x[rng.random(shape) < 0.05] = -0.0                # a negative zero is a zero
+    if zeros < 1:
+        x.flat[rng.integers(x.size)] = np.nan            # NaN is not zero
+    want = _im2col_loops(x, pads, kernel, strides, dilation) != 0
+    cc = columns.ConvColumns(x, pads, kernel, strides, dilation)
+    assert cc.shape == want.shape
+    got = cc.pattern()
+    assert got.dtype == np.bool_ and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+    counts = cc.row_counts()
+    assert counts.dtype == np.int64
+    np.testing.assert_array_equal(counts, want.sum(axis=1))
+    np.testing.assert_array_equal(columns.row_counts(cc), want.sum(axis=1))
+    np.testing.assert_array_equal(columns.pattern(cc), want)
+
+
+def test_conv_columns_equal_the_layers_nchw_im2col():
+    """The rows in the order of wsekern.conv.im2col on the NCHW input, groups included
+    (what the strategy was handed before)."""
+    from wsekern import conv as ck
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((3, 8, 7, 4)), 0).astype(np.float32)
+    pads = ((1, 1), (2, 0))
+    for groups in (1, 2, 4):
+        xn = np.pad(x.transpose(0, 3, 1, 2), ((0, 0), (0, 0)) + pads)
+        g = ck.ConvGeometry.of(xn.shape, (4, 4 // groups, 3, 2), (1, 2), 0, (2, 1), groups)
+        want = ck.im2col(xn, g).reshape(-1, g.B * g.OH * g.OW) != 0
+        cc = columns.ConvColumns(x, pads, (3, 2), (1, 2), (2, 1))
+        np.testing.assert_array_equal(cc.pattern(), want)
+        np.testing.assert_array_equal(cc.row_counts(), want.sum(axis=1))
+
+
+def test_sample_major_with_a_fused_relu_is_the_pre_activation_gradient_pattern():
+    from wsekern.nn import activations
+    from wsekern.nn.tensor import Tensor
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((50, 6)).astype(np.float32)
+    z[rng.random(z.shape) < 0.2] = 0
+    g = rng.standard_normal(z.shape).astype(np.float32)
+    g[rng.random(g.shape) < 0.3] = 0
+    g[0, 0], g[1, 1], g[2, 2] = np.nan, np.inf, -np.inf
+    zt = Tensor(z, requires_grad=True)
+    out = activations.relu(zt)
+    out.backward(g)                                   # the unfused ReLU's own backward
+    want = (zt.grad != 0).T
+    sm = columns.SampleMajor(g, out.data > 0)
+    assert sm.shape == want.shape
+    np.testing.assert_array_equal(sm.pattern(), want)
+    np.testing.assert_array_equal(sm.row_counts(), want.sum(axis=1))
+    plain = columns.SampleMajor(g)
+    np.testing.assert_array_equal(plain.pattern(), (g != 0).T)
+    np.testing.assert_array_equal(columns.row_counts(g.T), (g != 0).T.sum(axis=1))
