@@ -93,3 +93,67 @@ def test_sample_major_with_a_fused_relu_is_the_pre_activation_gradient_pattern()
     plain = columns.SampleMajor(g)
     np.testing.assert_array_equal(plain.pattern(), (g != 0).T)
     np.testing.assert_array_equal(columns.row_counts(g.T), (g != 0).T.sum(axis=1))
+
+
+# -- a placed layer keeps its fused ReLU and hands the strategy what an unfused one does --
+def _recording(monkeypatch):
+    """Every costed step's (layer name, X pattern, G pattern), read before it is costed."""
+    from wsekern.nn.strategy import LayerPlacement
+    seen = []
+    original = LayerPlacement.cost_step
+
+    def cost_step(self, cfg, mode):
+        seen.append((self.layer.name, columns.pattern(self.last_input).copy(),
+                     columns.pattern(self.last_grad).copy()))
+        return original(self, cfg, mode)
+    monkeypatch.setattr(LayerPlacement, "cost_step", cost_step)
+    return seen
+
+
+def _conv_model(fused, sparsity):
+    from wsekern import nn
+    from wsekern.nn import layers as L
+
+    def act(name):       # fused: in the layer; else a layer of its own after it
+        return [] if fused else [L.Activation("relu", name=name + "_relu")]
+    return [nn.Input((9, 8, 2)),
+            L.Conv2D(4, 3, padding="same", name="c1", activation="relu" if fused else None,
+                     sparsity=sparsity), *act("c1"),
+            L.Conv2D(5, (2, 3), strides=(1, 2), name="c2",
+                     activation="relu" if fused else None), *act("c2"),
+            L.Flatten(),
+            L.Dense(16, name="d1", activation="relu" if fused else None, sparsity=0.8),
+            *act("d1"),
+            L.Dense(3, name="d2")]
+
+
+@pytest.mark.parametrize("mode", ["layer-pipelined", "weight-streaming"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5])
+def test_fused_relu_hands_the_strategy_the_unfused_patterns_and_costs(monkeypatch, mode,
+                                                                     sparsity):
+    import wsekern as wk
+    from wsekern import nn
+    seen = _recording(monkeypatch)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 9, 8, 2)).astype(np.float32)
+    x[rng.random(x.shape) < 0.4] = 0
+    y = rng.integers(0, 3, 6)
+    runs = {}
+    for fused in (True, False):
+        nn.utils.set_random_seed(0)
+        strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode=mode)
+        with strategy.scope():
+            model = nn.Sequential(_conv_model(fused, sparsity))
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        seen.clear()
+        model.train_on_batch(x, y)
+        rows = {r["layer"]: r for r in model.wafer_report().to_dict()["layers"]}
+        runs[fused] = (list(seen), rows, list(strategy.step_cycles))
+    (seen_f, rows_f, cyc_f), (seen_u, rows_u, cyc_u) = runs[True], runs[False]
+    assert [s[0] for s in seen_f] == [s[0] for s in seen_u] == ["c1", "c2", "d1", "d2"]
+    for (name, xf, gf), (_, xu, gu) in zip(seen_f, seen_u):
+        np.testing.assert_array_equal(xf, xu, err_msg=name)
+        np.testing.assert_array_equal(gf, gu, err_msg=name)
+        assert 0 < gf.sum() < gf.size or name == "d2", name   # the ReLU zeroed some
+    assert cyc_f == cyc_u
+    assert rows_f == rows_u
