@@ -157,3 +157,19 @@ def test_fused_relu_hands_the_strategy_the_unfused_patterns_and_costs(monkeypatc
         assert 0 < gf.sum() < gf.size or name == "d2", name   # the ReLU zeroed some
     assert cyc_f == cyc_u
     assert rows_f == rows_u
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (3, 0), (1, 5), (254, 3), (255, 3), (256, 3),
+                                   (765, 8), (1000, 13), (86528 // 8, 32), (128, 13, 13, 4)])
+def test_column_counts_equal_count_nonzero(shape):
+    rng = np.random.default_rng(len(shape) + shape[0])
+    for density in (0.0, 0.3, 1.0):
+        nz = rng.random(shape) < density
+        got = columns.column_counts(nz)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.count_nonzero(nz, axis=0).reshape(-1))
+    if len(shape) != 2:
+        return
+    a = rng.standard_normal(shape).astype(np.float32).T            # K x N, as Dense gives
+    a[rng.random(a.shape) < 0.5] = 0
+    np.testing.assert_array_equal(columns.row_counts(a), np.count_nonzero(a, axis=1).reshape(-1))
