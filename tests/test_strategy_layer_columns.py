@@ -173,3 +173,38 @@ def test_column_counts_equal_count_nonzero(shape):
     a = rng.standard_normal(shape).astype(np.float32).T            # K x N, as Dense gives
     a[rng.random(a.shape) < 0.5] = 0
     np.testing.assert_array_equal(columns.row_counts(a), np.count_nonzero(a, axis=1).reshape(-1))
+
+
+def test_streaming_reports_are_made_per_product_when_read():
+    """A weight-streaming plan's reports: each product's made when first read, field for
+    field step_cost's (the forward alone, as the strategy's report reads it, makes one)."""
+    import dataclasses
+
+    import scipy.sparse as sps
+
+    import wsekern as wk
+    from wsekern.wafer import training
+    from wsekern.wafer.placement import WeightStats
+    rng = np.random.default_rng(5)
+    cfg = wk.WaferConfig.small(12, 12)
+    W = sps.csr_array(rng.standard_normal((10, 14)) * (rng.random((10, 14)) < 0.4))
+    stats, stats_t = WeightStats(W), WeightStats(sps.csr_array(W.T))
+    region = (0, 0, 12, 12)
+    x_nz, g_nz = rng.random((14, 9)) < 0.5, rng.random((10, 9)) < 0.7
+    for needs in (True, False):
+        plan = training.step_plan(cfg, "weight-streaming", region, W, stats, stats_t, 9, needs)
+        got = training.planned_reports(plan, x_nz.sum(axis=1), g_nz.sum(axis=1))
+        assert got["forward"].cycles == plan["parts"]["forward"]
+        assert sorted(plan["made"]) == ["forward"]
+        want = training.step_cost(cfg, "weight-streaming", region, W, stats, stats_t, x_nz,
+                                  g_nz, needs)[1]
+        assert list(got) == list(want) and len(got) == len(want)
+        for k, r in want.items():
+            a, b = dataclasses.asdict(got[k]), dataclasses.asdict(r)
+            for f in a:
+                if isinstance(a[f], np.ndarray):
+                    np.testing.assert_array_equal(a[f], b[f], err_msg=f"{k}.{f}")
+                else:
+                    assert a[f] == b[f], (k, f)
+        with pytest.raises(KeyError):
+            got["update"]
