@@ -10,6 +10,7 @@ import scipy.sparse as sps
 import wsekern as wk
 from wsekern import nn
 from wsekern._step_cost import ws_step_stream
+from wsekern.nn import columns
 from wsekern.nn import layers as L
 from wsekern.nn.strategy import LayerPlacement
 from wsekern.wafer import analytic, training
@@ -134,7 +135,7 @@ def recorded(monkeypatch):
     original = LayerPlacement.cost_step
 
     def cost_step(self, cfg, mode):
-        x_nz, g_nz = self.last_input != 0, self.last_grad != 0
+        x_nz, g_nz = columns.pattern(self.last_input), columns.pattern(self.last_grad)
         before = dict(self.totals)
         out = original(self, cfg, mode)
         parts = {k: self.totals[k] - before[k] for k in before}

@@ -28,7 +28,7 @@ import scipy.sparse as sps
 from ..errors import SramOverflowError
 from ..wafer import placement, training
 from ..wafer.config import WaferConfig
-from . import placed
+from . import columns, placed
 
 _STACK = []
 PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when built, before fit
@@ -458,41 +458,56 @@ class LayerPlacement:
 
     def cost_step(self, cfg, mode):
         stats, stats_t, W = self.stats()
-        # only the nonzero patterns are read: (K, B) input, features as rows; (M, B) the
-        # gradient of the output
-        x_nz, g_nz = self.last_input != 0, self.last_grad != 0
+        # the step's operands as the layer handed them (arrays, or nn.columns' views of
+        # the layer's own tensors): (K, B) input, features as rows; (M, B) the gradient of
+        # the output; only their nonzeros are read
+        x, g = self.last_input, self.last_grad
         self.last_input = self.last_grad = None
-        args = (cfg, mode, self.region, W, stats, stats_t, x_nz, g_nz, self.needs_input_grad)
-        # a step like the last fully costed one (same W structure, region, batch size)
-        # follows its plan (training.step_plan: only what the batch changes is costed);
-        # its reports wait until read
-        key = (id(cfg), mode, tuple(self.region), W, x_nz.shape[1], self.needs_input_grad)
-        if _same(key, self._primed) and self._plan is not None:
-            parts, latency, sram = training.planned_step(self._plan, x_nz, g_nz)
-            self._pending = args
-            if sram is not None:
-                self.sram_peak = max(self.sram_peak, sram)
-        elif mode != "layer-pipelined" and x_nz.shape[1]:
-            # weight streaming: the parts need no report (the plan builds them when read)
-            self._plan = training.step_plan(*args[:6], x_nz.shape[1], self.needs_input_grad)
+        N = int(x.shape[1])
+        key = (id(cfg), mode, tuple(self.region), W, N, self.needs_input_grad)
+        planned = _same(key, self._primed) and self._plan is not None
+        if mode != "layer-pipelined" and N:
+            # weight streaming: every product's time reads W's structure and N, not the
+            # operands (training.step_plan's "fixed" plan); the reports, built when read,
+            # count the useful MACs from each row's nonzeros, so only those are kept
+            x_rows, g_rows = columns.row_counts(x), columns.row_counts(g)
+            if not planned:
+                self._plan = training.step_plan(cfg, mode, self.region, W, stats, stats_t,
+                                                N, self.needs_input_grad)
+                self._primed = key
+                self.sram_peak = max(self.sram_peak, self._plan["sram"])
             parts, latency = dict(self._plan["parts"]), self._plan["latency"]
-            self._pending, self._primed = args, key
-            self.sram_peak = max(self.sram_peak, self._plan["sram"])
+            self._pending = (cfg, mode, self.region, W, stats, stats_t, x_rows, g_rows,
+                             self.needs_input_grad)
+            x_nnz = int(x_rows.sum())
         else:
-            parts, self._reports, latency = training.step_cost(*args)
-            self._pending, self._primed = None, key
-            self._plan = training.step_plan(*args[:6], x_nz.shape[1], self.needs_input_grad,
-                                            costed=(parts, latency, self._reports))
-            self.sram_peak = max(self.sram_peak,
-                                 int(max(r.sram_peak_bytes for r in self._reports.values())))
+            x_nz, g_nz = columns.pattern(x), columns.pattern(g)
+            args = (cfg, mode, self.region, W, stats, stats_t, x_nz, g_nz,
+                    self.needs_input_grad)
+            # a step like the last fully costed one (same W structure, region, batch size)
+            # follows its plan (training.step_plan: only what the batch changes is
+            # costed); its reports wait until read
+            if planned:
+                parts, latency, sram = training.planned_step(self._plan, x_nz, g_nz)
+                self._pending = args
+                if sram is not None:
+                    self.sram_peak = max(self.sram_peak, sram)
+            else:
+                parts, self._reports, latency = training.step_cost(*args)
+                self._pending, self._primed = None, key
+                self._plan = training.step_plan(*args[:6], N, self.needs_input_grad,
+                                                costed=(parts, latency, self._reports))
+                self.sram_peak = max(self.sram_peak, int(max(
+                    r.sram_peak_bytes for r in self._reports.values())))
+            x_nnz = int(np.count_nonzero(x_nz))
         for k, v in parts.items():
             self.totals[k] += v
-        self.last_input_nnz, self.last_input_size = int(np.count_nonzero(x_nz)), int(x_nz.size)
-        self.last_output_size = int(g_nz.size)
-        self.last_columns = int(x_nz.shape[1])
+        self.last_input_nnz, self.last_input_size = x_nnz, int(x.shape[0]) * N
+        self.last_output_size = int(g.shape[0]) * int(g.shape[1])
+        self.last_columns = N
         self.columns_max = max(self.columns_max, self.last_columns)
         self.last_latency = latency
-        self.activation_zeros += 1.0 - self.last_input_nnz / max(x_nz.size, 1)
+        self.activation_zeros += 1.0 - self.last_input_nnz / max(self.last_input_size, 1)
         self.costed_steps += 1
         return {"total": sum(parts.values()), "latency": latency, **parts}
 

@@ -11,6 +11,7 @@ model and calls these). Two modes:
 - weight streaming: one layer at a time on the whole wafer, X stationary, the weights
   crossing the external link (forward, backward, gradients out), the update off-wafer.
 """
+import collections.abc
 import dataclasses
 import hashlib
 import math
@@ -309,21 +310,84 @@ def planned_reports(plan, x_nz, g_nz):
     """The reports :func:`step_cost` gives a step of a ``"fixed"`` plan (weight streaming):
     the plan's, with the useful MACs (the one field the operands' values change) counted
     from this step's patterns, as Operands counts them. None for the other plans (their
-    reports are step_cost's to build)."""
+    reports are step_cost's to build). ``x_nz`` and ``g_nz``: X's and G's nonzero patterns
+    (K x N, M x N), or only the nonzeros of each of their rows (length K, M): all that the
+    count reads."""
     if plan is None or plan["kind"] != "fixed":
         return None
-    if plan["reports"] is None:          # costed without them: built once, on zero operands
-        cfg, mode, region, W, needs_input_grad = plan["step"]
-        M, K = W.shape
-        N = plan["N"]
-        plan["reports"] = step_cost(cfg, mode, region, W, plan["stats"], plan["stats_t"],
-                                    np.zeros((K, N), bool), np.zeros((M, N), bool),
-                                    needs_input_grad)[1]
-    useful_x = int(plan["stats"].col_nnz @ x_nz.sum(axis=1).astype(np.int64))
+    useful_x = int(plan["stats"].col_nnz @ _row_nnz(x_nz, plan["stats"].K, "x_nz"))
     useful = {"forward": useful_x, "weight-gradient": useful_x,     # both stream W over X
-              "input-gradient": int(plan["stats_t"].col_nnz @ g_nz.sum(axis=1).astype(np.int64))}
-    return {k: dataclasses.replace(r, macs_useful=useful[k], details=dict(r.details))
-            for k, r in plan["reports"].items()}
+              "input-gradient": int(plan["stats_t"].col_nnz
+                                    @ _row_nnz(g_nz, plan["stats_t"].K, "g_nz"))}
+
+    def report(k):
+        r = _plan_report(plan, k)
+        return dataclasses.replace(r, macs_useful=useful[k], details=dict(r.details))
+    return LazyReports(_report_names(plan["step"][4]), report)
+
+
+def _report_names(needs_input_grad):
+    """The products a step's reports name, in step_cost's order."""
+    return (("forward", "input-gradient", "weight-gradient") if needs_input_grad
+            else ("forward", "weight-gradient"))
+
+
+def _plan_report(plan, k):
+    """Product ``k``'s report of a ``"fixed"`` plan, as :func:`step_cost` makes it on zero
+    operands (the useful MACs aside, the operands change no field): the plan's own when it
+    was costed with them, else made when first asked and kept on the plan (each report
+    holds per-PE maps of the whole region: a reader of the forward's alone pays for one)."""
+    if plan["reports"] is not None:
+        return plan["reports"][k]
+    made = plan.setdefault("made", {})
+    if k not in made:
+        cfg, _, region, W, _ = plan["step"]
+        N = plan["N"]
+        if k == "weight-gradient":          # step_cost's: the forward's very report
+            fwd = _plan_report(plan, "forward")
+            made[k] = dataclasses.replace(fwd, details=dict(fwd.details))
+        elif k == "forward":
+            X = np.zeros((W.shape[1], N), bool)
+            made[k] = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
+                                                     ops=Operands(W, X, plan["stats"]))
+        else:
+            G = np.zeros((W.shape[0], N), bool)
+            made[k] = analytic.activation_stationary(None, G, cfg, region, passes=1,
+                                                     full=False,
+                                                     ops=Operands(None, G, plan["stats_t"]))
+    return made[k]
+
+
+class LazyReports(collections.abc.Mapping):
+    """A step's reports by product name, each made when first read (then kept)."""
+
+    def __init__(self, names, make):
+        self._names, self._make, self._made = tuple(names), make, {}
+
+    def __getitem__(self, k):
+        if k not in self._names:
+            raise KeyError(k)
+        if k not in self._made:
+            self._made[k] = self._make(k)
+        return self._made[k]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)
+
+
+def _row_nnz(a, rows, name):
+    """The nonzeros of each of the ``rows`` rows of a pattern (2-D), or those counts as
+    given (1-D), as int64."""
+    a = np.asarray(a)
+    if a.ndim == 2 and a.shape[0] == rows:
+        return a.sum(axis=1).astype(np.int64)
+    if a.ndim == 1 and a.shape[0] == rows and a.dtype.kind in "iu":
+        return a.astype(np.int64, copy=False)
+    raise ValueError(f"{name} must be a pattern with {rows} rows or its {rows} row counts; "
+                     f"received {a.dtype} of shape {a.shape}")
 
 
 def planned_step(plan, x_nz, g_nz):

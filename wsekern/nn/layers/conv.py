@@ -6,7 +6,7 @@ import numpy as np
 from ... import conv as conv_kernels
 from ... import conv_planes
 from ... import pool as pool_kernels
-from .. import activations
+from .. import activations, columns
 from ..placed import placement_of
 from ..tensor import Tensor
 from .base import Layer
@@ -319,25 +319,24 @@ class Conv2D(Layer):
                              f"{self.input_shape[-1]}); received shape {x.shape}")
         pads = self._pads(x.shape[1], x.shape[2])
         placement = placement_of(self)
-        observed = training and placement is not None   # the strategy taps the pre-activation
-        fuse = self.activation is activations.relu and not observed
+        observed = training and placement is not None
+        fuse = self.activation is activations.relu
         y = conv2d_nhwc(x, self.kernel, self.weight_mask, self.strides, pads,
                         self.dilation_rate, self.groups, self.bias if self.use_bias else None,
                         relu=fuse, cache=self._planes_cache)
         if observed:                                    # hand the step to the wafer strategy
-            y = placement.observe(self._columns(x.data, pads), x.requires_grad, y,
-                                  lambda g: g.reshape(-1, self.filters).T)
+            # the input's im2col columns, counted from the NHWC input (no im2col formed);
+            # the gradient of the product's output, before the activation: with the ReLU
+            # fused, the ReLU's backward passes dY where its output is > 0, else 0
+            out = y.data if fuse else None
+            filters = self.filters
+            y = placement.observe(
+                columns.ConvColumns(x.data, pads, self.kernel_size, self.strides,
+                                    self.dilation_rate), x.requires_grad, y,
+                lambda g: columns.SampleMajor(
+                    g.reshape(-1, filters),
+                    None if out is None else out.reshape(-1, filters) > 0))
         return y if fuse else self.activation(y)
-
-    def _columns(self, x, pads):
-        """The im2col columns (C*kh*kw x B*OH*OW) this layer streams on the wafer, in the
-        order of the output pixels (b, oh, ow) of its NHWC output."""
-        xn = _pad_nchw(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), pads)
-        g = conv_kernels.ConvGeometry.of(xn.shape, (self.filters, xn.shape[1] // self.groups)
-                                         + self.kernel_size, self.strides, 0,
-                                         self.dilation_rate, self.groups)
-        cols = conv_kernels.im2col(xn, g)                 # (G, K, B*OH*OW)
-        return cols.reshape(-1, cols.shape[2])
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape

@@ -4,7 +4,7 @@ import scipy.sparse as sps
 
 from ... import sparse_dense as sparse_dense_kernels
 from ...sparse import pack
-from .. import activations, utils
+from .. import activations, columns, utils
 from ..placed import placement_of
 from ..tensor import Tensor, reshape
 from . import transposes
@@ -121,12 +121,25 @@ class Dense(Layer):
                              f"features; received shape {x.shape}")
         placement = placement_of(self) if training else None
         bias = self.bias if self.use_bias else None
-        if placement is None and self.pattern is not None:
-            # one fused node: x @ kernel + bias, and a GELU or ReLU inside
+        if self.pattern is not None:
+            # one fused node: x @ kernel + bias, and a GELU or ReLU inside. Placed, the
+            # wafer strategy is handed the product's gradient, before the activation: the
+            # ReLU's backward passes dY where its output is > 0 (else 0), so it stays
+            # fused; a GELU is applied after the tap
             fused = FUSED.get(self.activation)
+            if placement is not None and fused != "relu":
+                fused = None
             y = sparse_dense(x, self.kernel, self.pattern, bias, fused, share=training)
+            if placement is not None:
+                K, units = self.kernel_shape
+                out = y.data if fused else None
+                y = placement.observe(
+                    x.data.reshape(-1, K).T, x.requires_grad, y,
+                    lambda g: columns.SampleMajor(
+                        g.reshape(-1, units),
+                        None if out is None else out.reshape(-1, units) > 0))
             return y if fused else self.activation(y)
-        if self.pattern is None and linear_applies(x, self.kernel, bias):
+        if linear_applies(x, self.kernel, bias):
             # a placed layer hands the wafer strategy the product's gradient, before the
             # activation: the GELU is then not fused
             gelu = self.activation is activations.gelu and placement is None
@@ -138,10 +151,7 @@ class Dense(Layer):
             return y if gelu else self.activation(y)
         lead = x.shape[:-1]
         x2 = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
-        if self.pattern is None:
-            y = x2 @ self.kernel
-        else:
-            y = sparse_dense(x2, self.kernel, self.pattern)
+        y = x2 @ self.kernel
         if self.use_bias:
             y = y + self.bias
         if placement is not None:          # hand the step to the wafer strategy
