@@ -208,3 +208,38 @@ def test_streaming_reports_are_made_per_product_when_read():
                     assert a[f] == b[f], (k, f)
         with pytest.raises(KeyError):
             got["update"]
+
+
+@pytest.mark.parametrize("mode", ["layer-pipelined", "weight-streaming"])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_pruned_convs_useful_macs_are_the_closed_form_count(mode, groups):
+    """Column k of the strategy's W meets row k of the im2col: a pruned conv on a sparse
+    input (one channel all zero) reports the forward MACs with two nonzero operands that a
+    direct count over output pixels, taps, channels and filters gives. (W's columns were
+    once in the kernel's (kh, kw, channel) order against the im2col's (channel, kh, kw).)"""
+    import wsekern as wk
+    from wsekern import nn
+    from wsekern.nn import layers as L
+    nn.utils.set_random_seed(0)
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16), mode=mode)
+    with strategy.scope():
+        model = nn.Sequential([nn.Input((7, 6, 4)),
+                               L.Conv2D(6, 3, groups=groups, use_bias=False, name="c")])
+        model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(1)
+    k = model.layers[0].kernel.data                       # (kh, kw, cin / groups, filters)
+    k[...] = rng.standard_normal(k.shape) * (rng.random(k.shape) < 0.4)
+    x = (rng.standard_normal((3, 7, 6, 4)) * (rng.random((3, 7, 6, 4)) < 0.5)).astype(np.float32)
+    x[..., 0] = 0
+    model.train_on_batch(x, np.zeros((3, 5, 4, 6), np.float32))
+    cin_g, og = 4 // groups, 6 // groups
+    want = 0
+    for g in range(groups):
+        xg = x[..., g * cin_g:(g + 1) * cin_g] != 0
+        wg = k[..., g * og:(g + 1) * og] != 0
+        for i in range(3):
+            for j in range(3):
+                want += int(np.einsum("bhwc,co->", xg[:, i:i + 5, j:j + 4].astype(np.int64),
+                                      wg[i, j].astype(np.int64)))
+    assert want > 0
+    assert strategy.placements[0].reports["forward"].macs_useful == want

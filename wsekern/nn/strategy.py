@@ -520,7 +520,9 @@ def _same(key, primed):
 
 def _weight_csr(w, groups):
     """A Dense kernel (K x M) or a Conv2D kernel (kh, kw, cin/groups, out) as W (M x K)
-    CSR, block-diagonal over the groups. A dtype scipy.sparse cannot hold (float16) is
+    CSR, block-diagonal over the groups. A conv's columns are in its im2col's row order,
+    (channel, kernel row, kernel column) within each group (nn/columns.py), so column k of
+    W meets row k of the activations. A dtype scipy.sparse cannot hold (float16) is
     widened first: the cost models read the structure, which widening keeps."""
     if w.dtype.kind == "f" and w.dtype.itemsize < 4:
         w = w.astype(np.float32)
@@ -528,7 +530,8 @@ def _weight_csr(w, groups):
         return sps.csr_array(w.T)
     kh, kw, cin_g, out = w.shape
     og = out // groups
-    mats = [w[..., g * og:(g + 1) * og].reshape(kh * kw * cin_g, og).T for g in range(groups)]
+    w = w.transpose(2, 0, 1, 3)                       # (cin/groups, kh, kw, out)
+    mats = [w[..., g * og:(g + 1) * og].reshape(cin_g * kh * kw, og).T for g in range(groups)]
     return sps.block_diag([sps.csr_array(m) for m in mats], format="csr")
 
 
