@@ -37,7 +37,7 @@ cdef extern from "wsk_conv_small.h" nogil:
     void wsk_small_grad_weight_f64(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                                    const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                                    const Py_ssize_t*, double*) noexcept
-    void wsk_small_init(int avx2) noexcept
+    void wsk_small_init(int path) noexcept
 
 cdef extern from "wsk_conv_tile.h" nogil:
     void wsk_tile_rows_f32(const float*, const int32_t*, Py_ssize_t, const float*, Py_ssize_t,
@@ -54,8 +54,9 @@ def simd_init(int path=0):
     """Select this module's SIMD path (the dispatch tables are per extension module)."""
     name = wsk_simd_init(path).decode()
     wsk_sampled_init(name in ("avx2", "avx512"))      # its widest clone is AVX2
-    wsk_small_init(name in ("avx2", "avx512"))
-    wsk_tile_init({"avx2": 2, "avx512": 4}.get(name, 1))
+    path = {"avx2": 2, "avx512": 4}.get(name, 1)
+    wsk_small_init(path)
+    wsk_tile_init(path)
     return name
 
 
