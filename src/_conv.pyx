@@ -37,7 +37,7 @@ cdef extern from "wsk_conv_small.h" nogil:
     void wsk_small_grad_weight_f64(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                                    const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                                    const Py_ssize_t*, double*) noexcept
-    void wsk_small_init(int avx2) noexcept
+    void wsk_small_init(int path) noexcept
 
 cdef extern from "wsk_conv_tile.h" nogil:
     void wsk_tile_rows_f32(const float*, const int32_t*, Py_ssize_t, const float*, Py_ssize_t,
@@ -54,8 +54,9 @@ def simd_init(int path=0):
     """Select this module's SIMD path (the dispatch tables are per extension module)."""
     name = wsk_simd_init(path).decode()
     wsk_sampled_init(name in ("avx2", "avx512"))      # its widest clone is AVX2
-    wsk_small_init(name in ("avx2", "avx512"))
-    wsk_tile_init({"avx2": 2, "avx512": 4}.get(name, 1))
+    path = {"avx2": 2, "avx512": 4}.get(name, 1)
+    wsk_small_init(path)
+    wsk_tile_init(path)
     return name
 
 
@@ -159,6 +160,93 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
                     offs = ob
                 _tile(vals, offs, q, &P[b, 0, 0, 0, 0], limit, Wq, oh0, oh1, OW,
                       &out[b, o, 0, 0])
+
+
+def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
+                const uint8_t[:, ::1] channel_alive, const floating[::1] wval,
+                const int32_t[::1] woff, const int32_t[::1] wchan, const int32_t[::1] wptr,
+                floating[:, :, :, ::1] out, int n_threads=1):
+    """:func:`forward` at stride 1 from the unpadded x (B, C, H, W): each thread pads one
+    image at a time into its own buffer (C, H + 2 ph, W + 2 pw), whose border is zeroed
+    once, and the filters read it there while it is in cache; woff are offsets into that
+    one image's padded planes. No padded copy of the whole batch is written. Work units
+    are images. Checks its operands itself (the kernels read without bounds checks)."""
+    cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    if ph < 0 or pw < 0:
+        raise ValueError(f"forward_pad: padding must be >= 0; received ph={ph}, pw={pw}")
+    cdef Py_ssize_t Hq = H + 2 * <Py_ssize_t>ph, Wq = W + 2 * <Py_ssize_t>pw
+    cdef Py_ssize_t plane = C * Hq * Wq, n = wval.shape[0]
+    if (out.shape[0] != B or OH > Hq or OW > Wq or channel_alive.shape[0] != B
+            or channel_alive.shape[1] != C or wptr.shape[0] != O + 1 or woff.shape[0] != n
+            or wchan.shape[0] != n):
+        raise ValueError(f"forward_pad: x {(B, C, H, W)} padded by ({ph}, {pw}) needs out "
+                         f"({B}, O, <= {Hq}, <= {Wq}), alive {(B, C)}, wptr (O + 1,) and "
+                         f"woff, wchan of wval's length {n}; received out "
+                         f"{tuple(out.shape[i] for i in range(4))}, alive "
+                         f"{(channel_alive.shape[0], channel_alive.shape[1])}, wptr "
+                         f"({wptr.shape[0]},), woff ({woff.shape[0]},), wchan ({wchan.shape[0]},)")
+    cdef Py_ssize_t u, b, o, p, q, t, c, h, max_row = 0, max_off = 0
+    if wptr[0] != 0 or wptr[O] != n:
+        raise ValueError(f"forward_pad: wptr must run from 0 to {n}; received "
+                         f"{wptr[0]} .. {wptr[O]}")
+    for o in range(O):
+        if wptr[o + 1] < wptr[o]:
+            raise ValueError(f"forward_pad: wptr must not decrease; received "
+                             f"wptr[{o}] = {wptr[o]} > wptr[{o + 1}] = {wptr[o + 1]}")
+        max_row = max(max_row, wptr[o + 1] - wptr[o])
+    for p in range(n):
+        if woff[p] < 0 or wchan[p] < 0 or wchan[p] >= C:
+            raise ValueError(f"forward_pad: kept weight {p} has offset {woff[p]} and channel "
+                             f"{wchan[p]}; offsets must be >= 0 and channels below {C}")
+        max_off = max(max_off, woff[p])
+    if B * O * OH * OW == 0:
+        return
+    if n > 0 and max_off + (OH - 1) * Wq + OW > plane:
+        raise ValueError(f"forward_pad: an offset of {max_off} reads past one image's padded "
+                         f"planes ({plane} elements) for an output of {OH}x{OW}")
+    # slack past the planes, zero: a tile's last whole vector may read there (its lanes
+    # past OW are dropped), so no tile falls back to the scalar loop at the end
+    cdef Py_ssize_t slack = 64, limit = plane + slack
+    cdef uint8_t[::1] all_alive = np.ones(B, dtype=np.uint8)
+    for b in range(B):
+        for c in range(C):
+            if not channel_alive[b, c]:
+                all_alive[b] = 0
+                break
+    n_threads = max(1, min(n_threads, B))
+    cdef floating[:, ::1] buf = np.zeros((n_threads, plane + slack), dtype=np.asarray(wval).dtype)
+    cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 1), dtype=np.asarray(wval).dtype)
+    cdef int32_t[:, ::1] obuf = np.empty((n_threads, max_row + 1), dtype=np.int32)
+    cdef floating* vb
+    cdef int32_t* ob
+    cdef floating* xb
+    cdef const floating* vals
+    cdef const int32_t* offs
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        vb = &vbuf[t, 0]
+        ob = &obuf[t, 0]
+        xb = &buf[t, 0]
+        for b in prange(B, schedule='dynamic'):
+            for c in range(C):          # the interior only: the border stays zero
+                for h in range(H):
+                    memcpy(xb + (c * Hq + ph + h) * Wq + pw, &x[b, c, h, 0],
+                           W * sizeof(floating))
+            for o in range(O):
+                if all_alive[b]:
+                    vals = &wval[0] + wptr[o]
+                    offs = &woff[0] + wptr[o]
+                    q = wptr[o + 1] - wptr[o]
+                else:
+                    q = 0
+                    for p in range(wptr[o], wptr[o + 1]):
+                        vb[q] = wval[p]
+                        ob[q] = woff[p]
+                        q = q + (channel_alive[b, wchan[p]] != 0)     # any nonzero: alive
+                    vals = vb
+                    offs = ob
+                _tile(vals, offs, q, xb, limit, Wq, 0, OH, OW, &out[b, o, 0, 0])
 
 
 def grad_weight(const floating[:, :, :, :, ::1] P, const floating[:, :, :, ::1] grad,

@@ -1,8 +1,11 @@
 """The direct conv path's row-tile kernel (src/wsk_conv_tile.h) on every SIMD path this CPU
 runs, against plain loops in float64 and PyTorch: odd widths (not a multiple of any
 vector), one-row images, strides, dilation, groups, NaN in x, all-zero filters, bands."""
+import textwrap
+
 import numpy as np
 import pytest
+from conftest import run_in_child
 
 import wsekern
 from wsekern import _conv
@@ -43,6 +46,19 @@ def direct(x, w, stride, padding, dilation, groups, band=0, n_threads=1):
     _conv.forward(P, alive, wval, woff, wchan, wptr, out, n_threads, band)
     return out
 
+
+
+def direct_pad(x, w, padding, dilation, groups, n_threads=1):
+    """The stride-1 direct path that pads each image inside the kernel (forward_pad)."""
+    g = conv_mod.ConvGeometry.of(x.shape, w.shape, 1, padding, dilation, groups)
+    w2 = np.ascontiguousarray(w).reshape(g.O, -1)
+    alive = np.empty((g.B, g.C), dtype=np.uint8)
+    _conv.scan_planes(np.ascontiguousarray(x).reshape(g.B, g.C, -1), alive)
+    wval, woff, wchan, wptr = conv_mod._filter_offsets(w2, g, g.phase_shape())
+    out = np.full((g.B, g.O, g.OH, g.OW), np.nan, dtype=x.dtype)
+    _conv.forward_pad(np.ascontiguousarray(x), *g.padding, alive, wval, woff, wchan, wptr,
+                      out, n_threads)
+    return out
 
 @pytest.fixture(params=simd_available())
 def simd(request):
@@ -87,6 +103,11 @@ def test_row_tiles_match_reference(case, dtype, simd):
             assert y.dtype == dtype and y.shape == ref.shape
             np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
     assert not direct(x, w, stride, padding, dilation, groups)[:, 0].any()
+    if stride == 1:
+        for n_threads in (1, 2):
+            y = direct_pad(x, w, padding, dilation, groups, n_threads)
+            assert y.dtype == dtype and y.shape == ref.shape
+            np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -101,11 +122,11 @@ def test_nan_in_x_reaches_only_the_outputs_its_kept_weights_touch(dtype, simd):
     w = (rng.standard_normal((4, 3, 3, 3)) * (rng.random((4, 3, 3, 3)) < 0.5)).astype(dtype)
     w[:, 2] = 0                      # channel 2 (with the inf) has no kept weight
     ref = kept_reference(x, w, 1, 1, 1, 1)
-    y = direct(x, w, 1, 1, 1, 1)
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
-    assert np.isnan(ref).any() and not np.isnan(ref).all()
     tol = 1e-4 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+    for y in (direct(x, w, 1, 1, 1, 1), direct_pad(x, w, 1, 1, 1)):
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+    assert np.isnan(ref).any() and not np.isnan(ref).all()
 
 
 def test_dead_channels_are_skipped_per_image(simd):
@@ -118,6 +139,9 @@ def test_dead_channels_are_skipped_per_image(simd):
     w = w.astype(np.float32)
     np.testing.assert_allclose(direct(x, w, 1, 1, 1, 1, band=4),
                                kept_reference(x, w, 1, 1, 1, 1), rtol=1e-4, atol=1e-4)
+    for n_threads in (1, 2):
+        np.testing.assert_allclose(direct_pad(x, w, 1, 1, 1, n_threads),
+                                   kept_reference(x, w, 1, 1, 1, 1), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("case", CASES[:4] + CASES[6:9])
@@ -178,3 +202,52 @@ def test_any_nonzero_alive_flag_counts_as_alive(simd):
     x_dead[1, 0] = 0
     np.testing.assert_allclose(out, kept_reference(x_dead, w, 1, 1, 1, 1), rtol=1e-4,
                                atol=1e-4)
+
+
+def test_forward_pad_refuses_operands_that_do_not_fit_in_a_child_process():
+    """forward_pad reads and writes without bounds checks: an output larger than the
+    padded image, short alive or index arrays, a negative padding, an offset or a channel
+    out of range, or a broken wptr is refused with a ValueError naming what it received."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from wsekern import _conv
+        x = np.ones((2, 3, 5, 6))
+        alive = np.ones((2, 3), np.uint8)
+        val = np.ones(4)
+        off = np.array([0, 1, 8, 9], np.int32)
+        chan = np.array([0, 1, 2, 0], np.int32)
+        ptr = np.array([0, 2, 4], np.int32)
+        out = np.empty((2, 2, 5, 6))
+        _conv.forward_pad(x, 1, 1, alive, val, off, chan, ptr, out, 1)     # fits
+        cases = [
+            lambda: _conv.forward_pad(x, 1, 1, alive, val, off, chan, ptr,
+                                      np.empty((2, 2, 8, 6)), 1),
+            lambda: _conv.forward_pad(x, 1, 1, alive, val, off, chan, ptr,
+                                      np.empty((3, 2, 5, 6)), 1),
+            lambda: _conv.forward_pad(x, 1, 1, alive[:1], val, off, chan, ptr, out, 1),
+            lambda: _conv.forward_pad(x, -1, 1, alive, val, off, chan, ptr, out, 1),
+            lambda: _conv.forward_pad(x, 1, 1, alive, val, off[:3], chan, ptr, out, 1),
+            lambda: _conv.forward_pad(x, 1, 1, alive, val, off, chan, ptr[:2], out, 1),
+            lambda: _conv.forward_pad(x, 1, 1, alive, val, np.array([0, 1, 8, 10**6], np.int32),
+                                      chan, ptr, out, 1),
+            lambda: _conv.forward_pad(x, 1, 1, alive, val, np.array([0, -1, 8, 9], np.int32),
+                                      chan, ptr, out, 1),
+            lambda: _conv.forward_pad(x, 1, 1, alive, val, off, np.array([0, 1, 3, 0], np.int32),
+                                      ptr, out, 1),
+            lambda: _conv.forward_pad(x, 1, 1, alive, val, off, chan,
+                                      np.array([0, 3, 2], np.int32), out, 1),
+            lambda: _conv.forward_pad(x, 1, 1, alive, val, off, chan,
+                                      np.array([0, 2, 5], np.int32), out, 1),
+        ]
+        for i, case in enumerate(cases):
+            try:
+                case()
+            except ValueError as e:
+                msg = str(e)
+                assert "received" in msg or "reads past" in msg or "must be" in msg, (i, msg)
+            else:
+                raise AssertionError(f"case {i} was accepted")
+        print("OK", len(cases))
+    """)
+    proc = run_in_child(code)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK 11", proc.stderr[-2000:]

@@ -410,15 +410,7 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     w_density = np.count_nonzero(w2) / w2.size
     direct_fixed, direct_cost, input_fixed, input_cost = _path_costs()
     alive = np.empty((g.B, g.C), dtype=np.uint8)           # channels with a nonzero pixel
-    P = None
-    if (g.stride == (1, 1) and direct_fixed + w_density * direct_cost < 1.0
-            and not g.padding_dominates()):
-        # the direct path is likely: pad x (its phases at stride 1) while scanning it
-        g.check_memory(np.dtype(dtype).itemsize, im2col=False)
-        P = np.empty(g.phase_shape(), dtype=dtype)
-        x_nonzeros, x_finite = _conv.pad_scan(x, P[:, :, 0], *g.padding, alive)
-    else:
-        x_nonzeros, x_finite = _conv.scan_planes(x.reshape(g.B, g.C, -1), alive)
+    x_nonzeros, x_finite = _conv.scan_planes(x.reshape(g.B, g.C, -1), alive)
     x_density = x_nonzeros / x.size
     w_finite = bool(np.isfinite(w2).all())
     cost = {"im2col-blas": 1.0}
@@ -436,12 +428,16 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)
     threads = resolve_threads(n_threads, g.B * g.O * g.OH * g.OW * w2.shape[1] * cost[path])
     if path == "direct":
-        P = _phases(x, g) if P is None else P
         # An input channel that is zero for a whole image is skipped (exact when w is finite).
         if not w_finite:
             alive[...] = 1
-        wval, woff, wchan, wptr = _filter_offsets_cached(w2, g, P.shape)
-        _conv.forward(P, alive, wval, woff, wchan, wptr, out, threads)
+        if g.stride == (1, 1):      # each thread pads one image at a time, kept in cache
+            wval, woff, wchan, wptr = _filter_offsets_cached(w2, g, g.phase_shape())
+            _conv.forward_pad(x, *g.padding, alive, wval, woff, wchan, wptr, out, threads)
+        else:
+            P = _phases(x, g)
+            wval, woff, wchan, wptr = _filter_offsets_cached(w2, g, P.shape)
+            _conv.forward(P, alive, wval, woff, wchan, wptr, out, threads)
     elif path == "input-sparse":
         out[...] = _input_sparse(x, w2, g, threads)
     else:
