@@ -34,14 +34,18 @@ def interleaved_medians(fns, repeat):
     slow spell of a shared machine hits every contender alike. Seconds of this thread's CPU
     time: every contender runs on the calling thread alone (1 thread everywhere), and the
     time slices a loaded machine gives other processes are not counted (wall-clock medians
-    moved 30 % between runs with 10 jobs on 2 cores). The wall-clock medians are returned
-    too, under ``name + "_wall"``."""
+    moved 30 % between runs with 10 jobs on 2 cores). The order rotates from round to round,
+    so no contender always follows the same one (in a fixed order the one after NumPy's dense
+    product met cold caches, the one after a sparse product warm ones). The wall-clock
+    medians are returned too, under ``name + "_wall"``."""
     for fn in fns.values():
         fn()
     cpu = {name: [] for name in fns}
     wall = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
+    order = list(fns.items())
+    for r in range(repeat):
+        s = r % len(order) if order else 0
+        for name, fn in order[s:] + order[:s]:
             w0, c0 = time.perf_counter(), time.thread_time()
             fn()
             cpu[name].append(time.thread_time() - c0)
