@@ -85,7 +85,7 @@ def _layer_pair(padding, sparsity, dtype="float64", channels=1):
 
 
 @pytest.mark.parametrize("padding", ["valid", "same"])
-@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("channels", [1, 3, 6])
 def test_layer_equals_the_gemm_path_on_a_pruned_kernel(padding, channels, monkeypatch):
     """The Conv2D step through the few-channel kernel against im2col + GEMM (forced by
     SMALL_CHANNELS = 0): output, kernel gradient (pruned positions zero), bias and input
@@ -98,7 +98,7 @@ def test_layer_equals_the_gemm_path_on_a_pruned_kernel(padding, channels, monkey
     monkeypatch.setattr(conv_layer, "_conv2d_planes", lambda *args: None)
     calls = _count_small_calls(monkeypatch)
     results = []
-    for small in (conv_layer.SMALL_CHANNELS, 0):
+    for small in (max(conv_layer.SMALL_CHANNELS, channels), 0):
         monkeypatch.setattr(conv_layer, "SMALL_CHANNELS", small)
         x = Tensor(xv, requires_grad=True)
         layer.kernel.grad = layer.bias.grad = None

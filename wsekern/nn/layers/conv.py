@@ -6,6 +6,7 @@ import numpy as np
 from ... import conv as conv_kernels
 from ... import conv_planes
 from ... import pool as pool_kernels
+from ...simd_path import SIMD_PATH
 from .. import activations, columns
 from ..placed import placement_of
 from ..tensor import Tensor
@@ -80,10 +81,12 @@ def _pad_nchw(x, pads, value=0.0):
 # the direct path; at 98%, 1.47 s against 1.23 s.
 SKIP_ZEROS_ABOVE = 0.95
 # Input channels up to which an ungrouped Conv2D runs the direct few-channel kernel
-# (wsekern.conv.conv2d_small_nhwc) instead of im2col + GEMM. Measured (3x3, 32 filters,
-# 128 images of 28x28, Zen 3, 1 thread, loaded machine): forward + bias + ReLU 8.8 ms
-# against 20 ms (1 channel), 11 against 27 ms (3 channels); kernel gradient about even.
-SMALL_CHANNELS = 3
+# (wsekern.conv.conv2d_small_nhwc, register tiles) instead of im2col + GEMM, per SIMD path
+# (OpenBLAS's GEMM is vectorised whatever the path). Measured on Zen 4, 1 thread, 3x3,
+# bias + ReLU, forward + kernel gradient, 128 images: GEMM time / the kernel's at 1, 3, 8
+# channels (32 filters, 28x28), 16 and 32 (64 filters, 13x13): avx512 4.6, 2.7, 2.0, 1.2,
+# 0.5; avx2 3.4, 2.3, 1.8, 1.1, 0.4; baseline 1.6, 0.93, 0.69, 0.48.
+SMALL_CHANNELS = {"avx512": 8, "avx2": 8}.get(SIMD_PATH, 1)
 
 
 def conv2d_nhwc(x, kernel, mask, strides, pads, dilation, groups, bias=None, relu=False,
