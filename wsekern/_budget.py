@@ -2,13 +2,23 @@
 import os
 import resource
 
+_physical = []     # the machine's memory, read once: two sysconf calls cost every spmm ~1 us
+
+
+def _physical_bytes():
+    if not _physical:
+        try:
+            total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            total = 16 << 30
+        _physical.append(total)
+    return _physical[0]
+
 
 def memory_budget():
-    """Half the memory this process may have: physical memory, or its address-space limit."""
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        total = 16 << 30
+    """Half the memory this process may have: physical memory, or its address-space limit
+    (read on every call: a process may lower it at any time)."""
+    total = _physical_bytes()
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     if limit != resource.RLIM_INFINITY:
         total = min(total, limit)

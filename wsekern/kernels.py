@@ -6,11 +6,12 @@ import numpy as np
 import scipy.sparse as sps
 
 from . import _spmm
-from ._budget import check_memory
+from ._budget import check_expanded, check_memory
 from ._cpu import l2_bytes
-from ._threads import check_threads, resolve_threads
+from ._threads import check_threads, min_work_per_thread, resolve_threads
 from .costs import cost_table
 from .sparse import (
+    FLOAT_DTYPES,
     PackedSparse,
     as_dense_operand,
     check_csr_index_range,
@@ -154,7 +155,10 @@ def spmm_path(W, X, *, transpose=False):
 
 def _spmm_impl(W, X, transpose, out, n_threads):
     n_threads = check_threads(n_threads)
-    X = as_dense_operand(X, "X")
+    if type(X) is np.ndarray and X.dtype in FLOAT_DTYPES:     # as_dense_operand's checks
+        check_expanded(X, "X")
+    else:
+        X = as_dense_operand(X, "X")
     if X.ndim not in (1, 2):
         raise ValueError(f"X must be 1-D or 2-D; received an array of shape {X.shape}")
     vector = X.ndim == 1
@@ -244,7 +248,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         _spmm.csr_spmm_sparse_x(data, indices, indptr, x_data, x_indices, x_indptr,
                                 out2, threads)
         return out, "csr-sparse-x"
-    threads = resolve_threads(n_threads, nnz * N)
+    threads = _threads_for(n_threads, nnz * N, cost)
     # Dropping the nonzeros that meet zero rows costs a gather per nonzero: narrow X loses.
     compact_pays = cost.csr_compact < (K - n_alive) / K * N * cost.spmm_mac
     # Its (M, SCATTER_BLOCK) buffer must sit in L2: at 4096^2 x 64 fp32 (512 KiB, all of
@@ -273,6 +277,15 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         raise RuntimeError("csr_spmm found a column index out of range that check_csr did "
                            "not: an index array changed during the call?")
     return out, "csr"
+
+
+def _threads_for(n_threads, work, cost):
+    """resolve_threads(n_threads, work) (``n_threads`` already checked), without its reads of
+    the machine and the environment when ``work`` is below what one more thread needs:
+    the answer is then 1 whatever they say."""
+    if work < min_work_per_thread(cost):
+        return 1
+    return resolve_threads(n_threads, work)
 
 
 # Columns of out per block of the CSC path: its (M, 32) buffer stayed in L2 and beat 16 and
