@@ -98,6 +98,20 @@ cdef inline void _tile(const floating* vals, const int32_t* offs, Py_ssize_t nnz
         wsk_tile_rows_f64(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out)
 
 
+cdef inline Py_ssize_t _kept_alive(const floating* wval, const int32_t* woff,
+                                   const int32_t* wchan, Py_ssize_t lo, Py_ssize_t hi,
+                                   const uint8_t* alive, floating* vb,
+                                   int32_t* ob) noexcept nogil:
+    """Copy the kept weights lo..hi that sit on an alive input channel (any nonzero flag)
+    to vb, ob (values, offsets); returns how many."""
+    cdef Py_ssize_t p, q = 0
+    for p in range(lo, hi):
+        vb[q] = wval[p]
+        ob[q] = woff[p]
+        q = q + (alive[wchan[p]] != 0)
+    return q
+
+
 def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_alive,
             const floating[::1] wval, const int32_t[::1] woff, const int32_t[::1] wchan,
             const int32_t[::1] wptr, floating[:, :, :, ::1] out, int n_threads=1,
@@ -116,7 +130,7 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
     cdef Py_ssize_t B = out.shape[0], O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t Wq = P.shape[4], max_row = 0
     cdef Py_ssize_t plane = P.shape[1] * P.shape[2] * P.shape[3] * P.shape[4]
-    cdef Py_ssize_t u, b, o, p, q, t, c, oh0, oh1, n_bands, limit
+    cdef Py_ssize_t u, b, o, q, t, c, oh0, oh1, n_bands, limit
     cdef const floating* vals
     cdef const int32_t* offs
     if B * O * OH * OW == 0:
@@ -151,11 +165,8 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
                     offs = &woff[0] + wptr[o]
                     q = wptr[o + 1] - wptr[o]
                 else:
-                    q = 0
-                    for p in range(wptr[o], wptr[o + 1]):
-                        vb[q] = wval[p]
-                        ob[q] = woff[p]
-                        q = q + (channel_alive[b, wchan[p]] != 0)     # any nonzero: alive
+                    q = _kept_alive(&wval[0], &woff[0], &wchan[0], wptr[o], wptr[o + 1],
+                                    &channel_alive[b, 0], vb, ob)
                     vals = vb
                     offs = ob
                 _tile(vals, offs, q, &P[b, 0, 0, 0, 0], limit, Wq, oh0, oh1, OW,
@@ -239,11 +250,8 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
                     offs = &woff[0] + wptr[o]
                     q = wptr[o + 1] - wptr[o]
                 else:
-                    q = 0
-                    for p in range(wptr[o], wptr[o + 1]):
-                        vb[q] = wval[p]
-                        ob[q] = woff[p]
-                        q = q + (channel_alive[b, wchan[p]] != 0)     # any nonzero: alive
+                    q = _kept_alive(&wval[0], &woff[0], &wchan[0], wptr[o], wptr[o + 1],
+                                    &channel_alive[b, 0], vb, ob)
                     vals = vb
                     offs = ob
                 _tile(vals, offs, q, xb, limit, Wq, 0, OH, OW, &out[b, o, 0, 0])

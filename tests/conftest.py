@@ -93,3 +93,17 @@ def assert_refused_in_child(code, count, errors=(ValueError,), needles=(), **chi
     proc = run_in_child(textwrap.dedent(code) + loop, **child)
     assert proc.returncode == 0 and proc.stdout.strip() == f"refused {count}", (
         proc.stdout[-2000:] + proc.stderr[-2000:])
+
+
+def nhwc_windows(x, g):
+    """(B, OH, OW, kh, kw, C) of x padded by the geometry (float64), zeros in the padding."""
+    (sh, sw), (t, l), (dh, dw) = g.stride, g.pad, g.dilation
+    bottom = max((g.OH - 1) * sh + (g.kh - 1) * dh + 1 - g.H - t, 0)
+    right = max((g.OW - 1) * sw + (g.kw - 1) * dw + 1 - g.W - l, 0)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (t, bottom), (l, right), (0, 0)))
+    out = np.empty((g.B, g.OH, g.OW, g.kh, g.kw, g.C))
+    for i in range(g.kh):
+        for j in range(g.kw):
+            out[:, :, :, i, j] = xp[:, i * dh:i * dh + (g.OH - 1) * sh + 1:sh,
+                                    j * dw:j * dw + (g.OW - 1) * sw + 1:sw]
+    return out

@@ -6,27 +6,12 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import run_in_child
+from conftest import nhwc_windows, run_in_child
 
 from wsekern import conv as conv_kernels
 from wsekern.nn import Input, Sequential, layers
 from wsekern.nn.layers import conv as conv_layer
 from wsekern.nn.tensor import Tensor
-
-
-def _windows(x, g):
-    """(B, OH, OW, kh, kw, C) of x padded by the geometry (float64), zeros in the padding."""
-    (sh, sw), (t, l), (dh, dw) = g.stride, g.pad, g.dilation
-    bottom = max((g.OH - 1) * sh + (g.kh - 1) * dh + 1 - g.H - t, 0)
-    right = max((g.OW - 1) * sw + (g.kw - 1) * dw + 1 - g.W - l, 0)
-    xp = np.pad(x.astype(np.float64), ((0, 0), (t, bottom), (l, right), (0, 0)))
-    out = np.empty((g.B, g.OH, g.OW, g.kh, g.kw, g.C))
-    for i in range(g.kh):
-        for j in range(g.kw):
-            out[:, :, :, i, j] = xp[:, i * dh:i * dh + (g.OH - 1) * sh + 1:sh,
-                                    j * dw:j * dw + (g.OW - 1) * sw + 1:sw]
-    return out
-
 
 CASES = [  # x shape, kernel (kh, kw, O), stride, pads ((t, b), (l, r)), dilation
     ((2, 9, 8, 1), (3, 3, 32), 1, ((0, 0), (0, 0)), 1),
@@ -47,7 +32,7 @@ def test_forward_and_kernel_gradient_match_numpy(shape, kdims, stride, pads, dil
     k[rng.random(k.shape) < 0.6] = 0                     # pruned zeros are multiplied too
     bias = rng.standard_normal(O).astype(dtype)
     g = conv_kernels.NhwcGeometry.of(shape, (kh, kw), stride, pads, dilation)
-    win = _windows(x, g)
+    win = nhwc_windows(x, g)
     ref = np.einsum("bhwijc,ijco->bhwo", win, k.astype(np.float64)) + bias
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     y = conv_kernels.conv2d_small_nhwc(x, k, g, bias, relu=False)

@@ -5,6 +5,7 @@ remainder: filters off the vector width, rows shorter than a tile, windows readi
 padding, strides, dilation, more taps than the tiles take, NaN and inf in x."""
 import numpy as np
 import pytest
+from conftest import nhwc_windows
 
 from wsekern import _conv
 from wsekern import conv as conv_kernels
@@ -16,20 +17,6 @@ def path(request):
     _conv.simd_init(SIMD_BITS[request.param])
     yield request.param
     _conv.simd_init(SIMD_BITS[SIMD_PATH])
-
-
-def _windows(x, g):
-    """(B, OH, OW, kh, kw, C) of x padded by the geometry (float64), zeros in the padding."""
-    (sh, sw), (t, l), (dh, dw) = g.stride, g.pad, g.dilation
-    bottom = max((g.OH - 1) * sh + (g.kh - 1) * dh + 1 - g.H - t, 0)
-    right = max((g.OW - 1) * sw + (g.kw - 1) * dw + 1 - g.W - l, 0)
-    xp = np.pad(x.astype(np.float64), ((0, 0), (t, bottom), (l, right), (0, 0)))
-    out = np.empty((g.B, g.OH, g.OW, g.kh, g.kw, g.C))
-    for i in range(g.kh):
-        for j in range(g.kw):
-            out[:, :, :, i, j] = xp[:, i * dh:i * dh + (g.OH - 1) * sh + 1:sh,
-                                    j * dw:j * dw + (g.OW - 1) * sw + 1:sw]
-    return out
 
 
 CASES = [  # x shape, kernel (kh, kw, O), stride, pads ((t, b), (l, r)), dilation
@@ -57,7 +44,7 @@ def test_every_path_matches_the_float64_sum(path, shape, kdims, stride, pads, di
     k = rng.standard_normal((kh, kw, shape[3], O)).astype(dtype)
     bias = rng.standard_normal(O).astype(dtype)
     g = conv_kernels.NhwcGeometry.of(shape, (kh, kw), stride, pads, dilation)
-    win = _windows(x, g)
+    win = nhwc_windows(x, g)
     ref = np.einsum("bhwijc,ijco->bhwo", win, k.astype(np.float64)) + bias
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     y = conv_kernels.conv2d_small_nhwc(x, k, g, bias, relu=False, n_threads=1)

@@ -12,6 +12,7 @@ from ._threads import check_threads, min_work_per_thread, resolve_threads
 from .costs import cost_table
 from .sparse import (
     FLOAT_DTYPES,
+    LazyText,
     PackedSparse,
     as_dense_operand,
     check_csr_index_range,
@@ -51,25 +52,10 @@ def _sample_positions(m, n):
     return rows, cols
 
 
-class _OutputName:
-    """The output's description for check_memory's refusal, formatted only when it refuses
-    (an f-string here cost every spmm call about a microsecond)."""
-    __slots__ = ("shape", "dtype")
-
-    def __init__(self, shape, dtype):
-        self.shape, self.dtype = shape, dtype
-
-    def __str__(self):
-        return f"the {self.dtype} output of shape {self.shape}"
-
-    def __format__(self, spec):
-        return format(str(self), spec)
-
-
 def _check_out(out, shape, dtype):
     if out is None:
         nbytes = math.prod(shape) * dtype.itemsize      # Python ints: no overflow
-        check_memory(nbytes, _OutputName(shape, dtype),
+        check_memory(nbytes, LazyText("the {} output of shape {}", dtype, shape),
                      "multiply fewer rows or columns at a time")
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):

@@ -353,16 +353,17 @@ _PLAIN_CSR = (sps.csr_matrix, sps.csr_array)
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 
-class _CsrName:
-    """What to call a CSR operand in an error message, formatted only when one is raised
-    (an f-string on every call cost about a microsecond)."""
-    __slots__ = ("name", "shape")
+class LazyText:
+    """``template.format(*args)``, formatted only when read: the names of operands in error
+    messages that are rarely raised (an f-string on every spmm call cost about a
+    microsecond)."""
+    __slots__ = ("template", "args")
 
-    def __init__(self, name, shape):
-        self.name, self.shape = name, shape
+    def __init__(self, template, *args):
+        self.template, self.args = template, args
 
     def __str__(self):
-        return f"{self.name} (CSR, shape {self.shape})"
+        return self.template.format(*self.args)
 
     def __format__(self, spec):
         return format(str(self), spec)
@@ -391,7 +392,7 @@ def _plain_csr_parts(W, dtype, name):
         return None
     if data.dtype != dtype or not data.flags.c_contiguous:
         data = np.ascontiguousarray(data, dtype=dtype)
-    return data, indices, indptr, shape, _CsrName(name, shape)
+    return data, indices, indptr, shape, LazyText("{} (CSR, shape {})", name, shape)
 
 
 def dense_to_csr(W, n_threads=1):
