@@ -98,18 +98,24 @@ cdef inline void _tile(const floating* vals, const int32_t* offs, Py_ssize_t nnz
         wsk_tile_rows_f64(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out)
 
 
-cdef inline Py_ssize_t _kept_alive(const floating* wval, const int32_t* woff,
-                                   const int32_t* wchan, Py_ssize_t lo, Py_ssize_t hi,
-                                   const uint8_t* alive, floating* vb,
-                                   int32_t* ob) noexcept nogil:
-    """Copy the kept weights lo..hi that sit on an alive input channel (any nonzero flag)
-    to vb, ob (values, offsets); returns how many."""
+cdef inline void _filter_plane(const floating* wval, const int32_t* woff,
+                               const int32_t* wchan, Py_ssize_t lo, Py_ssize_t hi,
+                               const uint8_t* alive, bint all_alive, floating* vb, int32_t* ob,
+                               const floating* src, Py_ssize_t limit, Py_ssize_t Wq,
+                               Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t OW,
+                               floating* out) noexcept nogil:
+    """Rows oh0..oh1 of one filter's output plane from one image's planes ``src``: its kept
+    weights lo..hi, or, unless every input channel is alive, those on an alive channel
+    (any nonzero flag), copied to vb, ob first."""
     cdef Py_ssize_t p, q = 0
+    if all_alive:
+        _tile(wval + lo, woff + lo, hi - lo, src, limit, Wq, oh0, oh1, OW, out)
+        return
     for p in range(lo, hi):
         vb[q] = wval[p]
         ob[q] = woff[p]
         q = q + (alive[wchan[p]] != 0)
-    return q
+    _tile(vb, ob, q, src, limit, Wq, oh0, oh1, OW, out)
 
 
 def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_alive,
@@ -130,9 +136,7 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
     cdef Py_ssize_t B = out.shape[0], O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t Wq = P.shape[4], max_row = 0
     cdef Py_ssize_t plane = P.shape[1] * P.shape[2] * P.shape[3] * P.shape[4]
-    cdef Py_ssize_t u, b, o, q, t, c, oh0, oh1, n_bands, limit
-    cdef const floating* vals
-    cdef const int32_t* offs
+    cdef Py_ssize_t u, b, o, t, c, oh0, oh1, n_bands, limit
     if B * O * OH * OW == 0:
         return
     if band <= 0 or band > OH:
@@ -160,17 +164,9 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
             oh1 = min(OH, oh0 + band)
             limit = (B - b) * plane          # elements readable from P[b] on
             for o in range(O):
-                if all_alive[b]:
-                    vals = &wval[0] + wptr[o]
-                    offs = &woff[0] + wptr[o]
-                    q = wptr[o + 1] - wptr[o]
-                else:
-                    q = _kept_alive(&wval[0], &woff[0], &wchan[0], wptr[o], wptr[o + 1],
-                                    &channel_alive[b, 0], vb, ob)
-                    vals = vb
-                    offs = ob
-                _tile(vals, offs, q, &P[b, 0, 0, 0, 0], limit, Wq, oh0, oh1, OW,
-                      &out[b, o, 0, 0])
+                _filter_plane(&wval[0], &woff[0], &wchan[0], wptr[o], wptr[o + 1],
+                              &channel_alive[b, 0], all_alive[b], vb, ob, &P[b, 0, 0, 0, 0],
+                              limit, Wq, oh0, oh1, OW, &out[b, o, 0, 0])
 
 
 def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
@@ -197,7 +193,7 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
                          f"{tuple(out.shape[i] for i in range(4))}, alive "
                          f"{(channel_alive.shape[0], channel_alive.shape[1])}, wptr "
                          f"({wptr.shape[0]},), woff ({woff.shape[0]},), wchan ({wchan.shape[0]},)")
-    cdef Py_ssize_t u, b, o, p, q, t, c, h, max_row = 0, max_off = 0
+    cdef Py_ssize_t b, o, p, t, c, h, max_row = 0, max_off = 0
     if wptr[0] != 0 or wptr[O] != n:
         raise ValueError(f"forward_pad: wptr must run from 0 to {n}; received "
                          f"{wptr[0]} .. {wptr[O]}")
@@ -232,8 +228,6 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     cdef floating* vb
     cdef int32_t* ob
     cdef floating* xb
-    cdef const floating* vals
-    cdef const int32_t* offs
     with nogil, parallel(num_threads=n_threads):
         t = threadid()
         vb = &vbuf[t, 0]
@@ -245,16 +239,9 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
                     memcpy(xb + (c * Hq + ph + h) * Wq + pw, &x[b, c, h, 0],
                            W * sizeof(floating))
             for o in range(O):
-                if all_alive[b]:
-                    vals = &wval[0] + wptr[o]
-                    offs = &woff[0] + wptr[o]
-                    q = wptr[o + 1] - wptr[o]
-                else:
-                    q = _kept_alive(&wval[0], &woff[0], &wchan[0], wptr[o], wptr[o + 1],
-                                    &channel_alive[b, 0], vb, ob)
-                    vals = vb
-                    offs = ob
-                _tile(vals, offs, q, xb, limit, Wq, 0, OH, OW, &out[b, o, 0, 0])
+                _filter_plane(&wval[0], &woff[0], &wchan[0], wptr[o], wptr[o + 1],
+                              &channel_alive[b, 0], all_alive[b], vb, ob, xb, limit, Wq, 0,
+                              OH, OW, &out[b, o, 0, 0])
 
 
 def grad_weight(const floating[:, :, :, :, ::1] P, const floating[:, :, :, ::1] grad,
