@@ -345,12 +345,13 @@ def csr_parts_unchecked(W, dtype, transpose=False, name="W"):
     indptr, indices = _unify_indices(W.indptr, W.indices)
     data = np.ascontiguousarray(W.data, dtype=dtype)
     shape = tuple(int(v) for v in W.shape)
-    return data, indices, indptr, W.shape, f"{name} (CSR, shape {shape})"
+    return data, indices, indptr, W.shape, LazyText(_CSR_NAME, name, shape)
 
 
 # SciPy's own CSR classes, exactly (a subclass may change what its attributes return).
 _PLAIN_CSR = (sps.csr_matrix, sps.csr_array)
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+_CSR_NAME = "{} (CSR, shape {})"      # a CSR operand in an error message
 
 
 class LazyText:
@@ -392,7 +393,7 @@ def _plain_csr_parts(W, dtype, name):
         return None
     if data.dtype != dtype or not data.flags.c_contiguous:
         data = np.ascontiguousarray(data, dtype=dtype)
-    return data, indices, indptr, shape, LazyText("{} (CSR, shape {})", name, shape)
+    return data, indices, indptr, shape, LazyText(_CSR_NAME, name, shape)
 
 
 def dense_to_csr(W, n_threads=1):
