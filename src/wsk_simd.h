@@ -470,24 +470,28 @@ WSK_TARGET_V3 static ptrdiff_t wsk_compact_f64_avx2(const double* w, const uint8
 /* column maps (through remap) to a live row, i.e. remap[c] < zero_row, or     */
 /* whose value is inf/NaN; write value and remapped column; return the count. */
 /* ------------------------------------------------------------------------ */
-#define WSK_DEFINE_COMPACT_CSR_BASE(V, I, SFX)                                         \
+/* A weight is inf/NaN when its exponent bits are all ones: an integer test (a float
+   v - v != 0 took 2.0 against 1.3 ns a nonzero on Zen 4, 4096^2 at 10 %, C harness). */
+#define WSK_DEFINE_COMPACT_CSR_BASE(V, I, U, EXP, SFX)                                 \
 static ptrdiff_t wsk_compact_csr_##SFX##_base(const V* vals, const I* cols,            \
         ptrdiff_t nnz, const I* remap, I zero_row, V* vout, I* iout)                   \
 {                                                                                      \
     ptrdiff_t q = 0;                                                                   \
     for (ptrdiff_t p = 0; p < nnz; p++) {                                              \
         const V v = vals[p];                                                           \
+        U bits;                                                                        \
+        memcpy(&bits, &v, sizeof bits);                                                \
         const I r = remap[cols[p]];                                                    \
         vout[q] = v;                                                                   \
         iout[q] = r;                                                                   \
-        q += (r < zero_row) | (v - v != 0);                                            \
+        q += (r < zero_row) | ((bits & (EXP)) == (EXP));                               \
     }                                                                                  \
     return q;                                                                          \
 }
-WSK_DEFINE_COMPACT_CSR_BASE(float, int32_t, f32_i32)
-WSK_DEFINE_COMPACT_CSR_BASE(float, int64_t, f32_i64)
-WSK_DEFINE_COMPACT_CSR_BASE(double, int32_t, f64_i32)
-WSK_DEFINE_COMPACT_CSR_BASE(double, int64_t, f64_i64)
+WSK_DEFINE_COMPACT_CSR_BASE(float, int32_t, uint32_t, 0x7f800000u, f32_i32)
+WSK_DEFINE_COMPACT_CSR_BASE(float, int64_t, uint32_t, 0x7f800000u, f32_i64)
+WSK_DEFINE_COMPACT_CSR_BASE(double, int32_t, uint64_t, 0x7ff0000000000000ull, f64_i32)
+WSK_DEFINE_COMPACT_CSR_BASE(double, int64_t, uint64_t, 0x7ff0000000000000ull, f64_i64)
 
 #if WSK_X86_DISPATCH
 WSK_TARGET_V4 static ptrdiff_t wsk_compact_csr_f32_i32_avx512(const float* vals,
