@@ -147,3 +147,119 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                 v_max = v_sum[c]
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             products)
+
+
+def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
+                    const int64_t[::1] s_indptr, const int32_t[::1] s_rows,
+                    const int64_t[::1] s_data, const double[::1] t_dense,
+                    const int8_t[::1] choice, const int64_t[::1] comp_total,
+                    const int64_t[::1] dense_total, double task, double scalar, double eos,
+                    long wpv, double dt, bint check=True):
+    """:func:`ws_step_stream`'s step, PE column by PE column: the same figures (work,
+    first, last, busy, v_max, sram, any_comp; not the per-block products), from W's
+    structure laid out by column: the block arrays ``choice``, ``comp_total`` and
+    ``dense_total`` numbered b = c * R + r, and W's column k holding ``s_data[j]`` nonzeros
+    in row block ``s_rows[j]`` (its PE column is the one whose X rows hold k). Each PE
+    column's activations, its blocks' scalar work (an R-long buffer) and its format choices
+    are worked out together, in memory that stays in the first-level cache; the column
+    meets its blocks in r order and the maxima are the same maxima, so every float is
+    ws_step_stream's. ``check=False`` skips the O(nnz) checks of ``s_indptr`` and
+    ``s_rows`` (a structure checked once and passed unchanged)."""
+    cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
+    cdef Py_ssize_t R = t_dense.shape[0]
+    cdef Py_ssize_t n, c, k, r, b, j
+    if C < 0 or (C > 0 and (k_b[0] != 0 or k_b[C] != K)):
+        raise ValueError(f"k_b must be {C + 1} bounds from 0 to {K}; received "
+                         f"{np.asarray(k_b)!r}")
+    for c in range(C):
+        if k_b[c] > k_b[c + 1]:
+            raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
+    if (s_indptr.shape[0] != K + 1 or choice.shape[0] != R * C
+            or comp_total.shape[0] != R * C or dense_total.shape[0] != R * C):
+        raise ValueError(f"the block arrays must have {R * C} entries ({R}x{C} blocks) "
+                         f"and s_indptr {K + 1}; received s_indptr {s_indptr.shape[0]}, "
+                         f"choice {choice.shape[0]}, comp_total {comp_total.shape[0]}, "
+                         f"dense_total {dense_total.shape[0]}")
+    if s_rows.shape[0] != s_data.shape[0] or s_indptr[K] > s_rows.shape[0]:
+        raise ValueError("s_rows and s_data must hold the s_indptr[-1] entries")
+    if not (0 <= s_indptr[0] <= s_indptr[K]):
+        raise ValueError(f"s_indptr must be nondecreasing from 0; received "
+                         f"{np.asarray(s_indptr)!r}")
+    for k in range(K if check else 0):
+        if not 0 <= s_indptr[k] <= s_indptr[k + 1]:
+            raise ValueError(f"s_indptr must be nondecreasing from 0; received "
+                             f"{np.asarray(s_indptr)!r}")
+    for j in range(s_rows.shape[0] if check else 0):
+        if not 0 <= s_rows[j] < R:
+            raise ValueError(f"s_rows[{j}] = {s_rows[j]} lies outside 0..{R - 1}")
+    a_cn_a = np.zeros((C, N), np.int64)
+    cdef int64_t[:, ::1] a_cn = a_cn_a
+    cdef int64_t[::1] A_c = np.zeros(C, np.int64)
+    cdef double[::1] tmax = np.full(C, -INFINITY)
+    cdef double[::1] comp_max = np.zeros(C)
+    cdef int64_t[::1] sw = np.zeros(R, np.int64)       # this column's blocks' scalar work
+    work_a = np.empty((N, C))
+    first_a = np.empty((N, C))
+    last_a = np.empty((N, C))
+    cdef double[:, ::1] work = work_a
+    cdef double[:, ::1] first = first_a
+    cdef double[:, ::1] last = last_a
+    cdef int64_t a, A_k, v, v_sum, v_max = 0, sram = 0, sram_c, cnt
+    cdef double A, A_task, td, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w
+    cdef double share, cum, cmax, tm
+    cdef bint use_comp, any_comp = False, comp_col
+    with nogil:
+        for c in range(C):
+            for r in range(R):
+                sw[r] = 0
+            cnt = 0
+            for k in range(k_b[c], k_b[c + 1]):
+                A_k = 0
+                for n in range(N):
+                    a = x_nz[k, n] != 0
+                    A_k += a
+                    a_cn[c, n] += a
+                cnt += A_k
+                if A_k:
+                    for j in range(s_indptr[k], s_indptr[k + 1]):
+                        sw[s_rows[j]] += s_data[j] * A_k
+            A_c[c] = cnt
+            A = <double> cnt
+            A_task = A * task
+            cmax, tm, sram_c, comp_col = 0.0, -INFINITY, 0, False
+            b = c * R
+            for r in range(R):
+                td = t_dense[r]
+                comp_time = A_task + scalar * <double> sw[r]
+                use_comp = (choice[b + r] == 1) | ((choice[b + r] == 2) & (comp_time < A * td))
+                comp_col = comp_col | use_comp
+                cmax = dmax(cmax, comp_time if use_comp else 0.0)
+                tm = dmax(tm, -INFINITY if use_comp else td)
+                sram_c = imax(sram_c, comp_total[b + r] if use_comp else dense_total[b + r])
+            comp_max[c], tmax[c] = cmax, tm
+            sram = imax(sram, sram_c)
+            if comp_col:
+                any_comp = True
+                comp_busy = dmax(comp_busy, cmax)
+            if tm > -INFINITY and A * tm > busy:
+                busy = A * tm
+        if any_comp and comp_busy > busy:
+            busy = comp_busy
+        for c in range(C):
+            share = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
+            tm = tmax[c]
+            v_sum = 0
+            for n in range(N):
+                a = a_cn[c, n]
+                w = <double> a * tm if tm > -INFINITY else 0.0
+                if any_comp and <double> a * share > w:
+                    w = <double> a * share
+                work[n, c] = w + eos
+                v = a * wpv + 1
+                v_sum += v
+                cum = <double> v_sum * dt
+                first[n, c] = cum - <double> v * dt
+                last[n, c] = cum - dt
+            if v_sum > v_max:
+                v_max = v_sum
+    return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))

@@ -9,7 +9,7 @@ import scipy.sparse as sps
 
 import wsekern as wk
 from wsekern import nn
-from wsekern._step_cost import ws_step_stream
+from wsekern._step_cost import ws_step_columns, ws_step_stream
 from wsekern.nn import columns
 from wsekern.nn import layers as L
 from wsekern.nn.strategy import LayerPlacement
@@ -33,8 +33,9 @@ def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
         R, C = region[2], region[3]
         st = analytic._step_structure(stats, cfg, region)
         S = st["S"]
+        choice, comp_total, dense_total = _row_major(st)
         out = ws_step_stream(x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data,
-                             st["t_dense"], st["choice"], st["comp_total"], st["dense_total"],
+                             st["t_dense"], choice, comp_total, dense_total,
                              float(cfg.task_cycles), float(cfg.scalar_cycles_per_element),
                              float(cfg.task_cycles), int(cfg.wavelets_per_sparse_value), 1.0)
         m_b, _ = stats.row_block(R)
@@ -46,8 +47,8 @@ def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
         assert np.array_equal(out[-1].reshape(R, C), want)
         # a step passes the structure checked once (check=False): the same figures
         unchecked = ws_step_stream(x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices,
-                                   S.data, st["t_dense"], st["choice"], st["comp_total"],
-                                   st["dense_total"], float(cfg.task_cycles),
+                                   S.data, st["t_dense"], choice, comp_total,
+                                   dense_total, float(cfg.task_cycles),
                                    float(cfg.scalar_cycles_per_element),
                                    float(cfg.task_cycles), int(cfg.wavelets_per_sparse_value),
                                    1.0, False)
@@ -61,13 +62,106 @@ def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
         assert rep.macs_useful == want.sum()
 
 
+def _row_major(st):
+    """The step structure's block arrays (kept numbered b = c * R + r) as b = r * C + c."""
+    R, C = st["R"], st["C"]
+    return tuple(np.ascontiguousarray(st[k].reshape(C, R).T).ravel()
+                 for k in ("choice_cm", "comp_total_cm", "dense_total_cm"))
+
+
+def _by_columns(K, R, C, k_b, S, choice, comp_total, dense_total):
+    """ws_step_stream's row-major structure laid out for ws_step_columns."""
+    rows = (S.indices // C).astype(np.int32)
+    return (S.indptr, rows, S.data, *(np.ascontiguousarray(a.reshape(R, C).T).ravel()
+                                      for a in (choice, comp_total, dense_total)))
+
+
+@pytest.mark.parametrize("R, C, N", [(5, 4, 9), (1, 6, 3), (7, 1, 5), (3, 3, 1), (4, 5, 0),
+                                     (6, 8, 40)])
+def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
+    """ws_step_columns (each PE column's activations, scalar work and formats together)
+    against ws_step_stream (one pass over X, one over the blocks): every figure equal, of
+    the same type, for random format choices 0/1/2, whole and fractional task cycles,
+    columns of W no activation reaches, and PE columns with no X row."""
+    rng = np.random.default_rng(R * 100 + C * 10 + N)
+    for trial in range(12):
+        K = C + int(rng.integers(0, 3 * C + 1))
+        cuts = np.sort(rng.integers(0, K + 1, C - 1)) if C > 1 else np.zeros(0, int)
+        k_b = np.concatenate([[0], cuts, [K]]).astype(np.int_)
+        pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
+        nnz = int(rng.integers(0, 4 * K + 1))
+        wk_ = rng.integers(0, K, nnz) if K else np.zeros(0, int)
+        wr = rng.integers(0, R, nnz)
+        S = sps.csr_array((rng.integers(1, 5, nnz).astype(np.int64),
+                           (wk_, wr * C + pe_col[wk_])), shape=(K, R * C))
+        S.sum_duplicates()
+        S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+        choice = rng.integers(0, 3, R * C).astype(np.int8)
+        if trial % 3 == 0:
+            choice[:] = 2
+        comp_total = rng.integers(100, 200, R * C).astype(np.int64)
+        dense_total = rng.integers(100, 200, R * C).astype(np.int64)
+        t_dense = rng.integers(4, 60, R).astype(np.float64)
+        if trial % 4 == 1:
+            t_dense += rng.random(R)
+        x_nz = rng.random((K, N)) < rng.choice([0.0, 0.2, 0.7, 1.0])
+        if K and trial % 2:
+            x_nz[rng.integers(0, K)] = False
+        task, scalar, eos = (4.0, 22.0, 4.0) if trial % 5 else (3.5, 1.25, 2.0)
+        x = x_nz.view(np.uint8)
+        if trial % 2:                          # samples as rows, seen transposed
+            x = np.ascontiguousarray(x.T).T
+        tail = (task, scalar, eos, 2, 0.5)
+        want = ws_step_stream(x, k_b, S.indptr, S.indices, S.data, t_dense, choice,
+                              comp_total, dense_total, *tail)
+        cols = _by_columns(K, R, C, k_b, S, choice, comp_total, dense_total)
+        for check in (True, False):
+            got = ws_step_columns(x, k_b, *cols[:3], t_dense, *cols[3:], *tail, check)
+            assert len(got) == 7
+            for a, b in zip(got, want[:7]):
+                assert type(a) is type(b)
+                assert np.array_equal(a, b), (trial, a, b)
+
+
+def test_the_column_pass_refuses_blocks_that_do_not_match():
+    """ws_step_columns refuses out-of-range rows and mismatched lengths with a message (in
+    a child process: a segfault fails this test only)."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._step_cost import ws_step_columns
+        ok = [np.ones((4, 2), np.uint8), np.array([0, 2, 4], np.int_), np.zeros(5, np.int64),
+              np.zeros(0, np.int32), np.zeros(0, np.int64), np.ones(1), np.zeros(2, np.int8),
+              np.zeros(2, np.int64), np.zeros(2, np.int64), 4.0, 22.0, 4.0, 2, 1.0]
+        ws_step_columns(*ok)
+
+        def case(**changed):
+            args = list(ok)
+            for i, v in changed.items():
+                args[int(i[1:])] = v
+            return lambda: ws_step_columns(*args)
+        cases = [case(a6=np.zeros(3, np.int8)),                         # blocks: 2, not 3
+                 case(a8=np.zeros(1, np.int64)),
+                 case(a2=np.zeros(4, np.int64)),                        # K + 1 = 5 pointers
+                 case(a2=np.array([0, 1, 1, 1, 1], np.int64), a3=np.array([1], np.int32),
+                      a4=np.ones(1, np.int64)),                         # row 1 of 1
+                 case(a2=np.array([0, 1, 1, 1, 1], np.int64), a3=np.array([-1], np.int32),
+                      a4=np.ones(1, np.int64)),
+                 case(a2=np.array([0, 9, 9, 9, 9], np.int64)),          # past the entries
+                 case(a2=np.array([0, 1, 0, 1, 1], np.int64), a3=np.zeros(1, np.int32),
+                      a4=np.ones(1, np.int64)),                         # decreasing
+                 case(a1=np.array([0, 3, 2], np.int_)),
+                 case(a1=np.array([0, 2, 5], np.int_))]                 # past K
+    """, 9, needles=("block arrays", "outside", "s_indptr", "k_b", "s_rows"))
+
+
 def test_the_step_pass_refuses_blocks_that_do_not_match():
     """Out-of-range indices or mismatched lengths are refused with a message, not read
     past the arrays (in a child process: a segfault fails this test only)."""
     from conftest import assert_refused_in_child
     assert_refused_in_child("""
         import numpy as np
-        from wsekern._step_cost import ws_step_stream
+        from wsekern._step_cost import ws_step_columns, ws_step_stream
         ok = [np.ones((4, 2), np.uint8), np.array([0, 2, 4], np.int_), np.zeros(5, np.int64),
               np.zeros(0, np.int32), np.zeros(0, np.int64), np.ones(1), np.zeros(2, np.int8),
               np.zeros(2, np.int64), np.zeros(2, np.int64), 4.0, 22.0, 4.0, 2, 1.0]
