@@ -40,28 +40,32 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
-    cdef long[::1] a_sum = np.zeros(C, dtype=np.int_)
-    cdef long[::1] v_sum = np.zeros(C, dtype=np.int_)
-    cdef long a, v, a_max = 0, v_max = 0
+    cdef long[::1] a_n = np.zeros(N, dtype=np.int_)     # one column's a, per sample
+    cdef long a, v, a_sum, v_sum, a_max = 0, v_max = 0
     cdef double cum
     with nogil:
-        for n in range(N):
-            for c in range(C):
-                a = 0
-                for k in range(k_b[c], k_b[c + 1]):
-                    a += x_nz[k, n]
+        # column by column (its samples in order, so the cumulative sums are the same)
+        for c in range(C):
+            for n in range(N):
+                a_n[n] = 0
+            for k in range(k_b[c], k_b[c + 1]):
+                for n in range(N):
+                    a_n[n] += x_nz[k, n]
+            a_sum = 0
+            v_sum = 0
+            for n in range(N):
+                a = a_n[n]
                 v = a * wpv + 1
-                a_sum[c] += a
-                v_sum[c] += v
+                a_sum += a
+                v_sum += v
                 work[n, c] = <double> a * tmax + eos
-                cum = <double> v_sum[c] * dt
+                cum = <double> v_sum * dt
                 first[n, c] = (cum - <double> v * dt) + fill
                 last[n, c] = (cum - dt) + fill
-        for c in range(C):
-            if a_sum[c] > a_max:
-                a_max = a_sum[c]
-            if v_sum[c] > v_max:
-                v_max = v_sum[c]
+            if a_sum > a_max:
+                a_max = a_sum
+            if v_sum > v_max:
+                v_max = v_sum
     return work_a, first_a, last_a, int(a_max), int(v_max)
 
 

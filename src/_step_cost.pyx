@@ -151,14 +151,14 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
 
 def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                     const int64_t[::1] s_indptr, const int32_t[::1] s_rows,
-                    const int64_t[::1] s_data, const double[::1] t_dense,
-                    const int8_t[::1] choice, const int64_t[::1] comp_total,
-                    const int64_t[::1] dense_total, double task, double scalar, double eos,
-                    long wpv, double dt, bint check=True):
+                    const int32_t[::1] s_data, const double[::1] t_dense,
+                    const int8_t[::1] choice, comp_total, dense_total, double task,
+                    double scalar, double eos, long wpv, double dt, bint check=True):
     """:func:`ws_step_stream`'s step, PE column by PE column: the same figures (work,
     first, last, busy, v_max, sram, any_comp; not the per-block products), from W's
     structure laid out by column: the block arrays ``choice``, ``comp_total`` and
-    ``dense_total`` numbered b = c * R + r, and W's column k holding ``s_data[j]`` nonzeros
+    ``dense_total`` numbered b = c * R + r (both int64, or both int32: half the memory a
+    step reads), and W's column k holding ``s_data[j]`` nonzeros
     in row block ``s_rows[j]`` (its PE column is the one whose X rows hold k). Each PE
     column's activations, its blocks' scalar work (an R-long buffer) and its format choices
     are worked out together, in memory that stays in the first-level cache; the column
@@ -168,6 +168,18 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
     cdef Py_ssize_t n, c, k, r, b, j
+    if not (isinstance(comp_total, np.ndarray) and isinstance(dense_total, np.ndarray)
+            and comp_total.dtype == dense_total.dtype
+            and comp_total.dtype in (np.int32, np.int64)):
+        raise ValueError("comp_total and dense_total must be arrays of one dtype, int32 or "
+                         "int64")
+    cdef bint wide = comp_total.dtype == np.int64
+    cdef const int64_t[::1] ct64, dt64
+    cdef const int32_t[::1] ct32, dt32
+    if wide:
+        ct64, dt64 = comp_total, dense_total
+    else:
+        ct32, dt32 = comp_total, dense_total
     if C < 0 or (C > 0 and (k_b[0] != 0 or k_b[C] != K)):
         raise ValueError(f"k_b must be {C + 1} bounds from 0 to {K}; received "
                          f"{np.asarray(k_b)!r}")
@@ -175,11 +187,11 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
         if k_b[c] > k_b[c + 1]:
             raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
     if (s_indptr.shape[0] != K + 1 or choice.shape[0] != R * C
-            or comp_total.shape[0] != R * C or dense_total.shape[0] != R * C):
+            or comp_total.size != R * C or dense_total.size != R * C):
         raise ValueError(f"the block arrays must have {R * C} entries ({R}x{C} blocks) "
                          f"and s_indptr {K + 1}; received s_indptr {s_indptr.shape[0]}, "
-                         f"choice {choice.shape[0]}, comp_total {comp_total.shape[0]}, "
-                         f"dense_total {dense_total.shape[0]}")
+                         f"choice {choice.shape[0]}, comp_total {comp_total.size}, "
+                         f"dense_total {dense_total.size}")
     if s_rows.shape[0] != s_data.shape[0] or s_indptr[K] > s_rows.shape[0]:
         raise ValueError("s_rows and s_data must hold the s_indptr[-1] entries")
     if not (0 <= s_indptr[0] <= s_indptr[K]):
@@ -235,7 +247,10 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                 comp_col = comp_col | use_comp
                 cmax = dmax(cmax, comp_time if use_comp else 0.0)
                 tm = dmax(tm, -INFINITY if use_comp else td)
-                sram_c = imax(sram_c, comp_total[b + r] if use_comp else dense_total[b + r])
+                if wide:
+                    sram_c = imax(sram_c, ct64[b + r] if use_comp else dt64[b + r])
+                else:
+                    sram_c = imax(sram_c, ct32[b + r] if use_comp else dt32[b + r])
             comp_max[c], tmax[c] = cmax, tm
             sram = imax(sram, sram_c)
             if comp_col:

@@ -65,15 +65,17 @@ def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
 def _row_major(st):
     """The step structure's block arrays (kept numbered b = c * R + r) as b = r * C + c."""
     R, C = st["R"], st["C"]
-    return tuple(np.ascontiguousarray(st[k].reshape(C, R).T).ravel()
-                 for k in ("choice_cm", "comp_total_cm", "dense_total_cm"))
+    return tuple(np.ascontiguousarray(st[k].reshape(C, R).T, dtype).ravel()
+                 for k, dtype in (("choice_cm", np.int8), ("comp_total_cm", np.int64),
+                                  ("dense_total_cm", np.int64)))
 
 
 def _by_columns(K, R, C, k_b, S, choice, comp_total, dense_total):
     """ws_step_stream's row-major structure laid out for ws_step_columns."""
     rows = (S.indices // C).astype(np.int32)
-    return (S.indptr, rows, S.data, *(np.ascontiguousarray(a.reshape(R, C).T).ravel()
-                                      for a in (choice, comp_total, dense_total)))
+    return (S.indptr, rows, S.data.astype(np.int32),
+            *(np.ascontiguousarray(a.reshape(R, C).T).ravel()
+              for a in (choice, comp_total, dense_total)))
 
 
 @pytest.mark.parametrize("R, C, N", [(5, 4, 9), (1, 6, 3), (7, 1, 5), (3, 3, 1), (4, 5, 0),
@@ -115,8 +117,9 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
         want = ws_step_stream(x, k_b, S.indptr, S.indices, S.data, t_dense, choice,
                               comp_total, dense_total, *tail)
         cols = _by_columns(K, R, C, k_b, S, choice, comp_total, dense_total)
-        for check in (True, False):
-            got = ws_step_columns(x, k_b, *cols[:3], t_dense, *cols[3:], *tail, check)
+        narrow = cols[:4] + tuple(a.astype(np.int32) for a in cols[4:])   # int32 totals
+        for check, layout in ((True, cols), (False, cols), (False, narrow)):
+            got = ws_step_columns(x, k_b, *layout[:3], t_dense, *layout[3:], *tail, check)
             assert len(got) == 7
             for a, b in zip(got, want[:7]):
                 assert type(a) is type(b)
@@ -131,9 +134,10 @@ def test_the_column_pass_refuses_blocks_that_do_not_match():
         import numpy as np
         from wsekern._step_cost import ws_step_columns
         ok = [np.ones((4, 2), np.uint8), np.array([0, 2, 4], np.int_), np.zeros(5, np.int64),
-              np.zeros(0, np.int32), np.zeros(0, np.int64), np.ones(1), np.zeros(2, np.int8),
+              np.zeros(0, np.int32), np.zeros(0, np.int32), np.ones(1), np.zeros(2, np.int8),
               np.zeros(2, np.int64), np.zeros(2, np.int64), 4.0, 22.0, 4.0, 2, 1.0]
         ws_step_columns(*ok)
+        ws_step_columns(*ok[:7], np.zeros(2, np.int32), np.zeros(2, np.int32), *ok[9:])
 
         def case(**changed):
             args = list(ok)
@@ -144,15 +148,20 @@ def test_the_column_pass_refuses_blocks_that_do_not_match():
                  case(a8=np.zeros(1, np.int64)),
                  case(a2=np.zeros(4, np.int64)),                        # K + 1 = 5 pointers
                  case(a2=np.array([0, 1, 1, 1, 1], np.int64), a3=np.array([1], np.int32),
-                      a4=np.ones(1, np.int64)),                         # row 1 of 1
+                      a4=np.ones(1, np.int32)),                         # row 1 of 1
                  case(a2=np.array([0, 1, 1, 1, 1], np.int64), a3=np.array([-1], np.int32),
-                      a4=np.ones(1, np.int64)),
+                      a4=np.ones(1, np.int32)),
                  case(a2=np.array([0, 9, 9, 9, 9], np.int64)),          # past the entries
                  case(a2=np.array([0, 1, 0, 1, 1], np.int64), a3=np.zeros(1, np.int32),
-                      a4=np.ones(1, np.int64)),                         # decreasing
+                      a4=np.ones(1, np.int32)),                         # decreasing
                  case(a1=np.array([0, 3, 2], np.int_)),
-                 case(a1=np.array([0, 2, 5], np.int_))]                 # past K
-    """, 9, needles=("block arrays", "outside", "s_indptr", "k_b", "s_rows"))
+                 case(a1=np.array([0, 2, 5], np.int_)),                 # past K
+                 case(a7=np.zeros(2, np.int32)),                        # dtypes differ
+                 case(a7=np.zeros(2), a8=np.zeros(2)),                  # not integers
+                 case(a7=np.zeros((2, 1), np.int64), a8=np.zeros((2, 1), np.int64)),
+                 case(a8=[0, 0])]
+    """, 13, needles=("block arrays", "outside", "s_indptr", "k_b", "s_rows", "dtype",
+                      "contiguous", "ndim", "dimensions"))
 
 
 def test_the_step_pass_refuses_blocks_that_do_not_match():

@@ -53,6 +53,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from .._pipeline import grid_pipeline as _grid_pipeline
+from .._screen import dense_stream as _dense_stream
 from .._step_cost import ws_step_columns as _ws_step_columns
 from . import placement as placer
 from .figures import energy as _energy
@@ -169,17 +170,24 @@ def _step_structure(w, config, region):
     pe_col = np.searchsorted(k_b, np.arange(w.K), side="right") - 1
     if not np.array_equal(s_cols, np.repeat(pe_col, np.diff(S.indptr))):
         raise AssertionError("W's column blocks disagree with the placement's X rows")
+    # a step reads these from memory the training step has left cold: int32 where every
+    # value fits (a block's nonzeros per column always do)
+    small = np.iinfo(np.int32).max
+    if S.data.size and S.data.max() > small:
+        raise ValueError(f"more than {small:,} nonzeros in one column of a PE block")
+    narrow = np.int32 if max(comp_total.max(initial=0), dense_total.max(initial=0)) <= small \
+        and min(comp_total.min(initial=0), dense_total.min(initial=0)) >= -small else np.int64
     structure = {
         "R": R, "C": C, "S": S, "t_dense": np.ascontiguousarray(st["t_dense"], np.float64),
         "k_b": k_b, "s_indptr": S.indptr,
         "s_rows": np.ascontiguousarray(S.indices // C if C else S.indices, np.int32),
-        "s_data": S.data,
+        "s_data": S.data.astype(np.int32),
         "choice_cm": np.ascontiguousarray(choice.reshape(R, C).T).ravel(),
         "overflow": bool((~st["either_fits"]).any()),
         "fill": np.array([R * config.hop_cycles + config.ramp_cycles], np.float64),
         "L": (L.max(keepdims=True) if R else np.zeros(1)).astype(np.int_),
-        "comp_total_cm": np.ascontiguousarray(comp_total.T).ravel(),
-        "dense_total_cm": np.ascontiguousarray(dense_total.T).ravel(),
+        "comp_total_cm": np.ascontiguousarray(comp_total.T, narrow).ravel(),
+        "dense_total_cm": np.ascontiguousarray(dense_total.T, narrow).ravel(),
         # the config's figures a step reads, as weight_stationary_cycles used them
         "task": float(config.task_cycles), "scalar": float(config.scalar_cycles_per_element),
         "wpv": int(config.wavelets_per_sparse_value),
@@ -188,7 +196,8 @@ def _step_structure(w, config, region):
     structure["L_max"] = int(structure["L"].max())
     # the O(nnz) checks of the structure, once: every step passes it unchanged (check=False)
     _ws_step_columns(np.zeros((w.K, 0), np.uint8), k_b, structure["s_indptr"],
-                     structure["s_rows"], S.data, structure["t_dense"], structure["choice_cm"],
+                     structure["s_rows"], structure["s_data"], structure["t_dense"],
+                     structure["choice_cm"],
                      structure["comp_total_cm"], structure["dense_total_cm"], 0.0, 0.0, 0.0, 1,
                      1.0)
     w.cache[key] = (config, structure)
@@ -439,20 +448,18 @@ def dense_screen_cycles(plan, x_nz, config):
     if (seen is not None and seen[0] is config and seen[1] == nnz
             and seen[2].shape == x_nz.shape and np.array_equal(seen[2], x_nz)):
         return seen[3]
-    from .._pipeline import grid_pipeline
-    from .._screen import dense_stream
     C, tmax, L = plan["C"], plan["tmax"], plan["L"]
     N = x_nz.shape[1]
     eos, task, ramp = config.task_cycles, config.task_cycles, config.ramp_cycles
     dt = 1.0 / config.link_wavelets_per_cycle
     # _ws_work's work and _pipeline_cycles' stream model for one chain, samples along the
     # first axis (the recurrence takes the transposed views)
-    work, first, last, a_max, v_max = dense_stream(
+    work, first, last, a_max, v_max = _dense_stream(
         x_nz.view(np.uint8), plan["k_b"], tmax, eos, config.wavelets_per_sparse_value, dt,
         plan["fill"])
-    est = grid_pipeline(work.T[None], first.T[None], last.T[None], L, config.hop_cycles, ramp,
-                        plan["turnaround"], config.task_cycles + config.setup_cycles, task,
-                        plan["cushion"])
+    est = _grid_pipeline(work.T[None], first.T[None], last.T[None], L, config.hop_cycles,
+                         ramp, plan["turnaround"], config.task_cycles + config.setup_cycles,
+                         task, plan["cushion"])
     L = int(L.max())
     busy_max = a_max * tmax + N * eos        # the busiest PE: the most activations, slowest row
     hop = config.hop_cycles + ramp
