@@ -262,13 +262,17 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             busy = comp_busy
         for c in range(C):
             share = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
-            tm = tmax[c]
+            # a * tmax, or 0.0 in a column with no dense block (a >= 0: a * 0.0 is 0.0);
+            # then the compressed share where any block is compressed and it is more
+            # (dmax(x, w) is x only when x > w: the comparison ws_step_stream makes), each
+            # without a branch on the sample's count
+            tm = tmax[c] if tmax[c] > -INFINITY else 0.0
+            if not any_comp:
+                share = -INFINITY       # a * share > w never holds (a * -inf <= 0 <= w)
             v_sum = 0
             for n in range(N):
                 a = a_cn[c, n]
-                w = <double> a * tm if tm > -INFINITY else 0.0
-                if any_comp and <double> a * share > w:
-                    w = <double> a * share
+                w = dmax(<double> a * share, <double> a * tm)
                 work[n, c] = w + eos
                 v = a * wpv + 1
                 v_sum += v

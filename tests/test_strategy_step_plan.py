@@ -83,8 +83,9 @@ def _by_columns(K, R, C, k_b, S, choice, comp_total, dense_total):
 def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
     """ws_step_columns (each PE column's activations, scalar work and formats together)
     against ws_step_stream (one pass over X, one over the blocks): every figure equal, of
-    the same type, for random format choices 0/1/2, whole and fractional task cycles,
-    columns of W no activation reaches, and PE columns with no X row."""
+    the same type, for random format choices 0/1/2, whole and fractional task cycles (an
+    infinite and a NaN one too), columns of W no activation reaches, and PE columns with no
+    X row."""
     rng = np.random.default_rng(R * 100 + C * 10 + N)
     for trial in range(12):
         K = C + int(rng.integers(0, 3 * C + 1))
@@ -106,6 +107,8 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
         t_dense = rng.integers(4, 60, R).astype(np.float64)
         if trial % 4 == 1:
             t_dense += rng.random(R)
+        if trial in (5, 10):                    # an infinite or NaN task time: no branch
+            t_dense[int(rng.integers(0, R))] = np.inf if trial == 5 else np.nan
         x_nz = rng.random((K, N)) < rng.choice([0.0, 0.2, 0.7, 1.0])
         if K and trial % 2:
             x_nz[rng.integers(0, K)] = False
@@ -123,7 +126,7 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
             assert len(got) == 7
             for a, b in zip(got, want[:7]):
                 assert type(a) is type(b)
-                assert np.array_equal(a, b), (trial, a, b)
+                assert np.array_equal(a, b, equal_nan=True), (trial, a, b)
 
 
 def test_the_column_pass_refuses_blocks_that_do_not_match():
