@@ -219,7 +219,10 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef int64_t a, A_k, v, v_sum, v_max = 0, sram = 0, sram_c, cnt
     cdef double A, A_task, td, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w
     cdef double share, cum, cmax, tm
-    cdef bint use_comp, any_comp = False, comp_col
+    cdef int use_comp
+    cdef bint any_comp = False, comp_col
+    cdef double pick_d[2]
+    cdef int64_t pick_i[2]
     with nogil:
         for c in range(C):
             for r in range(R):
@@ -240,17 +243,22 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             A_task = A * task
             cmax, tm, sram_c, comp_col = 0.0, -INFINITY, 0, False
             b = c * R
+            # a block's format picks its figures by index (two-entry arrays), not by a
+            # branch: the format is a coin toss to the branch predictor
             for r in range(R):
                 td = t_dense[r]
                 comp_time = A_task + scalar * <double> sw[r]
                 use_comp = (choice[b + r] == 1) | ((choice[b + r] == 2) & (comp_time < A * td))
                 comp_col = comp_col | use_comp
-                cmax = dmax(cmax, comp_time if use_comp else 0.0)
-                tm = dmax(tm, -INFINITY if use_comp else td)
+                pick_d[0], pick_d[1] = 0.0, comp_time
+                cmax = dmax(cmax, pick_d[use_comp])
+                pick_d[0], pick_d[1] = td, -INFINITY
+                tm = dmax(tm, pick_d[use_comp])
                 if wide:
-                    sram_c = imax(sram_c, ct64[b + r] if use_comp else dt64[b + r])
+                    pick_i[0], pick_i[1] = dt64[b + r], ct64[b + r]
                 else:
-                    sram_c = imax(sram_c, ct32[b + r] if use_comp else dt32[b + r])
+                    pick_i[0], pick_i[1] = dt32[b + r], ct32[b + r]
+                sram_c = imax(sram_c, pick_i[use_comp])
             comp_max[c], tmax[c] = cmax, tm
             sram = imax(sram, sram_c)
             if comp_col:
