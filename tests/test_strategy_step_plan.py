@@ -374,3 +374,28 @@ def test_a_plan_is_made_again_when_the_kernels_dtype_changes(recorded):
     model.train_on_batch(*_batch(rng, 8))
     _check_every_step(recorded)
 
+
+
+def test_each_planned_step_is_costed_from_its_own_batchs_nonzeros(recorded):
+    """A sparse layer's planned steps (ws_step_columns down each PE column) follow each
+    batch: two batches of the same size, one with few zero inputs and one with many, give
+    different forward and input-gradient cycles, each the full costing of that batch's
+    patterns (training.step_cost), and equal batches give equal steps."""
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
+    model = _model(strategy, first_sparsity=0.7)
+    rng = np.random.default_rng(7)
+    x, y = _batch(rng, 8)
+    model.train_on_batch(x, y)                       # the fully costed step: the plan
+    recorded.clear()
+    dense_x = np.abs(rng.standard_normal((8, 20))).astype(np.float32) + 0.1
+    sparse_x = dense_x * (rng.random((8, 20)) < 0.15)
+    for batch in (dense_x, sparse_x, dense_x):
+        model.train_on_batch(batch, y)
+    first = [s for s in recorded if s[0].layer.name == "a"]
+    assert [int(s[3].sum()) for s in first] == [160, int((sparse_x != 0).sum()), 160]
+    assert first[0][0]._plan["kind"] == "sparse"      # planned, by the column pass
+    fwd = [s[6]["forward"] for s in first]
+    assert fwd[0] != fwd[1] and fwd[0] == fwd[2]      # the batch's nonzeros count
+    second = [s for s in recorded if s[0].layer.name == "b"]
+    assert second[0][6]["input-gradient"] > 0
+    _check_every_step(recorded)
