@@ -9,6 +9,8 @@ import numpy as np
 from libc.math cimport INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t
 
+from _chain cimport chain_rounds, check_chain_args
+
 
 cdef inline double dmax(double a, double b) noexcept nogil:
     return a if a > b else b
@@ -153,7 +155,8 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                     const int64_t[::1] s_indptr, const int32_t[::1] s_rows,
                     const int32_t[::1] s_data, const double[::1] t_dense,
                     const int8_t[::1] choice, comp_total, dense_total, double task,
-                    double scalar, double eos, long wpv, double dt, bint check=True):
+                    double scalar, double eos, long wpv, double dt, bint check=True,
+                    pipeline=None):
     """:func:`ws_step_stream`'s step, PE column by PE column: the same figures (work,
     first, last, busy, v_max, sram, any_comp; not the per-block products), from W's
     structure laid out by column: the block arrays ``choice``, ``comp_total`` and
@@ -164,7 +167,13 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     are worked out together, in memory that stays in the first-level cache; the column
     meets its blocks in r order and the maxima are the same maxima, so every float is
     ws_step_stream's. ``check=False`` skips the O(nnz) checks of ``s_indptr`` and
-    ``s_rows`` (a structure checked once and passed unchanged)."""
+    ``s_rows`` (a structure checked once and passed unchanged).
+
+    ``pipeline`` = (L, hop, ramp, lat, launch, cushion, fill) adds an eighth figure: the
+    columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
+    last as one chain of C positions, ``L`` (one entry) wavelets per round, arrivals
+    ``fill`` later), run here on the arrays just made: the same recurrence
+    (src/_chain.pxd), so the same float."""
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
     cdef Py_ssize_t n, c, k, r, b, j
@@ -289,4 +298,25 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                 last[n, c] = cum - dt
             if v_sum > v_max:
                 v_max = v_sum
-    return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
+    if pipeline is None:
+        return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
+    L_, hop_, ramp_, lat_, launch_, cushion_, fill_ = pipeline
+    cdef const long[:] L = L_
+    cdef double hop = hop_, ramp = ramp_, lat = lat_, launch = launch_, cushion = cushion_
+    if L.shape[0] != 1:
+        raise ValueError(f"pipeline: L must have one entry (one chain); received "
+                         f"{L.shape[0]}")
+    check_chain_args("ws_step_columns", L, cushion)
+    cdef double done = 0.0, f = fill_
+    cdef double[::1] scratch = np.zeros(5 * C + N * C)
+    cdef double* E = &scratch[0] if C > 0 else NULL
+    if C > 0 and N > 0:
+        with nogil:
+            done = chain_rounds(<const char*> &work[0, 0], work.strides[1], work.strides[0],
+                                <const char*> &first[0, 0], first.strides[1],
+                                first.strides[0],
+                                <const char*> &last[0, 0], last.strides[1], last.strides[0],
+                                True, f, L[0], C, N, hop, ramp, lat, launch, task, cushion,
+                                done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C, E + 5 * C)
+    return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
+            float(done))

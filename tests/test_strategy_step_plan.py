@@ -9,6 +9,7 @@ import scipy.sparse as sps
 
 import wsekern as wk
 from wsekern import nn
+from wsekern._pipeline import grid_pipeline
 from wsekern._step_cost import ws_step_columns, ws_step_stream
 from wsekern.nn import columns
 from wsekern.nn import layers as L
@@ -127,6 +128,15 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
             for a, b in zip(got, want[:7]):
                 assert type(a) is type(b)
                 assert np.array_equal(a, b, equal_nan=True), (trial, a, b)
+        # with the columns' chain run in the same call: grid_pipeline's very float
+        L = np.array([int(rng.integers(0, 4))], np.int_)
+        pipe = (L, 1.0, 2.0, float(rng.integers(1, 5)), 9.0, float(rng.integers(0, 6)),
+                float(rng.integers(0, 30)))
+        got = ws_step_columns(x, k_b, *narrow[:3], t_dense, *narrow[3:], *tail, False, pipe)
+        work, first, last = want[:3]
+        est = grid_pipeline(work.T[None], first.T[None], last.T[None], L, 1.0, 2.0, pipe[3],
+                            9.0, task, pipe[5], np.array([pipe[6]]))
+        assert type(got[7]) is float and np.array_equal(got[7], est, equal_nan=True)
 
 
 def test_the_column_pass_refuses_blocks_that_do_not_match():
@@ -143,7 +153,7 @@ def test_the_column_pass_refuses_blocks_that_do_not_match():
         ws_step_columns(*ok[:7], np.zeros(2, np.int32), np.zeros(2, np.int32), *ok[9:])
 
         def case(**changed):
-            args = list(ok)
+            args = list(ok) + [True, None]          # check, pipeline
             for i, v in changed.items():
                 args[int(i[1:])] = v
             return lambda: ws_step_columns(*args)
@@ -162,9 +172,12 @@ def test_the_column_pass_refuses_blocks_that_do_not_match():
                  case(a7=np.zeros(2, np.int32)),                        # dtypes differ
                  case(a7=np.zeros(2), a8=np.zeros(2)),                  # not integers
                  case(a7=np.zeros((2, 1), np.int64), a8=np.zeros((2, 1), np.int64)),
-                 case(a8=[0, 0])]
-    """, 13, needles=("block arrays", "outside", "s_indptr", "k_b", "s_rows", "dtype",
-                      "contiguous", "ndim", "dimensions"))
+                 case(a8=[0, 0]),
+                 case(a14=True, a15=(np.zeros(2, np.int_), 1.0, 1.0, 1.0, 1.0, 1.0, 0.0)),
+                 case(a14=True, a15=(np.zeros(1, np.int_), 1.0, 1.0, 1.0, 1.0, -1.0, 0.0)),
+                 case(a14=True, a15=(np.array([-1], np.int_), 1.0, 1.0, 1.0, 1.0, 1.0, 0.0))]
+    """, 16, needles=("block arrays", "outside", "s_indptr", "k_b", "s_rows", "dtype",
+                      "contiguous", "ndim", "dimensions", "one entry", "cushion", "L[0]"))
 
 
 def test_the_step_pass_refuses_blocks_that_do_not_match():
@@ -173,7 +186,7 @@ def test_the_step_pass_refuses_blocks_that_do_not_match():
     from conftest import assert_refused_in_child
     assert_refused_in_child("""
         import numpy as np
-        from wsekern._step_cost import ws_step_columns, ws_step_stream
+        from wsekern._step_cost import ws_step_stream
         ok = [np.ones((4, 2), np.uint8), np.array([0, 2, 4], np.int_), np.zeros(5, np.int64),
               np.zeros(0, np.int32), np.zeros(0, np.int64), np.ones(1), np.zeros(2, np.int8),
               np.zeros(2, np.int64), np.zeros(2, np.int64), 4.0, 22.0, 4.0, 2, 1.0]

@@ -119,13 +119,12 @@ def weight_stationary_cycles(w, x_nz, config, region):
     # placement.weight_stationary's format choice and _ws_work's (exact=False) work per
     # column and sample, in one pass down each PE column (its X rows, its blocks); then
     # _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
-    work, first, last, busy, v_max, sram, _ = _ws_step_columns(
+    # (and, in the same call, grid_pipeline's chain of the columns over the samples)
+    _, _, _, busy, v_max, sram, _, est = _ws_step_columns(
         x_nz.view(np.uint8), st["k_b"], st["s_indptr"], st["s_rows"], st["s_data"],
         st["t_dense"], st["choice_cm"], st["comp_total_cm"], st["dense_total_cm"],
-        st["task"], st["scalar"], st["task"], st["wpv"], dt, False)     # S checked once, when made
-    est = _grid_pipeline(work.T[None], first.T[None], last.T[None], st["L"],
-                         config.hop_cycles, config.ramp_cycles, st["turnaround"],
-                         task + config.setup_cycles, task, st["cushion"], st["fill"])
+        st["task"], st["scalar"], st["task"], st["wpv"], dt, False,     # S checked once
+        st["pipeline"])
     busy_max = busy + N * eos if R * C else 0.0
     lower = max(st["first_hop"] + busy_max, st["first_hop"] + v_max * dt,
                 N * (st["L_max"] + task) if C > 1 else 0.0) + task
@@ -191,9 +190,14 @@ def _step_structure(w, config, region):
         # the config's figures a step reads, as weight_stationary_cycles used them
         "task": float(config.task_cycles), "scalar": float(config.scalar_cycles_per_element),
         "wpv": int(config.wavelets_per_sparse_value),
-        "dt": 1.0 / config.link_wavelets_per_cycle, "turnaround": _turnaround(config),
-        "cushion": _cushion(config), "first_hop": config.hop_cycles + config.ramp_cycles}
+        "dt": 1.0 / config.link_wavelets_per_cycle,
+        "first_hop": config.hop_cycles + config.ramp_cycles}
     structure["L_max"] = int(structure["L"].max())
+    # grid_pipeline's figures for the columns' one chain (ws_step_columns runs it)
+    structure["pipeline"] = (structure["L"], float(config.hop_cycles),
+                             float(config.ramp_cycles), float(_turnaround(config)),
+                             float(config.task_cycles + config.setup_cycles),
+                             float(_cushion(config)), float(structure["fill"][0]))
     # the O(nnz) checks of the structure, once: every step passes it unchanged (check=False)
     _ws_step_columns(np.zeros((w.K, 0), np.uint8), k_b, structure["s_indptr"],
                      structure["s_rows"], structure["s_data"], structure["t_dense"],
