@@ -412,3 +412,38 @@ def test_each_planned_step_is_costed_from_its_own_batchs_nonzeros(recorded):
     second = [s for s in recorded if s[0].layer.name == "b"]
     assert second[0][6]["input-gradient"] > 0
     _check_every_step(recorded)
+
+
+def test_the_dense_stream_runs_the_columns_chain_as_grid_pipeline_does():
+    """dense_stream(..., pipeline=...) (the columns' chain run in the same call) gives
+    grid_pipeline's float on the arrays it returns, and the same arrays as without it;
+    a bad chain is refused."""
+    from wsekern._screen import dense_stream
+    rng = np.random.default_rng(11)
+    for K, C, N in [(9, 3, 5), (1, 1, 1), (12, 5, 0), (30, 7, 17), (6, 6, 2)]:
+        cuts = np.sort(rng.integers(0, K + 1, C - 1))
+        k_b = np.concatenate([[0], cuts, [K]]).astype(np.int_)
+        x_nz = (rng.random((K, N)) < 0.5).view(np.uint8)
+        L = np.array([int(rng.integers(0, 4))], np.int_)
+        pipe = (L, 1.0, 2.0, 3.0, 9.0, 4.0, float(rng.integers(0, 6)))
+        plain = dense_stream(x_nz, k_b, 7.0, 4.0, 2, 0.5, 13.0)
+        got = dense_stream(x_nz, k_b, 7.0, 4.0, 2, 0.5, 13.0, pipe)
+        for a, b in zip(got[:5], plain):
+            assert np.array_equal(a, b) and type(a) is type(b)
+        work, first, last = plain[:3]
+        est = grid_pipeline(work.T[None], first.T[None], last.T[None], L, 1.0, 2.0, 3.0, 9.0,
+                            4.0, pipe[6])
+        assert type(got[5]) is float and got[5] == est
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._screen import dense_stream
+        x, k_b = np.ones((4, 3), np.uint8), np.array([0, 2, 4], np.int_)
+
+        def case(*pipe):
+            return lambda: dense_stream(x, k_b, 7.0, 4.0, 2, 0.5, 13.0, pipe)
+        cases = [case(np.zeros(2, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, 1.0),
+                 case(np.zeros(1, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, -1.0),
+                 case(np.zeros(1, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, float("nan")),
+                 case(np.array([-2], np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, 1.0)]
+    """, 4, needles=("one entry", "cushion", "L[0]"))

@@ -52,7 +52,6 @@ import math
 import numpy as np
 import scipy.sparse as sps
 
-from .._pipeline import grid_pipeline as _grid_pipeline
 from .._screen import dense_stream as _dense_stream
 from .._step_cost import ws_step_columns as _ws_step_columns
 from . import placement as placer
@@ -458,12 +457,16 @@ def dense_screen_cycles(plan, x_nz, config):
     dt = 1.0 / config.link_wavelets_per_cycle
     # _ws_work's work and _pipeline_cycles' stream model for one chain, samples along the
     # first axis (the recurrence takes the transposed views)
-    work, first, last, a_max, v_max = _dense_stream(
+    # (and, in the same call, grid_pipeline's chain of the columns over the samples)
+    pipeline = plan.get("pipeline")
+    if pipeline is None or pipeline[0] is not config:
+        pipeline = plan["pipeline"] = (config, (
+            L, float(config.hop_cycles), float(ramp), float(plan["turnaround"]),
+            float(config.task_cycles + config.setup_cycles), float(task),
+            float(plan["cushion"])))
+    _, _, _, a_max, v_max, est = _dense_stream(
         x_nz.view(np.uint8), plan["k_b"], tmax, eos, config.wavelets_per_sparse_value, dt,
-        plan["fill"])
-    est = _grid_pipeline(work.T[None], first.T[None], last.T[None], L, config.hop_cycles,
-                         ramp, plan["turnaround"], config.task_cycles + config.setup_cycles,
-                         task, plan["cushion"])
+        plan["fill"], pipeline[1])
     L = int(L.max())
     busy_max = a_max * tmax + N * eos        # the busiest PE: the most activations, slowest row
     hop = config.hop_cycles + ramp
