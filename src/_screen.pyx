@@ -16,7 +16,7 @@ from _chain cimport chain_rounds, check_chain_args
 
 
 def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax, double eos,
-                 long wpv, double dt, double fill):
+                 long wpv, double dt, double fill, pipeline=None):
     """The stream of X's nonzero pattern ``x_nz`` (K x N, 0/1, any strides) down the C
     PE columns whose rows of X are ``k_b[c]:k_b[c + 1]`` (C + 1 bounds, 0 <= ... <= K).
 
@@ -25,6 +25,11 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     N x C float64 arrays ``a * tmax + eos``, ``(cumsum(v) * dt - v * dt) + fill`` and
     ``(cumsum(v) * dt - dt) + fill`` (cumulative over the samples), and the largest
     column sums over the batch of a and of v (ints). O(K * N + C * N).
+
+    ``pipeline`` = (L, hop, ramp, lat, launch, task, cushion) adds a sixth figure: the
+    columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
+    last as one chain of C positions, ``L`` (one entry) wavelets per round), run here on
+    the arrays just made: the same recurrence (src/_chain.pxd), so the same float.
     """
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t n, c, k
@@ -40,29 +45,53 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
-    cdef long[::1] a_sum = np.zeros(C, dtype=np.int_)
-    cdef long[::1] v_sum = np.zeros(C, dtype=np.int_)
-    cdef long a, v, a_max = 0, v_max = 0
+    cdef long[::1] a_n = np.zeros(N, dtype=np.int_)     # one column's a, per sample
+    cdef long a, v, a_sum, v_sum, a_max = 0, v_max = 0
     cdef double cum
     with nogil:
-        for n in range(N):
-            for c in range(C):
-                a = 0
-                for k in range(k_b[c], k_b[c + 1]):
-                    a += x_nz[k, n]
+        # column by column (its samples in order, so the cumulative sums are the same)
+        for c in range(C):
+            for n in range(N):
+                a_n[n] = 0
+            for k in range(k_b[c], k_b[c + 1]):
+                for n in range(N):
+                    a_n[n] += x_nz[k, n]
+            a_sum = 0
+            v_sum = 0
+            for n in range(N):
+                a = a_n[n]
                 v = a * wpv + 1
-                a_sum[c] += a
-                v_sum[c] += v
+                a_sum += a
+                v_sum += v
                 work[n, c] = <double> a * tmax + eos
-                cum = <double> v_sum[c] * dt
+                cum = <double> v_sum * dt
                 first[n, c] = (cum - <double> v * dt) + fill
                 last[n, c] = (cum - dt) + fill
-        for c in range(C):
-            if a_sum[c] > a_max:
-                a_max = a_sum[c]
-            if v_sum[c] > v_max:
-                v_max = v_sum[c]
-    return work_a, first_a, last_a, int(a_max), int(v_max)
+            if a_sum > a_max:
+                a_max = a_sum
+            if v_sum > v_max:
+                v_max = v_sum
+    if pipeline is None:
+        return work_a, first_a, last_a, int(a_max), int(v_max)
+    L_, hop_, ramp_, lat_, launch_, task_, cushion_ = pipeline
+    cdef const long[:] L = L_
+    cdef double hop = hop_, ramp = ramp_, lat = lat_, launch = launch_, task = task_
+    cdef double cushion = cushion_, done = 0.0
+    if L.shape[0] != 1:
+        raise ValueError(f"pipeline: L must have one entry (one chain); received "
+                         f"{L.shape[0]}")
+    check_chain_args("dense_stream", L, cushion)
+    cdef double[::1] scratch = np.zeros(5 * C + N * C)
+    cdef double* E = &scratch[0] if C > 0 else NULL
+    if C > 0 and N > 0:
+        with nogil:
+            done = chain_rounds(<const char*> &work[0, 0], work.strides[1], work.strides[0],
+                                <const char*> &first[0, 0], first.strides[1],
+                                first.strides[0],
+                                <const char*> &last[0, 0], last.strides[1], last.strides[0],
+                                False, 0.0, L[0], C, N, hop, ramp, lat, launch, task, cushion,
+                                done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C, E + 5 * C)
+    return work_a, first_a, last_a, int(a_max), int(v_max), float(done)
 
 
 ctypedef fused table_t:

@@ -9,6 +9,8 @@ import numpy as np
 from libc.math cimport INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t
 
+from _chain cimport chain_rounds, check_chain_args
+
 
 cdef inline double dmax(double a, double b) noexcept nogil:
     return a if a > b else b
@@ -147,3 +149,174 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                 v_max = v_sum[c]
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             products)
+
+
+def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
+                    const int64_t[::1] s_indptr, const int32_t[::1] s_rows,
+                    const int32_t[::1] s_data, const double[::1] t_dense,
+                    const int8_t[::1] choice, comp_total, dense_total, double task,
+                    double scalar, double eos, long wpv, double dt, bint check=True,
+                    pipeline=None):
+    """:func:`ws_step_stream`'s step, PE column by PE column: the same figures (work,
+    first, last, busy, v_max, sram, any_comp; not the per-block products), from W's
+    structure laid out by column: the block arrays ``choice``, ``comp_total`` and
+    ``dense_total`` numbered b = c * R + r (both int64, or both int32: half the memory a
+    step reads), and W's column k holding ``s_data[j]`` nonzeros
+    in row block ``s_rows[j]`` (its PE column is the one whose X rows hold k). Each PE
+    column's activations, its blocks' scalar work (an R-long buffer) and its format choices
+    are worked out together, in memory that stays in the first-level cache; the column
+    meets its blocks in r order and the maxima are the same maxima, so every float is
+    ws_step_stream's. ``check=False`` skips the O(nnz) checks of ``s_indptr`` and
+    ``s_rows`` (a structure checked once and passed unchanged).
+
+    ``pipeline`` = (L, hop, ramp, lat, launch, cushion, fill) adds an eighth figure: the
+    columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
+    last as one chain of C positions, ``L`` (one entry) wavelets per round, arrivals
+    ``fill`` later), run here on the arrays just made: the same recurrence
+    (src/_chain.pxd), so the same float."""
+    cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
+    cdef Py_ssize_t R = t_dense.shape[0]
+    cdef Py_ssize_t n, c, k, r, b, j
+    if not (isinstance(comp_total, np.ndarray) and isinstance(dense_total, np.ndarray)
+            and comp_total.dtype == dense_total.dtype
+            and comp_total.dtype in (np.int32, np.int64)):
+        raise ValueError("comp_total and dense_total must be arrays of one dtype, int32 or "
+                         "int64")
+    cdef bint wide = comp_total.dtype == np.int64
+    cdef const int64_t[::1] ct64, dt64
+    cdef const int32_t[::1] ct32, dt32
+    if wide:
+        ct64, dt64 = comp_total, dense_total
+    else:
+        ct32, dt32 = comp_total, dense_total
+    if C < 0 or (C > 0 and (k_b[0] != 0 or k_b[C] != K)):
+        raise ValueError(f"k_b must be {C + 1} bounds from 0 to {K}; received "
+                         f"{np.asarray(k_b)!r}")
+    for c in range(C):
+        if k_b[c] > k_b[c + 1]:
+            raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
+    if (s_indptr.shape[0] != K + 1 or choice.shape[0] != R * C
+            or comp_total.size != R * C or dense_total.size != R * C):
+        raise ValueError(f"the block arrays must have {R * C} entries ({R}x{C} blocks) "
+                         f"and s_indptr {K + 1}; received s_indptr {s_indptr.shape[0]}, "
+                         f"choice {choice.shape[0]}, comp_total {comp_total.size}, "
+                         f"dense_total {dense_total.size}")
+    if s_rows.shape[0] != s_data.shape[0] or s_indptr[K] > s_rows.shape[0]:
+        raise ValueError("s_rows and s_data must hold the s_indptr[-1] entries")
+    if not (0 <= s_indptr[0] <= s_indptr[K]):
+        raise ValueError(f"s_indptr must be nondecreasing from 0; received "
+                         f"{np.asarray(s_indptr)!r}")
+    for k in range(K if check else 0):
+        if not 0 <= s_indptr[k] <= s_indptr[k + 1]:
+            raise ValueError(f"s_indptr must be nondecreasing from 0; received "
+                             f"{np.asarray(s_indptr)!r}")
+    for j in range(s_rows.shape[0] if check else 0):
+        if not 0 <= s_rows[j] < R:
+            raise ValueError(f"s_rows[{j}] = {s_rows[j]} lies outside 0..{R - 1}")
+    a_cn_a = np.zeros((C, N), np.int64)
+    cdef int64_t[:, ::1] a_cn = a_cn_a
+    cdef int64_t[::1] A_c = np.zeros(C, np.int64)
+    cdef double[::1] tmax = np.full(C, -INFINITY)
+    cdef double[::1] comp_max = np.zeros(C)
+    cdef int64_t[::1] sw = np.zeros(R, np.int64)       # this column's blocks' scalar work
+    work_a = np.empty((N, C))
+    first_a = np.empty((N, C))
+    last_a = np.empty((N, C))
+    cdef double[:, ::1] work = work_a
+    cdef double[:, ::1] first = first_a
+    cdef double[:, ::1] last = last_a
+    cdef int64_t a, A_k, v, v_sum, v_max = 0, sram = 0, sram_c, cnt
+    cdef double A, A_task, td, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w
+    cdef double share, cum, cmax, tm
+    cdef int use_comp
+    cdef bint any_comp = False, comp_col
+    cdef double pick_d[2]
+    cdef int64_t pick_i[2]
+    with nogil:
+        for c in range(C):
+            for r in range(R):
+                sw[r] = 0
+            cnt = 0
+            for k in range(k_b[c], k_b[c + 1]):
+                A_k = 0
+                for n in range(N):
+                    a = x_nz[k, n] != 0
+                    A_k += a
+                    a_cn[c, n] += a
+                cnt += A_k
+                if A_k:
+                    for j in range(s_indptr[k], s_indptr[k + 1]):
+                        sw[s_rows[j]] += s_data[j] * A_k
+            A_c[c] = cnt
+            A = <double> cnt
+            A_task = A * task
+            cmax, tm, sram_c, comp_col = 0.0, -INFINITY, 0, False
+            b = c * R
+            # a block's format picks its figures by index (two-entry arrays), not by a
+            # branch: the format is a coin toss to the branch predictor
+            for r in range(R):
+                td = t_dense[r]
+                comp_time = A_task + scalar * <double> sw[r]
+                use_comp = (choice[b + r] == 1) | ((choice[b + r] == 2) & (comp_time < A * td))
+                comp_col = comp_col | use_comp
+                pick_d[0], pick_d[1] = 0.0, comp_time
+                cmax = dmax(cmax, pick_d[use_comp])
+                pick_d[0], pick_d[1] = td, -INFINITY
+                tm = dmax(tm, pick_d[use_comp])
+                if wide:
+                    pick_i[0], pick_i[1] = dt64[b + r], ct64[b + r]
+                else:
+                    pick_i[0], pick_i[1] = dt32[b + r], ct32[b + r]
+                sram_c = imax(sram_c, pick_i[use_comp])
+            comp_max[c], tmax[c] = cmax, tm
+            sram = imax(sram, sram_c)
+            if comp_col:
+                any_comp = True
+                comp_busy = dmax(comp_busy, cmax)
+            if tm > -INFINITY and A * tm > busy:
+                busy = A * tm
+        if any_comp and comp_busy > busy:
+            busy = comp_busy
+        for c in range(C):
+            share = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
+            # a * tmax, or 0.0 in a column with no dense block (a >= 0: a * 0.0 is 0.0);
+            # then the compressed share where any block is compressed and it is more
+            # (dmax(x, w) is x only when x > w: the comparison ws_step_stream makes), each
+            # without a branch on the sample's count
+            tm = tmax[c] if tmax[c] > -INFINITY else 0.0
+            if not any_comp:
+                share = -INFINITY       # a * share > w never holds (a * -inf <= 0 <= w)
+            v_sum = 0
+            for n in range(N):
+                a = a_cn[c, n]
+                w = dmax(<double> a * share, <double> a * tm)
+                work[n, c] = w + eos
+                v = a * wpv + 1
+                v_sum += v
+                cum = <double> v_sum * dt
+                first[n, c] = cum - <double> v * dt
+                last[n, c] = cum - dt
+            if v_sum > v_max:
+                v_max = v_sum
+    if pipeline is None:
+        return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
+    L_, hop_, ramp_, lat_, launch_, cushion_, fill_ = pipeline
+    cdef const long[:] L = L_
+    cdef double hop = hop_, ramp = ramp_, lat = lat_, launch = launch_, cushion = cushion_
+    if L.shape[0] != 1:
+        raise ValueError(f"pipeline: L must have one entry (one chain); received "
+                         f"{L.shape[0]}")
+    check_chain_args("ws_step_columns", L, cushion)
+    cdef double done = 0.0, f = fill_
+    cdef double[::1] scratch = np.zeros(5 * C + N * C)
+    cdef double* E = &scratch[0] if C > 0 else NULL
+    if C > 0 and N > 0:
+        with nogil:
+            done = chain_rounds(<const char*> &work[0, 0], work.strides[1], work.strides[0],
+                                <const char*> &first[0, 0], first.strides[1],
+                                first.strides[0],
+                                <const char*> &last[0, 0], last.strides[1], last.strides[0],
+                                True, f, L[0], C, N, hop, ramp, lat, launch, task, cushion,
+                                done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C, E + 5 * C)
+    return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
+            float(done))

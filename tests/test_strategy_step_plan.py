@@ -9,7 +9,8 @@ import scipy.sparse as sps
 
 import wsekern as wk
 from wsekern import nn
-from wsekern._step_cost import ws_step_stream
+from wsekern._pipeline import grid_pipeline
+from wsekern._step_cost import ws_step_columns, ws_step_stream
 from wsekern.nn import columns
 from wsekern.nn import layers as L
 from wsekern.nn.strategy import LayerPlacement
@@ -33,8 +34,9 @@ def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
         R, C = region[2], region[3]
         st = analytic._step_structure(stats, cfg, region)
         S = st["S"]
+        choice, comp_total, dense_total = _row_major(st)
         out = ws_step_stream(x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data,
-                             st["t_dense"], st["choice"], st["comp_total"], st["dense_total"],
+                             st["t_dense"], choice, comp_total, dense_total,
                              float(cfg.task_cycles), float(cfg.scalar_cycles_per_element),
                              float(cfg.task_cycles), int(cfg.wavelets_per_sparse_value), 1.0)
         m_b, _ = stats.row_block(R)
@@ -46,8 +48,8 @@ def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
         assert np.array_equal(out[-1].reshape(R, C), want)
         # a step passes the structure checked once (check=False): the same figures
         unchecked = ws_step_stream(x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices,
-                                   S.data, st["t_dense"], st["choice"], st["comp_total"],
-                                   st["dense_total"], float(cfg.task_cycles),
+                                   S.data, st["t_dense"], choice, comp_total,
+                                   dense_total, float(cfg.task_cycles),
                                    float(cfg.scalar_cycles_per_element),
                                    float(cfg.task_cycles), int(cfg.wavelets_per_sparse_value),
                                    1.0, False)
@@ -59,6 +61,123 @@ def test_a_step_counts_each_blocks_nonzero_products_as_numpy_does():
                                          full=False)
         assert got == (rep.cycles, rep.cycles_lower, rep.sram_peak_bytes)
         assert rep.macs_useful == want.sum()
+
+
+def _row_major(st):
+    """The step structure's block arrays (kept numbered b = c * R + r) as b = r * C + c."""
+    R, C = st["R"], st["C"]
+    return tuple(np.ascontiguousarray(st[k].reshape(C, R).T, dtype).ravel()
+                 for k, dtype in (("choice_cm", np.int8), ("comp_total_cm", np.int64),
+                                  ("dense_total_cm", np.int64)))
+
+
+def _by_columns(K, R, C, k_b, S, choice, comp_total, dense_total):
+    """ws_step_stream's row-major structure laid out for ws_step_columns."""
+    rows = (S.indices // C).astype(np.int32)
+    return (S.indptr, rows, S.data.astype(np.int32),
+            *(np.ascontiguousarray(a.reshape(R, C).T).ravel()
+              for a in (choice, comp_total, dense_total)))
+
+
+@pytest.mark.parametrize("R, C, N", [(5, 4, 9), (1, 6, 3), (7, 1, 5), (3, 3, 1), (4, 5, 0),
+                                     (6, 8, 40)])
+def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
+    """ws_step_columns (each PE column's activations, scalar work and formats together)
+    against ws_step_stream (one pass over X, one over the blocks): every figure equal, of
+    the same type, for random format choices 0/1/2, whole and fractional task cycles (an
+    infinite and a NaN one too), columns of W no activation reaches, and PE columns with no
+    X row."""
+    rng = np.random.default_rng(R * 100 + C * 10 + N)
+    for trial in range(12):
+        K = C + int(rng.integers(0, 3 * C + 1))
+        cuts = np.sort(rng.integers(0, K + 1, C - 1)) if C > 1 else np.zeros(0, int)
+        k_b = np.concatenate([[0], cuts, [K]]).astype(np.int_)
+        pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
+        nnz = int(rng.integers(0, 4 * K + 1))
+        wk_ = rng.integers(0, K, nnz) if K else np.zeros(0, int)
+        wr = rng.integers(0, R, nnz)
+        S = sps.csr_array((rng.integers(1, 5, nnz).astype(np.int64),
+                           (wk_, wr * C + pe_col[wk_])), shape=(K, R * C))
+        S.sum_duplicates()
+        S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+        choice = rng.integers(0, 3, R * C).astype(np.int8)
+        if trial % 3 == 0:
+            choice[:] = 2
+        comp_total = rng.integers(100, 200, R * C).astype(np.int64)
+        dense_total = rng.integers(100, 200, R * C).astype(np.int64)
+        t_dense = rng.integers(4, 60, R).astype(np.float64)
+        if trial % 4 == 1:
+            t_dense += rng.random(R)
+        if trial in (5, 10):                    # an infinite or NaN task time: no branch
+            t_dense[int(rng.integers(0, R))] = np.inf if trial == 5 else np.nan
+        x_nz = rng.random((K, N)) < rng.choice([0.0, 0.2, 0.7, 1.0])
+        if K and trial % 2:
+            x_nz[rng.integers(0, K)] = False
+        task, scalar, eos = (4.0, 22.0, 4.0) if trial % 5 else (3.5, 1.25, 2.0)
+        x = x_nz.view(np.uint8)
+        if trial % 2:                          # samples as rows, seen transposed
+            x = np.ascontiguousarray(x.T).T
+        tail = (task, scalar, eos, 2, 0.5)
+        want = ws_step_stream(x, k_b, S.indptr, S.indices, S.data, t_dense, choice,
+                              comp_total, dense_total, *tail)
+        cols = _by_columns(K, R, C, k_b, S, choice, comp_total, dense_total)
+        narrow = cols[:4] + tuple(a.astype(np.int32) for a in cols[4:])   # int32 totals
+        for check, layout in ((True, cols), (False, cols), (False, narrow)):
+            got = ws_step_columns(x, k_b, *layout[:3], t_dense, *layout[3:], *tail, check)
+            assert len(got) == 7
+            for a, b in zip(got, want[:7]):
+                assert type(a) is type(b)
+                assert np.array_equal(a, b, equal_nan=True), (trial, a, b)
+        # with the columns' chain run in the same call: grid_pipeline's very float
+        L = np.array([int(rng.integers(0, 4))], np.int_)
+        pipe = (L, 1.0, 2.0, float(rng.integers(1, 5)), 9.0, float(rng.integers(0, 6)),
+                float(rng.integers(0, 30)))
+        got = ws_step_columns(x, k_b, *narrow[:3], t_dense, *narrow[3:], *tail, False, pipe)
+        work, first, last = want[:3]
+        est = grid_pipeline(work.T[None], first.T[None], last.T[None], L, 1.0, 2.0, pipe[3],
+                            9.0, task, pipe[5], np.array([pipe[6]]))
+        assert type(got[7]) is float and np.array_equal(got[7], est, equal_nan=True)
+
+
+def test_the_column_pass_refuses_blocks_that_do_not_match():
+    """ws_step_columns refuses out-of-range rows and mismatched lengths with a message (in
+    a child process: a segfault fails this test only)."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._step_cost import ws_step_columns
+        ok = [np.ones((4, 2), np.uint8), np.array([0, 2, 4], np.int_), np.zeros(5, np.int64),
+              np.zeros(0, np.int32), np.zeros(0, np.int32), np.ones(1), np.zeros(2, np.int8),
+              np.zeros(2, np.int64), np.zeros(2, np.int64), 4.0, 22.0, 4.0, 2, 1.0]
+        ws_step_columns(*ok)
+        ws_step_columns(*ok[:7], np.zeros(2, np.int32), np.zeros(2, np.int32), *ok[9:])
+
+        def case(**changed):
+            args = list(ok) + [True, None]          # check, pipeline
+            for i, v in changed.items():
+                args[int(i[1:])] = v
+            return lambda: ws_step_columns(*args)
+        cases = [case(a6=np.zeros(3, np.int8)),                         # blocks: 2, not 3
+                 case(a8=np.zeros(1, np.int64)),
+                 case(a2=np.zeros(4, np.int64)),                        # K + 1 = 5 pointers
+                 case(a2=np.array([0, 1, 1, 1, 1], np.int64), a3=np.array([1], np.int32),
+                      a4=np.ones(1, np.int32)),                         # row 1 of 1
+                 case(a2=np.array([0, 1, 1, 1, 1], np.int64), a3=np.array([-1], np.int32),
+                      a4=np.ones(1, np.int32)),
+                 case(a2=np.array([0, 9, 9, 9, 9], np.int64)),          # past the entries
+                 case(a2=np.array([0, 1, 0, 1, 1], np.int64), a3=np.zeros(1, np.int32),
+                      a4=np.ones(1, np.int32)),                         # decreasing
+                 case(a1=np.array([0, 3, 2], np.int_)),
+                 case(a1=np.array([0, 2, 5], np.int_)),                 # past K
+                 case(a7=np.zeros(2, np.int32)),                        # dtypes differ
+                 case(a7=np.zeros(2), a8=np.zeros(2)),                  # not integers
+                 case(a7=np.zeros((2, 1), np.int64), a8=np.zeros((2, 1), np.int64)),
+                 case(a8=[0, 0]),
+                 case(a14=True, a15=(np.zeros(2, np.int_), 1.0, 1.0, 1.0, 1.0, 1.0, 0.0)),
+                 case(a14=True, a15=(np.zeros(1, np.int_), 1.0, 1.0, 1.0, 1.0, -1.0, 0.0)),
+                 case(a14=True, a15=(np.array([-1], np.int_), 1.0, 1.0, 1.0, 1.0, 1.0, 0.0))]
+    """, 16, needles=("block arrays", "outside", "s_indptr", "k_b", "s_rows", "dtype",
+                      "contiguous", "ndim", "dimensions", "one entry", "cushion", "L[0]"))
 
 
 def test_the_step_pass_refuses_blocks_that_do_not_match():
@@ -268,3 +387,63 @@ def test_a_plan_is_made_again_when_the_kernels_dtype_changes(recorded):
     model.train_on_batch(*_batch(rng, 8))
     _check_every_step(recorded)
 
+
+
+def test_each_planned_step_is_costed_from_its_own_batchs_nonzeros(recorded):
+    """A sparse layer's planned steps (ws_step_columns down each PE column) follow each
+    batch: two batches of the same size, one with few zero inputs and one with many, give
+    different forward and input-gradient cycles, each the full costing of that batch's
+    patterns (training.step_cost), and equal batches give equal steps."""
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
+    model = _model(strategy, first_sparsity=0.7)
+    rng = np.random.default_rng(7)
+    x, y = _batch(rng, 8)
+    model.train_on_batch(x, y)                       # the fully costed step: the plan
+    recorded.clear()
+    dense_x = np.abs(rng.standard_normal((8, 20))).astype(np.float32) + 0.1
+    sparse_x = dense_x * (rng.random((8, 20)) < 0.15)
+    for batch in (dense_x, sparse_x, dense_x):
+        model.train_on_batch(batch, y)
+    first = [s for s in recorded if s[0].layer.name == "a"]
+    assert [int(s[3].sum()) for s in first] == [160, int((sparse_x != 0).sum()), 160]
+    assert first[0][0]._plan["kind"] == "sparse"      # planned, by the column pass
+    fwd = [s[6]["forward"] for s in first]
+    assert fwd[0] != fwd[1] and fwd[0] == fwd[2]      # the batch's nonzeros count
+    second = [s for s in recorded if s[0].layer.name == "b"]
+    assert second[0][6]["input-gradient"] > 0
+    _check_every_step(recorded)
+
+
+def test_the_dense_stream_runs_the_columns_chain_as_grid_pipeline_does():
+    """dense_stream(..., pipeline=...) (the columns' chain run in the same call) gives
+    grid_pipeline's float on the arrays it returns, and the same arrays as without it;
+    a bad chain is refused."""
+    from wsekern._screen import dense_stream
+    rng = np.random.default_rng(11)
+    for K, C, N in [(9, 3, 5), (1, 1, 1), (12, 5, 0), (30, 7, 17), (6, 6, 2)]:
+        cuts = np.sort(rng.integers(0, K + 1, C - 1))
+        k_b = np.concatenate([[0], cuts, [K]]).astype(np.int_)
+        x_nz = (rng.random((K, N)) < 0.5).view(np.uint8)
+        L = np.array([int(rng.integers(0, 4))], np.int_)
+        pipe = (L, 1.0, 2.0, 3.0, 9.0, 4.0, float(rng.integers(0, 6)))
+        plain = dense_stream(x_nz, k_b, 7.0, 4.0, 2, 0.5, 13.0)
+        got = dense_stream(x_nz, k_b, 7.0, 4.0, 2, 0.5, 13.0, pipe)
+        for a, b in zip(got[:5], plain):
+            assert np.array_equal(a, b) and type(a) is type(b)
+        work, first, last = plain[:3]
+        est = grid_pipeline(work.T[None], first.T[None], last.T[None], L, 1.0, 2.0, 3.0, 9.0,
+                            4.0, pipe[6])
+        assert type(got[5]) is float and got[5] == est
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._screen import dense_stream
+        x, k_b = np.ones((4, 3), np.uint8), np.array([0, 2, 4], np.int_)
+
+        def case(*pipe):
+            return lambda: dense_stream(x, k_b, 7.0, 4.0, 2, 0.5, 13.0, pipe)
+        cases = [case(np.zeros(2, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, 1.0),
+                 case(np.zeros(1, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, -1.0),
+                 case(np.zeros(1, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, float("nan")),
+                 case(np.array([-2], np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, 1.0)]
+    """, 4, needles=("one entry", "cushion", "L[0]"))

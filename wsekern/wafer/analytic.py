@@ -52,6 +52,8 @@ import math
 import numpy as np
 import scipy.sparse as sps
 
+from .._screen import dense_stream as _dense_stream
+from .._step_cost import ws_step_columns as _ws_step_columns
 from . import placement as placer
 from .figures import energy as _energy
 from .figures import wafer_array as _wafer_array
@@ -101,8 +103,6 @@ def weight_stationary_cycles(w, x_nz, config, region):
     (src/_step_cost.pyx: the format each takes, the per-column maxima, each column's
     stream) and the pipeline over columns x samples.
     Raises the placement's SramOverflowError where a block fits in neither format."""
-    from .._pipeline import grid_pipeline
-    from .._step_cost import ws_step_stream
     x_nz = np.asarray(x_nz)
     if x_nz.ndim != 2 or x_nz.shape[0] != w.K:
         raise ValueError(f"x_nz must be X's nonzero pattern, {w.K} x samples; received "
@@ -114,25 +114,19 @@ def weight_stationary_cycles(w, x_nz, config, region):
         # raises, naming the PE
         placer.weight_stationary(Operands(None, x_nz, w), config, region)
     R, C, N = st["R"], st["C"], x_nz.shape[1]
-    task, eos = config.task_cycles, config.task_cycles
-    dt = 1.0 / config.link_wavelets_per_cycle
+    task, eos, dt = config.task_cycles, config.task_cycles, st["dt"]
     # placement.weight_stationary's format choice and _ws_work's (exact=False) work per
-    # column and sample, on the same values, in one pass over X and one over the blocks;
-    # then _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
-    S = st["S"]
-    work, first, last, busy, v_max, sram, _, _ = ws_step_stream(
-        x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data, st["t_dense"],
-        st["choice"], st["comp_total"], st["dense_total"], float(task),
-        float(config.scalar_cycles_per_element), float(eos),
-        int(config.wavelets_per_sparse_value), dt, False)     # S checked once, when made
-    est = grid_pipeline(work.T[None], first.T[None], last.T[None], st["L"],
-                        config.hop_cycles, config.ramp_cycles, _turnaround(config),
-                        task + config.setup_cycles, task, _cushion(config), st["fill"])
-    L = int(st["L"].max())
-    first_hop = config.hop_cycles + config.ramp_cycles
+    # column and sample, in one pass down each PE column (its X rows, its blocks); then
+    # _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
+    # (and, in the same call, grid_pipeline's chain of the columns over the samples)
+    _, _, _, busy, v_max, sram, _, est = _ws_step_columns(
+        x_nz.view(np.uint8), st["k_b"], st["s_indptr"], st["s_rows"], st["s_data"],
+        st["t_dense"], st["choice_cm"], st["comp_total_cm"], st["dense_total_cm"],
+        st["task"], st["scalar"], st["task"], st["wpv"], dt, False,     # S checked once
+        st["pipeline"])
     busy_max = busy + N * eos if R * C else 0.0
-    lower = max(first_hop + busy_max, first_hop + v_max * dt,
-                N * (L + task) if C > 1 else 0.0) + task
+    lower = max(st["first_hop"] + busy_max, st["first_hop"] + v_max * dt,
+                N * (st["L_max"] + task) if C > 1 else 0.0) + task
     return float(est), float(min(lower, est)), sram
 
 
@@ -158,25 +152,57 @@ def _step_structure(w, config, region):
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
     # each PE's bytes but its weights (the ledger's reserve and buffers), per format
     others = config.reserve_bytes + sum(np.asarray(b, np.int64) for b in st["buffers"].values())
+    k_b = np.ascontiguousarray(st["k_b"], np.int_)
+    # each block's format: 0 dense, 1 compressed, 2 the faster for the batch
+    # (placement.weight_stationary's rule: where both fit, compressed wins only when
+    # faster; where neither, the smaller)
+    choice = np.where(st["either_fits"],
+                      np.where(st["comp_fits"], np.where(st["dense_fits"], 2, 1), 0),
+                      st["comp_smaller"].astype(np.int8)).astype(np.int8)
+    comp_total = np.asarray(others + st["comp_bytes"], np.int64).reshape(R, C)
+    dense_total = np.asarray(others + st["dense_bytes"], np.int64).reshape(R, C)
+    # the step runs down each PE column: the block arrays numbered b = c * R + r, and each
+    # nonzero of W's column k known by its row block (its PE column is the one whose X
+    # rows hold k: S's block index is r * C + that column)
+    s_cols = S.indices % C if C else S.indices
+    pe_col = np.searchsorted(k_b, np.arange(w.K), side="right") - 1
+    if not np.array_equal(s_cols, np.repeat(pe_col, np.diff(S.indptr))):
+        raise AssertionError("W's column blocks disagree with the placement's X rows")
+    # a step reads these from memory the training step has left cold: int32 where every
+    # value fits (a block's nonzeros per column always do)
+    small = np.iinfo(np.int32).max
+    if S.data.size and S.data.max() > small:
+        raise ValueError(f"more than {small:,} nonzeros in one column of a PE block")
+    narrow = np.int32 if max(comp_total.max(initial=0), dense_total.max(initial=0)) <= small \
+        and min(comp_total.min(initial=0), dense_total.min(initial=0)) >= -small else np.int64
     structure = {
         "R": R, "C": C, "S": S, "t_dense": np.ascontiguousarray(st["t_dense"], np.float64),
-        "k_b": np.ascontiguousarray(st["k_b"], np.int_),
-        # each block's format: 0 dense, 1 compressed, 2 the faster for the batch
-        # (placement.weight_stationary's rule: where both fit, compressed wins only when
-        # faster; where neither, the smaller)
-        "choice": np.where(st["either_fits"],
-                           np.where(st["comp_fits"], np.where(st["dense_fits"], 2, 1), 0),
-                           st["comp_smaller"].astype(np.int8)).astype(np.int8).ravel(),
+        "k_b": k_b, "s_indptr": S.indptr,
+        "s_rows": np.ascontiguousarray(S.indices // C if C else S.indices, np.int32),
+        "s_data": S.data.astype(np.int32),
+        "choice_cm": np.ascontiguousarray(choice.reshape(R, C).T).ravel(),
         "overflow": bool((~st["either_fits"]).any()),
         "fill": np.array([R * config.hop_cycles + config.ramp_cycles], np.float64),
         "L": (L.max(keepdims=True) if R else np.zeros(1)).astype(np.int_),
-        "comp_total": np.ascontiguousarray(others + st["comp_bytes"], np.int64).ravel(),
-        "dense_total": np.ascontiguousarray(others + st["dense_bytes"], np.int64).ravel()}
-    from .._step_cost import ws_step_stream
-    # the O(nnz) checks of S, once: every step passes it unchanged (check=False)
-    ws_step_stream(np.zeros((w.K, 0), np.uint8), structure["k_b"], S.indptr, S.indices,
-                   S.data, structure["t_dense"], structure["choice"],
-                   structure["comp_total"], structure["dense_total"], 0.0, 0.0, 0.0, 1, 1.0)
+        "comp_total_cm": np.ascontiguousarray(comp_total.T, narrow).ravel(),
+        "dense_total_cm": np.ascontiguousarray(dense_total.T, narrow).ravel(),
+        # the config's figures a step reads, as weight_stationary_cycles used them
+        "task": float(config.task_cycles), "scalar": float(config.scalar_cycles_per_element),
+        "wpv": int(config.wavelets_per_sparse_value),
+        "dt": 1.0 / config.link_wavelets_per_cycle,
+        "first_hop": config.hop_cycles + config.ramp_cycles}
+    structure["L_max"] = int(structure["L"].max())
+    # grid_pipeline's figures for the columns' one chain (ws_step_columns runs it)
+    structure["pipeline"] = (structure["L"], float(config.hop_cycles),
+                             float(config.ramp_cycles), float(_turnaround(config)),
+                             float(config.task_cycles + config.setup_cycles),
+                             float(_cushion(config)), float(structure["fill"][0]))
+    # the O(nnz) checks of the structure, once: every step passes it unchanged (check=False)
+    _ws_step_columns(np.zeros((w.K, 0), np.uint8), k_b, structure["s_indptr"],
+                     structure["s_rows"], structure["s_data"], structure["t_dense"],
+                     structure["choice_cm"],
+                     structure["comp_total_cm"], structure["dense_total_cm"], 0.0, 0.0, 0.0, 1,
+                     1.0)
     w.cache[key] = (config, structure)
     return structure
 
@@ -425,20 +451,22 @@ def dense_screen_cycles(plan, x_nz, config):
     if (seen is not None and seen[0] is config and seen[1] == nnz
             and seen[2].shape == x_nz.shape and np.array_equal(seen[2], x_nz)):
         return seen[3]
-    from .._pipeline import grid_pipeline
-    from .._screen import dense_stream
     C, tmax, L = plan["C"], plan["tmax"], plan["L"]
     N = x_nz.shape[1]
     eos, task, ramp = config.task_cycles, config.task_cycles, config.ramp_cycles
     dt = 1.0 / config.link_wavelets_per_cycle
     # _ws_work's work and _pipeline_cycles' stream model for one chain, samples along the
     # first axis (the recurrence takes the transposed views)
-    work, first, last, a_max, v_max = dense_stream(
+    # (and, in the same call, grid_pipeline's chain of the columns over the samples)
+    pipeline = plan.get("pipeline")
+    if pipeline is None or pipeline[0] is not config:
+        pipeline = plan["pipeline"] = (config, (
+            L, float(config.hop_cycles), float(ramp), float(plan["turnaround"]),
+            float(config.task_cycles + config.setup_cycles), float(task),
+            float(plan["cushion"])))
+    _, _, _, a_max, v_max, est = _dense_stream(
         x_nz.view(np.uint8), plan["k_b"], tmax, eos, config.wavelets_per_sparse_value, dt,
-        plan["fill"])
-    est = grid_pipeline(work.T[None], first.T[None], last.T[None], L, config.hop_cycles, ramp,
-                        plan["turnaround"], config.task_cycles + config.setup_cycles, task,
-                        plan["cushion"])
+        plan["fill"], pipeline[1])
     L = int(L.max())
     busy_max = a_max * tmax + N * eos        # the busiest PE: the most activations, slowest row
     hop = config.hop_cycles + ramp
