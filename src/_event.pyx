@@ -52,8 +52,12 @@ cpdef enum Wavelet:   # a stream item's idx when it is not an element index
 cpdef enum Colour:
     NO_COLOUR = -1    # a reducer that sends nothing (the root of its chain)
 
+cdef extern from * nogil:
+    void __builtin_prefetch(const void* addr)
+
 DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
 DEF TRACE_WINDOWS = 256            # time windows of a trace; they double in length as needed
+DEF AHEAD = 8                      # the run loop prefetches the state of the agent this far on
 
 cdef inline double dmax(double a, double b) noexcept nogil:
     return a if a > b else b
@@ -118,10 +122,12 @@ cdef class Engine:
     cdef double[::1] red_end, red_since
     cdef int64_t[::1] child_ptr
     cdef int32_t[::1] child_col, send_col
-    # accumulators
-    cdef int A
+    # accumulators: per PE, nbuf buffers (two when there is a next round to overlap,
+    # one otherwise) of acc_len[p] values each, packed at acc_off[p] (CSR-style)
+    cdef int nbuf
     cdef double[::1] acc
     cdef int32_t[::1] acc_len
+    cdef int64_t[::1] acc_off
     # outputs
     cdef double[:] Y
     cdef int64_t[::1] out_lo
@@ -269,12 +275,22 @@ cdef class Engine:
         self.child_ptr = np.ascontiguousarray(child_ptr, np.int64)
         self.child_col = np.ascontiguousarray(child_col, np.int32)
         self.send_col = np.ascontiguousarray(send_col, np.int32)
-        self.acc_len = np.ascontiguousarray(acc_len, np.int32)
-        self.A = max(1, int(np.max(acc_len, initial=1)))
+        lens = np.ascontiguousarray(acc_len, np.int32)
+        if lens.shape != (self.P,) or (lens < 0).any():
+            raise ValueError(f"acc_len must hold {self.P} lengths >= 0")
+        self.acc_len = lens
+        self.nbuf = 2 if self.rounds > 1 else 1
+        off = np.zeros(self.P + 1, np.int64)
+        np.cumsum(lens.astype(np.int64) * self.nbuf, out=off[1:])
+        self.acc_off = off
         if acc0 is None:
-            self.acc = np.zeros(self.P * 2 * self.A)
+            self.acc = np.zeros(max(1, int(off[self.P])))     # calloc: pages of idle PEs stay untouched
         else:
-            self.acc = np.ascontiguousarray(acc0, np.float64).reshape(-1)
+            a0 = np.asarray(acc0, np.float64)
+            A = a0.size // (2 * self.P) if self.P else 0
+            a0 = a0.reshape(self.P, 2, A)[:, :self.nbuf, :]
+            keep = np.broadcast_to(np.arange(A)[None, None, :] < lens[:, None, None], a0.shape)
+            self.acc = np.ascontiguousarray(np.append(a0[keep], 0.0))
             self.acc_ready = np.full(self.P, self.rounds - 1, np.int32)
 
     def set_output(self, Y, out_lo, int64_t y_si, int64_t y_sn):
@@ -564,6 +580,10 @@ cdef class Engine:
         return 0
 
     # -- main thread: data tasks ---------------------------------------------------------
+    cdef inline int64_t _acc_base(self, int p, int n) noexcept nogil:
+        """Where PE p's accumulator of round n starts."""
+        return self.acc_off[p] + (n & (self.nbuf - 1)) * <int64_t> self.acc_len[p]
+
     cdef double _axpy(self, int p, int32_t k, double x, double* acc) noexcept nogil:
         """acc += x * (the operand's row k in this PE's block); returns the task's cycles."""
         cdef int lr = p // self.C
@@ -633,8 +653,7 @@ cdef class Engine:
                 cost = self.task
                 self.main_eos_pending[p] = 1
             else:
-                cost = self._axpy(p, idx, self.cq_slot[s].v0,
-                                  &self.acc[(<int64_t> p * 2 + (n & 1)) * self.A])
+                cost = self._axpy(p, idx, self.cq_slot[s].v0, &self.acc[self._acc_base(p, n)])
                 self.tasks += 1
             self._cq_pop(q, t)
             self.busy[p] += cost
@@ -659,7 +678,7 @@ cdef class Engine:
             if n >= self.rounds or self.acc_ready[p] < n:
                 return 0
             L = (self.acc_len[p] + self.vpw - 1) // self.vpw
-            base = (<int64_t> p * 2 + (n & 1)) * self.A
+            base = self._acc_base(p, n)
             ci = self.red_ci[p]
             nch = <int> (self.child_ptr[p + 1] - self.child_ptr[p])
             sq = p * self.NC + self.send_col[p] if self.send_col[p] != NO_COLOUR else -1
@@ -726,8 +745,9 @@ cdef class Engine:
                 self.red_busy[p] += self.task
                 if t + self.task > self.t_done:
                     self.t_done = t + self.task
-            for e in range(self.acc_len[p]):
-                self.acc[base + e] = 0.0
+            if n + self.nbuf < self.rounds:     # the buffer serves round n + nbuf
+                for e in range(self.acc_len[p]):
+                    self.acc[base + e] = 0.0
             if self.tracing:
                 self.trace_done[p, n] = dmax(t, self.red_end[p])
             self.red_round[p] = n + 1
@@ -743,6 +763,20 @@ cdef class Engine:
         return 0
 
     # -- the loop -------------------------------------------------------------------------
+    cdef inline void _prefetch(self, int a) noexcept nogil:
+        """Start loading what agent a reads first (a hint: it changes no result)."""
+        cdef int p
+        __builtin_prefetch(&self.sched[a])
+        if a < self.a_main:
+            __builtin_prefetch(&self.rq[a])
+        elif a < self.a_red:
+            p = a - self.a_main
+            __builtin_prefetch(&self.main_end[p])
+            __builtin_prefetch(&self.cq[p * self.NC + self.x_colour])
+        elif a < self.a_inj:
+            p = a - self.a_red
+            __builtin_prefetch(&self.red_end[p])
+
     def run(self, int64_t max_events=-1, progress=None, int64_t every=1 << 20):
         """Run to completion; returns the cycle at which the last result was written.
         ``progress(events)`` (optional) is called with the wavelet-link events so far,
@@ -770,6 +804,8 @@ cdef class Engine:
             b = self.now % WINDOW
             i = 0
             while i < self.bucket_n[b]:             # wakes at this cycle append here
+                if i + AHEAD < self.bucket_n[b]:    # calendar order is address-random
+                    self._prefetch(self.bucket[b][i + AHEAD])
                 a = self.bucket[b][i]
                 i += 1
                 if self.sched[a] != self.now:
