@@ -79,6 +79,12 @@ cdef struct Queue:
     uint8_t wait             # its feeder waits for room
 
 
+cdef struct Nz:                # a stored weight of a PE's block (weight-stationary)
+    int32_t k                # its column: the stream index that meets it
+    int32_t r                # its row within the block
+    double v
+
+
 cdef struct Event:
     double t
     int64_t seq
@@ -147,9 +153,8 @@ cdef class Engine:
     cdef int32_t[::1] item_idx
     cdef double[::1] item_val, inj_next, inj_dt
     # operands of the main thread
-    cdef int64_t[::1] w_indptr
-    cdef int32_t[::1] w_indices
-    cdef double[::1] w_data
+    cdef Nz* nz                             # WS: each PE's block, by column then row,
+    cdef int64_t[::1] nz_ptr                #   PE p's at nz[nz_ptr[p]:nz_ptr[p + 1]]
     cdef double[:, ::1] Xd
     cdef int64_t[::1] blk_lo, blk_hi        # per logical row: W rows (WS) / X columns (AS)
     cdef uint8_t[::1] compressed
@@ -161,6 +166,7 @@ cdef class Engine:
         self.cq = NULL
         self.rq_slot = NULL
         self.cq_slot = NULL
+        self.nz = NULL
         for b in range(WINDOW):
             self.bucket[b] = NULL
             self.bucket_n[b] = 0
@@ -174,6 +180,7 @@ cdef class Engine:
         free(self.cq)
         free(self.rq_slot)
         free(self.cq_slot)
+        free(self.nz)
         for b in range(WINDOW):
             if self.bucket[b] != NULL:
                 free(self.bucket[b])
@@ -304,10 +311,49 @@ cdef class Engine:
         self.item_val = np.ascontiguousarray(item_val, np.float64)
         self.inj_dt = np.ascontiguousarray(inj_dt, np.float64)
 
-    def set_weights(self, indptr, indices, data, blk_lo, blk_hi, compressed):
-        self.w_indptr = np.ascontiguousarray(indptr, np.int64)
-        self.w_indices = np.ascontiguousarray(indices, np.int32)
-        self.w_data = np.ascontiguousarray(data, np.float64)
+    def set_weights(self, indptr, indices, data, blk_lo, blk_hi, compressed, col_bounds):
+        """W in CSC with sorted rows; its row blocks (per logical row) and column blocks
+        (``col_bounds``, per logical column) cut it into one block per PE, which the PE
+        keeps as its own list (a data task reads only its PE's few weights)."""
+        cdef int64_t[::1] ip = np.ascontiguousarray(indptr, np.int64)
+        cdef int32_t[::1] ix = np.ascontiguousarray(indices, np.int32)
+        cdef double[::1] dv = np.ascontiguousarray(data, np.float64)
+        cdef int64_t[::1] lo = np.ascontiguousarray(blk_lo, np.int64)
+        cdef int64_t[::1] hi = np.ascontiguousarray(blk_hi, np.int64)
+        cdef int64_t[::1] kb = np.ascontiguousarray(col_bounds, np.int64)
+        cdef int K = ip.shape[0] - 1, k, c, lr, p
+        cdef int64_t j, pos
+        if lo.shape[0] != self.R or hi.shape[0] != self.R or kb.shape[0] != self.C + 1 \
+                or kb[0] != 0 or kb[self.C] != K:
+            raise ValueError("set_weights: block bounds do not match the grid and W")
+        # logical row of each row of W (rows outside every block belong to none)
+        row_lr = np.full(max(1, int(np.max(hi, initial=0))), -1, np.int32)
+        for lr in range(self.R):
+            row_lr[lo[lr]:hi[lr]] = lr
+        cdef int32_t[::1] rlr = row_lr
+        cdef int64_t[::1] cursor = np.zeros(self.P + 1, np.int64)
+        for c in range(self.C):                 # count, then place (a counting sort by PE
+            for k in range(kb[c], kb[c + 1]):   # that keeps CSC's column, row order)
+                for j in range(ip[k], ip[k + 1]):
+                    if ix[j] < rlr.shape[0] and rlr[ix[j]] >= 0:
+                        cursor[rlr[ix[j]] * self.C + c + 1] += 1
+        self.nz_ptr = np.cumsum(cursor)
+        cursor[:] = self.nz_ptr
+        free(self.nz)
+        self.nz = <Nz*> malloc(max(1, self.nz_ptr[self.P]) * sizeof(Nz))
+        if self.nz == NULL:
+            raise MemoryError()
+        for c in range(self.C):
+            for k in range(kb[c], kb[c + 1]):
+                for j in range(ip[k], ip[k + 1]):
+                    if ix[j] < rlr.shape[0] and rlr[ix[j]] >= 0:
+                        lr = rlr[ix[j]]
+                        p = lr * self.C + c
+                        pos = cursor[p]
+                        cursor[p] = pos + 1
+                        self.nz[pos].k = k
+                        self.nz[pos].r = <int32_t> (ix[j] - lo[lr])
+                        self.nz[pos].v = dv[j]
         self.blk_lo = np.ascontiguousarray(blk_lo, np.int64)
         self.blk_hi = np.ascontiguousarray(blk_hi, np.int64)
         self.compressed = np.ascontiguousarray(compressed, np.uint8)
@@ -587,24 +633,25 @@ cdef class Engine:
     cdef double _axpy(self, int p, int32_t k, double x, double* acc) noexcept nogil:
         """acc += x * (the operand's row k in this PE's block); returns the task's cycles."""
         cdef int lr = p // self.C
-        cdef int64_t lo = self.blk_lo[lr], hi = self.blk_hi[lr], a, b, mid, i
+        cdef int64_t lo = self.blk_lo[lr], hi = self.blk_hi[lr], a, b, mid, i, end
         if self.mode == MODE_AS:
             for i in range(hi - lo):
                 acc[i] += x * self.Xd[k, lo + i]
             self.macs += hi - lo
             return self.task + self.setup + ceil((hi - lo) / self.fmac)
-        # WS: column k of W (CSC, sorted rows), the rows of this block by bisection
-        a = self.w_indptr[k]
-        b = self.w_indptr[k + 1]
+        # WS: column k of this PE's block (its list is by column, then row)
+        a = self.nz_ptr[p]
+        end = self.nz_ptr[p + 1]
+        b = end
         while a < b:
             mid = (a + b) >> 1
-            if self.w_indices[mid] < lo:
+            if self.nz[mid].k < k:
                 a = mid + 1
             else:
                 b = mid
         b = a
-        while b < self.w_indptr[k + 1] and self.w_indices[b] < hi:
-            acc[self.w_indices[b] - lo] += x * self.w_data[b]
+        while b < end and self.nz[b].k == k:
+            acc[self.nz[b].r] += x * self.nz[b].v
             b += 1
         if self.compressed[p]:
             self.macs += b - a
@@ -763,6 +810,20 @@ cdef class Engine:
         return 0
 
     # -- the loop -------------------------------------------------------------------------
+    cdef inline void _prefetch2(self, int a) noexcept nogil:
+        """Second stage, once the queue prefetched by _prefetch has arrived: its head slot
+        and the links it may use."""
+        cdef int p, q
+        if a < self.a_main:
+            if self.rq[a].count > 0:
+                __builtin_prefetch(&self.rq_slot[<int64_t> a * self.S + self.rq[a].head])
+                __builtin_prefetch(&self.link_free[(a // self.NC) * 5])
+        elif a < self.a_red:
+            p = a - self.a_main
+            q = p * self.NC + self.x_colour
+            if self.cq[q].count > 0:
+                __builtin_prefetch(&self.cq_slot[<int64_t> q * self.S + self.cq[q].head])
+
     cdef inline void _prefetch(self, int a) noexcept nogil:
         """Start loading what agent a reads first (a hint: it changes no result)."""
         cdef int p
@@ -806,6 +867,8 @@ cdef class Engine:
             while i < self.bucket_n[b]:             # wakes at this cycle append here
                 if i + AHEAD < self.bucket_n[b]:    # calendar order is address-random
                     self._prefetch(self.bucket[b][i + AHEAD])
+                if i + AHEAD // 2 < self.bucket_n[b]:
+                    self._prefetch2(self.bucket[b][i + AHEAD // 2])
                 a = self.bucket[b][i]
                 i += 1
                 if self.sched[a] != self.now:
