@@ -25,8 +25,9 @@ the edge into the region).
 """
 import numpy as np
 from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memset
 from libc.math cimport ceil, INFINITY
-from libc.stdint cimport int64_t, int32_t, uint8_t
+from libc.stdint cimport int64_t, int32_t, int16_t, uint8_t
 
 # The protocol with the Python side, defined here once: cpdef enums are Python IntEnums
 # too (``from wsekern._event import Port, Mode, Wavelet, Colour``), read by event.py.
@@ -54,6 +55,8 @@ cpdef enum Colour:
 
 cdef extern from * nogil:
     void __builtin_prefetch(const void* addr)
+cdef extern from "<stdlib.h>" nogil:
+    void* aligned_alloc(size_t alignment, size_t size)
 
 DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
 DEF TRACE_WINDOWS = 256            # time windows of a trace; they double in length as needed
@@ -83,6 +86,34 @@ cdef struct Nz:                # a stored weight of a PE's block (weight-station
     int32_t k                # its column: the stream index that meets it
     int32_t r                # its row within the block
     double v
+
+
+cdef struct Pe:                # what a PE's main thread and reducer read, two cache lines
+    # main thread
+    double main_end          # its task runs until
+    double main_idle_since
+    double main_buf_since    # waits for a free accumulator since (-1: does not)
+    double busy              # task cycles
+    double wait_data         # stall figures
+    double backpressure
+    int32_t main_round       # the round its tasks add into
+    int32_t red_round        # the round its reducer works on
+    int32_t acc_ready        # the last round whose sums are complete (-1: none)
+    uint8_t eos_pending      # an end-of-stream task ran: its round closes next
+    uint8_t compressed       # WS: its block is stored compressed (scalar loop)
+    # reducer
+    double red_end
+    double red_since         # blocked since (-1: not blocked)
+    double red_busy
+    int64_t acc_off          # its accumulators in acc
+    int64_t nz_lo            # WS: its block's weights in nz
+    int32_t nz_n
+    int32_t acc_len
+    int32_t child_lo         # its children's colours at child_col[child_lo:][:child_n]
+    int32_t send_col         # NO_COLOUR: the root
+    int32_t red_j            # the wavelet of the vector being reduced or sent
+    int16_t child_n          # at most one child per colour (colours < 2**15)
+    int16_t red_ci           # the child being reduced
 
 
 cdef struct Event:
@@ -118,22 +149,13 @@ cdef class Engine:
     cdef int64_t[::1] link_count
     cdef int64_t edge_count
     cdef int64_t n_events                # wavelet-link events so far (links, ramps, edge)
-    # main thread
-    cdef double[::1] main_end, main_idle_since, main_buf_since
-    cdef int32_t[::1] main_round
-    cdef uint8_t[::1] main_eos_pending
-    cdef int32_t[::1] acc_ready
-    # reducer
-    cdef int32_t[::1] red_round, red_ci, red_j
-    cdef double[::1] red_end, red_since
-    cdef int64_t[::1] child_ptr
-    cdef int32_t[::1] child_col, send_col
+    # the state of each PE's main thread and reducer, one 128-byte record per PE
+    cdef Pe* pe
+    cdef int32_t[::1] child_col
     # accumulators: per PE, nbuf buffers (two when there is a next round to overlap,
-    # one otherwise) of acc_len[p] values each, packed at acc_off[p] (CSR-style)
+    # one otherwise) of acc_len values each, packed at acc_off (CSR-style)
     cdef int nbuf
     cdef double[::1] acc
-    cdef int32_t[::1] acc_len
-    cdef int64_t[::1] acc_off
     # outputs
     cdef double[:] Y
     cdef int64_t[::1] out_lo
@@ -145,7 +167,6 @@ cdef class Engine:
     cdef double trace_window
     cdef bint tracing
     # stats
-    cdef double[::1] busy, red_busy, wait_data, backpressure
     cdef double t_done
     cdef int64_t macs, tasks
     # streams
@@ -154,10 +175,9 @@ cdef class Engine:
     cdef double[::1] item_val, inj_next, inj_dt
     # operands of the main thread
     cdef Nz* nz                             # WS: each PE's block, by column then row,
-    cdef int64_t[::1] nz_ptr                #   PE p's at nz[nz_ptr[p]:nz_ptr[p + 1]]
+                                            #   PE p's at nz[pe.nz_lo:][:pe.nz_n]
     cdef double[:, ::1] Xd
     cdef int64_t[::1] blk_lo, blk_hi        # per logical row: W rows (WS) / X columns (AS)
-    cdef uint8_t[::1] compressed
 
     def __cinit__(self):
         cdef int b
@@ -167,6 +187,7 @@ cdef class Engine:
         self.rq_slot = NULL
         self.cq_slot = NULL
         self.nz = NULL
+        self.pe = NULL
         for b in range(WINDOW):
             self.bucket[b] = NULL
             self.bucket_n[b] = 0
@@ -181,11 +202,14 @@ cdef class Engine:
         free(self.rq_slot)
         free(self.cq_slot)
         free(self.nz)
+        free(self.pe)
         for b in range(WINDOW):
             if self.bucket[b] != NULL:
                 free(self.bucket[b])
 
     def __init__(self, int R, int C, int n_colours, int queue_depth, dict params):
+        if not 1 <= n_colours < 2**15:
+            raise ValueError(f"the engine routes 1 to {2**15 - 1} colours; received {n_colours}")
         self.R, self.C, self.P, self.NC, self.Q = R, C, R * C, n_colours, queue_depth
         self.hop = params["hop"]
         self.ramp = params["ramp"]
@@ -239,21 +263,15 @@ cdef class Engine:
         self.link_count = np.zeros(P * 6, np.int64)
         self.edge_count = 0
         self.n_events = 0
-        self.main_end = np.zeros(P)
-        self.main_idle_since = np.zeros(P)
-        self.main_buf_since = np.full(P, -1.0)
-        self.main_round = np.zeros(P, np.int32)
-        self.main_eos_pending = np.zeros(P, np.uint8)
-        self.acc_ready = np.full(P, -1, np.int32)
-        self.red_round = np.zeros(P, np.int32)
-        self.red_ci = np.zeros(P, np.int32)
-        self.red_j = np.zeros(P, np.int32)
-        self.red_end = np.zeros(P)
-        self.red_since = np.full(P, -1.0)
-        self.busy = np.zeros(P)
-        self.red_busy = np.zeros(P)
-        self.wait_data = np.zeros(P)
-        self.backpressure = np.zeros(P)
+        self.pe = <Pe*> aligned_alloc(64, <size_t> P * sizeof(Pe))
+        if self.pe == NULL:
+            raise MemoryError(f"event simulation: the state of {P:,} PEs does not fit")
+        memset(self.pe, 0, <size_t> P * sizeof(Pe))
+        for i in range(P):
+            self.pe[i].main_buf_since = -1.0
+            self.pe[i].acc_ready = -1
+            self.pe[i].red_since = -1.0
+            self.pe[i].send_col = NO_COLOUR
         self.t_done = 0.0
         self.macs = 0
         self.tasks = 0
@@ -279,17 +297,28 @@ cdef class Engine:
         """Children (colours, in the order they are reduced) and the send colour of
         each PE (NO_COLOUR: the root); ``acc0`` (P x 2 x A) gives the accumulators of
         collectives, which are then ready before the first cycle."""
-        self.child_ptr = np.ascontiguousarray(child_ptr, np.int64)
+        cdef int64_t[::1] cp = np.ascontiguousarray(child_ptr, np.int64)
+        cdef int32_t[::1] sc = np.ascontiguousarray(send_col, np.int32)
+        cdef int p
         self.child_col = np.ascontiguousarray(child_col, np.int32)
-        self.send_col = np.ascontiguousarray(send_col, np.int32)
         lens = np.ascontiguousarray(acc_len, np.int32)
         if lens.shape != (self.P,) or (lens < 0).any():
             raise ValueError(f"acc_len must hold {self.P} lengths >= 0")
-        self.acc_len = lens
+        if cp.shape[0] != self.P + 1 or sc.shape[0] != self.P:
+            raise ValueError(f"child_ptr and send_col must cover {self.P} PEs")
         self.nbuf = 2 if self.rounds > 1 else 1
         off = np.zeros(self.P + 1, np.int64)
         np.cumsum(lens.astype(np.int64) * self.nbuf, out=off[1:])
-        self.acc_off = off
+        cdef int32_t[::1] ln = lens
+        cdef int64_t[::1] of = off
+        for p in range(self.P):
+            self.pe[p].child_lo = <int32_t> cp[p]
+            if not 0 <= cp[p + 1] - cp[p] <= self.NC or cp[p + 1] > 2**31 - 1:
+                raise ValueError(f"PE {p}: {cp[p + 1] - cp[p]} children; at most one per colour")
+            self.pe[p].child_n = <int16_t> (cp[p + 1] - cp[p])
+            self.pe[p].send_col = sc[p]
+            self.pe[p].acc_len = ln[p]
+            self.pe[p].acc_off = of[p]
         if acc0 is None:
             self.acc = np.zeros(max(1, int(off[self.P])))     # calloc: pages of idle PEs stay untouched
         else:
@@ -298,7 +327,8 @@ cdef class Engine:
             a0 = a0.reshape(self.P, 2, A)[:, :self.nbuf, :]
             keep = np.broadcast_to(np.arange(A)[None, None, :] < lens[:, None, None], a0.shape)
             self.acc = np.ascontiguousarray(np.append(a0[keep], 0.0))
-            self.acc_ready = np.full(self.P, self.rounds - 1, np.int32)
+            for p in range(self.P):
+                self.pe[p].acc_ready = self.rounds - 1
 
     def set_output(self, Y, out_lo, int64_t y_si, int64_t y_sn):
         self.Y = Y.reshape(-1)
@@ -337,12 +367,19 @@ cdef class Engine:
                 for j in range(ip[k], ip[k + 1]):
                     if ix[j] < rlr.shape[0] and rlr[ix[j]] >= 0:
                         cursor[rlr[ix[j]] * self.C + c + 1] += 1
-        self.nz_ptr = np.cumsum(cursor)
-        cursor[:] = self.nz_ptr
+        cdef int64_t[::1] nz_ptr = np.cumsum(cursor)
+        cdef uint8_t[::1] comp = np.ascontiguousarray(compressed, np.uint8)
+        if comp.shape[0] != self.P:
+            raise ValueError(f"compressed must cover {self.P} PEs")
+        cursor[:] = nz_ptr
         free(self.nz)
-        self.nz = <Nz*> malloc(max(1, self.nz_ptr[self.P]) * sizeof(Nz))
+        self.nz = <Nz*> malloc(max(1, nz_ptr[self.P]) * sizeof(Nz))
         if self.nz == NULL:
             raise MemoryError()
+        for p in range(self.P):
+            self.pe[p].nz_lo = nz_ptr[p]
+            self.pe[p].nz_n = <int32_t> (nz_ptr[p + 1] - nz_ptr[p])
+            self.pe[p].compressed = comp[p]
         for c in range(self.C):
             for k in range(kb[c], kb[c + 1]):
                 for j in range(ip[k], ip[k + 1]):
@@ -356,7 +393,6 @@ cdef class Engine:
                         self.nz[pos].v = dv[j]
         self.blk_lo = np.ascontiguousarray(blk_lo, np.int64)
         self.blk_hi = np.ascontiguousarray(blk_hi, np.int64)
-        self.compressed = np.ascontiguousarray(compressed, np.uint8)
 
     def set_activations(self, X, blk_lo, blk_hi):
         self.Xd = np.ascontiguousarray(X, np.float64)
@@ -506,7 +542,7 @@ cdef class Engine:
 
     cdef inline int _unblock(self, int q, double t) noexcept nogil:
         if self.rq[q].bp_since >= 0:
-            self.backpressure[q // self.NC] += t - self.rq[q].bp_since
+            self.pe[q // self.NC].backpressure += t - self.rq[q].bp_since
             self.rq[q].bp_since = -1.0
         return 0
 
@@ -628,7 +664,7 @@ cdef class Engine:
     # -- main thread: data tasks ---------------------------------------------------------
     cdef inline int64_t _acc_base(self, int p, int n) noexcept nogil:
         """Where PE p's accumulator of round n starts."""
-        return self.acc_off[p] + (n & (self.nbuf - 1)) * <int64_t> self.acc_len[p]
+        return self.pe[p].acc_off + (n & (self.nbuf - 1)) * <int64_t> self.pe[p].acc_len
 
     cdef double _axpy(self, int p, int32_t k, double x, double* acc) noexcept nogil:
         """acc += x * (the operand's row k in this PE's block); returns the task's cycles."""
@@ -640,8 +676,8 @@ cdef class Engine:
             self.macs += hi - lo
             return self.task + self.setup + ceil((hi - lo) / self.fmac)
         # WS: column k of this PE's block (its list is by column, then row)
-        a = self.nz_ptr[p]
-        end = self.nz_ptr[p + 1]
+        a = self.pe[p].nz_lo
+        end = a + self.pe[p].nz_n
         b = end
         while a < b:
             mid = (a + b) >> 1
@@ -653,7 +689,7 @@ cdef class Engine:
         while b < end and self.nz[b].k == k:
             acc[self.nz[b].r] += x * self.nz[b].v
             b += 1
-        if self.compressed[p]:
+        if self.pe[p].compressed:
             self.macs += b - a
             return self.task + self.scalar * (b - a)
         self.macs += hi - lo
@@ -664,19 +700,19 @@ cdef class Engine:
         cdef int64_t s
         cdef int32_t idx, n
         cdef double cost
-        if self.main_end[p] > t:
-            self._wake(self.a_main + p, self.main_end[p])
+        if self.pe[p].main_end > t:
+            self._wake(self.a_main + p, self.pe[p].main_end)
             return 0
-        if self.main_eos_pending[p]:
-            self.main_eos_pending[p] = 0
-            self.acc_ready[p] = self.main_round[p]
+        if self.pe[p].eos_pending:
+            self.pe[p].eos_pending = 0
+            self.pe[p].acc_ready = self.pe[p].main_round
             if self.tracing:
-                self.trace_ready[p, self.main_round[p]] = t
-            self.main_round[p] += 1
+                self.trace_ready[p, self.pe[p].main_round] = t
+            self.pe[p].main_round += 1
             self._wake(self.a_red + p, t)
-            self.main_idle_since[p] = t
+            self.pe[p].main_idle_since = t
         while True:
-            if self.main_round[p] >= self.rounds or self.cq[q].count == 0:
+            if self.pe[p].main_round >= self.rounds or self.cq[q].count == 0:
                 return 0
             if self.cq[q].head_ready > t:
                 self._wake(self.a_main + p, self.cq[q].head_ready)
@@ -686,28 +722,28 @@ cdef class Engine:
             if idx == INDEX_HALF:
                 self._cq_pop(q, t)
                 continue
-            n = self.main_round[p]
-            if n > self.red_round[p] + 1:       # both accumulators still being reduced
-                if self.main_buf_since[p] < 0:
-                    self.main_buf_since[p] = t
+            n = self.pe[p].main_round
+            if n > self.pe[p].red_round + 1:       # both accumulators still being reduced
+                if self.pe[p].main_buf_since < 0:
+                    self.pe[p].main_buf_since = t
                 return 0
-            if self.main_buf_since[p] >= 0:
-                self.backpressure[p] += t - self.main_buf_since[p]
-                self.main_buf_since[p] = -1.0
+            if self.pe[p].main_buf_since >= 0:
+                self.pe[p].backpressure += t - self.pe[p].main_buf_since
+                self.pe[p].main_buf_since = -1.0
             else:
-                self.wait_data[p] += t - self.main_idle_since[p]
+                self.pe[p].wait_data += t - self.pe[p].main_idle_since
             if idx == EOS:                      # the round's sums are done
                 cost = self.task
-                self.main_eos_pending[p] = 1
+                self.pe[p].eos_pending = 1
             else:
                 cost = self._axpy(p, idx, self.cq_slot[s].v0, &self.acc[self._acc_base(p, n)])
                 self.tasks += 1
             self._cq_pop(q, t)
-            self.busy[p] += cost
+            self.pe[p].busy += cost
             if self.tracing:
                 self.trace_busy[p, self._window(t)] += cost
-            self.main_end[p] = t + cost
-            self.main_idle_since[p] = t + cost
+            self.pe[p].main_end = t + cost
+            self.pe[p].main_idle_since = t + cost
             self._wake(self.a_main + p, t + cost)
             return 0
 
@@ -718,19 +754,19 @@ cdef class Engine:
         cdef bint stream
         cdef double v0, v1, send_lat
         while True:
-            if self.red_end[p] > t:
-                self._wake(self.a_red + p, self.red_end[p])
+            if self.pe[p].red_end > t:
+                self._wake(self.a_red + p, self.pe[p].red_end)
                 return 0
-            n = self.red_round[p]
-            if n >= self.rounds or self.acc_ready[p] < n:
+            n = self.pe[p].red_round
+            if n >= self.rounds or self.pe[p].acc_ready < n:
                 return 0
-            L = (self.acc_len[p] + self.vpw - 1) // self.vpw
+            L = (self.pe[p].acc_len + self.vpw - 1) // self.vpw
             base = self._acc_base(p, n)
-            ci = self.red_ci[p]
-            nch = <int> (self.child_ptr[p + 1] - self.child_ptr[p])
-            sq = p * self.NC + self.send_col[p] if self.send_col[p] != NO_COLOUR else -1
+            ci = self.pe[p].red_ci
+            nch = <int> (self.pe[p].child_n)
+            sq = p * self.NC + self.pe[p].send_col if self.pe[p].send_col != NO_COLOUR else -1
             if ci < nch and L > 0:
-                col = self.child_col[self.child_ptr[p] + ci]
+                col = self.child_col[self.pe[p].child_lo + ci]
                 cq = p * self.NC + col
                 if self.cq[cq].count == 0:
                     return 0
@@ -741,72 +777,72 @@ cdef class Engine:
                 stream = ci == nch - 1 and sq >= 0 and not self.store_fwd
                 if stream and self.rq[sq].count >= self.cap_push:
                     self.rq[sq].wait = 1
-                    if self.red_since[p] < 0:
-                        self.red_since[p] = t
+                    if self.pe[p].red_since < 0:
+                        self.pe[p].red_since = t
                     return 0
                 self._red_unblock(p, t)
-                j = self.red_j[p]
+                j = self.pe[p].red_j
                 v0, v1 = self.cq_slot[s].v0, self.cq_slot[s].v1
                 e = j * self.vpw
                 self.acc[base + e] += v0
-                if self.vpw == 2 and e + 1 < self.acc_len[p]:
+                if self.vpw == 2 and e + 1 < self.pe[p].acc_len:
                     self.acc[base + e + 1] += v1
                 self._cq_pop(cq, t)
                 if stream:
-                    v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.acc_len[p] else 0.0
+                    v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.pe[p].acc_len else 0.0
                     self._rq_push(sq, t + self.lat + self.ramp, j, self.acc[base + e], v1)
                     self._count(p, RAMP_DOWN, t)
-                self.red_j[p] = j + 1
+                self.pe[p].red_j = j + 1
                 if j + 1 == L:
-                    self.red_j[p] = 0
-                    self.red_ci[p] = ci + 1
-                self.red_busy[p] += 1.0
-                self.red_end[p] = t + 1.0
+                    self.pe[p].red_j = 0
+                    self.pe[p].red_ci = ci + 1
+                self.pe[p].red_busy += 1.0
+                self.pe[p].red_end = t + 1.0
                 continue
-            if sq >= 0 and (nch == 0 or self.store_fwd) and self.red_j[p] < L:
+            if sq >= 0 and (nch == 0 or self.store_fwd) and self.pe[p].red_j < L:
                 if self.rq[sq].count >= self.cap_push:
                     self.rq[sq].wait = 1
-                    if self.red_since[p] < 0:
-                        self.red_since[p] = t
+                    if self.pe[p].red_since < 0:
+                        self.pe[p].red_since = t
                     return 0
                 self._red_unblock(p, t)
-                j = self.red_j[p]
+                j = self.pe[p].red_j
                 e = j * self.vpw
-                v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.acc_len[p] else 0.0
+                v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.pe[p].acc_len else 0.0
                 # a send of a stored vector is launched by a task that sets up a DSD; a
                 # relay turns the stored message round in the stage latency
                 send_lat = (self.task + self.setup if nch == 0 else self.lat) if j == 0 else self.lat
                 self._rq_push(sq, t + send_lat + self.ramp, j, self.acc[base + e], v1)
                 self._count(p, RAMP_DOWN, t)
-                self.red_j[p] = j + 1
-                self.red_busy[p] += 1.0
-                self.red_end[p] = t + 1.0 + (send_lat - self.lat if j == 0 else 0.0)
+                self.pe[p].red_j = j + 1
+                self.pe[p].red_busy += 1.0
+                self.pe[p].red_end = t + 1.0 + (send_lat - self.lat if j == 0 else 0.0)
                 continue
             # the round is complete: the root writes its rows of the result, in a task
             # that sees the end of the message
             if sq < 0:
                 y0 = self.out_lo[lr] * self.y_si + <int64_t> n * self.y_sn
-                for e in range(self.acc_len[p]):
+                for e in range(self.pe[p].acc_len):
                     self.Y[y0 + e * self.y_si] = self.acc[base + e]
-                self.red_end[p] = t + self.task
-                self.red_busy[p] += self.task
+                self.pe[p].red_end = t + self.task
+                self.pe[p].red_busy += self.task
                 if t + self.task > self.t_done:
                     self.t_done = t + self.task
             if n + self.nbuf < self.rounds:     # the buffer serves round n + nbuf
-                for e in range(self.acc_len[p]):
+                for e in range(self.pe[p].acc_len):
                     self.acc[base + e] = 0.0
             if self.tracing:
-                self.trace_done[p, n] = dmax(t, self.red_end[p])
-            self.red_round[p] = n + 1
-            self.red_ci[p] = 0
-            self.red_j[p] = 0
-            if self.main_buf_since[p] >= 0:
+                self.trace_done[p, n] = dmax(t, self.pe[p].red_end)
+            self.pe[p].red_round = n + 1
+            self.pe[p].red_ci = 0
+            self.pe[p].red_j = 0
+            if self.pe[p].main_buf_since >= 0:
                 self._wake(self.a_main + p, t)
 
     cdef inline int _red_unblock(self, int p, double t) noexcept nogil:
-        if self.red_since[p] >= 0:
-            self.backpressure[p] += t - self.red_since[p]
-            self.red_since[p] = -1.0
+        if self.pe[p].red_since >= 0:
+            self.pe[p].backpressure += t - self.pe[p].red_since
+            self.pe[p].red_since = -1.0
         return 0
 
     # -- the loop -------------------------------------------------------------------------
@@ -832,11 +868,12 @@ cdef class Engine:
             __builtin_prefetch(&self.rq[a])
         elif a < self.a_red:
             p = a - self.a_main
-            __builtin_prefetch(&self.main_end[p])
+            __builtin_prefetch(&self.pe[p])
             __builtin_prefetch(&self.cq[p * self.NC + self.x_colour])
         elif a < self.a_inj:
             p = a - self.a_red
-            __builtin_prefetch(&self.red_end[p])
+            __builtin_prefetch(&self.pe[p])
+            __builtin_prefetch(&self.pe[p].red_end)
 
     def run(self, int64_t max_events=-1, progress=None, int64_t every=1 << 20):
         """Run to completion; returns the cycle at which the last result was written.
@@ -893,19 +930,29 @@ cdef class Engine:
             progress(self.n_events)
         return self.t_done
 
+    cdef _pe_field(self, int which):
+        """An R x C array of one of the PEs' figures."""
+        out = np.empty(self.P)
+        cdef double[::1] o = out
+        cdef int p
+        for p in range(self.P):
+            o[p] = (self.pe[p].busy if which == 0 else self.pe[p].red_busy if which == 1
+                    else self.pe[p].wait_data if which == 2 else self.pe[p].backpressure)
+        return out.reshape(self.R, self.C)
+
     def check_drained(self):
         """(rounds every reducer finished, the smallest) — a deadlock shows here."""
-        rr = np.asarray(self.red_round)
+        rr = np.array([self.pe[p].red_round for p in range(self.P)], np.int32)
         return int(rr.min(initial=self.rounds)), self.rounds
 
     def stats(self):
         return {
             "link_count": np.asarray(self.link_count).reshape(self.R, self.C, 6).copy(),
             "edge_wavelets": int(self.edge_count),
-            "busy": np.asarray(self.busy).reshape(self.R, self.C).copy(),
-            "reducer_busy": np.asarray(self.red_busy).reshape(self.R, self.C).copy(),
-            "wait_data": np.asarray(self.wait_data).reshape(self.R, self.C).copy(),
-            "backpressure": np.asarray(self.backpressure).reshape(self.R, self.C).copy(),
+            "busy": self._pe_field(0),
+            "reducer_busy": self._pe_field(1),
+            "wait_data": self._pe_field(2),
+            "backpressure": self._pe_field(3),
             "macs": int(self.macs),
             "tasks": int(self.tasks),
             "trace": {"sums_ready": np.asarray(self.trace_ready).reshape(self.R, self.C, -1).copy(),
