@@ -57,6 +57,28 @@ cdef extern from * nogil:
     void __builtin_prefetch(const void* addr)
 cdef extern from "<stdlib.h>" nogil:
     void* aligned_alloc(size_t alignment, size_t size)
+cdef extern from "<sys/mman.h>" nogil:
+    int madvise(void* addr, size_t length, int advice)
+    int MADV_HUGEPAGE
+
+
+cdef void _huge(void* p, size_t n) noexcept nogil:
+    """Ask for 2 MiB pages over a big array not yet touched: the agents visit the PEs
+    in time order, at random addresses, so 4 KiB pages would miss the TLB at every step.
+    A hint (transparent huge pages in madvise mode); nothing depends on it."""
+    cdef size_t a = (<size_t> p + 4095) & ~(<size_t> 4095)
+    cdef size_t e = (<size_t> p + n) & ~(<size_t> 4095)
+    if p != NULL and n >= (<size_t> 1 << 21) and e > a:
+        madvise(<void*> a, e - a, MADV_HUGEPAGE)
+
+
+cdef object _huge_array(Py_ssize_t n, dtype, fill):
+    """np.full(n, fill, dtype) in memory advised for huge pages before it is written."""
+    a = np.empty(max(n, 1), dtype)[:n]
+    if n > 0:
+        _huge(<void*> <size_t> a.ctypes.data, <size_t> a.nbytes)
+    a.fill(fill)
+    return a
 
 DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
 DEF TRACE_WINDOWS = 256            # time windows of a trace; they double in length as needed
@@ -246,7 +268,7 @@ cdef class Engine:
         self.a_red = NQ + P
         self.a_inj = NQ + 2 * P
         self.n_agents = NQ + 2 * P + C
-        self.sched = np.full(self.n_agents, np.inf)
+        self.sched = _huge_array(self.n_agents, np.float64, np.inf)
         self.route_tx = np.zeros(NQ, np.uint8)
         self.route_rx = np.full(NQ, NO_PORT, np.int8)
         self.consumer = np.ones(n_colours, np.uint8)
@@ -256,16 +278,21 @@ cdef class Engine:
         self.cq_slot = <Slot*> calloc(<size_t> NQ * queue_depth, sizeof(Slot))
         if self.rq == NULL or self.cq == NULL or self.rq_slot == NULL or self.cq_slot == NULL:
             raise MemoryError(f"event simulation: queues of {NQ:,} (PE, colour) pairs do not fit")
+        _huge(self.rq, NQ * sizeof(Queue))
+        _huge(self.cq, NQ * sizeof(Queue))
+        _huge(self.rq_slot, <size_t> NQ * queue_depth * sizeof(Slot))
+        _huge(self.cq_slot, <size_t> NQ * queue_depth * sizeof(Slot))
         for i in range(NQ):
             self.rq[i].bp_since = -1.0
             self.cq[i].bp_since = -1.0
-        self.link_free = np.zeros(P * 5)
-        self.link_count = np.zeros(P * 6, np.int64)
+        self.link_free = _huge_array(P * 5, np.float64, 0.0)
+        self.link_count = _huge_array(P * 6, np.int64, 0)
         self.edge_count = 0
         self.n_events = 0
         self.pe = <Pe*> aligned_alloc(64, <size_t> P * sizeof(Pe))
         if self.pe == NULL:
             raise MemoryError(f"event simulation: the state of {P:,} PEs does not fit")
+        _huge(self.pe, <size_t> P * sizeof(Pe))
         memset(self.pe, 0, <size_t> P * sizeof(Pe))
         for i in range(P):
             self.pe[i].main_buf_since = -1.0
@@ -320,7 +347,7 @@ cdef class Engine:
             self.pe[p].acc_len = ln[p]
             self.pe[p].acc_off = of[p]
         if acc0 is None:
-            self.acc = np.zeros(max(1, int(off[self.P])))     # calloc: pages of idle PEs stay untouched
+            self.acc = _huge_array(int(off[self.P]) + 1, np.float64, 0.0)
         else:
             a0 = np.asarray(acc0, np.float64)
             A = a0.size // (2 * self.P) if self.P else 0
@@ -376,6 +403,7 @@ cdef class Engine:
         self.nz = <Nz*> malloc(max(1, nz_ptr[self.P]) * sizeof(Nz))
         if self.nz == NULL:
             raise MemoryError()
+        _huge(self.nz, nz_ptr[self.P] * sizeof(Nz))
         for p in range(self.P):
             self.pe[p].nz_lo = nz_ptr[p]
             self.pe[p].nz_n = <int32_t> (nz_ptr[p + 1] - nz_ptr[p])
