@@ -95,16 +95,13 @@ cdef struct Slot:
     int32_t idx
 
 
-cdef struct Queue:           # one cache line: its reader finds the head wavelet here
-    double head_ready        # its head slot, copied here: a reader need not touch the
-    double head_v0           # slots (a cache miss on big grids), the ring is read only
-    double head_v1           # when the head moves on
+cdef struct Queue:
+    double head_ready        # its head slot's ready, kept here: a reader that wakes too
+                             # early need not touch the slots (a cache miss on big grids)
     double bp_since          # blocked by a full downstream queue since (-1: not blocked)
-    int32_t head_idx
     int32_t count            # wavelets held, those in flight to it included
     int32_t head
     uint8_t wait             # its feeder waits for room
-    uint8_t pad[19]
 
 
 cdef struct Nz:                # a stored weight of a PE's block (weight-stationary)
@@ -551,9 +548,6 @@ cdef class Engine:
         queue[q].count += 1
         if queue[q].count == 1:
             queue[q].head_ready = ready
-            queue[q].head_idx = idx
-            queue[q].head_v0 = v0
-            queue[q].head_v1 = v1
             return True
         return False
 
@@ -561,13 +555,8 @@ cdef class Engine:
         """Drop the head of ring q; the next one's ready time moves into the queue."""
         queue[q].head = (queue[q].head + 1) % self.S
         queue[q].count -= 1
-        cdef Slot* slot
         if queue[q].count > 0:
-            slot = &slots[<int64_t> q * self.S + queue[q].head]
-            queue[q].head_ready = slot.ready
-            queue[q].head_idx = slot.idx
-            queue[q].head_v0 = slot.v0
-            queue[q].head_v1 = slot.v1
+            queue[q].head_ready = slots[<int64_t> q * self.S + queue[q].head].ready
 
     cdef inline int _rq_push(self, int q, double ready, int32_t idx, double v0, double v1) except -1:
         if self._enqueue(self.rq, self.rq_slot, q, ready, idx, v0, v1):
@@ -588,6 +577,7 @@ cdef class Engine:
     # -- router ---------------------------------------------------------------------------
     cdef int _route(self, int q, double t) except -1:
         cdef int p, col, d, nb, dq, rx
+        cdef int64_t s
         cdef double latest, ready
         cdef uint8_t tx
         cdef int32_t idx
@@ -621,7 +611,8 @@ cdef class Engine:
             return 0
         self._unblock(q, t)
         # pop the head and send it on every port of the route
-        idx, v0, v1 = self.rq[q].head_idx, self.rq[q].head_v0, self.rq[q].head_v1
+        s = <int64_t> q * self.S + self.rq[q].head
+        idx, v0, v1 = self.rq_slot[s].idx, self.rq_slot[s].v0, self.rq_slot[s].v1
         self._dequeue(self.rq, self.rq_slot, q)
         rx = self.route_rx[q]
         for d in range(4):
@@ -734,6 +725,7 @@ cdef class Engine:
 
     cdef int _main(self, int p, double t) except -1:
         cdef int q = p * self.NC + self.x_colour
+        cdef int64_t s
         cdef int32_t idx, n
         cdef double cost
         if self.pe[p].main_end > t:
@@ -753,7 +745,8 @@ cdef class Engine:
             if self.cq[q].head_ready > t:
                 self._wake(self.a_main + p, self.cq[q].head_ready)
                 return 0
-            idx = self.cq[q].head_idx
+            s = <int64_t> q * self.S + self.cq[q].head
+            idx = self.cq_slot[s].idx
             if idx == INDEX_HALF:
                 self._cq_pop(q, t)
                 continue
@@ -771,7 +764,7 @@ cdef class Engine:
                 cost = self.task
                 self.pe[p].eos_pending = 1
             else:
-                cost = self._axpy(p, idx, self.cq[q].head_v0, &self.acc[self._acc_base(p, n)])
+                cost = self._axpy(p, idx, self.cq_slot[s].v0, &self.acc[self._acc_base(p, n)])
                 self.tasks += 1
             self._cq_pop(q, t)
             self.pe[p].busy += cost
@@ -785,7 +778,7 @@ cdef class Engine:
     # -- reducer ----------------------------------------------------------------------
     cdef int _red(self, int p, double t) except -1:
         cdef int n, ci, nch, col, cq, sq, j, L, e, lr = p // self.C
-        cdef int64_t base, y0
+        cdef int64_t s, base, y0
         cdef bint stream
         cdef double v0, v1, send_lat
         while True:
@@ -808,6 +801,7 @@ cdef class Engine:
                 if self.cq[cq].head_ready > t:
                     self._wake(self.a_red + p, self.cq[cq].head_ready)
                     return 0
+                s = <int64_t> cq * self.S + self.cq[cq].head
                 stream = ci == nch - 1 and sq >= 0 and not self.store_fwd
                 if stream and self.rq[sq].count >= self.cap_push:
                     self.rq[sq].wait = 1
@@ -816,7 +810,7 @@ cdef class Engine:
                     return 0
                 self._red_unblock(p, t)
                 j = self.pe[p].red_j
-                v0, v1 = self.cq[cq].head_v0, self.cq[cq].head_v1
+                v0, v1 = self.cq_slot[s].v0, self.cq_slot[s].v1
                 e = j * self.vpw
                 self.acc[base + e] += v0
                 if self.vpw == 2 and e + 1 < self.pe[p].acc_len:
@@ -880,13 +874,26 @@ cdef class Engine:
         return 0
 
     # -- the loop -------------------------------------------------------------------------
+    cdef inline void _prefetch2(self, int a) noexcept nogil:
+        """Second stage, once the queue prefetched by _prefetch has arrived: its head slot
+        and the links it may use."""
+        cdef int p, q
+        if a < self.a_main:
+            if self.rq[a].count > 0:
+                __builtin_prefetch(&self.rq_slot[<int64_t> a * self.S + self.rq[a].head])
+                __builtin_prefetch(&self.link_free[(a // self.NC) * 5])
+        elif a < self.a_red:
+            p = a - self.a_main
+            q = p * self.NC + self.x_colour
+            if self.cq[q].count > 0:
+                __builtin_prefetch(&self.cq_slot[<int64_t> q * self.S + self.cq[q].head])
+
     cdef inline void _prefetch(self, int a) noexcept nogil:
         """Start loading what agent a reads first (a hint: it changes no result)."""
         cdef int p
         __builtin_prefetch(&self.sched[a])
         if a < self.a_main:
             __builtin_prefetch(&self.rq[a])
-            __builtin_prefetch(&self.link_free[(a // self.NC) * 5])
         elif a < self.a_red:
             p = a - self.a_main
             __builtin_prefetch(&self.pe[p])
@@ -925,6 +932,8 @@ cdef class Engine:
             while i < self.bucket_n[b]:             # wakes at this cycle append here
                 if i + AHEAD < self.bucket_n[b]:    # calendar order is address-random
                     self._prefetch(self.bucket[b][i + AHEAD])
+                if i + AHEAD // 2 < self.bucket_n[b]:
+                    self._prefetch2(self.bucket[b][i + AHEAD // 2])
                 a = self.bucket[b][i]
                 i += 1
                 if self.sched[a] != self.now:
