@@ -25,8 +25,9 @@ the edge into the region).
 """
 import numpy as np
 from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memset
 from libc.math cimport ceil, INFINITY
-from libc.stdint cimport int64_t, int32_t, uint8_t
+from libc.stdint cimport int64_t, int32_t, int16_t, uint8_t
 
 # The protocol with the Python side, defined here once: cpdef enums are Python IntEnums
 # too (``from wsekern._event import Port, Mode, Wavelet, Colour``), read by event.py.
@@ -52,8 +53,36 @@ cpdef enum Wavelet:   # a stream item's idx when it is not an element index
 cpdef enum Colour:
     NO_COLOUR = -1    # a reducer that sends nothing (the root of its chain)
 
+cdef extern from * nogil:
+    void __builtin_prefetch(const void* addr)
+cdef extern from "<stdlib.h>" nogil:
+    void* aligned_alloc(size_t alignment, size_t size)
+cdef extern from "<sys/mman.h>" nogil:
+    int madvise(void* addr, size_t length, int advice)
+    int MADV_HUGEPAGE
+
+
+cdef void _huge(void* p, size_t n) noexcept nogil:
+    """Ask for 2 MiB pages over a big array not yet touched: the agents visit the PEs
+    in time order, at random addresses, so 4 KiB pages would miss the TLB at every step.
+    A hint (transparent huge pages in madvise mode); nothing depends on it."""
+    cdef size_t a = (<size_t> p + 4095) & ~(<size_t> 4095)
+    cdef size_t e = (<size_t> p + n) & ~(<size_t> 4095)
+    if p != NULL and n >= (<size_t> 1 << 21) and e > a:
+        madvise(<void*> a, e - a, MADV_HUGEPAGE)
+
+
+cdef object _huge_array(Py_ssize_t n, dtype, fill):
+    """np.full(n, fill, dtype) in memory advised for huge pages before it is written."""
+    a = np.empty(max(n, 1), dtype)[:n]
+    if n > 0:
+        _huge(<void*> <size_t> a.ctypes.data, <size_t> a.nbytes)
+    a.fill(fill)
+    return a
+
 DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
 DEF TRACE_WINDOWS = 256            # time windows of a trace; they double in length as needed
+DEF AHEAD = 8                      # the run loop prefetches the state of the agent this far on
 
 cdef inline double dmax(double a, double b) noexcept nogil:
     return a if a > b else b
@@ -73,6 +102,40 @@ cdef struct Queue:
     int32_t count            # wavelets held, those in flight to it included
     int32_t head
     uint8_t wait             # its feeder waits for room
+
+
+cdef struct Nz:                # a stored weight of a PE's block (weight-stationary)
+    int32_t k                # its column: the stream index that meets it
+    int32_t r                # its row within the block
+    double v
+
+
+cdef struct Pe:                # what a PE's main thread and reducer read, two cache lines
+    # main thread
+    double main_end          # its task runs until
+    double main_idle_since
+    double main_buf_since    # waits for a free accumulator since (-1: does not)
+    double busy              # task cycles
+    double wait_data         # stall figures
+    double backpressure
+    int32_t main_round       # the round its tasks add into
+    int32_t red_round        # the round its reducer works on
+    int32_t acc_ready        # the last round whose sums are complete (-1: none)
+    uint8_t eos_pending      # an end-of-stream task ran: its round closes next
+    uint8_t compressed       # WS: its block is stored compressed (scalar loop)
+    # reducer
+    double red_end
+    double red_since         # blocked since (-1: not blocked)
+    double red_busy
+    int64_t acc_off          # its accumulators in acc
+    int64_t nz_lo            # WS: its block's weights in nz
+    int32_t nz_n
+    int32_t acc_len
+    int32_t child_lo         # its children's colours at child_col[child_lo:][:child_n]
+    int32_t send_col         # NO_COLOUR: the root
+    int32_t red_j            # the wavelet of the vector being reduced or sent
+    int16_t child_n          # at most one child per colour (colours < 2**15)
+    int16_t red_ci           # the child being reduced
 
 
 cdef struct Event:
@@ -108,20 +171,13 @@ cdef class Engine:
     cdef int64_t[::1] link_count
     cdef int64_t edge_count
     cdef int64_t n_events                # wavelet-link events so far (links, ramps, edge)
-    # main thread
-    cdef double[::1] main_end, main_idle_since, main_buf_since
-    cdef int32_t[::1] main_round
-    cdef uint8_t[::1] main_eos_pending
-    cdef int32_t[::1] acc_ready
-    # reducer
-    cdef int32_t[::1] red_round, red_ci, red_j
-    cdef double[::1] red_end, red_since
-    cdef int64_t[::1] child_ptr
-    cdef int32_t[::1] child_col, send_col
-    # accumulators
-    cdef int A
+    # the state of each PE's main thread and reducer, one 128-byte record per PE
+    cdef Pe* pe
+    cdef int32_t[::1] child_col
+    # accumulators: per PE, nbuf buffers (two when there is a next round to overlap,
+    # one otherwise) of acc_len values each, packed at acc_off (CSR-style)
+    cdef int nbuf
     cdef double[::1] acc
-    cdef int32_t[::1] acc_len
     # outputs
     cdef double[:] Y
     cdef int64_t[::1] out_lo
@@ -133,7 +189,6 @@ cdef class Engine:
     cdef double trace_window
     cdef bint tracing
     # stats
-    cdef double[::1] busy, red_busy, wait_data, backpressure
     cdef double t_done
     cdef int64_t macs, tasks
     # streams
@@ -141,12 +196,10 @@ cdef class Engine:
     cdef int32_t[::1] item_idx
     cdef double[::1] item_val, inj_next, inj_dt
     # operands of the main thread
-    cdef int64_t[::1] w_indptr
-    cdef int32_t[::1] w_indices
-    cdef double[::1] w_data
+    cdef Nz* nz                             # WS: each PE's block, by column then row,
+                                            #   PE p's at nz[pe.nz_lo:][:pe.nz_n]
     cdef double[:, ::1] Xd
     cdef int64_t[::1] blk_lo, blk_hi        # per logical row: W rows (WS) / X columns (AS)
-    cdef uint8_t[::1] compressed
 
     def __cinit__(self):
         cdef int b
@@ -155,6 +208,8 @@ cdef class Engine:
         self.cq = NULL
         self.rq_slot = NULL
         self.cq_slot = NULL
+        self.nz = NULL
+        self.pe = NULL
         for b in range(WINDOW):
             self.bucket[b] = NULL
             self.bucket_n[b] = 0
@@ -168,11 +223,15 @@ cdef class Engine:
         free(self.cq)
         free(self.rq_slot)
         free(self.cq_slot)
+        free(self.nz)
+        free(self.pe)
         for b in range(WINDOW):
             if self.bucket[b] != NULL:
                 free(self.bucket[b])
 
     def __init__(self, int R, int C, int n_colours, int queue_depth, dict params):
+        if not 1 <= n_colours < 2**15:
+            raise ValueError(f"the engine routes 1 to {2**15 - 1} colours; received {n_colours}")
         self.R, self.C, self.P, self.NC, self.Q = R, C, R * C, n_colours, queue_depth
         self.hop = params["hop"]
         self.ramp = params["ramp"]
@@ -209,7 +268,7 @@ cdef class Engine:
         self.a_red = NQ + P
         self.a_inj = NQ + 2 * P
         self.n_agents = NQ + 2 * P + C
-        self.sched = np.full(self.n_agents, np.inf)
+        self.sched = _huge_array(self.n_agents, np.float64, np.inf)
         self.route_tx = np.zeros(NQ, np.uint8)
         self.route_rx = np.full(NQ, NO_PORT, np.int8)
         self.consumer = np.ones(n_colours, np.uint8)
@@ -219,28 +278,27 @@ cdef class Engine:
         self.cq_slot = <Slot*> calloc(<size_t> NQ * queue_depth, sizeof(Slot))
         if self.rq == NULL or self.cq == NULL or self.rq_slot == NULL or self.cq_slot == NULL:
             raise MemoryError(f"event simulation: queues of {NQ:,} (PE, colour) pairs do not fit")
+        _huge(self.rq, NQ * sizeof(Queue))
+        _huge(self.cq, NQ * sizeof(Queue))
+        _huge(self.rq_slot, <size_t> NQ * queue_depth * sizeof(Slot))
+        _huge(self.cq_slot, <size_t> NQ * queue_depth * sizeof(Slot))
         for i in range(NQ):
             self.rq[i].bp_since = -1.0
             self.cq[i].bp_since = -1.0
-        self.link_free = np.zeros(P * 5)
-        self.link_count = np.zeros(P * 6, np.int64)
+        self.link_free = _huge_array(P * 5, np.float64, 0.0)
+        self.link_count = _huge_array(P * 6, np.int64, 0)
         self.edge_count = 0
         self.n_events = 0
-        self.main_end = np.zeros(P)
-        self.main_idle_since = np.zeros(P)
-        self.main_buf_since = np.full(P, -1.0)
-        self.main_round = np.zeros(P, np.int32)
-        self.main_eos_pending = np.zeros(P, np.uint8)
-        self.acc_ready = np.full(P, -1, np.int32)
-        self.red_round = np.zeros(P, np.int32)
-        self.red_ci = np.zeros(P, np.int32)
-        self.red_j = np.zeros(P, np.int32)
-        self.red_end = np.zeros(P)
-        self.red_since = np.full(P, -1.0)
-        self.busy = np.zeros(P)
-        self.red_busy = np.zeros(P)
-        self.wait_data = np.zeros(P)
-        self.backpressure = np.zeros(P)
+        self.pe = <Pe*> aligned_alloc(64, <size_t> P * sizeof(Pe))
+        if self.pe == NULL:
+            raise MemoryError(f"event simulation: the state of {P:,} PEs does not fit")
+        _huge(self.pe, <size_t> P * sizeof(Pe))
+        memset(self.pe, 0, <size_t> P * sizeof(Pe))
+        for i in range(P):
+            self.pe[i].main_buf_since = -1.0
+            self.pe[i].acc_ready = -1
+            self.pe[i].red_since = -1.0
+            self.pe[i].send_col = NO_COLOUR
         self.t_done = 0.0
         self.macs = 0
         self.tasks = 0
@@ -266,16 +324,38 @@ cdef class Engine:
         """Children (colours, in the order they are reduced) and the send colour of
         each PE (NO_COLOUR: the root); ``acc0`` (P x 2 x A) gives the accumulators of
         collectives, which are then ready before the first cycle."""
-        self.child_ptr = np.ascontiguousarray(child_ptr, np.int64)
+        cdef int64_t[::1] cp = np.ascontiguousarray(child_ptr, np.int64)
+        cdef int32_t[::1] sc = np.ascontiguousarray(send_col, np.int32)
+        cdef int p
         self.child_col = np.ascontiguousarray(child_col, np.int32)
-        self.send_col = np.ascontiguousarray(send_col, np.int32)
-        self.acc_len = np.ascontiguousarray(acc_len, np.int32)
-        self.A = max(1, int(np.max(acc_len, initial=1)))
+        lens = np.ascontiguousarray(acc_len, np.int32)
+        if lens.shape != (self.P,) or (lens < 0).any():
+            raise ValueError(f"acc_len must hold {self.P} lengths >= 0")
+        if cp.shape[0] != self.P + 1 or sc.shape[0] != self.P:
+            raise ValueError(f"child_ptr and send_col must cover {self.P} PEs")
+        self.nbuf = 2 if self.rounds > 1 else 1
+        off = np.zeros(self.P + 1, np.int64)
+        np.cumsum(lens.astype(np.int64) * self.nbuf, out=off[1:])
+        cdef int32_t[::1] ln = lens
+        cdef int64_t[::1] of = off
+        for p in range(self.P):
+            self.pe[p].child_lo = <int32_t> cp[p]
+            if not 0 <= cp[p + 1] - cp[p] <= self.NC or cp[p + 1] > 2**31 - 1:
+                raise ValueError(f"PE {p}: {cp[p + 1] - cp[p]} children; at most one per colour")
+            self.pe[p].child_n = <int16_t> (cp[p + 1] - cp[p])
+            self.pe[p].send_col = sc[p]
+            self.pe[p].acc_len = ln[p]
+            self.pe[p].acc_off = of[p]
         if acc0 is None:
-            self.acc = np.zeros(self.P * 2 * self.A)
+            self.acc = _huge_array(int(off[self.P]) + 1, np.float64, 0.0)
         else:
-            self.acc = np.ascontiguousarray(acc0, np.float64).reshape(-1)
-            self.acc_ready = np.full(self.P, self.rounds - 1, np.int32)
+            a0 = np.asarray(acc0, np.float64)
+            A = a0.size // (2 * self.P) if self.P else 0
+            a0 = a0.reshape(self.P, 2, A)[:, :self.nbuf, :]
+            keep = np.broadcast_to(np.arange(A)[None, None, :] < lens[:, None, None], a0.shape)
+            self.acc = np.ascontiguousarray(np.append(a0[keep], 0.0))
+            for p in range(self.P):
+                self.pe[p].acc_ready = self.rounds - 1
 
     def set_output(self, Y, out_lo, int64_t y_si, int64_t y_sn):
         self.Y = Y.reshape(-1)
@@ -288,13 +368,59 @@ cdef class Engine:
         self.item_val = np.ascontiguousarray(item_val, np.float64)
         self.inj_dt = np.ascontiguousarray(inj_dt, np.float64)
 
-    def set_weights(self, indptr, indices, data, blk_lo, blk_hi, compressed):
-        self.w_indptr = np.ascontiguousarray(indptr, np.int64)
-        self.w_indices = np.ascontiguousarray(indices, np.int32)
-        self.w_data = np.ascontiguousarray(data, np.float64)
+    def set_weights(self, indptr, indices, data, blk_lo, blk_hi, compressed, col_bounds):
+        """W in CSC with sorted rows; its row blocks (per logical row) and column blocks
+        (``col_bounds``, per logical column) cut it into one block per PE, which the PE
+        keeps as its own list (a data task reads only its PE's few weights)."""
+        cdef int64_t[::1] ip = np.ascontiguousarray(indptr, np.int64)
+        cdef int32_t[::1] ix = np.ascontiguousarray(indices, np.int32)
+        cdef double[::1] dv = np.ascontiguousarray(data, np.float64)
+        cdef int64_t[::1] lo = np.ascontiguousarray(blk_lo, np.int64)
+        cdef int64_t[::1] hi = np.ascontiguousarray(blk_hi, np.int64)
+        cdef int64_t[::1] kb = np.ascontiguousarray(col_bounds, np.int64)
+        cdef int K = ip.shape[0] - 1, k, c, lr, p
+        cdef int64_t j, pos
+        if lo.shape[0] != self.R or hi.shape[0] != self.R or kb.shape[0] != self.C + 1 \
+                or kb[0] != 0 or kb[self.C] != K:
+            raise ValueError("set_weights: block bounds do not match the grid and W")
+        # logical row of each row of W (rows outside every block belong to none)
+        row_lr = np.full(max(1, int(np.max(hi, initial=0))), -1, np.int32)
+        for lr in range(self.R):
+            row_lr[lo[lr]:hi[lr]] = lr
+        cdef int32_t[::1] rlr = row_lr
+        cdef int64_t[::1] cursor = np.zeros(self.P + 1, np.int64)
+        for c in range(self.C):                 # count, then place (a counting sort by PE
+            for k in range(kb[c], kb[c + 1]):   # that keeps CSC's column, row order)
+                for j in range(ip[k], ip[k + 1]):
+                    if ix[j] < rlr.shape[0] and rlr[ix[j]] >= 0:
+                        cursor[rlr[ix[j]] * self.C + c + 1] += 1
+        cdef int64_t[::1] nz_ptr = np.cumsum(cursor)
+        cdef uint8_t[::1] comp = np.ascontiguousarray(compressed, np.uint8)
+        if comp.shape[0] != self.P:
+            raise ValueError(f"compressed must cover {self.P} PEs")
+        cursor[:] = nz_ptr
+        free(self.nz)
+        self.nz = <Nz*> malloc(max(1, nz_ptr[self.P]) * sizeof(Nz))
+        if self.nz == NULL:
+            raise MemoryError()
+        _huge(self.nz, nz_ptr[self.P] * sizeof(Nz))
+        for p in range(self.P):
+            self.pe[p].nz_lo = nz_ptr[p]
+            self.pe[p].nz_n = <int32_t> (nz_ptr[p + 1] - nz_ptr[p])
+            self.pe[p].compressed = comp[p]
+        for c in range(self.C):
+            for k in range(kb[c], kb[c + 1]):
+                for j in range(ip[k], ip[k + 1]):
+                    if ix[j] < rlr.shape[0] and rlr[ix[j]] >= 0:
+                        lr = rlr[ix[j]]
+                        p = lr * self.C + c
+                        pos = cursor[p]
+                        cursor[p] = pos + 1
+                        self.nz[pos].k = k
+                        self.nz[pos].r = <int32_t> (ix[j] - lo[lr])
+                        self.nz[pos].v = dv[j]
         self.blk_lo = np.ascontiguousarray(blk_lo, np.int64)
         self.blk_hi = np.ascontiguousarray(blk_hi, np.int64)
-        self.compressed = np.ascontiguousarray(compressed, np.uint8)
 
     def set_activations(self, X, blk_lo, blk_hi):
         self.Xd = np.ascontiguousarray(X, np.float64)
@@ -444,7 +570,7 @@ cdef class Engine:
 
     cdef inline int _unblock(self, int q, double t) noexcept nogil:
         if self.rq[q].bp_since >= 0:
-            self.backpressure[q // self.NC] += t - self.rq[q].bp_since
+            self.pe[q // self.NC].backpressure += t - self.rq[q].bp_since
             self.rq[q].bp_since = -1.0
         return 0
 
@@ -564,29 +690,34 @@ cdef class Engine:
         return 0
 
     # -- main thread: data tasks ---------------------------------------------------------
+    cdef inline int64_t _acc_base(self, int p, int n) noexcept nogil:
+        """Where PE p's accumulator of round n starts."""
+        return self.pe[p].acc_off + (n & (self.nbuf - 1)) * <int64_t> self.pe[p].acc_len
+
     cdef double _axpy(self, int p, int32_t k, double x, double* acc) noexcept nogil:
         """acc += x * (the operand's row k in this PE's block); returns the task's cycles."""
         cdef int lr = p // self.C
-        cdef int64_t lo = self.blk_lo[lr], hi = self.blk_hi[lr], a, b, mid, i
+        cdef int64_t lo = self.blk_lo[lr], hi = self.blk_hi[lr], a, b, mid, i, end
         if self.mode == MODE_AS:
             for i in range(hi - lo):
                 acc[i] += x * self.Xd[k, lo + i]
             self.macs += hi - lo
             return self.task + self.setup + ceil((hi - lo) / self.fmac)
-        # WS: column k of W (CSC, sorted rows), the rows of this block by bisection
-        a = self.w_indptr[k]
-        b = self.w_indptr[k + 1]
+        # WS: column k of this PE's block (its list is by column, then row)
+        a = self.pe[p].nz_lo
+        end = a + self.pe[p].nz_n
+        b = end
         while a < b:
             mid = (a + b) >> 1
-            if self.w_indices[mid] < lo:
+            if self.nz[mid].k < k:
                 a = mid + 1
             else:
                 b = mid
         b = a
-        while b < self.w_indptr[k + 1] and self.w_indices[b] < hi:
-            acc[self.w_indices[b] - lo] += x * self.w_data[b]
+        while b < end and self.nz[b].k == k:
+            acc[self.nz[b].r] += x * self.nz[b].v
             b += 1
-        if self.compressed[p]:
+        if self.pe[p].compressed:
             self.macs += b - a
             return self.task + self.scalar * (b - a)
         self.macs += hi - lo
@@ -597,19 +728,19 @@ cdef class Engine:
         cdef int64_t s
         cdef int32_t idx, n
         cdef double cost
-        if self.main_end[p] > t:
-            self._wake(self.a_main + p, self.main_end[p])
+        if self.pe[p].main_end > t:
+            self._wake(self.a_main + p, self.pe[p].main_end)
             return 0
-        if self.main_eos_pending[p]:
-            self.main_eos_pending[p] = 0
-            self.acc_ready[p] = self.main_round[p]
+        if self.pe[p].eos_pending:
+            self.pe[p].eos_pending = 0
+            self.pe[p].acc_ready = self.pe[p].main_round
             if self.tracing:
-                self.trace_ready[p, self.main_round[p]] = t
-            self.main_round[p] += 1
+                self.trace_ready[p, self.pe[p].main_round] = t
+            self.pe[p].main_round += 1
             self._wake(self.a_red + p, t)
-            self.main_idle_since[p] = t
+            self.pe[p].main_idle_since = t
         while True:
-            if self.main_round[p] >= self.rounds or self.cq[q].count == 0:
+            if self.pe[p].main_round >= self.rounds or self.cq[q].count == 0:
                 return 0
             if self.cq[q].head_ready > t:
                 self._wake(self.a_main + p, self.cq[q].head_ready)
@@ -619,29 +750,28 @@ cdef class Engine:
             if idx == INDEX_HALF:
                 self._cq_pop(q, t)
                 continue
-            n = self.main_round[p]
-            if n > self.red_round[p] + 1:       # both accumulators still being reduced
-                if self.main_buf_since[p] < 0:
-                    self.main_buf_since[p] = t
+            n = self.pe[p].main_round
+            if n > self.pe[p].red_round + 1:       # both accumulators still being reduced
+                if self.pe[p].main_buf_since < 0:
+                    self.pe[p].main_buf_since = t
                 return 0
-            if self.main_buf_since[p] >= 0:
-                self.backpressure[p] += t - self.main_buf_since[p]
-                self.main_buf_since[p] = -1.0
+            if self.pe[p].main_buf_since >= 0:
+                self.pe[p].backpressure += t - self.pe[p].main_buf_since
+                self.pe[p].main_buf_since = -1.0
             else:
-                self.wait_data[p] += t - self.main_idle_since[p]
+                self.pe[p].wait_data += t - self.pe[p].main_idle_since
             if idx == EOS:                      # the round's sums are done
                 cost = self.task
-                self.main_eos_pending[p] = 1
+                self.pe[p].eos_pending = 1
             else:
-                cost = self._axpy(p, idx, self.cq_slot[s].v0,
-                                  &self.acc[(<int64_t> p * 2 + (n & 1)) * self.A])
+                cost = self._axpy(p, idx, self.cq_slot[s].v0, &self.acc[self._acc_base(p, n)])
                 self.tasks += 1
             self._cq_pop(q, t)
-            self.busy[p] += cost
+            self.pe[p].busy += cost
             if self.tracing:
                 self.trace_busy[p, self._window(t)] += cost
-            self.main_end[p] = t + cost
-            self.main_idle_since[p] = t + cost
+            self.pe[p].main_end = t + cost
+            self.pe[p].main_idle_since = t + cost
             self._wake(self.a_main + p, t + cost)
             return 0
 
@@ -652,19 +782,19 @@ cdef class Engine:
         cdef bint stream
         cdef double v0, v1, send_lat
         while True:
-            if self.red_end[p] > t:
-                self._wake(self.a_red + p, self.red_end[p])
+            if self.pe[p].red_end > t:
+                self._wake(self.a_red + p, self.pe[p].red_end)
                 return 0
-            n = self.red_round[p]
-            if n >= self.rounds or self.acc_ready[p] < n:
+            n = self.pe[p].red_round
+            if n >= self.rounds or self.pe[p].acc_ready < n:
                 return 0
-            L = (self.acc_len[p] + self.vpw - 1) // self.vpw
-            base = (<int64_t> p * 2 + (n & 1)) * self.A
-            ci = self.red_ci[p]
-            nch = <int> (self.child_ptr[p + 1] - self.child_ptr[p])
-            sq = p * self.NC + self.send_col[p] if self.send_col[p] != NO_COLOUR else -1
+            L = (self.pe[p].acc_len + self.vpw - 1) // self.vpw
+            base = self._acc_base(p, n)
+            ci = self.pe[p].red_ci
+            nch = <int> (self.pe[p].child_n)
+            sq = p * self.NC + self.pe[p].send_col if self.pe[p].send_col != NO_COLOUR else -1
             if ci < nch and L > 0:
-                col = self.child_col[self.child_ptr[p] + ci]
+                col = self.child_col[self.pe[p].child_lo + ci]
                 cq = p * self.NC + col
                 if self.cq[cq].count == 0:
                     return 0
@@ -675,74 +805,104 @@ cdef class Engine:
                 stream = ci == nch - 1 and sq >= 0 and not self.store_fwd
                 if stream and self.rq[sq].count >= self.cap_push:
                     self.rq[sq].wait = 1
-                    if self.red_since[p] < 0:
-                        self.red_since[p] = t
+                    if self.pe[p].red_since < 0:
+                        self.pe[p].red_since = t
                     return 0
                 self._red_unblock(p, t)
-                j = self.red_j[p]
+                j = self.pe[p].red_j
                 v0, v1 = self.cq_slot[s].v0, self.cq_slot[s].v1
                 e = j * self.vpw
                 self.acc[base + e] += v0
-                if self.vpw == 2 and e + 1 < self.acc_len[p]:
+                if self.vpw == 2 and e + 1 < self.pe[p].acc_len:
                     self.acc[base + e + 1] += v1
                 self._cq_pop(cq, t)
                 if stream:
-                    v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.acc_len[p] else 0.0
+                    v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.pe[p].acc_len else 0.0
                     self._rq_push(sq, t + self.lat + self.ramp, j, self.acc[base + e], v1)
                     self._count(p, RAMP_DOWN, t)
-                self.red_j[p] = j + 1
+                self.pe[p].red_j = j + 1
                 if j + 1 == L:
-                    self.red_j[p] = 0
-                    self.red_ci[p] = ci + 1
-                self.red_busy[p] += 1.0
-                self.red_end[p] = t + 1.0
+                    self.pe[p].red_j = 0
+                    self.pe[p].red_ci = ci + 1
+                self.pe[p].red_busy += 1.0
+                self.pe[p].red_end = t + 1.0
                 continue
-            if sq >= 0 and (nch == 0 or self.store_fwd) and self.red_j[p] < L:
+            if sq >= 0 and (nch == 0 or self.store_fwd) and self.pe[p].red_j < L:
                 if self.rq[sq].count >= self.cap_push:
                     self.rq[sq].wait = 1
-                    if self.red_since[p] < 0:
-                        self.red_since[p] = t
+                    if self.pe[p].red_since < 0:
+                        self.pe[p].red_since = t
                     return 0
                 self._red_unblock(p, t)
-                j = self.red_j[p]
+                j = self.pe[p].red_j
                 e = j * self.vpw
-                v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.acc_len[p] else 0.0
+                v1 = self.acc[base + e + 1] if self.vpw == 2 and e + 1 < self.pe[p].acc_len else 0.0
                 # a send of a stored vector is launched by a task that sets up a DSD; a
                 # relay turns the stored message round in the stage latency
                 send_lat = (self.task + self.setup if nch == 0 else self.lat) if j == 0 else self.lat
                 self._rq_push(sq, t + send_lat + self.ramp, j, self.acc[base + e], v1)
                 self._count(p, RAMP_DOWN, t)
-                self.red_j[p] = j + 1
-                self.red_busy[p] += 1.0
-                self.red_end[p] = t + 1.0 + (send_lat - self.lat if j == 0 else 0.0)
+                self.pe[p].red_j = j + 1
+                self.pe[p].red_busy += 1.0
+                self.pe[p].red_end = t + 1.0 + (send_lat - self.lat if j == 0 else 0.0)
                 continue
             # the round is complete: the root writes its rows of the result, in a task
             # that sees the end of the message
             if sq < 0:
                 y0 = self.out_lo[lr] * self.y_si + <int64_t> n * self.y_sn
-                for e in range(self.acc_len[p]):
+                for e in range(self.pe[p].acc_len):
                     self.Y[y0 + e * self.y_si] = self.acc[base + e]
-                self.red_end[p] = t + self.task
-                self.red_busy[p] += self.task
+                self.pe[p].red_end = t + self.task
+                self.pe[p].red_busy += self.task
                 if t + self.task > self.t_done:
                     self.t_done = t + self.task
-            for e in range(self.acc_len[p]):
-                self.acc[base + e] = 0.0
+            if n + self.nbuf < self.rounds:     # the buffer serves round n + nbuf
+                for e in range(self.pe[p].acc_len):
+                    self.acc[base + e] = 0.0
             if self.tracing:
-                self.trace_done[p, n] = dmax(t, self.red_end[p])
-            self.red_round[p] = n + 1
-            self.red_ci[p] = 0
-            self.red_j[p] = 0
-            if self.main_buf_since[p] >= 0:
+                self.trace_done[p, n] = dmax(t, self.pe[p].red_end)
+            self.pe[p].red_round = n + 1
+            self.pe[p].red_ci = 0
+            self.pe[p].red_j = 0
+            if self.pe[p].main_buf_since >= 0:
                 self._wake(self.a_main + p, t)
 
     cdef inline int _red_unblock(self, int p, double t) noexcept nogil:
-        if self.red_since[p] >= 0:
-            self.backpressure[p] += t - self.red_since[p]
-            self.red_since[p] = -1.0
+        if self.pe[p].red_since >= 0:
+            self.pe[p].backpressure += t - self.pe[p].red_since
+            self.pe[p].red_since = -1.0
         return 0
 
     # -- the loop -------------------------------------------------------------------------
+    cdef inline void _prefetch2(self, int a) noexcept nogil:
+        """Second stage, once the queue prefetched by _prefetch has arrived: its head slot
+        and the links it may use."""
+        cdef int p, q
+        if a < self.a_main:
+            if self.rq[a].count > 0:
+                __builtin_prefetch(&self.rq_slot[<int64_t> a * self.S + self.rq[a].head])
+                __builtin_prefetch(&self.link_free[(a // self.NC) * 5])
+        elif a < self.a_red:
+            p = a - self.a_main
+            q = p * self.NC + self.x_colour
+            if self.cq[q].count > 0:
+                __builtin_prefetch(&self.cq_slot[<int64_t> q * self.S + self.cq[q].head])
+
+    cdef inline void _prefetch(self, int a) noexcept nogil:
+        """Start loading what agent a reads first (a hint: it changes no result)."""
+        cdef int p
+        __builtin_prefetch(&self.sched[a])
+        if a < self.a_main:
+            __builtin_prefetch(&self.rq[a])
+        elif a < self.a_red:
+            p = a - self.a_main
+            __builtin_prefetch(&self.pe[p])
+            __builtin_prefetch(&self.cq[p * self.NC + self.x_colour])
+        elif a < self.a_inj:
+            p = a - self.a_red
+            __builtin_prefetch(&self.pe[p])
+            __builtin_prefetch(&self.pe[p].red_end)
+
     def run(self, int64_t max_events=-1, progress=None, int64_t every=1 << 20):
         """Run to completion; returns the cycle at which the last result was written.
         ``progress(events)`` (optional) is called with the wavelet-link events so far,
@@ -770,6 +930,10 @@ cdef class Engine:
             b = self.now % WINDOW
             i = 0
             while i < self.bucket_n[b]:             # wakes at this cycle append here
+                if i + AHEAD < self.bucket_n[b]:    # calendar order is address-random
+                    self._prefetch(self.bucket[b][i + AHEAD])
+                if i + AHEAD // 2 < self.bucket_n[b]:
+                    self._prefetch2(self.bucket[b][i + AHEAD // 2])
                 a = self.bucket[b][i]
                 i += 1
                 if self.sched[a] != self.now:
@@ -794,19 +958,29 @@ cdef class Engine:
             progress(self.n_events)
         return self.t_done
 
+    cdef _pe_field(self, int which):
+        """An R x C array of one of the PEs' figures."""
+        out = np.empty(self.P)
+        cdef double[::1] o = out
+        cdef int p
+        for p in range(self.P):
+            o[p] = (self.pe[p].busy if which == 0 else self.pe[p].red_busy if which == 1
+                    else self.pe[p].wait_data if which == 2 else self.pe[p].backpressure)
+        return out.reshape(self.R, self.C)
+
     def check_drained(self):
         """(rounds every reducer finished, the smallest) — a deadlock shows here."""
-        rr = np.asarray(self.red_round)
+        rr = np.array([self.pe[p].red_round for p in range(self.P)], np.int32)
         return int(rr.min(initial=self.rounds)), self.rounds
 
     def stats(self):
         return {
             "link_count": np.asarray(self.link_count).reshape(self.R, self.C, 6).copy(),
             "edge_wavelets": int(self.edge_count),
-            "busy": np.asarray(self.busy).reshape(self.R, self.C).copy(),
-            "reducer_busy": np.asarray(self.red_busy).reshape(self.R, self.C).copy(),
-            "wait_data": np.asarray(self.wait_data).reshape(self.R, self.C).copy(),
-            "backpressure": np.asarray(self.backpressure).reshape(self.R, self.C).copy(),
+            "busy": self._pe_field(0),
+            "reducer_busy": self._pe_field(1),
+            "wait_data": self._pe_field(2),
+            "backpressure": self._pe_field(3),
             "macs": int(self.macs),
             "tasks": int(self.tasks),
             "trace": {"sums_ready": np.asarray(self.trace_ready).reshape(self.R, self.C, -1).copy(),

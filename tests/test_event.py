@@ -333,3 +333,45 @@ def test_both_models_cost_the_placement_they_are_given():
     np.testing.assert_allclose(Yd, W @ X, rtol=1e-12, atol=1e-12)
     assert repd.cycles != rep.cycles and repd.details["analytic"]["cycles"] != \
         rep.details["analytic"]["cycles"]
+
+
+@pytest.mark.parametrize("n_cols", [1, 5])           # one accumulator per PE, or two in turn
+@pytest.mark.parametrize("compressed", [False, True])
+def test_accumulators_sized_per_pe_from_the_placement(n_cols, compressed):
+    """Each PE's accumulators are as long as its block's rows (packed at per-PE offsets)
+    and its weights are its own block's: a row block of no rows, one holding nearly every
+    row and one of a single row, with a column block of no columns, still give W @ X, and
+    the MACs performed are the ones counted here from the bounds (dense blocks) or from
+    the nonzeros that meet (compressed blocks)."""
+    from wsekern.wafer import placement
+    rng = np.random.default_rng(7)
+    W = sps.random(400, 48, density=0.05, random_state=7, format="csr")
+    X = rng.standard_normal((48, n_cols)) * (rng.random((48, n_cols)) < 0.6)
+    config, region = WaferConfig.small(8, 8), (0, 0, 3, 4)
+    pl = placement.weight_stationary(placement.Operands(W, X), config, region)
+    rows, cols = np.array([0, 0, 399, 400]), np.array([0, 0, 20, 47, 48])
+    uneven = placement.Placement(pl.mapping, pl.region, rows, cols, pl.sram, pl.ledger,
+                                 np.full_like(pl.use_comp, compressed), pl.colours, pl.block)
+    Y, rep = event.weight_stationary(W, X, config, region, placement=uneven)
+    np.testing.assert_allclose(Y, W @ X, rtol=1e-12, atol=1e-12)
+    if compressed:
+        macs = int(((W != 0).astype(np.int64) @ (X != 0).astype(np.int64)).sum())
+    else:
+        x_nnz = [np.count_nonzero(X[cols[c]:cols[c + 1]]) for c in range(4)]
+        macs = sum(int(np.diff(rows)[r]) * x_nnz[c] for r in range(3) for c in range(4))
+    assert rep.macs_performed == macs
+    # the same run twice is the same, bit for bit (no state left in the accumulators)
+    Y2, rep2 = event.weight_stationary(W, X, config, region, placement=uneven)
+    assert np.array_equal(Y, Y2) and rep2.cycles == rep.cycles
+
+
+def test_engine_refuses_colours_it_cannot_index():
+    from wsekern._event import Engine
+    params = {"hop": 1.0, "ramp": 2.0, "turn": 0.0, "link_rate": 1.0, "lat": 1.0, "setup": 1.0,
+              "task": 1.0, "scalar": 1.0, "fmac": 1.0, "vpw": 1, "store_forward": 0,
+              "rounds": 1, "mode": 0}
+    with pytest.raises(ValueError, match="colours"):
+        Engine(1, 2, 1 << 15, 4, params)
+    eng = Engine(1, 2, 2, 4, params)
+    with pytest.raises(ValueError, match="one per colour"):
+        eng.set_reduction([0, 3, 3], [0, 1, 0], [-1, 0], [1, 1])

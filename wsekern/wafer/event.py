@@ -267,7 +267,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", trace=False, placeme
     ptr, idx, val = _column_streams(col_of[nz_k], nz_n, nz_k, X[nz_k, nz_n], C, Nb,
                                     config.dtype == "fp32")
     eng.set_streams(ptr, idx, val, np.full(C, 1.0 / config.link_wavelets_per_cycle))
-    eng.set_weights(W.indptr, W.indices, W.data, m_b[:-1], m_b[1:], pl.use_comp.ravel())
+    eng.set_weights(W.indptr, W.indices, W.data, m_b[:-1], m_b[1:], pl.use_comp.ravel(), k_b)
     T, wall = _run(eng, progress)
     _nonfinite_meets_zero(W, X, Y)
     report = _report(config, region, eng, T, wall, ana, mapping="weight-stationary",
