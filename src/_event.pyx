@@ -53,30 +53,20 @@ cpdef enum Wavelet:   # a stream item's idx when it is not an element index
 cpdef enum Colour:
     NO_COLOUR = -1    # a reducer that sends nothing (the root of its chain)
 
-cdef extern from * nogil:
-    void __builtin_prefetch(const void* addr)
-cdef extern from "<stdlib.h>" nogil:
-    void* aligned_alloc(size_t alignment, size_t size)
-cdef extern from "<sys/mman.h>" nogil:
-    int madvise(void* addr, size_t length, int advice)
-    int MADV_HUGEPAGE
-
-
-cdef void _huge(void* p, size_t n) noexcept nogil:
-    """Ask for 2 MiB pages over a big array not yet touched: the agents visit the PEs
-    in time order, at random addresses, so 4 KiB pages would miss the TLB at every step.
-    A hint (transparent huge pages in madvise mode); nothing depends on it."""
-    cdef size_t a = (<size_t> p + 4095) & ~(<size_t> 4095)
-    cdef size_t e = (<size_t> p + n) & ~(<size_t> 4095)
-    if p != NULL and n >= (<size_t> 1 << 21) and e > a:
-        madvise(<void*> a, e - a, MADV_HUGEPAGE)
+cdef extern from "wsk_mem.h" nogil:
+    void* wsk_aligned_alloc(size_t alignment, size_t size)
+    void wsk_aligned_free(void* p)
+    void wsk_prefetch(const void* addr)
+    # 2 MiB pages for a big array not yet touched: the agents visit the PEs in time
+    # order, at random addresses, so 4 KiB pages would miss the TLB at every step
+    void wsk_advise_huge(void* p, size_t n)
 
 
 cdef object _huge_array(Py_ssize_t n, dtype, fill):
     """np.full(n, fill, dtype) in memory advised for huge pages before it is written."""
     a = np.empty(max(n, 1), dtype)[:n]
     if n > 0:
-        _huge(<void*> <size_t> a.ctypes.data, <size_t> a.nbytes)
+        wsk_advise_huge(<void*> <size_t> a.ctypes.data, <size_t> a.nbytes)
     a.fill(fill)
     return a
 
@@ -224,7 +214,7 @@ cdef class Engine:
         free(self.rq_slot)
         free(self.cq_slot)
         free(self.nz)
-        free(self.pe)
+        wsk_aligned_free(self.pe)
         for b in range(WINDOW):
             if self.bucket[b] != NULL:
                 free(self.bucket[b])
@@ -278,10 +268,10 @@ cdef class Engine:
         self.cq_slot = <Slot*> calloc(<size_t> NQ * queue_depth, sizeof(Slot))
         if self.rq == NULL or self.cq == NULL or self.rq_slot == NULL or self.cq_slot == NULL:
             raise MemoryError(f"event simulation: queues of {NQ:,} (PE, colour) pairs do not fit")
-        _huge(self.rq, NQ * sizeof(Queue))
-        _huge(self.cq, NQ * sizeof(Queue))
-        _huge(self.rq_slot, <size_t> NQ * queue_depth * sizeof(Slot))
-        _huge(self.cq_slot, <size_t> NQ * queue_depth * sizeof(Slot))
+        wsk_advise_huge(self.rq, NQ * sizeof(Queue))
+        wsk_advise_huge(self.cq, NQ * sizeof(Queue))
+        wsk_advise_huge(self.rq_slot, <size_t> NQ * queue_depth * sizeof(Slot))
+        wsk_advise_huge(self.cq_slot, <size_t> NQ * queue_depth * sizeof(Slot))
         for i in range(NQ):
             self.rq[i].bp_since = -1.0
             self.cq[i].bp_since = -1.0
@@ -289,10 +279,10 @@ cdef class Engine:
         self.link_count = _huge_array(P * 6, np.int64, 0)
         self.edge_count = 0
         self.n_events = 0
-        self.pe = <Pe*> aligned_alloc(64, <size_t> P * sizeof(Pe))
+        self.pe = <Pe*> wsk_aligned_alloc(64, <size_t> P * sizeof(Pe))
         if self.pe == NULL:
             raise MemoryError(f"event simulation: the state of {P:,} PEs does not fit")
-        _huge(self.pe, <size_t> P * sizeof(Pe))
+        wsk_advise_huge(self.pe, <size_t> P * sizeof(Pe))
         memset(self.pe, 0, <size_t> P * sizeof(Pe))
         for i in range(P):
             self.pe[i].main_buf_since = -1.0
@@ -403,7 +393,7 @@ cdef class Engine:
         self.nz = <Nz*> malloc(max(1, nz_ptr[self.P]) * sizeof(Nz))
         if self.nz == NULL:
             raise MemoryError()
-        _huge(self.nz, nz_ptr[self.P] * sizeof(Nz))
+        wsk_advise_huge(self.nz, nz_ptr[self.P] * sizeof(Nz))
         for p in range(self.P):
             self.pe[p].nz_lo = nz_ptr[p]
             self.pe[p].nz_n = <int32_t> (nz_ptr[p + 1] - nz_ptr[p])
@@ -880,28 +870,28 @@ cdef class Engine:
         cdef int p, q
         if a < self.a_main:
             if self.rq[a].count > 0:
-                __builtin_prefetch(&self.rq_slot[<int64_t> a * self.S + self.rq[a].head])
-                __builtin_prefetch(&self.link_free[(a // self.NC) * 5])
+                wsk_prefetch(&self.rq_slot[<int64_t> a * self.S + self.rq[a].head])
+                wsk_prefetch(&self.link_free[(a // self.NC) * 5])
         elif a < self.a_red:
             p = a - self.a_main
             q = p * self.NC + self.x_colour
             if self.cq[q].count > 0:
-                __builtin_prefetch(&self.cq_slot[<int64_t> q * self.S + self.cq[q].head])
+                wsk_prefetch(&self.cq_slot[<int64_t> q * self.S + self.cq[q].head])
 
     cdef inline void _prefetch(self, int a) noexcept nogil:
         """Start loading what agent a reads first (a hint: it changes no result)."""
         cdef int p
-        __builtin_prefetch(&self.sched[a])
+        wsk_prefetch(&self.sched[a])
         if a < self.a_main:
-            __builtin_prefetch(&self.rq[a])
+            wsk_prefetch(&self.rq[a])
         elif a < self.a_red:
             p = a - self.a_main
-            __builtin_prefetch(&self.pe[p])
-            __builtin_prefetch(&self.cq[p * self.NC + self.x_colour])
+            wsk_prefetch(&self.pe[p])
+            wsk_prefetch(&self.cq[p * self.NC + self.x_colour])
         elif a < self.a_inj:
             p = a - self.a_red
-            __builtin_prefetch(&self.pe[p])
-            __builtin_prefetch(&self.pe[p].red_end)
+            wsk_prefetch(&self.pe[p])
+            wsk_prefetch(&self.pe[p].red_end)
 
     def run(self, int64_t max_events=-1, progress=None, int64_t every=1 << 20):
         """Run to completion; returns the cycle at which the last result was written.
