@@ -69,21 +69,23 @@ def _empty(shape, dtype):
         return np.empty(shape, dtype)
     global _pool_bytes
     with _pool_lock:
+        # least recently handed out first: a step's outputs die in the order the previous
+        # step made them, so the first buffer looked at is usually free
         kept = _pool.setdefault(nbytes, [])
-        for entry in kept:
+        for i, entry in enumerate(kept):
             # referrers: the entry tuple, getrefcount's argument; any more is an array alive
             if sys.getrefcount(entry[0]) == 2:
-                raw, offset = entry
+                del kept[i]
                 break
         else:
             if _pool_bytes + nbytes + _ALIGN > POOL_MAX_BYTES:
                 return np.empty(shape, dtype)
             raw = bytearray(nbytes + _ALIGN)
-            address = np.frombuffer(raw, np.uint8).ctypes.data
-            offset = -address % _ALIGN
-            kept.append((raw, offset))
+            entry = (raw, -np.frombuffer(raw, np.uint8).ctypes.data % _ALIGN)
+            del raw
             _pool_bytes += nbytes + _ALIGN
-        return np.frombuffer(raw, dtype, count, offset).reshape(shape)
+        kept.append(entry)
+        return np.frombuffer(entry[0], dtype, count, entry[1]).reshape(shape)
 
 
 def release_buffers():
