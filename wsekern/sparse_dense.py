@@ -19,7 +19,10 @@ the bias gradient on the way (:func:`scale_rows` when the operand came already
 transposed). Whether that whole step beats the dense GEMMs on the masked kernel is
 decided by :func:`sparse_pays` from this CPU's measured rates (``wsekern/costs.py``). W
 and its transpose live in one :class:`PackedSparse`, built once: only the values are
-refreshed per step (``set_values``).
+refreshed per step (``set_values``). The products' big outputs come from buffers kept
+here across steps (:func:`_empty`), each handed out again only once no array refers to it
+(a step's fresh multi-MiB outputs otherwise fault in every page again);
+:func:`release_buffers` drops them.
 
 Semantics are scipy.sparse's: a weight that is not stored is not multiplied, so a NaN or
 inf of X reaches only the outputs its stored weights connect it to.
