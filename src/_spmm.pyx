@@ -51,7 +51,7 @@ def omp_max_threads():
 def csr_spmm(const floating[::1] data, const index_t[::1] indices,
              const index_t[::1] indptr, const floating[:, ::1] X,
              floating[:, ::1] out, const index_t[::1] x_remap=None, int n_threads=1,
-             Py_ssize_t n_block=0, bint check_cols=False, scratch=None):
+             Py_ssize_t n_block=0, bint check_cols=False):
     """out = W @ X for W in CSR; X and out row-major.
 
     With ``check_cols`` (only without ``x_remap``), the column indices have not been
@@ -76,12 +76,6 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     meet stay in L2 while every row of W passes over the block (and their pieces do not
     share cache sets through a power-of-two row pitch). W is streamed once per block.
     Work: O(nnz(W) * N) plus O(K * N) for the copies; threads own disjoint rows of ``out``.
-
-    ``scratch``, when given, is called as ``scratch(nbytes)`` and returns a C-contiguous
-    uint8 array of at least ``nbytes`` starting on a 64-byte boundary, or None; the block
-    copy and the compacted W are carved from it instead of fresh arrays (whose first touch
-    faults in new pages on every call). Its content on entry does not matter; nothing
-    returned refers to it.
     """
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
     cdef Py_ssize_t i, k, j0 = 0, nb, t, q, max_row = 0, nnz = data.shape[0], n_bad = 0
@@ -110,19 +104,11 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef Py_ssize_t[::1] kept = None
     cdef const floating* b = x
     cdef const Py_ssize_t* counts = NULL
-    work = None
     if n_block < N or per_row or compact_once:
         dtype = np.asarray(data).dtype
         idx_dtype = np.asarray(indices).dtype
-        if scratch is not None and (n_block < N or compact_once):
-            work = _Carver(scratch, [
-                (K * n_block if n_block < N else 0, dtype),
-                (nnz if compact_once else 0, dtype),
-                (nnz if compact_once else 0, idx_dtype),
-                (M if compact_once else 0, np.intp)])
     if n_block < N:
-        block = (_empty_aligned((K, n_block), dtype) if work is None
-                 else work.take(0).reshape(K, n_block))
+        block = _empty_aligned((K, n_block), dtype)
         b = &block[0, 0]
     if per_row:
         for i in range(M):
@@ -130,12 +116,9 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
         vbuf = np.empty((n_threads, max_row + 16), dtype=dtype)
         cbuf = np.empty((n_threads, max_row + 16), dtype=idx_dtype)
     if compact_once:
-        if work is None:
-            kept_vals = np.empty(nnz, dtype=dtype)
-            kept_cols = np.empty(nnz, dtype=idx_dtype)
-            kept = np.empty(M, dtype=np.intp)
-        else:
-            kept_vals, kept_cols, kept = work.take(1), work.take(2), work.take(3)
+        kept_vals = np.empty(nnz, dtype=dtype)
+        kept_cols = np.empty(nnz, dtype=idx_dtype)
+        kept = np.empty(M, dtype=np.intp)
         with nogil:
             for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
                 kept[i] = _compact_csr(vals + indptr[i], cols + indptr[i],
@@ -190,32 +173,6 @@ cdef inline bint _cols_in_range(const index_t* cols, Py_ssize_t nnz,
     for p in range(nnz):
         bad |= (cols[p] < 0) | (cols[p] > last)
     return not bad
-
-
-class _Carver:
-    """Consecutive 64-byte-aligned 1-D pieces of one buffer from ``scratch(nbytes)``, one per
-    (count, dtype) asked; fresh arrays instead when ``scratch`` returns None."""
-
-    def __init__(self, scratch, parts):
-        offsets = []
-        total = 0
-        for count, dtype in parts:
-            offsets.append(total)
-            total += (count * np.dtype(dtype).itemsize + 63) // 64 * 64
-        buf = scratch(total)
-        if buf is not None and (buf.dtype != np.uint8 or buf.ndim != 1 or
-                                buf.shape[0] < total or buf.ctypes.data % 64 or
-                                not buf.flags.c_contiguous or not buf.flags.writeable):
-            raise ValueError("scratch returned an unusable buffer")
-        self.buf, self.parts, self.offsets = buf, parts, offsets
-
-    def take(self, j):
-        count, dtype = self.parts[j]
-        dtype = np.dtype(dtype)
-        if self.buf is None:
-            return _empty_aligned((count,), dtype)
-        start = self.offsets[j]
-        return self.buf[start:start + count * dtype.itemsize].view(dtype)
 
 
 def _empty_aligned(shape, dtype):

@@ -1,7 +1,6 @@
 """spmm and sddmm: validated wrappers and the dispatcher over the Cython loops."""
 import functools
 import math
-import threading
 
 import numpy as np
 import scipy.sparse as sps
@@ -256,37 +255,14 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         check_indices()
         X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
         _spmm.csr_spmm(data, indices, indptr, X_live, out2, remap, threads,
-                       column_block(n_alive + 1, N, X_live.itemsize, reuse=nnz / K),
-                       scratch=_scratch)
+                       column_block(n_alive + 1, N, X_live.itemsize, reuse=nnz / K))
         return out, "csr-skip-rows"
     if _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads,
-                      column_block(K, N, Xc.itemsize, reuse=nnz / K), unchecked is not None,
-                      _scratch):
+                      column_block(K, N, Xc.itemsize, reuse=nnz / K), unchecked is not None):
         check_indices()          # raises, naming the first index out of range
         raise RuntimeError("csr_spmm found a column index out of range that check_csr did "
                            "not: an index array changed during the call?")
     return out, "csr"
-
-
-# The CSR kernel's scratch (its copy of a block of X, W's kept nonzeros on the dead-rows
-# path) is kept per Python thread between calls, up to this many bytes: fresh arrays fault
-# in new pages on every call (clear_page_erms was 5.5 % of a dead-rows profile in which the
-# kernel was 26 %). Per thread, so calls from concurrent threads never share it.
-SCRATCH_CAP_BYTES = 32 << 20
-_scratch_local = threading.local()
-
-
-def _scratch(nbytes):
-    """A 64-byte-aligned uint8 buffer of at least ``nbytes`` for the CSR kernel, kept for this
-    thread's next calls; None above :data:`SCRATCH_CAP_BYTES` (the kernel then allocates)."""
-    if nbytes > SCRATCH_CAP_BYTES:
-        return None
-    buf = getattr(_scratch_local, "buf", None)
-    if buf is None or buf.shape[0] < nbytes:
-        _scratch_local.buf = None            # the old one is freed before the new one exists
-        buf = _spmm._empty_aligned((nbytes,), np.uint8)
-        _scratch_local.buf = buf
-    return buf
 
 
 def _threads_for(n_threads, work, cost):
