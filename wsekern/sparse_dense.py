@@ -47,7 +47,7 @@ from .sparse import PackedSparse
 # with reused ones (Zen 4, avx512, one thread). So outputs from POOL_MIN_BYTES up live in
 # raw buffers kept here and handed out again once nothing refers to them.
 POOL_MIN_BYTES = 256 << 10      # below this malloc reuses its own blocks
-POOL_MAX_BYTES = 1 << 30        # kept at most, all sizes together (beyond: np.empty)
+POOL_MAX_BYTES = 256 << 20      # kept at most, all sizes together (beyond: np.empty)
 _ALIGN = 64
 _pool = {}                      # byte size -> [(bytearray, offset of its first aligned byte)]
 _pool_bytes = 0
