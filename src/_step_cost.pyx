@@ -156,7 +156,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                     const int32_t[::1] s_data, const double[::1] t_dense,
                     const int8_t[::1] choice, comp_total, dense_total, double task,
                     double scalar, double eos, long wpv, double dt, bint check=True,
-                    pipeline=None):
+                    pipeline=None, dead=None):
     """:func:`ws_step_stream`'s step, PE column by PE column: the same figures (work,
     first, last, busy, v_max, sram, any_comp; not the per-block products), from W's
     structure laid out by column: the block arrays ``choice``, ``comp_total`` and
@@ -173,10 +173,15 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
     last as one chain of C positions, ``L`` (one entry) wavelets per round, arrivals
     ``fill`` later), run here on the arrays just made: the same recurrence
-    (src/_chain.pxd), so the same float."""
+    (src/_chain.pxd), so the same float.
+
+    ``dead`` = :func:`ws_dead_columns` of the same ``t_dense``, ``choice``, ``comp_total``,
+    ``dense_total``, ``task`` and ``scalar``: a PE column no activation of the batch reaches
+    then takes its blocks' figures from there instead of visiting its R blocks (the same
+    loop run once on a column with no activation, so the same figures)."""
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
-    cdef Py_ssize_t n, c, k, r, b, j
+    cdef Py_ssize_t n, c, k, r, b, j, R_col
     if not (isinstance(comp_total, np.ndarray) and isinstance(dense_total, np.ndarray)
             and comp_total.dtype == dense_total.dtype
             and comp_total.dtype in (np.int32, np.int64)):
@@ -213,6 +218,17 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     for j in range(s_rows.shape[0] if check else 0):
         if not 0 <= s_rows[j] < R:
             raise ValueError(f"s_rows[{j}] = {s_rows[j]} lies outside 0..{R - 1}")
+    cdef const double[::1] d_cmax, d_tm
+    cdef const int64_t[::1] d_sram
+    cdef const int8_t[::1] d_comp
+    cdef bint has_dead = dead is not None
+    if has_dead:
+        if not (isinstance(dead, tuple) and len(dead) == 4):
+            raise ValueError("dead must be ws_dead_columns' tuple of 4 arrays")
+        d_cmax, d_tm, d_sram, d_comp = dead
+        if not (d_cmax.shape[0] == d_tm.shape[0] == d_sram.shape[0] == d_comp.shape[0]
+                == C):
+            raise ValueError(f"dead must hold {C} entries per array (one per PE column)")
     a_cn_a = np.zeros((C, N), np.int64)
     cdef int64_t[:, ::1] a_cn = a_cn_a
     cdef int64_t[::1] A_c = np.zeros(C, np.int64)
@@ -252,9 +268,14 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             A_task = A * task
             cmax, tm, sram_c, comp_col = 0.0, -INFINITY, 0, False
             b = c * R
+            if has_dead and cnt == 0:       # no activation: the figures worked out once
+                cmax, tm, sram_c, comp_col = d_cmax[c], d_tm[c], d_sram[c], d_comp[c] != 0
+                R_col = 0
+            else:
+                R_col = R
             # a block's format picks its figures by index (two-entry arrays), not by a
             # branch: the format is a coin toss to the branch predictor
-            for r in range(R):
+            for r in range(R_col):
                 td = t_dense[r]
                 comp_time = A_task + scalar * <double> sw[r]
                 use_comp = (choice[b + r] == 1) | ((choice[b + r] == 2) & (comp_time < A * td))
@@ -320,3 +341,66 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                                 done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C, E + 5 * C)
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             float(done))
+
+
+def ws_dead_columns(const double[::1] t_dense, const int8_t[::1] choice, comp_total,
+                    dense_total, double task, double scalar):
+    """Per PE column (C = choice's length / R), the figures :func:`ws_step_columns` takes
+    from its R blocks when no activation of the batch reaches the column: (the compressed
+    blocks' slowest time, the dense blocks' slowest task, the SRAM peak, whether any block
+    is compressed), by the same loop on a count of 0 and no scalar work, so the same
+    values. Block arrays as ws_step_columns takes them (b = c * R + r)."""
+    cdef Py_ssize_t R = t_dense.shape[0], c, r, b, C
+    if not (isinstance(comp_total, np.ndarray) and isinstance(dense_total, np.ndarray)
+            and comp_total.dtype == dense_total.dtype
+            and comp_total.dtype in (np.int32, np.int64)):
+        raise ValueError("comp_total and dense_total must be arrays of one dtype, int32 or "
+                         "int64")
+    if R == 0:
+        raise ValueError("R must be at least 1 to know the number of PE columns")
+    C = choice.shape[0] // R
+    if choice.shape[0] != R * C or comp_total.size != R * C or dense_total.size != R * C:
+        raise ValueError(f"the block arrays must hold R x C entries (R = {R}); received "
+                         f"choice {choice.shape[0]}, comp_total {comp_total.size}, "
+                         f"dense_total {dense_total.size}")
+    cdef bint wide = comp_total.dtype == np.int64
+    cdef const int64_t[::1] ct64, dt64
+    cdef const int32_t[::1] ct32, dt32
+    if wide:
+        ct64, dt64 = comp_total.ravel(), dense_total.ravel()
+    else:
+        ct32, dt32 = comp_total.ravel(), dense_total.ravel()
+    cmax_a, tm_a = np.zeros(C), np.zeros(C)
+    sram_a, comp_a = np.zeros(C, np.int64), np.zeros(C, np.int8)
+    cdef double[::1] cmax_o = cmax_a
+    cdef double[::1] tm_o = tm_a
+    cdef int64_t[::1] sram_o = sram_a
+    cdef int8_t[::1] comp_o = comp_a
+    cdef int64_t sram_c, zero = 0
+    cdef double A = 0.0, A_task, td, comp_time, cmax, tm
+    cdef int use_comp
+    cdef bint comp_col
+    cdef double pick_d[2]
+    cdef int64_t pick_i[2]
+    A_task = A * task
+    with nogil:
+        for c in range(C):
+            # ws_step_columns' loop over a column's blocks, its scalar work all 0
+            cmax, tm, sram_c, comp_col = 0.0, -INFINITY, 0, False
+            b = c * R
+            for r in range(R):
+                td = t_dense[r]
+                comp_time = A_task + scalar * <double> zero
+                use_comp = (choice[b + r] == 1) | ((choice[b + r] == 2) & (comp_time < A * td))
+                comp_col = comp_col | use_comp
+                pick_d[0], pick_d[1] = 0.0, comp_time
+                cmax = dmax(cmax, pick_d[use_comp])
+                pick_d[0], pick_d[1] = td, -INFINITY
+                tm = dmax(tm, pick_d[use_comp])
+                if wide:
+                    pick_i[0], pick_i[1] = dt64[b + r], ct64[b + r]
+                else:
+                    pick_i[0], pick_i[1] = dt32[b + r], ct32[b + r]
+                sram_c = imax(sram_c, pick_i[use_comp])
+            cmax_o[c], tm_o[c], sram_o[c], comp_o[c] = cmax, tm, sram_c, comp_col
+    return cmax_a, tm_a, sram_a, comp_a

@@ -10,7 +10,7 @@ import scipy.sparse as sps
 import wsekern as wk
 from wsekern import nn
 from wsekern._pipeline import grid_pipeline
-from wsekern._step_cost import ws_step_columns, ws_step_stream
+from wsekern._step_cost import ws_dead_columns, ws_step_columns, ws_step_stream
 from wsekern.nn import columns
 from wsekern.nn import layers as L
 from wsekern.nn.strategy import LayerPlacement
@@ -113,6 +113,9 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
         x_nz = rng.random((K, N)) < rng.choice([0.0, 0.2, 0.7, 1.0])
         if K and trial % 2:
             x_nz[rng.integers(0, K)] = False
+        if C and trial % 3 == 1:                # a PE column no activation reaches
+            c = int(rng.integers(0, C))
+            x_nz[k_b[c]:k_b[c + 1]] = False
         task, scalar, eos = (4.0, 22.0, 4.0) if trial % 5 else (3.5, 1.25, 2.0)
         x = x_nz.view(np.uint8)
         if trial % 2:                          # samples as rows, seen transposed
@@ -128,6 +131,13 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
             for a, b in zip(got, want[:7]):
                 assert type(a) is type(b)
                 assert np.array_equal(a, b, equal_nan=True), (trial, a, b)
+            # the columns no activation reaches, their figures worked out once: the same
+            dead = ws_dead_columns(t_dense, *layout[3:], task, scalar)
+            got = ws_step_columns(x, k_b, *layout[:3], t_dense, *layout[3:], *tail, check,
+                                  None, dead)
+            for a, b in zip(got, want[:7]):
+                assert type(a) is type(b)
+                assert np.array_equal(a, b, equal_nan=True), (trial, "dead", a, b)
         # with the columns' chain run in the same call: grid_pipeline's very float
         L = np.array([int(rng.integers(0, 4))], np.int_)
         pipe = (L, 1.0, 2.0, float(rng.integers(1, 5)), 9.0, float(rng.integers(0, 6)),
@@ -137,6 +147,36 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
         est = grid_pipeline(work.T[None], first.T[None], last.T[None], L, 1.0, 2.0, pipe[3],
                             9.0, task, pipe[5], np.array([pipe[6]]))
         assert type(got[7]) is float and np.array_equal(got[7], est, equal_nan=True)
+        dead = ws_dead_columns(t_dense, *narrow[3:], task, scalar)
+        got = ws_step_columns(x, k_b, *narrow[:3], t_dense, *narrow[3:], *tail, False, pipe,
+                              dead)
+        assert type(got[7]) is float and np.array_equal(got[7], est, equal_nan=True)
+        for a, b in zip(got, want[:7]):
+            assert np.array_equal(a, b, equal_nan=True), (trial, "dead+chain", a, b)
+
+
+def test_the_dead_columns_figures_are_refused_when_they_do_not_match():
+    """ws_dead_columns and ws_step_columns' ``dead`` refuse mismatched lengths with a
+    message (in a child process: a segfault fails this test only)."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._step_cost import ws_dead_columns, ws_step_columns
+        ok = [np.ones((4, 2), np.uint8), np.array([0, 2, 4], np.int_), np.zeros(5, np.int64),
+              np.zeros(0, np.int32), np.zeros(0, np.int32), np.ones(1), np.zeros(2, np.int8),
+              np.zeros(2, np.int64), np.zeros(2, np.int64), 4.0, 22.0, 4.0, 2, 1.0, True,
+              None]
+        dead = ws_dead_columns(np.ones(1), ok[6], ok[7], ok[8], 4.0, 22.0)
+        ws_step_columns(*ok, dead)
+        cases = [lambda: ws_step_columns(*ok, dead[:3]),
+                 lambda: ws_step_columns(*ok, list(dead)),
+                 lambda: ws_step_columns(*ok, (dead[0][:1],) + dead[1:]),
+                 lambda: ws_dead_columns(np.ones(1), np.zeros(3, np.int8), ok[7], ok[8], 4.0,
+                                         1.0),
+                 lambda: ws_dead_columns(np.ones(1), ok[6], ok[7], ok[8].astype(np.int32),
+                                         4.0, 1.0),
+                 lambda: ws_dead_columns(np.ones(0), ok[6], ok[7], ok[8], 4.0, 1.0)]
+    """, 6, needles=("dead", "block arrays", "dtype", "R must"))
 
 
 def test_the_column_pass_refuses_blocks_that_do_not_match():

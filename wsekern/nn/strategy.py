@@ -291,13 +291,23 @@ class WaferStrategy:
     def _longest_path(self):
         """The fill: the longest chain of node latencies and link hops through the graph
         (placements are in topological order)."""
+        # each placement's incoming links, worked out once per placement (place makes
+        # new lists of placements and edges)
+        graph = getattr(self, "_graph", None)
+        if graph is None or graph[0] is not self.edges or graph[1] is not self.placements:
+            incoming = {}
+            for e in self.edges:
+                incoming.setdefault(id(e.dst), []).append(e)
+            graph = self._graph = (self.edges, self.placements, len(self.edges),
+                                   len(self.placements),
+                                   [(p, incoming.get(id(p), [])) for p in self.placements])
+        if graph[2] != len(self.edges) or graph[3] != len(self.placements):
+            self._graph = None
+            return self._longest_path()
         arrive = {}
-        incoming = {}
-        for e in self.edges:
-            incoming.setdefault(id(e.dst), []).append(e)
-        for p in self.placements:
-            start = max([arrive.get(id(e.src), 0.0) + e.last_latency
-                         for e in incoming.get(id(p), [])], default=0.0)
+        for p, into in graph[4]:
+            start = max([arrive.get(id(e.src), 0.0) + e.last_latency for e in into],
+                        default=0.0)
             arrive[id(p)] = start + p.last_latency
         return max(arrive.values(), default=0.0)
 
@@ -305,6 +315,8 @@ class WaferStrategy:
         """The attention products and softmax of each attention layer's last step, on the
         PEs of its query projection (training.attention_step)."""
         costs = []
+        if not self.attention:
+            return costs
         by_layer = {p.layer: p for p in self.placements}
         for mha in self.attention:
             shape, mha.last_attention = mha.last_attention, None

@@ -53,6 +53,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from .._screen import dense_stream as _dense_stream
+from .._step_cost import ws_dead_columns as _ws_dead_columns
 from .._step_cost import ws_step_columns as _ws_step_columns
 from . import placement as placer
 from .figures import energy as _energy
@@ -123,7 +124,7 @@ def weight_stationary_cycles(w, x_nz, config, region):
         x_nz.view(np.uint8), st["k_b"], st["s_indptr"], st["s_rows"], st["s_data"],
         st["t_dense"], st["choice_cm"], st["comp_total_cm"], st["dense_total_cm"],
         st["task"], st["scalar"], st["task"], st["wpv"], dt, False,     # S checked once
-        st["pipeline"])
+        st["pipeline"], st["dead"])
     busy_max = busy + N * eos if R * C else 0.0
     lower = max(st["first_hop"] + busy_max, st["first_hop"] + v_max * dt,
                 N * (st["L_max"] + task) if C > 1 else 0.0) + task
@@ -192,6 +193,11 @@ def _step_structure(w, config, region):
         "dt": 1.0 / config.link_wavelets_per_cycle,
         "first_hop": config.hop_cycles + config.ramp_cycles}
     structure["L_max"] = int(structure["L"].max())
+    # a PE column no activation of a batch reaches: its blocks' figures, worked out once
+    # by the step's own loop (ws_step_columns then skips its R blocks)
+    structure["dead"] = _ws_dead_columns(
+        structure["t_dense"], structure["choice_cm"], structure["comp_total_cm"],
+        structure["dense_total_cm"], structure["task"], structure["scalar"]) if R else None
     # grid_pipeline's figures for the columns' one chain (ws_step_columns runs it)
     structure["pipeline"] = (structure["L"], float(config.hop_cycles),
                              float(config.ramp_cycles), float(_turnaround(config)),

@@ -410,7 +410,11 @@ def planned_step(plan, x_nz, g_nz):
     if plan["needs_input_grad"]:
         gin, _, sram_t = analytic.weight_stationary_cycles(plan["stats_t"], g_nz, cfg, region)
         sram = max(sram, sram_t)
-    sram = max(sram, int(analytic.sddmm_sram_peak(plan["stats"], plan["N"], cfg, region)))
+    sram_w = plan.get("sddmm_sram")          # the weight gradient's: W's structure and N
+    if sram_w is None:
+        sram_w = plan["sddmm_sram"] = int(analytic.sddmm_sram_peak(plan["stats"], plan["N"],
+                                                                   cfg, region))
+    sram = max(sram, sram_w)
     parts = {"forward": fwd, "input-gradient": gin,
              "weight-gradient": plan["weight-gradient"], "update": plan["update"]}
     return parts, fwd_lower / max(plan["N"], 1) * 2, sram
