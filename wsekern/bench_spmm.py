@@ -29,23 +29,44 @@ def _scaled(cases, quick):
     return [(m // 2, k // 2, n, s) for m, k, n, s in cases] if quick else list(cases)
 
 
+def balanced_orders(k):
+    """Orders of ``k`` contenders, one per round, in which each contender directly follows
+    each other one equally often over a cycle (a Williams design: k rounds for even k, 2k
+    for odd k, each order followed by its reverse). Rotating one order would not do: in
+    (a, b, c), (b, c, a), (c, a, b) c always runs right after b."""
+    if k < 2:
+        return [list(range(k))]
+    base = [0]
+    for i in range(1, k):
+        base.append((i + 1) // 2 if i % 2 else k - i // 2)
+    orders = []
+    for r in range(k):
+        row = [(b + r) % k for b in base]
+        orders.append(row)
+        if k % 2:
+            orders.append(row[::-1])
+    return orders
+
+
 def interleaved_medians(fns, repeat):
     """name -> median seconds, calling each of ``fns`` once per round (after a warm-up), so a
     slow spell of a shared machine hits every contender alike. Seconds of this thread's CPU
     time: every contender runs on the calling thread alone (1 thread everywhere), and the
     time slices a loaded machine gives other processes are not counted (wall-clock medians
-    moved 30 % between runs with 10 jobs on 2 cores). The order rotates from round to round,
-    so no contender always follows the same one (in a fixed order the one after NumPy's dense
-    product met cold caches, the one after a sparse product warm ones). The wall-clock
-    medians are returned too, under ``name + "_wall"``."""
+    moved 30 % between runs with 10 jobs on 2 cores). The order changes from round to round
+    (:func:`balanced_orders`), so each contender follows each other one equally often: the
+    one right after NumPy's dense product meets caches that product left cold, and no
+    contender may always be that one. The wall-clock medians are returned too, under
+    ``name + "_wall"``."""
     for fn in fns.values():
         fn()
     cpu = {name: [] for name in fns}
     wall = {name: [] for name in fns}
-    order = list(fns.items())
+    items = list(fns.items())
+    orders = balanced_orders(len(items))
     for r in range(repeat):
-        s = r % len(order) if order else 0
-        for name, fn in order[s:] + order[:s]:
+        for i in orders[r % len(orders)]:
+            name, fn = items[i]
             w0, c0 = time.perf_counter(), time.thread_time()
             fn()
             cpu[name].append(time.thread_time() - c0)
