@@ -522,7 +522,8 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     C-contiguous 2-D float32/float64 ndarray with W's columns as rows; no ``out``, no
     ``transpose``, ``n_threads`` the int 1; no dimension zero; every row of X holding a
     nonzero, X not sparse enough that the dispatcher would read it whole, and the cost
-    model (``g["cost_table"]()``) choosing the plain CSR kernel over densifying. It does
+    model (``g["cost_table"]()``) choosing the plain CSR kernel over densifying (or X
+    holding inf/NaN, which rules densifying out). It does
     what :func:`wsekern.kernels.spmm` then does (indptr checked, the output's memory
     estimate, X's dead rows and density sample as in :func:`scan_alive`, the route, the
     column block from ``g["column_block"]``, the kernel checking the column indices row by
@@ -639,8 +640,16 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
                                + nnz * <double>cost.densify_nnz
                                + macs * <double>cost.blas_mac
                                * (1 + <double>cost.blas_narrow_n / max(N, 1)))
+    cdef bint x_finite = True
     if t_densified < t_sparse * (1 + 1e-9):
-        return None
+        # Python densifies only when X is all finite (W's unstored zeros would meet inf/NaN)
+        with nogil:
+            for k in range(K):
+                row = &X[k, 0]
+                for j in range(N):
+                    x_finite &= isfinite(row[j]) != 0
+        if x_finite:
+            return None
     cdef double reuse = nnz / <double>K
     cdef Py_ssize_t n_block = 0
     if not reuse < <double>g["MIN_REUSE"]:
