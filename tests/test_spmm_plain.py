@@ -267,3 +267,13 @@ def test_refusals_are_the_python_routes():
 
 def _root():
     return os.path.dirname(os.path.abspath(__file__))
+
+
+def test_plain_entry_takes_read_only_operands():
+    W, X = _w(dt=np.float32), _x(dt=np.float32)
+    for a in (W.data, W.indices, W.indptr, X):
+        a.flags.writeable = False
+    got = plain(W, X)
+    assert got is not None and got.dtype == np.float32 and got.flags.writeable
+    assert np.array_equal(got, kernels._spmm_impl(W, X, False, None, 1)[0])
+    np.testing.assert_allclose(got, W.toarray().astype(np.float64) @ X, rtol=1e-5, atol=1e-5)
