@@ -520,8 +520,9 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     Handled: W a plain SciPy CSR (``g["_PLAIN_CSR"]``: csr_matrix or csr_array exactly) with
     int32 or int64 index arrays of one type, contiguous, and float data of X's dtype; X a
     C-contiguous 2-D float32/float64 ndarray with W's columns as rows; no ``out``, no
-    ``transpose``, ``n_threads`` the int 1; no dimension zero; every row of X holding a
-    nonzero, X not sparse enough that the dispatcher would read it whole, and the cost
+    ``transpose``, ``n_threads`` the int 1 (or None or another non-zero int when the
+    product is too small for a second thread: ``g["min_work_per_thread"]``); no dimension
+    zero; every row of X holding a nonzero, X not sparse enough that the dispatcher would read it whole, and the cost
     model (``g["cost_table"]()``) choosing the plain CSR kernel over densifying (or X
     holding inf/NaN, which rules densifying out). It does
     what :func:`wsekern.kernels.spmm` then does (indptr checked, the output's memory
@@ -534,9 +535,11 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     ``g`` is the namespace of wsekern.kernels: its constants and functions are read on each
     call (a test may replace them).
     """
-    if out is not None or transpose is not False or type(n_threads) is not int:
+    if out is not None or transpose is not False:
         return None
-    if n_threads != 1 or type(X) is not np.ndarray or type(W) not in g["_PLAIN_CSR"]:
+    if not (n_threads is None or (type(n_threads) is int and n_threads != 0)):
+        return None
+    if type(X) is not np.ndarray or type(W) not in g["_PLAIN_CSR"]:
         return None
     xdt = X.dtype
     if not (xdt == _F32 or xdt == _F64) or X.ndim != 2 or not X.flags.c_contiguous:
@@ -564,18 +567,19 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
         g["check_memory"](M * N * xdt.itemsize, "", "")
     except MemoryError:
         return None
+    cdef bint one = n_threads == 1
     if xdt == _F32:
         if idt == _I32:
-            return _plain_run[float, int32_t](data, indices, indptr, X, M, K, N, nnz, g)
-        return _plain_run[float, int64_t](data, indices, indptr, X, M, K, N, nnz, g)
+            return _plain_run[float, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g)
+        return _plain_run[float, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g)
     if idt == _I32:
-        return _plain_run[double, int32_t](data, indices, indptr, X, M, K, N, nnz, g)
-    return _plain_run[double, int64_t](data, indices, indptr, X, M, K, N, nnz, g)
+        return _plain_run[double, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g)
+    return _plain_run[double, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g)
 
 
 cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
                        const index_t[::1] indptr, const floating[:, ::1] X, Py_ssize_t M,
-                       Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz, dict g):
+                       Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz, bint one, dict g):
     # check_csr without the column indices (the kernel checks them row by row)
     cdef Py_ssize_t i, k, j, e, s, c, step, per_row, n_sampled, kept = 0, hits = 0
     cdef bint bad = False
@@ -631,6 +635,10 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         return None
     # The route: densifying for BLAS is declined (its finiteness test and BLAS stay Python's)
     cost = g["cost_table"]()
+    # Another n_threads than 1 runs on one thread too when the work is below what a second
+    # thread needs (kernels._threads_for); otherwise the Python route picks the threads.
+    if not one and not (<object>nnz) * N < g["min_work_per_thread"](cost):
+        return None
     cdef double macs = <double>M * <double>K * <double>N
     if macs > 2.0 ** 53:
         return None

@@ -151,8 +151,8 @@ def _declined_cases():
     return {
         "out": lambda: plain(W, X, out=np.empty((20, 8))),
         "transpose": lambda: plain(W.T.tocsr(), X, transpose=True),
-        "n_threads None": lambda: plain(W, X, n_threads=None),
-        "n_threads 2": lambda: plain(W, X, n_threads=2),
+        "n_threads 0": lambda: plain(W, X, n_threads=0),
+        "n_threads 1.0": lambda: plain(W, X, n_threads=1.0),
         "n_threads np.int64(1)": lambda: plain(W, X, n_threads=np.int64(1)),
         "n_threads True": lambda: plain(W, X, n_threads=True),
         "X 1-D": lambda: plain(W, X[:, 0].copy()),
@@ -277,3 +277,19 @@ def test_plain_entry_takes_read_only_operands():
     assert got is not None and got.dtype == np.float32 and got.flags.writeable
     assert np.array_equal(got, kernels._spmm_impl(W, X, False, None, 1)[0])
     np.testing.assert_allclose(got, W.toarray().astype(np.float64) @ X, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_threads", [None, -1, 2, 64])
+def test_plain_entry_takes_other_thread_counts_only_below_a_threads_work(n_threads,
+                                                                      monkeypatch):
+    """Below min_work_per_thread the Python route runs on one thread whatever n_threads
+    says: the plain entry then takes the call, with the same bits; above it, declines."""
+    W, X = _w(dt=np.float32), _x(dt=np.float32)
+    assert W.nnz * X.shape[1] < kernels.min_work_per_thread(kernels.cost_table())
+    got = plain(W, X, n_threads=n_threads)
+    assert got is not None
+    assert np.array_equal(got, kernels._spmm_impl(W, X, False, None, n_threads)[0])
+    assert np.array_equal(kernels.spmm(W, X, n_threads=n_threads), got)
+    monkeypatch.setattr(kernels, "min_work_per_thread", lambda cost=None: W.nnz * 8)
+    assert plain(W, X, n_threads=n_threads) is None
+    assert plain(W, X, n_threads=1) is not None
