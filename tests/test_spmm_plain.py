@@ -293,3 +293,17 @@ def test_plain_entry_takes_other_thread_counts_only_below_a_threads_work(n_threa
     monkeypatch.setattr(kernels, "min_work_per_thread", lambda cost=None: W.nnz * 8)
     assert plain(W, X, n_threads=n_threads) is None
     assert plain(W, X, n_threads=1) is not None
+
+
+def test_plain_entry_takes_c_contiguous_views_with_odd_strides_on_unit_axes():
+    """NumPy calls these C-contiguous whatever the stride of a length-1 axis."""
+    W1 = sps.random(7, 1, density=1.0, format="csr", random_state=0)
+    W5 = sps.random(7, 5, density=0.5, format="csr", random_state=0)
+    one_row = np.arange(15.0).reshape(3, 5)[:1, :]                       # strides (40, 8)
+    one_col = np.lib.stride_tricks.as_strided(np.arange(1.0, 11.0), (5, 1), (8, 80))
+    for W, X in ((W1, one_row), (W5, one_col)):
+        assert X.flags.c_contiguous
+        got = plain(W, X)
+        assert got is not None
+        assert np.array_equal(got, kernels._spmm_impl(W, X, False, None, 1)[0])
+        np.testing.assert_allclose(got, W.toarray() @ X, rtol=1e-13)
