@@ -77,6 +77,14 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     share cache sets through a power-of-two row pitch). W is streamed once per block.
     Work: O(nnz(W) * N) plus O(K * N) for the copies; threads own disjoint rows of ``out``.
     """
+    return _csr_spmm(data, indices, indptr, X, out, x_remap, n_threads, n_block, check_cols)
+
+
+cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
+                          const index_t[::1] indptr, const floating[:, ::1] X,
+                          floating[:, ::1] out, const index_t[::1] x_remap, int n_threads,
+                          Py_ssize_t n_block, bint check_cols) except -1:
+    # csr_spmm's body: also called, specialised, by csr_spmm_plain.
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
     cdef Py_ssize_t i, k, j0 = 0, nb, t, q, max_row = 0, nnz = data.shape[0], n_bad = 0
     if M == 0 or N == 0:
@@ -498,3 +506,168 @@ def fill_csr_from_dense(const floating[:, ::1] W, const index_t[::1] indptr,
                     indices[p] = j
                     data[p] = W[i, j]
                     p = p + 1
+
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_I32 = np.dtype(np.int32)
+_I64 = np.dtype(np.int64)
+
+
+def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
+    """``spmm(W, X)``'s common case in one native call, or None: "take the Python route".
+
+    Handled: W a plain SciPy CSR (``g["_PLAIN_CSR"]``: csr_matrix or csr_array exactly) with
+    int32 or int64 index arrays of one type, contiguous, and float data of X's dtype; X a
+    C-contiguous 2-D float32/float64 ndarray with W's columns as rows; no ``out``, no
+    ``transpose``, ``n_threads`` the int 1 (or None or another non-zero int when the
+    product is too small for a second thread: ``g["min_work_per_thread"]``); no dimension
+    zero; every row of X holding a nonzero, X not sparse enough that the dispatcher would read it whole, and the cost
+    model (``g["cost_table"]()``) choosing the plain CSR kernel over densifying (or X
+    holding inf/NaN, which rules densifying out). It does
+    what :func:`wsekern.kernels.spmm` then does (indptr checked, the output's memory
+    estimate, X's dead rows and density sample as in :func:`scan_alive`, the route, the
+    column block from ``g["column_block"]``, the kernel checking the column indices row by
+    row) and returns the same array, bit for bit. Anything else (and every refusal: a
+    malformed indptr, an index out of range, memory) returns None before any output is
+    returned, so that the Python route runs and raises its own message.
+
+    ``g`` is the namespace of wsekern.kernels: its constants and functions are read on each
+    call (a test may replace them).
+    """
+    if out is not None or transpose is not False:
+        return None
+    if not (n_threads is None or (type(n_threads) is int and n_threads != 0)):
+        return None
+    if type(X) is not np.ndarray or type(W) not in g["_PLAIN_CSR"]:
+        return None
+    xdt = X.dtype
+    if not (xdt == _F32 or xdt == _F64) or X.ndim != 2 or not X.flags.c_contiguous:
+        return None
+    indptr, indices, data, shape = W.indptr, W.indices, W.data, W.shape
+    if not (type(indptr) is np.ndarray and type(indices) is np.ndarray
+            and type(data) is np.ndarray and type(shape) is tuple and len(shape) == 2):
+        return None
+    idt = indptr.dtype
+    if not (indices.dtype == idt and (idt == _I32 or idt == _I64) and data.dtype == xdt
+            and indptr.ndim == 1 and indices.ndim == 1 and data.ndim == 1
+            and indptr.flags.c_contiguous and indices.flags.c_contiguous
+            and data.flags.c_contiguous):
+        return None
+    xshape = X.shape
+    cdef Py_ssize_t M = indptr.shape[0] - 1, K = xshape[0], N = xshape[1]
+    cdef Py_ssize_t nnz = indices.shape[0]
+    m_obj, k_obj = shape
+    if type(m_obj) is not int or type(k_obj) is not int or m_obj != M or k_obj != K:
+        return None
+    if M <= 0 or K <= 0 or N <= 0 or data.shape[0] != nnz or 0 in X.strides:
+        return None
+    # The output's estimate, as _check_out (refused: the Python route raises its message).
+    try:
+        g["check_memory"](M * N * xdt.itemsize, "", "")
+    except MemoryError:
+        return None
+    cdef bint one = n_threads == 1
+    if xdt == _F32:
+        if idt == _I32:
+            return _plain_run[float, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g)
+        return _plain_run[float, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g)
+    if idt == _I32:
+        return _plain_run[double, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g)
+    return _plain_run[double, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g)
+
+
+cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
+                       const index_t[::1] indptr, const floating[:, ::1] X, Py_ssize_t M,
+                       Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz, bint one, dict g):
+    # check_csr without the column indices (the kernel checks them row by row)
+    cdef Py_ssize_t i, k, j, e, s, c, step, per_row, n_sampled, kept = 0, hits = 0
+    cdef bint bad = False
+    cdef const floating* row
+    cdef int found
+    if indptr[0] != 0 or indptr[M] != nnz:
+        return None
+    with nogil:
+        for i in range(M):
+            bad |= indptr[i + 1] < indptr[i]
+    if bad:
+        return None
+    # kernels._scan_x up to its first decision: scan_alive's count of live rows and sample
+    cdef Py_ssize_t sample = g["_SAMPLE"]
+    per_row = -(-sample // K)
+    n_sampled = K * min(per_row, N)
+    cdef bint exact = per_row >= N
+    if exact:
+        per_row = N
+        step = 1
+    else:
+        per_row = max(per_row, 1)
+        step = N // per_row
+    with nogil:
+        for k in range(K):
+            row = &X[k, 0]
+            found = 0
+            j = 0
+            while j < N and not found:
+                e = min(j + 16, N)
+                while j < e:
+                    found |= row[j] != 0
+                    j += 1
+            kept += found
+            if exact:
+                for c in range(N):
+                    hits += row[c] != 0
+            else:
+                c = (k * 97) % N
+                for s in range(per_row):
+                    hits += row[c] != 0
+                    c += step
+                    if c >= N:
+                        c -= N
+    # Dead rows of X (a skip route may run), or X possibly sparse enough for the
+    # sparse-x route (the Python route reads X whole, or takes that route): declined.
+    if kept <= K * (1 - <double>g["ZERO_ROW_SKIP_FRACTION"]):
+        return None
+    if exact:
+        if hits < <double>g["SPARSE_X_DENSITY"] * K * N:
+            return None
+    elif not hits >= <double>g["X_SAMPLE_DENSE"] * n_sampled:
+        return None
+    # The route: densifying for BLAS is declined (its finiteness test and BLAS stay Python's)
+    cost = g["cost_table"]()
+    # Another n_threads than 1 runs on one thread too when the work is below what a second
+    # thread needs (kernels._threads_for); otherwise the Python route picks the threads.
+    if not one and not (<object>nnz) * N < g["min_work_per_thread"](cost):
+        return None
+    cdef double macs = <double>M * <double>K * <double>N
+    if macs > 2.0 ** 53:
+        return None
+    cdef double mac = cost.spmm_mac
+    cdef double t_sparse = nnz * 1.0 * N * mac
+    cdef double t_densified = (<double>(M * K) * <double>cost.densify
+                               + nnz * <double>cost.densify_nnz
+                               + macs * <double>cost.blas_mac
+                               * (1 + <double>cost.blas_narrow_n / max(N, 1)))
+    cdef bint x_finite = True
+    if t_densified < t_sparse * (1 + 1e-9):
+        # Python densifies only when X is all finite (W's unstored zeros would meet inf/NaN)
+        with nogil:
+            for k in range(K):
+                row = &X[k, 0]
+                for j in range(N):
+                    x_finite &= isfinite(row[j]) != 0
+        if x_finite:
+            return None
+    cdef double reuse = nnz / <double>K
+    cdef Py_ssize_t n_block = 0
+    if not reuse < <double>g["MIN_REUSE"]:
+        n_block = g["column_block"](K, N, sizeof(floating), reuse=nnz / K)
+    if floating is float:
+        result = np.empty((M, N), dtype=_F32)
+    else:
+        result = np.empty((M, N), dtype=_F64)
+    cdef floating[:, ::1] out = result
+    cdef const index_t[::1] no_remap = None
+    if _csr_spmm(data, indices, indptr, X, out, no_remap, 1, n_block, True):
+        return None          # a column index out of range: the Python route names it
+    return result

@@ -29,6 +29,8 @@ ZERO_ROW_SKIP_FRACTION = 0.05
 # Below this density of X, multiply only nonzero pairs (sparse x sparse).
 SPARSE_X_DENSITY = 0.02
 _SAMPLE = 1024     # standard error of the density estimate <= 0.016
+# SciPy's own CSR classes, exactly: the only W that _spmm.csr_spmm_plain takes.
+_PLAIN_CSR = (sps.csr_matrix, sps.csr_array)
 
 
 def _estimate_density(W):
@@ -100,6 +102,14 @@ def spmm(W, X, *, transpose=False, out=None, n_threads=None):
     ``scipy.sparse`` (a weight that is not stored is not multiplied). Work is
     O(nnz(W) * N) on the CSR path; :func:`spmm_path` tells which path is taken.
     """
+    # The common case (a plain SciPy CSR, a C-contiguous X of its dtype, no out, 1 thread:
+    # n_threads=1, or a product too small for a second thread)
+    # in one native call: validation, X's scan, the route and the kernel. None: anything it
+    # does not handle, every refusal included, takes the Python route below. Warm, it saves
+    # ~5 us a call on Zen 4 (64^2 and 256^2 x 16); at 1024^2 x 256 the call is the kernel.
+    result = _spmm.csr_spmm_plain(W, X, transpose, out, n_threads, _GLOBALS)
+    if result is not None:
+        return result
     if out is not None and _overlaps(out, W, X):
         result = _spmm_impl(W, X, transpose, None, n_threads)[0]
         _check_out(out, result.shape, result.dtype)[...] = result
@@ -431,3 +441,7 @@ def sddmm(A, B, pattern, *, n_threads=None):
     if packed:
         return pattern.with_values(values)
     return sps.csr_array((values, indices, indptr), shape=pattern.shape)
+
+
+# This module's namespace, read by _spmm.csr_spmm_plain on each call (tests replace entries).
+_GLOBALS = globals()
