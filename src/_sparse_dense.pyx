@@ -72,7 +72,7 @@ def simd_init(int path=0):
     wsk_sampled_init(wide)
     wsk_csr_check_init(wide)
     wsk_transpose_init(wide)
-    wsk_vmath_use(wide)
+    wsk_vmath_use(2 if name == "avx512" else 1 if wide else 0)
     return name
 
 
