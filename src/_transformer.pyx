@@ -19,7 +19,8 @@ _PATHS = {"baseline": 0, "avx2": 1, "avx512": 2}
 
 def use_simd_path(path):
     """Run the float32 softmax exponentials on ``path`` ("avx512", "avx2" or "baseline"; a
-    path this CPU cannot run gives the widest below it it can); returns the path in use. WSEKERN_SIMD sets it at
+    path this CPU cannot run gives the widest below it it can; avx512 runs the 8-lane
+    AVX2 version, faster on short causal rows); returns the path in use. WSEKERN_SIMD sets it at
     import (wsekern/simd_path.py); tests call it to check each."""
     global SIMD_PATH
     if path not in _PATHS:

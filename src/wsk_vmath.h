@@ -129,7 +129,7 @@ static ATTR void wsk_gelu_f32_##SFX(const float* x, float* out, float* d, ptrdif
                                                                                          \
 /* out[i] = exp(s[i] - shift) for shift >= max(s) (a softmax row); returns their sum,  \
    added in LANES partial sums. */                                                       \
-static ATTR float wsk_exp_shift_f32_##SFX(const float* s, float shift, float* out,      \
+static __attribute__((unused)) ATTR float wsk_exp_shift_f32_##SFX(const float* s, float shift, float* out,      \
                                           ptrdiff_t n)                                   \
 {                                                                                        \
     VF acc = (VF){0};                                                                    \
@@ -167,7 +167,9 @@ WSK_DEFINE_GELU(v3, wsk_vm_f8, wsk_vm_i8, 8, __attribute__((target("arch=x86-64-
    bits exactly (the same operations, FMA contracted alike, lane by lane); Zen 4 runs a
    512-bit operation as two 256-bit halves, but issues half the instructions: (512, 2048)
    float32 GELU 0.81 ns a value against 0.98 on the AVX2 version (one thread). The
-   softmax row sum adds 16 partial sums instead of 8. */
+   softmax exponentials stay on the 8-lane version on this path: the causal rows (1 to 64
+   keys) pad to 16 lanes at a loss (0.84 ns a value against 0.68; 0.34 against 0.39 on
+   rows of 64). */
 typedef float wsk_vm_f16 __attribute__((vector_size(64)));
 typedef int32_t wsk_vm_i16 __attribute__((vector_size(64)));
 WSK_DEFINE_GELU(v4, wsk_vm_f16, wsk_vm_i16, 16, __attribute__((target("arch=x86-64-v4"))))
@@ -234,8 +236,7 @@ static __attribute__((unused)) float wsk_exp_shift_f32(const float* s, float shi
                                                        ptrdiff_t n)
 {
 #if WSK_VM_X86
-    if (wsk_vm_level == 2) return wsk_exp_shift_f32_v4(s, shift, out, n);
-    if (wsk_vm_level == 1) return wsk_exp_shift_f32_v3(s, shift, out, n);
+    if (wsk_vm_level >= 1) return wsk_exp_shift_f32_v3(s, shift, out, n);
 #endif
     return wsk_exp_shift_f32_base(s, shift, out, n);
 }

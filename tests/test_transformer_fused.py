@@ -140,8 +140,8 @@ def _composed(q, k, v, causal):
 
 @pytest.fixture(params=["avx512", "avx2", "baseline"])
 def softmax_path(request):
-    """Each version of the float32 softmax exponentials (wsk_vmath.h: 16, 8 and 4 lanes);
-    one the CPU lacks is skipped."""
+    """Each path of the float32 softmax exponentials (wsk_vmath.h: 8 lanes on avx512 and
+    avx2, 4 on baseline); one the CPU lacks is skipped."""
     from wsekern import _transformer
     before = _transformer.SIMD_PATH
     if _transformer.use_simd_path(request.param) != request.param:
