@@ -14,15 +14,17 @@ cdef double INV_SQRT2 = 0.70710678118654752440
 cdef double INV_SQRT_2PI = 0.39894228040143267794
 
 SIMD_PATH = wsk_vmath_init().decode()
+_PATHS = {"baseline": 0, "avx2": 1, "avx512": 2}
 
 
 def use_simd_path(path):
-    """Run the float32 passes on ``path`` ("avx2" or "baseline"; "avx2" only where the CPU
-    has AVX2 and FMA) - for tests that check both; returns the path in use."""
+    """Run the float32 passes on ``path`` ("avx512", "avx2" or "baseline"; a path this CPU
+    cannot run gives the widest below it it can) - for tests that check each; returns the
+    path in use."""
     global SIMD_PATH
-    if path not in ("avx2", "baseline"):
-        raise ValueError(f"path must be 'avx2' or 'baseline'; received {path!r}")
-    SIMD_PATH = wsk_vmath_use(path == "avx2").decode()
+    if path not in _PATHS:
+        raise ValueError(f"path must be 'avx512', 'avx2' or 'baseline'; received {path!r}")
+    SIMD_PATH = wsk_vmath_use(_PATHS[path]).decode()
     return SIMD_PATH
 
 

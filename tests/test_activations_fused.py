@@ -60,9 +60,9 @@ def test_gelu_matches_torch_when_installed():
     np.testing.assert_allclose(x.grad, vt.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.fixture(params=["avx2", "baseline"])
+@pytest.fixture(params=["avx512", "avx2", "baseline"])
 def simd_path(request):
-    """Each float32 path of src/wsk_vmath.h (avx2 skipped where the CPU lacks it)."""
+    """Each float32 path of src/wsk_vmath.h (one the CPU lacks skipped)."""
     from wsekern import _activations
     before = _activations.SIMD_PATH
     if _activations.use_simd_path(request.param) != request.param:
@@ -107,10 +107,36 @@ def test_gelu_float32_non_finite_on_both_paths(simd_path):
     np.testing.assert_array_equal(d[3:10], [0.5, 0.5, 0.5, 1, 0, 1, 0])
 
 
+def test_gelu_float32_avx512_gives_the_avx2_bits():
+    """The 16-lane version runs the 8-lane one's operations lane by lane: the same bits,
+    over both forms, both tails, non-finite values and every length mod 16."""
+    from wsekern import _activations
+    before = _activations.SIMD_PATH
+    try:
+        if _activations.use_simd_path("avx512") != "avx512":
+            pytest.skip("this CPU cannot run the avx512 path")
+        rng = np.random.default_rng(3)
+        v = np.concatenate([np.linspace(-14, 14, 20001), rng.standard_normal(4096) * 3,
+                            [np.nan, np.inf, -np.inf, 0.0, -0.0, 87.0, -87.0, 100.0]])
+        v = v.astype(np.float32)
+        for n in [len(v)] + list(range(1, 34)):
+            got = [np.empty(n, np.float32) for _ in range(4)]
+            _activations.use_simd_path("avx512")
+            _activations.gelu(v[-n:], got[0], got[1], 1)
+            _activations.use_simd_path("avx2")
+            _activations.gelu(v[-n:], got[2], got[3], 1)
+            np.testing.assert_array_equal(got[0], got[2])
+            np.testing.assert_array_equal(got[1], got[3])
+    finally:
+        _activations.use_simd_path(before)
+
+
 def test_use_simd_path_refuses_unknown_names():
     from wsekern import _activations
-    with pytest.raises(ValueError, match="'avx2' or 'baseline'"):
-        _activations.use_simd_path("avx512")
+    with pytest.raises(ValueError, match="'avx512', 'avx2' or 'baseline'"):
+        _activations.use_simd_path("avx")
+    with pytest.raises(ValueError, match="'avx512', 'avx2' or 'baseline'"):
+        _activations.use_simd_path("best")
 
 
 def test_gelu_refuses_outputs_shorter_than_x_in_a_child_process():

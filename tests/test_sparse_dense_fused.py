@@ -91,6 +91,44 @@ def test_transpose_scaled_with_row_sums(dtype, shape):
     np.testing.assert_array_equal(sd.transpose(a), a.T)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (8, 16), (64, 32), (65, 33), (71, 47),
+                                   (130, 100), (2048, 24), (203, 515)])
+def test_transpose_scaled_in_one_pass_gives_the_two_pass_bits(shape):
+    """float32 on the AVX2 path scales and sums each run as it leaves the tiles' buffer;
+    the baseline path transposes, then scales and sums each row. The same bits, over
+    ragged edges of the 8 x 8 tiles, the 16-column strips, the 32-column bands and the
+    64-row blocks, with the scale, the sums or both."""
+    from wsekern import _sparse_dense
+    from wsekern.simd_path import SIMD_BITS, SIMD_PATH, simd_available
+    if "avx2" not in simd_available():
+        pytest.skip("this CPU does not run the avx2 path")
+    rng = np.random.default_rng(sum(shape))
+    a = rng.standard_normal(shape).astype(np.float32)
+    scale = rng.standard_normal(shape[::-1]).astype(np.float32)
+    want = a.T.astype(np.float64) * scale
+    got = {}
+    try:
+        for path in ("baseline", "avx2"):
+            _sparse_dense.simd_init(SIMD_BITS[path])
+            got[path] = (sd.transpose(a, scale=scale, row_sums=True),
+                         sd.transpose(a, row_sums=True), sd.transpose(a, scale=scale))
+    finally:
+        _sparse_dense.simd_init(SIMD_BITS[SIMD_PATH])
+    for (t, sums), (t2, sums2), t3 in got.values():
+        np.testing.assert_allclose(t, want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(sums, want.sum(axis=1), rtol=1e-5, atol=1e-5 * shape[0])
+        np.testing.assert_array_equal(t2, a.T)
+        np.testing.assert_allclose(sums2, a.T.astype(np.float64).sum(axis=1), rtol=1e-5,
+                                   atol=1e-5 * shape[0])
+        np.testing.assert_array_equal(t3, t)
+    (t, sums), (t2, sums2), t3 = got["avx2"]
+    (u, usums), (u2, usums2), u3 = got["baseline"]
+    np.testing.assert_array_equal(t, u)
+    np.testing.assert_array_equal(sums, usums)
+    np.testing.assert_array_equal(sums2, usums2)
+    np.testing.assert_array_equal(t3, u3)
+
+
 def test_fused_operands_are_checked():
     P, _ = _kernel(6, 4, 0.5, np.float32)
     with pytest.raises(ValueError, match=r"bias of shape \(4,\).*received shape \(5,\)"):

@@ -138,10 +138,10 @@ def _composed(q, k, v, causal):
     return transpose(attention_reference(*heads, mask), (0, 2, 1, 3))
 
 
-@pytest.fixture(params=["avx2", "baseline"])
+@pytest.fixture(params=["avx512", "avx2", "baseline"])
 def softmax_path(request):
-    """Each version of the float32 softmax exponentials (wsk_vmath.h: 8 and 4 lanes); the
-    avx2 one is skipped where the CPU lacks it."""
+    """Each path of the float32 softmax exponentials (wsk_vmath.h: 8 lanes on avx512 and
+    avx2, 4 on baseline); one the CPU lacks is skipped."""
     from wsekern import _transformer
     before = _transformer.SIMD_PATH
     if _transformer.use_simd_path(request.param) != request.param:

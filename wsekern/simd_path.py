@@ -30,10 +30,11 @@ def _select_simd():
     else:
         path = SIMD_BITS[choice]
     # Each extension module holds its own dispatch table: set them all alike. The
-    # elementwise passes (GELU, softmax) have only a 256-bit and a baseline version.
+    # elementwise passes (GELU, softmax) take the path by name; "best" is the widest they
+    # run on this CPU.
     _conv.simd_init(path)
     _sparse_dense.simd_init(path)
-    vmath = "baseline" if path == SIMD_BITS["baseline"] else "avx2"
+    vmath = {1: "baseline", 2: "avx2"}.get(path, "avx512")
     _activations.use_simd_path(vmath)
     _transformer.use_simd_path(vmath)
     return _spmm.simd_init(path)
