@@ -4,7 +4,7 @@ import operator
 import numpy as np
 import scipy.sparse as sps
 
-from . import _spmm
+from . import _optim, _spmm
 from ._budget import check_expanded, check_memory
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -543,7 +543,10 @@ class PackedSparse:
             order = np.arange(self.nnz, dtype=np.int64)
             T = sps.csr_array((order, self._indices, self._indptr), shape=self._shape).T.tocsr()
             T.sort_indices()
-            perm = np.ascontiguousarray(T.data, dtype=np.int64)
+            # where each of the transpose's values sits in ours: int32 when it fits (half
+            # the bytes the per-update refresh reads)
+            perm = np.ascontiguousarray(
+                T.data, dtype=np.int32 if self.nnz < 2**31 else np.int64)
             idx_dtype = self._indices.dtype
             packed_T = PackedSparse._trusted(_aligned_copy(self._data[perm], self.dtype),
                                     np.ascontiguousarray(T.indices, dtype=idx_dtype),
@@ -568,8 +571,16 @@ class PackedSparse:
                              f"dense array of shape {self._shape}; received shape {values.shape}")
         if values.dtype.kind not in "fiu":
             raise TypeError(f"set_values expects real numbers; received dtype {values.dtype}")
-        self._data[...] = values
         self._finite = None
+        cached = self._transpose
+        if cached is not None and cached[1] is not None:
+            # we are the original with a cached transpose: our values and the transpose's
+            # in one native pass (same type, contiguous), else NumPy below
+            other, perm = cached
+            other._finite = None
+            if _optim.copy_and_gather(values, self._data, perm, other._data):
+                return self
+        self._data[...] = values
         self._sync_transpose()
         return self
 
