@@ -479,6 +479,7 @@ class PackedSparse:
         self._shape = (int(shape[0]), int(shape[1]))
         self._transpose = None   # (PackedSparse, permutation into our data)
         self._finite = None
+        self._views = None       # read-only (data, indices, indptr), made on first use
         for a in (self._indices, self._indptr):
             a.flags.writeable = False
 
@@ -509,17 +510,26 @@ class PackedSparse:
         """The stored values, read-only: change them with :meth:`set_values`. A view through
         a read-only buffer, so its flag cannot be set back (the cached transpose and the
         finiteness check would go stale)."""
-        return _read_only(self._data)
+        return self._view(0)
 
     @property
     def indices(self):
         """Column indices, read-only (through a read-only buffer, as :attr:`data`)."""
-        return _read_only(self._indices)
+        return self._view(1)
 
     @property
     def indptr(self):
         """Row pointers, read-only (through a read-only buffer, as :attr:`data`)."""
-        return _read_only(self._indptr)
+        return self._view(2)
+
+    def _view(self, i):
+        """A fresh view of the kept read-only view of array ``i`` (a caller may reshape
+        its own view; the kept one's buffer is read-only, so no view of it is writeable)."""
+        views = self._views
+        if views is None:
+            views = self._views = tuple(_read_only(a) for a in
+                                        (self._data, self._indices, self._indptr))
+        return views[i].view()
 
     @property
     def T(self):

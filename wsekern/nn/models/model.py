@@ -648,7 +648,10 @@ def _is_arrays(x):
 
 
 def _batch_size(x):
-    first = leaves(x)[0] if leaves(x) else x
+    if type(x) is np.ndarray:                 # one input: every step asks, twice
+        return len(x)
+    found = leaves(x)
+    first = found[0] if found else x
     return len(first.data if isinstance(first, Tensor) else first)
 
 
