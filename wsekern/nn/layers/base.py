@@ -221,16 +221,27 @@ class Layer:
                     found.append(v)
         return found
 
-    def _walk_variables(self, trainable_only, seen_layers=None):
+    def _parts(self, memo=None):
+        """(``_own_variables()``, ``_sublayers()``), kept in ``memo`` (a dict for one walk
+        of the tree, by layer id; the tree holds its layers, so ids stay unique) when given."""
+        if memo is None:
+            return self._own_variables(), self._sublayers()
+        got = memo.get(id(self))
+        if got is None:
+            got = memo[id(self)] = (self._own_variables(), self._sublayers())
+        return got
+
+    def _walk_variables(self, trainable_only, seen_layers=None, memo=None):
         """Own variables, then each tracked sub-layer's, without repeats."""
         seen_layers = set() if seen_layers is None else seen_layers
         seen_layers.add(id(self))
         if trainable_only and not self.trainable:
             return []
-        out = [t for t, tr in self._own_variables() if tr or not trainable_only]
-        for layer in self._sublayers():
+        own, subs = self._parts(memo)
+        out = [t for t, tr in own if tr or not trainable_only]
+        for layer in subs:
             if id(layer) not in seen_layers:
-                out.extend(layer._walk_variables(trainable_only, seen_layers))
+                out.extend(layer._walk_variables(trainable_only, seen_layers, memo))
         return out
 
     @staticmethod
