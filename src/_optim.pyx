@@ -6,6 +6,7 @@
 # small layers calls these once per variable. Slots named "or None" are optional.
 cimport numpy as cnp
 from libc.stdint cimport uintptr_t
+from libc.string cimport memcpy
 
 cnp.import_array()
 
@@ -232,4 +233,99 @@ def lion(w, g, m, double lr, double beta_1, double beta_2, decay=None):
         else:
             wsk_lion_f64(<double*>op.p[0], <double*>op.p[1], <double*>op.p[2], op.n, lr,
                          beta_1, beta_2, do_decay, dc)
+    return True
+
+
+cdef bint _plain(obj, int typenum, Py_ssize_t n, bint write) noexcept:
+    """``obj`` is a 1-D, C-contiguous, aligned, native-order array of ``typenum`` with
+    ``n`` entries (and writeable when ``write``)."""
+    cdef cnp.ndarray a
+    cdef int flags
+    if not cnp.PyArray_Check(obj):
+        return False
+    a = <cnp.ndarray>obj
+    flags = cnp.PyArray_FLAGS(a)
+    return (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_NDIM(a) == 1
+            and cnp.PyArray_DIMS(a)[0] == n
+            and (flags & cnp.NPY_ARRAY_C_CONTIGUOUS) and (flags & cnp.NPY_ARRAY_ALIGNED)
+            and cnp.PyArray_ISNOTSWAPPED(a)
+            and (not write or (flags & cnp.NPY_ARRAY_WRITEABLE)))
+
+
+cdef bint _apart(void* a, void* b, Py_ssize_t nbytes) noexcept:
+    cdef uintptr_t lo_a = <uintptr_t>a, lo_b = <uintptr_t>b
+    return lo_a + <uintptr_t>nbytes <= lo_b or lo_b + <uintptr_t>nbytes <= lo_a
+
+
+def copy_and_gather(values, data, perm, out):
+    """``data[:] = values`` then ``out[j] = data[perm[j]]`` for every j, in one call: a
+    packed sparse weight's values and its cached transpose's, refreshed after an update
+    (``perm``: where each of the transpose's values sits in ``data``; the caller keeps it
+    in range, it is not checked here). ``values`` may be ``data`` itself. False (nothing
+    written) unless values, data and out are 1-D float32/float64 arrays of one type and
+    length, perm an int32 or int64 array of that length, all contiguous and native, and
+    ``out`` apart from the others."""
+    cdef cnp.ndarray d
+    cdef int typenum, ptype
+    cdef Py_ssize_t n, j, nbytes
+    cdef const int* p32
+    cdef const long long* p64
+    cdef float* f_out
+    cdef const float* f_in
+    cdef double* d_out
+    cdef const double* d_in
+    cdef void* vp
+    cdef void* dp
+    cdef void* op
+    cdef void* pp
+    if not cnp.PyArray_Check(data) or not cnp.PyArray_Check(perm):
+        return False
+    d = <cnp.ndarray>data
+    typenum = cnp.PyArray_TYPE(d)
+    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
+        return False
+    n = cnp.PyArray_SIZE(d)
+    ptype = cnp.PyArray_TYPE(<cnp.ndarray>perm)
+    if ptype == cnp.NPY_INT32 and sizeof(int) == 4:
+        pass
+    elif ptype == cnp.NPY_INT64 and sizeof(long long) == 8:
+        pass
+    else:
+        return False
+    if not (_plain(values, typenum, n, False) and _plain(data, typenum, n, True)
+            and _plain(out, typenum, n, True) and _plain(perm, ptype, n, False)):
+        return False
+    nbytes = n * (4 if typenum == cnp.NPY_FLOAT else 8)
+    vp = cnp.PyArray_DATA(<cnp.ndarray>values)
+    dp = cnp.PyArray_DATA(d)
+    op = cnp.PyArray_DATA(<cnp.ndarray>out)
+    pp = cnp.PyArray_DATA(<cnp.ndarray>perm)
+    if not (_apart(op, dp, nbytes) and _apart(op, vp, nbytes)
+            and (vp == dp or _apart(vp, dp, nbytes))):
+        return False
+    with nogil:
+        if vp != dp:
+            memcpy(dp, vp, nbytes)
+        if typenum == cnp.NPY_FLOAT:
+            f_in = <const float*>dp
+            f_out = <float*>op
+            if ptype == cnp.NPY_INT32:
+                p32 = <const int*>pp
+                for j in range(n):
+                    f_out[j] = f_in[p32[j]]
+            else:
+                p64 = <const long long*>pp
+                for j in range(n):
+                    f_out[j] = f_in[p64[j]]
+        else:
+            d_in = <const double*>dp
+            d_out = <double*>op
+            if ptype == cnp.NPY_INT32:
+                p32 = <const int*>pp
+                for j in range(n):
+                    d_out[j] = d_in[p32[j]]
+            else:
+                p64 = <const long long*>pp
+                for j in range(n):
+                    d_out[j] = d_in[p64[j]]
     return True

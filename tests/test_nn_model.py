@@ -294,3 +294,84 @@ def test_model_that_cannot_fit_even_when_streaming():
     with wk.WaferStrategy(cfg).scope():
         with pytest.raises(wk.SramOverflowError, match="weight streaming"):
             nn.Sequential([L.Dense(10, input_shape=(100_000,))])
+
+
+# -- train_on_batch walks the layers once a step, and afresh every step --------------------
+def test_train_on_batch_sees_what_changed_since_the_last_step():
+    """The weights and losses are found once per train_on_batch step (not kept from one
+    step to the next): freezing a layer, a new regulariser or a new sub-layer between
+    steps counts from the next step; the kept walk is gone after each step, even one that
+    raised."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 3)).astype(np.float32)
+    y = rng.standard_normal((16, 2)).astype(np.float32)
+    nn.utils.set_random_seed(0)
+    model = nn.Sequential([L.Dense(4, input_shape=(3,)), L.Dense(2)])
+    model.compile(optimizer=nn.optimizers.SGD(0.1), loss="mse")
+    first, second = model.layers
+    model.train_on_batch(x, y)
+    assert model._fit_cache is None
+    first.trainable = False
+    before = [w.copy() for w in first.get_weights()], [w.copy() for w in second.get_weights()]
+    model.train_on_batch(x, y)
+    assert all(np.array_equal(a, b) for a, b in zip(before[0], first.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(before[1], second.get_weights()))
+    first.trainable = True
+    kept = [w.copy() for w in first.get_weights()]
+    model.train_on_batch(x, y)
+    assert not all(np.array_equal(a, b) for a, b in zip(kept, first.get_weights()))
+    # a regulariser added between steps is in the next step's loss
+    loss_now = model.test_on_batch(x, y)["loss"]
+    second.kernel.regularizer = lambda w: (w * w).sum() * 100.0
+    with_reg = model.train_on_batch(x, y)["loss"]
+    assert with_reg > loss_now + 1.0
+    # a step that raises leaves no walk behind
+    model.train_step = lambda data: (_ for _ in ()).throw(RuntimeError("boom"))
+    with pytest.raises(RuntimeError, match="boom"):
+        model.train_on_batch(x, y)
+    assert model._fit_cache is None
+
+
+class _Scaled(L.Layer):
+    """x * w with an L2-regularised w, and an added activity loss."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones",
+                                 regularizer=nn.regularizers.L2(0.05))
+
+    def call(self, x, training=False):
+        self.add_loss((x * x).mean() * 0.01)
+        return x * self.w
+
+
+def test_train_on_batch_equals_the_step_written_out_with_its_walks():
+    """train_on_batch (one walk a step) against the step written out by hand, where every
+    use walks the layers again (``losses``, ``trainable_weights``): the same weights, bit
+    for bit, with a regulariser, an added loss and a frozen layer."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 24)
+
+    def model():
+        nn.utils.set_random_seed(0)
+        m = nn.Sequential([nn.Input(shape=(6,)), L.Dense(5, activation="relu"), _Scaled(),
+                           L.Dense(4, activation="relu"), L.Dense(3, activation="softmax")])
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        m.layers[2].trainable = False
+        return m
+
+    stepped, by_hand = model(), model()
+    for s in range(0, 24, 8):
+        stepped.train_on_batch(x[s:s + 8], y[s:s + 8])
+        xb, yb = x[s:s + 8], y[s:s + 8]
+        pred = by_hand(xb, training=True)
+        loss = by_hand.compute_loss(x=xb, y=yb, y_pred=pred)
+        for w in by_hand.trainable_weights:
+            w.grad = None
+        loss.backward()
+        by_hand.optimizer.apply_gradients(by_hand.trainable_weights)
+    for a, b in zip(stepped.get_weights(), by_hand.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(stepped.get_weights()[0], model().get_weights()[0])
+    np.testing.assert_array_equal(stepped.layers[2].get_weights()[0],
+                                  model().layers[2].get_weights()[0])

@@ -100,3 +100,92 @@ def test_absurd_shapes_are_refused_by_name_and_a_huge_transpose_is_estimated_fir
                  lambda: PackedSparse(*one, (2**64, 1)),
                  lambda: wide.T]
     """, 3, (ValueError, MemoryError), ("2**63", "received", "GiB"), limit_gb=4)
+
+
+# -- the transpose refreshed by set_values' native pass (copy and gather in one call) ------
+def _transpose_matches(P):
+    """P's cached transpose holds exactly P's values, transposed (bit for bit)."""
+    T = P._transpose[0]
+    np.testing.assert_array_equal(T.toarray(), P.toarray().T)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("source", ["same", "other_dtype", "strided", "ints", "dense",
+                                    "own_data", "transpose_data"])
+def test_set_values_refreshes_the_cached_transpose_from_any_source(dtype, source):
+    rng = np.random.default_rng(5)
+    P = wsekern.pack(random_csr(37, 23, 0.3, dtype, seed=4))
+    P.T                                            # cache the transpose
+    assert P._transpose[1].dtype == np.int32       # the narrow permutation
+    new = rng.standard_normal(2 * P.nnz)
+    values = {"same": new[:P.nnz].astype(dtype),
+              "other_dtype": new[:P.nnz].astype(np.float64 if dtype == np.float32
+                                                 else np.float32),
+              "strided": new.astype(dtype)[::2],
+              "ints": np.arange(P.nnz),
+              "dense": rng.standard_normal(P.shape).astype(dtype),
+              "own_data": P.data,
+              "transpose_data": P.T.data[::-1].copy()}[source]
+    expected = None if source == "dense" else np.array(values)
+    P.set_values(values)
+    if source == "dense":
+        mask = P.toarray() != 0
+        np.testing.assert_array_equal(P.toarray()[mask], values[mask])
+    else:
+        np.testing.assert_array_equal(P.data, np.asarray(expected).astype(dtype))
+    _transpose_matches(P)
+    # written straight from the transpose's own values (the native pass declines: they
+    # share memory with what it writes)
+    P.set_values(P.T.data)
+    _transpose_matches(P)
+
+
+def test_copy_and_gather_declines_what_it_cannot_take():
+    from wsekern import _optim
+    n = 8
+    v, d, o = (np.arange(n, dtype=np.float32) for _ in range(3))
+    perm = np.arange(n, dtype=np.int32)[::-1].copy()
+    assert _optim.copy_and_gather(v, d, perm, o) and np.array_equal(o, v[::-1])
+    ro = d.copy()
+    ro.flags.writeable = False
+    for args in [(v, d, perm.astype(np.int16), o), (v, d, perm[:-1], o),
+                 (v.astype(np.float64), d, perm, o), (v, d, perm, d), (v, d, perm, v),
+                 (v, ro, perm, o), (v, d, perm, o[::-1]), (v, d, perm, [0.0] * n),
+                 (v, d[:4], perm[:4], d[4:]), (v.astype(">f4"), d, perm, o)]:
+        assert _optim.copy_and_gather(*args) is False
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_a_sparse_dense_layers_transpose_matches_its_kernel_after_every_update(optimizer):
+    """Trained steps (the forward refreshes the packed kernel and its transpose from the
+    variable), with the pruning mask changed half way: after each step the packed values
+    are the variable's and the cached transpose is their exact transpose."""
+    from wsekern import nn
+    from wsekern.nn import layers as L
+    rng = np.random.default_rng(0)
+    opt = {"sgd": lambda: nn.optimizers.SGD(0.05),
+           "momentum": lambda: nn.optimizers.SGD(0.05, momentum=0.9),
+           "adam": lambda: nn.optimizers.Adam(0.01)}[optimizer]()
+    # big enough that the sparse step pays (it multiplies by the cached transpose)
+    model = nn.Sequential([L.Dense(256, activation="relu", input_shape=(128,), sparsity=0.9),
+                           L.Dense(256, activation="relu", sparsity=0.9), L.Dense(3)])
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
+    x = rng.standard_normal((64, 128)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    sparse = [layer for layer in model.layers if layer.pattern is not None]
+    for step in range(6):
+        if step == 3:                               # new masks: new patterns, new transposes
+            for layer in sparse:
+                layer.set_sparsity(0.8)
+            model.compile(optimizer=nn.optimizers.Adam(0.01),
+                          loss="sparse_categorical_crossentropy")
+        model.train_on_batch(x, y)
+        for layer in sparse:
+            P = layer.pattern
+            assert P._transpose is not None         # the forward used it
+            # the forward ran before the update: refresh from the updated variable
+            P.set_values(layer.kernel.data)
+            np.testing.assert_array_equal(P.data, layer.kernel.data)
+            _transpose_matches(P)
+            kernel = layer.get_weights()[0]
+            np.testing.assert_array_equal(P.T.toarray(), kernel.T)

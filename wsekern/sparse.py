@@ -4,7 +4,7 @@ import operator
 import numpy as np
 import scipy.sparse as sps
 
-from . import _spmm
+from . import _optim, _spmm
 from ._budget import check_expanded, check_memory
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -479,6 +479,7 @@ class PackedSparse:
         self._shape = (int(shape[0]), int(shape[1]))
         self._transpose = None   # (PackedSparse, permutation into our data)
         self._finite = None
+        self._views = None       # read-only (data, indices, indptr), made on first use
         for a in (self._indices, self._indptr):
             a.flags.writeable = False
 
@@ -509,17 +510,26 @@ class PackedSparse:
         """The stored values, read-only: change them with :meth:`set_values`. A view through
         a read-only buffer, so its flag cannot be set back (the cached transpose and the
         finiteness check would go stale)."""
-        return _read_only(self._data)
+        return self._view(0)
 
     @property
     def indices(self):
         """Column indices, read-only (through a read-only buffer, as :attr:`data`)."""
-        return _read_only(self._indices)
+        return self._view(1)
 
     @property
     def indptr(self):
         """Row pointers, read-only (through a read-only buffer, as :attr:`data`)."""
-        return _read_only(self._indptr)
+        return self._view(2)
+
+    def _view(self, i):
+        """A fresh view of the kept read-only view of array ``i`` (a caller may reshape
+        its own view; the kept one's buffer is read-only, so no view of it is writeable)."""
+        views = self._views
+        if views is None:
+            views = self._views = tuple(_read_only(a) for a in
+                                        (self._data, self._indices, self._indptr))
+        return views[i].view()
 
     @property
     def T(self):
@@ -543,7 +553,10 @@ class PackedSparse:
             order = np.arange(self.nnz, dtype=np.int64)
             T = sps.csr_array((order, self._indices, self._indptr), shape=self._shape).T.tocsr()
             T.sort_indices()
-            perm = np.ascontiguousarray(T.data, dtype=np.int64)
+            # where each of the transpose's values sits in ours: int32 when it fits (half
+            # the bytes the per-update refresh reads)
+            perm = np.ascontiguousarray(
+                T.data, dtype=np.int32 if self.nnz < 2**31 else np.int64)
             idx_dtype = self._indices.dtype
             packed_T = PackedSparse._trusted(_aligned_copy(self._data[perm], self.dtype),
                                     np.ascontiguousarray(T.indices, dtype=idx_dtype),
@@ -568,8 +581,16 @@ class PackedSparse:
                              f"dense array of shape {self._shape}; received shape {values.shape}")
         if values.dtype.kind not in "fiu":
             raise TypeError(f"set_values expects real numbers; received dtype {values.dtype}")
-        self._data[...] = values
         self._finite = None
+        cached = self._transpose
+        if cached is not None and cached[1] is not None:
+            # we are the original with a cached transpose: our values and the transpose's
+            # in one native pass (same type, contiguous), else NumPy below
+            other, perm = cached
+            other._finite = None
+            if _optim.copy_and_gather(values, self._data, perm, other._data):
+                return self
+        self._data[...] = values
         self._sync_transpose()
         return self
 

@@ -11,6 +11,7 @@ import re
 import numpy as np
 
 from .. import initializers
+from ..symbolic import any_symbolic, call_symbolic
 from ..tensor import Tensor
 from ..variables import Variable
 
@@ -58,6 +59,11 @@ def _tracked_values(value, out):
     return out
 
 
+# keyword arguments whose values (of these types) cannot hold a symbolic tensor
+_PLAIN_KWARGS = frozenset({"training", "mask"})
+_PLAIN_VALUES = frozenset({bool, type(None), np.ndarray, Tensor})
+
+
 def _call_accepts(cls, name):
     """Whether ``cls.call`` takes the keyword ``name`` (or ``**kwargs``); cached per class."""
     cache = cls.__dict__.get("_call_signature_cache")
@@ -73,6 +79,8 @@ def _call_accepts(cls, name):
 def keras_mask(value):
     """The mask a Tensor carries (Keras's ``_keras_mask``): a boolean array, or None; for a
     list/tuple of inputs, the list of their masks when any has one."""
+    if type(value) is Tensor:
+        return value._keras_mask
     if isinstance(value, (list, tuple)):
         masks = [getattr(v, "_keras_mask", None) for v in value]
         return masks if any(m is not None for m in masks) else None
@@ -213,16 +221,27 @@ class Layer:
                     found.append(v)
         return found
 
-    def _walk_variables(self, trainable_only, seen_layers=None):
+    def _parts(self, memo=None):
+        """(``_own_variables()``, ``_sublayers()``), kept in ``memo`` (a dict for one walk
+        of the tree, by layer id; the tree holds its layers, so ids stay unique) when given."""
+        if memo is None:
+            return self._own_variables(), self._sublayers()
+        got = memo.get(id(self))
+        if got is None:
+            got = memo[id(self)] = (self._own_variables(), self._sublayers())
+        return got
+
+    def _walk_variables(self, trainable_only, seen_layers=None, memo=None):
         """Own variables, then each tracked sub-layer's, without repeats."""
         seen_layers = set() if seen_layers is None else seen_layers
         seen_layers.add(id(self))
         if trainable_only and not self.trainable:
             return []
-        out = [t for t, tr in self._own_variables() if tr or not trainable_only]
-        for layer in self._sublayers():
+        own, subs = self._parts(memo)
+        out = [t for t, tr in own if tr or not trainable_only]
+        for layer in subs:
             if id(layer) not in seen_layers:
-                out.extend(layer._walk_variables(trainable_only, seen_layers))
+                out.extend(layer._walk_variables(trainable_only, seen_layers, memo))
         return out
 
     @staticmethod
@@ -339,26 +358,31 @@ class Layer:
     def __call__(self, *args, **kwargs):
         if "_variables" not in self.__dict__:
             self._ensure_base()
-        from ..symbolic import any_symbolic, call_symbolic
-        if any_symbolic(args, kwargs):
-            return call_symbolic(self, args, kwargs)
-        args = tuple(_to_tensors(a) for a in args)
+        # the common call, on Tensors with at most `training`/`mask` given, skips the walk
+        # for symbolic inputs and the conversion (a Tensor is neither symbolic nor converted)
+        plain = all(type(a) is Tensor for a in args) and all(
+            k in _PLAIN_KWARGS and type(v) in _PLAIN_VALUES for k, v in kwargs.items())
+        if not plain:
+            if any_symbolic(args, kwargs):
+                return call_symbolic(self, args, kwargs)
+            args = tuple(_to_tensors(a) for a in args)
         if not self.built:
             self._build_only(_batchless(_shape_of(args[0])) if args else None)
+        cls = type(self)
         # Keras's implicit masks: the first input's mask reaches a `mask` argument
         previous_mask = keras_mask(args[0]) if args else None
         if previous_mask is not None and kwargs.get("mask") is None \
-                and _call_accepts(type(self), "mask"):
+                and _call_accepts(cls, "mask"):
             kwargs["mask"] = previous_mask
         # Keras's call context: a layer called without `training` inherits its caller's
         training = kwargs.get("training")
         if training is None:
             training = _TRAINING[-1]
-        if _call_accepts(type(self), "training"):
+        if _call_accepts(cls, "training"):
             kwargs["training"] = bool(training)
         else:
             kwargs.pop("training", None)
-        if "mask" in kwargs and not _call_accepts(type(self), "mask"):
+        if "mask" in kwargs and not _call_accepts(cls, "mask"):
             kwargs.pop("mask")
         self._losses = []
         _TRAINING.append(bool(training))

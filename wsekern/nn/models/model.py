@@ -287,22 +287,38 @@ class Model(Layer):
         the trainable weights, and each layer with its regularised variables in the order
         of ``losses``. A change of ``trainable`` made during fit (Keras asks for compile()
         after one) counts from the next fit."""
+        memo = {}                       # each layer's attributes are read once
+
         def sources(layer, out):
-            regs = [t for t, _ in layer._own_variables()
-                    if getattr(t, "regularizer", None) is not None]
+            own, subs = layer._parts(memo)
+            regs = [t for t, _ in own if getattr(t, "regularizer", None) is not None]
             out.append((layer, regs))
-            for sub in layer._sublayers():
+            for sub in subs:
                 sources(sub, out)
             return out
-        return self.trainable_weights, sources(self, [])
+        if type(self).trainable_weights is Layer.trainable_weights:
+            weights = self._dedup(self._walk_variables(True, memo=memo))
+        else:                           # a subclass's own trainable_weights
+            weights = self.trainable_weights
+        return weights, sources(self, [])
+
+    def _step_cache(self):
+        """The walk ``fit`` keeps (None outside fit and train_on_batch); inside a
+        ``train_on_batch`` step, made at its first use (after the forward, as the walks it
+        replaces) and dropped when the step ends."""
+        cache = self.__dict__.get("_fit_cache")
+        if cache is _ONE_STEP:
+            cache = self._fit_cache = self._walk_once()
+        return cache
 
     def _step_weights(self):
-        cache = self.__dict__.get("_fit_cache")
+        cache = self._step_cache()
         return cache[0] if cache else self.trainable_weights
 
     def _step_losses(self):
-        """``self.losses``, through the structure found at fit's start when inside fit."""
-        cache = self.__dict__.get("_fit_cache")
+        """``self.losses``, through the structure found at fit's start when inside fit (or
+        at the first use in a train_on_batch step)."""
+        cache = self._step_cache()
         if not cache:
             return self.losses
         out = []
@@ -350,7 +366,16 @@ class Model(Layer):
         self.reset_metrics()
         start = time.perf_counter()
         costing = self.strategy.cost_seconds if self.strategy is not None else 0.0
-        logs = self.train_step((x, as_arrays(y), sample_weight))
+        # the step's three walks of the layers for weights and losses are done once (fit
+        # keeps its own for all its steps: then it is left alone)
+        one_step = self.__dict__.get("_fit_cache") is None
+        if one_step:
+            self._fit_cache = _ONE_STEP
+        try:
+            logs = self.train_step((x, as_arrays(y), sample_weight))
+        finally:
+            if one_step:
+                self._fit_cache = None
         self._after_step(x)
         if self.strategy is not None:
             costing = self.strategy.cost_seconds - costing
@@ -636,6 +661,9 @@ def _accepts_training(layer):
     return _call_accepts(type(layer), "training")
 
 
+_ONE_STEP = ("walk at first use, for this train_on_batch step only",)   # see _step_cache
+
+
 def _unpack(data):
     if isinstance(data, tuple) and 1 <= len(data) <= 3:
         return tuple(data) + (None,) * (3 - len(data))
@@ -648,7 +676,10 @@ def _is_arrays(x):
 
 
 def _batch_size(x):
-    first = leaves(x)[0] if leaves(x) else x
+    if type(x) is np.ndarray:                 # one input: every step asks, twice
+        return len(x)
+    found = leaves(x)
+    first = found[0] if found else x
     return len(first.data if isinstance(first, Tensor) else first)
 
 
