@@ -129,6 +129,26 @@ def test_resolve_threads_reads_the_load_for_the_default_only(monkeypatch):
     assert _threads.resolve_threads(None, BIG) == 2
 
 
+def test_the_default_under_an_openmp_limit_of_one_reads_nothing_else(monkeypatch):
+    """OMP_NUM_THREADS=1 or threadpoolctl's limit: the default is 1 thread for any work, so
+    the per-call reads (the cost table, the affinity, the load) are skipped; an explicit
+    count still goes through the whole policy."""
+    def unread():
+        raise AssertionError("read although the answer could not change")
+    monkeypatch.setattr(_threads._spmm, "openmp_enabled", lambda: True)
+    monkeypatch.setattr(_threads, "max_threads", lambda: 1)
+    for name in ("machine_threads", "idle_cpus", "min_work_per_thread"):
+        monkeypatch.setattr(_threads, name, unread)
+    assert _threads.resolve_threads(None, BIG) == 1
+    assert _threads.resolve_threads(None, 0) == 1
+    with pytest.raises(AssertionError, match="could not change"):
+        _threads.resolve_threads(2, BIG)
+    monkeypatch.setattr(_threads, "machine_threads", lambda: 2)
+    monkeypatch.setattr(_threads, "min_work_per_thread", lambda: MIN)
+    assert _threads.resolve_threads(2, BIG) == 2                # scikit-learn's rule kept
+    assert _threads.resolve_threads(-1, BIG) == 2
+
+
 def test_min_work_follows_the_cost_table():
     from wsekern.costs import TABLES
     fast, slow = TABLES[(None, "avx512")], TABLES[(None, "baseline")]

@@ -179,6 +179,8 @@ def resolve_threads(n_threads, work):
     if type(n_threads) is int and n_threads == 1:
         return 1                 # what the policy gives: asked on every call, so no reads
     openmp = max_threads() if _spmm.openmp_enabled() else 0
+    if n_threads is None and openmp <= 1:
+        return 1                 # the policy's answer whatever the work, CPUs and load
     min_work = min_work_per_thread()
     machine = machine_threads()
     # The load is read only when it could change the answer.
