@@ -21,6 +21,23 @@ def test_uarch_from_cpuid_numbers(vendor, family, model, uarch):
     assert _cpu.uarch_of(vendor, family, model) == uarch
 
 
+@pytest.mark.parametrize("machine, uarch", [("x86_64", "zen4"), ("AMD64", "zen4"),
+                                             ("aarch64", "unknown"), ("arm64", "unknown")])
+def test_an_x86_name_only_for_an_x86_process(monkeypatch, machine, uarch):
+    """Under qemu-user an aarch64 build reads the x86 host's /proc/cpuinfo: its family and
+    model must not pick an x86 cost row (an unknown CPU takes its path's default row)."""
+    fields = {"vendor_id": "AuthenticAMD", "cpu family": "25", "model": "17",
+              "model name": "AMD EPYC"}
+    monkeypatch.setattr(_cpu, "_cpuinfo_fields", lambda: fields)
+    monkeypatch.setattr(_cpu.platform, "machine", lambda: machine)
+    _cpu.cpu_info.cache_clear()
+    try:
+        assert _cpu.cpu_info()["uarch"] == uarch
+    finally:
+        monkeypatch.undo()
+        _cpu.cpu_info.cache_clear()
+
+
 @pytest.mark.parametrize("text, size", [("512K", 512 * 1024), ("32768K", 32 * 1024**2),
                                         ("8M", 8 * 1024**2), ("65536", 65536), ("", None),
                                         (None, None), ("big", None)])

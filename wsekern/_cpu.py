@@ -81,8 +81,14 @@ def cpu_info():
     family = _int(fields.get("cpu family"))
     number = _int(fields.get("model"))
     caches = _caches_sysfs() or _caches_sysconf()
+    # an x86 name only for an x86 process: under qemu-user an Arm build reads the host's
+    # /proc/cpuinfo, whose numbers say nothing of the code it runs
+    x86 = platform.machine().lower() in X86_MACHINES
     return {"model": model, "vendor": vendor, "family": family, "model_number": number,
-            "caches": caches, "uarch": uarch_of(vendor, family, number)}
+            "caches": caches, "uarch": uarch_of(vendor, family, number) if x86 else "unknown"}
+
+
+X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
 
 
 def _int(text):
