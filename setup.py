@@ -27,7 +27,9 @@ EXTENSIONS = [
     Extension("wsekern._nhwc", ["src/_nhwc.pyx"]),
     Extension("wsekern._activations", ["src/_activations.pyx"]),
     Extension("wsekern._transformer", ["src/_transformer.pyx"]),
-    Extension("wsekern._event", ["src/_event.pyx"]),
+    # no fused multiply-add: the simulated products are the same bits on every CPU (GCC
+    # contracts a * b + c by default where the target has FMA, as on aarch64)
+    Extension("wsekern._event", ["src/_event.pyx"], extra_compile_args=["-ffp-contract=off"]),
     Extension("wsekern._pipeline", ["src/_pipeline.pyx"]),
     Extension("wsekern._screen", ["src/_screen.pyx"], extra_compile_args=["-ffp-contract=off"]),
     Extension("wsekern._sparse_dense", ["src/_sparse_dense.pyx"]),
