@@ -435,40 +435,53 @@ def scan_alive(const floating[:, ::1] X, uint8_t[::1] nonzero_row, Py_ssize_t pe
     Returns (rows kept, sampled nonzeros). For a dense X this reads about two cache lines a
     row instead of the whole of X (:func:`scan_rows`): the dispatcher runs the full scan
     only when the sample says X may be sparse enough for it to matter."""
-    cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, j, e, s, c, step, kept = 0, hits = 0
-    cdef const floating* row
-    cdef int found
+    cdef Py_ssize_t K = X.shape[0], N = X.shape[1]
     if K == 0 or N == 0:
         nonzero_row[:] = 0
         return 0, 0
+    if nonzero_row.shape[0] < K:
+        raise ValueError(f"nonzero_row must hold {K} flags; received {nonzero_row.shape[0]}")
+    cdef (Py_ssize_t, Py_ssize_t) counts
+    with nogil:
+        counts = _scan_alive(X, &nonzero_row[0], per_row)
+    return counts[0], counts[1]
+
+
+cdef (Py_ssize_t, Py_ssize_t) _scan_alive(const floating[:, ::1] X, uint8_t* nonzero_row,
+                                          Py_ssize_t per_row) noexcept nogil:
+    """scan_alive's pass (X not empty; ``nonzero_row`` may be NULL): (rows kept, sampled
+    nonzeros)."""
+    cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, j, e, s, c, step, kept = 0, hits = 0
+    cdef const floating* row
+    cdef int found
     if per_row >= N:
         per_row = N
         step = 1
     else:
         per_row = max(per_row, 1)
         step = N // per_row
-    with nogil:
-        for k in range(K):
-            row = &X[k, 0]
-            found = 0
-            j = 0
-            while j < N and not found:        # 16 at a time: a branch-free OR, then test
-                e = min(j + 16, N)
-                while j < e:
-                    found |= row[j] != 0
-                    j += 1
+    for k in range(K):
+        row = &X[k, 0]
+        found = 0
+        j = 0
+        while j < N and not found:        # 16 at a time: a branch-free OR, then test
+            e = min(j + 16, N)
+            while j < e:
+                found |= row[j] != 0
+                j += 1
+        if nonzero_row != NULL:
             nonzero_row[k] = found
-            kept += found
-            if per_row == N:
-                for c in range(N):
-                    hits += row[c] != 0
-            else:                              # positions spread over the columns, and
-                c = (k * 97) % N               # shifted row to row (97 is odd)
-                for s in range(per_row):
-                    hits += row[c] != 0
-                    c += step
-                    if c >= N:
-                        c -= N
+        kept += found
+        if per_row == N:
+            for c in range(N):
+                hits += row[c] != 0
+        else:                              # positions spread over the columns, and
+            c = (k * 97) % N               # shifted row to row (97 is odd)
+            for s in range(per_row):
+                hits += row[c] != 0
+                c += step
+                if c >= N:
+                    c -= N
     return kept, hits
 
 
@@ -581,10 +594,9 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
                        const index_t[::1] indptr, const floating[:, ::1] X, Py_ssize_t M,
                        Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz, bint one, dict g):
     # check_csr without the column indices (the kernel checks them row by row)
-    cdef Py_ssize_t i, k, j, e, s, c, step, per_row, n_sampled, kept = 0, hits = 0
+    cdef Py_ssize_t i, k, j, kept, hits
     cdef bint bad = False
     cdef const floating* row
-    cdef int found
     if indptr[0] != 0 or indptr[M] != nnz:
         return None
     with nogil:
@@ -593,37 +605,13 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     if bad:
         return None
     # kernels._scan_x up to its first decision: scan_alive's count of live rows and sample
-    cdef Py_ssize_t sample = g["_SAMPLE"]
-    per_row = -(-sample // K)
-    n_sampled = K * min(per_row, N)
+    cdef Py_ssize_t per_row = -(-<Py_ssize_t> g["_SAMPLE"] // K)
+    cdef Py_ssize_t n_sampled = K * min(per_row, N)
     cdef bint exact = per_row >= N
-    if exact:
-        per_row = N
-        step = 1
-    else:
-        per_row = max(per_row, 1)
-        step = N // per_row
+    cdef (Py_ssize_t, Py_ssize_t) counts
     with nogil:
-        for k in range(K):
-            row = &X[k, 0]
-            found = 0
-            j = 0
-            while j < N and not found:
-                e = min(j + 16, N)
-                while j < e:
-                    found |= row[j] != 0
-                    j += 1
-            kept += found
-            if exact:
-                for c in range(N):
-                    hits += row[c] != 0
-            else:
-                c = (k * 97) % N
-                for s in range(per_row):
-                    hits += row[c] != 0
-                    c += step
-                    if c >= N:
-                        c -= N
+        counts = _scan_alive(X, NULL, per_row)
+    kept, hits = counts
     # Dead rows of X (a skip route may run), or X possibly sparse enough for the
     # sparse-x route (the Python route reads X whole, or takes that route): declined.
     if kept <= K * (1 - <double>g["ZERO_ROW_SKIP_FRACTION"]):

@@ -44,6 +44,11 @@ def test_the_sample_reads_spread_positions():
     assert kept == 1024 and 0 < hits < 64
 
 
+def test_scan_alive_refuses_a_flag_buffer_shorter_than_x():
+    with pytest.raises(ValueError, match="must hold 8 flags; received 7"):
+        _spmm.scan_alive(np.ones((8, 4)), np.empty(7, np.uint8), 2)
+
+
 def test_scan_x_reads_x_whole_only_when_it_may_be_sparse(monkeypatch):
     calls = []
     real = _spmm.scan_rows
