@@ -1,6 +1,7 @@
 # The max-plus recurrence of one reduction chain over its rounds (src/_pipeline.pyx's
 # grid_pipeline), shared by the kernels that feed it: grid_pipeline walks given arrays,
 # _screen.ws_pipeline makes each chain's work as it goes (header-only, inlined).
+from libc.stdlib cimport calloc, free
 
 cdef inline int check_chain_args(str caller, const long[:] L, double cushion) except -1:
     # the recurrence reads hist[n - (cushion + 1) / L] unchecked: cushion below 0 (or NaN)
@@ -82,4 +83,32 @@ cdef inline double chain_rounds(const char* work, Py_ssize_t w_sc, Py_ssize_t w_
             free2[c] = free1[c]
             free1[c] = free[c]
         done = dmax(done, D)
+    return done
+
+
+cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::1] work,
+                                 const double[:, ::1] first, const double[:, ::1] last,
+                                 bint shifted, double f, double hop, double ramp, double lat,
+                                 double launch, double task, double cushion) except? -1.0:
+    """:func:`chain_rounds` on one chain whose positions are the columns of samples-major
+    (N x C) work, first and last (the step kernels' ``pipeline=`` option): the last round's
+    completion, 0.0 when there is none. ``L`` must hold one entry."""
+    if L.shape[0] != 1:
+        raise ValueError(f"pipeline: L must have one entry (one chain); received "
+                         f"{L.shape[0]}")
+    check_chain_args(caller, L, cushion)
+    cdef Py_ssize_t N = work.shape[0], C = work.shape[1]
+    cdef double done = 0.0
+    if C == 0 or N == 0:
+        return done
+    cdef double* E = <double*> calloc(5 * C + N * C, sizeof(double))
+    if E == NULL:
+        raise MemoryError(f"{caller}: the chain's scratch of {5 * C + N * C} floats")
+    with nogil:
+        done = chain_rounds(<const char*> &work[0, 0], work.strides[1], work.strides[0],
+                            <const char*> &first[0, 0], first.strides[1], first.strides[0],
+                            <const char*> &last[0, 0], last.strides[1], last.strides[0],
+                            shifted, f, L[0], C, N, hop, ramp, lat, launch, task, cushion,
+                            done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C, E + 5 * C)
+    free(E)
     return done

@@ -12,7 +12,7 @@ import numpy as np
 from libc.math cimport INFINITY, ceil
 from libc.stdint cimport int32_t, int64_t
 
-from _chain cimport chain_rounds, check_chain_args
+from _chain cimport chain_columns, chain_rounds, check_chain_args
 
 
 def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax, double eos,
@@ -73,24 +73,9 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
                 v_max = v_sum
     if pipeline is None:
         return work_a, first_a, last_a, int(a_max), int(v_max)
-    L_, hop_, ramp_, lat_, launch_, task_, cushion_ = pipeline
-    cdef const long[:] L = L_
-    cdef double hop = hop_, ramp = ramp_, lat = lat_, launch = launch_, task = task_
-    cdef double cushion = cushion_, done = 0.0
-    if L.shape[0] != 1:
-        raise ValueError(f"pipeline: L must have one entry (one chain); received "
-                         f"{L.shape[0]}")
-    check_chain_args("dense_stream", L, cushion)
-    cdef double[::1] scratch = np.zeros(5 * C + N * C)
-    cdef double* E = &scratch[0] if C > 0 else NULL
-    if C > 0 and N > 0:
-        with nogil:
-            done = chain_rounds(<const char*> &work[0, 0], work.strides[1], work.strides[0],
-                                <const char*> &first[0, 0], first.strides[1],
-                                first.strides[0],
-                                <const char*> &last[0, 0], last.strides[1], last.strides[0],
-                                False, 0.0, L[0], C, N, hop, ramp, lat, launch, task, cushion,
-                                done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C, E + 5 * C)
+    L_, hop, ramp, lat, launch, task, cushion = pipeline
+    cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
+                                     ramp, lat, launch, task, cushion)
     return work_a, first_a, last_a, int(a_max), int(v_max), float(done)
 
 

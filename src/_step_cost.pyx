@@ -9,7 +9,7 @@ import numpy as np
 from libc.math cimport INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t
 
-from _chain cimport chain_rounds, check_chain_args
+from _chain cimport chain_columns
 
 
 cdef inline double dmax(double a, double b) noexcept nogil:
@@ -321,24 +321,9 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                 v_max = v_sum
     if pipeline is None:
         return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
-    L_, hop_, ramp_, lat_, launch_, cushion_, fill_ = pipeline
-    cdef const long[:] L = L_
-    cdef double hop = hop_, ramp = ramp_, lat = lat_, launch = launch_, cushion = cushion_
-    if L.shape[0] != 1:
-        raise ValueError(f"pipeline: L must have one entry (one chain); received "
-                         f"{L.shape[0]}")
-    check_chain_args("ws_step_columns", L, cushion)
-    cdef double done = 0.0, f = fill_
-    cdef double[::1] scratch = np.zeros(5 * C + N * C)
-    cdef double* E = &scratch[0] if C > 0 else NULL
-    if C > 0 and N > 0:
-        with nogil:
-            done = chain_rounds(<const char*> &work[0, 0], work.strides[1], work.strides[0],
-                                <const char*> &first[0, 0], first.strides[1],
-                                first.strides[0],
-                                <const char*> &last[0, 0], last.strides[1], last.strides[0],
-                                True, f, L[0], C, N, hop, ramp, lat, launch, task, cushion,
-                                done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C, E + 5 * C)
+    L_, hop, ramp, lat, launch, cushion, fill = pipeline
+    cdef double done = chain_columns("ws_step_columns", L_, work, first, last, True, fill, hop,
+                                     ramp, lat, launch, task, cushion)
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             float(done))
 
