@@ -20,6 +20,36 @@ cdef inline int64_t imax(int64_t a, int64_t b) noexcept nogil:
     return a if a > b else b
 
 
+cdef int _check_structure(Py_ssize_t K, Py_ssize_t R, Py_ssize_t C, const long[:] k_b,
+                          const int64_t[::1] s_indptr, Py_ssize_t n_entries, str entries,
+                          Py_ssize_t n_data, Py_ssize_t n_choice, Py_ssize_t n_comp,
+                          Py_ssize_t n_dense, bint check) except -1:
+    """The step kernels' shared checks of X's row bounds per PE column and of W's step
+    structure (the O(K) pass over s_indptr only when ``check``)."""
+    cdef Py_ssize_t c, k
+    if C < 0 or (C > 0 and (k_b[0] != 0 or k_b[C] != K)):
+        raise ValueError(f"k_b must be {C + 1} bounds from 0 to {K}; received "
+                         f"{np.asarray(k_b)!r}")
+    for c in range(C):
+        if k_b[c] > k_b[c + 1]:
+            raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
+    if (s_indptr.shape[0] != K + 1 or n_choice != R * C or n_comp != R * C
+            or n_dense != R * C):
+        raise ValueError(f"the block arrays must have {R * C} entries ({R}x{C} blocks) "
+                         f"and s_indptr {K + 1}; received s_indptr {s_indptr.shape[0]}, "
+                         f"choice {n_choice}, comp_total {n_comp}, dense_total {n_dense}")
+    if n_entries != n_data or s_indptr[K] > n_entries:
+        raise ValueError(f"{entries} and s_data must hold the s_indptr[-1] entries")
+    if not (0 <= s_indptr[0] <= s_indptr[K]):
+        raise ValueError(f"s_indptr must be nondecreasing from 0; received "
+                         f"{np.asarray(s_indptr)!r}")
+    for k in range(K if check else 0):
+        if not 0 <= s_indptr[k] <= s_indptr[k + 1]:
+            raise ValueError(f"s_indptr must be nondecreasing from 0; received "
+                             f"{np.asarray(s_indptr)!r}")
+    return 0
+
+
 def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                    const int64_t[::1] s_indptr, const int32_t[::1] s_indices,
                    const int64_t[::1] s_data, const double[::1] t_dense,
@@ -47,27 +77,8 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
     cdef Py_ssize_t n, c, k, r, b, j
-    if C < 0 or (C > 0 and (k_b[0] != 0 or k_b[C] != K)):
-        raise ValueError(f"k_b must be {C + 1} bounds from 0 to {K}; received "
-                         f"{np.asarray(k_b)!r}")
-    for c in range(C):
-        if k_b[c] > k_b[c + 1]:
-            raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
-    if (s_indptr.shape[0] != K + 1 or choice.shape[0] != R * C
-            or comp_total.shape[0] != R * C or dense_total.shape[0] != R * C):
-        raise ValueError(f"the block arrays must have {R * C} entries ({R}x{C} blocks) "
-                         f"and s_indptr {K + 1}; received s_indptr {s_indptr.shape[0]}, "
-                         f"choice {choice.shape[0]}, comp_total {comp_total.shape[0]}, "
-                         f"dense_total {dense_total.shape[0]}")
-    if s_indices.shape[0] != s_data.shape[0] or s_indptr[K] > s_indices.shape[0]:
-        raise ValueError("s_indices and s_data must hold the s_indptr[-1] entries")
-    if not (0 <= s_indptr[0] <= s_indptr[K]):
-        raise ValueError(f"s_indptr must be nondecreasing from 0; received "
-                         f"{np.asarray(s_indptr)!r}")
-    for k in range(K if check else 0):
-        if not 0 <= s_indptr[k] <= s_indptr[k + 1]:
-            raise ValueError(f"s_indptr must be nondecreasing from 0; received "
-                             f"{np.asarray(s_indptr)!r}")
+    _check_structure(K, R, C, k_b, s_indptr, s_indices.shape[0], "s_indices", s_data.shape[0],
+                     choice.shape[0], comp_total.shape[0], dense_total.shape[0], check)
     for j in range(s_indices.shape[0] if check else 0):
         if not 0 <= s_indices[j] < R * C:
             raise ValueError(f"s_indices[{j}] = {s_indices[j]} lies outside 0..{R * C - 1}")
@@ -194,27 +205,8 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
         ct64, dt64 = comp_total, dense_total
     else:
         ct32, dt32 = comp_total, dense_total
-    if C < 0 or (C > 0 and (k_b[0] != 0 or k_b[C] != K)):
-        raise ValueError(f"k_b must be {C + 1} bounds from 0 to {K}; received "
-                         f"{np.asarray(k_b)!r}")
-    for c in range(C):
-        if k_b[c] > k_b[c + 1]:
-            raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
-    if (s_indptr.shape[0] != K + 1 or choice.shape[0] != R * C
-            or comp_total.size != R * C or dense_total.size != R * C):
-        raise ValueError(f"the block arrays must have {R * C} entries ({R}x{C} blocks) "
-                         f"and s_indptr {K + 1}; received s_indptr {s_indptr.shape[0]}, "
-                         f"choice {choice.shape[0]}, comp_total {comp_total.size}, "
-                         f"dense_total {dense_total.size}")
-    if s_rows.shape[0] != s_data.shape[0] or s_indptr[K] > s_rows.shape[0]:
-        raise ValueError("s_rows and s_data must hold the s_indptr[-1] entries")
-    if not (0 <= s_indptr[0] <= s_indptr[K]):
-        raise ValueError(f"s_indptr must be nondecreasing from 0; received "
-                         f"{np.asarray(s_indptr)!r}")
-    for k in range(K if check else 0):
-        if not 0 <= s_indptr[k] <= s_indptr[k + 1]:
-            raise ValueError(f"s_indptr must be nondecreasing from 0; received "
-                             f"{np.asarray(s_indptr)!r}")
+    _check_structure(K, R, C, k_b, s_indptr, s_rows.shape[0], "s_rows", s_data.shape[0],
+                     choice.shape[0], comp_total.size, dense_total.size, check)
     for j in range(s_rows.shape[0] if check else 0):
         if not 0 <= s_rows[j] < R:
             raise ValueError(f"s_rows[{j}] = {s_rows[j]} lies outside 0..{R - 1}")
