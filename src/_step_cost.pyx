@@ -20,6 +20,48 @@ cdef inline int64_t imax(int64_t a, int64_t b) noexcept nogil:
     return a if a > b else b
 
 
+cdef struct ColumnFigures:    # what a PE column's blocks give the step
+    double cmax                 # the compressed blocks' slowest time (0.0: none)
+    double tm                   # the dense blocks' slowest task (-inf: none)
+    int64_t sram                # the largest block's bytes in its format
+    bint comp                   # any block compressed
+
+
+cdef inline ColumnFigures _column_blocks(Py_ssize_t R, Py_ssize_t b, const double* t_dense,
+                                         const int8_t* choice, const int64_t* sw, double A,
+                                         double A_task, double scalar, const void* dense,
+                                         const void* comp, bint wide) noexcept nogil:
+    """A PE column's R blocks b .. b + R - 1 in r order: each block's format for A
+    activations and its scalar work ``sw[r]`` (none when ``sw`` is NULL), the block totals
+    ``dense`` and ``comp`` int64 when ``wide``, else int32. A block's format picks its
+    figures by index (two-entry arrays), not by a branch: the format is a coin toss to the
+    branch predictor."""
+    cdef ColumnFigures f
+    cdef Py_ssize_t r
+    cdef double td, comp_time
+    cdef int use_comp
+    cdef double pick_d[2]
+    cdef int64_t pick_i[2]
+    f.cmax, f.tm, f.sram, f.comp = 0.0, -INFINITY, 0, False
+    for r in range(R):
+        td = t_dense[r]
+        comp_time = A_task + scalar * (<double> sw[r] if sw != NULL else 0.0)
+        use_comp = (choice[b + r] == 1) | ((choice[b + r] == 2) & (comp_time < A * td))
+        f.comp = f.comp | use_comp
+        pick_d[0], pick_d[1] = 0.0, comp_time
+        f.cmax = dmax(f.cmax, pick_d[use_comp])
+        pick_d[0], pick_d[1] = td, -INFINITY
+        f.tm = dmax(f.tm, pick_d[use_comp])
+        if wide:
+            pick_i[0] = (<const int64_t*> dense)[b + r]
+            pick_i[1] = (<const int64_t*> comp)[b + r]
+        else:
+            pick_i[0] = (<const int32_t*> dense)[b + r]
+            pick_i[1] = (<const int32_t*> comp)[b + r]
+        f.sram = imax(f.sram, pick_i[use_comp])
+    return f
+
+
 cdef int _check_structure(Py_ssize_t K, Py_ssize_t R, Py_ssize_t C, const long[:] k_b,
                           const int64_t[::1] s_indptr, Py_ssize_t n_entries, str entries,
                           Py_ssize_t n_data, Py_ssize_t n_choice, Py_ssize_t n_comp,
@@ -192,7 +234,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     loop run once on a column with no activation, so the same figures)."""
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
-    cdef Py_ssize_t n, c, k, r, b, j, R_col
+    cdef Py_ssize_t n, c, k, r, b, j
     if not (isinstance(comp_total, np.ndarray) and isinstance(dense_total, np.ndarray)
             and comp_total.dtype == dense_total.dtype
             and comp_total.dtype in (np.int32, np.int64)):
@@ -234,12 +276,15 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
     cdef int64_t a, A_k, v, v_sum, v_max = 0, sram = 0, sram_c, cnt
-    cdef double A, A_task, td, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w
+    cdef double A, A_task, busy = -INFINITY, comp_busy = -INFINITY, w
     cdef double share, cum, cmax, tm
-    cdef int use_comp
     cdef bint any_comp = False, comp_col
-    cdef double pick_d[2]
-    cdef int64_t pick_i[2]
+    cdef ColumnFigures fig
+    cdef const void* dense_p = NULL
+    cdef const void* comp_p = NULL
+    if R * C > 0:
+        dense_p = <const void*> &dt64[0] if wide else <const void*> &dt32[0]
+        comp_p = <const void*> &ct64[0] if wide else <const void*> &ct32[0]
     with nogil:
         for c in range(C):
             for r in range(R):
@@ -258,29 +303,12 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             A_c[c] = cnt
             A = <double> cnt
             A_task = A * task
-            cmax, tm, sram_c, comp_col = 0.0, -INFINITY, 0, False
-            b = c * R
             if has_dead and cnt == 0:       # no activation: the figures worked out once
                 cmax, tm, sram_c, comp_col = d_cmax[c], d_tm[c], d_sram[c], d_comp[c] != 0
-                R_col = 0
             else:
-                R_col = R
-            # a block's format picks its figures by index (two-entry arrays), not by a
-            # branch: the format is a coin toss to the branch predictor
-            for r in range(R_col):
-                td = t_dense[r]
-                comp_time = A_task + scalar * <double> sw[r]
-                use_comp = (choice[b + r] == 1) | ((choice[b + r] == 2) & (comp_time < A * td))
-                comp_col = comp_col | use_comp
-                pick_d[0], pick_d[1] = 0.0, comp_time
-                cmax = dmax(cmax, pick_d[use_comp])
-                pick_d[0], pick_d[1] = td, -INFINITY
-                tm = dmax(tm, pick_d[use_comp])
-                if wide:
-                    pick_i[0], pick_i[1] = dt64[b + r], ct64[b + r]
-                else:
-                    pick_i[0], pick_i[1] = dt32[b + r], ct32[b + r]
-                sram_c = imax(sram_c, pick_i[use_comp])
+                fig = _column_blocks(R, c * R, &t_dense[0], &choice[0], &sw[0], A, A_task,
+                                     scalar, dense_p, comp_p, wide)
+                cmax, tm, sram_c, comp_col = fig.cmax, fig.tm, fig.sram, fig.comp
             comp_max[c], tmax[c] = cmax, tm
             sram = imax(sram, sram_c)
             if comp_col:
@@ -327,7 +355,7 @@ def ws_dead_columns(const double[::1] t_dense, const int8_t[::1] choice, comp_to
     blocks' slowest time, the dense blocks' slowest task, the SRAM peak, whether any block
     is compressed), by the same loop on a count of 0 and no scalar work, so the same
     values. Block arrays as ws_step_columns takes them (b = c * R + r)."""
-    cdef Py_ssize_t R = t_dense.shape[0], c, r, b, C
+    cdef Py_ssize_t R = t_dense.shape[0], c, C
     if not (isinstance(comp_total, np.ndarray) and isinstance(dense_total, np.ndarray)
             and comp_total.dtype == dense_total.dtype
             and comp_total.dtype in (np.int32, np.int64)):
@@ -353,31 +381,16 @@ def ws_dead_columns(const double[::1] t_dense, const int8_t[::1] choice, comp_to
     cdef double[::1] tm_o = tm_a
     cdef int64_t[::1] sram_o = sram_a
     cdef int8_t[::1] comp_o = comp_a
-    cdef int64_t sram_c, zero = 0
-    cdef double A = 0.0, A_task, td, comp_time, cmax, tm
-    cdef int use_comp
-    cdef bint comp_col
-    cdef double pick_d[2]
-    cdef int64_t pick_i[2]
-    A_task = A * task
+    cdef ColumnFigures fig
+    cdef const void* dense_p = NULL
+    cdef const void* comp_p = NULL
+    if R * C > 0:
+        dense_p = <const void*> &dt64[0] if wide else <const void*> &dt32[0]
+        comp_p = <const void*> &ct64[0] if wide else <const void*> &ct32[0]
     with nogil:
         for c in range(C):
-            # ws_step_columns' loop over a column's blocks, its scalar work all 0
-            cmax, tm, sram_c, comp_col = 0.0, -INFINITY, 0, False
-            b = c * R
-            for r in range(R):
-                td = t_dense[r]
-                comp_time = A_task + scalar * <double> zero
-                use_comp = (choice[b + r] == 1) | ((choice[b + r] == 2) & (comp_time < A * td))
-                comp_col = comp_col | use_comp
-                pick_d[0], pick_d[1] = 0.0, comp_time
-                cmax = dmax(cmax, pick_d[use_comp])
-                pick_d[0], pick_d[1] = td, -INFINITY
-                tm = dmax(tm, pick_d[use_comp])
-                if wide:
-                    pick_i[0], pick_i[1] = dt64[b + r], ct64[b + r]
-                else:
-                    pick_i[0], pick_i[1] = dt32[b + r], ct32[b + r]
-                sram_c = imax(sram_c, pick_i[use_comp])
-            cmax_o[c], tm_o[c], sram_o[c], comp_o[c] = cmax, tm, sram_c, comp_col
+            # ws_step_columns' pass over a column's blocks, with no activation
+            fig = _column_blocks(R, c * R, &t_dense[0], &choice[0], NULL, 0.0, 0.0 * task,
+                                 scalar, dense_p, comp_p, wide)
+            cmax_o[c], tm_o[c], sram_o[c], comp_o[c] = fig.cmax, fig.tm, fig.sram, fig.comp
     return cmax_a, tm_a, sram_a, comp_a
