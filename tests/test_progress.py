@@ -1,9 +1,13 @@
 """Feedback on long work: bars only on a terminal, estimates before, a size knob everywhere."""
 import io
+import json
+import os
 
 import pytest
+from conftest import run_in_child
 
 from wsekern import _progress, cli
+from wsekern.simd_path import simd_available
 
 
 def test_bars_only_on_a_terminal(monkeypatch):
@@ -84,3 +88,24 @@ def test_bench_conv_size_knob():
                                                (0.9, 0.0), (0.9, 0.8)]
     with pytest.raises(ValueError, match=r"three positive numbers.*\(1, 0, 6\)"):
         bench_conv(repeat=1, out=lines.append, shape=(1, 0, 6))
+
+
+def test_bench_conv_forced_path_times_torch_at_that_isa():
+    """A forced narrow path is also compared with torch held to that path's ISA (oneDNN and
+    ATen read their limit at start, so torch runs in a child with the limit set)."""
+    pytest.importorskip("torch")
+    if simd_available() == ["baseline"]:
+        pytest.skip("this CPU runs only the baseline path: nothing narrower to force")
+    code = """
+        import json
+        from wsekern.bench import bench_conv
+        lines = []
+        rows = bench_conv(repeat=1, out=lines.append, shape=(1, 4, 6))
+        print(json.dumps({"lines": lines, "isa": [r.get("torch_at_isa") for r in rows]}))
+    """
+    done = run_in_child(code, env={**os.environ, "WSEKERN_SIMD": "baseline"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    header = [line for line in got["lines"] if line.startswith("torch@isa")]
+    assert header and "ONEDNN_MAX_CPU_ISA=SSE41" in header[0] and "failed" not in header[0]
+    assert len(got["isa"]) == 6 and all(t is not None and t > 0 for t in got["isa"])

@@ -178,48 +178,108 @@ def openblas_warning():
     return None
 
 
-def bench_conv(repeat=5, threads=1, out=print, shape=(8, 64, 32)):
-    """conv2d on x BxCxSxS, w CxCx3x3 (``shape`` = (B, C, S), default 8x64x32x32), stride 1,
-    padding 1, float32, against im2col + NumPy BLAS and torch.nn.functional.conv2d (when
-    installed)."""
-    B, C, S = (int(v) for v in shape)
-    if min(B, C, S) < 1:
-        raise ValueError(f"bench conv's size must be three positive numbers (batch, channels, "
-                         f"image side); received {shape}")
+# torch held to the ISA of a forced wsekern path, so that a forced path is compared with what
+# torch runs on a CPU that has only that ISA. oneDNN's floor is SSE4.1, above the x86-64
+# baseline (SSE2), so the baseline row favours torch.
+TORCH_ISA_ENV = {"baseline": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"},
+                 "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+
+
+def _conv_cases(B, C, S):
+    """The (w zeros, x zeros, x, w) cases of bench conv, the same arrays on every call."""
     rng = np.random.default_rng(0)
-    torch = _optional("torch")
-    out(machine_line())
-    out(f"conv2d x {B}x{C}x{S}x{S}, w {C}x{C}x3x3, pad 1, float32, {threads} thread(s), "
-        f"ms (best of {repeat})")
-    out(f"{'w zeros':>7} {'x zeros':>7} {'path':>12} {'wsekern':>9} {'im2col':>9} {'torch':>9}"
-        f" | {'x im2col':>8} {'x torch':>7}")
-    rows = []
     for ws in (0.0, 0.8, 0.9):
         for xs in (0.0, 0.8):
             x = (rng.standard_normal((B, C, S, S)) * (rng.random((B, C, S, S)) >= xs)
                  ).astype(np.float32)
             w = (rng.standard_normal((C, C, 3, 3)) * (rng.random((C, C, 3, 3)) >= ws)
                  ).astype(np.float32)
-            g = ConvGeometry.of(x.shape, w.shape, 1, 1, 1, 1)
-            w2 = w.reshape(1, C, -1)
+            yield ws, xs, x, w
 
-            def im2col_blas():
-                return np.matmul(w2, im2col(x, g))
-            with limit_threads(threads):
-                r = {"w": ws, "x": xs, "path": conv2d_path(x, w, padding=1),
-                     "wsekern": best_time(lambda: conv2d(x, w, padding=1, n_threads=threads),
-                                          repeat),
-                     "im2col": best_time(im2col_blas, repeat)}
-                if torch is not None:
-                    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-                    with torch.no_grad():
-                        r["torch"] = best_time(
-                            lambda: torch.nn.functional.conv2d(xt, wt, padding=1), repeat)
-            t_torch = f"{r['torch'] * 1e3:9.3f}" if "torch" in r else f"{'-':>9}"
-            x_torch = f"{r['torch'] / r['wsekern']:7.2f}" if "torch" in r else f"{'-':>7}"
-            out(f"{ws:7.2f} {xs:7.2f} {r['path']:>12} {r['wsekern'] * 1e3:9.3f} "
-                f"{r['im2col'] * 1e3:9.3f} {t_torch} | {r['im2col'] / r['wsekern']:8.2f} {x_torch}")
-            rows.append(r)
+
+def torch_conv_times(shape, repeat, threads):
+    """torch's best time for each bench conv case, in this process (the child's side)."""
+    import torch
+    times = []
+    with limit_threads(threads), torch.no_grad():
+        for _, _, x, w in _conv_cases(*shape):
+            xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+            times.append(best_time(lambda: torch.nn.functional.conv2d(xt, wt, padding=1),
+                                   repeat))
+    return times
+
+
+def _torch_conv_times_at_isa(path, shape, repeat, threads):
+    """torch's times with its kernels held to ``path``'s ISA: a child process, since oneDNN
+    and ATen read the limit once, at start. None (and why) when it cannot be measured."""
+    import json
+    import subprocess
+    import sys
+    code = ("import json, sys; from wsekern.bench import torch_conv_times; "
+            f"print(json.dumps(torch_conv_times({tuple(shape)!r}, {int(repeat)}, {int(threads)})))")
+    env = {**os.environ, **TORCH_ISA_ENV[path]}
+    try:
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=600)
+        if done.returncode != 0:
+            return None, done.stderr.strip().splitlines()[-1:] or ["no message"]
+        return json.loads(done.stdout.strip().splitlines()[-1]), None
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
+        return None, [repr(exc)]
+
+
+def bench_conv(repeat=5, threads=1, out=print, shape=(8, 64, 32)):
+    """conv2d on x BxCxSxS, w CxCx3x3 (``shape`` = (B, C, S), default 8x64x32x32), stride 1,
+    padding 1, float32, against im2col + NumPy BLAS and torch.nn.functional.conv2d (when
+    installed). When WSEKERN_SIMD forces a path narrower than the CPU's best, torch is also
+    timed held to that path's ISA (column ``torch@isa``), in a child process."""
+    from .sysinfo import get_config
+    B, C, S = (int(v) for v in shape)
+    if min(B, C, S) < 1:
+        raise ValueError(f"bench conv's size must be three positive numbers (batch, channels, "
+                         f"image side); received {shape}")
+    torch = _optional("torch")
+    cfg = get_config()
+    at_isa = None
+    out(machine_line())
+    path = cfg["simd"]
+    if torch is not None and path in TORCH_ISA_ENV and path != cfg["simd_available"][-1]:
+        at_isa, why = _torch_conv_times_at_isa(path, (B, C, S), repeat, threads)
+        limits = " ".join(f"{k}={v}" for k, v in TORCH_ISA_ENV[path].items())
+        out(f"torch@isa: torch held to the {path} path's ISA ({limits}), timed in a "
+            f"child process" + ("" if at_isa else f"; failed: {' '.join(why)}"))
+    out(f"conv2d x {B}x{C}x{S}x{S}, w {C}x{C}x3x3, pad 1, float32, {threads} thread(s), "
+        f"ms (best of {repeat})")
+    out(f"{'w zeros':>7} {'x zeros':>7} {'path':>12} {'wsekern':>9} {'im2col':>9} {'torch':>9}"
+        f" | {'x im2col':>8} {'x torch':>7}"
+        + (f" | {'torch@isa':>9} {'x t@isa':>7}" if at_isa else ""))
+    rows = []
+    for i, (ws, xs, x, w) in enumerate(_conv_cases(B, C, S)):
+        g = ConvGeometry.of(x.shape, w.shape, 1, 1, 1, 1)
+        w2 = w.reshape(1, C, -1)
+
+        def im2col_blas():
+            return np.matmul(w2, im2col(x, g))
+        with limit_threads(threads):
+            r = {"w": ws, "x": xs, "path": conv2d_path(x, w, padding=1),
+                 "wsekern": best_time(lambda: conv2d(x, w, padding=1, n_threads=threads),
+                                      repeat),
+                 "im2col": best_time(im2col_blas, repeat)}
+            if torch is not None:
+                xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+                with torch.no_grad():
+                    r["torch"] = best_time(
+                        lambda: torch.nn.functional.conv2d(xt, wt, padding=1), repeat)
+        if at_isa:
+            r["torch_at_isa"] = at_isa[i]
+        t_torch = f"{r['torch'] * 1e3:9.3f}" if "torch" in r else f"{'-':>9}"
+        x_torch = f"{r['torch'] / r['wsekern']:7.2f}" if "torch" in r else f"{'-':>7}"
+        isa_cols = (f" | {r['torch_at_isa'] * 1e3:9.3f} {r['torch_at_isa'] / r['wsekern']:7.2f}"
+                    if at_isa else "")
+        out(f"{ws:7.2f} {xs:7.2f} {r['path']:>12} {r['wsekern'] * 1e3:9.3f} "
+            f"{r['im2col'] * 1e3:9.3f} {t_torch} | {r['im2col'] / r['wsekern']:8.2f} {x_torch}"
+            + isa_cols)
+        rows.append(r)
     return rows
 
 
