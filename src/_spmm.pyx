@@ -715,6 +715,8 @@ cdef tuple _gather_live(const floating[:, ::1] X, const uint8_t[::1] alive,
             count += alive[k] != 0
     if count != n_alive:
         raise ValueError(f"alive flags {count} rows; n_alive is {n_alive}")
+    if index_dtype == _I32 and n_alive > 2147483647:
+        raise ValueError(f"{n_alive} live rows do not fit int32 indices")
     X_live = np.empty((n_alive + 1, N), dtype=np.asarray(X).dtype)
     remap = np.empty(K, dtype=index_dtype)
     cdef floating[:, ::1] xl = X_live
