@@ -36,6 +36,21 @@ def test_scan_alive_flags_rows_and_counts_the_sample(dtype):
     assert _spmm.scan_alive(np.zeros((4, 0), dtype), np.empty(4, np.uint8), 3) == (0, 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scan_alive_finds_a_lone_nonzero_at_every_position(dtype):
+    """A row whose only nonzero (a value, NaN, inf or the smallest subnormal) sits at any
+    column, in the first 16, in the 64-wide chunks after them or in the tail, is alive; a row
+    of -0.0 is not."""
+    for N in (1, 16, 17, 80, 81, 150):
+        for special in (1.5, np.nan, -np.inf, np.finfo(dtype).smallest_subnormal):
+            X = np.zeros((N + 1, N), dtype)
+            X[np.arange(N), np.arange(N)] = special
+            X[N] = -0.0
+            alive = np.empty(N + 1, np.uint8)
+            kept, _ = _spmm.scan_alive(X, alive, 1)
+            assert kept == N and alive[:N].all() and not alive[N], (N, special)
+
+
 def test_the_sample_reads_spread_positions():
     """One nonzero column: the sample finds it in about 1 / N of the rows, not 0 or all."""
     X = np.zeros((1024, 64))

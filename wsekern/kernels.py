@@ -372,13 +372,7 @@ def _live_rows(Xc, alive, n_alive, skip_rows, index_dtype):
     if not skip_rows:
         alive[:] = 1
         return Xc, np.arange(K, dtype=index_dtype)
-    live = alive.view(bool)
-    X_live = np.empty((n_alive + 1, Xc.shape[1]), dtype=Xc.dtype)
-    X_live[:n_alive] = Xc[live]
-    X_live[n_alive] = 0
-    remap = np.full(K, n_alive, dtype=index_dtype)
-    remap[live] = np.arange(n_alive, dtype=index_dtype)
-    return X_live, remap
+    return _spmm.live_rows(Xc, alive, n_alive, index_dtype)
 
 
 def _blas(W, Xc, alive, skip_rows, out):

@@ -1,0 +1,157 @@
+"""X with dead (all-zero) rows through the native plain-CSR entry: _spmm.csr_spmm_plain now
+takes kernels' csr-skip-rows route itself (X scanned once, the live rows gathered by
+_spmm.live_rows, the nonzeros meeting dead rows dropped). Bit for bit the Python route's
+array on every SIMD path, against a float64 reference over the stored weights only (an
+inf/NaN weight meeting a dead row gives NaN, as in SciPy), and the same refusals."""
+import os
+
+import numpy as np
+import pytest
+from conftest import run_in_child
+
+from wsekern import _spmm
+
+# Runs in a child per forced SIMD path. For each case: the plain entry's array (or None),
+# the Python route's (_spmm_impl, which spmm runs when the entry declines), and spmm's
+# must be the same bits; the route taken and the entry's answer are counted.
+_SAME_CODE = """
+import numpy as np, scipy.sparse as sps
+from wsekern import _spmm, kernels
+from wsekern.sysinfo import get_config
+
+def ref(W, X):          # SciPy in float64: sums over the stored weights only
+    return W.astype(np.float64) @ X.astype(np.float64)
+
+np.seterr(invalid="ignore", over="ignore")
+rng = np.random.default_rng(11)
+taken = {}
+n = 0
+for dt in (np.float32, np.float64):
+    for idx in (np.int32, np.int64):
+        for M, K, N, density, dead, form in (
+                (64, 96, 64, 0.2, 0.5, "sorted"), (40, 200, 128, 0.1, 0.5, "unsorted"),
+                (50, 80, 96, 0.3, 0.5, "dup"), (30, 64, 72, 0.3, 0.5, "nan-w"),
+                (30, 64, 72, 0.3, 0.5, "nan-x"), (20, 50, 80, 0.4, 1.0, "sorted"),
+                (20, 50, 80, 0.4, 0.0, "sorted"), (33, 70, 16, 0.2, 0.6, "sorted"),
+                (200, 300, 300, 0.1, 0.5, "sorted"), (25, 40, 64, 0.3, 0.97, "nan-w")):
+            W = sps.random(M, K, density=density, format="csr", dtype=dt, random_state=n)
+            data, indices, indptr = W.data.copy(), W.indices.astype(idx), W.indptr.astype(idx)
+            if form == "dup":            # each stored weight followed by half of it
+                data = np.repeat(data, 2)
+                data[1::2] *= 0.5
+                indices, indptr = np.repeat(indices, 2), (2 * indptr).astype(idx)
+            if form == "unsorted":       # each row's column indices in descending order
+                for s, e in zip(indptr[:-1], indptr[1:]):
+                    data[s:e], indices[s:e] = data[s:e][::-1].copy(), indices[s:e][::-1].copy()
+            X = rng.standard_normal((K, N)).astype(dt)
+            dead_rows = rng.permutation(K)[:int(round(dead * K))]
+            X[dead_rows] = 0
+            if form == "nan-w":          # inf/NaN weights, some on dead rows
+                hit = np.flatnonzero(np.isin(indices, dead_rows))[:3]
+                data[hit] = [np.nan, np.inf, -np.inf][:len(hit)]
+                data[::9] = np.nan
+            if form == "nan-x":          # NaN/inf in live rows of X
+                live = np.setdiff1d(np.arange(K), dead_rows)
+                X[live[0], 0] = np.nan
+                X[live[-1], -1] = np.inf
+            W = sps.csr_matrix((data, indices, indptr), shape=(M, K))
+            W.indices, W.indptr = indices, indptr      # SciPy narrows int64 that fit
+            got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
+            want, path = kernels._spmm_impl(W, X, False, None, 1)
+            taken[(path, got is not None)] = taken.get((path, got is not None), 0) + 1
+            if got is not None:
+                assert got.dtype == want.dtype == dt and got.shape == (M, N)
+                assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (
+                    dt, idx, form, path)
+            whole = kernels.spmm(W, X, n_threads=1)
+            assert np.array_equal(whole.view(np.uint8), want.view(np.uint8)), (dt, idx, form)
+            tol = 1e-4 if dt == np.float32 else 1e-12
+            r = ref(W, X)
+            assert np.array_equal(np.isnan(whole), np.isnan(r)), (dt, idx, form, path)
+            scale = max(1, np.abs(r[np.isfinite(r)]).max(initial=0))
+            assert np.allclose(whole, r, rtol=tol, atol=tol * scale, equal_nan=True), form
+            n += 1
+assert taken.get(("csr-skip-rows", True), 0) >= 8, taken
+print("ok", n, get_config()["simd"])
+"""
+
+
+@pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
+def test_plain_entry_takes_dead_rows_bit_for_bit(simd):
+    if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
+        pytest.skip(f"this CPU does not run {simd}")
+    proc = run_in_child(_SAME_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=300)
+    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "40", simd], (
+        proc.stdout[-2000:] + proc.stderr[-2000:])
+
+
+# An index out of range (too big, negative) in a W whose X has dead rows: the entry must not
+# read remap out of bounds (so it declines before gathering) and spmm raises the Python
+# route's own message.
+_REFUSALS = """
+import numpy as np, scipy.sparse as sps
+from wsekern import _spmm, kernels
+W = sps.random(40, 64, density=0.3, format="csr", random_state=0, dtype=np.float32)
+X = np.random.default_rng(0).standard_normal((64, 96)).astype(np.float32)
+X[::2] = 0
+assert kernels._spmm_impl(W, X, False, None, 1)[1] == "csr-skip-rows"
+msgs = []
+for bad in (64, -1, 2**31 - 1):
+    V = W.copy()
+    V.indices = V.indices.copy()
+    V.indices[5] = bad
+    assert _spmm.csr_spmm_plain(V, X, False, None, 1, kernels._GLOBALS) is None
+    try:
+        kernels.spmm(V, X, n_threads=1)
+    except ValueError as e:
+        msgs.append(str(e))
+real = _spmm.csr_spmm_plain
+_spmm.csr_spmm_plain = lambda *a: None
+try:
+    for bad, msg in zip((64, -1, 2**31 - 1), msgs):
+        V = W.copy()
+        V.indices = V.indices.copy()
+        V.indices[5] = bad
+        try:
+            kernels.spmm(V, X, n_threads=1)
+        except ValueError as e:
+            assert str(e) == msg, (str(e), msg)
+finally:
+    _spmm.csr_spmm_plain = real
+print("refused", len(msgs))
+"""
+
+
+def test_dead_rows_index_out_of_range_refused_as_the_python_route():
+    proc = run_in_child(_REFUSALS)
+    assert proc.returncode == 0 and proc.stdout.strip() == "refused 3", (
+        proc.stdout[-2000:] + proc.stderr[-2000:])
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("idx", [np.int32, np.int64])
+def test_live_rows_matches_numpy(dt, idx):
+    rng = np.random.default_rng(5)
+    for K, N, frac in ((50, 7, 0.5), (1, 3, 1.0), (1, 3, 0.0), (30, 1, 0.2), (9, 0, 0.5)):
+        X = rng.standard_normal((K, N)).astype(dt)
+        alive = (rng.random(K) < frac).astype(np.uint8)
+        n_alive = int(alive.sum())
+        X_live, remap = _spmm.live_rows(X, alive, n_alive, idx)
+        live = alive.view(bool)
+        want = np.vstack([X[live], np.zeros((1, N), dt)])
+        assert X_live.dtype == dt and X_live.shape == (n_alive + 1, N)
+        assert np.array_equal(X_live, want)
+        want_remap = np.full(K, n_alive, dtype=idx)
+        want_remap[live] = np.arange(n_alive)
+        assert remap.dtype == idx and np.array_equal(remap, want_remap)
+
+
+def test_live_rows_refuses_inconsistent_arguments():
+    X = np.ones((4, 3))
+    alive = np.array([1, 0, 1, 0], np.uint8)
+    with pytest.raises(ValueError, match="n_alive"):
+        _spmm.live_rows(X, alive, 3, np.int32)
+    with pytest.raises(ValueError, match="flags"):
+        _spmm.live_rows(X, alive[:3], 2, np.int32)
+    with pytest.raises(ValueError, match="int32 or int64"):
+        _spmm.live_rows(X, alive, 2, np.int16)
