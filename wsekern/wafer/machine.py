@@ -245,6 +245,10 @@ class Wafer:
             mappings = tuple(m for m in mappings if m != "meshgemv")
 
         def cost(m, reg, exact=True, full=True):
+            if exact:
+                # the screen is done: its tables (W's dense size in integers) go before the
+                # exact model's arrays are made, which count the same integers without them
+                ops.release_tables()
             if m == "meshgemv":
                 stats = mesh.gemv_stats_from(ops, reg[2], reg[3], exact=exact)
                 return mesh.meshgemv(self.config, reg, W=Wm, x=X2[:, 0], full=full,
