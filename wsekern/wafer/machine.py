@@ -245,13 +245,22 @@ class Wafer:
             mappings = tuple(m for m in mappings if m != "meshgemv")
 
         def cost(m, reg, exact=True, full=True):
+            placed = None
+            if exact:
+                # the screen is done: its summed-area tables (W's dense size in integers)
+                # go before the exact model makes its arrays (a weight-stationary
+                # placement reads its blocks' counts from them first; the models count
+                # the same integers without them)
+                if m == "weight-stationary":
+                    placed = placement.weight_stationary(ops, self.config, reg, what)
+                ops.release_tables()
             if m == "meshgemv":
                 stats = mesh.gemv_stats_from(ops, reg[2], reg[3], exact=exact)
                 return mesh.meshgemv(self.config, reg, W=Wm, x=X2[:, 0], full=full,
                                      stats=stats)
             if m == "weight-stationary":
                 return analytic.weight_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
-                                                  exact=exact, full=full)
+                                                  exact=exact, full=full, placement=placed)
             return analytic.activation_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
                                                   exact=exact, full=full)
         def bound(m, R, C, exact):

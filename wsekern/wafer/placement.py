@@ -44,8 +44,10 @@ class WeightStats:
     def __init__(self, W):
         W = sps.csr_array(W)
         self.M, self.K = W.shape
-        coo = W.tocoo()
-        self.w_row, self.w_col = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        # the nonzeros in W's order (rows ascending): W.tocoo()'s, without its int32 copies
+        nnz = int(W.indptr[-1])
+        self.w_row = np.repeat(np.arange(self.M, dtype=np.int64), np.diff(W.indptr))
+        self.w_col = W.indices[:nnz].astype(np.int64)
         self.nnz = len(self.w_col)
         self.col_nnz = np.bincount(self.w_col, minlength=self.K).astype(np.int64)
         self._rows, self._cols, self._blocks = {}, {}, {}
@@ -75,7 +77,9 @@ class WeightStats:
         if (R, C) not in self._blocks:
             _, rb = self.row_block(R)
             _, cb = self.col_block(C)
-            blk = rb[self.w_row] * C + cb[self.w_col]
+            blk = rb[self.w_row]            # rb[w_row] * C + cb[w_col], in place
+            blk *= C
+            blk += cb[self.w_col]
             if len(self._blocks) >= 4:
                 self._blocks.pop(next(iter(self._blocks)))
             self._blocks[(R, C)] = (np.bincount(blk, minlength=R * C).reshape(R, C), blk)
@@ -151,6 +155,12 @@ class Operands:
             self._tables[which] = _summed_area(w.w_row, w.w_col, v, self.M, self.K,
                                                np.int64 if big else np.int32)
         return self._tables[which]
+
+    def release_tables(self):
+        """Let the summed-area tables go and make no more (a search has screened its
+        candidates): without them the models count the same integers from W's nonzeros."""
+        self._tables = None
+        self.search = False
 
     def block_nnz(self, R, C):
         """Nonzeros per block, R x C, from the table (None without one, or when the
