@@ -3,7 +3,8 @@ streaming each nonzero's whole row of X. Rows of at least WSK_STREAM_NNZ (64) no
 an X whose row pitch is a multiple of 4 KiB, stream once the row is 128 fp32 / 64 fp64
 columns wide; shorter rows at any other pitch take the tiles. Both forms, in one W and on
 either side of each boundary, against the float64 reference, with NaN and inf in X, on every
-SIMD path this CPU runs (each in a child process: the path is chosen at import)."""
+SIMD path this CPU runs (each in a child process: the path is chosen at import). Also: the
+tiles' loop boundaries, and csr-skip-rows' compaction with inf/NaN weights."""
 import os
 
 import pytest
