@@ -134,9 +134,15 @@ def weight_stationary_cycles(w, x_nz, config, region):
 def _step_structure(w, config, region):
     """What :func:`weight_stationary_cycles` reads of W's structure (``w``, its
     WeightStats) on ``region`` whatever the batch, kept on ``w`` per (config, region)."""
+    # a plan's steps pass the same region tuple (immutable): found without the key
+    last = w.cache.get("ws-step-last")
+    if last is not None and last[0] is config and last[1] is region:
+        return last[2]
     key = ("ws-step", id(config), tuple(int(v) for v in region))
     hit = w.cache.get(key)
     if hit is not None and hit[0] is config:
+        if type(region) is tuple:
+            w.cache["ws-step-last"] = (config, region, hit[1])
         return hit[1]
     R, C = int(region[2]), int(region[3])
     st = placer._ws_static(Operands(None, np.zeros((w.K, 0), bool), w), config, region)
