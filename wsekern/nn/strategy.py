@@ -433,9 +433,9 @@ class LayerPlacement:
             return self._W
         kernel = getattr(layer, "kernel", None)
         w = kernel.data if kernel is not None else layer.get_weights()[0]
-        # all nonzero (the usual dense layer) is checked in O(size), without a mask (NaN
-        # counts as nonzero, as w == 0 has it)
-        key = (w.shape, None) if np.count_nonzero(w) == w.size else (w.shape, w != 0)
+        # all nonzero (the usual dense layer) is checked in O(size), without a mask
+        zero = w == 0
+        key = (w.shape, None) if not zero.any() else (w.shape, ~zero)
         old = self._w_key
         if not (isinstance(old, tuple) and old[0] == key[0]
                 and (old[1] is None) == (key[1] is None)
