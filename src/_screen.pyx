@@ -480,3 +480,94 @@ cdef inline double _fmin(double a, double b) noexcept nogil:
 
 cdef inline double _fmax(double a, double b) noexcept nogil:
     return b if b > a else a
+
+
+cdef extern from *:
+    """
+    /* Whether n floats (or doubles) hold a zero of either sign (NaN is not zero): the
+       comparison NumPy's a == 0 makes, 16 (8) values per round in SSE2 lanes, stopping
+       after the 4096-value run that holds one. */
+    #include <stddef.h>
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    static int wsk_any_zero_f32(const float* v, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+        const __m128 z = _mm_setzero_ps();
+        while (i + 16 <= n) {
+            __m128 hit = z;
+            Py_ssize_t end = i + 4096 <= n ? i + 4096 : n - 15;
+            for (; i < end; i += 16) {
+                hit = _mm_or_ps(hit, _mm_or_ps(
+                    _mm_or_ps(_mm_cmpeq_ps(_mm_loadu_ps(v + i), z),
+                              _mm_cmpeq_ps(_mm_loadu_ps(v + i + 4), z)),
+                    _mm_or_ps(_mm_cmpeq_ps(_mm_loadu_ps(v + i + 8), z),
+                              _mm_cmpeq_ps(_mm_loadu_ps(v + i + 12), z))));
+            }
+            if (_mm_movemask_ps(hit))
+                return 1;
+        }
+        for (; i < n; i++)
+            if (v[i] == 0.0f)
+                return 1;
+        return 0;
+    }
+    static int wsk_any_zero_f64(const double* v, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+        const __m128d z = _mm_setzero_pd();
+        while (i + 8 <= n) {
+            __m128d hit = z;
+            Py_ssize_t end = i + 4096 <= n ? i + 4096 : n - 7;
+            for (; i < end; i += 8) {
+                hit = _mm_or_pd(hit, _mm_or_pd(
+                    _mm_or_pd(_mm_cmpeq_pd(_mm_loadu_pd(v + i), z),
+                              _mm_cmpeq_pd(_mm_loadu_pd(v + i + 2), z)),
+                    _mm_or_pd(_mm_cmpeq_pd(_mm_loadu_pd(v + i + 4), z),
+                              _mm_cmpeq_pd(_mm_loadu_pd(v + i + 6), z))));
+            }
+            if (_mm_movemask_pd(hit))
+                return 1;
+        }
+        for (; i < n; i++)
+            if (v[i] == 0.0)
+                return 1;
+        return 0;
+    }
+    #else
+    static int wsk_any_zero_f32(const float* v, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (v[i] == 0.0f)
+                return 1;
+        return 0;
+    }
+    static int wsk_any_zero_f64(const double* v, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (v[i] == 0.0)
+                return 1;
+        return 0;
+    }
+    #endif
+    """
+    int wsk_any_zero_f32(const float* v, Py_ssize_t n) nogil
+    int wsk_any_zero_f64(const double* v, Py_ssize_t n) nogil
+
+
+def any_zero(a):
+    """``bool((a == 0).any())`` for an array ``a`` (a zero of either sign counts, NaN
+    does not): one pass over a C-contiguous float32 or float64 array, without the mask
+    (a Dense kernel, checked every step for weights that became zero); any other array
+    takes NumPy's way."""
+    cdef const float[::1] f32
+    cdef const double[::1] f64
+    cdef int hit
+    if isinstance(a, np.ndarray) and a.flags.c_contiguous and a.size:
+        if a.dtype == np.float32:
+            f32 = a.reshape(-1)
+            with nogil:
+                hit = wsk_any_zero_f32(&f32[0], f32.shape[0])
+            return hit != 0
+        if a.dtype == np.float64:
+            f64 = a.reshape(-1)
+            with nogil:
+                hit = wsk_any_zero_f64(&f64[0], f64.shape[0])
+            return hit != 0
+    return bool((np.asarray(a) == 0).any())
