@@ -490,61 +490,42 @@ cdef extern from *:
     #include <stddef.h>
     #if defined(__SSE2__)
     #include <emmintrin.h>
-    static int wsk_any_zero_f32(const float* v, Py_ssize_t n) {
-        Py_ssize_t i = 0;
-        const __m128 z = _mm_setzero_ps();
-        while (i + 16 <= n) {
-            __m128 hit = z;
-            Py_ssize_t end = i + 4096 <= n ? i + 4096 : n - 15;
-            for (; i < end; i += 16) {
-                hit = _mm_or_ps(hit, _mm_or_ps(
-                    _mm_or_ps(_mm_cmpeq_ps(_mm_loadu_ps(v + i), z),
-                              _mm_cmpeq_ps(_mm_loadu_ps(v + i + 4), z)),
-                    _mm_or_ps(_mm_cmpeq_ps(_mm_loadu_ps(v + i + 8), z),
-                              _mm_cmpeq_ps(_mm_loadu_ps(v + i + 12), z))));
-            }
-            if (_mm_movemask_ps(hit))
-                return 1;
-        }
-        for (; i < n; i++)
-            if (v[i] == 0.0f)
-                return 1;
-        return 0;
+    /* one function per float type: T its values, V the 4 lanes (of W values each),
+       P the intrinsics' suffix */
+    #define WSK_ANY_ZERO(name, T, V, P, W)                                                  \
+    static int name(const T* v, Py_ssize_t n) {                                            \
+        Py_ssize_t i = 0;                                                                  \
+        const V z = _mm_setzero_##P();                                                     \
+        while (i + 4 * W <= n) {                                                           \
+            V hit = z;                                                                     \
+            Py_ssize_t end = i + 4096 <= n ? i + 4096 : n - (4 * W - 1);                   \
+            for (; i < end; i += 4 * W) {                                                  \
+                hit = _mm_or_##P(hit, _mm_or_##P(                                          \
+                    _mm_or_##P(_mm_cmpeq_##P(_mm_loadu_##P(v + i), z),                     \
+                               _mm_cmpeq_##P(_mm_loadu_##P(v + i + W), z)),                \
+                    _mm_or_##P(_mm_cmpeq_##P(_mm_loadu_##P(v + i + 2 * W), z),             \
+                               _mm_cmpeq_##P(_mm_loadu_##P(v + i + 3 * W), z))));          \
+            }                                                                              \
+            if (_mm_movemask_##P(hit))                                                     \
+                return 1;                                                                  \
+        }                                                                                  \
+        for (; i < n; i++)                                                                 \
+            if (v[i] == 0)                                                                 \
+                return 1;                                                                  \
+        return 0;                                                                          \
     }
-    static int wsk_any_zero_f64(const double* v, Py_ssize_t n) {
-        Py_ssize_t i = 0;
-        const __m128d z = _mm_setzero_pd();
-        while (i + 8 <= n) {
-            __m128d hit = z;
-            Py_ssize_t end = i + 4096 <= n ? i + 4096 : n - 7;
-            for (; i < end; i += 8) {
-                hit = _mm_or_pd(hit, _mm_or_pd(
-                    _mm_or_pd(_mm_cmpeq_pd(_mm_loadu_pd(v + i), z),
-                              _mm_cmpeq_pd(_mm_loadu_pd(v + i + 2), z)),
-                    _mm_or_pd(_mm_cmpeq_pd(_mm_loadu_pd(v + i + 4), z),
-                              _mm_cmpeq_pd(_mm_loadu_pd(v + i + 6), z))));
-            }
-            if (_mm_movemask_pd(hit))
-                return 1;
-        }
-        for (; i < n; i++)
-            if (v[i] == 0.0)
-                return 1;
-        return 0;
-    }
+    WSK_ANY_ZERO(wsk_any_zero_f32, float, __m128, ps, 4)
+    WSK_ANY_ZERO(wsk_any_zero_f64, double, __m128d, pd, 2)
     #else
-    static int wsk_any_zero_f32(const float* v, Py_ssize_t n) {
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (v[i] == 0.0f)
-                return 1;
-        return 0;
+    #define WSK_ANY_ZERO(name, T)                                                           \
+    static int name(const T* v, Py_ssize_t n) {                                            \
+        for (Py_ssize_t i = 0; i < n; i++)                                                 \
+            if (v[i] == 0)                                                                 \
+                return 1;                                                                  \
+        return 0;                                                                          \
     }
-    static int wsk_any_zero_f64(const double* v, Py_ssize_t n) {
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (v[i] == 0.0)
-                return 1;
-        return 0;
-    }
+    WSK_ANY_ZERO(wsk_any_zero_f32, float)
+    WSK_ANY_ZERO(wsk_any_zero_f64, double)
     #endif
     """
     int wsk_any_zero_f32(const float* v, Py_ssize_t n) nogil
