@@ -105,9 +105,11 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
     if E == NULL:
         raise MemoryError(f"{caller}: the chain's scratch of {5 * C + N * C} floats")
     with nogil:
-        done = chain_rounds(<const char*> &work[0, 0], work.strides[1], work.strides[0],
-                            <const char*> &first[0, 0], first.strides[1], first.strides[0],
-                            <const char*> &last[0, 0], last.strides[1], last.strides[0],
+        # the positions' stride is a constant (C-contiguous rows): the compiler sees
+        # the rounds' loops over positions as runs of adjacent floats
+        done = chain_rounds(<const char*> &work[0, 0], sizeof(double), work.strides[0],
+                            <const char*> &first[0, 0], sizeof(double), first.strides[0],
+                            <const char*> &last[0, 0], sizeof(double), last.strides[0],
                             shifted, f, L[0], C, N, hop, ramp, lat, launch, task, cushion,
                             done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C, E + 5 * C)
     free(E)

@@ -480,3 +480,75 @@ cdef inline double _fmin(double a, double b) noexcept nogil:
 
 cdef inline double _fmax(double a, double b) noexcept nogil:
     return b if b > a else a
+
+
+cdef extern from *:
+    """
+    /* Whether n floats (or doubles) hold a zero of either sign (NaN is not zero): the
+       comparison NumPy's a == 0 makes, 16 (8) values per round in SSE2 lanes, stopping
+       after the 4096-value run that holds one. */
+    #include <stddef.h>
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    /* one function per float type: T its values, V the 4 lanes (of W values each),
+       P the intrinsics' suffix */
+    #define WSK_ANY_ZERO(name, T, V, P, W)                                                  \
+    static int name(const T* v, Py_ssize_t n) {                                            \
+        Py_ssize_t i = 0;                                                                  \
+        const V z = _mm_setzero_##P();                                                     \
+        while (i + 4 * W <= n) {                                                           \
+            V hit = z;                                                                     \
+            Py_ssize_t end = i + 4096 <= n ? i + 4096 : n - (4 * W - 1);                   \
+            for (; i < end; i += 4 * W) {                                                  \
+                hit = _mm_or_##P(hit, _mm_or_##P(                                          \
+                    _mm_or_##P(_mm_cmpeq_##P(_mm_loadu_##P(v + i), z),                     \
+                               _mm_cmpeq_##P(_mm_loadu_##P(v + i + W), z)),                \
+                    _mm_or_##P(_mm_cmpeq_##P(_mm_loadu_##P(v + i + 2 * W), z),             \
+                               _mm_cmpeq_##P(_mm_loadu_##P(v + i + 3 * W), z))));          \
+            }                                                                              \
+            if (_mm_movemask_##P(hit))                                                     \
+                return 1;                                                                  \
+        }                                                                                  \
+        for (; i < n; i++)                                                                 \
+            if (v[i] == 0)                                                                 \
+                return 1;                                                                  \
+        return 0;                                                                          \
+    }
+    WSK_ANY_ZERO(wsk_any_zero_f32, float, __m128, ps, 4)
+    WSK_ANY_ZERO(wsk_any_zero_f64, double, __m128d, pd, 2)
+    #else
+    #define WSK_ANY_ZERO(name, T)                                                           \
+    static int name(const T* v, Py_ssize_t n) {                                            \
+        for (Py_ssize_t i = 0; i < n; i++)                                                 \
+            if (v[i] == 0)                                                                 \
+                return 1;                                                                  \
+        return 0;                                                                          \
+    }
+    WSK_ANY_ZERO(wsk_any_zero_f32, float)
+    WSK_ANY_ZERO(wsk_any_zero_f64, double)
+    #endif
+    """
+    int wsk_any_zero_f32(const float* v, Py_ssize_t n) nogil
+    int wsk_any_zero_f64(const double* v, Py_ssize_t n) nogil
+
+
+def any_zero(a):
+    """``bool((a == 0).any())`` for an array ``a`` (a zero of either sign counts, NaN
+    does not): one pass over a C-contiguous float32 or float64 array, without the mask
+    (a Dense kernel, checked every step for weights that became zero); any other array
+    takes NumPy's way."""
+    cdef const float[::1] f32
+    cdef const double[::1] f64
+    cdef int hit
+    if isinstance(a, np.ndarray) and a.flags.c_contiguous and a.size:
+        if a.dtype == np.float32:
+            f32 = a.reshape(-1)
+            with nogil:
+                hit = wsk_any_zero_f32(&f32[0], f32.shape[0])
+            return hit != 0
+        if a.dtype == np.float64:
+            f64 = a.reshape(-1)
+            with nogil:
+                hit = wsk_any_zero_f64(&f64[0], f64.shape[0])
+            return hit != 0
+    return bool((np.asarray(a) == 0).any())

@@ -487,3 +487,33 @@ def test_the_dense_stream_runs_the_columns_chain_as_grid_pipeline_does():
                  case(np.zeros(1, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, float("nan")),
                  case(np.array([-2], np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, 1.0)]
     """, 4, needles=("one entry", "cushion", "L[0]"))
+
+
+def test_the_dense_stream_gives_numpys_figures_in_every_layout_of_x():
+    """dense_stream's work, arrivals and maxima against NumPy's sums, for X's pattern laid
+    out by rows, by samples (rows adjacent: the transposed view a layer hands over, which
+    takes the running-count path), samples reversed, and bounds that leave rows of X out."""
+    from wsekern._screen import dense_stream
+    rng = np.random.default_rng(12)
+    for K, C, N in [(9, 3, 5), (1, 1, 1), (30, 7, 17), (6, 6, 2), (40, 1, 3), (5, 2, 0)]:
+        x_nz = rng.random((K, N)) < rng.choice([0.1, 0.5, 0.9])
+        inner = np.sort(rng.integers(0, K + 1, C + 1))
+        for k_b in (np.concatenate([[0], inner[1:-1], [K]]), inner):
+            k_b = k_b.astype(np.int_)
+            a = np.array([x_nz[k_b[c]:k_b[c + 1]].sum(axis=0) for c in range(C)],
+                         np.int64).T.reshape(N, C)
+            v = a * 2 + 1
+            cum = np.cumsum(v, axis=0).astype(np.float64) * 0.5
+            want = (a * 7.0 + 4.0, (cum - v * 0.5) + 13.0, (cum - 0.5) + 13.0,
+                    int(a.sum(axis=0).max(initial=0)), int(v.sum(axis=0).max(initial=0)))
+            by_sample = np.ascontiguousarray(x_nz.T).T           # strides (1, K)
+            for x in (x_nz, by_sample):
+                got = dense_stream(x.view(np.uint8), k_b, 7.0, 4.0, 2, 0.5, 13.0)
+                for g, w in zip(got, want):
+                    assert type(g) is type(w) and np.array_equal(g, w), (K, C, N, k_b)
+            rev = by_sample[:, ::-1]          # samples reversed: the figures of reversed X
+            got = dense_stream(rev.view(np.uint8), k_b, 7.0, 4.0, 2, 0.5, 13.0)
+            ref = dense_stream(np.ascontiguousarray(rev).view(np.uint8), k_b, 7.0, 4.0, 2,
+                               0.5, 13.0)
+            for g, w in zip(got, ref):
+                assert np.array_equal(g, w)

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from ..errors import SramOverflowError
-from ..wafer import placement, training
+from ..wafer import analytic, placement, training
 from ..wafer.config import WaferConfig
 from . import columns, placed
 
@@ -433,9 +433,8 @@ class LayerPlacement:
             return self._W
         kernel = getattr(layer, "kernel", None)
         w = kernel.data if kernel is not None else layer.get_weights()[0]
-        # all nonzero (the usual dense layer) is checked in O(size), without a mask
-        zero = w == 0
-        key = (w.shape, None) if not zero.any() else (w.shape, ~zero)
+        # all nonzero (the usual dense layer) is checked in one pass, without a mask
+        key = (w.shape, None) if not analytic.has_zero(w) else (w.shape, w != 0)
         old = self._w_key
         if not (isinstance(old, tuple) and old[0] == key[0]
                 and (old[1] is None) == (key[1] is None)
@@ -526,8 +525,9 @@ class LayerPlacement:
 
 def _same(key, primed):
     """Whether two step keys are equal, the weight matrix compared by identity."""
-    return primed is not None and all(a is b if i == 3 else a == b
-                                      for i, (a, b) in enumerate(zip(key, primed)))
+    # tuples compare entry by entry (identity, then ==): W's entry alone by identity
+    return (primed is not None and len(key) == len(primed) and key[3] is primed[3]
+            and key[:3] == primed[:3] and key[4:] == primed[4:])
 
 
 def _weight_csr(w, groups):

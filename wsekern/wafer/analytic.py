@@ -52,6 +52,7 @@ import math
 import numpy as np
 import scipy.sparse as sps
 
+from .._screen import any_zero as _any_zero
 from .._screen import dense_stream as _dense_stream
 from .._step_cost import ws_dead_columns as _ws_dead_columns
 from .._step_cost import ws_step_columns as _ws_step_columns
@@ -88,6 +89,13 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     work, work_cn, arrivals, per_pe = _ws_work(ops, pl, config, exact)
     timing = _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe)
     return _ws_report(ops, pl, config, timing, full)
+
+
+def has_zero(w):
+    """Whether the array ``w`` holds a zero of either sign (``(w == 0).any()``; NaN is not
+    zero), in one pass without the mask where ``w`` is C-contiguous float32 or float64: a
+    Dense kernel is checked every step for weights that became zero."""
+    return _any_zero(w)
 
 
 def weight_stationary_cycles(w, x_nz, config, region):
@@ -134,9 +142,15 @@ def weight_stationary_cycles(w, x_nz, config, region):
 def _step_structure(w, config, region):
     """What :func:`weight_stationary_cycles` reads of W's structure (``w``, its
     WeightStats) on ``region`` whatever the batch, kept on ``w`` per (config, region)."""
+    # a plan's steps pass the same region tuple (immutable): found without the key
+    last = w.cache.get("ws-step-last")
+    if last is not None and last[0] is config and last[1] is region:
+        return last[2]
     key = ("ws-step", id(config), tuple(int(v) for v in region))
     hit = w.cache.get(key)
     if hit is not None and hit[0] is config:
+        if type(region) is tuple:
+            w.cache["ws-step-last"] = (config, region, hit[1])
         return hit[1]
     R, C = int(region[2]), int(region[3])
     st = placer._ws_static(Operands(None, np.zeros((w.K, 0), bool), w), config, region)
