@@ -72,6 +72,7 @@ cdef object _huge_array(Py_ssize_t n, dtype, fill):
 
 DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
 DEF TRACE_WINDOWS = 256            # time windows of a trace; they double in length as needed
+DEF CUR_SCAN = 8                   # entries a data task steps over from its PE's cursor
 DEF AHEAD = 8                      # the run loop prefetches the state of the agent this far on
 
 cdef inline double dmax(double a, double b) noexcept nogil:
@@ -102,8 +103,8 @@ cdef struct Nz:                # a stored weight of a PE's block (weight-station
 
 cdef struct Pe:                # what a PE's main thread and reducer read, two cache lines
     # main thread
-    double main_end          # its task runs until
-    double main_idle_since
+    double main_end          # its task runs until; idle since then (wait_data counts
+                             # from it), moved on to when an end-of-stream closes a round
     double main_buf_since    # waits for a free accumulator since (-1: does not)
     double busy              # task cycles
     double wait_data         # stall figures
@@ -111,6 +112,7 @@ cdef struct Pe:                # what a PE's main thread and reducer read, two c
     int32_t main_round       # the round its tasks add into
     int32_t red_round        # the round its reducer works on
     int32_t acc_ready        # the last round whose sums are complete (-1: none)
+    int32_t nz_cur           # WS: where its last data task stopped in its block's list
     uint8_t eos_pending      # an end-of-stream task ran: its round closes next
     uint8_t compressed       # WS: its block is stored compressed (scalar loop)
     # reducer
@@ -397,6 +399,7 @@ cdef class Engine:
         for p in range(self.P):
             self.pe[p].nz_lo = nz_ptr[p]
             self.pe[p].nz_n = <int32_t> (nz_ptr[p + 1] - nz_ptr[p])
+            self.pe[p].nz_cur = 0
             self.pe[p].compressed = comp[p]
         for c in range(self.C):
             for k in range(kb[c], kb[c + 1]):
@@ -693,10 +696,21 @@ cdef class Engine:
                 acc[i] += x * self.Xd[k, lo + i]
             self.macs += hi - lo
             return self.task + self.setup + ceil((hi - lo) / self.fmac)
-        # WS: column k of this PE's block (its list is by column, then row)
+        # WS: column k of this PE's block (its list is by column, then row). A round's
+        # stream meets a PE's columns in increasing order, so the search starts where the
+        # PE's last task stopped (nz_cur, in the PE's record: no extra miss) when every
+        # entry before it is before column k, and steps over the few entries of the
+        # columns the stream skipped; a far column, or a new round, is bisected
         a = self.pe[p].nz_lo
         end = a + self.pe[p].nz_n
         b = end
+        i = a + self.pe[p].nz_cur
+        if i > a and self.nz[i - 1].k < k:
+            a = i
+            while a < end and a < i + CUR_SCAN and self.nz[a].k < k:
+                a += 1
+            if a == end or self.nz[a].k >= k:
+                b = a
         while a < b:
             mid = (a + b) >> 1
             if self.nz[mid].k < k:
@@ -707,6 +721,7 @@ cdef class Engine:
         while b < end and self.nz[b].k == k:
             acc[self.nz[b].r] += x * self.nz[b].v
             b += 1
+        self.pe[p].nz_cur = <int32_t> (b - self.pe[p].nz_lo)
         if self.pe[p].compressed:
             self.macs += b - a
             return self.task + self.scalar * (b - a)
@@ -728,7 +743,7 @@ cdef class Engine:
                 self.trace_ready[p, self.pe[p].main_round] = t
             self.pe[p].main_round += 1
             self._wake(self.a_red + p, t)
-            self.pe[p].main_idle_since = t
+            self.pe[p].main_end = t
         while True:
             if self.pe[p].main_round >= self.rounds or self.cq[q].count == 0:
                 return 0
@@ -749,7 +764,7 @@ cdef class Engine:
                 self.pe[p].backpressure += t - self.pe[p].main_buf_since
                 self.pe[p].main_buf_since = -1.0
             else:
-                self.pe[p].wait_data += t - self.pe[p].main_idle_since
+                self.pe[p].wait_data += t - self.pe[p].main_end
             if idx == EOS:                      # the round's sums are done
                 cost = self.task
                 self.pe[p].eos_pending = 1
@@ -761,7 +776,6 @@ cdef class Engine:
             if self.tracing:
                 self.trace_busy[p, self._window(t)] += cost
             self.pe[p].main_end = t + cost
-            self.pe[p].main_idle_since = t + cost
             self._wake(self.a_main + p, t + cost)
             return 0
 
