@@ -879,8 +879,8 @@ cdef class Engine:
 
     # -- the loop -------------------------------------------------------------------------
     cdef inline void _prefetch2(self, int a) noexcept nogil:
-        """Second stage, once the queue prefetched by _prefetch has arrived: its head slot
-        and the links it may use."""
+        """Second stage, once what _prefetch asked for has arrived: a queue's head slot and
+        the links it may use; a main thread's head slot and the weights at its cursor."""
         cdef int p, q
         if a < self.a_main:
             if self.rq[a].count > 0:
@@ -891,6 +891,8 @@ cdef class Engine:
             q = p * self.NC + self.x_colour
             if self.cq[q].count > 0:
                 wsk_prefetch(&self.cq_slot[<int64_t> q * self.S + self.cq[q].head])
+                if self.mode == MODE_WS:        # the weights at its cursor
+                    wsk_prefetch(&self.nz[self.pe[p].nz_lo + self.pe[p].nz_cur])
 
     cdef inline void _prefetch(self, int a) noexcept nogil:
         """Start loading what agent a reads first (a hint: it changes no result)."""
@@ -901,6 +903,7 @@ cdef class Engine:
         elif a < self.a_red:
             p = a - self.a_main
             wsk_prefetch(&self.pe[p])
+            wsk_prefetch(&self.pe[p].red_end)   # its block's and accumulators' offsets
             wsk_prefetch(&self.cq[p * self.NC + self.x_colour])
         elif a < self.a_inj:
             p = a - self.a_red
