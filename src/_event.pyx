@@ -86,12 +86,15 @@ cdef struct Slot:
     int32_t idx
 
 
-cdef struct Queue:
+cdef struct Queue:              # 32 bytes: two to a cache line
     double head_ready        # its head slot's ready, kept here: a reader that wakes too
                              # early need not touch the slots (a cache miss on big grids)
     double bp_since          # blocked by a full downstream queue since (-1: not blocked)
-    int32_t count            # wavelets held, those in flight to it included
-    int32_t head
+    double sched             # the wake time of its router (rq), or of its PE's main
+                             # thread (the cq of x_colour): whoever pushes into a queue
+                             # wakes its reader without touching one more cache line
+    int16_t count            # wavelets held, those in flight to it included
+    int16_t head
     uint8_t wait             # its feeder waits for room
 
 
@@ -147,7 +150,8 @@ cdef class Engine:
     cdef int64_t now, in_window
     cdef Event* heap
     cdef int64_t heap_n, heap_cap, seq
-    cdef double[::1] sched
+    cdef double[::1] sched                # wake times of the reducers and injectors
+                                          #   (routers' and main threads' are in Queue)
     cdef int n_agents, a_main, a_red, a_inj
     # routes
     cdef uint8_t[::1] route_tx
@@ -239,6 +243,8 @@ cdef class Engine:
         self.rounds = params["rounds"]
         self.mode = params["mode"]
         self.x_colour = params.get("x_colour", 0)
+        if not 0 <= self.x_colour < n_colours:
+            raise ValueError(f"x_colour {self.x_colour} is not one of the {n_colours} colours")
         cdef int P = self.P, NQ = self.P * n_colours, i
         # A queue holds Q wavelets plus those in flight on the link feeding it: latency
         # costs no throughput (credits cover the round trip).
@@ -247,6 +253,9 @@ cdef class Engine:
         self.cap_push = queue_depth + <int> ceil(self.lat + self.ramp)
         self.cap_edge = queue_depth + <int> ceil(self.hop)
         self.S = max(self.cap_link, self.cap_ramp, self.cap_push, self.cap_edge)
+        if self.S > 2**15 - 1:
+            raise ValueError(f"the engine holds at most {2**15 - 1} wavelets a queue; "
+                             f"queue_depth {self.Q} and the latencies need {self.S}")
         queue_depth = self.S
         self.heap_cap = 1024
         self.heap = <Event*> malloc(self.heap_cap * sizeof(Event))
@@ -260,7 +269,7 @@ cdef class Engine:
         self.a_red = NQ + P
         self.a_inj = NQ + 2 * P
         self.n_agents = NQ + 2 * P + C
-        self.sched = _huge_array(self.n_agents, np.float64, np.inf)
+        self.sched = _huge_array(2 * P + C, np.float64, np.inf)
         self.route_tx = np.zeros(NQ, np.uint8)
         self.route_rx = np.full(NQ, NO_PORT, np.int8)
         self.consumer = np.ones(n_colours, np.uint8)
@@ -277,6 +286,8 @@ cdef class Engine:
         for i in range(NQ):
             self.rq[i].bp_since = -1.0
             self.cq[i].bp_since = -1.0
+            self.rq[i].sched = INFINITY
+            self.cq[i].sched = INFINITY
         self.link_free = _huge_array(P * 5, np.float64, 0.0)
         self.link_count = _huge_array(P * 6, np.int64, 0)
         self.edge_count = 0
@@ -486,14 +497,23 @@ cdef class Engine:
         self.in_window += 1
         return 0
 
+    cdef inline double* _sched(self, int agent) noexcept nogil:
+        """Where the wake time of ``agent`` is kept."""
+        if agent < self.a_main:
+            return &self.rq[agent].sched
+        if agent < self.a_red:
+            return &self.cq[(agent - self.a_main) * self.NC + self.x_colour].sched
+        return &self.sched[agent - self.a_red]
+
     cdef inline int _wake(self, int agent, double t) except -1:
         """Run ``agent`` at cycle ceil(t) unless it already runs earlier (it then
         re-derives what it waits for, so a later wake is never needed)."""
         cdef int64_t ti = <int64_t> ceil(t)
+        cdef double* sched = self._sched(agent)
         if ti < self.now:
             ti = self.now
-        if ti < self.sched[agent]:
-            self.sched[agent] = ti
+        if ti < sched[0]:
+            sched[0] = ti
             if ti < self.now + WINDOW:
                 self._bucket_add(ti, agent)
             else:
@@ -897,7 +917,6 @@ cdef class Engine:
     cdef inline void _prefetch(self, int a) noexcept nogil:
         """Start loading what agent a reads first (a hint: it changes no result)."""
         cdef int p
-        wsk_prefetch(&self.sched[a])
         if a < self.a_main:
             wsk_prefetch(&self.rq[a])
         elif a < self.a_red:
@@ -905,7 +924,9 @@ cdef class Engine:
             wsk_prefetch(&self.pe[p])
             wsk_prefetch(&self.pe[p].red_end)   # its block's and accumulators' offsets
             wsk_prefetch(&self.cq[p * self.NC + self.x_colour])
-        elif a < self.a_inj:
+        else:
+            wsk_prefetch(&self.sched[a - self.a_red])
+        if self.a_red <= a < self.a_inj:
             p = a - self.a_red
             wsk_prefetch(&self.pe[p])
             wsk_prefetch(&self.pe[p].red_end)
@@ -919,6 +940,7 @@ cdef class Engine:
         cdef int64_t i
         cdef int64_t next_report = every if progress is not None else -1
         cdef double t
+        cdef double* sp
         cdef int NQ = self.P * self.NC
         if self.mode == MODE_NONE:
             for p in range(self.P):
@@ -943,9 +965,10 @@ cdef class Engine:
                     self._prefetch2(self.bucket[b][i + AHEAD // 2])
                 a = self.bucket[b][i]
                 i += 1
-                if self.sched[a] != self.now:
+                sp = self._sched(a)
+                if sp[0] != self.now:
                     continue                        # superseded by an earlier wake
-                self.sched[a] = INFINITY
+                sp[0] = INFINITY
                 t = <double> self.now
                 if a < NQ:
                     self._route(a, t)
