@@ -372,6 +372,11 @@ def test_engine_refuses_colours_it_cannot_index():
               "rounds": 1, "mode": 0}
     with pytest.raises(ValueError, match="colours"):
         Engine(1, 2, 1 << 15, 4, params)
+    with pytest.raises(ValueError, match="wavelets a queue"):   # int16 queue counts
+        Engine(1, 2, 2, 1 << 15, params)
+    for x_colour in (-1, 2):                    # its wake time is kept in that queue
+        with pytest.raises(ValueError, match="x_colour"):
+            Engine(1, 2, 2, 4, dict(params, x_colour=x_colour))
     eng = Engine(1, 2, 2, 4, params)
     with pytest.raises(ValueError, match="one per colour"):
         eng.set_reduction([0, 3, 3], [0, 1, 0], [-1, 0], [1, 1])
