@@ -899,13 +899,28 @@ cdef class Engine:
 
     # -- the loop -------------------------------------------------------------------------
     cdef inline void _prefetch2(self, int a) noexcept nogil:
-        """Second stage, once what _prefetch asked for has arrived: a queue's head slot and
-        the links it may use; a main thread's head slot and the weights at its cursor."""
-        cdef int p, q
+        """Second stage, once what _prefetch asked for has arrived: a queue's head slot,
+        the links it may use and, when its head is due, the link counters and the queues
+        it sends into; a main thread's head slot and the weights at its cursor."""
+        cdef int p, q, d, nb, col
+        cdef uint8_t tx
         if a < self.a_main:
             if self.rq[a].count > 0:
+                p = a // self.NC
                 wsk_prefetch(&self.rq_slot[<int64_t> a * self.S + self.rq[a].head])
-                wsk_prefetch(&self.link_free[(a // self.NC) * 5])
+                wsk_prefetch(&self.link_free[p * 5])
+                if self.rq[a].head_ready <= <double> self.now:
+                    wsk_prefetch(&self.link_count[p * 6])
+                    wsk_prefetch(&self.link_count[p * 6 + 5])
+                    tx = self.route_tx[a]
+                    col = a - p * self.NC
+                    for d in range(4):
+                        if tx & (1 << d):
+                            nb = self._neighbour(p, d)
+                            if nb >= 0:
+                                wsk_prefetch(&self.rq[nb * self.NC + col])
+                    if tx & (1 << RAMP):
+                        wsk_prefetch(&self.cq[a])
         elif a < self.a_red:
             p = a - self.a_main
             q = p * self.NC + self.x_colour
