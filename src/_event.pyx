@@ -903,7 +903,6 @@ cdef class Engine:
         the links it may use and, when its head is due, the link counters and the queues
         it sends into; a main thread's head slot and the weights at its cursor."""
         cdef int p, q, d, nb, col
-        cdef int64_t i
         cdef uint8_t tx
         if a < self.a_main:
             if self.rq[a].count > 0:
@@ -927,34 +926,8 @@ cdef class Engine:
             q = p * self.NC + self.x_colour
             if self.cq[q].count > 0:
                 wsk_prefetch(&self.cq_slot[<int64_t> q * self.S + self.cq[q].head])
-                if self.mode == MODE_WS:        # the weights at its cursor, and the
-                    i = self.pe[p].nz_lo + self.pe[p].nz_cur     # one before (read first)
-                    wsk_prefetch(&self.nz[i])
-                    if i > 0:
-                        wsk_prefetch(&self.nz[i - 1])
-
-    cdef inline void _prefetch3(self, int a) noexcept nogil:
-        """Third stage, for a main thread whose head wavelet and cursor weights have
-        arrived: the accumulator values its data task will add into."""
-        cdef int p, q, j
-        cdef int64_t i, end, base
-        cdef int32_t k
-        if a < self.a_main or a >= self.a_red or self.mode != MODE_WS:
-            return
-        p = a - self.a_main
-        q = p * self.NC + self.x_colour
-        if self.cq[q].count == 0:
-            return
-        k = self.cq_slot[<int64_t> q * self.S + self.cq[q].head].idx
-        i = self.pe[p].nz_lo + self.pe[p].nz_cur
-        end = self.pe[p].nz_lo + self.pe[p].nz_n
-        base = self._acc_base(p, self.pe[p].main_round)
-        for j in range(CUR_SCAN):
-            if i >= end or self.nz[i].k > k:
-                break
-            if self.nz[i].k == k:
-                wsk_prefetch(&self.acc[base + self.nz[i].r])
-            i += 1
+                if self.mode == MODE_WS:        # the weights at its cursor
+                    wsk_prefetch(&self.nz[self.pe[p].nz_lo + self.pe[p].nz_cur])
 
     cdef inline void _prefetch(self, int a) noexcept nogil:
         """Start loading what agent a reads first (a hint: it changes no result)."""
@@ -1005,8 +978,6 @@ cdef class Engine:
                     self._prefetch(self.bucket[b][i + AHEAD])
                 if i + AHEAD // 2 < self.bucket_n[b]:
                     self._prefetch2(self.bucket[b][i + AHEAD // 2])
-                if i + AHEAD // 4 < self.bucket_n[b]:
-                    self._prefetch3(self.bucket[b][i + AHEAD // 4])
                 a = self.bucket[b][i]
                 i += 1
                 sp = self._sched(a)
