@@ -72,6 +72,7 @@ cdef object _huge_array(Py_ssize_t n, dtype, fill):
 
 DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
 DEF TRACE_WINDOWS = 256            # time windows of a trace; they double in length as needed
+DEF CUR_SCAN = 8                   # entries a data task steps over from its PE's cursor
 DEF AHEAD = 8                      # the run loop prefetches the state of the agent this far on
 
 cdef inline double dmax(double a, double b) noexcept nogil:
@@ -85,12 +86,15 @@ cdef struct Slot:
     int32_t idx
 
 
-cdef struct Queue:
+cdef struct Queue:              # 32 bytes: two to a cache line
     double head_ready        # its head slot's ready, kept here: a reader that wakes too
                              # early need not touch the slots (a cache miss on big grids)
     double bp_since          # blocked by a full downstream queue since (-1: not blocked)
-    int32_t count            # wavelets held, those in flight to it included
-    int32_t head
+    double sched             # the wake time of its router (rq), or of its PE's main
+                             # thread (the cq of x_colour): whoever pushes into a queue
+                             # wakes its reader without touching one more cache line
+    int16_t count            # wavelets held, those in flight to it included
+    int16_t head
     uint8_t wait             # its feeder waits for room
 
 
@@ -102,8 +106,8 @@ cdef struct Nz:                # a stored weight of a PE's block (weight-station
 
 cdef struct Pe:                # what a PE's main thread and reducer read, two cache lines
     # main thread
-    double main_end          # its task runs until
-    double main_idle_since
+    double main_end          # its task runs until; idle since then (wait_data counts
+                             # from it), moved on to when an end-of-stream closes a round
     double main_buf_since    # waits for a free accumulator since (-1: does not)
     double busy              # task cycles
     double wait_data         # stall figures
@@ -111,6 +115,7 @@ cdef struct Pe:                # what a PE's main thread and reducer read, two c
     int32_t main_round       # the round its tasks add into
     int32_t red_round        # the round its reducer works on
     int32_t acc_ready        # the last round whose sums are complete (-1: none)
+    int32_t nz_cur           # WS: where its last data task stopped in its block's list
     uint8_t eos_pending      # an end-of-stream task ran: its round closes next
     uint8_t compressed       # WS: its block is stored compressed (scalar loop)
     # reducer
@@ -145,7 +150,8 @@ cdef class Engine:
     cdef int64_t now, in_window
     cdef Event* heap
     cdef int64_t heap_n, heap_cap, seq
-    cdef double[::1] sched
+    cdef double[::1] sched                # wake times of the reducers and injectors
+                                          #   (routers' and main threads' are in Queue)
     cdef int n_agents, a_main, a_red, a_inj
     # routes
     cdef uint8_t[::1] route_tx
@@ -237,6 +243,8 @@ cdef class Engine:
         self.rounds = params["rounds"]
         self.mode = params["mode"]
         self.x_colour = params.get("x_colour", 0)
+        if not 0 <= self.x_colour < n_colours:
+            raise ValueError(f"x_colour {self.x_colour} is not one of the {n_colours} colours")
         cdef int P = self.P, NQ = self.P * n_colours, i
         # A queue holds Q wavelets plus those in flight on the link feeding it: latency
         # costs no throughput (credits cover the round trip).
@@ -245,6 +253,9 @@ cdef class Engine:
         self.cap_push = queue_depth + <int> ceil(self.lat + self.ramp)
         self.cap_edge = queue_depth + <int> ceil(self.hop)
         self.S = max(self.cap_link, self.cap_ramp, self.cap_push, self.cap_edge)
+        if self.S > 2**15 - 1:
+            raise ValueError(f"the engine holds at most {2**15 - 1} wavelets a queue; "
+                             f"queue_depth {self.Q} and the latencies need {self.S}")
         queue_depth = self.S
         self.heap_cap = 1024
         self.heap = <Event*> malloc(self.heap_cap * sizeof(Event))
@@ -258,7 +269,7 @@ cdef class Engine:
         self.a_red = NQ + P
         self.a_inj = NQ + 2 * P
         self.n_agents = NQ + 2 * P + C
-        self.sched = _huge_array(self.n_agents, np.float64, np.inf)
+        self.sched = _huge_array(2 * P + C, np.float64, np.inf)
         self.route_tx = np.zeros(NQ, np.uint8)
         self.route_rx = np.full(NQ, NO_PORT, np.int8)
         self.consumer = np.ones(n_colours, np.uint8)
@@ -275,6 +286,8 @@ cdef class Engine:
         for i in range(NQ):
             self.rq[i].bp_since = -1.0
             self.cq[i].bp_since = -1.0
+            self.rq[i].sched = INFINITY
+            self.cq[i].sched = INFINITY
         self.link_free = _huge_array(P * 5, np.float64, 0.0)
         self.link_count = _huge_array(P * 6, np.int64, 0)
         self.edge_count = 0
@@ -397,6 +410,7 @@ cdef class Engine:
         for p in range(self.P):
             self.pe[p].nz_lo = nz_ptr[p]
             self.pe[p].nz_n = <int32_t> (nz_ptr[p + 1] - nz_ptr[p])
+            self.pe[p].nz_cur = 0
             self.pe[p].compressed = comp[p]
         for c in range(self.C):
             for k in range(kb[c], kb[c + 1]):
@@ -483,14 +497,23 @@ cdef class Engine:
         self.in_window += 1
         return 0
 
+    cdef inline double* _sched(self, int agent) noexcept nogil:
+        """Where the wake time of ``agent`` is kept."""
+        if agent < self.a_main:
+            return &self.rq[agent].sched
+        if agent < self.a_red:
+            return &self.cq[(agent - self.a_main) * self.NC + self.x_colour].sched
+        return &self.sched[agent - self.a_red]
+
     cdef inline int _wake(self, int agent, double t) except -1:
         """Run ``agent`` at cycle ceil(t) unless it already runs earlier (it then
         re-derives what it waits for, so a later wake is never needed)."""
         cdef int64_t ti = <int64_t> ceil(t)
+        cdef double* sched = self._sched(agent)
         if ti < self.now:
             ti = self.now
-        if ti < self.sched[agent]:
-            self.sched[agent] = ti
+        if ti < sched[0]:
+            sched[0] = ti
             if ti < self.now + WINDOW:
                 self._bucket_add(ti, agent)
             else:
@@ -693,10 +716,21 @@ cdef class Engine:
                 acc[i] += x * self.Xd[k, lo + i]
             self.macs += hi - lo
             return self.task + self.setup + ceil((hi - lo) / self.fmac)
-        # WS: column k of this PE's block (its list is by column, then row)
+        # WS: column k of this PE's block (its list is by column, then row). A round's
+        # stream meets a PE's columns in increasing order, so the search starts where the
+        # PE's last task stopped (nz_cur, in the PE's record: no extra miss) when every
+        # entry before it is before column k, and steps over the few entries of the
+        # columns the stream skipped; a far column, or a new round, is bisected
         a = self.pe[p].nz_lo
         end = a + self.pe[p].nz_n
         b = end
+        i = a + self.pe[p].nz_cur
+        if i > a and self.nz[i - 1].k < k:
+            a = i
+            while a < end and a < i + CUR_SCAN and self.nz[a].k < k:
+                a += 1
+            if a == end or self.nz[a].k >= k:
+                b = a
         while a < b:
             mid = (a + b) >> 1
             if self.nz[mid].k < k:
@@ -707,6 +741,7 @@ cdef class Engine:
         while b < end and self.nz[b].k == k:
             acc[self.nz[b].r] += x * self.nz[b].v
             b += 1
+        self.pe[p].nz_cur = <int32_t> (b - self.pe[p].nz_lo)
         if self.pe[p].compressed:
             self.macs += b - a
             return self.task + self.scalar * (b - a)
@@ -728,7 +763,7 @@ cdef class Engine:
                 self.trace_ready[p, self.pe[p].main_round] = t
             self.pe[p].main_round += 1
             self._wake(self.a_red + p, t)
-            self.pe[p].main_idle_since = t
+            self.pe[p].main_end = t
         while True:
             if self.pe[p].main_round >= self.rounds or self.cq[q].count == 0:
                 return 0
@@ -749,7 +784,7 @@ cdef class Engine:
                 self.pe[p].backpressure += t - self.pe[p].main_buf_since
                 self.pe[p].main_buf_since = -1.0
             else:
-                self.pe[p].wait_data += t - self.pe[p].main_idle_since
+                self.pe[p].wait_data += t - self.pe[p].main_end
             if idx == EOS:                      # the round's sums are done
                 cost = self.task
                 self.pe[p].eos_pending = 1
@@ -761,7 +796,6 @@ cdef class Engine:
             if self.tracing:
                 self.trace_busy[p, self._window(t)] += cost
             self.pe[p].main_end = t + cost
-            self.pe[p].main_idle_since = t + cost
             self._wake(self.a_main + p, t + cost)
             return 0
 
@@ -865,30 +899,49 @@ cdef class Engine:
 
     # -- the loop -------------------------------------------------------------------------
     cdef inline void _prefetch2(self, int a) noexcept nogil:
-        """Second stage, once the queue prefetched by _prefetch has arrived: its head slot
-        and the links it may use."""
-        cdef int p, q
+        """Second stage, once what _prefetch asked for has arrived: a queue's head slot,
+        the links it may use and, when its head is due, the link counters and the queues
+        it sends into; a main thread's head slot and the weights at its cursor."""
+        cdef int p, q, d, nb, col
+        cdef uint8_t tx
         if a < self.a_main:
             if self.rq[a].count > 0:
+                p = a // self.NC
                 wsk_prefetch(&self.rq_slot[<int64_t> a * self.S + self.rq[a].head])
-                wsk_prefetch(&self.link_free[(a // self.NC) * 5])
+                wsk_prefetch(&self.link_free[p * 5])
+                if self.rq[a].head_ready <= <double> self.now:
+                    wsk_prefetch(&self.link_count[p * 6])
+                    wsk_prefetch(&self.link_count[p * 6 + 5])
+                    tx = self.route_tx[a]
+                    col = a - p * self.NC
+                    for d in range(4):
+                        if tx & (1 << d):
+                            nb = self._neighbour(p, d)
+                            if nb >= 0:
+                                wsk_prefetch(&self.rq[nb * self.NC + col])
+                    if tx & (1 << RAMP):
+                        wsk_prefetch(&self.cq[a])
         elif a < self.a_red:
             p = a - self.a_main
             q = p * self.NC + self.x_colour
             if self.cq[q].count > 0:
                 wsk_prefetch(&self.cq_slot[<int64_t> q * self.S + self.cq[q].head])
+                if self.mode == MODE_WS:        # the weights at its cursor
+                    wsk_prefetch(&self.nz[self.pe[p].nz_lo + self.pe[p].nz_cur])
 
     cdef inline void _prefetch(self, int a) noexcept nogil:
         """Start loading what agent a reads first (a hint: it changes no result)."""
         cdef int p
-        wsk_prefetch(&self.sched[a])
         if a < self.a_main:
             wsk_prefetch(&self.rq[a])
         elif a < self.a_red:
             p = a - self.a_main
             wsk_prefetch(&self.pe[p])
+            wsk_prefetch(&self.pe[p].red_end)   # its block's and accumulators' offsets
             wsk_prefetch(&self.cq[p * self.NC + self.x_colour])
-        elif a < self.a_inj:
+        else:
+            wsk_prefetch(&self.sched[a - self.a_red])
+        if self.a_red <= a < self.a_inj:
             p = a - self.a_red
             wsk_prefetch(&self.pe[p])
             wsk_prefetch(&self.pe[p].red_end)
@@ -902,6 +955,7 @@ cdef class Engine:
         cdef int64_t i
         cdef int64_t next_report = every if progress is not None else -1
         cdef double t
+        cdef double* sp
         cdef int NQ = self.P * self.NC
         if self.mode == MODE_NONE:
             for p in range(self.P):
@@ -926,9 +980,10 @@ cdef class Engine:
                     self._prefetch2(self.bucket[b][i + AHEAD // 2])
                 a = self.bucket[b][i]
                 i += 1
-                if self.sched[a] != self.now:
+                sp = self._sched(a)
+                if sp[0] != self.now:
                     continue                        # superseded by an earlier wake
-                self.sched[a] = INFINITY
+                sp[0] = INFINITY
                 t = <double> self.now
                 if a < NQ:
                     self._route(a, t)

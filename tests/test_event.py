@@ -335,6 +335,27 @@ def test_both_models_cost_the_placement_they_are_given():
         rep.details["analytic"]["cycles"]
 
 
+def _run_on_blocks(W, X, rows, cols, compressed):
+    """W @ X simulated on a 3 x 4 region with the given row and column block bounds, all
+    blocks dense or all compressed; Y is checked against NumPy and the MACs performed
+    against a count made here from the bounds (dense blocks) or from the nonzeros that
+    meet (compressed blocks). Returns the run's placement, Y and report."""
+    from wsekern.wafer import placement
+    config, region = WaferConfig.small(8, 8), (0, 0, 3, 4)
+    pl = placement.weight_stationary(placement.Operands(W, X), config, region)
+    pl = placement.Placement(pl.mapping, pl.region, rows, cols, pl.sram, pl.ledger,
+                             np.full_like(pl.use_comp, compressed), pl.colours, pl.block)
+    Y, rep = event.weight_stationary(W, X, config, region, placement=pl)
+    np.testing.assert_allclose(Y, W @ X, rtol=1e-12, atol=1e-12)
+    if compressed:
+        macs = int(((W != 0).astype(np.int64) @ (X != 0).astype(np.int64)).sum())
+    else:
+        x_nnz = [np.count_nonzero(X[cols[c]:cols[c + 1]]) for c in range(4)]
+        macs = sum(int(np.diff(rows)[r]) * x_nnz[c] for r in range(3) for c in range(4))
+    assert rep.macs_performed == macs
+    return pl, Y, rep
+
+
 @pytest.mark.parametrize("n_cols", [1, 5])           # one accumulator per PE, or two in turn
 @pytest.mark.parametrize("compressed", [False, True])
 def test_accumulators_sized_per_pe_from_the_placement(n_cols, compressed):
@@ -343,25 +364,14 @@ def test_accumulators_sized_per_pe_from_the_placement(n_cols, compressed):
     row and one of a single row, with a column block of no columns, still give W @ X, and
     the MACs performed are the ones counted here from the bounds (dense blocks) or from
     the nonzeros that meet (compressed blocks)."""
-    from wsekern.wafer import placement
     rng = np.random.default_rng(7)
     W = sps.random(400, 48, density=0.05, random_state=7, format="csr")
     X = rng.standard_normal((48, n_cols)) * (rng.random((48, n_cols)) < 0.6)
-    config, region = WaferConfig.small(8, 8), (0, 0, 3, 4)
-    pl = placement.weight_stationary(placement.Operands(W, X), config, region)
     rows, cols = np.array([0, 0, 399, 400]), np.array([0, 0, 20, 47, 48])
-    uneven = placement.Placement(pl.mapping, pl.region, rows, cols, pl.sram, pl.ledger,
-                                 np.full_like(pl.use_comp, compressed), pl.colours, pl.block)
-    Y, rep = event.weight_stationary(W, X, config, region, placement=uneven)
-    np.testing.assert_allclose(Y, W @ X, rtol=1e-12, atol=1e-12)
-    if compressed:
-        macs = int(((W != 0).astype(np.int64) @ (X != 0).astype(np.int64)).sum())
-    else:
-        x_nnz = [np.count_nonzero(X[cols[c]:cols[c + 1]]) for c in range(4)]
-        macs = sum(int(np.diff(rows)[r]) * x_nnz[c] for r in range(3) for c in range(4))
-    assert rep.macs_performed == macs
+    uneven, Y, rep = _run_on_blocks(W, X, rows, cols, compressed)
     # the same run twice is the same, bit for bit (no state left in the accumulators)
-    Y2, rep2 = event.weight_stationary(W, X, config, region, placement=uneven)
+    Y2, rep2 = event.weight_stationary(W, X, WaferConfig.small(8, 8), (0, 0, 3, 4),
+                                       placement=uneven)
     assert np.array_equal(Y, Y2) and rep2.cycles == rep.cycles
 
 
@@ -372,6 +382,32 @@ def test_engine_refuses_colours_it_cannot_index():
               "rounds": 1, "mode": 0}
     with pytest.raises(ValueError, match="colours"):
         Engine(1, 2, 1 << 15, 4, params)
+    with pytest.raises(ValueError, match="wavelets a queue"):   # int16 queue counts
+        Engine(1, 2, 2, 1 << 15, params)
+    for x_colour in (-1, 2):                    # its wake time is kept in that queue
+        with pytest.raises(ValueError, match="x_colour"):
+            Engine(1, 2, 2, 4, dict(params, x_colour=x_colour))
     eng = Engine(1, 2, 2, 4, params)
     with pytest.raises(ValueError, match="one per colour"):
         eng.set_reduction([0, 3, 3], [0, 1, 0], [-1, 0], [1, 1])
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_data_tasks_find_their_column_from_the_cursor_or_by_bisection(compressed):
+    """A weight-stationary data task looks for its column from where its PE's last task
+    stopped, stepping over at most 8 entries of the columns the stream skipped, and
+    bisects its block's list otherwise (farther on, or a new round). Either way it must
+    find the same weights: columns holding 0, 1, 2, 4, 8, 9 or 32 nonzeros in each PE's
+    block, with x zero on rows picked at random (skipped), over several rounds, give
+    W @ X and the MACs counted here."""
+    rng = np.random.default_rng(11)
+    M, K, N, bm = 96, 40, 4, 32
+    per_block = rng.choice([0, 1, 2, 4, 8, 9, 32], K)
+    dense = np.zeros((M, K))
+    for k in range(K):
+        for r0 in range(0, M, bm):
+            rows = r0 + rng.choice(bm, per_block[k], replace=False)
+            dense[rows, k] = rng.standard_normal(per_block[k])
+    W = sps.csr_matrix(dense)
+    X = rng.standard_normal((K, N)) * (rng.random((K, N)) < 0.5)
+    _run_on_blocks(W, X, np.array([0, 32, 64, 96]), np.array([0, 10, 20, 30, 40]), compressed)
