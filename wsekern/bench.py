@@ -197,16 +197,18 @@ def _conv_cases(B, C, S):
             yield ws, xs, x, w
 
 
+def _torch_conv_time(torch, x, w, repeat):
+    """torch.nn.functional.conv2d's best time on one bench conv case (stride 1, pad 1)."""
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+    with torch.no_grad():
+        return best_time(lambda: torch.nn.functional.conv2d(xt, wt, padding=1), repeat)
+
+
 def torch_conv_times(shape, repeat, threads):
     """torch's best time for each bench conv case, in this process (the child's side)."""
     import torch
-    times = []
-    with limit_threads(threads), torch.no_grad():
-        for _, _, x, w in _conv_cases(*shape):
-            xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-            times.append(best_time(lambda: torch.nn.functional.conv2d(xt, wt, padding=1),
-                                   repeat))
-    return times
+    with limit_threads(threads):
+        return [_torch_conv_time(torch, x, w, repeat) for _, _, x, w in _conv_cases(*shape)]
 
 
 def _torch_conv_times_at_isa(path, shape, repeat, threads):
@@ -266,10 +268,7 @@ def bench_conv(repeat=5, threads=1, out=print, shape=(8, 64, 32)):
                                       repeat),
                  "im2col": best_time(im2col_blas, repeat)}
             if torch is not None:
-                xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-                with torch.no_grad():
-                    r["torch"] = best_time(
-                        lambda: torch.nn.functional.conv2d(xt, wt, padding=1), repeat)
+                r["torch"] = _torch_conv_time(torch, x, w, repeat)
         if at_isa:
             r["torch_at_isa"] = at_isa[i]
         t_torch = f"{r['torch'] * 1e3:9.3f}" if "torch" in r else f"{'-':>9}"
