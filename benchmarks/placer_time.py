@@ -57,6 +57,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(CHILD, action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds must be at least 1; received {args.rounds}")
+    if args.warm < 0:
+        p.error(f"--warm must be 0 or more; received {args.warm}")
     if args.child:
         return child(args)
     cold, warm, chosen = [], [], set()

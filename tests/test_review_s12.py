@@ -1,6 +1,6 @@
-"""Hostile inputs found by the session-12 review in files other helpers were editing at the
-time: each test states the expected behaviour and is marked xfail (strict) with the fix it
-waits for, so that the fix turns it into a pass that must drop the marker."""
+"""Hostile inputs found by the session-12 review. Those in files other helpers were editing
+at the time state the expected behaviour and are marked xfail (strict) with the fix they
+wait for, so that the fix turns them into a pass that must drop the marker."""
 import pytest
 from conftest import run_in_child
 
@@ -59,3 +59,19 @@ def test_engine_refuses_latencies_its_queue_counts_cannot_hold():
     cycles, so this is the engine's own guard)."""
     from conftest import assert_refused_in_child
     assert_refused_in_child(_ENGINE_LATENCIES, 16, needles=("wavelets a queue", "latenc"))
+
+
+@pytest.mark.parametrize("argv, needle", [(["--rounds", "0"], "--rounds"),
+                                          (["--rounds", "-2"], "--rounds"),
+                                          (["--warm", "-1"], "--warm")])
+def test_placer_time_refuses_counts_it_cannot_run(argv, needle):
+    """benchmarks/placer_time.py: no rounds ended in 'the rounds chose different
+    placements', and a negative --warm in an IndexError after a child ran; both are usage
+    errors (argparse's exit status 2, naming the option), before any child starts."""
+    import os
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "placer_time.py")
+    done = subprocess.run([sys.executable, script] + argv, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and needle in done.stderr, (done.returncode, done.stderr)
