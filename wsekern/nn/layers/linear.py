@@ -5,7 +5,13 @@ is added in place and the exact GELU (when it is the activation) overwrites that
 keeping its derivative. Backward: dx = dy W^T and dW = X^T dy, one GEMM each on the 2-D
 views (no transposed copies), db the column sums of dy. Autograd-wise this is what
 reshape, matmul, add and gelu compose to, in one node and without their temporaries.
+
+dy times the GELU's derivative lives only inside the backward call: it is written into a
+buffer kept per thread and reused from step to step, so that a training step does not ask
+the system for fresh pages (each first touch of them a page fault) for it.
 """
+import threading
+
 import numpy as np
 
 from ... import _activations
@@ -38,6 +44,24 @@ def add_bias_activation(y, bias=None, activation=None):
     return d.reshape(y.shape)
 
 
+# the per-thread buffer behind _scratch, and the largest product kept in one (bytes); a
+# larger one is a fresh array each time
+_local = threading.local()
+SCRATCH_LIMIT = 64 * 2**20
+
+
+def _scratch(shape, dtype):
+    """An uninitialised array of ``shape`` and ``dtype`` in this thread's reused buffer
+    (valid until the next call on this thread), or a fresh one above SCRATCH_LIMIT."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes > SCRATCH_LIMIT:
+        return np.empty(shape, dtype)
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _local.buf = np.empty(max(nbytes, 1), np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
 def linear(x, kernel, bias=None, gelu=False):
     """``gelu(x @ kernel + bias)`` (or without the GELU) for x (..., K), kernel (K, units)."""
     xd = x.data
@@ -51,12 +75,21 @@ def linear(x, kernel, bias=None, gelu=False):
     def backward(g):
         # in the model's dtype, as the unfused ops keep it (a float64 upstream gradient)
         g2 = g.reshape(rows, units).astype(kernel.data.dtype, copy=False)  # (rows, units)
-        if d is not None:
-            g2 = (g2 * d).astype(kernel.data.dtype, copy=False)
+        db = None
+        if d is not None:               # d has the model's dtype: so has the product
+            out = _scratch(g2.shape, g2.dtype)
+            if (bias is not None and bias.requires_grad and units > 1 and g2.flags.c_contiguous
+                    and d.dtype == g2.dtype and d.flags.c_contiguous):
+                db = np.empty(units, g2.dtype)     # the product and its column sums at once
+                # (NumPy's bits: rows added in order; one column it sums pairwise)
+                _activations.scale_column_sums(g2, d, out, db)
+                g2 = out
+            else:
+                g2 = np.multiply(g2, d, out=out)
         if x.requires_grad:
             x.accumulate((g2 @ kernel.data.T).reshape(xd.shape))
         if kernel.requires_grad:
             kernel.accumulate(x2.T @ g2)
         if bias is not None and bias.requires_grad:
-            bias.accumulate(g2.sum(axis=0))
+            bias.accumulate(g2.sum(axis=0) if db is None else db)
     return Tensor(y.reshape(xd.shape[:-1] + (units,)), parents=parents, backward=backward)
