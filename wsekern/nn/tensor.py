@@ -5,22 +5,14 @@ gradient of the output, accumulates gradients into the parents. ``backward()`` w
 the graph in reverse topological order. Matmuls by sparse weights and convolutions
 call the wsekern kernels (see ops in layers); everything else is NumPy.
 """
-import threading
-
 import numpy as np
-
-# per thread: how many backward() passes are running (accumulate owns its sums only then)
-_passes = threading.local()
 
 
 class Tensor:
     """An array, its gradient, and how it was made."""
     # _keras_mask: None, or the mask a layer's output carries (set to None here: a getattr
     # on an empty slot raises inside, ~7x slower, and every layer call reads it)
-    # _owned: the gradient array accumulate allocated itself during the running backward
-    # pass (nobody else holds it), so it may add into it in place; None otherwise
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "name", "_keras_mask",
-                 "_owned")
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "name", "_keras_mask")
     __array_priority__ = 100          # so ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, parents=(), backward=None, name=None):
@@ -37,7 +29,6 @@ class Tensor:
         self._backward = backward if requires_grad else None
         self.name = name
         self._keras_mask = None
-        self._owned = None
 
     # -- basics --------------------------------------------------------------
     @property
@@ -63,25 +54,9 @@ class Tensor:
         return f"Tensor(shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
 
     def accumulate(self, g):
-        """Add ``g`` to this tensor's gradient (the only way gradients are written).
-
-        The first ``g`` is kept as it is (no copy). During a backward pass, the sum this
-        method allocated is its own: later ``g`` of the same shape and dtype are added into
-        it in place (the same values as ``grad + g``, without a new array each time). That
-        ownership ends with the pass, so a gradient read after ``backward()`` never changes
-        under a later pass; an array handed in as ``g`` is never written."""
-        if not self.requires_grad:
-            return
-        grad = self.grad
-        if grad is None:
-            self.grad = g
-        elif (grad is self._owned and type(g) is np.ndarray and g.shape == grad.shape
-              and g.dtype == grad.dtype):
-            np.add(grad, g, out=grad)
-        else:
-            grad = self.grad = grad + g
-            if getattr(_passes, "depth", 0) and type(grad) is np.ndarray:
-                self._owned = grad
+        """Add ``g`` to this tensor's gradient (the only way gradients are written)."""
+        if self.requires_grad:
+            self.grad = g if self.grad is None else self.grad + g
 
     def backward(self, grad=None):
         """Gradients of this tensor with respect to every tensor that requires them."""
@@ -105,15 +80,9 @@ class Tensor:
                 if p.requires_grad and id(p) not in seen:
                     push((p, False))
         self.grad = np.ones_like(self.data) if grad is None else grad
-        _passes.depth = getattr(_passes, "depth", 0) + 1
-        try:
-            for node in reversed(order):
-                if node._backward is not None and node.grad is not None:
-                    node._backward(node.grad)
-        finally:
-            _passes.depth -= 1
-            for node in order:
-                node._owned = None
+        for node in reversed(order):
+            if node._backward is not None and node.grad is not None:
+                node._backward(node.grad)
 
     # -- operators -----------------------------------------------------------
     def __add__(self, other):

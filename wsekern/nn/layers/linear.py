@@ -6,12 +6,7 @@ keeping its derivative. Backward: dx = dy W^T and dW = X^T dy, one GEMM each on 
 views (no transposed copies), db the column sums of dy. Autograd-wise this is what
 reshape, matmul, add and gelu compose to, in one node and without their temporaries.
 
-dy times the GELU's derivative lives only inside the backward call: it is written into a
-buffer kept per thread and reused from step to step, so that a training step does not ask
-the system for fresh pages (each first touch of them a page fault) for it.
 """
-import threading
-
 import numpy as np
 
 from ... import _activations
@@ -44,24 +39,6 @@ def add_bias_activation(y, bias=None, activation=None):
     return d.reshape(y.shape)
 
 
-# the per-thread buffer behind _scratch, and the largest product kept in one (bytes); a
-# larger one is a fresh array each time
-_local = threading.local()
-SCRATCH_LIMIT = 64 * 2**20
-
-
-def _scratch(shape, dtype):
-    """An uninitialised array of ``shape`` and ``dtype`` in this thread's reused buffer
-    (valid until the next call on this thread), or a fresh one above SCRATCH_LIMIT."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if nbytes > SCRATCH_LIMIT:
-        return np.empty(shape, dtype)
-    buf = getattr(_local, "buf", None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = _local.buf = np.empty(max(nbytes, 1), np.uint8)
-    return buf[:nbytes].view(dtype).reshape(shape)
-
-
 def linear(x, kernel, bias=None, gelu=False):
     """``gelu(x @ kernel + bias)`` (or without the GELU) for x (..., K), kernel (K, units)."""
     xd = x.data
@@ -77,7 +54,7 @@ def linear(x, kernel, bias=None, gelu=False):
         g2 = g.reshape(rows, units).astype(kernel.data.dtype, copy=False)  # (rows, units)
         db = None
         if d is not None:               # d has the model's dtype: so has the product
-            out = _scratch(g2.shape, g2.dtype)
+            out = np.empty_like(g2)
             if (bias is not None and bias.requires_grad and units > 1 and g2.flags.c_contiguous
                     and d.dtype == g2.dtype and d.flags.c_contiguous):
                 db = np.empty(units, g2.dtype)     # the product and its column sums at once
