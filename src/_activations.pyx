@@ -57,3 +57,37 @@ def gelu(const floating[::1] x, floating[::1] out, floating[::1] d, int n_thread
                 cdf = 0.5 * (1 + erf(v * INV_SQRT2))
                 d[i] = cdf + v * exp(-0.5 * v * v) * INV_SQRT_2PI
                 out[i] = v * cdf
+
+
+def scale_column_sums(const floating[:, ::1] g, const floating[:, ::1] d,
+                      floating[:, ::1] out, floating[::1] sums):
+    """out = g * d and sums = out.sum(axis=0), in one pass over the rows (a Dense layer's
+    backward: the upstream gradient times the activation's derivative, and the bias
+    gradient). The sums add the rows in order in the arrays' dtype, starting from zero
+    (so -0.0 sums to 0.0), as NumPy's column sums of a C-contiguous array of two or more
+    columns do: the same bits (a single column NumPy sums pairwise, which this does not).
+    ``out`` may be ``g`` itself. Shapes: g, d, out (n, m), sums (m,); n = 0 gives zero
+    sums."""
+    cdef Py_ssize_t n = g.shape[0], m = g.shape[1], i, j
+    cdef floating* o
+    cdef floating* s
+    cdef const floating* gr
+    cdef const floating* dr
+    if (d.shape[0] != n or d.shape[1] != m or out.shape[0] != n or out.shape[1] != m
+            or sums.shape[0] != m):
+        raise ValueError(f"scale_column_sums: d and out need g's shape ({n}, {m}) and sums "
+                         f"({m},); received d ({d.shape[0]}, {d.shape[1]}), out "
+                         f"({out.shape[0]}, {out.shape[1]}), sums ({sums.shape[0]},)")
+    if m == 0:
+        return
+    s = &sums[0]
+    with nogil:
+        for j in range(m):
+            s[j] = 0
+        for i in range(n):
+            gr = &g[i, 0]
+            dr = &d[i, 0]
+            o = &out[i, 0]
+            for j in range(m):
+                o[j] = gr[j] * dr[j]
+                s[j] = s[j] + o[j]

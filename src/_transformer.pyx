@@ -113,15 +113,26 @@ def layer_norm_backward(const floating[:, ::1] g, const floating[:, ::1] x,
             m = mean[i]
             r = rstd[i]
             _grad_sums(&g[i, 0], &x[i, 0], &gamma[0], m, r, d, &a, &b)
-            for j in range(d):
-                xh = (x[i, j] - m) * r
-                dgamma[j] += g[i, j] * xh
-                dbeta[j] += g[i, j]
             a /= d
             b /= d
-            for j in range(d):
-                xh = (x[i, j] - m) * r
-                dx[i, j] = <floating>(r * (<double>g[i, j] * gamma[j] - a - xh * b))
+            # one pass for the parameters' sums and dx (xhat computed once per value)
+            _grad_row(&g[i, 0], &x[i, 0], &gamma[0], m, r, a, b, d, &dgamma[0], &dbeta[0],
+                      &dx[i, 0])
+
+
+cdef inline void _grad_row(const floating* g, const floating* x, const floating* gamma,
+                           double m, double r, double a, double b, Py_ssize_t d,
+                           double* dgamma, double* dbeta, floating* dx) noexcept nogil:
+    """dgamma += g * xhat, dbeta += g and dx = r * (g * gamma - a - xhat * b) over a row,
+    each value as the separate loops computed it (the same bits)."""
+    cdef Py_ssize_t j
+    cdef double xh, gj
+    for j in range(d):
+        gj = g[j]
+        xh = (x[j] - m) * r
+        dgamma[j] += gj * xh
+        dbeta[j] += gj
+        dx[j] = <floating>(r * (gj * gamma[j] - a - xh * b))
 
 
 cdef inline void _grad_sums(const floating* g, const floating* x, const floating* gamma,

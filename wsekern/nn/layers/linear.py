@@ -5,6 +5,7 @@ is added in place and the exact GELU (when it is the activation) overwrites that
 keeping its derivative. Backward: dx = dy W^T and dW = X^T dy, one GEMM each on the 2-D
 views (no transposed copies), db the column sums of dy. Autograd-wise this is what
 reshape, matmul, add and gelu compose to, in one node and without their temporaries.
+
 """
 import numpy as np
 
@@ -51,12 +52,21 @@ def linear(x, kernel, bias=None, gelu=False):
     def backward(g):
         # in the model's dtype, as the unfused ops keep it (a float64 upstream gradient)
         g2 = g.reshape(rows, units).astype(kernel.data.dtype, copy=False)  # (rows, units)
-        if d is not None:
-            g2 = (g2 * d).astype(kernel.data.dtype, copy=False)
+        db = None
+        if d is not None:               # d has the model's dtype: so has the product
+            out = np.empty_like(g2)
+            if (bias is not None and bias.requires_grad and units > 1 and g2.flags.c_contiguous
+                    and d.dtype == g2.dtype and d.flags.c_contiguous):
+                db = np.empty(units, g2.dtype)     # the product and its column sums at once
+                # (NumPy's bits: rows added in order; one column it sums pairwise)
+                _activations.scale_column_sums(g2, d, out, db)
+                g2 = out
+            else:
+                g2 = np.multiply(g2, d, out=out)
         if x.requires_grad:
             x.accumulate((g2 @ kernel.data.T).reshape(xd.shape))
         if kernel.requires_grad:
             kernel.accumulate(x2.T @ g2)
         if bias is not None and bias.requires_grad:
-            bias.accumulate(g2.sum(axis=0))
+            bias.accumulate(g2.sum(axis=0) if db is None else db)
     return Tensor(y.reshape(xd.shape[:-1] + (units,)), parents=parents, backward=backward)
