@@ -55,6 +55,7 @@ import scipy.sparse as sps
 from .._screen import any_zero as _any_zero
 from .._screen import dense_stream as _dense_stream
 from .._step_cost import ws_dead_columns as _ws_dead_columns
+from .._step_cost import ws_pack_entries as _ws_pack_entries
 from .._step_cost import ws_step_columns as _ws_step_columns
 from . import placement as placer
 from .figures import energy as _energy
@@ -132,7 +133,7 @@ def weight_stationary_cycles(w, x_nz, config, region):
         x_nz.view(np.uint8), st["k_b"], st["s_indptr"], st["s_rows"], st["s_data"],
         st["t_dense"], st["choice_cm"], st["comp_total_cm"], st["dense_total_cm"],
         st["task"], st["scalar"], st["task"], st["wpv"], dt, False,     # S checked once
-        st["pipeline"], st["dead"])
+        st["pipeline"], st["dead"], st["packed"])
     busy_max = busy + N * eos if R * C else 0.0
     lower = max(st["first_hop"] + busy_max, st["first_hop"] + v_max * dt,
                 N * (st["L_max"] + task) if C > 1 else 0.0) + task
@@ -217,12 +218,15 @@ def _step_structure(w, config, region):
                              float(config.ramp_cycles), float(_turnaround(config)),
                              float(config.task_cycles + config.setup_cycles),
                              float(_cushion(config)), float(structure["fill"][0]))
+    # each entry's row block and count in one uint16 where both fit in a byte (None
+    # otherwise): the step's pass over X reads a quarter of the memory
+    structure["packed"] = _ws_pack_entries(structure["s_rows"], structure["s_data"])
     # the O(nnz) checks of the structure, once: every step passes it unchanged (check=False)
     _ws_step_columns(np.zeros((w.K, 0), np.uint8), k_b, structure["s_indptr"],
                      structure["s_rows"], structure["s_data"], structure["t_dense"],
                      structure["choice_cm"],
                      structure["comp_total_cm"], structure["dense_total_cm"], 0.0, 0.0, 0.0, 1,
-                     1.0)
+                     1.0, packed=structure["packed"])
     w.cache[key] = (config, structure)
     return structure
 
