@@ -177,11 +177,21 @@ def test_the_packed_entries_hold_what_fits_in_a_byte_and_only_that():
     assert ws_pack_entries(np.zeros(0, np.int32), np.zeros(0, np.int32)).shape == (0,)
     for r, d in ((256, 1), (1, 256), (-1, 1), (1, -1), (2 ** 31 - 1, 1)):
         assert ws_pack_entries(np.array([3, r], np.int32), np.array([1, d], np.int32)) is None
-    # a real structure: rows below R = 127, a block's nonzeros per column of W up to 6
+    # a structure _step_structure makes: 16 row blocks, a few nonzeros per block and column
+    cfg = wk.WaferConfig.small(16, 16)
     W = sps.random(300, 200, density=0.3, format="csr", random_state=3)
-    st = analytic._step_structure(WeightStats(W), wk.WaferConfig.small(16, 16), (0, 0, 16, 16))
+    st = analytic._step_structure(WeightStats(W), cfg, (0, 0, 16, 16))
     assert st["packed"] is not None
     assert np.array_equal(st["packed"], st["s_rows"] | (st["s_data"] << 8))
+    # 300 nonzeros in one block's column: no packing, and the step is the report's still
+    W = sps.csr_array(np.ones((300, 6), np.float32))
+    st = analytic._step_structure(WeightStats(W), cfg, (0, 0, 1, 2))
+    assert st["packed"] is None and st["s_data"].max() == 300
+    x_nz = np.random.default_rng(1).random((6, 5)) < 0.6
+    rep = analytic.weight_stationary(W, x_nz.astype(np.float32), cfg, (0, 0, 1, 2),
+                                     exact=False, full=False)
+    assert analytic.weight_stationary_cycles(WeightStats(W), x_nz, cfg, (0, 0, 1, 2)) == (
+        rep.cycles, rep.cycles_lower, rep.sram_peak_bytes)
 
 
 def test_the_packed_entries_are_refused_when_they_do_not_match():
