@@ -194,6 +194,35 @@ def test_the_packed_entries_hold_what_fits_in_a_byte_and_only_that():
         rep.cycles, rep.cycles_lower, rep.sram_peak_bytes)
 
 
+@pytest.mark.parametrize("M, K, R, C", [(90, 70, 4, 5), (40, 30, 1, 1), (12, 50, 12, 7),
+                                        (30, 0, 3, 1), (0, 9, 1, 3), (60, 20, 7, 20)])
+def test_the_entries_by_column_counted_in_one_table_are_scipys(M, K, R, C, monkeypatch):
+    """_entries_by_column's dense count (bincount over K x R cells) against SciPy's
+    sum_duplicates and transpose (the path beyond the cell limit): the same indptr,
+    indices and counts, of the same dtypes, for random patterns with duplicate entries,
+    empty columns and rows, an empty W."""
+    rng = np.random.default_rng(M + K + R + C)
+    for density in (0.0, 0.1, 0.6):
+        nnz = int(density * M * K)
+        rows, cols = rng.integers(0, max(M, 1), nnz), rng.integers(0, max(K, 1), nnz)
+        order = np.argsort(rows, kind="stable")      # CSR that keeps the duplicates
+        W = sps.csr_array((np.ones(nnz, np.float32), cols[order].astype(np.int32),
+                           np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=M))])),
+                          shape=(M, K))
+        stats = WeightStats(W)
+        assert len(stats.w_row) == nnz
+        rb, cb = stats.row_block(R)[1], stats.col_block(C)[1]
+        dense = analytic._entries_by_column(stats, rb, cb, R, C)
+        monkeypatch.setattr(analytic, "_DENSE_COUNT_CELLS", -1)
+        sparse = analytic._entries_by_column(stats, rb, cb, R, C)
+        monkeypatch.undo()
+        for a, b in ((dense.indptr, sparse.indptr), (dense.indices, sparse.indices),
+                     (dense.data, sparse.data)):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        assert dense.shape == sparse.shape == (K, R * C)
+        assert dense.data.sum() == len(stats.w_row)
+
+
 def test_the_packed_entries_are_refused_when_they_do_not_match():
     """ws_step_columns refuses a ``packed`` of another length, or (when checking) one
     that does not hold s_rows and s_data, and ws_pack_entries arrays of two lengths (in a

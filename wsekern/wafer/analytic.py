@@ -140,6 +140,33 @@ def weight_stationary_cycles(w, x_nz, config, region):
     return float(est), float(min(lower, est)), sram
 
 
+# _entries_by_column counts in a dense K x R table up to this many cells (one pass of
+# bincount), beyond it through SciPy's sort (the same matrix)
+_DENSE_COUNT_CELLS = 1 << 24
+
+
+def _entries_by_column(w, rb, cb, R, C):
+    """W's nonzeros per (block, column of W), by column of W (a step skips the columns no
+    activation reaches): K x R * C CSR, row k holding blocks b = r * C + cb[k] in r order
+    and their counts (duplicates summed); indptr int64, indices int32, counts int64."""
+    K = w.K
+    if K * R <= _DENSE_COUNT_CELLS:
+        counts = np.bincount(w.w_col * R + rb[w.w_row], minlength=K * R)
+        cell = np.flatnonzero(counts)           # by k, then r (2-D nonzero is far slower)
+        k, r = np.divmod(cell, R) if R else (cell, cell)
+        indptr = np.zeros(K + 1, np.int64)
+        np.cumsum(np.bincount(k, minlength=K), out=indptr[1:])
+        S = sps.csr_array((counts[cell].astype(np.int64), r * C + cb[k], indptr),
+                          shape=(K, R * C))
+    else:
+        S = sps.csr_array((np.ones(w.nnz, np.int64),
+                           (rb[w.w_row] * C + cb[w.w_col], w.w_col)), shape=(R * C, K))
+        S.sum_duplicates()
+        S = S.T.tocsr()
+    S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+    return S
+
+
 def _step_structure(w, config, region):
     """What :func:`weight_stationary_cycles` reads of W's structure (``w``, its
     WeightStats) on ``region`` whatever the batch, kept on ``w`` per (config, region)."""
@@ -157,12 +184,7 @@ def _step_structure(w, config, region):
     st = placer._ws_static(Operands(None, np.zeros((w.K, 0), bool), w), config, region)
     _, rb = w.row_block(R)
     _, cb = w.col_block(C)
-    # nonzeros per (block, column of W): block b = r * C + c (duplicates summed)
-    S = sps.csr_array((np.ones(w.nnz, np.int64), (rb[w.w_row] * C + cb[w.w_col], w.w_col)),
-                      shape=(R * C, w.K))
-    S.sum_duplicates()
-    S = S.T.tocsr()      # by column of W: a step skips the columns no activation reaches
-    S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+    S = _entries_by_column(w, rb, cb, R, C)
     M_r = np.diff(st["m_b"])
     red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
