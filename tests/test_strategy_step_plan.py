@@ -10,7 +10,7 @@ import scipy.sparse as sps
 import wsekern as wk
 from wsekern import nn
 from wsekern._pipeline import grid_pipeline
-from wsekern._step_cost import ws_dead_columns, ws_step_columns, ws_step_stream
+from wsekern._step_cost import ws_dead_columns, ws_pack_entries, ws_step_columns, ws_step_stream
 from wsekern.nn import columns
 from wsekern.nn import layers as L
 from wsekern.nn.strategy import LayerPlacement
@@ -138,6 +138,16 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
             for a, b in zip(got, want[:7]):
                 assert type(a) is type(b)
                 assert np.array_equal(a, b, equal_nan=True), (trial, "dead", a, b)
+            # W's entries packed in one uint16 each (row block | count << 8): the same
+            packed = ws_pack_entries(layout[1], layout[2])
+            assert packed.dtype == np.uint16 and np.array_equal(packed & 0xFF, layout[1])
+            assert np.array_equal(packed >> 8, layout[2])
+            for d in (None, dead):
+                got = ws_step_columns(x, k_b, *layout[:3], t_dense, *layout[3:], *tail,
+                                      check, None, d, packed)
+                for a, b in zip(got, want[:7]):
+                    assert type(a) is type(b)
+                    assert np.array_equal(a, b, equal_nan=True), (trial, "packed", a, b)
         # with the columns' chain run in the same call: grid_pipeline's very float
         L = np.array([int(rng.integers(0, 4))], np.int_)
         pipe = (L, 1.0, 2.0, float(rng.integers(1, 5)), 9.0, float(rng.integers(0, 6)),
@@ -148,11 +158,92 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
                             9.0, task, pipe[5], np.array([pipe[6]]))
         assert type(got[7]) is float and np.array_equal(got[7], est, equal_nan=True)
         dead = ws_dead_columns(t_dense, *narrow[3:], task, scalar)
-        got = ws_step_columns(x, k_b, *narrow[:3], t_dense, *narrow[3:], *tail, False, pipe,
-                              dead)
-        assert type(got[7]) is float and np.array_equal(got[7], est, equal_nan=True)
-        for a, b in zip(got, want[:7]):
-            assert np.array_equal(a, b, equal_nan=True), (trial, "dead+chain", a, b)
+        for packed in (None, ws_pack_entries(narrow[1], narrow[2])):
+            got = ws_step_columns(x, k_b, *narrow[:3], t_dense, *narrow[3:], *tail, False,
+                                  pipe, dead, packed)
+            assert type(got[7]) is float and np.array_equal(got[7], est, equal_nan=True)
+            for a, b in zip(got, want[:7]):
+                assert np.array_equal(a, b, equal_nan=True), (trial, "dead+chain", a, b)
+
+
+def test_the_packed_entries_hold_what_fits_in_a_byte_and_only_that():
+    """ws_pack_entries packs row block and count into one uint16 where both lie in
+    0..255 (the edges included) and gives None where either does not."""
+    rows = np.array([0, 255, 7, 128], np.int32)
+    data = np.array([255, 0, 1, 128], np.int32)
+    packed = ws_pack_entries(rows, data)
+    assert packed.dtype == np.uint16
+    assert packed.tolist() == [0xFF00, 0x00FF, 0x0107, 0x8080]
+    assert ws_pack_entries(np.zeros(0, np.int32), np.zeros(0, np.int32)).shape == (0,)
+    for r, d in ((256, 1), (1, 256), (-1, 1), (1, -1), (2 ** 31 - 1, 1)):
+        assert ws_pack_entries(np.array([3, r], np.int32), np.array([1, d], np.int32)) is None
+    # a structure _step_structure makes: 16 row blocks, a few nonzeros per block and column
+    cfg = wk.WaferConfig.small(16, 16)
+    W = sps.random(300, 200, density=0.3, format="csr", random_state=3)
+    st = analytic._step_structure(WeightStats(W), cfg, (0, 0, 16, 16))
+    assert st["packed"] is not None
+    assert np.array_equal(st["packed"], st["s_rows"] | (st["s_data"] << 8))
+    # 300 nonzeros in one block's column: no packing, and the step is the report's still
+    W = sps.csr_array(np.ones((300, 6), np.float32))
+    st = analytic._step_structure(WeightStats(W), cfg, (0, 0, 1, 2))
+    assert st["packed"] is None and st["s_data"].max() == 300
+    x_nz = np.random.default_rng(1).random((6, 5)) < 0.6
+    rep = analytic.weight_stationary(W, x_nz.astype(np.float32), cfg, (0, 0, 1, 2),
+                                     exact=False, full=False)
+    assert analytic.weight_stationary_cycles(WeightStats(W), x_nz, cfg, (0, 0, 1, 2)) == (
+        rep.cycles, rep.cycles_lower, rep.sram_peak_bytes)
+
+
+@pytest.mark.parametrize("M, K, R, C", [(90, 70, 4, 5), (40, 30, 1, 1), (12, 50, 12, 7),
+                                        (30, 0, 3, 1), (0, 9, 1, 3), (60, 20, 7, 20)])
+def test_the_entries_by_column_counted_in_one_table_are_scipys(M, K, R, C, monkeypatch):
+    """_entries_by_column's dense count (bincount over K x R cells) against SciPy's
+    sum_duplicates and transpose (the path beyond the cell limit): the same indptr,
+    indices and counts, of the same dtypes, for random patterns with duplicate entries,
+    empty columns and rows, an empty W."""
+    rng = np.random.default_rng(M + K + R + C)
+    for density in (0.0, 0.1, 0.6):
+        nnz = int(density * M * K)
+        rows, cols = rng.integers(0, max(M, 1), nnz), rng.integers(0, max(K, 1), nnz)
+        order = np.argsort(rows, kind="stable")      # CSR that keeps the duplicates
+        W = sps.csr_array((np.ones(nnz, np.float32), cols[order].astype(np.int32),
+                           np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=M))])),
+                          shape=(M, K))
+        stats = WeightStats(W)
+        assert len(stats.w_row) == nnz
+        rb, cb = stats.row_block(R)[1], stats.col_block(C)[1]
+        dense = analytic._entries_by_column(stats, rb, cb, R, C)
+        monkeypatch.setattr(analytic, "_DENSE_COUNT_CELLS", -1)
+        sparse = analytic._entries_by_column(stats, rb, cb, R, C)
+        monkeypatch.undo()
+        for a, b in ((dense.indptr, sparse.indptr), (dense.indices, sparse.indices),
+                     (dense.data, sparse.data)):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        assert dense.shape == sparse.shape == (K, R * C)
+        assert dense.data.sum() == len(stats.w_row)
+
+
+def test_the_packed_entries_are_refused_when_they_do_not_match():
+    """ws_step_columns refuses a ``packed`` of another length, or (when checking) one
+    that does not hold s_rows and s_data, and ws_pack_entries arrays of two lengths (in a
+    child process: a segfault fails this test only)."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._step_cost import ws_pack_entries, ws_step_columns
+        rows, data = np.array([0, 0], np.int32), np.array([1, 2], np.int32)
+        ok = [np.ones((4, 2), np.uint8), np.array([0, 2, 4], np.int_),
+              np.array([0, 1, 2, 2, 2], np.int64), rows, data, np.ones(1),
+              np.zeros(2, np.int8), np.zeros(2, np.int64), np.zeros(2, np.int64), 4.0, 22.0,
+              4.0, 2, 1.0, True, None, None]
+        packed = ws_pack_entries(rows, data)
+        ws_step_columns(*ok, packed)
+        cases = [lambda: ws_step_columns(*ok, packed[:1]),
+                 lambda: ws_step_columns(*ok, packed + np.uint16(1)),
+                 lambda: ws_step_columns(*ok, packed + np.uint16(256)),
+                 lambda: ws_step_columns(*ok, packed.astype(np.int32)),
+                 lambda: ws_pack_entries(rows, data[:1])]
+    """, 5, needles=("packed", "dtype", "one length"))
 
 
 def test_the_dead_columns_figures_are_refused_when_they_do_not_match():

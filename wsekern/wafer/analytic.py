@@ -55,6 +55,7 @@ import scipy.sparse as sps
 from .._screen import any_zero as _any_zero
 from .._screen import dense_stream as _dense_stream
 from .._step_cost import ws_dead_columns as _ws_dead_columns
+from .._step_cost import ws_pack_entries as _ws_pack_entries
 from .._step_cost import ws_step_columns as _ws_step_columns
 from . import placement as placer
 from .figures import energy as _energy
@@ -132,11 +133,38 @@ def weight_stationary_cycles(w, x_nz, config, region):
         x_nz.view(np.uint8), st["k_b"], st["s_indptr"], st["s_rows"], st["s_data"],
         st["t_dense"], st["choice_cm"], st["comp_total_cm"], st["dense_total_cm"],
         st["task"], st["scalar"], st["task"], st["wpv"], dt, False,     # S checked once
-        st["pipeline"], st["dead"])
+        st["pipeline"], st["dead"], st["packed"])
     busy_max = busy + N * eos if R * C else 0.0
     lower = max(st["first_hop"] + busy_max, st["first_hop"] + v_max * dt,
                 N * (st["L_max"] + task) if C > 1 else 0.0) + task
     return float(est), float(min(lower, est)), sram
+
+
+# _entries_by_column counts in a dense K x R table up to this many cells (one pass of
+# bincount), beyond it through SciPy's sort (the same matrix)
+_DENSE_COUNT_CELLS = 1 << 24
+
+
+def _entries_by_column(w, rb, cb, R, C):
+    """W's nonzeros per (block, column of W), by column of W (a step skips the columns no
+    activation reaches): K x R * C CSR, row k holding blocks b = r * C + cb[k] in r order
+    and their counts (duplicates summed); indptr int64, indices int32, counts int64."""
+    K = w.K
+    if K * R <= _DENSE_COUNT_CELLS:
+        counts = np.bincount(w.w_col * R + rb[w.w_row], minlength=K * R)
+        cell = np.flatnonzero(counts)           # by k, then r (2-D nonzero is far slower)
+        k, r = np.divmod(cell, R) if R else (cell, cell)
+        indptr = np.zeros(K + 1, np.int64)
+        np.cumsum(np.bincount(k, minlength=K), out=indptr[1:])
+        S = sps.csr_array((counts[cell].astype(np.int64), r * C + cb[k], indptr),
+                          shape=(K, R * C))
+    else:
+        S = sps.csr_array((np.ones(w.nnz, np.int64),
+                           (rb[w.w_row] * C + cb[w.w_col], w.w_col)), shape=(R * C, K))
+        S.sum_duplicates()
+        S = S.T.tocsr()
+    S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+    return S
 
 
 def _step_structure(w, config, region):
@@ -156,12 +184,7 @@ def _step_structure(w, config, region):
     st = placer._ws_static(Operands(None, np.zeros((w.K, 0), bool), w), config, region)
     _, rb = w.row_block(R)
     _, cb = w.col_block(C)
-    # nonzeros per (block, column of W): block b = r * C + c (duplicates summed)
-    S = sps.csr_array((np.ones(w.nnz, np.int64), (rb[w.w_row] * C + cb[w.w_col], w.w_col)),
-                      shape=(R * C, w.K))
-    S.sum_duplicates()
-    S = S.T.tocsr()      # by column of W: a step skips the columns no activation reaches
-    S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+    S = _entries_by_column(w, rb, cb, R, C)
     M_r = np.diff(st["m_b"])
     red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
@@ -217,12 +240,15 @@ def _step_structure(w, config, region):
                              float(config.ramp_cycles), float(_turnaround(config)),
                              float(config.task_cycles + config.setup_cycles),
                              float(_cushion(config)), float(structure["fill"][0]))
+    # each entry's row block and count in one uint16 where both fit in a byte (None
+    # otherwise): the step's pass over X reads a quarter of the memory
+    structure["packed"] = _ws_pack_entries(structure["s_rows"], structure["s_data"])
     # the O(nnz) checks of the structure, once: every step passes it unchanged (check=False)
     _ws_step_columns(np.zeros((w.K, 0), np.uint8), k_b, structure["s_indptr"],
                      structure["s_rows"], structure["s_data"], structure["t_dense"],
                      structure["choice_cm"],
                      structure["comp_total_cm"], structure["dense_total_cm"], 0.0, 0.0, 0.0, 1,
-                     1.0)
+                     1.0, packed=structure["packed"])
     w.cache[key] = (config, structure)
     return structure
 
