@@ -536,11 +536,11 @@ def any_zero(a):
     """``bool((a == 0).any())`` for an array ``a`` (a zero of either sign counts, NaN
     does not): one pass over a C-contiguous float32 or float64 array, without the mask
     (a Dense kernel, checked every step for weights that became zero); any other array
-    takes NumPy's way."""
+    takes NumPy's way (a subclass too: a masked array's masked zeros do not count)."""
     cdef const float[::1] f32
     cdef const double[::1] f64
     cdef int hit
-    if isinstance(a, np.ndarray) and a.flags.c_contiguous and a.size:
+    if type(a) is np.ndarray and a.flags.c_contiguous and a.size:
         if a.dtype == np.float32:
             f32 = a.reshape(-1)
             with nogil:
@@ -551,4 +551,4 @@ def any_zero(a):
             with nogil:
                 hit = wsk_any_zero_f64(&f64[0], f64.shape[0])
             return hit != 0
-    return bool((np.asarray(a) == 0).any())
+    return bool(((a if isinstance(a, np.ndarray) else np.asarray(a)) == 0).any())

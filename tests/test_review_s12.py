@@ -27,8 +27,6 @@ print("wrong", wrong)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="forwarded (acct7, src/_screen.pyx any_zero): take "
-                   "the SSE2 pass only for type(a) is np.ndarray; subclasses take NumPy's way")
 def test_has_zero_is_numpys_answer_for_array_subclasses():
     """analytic.has_zero promises ``(w == 0).any()``: an np.matrix (2-D after reshape) must
     not raise, and a masked array's masked zero must not count, as in NumPy."""
