@@ -29,7 +29,8 @@ ZERO_ROW_SKIP_FRACTION = 0.05
 # Below this density of X, multiply only nonzero pairs (sparse x sparse).
 SPARSE_X_DENSITY = 0.02
 _SAMPLE = 1024     # standard error of the density estimate <= 0.016
-# SciPy's own CSR classes, exactly: the only W that _spmm.csr_spmm_plain takes.
+# SciPy's own CSR classes, exactly: the SciPy W that _spmm.csr_spmm_plain takes (it takes a
+# PackedSparse too).
 _PLAIN_CSR = (sps.csr_matrix, sps.csr_array)
 
 
