@@ -75,24 +75,27 @@ for dt in (np.float32, np.float64):
             assert np.allclose(whole, r, rtol=tol, atol=tol * scale, equal_nan=True), form
             n += 1
             # The same weights packed (duplicates summed, sorted; this index type), before
-            # and after its transpose (the column path's CSC) is cached: taken natively
+            # and after its transpose (the column path's CSC) is cached, taken natively
             # only where the Python route takes a CSR route, with its bits.
             S = W.copy()
             S.sum_duplicates()
             P = PackedSparse(S.data, S.indices.astype(idx), S.indptr.astype(idx), (M, K))
             r = ref(S, X)
-            for cached in (False, True):
-                if cached:
+            # Last, W as the transpose of its cached transpose (transpose=True; the column
+            # path's CSC is then that transpose itself).
+            for step in range(3):
+                if step:
                     P.transpose()
-                got = _spmm.csr_spmm_plain(P, X, False, None, 1, kernels._GLOBALS)
-                want, path = kernels._spmm_impl(P, X, False, None, 1)
+                A, tr = (P.transpose(), True) if step == 2 else (P, False)
+                got = _spmm.csr_spmm_plain(A, X, tr, None, 1, kernels._GLOBALS)
+                want, path = kernels._spmm_impl(A, X, tr, None, 1)
                 key = ("packed", path, got is not None)
                 taken[key] = taken.get(key, 0) + 1
                 if got is not None:
                     assert path != "csc-skip-rows" and got.shape == (M, N)
                     assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (
-                        dt, idx, form, path, cached)
-                whole = kernels.spmm(P, X, n_threads=1)
+                        dt, idx, form, path, tr)
+                whole = kernels.spmm(A, X, transpose=tr, n_threads=1)
                 assert np.array_equal(whole.view(np.uint8), want.view(np.uint8))
                 assert np.array_equal(np.isnan(whole), np.isnan(r)), (dt, idx, form, path)
                 assert np.allclose(whole, r, rtol=tol, atol=tol * scale, equal_nan=True), form
