@@ -556,9 +556,10 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
 
     W may also be a PackedSparse exactly (``g["PackedSparse"]``; with ``transpose``, only
     when its transpose is cached) of X's dtype: its arrays were checked when it was made, so
-    neither indptr nor the column indices are checked again, as in the Python route. Where
-    that route could take its column path (csc-skip-rows: X with dead rows, W finite, the
-    scatter buffer in L2), or would build W's transpose to decide, it is declined.
+    neither indptr nor the column indices are checked again, as in the Python route. Its
+    column path (kernels' csc-skip-rows: X with dead rows, W finite, the scatter buffer in
+    L2, the scatter cheaper) is taken as there (:func:`csc_spmm_live` on its cached CSC);
+    where that route would build W's transpose to decide, the call is declined.
     Anything else (and every refusal: a
     malformed indptr, an index out of range, memory) returns None before any output is
     returned, so that the Python route runs and raises its own message.
@@ -617,20 +618,20 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     if xdt == _F32:
         if idt == _I32:
             return _plain_run[float, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g,
-                                              wp, transpose)
+                                              wp, transpose, n_threads)
         return _plain_run[float, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g,
-                                          wp, transpose)
+                                          wp, transpose, n_threads)
     if idt == _I32:
         return _plain_run[double, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g,
-                                           wp, transpose)
+                                           wp, transpose, n_threads)
     return _plain_run[double, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g,
-                                       wp, transpose)
+                                       wp, transpose, n_threads)
 
 
 cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
                        const index_t[::1] indptr, const floating[:, ::1] X, Py_ssize_t M,
                        Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz, bint one, dict g,
-                       object packed, bint transpose):
+                       object packed, bint transpose, object n_threads):
     # ``packed``: the PackedSparse W (its arrays already checked), else None (a SciPy CSR).
     # check_csr without the column indices (the kernel checks them row by row)
     cdef Py_ssize_t i, k, j, kept, hits
@@ -694,9 +695,9 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     # CSR has no CSC form cached, so the column path is not a candidate)
     cdef bint compact = skip_rows and <double>cost.csr_compact < (
         <double>(K - kept) / <double>K * N * mac)
-    # A packed W has kernels' csc-skip-rows too: declined wherever the Python route could
-    # take it (its CSC candidate, then its cost test, in Python arithmetic as there), and
-    # where the candidate would be a transpose not built yet (the Python route builds it).
+    # A packed W has kernels' csc-skip-rows too: its CSC candidate, then its cost test, in
+    # Python arithmetic as there, and the same call of csc_spmm_live. Declined where the
+    # candidate would be a transpose not built yet (the Python route builds it).
     if packed is not None and skip_rows and (
             <object>M * g["SCATTER_BLOCK"] * sizeof(floating) <= g["l2_bytes"]() // 2
             ) and packed.all_finite:
@@ -707,7 +708,12 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         if compact:
             t_csr = o_nnz * (cost.csr_compact + <object>kept / K * N * cost.spmm_mac)
         if o_nnz * kept / K * N * cost.spmm_scatter_mac < t_csr:
-            return None
+            csc = packed if transpose else packed._transpose[0]
+            result = np.empty((M, N), dtype=_F32 if floating is float else _F64)
+            csc_spmm_live(csc._data, csc._indices, csc._indptr, X, alive, result,
+                          g["resolve_threads"](n_threads, o_nnz * kept / K * N),
+                          g["SCATTER_BLOCK"])
+            return result
     cdef const index_t[::1] remap = None
     cdef index_t last    # the last valid index in the index type, as in _csr_spmm
     if index_t is int32_t:
