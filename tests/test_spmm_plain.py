@@ -1,7 +1,7 @@
-"""_spmm.csr_spmm_plain, the native entry spmm tries first (a plain SciPy CSR W, a
-C-contiguous X of its dtype, no out, 1 thread): bit for bit the Python route's result on
-every SIMD path, and None ("take the Python route") for everything else, refusals included,
-so that every message stays the Python route's."""
+"""_spmm.csr_spmm_plain, the native entry spmm tries first (a plain SciPy CSR W or a
+PackedSparse, a C-contiguous X of its dtype, no out, 1 thread): bit for bit the Python
+route's result on every SIMD path, and None ("take the Python route") for everything else,
+refusals included, so that every message stays the Python route's."""
 import os
 
 import numpy as np
