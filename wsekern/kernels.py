@@ -107,7 +107,7 @@ def spmm(W, X, *, transpose=False, out=None, n_threads=None):
     # no out, 1 thread: n_threads=1, or a product too small for a second thread) in one
     # native call: validation, X's scan, the route and the kernel. None: anything it does
     # not handle, every refusal included, takes the Python route below. Warm, it saves
-    # ~5 us a call on Zen 4 (64^2 and 256^2 x 16; 6-7 us for a packed W); at 1024^2 x 256
+    # ~5 us a call on Zen 4 (64^2 and 256^2 x 16; 5-6 us for a packed W); at 1024^2 x 256
     # the call is the kernel.
     result = _spmm.csr_spmm_plain(W, X, transpose, out, n_threads, _GLOBALS)
     if result is not None:
