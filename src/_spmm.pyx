@@ -552,23 +552,45 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     row) and returns the same array, bit for bit. With dead rows of X where dropping the
     nonzeros that meet them pays (kernels' csr-skip-rows), the column indices are checked
     first, then the kernel runs on X's live rows (:func:`live_rows`) with the remap; X's
-    scan is not repeated. Anything else (and every refusal: a
+    scan is not repeated.
+
+    W may also be a PackedSparse exactly (``g["PackedSparse"]``; with ``transpose``, only
+    when its transpose is cached) of X's dtype: its arrays were checked when it was made, so
+    neither indptr nor the column indices are checked again, as in the Python route. Its
+    column path (kernels' csc-skip-rows: X with dead rows, W finite, the scatter buffer in
+    L2, the scatter cheaper) is taken as there (:func:`csc_spmm_live` on its cached CSC);
+    where that route would build W's transpose to decide, the call is declined.
+    Anything else (and every refusal: a
     malformed indptr, an index out of range, memory) returns None before any output is
     returned, so that the Python route runs and raises its own message.
 
     ``g`` is the namespace of wsekern.kernels: its constants and functions are read on each
     call (a test may replace them).
     """
-    if out is not None or transpose is not False:
+    if out is not None or not (transpose is False or transpose is True):
         return None
     if not (n_threads is None or (type(n_threads) is int and n_threads != 0)):
         return None
-    if type(X) is not np.ndarray or type(W) not in g["_PLAIN_CSR"]:
+    if type(X) is not np.ndarray:
         return None
+    cdef bint packed = type(W) is g["PackedSparse"]
+    if packed:
+        # Its arrays were checked when it was made (indptr, indices in range, sorted,
+        # unique). W.T is its cached transpose: not built here (building may refuse).
+        P = W
+        if transpose:
+            cached = W._transpose
+            if cached is None:
+                return None
+            P = cached[0]
+        indptr, indices, data, shape = P._indptr, P._indices, P._data, P._shape
+    elif transpose or type(W) not in g["_PLAIN_CSR"]:
+        return None
+    else:
+        indptr, indices, data, shape = W.indptr, W.indices, W.data, W.shape
     xdt = X.dtype
     if not (xdt == _F32 or xdt == _F64) or X.ndim != 2 or not X.flags.c_contiguous:
         return None
-    indptr, indices, data, shape = W.indptr, W.indices, W.data, W.shape
     if not (type(indptr) is np.ndarray and type(indices) is np.ndarray
             and type(data) is np.ndarray and type(shape) is tuple and len(shape) == 2):
         return None
@@ -592,29 +614,37 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     except MemoryError:
         return None
     cdef bint one = n_threads == 1
+    wp = W if packed else None
     if xdt == _F32:
         if idt == _I32:
-            return _plain_run[float, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g)
-        return _plain_run[float, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g)
+            return _plain_run[float, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g,
+                                              wp, transpose, n_threads)
+        return _plain_run[float, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g,
+                                          wp, transpose, n_threads)
     if idt == _I32:
-        return _plain_run[double, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g)
-    return _plain_run[double, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g)
+        return _plain_run[double, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g,
+                                           wp, transpose, n_threads)
+    return _plain_run[double, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g,
+                                       wp, transpose, n_threads)
 
 
 cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
                        const index_t[::1] indptr, const floating[:, ::1] X, Py_ssize_t M,
-                       Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz, bint one, dict g):
+                       Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz, bint one, dict g,
+                       object packed, bint transpose, object n_threads):
+    # ``packed``: the PackedSparse W (its arrays already checked), else None (a SciPy CSR).
     # check_csr without the column indices (the kernel checks them row by row)
     cdef Py_ssize_t i, k, j, kept, hits
     cdef bint bad = False
     cdef const floating* row
-    if indptr[0] != 0 or indptr[M] != nnz:
-        return None
-    with nogil:
-        for i in range(M):
-            bad |= indptr[i + 1] < indptr[i]
-    if bad:
-        return None
+    if packed is None:
+        if indptr[0] != 0 or indptr[M] != nnz:
+            return None
+        with nogil:
+            for i in range(M):
+                bad |= indptr[i + 1] < indptr[i]
+        if bad:
+            return None
     # kernels._scan_x up to its first decision: scan_alive's count of live rows and sample
     cdef Py_ssize_t per_row = -(-<Py_ssize_t> g["_SAMPLE"] // K)
     cdef Py_ssize_t n_sampled = K * min(per_row, N)
@@ -665,6 +695,25 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     # CSR has no CSC form cached, so the column path is not a candidate)
     cdef bint compact = skip_rows and <double>cost.csr_compact < (
         <double>(K - kept) / <double>K * N * mac)
+    # A packed W has kernels' csc-skip-rows too: its CSC candidate, then its cost test, in
+    # Python arithmetic as there, and the same call of csc_spmm_live. Declined where the
+    # candidate would be a transpose not built yet (the Python route builds it).
+    if packed is not None and skip_rows and (
+            <object>M * g["SCATTER_BLOCK"] * sizeof(floating) <= g["l2_bytes"]() // 2
+            ) and packed.all_finite:
+        if not transpose and packed._transpose is None:
+            return None
+        o_nnz = <object>nnz
+        t_csr = o_nnz * N * cost.spmm_mac
+        if compact:
+            t_csr = o_nnz * (cost.csr_compact + <object>kept / K * N * cost.spmm_mac)
+        if o_nnz * kept / K * N * cost.spmm_scatter_mac < t_csr:
+            csc = packed if transpose else packed._transpose[0]
+            result = np.empty((M, N), dtype=_F32 if floating is float else _F64)
+            csc_spmm_live(csc._data, csc._indices, csc._indptr, X, alive, result,
+                          g["resolve_threads"](n_threads, o_nnz * kept / K * N),
+                          g["SCATTER_BLOCK"])
+            return result
     cdef const index_t[::1] remap = None
     cdef index_t last    # the last valid index in the index type, as in _csr_spmm
     if index_t is int32_t:
@@ -673,7 +722,7 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         last = <index_t>(K - 1)
     cdef const floating[:, ::1] xk = X
     if compact:
-        if nnz and not _cols_in_range(&indices[0], nnz, last):
+        if packed is None and nnz and not _cols_in_range(&indices[0], nnz, last):
             return None      # a column index out of range: the Python route names it
         X_live, remap_arr = _gather_live(X, alive, kept, np.asarray(indptr).dtype)
         xk = X_live
@@ -687,7 +736,8 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     else:
         result = np.empty((M, N), dtype=_F64)
     cdef floating[:, ::1] out = result
-    if _csr_spmm(data, indices, indptr, xk, out, remap, 1, n_block, not compact):
+    if _csr_spmm(data, indices, indptr, xk, out, remap, 1, n_block,
+                 not compact and packed is None):
         return None          # a column index out of range: the Python route names it
     return result
 

@@ -2,7 +2,8 @@
 takes kernels' csr-skip-rows route itself (X scanned once, the live rows gathered by
 _spmm.live_rows, the nonzeros meeting dead rows dropped). Bit for bit the Python route's
 array on every SIMD path, against a float64 reference over the stored weights only (an
-inf/NaN weight meeting a dead row gives NaN, as in SciPy), and the same refusals."""
+inf/NaN weight meeting a dead row gives NaN, as in SciPy), and the same refusals. The same
+weights packed take the entry too, its column path (csc-skip-rows) included."""
 import os
 
 import numpy as np
@@ -17,6 +18,7 @@ from wsekern import _spmm
 _SAME_CODE = """
 import numpy as np, scipy.sparse as sps
 from wsekern import _spmm, kernels
+from wsekern.sparse import PackedSparse
 from wsekern.sysinfo import get_config
 
 def ref(W, X):          # SciPy in float64: sums over the stored weights only
@@ -71,7 +73,39 @@ for dt in (np.float32, np.float64):
             scale = max(1, np.abs(r[np.isfinite(r)]).max(initial=0))
             assert np.allclose(whole, r, rtol=tol, atol=tol * scale, equal_nan=True), form
             n += 1
+            # The same weights packed (duplicates summed, sorted; this index type), before
+            # and after its transpose (the column path's CSC) is cached: the Python route's
+            # bits (declined before, where that route builds the transpose to decide).
+            S = W.copy()
+            S.sum_duplicates()
+            P = PackedSparse(S.data, S.indices.astype(idx), S.indptr.astype(idx), (M, K))
+            r = ref(S, X)
+            # Last, W as the transpose of its cached transpose (transpose=True; the column
+            # path's CSC is then that transpose itself).
+            for step in range(3):
+                if step:
+                    P.transpose()
+                A, tr = (P.transpose(), True) if step == 2 else (P, False)
+                got = _spmm.csr_spmm_plain(A, X, tr, None, 1, kernels._GLOBALS)
+                want, path = kernels._spmm_impl(A, X, tr, None, 1)
+                key = ("packed", path, got is not None)
+                taken[key] = taken.get(key, 0) + 1
+                if got is not None:
+                    assert got.shape == (M, N)
+                    assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (
+                        dt, idx, form, path, tr)
+                whole = kernels.spmm(A, X, transpose=tr, n_threads=1)
+                assert np.array_equal(whole.view(np.uint8), want.view(np.uint8))
+                # n_threads None: taken only below a second thread's work, the same bits
+                got = _spmm.csr_spmm_plain(A, X, tr, None, None, kernels._GLOBALS)
+                want = kernels._spmm_impl(A, X, tr, None, None)[0]
+                assert got is None or np.array_equal(got.view(np.uint8), want.view(np.uint8))
+                assert np.array_equal(np.isnan(whole), np.isnan(r)), (dt, idx, form, path)
+                assert np.allclose(whole, r, rtol=tol, atol=tol * scale, equal_nan=True), form
 assert taken.get(("csr-skip-rows", True), 0) >= 8, taken
+assert taken.get(("packed", "csr-skip-rows", True), 0) >= 8, taken
+assert taken.get(("packed", "csc-skip-rows", True), 0) >= 8, taken
+assert taken.get(("packed", "csc-skip-rows", False), 0) >= 4, taken
 print("ok", n, get_config()["simd"])
 """
 

@@ -1,7 +1,7 @@
-"""_spmm.csr_spmm_plain, the native entry spmm tries first (a plain SciPy CSR W, a
-C-contiguous X of its dtype, no out, 1 thread): bit for bit the Python route's result on
-every SIMD path, and None ("take the Python route") for everything else, refusals included,
-so that every message stays the Python route's."""
+"""_spmm.csr_spmm_plain, the native entry spmm tries first (a plain SciPy CSR W or a
+PackedSparse, a C-contiguous X of its dtype, no out, 1 thread): bit for bit the Python
+route's result on every SIMD path, and None ("take the Python route") for everything else,
+refusals included, so that every message stays the Python route's."""
 import os
 
 import numpy as np
@@ -10,7 +10,7 @@ import scipy.sparse as sps
 from conftest import run_in_child
 
 from wsekern import _spmm, kernels
-from wsekern.sparse import pack
+from wsekern.sparse import PackedSparse, pack
 
 
 def plain(W, X, transpose=False, out=None, n_threads=1):
@@ -23,6 +23,7 @@ def plain(W, X, transpose=False, out=None, n_threads=1):
 _SAME_CODE = """
 import numpy as np, scipy.sparse as sps
 from wsekern import _spmm, kernels
+from wsekern.sparse import PackedSparse
 from wsekern.sysinfo import get_config
 
 def ref(W, X):
@@ -83,6 +84,30 @@ for dt in (np.float32, np.float64):
             whole = kernels.spmm(W, X, n_threads=1)
             assert np.array_equal(whole.view(np.uint8), got.view(np.uint8))
             n += 1
+            # The same weights packed (duplicates summed, sorted; this index type): W and,
+            # once its transpose is cached, W.T through the entry, as the Python route.
+            S = W.copy()
+            S.sum_duplicates()
+            P = PackedSparse(S.data, S.indices.astype(idx), S.indptr.astype(idx), (M, K))
+            assert P.indices.dtype == idx
+            Xt = rng.standard_normal((M, N)).astype(dt)
+            if form == "special":        # NaN in X rules densifying out, as above
+                Xt[rng.random(Xt.shape) < 0.05] = np.nan
+            assert _spmm.csr_spmm_plain(P, Xt, True, None, 1, kernels._GLOBALS) is None
+            P.transpose()
+            for A, B, tr in ((P, X, False), (P, Xt, True)):
+                got = _spmm.csr_spmm_plain(A, B, tr, None, 1, kernels._GLOBALS)
+                want, path = kernels._spmm_impl(A, B, tr, None, 1)
+                assert got is not None and path == "csr", (dt, idx, M, K, N, form, tr, path)
+                assert got.dtype == want.dtype == dt and got.shape == want.shape
+                assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (dt, form, tr)
+                r = ref(S.T if tr else S, B)
+                assert np.array_equal(np.isnan(got), np.isnan(r)), (form, tr)
+                scale = max(1, np.abs(r[np.isfinite(r)]).max(initial=0))
+                assert np.allclose(got, r, rtol=tol, atol=tol * scale, equal_nan=True), form
+                whole = kernels.spmm(A, B, transpose=tr, n_threads=1)
+                assert np.array_equal(whole.view(np.uint8), got.view(np.uint8))
+                n += 1
 print("ok", n, get_config()["simd"])
 """
 
@@ -93,7 +118,7 @@ def test_plain_entry_is_the_python_route_bit_for_bit(simd):
         pytest.skip(f"this CPU does not run {simd}")
     env = dict(os.environ, WSEKERN_SIMD=simd)
     proc = run_in_child(_SAME_CODE, env=env, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "28", simd], (
+    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "84", simd], (
         proc.stdout[-2000:] + proc.stderr[-2000:])
 
 
@@ -118,6 +143,10 @@ def _x(K=16, N=8, dt=np.float64, seed=1):
 
 
 class _CSR(sps.csr_matrix):
+    pass
+
+
+class _Packed(PackedSparse):
     pass
 
 
@@ -146,6 +175,13 @@ def _declined_cases():
     too_big.indices[-1] = 16
     negative.indices = W.indices.copy()
     negative.indices[0] = -1
+    P, packed_t = pack(W), pack(W)
+    packed_t.transpose()
+    # X half dead, N = 16: the Python route takes the column path of a packed W (deciding
+    # it needs the transpose, not built yet)
+    csc_w = pack(sps.random(64, 96, density=0.2, format="csr", random_state=0))
+    csc_x = _x(96, 16)
+    csc_x[::2] = 0
     return {
         "out": lambda: plain(W, X, out=np.empty((20, 8))),
         "transpose": lambda: plain(W.T.tocsr(), X, transpose=True),
@@ -165,7 +201,15 @@ def _declined_cases():
         "W csc": lambda: plain(W.tocsc(), X),
         "W coo": lambda: plain(W.tocoo(), X),
         "W csr subclass": lambda: plain(_CSR(W), X),
-        "W packed": lambda: plain(pack(W), X),
+        "W packed, transpose not cached": lambda: plain(pack(W), _x(K=20), transpose=True),
+        "W packed, transpose 1": lambda: plain(packed_t, _x(K=20), transpose=1),
+        "W packed, out": lambda: plain(pack(W), X, out=np.empty((20, 8))),
+        "W packed float32, X float64": lambda: plain(pack(W, dtype=np.float32), X),
+        "W packed subclass": lambda: plain(_Packed._trusted(P.data, P.indices, P.indptr,
+                                                            P.shape), X),
+        "W packed, X sparse": lambda: plain(P, sparse_x),
+        "W packed, densified": lambda: plain(pack(_w(64, 64, density=0.9)), _x(64, 64)),
+        "W packed, csc candidate, transpose not cached": lambda: plain(csc_w, csc_x),
         "W dense": lambda: plain(W.toarray(), X),
         "W int32/int64 indices": lambda: plain(mixed, X),
         "W data strided": lambda: plain(strided_data, X),
@@ -218,6 +262,7 @@ _REFUSALS = """
 import numpy as np, scipy.sparse as sps
 from wsekern import _spmm, kernels
 from test_spmm_plain import _declined_cases, _w, _x
+from wsekern.sparse import pack
 W, X = _w(), _x()
 def bad(**kw):
     V = W.copy()
@@ -231,7 +276,8 @@ hi = W.indices.copy(); hi[-1] = 16
 neg = W.indices.copy(); neg[0] = -1
 cases = [(bad(indptr=ip), X), (bad(indptr=dec), X), (bad(indptr=short), X),
          (bad(indices=hi), X), (bad(indices=neg), X), (W, _x(K=15)), (W, X.astype(np.int64)),
-         (W, X.astype(">f8")), (W, np.zeros((16, 2, 2))), (W.tocsc(), X.astype(np.float16))]
+         (W, X.astype(">f8")), (W, np.zeros((16, 2, 2))), (W.tocsc(), X.astype(np.float16)),
+         (pack(W), _x(K=15)), (pack(W), X.astype(np.int64)), (pack(W), np.zeros((16, 2, 2)))]
 def outcome(W, X, n_threads):
     try:
         r = kernels.spmm(W, X, n_threads=n_threads)
@@ -258,7 +304,7 @@ def test_refusals_are_the_python_routes():
     """Each malformed call raises the same exception and message with the plain entry in
     place and with it disabled (so through the Python route only), for each n_threads."""
     proc = run_in_child(_REFUSALS, env=dict(os.environ, PYTHONPATH=_root()))
-    assert proc.returncode == 0 and proc.stdout.strip() == "refused 50", (
+    assert proc.returncode == 0 and proc.stdout.strip() == "refused 65", (
         proc.stdout[-2000:] + proc.stderr[-2000:])
 
 
