@@ -263,14 +263,20 @@ cdef class Engine:
         cdef int P = self.P, NQ = self.P * n_colours, i
         # A queue holds Q wavelets plus those in flight on the link feeding it: latency
         # costs no throughput (credits cover the round trip).
-        self.cap_link = queue_depth + <int> ceil(self.hop + self.turn)
-        self.cap_ramp = queue_depth + <int> ceil(self.ramp)
-        self.cap_push = queue_depth + <int> ceil(self.lat + self.ramp)
-        self.cap_edge = queue_depth + <int> ceil(self.hop)
-        self.S = max(self.cap_link, self.cap_ramp, self.cap_push, self.cap_edge)
-        if self.S > 2**15 - 1:
+        # checked in double before the casts: a latency past int's range (or inf, NaN)
+        # would wrap to a negative capacity
+        in_flight = (ceil(self.hop + self.turn), ceil(self.ramp), ceil(self.lat + self.ramp),
+                     ceil(self.hop))
+        if not all(0 <= f <= 2**15 - 1 - queue_depth for f in in_flight):
             raise ValueError(f"the engine holds at most {2**15 - 1} wavelets a queue; "
-                             f"queue_depth {self.Q} and the latencies need {self.S}")
+                             f"queue_depth {self.Q} and the latencies (hop {self.hop}, turn "
+                             f"{self.turn}, ramp {self.ramp}, lat {self.lat}) need "
+                             f"{self.Q} + these in flight: {in_flight}")
+        self.cap_link = queue_depth + <int> in_flight[0]
+        self.cap_ramp = queue_depth + <int> in_flight[1]
+        self.cap_push = queue_depth + <int> in_flight[2]
+        self.cap_edge = queue_depth + <int> in_flight[3]
+        self.S = max(self.cap_link, self.cap_ramp, self.cap_push, self.cap_edge)
         queue_depth = self.S
         self.heap_cap = 1024
         self.heap = <Event*> malloc(self.heap_cap * sizeof(Event))
