@@ -7,7 +7,12 @@ by the reducers' topology. The Python side (wsekern/wafer/event.py) builds the r
 the streams and the topology of each mapping and maps logical to physical directions.
 
 Time runs in whole cycles. Agents, each woken at the cycle it can next act (a calendar
-of WINDOW one-cycle buckets, first in first out, and a heap beyond the window):
+of WINDOW one-cycle buckets and a heap beyond the window). The agents due in one cycle run
+in descending agent order, which is address order, so that consecutive visits touch
+neighbouring records; wakes for the cycle that is running run after them, sorted the same
+way. Only ties are ordered so (the machine does them at once). Descending, the collectives
+and the golden runs keep their cycles; ascending, the reductions (which flow west, to
+lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not 603:
   router queue (pe, colour)  forwards its head wavelet to every port of its route at
                              once when every target link is free this cycle and every
                              target queue has room (credit); otherwise it waits
@@ -25,7 +30,7 @@ the edge into the region).
 """
 import numpy as np
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
 from libc.math cimport ceil, INFINITY
 from libc.stdint cimport int64_t, int32_t, int16_t, uint8_t
 
@@ -73,6 +78,8 @@ cdef object _huge_array(Py_ssize_t n, dtype, fill):
 DEF WINDOW = 4096                  # cycles of the calendar; later wakes wait in the heap
 DEF TRACE_WINDOWS = 256            # time windows of a trace; they double in length as needed
 DEF CUR_SCAN = 8                   # entries a data task steps over from its PE's cursor
+DEF SORT_SMALL = 48                # a bucket this short is sorted by insertion, not by radix
+DEF RADIX_BITS = 12                # at most this many bits of the agent per radix pass
 DEF AHEAD = 8                      # the run loop prefetches the state of the agent this far on
 
 cdef inline double dmax(double a, double b) noexcept nogil:
@@ -148,6 +155,11 @@ cdef class Engine:
     cdef int64_t bucket_n[WINDOW]
     cdef int64_t bucket_cap[WINDOW]
     cdef int64_t now, in_window
+    cdef int32_t* sort_tmp                # the radix sort's second buffer
+    cdef int64_t sort_cap
+    cdef int sort_passes, sort_bits       # radix passes over the agent, bits in each
+    cdef bint logging                     # record every agent's run (tests: time order)
+    cdef list visit_t, visit_a
     cdef Event* heap
     cdef int64_t heap_n, heap_cap, seq
     cdef double[::1] sched                # wake times of the reducers and injectors
@@ -200,6 +212,8 @@ cdef class Engine:
     def __cinit__(self):
         cdef int b
         self.heap = NULL
+        self.sort_tmp = NULL
+        self.sort_cap = 0
         self.rq = NULL
         self.cq = NULL
         self.rq_slot = NULL
@@ -215,6 +229,7 @@ cdef class Engine:
         cdef int b
         if self.heap != NULL:
             free(self.heap)
+        free(self.sort_tmp)
         free(self.rq)
         free(self.cq)
         free(self.rq_slot)
@@ -248,14 +263,20 @@ cdef class Engine:
         cdef int P = self.P, NQ = self.P * n_colours, i
         # A queue holds Q wavelets plus those in flight on the link feeding it: latency
         # costs no throughput (credits cover the round trip).
-        self.cap_link = queue_depth + <int> ceil(self.hop + self.turn)
-        self.cap_ramp = queue_depth + <int> ceil(self.ramp)
-        self.cap_push = queue_depth + <int> ceil(self.lat + self.ramp)
-        self.cap_edge = queue_depth + <int> ceil(self.hop)
-        self.S = max(self.cap_link, self.cap_ramp, self.cap_push, self.cap_edge)
-        if self.S > 2**15 - 1:
+        # checked in double before the casts: a latency past int's range (or inf, NaN)
+        # would wrap to a negative capacity
+        in_flight = (ceil(self.hop + self.turn), ceil(self.ramp), ceil(self.lat + self.ramp),
+                     ceil(self.hop))
+        if not all(0 <= f <= 2**15 - 1 - queue_depth for f in in_flight):
             raise ValueError(f"the engine holds at most {2**15 - 1} wavelets a queue; "
-                             f"queue_depth {self.Q} and the latencies need {self.S}")
+                             f"queue_depth {self.Q} and the latencies (hop {self.hop}, turn "
+                             f"{self.turn}, ramp {self.ramp}, lat {self.lat}) need "
+                             f"{self.Q} + these in flight: {in_flight}")
+        self.cap_link = queue_depth + <int> in_flight[0]
+        self.cap_ramp = queue_depth + <int> in_flight[1]
+        self.cap_push = queue_depth + <int> in_flight[2]
+        self.cap_edge = queue_depth + <int> in_flight[3]
+        self.S = max(self.cap_link, self.cap_ramp, self.cap_push, self.cap_edge)
         queue_depth = self.S
         self.heap_cap = 1024
         self.heap = <Event*> malloc(self.heap_cap * sizeof(Event))
@@ -269,6 +290,9 @@ cdef class Engine:
         self.a_red = NQ + P
         self.a_inj = NQ + 2 * P
         self.n_agents = NQ + 2 * P + C
+        bits = max(1, (self.n_agents - 1).bit_length())
+        self.sort_passes = -(-bits // RADIX_BITS)
+        self.sort_bits = -(-bits // self.sort_passes)
         self.sched = _huge_array(2 * P + C, np.float64, np.inf)
         self.route_tx = np.zeros(NQ, np.uint8)
         self.route_rx = np.full(NQ, NO_PORT, np.int8)
@@ -495,6 +519,53 @@ cdef class Engine:
         self.bucket[b][self.bucket_n[b]] = agent
         self.bucket_n[b] += 1
         self.in_window += 1
+        return 0
+
+    cdef int _sort_agents(self, int32_t* a, int64_t n) except -1:
+        """Sort a[:n] (agents, each in [0, n_agents)) descending: LSD radix over
+        n_agents - 1 - agent in sort_passes passes of sort_bits bits, insertion when short."""
+        cdef int64_t i, j, total, c
+        cdef int32_t v
+        cdef int32_t* src = a
+        cdef int32_t* dst
+        cdef int32_t* grown
+        cdef int pass_, shift, nd = 1 << self.sort_bits, mask = nd - 1
+        cdef int32_t top = self.n_agents - 1
+        cdef int64_t count[1 << RADIX_BITS]
+        if n < SORT_SMALL:
+            for i in range(1, n):
+                v = a[i]
+                j = i - 1
+                while j >= 0 and a[j] < v:
+                    a[j + 1] = a[j]
+                    j -= 1
+                a[j + 1] = v
+            return 0
+        if n > self.sort_cap:
+            grown = <int32_t*> realloc(self.sort_tmp, 2 * n * sizeof(int32_t))
+            if grown == NULL:
+                raise MemoryError()
+            self.sort_tmp = grown
+            self.sort_cap = 2 * n
+        dst = self.sort_tmp
+        for pass_ in range(self.sort_passes):
+            shift = pass_ * self.sort_bits
+            memset(count, 0, nd * sizeof(int64_t))
+            for i in range(n):
+                count[((top - src[i]) >> shift) & mask] += 1
+            total = 0
+            for j in range(nd):
+                c = count[j]
+                count[j] = total
+                total += c
+            for i in range(n):
+                v = src[i]
+                c = ((top - v) >> shift) & mask
+                dst[count[c]] = v
+                count[c] += 1
+            src, dst = dst, src
+        if src != a:
+            memcpy(a, src, n * sizeof(int32_t))
         return 0
 
     cdef inline double* _sched(self, int agent) noexcept nogil:
@@ -952,7 +1023,7 @@ cdef class Engine:
         about every ``every`` events, and once at the end."""
         cdef Event e
         cdef int a, p, b
-        cdef int64_t i
+        cdef int64_t i, sorted_to
         cdef int64_t next_report = every if progress is not None else -1
         cdef double t
         cdef double* sp
@@ -973,10 +1044,14 @@ cdef class Engine:
                 self._bucket_add(<int64_t> e.t, e.agent)
             b = self.now % WINDOW
             i = 0
+            sorted_to = 0
             while i < self.bucket_n[b]:             # wakes at this cycle append here
-                if i + AHEAD < self.bucket_n[b]:    # calendar order is address-random
+                if i == sorted_to:                  # agent order: neighbouring records
+                    self._sort_agents(self.bucket[b] + i, self.bucket_n[b] - i)
+                    sorted_to = self.bucket_n[b]
+                if i + AHEAD < sorted_to:           # the records of the agents due next
                     self._prefetch(self.bucket[b][i + AHEAD])
-                if i + AHEAD // 2 < self.bucket_n[b]:
+                if i + AHEAD // 2 < sorted_to:
                     self._prefetch2(self.bucket[b][i + AHEAD // 2])
                 a = self.bucket[b][i]
                 i += 1
@@ -985,6 +1060,9 @@ cdef class Engine:
                     continue                        # superseded by an earlier wake
                 sp[0] = INFINITY
                 t = <double> self.now
+                if self.logging:
+                    self.visit_t.append(self.now)
+                    self.visit_a.append(a)
                 if a < NQ:
                     self._route(a, t)
                 elif a < self.a_red:
@@ -1002,6 +1080,17 @@ cdef class Engine:
         if progress is not None:
             progress(self.n_events)
         return self.t_done
+
+    def log_visits(self):
+        """Record each agent's run in the next ``run`` (small runs: a Python list)."""
+        self.logging = True
+        self.visit_t, self.visit_a = [], []
+
+    def visits(self):
+        """(cycles, agents) of the runs recorded, in the order they ran, and the first
+        agent of each kind: (main threads, reducers, injectors), the routers before them."""
+        return (np.array(self.visit_t or [], np.int64), np.array(self.visit_a or [], np.int64),
+                (self.a_main, self.a_red, self.a_inj))
 
     cdef _pe_field(self, int which):
         """An R x C array of one of the PEs' figures."""
