@@ -3,7 +3,7 @@ and the analytic model measured against it."""
 import numpy as np
 import pytest
 import scipy.sparse as sps
-from conftest import random_csr
+from conftest import assert_refused_in_child, random_csr
 
 import wsekern as wk
 from wsekern.wafer import event, validate
@@ -445,3 +445,21 @@ def test_agents_run_in_time_order(monkeypatch, compressed):
         cycles, agents, (a_main, a_red, a_inj) = engine.visits()
         assert len(cycles) > 100 and np.all(np.diff(cycles) >= 0) and cycles[-1] <= end
         assert np.any(agents < a_main) and np.any((agents >= a_red) & (agents < a_inj))
+
+
+_ENGINE_LATENCIES = """
+from wsekern._event import Engine
+params = {"hop": 1.0, "ramp": 2.0, "turn": 0.0, "link_rate": 1.0, "lat": 1.0, "setup": 1.0,
+          "task": 1.0, "scalar": 1.0, "fmac": 1.0, "vpw": 1, "store_forward": 0,
+          "rounds": 1, "mode": 0}
+cases = [lambda key=key, v=v: Engine(1, 2, 2, 4, dict(params, **{key: v}))
+         for key in ("lat", "hop", "turn", "ramp")
+         for v in (1e10, 3e9, float("inf"), float("nan"))]
+"""
+
+
+def test_engine_refuses_latencies_its_queue_counts_cannot_hold():
+    """The engine's int16 queue counts: a latency that needs more than 32767 wavelets in
+    flight is refused, however large (the public WaferConfig limits latencies to 1e4
+    cycles, so this is the engine's own guard)."""
+    assert_refused_in_child(_ENGINE_LATENCIES, 16, needles=("wavelets a queue", "latenc"))

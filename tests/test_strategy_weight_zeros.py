@@ -58,3 +58,13 @@ def test_the_placement_follows_a_dense_kernels_zeros():
     kernel[3, 2] = np.nan                    # NaN is not zero: W is whole again
     W1 = p.weight_matrix()
     assert W1 is not W0 and W1.nnz == 12 * 7
+
+
+def test_has_zero_is_numpys_answer_for_array_subclasses():
+    """A subclass takes NumPy's way on itself: an np.matrix does not raise, and a masked
+    array's masked zero does not count, as in ``(w == 0).any()``."""
+    cases = [np.matrix([[1.0, 2.0], [3.0, 0.0]], np.float32), np.matrix([[1.0, 2.0]]),
+             np.ma.array([1.0, 0.0, 2.0], mask=[0, 1, 0]),          # the zero is masked
+             np.ma.array([1.0, 0.0], mask=[1, 0])]
+    for a in cases:
+        assert analytic.has_zero(a) is bool((a == 0).any()), a
