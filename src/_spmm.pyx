@@ -428,8 +428,8 @@ def scan_rows(const floating[:, ::1] X, uint8_t[::1] nonzero_row):
 
 
 def scan_alive(const floating[:, ::1] X, uint8_t[::1] nonzero_row, Py_ssize_t per_row):
-    """Flag the rows of X holding any nonzero (NaN counts), reading each row only up to its
-    first nonzero, and count the nonzeros at ``per_row`` fixed positions of each row (a
+    """Flag the rows of X holding any nonzero (NaN counts), reading each row only up to the
+    end of the chunk (16 values, then 64 at a time) holding its first nonzero, and count the nonzeros at ``per_row`` fixed positions of each row (a
     deterministic sample of X's density; every position when ``per_row >= N``).
 
     Returns (rows kept, sampled nonzeros). For a dense X this reads about two cache lines a

@@ -347,7 +347,8 @@ def _scan_x(Xc, alive):
     """(rows of X alive, X all finite or None: not read yet, X's nonzeros or None: more
     than SPARSE_X_DENSITY allows); ``alive`` flags the live rows.
 
-    The dead rows are found exactly by reading each row up to its first nonzero, and X's
+    The dead rows are found exactly by reading each row up to the chunk holding its first
+    nonzero (a dead row is read whole), and X's
     density sampled at about _SAMPLE fixed positions (_spmm.scan_alive). Only when the
     sample says X may be sparse enough for the sparse-x path is X read whole
     (_spmm.scan_rows: exact count and finiteness). At 99 % zeros of W (1024^2 x 256) the
