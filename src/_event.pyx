@@ -293,7 +293,7 @@ cdef class Engine:
         bits = max(1, (self.n_agents - 1).bit_length())
         self.sort_passes = -(-bits // RADIX_BITS)
         self.sort_bits = -(-bits // self.sort_passes)
-        self.sched = _huge_array(2 * P + C, np.float64, np.inf)
+        self.sched = _huge_array(P + C, np.float64, np.inf)     # reducers, then injectors
         self.route_tx = np.zeros(NQ, np.uint8)
         self.route_rx = np.full(NQ, NO_PORT, np.int8)
         self.consumer = np.ones(n_colours, np.uint8)

@@ -60,6 +60,7 @@ def test_the_placement_follows_a_dense_kernels_zeros():
     assert W1 is not W0 and W1.nnz == 12 * 7
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_has_zero_is_numpys_answer_for_array_subclasses():
     """A subclass takes NumPy's way on itself: an np.matrix does not raise, and a masked
     array's masked zero does not count, as in ``(w == 0).any()``."""

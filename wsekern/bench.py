@@ -217,7 +217,7 @@ def _torch_conv_times_at_isa(path, shape, repeat, threads):
     import json
     import subprocess
     import sys
-    code = ("import json, sys; from wsekern.bench import torch_conv_times; "
+    code = ("import json; from wsekern.bench import torch_conv_times; "
             f"print(json.dumps(torch_conv_times({tuple(shape)!r}, {int(repeat)}, {int(threads)})))")
     env = {**os.environ, **TORCH_ISA_ENV[path]}
     try:
