@@ -204,6 +204,29 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
             products)
 
 
+
+cdef bint _totals_wide(comp_total, dense_total) except -1:
+    """Whether the block totals are int64 (else int32), refused unless both are arrays of
+    one of those dtypes."""
+    if not (isinstance(comp_total, np.ndarray) and isinstance(dense_total, np.ndarray)
+            and comp_total.dtype == dense_total.dtype
+            and comp_total.dtype in (np.int32, np.int64)):
+        raise ValueError("comp_total and dense_total must be arrays of one dtype, int32 or "
+                         "int64")
+    return comp_total.dtype == np.int64
+
+
+cdef const void* _first(totals, bint wide) except? NULL:
+    """The first entry of a 1-D C-contiguous block-total array (NULL when empty); the
+    caller keeps the array alive while the pointer is read."""
+    cdef const int64_t[::1] t64
+    cdef const int32_t[::1] t32
+    if wide:
+        t64 = totals
+        return <const void*> &t64[0] if t64.shape[0] else NULL
+    t32 = totals
+    return <const void*> &t32[0] if t32.shape[0] else NULL
+
 def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                     const int64_t[::1] s_indptr, const int32_t[::1] s_rows,
                     const int32_t[::1] s_data, const double[::1] t_dense,
@@ -240,18 +263,9 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
     cdef Py_ssize_t n, c, k, r, b, j
-    if not (isinstance(comp_total, np.ndarray) and isinstance(dense_total, np.ndarray)
-            and comp_total.dtype == dense_total.dtype
-            and comp_total.dtype in (np.int32, np.int64)):
-        raise ValueError("comp_total and dense_total must be arrays of one dtype, int32 or "
-                         "int64")
-    cdef bint wide = comp_total.dtype == np.int64
-    cdef const int64_t[::1] ct64, dt64
-    cdef const int32_t[::1] ct32, dt32
-    if wide:
-        ct64, dt64 = comp_total, dense_total
-    else:
-        ct32, dt32 = comp_total, dense_total
+    cdef bint wide = _totals_wide(comp_total, dense_total)
+    cdef const void* dense_p = _first(dense_total, wide)
+    cdef const void* comp_p = _first(comp_total, wide)
     _check_structure(K, R, C, k_b, s_indptr, s_rows.shape[0], "s_rows", s_data.shape[0],
                      choice.shape[0], comp_total.size, dense_total.size, check)
     for j in range(s_rows.shape[0] if check else 0):
@@ -301,11 +315,6 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double share, cum, cmax, tm
     cdef bint any_comp = False, comp_col
     cdef ColumnFigures fig
-    cdef const void* dense_p = NULL
-    cdef const void* comp_p = NULL
-    if R * C > 0:
-        dense_p = <const void*> &dt64[0] if wide else <const void*> &dt32[0]
-        comp_p = <const void*> &ct64[0] if wide else <const void*> &ct32[0]
     with nogil:
         for c in range(C):
             for r in range(R):
@@ -398,11 +407,7 @@ def ws_dead_columns(const double[::1] t_dense, const int8_t[::1] choice, comp_to
     is compressed), by the same loop on a count of 0 and no scalar work, so the same
     values. Block arrays as ws_step_columns takes them (b = c * R + r)."""
     cdef Py_ssize_t R = t_dense.shape[0], c, C
-    if not (isinstance(comp_total, np.ndarray) and isinstance(dense_total, np.ndarray)
-            and comp_total.dtype == dense_total.dtype
-            and comp_total.dtype in (np.int32, np.int64)):
-        raise ValueError("comp_total and dense_total must be arrays of one dtype, int32 or "
-                         "int64")
+    cdef bint wide = _totals_wide(comp_total, dense_total)
     if R == 0:
         raise ValueError("R must be at least 1 to know the number of PE columns")
     C = choice.shape[0] // R
@@ -410,13 +415,9 @@ def ws_dead_columns(const double[::1] t_dense, const int8_t[::1] choice, comp_to
         raise ValueError(f"the block arrays must hold R x C entries (R = {R}); received "
                          f"choice {choice.shape[0]}, comp_total {comp_total.size}, "
                          f"dense_total {dense_total.size}")
-    cdef bint wide = comp_total.dtype == np.int64
-    cdef const int64_t[::1] ct64, dt64
-    cdef const int32_t[::1] ct32, dt32
-    if wide:
-        ct64, dt64 = comp_total.ravel(), dense_total.ravel()
-    else:
-        ct32, dt32 = comp_total.ravel(), dense_total.ravel()
+    comp_flat, dense_flat = comp_total.ravel(), dense_total.ravel()    # alive while read
+    cdef const void* dense_p = _first(dense_flat, wide)
+    cdef const void* comp_p = _first(comp_flat, wide)
     cmax_a, tm_a = np.zeros(C), np.zeros(C)
     sram_a, comp_a = np.zeros(C, np.int64), np.zeros(C, np.int8)
     cdef double[::1] cmax_o = cmax_a
@@ -424,11 +425,6 @@ def ws_dead_columns(const double[::1] t_dense, const int8_t[::1] choice, comp_to
     cdef int64_t[::1] sram_o = sram_a
     cdef int8_t[::1] comp_o = comp_a
     cdef ColumnFigures fig
-    cdef const void* dense_p = NULL
-    cdef const void* comp_p = NULL
-    if R * C > 0:
-        dense_p = <const void*> &dt64[0] if wide else <const void*> &dt32[0]
-        comp_p = <const void*> &ct64[0] if wide else <const void*> &ct32[0]
     with nogil:
         for c in range(C):
             # ws_step_columns' pass over a column's blocks, with no activation
