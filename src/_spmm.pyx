@@ -234,6 +234,110 @@ def csc_spmm_live(const floating[::1] data, const index_t[::1] indices,
                 memcpy(&out[i, j0], y + i * nb, nb * sizeof(floating))
 
 
+def build_row_panels(const index_t[::1] indices, const index_t[::1] indptr, Py_ssize_t K,
+                     Py_ssize_t P, index_t[::1] pindptr, index_t[::1] prows, index_t[::1] perm):
+    """W's row panels in CSC form, from W's CSR (``indices``/``indptr``, column indices in
+    range, as a PackedSparse's): panel ``b`` holds rows ``b * P`` to ``b * P + P - 1``, and
+    its column ``k`` is ``pindptr[b * K + k]`` to ``pindptr[b * K + k + 1]`` of ``prows``
+    (the rows within the panel, ascending) and ``perm`` (where each entry sits in W's
+    data). ``pindptr`` holds ``ceil(M / P) * K + 1`` entries. A counting sort: O(nnz + M / P
+    * K), one K-entry cursor."""
+    cdef Py_ssize_t M = indptr.shape[0] - 1, nnz = indices.shape[0]
+    cdef Py_ssize_t n_panels = (M + P - 1) // P if P > 0 else 0
+    cdef Py_ssize_t b, i, p, q, k, base, total = 0, c
+    if P <= 0 or K < 0 or pindptr.shape[0] != n_panels * K + 1:
+        raise ValueError(f"pindptr must hold ceil(M / P) * K + 1 entries (P > 0); received "
+                         f"{pindptr.shape[0]} for M={M}, K={K}, P={P}")
+    if prows.shape[0] != nnz or perm.shape[0] != nnz or (M >= 0 and indptr[M] != nnz):
+        raise ValueError("prows and perm must hold one entry per stored weight")
+    cdef index_t[::1] cursor = np.empty(max(K, 1), dtype=np.asarray(indices).dtype)
+    with nogil:
+        memset(&pindptr[0], 0, pindptr.shape[0] * sizeof(index_t))
+        for i in range(M):
+            base = (i // P) * K + 1
+            for p in range(indptr[i], indptr[i + 1]):
+                pindptr[base + indices[p]] += 1
+        for q in range(1, n_panels * K + 1):
+            total += pindptr[q]
+            pindptr[q] = <index_t>total
+        for b in range(n_panels):
+            if K:
+                memcpy(&cursor[0], &pindptr[b * K], K * sizeof(index_t))
+            for i in range(b * P, min(M, b * P + P)):
+                for p in range(indptr[i], indptr[i + 1]):
+                    k = indices[p]
+                    c = cursor[k]
+                    cursor[k] += 1
+                    prows[c] = <index_t>(i - b * P)
+                    perm[c] = <index_t>p
+
+
+def panel_spmm_live(const floating[::1] pdata, const index_t[::1] prows,
+                    const index_t[::1] pindptr, Py_ssize_t P, const floating[:, ::1] X,
+                    const uint8_t[::1] x_alive, floating[:, ::1] out, int n_threads=1,
+                    Py_ssize_t n_block=0):
+    """out = W @ X for W as row panels in CSC form (:func:`build_row_panels`), visiting only
+    the rows of X flagged live in ``x_alive``.
+
+    For each panel of P rows of ``out`` and each block of ``n_block`` columns, a (P,
+    n_block) accumulator (sized by the caller to stay in L1) starts at zero; for each live
+    row k of X, in ascending order, the panel's entries of column k add ``w * X[k, block]``
+    into their rows (the column scatter of :func:`csc_spmm_live`); the accumulator is then
+    copied into ``out``. So each element of ``out`` is the sum over live k, ascending, of
+    its products, added one at a time (fused multiply-adds where the SIMD path has them),
+    from zero: the same sums, in the same order, as :func:`csc_spmm_live`. A dead row of
+    X costs nothing (it is not in the list of live rows); a live one costs one pointer step
+    per panel and column block. The caller guarantees every stored weight is finite (a
+    dead row skipped would otherwise lose inf * 0 = NaN). Threads own disjoint panels.
+    Work: O(nnz(live columns) * N + M / P * live rows * N / n_block + M * N).
+    """
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
+    cdef Py_ssize_t n_panels = (M + P - 1) // P if P > 0 else 0
+    cdef Py_ssize_t b, r, rows, j0, nb, q, n_live = 0, base, k, s, e, t
+    if P <= 0 or pindptr.shape[0] != n_panels * K + 1 or x_alive.shape[0] != K:
+        raise ValueError(f"pindptr must hold ceil(M / P) * K + 1 entries and x_alive K; "
+                         f"received {pindptr.shape[0]} and {x_alive.shape[0]} for M={M}, "
+                         f"K={K}, P={P}")
+    if X.shape[1] != N or prows.shape[0] != pdata.shape[0] or (
+            pindptr[n_panels * K] > pdata.shape[0]):
+        raise ValueError("X, out and the panels' arrays do not agree")
+    if M == 0 or N == 0:
+        return
+    if n_block <= 0 or n_block > N:
+        n_block = N
+    n_threads = max(1, min(n_threads, n_panels))
+    dtype = np.asarray(out).dtype
+    cdef floating[:, ::1] buf = _empty_aligned((n_threads, P * n_block), dtype)
+    cdef Py_ssize_t[::1] live = np.empty(max(K, 1), dtype=np.intp)
+    cdef floating* y
+    cdef const floating* x = &X[0, 0]
+    with nogil:
+        for k in range(K):
+            if x_alive[k]:
+                live[n_live] = k
+                n_live += 1
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        y = &buf[t, 0]
+        for b in prange(n_panels, schedule='dynamic'):
+            rows = min(P, M - b * P)
+            base = b * K
+            j0 = 0
+            while j0 < N:
+                nb = min(n_block, N - j0)
+                memset(y, 0, rows * nb * sizeof(floating))
+                for q in range(n_live):
+                    k = live[q]
+                    s = pindptr[base + k]
+                    e = pindptr[base + k + 1]
+                    if e > s:
+                        _scatter(&pdata[0] + s, &prows[0] + s, e - s, x + k * N + j0, y,
+                                 nb, nb)
+                for r in range(rows):
+                    memcpy(&out[b * P + r, j0], y + r * nb, nb * sizeof(floating))
+                j0 = j0 + nb
+
+
 cdef inline void _scatter(const floating* vals, const index_t* rows, Py_ssize_t nnz,
                           const floating* x, floating* Y, Py_ssize_t ldy,
                           Py_ssize_t n) noexcept nogil:
@@ -695,6 +799,17 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     # CSR has no CSC form cached, so the column path is not a candidate)
     cdef bint compact = skip_rows and <double>cost.csr_compact < (
         <double>(K - kept) / <double>K * N * mac)
+    # A packed W has kernels' panel-skip-rows: the same decision (kernels'
+    # _panels_for_live_rows, which builds the panels on first use) and the same call.
+    if packed is not None and skip_rows:
+        panels = g["_panels_for_live_rows"](packed, transpose, packed.dtype, M, K, N, nnz,
+                                            kept, compact, cost)
+        if panels is not None:
+            result = np.empty((M, N), dtype=_F32 if floating is float else _F64)
+            panel_spmm_live(*panels, X, alive, result,
+                            g["resolve_threads"](n_threads, <object>nnz * kept / K * N),
+                            g["panel_block"](N, sizeof(floating)))
+            return result
     # A packed W has kernels' csc-skip-rows too: its CSC candidate, then its cost test, in
     # Python arithmetic as there, and the same call of csc_spmm_live. Declined where the
     # candidate would be a transpose not built yet (the Python route builds it).

@@ -35,6 +35,13 @@ class CostTable:
     # half of X's rows zero), but no work at all for the nonzeros meeting dead rows: it
     # wins for narrow X (N up to ~80 at half the rows dead), where compaction does not pay.
     spmm_scatter_mac: float = 0.116
+    # the panel path for a packed W meeting zero rows of X (W as row panels of 64 rows in
+    # CSC form, kernels.PANEL_ROWS): the same scatter per multiply-add of the live rows, but
+    # into a (64, block) accumulator in L1 (``panel_mac``), plus a pointer step per panel,
+    # live row of X and column block (``panel_step``). Defaults: the column path's rate and
+    # 2 ns a step, until measured on a CPU.
+    panel_mac: float = 0.116
+    panel_step: float = 2.0
     # densifying a CSR also scatters each stored weight into its row: 1.4-1.9 ns each on
     # Zen 3 (fp32, 1024^2 at 50-100 % zeros, fitted with ``densify`` per element); without
     # it the model densified at 50-70 % zeros and N = 16, 0.75-1.15x SciPy's speed.

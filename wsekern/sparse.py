@@ -479,6 +479,7 @@ class PackedSparse:
         self._shape = (int(shape[0]), int(shape[1]))
         self._transpose = None   # (PackedSparse, permutation into our data)
         self._finite = None
+        self._panels = None      # row_panels' cache: [rows, pindptr, prows, perm, data, fresh]
         self._views = None       # read-only (data, indices, indptr), made on first use
         for a in (self._indices, self._indptr):
             a.flags.writeable = False
@@ -565,6 +566,45 @@ class PackedSparse:
             self._transpose = (packed_T, perm)
         return self._transpose[0]
 
+    def row_panels(self, rows):
+        """This matrix as row panels in CSC form, for the dead-rows path of spmm: a tuple
+        (pindptr, prows, data). Panel ``b`` holds rows ``b * rows`` to ``b * rows + rows - 1``;
+        its column ``k`` is entries ``pindptr[b * K + k]`` to ``pindptr[b * K + k + 1]`` of
+        ``prows`` (row within the panel, ascending) and ``data``. Built once per ``rows``
+        and cached (the values are refreshed after :meth:`set_values`), like the transpose.
+
+        None, and nothing built, when the form is not worth its memory: its
+        ``ceil(M / rows) * K + 1`` pointers would outnumber the stored weights more than
+        4 to 1 (a density below about 1 / (4 * rows)), or its estimate is beyond the
+        memory budget."""
+        cached = self._panels
+        if cached is None or cached[0] != rows:
+            M, K = self._shape
+            n_ptr = -(-M // rows) * K + 1
+            if n_ptr > 4 * self.nnz + K + 1:
+                return None
+            isz = self._indptr.itemsize
+            try:
+                check_memory(n_ptr * isz + self.nnz * (2 * isz + self.dtype.itemsize)
+                             + K * isz, "", "")
+            except MemoryError:
+                return None
+            idx = self._indptr.dtype
+            pindptr = np.empty(n_ptr, dtype=idx)
+            prows = np.empty(self.nnz, dtype=idx)
+            perm = np.empty(self.nnz, dtype=idx)
+            _spmm.build_row_panels(self._indices, self._indptr, K, rows, pindptr, prows, perm)
+            cached = self._panels = [rows, pindptr, prows, perm,
+                                     _aligned_copy(self._data[perm], self.dtype), True]
+        if not cached[5]:
+            np.take(self._data, cached[3], out=cached[4], mode="clip")
+            cached[5] = True
+        return cached[1], cached[2], cached[4]
+
+    def _panels_stale(self):
+        if self._panels is not None:
+            self._panels[5] = False
+
     # -- values -----------------------------------------------------------
     def set_values(self, values):
         """Replace the stored values in place, keeping the pattern.
@@ -582,12 +622,14 @@ class PackedSparse:
         if values.dtype.kind not in "fiu":
             raise TypeError(f"set_values expects real numbers; received dtype {values.dtype}")
         self._finite = None
+        self._panels_stale()
         cached = self._transpose
         if cached is not None and cached[1] is not None:
             # we are the original with a cached transpose: our values and the transpose's
             # in one native pass (same type, contiguous), else NumPy below
             other, perm = cached
             other._finite = None
+            other._panels_stale()
             if _optim.copy_and_gather(values, self._data, perm, other._data):
                 return self
         self._data[...] = values
@@ -599,6 +641,7 @@ class PackedSparse:
             return
         other, perm = self._transpose
         other._finite = None
+        other._panels_stale()
         if perm is not None:        # we are the original: refresh the cached transpose
             # in place (mode "clip": "raise" buffers out); perm is in range by construction
             np.take(self._data, perm, out=other._data, mode="clip")

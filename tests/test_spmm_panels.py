@@ -1,0 +1,216 @@
+"""The panel path for X with dead rows (kernels' "panel-skip-rows"): a PackedSparse W as row
+panels in CSC form (PackedSparse.row_panels), multiplied by _spmm.panel_spmm_live over X's
+live rows only.
+
+Reference order: each element of the result is the sum, from zero, over X's live rows k in
+ascending order, of its stored weight times X[k, j], added one at a time. That is NumPy's
+sequential sum below, bit for bit on the baseline path (no fused multiply-add), and the
+column path's (csc_spmm_live, the same scatter in the same order) bit for bit on every path;
+against float64 SciPy within the usual float tolerance everywhere."""
+import os
+
+import numpy as np
+import pytest
+from conftest import assert_refused_in_child, run_in_child
+
+from wsekern import _spmm
+
+_SAME_CODE = """
+import dataclasses
+import numpy as np, scipy.sparse as sps
+from wsekern import _spmm, kernels, pack
+from wsekern.costs import cost_table
+from wsekern.sparse import PackedSparse
+from wsekern.sysinfo import get_config
+
+simd = get_config()["simd"]
+np.seterr(invalid="ignore", over="ignore")
+base_cost = cost_table()
+kernels.cost_table = lambda: dataclasses.replace(base_cost, panel_mac=0.0, panel_step=0.0,
+                                                  densify=1e9)
+kernels.SPARSE_X_DENSITY = -1.0          # X with every row dead stays on the dead-rows paths
+
+def sequential(P, X, alive):
+    # the reference order: from zero, live rows ascending, one product added at a time
+    S = P.to_scipy().tocsc()
+    acc = np.zeros((P.shape[0], X.shape[1]), dtype=X.dtype)
+    for k in np.flatnonzero(alive):
+        s, e = S.indptr[k], S.indptr[k + 1]
+        acc[S.indices[s:e]] += S.data[s:e, None] * X[k]
+    return acc
+
+def panels_of(P):
+    p, r, d = P.row_panels(kernels.PANEL_ROWS)
+    return d, r, p, kernels.PANEL_ROWS
+
+rng = np.random.default_rng(3)
+n = taken = 0
+for dt in (np.float32, np.float64):
+    for idx in (np.int32, np.int64):
+        for M, K, N, density, dead, form in (
+                (64, 96, 64, 0.2, 0.5, "plain"), (130, 70, 150, 0.1, 0.5, "plain"),
+                (1, 40, 3, 0.5, 0.5, "plain"), (200, 300, 16, 0.05, 0.9, "plain"),
+                (70, 50, 1, 0.3, 0.5, "plain"), (64, 50, 80, 0.4, 1.0, "plain"),
+                (150, 60, 33, 0.3, 0.5, "empty-panels"), (90, 40, 65, 0.3, 0.5, "dup"),
+                (80, 60, 40, 0.02, 0.5, "plain"), (100, 64, 72, 0.3, 0.5, "nan-x"),
+                (66, 64, 70, 0.3, 0.5, "signed-zero")):
+            W = sps.random(M, K, density=density, format="csr", dtype=dt, random_state=n)
+            if form == "empty-panels":     # rows 0-63 and 128-149 hold no weight
+                W = sps.csr_matrix(W.multiply(
+                    ((np.arange(M) >= 64) & (np.arange(M) < 128))[:, None]))
+            if form == "dup":              # duplicate and unsorted entries, summed by pack
+                coo = W.tocoo()
+                W = sps.coo_matrix((np.r_[coo.data, coo.data * 0.5][::-1],
+                                    (np.r_[coo.row, coo.row][::-1],
+                                     np.r_[coo.col, coo.col][::-1])), shape=(M, K))
+            S = sps.csr_matrix(W)
+            S.sum_duplicates()
+            S.data = S.data.astype(dt)
+            if form == "signed-zero":      # -0.0 weights and products
+                S.data[::3] = -0.0
+            P = PackedSparse(S.data, S.indices.astype(idx), S.indptr.astype(idx), (M, K))
+            X = rng.standard_normal((K, N)).astype(dt)
+            dead_rows = rng.permutation(K)[:int(round(dead * K))]
+            X[dead_rows] = 0
+            if form == "signed-zero":
+                X[:, 0] = -0.0
+            if form == "nan-x":            # NaN/inf in live rows of X
+                live = np.setdiff1d(np.arange(K), dead_rows)
+                X[live[0], 0] = np.nan
+                X[live[-1], -1] = np.inf
+            alive = np.zeros(K, np.uint8)
+            alive[np.any(X != 0, axis=1)] = 1          # NaN != 0: alive
+            d, r, p, rows = panels_of(P)
+            assert p.dtype == r.dtype == idx and len(p) == -(-M // rows) * K + 1
+            for block in (0, 16, 64):
+                got = np.full((M, N), np.nan, dt)
+                _spmm.panel_spmm_live(d, r, p, rows, X, alive, got, 1, block)
+                csc = P.transpose()
+                col = np.full((M, N), np.nan, dt)
+                _spmm.csc_spmm_live(csc.data, csc.indices, csc.indptr, X, alive, col, 1, 32)
+                assert np.array_equal(got.view(np.uint8), col.view(np.uint8)), (dt, idx, form)
+                seq = sequential(P, X, alive)
+                if simd == "baseline":
+                    assert np.array_equal(got.view(np.uint8), seq.view(np.uint8)), (dt, form)
+                else:
+                    assert np.allclose(got, seq, rtol=1e-5, atol=1e-5, equal_nan=True)
+                got2 = np.empty((M, N), dt)
+                _spmm.panel_spmm_live(d, r, p, rows, X, alive, got2, 2, block)
+                assert np.array_equal(got.view(np.uint8), got2.view(np.uint8))
+            # through spmm (the native entry and the Python route, W and W.T of its cached
+            # transpose): the panel path where X has dead rows, the same bits
+            ref = S.astype(np.float64) @ X.astype(np.float64)
+            tol = 1e-4 if dt == np.float32 else 1e-12
+            scale = max(1, np.abs(ref[np.isfinite(ref)]).max(initial=0))
+            for A, tr in ((P, False), (P.transpose(), True)):
+                want, path = kernels._spmm_impl(A, X, tr, None, 1)
+                if 0 < alive.sum() <= K * (1 - kernels.ZERO_ROW_SKIP_FRACTION):
+                    assert path == "panel-skip-rows", (path, form)
+                    taken += 1
+                    assert np.array_equal(want.view(np.uint8), got.view(np.uint8)), form
+                plain = _spmm.csr_spmm_plain(A, X, tr, None, 1, kernels._GLOBALS)
+                if plain is not None:
+                    assert np.array_equal(plain.view(np.uint8), want.view(np.uint8)), form
+                whole = kernels.spmm(A, X, transpose=tr)
+                assert np.array_equal(whole.view(np.uint8), want.view(np.uint8)), form
+                assert np.array_equal(np.isnan(whole), np.isnan(ref)), (dt, form, tr)
+                assert np.allclose(whole, ref, rtol=tol, atol=tol * scale, equal_nan=True)
+            n += 1
+assert taken >= 80, taken
+print("ok", n, simd)
+"""
+
+
+@pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
+def test_panel_path_bit_for_bit(simd):
+    if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
+        pytest.skip(f"this CPU does not run {simd}")
+    proc = run_in_child(_SAME_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=300)
+    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "44", simd], (
+        proc.stdout[-2000:] + proc.stderr[-2000:])
+
+
+def _dead_half(K, N, dt, seed=0):
+    X = np.random.default_rng(seed).standard_normal((K, N)).astype(dt)
+    X[::2] = 0
+    return X
+
+
+def test_panels_cached_and_refreshed_by_set_values(monkeypatch):
+    import dataclasses
+
+    import scipy.sparse as sps
+
+    from wsekern import kernels, pack
+    base = kernels.cost_table()
+    monkeypatch.setattr(kernels, "cost_table", lambda: dataclasses.replace(
+        base, panel_mac=0.0, panel_step=0.0, densify=1e9))
+    W = sps.random(100, 80, density=0.2, format="csr", dtype=np.float32, random_state=1)
+    P = pack(W)
+    X = _dead_half(80, 40, np.float32)
+    assert kernels.spmm_path(P, X) == "panel-skip-rows"
+    first = P.row_panels(kernels.PANEL_ROWS)
+    assert all(a is b for a, b in zip(first, P.row_panels(kernels.PANEL_ROWS)))  # cached
+    for values in (W.data * 3, -W.data):                 # the values follow set_values
+        P.set_values(values)
+        want = sps.csr_matrix((values, W.indices, W.indptr), shape=W.shape) @ X
+        assert np.allclose(kernels.spmm(P, X), want, rtol=1e-5, atol=1e-5)
+    # the transpose's own panels follow the original's values, and the other way round
+    T = P.transpose()
+    XT = _dead_half(100, 24, np.float32, 1)
+    assert kernels.spmm_path(T, XT) == "panel-skip-rows"
+    P.set_values(W.data * 5)
+    assert np.allclose(kernels.spmm(T, XT), (W * 5).T @ XT, rtol=1e-5, atol=1e-4)
+    T.set_values(T.data * 2)
+    assert np.allclose(kernels.spmm(P, X), (W * 10) @ X, rtol=1e-5, atol=1e-4)
+    assert np.allclose(kernels.spmm(T, XT), (W * 10).T @ XT, rtol=1e-5, atol=1e-4)
+
+
+def test_panel_path_not_taken_for_nonfinite_or_thin_weights(monkeypatch):
+    import dataclasses
+
+    import scipy.sparse as sps
+
+    from wsekern import kernels, pack
+    base = kernels.cost_table()
+    monkeypatch.setattr(kernels, "cost_table", lambda: dataclasses.replace(
+        base, panel_mac=0.0, panel_step=0.0, densify=1e9))
+    W = sps.random(90, 70, density=0.2, format="csr", dtype=np.float64, random_state=2)
+    X = _dead_half(70, 20, np.float64)
+    W.data[W.indices == 0] = np.inf                       # meets X's dead row 0
+    W.data[W.indices == 2] = np.nan
+    out = kernels.spmm(pack(W), X)
+    assert kernels.spmm_path(pack(W), X) != "panel-skip-rows"
+    ref = W @ X
+    assert np.array_equal(np.isnan(out), np.isnan(ref)) and np.isnan(ref[:, 0]).any()
+    # a W so thin that its panel pointers would outnumber its weights: no panels built
+    thin = pack(sps.random(640, 3000, density=0.0004, format="csr", random_state=3))
+    assert thin.row_panels(kernels.PANEL_ROWS) is None and thin._panels is None
+    Xt = _dead_half(3000, 8, np.float64)
+    assert kernels.spmm_path(thin, Xt) != "panel-skip-rows"
+    assert np.allclose(kernels.spmm(thin, Xt), thin.to_scipy() @ Xt)
+    # zero-size operands: the usual empty results
+    for M, K, N in ((0, 5, 3), (4, 0, 3), (4, 5, 0)):
+        P = pack(sps.random(M, K, density=0.5, format="csr", random_state=0))
+        assert kernels.spmm(P, np.zeros((K, N))).shape == (M, N)
+        assert not kernels.spmm(P, np.zeros((K, N))).any()
+
+
+def test_panel_functions_refuse_inconsistent_arrays():
+    assert_refused_in_child("""
+import numpy as np
+from wsekern import _spmm
+d = np.ones(4, np.float32); r = np.zeros(4, np.int32); p = np.zeros(2 * 3 + 1, np.int32)
+X = np.ones((3, 5), np.float32); alive = np.ones(3, np.uint8); out = np.empty((70, 5), np.float32)
+ind = np.array([0, 1, 2, 0], np.int32); ptr = np.array([0, 2, 4], np.int32)
+cases = [
+    lambda: _spmm.panel_spmm_live(d, r, p[:-1], 64, X, alive, out),       # short pointers
+    lambda: _spmm.panel_spmm_live(d, r, p, 0, X, alive, out),             # no rows a panel
+    lambda: _spmm.panel_spmm_live(d, r, p, 64, X, alive[:2], out),        # short flags
+    lambda: _spmm.panel_spmm_live(d, r[:3], p, 64, X, alive, out),        # rows != values
+    lambda: _spmm.panel_spmm_live(d, r, p, 64, X[:, :4], alive, out),     # X's width
+    lambda: _spmm.build_row_panels(ind, ptr, 3, 64, p[:3], r, r.copy()),  # short pointers
+    lambda: _spmm.build_row_panels(ind, ptr, 3, 0, p[:4], r, r.copy()),   # no rows a panel
+    lambda: _spmm.build_row_panels(ind, ptr, 3, 64, p[:4], r[:3], r),     # short rows
+]
+""", 8)
