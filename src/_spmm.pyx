@@ -273,28 +273,30 @@ def build_row_panels(const index_t[::1] indices, const index_t[::1] indptr, Py_s
 
 
 def panel_spmm_live(const floating[::1] pdata, const index_t[::1] prows,
-                    const index_t[::1] pindptr, Py_ssize_t P, const floating[:, ::1] X,
-                    const uint8_t[::1] x_alive, floating[:, ::1] out, int n_threads=1,
-                    Py_ssize_t n_block=0):
-    """out = W @ X for W as row panels in CSC form (:func:`build_row_panels`), visiting only
-    the rows of X flagged live in ``x_alive``.
+                    const index_t[::1] pindptr, Py_ssize_t P, Py_ssize_t max_row,
+                    const floating[:, ::1] X, const uint8_t[::1] x_alive,
+                    floating[:, ::1] out, int n_threads=1):
+    """out = W @ X for W as row panels in CSC form (:func:`build_row_panels`), meeting only
+    the rows of X flagged live in ``x_alive``; ``max_row``: W's most stored weights in a row.
 
-    For each panel of P rows of ``out`` and each block of ``n_block`` columns, a (P,
-    n_block) accumulator (sized by the caller to stay in L1) starts at zero; for each live
-    row k of X, in ascending order, the panel's entries of column k add ``w * X[k, block]``
-    into their rows (the column scatter of :func:`csc_spmm_live`); the accumulator is then
-    copied into ``out``. So each element of ``out`` is the sum over live k, ascending, of
-    its products, added one at a time (fused multiply-adds where the SIMD path has them),
-    from zero: the same sums, in the same order, as :func:`csc_spmm_live`. A dead row of
-    X costs nothing (it is not in the list of live rows); a live one costs one pointer step
-    per panel and column block. The caller guarantees every stored weight is finite (a
-    dead row skipped would otherwise lose inf * 0 = NaN). Threads own disjoint panels.
-    Work: O(nnz(live columns) * N + M / P * live rows * N / n_block + M * N).
+    For each panel of P rows, the live rows of X are taken in ascending order and each
+    one's entries in the panel are appended to their row's list (value and column): a dead
+    row of X costs nothing (it is not in the list of live rows), a live one a pointer step
+    per panel. Each row's list, its weights meeting live rows in ascending column order,
+    then goes through the CSR row kernel (accumulators in registers) against X itself.
+    So each row is what the CSR kernel gives for that row with the weights meeting dead
+    rows dropped: bit for bit :func:`csr_spmm` with ``x_remap`` and no column blocks. The
+    caller guarantees every stored weight is finite (a dead row skipped would otherwise lose
+    inf * 0 = NaN). Threads own disjoint panels; a (P, max_row) list buffer each.
+    Raises ValueError, ``out`` then not the product, when an entry's row is outside its
+    panel or a row holds more than ``max_row`` entries.
+    Work: O(nnz(live rows) * N + M / P * live rows + M * N).
     """
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
     cdef Py_ssize_t n_panels = (M + P - 1) // P if P > 0 else 0
-    cdef Py_ssize_t b, r, rows, j0, nb, q, n_live = 0, base, k, s, e, t
-    if P <= 0 or pindptr.shape[0] != n_panels * K + 1 or x_alive.shape[0] != K:
+    cdef Py_ssize_t b, r, rows, q, n_live = 0, base, k, s, e, t, p, c, pos
+    cdef int bad = 0
+    if P <= 0 or max_row < 0 or pindptr.shape[0] != n_panels * K + 1 or x_alive.shape[0] != K:
         raise ValueError(f"pindptr must hold ceil(M / P) * K + 1 entries and x_alive K; "
                          f"received {pindptr.shape[0]} and {x_alive.shape[0]} for M={M}, "
                          f"K={K}, P={P}")
@@ -303,13 +305,15 @@ def panel_spmm_live(const floating[::1] pdata, const index_t[::1] prows,
         raise ValueError("X, out and the panels' arrays do not agree")
     if M == 0 or N == 0:
         return
-    if n_block <= 0 or n_block > N:
-        n_block = N
     n_threads = max(1, min(n_threads, n_panels))
-    dtype = np.asarray(out).dtype
-    cdef floating[:, ::1] buf = _empty_aligned((n_threads, P * n_block), dtype)
+    cdef floating[:, ::1] vbuf = np.empty((n_threads, P * max_row + 1), dtype=np.asarray(out).dtype)
+    cdef index_t[:, ::1] cbuf = np.empty((n_threads, P * max_row + 1),
+                                         dtype=np.asarray(prows).dtype)
+    cdef Py_ssize_t[:, ::1] cnt = np.empty((n_threads, P), dtype=np.intp)
     cdef Py_ssize_t[::1] live = np.empty(max(K, 1), dtype=np.intp)
-    cdef floating* y
+    cdef floating* vb
+    cdef index_t* cb
+    cdef Py_ssize_t* cn
     cdef const floating* x = &X[0, 0]
     with nogil:
         for k in range(K):
@@ -318,24 +322,31 @@ def panel_spmm_live(const floating[::1] pdata, const index_t[::1] prows,
                 n_live += 1
     with nogil, parallel(num_threads=n_threads):
         t = threadid()
-        y = &buf[t, 0]
+        vb = &vbuf[t, 0]
+        cb = &cbuf[t, 0]
+        cn = &cnt[t, 0]
         for b in prange(n_panels, schedule='dynamic'):
             rows = min(P, M - b * P)
             base = b * K
-            j0 = 0
-            while j0 < N:
-                nb = min(n_block, N - j0)
-                memset(y, 0, rows * nb * sizeof(floating))
-                for q in range(n_live):
-                    k = live[q]
-                    s = pindptr[base + k]
-                    e = pindptr[base + k + 1]
-                    if e > s:
-                        _scatter(&pdata[0] + s, &prows[0] + s, e - s, x + k * N + j0, y,
-                                 nb, nb)
-                for r in range(rows):
-                    memcpy(&out[b * P + r, j0], y + r * nb, nb * sizeof(floating))
-                j0 = j0 + nb
+            memset(cn, 0, rows * sizeof(Py_ssize_t))
+            for q in range(n_live):
+                k = live[q]
+                s = pindptr[base + k]
+                e = pindptr[base + k + 1]
+                for p in range(s, e):
+                    r = prows[p]
+                    if r < 0 or r >= rows or cn[r] >= max_row:
+                        bad += 1
+                        continue
+                    pos = r * max_row + cn[r]
+                    vb[pos] = pdata[p]
+                    cb[pos] = <index_t>k
+                    cn[r] = cn[r] + 1
+            for r in range(rows):
+                spmm_row(vb + r * max_row, cb + r * max_row, cn[r], x, N, &out[b * P + r, 0], N)
+    if bad:
+        raise ValueError("a panel entry's row is outside its panel, or a row holds more than "
+                         f"max_row={max_row} entries")
 
 
 cdef inline void _scatter(const floating* vals, const index_t* rows, Py_ssize_t nnz,
@@ -807,8 +818,7 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         if panels is not None:
             result = np.empty((M, N), dtype=_F32 if floating is float else _F64)
             panel_spmm_live(*panels, X, alive, result,
-                            g["resolve_threads"](n_threads, <object>nnz * kept / K * N),
-                            g["panel_block"](N, sizeof(floating)))
+                            g["resolve_threads"](n_threads, <object>nnz * kept / K * N))
             return result
     # A packed W has kernels' csc-skip-rows too: its CSC candidate, then its cost test, in
     # Python arithmetic as there, and the same call of csc_spmm_live. Declined where the

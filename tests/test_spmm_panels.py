@@ -2,11 +2,10 @@
 panels in CSC form (PackedSparse.row_panels), multiplied by _spmm.panel_spmm_live over X's
 live rows only.
 
-Reference order: each element of the result is the sum, from zero, over X's live rows k in
-ascending order, of its stored weight times X[k, j], added one at a time. That is NumPy's
-sequential sum below, bit for bit on the baseline path (no fused multiply-add), and the
-column path's (csc_spmm_live, the same scatter in the same order) bit for bit on every path;
-against float64 SciPy within the usual float tolerance everywhere."""
+Reference: each row is the CSR row kernel's sum over the row's weights meeting live rows
+of X, in ascending column order, so bit for bit csr_spmm on X's live rows with the remap
+and no column blocks (kernels' csr-skip-rows compacted per row), on every SIMD path; and
+within float tolerance of SciPy in float64, with the same NaN positions."""
 import os
 
 import numpy as np
@@ -26,22 +25,16 @@ from wsekern.sysinfo import get_config
 simd = get_config()["simd"]
 np.seterr(invalid="ignore", over="ignore")
 base_cost = cost_table()
-kernels.cost_table = lambda: dataclasses.replace(base_cost, panel_mac=0.0, panel_step=0.0,
-                                                  densify=1e9)
+kernels.cost_table = lambda: dataclasses.replace(base_cost, panel_nnz=0.0, panel_step=0.0,
+                                                  densify=1e9, spmm_scatter_mac=1.0)
 kernels.SPARSE_X_DENSITY = -1.0          # X with every row dead stays on the dead-rows paths
 
-def sequential(P, X, alive):
-    # the reference order: from zero, live rows ascending, one product added at a time
-    S = P.to_scipy().tocsc()
-    acc = np.zeros((P.shape[0], X.shape[1]), dtype=X.dtype)
-    for k in np.flatnonzero(alive):
-        s, e = S.indptr[k], S.indptr[k + 1]
-        acc[S.indices[s:e]] += S.data[s:e, None] * X[k]
-    return acc
-
-def panels_of(P):
-    p, r, d = P.row_panels(kernels.PANEL_ROWS)
-    return d, r, p, kernels.PANEL_ROWS
+def compacted(P, X, alive):
+    # the CSR kernel on X's live rows, each row's weights meeting dead rows dropped
+    X_live, remap = _spmm.live_rows(X, alive, int(alive.sum()), P._indices.dtype)
+    out = np.full((P.shape[0], X.shape[1]), np.nan, X.dtype)
+    _spmm.csr_spmm(P._data, P._indices, P._indptr, X_live, out, remap, 1, 0)
+    return out
 
 rng = np.random.default_rng(3)
 n = taken = 0
@@ -80,23 +73,16 @@ for dt in (np.float32, np.float64):
                 X[live[-1], -1] = np.inf
             alive = np.zeros(K, np.uint8)
             alive[np.any(X != 0, axis=1)] = 1          # NaN != 0: alive
-            d, r, p, rows = panels_of(P)
+            p, r, d, max_row = P.row_panels(kernels.PANEL_ROWS)
+            rows = kernels.PANEL_ROWS
             assert p.dtype == r.dtype == idx and len(p) == -(-M // rows) * K + 1
-            for block in (0, 16, 64):
-                got = np.full((M, N), np.nan, dt)
-                _spmm.panel_spmm_live(d, r, p, rows, X, alive, got, 1, block)
-                csc = P.transpose()
-                col = np.full((M, N), np.nan, dt)
-                _spmm.csc_spmm_live(csc.data, csc.indices, csc.indptr, X, alive, col, 1, 32)
-                assert np.array_equal(got.view(np.uint8), col.view(np.uint8)), (dt, idx, form)
-                seq = sequential(P, X, alive)
-                if simd == "baseline":
-                    assert np.array_equal(got.view(np.uint8), seq.view(np.uint8)), (dt, form)
-                else:
-                    assert np.allclose(got, seq, rtol=1e-5, atol=1e-5, equal_nan=True)
-                got2 = np.empty((M, N), dt)
-                _spmm.panel_spmm_live(d, r, p, rows, X, alive, got2, 2, block)
-                assert np.array_equal(got.view(np.uint8), got2.view(np.uint8))
+            got = np.full((M, N), np.nan, dt)
+            _spmm.panel_spmm_live(d, r, p, rows, max_row, X, alive, got, 1)
+            want = compacted(P, X, alive)
+            assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (dt, idx, form)
+            got2 = np.full((M, N), np.nan, dt)
+            _spmm.panel_spmm_live(d, r, p, rows, max_row, X, alive, got2, 2)
+            assert np.array_equal(got.view(np.uint8), got2.view(np.uint8))
             # through spmm (the native entry and the Python route, W and W.T of its cached
             # transpose): the panel path where X has dead rows, the same bits
             ref = S.astype(np.float64) @ X.astype(np.float64)
@@ -144,7 +130,7 @@ def test_panels_cached_and_refreshed_by_set_values(monkeypatch):
     from wsekern import kernels, pack
     base = kernels.cost_table()
     monkeypatch.setattr(kernels, "cost_table", lambda: dataclasses.replace(
-        base, panel_mac=0.0, panel_step=0.0, densify=1e9))
+        base, panel_nnz=0.0, panel_step=0.0, densify=1e9, spmm_scatter_mac=1.0))
     W = sps.random(100, 80, density=0.2, format="csr", dtype=np.float32, random_state=1)
     P = pack(W)
     X = _dead_half(80, 40, np.float32)
@@ -174,7 +160,7 @@ def test_panel_path_not_taken_for_nonfinite_or_thin_weights(monkeypatch):
     from wsekern import kernels, pack
     base = kernels.cost_table()
     monkeypatch.setattr(kernels, "cost_table", lambda: dataclasses.replace(
-        base, panel_mac=0.0, panel_step=0.0, densify=1e9))
+        base, panel_nnz=0.0, panel_step=0.0, densify=1e9, spmm_scatter_mac=1.0))
     W = sps.random(90, 70, density=0.2, format="csr", dtype=np.float64, random_state=2)
     X = _dead_half(70, 20, np.float64)
     W.data[W.indices == 0] = np.inf                       # meets X's dead row 0
@@ -198,19 +184,25 @@ def test_panel_path_not_taken_for_nonfinite_or_thin_weights(monkeypatch):
 
 def test_panel_functions_refuse_inconsistent_arrays():
     assert_refused_in_child("""
-import numpy as np
-from wsekern import _spmm
+import numpy as np, scipy.sparse as sps
+from wsekern import _spmm, pack
 d = np.ones(4, np.float32); r = np.zeros(4, np.int32); p = np.zeros(2 * 3 + 1, np.int32)
 X = np.ones((3, 5), np.float32); alive = np.ones(3, np.uint8); out = np.empty((70, 5), np.float32)
 ind = np.array([0, 1, 2, 0], np.int32); ptr = np.array([0, 2, 4], np.int32)
+P = pack(sps.random(70, 3, density=0.9, format="csr", dtype=np.float32, random_state=0))
+pp, pr, pd, mr = P.row_panels(64)
+far = pr.copy(); far[0] = 64                       # a row outside its panel
 cases = [
-    lambda: _spmm.panel_spmm_live(d, r, p[:-1], 64, X, alive, out),       # short pointers
-    lambda: _spmm.panel_spmm_live(d, r, p, 0, X, alive, out),             # no rows a panel
-    lambda: _spmm.panel_spmm_live(d, r, p, 64, X, alive[:2], out),        # short flags
-    lambda: _spmm.panel_spmm_live(d, r[:3], p, 64, X, alive, out),        # rows != values
-    lambda: _spmm.panel_spmm_live(d, r, p, 64, X[:, :4], alive, out),     # X's width
+    lambda: _spmm.panel_spmm_live(d, r, p[:-1], 64, 4, X, alive, out),    # short pointers
+    lambda: _spmm.panel_spmm_live(d, r, p, 0, 4, X, alive, out),          # no rows a panel
+    lambda: _spmm.panel_spmm_live(d, r, p, 64, 4, X, alive[:2], out),     # short flags
+    lambda: _spmm.panel_spmm_live(d, r[:3], p, 64, 4, X, alive, out),     # rows != values
+    lambda: _spmm.panel_spmm_live(d, r, p, 64, 4, X[:, :4], alive, out),  # X's width
+    lambda: _spmm.panel_spmm_live(d, r, p, 64, -1, X, alive, out),        # max_row < 0
+    lambda: _spmm.panel_spmm_live(pd, pr, pp, 64, mr - 1, X, alive, out), # rows too long
+    lambda: _spmm.panel_spmm_live(pd, far, pp, 64, mr, X, alive, out),    # outside panel
     lambda: _spmm.build_row_panels(ind, ptr, 3, 64, p[:3], r, r.copy()),  # short pointers
     lambda: _spmm.build_row_panels(ind, ptr, 3, 0, p[:4], r, r.copy()),   # no rows a panel
     lambda: _spmm.build_row_panels(ind, ptr, 3, 64, p[:4], r[:3], r),     # short rows
 ]
-""", 8)
+""", 11)

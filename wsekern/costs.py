@@ -36,12 +36,16 @@ class CostTable:
     # wins for narrow X (N up to ~80 at half the rows dead), where compaction does not pay.
     spmm_scatter_mac: float = 0.116
     # the panel path for a packed W meeting zero rows of X (W as row panels of 64 rows in
-    # CSC form, kernels.PANEL_ROWS): the same scatter per multiply-add of the live rows, but
-    # into a (64, block) accumulator in L1 (``panel_mac``), plus a pointer step per panel,
-    # live row of X and column block (``panel_step``). Defaults: the column path's rate and
-    # 2 ns a step, until measured on a CPU.
-    panel_mac: float = 0.116
+    # CSC form, kernels.PANEL_ROWS): the CSR kernel's multiply-adds of the weights meeting
+    # live rows, plus appending each of those weights to its row's list (``panel_nnz``)
+    # and a pointer step per panel and live row of X (``panel_step``); no work for a
+    # weight meeting a dead row. Defaults: csr_compact's default per weight and 2 ns a step.
+    panel_nnz: float = 2.0
     panel_step: float = 2.0
+    # csr_compact where the CSR kernel runs X in column blocks: W's kept weights are then
+    # written to a copy of its arrays and read back per block, an extra pass over W (None:
+    # csr_compact, not measured apart).
+    csr_compact_blocked: float = None
     # densifying a CSR also scatters each stored weight into its row: 1.4-1.9 ns each on
     # Zen 3 (fp32, 1024^2 at 50-100 % zeros, fitted with ``densify`` per element); without
     # it the model densified at 50-70 % zeros and N = 16, 0.75-1.15x SciPy's speed.
@@ -86,15 +90,24 @@ TABLES = {
     # default row of each path). conv_direct fitted on the row-tile kernel (src/wsk_conv_tile.h)
     # against im2col + BLAS on `wsekern bench conv`'s problem, 1 thread, each path forced
     # (baseline up to 50 % of weights kept); with every weight kept it ties im2col + BLAS.
+    # The panel path (panel_nnz, panel_step; csr_compact_blocked on the baseline path) was
+    # fitted on its kernel alone against the CSR kernel's time per MAC from this table,
+    # W 90 % zeros packed, X half dead, 1024^2 x 16, 64, 256 and 4096^2 x 64 fp32, load 5-7
+    # (s13 halfdead2): 1.6-2.5 ns a live weight avx512, 0.6-2.0 avx2, 2.0-2.6 baseline, the
+    # step set to 1 ns; the baseline's blocked compaction 2.6 ns a weight at 4096^2 x 64
+    # (the CSR kernel with W compacted inside against W compacted beforehand, s12).
     ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 0.88),
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
-                                  densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.12),
+                                  densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.12,
+                                  panel_nnz=2.2, panel_step=1.0),
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
                                 csr_compact=1.2, spmm_scatter_mac=0.09, densify_nnz=1.0,
-                                blas_narrow_n=4.0, sampled_mac=0.11),
+                                blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.3,
+                                panel_step=1.0),
     ("zen4", "baseline"): CostTable("zen4/baseline", 0.022, 0.09, 1.23, 0.07, (0.12, 2.3),
                                     (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.14,
-                                    densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.15),
+                                    densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.15,
+                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=2.6),
     # The AVX-512 machine the kernels were first tuned on (SIMD compress for the scan).
     (None, "avx512"): CostTable("default/avx512", 0.02, 0.065, 0.25, 0.5, (0.1, 1.45),
                                 (0.2, 1.25), spmm_scatter_mac=0.1),

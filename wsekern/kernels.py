@@ -258,8 +258,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
                                        compact_pays, cost)
     if panels is not None:
         _spmm.panel_spmm_live(*panels, Xc, alive, out2,
-                              resolve_threads(n_threads, nnz * n_alive / K * N),
-                              panel_block(N, Xc.itemsize))
+                              resolve_threads(n_threads, nnz * n_alive / K * N))
         return out, "panel-skip-rows"
     csc = None
     if skip_rows and M * SCATTER_BLOCK * Xc.itemsize <= l2_bytes() // 2:
@@ -310,49 +309,50 @@ def _csc_for_live_columns(W, transpose, dtype):
     return W if transpose else W.transpose()
 
 
-# Rows of W per panel of the panel path (PackedSparse.row_panels), and the bytes of its
-# (PANEL_ROWS, panel_block) accumulator: half of Zen 4's 32 KiB L1d, so the accumulator, the
-# live rows of X it meets and the panel's entries share it.
+# Rows of W per panel of the panel path (PackedSparse.row_panels): a thread's lists of the
+# panel's live weights, PANEL_ROWS * (W's longest row) values and indices, stay in L2.
 PANEL_ROWS = 64
-PANEL_BYTES = 16 * 1024
-
-
-def panel_block(n, itemsize):
-    """Columns of X per block of the panel path (0: all of them)."""
-    cols = PANEL_BYTES // (PANEL_ROWS * itemsize)
-    return 0 if cols >= n else cols
 
 
 def _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive, compact_pays, cost):
-    """(data, prows, pindptr, PANEL_ROWS) of W (or W.T) as row panels in CSC form when the
+    """(data, prows, pindptr, PANEL_ROWS, max_row) of W (or W.T) as row panels in CSC form when the
     panel path is the cheapest way past X's dead rows, else None.
 
     Only for a PackedSparse of ``dtype`` whose stored weights are all finite (a skipped dead
-    row would otherwise lose inf * 0 = NaN). Its cost, from the cost table, is a scatter
-    multiply-add per live stored weight per column (``panel_mac``: into an accumulator in
-    L1) plus a pointer step per panel, live row and column block (``panel_step``); it
-    runs when that is below the CSR kernel's (with the compaction where it pays) and the
-    column path's. The panels are built on first use and cached on the PackedSparse
-    (:meth:`PackedSparse.row_panels`; None there when not worth their memory)."""
-    if not isinstance(W, PackedSparse) or W.dtype != dtype or not W.all_finite:
+    row would otherwise lose inf * 0 = NaN), and X's live rows in half of L2. Its cost,
+    from the cost table: the CSR kernel's multiply-adds of the weights meeting live rows
+    (``spmm_mac``), appending each of them to its row's list (``panel_nnz``) and a pointer
+    step per panel and live row (``panel_step``); it runs when that is below the CSR
+    kernel's (with the compaction where it pays: ``csr_compact_blocked`` where X goes in
+    column blocks) and the column path's. The panels are built on first use and cached on
+    the PackedSparse (:meth:`PackedSparse.row_panels`; None there when not worth their
+    memory)."""
+    itemsize = np.dtype(dtype).itemsize
+    # The row kernel reads X's live rows whole for each panel: they must sit in L2.
+    if (not isinstance(W, PackedSparse) or W.dtype != dtype or not W.all_finite
+            or n_alive * N * itemsize > l2_bytes() // 2):
         return None
     live = nnz * n_alive / K * N
     t_csr = nnz * N * cost.spmm_mac
     if compact_pays:
-        t_csr = nnz * (cost.csr_compact + n_alive / K * N * cost.spmm_mac)
+        # in column blocks, the CSR kernel compacts W once into a copy it reads back
+        blocked = column_block(n_alive + 1, N, itemsize, reuse=nnz / K)
+        compact = cost.csr_compact_blocked if blocked and cost.csr_compact_blocked else (
+            cost.csr_compact)
+        t_csr = nnz * (compact + n_alive / K * N * cost.spmm_mac)
     t_best = t_csr
-    if M * SCATTER_BLOCK * np.dtype(dtype).itemsize <= l2_bytes() // 2:
+    if M * SCATTER_BLOCK * itemsize <= l2_bytes() // 2:
         t_best = min(t_best, live * cost.spmm_scatter_mac)
-    nb = panel_block(N, np.dtype(dtype).itemsize) or N
-    steps = -(-M // PANEL_ROWS) * n_alive * -(-N // nb)
-    if live * cost.panel_mac + steps * cost.panel_step >= t_best:
+    steps = -(-M // PANEL_ROWS) * n_alive
+    t_panel = live * cost.spmm_mac + nnz * n_alive / K * cost.panel_nnz
+    if t_panel + steps * cost.panel_step >= t_best:
         return None
     op = W.transpose() if transpose else W
     panels = op.row_panels(PANEL_ROWS)
     if panels is None:
         return None
-    pindptr, prows, data = panels
-    return data, prows, pindptr, PANEL_ROWS
+    pindptr, prows, data, max_row = panels
+    return data, prows, pindptr, PANEL_ROWS, max_row
 
 
 # The widest register tile of each SIMD path's CSR kernel, in bytes (8 vectors).

@@ -479,7 +479,8 @@ class PackedSparse:
         self._shape = (int(shape[0]), int(shape[1]))
         self._transpose = None   # (PackedSparse, permutation into our data)
         self._finite = None
-        self._panels = None      # row_panels' cache: [rows, pindptr, prows, perm, data, fresh]
+        self._panels = None      # row_panels' cache: [rows, pindptr, prows, perm, data,
+        #                          max_row, fresh]
         self._views = None       # read-only (data, indices, indptr), made on first use
         for a in (self._indices, self._indptr):
             a.flags.writeable = False
@@ -568,9 +569,10 @@ class PackedSparse:
 
     def row_panels(self, rows):
         """This matrix as row panels in CSC form, for the dead-rows path of spmm: a tuple
-        (pindptr, prows, data). Panel ``b`` holds rows ``b * rows`` to ``b * rows + rows - 1``;
-        its column ``k`` is entries ``pindptr[b * K + k]`` to ``pindptr[b * K + k + 1]`` of
-        ``prows`` (row within the panel, ascending) and ``data``. Built once per ``rows``
+        (pindptr, prows, data, max_row). Panel ``b`` holds rows ``b * rows`` to
+        ``b * rows + rows - 1``; its column ``k`` is entries ``pindptr[b * K + k]`` to
+        ``pindptr[b * K + k + 1]`` of ``prows`` (row within the panel, ascending) and
+        ``data``; ``max_row`` is the most stored weights in a row. Built once per ``rows``
         and cached (the values are refreshed after :meth:`set_values`), like the transpose.
 
         None, and nothing built, when the form is not worth its memory: its
@@ -594,16 +596,17 @@ class PackedSparse:
             prows = np.empty(self.nnz, dtype=idx)
             perm = np.empty(self.nnz, dtype=idx)
             _spmm.build_row_panels(self._indices, self._indptr, K, rows, pindptr, prows, perm)
+            max_row = int(np.diff(self._indptr).max(initial=0))
             cached = self._panels = [rows, pindptr, prows, perm,
-                                     _aligned_copy(self._data[perm], self.dtype), True]
-        if not cached[5]:
+                                     _aligned_copy(self._data[perm], self.dtype), max_row, True]
+        if not cached[6]:
             np.take(self._data, cached[3], out=cached[4], mode="clip")
-            cached[5] = True
-        return cached[1], cached[2], cached[4]
+            cached[6] = True
+        return cached[1], cached[2], cached[4], cached[5]
 
     def _panels_stale(self):
         if self._panels is not None:
-            self._panels[5] = False
+            self._panels[6] = False
 
     # -- values -----------------------------------------------------------
     def set_values(self, values):
