@@ -39,9 +39,10 @@ class CostTable:
     # CSC form, kernels.PANEL_ROWS): the CSR kernel's multiply-adds of the weights meeting
     # live rows, plus appending each of those weights to its row's list (``panel_nnz``)
     # and a pointer step per panel and live row of X (``panel_step``); no work for a
-    # weight meeting a dead row. Defaults: csr_compact's default per weight and 2 ns a step.
-    panel_nnz: float = 2.0
-    panel_step: float = 2.0
+    # weight meeting a dead row. Not measured (None): the path is not taken (on Zen 4 a
+    # weight cost 2-4x csr_compact, so guessing from csr_compact could not tell).
+    panel_nnz: float = None
+    panel_step: float = 1.0
     # csr_compact where the CSR kernel runs X in column blocks: W's kept weights are then
     # written to a copy of its arrays and read back per block, an extra pass over W (None:
     # csr_compact, not measured apart).
@@ -93,8 +94,9 @@ TABLES = {
     # The panel path (panel_nnz, panel_step; csr_compact_blocked on the baseline path) was
     # fitted on its kernel alone against the CSR kernel's time per MAC from this table,
     # W 90 % zeros packed, X half dead, 1024^2 x 16, 64, 256 and 4096^2 x 64 fp32, load 5-7
-    # (s13 halfdead2): 1.6-2.5 ns a live weight avx512, 0.6-2.0 avx2, 2.0-2.6 baseline, the
-    # step set to 1 ns; the baseline's blocked compaction 2.6 ns a weight at 4096^2 x 64
+    # (s13 halfdead2): 1.6-2.5 ns a live weight avx512, 0.6-2.0 avx2 (1.8 kept: with 1.3 the
+    # whole call lost to the column path at 4096^2 x 64), 2.0-2.6 baseline, the step set to
+    # 1 ns; the baseline's blocked compaction 2.6 ns a weight at 4096^2 x 64
     # (the CSR kernel with W compacted inside against W compacted beforehand, s12).
     ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 0.88),
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
@@ -102,7 +104,7 @@ TABLES = {
                                   panel_nnz=2.2, panel_step=1.0),
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
                                 csr_compact=1.2, spmm_scatter_mac=0.09, densify_nnz=1.0,
-                                blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.3,
+                                blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.8,
                                 panel_step=1.0),
     ("zen4", "baseline"): CostTable("zen4/baseline", 0.022, 0.09, 1.23, 0.07, (0.12, 2.3),
                                     (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.14,

@@ -318,7 +318,8 @@ def _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive, compact_pa
     """(data, prows, pindptr, PANEL_ROWS, max_row) of W (or W.T) as row panels in CSC form when the
     panel path is the cheapest way past X's dead rows, else None.
 
-    Only for a PackedSparse of ``dtype`` whose stored weights are all finite (a skipped dead
+    Only where the cost table has measured the path (``panel_nnz`` not None), for a
+    PackedSparse of ``dtype`` whose stored weights are all finite (a skipped dead
     row would otherwise lose inf * 0 = NaN), and X's live rows in half of L2. Its cost,
     from the cost table: the CSR kernel's multiply-adds of the weights meeting live rows
     (``spmm_mac``), appending each of them to its row's list (``panel_nnz``) and a pointer
@@ -329,8 +330,8 @@ def _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive, compact_pa
     memory)."""
     itemsize = np.dtype(dtype).itemsize
     # The row kernel reads X's live rows whole for each panel: they must sit in L2.
-    if (not isinstance(W, PackedSparse) or W.dtype != dtype or not W.all_finite
-            or n_alive * N * itemsize > l2_bytes() // 2):
+    if (cost.panel_nnz is None or not isinstance(W, PackedSparse) or W.dtype != dtype
+            or not W.all_finite or n_alive * N * itemsize > l2_bytes() // 2):
         return None
     live = nnz * n_alive / K * N
     t_csr = nnz * N * cost.spmm_mac
