@@ -674,7 +674,9 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     neither indptr nor the column indices are checked again, as in the Python route. Its
     column path (kernels' csc-skip-rows: X with dead rows, W finite, the scatter buffer in
     L2, the scatter cheaper) is taken as there (:func:`csc_spmm_live` on its cached CSC);
-    where that route would build W's transpose to decide, the call is declined.
+    where that route would build W's transpose to decide, the call is declined. So is its
+    panel path (kernels' panel-skip-rows: the same ``g["_panels_for_live_rows"]``, which
+    builds W's row panels on first use, then :func:`panel_spmm_live`).
     Anything else (and every refusal: a
     malformed indptr, an index out of range, memory) returns None before any output is
     returned, so that the Python route runs and raises its own message.

@@ -250,8 +250,8 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     threads = _threads_for(n_threads, nnz * N, cost)
     # Dropping the nonzeros that meet zero rows costs a gather per nonzero: narrow X loses.
     compact_pays = cost.csr_compact < (K - n_alive) / K * N * cost.spmm_mac
-    # Its (M, SCATTER_BLOCK) buffer must sit in L2: at 4096^2 x 64 fp32 (512 KiB, all of
-    # Zen 3's L2) the column path lost to csr-skip-rows in 3 of 4 table runs.
+    # A packed W's row panels: a weight meeting a dead row costs nothing (the test and its
+    # costs: _panels_for_live_rows).
     panels = None
     if skip_rows:
         panels = _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive,
@@ -260,6 +260,8 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         _spmm.panel_spmm_live(*panels, Xc, alive, out2,
                               resolve_threads(n_threads, nnz * n_alive / K * N))
         return out, "panel-skip-rows"
+    # Its (M, SCATTER_BLOCK) buffer must sit in L2: at 4096^2 x 64 fp32 (512 KiB, all of
+    # Zen 3's L2) the column path lost to csr-skip-rows in 3 of 4 table runs.
     csc = None
     if skip_rows and M * SCATTER_BLOCK * Xc.itemsize <= l2_bytes() // 2:
         csc = _csc_for_live_columns(W, transpose, dtype)
@@ -309,14 +311,17 @@ def _csc_for_live_columns(W, transpose, dtype):
     return W if transpose else W.transpose()
 
 
-# Rows of W per panel of the panel path (PackedSparse.row_panels): a thread's lists of the
-# panel's live weights, PANEL_ROWS * (W's longest row) values and indices, stay in L2.
+# Rows of W per panel of the panel path (PackedSparse.row_panels). A thread's lists of a
+# panel's live weights take PANEL_ROWS * (W's longest row) values and indices (240 KB at
+# 4096^2, 90 % zeros, fp32: in L2). 64 and 128 ran alike at 1024^2 x 64, 256 and 4096^2 x 64
+# (Zen 4, avx512 and baseline, the kernel alone); 32 was up to 1.2x slower, 16 up to 1.6x.
 PANEL_ROWS = 64
 
 
 def _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive, compact_pays, cost):
-    """(data, prows, pindptr, PANEL_ROWS, max_row) of W (or W.T) as row panels in CSC form when the
-    panel path is the cheapest way past X's dead rows, else None.
+    """(data, prows, pindptr, PANEL_ROWS, max_row): W (or W.T) as row panels in CSC form,
+    the arguments of _spmm.panel_spmm_live, when the panel path is the cheapest way past
+    X's dead rows; else None.
 
     Only where the cost table has measured the path (``panel_nnz`` not None), for a
     PackedSparse of ``dtype`` whose stored weights are all finite (a skipped dead
