@@ -87,8 +87,11 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
     const int split = SPLIT_PF;                                                        \
     const char* xb = (const char*)X;                                                   \
     const ptrdiff_t pitch = ldx * (ptrdiff_t)sizeof(V);                                \
-    const ptrdiff_t pf_last = avail - WSK_PREFETCH_AHEAD < nnz                         \
-                              ? avail - WSK_PREFETCH_AHEAD : nnz;                      \
+    /* min(nnz, avail - WSK_PREFETCH_AHEAD), written so that avail = nnz folds to the  \
+       code without avail */                                                           \
+    const ptrdiff_t spare = avail - nnz;                                               \
+    const ptrdiff_t pf_last = nnz - (spare < WSK_PREFETCH_AHEAD                        \
+                                     ? WSK_PREFETCH_AHEAD - spare : 0);                \
     const ptrdiff_t pf_end = split ? pf_last - SETS + 1 : 0;                           \
     for (; p < pf_end; p += SETS) {                                                    \
         _Pragma("GCC unroll 4")                                                        \
@@ -184,17 +187,17 @@ static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,       
         return;                                                                        \
     }                                                                                  \
     for (; j + 8 * LANES <= n; j += 8 * LANES)                                         \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 8, 1);         \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 8, 1);    \
     if (j + 4 * LANES <= n) {                                                          \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 4, 2);         \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 4, 2);    \
         j += 4 * LANES;                                                                \
     }                                                                                  \
     if (j + 2 * LANES <= n) {                                                          \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 2, 4);         \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 2, 4);    \
         j += 2 * LANES;                                                                \
     }                                                                                  \
     if (j + LANES <= n) {                                                              \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 1, 4);         \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 1, 4);    \
         j += LANES;                                                                    \
     }                                                                                  \
     if (j < n) wsk_spmm_tail_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, n - j); \
