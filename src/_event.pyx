@@ -208,6 +208,12 @@ cdef class Engine:
     cdef int32_t* nz_k
     cdef int32_t* nz_r
     cdef double* nz_v
+    # WS: where it is the smaller, how many weights each column of each PE's block holds
+    # (PE p's column col_lo[c] + j at nz_cnt[p * cnt_w + j]; cnt_w 0: not kept): a task of
+    # a compressed block prices itself from one byte, 64 columns to a cache line
+    cdef uint8_t[::1] nz_cnt
+    cdef int64_t cnt_w
+    cdef int64_t[::1] col_lo
     cdef double[:, ::1] Xd
     cdef int64_t[::1] blk_lo, blk_hi        # per logical row: W rows (WS) / X columns (AS)
 
@@ -462,12 +468,22 @@ cdef class Engine:
             self.pe[p].nz_n = <int32_t> (nz_ptr[p + 1] - nz_ptr[p])
             self.pe[p].nz_cur = 0
             self.pe[p].compressed = comp[p]
+        # the column counts are kept where they are smaller than nz_k and none passes 255
+        cdef int64_t cw = int(np.max(np.diff(kb), initial=0)), ci
+        cdef bint counting = 0 < self.P * cw <= nz_ptr[self.P] * <int64_t> sizeof(int32_t)
+        self.nz_cnt = np.zeros(self.P * cw if counting else 0, np.uint8)
         for c in range(self.C):
             for k in range(kb[c], kb[c + 1]):
                 for j in range(ip[k], ip[k + 1]):
                     if ix[j] < rlr.shape[0] and rlr[ix[j]] >= 0:
                         lr = rlr[ix[j]]
                         p = lr * self.C + c
+                        if counting:
+                            ci = p * cw + k - kb[c]
+                            if self.nz_cnt[ci] == 255:
+                                counting = False
+                            else:
+                                self.nz_cnt[ci] += 1
                         pos = cursor[p]
                         cursor[p] = pos + 1
                         self.nz_k[pos] = k
@@ -475,6 +491,10 @@ cdef class Engine:
                         self.nz_v[pos] = dv[j]
         self.blk_lo = np.ascontiguousarray(blk_lo, np.int64)
         self.blk_hi = np.ascontiguousarray(blk_hi, np.int64)
+        self.col_lo = kb
+        self.cnt_w = cw if counting else 0
+        if not counting:
+            self.nz_cnt = np.zeros(0, np.uint8)
 
     def set_activations(self, X, blk_lo, blk_hi):
         self.Xd = np.ascontiguousarray(X, np.float64)
@@ -830,13 +850,23 @@ cdef class Engine:
         """acc += x * (the operand's row k in this PE's block); returns the task's cycles.
         WS with acc NULL: the sums are left to _replay, the task only finds (and counts)
         its weights."""
-        cdef int lr = p // self.C
-        cdef int64_t lo = self.blk_lo[lr], hi = self.blk_hi[lr], a, b, i, end
+        cdef int lr = p // self.C, c
+        cdef int64_t lo = self.blk_lo[lr], hi = self.blk_hi[lr], a, b, i, end, n
         if self.mode == MODE_AS:
             for i in range(hi - lo):
                 acc[i] += x * self.Xd[k, lo + i]
             self.macs += hi - lo
             return self.task + self.setup + ceil((hi - lo) / self.fmac)
+        if acc == NULL:                 # the sums wait: only the price is needed here
+            if not self.pe[p].compressed:
+                self.macs += hi - lo
+                return self.task + self.setup + ceil((hi - lo) / self.fmac)
+            if self.cnt_w > 0:
+                c = p % self.C
+                i = k - self.col_lo[c]
+                n = self.nz_cnt[p * self.cnt_w + i] if 0 <= i < self.col_lo[c + 1] - self.col_lo[c] else 0
+                self.macs += n
+                return self.task + self.scalar * n
         a = self.pe[p].nz_lo
         end = a + self.pe[p].nz_n
         a = self._first_at(a, end, a + self.pe[p].nz_cur, k)
@@ -1082,8 +1112,12 @@ cdef class Engine:
             q = p * self.NC + self.x_colour
             if self.cq[q].count > 0:
                 wsk_prefetch(&self.cq_slot[<int64_t> q * self.S + self.cq[q].head])
-                if self.mode == MODE_WS:        # the columns at its cursor
-                    wsk_prefetch(&self.nz_k[self.pe[p].nz_lo + self.pe[p].nz_cur])
+                if self.mode == MODE_WS and self.pe[p].compressed:
+                    if self.cnt_w > 0:          # its block's column counts
+                        wsk_prefetch(&self.nz_cnt[p * self.cnt_w])
+                        wsk_prefetch(&self.nz_cnt[p * self.cnt_w + self.cnt_w - 1])
+                    else:                       # the columns at its cursor
+                        wsk_prefetch(&self.nz_k[self.pe[p].nz_lo + self.pe[p].nz_cur])
 
     cdef inline void _prefetch(self, int a) noexcept nogil:
         """Start loading what agent a reads first (a hint: it changes no result)."""
