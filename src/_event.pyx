@@ -157,6 +157,8 @@ cdef class Engine:
     cdef int64_t sort_cap
     cdef int sort_passes, sort_bits       # radix passes over the agent, bits in each
     cdef bint logging                     # record every agent's run (tests: time order)
+    cdef bint replay                      # WS: sums wait for the round's end (False: every
+                                          #   task adds at once, as a reference for tests)
     cdef list visit_t, visit_a
     cdef Event* heap
     cdef int64_t heap_n, heap_cap, seq
@@ -270,6 +272,7 @@ cdef class Engine:
         self.rounds = params["rounds"]
         self.mode = params["mode"]
         self.x_colour = params.get("x_colour", 0)
+        self.replay = params.get("replay", True)
         if not 0 <= self.x_colour < n_colours:
             raise ValueError(f"x_colour {self.x_colour} is not one of the {n_colours} colours")
         cdef int P = self.P, NQ = self.P * n_colours, i
@@ -1152,6 +1155,7 @@ cdef class Engine:
         if self.mode == MODE_WS:                 # each PE takes its column's stream
             for p in range(self.P):
                 self.pe[p].item_pos = <int32_t> self.item_ptr[p % self.C]
+                self.pe[p].direct = not self.replay
         if self.mode == MODE_NONE:
             for p in range(self.P):
                 self._wake(self.a_red + p, 0.0)
@@ -1225,6 +1229,11 @@ cdef class Engine:
             o[p] = (self.pe[p].busy if which == 0 else self.pe[p].red_busy if which == 1
                     else self.pe[p].wait_data if which == 2 else self.pe[p].backpressure)
         return out.reshape(self.R, self.C)
+
+    def direct_pes(self):
+        """How many PEs' tasks added at once (WS: their wavelets were not their column's
+        stream, or replay is off)."""
+        return sum(int(self.pe[p].direct) for p in range(self.P))
 
     def check_drained(self):
         """(rounds every reducer finished, the smallest) — a deadlock shows here."""
