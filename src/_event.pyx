@@ -19,7 +19,9 @@ lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not
                              (back-pressure) and the target's pop wakes it
   main thread (pe)           one data task per arriving stream wavelet: an AXPY into
                              the accumulator of the current round (sample), or an
-                             end-of-stream task that closes the round
+                             end-of-stream task that closes the round. Weight-stationary,
+                             a task only prices itself and the round's AXPYs are replayed
+                             in their order when it closes (no value decides a time)
   reducer (pe)               adds its children's streams into the accumulator at one
                              wavelet per cycle, forwarding the last child's stream as it
                              goes (cut-through) or storing it first (store-and-forward),
@@ -159,6 +161,9 @@ cdef class Engine:
     cdef bint logging                     # record every agent's run (tests: time order)
     cdef bint replay                      # WS: sums wait for the round's end (False: every
                                           #   task adds at once, as a reference for tests)
+    cdef bint defer                       # WS: they wait here, W's blocks holding a quarter
+                                          #   of a weight a column or more (sparser, a task
+                                          #   seldom meets a weight: a replay costs more)
     cdef list visit_t, visit_a
     cdef Event* heap
     cdef int64_t heap_n, heap_cap, seq
@@ -273,6 +278,7 @@ cdef class Engine:
         self.mode = params["mode"]
         self.x_colour = params.get("x_colour", 0)
         self.replay = params.get("replay", True)
+        self.defer = False
         if not 0 <= self.x_colour < n_colours:
             raise ValueError(f"x_colour {self.x_colour} is not one of the {n_colours} colours")
         cdef int P = self.P, NQ = self.P * n_colours, i
@@ -471,9 +477,11 @@ cdef class Engine:
             self.pe[p].nz_n = <int32_t> (nz_ptr[p + 1] - nz_ptr[p])
             self.pe[p].nz_cur = 0
             self.pe[p].compressed = comp[p]
-        # the column counts are kept where they are smaller than nz_k and none passes 255
+        # the sums wait for the round's end, and the column counts are kept, where the
+        # counts are smaller than nz_k (and, the counts, where none passes 255)
         cdef int64_t cw = int(np.max(np.diff(kb), initial=0)), ci
         cdef bint counting = 0 < self.P * cw <= nz_ptr[self.P] * <int64_t> sizeof(int32_t)
+        self.defer = counting
         self.nz_cnt = np.zeros(self.P * cw if counting else 0, np.uint8)
         for c in range(self.C):
             for k in range(kb[c], kb[c + 1]):
@@ -1155,7 +1163,7 @@ cdef class Engine:
         if self.mode == MODE_WS:                 # each PE takes its column's stream
             for p in range(self.P):
                 self.pe[p].item_pos = <int32_t> self.item_ptr[p % self.C]
-                self.pe[p].direct = not self.replay
+                self.pe[p].direct = not (self.replay and self.defer)
         if self.mode == MODE_NONE:
             for p in range(self.P):
                 self._wake(self.a_red + p, 0.0)
