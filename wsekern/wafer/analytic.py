@@ -1221,6 +1221,14 @@ def prepare_weight_stationary(weights, config, region):
     dense_screen(weights, config, region)
 
 
+def prepare_step_structure(weights, config, region):
+    """What :func:`weight_stationary_cycles` reads of W's structure (``weights``, its
+    WeightStats) on ``region`` whatever the batch, worked out now and kept on ``weights``:
+    a placement makes it once, so the steps costed on it pay only for their batches (a
+    step that finds none builds it)."""
+    _step_structure(weights, config, region)
+
+
 def sddmm_cost(A, B, pattern, config, region, useful, *, full=True, weights=None):
     """Cost of out = (A @ B.T) at the pattern's nonzeros on an R x C region.
 
