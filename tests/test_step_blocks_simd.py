@@ -6,8 +6,7 @@ and tails), every format choice, int32 and int64 block totals, and task times ho
 loop runs)."""
 import numpy as np
 import pytest
-import scipy.sparse as sps
-from test_strategy_step_plan import _by_columns
+from test_strategy_step_plan import _by_columns, _random_entries
 from test_strategy_step_plan import (
     test_the_step_pass_down_each_pe_column_gives_the_same_figures as _step_pass_test,
 )
@@ -35,17 +34,7 @@ def _same(a, b):
 
 
 def _case(rng, R, C, N, special):
-    K = C + int(rng.integers(0, 3 * C + 1))
-    cuts = np.sort(rng.integers(0, K + 1, C - 1)) if C > 1 else np.zeros(0, int)
-    k_b = np.concatenate([[0], cuts, [K]]).astype(np.int_)
-    pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
-    nnz = int(rng.integers(0, 4 * K * max(R // 8, 1) + 1))
-    wk_ = rng.integers(0, K, nnz) if K else np.zeros(0, int)
-    wr = rng.integers(0, R, nnz)
-    S = sps.csr_array((rng.integers(1, 5, nnz).astype(np.int64),
-                       (wk_, wr * C + pe_col[wk_])), shape=(K, R * C))
-    S.sum_duplicates()
-    S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+    K, k_b, S = _random_entries(rng, R, C, 4 * max(R // 8, 1))
     choice = rng.integers(0, 3, R * C).astype(np.int8)
     if rng.random() < 0.4:
         choice[:] = rng.integers(0, 3)
