@@ -616,3 +616,35 @@ def test_the_dense_stream_gives_numpys_figures_in_every_layout_of_x():
                                0.5, 13.0)
             for g, w in zip(got, ref):
                 assert np.array_equal(g, w)
+
+
+@pytest.mark.parametrize("config", ["small", "wse2"])
+def test_a_dense_plans_sram_peak_is_the_placed_reports(config):
+    """W fully nonzero, its blocks dense whatever the batch (analytic.dense_screen): the
+    SRAM peak read from W's structure alone is the placed report's for every batch, and
+    the per-step structure's (weight_stationary_cycles); None (the report raises) where a
+    block fits in neither format."""
+    rng = np.random.default_rng(8)
+    cfg = wk.WaferConfig.small(16, 16) if config == "small" else wk.WaferConfig.wse2()
+    checked = 0
+    for M, K in ((90, 70), (33, 128), (8, 5)):
+        W = sps.csr_array(rng.random((M, K)).astype(np.float32) + 0.5)
+        stats = WeightStats(W)
+        for region in [(0, 0, 4, 5), (0, 0, 7, 3), (0, 0, 1, 1), (0, 0, 2, 9)]:
+            if analytic.dense_screen(stats, cfg, region) is None:
+                continue
+            peak = analytic.dense_sram_peak(stats, cfg, region)
+            for N in (0, 1, 13):
+                x_nz = rng.random((K, N)) < rng.choice([0.0, 0.4, 1.0])
+                try:
+                    rep = analytic.weight_stationary(W, x_nz.astype(np.float32), cfg, region,
+                                                     exact=False, full=False)
+                except wk.SramOverflowError:
+                    assert peak is None
+                    continue
+                assert type(peak) is int and peak == rep.sram_peak_bytes
+                if N:
+                    assert analytic.weight_stationary_cycles(stats, x_nz, cfg, region)[2] \
+                        == peak
+                checked += 1
+    assert checked

@@ -513,7 +513,7 @@ class LayerPlacement:
                         first = training.planned_step(plan, x_nz, g_nz, sram=True)
                 except SramOverflowError:
                     plan = None             # step_cost raises it, naming what it names
-                if first is not None:
+                if first is not None and first[2] is not None:
                     parts, latency, sram = first
                     self._plan, self._primed, self._pending = plan, key, args
                     self.sram_peak = max(self.sram_peak, sram)

@@ -184,8 +184,6 @@ def _step_structure(w, config, region):
     M_r = np.diff(st["m_b"])
     red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
-    # each PE's bytes but its weights (the ledger's reserve and buffers), per format
-    others = config.reserve_bytes + sum(np.asarray(b, np.int64) for b in st["buffers"].values())
     k_b = np.ascontiguousarray(st["k_b"], np.int_)
     # each block's format: 0 dense, 1 compressed, 2 the faster for the batch
     # (placement.weight_stationary's rule: where both fit, compressed wins only when
@@ -193,8 +191,7 @@ def _step_structure(w, config, region):
     choice = np.where(st["either_fits"],
                       np.where(st["comp_fits"], np.where(st["dense_fits"], 2, 1), 0),
                       st["comp_smaller"].astype(np.int8)).astype(np.int8)
-    comp_total = np.asarray(others + st["comp_bytes"], np.int64).reshape(R, C)
-    dense_total = np.asarray(others + st["dense_bytes"], np.int64).reshape(R, C)
+    comp_total, dense_total = _block_bytes(st, config, R, C)
     # the step runs down each PE column: the block arrays numbered b = c * R + r, and each
     # nonzero of W's column k known by its row block (its PE column is the one whose X
     # rows hold k: S's block index is r * C + that column)
@@ -257,6 +254,28 @@ def _step_structure(w, config, region):
                           structure["L_max"], bool(R * C), C > 1)
     w.cache[key] = (config, structure)
     return structure
+
+
+def _block_bytes(st, config, R, C):
+    """Each PE's bytes (R x C, int64) with its block compressed and dense: the ledger's
+    reserve and buffers plus the block's weights in that format (placer._ws_static's)."""
+    others = config.reserve_bytes + sum(np.asarray(b, np.int64) for b in st["buffers"].values())
+    return (np.asarray(others + st["comp_bytes"], np.int64).reshape(R, C),
+            np.asarray(others + st["dense_bytes"], np.int64).reshape(R, C))
+
+
+def dense_sram_peak(weights, config, region):
+    """The SRAM peak bytes :func:`weight_stationary` reports (``exact=False``) for W
+    (``weights``, its WeightStats) on ``region`` where :func:`dense_screen` holds (every
+    block stored dense whatever the batch): the largest PE's bytes with its block dense,
+    as :func:`weight_stationary_cycles` takes them, read without X. None where some
+    block fits in neither format (weight_stationary raises)."""
+    R, C = int(region[2]), int(region[3])
+    st = placer._ws_static(Operands(None, np.zeros((weights.K, 0), bool), weights), config,
+                           region)
+    if not st["either_fits"].all():
+        return None
+    return max(0, int(_block_bytes(st, config, R, C)[1].max(initial=0)))
 
 
 def screen_price(ops, config, region, what="spmm"):

@@ -394,7 +394,8 @@ def _row_nnz(a, rows, name):
 def planned_step(plan, x_nz, g_nz, sram=False):
     """:func:`step_cost`'s (cycles per part, latency) and the step's SRAM peak (None where
     the plan's placement cannot change it: every step of a dense or a fixed plan has the
-    first's; with ``sram``, a dense plan's step gives it too, as its reports would) for the
+    first's; with ``sram``, a dense plan's step gives it too, as its reports would, or None
+    where a block fits in neither format) for the
     step of ``plan`` (:func:`step_plan`), from X's and G's nonzero patterns (bool, K x N
     and M x N) alone, without the reports."""
     kind = plan["kind"]
@@ -402,12 +403,12 @@ def planned_step(plan, x_nz, g_nz, sram=False):
         parts, latency = dense_step(plan, x_nz, g_nz)
         if not sram:
             return parts, latency, None
-        peak = analytic.weight_stationary_cycles(plan["stats"], x_nz, plan["cfg"],
-                                                 plan["region"])[2]
-        if plan["needs_input_grad"]:
-            peak = max(peak, analytic.weight_stationary_cycles(
-                plan["stats_t"], g_nz, plan["cfg"], plan["region"])[2])
-        return parts, latency, max(peak, _sddmm_sram(plan))
+        # its blocks are dense whatever the batch: the peak reads W's structure alone
+        peaks = [analytic.dense_sram_peak(s, plan["cfg"], plan["region"])
+                 for s in (plan["stats"], plan["stats_t"])[:1 + plan["needs_input_grad"]]]
+        if None in peaks:               # a block fits in neither format: step_cost's
+            return parts, latency, None
+        return parts, latency, max(*peaks, _sddmm_sram(plan))
     for name, nz in (("x_nz", x_nz), ("g_nz", g_nz)):
         if nz.ndim != 2 or nz.shape[1] != plan["N"]:
             raise ValueError(f"the plan is for steps of {plan['N']} samples; received "
@@ -470,10 +471,12 @@ def prepare_step(cfg, mode, region, W, stats, stats_t, N=None):
         return
     analytic.prepare_weight_stationary(stats, cfg, region)
     analytic.prepare_weight_stationary(stats_t, cfg, region)
-    # a step plan (step_plan) times its products from this structure (a dense plan its
-    # first step's SRAM peak), found on the stats by the same (config, region)
-    analytic.prepare_step_structure(stats, cfg, region)
-    analytic.prepare_step_structure(stats_t, cfg, region)
+    if analytic.dense_screen(stats, cfg, region) is None \
+            or analytic.dense_screen(stats_t, cfg, region) is None:
+        # a "sparse" plan (step_plan): its products are timed per step from this
+        # structure, found on the stats by the same (config, region)
+        analytic.prepare_step_structure(stats, cfg, region)
+        analytic.prepare_step_structure(stats_t, cfg, region)
     if N:
         try:        # the weight gradient of N columns: W's structure and N alone
             analytic.sddmm_cycles(stats, N, cfg, region)
