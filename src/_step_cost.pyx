@@ -62,6 +62,110 @@ cdef inline ColumnFigures _column_blocks(Py_ssize_t R, Py_ssize_t b, const doubl
     return f
 
 
+# A PE column's blocks in 8 lanes (AVX-512), where the CPU runs it: the same IEEE
+# operations per block (the format race's comparison included, so the same formats), the
+# maxima taken across lanes. A maximum of doubles is the loop's in r order unless a NaN
+# takes part or the maximum is a zero (0.0 and -0.0 tie: the order picks the sign); then
+# ``ok`` is 0 and the caller runs the loop in r order. The integer maximum is exact in any
+# order.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <math.h>
+    typedef struct { double cmax; double tm; int64_t sram; int comp; int ok; } wsk_step_fig;
+    #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    #include <immintrin.h>
+    #define WSK_STEP_AVX512 1
+    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
+    static wsk_step_fig wsk_step_blocks_avx512(Py_ssize_t R, Py_ssize_t b,
+            const double* t_dense, const int8_t* choice, const int64_t* sw, double A,
+            double A_task, double scalar, const void* dense, const void* comp, int wide)
+    {
+        wsk_step_fig f;
+        const __m512d vA = _mm512_set1_pd(A), vAt = _mm512_set1_pd(A_task);
+        const __m512d vsc = _mm512_set1_pd(scalar), ninf = _mm512_set1_pd(-INFINITY);
+        const __m512i one = _mm512_set1_epi64(1), two = _mm512_set1_epi64(2);
+        __m512d cmax = _mm512_setzero_pd(), tm = ninf;
+        __m512i sram = _mm512_setzero_si512();
+        __mmask8 any = 0, bad = 0;
+        for (Py_ssize_t r = 0; r < R; r += 8) {
+            const __mmask8 m = R - r >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (R - r)) - 1);
+            const __m512d td = _mm512_maskz_loadu_pd(m, t_dense + r);
+            const __m512i swi = _mm512_maskz_loadu_epi64(m, sw + r);
+            const __m512d ct = _mm512_add_pd(vAt, _mm512_mul_pd(vsc, _mm512_cvtepi64_pd(swi)));
+            const __m512i ch = _mm512_cvtepi8_epi64(_mm_maskz_loadu_epi8(m, choice + b + r));
+            const __mmask8 race = _mm512_cmp_pd_mask(ct, _mm512_mul_pd(vA, td), _CMP_LT_OQ);
+            const __mmask8 uc = (_mm512_cmpeq_epi64_mask(ch, one)
+                                 | (_mm512_cmpeq_epi64_mask(ch, two) & race)) & m;
+            any |= uc;
+            bad |= (_mm512_cmp_pd_mask(ct, ct, _CMP_UNORD_Q)
+                    | _mm512_cmp_pd_mask(td, td, _CMP_UNORD_Q)) & m;
+            cmax = _mm512_max_pd(cmax, _mm512_maskz_mov_pd(uc, ct));
+            tm = _mm512_max_pd(tm, _mm512_mask_mov_pd(ninf, m & (__mmask8)~uc, td));
+            __m512i d, c;
+            if (wide) {
+                d = _mm512_maskz_loadu_epi64(m, (const int64_t*)dense + b + r);
+                c = _mm512_maskz_loadu_epi64(m, (const int64_t*)comp + b + r);
+            } else {
+                d = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(m, (const int32_t*)dense + b + r));
+                c = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(m, (const int32_t*)comp + b + r));
+            }
+            sram = _mm512_max_epi64(sram, _mm512_mask_mov_epi64(d, uc, c));
+        }
+        f.cmax = _mm512_reduce_max_pd(cmax);
+        f.tm = _mm512_reduce_max_pd(tm);
+        f.sram = _mm512_reduce_max_epi64(sram);
+        f.comp = any != 0;
+        /* no compressed block: cmax is the loop's +0.0 whatever the order */
+        f.ok = !bad && !(any && f.cmax == 0.0) && f.tm != 0.0;
+        return f;
+    }
+    static int wsk_step_avx512_runs(void)
+    {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+            && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    }
+    #else
+    #define WSK_STEP_AVX512 0
+    static wsk_step_fig wsk_step_blocks_avx512(Py_ssize_t R, Py_ssize_t b,
+            const double* t_dense, const int8_t* choice, const int64_t* sw, double A,
+            double A_task, double scalar, const void* dense, const void* comp, int wide)
+    {
+        wsk_step_fig f; f.ok = 0; return f;
+    }
+    static int wsk_step_avx512_runs(void) { return 0; }
+    #endif
+    """
+    ctypedef struct wsk_step_fig:
+        double cmax
+        double tm
+        int64_t sram
+        int comp
+        int ok
+    wsk_step_fig wsk_step_blocks_avx512(Py_ssize_t R, Py_ssize_t b, const double* t_dense,
+                                        const int8_t* choice, const int64_t* sw, double A,
+                                        double A_task, double scalar, const void* dense,
+                                        const void* comp, int wide) noexcept nogil
+    int wsk_step_avx512_runs() noexcept nogil
+
+
+cdef bint _AVX512_RUNS = wsk_step_avx512_runs()
+cdef bint _use_avx512 = _AVX512_RUNS
+
+
+def use_simd_path(path):
+    """Run the step's pass over each PE column's blocks (:func:`ws_step_columns`) on
+    ``path``: "avx512" (8 lanes, where this CPU runs it; else the loop) or "baseline"/"avx2"
+    (the loop in r order); the same figures either way. Returns the path in use.
+    WSEKERN_SIMD sets it at import (wsekern/simd_path.py); tests call it to check each."""
+    global _use_avx512
+    if path not in ("avx512", "avx2", "baseline"):
+        raise ValueError(f"path must be 'avx512', 'avx2' or 'baseline'; received {path!r}")
+    _use_avx512 = path == "avx512" and _AVX512_RUNS
+    return "avx512" if _use_avx512 else "baseline"
+
+
 cdef int _check_structure(Py_ssize_t K, Py_ssize_t R, Py_ssize_t C, const long[:] k_b,
                           const int64_t[::1] s_indptr, Py_ssize_t n_entries, str entries,
                           Py_ssize_t n_data, Py_ssize_t n_choice, Py_ssize_t n_comp,
@@ -315,6 +419,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double share, cum, cmax, tm
     cdef bint any_comp = False, comp_col
     cdef ColumnFigures fig
+    cdef wsk_step_fig vfig
     with nogil:
         for c in range(C):
             for r in range(R):
@@ -340,9 +445,16 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             if has_dead and cnt == 0:       # no activation: the figures worked out once
                 cmax, tm, sram_c, comp_col = d_cmax[c], d_tm[c], d_sram[c], d_comp[c] != 0
             else:
-                fig = _column_blocks(R, c * R, &t_dense[0], &choice[0], &sw[0], A, A_task,
-                                     scalar, dense_p, comp_p, wide)
-                cmax, tm, sram_c, comp_col = fig.cmax, fig.tm, fig.sram, fig.comp
+                vfig.ok = 0
+                if _use_avx512:
+                    vfig = wsk_step_blocks_avx512(R, c * R, &t_dense[0], &choice[0], &sw[0],
+                                                  A, A_task, scalar, dense_p, comp_p, wide)
+                if vfig.ok:
+                    cmax, tm, sram_c, comp_col = vfig.cmax, vfig.tm, vfig.sram, vfig.comp != 0
+                else:
+                    fig = _column_blocks(R, c * R, &t_dense[0], &choice[0], &sw[0], A,
+                                         A_task, scalar, dense_p, comp_p, wide)
+                    cmax, tm, sram_c, comp_col = fig.cmax, fig.tm, fig.sram, fig.comp
             comp_max[c], tmax[c] = cmax, tm
             sram = imax(sram, sram_c)
             if comp_col:

@@ -79,6 +79,24 @@ def _by_columns(K, R, C, k_b, S, choice, comp_total, dense_total):
               for a in (choice, comp_total, dense_total)))
 
 
+def _random_entries(rng, R, C, per_k=4):
+    """A random step structure's K, PE column bounds k_b (C + 1) and entries S (K x R * C
+    CSR: W's nonzeros per column k and block r * C + k's PE column, counts 1-4), up to
+    ``per_k`` entries per column of W on average."""
+    K = C + int(rng.integers(0, 3 * C + 1))
+    cuts = np.sort(rng.integers(0, K + 1, C - 1)) if C > 1 else np.zeros(0, int)
+    k_b = np.concatenate([[0], cuts, [K]]).astype(np.int_)
+    pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
+    nnz = int(rng.integers(0, per_k * K + 1))
+    wk_ = rng.integers(0, K, nnz) if K else np.zeros(0, int)
+    wr = rng.integers(0, R, nnz)
+    S = sps.csr_array((rng.integers(1, 5, nnz).astype(np.int64),
+                       (wk_, wr * C + pe_col[wk_])), shape=(K, R * C))
+    S.sum_duplicates()
+    S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+    return K, k_b, S
+
+
 @pytest.mark.parametrize("R, C, N", [(5, 4, 9), (1, 6, 3), (7, 1, 5), (3, 3, 1), (4, 5, 0),
                                      (6, 8, 40)])
 def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
@@ -89,17 +107,7 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
     X row."""
     rng = np.random.default_rng(R * 100 + C * 10 + N)
     for trial in range(12):
-        K = C + int(rng.integers(0, 3 * C + 1))
-        cuts = np.sort(rng.integers(0, K + 1, C - 1)) if C > 1 else np.zeros(0, int)
-        k_b = np.concatenate([[0], cuts, [K]]).astype(np.int_)
-        pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
-        nnz = int(rng.integers(0, 4 * K + 1))
-        wk_ = rng.integers(0, K, nnz) if K else np.zeros(0, int)
-        wr = rng.integers(0, R, nnz)
-        S = sps.csr_array((rng.integers(1, 5, nnz).astype(np.int64),
-                           (wk_, wr * C + pe_col[wk_])), shape=(K, R * C))
-        S.sum_duplicates()
-        S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+        K, k_b, S = _random_entries(rng, R, C)
         choice = rng.integers(0, 3, R * C).astype(np.int8)
         if trial % 3 == 0:
             choice[:] = 2
@@ -608,3 +616,35 @@ def test_the_dense_stream_gives_numpys_figures_in_every_layout_of_x():
                                0.5, 13.0)
             for g, w in zip(got, ref):
                 assert np.array_equal(g, w)
+
+
+@pytest.mark.parametrize("config", ["small", "wse2"])
+def test_a_dense_plans_sram_peak_is_the_placed_reports(config):
+    """W fully nonzero, its blocks dense whatever the batch (analytic.dense_screen): the
+    SRAM peak read from W's structure alone is the placed report's for every batch, and
+    the per-step structure's (weight_stationary_cycles); None (the report raises) where a
+    block fits in neither format."""
+    rng = np.random.default_rng(8)
+    cfg = wk.WaferConfig.small(16, 16) if config == "small" else wk.WaferConfig.wse2()
+    checked = 0
+    for M, K in ((90, 70), (33, 128), (8, 5)):
+        W = sps.csr_array(rng.random((M, K)).astype(np.float32) + 0.5)
+        stats = WeightStats(W)
+        for region in [(0, 0, 4, 5), (0, 0, 7, 3), (0, 0, 1, 1), (0, 0, 2, 9)]:
+            if analytic.dense_screen(stats, cfg, region) is None:
+                continue
+            peak = analytic.dense_sram_peak(stats, cfg, region)
+            for N in (0, 1, 13):
+                x_nz = rng.random((K, N)) < rng.choice([0.0, 0.4, 1.0])
+                try:
+                    rep = analytic.weight_stationary(W, x_nz.astype(np.float32), cfg, region,
+                                                     exact=False, full=False)
+                except wk.SramOverflowError:
+                    assert peak is None
+                    continue
+                assert type(peak) is int and peak == rep.sram_peak_bytes
+                if N:
+                    assert analytic.weight_stationary_cycles(stats, x_nz, cfg, region)[2] \
+                        == peak
+                checked += 1
+    assert checked

@@ -175,7 +175,7 @@ class WaferStrategy:
         for p, region in zip(self.placements, regions):
             p.region, p.mapping = region, "weight-stationary"
         for p, (s, s_t, W) in zip(self.placements, stats):    # done once, not per step
-            training.prepare_step(cfg, self.mode, p.region, W, s, s_t)
+            training.prepare_step(cfg, self.mode, p.region, W, s, s_t, p.columns(batch))
         self.edges, self.traced = _dataflow_edges(model, self.placements)
 
     def fit_begins(self, model):
@@ -504,12 +504,26 @@ class LayerPlacement:
                 if sram is not None:
                     self.sram_peak = max(self.sram_peak, sram)
             else:
-                parts, self._reports, latency = training.step_cost(*args)
-                self._pending, self._primed = None, key
-                self._plan = training.step_plan(*args[:6], N, self.needs_input_grad,
-                                                costed=(parts, latency, self._reports))
-                self.sram_peak = max(self.sram_peak, int(max(
-                    r.sram_peak_bytes for r in self._reports.values())))
+                # a new plan (same W structure, region, batch size from now on): its first
+                # step follows it too (the same floats), its reports wait until read
+                plan = first = None
+                try:
+                    plan = training.step_plan(*args[:6], N, self.needs_input_grad)
+                    if plan is not None and plan["kind"] in ("sparse", "dense"):
+                        first = training.planned_step(plan, x_nz, g_nz, sram=True)
+                except SramOverflowError:
+                    plan = None             # step_cost raises it, naming what it names
+                if first is not None and first[2] is not None:
+                    parts, latency, sram = first
+                    self._plan, self._primed, self._pending = plan, key, args
+                    self.sram_peak = max(self.sram_peak, sram)
+                else:
+                    parts, self._reports, latency = training.step_cost(*args)
+                    if plan is None:
+                        plan = training.step_plan(*args[:6], N, self.needs_input_grad)
+                    self._pending, self._primed, self._plan = None, key, plan
+                    self.sram_peak = max(self.sram_peak, int(max(
+                        r.sram_peak_bytes for r in self._reports.values())))
             x_nnz = int(np.count_nonzero(x_nz))
         for k, v in parts.items():
             self.totals[k] += v

@@ -123,20 +123,16 @@ def weight_stationary_cycles(w, x_nz, config, region):
     if st["overflow"]:
         # raises, naming the PE
         placer.weight_stationary(Operands(None, x_nz, w), config, region)
-    R, C, N = st["R"], st["C"], x_nz.shape[1]
-    task, eos, dt = config.task_cycles, config.task_cycles, st["dt"]
     # placement.weight_stationary's format choice and _ws_work's (exact=False) work per
     # column and sample, in one pass down each PE column (its X rows, its blocks); then
     # _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
     # (and, in the same call, grid_pipeline's chain of the columns over the samples)
-    _, _, _, busy, v_max, sram, _, est = _ws_step_columns(
-        x_nz.view(np.uint8), st["k_b"], st["s_indptr"], st["s_rows"], st["s_data"],
-        st["t_dense"], st["choice_cm"], st["comp_total_cm"], st["dense_total_cm"],
-        st["task"], st["scalar"], st["task"], st["wpv"], dt, False,     # S checked once
-        st["pipeline"], st["dead"], st["packed"])
-    busy_max = busy + N * eos if R * C else 0.0
-    lower = max(st["first_hop"] + busy_max, st["first_hop"] + v_max * dt,
-                N * (st["L_max"] + task) if C > 1 else 0.0) + task
+    _, _, _, busy, v_max, sram, _, est = _ws_step_columns(x_nz.view(np.uint8), *st["call"])
+    N = x_nz.shape[1]
+    first_hop, task, dt, L_max, blocks, chained = st["bound"]
+    busy_max = busy + N * task if blocks else 0.0      # each sample's end-of-stream task
+    lower = max(first_hop + busy_max, first_hop + v_max * dt,
+                N * (L_max + task) if chained else 0.0) + task
     return float(est), float(min(lower, est)), sram
 
 
@@ -188,8 +184,6 @@ def _step_structure(w, config, region):
     M_r = np.diff(st["m_b"])
     red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
-    # each PE's bytes but its weights (the ledger's reserve and buffers), per format
-    others = config.reserve_bytes + sum(np.asarray(b, np.int64) for b in st["buffers"].values())
     k_b = np.ascontiguousarray(st["k_b"], np.int_)
     # each block's format: 0 dense, 1 compressed, 2 the faster for the batch
     # (placement.weight_stationary's rule: where both fit, compressed wins only when
@@ -197,8 +191,7 @@ def _step_structure(w, config, region):
     choice = np.where(st["either_fits"],
                       np.where(st["comp_fits"], np.where(st["dense_fits"], 2, 1), 0),
                       st["comp_smaller"].astype(np.int8)).astype(np.int8)
-    comp_total = np.asarray(others + st["comp_bytes"], np.int64).reshape(R, C)
-    dense_total = np.asarray(others + st["dense_bytes"], np.int64).reshape(R, C)
+    comp_total, dense_total = _block_bytes(st, config, R, C)
     # the step runs down each PE column: the block arrays numbered b = c * R + r, and each
     # nonzero of W's column k known by its row block (its PE column is the one whose X
     # rows hold k: S's block index is r * C + that column)
@@ -249,8 +242,40 @@ def _step_structure(w, config, region):
                      structure["choice_cm"],
                      structure["comp_total_cm"], structure["dense_total_cm"], 0.0, 0.0, 0.0, 1,
                      1.0, packed=structure["packed"])
+    # what a step passes ws_step_columns after X, and reads for its lower bound, as one
+    # tuple each (S checked once above: check=False)
+    structure["call"] = (
+        k_b, structure["s_indptr"], structure["s_rows"], structure["s_data"],
+        structure["t_dense"], structure["choice_cm"], structure["comp_total_cm"],
+        structure["dense_total_cm"], structure["task"], structure["scalar"],
+        structure["task"], structure["wpv"], structure["dt"], False, structure["pipeline"],
+        structure["dead"], structure["packed"])
+    structure["bound"] = (structure["first_hop"], config.task_cycles, structure["dt"],
+                          structure["L_max"], bool(R * C), C > 1)
     w.cache[key] = (config, structure)
     return structure
+
+
+def _block_bytes(st, config, R, C):
+    """Each PE's bytes (R x C, int64) with its block compressed and dense: the ledger's
+    reserve and buffers plus the block's weights in that format (placer._ws_static's)."""
+    others = config.reserve_bytes + sum(np.asarray(b, np.int64) for b in st["buffers"].values())
+    return (np.asarray(others + st["comp_bytes"], np.int64).reshape(R, C),
+            np.asarray(others + st["dense_bytes"], np.int64).reshape(R, C))
+
+
+def dense_sram_peak(weights, config, region):
+    """The SRAM peak bytes :func:`weight_stationary` reports (``exact=False``) for W
+    (``weights``, its WeightStats) on ``region`` where :func:`dense_screen` holds (every
+    block stored dense whatever the batch): the largest PE's bytes with its block dense,
+    as :func:`weight_stationary_cycles` takes them, read without X. None where some
+    block fits in neither format (weight_stationary raises)."""
+    R, C = int(region[2]), int(region[3])
+    st = placer._ws_static(Operands(None, np.zeros((weights.K, 0), bool), weights), config,
+                           region)
+    if not st["either_fits"].all():
+        return None
+    return max(0, int(_block_bytes(st, config, R, C)[1].max(initial=0)))
 
 
 def screen_price(ops, config, region, what="spmm"):
@@ -497,29 +522,36 @@ def dense_screen_cycles(plan, x_nz, config):
     if (seen is not None and seen[0] is config and seen[1] == nnz
             and seen[2].shape == x_nz.shape and np.array_equal(seen[2], x_nz)):
         return seen[3]
-    C, tmax, L = plan["C"], plan["tmax"], plan["L"]
+    # what a step reads of the plan and the config, worked out once per config
+    step = plan.get("step")
+    if step is None or step[0] is not config:
+        step = plan["step"] = (config, _dense_screen_step(plan, config))
+    call, (tmax, task, hop, dt, L, chained) = step[1]
     N = x_nz.shape[1]
-    eos, task, ramp = config.task_cycles, config.task_cycles, config.ramp_cycles
-    dt = 1.0 / config.link_wavelets_per_cycle
     # _ws_work's work and _pipeline_cycles' stream model for one chain, samples along the
     # first axis (the recurrence takes the transposed views)
     # (and, in the same call, grid_pipeline's chain of the columns over the samples)
-    pipeline = plan.get("pipeline")
-    if pipeline is None or pipeline[0] is not config:
-        pipeline = plan["pipeline"] = (config, (
-            L, float(config.hop_cycles), float(ramp), float(plan["turnaround"]),
-            float(config.task_cycles + config.setup_cycles), float(task),
-            float(plan["cushion"])))
-    _, _, _, a_max, v_max, est = _dense_stream(
-        x_nz.view(np.uint8), plan["k_b"], tmax, eos, config.wavelets_per_sparse_value, dt,
-        plan["fill"], pipeline[1])
-    L = int(L.max())
-    busy_max = a_max * tmax + N * eos        # the busiest PE: the most activations, slowest row
-    hop = config.hop_cycles + ramp
-    lower = max(hop + busy_max, hop + v_max * dt, N * (L + task) if C > 1 else 0.0) + task
+    _, _, _, a_max, v_max, est = _dense_stream(x_nz.view(np.uint8), *call)
+    busy_max = a_max * tmax + N * task       # the busiest PE: the most activations, slowest row
+    lower = max(hop + busy_max, hop + v_max * dt, N * (L + task) if chained else 0.0) + task
     result = float(est), float(min(lower, est))
     plan["seen"] = (config, nnz, x_nz.copy(order="K"), result)
     return result
+
+
+def _dense_screen_step(plan, config):
+    """:func:`dense_screen_cycles`' arguments to the stream after X, and the figures of its
+    lower bound, for ``plan`` on ``config``."""
+    L, task, ramp = plan["L"], config.task_cycles, config.ramp_cycles
+    dt = 1.0 / config.link_wavelets_per_cycle
+    pipeline = (L, float(config.hop_cycles), float(ramp), float(plan["turnaround"]),
+                float(config.task_cycles + config.setup_cycles), float(task),
+                float(plan["cushion"]))
+    # the end-of-stream task is the task's cycles (eos)
+    call = (plan["k_b"], plan["tmax"], task, config.wavelets_per_sparse_value, dt,
+            plan["fill"], pipeline)
+    return call, (plan["tmax"], task, config.hop_cycles + ramp, dt, int(L.max()),
+                  plan["C"] > 1)
 
 
 def _ws_report(ops, pl, config, timing, full):
@@ -1219,6 +1251,14 @@ def prepare_weight_stationary(weights, config, region):
     placer._ws_static(Operands(None, np.zeros((weights.K, 0), bool), weights), config,
                       region)
     dense_screen(weights, config, region)
+
+
+def prepare_step_structure(weights, config, region):
+    """What :func:`weight_stationary_cycles` reads of W's structure (``weights``, its
+    WeightStats) on ``region`` whatever the batch, worked out now and kept on ``weights``:
+    a placement makes it once, so the steps costed on it pay only for their batches (a
+    step that finds none builds it)."""
+    _step_structure(weights, config, region)
 
 
 def sddmm_cost(A, B, pattern, config, region, useful, *, full=True, weights=None):

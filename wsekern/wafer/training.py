@@ -274,7 +274,8 @@ def step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad, costed=
     if mode == "layer-pipelined":
         dense = dense_step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad)
         if dense is not None:
-            return {"kind": "dense", **dense}
+            return {"kind": "dense", **dense, "region": region, "stats": stats,
+                    "stats_t": stats_t, "needs_input_grad": needs_input_grad}
         return {"kind": "sparse", "cfg": cfg, "N": N, "region": region, "W": W,
                 "stats": stats, "stats_t": stats_t, "needs_input_grad": needs_input_grad,
                 "weight-gradient": analytic.sddmm_cycles(stats, N, cfg, region),
@@ -390,14 +391,24 @@ def _row_nnz(a, rows, name):
                      f"received {a.dtype} of shape {a.shape}")
 
 
-def planned_step(plan, x_nz, g_nz):
+def planned_step(plan, x_nz, g_nz, sram=False):
     """:func:`step_cost`'s (cycles per part, latency) and the step's SRAM peak (None where
     the plan's placement cannot change it: every step of a dense or a fixed plan has the
-    first's) for the step of ``plan`` (:func:`step_plan`), from X's and G's nonzero
-    patterns (bool, K x N and M x N) alone, without the reports."""
+    first's; with ``sram``, a dense plan's step gives it too, as its reports would, or None
+    where a block fits in neither format) for the
+    step of ``plan`` (:func:`step_plan`), from X's and G's nonzero patterns (bool, K x N
+    and M x N) alone, without the reports."""
     kind = plan["kind"]
     if kind == "dense":
-        return dense_step(plan, x_nz, g_nz) + (None,)
+        parts, latency = dense_step(plan, x_nz, g_nz)
+        if not sram:
+            return parts, latency, None
+        # its blocks are dense whatever the batch: the peak reads W's structure alone
+        peaks = [analytic.dense_sram_peak(s, plan["cfg"], plan["region"])
+                 for s in (plan["stats"], plan["stats_t"])[:1 + plan["needs_input_grad"]]]
+        if None in peaks:               # a block fits in neither format: step_cost's
+            return parts, latency, None
+        return parts, latency, max(*peaks, _sddmm_sram(plan))
     for name, nz in (("x_nz", x_nz), ("g_nz", g_nz)):
         if nz.ndim != 2 or nz.shape[1] != plan["N"]:
             raise ValueError(f"the plan is for steps of {plan['N']} samples; received "
@@ -410,14 +421,18 @@ def planned_step(plan, x_nz, g_nz):
     if plan["needs_input_grad"]:
         gin, _, sram_t = analytic.weight_stationary_cycles(plan["stats_t"], g_nz, cfg, region)
         sram = max(sram, sram_t)
-    sram_w = plan.get("sddmm_sram")          # the weight gradient's: W's structure and N
-    if sram_w is None:
-        sram_w = plan["sddmm_sram"] = int(analytic.sddmm_sram_peak(plan["stats"], plan["N"],
-                                                                   cfg, region))
-    sram = max(sram, sram_w)
     parts = {"forward": fwd, "input-gradient": gin,
              "weight-gradient": plan["weight-gradient"], "update": plan["update"]}
-    return parts, fwd_lower / max(plan["N"], 1) * 2, sram
+    return parts, fwd_lower / max(plan["N"], 1) * 2, max(sram, _sddmm_sram(plan))
+
+
+def _sddmm_sram(plan):
+    """The weight gradient's SRAM peak in a step of ``plan``: W's structure and N alone."""
+    sram_w = plan.get("sddmm_sram")
+    if sram_w is None:
+        sram_w = plan["sddmm_sram"] = int(analytic.sddmm_sram_peak(
+            plan["stats"], plan["N"], plan["cfg"], plan["region"]))
+    return sram_w
 
 
 def sddmm_useful(G, X, W, stats=None):
@@ -445,15 +460,28 @@ def _box_zeros(stats):
     return stats.cache["zeros"]
 
 
-def prepare_step(cfg, mode, region, W, stats, stats_t):
+def prepare_step(cfg, mode, region, W, stats, stats_t, N=None):
     """Work out once what every step's cost reads of W's structure on ``region`` (the
     forward's and the input gradient's blocks and formats, the weight gradient's blocks,
-    where W stores nothing), kept on the stats: a step then pays only for its batch.
-    Layer-pipelined only; caches, so no step's numbers change."""
+    where W stores nothing, the per-step structure of analytic.weight_stationary_cycles,
+    with N the placed batch's columns the weight gradient's figures), kept on the stats:
+    a step then pays only for its batch. Layer-pipelined only; caches, so no step's
+    numbers change."""
     if mode != "layer-pipelined":
         return
     analytic.prepare_weight_stationary(stats, cfg, region)
     analytic.prepare_weight_stationary(stats_t, cfg, region)
+    if analytic.dense_screen(stats, cfg, region) is None \
+            or analytic.dense_screen(stats_t, cfg, region) is None:
+        # a "sparse" plan (step_plan): its products are timed per step from this
+        # structure, found on the stats by the same (config, region)
+        analytic.prepare_step_structure(stats, cfg, region)
+        analytic.prepare_step_structure(stats_t, cfg, region)
+    if N:
+        try:        # the weight gradient of N columns: W's structure and N alone
+            analytic.sddmm_cycles(stats, N, cfg, region)
+        except SramOverflowError:
+            pass    # the step raises it, as it would have
     analytic.sddmm_structure(stats, int(region[2]), int(region[3]))
     if 2 * W.nnz > W.shape[0] * W.shape[1] and W.has_canonical_format:  # as sddmm_useful
         _box_zeros(stats)

@@ -1,0 +1,97 @@
+"""The step's pass over each PE column's blocks in 8 lanes (src/_step_cost.pyx, AVX-512
+where the CPU runs it) against the same pass in r order and against ws_step_stream: every
+figure equal, zeros' signs and NaN included, for columns of 1 to 130 blocks (whole lanes
+and tails), every format choice, int32 and int64 block totals, and task times holding
+0.0, -0.0, infinities and NaN (where the lanes' maxima may differ from the loop's, the
+loop runs)."""
+import numpy as np
+import pytest
+from test_strategy_step_plan import _by_columns, _random_entries
+from test_strategy_step_plan import (
+    test_the_step_pass_down_each_pe_column_gives_the_same_figures as _step_pass_test,
+)
+
+from wsekern import _step_cost
+from wsekern._step_cost import ws_dead_columns, ws_pack_entries, ws_step_columns, ws_step_stream
+
+
+@pytest.fixture
+def simd_path():
+    """Set the pass's path for a test, and put back the one in use."""
+    before = _step_cost.use_simd_path("avx512")
+    yield _step_cost.use_simd_path
+    _step_cost.use_simd_path(before)
+
+
+def _same(a, b):
+    """Equal arrays or numbers, NaN equal to NaN and 0.0 unequal to -0.0, of one type."""
+    assert type(a) is type(b)
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    if a.dtype.kind == "f":
+        assert np.array_equal(np.signbit(a), np.signbit(b))
+    return np.array_equal(a, b, equal_nan=True)
+
+
+def _case(rng, R, C, N, special):
+    K, k_b, S = _random_entries(rng, R, C, 4 * max(R // 8, 1))
+    choice = rng.integers(0, 3, R * C).astype(np.int8)
+    if rng.random() < 0.4:
+        choice[:] = rng.integers(0, 3)
+    comp_total = rng.integers(-50, 200, R * C).astype(np.int64)
+    dense_total = rng.integers(-50, 200, R * C).astype(np.int64)
+    t_dense = rng.integers(4, 60, R).astype(np.float64) + (rng.random(R) if rng.random() < 0.5
+                                                           else 0.0)
+    for _ in range(int(rng.integers(1, 4)) if special else 0):
+        t_dense[int(rng.integers(0, R))] = rng.choice(special)
+    x_nz = rng.random((K, N)) < rng.choice([0.0, 0.05, 0.3, 1.0])
+    task, scalar = ((4.0, 22.0), (3.5, 1.25), (0.0, 0.0), (4.0, -3.0))[int(rng.integers(0, 4))]
+    return x_nz, k_b, S, choice, comp_total, dense_total, t_dense, (task, scalar, task, 2, 0.5)
+
+
+@pytest.mark.parametrize("R", [1, 7, 8, 9, 16, 17, 64, 127, 130])
+@pytest.mark.parametrize("special", [(), (0.0, -0.0), (0.0, -0.0, np.inf, -np.inf, np.nan)],
+                         ids=["finite", "zeros", "zeros-inf-nan"])
+def test_the_lanes_give_the_loops_figures(simd_path, R, special):
+    rng = np.random.default_rng(R * 7 + len(special))
+    for trial in range(8):
+        C, N = int(rng.integers(1, 7)), int(rng.integers(0, 12))
+        x_nz, k_b, S, choice, comp_total, dense_total, t_dense, tail = _case(rng, R, C, N,
+                                                                              special)
+        if trial == 0 and special:
+            t_dense[:] = special[1 % len(special)]             # a whole column of one value
+        x = x_nz.view(np.uint8)
+        want = ws_step_stream(x, k_b, S.indptr, S.indices, S.data, t_dense, choice,
+                              comp_total, dense_total, *tail)
+        cols = _by_columns(None, R, C, k_b, S, choice, comp_total, dense_total)
+        narrow = cols[:4] + tuple(a.astype(np.int32) for a in cols[4:])
+        for layout in (cols, narrow):
+            dead = ws_dead_columns(t_dense, *layout[3:], *tail[:2])
+            packed = ws_pack_entries(layout[1], layout[2])
+            runs = {}
+            for path in ("avx512", "baseline"):
+                simd_path(path)
+                runs[path] = [ws_step_columns(x, k_b, *layout[:3], t_dense, *layout[3:],
+                                              *tail, False, None, d, p)
+                              for d in (None, dead) for p in (None, packed)]
+            for got in runs["avx512"] + runs["baseline"]:
+                assert len(got) == 7
+                for a, b in zip(got, want[:7]):
+                    assert _same(a, b), (trial, a, b)
+
+
+def test_the_path_is_named_and_an_unknown_one_refused(simd_path):
+    assert simd_path("baseline") == "baseline"
+    assert simd_path("avx2") == "baseline"
+    assert simd_path("avx512") in ("avx512", "baseline")
+    with pytest.raises(ValueError, match="path must be"):
+        simd_path("sse9")
+
+
+@pytest.mark.parametrize("path", ["avx512", "baseline"])
+def test_the_step_pass_down_each_pe_column_on_each_path(simd_path, path):
+    """The step-plan tests' random structures (formats, fractional, infinite and NaN task
+    times, dead columns, packed entries, the chain) on each path."""
+    simd_path(path)
+    for R, C, N in ((9, 4, 9), (17, 3, 5), (33, 2, 3)):
+        _step_pass_test(R, C, N)
