@@ -111,9 +111,9 @@ static void wskt_scalar_##SFX##_##TGT(const V* vals, const int32_t* offs, ptrdif
             dst[r * ldo + j] = s;                                                      \
         }                                                                              \
 }                                                                                      \
-static ATTR void wsk_tile_rows_##SFX##_##TGT(const V* vals, const int32_t* offs,        \
+WSKT_INLINE ATTR void wskt_rows_##SFX##_##TGT(const V* vals, const int32_t* offs,       \
         ptrdiff_t nnz, const V* P, ptrdiff_t limit, ptrdiff_t Wq, ptrdiff_t oh0,        \
-        ptrdiff_t oh1, ptrdiff_t OW, V* out, int add)                                  \
+        ptrdiff_t oh1, ptrdiff_t OW, V* out, const int add)                            \
 {                                                                                      \
     enum { L = VBYTES / sizeof(V) };                                                   \
     ptrdiff_t max_off = 0;                                                             \
@@ -150,6 +150,16 @@ static ATTR void wsk_tile_rows_##SFX##_##TGT(const V* vals, const int32_t* offs,
             }                                                                          \
         }                                                                              \
     }                                                                                  \
+}                                                                                      \
+/* add as a literal in each copy: the add = 0 copy is the plain kernel, no extra test */ \
+static ATTR void wsk_tile_rows_##SFX##_##TGT(const V* vals, const int32_t* offs,        \
+        ptrdiff_t nnz, const V* P, ptrdiff_t limit, ptrdiff_t Wq, ptrdiff_t oh0,        \
+        ptrdiff_t oh1, ptrdiff_t OW, V* out, int add)                                  \
+{                                                                                      \
+    if (add)                                                                           \
+        wskt_rows_##SFX##_##TGT(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out, 1);  \
+    else                                                                               \
+        wskt_rows_##SFX##_##TGT(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out, 0);  \
 }
 
 #define WSKT_DEFINE_TARGET(TGT, ATTR, VBYTES, RMAX, NVMAX)                               \
