@@ -57,16 +57,19 @@ def simd_init(int path=0):
     path = {"avx2": 2, "avx512": 4}.get(name, 1)
     wsk_small_init(path)
     wsk_tile_init(path)
-    global _tile_rows
-    _tile_rows = 3 if path == 2 else 0
+    global _tile_rows, _blocks_f32
+    _tile_rows = {2: 3, 4: 4}.get(path, 2)
+    _blocks_f32 = path == 2
     return name
 
 
-# forward_pad's channel blocks: the output rows of the selected path's register tile
-# (src/wsk_conv_tile.h), or 0 for no blocks. Only the AVX2 path (3 x 4 tiles) gains from
-# them on Zen 4 (about 7 % at 80 % zeros); AVX-512 (4 x 2) lost 2-4 % and the baseline
-# (2 x 4) was unchanged, so those run one pass per filter.
-cdef Py_ssize_t _tile_rows = 0
+# forward_pad's channel blocks are sized with the output rows of the selected path's
+# register tile (src/wsk_conv_tile.h: baseline 2 x 4, AVX2 3 x 4, AVX-512 4 x 2). On Zen 4
+# at 80 % zeros they gained on every path in float64 (AVX2 1.18-1.21x, AVX-512 1.14-1.15x,
+# baseline 1.04-1.07x) and in float32 on AVX2 (1.05-1.07x); float32 lost 2-4 % on AVX-512
+# and was unchanged on the baseline, so there it runs one pass per filter.
+cdef Py_ssize_t _tile_rows = 2
+cdef bint _blocks_f32 = False
 
 
 cdef inline void _row(const floating* vals, const int32_t* rows, Py_ssize_t nnz,
@@ -221,8 +224,8 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     then still in L1. A block pass loads and stores each output tile once more, so blocks
     pay only with at least 1.5 kept weights per filter and input channel (80 % zeros of a
     3x3 kernel is 1.8: 1.05-1.07x on Zen 4's AVX2 path; 90 % is 0.9, 0.90-0.96x with
-    blocks). ``cblock`` -1 chooses so (on the AVX2 path only); 0 is one pass; > 0 forces
-    that many channels a block."""
+    blocks). ``cblock`` -1 chooses so (float64, and float32 on the AVX2 path: see
+    ``_tile_rows``); 0 is one pass; > 0 forces that many channels a block."""
     cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     if ph < 0 or pw < 0:
@@ -257,7 +260,7 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     if n > 0 and max_off + (OH - 1) * Wq + OW > plane:
         raise ValueError(f"forward_pad: an offset of {max_off} reads past one image's padded "
                          f"planes ({plane} elements) for an output of {OH}x{OW}")
-    if cblock < 0 and (_tile_rows == 0 or 2 * n < 3 * O * C):
+    if cblock < 0 and ((floating is float and not _blocks_f32) or 2 * n < 3 * O * C):
         cblock = 0                      # under 1.5 kept weights a filter and channel
     elif cblock < 0:
         for p in range(n):              # rows below a tile's first that a weight reads

@@ -1,6 +1,7 @@
 /* Row-tile direct convolution over kept weights (header-only), one output plane at a time.
  *
- *   wsk_tile_rows: out[oh, ow] = (add ? out[oh, ow] : 0) + sum_p vals[p] * P[offs[p] + oh * Wq + ow]
+ *   wsk_tile_rows: out[oh, ow] = (add ? out[oh, ow] : 0)
+ *                                + sum_p vals[p] * P[offs[p] + oh * Wq + ow]
  *                  for oh in [oh0, oh1), ow in [0, OW); out has row pitch OW.
  *
  * With add, a tile starts from out's values instead of zero, so a filter's kept weights can
@@ -126,7 +127,7 @@ WSKT_INLINE ATTR void wskt_rows_##SFX##_##TGT(const V* vals, const int32_t* offs
             const V* src = P + oh * Wq + ow;                                           \
             V* dst = out + oh * OW + ow;                                               \
             if (max_off + (oh + rr - 1) * Wq + ow + (ptrdiff_t)nv * L > limit) {       \
-                wskt_scalar_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, rr, n, add);   \
+                wskt_scalar_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, rr, n, add); \
                 continue;                                                              \
             }                                                                          \
             /* literal sizes, so each call is unrolled into registers */               \

@@ -123,7 +123,8 @@ def test_weights_out_of_channel_order_run_in_one_pass(simd):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv2d_at_80_percent_zeros_matches_torch(dtype, simd, monkeypatch):
     """The benchmark's layer (64 channels, 32x32, 3x3): wide enough that the chosen blocks
-    (AVX2) cut each filter into several; conv2d end to end against PyTorch."""
+    (float64 on every path, float32 on AVX2) cut each filter into several; conv2d end to
+    end against PyTorch."""
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(conv_mod, "DIRECT_FIXED", -1e9)
     rng = np.random.default_rng(8)
