@@ -224,7 +224,8 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     then still in L1. A block pass loads and stores each output tile once more, so blocks
     pay only with at least 1.5 kept weights per filter and input channel (80 % zeros of a
     3x3 kernel is 1.8: 1.05-1.07x on Zen 4's AVX2 path; 90 % is 0.9, 0.90-0.96x with
-    blocks). ``cblock`` -1 chooses so (float64, and float32 on the AVX2 path: see
+    blocks); above 3 (under 67 % zeros of a 3x3 kernel) they were not measured reliably,
+    so they are used only between the two. ``cblock`` -1 chooses so (float64, and float32 on the AVX2 path: see
     ``_tile_rows``); 0 is one pass; > 0 forces that many channels a block."""
     cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
@@ -260,8 +261,9 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     if n > 0 and max_off + (OH - 1) * Wq + OW > plane:
         raise ValueError(f"forward_pad: an offset of {max_off} reads past one image's padded "
                          f"planes ({plane} elements) for an output of {OH}x{OW}")
-    if cblock < 0 and ((floating is float and not _blocks_f32) or 2 * n < 3 * O * C):
-        cblock = 0                      # under 1.5 kept weights a filter and channel
+    if cblock < 0 and ((floating is float and not _blocks_f32) or 2 * n < 3 * O * C
+                       or n > 3 * O * C):
+        cblock = 0                      # outside 1.5-3 kept weights a filter and channel
     elif cblock < 0:
         for p in range(n):              # rows below a tile's first that a weight reads
             reach = max(reach, (woff[p] % (Hq * Wq)) // Wq)
