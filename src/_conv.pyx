@@ -65,7 +65,7 @@ def simd_init(int path=0):
 
 # forward_pad's channel blocks are sized with the output rows of the selected path's
 # register tile (src/wsk_conv_tile.h: baseline 2 x 4, AVX2 3 x 4, AVX-512 4 x 2). On Zen 4
-# at 80 % zeros they gained on every path in float64 (AVX2 1.18-1.21x, AVX-512 1.14-1.15x,
+# at 80 % zeros they gained on every path in float64 (AVX2 1.18-1.21x, AVX-512 1.12-1.15x,
 # baseline 1.04-1.07x) and in float32 on AVX2 (1.05-1.07x); float32 lost 2-4 % on AVX-512
 # and was unchanged on the baseline, so there it runs one pass per filter.
 cdef Py_ssize_t _tile_rows = 2
@@ -225,8 +225,9 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     pay only with at least 1.5 kept weights per filter and input channel (80 % zeros of a
     3x3 kernel is 1.8: 1.05-1.07x on Zen 4's AVX2 path; 90 % is 0.9, 0.90-0.96x with
     blocks); above 3 (under 67 % zeros of a 3x3 kernel) they were not measured reliably,
-    so they are used only between the two. ``cblock`` -1 chooses so (float64, and float32 on the AVX2 path: see
-    ``_tile_rows``); 0 is one pass; > 0 forces that many channels a block."""
+    so they are used only between the two. ``cblock`` -1 chooses so (float64, and float32
+    on the AVX2 path: see ``_tile_rows``); 0 is one pass; > 0 forces that many channels a
+    block."""
     cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     if ph < 0 or pw < 0:
