@@ -41,10 +41,10 @@ cdef extern from "wsk_conv_small.h" nogil:
 
 cdef extern from "wsk_conv_tile.h" nogil:
     void wsk_tile_rows_f32(const float*, const int32_t*, Py_ssize_t, const float*, Py_ssize_t,
-                           Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, float*) noexcept
+                           Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, float*, int) noexcept
     void wsk_tile_rows_f64(const double*, const int32_t*, Py_ssize_t, const double*,
                            Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                           double*) noexcept
+                           double*, int) noexcept
     void wsk_tile_init(int path) noexcept
 
 import numpy as np
@@ -57,7 +57,19 @@ def simd_init(int path=0):
     path = {"avx2": 2, "avx512": 4}.get(name, 1)
     wsk_small_init(path)
     wsk_tile_init(path)
+    global _tile_rows, _blocks_f32
+    _tile_rows = {2: 3, 4: 4}.get(path, 2)
+    _blocks_f32 = path == 2
     return name
+
+
+# forward_pad's channel blocks are sized with the output rows of the selected path's
+# register tile (src/wsk_conv_tile.h: baseline 2 x 4, AVX2 3 x 4, AVX-512 4 x 2). On Zen 4
+# at 80 % zeros they gained on every path in float64 (AVX2 1.18-1.21x, AVX-512 1.12-1.15x,
+# baseline 1.04-1.07x) and in float32 on AVX2 (1.05-1.07x); float32 lost 2-4 % on AVX-512
+# and was unchanged on the baseline, so there it runs one pass per filter.
+cdef Py_ssize_t _tile_rows = 2
+cdef bint _blocks_f32 = False
 
 
 cdef inline void _row(const floating* vals, const int32_t* rows, Py_ssize_t nnz,
@@ -91,31 +103,53 @@ cdef inline floating _dot(Py_ssize_t rows, Py_ssize_t n, const floating* y,
 
 cdef inline void _tile(const floating* vals, const int32_t* offs, Py_ssize_t nnz,
                        const floating* P, Py_ssize_t limit, Py_ssize_t Wq, Py_ssize_t oh0,
-                       Py_ssize_t oh1, Py_ssize_t OW, floating* out) noexcept nogil:
+                       Py_ssize_t oh1, Py_ssize_t OW, floating* out, int add) noexcept nogil:
     if floating is float:
-        wsk_tile_rows_f32(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out)
+        wsk_tile_rows_f32(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out, add)
     else:
-        wsk_tile_rows_f64(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out)
+        wsk_tile_rows_f64(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out, add)
 
 
 cdef inline void _filter_plane(const floating* wval, const int32_t* woff,
                                const int32_t* wchan, Py_ssize_t lo, Py_ssize_t hi,
                                const uint8_t* alive, bint all_alive, floating* vb, int32_t* ob,
-                               const floating* src, Py_ssize_t limit, Py_ssize_t Wq,
-                               Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t OW,
-                               floating* out) noexcept nogil:
+                               int32_t* cb, Py_ssize_t cblock, const floating* src,
+                               Py_ssize_t limit, Py_ssize_t Wq, Py_ssize_t oh0, Py_ssize_t oh1,
+                               Py_ssize_t OW, floating* out) noexcept nogil:
     """Rows oh0..oh1 of one filter's output plane from one image's planes ``src``: its kept
     weights lo..hi, or, unless every input channel is alive, those on an alive channel
-    (any nonzero flag), copied to vb, ob first."""
-    cdef Py_ssize_t p, q = 0
+    (any nonzero flag), copied to vb, ob (and their channels to cb) first.
+
+    cblock > 0: the weights run in blocks of input channels (wchan // cblock), each block's
+    tiles added to the previous blocks' (the caller checked that every filter's channels
+    never decrease, so the sums are the one-call sums, in the same order). A block's input
+    rows stay in L1 while the tiles move down the plane. cblock 0: one call."""
+    cdef Py_ssize_t p, q = 0, start, end, blk
+    cdef const floating* v = wval + lo
+    cdef const int32_t* f = woff + lo
+    cdef const int32_t* ch = wchan + lo
     if all_alive:
-        _tile(wval + lo, woff + lo, hi - lo, src, limit, Wq, oh0, oh1, OW, out)
+        q = hi - lo
+    else:
+        for p in range(lo, hi):
+            vb[q] = wval[p]
+            ob[q] = woff[p]
+            cb[q] = wchan[p]
+            q = q + (alive[wchan[p]] != 0)
+        v = vb
+        f = ob
+        ch = cb
+    if cblock <= 0 or q == 0:
+        _tile(v, f, q, src, limit, Wq, oh0, oh1, OW, out, 0)
         return
-    for p in range(lo, hi):
-        vb[q] = wval[p]
-        ob[q] = woff[p]
-        q = q + (alive[wchan[p]] != 0)
-    _tile(vb, ob, q, src, limit, Wq, oh0, oh1, OW, out)
+    start = 0
+    while start < q:
+        blk = ch[start] // cblock
+        end = start + 1
+        while end < q and ch[end] // cblock == blk:
+            end = end + 1
+        _tile(v + start, f + start, end - start, src, limit, Wq, oh0, oh1, OW, out, start > 0)
+        start = end
 
 
 def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_alive,
@@ -152,12 +186,15 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
                 break
     cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 1), dtype=np.asarray(wval).dtype)
     cdef int32_t[:, ::1] obuf = np.empty((n_threads, max_row + 1), dtype=np.int32)
+    cdef int32_t[:, ::1] cbuf = np.empty((n_threads, max_row + 1), dtype=np.int32)
     cdef floating* vb
     cdef int32_t* ob
+    cdef int32_t* cb
     with nogil, parallel(num_threads=n_threads):
         t = threadid()
         vb = &vbuf[t, 0]
         ob = &obuf[t, 0]
+        cb = &cbuf[t, 0]
         for u in prange(B * n_bands, schedule='dynamic'):
             b = u // n_bands
             oh0 = (u % n_bands) * band
@@ -165,19 +202,32 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
             limit = (B - b) * plane          # elements readable from P[b] on
             for o in range(O):
                 _filter_plane(&wval[0], &woff[0], &wchan[0], wptr[o], wptr[o + 1],
-                              &channel_alive[b, 0], all_alive[b], vb, ob, &P[b, 0, 0, 0, 0],
-                              limit, Wq, oh0, oh1, OW, &out[b, o, 0, 0])
+                              &channel_alive[b, 0], all_alive[b], vb, ob, cb, 0,
+                              &P[b, 0, 0, 0, 0], limit, Wq, oh0, oh1, OW, &out[b, o, 0, 0])
 
 
 def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
                 const uint8_t[:, ::1] channel_alive, const floating[::1] wval,
                 const int32_t[::1] woff, const int32_t[::1] wchan, const int32_t[::1] wptr,
-                floating[:, :, :, ::1] out, int n_threads=1):
+                floating[:, :, :, ::1] out, int n_threads=1, Py_ssize_t cblock=-1):
     """:func:`forward` at stride 1 from the unpadded x (B, C, H, W): each thread pads one
     image at a time into its own buffer (C, H + 2 ph, W + 2 pw), whose border is zeroed
     once, and the filters read it there while it is in cache; woff are offsets into that
     one image's padded planes. No padded copy of the whole batch is written. Work units
-    are images. Checks its operands itself (the kernels read without bounds checks)."""
+    are images. Checks its operands itself (the kernels read without bounds checks).
+
+    When the input rows one row of register tiles reads from all C channels (the tile's
+    height plus the kernel's row reach, each row's 64-byte lines) pass 32 KiB (L1d), and
+    each filter's kept weights come in channel order, a filter's weights run in blocks of
+    ``cblock`` input channels, each block a full pass down the plane added to the last
+    (the same sums in the same order): the rows a tile shares with the tile below it are
+    then still in L1. A block pass loads and stores each output tile once more, so blocks
+    pay only with at least 1.5 kept weights per filter and input channel (80 % zeros of a
+    3x3 kernel is 1.8: 1.05-1.07x on Zen 4's AVX2 path; 90 % is 0.9, 0.90-0.96x with
+    blocks); above 3 (under 67 % zeros of a 3x3 kernel) they were not measured reliably,
+    so they are used only between the two. ``cblock`` -1 chooses so (float64, and float32
+    on the AVX2 path: see ``_tile_rows``); 0 is one pass; > 0 forces that many channels a
+    block."""
     cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     if ph < 0 or pw < 0:
@@ -193,7 +243,7 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
                          f"{tuple(out.shape[i] for i in range(4))}, alive "
                          f"{(channel_alive.shape[0], channel_alive.shape[1])}, wptr "
                          f"({wptr.shape[0]},), woff ({woff.shape[0]},), wchan ({wchan.shape[0]},)")
-    cdef Py_ssize_t b, o, p, t, c, h, max_row = 0, max_off = 0
+    cdef Py_ssize_t b, o, p, t, c, h, max_row = 0, max_off = 0, reach = 0, n_blocks, lines
     if wptr[0] != 0 or wptr[O] != n:
         raise ValueError(f"forward_pad: wptr must run from 0 to {n}; received "
                          f"{wptr[0]} .. {wptr[O]}")
@@ -212,6 +262,19 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     if n > 0 and max_off + (OH - 1) * Wq + OW > plane:
         raise ValueError(f"forward_pad: an offset of {max_off} reads past one image's padded "
                          f"planes ({plane} elements) for an output of {OH}x{OW}")
+    if cblock < 0 and ((floating is float and not _blocks_f32) or 2 * n < 3 * O * C
+                       or n > 3 * O * C):
+        cblock = 0                      # outside 1.5-3 kept weights a filter and channel
+    elif cblock < 0:
+        for p in range(n):              # rows below a tile's first that a weight reads
+            reach = max(reach, (woff[p] % (Hq * Wq)) // Wq)
+        lines = Wq * <Py_ssize_t>sizeof(floating) // 64 + 1     # an unaligned row spans
+        n_blocks = (C * (_tile_rows + reach) * lines * 64 + 32767) // 32768
+        cblock = (C + n_blocks - 1) // n_blocks if n_blocks > 1 else 0
+    for o in range(O):
+        for p in range(wptr[o] + 1, wptr[o + 1]):
+            if wchan[p] < wchan[p - 1]:
+                cblock = 0              # not in channel order: one pass per filter
     # slack past the planes, zero: a tile's last whole vector may read there (its lanes
     # past OW are dropped), so no tile falls back to the scalar loop at the end
     cdef Py_ssize_t slack = 64, limit = plane + slack
@@ -225,13 +288,16 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     cdef floating[:, ::1] buf = np.zeros((n_threads, plane + slack), dtype=np.asarray(wval).dtype)
     cdef floating[:, ::1] vbuf = np.empty((n_threads, max_row + 1), dtype=np.asarray(wval).dtype)
     cdef int32_t[:, ::1] obuf = np.empty((n_threads, max_row + 1), dtype=np.int32)
+    cdef int32_t[:, ::1] cbuf = np.empty((n_threads, max_row + 1), dtype=np.int32)
     cdef floating* vb
     cdef int32_t* ob
+    cdef int32_t* cb
     cdef floating* xb
     with nogil, parallel(num_threads=n_threads):
         t = threadid()
         vb = &vbuf[t, 0]
         ob = &obuf[t, 0]
+        cb = &cbuf[t, 0]
         xb = &buf[t, 0]
         for b in prange(B, schedule='dynamic'):
             for c in range(C):          # the interior only: the border stays zero
@@ -240,8 +306,8 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
                            W * sizeof(floating))
             for o in range(O):
                 _filter_plane(&wval[0], &woff[0], &wchan[0], wptr[o], wptr[o + 1],
-                              &channel_alive[b, 0], all_alive[b], vb, ob, xb, limit, Wq, 0,
-                              OH, OW, &out[b, o, 0, 0])
+                              &channel_alive[b, 0], all_alive[b], vb, ob, cb, cblock, xb,
+                              limit, Wq, 0, OH, OW, &out[b, o, 0, 0])
 
 
 def grad_weight(const floating[:, :, :, :, ::1] P, const floating[:, :, :, ::1] grad,

@@ -1,7 +1,12 @@
 /* Row-tile direct convolution over kept weights (header-only), one output plane at a time.
  *
- *   wsk_tile_rows: out[oh, ow] = sum_p vals[p] * P[offs[p] + oh * Wq + ow]
+ *   wsk_tile_rows: out[oh, ow] = (add ? out[oh, ow] : 0)
+ *                                + sum_p vals[p] * P[offs[p] + oh * Wq + ow]
  *                  for oh in [oh0, oh1), ow in [0, OW); out has row pitch OW.
+ *
+ * With add, a tile starts from out's values instead of zero, so a filter's kept weights can
+ * be run in several calls (blocks of input channels, src/_conv.pyx forward_pad) and give
+ * the same sums, in the same order, as one call.
  *
  * P is one image's stride phases (see src/_conv.pyx forward); offs[p] is kept weight p's
  * shift in it. A register tile of R output rows x NV vectors of output columns is held in
@@ -44,13 +49,28 @@
 typedef V wskt_##SFX##_##TGT##_vt __attribute__((vector_size(VBYTES)));                \
 WSKT_INLINE ATTR void wskt_tile_##SFX##_##TGT(const V* vals, const int32_t* offs,       \
         ptrdiff_t nnz, const V* src, ptrdiff_t Wq, V* dst, ptrdiff_t ldo,               \
-        const int RR, const int NN, ptrdiff_t n)                                       \
+        const int RR, const int NN, ptrdiff_t n, int add)                              \
 {                                                                                      \
     typedef wskt_##SFX##_##TGT##_vt VT;                                                \
     enum { L = VBYTES / sizeof(V) };                                                   \
     VT acc[RMAX * NVMAX];                                                              \
     _Pragma("GCC unroll 16")                                                           \
     for (int a = 0; a < RR * NN; a++) acc[a] = (VT){0};                               \
+    if (add) {                    /* start from dst's values (n columns of each row) */ \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int r = 0; r < RR; r++) {                                                 \
+            _Pragma("GCC unroll 4")                                                    \
+            for (int a = 0; a < NN - 1; a++)                                           \
+                memcpy(&acc[r * NN + a], dst + r * ldo + a * L, sizeof(VT));           \
+            if (n == NN * L) {                                                         \
+                memcpy(&acc[r * NN + NN - 1], dst + r * ldo + (NN - 1) * L, sizeof(VT)); \
+            } else {                                                                   \
+                V t[L] = {0};                                                          \
+                memcpy(t, dst + r * ldo + (NN - 1) * L, (n - (NN - 1) * L) * sizeof(V)); \
+                memcpy(&acc[r * NN + NN - 1], t, sizeof(VT));                          \
+            }                                                                          \
+        }                                                                              \
+    }                                                                                  \
     const V* row[RMAX];          /* one base register per row, offs[p] the index */    \
     _Pragma("GCC unroll 4")                                                            \
     for (int r = 0; r < RR; r++) row[r] = src + r * Wq;                                \
@@ -82,18 +102,19 @@ WSKT_INLINE ATTR void wskt_tile_##SFX##_##TGT(const V* vals, const int32_t* offs
     }                                                                                  \
 }                                                                                      \
 static void wskt_scalar_##SFX##_##TGT(const V* vals, const int32_t* offs, ptrdiff_t nnz, \
-        const V* src, ptrdiff_t Wq, V* dst, ptrdiff_t ldo, ptrdiff_t rr, ptrdiff_t n)  \
+        const V* src, ptrdiff_t Wq, V* dst, ptrdiff_t ldo, ptrdiff_t rr, ptrdiff_t n,  \
+        int add)                                                                       \
 {                                                                                      \
     for (ptrdiff_t r = 0; r < rr; r++)                                                 \
         for (ptrdiff_t j = 0; j < n; j++) {                                            \
-            V s = 0;                                                                   \
+            V s = add ? dst[r * ldo + j] : 0;                                          \
             for (ptrdiff_t p = 0; p < nnz; p++) s += vals[p] * src[offs[p] + r * Wq + j]; \
             dst[r * ldo + j] = s;                                                      \
         }                                                                              \
 }                                                                                      \
-static ATTR void wsk_tile_rows_##SFX##_##TGT(const V* vals, const int32_t* offs,        \
+WSKT_INLINE ATTR void wskt_rows_##SFX##_##TGT(const V* vals, const int32_t* offs,       \
         ptrdiff_t nnz, const V* P, ptrdiff_t limit, ptrdiff_t Wq, ptrdiff_t oh0,        \
-        ptrdiff_t oh1, ptrdiff_t OW, V* out)                                           \
+        ptrdiff_t oh1, ptrdiff_t OW, V* out, const int add)                            \
 {                                                                                      \
     enum { L = VBYTES / sizeof(V) };                                                   \
     ptrdiff_t max_off = 0;                                                             \
@@ -106,30 +127,40 @@ static ATTR void wsk_tile_rows_##SFX##_##TGT(const V* vals, const int32_t* offs,
             const V* src = P + oh * Wq + ow;                                           \
             V* dst = out + oh * OW + ow;                                               \
             if (max_off + (oh + rr - 1) * Wq + ow + (ptrdiff_t)nv * L > limit) {       \
-                wskt_scalar_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, rr, n);   \
+                wskt_scalar_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, rr, n, add); \
                 continue;                                                              \
             }                                                                          \
             /* literal sizes, so each call is unrolled into registers */               \
             switch ((rr - 1) * 4 + (nv - 1)) {                                         \
-            case 0: wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 1, n); break; \
-            case 1: wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 2, n); break; \
-            case 2: if (NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 3, n); break; \
-            case 3: if (NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 4, n); break; \
-            case 4: if (RMAX >= 2) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 1, n); break; \
-            case 5: if (RMAX >= 2) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 2, n); break; \
-            case 6: if (RMAX >= 2 && NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 3, n); break; \
-            case 7: if (RMAX >= 2 && NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 4, n); break; \
-            case 8: if (RMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 1, n); break; \
-            case 9: if (RMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 2, n); break; \
-            case 10: if (RMAX >= 3 && NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 3, n); break; \
-            case 11: if (RMAX >= 3 && NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 4, n); break; \
-            case 12: if (RMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 1, n); break; \
-            case 13: if (RMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 2, n); break; \
-            case 14: if (RMAX >= 4 && NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 3, n); break; \
-            default: if (RMAX >= 4 && NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 4, n); break; \
+            case 0: wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 1, n, add); break; \
+            case 1: wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 2, n, add); break; \
+            case 2: if (NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 3, n, add); break; \
+            case 3: if (NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 1, 4, n, add); break; \
+            case 4: if (RMAX >= 2) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 1, n, add); break; \
+            case 5: if (RMAX >= 2) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 2, n, add); break; \
+            case 6: if (RMAX >= 2 && NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 3, n, add); break; \
+            case 7: if (RMAX >= 2 && NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 2, 4, n, add); break; \
+            case 8: if (RMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 1, n, add); break; \
+            case 9: if (RMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 2, n, add); break; \
+            case 10: if (RMAX >= 3 && NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 3, n, add); break; \
+            case 11: if (RMAX >= 3 && NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 3, 4, n, add); break; \
+            case 12: if (RMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 1, n, add); break; \
+            case 13: if (RMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 2, n, add); break; \
+            case 14: if (RMAX >= 4 && NVMAX >= 3) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 3, n, add); break; \
+            default: if (RMAX >= 4 && NVMAX >= 4) wskt_tile_##SFX##_##TGT(vals, offs, nnz, src, Wq, dst, OW, 4, 4, n, add); break; \
             }                                                                          \
         }                                                                              \
     }                                                                                  \
+}                                                                                      \
+/* add as a literal in each copy: the add = 0 copy is the plain kernel, no extra test */ \
+static ATTR void wsk_tile_rows_##SFX##_##TGT(const V* vals, const int32_t* offs,        \
+        ptrdiff_t nnz, const V* P, ptrdiff_t limit, ptrdiff_t Wq, ptrdiff_t oh0,        \
+        ptrdiff_t oh1, ptrdiff_t OW, V* out, int add)                                  \
+{                                                                                      \
+    if (add)                                                                           \
+        wskt_rows_##SFX##_##TGT(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out, 1);  \
+    else                                                                               \
+        wskt_rows_##SFX##_##TGT(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out, 0);  \
 }
 
 #define WSKT_DEFINE_TARGET(TGT, ATTR, VBYTES, RMAX, NVMAX)                               \
@@ -145,10 +176,10 @@ WSKT_DEFINE_TARGET(avx512, __attribute__((target("arch=x86-64-v4"))), 64, 4, 2)
 
 typedef void (*wsk_tile_rows_f32_t)(const float*, const int32_t*, ptrdiff_t, const float*,
                                     ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                                    float*);
+                                    float*, int);
 typedef void (*wsk_tile_rows_f64_t)(const double*, const int32_t*, ptrdiff_t, const double*,
                                     ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                                    double*);
+                                    double*, int);
 static wsk_tile_rows_f32_t wsk_tile_rows_f32 = wsk_tile_rows_f32_base;
 static wsk_tile_rows_f64_t wsk_tile_rows_f64 = wsk_tile_rows_f64_base;
 
