@@ -212,7 +212,8 @@ cases = [
 def test_panel_route_follows_the_cost_table(monkeypatch):
     """The Zen 4 rows: the baseline path's compaction in column blocks (an extra pass over W)
     loses to the panels; AVX-512's compaction per row does not; a table that has not
-    measured the path (panel_nnz None) never takes it. L2 and the tile width fixed here."""
+    measured the path (panel_nnz None) never takes it. L2 and the column-block rule (tile
+    width and L2 share of the path) fixed here."""
     import scipy.sparse as sps
 
     from wsekern import costs, kernels, pack
@@ -221,10 +222,11 @@ def test_panel_route_follows_the_cost_table(monkeypatch):
                         random_state=4))
     X = _dead_half(2048, 64, np.float32)
     want = P.to_scipy() @ X
-    for table, tile, panels in ((("zen4", "baseline"), 128, True),
-                                (("zen4", "avx512"), 512, False),
-                                ((None, "baseline"), 128, False)):
+    for table, path, panels in ((("zen4", "baseline"), "baseline", True),
+                                (("zen4", "avx512"), "avx512", False),
+                                ((None, "baseline"), "baseline", False)):
         monkeypatch.setattr(kernels, "cost_table", lambda t=costs.TABLES[table]: t)
-        monkeypatch.setattr(kernels, "_tile_bytes_in_use", lambda t=tile: t)
+        monkeypatch.setattr(kernels, "_block_rule_in_use",
+                            lambda p=path: (kernels.TILE_BYTES[p], kernels.L2_SHARE[p]))
         assert (kernels.spmm_path(P, X) == "panel-skip-rows") == panels, table
         assert np.allclose(kernels.spmm(P, X, n_threads=1), want, rtol=1e-4, atol=1e-4)
