@@ -424,10 +424,16 @@ cdef class Engine:
                 or len(item_val) != len(item_idx):
             raise ValueError(f"set_streams: item_ptr must bound {self.C} streams of the "
                              f"{len(item_idx)} items (and as many values)")
+        dt = np.ascontiguousarray(inj_dt, np.float64)
+        if dt.shape != (self.C,) or not (np.isfinite(dt) & (dt >= 0)).all():
+            # the injector reads inj_dt[c] per column, unchecked; a NaN or negative step
+            # would send a wavelet before the last
+            raise ValueError(f"set_streams: inj_dt must hold one finite step >= 0 per "
+                             f"column ({self.C}); received shape {dt.shape}")
         self.item_ptr = ptr
         self.item_idx = np.ascontiguousarray(item_idx, np.int32)
         self.item_val = np.ascontiguousarray(item_val, np.float64)
-        self.inj_dt = np.ascontiguousarray(inj_dt, np.float64)
+        self.inj_dt = dt
 
     def set_weights(self, indptr, indices, data, blk_lo, blk_hi, compressed, col_bounds):
         """W in CSC with sorted rows; its row blocks (per logical row) and column blocks

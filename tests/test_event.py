@@ -566,3 +566,24 @@ def test_engine_refuses_sizes_its_int32_fields_cannot_hold():
     before anything that size is allocated, and so are item bounds that do not match the
     grid or the items."""
     assert_refused_in_child(_ENGINE_INT32, 8, needles=("at most", "item_ptr"), limit_gb=4)
+
+
+_ENGINE_INJ_DT = """
+import numpy as np
+from wsekern._event import Engine
+params = {"hop": 1.0, "ramp": 2.0, "turn": 0.0, "link_rate": 1.0, "lat": 1.0, "setup": 1.0,
+          "task": 1.0, "scalar": 1.0, "fmac": 1.0, "vpw": 1, "store_forward": 0,
+          "rounds": 1, "mode": 1}
+def streams(inj_dt):
+    Engine(1, 2, 2, 4, params).set_streams([0, 1, 2], [0, 0], [0.0, 0.0], inj_dt)
+cases = [lambda: streams([1.0]), lambda: streams([1.0, 1.0, 1.0]),
+         lambda: streams([1.0, np.nan]), lambda: streams([-1.0, 1.0]),
+         lambda: streams([1.0, np.inf])]
+"""
+
+
+def test_engine_refuses_injection_steps_that_do_not_match_its_columns():
+    """Each column's injector waits inj_dt[c] cycles between wavelets: an inj_dt that is
+    not one finite, non-negative step per column is refused (the injector reads it with
+    bounds checks off)."""
+    assert_refused_in_child(_ENGINE_INJ_DT, 5, needles=("inj_dt",))
