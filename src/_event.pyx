@@ -19,9 +19,11 @@ lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not
                              (back-pressure) and the target's pop wakes it
   main thread (pe)           one data task per arriving stream wavelet: an AXPY into
                              the accumulator of the current round (sample), or an
-                             end-of-stream task that closes the round. Weight-stationary,
+                             end-of-stream task that closes the round. Weight-stationary
+                             (W's blocks holding a quarter of a weight a column or more),
                              a task only prices itself and the round's AXPYs are replayed
-                             in their order when it closes (no value decides a time)
+                             in their order when it closes (no value decides a time), as
+                             long as the PE takes its column's stream item by item
   reducer (pe)               adds its children's streams into the accumulator at one
                              wavelet per cycle, forwarding the last child's stream as it
                              goes (cut-through) or storing it first (store-and-forward),
@@ -122,7 +124,8 @@ cdef struct Pe:                # what a PE's main thread and reducer read, two c
     uint8_t eos_pending      # an end-of-stream task ran: its round closes next
     uint8_t compressed       # WS: its block is stored compressed (scalar loop)
     uint8_t direct           # WS: its tasks add into its accumulator as they run (its
-                             # stream is not its column's, so no replay is possible)
+                             # stream is not its column's, so no replay is possible; or
+                             # the engine does not defer: Engine.defer, Engine.replay)
     # reducer
     double red_end
     double red_since         # blocked since (-1: not blocked)
@@ -424,10 +427,16 @@ cdef class Engine:
                 or len(item_val) != len(item_idx):
             raise ValueError(f"set_streams: item_ptr must bound {self.C} streams of the "
                              f"{len(item_idx)} items (and as many values)")
+        dt = np.ascontiguousarray(inj_dt, np.float64)
+        if dt.shape != (self.C,) or not (np.isfinite(dt) & (dt >= 0)).all():
+            # the injector reads inj_dt[c] per column, unchecked; a NaN or negative step
+            # would send a wavelet before the last
+            raise ValueError(f"set_streams: inj_dt must hold one finite step >= 0 per "
+                             f"column ({self.C}); received shape {dt.shape}")
         self.item_ptr = ptr
         self.item_idx = np.ascontiguousarray(item_idx, np.int32)
         self.item_val = np.ascontiguousarray(item_val, np.float64)
-        self.inj_dt = np.ascontiguousarray(inj_dt, np.float64)
+        self.inj_dt = dt
 
     def set_weights(self, indptr, indices, data, blk_lo, blk_hi, compressed, col_bounds):
         """W in CSC with sorted rows; its row blocks (per logical row) and column blocks

@@ -1,5 +1,7 @@
 """The event-level simulation: published measurements, arithmetic, determinism, stalls,
 and the analytic model measured against it."""
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sps
@@ -520,6 +522,18 @@ def test_a_pe_fed_another_stream_adds_its_tasks_at_once():
     Y0, T0, eng0 = _fed_two_streams(False)
     assert eng.direct_pes() == 1 and eng0.direct_pes() == 2
     assert T == T0 and np.array_equal(Y, Y0) and np.any(Y != 0)
+    # NumPy's reference: the products of the items PE 1 took before the first end of
+    # stream, for some interleaving of the two streams (both carry columns 2 and 3)
+    W = np.random.default_rng(14).standard_normal((5, 4))
+    own, other = [(2, 1.1), (2, 0.7), (3, -0.4), (3, 5.3), None], [
+        (2, 0.3), (3, -1.7), (3, 2.9), None]
+    sums = []
+    for picks in itertools.combinations(range(9), len(other)):
+        a, b = iter(other), iter(own)
+        taken = itertools.takewhile(lambda item: item is not None,
+                                    [next(a) if i in picks else next(b) for i in range(9)])
+        sums.append(sum((x * W[:, k] for k, x in taken), np.zeros(5)))
+    assert any(np.allclose(Y[:, 0], y, rtol=1e-12, atol=1e-12) for y in sums)
     assert eng.stats()["macs"] == eng0.stats()["macs"] > 0
 
 
@@ -566,3 +580,24 @@ def test_engine_refuses_sizes_its_int32_fields_cannot_hold():
     before anything that size is allocated, and so are item bounds that do not match the
     grid or the items."""
     assert_refused_in_child(_ENGINE_INT32, 8, needles=("at most", "item_ptr"), limit_gb=4)
+
+
+_ENGINE_INJ_DT = """
+import numpy as np
+from wsekern._event import Engine
+params = {"hop": 1.0, "ramp": 2.0, "turn": 0.0, "link_rate": 1.0, "lat": 1.0, "setup": 1.0,
+          "task": 1.0, "scalar": 1.0, "fmac": 1.0, "vpw": 1, "store_forward": 0,
+          "rounds": 1, "mode": 1}
+def streams(inj_dt):
+    Engine(1, 2, 2, 4, params).set_streams([0, 1, 2], [0, 0], [0.0, 0.0], inj_dt)
+cases = [lambda: streams([1.0]), lambda: streams([1.0, 1.0, 1.0]),
+         lambda: streams([1.0, np.nan]), lambda: streams([-1.0, 1.0]),
+         lambda: streams([1.0, np.inf])]
+"""
+
+
+def test_engine_refuses_injection_steps_that_do_not_match_its_columns():
+    """Each column's injector waits inj_dt[c] cycles between wavelets: an inj_dt that is
+    not one finite, non-negative step per column is refused (the injector reads it with
+    bounds checks off)."""
+    assert_refused_in_child(_ENGINE_INJ_DT, 5, needles=("inj_dt",))

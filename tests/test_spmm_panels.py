@@ -212,8 +212,8 @@ cases = [
 def test_panel_route_follows_the_cost_table(monkeypatch):
     """The Zen 4 rows: the baseline path's compaction in column blocks (an extra pass over W)
     loses to the panels; AVX-512's compaction per row does not; a table that has not
-    measured the path (panel_nnz None) never takes it. L2 and the path's column-block rule
-    fixed here."""
+    measured the path (panel_nnz None) never takes it. L2 and the column-block rule (tile
+    width and L2 share of the path) fixed here."""
     import scipy.sparse as sps
 
     from wsekern import costs, kernels, pack
@@ -222,9 +222,9 @@ def test_panel_route_follows_the_cost_table(monkeypatch):
                         random_state=4))
     X = _dead_half(2048, 64, np.float32)
     want = P.to_scipy() @ X
-    for table, panels in ((("zen4", "baseline"), True), (("zen4", "avx512"), False),
-                          ((None, "baseline"), False)):
-        path = table[1]
+    for table, path, panels in ((("zen4", "baseline"), "baseline", True),
+                                (("zen4", "avx512"), "avx512", False),
+                                ((None, "baseline"), "baseline", False)):
         monkeypatch.setattr(kernels, "cost_table", lambda t=costs.TABLES[table]: t)
         monkeypatch.setattr(kernels, "_block_rule_in_use",
                             lambda p=path: (kernels.TILE_BYTES[p], kernels.L2_SHARE[p]))
