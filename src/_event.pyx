@@ -19,7 +19,9 @@ lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not
                              (back-pressure) and the target's pop wakes it
   main thread (pe)           one data task per arriving stream wavelet: an AXPY into
                              the accumulator of the current round (sample), or an
-                             end-of-stream task that closes the round
+                             end-of-stream task that closes the round. Weight-stationary,
+                             a task only prices itself and the round's AXPYs are replayed
+                             in their order when it closes (no value decides a time)
   reducer (pe)               adds its children's streams into the accumulator at one
                              wavelet per cycle, forwarding the last child's stream as it
                              goes (cut-through) or storing it first (store-and-forward),
@@ -30,7 +32,7 @@ the edge into the region).
 """
 import numpy as np
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memset, memcpy
+from libc.string cimport memset, memcpy, memcmp
 from libc.math cimport ceil, INFINITY
 from libc.stdint cimport int64_t, int32_t, int16_t, uint8_t
 
@@ -105,12 +107,6 @@ cdef struct Queue:              # 32 bytes: two to a cache line
     uint8_t wait             # its feeder waits for room
 
 
-cdef struct Nz:                # a stored weight of a PE's block (weight-stationary)
-    int32_t k                # its column: the stream index that meets it
-    int32_t r                # its row within the block
-    double v
-
-
 cdef struct Pe:                # what a PE's main thread and reducer read, two cache lines
     # main thread
     double main_end          # its task runs until; idle since then (wait_data counts
@@ -125,12 +121,16 @@ cdef struct Pe:                # what a PE's main thread and reducer read, two c
     int32_t nz_cur           # WS: where its last data task stopped in its block's list
     uint8_t eos_pending      # an end-of-stream task ran: its round closes next
     uint8_t compressed       # WS: its block is stored compressed (scalar loop)
+    uint8_t direct           # WS: its tasks add into its accumulator as they run (its
+                             # stream is not its column's, so no replay is possible)
     # reducer
     double red_end
     double red_since         # blocked since (-1: not blocked)
     double red_busy
-    int64_t acc_off          # its accumulators in acc
-    int64_t nz_lo            # WS: its block's weights in nz
+    int32_t acc_off          # its accumulators in acc (at most 2**31 - 1 values in all)
+    int32_t item_pos         # WS: the next item of its column's stream it takes (at most
+                             # 2**31 - 1 items in all)
+    int64_t nz_lo            # WS: its block's weights in nz_k, nz_r, nz_v
     int32_t nz_n
     int32_t acc_len
     int32_t child_lo         # its children's colours at child_col[child_lo:][:child_n]
@@ -159,6 +159,11 @@ cdef class Engine:
     cdef int64_t sort_cap
     cdef int sort_passes, sort_bits       # radix passes over the agent, bits in each
     cdef bint logging                     # record every agent's run (tests: time order)
+    cdef bint replay                      # WS: sums wait for the round's end (False: every
+                                          #   task adds at once, as a reference for tests)
+    cdef bint defer                       # WS: they wait here, W's blocks holding a quarter
+                                          #   of a weight a column or more (sparser, a task
+                                          #   seldom meets a weight: a replay costs more)
     cdef list visit_t, visit_a
     cdef Event* heap
     cdef int64_t heap_n, heap_cap, seq
@@ -204,8 +209,18 @@ cdef class Engine:
     cdef int32_t[::1] item_idx
     cdef double[::1] item_val, inj_next, inj_dt
     # operands of the main thread
-    cdef Nz* nz                             # WS: each PE's block, by column then row,
-                                            #   PE p's at nz[pe.nz_lo:][:pe.nz_n]
+    # WS: each PE's block, by column then row, PE p's at [pe.nz_lo:][:pe.nz_n]; a data
+    # task reads only the columns (to find and count its weights: 16 to a cache line),
+    # the rows and values are read in order when the round's sums are needed
+    cdef int32_t* nz_k
+    cdef int32_t* nz_r
+    cdef double* nz_v
+    # WS: where it is the smaller, how many weights each column of each PE's block holds
+    # (PE p's column col_lo[c] + j at nz_cnt[p * cnt_w + j]; cnt_w 0: not kept): a task of
+    # a compressed block prices itself from one byte, 64 columns to a cache line
+    cdef uint8_t[::1] nz_cnt
+    cdef int64_t cnt_w
+    cdef int64_t[::1] col_lo
     cdef double[:, ::1] Xd
     cdef int64_t[::1] blk_lo, blk_hi        # per logical row: W rows (WS) / X columns (AS)
 
@@ -218,7 +233,9 @@ cdef class Engine:
         self.cq = NULL
         self.rq_slot = NULL
         self.cq_slot = NULL
-        self.nz = NULL
+        self.nz_k = NULL
+        self.nz_r = NULL
+        self.nz_v = NULL
         self.pe = NULL
         for b in range(WINDOW):
             self.bucket[b] = NULL
@@ -234,7 +251,9 @@ cdef class Engine:
         free(self.cq)
         free(self.rq_slot)
         free(self.cq_slot)
-        free(self.nz)
+        free(self.nz_k)
+        free(self.nz_r)
+        free(self.nz_v)
         wsk_aligned_free(self.pe)
         for b in range(WINDOW):
             if self.bucket[b] != NULL:
@@ -258,6 +277,8 @@ cdef class Engine:
         self.rounds = params["rounds"]
         self.mode = params["mode"]
         self.x_colour = params.get("x_colour", 0)
+        self.replay = params.get("replay", True)
+        self.defer = False
         if not 0 <= self.x_colour < n_colours:
             raise ValueError(f"x_colour {self.x_colour} is not one of the {n_colours} colours")
         cdef int P = self.P, NQ = self.P * n_colours, i
@@ -363,6 +384,9 @@ cdef class Engine:
         self.nbuf = 2 if self.rounds > 1 else 1
         off = np.zeros(self.P + 1, np.int64)
         np.cumsum(lens.astype(np.int64) * self.nbuf, out=off[1:])
+        if off[self.P] > 2**31 - 2:             # int32 offsets, and one spare value
+            raise ValueError(f"the engine holds at most {2**31 - 2:,} accumulator values; "
+                             f"acc_len (x {self.nbuf} buffers) needs {int(off[self.P]):,}")
         cdef int32_t[::1] ln = lens
         cdef int64_t[::1] of = off
         for p in range(self.P):
@@ -372,7 +396,7 @@ cdef class Engine:
             self.pe[p].child_n = <int16_t> (cp[p + 1] - cp[p])
             self.pe[p].send_col = sc[p]
             self.pe[p].acc_len = ln[p]
-            self.pe[p].acc_off = of[p]
+            self.pe[p].acc_off = <int32_t> of[p]
         if acc0 is None:
             self.acc = _huge_array(int(off[self.P]) + 1, np.float64, 0.0)
         else:
@@ -390,7 +414,17 @@ cdef class Engine:
         self.y_si, self.y_sn = y_si, y_sn
 
     def set_streams(self, item_ptr, item_idx, item_val, inj_dt):
-        self.item_ptr = np.ascontiguousarray(item_ptr, np.int64)
+        ptr = np.ascontiguousarray(item_ptr, np.int64)
+        if ptr.shape != (self.C + 1,):
+            raise ValueError(f"set_streams: item_ptr must bound {self.C} streams")
+        if ptr[self.C] > 2**31 - 1:             # a PE's place in them is an int32
+            raise ValueError(f"the engine streams at most {2**31 - 1:,} items; "
+                             f"received {int(ptr[self.C]):,}")
+        if ptr[0] != 0 or (np.diff(ptr) < 0).any() or ptr[self.C] != len(item_idx) \
+                or len(item_val) != len(item_idx):
+            raise ValueError(f"set_streams: item_ptr must bound {self.C} streams of the "
+                             f"{len(item_idx)} items (and as many values)")
+        self.item_ptr = ptr
         self.item_idx = np.ascontiguousarray(item_idx, np.int32)
         self.item_val = np.ascontiguousarray(item_val, np.float64)
         self.inj_dt = np.ascontiguousarray(inj_dt, np.float64)
@@ -406,7 +440,7 @@ cdef class Engine:
         cdef int64_t[::1] hi = np.ascontiguousarray(blk_hi, np.int64)
         cdef int64_t[::1] kb = np.ascontiguousarray(col_bounds, np.int64)
         cdef int K = ip.shape[0] - 1, k, c, lr, p
-        cdef int64_t j, pos
+        cdef int64_t j, pos, n
         if lo.shape[0] != self.R or hi.shape[0] != self.R or kb.shape[0] != self.C + 1 \
                 or kb[0] != 0 or kb[self.C] != K:
             raise ValueError("set_weights: block bounds do not match the grid and W")
@@ -426,29 +460,52 @@ cdef class Engine:
         if comp.shape[0] != self.P:
             raise ValueError(f"compressed must cover {self.P} PEs")
         cursor[:] = nz_ptr
-        free(self.nz)
-        self.nz = <Nz*> malloc(max(1, nz_ptr[self.P]) * sizeof(Nz))
-        if self.nz == NULL:
+        free(self.nz_k)
+        free(self.nz_r)
+        free(self.nz_v)
+        n = max(1, nz_ptr[self.P])
+        self.nz_k = <int32_t*> malloc(n * sizeof(int32_t))
+        self.nz_r = <int32_t*> malloc(n * sizeof(int32_t))
+        self.nz_v = <double*> malloc(n * sizeof(double))
+        if self.nz_k == NULL or self.nz_r == NULL or self.nz_v == NULL:
             raise MemoryError()
-        wsk_advise_huge(self.nz, nz_ptr[self.P] * sizeof(Nz))
+        wsk_advise_huge(self.nz_k, n * sizeof(int32_t))
+        wsk_advise_huge(self.nz_r, n * sizeof(int32_t))
+        wsk_advise_huge(self.nz_v, n * sizeof(double))
         for p in range(self.P):
             self.pe[p].nz_lo = nz_ptr[p]
             self.pe[p].nz_n = <int32_t> (nz_ptr[p + 1] - nz_ptr[p])
             self.pe[p].nz_cur = 0
             self.pe[p].compressed = comp[p]
+        # the sums wait for the round's end, and the column counts are kept, where the
+        # counts are smaller than nz_k (and, the counts, where none passes 255)
+        cdef int64_t cw = int(np.max(np.diff(kb), initial=0)), ci
+        cdef bint counting = 0 < self.P * cw <= nz_ptr[self.P] * <int64_t> sizeof(int32_t)
+        self.defer = counting
+        self.nz_cnt = np.zeros(self.P * cw if counting else 0, np.uint8)
         for c in range(self.C):
             for k in range(kb[c], kb[c + 1]):
                 for j in range(ip[k], ip[k + 1]):
                     if ix[j] < rlr.shape[0] and rlr[ix[j]] >= 0:
                         lr = rlr[ix[j]]
                         p = lr * self.C + c
+                        if counting:
+                            ci = p * cw + k - kb[c]
+                            if self.nz_cnt[ci] == 255:
+                                counting = False
+                            else:
+                                self.nz_cnt[ci] += 1
                         pos = cursor[p]
                         cursor[p] = pos + 1
-                        self.nz[pos].k = k
-                        self.nz[pos].r = <int32_t> (ix[j] - lo[lr])
-                        self.nz[pos].v = dv[j]
+                        self.nz_k[pos] = k
+                        self.nz_r[pos] = <int32_t> (ix[j] - lo[lr])
+                        self.nz_v[pos] = dv[j]
         self.blk_lo = np.ascontiguousarray(blk_lo, np.int64)
         self.blk_hi = np.ascontiguousarray(blk_hi, np.int64)
+        self.col_lo = kb
+        self.cnt_w = cw if counting else 0
+        if not counting:
+            self.nz_cnt = np.zeros(0, np.uint8)
 
     def set_activations(self, X, blk_lo, blk_hi):
         self.Xd = np.ascontiguousarray(X, np.float64)
@@ -778,46 +835,107 @@ cdef class Engine:
         """Where PE p's accumulator of round n starts."""
         return self.pe[p].acc_off + (n & (self.nbuf - 1)) * <int64_t> self.pe[p].acc_len
 
+    cdef inline int64_t _first_at(self, int64_t lo, int64_t end, int64_t i,
+                                  int32_t k) noexcept nogil:
+        """The first entry of column k or later in the sorted nz_k[lo:end]. A round's
+        stream meets a PE's columns in increasing order, so the search starts at i (where
+        the PE's last task stopped) when the entry before it is before column k, and steps
+        over the few entries of the columns the stream skipped; a far column, or a new
+        round, is bisected."""
+        cdef int64_t a = lo, b = end, mid
+        if i > lo and self.nz_k[i - 1] < k:
+            a = i
+            while a < end and a < i + CUR_SCAN and self.nz_k[a] < k:
+                a += 1
+            if a == end or self.nz_k[a] >= k:
+                b = a
+        while a < b:
+            mid = (a + b) >> 1
+            if self.nz_k[mid] < k:
+                a = mid + 1
+            else:
+                b = mid
+        return a
+
     cdef double _axpy(self, int p, int32_t k, double x, double* acc) noexcept nogil:
-        """acc += x * (the operand's row k in this PE's block); returns the task's cycles."""
-        cdef int lr = p // self.C
-        cdef int64_t lo = self.blk_lo[lr], hi = self.blk_hi[lr], a, b, mid, i, end
+        """acc += x * (the operand's row k in this PE's block); returns the task's cycles.
+        WS with acc NULL: the sums are left to _replay, the task only finds (and counts)
+        its weights."""
+        cdef int lr = p // self.C, c
+        cdef int64_t lo = self.blk_lo[lr], hi = self.blk_hi[lr], a, b, i, end, n
         if self.mode == MODE_AS:
             for i in range(hi - lo):
                 acc[i] += x * self.Xd[k, lo + i]
             self.macs += hi - lo
             return self.task + self.setup + ceil((hi - lo) / self.fmac)
-        # WS: column k of this PE's block (its list is by column, then row). A round's
-        # stream meets a PE's columns in increasing order, so the search starts where the
-        # PE's last task stopped (nz_cur, in the PE's record: no extra miss) when every
-        # entry before it is before column k, and steps over the few entries of the
-        # columns the stream skipped; a far column, or a new round, is bisected
+        if acc == NULL:                 # the sums wait: only the price is needed here
+            if not self.pe[p].compressed:
+                self.macs += hi - lo
+                return self.task + self.setup + ceil((hi - lo) / self.fmac)
+            if self.cnt_w > 0:
+                c = p % self.C
+                i = k - self.col_lo[c]
+                n = self.nz_cnt[p * self.cnt_w + i] if 0 <= i < self.col_lo[c + 1] - self.col_lo[c] else 0
+                self.macs += n
+                return self.task + self.scalar * n
         a = self.pe[p].nz_lo
         end = a + self.pe[p].nz_n
-        b = end
-        i = a + self.pe[p].nz_cur
-        if i > a and self.nz[i - 1].k < k:
-            a = i
-            while a < end and a < i + CUR_SCAN and self.nz[a].k < k:
-                a += 1
-            if a == end or self.nz[a].k >= k:
-                b = a
-        while a < b:
-            mid = (a + b) >> 1
-            if self.nz[mid].k < k:
-                a = mid + 1
-            else:
-                b = mid
+        a = self._first_at(a, end, a + self.pe[p].nz_cur, k)
         b = a
-        while b < end and self.nz[b].k == k:
-            acc[self.nz[b].r] += x * self.nz[b].v
-            b += 1
+        if acc != NULL:
+            while b < end and self.nz_k[b] == k:
+                acc[self.nz_r[b]] += x * self.nz_v[b]
+                b += 1
+        else:
+            while b < end and self.nz_k[b] == k:
+                b += 1
         self.pe[p].nz_cur = <int32_t> (b - self.pe[p].nz_lo)
         if self.pe[p].compressed:
             self.macs += b - a
             return self.task + self.scalar * (b - a)
         self.macs += hi - lo
         return self.task + self.setup + ceil((hi - lo) / self.fmac)
+
+    cdef void _replay(self, int p, int n, int64_t stop) noexcept nogil:
+        """WS: add the data tasks PE p's main thread ran in round n, up to item ``stop`` of
+        its column's stream (the round's items end there), into the round's accumulator,
+        in the order they ran: the same products summed in the same order as when each
+        task adds at once, but over the PE's lists in turn rather than one miss a task."""
+        cdef int64_t first = self.item_ptr[p % self.C], start = stop, pos, a, lo, end, cur
+        cdef int32_t k
+        cdef double x
+        cdef double* acc = &self.acc[self._acc_base(p, n)]
+        while start > first and self.item_idx[start - 1] != EOS:
+            start -= 1
+        lo = self.pe[p].nz_lo
+        end = lo + self.pe[p].nz_n
+        cur = lo
+        for pos in range(start, stop):
+            k = self.item_idx[pos]
+            if k < 0:                   # an index wavelet
+                continue
+            x = self.item_val[pos]
+            a = self._first_at(lo, end, cur, k)
+            while a < end and self.nz_k[a] == k:
+                acc[self.nz_r[a]] += x * self.nz_v[a]
+                a += 1
+            cur = a
+
+    cdef inline void _took(self, int p, int64_t s) noexcept nogil:
+        """WS: PE p's main thread takes the wavelet in slot s. Its tasks' sums wait for
+        _replay while the wavelets it takes are its column's stream, item by item (as the
+        routes make them); from a wavelet that is not, it adds what waited and then adds
+        each task as it runs."""
+        cdef int64_t pos = self.pe[p].item_pos
+        cdef int c = p % self.C
+        if self.pe[p].direct:
+            return
+        if pos < self.item_ptr[c + 1] and self.item_idx[pos] == self.cq_slot[s].idx and \
+                memcmp(&self.item_val[pos], &self.cq_slot[s].v0, sizeof(double)) == 0:
+            self.pe[p].item_pos = <int32_t> (pos + 1)
+            return
+        self._replay(p, self.pe[p].main_round, pos)
+        self.pe[p].direct = 1
 
     cdef int _main(self, int p, double t) except -1:
         cdef int q = p * self.NC + self.x_colour
@@ -829,6 +947,8 @@ cdef class Engine:
             return 0
         if self.pe[p].eos_pending:
             self.pe[p].eos_pending = 0
+            if self.mode == MODE_WS and not self.pe[p].direct:
+                self._replay(p, self.pe[p].main_round, self.pe[p].item_pos - 1)
             self.pe[p].acc_ready = self.pe[p].main_round
             if self.tracing:
                 self.trace_ready[p, self.pe[p].main_round] = t
@@ -844,6 +964,8 @@ cdef class Engine:
             s = <int64_t> q * self.S + self.cq[q].head
             idx = self.cq_slot[s].idx
             if idx == INDEX_HALF:
+                if self.mode == MODE_WS:
+                    self._took(p, s)
                 self._cq_pop(q, t)
                 continue
             n = self.pe[p].main_round
@@ -856,11 +978,15 @@ cdef class Engine:
                 self.pe[p].main_buf_since = -1.0
             else:
                 self.pe[p].wait_data += t - self.pe[p].main_end
+            if self.mode == MODE_WS:
+                self._took(p, s)
             if idx == EOS:                      # the round's sums are done
                 cost = self.task
                 self.pe[p].eos_pending = 1
             else:
-                cost = self._axpy(p, idx, self.cq_slot[s].v0, &self.acc[self._acc_base(p, n)])
+                cost = self._axpy(p, idx, self.cq_slot[s].v0,
+                                  &self.acc[self._acc_base(p, n)]
+                                  if self.mode == MODE_AS or self.pe[p].direct else NULL)
                 self.tasks += 1
             self._cq_pop(q, t)
             self.pe[p].busy += cost
@@ -997,8 +1123,12 @@ cdef class Engine:
             q = p * self.NC + self.x_colour
             if self.cq[q].count > 0:
                 wsk_prefetch(&self.cq_slot[<int64_t> q * self.S + self.cq[q].head])
-                if self.mode == MODE_WS:        # the weights at its cursor
-                    wsk_prefetch(&self.nz[self.pe[p].nz_lo + self.pe[p].nz_cur])
+                if self.mode == MODE_WS and self.pe[p].compressed:
+                    if self.cnt_w > 0:          # its block's column counts
+                        wsk_prefetch(&self.nz_cnt[p * self.cnt_w])
+                        wsk_prefetch(&self.nz_cnt[p * self.cnt_w + self.cnt_w - 1])
+                    else:                       # the columns at its cursor
+                        wsk_prefetch(&self.nz_k[self.pe[p].nz_lo + self.pe[p].nz_cur])
 
     cdef inline void _prefetch(self, int a) noexcept nogil:
         """Start loading what agent a reads first (a hint: it changes no result)."""
@@ -1028,6 +1158,12 @@ cdef class Engine:
         cdef double t
         cdef double* sp
         cdef int NQ = self.P * self.NC
+        if self.mode != MODE_NONE and self.item_ptr.shape[0] != self.C + 1:
+            raise ValueError("run: the streams are not set (set_streams)")
+        if self.mode == MODE_WS:                 # each PE takes its column's stream
+            for p in range(self.P):
+                self.pe[p].item_pos = <int32_t> self.item_ptr[p % self.C]
+                self.pe[p].direct = not (self.replay and self.defer)
         if self.mode == MODE_NONE:
             for p in range(self.P):
                 self._wake(self.a_red + p, 0.0)
@@ -1101,6 +1237,11 @@ cdef class Engine:
             o[p] = (self.pe[p].busy if which == 0 else self.pe[p].red_busy if which == 1
                     else self.pe[p].wait_data if which == 2 else self.pe[p].backpressure)
         return out.reshape(self.R, self.C)
+
+    def direct_pes(self):
+        """How many PEs' tasks added at once (WS: their wavelets were not their column's
+        stream, or replay is off)."""
+        return sum(int(self.pe[p].direct) for p in range(self.P))
 
     def check_drained(self):
         """(rounds every reducer finished, the smallest) — a deadlock shows here."""

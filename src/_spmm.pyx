@@ -109,6 +109,36 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     return _csr_spmm(data, indices, indptr, X, out, x_remap, n_threads, n_block, check_cols)
 
 
+cdef extern from "wsk_simd.h" nogil:
+    void wsk_spmm_row_ahead_f32_i32(const float*, const int32_t*, Py_ssize_t, Py_ssize_t,
+                                    const float*, Py_ssize_t, float*, Py_ssize_t) noexcept
+    void wsk_spmm_row_ahead_f32_i64(const float*, const int64_t*, Py_ssize_t, Py_ssize_t,
+                                    const float*, Py_ssize_t, float*, Py_ssize_t) noexcept
+    void wsk_spmm_row_ahead_f64_i32(const double*, const int32_t*, Py_ssize_t, Py_ssize_t,
+                                    const double*, Py_ssize_t, double*, Py_ssize_t) noexcept
+    void wsk_spmm_row_ahead_f64_i64(const double*, const int64_t*, Py_ssize_t, Py_ssize_t,
+                                    const double*, Py_ssize_t, double*, Py_ssize_t) noexcept
+
+
+cdef inline void _spmm_row_ahead(const floating* vals, const index_t* cols, Py_ssize_t nnz,
+                                 Py_ssize_t avail, const floating* X, Py_ssize_t ldx,
+                                 floating* y, Py_ssize_t n) noexcept nogil:
+    # spmm_row, with cols[0:avail] readable (avail >= nnz: the next rows' indices follow),
+    # so the row's last nonzeros may prefetch what the next row meets (wsk_spmm_row_ahead)
+    if nnz == 0:
+        memset(y, 0, n * sizeof(floating))
+    elif floating is float:
+        if index_t is int32_t:
+            wsk_spmm_row_ahead_f32_i32(vals, cols, nnz, avail, X, ldx, y, n)
+        else:
+            wsk_spmm_row_ahead_f32_i64(vals, cols, nnz, avail, X, ldx, y, n)
+    else:
+        if index_t is int32_t:
+            wsk_spmm_row_ahead_f64_i32(vals, cols, nnz, avail, X, ldx, y, n)
+        else:
+            wsk_spmm_row_ahead_f64_i64(vals, cols, nnz, avail, X, ldx, y, n)
+
+
 cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
                           const index_t[::1] indptr, const floating[:, ::1] X,
                           floating[:, ::1] out, const index_t[::1] x_remap, int n_threads,
@@ -116,6 +146,7 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     # csr_spmm's body: also called, specialised, by csr_spmm_plain.
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
     cdef Py_ssize_t i, k, j0 = 0, nb, t, q, max_row = 0, nnz = data.shape[0], n_bad = 0
+    cdef Py_ssize_t n_idx = indices.shape[0]
     if M == 0 or N == 0:
         return 0
     if nnz == 0:
@@ -192,7 +223,15 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
                         q = indptr[i + 1] - indptr[i] if counts == NULL else counts[i]
                         if check_cols and j0 == 0:
                             row_bad[i] = not _cols_in_range(cols + indptr[i], q, last)
-                        if not check_cols or not row_bad[i]:
+                        if counts == NULL and (index_t is int32_t or not check_cols):
+                            # W's own arrays: the indices past the row are the next rows'
+                            # (prefetched only: an unchecked one names an address that
+                            # is never read; int64 ones could overflow its product)
+                            if not check_cols or not row_bad[i]:
+                                _spmm_row_ahead(vals + indptr[i], cols + indptr[i], q,
+                                                max(q, n_idx - indptr[i]), b, nb,
+                                                &out[i, j0], nb)
+                        elif not check_cols or not row_bad[i]:
                             spmm_row(vals + indptr[i], cols + indptr[i], q, b, nb,
                                      &out[i, j0], nb)
             j0 += nb

@@ -68,7 +68,8 @@ WSK_INLINE ATTR void wsk_spmm_prefetch_##SFX##_##TGT(const char* x, const int NV
         __builtin_prefetch(x + 64 * l);                                                \
 }                                                                                      \
 WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,         \
-        ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, const int NV, const int SETS)  \
+        ptrdiff_t nnz, ptrdiff_t avail, const V* X, ptrdiff_t ldx, V* y, const int NV, \
+        const int SETS)                                                                \
 {                                                                                      \
     VT acc[8];                                                                         \
     _Pragma("GCC unroll 8")                                                            \
@@ -80,11 +81,18 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
        nonzero, with element offsets, took 39 instructions for the 8x1 tile's 24 vector \
        operations, now 35 (C harness, Zen 4: 3-10 % faster at 1024^2 x 256, 90 % zeros, \
        the same sums).  The AVX2 and AVX-512 clones keep the one loop and elements:      \
-       split, fp32 AVX-512 and fp64 AVX2 ran 3-10 % slower at 4096^2 x 64. */           \
+       split, fp32 AVX-512 and fp64 AVX2 ran 3-10 % slower at 4096^2 x 64.  cols[0:avail] \
+       may be read (avail >= nnz): past the row's end, the baseline prefetches the pieces \
+       of X that the next row's first nonzeros meet (see wsk_spmm_row_ahead). */         \
     const int split = SPLIT_PF;                                                        \
     const char* xb = (const char*)X;                                                   \
     const ptrdiff_t pitch = ldx * (ptrdiff_t)sizeof(V);                                \
-    const ptrdiff_t pf_end = split ? nnz - WSK_PREFETCH_AHEAD - SETS + 1 : 0;          \
+    /* min(nnz, avail - WSK_PREFETCH_AHEAD), written so that avail = nnz folds to the  \
+       code without avail */                                                           \
+    const ptrdiff_t spare = avail - nnz;                                               \
+    const ptrdiff_t pf_last = nnz - (spare < WSK_PREFETCH_AHEAD                        \
+                                     ? WSK_PREFETCH_AHEAD - spare : 0);                \
+    const ptrdiff_t pf_end = split ? pf_last - SETS + 1 : 0;                           \
     for (; p < pf_end; p += SETS) {                                                    \
         _Pragma("GCC unroll 4")                                                        \
         for (int s = 0; s < SETS; s++) {                                               \
@@ -179,20 +187,35 @@ static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,       
         return;                                                                        \
     }                                                                                  \
     for (; j + 8 * LANES <= n; j += 8 * LANES)                                         \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, 8, 1);         \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 8, 1);    \
     if (j + 4 * LANES <= n) {                                                          \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, 4, 2);         \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 4, 2);    \
         j += 4 * LANES;                                                                \
     }                                                                                  \
     if (j + 2 * LANES <= n) {                                                          \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, 2, 4);         \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 2, 4);    \
         j += 2 * LANES;                                                                \
     }                                                                                  \
     if (j + LANES <= n) {                                                              \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, 1, 4);         \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 1, 4);    \
         j += LANES;                                                                    \
     }                                                                                  \
     if (j < n) wsk_spmm_tail_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, n - j); \
+}                                                                                      \
+/* wsk_spmm_row with cols[0:avail] readable (avail >= nnz; the caller's next rows follow \
+   in the same X block).  A row of one 8x1 tile on the baseline (the column blocks of    \
+   kernels.column_block at K = 1024) prefetches, in its last WSK_PREFETCH_AHEAD nonzeros, \
+   the pieces of X that the next row's first ones meet: they missed L1 before.  The same \
+   sums; the kernel alone on Zen 4 (C harness, interleaved, best of 5-11) 1.03x fp32 and \
+   1.05x fp64 at 1024^2 x 256, 90 % zeros, 1.00x at 4096^2 x 64.  Other rows and paths: \
+   wsk_spmm_row. */                                                                    \
+static ATTR void wsk_spmm_row_ahead_##SFX##_##TGT(const V* vals, const I* cols,        \
+        ptrdiff_t nnz, ptrdiff_t avail, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)  \
+{                                                                                      \
+    if (SPLIT_PF && n == 8 * LANES && avail > nnz)                                     \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, avail, X, ldx, y, 8, 1);          \
+    else                                                                               \
+        wsk_spmm_row_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, n);                     \
 }                                                                                      \
 /* Column form: Y[rows[p] * ldy + 0:n] += vals[p] * x[0:n] for a column of W (CSC) and */ \
 /* its row x of X, held in registers while the column's nonzeros stream past.         */ \
@@ -633,6 +656,10 @@ typedef void (*wsk_spmm_row_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, 
 typedef void (*wsk_spmm_row_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
+typedef void (*wsk_spmm_row_ahead_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
+typedef void (*wsk_spmm_row_ahead_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
+typedef void (*wsk_spmm_row_ahead_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
+typedef void (*wsk_spmm_row_ahead_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, double*, ptrdiff_t, ptrdiff_t);
@@ -652,6 +679,10 @@ static wsk_spmm_row_f32_i32_t wsk_spmm_row_f32_i32 = wsk_spmm_row_f32_i32_base;
 static wsk_spmm_row_f32_i64_t wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_base;
 static wsk_spmm_row_f64_i32_t wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_base;
 static wsk_spmm_row_f64_i64_t wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_base;
+static wsk_spmm_row_ahead_f32_i32_t wsk_spmm_row_ahead_f32_i32 = wsk_spmm_row_ahead_f32_i32_base;
+static wsk_spmm_row_ahead_f32_i64_t wsk_spmm_row_ahead_f32_i64 = wsk_spmm_row_ahead_f32_i64_base;
+static wsk_spmm_row_ahead_f64_i32_t wsk_spmm_row_ahead_f64_i32 = wsk_spmm_row_ahead_f64_i32_base;
+static wsk_spmm_row_ahead_f64_i64_t wsk_spmm_row_ahead_f64_i64 = wsk_spmm_row_ahead_f64_i64_base;
 static wsk_spmm_scatter_f32_i32_t wsk_spmm_scatter_f32_i32 = wsk_spmm_scatter_f32_i32_base;
 static wsk_spmm_scatter_f32_i64_t wsk_spmm_scatter_f32_i64 = wsk_spmm_scatter_f32_i64_base;
 static wsk_spmm_scatter_f64_i32_t wsk_spmm_scatter_f64_i32 = wsk_spmm_scatter_f64_i32_base;
@@ -675,6 +706,10 @@ static const char* wsk_simd_path_name = "baseline";
     wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_##TGT;    \
     wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_##TGT;    \
     wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_##TGT;    \
+    wsk_spmm_row_ahead_f32_i32 = wsk_spmm_row_ahead_f32_i32_##TGT; \
+    wsk_spmm_row_ahead_f32_i64 = wsk_spmm_row_ahead_f32_i64_##TGT; \
+    wsk_spmm_row_ahead_f64_i32 = wsk_spmm_row_ahead_f64_i32_##TGT; \
+    wsk_spmm_row_ahead_f64_i64 = wsk_spmm_row_ahead_f64_i64_##TGT; \
     wsk_spmm_scatter_f32_i32 = wsk_spmm_scatter_f32_i32_##TGT; \
     wsk_spmm_scatter_f32_i64 = wsk_spmm_scatter_f32_i64_##TGT; \
     wsk_spmm_scatter_f64_i32 = wsk_spmm_scatter_f64_i32_##TGT; \

@@ -463,3 +463,106 @@ def test_engine_refuses_latencies_its_queue_counts_cannot_hold():
     flight is refused, however large (the public WaferConfig limits latencies to 1e4
     cycles, so this is the engine's own guard)."""
     assert_refused_in_child(_ENGINE_LATENCIES, 16, needles=("wavelets a queue", "latenc"))
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_columns_counted_up_to_255_or_searched(compressed):
+    """A compressed block's task prices itself from a one-byte count of its column's
+    weights; a block with a column of 256 or more weights keeps no counts and searches
+    its list instead. Columns of 0, 1, 255 and 256 weights in each PE's block, over two
+    rounds, give W @ X and the MACs counted here, with counts (255 at most) and without."""
+    rng = np.random.default_rng(13)
+    for top in (255, 256):
+        M, K, bm = 3 * 260, 8, 260
+        dense = np.zeros((M, K))
+        for k, n in enumerate([0, 1, top, 2, 0, top, 1, 3]):
+            for r0 in range(0, M, bm):
+                dense[r0 + rng.choice(bm, n, replace=False), k] = rng.standard_normal(n)
+        X = rng.standard_normal((K, 2)) * (rng.random((K, 2)) < 0.8)
+        _run_on_blocks(sps.csr_matrix(dense), X, np.array([0, 260, 520, 780]),
+                       np.array([0, 2, 4, 6, 8]), compressed)
+
+
+def _fed_two_streams(replay):
+    """A 1 x 2 weight-stationary engine whose PE 1 also receives PE 0's stream (PE 0's
+    router forwards it east): PE 1's wavelets stop being its column's stream mid-round.
+    Both streams carry PE 1's columns 2 and 3. Returns (Y, cycles, engine)."""
+    from wsekern._event import Engine
+    config = WaferConfig.small(8, 8)
+    eng = Engine(1, 2, 3, 16, dict(event._params(config, rounds=1, mode=event.MODE_WS),
+                                   replay=replay))
+    routes = event._Routes(1, 2, 3)
+    routes.set(0, 0, event.EDGE, [event.RAMP, event.E])
+    routes.set(1, 0, event.EDGE, [event.RAMP])
+    child_ptr, child_col, send_col = event._chain_east(routes, 1, 2, 1)
+    eng.set_routes(routes.tx.ravel(), routes.rx.ravel(), np.array([0, 1, 1], np.uint8))
+    eng.set_reduction(child_ptr, child_col, send_col, np.array([5, 5]))
+    Y = np.zeros((5, 1))
+    eng.set_output(Y, np.array([0]), 1, 1)
+    eos = int(event.EOS)
+    eng.set_streams(np.array([0, 4, 9]), np.array([2, 3, 3, eos, 2, 2, 3, 3, eos], np.int32),
+                    np.array([0.3, -1.7, 2.9, 0, 1.1, 0.7, -0.4, 5.3, 0]), np.ones(2))
+    W = sps.csc_array(np.random.default_rng(14).standard_normal((5, 4)))
+    W.sort_indices()
+    eng.set_weights(W.indptr, W.indices, W.data, np.array([0]), np.array([5]),
+                    np.array([1, 1], np.uint8), np.array([0, 2, 4]))
+    T, _ = event._run(eng)
+    return Y, T, eng
+
+
+def test_a_pe_fed_another_stream_adds_its_tasks_at_once():
+    """A PE's sums wait for the end of its round and are replayed from its column's
+    stream only while the wavelets it takes are that stream; from the first that is not,
+    it adds what waited and then each task as it runs. The result is bit for bit that of
+    an engine where every task adds at once, and it is W's columns 2 and 3 times what PE 1
+    took (PE 0's columns 0 and 1 meet no wavelet)."""
+    Y, T, eng = _fed_two_streams(True)
+    Y0, T0, eng0 = _fed_two_streams(False)
+    assert eng.direct_pes() == 1 and eng0.direct_pes() == 2
+    assert T == T0 and np.array_equal(Y, Y0) and np.any(Y != 0)
+    assert eng.stats()["macs"] == eng0.stats()["macs"] > 0
+
+
+def test_replayed_sums_are_those_of_tasks_adding_at_once(monkeypatch):
+    """A round's sums replayed at its end are bit for bit the sums of tasks that add as
+    they run, dense and compressed blocks, over several rounds. Blocks holding less than a
+    quarter of a weight a column (on average) add at once: W @ X all the same."""
+    rng = np.random.default_rng(15)
+    X = rng.standard_normal((30, 4)) * (rng.random((30, 4)) < 0.6)
+    rows, cols = np.array([0, 30, 60, 90]), np.array([0, 8, 15, 22, 30])
+    params = event._params
+    for density, waits in ((0.3, True), (0.005, False)):
+        W = sps.random(90, 30, density=density, random_state=15, format="csr")
+        for compressed in (False, True):
+            engines = _logged(monkeypatch)
+            monkeypatch.setattr(event, "_params", params)
+            _, Y, rep = _run_on_blocks(W, X, rows, cols, compressed)
+            monkeypatch.setattr(event, "_params",
+                                lambda *a, **k: dict(params(*a, **k), replay=False))
+            _, Y0, rep0 = _run_on_blocks(W, X, rows, cols, compressed)
+            assert np.array_equal(Y, Y0) and rep.cycles == rep0.cycles
+            assert [e.direct_pes() for e in engines] == [0 if waits else 12, 12]
+
+
+_ENGINE_INT32 = """
+from wsekern._event import Engine
+params = {"hop": 1.0, "ramp": 2.0, "turn": 0.0, "link_rate": 1.0, "lat": 1.0, "setup": 1.0,
+          "task": 1.0, "scalar": 1.0, "fmac": 1.0, "vpw": 1, "store_forward": 0,
+          "rounds": 1, "mode": 1}
+def acc(rounds, n):
+    Engine(1, 2, 2, 4, dict(params, rounds=rounds)).set_reduction(
+        [0, 0, 0], [], [-1, -1], [n, n])
+def streams(ptr, n=1):
+    Engine(1, 2, 2, 4, params).set_streams(ptr, [0] * n, [0.0] * n, [1.0, 1.0])
+cases = [lambda: acc(1, 2**30), lambda: acc(2, 2**29), lambda: acc(1, 2**31 - 1),
+         lambda: streams([0, 0, 2**31]), lambda: streams([0, 2**40, 2**40]),
+         lambda: streams([0, 1]), lambda: streams([0, 2, 1], 1), lambda: streams([0, 1, 2], 1)]
+"""
+
+
+def test_engine_refuses_sizes_its_int32_fields_cannot_hold():
+    """Accumulator offsets and a PE's place in the streams are int32: more than 2**31 - 2
+    accumulator values (both buffers counted) or 2**31 - 1 stream items are refused
+    before anything that size is allocated, and so are item bounds that do not match the
+    grid or the items."""
+    assert_refused_in_child(_ENGINE_INT32, 8, needles=("at most", "item_ptr"), limit_gb=4)

@@ -128,8 +128,8 @@ for i, c in enumerate(counts):
 cols = np.concatenate(cols)
 rows = np.repeat(np.arange(M), counts)
 checked = 0
-for dt, widths in ((np.float32, (1, 3, 4, 5, 8, 31, 32, 33, 48, 60, 64, 100)),
-                   (np.float64, (1, 2, 3, 8, 15, 16, 17, 30, 32, 50))):
+for dt, widths in ((np.float32, (1, 3, 4, 5, 8, 31, 32, 33, 48, 60, 64, 96, 100)),
+                   (np.float64, (1, 2, 3, 8, 15, 16, 17, 30, 32, 48, 50))):
     vals = rng.uniform(-1, 1, len(cols)).astype(dt)
     vals[7] = np.inf                       # a weight that is inf, one that is NaN
     vals[500] = np.nan
@@ -140,12 +140,13 @@ for dt, widths in ((np.float32, (1, 3, 4, 5, 8, 31, 32, 33, 48, 60, 64, 100)),
         ref = np.zeros((M, n))
         np.add.at(ref, rows, vals[:, None].astype(np.float64) * X[cols].astype(np.float64))
         for idx in (np.int32, np.int64):
-            for n_block in sorted({0, max(1, n // 3), n}):
+            for n_block, check in [(b, c) for b in sorted({0, max(1, n // 3), n})
+                                   for c in (True, False)]:
                 out = np.full((M, n), 7, dt)
                 bad = _spmm.csr_spmm(vals, cols.astype(idx), indptr.astype(idx), X, out,
-                                     None, 1, n_block, True)
+                                     None, 1, n_block, check)
                 assert bad == 0, bad
-                case = str((dt, n, idx, n_block))
+                case = str((dt, n, idx, n_block, check))
                 np.testing.assert_array_equal(np.isnan(out), np.isnan(ref), err_msg=case)
                 np.testing.assert_array_equal(np.isinf(out), np.isinf(ref))
                 fin = np.isfinite(ref)
@@ -164,5 +165,51 @@ def test_tile_loop_boundaries_agree_with_the_reference(simd):
     nonzero. Rows of 0 to 44 nonzeros cover each boundary for every tile (8x1, 4x2, 2x4, 1x4
     vectors, the sub-vector tail), with duplicate and unsorted column indices, int32 and
     int64 indices, with and without column blocks, NaN and inf in W and X, against a float64
-    reference built independently (np.add.at over the stored entries)."""
-    assert _run_on(simd, _TILES_CHILD) == [simd, "128"]
+    reference built independently (np.add.at over the stored entries), with the kernel
+    checking the indices or not. A row one 8x1 tile wide (32 fp32 / 16 fp64 columns, whole
+    or a column block) prefetches, in its last 16 nonzeros, what the next row's first ones
+    meet (wsk_spmm_row_ahead)."""
+    assert _run_on(simd, _TILES_CHILD) == [simd, "280"]
+
+
+_AHEAD_CHILD = """
+import numpy as np
+import wsekern
+from wsekern import _spmm
+rng = np.random.default_rng(3)
+K, M = 200, 40
+counts = 5 + np.arange(M) % 30
+indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+cols = rng.integers(0, K, size=indptr[-1]).astype(np.int32)
+vals = rng.uniform(-1, 1, len(cols)).astype(np.float32)
+X = rng.standard_normal((K, 96)).astype(np.float32)
+rows = np.repeat(np.arange(M), counts)
+checked = 0
+for bad_row in (1, 7, M - 1):
+    for bad in (K, 2**31 - 1, -1, -2**31):
+        c = cols.copy()
+        c[indptr[bad_row] + 2] = bad      # prefetched by the row before, never read
+        good = np.arange(M) != bad_row
+        keep = good[rows]
+        for n in (32, 96):
+            ref = np.zeros((M, n))
+            np.add.at(ref, rows[keep], vals[keep, None].astype(np.float64)
+                      * X[c[keep], :n].astype(np.float64))
+            for n_block in (0, 32):
+                out = np.zeros((M, n), np.float32)
+                n_bad = _spmm.csr_spmm(vals, c, indptr, np.ascontiguousarray(X[:, :n]), out,
+                                       None, 1, n_block, True)
+                assert n_bad == 1, n_bad
+                np.testing.assert_allclose(out[good], ref[good], rtol=1e-4, atol=1e-4)
+                checked += 1
+print(wsekern.get_config()["simd"], checked)
+"""
+
+
+@pytest.mark.parametrize("simd", ["baseline", "avx2", "avx512"])
+def test_out_of_range_index_in_the_next_row_is_refused_not_read(simd):
+    """A row's last nonzeros prefetch the pieces of X the next row meets before the kernel
+    has checked that row's column indices: an index out of range there (K, 2**31 - 1, -1,
+    -2**31) names an address that is prefetched, never read. The kernel reports that row
+    and every other row is right, on every path, in a child process."""
+    assert _run_on(simd, _AHEAD_CHILD) == [simd, "48"]

@@ -106,7 +106,12 @@ TABLES = {
                                 csr_compact=1.2, spmm_scatter_mac=0.09, densify_nnz=1.0,
                                 blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.8,
                                 panel_step=1.0),
-    ("zen4", "baseline"): CostTable("zen4/baseline", 0.022, 0.09, 1.23, 0.07, (0.12, 2.3),
+    # baseline spmm_mac refitted after its column blocks went to 1/8 of L2 and a row's last
+    # nonzeros began prefetching the next row's X (s13): the whole spmm call at 90 % zeros
+    # (fp32 1024^2 x 256 and x 64, 4096^2 x 64; best of 7 thread-CPU times, 1 thread) is
+    # 3.42-3.63x NumPy's dense fp32 1024^2 x 256 product per MAC in the same process, three
+    # rounds (3.73-3.91x before): 0.022 * 3.52 (median) = 0.077; it was 0.09.
+    ("zen4", "baseline"): CostTable("zen4/baseline", 0.022, 0.077, 1.23, 0.07, (0.12, 2.3),
                                     (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.14,
                                     densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.15,
                                     panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=2.6),

@@ -364,6 +364,15 @@ def _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive, compact_pa
 # The widest register tile of each SIMD path's CSR kernel, in bytes (8 vectors).
 TILE_BYTES = {"baseline": 8 * 16, "avx2": 8 * 32, "avx512": 8 * 64}
 
+# The share of L2 a column block of X may fill, per SIMD path (1/L2_SHARE); the rest holds
+# W's stream and y. The baseline's 8x1 tile reads 128 bytes of an X row per nonzero, so its
+# blocks are narrow anyway, and a smaller block misses L2 less: on Zen 4 (1 MiB L2), 1/8
+# instead of 1/4 (32 instead of 64 fp32 columns, 16 instead of 32 fp64 at K = 1024) ran the
+# kernel alone 1.03-1.10x as fast at 1024^2 x 256 and x 512, 90 % zeros (C harness,
+# interleaved, best of 7-11; the same sums: every column stays in an 8x1 tile). The AVX2 and
+# AVX-512 paths keep 1/4 (not measured at 1/8; their wider tiles set the block there).
+L2_SHARE = {"baseline": 8, "avx2": 4, "avx512": 4}
+
 
 # Blocking X's columns pays only when each row of X is read by at least this many stored
 # weights (``reuse`` = nnz / K): the block is a copy of X (K * N elements) and W streams once
@@ -372,30 +381,36 @@ TILE_BYTES = {"baseline": 8 * 16, "avx2": 8 * 32, "avx512": 8 * 64}
 MIN_REUSE = 16
 
 
-def column_block(k_rows, n, itemsize, tile_bytes=None, reuse=None):
+def column_block(k_rows, n, itemsize, tile_bytes=None, reuse=None, path=None):
     """Columns of X per block of the CSR kernel (0: no blocking): as many as keep a block of
-    ``k_rows`` rows in a quarter of this CPU's L2 (W streams through the rest and would
-    evict a bigger block), in whole widest register tiles of the SIMD path in use (a
-    narrower remainder takes extra passes over the row's nonzeros), at least one tile.
+    ``k_rows`` rows in 1/:data:`L2_SHARE` of this CPU's L2 (W streams through the rest and
+    would evict a bigger block), in whole widest register tiles of the SIMD path (``path``,
+    by default the one in use; a narrower remainder takes extra passes over the row's
+    nonzeros), at least one tile. ``tile_bytes`` given alone keeps 1/4 of L2.
     0 when ``reuse`` (stored weights per row of X) is below :data:`MIN_REUSE`.
     On Zen 3: fp64 1024^2 x 256 on the baseline path 1.9x SciPy with 16-column blocks,
     1.1-1.3x with 32-64."""
     if reuse is not None and reuse < MIN_REUSE:
         return 0
-    if tile_bytes is None:
-        tile_bytes = _tile_bytes_in_use()
+    if path is not None:
+        tile_bytes, share = TILE_BYTES[path], L2_SHARE[path]
+    elif tile_bytes is None:
+        tile_bytes, share = _block_rule_in_use()
+    else:
+        share = 4
     granule = tile_bytes // itemsize
-    cols = l2_bytes() // 4 // max(k_rows * itemsize, 1) // granule * granule
+    cols = l2_bytes() // share // max(k_rows * itemsize, 1) // granule * granule
     cols = max(cols, granule)
     return 0 if cols >= n else cols
 
 
 @functools.lru_cache(maxsize=1)
-def _tile_bytes_in_use():
-    """TILE_BYTES of the SIMD path chosen at import (asked once: an import statement in the
-    call path cost microseconds on every spmm)."""
+def _block_rule_in_use():
+    """(TILE_BYTES, L2_SHARE) of the SIMD path chosen at import (asked once: an import
+    statement in the call path cost microseconds on every spmm)."""
     from .simd_path import SIMD_PATH
-    return TILE_BYTES.get(SIMD_PATH, TILE_BYTES["avx512"])
+    path = SIMD_PATH if SIMD_PATH in TILE_BYTES else "avx512"
+    return TILE_BYTES[path], L2_SHARE[path]
 
 
 # Above this sampled density of X, X is taken as too dense for the sparse-x path and not
