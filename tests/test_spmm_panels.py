@@ -221,10 +221,11 @@ def test_panel_route_follows_the_cost_table(monkeypatch):
                         random_state=4))
     X = _dead_half(2048, 64, np.float32)
     want = P.to_scipy() @ X
-    for table, tile, panels in ((("zen4", "baseline"), 128, True),
-                                (("zen4", "avx512"), 512, False),
-                                ((None, "baseline"), 128, False)):
+    for table, panels in ((("zen4", "baseline"), True), (("zen4", "avx512"), False),
+                          ((None, "baseline"), False)):
+        path = table[1]
         monkeypatch.setattr(kernels, "cost_table", lambda t=costs.TABLES[table]: t)
-        monkeypatch.setattr(kernels, "_tile_bytes_in_use", lambda t=tile: t)
+        monkeypatch.setattr(kernels, "_block_rule_in_use",
+                            lambda p=path: (kernels.TILE_BYTES[p], kernels.L2_SHARE[p]))
         assert (kernels.spmm_path(P, X) == "panel-skip-rows") == panels, table
         assert np.allclose(kernels.spmm(P, X, n_threads=1), want, rtol=1e-4, atol=1e-4)
