@@ -229,3 +229,15 @@ def test_panel_route_follows_the_cost_table(monkeypatch):
                             lambda p=path: (kernels.TILE_BYTES[p], kernels.L2_SHARE[p]))
         assert (kernels.spmm_path(P, X) == "panel-skip-rows") == panels, table
         assert np.allclose(kernels.spmm(P, X, n_threads=1), want, rtol=1e-4, atol=1e-4)
+    # X's live rows past a quarter of L2 (512 KB here): the panels only where W's arrays
+    # miss L2 as well (3.4 MB), not where they fit (P: 0.84 MB); Zen 4 baseline
+    monkeypatch.setattr(kernels, "cost_table", lambda: costs.TABLES[("zen4", "baseline")])
+    monkeypatch.setattr(kernels, "_block_rule_in_use",
+                        lambda: (kernels.TILE_BYTES["baseline"], kernels.L2_SHARE["baseline"]))
+    X = _dead_half(2048, 128, np.float32)
+    big = pack(sps.random(2048, 2048, density=0.1, format="csr", dtype=np.float32,
+                          random_state=4))
+    for W, panels in ((big, True), (P, False)):
+        assert (kernels.spmm_path(W, X) == "panel-skip-rows") == panels
+        assert np.allclose(kernels.spmm(W, X, n_threads=1), W.to_scipy() @ X, rtol=1e-4,
+                           atol=1e-4)
