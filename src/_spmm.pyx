@@ -23,6 +23,35 @@ from _simd cimport (wsk_spmm_scatter_f32_i32, wsk_spmm_scatter_f32_i64,
 
 import numpy as np
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* Whether x[0:n] holds a value other than +-0.0 (NaN, inf and subnormals count): an OR
+       of the bits, the sign masked off at the end. Plain integer ORs the compiler
+       vectorises (SSE2 here) into independent loads; the float compare it made of
+       x[j] != 0 ran as one dependent and/andn/or chain (_scan_alive). */
+    static inline int wsk_any_nonzero_f32(const float* x, ptrdiff_t n) {
+        uint32_t acc = 0, b;
+        for (ptrdiff_t j = 0; j < n; j++) { memcpy(&b, x + j, sizeof b); acc |= b; }
+        return (acc & 0x7fffffffu) != 0;
+    }
+    static inline int wsk_any_nonzero_f64(const double* x, ptrdiff_t n) {
+        uint64_t acc = 0, b;
+        for (ptrdiff_t j = 0; j < n; j++) { memcpy(&b, x + j, sizeof b); acc |= b; }
+        return (acc & 0x7fffffffffffffffull) != 0;
+    }
+    """
+    int wsk_any_nonzero_f32(const float* x, Py_ssize_t n) noexcept nogil
+    int wsk_any_nonzero_f64(const double* x, Py_ssize_t n) noexcept nogil
+
+
+cdef inline int _any_nonzero(const floating* x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return wsk_any_nonzero_f32(x, n)
+    else:
+        return wsk_any_nonzero_f64(x, n)
+
 
 def simd_init(int path=0):
     """Select the SIMD path (0 the best this CPU runs, 1 baseline, 2 AVX2, 4 AVX-512).
@@ -616,21 +645,15 @@ cdef (Py_ssize_t, Py_ssize_t) _scan_alive(const floating[:, ::1] X, uint8_t* non
         step = N // per_row
     for k in range(K):
         row = &X[k, 0]
-        found = 0
-        j = 0
-        e = min(16, N)                     # the first 16: a live row ends here mostly
-        while j < e:
-            found |= row[j] != 0
-            j += 1
+        j = min(16, N)                     # the first 16: a live row ends here mostly
+        found = _any_nonzero(row, j)
         while j + 64 <= N and not found:   # a dead row is read whole: 64 at a time, a
-            for c in range(64):            # fixed trip count the compiler vectorises
-                found |= row[j + c] != 0   # (the 16-wide loop read 6.7 GB/s, Zen 4)
-            j += 64
-        while j < N and not found:        # 16 at a time: a branch-free OR, then test
-            e = min(j + 16, N)
-            while j < e:
-                found |= row[j] != 0
-                j += 1
+            found = _any_nonzero(row + j, 64)  # fixed trip count, vectorised (the
+            j += 64                        # 16-wide loop read 6.7 GB/s, Zen 4)
+        while j < N and not found:        # 16 at a time
+            e = min(16, N - j)
+            found = _any_nonzero(row + j, e)
+            j += e
         if nonzero_row != NULL:
             nonzero_row[k] = found
         kept += found

@@ -38,17 +38,20 @@ def test_scan_alive_flags_rows_and_counts_the_sample(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_scan_alive_finds_a_lone_nonzero_at_every_position(dtype):
-    """A row whose only nonzero (a value, NaN, inf or the smallest subnormal) sits at any
-    column, in the first 16, in the 64-wide chunks after them or in the tail, is alive; a row
-    of -0.0 is not."""
+    """A row whose only nonzero (a value, NaN, inf or the smallest subnormal, of either
+    sign) sits at any column, in the first 16, in the 64-wide chunks after them or in the
+    tail, among zeros of either sign, is alive; a row of -0.0 is not (the scan ORs the
+    values' bits and masks the sign off)."""
+    tiny = np.finfo(dtype).smallest_subnormal
     for N in (1, 16, 17, 80, 81, 150):
-        for special in (1.5, np.nan, -np.inf, np.finfo(dtype).smallest_subnormal):
-            X = np.zeros((N + 1, N), dtype)
-            X[np.arange(N), np.arange(N)] = special
-            X[N] = -0.0
-            alive = np.empty(N + 1, np.uint8)
-            kept, _ = _spmm.scan_alive(X, alive, 1)
-            assert kept == N and alive[:N].all() and not alive[N], (N, special)
+        for special in (1.5, np.nan, -np.nan, -np.inf, tiny, -tiny):
+            for background in (0.0, -0.0):
+                X = np.full((N + 1, N), background, dtype)
+                X[np.arange(N), np.arange(N)] = special
+                X[N] = -0.0
+                alive = np.empty(N + 1, np.uint8)
+                kept, _ = _spmm.scan_alive(X, alive, 1)
+                assert kept == N and alive[:N].all() and not alive[N], (N, special)
 
 
 def test_the_sample_reads_spread_positions():

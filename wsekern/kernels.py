@@ -325,7 +325,8 @@ def _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive, compact_pa
 
     Only where the cost table has measured the path (``panel_nnz`` not None), for a
     PackedSparse of ``dtype`` whose stored weights are all finite (a skipped dead
-    row would otherwise lose inf * 0 = NaN), and X's live rows in half of L2. Its cost,
+    row would otherwise lose inf * 0 = NaN), and X's live rows in half of L2 (in a quarter
+    where W's arrays fit in L2 and the table prices ``csr_compact_blocked``). Its cost,
     from the cost table: the CSR kernel's multiply-adds of the weights meeting live rows
     (``spmm_mac``), appending each of them to its row's list (``panel_nnz``) and a pointer
     step per panel and live row (``panel_step``); it runs when that is below the CSR
@@ -335,8 +336,19 @@ def _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive, compact_pa
     memory)."""
     itemsize = np.dtype(dtype).itemsize
     # The row kernel reads X's live rows whole for each panel: they must sit in L2.
+    x_bytes = n_alive * N * itemsize
     if (cost.panel_nnz is None or not isinstance(W, PackedSparse) or W.dtype != dtype
-            or not W.all_finite or n_alive * N * itemsize > l2_bytes() // 2):
+            or not W.all_finite or x_bytes > l2_bytes() // 2):
+        return None
+    # Where the table prices the CSR kernel's compaction in column blocks apart (its extra
+    # pass over W), that pass is dear only where W's arrays miss L2: past a quarter of L2
+    # (X then goes in column blocks, the panels read it whole) the panels pay only there.
+    # Zen 4 baseline fp32, same process, x the dense call: 1024^2 x 256 (X's live rows
+    # 512 KB, W 0.84 MB) csr-skip-rows 1.42-1.55 against the panels' 1.34-1.43; 1024^2 x 64
+    # (128 KB) panels 1.22-1.37 against 1.09-1.18; 4096^2 x 64 (512 KB, W 13 MB) panels
+    # 1.19-1.25 against 0.97-1.01. On AVX2 (no such rate) the two tied at 1024^2 x 256.
+    if (cost.csr_compact_blocked and x_bytes > l2_bytes() // 4
+            and nnz * (itemsize + W._indices.itemsize) <= l2_bytes()):
         return None
     live = nnz * n_alive / K * N
     t_csr = nnz * N * cost.spmm_mac
