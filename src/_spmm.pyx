@@ -309,7 +309,8 @@ def build_row_panels(const index_t[::1] indices, const index_t[::1] indptr, Py_s
     its column ``k`` is ``pindptr[b * K + k]`` to ``pindptr[b * K + k + 1]`` of ``prows``
     (the rows within the panel, ascending) and ``perm`` (where each entry sits in W's
     data). ``pindptr`` holds ``ceil(M / P) * K + 1`` entries. A counting sort: O(nnz + M / P
-    * K), one K-entry cursor."""
+    * K), one K-entry cursor. Raises ValueError, writing nothing, when indptr does not rise
+    from 0 or a column index lies outside [0, K)."""
     cdef Py_ssize_t M = indptr.shape[0] - 1, nnz = indices.shape[0]
     cdef Py_ssize_t n_panels = (M + P - 1) // P if P > 0 else 0
     cdef Py_ssize_t b, i, p, q, k, base, total = 0, c
@@ -319,6 +320,21 @@ def build_row_panels(const index_t[::1] indices, const index_t[::1] indptr, Py_s
     if prows.shape[0] != nnz or perm.shape[0] != nnz or (M >= 0 and indptr[M] != nnz):
         raise ValueError("prows and perm must hold one entry per stored weight")
     cdef index_t[::1] cursor = np.empty(max(K, 1), dtype=np.asarray(indices).dtype)
+    cdef bint bad = M >= 0 and indptr[0] != 0
+    with nogil:
+        # checked before anything is written: a pointer or column out of range would
+        # count or place outside pindptr, prows and perm
+        for i in range(M):
+            if bad or indptr[i + 1] < indptr[i]:
+                bad = True
+                break
+        for p in range(nnz):
+            if bad or indices[p] < 0 or indices[p] >= K:
+                bad = True
+                break
+    if bad:
+        raise ValueError(f"build_row_panels: indptr must rise from 0 and every column index "
+                         f"lie in [0, K={K})")
     with nogil:
         memset(&pindptr[0], 0, pindptr.shape[0] * sizeof(index_t))
         for i in range(M):
@@ -356,13 +372,15 @@ def panel_spmm_live(const floating[::1] pdata, const index_t[::1] prows,
     rows dropped: bit for bit :func:`csr_spmm` with ``x_remap`` and no column blocks. The
     caller guarantees every stored weight is finite (a dead row skipped would otherwise lose
     inf * 0 = NaN). Threads own disjoint panels; a (P, max_row) list buffer each.
-    Raises ValueError, ``out`` then not the product, when an entry's row is outside its
-    panel or a row holds more than ``max_row`` entries.
+    Raises ValueError, ``out`` then not the product, when a column's pointers fall outside
+    the entries, an entry's row is outside its panel or a row holds more than ``max_row``
+    entries.
     Work: O(nnz(live rows) * N + M / P * live rows + M * N).
     """
     cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
     cdef Py_ssize_t n_panels = (M + P - 1) // P if P > 0 else 0
     cdef Py_ssize_t b, r, rows, q, n_live = 0, base, k, s, e, t, p, c, pos
+    cdef Py_ssize_t n_entries = pdata.shape[0]
     cdef int bad = 0
     if P <= 0 or max_row < 0 or pindptr.shape[0] != n_panels * K + 1 or x_alive.shape[0] != K:
         raise ValueError(f"pindptr must hold ceil(M / P) * K + 1 entries and x_alive K; "
@@ -401,6 +419,9 @@ def panel_spmm_live(const floating[::1] pdata, const index_t[::1] prows,
                 k = live[q]
                 s = pindptr[base + k]
                 e = pindptr[base + k + 1]
+                if s < 0 or e < s or e > n_entries:
+                    bad += 1
+                    continue
                 for p in range(s, e):
                     r = prows[p]
                     if r < 0 or r >= rows or cn[r] >= max_row:
@@ -413,8 +434,9 @@ def panel_spmm_live(const floating[::1] pdata, const index_t[::1] prows,
             for r in range(rows):
                 spmm_row(vb + r * max_row, cb + r * max_row, cn[r], x, N, &out[b * P + r, 0], N)
     if bad:
-        raise ValueError("a panel entry's row is outside its panel, or a row holds more than "
-                         f"max_row={max_row} entries")
+        raise ValueError("a panel's column pointers fall outside its entries (below 0, "
+                         "decreasing or past them), an entry's row is outside its panel, or "
+                         f"a row holds more than max_row={max_row} entries")
 
 
 cdef inline void _scatter(const floating* vals, const index_t* rows, Py_ssize_t nnz,

@@ -4,9 +4,7 @@ out of bounds. Run in a child process (a crash fails the test, not the run).
 
 Both functions trust arrays their only caller (PackedSparse.row_panels) made, so these
 inputs do not reach them from the public API; they are guarded as the panel functions'
-other inconsistent arrays are (test_spmm_panels). Marked xfail (strict) until the fixes
-forwarded to the panel path's owner land: then the marker goes."""
-import pytest
+other inconsistent arrays are (test_spmm_panels)."""
 from conftest import assert_refused_in_child
 
 _POINTERS = """
@@ -25,8 +23,6 @@ cases = [lambda: live([0, 2, 1, 2, 2]),          # decreasing: column 1 of panel
 """
 
 
-@pytest.mark.xfail(strict=True, reason="forwarded (halfdead3): panel_spmm_live checks only "
-                   "the last pointer; a pointer out of [0, len(pdata)] or decreasing is read")
 def test_panel_spmm_live_refuses_pointers_outside_its_entries():
     """panel_spmm_live reads pdata and prows from pindptr[b * K + k] to the next pointer of
     each live column of each panel: a pointer below 0, past the entries or below the one
@@ -42,13 +38,16 @@ def build(bad):
     ind = np.array([0, bad, 1], np.int32)
     _spmm.build_row_panels(ind, ptr, 3, 64, np.zeros(4, np.int32), np.zeros(3, np.int32),
                            np.zeros(3, np.int32))
-cases = [lambda: build(3), lambda: build(5000000), lambda: build(-1), lambda: build(-2**31)]
+cases = [lambda: build(3), lambda: build(5000000), lambda: build(-1), lambda: build(-2**31),
+         lambda: _spmm.build_row_panels(np.array([0, 1, 1], np.int32),      # indptr falls
+                                        np.array([0, 4, 3], np.int32), 3, 64,
+                                        np.zeros(4, np.int32), np.zeros(3, np.int32),
+                                        np.zeros(3, np.int32))]
 """
 
 
-@pytest.mark.xfail(strict=True, reason="forwarded (halfdead3): build_row_panels counts "
-                   "pindptr[base + indices[p]] for an index outside [0, K) unchecked")
 def test_build_row_panels_refuses_column_indices_out_of_range():
     """build_row_panels adds one to the pointer of each stored weight's column: a column
-    index outside [0, K) is refused before anything is written (its counting pass)."""
-    assert_refused_in_child(_INDICES, 4, needles=("column", "index", "indices"))
+    index outside [0, K), or an indptr that does not rise from 0, is refused before anything
+    is written."""
+    assert_refused_in_child(_INDICES, 5, needles=("column", "index", "indices"))
