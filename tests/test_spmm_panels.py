@@ -230,3 +230,23 @@ def test_panel_route_follows_the_cost_table(monkeypatch):
                             lambda p=path: (kernels.TILE_BYTES[p], kernels.L2_SHARE[p]))
         assert (kernels.spmm_path(P, X) == "panel-skip-rows") == panels, table
         assert np.allclose(kernels.spmm(P, X, n_threads=1), want, rtol=1e-4, atol=1e-4)
+
+
+def test_panel_route_declines_a_w_with_one_long_row(monkeypatch):
+    """Each thread's lists take PANEL_ROWS x (W's longest row) entries: one dense row in W
+    would make them spill from L2 (or take gigabytes), so the route declines the panels
+    there and another path gives the product."""
+    import scipy.sparse as sps
+
+    from wsekern import costs, kernels, pack
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 1 << 20)
+    monkeypatch.setattr(kernels, "cost_table", lambda: costs.TABLES[("zen4", "baseline")])
+    monkeypatch.setattr(kernels, "_block_rule_in_use",
+                        lambda: (kernels.TILE_BYTES["baseline"], kernels.L2_SHARE["baseline"]))
+    W = sps.random(512, 2048, density=0.1, format="lil", dtype=np.float32, random_state=4)
+    X = _dead_half(2048, 64, np.float32)
+    assert kernels.spmm_path(pack(W.tocsr()), X) == "panel-skip-rows"
+    W[7, :] = 1.0                                   # 64 x 2048 x 8 B = 1 MiB of lists
+    P = pack(W.tocsr())
+    assert kernels.spmm_path(P, X) != "panel-skip-rows"
+    assert np.allclose(kernels.spmm(P, X, n_threads=1), P.to_scipy() @ X, rtol=1e-4, atol=1e-4)

@@ -370,6 +370,8 @@ def _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive, compact_pa
     if panels is None:
         return None
     pindptr, prows, data, max_row = panels
+    if PANEL_ROWS * max_row * (itemsize + prows.itemsize) > l2_bytes() // 2:
+        return None     # a thread's lists (one long row in W) would spill from L2, or worse
     return data, prows, pindptr, PANEL_ROWS, max_row
 
 
