@@ -12,11 +12,11 @@ import numpy as np
 from libc.math cimport INFINITY, ceil
 from libc.stdint cimport int32_t, int64_t
 
-from _chain cimport chain_columns, chain_counts, chain_rounds, check_chain_args
+from _chain cimport chain_columns, chain_rounds, check_chain_args
 
 
 def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax, double eos,
-                 long wpv, double dt, double fill, pipeline=None, bint arrays=True):
+                 long wpv, double dt, double fill, pipeline=None):
     """The stream of X's nonzero pattern ``x_nz`` (K x N, 0/1, any strides) down the C
     PE columns whose rows of X are ``k_b[c]:k_b[c + 1]`` (C + 1 bounds, 0 <= ... <= K).
 
@@ -29,11 +29,7 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     ``pipeline`` = (L, hop, ramp, lat, launch, task, cushion) adds a sixth figure: the
     columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
     last as one chain of C positions, ``L`` (one entry) wavelets per round), run here on
-    the arrays just made: the same recurrence (src/_chain.pxd), so the same float. With
-    ``arrays=False`` (and ``pipeline``) the chain is run from the per-sample counts, each
-    round's row made just before the round (src/_chain.pxd's chain_counts: the same
-    operations, so the same figures), and work, first and last come back as None: the
-    N x C arrays are never written.
+    the arrays just made: the same recurrence (src/_chain.pxd), so the same float.
     """
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t n, c, k
@@ -43,25 +39,18 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     for c in range(C):
         if k_b[c] > k_b[c + 1]:
             raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
-    cdef bint fused = pipeline is not None and not arrays
-    work_a = first_a = last_a = None
-    if not fused:
-        work_a = np.empty((N, C))
-        first_a = np.empty((N, C))
-        last_a = np.empty((N, C))
+    work_a = np.empty((N, C))
+    first_a = np.empty((N, C))
+    last_a = np.empty((N, C))
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
-    # each column's a, per sample (all of them when the chain reads them after)
-    a_cn_a = np.zeros((C if fused else 1, N), dtype=np.int64)
-    cdef int64_t[:, ::1] a_cn = a_cn_a
-    cdef int64_t* a_n
+    cdef long[::1] a_n = np.zeros(N, dtype=np.int_)     # one column's a, per sample
     cdef long a, v, a_sum, v_sum, a_max = 0, v_max = 0
     cdef double cum
     with nogil:
         # column by column (its samples in order, so the cumulative sums are the same)
         for c in range(C):
-            a_n = &a_cn[c if fused else 0, 0]
             for n in range(N):
                 a_n[n] = 0
             for k in range(k_b[c], k_b[c + 1]):
@@ -74,8 +63,6 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
                 v = a * wpv + 1
                 a_sum += a
                 v_sum += v
-                if fused:
-                    continue
                 work[n, c] = <double> a * tmax + eos
                 cum = <double> v_sum * dt
                 first[n, c] = (cum - <double> v * dt) + fill
@@ -87,16 +74,8 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     if pipeline is None:
         return work_a, first_a, last_a, int(a_max), int(v_max)
     L_, hop, ramp, lat, launch, task, cushion = pipeline
-    cdef int64_t v_chain
-    cdef double done
-    if fused:
-        # first and last take the fill in the chain (shifted): (cum - v * dt) + fill and
-        # ((cum - dt) + fill) + task, the operations made here and in the chain below
-        done = chain_counts("dense_stream", L_, a_cn, NULL, &tmax, 0, eos, wpv, dt, fill,
-                            hop, ramp, lat, launch, task, cushion, &v_chain)
-        return None, None, None, int(a_max), int(v_max), float(done)
-    done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop, ramp, lat,
-                         launch, task, cushion)
+    cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
+                                     ramp, lat, launch, task, cushion)
     return work_a, first_a, last_a, int(a_max), int(v_max), float(done)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from libc.math cimport INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
 
-from _chain cimport chain_columns, chain_counts
+from _chain cimport chain_columns
 
 
 cdef inline double dmax(double a, double b) noexcept nogil:
@@ -336,7 +336,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                     const int32_t[::1] s_data, const double[::1] t_dense,
                     const int8_t[::1] choice, comp_total, dense_total, double task,
                     double scalar, double eos, long wpv, double dt, bint check=True,
-                    pipeline=None, dead=None, packed=None, bint arrays=True):
+                    pipeline=None, dead=None, packed=None):
     """:func:`ws_step_stream`'s step, PE column by PE column: the same figures (work,
     first, last, busy, v_max, sram, any_comp; not the per-block products), from W's
     structure laid out by column: the block arrays ``choice``, ``comp_total`` and
@@ -353,10 +353,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
     last as one chain of C positions, ``L`` (one entry) wavelets per round, arrivals
     ``fill`` later), run here on the arrays just made: the same recurrence
-    (src/_chain.pxd), so the same float. With ``arrays=False`` (and ``pipeline``) the
-    chain is run from the per-sample counts, each round's row made just before the round
-    (src/_chain.pxd's chain_counts: the same operations, so the same figures), and work,
-    first and last come back as None: the N x C arrays are never written.
+    (src/_chain.pxd), so the same float.
 
     ``dead`` = :func:`ws_dead_columns` of the same ``t_dense``, ``choice``, ``comp_total``,
     ``dense_total``, ``task`` and ``scalar``: a PE column no activation of the batch reaches
@@ -411,12 +408,9 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double[::1] comp_max = np.zeros(C)
     # this column's blocks' scalar work (256 long when packed: no byte can write outside)
     cdef int64_t[::1] sw = np.zeros(R if pk_p == NULL else max(R, 256), np.int64)
-    cdef bint fused = pipeline is not None and not arrays
-    work_a = first_a = last_a = None
-    if not fused:
-        work_a = np.empty((N, C))
-        first_a = np.empty((N, C))
-        last_a = np.empty((N, C))
+    work_a = np.empty((N, C))
+    first_a = np.empty((N, C))
+    last_a = np.empty((N, C))
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
@@ -479,9 +473,6 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             tm = tmax[c] if tmax[c] > -INFINITY else 0.0
             if not any_comp:
                 share = -INFINITY       # a * share > w never holds (a * -inf <= 0 <= w)
-            if fused:               # the chain makes the rows from these two per column
-                comp_max[c], tmax[c] = share, tm
-                continue
             v_sum = 0
             for n in range(N):
                 a = a_cn[c, n]
@@ -497,14 +488,8 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     if pipeline is None:
         return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
     L_, hop, ramp, lat, launch, cushion, fill = pipeline
-    cdef double done
-    if fused:
-        done = chain_counts("ws_step_columns", L_, a_cn, &comp_max[0] if C else NULL,
-                            &tmax[0] if C else NULL, 1, eos, wpv, dt, fill, hop, ramp, lat,
-                            launch, task, cushion, &v_max)
-    else:
-        done = chain_columns("ws_step_columns", L_, work, first, last, True, fill, hop,
-                             ramp, lat, launch, task, cushion)
+    cdef double done = chain_columns("ws_step_columns", L_, work, first, last, True, fill, hop,
+                                     ramp, lat, launch, task, cushion)
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             float(done))
 

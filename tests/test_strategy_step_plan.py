@@ -172,13 +172,6 @@ def test_the_step_pass_down_each_pe_column_gives_the_same_figures(R, C, N):
             assert type(got[7]) is float and np.array_equal(got[7], est, equal_nan=True)
             for a, b in zip(got, want[:7]):
                 assert np.array_equal(a, b, equal_nan=True), (trial, "dead+chain", a, b)
-            # the chain run from the counts, the N x C arrays never made: the same figures
-            fused = ws_step_columns(x, k_b, *narrow[:3], t_dense, *narrow[3:], *tail, False,
-                                    pipe, dead, packed, False)
-            assert len(fused) == 8 and fused[:3] == (None, None, None)
-            for a, b in zip(fused[3:], got[3:]):
-                assert type(a) is type(b)
-                assert np.array_equal(a, b, equal_nan=True), (trial, "from counts", a, b)
 
 
 def test_the_packed_entries_hold_what_fits_in_a_byte_and_only_that():
@@ -580,32 +573,19 @@ def test_the_dense_stream_runs_the_columns_chain_as_grid_pipeline_does():
         est = grid_pipeline(work.T[None], first.T[None], last.T[None], L, 1.0, 2.0, 3.0, 9.0,
                             4.0, pipe[6])
         assert type(got[5]) is float and got[5] == est
-        # the chain run from the counts, the N x C arrays never made: the same figures,
-        # for task times whole, fractional, zero, infinite and NaN too
-        for tmax in (7.0, 2.75, 0.0, np.inf, np.nan):
-            want = dense_stream(x_nz, k_b, tmax, 4.0, 2, 0.5, 13.0, pipe)
-            fused = dense_stream(x_nz, k_b, tmax, 4.0, 2, 0.5, 13.0, pipe, False)
-            assert len(fused) == 6 and fused[:3] == (None, None, None)
-            for a, b in zip(fused[3:], want[3:]):
-                assert type(a) is type(b) and np.array_equal(a, b, equal_nan=True), (tmax, a, b)
-        # without a chain the arrays come back whatever ``arrays`` says
-        for a, b in zip(dense_stream(x_nz, k_b, 7.0, 4.0, 2, 0.5, 13.0, None, False), plain):
-            assert np.array_equal(a, b)
     from conftest import assert_refused_in_child
     assert_refused_in_child("""
         import numpy as np
         from wsekern._screen import dense_stream
         x, k_b = np.ones((4, 3), np.uint8), np.array([0, 2, 4], np.int_)
 
-        def case(*pipe, arrays=True):
-            return lambda: dense_stream(x, k_b, 7.0, 4.0, 2, 0.5, 13.0, pipe, arrays)
-        cases = [case(np.zeros(2, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, 1.0, arrays=a)
-                 for a in (True, False)]
-        cases += [case(np.zeros(1, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, -1.0, arrays=a)
-                  for a in (True, False)]
-        cases += [case(np.zeros(1, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, float("nan")),
-                  case(np.array([-2], np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, 1.0, arrays=False)]
-    """, 6, needles=("one entry", "cushion", "L[0]"))
+        def case(*pipe):
+            return lambda: dense_stream(x, k_b, 7.0, 4.0, 2, 0.5, 13.0, pipe)
+        cases = [case(np.zeros(2, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, 1.0),
+                 case(np.zeros(1, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, -1.0),
+                 case(np.zeros(1, np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, float("nan")),
+                 case(np.array([-2], np.int_), 1.0, 2.0, 3.0, 9.0, 4.0, 1.0)]
+    """, 4, needles=("one entry", "cushion", "L[0]"))
 
 
 def test_the_dense_stream_gives_numpys_figures_in_every_layout_of_x():

@@ -243,14 +243,13 @@ def _step_structure(w, config, region):
                      structure["comp_total_cm"], structure["dense_total_cm"], 0.0, 0.0, 0.0, 1,
                      1.0, packed=structure["packed"])
     # what a step passes ws_step_columns after X, and reads for its lower bound, as one
-    # tuple each (S checked once above: check=False; the chain run from the counts,
-    # arrays=False: the step reads none of the N x C arrays)
+    # tuple each (S checked once above: check=False)
     structure["call"] = (
         k_b, structure["s_indptr"], structure["s_rows"], structure["s_data"],
         structure["t_dense"], structure["choice_cm"], structure["comp_total_cm"],
         structure["dense_total_cm"], structure["task"], structure["scalar"],
         structure["task"], structure["wpv"], structure["dt"], False, structure["pipeline"],
-        structure["dead"], structure["packed"], False)
+        structure["dead"], structure["packed"])
     structure["bound"] = (structure["first_hop"], config.task_cycles, structure["dt"],
                           structure["L_max"], bool(R * C), C > 1)
     w.cache[key] = (config, structure)
@@ -549,9 +548,8 @@ def _dense_screen_step(plan, config):
                 float(config.task_cycles + config.setup_cycles), float(task),
                 float(plan["cushion"]))
     # the end-of-stream task is the task's cycles (eos)
-    # (arrays=False: the chain runs from the counts, the N x C arrays are never made)
     call = (plan["k_b"], plan["tmax"], task, config.wavelets_per_sparse_value, dt,
-            plan["fill"], pipeline, False)
+            plan["fill"], pipeline)
     return call, (plan["tmax"], task, config.hop_cycles + ramp, dt, int(L.max()),
                   plan["C"] > 1)
 
