@@ -515,13 +515,14 @@ def dense_screen_cycles(plan, x_nz, config):
     """(cycles, lower bound) that :func:`weight_stationary` with ``exact=False`` reports for
     the placement ``plan`` (:func:`dense_screen`) and X's nonzeros ``x_nz`` (K x N, bool):
     the same operations on the same values as _ws_work and _ws_cycles take for an
-    all-dense placement, without the per-PE maps. O(K * N + C * N); a pattern equal to the
-    last one ``plan`` saw (an all-nonzero gradient, inputs with no zero) is O(K * N) compares.
+    all-dense placement, without the per-PE maps. O(K * N + C * N); an all-nonzero pattern
+    (a gradient with no zero, inputs with no zero) of the shape of the last all-nonzero one
+    ``plan`` saw is one count: the same figures, kept with its shape.
     """
-    seen, nnz = plan.get("seen"), int(np.count_nonzero(x_nz))      # the count: a quick miss
-    if (seen is not None and seen[0] is config and seen[1] == nnz
-            and seen[2].shape == x_nz.shape and np.array_equal(seen[2], x_nz)):
-        return seen[3]
+    seen, nnz = plan.get("seen"), int(np.count_nonzero(x_nz))
+    full = nnz == x_nz.size and x_nz.dtype == np.bool_
+    if full and seen is not None and seen[0] is config and seen[1] == x_nz.shape:
+        return seen[2]
     # what a step reads of the plan and the config, worked out once per config
     step = plan.get("step")
     if step is None or step[0] is not config:
@@ -535,7 +536,8 @@ def dense_screen_cycles(plan, x_nz, config):
     busy_max = a_max * tmax + N * task       # the busiest PE: the most activations, slowest row
     lower = max(hop + busy_max, hop + v_max * dt, N * (L + task) if chained else 0.0) + task
     result = float(est), float(min(lower, est))
-    plan["seen"] = (config, nnz, x_nz.copy(order="K"), result)
+    if full:        # a pattern with a zero is not kept: the next batch's differs
+        plan["seen"] = (config, x_nz.shape, result)
     return result
 
 
