@@ -57,6 +57,7 @@ from .._screen import dense_stream as _dense_stream
 from .._step_cost import ws_dead_columns as _ws_dead_columns
 from .._step_cost import ws_pack_entries as _ws_pack_entries
 from .._step_cost import ws_step_columns as _ws_step_columns
+from .._step_cost import ws_table as _ws_table
 from . import placement as placer
 from .figures import energy as _energy
 from .figures import wafer_array as _wafer_array
@@ -236,12 +237,17 @@ def _step_structure(w, config, region):
     # each entry's row block and count in one uint16 where both fit in a byte (None
     # otherwise): the step's pass over X reads a quarter of the memory
     structure["packed"] = _ws_pack_entries(structure["s_rows"], structure["s_data"])
+    # W's nonzeros per (column of W, row block) as K x R bytes (None where a count passes
+    # 255), where that is at most about four bytes per entry: on the AVX-512 path a step
+    # adds each active column of W to its R blocks 8 at a time instead of entry by entry
+    structure["table"] = _ws_table(S.indptr, structure["s_rows"], structure["s_data"], R) \
+        if w.K * R <= 4 * S.nnz else None
     # the O(nnz) checks of the structure, once: every step passes it unchanged (check=False)
     _ws_step_columns(np.zeros((w.K, 0), np.uint8), k_b, structure["s_indptr"],
                      structure["s_rows"], structure["s_data"], structure["t_dense"],
                      structure["choice_cm"],
                      structure["comp_total_cm"], structure["dense_total_cm"], 0.0, 0.0, 0.0, 1,
-                     1.0, packed=structure["packed"])
+                     1.0, packed=structure["packed"], table=structure["table"])
     # what a step passes ws_step_columns after X, and reads for its lower bound, as one
     # tuple each (S checked once above: check=False)
     structure["call"] = (
@@ -249,7 +255,7 @@ def _step_structure(w, config, region):
         structure["t_dense"], structure["choice_cm"], structure["comp_total_cm"],
         structure["dense_total_cm"], structure["task"], structure["scalar"],
         structure["task"], structure["wpv"], structure["dt"], False, structure["pipeline"],
-        structure["dead"], structure["packed"])
+        structure["dead"], structure["packed"], structure["table"])
     structure["bound"] = (structure["first_hop"], config.task_cycles, structure["dt"],
                           structure["L_max"], bool(R * C), C > 1)
     w.cache[key] = (config, structure)
