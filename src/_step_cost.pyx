@@ -553,7 +553,8 @@ def ws_table(const int64_t[::1] s_indptr, const int32_t[::1] s_rows,
              const int32_t[::1] s_data, Py_ssize_t R):
     """:func:`ws_step_columns`' ``table``: W's nonzeros per (column k, row block r) as a
     K x R uint8 array, from the K + 1 ``s_indptr`` and the entries ``s_rows`` (0..R-1),
-    ``s_data``; None when a count lies outside 0..255."""
+    ``s_data``; None when a count lies outside 0..255 or two entries name one (k, r) with
+    nonzero counts (the step's check would refuse their sum)."""
     cdef Py_ssize_t K = s_indptr.shape[0] - 1, k, j
     if K < 0 or s_rows.shape[0] != s_data.shape[0] or R < 0:
         raise ValueError("s_indptr must hold K + 1 offsets and s_rows, s_data one entry each")
