@@ -36,9 +36,11 @@ cdef inline double chain_rounds(const char* work, Py_ssize_t w_sc, Py_ssize_t w_
     """``done`` or the last round's completion on one chain of P positions over N
     rounds, the later (max taken round by round, as over many chains): work
     (P x N, byte strides w_sc, w_sn), first and last (P x N, strides a_ and b_; plus f
-    when shifted), L wavelets of sums per round. Scratch: E .. free of P, hist of N x P."""
+    when shifted), L wavelets of sums per round. Scratch: E, free1, free2, free of P (Gr
+    unused: each round's G is its row of hist), hist of N x P."""
     cdef double delta = hop + 2 * ramp + lat          # one reduction stage, router to router
     cdef double h, tl, start, D
+    cdef double* spare
     cdef long ahead, back
     cdef Py_ssize_t nb, c, n
     for c in range(P):
@@ -46,6 +48,8 @@ cdef inline double chain_rounds(const char* work, Py_ssize_t w_sc, Py_ssize_t w_
         free1[c] = 0.0
         free2[c] = 0.0
     for n in range(N):
+        # the round's G, written once where the later rounds read it (``Gr`` unused)
+        Gr = hist + n * P
         for c in range(P):
             if shifted:
                 start = dmax(dmax(E[c], free2[c]), at(first, c, a_sc, n, a_sn) + f)
@@ -55,7 +59,6 @@ cdef inline double chain_rounds(const char* work, Py_ssize_t w_sc, Py_ssize_t w_
                 start = dmax(dmax(E[c], free2[c]), at(first, c, a_sc, n, a_sn))
                 E[c] = dmax(start + at(work, c, w_sc, n, w_sn), at(last, c, b_sc, n, b_sn) + task)
             Gr[c] = dmax(E[c], free1[c])
-            hist[n * P + c] = Gr[c]
         if P == 1 or Lg == 0:
             for c in range(P):
                 free[c] = Gr[c]
@@ -79,9 +82,12 @@ cdef inline double chain_rounds(const char* work, Py_ssize_t w_sc, Py_ssize_t w_
                 back = ahead % Lg
                 for c in range(P - 1):
                     free[c] = dmax(free[c], hist[nb * P + c + 1] + back + 1)
-        for c in range(P):
-            free2[c] = free1[c]
-            free1[c] = free[c]
+        # the next round's free2 is this free1, its free1 this free: the arrays change
+        # names (free is written whole before it is read in every round)
+        spare = free2
+        free2 = free1
+        free1 = free
+        free = spare
         done = dmax(done, D)
     return done
 

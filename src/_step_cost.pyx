@@ -7,7 +7,7 @@ NumPy's expressions give."""
 import numpy as np
 
 from libc.math cimport INFINITY
-from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 
 from _chain cimport chain_columns
 
@@ -120,6 +120,22 @@ cdef extern from *:
         f.ok = !bad && !(any && f.cmax == 0.0) && f.tm != 0.0;
         return f;
     }
+    /* a PE column's blocks' scalar work from one column k of W: sw[r] += row[r] * a for
+       r < R (row: W's nonzeros of column k per row block, bytes; 0 <= a < 2**32: the
+       unsigned 32 x 32 -> 64-bit products are exact), 8 blocks per step */
+    __attribute__((target("avx512f")))
+    static void wsk_table_row_avx512(Py_ssize_t R, const uint8_t* row, int64_t a, int64_t* sw)
+    {
+        const __m512i va = _mm512_set1_epi64(a);
+        Py_ssize_t r = 0;
+        for (; r + 8 <= R; r += 8) {
+            __m512i d = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i*) (row + r)));
+            __m512i s = _mm512_loadu_si512((const void*) (sw + r));
+            _mm512_storeu_si512((void*) (sw + r), _mm512_add_epi64(s, _mm512_mul_epu32(d, va)));
+        }
+        for (; r < R; r++)
+            sw[r] += (int64_t) row[r] * a;
+    }
     static int wsk_step_avx512_runs(void)
     {
         __builtin_cpu_init();
@@ -133,6 +149,12 @@ cdef extern from *:
             double A_task, double scalar, const void* dense, const void* comp, int wide)
     {
         wsk_step_fig f; f.ok = 0; return f;
+    }
+    static void wsk_table_row_avx512(Py_ssize_t R, const uint8_t* row, int64_t a, int64_t* sw)
+    {
+        Py_ssize_t r;
+        for (r = 0; r < R; r++)
+            sw[r] += (int64_t) row[r] * a;
     }
     static int wsk_step_avx512_runs(void) { return 0; }
     #endif
@@ -148,6 +170,8 @@ cdef extern from *:
                                         double A_task, double scalar, const void* dense,
                                         const void* comp, int wide) noexcept nogil
     int wsk_step_avx512_runs() noexcept nogil
+    void wsk_table_row_avx512(Py_ssize_t R, const uint8_t* row, int64_t a,
+                              int64_t* sw) noexcept nogil
 
 
 cdef bint _AVX512_RUNS = wsk_step_avx512_runs()
@@ -336,7 +360,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                     const int32_t[::1] s_data, const double[::1] t_dense,
                     const int8_t[::1] choice, comp_total, dense_total, double task,
                     double scalar, double eos, long wpv, double dt, bint check=True,
-                    pipeline=None, dead=None, packed=None):
+                    pipeline=None, dead=None, packed=None, table=None):
     """:func:`ws_step_stream`'s step, PE column by PE column: the same figures (work,
     first, last, busy, v_max, sram, any_comp; not the per-block products), from W's
     structure laid out by column: the block arrays ``choice``, ``comp_total`` and
@@ -363,7 +387,13 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     ``packed`` = :func:`ws_pack_entries` of ``s_rows`` and ``s_data`` (uint16, each entry's
     row block in the low byte and its count in the high one): the pass over X then reads
     it instead of the two int32 arrays, a quarter of the memory (``check`` compares it
-    with them entry by entry)."""
+    with them entry by entry).
+
+    ``table`` = W's nonzeros per (column k of W, row block r) as K x R bytes (uint8,
+    C-contiguous; :func:`ws_table`): on the AVX-512 path (:func:`use_simd_path`) a
+    column k's scalar work is then added to its R blocks 8 at a time (the same integer
+    sums), instead of entry by entry; elsewhere it is not read. ``check`` compares it with
+    ``s_rows`` and ``s_data``."""
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
     cdef Py_ssize_t n, c, k, r, b, j
@@ -390,6 +420,29 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                                  f"high one")
         if pk.shape[0]:
             pk_p = &pk[0]
+    cdef const uint8_t[:, ::1] tb
+    cdef const uint8_t* tb_p = NULL
+    cdef int64_t row_sum
+    if table is not None:
+        tb = table
+        if tb.shape[0] != K or tb.shape[1] != R:
+            raise ValueError(f"table must be K x R = {K} x {R} (W's nonzeros per column and "
+                             f"row block); received {tb.shape[0]} x {tb.shape[1]}")
+        for k in range(K if check else 0):
+            row_sum = 0
+            for r in range(R):
+                row_sum += tb[k, r]
+            for j in range(s_indptr[k], s_indptr[k + 1]):
+                if tb[k, s_rows[j]] != s_data[j]:
+                    raise ValueError(f"table[{k}, {s_rows[j]}] = {tb[k, s_rows[j]]} is not "
+                                     f"s_data[{j}] = {s_data[j]}")
+                row_sum -= s_data[j]
+            if row_sum != 0:
+                raise ValueError(f"table's row {k} holds nonzeros that s_rows and s_data "
+                                 f"do not")
+        # the products a * row[r] are exact unsigned 32 x 32 bits: a <= N < 2**32
+        if _use_avx512 and K and R and N < 4294967296:
+            tb_p = &tb[0, 0]
     cdef const double[::1] d_cmax, d_tm
     cdef const int64_t[::1] d_sram
     cdef const int8_t[::1] d_comp
@@ -432,7 +485,9 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                     A_k += a
                     a_cn[c, n] += a
                 cnt += A_k
-                if A_k and pk_p != NULL:
+                if A_k and tb_p != NULL:
+                    wsk_table_row_avx512(R, tb_p + k * R, A_k, &sw[0])
+                elif A_k and pk_p != NULL:
                     for j in range(s_indptr[k], s_indptr[k + 1]):
                         p = pk_p[j]
                         sw[p & 0xFF] += <int64_t> (p >> 8) * A_k
@@ -492,6 +547,29 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                                      ramp, lat, launch, task, cushion)
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             float(done))
+
+
+def ws_table(const int64_t[::1] s_indptr, const int32_t[::1] s_rows,
+             const int32_t[::1] s_data, Py_ssize_t R):
+    """:func:`ws_step_columns`' ``table``: W's nonzeros per (column k, row block r) as a
+    K x R uint8 array, from the K + 1 ``s_indptr`` and the entries ``s_rows`` (0..R-1),
+    ``s_data``; None when a count lies outside 0..255 or two entries name one (k, r) with
+    nonzero counts (the step's check would refuse their sum)."""
+    cdef Py_ssize_t K = s_indptr.shape[0] - 1, k, j
+    if K < 0 or s_rows.shape[0] != s_data.shape[0] or R < 0:
+        raise ValueError("s_indptr must hold K + 1 offsets and s_rows, s_data one entry each")
+    out = np.zeros((K, R), np.uint8)
+    cdef uint8_t[:, ::1] t = out
+    for k in range(K):
+        if not 0 <= s_indptr[k] <= s_indptr[k + 1] <= s_rows.shape[0]:
+            raise ValueError(f"s_indptr must be nondecreasing within 0..{s_rows.shape[0]}")
+        for j in range(s_indptr[k], s_indptr[k + 1]):
+            if not 0 <= s_rows[j] < R:
+                raise ValueError(f"s_rows[{j}] = {s_rows[j]} lies outside 0..{R - 1}")
+            if not 0 <= s_data[j] <= 255 or t[k, s_rows[j]] != 0:
+                return None
+            t[k, s_rows[j]] = <uint8_t> s_data[j]
+    return out
 
 
 def ws_pack_entries(const int32_t[::1] s_rows, const int32_t[::1] s_data):

@@ -6,13 +6,20 @@ and tails), every format choice, int32 and int64 block totals, and task times ho
 loop runs)."""
 import numpy as np
 import pytest
+import scipy.sparse as sps
 from test_strategy_step_plan import _by_columns, _random_entries
 from test_strategy_step_plan import (
     test_the_step_pass_down_each_pe_column_gives_the_same_figures as _step_pass_test,
 )
 
 from wsekern import _step_cost
-from wsekern._step_cost import ws_dead_columns, ws_pack_entries, ws_step_columns, ws_step_stream
+from wsekern._step_cost import (
+    ws_dead_columns,
+    ws_pack_entries,
+    ws_step_columns,
+    ws_step_stream,
+    ws_table,
+)
 
 
 @pytest.fixture
@@ -68,12 +75,15 @@ def test_the_lanes_give_the_loops_figures(simd_path, R, special):
         for layout in (cols, narrow):
             dead = ws_dead_columns(t_dense, *layout[3:], *tail[:2])
             packed = ws_pack_entries(layout[1], layout[2])
+            table = ws_table(*layout[:3], R)
+            assert table is not None            # the entries' counts fit in a byte
             runs = {}
             for path in ("avx512", "baseline"):
                 simd_path(path)
                 runs[path] = [ws_step_columns(x, k_b, *layout[:3], t_dense, *layout[3:],
-                                              *tail, False, None, d, p)
-                              for d in (None, dead) for p in (None, packed)]
+                                              *tail, check, None, d, p, t)
+                              for d in (None, dead) for p in (None, packed)
+                              for t in (None, table) for check in (False, True)]
             for got in runs["avx512"] + runs["baseline"]:
                 assert len(got) == 7
                 for a, b in zip(got, want[:7]):
@@ -95,3 +105,87 @@ def test_the_step_pass_down_each_pe_column_on_each_path(simd_path, path):
     simd_path(path)
     for R, C, N in ((9, 4, 9), (17, 3, 5), (33, 2, 3)):
         _step_pass_test(R, C, N)
+
+
+def _dense_table(layout, K, R):
+    """W's nonzeros per (column k, row block r) summed from the entries, as NumPy sees them."""
+    s_indptr, s_rows, s_data = layout[:3]
+    want = np.zeros((K, R), np.int64)
+    np.add.at(want, (np.repeat(np.arange(K), np.diff(s_indptr)), s_rows), s_data)
+    return want
+
+
+def test_the_table_holds_the_entries_and_only_what_fits_in_a_byte():
+    """ws_table is W's nonzeros per (column k, row block r) summed from the entries, as
+    bytes; None where a count passes 255."""
+    rng = np.random.default_rng(5)
+    for R, C in ((1, 1), (7, 3), (130, 2)):
+        K, k_b, S = _random_entries(rng, R, C, 4 * max(R // 8, 1))
+        layout = _by_columns(None, R, C, k_b, S, np.zeros(R * C, np.int8),
+                             np.zeros(R * C, np.int64), np.zeros(R * C, np.int64))
+        table = ws_table(*layout[:3], R)
+        assert table.dtype == np.uint8 and table.flags.c_contiguous
+        assert np.array_equal(table, _dense_table(layout, K, R))
+    s_indptr, rows = np.array([0, 2, 3], np.int64), np.array([0, 1, 1], np.int32)
+    assert ws_table(s_indptr, rows, np.array([255, 1, 0], np.int32), 2)[0, 0] == 255
+    assert ws_table(s_indptr, rows, np.array([256, 1, 0], np.int32), 2) is None
+    assert ws_table(s_indptr, rows, np.array([-1, 1, 0], np.int32), 2) is None
+
+
+@pytest.mark.parametrize("path", ["avx512", "baseline"])
+def test_the_table_gives_the_entries_figures_with_large_counts(simd_path, path):
+    """Columns of W with up to 255 nonzeros in one block and batches of up to 600 samples:
+    the table's sums (8 blocks at a time on AVX-512) are the entries' sums."""
+    simd_path(path)
+    rng = np.random.default_rng(9)
+    for R, C, N in ((9, 2, 600), (17, 3, 1), (64, 1, 300)):
+        K = int(rng.integers(C, 3 * C + 2))
+        k_b = np.concatenate([[0], np.sort(rng.integers(0, K + 1, C - 1)), [K]]).astype(np.int_)
+        counts = rng.integers(0, 256, (K, R)) * (rng.random((K, R)) < 0.6)
+        counts[0, :] = 255
+        # W's nonzeros as entries of the row-major structure ws_step_stream reads
+        pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
+        k, r = np.nonzero(counts)
+        S = sps.csr_array((counts[k, r].astype(np.int64), (r * C + pe_col[k]).astype(np.int32),
+                           np.concatenate([[0], np.cumsum(np.count_nonzero(counts, axis=1))])
+                           .astype(np.int64)), shape=(K, R * C))
+        S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+        choice = rng.integers(0, 3, R * C).astype(np.int8)
+        totals = rng.integers(0, 200, (2, R * C)).astype(np.int64)
+        t_dense = rng.integers(4, 60, R).astype(np.float64)
+        x = (rng.random((K, N)) < 0.7).view(np.uint8)
+        tail = (4.0, 1.25, 4.0, 2, 0.5)
+        want = ws_step_stream(x, k_b, S.indptr, S.indices, S.data, t_dense, choice, *totals,
+                              *tail)
+        layout = _by_columns(None, R, C, k_b, S, choice, *totals)
+        table = ws_table(*layout[:3], R)
+        assert np.array_equal(table, counts)
+        got = ws_step_columns(x, k_b, *layout[:3], t_dense, *layout[3:], *tail, True, None,
+                              None, None, table)
+        for a, b in zip(got, want[:7]):
+            assert _same(a, b), (R, C, N, a, b)
+
+
+def test_a_table_unlike_the_entries_is_refused():
+    """ws_step_columns refuses a table of another shape, or (when checking) one whose
+    bytes differ from the entries, with a message (in a child process)."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._step_cost import ws_step_columns, ws_table
+        k_b = np.array([0, 2], np.int_)
+        s_indptr = np.array([0, 1, 2], np.int64)
+        s_rows, s_data = np.array([0, 1], np.int32), np.array([3, 1], np.int32)
+        table = ws_table(s_indptr, s_rows, s_data, 2)
+        ok = (np.ones((2, 4), np.uint8), k_b, s_indptr, s_rows, s_data, np.ones(2),
+              np.zeros(2, np.int8), np.zeros(2, np.int64), np.zeros(2, np.int64), 1.0, 1.0,
+              1.0, 1, 1.0, True, None, None, None)
+        ws_step_columns(*ok, table)
+        extra = table.copy()
+        extra[0, 1] = 1
+        cases = [lambda: ws_step_columns(*ok, table[:1]),
+                 lambda: ws_step_columns(*ok, np.zeros((2, 3), np.uint8)),
+                 lambda: ws_step_columns(*ok, table + np.uint8(1)),
+                 lambda: ws_step_columns(*ok, extra),
+                 lambda: ws_step_columns(*ok, table.astype(np.int32))]
+    """, 5, needles=("table", "Buffer dtype mismatch"))

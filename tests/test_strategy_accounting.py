@@ -48,9 +48,10 @@ def test_training_under_the_strategy_changes_no_number_of_the_model():
 
 
 def test_dense_screen_memo_answers_only_for_the_same_pattern():
-    """dense_screen_cycles keeps the last pattern it costed: a repeat returns those numbers,
-    and a pattern changed in place afterwards (the caller's array) or of another batch size
-    is costed afresh, as step_cost costs it."""
+    """dense_screen_cycles keeps the figures of the last all-nonzero pattern it costed (a
+    gradient or an input with no zero): a repeat of that shape returns them; a pattern with
+    a zero (the same array changed in place too), another batch size or another config is
+    costed afresh, as step_cost costs it."""
     cfg = wk.WaferConfig.small(16, 16)
     rng = np.random.default_rng(3)
     W = sps.csr_array(rng.standard_normal((20, 30)).astype(np.float32) + 5.0)
@@ -66,16 +67,23 @@ def test_dense_screen_memo_answers_only_for_the_same_pattern():
     first = analytic.dense_screen_cycles(plan, x_nz, cfg)
     assert first == reference(x_nz)
     assert analytic.dense_screen_cycles(plan, x_nz.copy(), cfg) == first
-    # the same array, another pattern with the same count of nonzeros (so only the kept
-    # copy's compare can tell them apart)
+    assert "seen" not in plan                         # a pattern with a zero is not kept
+    full = np.ones((30, 8), bool)
+    once = analytic.dense_screen_cycles(plan, full, cfg)
+    assert once == reference(full) != first and plan["seen"][2] == once
+    assert analytic.dense_screen_cycles(plan, np.ones((30, 8), bool), cfg) == once
+    # the same array with zeros written in (the count tells): costed afresh
     count = np.count_nonzero(x_nz)
-    x_nz[:] = False
-    x_nz.reshape(-1)[:count] = True
-    assert analytic.dense_screen_cycles(plan, x_nz, cfg) == reference(x_nz) != first
+    full[:] = False
+    full.reshape(-1)[:count] = True
+    assert analytic.dense_screen_cycles(plan, full, cfg) == reference(full)
+    full[:] = True
+    assert analytic.dense_screen_cycles(plan, full.view(np.uint8), cfg) == once  # 0/1 bytes
     wide = np.ones((30, 9), bool)
     assert analytic.dense_screen_cycles(plan, wide, cfg) == reference(wide)
     other = wk.WaferConfig.small(16, 16)              # equal, but not the plan's config
     assert analytic.dense_screen_cycles(plan, wide, other) == reference(wide)
+    assert plan["seen"][0] is other
 
 
 def test_a_custom_loop_of_train_on_batch_gives_the_report_a_cpu_rate():

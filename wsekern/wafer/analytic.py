@@ -57,6 +57,7 @@ from .._screen import dense_stream as _dense_stream
 from .._step_cost import ws_dead_columns as _ws_dead_columns
 from .._step_cost import ws_pack_entries as _ws_pack_entries
 from .._step_cost import ws_step_columns as _ws_step_columns
+from .._step_cost import ws_table as _ws_table
 from . import placement as placer
 from .figures import energy as _energy
 from .figures import wafer_array as _wafer_array
@@ -236,12 +237,17 @@ def _step_structure(w, config, region):
     # each entry's row block and count in one uint16 where both fit in a byte (None
     # otherwise): the step's pass over X reads a quarter of the memory
     structure["packed"] = _ws_pack_entries(structure["s_rows"], structure["s_data"])
+    # W's nonzeros per (column of W, row block) as K x R bytes (None where a count passes
+    # 255), where that is at most about four bytes per entry: on the AVX-512 path a step
+    # adds each active column of W to its R blocks 8 at a time instead of entry by entry
+    structure["table"] = _ws_table(S.indptr, structure["s_rows"], structure["s_data"], R) \
+        if w.K * R <= 4 * S.nnz else None
     # the O(nnz) checks of the structure, once: every step passes it unchanged (check=False)
     _ws_step_columns(np.zeros((w.K, 0), np.uint8), k_b, structure["s_indptr"],
                      structure["s_rows"], structure["s_data"], structure["t_dense"],
                      structure["choice_cm"],
                      structure["comp_total_cm"], structure["dense_total_cm"], 0.0, 0.0, 0.0, 1,
-                     1.0, packed=structure["packed"])
+                     1.0, packed=structure["packed"], table=structure["table"])
     # what a step passes ws_step_columns after X, and reads for its lower bound, as one
     # tuple each (S checked once above: check=False)
     structure["call"] = (
@@ -249,7 +255,7 @@ def _step_structure(w, config, region):
         structure["t_dense"], structure["choice_cm"], structure["comp_total_cm"],
         structure["dense_total_cm"], structure["task"], structure["scalar"],
         structure["task"], structure["wpv"], structure["dt"], False, structure["pipeline"],
-        structure["dead"], structure["packed"])
+        structure["dead"], structure["packed"], structure["table"])
     structure["bound"] = (structure["first_hop"], config.task_cycles, structure["dt"],
                           structure["L_max"], bool(R * C), C > 1)
     w.cache[key] = (config, structure)
@@ -515,13 +521,14 @@ def dense_screen_cycles(plan, x_nz, config):
     """(cycles, lower bound) that :func:`weight_stationary` with ``exact=False`` reports for
     the placement ``plan`` (:func:`dense_screen`) and X's nonzeros ``x_nz`` (K x N, bool):
     the same operations on the same values as _ws_work and _ws_cycles take for an
-    all-dense placement, without the per-PE maps. O(K * N + C * N); a pattern equal to the
-    last one ``plan`` saw (an all-nonzero gradient, inputs with no zero) is O(K * N) compares.
+    all-dense placement, without the per-PE maps. O(K * N + C * N); an all-nonzero pattern
+    (a gradient with no zero, inputs with no zero) of the shape of the last all-nonzero one
+    ``plan`` saw is one count: the same figures, kept with its shape.
     """
-    seen, nnz = plan.get("seen"), int(np.count_nonzero(x_nz))      # the count: a quick miss
-    if (seen is not None and seen[0] is config and seen[1] == nnz
-            and seen[2].shape == x_nz.shape and np.array_equal(seen[2], x_nz)):
-        return seen[3]
+    seen, nnz = plan.get("seen"), int(np.count_nonzero(x_nz))
+    full = nnz == x_nz.size and x_nz.dtype == np.bool_
+    if full and seen is not None and seen[0] is config and seen[1] == x_nz.shape:
+        return seen[2]
     # what a step reads of the plan and the config, worked out once per config
     step = plan.get("step")
     if step is None or step[0] is not config:
@@ -535,7 +542,8 @@ def dense_screen_cycles(plan, x_nz, config):
     busy_max = a_max * tmax + N * task       # the busiest PE: the most activations, slowest row
     lower = max(hop + busy_max, hop + v_max * dt, N * (L + task) if chained else 0.0) + task
     result = float(est), float(min(lower, est))
-    plan["seen"] = (config, nnz, x_nz.copy(order="K"), result)
+    if full:        # a pattern with a zero is not kept: the next batch's differs
+        plan["seen"] = (config, x_nz.shape, result)
     return result
 
 
