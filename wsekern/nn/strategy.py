@@ -251,19 +251,21 @@ class WaferStrategy:
             per_layer.append(p.cost_step(self.config, self.mode))
         if not per_layer:
             return
-        per_layer.extend(self._attention_costs())
+        if self.attention:
+            per_layer.extend(self._attention_costs())
+        # each layer's and link's step: (total cycles, latency)
         if self.mode == "layer-pipelined" and self.traced:
             # a dataflow graph: the slowest node or link sets the rate; the fill is the
             # longest path (parallel branches overlap), links adding their hops
-            edge_costs = [e.cost_step(self.config) for e in self.edges]
-            stage = max([c["total"] for c in per_layer] + [c["total"] for c in edge_costs])
+            cfg = self.config
+            stage = max([c[0] for c in per_layer] + [e.cost_step(cfg)[0] for e in self.edges])
             cycles = stage + self._longest_path()
         elif self.mode == "layer-pipelined":
-            stage = max(c["total"] for c in per_layer)
-            fill = sum(c["latency"] for c in per_layer)
+            stage = max(c[0] for c in per_layer)
+            fill = sum(c[1] for c in per_layer)
             cycles = stage + fill
         else:
-            cycles = sum(c["total"] for c in per_layer)
+            cycles = sum(c[0] for c in per_layer)
         self.step_cycles.append(cycles)
         self.steps += 1
         self.samples += batch_size
@@ -279,8 +281,16 @@ class WaferStrategy:
         placement: see :meth:`fit_begins`.)"""
         if batch_size <= 0:
             return
-        longer = {p: -(-p.last_input.shape[1] // batch_size) for p in self.placements
-                  if p.last_input is not None and None in p.layer.input_shape[1:-1]}
+        # the placements whose input has a dimension unknown at build time, found once
+        # per list of placements (place makes a new one)
+        open_ = getattr(self, "_open_length", None)
+        if open_ is None or open_[0] is not self.placements:
+            open_ = self._open_length = (self.placements, [
+                p for p in self.placements if None in p.layer.input_shape[1:-1]])
+        if not open_[1]:
+            return
+        longer = {p: -(-p.last_input.shape[1] // batch_size) for p in open_[1]
+                  if p.last_input is not None}
         longer = {p: n for p, n in longer.items() if n > p.columns_per_sample}
         if not longer:
             return
@@ -326,7 +336,7 @@ class WaferStrategy:
             cycles = training.attention_step(self.config, shape,
                                              place.region[2] * place.region[3])
             self.attention_cycles[mha] = self.attention_cycles.get(mha, 0.0) + cycles
-            costs.append({"total": cycles, "latency": 0.0})
+            costs.append((cycles, 0.0))
         return costs
 
     def report(self, model):
@@ -501,8 +511,8 @@ class LayerPlacement:
             if planned:
                 parts, latency, sram = training.planned_step(self._plan, x_nz, g_nz)
                 self._pending = args
-                if sram is not None:
-                    self.sram_peak = max(self.sram_peak, sram)
+                if sram is not None and sram > self.sram_peak:
+                    self.sram_peak = sram
             else:
                 # a new plan (same W structure, region, batch size from now on): its first
                 # step follows it too (the same floats), its reports wait until read
@@ -525,16 +535,19 @@ class LayerPlacement:
                     self.sram_peak = max(self.sram_peak, int(max(
                         r.sram_peak_bytes for r in self._reports.values())))
             x_nnz = int(np.count_nonzero(x_nz))
+        totals = self.totals
         for k, v in parts.items():
-            self.totals[k] += v
-        self.last_input_nnz, self.last_input_size = x_nnz, int(x.shape[0]) * N
+            totals[k] += v
+        size = int(x.shape[0]) * N
+        self.last_input_nnz, self.last_input_size = x_nnz, size
         self.last_output_size = int(g.shape[0]) * int(g.shape[1])
         self.last_columns = N
-        self.columns_max = max(self.columns_max, self.last_columns)
+        if N > self.columns_max:
+            self.columns_max = N
         self.last_latency = latency
-        self.activation_zeros += 1.0 - self.last_input_nnz / max(self.last_input_size, 1)
+        self.activation_zeros += 1.0 - x_nnz / (size if size > 1 else 1)
         self.costed_steps += 1
-        return {"total": sum(parts.values()), "latency": latency, **parts}
+        return sum(parts.values()), latency
 
 
 def _same(key, primed):
@@ -617,7 +630,7 @@ class FabricLink:
         self.totals["backward_wavelets"] += backward
         self.totals["cycles"] += total
         self.steps += 1
-        return {"total": total, "latency": hop_cycles}
+        return total, hop_cycles
 
 
 class WaferReport:
