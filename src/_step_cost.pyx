@@ -543,8 +543,9 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     if pipeline is None:
         return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
     L_, hop, ramp, lat, launch, cushion, fill = pipeline
+    # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("ws_step_columns", L_, work, first, last, True, fill, hop,
-                                     ramp, lat, launch, task, cushion)
+                                     ramp, lat, launch, task, cushion, _use_avx512)
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             float(done))
 

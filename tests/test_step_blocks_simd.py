@@ -189,3 +189,79 @@ def test_a_table_unlike_the_entries_is_refused():
                  lambda: ws_step_columns(*ok, extra),
                  lambda: ws_step_columns(*ok, table.astype(np.int32))]
     """, 5, needles=("table", "Buffer dtype mismatch"))
+
+
+def _chain_reference(work, first, last, Lg, hop, ramp, lat, launch, task, cushion, f):
+    """The chain's rounds (src/_chain.pxd) in plain Python floats: positions are the
+    columns of samples-major (N x P) work, first and last, each shifted by ``f``."""
+    def dmax(a, b):
+        return a if a > b else b
+    N, P = work.shape
+    delta = hop + 2 * ramp + lat
+    E, free1, free2, hist, done = [0.0] * P, [0.0] * P, [0.0] * P, [], 0.0
+    for n in range(N):
+        G = []
+        for c in range(P):
+            start = dmax(dmax(E[c], free2[c]), float(first[n, c]) + f)
+            E[c] = dmax(start + float(work[n, c]), (float(last[n, c]) + f) + task)
+            G.append(dmax(E[c], free1[c]))
+        hist.append(G)
+        free = list(G)
+        if P == 1 or Lg == 0:
+            D = G[P - 1] + task
+        else:
+            h = G[0] + launch + ramp
+            tl = h + Lg - 1
+            free[0] = tl - ramp - lat + 1
+            for c in range(1, P - 1):
+                h = dmax(h + delta, G[c] + lat + ramp)
+                tl = dmax(tl + delta, h + Lg - 1)
+                free[c] = tl - ramp - lat + 1
+            D = dmax(tl + hop + ramp, G[P - 1] + Lg - 1) + 1 + task
+            ahead = n * Lg + Lg - 1 - int(cushion)
+            if ahead >= 0:
+                nb, back = divmod(ahead, Lg)
+                for c in range(P - 1):
+                    free[c] = dmax(free[c], hist[nb][c + 1] + back + 1)
+        free[P - 1] = D
+        free2, free1 = free1, free
+        done = dmax(done, D)
+    return done
+
+
+@pytest.mark.parametrize("C", [1, 2, 7, 8, 9, 16, 17, 40, 130])
+@pytest.mark.parametrize("special", [(), (0.0, -0.0, np.inf, -np.inf, np.nan)],
+                         ids=["finite", "zeros-inf-nan"])
+def test_the_chain_is_the_same_on_each_path(simd_path, C, special):
+    """The columns' chain run in ws_step_columns (8 positions wide on the AVX-512 path)
+    against grid_pipeline and a plain-Python recurrence: the same float, NaN and the
+    infinities included (in the task times, the task, the fill), 1 to 130 positions (whole lanes and
+    tails), every L from 0 to 3 and cushions below and above a round."""
+    from wsekern._pipeline import grid_pipeline
+    rng = np.random.default_rng(C * 11 + len(special))
+    for trial in range(6):
+        R, N = int(rng.integers(1, 20)), int(rng.integers(1, 10))
+        x_nz, k_b, S, choice, comp_total, dense_total, t_dense, tail = _case(rng, R, C, N,
+                                                                              special)
+        if special and trial % 2:           # the task (every round's) infinite or NaN
+            tail = (float(rng.choice(special[2:])),) + tail[1:]
+        task = tail[0]
+        x = x_nz.view(np.uint8)
+        want = ws_step_stream(x, k_b, S.indptr, S.indices, S.data, t_dense, choice,
+                              comp_total, dense_total, *tail)
+        layout = _by_columns(None, R, C, k_b, S, choice, comp_total, dense_total)
+        L = np.array([trial % 4], np.int_)
+        fill = float(rng.choice(special)) if special and trial % 3 == 0 else \
+            float(rng.integers(0, 30))
+        pipe = (L, 1.0, 2.0, float(rng.integers(1, 5)), 9.0, float(rng.integers(0, 6)), fill)
+        work, first, last = want[:3]
+        est = grid_pipeline(work.T[None], first.T[None], last.T[None], L, 1.0, 2.0, pipe[3],
+                            9.0, task, pipe[5], np.array([pipe[6]]))
+        ref = _chain_reference(work, first, last, int(L[0]), 1.0, 2.0, pipe[3], 9.0, task,
+                               pipe[5], pipe[6])
+        assert _same(float(est), ref), (trial, est, ref)
+        for path in ("avx512", "baseline"):
+            simd_path(path)
+            got = ws_step_columns(x, k_b, *layout[:3], t_dense, *layout[3:], *tail, False,
+                                  pipe)
+            assert _same(got[7], ref), (path, trial, got[7], ref)

@@ -1,0 +1,151 @@
+/* The max-plus recurrence of one reduction chain over its rounds (src/_chain.pxd's
+ * chain_rounds, which documents it), in C so that one body builds twice: for the baseline
+ * and, where the CPU runs it, for AVX-512 (wider lanes over the chain's positions).
+ * Every float is the same: each position's operations are per lane, in the same order
+ * (built with -ffp-contract=off), and a > b ? a : b is what MAXPD computes lane by lane,
+ * NaN and signed zeros included. Only the h/tl scan is serial, and it is the same code. */
+#ifndef WSK_CHAIN_H
+#define WSK_CHAIN_H
+
+#include <stddef.h>
+
+static inline double wsk_chain_dmax(double a, double b) { return a > b ? a : b; }
+
+#define WSK_AT(base, i, si, j, sj) \
+    (*(const double*) ((base) + (ptrdiff_t) (i) * (si) + (ptrdiff_t) (j) * (sj)))
+
+/* one round's E and G over the positions: each position's own lane (the scratch rows and
+ * the inputs never overlap, so the loop runs as wide as the target allows) */
+static inline __attribute__((always_inline)) void wsk_chain_round(
+        double* restrict E, double* restrict Gr, const double* restrict free1,
+        const double* restrict free2, const char* restrict work, ptrdiff_t w_sc,
+        const char* restrict first, ptrdiff_t a_sc, const char* restrict last, ptrdiff_t b_sc,
+        int shifted, double f, double task, ptrdiff_t P)
+{
+    ptrdiff_t c;
+    double start;
+    if (shifted) {
+        for (c = 0; c < P; c++) {
+            start = wsk_chain_dmax(wsk_chain_dmax(E[c], free2[c]),
+                                   WSK_AT(first, c, a_sc, 0, 0) + f);
+            E[c] = wsk_chain_dmax(start + WSK_AT(work, c, w_sc, 0, 0),
+                                  (WSK_AT(last, c, b_sc, 0, 0) + f) + task);
+            Gr[c] = wsk_chain_dmax(E[c], free1[c]);
+        }
+    } else {
+        for (c = 0; c < P; c++) {
+            start = wsk_chain_dmax(wsk_chain_dmax(E[c], free2[c]), WSK_AT(first, c, a_sc, 0, 0));
+            E[c] = wsk_chain_dmax(start + WSK_AT(work, c, w_sc, 0, 0),
+                                  WSK_AT(last, c, b_sc, 0, 0) + task);
+            Gr[c] = wsk_chain_dmax(E[c], free1[c]);
+        }
+    }
+}
+
+/* a sender's last push waits for its receiver (``later``: the receivers' G of round nb) */
+static inline __attribute__((always_inline)) void wsk_chain_cushion(
+        double* restrict free_, const double* restrict later, long back, ptrdiff_t P)
+{
+    ptrdiff_t c;
+    for (c = 0; c < P; c++)
+        free_[c] = wsk_chain_dmax(free_[c], later[c] + back + 1);
+}
+
+static inline __attribute__((always_inline)) double wsk_chain_impl(
+        const char* work, ptrdiff_t w_sc, ptrdiff_t w_sn,
+        const char* first, ptrdiff_t a_sc, ptrdiff_t a_sn,
+        const char* last, ptrdiff_t b_sc, ptrdiff_t b_sn, int shifted, double f, long Lg,
+        ptrdiff_t P, ptrdiff_t N, double hop, double ramp, double lat, double launch,
+        double task, double cushion, double done, double* E, double* free1, double* free2,
+        double* free_, double* hist)
+{
+    double delta = hop + 2 * ramp + lat;
+    double h, tl, D;
+    double* spare;
+    double* Gr;
+    long ahead, back;
+    ptrdiff_t nb, c, n;
+    for (c = 0; c < P; c++) {
+        E[c] = 0.0;
+        free1[c] = 0.0;
+        free2[c] = 0.0;
+    }
+    for (n = 0; n < N; n++) {
+        Gr = hist + n * P;
+        wsk_chain_round(E, Gr, free1, free2, work + n * w_sn, w_sc, first + n * a_sn, a_sc,
+                        last + n * b_sn, b_sc, shifted, f, task, P);
+        if (P == 1 || Lg == 0) {
+            for (c = 0; c < P; c++)
+                free_[c] = Gr[c];
+            D = Gr[P - 1] + task;
+            free_[P - 1] = D;
+        } else {
+            h = Gr[0] + launch + ramp;
+            tl = h + Lg - 1;
+            free_[0] = tl - ramp - lat + 1;
+            for (c = 1; c < P - 1; c++) {
+                h = wsk_chain_dmax(h + delta, Gr[c] + lat + ramp);
+                tl = wsk_chain_dmax(tl + delta, h + Lg - 1);
+                free_[c] = tl - ramp - lat + 1;
+            }
+            D = wsk_chain_dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1) + 1 + task;
+            free_[P - 1] = D;
+            ahead = n * Lg + Lg - 1 - (long) cushion;
+            if (ahead >= 0) {
+                nb = ahead / Lg;
+                back = ahead % Lg;
+                wsk_chain_cushion(free_, hist + nb * P + 1, back, P - 1);
+            }
+        }
+        spare = free2;
+        free2 = free1;
+        free1 = free_;
+        free_ = spare;
+        done = wsk_chain_dmax(done, D);
+    }
+    return done;
+}
+
+/* any strides (grid_pipeline, the screens) */
+static double wsk_chain_rounds(
+        const char* work, ptrdiff_t w_sc, ptrdiff_t w_sn,
+        const char* first, ptrdiff_t a_sc, ptrdiff_t a_sn,
+        const char* last, ptrdiff_t b_sc, ptrdiff_t b_sn, int shifted, double f, long Lg,
+        ptrdiff_t P, ptrdiff_t N, double hop, double ramp, double lat, double launch,
+        double task, double cushion, double done, double* E, double* free1, double* free2,
+        double* free_, double* hist)
+{
+    return wsk_chain_impl(work, w_sc, w_sn, first, a_sc, a_sn, last, b_sc, b_sn, shifted, f,
+                          Lg, P, N, hop, ramp, lat, launch, task, cushion, done, E, free1,
+                          free2, free_, hist);
+}
+
+/* samples-major rows (N x P, C-contiguous rows of positions: the step kernels), the
+ * positions' stride a constant the loops see */
+#define WSK_CHAIN_COLS_BODY \
+    return wsk_chain_impl(work, sizeof(double), w_sn, first, sizeof(double), a_sn, last, \
+                          sizeof(double), b_sn, shifted, f, Lg, P, N, hop, ramp, lat, \
+                          launch, task, cushion, done, E, free1, free2, free_, hist);
+#define WSK_CHAIN_COLS_ARGS \
+        const char* work, ptrdiff_t w_sn, const char* first, ptrdiff_t a_sn, \
+        const char* last, ptrdiff_t b_sn, int shifted, double f, long Lg, ptrdiff_t P, \
+        ptrdiff_t N, double hop, double ramp, double lat, double launch, double task, \
+        double cushion, double done, double* E, double* free1, double* free2, \
+        double* free_, double* hist
+
+static double wsk_chain_cols(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+__attribute__((target("avx512f")))
+static double wsk_chain_cols_avx512(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
+static int wsk_chain_avx512_runs(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+#else
+static double wsk_chain_cols_avx512(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
+static int wsk_chain_avx512_runs(void) { return 0; }
+#endif
+
+#endif
