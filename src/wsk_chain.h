@@ -51,13 +51,16 @@ static inline __attribute__((always_inline)) void wsk_chain_cushion(
         free_[c] = wsk_chain_dmax(free_[c], later[c] + back + 1);
 }
 
-static inline __attribute__((always_inline)) double wsk_chain_impl(
-        const char* work, ptrdiff_t w_sc, ptrdiff_t w_sn,
-        const char* first, ptrdiff_t a_sc, ptrdiff_t a_sn,
-        const char* last, ptrdiff_t b_sc, ptrdiff_t b_sn, int shifted, double f, long Lg,
-        ptrdiff_t P, ptrdiff_t N, double hop, double ramp, double lat, double launch,
-        double task, double cushion, double done, double* E, double* free1, double* free2,
-        double* free_, double* hist)
+/* the chain's arguments, any strides: (position, round) byte strides per array */
+#define WSK_CHAIN_ARGS \
+        const char* work, ptrdiff_t w_sc, ptrdiff_t w_sn, \
+        const char* first, ptrdiff_t a_sc, ptrdiff_t a_sn, \
+        const char* last, ptrdiff_t b_sc, ptrdiff_t b_sn, int shifted, double f, long Lg, \
+        ptrdiff_t P, ptrdiff_t N, double hop, double ramp, double lat, double launch, \
+        double task, double cushion, double done, double* E, double* free1, double* free2, \
+        double* free_, double* hist
+
+static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARGS)
 {
     double delta = hop + 2 * ramp + lat;
     double h, tl, D;
@@ -107,13 +110,7 @@ static inline __attribute__((always_inline)) double wsk_chain_impl(
 }
 
 /* any strides (grid_pipeline, the screens) */
-static double wsk_chain_rounds(
-        const char* work, ptrdiff_t w_sc, ptrdiff_t w_sn,
-        const char* first, ptrdiff_t a_sc, ptrdiff_t a_sn,
-        const char* last, ptrdiff_t b_sc, ptrdiff_t b_sn, int shifted, double f, long Lg,
-        ptrdiff_t P, ptrdiff_t N, double hop, double ramp, double lat, double launch,
-        double task, double cushion, double done, double* E, double* free1, double* free2,
-        double* free_, double* hist)
+static double wsk_chain_rounds(WSK_CHAIN_ARGS)
 {
     return wsk_chain_impl(work, w_sc, w_sn, first, a_sc, a_sn, last, b_sc, b_sn, shifted, f,
                           Lg, P, N, hop, ramp, lat, launch, task, cushion, done, E, free1,
