@@ -25,7 +25,6 @@ cdef extern from "wsk_chain.h" nogil:
                                  double hop, double ramp, double lat, double launch,
                                  double task, double cushion, double done, double* E,
                                  double* free1, double* free2, double* free_, double* hist)
-    int wsk_chain_avx512_runs()
 
 cdef inline int check_chain_args(str caller, const long[:] L, double cushion) except -1:
     # the recurrence reads hist[n - (cushion + 1) / L] unchecked: cushion below 0 (or NaN)
@@ -69,7 +68,7 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
     """:func:`chain_rounds` on one chain whose positions are the columns of samples-major
     (N x C) work, first and last (the step kernels' ``pipeline=`` option): the last round's
     completion, 0.0 when there is none. ``L`` must hold one entry. With ``avx512`` (the
-    caller has checked that the CPU runs it: wsk_chain_avx512_runs) the positions run 8
+    caller has checked that the CPU runs it: _step_cost's wsk_step_avx512_runs) the positions run 8
     lanes wide: the same floats."""
     if L.shape[0] != 1:
         raise ValueError(f"pipeline: L must have one entry (one chain); received "

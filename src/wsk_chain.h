@@ -135,14 +135,8 @@ static double wsk_chain_cols(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 __attribute__((target("avx512f")))
 static double wsk_chain_cols_avx512(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
-static int wsk_chain_avx512_runs(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-}
 #else
 static double wsk_chain_cols_avx512(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
-static int wsk_chain_avx512_runs(void) { return 0; }
 #endif
 
 #endif

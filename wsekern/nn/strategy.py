@@ -84,6 +84,8 @@ class WaferStrategy:
         self.mode = None
         self.reason = ""
         self.placements = []        # one per costed layer
+        self.open_length = []       # those whose input has a dimension unknown at build
+        self.attention = []         # the attention layers, costed on their query's PEs
         self.edges = []             # FabricLinks between placements (a traced graph)
         self.traced = False
         self.steps = 0
@@ -131,6 +133,7 @@ class WaferStrategy:
         leaves = list(_leaves(model.layers))
         layers = [l for l in leaves if _matrix_shape(l) is not None]
         self.placements = [LayerPlacement(l) for l in layers]
+        self.open_length = [p for p in self.placements if None in p.layer.input_shape[1:-1]]
         self.edges, self.traced = [], getattr(model, "dataflow_graph", None) is not None
         self.attention = [l for l in leaves if hasattr(l, "last_attention")]
         if not layers:
@@ -251,8 +254,7 @@ class WaferStrategy:
             per_layer.append(p.cost_step(self.config, self.mode))
         if not per_layer:
             return
-        if self.attention:
-            per_layer.extend(self._attention_costs())
+        per_layer.extend(self._attention_costs())
         # each layer's and link's step: (total cycles, latency)
         if self.mode == "layer-pipelined" and self.traced:
             # a dataflow graph: the slowest node or link sets the rate; the fill is the
@@ -281,15 +283,9 @@ class WaferStrategy:
         placement: see :meth:`fit_begins`.)"""
         if batch_size <= 0:
             return
-        # the placements whose input has a dimension unknown at build time, found once
-        # per list of placements (place makes a new one)
-        open_ = getattr(self, "_open_length", None)
-        if open_ is None or open_[0] is not self.placements:
-            open_ = self._open_length = (self.placements, [
-                p for p in self.placements if None in p.layer.input_shape[1:-1]])
-        if not open_[1]:
+        if not self.open_length:
             return
-        longer = {p: -(-p.last_input.shape[1] // batch_size) for p in open_[1]
+        longer = {p: -(-p.last_input.shape[1] // batch_size) for p in self.open_length
                   if p.last_input is not None}
         longer = {p: n for p, n in longer.items() if n > p.columns_per_sample}
         if not longer:
@@ -511,8 +507,8 @@ class LayerPlacement:
             if planned:
                 parts, latency, sram = training.planned_step(self._plan, x_nz, g_nz)
                 self._pending = args
-                if sram is not None and sram > self.sram_peak:
-                    self.sram_peak = sram
+                if sram is not None:
+                    self.sram_peak = max(self.sram_peak, sram)
             else:
                 # a new plan (same W structure, region, batch size from now on): its first
                 # step follows it too (the same floats), its reports wait until read
@@ -542,10 +538,9 @@ class LayerPlacement:
         self.last_input_nnz, self.last_input_size = x_nnz, size
         self.last_output_size = int(g.shape[0]) * int(g.shape[1])
         self.last_columns = N
-        if N > self.columns_max:
-            self.columns_max = N
+        self.columns_max = max(self.columns_max, N)
         self.last_latency = latency
-        self.activation_zeros += 1.0 - x_nnz / (size if size > 1 else 1)
+        self.activation_zeros += 1.0 - x_nnz / max(size, 1)
         self.costed_steps += 1
         return sum(parts.values()), latency
 
