@@ -80,7 +80,7 @@ def omp_max_threads():
 def csr_spmm(const floating[::1] data, const index_t[::1] indices,
              const index_t[::1] indptr, const floating[:, ::1] X,
              floating[:, ::1] out, const index_t[::1] x_remap=None, int n_threads=1,
-             Py_ssize_t n_block=0, bint check_cols=False):
+             Py_ssize_t n_block=0, bint check_cols=False, const index_t[::1] x_rows=None):
     """out = W @ X for W in CSR; X and out row-major.
 
     With ``check_cols`` (only without ``x_remap``), the column indices have not been
@@ -104,9 +104,28 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     first copied into a contiguous (rows, n_block) buffer, so the rows of X that W's rows
     meet stay in L2 while every row of W passes over the block (and their pieces do not
     share cache sets through a power-of-two row pitch). W is streamed once per block.
+    With ``x_rows`` (only with ``x_remap`` and 0 < ``n_block`` < N), X is the full operand
+    and ``x_rows[q]`` the row of X that is live row q (:func:`live_map`): the column blocks
+    copy those rows, then a zero row, straight from X, so no copy of the live rows is made
+    first (:func:`live_rows`); the remap and the sums are those of X's live rows.
     Work: O(nnz(W) * N) plus O(K * N) for the copies; threads own disjoint rows of ``out``.
     """
-    return _csr_spmm(data, indices, indptr, X, out, x_remap, n_threads, n_block, check_cols)
+    if x_rows is not None:
+        if x_remap is None or not 0 < n_block < X.shape[1]:
+            raise ValueError("x_rows needs x_remap and 0 < n_block < N")
+        if not _rows_in_range(x_rows, X.shape[0]):
+            raise ValueError(f"x_rows must name rows of X in [0, {X.shape[0]})")
+    return _csr_spmm(data, indices, indptr, X, out, x_remap, n_threads, n_block, check_cols,
+                     x_rows)
+
+
+cdef bint _rows_in_range(const index_t[::1] rows, Py_ssize_t K):
+    cdef Py_ssize_t q
+    cdef int bad = 0
+    with nogil:
+        for q in range(rows.shape[0]):
+            bad |= (rows[q] < 0) | (rows[q] >= K)
+    return not bad
 
 
 cdef extern from "wsk_simd.h" nogil:
@@ -142,9 +161,13 @@ cdef inline void _spmm_row_ahead(const floating* vals, const index_t* cols, Py_s
 cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
                           const index_t[::1] indptr, const floating[:, ::1] X,
                           floating[:, ::1] out, const index_t[::1] x_remap, int n_threads,
-                          Py_ssize_t n_block, bint check_cols) except -1:
-    # csr_spmm's body: also called, specialised, by csr_spmm_plain.
-    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0]
+                          Py_ssize_t n_block, bint check_cols,
+                          const index_t[::1] x_rows=None) except -1:
+    # csr_spmm's body: also called, specialised, by csr_spmm_plain. With x_rows (the
+    # caller's checks: x_remap given, 0 < n_block < N, rows in range), K below counts the
+    # live rows and the zero row, which the block copies gather from X.
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1]
+    cdef Py_ssize_t K = X.shape[0] if x_rows is None else x_rows.shape[0] + 1
     cdef Py_ssize_t i, k, j0 = 0, nb, t, q, max_row = 0, nnz = data.shape[0], n_bad = 0
     cdef Py_ssize_t n_idx = indices.shape[0]
     if M == 0 or N == 0:
@@ -159,6 +182,9 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef const floating* x = &X[0, 0]
     cdef index_t zero_row = K - 1
     cdef const index_t* remap = NULL if x_remap is None else &x_remap[0]
+    cdef const index_t* rows = NULL
+    if x_rows is not None and x_rows.shape[0]:
+        rows = &x_rows[0]
     cdef bint per_row = remap != NULL and n_block == N
     # Rows compacted once: row i's kept nonzeros at offset indptr[i] (a SIMD compress
     # writes below the input position it has read, so never into the next row).
@@ -207,7 +233,12 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     with nogil:
         while j0 < N:
             nb = min(n_block, N - j0)
-            if n_block < N:
+            if x_rows is not None:       # the live rows from X itself, then the zero row
+                for k in range(K - 1):
+                    memcpy(&block[0, 0] + k * nb, x + <Py_ssize_t>rows[k] * N + j0,
+                           nb * sizeof(floating))
+                memset(&block[0, 0] + (K - 1) * nb, 0, nb * sizeof(floating))
+            elif n_block < N:
                 for k in range(K):
                     memcpy(&block[0, 0] + k * nb, x + k * N + j0, nb * sizeof(floating))
             with parallel(num_threads=n_threads):
@@ -932,14 +963,19 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     else:
         last = <index_t>(K - 1)
     cdef const floating[:, ::1] xk = X
+    cdef const index_t[::1] x_rows = None
     if compact:
         if packed is None and nnz and not _cols_in_range(&indices[0], nnz, last):
             return None      # a column index out of range: the Python route names it
-        X_live, remap_arr = _gather_live(X, alive, kept, np.asarray(indptr).dtype)
-        xk = X_live
-        remap = remap_arr
         if not reuse < <double>g["MIN_REUSE"]:
             n_block = g["column_block"](kept + 1, N, sizeof(floating), reuse=nnz / K)
+        if 0 < n_block < N:  # the column blocks copy the live rows from X (no X_live)
+            remap_arr, rows_arr = live_map(alive, kept, np.asarray(indptr).dtype)
+            x_rows = rows_arr
+        else:
+            X_live, remap_arr = _gather_live(X, alive, kept, np.asarray(indptr).dtype)
+            xk = X_live
+        remap = remap_arr
     elif not reuse < <double>g["MIN_REUSE"]:
         n_block = g["column_block"](K, N, sizeof(floating), reuse=nnz / K)
     if floating is float:
@@ -948,7 +984,7 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         result = np.empty((M, N), dtype=_F64)
     cdef floating[:, ::1] out = result
     if _csr_spmm(data, indices, indptr, xk, out, remap, 1, n_block,
-                 not compact and packed is None):
+                 not compact and packed is None, x_rows):
         return None          # a column index out of range: the Python route names it
     return result
 
@@ -963,6 +999,44 @@ def live_rows(const floating[:, ::1] X, const uint8_t[::1] alive, Py_ssize_t n_a
     if alive.shape[0] != X.shape[0]:
         raise ValueError(f"alive must hold {X.shape[0]} flags; received {alive.shape[0]}")
     return _gather_live(X, alive, n_alive, np.dtype(index_dtype))
+
+
+def live_map(const uint8_t[::1] alive, Py_ssize_t n_alive, index_dtype):
+    """(remap, rows) of :func:`live_rows` without the copy of the rows: ``remap[k]`` is the
+    live row number of row k (``n_alive`` for a dead one) and ``rows[q]`` the row of X that
+    is live row q, both of ``index_dtype`` (int32 or int64). For :func:`csr_spmm`'s
+    ``x_rows``, whose column blocks copy the live rows from X."""
+    index_dtype = np.dtype(index_dtype)
+    if index_dtype != _I32 and index_dtype != _I64:
+        raise ValueError(f"index_dtype must be int32 or int64; received {index_dtype}")
+    cdef Py_ssize_t K = alive.shape[0], k, count = 0
+    with nogil:
+        for k in range(K):
+            count += alive[k] != 0
+    if count != n_alive:
+        raise ValueError(f"alive flags {count} rows; n_alive is {n_alive}")
+    if index_dtype == _I32 and n_alive > 2147483647:
+        raise ValueError(f"{n_alive} live rows do not fit int32 indices")
+    remap = np.empty(K, dtype=index_dtype)
+    rows = np.empty(n_alive, dtype=index_dtype)
+    if index_dtype == _I32:
+        _fill_live_map[int32_t](alive, remap, rows)
+    else:
+        _fill_live_map[int64_t](alive, remap, rows)
+    return remap, rows
+
+
+cdef void _fill_live_map(const uint8_t[::1] alive, index_t[::1] remap,
+                         index_t[::1] rows) noexcept:
+    cdef Py_ssize_t k, q = 0, n_alive = rows.shape[0]
+    with nogil:
+        for k in range(alive.shape[0]):
+            if alive[k]:
+                remap[k] = <index_t>q
+                rows[q] = <index_t>k
+                q += 1
+            else:
+                remap[k] = <index_t>n_alive
 
 
 cdef tuple _gather_live(const floating[:, ::1] X, const uint8_t[::1] alive,

@@ -276,9 +276,15 @@ def _spmm_impl(W, X, transpose, out, n_threads):
             return out, "csc-skip-rows"
     if skip_rows and compact_pays:
         check_indices()
-        X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
-        _spmm.csr_spmm(data, indices, indptr, X_live, out2, remap, threads,
-                       column_block(n_alive + 1, N, X_live.itemsize, reuse=nnz / K))
+        n_block = column_block(n_alive + 1, N, Xc.itemsize, reuse=nnz / K)
+        if 0 < n_block < N:
+            # The column blocks copy the live rows from X itself: no X_live copy first.
+            remap, rows = _spmm.live_map(alive, n_alive, indptr.dtype)
+            _spmm.csr_spmm(data, indices, indptr, Xc, out2, remap, threads, n_block,
+                           x_rows=rows)
+        else:
+            X_live, remap = _live_rows(Xc, alive, n_alive, True, indptr.dtype)
+            _spmm.csr_spmm(data, indices, indptr, X_live, out2, remap, threads, n_block)
         return out, "csr-skip-rows"
     if _spmm.csr_spmm(data, indices, indptr, Xc, out2, None, threads,
                       column_block(K, N, Xc.itemsize, reuse=nnz / K), unchecked is not None):
