@@ -250,3 +250,40 @@ def test_panel_route_declines_a_w_with_one_long_row(monkeypatch):
     P = pack(W.tocsr())
     assert kernels.spmm_path(P, X) != "panel-skip-rows"
     assert np.allclose(kernels.spmm(P, X, n_threads=1), P.to_scipy() @ X, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("path", ["baseline", "avx2"])
+def test_panels_guarded_where_x_passes_a_quarter_of_l2_and_w_fits(monkeypatch, path):
+    """The Zen 4 baseline and AVX2 rows price the compaction in column blocks
+    (``csr_compact_blocked``): X's live rows past a quarter of L2 (512 KiB of 1 MiB here) with
+    W's arrays in L2 (0.8 MiB) take csr-skip-rows. On AVX2, whose rate is its csr_compact, the
+    guard is all it changes: without the rate the panels are taken, and a W past L2 (3.2 MiB)
+    still takes them. L2 and the block rule fixed here."""
+    import dataclasses
+
+    import scipy.sparse as sps
+
+    from wsekern import costs, kernels, pack
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 1 << 20)
+    monkeypatch.setattr(kernels, "_block_rule_in_use",
+                        lambda: (kernels.TILE_BYTES[path], kernels.L2_SHARE[path]))
+    table = costs.TABLES[("zen4", path)]
+    X = _dead_half(2048, 128, np.float32)
+    small = pack(sps.random(512, 2048, density=0.1, format="csr", dtype=np.float32,
+                            random_state=4))
+    cases = [(table, "csr-skip-rows")]
+    if path == "avx2":
+        assert table.csr_compact_blocked == table.csr_compact
+        cases.append((dataclasses.replace(table, csr_compact_blocked=None), "panel-skip-rows"))
+    for t, route in cases:
+        monkeypatch.setattr(kernels, "cost_table", lambda t=t: t)
+        assert kernels.spmm_path(small, X) == route, (t.name, t.csr_compact_blocked)
+        assert np.allclose(kernels.spmm(small, X, n_threads=1), small.to_scipy() @ X,
+                           rtol=1e-4, atol=1e-4)
+    if path == "avx2":
+        monkeypatch.setattr(kernels, "cost_table", lambda: table)
+        big = pack(sps.random(512, 2048, density=0.4, format="csr", dtype=np.float32,
+                              random_state=4))
+        assert kernels.spmm_path(big, X) == "panel-skip-rows"
+        assert np.allclose(kernels.spmm(big, X, n_threads=1), big.to_scipy() @ X,
+                           rtol=1e-3, atol=1e-3)

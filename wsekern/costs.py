@@ -98,6 +98,12 @@ TABLES = {
     # whole call lost to the column path at 4096^2 x 64), 2.0-2.6 baseline, the step set to
     # 1 ns; the baseline's blocked compaction 2.6 ns a weight at 4096^2 x 64
     # (the CSR kernel with W compacted inside against W compacted beforehand, s12).
+    # AVX2's csr_compact_blocked is its csr_compact (no rate of its own): it only turns on
+    # kernels' guard against the panels where X's live rows pass a quarter of L2 and W's
+    # arrays fit in L2. Since the column blocks copy the live rows straight from X (s14),
+    # csr-skip-rows beat or tied the panels there, same process, x the dense call: fp32
+    # 1024^2 x 256 in 5 runs of 5 (1.49-1.58 against 1.26-1.57), fp64 512^2 x 256 in 3
+    # (1.48-1.55 against 1.41-1.48).
     ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 0.88),
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
                                   densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.12,
@@ -105,7 +111,7 @@ TABLES = {
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
                                 csr_compact=1.2, spmm_scatter_mac=0.09, densify_nnz=1.0,
                                 blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.8,
-                                panel_step=1.0),
+                                panel_step=1.0, csr_compact_blocked=1.2),
     # baseline spmm_mac refitted after its column blocks went to 1/8 of L2 and a row's last
     # nonzeros began prefetching the next row's X (s13): the whole spmm call at 90 % zeros
     # (fp32 1024^2 x 256 and x 64, 4096^2 x 64; best of 7 thread-CPU times, 1 thread) is
