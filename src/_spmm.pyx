@@ -1007,23 +1007,28 @@ def live_map(const uint8_t[::1] alive, Py_ssize_t n_alive, index_dtype):
     is live row q, both of ``index_dtype`` (int32 or int64). For :func:`csr_spmm`'s
     ``x_rows``, whose column blocks copy the live rows from X."""
     index_dtype = np.dtype(index_dtype)
-    if index_dtype != _I32 and index_dtype != _I64:
-        raise ValueError(f"index_dtype must be int32 or int64; received {index_dtype}")
-    cdef Py_ssize_t K = alive.shape[0], k, count = 0
-    with nogil:
-        for k in range(K):
-            count += alive[k] != 0
-    if count != n_alive:
-        raise ValueError(f"alive flags {count} rows; n_alive is {n_alive}")
-    if index_dtype == _I32 and n_alive > 2147483647:
-        raise ValueError(f"{n_alive} live rows do not fit int32 indices")
-    remap = np.empty(K, dtype=index_dtype)
+    _check_alive(alive, n_alive, index_dtype)
+    remap = np.empty(alive.shape[0], dtype=index_dtype)
     rows = np.empty(n_alive, dtype=index_dtype)
     if index_dtype == _I32:
         _fill_live_map[int32_t](alive, remap, rows)
     else:
         _fill_live_map[int64_t](alive, remap, rows)
     return remap, rows
+
+
+cdef _check_alive(const uint8_t[::1] alive, Py_ssize_t n_alive, index_dtype):
+    # live_map's and live_rows' checks: the index type, the caller's count, int32's range
+    if index_dtype != _I32 and index_dtype != _I64:
+        raise ValueError(f"index_dtype must be int32 or int64; received {index_dtype}")
+    cdef Py_ssize_t k, count = 0
+    with nogil:
+        for k in range(alive.shape[0]):
+            count += alive[k] != 0
+    if count != n_alive:
+        raise ValueError(f"alive flags {count} rows; n_alive is {n_alive}")
+    if index_dtype == _I32 and n_alive > 2147483647:
+        raise ValueError(f"{n_alive} live rows do not fit int32 indices")
 
 
 cdef void _fill_live_map(const uint8_t[::1] alive, index_t[::1] remap,
@@ -1042,16 +1047,7 @@ cdef void _fill_live_map(const uint8_t[::1] alive, index_t[::1] remap,
 cdef tuple _gather_live(const floating[:, ::1] X, const uint8_t[::1] alive,
                         Py_ssize_t n_alive, index_dtype):
     cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, q = 0
-    if index_dtype != _I32 and index_dtype != _I64:
-        raise ValueError(f"index_dtype must be int32 or int64; received {index_dtype}")
-    cdef Py_ssize_t count = 0
-    with nogil:
-        for k in range(K):
-            count += alive[k] != 0
-    if count != n_alive:
-        raise ValueError(f"alive flags {count} rows; n_alive is {n_alive}")
-    if index_dtype == _I32 and n_alive > 2147483647:
-        raise ValueError(f"{n_alive} live rows do not fit int32 indices")
+    _check_alive(alive, n_alive, index_dtype)
     X_live = np.empty((n_alive + 1, N), dtype=np.asarray(X).dtype)
     remap = np.empty(K, dtype=index_dtype)
     cdef floating[:, ::1] xl = X_live

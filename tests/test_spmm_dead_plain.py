@@ -12,6 +12,9 @@ from conftest import run_in_child
 
 from wsekern import _spmm
 
+# The child imports tests/dead_x_cases.py.
+_CASES_PATH = f"import sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+
 # Runs in a child per forced SIMD path. For each case: the plain entry's array (or None),
 # the Python route's (_spmm_impl, which spmm runs when the entry declines), and spmm's
 # must be the same bits; the route taken and the entry's answer are counted.
@@ -20,6 +23,7 @@ import numpy as np, scipy.sparse as sps
 from wsekern import _spmm, kernels
 from wsekern.sparse import PackedSparse
 from wsekern.sysinfo import get_config
+from dead_x_cases import dead_x_operands
 
 def ref(W, X):          # SciPy in float64: sums over the stored weights only
     return W.astype(np.float64) @ X.astype(np.float64)
@@ -36,26 +40,8 @@ for dt in (np.float32, np.float64):
                 (30, 64, 72, 0.3, 0.5, "nan-x"), (20, 50, 80, 0.4, 1.0, "sorted"),
                 (20, 50, 80, 0.4, 0.0, "sorted"), (33, 70, 16, 0.2, 0.6, "sorted"),
                 (200, 300, 300, 0.1, 0.5, "sorted"), (25, 40, 64, 0.3, 0.97, "nan-w")):
-            W = sps.random(M, K, density=density, format="csr", dtype=dt, random_state=n)
-            data, indices, indptr = W.data.copy(), W.indices.astype(idx), W.indptr.astype(idx)
-            if form == "dup":            # each stored weight followed by half of it
-                data = np.repeat(data, 2)
-                data[1::2] *= 0.5
-                indices, indptr = np.repeat(indices, 2), (2 * indptr).astype(idx)
-            if form == "unsorted":       # each row's column indices in descending order
-                for s, e in zip(indptr[:-1], indptr[1:]):
-                    data[s:e], indices[s:e] = data[s:e][::-1].copy(), indices[s:e][::-1].copy()
-            X = rng.standard_normal((K, N)).astype(dt)
-            dead_rows = rng.permutation(K)[:int(round(dead * K))]
-            X[dead_rows] = 0
-            if form == "nan-w":          # inf/NaN weights, some on dead rows
-                hit = np.flatnonzero(np.isin(indices, dead_rows))[:3]
-                data[hit] = [np.nan, np.inf, -np.inf][:len(hit)]
-                data[::9] = np.nan
-            if form == "nan-x":          # NaN/inf in live rows of X
-                live = np.setdiff1d(np.arange(K), dead_rows)
-                X[live[0], 0] = np.nan
-                X[live[-1], -1] = np.inf
+            data, indices, indptr, X, dead_rows = dead_x_operands(
+                M, K, N, density, dead, form, dt, idx, rng, n)
             W = sps.csr_matrix((data, indices, indptr), shape=(M, K))
             W.indices, W.indptr = indices, indptr      # SciPy narrows int64 that fit
             got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
@@ -114,7 +100,8 @@ print("ok", n, get_config()["simd"])
 def test_plain_entry_takes_dead_rows_bit_for_bit(simd):
     if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
         pytest.skip(f"this CPU does not run {simd}")
-    proc = run_in_child(_SAME_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=300)
+    proc = run_in_child(_CASES_PATH + _SAME_CODE, env=dict(os.environ, WSEKERN_SIMD=simd),
+                        timeout=300)
     assert proc.returncode == 0 and proc.stdout.split() == ["ok", "40", simd], (
         proc.stdout[-2000:] + proc.stderr[-2000:])
 

@@ -11,11 +11,15 @@ from conftest import assert_refused_in_child, run_in_child
 
 from wsekern import _spmm
 
+# The child imports tests/dead_x_cases.py.
+_CASES_PATH = f"import sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+
 _SAME_CODE = """
 import numpy as np, scipy.sparse as sps
 from wsekern import _spmm, kernels
 from wsekern.sparse import PackedSparse
 from wsekern.sysinfo import get_config
+from dead_x_cases import dead_x_operands
 
 np.seterr(invalid="ignore", over="ignore")
 rng = np.random.default_rng(5)
@@ -28,18 +32,8 @@ for dt in (np.float32, np.float64):
                 (30, 64, 72, 0.3, 0.5, "nan-x"), (20, 50, 80, 0.4, 1.0, "sorted"),
                 (20, 50, 80, 0.4, 0.0, "sorted"), (1, 70, 17, 0.2, 0.6, "sorted"),
                 (33, 1, 40, 1.0, 0.0, "sorted"), (25, 40, 64, 0.3, 0.97, "nan-w")):
-            W = sps.random(M, K, density=density, format="csr", dtype=dt, random_state=n)
-            data, indices, indptr = W.data.copy(), W.indices.astype(idx), W.indptr.astype(idx)
-            if form == "dup":            # each stored weight followed by half of it
-                data = np.repeat(data, 2)
-                data[1::2] *= 0.5
-                indices, indptr = np.repeat(indices, 2), (2 * indptr).astype(idx)
-            if form == "unsorted":       # each row's column indices in descending order
-                for s, e in zip(indptr[:-1], indptr[1:]):
-                    data[s:e], indices[s:e] = data[s:e][::-1].copy(), indices[s:e][::-1].copy()
-            X = rng.standard_normal((K, N)).astype(dt)
-            dead_rows = rng.permutation(K)[:int(round(dead * K))]
-            X[dead_rows] = 0
+            data, indices, indptr, X, dead_rows = dead_x_operands(
+                M, K, N, density, dead, form, dt, idx, rng, n)
             X[dead_rows[::3], :2] = -0.0
             if form == "nan-w":          # inf/NaN weights, some on dead rows
                 hit = np.flatnonzero(np.isin(indices, dead_rows))[:3]
@@ -105,7 +99,8 @@ print("ok", n, get_config()["simd"])
 def test_live_rows_copied_from_x_bit_for_bit(simd):
     if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
         pytest.skip(f"this CPU does not run {simd}")
-    proc = run_in_child(_SAME_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=300)
+    proc = run_in_child(_CASES_PATH + _SAME_CODE, env=dict(os.environ, WSEKERN_SIMD=simd),
+                        timeout=300)
     assert proc.returncode == 0 and proc.stdout.split() == ["ok", "320", simd], (
         proc.stdout[-2000:] + proc.stderr[-2000:])
 
