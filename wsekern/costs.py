@@ -101,9 +101,9 @@ TABLES = {
     # AVX2's csr_compact_blocked is its csr_compact (no rate of its own): it only turns on
     # kernels' guard against the panels where X's live rows pass a quarter of L2 and W's
     # arrays fit in L2. Since the column blocks copy the live rows straight from X (s14),
-    # csr-skip-rows beat or tied the panels there, same process, x the dense call: fp32
-    # 1024^2 x 256 in 5 runs of 5 (1.49-1.58 against 1.26-1.57), fp64 512^2 x 256 in 3
-    # (1.48-1.55 against 1.41-1.48).
+    # csr-skip-rows beat or tied the panels there in every run, same process, x the dense
+    # call: fp32 1024^2 x 256, 5 runs (1.49-1.58 against 1.26-1.57); fp64 512^2 x 256,
+    # 3 runs (1.48-1.55 against 1.41-1.48).
     ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 0.88),
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
                                   densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.12,
