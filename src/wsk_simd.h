@@ -83,7 +83,7 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
        the same sums).  The AVX2 and AVX-512 clones keep the one loop and elements:      \
        split, fp32 AVX-512 and fp64 AVX2 ran 3-10 % slower at 4096^2 x 64.  cols[0:avail] \
        may be read (avail >= nnz): past the row's end, the baseline prefetches the pieces \
-       of X that the next row's first nonzeros meet (see wsk_spmm_row_ahead). */         \
+       of X that the next row's first nonzeros meet (see wsk_spmm_rows). */            \
     const int split = SPLIT_PF;                                                        \
     const char* xb = (const char*)X;                                                   \
     const ptrdiff_t pitch = ldx * (ptrdiff_t)sizeof(V);                                \
@@ -202,20 +202,34 @@ static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,       
     }                                                                                  \
     if (j < n) wsk_spmm_tail_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, n - j); \
 }                                                                                      \
-/* wsk_spmm_row with cols[0:avail] readable (avail >= nnz; the caller's next rows follow \
-   in the same X block).  A row of one 8x1 tile on the baseline (the column blocks of    \
-   kernels.column_block at K = 1024) prefetches, in its last WSK_PREFETCH_AHEAD nonzeros, \
-   the pieces of X that the next row's first ones meet: they missed L1 before.  The same \
-   sums; the kernel alone on Zen 4 (C harness, interleaved, best of 5-11) 1.03x fp32 and \
-   1.05x fp64 at 1024^2 x 256, 90 % zeros, 1.00x at 4096^2 x 64.  Other rows and paths: \
-   wsk_spmm_row. */                                                                    \
-static ATTR void wsk_spmm_row_ahead_##SFX##_##TGT(const V* vals, const I* cols,        \
-        ptrdiff_t nnz, ptrdiff_t avail, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)  \
+/* Rows i0 <= i < i1 of a CSR W (vals, cols, indptr: all of W, cols[0:n_idx] readable)    \
+   times X: out[i * ldo + 0:n] = sum_p vals[p] * X[cols[p], 0:n], one call for a chunk of  \
+   rows (a call per row cost 4-5 % at 1024^2 x 256 on the baseline).  A row flagged in     \
+   skip (NULL: none) is left alone.  On the baseline a row of one 8x1 tile (the column     \
+   blocks of kernels.column_block at K = 1024) prefetches, in its last WSK_PREFETCH_AHEAD \
+   nonzeros, the pieces of X that the next row's first ones meet: they missed L1 before   \
+   (1.03x fp32, 1.05x fp64 at 1024^2 x 256, 90 % zeros).  The same sums as wsk_spmm_row. */ \
+static ATTR void wsk_spmm_rows_##SFX##_##TGT(const V* vals, const I* cols,             \
+        const I* indptr, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n_idx, const uint8_t* skip, \
+        const V* X, ptrdiff_t ldx, V* out, ptrdiff_t ldo, ptrdiff_t n)                 \
 {                                                                                      \
-    if (SPLIT_PF && n == 8 * LANES && avail > nnz)                                     \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, avail, X, ldx, y, 8, 1);          \
-    else                                                                               \
-        wsk_spmm_row_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, n);                     \
+    if (SPLIT_PF && n == 8 * LANES) {                                                  \
+        for (ptrdiff_t i = i0; i < i1; i++) {                                          \
+            if (skip && skip[i]) continue;                                             \
+            const ptrdiff_t p = indptr[i], nnz = indptr[i + 1] - p, avail = n_idx - p; \
+            wsk_spmm_tile_##SFX##_##TGT(vals + p, cols + p, nnz, avail > nnz ? avail : nnz, \
+                                        X, ldx, out + i * ldo, 8, 1);                  \
+        }                                                                              \
+        return;                                                                        \
+    }                                                                                  \
+    for (ptrdiff_t i = i0; i < i1; i++) {                                              \
+        if (skip && skip[i]) continue;                                                 \
+        const ptrdiff_t p = indptr[i], nnz = indptr[i + 1] - p;                        \
+        if (nnz == 0)                                                                  \
+            memset(out + i * ldo, 0, n * sizeof(V));                                   \
+        else                                                                           \
+            wsk_spmm_row_##SFX##_##TGT(vals + p, cols + p, nnz, X, ldx, out + i * ldo, n); \
+    }                                                                                  \
 }                                                                                      \
 /* Column form: Y[rows[p] * ldy + 0:n] += vals[p] * x[0:n] for a column of W (CSC) and */ \
 /* its row x of X, held in registers while the column's nonzeros stream past.         */ \
@@ -656,10 +670,10 @@ typedef void (*wsk_spmm_row_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, 
 typedef void (*wsk_spmm_row_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
-typedef void (*wsk_spmm_row_ahead_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
-typedef void (*wsk_spmm_row_ahead_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
-typedef void (*wsk_spmm_row_ahead_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
-typedef void (*wsk_spmm_row_ahead_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f32_i32_t)(const float*, const int32_t*, const int32_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const float*, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f32_i64_t)(const float*, const int64_t*, const int64_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const float*, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f64_i32_t)(const double*, const int32_t*, const int32_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const double*, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f64_i64_t)(const double*, const int64_t*, const int64_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const double*, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, double*, ptrdiff_t, ptrdiff_t);
@@ -679,10 +693,10 @@ static wsk_spmm_row_f32_i32_t wsk_spmm_row_f32_i32 = wsk_spmm_row_f32_i32_base;
 static wsk_spmm_row_f32_i64_t wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_base;
 static wsk_spmm_row_f64_i32_t wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_base;
 static wsk_spmm_row_f64_i64_t wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_base;
-static wsk_spmm_row_ahead_f32_i32_t wsk_spmm_row_ahead_f32_i32 = wsk_spmm_row_ahead_f32_i32_base;
-static wsk_spmm_row_ahead_f32_i64_t wsk_spmm_row_ahead_f32_i64 = wsk_spmm_row_ahead_f32_i64_base;
-static wsk_spmm_row_ahead_f64_i32_t wsk_spmm_row_ahead_f64_i32 = wsk_spmm_row_ahead_f64_i32_base;
-static wsk_spmm_row_ahead_f64_i64_t wsk_spmm_row_ahead_f64_i64 = wsk_spmm_row_ahead_f64_i64_base;
+static wsk_spmm_rows_f32_i32_t wsk_spmm_rows_f32_i32 = wsk_spmm_rows_f32_i32_base;
+static wsk_spmm_rows_f32_i64_t wsk_spmm_rows_f32_i64 = wsk_spmm_rows_f32_i64_base;
+static wsk_spmm_rows_f64_i32_t wsk_spmm_rows_f64_i32 = wsk_spmm_rows_f64_i32_base;
+static wsk_spmm_rows_f64_i64_t wsk_spmm_rows_f64_i64 = wsk_spmm_rows_f64_i64_base;
 static wsk_spmm_scatter_f32_i32_t wsk_spmm_scatter_f32_i32 = wsk_spmm_scatter_f32_i32_base;
 static wsk_spmm_scatter_f32_i64_t wsk_spmm_scatter_f32_i64 = wsk_spmm_scatter_f32_i64_base;
 static wsk_spmm_scatter_f64_i32_t wsk_spmm_scatter_f64_i32 = wsk_spmm_scatter_f64_i32_base;
@@ -706,10 +720,10 @@ static const char* wsk_simd_path_name = "baseline";
     wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_##TGT;    \
     wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_##TGT;    \
     wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_##TGT;    \
-    wsk_spmm_row_ahead_f32_i32 = wsk_spmm_row_ahead_f32_i32_##TGT; \
-    wsk_spmm_row_ahead_f32_i64 = wsk_spmm_row_ahead_f32_i64_##TGT; \
-    wsk_spmm_row_ahead_f64_i32 = wsk_spmm_row_ahead_f64_i32_##TGT; \
-    wsk_spmm_row_ahead_f64_i64 = wsk_spmm_row_ahead_f64_i64_##TGT; \
+    wsk_spmm_rows_f32_i32 = wsk_spmm_rows_f32_i32_##TGT; \
+    wsk_spmm_rows_f32_i64 = wsk_spmm_rows_f32_i64_##TGT; \
+    wsk_spmm_rows_f64_i32 = wsk_spmm_rows_f64_i32_##TGT; \
+    wsk_spmm_rows_f64_i64 = wsk_spmm_rows_f64_i64_##TGT; \
     wsk_spmm_scatter_f32_i32 = wsk_spmm_scatter_f32_i32_##TGT; \
     wsk_spmm_scatter_f32_i64 = wsk_spmm_scatter_f32_i64_##TGT; \
     wsk_spmm_scatter_f64_i32 = wsk_spmm_scatter_f64_i32_##TGT; \
