@@ -112,16 +112,16 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
 cdef extern from "wsk_simd.h" nogil:
     void wsk_spmm_rows_f32_i32(const float*, const int32_t*, const int32_t*, Py_ssize_t,
                                Py_ssize_t, Py_ssize_t, const uint8_t*, const float*,
-                               Py_ssize_t, float*, Py_ssize_t, Py_ssize_t) noexcept
+                               Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t) noexcept
     void wsk_spmm_rows_f32_i64(const float*, const int64_t*, const int64_t*, Py_ssize_t,
                                Py_ssize_t, Py_ssize_t, const uint8_t*, const float*,
-                               Py_ssize_t, float*, Py_ssize_t, Py_ssize_t) noexcept
+                               Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t) noexcept
     void wsk_spmm_rows_f64_i32(const double*, const int32_t*, const int32_t*, Py_ssize_t,
                                Py_ssize_t, Py_ssize_t, const uint8_t*, const double*,
-                               Py_ssize_t, double*, Py_ssize_t, Py_ssize_t) noexcept
+                               Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t) noexcept
     void wsk_spmm_rows_f64_i64(const double*, const int64_t*, const int64_t*, Py_ssize_t,
                                Py_ssize_t, Py_ssize_t, const uint8_t*, const double*,
-                               Py_ssize_t, double*, Py_ssize_t, Py_ssize_t) noexcept
+                               Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t) noexcept
 
 
 # Rows of W per call of _spmm_rows (and per piece of _csr_spmm's dynamic schedule).
@@ -130,21 +130,26 @@ DEF ROWS_PER_CALL = 16
 
 cdef inline void _spmm_rows(const floating* vals, const index_t* cols, const index_t* indptr,
                             Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t n_idx,
-                            const uint8_t* skip, const floating* X, Py_ssize_t ldx,
-                            floating* out, Py_ssize_t ldo, Py_ssize_t n) noexcept nogil:
-    # out[i, 0:n] = W[i] @ X for i0 <= i < i1 but the rows flagged in skip (may be NULL), on
-    # W's own arrays (cols[0:n_idx] readable): a row's last nonzeros may prefetch what the
-    # next row meets (wsk_spmm_rows)
+                            const uint8_t* skip, const floating* X, Py_ssize_t k_rows,
+                            Py_ssize_t ldx, floating* out, Py_ssize_t ldo,
+                            Py_ssize_t n) noexcept nogil:
+    # out[i, 0:n] = W[i] @ X (k_rows rows of pitch ldx) for i0 <= i < i1 but the rows flagged
+    # in skip (may be NULL), on W's own arrays (cols[0:n_idx] readable): a row's last
+    # nonzeros may prefetch what the next row meets (wsk_spmm_rows)
     if floating is float:
         if index_t is int32_t:
-            wsk_spmm_rows_f32_i32(vals, cols, indptr, i0, i1, n_idx, skip, X, ldx, out, ldo, n)
+            wsk_spmm_rows_f32_i32(vals, cols, indptr, i0, i1, n_idx, skip, X, k_rows, ldx,
+                                  out, ldo, n)
         else:
-            wsk_spmm_rows_f32_i64(vals, cols, indptr, i0, i1, n_idx, skip, X, ldx, out, ldo, n)
+            wsk_spmm_rows_f32_i64(vals, cols, indptr, i0, i1, n_idx, skip, X, k_rows, ldx,
+                                  out, ldo, n)
     else:
         if index_t is int32_t:
-            wsk_spmm_rows_f64_i32(vals, cols, indptr, i0, i1, n_idx, skip, X, ldx, out, ldo, n)
+            wsk_spmm_rows_f64_i32(vals, cols, indptr, i0, i1, n_idx, skip, X, k_rows, ldx,
+                                  out, ldo, n)
         else:
-            wsk_spmm_rows_f64_i64(vals, cols, indptr, i0, i1, n_idx, skip, X, ldx, out, ldo, n)
+            wsk_spmm_rows_f64_i64(vals, cols, indptr, i0, i1, n_idx, skip, X, k_rows, ldx,
+                                  out, ldo, n)
 
 
 cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
@@ -237,7 +242,7 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
                                 row_bad[i] = not _cols_in_range(
                                     cols + indptr[i], indptr[i + 1] - indptr[i], last)
                         _spmm_rows(vals, cols, &indptr[0], i0, i1, n_idx,
-                                   &row_bad[0] if check_cols else NULL, b, nb,
+                                   &row_bad[0] if check_cols else NULL, b, K, nb,
                                    &out[0, j0], N, nb)
                 else:
                     for i in prange(M, schedule='dynamic', chunksize=8):

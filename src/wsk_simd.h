@@ -30,6 +30,10 @@
    are random, so the hardware prefetcher cannot; with X in L3 (4096^2 x 64 on Zen 3) 16
    ahead cut the time by 25-35 %, and it is neutral when X sits in L2. */
 #define WSK_PREFETCH_AHEAD 16
+/* ... and 8 ahead in wsk_spmm_rows, when the X it reads is this small (it then sits in L2,
+   kernels.column_block's aim, on any x86-64 of the last decade). */
+#define WSK_PREFETCH_NEAR 8
+#define WSK_PREFETCH_NEAR_BYTES (256 * 1024)
 
 /* ------------------------------------------------------------------------ */
 /* Every kernel below is written once and instantiated per target with that   */
@@ -69,7 +73,7 @@ WSK_INLINE ATTR void wsk_spmm_prefetch_##SFX##_##TGT(const char* x, const int NV
 }                                                                                      \
 WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,         \
         ptrdiff_t nnz, ptrdiff_t avail, const V* X, ptrdiff_t ldx, V* y, const int NV, \
-        const int SETS)                                                                \
+        const int SETS, const int AHEAD)                                               \
 {                                                                                      \
     VT acc[8];                                                                         \
     _Pragma("GCC unroll 8")                                                            \
@@ -87,17 +91,16 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
     const int split = SPLIT_PF;                                                        \
     const char* xb = (const char*)X;                                                   \
     const ptrdiff_t pitch = ldx * (ptrdiff_t)sizeof(V);                                \
-    /* min(nnz, avail - WSK_PREFETCH_AHEAD), written so that avail = nnz folds to the  \
-       code without avail */                                                           \
+    /* min(nnz, avail - AHEAD), written so that avail = nnz folds to the code without   \
+       avail */                                                                        \
     const ptrdiff_t spare = avail - nnz;                                               \
-    const ptrdiff_t pf_last = nnz - (spare < WSK_PREFETCH_AHEAD                        \
-                                     ? WSK_PREFETCH_AHEAD - spare : 0);                \
+    const ptrdiff_t pf_last = nnz - (spare < AHEAD ? AHEAD - spare : 0);               \
     const ptrdiff_t pf_end = split ? pf_last - SETS + 1 : 0;                           \
     for (; p < pf_end; p += SETS) {                                                    \
         _Pragma("GCC unroll 4")                                                        \
         for (int s = 0; s < SETS; s++) {                                               \
             wsk_spmm_prefetch_##SFX##_##TGT(                                           \
-                WSK_XROW(cols[p + s + WSK_PREFETCH_AHEAD]), NV);                       \
+                WSK_XROW(cols[p + s + AHEAD]), NV);                                    \
             wsk_spmm_mac_##SFX##_##TGT(acc + s * NV, vals[p + s],                      \
                                        WSK_XROW(cols[p + s]), NV);                     \
         }                                                                              \
@@ -105,9 +108,9 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
     for (; p + SETS <= nnz; p += SETS) {                                               \
         _Pragma("GCC unroll 4")                                                        \
         for (int s = 0; s < SETS; s++) {                                               \
-            if (!split && p + s + WSK_PREFETCH_AHEAD < nnz)                            \
+            if (!split && p + s + AHEAD < nnz)                                         \
                 wsk_spmm_prefetch_##SFX##_##TGT(                                       \
-                    WSK_XROW(cols[p + s + WSK_PREFETCH_AHEAD]), NV);                   \
+                    WSK_XROW(cols[p + s + AHEAD]), NV);                                \
             wsk_spmm_mac_##SFX##_##TGT(acc + s * NV, vals[p + s],                      \
                                        WSK_XROW(cols[p + s]), NV);                     \
         }                                                                              \
@@ -187,38 +190,51 @@ static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,       
         return;                                                                        \
     }                                                                                  \
     for (; j + 8 * LANES <= n; j += 8 * LANES)                                         \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 8, 1);    \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 8, 1, \
+                                    WSK_PREFETCH_AHEAD);                               \
     if (j + 4 * LANES <= n) {                                                          \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 4, 2);    \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 4, 2, \
+                                    WSK_PREFETCH_AHEAD);                               \
         j += 4 * LANES;                                                                \
     }                                                                                  \
     if (j + 2 * LANES <= n) {                                                          \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 2, 4);    \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 2, 4, \
+                                    WSK_PREFETCH_AHEAD);                               \
         j += 2 * LANES;                                                                \
     }                                                                                  \
     if (j + LANES <= n) {                                                              \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 1, 4);    \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 1, 4, \
+                                    WSK_PREFETCH_AHEAD);                               \
         j += LANES;                                                                    \
     }                                                                                  \
     if (j < n) wsk_spmm_tail_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, n - j); \
 }                                                                                      \
 /* Rows i0 <= i < i1 of a CSR W (vals, cols, indptr: all of W, cols[0:n_idx] readable)    \
-   times X: out[i * ldo + 0:n] = sum_p vals[p] * X[cols[p], 0:n], one call for a chunk of  \
-   rows (a call per row cost 4-5 % at 1024^2 x 256 on the baseline).  A row flagged in     \
-   skip (NULL: none) is left alone.  On the baseline a row of one 8x1 tile (the column     \
-   blocks of kernels.column_block at K = 1024) prefetches, in its last WSK_PREFETCH_AHEAD \
-   nonzeros, the pieces of X that the next row's first ones meet: they missed L1 before   \
-   (1.03x fp32, 1.05x fp64 at 1024^2 x 256, 90 % zeros).  The same sums as wsk_spmm_row. */ \
+   times X (k_rows rows): out[i * ldo + 0:n] = sum_p vals[p] * X[cols[p], 0:n], one call   \
+   for a chunk of rows (one call per row took 2-4 % more at 1024^2 x 256 on the baseline). \
+   A row flagged in skip (NULL: none) is left alone.  On the baseline a row of one 8x1     \
+   tile (the column blocks of kernels.column_block) prefetches, in its last nonzeros, the \
+   pieces of X that the next row's first ones meet: they missed L1 before.  With X in     \
+   L2 (WSK_PREFETCH_NEAR_BYTES or less), 8 nonzeros ahead is enough, and 16 left more     \
+   lines waiting in L1 (Zen 4, C harness: 1.5 % slower at 1024^2 x 256).  The same sums   \
+   as wsk_spmm_row. */                                                                 \
 static ATTR void wsk_spmm_rows_##SFX##_##TGT(const V* vals, const I* cols,             \
         const I* indptr, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n_idx, const uint8_t* skip, \
-        const V* X, ptrdiff_t ldx, V* out, ptrdiff_t ldo, ptrdiff_t n)                 \
+        const V* X, ptrdiff_t k_rows, ptrdiff_t ldx, V* out, ptrdiff_t ldo, ptrdiff_t n) \
 {                                                                                      \
     if (SPLIT_PF && n == 8 * LANES) {                                                  \
+        const int near = k_rows * ldx * (ptrdiff_t)sizeof(V) <= WSK_PREFETCH_NEAR_BYTES; \
         for (ptrdiff_t i = i0; i < i1; i++) {                                          \
             if (skip && skip[i]) continue;                                             \
             const ptrdiff_t p = indptr[i], nnz = indptr[i + 1] - p, avail = n_idx - p; \
-            wsk_spmm_tile_##SFX##_##TGT(vals + p, cols + p, nnz, avail > nnz ? avail : nnz, \
-                                        X, ldx, out + i * ldo, 8, 1);                  \
+            if (near)                                                                  \
+                wsk_spmm_tile_##SFX##_##TGT(vals + p, cols + p, nnz,                   \
+                                            avail > nnz ? avail : nnz, X, ldx,         \
+                                            out + i * ldo, 8, 1, WSK_PREFETCH_NEAR);   \
+            else                                                                       \
+                wsk_spmm_tile_##SFX##_##TGT(vals + p, cols + p, nnz,                   \
+                                            avail > nnz ? avail : nnz, X, ldx,         \
+                                            out + i * ldo, 8, 1, WSK_PREFETCH_AHEAD);  \
         }                                                                              \
         return;                                                                        \
     }                                                                                  \
@@ -670,10 +686,10 @@ typedef void (*wsk_spmm_row_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, 
 typedef void (*wsk_spmm_row_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
-typedef void (*wsk_spmm_rows_f32_i32_t)(const float*, const int32_t*, const int32_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const float*, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
-typedef void (*wsk_spmm_rows_f32_i64_t)(const float*, const int64_t*, const int64_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const float*, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
-typedef void (*wsk_spmm_rows_f64_i32_t)(const double*, const int32_t*, const int32_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const double*, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
-typedef void (*wsk_spmm_rows_f64_i64_t)(const double*, const int64_t*, const int64_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const double*, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f32_i32_t)(const float*, const int32_t*, const int32_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const float*, ptrdiff_t, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f32_i64_t)(const float*, const int64_t*, const int64_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const float*, ptrdiff_t, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f64_i32_t)(const double*, const int32_t*, const int32_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const double*, ptrdiff_t, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f64_i64_t)(const double*, const int64_t*, const int64_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const double*, ptrdiff_t, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, double*, ptrdiff_t, ptrdiff_t);
