@@ -211,7 +211,8 @@ static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,       
 }                                                                                      \
 /* Rows i0 <= i < i1 of a CSR W (vals, cols, indptr: all of W, cols[0:n_idx] readable)    \
    times X (k_rows rows): out[i * ldo + 0:n] = sum_p vals[p] * X[cols[p], 0:n], one call   \
-   for a chunk of rows (one call per row took 2-4 % more at 1024^2 x 256 on the baseline). \
+   for a chunk of rows (a call per row took 4 % more at 1024^2 x 256 on the baseline in a  \
+   C harness, 0-2 % in the package).                                                       \
    A row flagged in skip (NULL: none) is left alone.  On the baseline a row of one 8x1     \
    tile (the column blocks of kernels.column_block) prefetches, in its last nonzeros, the \
    pieces of X that the next row's first ones meet: they missed L1 before.  With X in     \
@@ -223,11 +224,11 @@ static ATTR void wsk_spmm_rows_##SFX##_##TGT(const V* vals, const I* cols,      
         const V* X, ptrdiff_t k_rows, ptrdiff_t ldx, V* out, ptrdiff_t ldo, ptrdiff_t n) \
 {                                                                                      \
     if (SPLIT_PF && n == 8 * LANES) {                                                  \
-        const int near = k_rows * ldx * (ptrdiff_t)sizeof(V) <= WSK_PREFETCH_NEAR_BYTES; \
+        const int in_l2 = k_rows * ldx * (ptrdiff_t)sizeof(V) <= WSK_PREFETCH_NEAR_BYTES; \
         for (ptrdiff_t i = i0; i < i1; i++) {                                          \
             if (skip && skip[i]) continue;                                             \
             const ptrdiff_t p = indptr[i], nnz = indptr[i + 1] - p, avail = n_idx - p; \
-            if (near)                                                                  \
+            if (in_l2)                                                                 \
                 wsk_spmm_tile_##SFX##_##TGT(vals + p, cols + p, nnz,                   \
                                             avail > nnz ? avail : nnz, X, ldx,         \
                                             out + i * ldo, 8, 1, WSK_PREFETCH_NEAR);   \
