@@ -129,33 +129,46 @@ cdef bint _rows_in_range(const index_t[::1] rows, Py_ssize_t K):
 
 
 cdef extern from "wsk_simd.h" nogil:
-    void wsk_spmm_row_ahead_f32_i32(const float*, const int32_t*, Py_ssize_t, Py_ssize_t,
-                                    const float*, Py_ssize_t, float*, Py_ssize_t) noexcept
-    void wsk_spmm_row_ahead_f32_i64(const float*, const int64_t*, Py_ssize_t, Py_ssize_t,
-                                    const float*, Py_ssize_t, float*, Py_ssize_t) noexcept
-    void wsk_spmm_row_ahead_f64_i32(const double*, const int32_t*, Py_ssize_t, Py_ssize_t,
-                                    const double*, Py_ssize_t, double*, Py_ssize_t) noexcept
-    void wsk_spmm_row_ahead_f64_i64(const double*, const int64_t*, Py_ssize_t, Py_ssize_t,
-                                    const double*, Py_ssize_t, double*, Py_ssize_t) noexcept
+    void wsk_spmm_rows_f32_i32(const float*, const int32_t*, const int32_t*, Py_ssize_t,
+                               Py_ssize_t, Py_ssize_t, const uint8_t*, const float*,
+                               Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_spmm_rows_f32_i64(const float*, const int64_t*, const int64_t*, Py_ssize_t,
+                               Py_ssize_t, Py_ssize_t, const uint8_t*, const float*,
+                               Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_spmm_rows_f64_i32(const double*, const int32_t*, const int32_t*, Py_ssize_t,
+                               Py_ssize_t, Py_ssize_t, const uint8_t*, const double*,
+                               Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_spmm_rows_f64_i64(const double*, const int64_t*, const int64_t*, Py_ssize_t,
+                               Py_ssize_t, Py_ssize_t, const uint8_t*, const double*,
+                               Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t) noexcept
 
 
-cdef inline void _spmm_row_ahead(const floating* vals, const index_t* cols, Py_ssize_t nnz,
-                                 Py_ssize_t avail, const floating* X, Py_ssize_t ldx,
-                                 floating* y, Py_ssize_t n) noexcept nogil:
-    # spmm_row, with cols[0:avail] readable (avail >= nnz: the next rows' indices follow),
-    # so the row's last nonzeros may prefetch what the next row meets (wsk_spmm_row_ahead)
-    if nnz == 0:
-        memset(y, 0, n * sizeof(floating))
-    elif floating is float:
+# Rows of W per call of _spmm_rows (and per piece of _csr_spmm's dynamic schedule).
+DEF ROWS_PER_CALL = 16
+
+
+cdef inline void _spmm_rows(const floating* vals, const index_t* cols, const index_t* indptr,
+                            Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t n_idx,
+                            const uint8_t* skip, const floating* X, Py_ssize_t k_rows,
+                            Py_ssize_t ldx, floating* out, Py_ssize_t ldo,
+                            Py_ssize_t n) noexcept nogil:
+    # out[i, 0:n] = W[i] @ X (k_rows rows of pitch ldx) for i0 <= i < i1 but the rows flagged
+    # in skip (may be NULL), on W's own arrays (cols[0:n_idx] readable): a row's last
+    # nonzeros may prefetch what the next row meets (wsk_spmm_rows)
+    if floating is float:
         if index_t is int32_t:
-            wsk_spmm_row_ahead_f32_i32(vals, cols, nnz, avail, X, ldx, y, n)
+            wsk_spmm_rows_f32_i32(vals, cols, indptr, i0, i1, n_idx, skip, X, k_rows, ldx,
+                                  out, ldo, n)
         else:
-            wsk_spmm_row_ahead_f32_i64(vals, cols, nnz, avail, X, ldx, y, n)
+            wsk_spmm_rows_f32_i64(vals, cols, indptr, i0, i1, n_idx, skip, X, k_rows, ldx,
+                                  out, ldo, n)
     else:
         if index_t is int32_t:
-            wsk_spmm_row_ahead_f64_i32(vals, cols, nnz, avail, X, ldx, y, n)
+            wsk_spmm_rows_f64_i32(vals, cols, indptr, i0, i1, n_idx, skip, X, k_rows, ldx,
+                                  out, ldo, n)
         else:
-            wsk_spmm_row_ahead_f64_i64(vals, cols, nnz, avail, X, ldx, y, n)
+            wsk_spmm_rows_f64_i64(vals, cols, indptr, i0, i1, n_idx, skip, X, k_rows, ldx,
+                                  out, ldo, n)
 
 
 cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
@@ -230,6 +243,9 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     check_cols = check_cols and remap == NULL
     if check_cols:
         row_bad = np.zeros(M, dtype=np.uint8)
+    cdef bint whole_rows = counts == NULL and not per_row and (index_t is int32_t
+                                                                or not check_cols)
+    cdef Py_ssize_t c, i0, i1, n_calls = (M + ROWS_PER_CALL - 1) // ROWS_PER_CALL
     with nogil:
         while j0 < N:
             nb = min(n_block, N - j0)
@@ -245,26 +261,34 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
                 t = threadid()
                 vb = &vbuf[t, 0] if per_row else NULL
                 cb = &cbuf[t, 0] if per_row else NULL
-                for i in prange(M, schedule='dynamic', chunksize=8):
-                    if per_row:
-                        q = _compact_csr(vals + indptr[i], cols + indptr[i],
-                                         indptr[i + 1] - indptr[i], remap, zero_row, vb, cb)
-                        spmm_row(vb, cb, q, b, nb, &out[i, j0], nb)
-                    else:
-                        q = indptr[i + 1] - indptr[i] if counts == NULL else counts[i]
+                if whole_rows:
+                    # W's own arrays, ROWS_PER_CALL rows a call: the indices past a row are
+                    # the next rows' (prefetched only: an unchecked one names an address
+                    # that is never read; int64 ones could overflow its product)
+                    for c in prange(n_calls, schedule='dynamic'):
+                        i0 = c * ROWS_PER_CALL
+                        i1 = min(M, i0 + ROWS_PER_CALL)
                         if check_cols and j0 == 0:
-                            row_bad[i] = not _cols_in_range(cols + indptr[i], q, last)
-                        if counts == NULL and (index_t is int32_t or not check_cols):
-                            # W's own arrays: the indices past the row are the next rows'
-                            # (prefetched only: an unchecked one names an address that
-                            # is never read; int64 ones could overflow its product)
+                            for i in range(i0, i1):
+                                row_bad[i] = not _cols_in_range(
+                                    cols + indptr[i], indptr[i + 1] - indptr[i], last)
+                        _spmm_rows(vals, cols, &indptr[0], i0, i1, n_idx,
+                                   &row_bad[0] if check_cols else NULL, b, K, nb,
+                                   &out[0, j0], N, nb)
+                else:
+                    for i in prange(M, schedule='dynamic', chunksize=8):
+                        if per_row:
+                            q = _compact_csr(vals + indptr[i], cols + indptr[i],
+                                             indptr[i + 1] - indptr[i], remap, zero_row, vb,
+                                             cb)
+                            spmm_row(vb, cb, q, b, nb, &out[i, j0], nb)
+                        else:
+                            q = indptr[i + 1] - indptr[i] if counts == NULL else counts[i]
+                            if check_cols and j0 == 0:
+                                row_bad[i] = not _cols_in_range(cols + indptr[i], q, last)
                             if not check_cols or not row_bad[i]:
-                                _spmm_row_ahead(vals + indptr[i], cols + indptr[i], q,
-                                                max(q, n_idx - indptr[i]), b, nb,
-                                                &out[i, j0], nb)
-                        elif not check_cols or not row_bad[i]:
-                            spmm_row(vals + indptr[i], cols + indptr[i], q, b, nb,
-                                     &out[i, j0], nb)
+                                spmm_row(vals + indptr[i], cols + indptr[i], q, b, nb,
+                                         &out[i, j0], nb)
             j0 += nb
         if check_cols:
             for i in range(M):

@@ -30,6 +30,10 @@
    are random, so the hardware prefetcher cannot; with X in L3 (4096^2 x 64 on Zen 3) 16
    ahead cut the time by 25-35 %, and it is neutral when X sits in L2. */
 #define WSK_PREFETCH_AHEAD 16
+/* ... and 8 ahead in wsk_spmm_rows, when the X it reads is this small (it then sits in L2,
+   kernels.column_block's aim, on any x86-64 of the last decade). */
+#define WSK_PREFETCH_NEAR 8
+#define WSK_PREFETCH_NEAR_BYTES (256 * 1024)
 
 /* ------------------------------------------------------------------------ */
 /* Every kernel below is written once and instantiated per target with that   */
@@ -69,7 +73,7 @@ WSK_INLINE ATTR void wsk_spmm_prefetch_##SFX##_##TGT(const char* x, const int NV
 }                                                                                      \
 WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,         \
         ptrdiff_t nnz, ptrdiff_t avail, const V* X, ptrdiff_t ldx, V* y, const int NV, \
-        const int SETS)                                                                \
+        const int SETS, const int AHEAD)                                               \
 {                                                                                      \
     VT acc[8];                                                                         \
     _Pragma("GCC unroll 8")                                                            \
@@ -83,21 +87,20 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
        the same sums).  The AVX2 and AVX-512 clones keep the one loop and elements:      \
        split, fp32 AVX-512 and fp64 AVX2 ran 3-10 % slower at 4096^2 x 64.  cols[0:avail] \
        may be read (avail >= nnz): past the row's end, the baseline prefetches the pieces \
-       of X that the next row's first nonzeros meet (see wsk_spmm_row_ahead). */         \
+       of X that the next row's first nonzeros meet (see wsk_spmm_rows). */            \
     const int split = SPLIT_PF;                                                        \
     const char* xb = (const char*)X;                                                   \
     const ptrdiff_t pitch = ldx * (ptrdiff_t)sizeof(V);                                \
-    /* min(nnz, avail - WSK_PREFETCH_AHEAD), written so that avail = nnz folds to the  \
-       code without avail */                                                           \
+    /* min(nnz, avail - AHEAD), written so that avail = nnz folds to the code without   \
+       avail */                                                                        \
     const ptrdiff_t spare = avail - nnz;                                               \
-    const ptrdiff_t pf_last = nnz - (spare < WSK_PREFETCH_AHEAD                        \
-                                     ? WSK_PREFETCH_AHEAD - spare : 0);                \
+    const ptrdiff_t pf_last = nnz - (spare < AHEAD ? AHEAD - spare : 0);               \
     const ptrdiff_t pf_end = split ? pf_last - SETS + 1 : 0;                           \
     for (; p < pf_end; p += SETS) {                                                    \
         _Pragma("GCC unroll 4")                                                        \
         for (int s = 0; s < SETS; s++) {                                               \
             wsk_spmm_prefetch_##SFX##_##TGT(                                           \
-                WSK_XROW(cols[p + s + WSK_PREFETCH_AHEAD]), NV);                       \
+                WSK_XROW(cols[p + s + AHEAD]), NV);                                    \
             wsk_spmm_mac_##SFX##_##TGT(acc + s * NV, vals[p + s],                      \
                                        WSK_XROW(cols[p + s]), NV);                     \
         }                                                                              \
@@ -105,9 +108,9 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
     for (; p + SETS <= nnz; p += SETS) {                                               \
         _Pragma("GCC unroll 4")                                                        \
         for (int s = 0; s < SETS; s++) {                                               \
-            if (!split && p + s + WSK_PREFETCH_AHEAD < nnz)                            \
+            if (!split && p + s + AHEAD < nnz)                                         \
                 wsk_spmm_prefetch_##SFX##_##TGT(                                       \
-                    WSK_XROW(cols[p + s + WSK_PREFETCH_AHEAD]), NV);                   \
+                    WSK_XROW(cols[p + s + AHEAD]), NV);                                \
             wsk_spmm_mac_##SFX##_##TGT(acc + s * NV, vals[p + s],                      \
                                        WSK_XROW(cols[p + s]), NV);                     \
         }                                                                              \
@@ -187,35 +190,63 @@ static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,       
         return;                                                                        \
     }                                                                                  \
     for (; j + 8 * LANES <= n; j += 8 * LANES)                                         \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 8, 1);    \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 8, 1, \
+                                    WSK_PREFETCH_AHEAD);                               \
     if (j + 4 * LANES <= n) {                                                          \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 4, 2);    \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 4, 2, \
+                                    WSK_PREFETCH_AHEAD);                               \
         j += 4 * LANES;                                                                \
     }                                                                                  \
     if (j + 2 * LANES <= n) {                                                          \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 2, 4);    \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 2, 4, \
+                                    WSK_PREFETCH_AHEAD);                               \
         j += 2 * LANES;                                                                \
     }                                                                                  \
     if (j + LANES <= n) {                                                              \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 1, 4);    \
+        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, nnz, X + j, ldx, y + j, 1, 4, \
+                                    WSK_PREFETCH_AHEAD);                               \
         j += LANES;                                                                    \
     }                                                                                  \
     if (j < n) wsk_spmm_tail_##SFX##_##TGT(vals, cols, nnz, X + j, ldx, y + j, n - j); \
 }                                                                                      \
-/* wsk_spmm_row with cols[0:avail] readable (avail >= nnz; the caller's next rows follow \
-   in the same X block).  A row of one 8x1 tile on the baseline (the column blocks of    \
-   kernels.column_block at K = 1024) prefetches, in its last WSK_PREFETCH_AHEAD nonzeros, \
-   the pieces of X that the next row's first ones meet: they missed L1 before.  The same \
-   sums; the kernel alone on Zen 4 (C harness, interleaved, best of 5-11) 1.03x fp32 and \
-   1.05x fp64 at 1024^2 x 256, 90 % zeros, 1.00x at 4096^2 x 64.  Other rows and paths: \
-   wsk_spmm_row. */                                                                    \
-static ATTR void wsk_spmm_row_ahead_##SFX##_##TGT(const V* vals, const I* cols,        \
-        ptrdiff_t nnz, ptrdiff_t avail, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)  \
+/* Rows i0 <= i < i1 of a CSR W (vals, cols, indptr: all of W, cols[0:n_idx] readable)    \
+   times X (k_rows rows): out[i * ldo + 0:n] = sum_p vals[p] * X[cols[p], 0:n], one call   \
+   for a chunk of rows (a call per row took 4 % more at 1024^2 x 256 on the baseline in a  \
+   C harness, 0-2 % in the package).                                                       \
+   A row flagged in skip (NULL: none) is left alone.  On the baseline a row of one 8x1     \
+   tile (the column blocks of kernels.column_block) prefetches, in its last nonzeros, the \
+   pieces of X that the next row's first ones meet: they missed L1 before.  With X in     \
+   L2 (WSK_PREFETCH_NEAR_BYTES or less), 8 nonzeros ahead is enough, and 16 left more     \
+   lines waiting in L1 (Zen 4, C harness: 1.5 % slower at 1024^2 x 256).  The same sums   \
+   as wsk_spmm_row. */                                                                 \
+static ATTR void wsk_spmm_rows_##SFX##_##TGT(const V* vals, const I* cols,             \
+        const I* indptr, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n_idx, const uint8_t* skip, \
+        const V* X, ptrdiff_t k_rows, ptrdiff_t ldx, V* out, ptrdiff_t ldo, ptrdiff_t n) \
 {                                                                                      \
-    if (SPLIT_PF && n == 8 * LANES && avail > nnz)                                     \
-        wsk_spmm_tile_##SFX##_##TGT(vals, cols, nnz, avail, X, ldx, y, 8, 1);          \
-    else                                                                               \
-        wsk_spmm_row_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, n);                     \
+    if (SPLIT_PF && n == 8 * LANES) {                                                  \
+        const int in_l2 = k_rows * ldx * (ptrdiff_t)sizeof(V) <= WSK_PREFETCH_NEAR_BYTES; \
+        for (ptrdiff_t i = i0; i < i1; i++) {                                          \
+            if (skip && skip[i]) continue;                                             \
+            const ptrdiff_t p = indptr[i], nnz = indptr[i + 1] - p, avail = n_idx - p; \
+            if (in_l2)                                                                 \
+                wsk_spmm_tile_##SFX##_##TGT(vals + p, cols + p, nnz,                   \
+                                            avail > nnz ? avail : nnz, X, ldx,         \
+                                            out + i * ldo, 8, 1, WSK_PREFETCH_NEAR);   \
+            else                                                                       \
+                wsk_spmm_tile_##SFX##_##TGT(vals + p, cols + p, nnz,                   \
+                                            avail > nnz ? avail : nnz, X, ldx,         \
+                                            out + i * ldo, 8, 1, WSK_PREFETCH_AHEAD);  \
+        }                                                                              \
+        return;                                                                        \
+    }                                                                                  \
+    for (ptrdiff_t i = i0; i < i1; i++) {                                              \
+        if (skip && skip[i]) continue;                                                 \
+        const ptrdiff_t p = indptr[i], nnz = indptr[i + 1] - p;                        \
+        if (nnz == 0)                                                                  \
+            memset(out + i * ldo, 0, n * sizeof(V));                                   \
+        else                                                                           \
+            wsk_spmm_row_##SFX##_##TGT(vals + p, cols + p, nnz, X, ldx, out + i * ldo, n); \
+    }                                                                                  \
 }                                                                                      \
 /* Column form: Y[rows[p] * ldy + 0:n] += vals[p] * x[0:n] for a column of W (CSC) and */ \
 /* its row x of X, held in registers while the column's nonzeros stream past.         */ \
@@ -370,7 +401,19 @@ WSK_DEFINE_PLANE(double, wsk_vd_##TGT, VBYTES / 8, f64, TGT, ATTR)
    1.04 streamed, 1.13 tiled). */
 #define WSK_STREAM_PITCH 4096
 #define WSK_STREAM_NNZ 64
+/* Python's build flags add -fwrapv (signed integers wrap); GCC then cannot bound the
+   baseline tiles' loops and keeps a row's last nonzeros in a loop of single steps, with a
+   register more in use: the whole 1024^2 x 256 product (fp32, 90 % zeros, Zen 4) took 3 %
+   longer with the same header driven from C, 10 % once inlined.  Nothing here relies on
+   wrapping. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-wrapv")
+#endif
 WSK_DEFINE_TARGET(base, WSK_NOATTR, 16, 32, 1)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 #if WSK_X86_DISPATCH
 WSK_DEFINE_TARGET(avx2, WSK_TARGET_V3, 32, 0, 0)
 WSK_DEFINE_TARGET(avx512, WSK_TARGET_V4, 64, 0, 0)
@@ -656,10 +699,10 @@ typedef void (*wsk_spmm_row_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, 
 typedef void (*wsk_spmm_row_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
-typedef void (*wsk_spmm_row_ahead_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
-typedef void (*wsk_spmm_row_ahead_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, float*, ptrdiff_t);
-typedef void (*wsk_spmm_row_ahead_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
-typedef void (*wsk_spmm_row_ahead_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f32_i32_t)(const float*, const int32_t*, const int32_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const float*, ptrdiff_t, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f32_i64_t)(const float*, const int64_t*, const int64_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const float*, ptrdiff_t, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f64_i32_t)(const double*, const int32_t*, const int32_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const double*, ptrdiff_t, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_f64_i64_t)(const double*, const int64_t*, const int64_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const double*, ptrdiff_t, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, double*, ptrdiff_t, ptrdiff_t);
@@ -679,10 +722,10 @@ static wsk_spmm_row_f32_i32_t wsk_spmm_row_f32_i32 = wsk_spmm_row_f32_i32_base;
 static wsk_spmm_row_f32_i64_t wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_base;
 static wsk_spmm_row_f64_i32_t wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_base;
 static wsk_spmm_row_f64_i64_t wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_base;
-static wsk_spmm_row_ahead_f32_i32_t wsk_spmm_row_ahead_f32_i32 = wsk_spmm_row_ahead_f32_i32_base;
-static wsk_spmm_row_ahead_f32_i64_t wsk_spmm_row_ahead_f32_i64 = wsk_spmm_row_ahead_f32_i64_base;
-static wsk_spmm_row_ahead_f64_i32_t wsk_spmm_row_ahead_f64_i32 = wsk_spmm_row_ahead_f64_i32_base;
-static wsk_spmm_row_ahead_f64_i64_t wsk_spmm_row_ahead_f64_i64 = wsk_spmm_row_ahead_f64_i64_base;
+static wsk_spmm_rows_f32_i32_t wsk_spmm_rows_f32_i32 = wsk_spmm_rows_f32_i32_base;
+static wsk_spmm_rows_f32_i64_t wsk_spmm_rows_f32_i64 = wsk_spmm_rows_f32_i64_base;
+static wsk_spmm_rows_f64_i32_t wsk_spmm_rows_f64_i32 = wsk_spmm_rows_f64_i32_base;
+static wsk_spmm_rows_f64_i64_t wsk_spmm_rows_f64_i64 = wsk_spmm_rows_f64_i64_base;
 static wsk_spmm_scatter_f32_i32_t wsk_spmm_scatter_f32_i32 = wsk_spmm_scatter_f32_i32_base;
 static wsk_spmm_scatter_f32_i64_t wsk_spmm_scatter_f32_i64 = wsk_spmm_scatter_f32_i64_base;
 static wsk_spmm_scatter_f64_i32_t wsk_spmm_scatter_f64_i32 = wsk_spmm_scatter_f64_i32_base;
@@ -706,10 +749,10 @@ static const char* wsk_simd_path_name = "baseline";
     wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_##TGT;    \
     wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_##TGT;    \
     wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_##TGT;    \
-    wsk_spmm_row_ahead_f32_i32 = wsk_spmm_row_ahead_f32_i32_##TGT; \
-    wsk_spmm_row_ahead_f32_i64 = wsk_spmm_row_ahead_f32_i64_##TGT; \
-    wsk_spmm_row_ahead_f64_i32 = wsk_spmm_row_ahead_f64_i32_##TGT; \
-    wsk_spmm_row_ahead_f64_i64 = wsk_spmm_row_ahead_f64_i64_##TGT; \
+    wsk_spmm_rows_f32_i32 = wsk_spmm_rows_f32_i32_##TGT; \
+    wsk_spmm_rows_f32_i64 = wsk_spmm_rows_f32_i64_##TGT; \
+    wsk_spmm_rows_f64_i32 = wsk_spmm_rows_f64_i32_##TGT; \
+    wsk_spmm_rows_f64_i64 = wsk_spmm_rows_f64_i64_##TGT; \
     wsk_spmm_scatter_f32_i32 = wsk_spmm_scatter_f32_i32_##TGT; \
     wsk_spmm_scatter_f32_i64 = wsk_spmm_scatter_f32_i64_##TGT; \
     wsk_spmm_scatter_f64_i32 = wsk_spmm_scatter_f64_i32_##TGT; \

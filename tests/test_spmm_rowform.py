@@ -167,25 +167,27 @@ def test_tile_loop_boundaries_agree_with_the_reference(simd):
     int64 indices, with and without column blocks, NaN and inf in W and X, against a float64
     reference built independently (np.add.at over the stored entries), with the kernel
     checking the indices or not. A row one 8x1 tile wide (32 fp32 / 16 fp64 columns, whole
-    or a column block) prefetches, in its last 16 nonzeros, what the next row's first ones
-    meet (wsk_spmm_row_ahead)."""
+    or a column block) prefetches, in its last 8 nonzeros (16 for an X over 256 KiB), what
+    the next row's first ones meet (wsk_spmm_rows, 16 rows a call)."""
     assert _run_on(simd, _TILES_CHILD) == [simd, "280"]
 
 
 _AHEAD_CHILD = """
+import itertools
 import numpy as np
 import wsekern
 from wsekern import _spmm
 rng = np.random.default_rng(3)
-K, M = 200, 40
+M = 40                                  # 16 rows a kernel call: 3 calls
 counts = 5 + np.arange(M) % 30
 indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-cols = rng.integers(0, K, size=indptr[-1]).astype(np.int32)
-vals = rng.uniform(-1, 1, len(cols)).astype(np.float32)
-X = rng.standard_normal((K, 96)).astype(np.float32)
+vals = rng.uniform(-1, 1, indptr[-1]).astype(np.float32)
 rows = np.repeat(np.arange(M), counts)
 checked = 0
-for bad_row in (1, 7, M - 1):
+# K = 2100: a 32-column fp32 block is 269 KiB, prefetched 16 ahead (8 at 256 KiB or less)
+for K, bad_row in itertools.product((200, 2100), (1, 7, 15, 16, M - 1)):
+    cols = np.random.default_rng(K).integers(0, K, size=indptr[-1]).astype(np.int32)
+    X = rng.standard_normal((K, 96)).astype(np.float32)
     for bad in (K, 2**31 - 1, -1, -2**31):
         c = cols.copy()
         c[indptr[bad_row] + 2] = bad      # prefetched by the row before, never read
@@ -210,6 +212,7 @@ print(wsekern.get_config()["simd"], checked)
 def test_out_of_range_index_in_the_next_row_is_refused_not_read(simd):
     """A row's last nonzeros prefetch the pieces of X the next row meets before the kernel
     has checked that row's column indices: an index out of range there (K, 2**31 - 1, -1,
-    -2**31) names an address that is prefetched, never read. The kernel reports that row
+    -2**31) names an address that is prefetched, never read. Bad rows on either side of a
+    kernel call's 16 rows, X blocks prefetched 8 and 16 ahead. The kernel reports that row
     and every other row is right, on every path, in a child process."""
-    assert _run_on(simd, _AHEAD_CHILD) == [simd, "48"]
+    assert _run_on(simd, _AHEAD_CHILD) == [simd, "160"]
