@@ -157,6 +157,12 @@ cdef class Engine:
     cdef int32_t* bucket[WINDOW]
     cdef int64_t bucket_n[WINDOW]
     cdef int64_t bucket_cap[WINDOW]
+    # buffers of the buckets whose cycle has run, most recent last: a bucket that needs
+    # room takes one rather than growing its own (each cycle's bucket is a new one, and
+    # growing them all would take fresh memory for every cycle of the window)
+    cdef int32_t* spare[WINDOW]
+    cdef int64_t spare_cap[WINDOW]
+    cdef int spare_n
     cdef int64_t now, in_window
     cdef int32_t* sort_tmp                # the radix sort's second buffer
     cdef int64_t sort_cap
@@ -244,6 +250,7 @@ cdef class Engine:
             self.bucket[b] = NULL
             self.bucket_n[b] = 0
             self.bucket_cap[b] = 0
+        self.spare_n = 0
 
     def __dealloc__(self):
         cdef int b
@@ -259,8 +266,9 @@ cdef class Engine:
         free(self.nz_v)
         wsk_aligned_free(self.pe)
         for b in range(WINDOW):
-            if self.bucket[b] != NULL:
-                free(self.bucket[b])
+            free(self.bucket[b])
+        for b in range(self.spare_n):
+            free(self.spare[b])
 
     def __init__(self, int R, int C, int n_colours, int queue_depth, dict params):
         if not 1 <= n_colours < 2**15:
@@ -576,12 +584,22 @@ cdef class Engine:
     cdef int _bucket_add(self, int64_t t, int agent) except -1:
         cdef int b = t % WINDOW
         cdef int32_t* grown
-        if self.bucket_n[b] == self.bucket_cap[b]:
-            self.bucket_cap[b] = max(16, 2 * self.bucket_cap[b])
-            grown = <int32_t*> realloc(self.bucket[b], self.bucket_cap[b] * sizeof(int32_t))
-            if grown == NULL:
-                raise MemoryError()
-            self.bucket[b] = grown
+        cdef int64_t n = self.bucket_n[b]
+        if n == self.bucket_cap[b]:
+            if self.spare_n > 0 and self.spare_cap[self.spare_n - 1] > n:
+                self.spare_n -= 1           # a spare buffer with room: the most recent
+                grown = self.spare[self.spare_n]
+                if n > 0:
+                    memcpy(grown, self.bucket[b], n * sizeof(int32_t))
+                free(self.bucket[b])
+                self.bucket[b] = grown
+                self.bucket_cap[b] = self.spare_cap[self.spare_n]
+            else:
+                grown = <int32_t*> realloc(self.bucket[b], max(16, 2 * n) * sizeof(int32_t))
+                if grown == NULL:
+                    raise MemoryError()
+                self.bucket[b] = grown
+                self.bucket_cap[b] = max(16, 2 * n)
         self.bucket[b][self.bucket_n[b]] = agent
         self.bucket_n[b] += 1
         self.in_window += 1
@@ -1218,6 +1236,12 @@ cdef class Engine:
                     self._inject(a - self.a_inj, t)
             self.in_window -= self.bucket_n[b]
             self.bucket_n[b] = 0
+            if self.bucket[b] != NULL:          # its buffer serves the next bucket to grow
+                self.spare[self.spare_n] = self.bucket[b]
+                self.spare_cap[self.spare_n] = self.bucket_cap[b]
+                self.spare_n += 1
+                self.bucket[b] = NULL
+                self.bucket_cap[b] = 0
             self.now += 1
             if 0 <= next_report <= self.n_events:
                 progress(self.n_events)
