@@ -1250,6 +1250,18 @@ cdef class Engine:
             progress(self.n_events)
         return self.t_done
 
+    def calendar_buffers(self):
+        """(buffers, bytes) the calendar's buckets hold, their spares included."""
+        cdef int b
+        cdef int64_t n = 0, nbytes = 0
+        for b in range(WINDOW):
+            if self.bucket[b] != NULL:
+                n += 1
+                nbytes += self.bucket_cap[b] * sizeof(int32_t)
+        for b in range(self.spare_n):
+            nbytes += self.spare_cap[b] * sizeof(int32_t)
+        return int(n + self.spare_n), int(nbytes)
+
     def log_visits(self):
         """Record each agent's run in the next ``run`` (small runs: a Python list)."""
         self.logging = True

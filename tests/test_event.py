@@ -449,6 +449,26 @@ def test_agents_run_in_time_order(monkeypatch, compressed):
         assert np.any(agents < a_main) and np.any((agents >= a_red) & (agents < a_inj))
 
 
+def test_calendar_reuses_the_buffers_of_cycles_that_have_run(monkeypatch):
+    """A cycle's bucket of agents takes the buffer of a bucket whose cycle has run: a run
+    of more cycles than the calendar's 4096 holds a few buffers, not one per cycle, and
+    reduces as it did (the sum, and the cycles of the chain: K wavelets plus the stages)."""
+    engines, run = [], event._run
+
+    def keep(engine, progress=None):
+        engines.append(engine)
+        return run(engine, progress)
+    monkeypatch.setattr(event, "_run", keep)
+    config = WaferConfig.wse2()
+    P, K = 3, 6000
+    vectors = np.random.default_rng(3).standard_normal((P, K * config.values_per_dense_wavelet))
+    T, out = event.reduce_row(config, P, K, "chain", vectors)
+    np.testing.assert_allclose(out, vectors.sum(0), rtol=1e-12, atol=1e-12)
+    assert K < T < K + 100 * P, T
+    buffers, nbytes = engines[0].calendar_buffers()
+    assert 1 <= buffers <= 16 and nbytes <= 16 * 4096, (buffers, nbytes)
+
+
 _ENGINE_LATENCIES = """
 from wsekern._event import Engine
 params = {"hop": 1.0, "ramp": 2.0, "turn": 0.0, "link_rate": 1.0, "lat": 1.0, "setup": 1.0,
