@@ -32,6 +32,7 @@ lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not
 An event in the count is one wavelet crossing one link (router to router, a ramp, or
 the edge into the region).
 """
+cimport cython
 import numpy as np
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset, memcpy, memcmp
@@ -149,7 +150,8 @@ cdef struct Event:
     int32_t agent
 
 
-cdef class Engine:
+@cython.final                   # no subclass: its cdef methods are called directly (and
+cdef class Engine:              # inlined), not through a table
     # geometry and parameters
     cdef int R, C, P, NC, Q, S, cap_link, cap_ramp, cap_push, cap_edge, mode, vpw, store_fwd, x_colour, rounds
     cdef double hop, ramp, turn, link_dt, lat, setup, task, scalar, fmac
@@ -663,7 +665,9 @@ cdef class Engine:
     cdef inline int _wake(self, int agent, double t) except -1:
         """Run ``agent`` at cycle ceil(t) unless it already runs earlier (it then
         re-derives what it waits for, so a later wake is never needed)."""
-        cdef int64_t ti = <int64_t> ceil(t)
+        cdef int64_t ti = <int64_t> t            # ceil(t), without a call to libm (x86-64
+        if <double> ti < t:                     # has no rounding instruction before SSE4.1)
+            ti += 1
         cdef double* sched = self._sched(agent)
         if ti < self.now:
             ti = self.now
