@@ -209,6 +209,16 @@ def test_deterministic():
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
 
 
+def test_report_gives_the_run_in_wall_and_cpu_seconds():
+    """Beside its wall seconds, a run reports the CPU seconds this process spent in it (on
+    a shared machine the wall also counts other processes' turns on the core)."""
+    W, X = _problem(48, 40, 3, 0.3, 0.5, seed=5)
+    _, rep = event.weight_stationary(W, X, WaferConfig.small(8, 8), (0, 0, 3, 4))
+    d = rep.details
+    assert d["events"] > 0 and d["wall_seconds"] > 0 and d["cpu_seconds"] >= 0
+    assert d["events_per_second"] == d["events"] / d["wall_seconds"]
+
+
 def test_shallow_queues_cause_back_pressure_and_never_speed_up():
     W, X = _problem(128, 64, 16, 0.3, 0.6, seed=5)
     cycles = []
@@ -528,7 +538,7 @@ def _fed_two_streams(replay):
     W.sort_indices()
     eng.set_weights(W.indptr, W.indices, W.data, np.array([0]), np.array([5]),
                     np.array([1, 1], np.uint8), np.array([0, 2, 4]))
-    T, _ = event._run(eng)
+    T, _, _ = event._run(eng)
     return Y, T, eng
 
 
