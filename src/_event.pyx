@@ -32,6 +32,7 @@ lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not
 An event in the count is one wavelet crossing one link (router to router, a ramp, or
 the edge into the region).
 """
+cimport cython
 import numpy as np
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset, memcpy, memcmp
@@ -149,7 +150,8 @@ cdef struct Event:
     int32_t agent
 
 
-cdef class Engine:
+@cython.final                   # no subclass: its cdef methods are called directly (and
+cdef class Engine:              # inlined), not through a table
     # geometry and parameters
     cdef int R, C, P, NC, Q, S, cap_link, cap_ramp, cap_push, cap_edge, mode, vpw, store_fwd, x_colour, rounds
     cdef double hop, ramp, turn, link_dt, lat, setup, task, scalar, fmac
@@ -157,6 +159,12 @@ cdef class Engine:
     cdef int32_t* bucket[WINDOW]
     cdef int64_t bucket_n[WINDOW]
     cdef int64_t bucket_cap[WINDOW]
+    # buffers of the buckets whose cycle has run, most recent last: a bucket that needs
+    # room takes one rather than growing its own (each cycle's bucket is a new one, and
+    # growing them all would take fresh memory for every cycle of the window)
+    cdef int32_t* spare[WINDOW]
+    cdef int64_t spare_cap[WINDOW]
+    cdef int spare_n
     cdef int64_t now, in_window
     cdef int32_t* sort_tmp                # the radix sort's second buffer
     cdef int64_t sort_cap
@@ -244,6 +252,7 @@ cdef class Engine:
             self.bucket[b] = NULL
             self.bucket_n[b] = 0
             self.bucket_cap[b] = 0
+        self.spare_n = 0
 
     def __dealloc__(self):
         cdef int b
@@ -259,8 +268,9 @@ cdef class Engine:
         free(self.nz_v)
         wsk_aligned_free(self.pe)
         for b in range(WINDOW):
-            if self.bucket[b] != NULL:
-                free(self.bucket[b])
+            free(self.bucket[b])
+        for b in range(self.spare_n):
+            free(self.spare[b])
 
     def __init__(self, int R, int C, int n_colours, int queue_depth, dict params):
         if not 1 <= n_colours < 2**15:
@@ -576,12 +586,22 @@ cdef class Engine:
     cdef int _bucket_add(self, int64_t t, int agent) except -1:
         cdef int b = t % WINDOW
         cdef int32_t* grown
-        if self.bucket_n[b] == self.bucket_cap[b]:
-            self.bucket_cap[b] = max(16, 2 * self.bucket_cap[b])
-            grown = <int32_t*> realloc(self.bucket[b], self.bucket_cap[b] * sizeof(int32_t))
-            if grown == NULL:
-                raise MemoryError()
-            self.bucket[b] = grown
+        cdef int64_t n = self.bucket_n[b]
+        if n == self.bucket_cap[b]:
+            if self.spare_n > 0 and self.spare_cap[self.spare_n - 1] > n:
+                self.spare_n -= 1           # a spare buffer with room: the most recent
+                grown = self.spare[self.spare_n]
+                if n > 0:
+                    memcpy(grown, self.bucket[b], n * sizeof(int32_t))
+                free(self.bucket[b])
+                self.bucket[b] = grown
+                self.bucket_cap[b] = self.spare_cap[self.spare_n]
+            else:
+                grown = <int32_t*> realloc(self.bucket[b], max(16, 2 * n) * sizeof(int32_t))
+                if grown == NULL:
+                    raise MemoryError()
+                self.bucket[b] = grown
+                self.bucket_cap[b] = max(16, 2 * n)
         self.bucket[b][self.bucket_n[b]] = agent
         self.bucket_n[b] += 1
         self.in_window += 1
@@ -645,7 +665,9 @@ cdef class Engine:
     cdef inline int _wake(self, int agent, double t) except -1:
         """Run ``agent`` at cycle ceil(t) unless it already runs earlier (it then
         re-derives what it waits for, so a later wake is never needed)."""
-        cdef int64_t ti = <int64_t> ceil(t)
+        cdef int64_t ti = <int64_t> t            # ceil(t), without a call to libm (x86-64
+        if <double> ti < t:                     # has no rounding instruction before SSE4.1)
+            ti += 1
         cdef double* sched = self._sched(agent)
         if ti < self.now:
             ti = self.now
@@ -1218,6 +1240,12 @@ cdef class Engine:
                     self._inject(a - self.a_inj, t)
             self.in_window -= self.bucket_n[b]
             self.bucket_n[b] = 0
+            if self.bucket[b] != NULL:          # its buffer serves the next bucket to grow
+                self.spare[self.spare_n] = self.bucket[b]
+                self.spare_cap[self.spare_n] = self.bucket_cap[b]
+                self.spare_n += 1
+                self.bucket[b] = NULL
+                self.bucket_cap[b] = 0
             self.now += 1
             if 0 <= next_report <= self.n_events:
                 progress(self.n_events)
@@ -1225,6 +1253,18 @@ cdef class Engine:
         if progress is not None:
             progress(self.n_events)
         return self.t_done
+
+    def calendar_buffers(self):
+        """(buffers, bytes) the calendar's buckets hold, their spares included."""
+        cdef int b
+        cdef int64_t n = 0, nbytes = 0
+        for b in range(WINDOW):
+            if self.bucket[b] != NULL:
+                n += 1
+                nbytes += self.bucket_cap[b] * sizeof(int32_t)
+        for b in range(self.spare_n):
+            nbytes += self.spare_cap[b] * sizeof(int32_t)
+        return int(n + self.spare_n), int(nbytes)
 
     def log_visits(self):
         """Record each agent's run in the next ``run`` (small runs: a Python list)."""

@@ -209,6 +209,16 @@ def test_deterministic():
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
 
 
+def test_report_gives_the_run_in_wall_and_cpu_seconds():
+    """Beside its wall seconds, a run reports the CPU seconds this process spent in it (on
+    a shared machine the wall also counts other processes' turns on the core)."""
+    W, X = _problem(48, 40, 3, 0.3, 0.5, seed=5)
+    _, rep = event.weight_stationary(W, X, WaferConfig.small(8, 8), (0, 0, 3, 4))
+    d = rep.details
+    assert d["events"] > 0 and d["wall_seconds"] > 0 and d["cpu_seconds"] >= 0
+    assert d["events_per_second"] == d["events"] / d["wall_seconds"]
+
+
 def test_shallow_queues_cause_back_pressure_and_never_speed_up():
     W, X = _problem(128, 64, 16, 0.3, 0.6, seed=5)
     cycles = []
@@ -449,6 +459,26 @@ def test_agents_run_in_time_order(monkeypatch, compressed):
         assert np.any(agents < a_main) and np.any((agents >= a_red) & (agents < a_inj))
 
 
+def test_calendar_reuses_the_buffers_of_cycles_that_have_run(monkeypatch):
+    """A cycle's bucket of agents takes the buffer of a bucket whose cycle has run: a run
+    of more cycles than the calendar's 4096 holds a few buffers, not one per cycle, and
+    reduces as it did (the sum, and the cycles of the chain: K wavelets plus the stages)."""
+    engines, run = [], event._run
+
+    def keep(engine, progress=None):
+        engines.append(engine)
+        return run(engine, progress)
+    monkeypatch.setattr(event, "_run", keep)
+    config = WaferConfig.wse2()
+    P, K = 3, 6000
+    vectors = np.random.default_rng(3).standard_normal((P, K * config.values_per_dense_wavelet))
+    T, out = event.reduce_row(config, P, K, "chain", vectors)
+    np.testing.assert_allclose(out, vectors.sum(0), rtol=1e-12, atol=1e-12)
+    assert K < T < K + 100 * P, T
+    buffers, nbytes = engines[0].calendar_buffers()
+    assert 1 <= buffers <= 16 and nbytes <= 16 * 4096, (buffers, nbytes)
+
+
 _ENGINE_LATENCIES = """
 from wsekern._event import Engine
 params = {"hop": 1.0, "ramp": 2.0, "turn": 0.0, "link_rate": 1.0, "lat": 1.0, "setup": 1.0,
@@ -508,7 +538,7 @@ def _fed_two_streams(replay):
     W.sort_indices()
     eng.set_weights(W.indptr, W.indices, W.data, np.array([0]), np.array([5]),
                     np.array([1, 1], np.uint8), np.array([0, 2, 4]))
-    T, _ = event._run(eng)
+    T, _, _ = event._run(eng)
     return Y, T, eng
 
 

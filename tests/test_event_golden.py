@@ -38,8 +38,8 @@ def _walk(v):
     if isinstance(v, np.ndarray):
         return _digest(v)
     if isinstance(v, dict):
-        return {str(k): _walk(x) for k, x in sorted(v.items()) if k not in ("wall_seconds",
-                                                                            "events_per_second")}
+        return {str(k): _walk(x) for k, x in sorted(v.items())
+                if k not in ("wall_seconds", "cpu_seconds", "events_per_second")}
     if isinstance(v, (list, tuple)):
         return [_walk(x) for x in v]
     if isinstance(v, (float, np.floating)):

@@ -135,7 +135,7 @@ def _to_physical(link_count, transpose):
 
 
 def _report(config, region, engine, T, wall, analytic_report, *, mapping, transpose, what,
-            macs_dense, macs_useful):
+            macs_dense, macs_useful, cpu):
     st = engine.stats()
     busy = st["busy"] + st["reducer_busy"]
     main_busy = st["busy"]
@@ -182,7 +182,7 @@ def _report(config, region, engine, T, wall, analytic_report, *, mapping, transp
         mapping=mapping, dtype=config.dtype, fmac_per_cycle=config.fmacs,
         details={"mode": "event", "what": what, "events": events,
                  "events_per_second": events / wall if wall > 0 else float("inf"),
-                 "wall_seconds": wall, "ramp_wavelets": int(ramps),
+                 "wall_seconds": wall, "cpu_seconds": cpu, "ramp_wavelets": int(ramps),
                  "stalls": {"wait_data": full(config, region, wait_data),
                             "backpressure": full(config, region, back)},
                  "terms": terms, "tasks": st["tasks"],
@@ -220,14 +220,16 @@ def _trace(trace, transpose):
 
 
 def _run(engine, progress=None):
-    t0 = time.perf_counter()
+    """(the engine's cycles, its wall seconds, the CPU seconds this process spent in them:
+    less than the wall where the machine's other work took turns on the core)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     T = engine.run(progress=progress)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     done, rounds = engine.check_drained()
     if done != rounds:     # a deadlock would be a bug of the mapping, never of the input
         raise RuntimeError(f"event simulation stalled: a reducer finished {done} of {rounds} "
                            f"rounds")
-    return T, wall
+    return T, wall, cpu
 
 
 # --------------------------------------------------------------------------------------
@@ -268,11 +270,11 @@ def weight_stationary(W, X, config, region, *, what="spmm", trace=False, placeme
                                     config.dtype == "fp32")
     eng.set_streams(ptr, idx, val, np.full(C, 1.0 / config.link_wavelets_per_cycle))
     eng.set_weights(W.indptr, W.indices, W.data, m_b[:-1], m_b[1:], pl.use_comp.ravel(), k_b)
-    T, wall = _run(eng, progress)
+    T, wall, cpu = _run(eng, progress)
     _nonfinite_meets_zero(W, X, Y)
     report = _report(config, region, eng, T, wall, ana, mapping="weight-stationary",
                      transpose=False, what=what, macs_dense=ana.macs_dense,
-                     macs_useful=ana.macs_useful)
+                     macs_useful=ana.macs_useful, cpu=cpu)
     return Y, report
 
 
@@ -324,10 +326,10 @@ def activation_stationary(W, X, config, region, *, what="spmm", trace=False,
     dt = np.maximum(1.0 / config.link_wavelets_per_cycle, 1.0 / np.maximum(share, 1e-300))
     eng.set_streams(ptr, idx, val, dt)
     eng.set_activations(X, n_b[:-1], n_b[1:])
-    T, wall = _run(eng, progress)
+    T, wall, cpu = _run(eng, progress)
     report = _report(config, region, eng, T, wall, ana, mapping="activation-stationary",
                      transpose=True, what=what, macs_dense=ana.macs_dense,
-                     macs_useful=ana.macs_useful)
+                     macs_useful=ana.macs_useful, cpu=cpu)
     return Y, report
 
 
@@ -382,7 +384,7 @@ def _collective(config, P, K, topology, vectors=None, store_forward=False):
     eng.set_reduction(child_ptr, child_col, send, np.full(P, n), acc0)
     out = np.zeros(n)
     eng.set_output(out, np.zeros(1, np.int64), 1, 0)
-    T, _ = _run(eng)
+    T, _, _ = _run(eng)
     return T, out
 
 
