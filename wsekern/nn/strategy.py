@@ -29,6 +29,7 @@ from ..errors import SramOverflowError
 from ..wafer import analytic, placement, training
 from ..wafer.config import WaferConfig
 from . import columns, placed
+from .tensor import tap
 
 _STACK = []
 PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when built, before fit
@@ -451,7 +452,6 @@ class LayerPlacement:
         """Called by the layer in a training step: its input as (K x samples) columns,
         and ``y`` returned unchanged but for a tap that records ``grad_rows(dY)``, the
         output gradient as (M x samples) rows, in the backward pass."""
-        from .tensor import tap
         self.last_input = columns
         self.needs_input_grad = input_requires_grad
         return tap(y, lambda g: setattr(self, "last_grad", grad_rows(g)))
