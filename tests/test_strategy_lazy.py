@@ -150,3 +150,21 @@ def test_planned_forward_is_the_plans_forward_report():
     assert training.planned_forward(None) is None
     lp = training.step_plan(cfg, "layer-pipelined", region, W, s, s_t, 12, True)
     assert training.planned_forward(lp) is None
+
+
+def test_a_wrong_count_of_samples_is_refused():
+    """place(..., samples=) takes a count of samples; anything else is refused with a
+    message (in a child process)."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import wsekern as wk
+        from wsekern import nn
+        from wsekern.nn import layers as L
+        strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16))
+        with strategy.scope():
+            model = nn.Sequential([nn.Input((8,)), L.Dense(4)])
+        strategy.place(model, 8, samples=20)
+        cases = [lambda s=s: strategy.place(model, 8, samples=s)
+                 for s in (-1, 2.5, "20", True, [20])]
+        assert strategy.last_batch == 4 and strategy.batch == 8
+    """, 5, needles=("samples",))

@@ -132,6 +132,10 @@ class WaferStrategy:
                 self.batch = None       # the first step places for its own batch
             return
         if samples is not None:
+            if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) \
+                    or samples < 0:
+                raise ValueError(f"samples must be a count of samples (an int >= 0); "
+                                 f"received {samples!r}")
             self.last_batch = _last_batch(batch, samples)
         self._place(model, batch)
 
