@@ -168,3 +168,32 @@ def test_a_wrong_count_of_samples_is_refused():
                  for s in (-1, 2.5, "20", True, [20])]
         assert strategy.last_batch == 4 and strategy.batch == 8
     """, 5, needles=("samples",))
+
+
+@pytest.mark.parametrize("kwargs,last", [
+    ({}, 5), ({"steps_per_epoch": 3}, None), ({"steps_per_epoch": 5}, 5),
+    ({"validation_split": 0.25}, 3), ({"batch_size": 37}, None)])
+def test_fit_tells_the_strategy_its_last_batch(kwargs, last):
+    # 37 samples: batches of 8 leave 5; three steps of 8 leave none; a quarter held out
+    # leaves 27 (3); fit's own figures are those of the same fit told nothing
+    def run(tell):
+        nn.utils.set_random_seed(0)
+        strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16), mode="weight-streaming")
+        with strategy.scope():
+            model = _mlp()
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        if not tell:
+            strategy.fit_begins = lambda model, *a: type(strategy).fit_begins(strategy, model)
+        rng = np.random.default_rng(7)
+        x = (rng.random((37, 40)) - 0.3).astype(np.float32)
+        model.fit(x, rng.integers(0, 10, 37), **{"batch_size": 8, **kwargs}, shuffle=False,
+                  verbose=0)
+        report = model.wafer_report().to_dict()
+        report.pop("cpu_samples_per_s")
+        return strategy, report
+    strategy, got = run(True)
+    assert strategy.last_batch == last
+    other, want = run(False)
+    assert other.last_batch is None
+    _same(got, want)
+    _same(strategy.step_cycles, other.step_cycles)
