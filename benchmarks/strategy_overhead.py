@@ -7,14 +7,15 @@ MNIST digits (the default); ``sparse-mlp`` the same with 90% of each hidden kern
 The strategy's epoch includes reading its report (``str(model.wafer_report())``: per-step
 reports are built when read); the placement is made before the epoch, for its batch and its
 last, shorter batch (made once, it is not the per-step accounting; ``--place-inside`` times
-it with the epoch, against the plain epoch alone). Wall time and this process's CPU time are both
-shown (on a shared machine the CPU time is the steadier), per pair, as the median ratio,
-and as the ratio of the fastest epochs (timeit's rule: the least disturbed run). Steadier
-still when the machine is loaded: the costing's own share of the strategy's epoch, timed
-inside it (``strategy.cost_seconds`` against the rest of that epoch; it leaves out any other
-cost of the strategy, such as a layer's product taking another path when placed).
+it with the epoch, against the plain epoch alone). Wall time and this process's CPU time
+are both shown (on a shared machine the CPU time is the steadier), per pair, as the median
+ratio, and as the ratio of the fastest epochs (timeit's rule: the least disturbed run).
+Steadier still when the machine is loaded: the costing's own share of the strategy's epoch,
+timed inside it (``strategy.cost_seconds`` against the rest of that epoch; it leaves out any
+other cost of the strategy, such as a layer's product taking another path when placed).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/strategy_overhead.py [--repeat 2] [--model mlp]
+        [--place-inside]
 """
 import argparse
 import time
