@@ -69,6 +69,10 @@ def main(argv=None):
           f"{'inside' if args.place_inside else 'before'} the strategy's epoch")
     ratios, epochs = [], []
     with threadpool_limits(1):
+        # untimed: a process's first epoch also grows the allocator's heap (the convnet's
+        # first epoch takes thousands of page faults a step, none after), which would favour
+        # whichever epoch comes second in the first pair
+        epoch_seconds(case, x, y, None)
         for _ in range(args.repeat):
             plain = epoch_seconds(case, x, y, None)
             placed = epoch_seconds(case, x, y, wk.WaferStrategy(wk.WaferConfig.wse2()),
