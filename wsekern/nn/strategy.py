@@ -29,6 +29,7 @@ from ..errors import SramOverflowError
 from ..wafer import analytic, placement, training
 from ..wafer.config import WaferConfig
 from . import columns, placed
+from .tensor import tap
 
 _STACK = []
 PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when built, before fit
@@ -94,6 +95,7 @@ class WaferStrategy:
         self.cost_seconds = 0.0       # wall time spent costing, kept out of CPU timings
         self.attention_cycles = {}    # attention layer -> its costed cycles, summed
         self.batch = None             # the batch the placement was made for
+        self.last_batch = None        # an epoch's last, shorter batch (fit tells it)
         self._check_batch = False     # fit began: its first step's batch is fit's batch
 
     @contextlib.contextmanager
@@ -105,10 +107,14 @@ class WaferStrategy:
             _STACK.remove(self)
 
     # -- placement ------------------------------------------------------------
-    def place(self, model, batch=None):
+    def place(self, model, batch=None, samples=None):
         """Choose the mode and each layer's rectangle for ``batch`` samples per step; raise
         SramOverflowError if even weight streaming cannot hold one layer's activations (or,
         with ``mode='layer-pipelined'``, when some layer fits no rectangle).
+
+        ``samples``: the samples of an epoch (``Model.fit`` tells it, see
+        :meth:`fit_begins`): the step of its last, shorter batch (``samples % batch``) is
+        then worked out here too, as the placed batch's is, not in the epoch.
 
         ``batch=None`` (a model placed when it is built) guesses PLACEMENT_BATCH samples:
         a requested layer-pipelined placement that fails for the guess is left to the
@@ -125,6 +131,12 @@ class WaferStrategy:
                                                 f"{PLACEMENT_BATCH}, {e}")
                 self.batch = None       # the first step places for its own batch
             return
+        if samples is not None:
+            if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) \
+                    or samples < 0:
+                raise ValueError(f"samples must be a count of samples (an int >= 0); "
+                                 f"received {samples!r}")
+            self.last_batch = _last_batch(batch, samples)
         self._place(model, batch)
 
     def _place(self, model, batch):
@@ -168,27 +180,53 @@ class WaferStrategy:
                 p.mapping = "activation-stationary"
             for p in self.placements:      # every region set before one may fail
                 training.check_streaming_fits(cfg, p.layer.name, p.shape[1], p.columns(batch))
-            for p in self.placements:      # done once, not per step
-                stats, stats_t, _ = p.stats()
-                training.prepare_streaming(cfg, p.region, stats, stats_t, p.columns(batch))
+            self._prepare((batch, self.last_batch))
             return
         self.mode = "layer-pipelined"
         self.reason = (f"everything fits: {need / 2**20:,.2f} MiB of "
                        f"{capacity / 2**20:,.1f} MiB of SRAM")
         for p, region in zip(self.placements, regions):
             p.region, p.mapping = region, "weight-stationary"
-        for p, (s, s_t, W) in zip(self.placements, stats):    # done once, not per step
-            training.prepare_step(cfg, self.mode, p.region, W, s, s_t, p.columns(batch))
+        self._prepare((batch, self.last_batch))
         self.edges, self.traced = _dataflow_edges(model, self.placements)
 
-    def fit_begins(self, model):
+    def _prepare(self, batches):
+        """Work out once, not per step, what a step of each of ``batches`` samples reads of
+        the layers' structure on their regions (None: no such batch): the placed batch's,
+        and an epoch's last, shorter one's (kept beside it, so neither is made again)."""
+        cfg = self.config
+        for batch in dict.fromkeys(b for b in batches if b):
+            for p in self.placements:
+                s, s_t, W = p.stats()
+                if self.mode == "weight-streaming":
+                    training.prepare_streaming(cfg, p.region, s, s_t, p.columns(batch))
+                else:
+                    training.prepare_step(cfg, self.mode, p.region, W, s, s_t,
+                                          p.columns(batch))
+
+    def fit_begins(self, model, batch=None, samples=None):
         """``Model.fit`` calls this before its first step. That step's batch is the one fit
         uses (the last batch of an epoch may be smaller), and the placement depends on it
         (what fits in SRAM, each layer's rectangle): a model placed for another batch when
         it was built is placed again for this one before the step is costed, and the
         report starts afresh (its steps ran on the new placement). ``train_on_batch``
-        keeps the placement it finds; ``place(model, batch)`` makes one explicitly."""
+        keeps the placement it finds; ``place(model, batch)`` makes one explicitly.
+
+        ``batch`` and ``samples`` (fit's batch size and the samples of an epoch, where
+        known before it runs): the step of the epoch's last, shorter batch is worked out
+        with the placement (now, when the model is placed for ``batch`` already), not
+        in the epoch."""
         self._check_batch = True
+        if batch is None or samples is None:
+            return
+        last = _last_batch(batch, samples)
+        if last != self.last_batch:
+            self.last_batch = last
+            if self.batch == batch and self.mode is not None and last is not None:
+                try:
+                    self._prepare((last,))
+                except SramOverflowError:
+                    pass        # the step that has this batch raises it, as it would have
 
     def fit_ends(self):
         """``Model.fit`` calls this when it returns or raises: a fit that ran no step leaves
@@ -339,6 +377,13 @@ class WaferStrategy:
         return WaferReport(self, model)
 
 
+def _last_batch(batch, samples):
+    """The size of an epoch's last batch where it is shorter than ``batch``, else None."""
+    batch, samples = int(batch), int(samples)
+    last = samples % batch if batch > 0 else 0
+    return last or None
+
+
 def _leaves(layers):
     """Every layer, with composite ones (attention, transformer blocks, a model used as a
     layer of another) opened up."""
@@ -411,7 +456,6 @@ class LayerPlacement:
         """Called by the layer in a training step: its input as (K x samples) columns,
         and ``y`` returned unchanged but for a tap that records ``grad_rows(dY)``, the
         output gradient as (M x samples) rows, in the backward pass."""
-        from .tensor import tap
         self.last_input = columns
         self.needs_input_grad = input_requires_grad
         return tap(y, lambda g: setattr(self, "last_grad", grad_rows(g)))
@@ -460,13 +504,24 @@ class LayerPlacement:
     @property
     def reports(self):
         """The last step's report per product (forward, input-gradient, weight-gradient),
-        built when first read from the nonzero patterns that step kept."""
+        each built when first read from the nonzero patterns that step kept."""
         if self._pending is not None:
             fixed = training.planned_reports(self._plan, *self._pending[6:8])
             self._reports = fixed if fixed is not None else \
-                training.step_cost(*self._pending)[1]
+                training.step_reports(*self._pending)
             self._pending = None
         return self._reports
+
+    def forward_figures(self):
+        """(MACs performed, dense MACs, bottleneck) of the last step's forward report, or
+        None before a step: a weight-streaming plan gives them without that report (its
+        per-PE maps of the whole wafer); else they are read from the report."""
+        if self._pending is not None:
+            figures = training.planned_forward(self._plan)
+            if figures is not None:
+                return figures
+        fwd = self.reports.get("forward")
+        return (fwd.macs_performed, fwd.macs_dense, fwd.bottleneck) if fwd else None
 
     @property
     def last_useful(self):
@@ -646,16 +701,15 @@ class WaferReport:
             if p.region is None:         # not placed yet (see WaferStrategy.place)
                 continue
             per_step = {k: v / steps for k, v in p.totals.items()}
-            fwd = p.reports.get("forward")
+            fwd = p.forward_figures()       # (performed, dense, bottleneck)
             self.rows.append({
                 "layer": p.layer.name, "type": type(p.layer).__name__,
                 "region": p.region, "mapping": p.mapping, "sram_peak_bytes": p.sram_peak,
                 "cycles_per_step": sum(per_step.values()), **per_step,
                 "columns_per_step": p.columns_max,      # the most a step streamed
-                "macs_skipped_fraction": (1 - fwd.macs_performed / fwd.macs_dense)
-                if fwd and fwd.macs_dense else 0.0,
+                "macs_skipped_fraction": (1 - fwd[0] / fwd[1]) if fwd and fwd[1] else 0.0,
                 "input_zeros": p.activation_zeros / max(p.costed_steps, 1),
-                "bottleneck": fwd.bottleneck if fwd else "-"})
+                "bottleneck": fwd[2] if fwd else "-"})
         self.mode, self.reason = strategy.mode, strategy.reason
         self.traced = getattr(strategy, "traced", False)
         self.edges = [{"from": e.src.layer.name, "to": e.dst.layer.name, "hops": e.hops(),

@@ -844,6 +844,17 @@ def activation_stationary_cycles(w, N, config, region, passes=1):
     return result
 
 
+def activation_stationary_figures(w, N, config, region, passes=1):
+    """(``macs_performed``, ``macs_dense``, ``bottleneck``) of :func:`activation_stationary`'s
+    report for W (``w``, its WeightStats) streamed over N samples on ``region``, without
+    the report (its per-PE maps): the same counts, and the largest of the same timing's
+    terms (kept on ``w``, as :func:`activation_stationary_cycles` keeps them)."""
+    ops = Operands(None, np.zeros((w.K, int(N)), bool), w)
+    *_, terms = _as_cycles(ops, config, int(region[2]), int(region[3]), passes, True)
+    return (len(ops.w_col) * int(N), int(ops.M) * int(ops.K) * int(N),
+            max(terms, key=terms.get))
+
+
 AS_MEMO = 4      # activation-stationary timings kept per weight (a few batch sizes)
 
 

@@ -179,34 +179,48 @@ def step_cost(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
     """One training step of a layer of weight W (M x K) on ``region``: X (K x B) its input,
     G (M x B) its output's gradient. Returns (cycles per part, reports per product,
     pipeline latency)."""
+    reports = step_reports(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad)
+    fwd = reports["forward"]
+    gin = reports["input-gradient"] if needs_input_grad else None
+    gw = reports["weight-gradient"]
     if mode == "layer-pipelined":
-        fwd = analytic.weight_stationary(W, X, cfg, region, exact=False, full=False,
-                                         ops=Operands(W, X, stats))
-        # W.T on the same PEs: each holds the transpose of its block.
-        # (W.T is read only through stats_t: no transpose built per step)
-        gin = analytic.weight_stationary(None, G, cfg, region, exact=False, full=False,
-                                         ops=Operands(None, G, stats_t)) \
-            if needs_input_grad else None
-        gw = analytic.sddmm_cost(G, X, W, cfg, region, sddmm_useful(G, X, W, stats), full=False,
-                                 weights=stats)
         upd = update_cycles(cfg, region, W)
         latency = fwd.cycles_lower / max(X.shape[1], 1) * 2
     else:
-        fwd = analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
-                                             ops=Operands(W, X, stats))
-        gin = analytic.activation_stationary(None, G, cfg, region, passes=1, full=False,
-                                             ops=Operands(None, G, stats_t)) \
-            if needs_input_grad else None
-        # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights, the
-        # forward's very report (the same call), with its own details
-        gw = dataclasses.replace(fwd, details=dict(fwd.details))
         upd = 0.0     # off-wafer, in MemoryX
         latency = 0.0
     parts = {"forward": fwd.cycles, "input-gradient": gin.cycles if gin else 0.0,
              "weight-gradient": gw.cycles, "update": upd}
-    reports = {k: r for k, r in (("forward", fwd), ("input-gradient", gin),
-                                 ("weight-gradient", gw)) if r is not None}
-    return parts, reports, latency
+    return parts, dict(reports), latency
+
+
+def step_reports(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
+    """:func:`step_cost`'s reports per product, each made when first read (a reader of
+    the forward's alone pays for that product alone)."""
+    def make(k):
+        if mode == "layer-pipelined":
+            if k == "forward":
+                return analytic.weight_stationary(W, X, cfg, region, exact=False, full=False,
+                                                  ops=Operands(W, X, stats))
+            if k == "input-gradient":
+                # W.T on the same PEs: each holds the transpose of its block.
+                # (W.T is read only through stats_t: no transpose built per step)
+                return analytic.weight_stationary(None, G, cfg, region, exact=False,
+                                                  full=False, ops=Operands(None, G, stats_t))
+            return analytic.sddmm_cost(G, X, W, cfg, region, sddmm_useful(G, X, W, stats),
+                                       full=False, weights=stats)
+        if k == "forward":
+            return analytic.activation_stationary(W, X, cfg, region, passes=1, full=False,
+                                                  ops=Operands(W, X, stats))
+        if k == "input-gradient":
+            return analytic.activation_stationary(None, G, cfg, region, passes=1, full=False,
+                                                  ops=Operands(None, G, stats_t))
+        # dW = dY @ X.T streams out to MemoryX: costed like a pass of the weights, the
+        # forward's very report (the same call), with its own details
+        fwd = reports["forward"]
+        return dataclasses.replace(fwd, details=dict(fwd.details))
+    reports = LazyReports(_report_names(needs_input_grad), make)
+    return reports
 
 
 def update_cycles(cfg, region, W):
@@ -325,6 +339,19 @@ def planned_reports(plan, x_nz, g_nz):
         r = _plan_report(plan, k)
         return dataclasses.replace(r, macs_useful=useful[k], details=dict(r.details))
     return LazyReports(_report_names(plan["step"][4]), report)
+
+
+def planned_forward(plan):
+    """(MACs performed, dense MACs, bottleneck) of the forward report
+    :func:`planned_reports` gives a ``"fixed"`` plan's step, without making that report
+    (its per-PE maps of the whole region); None for the other plans."""
+    if plan is None or plan["kind"] != "fixed":
+        return None
+    if plan["reports"] is not None or "forward" in plan.get("made", {}):
+        r = _plan_report(plan, "forward")
+        return r.macs_performed, r.macs_dense, r.bottleneck
+    cfg, _, region, _, _ = plan["step"]
+    return analytic.activation_stationary_figures(plan["stats"], plan["N"], cfg, region)
 
 
 def _report_names(needs_input_grad):

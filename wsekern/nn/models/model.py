@@ -493,7 +493,8 @@ class Model(Layer):
         epoch_logs = {}
         try:
             if self.strategy is not None:
-                self.strategy.fit_begins(self)      # placed for the batch fit uses
+                # placed for the batch fit uses; an epoch's last, shorter batch with it
+                self.strategy.fit_begins(self, *_epoch_batches(train))
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
                 callbacks_.call("on_epoch_begin", epoch)
@@ -673,6 +674,14 @@ def _unpack(data):
 def _is_arrays(x):
     return isinstance(x, (np.ndarray, dict)) or is_structure(x) or (
         isinstance(x, (list, tuple)) and not (x and isinstance(x[0], tuple)))
+
+
+def _epoch_batches(train):
+    """(batch size, samples an epoch of ``train`` yields) where known before it runs (arrays
+    cut into batches), else ()."""
+    if not isinstance(train, ArrayBatches) or not train.batch_size:
+        return ()
+    return train.batch_size, min(train.n, train.n_steps() * train.batch_size)
 
 
 def _batch_size(x):
