@@ -260,7 +260,8 @@ def _cmd_validate(args):
         for r in out["scale"]:
             print(f"  W {r['n']}^2 at {r['density']:.1%} on {r['grid']}x{r['grid']} PEs: "
                   f"{r['seconds']:.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB, "
-                  f"{r['events']:,} events at {r['events_per_second'] / 1e6:.1f} M/s, "
+                  f"{r['events']:,} events at {r['events_per_second'] / 1e6:.1f} M/s "
+                  f"({r['events_per_cpu_second'] / 1e6:.1f} M per CPU second), "
                   f"{r['cycles']:,.0f} cycles (analytic {r['analytic_cycles']:,.0f})")
 
 
