@@ -68,8 +68,8 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
     """:func:`chain_rounds` on one chain whose positions are the columns of samples-major
     (N x C) work, first and last (the step kernels' ``pipeline=`` option): the last round's
     completion, 0.0 when there is none. ``L`` must hold one entry. With ``avx512`` (the
-    caller has checked that the CPU runs it: _step_cost's wsk_step_avx512_runs) the positions run 8
-    lanes wide: the same floats."""
+    caller has checked that the CPU runs it: _step_cost's wsk_step_avx512_runs, _screen's
+    wsk_stream_avx512_runs) the positions run 8 lanes wide: the same floats."""
     if L.shape[0] != 1:
         raise ValueError(f"pipeline: L must have one entry (one chain); received "
                          f"{L.shape[0]}")

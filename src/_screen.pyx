@@ -10,9 +10,46 @@ extension is built with -ffp-contract=off, so no multiply-add is fused).
 """
 import numpy as np
 from libc.math cimport INFINITY, ceil
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdlib cimport free, malloc
 
 from _chain cimport chain_columns, chain_rounds, check_chain_args
+
+
+cdef extern from "wsk_stream.h" nogil:
+    # X's pattern as K x N contiguous bytes, one PE column's counts from it, and the
+    # columns' work, first and last per sample (baseline, and AVX-512 where it runs)
+    const uint8_t* wsk_x_kmajor(const uint8_t* x, Py_ssize_t K, Py_ssize_t N, Py_ssize_t sk,
+                                Py_ssize_t sn, uint8_t* scratch)
+    void wsk_x_column(const uint8_t* xt, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t N, int nz,
+                      int64_t* out, int64_t* A)
+    void wsk_x_column_avx512(const uint8_t* xt, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t N,
+                             int nz, int64_t* out, int64_t* A)
+    void wsk_dense_samples(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn, double tmax,
+                           double eos, int64_t wpv, double dt, double fill, int64_t* V,
+                           int64_t* Asum, double* work, double* first, double* last)
+    void wsk_dense_samples_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                                  double tmax, double eos, int64_t wpv, double dt,
+                                  double fill, int64_t* V, int64_t* Asum, double* work,
+                                  double* first, double* last)
+    int wsk_stream_avx512_runs()
+
+
+cdef bint _AVX512_RUNS = wsk_stream_avx512_runs()
+cdef bint _use_avx512 = _AVX512_RUNS
+
+
+def use_simd_path(path):
+    """Run :func:`dense_stream`'s passes (its counts, its per-sample figures and its chain)
+    on ``path``: "avx512" (8 lanes, where this CPU runs it; else the baseline) or
+    "baseline"/"avx2" (the baseline build); the same figures either way. Returns the path
+    in use. WSEKERN_SIMD sets it at import (wsekern/simd_path.py); tests call it to check
+    each."""
+    global _use_avx512
+    if path not in ("avx512", "avx2", "baseline"):
+        raise ValueError(f"path must be 'avx512', 'avx2' or 'baseline'; received {path!r}")
+    _use_avx512 = path == "avx512" and _AVX512_RUNS
+    return "avx512" if _use_avx512 else "baseline"
 
 
 def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax, double eos,
@@ -32,7 +69,7 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     the arrays just made: the same recurrence (src/_chain.pxd), so the same float.
     """
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
-    cdef Py_ssize_t n, c, k
+    cdef Py_ssize_t c
     if C < 0 or (C > 0 and (k_b[0] < 0 or k_b[C] > K)):
         raise ValueError(f"k_b must be {C + 1} bounds within 0..{K}; received "
                          f"{np.asarray(k_b)!r}")
@@ -45,37 +82,45 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
-    cdef long[::1] a_n = np.zeros(N, dtype=np.int_)     # one column's a, per sample
-    cdef long a, v, a_sum, v_sum, a_max = 0, v_max = 0
-    cdef double cum
+    a_cn_a = np.zeros((C, N), np.int64)
+    cdef int64_t[:, ::1] a_cn = a_cn_a                 # per column, its a per sample
+    cdef int64_t a_max = 0, v_max = 0
+    # scratch: per column its sums of v and of a, and X K-major when it is not already
+    cdef Py_ssize_t copy = 0 if x_nz.strides[1] == 1 and x_nz.strides[0] == N else K * N
+    cdef int64_t* V = <int64_t*> malloc(16 * C + copy + 8)
+    if V == NULL:
+        raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
+    cdef int64_t* A_sum = V + C
+    cdef uint8_t* xs = <uint8_t*> (A_sum + C)
+    cdef const uint8_t* xt = NULL
     with nogil:
-        # column by column (its samples in order, so the cumulative sums are the same)
-        for c in range(C):
-            for n in range(N):
-                a_n[n] = 0
-            for k in range(k_b[c], k_b[c + 1]):
-                for n in range(N):
-                    a_n[n] += x_nz[k, n]
-            a_sum = 0
-            v_sum = 0
-            for n in range(N):
-                a = a_n[n]
-                v = a * wpv + 1
-                a_sum += a
-                v_sum += v
-                work[n, c] = <double> a * tmax + eos
-                cum = <double> v_sum * dt
-                first[n, c] = (cum - <double> v * dt) + fill
-                last[n, c] = (cum - dt) + fill
-            if a_sum > a_max:
-                a_max = a_sum
-            if v_sum > v_max:
-                v_max = v_sum
+        if K and N and C:
+            xt = wsk_x_kmajor(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1], xs)
+            for c in range(C):
+                if _use_avx512:
+                    wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 0, &a_cn[c, 0], NULL)
+                else:
+                    wsk_x_column(xt, k_b[c], k_b[c + 1], N, 0, &a_cn[c, 0], NULL)
+        # sample after sample across the columns (each column's samples in order, so the
+        # cumulative sums are the same)
+        if N and C and _use_avx512:
+            wsk_dense_samples_avx512(N, C, &a_cn[0, 0], tmax, eos, wpv, dt, fill, V, A_sum,
+                                     &work[0, 0], &first[0, 0], &last[0, 0])
+        elif N and C:
+            wsk_dense_samples(N, C, &a_cn[0, 0], tmax, eos, wpv, dt, fill, V, A_sum,
+                              &work[0, 0], &first[0, 0], &last[0, 0])
+        for c in range(C if N else 0):
+            if A_sum[c] > a_max:
+                a_max = A_sum[c]
+            if V[c] > v_max:
+                v_max = V[c]
+    free(V)
     if pipeline is None:
         return work_a, first_a, last_a, int(a_max), int(v_max)
     L_, hop, ramp, lat, launch, task, cushion = pipeline
+    # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
-                                     ramp, lat, launch, task, cushion)
+                                     ramp, lat, launch, task, cushion, _use_avx512)
     return work_a, first_a, last_a, int(a_max), int(v_max), float(done)
 
 

@@ -8,8 +8,27 @@ import numpy as np
 
 from libc.math cimport INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
+from libc.stdlib cimport malloc, free
 
 from _chain cimport chain_columns
+
+
+cdef extern from "wsk_stream.h" nogil:
+    # X's pattern as K x N contiguous bytes, one PE column's counts from it, and the
+    # columns' work, first and last per sample (baseline, and AVX-512 where it runs)
+    const uint8_t* wsk_x_kmajor(const uint8_t* x, Py_ssize_t K, Py_ssize_t N, Py_ssize_t sk,
+                                Py_ssize_t sn, uint8_t* scratch)
+    void wsk_x_column(const uint8_t* xt, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t N, int nz,
+                      int64_t* out, int64_t* A)
+    void wsk_x_column_avx512(const uint8_t* xt, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t N,
+                             int nz, int64_t* out, int64_t* A)
+    int64_t wsk_ws_samples(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                           const double* share, const double* tm, double eos, int64_t wpv,
+                           double dt, int64_t* V, double* work, double* first, double* last)
+    int64_t wsk_ws_samples_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                                  const double* share, const double* tm, double eos,
+                                  int64_t wpv, double dt, int64_t* V, double* work,
+                                  double* first, double* last)
 
 
 cdef inline double dmax(double a, double b) noexcept nogil:
@@ -467,23 +486,36 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
-    cdef int64_t a, A_k, v, v_sum, v_max = 0, sram = 0, sram_c, cnt
-    cdef double A, A_task, busy = -INFINITY, comp_busy = -INFINITY, w
-    cdef double share, cum, cmax, tm
+    cdef int64_t A_k, v_max = 0, sram = 0, sram_c, cnt
+    cdef double A, A_task, busy = -INFINITY, comp_busy = -INFINITY
+    cdef double cmax, tm
     cdef bint any_comp = False, comp_col
     cdef ColumnFigures fig
     cdef wsk_step_fig vfig
+    # scratch: each k's activations over the batch, per column its V, share and tm, and
+    # X K-major when it is not already
+    cdef Py_ssize_t copy = 0 if x_nz.strides[1] == 1 and x_nz.strides[0] == N else K * N
+    cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 3 * C) + copy + 8)
+    if A_of_k == NULL:
+        raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
+    cdef int64_t* V = A_of_k + K
+    cdef double* share_c = <double*> (V + C)
+    cdef double* tm_c = share_c + C
+    cdef uint8_t* xs = <uint8_t*> (tm_c + C)
+    cdef const uint8_t* xt = NULL
     with nogil:
+        if K and N:
+            xt = wsk_x_kmajor(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1], xs)
         for c in range(C):
             for r in range(R):
                 sw[r] = 0
             cnt = 0
+            if N and _use_avx512:
+                wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 1, &a_cn[c, 0], A_of_k)
+            elif N:
+                wsk_x_column(xt, k_b[c], k_b[c + 1], N, 1, &a_cn[c, 0], A_of_k)
             for k in range(k_b[c], k_b[c + 1]):
-                A_k = 0
-                for n in range(N):
-                    a = x_nz[k, n] != 0
-                    A_k += a
-                    a_cn[c, n] += a
+                A_k = A_of_k[k] if N else 0
                 cnt += A_k
                 if A_k and tb_p != NULL:
                     wsk_table_row_avx512(R, tb_p + k * R, A_k, &sw[0])
@@ -520,26 +552,21 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
         if any_comp and comp_busy > busy:
             busy = comp_busy
         for c in range(C):
-            share = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
             # a * tmax, or 0.0 in a column with no dense block (a >= 0: a * 0.0 is 0.0);
             # then the compressed share where any block is compressed and it is more
-            # (dmax(x, w) is x only when x > w: the comparison ws_step_stream makes), each
+            # (max(x, w) is x only when x > w: the comparison ws_step_stream makes), each
             # without a branch on the sample's count
-            tm = tmax[c] if tmax[c] > -INFINITY else 0.0
+            share_c[c] = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
+            tm_c[c] = tmax[c] if tmax[c] > -INFINITY else 0.0
             if not any_comp:
-                share = -INFINITY       # a * share > w never holds (a * -inf <= 0 <= w)
-            v_sum = 0
-            for n in range(N):
-                a = a_cn[c, n]
-                w = dmax(<double> a * share, <double> a * tm)
-                work[n, c] = w + eos
-                v = a * wpv + 1
-                v_sum += v
-                cum = <double> v_sum * dt
-                first[n, c] = cum - <double> v * dt
-                last[n, c] = cum - dt
-            if v_sum > v_max:
-                v_max = v_sum
+                share_c[c] = -INFINITY  # a * share > w never holds (a * -inf <= 0 <= w)
+        if N and C and _use_avx512:
+            v_max = wsk_ws_samples_avx512(N, C, &a_cn[0, 0], share_c, tm_c, eos, wpv, dt, V,
+                                          &work[0, 0], &first[0, 0], &last[0, 0])
+        elif N and C:
+            v_max = wsk_ws_samples(N, C, &a_cn[0, 0], share_c, tm_c, eos, wpv, dt, V,
+                                   &work[0, 0], &first[0, 0], &last[0, 0])
+    free(A_of_k)
     if pipeline is None:
         return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
     L_, hop, ramp, lat, launch, cushion, fill = pipeline
