@@ -1,7 +1,7 @@
 # The max-plus recurrence of one reduction chain over its rounds (src/_pipeline.pyx's
 # grid_pipeline), shared by the kernels that feed it: grid_pipeline walks given arrays,
 # _screen.ws_pipeline makes each chain's work as it goes (header-only, inlined).
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport free, malloc
 
 
 cdef extern from "wsk_chain.h" nogil:
@@ -78,7 +78,8 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
     cdef double done = 0.0
     if C == 0 or N == 0:
         return done
-    cdef double* E = <double*> calloc(5 * C + N * C, sizeof(double))
+    # not zeroed: the recurrence writes each scratch value before it reads it
+    cdef double* E = <double*> malloc((5 * C + N * C) * sizeof(double))
     if E == NULL:
         raise MemoryError(f"{caller}: the chain's scratch of {5 * C + N * C} floats")
     with nogil:

@@ -82,7 +82,7 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
-    a_cn_a = np.zeros((C, N), np.int64)
+    a_cn_a = np.empty((C, N), np.int64)
     cdef int64_t[:, ::1] a_cn = a_cn_a                 # per column, its a per sample
     cdef int64_t a_max = 0, v_max = 0
     # scratch: per column its sums of v and of a, and X K-major when it is not already
@@ -94,8 +94,9 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef uint8_t* xs = <uint8_t*> (A_sum + C)
     cdef const uint8_t* xt = NULL
     with nogil:
-        if K and N and C:
+        if K and N:
             xt = wsk_x_kmajor(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1], xs)
+        if N:                   # every column's row (K = 0: no k, each row 0)
             for c in range(C):
                 if _use_avx512:
                     wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 0, &a_cn[c, 0], NULL)

@@ -473,7 +473,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
         if not (d_cmax.shape[0] == d_tm.shape[0] == d_sram.shape[0] == d_comp.shape[0]
                 == C):
             raise ValueError(f"dead must hold {C} entries per array (one per PE column)")
-    a_cn_a = np.zeros((C, N), np.int64)
+    a_cn_a = np.empty((C, N), np.int64)       # each column's row: wsk_x_column's
     cdef int64_t[:, ::1] a_cn = a_cn_a
     cdef int64_t[::1] A_c = np.zeros(C, np.int64)
     cdef double[::1] tmax = np.full(C, -INFINITY)

@@ -51,6 +51,25 @@ static inline __attribute__((always_inline)) void wsk_chain_cushion(
         free_[c] = wsk_chain_dmax(free_[c], later[c] + back + 1);
 }
 
+/* the scan's terms off its serial path, each position's own lane: out[c] = (in[c] + a) + b
+ * (a receiver's arrival, G + lat + ramp) and v[c] = ((v[c] - ramp) - lat) + 1 (a sender's
+ * free round from its tail) */
+static inline __attribute__((always_inline)) void wsk_chain_offset(
+        double* restrict out, const double* restrict in, double a, double b, ptrdiff_t n)
+{
+    ptrdiff_t c;
+    for (c = 0; c < n; c++)
+        out[c] = in[c] + a + b;
+}
+
+static inline __attribute__((always_inline)) void wsk_chain_free(
+        double* restrict v, double ramp, double lat, ptrdiff_t n)
+{
+    ptrdiff_t c;
+    for (c = 0; c < n; c++)
+        v[c] = v[c] - ramp - lat + 1;
+}
+
 /* the chain's arguments, any strides: (position, round) byte strides per array */
 #define WSK_CHAIN_ARGS \
         const char* work, ptrdiff_t w_sc, ptrdiff_t w_sn, \
@@ -83,14 +102,19 @@ static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARG
             D = Gr[P - 1] + task;
             free_[P - 1] = D;
         } else {
+            /* the serial scan holds only its own two recurrences: the receivers' arrivals
+               are worked out before it, in free_, and each tail becomes a free round
+               after it (the same operations on each value) */
+            wsk_chain_offset(free_ + 1, Gr + 1, lat, ramp, P - 2);
             h = Gr[0] + launch + ramp;
             tl = h + Lg - 1;
-            free_[0] = tl - ramp - lat + 1;
+            free_[0] = tl;
             for (c = 1; c < P - 1; c++) {
-                h = wsk_chain_dmax(h + delta, Gr[c] + lat + ramp);
+                h = wsk_chain_dmax(h + delta, free_[c]);
                 tl = wsk_chain_dmax(tl + delta, h + Lg - 1);
-                free_[c] = tl - ramp - lat + 1;
+                free_[c] = tl;
             }
+            wsk_chain_free(free_, ramp, lat, P - 1);
             D = wsk_chain_dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1) + 1 + task;
             free_[P - 1] = D;
             ahead = n * Lg + Lg - 1 - (long) cushion;
