@@ -82,16 +82,16 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
-    a_cn_a = np.empty((C, N), np.int64)
-    cdef int64_t[:, ::1] a_cn = a_cn_a                 # per column, its a per sample
     cdef int64_t a_max = 0, v_max = 0
-    # scratch: per column its sums of v and of a, and X K-major when it is not already
+    # scratch, each value written before it is read: per column its sums of v and of a,
+    # and its a per sample (C x N); X K-major when it is not already
     cdef Py_ssize_t copy = 0 if x_nz.strides[1] == 1 and x_nz.strides[0] == N else K * N
-    cdef int64_t* V = <int64_t*> malloc(16 * C + copy + 8)
+    cdef int64_t* V = <int64_t*> malloc(8 * (2 * C + C * N) + copy + 8)
     if V == NULL:
         raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
     cdef int64_t* A_sum = V + C
-    cdef uint8_t* xs = <uint8_t*> (A_sum + C)
+    cdef int64_t* a_cn = A_sum + C
+    cdef uint8_t* xs = <uint8_t*> (a_cn + C * N)
     cdef const uint8_t* xt = NULL
     with nogil:
         if K and N:
@@ -99,16 +99,16 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
         if N:                   # every column's row (K = 0: no k, each row 0)
             for c in range(C):
                 if _use_avx512:
-                    wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 0, &a_cn[c, 0], NULL)
+                    wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 0, a_cn + c * N, NULL)
                 else:
-                    wsk_x_column(xt, k_b[c], k_b[c + 1], N, 0, &a_cn[c, 0], NULL)
+                    wsk_x_column(xt, k_b[c], k_b[c + 1], N, 0, a_cn + c * N, NULL)
         # sample after sample across the columns (each column's samples in order, so the
         # cumulative sums are the same)
         if N and C and _use_avx512:
-            wsk_dense_samples_avx512(N, C, &a_cn[0, 0], tmax, eos, wpv, dt, fill, V, A_sum,
+            wsk_dense_samples_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
                                      &work[0, 0], &first[0, 0], &last[0, 0])
         elif N and C:
-            wsk_dense_samples(N, C, &a_cn[0, 0], tmax, eos, wpv, dt, fill, V, A_sum,
+            wsk_dense_samples(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
                               &work[0, 0], &first[0, 0], &last[0, 0])
         for c in range(C if N else 0):
             if A_sum[c] > a_max:

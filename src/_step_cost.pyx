@@ -473,13 +473,6 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
         if not (d_cmax.shape[0] == d_tm.shape[0] == d_sram.shape[0] == d_comp.shape[0]
                 == C):
             raise ValueError(f"dead must hold {C} entries per array (one per PE column)")
-    a_cn_a = np.empty((C, N), np.int64)       # each column's row: wsk_x_column's
-    cdef int64_t[:, ::1] a_cn = a_cn_a
-    cdef int64_t[::1] A_c = np.zeros(C, np.int64)
-    cdef double[::1] tmax = np.full(C, -INFINITY)
-    cdef double[::1] comp_max = np.zeros(C)
-    # this column's blocks' scalar work (256 long when packed: no byte can write outside)
-    cdef int64_t[::1] sw = np.zeros(R if pk_p == NULL else max(R, 256), np.int64)
     work_a = np.empty((N, C))
     first_a = np.empty((N, C))
     last_a = np.empty((N, C))
@@ -492,16 +485,24 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef bint any_comp = False, comp_col
     cdef ColumnFigures fig
     cdef wsk_step_fig vfig
-    # scratch: each k's activations over the batch, per column its V, share and tm, and
-    # X K-major when it is not already
+    # scratch, each value written before it is read: each k's activations over the batch;
+    # per column its activations, V, share, tm, largest compressed time and dense task
+    # time, and its activations per sample (C x N); a column's blocks' scalar work (256
+    # long when packed: no byte can write outside); X K-major when it is not already
+    cdef Py_ssize_t n_sw = R if pk_p == NULL else max(R, 256)
     cdef Py_ssize_t copy = 0 if x_nz.strides[1] == 1 and x_nz.strides[0] == N else K * N
-    cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 3 * C) + copy + 8)
+    cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw) + copy + 8)
     if A_of_k == NULL:
         raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
-    cdef int64_t* V = A_of_k + K
+    cdef int64_t* A_c = A_of_k + K
+    cdef int64_t* V = A_c + C
     cdef double* share_c = <double*> (V + C)
     cdef double* tm_c = share_c + C
-    cdef uint8_t* xs = <uint8_t*> (tm_c + C)
+    cdef double* comp_max = tm_c + C
+    cdef double* tmax = comp_max + C
+    cdef int64_t* a_cn = <int64_t*> (tmax + C)
+    cdef int64_t* sw = a_cn + C * N
+    cdef uint8_t* xs = <uint8_t*> (sw + n_sw)
     cdef const uint8_t* xt = NULL
     with nogil:
         if K and N:
@@ -511,14 +512,14 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                 sw[r] = 0
             cnt = 0
             if N and _use_avx512:
-                wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 1, &a_cn[c, 0], A_of_k)
+                wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 1, a_cn + c * N, A_of_k)
             elif N:
-                wsk_x_column(xt, k_b[c], k_b[c + 1], N, 1, &a_cn[c, 0], A_of_k)
+                wsk_x_column(xt, k_b[c], k_b[c + 1], N, 1, a_cn + c * N, A_of_k)
             for k in range(k_b[c], k_b[c + 1]):
                 A_k = A_of_k[k] if N else 0
                 cnt += A_k
                 if A_k and tb_p != NULL:
-                    wsk_table_row_avx512(R, tb_p + k * R, A_k, &sw[0])
+                    wsk_table_row_avx512(R, tb_p + k * R, A_k, sw)
                 elif A_k and pk_p != NULL:
                     for j in range(s_indptr[k], s_indptr[k + 1]):
                         p = pk_p[j]
@@ -534,12 +535,12 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             else:
                 vfig.ok = 0
                 if _use_avx512:
-                    vfig = wsk_step_blocks_avx512(R, c * R, &t_dense[0], &choice[0], &sw[0],
+                    vfig = wsk_step_blocks_avx512(R, c * R, &t_dense[0], &choice[0], sw,
                                                   A, A_task, scalar, dense_p, comp_p, wide)
                 if vfig.ok:
                     cmax, tm, sram_c, comp_col = vfig.cmax, vfig.tm, vfig.sram, vfig.comp != 0
                 else:
-                    fig = _column_blocks(R, c * R, &t_dense[0], &choice[0], &sw[0], A,
+                    fig = _column_blocks(R, c * R, &t_dense[0], &choice[0], sw, A,
                                          A_task, scalar, dense_p, comp_p, wide)
                     cmax, tm, sram_c, comp_col = fig.cmax, fig.tm, fig.sram, fig.comp
             comp_max[c], tmax[c] = cmax, tm
@@ -561,10 +562,10 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             if not any_comp:
                 share_c[c] = -INFINITY  # a * share > w never holds (a * -inf <= 0 <= w)
         if N and C and _use_avx512:
-            v_max = wsk_ws_samples_avx512(N, C, &a_cn[0, 0], share_c, tm_c, eos, wpv, dt, V,
+            v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, eos, wpv, dt, V,
                                           &work[0, 0], &first[0, 0], &last[0, 0])
         elif N and C:
-            v_max = wsk_ws_samples(N, C, &a_cn[0, 0], share_c, tm_c, eos, wpv, dt, V,
+            v_max = wsk_ws_samples(N, C, a_cn, share_c, tm_c, eos, wpv, dt, V,
                                    &work[0, 0], &first[0, 0], &last[0, 0])
     free(A_of_k)
     if pipeline is None:
