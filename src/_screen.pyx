@@ -67,6 +67,11 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
     last as one chain of C positions, ``L`` (one entry) wavelets per round), run here on
     the arrays just made: the same recurrence (src/_chain.pxd), so the same float.
+
+    X is read K-major (src/wsk_stream.h), copied first where it is not laid out so; the
+    per-sample figures go sample after sample across the columns (each column's samples
+    in order), 8 columns wide on the AVX-512 path (:func:`use_simd_path`): the same
+    figures on each path.
     """
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t c

@@ -390,7 +390,9 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     are worked out together, in memory that stays in the first-level cache; the column
     meets its blocks in r order and the maxima are the same maxima, so every float is
     ws_step_stream's. ``check=False`` skips the O(nnz) checks of ``s_indptr`` and
-    ``s_rows`` (a structure checked once and passed unchanged).
+    ``s_rows`` (a structure checked once and passed unchanged). X may have any strides:
+    it is read K-major (src/wsk_stream.h), copied first where it is not laid out so (a
+    layer's N x K batch seen transposed goes by 16 x 16 byte tiles).
 
     ``pipeline`` = (L, hop, ramp, lat, launch, cushion, fill) adds an eighth figure: the
     columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
