@@ -131,6 +131,24 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
     }                                                                                   \
 }
 
+/* the samples' pass shared by the two below: for each sample n, across the columns c, the
+ * column's count a = a_cn[c * N + n], v = a * wpv + 1, its running sum V[c] of v and
+ * cum = V * dt; then ELEMENT writes the row's work, first and last (wr, fr, lr) at c */
+#define WSK_SAMPLES_LOOP(...)                                                           \
+    for (n = 0; n < N; n++) {                                                           \
+        double* restrict wr = work + n * C;                                             \
+        double* restrict fr = first + n * C;                                            \
+        double* restrict lr = last + n * C;                                             \
+        for (c = 0; c < C; c++) {                                                       \
+            const int64_t a = a_cn[c * N + n];                                          \
+            const int64_t v = a * wpv + 1;                                              \
+            const int64_t vs = V[c] + v;                                                \
+            const double cum = (double) vs * dt;                                        \
+            V[c] = vs;                                                                  \
+            __VA_ARGS__                                                                 \
+        }                                                                               \
+    }
+
 /* weight-stationary (ws_step_columns): per column c, from its counts a = a_cn[c * N + n],
  * w = max(a * share[c], a * tm[c]) (the first only when it is more), work = w + eos,
  * v = a * wpv + 1, V the column's running sum of v, cum = V * dt, first = cum - v * dt,
@@ -147,22 +165,12 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
     int64_t v_max = 0;                                                                  \
     for (c = 0; c < C; c++)                                                             \
         V[c] = 0;                                                                       \
-    for (n = 0; n < N; n++) {                                                           \
-        double* restrict wr = work + n * C;                                             \
-        double* restrict fr = first + n * C;                                            \
-        double* restrict lr = last + n * C;                                             \
-        for (c = 0; c < C; c++) {                                                       \
-            const int64_t a = a_cn[c * N + n];                                          \
-            const double x = (double) a * share[c], y = (double) a * tm[c];            \
-            const int64_t v = a * wpv + 1;                                              \
-            const int64_t vs = V[c] + v;                                                \
-            const double cum = (double) vs * dt;                                        \
-            V[c] = vs;                                                                  \
-            wr[c] = (x > y ? x : y) + eos;                                              \
-            fr[c] = cum - (double) v * dt;                                              \
-            lr[c] = cum - dt;                                                           \
-        }                                                                               \
-    }                                                                                   \
+    WSK_SAMPLES_LOOP(                                                                   \
+        const double x = (double) a * share[c];                                         \
+        const double y = (double) a * tm[c];                                            \
+        wr[c] = (x > y ? x : y) + eos;                                                  \
+        fr[c] = cum - (double) v * dt;                                                  \
+        lr[c] = cum - dt;)                                                              \
     for (c = 0; c < C; c++)                                                             \
         if (V[c] > v_max)                                                               \
             v_max = V[c];                                                               \
@@ -184,22 +192,11 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
         V[c] = 0;                                                                       \
         Asum[c] = 0;                                                                    \
     }                                                                                   \
-    for (n = 0; n < N; n++) {                                                           \
-        double* restrict wr = work + n * C;                                             \
-        double* restrict fr = first + n * C;                                            \
-        double* restrict lr = last + n * C;                                             \
-        for (c = 0; c < C; c++) {                                                       \
-            const int64_t a = a_cn[c * N + n];                                          \
-            const int64_t v = a * wpv + 1;                                              \
-            const int64_t vs = V[c] + v;                                                \
-            const double cum = (double) vs * dt;                                        \
-            V[c] = vs;                                                                  \
-            Asum[c] += a;                                                               \
-            wr[c] = (double) a * tmax + eos;                                            \
-            fr[c] = (cum - (double) v * dt) + fill;                                     \
-            lr[c] = (cum - dt) + fill;                                                  \
-        }                                                                               \
-    }                                                                                   \
+    WSK_SAMPLES_LOOP(                                                                   \
+        Asum[c] += a;                                                                   \
+        wr[c] = (double) a * tmax + eos;                                                \
+        fr[c] = (cum - (double) v * dt) + fill;                                         \
+        lr[c] = (cum - dt) + fill;)                                                     \
 }
 
 /* each kernel uses some of these: the others are not an error */
