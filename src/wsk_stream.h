@@ -18,7 +18,8 @@
  *       wavelets are integers summed in sample order. So every float is the same, whatever
  *       the width of the lanes over the columns.
  * The last three build twice: for the baseline, and (suffix _avx512, where the compiler
- * targets x86) for AVX-512 F/DQ/BW, which the caller runs only where wsk_stream_avx512_runs.
+ * targets x86) for AVX-512 F/DQ/BW/VL, which the caller runs only where
+ * wsk_stream_avx512_runs.
  */
 #ifndef WSK_STREAM_H
 #define WSK_STREAM_H
