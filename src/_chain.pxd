@@ -1,7 +1,7 @@
 # The max-plus recurrence of one reduction chain over its rounds (src/_pipeline.pyx's
 # grid_pipeline), shared by the kernels that feed it: grid_pipeline walks given arrays,
 # _screen.ws_pipeline makes each chain's work as it goes (header-only, inlined).
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport free, malloc
 
 
 cdef extern from "wsk_chain.h" nogil:
@@ -68,8 +68,8 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
     """:func:`chain_rounds` on one chain whose positions are the columns of samples-major
     (N x C) work, first and last (the step kernels' ``pipeline=`` option): the last round's
     completion, 0.0 when there is none. ``L`` must hold one entry. With ``avx512`` (the
-    caller has checked that the CPU runs it: _step_cost's wsk_step_avx512_runs) the positions run 8
-    lanes wide: the same floats."""
+    caller has checked that the CPU runs it: _step_cost's wsk_step_avx512_runs, _screen's
+    wsk_stream_avx512_runs) the positions run 8 lanes wide: the same floats."""
     if L.shape[0] != 1:
         raise ValueError(f"pipeline: L must have one entry (one chain); received "
                          f"{L.shape[0]}")
@@ -78,7 +78,8 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
     cdef double done = 0.0
     if C == 0 or N == 0:
         return done
-    cdef double* E = <double*> calloc(5 * C + N * C, sizeof(double))
+    # not zeroed: the recurrence writes each scratch value before it reads it
+    cdef double* E = <double*> malloc((5 * C + N * C) * sizeof(double))
     if E == NULL:
         raise MemoryError(f"{caller}: the chain's scratch of {5 * C + N * C} floats")
     with nogil:

@@ -10,9 +10,30 @@ extension is built with -ffp-contract=off, so no multiply-add is fused).
 """
 import numpy as np
 from libc.math cimport INFINITY, ceil
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdlib cimport free, malloc
 
 from _chain cimport chain_columns, chain_rounds, check_chain_args
+from _stream cimport (wsk_dense_samples, wsk_dense_samples_avx512,
+                     wsk_stream_avx512_runs, wsk_x_column, wsk_x_column_avx512,
+                     wsk_x_kmajor)
+
+
+cdef bint _AVX512_RUNS = wsk_stream_avx512_runs()
+cdef bint _use_avx512 = _AVX512_RUNS
+
+
+def use_simd_path(path):
+    """Run :func:`dense_stream`'s passes (its counts, its per-sample figures and its chain)
+    on ``path``: "avx512" (8 lanes, where this CPU runs it; else the baseline) or
+    "baseline"/"avx2" (the baseline build); the same figures either way. Returns the path
+    in use. WSEKERN_SIMD sets it at import (wsekern/simd_path.py); tests call it to check
+    each."""
+    global _use_avx512
+    if path not in ("avx512", "avx2", "baseline"):
+        raise ValueError(f"path must be 'avx512', 'avx2' or 'baseline'; received {path!r}")
+    _use_avx512 = path == "avx512" and _AVX512_RUNS
+    return "avx512" if _use_avx512 else "baseline"
 
 
 def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax, double eos,
@@ -30,9 +51,14 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
     last as one chain of C positions, ``L`` (one entry) wavelets per round), run here on
     the arrays just made: the same recurrence (src/_chain.pxd), so the same float.
+
+    X is read K-major (src/wsk_stream.h), copied first where it is not laid out so; the
+    per-sample figures go sample after sample across the columns (each column's samples
+    in order), 8 columns wide on the AVX-512 path (:func:`use_simd_path`): the same
+    figures on each path.
     """
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
-    cdef Py_ssize_t n, c, k
+    cdef Py_ssize_t c
     if C < 0 or (C > 0 and (k_b[0] < 0 or k_b[C] > K)):
         raise ValueError(f"k_b must be {C + 1} bounds within 0..{K}; received "
                          f"{np.asarray(k_b)!r}")
@@ -45,37 +71,46 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
-    cdef long[::1] a_n = np.zeros(N, dtype=np.int_)     # one column's a, per sample
-    cdef long a, v, a_sum, v_sum, a_max = 0, v_max = 0
-    cdef double cum
+    cdef int64_t a_max = 0, v_max = 0
+    # scratch, each value written before it is read: per column its sums of v and of a,
+    # and its a per sample (C x N); X K-major when it is not already
+    cdef Py_ssize_t copy = 0 if x_nz.strides[1] == 1 and x_nz.strides[0] == N else K * N
+    cdef int64_t* V = <int64_t*> malloc(8 * (2 * C + C * N) + copy + 8)
+    if V == NULL:
+        raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
+    cdef int64_t* A_sum = V + C
+    cdef int64_t* a_cn = A_sum + C
+    cdef uint8_t* xs = <uint8_t*> (a_cn + C * N)
+    cdef const uint8_t* xt = NULL
     with nogil:
-        # column by column (its samples in order, so the cumulative sums are the same)
-        for c in range(C):
-            for n in range(N):
-                a_n[n] = 0
-            for k in range(k_b[c], k_b[c + 1]):
-                for n in range(N):
-                    a_n[n] += x_nz[k, n]
-            a_sum = 0
-            v_sum = 0
-            for n in range(N):
-                a = a_n[n]
-                v = a * wpv + 1
-                a_sum += a
-                v_sum += v
-                work[n, c] = <double> a * tmax + eos
-                cum = <double> v_sum * dt
-                first[n, c] = (cum - <double> v * dt) + fill
-                last[n, c] = (cum - dt) + fill
-            if a_sum > a_max:
-                a_max = a_sum
-            if v_sum > v_max:
-                v_max = v_sum
+        if K and N:
+            xt = wsk_x_kmajor(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1], xs)
+        if N:                   # every column's row (K = 0: no k, each row 0)
+            for c in range(C):
+                if _use_avx512:
+                    wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 0, a_cn + c * N, NULL)
+                else:
+                    wsk_x_column(xt, k_b[c], k_b[c + 1], N, 0, a_cn + c * N, NULL)
+        # sample after sample across the columns (each column's samples in order, so the
+        # cumulative sums are the same)
+        if N and C and _use_avx512:
+            wsk_dense_samples_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
+                                     &work[0, 0], &first[0, 0], &last[0, 0])
+        elif N and C:
+            wsk_dense_samples(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
+                              &work[0, 0], &first[0, 0], &last[0, 0])
+        for c in range(C if N else 0):
+            if A_sum[c] > a_max:
+                a_max = A_sum[c]
+            if V[c] > v_max:
+                v_max = V[c]
+    free(V)
     if pipeline is None:
         return work_a, first_a, last_a, int(a_max), int(v_max)
     L_, hop, ramp, lat, launch, task, cushion = pipeline
+    # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
-                                     ramp, lat, launch, task, cushion)
+                                     ramp, lat, launch, task, cushion, _use_avx512)
     return work_a, first_a, last_a, int(a_max), int(v_max), float(done)
 
 

@@ -8,8 +8,11 @@ import numpy as np
 
 from libc.math cimport INFINITY
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
+from libc.stdlib cimport malloc, free
 
 from _chain cimport chain_columns
+from _stream cimport (wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
+                     wsk_x_column_avx512, wsk_x_kmajor)
 
 
 cdef inline double dmax(double a, double b) noexcept nogil:
@@ -371,7 +374,9 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     are worked out together, in memory that stays in the first-level cache; the column
     meets its blocks in r order and the maxima are the same maxima, so every float is
     ws_step_stream's. ``check=False`` skips the O(nnz) checks of ``s_indptr`` and
-    ``s_rows`` (a structure checked once and passed unchanged).
+    ``s_rows`` (a structure checked once and passed unchanged). X may have any strides:
+    it is read K-major (src/wsk_stream.h), copied first where it is not laid out so (a
+    layer's N x K batch seen transposed goes by 16 x 16 byte tiles).
 
     ``pipeline`` = (L, hop, ramp, lat, launch, cushion, fill) adds an eighth figure: the
     columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
@@ -454,39 +459,53 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
         if not (d_cmax.shape[0] == d_tm.shape[0] == d_sram.shape[0] == d_comp.shape[0]
                 == C):
             raise ValueError(f"dead must hold {C} entries per array (one per PE column)")
-    a_cn_a = np.zeros((C, N), np.int64)
-    cdef int64_t[:, ::1] a_cn = a_cn_a
-    cdef int64_t[::1] A_c = np.zeros(C, np.int64)
-    cdef double[::1] tmax = np.full(C, -INFINITY)
-    cdef double[::1] comp_max = np.zeros(C)
-    # this column's blocks' scalar work (256 long when packed: no byte can write outside)
-    cdef int64_t[::1] sw = np.zeros(R if pk_p == NULL else max(R, 256), np.int64)
     work_a = np.empty((N, C))
     first_a = np.empty((N, C))
     last_a = np.empty((N, C))
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
-    cdef int64_t a, A_k, v, v_sum, v_max = 0, sram = 0, sram_c, cnt
-    cdef double A, A_task, busy = -INFINITY, comp_busy = -INFINITY, w
-    cdef double share, cum, cmax, tm
+    cdef int64_t A_k, v_max = 0, sram = 0, sram_c, cnt
+    cdef double A, A_task, busy = -INFINITY, comp_busy = -INFINITY
+    cdef double cmax, tm
     cdef bint any_comp = False, comp_col
     cdef ColumnFigures fig
     cdef wsk_step_fig vfig
+    # scratch, each value written before it is read: each k's activations over the batch;
+    # per column its activations, V, share, tm, largest compressed time and dense task
+    # time, and its activations per sample (C x N); a column's blocks' scalar work (256
+    # long when packed: no byte can write outside); X K-major when it is not already
+    cdef Py_ssize_t n_sw = R if pk_p == NULL else max(R, 256)
+    cdef Py_ssize_t copy = 0 if x_nz.strides[1] == 1 and x_nz.strides[0] == N else K * N
+    cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw) + copy + 8)
+    if A_of_k == NULL:
+        raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
+    cdef int64_t* A_c = A_of_k + K
+    cdef int64_t* V = A_c + C
+    cdef double* share_c = <double*> (V + C)
+    cdef double* tm_c = share_c + C
+    cdef double* comp_max = tm_c + C
+    cdef double* tmax = comp_max + C
+    cdef int64_t* a_cn = <int64_t*> (tmax + C)
+    cdef int64_t* sw = a_cn + C * N
+    cdef uint8_t* xs = <uint8_t*> (sw + n_sw)
+    cdef const uint8_t* xt = NULL
     with nogil:
+        if K and N:
+            xt = wsk_x_kmajor(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1], xs)
         for c in range(C):
             for r in range(R):
                 sw[r] = 0
             cnt = 0
+            if N and _use_avx512:
+                wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 1, a_cn + c * N, A_of_k)
+            elif N:
+                wsk_x_column(xt, k_b[c], k_b[c + 1], N, 1, a_cn + c * N, A_of_k)
             for k in range(k_b[c], k_b[c + 1]):
-                A_k = 0
-                for n in range(N):
-                    a = x_nz[k, n] != 0
-                    A_k += a
-                    a_cn[c, n] += a
+                A_k = A_of_k[k] if N else 0
                 cnt += A_k
                 if A_k and tb_p != NULL:
-                    wsk_table_row_avx512(R, tb_p + k * R, A_k, &sw[0])
+                    wsk_table_row_avx512(R, tb_p + k * R, A_k, sw)
                 elif A_k and pk_p != NULL:
                     for j in range(s_indptr[k], s_indptr[k + 1]):
                         p = pk_p[j]
@@ -502,12 +521,12 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             else:
                 vfig.ok = 0
                 if _use_avx512:
-                    vfig = wsk_step_blocks_avx512(R, c * R, &t_dense[0], &choice[0], &sw[0],
+                    vfig = wsk_step_blocks_avx512(R, c * R, &t_dense[0], &choice[0], sw,
                                                   A, A_task, scalar, dense_p, comp_p, wide)
                 if vfig.ok:
                     cmax, tm, sram_c, comp_col = vfig.cmax, vfig.tm, vfig.sram, vfig.comp != 0
                 else:
-                    fig = _column_blocks(R, c * R, &t_dense[0], &choice[0], &sw[0], A,
+                    fig = _column_blocks(R, c * R, &t_dense[0], &choice[0], sw, A,
                                          A_task, scalar, dense_p, comp_p, wide)
                     cmax, tm, sram_c, comp_col = fig.cmax, fig.tm, fig.sram, fig.comp
             comp_max[c], tmax[c] = cmax, tm
@@ -520,26 +539,21 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
         if any_comp and comp_busy > busy:
             busy = comp_busy
         for c in range(C):
-            share = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
             # a * tmax, or 0.0 in a column with no dense block (a >= 0: a * 0.0 is 0.0);
             # then the compressed share where any block is compressed and it is more
-            # (dmax(x, w) is x only when x > w: the comparison ws_step_stream makes), each
+            # (max(x, w) is x only when x > w: the comparison ws_step_stream makes), each
             # without a branch on the sample's count
-            tm = tmax[c] if tmax[c] > -INFINITY else 0.0
+            share_c[c] = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
+            tm_c[c] = tmax[c] if tmax[c] > -INFINITY else 0.0
             if not any_comp:
-                share = -INFINITY       # a * share > w never holds (a * -inf <= 0 <= w)
-            v_sum = 0
-            for n in range(N):
-                a = a_cn[c, n]
-                w = dmax(<double> a * share, <double> a * tm)
-                work[n, c] = w + eos
-                v = a * wpv + 1
-                v_sum += v
-                cum = <double> v_sum * dt
-                first[n, c] = cum - <double> v * dt
-                last[n, c] = cum - dt
-            if v_sum > v_max:
-                v_max = v_sum
+                share_c[c] = -INFINITY  # a * share > w never holds (a * -inf <= 0 <= w)
+        if N and C and _use_avx512:
+            v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, eos, wpv, dt, V,
+                                          &work[0, 0], &first[0, 0], &last[0, 0])
+        elif N and C:
+            v_max = wsk_ws_samples(N, C, a_cn, share_c, tm_c, eos, wpv, dt, V,
+                                   &work[0, 0], &first[0, 0], &last[0, 0])
+    free(A_of_k)
     if pipeline is None:
         return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
     L_, hop, ramp, lat, launch, cushion, fill = pipeline

@@ -14,41 +14,59 @@ static inline double wsk_chain_dmax(double a, double b) { return a > b ? a : b; 
 #define WSK_AT(base, i, si, j, sj) \
     (*(const double*) ((base) + (ptrdiff_t) (i) * (si) + (ptrdiff_t) (j) * (sj)))
 
-/* one round's E and G over the positions: each position's own lane (the scratch rows and
- * the inputs never overlap, so the loop runs as wide as the target allows) */
+/* one round's E and G over the positions, and each receiver's arrival G + lat + ramp (the
+ * scan's term off its serial path, in ``arrive``): each position's own lane (the scratch
+ * rows and the inputs never overlap, so the loop runs as wide as the target allows) */
 static inline __attribute__((always_inline)) void wsk_chain_round(
-        double* restrict E, double* restrict Gr, const double* restrict free1,
-        const double* restrict free2, const char* restrict work, ptrdiff_t w_sc,
-        const char* restrict first, ptrdiff_t a_sc, const char* restrict last, ptrdiff_t b_sc,
-        int shifted, double f, double task, ptrdiff_t P)
+        double* restrict E, double* restrict Gr, double* restrict arrive,
+        const double* restrict free1, const double* restrict free2, const char* restrict work,
+        ptrdiff_t w_sc, const char* restrict first, ptrdiff_t a_sc, const char* restrict last,
+        ptrdiff_t b_sc, int shifted, double f, double task, double lat, double ramp,
+        ptrdiff_t P)
 {
     ptrdiff_t c;
-    double start;
+    double start, g;
     if (shifted) {
         for (c = 0; c < P; c++) {
             start = wsk_chain_dmax(wsk_chain_dmax(E[c], free2[c]),
                                    WSK_AT(first, c, a_sc, 0, 0) + f);
             E[c] = wsk_chain_dmax(start + WSK_AT(work, c, w_sc, 0, 0),
                                   (WSK_AT(last, c, b_sc, 0, 0) + f) + task);
-            Gr[c] = wsk_chain_dmax(E[c], free1[c]);
+            g = wsk_chain_dmax(E[c], free1[c]);
+            Gr[c] = g;
+            arrive[c] = g + lat + ramp;
         }
     } else {
         for (c = 0; c < P; c++) {
             start = wsk_chain_dmax(wsk_chain_dmax(E[c], free2[c]), WSK_AT(first, c, a_sc, 0, 0));
             E[c] = wsk_chain_dmax(start + WSK_AT(work, c, w_sc, 0, 0),
                                   WSK_AT(last, c, b_sc, 0, 0) + task);
-            Gr[c] = wsk_chain_dmax(E[c], free1[c]);
+            g = wsk_chain_dmax(E[c], free1[c]);
+            Gr[c] = g;
+            arrive[c] = g + lat + ramp;
         }
     }
 }
 
-/* a sender's last push waits for its receiver (``later``: the receivers' G of round nb) */
-static inline __attribute__((always_inline)) void wsk_chain_cushion(
-        double* restrict free_, const double* restrict later, long back, ptrdiff_t P)
+/* each sender's free round from its tail (in v, the scan's other term off its serial
+ * path): ((tail - ramp) - lat) + 1, each position's own lane; with ``later`` (the
+ * receivers' G of round nb), the later of that and later[c] + back + 1 (a sender's last
+ * push waits for its receiver) */
+static inline __attribute__((always_inline)) void wsk_chain_free(
+        double* restrict v, double ramp, double lat, ptrdiff_t n)
 {
     ptrdiff_t c;
-    for (c = 0; c < P; c++)
-        free_[c] = wsk_chain_dmax(free_[c], later[c] + back + 1);
+    for (c = 0; c < n; c++)
+        v[c] = v[c] - ramp - lat + 1;
+}
+
+static inline __attribute__((always_inline)) void wsk_chain_free_cushion(
+        double* restrict v, double ramp, double lat, const double* restrict later, long back,
+        ptrdiff_t n)
+{
+    ptrdiff_t c;
+    for (c = 0; c < n; c++)
+        v[c] = wsk_chain_dmax(v[c] - ramp - lat + 1, later[c] + back + 1);
 }
 
 /* the chain's arguments, any strides: (position, round) byte strides per array */
@@ -75,30 +93,35 @@ static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARG
     }
     for (n = 0; n < N; n++) {
         Gr = hist + n * P;
-        wsk_chain_round(E, Gr, free1, free2, work + n * w_sn, w_sc, first + n * a_sn, a_sc,
-                        last + n * b_sn, b_sc, shifted, f, task, P);
+        wsk_chain_round(E, Gr, free_, free1, free2, work + n * w_sn, w_sc, first + n * a_sn,
+                        a_sc, last + n * b_sn, b_sc, shifted, f, task, lat, ramp, P);
         if (P == 1 || Lg == 0) {
             for (c = 0; c < P; c++)
                 free_[c] = Gr[c];
             D = Gr[P - 1] + task;
             free_[P - 1] = D;
         } else {
+            /* the serial scan holds only its own two recurrences: the receivers' arrivals
+               were worked out with G, in free_, and each tail becomes a free round after
+               it (the same operations on each value) */
             h = Gr[0] + launch + ramp;
             tl = h + Lg - 1;
-            free_[0] = tl - ramp - lat + 1;
+            free_[0] = tl;
             for (c = 1; c < P - 1; c++) {
-                h = wsk_chain_dmax(h + delta, Gr[c] + lat + ramp);
+                h = wsk_chain_dmax(h + delta, free_[c]);
                 tl = wsk_chain_dmax(tl + delta, h + Lg - 1);
-                free_[c] = tl - ramp - lat + 1;
+                free_[c] = tl;
             }
             D = wsk_chain_dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1) + 1 + task;
-            free_[P - 1] = D;
             ahead = n * Lg + Lg - 1 - (long) cushion;
             if (ahead >= 0) {
                 nb = ahead / Lg;
                 back = ahead % Lg;
-                wsk_chain_cushion(free_, hist + nb * P + 1, back, P - 1);
+                wsk_chain_free_cushion(free_, ramp, lat, hist + nb * P + 1, back, P - 1);
+            } else {
+                wsk_chain_free(free_, ramp, lat, P - 1);
             }
+            free_[P - 1] = D;
         }
         spare = free2;
         free2 = free1;

@@ -2,7 +2,7 @@
 or the one ``WSEKERN_SIMD`` names."""
 import os
 
-from . import _activations, _conv, _sparse_dense, _spmm, _step_cost, _transformer
+from . import _activations, _conv, _screen, _sparse_dense, _spmm, _step_cost, _transformer
 from ._cpu import describe
 
 # WSEKERN_SIMD chooses the SIMD path: unset or "best" for the widest this CPU runs, or one
@@ -38,6 +38,7 @@ def _select_simd():
     _activations.use_simd_path(vmath)
     _transformer.use_simd_path(vmath)
     _step_cost.use_simd_path(vmath)
+    _screen.use_simd_path(vmath)
     return _spmm.simd_init(path)
 
 

@@ -1,0 +1,28 @@
+# X's pass in the step kernels (src/wsk_stream.h), declared once for _step_cost and
+# _screen: X's pattern as K x N contiguous bytes, one PE column's counts from it, and the
+# columns' work, first and last per sample (baseline, and AVX-512 where it runs).
+from libc.stdint cimport int64_t, uint8_t
+
+
+cdef extern from "wsk_stream.h" nogil:
+    const uint8_t* wsk_x_kmajor(const uint8_t* x, Py_ssize_t K, Py_ssize_t N, Py_ssize_t sk,
+                                Py_ssize_t sn, uint8_t* scratch)
+    void wsk_x_column(const uint8_t* xt, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t N, int nz,
+                      int64_t* out, int64_t* A)
+    void wsk_x_column_avx512(const uint8_t* xt, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t N,
+                             int nz, int64_t* out, int64_t* A)
+    int64_t wsk_ws_samples(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                           const double* share, const double* tm, double eos, int64_t wpv,
+                           double dt, int64_t* V, double* work, double* first, double* last)
+    int64_t wsk_ws_samples_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                                  const double* share, const double* tm, double eos,
+                                  int64_t wpv, double dt, int64_t* V, double* work,
+                                  double* first, double* last)
+    void wsk_dense_samples(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn, double tmax,
+                           double eos, int64_t wpv, double dt, double fill, int64_t* V,
+                           int64_t* Asum, double* work, double* first, double* last)
+    void wsk_dense_samples_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                                  double tmax, double eos, int64_t wpv, double dt,
+                                  double fill, int64_t* V, int64_t* Asum, double* work,
+                                  double* first, double* last)
+    int wsk_stream_avx512_runs()

@@ -1,0 +1,231 @@
+/* The stream of X's nonzeros into the PE columns: the passes the step kernels
+ * (_step_cost's ws_step_columns, _screen's dense_stream) make over X's pattern (K x N
+ * bytes, any strides) and then over the samples of each column (header-only).
+ *
+ *   wsk_x_kmajor: X as K x N contiguous bytes (each k's N samples adjacent): X itself when
+ *       it is laid out so, else a copy in the caller's K * N scratch. A sample-major X
+ *       (stride 1 along k: a layer's N x K batch seen transposed) is copied by 16 x 16
+ *       byte tiles, transposed in SSE2 registers where the build has SSE2 (every x86-64);
+ *       any other layout, and the tiles' edges, byte by byte. Bytes are moved, never
+ *       changed: the counts below are those of X.
+ *   wsk_x_column: one PE column's rows k0..k1 of the K-major X: out[n] = the sum over k of
+ *       f(x[k, n]) for n < N, and (when A is not NULL) A[k] = the sum over n of f(x[k, n]),
+ *       f = (byte != 0) when nz, else the byte itself. Integer sums: exact in any order.
+ *   wsk_ws_samples / wsk_dense_samples: each column's work, first and last per sample
+ *       (N x C, samples-major) from its counts a (C x N), sample after sample across the
+ *       columns: each (n, c) takes the IEEE operations of the kernels' column-by-column
+ *       loops, in their order (built with -ffp-contract=off), and each column's cumulative
+ *       wavelets are integers summed in sample order. So every float is the same, whatever
+ *       the width of the lanes over the columns.
+ * The last three build twice: for the baseline, and (suffix _avx512, where the compiler
+ * targets x86) for AVX-512 F/DQ/BW/VL, which the caller runs only where
+ * wsk_stream_avx512_runs.
+ */
+#ifndef WSK_STREAM_H
+#define WSK_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define WSKX_SSE2 1
+#else
+#define WSKX_SSE2 0
+#endif
+
+#if WSKX_SSE2
+/* dst[j * ldd + i] = src[i * lds + j] for i, j < 16: 16 loads, 64 unpacks, 16 stores */
+static inline void wskx_tile16(const uint8_t* src, ptrdiff_t lds, uint8_t* dst, ptrdiff_t ldd)
+{
+    __m128i a[16], b[2][8], c[2][2][4], d[2][2][2][2];
+    int i, h, g, f, q, s, e;
+    for (i = 0; i < 16; i++)
+        a[i] = _mm_loadu_si128((const __m128i*) (src + i * lds));
+    /* b[h][i]: 16-bit elements e = column 8h + e of rows 2i, 2i + 1 */
+    for (i = 0; i < 8; i++) {
+        b[0][i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+        b[1][i] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+    }
+    /* c[h][g][q]: 32-bit elements e = column 8h + 4g + e of rows 4q .. 4q + 3 */
+    for (h = 0; h < 2; h++)
+        for (q = 0; q < 4; q++) {
+            c[h][0][q] = _mm_unpacklo_epi16(b[h][2 * q], b[h][2 * q + 1]);
+            c[h][1][q] = _mm_unpackhi_epi16(b[h][2 * q], b[h][2 * q + 1]);
+        }
+    /* d[h][g][f][s]: 64-bit elements e = column 8h + 4g + 2f + e of rows 8s .. 8s + 7 */
+    for (h = 0; h < 2; h++)
+        for (g = 0; g < 2; g++)
+            for (s = 0; s < 2; s++) {
+                d[h][g][0][s] = _mm_unpacklo_epi32(c[h][g][2 * s], c[h][g][2 * s + 1]);
+                d[h][g][1][s] = _mm_unpackhi_epi32(c[h][g][2 * s], c[h][g][2 * s + 1]);
+            }
+    /* column 8h + 4g + 2f + e: rows 0 .. 7, then 8 .. 15 */
+    for (h = 0; h < 2; h++)
+        for (g = 0; g < 2; g++)
+            for (f = 0; f < 2; f++)
+                for (e = 0; e < 2; e++)
+                    _mm_storeu_si128((__m128i*) (dst + (8 * h + 4 * g + 2 * f + e) * ldd),
+                                     e ? _mm_unpackhi_epi64(d[h][g][f][0], d[h][g][f][1])
+                                       : _mm_unpacklo_epi64(d[h][g][f][0], d[h][g][f][1]));
+}
+#endif
+
+/* X (element (k, n) at x + k * sk + n * sn) as K x N contiguous bytes: x itself when it
+ * is, else scratch (K * N bytes) filled with it */
+static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, ptrdiff_t sk,
+                                   ptrdiff_t sn, uint8_t* scratch)
+{
+    ptrdiff_t k, n, k0 = 0, n0 = 0;
+    if (K == 0 || N == 0 || (sn == 1 && sk == N))
+        return x;
+    if (sk == 1) {
+#if WSKX_SSE2
+        /* whole 16 x 16 tiles: sample rows n0 .. n0 + 15, columns k0 .. k0 + 15 */
+        for (n0 = 0; n0 + 16 <= N; n0 += 16)
+            for (k0 = 0; k0 + 16 <= K; k0 += 16)
+                wskx_tile16(x + n0 * sn + k0, sn, scratch + k0 * N + n0, N);
+        k0 = K - K % 16;
+#endif
+        /* the edges: samples n0 .. N for every k, then columns k0 .. K for the tiles' n */
+        for (n = n0; n < N; n++)
+            for (k = 0; k < K; k++)
+                scratch[k * N + n] = x[n * sn + k];
+        for (n = 0; n < n0; n++)
+            for (k = k0; k < K; k++)
+                scratch[k * N + n] = x[n * sn + k];
+        return scratch;
+    }
+    for (k = 0; k < K; k++)
+        for (n = 0; n < N; n++)
+            scratch[k * N + n] = x[k * sk + n * sn];
+    return scratch;
+}
+
+/* rows k0 .. k1 of the K-major X (N bytes each): out[n] = sum_k f(x[k, n]); A[k] (when not
+ * NULL) = sum_n f(x[k, n]); f = (byte != 0) when nz, else the byte */
+#define WSK_X_COLUMN_ARGS \
+        const uint8_t* xt, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t N, int nz, \
+        int64_t* restrict out, int64_t* restrict A
+#define WSK_X_COLUMN_BODY                                                               \
+{                                                                                       \
+    ptrdiff_t k, n;                                                                     \
+    for (n = 0; n < N; n++)                                                             \
+        out[n] = 0;                                                                     \
+    for (k = k0; k < k1; k++) {                                                         \
+        const uint8_t* restrict row = xt + k * N;                                       \
+        int64_t s = 0;                                                                  \
+        if (nz)                                                                         \
+            for (n = 0; n < N; n++) {                                                   \
+                int64_t v = row[n] != 0;                                                \
+                out[n] += v;                                                            \
+                s += v;                                                                 \
+            }                                                                           \
+        else                                                                            \
+            for (n = 0; n < N; n++) {                                                   \
+                int64_t v = row[n];                                                     \
+                out[n] += v;                                                            \
+                s += v;                                                                 \
+            }                                                                           \
+        if (A)                                                                          \
+            A[k] = s;                                                                   \
+    }                                                                                   \
+}
+
+/* the samples' pass shared by the two below: for each sample n, across the columns c, the
+ * column's count a = a_cn[c * N + n], v = a * wpv + 1, its running sum V[c] of v and
+ * cum = V * dt; then ELEMENT writes the row's work, first and last (wr, fr, lr) at c */
+#define WSK_SAMPLES_LOOP(...)                                                           \
+    for (n = 0; n < N; n++) {                                                           \
+        double* restrict wr = work + n * C;                                             \
+        double* restrict fr = first + n * C;                                            \
+        double* restrict lr = last + n * C;                                             \
+        for (c = 0; c < C; c++) {                                                       \
+            const int64_t a = a_cn[c * N + n];                                          \
+            const int64_t v = a * wpv + 1;                                              \
+            const int64_t vs = V[c] + v;                                                \
+            const double cum = (double) vs * dt;                                        \
+            V[c] = vs;                                                                  \
+            __VA_ARGS__                                                                 \
+        }                                                                               \
+    }
+
+/* weight-stationary (ws_step_columns): per column c, from its counts a = a_cn[c * N + n],
+ * w = max(a * share[c], a * tm[c]) (the first only when it is more), work = w + eos,
+ * v = a * wpv + 1, V the column's running sum of v, cum = V * dt, first = cum - v * dt,
+ * last = cum - dt; returns the largest V after the last sample (0 when none is more).
+ * V: C scratch */
+#define WSK_WS_SAMPLES_ARGS \
+        ptrdiff_t N, ptrdiff_t C, const int64_t* restrict a_cn, \
+        const double* restrict share, const double* restrict tm, double eos, int64_t wpv, \
+        double dt, int64_t* restrict V, double* restrict work, double* restrict first, \
+        double* restrict last
+#define WSK_WS_SAMPLES_BODY                                                             \
+{                                                                                       \
+    ptrdiff_t n, c;                                                                     \
+    int64_t v_max = 0;                                                                  \
+    for (c = 0; c < C; c++)                                                             \
+        V[c] = 0;                                                                       \
+    WSK_SAMPLES_LOOP(                                                                   \
+        const double x = (double) a * share[c];                                         \
+        const double y = (double) a * tm[c];                                            \
+        wr[c] = (x > y ? x : y) + eos;                                                  \
+        fr[c] = cum - (double) v * dt;                                                  \
+        lr[c] = cum - dt;)                                                              \
+    for (c = 0; c < C; c++)                                                             \
+        if (V[c] > v_max)                                                               \
+            v_max = V[c];                                                               \
+    return v_max;                                                                       \
+}
+
+/* all-dense columns (dense_stream): per column c and sample n, from a = a_cn[c * N + n],
+ * work = a * tmax + eos, v = a * wpv + 1, V the column's running sum of v, cum = V * dt,
+ * first = (cum - v * dt) + fill, last = (cum - dt) + fill. V and Asum: C scratch, each
+ * column's sums of v and of a at the end (Asum: the sum of a over the samples) */
+#define WSK_DENSE_SAMPLES_ARGS \
+        ptrdiff_t N, ptrdiff_t C, const int64_t* restrict a_cn, double tmax, double eos, \
+        int64_t wpv, double dt, double fill, int64_t* restrict V, int64_t* restrict Asum, \
+        double* restrict work, double* restrict first, double* restrict last
+#define WSK_DENSE_SAMPLES_BODY                                                          \
+{                                                                                       \
+    ptrdiff_t n, c;                                                                     \
+    for (c = 0; c < C; c++) {                                                           \
+        V[c] = 0;                                                                       \
+        Asum[c] = 0;                                                                    \
+    }                                                                                   \
+    WSK_SAMPLES_LOOP(                                                                   \
+        Asum[c] += a;                                                                   \
+        wr[c] = (double) a * tmax + eos;                                                \
+        fr[c] = (cum - (double) v * dt) + fill;                                         \
+        lr[c] = (cum - dt) + fill;)                                                     \
+}
+
+/* each kernel uses some of these: the others are not an error */
+#if defined(__GNUC__) || defined(__clang__)
+#define WSK_STREAM_FN static __attribute__((unused))
+#else
+#define WSK_STREAM_FN static
+#endif
+WSK_STREAM_FN void wsk_x_column(WSK_X_COLUMN_ARGS) WSK_X_COLUMN_BODY
+WSK_STREAM_FN int64_t wsk_ws_samples(WSK_WS_SAMPLES_ARGS) WSK_WS_SAMPLES_BODY
+WSK_STREAM_FN void wsk_dense_samples(WSK_DENSE_SAMPLES_ARGS) WSK_DENSE_SAMPLES_BODY
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define WSK_STREAM_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
+WSK_STREAM_FN int wsk_stream_avx512_runs(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+#else
+#define WSK_STREAM_AVX512
+WSK_STREAM_FN int wsk_stream_avx512_runs(void) { return 0; }
+#endif
+WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_x_column_avx512(WSK_X_COLUMN_ARGS) WSK_X_COLUMN_BODY
+WSK_STREAM_AVX512 WSK_STREAM_FN int64_t wsk_ws_samples_avx512(WSK_WS_SAMPLES_ARGS)
+    WSK_WS_SAMPLES_BODY
+WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_dense_samples_avx512(WSK_DENSE_SAMPLES_ARGS)
+    WSK_DENSE_SAMPLES_BODY
+
+#endif
