@@ -158,3 +158,15 @@ def test_weight_cache_tells_dtypes_and_shapes_apart(direct_only):
     y32 = wsekern.conv2d(x.astype(np.float32), w.astype(np.float32), padding=1)
     np.testing.assert_allclose(y32, conv_reference(x, w, None, 1, 1, 1, 1), rtol=1e-4,
                                atol=1e-4)
+
+
+def test_pair_takes_plain_ints_and_refuses_the_rest():
+    """conv2d's int fast path for stride, padding and dilation keeps every refusal."""
+    assert conv_mod.pair(3, "stride", 1) == (3, 3)
+    assert conv_mod.pair(np.int64(2), "stride", 1) == (2, 2)
+    assert conv_mod.pair((1, 2), "stride", 1) == (1, 2)
+    assert conv_mod.pair(0, "padding", 0) == (0, 0)
+    for v, error in [(True, TypeError), (1.0, TypeError), ("1", TypeError), (0, ValueError),
+                     (-1, ValueError), (2**31, ValueError), ((1, True), TypeError)]:
+        with pytest.raises(error):
+            conv_mod.pair(v, "stride", 1)

@@ -28,6 +28,8 @@ def _path_costs():
 
 
 def pair(v, name, minimum):
+    if type(v) is int and minimum <= v < 2**31:      # the common case (bool is refused below)
+        return v, v
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         v = (int(v), int(v))
     try:                # whole numbers only: 1.9 or "12" must not become 1 or (1, 2)
