@@ -7,7 +7,7 @@
 # (input channel within the group * taps): only kept weights are visited.
 # The wrappers in wsekern/conv.py validate everything.
 from cython.parallel cimport prange, parallel, threadid
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 from libc.stdint cimport int32_t, uint8_t
 from cython cimport floating
 
@@ -45,6 +45,8 @@ cdef extern from "wsk_conv_tile.h" nogil:
     void wsk_tile_rows_f64(const double*, const int32_t*, Py_ssize_t, const double*,
                            Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                            double*, int) noexcept
+    Py_ssize_t wsk_scan_f32(const float*, Py_ssize_t, int*) noexcept
+    Py_ssize_t wsk_scan_f64(const double*, Py_ssize_t, int*) noexcept
     void wsk_tile_init(int path) noexcept
 
 import numpy as np
@@ -510,24 +512,39 @@ cdef inline void _dots(const floating* a, const floating* base, const int32_t* o
 def scan_planes(const floating[:, :, ::1] x, uint8_t[:, ::1] alive):
     """One pass over x (B, C, H*W): alive[b, c] = 1 where plane (b, c) has a nonzero (or a
     NaN); returns (nonzeros, whether every element is finite). The conv2d dispatcher's
-    three questions about x (density, finiteness, dead channels) in one read."""
-    cdef Py_ssize_t B = x.shape[0], C = x.shape[1], N = x.shape[2], b, c, i
+    three questions about x (density, finiteness, dead channels) in one read, on the
+    selected SIMD path's clone (src/wsk_conv_tile.h wsk_scan). Checks its operands."""
+    cdef Py_ssize_t B = x.shape[0], C = x.shape[1], N = x.shape[2], b, c
     cdef Py_ssize_t nnz = 0, k
     cdef int bad = 0
-    cdef const floating* p
-    cdef floating v
+    if alive.shape[0] != B or alive.shape[1] != C:
+        raise ValueError(f"scan_planes: x of {B} x {C} planes needs alive {(B, C)}; "
+                         f"received {(alive.shape[0], alive.shape[1])}")
+    if B * C == 0:
+        return 0, True
     with nogil:
         for b in range(B):
             for c in range(C):
-                p = &x[b, c, 0]
-                k = 0
-                for i in range(N):         # integer reductions: the loop vectorises
-                    v = p[i]
-                    k = k + (v != 0)
-                    bad = bad | (v - v != 0)    # v - v is NaN for inf and NaN, else 0
+                if floating is float:
+                    k = wsk_scan_f32(&x[b, c, 0], N, &bad) if N > 0 else 0
+                else:
+                    k = wsk_scan_f64(&x[b, c, 0], N, &bad) if N > 0 else 0
                 nnz = nnz + k
                 alive[b, c] = k > 0
     return nnz, bad == 0
+
+
+def same_bytes(const uint8_t[::1] a, const uint8_t[::1] b):
+    """Whether a and b hold the same bytes (memcmp: no temporary, stops at the first
+    difference). The direct path's weight cache compares a call's weights with it."""
+    if a.shape[0] != b.shape[0]:
+        return False
+    if a.shape[0] == 0:
+        return True
+    cdef int r
+    with nogil:
+        r = memcmp(&a[0], &b[0], a.shape[0])
+    return r == 0
 
 
 def pad_scan(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int ph, int pw,

@@ -28,6 +28,8 @@ def _path_costs():
 
 
 def pair(v, name, minimum):
+    if type(v) is int and minimum <= v < 2**31:      # the common case (bool is refused below)
+        return v, v
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         v = (int(v), int(v))
     try:                # whole numbers only: 1.9 or "12" must not become 1 or (1, 2)
@@ -99,8 +101,10 @@ class ConvGeometry:
         """(row phases, column phases) some tap reads: the input's stride phases that are
         used. At most kh and kw of them, so the work follows the kernel, not the stride."""
         (sh, sw), (dh, dw) = self.stride, self.dilation
-        return (np.unique(np.arange(self.kh) * dh % sh).tolist(),
-                np.unique(np.arange(self.kw) * dw % sw).tolist())
+        # i * dh % sh repeats with a period dividing sh: min(kh, sh) taps give every phase
+        # (a set in Python: np.unique cost 9 us a call, most of a warm conv2d's setup)
+        return (sorted({i * dh % sh for i in range(min(self.kh, sh))}),
+                sorted({j * dw % sw for j in range(min(self.kw, sw))}))
 
     def taps(self):
         """(phase, qi, qj) int32 arrays, one entry per tap i * kw + j; ``phase`` numbers
@@ -211,26 +215,55 @@ def _filter_offsets(w2, g, phase_shape):
     return wval, off.astype(np.int32), c.astype(np.int32), wptr
 
 
-# The kept-weight offsets of the last few weights the direct path saw: a layer calls conv2d
-# with the same weights batch after batch, and rebuilding them (nonzero, sort, index
-# arithmetic) cost 0.3-0.4 ms a call on 64x64x3x3 against 0.01 ms to compare the values.
+# The last few weights the direct path ran: a layer calls conv2d with the same weights
+# batch after batch. Rebuilding their offsets (nonzero, sort, index arithmetic) cost
+# 0.3-0.4 ms a call on 64x64x3x3, and counting their zeros and checking them finite
+# 0.02 ms, against a few microseconds to compare their bytes (memcmp) with the cached copy.
 _OFFSETS_CACHE = []
-_OFFSETS_KEPT = 4
+_OFFSETS_KEPT = 4            # weight arrays kept, and geometries kept for each of them
 
 
-def _filter_offsets_cached(w2, g, phase_shape):
+class _KeptWeights:
+    """What conv2d needs to know about one weight array: its density, whether it is
+    finite, and (once cached) its bytes and the direct path's offsets per geometry."""
+    __slots__ = ("key", "w_bytes", "density", "finite", "offsets")
+
+    def __init__(self, w2):
+        self.key = (w2.dtype.str, w2.shape)
+        self.w_bytes = None
+        self.density = np.count_nonzero(w2) / w2.size
+        self.finite = bool(np.isfinite(w2).all())
+        self.offsets = {}
+
+
+def _weights_seen(w2):
+    """The cache entry holding ``w2``'s bytes (C-contiguous w2), bit for bit (NaN
+    payloads and -0.0 included: never an id or a hash), else None."""
+    key = (w2.dtype.str, w2.shape)
+    w_bytes = w2.reshape(-1).view(np.uint8)
+    for entry in _OFFSETS_CACHE:
+        if entry.key == key and _conv.same_bytes(entry.w_bytes, w_bytes):
+            return entry
+    return None
+
+
+def _filter_offsets_cached(w2, g, phase_shape, entry=None):
     """:func:`_filter_offsets`, reused while ``w2``'s values (and the geometry but the
-    batch) are those of a recent call; the arrays returned are shared: read only."""
-    key = (w2.dtype.str, w2.shape, phase_shape[1:], g.kh, g.kw, g.stride, g.dilation,
-           g.groups)
-    # the weights' bytes, bit for bit (NaN payloads and -0.0 included): never an id or hash
-    w_bytes = np.ascontiguousarray(w2).view(np.uint8)
-    for k, seen, offsets in _OFFSETS_CACHE:
-        if k == key and np.array_equal(seen, w_bytes):
-            return offsets
-    offsets = _filter_offsets(w2, g, phase_shape)
-    _OFFSETS_CACHE.insert(0, (key, w_bytes.copy(), offsets))
-    del _OFFSETS_CACHE[_OFFSETS_KEPT:]
+    batch) are those of a recent call; ``entry`` is ``w2``'s from :func:`_weights_seen`
+    (None: looked up). The arrays returned are shared: read only."""
+    w2 = np.ascontiguousarray(w2)
+    if entry is None:
+        entry = _weights_seen(w2) or _KeptWeights(w2)
+    if entry.w_bytes is None:
+        entry.w_bytes = w2.reshape(-1).view(np.uint8).copy()
+        _OFFSETS_CACHE.insert(0, entry)
+        del _OFFSETS_CACHE[_OFFSETS_KEPT:]
+    gkey = (phase_shape[1:], g.kh, g.kw, g.stride, g.dilation, g.groups)
+    offsets = entry.offsets.get(gkey)
+    if offsets is None:
+        if len(entry.offsets) >= _OFFSETS_KEPT:
+            del entry.offsets[next(iter(entry.offsets))]        # the oldest geometry
+        offsets = entry.offsets[gkey] = _filter_offsets(w2, g, phase_shape)
     return offsets
 
 
@@ -407,12 +440,12 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
         out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)
         out[...] = 0 if bias is None else bias[:, None, None]
         return out, "empty"
-    w_density = np.count_nonzero(w2) / w2.size
+    weights = _weights_seen(w2) or _KeptWeights(w2)
+    w_density, w_finite = weights.density, weights.finite
     direct_fixed, direct_cost, input_fixed, input_cost = _path_costs()
     alive = np.empty((g.B, g.C), dtype=np.uint8)           # channels with a nonzero pixel
     x_nonzeros, x_finite = _conv.scan_planes(x.reshape(g.B, g.C, -1), alive)
     x_density = x_nonzeros / x.size
-    w_finite = bool(np.isfinite(w2).all())
     cost = {"im2col-blas": 1.0}
     # Skipping a zero weight would hide its product with an inf/NaN pixel (NaN); and the
     # other paths build the padded input, which a huge padding makes the larger part.
@@ -424,7 +457,8 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
     if w_finite and g.C // g.groups >= INPUT_MIN_CHANNELS and not padding_dominates:
         cost["input-sparse"] = input_fixed + x_density * input_cost
     path = min(cost, key=cost.get)
-    g.check_memory(np.dtype(dtype).itemsize, im2col=path == "im2col-blas")
+    if path == "im2col-blas":       # conv_operands checked the other paths' memory
+        g.check_memory(np.dtype(dtype).itemsize, im2col=True)
     out = np.empty((g.B, g.O, g.OH, g.OW), dtype=dtype)
     threads = resolve_threads(n_threads, g.B * g.O * g.OH * g.OW * w2.shape[1] * cost[path])
     if path == "direct":
@@ -432,11 +466,11 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads):
         if not w_finite:
             alive[...] = 1
         if g.stride == (1, 1):      # each thread pads one image at a time, kept in cache
-            wval, woff, wchan, wptr = _filter_offsets_cached(w2, g, g.phase_shape())
+            wval, woff, wchan, wptr = _filter_offsets_cached(w2, g, g.phase_shape(), weights)
             _conv.forward_pad(x, *g.padding, alive, wval, woff, wchan, wptr, out, threads)
         else:
             P = _phases(x, g)
-            wval, woff, wchan, wptr = _filter_offsets_cached(w2, g, P.shape)
+            wval, woff, wchan, wptr = _filter_offsets_cached(w2, g, P.shape, weights)
             _conv.forward(P, alive, wval, woff, wchan, wptr, out, threads)
     elif path == "input-sparse":
         out[...] = _input_sparse(x, w2, g, threads)
