@@ -15,3 +15,23 @@ def test_an_event_report_of_the_mesh_models_prints():
         assert rep.details["mode"] == "event"
         text = str(rep)
         assert "cycles" in text and "event simulation" not in text
+
+
+def test_csr_spmm_refuses_x_and_out_of_other_widths():
+    """_spmm.csr_spmm reads N = out's columns from each row of X (and, with x_rows, copies
+    them straight from X): an X narrower than out was read past its end, silently."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+import numpy as np, scipy.sparse as sps
+from wsekern import _spmm
+W = sps.random(20, 30, density=0.3, format="csr", dtype=np.float32, random_state=0)
+X = np.ones((30, 4), np.float32)
+out = np.empty((20, 4096), np.float32)
+remap, rows = _spmm.live_map(np.ones(30, np.uint8), 30, np.int32)
+cases = [
+    lambda: _spmm.csr_spmm(W.data, W.indices, W.indptr, X, out),
+    lambda: _spmm.csr_spmm(W.data, W.indices, W.indptr, X, out, None, 1, 0, True),
+    lambda: _spmm.csr_spmm(W.data, W.indices, W.indptr, X, out, remap, 1, 8, x_rows=rows),
+    lambda: _spmm.csr_spmm(W.data, W.indices, W.indptr[:-1], X, np.empty((20, 4), np.float32)),
+]
+""", 4, needles=("columns", "indptr"))
