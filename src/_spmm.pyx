@@ -110,6 +110,12 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     first (:func:`live_rows`); the remap and the sums are those of X's live rows.
     Work: O(nnz(W) * N) plus O(K * N) for the copies; threads own disjoint rows of ``out``.
     """
+    # the kernel reads out's N columns from each row of X and indptr[0:M + 1]
+    if X.shape[1] != out.shape[1] or indptr.shape[0] != out.shape[0] + 1:
+        raise ValueError(f"expected X with {out.shape[1]} columns and indptr of "
+                         f"{out.shape[0] + 1} entries to match out ({out.shape[0]}, {out.shape[1]}); "
+                         f"received X.shape=({X.shape[0]}, {X.shape[1]}), indptr of "
+                         f"{indptr.shape[0]}")
     if x_rows is not None:
         if x_remap is None or not 0 < n_block < X.shape[1]:
             raise ValueError("x_rows needs x_remap and 0 < n_block < N")

@@ -23,7 +23,7 @@ import numpy as np
 from . import analytic
 from .placement import bounds
 
-QUEUE_BYTES = 24          # sizeof(Queue) in src/_event.pyx
+QUEUE_BYTES = 32          # sizeof(Queue) in src/_event.pyx (3 doubles, 2 int16, a byte)
 SLOT_BYTES = 32           # sizeof(Slot); a queue holds its depth plus the wavelets in flight
 # Everything else a PE of the region costs: the engine's per-PE arrays, calendar and heap,
 # the Python set-up of its routes, the analytic model's per-PE maps. Measured: 4.4 KB a

@@ -360,7 +360,8 @@ class SimReport:
             f"busiest link {int(self.link_wavelets.max(initial=0)):,}",
             f"  energy              {self.energy_joules * 1e6:,.3f} uJ",
         ]
-        if self.details.get("mode") == "event":
+        # the event engine's figures (the mesh models' event reports have none of them)
+        if self.details.get("mode") == "event" and "events" in self.details:
             d = self.details
             stalls = d["stalls"]
             a = d["analytic"]
