@@ -166,8 +166,10 @@ def test_a_wrong_count_of_samples_is_refused():
         strategy.place(model, 8, samples=20)
         cases = [lambda s=s: strategy.place(model, 8, samples=s)
                  for s in (-1, 2.5, "20", True, [20])]
+        # placed at the guessed batch (batch=None), the count is checked all the same
+        cases += [lambda s=s: strategy.place(model, None, samples=s) for s in (-1, "20")]
         assert strategy.last_batch == 4 and strategy.batch == 8
-    """, 5, needles=("samples",))
+    """, 7, needles=("samples",))
 
 
 @pytest.mark.parametrize("kwargs,last", [
@@ -197,3 +199,23 @@ def test_fit_tells_the_strategy_its_last_batch(kwargs, last):
     assert other.last_batch is None
     _same(got, want)
     _same(strategy.step_cycles, other.step_cycles)
+
+
+def test_a_fit_of_unknown_length_forgets_the_last_batch_of_the_fit_before():
+    # a fit on a generator does not know its epoch: the last batch the fit before it
+    # announced must not be prepared again for steps that never come
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16), mode="weight-streaming")
+    with strategy.scope():
+        model = _mlp()
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(3)
+    x = (rng.random((37, 40)) - 0.3).astype(np.float32)
+    y = rng.integers(0, 10, 37)
+    model.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    assert strategy.last_batch == 5
+
+    def batches():
+        for i in range(0, 32, 8):
+            yield x[i:i + 8], y[i:i + 8]
+    model.fit(batches(), epochs=1, verbose=0)
+    assert strategy.last_batch is None

@@ -121,6 +121,10 @@ class WaferStrategy:
         first training step, which places for the batch it really has (and raises then,
         if that fails too); ``strategy.mode`` is None until then. (A model that cannot
         even stream its weights at the guess raises at once.)"""
+        if samples is not None and (isinstance(samples, bool)
+                                    or not isinstance(samples, (int, np.integer)) or samples < 0):
+            raise ValueError(f"samples must be a count of samples (an int >= 0); "
+                             f"received {samples!r}")
         if batch is None:
             try:
                 self._place(model, PLACEMENT_BATCH)
@@ -132,10 +136,6 @@ class WaferStrategy:
                 self.batch = None       # the first step places for its own batch
             return
         if samples is not None:
-            if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) \
-                    or samples < 0:
-                raise ValueError(f"samples must be a count of samples (an int >= 0); "
-                                 f"received {samples!r}")
             self.last_batch = _last_batch(batch, samples)
         self._place(model, batch)
 
@@ -218,6 +218,7 @@ class WaferStrategy:
         in the epoch."""
         self._check_batch = True
         if batch is None or samples is None:
+            self.last_batch = None      # an epoch of unknown length: nothing to prepare
             return
         last = _last_batch(batch, samples)
         if last != self.last_batch:
