@@ -1,0 +1,120 @@
+"""Figures read in the middle of an epoch: a callback that reads, after each batch, that
+step's cost (the step's cycles, each layer's totals and last-step figures, its reports)
+sees what a train_on_batch loop over the same batches reads after each of its steps, and
+what the strategy keeps per step when nobody reads until the end; on both modes, through
+the epoch's last, shorter batch, and up to the step where an exception stopped fit."""
+import numpy as np
+import pytest
+from test_strategy_lazy import _same
+
+import wsekern as wk
+from wsekern import nn
+from wsekern.nn import callbacks as cbks
+from wsekern.nn import layers as L
+
+SAMPLES, BATCH = 29, 8              # batches of 8, 8, 8 and a last one of 5
+
+
+def _cnn():
+    return nn.Sequential([nn.Input((8, 8, 2)),
+                          L.Conv2D(4, 3, activation="relu", padding="same", name="c1"),
+                          L.Conv2D(6, 3, activation="relu", sparsity=0.5, name="c2"),
+                          L.Flatten(name="flat"), L.Dense(10, activation="softmax", name="d")])
+
+
+def _mlp():
+    return nn.Sequential([L.Dense(48, activation="relu", input_shape=(40,), sparsity=0.8,
+                                  name="d1"),
+                          L.Dense(24, activation="relu", name="d2"),
+                          L.Dense(10, activation="softmax", name="d3")])
+
+
+CASES = [(_cnn, (8, 8, 2), "weight-streaming"), (_cnn, (8, 8, 2), None),
+         (_mlp, (40,), "weight-streaming"), (_mlp, (40,), None)]
+
+
+def _setup(build, shape, mode):
+    nn.utils.set_random_seed(0)
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16), mode=mode)
+    with strategy.scope():
+        model = build()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    strategy.place(model, BATCH, samples=SAMPLES)
+    rng = np.random.default_rng(7)
+    x = (rng.random((SAMPLES,) + shape) - 0.3).astype(np.float32)
+    return strategy, model, x, rng.integers(0, 10, SAMPLES)
+
+
+def _step_figures(strategy):
+    """What a reader sees of the step just costed."""
+    return {"steps": strategy.steps, "samples": strategy.samples,
+            "cycles": strategy.step_cycles[-1],
+            "layers": [{"totals": dict(p.totals), "nnz": p.last_input_nnz,
+                        "size": p.last_input_size, "out": p.last_output_size,
+                        "columns": p.last_columns, "latency": p.last_latency,
+                        "zeros": p.activation_zeros, "sram": p.sram_peak,
+                        "forward": p.forward_figures(),
+                        "reports": {k: r.to_dict() for k, r in p.reports.items()}}
+                       for p in strategy.placements]}
+
+
+def _report(model):
+    report = model.wafer_report().to_dict()
+    report.pop("cpu_samples_per_s")          # measured, not simulated
+    return report
+
+
+class _Reader(cbks.Callback):
+    def __init__(self, strategy, stop_after=None):
+        super().__init__()
+        self.strategy, self.stop_after, self.read = strategy, stop_after, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.read.append(_step_figures(self.strategy))
+        if self.stop_after is not None and batch == self.stop_after:
+            raise KeyboardInterrupt("stopped by the test")
+
+
+def _by_train_on_batch(build, shape, mode, steps=None):
+    strategy, model, x, y = _setup(build, shape, mode)
+    read = []
+    for i, start in enumerate(range(0, SAMPLES, BATCH)):
+        if steps is not None and i == steps:
+            break
+        model.train_on_batch(x[start:start + BATCH], y[start:start + BATCH])
+        read.append(_step_figures(strategy))
+    return strategy, model, read
+
+
+@pytest.mark.parametrize("build,shape,mode", CASES)
+def test_each_batch_read_by_a_callback_is_that_steps_cost(build, shape, mode):
+    strategy, model, x, y = _setup(build, shape, mode)
+    reader = _Reader(strategy)
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[reader])
+    ref_strategy, ref_model, ref = _by_train_on_batch(build, shape, mode)
+    assert len(reader.read) == 4 and reader.read[-1]["samples"] == SAMPLES
+    assert [r["layers"][0]["columns"] for r in reader.read][-1] != \
+        reader.read[0]["layers"][0]["columns"]          # the last batch is shorter
+    _same(reader.read, ref)
+    _same(_report(model), _report(ref_model))
+    # a fit nobody reads until the end keeps the same step for step
+    quiet, quiet_model, qx, qy = _setup(build, shape, mode)
+    quiet_model.fit(qx, qy, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    _same(quiet.step_cycles, [r["cycles"] for r in reader.read])
+    _same(_report(quiet_model), _report(model))
+    _same([dict(p.totals) for p in quiet.placements],
+          [layer["totals"] for layer in reader.read[-1]["layers"]])
+
+
+@pytest.mark.parametrize("build,shape,mode", CASES)
+def test_a_fit_stopped_by_an_exception_keeps_the_steps_it_took(build, shape, mode):
+    strategy, model, x, y = _setup(build, shape, mode)
+    reader = _Reader(strategy, stop_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[reader])
+    _, ref_model, ref = _by_train_on_batch(build, shape, mode, steps=2)
+    assert strategy.steps == 2
+    _same(reader.read, ref)
+    _same(_step_figures(strategy), ref[-1])
+    _same(_report(model), _report(ref_model))
