@@ -1,10 +1,13 @@
 """Figures read in the middle of an epoch: a callback that reads, after each batch, that
 step's cost (the step's cycles, each layer's totals and last-step figures, its reports)
 sees what a train_on_batch loop over the same batches reads after each of its steps, and
-what the strategy keeps per step when nobody reads until the end; on both modes, through
-the epoch's last, shorter batch, and up to the step where an exception stopped fit."""
+what the strategy keeps per step when nobody reads until the end (and, for the MLP's first
+layer, whose input is the batch, the forward's useful MACs and nonzeros NumPy counts); on
+both modes, through the epoch's last, shorter batch, and up to the step where an exception
+stopped fit."""
 import numpy as np
 import pytest
+import scipy.sparse as sps
 from test_strategy_lazy import _same
 
 import wsekern as wk
@@ -65,12 +68,19 @@ def _report(model):
 
 
 class _Reader(cbks.Callback):
-    def __init__(self, strategy, stop_after=None):
+    def __init__(self, strategy, stop_after=None, x=None):
         super().__init__()
-        self.strategy, self.stop_after, self.read = strategy, stop_after, []
+        self.strategy, self.stop_after, self.x, self.read = strategy, stop_after, x, []
 
     def on_train_batch_end(self, batch, logs=None):
         self.read.append(_step_figures(self.strategy))
+        if self.x is not None:          # the MLP: its first layer's input is the batch
+            first = self.strategy.placements[0]
+            xb = self.x[batch * BATCH:(batch + 1) * BATCH]
+            per_k = np.diff(sps.csc_array(first.weight_matrix()).indptr)   # kept per input
+            useful = int(np.count_nonzero(xb, axis=0) @ per_k)             # NumPy's count
+            assert first.last_useful == useful
+            assert first.last_input_nnz == np.count_nonzero(xb)
         if self.stop_after is not None and batch == self.stop_after:
             raise KeyboardInterrupt("stopped by the test")
 
@@ -89,7 +99,7 @@ def _by_train_on_batch(build, shape, mode, steps=None):
 @pytest.mark.parametrize("build,shape,mode", CASES)
 def test_each_batch_read_by_a_callback_is_that_steps_cost(build, shape, mode):
     strategy, model, x, y = _setup(build, shape, mode)
-    reader = _Reader(strategy)
+    reader = _Reader(strategy, x=x if build is _mlp else None)
     model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[reader])
     ref_strategy, ref_model, ref = _by_train_on_batch(build, shape, mode)
     assert len(reader.read) == 4 and reader.read[-1]["samples"] == SAMPLES
@@ -109,7 +119,7 @@ def test_each_batch_read_by_a_callback_is_that_steps_cost(build, shape, mode):
 @pytest.mark.parametrize("build,shape,mode", CASES)
 def test_a_fit_stopped_by_an_exception_keeps_the_steps_it_took(build, shape, mode):
     strategy, model, x, y = _setup(build, shape, mode)
-    reader = _Reader(strategy, stop_after=1)
+    reader = _Reader(strategy, stop_after=1, x=x if build is _mlp else None)
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
                   callbacks=[reader])
