@@ -8,32 +8,13 @@ stopped fit."""
 import numpy as np
 import pytest
 import scipy.sparse as sps
-from test_strategy_lazy import _same
+from test_strategy_lazy import CASES, _mlp, _same
 
 import wsekern as wk
 from wsekern import nn
 from wsekern.nn import callbacks as cbks
-from wsekern.nn import layers as L
 
 SAMPLES, BATCH = 29, 8              # batches of 8, 8, 8 and a last one of 5
-
-
-def _cnn():
-    return nn.Sequential([nn.Input((8, 8, 2)),
-                          L.Conv2D(4, 3, activation="relu", padding="same", name="c1"),
-                          L.Conv2D(6, 3, activation="relu", sparsity=0.5, name="c2"),
-                          L.Flatten(name="flat"), L.Dense(10, activation="softmax", name="d")])
-
-
-def _mlp():
-    return nn.Sequential([L.Dense(48, activation="relu", input_shape=(40,), sparsity=0.8,
-                                  name="d1"),
-                          L.Dense(24, activation="relu", name="d2"),
-                          L.Dense(10, activation="softmax", name="d3")])
-
-
-CASES = [(_cnn, (8, 8, 2), "weight-streaming"), (_cnn, (8, 8, 2), None),
-         (_mlp, (40,), "weight-streaming"), (_mlp, (40,), None)]
 
 
 def _setup(build, shape, mode):
