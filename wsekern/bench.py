@@ -1,6 +1,7 @@
 """``wsekern bench``: wsekern against the libraries people use, measured in the same run.
 
-Times are the best of ``repeat`` runs after a warm-up. NumPy's BLAS (and MKL, torch)
+Times are the best of ``repeat`` runs after a warm-up (``bench conv`` on one thread:
+thread CPU time, see :func:`call_clock`). NumPy's BLAS (and MKL, torch)
 are limited to the same thread count as wsekern through threadpoolctl when it is
 installed. On machines that set OPENBLAS_CORETYPE, unset it (and OPENBLAS_L2_SIZE)
 for the command, or NumPy's BLAS runs a slow kernel.
@@ -20,16 +21,27 @@ SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 SIZES = ((1024, 1024, 256), (4096, 4096, 64))
 
 
-def best_time(fn, repeat=5, min_time=0.05):
-    """Best wall time of ``fn()`` over ``repeat`` runs (more for very fast calls)."""
+def best_time(fn, repeat=5, min_time=0.05, clock=time.perf_counter):
+    """Best time of ``fn()`` over ``repeat`` runs (more for very fast calls), read on
+    ``clock``: wall time by default; see :func:`call_clock` for one thread."""
     fn()
     times = []
     start = time.perf_counter()
     while len(times) < repeat or (time.perf_counter() - start < min_time and len(times) < 200):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return min(times)
+
+
+def call_clock(threads):
+    """The clock a bench reads for calls on ``threads`` threads. One thread: the calling
+    thread's CPU time, since every library then runs the call in that thread. When another
+    process shares the core, the OS gives it the core for a whole tick (4 ms at 250 Hz)
+    in the middle of any call longer than that, so a wall-clock best of a few calls jumps
+    by about 4 ms from run to run while the thread's CPU time stays put. More threads:
+    wall time (CPU time would add the threads up)."""
+    return time.thread_time if threads == 1 else time.perf_counter
 
 
 @contextlib.contextmanager
@@ -197,18 +209,20 @@ def _conv_cases(B, C, S):
             yield ws, xs, x, w
 
 
-def _torch_conv_time(torch, x, w, repeat):
+def _torch_conv_time(torch, x, w, repeat, clock):
     """torch.nn.functional.conv2d's best time on one bench conv case (stride 1, pad 1)."""
     xt, wt = torch.from_numpy(x), torch.from_numpy(w)
     with torch.no_grad():
-        return best_time(lambda: torch.nn.functional.conv2d(xt, wt, padding=1), repeat)
+        return best_time(lambda: torch.nn.functional.conv2d(xt, wt, padding=1), repeat,
+                         clock=clock)
 
 
 def torch_conv_times(shape, repeat, threads):
     """torch's best time for each bench conv case, in this process (the child's side)."""
     import torch
     with limit_threads(threads):
-        return [_torch_conv_time(torch, x, w, repeat) for _, _, x, w in _conv_cases(*shape)]
+        return [_torch_conv_time(torch, x, w, repeat, call_clock(threads))
+                for _, _, x, w in _conv_cases(*shape)]
 
 
 def _torch_conv_times_at_isa(path, shape, repeat, threads):
@@ -250,8 +264,10 @@ def bench_conv(repeat=5, threads=1, out=print, shape=(8, 64, 32)):
         limits = " ".join(f"{k}={v}" for k, v in TORCH_ISA_ENV[path].items())
         out(f"torch@isa: torch held to the {path} path's ISA ({limits}), timed in a "
             f"child process" + ("" if at_isa else f"; failed: {' '.join(why)}"))
+    clock = call_clock(threads)
     out(f"conv2d x {B}x{C}x{S}x{S}, w {C}x{C}x3x3, pad 1, float32, {threads} thread(s), "
-        f"ms (best of {repeat})")
+        f"ms (best of {repeat}, "
+        f"{'thread CPU time' if clock is time.thread_time else 'wall time'})")
     out(f"{'w zeros':>7} {'x zeros':>7} {'path':>12} {'wsekern':>9} {'im2col':>9} {'torch':>9}"
         f" | {'x im2col':>8} {'x torch':>7}"
         + (f" | {'torch@isa':>9} {'x t@isa':>7}" if at_isa else ""))
@@ -265,10 +281,10 @@ def bench_conv(repeat=5, threads=1, out=print, shape=(8, 64, 32)):
         with limit_threads(threads):
             r = {"w": ws, "x": xs, "path": conv2d_path(x, w, padding=1),
                  "wsekern": best_time(lambda: conv2d(x, w, padding=1, n_threads=threads),
-                                      repeat),
-                 "im2col": best_time(im2col_blas, repeat)}
+                                      repeat, clock=clock),
+                 "im2col": best_time(im2col_blas, repeat, clock=clock)}
             if torch is not None:
-                r["torch"] = _torch_conv_time(torch, x, w, repeat)
+                r["torch"] = _torch_conv_time(torch, x, w, repeat, clock)
         if at_isa:
             r["torch_at_isa"] = at_isa[i]
         t_torch = f"{r['torch'] * 1e3:9.3f}" if "torch" in r else f"{'-':>9}"

@@ -1,0 +1,28 @@
+"""bench conv's clock: one thread reads the thread's CPU time, so a tick the OS gives another
+process on the same core is not counted; more threads read wall time."""
+import time
+
+from wsekern.bench import bench_conv, best_time, call_clock
+
+
+def test_call_clock_by_threads():
+    assert call_clock(1) is time.thread_time
+    assert call_clock(2) is time.perf_counter
+    assert call_clock(8) is time.perf_counter
+
+
+def test_best_time_reads_the_clock_given():
+    # a sleep takes wall time but next to no CPU time: the two clocks tell it apart
+    def nap():
+        time.sleep(0.02)
+    assert best_time(nap, repeat=2, min_time=0) >= 0.02
+    assert best_time(nap, repeat=2, min_time=0, clock=time.thread_time) < 0.01
+
+
+def test_bench_conv_says_which_clock():
+    for threads, clock in ((1, "thread CPU time"), (2, "wall time")):
+        lines = []
+        rows = bench_conv(repeat=1, threads=threads, out=lines.append, shape=(1, 4, 6))
+        header = [line for line in lines if line.startswith("conv2d x 1x4x6x6")]
+        assert header and header[0].endswith(f"ms (best of 1, {clock})"), lines
+        assert len(rows) == 6 and all(r["wsekern"] > 0 and r["im2col"] > 0 for r in rows)
