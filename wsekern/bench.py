@@ -1,7 +1,7 @@
 """``wsekern bench``: wsekern against the libraries people use, measured in the same run.
 
-Times are the best of ``repeat`` runs after a warm-up (``bench conv`` on one thread:
-thread CPU time, see :func:`call_clock`). NumPy's BLAS (and MKL, torch)
+Times are the best of ``repeat`` runs after a warm-up (on one thread the thread's CPU
+time, see :func:`call_clock`). NumPy's BLAS (and MKL, torch)
 are limited to the same thread count as wsekern through threadpoolctl when it is
 installed. On machines that set OPENBLAS_CORETYPE, unset it (and OPENBLAS_L2_SIZE)
 for the command, or NumPy's BLAS runs a slow kernel.
@@ -123,7 +123,8 @@ def bench_spmm(sizes=SIZES, sparsities=SPARSITIES, threads=(1, 2), repeat=5, out
     header = (f"{'M':>5} {'K':>5} {'N':>4} {'thr':>3} {'sparsity':>8} {'path':>15} "
               f"{'wsekern':>9} {'dense-W':>9} {'numpy':>9} {'scipy':>9} {'mkl':>9} {'torch':>9}"
               f" | {'x numpy':>7} {'x scipy':>7} {'x mkl':>6} {'x torch':>7} {'dW/np':>6}")
-    out("spmm, float32, times in ms (best of %d); 'x peer' = peer time / wsekern time" % repeat)
+    out(f"spmm, float32, times in ms (best of {repeat}; one thread: thread CPU time, see "
+        f"call_clock); 'x peer' = peer time / wsekern time")
     out(SPMM_LEGEND)
     out(header)
     for M, K, N in sizes:
@@ -136,10 +137,13 @@ def bench_spmm(sizes=SIZES, sparsities=SPARSITIES, threads=(1, 2), repeat=5, out
                 with limit_threads(t):
                     row = {"M": M, "K": K, "N": N, "threads": t, "sparsity": s,
                            "path": spmm_path(P, X)}
-                    row["wsekern"] = best_time(lambda: spmm(P, X, n_threads=t), repeat)
-                    row["dense-W"] = best_time(lambda: spmm(Wd, X, n_threads=t), repeat)
+                    clock = call_clock(t)
+                    row["wsekern"] = best_time(lambda: spmm(P, X, n_threads=t), repeat,
+                                               clock=clock)
+                    row["dense-W"] = best_time(lambda: spmm(Wd, X, n_threads=t), repeat,
+                                               clock=clock)
                     for name, fn in spmm_peers(W, X, t).items():
-                        row[name] = best_time(fn, repeat)
+                        row[name] = best_time(fn, repeat, clock=clock)
                 rows.append(row)
                 out(_format_row(row))
     out("")
@@ -162,7 +166,8 @@ def _format_row(r):
 
 def bench_dead_rows(sizes=SIZES, sparsity=0.9, dead=0.5, repeat=5, out=print):
     """Activation sparsity: X with half its rows zero (dead ReLU units) against X dense."""
-    out(f"spmm with {dead:.0%} of X's rows zero vs X dense, W {sparsity:.0%} zeros, 1 thread")
+    out(f"spmm with {dead:.0%} of X's rows zero vs X dense, W {sparsity:.0%} zeros, 1 thread "
+        f"(thread CPU time)")
     out(f"{'M':>5} {'K':>5} {'N':>4} {'path':>15} {'X dense':>9} {'X dead':>9} {'speed-up':>8}")
     rows = []
     for M, K, N in sizes:
@@ -172,8 +177,8 @@ def bench_dead_rows(sizes=SIZES, sparsity=0.9, dead=0.5, repeat=5, out=print):
         Xd = X.copy()
         Xd[rng.random(K) < dead] = 0
         with limit_threads(1):
-            t_dense = best_time(lambda: spmm(P, X, n_threads=1), repeat)
-            t_dead = best_time(lambda: spmm(P, Xd, n_threads=1), repeat)
+            t_dense = best_time(lambda: spmm(P, X, n_threads=1), repeat, clock=time.thread_time)
+            t_dead = best_time(lambda: spmm(P, Xd, n_threads=1), repeat, clock=time.thread_time)
         out(f"{M:5d} {K:5d} {N:4d} {spmm_path(P, Xd):>15} {t_dense * 1e3:9.3f} "
             f"{t_dead * 1e3:9.3f} {t_dense / t_dead:8.2f}")
         rows.append({"M": M, "K": K, "N": N, "dense": t_dense, "dead": t_dead})
