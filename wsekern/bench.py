@@ -40,8 +40,11 @@ def call_clock(threads):
     process shares the core, the OS gives it the core for a whole tick (4 ms at 250 Hz)
     in the middle of any call longer than that, so a wall-clock best of a few calls jumps
     by about 4 ms from run to run while the thread's CPU time stays put. More threads:
-    wall time (CPU time would add the threads up)."""
-    return time.thread_time if threads == 1 else time.perf_counter
+    wall time (CPU time would add the threads up); wall time too without threadpoolctl,
+    whose absence leaves NumPy's BLAS on its own threads, which that clock would miss."""
+    if threads == 1 and _optional("threadpoolctl") is not None:
+        return time.thread_time
+    return time.perf_counter
 
 
 @contextlib.contextmanager
@@ -123,7 +126,8 @@ def bench_spmm(sizes=SIZES, sparsities=SPARSITIES, threads=(1, 2), repeat=5, out
     header = (f"{'M':>5} {'K':>5} {'N':>4} {'thr':>3} {'sparsity':>8} {'path':>15} "
               f"{'wsekern':>9} {'dense-W':>9} {'numpy':>9} {'scipy':>9} {'mkl':>9} {'torch':>9}"
               f" | {'x numpy':>7} {'x scipy':>7} {'x mkl':>6} {'x torch':>7} {'dW/np':>6}")
-    out(f"spmm, float32, times in ms (best of {repeat}; one thread: thread CPU time, see "
+    one = "thread CPU time" if call_clock(1) is time.thread_time else "wall time"
+    out(f"spmm, float32, times in ms (best of {repeat}; one thread: {one}, see "
         f"call_clock); 'x peer' = peer time / wsekern time")
     out(SPMM_LEGEND)
     out(header)
@@ -134,6 +138,8 @@ def bench_spmm(sizes=SIZES, sparsities=SPARSITIES, threads=(1, 2), repeat=5, out
             P = pack(W)
             Wd = W.toarray()
             for t in threads:
+                # the peers' libraries loaded first: threadpoolctl limits only those loaded
+                peers = spmm_peers(W, X, t)
                 with limit_threads(t):
                     row = {"M": M, "K": K, "N": N, "threads": t, "sparsity": s,
                            "path": spmm_path(P, X)}
@@ -142,7 +148,7 @@ def bench_spmm(sizes=SIZES, sparsities=SPARSITIES, threads=(1, 2), repeat=5, out
                                                clock=clock)
                     row["dense-W"] = best_time(lambda: spmm(Wd, X, n_threads=t), repeat,
                                                clock=clock)
-                    for name, fn in spmm_peers(W, X, t).items():
+                    for name, fn in peers.items():
                         row[name] = best_time(fn, repeat, clock=clock)
                 rows.append(row)
                 out(_format_row(row))
