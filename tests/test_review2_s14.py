@@ -65,3 +65,18 @@ def test_weight_cache_same_bytes_same_w2_shape_other_layer(monkeypatch):
         y = wsekern.conv2d(xs, w, padding=1, groups=groups)
         np.testing.assert_allclose(y, conv_reference(xs, w, None, 1, 1, 1, groups),
                                    rtol=1e-10, atol=1e-10)
+
+
+def test_event_report_prints_the_rate_per_cpu_second():
+    """7243c8e's line (it had no test): the event report gives the events per CPU second
+    beside the wall rate, the events over the run's CPU seconds."""
+    from test_event import _problem
+
+    from wsekern.wafer import event
+    from wsekern.wafer.config import WaferConfig
+    W, X = _problem(48, 40, 3, 0.3, 0.5, seed=5)
+    _, rep = event.weight_stationary(W, X, WaferConfig.small(8, 8), (0, 0, 3, 4))
+    d = rep.details
+    line = [s for s in str(rep).splitlines() if "event simulation" in s]
+    rate = d["events"] / max(d["cpu_seconds"], 1e-9) / 1e6
+    assert line and line[0].endswith(f"({rate:.1f} M per CPU second)"), line
