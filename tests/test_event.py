@@ -217,6 +217,8 @@ def test_report_gives_the_run_in_wall_and_cpu_seconds():
     d = rep.details
     assert d["events"] > 0 and d["wall_seconds"] > 0 and d["cpu_seconds"] >= 0
     assert d["events_per_second"] == d["events"] / d["wall_seconds"]
+    assert d["events_per_cpu_second"] == (d["events"] / d["cpu_seconds"] if d["cpu_seconds"] > 0
+                                          else float("inf"))
 
 
 def test_shallow_queues_cause_back_pressure_and_never_speed_up():

@@ -39,7 +39,8 @@ def _walk(v):
         return _digest(v)
     if isinstance(v, dict):
         return {str(k): _walk(x) for k, x in sorted(v.items())
-                if k not in ("wall_seconds", "cpu_seconds", "events_per_second")}
+                if k not in ("wall_seconds", "cpu_seconds", "events_per_second",
+                              "events_per_cpu_second")}
     if isinstance(v, (list, tuple)):
         return [_walk(x) for x in v]
     if isinstance(v, (float, np.floating)):

@@ -182,6 +182,7 @@ def _report(config, region, engine, T, wall, analytic_report, *, mapping, transp
         mapping=mapping, dtype=config.dtype, fmac_per_cycle=config.fmacs,
         details={"mode": "event", "what": what, "events": events,
                  "events_per_second": events / wall if wall > 0 else float("inf"),
+                 "events_per_cpu_second": events / cpu if cpu > 0 else float("inf"),
                  "wall_seconds": wall, "cpu_seconds": cpu, "ramp_wavelets": int(ramps),
                  "stalls": {"wait_data": full(config, region, wait_data),
                             "backpressure": full(config, region, back)},
@@ -220,11 +221,12 @@ def _trace(trace, transpose):
 
 
 def _run(engine, progress=None):
-    """(the engine's cycles, its wall seconds, the CPU seconds this process spent in them:
-    less than the wall where the machine's other work took turns on the core)."""
-    t0, c0 = time.perf_counter(), time.process_time()
+    """(the engine's cycles, its wall seconds, the CPU seconds the calling thread, which
+    runs the engine, spent in them: less than the wall where the machine's other work took
+    turns on the core)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
     T = engine.run(progress=progress)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
     done, rounds = engine.check_drained()
     if done != rounds:     # a deadlock would be a bug of the mapping, never of the input
         raise RuntimeError(f"event simulation stalled: a reducer finished {done} of {rounds} "

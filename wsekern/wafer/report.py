@@ -368,7 +368,7 @@ class SimReport:
             lines += [
                 f"  event simulation    {d['events']:,} wavelet-link events, "
                 f"{d['events_per_second'] / 1e6:.1f} M events/s "
-                f"({d['events'] / max(d['cpu_seconds'], 1e-9) / 1e6:.1f} M per CPU second)",
+                f"({d['events_per_cpu_second'] / 1e6:.1f} M per CPU second)",
                 f"  stalls (PE cycles)  waiting for data {stalls['wait_data'].sum():,.0f}, "
                 f"back-pressure {stalls['backpressure'].sum():,.0f}",
                 f"  analytic model      {a['cycles']:,.0f} cycles "
