@@ -36,8 +36,8 @@ cdef extern from "wsk_simd.h" nogil:
                                        int32_t, double*, int32_t*) noexcept
     Py_ssize_t wsk_compact_csr_f64_i64(const double*, const int64_t*, Py_ssize_t, const int64_t*,
                                        int64_t, double*, int64_t*) noexcept
-    Py_ssize_t wsk_scan_row_f32(const float*, Py_ssize_t, int*) noexcept
-    Py_ssize_t wsk_scan_row_f64(const double*, Py_ssize_t, int*) noexcept
+    Py_ssize_t wsk_scan_f32(const float*, Py_ssize_t, int*) noexcept
+    Py_ssize_t wsk_scan_f64(const double*, Py_ssize_t, int*) noexcept
     float wsk_dot_f32(const float*, const float*, Py_ssize_t) noexcept
     double wsk_dot_f64(const double*, const double*, Py_ssize_t) noexcept
     const char* wsk_simd_init(int path) noexcept

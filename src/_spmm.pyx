@@ -15,7 +15,7 @@ from _fused cimport index_t
 from _rows cimport spmm_row
 from _simd cimport (wsk_spmm_scatter_f32_i32, wsk_spmm_scatter_f32_i64,
                     wsk_spmm_scatter_f64_i32, wsk_spmm_scatter_f64_i64,
-                    wsk_dot_f32, wsk_dot_f64, wsk_scan_row_f32, wsk_scan_row_f64,
+                    wsk_dot_f32, wsk_dot_f64, wsk_scan_f32, wsk_scan_f64,
                     wsk_simd_init, wsk_simd_available,
                     wsk_compact_f32, wsk_compact_f64, wsk_compact_csr_f32_i32,
                     wsk_compact_csr_f32_i64, wsk_compact_csr_f64_i32, wsk_compact_csr_f64_i64,
@@ -684,9 +684,9 @@ def scan_rows(const floating[:, ::1] X, uint8_t[::1] nonzero_row):
     with nogil:
         for k in range(K):
             if floating is float:
-                row_nnz = wsk_scan_row_f32(&X[k, 0], N, &nonfinite)
+                row_nnz = wsk_scan_f32(&X[k, 0], N, &nonfinite)
             else:
-                row_nnz = wsk_scan_row_f64(&X[k, 0], N, &nonfinite)
+                row_nnz = wsk_scan_f64(&X[k, 0], N, &nonfinite)
             nonzero_row[k] = row_nnz != 0
             kept += row_nnz != 0
             nnz += row_nnz

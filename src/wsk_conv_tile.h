@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "wsk_scan.h"
+
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(_M_X64)) \
     && !defined(WSK_NO_DISPATCH)
 #define WSKT_X86 1
@@ -163,52 +165,9 @@ static ATTR void wsk_tile_rows_##SFX##_##TGT(const V* vals, const int32_t* offs,
         wskt_rows_##SFX##_##TGT(vals, offs, nnz, P, limit, Wq, oh0, oh1, OW, out, 0);  \
 }
 
-/* The scan of an input plane (src/_conv.pyx scan_planes): its nonzeros (a NaN counts)
- * returned, and *bad set when an element is inf or NaN (v - v is NaN for them, else 0).
- * Per target like the tiles: a vector of compares and integer sums per load. Lane counts
- * are summed every 2^28 vectors, so an int32 lane never overflows. */
-#define WSKT_DEFINE_SCAN(V, I, VBYTES, SFX, TGT, ATTR)                                 \
-static ATTR ptrdiff_t wsk_scan_##SFX##_##TGT(const V* p, ptrdiff_t n, int* bad)          \
-{                                                                                      \
-    typedef wskt_##SFX##_##TGT##_vt VT;                                                \
-    typedef I IT __attribute__((vector_size(VBYTES)));  /* compares: -1 true, 0 */  \
-    enum { L = VBYTES / sizeof(V) };                                                   \
-    ptrdiff_t k = 0, i = 0;                                                            \
-    int b = 0;                                                                         \
-    while (n - i >= 2 * L) {                                                           \
-        ptrdiff_t end = i + ((n - i) / (2 * L)) * (2 * L);                             \
-        if (end - i > ((ptrdiff_t)1 << 28) * L) end = i + ((ptrdiff_t)1 << 28) * L;     \
-        IT c0 = {0}, c1 = {0}, f0 = {0}, f1 = {0};                                     \
-        for (; i < end; i += 2 * L) {                                                  \
-            VT v0, v1;                                                                 \
-            memcpy(&v0, p + i, sizeof(VT));                                            \
-            memcpy(&v1, p + i + L, sizeof(VT));                                        \
-            c0 += (v0 != (VT){0});                                                     \
-            c1 += (v1 != (VT){0});                                                     \
-            f0 |= ((v0 - v0) != (VT){0});                                              \
-            f1 |= ((v1 - v1) != (VT){0});                                              \
-        }                                                                              \
-        c0 += c1;                                                                      \
-        f0 |= f1;                                                                      \
-        for (int a = 0; a < L; a++) {                                                  \
-            k -= c0[a];                                                                \
-            b |= f0[a] != 0;                                                           \
-        }                                                                              \
-    }                                                                                  \
-    for (; i < n; i++) {                                                               \
-        V v = p[i];                                                                    \
-        k += v != 0;                                                                   \
-        b |= (v - v) != 0;                                                             \
-    }                                                                                  \
-    *bad |= b;                                                                         \
-    return k;                                                                          \
-}
-
 #define WSKT_DEFINE_TARGET(TGT, ATTR, VBYTES, RMAX, NVMAX)                               \
     WSKT_DEFINE(float, VBYTES, f32, TGT, ATTR, RMAX, NVMAX)                             \
-    WSKT_DEFINE(double, VBYTES, f64, TGT, ATTR, RMAX, NVMAX)                            \
-    WSKT_DEFINE_SCAN(float, int32_t, VBYTES, f32, TGT, ATTR)                            \
-    WSKT_DEFINE_SCAN(double, int64_t, VBYTES, f64, TGT, ATTR)
+    WSKT_DEFINE(double, VBYTES, f64, TGT, ATTR, RMAX, NVMAX)
 
 #define WSKT_NOATTR
 WSKT_DEFINE_TARGET(base, WSKT_NOATTR, 16, 2, 4)
@@ -225,29 +184,20 @@ typedef void (*wsk_tile_rows_f64_t)(const double*, const int32_t*, ptrdiff_t, co
                                     double*, int);
 static wsk_tile_rows_f32_t wsk_tile_rows_f32 = wsk_tile_rows_f32_base;
 static wsk_tile_rows_f64_t wsk_tile_rows_f64 = wsk_tile_rows_f64_base;
-typedef ptrdiff_t (*wsk_scan_f32_t)(const float*, ptrdiff_t, int*);
-typedef ptrdiff_t (*wsk_scan_f64_t)(const double*, ptrdiff_t, int*);
-static wsk_scan_f32_t wsk_scan_f32 = wsk_scan_f32_base;
-static wsk_scan_f64_t wsk_scan_f64 = wsk_scan_f64_base;
 
 /* path: 1 baseline, 2 avx2, 4 avx512 (the caller checked the CPU runs it). */
 static void wsk_tile_init(int path)
 {
     wsk_tile_rows_f32 = wsk_tile_rows_f32_base;
     wsk_tile_rows_f64 = wsk_tile_rows_f64_base;
-    wsk_scan_f32 = wsk_scan_f32_base;
-    wsk_scan_f64 = wsk_scan_f64_base;
+    wsk_scan_init(path);        /* scan_planes' scan (src/wsk_scan.h) */
 #if WSKT_X86
     if (path == 2) {
         wsk_tile_rows_f32 = wsk_tile_rows_f32_avx2;
         wsk_tile_rows_f64 = wsk_tile_rows_f64_avx2;
-        wsk_scan_f32 = wsk_scan_f32_avx2;
-        wsk_scan_f64 = wsk_scan_f64_avx2;
     } else if (path == 4) {
         wsk_tile_rows_f32 = wsk_tile_rows_f32_avx512;
         wsk_tile_rows_f64 = wsk_tile_rows_f64_avx512;
-        wsk_scan_f32 = wsk_scan_f32_avx512;
-        wsk_scan_f64 = wsk_scan_f64_avx512;
     }
 #else
     (void)path;

@@ -654,43 +654,9 @@ WSK_TARGET_V3 static ptrdiff_t wsk_compact_csr_f64_i32_avx2(const double* vals,
 }
 #endif
 
-/* ------------------------------------------------------------------------ */
-/* One row of X for the dispatcher: its nonzero count, and *nonfinite set when */
-/* it holds inf/NaN (x - x != 0).  Explicit vectors with lane counters of the  */
-/* value's width: the plain loop's fp64 form did not vectorise (0.28 ms for    */
-/* 1024 x 256 on Zen 3, 1 ns an element).  Lane counters flushed every 2^30.   */
-/* ------------------------------------------------------------------------ */
-#define WSK_DEFINE_SCAN(V, VT, IT, LANES, SFX)                                         \
-static ptrdiff_t wsk_scan_row_##SFX(const V* x, ptrdiff_t n, int* nonfinite)           \
-{                                                                                      \
-    ptrdiff_t j = 0, total = 0;                                                        \
-    while (j + LANES <= n) {                                                           \
-        const ptrdiff_t left = n - j < ((ptrdiff_t)1 << 30) ? n - j : (ptrdiff_t)1 << 30; \
-        const ptrdiff_t end = j + left / LANES * LANES;                                \
-        IT cnt = {0}, bad = {0};                                                       \
-        for (; j < end; j += LANES) {                                                  \
-            VT v;                                                                      \
-            memcpy(&v, x + j, sizeof(VT));                                             \
-            cnt -= (v != 0);            /* a true lane is -1 */                        \
-            bad |= (v - v != 0);                                                       \
-        }                                                                              \
-        for (int l = 0; l < LANES; l++) {                                              \
-            total += cnt[l];                                                           \
-            *nonfinite |= bad[l] != 0;                                                 \
-        }                                                                              \
-    }                                                                                  \
-    for (; j < n; j++) {                                                               \
-        total += x[j] != 0;                                                            \
-        *nonfinite |= x[j] - x[j] != 0;                                                \
-    }                                                                                  \
-    return total;                                                                      \
-}
-typedef float wsk_scan_vf __attribute__((vector_size(16)));
-typedef int32_t wsk_scan_vi __attribute__((vector_size(16)));
-typedef double wsk_scan_vd __attribute__((vector_size(16)));
-typedef int64_t wsk_scan_vl __attribute__((vector_size(16)));
-WSK_DEFINE_SCAN(float, wsk_scan_vf, wsk_scan_vi, 4, f32)
-WSK_DEFINE_SCAN(double, wsk_scan_vd, wsk_scan_vl, 2, f64)
+/* One row of X for the dispatcher (scan_rows): wsk_scan_f32/f64, per target, selected with
+   the rest by wsk_simd_init. The same scan as conv2d's. */
+#include "wsk_scan.h"
 
 /* ------------------------------------------------------------------------ */
 /* Dispatch table, filled once by wsk_simd_init().                           */
@@ -801,6 +767,7 @@ static const char* wsk_simd_init(int path)
     wsk_simd_path_name = "baseline";
     if (path == 0) path = (avail & 4) ? 4 : (avail & 2) ? 2 : 1;
     if (!(avail & path)) path = 1;
+    wsk_scan_init(path);
 #if WSK_X86_DISPATCH
     if (path == 2) {
         WSK_SELECT(avx2)
