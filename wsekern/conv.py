@@ -1,5 +1,6 @@
 """conv2d forward and backward (NCHW, OIHW; torch.nn.functional.conv2d semantics)."""
 import operator
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,18 +216,30 @@ def _filter_offsets(w2, g, phase_shape):
     return wval, off.astype(np.int32), c.astype(np.int32), wptr
 
 
-# The last few weights the direct path ran: a layer calls conv2d with the same weights
-# batch after batch. Rebuilding their offsets (nonzero, sort, index arithmetic) cost
-# 0.3-0.4 ms a call on 64x64x3x3, and counting their zeros and checking them finite
-# 0.02 ms, against a few microseconds to compare their bytes (memcmp) with the cached copy.
+# The weights the direct path ran lately, most recently used first: a net calls conv2d
+# with each layer's weights in turn, batch after batch. Rebuilding a layer's offsets
+# (nonzero, sort, index arithmetic) cost 0.3-0.4 ms a call on 64x64x3x3, and counting its
+# zeros and checking it finite 0.02 ms, against a few microseconds to compare its bytes
+# (memcmp) with the cached copy. A hit moves to the front, so the layers of a net run in
+# turn all stay cached while they fit. The bounds: _OFFSETS_KEPT weight arrays,
+# _GEOMETRIES_KEPT geometries (image size, padding, stride...) each, and _OFFSETS_BUDGET
+# bytes in all, counting each weight's private copy and its offsets (values + two int32
+# per kept weight, and an int32 per filter). 64 MiB holds, for example, 20 layers of
+# 11 M float32 weights in all (ResNet-18's convolutions) at 10 % density: 45 MB of copies
+# and 13 MB of offsets. A weight whose copy and offsets alone exceed the budget is not
+# kept (nor does it evict the others).
 _OFFSETS_CACHE = []
-_OFFSETS_KEPT = 4            # weight arrays kept, and geometries kept for each of them
+_OFFSETS_KEPT = 64           # weight arrays kept
+_GEOMETRIES_KEPT = 4         # geometries kept for each weight array
+_OFFSETS_BUDGET = 64 << 20   # bytes kept in all: the weights' copies and their offsets
+_OFFSETS_LOCK = threading.Lock()     # calls from several threads share the cache
 
 
 class _KeptWeights:
     """What conv2d needs to know about one weight array: its density, whether it is
-    finite, and (once cached) its bytes and the direct path's offsets per geometry."""
-    __slots__ = ("key", "w_bytes", "density", "finite", "offsets")
+    finite, and (once cached) its bytes and the direct path's offsets per geometry,
+    least recently used first; ``nbytes`` counts the copy and the offsets."""
+    __slots__ = ("key", "w_bytes", "density", "finite", "offsets", "nbytes")
 
     def __init__(self, w2):
         self.key = (w2.dtype.str, w2.shape)
@@ -234,16 +247,29 @@ class _KeptWeights:
         self.density = np.count_nonzero(w2) / w2.size
         self.finite = bool(np.isfinite(w2).all())
         self.offsets = {}
+        self.nbytes = 0
+
+    def drop_oldest_geometry(self):
+        """Forget the least recently used geometry; returns the bytes freed."""
+        freed = sum(a.nbytes for a in self.offsets.pop(next(iter(self.offsets))))
+        self.nbytes -= freed
+        return freed
 
 
 def _weights_seen(w2):
     """The cache entry holding ``w2``'s bytes (C-contiguous w2), bit for bit (NaN
-    payloads and -0.0 included: never an id or a hash), else None."""
+    payloads and -0.0 included: never an id or a hash), else None. A hit moves to the
+    front (the most recently used)."""
     key = (w2.dtype.str, w2.shape)
     w_bytes = w2.reshape(-1).view(np.uint8)
-    for entry in _OFFSETS_CACHE:
-        if entry.key == key and _conv.same_bytes(entry.w_bytes, w_bytes):
-            return entry
+    with _OFFSETS_LOCK:
+        cache = _OFFSETS_CACHE
+        for i, entry in enumerate(cache):
+            if entry.key == key and _conv.same_bytes(entry.w_bytes, w_bytes):
+                if i:
+                    del cache[i]
+                    cache.insert(0, entry)
+                return entry
     return None
 
 
@@ -254,17 +280,44 @@ def _filter_offsets_cached(w2, g, phase_shape, entry=None):
     w2 = np.ascontiguousarray(w2)
     if entry is None:
         entry = _weights_seen(w2) or _KeptWeights(w2)
-    if entry.w_bytes is None:
-        entry.w_bytes = w2.reshape(-1).view(np.uint8).copy()
-        _OFFSETS_CACHE.insert(0, entry)
-        del _OFFSETS_CACHE[_OFFSETS_KEPT:]
     gkey = (phase_shape[1:], g.kh, g.kw, g.stride, g.dilation, g.groups)
-    offsets = entry.offsets.get(gkey)
-    if offsets is None:
-        if len(entry.offsets) >= _OFFSETS_KEPT:
-            del entry.offsets[next(iter(entry.offsets))]        # the oldest geometry
-        offsets = entry.offsets[gkey] = _filter_offsets(w2, g, phase_shape)
+    with _OFFSETS_LOCK:
+        offsets = entry.offsets.pop(gkey, None)
+        if offsets is not None:
+            entry.offsets[gkey] = offsets               # the most recent geometry last
+            return offsets
+    offsets = _filter_offsets(w2, g, phase_shape)
+    _keep_offsets(entry, w2, gkey, offsets)
     return offsets
+
+
+def _keep_offsets(entry, w2, gkey, offsets):
+    """Cache ``offsets`` under ``entry`` (moved to the front), then evict the least
+    recently used weights, and this weight's oldest geometries, down to the bounds."""
+    size = sum(a.nbytes for a in offsets)
+    if w2.nbytes + size > _OFFSETS_BUDGET:
+        return                                          # too large to keep on its own
+    with _OFFSETS_LOCK:
+        cache = _OFFSETS_CACHE
+        if entry.w_bytes is None:
+            entry.w_bytes = w2.reshape(-1).view(np.uint8).copy()
+            entry.nbytes = entry.w_bytes.nbytes
+        if gkey in entry.offsets:                       # another thread built them too
+            return
+        entry.offsets[gkey] = offsets
+        entry.nbytes += size
+        while len(entry.offsets) > _GEOMETRIES_KEPT:
+            entry.drop_oldest_geometry()
+        if entry in cache:
+            cache.remove(entry)
+        cache.insert(0, entry)
+        del cache[_OFFSETS_KEPT:]
+        total = sum(e.nbytes for e in cache)
+        while total > _OFFSETS_BUDGET:
+            if len(cache) > 1:
+                total -= cache.pop().nbytes
+            else:                                       # this weight alone: its old geometries
+                total -= entry.drop_oldest_geometry()
 
 
 def _input_sparse(x, w2, g, threads):
