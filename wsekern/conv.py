@@ -239,10 +239,11 @@ class _KeptWeights:
     """What conv2d needs to know about one weight array: its density, whether it is
     finite, and (once cached) its bytes and the direct path's offsets per geometry,
     least recently used first; ``nbytes`` counts the copy and the offsets."""
-    __slots__ = ("key", "w_bytes", "density", "finite", "offsets", "nbytes")
+    __slots__ = ("key", "head", "w_bytes", "density", "finite", "offsets", "nbytes")
 
     def __init__(self, w2):
         self.key = (w2.dtype.str, w2.shape)
+        self.head = _head(w2.reshape(-1).view(np.uint8))
         self.w_bytes = None
         self.density = np.count_nonzero(w2) / w2.size
         self.finite = bool(np.isfinite(w2).all())
@@ -256,20 +257,27 @@ class _KeptWeights:
         return freed
 
 
+def _head(w_bytes):
+    """The first bytes of a weight array's bytes: most cached weights that differ from a
+    call's differ there, and comparing them is cheaper than a call of same_bytes."""
+    return w_bytes[:64].tobytes()
+
+
 def _weights_seen(w2):
     """The cache entry holding ``w2``'s bytes (C-contiguous w2), bit for bit (NaN
     payloads and -0.0 included: never an id or a hash), else None. A hit moves to the
     front (the most recently used)."""
-    key = (w2.dtype.str, w2.shape)
-    w_bytes = w2.reshape(-1).view(np.uint8)
-    with _OFFSETS_LOCK:
-        cache = _OFFSETS_CACHE
-        for i, entry in enumerate(cache):
-            if entry.key == key and _conv.same_bytes(entry.w_bytes, w_bytes):
-                if i:
-                    del cache[i]
-                    cache.insert(0, entry)
-                return entry
+    key, w_bytes = (w2.dtype.str, w2.shape), w2.reshape(-1).view(np.uint8)
+    head = _head(w_bytes)
+    cache = _OFFSETS_CACHE          # read without the lock: a list is never torn
+    for i, entry in enumerate(cache):
+        if entry.key == key and entry.head == head and _conv.same_bytes(entry.w_bytes, w_bytes):
+            if i:
+                with _OFFSETS_LOCK:
+                    if entry in cache:                  # not evicted meanwhile
+                        cache.remove(entry)
+                        cache.insert(0, entry)
+            return entry
     return None
 
 
@@ -281,11 +289,13 @@ def _filter_offsets_cached(w2, g, phase_shape, entry=None):
     if entry is None:
         entry = _weights_seen(w2) or _KeptWeights(w2)
     gkey = (phase_shape[1:], g.kh, g.kw, g.stride, g.dilation, g.groups)
-    with _OFFSETS_LOCK:
-        offsets = entry.offsets.pop(gkey, None)
-        if offsets is not None:
-            entry.offsets[gkey] = offsets               # the most recent geometry last
-            return offsets
+    offsets = entry.offsets.get(gkey)
+    if offsets is not None:
+        if len(entry.offsets) > 1:
+            with _OFFSETS_LOCK:                         # the most recent geometry last
+                if entry.offsets.pop(gkey, None) is not None:
+                    entry.offsets[gkey] = offsets
+        return offsets
     offsets = _filter_offsets(w2, g, phase_shape)
     _keep_offsets(entry, w2, gkey, offsets)
     return offsets
