@@ -24,12 +24,26 @@ from . import analytic
 from .placement import bounds
 
 QUEUE_BYTES = 32          # sizeof(Queue) in src/_event.pyx (3 doubles, 2 int16, a byte)
-SLOT_BYTES = 32           # sizeof(Slot); a queue holds its depth plus the wavelets in flight
-# Everything else a PE of the region costs: the engine's per-PE arrays, calendar and heap,
-# the Python set-up of its routes, the analytic model's per-PE maps. Measured: 4.4 KB a
-# PE in all on a 700 x 900 region (WSE-2 latencies), of which the queues are 1.5 KB.
-PE_BYTES = 3072
+SLOT_BYTES = 32           # sizeof(Slot) (3 doubles, an int32); a queue holds its depth plus
+                          # the wavelets in flight
+# Everything else a PE of the region costs, beside its queues and accumulators:
+# - the engine's records: its Pe (128 B), link_free and link_count (88), its reducer's
+#   wake time (8), its routes (2 a colour, and as much in the Python route table): 244 B;
+# - the calendar's buckets (an int32 per pending wake; the buffers of cycles that have
+#   run are reused): measured at most 114 B a PE (128 x 128 SpMV), 59 at 512 x 512;
+# - the Python set-up of the reduction (children, send colours, accumulator offsets) and
+#   of W's blocks (cursors), the placement's per-block arrays, the stats' copies and the
+#   report's link counts: about 250 B.
+# About 610 B; 1 KiB keeps the estimate above every measured peak (s15: 64^2 to 512^2
+# PEs, three workloads, measured 70-450 B a PE beyond the other terms here).
+PE_BYTES = 1024
 STREAM_ITEM_BYTES = 80    # an item (int32 index, float64 value) and its sort temporaries
+# A nonzero of W: the CSC copy the weight-stationary set-up makes (12 B), the placement's
+# int64 row, column and block of it (24), the engine's block lists nz_k, nz_r, nz_v (16)
+# and their column counts (at most 4), or, activation-stationary, its COO and int64 copies
+# before they become stream items (40). Measured 63 B (s15: 128 x 128, 5.4 M nonzeros).
+W_NNZ_BYTES = 72
+X_NNZ_BYTES = 24          # a nonzero of X: its row and column (int64) and value
 MAP_BYTES_PER_PE = 104    # the analytic and event reports' wafer-sized maps
 COLOURS = 3               # the stream and two reduction colours
 
@@ -88,7 +102,8 @@ def event_cost(W, X, config, region, mapping):
     pes = R * C
     engine = pes * (2 * COLOURS * (QUEUE_BYTES + queue_slots(config) * SLOT_BYTES)
                     + PE_BYTES + 2 * 8 * int(blocks.max(initial=1)))
-    operands = 8 * (2 * K * N + M * N) + 24 * (nnz_w + nnz_x) + 8 * (M + K)
+    operands = (8 * (2 * K * N + M * N) + W_NNZ_BYTES * nnz_w + X_NNZ_BYTES * nnz_x
+                + 8 * (M + K))
     per_pe = R * C * N if R * C * N <= analytic.PER_PE_LIMIT else C * N
     ana = 4 * 8 * per_pe                               # the analytic model's R x C x N arrays
     maps = MAP_BYTES_PER_PE * config.rows * config.cols
