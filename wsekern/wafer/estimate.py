@@ -45,6 +45,10 @@ STREAM_ITEM_BYTES = 80    # an item (int32 index, float64 value) and its sort te
 W_NNZ_BYTES = 72
 X_NNZ_BYTES = 24          # a nonzero of X: its row and column (int64) and value
 MAP_BYTES_PER_PE = 104    # the analytic and event reports' wafer-sized maps
+# The analytic model's per-PE, per-sample arrays (R x C x N, the first term's limit): the
+# work, the arrivals and the pipeline's temporaries of the compressed-block model, 48 B
+# measured (s15: 128 x 128 PEs, 256 samples; the peak of that whole run).
+ANALYTIC_BYTES = 64
 COLOURS = 3               # the stream and two reduction colours
 
 
@@ -105,7 +109,7 @@ def event_cost(W, X, config, region, mapping):
     operands = (8 * (2 * K * N + M * N) + W_NNZ_BYTES * nnz_w + X_NNZ_BYTES * nnz_x
                 + 8 * (M + K))
     per_pe = R * C * N if R * C * N <= analytic.PER_PE_LIMIT else C * N
-    ana = 4 * 8 * per_pe                               # the analytic model's R x C x N arrays
+    ana = ANALYTIC_BYTES * per_pe                      # the analytic model's R x C x N arrays
     maps = MAP_BYTES_PER_PE * config.rows * config.cols
     total = engine + STREAM_ITEM_BYTES * items + operands + ana + maps
     return EventCost(int(events), int(total), mapping, (r0, c0, R, C))
