@@ -28,20 +28,21 @@ SLOT_BYTES = 32           # sizeof(Slot) (3 doubles, an int32); a queue holds it
                           # the wavelets in flight
 # Everything else a PE of the region costs, beside its queues and accumulators:
 # - the engine's records: its Pe (128 B), link_free and link_count (88), its reducer's
-#   wake time (8), its routes (2 a colour, and as much in the Python route table): 244 B;
+#   wake time (8), its routes (2 a colour, and as much in the Python route table): 236 B;
 # - the calendar's buckets (an int32 per pending wake; the buffers of cycles that have
-#   run are reused): measured at most 114 B a PE (128 x 128 SpMV), 59 at 512 x 512;
+#   run are reused): measured 12-114 B a PE (s15: 64^2 to 512^2 PEs, 128^2 the most);
 # - the Python set-up of the reduction (children, send colours, accumulator offsets) and
 #   of W's blocks (cursors), the placement's per-block arrays, the stats' copies and the
 #   report's link counts: about 250 B.
-# About 610 B; 1 KiB keeps the estimate above every measured peak (s15: 64^2 to 512^2
-# PEs, three workloads, measured 70-450 B a PE beyond the other terms here).
+# About 600 B; 1 KiB leaves room. (The measured peaks need less: the other terms count
+# the maps whole-wafer and both accumulator buffers, more than is resident.)
 PE_BYTES = 1024
 STREAM_ITEM_BYTES = 80    # an item (int32 index, float64 value) and its sort temporaries
 # A nonzero of W: the CSC copy the weight-stationary set-up makes (12 B), the placement's
 # int64 row, column and block of it (24), the engine's block lists nz_k, nz_r, nz_v (16)
 # and their column counts (at most 4), or, activation-stationary, its COO and int64 copies
-# before they become stream items (40). Measured 63 B (s15: 128 x 128, 5.4 M nonzeros).
+# before they become stream items (40). Measured up to 64 B (s15: SpMV, 5.4 M nonzeros on
+# 128 x 128 PEs; 58 B with 6.7 M on 64 x 64).
 W_NNZ_BYTES = 72
 X_NNZ_BYTES = 24          # a nonzero of X: its row and column (int64) and value
 MAP_BYTES_PER_PE = 104    # the analytic and event reports' wafer-sized maps
