@@ -56,7 +56,7 @@ def test_the_estimate_covers_a_run_of_many_pes():
 def test_the_calendar_stays_within_its_share_of_a_pe(monkeypatch):
     """PE_BYTES counts on the calendar's buckets holding about 114 B a PE at most (measured
     12-114 B from 64^2 to 512^2 PEs): a 64 x 64 run of 8 samples stays under a quarter of
-    PE_BYTES a PE (a calendar that stopped reusing its buffers took 2.2 KB a PE)."""
+    PE_BYTES a PE (before event512 reused the buffers, 2.2 KB a PE at 512^2)."""
     from wsekern import workloads
     engines = []
     real = event._run
