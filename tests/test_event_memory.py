@@ -1,7 +1,8 @@
 """The event engine's memory estimate (wsekern/wafer/estimate.py) against what a run
-really adds, measured in a child process: the peak resident memory over the memory
-resident just before the run (not over the high-water mark, which building the operands
-may have raised above what stays resident)."""
+really adds, measured in a child process: the peak resident memory (VmHWM) over the memory
+resident just before the run (VmRSS). Not ru_maxrss: building the operands may have raised
+it above what stays resident, and Linux carries the parent's peak over the exec into it
+(run after other test files, a child's ru_maxrss started at the pytest process's 290-470 MB)."""
 import numpy as np
 from conftest import run_in_child
 
@@ -9,7 +10,7 @@ from wsekern.wafer import WaferConfig, event
 from wsekern.wafer import estimate as est_mod
 
 MEASURE = """
-    import gc, os, resource
+    import gc
     import numpy as np
     import scipy.sparse as sps
     from wsekern.workloads import random_weight
@@ -20,14 +21,15 @@ MEASURE = """
     cfg = WaferConfig.wse2()
     region = (0, 0, {grid}, {grid})
     est = event_cost(W, X, cfg, region, "{mapping}")
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
     gc.collect()
-    with open("/proc/self/statm") as f:
-        before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    before = status("VmRSS:")
     run = event.weight_stationary if "{mapping}" == "weight-stationary" else \\
         event.activation_stationary
     run(W, X, cfg, region)
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    print(est.bytes, grown)
+    print(est.bytes, status("VmHWM:") - before)
 """
 
 
