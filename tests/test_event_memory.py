@@ -74,4 +74,5 @@ def test_the_calendar_stays_within_its_share_of_a_pe(monkeypatch):
     Y, _ = event.weight_stationary(W, X, WaferConfig.wse2(), (0, 0, 64, 64))
     np.testing.assert_allclose(Y, W @ X, rtol=1e-12, atol=1e-12)
     buffers, nbytes = engines[0].calendar_buffers()
-    assert 0 < buffers and nbytes <= 256 * 64 * 64 <= est_mod.PE_BYTES * 64 * 64 // 4, nbytes
+    assert buffers > 0
+    assert nbytes <= est_mod.PE_BYTES // 4 * 64 * 64, nbytes

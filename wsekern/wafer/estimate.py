@@ -38,11 +38,11 @@ SLOT_BYTES = 32           # sizeof(Slot) (3 doubles, an int32); a queue holds it
 # the maps whole-wafer and both accumulator buffers, more than is resident.)
 PE_BYTES = 1024
 STREAM_ITEM_BYTES = 80    # an item (int32 index, float64 value) and its sort temporaries
-# A nonzero of W: the CSC copy the weight-stationary set-up makes (12 B), the placement's
-# int64 row, column and block of it (24), the engine's block lists nz_k, nz_r, nz_v (16)
-# and their column counts (at most 4), or, activation-stationary, its COO and int64 copies
-# before they become stream items (40). Measured up to 64 B (s15: SpMV, 5.4 M nonzeros on
-# 128 x 128 PEs; 58 B with 6.7 M on 64 x 64).
+# A nonzero of W: the CSC copy the weight-stationary set-up makes (12 B), the placer's
+# int64 row and column (WeightStats) and block of it (24), the engine's block lists nz_k,
+# nz_r, nz_v (16) and their column counts (at most 4), or, activation-stationary, its COO
+# and int64 copies before they become stream items (40). Measured up to 64 B (s15: SpMV,
+# 5.4 M nonzeros on 128 x 128 PEs; 58 B with 6.7 M on 64 x 64).
 W_NNZ_BYTES = 72
 X_NNZ_BYTES = 24          # a nonzero of X: its row and column (int64) and value
 MAP_BYTES_PER_PE = 104    # the analytic and event reports' wafer-sized maps
