@@ -108,6 +108,8 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     and ``x_rows[q]`` the row of X that is live row q (:func:`live_map`): the column blocks
     copy those rows, then a zero row, straight from X, so no copy of the live rows is made
     first (:func:`live_rows`); the remap and the sums are those of X's live rows.
+    A remap value outside X's rows (with ``x_rows``: outside ``[0, len(x_rows)]``) is
+    refused with ValueError before anything is computed.
     Work: O(nnz(W) * N) plus O(K * N) for the copies; threads own disjoint rows of ``out``.
     """
     # the kernel reads out's N columns from each row of X and indptr[0:M + 1]
@@ -121,6 +123,13 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
             raise ValueError("x_rows needs x_remap and 0 < n_block < N")
         if not _rows_in_range(x_rows, X.shape[0]):
             raise ValueError(f"x_rows must name rows of X in [0, {X.shape[0]})")
+    if x_remap is not None:
+        # the kernel reads row x_remap[k] of X (with x_rows: of the live rows and the zero
+        # row after them): one pass over the remap, O(K), against the O(nnz * N) product
+        n_live = X.shape[0] if x_rows is None else x_rows.shape[0] + 1
+        if not _rows_in_range(x_remap, n_live):
+            raise ValueError(f"x_remap must name rows in [0, {n_live}) (the rows of "
+                             f"{'X' if x_rows is None else 'x_rows and the zero row'})")
     return _csr_spmm(data, indices, indptr, X, out, x_remap, n_threads, n_block, check_cols,
                      x_rows)
 
