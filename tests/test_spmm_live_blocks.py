@@ -127,3 +127,38 @@ cases = [
     lambda: _spmm.live_map(alive, 30, np.float32),                   # not an index type
 ]
 """, 7, needles=("x_rows", "alive flags", "index_dtype"))
+
+
+def test_x_remap_refused():
+    """csr_spmm reads row x_remap[k] of X (with x_rows: of X's live rows and the zero row
+    after them): a remap value past those rows, or negative, is refused, and the zero row
+    itself (len(x_rows)) is accepted."""
+    assert_refused_in_child("""
+import numpy as np, scipy.sparse as sps
+from wsekern import _spmm
+W = sps.random(20, 30, density=0.3, format="csr", dtype=np.float32, random_state=0)
+X = np.random.default_rng(0).standard_normal((30, 40)).astype(np.float32)
+out = np.empty((20, 40), np.float32)
+alive = np.ones(30, np.uint8)
+alive[[2, 9]] = 0
+remap, rows = _spmm.live_map(alive, 28, np.int32)
+assert remap[2] == 28 == len(rows)        # a dead row meets the zero row
+_spmm.csr_spmm(W.data, W.indices, W.indptr, X, out, remap, 1, 8, x_rows=rows)
+Wd = W.toarray()
+Wd[:, [2, 9]] = 0
+np.testing.assert_allclose(out, Wd @ X, rtol=1e-5, atol=1e-5)
+X_live, remap_live = _spmm.live_rows(X, alive, 28, np.int64)
+args = (W.data, W.indices.astype(np.int64), W.indptr.astype(np.int64))
+_spmm.csr_spmm(*args, X_live, out, remap_live)
+np.testing.assert_allclose(out, Wd @ X, rtol=1e-5, atol=1e-5)
+past, neg = remap.copy(), remap.copy()
+past[4], neg[7] = 29, -1                  # 29: past the zero row (28)
+past_live, neg_live = remap_live.copy(), remap_live.copy()
+past_live[0], neg_live[29] = 29, -3       # X_live holds 29 rows (0 to 28)
+cases = [
+    lambda: _spmm.csr_spmm(W.data, W.indices, W.indptr, X, out, past, 1, 8, x_rows=rows),
+    lambda: _spmm.csr_spmm(W.data, W.indices, W.indptr, X, out, neg, 1, 8, x_rows=rows),
+    lambda: _spmm.csr_spmm(*args, X_live, out, past_live),
+    lambda: _spmm.csr_spmm(*args, X_live, out, neg_live, 1, 8),
+]
+""", 4, needles=("x_remap",))
