@@ -1,0 +1,60 @@
+"""s15 audit: what a new user ran into (a SciPy user, a Keras user, the command line).
+Each test failed on main b6a1048."""
+import numpy as np
+import pytest
+import scipy.sparse as sps
+from conftest import assert_refused_in_child
+
+import wsekern
+
+
+def test_sparse_conversion_with_huge_row_count_is_refused_before_scipy_allocates():
+    # A COO/CSC/DIA/... with 2**40 empty rows stores nothing, but its CSR copy needs 2**40 + 1
+    # row pointers (8 TiB): refused with the budget's message, not by numpy's allocation.
+    code = """
+import numpy as np, scipy.sparse as sps, wsekern
+e = np.zeros(0, np.int64)
+tall = sps.coo_array((np.zeros(0, np.float32), (e, e)), shape=(2**40, 5))
+wide = sps.coo_array((np.zeros(0, np.float32), (e, e)), shape=(5, 2**40))
+x = np.ones((5, 1), np.float32)
+cases = [lambda: wsekern.spmm(tall, x), lambda: wsekern.spmm(tall.tocsc(), x),
+         lambda: wsekern.spmm(wide, x, transpose=True), lambda: wsekern.pack(tall),
+         lambda: wsekern.spmm_path(tall, x),
+         lambda: wsekern.sddmm(np.ones((2**40, 0), np.float32), np.ones((5, 0), np.float32),
+                               tall),
+         lambda: wsekern.Wafer(wsekern.WaferConfig.small(4, 4)).spmm(tall, x)]
+"""
+    assert_refused_in_child(code, 7, errors=(MemoryError,), needles=("in CSR form",),
+                            limit_gb=4)
+
+
+def test_sparse_conversion_within_the_budget_still_equals_scipy():
+    W = sps.random_array((300, 40), density=0.1, format="coo", dtype=np.float64,
+                         random_state=0)
+    X = np.random.default_rng(0).standard_normal((40, 3))
+    for fmt in ("coo", "csc", "dia", "lil", "dok", "bsr"):
+        np.testing.assert_allclose(wsekern.spmm(W.asformat(fmt), X), W @ X, rtol=1e-12)
+    np.testing.assert_allclose(wsekern.spmm(W.tocsc(), np.ones((300, 2)), transpose=True),
+                               W.T @ np.ones((300, 2)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("call", [lambda W: wsekern.pack(W, dtype=np.float16),
+                                  lambda W: wsekern.pack(W, dtype=np.int32),
+                                  lambda W: wsekern.pack(W).astype(np.int64),
+                                  lambda W: wsekern.pack(W, dtype="no such type")])
+def test_pack_dtype_refusal_says_what_was_asked(call):
+    W = sps.random_array((4, 4), density=0.5, format="csr", dtype=np.float32, random_state=0)
+    with pytest.raises(TypeError) as info:
+        call(W)
+    msg = str(info.value)
+    assert msg.startswith("dtype must be float32 or float64") and "received" in msg
+    assert "dtype.astype" not in msg and "must have dtype" not in msg
+
+
+def test_pack_refuses_a_huge_broadcast_dense_weight_before_copying_it():
+    code = """
+import numpy as np, wsekern
+cases = [lambda: wsekern.pack(np.broadcast_to(np.float32(1), (2**20, 2**20)))]
+"""
+    assert_refused_in_child(code, 1, errors=(MemoryError,), needles=("broadcast view",),
+                            limit_gb=4)
