@@ -58,3 +58,57 @@ cases = [lambda: wsekern.pack(np.broadcast_to(np.float32(1), (2**20, 2**20)))]
 """
     assert_refused_in_child(code, 1, errors=(MemoryError,), needles=("broadcast view",),
                             limit_gb=4)
+
+
+@pytest.mark.parametrize("where", ["missing folder", "file as folder", "a folder"])
+def test_atomic_write_refusal_names_the_path_asked_for(tmp_path, where):
+    from wsekern import nn
+    from wsekern._atomic import write_bytes
+    (tmp_path / "file").write_text("x")
+    target = {"missing folder": tmp_path / "nope" / "m.keras",
+              "file as folder": tmp_path / "file" / "m.keras",
+              "a folder": tmp_path}[where]
+    model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(2)])
+    for write in (lambda: write_bytes(target, b"data"), lambda: model.save(target)):
+        with pytest.raises(OSError) as info:
+            write()
+        msg = str(info.value)
+        assert f"cannot write {str(target)!r}" in msg, msg
+        assert ".tmp" not in msg and ".keras." not in msg      # not the temporary file's name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]     # nothing left behind
+
+
+@pytest.mark.parametrize("argv", [
+    ["simulate", "spmm", "--wafer", "small", "--plot", "{missing}/x.png"],
+    ["simulate", "spmm", "--wafer", "small", "--plot", "{file}/x.png"],
+    ["simulate", "spmm", "--wafer", "small", "--plot", "{folder}"],
+    ["train", "mlp", "--wafer", "small", "--epochs", "1", "--plot", "{missing}/x.png"],
+    ["demo", "--epochs", "1", "--plot", "{missing}/demo.png"],
+    ["sweep", "{spec}", "--serial", "--out", "{missing}/r.csv"],
+    ["sweep", "{spec}", "--serial", "--plot", "{folder}"],
+])
+def test_cli_output_paths_are_checked_before_the_run(argv, tmp_path, capsys, monkeypatch):
+    # the run is never started: an unwritable path is an argument error (exit 2), named
+    from wsekern import cli
+    (tmp_path / "file").write_text("x")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('workload = "spmm"\n[space]\nm = [64]\nk = [64]\nn = [4]\n')
+    names = {"missing": tmp_path / "nope", "file": tmp_path / "file", "folder": tmp_path,
+             "spec": spec}
+    argv = [a.format(**names) for a in argv]
+    started = []
+    for name in ("_cmd_simulate", "_cmd_train", "_cmd_demo", "_cmd_sweep"):
+        monkeypatch.setattr(cli, name, lambda args: started.append(args))
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2 and not started
+    err = capsys.readouterr().err
+    assert "cannot write" in err and ("--plot" in err or "--out" in err), err
+
+
+def test_bench_sparsity_out_of_range_is_an_argument_error(capsys):
+    from wsekern import cli
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "spmm", "--size", "8", "8", "8", "--sparsity", "0.5", "2"])
+    assert info.value.code == 2
+    assert "--sparsity: must be a fraction in [0, 1]; received '2'" in capsys.readouterr().err
