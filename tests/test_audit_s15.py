@@ -112,3 +112,41 @@ def test_bench_sparsity_out_of_range_is_an_argument_error(capsys):
         cli.main(["bench", "spmm", "--size", "8", "8", "8", "--sparsity", "0.5", "2"])
     assert info.value.code == 2
     assert "--sparsity: must be a fraction in [0, 1]; received '2'" in capsys.readouterr().err
+
+
+def _sequential(nn):
+    nn.utils.set_random_seed(0)
+    model = nn.Sequential([nn.Input(shape=(8,)), nn.layers.Dense(16, activation="relu"),
+                           nn.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def test_sequential_takes_a_one_array_list_or_tuple_as_keras_does():
+    # predict([x]) returned shape (2, 32, 10) for 64 samples: each batch a "batch of one"
+    from wsekern import nn
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    model = _sequential(nn)
+    want = model.predict(x, verbose=0)
+    for wrapped in ([x], (x,)):
+        np.testing.assert_array_equal(model.predict(wrapped, verbose=0), want)
+        np.testing.assert_array_equal(np.asarray(model(wrapped).data), want)
+        assert model.evaluate(wrapped, y, verbose=0) == model.evaluate(x, y, verbose=0)
+    plain = _sequential(nn).fit(x, y, epochs=2, batch_size=16, verbose=0).history
+    listed = _sequential(nn).fit([x], y, epochs=2, batch_size=16, verbose=0,
+                                 validation_data=([x], y)).history
+    assert {k: listed[k] for k in plain} == plain
+
+
+def test_sequential_refuses_a_dict_of_inputs_by_name():
+    from wsekern import nn
+    model = _sequential(nn)
+    x = np.ones((4, 8), np.float32)
+    for call in (lambda: model.fit({"a": x}, np.zeros(4, int), verbose=0),
+                 lambda: model.predict({"a": x}, verbose=0), lambda: model({"a": x})):
+        with pytest.raises(ValueError, match=r"takes one input array; received .* dict with "
+                                             r"keys \['a'\]"):
+            call()
