@@ -150,3 +150,27 @@ def test_sequential_refuses_a_dict_of_inputs_by_name():
         with pytest.raises(ValueError, match=r"takes one input array; received .* dict with "
                                              r"keys \['a'\]"):
             call()
+
+
+def test_binary_crossentropy_refuses_targets_outside_0_1():
+    # class ids 0..9 given to a one-unit sigmoid model trained to a negative loss, silently
+    from wsekern import nn
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 8)).astype(np.float32)
+    model = nn.Sequential([nn.Input(shape=(8,)), nn.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    for y in (rng.integers(0, 10, 32), np.full(32, -0.5), np.full(32, np.nan)):
+        with pytest.raises(ValueError, match=r"binary_crossentropy targets must be in \[0, 1\]"):
+            model.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="received values from 0 to 9"):
+        nn.losses.binary_crossentropy(np.arange(10.0), np.full(10, 0.5))
+    # 0/1 labels and probabilities still train, soft labels too
+    for y in ((x[:, 0] > 0).astype(int), rng.uniform(0, 1, 32)):
+        loss = model.fit(x, y, epochs=1, verbose=0).history["loss"][0]
+        assert np.isfinite(loss) and loss > 0
+
+
+def test_non_integer_sparse_labels_are_named():
+    from wsekern import nn
+    with pytest.raises(ValueError, match=r"must be integers \(class ids\); received 1.5"):
+        nn.losses.sparse_categorical_crossentropy(np.array([0.0, 1.5]), np.full((2, 3), 1 / 3))
