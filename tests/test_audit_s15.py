@@ -174,3 +174,57 @@ def test_non_integer_sparse_labels_are_named():
     from wsekern import nn
     with pytest.raises(ValueError, match=r"must be integers \(class ids\); received 1.5"):
         nn.losses.sparse_categorical_crossentropy(np.array([0.0, 1.5]), np.full((2, 3), 1 / 3))
+
+
+def _transpose_reference(x, kernel, strides, padding):
+    """Keras's Conv2DTranspose by scatter (float64): the full output, then TF's crop
+    ('same') or zeros at the end to Keras's length n * s (+ max(k - s, 0) for 'valid')."""
+    b, h, w, _ = x.shape
+    kh, kw, f, _ = kernel.shape
+    (sh, sw) = strides
+    full = np.zeros((b, (h - 1) * sh + kh, (w - 1) * sw + kw, f))
+    for i in range(h):
+        for j in range(w):
+            full[:, i * sh:i * sh + kh, j * sw:j * sw + kw] += np.einsum(
+                "bc,uvfc->buvf", x[:, i, j], kernel)
+    sizes, starts = [], []
+    for n, k, s in zip((h, w), (kh, kw), strides):
+        sizes.append(n * s if padding == "same" else n * s + max(k - s, 0))
+        starts.append(max(k - s, 0) // 2 if padding == "same" else 0)
+    out = np.zeros((b, sizes[0], sizes[1], f))
+    part = full[:, starts[0]:starts[0] + sizes[0], starts[1]:starts[1] + sizes[1]]
+    out[:, :part.shape[1], :part.shape[2]] = part
+    return out
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("ksize,strides", [((2, 2), (3, 3)), ((1, 1), (2, 2)),
+                                           ((1, 4), (3, 2)), ((3, 2), (2, 2))])
+def test_conv2d_transpose_with_a_kernel_shorter_than_its_stride_has_keras_length(
+        padding, ksize, strides):
+    # kernel 2, stride 3, 'same' on 5 x 4 gave 14 x 11 (Keras: 15 x 12), 'valid' likewise
+    from test_nn_grad import check_layer
+
+    from wsekern.nn import layers as L
+    from wsekern.nn.tensor import Tensor
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 4, 3))
+    layer = L.Conv2DTranspose(2, ksize, strides=strides, padding=padding, dtype="float64")
+    y = layer(Tensor(x)).data
+    want = _transpose_reference(x, layer.kernel.data, strides, padding) + layer.bias.data
+    assert y.shape == want.shape == layer.compute_output_shape(x.shape)
+    np.testing.assert_allclose(y, want, atol=1e-12)
+    check_layer(L.Conv2DTranspose(2, ksize, strides=strides, padding=padding, dtype="float64"),
+                rng.standard_normal((1, 3, 2, 2)))
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_conv2d_transpose_short_kernel_against_keras(padding, keras):
+    from wsekern.nn import layers as L
+    x = np.random.default_rng(1).standard_normal((2, 5, 4, 3)).astype(np.float32)
+    theirs = keras.layers.Conv2DTranspose(2, (2, 1), strides=(3, 2), padding=padding)
+    ref = keras.ops.convert_to_numpy(theirs(x))
+    ours = L.Conv2DTranspose(2, (2, 1), strides=(3, 2), padding=padding)
+    ours(x)
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(np.asarray(ours(x).data), ref, rtol=1e-5, atol=1e-6)
