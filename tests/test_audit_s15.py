@@ -228,3 +228,49 @@ def test_conv2d_transpose_short_kernel_against_keras(padding, keras):
     ours(x)
     ours.set_weights(theirs.get_weights())
     np.testing.assert_allclose(np.asarray(ours(x).data), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_confusion_metrics_take_one_weight_per_sample_of_a_multilabel_batch():
+    # Precision/Recall/AUC on (n, labels) with sample_weight of shape (n,) raised numpy's
+    # "operands could not be broadcast together with remapped shapes"
+    from wsekern import nn
+    rng = np.random.default_rng(0)
+    t = (rng.uniform(size=(6, 3)) > 0.5).astype(np.float32)
+    p = rng.uniform(size=(6, 3)).astype(np.float32)
+    w = rng.uniform(size=6)
+    above = p > 0.5
+    W = np.broadcast_to(w[:, None], p.shape)
+    want = {"Precision": (W * above * t).sum() / (W * above).sum(),
+            "Recall": (W * above * t).sum() / (W * t).sum()}
+    for name, value in want.items():
+        for weights in (w, w[:, None], W):
+            m = getattr(nn.metrics, name)()
+            m.update_state(t, p, sample_weight=weights)
+            np.testing.assert_allclose(float(m.result()), value, rtol=1e-6)
+    m = nn.metrics.Precision()
+    with pytest.raises(ValueError, match=r"sample_weight of shape \(4,\) does not broadcast"):
+        m.update_state(t, p, sample_weight=np.ones(4))
+
+
+@pytest.mark.parametrize("name,kwargs", [("Precision", {}), ("Recall", {}), ("AUC", {}),
+                                         ("AUC", {"multi_label": True}),
+                                         ("Recall", {"class_id": 1})])
+@pytest.mark.parametrize("shapes", [((6, 3), (6,)), ((6, 3), (6, 1)), ((6, 3), (6, 3)),
+                                    ((6, 1), (6,))])
+def test_confusion_metric_weights_against_keras(name, kwargs, shapes, keras):
+    # (Keras itself fails on class_id with a weight per entry, and on (n,) predictions
+    # with (n, 1) weights: those are left out)
+    from wsekern import nn
+    shape, wshape = shapes
+    if "class_id" in kwargs and (shape[-1] < 2 or wshape == shape):
+        pytest.skip("Keras cannot: no class 1, or a weight per entry with class_id")
+    rng = np.random.default_rng(1)
+    t = (rng.uniform(size=shape) > 0.5).astype(np.float32)
+    p = rng.uniform(size=shape).astype(np.float32)
+    w = rng.uniform(size=wshape).astype(np.float32)
+    theirs = getattr(keras.metrics, name)(**kwargs)
+    theirs.update_state(t, p, sample_weight=w)
+    ours = getattr(nn.metrics, name)(**kwargs)
+    ours.update_state(t, p, sample_weight=w)
+    np.testing.assert_allclose(float(ours.result()),
+                               float(keras.ops.convert_to_numpy(theirs.result())), atol=1e-5)
