@@ -290,3 +290,16 @@ def test_readme_names_the_keras_losses_it_lacks(keras):
     readme = pathlib.Path(__file__).parents[1].joinpath("README.md").read_text()
     assert "all of Keras's loss names" not in readme
     assert "but the focal, Dice, Tversky, CTC, Circle and generalized" in readme
+
+
+def test_cli_sweep_says_why_points_failed(tmp_path, capsys):
+    # the table left the reason column out: a failed point printed only "invalid"
+    pytest.importorskip("pandas")
+    from wsekern import cli
+    spec = tmp_path / "spec.toml"
+    spec.write_text('workload = "spmm"\nbase = "small"\n[space]\nm = [64]\nk = [64]\n'
+                    'n = [4]\nnope = [1, 2]\n')
+    assert cli.main(["sweep", str(spec), "--serial"]) == 0
+    out = capsys.readouterr().out
+    assert "2 points: 0 ok, 2 failed" in out
+    assert "invalid (2 points): ValueError: 'nope' is neither a WaferConfig field" in out

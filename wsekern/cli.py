@@ -324,6 +324,14 @@ def _cmd_sweep(args):
           + (f"; results in {args.out}" if args.out else ""))
     show = [c for c in frame.columns if c not in ("key", "reason", "cycles_lower", "cycles_upper")]
     print(frame[show].to_string(max_rows=40))
+    failed = frame[frame["status"].ne("ok")]
+    if len(failed):       # the table leaves the reason out (too wide): say why, once each
+        reasons = failed.groupby(["status", "reason"], dropna=False, sort=False).size()
+        for (status, reason), count in list(reasons.items())[:5]:
+            print(f"{status} ({count} point{'s' if count > 1 else ''}): {reason}")
+        if len(reasons) > 5:
+            print(f"... {len(reasons) - 5} other reasons: see the 'reason' column"
+                  + (f" of {args.out}" if args.out else ""))
     for note in sw.skip_notes(frame):
         print(f"note: {note}")
     if args.plot:
