@@ -303,3 +303,27 @@ def test_cli_sweep_says_why_points_failed(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 points: 0 ok, 2 failed" in out
     assert "invalid (2 points): ValueError: 'nope' is neither a WaferConfig field" in out
+
+
+def test_a_layer_weight_beyond_the_memory_budget_is_refused_before_it_is_drawn():
+    # Dense(300_000) on 784 inputs: float64 draws + float32 weights, 2.8 GB, were allocated
+    # (or numpy's bare "Unable to allocate") with no word on which layer or what to change
+    code = """
+from wsekern import nn
+cases = [lambda: nn.Sequential([nn.Input((784,)), nn.layers.Dense(300_000)]),
+         lambda: nn.Sequential([nn.Input((784,)), nn.layers.Dense(10**9, sparsity=0.99)]),
+         lambda: nn.Sequential([nn.Input((5,), dtype="int64"), nn.layers.Embedding(10**10, 8)]),
+         lambda: nn.Sequential([nn.Input((32, 32, 3)), nn.layers.Conv2D(10**6, 30)])]
+"""
+    assert_refused_in_child(code, 4, errors=(MemoryError,), needles=("the weight '",),
+                            limit_gb=4)
+
+
+def test_weights_within_the_budget_are_drawn_as_before():
+    from wsekern import nn
+    nn.utils.set_random_seed(3)
+    layer = nn.layers.Dense(5)
+    layer.build((None, 4))
+    nn.utils.set_random_seed(3)
+    want = nn.initializers.get("glorot_uniform")((4, 5), dtype=np.float32)
+    np.testing.assert_array_equal(layer.kernel.data, want)
