@@ -327,3 +327,12 @@ def test_weights_within_the_budget_are_drawn_as_before():
     nn.utils.set_random_seed(3)
     want = nn.initializers.get("glorot_uniform")((4, 5), dtype=np.float32)
     np.testing.assert_array_equal(layer.kernel.data, want)
+
+
+@pytest.mark.parametrize("region", [(0, 0), (3, 0), (1, 1, 0, 2)])
+def test_an_empty_region_is_refused_as_empty(region):
+    # "region (0, 0, 0, 0) does not lie within the 750x994 wafer" blamed the wafer's size
+    wafer = wsekern.Wafer(wsekern.WaferConfig.small(4, 4))
+    W = sps.random_array((8, 8), density=0.5, format="csr", dtype=np.float32, random_state=0)
+    with pytest.raises(ValueError, match="must have at least one row and one column of PEs"):
+        wafer.spmm(W, np.ones((8, 2), np.float32), region=region)

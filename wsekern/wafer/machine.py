@@ -118,7 +118,10 @@ class Wafer:
         if len(vals) != 4:
             raise ValueError(f"region must have 2 or 4 entries; received {region!r}")
         r0, c0, R, C = vals
-        if R < 1 or C < 1 or r0 < 0 or c0 < 0 or r0 + R > c.rows or c0 + C > c.cols:
+        if R < 1 or C < 1:
+            raise ValueError(f"region {vals} (row0, col0, rows, cols) must have at least one "
+                             f"row and one column of PEs; received {R} x {C}")
+        if r0 < 0 or c0 < 0 or r0 + R > c.rows or c0 + C > c.cols:
             raise ValueError(f"region {vals} (row0, col0, rows, cols) does not lie within the "
                              f"{c.rows}x{c.cols} wafer")
         return vals
