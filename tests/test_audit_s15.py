@@ -336,3 +336,23 @@ def test_an_empty_region_is_refused_as_empty(region):
     W = sps.random_array((8, 8), density=0.5, format="csr", dtype=np.float32, random_state=0)
     with pytest.raises(ValueError, match="must have at least one row and one column of PEs"):
         wafer.spmm(W, np.ones((8, 2), np.float32), region=region)
+
+
+def test_cli_train_transformer_says_what_is_wrong_with_the_text(tmp_path, capsys):
+    from wsekern import cli
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    short = tmp_path / "short.txt"
+    short.write_text("ab" * 60)
+    quick = ["--layers", "1", "--d-model", "16", "--heads", "2", "--wafer", "none", "--quiet"]
+    # 'utf-8' codec can't decode byte 0x80 in position 0 (no file named)
+    assert cli.main(["train", "transformer", "--text", str(binary), *quick]) == 2
+    assert f"{binary} is not UTF-8 text" in capsys.readouterr().err
+    # "12 tokens cannot give windows of 64 + 1"
+    assert cli.main(["train", "transformer", "--text", str(short), *quick]) == 2
+    err = capsys.readouterr().err
+    assert "validation part (its last 10%: 12 characters)" in err and "--context" in err
+    # all windows are drawn up front: 1e6 steps x 1000 x 1000 asked numpy for 15 TB
+    assert cli.main(["train", "transformer", "--steps", "1000000", "--batch-size", "1000",
+                     "--context", "1000", *quick]) == 3
+    assert "the windows of 1,000,000 steps" in capsys.readouterr().err
