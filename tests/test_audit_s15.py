@@ -356,3 +356,20 @@ def test_cli_train_transformer_says_what_is_wrong_with_the_text(tmp_path, capsys
     assert cli.main(["train", "transformer", "--steps", "1000000", "--batch-size", "1000",
                      "--context", "1000", *quick]) == 3
     assert "the windows of 1,000,000 steps" in capsys.readouterr().err
+
+
+def test_byte_swapped_floats_are_named_as_such():
+    # ">f8" (float64 read from a big-endian file) was told "must have dtype float32 or
+    # float64 ... e.g. X.astype(np.float32)": the advice it is float64 and how to fix it
+    W = sps.random_array((6, 5), density=0.5, format="csr", dtype=np.float64, random_state=0)
+    X = np.ones((5, 2))
+    swapped = W.copy()
+    swapped.data = W.data.astype(">f8")          # (SciPy's astype refuses '>f8' itself)
+    for call, name in ((lambda: wsekern.spmm(W, X.astype(">f8")), "X"),
+                       (lambda: wsekern.spmm(swapped, X), "W"),
+                       (lambda: wsekern.spmm(W.toarray().astype(">f4"), X), "W"),
+                       (lambda: wsekern.pack(swapped), "W")):
+        with pytest.raises(TypeError, match=rf"byte-swapped.*e\.g\. {name}\.astype\(np\.float"):
+            call()
+    fixed = swapped.astype(np.float64)            # the advice works
+    np.testing.assert_allclose(wsekern.spmm(fixed, X.astype(">f8").astype(np.float64)), W @ X)

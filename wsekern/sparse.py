@@ -15,6 +15,12 @@ def check_float_dtype(dtype, name):
     """Raise TypeError unless ``dtype`` is float32 or float64 (``name``: the array's)."""
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
+        native = dtype.newbyteorder("=")
+        if native in FLOAT_DTYPES:      # '>f8' from a file: float64, but byte-swapped
+            raise TypeError(f"{name} must have dtype float32 or float64 in this machine's "
+                            f"byte order; received {dtype.str} ({native.name}, byte-swapped, "
+                            f"as read from some files). Convert it first, e.g. "
+                            f"{name}.astype(np.{native.name})")
         raise TypeError(f"{name} must have dtype float32 or float64; received {dtype}. "
                         f"Convert it first, e.g. {name}.astype(np.float32)")
     return dtype
