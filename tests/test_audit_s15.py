@@ -373,3 +373,42 @@ def test_byte_swapped_floats_are_named_as_such():
             call()
     fixed = swapped.astype(np.float64)            # the advice works
     np.testing.assert_allclose(wsekern.spmm(fixed, X.astype(">f8").astype(np.float64)), W @ X)
+
+
+def _small_model(nn):
+    nn.utils.set_random_seed(0)
+    model = nn.Sequential([nn.Input(shape=(8,)), nn.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("make", [
+    lambda nn, p: nn.callbacks.EarlyStopping(),                          # val_loss, no val data
+    lambda nn, p: nn.callbacks.EarlyStopping(monitor="val_acuracy"),     # a typo
+    lambda nn, p: nn.callbacks.ReduceLROnPlateau(monitor="val_loss"),
+    lambda nn, p: nn.callbacks.ModelCheckpoint(str(p / "m.keras"), save_best_only=True)])
+def test_a_callback_watching_a_metric_that_never_comes_warns(make, tmp_path):
+    # it silently did nothing: early stopping never stopped, no checkpoint was written
+    from wsekern import nn
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 8)).astype(np.float32), rng.integers(0, 3, 32)
+    with pytest.warns(UserWarning, match=r"metric 'val_\w+', which is not available; "
+                                         r"available metrics are: accuracy, .*loss"):
+        _small_model(nn).fit(x, y, epochs=2, verbose=0, callbacks=[make(nn, tmp_path)])
+
+
+def test_fit_takes_one_callback_not_in_a_list():
+    # Keras takes callbacks=EarlyStopping(...); here: "'EarlyStopping' object is not iterable"
+    from wsekern import nn
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 8)).astype(np.float32), rng.integers(0, 3, 32)
+    seen = []
+
+    class Count(nn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+    model = _small_model(nn)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=Count())
+    model.evaluate(x, y, verbose=0, callbacks=Count())
+    model.predict(x, verbose=0, callbacks=Count())
+    assert seen == [0, 1]

@@ -481,7 +481,7 @@ class Model(Layer):
             val = make_batches(vx, as_arrays(vy) if _is_arrays(vx) else vy, vsw,
                                validation_batch_size or batch_size, False, validation_steps)
         history = cbks.History()
-        cb_list = list(callbacks or []) + [history]
+        cb_list = cbks.as_list(callbacks) + [history]
         if verbose:
             cb_list.append(cbks.ProgbarLogger(verbose))
         steps = train.n_steps()
