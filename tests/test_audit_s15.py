@@ -412,3 +412,24 @@ def test_fit_takes_one_callback_not_in_a_list():
     model.evaluate(x, y, verbose=0, callbacks=Count())
     model.predict(x, verbose=0, callbacks=Count())
     assert seen == [0, 1]
+
+
+def test_a_compiled_loss_whose_target_is_missing_from_y_is_refused():
+    # loss={"a": ..., "b": "mse"} with y={"a": ...}: "b" was left out of the loss in silence
+    # (Keras: "y_true and y_pred have different structures")
+    from wsekern import nn
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6)).astype(np.float32)
+    inp = nn.Input((6,), name="x")
+    model = nn.Model(inp, {"a": nn.layers.Dense(3, activation="softmax", name="a")(inp),
+                           "b": nn.layers.Dense(1, name="b")(inp)})
+    model.compile("adam", loss={"a": "sparse_categorical_crossentropy", "b": "mse"})
+    labels = rng.integers(0, 3, 40)
+    for call in (lambda: model.fit(x, {"a": labels}, verbose=0),
+                 lambda: model.evaluate(x, {"a": labels}, verbose=0)):
+        with pytest.raises(ValueError, match=r"a loss for output 'b', but y has no target"):
+            call()
+    both = model.fit(x, {"a": labels, "b": np.zeros((40, 1))}, verbose=0).history
+    assert set(both) == {"loss", "a_loss", "b_loss"}
+    model.compile("adam", loss={"a": "sparse_categorical_crossentropy"})     # b left out
+    assert set(model.fit(x, {"a": labels}, verbose=0).history) == {"loss", "a_loss"}

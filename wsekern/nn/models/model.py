@@ -138,6 +138,8 @@ class Model(Layer):
         self._weighted_metrics_arg = weighted_metrics
         self._compiled_outputs = None              # resolved on the first batch
         self._loss_tracker = cu.Mean("loss")
+        self._output_loss_trackers = {}     # a recompile's outputs start afresh (an earlier
+        #                                     compile's 'b_loss' was logged as 0.0 after)
         self.compiled = True
         self._compile_config = {"loss": loss, "loss_weights": loss_weights, "metrics": metrics}
 
@@ -229,6 +231,11 @@ class Model(Layer):
         self._last_output_losses = {}
         for (name, loss, weight, _), out, target in zip(self._resolve_outputs(), outputs,
                                                          targets):
+            if loss is not None and target is None and isinstance(y, dict):
+                raise ValueError(f"compile(loss=...) has a loss for output {name!r}, but y has "
+                                 f"no target for it (y names {sorted(y)}): give "
+                                 f"y[{name!r}], or compile with loss={{..., {name!r}: None}} "
+                                 f"to leave that output out of the loss")
             if loss is None or target is None:
                 continue
             cu.check_targets(loss, target, out, name if len(outputs) > 1 else None)
