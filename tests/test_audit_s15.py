@@ -433,3 +433,24 @@ def test_a_compiled_loss_whose_target_is_missing_from_y_is_refused():
     assert set(both) == {"loss", "a_loss", "b_loss"}
     model.compile("adam", loss={"a": "sparse_categorical_crossentropy"})     # b left out
     assert set(model.fit(x, {"a": labels}, verbose=0).history) == {"loss", "a_loss"}
+
+
+def test_a_huge_broadcast_x_is_refused_before_its_checks_copy_it():
+    # predict(np.broadcast_to(1, (10**9, 8))): np.isfinite made a 7.45 GiB mask of it first
+    code = """
+import numpy as np
+from wsekern import nn
+model = nn.Sequential([nn.Input((8,)), nn.layers.Dense(4)])
+model.compile("sgd", "mse")
+x = np.broadcast_to(np.float32(1), (10**9, 8))
+cases = [lambda: model.predict(x, verbose=0),
+         lambda: model.fit(x, np.broadcast_to(np.float32(0), (10**9, 4)), verbose=0,
+                           steps_per_epoch=1)]
+"""
+    assert_refused_in_child(code, 2, errors=(MemoryError,), needles=("a broadcast view",),
+                            limit_gb=4)
+    from wsekern import nn
+    model = nn.Sequential([nn.Input((8,)), nn.layers.Dense(4)])
+    small = np.broadcast_to(np.float32(1), (16, 8))           # a small one is still taken
+    np.testing.assert_array_equal(model.predict(small, verbose=0),
+                                  model.predict(np.ones((16, 8), np.float32), verbose=0))

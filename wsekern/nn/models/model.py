@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from ... import _threads
+from ..._budget import check_expanded
 from .. import callbacks as cbks
 from .. import optimizers as optimizers_mod
 from ..layers.base import Layer
@@ -424,6 +425,7 @@ class Model(Layer):
         shape, dtype = spec
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{what} must be numeric; received dtype {x.dtype}")
+        check_expanded(x, what)     # the checks below read a full-size copy of a broadcast x
         if dtype is not None and np.dtype(dtype).kind in "iu":       # token ids
             if x.dtype.kind == "f" and not np.all(x == np.round(x)):
                 raise TypeError(f"{what} must hold integer ids (the model's Input has dtype "
