@@ -84,7 +84,7 @@ def test_atomic_write_refusal_names_the_path_asked_for(tmp_path, where):
     ["simulate", "spmm", "--wafer", "small", "--plot", "{folder}"],
     ["train", "mlp", "--wafer", "small", "--epochs", "1", "--plot", "{missing}/x.png"],
     ["demo", "--epochs", "1", "--plot", "{missing}/demo.png"],
-    ["sweep", "{spec}", "--serial", "--out", "{missing}/r.csv"],
+    ["sweep", "{spec}", "--serial", "--out", "{file}/more/r.csv"],
     ["sweep", "{spec}", "--serial", "--plot", "{folder}"],
 ])
 def test_cli_output_paths_are_checked_before_the_run(argv, tmp_path, capsys, monkeypatch):
@@ -454,3 +454,17 @@ cases = [lambda: model.predict(x, verbose=0),
     small = np.broadcast_to(np.float32(1), (16, 8))           # a small one is still taken
     np.testing.assert_array_equal(model.predict(small, verbose=0),
                                   model.predict(np.ones((16, 8), np.float32), verbose=0))
+
+
+@pytest.mark.parametrize("store", ["new/folders/r.csv", "new/folders/r.parquet"])
+def test_cli_sweep_store_may_go_into_folders_it_makes(store, tmp_path, capsys):
+    # the sweep's store makes its own folders: the early path check must not refuse that
+    pytest.importorskip("pandas")
+    if store.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
+    from wsekern import cli
+    spec = tmp_path / "spec.toml"
+    spec.write_text('workload = "spmm"\nbase = "small"\n[space]\nm = [16]\nk = [16]\n'
+                    'n = [2]\n')
+    assert cli.main(["sweep", str(spec), "--serial", "--out", str(tmp_path / store)]) == 0
+    assert (tmp_path / store).exists()

@@ -114,11 +114,16 @@ def _fraction(text):
 def _output(directory_ok):
     """An argparse type: a path to write at the end of the run, checked before the run so
     that a minutes-long command does not fail at its last step: its folder must exist, and
-    a file's path must not be a folder. An empty path writes nothing."""
+    a file's path must not be a folder. With ``directory_ok`` (a sweep's store, which makes
+    its own folders) only a file standing where a folder must go is refused. An empty
+    path writes nothing."""
     def parse(text):
         if not text:
             return text
         folder = os.path.dirname(os.path.abspath(text))
+        if directory_ok:                 # the store makes the missing folders
+            while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+                folder = os.path.dirname(folder)
         if not os.path.isdir(folder):
             state = "is not a folder" if os.path.exists(folder) else "does not exist"
             raise argparse.ArgumentTypeError(f"cannot write {text!r}: {folder} {state}")
