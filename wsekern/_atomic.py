@@ -1,6 +1,7 @@
 """Files written whole or not at all: a temporary file beside the target, fsynced, then
 renamed over it, with the permissions ``open()`` would give (mkstemp's are 0600)."""
 import contextlib
+import errno
 import os
 import tempfile
 
@@ -19,7 +20,17 @@ def atomic_file(path, suffix=".tmp"):
     """A binary file to write; on a clean exit it replaces ``path``, else it is removed."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"cannot write {path!r}: it is a directory; "
+                                f"give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
+                                   suffix=suffix)
+    except OSError as e:      # named by the temporary file: say which path was asked for
+        reason = ("its folder does not exist" if isinstance(e, FileNotFoundError) else
+                  "a part of its folder is not a directory" if isinstance(e, NotADirectoryError)
+                  else e.strerror or str(e))
+        raise type(e)(e.errno, f"cannot write {path!r}: {reason} ({folder})") from None
     try:
         os.fchmod(fd, 0o666 & ~UMASK)
         with os.fdopen(fd, "wb") as f:

@@ -100,6 +100,45 @@ def _limit(text):
     return _positive_float(text, allow_inf=True)
 
 
+def _fraction(text):
+    """An argparse type: a fraction in [0, 1] (a share of zeros)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1]; received {text!r}")
+    return value
+
+
+def _output(directory_ok):
+    """An argparse type: a path to write at the end of the run, checked before the run so
+    that a minutes-long command does not fail at its last step: its folder must exist, and
+    a file's path must not be a folder. With ``directory_ok`` (a sweep's store, which makes
+    its own folders) only a file standing where a folder must go is refused. An empty
+    path writes nothing."""
+    def parse(text):
+        if not text:
+            return text
+        folder = os.path.dirname(os.path.abspath(text))
+        if directory_ok:                 # the store makes the missing folders
+            while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+                folder = os.path.dirname(folder)
+        if not os.path.isdir(folder):
+            state = "is not a folder" if os.path.exists(folder) else "does not exist"
+            raise argparse.ArgumentTypeError(f"cannot write {text!r}: {folder} {state}")
+        if not directory_ok and os.path.isdir(text):
+            raise argparse.ArgumentTypeError(
+                f"cannot write {text!r}: it is a folder; give a file name, e.g. "
+                f"{os.path.join(text, 'plot.png')!r}")
+        return text
+    parse.__name__ = "path"
+    return parse
+
+
+_file_out = _output(directory_ok=False)
+
+
 def _activations(shape, sparsity, seed):
     if not 0 <= sparsity <= 1:
         raise ValueError(f"--act-sparsity must be in [0, 1]; received {sparsity}")
@@ -290,6 +329,14 @@ def _cmd_sweep(args):
           + (f"; results in {args.out}" if args.out else ""))
     show = [c for c in frame.columns if c not in ("key", "reason", "cycles_lower", "cycles_upper")]
     print(frame[show].to_string(max_rows=40))
+    failed = frame[frame["status"].ne("ok")]
+    if len(failed):       # the table leaves the reason out (too wide): say why, once each
+        reasons = failed.groupby(["status", "reason"], dropna=False, sort=False).size()
+        for (status, reason), count in list(reasons.items())[:5]:
+            print(f"{status} ({count} point{'s' if count > 1 else ''}): {reason}")
+        if len(reasons) > 5:
+            print(f"... {len(reasons) - 5} other reasons: see the 'reason' column"
+                  + (f" of {args.out}" if args.out else ""))
     for note in sw.skip_notes(frame):
         print(f"note: {note}")
     if args.plot:
@@ -355,7 +402,8 @@ def build_parser():
     p.add_argument("--size", type=_positive, nargs=3, metavar=("M", "K", "N"),
                    help="spmm: one problem size M K N instead of the default two; conv: batch, "
                         "channels and image side (default 8 64 32)")
-    p.add_argument("--sparsity", type=float, nargs="+", help="fractions of W that are zero")
+    p.add_argument("--sparsity", type=_fraction, nargs="+",
+                   help="fractions of W that are zero")
     p.add_argument("--threads", type=_positive, nargs="+", default=[1, 2],
                    help="thread counts to run, each library limited alike")
     p.add_argument("--repeat", type=_positive, default=None,
@@ -407,7 +455,7 @@ def build_parser():
                    help="spmm/conv mapping (default: the placer picks the fastest that fits)")
     p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the random operands (weights and activations)")
-    p.add_argument("--plot", help="write a PNG of the report's heatmaps")
+    p.add_argument("--plot", type=_file_out, help="write a PNG of the report's heatmaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--mode", choices=["analytic", "event"], default="analytic",
                    help="analytic cost (default) or the event-level simulation of the placement")
@@ -438,9 +486,9 @@ def build_parser():
     p.add_argument("spec", help="a TOML file: workload = 'spmm' | 'conv2d' | 'matmul', [space]")
     p.add_argument("--scheduler", help="a Dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--serial", action="store_true", help="run in this process, no Dask")
-    p.add_argument("--out",
+    p.add_argument("--out", type=_output(directory_ok=True),
                    help="results store: a .csv file, or a Parquet directory; reruns resume")
-    p.add_argument("--plot", help="write the Pareto front to this PNG")
+    p.add_argument("--plot", type=_file_out, help="write the Pareto front to this PNG")
     p.add_argument("--x", default="cycles", help="Pareto x axis: a result column")
     p.add_argument("--y", default="energy_joules", help="Pareto y axis: a result column")
     p.set_defaults(func=_cmd_sweep)
@@ -467,7 +515,7 @@ def build_parser():
     p.add_argument("--wafer", choices=["wse2", "wse3", "small", "none"], default="wse2",
                    help="the simulated machine that costs every step; 'none' (transformer "
                         "only) trains on the CPU alone, ~2x faster")
-    p.add_argument("--plot", metavar="PATH", default=None,
+    p.add_argument("--plot", type=_file_out, metavar="PATH", default=None,
                    help="write the placement plot (mlp, cnn) to this PNG; none unless given")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the weights and the batches")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -475,7 +523,7 @@ def build_parser():
 
     p = _command(sub, "demo", help="the main job: a 90%%-sparse MLP on the digits, on the wafer")
     p.add_argument("--epochs", type=_positive, default=10, help="passes over the digits")
-    p.add_argument("--plot", default="wsekern-demo.png", metavar="PATH",
+    p.add_argument("--plot", type=_file_out, default="wsekern-demo.png", metavar="PATH",
                    help="where to write the placement plot")
     p.set_defaults(func=_cmd_demo)
 

@@ -12,12 +12,41 @@ _ALIGN = 64  # bytes: one cache line, one AVX-512 vector
 
 
 def check_float_dtype(dtype, name):
-    """Raise TypeError unless ``dtype`` is float32 or float64."""
+    """Raise TypeError unless ``dtype`` is float32 or float64 (``name``: the array's)."""
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
+        native = dtype.newbyteorder("=")
+        if native in FLOAT_DTYPES:      # '>f8' from a file: float64, but byte-swapped
+            raise TypeError(f"{name} must have dtype float32 or float64 in this machine's "
+                            f"byte order; received {dtype.str} ({native.name}, byte-swapped, "
+                            f"as read from some files). Convert it first, e.g. "
+                            f"{name}.astype(np.{native.name})")
         raise TypeError(f"{name} must have dtype float32 or float64; received {dtype}. "
                         f"Convert it first, e.g. {name}.astype(np.float32)")
     return dtype
+
+
+def _value_dtype(dtype):
+    """A ``dtype=`` argument (pack, PackedSparse.astype) as float32 or float64, else a
+    TypeError that names what was asked."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64; received {dtype!r}") from None
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64 (the kernels' value types); "
+                        f"received {dtype}")
+    return dtype
+
+
+def check_csr_conversion(W, n_rows, what):
+    """Refuse, before SciPy allocates it, a CSR copy of the sparse ``W`` with ``n_rows``
+    rows beyond the memory budget: its row pointers alone take ``n_rows + 1`` entries,
+    however few values W stores (a COO of 2**33 empty rows asks for 64 GiB)."""
+    nnz = W.nnz if W.format in ("dok", "lil") else np.asarray(W.data).size
+    check_memory((n_rows + 1) * 8 + nnz * (16 + np.dtype(W.dtype).itemsize),
+                 f"{what} in CSR form ({n_rows:,} rows, up to {nnz:,} stored values)",
+                 "pass a matrix with fewer rows, or in CSR form already")
 
 
 def as_dense_operand(X, name):
@@ -318,6 +347,7 @@ def csr_parts(W, dtype, transpose=False, name="W"):
     W = check_sparse_operand(W, name)
     A = W.T if transpose else W
     if A.format != "csr":
+        check_csr_conversion(A, A.shape[0], f"{name}.T" if transpose else name)
         A = A.tocsr()
     if A is W:              # checked just above: only the index dtype is left to unify
         indptr, indices = _unify_indices(A.indptr, A.indices)
@@ -458,7 +488,7 @@ class PackedSparse:
         indptr, indices = _check_structure(indptr, indices, M, K, what)
         _check_sorted_unique(indices, indptr, what)
         data = np.asarray(data)
-        check_float_dtype(data.dtype, "PackedSparse data")
+        check_float_dtype(data.dtype, "data")
         _check_data(data, indices.shape, what)
         self._init(_aligned_copy(data, data.dtype), np.array(indices), np.array(indptr),
                    (M, K))
@@ -675,7 +705,7 @@ class PackedSparse:
         return self.to_scipy().toarray()
 
     def astype(self, dtype):
-        dtype = check_float_dtype(dtype, "dtype")
+        dtype = _value_dtype(dtype)
         if dtype == self.dtype:
             return self
         return PackedSparse._trusted(_aligned_copy(self._data, dtype), self._indices,
@@ -724,7 +754,8 @@ def pack(W, *, dtype=None):
         return W if dtype is None else W.astype(dtype)
     if sps.issparse(W):
         W = check_sparse_operand(W)
-        dtype = check_float_dtype(W.dtype if dtype is None else dtype, "dtype")
+        dtype = _value_dtype(W.dtype if dtype is None else dtype)
+        check_csr_conversion(W, W.shape[0], "W")
         A = W.tocsr(copy=True)
         # The flags are the caller's word, not a fact: clear them so the sums are done.
         A.has_sorted_indices = False
@@ -735,7 +766,8 @@ def pack(W, *, dtype=None):
         if A.ndim != 2:
             raise ValueError(f"pack expects a 2-D matrix; received an array of shape {A.shape}")
         check_float_dtype(A.dtype, "W")
-        dtype = check_float_dtype(A.dtype if dtype is None else dtype, "dtype")
+        dtype = _value_dtype(A.dtype if dtype is None else dtype)
+        check_expanded(A, "W")
         data, indices, indptr = dense_to_csr(np.ascontiguousarray(A))
         A = sps.csr_array((data, indices, indptr), shape=A.shape)
     M, K = A.shape

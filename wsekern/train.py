@@ -2,6 +2,7 @@
 import time
 
 from . import _progress, _threads, data
+from ._budget import check_memory
 from .nn import Input, Sequential, WaferStrategy, layers, utils
 from .wafer import WaferConfig
 
@@ -128,6 +129,16 @@ def train_transformer(text=None, layers_=2, d_model=128, heads=4, context=64, ba
     from .nn import optimizers
     from .nn.models import GPT, GPTConfig
     tok, train_ids, val_ids = load_text(text)
+    if len(val_ids) <= context:         # the shorter part: the last 10% of the text
+        raise ValueError(f"the text's validation part (its last 10%: {len(val_ids):,} "
+                         f"characters) is shorter than a window of context {context} + 1: "
+                         f"give a text of at least {10 * (context + 1) + 10:,} characters, or a "
+                         f"smaller context (--context)")
+    # every step's windows are drawn up front: their indices and tokens, int64, (count,
+    # context + 1) each
+    check_memory((steps + eval_batches) * batch_size * (context + 1) * 8 * 2,
+                 f"the windows of {steps:,} steps of {batch_size} x {context} characters",
+                 "give fewer --steps, a smaller --batch-size or --context")
     utils.set_random_seed(seed)
     config = GPTConfig(vocab_size=tok.vocab_size, context=context, n_layer=layers_, n_head=heads,
                        d_model=d_model, mlp_dim=4 * d_model, sparsity=sparsity)

@@ -38,8 +38,12 @@ def load_text(path=None, validation_fraction=0.1):
     if path is None:
         text = load_pydoc_corpus()
     else:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); give "
+                             f"a text file") from None
     if len(text) < 100:
         raise ValueError(f"the text has only {len(text)} characters; give it at least 100")
     tok = CharTokenizer(text)

@@ -3,6 +3,7 @@ LearningRateScheduler, ReduceLROnPlateau, CSVLogger, and the tqdm progress bar."
 import csv
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -44,12 +45,19 @@ class Callback:
     def on_predict_batch_end(self, batch, logs=None): pass
 
 
+def as_list(callbacks):
+    """``callbacks=`` as a list: None, one Callback (Keras takes it alone too) or several."""
+    if callbacks is None:
+        return []
+    return [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+
+
 class CallbackList:
     """Calls a hook on every callback, always with a dict (a copy, so one callback's edits
     reach the next as in Keras, but not the caller's own dict)."""
 
     def __init__(self, callbacks, model, **params):
-        self.callbacks = list(callbacks or [])
+        self.callbacks = as_list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be nn.callbacks.Callback instances; received "
@@ -76,6 +84,18 @@ class History(Callback):
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
+
+
+def _monitored(callback, logs, what):
+    """The value of ``callback.monitor`` in ``logs``; when it is not there, None and a warning
+    naming the metrics that are (as Keras warns: a callback watching a metric that never
+    comes, "val_loss" without validation data say, silently does nothing)."""
+    current = (logs or {}).get(callback.monitor)
+    if current is None:
+        warnings.warn(f"{type(callback).__name__} {what} metric {callback.monitor!r}, which is "
+                      f"not available; available metrics are: "
+                      f"{', '.join(sorted(logs or {})) or 'none'}", stacklevel=3)
+    return current
 
 
 def _monitor_mode(monitor, mode):
@@ -107,7 +127,7 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         # Keras 3's rule: stop once `patience` epochs in a row brought no improvement.
-        current = (logs or {}).get(self.monitor)
+        current = _monitored(self, logs, "is conditioned on")
         if current is None or epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
@@ -183,7 +203,7 @@ class ModelCheckpoint(Callback):
             raise KeyError(f"ModelCheckpoint filepath {self.filepath!r} names {exc} which is not "
                            f"among the logs {sorted(fields)}") from None
         if self.save_best_only:
-            current = logs.get(self.monitor)
+            current = _monitored(self, logs, "saves the best model by")
             if current is None:
                 return
             better = current > self.best if self.mode == "max" else current < self.best
@@ -256,7 +276,7 @@ class ReduceLROnPlateau(Callback):
         optimizer = self.model.optimizer
         if logs is not None:
             logs["learning_rate"] = float(optimizer.learning_rate)
-        current = (logs or {}).get(self.monitor)
+        current = _monitored(self, logs, "is conditioned on")
         if current is None:
             return
         if self.cooldown_counter > 0:

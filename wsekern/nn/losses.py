@@ -28,7 +28,9 @@ def _labels(y_true, n_classes):
         y = y[..., 0]
     if y.dtype.kind == "f":
         if not np.all(y == np.round(y)):
-            raise ValueError("sparse categorical labels must be integers")
+            bad = y[y != np.round(y)].flat[0]
+            raise ValueError(f"sparse categorical labels must be integers (class ids); "
+                             f"received {bad} among them")
         y = y.astype(np.int64)
     if y.dtype.kind not in "iu":
         raise ValueError(f"sparse categorical labels must be integers; received dtype {y.dtype}")
@@ -266,9 +268,24 @@ def _relu(x):
 
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     y_true, y_pred = _float_pair(y_true, y_pred)
+    _check_probabilities(y_true.data, "binary_crossentropy")
     if label_smoothing:
         y_true = Tensor(y_true.data * (1.0 - label_smoothing) + 0.5 * label_smoothing)
     return mean(_binary_elementwise(y_true.data, y_pred, from_logits), axis=axis)
+
+
+def _check_probabilities(y, loss):
+    """Binary targets are probabilities: outside [0, 1] the loss goes negative and training
+    minimises nonsense (Keras on PyTorch refuses them too). Class ids 0..9 given to a
+    one-unit sigmoid model are the usual cause."""
+    if y.size and not (y.min() >= 0 and y.max() <= 1):     # NaN fails both
+        finite = y[~np.isnan(y)]
+        seen = (f"values from {finite.min():g} to {finite.max():g}" if finite.size else "")
+        seen += (" and " if seen and finite.size < y.size else "")
+        seen += "NaN" if finite.size < y.size else ""
+        raise ValueError(f"{loss} targets must be in [0, 1] (0/1 labels or probabilities); "
+                         f"received {seen}. For class ids use sparse_categorical_crossentropy "
+                         f"with one output per class")
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):

@@ -369,6 +369,22 @@ def _thresholds(thresholds, default):
     return np.asarray(t, dtype=np.float64)
 
 
+def _weights_like(sample_weight, p):
+    """Keras's per-sample (or per-entry) weights broadcast to the predictions ``p``: a
+    weight per sample, shape (n,), weighs every label of that sample's row (n, labels)."""
+    sw = _np(sample_weight, np.float64)
+    while sw.ndim > p.ndim and sw.shape[-1] == 1:      # (n, 1) weights, (n,) predictions
+        sw = sw[..., 0]
+    if 0 < sw.ndim < p.ndim:
+        sw = sw.reshape(sw.shape + (1,) * (p.ndim - sw.ndim))
+    try:
+        return np.broadcast_to(sw, p.shape)
+    except ValueError:
+        raise ValueError(f"sample_weight of shape {np.shape(sample_weight)} does not broadcast "
+                         f"to the predictions' shape {p.shape}: give one weight per sample "
+                         f"({p.shape[:1]}) or one per entry") from None
+
+
 def _confusion(y_true, y_pred, thresholds, sample_weight, top_k=None, class_id=None,
                multi_label=False):
     """(tp, fp, tn, fn) per threshold — shape (T,) or (T, labels) with ``multi_label`` —
@@ -388,9 +404,7 @@ def _confusion(y_true, y_pred, thresholds, sample_weight, top_k=None, class_id=N
         p = np.where(p >= kth, p, -np.inf)
     if class_id is not None:
         t, p = t[..., class_id], p[..., class_id]
-    w = np.ones_like(p) if sample_weight is None else np.broadcast_to(
-        _losses.squeeze_or_expand_to_same_rank(Tensor(_np(sample_weight, np.float64)),
-                                               Tensor(p))[0].data, p.shape)
+    w = np.ones_like(p) if sample_weight is None else _weights_like(sample_weight, p)
     if multi_label:
         t2, p2, w2 = (a.reshape(-1, a.shape[-1]) for a in (t, p, w))
     else:

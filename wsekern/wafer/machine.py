@@ -15,7 +15,13 @@ import scipy.sparse as sps
 from .. import conv as _conv_mod
 from ..kernels import sddmm as cpu_sddmm
 from ..kernels import spmm as cpu_spmm
-from ..sparse import PackedSparse, as_dense_operand, check_float_dtype, check_sparse_operand
+from ..sparse import (
+    PackedSparse,
+    as_dense_operand,
+    check_csr_conversion,
+    check_float_dtype,
+    check_sparse_operand,
+)
 from . import analytic, event, mesh, mesh_event, placement
 from .config import WaferConfig
 from .estimate import event_cost
@@ -112,7 +118,10 @@ class Wafer:
         if len(vals) != 4:
             raise ValueError(f"region must have 2 or 4 entries; received {region!r}")
         r0, c0, R, C = vals
-        if R < 1 or C < 1 or r0 < 0 or c0 < 0 or r0 + R > c.rows or c0 + C > c.cols:
+        if R < 1 or C < 1:
+            raise ValueError(f"region {vals} (row0, col0, rows, cols) must have at least one "
+                             f"row and one column of PEs; received {R} x {C}")
+        if r0 < 0 or c0 < 0 or r0 + R > c.rows or c0 + C > c.cols:
             raise ValueError(f"region {vals} (row0, col0, rows, cols) does not lie within the "
                              f"{c.rows}x{c.cols} wafer")
         return vals
@@ -464,7 +473,10 @@ def _as_scipy(W, name="W", values="float"):
     if isinstance(W, PackedSparse):
         return W.to_scipy()
     if sps.issparse(W):
-        return sps.csr_array(check_sparse_operand(W, name, values=values))
+        W = check_sparse_operand(W, name, values=values)
+        if W.format != "csr":
+            check_csr_conversion(W, W.shape[0], name)
+        return sps.csr_array(W)
     W = np.asarray(W)
     if W.ndim != 2:
         raise ValueError(f"W must be 2-D; received shape {W.shape}")

@@ -6,10 +6,12 @@ and dicts, recursively - as Keras tracks them, so ``fit`` trains the sub-layers 
 layer or model.
 """
 import inspect
+import math
 import re
 
 import numpy as np
 
+from ..._budget import check_memory
 from .. import initializers
 from ..symbolic import any_symbolic, call_symbolic
 from ..tensor import Tensor
@@ -189,7 +191,12 @@ class Layer:
             regularizer = _regularizer(regularizer)
         name = name or f"variable_{len(self._variables)}"
         init = initializers.get(initializer)
-        value = np.asarray(init(tuple(int(s) for s in shape), dtype=dtype), dtype=dtype)
+        shape = tuple(int(s) for s in shape)
+        # the initializers draw in float64, then cast: both live at once
+        check_memory(math.prod(shape) * (8 + dtype.itemsize),
+                     f"layer {self.name!r}: the weight {name!r} of shape {shape}",
+                     "give the layer fewer units, filters or a smaller kernel")
+        value = np.asarray(init(shape, dtype=dtype), dtype=dtype)
         var = Variable(value, trainable=bool(trainable) and self.trainable,
                        name=f"{self.name}/{name}", regularizer=regularizer)
         var.trainable = bool(trainable)

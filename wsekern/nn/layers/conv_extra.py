@@ -250,7 +250,9 @@ class SeparableConv1D(SeparableConv2D):
 def conv2d_transpose_nhwc(x, kernel, strides, crop):
     """Transposed convolution (the input gradient of a convolution), channels last.
     kernel: (kh, kw, filters, in). ``crop``: ((top, bottom), (left, right)) removed from
-    the full output (Keras's 'same' padding)."""
+    the full output (Keras's 'same' padding); a negative one pads it with zeros instead
+    (Keras's output is ``n * stride`` long even where a kernel shorter than its stride
+    leaves the full output ``(n - 1) * stride + k`` shorter)."""
     b, h, w, _ = x.shape
     kh, kw, f, _ = kernel.shape
     sh, sw = strides
@@ -261,11 +263,10 @@ def conv2d_transpose_nhwc(x, kernel, strides, crop):
     # the forward conv this transposes maps (b, f, full) -> (b, in, h, w)
     zeros = np.zeros(full, dtype=dtype)
     out, _, _ = conv_kernels.conv2d_backward(xn, zeros, wo, stride=strides)
-    (t, bo), (l, r) = crop
-    out = out[:, :, t:out.shape[2] - bo, l:out.shape[3] - r]
+    out = _fit_nchw(out, tuple((-a, -b) for a, b in crop))
 
     def backward(g):
-        gfull = _pad_nchw(np.ascontiguousarray(g.transpose(0, 3, 1, 2)), crop)
+        gfull = _fit_nchw(np.ascontiguousarray(g.transpose(0, 3, 1, 2)), crop)
         if x.requires_grad:
             gx = conv_kernels.conv2d(gfull, wo, stride=strides)
             x.accumulate(gx.transpose(0, 2, 3, 1).astype(x.dtype, copy=False))
@@ -276,9 +277,18 @@ def conv2d_transpose_nhwc(x, kernel, strides, crop):
                   backward=backward)
 
 
+def _fit_nchw(a, pads):
+    """``a`` (N, C, H, W) padded with zeros by ((top, bottom), (left, right)), where a
+    negative amount crops that many rows or columns instead."""
+    (t, b), (l, r) = pads
+    h, w = a.shape[2:]
+    a = a[:, :, max(-t, 0):h - max(-b, 0), max(-l, 0):w - max(-r, 0)]
+    return _pad_nchw(a, ((max(t, 0), max(b, 0)), (max(l, 0), max(r, 0))))
+
+
 class Conv2DTranspose(_ConvBase):
     """``keras.layers.Conv2DTranspose``: kernel (kh, kw, filters, in); output size
-    (n - 1) * stride + k ("valid") or n * stride ("same")."""
+    n * stride + max(k - stride, 0) ("valid") or n * stride ("same"), as in Keras."""
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
@@ -303,11 +313,19 @@ class Conv2DTranspose(_ConvBase):
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
 
     def _crop(self, h, w):
-        if self.padding == "valid":
-            return ((0, 0), (0, 0))
-        # the convolution this transposes, run with 'same' padding on an n * s output
-        return tuple(same_pads(n * s, k, s, 1) for n, k, s in zip((h, w), self.kernel_size,
-                                                                  self.strides))
+        """((top, bottom), (left, right)) cropped from the full output to Keras's size (a
+        negative bottom/right: zeros added, where the kernel is shorter than its stride)."""
+        crops = []
+        for n, k, s in zip((h, w), self.kernel_size, self.strides):
+            full = (n - 1) * s + k
+            # 'same': the convolution this transposes, with 'same' padding on n * s
+            before = same_pads(n * s, k, s, 1)[0] if self.padding == "same" else 0
+            crops.append((before, full - before - self._length(n, k, s)))
+        return tuple(crops)
+
+    def _length(self, n, k, s):
+        """Keras's output length (deconv_output_length, no output_padding)."""
+        return n * s if self.padding == "same" else n * s + max(k - s, 0)
 
     def call(self, x, training=False):
         x = T.as_tensor(x)
@@ -317,7 +335,7 @@ class Conv2DTranspose(_ConvBase):
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
-        dims = [None if n is None else (n * s if self.padding == "same" else (n - 1) * s + k)
+        dims = [None if n is None else self._length(n, k, s)
                 for n, k, s in zip((h, w), self.kernel_size, self.strides)]
         return (b, dims[0], dims[1], self.filters)
 

@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from ... import _threads
+from ..._budget import check_expanded
 from .. import callbacks as cbks
 from .. import optimizers as optimizers_mod
 from ..layers.base import Layer
@@ -138,6 +139,8 @@ class Model(Layer):
         self._weighted_metrics_arg = weighted_metrics
         self._compiled_outputs = None              # resolved on the first batch
         self._loss_tracker = cu.Mean("loss")
+        self._output_loss_trackers = {}     # a recompile's outputs start afresh (an earlier
+        #                                     compile's 'b_loss' was logged as 0.0 after)
         self.compiled = True
         self._compile_config = {"loss": loss, "loss_weights": loss_weights, "metrics": metrics}
 
@@ -229,6 +232,11 @@ class Model(Layer):
         self._last_output_losses = {}
         for (name, loss, weight, _), out, target in zip(self._resolve_outputs(), outputs,
                                                          targets):
+            if loss is not None and target is None and isinstance(y, dict):
+                raise ValueError(f"compile(loss=...) has a loss for output {name!r}, but y has "
+                                 f"no target for it (y names {sorted(y)}): give "
+                                 f"y[{name!r}], or compile with loss={{..., {name!r}: None}} "
+                                 f"to leave that output out of the loss")
             if loss is None or target is None:
                 continue
             cu.check_targets(loss, target, out, name if len(outputs) > 1 else None)
@@ -417,6 +425,7 @@ class Model(Layer):
         shape, dtype = spec
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{what} must be numeric; received dtype {x.dtype}")
+        check_expanded(x, what)     # the checks below read a full-size copy of a broadcast x
         if dtype is not None and np.dtype(dtype).kind in "iu":       # token ids
             if x.dtype.kind == "f" and not np.all(x == np.round(x)):
                 raise TypeError(f"{what} must hold integer ids (the model's Input has dtype "
@@ -481,7 +490,7 @@ class Model(Layer):
             val = make_batches(vx, as_arrays(vy) if _is_arrays(vx) else vy, vsw,
                                validation_batch_size or batch_size, False, validation_steps)
         history = cbks.History()
-        cb_list = list(callbacks or []) + [history]
+        cb_list = cbks.as_list(callbacks) + [history]
         if verbose:
             cb_list.append(cbks.ProgbarLogger(verbose))
         steps = train.n_steps()

@@ -129,8 +129,13 @@ class Sequential(Model):
     def _input_specs(self):
         return [(self._input_shape, self._input_dtype)]
 
+    def _checked_x(self, x, what="x"):
+        return super()._checked_x(_one_input(x, what), what)
+
     # -- forward ------------------------------------------------------------------
     def call(self, x, training=False):
+        if not isinstance(x, Tensor):
+            x = _one_input(x, "the input")
         if not isinstance(x, Tensor):
             x = Tensor(np.asarray(x, dtype=self._input_dtype))
         elif x.dtype != self._input_dtype and not x.requires_grad:
@@ -151,3 +156,16 @@ class Sequential(Model):
                 "input_dtype": self._input_dtype.name,
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
                            for l in self._layers]}
+
+
+def _one_input(x, what):
+    """A Sequential model's one input from what a caller may wrap it in: a list or tuple of
+    one array is that array, as in Keras (``np.asarray`` made it a batch of one sample, so
+    ``predict([x])`` returned shape (1, ...) per batch); a dict is refused by name."""
+    if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], (np.ndarray, Tensor)):
+        return x[0]
+    if isinstance(x, dict):
+        raise ValueError(f"a Sequential model takes one input array; received {what} as a "
+                         f"dict with keys {list(x)}: pass the array itself, or name the "
+                         f"inputs in a functional model (keras.Input(name=...))")
+    return x
