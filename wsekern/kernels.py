@@ -67,6 +67,9 @@ def _check_out(out, shape, dtype):
         raise ValueError(f"out must be a C-contiguous {dtype} array of shape {shape}; received "
                          f"{out.dtype} array of shape {out.shape}"
                          f"{'' if out.flags.c_contiguous else ', not C-contiguous'}")
+    if not out.flags.writeable:
+        raise ValueError(f"out must be writeable; received a read-only {dtype} array of "
+                         f"shape {shape} (pass one from np.empty, or out=None)")
     return out
 
 
@@ -168,6 +171,9 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         W = np.asarray(W)
         if W.ndim != 2:
             raise ValueError(f"W must be 2-D; received an array of shape {W.shape}")
+        check_expanded(W, "W")
+    elif len(W.shape) != 2:      # SciPy's sparse arrays may be 1-D
+        raise ValueError(f"W must be 2-D; received a {type(W).__name__} of shape {W.shape}")
     check_float_dtype(W.dtype, "W")
     M, K = (W.shape[1], W.shape[0]) if transpose else W.shape
     if X2.shape[0] != K:
