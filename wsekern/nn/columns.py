@@ -23,6 +23,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .._step_glue import nonzero_pattern, relu_grad_pattern
+
 
 def row_counts(a):
     """The nonzeros of each row of the K x N operand ``a`` (int64, length K)."""
@@ -57,6 +59,21 @@ def pattern(a):
     if hasattr(a, "pattern"):
         return a.pattern()
     return a != 0
+
+
+def pattern_nnz(a):
+    """(:func:`pattern` of ``a``, its nonzeros as an int): a float array's in one pass
+    (src/_step_glue.pyx), what a training step's costing reads of each operand."""
+    if hasattr(a, "pattern_nnz"):
+        return a.pattern_nnz()
+    if hasattr(a, "pattern"):
+        nz = a.pattern()
+        return nz, int(np.count_nonzero(nz))
+    got = nonzero_pattern(a)
+    if got is not None:
+        return got
+    nz = a != 0
+    return nz, int(np.count_nonzero(nz))
 
 
 class ConvColumns:
@@ -117,11 +134,21 @@ class ConvColumns:
 class SampleMajor:
     """The K x N operand given as its N x K transpose ``a`` (samples as rows, as a layer's
     output gradient comes), nonzero where ``a != 0`` and, with ``keep`` (N x K bool),
-    where ``keep`` is set too."""
+    where ``keep`` is set too; or, with ``relu`` (N x K, a fused ReLU's output), where
+    ``relu > 0`` (the ReLU passes ``a`` there), in one pass for float arrays."""
 
-    def __init__(self, a, keep=None):
-        nz = a != 0                    # now: ``a`` may be reused once the step is over
-        self.nz = nz if keep is None else np.logical_and(nz, keep, out=nz)   # (N, K)
+    def __init__(self, a, keep=None, relu=None):
+        # now: ``a`` may be reused once the step is over
+        self.nnz = None
+        if relu is not None:
+            got = relu_grad_pattern(a, relu)
+            if got is not None:
+                self.nz, self.nnz = got
+            else:
+                keep = relu > 0
+        if self.nnz is None:
+            nz = a != 0
+            self.nz = nz if keep is None else np.logical_and(nz, keep, out=nz)   # (N, K)
         self.shape = a.shape[::-1]
 
     def row_counts(self):
@@ -129,3 +156,8 @@ class SampleMajor:
 
     def pattern(self):
         return self.nz.T
+
+    def pattern_nnz(self):
+        if self.nnz is None:
+            self.nnz = int(np.count_nonzero(self.nz))
+        return self.nz.T, self.nnz

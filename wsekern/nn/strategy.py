@@ -554,14 +554,16 @@ class LayerPlacement:
                              self.needs_input_grad)
             x_nnz = int(x_rows.sum())
         else:
-            x_nz, g_nz = columns.pattern(x), columns.pattern(g)
+            # the patterns with their counts (one pass over a float operand)
+            (x_nz, x_nnz), (g_nz, g_nnz) = columns.pattern_nnz(x), columns.pattern_nnz(g)
             args = (cfg, mode, self.region, W, stats, stats_t, x_nz, g_nz,
                     self.needs_input_grad)
             # a step like the last fully costed one (same W structure, region, batch size)
             # follows its plan (training.step_plan: only what the batch changes is
             # costed); its reports wait until read
             if planned:
-                parts, latency, sram = training.planned_step(self._plan, x_nz, g_nz)
+                parts, latency, sram = training.planned_step(self._plan, x_nz, g_nz,
+                                                             nnz=(x_nnz, g_nnz))
                 self._pending = args
                 if sram is not None:
                     self.sram_peak = max(self.sram_peak, sram)
@@ -572,7 +574,8 @@ class LayerPlacement:
                 try:
                     plan = training.step_plan(*args[:6], N, self.needs_input_grad)
                     if plan is not None and plan["kind"] in ("sparse", "dense"):
-                        first = training.planned_step(plan, x_nz, g_nz, sram=True)
+                        first = training.planned_step(plan, x_nz, g_nz, sram=True,
+                                                      nnz=(x_nnz, g_nnz))
                 except SramOverflowError:
                     plan = None             # step_cost raises it, naming what it names
                 if first is not None and first[2] is not None:
@@ -586,7 +589,6 @@ class LayerPlacement:
                     self._pending, self._primed, self._plan = None, key, plan
                     self.sram_peak = max(self.sram_peak, int(max(
                         r.sram_peak_bytes for r in self._reports.values())))
-            x_nnz = int(np.count_nonzero(x_nz))
         totals = self.totals
         for k, v in parts.items():
             totals[k] += v

@@ -244,11 +244,12 @@ def dense_step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad):
             "update": update_cycles(cfg, region, W)}
 
 
-def dense_step(plan, x_nz, g_nz):
+def dense_step(plan, x_nz, g_nz, nnz=(None, None)):
     """:func:`step_cost`'s (cycles per part, latency) for the step of ``plan``
     (:func:`dense_step_plan`) from X's and G's nonzero patterns (``x_nz``, ``g_nz``: X != 0,
     G != 0) alone, without the reports: the same computation, so the same floats. The
-    caller keeps the patterns to build the reports when they are read."""
+    caller keeps the patterns to build the reports when they are read. ``nnz``: the
+    patterns' nonzero counts where the caller has them (else counted here)."""
     cfg = plan["cfg"]
     for name, nz in (("x_nz", x_nz), ("g_nz", g_nz)):
         if nz.dtype != np.bool_ or nz.ndim != 2:        # read as bytes by the recurrence
@@ -257,10 +258,10 @@ def dense_step(plan, x_nz, g_nz):
         if nz.shape[1] != plan["N"]:
             raise ValueError(f"the plan is for steps of {plan['N']} samples; received "
                              f"{name} with {nz.shape[1]}")
-    fwd, fwd_lower = analytic.dense_screen_cycles(plan["forward"], x_nz, cfg)
+    fwd, fwd_lower = analytic.dense_screen_cycles(plan["forward"], x_nz, cfg, nnz[0])
     gin = plan["input-gradient"]
     parts = {"forward": fwd,
-             "input-gradient": analytic.dense_screen_cycles(gin, g_nz, cfg)[0]
+             "input-gradient": analytic.dense_screen_cycles(gin, g_nz, cfg, nnz[1])[0]
              if gin is not False else 0.0,
              "weight-gradient": plan["weight-gradient"], "update": plan["update"]}
     return parts, fwd_lower / max(plan["N"], 1) * 2
@@ -418,16 +419,17 @@ def _row_nnz(a, rows, name):
                      f"received {a.dtype} of shape {a.shape}")
 
 
-def planned_step(plan, x_nz, g_nz, sram=False):
+def planned_step(plan, x_nz, g_nz, sram=False, nnz=(None, None)):
     """:func:`step_cost`'s (cycles per part, latency) and the step's SRAM peak (None where
     the plan's placement cannot change it: every step of a dense or a fixed plan has the
     first's; with ``sram``, a dense plan's step gives it too, as its reports would, or None
     where a block fits in neither format) for the
     step of ``plan`` (:func:`step_plan`), from X's and G's nonzero patterns (bool, K x N
-    and M x N) alone, without the reports."""
+    and M x N) alone, without the reports. ``nnz``: the patterns' nonzero counts where
+    the caller has them (a dense plan reads them)."""
     kind = plan["kind"]
     if kind == "dense":
-        parts, latency = dense_step(plan, x_nz, g_nz)
+        parts, latency = dense_step(plan, x_nz, g_nz, nnz)
         if not sram:
             return parts, latency, None
         # its blocks are dense whatever the batch: the peak reads W's structure alone
