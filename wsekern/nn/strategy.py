@@ -339,22 +339,16 @@ class WaferStrategy:
         # each placement's incoming links, worked out once per placement (place makes
         # new lists of placements and edges)
         graph = getattr(self, "_graph", None)
-        if graph is None or graph[0] is not self.edges or graph[1] is not self.placements:
-            incoming = {}
-            for e in self.edges:
-                incoming.setdefault(id(e.dst), []).append(e)
-            graph = self._graph = (self.edges, self.placements, len(self.edges),
-                                   len(self.placements),
-                                   [(p, incoming.get(id(p), [])) for p in self.placements])
-        if graph[2] != len(self.edges) or graph[3] != len(self.placements):
-            self._graph = None
-            return self._longest_path()
-        arrive = {}
-        for p, into in graph[4]:
-            start = max([arrive.get(id(e.src), 0.0) + e.last_latency for e in into],
-                        default=0.0)
-            arrive[id(p)] = start + p.last_latency
-        return max(arrive.values(), default=0.0)
+        if graph is None or graph[0] is not self.edges or graph[1] is not self.placements \
+                or graph[2] != len(self.edges) or graph[3] != len(self.placements):
+            graph = self._graph = _fill_graph(self.edges, self.placements)
+        # arrive[i]: when placement i's last step is through (a link's source not among
+        # the placements reads the last entry, 0.0)
+        arrive = [0.0] * (len(self.placements) + 1)
+        for i, p, into in graph[4]:
+            start = max([arrive[j] + e.last_latency for j, e in into], default=0.0)
+            arrive[i] = start + p.last_latency
+        return max(arrive[:-1], default=0.0)
 
     def _attention_costs(self):
         """The attention products and softmax of each attention layer's last step, on the
@@ -603,6 +597,18 @@ class LayerPlacement:
         return sum(parts.values()), latency
 
 
+def _fill_graph(edges, placements):
+    """What :meth:`WaferStrategy._longest_path` walks: (edges, placements, their counts,
+    [(index, placement, [(index of its source, link) for each link into it)])], sources
+    indexed by their placement (-1: none of them)."""
+    index = {id(p): i for i, p in enumerate(placements)}
+    incoming = {}
+    for e in edges:
+        incoming.setdefault(id(e.dst), []).append((index.get(id(e.src), -1), e))
+    return (edges, placements, len(edges), len(placements),
+            [(i, p, incoming.get(id(p), [])) for i, p in enumerate(placements)])
+
+
 def _same(key, primed):
     """Whether two step keys are equal, the weight matrix compared by identity."""
     # tuples compare entry by entry (identity, then ==): W's entry alone by identity
@@ -667,17 +673,23 @@ class FabricLink:
         self.totals = {"forward_wavelets": 0.0, "backward_wavelets": 0.0, "cycles": 0.0}
         self.steps = 0
         self.last_latency = 0.0
+        self._plan = None               # (cfg, the two regions, training.link_plan of them)
 
     def hops(self):
         return training.link_hops(self.src.region, self.dst.region)
 
     def cost_step(self, cfg):
-        q = self.dst
+        p, q = self.src, self.dst
+        plan = self._plan
+        if plan is None or plan[0] is not cfg or plan[1] is not p.region \
+                or plan[2] is not q.region:
+            plan = self._plan = (cfg, p.region, q.region,
+                                 training.link_plan(cfg, p.region, q.region))
         # the producer's output, at the zero fraction the consumer's input showed (exact
         # for a chain; for a merge, the merged tensor's)
         forward, backward, total, hop_cycles = training.link_step(
-            cfg, self.src.region, q.region, self.src.last_output_size, q.last_input_nnz,
-            q.last_input_size, q.needs_input_grad)
+            cfg, p.region, q.region, p.last_output_size, q.last_input_nnz,
+            q.last_input_size, q.needs_input_grad, plan[3])
         self.last_latency = hop_cycles
         self.totals["forward_wavelets"] += forward
         self.totals["backward_wavelets"] += backward

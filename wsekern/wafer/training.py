@@ -538,19 +538,27 @@ def link_hops(src, dst):
     return max(1, gap_cols + gap_rows)
 
 
-def link_step(cfg, src, dst, values, nnz, size, backward):
+def link_step(cfg, src, dst, values, nnz, size, backward, plan=None):
     """One step of activations sent from region ``src`` to ``dst``: ``values`` forward as
     sparse wavelets (zeros never sent) or dense ones, whichever is fewer, at the zero
     fraction of the consumer's input (``nnz`` of ``size``); with ``backward``, the gradient
     back dense; over the rows the two regions share, after the hops between them.
-    Returns (forward wavelets, backward wavelets, cycles, hop latency)."""
+    Returns (forward wavelets, backward wavelets, cycles, hop latency). ``plan``:
+    :func:`link_plan` of (cfg, src, dst), where the caller keeps it."""
+    per_dense, per_sparse, lanes, hop_cycles = plan or link_plan(cfg, src, dst)
     nonzeros = round(values * nnz / max(size, 1))
-    dense = math.ceil(values / cfg.values_per_dense_wavelet)
-    forward = min(dense, nonzeros * cfg.wavelets_per_sparse_value)
+    dense = math.ceil(values / per_dense)
+    forward = min(dense, nonzeros * per_sparse)
     back = dense if backward else 0
+    return forward, back, (forward + back) / lanes + hop_cycles, hop_cycles
+
+
+def link_plan(cfg, src, dst):
+    """What :func:`link_step` reads of the config and the two regions, the same every step:
+    (values per dense wavelet, wavelets per sparse value, lanes, hop latency)."""
     lanes = max(1, min(src[2], dst[2])) * cfg.link_wavelets_per_cycle
     hop_cycles = link_hops(src, dst) * cfg.hop_cycles + 2 * cfg.ramp_cycles
-    return forward, back, (forward + back) / lanes + hop_cycles, hop_cycles
+    return cfg.values_per_dense_wavelet, cfg.wavelets_per_sparse_value, lanes, hop_cycles
 
 
 def attention_step(cfg, shape, pes):
