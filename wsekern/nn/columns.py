@@ -76,6 +76,31 @@ def pattern_nnz(a):
     return nz, int(np.count_nonzero(nz))
 
 
+def taken(a):
+    """``a`` as the costing will read it: a float array's pattern and count
+    (:class:`Nonzeros`), taken now, while a layer hands it over and its values are still in
+    the cache; anything else as it comes."""
+    got = nonzero_pattern(a)
+    return a if got is None else Nonzeros(*got)
+
+
+class Nonzeros:
+    """A K x N operand known by its nonzero pattern ``nz`` (bool) and their count."""
+    __slots__ = ("nz", "nnz", "shape")
+
+    def __init__(self, nz, nnz):
+        self.nz, self.nnz, self.shape = nz, int(nnz), nz.shape
+
+    def row_counts(self):
+        return column_counts(self.nz.T)
+
+    def pattern(self):
+        return self.nz
+
+    def pattern_nnz(self):
+        return self.nz, self.nnz
+
+
 class ConvColumns:
     """A convolution's im2col columns (C*kh*kw x B*OH*OW), known by its NHWC input.
 
