@@ -4,8 +4,7 @@ through nn/columns.py): each pattern and count is NumPy's (``a != 0``, ``(g != 0
 is left to NumPy; and a whole training run costed through it gives the figures of the same
 run costed with NumPy's patterns (and each step training.step_cost's), whatever changes
 mid-run: a weight that becomes zero, a new batch size, a last short batch, a longer
-sequence. (fit refuses NaN inputs; a NaN in an operand, nonzero as NumPy says, is checked
-on the pass itself.)"""
+sequence, a NaN in a layer's input (from a NaN bias: fit refuses NaN data)."""
 import numpy as np
 import pytest
 import scipy.sparse as sps
@@ -180,6 +179,10 @@ def _run(mode, steps_seen, sequence=False):
         model.train_on_batch(*batch(5))               # a new batch size
         x, y = batch(21)
         model.fit(x, y, batch_size=8, epochs=1, verbose=0)   # its last batch short (5)
+        w = model.layers[1].get_weights()
+        w[1][2] = np.nan                  # a NaN in the next layer's input: nonzero there
+        model.layers[1].set_weights(w)
+        model.train_on_batch(*batch(8))
     report = model.wafer_report().to_dict()
     report.pop("cpu_samples_per_s")
     per_layer = [(p.layer.name, dict(p.totals), p.sram_peak, p.activation_zeros,
@@ -220,6 +223,9 @@ def test_a_run_costed_through_the_pass_is_the_run_costed_by_numpy(monkeypatch, r
     slow_steps = list(recorded)
     assert fast[:4] == slow[:4]                      # every figure, exactly
     assert len(fast_steps) == len(slow_steps) > 0
+    if not sequence:                    # the last step's NaN feature reached layer c
+        last_c = [f for f in fast_steps if f[0] == "c"][-1]
+        assert last_c[5][2].all()
     for f, s in zip(fast_steps, slow_steps):
         assert f[0] == s[0] and f[8] == s[8]
         assert np.array_equal(f[5], s[5]) and np.array_equal(f[6], s[6])
