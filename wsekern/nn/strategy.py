@@ -286,7 +286,7 @@ class WaferStrategy:
                 self._place_again(model, batch_size)
         elif self.placements and self.batch is None:     # the build's guess did not place
             self._place_again(model, batch_size)
-        else:
+        elif self.open_length:
             self._hold_longer_steps(model, batch_size)
         per_layer = []
         for p in self.placements:
@@ -295,7 +295,8 @@ class WaferStrategy:
             per_layer.append(p.cost_step(self.config, self.mode))
         if not per_layer:
             return
-        per_layer.extend(self._attention_costs())
+        if self.attention:
+            per_layer.extend(self._attention_costs())
         # each layer's and link's step: (total cycles, latency)
         if self.mode == "layer-pipelined" and self.traced:
             # a dataflow graph: the slowest node or link sets the rate; the fill is the
