@@ -94,7 +94,8 @@ cdef extern from *:
 
 cdef int _kind(object a):
     """``a``'s element type for these passes: 1 float32, 2 float64, 0 where they do not take
-    it (not an ndarray itself, not 2-D, empty, not C- or F-contiguous)."""
+    it (not an ndarray itself, not 2-D, empty, not C- or F-contiguous, byte-swapped or
+    misaligned)."""
     if type(a) is not np.ndarray:
         return 0
     cdef cnp.ndarray x = <cnp.ndarray>a
@@ -102,7 +103,7 @@ cdef int _kind(object a):
         return 0
     if not (cnp.PyArray_IS_C_CONTIGUOUS(x) or cnp.PyArray_IS_F_CONTIGUOUS(x)):
         return 0
-    if not cnp.PyArray_ISNOTSWAPPED(x):
+    if not (cnp.PyArray_ISNOTSWAPPED(x) and cnp.PyArray_ISALIGNED(x)):
         return 0
     cdef int t = cnp.PyArray_TYPE(x)
     return 1 if t == cnp.NPY_FLOAT32 else 2 if t == cnp.NPY_FLOAT64 else 0

@@ -8,6 +8,7 @@ sequence, a NaN in a layer's input (from a NaN bias: fit refuses NaN data)."""
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import run_in_child
 
 import wsekern as wk
 from wsekern import nn
@@ -83,6 +84,31 @@ def test_a_fused_relus_gradient_pattern_is_numpys(dtype, shape):
         p, c = sm.pattern_nnz()
         assert np.array_equal(p, want.T) and c == np.count_nonzero(want)
         assert np.array_equal(sm.row_counts(), np.count_nonzero(want, axis=0))
+
+
+def test_odd_buffers_are_left_to_numpy_without_a_crash():
+    """Misaligned, read-only and large arrays, in a child process."""
+    done = run_in_child("""
+        import numpy as np
+        from wsekern._step_glue import nonzero_pattern, relu_grad_pattern
+        buf = bytearray(4 * 64 + 1)
+        odd = np.frombuffer(buf, np.float32, 64, offset=1).reshape(8, 8)
+        assert not odd.flags.aligned and odd.flags.c_contiguous
+        assert nonzero_pattern(odd) is None and relu_grad_pattern(odd, odd) is None
+        ro = np.arange(48, dtype=np.float64).reshape(6, 8)
+        ro.setflags(write=False)
+        nz, c = nonzero_pattern(ro)
+        assert np.array_equal(nz, ro != 0) and c == 47
+        big = np.zeros((3, 1 << 20), np.float32)
+        big[2, -1] = -0.0
+        big[1, 7] = np.nan
+        nz, c = nonzero_pattern(big)
+        assert c == 1 and nz[1, 7]
+        nz, c = relu_grad_pattern(big, np.ones_like(big))
+        assert c == 1 and nz[1, 7]
+        print("ok")
+    """)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_a_fused_relus_gradient_pattern_refuses_what_does_not_match():
