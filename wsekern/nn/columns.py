@@ -62,18 +62,16 @@ def pattern(a):
 
 
 def pattern_nnz(a):
-    """(:func:`pattern` of ``a``, its nonzeros as an int): a float array's in one pass
-    (src/_step_glue.pyx), what a training step's costing reads of each operand."""
+    """(:func:`pattern` of ``a``, its nonzeros as an int where they come with it, else
+    None): a float array's in one pass (src/_step_glue.pyx). What a training step's
+    costing reads of each operand; a caller that needs the count takes one where it is
+    None."""
     if hasattr(a, "pattern_nnz"):
         return a.pattern_nnz()
     if hasattr(a, "pattern"):
-        nz = a.pattern()
-        return nz, int(np.count_nonzero(nz))
+        return a.pattern(), None
     got = nonzero_pattern(a)
-    if got is not None:
-        return got
-    nz = a != 0
-    return nz, int(np.count_nonzero(nz))
+    return got if got is not None else (a != 0, None)
 
 
 def taken(a):
@@ -183,6 +181,4 @@ class SampleMajor:
         return self.nz.T
 
     def pattern_nnz(self):
-        if self.nnz is None:
-            self.nnz = int(np.count_nonzero(self.nz))
         return self.nz.T, self.nnz

@@ -552,8 +552,11 @@ class LayerPlacement:
                              self.needs_input_grad)
             x_nnz = int(x_rows.sum())
         else:
-            # the patterns with their counts (one pass over a float operand)
+            # the patterns, with their counts where they come with them (one pass over
+            # a float operand); G's is read by a dense plan alone, which counts it if not
             (x_nz, x_nnz), (g_nz, g_nnz) = columns.pattern_nnz(x), columns.pattern_nnz(g)
+            if x_nnz is None:
+                x_nnz = int(np.count_nonzero(x_nz))
             args = (cfg, mode, self.region, W, stats, stats_t, x_nz, g_nz,
                     self.needs_input_grad)
             # a step like the last fully costed one (same W structure, region, batch size)
