@@ -36,6 +36,7 @@ EXTENSIONS = [
     Extension("wsekern._optim", ["src/_optim.pyx"], extra_compile_args=["-ffp-contract=off"]),
     Extension("wsekern._step_cost", ["src/_step_cost.pyx"],
               extra_compile_args=["-ffp-contract=off"]),
+    Extension("wsekern._step_glue", ["src/_step_glue.pyx"]),
 ]
 
 

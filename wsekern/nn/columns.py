@@ -23,6 +23,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .._step_glue import nonzero_pattern, relu_grad_pattern
+
 
 def row_counts(a):
     """The nonzeros of each row of the K x N operand ``a`` (int64, length K)."""
@@ -57,6 +59,44 @@ def pattern(a):
     if hasattr(a, "pattern"):
         return a.pattern()
     return a != 0
+
+
+def pattern_nnz(a):
+    """(:func:`pattern` of ``a``, its nonzeros as an int where they come with it, else
+    None): a float array's in one pass (src/_step_glue.pyx). What a training step's
+    costing reads of each operand; a caller that needs the count takes one where it is
+    None."""
+    if hasattr(a, "pattern_nnz"):
+        return a.pattern_nnz()
+    if hasattr(a, "pattern"):
+        return a.pattern(), None
+    got = nonzero_pattern(a)
+    return got if got is not None else (a != 0, None)
+
+
+def taken(a):
+    """``a`` as the costing will read it: a float array's pattern and count
+    (:class:`Nonzeros`), taken now, while a layer hands it over and its values are still in
+    the cache; anything else as it comes."""
+    got = nonzero_pattern(a)
+    return a if got is None else Nonzeros(*got)
+
+
+class Nonzeros:
+    """A K x N operand known by its nonzero pattern ``nz`` (bool) and their count."""
+    __slots__ = ("nz", "nnz", "shape")
+
+    def __init__(self, nz, nnz):
+        self.nz, self.nnz, self.shape = nz, int(nnz), nz.shape
+
+    def row_counts(self):
+        return column_counts(self.nz.T)
+
+    def pattern(self):
+        return self.nz
+
+    def pattern_nnz(self):
+        return self.nz, self.nnz
 
 
 class ConvColumns:
@@ -117,11 +157,21 @@ class ConvColumns:
 class SampleMajor:
     """The K x N operand given as its N x K transpose ``a`` (samples as rows, as a layer's
     output gradient comes), nonzero where ``a != 0`` and, with ``keep`` (N x K bool),
-    where ``keep`` is set too."""
+    where ``keep`` is set too; or, with ``relu`` (N x K, a fused ReLU's output), where
+    ``relu > 0`` (the ReLU passes ``a`` there), in one pass for float arrays."""
 
-    def __init__(self, a, keep=None):
-        nz = a != 0                    # now: ``a`` may be reused once the step is over
-        self.nz = nz if keep is None else np.logical_and(nz, keep, out=nz)   # (N, K)
+    def __init__(self, a, keep=None, relu=None):
+        # now: ``a`` may be reused once the step is over
+        self.nnz = None
+        if relu is not None:
+            got = relu_grad_pattern(a, relu)
+            if got is not None:
+                self.nz, self.nnz = got
+            else:
+                keep = relu > 0
+        if self.nnz is None:
+            nz = a != 0
+            self.nz = nz if keep is None else np.logical_and(nz, keep, out=nz)   # (N, K)
         self.shape = a.shape[::-1]
 
     def row_counts(self):
@@ -129,3 +179,6 @@ class SampleMajor:
 
     def pattern(self):
         return self.nz.T
+
+    def pattern_nnz(self):
+        return self.nz.T, self.nnz

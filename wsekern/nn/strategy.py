@@ -31,6 +31,8 @@ from ..wafer.config import WaferConfig
 from . import columns, placed
 from .tensor import tap
 
+_taken = columns.taken          # (LayerPlacement.observe names its argument columns)
+
 _STACK = []
 PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when built, before fit
 
@@ -284,7 +286,7 @@ class WaferStrategy:
                 self._place_again(model, batch_size)
         elif self.placements and self.batch is None:     # the build's guess did not place
             self._place_again(model, batch_size)
-        else:
+        elif self.open_length:
             self._hold_longer_steps(model, batch_size)
         per_layer = []
         for p in self.placements:
@@ -293,7 +295,8 @@ class WaferStrategy:
             per_layer.append(p.cost_step(self.config, self.mode))
         if not per_layer:
             return
-        per_layer.extend(self._attention_costs())
+        if self.attention:
+            per_layer.extend(self._attention_costs())
         # each layer's and link's step: (total cycles, latency)
         if self.mode == "layer-pipelined" and self.traced:
             # a dataflow graph: the slowest node or link sets the rate; the fill is the
@@ -339,22 +342,16 @@ class WaferStrategy:
         # each placement's incoming links, worked out once per placement (place makes
         # new lists of placements and edges)
         graph = getattr(self, "_graph", None)
-        if graph is None or graph[0] is not self.edges or graph[1] is not self.placements:
-            incoming = {}
-            for e in self.edges:
-                incoming.setdefault(id(e.dst), []).append(e)
-            graph = self._graph = (self.edges, self.placements, len(self.edges),
-                                   len(self.placements),
-                                   [(p, incoming.get(id(p), [])) for p in self.placements])
-        if graph[2] != len(self.edges) or graph[3] != len(self.placements):
-            self._graph = None
-            return self._longest_path()
-        arrive = {}
-        for p, into in graph[4]:
-            start = max([arrive.get(id(e.src), 0.0) + e.last_latency for e in into],
-                        default=0.0)
-            arrive[id(p)] = start + p.last_latency
-        return max(arrive.values(), default=0.0)
+        if graph is None or graph[0] is not self.edges or graph[1] is not self.placements \
+                or graph[2] != len(self.edges) or graph[3] != len(self.placements):
+            graph = self._graph = _fill_graph(self.edges, self.placements)
+        # arrive[i]: when placement i's last step is through (a link's source not among
+        # the placements reads the last entry, 0.0)
+        arrive = [0.0] * (len(self.placements) + 1)
+        for i, p, into in graph[4]:
+            start = max([arrive[j] + e.last_latency for j, e in into], default=0.0)
+            arrive[i] = start + p.last_latency
+        return max(arrive[:-1], default=0.0)
 
     def _attention_costs(self):
         """The attention products and softmax of each attention layer's last step, on the
@@ -457,9 +454,10 @@ class LayerPlacement:
         """Called by the layer in a training step: its input as (K x samples) columns,
         and ``y`` returned unchanged but for a tap that records ``grad_rows(dY)``, the
         output gradient as (M x samples) rows, in the backward pass."""
-        self.last_input = columns
+        # a float array's pattern and count are taken now, from values still in the cache
+        self.last_input = _taken(columns)
         self.needs_input_grad = input_requires_grad
-        return tap(y, lambda g: setattr(self, "last_grad", grad_rows(g)))
+        return tap(y, lambda g: setattr(self, "last_grad", _taken(grad_rows(g))))
 
     def carry_history(self, old):
         """Go on from ``old``'s costed steps (this layer placed again mid-training)."""
@@ -554,14 +552,19 @@ class LayerPlacement:
                              self.needs_input_grad)
             x_nnz = int(x_rows.sum())
         else:
-            x_nz, g_nz = columns.pattern(x), columns.pattern(g)
+            # the patterns, with their counts where they come with them (one pass over
+            # a float operand); G's is read by a dense plan alone, which counts it if not
+            (x_nz, x_nnz), (g_nz, g_nnz) = columns.pattern_nnz(x), columns.pattern_nnz(g)
+            if x_nnz is None:
+                x_nnz = int(np.count_nonzero(x_nz))
             args = (cfg, mode, self.region, W, stats, stats_t, x_nz, g_nz,
                     self.needs_input_grad)
             # a step like the last fully costed one (same W structure, region, batch size)
             # follows its plan (training.step_plan: only what the batch changes is
             # costed); its reports wait until read
             if planned:
-                parts, latency, sram = training.planned_step(self._plan, x_nz, g_nz)
+                parts, latency, sram = training.planned_step(self._plan, x_nz, g_nz,
+                                                             nnz=(x_nnz, g_nnz))
                 self._pending = args
                 if sram is not None:
                     self.sram_peak = max(self.sram_peak, sram)
@@ -572,7 +575,8 @@ class LayerPlacement:
                 try:
                     plan = training.step_plan(*args[:6], N, self.needs_input_grad)
                     if plan is not None and plan["kind"] in ("sparse", "dense"):
-                        first = training.planned_step(plan, x_nz, g_nz, sram=True)
+                        first = training.planned_step(plan, x_nz, g_nz, sram=True,
+                                                      nnz=(x_nnz, g_nnz))
                 except SramOverflowError:
                     plan = None             # step_cost raises it, naming what it names
                 if first is not None and first[2] is not None:
@@ -586,7 +590,6 @@ class LayerPlacement:
                     self._pending, self._primed, self._plan = None, key, plan
                     self.sram_peak = max(self.sram_peak, int(max(
                         r.sram_peak_bytes for r in self._reports.values())))
-            x_nnz = int(np.count_nonzero(x_nz))
         totals = self.totals
         for k, v in parts.items():
             totals[k] += v
@@ -599,6 +602,18 @@ class LayerPlacement:
         self.activation_zeros += 1.0 - x_nnz / max(size, 1)
         self.costed_steps += 1
         return sum(parts.values()), latency
+
+
+def _fill_graph(edges, placements):
+    """What :meth:`WaferStrategy._longest_path` walks: (edges, placements, their counts,
+    [(index, placement, [(index of its source, link) for each link into it)])], sources
+    indexed by their placement (-1: none of them)."""
+    index = {id(p): i for i, p in enumerate(placements)}
+    incoming = {}
+    for e in edges:
+        incoming.setdefault(id(e.dst), []).append((index.get(id(e.src), -1), e))
+    return (edges, placements, len(edges), len(placements),
+            [(i, p, incoming.get(id(p), [])) for i, p in enumerate(placements)])
 
 
 def _same(key, primed):
@@ -665,17 +680,23 @@ class FabricLink:
         self.totals = {"forward_wavelets": 0.0, "backward_wavelets": 0.0, "cycles": 0.0}
         self.steps = 0
         self.last_latency = 0.0
+        self._plan = None               # (cfg, the two regions, training.link_plan of them)
 
     def hops(self):
         return training.link_hops(self.src.region, self.dst.region)
 
     def cost_step(self, cfg):
-        q = self.dst
+        p, q = self.src, self.dst
+        plan = self._plan
+        if plan is None or plan[0] is not cfg or plan[1] is not p.region \
+                or plan[2] is not q.region:
+            plan = self._plan = (cfg, p.region, q.region,
+                                 training.link_plan(cfg, p.region, q.region))
         # the producer's output, at the zero fraction the consumer's input showed (exact
         # for a chain; for a merge, the merged tensor's)
         forward, backward, total, hop_cycles = training.link_step(
-            cfg, self.src.region, q.region, self.src.last_output_size, q.last_input_nnz,
-            q.last_input_size, q.needs_input_grad)
+            cfg, p.region, q.region, p.last_output_size, q.last_input_nnz,
+            q.last_input_size, q.needs_input_grad, plan[3])
         self.last_latency = hop_cycles
         self.totals["forward_wavelets"] += forward
         self.totals["backward_wavelets"] += backward

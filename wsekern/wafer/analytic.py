@@ -517,15 +517,18 @@ def _dense_screen(weights, config, region):
             "turnaround": _turnaround(config), "cushion": _cushion(config)}
 
 
-def dense_screen_cycles(plan, x_nz, config):
+def dense_screen_cycles(plan, x_nz, config, nnz=None):
     """(cycles, lower bound) that :func:`weight_stationary` with ``exact=False`` reports for
     the placement ``plan`` (:func:`dense_screen`) and X's nonzeros ``x_nz`` (K x N, bool):
     the same operations on the same values as _ws_work and _ws_cycles take for an
     all-dense placement, without the per-PE maps. O(K * N + C * N); an all-nonzero pattern
     (a gradient with no zero, inputs with no zero) of the shape of the last all-nonzero one
-    ``plan`` saw is one count: the same figures, kept with its shape.
+    ``plan`` saw is one count (``nnz``, where the caller has it): the same figures, kept
+    with its shape.
     """
-    seen, nnz = plan.get("seen"), int(np.count_nonzero(x_nz))
+    seen = plan.get("seen")
+    if nnz is None:
+        nnz = int(np.count_nonzero(x_nz))
     full = nnz == x_nz.size and x_nz.dtype == np.bool_
     if full and seen is not None and seen[0] is config and seen[1] == x_nz.shape:
         return seen[2]

@@ -244,11 +244,12 @@ def dense_step_plan(cfg, mode, region, W, stats, stats_t, N, needs_input_grad):
             "update": update_cycles(cfg, region, W)}
 
 
-def dense_step(plan, x_nz, g_nz):
+def dense_step(plan, x_nz, g_nz, nnz=(None, None)):
     """:func:`step_cost`'s (cycles per part, latency) for the step of ``plan``
     (:func:`dense_step_plan`) from X's and G's nonzero patterns (``x_nz``, ``g_nz``: X != 0,
     G != 0) alone, without the reports: the same computation, so the same floats. The
-    caller keeps the patterns to build the reports when they are read."""
+    caller keeps the patterns to build the reports when they are read. ``nnz``: the
+    patterns' nonzero counts where the caller has them (else counted here)."""
     cfg = plan["cfg"]
     for name, nz in (("x_nz", x_nz), ("g_nz", g_nz)):
         if nz.dtype != np.bool_ or nz.ndim != 2:        # read as bytes by the recurrence
@@ -257,10 +258,10 @@ def dense_step(plan, x_nz, g_nz):
         if nz.shape[1] != plan["N"]:
             raise ValueError(f"the plan is for steps of {plan['N']} samples; received "
                              f"{name} with {nz.shape[1]}")
-    fwd, fwd_lower = analytic.dense_screen_cycles(plan["forward"], x_nz, cfg)
+    fwd, fwd_lower = analytic.dense_screen_cycles(plan["forward"], x_nz, cfg, nnz[0])
     gin = plan["input-gradient"]
     parts = {"forward": fwd,
-             "input-gradient": analytic.dense_screen_cycles(gin, g_nz, cfg)[0]
+             "input-gradient": analytic.dense_screen_cycles(gin, g_nz, cfg, nnz[1])[0]
              if gin is not False else 0.0,
              "weight-gradient": plan["weight-gradient"], "update": plan["update"]}
     return parts, fwd_lower / max(plan["N"], 1) * 2
@@ -418,16 +419,17 @@ def _row_nnz(a, rows, name):
                      f"received {a.dtype} of shape {a.shape}")
 
 
-def planned_step(plan, x_nz, g_nz, sram=False):
+def planned_step(plan, x_nz, g_nz, sram=False, nnz=(None, None)):
     """:func:`step_cost`'s (cycles per part, latency) and the step's SRAM peak (None where
     the plan's placement cannot change it: every step of a dense or a fixed plan has the
     first's; with ``sram``, a dense plan's step gives it too, as its reports would, or None
     where a block fits in neither format) for the
     step of ``plan`` (:func:`step_plan`), from X's and G's nonzero patterns (bool, K x N
-    and M x N) alone, without the reports."""
+    and M x N) alone, without the reports. ``nnz``: the patterns' nonzero counts where
+    the caller has them (a dense plan reads them)."""
     kind = plan["kind"]
     if kind == "dense":
-        parts, latency = dense_step(plan, x_nz, g_nz)
+        parts, latency = dense_step(plan, x_nz, g_nz, nnz)
         if not sram:
             return parts, latency, None
         # its blocks are dense whatever the batch: the peak reads W's structure alone
@@ -536,19 +538,27 @@ def link_hops(src, dst):
     return max(1, gap_cols + gap_rows)
 
 
-def link_step(cfg, src, dst, values, nnz, size, backward):
+def link_step(cfg, src, dst, values, nnz, size, backward, plan=None):
     """One step of activations sent from region ``src`` to ``dst``: ``values`` forward as
     sparse wavelets (zeros never sent) or dense ones, whichever is fewer, at the zero
     fraction of the consumer's input (``nnz`` of ``size``); with ``backward``, the gradient
     back dense; over the rows the two regions share, after the hops between them.
-    Returns (forward wavelets, backward wavelets, cycles, hop latency)."""
+    Returns (forward wavelets, backward wavelets, cycles, hop latency). ``plan``:
+    :func:`link_plan` of (cfg, src, dst), where the caller keeps it."""
+    per_dense, per_sparse, lanes, hop_cycles = plan or link_plan(cfg, src, dst)
     nonzeros = round(values * nnz / max(size, 1))
-    dense = math.ceil(values / cfg.values_per_dense_wavelet)
-    forward = min(dense, nonzeros * cfg.wavelets_per_sparse_value)
+    dense = math.ceil(values / per_dense)
+    forward = min(dense, nonzeros * per_sparse)
     back = dense if backward else 0
+    return forward, back, (forward + back) / lanes + hop_cycles, hop_cycles
+
+
+def link_plan(cfg, src, dst):
+    """What :func:`link_step` reads of the config and the two regions, the same every step:
+    (values per dense wavelet, wavelets per sparse value, lanes, hop latency)."""
     lanes = max(1, min(src[2], dst[2])) * cfg.link_wavelets_per_cycle
     hop_cycles = link_hops(src, dst) * cfg.hop_cycles + 2 * cfg.ramp_cycles
-    return forward, back, (forward + back) / lanes + hop_cycles, hop_cycles
+    return cfg.values_per_dense_wavelet, cfg.wavelets_per_sparse_value, lanes, hop_cycles
 
 
 def attention_step(cfg, shape, pes):

@@ -137,7 +137,7 @@ class Dense(Layer):
                     x.data.reshape(-1, K).T, x.requires_grad, y,
                     lambda g: columns.SampleMajor(
                         g.reshape(-1, units),
-                        None if out is None else out.reshape(-1, units) > 0))
+                        relu=None if out is None else out.reshape(-1, units)))
             return y if fused else self.activation(y)
         if linear_applies(x, self.kernel, bias):
             # a placed layer hands the wafer strategy the product's gradient, before the
