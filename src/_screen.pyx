@@ -14,7 +14,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
 from _chain cimport chain_columns, chain_rounds, check_chain_args
-from _stream cimport (wsk_dense_samples, wsk_dense_samples_avx512,
+from _stream cimport (check_wpv, wsk_dense_samples, wsk_dense_samples_avx512,
                      wsk_stream_avx512_runs, wsk_x_column, wsk_x_column_avx512,
                      wsk_x_kmajor)
 
@@ -65,6 +65,7 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     for c in range(C):
         if k_b[c] > k_b[c + 1]:
             raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
+    check_wpv("dense_stream", wpv, K, N)
     work_a = np.empty((N, C))
     first_a = np.empty((N, C))
     last_a = np.empty((N, C))

@@ -11,7 +11,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
 from _chain cimport chain_columns
-from _stream cimport (wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
+from _stream cimport (check_wpv, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
 
 
@@ -252,6 +252,7 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef Py_ssize_t n, c, k, r, b, j
     _check_structure(K, R, C, k_b, s_indptr, s_indices.shape[0], "s_indices", s_data.shape[0],
                      choice.shape[0], comp_total.shape[0], dense_total.shape[0], check)
+    check_wpv("ws_step_stream", wpv, K, N)
     for j in range(s_indices.shape[0] if check else 0):
         if not 0 <= s_indices[j] < R * C:
             raise ValueError(f"s_indices[{j}] = {s_indices[j]} lies outside 0..{R * C - 1}")
@@ -407,6 +408,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef const void* comp_p = _first(comp_total, wide)
     _check_structure(K, R, C, k_b, s_indptr, s_rows.shape[0], "s_rows", s_data.shape[0],
                      choice.shape[0], comp_total.size, dense_total.size, check)
+    check_wpv("ws_step_columns", wpv, K, N)
     for j in range(s_rows.shape[0] if check else 0):
         if not 0 <= s_rows[j] < R:
             raise ValueError(f"s_rows[{j}] = {s_rows[j]} lies outside 0..{R - 1}")

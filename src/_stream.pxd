@@ -26,3 +26,13 @@ cdef extern from "wsk_stream.h" nogil:
                                   double fill, int64_t* V, int64_t* Asum, double* work,
                                   double* first, double* last)
     int wsk_stream_avx512_runs()
+
+
+cdef inline int check_wpv(str caller, long wpv, Py_ssize_t K, Py_ssize_t N) except -1:
+    # the samples' pass sums v = a * wpv + 1 over N samples in int64, a <= 255 * K (a
+    # column's bytes): refuse a wpv whose sums could wrap (the bound in Python's ints)
+    cdef object most = (2 ** 63 - 1 - <object> N) // max(1, 255 * <object> K * <object> N)
+    if wpv < 0 or wpv > most:
+        raise ValueError(f"{caller}: wpv must be within 0..{most} for a {K} x {N} X (the "
+                         f"wavelets' int64 sums); received {wpv}")
+    return 0

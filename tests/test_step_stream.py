@@ -170,3 +170,31 @@ def test_ws_step_columns_counts_x_in_any_layout_on_each_path(paths, K_cols, N):
                 assert len(got) == 8
                 for g, w in zip(got, want[:7] + (ref,)):
                     assert _same(g, w), (path, name, trial, g, w)
+
+
+def test_a_wpv_whose_sums_could_wrap_is_refused():
+    """The samples' pass sums a * wpv + 1 in int64: dense_stream, ws_step_columns and
+    ws_step_stream refuse a negative wpv, or one past the bound for X's K x N, with a
+    message (in a child process); the bound itself is taken, and its sum is exact."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern._screen import dense_stream
+        from wsekern._step_cost import ws_step_columns, ws_step_stream
+        x = np.full((2, 4), 255, np.uint8)
+        k_b = np.array([0, 2], np.int_)
+        most = (2 ** 63 - 1 - 4) // (255 * 2 * 4)
+        got = dense_stream(x, k_b, 1.0, 1.0, most, 1.0, 0.0)
+        assert got[4] == 4 * (510 * most + 1), got
+        s_indptr = np.array([0, 1, 2], np.int64)
+        s_rows, s_data = np.array([0, 1], np.int32), np.array([3, 1], np.int32)
+        head = (x, k_b, s_indptr, s_rows, s_data, np.ones(2), np.zeros(2, np.int8),
+                np.zeros(2, np.int64), np.zeros(2, np.int64), 1.0, 1.0, 1.0)
+        ws_step_columns(*head, most, 1.0)
+        stream = head[:4] + (s_data.astype(np.int64),) + head[5:]
+        ws_step_stream(*stream, most, 1.0)
+        cases = [lambda w=w, f=f: f(w) for w in (-1, most + 1, 2 ** 62)
+                 for f in (lambda w: dense_stream(x, k_b, 1.0, 1.0, w, 1.0, 0.0),
+                           lambda w: ws_step_columns(*head, w, 1.0),
+                           lambda w: ws_step_stream(*stream, w, 1.0))]
+    """, 9, needles=("wpv must be within",))
