@@ -1,7 +1,7 @@
 # X's pass in the step kernels (src/wsk_stream.h), declared once for _step_cost and
 # _screen: X's pattern as K x N contiguous bytes, one PE column's counts from it, and the
 # columns' work, first and last per sample (baseline, and AVX-512 where it runs).
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport INT64_MAX, int64_t, uint8_t
 
 
 cdef extern from "wsk_stream.h" nogil:
@@ -30,8 +30,9 @@ cdef extern from "wsk_stream.h" nogil:
 
 cdef inline int check_wpv(str caller, long wpv, Py_ssize_t K, Py_ssize_t N) except -1:
     # the samples' pass sums v = a * wpv + 1 over N samples in int64, a <= 255 * K (a
-    # column's bytes): refuse a wpv whose sums could wrap (the bound in Python's ints)
-    cdef object most = (2 ** 63 - 1 - <object> N) // max(1, 255 * <object> K * <object> N)
+    # column's bytes): refuse a wpv whose sums could wrap. 255 * K * N cannot overflow:
+    # X's K * N bytes are in memory (< 2**56 / 255)
+    cdef int64_t most = (INT64_MAX - N) // (255 * K * N if K > 0 and N > 0 else 1)
     if wpv < 0 or wpv > most:
         raise ValueError(f"{caller}: wpv must be within 0..{most} for a {K} x {N} X (the "
                          f"wavelets' int64 sums); received {wpv}")
