@@ -30,9 +30,12 @@ cdef extern from "wsk_stream.h" nogil:
 
 cdef inline int check_wpv(str caller, long wpv, Py_ssize_t K, Py_ssize_t N) except -1:
     # the samples' pass sums v = a * wpv + 1 over N samples in int64, a <= 255 * K (a
-    # column's bytes): refuse a wpv whose sums could wrap. 255 * K * N cannot overflow:
-    # X's K * N bytes are in memory (< 2**56 / 255)
-    cdef int64_t most = (INT64_MAX - N) // (255 * K * N if K > 0 and N > 0 else 1)
+    # column's bytes): refuse a wpv whose sums could wrap (255 * K * N itself too large,
+    # as a broadcast view may give: only wpv 0)
+    cdef int64_t d = 1, most
+    if K > 0 and N > 0:
+        d = 255 * K * N if K <= INT64_MAX // 255 // N else INT64_MAX
+    most = (INT64_MAX - N) // d
     if wpv < 0 or wpv > most:
         raise ValueError(f"{caller}: wpv must be within 0..{most} for a {K} x {N} X (the "
                          f"wavelets' int64 sums); received {wpv}")

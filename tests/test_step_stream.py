@@ -197,4 +197,7 @@ def test_a_wpv_whose_sums_could_wrap_is_refused():
                  for f in (lambda w: dense_stream(x, k_b, 1.0, 1.0, w, 1.0, 0.0),
                            lambda w: ws_step_columns(*head, w, 1.0),
                            lambda w: ws_step_stream(*stream, w, 1.0))]
-    """, 9, needles=("wpv must be within",))
+        # a broadcast X of 2**40 x 2**20 bytes: 255 K N would wrap; only wpv 0 is taken
+        huge = np.lib.stride_tricks.as_strided(x, (2 ** 40, 2 ** 20), (0, 0))
+        cases.append(lambda: dense_stream(huge, np.array([0, 1]), 1.0, 1.0, 1, 1.0, 0.0))
+    """, 10, needles=("wpv must be within",))
