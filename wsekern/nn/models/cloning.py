@@ -229,7 +229,9 @@ def _apply_sparsity(model, record, what):
                              f"pruned layer; the architecture has none there")
         layer = layers[i]
         if mask is None:
-            if layer.sparsity != sparsity:
+            if not layer.built:
+                layer.sparsity = sparsity            # its build prunes it
+            elif layer.sparsity != sparsity:
                 layer.set_sparsity(sparsity)
             continue
         if not layer.built:
