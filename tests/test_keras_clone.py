@@ -73,7 +73,26 @@ def test_sequential_clone_is_the_architecture_with_fresh_weights():
     fresh(m, c)
     c.set_weights(m.get_weights())
     outputs_equal(m, c, X6)
-    assert not c.compiled                    # Keras recompiles from the compile config
+    assert not c.compiled
+
+
+def test_a_compiled_model_clones_compiled_with_a_new_optimizer_and_metrics():
+    m = sequential()
+    mae = nn.metrics.MeanAbsoluteError()
+
+    def l1(y_true, y_pred):
+        return nn.ops.mean(nn.ops.abs(y_true - y_pred), axis=-1)
+    m.compile(optimizer=nn.optimizers.Adam(0.01), loss="mse", metrics=[mae, "mae", l1])
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1]]
+    m.fit(X6, y, epochs=1, verbose=0)
+    c = nn.models.clone_model(m)
+    assert c.compiled and c.optimizer is not m.optimizer
+    assert type(c.optimizer) is nn.optimizers.Adam
+    assert float(c.optimizer.learning_rate) == pytest.approx(0.01)
+    c.set_weights(m.get_weights())
+    assert c.evaluate(X6, y, verbose=0, return_dict=True) == \
+        pytest.approx(m.evaluate(X6, y, verbose=0, return_dict=True))
+    assert c._compile_config["metrics"][0] is not mae
 
 
 def test_functional_clone_keeps_the_graph_and_sharing():

@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from .. import initializers
+from .. import initializers, metrics, optimizers
 from ..layers.base import Layer
 from ..layers.input_layer import Input, InputLayer
 from ..symbolic import KerasTensor, flatten, map_structure
@@ -48,9 +48,9 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
     Returns
     -------
     Model
-        Not compiled (Keras compiles the clone from the original's compile config;
-        call ``compile`` on the clone). A pruned layer keeps the original's pattern of
-        kept weights, with fresh values there.
+        Compiled as the original was, if it was (a new optimizer of the same config, new
+        metric objects). A pruned layer keeps the original's pattern of kept weights,
+        with fresh values there.
     """
     if kwargs:
         raise ValueError(f"clone_model got unexpected keyword arguments {sorted(kwargs)}")
@@ -62,7 +62,43 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
         raise TypeError(f"call_function must be callable; received {call_function!r:.80}")
     clone = _clone(model, input_tensors, clone_function, call_function, bool(recursive), {})
     _apply_sparsity(clone, _sparsity_record(model), "the clone")
+    if model.compiled and getattr(model, "_compile_config", None) is not None:
+        _compile_like(clone, model)
     return clone
+
+
+def _fresh(obj):
+    """Metric objects made anew (a metric keeps state); names, functions and Loss objects
+    (which keep none) as given."""
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_fresh(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _fresh(v) for k, v in obj.items()}
+    if type(obj) is metrics.MeanMetricWrapper:
+        return metrics.MeanMetricWrapper(obj._fn, name=obj.name, **obj._fn_kwargs)
+    if isinstance(obj, metrics.Metric):
+        try:
+            return type(obj).from_config(obj.get_config())
+        except (TypeError, ValueError, NotImplementedError) as e:
+            raise ValueError(f"clone_model: metric {obj.name!r} ({type(obj).__name__}) "
+                             f"cannot be made anew from its get_config() ({e}); compile "
+                             f"the clone yourself") from None
+    return obj
+
+
+def _compile_like(clone, model):
+    """Keras compiles the clone of a compiled model with the same settings: a new optimizer
+    of the same config, the losses, and new metric objects."""
+    cfg = model._compile_config
+    try:
+        optimizer = optimizers.deserialize(optimizers.serialize(model.optimizer))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"clone_model: model {model.name!r} is compiled with an optimizer "
+                         f"whose config cannot be copied ({e}); compile the model after "
+                         f"cloning instead") from None
+    clone.compile(optimizer=optimizer, loss=_fresh(cfg["loss"]),
+                  loss_weights=cfg["loss_weights"], metrics=_fresh(cfg["metrics"]),
+                  weighted_metrics=_fresh(model._weighted_metrics_arg))
 
 
 def _clone(model, input_tensors, clone_function, call_function, recursive, cache):
