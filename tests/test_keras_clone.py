@@ -162,6 +162,18 @@ def test_a_pruned_conv_and_a_gradually_pruned_dense_keep_their_patterns():
     x = RNG.random((2, 6, 6, 2)).astype(np.float32)
     c.set_weights(m.get_weights())
     outputs_equal(m, c, x)
+    before = m.get_weights()
+    shared = nn.models.clone_model(m, clone_function=lambda layer: layer)
+    assert all(np.array_equal(a, b) for a, b in zip(before, m.get_weights()))  # untouched
+    outputs_equal(m, shared, x)
+
+    def dense_again(layer):                  # the clone function's sparsity is kept
+        config = layer.get_config()
+        if "sparsity" in config:
+            config["sparsity"] = 0.0
+        return type(layer).from_config(config)
+    c = nn.models.clone_model(m, clone_function=dense_again)
+    assert c.get_layer("conv").weight_mask is None and c.get_layer("d").pattern is None
 
 
 def test_a_pruned_attention_layer_keeps_its_patterns():

@@ -61,7 +61,7 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
     if call_function is not None and not callable(call_function):
         raise TypeError(f"call_function must be callable; received {call_function!r:.80}")
     clone = _clone(model, input_tensors, clone_function, call_function, bool(recursive), {})
-    _apply_sparsity(clone, _sparsity_record(model), "the clone")
+    _apply_sparsity(clone, _sparsity_record(model), "the clone", originals=_walk(model))
     if model.compiled and getattr(model, "_compile_config", None) is not None:
         _compile_like(clone, model)
     return clone
@@ -255,11 +255,17 @@ def _sparsity_record(model):
     return record
 
 
-def _apply_sparsity(model, record, what):
+def _apply_sparsity(model, record, what, originals=None):
     """Give ``model``'s layers the record's sparsity and patterns; a patterned layer's kept
-    positions get fresh values from its kernel initializer."""
+    positions get fresh values from its kernel initializer. With ``originals`` (a clone's
+    source, walked), a layer shared with the original, or one the clone function made of
+    another class or sparsity, is left as it is."""
     layers = _walk(model)
     for i, sparsity, mask in record:
+        if originals is not None and (i >= len(layers) or layers[i] is originals[i] or
+                                      type(layers[i]) is not type(originals[i]) or
+                                      getattr(layers[i], "sparsity", None) != sparsity):
+            continue
         if i >= len(layers) or not hasattr(layers[i], "set_sparsity"):
             raise ValueError(f"{what}: layer {i} of the model (depth first) should be a "
                              f"pruned layer; the architecture has none there")
