@@ -326,6 +326,8 @@ def test_json_has_keras_shape():
     assert ours["class_name"] == theirs["class_name"] == "Sequential"
     assert [l["class_name"] for l in ours["config"]["layers"]] == \
         [l["class_name"] for l in theirs["config"]["layers"] if l["class_name"] != "InputLayer"]
+    with pytest.raises(ValueError, match="written by Keras itself"):
+        nn.models.model_from_json(sequential(keras).to_json())
 
 
 def test_hostile_json_is_refused_in_a_child():

@@ -326,6 +326,11 @@ def model_from_json(json_string, custom_objects=None):
     if not isinstance(spec, dict):
         raise ConfigError(f"model_from_json: the JSON must hold an object; received "
                           f"{type(spec).__name__}")
+    if "module" in spec or "registered_name" in spec:
+        raise ConfigError("model_from_json: this JSON was written by Keras itself (it names "
+                          "a 'module'); wsekern.nn reads what its own model.to_json() "
+                          "writes. Build the model with wsekern.nn (the same code, with the "
+                          "import changed) and copy the weights with set_weights")
     spec = dict(spec)
     record = _decode_record(spec.pop("wsekern_sparsity", []))
     with custom_object_scope(custom_objects or {}):
