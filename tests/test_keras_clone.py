@@ -412,3 +412,16 @@ def test_compile_and_save_still_take_loss_names(tmp_path):
     r.save(tmp_path / "r.keras")                       # saved again after loading
     assert nn.load_model(tmp_path / "r.keras").evaluate(X6, y, verbose=0) == \
         pytest.approx(logged, rel=1e-6)
+
+
+def test_own_functions_are_handed_to_the_clone():
+    def twice(x):
+        return x * 2
+    m = nn.Sequential([nn.Input(shape=(6,)), nn.layers.Dense(4, activation=twice),
+                       nn.layers.Lambda(lambda x: x + 1)])
+    c = nn.models.clone_model(m)                 # Keras 3 itself refuses this one
+    assert c.layers[0].activation is twice and c.layers[1].function is m.layers[1].function
+    c.set_weights(m.get_weights())
+    outputs_equal(m, c, X6)
+    with pytest.raises(ValueError, match="cannot save layer"):
+        m.to_json()                              # a file cannot hold them: refused

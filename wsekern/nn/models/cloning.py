@@ -9,6 +9,7 @@ positions, and ``set_weights`` would drop the original's values outside them).
 """
 import base64
 import json
+import types
 
 import numpy as np
 
@@ -131,7 +132,19 @@ def _clone(model, input_tensors, clone_function, call_function, recursive, cache
 
 
 def _default_clone(layer):
-    return type(layer).from_config(layer.get_config())
+    """``type(layer).from_config(layer.get_config())``; a function the layer holds (an
+    activation of your own, say) is handed over as the function, not by its name (which
+    names nothing registered): a clone, unlike a file, stays in this process."""
+    config = layer.get_config()
+    handed = [key for key, value in config.items() if isinstance(value, str) and
+              isinstance(layer.__dict__.get(key), types.FunctionType)]
+    if not handed:
+        return type(layer).from_config(config)
+    config.update({key: layer.__dict__[key] for key in handed})
+    try:
+        return type(layer).from_config(config)
+    except (TypeError, ValueError):          # a from_config that looks the name up
+        return type(layer)(**config)
 
 
 def _layer_cloner(clone_function, recursive, cache):
