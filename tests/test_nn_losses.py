@@ -42,7 +42,7 @@ def test_per_sample_value_reduction_and_gradient(name):
     t, p, ref = REF[name]
     fn = getattr(losses, name)
     np.testing.assert_allclose(fn(t, Tensor(p)).data, ref(t, p), rtol=1e-6)
-    loss = losses.get(name)
+    loss = losses.as_loss(name)
     np.testing.assert_allclose(float(loss(t, Tensor(p)).data), ref(t, p).mean(), rtol=1e-6)
     check_grad(lambda q: loss(t, q), p, rtol=1e-4, atol=1e-7)
 
@@ -97,7 +97,7 @@ def test_sparse_labels_shapes_and_ignore_class():
 def test_custom_function_returning_per_sample_values_is_averaged():
     def my_mse(y_true, y_pred):
         return ops.mean(ops.square(y_pred - y_true), axis=-1)
-    loss = losses.get(my_mse)
+    loss = losses.as_loss(my_mse)
     assert isinstance(loss, losses.Loss) and loss.name == "my_mse"
     assert float(loss(YT, Tensor(YP)).data) == pytest.approx(((YP - YT) ** 2).mean())
     check_grad(lambda q: loss(YT, q), YP)
@@ -128,8 +128,9 @@ keras = keras_or_none()
 @pytest.mark.parametrize("name", sorted(REF))
 def test_against_keras(name):
     t, p, _ = REF[name]
-    ours = float(losses.get(name)(t.astype(np.float32), Tensor(p.astype(np.float32))).data)
-    theirs = float(keras.ops.convert_to_numpy(keras.losses.get(name)(
+    ours = losses.get(name)(t.astype(np.float32), Tensor(p.astype(np.float32))).data
+    theirs = keras.ops.convert_to_numpy(keras.losses.get(name)(
         keras.ops.convert_to_tensor(t.astype(np.float32)),
-        keras.ops.convert_to_tensor(p.astype(np.float32)))).mean())
-    assert ours == pytest.approx(theirs, rel=1e-4)
+        keras.ops.convert_to_tensor(p.astype(np.float32))))
+    assert ours.shape == theirs.shape             # get(name) is the per-sample function
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-7)

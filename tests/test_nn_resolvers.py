@@ -7,7 +7,7 @@ from wsekern.nn import initializers, losses, metrics, optimizers, registry, regu
 
 CASES = [
     # module, base class, a built-in name, the class it gives, a kind word
-    (losses, losses.Loss, "mse", losses.MeanSquaredError, "loss"),
+    (losses, losses.Loss, "MeanSquaredError", losses.MeanSquaredError, "loss"),
     (metrics, metrics.Metric, "accuracy", metrics.Accuracy, "metric"),
     (optimizers, optimizers.Optimizer, "Adam", optimizers.Adam, "optimizer"),
     (initializers, initializers.Initializer, "zeros", initializers.Zeros, "initializer"),
@@ -40,7 +40,7 @@ def test_callables_are_taken_where_keras_takes_them():
     def per_sample(y_true, y_pred):
         return np.abs(y_true - y_pred).mean(axis=-1)
 
-    assert isinstance(losses.get(per_sample), losses.LossFunctionWrapper)
+    assert isinstance(losses.as_loss(per_sample), losses.LossFunctionWrapper)
     assert isinstance(metrics.get(per_sample), metrics.MeanMetricWrapper)
     assert initializers.get(np.zeros) is np.zeros
     assert regularizers.get(np.sum) is np.sum

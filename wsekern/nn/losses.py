@@ -458,9 +458,27 @@ _BY_FUNCTION = {fn: _CLASSES[c] for fn, c in (
 
 
 def get(identifier):
-    """A Loss from Keras's names and aliases, a Loss class or instance, a serialized dict,
-    a registered custom name, or a function ``fn(y_true, y_pred)`` returning per-sample
-    values (or a scalar), which is wrapped so that the batch mean is taken."""
+    """``keras.losses.get``: a function's name or alias (``"mse"``) gives the per-sample
+    function (``get("mse")(y, p)`` has shape ``(n,)``); a class name, a Loss class or a
+    serialized dict gives a Loss object (which reduces to a scalar); a Loss or a function
+    is returned as is, and None as None. ``compile`` resolves its losses with
+    :func:`as_loss`."""
+    if identifier is None:
+        return None
+    return registry.resolve(
+        identifier, Loss, "loss", deserialize=deserialize,
+        by_name=lambda name: _FUNCTIONS.get(name) or (
+            _CLASSES[name]() if name in _CLASSES else None),
+        from_callable=lambda fn: None if isinstance(fn, type) else fn,
+        expected=f"{sorted(_FUNCTIONS)}, {sorted(_CLASSES)}, a Loss, or a function "
+                 f"fn(y_true, y_pred)")
+
+
+def as_loss(identifier):
+    """A Loss object from Keras's names and aliases, a Loss class or instance, a serialized
+    dict, a registered custom name, or a function ``fn(y_true, y_pred)`` returning
+    per-sample values (or a scalar), which is wrapped so that the batch mean is taken:
+    what ``compile(loss=...)`` makes of its argument."""
     def by_name(name):
         if name in _FUNCTIONS:
             return _BY_FUNCTION[_FUNCTIONS[name]]()
@@ -489,7 +507,7 @@ def deserialize(config, custom_objects=None):
         if fn is None:
             raise ValueError(f"unknown loss function {name!r}: register it with "
                              "register_keras_serializable or pass it in custom_objects")
-        return get(fn)
+        return as_loss(fn)
     return registry.deserialize_object(config, _CLASSES, "loss", custom_objects)
 
 

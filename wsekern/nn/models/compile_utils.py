@@ -200,4 +200,4 @@ def reduce_loss(value, sample_weight):
 
 
 def get_loss(identifier):
-    return None if identifier is None else losses_mod.get(identifier)
+    return None if identifier is None else losses_mod.as_loss(identifier)

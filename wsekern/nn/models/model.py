@@ -645,6 +645,12 @@ class Model(Layer):
         from ..saving import load_weights
         load_weights(self, filepath)
 
+    def to_json(self, **kwargs):
+        """The architecture as JSON, without weights (``nn.models.model_from_json`` reads it
+        back; ``kwargs`` go to ``json.dumps``)."""
+        from .cloning import to_json
+        return to_json(self, **kwargs)
+
     def get_config(self):
         """A subclassed model's arguments: override with what ``__init__`` takes (Keras
         needs the same for saving a subclassed model)."""
