@@ -1,5 +1,6 @@
 """conv2d forward and backward (NCHW, OIHW; torch.nn.functional.conv2d semantics)."""
 import operator
+import os
 import threading
 from dataclasses import dataclass
 
@@ -233,6 +234,16 @@ _OFFSETS_KEPT = 64           # weight arrays kept
 _GEOMETRIES_KEPT = 4         # geometries kept for each weight array
 _OFFSETS_BUDGET = 64 << 20   # bytes kept in all: the weights' copies and their offsets
 _OFFSETS_LOCK = threading.Lock()     # calls from several threads share the cache
+
+
+def _fresh_lock_after_fork():
+    """A child forked while another thread held the lock (a worker process started
+    mid-call) gets its own: no thread of the child would ever release the parent's."""
+    global _OFFSETS_LOCK
+    _OFFSETS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_after_fork)
 
 
 class _KeptWeights:
