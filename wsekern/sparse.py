@@ -56,6 +56,13 @@ def as_dense_operand(X, name):
         raise TypeError(f"{name} must be a dense array; received a sparse "
                         f"{type(X).__name__}. Use {name}.toarray() or swap the operands")
     X = np.asarray(X)
+    if X.dtype.kind == "f" and not X.dtype.isnative:
+        # float32/float64 byte-swapped (as read from a big-endian file): NumPy and SciPy
+        # compute with it, so it is converted like any other layout the kernels cannot
+        # read (a copy, after the budget check of a broadcast view)
+        check_float_dtype(X.dtype.newbyteorder("="), name)
+        check_expanded(X, name)
+        return X.astype(X.dtype.newbyteorder("="))
     check_float_dtype(X.dtype, name)
     check_expanded(X, name)
     return X
