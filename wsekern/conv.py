@@ -307,22 +307,36 @@ def _filter_offsets_cached(w2, g, phase_shape, entry=None):
                 if entry.offsets.pop(gkey, None) is not None:
                     entry.offsets[gkey] = offsets
         return offsets
-    offsets = _filter_offsets(w2, g, phase_shape)
-    _keep_offsets(entry, w2, gkey, offsets)
+    # Built from the bytes the entry keeps (a copy taken first), never from w2 itself:
+    # another thread writing w2 meanwhile (an optimizer step) would leave offsets of one
+    # set of values kept under the bytes of another, wrong for every later call.
+    w_bytes = entry.w_bytes
+    if w_bytes is None and w2.nbytes <= _OFFSETS_BUDGET:
+        w_bytes = w2.reshape(-1).view(np.uint8).copy()
+    w_kept = w2 if w_bytes is None else w_bytes.view(w2.dtype).reshape(w2.shape)
+    offsets = _filter_offsets(w_kept, g, phase_shape)
+    if w_bytes is not None:
+        _keep_offsets(entry, w_kept, w_bytes, gkey, offsets)
     return offsets
 
 
-def _keep_offsets(entry, w2, gkey, offsets):
-    """Cache ``offsets`` under ``entry`` (moved to the front), then evict the least
-    recently used weights, and this weight's oldest geometries, down to the bounds."""
+def _keep_offsets(entry, w_kept, w_bytes, gkey, offsets):
+    """Cache ``offsets`` (built from ``w_kept``, the array of ``w_bytes``) under ``entry``
+    (moved to the front), then evict the least recently used weights, and this weight's
+    oldest geometries, down to the bounds."""
     size = sum(a.nbytes for a in offsets)
-    if w2.nbytes + size > _OFFSETS_BUDGET:
+    if w_bytes.nbytes + size > _OFFSETS_BUDGET:
         return                                          # too large to keep on its own
+    if entry.w_bytes is None:       # what the entry says of the weights, from the copy too
+        fresh = _KeptWeights(w_kept)
     with _OFFSETS_LOCK:
         cache = _OFFSETS_CACHE
         if entry.w_bytes is None:
-            entry.w_bytes = w2.reshape(-1).view(np.uint8).copy()
-            entry.nbytes = entry.w_bytes.nbytes
+            entry.head, entry.density, entry.finite = fresh.head, fresh.density, fresh.finite
+            entry.w_bytes = w_bytes
+            entry.nbytes = w_bytes.nbytes
+        if entry.w_bytes is not w_bytes and not np.array_equal(entry.w_bytes, w_bytes):
+            return                                      # built from other bytes: not kept
         if gkey in entry.offsets:                       # another thread built them too
             return
         entry.offsets[gkey] = offsets
