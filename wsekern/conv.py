@@ -328,11 +328,14 @@ def _keep_offsets(entry, w_kept, w_bytes, gkey, offsets):
     if w_bytes.nbytes + size > _OFFSETS_BUDGET:
         return                                          # too large to keep on its own
     if entry.w_bytes is None:       # what the entry says of the weights, from the copy too
-        fresh = _KeptWeights(w_kept)
+        # (the offsets' values are its nonzeros, NaN and inf among them: cheaper than a
+        # pass over all the weights)
+        fresh = (_head(w_bytes), offsets[0].size / max(w_kept.size, 1),
+                 bool(np.isfinite(offsets[0]).all()))
     with _OFFSETS_LOCK:
         cache = _OFFSETS_CACHE
         if entry.w_bytes is None:
-            entry.head, entry.density, entry.finite = fresh.head, fresh.density, fresh.finite
+            entry.head, entry.density, entry.finite = fresh
             entry.w_bytes = w_bytes
             entry.nbytes = w_bytes.nbytes
         if entry.w_bytes is not w_bytes and not np.array_equal(entry.w_bytes, w_bytes):
