@@ -491,3 +491,28 @@ def test_cli_sweep_store_may_go_into_folders_it_makes(store, tmp_path, capsys):
                     'n = [2]\n')
     assert cli.main(["sweep", str(spec), "--serial", "--out", str(tmp_path / store)]) == 0
     assert (tmp_path / store).exists()
+
+
+def test_byte_swapped_conv_and_pool_operands_are_converted():
+    # conv2d, conv2d_backward and the pools take '>f4'/'>f8' as NumPy does (they were
+    # refused): the same bits as the native call, which the conv tests hold against torch
+    from test_conv import conv_reference
+    rng = np.random.default_rng(1)
+    for dt in (">f4", ">f8"):
+        x = rng.standard_normal((2, 3, 7, 6)).astype(dt)
+        w = (rng.standard_normal((4, 3, 3, 3)) * (rng.random((4, 3, 3, 3)) < 0.5)).astype(dt)
+        xn, wn = x.astype(x.dtype.newbyteorder("=")), w.astype(w.dtype.newbyteorder("="))
+        y = wsekern.conv2d(x, w, padding=1)
+        assert y.dtype.isnative and np.array_equal(y, wsekern.conv2d(xn, wn, padding=1))
+        np.testing.assert_allclose(y, conv_reference(xn, wn, None, 1, 1, 1, 1), rtol=1e-4,
+                                   atol=1e-4)
+        g = rng.standard_normal(y.shape).astype(dt)
+        for a, b in zip(wsekern.conv2d_backward(g, x, w, padding=1),
+                        wsekern.conv2d_backward(g.astype(y.dtype), xn, wn, padding=1)):
+            assert np.array_equal(a, b)
+        for pool, back in ((wsekern.max_pool2d, wsekern.max_pool2d_backward),
+                           (wsekern.avg_pool2d, wsekern.avg_pool2d_backward)):
+            p = pool(x, 2)
+            assert np.array_equal(p, pool(xn, 2))
+            gp = rng.standard_normal(p.shape).astype(dt)
+            assert np.array_equal(back(gp, x, 2), back(gp.astype(p.dtype), xn, 2))

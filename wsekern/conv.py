@@ -12,7 +12,7 @@ from . import _conv, _nhwc
 from ._budget import check_expanded, check_memory
 from ._threads import resolve_threads
 from .costs import cost_table
-from .sparse import PackedSparse, check_float_dtype
+from .sparse import PackedSparse, check_float_dtype, native_order
 
 # Time of each zero-skipping path relative to im2col + BLAS, as fixed + per-density cost:
 # from this CPU's cost table (wsekern.costs) unless set here (tests force paths this way).
@@ -430,6 +430,7 @@ def _as_float(a, name):
                         f"reshaped to NCHW / OIHW")
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
+    a = native_order(a, name)
     check_float_dtype(a.dtype, name)
     return a
 
