@@ -365,14 +365,37 @@ def test_byte_swapped_floats_are_named_as_such():
     X = np.ones((5, 2))
     swapped = W.copy()
     swapped.data = W.data.astype(">f8")          # (SciPy's astype refuses '>f8' itself)
-    for call, name in ((lambda: wsekern.spmm(W, X.astype(">f8")), "X"),
-                       (lambda: wsekern.spmm(swapped, X), "W"),
+    for call, name in ((lambda: wsekern.spmm(swapped, X), "W"),
                        (lambda: wsekern.spmm(W.toarray().astype(">f4"), X), "W"),
                        (lambda: wsekern.pack(swapped), "W")):
         with pytest.raises(TypeError, match=rf"byte-swapped.*e\.g\. {name}\.astype\(np\.float"):
             call()
     fixed = swapped.astype(np.float64)            # the advice works
-    np.testing.assert_allclose(wsekern.spmm(fixed, X.astype(">f8").astype(np.float64)), W @ X)
+    np.testing.assert_allclose(wsekern.spmm(fixed, X), W @ X)
+
+
+def test_byte_swapped_dense_operands_are_converted():
+    # a dense operand in '>f4'/'>f8' (a big-endian file's floats) is computed with, as NumPy
+    # and SciPy do (it was refused): spmm's X, sparse_dense's A and B, Wafer.spmm's X
+    from wsekern.wafer import Wafer, WaferConfig
+    W = sps.random_array((6, 5), density=0.5, format="csr", dtype=np.float64, random_state=0)
+    rng = np.random.default_rng(0)
+    for dt in (">f4", ">f8"):
+        X = rng.standard_normal((5, 3)).astype(dt)
+        ref = W @ X                                   # SciPy takes it
+        assert ref.dtype == np.float64
+        got = wsekern.spmm(W, X)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(wsekern.spmm(W, X[:, 0]), ref[:, 0], rtol=1e-12, atol=1e-12)
+        A, B = rng.standard_normal((6, 4)).astype(dt), rng.standard_normal((5, 4)).astype(dt)
+        got = wsekern.sddmm(A, B, W)
+        ref = (A.astype(np.float64) @ B.astype(np.float64).T)[W.toarray() != 0]
+        np.testing.assert_allclose(got.toarray()[W.toarray() != 0], ref, rtol=1e-6)
+    Y, _ = Wafer(WaferConfig.small()).spmm(W, X)
+    np.testing.assert_allclose(Y, W @ X.astype(np.float64), rtol=1e-6, atol=1e-6)
+    with pytest.raises(MemoryError, match="broadcast"):    # the budget before the copy
+        wsekern.spmm(W, np.broadcast_to(np.float64(1).astype(">f8"), (5, 2**40)))
 
 
 def _small_model(nn):
@@ -468,3 +491,28 @@ def test_cli_sweep_store_may_go_into_folders_it_makes(store, tmp_path, capsys):
                     'n = [2]\n')
     assert cli.main(["sweep", str(spec), "--serial", "--out", str(tmp_path / store)]) == 0
     assert (tmp_path / store).exists()
+
+
+def test_byte_swapped_conv_and_pool_operands_are_converted():
+    # conv2d, conv2d_backward and the pools take '>f4'/'>f8' as NumPy does (they were
+    # refused): the same bits as the native call, which the conv tests hold against torch
+    from test_conv import conv_reference
+    rng = np.random.default_rng(1)
+    for dt in (">f4", ">f8"):
+        x = rng.standard_normal((2, 3, 7, 6)).astype(dt)
+        w = (rng.standard_normal((4, 3, 3, 3)) * (rng.random((4, 3, 3, 3)) < 0.5)).astype(dt)
+        xn, wn = x.astype(x.dtype.newbyteorder("=")), w.astype(w.dtype.newbyteorder("="))
+        y = wsekern.conv2d(x, w, padding=1)
+        assert y.dtype.isnative and np.array_equal(y, wsekern.conv2d(xn, wn, padding=1))
+        np.testing.assert_allclose(y, conv_reference(xn, wn, None, 1, 1, 1, 1), rtol=1e-4,
+                                   atol=1e-4)
+        g = rng.standard_normal(y.shape).astype(dt)
+        for a, b in zip(wsekern.conv2d_backward(g, x, w, padding=1),
+                        wsekern.conv2d_backward(g.astype(y.dtype), xn, wn, padding=1)):
+            assert np.array_equal(a, b)
+        for pool, back in ((wsekern.max_pool2d, wsekern.max_pool2d_backward),
+                           (wsekern.avg_pool2d, wsekern.avg_pool2d_backward)):
+            p = pool(x, 2)
+            assert np.array_equal(p, pool(xn, 2))
+            gp = rng.standard_normal(p.shape).astype(dt)
+            assert np.array_equal(back(gp, x, 2), back(gp.astype(p.dtype), xn, 2))

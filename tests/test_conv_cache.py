@@ -213,3 +213,59 @@ def test_threads_share_the_cache(builds, monkeypatch):
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(loop, range(4)))            # re-raises what a thread raised
     assert len(conv_mod._OFFSETS_CACHE) <= 3
+
+
+def test_a_forked_child_can_use_the_cache():
+    """A process forked while another thread held the cache's lock (a multiprocessing or
+    DataLoader worker started mid-call): the child's calls do not wait forever on a lock
+    no thread of the child will release. Run in a child; the grandchild gives up after
+    30 s (SIGALRM), which fails the test."""
+    from conftest import run_in_child
+    proc = run_in_child("""
+        import os, signal
+        import numpy as np
+        import wsekern
+        from wsekern import conv as conv_mod
+        conv_mod.DIRECT_FIXED = -1e9                 # the direct path, which keeps offsets
+        rng = np.random.default_rng(0)
+        w = rng.standard_normal((8, 8, 3, 3)) * (rng.random((8, 8, 3, 3)) < 0.3)
+        x = rng.standard_normal((1, 8, 6, 6))
+        conv_mod._OFFSETS_LOCK.acquire()             # as a thread inside _keep_offsets
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(30)
+            y = wsekern.conv2d(x, w, padding=1)
+            os._exit(0 if wsekern.conv2d_path(x, w, padding=1) == "direct"
+                     and np.isfinite(y).all() else 3)
+        conv_mod._OFFSETS_LOCK.release()
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["0"], proc.stdout + proc.stderr[-2000:]
+
+
+def test_a_weight_written_during_its_build_is_not_cached_as_the_new_bytes(monkeypatch):
+    """Another thread writes the weights (an optimizer step) while a call builds their
+    offsets: that call's answer is the race's, but the cache must not keep the offsets of
+    the old values under the new bytes, or every later call with the new weights (the
+    same bytes) is silently wrong. Simulated by a write inside the build."""
+    monkeypatch.setattr(conv_mod, "DIRECT_FIXED", -1e9)
+    monkeypatch.setattr(conv_mod, "_OFFSETS_CACHE", [])
+    (w,) = layers(1)
+    x = np.random.default_rng(10).standard_normal((2, 8, 7, 6))
+    real = conv_mod._filter_offsets
+    writes = []
+
+    def build_then_written(*args):
+        result = real(*args)
+        if not writes:      # once: the last filter's values and pattern change (past
+            w[-1] = np.where(w[-1] == 0, 1.0, 2 * w[-1])     # the first 64 bytes)
+            writes.append(1)
+        return result
+
+    monkeypatch.setattr(conv_mod, "_filter_offsets", build_then_written)
+    wsekern.conv2d(x, w, padding=1)                  # the racy call
+    assert writes
+    check(x, w)                                      # the new weights: the reference
+    check(np.random.default_rng(11).standard_normal((1, 8, 5, 5)), w)   # a new geometry

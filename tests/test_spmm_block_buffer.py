@@ -76,3 +76,25 @@ def test_threads_do_not_share_the_buffer():
     for th in threads:
         th.join()
     assert not bad
+
+
+def test_each_thread_has_its_own_buffer():
+    """Deterministic beside the race above (which a shared buffer failed about 1 run in
+    10): two Python threads asking for the same block get different memory, and each
+    thread gets its own back on its next call."""
+    seen = {}
+    barrier = threading.Barrier(2)
+
+    def ask(t):
+        a = _spmm._block_buffer(64, 8, np.float64)
+        barrier.wait()                      # both buffers are alive at once
+        b = _spmm._block_buffer(32, 8, np.float32)
+        seen[t] = (a.ctypes.data, b.ctypes.data)
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    (a0, b0), (a1, b1) = seen[0], seen[1]
+    assert a0 == b0 and a1 == b1 and a0 != a1

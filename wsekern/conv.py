@@ -1,5 +1,6 @@
 """conv2d forward and backward (NCHW, OIHW; torch.nn.functional.conv2d semantics)."""
 import operator
+import os
 import threading
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from . import _conv, _nhwc
 from ._budget import check_expanded, check_memory
 from ._threads import resolve_threads
 from .costs import cost_table
-from .sparse import PackedSparse, check_float_dtype
+from .sparse import PackedSparse, check_float_dtype, native_order
 
 # Time of each zero-skipping path relative to im2col + BLAS, as fixed + per-density cost:
 # from this CPU's cost table (wsekern.costs) unless set here (tests force paths this way).
@@ -235,6 +236,16 @@ _OFFSETS_BUDGET = 64 << 20   # bytes kept in all: the weights' copies and their 
 _OFFSETS_LOCK = threading.Lock()     # calls from several threads share the cache
 
 
+def _fresh_lock_after_fork():
+    """A child forked while another thread held the lock (a worker process started
+    mid-call) gets its own: no thread of the child would ever release the parent's."""
+    global _OFFSETS_LOCK
+    _OFFSETS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_after_fork)
+
+
 class _KeptWeights:
     """What conv2d needs to know about one weight array: its density, whether it is
     finite, and (once cached) its bytes and the direct path's offsets per geometry,
@@ -296,22 +307,39 @@ def _filter_offsets_cached(w2, g, phase_shape, entry=None):
                 if entry.offsets.pop(gkey, None) is not None:
                     entry.offsets[gkey] = offsets
         return offsets
-    offsets = _filter_offsets(w2, g, phase_shape)
-    _keep_offsets(entry, w2, gkey, offsets)
+    # Built from the bytes the entry keeps (a copy taken first), never from w2 itself:
+    # another thread writing w2 meanwhile (an optimizer step) would leave offsets of one
+    # set of values kept under the bytes of another, wrong for every later call.
+    w_bytes = entry.w_bytes
+    if w_bytes is None and w2.nbytes <= _OFFSETS_BUDGET:
+        w_bytes = w2.reshape(-1).view(np.uint8).copy()
+    w_kept = w2 if w_bytes is None else w_bytes.view(w2.dtype).reshape(w2.shape)
+    offsets = _filter_offsets(w_kept, g, phase_shape)
+    if w_bytes is not None:
+        _keep_offsets(entry, w_kept, w_bytes, gkey, offsets)
     return offsets
 
 
-def _keep_offsets(entry, w2, gkey, offsets):
-    """Cache ``offsets`` under ``entry`` (moved to the front), then evict the least
-    recently used weights, and this weight's oldest geometries, down to the bounds."""
+def _keep_offsets(entry, w_kept, w_bytes, gkey, offsets):
+    """Cache ``offsets`` (built from ``w_kept``, the array of ``w_bytes``) under ``entry``
+    (moved to the front), then evict the least recently used weights, and this weight's
+    oldest geometries, down to the bounds."""
     size = sum(a.nbytes for a in offsets)
-    if w2.nbytes + size > _OFFSETS_BUDGET:
+    if w_bytes.nbytes + size > _OFFSETS_BUDGET:
         return                                          # too large to keep on its own
+    if entry.w_bytes is None:       # what the entry says of the weights, from the copy too
+        # (the offsets' values are its nonzeros, NaN and inf among them: cheaper than a
+        # pass over all the weights)
+        fresh = (_head(w_bytes), offsets[0].size / max(w_kept.size, 1),
+                 bool(np.isfinite(offsets[0]).all()))
     with _OFFSETS_LOCK:
         cache = _OFFSETS_CACHE
         if entry.w_bytes is None:
-            entry.w_bytes = w2.reshape(-1).view(np.uint8).copy()
-            entry.nbytes = entry.w_bytes.nbytes
+            entry.head, entry.density, entry.finite = fresh
+            entry.w_bytes = w_bytes
+            entry.nbytes = w_bytes.nbytes
+        if entry.w_bytes is not w_bytes and not np.array_equal(entry.w_bytes, w_bytes):
+            return                                      # built from other bytes: not kept
         if gkey in entry.offsets:                       # another thread built them too
             return
         entry.offsets[gkey] = offsets
@@ -402,6 +430,7 @@ def _as_float(a, name):
                         f"reshaped to NCHW / OIHW")
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
+    a = native_order(a, name)
     check_float_dtype(a.dtype, name)
     return a
 

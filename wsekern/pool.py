@@ -11,11 +11,11 @@ from . import _nhwc
 from ._budget import check_expanded
 from ._threads import resolve_threads
 from .conv import NhwcGeometry, pair
-from .sparse import check_float_dtype
+from .sparse import check_float_dtype, native_order
 
 
 def _geometry(x, kernel_size, stride, padding):
-    x = np.asarray(x)
+    x = native_order(np.asarray(x), "x")
     check_float_dtype(x.dtype, "x")
     check_expanded(x, "x")
     if x.ndim != 4:
@@ -142,7 +142,7 @@ def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
 
 
 def _check_grad(grad_out, xs, g, x_shape):
-    grad_out = np.asarray(grad_out)
+    grad_out = native_order(np.asarray(grad_out), "grad_out")
     check_float_dtype(grad_out.dtype, "grad_out")
     check_expanded(grad_out, "grad_out")
     expected = (x_shape[0], x_shape[1], g.OH, g.OW)

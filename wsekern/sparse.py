@@ -55,10 +55,22 @@ def as_dense_operand(X, name):
     if sps.issparse(X) or isinstance(X, PackedSparse):
         raise TypeError(f"{name} must be a dense array; received a sparse "
                         f"{type(X).__name__}. Use {name}.toarray() or swap the operands")
-    X = np.asarray(X)
+    X = native_order(np.asarray(X), name)
     check_float_dtype(X.dtype, name)
     check_expanded(X, name)
     return X
+
+
+def native_order(a, name):
+    """``a`` (an ndarray) in this machine's byte order: float32/float64 byte-swapped (as
+    read from a big-endian file) is converted, as NumPy and SciPy compute with it (a copy,
+    after the budget check of a broadcast view); any other array is returned as it is."""
+    if a.dtype.kind != "f" or a.dtype.isnative:
+        return a
+    native = a.dtype.newbyteorder("=")
+    check_float_dtype(native, name)
+    check_expanded(a, name)
+    return a.astype(native)
 
 
 def _aligned_copy(a, dtype):
