@@ -21,6 +21,7 @@ from .sparse import (
     csr_parts,
     csr_parts_unchecked,
     dense_to_csr,
+    native_weight,
 )
 
 # The dispatcher's costs per unit of work come from wsekern.costs (per CPU and SIMD path).
@@ -174,6 +175,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         check_expanded(W, "W")
     elif len(W.shape) != 2:      # SciPy's sparse arrays may be 1-D
         raise ValueError(f"W must be 2-D; received a {type(W).__name__} of shape {W.shape}")
+    W = native_weight(W, "W")
     check_float_dtype(W.dtype, "W")
     M, K = (W.shape[1], W.shape[0]) if transpose else W.shape
     if X2.shape[0] != K:

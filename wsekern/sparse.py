@@ -73,6 +73,19 @@ def native_order(a, name):
     return a.astype(native)
 
 
+def native_weight(W, name):
+    """A weight (ndarray or scipy.sparse) in this machine's byte order: :func:`native_order`
+    for an array; a SciPy matrix whose float values are byte-swapped gets a copy of them in
+    native order (its structure is shared); anything else is returned as it is."""
+    if isinstance(W, np.ndarray):
+        return native_order(W, name)
+    if sps.issparse(W) and W.dtype.kind == "f" and not W.dtype.isnative:
+        native = W.dtype.newbyteorder("=")
+        check_float_dtype(native, name)
+        return W.astype(native)
+    return W
+
+
 def _aligned_copy(a, dtype):
     """A contiguous copy of ``a`` as ``dtype`` whose data starts on a 64-byte boundary."""
     a = np.asarray(a)
@@ -764,6 +777,7 @@ def pack(W, *, dtype=None):
     """
     if isinstance(W, PackedSparse):
         return W if dtype is None else W.astype(dtype)
+    W = native_weight(W, "W")
     if sps.issparse(W):
         W = check_sparse_operand(W)
         dtype = _value_dtype(W.dtype if dtype is None else dtype)

@@ -268,7 +268,8 @@ def _relu(x):
 
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     y_true, y_pred = _float_pair(y_true, y_pred)
-    _check_probabilities(y_true.data, "binary_crossentropy")
+    if not from_logits:     # with logits Keras computes any target (torch's loss with logits)
+        _check_probabilities(y_true.data, "binary_crossentropy")
     if label_smoothing:
         y_true = Tensor(y_true.data * (1.0 - label_smoothing) + 0.5 * label_smoothing)
     return mean(_binary_elementwise(y_true.data, y_pred, from_logits), axis=axis)
@@ -276,8 +277,8 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
 
 def _check_probabilities(y, loss):
     """Binary targets are probabilities: outside [0, 1] the loss goes negative and training
-    minimises nonsense (Keras on PyTorch refuses them too). Class ids 0..9 given to a
-    one-unit sigmoid model are the usual cause."""
+    minimises nonsense (Keras on PyTorch refuses them too, but with logits). Class ids
+    0..9 given to a one-unit sigmoid model are the usual cause."""
     if y.size and not (y.min() >= 0 and y.max() <= 1):     # NaN fails both
         finite = y[~np.isnan(y)]
         seen = (f"values from {finite.min():g} to {finite.max():g}" if finite.size else "")

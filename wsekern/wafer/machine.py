@@ -21,6 +21,7 @@ from ..sparse import (
     check_csr_conversion,
     check_float_dtype,
     check_sparse_operand,
+    native_weight,
 )
 from . import analytic, event, mesh, mesh_event, placement
 from .config import WaferConfig
@@ -187,7 +188,7 @@ class Wafer:
             Shapes that do not match, a bad region, mapping or mode.
         """
         _check_mode(mode)
-        Wm = _as_scipy(W)
+        Wm = _as_scipy(native_weight(W, "W"))
         X2 = as_dense_operand(X, "X")
         if X2.ndim not in (1, 2):
             raise ValueError(f"X must be 1-D or 2-D; received an array of shape {X2.shape}")
