@@ -159,6 +159,18 @@ cdef extern from "wsk_simd.h" nogil:
     void wsk_spmm_rows_f64_i64(const double*, const int64_t*, const int64_t*, Py_ssize_t,
                                Py_ssize_t, Py_ssize_t, const uint8_t*, const double*,
                                Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_spmm_rows_counted_f32_i32(const float*, const int32_t*, const int32_t*, const Py_ssize_t*,
+                                       Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t,
+                                       Py_ssize_t, float*, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_spmm_rows_counted_f32_i64(const float*, const int64_t*, const int64_t*, const Py_ssize_t*,
+                                       Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t,
+                                       Py_ssize_t, float*, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_spmm_rows_counted_f64_i32(const double*, const int32_t*, const int32_t*, const Py_ssize_t*,
+                                       Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t,
+                                       Py_ssize_t, double*, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_spmm_rows_counted_f64_i64(const double*, const int64_t*, const int64_t*, const Py_ssize_t*,
+                                       Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t,
+                                       Py_ssize_t, double*, Py_ssize_t, Py_ssize_t) noexcept
 
 
 # Rows of W per call of _spmm_rows (and per piece of _csr_spmm's dynamic schedule).
@@ -187,6 +199,28 @@ cdef inline void _spmm_rows(const floating* vals, const index_t* cols, const ind
         else:
             wsk_spmm_rows_f64_i64(vals, cols, indptr, i0, i1, n_idx, skip, X, k_rows, ldx,
                                   out, ldo, n)
+
+
+cdef inline void _spmm_rows_counted(const floating* vals, const index_t* cols,
+                                    const index_t* indptr, const Py_ssize_t* counts,
+                                    Py_ssize_t i0, Py_ssize_t i1, const floating* X,
+                                    Py_ssize_t k_rows, Py_ssize_t ldx, floating* out,
+                                    Py_ssize_t ldo, Py_ssize_t n) noexcept nogil:
+    # _spmm_rows on rows compacted in place: row i is counts[i] nonzeros from indptr[i]
+    if floating is float:
+        if index_t is int32_t:
+            wsk_spmm_rows_counted_f32_i32(vals, cols, indptr, counts, i0, i1, X, k_rows, ldx,
+                                          out, ldo, n)
+        else:
+            wsk_spmm_rows_counted_f32_i64(vals, cols, indptr, counts, i0, i1, X, k_rows, ldx,
+                                          out, ldo, n)
+    else:
+        if index_t is int32_t:
+            wsk_spmm_rows_counted_f64_i32(vals, cols, indptr, counts, i0, i1, X, k_rows, ldx,
+                                          out, ldo, n)
+        else:
+            wsk_spmm_rows_counted_f64_i64(vals, cols, indptr, counts, i0, i1, X, k_rows, ldx,
+                                          out, ldo, n)
 
 
 cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
@@ -261,8 +295,8 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     check_cols = check_cols and remap == NULL
     if check_cols:
         row_bad = np.zeros(M, dtype=np.uint8)
-    cdef bint whole_rows = counts == NULL and not per_row and (index_t is int32_t
-                                                                or not check_cols)
+    # (compact_once: no column check, since remap != NULL)
+    cdef bint whole_rows = not per_row and (index_t is int32_t or not check_cols)
     cdef Py_ssize_t c, i0, i1, n_calls = (M + ROWS_PER_CALL - 1) // ROWS_PER_CALL
     with nogil:
         while j0 < N:
@@ -290,9 +324,13 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
                             for i in range(i0, i1):
                                 row_bad[i] = not _cols_in_range(
                                     cols + indptr[i], indptr[i + 1] - indptr[i], last)
-                        _spmm_rows(vals, cols, &indptr[0], i0, i1, n_idx,
-                                   &row_bad[0] if check_cols else NULL, b, K, nb,
-                                   &out[0, j0], N, nb)
+                        if counts != NULL:
+                            _spmm_rows_counted(vals, cols, &indptr[0], counts, i0, i1, b, K,
+                                               nb, &out[0, j0], N, nb)
+                        else:
+                            _spmm_rows(vals, cols, &indptr[0], i0, i1, n_idx,
+                                       &row_bad[0] if check_cols else NULL, b, K, nb,
+                                       &out[0, j0], N, nb)
                 else:
                     for i in prange(M, schedule='dynamic', chunksize=8):
                         if per_row:
