@@ -261,6 +261,8 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef floating[::1] kept_vals = None
     cdef index_t[::1] kept_cols = None
     cdef Py_ssize_t[::1] kept = None
+    cdef index_t[::1] kept_ptr = None
+    cdef const index_t* ip = &indptr[0]     # the rows calls' indptr
     cdef const floating* b = x
     cdef const Py_ssize_t* counts = NULL
     if n_block < N or per_row or compact_once:
@@ -277,13 +279,29 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     if compact_once:
         kept_vals = np.empty(nnz, dtype=dtype)
         kept_cols = np.empty(nnz, dtype=idx_dtype)
-        kept = np.empty(M, dtype=np.intp)
-        with nogil:
-            for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
-                kept[i] = _compact_csr(vals + indptr[i], cols + indptr[i],
-                                       indptr[i + 1] - indptr[i], remap, zero_row,
-                                       &kept_vals[0] + indptr[i], &kept_cols[0] + indptr[i])
-        vals, cols, counts = &kept_vals[0], &kept_cols[0], &kept[0]
+        if n_threads == 1:
+            # One thread: the kept rows back to back, under their own indptr, so the rows
+            # calls may prefetch, in a row's last nonzeros, what the next row's first meet
+            # (the compress never writes past what it has read, so never into a row before
+            # this one's output; what it leaves past n_idx is never read)
+            kept_ptr = np.empty(M + 1, dtype=idx_dtype)
+            with nogil:
+                kept_ptr[0] = 0
+                for i in range(M):
+                    q = _compact_csr(vals + indptr[i], cols + indptr[i],
+                                     indptr[i + 1] - indptr[i], remap, zero_row,
+                                     &kept_vals[0] + kept_ptr[i], &kept_cols[0] + kept_ptr[i])
+                    kept_ptr[i + 1] = <index_t>(kept_ptr[i] + q)
+            vals, cols, ip, n_idx = &kept_vals[0], &kept_cols[0], &kept_ptr[0], kept_ptr[M]
+        else:
+            kept = np.empty(M, dtype=np.intp)
+            with nogil:
+                for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
+                    kept[i] = _compact_csr(vals + indptr[i], cols + indptr[i],
+                                           indptr[i + 1] - indptr[i], remap, zero_row,
+                                           &kept_vals[0] + indptr[i],
+                                           &kept_cols[0] + indptr[i])
+            vals, cols, counts = &kept_vals[0], &kept_cols[0], &kept[0]
     cdef floating* vb
     cdef index_t* cb
     cdef uint8_t[::1] row_bad = None
@@ -328,7 +346,7 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
                             _spmm_rows_counted(vals, cols, &indptr[0], counts, i0, i1, b, K,
                                                nb, &out[0, j0], N, nb)
                         else:
-                            _spmm_rows(vals, cols, &indptr[0], i0, i1, n_idx,
+                            _spmm_rows(vals, cols, ip, i0, i1, n_idx,
                                        &row_bad[0] if check_cols else NULL, b, K, nb,
                                        &out[0, j0], N, nb)
                 else:
