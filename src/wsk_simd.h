@@ -222,9 +222,10 @@ static ATTR void wsk_spmm_row_##SFX##_##TGT(const V* vals, const I* cols,       
    L2 (WSK_PREFETCH_NEAR_BYTES or less), 8 nonzeros ahead is enough, and 16 left more     \
    lines waiting in L1 (Zen 4, C harness: 1.5 % slower at 1024^2 x 256).  The same sums   \
    as wsk_spmm_row. */                                                                 \
-static ATTR void wsk_spmm_rows_##SFX##_##TGT(const V* vals, const I* cols,             \
-        const I* indptr, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n_idx, const uint8_t* skip, \
-        const V* X, ptrdiff_t k_rows, ptrdiff_t ldx, V* out, ptrdiff_t ldo, ptrdiff_t n) \
+WSK_INLINE ATTR void wsk_spmm_rows_body_##SFX##_##TGT(const V* vals, const I* cols,   \
+        const I* indptr, const ptrdiff_t* counts, ptrdiff_t i0, ptrdiff_t i1,          \
+        ptrdiff_t n_idx, const uint8_t* skip, const V* X, ptrdiff_t k_rows, ptrdiff_t ldx, \
+        V* out, ptrdiff_t ldo, ptrdiff_t n)                                            \
 {                                                                                      \
     if (SPLIT_PF && n == 8 * LANES) {                                                  \
         const int in_l2 = k_rows * ldx * (ptrdiff_t)sizeof(V) <= WSK_PREFETCH_NEAR_BYTES; \
@@ -235,7 +236,9 @@ static ATTR void wsk_spmm_rows_##SFX##_##TGT(const V* vals, const I* cols,      
         const int al = ((uintptr_t)X | (uintptr_t)(ldx * (ptrdiff_t)sizeof(V))) % 16 == 0; \
         for (ptrdiff_t i = i0; i < i1; i++) {                                          \
             if (skip && skip[i]) continue;                                             \
-            const ptrdiff_t p = indptr[i], nnz = indptr[i + 1] - p, avail = n_idx - p; \
+            const ptrdiff_t p = indptr[i];                                             \
+            const ptrdiff_t nnz = counts ? counts[i] : indptr[i + 1] - p;              \
+            const ptrdiff_t avail = counts ? nnz : n_idx - p;                          \
             const ptrdiff_t av = avail > nnz ? avail : nnz;                            \
             if (in_l2 && al)                                                           \
                 wsk_spmm_tile_##SFX##_##TGT(vals + p, cols + p, nnz, av, X, ldx,       \
@@ -251,12 +254,30 @@ static ATTR void wsk_spmm_rows_##SFX##_##TGT(const V* vals, const I* cols,      
     }                                                                                  \
     for (ptrdiff_t i = i0; i < i1; i++) {                                              \
         if (skip && skip[i]) continue;                                                 \
-        const ptrdiff_t p = indptr[i], nnz = indptr[i + 1] - p;                        \
+        const ptrdiff_t p = indptr[i];                                                 \
+        const ptrdiff_t nnz = counts ? counts[i] : indptr[i + 1] - p;                  \
         if (nnz == 0)                                                                  \
             memset(out + i * ldo, 0, n * sizeof(V));                                   \
         else                                                                           \
             wsk_spmm_row_##SFX##_##TGT(vals + p, cols + p, nnz, X, ldx, out + i * ldo, n); \
     }                                                                                  \
+}                                                                                      \
+static ATTR void wsk_spmm_rows_##SFX##_##TGT(const V* vals, const I* cols,             \
+        const I* indptr, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n_idx, const uint8_t* skip, \
+        const V* X, ptrdiff_t k_rows, ptrdiff_t ldx, V* out, ptrdiff_t ldo, ptrdiff_t n) \
+{                                                                                      \
+    wsk_spmm_rows_body_##SFX##_##TGT(vals, cols, indptr, NULL, i0, i1, n_idx, skip, X, \
+                                     k_rows, ldx, out, ldo, n);                        \
+}                                                                                      \
+/* The same, row i being counts[i] nonzeros from indptr[i] (rows compacted in place by  \
+   wsk_compact_csr, the rest of each row's span unused): nothing is read past a row's   \
+   end, so no prefetch of the next row's first pieces of X. */                       \
+static ATTR void wsk_spmm_rows_counted_##SFX##_##TGT(const V* vals, const I* cols,     \
+        const I* indptr, const ptrdiff_t* counts, ptrdiff_t i0, ptrdiff_t i1,          \
+        const V* X, ptrdiff_t k_rows, ptrdiff_t ldx, V* out, ptrdiff_t ldo, ptrdiff_t n) \
+{                                                                                      \
+    wsk_spmm_rows_body_##SFX##_##TGT(vals, cols, indptr, counts, i0, i1, 0, NULL, X,   \
+                                     k_rows, ldx, out, ldo, n);                        \
 }                                                                                      \
 /* Column form: Y[rows[p] * ldy + 0:n] += vals[p] * x[0:n] for a column of W (CSC) and */ \
 /* its row x of X, held in registers while the column's nonzeros stream past.         */ \
@@ -693,9 +714,13 @@ typedef void (*wsk_spmm_row_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, 
 typedef void (*wsk_spmm_row_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef void (*wsk_spmm_row_f64_i64_t)(const double*, const int64_t*, ptrdiff_t, const double*, ptrdiff_t, double*, ptrdiff_t);
 typedef void (*wsk_spmm_rows_f32_i32_t)(const float*, const int32_t*, const int32_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const float*, ptrdiff_t, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_counted_f32_i32_t)(const float*, const int32_t*, const int32_t*, const ptrdiff_t*, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_rows_f32_i64_t)(const float*, const int64_t*, const int64_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const float*, ptrdiff_t, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_counted_f32_i64_t)(const float*, const int64_t*, const int64_t*, const ptrdiff_t*, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_rows_f64_i32_t)(const double*, const int32_t*, const int32_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const double*, ptrdiff_t, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_counted_f64_i32_t)(const double*, const int32_t*, const int32_t*, const ptrdiff_t*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_rows_f64_i64_t)(const double*, const int64_t*, const int64_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const uint8_t*, const double*, ptrdiff_t, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
+typedef void (*wsk_spmm_rows_counted_f64_i64_t)(const double*, const int64_t*, const int64_t*, const ptrdiff_t*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f32_i32_t)(const float*, const int32_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f32_i64_t)(const float*, const int64_t*, ptrdiff_t, const float*, float*, ptrdiff_t, ptrdiff_t);
 typedef void (*wsk_spmm_scatter_f64_i32_t)(const double*, const int32_t*, ptrdiff_t, const double*, double*, ptrdiff_t, ptrdiff_t);
@@ -716,9 +741,13 @@ static wsk_spmm_row_f32_i64_t wsk_spmm_row_f32_i64 = wsk_spmm_row_f32_i64_base;
 static wsk_spmm_row_f64_i32_t wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_base;
 static wsk_spmm_row_f64_i64_t wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_base;
 static wsk_spmm_rows_f32_i32_t wsk_spmm_rows_f32_i32 = wsk_spmm_rows_f32_i32_base;
+static wsk_spmm_rows_counted_f32_i32_t wsk_spmm_rows_counted_f32_i32 = wsk_spmm_rows_counted_f32_i32_base;
 static wsk_spmm_rows_f32_i64_t wsk_spmm_rows_f32_i64 = wsk_spmm_rows_f32_i64_base;
+static wsk_spmm_rows_counted_f32_i64_t wsk_spmm_rows_counted_f32_i64 = wsk_spmm_rows_counted_f32_i64_base;
 static wsk_spmm_rows_f64_i32_t wsk_spmm_rows_f64_i32 = wsk_spmm_rows_f64_i32_base;
+static wsk_spmm_rows_counted_f64_i32_t wsk_spmm_rows_counted_f64_i32 = wsk_spmm_rows_counted_f64_i32_base;
 static wsk_spmm_rows_f64_i64_t wsk_spmm_rows_f64_i64 = wsk_spmm_rows_f64_i64_base;
+static wsk_spmm_rows_counted_f64_i64_t wsk_spmm_rows_counted_f64_i64 = wsk_spmm_rows_counted_f64_i64_base;
 static wsk_spmm_scatter_f32_i32_t wsk_spmm_scatter_f32_i32 = wsk_spmm_scatter_f32_i32_base;
 static wsk_spmm_scatter_f32_i64_t wsk_spmm_scatter_f32_i64 = wsk_spmm_scatter_f32_i64_base;
 static wsk_spmm_scatter_f64_i32_t wsk_spmm_scatter_f64_i32 = wsk_spmm_scatter_f64_i32_base;
@@ -743,9 +772,13 @@ static const char* wsk_simd_path_name = "baseline";
     wsk_spmm_row_f64_i32 = wsk_spmm_row_f64_i32_##TGT;    \
     wsk_spmm_row_f64_i64 = wsk_spmm_row_f64_i64_##TGT;    \
     wsk_spmm_rows_f32_i32 = wsk_spmm_rows_f32_i32_##TGT; \
+    wsk_spmm_rows_counted_f32_i32 = wsk_spmm_rows_counted_f32_i32_##TGT; \
     wsk_spmm_rows_f32_i64 = wsk_spmm_rows_f32_i64_##TGT; \
+    wsk_spmm_rows_counted_f32_i64 = wsk_spmm_rows_counted_f32_i64_##TGT; \
     wsk_spmm_rows_f64_i32 = wsk_spmm_rows_f64_i32_##TGT; \
+    wsk_spmm_rows_counted_f64_i32 = wsk_spmm_rows_counted_f64_i32_##TGT; \
     wsk_spmm_rows_f64_i64 = wsk_spmm_rows_f64_i64_##TGT; \
+    wsk_spmm_rows_counted_f64_i64 = wsk_spmm_rows_counted_f64_i64_##TGT; \
     wsk_spmm_scatter_f32_i32 = wsk_spmm_scatter_f32_i32_##TGT; \
     wsk_spmm_scatter_f32_i64 = wsk_spmm_scatter_f32_i64_##TGT; \
     wsk_spmm_scatter_f64_i32 = wsk_spmm_scatter_f64_i32_##TGT; \

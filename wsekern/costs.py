@@ -96,8 +96,13 @@ TABLES = {
     # W 90 % zeros packed, X half dead, 1024^2 x 16, 64, 256 and 4096^2 x 64 fp32, load 5-7
     # (s13 halfdead2): 1.6-2.5 ns a live weight avx512, 0.6-2.0 avx2 (1.8 kept: with 1.3 the
     # whole call lost to the column path at 4096^2 x 64), 2.0-2.6 baseline, the step set to
-    # 1 ns; the baseline's blocked compaction 2.6 ns a weight at 4096^2 x 64
-    # (the CSR kernel with W compacted inside against W compacted beforehand, s12).
+    # 1 ns. The baseline's blocked compaction: 1.2 ns a weight (the CSR kernel with W
+    # compacted inside against W compacted beforehand, 1.17 at 4096^2 x 64, 1.34 at 1024^2
+    # x 256, s15, since the kept rows run through the rows kernel; it was 2.6, s12). With
+    # it, packed fp32 4096^2 x 64 and fp64 1024^2 and 2048^2 x 64 take csr-skip-rows, not
+    # the panels: x the dense call, same process, 3 runs, 1.29-1.31 against 1.18-1.24,
+    # 1.47-1.51 against 1.28-1.40, 1.52-1.58 against 1.00-1.11 (fp32 1024^2 x 64: 1.19-1.21
+    # against 1.16-1.24).
     # AVX2's csr_compact_blocked is its csr_compact (no rate of its own): it only turns on
     # kernels' guard against the panels where X's live rows pass a quarter of L2 and W's
     # arrays fit in L2. Since the column blocks copy the live rows straight from X (s14),
@@ -120,7 +125,7 @@ TABLES = {
     ("zen4", "baseline"): CostTable("zen4/baseline", 0.022, 0.077, 1.23, 0.07, (0.12, 2.3),
                                     (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.14,
                                     densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.15,
-                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=2.6),
+                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2),
     # The AVX-512 machine the kernels were first tuned on (SIMD compress for the scan).
     (None, "avx512"): CostTable("default/avx512", 0.02, 0.065, 0.25, 0.5, (0.1, 1.45),
                                 (0.2, 1.25), spmm_scatter_mac=0.1),

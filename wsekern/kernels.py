@@ -360,8 +360,11 @@ def _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive, compact_pa
     # Zen 4 baseline fp32, same process, x the dense call: 1024^2 x 256 (X's live rows
     # 512 KB, W 0.84 MB) csr-skip-rows 1.42-1.55 against the panels' 1.34-1.43; 1024^2 x 64
     # (128 KB) panels 1.22-1.37 against 1.09-1.18; 4096^2 x 64 (512 KB, W 13 MB) panels
-    # 1.19-1.25 against 0.97-1.01. Zen 4 AVX2 (the rate set to its csr_compact, s14):
-    # fp32 1024^2 x 256 csr-skip-rows 1.49-1.58 against the panels' 1.26-1.57 (5 runs).
+    # 1.19-1.25 against 0.97-1.01 (s14: since s15 the compacted rows run through the rows
+    # kernel, and the costs below send 4096^2 x 64 to csr-skip-rows, 1.29-1.31 against the
+    # panels' 1.18-1.24; 1024^2 x 64 ties, 1.19-1.21 against 1.16-1.24). Zen 4 AVX2 (the
+    # rate set to its csr_compact, s14): fp32 1024^2 x 256 csr-skip-rows 1.49-1.58 against
+    # the panels' 1.26-1.57 (5 runs).
     if (cost.csr_compact_blocked and x_bytes > l2_bytes() // 4
             and nnz * (itemsize + W._indices.itemsize) <= l2_bytes()):
         return None
