@@ -21,7 +21,8 @@ ROOT = pathlib.Path(wsekern.__file__).parent
 KNOWN_MODULE_CYCLES = [
     ["wsekern.kernels", "wsekern.sparse"],
     ["wsekern.nn.layers.base", "wsekern.nn.layers.lambda_op", "wsekern.nn.symbolic"],
-    ["wsekern.nn.models", "wsekern.nn.models.functional", "wsekern.nn.models.gpt",
+    ["wsekern.nn.models", "wsekern.nn.models.cloning", "wsekern.nn.models.functional",
+     "wsekern.nn.models.gpt",
      "wsekern.nn.models.model", "wsekern.nn.models.sequential", "wsekern.nn.saving",
      "wsekern.nn.saving.model_config"],
 ]
