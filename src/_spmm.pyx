@@ -149,7 +149,11 @@ cdef Py_ssize_t _rows_out_of_remap(const index_t[::1] indices, const index_t[::1
                                    Py_ssize_t K):
     # the rows of W (indptr, indices) holding a column index outside [0, K)
     cdef Py_ssize_t i, n_bad = 0, M = indptr.shape[0] - 1
-    cdef index_t last = <index_t>min(K - 1, 2147483647) if index_t is int32_t else <index_t>(K - 1)
+    cdef index_t last
+    if index_t is int32_t:
+        last = <index_t>min(K - 1, 2147483647)
+    else:
+        last = <index_t>(K - 1)
     if M <= 0 or indices.shape[0] == 0:
         return 0
     with nogil:
