@@ -85,11 +85,13 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
              Py_ssize_t n_block=0, bint check_cols=False, const index_t[::1] x_rows=None):
     """out = W @ X for W in CSR; X and out row-major.
 
-    With ``check_cols`` (only without ``x_remap``), the column indices have not been
+    With ``check_cols``, the column indices have not been
     checked: each row's are checked against X's rows just before the row is first
     multiplied (they are then in L1, so the check costs a fraction of a separate pass over
     all of them), and a row holding one out of range is not multiplied. Returns the number
-    of such rows (0 when all are valid; ``out`` is then not the product).
+    of such rows (0 when all are valid; ``out`` is then not the product). With
+    ``x_remap`` they are checked against its length first, in one pass, and nothing is
+    computed when one is out of range.
 
     Without ``x_remap``, X is the full (K, N) operand.  With it, X holds only
     the live rows of the operand plus one zero row at the end, and
@@ -132,8 +134,33 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
         if not _rows_in_range(x_remap, n_live):
             raise ValueError(f"x_remap must name rows in [0, {n_live}) (the rows of "
                              f"{'X' if x_rows is None else 'x_rows and the zero row'})")
+        if check_cols:
+            # the kernel reads x_remap[cols[p]] unchecked: W's indices against the remap's
+            # length first, O(nnz); rows holding one out of range are counted, nothing is
+            # computed (a column index past the remap read past it, and could segfault)
+            n_bad = _rows_out_of_remap(indices, indptr, x_remap.shape[0])
+            if n_bad:
+                return n_bad
     return _csr_spmm(data, indices, indptr, X, out, x_remap, n_threads, n_block, check_cols,
                      x_rows)
+
+
+cdef Py_ssize_t _rows_out_of_remap(const index_t[::1] indices, const index_t[::1] indptr,
+                                   Py_ssize_t K):
+    # the rows of W (indptr, indices) holding a column index outside [0, K)
+    cdef Py_ssize_t i, n_bad = 0, M = indptr.shape[0] - 1
+    cdef index_t last
+    if index_t is int32_t:
+        last = <index_t>min(K - 1, 2147483647)
+    else:
+        last = <index_t>(K - 1)
+    if M <= 0 or indices.shape[0] == 0:
+        return 0
+    with nogil:
+        for i in range(M):
+            n_bad += not _cols_in_range(&indices[0] + indptr[i], indptr[i + 1] - indptr[i],
+                                        last)
+    return n_bad
 
 
 cdef bint _rows_in_range(const index_t[::1] rows, Py_ssize_t K):

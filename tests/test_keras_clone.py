@@ -364,6 +364,23 @@ def test_hostile_json_is_refused_in_a_child():
         """), 13, errors=(ValueError, TypeError), limit_gb=4)
 
 
+def test_a_pattern_shape_whose_int64_product_wraps_is_refused_by_name():
+    # np.prod in int64 wrapped 2**32 x 2**32 to 0 positions (numpy's "cannot reshape"
+    # followed) and raised OverflowError for 2**64: the product is now exact
+    assert_refused_in_child(CHILD + textwrap.dedent("""
+        import json
+        from wsekern import nn
+        from test_keras_clone import sequential
+        good = json.loads(sequential(sparsity=0.5).to_json())
+        def with_shape(value):
+            spec = json.loads(json.dumps(good))
+            spec["wsekern_sparsity"][0].update(shape=value, bits="")
+            return json.dumps(spec)
+        cases = [lambda v=v: nn.models.model_from_json(with_shape(v))
+                 for v in ([2**32, 2**32], [2**64], [2**62, 3], [2**21, 2**21, 2**22])]
+        """), 4, errors=(ValueError,), needles=("positions",), limit_gb=4)
+
+
 # -- losses.get --------------------------------------------------------------------------
 NAMES = ["mse", "mae", "mape", "msle", "kld", "huber", "log_cosh", "poisson", "hinge",
          "squared_hinge", "categorical_hinge", "cosine_similarity", "binary_crossentropy",

@@ -162,3 +162,29 @@ cases = [
     lambda: _spmm.csr_spmm(*args, X_live, out, neg_live, 1, 8),
 ]
 """, 4, needles=("x_remap",))
+
+
+def test_checked_indices_past_the_remap_are_counted_not_read():
+    """With x_remap the kernel reads x_remap[cols[p]]: with check_cols, a column index of
+    W past the remap (or negative) is counted as a bad row and nothing is computed; it was
+    read past the remap (a segfault for an index of 5 000 000 into a remap of 3)."""
+    proc = run_in_child("""
+import numpy as np, scipy.sparse as sps
+from wsekern import _spmm
+for it in (np.int32, np.int64):
+    for cols in ([0, 5000000, 2], [0, -1, 2], [0, 3, 1]):
+        data, indptr = np.ones(3), np.array([0, 3, 3, 3], it)
+        for n_block, threads in ((4, 1), (2, 1), (2, 2), (0, 1)):
+            out = np.full((3, 4), 7.0)
+            n_bad = _spmm.csr_spmm(data, np.array(cols, it), indptr, np.ones((3, 4)), out,
+                                   np.arange(3, dtype=it), threads, n_block, True)
+            assert n_bad == 1, (it, cols, n_block, n_bad)
+    # in range: computed as before (remap value 2 is the zero row: that nonzero drops)
+    out = np.empty((3, 4))
+    X = np.vstack([np.ones((2, 4)), np.zeros((1, 4))])
+    assert _spmm.csr_spmm(np.ones(3), np.array([0, 1, 2], it), np.array([0, 3, 3, 3], it),
+                          X, out, np.arange(3, dtype=it), 1, 2, True) == 0
+    np.testing.assert_array_equal(out, [[2.0] * 4, [0.0] * 4, [0.0] * 4])
+print("ok")
+""")
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr

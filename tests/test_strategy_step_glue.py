@@ -161,6 +161,30 @@ def test_a_links_kept_figures_are_its_step_of_the_config_and_regions():
                 assert got == (forward, back, (forward + back) / lanes + hops, hops)
 
 
+
+def test_a_link_costs_again_when_a_region_or_the_config_changes():
+    # FabricLink keeps training.link_plan keyed by the config and both regions (by
+    # identity): a region given anew (another placement) or another config is planned again
+    import dataclasses
+    from types import SimpleNamespace
+
+    from wsekern.nn.strategy import FabricLink
+    src = SimpleNamespace(region=(0, 0, 4, 5), last_output_size=100)
+    dst = SimpleNamespace(region=(0, 5, 4, 2), last_input_nnz=40, last_input_size=100,
+                          needs_input_grad=True)
+    link = FabricLink(src, dst)
+    wse2 = wk.WaferConfig.wse2()
+    cfgs = (wse2, dataclasses.replace(wse2, hop_cycles=4.0, ramp_cycles=3.0))
+    steps = ((cfgs[0], (0, 0, 4, 5), (0, 5, 4, 2)), (cfgs[0], (0, 0, 1, 1), (6, 7, 2, 2)),
+             (cfgs[0], (0, 0, 1, 1), (0, 1, 3, 3)), (cfgs[1], (0, 0, 1, 1), (0, 1, 3, 3)))
+    for cfg, a, b in steps:
+        src.region, dst.region = a, b
+        before = link.totals["cycles"]
+        link.cost_step(cfg)
+        want = training.link_step(cfg, a, b, 100, 40, 100, True)
+        assert (link.last_latency, link.totals["cycles"] - before) == (want[3], want[2])
+
+
 # -- a run costed through the pass is the run costed with NumPy's patterns --------------
 def _numpy_only(monkeypatch):
     """Every pattern and count through NumPy's way, as before the pass."""

@@ -9,6 +9,7 @@ positions, and ``set_weights`` would drop the original's values outside them).
 """
 import base64
 import json
+import math
 import types
 
 import numpy as np
@@ -368,9 +369,12 @@ def _decode_record(entries):
         if "bits" in entry:
             shape = tuple(check_dim(d, f"{at}['shape']")
                           for d in need(entry, "shape", list, at))
-            n = int(np.prod(shape, dtype=np.int64))
+            n = math.prod(shape)    # exact: an int64 product of huge dims wraps (to 0)
+            if n > 8 * _MASK_BYTES_MAX:
+                raise ConfigError(f"{at}: shape {shape} has {n} positions; a pattern in "
+                                  f"JSON holds at most {8 * _MASK_BYTES_MAX}")
             bits = need(entry, "bits", str, at)
-            if len(bits) > 4 * ((n + 7) // 8 + 2) // 3 + 4 or n > 8 * _MASK_BYTES_MAX:
+            if len(bits) > 4 * ((n + 7) // 8 + 2) // 3 + 4:
                 raise ConfigError(f"{at}: the pattern is longer than its shape {shape} needs")
             try:
                 raw = np.frombuffer(base64.b64decode(bits, validate=True), dtype=np.uint8)
