@@ -44,3 +44,17 @@ def test_binary_crossentropy_with_logits_takes_any_target_as_keras_does():
     np.testing.assert_allclose(np.asarray(getattr(got, "data", got)), [want], rtol=1e-6)
     with pytest.raises(ValueError, match=r"targets must be in \[0, 1\]"):
         nn.losses.binary_crossentropy(np.array([[y]]), np.array([[0.7]]))
+
+
+@pytest.mark.parametrize("value", [np.float32(0.5), np.float16(0.5), np.int64(0), 0.5])
+def test_a_numpy_scalar_sparsity_is_taken_as_its_float(value):
+    layer = nn.layers.Dense(4, sparsity=value)
+    layer.build((None, 8))
+    kept = np.count_nonzero(layer.get_weights()[0])
+    assert kept == 32 - int(32 * float(value))
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(True), 1.0, -0.1, np.float32(np.nan), "0.5"])
+def test_a_sparsity_that_is_not_a_fraction_below_one_is_refused(value):
+    with pytest.raises(ValueError, match="sparsity must be a number in"):
+        nn.layers.Dense(4, sparsity=value)

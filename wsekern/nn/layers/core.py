@@ -37,8 +37,9 @@ def Input(shape=None, batch_size=None, name=None, dtype="float32"):
 
 
 def check_sparsity(sparsity):
-    if (not isinstance(sparsity, (int, float)) or isinstance(sparsity, bool)
-            or not 0 <= sparsity < 1):
+    # any real scalar (NumPy's float32 and integer scalars too), not a bool
+    if (not isinstance(sparsity, (int, float, np.integer, np.floating))
+            or isinstance(sparsity, (bool, np.bool_)) or not 0 <= sparsity < 1):
         raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
     return float(sparsity)
 
