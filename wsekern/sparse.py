@@ -80,9 +80,7 @@ def native_weight(W, name):
     if isinstance(W, np.ndarray):
         return native_order(W, name)
     if sps.issparse(W) and W.dtype.kind == "f" and not W.dtype.isnative:
-        native = W.dtype.newbyteorder("=")
-        check_float_dtype(native, name)
-        return W.astype(native)
+        return W.astype(check_float_dtype(W.dtype.newbyteorder("="), name))
     return W
 
 

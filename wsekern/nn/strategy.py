@@ -31,8 +31,6 @@ from ..wafer.config import WaferConfig
 from . import columns, placed
 from .tensor import tap
 
-_taken = columns.taken          # (LayerPlacement.observe names its argument columns)
-
 _STACK = []
 PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when built, before fit
 
@@ -450,14 +448,14 @@ class LayerPlacement:
         self._W = self._w_key = None
         placed.place(layer, self)
 
-    def observe(self, columns, input_requires_grad, y, grad_rows):
+    def observe(self, operand, input_requires_grad, y, grad_rows):
         """Called by the layer in a training step: its input as (K x samples) columns,
         and ``y`` returned unchanged but for a tap that records ``grad_rows(dY)``, the
         output gradient as (M x samples) rows, in the backward pass."""
         # a float array's pattern and count are taken now, from values still in the cache
-        self.last_input = _taken(columns)
+        self.last_input = columns.taken(operand)
         self.needs_input_grad = input_requires_grad
-        return tap(y, lambda g: setattr(self, "last_grad", _taken(grad_rows(g))))
+        return tap(y, lambda g: setattr(self, "last_grad", columns.taken(grad_rows(g))))
 
     def carry_history(self, old):
         """Go on from ``old``'s costed steps (this layer placed again mid-training)."""
