@@ -210,6 +210,37 @@ def test_an_unknown_simd_name_is_refused(tmp_path):
     assert "'sse9'" in res.stderr and "avx512" in res.stderr
 
 
+def test_an_unknown_simd_name_stops_the_import_with_a_clean_chain(tmp_path):
+    """From Python: an ImportError caused by the ValueError, whose traceback is the import
+    line alone (not the chain of modules that happened to load the SIMD choice first)."""
+    code = ("import traceback\n"
+            "try:\n    import wsekern\n"
+            "except ImportError as e:\n"
+            "    assert isinstance(e.__cause__, ValueError), repr(e.__cause__)\n"
+            "    assert e.__cause__.__traceback__ is None\n"
+            "    assert len(traceback.extract_tb(e.__traceback__)) == 2, "
+            "traceback.format_exc()\n"
+            "    print(e)\n"
+            "else:\n    raise SystemExit('imported')\n")
+    res = _run_with_simd("bogus", ["-c", code], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "WSEKERN_SIMD must be one of" in res.stdout and "'bogus'" in res.stdout
+
+
+def test_an_unknown_simd_name_gives_the_command_its_message_alone(tmp_path):
+    """From the command line: the message on one line and exit code 2, no traceback."""
+    commands = [["-m", "wsekern.cli", "config"]]
+    script = os.path.join(os.path.dirname(sys.executable), "wsekern")
+    if os.path.exists(script):      # the installed console script
+        commands.append([script, "config"])
+    for args in commands:
+        res = _run_with_simd("bogus", args, tmp_path)
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr == ("wsekern: error: WSEKERN_SIMD must be one of baseline, avx2, "
+                              "avx512 or best; received 'bogus'\n"), (args, res.stderr)
+        assert res.stdout == ""
+
+
 def test_show_config_names_the_cpu_and_the_simd_path(capsys):
     wsekern.show_config()
     text = capsys.readouterr().out

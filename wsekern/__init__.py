@@ -33,6 +33,23 @@ finally:
         _os.environ.pop("OMP_WAIT_POLICY", None)
     del _os, _passive_set
 
+# The SIMD path is chosen here, first, so that a bad WSEKERN_SIMD stops the import with its
+# message alone: an ImportError caused by the ValueError (unknown name) or RuntimeError (a
+# path this CPU cannot run), not a traceback through the modules that happened to load it
+# first. The `wsekern` command dies in this import before its main() can catch anything, so
+# when it is the program running, it prints the message and exits 2 as for a bad option.
+try:
+    from . import simd_path  # noqa: F401
+except (ValueError, RuntimeError) as _exc:
+    import sys as _sys
+    _argv = getattr(_sys, "orig_argv", [])
+    if (_sys.argv and _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
+            in ("wsekern", "wsekern-script")) or (
+            "-m" in _argv[:-1] and _argv[_argv.index("-m") + 1] == "wsekern.cli"):
+        print(f"wsekern: error: {_exc}", file=_sys.stderr)
+        raise SystemExit(2) from None
+    raise ImportError(f"wsekern cannot be imported: {_exc}") from _exc.with_traceback(None)
+
 from .errors import SramOverflowError, WsekernError
 from .sparse import PackedSparse, check_sparse_operand, pack
 from .kernels import sddmm, spmm, spmm_path
