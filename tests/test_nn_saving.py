@@ -102,6 +102,65 @@ def test_training_resumes_exactly_after_load(tmp_path, make_optimizer, sparsity)
         np.testing.assert_array_equal(a, b)
 
 
+def attention_model():
+    """Pruned projections inside layers made of sublayers: a MultiHeadAttention, and a
+    TransformerBlock holding another one and its MLP."""
+    nn.utils.set_random_seed(0)
+    inp = nn.Input(shape=(6, 8))
+    h = L.MultiHeadAttention(2, 4, sparsity=0.5, name="mha")(inp, inp)
+    h = L.TransformerBlock(2, 16, sparsity=0.75, name="block")(h)
+    out = L.Dense(3)(L.Flatten()(h))
+    model = nn.Model(inp, out)
+    model.compile(optimizer=nn.optimizers.Adam(0.01), loss="mse")
+    return model
+
+
+def kernel_masks(model):
+    mha, block = model.get_layer("mha"), model.get_layer("block")
+    return [d.mask for d in mha.sublayers + block.attn.sublayers + [block.fc, block.proj]]
+
+
+def test_pruned_attention_layers_load_back_with_their_patterns(tmp_path):
+    """A model with a pruned MultiHeadAttention did not load: its weights were saved as the
+    kept values and its sublayers' masks not at all. Now the masks round-trip, the
+    predictions are equal, and training resumes exactly."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 6, 8)).astype("float32")
+    y = rng.normal(size=(8, 3)).astype("float32")
+    model = attention_model()
+    model.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = nn.load_model(tmp_path / "m.keras")
+    for a, b in zip(kernel_masks(model), kernel_masks(loaded), strict=True):
+        assert 0 < a.sum() < a.size
+        np.testing.assert_array_equal(a, b)
+    assert loaded.get_layer("mha").sparsity == 0.5
+    assert loaded.get_layer("block").attn.sparsity == loaded.get_layer("block").sparsity == 0.75
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    model.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
+    loaded.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    dense = loaded.get_layer("mha").sublayers[0]          # pruned weights stayed zero
+    assert np.all(dense.get_weights()[0][~dense.mask] == 0)
+
+
+def test_pruned_attention_weights_are_dense_kernels_as_in_keras(tmp_path):
+    """get_weights gives each projection's dense (in, out) kernel, pruned entries zero, as
+    a pruned Dense does; set_weights and save_weights/load_weights take them back."""
+    model = attention_model()
+    mha = model.get_layer("mha")
+    shapes = [w.shape for w in mha.get_weights()]
+    assert shapes == [(8, 8), (8,)] * 4
+    q = mha.get_weights()[0]
+    np.testing.assert_array_equal(q != 0, mha.query_dense.mask)
+    model.save_weights(tmp_path / "w.weights.h5")
+    other = attention_model()
+    other.load_weights(tmp_path / "w.weights.h5")
+    for a, b in zip(model.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("value", [-1.0, "NaN", "inf"])     # 0 is valid, as in Keras
 def test_learning_rate_read_from_a_file_is_validated(tmp_path, value):
     model = mlp(nn.optimizers.SGD(0.1, momentum=0.9))
@@ -336,6 +395,29 @@ def test_mask_of_a_wrong_but_broadcastable_shape_is_refused(saved, tmp_path):
     bad = rewrite(saved, tmp_path / "mask.keras", members={"masks/0.npy": buf.getvalue()})
     code, out = load_in_child(bad)
     assert code == 3 and "masks/0.npy" in out, out
+
+
+@pytest.mark.parametrize("key, says", [
+    ("1/9", "has 4 sublayers"),              # MultiHeadAttention has 4 projections
+    ("1/0/0", "has 0 sublayers"),            # a Dense has none
+    ("0/0", "has 0 sublayers"),              # nor has the input layer
+    ("1/x", "names layer"),
+    ("1", "cannot be sparse"),               # the masks are its projections'
+    ("2/0", "cannot be sparse"),             # the block's LayerNormalization
+])
+def test_mask_naming_a_sublayer_that_cannot_take_it_is_refused(tmp_path, key, says):
+    model = attention_model()
+    model.save(tmp_path / "a.keras")
+    buf = io.BytesIO()
+    np.save(buf, np.ones((8, 8), dtype=bool))
+
+    def add_mask(meta):
+        meta["masks"][key] = [8, 8]
+        return meta
+    bad = rewrite(tmp_path / "a.keras", tmp_path / "bad.keras", edit_config=add_mask,
+                  members={f"masks/{key.replace('/', '-')}.npy": buf.getvalue()})
+    code, out = load_in_child(bad)
+    assert code == 3 and says in out, out
 
 
 def test_optimizer_state_of_the_wrong_shape_is_refused(saved, tmp_path):

@@ -372,6 +372,11 @@ class MultiHeadAttention(Layer):
     def _refresh_variables(self):
         self._variables = [v for layer in self.sublayers for v in layer._variables]
 
+    def _weight_groups(self):
+        # each sublayer's weights through its own get/set_weights: a sparse Dense presents
+        # Keras's dense kernel (as a saved mask and load_weights expect), not its kept values
+        return [(None, [])] + [(layer, layer.weights) for layer in self.sublayers]
+
 
 def _with_input_masks(attention_mask, query_mask, value_mask, key_mask, shape):
     """attention_mask (B, Tq, Tk) AND query_mask (B, Tq, 1) AND value/key masks (B, 1, Tk),
@@ -441,6 +446,11 @@ class TransformerBlock(Layer):
 
     def _refresh_variables(self):
         self._variables = [v for layer in self.sublayers for v in layer._variables]
+
+    def _weight_groups(self):
+        # each sublayer's weights through its own get/set_weights: a sparse Dense presents
+        # Keras's dense kernel (as a saved mask and load_weights expect), not its kept values
+        return [(None, [])] + [(layer, layer.weights) for layer in self.sublayers]
 
     def call(self, x, training=False):
         h = self.ln1(x, training=training)

@@ -37,6 +37,17 @@ def _sparsity_mask(layer):
     return getattr(layer, "weight_mask", None)
 
 
+def _sparsity_masks(layer, key):
+    """(key, mask) of ``layer`` and, in a layer made of sublayers (MultiHeadAttention,
+    TransformerBlock), of each sparse sublayer, keyed "layer/sublayer/..." by index."""
+    mask = _sparsity_mask(layer)
+    if mask is not None:
+        yield key, mask
+    elif getattr(layer, "built", False) and hasattr(layer, "sublayers"):
+        for j, sub in enumerate(layer.sublayers):
+            yield from _sparsity_masks(sub, f"{key}/{j}")
+
+
 def _encode_callable(obj, what):
     """A loss or metric as the file keeps it: a name, or {'class_name', 'config'}."""
     if obj is None or isinstance(obj, str):
@@ -68,10 +79,9 @@ def save_model(model, filepath, overwrite=True):
     arrays = {f"weights/{i}.npy": w for i, w in enumerate(weights)}
     masks = {}
     for i, layer in enumerate(model.layers):
-        mask = _sparsity_mask(layer)
-        if mask is not None:
-            arrays[f"masks/{i}.npy"] = np.asarray(mask, dtype=bool)
-            masks[str(i)] = list(np.shape(mask))
+        for key, mask in _sparsity_masks(layer, str(i)):
+            arrays[f"masks/{_member_key(key)}.npy"] = np.asarray(mask, dtype=bool)
+            masks[key] = list(np.shape(mask))
     meta = {"format": FORMAT, "model": spec,
             "weights": [[list(w.shape), w.dtype.name] for w in weights], "masks": masks,
             "compile": _compile_spec(model)}
@@ -226,18 +236,50 @@ def _restore_masks(archive, meta, model, fmt, path):
     else:
         keys = [n[len("mask_"):-4] for n in archive.members if n.startswith("mask_")
                 and n.endswith(".npy")]
+    containers = {}
     for key in keys:
-        if not key.isdigit() or int(key) >= len(layers):
-            raise ConfigError(f"{path}: a sparsity mask names layer {key!r}; the model has "
-                              f"{len(layers)} layers")
-        layer = layers[int(key)]
-        if not hasattr(layer, "set_sparsity"):
+        layer, owners = _masked_layer(layers, key, path)
+        if not hasattr(layer, "set_sparsity") or hasattr(layer, "sublayers"):
             raise ConfigError(f"{path}: a sparsity mask is given for layer {layer.name!r}, "
                               f"which cannot be sparse")
         shape = layer.get_weights()[0].shape
-        name = f"masks/{key}.npy" if fmt == FORMAT else f"mask_{key}.npy"
+        name = f"masks/{_member_key(key)}.npy" if fmt == FORMAT else f"mask_{key}.npy"
         mask = archive.array(name, shape, bool)            # exactly the kernel's shape
         layer.set_sparsity(1.0 - float(mask.mean()), mask=mask)
+        containers.update((id(o), o) for o in owners)
+    # deepest first: a container's variable list is rebuilt from its sublayers' (the
+    # masked layer replaced its kernel variable), and its sparsity is what its kernels kept
+    for owner in reversed(list(containers.values())):
+        owner._refresh_variables()
+        kernels = [w.mask for w in _kernel_leaves(owner)]
+        kept = sum(int(m.sum()) for m in kernels)
+        owner.sparsity = 1.0 - kept / max(1, sum(m.size for m in kernels))
+
+
+def _kernel_leaves(layer):
+    for sub in layer.sublayers:
+        if hasattr(sub, "sublayers"):
+            yield from _kernel_leaves(sub)
+        elif hasattr(sub, "set_sparsity") and hasattr(sub, "mask"):
+            yield sub
+
+
+def _masked_layer(layers, key, path):
+    """The layer a mask's key names ("3", or "3/1/0" for a sublayer of a sublayer of layer
+    3) and the containers on the way, outermost first."""
+    parts = key.split("/")
+    if not all(p.isdigit() for p in parts) or int(parts[0]) >= len(layers):
+        raise ConfigError(f"{path}: a sparsity mask names layer {key!r}; the model has "
+                          f"{len(layers)} layers")
+    layer, owners = layers[int(parts[0])], []
+    for p in parts[1:]:
+        subs = getattr(layer, "sublayers", None) if getattr(layer, "built", False) else None
+        if subs is None or int(p) >= len(subs):
+            raise ConfigError(f"{path}: a sparsity mask names sublayer {key!r}; layer "
+                              f"{layer.name!r} has {len(subs or [])} sublayers")
+        owners.append(layer)
+        layer = subs[int(p)]
+    return layer, owners
 
 
 def _resolve_loss(spec, custom_objects, path):
