@@ -161,6 +161,58 @@ def test_pruned_attention_weights_are_dense_kernels_as_in_keras(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@nn.saving.register_keras_serializable(package="s16_lambda")
+def first_two(t):
+    return t[:, :2] * 2.0
+
+
+@nn.saving.register_keras_serializable(package="s16_lambda")
+def two_features(input_shape):
+    return tuple(input_shape[:-1]) + (2,)
+
+
+@pytest.mark.parametrize("output_shape", [(2,), two_features])
+def test_lambda_keeps_its_output_shape_through_config_json_and_file(tmp_path, output_shape):
+    """Lambda.get_config() dropped output_shape (Keras 3's keeps it): a model loaded back
+    probed the function for its shape instead."""
+    model = nn.Sequential([L.Input((4,)), L.Lambda(first_two, output_shape=output_shape,
+                                                   name="lam"), L.Dense(1)])
+    config = model.get_layer("lam").get_config()
+    assert config["output_shape"] == (output_shape if isinstance(output_shape, tuple) else
+                                      "s16_lambda>two_features")
+    model.save(tmp_path / "m.keras")
+    loaded = (nn.load_model(tmp_path / "m.keras"), nn.models.model_from_json(model.to_json()))
+    for other in loaded:
+        lam = other.get_layer("lam")
+        assert lam._output_shape == output_shape
+        assert lam.get_config() == config
+        assert lam.compute_output_shape((None, 4)) == (None, 2)
+    x = np.arange(12, dtype="float32").reshape(3, 4)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded[0].predict(x, verbose=0))
+
+
+def test_lambda_config_matches_keras_on_output_shape(keras):
+    for shape in (None, (2,), (3, None)):
+        ours = L.Lambda(first_two, output_shape=shape).get_config()
+        theirs = keras.layers.Lambda(first_two, output_shape=shape).get_config()
+        assert ("output_shape" in ours) == ("output_shape" in theirs)
+        assert ours.get("output_shape") == theirs.get("output_shape")
+
+
+@pytest.mark.parametrize("bad", ["(2,)", (-1,), (2.5,), (True,), {"a": 1}])
+def test_lambda_output_shape_of_a_wrong_kind_is_refused(bad):
+    with pytest.raises(ValueError, match="output_shape") as e:
+        L.Lambda(first_two, output_shape=bad)
+    assert repr(bad)[:20] in str(e.value)
+
+
+def test_lambda_output_shape_function_unknown_at_load_is_named():
+    config = L.Lambda(first_two, output_shape=two_features).get_config()
+    config["output_shape"] = "nobody>knows"
+    with pytest.raises(ValueError, match="'nobody>knows'.*custom_objects"):
+        L.Lambda.from_config(config)
+
+
 @pytest.mark.parametrize("value", [-1.0, "NaN", "inf"])     # 0 is valid, as in Keras
 def test_learning_rate_read_from_a_file_is_validated(tmp_path, value):
     model = mlp(nn.optimizers.SGD(0.1, momentum=0.9))

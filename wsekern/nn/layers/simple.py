@@ -513,6 +513,15 @@ class Lambda(Layer):
         super().__init__(**kwargs)
         if not callable(function):
             raise TypeError(f"Lambda needs a callable; received {type(function).__name__}")
+        if not (output_shape is None or callable(output_shape) or (
+                isinstance(output_shape, (tuple, list)) and all(
+                    n is None or (isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+                                  and n >= 0) for n in output_shape))):
+            raise ValueError(f"Lambda's output_shape must be None, a shape without the batch "
+                             f"axis (a tuple of sizes or None) or a function of the input "
+                             f"shape; received {output_shape!r:.80}")
+        if isinstance(output_shape, (tuple, list)):
+            output_shape = tuple(None if n is None else int(n) for n in output_shape)
         self.function, self._output_shape, self.arguments = function, output_shape, \
             dict(arguments or {})
 
@@ -532,8 +541,11 @@ class Lambda(Layer):
     def get_config(self):
         # a Python function cannot be written to JSON; saved by name for registered ones
         from .. import registry
-        return {**super().get_config(), "function": registry.get_registered_name(self.function),
-                "arguments": self.arguments}
+        config = {**super().get_config(), "function": registry.get_registered_name(self.function)}
+        if self._output_shape is not None:          # as Keras 3: only when given
+            config["output_shape"] = (registry.get_registered_name(self._output_shape)
+                                      if callable(self._output_shape) else self._output_shape)
+        return {**config, "arguments": self.arguments}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -544,6 +556,14 @@ class Lambda(Layer):
             raise ValueError(f"Lambda function {config['function']!r} is not known: register it "
                              "with register_keras_serializable or pass it in custom_objects")
         config["function"] = fn
+        shape = config.get("output_shape")
+        if isinstance(shape, str):                  # a function, saved by name
+            fn = registry.get_registered_object(shape, custom_objects)
+            if fn is None:
+                raise ValueError(f"Lambda output_shape function {shape!r} is not known: "
+                                 "register it with register_keras_serializable or pass it "
+                                 "in custom_objects")
+            config["output_shape"] = fn
         return cls(**config)
 
 
