@@ -319,6 +319,28 @@ def test_json_of_a_subclassed_model_needs_its_class():
     outputs_equal(m, r, X4)
 
 
+class Doubler(nn.layers.Layer):         # a custom layer nobody registered
+    def call(self, x, training=False):
+        return x * 2.0
+
+
+def test_an_unknown_class_is_named_with_what_would_work(tmp_path):
+    """model_from_json's message named load_model; each reader now names itself and the
+    custom_objects= that would load the class."""
+    m = nn.Sequential([nn.layers.Input((4,)), Doubler(name="twice"), nn.layers.Dense(2)])
+    with pytest.raises(ValueError, match="unknown class 'Doubler'") as e:
+        nn.models.model_from_json(m.to_json())
+    assert "model_from_json(json_string, custom_objects={'Doubler': cls})" in str(e.value)
+    assert "load_model" not in str(e.value)
+    r = nn.models.model_from_json(m.to_json(), custom_objects={"Doubler": Doubler})
+    assert type(r.get_layer("twice")) is Doubler
+    m.save(tmp_path / "m.keras")
+    with pytest.raises(ValueError, match="unknown class 'Doubler'") as e:
+        nn.models.load_model(tmp_path / "m.keras")
+    assert "load_model(filepath, custom_objects={'Doubler': cls})" in str(e.value)
+    assert "model_from_json" not in str(e.value)
+
+
 @needs_keras
 def test_json_has_keras_shape():
     ours = json.loads(sequential().to_json())

@@ -46,9 +46,12 @@ def resolve_class(name, custom_objects, base, where):
                      "Model": Functional, "InputLayer": InputLayer, "OpLayer": OpLayer})
     cls = registry.get_registered_object(name, custom_objects, builtins)
     if not (isinstance(cls, type) and issubclass(cls, base)):
+        # name the reader the user called: `where` starts with it
+        call = ("model_from_json(json_string" if where.startswith("model_from_json") else
+                "load_model(filepath")
         raise ConfigError(f"{where}: unknown class {name!r}; a custom class must be "
                           f"registered with @nn.saving.register_keras_serializable() or "
-                          f"passed as load_model(..., custom_objects={{{name!r}: cls}})")
+                          f"passed as {call}, custom_objects={{{name!r}: cls}})")
     return cls
 
 
