@@ -287,6 +287,7 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef bint compact_once = remap != NULL and not per_row
     # Scratch only for the variants that use it: the plain call allocates nothing.
     cdef floating[:, ::1] block = None
+    cdef object block_obj = None
     cdef floating[:, ::1] vbuf = None
     cdef index_t[:, ::1] cbuf = None
     cdef floating[::1] kept_vals = None
@@ -300,7 +301,8 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
         dtype = np.asarray(data).dtype
         idx_dtype = np.asarray(indices).dtype
     if n_block < N:
-        block = _block_buffer(K, n_block, dtype)
+        block_obj = _block_buffer(K, n_block, dtype)
+        block = block_obj
         b = &block[0, 0]
     if per_row:
         for i in range(M):
@@ -401,6 +403,9 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
         if check_cols:
             for i in range(M):
                 n_bad += row_bad[i]
+    if n_block < N:
+        block = None
+        _block_release(block_obj)        # for the next call, on any thread
     return n_bad
 
 
@@ -414,31 +419,44 @@ cdef inline bint _cols_in_range(const index_t* cols, Py_ssize_t nnz,
     return not bad
 
 
-# The column blocks' buffer of each thread, kept between calls up to this size: a fresh
-# (1024, 32) fp32 block a call (128 KiB and 64 bytes, just over glibc's first mmap threshold)
-# made the baseline's 1024^2 x 256 product 2-4 % slower (Zen 4, kernel alone, in one
-# process against a reused one; the fresh pages are faulted in and zeroed each call).
+# The column blocks' buffer, kept between calls: a fresh (1024, 32) fp32 block a call
+# (128 KiB and 64 bytes, just over glibc's first mmap threshold) made the baseline's
+# 1024^2 x 256 product 2-4 % slower (Zen 4, kernel alone, in one process against a reused
+# one; the fresh pages are faulted in and zeroed each call). A call takes the kept buffer
+# (_block_buffer) and gives it back (_block_release); one buffer of at most
+# _BLOCK_KEEP_BYTES is kept for the whole process, whatever the number of threads (kept
+# per thread, it stayed for each thread's life: 4 MiB each).
 _BLOCK_KEEP_BYTES = 4 << 20
-_block_tls = threading.local()
+_block_kept = [None]            # the kept buffer (raw uint8 bytes), or None while in use
+_block_lock = threading.Lock()
 
 
 def _block_buffer(Py_ssize_t rows, Py_ssize_t cols, dtype):
-    """_empty_aligned((rows, cols), dtype) from the calling thread's kept buffer when it is
-    at most _BLOCK_KEEP_BYTES (grown when too small), else a fresh one. Its contents are
-    whatever the last call left: _csr_spmm writes each block before reading it, inside its
-    nogil section, where no other call can run on this thread (another thread has its own
-    buffer)."""
+    """An uninitialised 64-byte-aligned (rows, cols) array of ``dtype``: the kept buffer's
+    bytes when they are free and enough (taken: no other call gets them until
+    _block_release), else fresh. Its contents are whatever the last call left: _csr_spmm
+    writes each block before reading it."""
     dtype = np.dtype(dtype)
     cdef Py_ssize_t nbytes = rows * cols * dtype.itemsize
-    if nbytes > _BLOCK_KEEP_BYTES:
-        return _empty_aligned((rows, cols), dtype)
-    kept = getattr(_block_tls, "kept", None)
-    if kept is None or kept[0].shape[0] < nbytes + 64:
-        raw = np.empty(nbytes + 64, dtype=np.uint8)
-        kept = (raw, -raw.ctypes.data % 64)
-        _block_tls.kept = kept
-    raw, start = kept
+    raw = None
+    if nbytes <= _BLOCK_KEEP_BYTES:
+        with _block_lock:
+            raw, _block_kept[0] = _block_kept[0], None
+    if raw is None or raw.shape[0] < nbytes + 64:
+        raw = np.empty(nbytes + 64, dtype=np.uint8)    # a smaller kept one is dropped
+    start = -raw.ctypes.data % 64
     return raw[start:start + nbytes].view(dtype).reshape(rows, cols)
+
+
+def _block_release(block):
+    """Give back a block _block_buffer made, once its call no longer reads it: kept when
+    within _BLOCK_KEEP_BYTES and bigger than the buffer kept now."""
+    raw = block.base
+    if raw.shape[0] > _BLOCK_KEEP_BYTES + 64:
+        return
+    with _block_lock:
+        if _block_kept[0] is None or _block_kept[0].shape[0] < raw.shape[0]:
+            _block_kept[0] = raw
 
 
 def _empty_aligned(shape, dtype):

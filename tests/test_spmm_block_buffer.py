@@ -1,7 +1,10 @@
-"""The CSR kernel's column-block buffer (src/_spmm.pyx ``_block_buffer``): kept per thread
-between calls up to ``_BLOCK_KEEP_BYTES``, so what one call leaves in it must never reach
-another call's sums, and Python threads calling at once must not share it."""
+"""The CSR kernel's column-block buffer (src/_spmm.pyx ``_block_buffer``): one buffer of up
+to ``_BLOCK_KEEP_BYTES`` kept between calls for the whole process, so what one call leaves in
+it must never reach another call's sums, Python threads calling at once must not share it,
+and threads that stay alive must not each keep one."""
 import threading
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -27,14 +30,19 @@ def _blocked(W, X, n_block):
 def test_buffer_is_aligned_kept_and_grown():
     a = _spmm._block_buffer(100, 16, np.float64)
     assert a.shape == (100, 16) and a.dtype == np.float64 and a.ctypes.data % 64 == 0
+    _spmm._block_release(a)
     b = _spmm._block_buffer(50, 16, np.float32)
     assert b.dtype == np.float32 and b.ctypes.data == a.ctypes.data   # kept: the same bytes
+    _spmm._block_release(b)
     c = _spmm._block_buffer(1000, 64, np.float64)
     assert c.shape == (1000, 64) and c.ctypes.data % 64 == 0
+    _spmm._block_release(c)
     big = _spmm._BLOCK_KEEP_BYTES // 8 + 1
     d = _spmm._block_buffer(big, 1, np.float64)  # over the cap: fresh, not kept
+    _spmm._block_release(d)
     e = _spmm._block_buffer(1000, 64, np.float64)
     assert d.shape == (big, 1) and e.ctypes.data == c.ctypes.data != d.ctypes.data
+    _spmm._block_release(e)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -78,23 +86,54 @@ def test_threads_do_not_share_the_buffer():
     assert not bad
 
 
-def test_each_thread_has_its_own_buffer():
+def test_calls_at_once_have_their_own_buffers():
     """Deterministic beside the race above (which a shared buffer failed about 1 run in
-    10): two Python threads asking for the same block get different memory, and each
-    thread gets its own back on its next call."""
+    10): two Python threads holding a block at once get different memory; once both are
+    given back, one of them is kept and the next call gets it."""
     seen = {}
     barrier = threading.Barrier(2)
 
     def ask(t):
         a = _spmm._block_buffer(64, 8, np.float64)
-        barrier.wait()                      # both buffers are alive at once
-        b = _spmm._block_buffer(32, 8, np.float32)
-        seen[t] = (a.ctypes.data, b.ctypes.data)
+        barrier.wait()                      # both buffers are taken at once
+        seen[t] = a.ctypes.data
+        barrier.wait()
+        _spmm._block_release(a)
 
     threads = [threading.Thread(target=ask, args=(t,)) for t in range(2)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    (a0, b0), (a1, b1) = seen[0], seen[1]
-    assert a0 == b0 and a1 == b1 and a0 != a1
+    assert seen[0] != seen[1]
+    nxt = _spmm._block_buffer(32, 8, np.float32)
+    assert nxt.ctypes.data in seen.values()
+    _spmm._block_release(nxt)
+
+
+def test_live_threads_do_not_each_keep_a_buffer():
+    """Kept per thread, each of 4 pool threads that stay alive kept its 1.6 MB block after
+    its product returned (4 MiB at most each, for the thread's life); now the process keeps
+    one. Measured by what NumPy leaves allocated (tracemalloc), not by the helpers."""
+    W, X = _case(40, 100_000, 32, np.float32, 5)    # a (100000, 4) fp32 block: 1.6 MB
+    nbytes = 100_000 * 4 * 4
+    _blocked(W, X, 4)                               # the first call allocates
+
+    def kept_after(n_threads):
+        barrier = threading.Barrier(n_threads)
+
+        def run(_):
+            barrier.wait()                          # every pool thread runs one product
+            _blocked(W, X, 4)
+        with ThreadPoolExecutor(n_threads) as pool:
+            tracemalloc.start()
+            try:
+                list(pool.map(run, range(n_threads)))
+                return tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()                  # the threads are still alive here
+
+    kept = kept_after(4)
+    assert kept < 2 * nbytes, kept
+
+
