@@ -145,15 +145,19 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
                      x_rows)
 
 
+cdef inline index_t _last_index(Py_ssize_t n, index_t kind) noexcept nogil:
+    # The last valid index of n positions in the index type of ``kind`` (its value unused):
+    # an n wider than int32 admits every non-negative int32.
+    if index_t is int32_t:
+        return <index_t>min(n - 1, 2147483647)
+    return <index_t>(n - 1)
+
+
 cdef Py_ssize_t _rows_out_of_remap(const index_t[::1] indices, const index_t[::1] indptr,
                                    Py_ssize_t K):
     # the rows of W (indptr, indices) holding a column index outside [0, K)
     cdef Py_ssize_t i, n_bad = 0, M = indptr.shape[0] - 1
-    cdef index_t last
-    if index_t is int32_t:
-        last = <index_t>min(K - 1, 2147483647)
-    else:
-        last = <index_t>(K - 1)
+    cdef index_t last = _last_index(K, <index_t>0)
     if M <= 0 or indices.shape[0] == 0:
         return 0
     with nogil:
@@ -341,11 +345,7 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef floating* vb
     cdef index_t* cb
     cdef uint8_t[::1] row_bad = None
-    cdef index_t last    # the last valid index in the index type
-    if index_t is int32_t:
-        last = <index_t>min(K - 1, 2147483647)
-    else:
-        last = <index_t>(K - 1)
+    cdef index_t last = _last_index(K, <index_t>0)    # the last valid index
     check_cols = check_cols and remap == NULL
     if check_cols:
         row_bad = np.zeros(M, dtype=np.uint8)
@@ -795,12 +795,7 @@ def check_csr(const index_t[::1] indptr, const index_t[::1] indices, Py_ssize_t 
                 f"{indptr[bad]} > indptr[{bad + 1}] = {indptr[bad + 1]}")
     if not check_indices:
         return None
-    # The last valid index in the index type (a wider n_cols admits every non-negative one).
-    cdef index_t last
-    if index_t is int32_t:
-        last = <index_t>min(n_cols - 1, 2147483647)
-    else:
-        last = <index_t>(n_cols - 1)
+    cdef index_t last = _last_index(n_cols, <index_t>0)
     cdef int n_bad = 0
     with nogil:
         # Branch-free OR of comparisons in the index type first (SSE2 vectorises it for
@@ -1134,11 +1129,7 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
                           g["SCATTER_BLOCK"])
             return result
     cdef const index_t[::1] remap = None
-    cdef index_t last    # the last valid index in the index type, as in _csr_spmm
-    if index_t is int32_t:
-        last = <index_t>min(K - 1, 2147483647)
-    else:
-        last = <index_t>(K - 1)
+    cdef index_t last = _last_index(K, <index_t>0)    # the last valid index
     cdef const floating[:, ::1] xk = X
     cdef const index_t[::1] x_rows = None
     if compact:
