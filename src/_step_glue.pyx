@@ -24,25 +24,33 @@ cdef extern from *:
        to bytes, counted by a sum of absolute differences; the tail, and other CPUs and
        float64, one element at a time (the same results: v != 0 is true for NaN, y > 0
        false) */
+    #ifdef __SSE2__
+    /* One round's four 4-lane masks (all ones or zeros per lane) as 16 bytes of 0/1 at o,
+       their count added to acc's two 64-bit sums; both patterns' loops end here. */
+    static inline __m128i wsk_glue_store16(__m128i a, __m128i b, __m128i d, __m128i e,
+                                           uint8_t *o, __m128i acc) {
+        __m128i m = _mm_and_si128(_mm_packs_epi16(_mm_packs_epi32(a, b),
+                                                  _mm_packs_epi32(d, e)), _mm_set1_epi8(1));
+        _mm_storeu_si128((__m128i *)o, m);
+        return _mm_add_epi64(acc, _mm_sad_epu8(m, _mm_setzero_si128()));
+    }
+    static inline int64_t wsk_glue_total(__m128i acc) {
+        return _mm_cvtsi128_si64(acc) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
+    }
+    #endif
     static int64_t wsk_glue_nz_f32(const float *restrict v, uint8_t *restrict o,
                                    ptrdiff_t n) {
         int64_t c = 0;
         ptrdiff_t i = 0;
     #ifdef __SSE2__
         const __m128 z = _mm_setzero_ps();
-        const __m128i one = _mm_set1_epi8(1);
-        __m128i acc = _mm_setzero_si128();
+        __m128i acc = _mm_setzero_si128(), q[4];
         for (; i + 16 <= n; i += 16) {
-            __m128i a = _mm_castps_si128(_mm_cmpneq_ps(_mm_loadu_ps(v + i), z));
-            __m128i b = _mm_castps_si128(_mm_cmpneq_ps(_mm_loadu_ps(v + i + 4), z));
-            __m128i d = _mm_castps_si128(_mm_cmpneq_ps(_mm_loadu_ps(v + i + 8), z));
-            __m128i e = _mm_castps_si128(_mm_cmpneq_ps(_mm_loadu_ps(v + i + 12), z));
-            __m128i m = _mm_and_si128(_mm_packs_epi16(_mm_packs_epi32(a, b),
-                                                      _mm_packs_epi32(d, e)), one);
-            _mm_storeu_si128((__m128i *)(o + i), m);
-            acc = _mm_add_epi64(acc, _mm_sad_epu8(m, _mm_setzero_si128()));
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm_castps_si128(_mm_cmpneq_ps(_mm_loadu_ps(v + i + 4 * k), z));
+            acc = wsk_glue_store16(q[0], q[1], q[2], q[3], o + i, acc);
         }
-        c = _mm_cvtsi128_si64(acc) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
+        c = wsk_glue_total(acc);
     #endif
         for (; i < n; i++) { o[i] = v[i] != 0; c += o[i]; }
         return c;
@@ -53,20 +61,15 @@ cdef extern from *:
         ptrdiff_t i = 0;
     #ifdef __SSE2__
         const __m128 z = _mm_setzero_ps();
-        const __m128i one = _mm_set1_epi8(1);
-        __m128i acc = _mm_setzero_si128();
-        __m128i q[4];
+        __m128i acc = _mm_setzero_si128(), q[4];
         for (; i + 16 <= n; i += 16) {
             for (int k = 0; k < 4; k++)
                 q[k] = _mm_castps_si128(_mm_and_ps(
                     _mm_cmpneq_ps(_mm_loadu_ps(g + i + 4 * k), z),
                     _mm_cmpgt_ps(_mm_loadu_ps(y + i + 4 * k), z)));
-            __m128i m = _mm_and_si128(_mm_packs_epi16(_mm_packs_epi32(q[0], q[1]),
-                                                      _mm_packs_epi32(q[2], q[3])), one);
-            _mm_storeu_si128((__m128i *)(o + i), m);
-            acc = _mm_add_epi64(acc, _mm_sad_epu8(m, _mm_setzero_si128()));
+            acc = wsk_glue_store16(q[0], q[1], q[2], q[3], o + i, acc);
         }
-        c = _mm_cvtsi128_si64(acc) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
+        c = wsk_glue_total(acc);
     #endif
         for (; i < n; i++) { o[i] = (g[i] != 0) & (y[i] > 0); c += o[i]; }
         return c;
