@@ -362,8 +362,9 @@ class Model(Layer):
         return self(x, training=False)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
-                       return_dict=True):
-        """One optimizer step; returns the batch's logs (loss and metrics)."""
+                       return_dict=False):
+        """One optimizer step; returns the batch's loss and metrics as Keras does: a float,
+        a list in ``metrics_names`` order, or the logs dict with ``return_dict=True``."""
         self._check_compiled()
         x = self._checked_x(x)
         self._ensure_built(x)
@@ -389,13 +390,25 @@ class Model(Layer):
             costing = self.strategy.cost_seconds - costing
         self._cpu_seconds += time.perf_counter() - start - costing
         self._cpu_samples += _batch_size(x)
-        return _floats(logs)
+        return self._logs_as_returned(_floats(logs), return_dict)
 
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=True):
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """The batch's loss and metrics, returned as by ``train_on_batch``."""
         self._check_compiled()
         x = self._checked_x(x)
         self.reset_metrics()
-        return _floats(self.test_step((x, as_arrays(y), sample_weight)))
+        logs = _floats(self.test_step((x, as_arrays(y), sample_weight)))
+        return self._logs_as_returned(logs, return_dict)
+
+    def _logs_as_returned(self, logs, return_dict):
+        """Keras's ``_flatten_metrics_in_order``: the dict as is, or its values in
+        ``metrics_names`` order then any other keys sorted; one value alone as a float
+        (``loss, acc = model.train_on_batch(...)`` unpacked the dict's keys before)."""
+        if return_dict:
+            return logs
+        names = [k for k in self.metrics_names if k in logs]
+        values = [logs[k] for k in names] + [logs[k] for k in sorted(logs) if k not in names]
+        return values[0] if len(values) == 1 else values
 
     def predict_on_batch(self, x):
         return _to_numpy(self.predict_step((self._checked_x(x), None, None)))
@@ -593,10 +606,7 @@ class Model(Layer):
         logs = self._run_evaluation(batches, callbacks_)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-        if return_dict:
-            return logs
-        values = [logs[k] for k in self.metrics_names if k in logs]
-        return values[0] if len(values) == 1 else values
+        return self._logs_as_returned(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """The model's outputs on ``x`` as NumPy arrays (the outputs' structure)."""
