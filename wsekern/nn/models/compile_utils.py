@@ -147,6 +147,23 @@ def resolve_metric(identifier, loss):
                      f"per-sample values")
 
 
+def takes_mask(metric):
+    """Keras's MeanMetricWrapper (accuracy, the errors, ...) weights its per-step values by
+    the predictions' mask; the confusion metrics and custom Metric classes see no mask."""
+    module = _metrics_module()
+    return module is not None and isinstance(metric, module.MeanMetricWrapper)
+
+
+def masked_weights(mask, sample_weight):
+    """The mask as metric weights (padded steps 0), times per-sample weights broadcast over
+    the steps: a mean is then over the real steps only, as in Keras."""
+    m = np.asarray(getattr(mask, "data", mask), dtype=np.float64)
+    if sample_weight is None:
+        return m
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    return sw.reshape(sw.shape + (1,) * (m.ndim - sw.ndim)) * m if sw.ndim < m.ndim else sw * m
+
+
 def per_output(value, output_names, what):
     """Spread a compile argument over the outputs: one value for every output, a list in
     output order, or a dict keyed by output name (missing names get None)."""

@@ -264,9 +264,12 @@ class Model(Layer):
             if target is None:
                 continue
             pred = out.data if isinstance(out, Tensor) else np.asarray(out)
+            mask = getattr(out, "_keras_mask", None)
             for _, metric, weighted in ms:
-                metric.update_state(np.asarray(target), pred,
-                                    sample_weight=sample_weight if weighted else None)
+                sw = sample_weight if weighted else None
+                if mask is not None and cu.takes_mask(metric):
+                    sw = cu.masked_weights(mask, sw)
+                metric.update_state(np.asarray(target), pred, sample_weight=sw)
         return self.get_metrics_result()
 
     def get_metrics_result(self):
