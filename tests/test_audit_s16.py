@@ -1,0 +1,205 @@
+"""s16 audit: what a new user ran into (a Keras user, a SciPy user, an architecture
+researcher). Each test failed on main 9513798 unless it says otherwise."""
+import numpy as np
+import pytest
+
+from wsekern import nn
+
+
+def _twin_models(keras, build, x, y, loss, metrics, **fit):
+    """The same model in Keras and in wsekern.nn, from Keras's initial weights; both
+    evaluated and fitted for two epochs with plain SGD. Returns (keras logs, our logs)."""
+    out = []
+    weights = None
+    for K in (keras, nn):
+        keras.utils.set_random_seed(0)
+        model = build(K)
+        if weights is None:
+            weights = model.get_weights()
+        else:
+            model.set_weights(weights)
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss=loss(K) if callable(loss) else loss,
+                      metrics=metrics)
+        logs = model.evaluate(x, y, verbose=0, return_dict=True)
+        history = model.fit(x, y, epochs=2, batch_size=len(x), shuffle=False, verbose=0,
+                            **fit).history
+        out.append((logs, history))
+    return out
+
+
+def _assert_same_logs(theirs, ours):
+    (k_logs, k_hist), (w_logs, w_hist) = theirs, ours
+    assert sorted(w_logs) == sorted(k_logs) and sorted(w_hist) == sorted(k_hist)
+    for key in k_logs:
+        np.testing.assert_allclose(w_logs[key], float(k_logs[key]), rtol=1e-4, atol=1e-6,
+                                   err_msg=key)
+        np.testing.assert_allclose(w_hist[key], k_hist[key], rtol=1e-3, atol=1e-5,
+                                   err_msg=key)
+
+
+def _mlp(units, activation):
+    return lambda K: K.Sequential([K.Input((10,)), K.layers.Dense(8, activation="relu"),
+                                   K.layers.Dense(units, activation=activation)])
+
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((32, 10)).astype(np.float32)
+LABELS = RNG.integers(0, 3, 32)
+BINARY = (RNG.random((32, 1)) > 0.5).astype(np.float32)
+
+
+# 'accuracy' was chosen by the compiled loss (CE -> the matching accuracy, anything else ->
+# sparse categorical): an MSE or hinge model with one output column got argmax over that
+# column (always 0), so its "accuracy" was the share of 0 labels; one-hot targets under a KL
+# or MSE loss failed to broadcast. Keras 3 decides by the shapes.
+@pytest.mark.parametrize("build,y,loss", [
+    (_mlp(1, "sigmoid"), BINARY, "mse"),                          # silently wrong
+    (_mlp(1, "tanh"), BINARY * 2 - 1, "hinge"),                   # silently wrong: 0
+    (_mlp(3, "softmax"), np.eye(3)[LABELS], "kl_divergence"),     # crashed
+    (_mlp(3, "softmax"), np.eye(3)[LABELS], "mse"),               # crashed
+    (_mlp(3, "softmax"), LABELS, "sparse_categorical_crossentropy"),   # as before
+    (_mlp(3, "softmax"), LABELS[:, None], "sparse_categorical_crossentropy"),
+    (_mlp(1, "sigmoid"), BINARY, "binary_crossentropy"),
+], ids=["mse-sigmoid", "hinge-tanh", "kld-onehot", "mse-onehot", "scce", "scce-column",
+        "bce"])
+def test_accuracy_follows_the_shapes_as_in_keras(build, y, loss, keras):
+    theirs, ours = _twin_models(keras, build, X, y, loss, ["accuracy"])
+    _assert_same_logs(theirs, ours)
+
+
+def test_ignore_class_averages_over_the_labels_kept(keras):
+    # the ignored labels' zeros were counted in the mean (1.208 where Keras gives 1.812)
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 2, 1, 0, 2])
+    logits = rng.standard_normal((6, 3)).astype(np.float32)
+    weights = np.array([1, 2, 3, 1, 1, 0.5], np.float32)
+    for reduction in ("sum_over_batch_size", "sum", "none"):
+        for sw in (None, weights):
+            theirs = keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, ignore_class=1, reduction=reduction)(labels, logits,
+                                                                       sample_weight=sw)
+            ours = nn.losses.SparseCategoricalCrossentropy(
+                from_logits=True, ignore_class=1, reduction=reduction)(labels, logits,
+                                                                       sample_weight=sw)
+            np.testing.assert_allclose(ours.data, keras.ops.convert_to_numpy(theirs),
+                                       rtol=1e-6)
+    # in fit: the loss and the weights after two steps
+    theirs, ours = _twin_models(
+        keras, _mlp(3, None), X, LABELS,
+        lambda K: K.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=1),
+        ["accuracy"])
+    _assert_same_logs(theirs, ours)
+
+
+def test_ignore_class_gradient_is_that_of_the_mean_over_the_labels_kept():
+    # finite differences of the reduced loss (the mean over 4 kept labels of 6)
+    rng = np.random.default_rng(1)
+    labels = np.array([0, 1, 2, 1, 0, 2])
+    z = rng.standard_normal((6, 3))
+    loss = nn.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=1)
+    t = nn.Variable(z.copy())
+    value = loss(labels, t)
+    value.backward()
+    eps = 1e-6
+    numeric = np.zeros_like(z)
+    for i in np.ndindex(z.shape):
+        up, down = z.copy(), z.copy()
+        up[i] += eps
+        down[i] -= eps
+        numeric[i] = (float(loss(labels, up).data) - float(loss(labels, down).data)) / (2 * eps)
+    np.testing.assert_allclose(t.grad, numeric, atol=1e-7)
+    assert np.all(t.grad[[1, 3]] == 0)
+
+
+def test_train_and_test_on_batch_return_what_keras_returns(keras):
+    # they returned the logs dict whatever return_dict said: `loss, acc =
+    # model.train_on_batch(x, y)` unpacked the key names, `float(model.train_on_batch(...))`
+    # failed
+    weights = {}
+    results = []
+    for K in (keras, nn):
+        got = []
+        for metrics in (["accuracy"], None):      # a fresh model each (Keras keeps a
+            keras.utils.set_random_seed(0)        # recompiled model's old metrics)
+            model = _mlp(3, "softmax")(K)
+            key = metrics is None
+            if key in weights:
+                model.set_weights(weights[key])
+            weights[key] = model.get_weights()
+            model.compile(optimizer=K.optimizers.SGD(0.1),
+                          loss="sparse_categorical_crossentropy", metrics=metrics)
+            got.append(model.train_on_batch(X, LABELS))
+            got.append(model.test_on_batch(X, LABELS))
+            got.append(model.train_on_batch(X, LABELS, return_dict=True))
+        results.append(got)
+    theirs, ours = results
+    for k, w in zip(theirs, ours):
+        assert type(w) is type(k), (k, w)
+        if isinstance(k, dict):
+            assert sorted(w) == sorted(k)
+            k, w = [k[n] for n in sorted(k)], [w[n] for n in sorted(k)]
+        np.testing.assert_allclose(w, np.asarray(k, dtype=np.float64), rtol=1e-5)
+
+
+def test_metric_names_given_as_class_names_are_logged_as_given(keras):
+    # metrics=["AUC"] logged "auc" ("val_AUC" monitored by a callback never came); Keras's
+    # aliases "MSE", "MAE", "bce", "log_cosh_error" were unknown
+    names = ["AUC", "Precision", "RootMeanSquaredError", "MSE", "MAE", "MAPE", "MSLE", "bce",
+             "BCE", "log_cosh_error"]
+    ours = [nn.metrics.get(n).name for n in names]
+    theirs = [keras.metrics.get(n) for n in names]
+    assert ours == names
+    # the same kind of metric as Keras's (a class, or the function a class wraps)
+    kinds = {"MSE": "MeanSquaredError", "MAE": "MeanAbsoluteError",
+             "MAPE": "MeanAbsolutePercentageError", "MSLE": "MeanSquaredLogarithmicError",
+             "bce": "BinaryCrossentropy", "BCE": "BinaryCrossentropy",
+             "log_cosh_error": "LogCoshError"}
+    for n, t in zip(names, theirs):
+        assert type(nn.metrics.get(n)).__name__ == kinds.get(n, getattr(t, "__name__", n))
+    rng = np.random.default_rng(0)
+    t = (rng.random((8, 2)) * 0.9 + 0.05).astype(np.float32)     # in (0, 1): BCE's range
+    p = (rng.random((8, 2)) * 0.9 + 0.05).astype(np.float32)
+    for n in kinds:
+        m = nn.metrics.get(n)
+        m.update_state(t, p)
+        ref = getattr(keras.metrics, kinds[n])()
+        ref.update_state(t, p)
+        np.testing.assert_allclose(float(m.result()),
+                                   float(keras.ops.convert_to_numpy(ref.result())), rtol=1e-5)
+
+
+def test_masked_sequence_metrics_count_the_real_steps_only(keras):
+    # the loss skipped the padded steps but the accuracy and MAE counted them
+    tokens = RNG.integers(1, 20, (32, 6))
+    tokens[:, 4:] = 0
+    tokens[::3, 2:] = 0
+
+    def classify(K):
+        i = K.Input((6,), dtype="int32")
+        e = K.layers.Embedding(20, 8, mask_zero=True)(i)
+        return K.Model(i, K.layers.Dense(3, activation="softmax")(e))
+
+    def regress(K):
+        i = K.Input((6,), dtype="int32")
+        e = K.layers.Embedding(20, 8, mask_zero=True)(i)
+        return K.Model(i, K.layers.Dense(2)(e))
+
+    theirs, ours = _twin_models(keras, classify, tokens, RNG.integers(0, 3, (32, 6)),
+                                "sparse_categorical_crossentropy", ["accuracy"])
+    _assert_same_logs(theirs, ours)
+    theirs, ours = _twin_models(keras, regress, tokens,
+                                RNG.standard_normal((32, 6, 2)).astype(np.float32), "mse",
+                                ["mae", "mse"])
+    _assert_same_logs(theirs, ours)
+
+
+def test_masked_metrics_take_per_sample_weights_over_the_steps():
+    # (Keras itself fails to broadcast (n,) weights against an (n, T) mask: checked by hand)
+    from wsekern.nn.models import compile_utils as cu
+    mask = np.array([[1, 1, 0], [1, 0, 0]], bool)
+    w = cu.masked_weights(mask, np.array([2.0, 3.0]))
+    np.testing.assert_array_equal(w, [[2, 2, 0], [3, 0, 0]])
+    m = nn.metrics.MeanAbsoluteError()
+    m.update_state(np.zeros((2, 3, 1)), np.array([[[1.], [2.], [100.]], [[4.], [100.], [9.]]]),
+                   sample_weight=w)
+    assert float(m.result()) == pytest.approx((2 * 1 + 2 * 2 + 3 * 4) / 7)
