@@ -203,3 +203,52 @@ def test_masked_metrics_take_per_sample_weights_over_the_steps():
     m.update_state(np.zeros((2, 3, 1)), np.array([[[1.], [2.], [100.]], [[4.], [100.], [9.]]]),
                    sample_weight=w)
     assert float(m.result()) == pytest.approx((2 * 1 + 2 * 2 + 3 * 4) / 7)
+
+
+@pytest.mark.parametrize("shape,region", [((128, 128, 128), (8, 8)), ((64, 96, 32), (4, 6)),
+                                          ((40, 40, 40), (5, 1)), ((16, 16, 16), (1, 4))])
+def test_summa_counts_every_broadcast_once_per_link(shape, region):
+    # SUMMA reported the wavelets of one row's and one column's broadcasts per step
+    # (2,048 sent and 100,352 wavelet-hops on 8 x 8: 49 hops per wavelet on rows of 8 PEs),
+    # and put (C-1)/C of a broadcast on each link. Reference: every step k, the PE in
+    # column k mod C of each row broadcasts its A tile along the row (a chain from the root
+    # both ways: each link once), the PE in row k mod R of each column its B tile.
+    import math
+
+    import wsekern
+    M, K, N = shape
+    R, C = region
+    rng = np.random.default_rng(0)
+    A = rng.random((M, K)).astype(np.float32)
+    B = rng.random((K, N)).astype(np.float32)
+    wafer = wsekern.Wafer(wsekern.WaferConfig.wse2())
+    _, report = wafer.matmul(A, B, region=region, mapping="summa", compute=False)
+    assert report.mapping == "summa"
+    steps = max(R, C)
+    vpw = wafer.config.values_per_dense_wavelet
+    a_wav = math.ceil(math.ceil(M / R) * math.ceil(K / steps) / vpw)
+    b_wav = math.ceil(math.ceil(K / steps) * math.ceil(N / C) / vpw)
+    links = np.zeros((R, C, 4))            # N, E, S, W
+    sent = 0
+    for k in range(steps):
+        s = k % C
+        for r in range(R):
+            sent += a_wav if C > 1 else 0
+            for c in range(C):
+                if c >= s and c < C - 1:
+                    links[r, c, 1] += a_wav
+                if c <= s and c > 0:
+                    links[r, c, 3] += a_wav
+        t = k % R
+        for c in range(C):
+            sent += b_wav if R > 1 else 0
+            for r in range(R):
+                if r >= t and r < R - 1:
+                    links[r, c, 2] += b_wav
+                if r <= t and r > 0:
+                    links[r, c, 0] += b_wav
+    r0, c0 = report.region[:2]
+    np.testing.assert_array_equal(report.link_wavelets[r0:r0 + R, c0:c0 + C], links)
+    assert report.wavelets_sent == sent
+    assert report.wavelet_hops == links.sum() == steps * (R * (C - 1) * a_wav
+                                                          + C * (R - 1) * b_wav)
