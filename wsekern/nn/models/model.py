@@ -159,6 +159,7 @@ class Model(Layer):
         metrics = cu.metrics_per_output(self._metrics_arg, names)
         weighted = cu.metrics_per_output(self._weighted_metrics_arg, names)
         outs = []
+        seen = {}                       # log keys so far: Keras's CompileMetrics.result names
         for name, loss, w, ms, wms in zip(names, losses, weights, metrics, weighted):
             loss = cu.get_loss(loss)
             if w is not None and not (isinstance(w, (int, float, np.floating, np.integer))
@@ -169,7 +170,15 @@ class Model(Layer):
             resolved = []
             for m, weighted_flag in [(m, False) for m in ms] + [(m, True) for m in wms]:
                 metric = cu.resolve_metric(m, loss)
-                resolved.append((prefix + metric.name, metric, weighted_flag))
+                key = prefix + metric.name
+                if key in seen and weighted_flag:   # metrics=["acc"], weighted_metrics=["acc"]
+                    key = prefix + "weighted_" + metric.name
+                if key in seen:                     # the same name again: key_1, key_2, ...
+                    seen[key] += 1
+                    key = f"{key}_{seen[key] - 1}"
+                else:
+                    seen[key] = 1
+                resolved.append((key, metric, weighted_flag))
             outs.append((name, loss, 1.0 if w is None else float(w), resolved))
         self._compiled_outputs = outs
         return outs
@@ -487,8 +496,10 @@ class Model(Layer):
                 validation_data = (cut(x, slice(split, None)),
                                    None if y is None else cut(y, slice(split, None)))
                 x, y = cut(x, slice(0, split)), None if y is None else cut(y, slice(0, split))
-                if sample_weight is not None:
-                    sample_weight = np.asarray(sample_weight)[:split]
+                if sample_weight is not None:      # Keras weighs the held-out part too
+                    sample_weight = np.asarray(sample_weight)
+                    validation_data += (sample_weight[split:],)
+                    sample_weight = sample_weight[:split]
             if len(leaves(x)[0]) == 0:
                 raise ValueError("no training samples (x is empty, or validation_split left "
                                  "none)")
