@@ -33,6 +33,7 @@ def _assert_same_logs(theirs, ours):
     for key in k_logs:
         np.testing.assert_allclose(w_logs[key], float(k_logs[key]), rtol=1e-4, atol=1e-6,
                                    err_msg=key)
+    for key in k_hist:                  # val_* too
         np.testing.assert_allclose(w_hist[key], k_hist[key], rtol=1e-3, atol=1e-5,
                                    err_msg=key)
 
