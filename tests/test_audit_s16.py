@@ -284,3 +284,17 @@ def test_a_weighted_metric_named_as_an_unweighted_one_keeps_both(keras):
     for key in theirs:
         np.testing.assert_allclose(ours[key], float(theirs[key]), rtol=1e-5, err_msg=key)
     assert ours["accuracy"] != ours["weighted_accuracy"]
+
+
+def test_calibrate_help_prints_usage_without_fitting(capsys):
+    # `python -m wsekern.wafer.calibrate --help` ran both fits (~seconds) and printed them;
+    # an unknown option was ignored
+    from wsekern.wafer import calibrate
+    with pytest.raises(SystemExit) as info:
+        calibrate.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: python -m wsekern.wafer.calibrate" in out and "fit on" not in out
+    with pytest.raises(SystemExit) as info:
+        calibrate.main(["--bogus"])
+    assert info.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
