@@ -298,3 +298,43 @@ def test_calibrate_help_prints_usage_without_fitting(capsys):
     with pytest.raises(SystemExit) as info:
         calibrate.main(["--bogus"])
     assert info.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def _two_outputs(K):
+    a = K.Input((10,), name="a")
+    b = K.Input((4,), name="b")
+    h = K.layers.concatenate([K.layers.Dense(5, activation="tanh", name="d1")(a), b])
+    return K.Model([a, b], [K.layers.Dense(3, activation="softmax", name="o1")(h),
+                            K.layers.Dense(1, name="o2")(h)])
+
+
+@pytest.mark.parametrize("build,compiled", [
+    (_two_outputs, dict(loss=["sparse_categorical_crossentropy", "mse"],
+                        metrics=[["accuracy"], ["mae"]], weighted_metrics=[["accuracy"], []])),
+    (_two_outputs, dict(loss={"o1": "sparse_categorical_crossentropy", "o2": "mse"},
+                        metrics={"o2": ["mae", "mse"]})),
+    (_mlp(3, "softmax"), dict(loss="sparse_categorical_crossentropy",
+                              metrics=["sparse_categorical_crossentropy", "accuracy"])),
+], ids=["two-lists", "two-dicts", "one"])
+def test_evaluate_lists_its_values_in_keras_order(build, compiled, keras):
+    # a two-output model's list was loss, o1_loss, o1_accuracy, o2_loss, ...; Keras gives
+    # loss, o1_loss, o2_loss, then the prefixed metrics sorted
+    rng = np.random.default_rng(5)
+    two = build is _two_outputs
+    x = [X[:8], rng.random((8, 4)).astype(np.float32)] if two else X[:8]
+    y = [LABELS[:8], rng.random((8, 1)).astype(np.float32)] if two else LABELS[:8]
+    sw = rng.random(8)
+    got = []
+    for K in (keras, nn):
+        keras.utils.set_random_seed(0)
+        model = build(K)
+        if K is nn:
+            model.set_weights(weights)
+        weights = model.get_weights()
+        model.compile(optimizer="sgd", **compiled)
+        got.append([model.evaluate(x, y, sample_weight=sw, verbose=0),
+                    model.test_on_batch(x, y, sample_weight=sw)])
+    theirs, ours = got
+    for k, w in zip(theirs, ours):
+        assert len(w) == len(k)
+        np.testing.assert_allclose(w, np.asarray(k, dtype=np.float64), rtol=1e-5)

@@ -413,13 +413,19 @@ class Model(Layer):
         return self._logs_as_returned(logs, return_dict)
 
     def _logs_as_returned(self, logs, return_dict):
-        """Keras's ``_flatten_metrics_in_order``: the dict as is, or its values in
-        ``metrics_names`` order then any other keys sorted; one value alone as a float
-        (``loss, acc = model.train_on_batch(...)`` unpacked the dict's keys before)."""
+        """The dict as is, or a list in the order of Keras's ``_flatten_metrics_in_order``
+        (one value alone as a float; ``loss, acc = model.train_on_batch(...)`` unpacked
+        the dict's keys before): the loss; the logs named as a compiled metric's own name
+        (so a multi-output model's "o1_accuracy" is not one of them); the outputs' losses;
+        then every other key, sorted."""
         if return_dict:
             return logs
-        names = [k for k in self.metrics_names if k in logs]
-        values = [logs[k] for k in names] + [logs[k] for k in sorted(logs) if k not in names]
+        outputs = self._compiled_outputs or []
+        order = ["loss"] + [m.name for _, _, _, ms in outputs for _, m, _ in ms]
+        if len(self.output_names) > 1:
+            order += [f"{name}_loss" for name, loss, _, _ in outputs if loss is not None]
+        values = ([logs[k] for k in order if k in logs]
+                  + [logs[k] for k in sorted(logs) if k not in order])
         return values[0] if len(values) == 1 else values
 
     def predict_on_batch(self, x):
