@@ -268,13 +268,14 @@ def test_a_weighted_metric_named_as_an_unweighted_one_keeps_both(keras):
     # metrics=["accuracy"], weighted_metrics=["accuracy"] logged one "accuracy": the
     # weighted value, the unweighted one lost
     sw = np.random.default_rng(4).random(32).astype(np.float32)
-    logs = []
+    logs, weights = [], None
     for K in (keras, nn):
         keras.utils.set_random_seed(0)
         model = _mlp(3, "softmax")(K)
         if K is nn:
             model.set_weights(weights)
-        weights = model.get_weights()
+        else:
+            weights = model.get_weights()
         model.compile(optimizer=K.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy", "accuracy"],
                       weighted_metrics=["accuracy", "accuracy"])
@@ -324,13 +325,14 @@ def test_evaluate_lists_its_values_in_keras_order(build, compiled, keras):
     x = [X[:8], rng.random((8, 4)).astype(np.float32)] if two else X[:8]
     y = [LABELS[:8], rng.random((8, 1)).astype(np.float32)] if two else LABELS[:8]
     sw = rng.random(8)
-    got = []
+    got, weights = [], None
     for K in (keras, nn):
         keras.utils.set_random_seed(0)
         model = build(K)
         if K is nn:
             model.set_weights(weights)
-        weights = model.get_weights()
+        else:
+            weights = model.get_weights()
         model.compile(optimizer="sgd", **compiled)
         got.append([model.evaluate(x, y, sample_weight=sw, verbose=0),
                     model.test_on_batch(x, y, sample_weight=sw)])
