@@ -56,7 +56,7 @@ def test_small_gpt_trains_as_pytorch_does():
     vx, vy = data.lm_windows(val_ids, c.context, 2 * B, seed=1)
     for s in range(steps):
         xb, yb = xs[s * B:(s + 1) * B], ys[s * B:(s + 1) * B].astype(np.int64)
-        ours_loss = ours.train_on_batch(xb, yb)["loss"]
+        ours_loss = ours.train_on_batch(xb, yb, return_dict=True)["loss"]
         opt.zero_grad()
         loss = _torch_loss(torch, theirs, c, xb, yb)
         loss.backward()
@@ -74,7 +74,7 @@ def test_benchmark_gpt_first_step_as_pytorch():
     c = gpt_config(tok.vocab_size)
     ours, theirs, opt = _pair(torch, c)
     xb, yb = data.lm_windows(train_ids, c.context, 32, seed=0)
-    ours_loss = ours.train_on_batch(xb, yb.astype(np.int64))["loss"]
+    ours_loss = ours.train_on_batch(xb, yb.astype(np.int64), return_dict=True)["loss"]
     loss = _torch_loss(torch, theirs, c, xb, yb)
     loss.backward()
     assert abs(ours_loss - float(loss)) < 1e-5

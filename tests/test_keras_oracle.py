@@ -75,7 +75,7 @@ def test_same_weights_as_keras_after_a_few_steps(build, optimizer):
                    loss="sparse_categorical_crossentropy")
     for step in range(5):
         batch = slice(8 * (step % 4), 8 * (step % 4) + 8)
-        a = ours.train_on_batch(x[batch], y[batch])
+        a = ours.train_on_batch(x[batch], y[batch], return_dict=True)
         b = theirs.train_on_batch(x[batch], y[batch], return_dict=True)
         assert a["loss"] == pytest.approx(float(b["loss"]), rel=1e-5, abs=1e-6)
     for name in names(ours):
@@ -136,7 +136,7 @@ def test_text_transformer_trains_like_keras():
                       loss="sparse_categorical_crossentropy")
     for step in range(3):
         batch = slice(8 * step, 8 * step + 8)
-        a = ours.train_on_batch(x[batch], y[batch])
+        a = ours.train_on_batch(x[batch], y[batch], return_dict=True)
         b = theirs.train_on_batch(x[batch], y[batch], return_dict=True)
         assert a["loss"] == pytest.approx(float(b["loss"]), rel=1e-5, abs=1e-6)
     for w, v in zip(ours.get_weights(), theirs.get_weights()):

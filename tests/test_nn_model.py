@@ -321,9 +321,9 @@ def test_train_on_batch_sees_what_changed_since_the_last_step():
     model.train_on_batch(x, y)
     assert not all(np.array_equal(a, b) for a, b in zip(kept, first.get_weights()))
     # a regulariser added between steps is in the next step's loss
-    loss_now = model.test_on_batch(x, y)["loss"]
+    loss_now = model.test_on_batch(x, y, return_dict=True)["loss"]
     second.kernel.regularizer = lambda w: (w * w).sum() * 100.0
-    with_reg = model.train_on_batch(x, y)["loss"]
+    with_reg = model.train_on_batch(x, y, return_dict=True)["loss"]
     assert with_reg > loss_now + 1.0
     # a step that raises leaves no walk behind
     model.train_step = lambda data: (_ for _ in ()).throw(RuntimeError("boom"))

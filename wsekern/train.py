@@ -165,7 +165,8 @@ def train_transformer(text=None, layers_=2, d_model=128, heads=4, context=64, ba
         for step in range(steps):
             t0 = time.perf_counter()
             logs = model.train_on_batch(xs[step * batch_size:(step + 1) * batch_size],
-                                        ys[step * batch_size:(step + 1) * batch_size])
+                                        ys[step * batch_size:(step + 1) * batch_size],
+                                        return_dict=True)
             cpu += time.perf_counter() - t0
             seen += batch_size * context
             progress.update()

@@ -121,6 +121,9 @@ class Loss:
         mask = getattr(y_pred, "_keras_mask", None)
         y_pred = as_tensor(y_pred)
         values = self.call(y_true, y_pred)
+        own = getattr(values, "_keras_mask", None)      # ignore_class's labels
+        if own is not None:
+            mask = own if mask is None else np.logical_and(getattr(mask, "data", mask), own)
         return reduce_weighted_values(values, sample_weight, self.reduction, mask=mask)
 
     def call(self, y_true, y_pred):
@@ -319,7 +322,11 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
         y = np.where(ignored, 0, y)
     y = _labels(y, p.shape[-1]).reshape(p.shape[:-1])
     out = _categorical(y_pred, y, from_logits, sparse=True)
-    return out if ignored is None else where(~ignored, out, 0.0)
+    if ignored is None:
+        return out
+    out = where(~ignored, out, 0.0)
+    out._keras_mask = ~ignored      # as Keras: a mean is over the labels not ignored
+    return out
 
 
 def _categorical(y_pred, y, from_logits, sparse):

@@ -597,6 +597,9 @@ _NAMES = {
     "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
     "msle": MeanSquaredLogarithmicError, "root_mean_squared_error": RootMeanSquaredError,
     "rmse": RootMeanSquaredError, "logcosh": LogCoshError, "log_cosh": LogCoshError,
+    "log_cosh_error": LogCoshError, "MSE": MeanSquaredError, "MAE": MeanAbsoluteError,
+    "MAPE": MeanAbsolutePercentageError, "MSLE": MeanSquaredLogarithmicError,
+    "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy,
     "kl_divergence": KLDivergence, "kld": KLDivergence, "poisson": Poisson, "hinge": Hinge,
     "squared_hinge": SquaredHinge, "categorical_hinge": CategoricalHinge,
     "cosine_similarity": CosineSimilarity, "binary_crossentropy": BinaryCrossentropy,
@@ -614,7 +617,7 @@ def get(identifier):
         if name in _NAMES:
             return _NAMES[name](name=name)
         if name in _CLASSES and name != "MeanMetricWrapper":
-            return _CLASSES[name]()
+            return _CLASSES[name](name=name)        # Keras logs a string as given: "AUC"
         return None
     return registry.resolve(identifier, Metric, "metric", by_name=by_name,
                             deserialize=deserialize, from_callable=MeanMetricWrapper,

@@ -1065,6 +1065,25 @@ def resident(A, B, config, region, *, what="matmul"):
         mapping="resident", dtype=config.dtype, fmac_per_cycle=config.fmacs)
 
 
+def _summa_links(R, C, steps, a_wav, b_wav):
+    """Wavelets each PE sends N, E, S, W over SUMMA's steps: at step k the A tile of PE
+    column k mod C is broadcast along every PE row (east of the source and west of it, so
+    each of a row's C - 1 links carries it once) and the B tile of PE row k mod R down
+    every PE column likewise. Every step, R sources inject ``a_wav`` and C inject ``b_wav``
+    (none along a dimension of one PE)."""
+    links = np.zeros((R, C, 4))
+    src_c = np.bincount(np.arange(steps) % C, minlength=C)     # steps rooted at column c
+    src_r = np.bincount(np.arange(steps) % R, minlength=R)
+    east = np.cumsum(src_c)                  # sources at or west of c: their wave goes east
+    west = np.cumsum(src_c[::-1])[::-1]      # sources at or east of c: it goes west
+    south, north = np.cumsum(src_r), np.cumsum(src_r[::-1])[::-1]
+    links[:, :C - 1, 1] = a_wav * east[:C - 1]
+    links[:, 1:, 3] = a_wav * west[1:]
+    links[:R - 1, :, 2] = b_wav * south[:R - 1, None]
+    links[1:, :, 0] = b_wav * north[1:, None]
+    return links
+
+
 def summa(A, B, config, region, *, what="matmul"):
     """Dense A (M x K) @ B (K x N) on an R x C grid, SUMMA-style in max(R, C) steps."""
     r0, c0, R, C = region
@@ -1095,9 +1114,7 @@ def summa(A, B, config, region, *, what="matmul"):
     lower = start + steps * max(t_comp, t_comm) + lat
     upper = start + steps * (4 * config.task_switch_cycles + t_comp + t_comm + lat) + lat
     macs = M * K * N
-    links = np.zeros((R, C, 4))
-    links[:, :C - 1, 1] = a_wav * steps * (C - 1) / max(C, 1)
-    links[:R - 1, :, 2] = b_wav * steps * (R - 1) / max(R, 1)
+    links = _summa_links(R, C, steps, a_wav, b_wav)
     terms = {"compute": steps * t_comp, "fabric": steps * t_comm,
              "latency": steps * (step - max(t_comp, t_comm)) + lat}
     energy = _energy(config, macs, macs * 3 * elem, float(links.sum()), R * C, est)
@@ -1109,7 +1126,8 @@ def summa(A, B, config, region, *, what="matmul"):
         busy_cycles=_wafer_array(config, region, steps * t_comp),
         sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
         link_wavelets=_wafer_array(config, region, links, (4,)),
-        wavelets_sent=int(steps * (a_wav + b_wav)), energy_joules=energy,
+        wavelets_sent=int(steps * (R * a_wav * (C > 1) + C * b_wav * (R > 1))),
+        energy_joules=energy,
         bottleneck=max(terms, key=terms.get), region=tuple(int(v) for v in region),
         mapping="summa", dtype=config.dtype, fmac_per_cycle=fmac, details={"terms": terms})
 

@@ -48,7 +48,14 @@ def _errors(rows, config):
                      for r in rows])
 
 
-def main():
+def main(argv=None):
+    import argparse
+    argparse.ArgumentParser(
+        prog="python -m wsekern.wafer.calibrate",
+        description="Refit WaferConfig's instruction-level constants to the WSE-3 rows "
+                    "(wsekern/wafer/data/) and print both fits: on the 1-wide rows alone "
+                    "(and its error on the rows it did not see), and on every row.").parse_args(
+        argv)     # --help printed nothing and ran the fit; an unknown option was ignored
     data = hardware.rows()
     seen = [r for r in data if one_wide(r)]
     unseen = [r for r in data if not one_wide(r)]

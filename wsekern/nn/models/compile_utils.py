@@ -87,9 +87,6 @@ def _squared_error(y_true, y_pred):
 
 _ERRORS = {"mae": _abs_error, "mean_absolute_error": _abs_error, "mse": _squared_error,
            "mean_squared_error": _squared_error}
-_ACCURACY_BY_LOSS = {"sparse_categorical_crossentropy": "sparse_categorical_accuracy",
-                     "categorical_crossentropy": "categorical_accuracy",
-                     "binary_crossentropy": "binary_accuracy"}
 _ACCURACY_KINDS = {"sparse_categorical_accuracy": "sparse", "categorical_accuracy": "categorical",
                    "binary_accuracy": "binary"}
 
@@ -98,13 +95,41 @@ def loss_name(loss):
     return getattr(loss, "name", None) or getattr(loss, "__name__", None) or "custom"
 
 
+def _accuracy_kind(y_true, y_pred):
+    """Keras 3's choice for 'accuracy' (``is_binary_or_sparse_categorical``), from the
+    shapes, whatever the loss: one output column -> binary; labels of lower rank, or one
+    label column against several outputs -> sparse categorical; else categorical."""
+    t, p = np.shape(y_true), np.shape(y_pred)
+    if p[-1:] == (1,):
+        return "binary"
+    if len(t) < len(p) or (t[-1:] == (1,) and p[-1:] != (1,)):
+        return "sparse"
+    return "categorical"
+
+
+def _shape_accuracy(module):
+    """'accuracy' as a per-sample function that picks its kind by the shapes on each call
+    (they are fixed per output): the loss named in compile does not decide it in Keras 3,
+    so an MSE or hinge model with a (n, 1) output gets binary accuracy, not argmax of one
+    column (always 0), and one-hot targets under a KL loss no longer fail to broadcast."""
+    fns = {"binary": module.binary_accuracy, "sparse": module.sparse_categorical_accuracy,
+           "categorical": module.categorical_accuracy}
+
+    def accuracy(y_true, y_pred):
+        return fns[_accuracy_kind(y_true, y_pred)](y_true, y_pred)
+    return accuracy
+
+
 def resolve_metric(identifier, loss):
-    """A metric object for ``identifier``; 'accuracy'/'acc' follows the loss, as Keras does
-    (sparse CE -> sparse_categorical_accuracy, CE -> categorical, BCE -> binary)."""
+    """A metric object for ``identifier``; 'accuracy'/'acc' is binary, sparse categorical
+    or categorical accuracy by the shapes of the targets and predictions, as in Keras 3."""
     display = identifier if isinstance(identifier, str) else None
-    if identifier in ("accuracy", "acc"):
-        identifier = _ACCURACY_BY_LOSS.get(loss_name(loss), "sparse_categorical_accuracy")
     module = _metrics_module()
+    if identifier in ("accuracy", "acc"):
+        if module is None:
+            return FunctionMetric(lambda t, p: _accuracy_fn(_accuracy_kind(t, p))(t, p),
+                                  display)
+        return module.MeanMetricWrapper(_shape_accuracy(module), name=display)
     if module is not None:
         metric = module.get(identifier)
         if display is not None and display in ("accuracy", "acc"):
@@ -120,6 +145,23 @@ def resolve_metric(identifier, loss):
     raise ValueError(f"unknown metric {identifier!r}; available: 'accuracy', "
                      f"{sorted(_ACCURACY_KINDS)} or a function fn(y_true, y_pred) returning "
                      f"per-sample values")
+
+
+def takes_mask(metric):
+    """Keras's MeanMetricWrapper (accuracy, the errors, ...) weights its per-step values by
+    the predictions' mask; the confusion metrics and custom Metric classes see no mask."""
+    module = _metrics_module()
+    return module is not None and isinstance(metric, module.MeanMetricWrapper)
+
+
+def masked_weights(mask, sample_weight):
+    """The mask as metric weights (padded steps 0), times per-sample weights broadcast over
+    the steps: a mean is then over the real steps only, as in Keras."""
+    m = np.asarray(getattr(mask, "data", mask), dtype=np.float64)
+    if sample_weight is None:
+        return m
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    return sw.reshape(sw.shape + (1,) * (m.ndim - sw.ndim)) * m if sw.ndim < m.ndim else sw * m
 
 
 def per_output(value, output_names, what):

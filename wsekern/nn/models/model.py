@@ -159,6 +159,7 @@ class Model(Layer):
         metrics = cu.metrics_per_output(self._metrics_arg, names)
         weighted = cu.metrics_per_output(self._weighted_metrics_arg, names)
         outs = []
+        seen = {}                       # log keys so far: Keras's CompileMetrics.result names
         for name, loss, w, ms, wms in zip(names, losses, weights, metrics, weighted):
             loss = cu.get_loss(loss)
             if w is not None and not (isinstance(w, (int, float, np.floating, np.integer))
@@ -169,7 +170,15 @@ class Model(Layer):
             resolved = []
             for m, weighted_flag in [(m, False) for m in ms] + [(m, True) for m in wms]:
                 metric = cu.resolve_metric(m, loss)
-                resolved.append((prefix + metric.name, metric, weighted_flag))
+                key = prefix + metric.name
+                if key in seen and weighted_flag:   # metrics=["acc"], weighted_metrics=["acc"]
+                    key = prefix + "weighted_" + metric.name
+                if key in seen:                     # the same name again: key_1, key_2, ...
+                    seen[key] += 1
+                    key = f"{key}_{seen[key] - 1}"
+                else:
+                    seen[key] = 1
+                resolved.append((key, metric, weighted_flag))
             outs.append((name, loss, 1.0 if w is None else float(w), resolved))
         self._compiled_outputs = outs
         return outs
@@ -264,9 +273,12 @@ class Model(Layer):
             if target is None:
                 continue
             pred = out.data if isinstance(out, Tensor) else np.asarray(out)
+            mask = getattr(out, "_keras_mask", None)
             for _, metric, weighted in ms:
-                metric.update_state(np.asarray(target), pred,
-                                    sample_weight=sample_weight if weighted else None)
+                sw = sample_weight if weighted else None
+                if mask is not None and cu.takes_mask(metric):
+                    sw = cu.masked_weights(mask, sw)
+                metric.update_state(np.asarray(target), pred, sample_weight=sw)
         return self.get_metrics_result()
 
     def get_metrics_result(self):
@@ -362,8 +374,9 @@ class Model(Layer):
         return self(x, training=False)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
-                       return_dict=True):
-        """One optimizer step; returns the batch's logs (loss and metrics)."""
+                       return_dict=False):
+        """One optimizer step; returns the batch's loss and metrics as Keras does: a float,
+        a list in ``metrics_names`` order, or the logs dict with ``return_dict=True``."""
         self._check_compiled()
         x = self._checked_x(x)
         self._ensure_built(x)
@@ -389,13 +402,31 @@ class Model(Layer):
             costing = self.strategy.cost_seconds - costing
         self._cpu_seconds += time.perf_counter() - start - costing
         self._cpu_samples += _batch_size(x)
-        return _floats(logs)
+        return self._logs_as_returned(_floats(logs), return_dict)
 
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=True):
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """The batch's loss and metrics, returned as by ``train_on_batch``."""
         self._check_compiled()
         x = self._checked_x(x)
         self.reset_metrics()
-        return _floats(self.test_step((x, as_arrays(y), sample_weight)))
+        logs = _floats(self.test_step((x, as_arrays(y), sample_weight)))
+        return self._logs_as_returned(logs, return_dict)
+
+    def _logs_as_returned(self, logs, return_dict):
+        """The dict as is, or a list in the order of Keras's ``_flatten_metrics_in_order``
+        (one value alone as a float; ``loss, acc = model.train_on_batch(...)`` unpacked
+        the dict's keys before): the loss; the logs named as a compiled metric's own name
+        (so a multi-output model's "o1_accuracy" is not one of them); the outputs' losses;
+        then every other key, sorted."""
+        if return_dict:
+            return logs
+        outputs = self._compiled_outputs or []
+        order = ["loss"] + [m.name for _, _, _, ms in outputs for _, m, _ in ms]
+        if len(self.output_names) > 1:
+            order += [f"{name}_loss" for name, loss, _, _ in outputs if loss is not None]
+        values = ([logs[k] for k in order if k in logs]
+                  + [logs[k] for k in sorted(logs) if k not in order])
+        return values[0] if len(values) == 1 else values
 
     def predict_on_batch(self, x):
         return _to_numpy(self.predict_step((self._checked_x(x), None, None)))
@@ -471,8 +502,10 @@ class Model(Layer):
                 validation_data = (cut(x, slice(split, None)),
                                    None if y is None else cut(y, slice(split, None)))
                 x, y = cut(x, slice(0, split)), None if y is None else cut(y, slice(0, split))
-                if sample_weight is not None:
-                    sample_weight = np.asarray(sample_weight)[:split]
+                if sample_weight is not None:      # Keras weighs the held-out part too
+                    sample_weight = np.asarray(sample_weight)
+                    validation_data += (sample_weight[split:],)
+                    sample_weight = sample_weight[:split]
             if len(leaves(x)[0]) == 0:
                 raise ValueError("no training samples (x is empty, or validation_split left "
                                  "none)")
@@ -593,10 +626,7 @@ class Model(Layer):
         logs = self._run_evaluation(batches, callbacks_)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-        if return_dict:
-            return logs
-        values = [logs[k] for k in self.metrics_names if k in logs]
-        return values[0] if len(values) == 1 else values
+        return self._logs_as_returned(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """The model's outputs on ``x`` as NumPy arrays (the outputs' structure)."""
