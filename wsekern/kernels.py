@@ -403,6 +403,14 @@ TILE_BYTES = {"baseline": 8 * 16, "avx2": 8 * 32, "avx512": 8 * 64}
 # kernel alone 1.03-1.10x as fast at 1024^2 x 256 and x 512, 90 % zeros (C harness,
 # interleaved, best of 7-11; the same sums: every column stays in an 8x1 tile). The AVX2 and
 # AVX-512 paths keep 1/4 (not measured at 1/8; their wider tiles set the block there).
+# fp64 on the baseline (1024^2 x 256, 90 % zeros) stays at 1.7-1.9x SciPy on Zen 4, held by
+# two limits at once (s16, C harness, the kernel alone): Zen 4 issued about 2 load-type
+# operations a cycle in this loop, and the 8x1 tile issues 13 per nonzero (8 X pieces, the
+# weight, 2 indices, 2 prefetches) for 16 multiply-adds (6.5 cycles, the same whether X
+# sits in L1 or L2); and every multiply-add reads 8 bytes of X from L2 (the block does not
+# fit L1), at 20-24 bytes a cycle. A 12x1 tile on a prepared copy of W (weights stored
+# twice, offsets precomputed: 18 loads for 24) was 7-8 % faster with X in L1 but within 3 %
+# with X in L2; a leaner-load 8x1 and a prefetching block copy, within 2 %.
 L2_SHARE = {"baseline": 8, "avx2": 4, "avx512": 4}
 
 
