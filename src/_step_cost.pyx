@@ -6,7 +6,7 @@ the stream each PE column receives. Built with -ffp-contract=off: every float is
 NumPy's expressions give."""
 import numpy as np
 
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, fabs, isnan
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
@@ -85,7 +85,8 @@ cdef extern from *:
     __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
     static wsk_step_fig wsk_step_blocks_avx512(Py_ssize_t R, Py_ssize_t b,
             const double* t_dense, const int8_t* choice, const int64_t* sw, double A,
-            double A_task, double scalar, const void* dense, const void* comp, int wide)
+            double A_task, double scalar, const void* dense, const void* comp, int wide,
+            int nan_seen)
     {
         wsk_step_fig f;
         const __m512d vA = _mm512_set1_pd(A), vAt = _mm512_set1_pd(A_task);
@@ -104,8 +105,9 @@ cdef extern from *:
             const __mmask8 uc = (_mm512_cmpeq_epi64_mask(ch, one)
                                  | (_mm512_cmpeq_epi64_mask(ch, two) & race)) & m;
             any |= uc;
-            bad |= (_mm512_cmp_pd_mask(ct, ct, _CMP_UNORD_Q)
-                    | _mm512_cmp_pd_mask(td, td, _CMP_UNORD_Q)) & m;
+            if (nan_seen)       /* else the caller has shown that no ct or td is NaN */
+                bad |= (_mm512_cmp_pd_mask(ct, ct, _CMP_UNORD_Q)
+                        | _mm512_cmp_pd_mask(td, td, _CMP_UNORD_Q)) & m;
             cmax = _mm512_max_pd(cmax, _mm512_maskz_mov_pd(uc, ct));
             tm = _mm512_max_pd(tm, _mm512_mask_mov_pd(ninf, m & (__mmask8)~uc, td));
             __m512i d, c;
@@ -154,7 +156,8 @@ cdef extern from *:
     #define WSK_STEP_AVX512 0
     static wsk_step_fig wsk_step_blocks_avx512(Py_ssize_t R, Py_ssize_t b,
             const double* t_dense, const int8_t* choice, const int64_t* sw, double A,
-            double A_task, double scalar, const void* dense, const void* comp, int wide)
+            double A_task, double scalar, const void* dense, const void* comp, int wide,
+            int nan_seen)
     {
         wsk_step_fig f; f.ok = 0; return f;
     }
@@ -176,7 +179,7 @@ cdef extern from *:
     wsk_step_fig wsk_step_blocks_avx512(Py_ssize_t R, Py_ssize_t b, const double* t_dense,
                                         const int8_t* choice, const int64_t* sw, double A,
                                         double A_task, double scalar, const void* dense,
-                                        const void* comp, int wide) noexcept nogil
+                                        const void* comp, int wide, int nan_seen) noexcept nogil
     int wsk_step_avx512_runs() noexcept nogil
     void wsk_table_row_avx512(Py_ssize_t R, const uint8_t* row, int64_t a,
                               int64_t* sw) noexcept nogil
@@ -482,6 +485,14 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             sb_p = &sb[0]
     cdef const void* dense_c
     cdef const void* comp_c
+    # a block's compressed time (A * task + scalar * sw, A and sw integers below 2**63)
+    # can be NaN only where the task or the scalar cycles are NaN, or so large that both
+    # terms could overflow (inf - inf); its dense time where t_dense holds a NaN: else the
+    # lanes need not look for one
+    cdef int nan_seen = not (fabs(task) <= 1e250 and fabs(scalar) <= 1e250)
+    for r in range(R):
+        if isnan(t_dense[r]):
+            nan_seen = 1
     cdef bint has_dead = dead is not None
     if has_dead:
         if not (isinstance(dead, tuple) and len(dead) == 4):
@@ -557,7 +568,8 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                 vfig.ok = 0
                 if _use_avx512:
                     vfig = wsk_step_blocks_avx512(R, c * R, &t_dense[0], &choice[0], sw,
-                                                  A, A_task, scalar, dense_c, comp_c, wide)
+                                                  A, A_task, scalar, dense_c, comp_c, wide,
+                                                  nan_seen)
                 if vfig.ok:
                     cmax, tm, sram_c, comp_col = vfig.cmax, vfig.tm, vfig.sram, vfig.comp != 0
                 else:
