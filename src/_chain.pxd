@@ -1,6 +1,7 @@
 # The max-plus recurrence of one reduction chain over its rounds (src/_pipeline.pyx's
 # grid_pipeline), shared by the kernels that feed it: grid_pipeline walks given arrays,
 # _screen.ws_pipeline makes each chain's work as it goes (header-only, inlined).
+from libc.math cimport fabs, floor
 from libc.stdlib cimport free, malloc
 
 
@@ -18,13 +19,13 @@ cdef extern from "wsk_chain.h" nogil:
                           double f, long Lg, Py_ssize_t P, Py_ssize_t N, double hop,
                           double ramp, double lat, double launch, double task,
                           double cushion, double done, double* E, double* free1,
-                          double* free2, double* free_, double* hist)
+                          double* free2, double* free_, double* hist, int exact)
     double wsk_chain_cols_avx512(const char* work, Py_ssize_t w_sn, const char* first,
                                  Py_ssize_t a_sn, const char* last, Py_ssize_t b_sn,
                                  int shifted, double f, long Lg, Py_ssize_t P, Py_ssize_t N,
                                  double hop, double ramp, double lat, double launch,
                                  double task, double cushion, double done, double* E,
-                                 double* free1, double* free2, double* free_, double* hist)
+                                 double* free1, double* free2, double* free_, double* hist, int exact)
 
 cdef inline int check_chain_args(str caller, const long[:] L, double cushion) except -1:
     # the recurrence reads hist[n - (cushion + 1) / L] unchecked: cushion below 0 (or NaN)
@@ -60,11 +61,34 @@ cdef inline double chain_rounds(const char* work, Py_ssize_t w_sc, Py_ssize_t w_
                             free2, free, hist)
 
 
+cdef inline bint whole_number(double v) noexcept nogil:
+    # a whole number well inside float64's exact integers (NaN and the infinities are not)
+    return v == floor(v) and fabs(v) <= 4503599627370496.0        # 2**52
+
+
+cdef inline bint chain_exact(Py_ssize_t N, Py_ssize_t P, double inputs, double f, long Lg,
+                             double hop, double ramp, double lat, double launch,
+                             double task) noexcept nogil:
+    """Whether every value the chain's recurrence makes over N rounds of P positions is a
+    whole number below 2**52 in magnitude (so every sum it takes is exact: wsk_chain.h's
+    ``exact``), given that its work, first and last are whole numbers of magnitude at most
+    ``inputs`` (the caller's bound; negative: not known to be whole). Each value is the
+    largest of sums along paths through the recurrence: at most 8 nodes per round and
+    position, 3 terms each, every term a constant here or an input."""
+    if not inputs >= 0 or Lg < 0 or P >= 2147483647 or not (whole_number(f) and whole_number(hop) and whole_number(ramp)
+                                         and whole_number(lat) and whole_number(launch) and whole_number(task)):
+        return False
+    cdef double m = dmax(dmax(dmax(inputs, fabs(f)), dmax(fabs(hop), fabs(ramp))),
+                         dmax(dmax(fabs(lat), fabs(launch)), dmax(fabs(task), <double> Lg)))
+    m = dmax(m, 1.0)
+    return 32.0 * (<double> N + 2) * (<double> P + 2) * m <= 1125899906842624.0   # 2**50
+
+
 cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::1] work,
                                  const double[:, ::1] first, const double[:, ::1] last,
                                  bint shifted, double f, double hop, double ramp, double lat,
                                  double launch, double task, double cushion,
-                                 bint avx512=False) except? -1.0:
+                                 bint avx512=False, double inputs=-1.0) except? -1.0:
     """:func:`chain_rounds` on one chain whose positions are the columns of samples-major
     (N x C) work, first and last (the step kernels' ``pipeline=`` option): the last round's
     completion, 0.0 when there is none. ``L`` must hold one entry. With ``avx512`` (the
@@ -79,6 +103,8 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
     if C == 0 or N == 0:
         return done
     # not zeroed: the recurrence writes each scratch value before it reads it
+    cdef int exact = chain_exact(N, C, inputs, f if shifted else 0.0, L[0], hop, ramp, lat,
+                                 launch, task)
     cdef double* E = <double*> malloc((5 * C + N * C) * sizeof(double))
     if E == NULL:
         raise MemoryError(f"{caller}: the chain's scratch of {5 * C + N * C} floats")
@@ -90,12 +116,12 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
                 <const char*> &work[0, 0], work.strides[0], <const char*> &first[0, 0],
                 first.strides[0], <const char*> &last[0, 0], last.strides[0], shifted, f,
                 L[0], C, N, hop, ramp, lat, launch, task, cushion, done, E, E + 2 * C,
-                E + 3 * C, E + 4 * C, E + 5 * C)
+                E + 3 * C, E + 4 * C, E + 5 * C, exact)
         else:
             done = wsk_chain_cols(
                 <const char*> &work[0, 0], work.strides[0], <const char*> &first[0, 0],
                 first.strides[0], <const char*> &last[0, 0], last.strides[0], shifted, f,
                 L[0], C, N, hop, ramp, lat, launch, task, cushion, done, E, E + 2 * C,
-                E + 3 * C, E + 4 * C, E + 5 * C)
+                E + 3 * C, E + 4 * C, E + 5 * C, exact)
     free(E)
     return done

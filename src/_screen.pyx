@@ -9,11 +9,11 @@ Each float is the NumPy expression's: one rounded operation at a time, in its or
 extension is built with -ffp-contract=off, so no multiply-add is fused).
 """
 import numpy as np
-from libc.math cimport INFINITY, ceil
+from libc.math cimport INFINITY, ceil, fabs
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
-from _chain cimport chain_columns, chain_rounds, check_chain_args
+from _chain cimport chain_columns, chain_rounds, check_chain_args, whole_number
 from _stream cimport (check_wpv, wsk_dense_samples, wsk_dense_samples_avx512,
                      wsk_stream_avx512_runs, wsk_x_column, wsk_x_column_avx512,
                      wsk_x_kmajor)
@@ -109,9 +109,17 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     if pipeline is None:
         return work_a, first_a, last_a, int(a_max), int(v_max)
     L_, hop, ramp, lat, launch, task, cushion = pipeline
+    # where tmax, eos, dt and fill are whole numbers, so are work (a * tmax + eos, a <= K)
+    # and first and last (V * dt - v * dt + fill, V <= N (K wpv + 1)): bounded, the chain
+    # takes its exact scan (src/wsk_chain.h; the same floats)
+    cdef double inputs = -1.0
+    if whole_number(tmax) and whole_number(eos) and whole_number(dt) and whole_number(fill):
+        inputs = max(<double> K * fabs(tmax) + fabs(eos),
+                     2.0 * <double> N * (<double> K * <double> wpv + 1.0) * fabs(dt)
+                     + fabs(fill))
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
-                                     ramp, lat, launch, task, cushion, _use_avx512)
+                                     ramp, lat, launch, task, cushion, _use_avx512, inputs)
     return work_a, first_a, last_a, int(a_max), int(v_max), float(done)
 
 

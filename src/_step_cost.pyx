@@ -6,7 +6,7 @@ the stream each PE column receives. Built with -ffp-contract=off: every float is
 NumPy's expressions give."""
 import numpy as np
 
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, fabs, isnan
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
@@ -36,7 +36,8 @@ cdef inline ColumnFigures _column_blocks(Py_ssize_t R, Py_ssize_t b, const doubl
                                          const void* comp, bint wide) noexcept nogil:
     """A PE column's R blocks b .. b + R - 1 in r order: each block's format for A
     activations and its scalar work ``sw[r]`` (none when ``sw`` is NULL), the block totals
-    ``dense`` and ``comp`` int64 when ``wide``, else int32. A block's format picks its
+    ``dense`` and ``comp`` int64 when ``wide``, else int32 (NULL: not read, the SRAM
+    figure 0: the caller knows the column cannot raise the step's). A block's format picks its
     figures by index (two-entry arrays), not by a branch: the format is a coin toss to the
     branch predictor."""
     cdef ColumnFigures f
@@ -55,6 +56,8 @@ cdef inline ColumnFigures _column_blocks(Py_ssize_t R, Py_ssize_t b, const doubl
         f.cmax = dmax(f.cmax, pick_d[use_comp])
         pick_d[0], pick_d[1] = td, -INFINITY
         f.tm = dmax(f.tm, pick_d[use_comp])
+        if dense == NULL:
+            continue
         if wide:
             pick_i[0] = (<const int64_t*> dense)[b + r]
             pick_i[1] = (<const int64_t*> comp)[b + r]
@@ -82,7 +85,8 @@ cdef extern from *:
     __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
     static wsk_step_fig wsk_step_blocks_avx512(Py_ssize_t R, Py_ssize_t b,
             const double* t_dense, const int8_t* choice, const int64_t* sw, double A,
-            double A_task, double scalar, const void* dense, const void* comp, int wide)
+            double A_task, double scalar, const void* dense, const void* comp, int wide,
+            int nan_seen)
     {
         wsk_step_fig f;
         const __m512d vA = _mm512_set1_pd(A), vAt = _mm512_set1_pd(A_task);
@@ -101,11 +105,14 @@ cdef extern from *:
             const __mmask8 uc = (_mm512_cmpeq_epi64_mask(ch, one)
                                  | (_mm512_cmpeq_epi64_mask(ch, two) & race)) & m;
             any |= uc;
-            bad |= (_mm512_cmp_pd_mask(ct, ct, _CMP_UNORD_Q)
-                    | _mm512_cmp_pd_mask(td, td, _CMP_UNORD_Q)) & m;
+            if (nan_seen)       /* else the caller has shown that no ct or td is NaN */
+                bad |= (_mm512_cmp_pd_mask(ct, ct, _CMP_UNORD_Q)
+                        | _mm512_cmp_pd_mask(td, td, _CMP_UNORD_Q)) & m;
             cmax = _mm512_max_pd(cmax, _mm512_maskz_mov_pd(uc, ct));
             tm = _mm512_max_pd(tm, _mm512_mask_mov_pd(ninf, m & (__mmask8)~uc, td));
             __m512i d, c;
+            if (!dense)         /* not read: the caller knows the column's bound */
+                continue;
             if (wide) {
                 d = _mm512_maskz_loadu_epi64(m, (const int64_t*)dense + b + r);
                 c = _mm512_maskz_loadu_epi64(m, (const int64_t*)comp + b + r);
@@ -149,7 +156,8 @@ cdef extern from *:
     #define WSK_STEP_AVX512 0
     static wsk_step_fig wsk_step_blocks_avx512(Py_ssize_t R, Py_ssize_t b,
             const double* t_dense, const int8_t* choice, const int64_t* sw, double A,
-            double A_task, double scalar, const void* dense, const void* comp, int wide)
+            double A_task, double scalar, const void* dense, const void* comp, int wide,
+            int nan_seen)
     {
         wsk_step_fig f; f.ok = 0; return f;
     }
@@ -171,7 +179,7 @@ cdef extern from *:
     wsk_step_fig wsk_step_blocks_avx512(Py_ssize_t R, Py_ssize_t b, const double* t_dense,
                                         const int8_t* choice, const int64_t* sw, double A,
                                         double A_task, double scalar, const void* dense,
-                                        const void* comp, int wide) noexcept nogil
+                                        const void* comp, int wide, int nan_seen) noexcept nogil
     int wsk_step_avx512_runs() noexcept nogil
     void wsk_table_row_avx512(Py_ssize_t R, const uint8_t* row, int64_t a,
                               int64_t* sw) noexcept nogil
@@ -364,7 +372,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                     const int32_t[::1] s_data, const double[::1] t_dense,
                     const int8_t[::1] choice, comp_total, dense_total, double task,
                     double scalar, double eos, long wpv, double dt, bint check=True,
-                    pipeline=None, dead=None, packed=None, table=None):
+                    pipeline=None, dead=None, packed=None, table=None, sram_bound=None):
     """:func:`ws_step_stream`'s step, PE column by PE column: the same figures (work,
     first, last, busy, v_max, sram, any_comp; not the per-block products), from W's
     structure laid out by column: the block arrays ``choice``, ``comp_total`` and
@@ -399,7 +407,13 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     C-contiguous; :func:`ws_table`): on the AVX-512 path (:func:`use_simd_path`) a
     column k's scalar work is then added to its R blocks 8 at a time (the same integer
     sums), instead of entry by entry; elsewhere it is not read. ``check`` compares it with
-    ``s_rows`` and ``s_data``."""
+    ``s_rows`` and ``s_data``.
+
+    ``sram_bound`` = per PE column, the largest of its blocks' ``comp_total`` and
+    ``dense_total`` (int64, C entries): a column whose bound the step's SRAM peak so far
+    already reaches cannot raise it, and its blocks' totals are not read (the memory a
+    step reads most; a column no activation reaches, typically first, gives its peak
+    from ``dead``). The same peak. ``check`` compares it with the totals."""
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     cdef Py_ssize_t R = t_dense.shape[0]
     cdef Py_ssize_t n, c, k, r, b, j
@@ -453,6 +467,32 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef const double[::1] d_cmax, d_tm
     cdef const int64_t[::1] d_sram
     cdef const int8_t[::1] d_comp
+    cdef const int64_t[::1] sb
+    cdef const int64_t* sb_p = NULL
+    if sram_bound is not None:
+        sb = sram_bound
+        if sb.shape[0] != C:
+            raise ValueError(f"sram_bound must hold {C} entries (one per PE column); "
+                             f"received {sb.shape[0]}")
+        if check and R and C:
+            want = np.maximum(np.asarray(comp_total).reshape(C, R),
+                              np.asarray(dense_total).reshape(C, R)).max(axis=1)
+            for c in range(C):
+                if sb[c] != want[c]:
+                    raise ValueError(f"sram_bound[{c}] = {sb[c]} is not the largest block "
+                                     f"total of PE column {c} ({want[c]})")
+        if C:
+            sb_p = &sb[0]
+    cdef const void* dense_c
+    cdef const void* comp_c
+    # a block's compressed time (A * task + scalar * sw, A and sw integers below 2**63)
+    # can be NaN only where the task or the scalar cycles are NaN, or so large that both
+    # terms could overflow (inf - inf); its dense time where t_dense holds a NaN: else the
+    # lanes need not look for one
+    cdef int nan_seen = not (fabs(task) <= 1e250 and fabs(scalar) <= 1e250)
+    for r in range(R):
+        if isnan(t_dense[r]):
+            nan_seen = 1
     cdef bint has_dead = dead is not None
     if has_dead:
         if not (isinstance(dead, tuple) and len(dead) == 4):
@@ -521,15 +561,20 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             if has_dead and cnt == 0:       # no activation: the figures worked out once
                 cmax, tm, sram_c, comp_col = d_cmax[c], d_tm[c], d_sram[c], d_comp[c] != 0
             else:
+                # the totals are read only where the column could raise the peak
+                dense_c, comp_c = dense_p, comp_p
+                if sb_p != NULL and sram >= sb_p[c]:
+                    dense_c = comp_c = NULL
                 vfig.ok = 0
                 if _use_avx512:
                     vfig = wsk_step_blocks_avx512(R, c * R, &t_dense[0], &choice[0], sw,
-                                                  A, A_task, scalar, dense_p, comp_p, wide)
+                                                  A, A_task, scalar, dense_c, comp_c, wide,
+                                                  nan_seen)
                 if vfig.ok:
                     cmax, tm, sram_c, comp_col = vfig.cmax, vfig.tm, vfig.sram, vfig.comp != 0
                 else:
                     fig = _column_blocks(R, c * R, &t_dense[0], &choice[0], sw, A,
-                                         A_task, scalar, dense_p, comp_p, wide)
+                                         A_task, scalar, dense_c, comp_c, wide)
                     cmax, tm, sram_c, comp_col = fig.cmax, fig.tm, fig.sram, fig.comp
             comp_max[c], tmax[c] = cmax, tm
             sram = imax(sram, sram_c)

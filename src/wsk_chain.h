@@ -78,7 +78,15 @@ static inline __attribute__((always_inline)) void wsk_chain_free_cushion(
         double task, double cushion, double done, double* E, double* free1, double* free2, \
         double* free_, double* hist
 
-static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARGS)
+/* ``exact``: the caller has shown that every value the recurrence makes is a whole number
+ * of magnitude below 2**52 (whole inputs and constants, bounded: wsk_chain_exact_bound),
+ * so every sum is exact and the serial scan's two recurrences reduce to one running
+ * maximum: h_c = max(h_{c-1} + delta, a_c) is c * delta plus the largest a_j - j * delta
+ * (j <= c, a_0 = h_0), and tl_c = h_c + Lg - 1 (true of tl_0; tl_{c-1} + delta =
+ * h_{c-1} + delta + Lg - 1 <= h_c + Lg - 1). The same values, so the same floats: a zero's
+ * sign aside, which no later step can carry to the result (it ends + 1 + task).
+ * The running maximum alone is serial: about a third of the scan's latency. */
+static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARGS, int exact)
 {
     double delta = hop + 2 * ramp + lat;
     double h, tl, D;
@@ -107,10 +115,28 @@ static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARG
             h = Gr[0] + launch + ramp;
             tl = h + Lg - 1;
             free_[0] = tl;
-            for (c = 1; c < P - 1; c++) {
-                h = wsk_chain_dmax(h + delta, free_[c]);
-                tl = wsk_chain_dmax(tl + delta, h + Lg - 1);
-                free_[c] = tl;
+            if (exact) {
+                /* a_c - c * delta, their running maximum, then that + c * delta + Lg - 1:
+                   the first and last passes run lane-wide (c < 2**31: chain_exact) */
+                double m = h;
+                int ci;
+                const int Pi = (int) P;
+                for (ci = 1; ci < Pi - 1; ci++)
+                    free_[ci] = free_[ci] - (double) ci * delta;
+                for (ci = 1; ci < Pi - 1; ci++) {
+                    m = wsk_chain_dmax(m, free_[ci]);
+                    free_[ci] = m;
+                }
+                for (ci = 1; ci < Pi - 1; ci++)
+                    free_[ci] = ((free_[ci] + (double) ci * delta) + Lg) - 1;
+                if (P > 2)
+                    tl = free_[P - 2];
+            } else {
+                for (c = 1; c < P - 1; c++) {
+                    h = wsk_chain_dmax(h + delta, free_[c]);
+                    tl = wsk_chain_dmax(tl + delta, h + Lg - 1);
+                    free_[c] = tl;
+                }
             }
             D = wsk_chain_dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1) + 1 + task;
             ahead = n * Lg + Lg - 1 - (long) cushion;
@@ -137,7 +163,7 @@ static double wsk_chain_rounds(WSK_CHAIN_ARGS)
 {
     return wsk_chain_impl(work, w_sc, w_sn, first, a_sc, a_sn, last, b_sc, b_sn, shifted, f,
                           Lg, P, N, hop, ramp, lat, launch, task, cushion, done, E, free1,
-                          free2, free_, hist);
+                          free2, free_, hist, 0);
 }
 
 /* samples-major rows (N x P, C-contiguous rows of positions: the step kernels), the
@@ -145,13 +171,13 @@ static double wsk_chain_rounds(WSK_CHAIN_ARGS)
 #define WSK_CHAIN_COLS_BODY \
     return wsk_chain_impl(work, sizeof(double), w_sn, first, sizeof(double), a_sn, last, \
                           sizeof(double), b_sn, shifted, f, Lg, P, N, hop, ramp, lat, \
-                          launch, task, cushion, done, E, free1, free2, free_, hist);
+                          launch, task, cushion, done, E, free1, free2, free_, hist, exact);
 #define WSK_CHAIN_COLS_ARGS \
         const char* work, ptrdiff_t w_sn, const char* first, ptrdiff_t a_sn, \
         const char* last, ptrdiff_t b_sn, int shifted, double f, long Lg, ptrdiff_t P, \
         ptrdiff_t N, double hop, double ramp, double lat, double launch, double task, \
         double cushion, double done, double* E, double* free1, double* free2, \
-        double* free_, double* hist
+        double* free_, double* hist, int exact
 
 static double wsk_chain_cols(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
 

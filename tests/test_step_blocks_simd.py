@@ -90,6 +90,81 @@ def test_the_lanes_give_the_loops_figures(simd_path, R, special):
                     assert _same(a, b), (trial, a, b)
 
 
+@pytest.mark.parametrize("R", [1, 7, 8, 9, 17, 127])
+def test_a_column_under_the_peak_so_far_gives_the_same_sram(simd_path, R):
+    """ws_step_columns with ``sram_bound`` (each PE column's largest block total, here from
+    NumPy) skips the totals of a column whose bound the step's SRAM peak so far reaches:
+    every figure ws_step_stream's, on both paths, int64 and int32 totals, with and without
+    the dead columns' figures; totals differ from column to column (negative ones too),
+    peaks early or late. A bound that is not the totals' maximum is refused when checked."""
+    rng = np.random.default_rng(R * 13)
+    for trial in range(10):
+        C, N = int(rng.integers(1, 9)), int(rng.integers(0, 12))
+        x_nz, k_b, S, choice, comp_total, dense_total, t_dense, tail = _case(rng, R, C, N, ())
+        if trial % 3 == 1:                  # the largest totals in the last column
+            comp_total[-R:] += 1000
+        elif trial % 3 == 2:                # ... or in the first, with the others far below
+            dense_total[:R] += 1000
+        x = x_nz.view(np.uint8)
+        want = ws_step_stream(x, k_b, S.indptr, S.indices, S.data, t_dense, choice,
+                              comp_total, dense_total, *tail)
+        cols = _by_columns(None, R, C, k_b, S, choice, comp_total, dense_total)
+        narrow = cols[:4] + tuple(a.astype(np.int32) for a in cols[4:])
+        bound = np.maximum(cols[4], cols[5]).reshape(C, R).max(axis=1).astype(np.int64)
+        for layout in (cols, narrow):
+            dead = ws_dead_columns(t_dense, *layout[3:], *tail[:2])
+            for path in ("avx512", "baseline"):
+                simd_path(path)
+                for d in (None, dead):
+                    for check in (False, True):
+                        got = ws_step_columns(x, k_b, *layout[:3], t_dense, *layout[3:],
+                                              *tail, check, None, d, None, None, bound)
+                        for a, b in zip(got, want[:7]):
+                            assert _same(a, b), (trial, path, a, b)
+        wrong = bound.copy()
+        wrong[int(rng.integers(0, C))] += 1
+        with pytest.raises(ValueError, match="sram_bound"):
+            ws_step_columns(x, k_b, *cols[:3], t_dense, *cols[3:], *tail, True, None, None,
+                            None, None, wrong)
+        with pytest.raises(ValueError, match="sram_bound must hold"):
+            ws_step_columns(x, k_b, *cols[:3], t_dense, *cols[3:], *tail, False, None, None,
+                            None, None, bound[:-1])
+
+
+@pytest.mark.parametrize("R", [1, 8, 9, 17])
+def test_a_nan_task_or_scalar_gives_the_loops_figures(simd_path, R):
+    """The lanes look for a NaN block time only where one can arise (a task or scalar
+    cycle count NaN, infinite, or so large that A * task + scalar * sw could be inf - inf;
+    or a NaN in t_dense): with each of those, every figure is ws_step_stream's on both
+    paths."""
+    rng = np.random.default_rng(R * 31)
+    odd = (np.nan, np.inf, -np.inf, 1e300, -1e300, 1e250)
+    for trial in range(12):
+        C, N = int(rng.integers(1, 6)), int(rng.integers(1, 12))
+        x_nz, k_b, S, choice, comp_total, dense_total, t_dense, tail = _case(rng, R, C, N, ())
+        task, scalar = tail[0], tail[1]
+        if trial % 3 != 1:
+            task = float(odd[int(rng.integers(0, len(odd)))])
+        if trial % 3 != 0:
+            scalar = -float(odd[int(rng.integers(0, len(odd)))])
+        if trial == 11:
+            t_dense[int(rng.integers(0, R))] = np.nan
+        if trial % 2:
+            choice[:] = 1                  # compressed: each NaN time reaches the maximum
+        tail = (task, scalar, task) + tail[3:]
+        x_nz[:, :1] = True                 # activations in every column
+        x = x_nz.view(np.uint8)
+        with np.errstate(all="ignore"):
+            want = ws_step_stream(x, k_b, S.indptr, S.indices, S.data, t_dense, choice,
+                                  comp_total, dense_total, *tail)
+        cols = _by_columns(None, R, C, k_b, S, choice, comp_total, dense_total)
+        for path in ("avx512", "baseline"):
+            simd_path(path)
+            got = ws_step_columns(x, k_b, *cols[:3], t_dense, *cols[3:], *tail)
+            for a, b in zip(got, want[:7]):
+                assert _same(a, b), (trial, path, task, scalar, a, b)
+
+
 def test_the_path_is_named_and_an_unknown_one_refused(simd_path):
     assert simd_path("baseline") == "baseline"
     assert simd_path("avx2") == "baseline"

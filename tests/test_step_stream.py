@@ -201,3 +201,38 @@ def test_a_wpv_whose_sums_could_wrap_is_refused():
         huge = np.lib.stride_tricks.as_strided(x, (2 ** 40, 2 ** 20), (0, 0))
         cases.append(lambda: dense_stream(huge, np.array([0, 1]), 1.0, 1.0, 1, 1.0, 0.0))
     """, 10, needles=("wpv must be within",))
+
+
+@pytest.mark.parametrize("C", [1, 2, 3, 8, 9, 17, 40, 300])
+def test_dense_streams_exact_scan_is_the_recurrence_on_each_path(paths, C):
+    """Where tmax, eos, dt, fill and the chain's constants are whole numbers (the
+    simulator's configs), dense_stream's chain takes its exact scan (src/wsk_chain.h: one
+    running maximum): the plain-Python recurrence's float on both paths, negative numbers,
+    -0.0 and values near the scan's bound included; past the bound (tmax 2**45) or with a
+    fraction, the general scan, the same float."""
+    rng = np.random.default_rng(1000 + C)
+    whole = (0.0, -0.0, 1.0, 2.0, 3.0, 5.0, -2.0, 19.0)
+    for trial in range(8):
+        K, N = int(rng.integers(0, 3 * C + 5)), int(rng.integers(1, 40))
+        k_b = _bounds(rng, K, C)
+        x = _pattern(rng, K, N, raw=trial % 2 == 1)
+        tmax, eos, dt, fill = (float(rng.choice(whole)) for _ in range(4))
+        if trial == 5:
+            tmax = 2.0 ** 33 + 1.0                 # large, still inside the bound
+        elif trial == 6:
+            tmax = 2.0 ** 45                       # past it: the general scan
+        elif trial == 7:
+            fill += 0.5                            # not whole: the general scan
+        hop, ramp, lat, launch, task = (float(rng.choice(whole)) for _ in range(5))
+        L = np.array([int(rng.integers(0, 7))], np.int_)
+        cushion = float(rng.integers(0, 12))
+        pipe = (L, hop, ramp, lat, launch, task, cushion)
+        wpv = int(rng.integers(1, 4))
+        work, first, last, _, _ = _dense_reference(x, k_b, tmax, eos, wpv, dt, fill)
+        ref = _chain_reference(work, first, last, int(L[0]), hop, ramp, lat, launch, task,
+                               cushion, 0.0)
+        for path in PATHS:
+            paths(path)
+            got = dense_stream(np.ascontiguousarray(x.T).T, k_b, tmax, eos, wpv, dt, fill,
+                               pipe)
+            assert _same(got[5], ref), (path, trial, got[5], ref)

@@ -242,12 +242,18 @@ def _step_structure(w, config, region):
     # adds each active column of W to its R blocks 8 at a time instead of entry by entry
     structure["table"] = _ws_table(S.indptr, structure["s_rows"], structure["s_data"], R) \
         if w.K * R <= 4 * S.nnz else None
+    # per PE column, its largest block total in either format: a step reads a column's
+    # totals only while its SRAM peak so far is below that (the same peak)
+    structure["sram_bound"] = np.maximum(
+        structure["comp_total_cm"].reshape(C, R), structure["dense_total_cm"].reshape(C, R)
+    ).max(axis=1).astype(np.int64) if R and C else np.zeros(C, np.int64)
     # the O(nnz) checks of the structure, once: every step passes it unchanged (check=False)
     _ws_step_columns(np.zeros((w.K, 0), np.uint8), k_b, structure["s_indptr"],
                      structure["s_rows"], structure["s_data"], structure["t_dense"],
                      structure["choice_cm"],
                      structure["comp_total_cm"], structure["dense_total_cm"], 0.0, 0.0, 0.0, 1,
-                     1.0, packed=structure["packed"], table=structure["table"])
+                     1.0, packed=structure["packed"], table=structure["table"],
+                     sram_bound=structure["sram_bound"])
     # what a step passes ws_step_columns after X, and reads for its lower bound, as one
     # tuple each (S checked once above: check=False)
     structure["call"] = (
@@ -255,7 +261,7 @@ def _step_structure(w, config, region):
         structure["t_dense"], structure["choice_cm"], structure["comp_total_cm"],
         structure["dense_total_cm"], structure["task"], structure["scalar"],
         structure["task"], structure["wpv"], structure["dt"], False, structure["pipeline"],
-        structure["dead"], structure["packed"], structure["table"])
+        structure["dead"], structure["packed"], structure["table"], structure["sram_bound"])
     structure["bound"] = (structure["first_hop"], config.task_cycles, structure["dt"],
                           structure["L_max"], bool(R * C), C > 1)
     w.cache[key] = (config, structure)
