@@ -41,3 +41,25 @@ def test_accuracy_in_any_case_is_keras_accuracy(name, units, activation, loss, y
     assert sorted(ours) == sorted(theirs) == sorted(["loss", name])
     for key in theirs:
         np.testing.assert_allclose(ours[key], float(theirs[key]), rtol=1e-5, err_msg=key)
+
+
+# save_model kept compile's loss, loss_weights and metrics but not weighted_metrics (nor did
+# load_model pass them back): a loaded model's logs lost the weighted metrics, so
+# metrics=["accuracy"], weighted_metrics=["accuracy"] logged 'accuracy' and
+# 'weighted_accuracy' before saving and 'accuracy' alone after.
+@pytest.mark.parametrize("weighted", [["accuracy"], ["acc", "sparse_categorical_crossentropy"], {"out": ["accuracy"]}],
+                         ids=["same-name", "two", "per-output"])
+def test_saved_model_keeps_its_weighted_metrics(weighted, tmp_path):
+    sw = RNG.random(24).astype(np.float32)
+    inp = nn.Input((5,))
+    model = nn.Model(inp, nn.layers.Dense(3, activation="softmax", name="out")(inp))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], weighted_metrics=weighted)
+    model.fit(X, LABELS, sample_weight=sw, epochs=1, verbose=0)
+    before = model.evaluate(X, LABELS, sample_weight=sw, verbose=0, return_dict=True)
+    assert len(before) == 2 + len(weighted if isinstance(weighted, list) else weighted["out"])
+    model.save(tmp_path / "m.keras")
+    loaded = nn.saving.load_model(tmp_path / "m.keras")
+    after = loaded.evaluate(X, LABELS, sample_weight=sw, verbose=0, return_dict=True)
+    assert list(after) == list(before)
+    np.testing.assert_allclose(list(after.values()), list(before.values()), rtol=1e-6)

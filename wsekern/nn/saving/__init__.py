@@ -69,7 +69,8 @@ def _compile_spec(model):
         return None
     return {"loss": _encode_callable(cfg["loss"], "loss"),
             "loss_weights": cfg["loss_weights"],
-            "metrics": _encode_callable(cfg["metrics"], "metric")}
+            "metrics": _encode_callable(cfg["metrics"], "metric"),
+            "weighted_metrics": _encode_callable(model._weighted_metrics_arg, "metric")}
 
 
 def save_model(model, filepath, overwrite=True):
@@ -362,7 +363,9 @@ def _restore_compile(archive, meta, model, cfg, fmt, custom_objects, path):
         raise ConfigError(f"{path}: {where}['loss_weights'] must be a list or an object")
     model.compile(optimizer=optimizer, loss=_resolve_loss(cfg.get("loss"), custom_objects, path),
                   loss_weights=loss_weights,
-                  metrics=_resolve_metrics(cfg.get("metrics"), custom_objects, path))
+                  metrics=_resolve_metrics(cfg.get("metrics"), custom_objects, path),
+                  weighted_metrics=_resolve_metrics(cfg.get("weighted_metrics"), custom_objects,
+                                                    path))
     if fmt != FORMAT:
         return
     state_spec = meta.get("optimizer_state") or {}
