@@ -63,3 +63,24 @@ def test_saved_model_keeps_its_weighted_metrics(weighted, tmp_path):
     after = loaded.evaluate(X, LABELS, sample_weight=sw, verbose=0, return_dict=True)
     assert list(after) == list(before)
     np.testing.assert_allclose(list(after.values()), list(before.values()), rtol=1e-6)
+
+
+# The README (s16) says the built-in layers take no *_regularizer or constraint arguments
+# "and say so"; they raised the generic "got unexpected keyword arguments", with nothing on
+# what to do instead.
+@pytest.mark.parametrize("layer,kwargs", [
+    (lambda **kw: nn.layers.Dense(3, **kw), {"kernel_regularizer": "l2"}),
+    (lambda **kw: nn.layers.Conv2D(2, 3, **kw), {"bias_constraint": "non_neg"}),
+    (lambda **kw: nn.layers.Dense(3, **kw), {"activity_regularizer": "l1", "units2": 1}),
+], ids=["dense-kernel-regularizer", "conv-bias-constraint", "activity-and-unknown"])
+def test_regularizer_arguments_are_refused_with_what_to_do(layer, kwargs):
+    with pytest.raises(TypeError) as info:
+        layer(**kwargs)
+    message = str(info.value)
+    assert all(k in message for k in kwargs)
+    assert "add_loss" in message and "add_weight(regularizer=" in message
+
+
+def test_other_unknown_arguments_keep_the_plain_message():      # a guard: passes on c4415b9
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['bogus'\]$"):
+        nn.layers.Dense(3, bogus=1)
