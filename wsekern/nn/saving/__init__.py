@@ -269,7 +269,8 @@ def _masked_layer(layers, key, path):
     """The layer a mask's key names ("3", or "3/1/0" for a sublayer of a sublayer of layer
     3) and the containers on the way, outermost first."""
     parts = key.split("/")
-    if not all(p.isdigit() for p in parts) or int(parts[0]) >= len(layers):
+    # ASCII digits only: '²'.isdigit() is true but int('²') fails
+    if not all(p.isascii() and p.isdigit() for p in parts) or int(parts[0]) >= len(layers):
         raise ConfigError(f"{path}: a sparsity mask names layer {key!r}; the model has "
                           f"{len(layers)} layers")
     layer, owners = layers[int(parts[0])], []
@@ -383,7 +384,7 @@ def _restore_compile(archive, meta, model, cfg, fmt, custom_objects, path):
             limit = 1
         else:
             i = key.split("/", 1)[0]
-            if not i.isdigit() or int(i) >= len(variables):
+            if not (i.isascii() and i.isdigit()) or int(i) >= len(variables):
                 raise ConfigError(f"{path}: optimizer state {key!r} names no variable (the "
                                   f"model has {len(variables)} trainable variables)")
             limit = max(int(np.prod(variables[int(i)].shape)), 1)
