@@ -84,3 +84,19 @@ def test_regularizer_arguments_are_refused_with_what_to_do(layer, kwargs):
 def test_other_unknown_arguments_keep_the_plain_message():      # a guard: passes on c4415b9
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['bogus'\]$"):
         nn.layers.Dense(3, bogus=1)
+
+
+# fit(validation_split=) cut sample_weight at the split before any check of its length:
+# 20 weights for 16 samples were refused for "(4) ... received shape (8,)" (the held-out
+# part; before s16 the extra weights were silently dropped), and a dict a bare IndexError.
+@pytest.mark.parametrize("weights,shown", [
+    (np.ones(30), "(30,)"), (np.ones(10), "(10,)"), ({"out": np.ones(24)}, "dict of shape ()"),
+], ids=["too-many", "too-few", "dict"])
+def test_validation_split_checks_the_sample_weights_length_first(weights, shown):
+    inp = nn.Input((5,))
+    model = nn.Model(inp, nn.layers.Dense(3, activation="softmax", name="out")(inp))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"one weight per sample \(24\)") as info:
+        model.fit(X, LABELS, sample_weight=weights, validation_split=0.25, epochs=1,
+                  verbose=0)
+    assert shown in str(info.value)
