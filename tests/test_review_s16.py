@@ -47,8 +47,9 @@ def test_accuracy_in_any_case_is_keras_accuracy(name, units, activation, loss, y
 # load_model pass them back): a loaded model's logs lost the weighted metrics, so
 # metrics=["accuracy"], weighted_metrics=["accuracy"] logged 'accuracy' and
 # 'weighted_accuracy' before saving and 'accuracy' alone after.
-@pytest.mark.parametrize("weighted", [["accuracy"], ["acc", "sparse_categorical_crossentropy"], {"out": ["accuracy"]}],
-                         ids=["same-name", "two", "per-output"])
+@pytest.mark.parametrize("weighted", [
+    ["accuracy"], ["acc", "sparse_categorical_crossentropy"], {"out": ["accuracy"]},
+], ids=["same-name", "two", "per-output"])
 def test_saved_model_keeps_its_weighted_metrics(weighted, tmp_path):
     sw = RNG.random(24).astype(np.float32)
     inp = nn.Input((5,))
