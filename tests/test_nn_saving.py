@@ -456,6 +456,9 @@ def test_mask_of_a_wrong_but_broadcastable_shape_is_refused(saved, tmp_path):
     ("1/x", "names layer"),
     ("1", "cannot be sparse"),               # the masks are its projections'
     ("2/0", "cannot be sparse"),             # the block's LayerNormalization
+    ("\u00b2", "names layer"),                # '²'.isdigit(), but int('²') raised ValueError
+    ("1/\u00b2", "names layer"),
+    ("\u0661", "names layer"),                # an Arabic-Indic 1, int() takes it as 1
 ])
 def test_mask_naming_a_sublayer_that_cannot_take_it_is_refused(tmp_path, key, says):
     model = attention_model()
@@ -470,6 +473,21 @@ def test_mask_naming_a_sublayer_that_cannot_take_it_is_refused(tmp_path, key, sa
                   members={f"masks/{key.replace('/', '-')}.npy": buf.getvalue()})
     code, out = load_in_child(bad)
     assert code == 3 and says in out, out
+
+
+@pytest.mark.parametrize("key", ["\u00b2/0", "0/\u00b2"])
+def test_optimizer_state_key_of_non_ascii_digits_is_refused(saved, tmp_path, key):
+    # '²'.isdigit() is true but int('²') raised a bare ValueError naming neither the file
+    # nor the key (the file's own key, then the optimizer's set-state check)
+    def rename(meta):
+        meta["optimizer_state"][key] = meta["optimizer_state"].pop("0/0")
+        return meta
+    with zipfile.ZipFile(saved) as z:
+        member = z.read("optimizer/0-0.npy")
+    bad = rewrite(saved, tmp_path / "digits.keras", edit_config=rename,
+                  members={f"optimizer/{key.replace('/', '-')}.npy": member})
+    code, out = load_in_child(bad)
+    assert code == 3 and repr(key) in out and "invalid literal" not in out, out
 
 
 def test_optimizer_state_of_the_wrong_shape_is_refused(saved, tmp_path):

@@ -186,7 +186,8 @@ class Optimizer:
         state = {}
         for key in sorted(arrays):
             i_str, _, j_str = key.partition("/")
-            if not (i_str.isdigit() and j_str.isdigit()) or int(i_str) >= len(variables) \
+            if not (f"{i_str}{j_str}".isascii() and i_str.isdigit() and j_str.isdigit()) \
+                    or int(i_str) >= len(variables) \
                     or int(j_str) >= n_slots:
                 raise ValueError(f"optimizer state key {key!r} does not name slot j < {n_slots} "
                                  f"of variable i < {len(variables)} ({type(self).__name__} "

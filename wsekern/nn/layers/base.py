@@ -132,8 +132,13 @@ class Layer:
                  input_dim=None, **kwargs):
         kwargs.pop("autocast", None)        # Keras arguments with no meaning here
         if kwargs:
+            hint = ""
+            if any(k.endswith(("_regularizer", "_constraint")) for k in kwargs):
+                hint = ("; the built-in layers take no regularizers or constraints yet: add "
+                        "a penalty with model.add_loss(...) or, in your own layer, "
+                        "add_weight(regularizer=...)")
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
-                            f"{sorted(kwargs)}")
+                            f"{sorted(kwargs)}{hint}")
         self.name = name or _auto_name(type(self).__name__)
         self.trainable = bool(trainable)
         self.dtype = np.dtype("float32" if dtype is None else getattr(dtype, "name", dtype))

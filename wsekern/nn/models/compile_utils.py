@@ -125,16 +125,13 @@ def resolve_metric(identifier, loss):
     or categorical accuracy by the shapes of the targets and predictions, as in Keras 3."""
     display = identifier if isinstance(identifier, str) else None
     module = _metrics_module()
-    if identifier in ("accuracy", "acc"):
+    if display is not None and display.lower() in ("accuracy", "acc"):   # Keras: any case
         if module is None:
             return FunctionMetric(lambda t, p: _accuracy_fn(_accuracy_kind(t, p))(t, p),
                                   display)
         return module.MeanMetricWrapper(_shape_accuracy(module), name=display)
     if module is not None:
-        metric = module.get(identifier)
-        if display is not None and display in ("accuracy", "acc"):
-            metric.name = display
-        return metric
+        return module.get(identifier)
     if isinstance(identifier, str) and identifier in _ACCURACY_KINDS:
         return FunctionMetric(_accuracy_fn(_ACCURACY_KINDS[identifier]),
                               display or identifier)

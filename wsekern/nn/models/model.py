@@ -503,7 +503,11 @@ class Model(Layer):
                                    None if y is None else cut(y, slice(split, None)))
                 x, y = cut(x, slice(0, split)), None if y is None else cut(y, slice(0, split))
                 if sample_weight is not None:      # Keras weighs the held-out part too
-                    sample_weight = np.asarray(sample_weight)
+                    given, sample_weight = sample_weight, np.asarray(sample_weight)
+                    if sample_weight.shape[:1] != (n,):  # else a part of them is checked
+                        raise ValueError(
+                            f"sample_weight must hold one weight per sample ({n}); received "
+                            f"{type(given).__name__} of shape {sample_weight.shape}")
                     validation_data += (sample_weight[split:],)
                     sample_weight = sample_weight[:split]
             if len(leaves(x)[0]) == 0:

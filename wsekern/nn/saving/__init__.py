@@ -69,7 +69,8 @@ def _compile_spec(model):
         return None
     return {"loss": _encode_callable(cfg["loss"], "loss"),
             "loss_weights": cfg["loss_weights"],
-            "metrics": _encode_callable(cfg["metrics"], "metric")}
+            "metrics": _encode_callable(cfg["metrics"], "metric"),
+            "weighted_metrics": _encode_callable(model._weighted_metrics_arg, "metric")}
 
 
 def save_model(model, filepath, overwrite=True):
@@ -268,7 +269,8 @@ def _masked_layer(layers, key, path):
     """The layer a mask's key names ("3", or "3/1/0" for a sublayer of a sublayer of layer
     3) and the containers on the way, outermost first."""
     parts = key.split("/")
-    if not all(p.isdigit() for p in parts) or int(parts[0]) >= len(layers):
+    # ASCII digits only: '²'.isdigit() is true but int('²') fails
+    if not all(p.isascii() and p.isdigit() for p in parts) or int(parts[0]) >= len(layers):
         raise ConfigError(f"{path}: a sparsity mask names layer {key!r}; the model has "
                           f"{len(layers)} layers")
     layer, owners = layers[int(parts[0])], []
@@ -362,7 +364,9 @@ def _restore_compile(archive, meta, model, cfg, fmt, custom_objects, path):
         raise ConfigError(f"{path}: {where}['loss_weights'] must be a list or an object")
     model.compile(optimizer=optimizer, loss=_resolve_loss(cfg.get("loss"), custom_objects, path),
                   loss_weights=loss_weights,
-                  metrics=_resolve_metrics(cfg.get("metrics"), custom_objects, path))
+                  metrics=_resolve_metrics(cfg.get("metrics"), custom_objects, path),
+                  weighted_metrics=_resolve_metrics(cfg.get("weighted_metrics"), custom_objects,
+                                                    path))
     if fmt != FORMAT:
         return
     state_spec = meta.get("optimizer_state") or {}
@@ -380,7 +384,7 @@ def _restore_compile(archive, meta, model, cfg, fmt, custom_objects, path):
             limit = 1
         else:
             i = key.split("/", 1)[0]
-            if not i.isdigit() or int(i) >= len(variables):
+            if not (i.isascii() and i.isdigit()) or int(i) >= len(variables):
                 raise ConfigError(f"{path}: optimizer state {key!r} names no variable (the "
                                   f"model has {len(variables)} trainable variables)")
             limit = max(int(np.prod(variables[int(i)].shape)), 1)
