@@ -1,12 +1,14 @@
 """Review of session 16's costing change (acct16): dense_stream's exact scan past float64's
-exact integers (its bound)."""
+exact integers, and ws_step_columns' ``sram_bound`` of a wrong kind."""
 import numpy as np
 import pytest
-from test_step_blocks_simd import _chain_reference, _same
+from test_step_blocks_simd import _case, _chain_reference, _same
 from test_step_stream import _dense_reference
+from test_strategy_step_plan import _by_columns
 
 from wsekern import _screen, _step_cost
 from wsekern._screen import dense_stream
+from wsekern._step_cost import ws_step_columns
 
 PATHS = ("avx512", "baseline")
 
@@ -80,3 +82,29 @@ def test_dense_streams_chain_past_exact_integers_keeps_the_serial_scan(paths):
         got = dense_stream(x, k_b, tmax, eos, wpv, dt, fill, pipe)
         assert _same(got[5], ref), (path, got[5], ref)
 
+
+def test_a_sram_bound_of_a_wrong_kind_is_refused_by_name():
+    """ws_step_columns' sram_bound other than a C-contiguous 1-D int64 array: a TypeError
+    that names sram_bound, what it must be and what was received (it was Cython's bare
+    'Buffer dtype mismatch' or 'a bytes-like object is required', naming no argument);
+    the right kind is taken, and gives ws_step_columns' own peak."""
+    rng = np.random.default_rng(3)
+    R, C, N = 5, 4, 6
+    x_nz, k_b, S, choice, comp_total, dense_total, t_dense, tail = _case(rng, R, C, N, ())
+    cols = _by_columns(None, R, C, k_b, S, choice, comp_total, dense_total)
+    args = (x_nz.view(np.uint8), k_b, *cols[:3], t_dense, *cols[3:], *tail)
+    want = ws_step_columns(*args)
+    bound = np.maximum(cols[4].reshape(C, R), cols[5].reshape(C, R)).max(axis=1)
+    bound = bound.astype(np.int64)
+    assert ws_step_columns(*args, sram_bound=bound)[5] == want[5]
+    wide = np.repeat(bound, 2)
+    for bad, seen in ((bound.astype(np.float64), "float64 array of shape (4,)"),
+                      (bound.astype(np.int32), "int32 array of shape (4,)"),
+                      (bound.tolist(), "a list"), ("abcd", "a str"),
+                      (np.stack([bound, bound]), "shape (2, 4)"),
+                      (wide[::2], "not C-contiguous")):
+        with pytest.raises(TypeError) as err:
+            ws_step_columns(*args, sram_bound=bad)
+        text = str(err.value)
+        assert "sram_bound must be a C-contiguous 1-D int64 array" in text, text
+        assert "(one entry per PE column: 4)" in text and seen in text, text
