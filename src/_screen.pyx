@@ -109,14 +109,14 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     if pipeline is None:
         return work_a, first_a, last_a, int(a_max), int(v_max)
     L_, hop, ramp, lat, launch, task, cushion = pipeline
-    # where tmax, eos, dt and fill are whole numbers, so are work (a * tmax + eos, a <= K)
-    # and first and last (V * dt - v * dt + fill, V <= N (K wpv + 1)): bounded, the chain
-    # takes its exact scan (src/wsk_chain.h; the same floats)
+    # where tmax, eos, dt and fill are whole numbers, so are work (a * tmax + eos) and
+    # first and last ((cum - v * dt) + fill, (cum - dt) + fill, cum = V * dt): bounded (a
+    # sums X's bytes, up to 255 each, so 0 <= a <= min(255 K, a_max); 1 <= v <= V <= v_max),
+    # the chain takes its exact scan (src/wsk_chain.h; the same floats)
     cdef double inputs = -1.0
     if whole_number(tmax) and whole_number(eos) and whole_number(dt) and whole_number(fill):
-        inputs = max(<double> K * fabs(tmax) + fabs(eos),
-                     2.0 * <double> N * (<double> K * <double> wpv + 1.0) * fabs(dt)
-                     + fabs(fill))
+        inputs = max(min(255.0 * <double> K, <double> a_max) * fabs(tmax) + fabs(eos),
+                     2.0 * <double> v_max * fabs(dt) + fabs(fill))
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
                                      ramp, lat, launch, task, cushion, _use_avx512, inputs)

@@ -367,6 +367,14 @@ cdef const void* _first(totals, bint wide) except? NULL:
     t32 = totals
     return <const void*> &t32[0] if t32.shape[0] else NULL
 
+def _describe_array(v):
+    # what an array argument was, for a refusal's message
+    if isinstance(v, np.ndarray):
+        contig = "" if v.flags.c_contiguous else ", not C-contiguous"
+        return f"a {v.dtype} array of shape {v.shape}{contig}"
+    return f"a {type(v).__name__}"
+
+
 def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                     const int64_t[::1] s_indptr, const int32_t[::1] s_rows,
                     const int32_t[::1] s_data, const double[::1] t_dense,
@@ -470,6 +478,11 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef const int64_t[::1] sb
     cdef const int64_t* sb_p = NULL
     if sram_bound is not None:
+        if not (isinstance(sram_bound, np.ndarray) and sram_bound.dtype == np.int64
+                and sram_bound.ndim == 1 and sram_bound.flags.c_contiguous):
+            raise TypeError(f"sram_bound must be a C-contiguous 1-D int64 array (one entry "
+                            f"per PE column: {C}) or None; received "
+                            f"{_describe_array(sram_bound)}")
         sb = sram_bound
         if sb.shape[0] != C:
             raise ValueError(f"sram_bound must hold {C} entries (one per PE column); "
