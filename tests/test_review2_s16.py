@@ -113,3 +113,33 @@ def test_remap_compaction_adversarial(simd):
     proc = run_in_child(_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=600)
     assert proc.returncode == 0 and proc.stdout.split()[::2] == ["ok", simd], (
         proc.stdout[-2000:] + proc.stderr[-2000:])
+
+
+_THREADS0 = """
+import numpy as np, scipy.sparse as sps
+from wsekern import _spmm
+rng = np.random.default_rng(3)
+W = sps.random(300, 120, density=0.3, format="csr", dtype=np.float64, random_state=1)
+X = rng.standard_normal((120, 16))
+X[::2] = 0
+alive = (X != 0).any(axis=1).astype(np.uint8)
+X_live, remap = _spmm.live_rows(X, alive, int(alive.sum()), np.int32)
+for n_threads in (0, -3):
+    out = np.full((300, 16), 7.0)
+    _spmm.csr_spmm(W.data, W.indices, W.indptr, X_live, out, remap, n_threads)
+    assert np.allclose(out, W @ X), n_threads
+    out = np.full((300, 16), 7.0)
+    _spmm.dense_spmm(W.toarray(), X_live, out, alive, remap, n_threads)
+    assert np.allclose(out, W @ X), n_threads
+print("ok")
+"""
+
+
+def test_per_thread_buffers_with_no_thread_count():
+    # csr_spmm (with x_remap) and dense_spmm size a buffer per thread by n_threads, while
+    # OpenMP's num_threads(0) starts all its threads: a thread past the buffers wrote over
+    # the heap (a segfault at exit, OMP_NUM_THREADS=2). A count below 1 runs one thread, as
+    # csc_spmm_live and panel_spmm_live do.
+    proc = run_in_child(_THREADS0, env=dict(os.environ, OMP_NUM_THREADS="2"), timeout=120)
+    assert proc.returncode == 0 and proc.stdout.split() == ["ok"], (
+        proc.returncode, proc.stdout[-2000:] + proc.stderr[-2000:])
