@@ -143,3 +143,30 @@ def test_per_thread_buffers_with_no_thread_count():
     proc = run_in_child(_THREADS0, env=dict(os.environ, OMP_NUM_THREADS="2"), timeout=120)
     assert proc.returncode == 0 and proc.stdout.split() == ["ok"], (
         proc.returncode, proc.stdout[-2000:] + proc.stderr[-2000:])
+
+
+def test_compaction_under_sanitizers(tmp_path):
+    # tests/c/compact_asan.c: wsk_compact_csr_* on every path with exact-size buffers, under
+    # AddressSanitizer and UBSan (a store past a row's end is a heap overflow it reports)
+    import shutil
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler on PATH")
+    exe = tmp_path / "compact_asan"
+    flags = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+             "-fno-omit-frame-pointer", "-fno-math-errno", "-Wno-psabi", f"-I{root / 'src'}"]
+    built = subprocess.run([cc, *flags, str(root / "tests" / "c" / "compact_asan.c"), "-o",
+                            str(exe), "-lm"], capture_output=True, text=True, timeout=300)
+    if built.returncode and "sanitize" in built.stderr:
+        pytest.skip(f"{cc} builds no sanitizers here: {built.stderr[-300:]}")
+    assert built.returncode == 0, built.stderr
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
+    env.pop("LD_PRELOAD", None)
+    ran = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300, env=env)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    for path in ("baseline", "avx2", "avx512"):
+        if _spmm.simd_available() & {"baseline": 1, "avx2": 2, "avx512": 4}[path]:
+            assert f"{path} ok" in ran.stdout, ran.stdout
