@@ -271,6 +271,8 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef Py_ssize_t K = X.shape[0] if x_rows is None else x_rows.shape[0] + 1
     cdef Py_ssize_t i, k, j0 = 0, nb, t, q, max_row = 0, nnz = data.shape[0], n_bad = 0
     cdef Py_ssize_t n_idx = indices.shape[0]
+    # a buffer a thread below: OpenMP's num_threads(0) would start more threads than buffers
+    n_threads = max(1, n_threads)
     if M == 0 or N == 0:
         return 0
     if nnz == 0:
@@ -710,6 +712,7 @@ def dense_spmm(const floating[:, ::1] W, const floating[:, ::1] X, floating[:, :
     cdef Py_ssize_t i, q, t
     if M == 0 or N == 0:
         return
+    n_threads = max(1, n_threads)      # a buffer a thread (OpenMP's num_threads(0): all)
     cdef floating[:, ::1] vbuf = np.empty((n_threads, K + 16), dtype=np.asarray(W).dtype)
     cdef int32_t[:, ::1] cbuf = np.empty((n_threads, K + 16), dtype=np.int32)
     cdef floating* vb
