@@ -42,6 +42,20 @@ def index_dtype(request):
 
 
 @pytest.fixture
+def paths():
+    """Set both step kernels' SIMD path for a test (``paths("baseline")``), and put back the
+    ones in use."""
+    from wsekern import _screen, _step_cost
+    before = _step_cost.use_simd_path("avx512"), _screen.use_simd_path("avx512")
+
+    def use(path):
+        return _step_cost.use_simd_path(path), _screen.use_simd_path(path)
+    yield use
+    _step_cost.use_simd_path(before[0])
+    _screen.use_simd_path(before[1])
+
+
+@pytest.fixture
 def keras():
     """Real Keras 3 on the PyTorch backend, the oracle; skips where keras or torch is absent."""
     os.environ.setdefault("KERAS_BACKEND", "torch")

@@ -6,23 +6,10 @@ from test_step_blocks_simd import _case, _chain_reference, _same
 from test_step_stream import _dense_reference
 from test_strategy_step_plan import _by_columns
 
-from wsekern import _screen, _step_cost
 from wsekern._screen import dense_stream
 from wsekern._step_cost import ws_step_columns
 
 PATHS = ("avx512", "baseline")
-
-
-@pytest.fixture
-def paths():
-    """Set both kernels' path for a test, and put back the ones in use."""
-    before = _step_cost.use_simd_path("avx512"), _screen.use_simd_path("avx512")
-
-    def use(path):
-        return _step_cost.use_simd_path(path), _screen.use_simd_path(path)
-    yield use
-    _step_cost.use_simd_path(before[0])
-    _screen.use_simd_path(before[1])
 
 
 def _exact_scan_reference(work, first, last, Lg, hop, ramp, lat, launch, task, cushion):

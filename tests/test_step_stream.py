@@ -12,24 +12,11 @@ import pytest
 from test_step_blocks_simd import _case, _chain_reference, _same
 from test_strategy_step_plan import _by_columns
 
-from wsekern import _screen, _step_cost
 from wsekern._screen import dense_stream
 from wsekern._step_cost import ws_dead_columns, ws_pack_entries, ws_step_columns, ws_step_stream
 
 PATHS = ("avx512", "baseline")
 SPECIAL = (0.0, -0.0, np.inf, -np.inf, np.nan)
-
-
-@pytest.fixture
-def paths():
-    """Set both kernels' path for a test, and put back the ones in use."""
-    before = _step_cost.use_simd_path("avx512"), _screen.use_simd_path("avx512")
-
-    def use(path):
-        return _step_cost.use_simd_path(path), _screen.use_simd_path(path)
-    yield use
-    _step_cost.use_simd_path(before[0])
-    _screen.use_simd_path(before[1])
 
 
 def _layouts(x):
