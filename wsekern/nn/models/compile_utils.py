@@ -120,7 +120,7 @@ def _shape_accuracy(module):
     return accuracy
 
 
-def resolve_metric(identifier, loss):
+def resolve_metric(identifier):
     """A metric object for ``identifier``; 'accuracy'/'acc' is binary, sparse categorical
     or categorical accuracy by the shapes of the targets and predictions, as in Keras 3."""
     display = identifier if isinstance(identifier, str) else None

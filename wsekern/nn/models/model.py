@@ -132,7 +132,7 @@ class Model(Layer):
         for leaf in _leaves_of(loss):               # unknown names fail here, not in fit
             cu.get_loss(leaf)
         for leaf in _leaves_of(metrics) + _leaves_of(weighted_metrics):
-            cu.resolve_metric(leaf, None)
+            cu.resolve_metric(leaf)
         self.loss = loss
         self.loss_weights = loss_weights
         self._metrics_arg = metrics
@@ -169,7 +169,7 @@ class Model(Layer):
             prefix = f"{name}_" if len(names) > 1 else ""
             resolved = []
             for m, weighted_flag in [(m, False) for m in ms] + [(m, True) for m in wms]:
-                metric = cu.resolve_metric(m, loss)
+                metric = cu.resolve_metric(m)
                 key = prefix + metric.name
                 if key in seen and weighted_flag:   # metrics=["acc"], weighted_metrics=["acc"]
                     key = prefix + "weighted_" + metric.name
