@@ -6,7 +6,7 @@ the same (O, depth) shape for another layer geometry."""
 import numpy as np
 import pytest
 from test_conv import conv_reference
-from test_step_stream import PATHS, _dense_reference, _same, paths  # noqa: F401
+from test_step_stream import PATHS, _dense_reference, _same
 
 import wsekern
 import wsekern.conv as conv_mod
