@@ -435,6 +435,31 @@ def _as_float(a, name):
     return a
 
 
+def _string_padding(x, w, padding, stride, dilation):
+    """torch's ``padding="valid"|"same"`` as (x, symmetric padding, input size to crop a
+    gradient back to or None). 'same' keeps the input size at stride 1; an odd total puts
+    the extra zero after (bottom, right), as torch does, by padding x here."""
+    if padding == "valid":
+        return x, 0, None
+    if padding != "same":
+        raise ValueError(f"padding must be an int, a pair of ints, 'same' or 'valid'; "
+                         f"received {padding!r}")
+    if pair(stride, "stride", 1) != (1, 1):
+        raise ValueError(f"padding='same' needs stride 1 (as in torch: the output keeps the "
+                         f"input's size only then); received stride={stride!r}; give the "
+                         f"padding as ints for a strided convolution")
+    x, w = _as_float(x, "x"), _as_float(w, "w")
+    if x.ndim != 4 or w.ndim != 4:
+        return x, 0, None               # ConvGeometry names the shape error
+    totals = [d * (k - 1) for d, k in zip(pair(dilation, "dilation", 1), w.shape[2:])]
+    extra = [t % 2 for t in totals]
+    if any(extra):
+        crop = x.shape[2:]
+        x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+        return x, (totals[0] // 2, totals[1] // 2), crop
+    return x, (totals[0] // 2, totals[1] // 2), None
+
+
 def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, n_threads=None):
     """2-D cross-correlation as ``torch.nn.functional.conv2d``: NCHW input, OIHW weights.
 
@@ -458,7 +483,9 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, n_thre
     bias : ndarray, shape (C_out,), optional
         Added to each output channel.
     stride, padding, dilation : int or (int, int)
-        As in torch (``padding`` zeros on each side).
+        As in torch: ``padding`` zeros on each side, or ``"valid"`` (none) or
+        ``"same"`` (stride 1 only; output the input's size, an odd total padding's
+        extra zero after, as torch).
     groups : int, default 1
         C_in and C_out are split into this many independent groups.
     n_threads : int, optional
@@ -486,6 +513,8 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, n_thre
     >>> wsekern.conv2d(x, w, padding=1).shape
     (1, 3, 5, 5)
     """
+    if isinstance(padding, str):
+        x, padding, _ = _string_padding(x, w, padding, stride, dilation)
     return _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads)[0]
 
 
@@ -503,6 +532,8 @@ def conv2d_path(x, w, *, stride=1, padding=0, dilation=1, groups=1):
         ``"direct"`` (zero weights skipped), ``"input-sparse"`` (only nonzero input pixels
         multiplied) or ``"im2col-blas"`` (dense wins).
     """
+    if isinstance(padding, str):
+        x, padding, _ = _string_padding(x, w, padding, stride, dilation)
     return _conv2d(x, w, None, stride, padding, dilation, groups, 1)[1]
 
 
@@ -596,6 +627,14 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
     grad_w : ndarray, w's shape
     grad_b : ndarray, shape (C_out,)
     """
+    crop = None
+    if isinstance(padding, str):
+        x, padding, crop = _string_padding(x, w, padding, stride, dilation)
+    if crop is not None:        # 'same' with an odd total: x was padded after, crop its gradient
+        grad_x, grad_w, grad_b = conv2d_backward(
+            grad_out, x, w, stride=stride, padding=padding, dilation=dilation, groups=groups,
+            weight_mask=weight_mask, n_threads=n_threads)
+        return np.ascontiguousarray(grad_x[:, :, :crop[0], :crop[1]]), grad_w, grad_b
     x, w = _as_float(x, "x"), _as_float(w, "w")
     grad_out = _as_float(grad_out, "grad_out")
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
