@@ -92,3 +92,19 @@ def test_bad_padding_strings_are_refused_with_what_works():
         wsekern.conv2d(x, w, padding="same", stride=2)
     with pytest.raises(ValueError, match="4-D"):
         wsekern.conv2d(np.ones((5, 5)), w, padding="same")
+
+
+@pytest.mark.parametrize("mode", ["analytic", "event"])
+def test_the_wafer_takes_the_same_strings(mode):
+    """Wafer.conv2d computes and costs 'same' as the explicitly padded convolution."""
+    x, w, _, _ = operands(((1, 2, 6, 5), (3, 2, 2, 3), 1, 1), seed=5)
+    x, w = x.astype(np.float32), w.astype(np.float32)
+    wafer = wsekern.Wafer(wsekern.WaferConfig.wse2())
+    y, report = wafer.conv2d(x, w, padding="same", region=(2, 2), mode=mode)
+    y_ref, report_ref = wafer.conv2d(same_by_hand(x, w, 1), w, padding=0, region=(2, 2),
+                                     mode=mode)
+    np.testing.assert_allclose(y, wsekern.conv2d(x, w, padding="same"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
+    assert report.cycles == report_ref.cycles
+    assert report.problem["padding"] == "same"
+    assert report.problem["operands"]["x"]["shape"] == list(x.shape)

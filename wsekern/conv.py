@@ -435,7 +435,7 @@ def _as_float(a, name):
     return a
 
 
-def _string_padding(x, w, padding, stride, dilation):
+def string_padding(x, w, padding, stride, dilation):
     """torch's ``padding="valid"|"same"`` as (x, symmetric padding, input size to crop a
     gradient back to or None). 'same' keeps the input size at stride 1; an odd total puts
     the extra zero after (bottom, right), as torch does, by padding x here."""
@@ -514,7 +514,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, n_thre
     (1, 3, 5, 5)
     """
     if isinstance(padding, str):
-        x, padding, _ = _string_padding(x, w, padding, stride, dilation)
+        x, padding, _ = string_padding(x, w, padding, stride, dilation)
     return _conv2d(x, w, bias, stride, padding, dilation, groups, n_threads)[0]
 
 
@@ -533,7 +533,7 @@ def conv2d_path(x, w, *, stride=1, padding=0, dilation=1, groups=1):
         multiplied) or ``"im2col-blas"`` (dense wins).
     """
     if isinstance(padding, str):
-        x, padding, _ = _string_padding(x, w, padding, stride, dilation)
+        x, padding, _ = string_padding(x, w, padding, stride, dilation)
     return _conv2d(x, w, None, stride, padding, dilation, groups, 1)[1]
 
 
@@ -629,7 +629,7 @@ def conv2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, groups=1
     """
     crop = None
     if isinstance(padding, str):
-        x, padding, crop = _string_padding(x, w, padding, stride, dilation)
+        x, padding, crop = string_padding(x, w, padding, stride, dilation)
     if crop is not None:        # 'same' with an odd total: x was padded after, crop its gradient
         grad_x, grad_w, grad_b = conv2d_backward(
             grad_out, x, w, stride=stride, padding=padding, dilation=dilation, groups=groups,

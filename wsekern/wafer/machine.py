@@ -409,6 +409,9 @@ class Wafer:
         report : SimReport
         """
         _check_mode(mode)
+        x_given, padding_given = x, padding
+        if isinstance(padding, str):        # torch's 'same'/'valid' as ints (x padded if odd)
+            x, padding, _ = _conv_mod.string_padding(x, w, padding, stride, dilation)
         x, w, bias, g, dtype = _conv_mod.conv_operands(x, w, bias, stride, padding, dilation,
                                                        groups)
         y = _conv_mod.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
@@ -421,8 +424,8 @@ class Wafer:
         blocks = [sps.csr_array(w.reshape(g.O, g.depth_per_filter)[gi * Og:(gi + 1) * Og])
                   for gi in range(g.groups)]
         Wm = sps.block_diag(blocks, format="csr")                         # (O, G*Kg)
-        problem = problem_of("conv2d", self.config, {"x": x, "w": w}, stride=stride,
-                             padding=padding, dilation=dilation, groups=groups,
+        problem = problem_of("conv2d", self.config, {"x": x_given, "w": w}, stride=stride,
+                             padding=padding_given, dilation=dilation, groups=groups,
                              mapping=mapping, region=region, mode=mode)
         progress = _hook(progress)
         if mode == "event":
