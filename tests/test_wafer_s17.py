@@ -72,3 +72,183 @@ def test_matmul_on_one_pe_runs_the_mapping_it_is_given():
         assert r.mapping == m and r.region == (0, 0, 1, 1)
     with pytest.raises(ValueError, match="'bogus'"):
         wafer.matmul(A, B, region=(1, 1), mapping="bogus")
+
+
+# -- 2. a saved report loads back --------------------------------------------------------
+def _same(a, b, path="report"):
+    """Equal value by value and type by type (arrays: dtype, shape, NaN where NaN)."""
+    assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    elif isinstance(a, dict):
+        assert list(a) == list(b), path
+        for k in a:
+            _same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, (float, np.floating)) and np.isnan(a):
+        assert np.isnan(b), path
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def _same_report(a, b):
+    import dataclasses
+    for f in dataclasses.fields(a):
+        _same(getattr(a, f.name), getattr(b, f.name), f.name)
+
+
+def _reports():
+    W, X = _operands(48, 40, 3, 0.2)
+    wafer = Wafer(WaferConfig.small(4, 4))
+    out = [wafer.spmm(W, X, mapping=m, mode=mode)[1]
+           for m in ("weight-stationary", "activation-stationary") for mode in ("analytic",
+                                                                                "event")]
+    out += [wafer.spmm(W, X[:, 0], mapping="meshgemv", mode=mode)[1]
+            for mode in ("analytic", "event")]
+    out += [wafer.spmm(W, X, region=(1, 1))[1], wafer.matmul(np.ones((8, 8)), np.ones((8, 4)))[1],
+            wafer.matmul(np.ones((8, 8)), np.ones((8, 4)), mapping="summa")[1],
+            wafer.sddmm(np.ones((48, 2)), np.ones((40, 2)), W)[1]]
+    out.append(out[0] + out[2])
+    return out
+
+
+REPORTS = _reports()
+
+
+@pytest.mark.parametrize("i", range(len(REPORTS)),
+                         ids=[f"{r.mapping}-{r.details.get('mode', 'analytic')}" for r in REPORTS])
+def test_a_saved_report_loads_back_field_by_field(i, tmp_path):
+    """Every field, the per-PE maps and the details' arrays with their dtypes, tuples and
+    NumPy scalars; through from_dict and through a file."""
+    r = REPORTS[i]
+    again = wsekern.SimReport.from_dict(r.to_dict(exact=True))
+    _same_report(again, r)
+    path = r.save(tmp_path / "r.json")
+    loaded = wsekern.load_report(path)
+    _same_report(loaded, r)
+    assert str(loaded) == str(r) and loaded.to_dict() == r.to_dict()
+
+
+def test_a_report_with_nan_and_odd_values_loads_back(tmp_path):
+    import dataclasses
+    r = REPORTS[0]
+    odd = dataclasses.replace(
+        r, busy_cycles=np.where(r.busy_cycles > 0, np.nan, -np.inf),
+        energy_joules=np.float32(1.5), details={"k": (1, np.int16(-3), [np.bool_(True)]),
+                                                "empty": np.zeros((0, 3), np.uint8),
+                                                "__wsekern__": "not a tag", "inf": float("inf")},
+        problem={3: "int key"})
+    _same_report(wsekern.load_report(odd.save(tmp_path / "odd.json")), odd)
+
+
+def test_save_is_atomic_and_refuses_what_it_cannot_keep(tmp_path):
+    """A report holding an object it cannot write leaves the file as it was."""
+    import dataclasses
+    path = REPORTS[0].save(tmp_path / "r.json")
+    before = path.read_bytes()
+    bad = dataclasses.replace(REPORTS[1], details={"f": object()})
+    with pytest.raises(ValueError, match="object cannot be saved"):
+        bad.save(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_cli_save_writes_what_load_report_reads(tmp_path, capsys):
+    from wsekern.cli import main
+    import json
+    path = tmp_path / "cli.json"
+    args = ["simulate", "spmm", "--m", "60", "--k", "40", "--n", "4", "--wafer", "small"]
+    assert main(args + ["--json", "--save", str(path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    loaded = wsekern.load_report(path)
+    assert loaded.to_dict() == printed
+    assert loaded.problem["operands"]["W"]["shape"] == [60, 40]
+    (tmp_path / "summary.json").write_text(json.dumps(printed))      # --json's summary
+    with pytest.raises(ValueError, match="summary.*--save"):
+        wsekern.load_report(tmp_path / "summary.json")
+
+
+def _saved(**change):
+    d = REPORTS[0].to_dict(exact=True)
+    d.update(change)
+    return d
+
+
+def _array(dtype="<f8", shape=(4, 4), data=None):
+    import base64
+    import zlib
+    if data is None:
+        data = np.zeros(shape, dtype).tobytes()
+    return {"__wsekern__": "ndarray", "dtype": dtype, "shape": list(shape),
+            "zlib_base64": base64.b64encode(zlib.compress(data)).decode()}
+
+
+@pytest.mark.parametrize("d, match", [
+    (_saved(version=2), "version 2"),
+    (_saved(version=True), "version True"),
+    (_saved(format="other"), "'other'"),
+    ({"cycles": 1.0}, "format"),
+    ([], "dict"),
+    ({k: v for k, v in _saved().items() if k != "region"}, r"missing \['region'\]"),
+    (_saved(extra=1), r"unknown \['extra'\]"),
+    (_saved(cycles="12"), "cycles must be a number"),
+    (_saved(macs_dense=1.5), "macs_dense must be a whole number"),
+    (_saved(macs_dense=True), "macs_dense must be a whole number"),
+    (_saved(bottleneck="slow"), "bottleneck must be one of"),
+    (_saved(region=[0, 0, 4, 4]), "region must be 4 whole numbers"),
+    (_saved(busy_cycles=_array(shape=(4, 5))), "per-PE maps"),
+    (_saved(busy_cycles=_array("|O")), "dtype '|O'"),
+    (_saved(busy_cycles=_array(">f8")), "dtype '>f8'"),
+    (_saved(busy_cycles=_array(data=b"\0" * 8)), "needs 128 B"),
+    (_saved(busy_cycles=_array(data=b"\0" * 10 ** 6)), "needs 128 B"),        # a zip bomb
+    (_saved(busy_cycles=_array(shape=(10 ** 6, 10 ** 6), data=b"")), "larger than any"),
+    (_saved(busy_cycles=_array(shape=(-4, 4), data=b"")), "shape must be"),
+    (_saved(busy_cycles={**_array(), "zlib_base64": "%%%"}), "not zlib-compressed base64"),
+    (_saved(busy_cycles={**_array(), "zlib_base64": 7}), "not zlib-compressed base64"),
+    (_saved(details={"__wsekern__": "pickle", "items": []}), "unknown saved kind"),
+    (_saved(details={"__wsekern__": "scalar", "dtype": "<i1", "value": 300}), "not a int8"),
+    (_saved(details={"__wsekern__": "dict", "items": [[[1], 2]]}), "hashable"),
+])
+def test_from_dict_refuses_what_is_not_a_saved_report(d, match):
+    with pytest.raises(ValueError, match=match):
+        wsekern.SimReport.from_dict(d)
+
+
+HOSTILE_FILES = r'''
+import json, sys, wsekern
+from wsekern.wafer.report import SimReport
+path = sys.argv[1]
+good = open(path, "rb").read()
+cases = {"truncated": good[: len(good) // 2], "empty": b"", "binary": b"\xff\xfe\x00",
+         "nested lists": b"[" * 200000 + b"]" * 200000,
+         "nested dicts": b'{"a":' * 200000 + b"1" + b"}" * 200000,
+         "nested details": json.dumps({**json.loads(good), "details": {}}).encode().replace(
+             b'"details": {}', b'"details": ' + b'{"a": ' * 500 + b"1" + b"}" * 500)}
+for name, data in cases.items():
+    open(path, "wb").write(data)
+    try:
+        wsekern.load_report(path)
+        print(name, "LOADED")
+    except ValueError as e:
+        print(name, "ValueError", str(e)[:120].replace("\n", " "))
+'''
+
+
+def test_hostile_files_are_refused_in_a_child(tmp_path):
+    """Truncated, empty, non-UTF-8 and deeply nested files: a ValueError naming the file,
+    never a crash (run in a child: a crash would take the test process with it)."""
+    import subprocess
+    import sys
+    path = REPORTS[0].save(tmp_path / "r.json")
+    proc = subprocess.run([sys.executable, "-c", HOSTILE_FILES, str(path)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 6, proc.stdout
+    for line in lines:
+        assert " ValueError " in line and "r.json" in line, line
+    assert any("not a complete JSON document" in line for line in lines)
+    assert any("nested deeper" in line for line in lines)
