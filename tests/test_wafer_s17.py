@@ -157,8 +157,9 @@ def test_save_is_atomic_and_refuses_what_it_cannot_keep(tmp_path):
 
 
 def test_cli_save_writes_what_load_report_reads(tmp_path, capsys):
-    from wsekern.cli import main
     import json
+
+    from wsekern.cli import main
     path = tmp_path / "cli.json"
     args = ["simulate", "spmm", "--m", "60", "--k", "40", "--n", "4", "--wafer", "small"]
     assert main(args + ["--json", "--save", str(path)]) == 0
