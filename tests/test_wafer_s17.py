@@ -253,3 +253,56 @@ def test_hostile_files_are_refused_in_a_child(tmp_path):
         assert " ValueError " in line and "r.json" in line, line
     assert any("not a complete JSON document" in line for line in lines)
     assert any("nested deeper" in line for line in lines)
+
+
+# -- 3. SUMMA runs only the slices of K that exist -----------------------------------------
+@pytest.mark.parametrize("M, K, N, R, C", [
+    (64, 4, 64, 8, 8),        # K < steps: 4 steps, not 8
+    (64, 8, 64, 8, 8),        # K = steps (a guard: the old count was right)
+    (64, 10, 64, 8, 8),       # K > steps, not a multiple: slices 2, 2, 2, 2, 2 (5 steps)
+    (64, 64, 64, 8, 8),       # a multiple (a guard)
+    (30, 3, 20, 4, 6),        # rectangular, K < steps
+    (40, 41, 40, 5, 1),       # slices 9, 9, 9, 9, 5
+    (24, 7, 24, 2, 5),        # slices 2, 2, 2, 1
+])
+def test_summa_counts_only_the_slices_of_k_that_exist(M, K, N, R, C):
+    """Reference: a brute force over the slices of K (ceil(K / max(R, C)) deep, the last
+    what is left), each a step whose root column (k mod C) broadcasts its A slice along
+    every row and whose root row (k mod R) its B slice down every column; each step's
+    cycles in closed form from the documented instruction costs; the energy from the
+    config's pJ constants. The old model ran max(R, C) full-depth steps whatever K."""
+    import math
+    cfg = WaferConfig.wse2()
+    A = np.random.default_rng(0).random((M, K))
+    B = np.random.default_rng(1).random((K, N))
+    _, rep = Wafer(cfg).matmul(A, B, region=(R, C), mapping="summa", compute=False)
+    steps, vpw = max(R, C), cfg.values_per_dense_wavelet
+    Mt, Nt, Kt = -(-M // R), -(-N // C), -(-K // steps)
+    slices = [min(Kt, K - k0) for k0 in range(0, K, Kt)]
+    assert len(slices) <= steps and sum(slices) == K
+    links = np.zeros((R, C, 4))                 # N, E, S, W
+    sent = 0
+    e, ts = cfg.fabric_elem_cycles, 4 * cfg.task_switch_cycles
+    lat = (steps - 1) * cfg.hop_cycles + cfg.ramp_cycles
+    cycles = cfg.launch_cycles + cfg.setup_cycles + math.ceil(Mt * Nt / cfg.lanes) + lat
+    for k, d in enumerate(slices):
+        a, b = -(-Mt * d // vpw), -(-d * Nt // vpw)
+        s, t = k % C, k % R
+        for r in range(R):
+            for c in range(C):
+                links[r, c, 1] += a if s <= c < C - 1 else 0
+                links[r, c, 3] += a if 0 < c <= s else 0
+                links[r, c, 2] += b if t <= r < R - 1 else 0
+                links[r, c, 0] += b if 0 < r <= t else 0
+        sent += R * a * (C > 1) + C * b * (R > 1)
+        comp = d * (cfg.setup_cycles + Nt * (cfg.dsd_issue_cycles + math.ceil(Mt / cfg.lanes)))
+        comm = cfg.setup_cycles + max(Mt, Nt) * d * e + e
+        cycles += max(ts + max(comp, comm), lat)
+    np.testing.assert_array_equal(rep.link_wavelets[:R, :C], links)
+    assert rep.wavelets_sent == sent and rep.wavelet_hops == links.sum()
+    assert rep.cycles == pytest.approx(cycles, rel=1e-12)
+    pj = (cfg.pj_per_fmac[cfg.dtype] * M * K * N + cfg.pj_per_sram_byte * 3 * cfg.elem_bytes
+          * M * K * N + cfg.pj_per_wavelet_hop * links.sum()
+          + cfg.static_pj_per_pe_cycle * R * C * cycles)
+    assert rep.energy_joules == pytest.approx(pj * 1e-12, rel=1e-12)
+    assert rep.cycles_lower <= rep.cycles <= rep.cycles_upper
