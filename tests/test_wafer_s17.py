@@ -306,3 +306,60 @@ def test_summa_counts_only_the_slices_of_k_that_exist(M, K, N, R, C):
           + cfg.static_pj_per_pe_cycle * R * C * cycles)
     assert rep.energy_joules == pytest.approx(pj * 1e-12, rel=1e-12)
     assert rep.cycles_lower <= rep.cycles <= rep.cycles_upper
+
+
+# -- 4. nothing to multiply is not "compute" -------------------------------------------------
+@pytest.mark.parametrize("mode", ["analytic", "event"])
+@pytest.mark.parametrize("mapping", ["weight-stationary", "activation-stationary"])
+@pytest.mark.parametrize("case", ["W zero", "X zero", "both zero"])
+def test_a_run_that_multiplies_nothing_is_bound_by_overhead(case, mapping, mode):
+    """A fully sparse W reported "compute" or "scalar" (the multiply-adds or the scalar
+    walk set the time) with no multiply-add done. Activation-stationary multiplies X's
+    zeros (X is stored dense), so a zero X alone is still compute there."""
+    W, X = _operands(48, 40, 3, 0.3)
+    if case != "X zero":
+        W = sps.csr_array(W.shape, dtype=W.dtype)
+    if case != "W zero":
+        X = np.zeros_like(X)
+    _, r = Wafer(WaferConfig.small(4, 4)).spmm(W, X, mapping=mapping, mode=mode)
+    if mapping == "activation-stationary" and case == "X zero":
+        assert r.macs_performed > 0 and r.bottleneck == "compute"       # a guard
+        return
+    assert r.macs_performed == 0 and r.cycles > 0
+    assert r.bottleneck == "overhead"
+    assert "no multiply-add" in r.explanation()["bottleneck"] and "overhead" in str(r)
+
+
+def test_an_empty_run_is_bound_by_nothing():
+    """An empty X (no columns) or W (no rows) costs no cycles: it said "latency"."""
+    W, X = _operands(48, 40, 3, 0.3)
+    wafer = Wafer(WaferConfig.small(4, 4))
+    for w, x, mode in ((W, X[:, :0], "analytic"), (W[:0], X, "analytic"), (W, X[:, :0], "event")):
+        _, r = wafer.spmm(w, x, mode=mode)
+        assert r.cycles == 0 and r.bottleneck == "none"
+        assert "nothing runs" in r.explanation()["bottleneck"]
+    _, r = wafer.matmul(np.ones((0, 4)), np.ones((4, 3)))
+    assert r.bottleneck == "none"
+
+
+def test_dense_mappings_multiplying_zeros_stay_compute_bound():
+    """Guard: the resident mapping multiplies W's zeros too: compute is the truth there."""
+    W = sps.csr_array((16, 16), dtype=np.float32)
+    _, r = Wafer(WaferConfig.small(4, 4)).spmm(W, np.ones((16, 2), np.float32), region=(1, 1))
+    assert r.macs_performed == 16 * 16 * 2 and r.bottleneck == "compute"
+
+
+def test_the_strategy_figures_name_the_reports_bottleneck():
+    """activation_stationary_figures (the strategy's per-layer table reads it without the
+    report) says what the report says, for a fully sparse W too."""
+    from wsekern.wafer import analytic, placement
+    cfg, region = WaferConfig.small(8, 8), (0, 0, 4, 4)
+    for density in (0.0, 0.3):
+        W = sps.random_array((24, 20), density=density, format="csr", dtype=np.float32,
+                             random_state=0)
+        X = np.zeros((20, 5), bool)
+        r = analytic.activation_stationary(W, X, cfg, region, full=False,
+                                           ops=placement.Operands(W, X, placement.WeightStats(W)))
+        got = analytic.activation_stationary_figures(placement.WeightStats(W), 5, cfg, region)
+        assert got == (r.macs_performed, r.macs_dense, r.bottleneck)
+        assert r.bottleneck == ("overhead" if density == 0 else "compute")

@@ -66,7 +66,7 @@ from .mesh import map_op, mem_op
 from .placement import FIFO_BYTES, Operands
 from .placement import block_of as _block_of
 from .placement import bounds as _bounds
-from .report import SimReport
+from .report import SimReport, named_bottleneck
 
 # PEs x rounds (or stream wavelets x rows) the exact models follow one by one
 PER_PE_LIMIT = 1 << 25
@@ -859,9 +859,10 @@ def activation_stationary_figures(w, N, config, region, passes=1):
     the report (its per-PE maps): the same counts, and the largest of the same timing's
     terms (kept on ``w``, as :func:`activation_stationary_cycles` keeps them)."""
     ops = Operands(None, np.zeros((w.K, int(N)), bool), w)
-    *_, terms = _as_cycles(ops, config, int(region[2]), int(region[3]), passes, True)
-    return (len(ops.w_col) * int(N), int(ops.M) * int(ops.K) * int(N),
-            max(terms, key=terms.get))
+    cycles, *_, terms = _as_cycles(ops, config, int(region[2]), int(region[3]), passes, True)
+    performed = len(ops.w_col) * int(N)
+    return (performed, int(ops.M) * int(ops.K) * int(N),
+            named_bottleneck(max(terms, key=terms.get), performed, cycles))
 
 
 AS_MEMO = 4      # activation-stationary timings kept per weight (a few batch sizes)

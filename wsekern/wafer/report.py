@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import scipy.sparse as sps
 
-BOTTLENECKS = ("compute", "fabric", "reduction", "latency", "scalar", "weight-streaming")
+BOTTLENECKS = ("compute", "fabric", "reduction", "latency", "scalar", "weight-streaming",
+               "overhead", "none")
 
 # What is busy and what waits, for each bottleneck the models name.
 BOTTLENECK_NOTES = {
@@ -33,7 +34,22 @@ BOTTLENECK_NOTES = {
                "outweigh the work",
     "weight-streaming": "the weights arrive from external memory (MemoryX) at "
                         "external_bytes_per_s; the PEs wait for them",
+    "overhead": "no multiply-add is done (no nonzero weight meets a nonzero activation where "
+                "the mapping multiplies): the busiest PE's time goes to the fixed work of "
+                "what still arrives (task starts, vector set-up, end-of-stream markers)",
+    "none": "nothing runs: an operand is empty, so no PE works and nothing is sent",
 }
+
+
+def named_bottleneck(name, macs_performed, cycles):
+    """The bottleneck a report names: ``name`` (the largest of a model's terms), except
+    that a run of no cycles is bound by nothing ("none") and one whose PEs do no
+    multiply-add is not bound by compute or scalar code ("overhead")."""
+    if cycles == 0:
+        return "none"
+    if macs_performed == 0 and name in ("compute", "scalar"):
+        return "overhead"
+    return name
 
 # (lower, upper): what the two bounds on the cycles are, per mapping.
 BOUND_NOTES = {
@@ -209,6 +225,8 @@ class SimReport:
         if self.bottleneck not in BOTTLENECKS:
             raise ValueError(f"bottleneck must be one of {BOTTLENECKS}; received "
                              f"{self.bottleneck!r}")
+        # every model names its largest term; with nothing multiplied that word would lie
+        self.bottleneck = named_bottleneck(self.bottleneck, self.macs_performed, self.cycles)
         if self.pe_cycle_capacity is None:
             self.pe_cycle_capacity = float(self.pes * self.cycles)
 
