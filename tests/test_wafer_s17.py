@@ -363,3 +363,40 @@ def test_the_strategy_figures_name_the_reports_bottleneck():
         got = analytic.activation_stationary_figures(placement.WeightStats(W), 5, cfg, region)
         assert got == (r.macs_performed, r.macs_dense, r.bottleneck)
         assert r.bottleneck == ("overhead" if density == 0 else "compute")
+
+
+# -- 5. the step's AVX-512 pass takes sw = NULL -------------------------------------------------
+def test_step_blocks_avx512_takes_no_scalar_work_under_sanitizers(tmp_path):
+    """wsk_step_blocks_avx512 formed ``sw + r`` and loaded from it with sw NULL (which its
+    scalar twin allows): a fault at address 0 on the old code. The C block of
+    src/_step_cost.pyx is compiled as it stands, before tests/c/step_blocks_null.c."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler on PATH")
+    pyx = (root / "src" / "_step_cost.pyx").read_text()
+    block = re.search(r'cdef extern from \*:\n    """\n(.*?wsk_step_blocks_avx512.*?)\n    """',
+                      pyx, re.S).group(1)
+    src = tmp_path / "step_blocks_null.c"
+    src.write_text("#include <stddef.h>\ntypedef ptrdiff_t Py_ssize_t;\n" + block + "\n"
+                   + (root / "tests" / "c" / "step_blocks_null.c").read_text())
+    exe = tmp_path / "step_blocks_null"
+    flags = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+             "-fno-omit-frame-pointer", "-Wno-psabi"]
+    built = subprocess.run([cc, *flags, str(src), "-o", str(exe), "-lm"], capture_output=True,
+                           text=True, timeout=300)
+    if built.returncode and "sanitize" in built.stderr:
+        pytest.skip(f"{cc} builds no sanitizers here: {built.stderr[-300:]}")
+    assert built.returncode == 0, built.stderr
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
+    env.pop("LD_PRELOAD", None)
+    ran = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300, env=env)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    if ran.stdout.startswith("SKIP"):
+        pytest.skip(ran.stdout.strip())
+    assert ran.stdout.strip() == "ok"
