@@ -98,7 +98,9 @@ cdef extern from *:
         for (Py_ssize_t r = 0; r < R; r += 8) {
             const __mmask8 m = R - r >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (R - r)) - 1);
             const __m512d td = _mm512_maskz_loadu_pd(m, t_dense + r);
-            const __m512i swi = _mm512_maskz_loadu_epi64(m, sw + r);
+            /* sw NULL: no scalar work (as _column_blocks), and no sw + r formed (UB) */
+            const __m512i swi = sw ? _mm512_maskz_loadu_epi64(m, sw + r)
+                                   : _mm512_setzero_si512();
             const __m512d ct = _mm512_add_pd(vAt, _mm512_mul_pd(vsc, _mm512_cvtepi64_pd(swi)));
             const __m512i ch = _mm512_cvtepi8_epi64(_mm_maskz_loadu_epi8(m, choice + b + r));
             const __mmask8 race = _mm512_cmp_pd_mask(ct, _mm512_mul_pd(vA, td), _CMP_LT_OQ);

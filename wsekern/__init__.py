@@ -56,7 +56,7 @@ from .kernels import sddmm, spmm, spmm_path
 from .conv import conv2d, conv2d_backward, conv2d_path
 from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from .sysinfo import get_config, show_config
-from .wafer import SimReport, Wafer, WaferConfig
+from .wafer import SimReport, Wafer, WaferConfig, load_report
 from .nn.strategy import WaferStrategy
 from .sweeps import sweep
 from . import data, nn
@@ -66,5 +66,5 @@ __all__ = ["__version__", "WsekernError", "SramOverflowError", "PackedSparse", "
            "spmm", "spmm_path", "sddmm", "conv2d", "conv2d_backward", "conv2d_path",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "get_config", "show_config",
-           "Wafer", "WaferConfig", "SimReport", "WaferStrategy", "sweep",
+           "Wafer", "WaferConfig", "SimReport", "load_report", "WaferStrategy", "sweep",
            "data", "nn"]

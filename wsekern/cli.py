@@ -236,10 +236,14 @@ def _cmd_simulate(args):
         _, report = wafer.conv2d(x, w, stride=args.stride, padding=args.padding, region=region,
                                  mapping=args.mapping, mode=args.mode, compute=False,
                                  progress=bars)
+    if args.save:
+        report.save(args.save)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(report)
+        if args.save:
+            print(f"report saved to {args.save} (wsekern.load_report reads it back)")
     if args.plot:
         report.plot(args.plot)
         if not args.json:
@@ -456,7 +460,10 @@ def build_parser():
     p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the random operands (weights and activations)")
     p.add_argument("--plot", type=_file_out, help="write a PNG of the report's heatmaps")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON (per-PE maps summarised; --save keeps all)")
+    p.add_argument("--save", type=_file_out, metavar="PATH",
+                   help="write the whole report as JSON, for wsekern.load_report")
     p.add_argument("--mode", choices=["analytic", "event"], default="analytic",
                    help="analytic cost (default) or the event-level simulation of the placement")
     p.add_argument("--max-events", type=_limit,

@@ -5,6 +5,6 @@ Nothing here imports ``wsekern.nn``: the model-facing ``WaferStrategy`` lives in
 """
 from .config import WaferConfig
 from .machine import Wafer
-from .report import SimReport
+from .report import SimReport, load_report
 
-__all__ = ["WaferConfig", "Wafer", "SimReport"]
+__all__ = ["WaferConfig", "Wafer", "SimReport", "load_report"]

@@ -66,7 +66,7 @@ from .mesh import map_op, mem_op
 from .placement import FIFO_BYTES, Operands
 from .placement import block_of as _block_of
 from .placement import bounds as _bounds
-from .report import SimReport
+from .report import SimReport, named_bottleneck
 
 # PEs x rounds (or stream wavelets x rows) the exact models follow one by one
 PER_PE_LIMIT = 1 << 25
@@ -859,9 +859,10 @@ def activation_stationary_figures(w, N, config, region, passes=1):
     the report (its per-PE maps): the same counts, and the largest of the same timing's
     terms (kept on ``w``, as :func:`activation_stationary_cycles` keeps them)."""
     ops = Operands(None, np.zeros((w.K, int(N)), bool), w)
-    *_, terms = _as_cycles(ops, config, int(region[2]), int(region[3]), passes, True)
-    return (len(ops.w_col) * int(N), int(ops.M) * int(ops.K) * int(N),
-            max(terms, key=terms.get))
+    cycles, *_, terms = _as_cycles(ops, config, int(region[2]), int(region[3]), passes, True)
+    performed = len(ops.w_col) * int(N)
+    return (performed, int(ops.M) * int(ops.K) * int(N),
+            named_bottleneck(max(terms, key=terms.get), performed, cycles))
 
 
 AS_MEMO = 4      # activation-stationary timings kept per weight (a few batch sizes)
@@ -1071,68 +1072,95 @@ def resident(A, B, config, region, *, what="matmul"):
         mapping="resident", dtype=config.dtype, fmac_per_cycle=config.fmacs)
 
 
-def _summa_links(R, C, steps, a_wav, b_wav):
+def _summa_links(R, C, a_wav, b_wav):
     """Wavelets each PE sends N, E, S, W over SUMMA's steps: at step k the A tile of PE
     column k mod C is broadcast along every PE row (east of the source and west of it, so
     each of a row's C - 1 links carries it once) and the B tile of PE row k mod R down
-    every PE column likewise. Every step, R sources inject ``a_wav`` and C inject ``b_wav``
-    (none along a dimension of one PE)."""
+    every PE column likewise. At step k, R sources inject ``a_wav[k]`` and C inject
+    ``b_wav[k]`` (none along a dimension of one PE)."""
+    a_wav, b_wav = np.asarray(a_wav, np.float64), np.asarray(b_wav, np.float64)
+    k = np.arange(len(a_wav))
     links = np.zeros((R, C, 4))
-    src_c = np.bincount(np.arange(steps) % C, minlength=C)     # steps rooted at column c
-    src_r = np.bincount(np.arange(steps) % R, minlength=R)
+    src_c = np.bincount(k % C, weights=a_wav, minlength=C)   # A wavelets rooted at column c
+    src_r = np.bincount(k % R, weights=b_wav, minlength=R)
     east = np.cumsum(src_c)                  # sources at or west of c: their wave goes east
     west = np.cumsum(src_c[::-1])[::-1]      # sources at or east of c: it goes west
     south, north = np.cumsum(src_r), np.cumsum(src_r[::-1])[::-1]
-    links[:, :C - 1, 1] = a_wav * east[:C - 1]
-    links[:, 1:, 3] = a_wav * west[1:]
-    links[:R - 1, :, 2] = b_wav * south[:R - 1, None]
-    links[1:, :, 0] = b_wav * north[1:, None]
+    links[:, :C - 1, 1] = east[:C - 1]
+    links[:, 1:, 3] = west[1:]
+    links[:R - 1, :, 2] = south[:R - 1, None]
+    links[1:, :, 0] = north[1:, None]
     return links
 
 
+def summa_depths(K, R, C):
+    """The K depth of each SUMMA step that holds a slice of K: slices of ceil(K / max(R, C))
+    (the tile the buffers hold), the last one what is left. A step with no slice (K
+    shorter than max(R, C), or used up early) broadcasts and computes nothing, so it is not
+    run."""
+    Kt = math.ceil(K / max(R, C))
+    if Kt == 0:
+        return []
+    full, rest = divmod(K, Kt)
+    return [Kt] * full + ([rest] if rest else [])
+
+
 def summa(A, B, config, region, *, what="matmul"):
-    """Dense A (M x K) @ B (K x N) on an R x C grid, SUMMA-style in max(R, C) steps."""
+    """Dense A (M x K) @ B (K x N) on an R x C grid, SUMMA-style: one step per slice of K
+    (at most max(R, C); see :func:`summa_depths`)."""
     r0, c0, R, C = region
     M, K = A.shape
     N = B.shape[1]
     elem, fmac = config.elem_bytes, config.fmacs
-    steps = max(R, C)
-    Mt, Nt, Kt = math.ceil(M / R), math.ceil(N / C), math.ceil(K / steps)
+    depths = summa_depths(K, R, C)
+    Mt, Nt, Kt = math.ceil(M / R), math.ceil(N / C), math.ceil(K / max(R, C))
     ledger = SramLedger(config, region)
     ledger.alloc("A tiles (double-buffered)", 2 * Mt * Kt * elem)
     ledger.alloc("B tiles (double-buffered)", 2 * Kt * Nt * elem)
     ledger.alloc("C tile", Mt * Nt * elem)
     sram = ledger.check(f"{what} SUMMA, {M}x{K} @ {K}x{N} on {R}x{C} PEs")
     vpw = config.values_per_dense_wavelet
-    a_wav, b_wav = math.ceil(Mt * Kt / vpw), math.ceil(Kt * Nt / vpw)
+    a_wav = [math.ceil(Mt * d / vpw) for d in depths]
+    b_wav = [math.ceil(d * Nt / vpw) for d in depths]
     # Instruction-level steps (the costs MeshGEMM is calibrated with, mesh.py): the tile
-    # product is Kt @maps of Nt FMACs of length Mt; the broadcasts are fabric DSD ops
-    # received into the second buffer while the step computes; a step hands over through
-    # four task switches (both receives' finish, the step's end, the next step) and cannot
-    # be shorter than a broadcast's trip across the region (double buffers hide one trip).
-    t_comp = Kt * map_op(config, Nt, Mt)
-    e = config.fabric_elem_cycles
-    t_comm = config.setup_cycles + max(Mt * Kt, Kt * Nt) * e + e
+    # product of a step d deep is d @maps of Nt FMACs of length Mt; the broadcasts are
+    # fabric DSD ops received into the second buffer while the step computes; a step hands
+    # over through four task switches (both receives' finish, the step's end, the next
+    # step) and cannot be shorter than a broadcast's trip across the region (double
+    # buffers hide one trip).
+    e, ts = config.fabric_elem_cycles, 4 * config.task_switch_cycles
     lat = (max(R, C) - 1) * config.hop_cycles + config.ramp_cycles
-    step = max(4 * config.task_switch_cycles + max(t_comp, t_comm), lat)
+
+    def total(f):
+        """f summed over the steps: (count of full steps) * f(Kt) + f(the short last)."""
+        return sum(depths.count(d) * f(d) for d in sorted(set(depths), reverse=True))
+
+    def t_comp(d):
+        return d * map_op(config, Nt, Mt)
+
+    def t_comm(d):
+        return config.setup_cycles + max(Mt * d, d * Nt) * e + e
+
+    def step(d):
+        return max(ts + max(t_comp(d), t_comm(d)), lat)
     start = config.launch_cycles + mem_op(config, Mt * Nt)
-    est = start + steps * step + lat
-    lower = start + steps * max(t_comp, t_comm) + lat
-    upper = start + steps * (4 * config.task_switch_cycles + t_comp + t_comm + lat) + lat
+    est = start + total(step) + lat
+    lower = start + total(lambda d: max(t_comp(d), t_comm(d))) + lat
+    upper = start + total(lambda d: ts + t_comp(d) + t_comm(d) + lat) + lat
     macs = M * K * N
-    links = _summa_links(R, C, steps, a_wav, b_wav)
-    terms = {"compute": steps * t_comp, "fabric": steps * t_comm,
-             "latency": steps * (step - max(t_comp, t_comm)) + lat}
+    links = _summa_links(R, C, a_wav, b_wav)
+    terms = {"compute": total(t_comp), "fabric": total(t_comm),
+             "latency": total(lambda d: step(d) - max(t_comp(d), t_comm(d))) + lat}
     energy = _energy(config, macs, macs * 3 * elem, float(links.sum()), R * C, est)
     useful = int(np.count_nonzero(A, axis=0) @ np.count_nonzero(B, axis=1))
     return SimReport(
         cycles=float(est), cycles_lower=float(lower), cycles_upper=float(upper),
         clock_hz=config.clock_hz, macs_dense=macs, macs_useful=useful, macs_performed=macs,
         macs_skipped_weight=0, macs_skipped_activation=0,
-        busy_cycles=_wafer_array(config, region, steps * t_comp),
+        busy_cycles=_wafer_array(config, region, total(t_comp)),
         sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
         link_wavelets=_wafer_array(config, region, links, (4,)),
-        wavelets_sent=int(steps * (R * a_wav * (C > 1) + C * b_wav * (R > 1))),
+        wavelets_sent=int(R * sum(a_wav) * (C > 1) + C * sum(b_wav) * (R > 1)),
         energy_joules=energy,
         bottleneck=max(terms, key=terms.get), region=tuple(int(v) for v in region),
         mapping="summa", dtype=config.dtype, fmac_per_cycle=fmac, details={"terms": terms})

@@ -145,7 +145,10 @@ class Wafer:
              mode="analytic", progress=None):
         """``wsekern.spmm(W, X)`` and its cost: (Y, SimReport).
 
-        ``region=(1, 1)`` uses the resident single-PE mapping (W, X and Y in one SRAM).
+        ``region=(1, 1)`` with no ``mapping`` uses the resident single-PE mapping (W, X
+        and Y dense in one SRAM: no zero is skipped, so it can take more cycles than
+        weight-stationary on the same PE); ``mode="event"`` refuses it (nothing crosses
+        the fabric to simulate): name a mapping to run that one on one PE in both modes.
         ``compute=False`` skips the CPU kernel and returns (None, report): design-space
         sweeps want the cost only. ``mode="event"`` simulates the chosen placement
         wavelet by wavelet and returns what the PEs computed.
@@ -213,9 +216,14 @@ class Wafer:
         if X2.ndim != 2 or X2.shape[0] != Wm.shape[1]:
             raise ValueError(f"expected W with {Wm.shape[1]} columns to match X with "
                              f"{X2.shape[0]} rows; received W.shape={Wm.shape}, X.shape={X2.shape}")
-        reg = self._region(region)
-        if reg is not None and reg[2:] == (1, 1) and mapping is None:
-            mapping = "weight-stationary"     # the event path has no resident mapping
+        if _resident(self._region(region), self._mappings(mapping)):
+            # the one choice both modes make: refuse rather than simulate another program
+            raise ValueError(
+                f"region={region!r} with mapping=None is the resident single-PE mapping (W, X "
+                f"and Y dense in one SRAM, no fabric traffic), which mode='event' has no "
+                f"wavelets to simulate; pass mapping='weight-stationary' or "
+                f"'activation-stationary' to simulate that program on one PE, or "
+                f"mode='analytic' for the resident cost")
         chosen = self._matmul_cost(Wm, X2, region, mapping, what, progress)
         if chosen.cycles == 0 and min(Wm.shape[0], Wm.shape[1], X2.shape[1]) == 0:
             return np.zeros((Wm.shape[0], X2.shape[1])), chosen
@@ -237,17 +245,17 @@ class Wafer:
         """The placer's choice (or the given region and mapping) costed analytically;
         ``progress(stage, done, total)`` follows the search."""
         region = self._region(region)
-        if region is not None and region[2:] == (1, 1) and mapping is None:
-            return analytic.resident(Wm, X2, self.config, region, what=what)
+        mappings = self._mappings(mapping)
         M, K = Wm.shape
         N = X2.shape[1]
         if X2.shape[0] != K:
             raise ValueError(f"expected W with {K} columns to match X with {X2.shape[0]} rows; "
                              f"received W.shape={Wm.shape}, X.shape={X2.shape}")
+        if _resident(region, mappings):
+            return analytic.resident(Wm, X2, self.config, region, what=what)
         if min(M, K, N) == 0:
             return analytic.empty(self.config, M, K, N, mapping or "weight-stationary")
         ops = placement.Operands(Wm, X2, search=region is None)
-        mappings = self._mappings(mapping)
         if N != 1 or what != "spmm":
             if mapping == "meshgemv":
                 raise ValueError(f"mapping='meshgemv' is a matrix-vector product (spmm with one "
@@ -370,13 +378,13 @@ class Wafer:
         if min(A.shape + B.shape) == 0:
             return result, analytic.empty(self.config, A.shape[0], A.shape[1], B.shape[1],
                                           "summa")
-        if region is not None and region[2:] == (1, 1):
-            return result, analytic.resident(A, B, self.config, region, what="matmul")
         M, K = A.shape
         if mapping is not None and mapping not in MATMUL_MAPPINGS:
             raise ValueError(f"matmul mapping must be one of {MATMUL_MAPPINGS} or None (the "
                              f"placer picks); received {mapping!r}")
         mappings = MATMUL_MAPPINGS if mapping is None else (mapping,)
+        if _resident(region, mappings, MATMUL_MAPPINGS):
+            return result, analytic.resident(A, B, self.config, region, what="matmul")
 
         def cost(m, reg, exact=True, full=True):
             if m == "meshgemm":
@@ -439,6 +447,13 @@ class Wafer:
         report = self._matmul_cost(Wm, X2, region, mapping, "conv2d", progress)
         report.problem = problem
         return y, report
+
+
+def _resident(region, mappings, every=MAPPINGS):
+    """The resident single-PE mapping is what ``region=(1, 1)`` with no mapping named runs,
+    in every mode (one decision, so the two modes never cost different programs); a named
+    mapping runs as named there too."""
+    return region is not None and region[2:] == (1, 1) and tuple(mappings) == every
 
 
 def _hook(progress):

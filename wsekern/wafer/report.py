@@ -5,12 +5,19 @@ shapes and zero fractions, dtypes, the machine and the mapping asked for) and wh
 figures mean (the bounds, the bottleneck, which operand's zeros the mapping skips), in its
 text and in ``to_dict()``, so a saved JSON can be traced to its inputs and read alone.
 """
+import base64
+import json
+import math
+import os
+import re
+import zlib
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 import scipy.sparse as sps
 
-BOTTLENECKS = ("compute", "fabric", "reduction", "latency", "scalar", "weight-streaming")
+BOTTLENECKS = ("compute", "fabric", "reduction", "latency", "scalar", "weight-streaming",
+               "overhead", "none")
 
 # What is busy and what waits, for each bottleneck the models name.
 BOTTLENECK_NOTES = {
@@ -27,7 +34,22 @@ BOTTLENECK_NOTES = {
                "outweigh the work",
     "weight-streaming": "the weights arrive from external memory (MemoryX) at "
                         "external_bytes_per_s; the PEs wait for them",
+    "overhead": "no multiply-add is done (no nonzero weight meets a nonzero activation where "
+                "the mapping multiplies): the busiest PE's time goes to the fixed work of "
+                "what still arrives (task starts, vector set-up, end-of-stream markers)",
+    "none": "nothing runs: an operand is empty, so no PE works and nothing is sent",
 }
+
+
+def named_bottleneck(name, macs_performed, cycles):
+    """The bottleneck a report names: ``name`` (the largest of a model's terms), except
+    that a run of no cycles is bound by nothing ("none") and one whose PEs do no
+    multiply-add is not bound by compute or scalar code ("overhead")."""
+    if cycles == 0:
+        return "none"
+    if macs_performed == 0 and name in ("compute", "scalar"):
+        return "overhead"
+    return name
 
 # (lower, upper): what the two bounds on the cycles are, per mapping.
 BOUND_NOTES = {
@@ -203,6 +225,8 @@ class SimReport:
         if self.bottleneck not in BOTTLENECKS:
             raise ValueError(f"bottleneck must be one of {BOTTLENECKS}; received "
                              f"{self.bottleneck!r}")
+        # every model names its largest term; with nothing multiplied that word would lie
+        self.bottleneck = named_bottleneck(self.bottleneck, self.macs_performed, self.cycles)
         if self.pe_cycle_capacity is None:
             self.pe_cycle_capacity = float(self.pes * self.cycles)
 
@@ -305,8 +329,17 @@ class SimReport:
             problem=_sequence(self.problem, other.problem),
         )
 
-    def to_dict(self, arrays=False):
-        """A JSON-serialisable dict (per-PE arrays as summaries unless ``arrays``)."""
+    def to_dict(self, arrays=False, exact=False):
+        """A JSON-serialisable dict (per-PE arrays as summaries unless ``arrays``).
+
+        ``exact=True``: everything, losslessly, in what :meth:`from_dict` reads back (a
+        ``format`` and ``version``, every field with ``details``, arrays with their dtype
+        and shape, tuples and NumPy scalars marked as such); ``arrays`` is then ignored.
+        """
+        if exact:
+            out = {"format": REPORT_FORMAT, "version": REPORT_VERSION}
+            out.update((f.name, _encode(getattr(self, f.name), f.name)) for f in fields(self))
+            return out
         out = {}
         for f in fields(self):
             if f.name in ("details",):
@@ -327,6 +360,75 @@ class SimReport:
                    sram_peak_bytes=self.sram_peak_bytes, wavelet_hops=self.wavelet_hops,
                    explanation=self.explanation())
         return out
+
+    @classmethod
+    def from_dict(cls, d):
+        """The report ``to_dict(exact=True)`` describes, equal field by field (dtypes,
+        per-PE maps, ``details`` and ``problem`` included).
+
+        Raises
+        ------
+        ValueError
+            ``d`` is not such a dict: another format or version, a summary (``to_dict()``
+            without ``exact``, the CLI's ``--json``), a missing or unknown field, a value
+            of the wrong kind, or arrays whose data do not match their dtype and shape.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"a SimReport dict must be a dict (from to_dict(exact=True)); "
+                             f"received {type(d).__name__}")
+        if d.get("format") != REPORT_FORMAT:
+            summary = isinstance(d.get("busy_cycles"), dict) and "sum" in d["busy_cycles"]
+            raise ValueError(
+                "this is a report's summary (to_dict() or `wsekern simulate --json`: the "
+                "per-PE maps are reduced to shape/sum/max and details are left out), which "
+                "cannot be loaded back; save the report with report.save(path) or "
+                "`wsekern simulate ... --save PATH`" if summary else
+                f"not a saved SimReport: its 'format' is {d.get('format')!r}, expected "
+                f"{REPORT_FORMAT!r}")
+        version = d.get("version")
+        if version != REPORT_VERSION or isinstance(version, bool):
+            raise ValueError(f"SimReport format version {version!r} is not one this wsekern "
+                             f"reads (version {REPORT_VERSION}); a newer wsekern wrote it?")
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in d]
+        unknown = sorted(set(d) - set(names) - {"format", "version"})
+        if missing or unknown:
+            raise ValueError(f"a saved SimReport has the fields {names}; missing "
+                             f"{missing}, unknown {unknown}")
+        kw = {n: _decode(d[n], n) for n in names}
+        for n in ("cycles", "cycles_lower", "cycles_upper", "clock_hz", "energy_joules",
+                  "fmac_per_cycle", "pe_cycle_capacity"):
+            _expect(kw[n], n, (float, int, np.floating, np.integer), "a number")
+        for n in ("macs_dense", "macs_useful", "macs_performed", "macs_skipped_weight",
+                  "macs_skipped_activation", "wavelets_sent"):
+            _expect(kw[n], n, (int, np.integer), "a whole number")
+        for n in ("bottleneck", "mapping", "dtype"):
+            _expect(kw[n], n, str, "a string")
+        for n in ("details", "problem"):
+            _expect(kw[n], n, dict, "a dict")
+        for n in ("busy_cycles", "sram_bytes", "link_wavelets"):
+            _expect(kw[n], n, np.ndarray, "an array")
+        reg = kw["region"]
+        if not (isinstance(reg, tuple) and len(reg) == 4 and
+                all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+                    for v in reg)):
+            raise ValueError(f"a saved SimReport's region must be 4 whole numbers >= 0 "
+                             f"(row0, col0, rows, cols); received {reg!r}")
+        grid = kw["busy_cycles"].shape
+        if (len(grid) != 2 or kw["sram_bytes"].shape != grid
+                or kw["link_wavelets"].shape != grid + (4,)):
+            raise ValueError(f"a saved SimReport's per-PE maps must be (rows, cols), (rows, "
+                             f"cols) and (rows, cols, 4); received busy_cycles "
+                             f"{kw['busy_cycles'].shape}, sram_bytes {kw['sram_bytes'].shape}, "
+                             f"link_wavelets {kw['link_wavelets'].shape}")
+        return cls(**kw)
+
+    def save(self, path):
+        """Write ``to_dict(exact=True)`` as JSON to ``path`` (atomically: the file is
+        whole or unchanged); :func:`load_report` reads it back. Returns ``path``."""
+        from .._atomic import write_bytes
+        text = json.dumps(self.to_dict(exact=True), indent=1, allow_nan=True)
+        return write_bytes(path, text.encode())
 
     def __str__(self):
         r0, c0, R, C = self.region
@@ -449,3 +551,178 @@ def _union(a, b):
 
 def _pct(a, b):
     return f"{a / b:.1%}" if b else "-"
+
+
+# -- saved reports: to_dict(exact=True), SimReport.from_dict, save, load_report ----------
+REPORT_FORMAT = "wsekern.SimReport"
+REPORT_VERSION = 1
+_TAG = "__wsekern__"           # marks a value JSON has no type for (array, tuple, scalar)
+_DTYPE = re.compile(r"^[<|](b1|[iu][1248]|f[248])$")      # plain little-endian numbers only
+MAX_ARRAY_BYTES = 2048 * 2048 * 4 * 8     # the largest wafer's link map in float64
+MAX_DEPTH = 64
+
+
+def _encode(v, where, depth=0):
+    """``v`` as JSON values, its Python and NumPy types recoverable by :func:`_decode`."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels (at {where[:60]}...)")
+    if isinstance(v, np.ndarray):
+        a = np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<"))
+        if not _DTYPE.match(a.dtype.str):
+            raise ValueError(f"{where}: arrays of {v.dtype} cannot be saved (numbers only)")
+        return {_TAG: "ndarray", "dtype": a.dtype.str, "shape": list(a.shape),
+                "zlib_base64": base64.b64encode(zlib.compress(a.tobytes())).decode("ascii")}
+    if isinstance(v, (np.bool_, np.integer, np.floating)):
+        return {_TAG: "scalar", "dtype": np.dtype(v.dtype).newbyteorder("<").str,
+                "value": v.item()}
+    if isinstance(v, tuple):
+        return {_TAG: "tuple", "items": [_encode(x, where, depth + 1) for x in v]}
+    if isinstance(v, list):
+        return [_encode(x, where, depth + 1) for x in v]
+    if isinstance(v, dict):
+        if all(isinstance(k, str) for k in v) and _TAG not in v:
+            return {k: _encode(x, f"{where}.{k}", depth + 1) for k, x in v.items()}
+        return {_TAG: "dict", "items": [[_encode(k, where, depth + 1),
+                                         _encode(x, f"{where}.{k}", depth + 1)]
+                                        for k, x in v.items()]}
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return v
+    raise ValueError(f"{where}: a {type(v).__name__} cannot be saved in a report")
+
+
+def _decode(v, where, depth=0):
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels (at {where[:60]}...)")
+    if isinstance(v, list):
+        return [_decode(x, where, depth + 1) for x in v]
+    if not isinstance(v, dict):
+        if v is None or isinstance(v, (str, bool, int, float)):
+            return v
+        raise ValueError(f"{where}: {type(v).__name__} is not a JSON value")
+    if _TAG not in v:
+        return {k: _decode(x, f"{where}.{k}", depth + 1) for k, x in v.items()}
+    kind = v[_TAG]
+    if kind == "ndarray":
+        return _decode_array(v, where)
+    if kind == "scalar":
+        dt = _checked_dtype(v.get("dtype"), where)
+        value = v.get("value")
+        if isinstance(value, bool) != (dt.kind == "b") or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: a {dt} scalar needs a matching value; received "
+                             f"{value!r}")
+        if dt.kind in "iub" and (isinstance(value, float)
+                                 or not dt.kind == "b" and not _in_range(value, dt)):
+            raise ValueError(f"{where}: {value!r} is not a {dt} value")
+        return dt.type(value)
+    if kind in ("tuple", "dict"):
+        items = v.get("items")
+        if not isinstance(items, list) or set(v) != {_TAG, "items"}:
+            raise ValueError(f"{where}: a saved {kind} needs a list of items; received {v!r:.200}")
+        if kind == "tuple":
+            return tuple(_decode(x, where, depth + 1) for x in items)
+        if not all(isinstance(p, list) and len(p) == 2 for p in items):
+            raise ValueError(f"{where}: a saved dict's items must be [key, value] pairs")
+        out = {}
+        for k, x in items:
+            k = _decode(k, where, depth + 1)
+            try:
+                hash(k)
+            except TypeError:
+                raise ValueError(f"{where}: a dict key must be hashable; received "
+                                 f"{type(k).__name__}") from None
+            out[k] = _decode(x, f"{where}.{k}", depth + 1)
+        return out
+    raise ValueError(f"{where}: unknown saved kind {kind!r} (ndarray, scalar, tuple, dict)")
+
+
+def _in_range(value, dt):
+    info = np.iinfo(dt)
+    return info.min <= value <= info.max
+
+
+def _checked_dtype(name, where):
+    if not isinstance(name, str) or not _DTYPE.match(name):
+        raise ValueError(f"{where}: dtype {name!r} is not one a report holds (little-endian "
+                         f"bool, int, uint or float, e.g. '<f8')")
+    return np.dtype(name)
+
+
+def _decode_array(v, where):
+    if set(v) != {_TAG, "dtype", "shape", "zlib_base64"}:
+        raise ValueError(f"{where}: a saved array has dtype, shape and zlib_base64; received "
+                         f"the keys {sorted(v)}")
+    dt = _checked_dtype(v["dtype"], where)
+    shape = v["shape"]
+    if (not isinstance(shape, list) or len(shape) > 32 or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        raise ValueError(f"{where}: an array's shape must be a list of whole numbers >= 0; "
+                         f"received {shape!r:.200}")
+    nbytes = math.prod(shape) * dt.itemsize
+    if nbytes > MAX_ARRAY_BYTES:
+        raise ValueError(f"{where}: an array of shape {shape} and {dt} ({nbytes:,} B) is "
+                         f"larger than any report's ({MAX_ARRAY_BYTES:,} B)")
+    data = v["zlib_base64"]
+    try:
+        packed = base64.b64decode(data.encode("ascii"), validate=True)
+        z = zlib.decompressobj()
+        raw = z.decompress(packed, nbytes + 1)      # never more than the shape holds
+        complete = z.eof and not z.unconsumed_tail and not z.unused_data
+    except (AttributeError, UnicodeEncodeError, ValueError, zlib.error) as e:
+        raise ValueError(f"{where}: the array data is not zlib-compressed base64 "
+                         f"({type(e).__name__}: {e})") from None
+    if len(raw) != nbytes or not complete:
+        raise ValueError(f"{where}: the array data is {len(raw):,}{'+' if not complete else ''}"
+                         f" B; shape {shape} of {dt} needs {nbytes:,} B")
+    return np.frombuffer(raw, dt).reshape(shape).astype(dt.newbyteorder("="), copy=True)
+
+
+def _expect(value, name, types, what):
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise ValueError(f"a saved SimReport's {name} must be {what}; received "
+                         f"{type(value).__name__} {value!r:.100}")
+
+
+def load_report(path):
+    """The :class:`SimReport` that :meth:`SimReport.save` (or ``wsekern simulate ...
+    --save``) wrote to ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by ``SimReport.save``.
+
+    Returns
+    -------
+    SimReport
+        Equal to the saved one field by field (per-PE maps, dtypes, details, problem).
+
+    Raises
+    ------
+    ValueError
+        The file is not a complete JSON document of a saved report (truncated, another
+        format or version, a summary printed by ``--json``): the message says which.
+    OSError
+        The file cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, wsekern
+    >>> _, report = wsekern.Wafer(wsekern.WaferConfig.small(4, 4)).spmm(
+    ...     np.eye(8, dtype=np.float32), np.ones((8, 2), np.float32))
+    >>> path = report.save(os.path.join(tempfile.mkdtemp(), "report.json"))
+    >>> again = wsekern.load_report(path)
+    >>> again.cycles == report.cycles, again.busy_cycles.dtype == report.busy_cycles.dtype
+    (True, True)
+    """
+    with open(os.fspath(path), "rb") as f:
+        text = f.read()
+    try:
+        d = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{os.fspath(path)!r} is not a complete JSON document "
+                         f"({type(e).__name__}: {str(e)[:200]}); was it written whole by "
+                         f"SimReport.save?") from None
+    try:
+        return SimReport.from_dict(d)
+    except ValueError as e:
+        raise ValueError(f"{os.fspath(path)!r}: {e}") from None

@@ -79,7 +79,7 @@ def regime(case, report):
     power-law problems."""
     names = []
     b = report.bottleneck
-    names.append("compute-bound" if b in ("compute", "scalar")
+    names.append("compute-bound" if b in ("compute", "scalar", "overhead")   # the PEs' work
                  else "latency-bound" if b == "latency" else "fabric-bound")
     if case.w_sparsity >= 0.9 or case.x_sparsity >= 0.9 or case.rows == "power-law":
         names.append("sparse or power-law")
