@@ -266,8 +266,9 @@ class MultiHeadAttention(Layer):
     def sublayers(self):
         return [self.query_dense, self.key_dense, self.value_dense, self.output_dense]
 
-    def build(self, query_shape, value_shape=None):
+    def build(self, query_shape, value_shape=None, key_shape=None):
         value_shape = value_shape or query_shape
+        key_shape = key_shape or value_shape
         h, k, vd = self.num_heads, self.key_dim, self.value_dim
         out_dim = self._output_dim or query_shape[-1]
         mk = dict(use_bias=self.use_bias, sparsity=self.sparsity, dtype=self.dtype)
@@ -276,7 +277,7 @@ class MultiHeadAttention(Layer):
         self.value_dense = Dense(h * vd, name=f"{self.name}/value", **mk)
         self.output_dense = Dense(out_dim, name=f"{self.name}/attention_output", **mk)
         self.query_dense._build(query_shape)
-        self.key_dense._build(value_shape)
+        self.key_dense._build(key_shape)
         self.value_dense._build(value_shape)
         self.output_dense._build(tuple(query_shape[:-1]) + (h * vd,))
         for layer in self.sublayers:
@@ -295,13 +296,17 @@ class MultiHeadAttention(Layer):
         masks = dict(query_mask=query_mask, value_mask=value_mask, key_mask=key_mask)
         args = (query, value, key, attention_mask, use_causal_mask, training)
         if any_symbolic(args, {}):          # the functional API: a node of the graph
+            if not self.built:              # from all three shapes (value's may differ)
+                self._build_both(*(None if t is None else tuple(t.shape)
+                                   for t in (query, value, key)))
             return call_symbolic(self, (query,), dict(
                 value=value, key=key, attention_mask=attention_mask,
                 use_causal_mask=use_causal_mask,
                 **{k: m for k, m in masks.items() if m is not None}))
         value = query if value is None else value
         if not self.built:
-            self._build_both(tuple(query.shape), tuple(value.shape))
+            self._build_both(tuple(query.shape), tuple(value.shape),
+                             None if key is None else tuple(key.shape))
         # Keras: the masks the inputs carry (Embedding(mask_zero=True)...) join attention_mask
         query_mask = keras_mask(query) if query_mask is None else query_mask
         value_mask = keras_mask(value) if value_mask is None else value_mask
@@ -313,9 +318,9 @@ class MultiHeadAttention(Layer):
             out._keras_mask = mask_array(query_mask)
         return out
 
-    def _build_both(self, query_shape, value_shape):
+    def _build_both(self, query_shape, value_shape=None, key_shape=None):
         self.input_shape = query_shape
-        self.build(query_shape, value_shape)
+        self.build(query_shape, value_shape, key_shape)
         self.built = True
         self.output_shape = tuple(query_shape[:-1]) + (self._output_dim or query_shape[-1],)
 
@@ -376,6 +381,45 @@ class MultiHeadAttention(Layer):
         # each sublayer's weights through its own get/set_weights: a sparse Dense presents
         # Keras's dense kernel (as a saved mask and load_weights expect), not its kept values
         return [(None, [])] + [(layer, layer.weights) for layer in self.sublayers]
+
+    def _keras_shapes(self):
+        """Keras's shapes of each projection's (kernel, bias): the Dense sublayers keep
+        them flat, (d, heads*key_dim) and (heads*key_dim,); Keras splits the heads out."""
+        h, k, vd = self.num_heads, self.key_dim, self.value_dim
+        q, key, v, o = self.sublayers
+        return [((q.kernel_shape[0], h, k), (h, k)), ((key.kernel_shape[0], h, k), (h, k)),
+                ((v.kernel_shape[0], h, vd), (h, vd)), ((h, vd, o.units), (o.units,))]
+
+    def get_weights(self):
+        """Keras's arrays in Keras's order and shapes: query, key, value kernels
+        (d, heads, key_dim) and biases (heads, key_dim), the output kernel
+        (heads, value_dim, d_out) and bias (d_out,)."""
+        out = []
+        for layer, shapes in zip(self.sublayers, self._keras_shapes()):
+            out.extend(w.reshape(s) for w, s in zip(layer.get_weights(), shapes))
+        return out
+
+    def set_weights(self, weights):
+        """Keras's arrays (as :meth:`get_weights` gives them); the flat 2-D kernels and 1-D
+        biases the Dense sublayers hold (files written before session 17) are taken too."""
+        weights = list(weights)
+        per = 2 if self.use_bias else 1
+        if len(weights) != 4 * per:
+            raise ValueError(f"layer {self.name!r} expects {4 * per} weight arrays (query, "
+                             f"key, value and output kernels{', each with its bias' * (per - 1)}"
+                             f"); received {len(weights)}")
+        flat = []
+        for i, (layer, shapes) in enumerate(zip(self.sublayers, self._keras_shapes())):
+            for j, shape in enumerate(shapes[:per]):
+                w = np.asarray(weights[i * per + j])
+                dense = layer.kernel_shape if j == 0 else (layer.units,)
+                if w.shape not in (shape, dense):
+                    raise ValueError(f"layer {self.name!r}: {layer.name.rsplit('/', 1)[-1]} "
+                                     f"{('kernel', 'bias')[j]} has Keras's shape {shape} (or "
+                                     f"the flat {dense}); received {w.shape}")
+                flat.append(w.reshape(dense))
+        for i, layer in enumerate(self.sublayers):
+            layer.set_weights(flat[i * per:(i + 1) * per])
 
 
 def _with_input_masks(attention_mask, query_mask, value_mask, key_mask, shape):
