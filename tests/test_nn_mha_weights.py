@@ -97,7 +97,9 @@ def tr(lib, **kw):
 
 
 @pytest.mark.parametrize("kw", [{}, {"value_dim": 3, "output_shape": 7},
-                                {"use_bias": False}], ids=["default", "dims", "nobias"])
+                                {"use_bias": False},
+                                {"kernel_regularizer": "l2", "bias_constraint": "non_neg"}],
+                         ids=["default", "dims", "nobias", "regularized"])
 def test_keras_weights_load_and_train_alike(kw):
     """The audit's reproducer: o.set_weights(keras_model.get_weights()) was refused. Now
     the outputs agree to 1e-5 and so do the weights after an SGD step (the gradients)."""

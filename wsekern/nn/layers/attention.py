@@ -38,6 +38,7 @@ def embedding_lookup(table, ids):
 
 class Embedding(Layer):
     """``keras.layers.Embedding``: integer ids -> vectors (uniform(-0.05, 0.05) init)."""
+    _regularizable = ("embeddings",)
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False,
                  **kwargs):
@@ -245,7 +246,10 @@ def attention_reference(q, k, v, mask=None):
 
 class MultiHeadAttention(Layer):
     """``keras.layers.MultiHeadAttention``: call(query, value, key=None, attention_mask=None,
-    use_causal_mask=False). Projections are Dense layers (``sparsity`` prunes them)."""
+    use_causal_mask=False). Projections are Dense layers (``sparsity`` prunes them); the
+    kernel_/bias_ regularizers and constraints reach all four (on their flat kernels:
+    Keras's L1/L2 and column norms alike)."""
+    _regularizable = ("kernel", "bias")
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, sparsity=0.0, **kwargs):
@@ -271,7 +275,8 @@ class MultiHeadAttention(Layer):
         key_shape = key_shape or value_shape
         h, k, vd = self.num_heads, self.key_dim, self.value_dim
         out_dim = self._output_dim or query_shape[-1]
-        mk = dict(use_bias=self.use_bias, sparsity=self.sparsity, dtype=self.dtype)
+        mk = dict(use_bias=self.use_bias, sparsity=self.sparsity, dtype=self.dtype,
+                  **{f"{w}_{k}": fn for (w, k), fn in self._weight_options.items()})
         self.query_dense = Dense(h * k, name=f"{self.name}/query", **mk)
         self.key_dense = Dense(h * k, name=f"{self.name}/key", **mk)
         self.value_dense = Dense(h * vd, name=f"{self.name}/value", **mk)

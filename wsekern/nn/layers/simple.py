@@ -112,11 +112,13 @@ class Softmax(Layer):
 class PReLU(Layer):
     """max(x, 0) + alpha * min(x, 0) with a learned alpha per input entry (or shared along
     ``shared_axes``)."""
+    _regularizable = ("alpha",)
     supports_masking = True
 
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None,
                  alpha_constraint=None, shared_axes=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(alpha_regularizer=alpha_regularizer, alpha_constraint=alpha_constraint,
+                         **kwargs)
         self.alpha_initializer = alpha_initializer
         self.shared_axes = None if shared_axes is None else (
             [shared_axes] if isinstance(shared_axes, int) else list(shared_axes))

@@ -308,10 +308,13 @@ class Model(Layer):
         of ``losses``. A change of ``trainable`` made during fit (Keras asks for compile()
         after one) counts from the next fit."""
         memo = {}                       # each layer's attributes are read once
+        seen = set()                    # a weight regularised once (containers list theirs)
 
         def sources(layer, out):
             own, subs = layer._parts(memo)
-            regs = [t for t, _ in own if getattr(t, "regularizer", None) is not None]
+            regs = [t for t, _ in own if getattr(t, "regularizer", None) is not None
+                    and id(t) not in seen]
+            seen.update(id(t) for t in regs)
             out.append((layer, regs))
             for sub in subs:
                 sources(sub, out)
