@@ -160,3 +160,33 @@ def test_pruned_attention_round_trips_and_old_flat_files_load(tmp_path):
         dense = loaded.get_layer("mha").query_dense
         assert np.array_equal(dense.mask, model.get_layer("mha").query_dense.mask)
         loaded.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)   # resumes
+
+
+def test_containers_take_re_pruned_sublayers_through_their_hook():
+    """The .keras loader re-prunes a container's sublayers and then calls the container's
+    ``sublayers_changed()`` hook (it computed the container's sparsity and called a
+    private ``_refresh_variables`` itself): the hook re-reads the sublayers' variables and
+    takes their pruned fraction as the container's sparsity."""
+    import inspect
+
+    import wsekern.nn.saving as saving
+    assert "_refresh_variables" not in inspect.getsource(saving)
+    nn.utils.set_random_seed(5)
+    block = L.TransformerBlock(2, 16, sparsity=0.5)
+    block(np.zeros((1, 3, 8), np.float32))
+    q = block.attn.query_dense
+    mask = np.zeros(q.mask.shape, bool)
+    mask[:, :2] = True                                   # keep 2 of 8 columns: 75% pruned
+    old = q.kernel
+    q.set_sparsity(0.75, mask=mask)
+    assert any(v is old for v in block.attn.weights)                # stale until told
+    block.attn.sublayers_changed()
+    block.sublayers_changed()
+    assert not any(v is old for v in block.weights)
+    assert any(v is q.kernel for v in block.attn.weights)
+    sizes = [d.mask.size for d in block.attn.sublayers]
+    kept = [d.mask.sum() for d in block.attn.sublayers]
+    assert block.attn.sparsity == pytest.approx(1 - sum(kept) / sum(sizes))
+    leaves = block.attn.sublayers + [block.fc, block.proj]
+    assert block.sparsity == pytest.approx(
+        1 - sum(d.mask.sum() for d in leaves) / sum(d.mask.size for d in leaves))

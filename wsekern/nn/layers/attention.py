@@ -244,6 +244,25 @@ def attention_reference(q, k, v, mask=None):
     return matmul(activations.softmax(s), v)
 
 
+def _sublayers_changed(container):
+    """What a layer made of sublayers (MultiHeadAttention, TransformerBlock) does when
+    some of them were re-pruned from outside (a .keras file's masks loaded into them):
+    its variable list is rebuilt from theirs (a pruned Dense replaced its kernel
+    variable), and its ``sparsity`` becomes the fraction of their kernels pruned."""
+    container._refresh_variables()
+    kernels = [w.mask for w in _kernel_leaves(container)]
+    kept = sum(int(m.sum()) for m in kernels)
+    container.sparsity = 1.0 - kept / max(1, sum(m.size for m in kernels))
+
+
+def _kernel_leaves(layer):
+    for sub in layer.sublayers:
+        if hasattr(sub, "sublayers"):
+            yield from _kernel_leaves(sub)
+        elif hasattr(sub, "set_sparsity") and hasattr(sub, "mask"):
+            yield sub
+
+
 class MultiHeadAttention(Layer):
     """``keras.layers.MultiHeadAttention``: call(query, value, key=None, attention_mask=None,
     use_causal_mask=False). Projections are Dense layers (``sparsity`` prunes them); the
@@ -382,6 +401,8 @@ class MultiHeadAttention(Layer):
     def _refresh_variables(self):
         self._variables = [v for layer in self.sublayers for v in layer._variables]
 
+    sublayers_changed = _sublayers_changed
+
     def _weight_groups(self):
         # each sublayer's weights through its own get/set_weights: a sparse Dense presents
         # Keras's dense kernel (as a saved mask and load_weights expect), not its kept values
@@ -495,6 +516,8 @@ class TransformerBlock(Layer):
 
     def _refresh_variables(self):
         self._variables = [v for layer in self.sublayers for v in layer._variables]
+
+    sublayers_changed = _sublayers_changed
 
     def _weight_groups(self):
         # each sublayer's weights through its own get/set_weights: a sparse Dense presents

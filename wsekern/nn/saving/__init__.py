@@ -255,21 +255,10 @@ def _restore_masks(archive, meta, model, fmt, path):
         mask = archive.array(name, shape, bool)            # exactly the kernel's shape
         layer.set_sparsity(1.0 - float(mask.mean()), mask=mask)
         containers.update((id(o), o) for o in owners)
-    # deepest first: a container's variable list is rebuilt from its sublayers' (the
-    # masked layer replaced its kernel variable), and its sparsity is what its kernels kept
+    # deepest first, each container told that sublayers of it were re-pruned (its hook
+    # re-reads their variables and its sparsity)
     for owner in reversed(list(containers.values())):
-        owner._refresh_variables()
-        kernels = [w.mask for w in _kernel_leaves(owner)]
-        kept = sum(int(m.sum()) for m in kernels)
-        owner.sparsity = 1.0 - kept / max(1, sum(m.size for m in kernels))
-
-
-def _kernel_leaves(layer):
-    for sub in layer.sublayers:
-        if hasattr(sub, "sublayers"):
-            yield from _kernel_leaves(sub)
-        elif hasattr(sub, "set_sparsity") and hasattr(sub, "mask"):
-            yield sub
+        owner.sublayers_changed()
 
 
 def _masked_layer(layers, key, path):
