@@ -190,3 +190,28 @@ def test_containers_take_re_pruned_sublayers_through_their_hook():
     leaves = block.attn.sublayers + [block.fc, block.proj]
     assert block.sparsity == pytest.approx(
         1 - sum(d.mask.sum() for d in leaves) / sum(d.mask.size for d in leaves))
+
+
+def test_a_same_size_array_of_another_shape_is_refused_outside_attention(tmp_path):
+    """The loader reads an array in the file's shape when it has the model's size (for
+    the flat attention kernels of old files): any other layer's set_weights still refuses
+    it, naming both shapes."""
+    import io
+    nn.utils.set_random_seed(6)
+    inp = nn.Input((4,))
+    model = nn.Model(inp, L.Dense(3, name="d")(inp))
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    meta = json.loads(members["config.json"])
+    assert meta["weights"][0][0] == [4, 3]
+    meta["weights"][0][0] = [3, 4]
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((3, 4), np.float32))
+    members["weights/0.npy"] = buf.getvalue()
+    members["config.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(tmp_path / "bad.keras", "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    with pytest.raises(ValueError, match=r"'d'.*\(4, 3\); received \(3, 4\)"):
+        nn.load_model(tmp_path / "bad.keras")
