@@ -146,14 +146,15 @@ def test_pruned_attention_layers_load_back_with_their_patterns(tmp_path):
 
 
 def test_pruned_attention_weights_are_dense_kernels_as_in_keras(tmp_path):
-    """get_weights gives each projection's dense (in, out) kernel, pruned entries zero, as
-    a pruned Dense does; set_weights and save_weights/load_weights take them back."""
+    """get_weights gives each projection's dense kernel in Keras's shape (d, heads,
+    key_dim), pruned entries zero, as a pruned Dense does; set_weights and
+    save_weights/load_weights take them back."""
     model = attention_model()
     mha = model.get_layer("mha")
     shapes = [w.shape for w in mha.get_weights()]
-    assert shapes == [(8, 8), (8,)] * 4
+    assert shapes == [(8, 2, 4), (2, 4)] * 3 + [(2, 4, 8), (8,)]
     q = mha.get_weights()[0]
-    np.testing.assert_array_equal(q != 0, mha.query_dense.mask)
+    np.testing.assert_array_equal(q.reshape(8, 8) != 0, mha.query_dense.mask)
     model.save_weights(tmp_path / "w.weights.h5")
     other = attention_model()
     other.load_weights(tmp_path / "w.weights.h5")

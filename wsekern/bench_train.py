@@ -177,9 +177,12 @@ def torch_gpt(torch, c):
                 for b in self.blocks:
                     b.ln1.weight.copy_(t(next(it)))
                     b.ln1.bias.copy_(t(next(it)))
-                    for lin in linears(b):
-                        lin.weight.copy_(t(next(it).T))
-                        lin.bias.copy_(t(next(it)))
+                    for lin in linears(b):        # Keras's (d, heads, key_dim) kernels
+                        w = next(it)
+                        w = w.reshape(w.shape[0], -1) if lin is not b.o else \
+                            w.reshape(-1, w.shape[-1])
+                        lin.weight.copy_(t(w.T))
+                        lin.bias.copy_(t(next(it).reshape(-1)))
                     b.ln2.weight.copy_(t(next(it)))
                     b.ln2.bias.copy_(t(next(it)))
                     for lin in (b.fc, b.proj):

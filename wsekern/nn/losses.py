@@ -12,7 +12,6 @@ from .tensor import (
     log,
     log1p,
     mean,
-    power,
     reduce_extremum,
     reshape,
     tsum,
@@ -256,13 +255,43 @@ def categorical_hinge(y_true, y_pred):
     return _relu(neg - pos + 1.0)
 
 
+_INV_EPSILON = 1e7          # 1 / keras.backend.epsilon()
+
+
+def _keras_inverse_norm(a, axis):
+    """(sum of squares, Keras's ops.normalize factor min(rsqrt(s), 1/epsilon)) of ``a``."""
+    s = (a * a).sum(axis, keepdims=True)
+    with np.errstate(divide="ignore"):
+        inv = np.minimum(1 / np.sqrt(s), a.dtype.type(_INV_EPSILON))
+    return s, inv
+
+
 def cosine_similarity(y_true, y_pred, axis=-1):
-    """-sum(l2_normalize(y_true) * l2_normalize(y_pred)): -1 for aligned vectors."""
+    """-sum(l2_normalize(y_true) * l2_normalize(y_pred)): -1 for aligned vectors.
+
+    Keras 3's numerics, as one node: each vector times min(rsqrt(sum of squares), 1e7), so
+    a zero row's value is 0, and its gradient what Keras's autodiff gives - finite (the
+    1e7 factor) for a nonzero row under the clamp, NaN for an all-zero prediction row
+    (rsqrt's infinite slope times the clamp's zero), as Keras's step on it."""
     y_true, y_pred = _float_pair(y_true, y_pred)
-    t = y_true.data / np.sqrt(np.maximum((y_true.data ** 2).sum(axis, keepdims=True), 1e-12))
-    sq = tsum(y_pred * y_pred, axis=axis, keepdims=True)
-    p = y_pred * power(extremum(sq, 1e-12, take_max=True), -0.5)
-    return tsum(p * t, axis=axis) * -1.0
+    t_s, t_inv = _keras_inverse_norm(y_true.data, axis)
+    t = y_true.data * t_inv
+    p = y_pred.data
+    s, inv = _keras_inverse_norm(p, axis)
+    out = -(t * p * inv).sum(axis)
+
+    def backward(g):
+        g = np.expand_dims(np.asarray(g, dtype=p.dtype), axis)
+        dot = (t * p).sum(axis, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = 1 / np.sqrt(s)                                         # rsqrt, inf at 0
+            c = p.dtype.type(_INV_EPSILON)
+            # d inv / d s: rsqrt's slope below the clamp, half of it at a tie (the min's
+            # gradient split evenly, as torch's), none above it - but NaN at s = 0
+            slope = np.where(r < c, -0.5 * r ** 3, np.where(
+                r == c, -0.25 * r ** 3, np.where(s == 0, np.nan, 0.0))).astype(p.dtype)
+            y_pred.accumulate(-g * (t * inv + 2 * p * slope * dot))
+    return Tensor(out.astype(p.dtype, copy=False), parents=(y_pred,), backward=backward)
 
 
 def _relu(x):

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from .. import _optim
-from . import registry, schedules
+from . import constraints, registry, schedules
 from .schedules import (  # noqa: F401
     CosineDecay,
     CosineDecayRestarts,
@@ -124,6 +124,10 @@ class Optimizer:
             if decay is not None:
                 w -= w * decay
             self._update(w, g, slots, lr, step)
+        for _, v in pairs:              # as Keras: each updated weight re-projected
+            c = getattr(v, "constraint", None)
+            if c is not None:
+                constraints.apply(c, v)
         self._iterations += 1
 
     apply = apply_gradients

@@ -24,11 +24,13 @@ class Variable(Tensor):
     name : str, optional
     regularizer : callable, optional
         Its penalty is added to the loss.
+    constraint : callable, optional
+        The optimizer assigns ``constraint(variable)`` after each update.
     """
-    __slots__ = ("trainable", "regularizer")
+    __slots__ = ("trainable", "regularizer", "constraint")
 
     def __init__(self, initializer, shape=None, dtype=None, trainable=True, name=None,
-                 regularizer=None):
+                 regularizer=None, constraint=None):
         if isinstance(initializer, str) or (callable(initializer)
                                             and not isinstance(initializer, Tensor)):
             if shape is None:
@@ -46,6 +48,7 @@ class Variable(Tensor):
         super().__init__(np.asarray(value), requires_grad=bool(trainable), name=name)
         self.trainable = bool(trainable)
         self.regularizer = regularizer
+        self.constraint = constraint
 
     @property
     def value(self):

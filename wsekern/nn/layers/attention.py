@@ -38,6 +38,7 @@ def embedding_lookup(table, ids):
 
 class Embedding(Layer):
     """``keras.layers.Embedding``: integer ids -> vectors (uniform(-0.05, 0.05) init)."""
+    _regularizable = ("embeddings",)
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False,
                  **kwargs):
@@ -243,9 +244,31 @@ def attention_reference(q, k, v, mask=None):
     return matmul(activations.softmax(s), v)
 
 
+def _sublayers_changed(container):
+    """What a layer made of sublayers (MultiHeadAttention, TransformerBlock) does when
+    some of them were re-pruned from outside (a .keras file's masks loaded into them):
+    its variable list is rebuilt from theirs (a pruned Dense replaced its kernel
+    variable), and its ``sparsity`` becomes the fraction of their kernels pruned."""
+    container._refresh_variables()
+    kernels = [w.mask for w in _kernel_leaves(container)]
+    kept = sum(int(m.sum()) for m in kernels)
+    container.sparsity = 1.0 - kept / max(1, sum(m.size for m in kernels))
+
+
+def _kernel_leaves(layer):
+    for sub in layer.sublayers:
+        if hasattr(sub, "sublayers"):
+            yield from _kernel_leaves(sub)
+        elif hasattr(sub, "set_sparsity") and hasattr(sub, "mask"):
+            yield sub
+
+
 class MultiHeadAttention(Layer):
     """``keras.layers.MultiHeadAttention``: call(query, value, key=None, attention_mask=None,
-    use_causal_mask=False). Projections are Dense layers (``sparsity`` prunes them)."""
+    use_causal_mask=False). Projections are Dense layers (``sparsity`` prunes them); the
+    kernel_/bias_ regularizers and constraints reach all four (on their flat kernels:
+    Keras's L1/L2 and column norms alike)."""
+    _regularizable = ("kernel", "bias")
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, sparsity=0.0, **kwargs):
@@ -266,17 +289,19 @@ class MultiHeadAttention(Layer):
     def sublayers(self):
         return [self.query_dense, self.key_dense, self.value_dense, self.output_dense]
 
-    def build(self, query_shape, value_shape=None):
+    def build(self, query_shape, value_shape=None, key_shape=None):
         value_shape = value_shape or query_shape
+        key_shape = key_shape or value_shape
         h, k, vd = self.num_heads, self.key_dim, self.value_dim
         out_dim = self._output_dim or query_shape[-1]
-        mk = dict(use_bias=self.use_bias, sparsity=self.sparsity, dtype=self.dtype)
+        mk = dict(use_bias=self.use_bias, sparsity=self.sparsity, dtype=self.dtype,
+                  **{f"{w}_{k}": fn for (w, k), fn in self._weight_options.items()})
         self.query_dense = Dense(h * k, name=f"{self.name}/query", **mk)
         self.key_dense = Dense(h * k, name=f"{self.name}/key", **mk)
         self.value_dense = Dense(h * vd, name=f"{self.name}/value", **mk)
         self.output_dense = Dense(out_dim, name=f"{self.name}/attention_output", **mk)
         self.query_dense._build(query_shape)
-        self.key_dense._build(value_shape)
+        self.key_dense._build(key_shape)
         self.value_dense._build(value_shape)
         self.output_dense._build(tuple(query_shape[:-1]) + (h * vd,))
         for layer in self.sublayers:
@@ -295,13 +320,17 @@ class MultiHeadAttention(Layer):
         masks = dict(query_mask=query_mask, value_mask=value_mask, key_mask=key_mask)
         args = (query, value, key, attention_mask, use_causal_mask, training)
         if any_symbolic(args, {}):          # the functional API: a node of the graph
+            if not self.built:              # from all three shapes (value's may differ)
+                self._build_both(*(None if t is None else tuple(t.shape)
+                                   for t in (query, value, key)))
             return call_symbolic(self, (query,), dict(
                 value=value, key=key, attention_mask=attention_mask,
                 use_causal_mask=use_causal_mask,
                 **{k: m for k, m in masks.items() if m is not None}))
         value = query if value is None else value
         if not self.built:
-            self._build_both(tuple(query.shape), tuple(value.shape))
+            self._build_both(tuple(query.shape), tuple(value.shape),
+                             None if key is None else tuple(key.shape))
         # Keras: the masks the inputs carry (Embedding(mask_zero=True)...) join attention_mask
         query_mask = keras_mask(query) if query_mask is None else query_mask
         value_mask = keras_mask(value) if value_mask is None else value_mask
@@ -313,9 +342,9 @@ class MultiHeadAttention(Layer):
             out._keras_mask = mask_array(query_mask)
         return out
 
-    def _build_both(self, query_shape, value_shape):
+    def _build_both(self, query_shape, value_shape=None, key_shape=None):
         self.input_shape = query_shape
-        self.build(query_shape, value_shape)
+        self.build(query_shape, value_shape, key_shape)
         self.built = True
         self.output_shape = tuple(query_shape[:-1]) + (self._output_dim or query_shape[-1],)
 
@@ -372,10 +401,51 @@ class MultiHeadAttention(Layer):
     def _refresh_variables(self):
         self._variables = [v for layer in self.sublayers for v in layer._variables]
 
+    sublayers_changed = _sublayers_changed
+
     def _weight_groups(self):
         # each sublayer's weights through its own get/set_weights: a sparse Dense presents
         # Keras's dense kernel (as a saved mask and load_weights expect), not its kept values
         return [(None, [])] + [(layer, layer.weights) for layer in self.sublayers]
+
+    def _keras_shapes(self):
+        """Keras's shapes of each projection's (kernel, bias): the Dense sublayers keep
+        them flat, (d, heads*key_dim) and (heads*key_dim,); Keras splits the heads out."""
+        h, k, vd = self.num_heads, self.key_dim, self.value_dim
+        q, key, v, o = self.sublayers
+        return [((q.kernel_shape[0], h, k), (h, k)), ((key.kernel_shape[0], h, k), (h, k)),
+                ((v.kernel_shape[0], h, vd), (h, vd)), ((h, vd, o.units), (o.units,))]
+
+    def get_weights(self):
+        """Keras's arrays in Keras's order and shapes: query, key, value kernels
+        (d, heads, key_dim) and biases (heads, key_dim), the output kernel
+        (heads, value_dim, d_out) and bias (d_out,)."""
+        out = []
+        for layer, shapes in zip(self.sublayers, self._keras_shapes()):
+            out.extend(w.reshape(s) for w, s in zip(layer.get_weights(), shapes))
+        return out
+
+    def set_weights(self, weights):
+        """Keras's arrays (as :meth:`get_weights` gives them); the flat 2-D kernels and 1-D
+        biases the Dense sublayers hold (files written before session 17) are taken too."""
+        weights = list(weights)
+        per = 2 if self.use_bias else 1
+        if len(weights) != 4 * per:
+            raise ValueError(f"layer {self.name!r} expects {4 * per} weight arrays (query, "
+                             f"key, value and output kernels{', each with its bias' * (per - 1)}"
+                             f"); received {len(weights)}")
+        flat = []
+        for i, (layer, shapes) in enumerate(zip(self.sublayers, self._keras_shapes())):
+            for j, shape in enumerate(shapes[:per]):
+                w = np.asarray(weights[i * per + j])
+                dense = layer.kernel_shape if j == 0 else (layer.units,)
+                if w.shape not in (shape, dense):
+                    raise ValueError(f"layer {self.name!r}: {layer.name.rsplit('/', 1)[-1]} "
+                                     f"{('kernel', 'bias')[j]} has Keras's shape {shape} (or "
+                                     f"the flat {dense}); received {w.shape}")
+                flat.append(w.reshape(dense))
+        for i, layer in enumerate(self.sublayers):
+            layer.set_weights(flat[i * per:(i + 1) * per])
 
 
 def _with_input_masks(attention_mask, query_mask, value_mask, key_mask, shape):
@@ -446,6 +516,8 @@ class TransformerBlock(Layer):
 
     def _refresh_variables(self):
         self._variables = [v for layer in self.sublayers for v in layer._variables]
+
+    sublayers_changed = _sublayers_changed
 
     def _weight_groups(self):
         # each sublayer's weights through its own get/set_weights: a sparse Dense presents

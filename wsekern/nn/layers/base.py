@@ -12,7 +12,7 @@ import re
 import numpy as np
 
 from ..._budget import check_memory
-from .. import initializers
+from .. import constraints, initializers, regularizers
 from ..symbolic import any_symbolic, call_symbolic
 from ..tensor import Tensor
 from ..variables import Variable
@@ -32,6 +32,7 @@ def _auto_name(cls_name):
 
 # Bookkeeping attributes that never hold sub-layers: skipped by the tracking walk.
 _UNTRACKED = frozenset({"_variables", "_inbound_nodes", "_losses", "_compiled_outputs",
+                        "_weight_options", "activity_regularizer",
                         "_compile_config", "_metrics_arg", "_weighted_metrics_arg", "history",
                         "optimizer", "strategy", "input_shape",
                         "output_shape", "_input_shape_arg", "_nodes", "_inputs_struct",
@@ -128,15 +129,28 @@ class Layer:
     only if they use it), optionally ``compute_output_shape(input_shape)`` (inferred by a
     call on placeholder arrays otherwise) and ``get_config()``."""
 
+    # the weights taking Keras's `<name>_regularizer` and `<name>_constraint` arguments,
+    # by add_weight name, as ("kernel", "bias") for Dense, or (argument name, weight name)
+    _regularizable = ()
+
     def __init__(self, name=None, trainable=True, dtype="float32", input_shape=None,
-                 input_dim=None, **kwargs):
+                 input_dim=None, activity_regularizer=None, **kwargs):
         kwargs.pop("autocast", None)        # Keras arguments with no meaning here
+        self._weight_options = {}           # (weight name, "regularizer"/"constraint") -> fn
+        for arg, weight in _regularizable(type(self)):
+            for kind, get in (("regularizer", regularizers.get), ("constraint", constraints.get)):
+                value = kwargs.pop(f"{arg}_{kind}", None)
+                if value is not None:
+                    self._weight_options[(weight, kind)] = get(value)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         if kwargs:
             hint = ""
             if any(k.endswith(("_regularizer", "_constraint")) for k in kwargs):
-                hint = ("; the built-in layers take no regularizers or constraints yet: add "
-                        "a penalty with model.add_loss(...) or, in your own layer, "
-                        "add_weight(regularizer=...)")
+                takes = [f"{a}_{k}" for a, _ in _regularizable(type(self))
+                         for k in ("regularizer", "constraint")] + ["activity_regularizer"]
+                hint = (f"; {type(self).__name__} takes {', '.join(takes)} (add a penalty "
+                        f"with add_loss(...), or in your own layer add_weight(regularizer=..., "
+                        f"constraint=...))")
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
                             f"{sorted(kwargs)}{hint}")
         self.name = name or _auto_name(type(self).__name__)
@@ -183,8 +197,11 @@ class Layer:
             initializer = given.get("initializer", initializer)
             dtype = given.get("dtype", dtype)
             trainable = given.get("trainable", trainable)
-        if constraint is not None:
-            raise NotImplementedError("add_weight(constraint=...) is not supported")
+        options = self.__dict__.get("_weight_options", {})
+        if regularizer is None:             # the layer's `<name>_regularizer` argument
+            regularizer = options.get((name, "regularizer"))
+        if constraint is None:
+            constraint = options.get((name, "constraint"))
         shape = () if shape is None else tuple(shape)
         if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0
                for s in shape):
@@ -192,8 +209,8 @@ class Layer:
         dtype = self.dtype if dtype is None else np.dtype(getattr(dtype, "name", dtype))
         if initializer is None:
             initializer = "glorot_uniform" if dtype.kind == "f" else "zeros"
-        if regularizer is not None and not callable(regularizer):
-            regularizer = _regularizer(regularizer)
+        regularizer = regularizers.get(regularizer)
+        constraint = constraints.get(constraint)
         name = name or f"variable_{len(self._variables)}"
         init = initializers.get(initializer)
         shape = tuple(int(s) for s in shape)
@@ -203,7 +220,8 @@ class Layer:
                      "give the layer fewer units, filters or a smaller kernel")
         value = np.asarray(init(shape, dtype=dtype), dtype=dtype)
         var = Variable(value, trainable=bool(trainable) and self.trainable,
-                       name=f"{self.name}/{name}", regularizer=regularizer)
+                       name=f"{self.name}/{name}", regularizer=regularizer,
+                       constraint=constraint)
         var.trainable = bool(trainable)
         self._variables.append((name, var, bool(trainable)))
         return var
@@ -340,13 +358,19 @@ class Layer:
     def losses(self):
         """Losses added during the last call, plus the weight regularisation penalties, of
         this layer and its sub-layers."""
-        out = list(self._losses)
+        return self._collect_losses([], set())
+
+    def _collect_losses(self, out, seen):
+        # a weight counts once: a container (MultiHeadAttention) lists its sublayers'
+        # weights among its own
+        out.extend(self._losses)
         for t, _ in self._own_variables():
             reg = getattr(t, "regularizer", None)
-            if reg is not None:
+            if reg is not None and id(t) not in seen:
+                seen.add(id(t))
                 out.append(reg(t))
         for layer in self._sublayers():
-            out.extend(layer.losses)
+            layer._collect_losses(out, seen)
         return out
 
     def _clear_losses(self, seen=None):
@@ -402,6 +426,8 @@ class Layer:
             out = self.call(*args, **kwargs)
         finally:
             _TRAINING.pop()
+        if getattr(self, "activity_regularizer", None) is not None:
+            self._activity_losses(out)
         if self.output_shape is None:            # built by this call: shapes from its result
             self.output_shape = _batchless(_shape_of(out))
         if self.supports_masking and isinstance(out, Tensor):
@@ -437,10 +463,29 @@ class Layer:
             not out or not isinstance(out[0], (tuple, list))) else out
         return self.output_shape
 
+    def _activity_losses(self, out):
+        """Keras's activity penalty: the regularizer of each output divided by its batch
+        size (0 for an empty batch), added to this call's losses."""
+        outs = out if isinstance(out, (list, tuple)) else \
+            list(out.values()) if isinstance(out, dict) else [out]
+        for o in outs:
+            if not isinstance(o, Tensor):
+                continue
+            loss = self.activity_regularizer(o)
+            loss = loss if isinstance(loss, Tensor) else Tensor(np.asarray(loss))
+            if o.ndim > 0:
+                loss = loss * (1.0 / o.shape[0] if o.shape[0] else 0.0)
+            self._losses.append(loss)
+
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype.name}
         if self._input_shape_arg is not None:
             config["input_shape"] = list(self._input_shape_arg)
+        if self.__dict__.get("activity_regularizer") is not None:
+            config["activity_regularizer"] = _serialize_option(self.activity_regularizer)
+        args = {w: a for a, w in _regularizable(type(self))}
+        for (weight, kind), fn in self.__dict__.get("_weight_options", {}).items():
+            config[f"{args[weight]}_{kind}"] = _serialize_option(fn)
         return config
 
     @classmethod
@@ -470,22 +515,19 @@ class Layer:
         return f"<{type(self).__name__} name={self.name!r}>"
 
 
-def _regularizer(identifier):
-    """'l1' / 'l2' / 'l1_l2' with Keras's default factor 0.01."""
-    table = {"l1": (0.01, 0.0), "l2": (0.0, 0.01), "l1_l2": (0.01, 0.01)}
-    if identifier not in table:
-        raise ValueError(f"unknown regularizer {identifier!r}; use 'l1', 'l2', 'l1_l2' or a "
-                         f"callable weight -> scalar")
-    l1, l2 = table[identifier]
+def _regularizable(cls):
+    """(argument name, weight name) of each weight ``cls`` takes regularizers for."""
+    return [(w, w) if isinstance(w, str) else tuple(w) for w in cls._regularizable]
 
-    def penalty(w):
-        out = 0.0
-        if l1:
-            out = out + (w * np.sign(w.data) * l1).sum()      # d|w|/dw = sign(w)
-        if l2:
-            out = out + (w * w * l2).sum()
-        return out
-    return penalty
+
+def _serialize_option(fn):
+    """A regularizer or constraint as a config keeps it: {'class_name', 'config'} for an
+    object with get_config, the registered name of a plain function."""
+    from ..registry import get_registered_name, serialize_object
+    if hasattr(fn, "get_config"):
+        table = {**regularizers._CLASSES, **constraints._CLASSES}
+        return serialize_object(fn, table)
+    return get_registered_name(fn)
 
 
 _PLACEHOLDER = 3       # the size a None dimension takes when a call infers the output shape

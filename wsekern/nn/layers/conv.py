@@ -254,8 +254,16 @@ def _conv2d_nchw(x, kernel, mask, strides, pads, dilation, groups):
     return Tensor(y.transpose(0, 2, 3, 1), parents=(x, kernel), backward=backward)
 
 
+def _masked_constraint(con, mask):
+    def constrain(w):
+        out = con(w)
+        return np.asarray(getattr(out, "data", out)) * mask
+    return constrain
+
+
 class Conv2D(Layer):
     """``keras.layers.Conv2D`` (channels-last), plus ``sparsity`` as in Dense."""
+    _regularizable = ("kernel", "bias")
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", dilation_rate=(1, 1),
                  groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -302,6 +310,9 @@ class Conv2D(Layer):
         self.sparsity = check_sparsity(sparsity)
         self.weight_mask = magnitude_mask(self.kernel.data, self.sparsity) if mask is None else mask
         self.kernel.data *= self.weight_mask
+        con = self._weight_options.get(("kernel", "constraint"))
+        if con is not None:             # pruned weights stay zero whatever it returns
+            self.kernel.constraint = _masked_constraint(con, self.weight_mask)
 
     def set_weights(self, weights):
         """As Keras; a pruned layer keeps its pattern (as Dense does): the pruned positions

@@ -32,6 +32,7 @@ def _channels_last(data_format):
 
 class _ConvBase(Layer):
     """Shared argument handling: activation, bias, initializers and their config."""
+    _regularizable = ("kernel", "bias")
 
     def __init__(self, activation=None, use_bias=True, bias_initializer="zeros",
                  data_format=None, **kwargs):
@@ -119,6 +120,7 @@ def _same_or_valid(size, k, s, d, padding):
 class DepthwiseConv2D(_ConvBase):
     """Each input channel convolved with its own ``depth_multiplier`` filters; kernel
     (kh, kw, in, depth_multiplier); output channel c * depth_multiplier + m (Keras's order)."""
+    _regularizable = (("depthwise", "kernel"), "bias")
 
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
@@ -171,6 +173,8 @@ class DepthwiseConv2D(_ConvBase):
 
 class SeparableConv2D(DepthwiseConv2D):
     """Depthwise convolution then a 1x1 pointwise one (kernel (1, 1, in * dm, filters))."""
+    _regularizable = (("depthwise", "depthwise_kernel"), ("pointwise", "pointwise_kernel"),
+                      "bias")
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  data_format=None, dilation_rate=(1, 1), depth_multiplier=1, activation=None,

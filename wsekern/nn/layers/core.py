@@ -4,9 +4,10 @@ import scipy.sparse as sps
 
 from ... import sparse_dense as sparse_dense_kernels
 from ...sparse import pack
-from .. import activations, columns, utils
+from .. import activations, columns, regularizers, utils
 from ..placed import placement_of
 from ..tensor import Tensor, reshape
+from ..variables import Variable
 from . import transposes
 from .base import Layer
 from .linear import add_bias_activation, linear, linear_applies
@@ -66,6 +67,7 @@ class Dense(Layer):
     returns Keras's dense ``(input_dim, units)`` kernel.
     """
     supports_masking = True
+    _regularizable = ("kernel", "bias")
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", sparsity=0.0, **kwargs):
@@ -105,8 +107,11 @@ class Dense(Layer):
                                   shape=dense.shape)
         self.pattern = pack(structure)
         self.pattern.set_values(dense)
-        values = Tensor(self.pattern.data.copy(), requires_grad=self.trainable,
-                        name=f"{self.name}/kernel")
+        reg = self._weight_options.get(("kernel", "regularizer"))
+        con = self._weight_options.get(("kernel", "constraint"))
+        values = Variable(self.pattern.data.copy(), trainable=self.trainable,
+                          name=f"{self.name}/kernel", regularizer=_on_kept(reg, self.pattern),
+                          constraint=_kept_constraint(con, self.pattern))
         self._variables[0] = ("kernel", values, True)
         self.kernel = values
 
@@ -192,6 +197,46 @@ class Dense(Layer):
                 "activation": activations.name_of(self.activation), "use_bias": self.use_bias,
                 "kernel_initializer": _init_name(self.kernel_initializer),
                 "bias_initializer": _init_name(self.bias_initializer), "sparsity": self.sparsity}
+
+
+def _kept_positions(P):
+    """(rows, cols) of a packed pattern's stored values, in their order."""
+    return np.repeat(np.arange(P.shape[0]), np.diff(P.indptr)), np.asarray(P.indices)
+
+
+def kept_to_dense(values, P):
+    """The dense kernel (pruned entries 0) of a sparse layer's kept ``values``, as a graph
+    node: a regularizer written for Keras's dense kernel gets its gradient back."""
+    rows, cols = _kept_positions(P)
+    dense = np.zeros(P.shape, dtype=values.dtype)
+    dense[rows, cols] = values.data
+
+    def backward(g):
+        values.accumulate(g[rows, cols])
+    return Tensor(dense, parents=(values,), backward=backward)
+
+
+def _on_kept(reg, P):
+    """A kernel regularizer for the kept values: L1/L2 on them directly (the pruned zeros
+    add nothing), any other one on the dense kernel they make."""
+    if reg is None or isinstance(reg, regularizers.L1L2):
+        return reg
+    return lambda values: reg(kept_to_dense(values, P))
+
+
+def _kept_constraint(con, P):
+    """A kernel constraint for the kept values: applied to the dense kernel (pruned entries
+    0, as Keras's kernel would hold them), its kept positions taken back."""
+    if con is None:
+        return None
+
+    def constrain(values):
+        rows, cols = _kept_positions(P)
+        dense = np.zeros(P.shape, dtype=values.dtype)
+        dense[rows, cols] = values.data
+        out = con(dense)
+        return np.asarray(getattr(out, "data", out))[rows, cols]
+    return constrain
 
 
 def _init_name(init):

@@ -78,6 +78,7 @@ def layer_norm(x, gamma, beta, eps):
 
 class BatchNormalization(Layer):
     """Normalise each feature (last axis) by batch statistics in training, by moving ones after."""
+    _regularizable = ("gamma", "beta")
     supports_masking = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
@@ -115,6 +116,7 @@ class BatchNormalization(Layer):
 
 class LayerNormalization(Layer):
     """Normalise each sample over its last axis."""
+    _regularizable = ("gamma", "beta")
     supports_masking = True
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, **kwargs):

@@ -2,6 +2,8 @@
 reshaping (UpSampling2D, ZeroPadding1D/2D, Cropping1D/2D, RepeatVector, Permute),
 1-D and global pooling, noise and spatial dropout, and Lambda, Identity, Rescaling,
 TimeDistributed. Each is built from differentiable tensor ops."""
+import inspect
+
 import numpy as np
 
 from .. import activations
@@ -112,11 +114,13 @@ class Softmax(Layer):
 class PReLU(Layer):
     """max(x, 0) + alpha * min(x, 0) with a learned alpha per input entry (or shared along
     ``shared_axes``)."""
+    _regularizable = ("alpha",)
     supports_masking = True
 
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None,
                  alpha_constraint=None, shared_axes=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(alpha_regularizer=alpha_regularizer, alpha_constraint=alpha_constraint,
+                         **kwargs)
         self.alpha_initializer = alpha_initializer
         self.shared_axes = None if shared_axes is None else (
             [shared_axes] if isinstance(shared_axes, int) else list(shared_axes))
@@ -507,7 +511,12 @@ class Rescaling(Layer):
 class Lambda(Layer):
     """Wrap ``function(x)`` (or ``function(x, **arguments)``) as a layer. Its output shape
     is ``output_shape`` (a tuple without the batch axis, or a function of the input shape),
-    or found by calling the function on zeros of the input shape."""
+    or found by calling the function on zeros of the input shape.
+
+    ``mask`` as Keras's: None (the output carries no mask), a function
+    ``mask(inputs, previous_mask)`` giving the output's mask, or a boolean array that is
+    the output's mask whatever the input; a ``function`` with a ``mask`` parameter is
+    given the input's mask."""
 
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
         super().__init__(**kwargs)
@@ -524,9 +533,30 @@ class Lambda(Layer):
             output_shape = tuple(None if n is None else int(n) for n in output_shape)
         self.function, self._output_shape, self.arguments = function, output_shape, \
             dict(arguments or {})
+        if mask is not None and not callable(mask):
+            given = mask
+            mask = np.asarray(getattr(mask, "data", mask))
+            if mask.dtype != bool:
+                raise ValueError(f"Lambda's mask must be None, a function mask(inputs, "
+                                 f"previous_mask) or a boolean array; received "
+                                 f"{type(given).__name__} of dtype {mask.dtype}")
+        self.mask = mask
+        self.supports_masking = mask is not None
+        try:
+            params = inspect.signature(function).parameters
+        except (TypeError, ValueError):          # a builtin without a signature
+            params = {}
+        self._fn_takes_mask = "mask" in params
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, mask=None):
+        if self._fn_takes_mask:
+            return self.function(x, mask=mask, **self.arguments)
         return self.function(x, **self.arguments)
+
+    def compute_mask(self, inputs, mask=None):
+        if callable(self.mask):
+            return self.mask(inputs, mask)
+        return self.mask
 
     def compute_output_shape(self, input_shape):
         if callable(self._output_shape):
@@ -545,6 +575,9 @@ class Lambda(Layer):
         if self._output_shape is not None:          # as Keras 3: only when given
             config["output_shape"] = (registry.get_registered_name(self._output_shape)
                                       if callable(self._output_shape) else self._output_shape)
+        if self.mask is not None:                   # a function by name, an array as lists
+            config["mask"] = registry.get_registered_name(self.mask) if callable(self.mask) \
+                else self.mask.tolist()
         return {**config, "arguments": self.arguments}
 
     @classmethod
@@ -564,6 +597,16 @@ class Lambda(Layer):
                                  "register it with register_keras_serializable or pass it "
                                  "in custom_objects")
             config["output_shape"] = fn
+        mask = config.get("mask")
+        if isinstance(mask, str):
+            fn = registry.get_registered_object(mask, custom_objects)
+            if fn is None:
+                raise ValueError(f"Lambda mask function {mask!r} is not known: register it "
+                                 "with register_keras_serializable or pass it in "
+                                 "custom_objects")
+            config["mask"] = fn
+        elif mask is not None:
+            config["mask"] = np.asarray(mask, dtype=bool)
         return cls(**config)
 
 

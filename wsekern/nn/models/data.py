@@ -35,6 +35,34 @@ def leaves(structure):
     return out
 
 
+def check_sample_weight(sample_weight, n):
+    """``sample_weight`` as float64 arrays of ``n`` finite weights each: one array, or (a
+    multi-output model's, as Keras takes them) a dict by output name or a list of arrays
+    in output order."""
+    def one(w, where=""):
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape[:1] != (n,) or not np.isfinite(w).all():
+            raise ValueError(f"sample_weight{where} must hold one finite weight per sample "
+                             f"({n}); received shape {w.shape}")
+        return w
+    if isinstance(sample_weight, dict):
+        return {k: None if w is None else one(w, f"[{k!r}]") for k, w in sample_weight.items()}
+    if isinstance(sample_weight, (list, tuple)) and sample_weight and all(
+            isinstance(w, np.ndarray) or w is None for w in sample_weight):
+        return [None if w is None else one(w, f"[{i}]") for i, w in enumerate(sample_weight)]
+    return one(sample_weight)
+
+
+def take_weights(sample_weight, idx):
+    """The rows ``idx`` of each array of ``sample_weight`` (as :func:`check_sample_weight`
+    gives it)."""
+    if isinstance(sample_weight, dict):
+        return {k: None if w is None else w[idx] for k, w in sample_weight.items()}
+    if isinstance(sample_weight, list):
+        return [None if w is None else w[idx] for w in sample_weight]
+    return sample_weight[idx]
+
+
 def unpack(batch):
     """(x, y, sample_weight) from a batch as a PyDataset or generator yields it."""
     if isinstance(batch, tuple):
@@ -84,10 +112,7 @@ class ArrayBatches:
             cw = class_sample_weight(leaves(y)[0], class_weight)
             sample_weight = cw if sample_weight is None else np.asarray(sample_weight) * cw
         if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, dtype=np.float64)
-            if sample_weight.shape[:1] != (self.n,) or not np.isfinite(sample_weight).all():
-                raise ValueError(f"sample_weight must hold one finite weight per sample "
-                                 f"({self.n}); received shape {sample_weight.shape}")
+            sample_weight = check_sample_weight(sample_weight, self.n)
         self.sample_weight = sample_weight
         self.batch_size, self.shuffle, self.steps = batch_size, shuffle, steps
 
@@ -104,7 +129,8 @@ class ArrayBatches:
             take = lambda a: a[idx]                                    # noqa: E731
             yield (map_arrays(take, self.x),
                    None if self.y is None else map_arrays(take, self.y),
-                   None if self.sample_weight is None else self.sample_weight[idx])
+                   None if self.sample_weight is None else take_weights(self.sample_weight,
+                                                                        idx))
 
     def on_epoch_end(self):
         pass

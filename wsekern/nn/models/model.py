@@ -12,7 +12,16 @@ from .. import optimizers as optimizers_mod
 from ..layers.base import Layer
 from ..tensor import Tensor
 from . import compile_utils as cu
-from .data import ArrayBatches, as_arrays, is_structure, leaves, make_batches, map_arrays
+from .data import (
+    ArrayBatches,
+    as_arrays,
+    check_sample_weight,
+    is_structure,
+    leaves,
+    make_batches,
+    map_arrays,
+    take_weights,
+)
 
 
 class Model(Layer):
@@ -237,10 +246,11 @@ class Model(Layer):
         """The compiled losses (weighted, summed over outputs) plus ``self.losses``."""
         outputs = self._outputs_list(y_pred)
         targets = self._targets_list(y)
+        weights = self._weights_list(sample_weight)
         total = None
         self._last_output_losses = {}
-        for (name, loss, weight, _), out, target in zip(self._resolve_outputs(), outputs,
-                                                         targets):
+        for (name, loss, weight, _), out, target, sample_weight in zip(
+                self._resolve_outputs(), outputs, targets, weights):
             if loss is not None and target is None and isinstance(y, dict):
                 raise ValueError(f"compile(loss=...) has a loss for output {name!r}, but y has "
                                  f"no target for it (y names {sorted(y)}): give "
@@ -265,11 +275,31 @@ class Model(Layer):
                              "or add losses in the model with self.add_loss(...)")
         return total
 
+    def _weights_list(self, sample_weight):
+        """The sample weights of each output: one array for all, or Keras's dict by output
+        name / list in output order."""
+        n = len(self.output_names)
+        if isinstance(sample_weight, dict):
+            unknown = sorted(set(sample_weight) - set(self.output_names))
+            if unknown:
+                raise ValueError(f"sample_weight names {unknown}, which are not outputs of "
+                                 f"the model; its outputs are {self.output_names}")
+            return [sample_weight.get(k) for k in self.output_names]
+        if isinstance(sample_weight, list) and n > 1 and all(
+                w is None or isinstance(w, np.ndarray) for w in sample_weight):
+            if len(sample_weight) != n:
+                raise ValueError(f"sample_weight has {len(sample_weight)} arrays for a model "
+                                 f"with {n} outputs {self.output_names}: give one per output "
+                                 f"(or a dict by output name)")
+            return list(sample_weight)
+        return [sample_weight] * n
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Update the compiled metrics with this batch; returns their current results."""
         targets = self._targets_list(y)
-        for (name, _, _, ms), out, target in zip(self._resolve_outputs(),
-                                                  self._outputs_list(y_pred), targets):
+        for (name, _, _, ms), out, target, sample_weight in zip(
+                self._resolve_outputs(), self._outputs_list(y_pred), targets,
+                self._weights_list(sample_weight)):
             if target is None:
                 continue
             pred = out.data if isinstance(out, Tensor) else np.asarray(out)
@@ -308,10 +338,13 @@ class Model(Layer):
         of ``losses``. A change of ``trainable`` made during fit (Keras asks for compile()
         after one) counts from the next fit."""
         memo = {}                       # each layer's attributes are read once
+        seen = set()                    # a weight regularised once (containers list theirs)
 
         def sources(layer, out):
             own, subs = layer._parts(memo)
-            regs = [t for t, _ in own if getattr(t, "regularizer", None) is not None]
+            regs = [t for t, _ in own if getattr(t, "regularizer", None) is not None
+                    and id(t) not in seen]
+            seen.update(id(t) for t in regs)
             out.append((layer, regs))
             for sub in subs:
                 sources(sub, out)
@@ -503,13 +536,19 @@ class Model(Layer):
                                    None if y is None else cut(y, slice(split, None)))
                 x, y = cut(x, slice(0, split)), None if y is None else cut(y, slice(0, split))
                 if sample_weight is not None:      # Keras weighs the held-out part too
-                    given, sample_weight = sample_weight, np.asarray(sample_weight)
-                    if sample_weight.shape[:1] != (n,):  # else a part of them is checked
-                        raise ValueError(
-                            f"sample_weight must hold one weight per sample ({n}); received "
-                            f"{type(given).__name__} of shape {sample_weight.shape}")
-                    validation_data += (sample_weight[split:],)
-                    sample_weight = sample_weight[:split]
+                    if isinstance(sample_weight, dict) or (
+                            isinstance(sample_weight, (list, tuple)) and sample_weight and all(
+                                isinstance(w, np.ndarray) for w in sample_weight)):
+                        sample_weight = check_sample_weight(sample_weight, n)   # per output
+                    else:
+                        given, sample_weight = sample_weight, np.asarray(sample_weight)
+                        if sample_weight.shape[:1] != (n,):  # else a part of them is checked
+                            raise ValueError(
+                                f"sample_weight must hold one weight per sample ({n}); "
+                                f"received {type(given).__name__} of shape "
+                                f"{sample_weight.shape}")
+                    validation_data += (take_weights(sample_weight, slice(split, None)),)
+                    sample_weight = take_weights(sample_weight, slice(0, split))
             if len(leaves(x)[0]) == 0:
                 raise ValueError("no training samples (x is empty, or validation_split left "
                                  "none)")

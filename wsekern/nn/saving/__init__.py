@@ -155,7 +155,14 @@ def _read_weights(archive, meta, fmt, expected):
 
 
 def _expected_weights(model, declared, path):
+    """The (shape, dtype) of each array to read: the model's, or the file's where it holds
+    the same values in another shape (an attention kernel written flat, (d, heads*key_dim),
+    before session 17), which the layer's set_weights takes or refuses."""
     current = [(tuple(w.shape), w.dtype.name) for w in model.get_weights()]
+    if declared is not None and len(declared) == len(current) and all(
+            d == c or (dt == ct and np.prod(d, dtype=np.int64) == np.prod(c, dtype=np.int64))
+            for (d, dt), (c, ct) in zip(declared, current)):
+        return declared
     if declared is not None and current != declared:
         raise ValueError(f"{path}: the file declares {len(declared)} weight arrays "
                          f"{[s for s, _ in declared][:4]}...; its architecture builds "
@@ -248,21 +255,10 @@ def _restore_masks(archive, meta, model, fmt, path):
         mask = archive.array(name, shape, bool)            # exactly the kernel's shape
         layer.set_sparsity(1.0 - float(mask.mean()), mask=mask)
         containers.update((id(o), o) for o in owners)
-    # deepest first: a container's variable list is rebuilt from its sublayers' (the
-    # masked layer replaced its kernel variable), and its sparsity is what its kernels kept
+    # deepest first, each container told that sublayers of it were re-pruned (its hook
+    # re-reads their variables and its sparsity)
     for owner in reversed(list(containers.values())):
-        owner._refresh_variables()
-        kernels = [w.mask for w in _kernel_leaves(owner)]
-        kept = sum(int(m.sum()) for m in kernels)
-        owner.sparsity = 1.0 - kept / max(1, sum(m.size for m in kernels))
-
-
-def _kernel_leaves(layer):
-    for sub in layer.sublayers:
-        if hasattr(sub, "sublayers"):
-            yield from _kernel_leaves(sub)
-        elif hasattr(sub, "set_sparsity") and hasattr(sub, "mask"):
-            yield sub
+        owner.sublayers_changed()
 
 
 def _masked_layer(layers, key, path):
