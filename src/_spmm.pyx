@@ -185,9 +185,10 @@ cdef bint _rows_in_range(const index_t[::1] rows, Py_ssize_t K):
 
 cdef extern from "wsk_simd.h" nogil:
     ctypedef Py_ssize_t (*lm_f32_t)(const float*, const int32_t*, Py_ssize_t, const uint32_t*,
-                                    int32_t, float*, int32_t*) noexcept
+                                    int32_t, uint32_t, float*, int32_t*) noexcept
     ctypedef Py_ssize_t (*lm_f64_t)(const double*, const int32_t*, Py_ssize_t,
-                                    const uint32_t*, int32_t, double*, int32_t*) noexcept
+                                    const uint32_t*, int32_t, uint32_t, double*,
+                                    int32_t*) noexcept
     lm_f32_t wsk_compact_csr_f32_i32_lm
     lm_f64_t wsk_compact_csr_f64_i32_lm
     int wsk_livemap_build(const int32_t*, Py_ssize_t, int32_t, uint32_t*) noexcept
@@ -298,18 +299,11 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef const floating* x = &X[0, 0]
     cdef index_t zero_row = K - 1
     cdef const index_t* remap = NULL if x_remap is None else &x_remap[0]
-    # With a remap, check_cols (csr_spmm_plain's call) checks each row's columns against
-    # the remap's length just before its compaction reads them (then in L1): a separate
-    # pass over all of W's indices first took 0.19 ms of 3.6 at 4096^2 x 64 fp32, half of
-    # X dead (Zen 4, one thread). A row holding one out of range is compacted to nothing.
     cdef uint8_t[::1] row_bad = None
     cdef uint8_t* bad = NULL
     cdef index_t last_r = 0
     if check_cols:
         row_bad = np.zeros(M, dtype=np.uint8)
-    if check_cols and remap != NULL:
-        bad = &row_bad[0]
-        last_r = _last_index(x_remap.shape[0], <index_t>0)
     cdef const index_t* rows = NULL
     if x_rows is not None and x_rows.shape[0]:
         rows = &x_rows[0]
@@ -321,6 +315,19 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     if index_t is int32_t and remap != NULL and wsk_compact_csr_f32_i32_lm != NULL:
         if wsk_livemap_build(remap, x_remap.shape[0], zero_row, lm_tab):
             lm = lm_tab
+    # With a remap, check_cols (csr_spmm_plain's call): the register form checks each row's
+    # columns against the remap's length as it compacts the row, free (a separate pass
+    # over W's indices first took 0.19 ms of 3.6 at 4096^2 x 64 fp32, half of X dead, Zen
+    # 4, one thread), a row holding one out of range compacted to nothing; the remap's
+    # loads need them checked first, so one pass over all of them (checked per row ahead
+    # of the compaction instead, the first reads of each row stalled: 4-5 % slower on AVX2
+    # and the baseline there), nothing computed when one is out of range.
+    if check_cols and remap != NULL:
+        last_r = _last_index(x_remap.shape[0], <index_t>0)
+        if lm != NULL:
+            bad = &row_bad[0]
+        elif not _cols_in_range(cols, nnz, last_r):
+            return max(1, _rows_out_of_remap(indices, indptr, x_remap.shape[0]))
     cdef bint per_row = remap != NULL and n_block == N
     # Rows compacted once: row i's kept nonzeros at offset indptr[i] (a SIMD compress
     # writes below the input position it has read, so never into the next row).
@@ -718,31 +725,36 @@ cdef inline Py_ssize_t _compact_row(const floating* vals, const index_t* cols,
                                     const index_t* remap, index_t zero_row, floating* vout,
                                     index_t* iout, const uint32_t* lm, uint8_t* bad,
                                     index_t last) noexcept nogil:
-    # _compact_csr on row i of W; with bad (not NULL), its columns first checked against
-    # [0, last]: one out of range flags bad[i] and keeps nothing (the remap is not read)
-    cdef Py_ssize_t p = indptr[i], n = indptr[i + 1] - indptr[i]
-    if bad != NULL and not _cols_in_range(cols + p, n, last):
-        bad[i] = 1
-        return 0
-    return _compact_csr(vals + p, cols + p, n, remap, zero_row, vout, iout, lm)
+    # _compact_csr on row i of W, with lm (the live map's table, wsk_livemap_build, or NULL)
+    # the register form; with bad (not NULL, only with lm), its columns checked against
+    # [0, last] as they pass: one out of range flags bad[i] and keeps nothing
+    cdef Py_ssize_t p = indptr[i], n = indptr[i + 1] - indptr[i], q
+    cdef uint32_t lim = <uint32_t>last if bad != NULL else 0xFFFFFFFFu
+    if index_t is int32_t:
+        if lm != NULL:
+            if floating is float:
+                q = wsk_compact_csr_f32_i32_lm(vals + p, cols + p, n, lm, zero_row, lim,
+                                               vout, iout)
+            else:
+                q = wsk_compact_csr_f64_i32_lm(vals + p, cols + p, n, lm, zero_row, lim,
+                                               vout, iout)
+            if q < 0:
+                bad[i] = 1
+                return 0
+            return q
+    return _compact_csr(vals + p, cols + p, n, remap, zero_row, vout, iout)
 
 
 cdef inline Py_ssize_t _compact_csr(const floating* vals, const index_t* cols, Py_ssize_t nnz,
                                     const index_t* remap, index_t zero_row,
-                                    floating* vout, index_t* iout,
-                                    const uint32_t* lm=NULL) noexcept nogil:
-    # lm: the live map's table (wsk_livemap_build) when the remap is one, else NULL
+                                    floating* vout, index_t* iout) noexcept nogil:
     if floating is float:
         if index_t is int32_t:
-            if lm != NULL:
-                return wsk_compact_csr_f32_i32_lm(vals, cols, nnz, lm, zero_row, vout, iout)
             return wsk_compact_csr_f32_i32(vals, cols, nnz, remap, zero_row, vout, iout)
         else:
             return wsk_compact_csr_f32_i64(vals, cols, nnz, remap, zero_row, vout, iout)
     else:
         if index_t is int32_t:
-            if lm != NULL:
-                return wsk_compact_csr_f64_i32_lm(vals, cols, nnz, lm, zero_row, vout, iout)
             return wsk_compact_csr_f64_i32(vals, cols, nnz, remap, zero_row, vout, iout)
         else:
             return wsk_compact_csr_f64_i64(vals, cols, nnz, remap, zero_row, vout, iout)

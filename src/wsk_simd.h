@@ -807,15 +807,19 @@ WSK_INLINE WSK_TARGET_V4P __m512i wsk_livemap_remap(const __m512i* t, __m512i c,
 /* wsk_compact_csr_f32_i32 with tab for the remap (wsk_livemap_build returned 1): the same
    entries kept, in the same order, with the same remapped columns. The last step's lanes
    past the row are masked (loads and stores), so nothing past the row is read or written,
-   and stores land at or below the input position read, as above. */
+   and stores land at or below the input position read, as above. The columns are checked
+   against [0, last] as they pass (no memory is read through them): -1, the row not
+   compacted, when one is outside (last = UINT32_MAX: no check). */
 WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f32_i32_livemap(const float* vals,
         const int32_t* cols, ptrdiff_t nnz, const uint32_t* tab, int32_t zero_row,
-        float* vout, int32_t* iout)
+        uint32_t last, float* vout, int32_t* iout)
 {
     __m512i t[16];
     for (int i = 0; i < 16; i++) t[i] = _mm512_loadu_si512((const void*)(tab + 16 * i));
     const __m512 zero = _mm512_setzero_ps();
     const __m512i zr = _mm512_set1_epi32(zero_row);
+    const __m512i lastv = _mm512_set1_epi32((int)last);
+    __mmask16 out_of_range = 0;
     ptrdiff_t q = 0, p = 0;
     for (; p < nnz; p += 16) {
         const __mmask16 in = nnz - p >= 16 ? (__mmask16)0xffff
@@ -823,6 +827,7 @@ WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f32_i32_livemap(const float* val
         const __m512 v = _mm512_maskz_loadu_ps(in, vals + p);
         const __m512i c = _mm512_maskz_loadu_epi32(in, cols + p);
         __mmask16 live;
+        out_of_range |= _mm512_mask_cmpgt_epu32_mask(in, c, lastv);
         const __m512i r = wsk_livemap_remap(t, c, zr, &live);
         /* kept: live, or an inf/NaN weight (v - v is NaN), as the scalar test */
         const __mmask16 m = in & (live | _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), zero,
@@ -833,17 +838,19 @@ WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f32_i32_livemap(const float* val
         _mm512_mask_storeu_epi32(iout + q, out, _mm512_maskz_compress_epi32(m, r));
         q += n_m;
     }
-    return q;
+    return out_of_range ? -1 : q;
 }
 /* The fp64 form: 16 columns a step, their values in two zmm. */
 WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f64_i32_livemap(const double* vals,
         const int32_t* cols, ptrdiff_t nnz, const uint32_t* tab, int32_t zero_row,
-        double* vout, int32_t* iout)
+        uint32_t last, double* vout, int32_t* iout)
 {
     __m512i t[16];
     for (int i = 0; i < 16; i++) t[i] = _mm512_loadu_si512((const void*)(tab + 16 * i));
     const __m512d zero = _mm512_setzero_pd();
     const __m512i zr = _mm512_set1_epi32(zero_row);
+    const __m512i lastv = _mm512_set1_epi32((int)last);
+    __mmask16 out_of_range = 0;
     ptrdiff_t q = 0, p = 0;
     for (; p < nnz; p += 16) {
         const __mmask16 in = nnz - p >= 16 ? (__mmask16)0xffff
@@ -852,6 +859,7 @@ WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f64_i32_livemap(const double* va
         const __m512d v1 = _mm512_maskz_loadu_pd((__mmask8)(in >> 8), vals + p + 8);
         const __m512i c = _mm512_maskz_loadu_epi32(in, cols + p);
         __mmask16 live;
+        out_of_range |= _mm512_mask_cmpgt_epu32_mask(in, c, lastv);
         const __m512i r = wsk_livemap_remap(t, c, zr, &live);
         const __mmask16 bad = (__mmask16)(
             (unsigned)_mm512_cmp_pd_mask(_mm512_sub_pd(v0, v0), zero, _CMP_NEQ_UQ)
@@ -868,14 +876,16 @@ WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f64_i32_livemap(const double* va
                               _mm512_maskz_compress_pd((__mmask8)(m >> 8), v1));
         q += n_m;
     }
-    return q;
+    return out_of_range ? -1 : q;
 }
 #endif
 /* NULL unless the CPU runs the forms above and the AVX-512 path is selected. */
 typedef ptrdiff_t (*wsk_compact_csr_lm_f32_t)(const float*, const int32_t*, ptrdiff_t,
-                                              const uint32_t*, int32_t, float*, int32_t*);
+                                              const uint32_t*, int32_t, uint32_t, float*,
+                                              int32_t*);
 typedef ptrdiff_t (*wsk_compact_csr_lm_f64_t)(const double*, const int32_t*, ptrdiff_t,
-                                              const uint32_t*, int32_t, double*, int32_t*);
+                                              const uint32_t*, int32_t, uint32_t, double*,
+                                              int32_t*);
 static wsk_compact_csr_lm_f32_t wsk_compact_csr_f32_i32_lm = NULL;
 static wsk_compact_csr_lm_f64_t wsk_compact_csr_f64_i32_lm = NULL;
 
