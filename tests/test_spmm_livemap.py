@@ -109,6 +109,7 @@ def test_dead_rows_bad_column_checked_as_compacted(idx, K, N, where):
     W = sps.random(128, K, density=0.3, format="csr", random_state=1, dtype=np.float32)
     W.indices = W.indices.astype(idx)
     W.indptr = W.indptr.astype(idx)
+    assert W.indices.dtype == idx
     X = np.random.default_rng(0).standard_normal((K, N)).astype(np.float32)
     X[1::2] = 0
     assert kernels._spmm_impl(W, X, False, None, 1)[1] == "csr-skip-rows"
@@ -117,9 +118,11 @@ def test_dead_rows_bad_column_checked_as_compacted(idx, K, N, where):
     assert _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS) is not None
     pos = {"first": 0, "middle": W.nnz // 2, "last": W.nnz - 1}[where]
     for bad in (K, -1):
-        V = W.copy()
-        V.indices = V.indices.copy()
+        V = W.copy()                          # (SciPy's copy makes the indices int32)
+        V.indices = V.indices.astype(idx)
+        V.indptr = V.indptr.astype(idx)
         V.indices[pos] = bad
+        assert V.indices.dtype == idx and V.indptr.dtype == idx
         assert _spmm.csr_spmm_plain(V, X, False, None, 1, kernels._GLOBALS) is None
         with pytest.raises(ValueError, match=f"column index {bad} at position {pos}"):
             kernels.spmm(V, X, n_threads=1)
