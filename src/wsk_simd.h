@@ -778,24 +778,45 @@ static int wsk_livemap_build(const int32_t* remap, ptrdiff_t K, int32_t zero_row
 }
 #if WSK_X86_DISPATCH
 #define WSK_TARGET_V4P __attribute__((target("arch=x86-64-v4,avx512vpopcntdq")))
+/* tab's 16 zmm as named locals (an array of them went through the stack each call). */
+#define WSK_LIVEMAP_LOAD(tab)                                                          \
+    const __m512i t0 = _mm512_loadu_si512((const void*)((tab) + 0)),                    \
+        t1 = _mm512_loadu_si512((const void*)((tab) + 16)),                            \
+        t2 = _mm512_loadu_si512((const void*)((tab) + 32)),                            \
+        t3 = _mm512_loadu_si512((const void*)((tab) + 48)),                            \
+        t4 = _mm512_loadu_si512((const void*)((tab) + 64)),                            \
+        t5 = _mm512_loadu_si512((const void*)((tab) + 80)),                            \
+        t6 = _mm512_loadu_si512((const void*)((tab) + 96)),                            \
+        t7 = _mm512_loadu_si512((const void*)((tab) + 112)),                           \
+        t8 = _mm512_loadu_si512((const void*)((tab) + 128)),                           \
+        t9 = _mm512_loadu_si512((const void*)((tab) + 144)),                           \
+        t10 = _mm512_loadu_si512((const void*)((tab) + 160)),                          \
+        t11 = _mm512_loadu_si512((const void*)((tab) + 176)),                          \
+        t12 = _mm512_loadu_si512((const void*)((tab) + 192)),                          \
+        t13 = _mm512_loadu_si512((const void*)((tab) + 208)),                          \
+        t14 = _mm512_loadu_si512((const void*)((tab) + 224)),                          \
+        t15 = _mm512_loadu_si512((const void*)((tab) + 240))
+#define WSK_LIVEMAP_ARGS t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15
 /* The remapped columns of 16 columns c (zero_row for a dead one) and, in *live, which
-   are live; t: tab's 16 zmm. Trusted columns: c in [0, 4096). */
-WSK_INLINE WSK_TARGET_V4P __m512i wsk_livemap_remap(const __m512i* t, __m512i c,
-                                                     __m512i zr, __mmask16* live)
+   are live; t0-t15: tab's 16 zmm. Trusted columns: c in [0, 4096). */
+WSK_INLINE WSK_TARGET_V4P __m512i wsk_livemap_remap(__m512i t0, __m512i t1, __m512i t2,
+        __m512i t3, __m512i t4, __m512i t5, __m512i t6, __m512i t7, __m512i t8, __m512i t9,
+        __m512i t10, __m512i t11, __m512i t12, __m512i t13, __m512i t14, __m512i t15,
+        __m512i c, __m512i zr, __mmask16* live)
 {
     const __m512i w = _mm512_srli_epi32(c, 5);
     const __mmask16 h5 = _mm512_test_epi32_mask(w, _mm512_set1_epi32(32));
     const __mmask16 h6 = _mm512_test_epi32_mask(w, _mm512_set1_epi32(64));
-    __m512i a0 = _mm512_permutex2var_epi32(t[0], w, t[1]);
-    __m512i a1 = _mm512_permutex2var_epi32(t[2], w, t[3]);
-    __m512i a2 = _mm512_permutex2var_epi32(t[4], w, t[5]);
-    __m512i a3 = _mm512_permutex2var_epi32(t[6], w, t[7]);
+    __m512i a0 = _mm512_permutex2var_epi32(t0, w, t1);
+    __m512i a1 = _mm512_permutex2var_epi32(t2, w, t3);
+    __m512i a2 = _mm512_permutex2var_epi32(t4, w, t5);
+    __m512i a3 = _mm512_permutex2var_epi32(t6, w, t7);
     const __m512i word = _mm512_mask_blend_epi32(h6, _mm512_mask_blend_epi32(h5, a0, a1),
                                                  _mm512_mask_blend_epi32(h5, a2, a3));
-    a0 = _mm512_permutex2var_epi32(t[8], w, t[9]);
-    a1 = _mm512_permutex2var_epi32(t[10], w, t[11]);
-    a2 = _mm512_permutex2var_epi32(t[12], w, t[13]);
-    a3 = _mm512_permutex2var_epi32(t[14], w, t[15]);
+    a0 = _mm512_permutex2var_epi32(t8, w, t9);
+    a1 = _mm512_permutex2var_epi32(t10, w, t11);
+    a2 = _mm512_permutex2var_epi32(t12, w, t13);
+    a3 = _mm512_permutex2var_epi32(t14, w, t15);
     const __m512i pre = _mm512_mask_blend_epi32(h6, _mm512_mask_blend_epi32(h5, a0, a1),
                                                 _mm512_mask_blend_epi32(h5, a2, a3));
     /* the bits at or below c's, moved to the top: c's own is the sign bit */
@@ -814,8 +835,7 @@ WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f32_i32_livemap(const float* val
         const int32_t* cols, ptrdiff_t nnz, const uint32_t* tab, int32_t zero_row,
         uint32_t last, float* vout, int32_t* iout)
 {
-    __m512i t[16];
-    for (int i = 0; i < 16; i++) t[i] = _mm512_loadu_si512((const void*)(tab + 16 * i));
+    WSK_LIVEMAP_LOAD(tab);
     const __m512 zero = _mm512_setzero_ps();
     const __m512i zr = _mm512_set1_epi32(zero_row);
     const __m512i lastv = _mm512_set1_epi32((int)last);
@@ -828,7 +848,7 @@ WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f32_i32_livemap(const float* val
         const __m512i c = _mm512_maskz_loadu_epi32(in, cols + p);
         __mmask16 live;
         out_of_range |= _mm512_mask_cmpgt_epu32_mask(in, c, lastv);
-        const __m512i r = wsk_livemap_remap(t, c, zr, &live);
+        const __m512i r = wsk_livemap_remap(WSK_LIVEMAP_ARGS, c, zr, &live);
         /* kept: live, or an inf/NaN weight (v - v is NaN), as the scalar test */
         const __mmask16 m = in & (live | _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), zero,
                                                             _CMP_NEQ_UQ));
@@ -845,8 +865,7 @@ WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f64_i32_livemap(const double* va
         const int32_t* cols, ptrdiff_t nnz, const uint32_t* tab, int32_t zero_row,
         uint32_t last, double* vout, int32_t* iout)
 {
-    __m512i t[16];
-    for (int i = 0; i < 16; i++) t[i] = _mm512_loadu_si512((const void*)(tab + 16 * i));
+    WSK_LIVEMAP_LOAD(tab);
     const __m512d zero = _mm512_setzero_pd();
     const __m512i zr = _mm512_set1_epi32(zero_row);
     const __m512i lastv = _mm512_set1_epi32((int)last);
@@ -860,7 +879,7 @@ WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f64_i32_livemap(const double* va
         const __m512i c = _mm512_maskz_loadu_epi32(in, cols + p);
         __mmask16 live;
         out_of_range |= _mm512_mask_cmpgt_epu32_mask(in, c, lastv);
-        const __m512i r = wsk_livemap_remap(t, c, zr, &live);
+        const __m512i r = wsk_livemap_remap(WSK_LIVEMAP_ARGS, c, zr, &live);
         const __mmask16 bad = (__mmask16)(
             (unsigned)_mm512_cmp_pd_mask(_mm512_sub_pd(v0, v0), zero, _CMP_NEQ_UQ)
             | ((unsigned)_mm512_cmp_pd_mask(_mm512_sub_pd(v1, v1), zero, _CMP_NEQ_UQ) << 8));
