@@ -104,7 +104,10 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     ``x_remap[k]`` is the row of X holding original row k (the zero row for
     a dead one).  Nonzeros of W meeting a dead row are then dropped by a
     branch-free compaction per row (the remap's scalar loads, then a SIMD
-    compress where the CPU has one), O(nnz), so dead rows cost nothing in the
+    compress where the CPU has one; on AVX-512 with VPOPCNTDQ, when the remap
+    is the live map of at most 4096 rows, as :func:`live_rows` and
+    :func:`live_map` build it, the map held in registers instead, the same
+    entries kept), O(nnz), so dead rows cost nothing in the
     O(nnz * N) part, and the smaller X stays in cache: 16 rows at a time into a
     per-thread buffer, multiplied at once, when X is one block, else once for all
     blocks into a copy of W's arrays (each row at its own offset, so rows compact
