@@ -6,7 +6,7 @@
 from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.math cimport isfinite
 cimport cython
 from cython cimport floating
@@ -67,6 +67,12 @@ def simd_available():
     return wsk_simd_available()
 
 
+def livemap_compaction():
+    """Whether csr_spmm's compaction against a live map of at most 4096 rows runs the
+    register form (the AVX-512 path selected, and the CPU has VPOPCNTDQ)."""
+    return wsk_compact_csr_f32_i32_lm != NULL
+
+
 def compiler():
     return wsk_compiler().decode()
 
@@ -98,7 +104,10 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     ``x_remap[k]`` is the row of X holding original row k (the zero row for
     a dead one).  Nonzeros of W meeting a dead row are then dropped by a
     branch-free compaction per row (the remap's scalar loads, then a SIMD
-    compress where the CPU has one), O(nnz), so dead rows cost nothing in the
+    compress where the CPU has one; on AVX-512 with VPOPCNTDQ, when the remap
+    is the live map of at most 4096 rows, as :func:`live_rows` and
+    :func:`live_map` build it, the map held in registers instead, the same
+    entries kept), O(nnz), so dead rows cost nothing in the
     O(nnz * N) part, and the smaller X stays in cache: 16 rows at a time into a
     per-thread buffer, multiplied at once, when X is one block, else once for all
     blocks into a copy of W's arrays (each row at its own offset, so rows compact
@@ -142,8 +151,8 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
             n_bad = _rows_out_of_remap(indices, indptr, x_remap.shape[0])
             if n_bad:
                 return n_bad
-    return _csr_spmm(data, indices, indptr, X, out, x_remap, n_threads, n_block, check_cols,
-                     x_rows)
+    return _csr_spmm(data, indices, indptr, X, out, x_remap, n_threads, n_block,
+                     check_cols and x_remap is None, x_rows)
 
 
 cdef inline index_t _last_index(Py_ssize_t n, index_t kind) noexcept nogil:
@@ -178,6 +187,14 @@ cdef bint _rows_in_range(const index_t[::1] rows, Py_ssize_t K):
 
 
 cdef extern from "wsk_simd.h" nogil:
+    ctypedef Py_ssize_t (*lm_f32_t)(const float*, const int32_t*, Py_ssize_t, const uint32_t*,
+                                    int32_t, uint32_t, float*, int32_t*) noexcept
+    ctypedef Py_ssize_t (*lm_f64_t)(const double*, const int32_t*, Py_ssize_t,
+                                    const uint32_t*, int32_t, uint32_t, double*,
+                                    int32_t*) noexcept
+    lm_f32_t wsk_compact_csr_f32_i32_lm
+    lm_f64_t wsk_compact_csr_f64_i32_lm
+    int wsk_livemap_build(const int32_t*, Py_ssize_t, int32_t, uint32_t*) noexcept
     void wsk_copy_rows(void*, const void*, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept
     void wsk_spmm_rows_f32_i32(const float*, const int32_t*, const int32_t*, Py_ssize_t,
                                Py_ssize_t, Py_ssize_t, const uint8_t*, const float*,
@@ -285,9 +302,35 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef const floating* x = &X[0, 0]
     cdef index_t zero_row = K - 1
     cdef const index_t* remap = NULL if x_remap is None else &x_remap[0]
+    cdef uint8_t[::1] row_bad = None
+    cdef uint8_t* bad = NULL
+    cdef index_t last_r = 0
+    if check_cols:
+        row_bad = np.zeros(M, dtype=np.uint8)
     cdef const index_t* rows = NULL
     if x_rows is not None and x_rows.shape[0]:
         rows = &x_rows[0]
+    # The remap as the live map in registers where the CPU has that compaction (AVX-512
+    # with VPOPCNTDQ) and the remap is one of at most WSK_LIVEMAP_K entries: the same
+    # entries kept and the same remapped columns, without a load per nonzero
+    cdef uint32_t lm_tab[256]
+    cdef const uint32_t* lm = NULL
+    if index_t is int32_t and remap != NULL and wsk_compact_csr_f32_i32_lm != NULL:
+        if wsk_livemap_build(remap, x_remap.shape[0], zero_row, lm_tab):
+            lm = lm_tab
+    # With a remap, check_cols (csr_spmm_plain's call): the register form checks each row's
+    # columns against the remap's length as it compacts the row, free (a separate pass
+    # over W's indices first took 0.19 ms of 3.6 at 4096^2 x 64 fp32, half of X dead, Zen
+    # 4, one thread), a row holding one out of range compacted to nothing; the remap's
+    # loads need them checked first, so one pass over all of them (checked per row ahead
+    # of the compaction instead, the first reads of each row stalled: 4-5 % slower on AVX2
+    # and the baseline there), nothing computed when one is out of range.
+    if check_cols and remap != NULL:
+        last_r = _last_index(x_remap.shape[0], <index_t>0)
+        if lm != NULL:
+            bad = &row_bad[0]
+        elif not _cols_in_range(cols, nnz, last_r):
+            return max(1, _rows_out_of_remap(indices, indptr, x_remap.shape[0]))
     cdef bint per_row = remap != NULL and n_block == N
     # Rows compacted once: row i's kept nonzeros at offset indptr[i] (a SIMD compress
     # writes below the input position it has read, so never into the next row).
@@ -337,29 +380,26 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
             with nogil:
                 kept_ptr[0] = 0
                 for i in range(M):
-                    q = _compact_csr(vals + indptr[i], cols + indptr[i],
-                                     indptr[i + 1] - indptr[i], remap, zero_row,
-                                     &kept_vals[0] + kept_ptr[i], &kept_cols[0] + kept_ptr[i])
+                    q = _compact_row(vals, cols, &indptr[0], i, remap, zero_row,
+                                     &kept_vals[0] + kept_ptr[i], &kept_cols[0] + kept_ptr[i],
+                                     lm, bad, last_r)
                     kept_ptr[i + 1] = <index_t>(kept_ptr[i] + q)
             vals, cols, ip, n_idx = &kept_vals[0], &kept_cols[0], &kept_ptr[0], kept_ptr[M]
         else:
             kept = np.empty(M, dtype=np.intp)
             with nogil:
                 for i in prange(M, num_threads=n_threads, schedule='dynamic', chunksize=8):
-                    kept[i] = _compact_csr(vals + indptr[i], cols + indptr[i],
-                                           indptr[i + 1] - indptr[i], remap, zero_row,
+                    kept[i] = _compact_row(vals, cols, &indptr[0], i, remap, zero_row,
                                            &kept_vals[0] + indptr[i],
-                                           &kept_cols[0] + indptr[i])
+                                           &kept_cols[0] + indptr[i], lm, bad, last_r)
             vals, cols, counts = &kept_vals[0], &kept_cols[0], &kept[0]
     cdef floating* vb
     cdef index_t* cb
     cdef index_t* pb
-    cdef uint8_t[::1] row_bad = None
     cdef index_t last = _last_index(K, <index_t>0)    # the last valid index
+    cdef bint check_remap = check_cols and remap != NULL
     check_cols = check_cols and remap == NULL
-    if check_cols:
-        row_bad = np.zeros(M, dtype=np.uint8)
-    # (compact_once: no column check, since remap != NULL)
+    # (with a remap, the rows were checked as they were compacted, above or below)
     cdef bint whole_rows = not per_row and (index_t is int32_t or not check_cols)
     cdef Py_ssize_t c, i0, i1, n_calls = (M + ROWS_PER_CALL - 1) // ROWS_PER_CALL
     with nogil:
@@ -388,9 +428,9 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
                         i1 = min(M, i0 + ROWS_PER_CALL)
                         pb[0] = 0
                         for i in range(i0, i1):
-                            q = _compact_csr(vals + indptr[i], cols + indptr[i],
-                                             indptr[i + 1] - indptr[i], remap, zero_row,
-                                             vb + pb[i - i0], cb + pb[i - i0])
+                            q = _compact_row(vals, cols, &indptr[0], i, remap, zero_row,
+                                             vb + pb[i - i0], cb + pb[i - i0], lm, bad,
+                                             last_r)
                             pb[i - i0 + 1] = <index_t>(pb[i - i0] + q)
                         _spmm_rows(vb, cb, pb, 0, i1 - i0, pb[i1 - i0], NULL, b, K, nb,
                                    &out[i0, j0], N, nb)
@@ -421,7 +461,7 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
                             spmm_row(vals + indptr[i], cols + indptr[i], q, b, nb,
                                      &out[i, j0], nb)
             j0 += nb
-        if check_cols:
+        if check_cols or check_remap:
             for i in range(M):
                 n_bad += row_bad[i]
     if n_block < N:
@@ -681,6 +721,31 @@ cdef inline void _scatter(const floating* vals, const index_t* rows, Py_ssize_t 
             wsk_spmm_scatter_f64_i32(vals, rows, nnz, x, Y, ldy, n)
         else:
             wsk_spmm_scatter_f64_i64(vals, rows, nnz, x, Y, ldy, n)
+
+
+cdef inline Py_ssize_t _compact_row(const floating* vals, const index_t* cols,
+                                    const index_t* indptr, Py_ssize_t i,
+                                    const index_t* remap, index_t zero_row, floating* vout,
+                                    index_t* iout, const uint32_t* lm, uint8_t* bad,
+                                    index_t last) noexcept nogil:
+    # _compact_csr on row i of W, with lm (the live map's table, wsk_livemap_build, or NULL)
+    # the register form; with bad (not NULL, only with lm), its columns checked against
+    # [0, last] as they pass: one out of range flags bad[i] and keeps nothing
+    cdef Py_ssize_t p = indptr[i], n = indptr[i + 1] - indptr[i], q
+    cdef uint32_t lim = <uint32_t>last if bad != NULL else 0xFFFFFFFFu
+    if index_t is int32_t:
+        if lm != NULL:
+            if floating is float:
+                q = wsk_compact_csr_f32_i32_lm(vals + p, cols + p, n, lm, zero_row, lim,
+                                               vout, iout)
+            else:
+                q = wsk_compact_csr_f64_i32_lm(vals + p, cols + p, n, lm, zero_row, lim,
+                                               vout, iout)
+            if q < 0:
+                bad[i] = 1
+                return 0
+            return q
+    return _compact_csr(vals + p, cols + p, n, remap, zero_row, vout, iout)
 
 
 cdef inline Py_ssize_t _compact_csr(const floating* vals, const index_t* cols, Py_ssize_t nnz,
@@ -1151,12 +1216,9 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
                           g["SCATTER_BLOCK"])
             return result
     cdef const index_t[::1] remap = None
-    cdef index_t last = _last_index(K, <index_t>0)    # the last valid index
     cdef const floating[:, ::1] xk = X
     cdef const index_t[::1] x_rows = None
     if compact:
-        if packed is None and nnz and not _cols_in_range(&indices[0], nnz, last):
-            return None      # a column index out of range: the Python route names it
         if not reuse < <double>g["MIN_REUSE"]:
             n_block = g["column_block"](kept + 1, N, sizeof(floating), reuse=nnz / K)
         if 0 < n_block < N:  # the column blocks copy the live rows from X (no X_live)
@@ -1173,8 +1235,8 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     else:
         result = np.empty((M, N), dtype=_F64)
     cdef floating[:, ::1] out = result
-    if _csr_spmm(data, indices, indptr, xk, out, remap, 1, n_block,
-                 not compact and packed is None, x_rows):
+    # (with the remap, the kernel checks each row's columns as it compacts the row)
+    if _csr_spmm(data, indices, indptr, xk, out, remap, 1, n_block, packed is None, x_rows):
         return None          # a column index out of range: the Python route names it
     return result
 
