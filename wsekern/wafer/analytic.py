@@ -56,7 +56,7 @@ from .._screen import any_zero as _any_zero
 from .._screen import dense_stream as _dense_stream
 from .._step_cost import ws_dead_columns as _ws_dead_columns
 from .._step_cost import ws_pack_entries as _ws_pack_entries
-from .._step_cost import ws_step_columns as _ws_step_columns
+from .._step_cost import WsStep as _WsStep, ws_step_columns as _ws_step_columns
 from .._step_cost import ws_table as _ws_table
 from . import placement as placer
 from .figures import energy as _energy
@@ -128,7 +128,7 @@ def weight_stationary_cycles(w, x_nz, config, region):
     # column and sample, in one pass down each PE column (its X rows, its blocks); then
     # _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
     # (and, in the same call, grid_pipeline's chain of the columns over the samples)
-    _, _, _, busy, v_max, sram, _, est = _ws_step_columns(x_nz.view(np.uint8), *st["call"])
+    busy, v_max, sram, est = st["step"].run(x_nz.view(np.uint8))
     N = x_nz.shape[1]
     first_hop, task, dt, L_max, blocks, chained = st["bound"]
     busy_max = busy + N * task if blocks else 0.0      # each sample's end-of-stream task
@@ -262,6 +262,8 @@ def _step_structure(w, config, region):
         structure["dense_total_cm"], structure["task"], structure["scalar"],
         structure["task"], structure["wpv"], structure["dt"], False, structure["pipeline"],
         structure["dead"], structure["packed"], structure["table"], structure["sram_bound"])
+    # the same call with the structure taken once: a step passes X alone
+    structure["step"] = _WsStep(w.K, *structure["call"])
     structure["bound"] = (structure["first_hop"], config.task_cycles, structure["dt"],
                           structure["L_max"], bool(R * C), C > 1)
     w.cache[key] = (config, structure)
