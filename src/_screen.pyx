@@ -36,6 +36,79 @@ def use_simd_path(path):
     return "avx512" if _use_avx512 else "baseline"
 
 
+cdef int _check_bounds(const long[:] k_b, Py_ssize_t K) except -1:
+    """dense_stream's check of the C + 1 bounds ``k_b`` on X's K rows."""
+    cdef Py_ssize_t C = k_b.shape[0] - 1, c
+    if C < 0 or (C > 0 and (k_b[0] < 0 or k_b[C] > K)):
+        raise ValueError(f"k_b must be {C + 1} bounds within 0..{K}; received "
+                         f"{np.asarray(k_b)!r}")
+    for c in range(C):
+        if k_b[c] > k_b[c + 1]:
+            raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
+    return 0
+
+
+cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize_t x_s0,
+                    Py_ssize_t x_s1, const char* k_b, Py_ssize_t k_st, Py_ssize_t C,
+                    double tmax, double eos, long wpv, double dt, double fill, double* work,
+                    double* first, double* last, int64_t* a_max_out,
+                    int64_t* v_max_out) noexcept nogil:
+    """dense_stream's passes over X (K x N at ``x``, strides ``x_s0``, ``x_s1``) for the C
+    + 1 bounds at ``k_b`` (``k_st`` bytes apart): the samples-major (N x C) work, first and
+    last and the largest column sums of a and v; -1 where its scratch cannot be had."""
+    cdef Py_ssize_t c
+    cdef int64_t a_max = 0, v_max = 0
+    # scratch, each value written before it is read: per column its sums of v and of a,
+    # and its a per sample (C x N); X K-major when it is not already
+    cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
+    cdef int64_t* V = <int64_t*> malloc(8 * (2 * C + C * N) + copy + 8)
+    if V == NULL:
+        return -1
+    cdef int64_t* A_sum = V + C
+    cdef int64_t* a_cn = A_sum + C
+    cdef uint8_t* xs = <uint8_t*> (a_cn + C * N)
+    cdef const uint8_t* xt = NULL
+    cdef long k0, k1
+    if K and N:
+        xt = wsk_x_kmajor(x, K, N, x_s0, x_s1, xs)
+    if N:                   # every column's row (K = 0: no k, each row 0)
+        for c in range(C):
+            k0 = (<const long*> (k_b + c * k_st))[0]
+            k1 = (<const long*> (k_b + (c + 1) * k_st))[0]
+            if _use_avx512:
+                wsk_x_column_avx512(xt, k0, k1, N, 0, a_cn + c * N, NULL)
+            else:
+                wsk_x_column(xt, k0, k1, N, 0, a_cn + c * N, NULL)
+    # sample after sample across the columns (each column's samples in order, so the
+    # cumulative sums are the same)
+    if N and C and _use_avx512:
+        wsk_dense_samples_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
+                                 work, first, last)
+    elif N and C:
+        wsk_dense_samples(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
+                          work, first, last)
+    for c in range(C if N else 0):
+        if A_sum[c] > a_max:
+            a_max = A_sum[c]
+        if V[c] > v_max:
+            v_max = V[c]
+    free(V)
+    a_max_out[0], v_max_out[0] = a_max, v_max
+    return 0
+
+
+cdef double _exact_inputs(Py_ssize_t K, int64_t a_max, int64_t v_max, double tmax,
+                          double eos, double dt, double fill) noexcept:
+    # where tmax, eos, dt and fill are whole numbers, so are work (a * tmax + eos) and
+    # first and last ((cum - v * dt) + fill, (cum - dt) + fill, cum = V * dt): bounded (a
+    # sums X's bytes, up to 255 each, so 0 <= a <= min(255 K, a_max); 1 <= v <= V <= v_max),
+    # the chain takes its exact scan (src/wsk_chain.h; the same floats)
+    if whole_number(tmax) and whole_number(eos) and whole_number(dt) and whole_number(fill):
+        return max(min(255.0 * <double> K, <double> a_max) * fabs(tmax) + fabs(eos),
+                   2.0 * <double> v_max * fabs(dt) + fabs(fill))
+    return -1.0
+
+
 def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax, double eos,
                  long wpv, double dt, double fill, pipeline=None):
     """The stream of X's nonzero pattern ``x_nz`` (K x N, 0/1, any strides) down the C
@@ -58,13 +131,7 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     figures on each path.
     """
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
-    cdef Py_ssize_t c
-    if C < 0 or (C > 0 and (k_b[0] < 0 or k_b[C] > K)):
-        raise ValueError(f"k_b must be {C + 1} bounds within 0..{K}; received "
-                         f"{np.asarray(k_b)!r}")
-    for c in range(C):
-        if k_b[c] > k_b[c + 1]:
-            raise ValueError(f"k_b must be nondecreasing; received {np.asarray(k_b)!r}")
+    _check_bounds(k_b, K)
     check_wpv("dense_stream", wpv, K, N)
     work_a = np.empty((N, C))
     first_a = np.empty((N, C))
@@ -73,54 +140,81 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
     cdef int64_t a_max = 0, v_max = 0
-    # scratch, each value written before it is read: per column its sums of v and of a,
-    # and its a per sample (C x N); X K-major when it is not already
-    cdef Py_ssize_t copy = 0 if x_nz.strides[1] == 1 and x_nz.strides[0] == N else K * N
-    cdef int64_t* V = <int64_t*> malloc(8 * (2 * C + C * N) + copy + 8)
-    if V == NULL:
-        raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
-    cdef int64_t* A_sum = V + C
-    cdef int64_t* a_cn = A_sum + C
-    cdef uint8_t* xs = <uint8_t*> (a_cn + C * N)
-    cdef const uint8_t* xt = NULL
+    cdef int rc
     with nogil:
-        if K and N:
-            xt = wsk_x_kmajor(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1], xs)
-        if N:                   # every column's row (K = 0: no k, each row 0)
-            for c in range(C):
-                if _use_avx512:
-                    wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 0, a_cn + c * N, NULL)
-                else:
-                    wsk_x_column(xt, k_b[c], k_b[c + 1], N, 0, a_cn + c * N, NULL)
-        # sample after sample across the columns (each column's samples in order, so the
-        # cumulative sums are the same)
-        if N and C and _use_avx512:
-            wsk_dense_samples_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
-                                     &work[0, 0], &first[0, 0], &last[0, 0])
-        elif N and C:
-            wsk_dense_samples(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
-                              &work[0, 0], &first[0, 0], &last[0, 0])
-        for c in range(C if N else 0):
-            if A_sum[c] > a_max:
-                a_max = A_sum[c]
-            if V[c] > v_max:
-                v_max = V[c]
-    free(V)
+        rc = _dense_run(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1],
+                        <const char*> &k_b[0], k_b.strides[0], C, tmax, eos, wpv, dt, fill,
+                        &work[0, 0], &first[0, 0], &last[0, 0], &a_max, &v_max)
+    if rc < 0:
+        raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
     if pipeline is None:
         return work_a, first_a, last_a, int(a_max), int(v_max)
     L_, hop, ramp, lat, launch, task, cushion = pipeline
-    # where tmax, eos, dt and fill are whole numbers, so are work (a * tmax + eos) and
-    # first and last ((cum - v * dt) + fill, (cum - dt) + fill, cum = V * dt): bounded (a
-    # sums X's bytes, up to 255 each, so 0 <= a <= min(255 K, a_max); 1 <= v <= V <= v_max),
-    # the chain takes its exact scan (src/wsk_chain.h; the same floats)
-    cdef double inputs = -1.0
-    if whole_number(tmax) and whole_number(eos) and whole_number(dt) and whole_number(fill):
-        inputs = max(min(255.0 * <double> K, <double> a_max) * fabs(tmax) + fabs(eos),
-                     2.0 * <double> v_max * fabs(dt) + fabs(fill))
+    cdef double inputs = _exact_inputs(K, a_max, v_max, tmax, eos, dt, fill)
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
                                      ramp, lat, launch, task, cushion, _use_avx512, inputs)
     return work_a, first_a, last_a, int(a_max), int(v_max), float(done)
+
+
+cdef class DenseStep:
+    """:func:`dense_stream` with everything but X given once: ``DenseStep(K, k_b, tmax,
+    eos, wpv, dt, fill, pipeline)`` takes its arguments after ``x_nz`` (the same, the same
+    checks) with X's rows ``K`` and a ``pipeline``; ``step.run(x_nz)`` then gives
+    dense_stream's ``(a_max, v_max, done)`` for a K x N X: the same passes and chain, so the
+    same figures, without checking and taking ``k_b`` again every step. ``k_b``'s buffer is
+    held; it must not be written to while the step is kept."""
+    cdef const long[:] k_b
+    cdef const long[:] L
+    cdef object keep
+    cdef Py_ssize_t K
+    cdef double tmax, eos, dt, fill, hop, ramp, lat, launch, task, cushion
+    cdef long wpv
+
+    def __init__(self, Py_ssize_t K, const long[:] k_b, double tmax, double eos, long wpv,
+                 double dt, double fill, pipeline=None):
+        if pipeline is None:
+            raise ValueError("DenseStep needs the pipeline's figures (dense_stream's "
+                             "pipeline=): it gives the chain's completion")
+        if K < 0:
+            raise ValueError(f"K must be X's rows (>= 0); received {K}")
+        _check_bounds(k_b, K)
+        L_, hop, ramp, lat, launch, task, cushion = pipeline
+        self.L = L_
+        if self.L.shape[0] != 1:
+            raise ValueError(f"pipeline: L must have one entry (one chain); received "
+                             f"{self.L.shape[0]}")
+        self.k_b, self.K = k_b, K
+        self.keep = (memoryview(k_b), memoryview(self.L))
+        self.tmax, self.eos, self.wpv, self.dt, self.fill = tmax, eos, wpv, dt, fill
+        self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
+        self.task, self.cushion = task, cushion
+
+    def run(self, const unsigned char[:, :] x_nz):
+        """``(a_max, v_max, done)`` of dense_stream for X's pattern ``x_nz`` (K x N bytes,
+        any strides)."""
+        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = self.k_b.shape[0] - 1
+        if K != self.K:
+            raise ValueError(f"x_nz must have the step's {self.K} rows; received shape "
+                             f"({K}, {N})")
+        check_wpv("dense_stream", self.wpv, K, N)
+        buf = np.empty((3, N, C))
+        cdef double[:, :, ::1] b = buf
+        cdef int64_t a_max = 0, v_max = 0
+        cdef int rc
+        with nogil:
+            rc = _dense_run(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1],
+                            <const char*> &self.k_b[0], self.k_b.strides[0], C, self.tmax,
+                            self.eos, self.wpv, self.dt, self.fill, &b[0, 0, 0],
+                            &b[1, 0, 0], &b[2, 0, 0], &a_max, &v_max)
+        if rc < 0:
+            raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
+        cdef double inputs = _exact_inputs(K, a_max, v_max, self.tmax, self.eos, self.dt,
+                                           self.fill)
+        cdef double done = chain_columns("dense_stream", self.L, b[0], b[1], b[2], False,
+                                         0.0, self.hop, self.ramp, self.lat, self.launch,
+                                         self.task, self.cushion, _use_avx512, inputs)
+        return int(a_max), int(v_max), float(done)
 
 
 ctypedef fused table_t:

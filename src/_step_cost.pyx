@@ -377,6 +377,256 @@ def _describe_array(v):
     return f"a {type(v).__name__}"
 
 
+cdef struct WsPlan:
+    # what ws_step_columns reads of W's structure, checked: raw pointers into arrays its
+    # caller keeps alive (the call's arguments, or a WsStep's)
+    Py_ssize_t K, R, C
+    const char* k_b             # C + 1 longs, k_b_st bytes apart
+    Py_ssize_t k_b_st
+    const int64_t* s_indptr
+    const int32_t* s_rows
+    const int32_t* s_data
+    const double* t_dense
+    const int8_t* choice
+    const void* dense_p
+    const void* comp_p
+    bint wide
+    const uint16_t* pk_p
+    const uint8_t* tb           # the table (NULL: none); read on the AVX-512 path only
+    const int64_t* sb_p
+    bint has_dead
+    const double* d_cmax
+    const double* d_tm
+    const int64_t* d_sram
+    const int8_t* d_comp
+    int nan_seen
+    double task, scalar, eos, dt
+    long wpv
+
+
+cdef inline Py_ssize_t _kb(const WsPlan* s, Py_ssize_t c) noexcept nogil:
+    return (<const long*> (s.k_b + c * s.k_b_st))[0]
+
+
+cdef int _ws_plan(WsPlan* s, Py_ssize_t K, const long[:] k_b, const int64_t[::1] s_indptr,
+                  const int32_t[::1] s_rows, const int32_t[::1] s_data,
+                  const double[::1] t_dense, const int8_t[::1] choice, comp_total,
+                  dense_total, double task, double scalar, double eos, long wpv, double dt,
+                  bint check, dead, packed, table, sram_bound) except -1:
+    """ws_step_columns' checks of everything but X (its rows: K), and ``s`` filled from
+    the arrays, which the caller keeps alive while ``s`` is read."""
+    cdef Py_ssize_t C = k_b.shape[0] - 1
+    cdef Py_ssize_t R = t_dense.shape[0]
+    cdef Py_ssize_t c, k, r, j
+    cdef bint wide = _totals_wide(comp_total, dense_total)
+    s.dense_p = _first(dense_total, wide)
+    s.comp_p = _first(comp_total, wide)
+    s.wide = wide
+    _check_structure(K, R, C, k_b, s_indptr, s_rows.shape[0], "s_rows", s_data.shape[0],
+                     choice.shape[0], comp_total.size, dense_total.size, check)
+    for j in range(s_rows.shape[0] if check else 0):
+        if not 0 <= s_rows[j] < R:
+            raise ValueError(f"s_rows[{j}] = {s_rows[j]} lies outside 0..{R - 1}")
+    cdef const uint16_t[::1] pk
+    s.pk_p = NULL
+    if packed is not None:
+        pk = packed
+        if pk.shape[0] != s_rows.shape[0]:
+            raise ValueError(f"packed must hold one entry per s_rows entry "
+                             f"({s_rows.shape[0]}); received {pk.shape[0]}")
+        for j in range(pk.shape[0] if check else 0):
+            if (pk[j] & 0xFF) != s_rows[j] or (pk[j] >> 8) != s_data[j]:
+                raise ValueError(f"packed[{j}] = {pk[j]} is not s_rows[{j}] = {s_rows[j]} "
+                                 f"in its low byte and s_data[{j}] = {s_data[j]} in its "
+                                 f"high one")
+        if pk.shape[0]:
+            s.pk_p = &pk[0]
+    cdef const uint8_t[:, ::1] tb
+    cdef int64_t row_sum
+    s.tb = NULL
+    if table is not None:
+        tb = table
+        if tb.shape[0] != K or tb.shape[1] != R:
+            raise ValueError(f"table must be K x R = {K} x {R} (W's nonzeros per column and "
+                             f"row block); received {tb.shape[0]} x {tb.shape[1]}")
+        for k in range(K if check else 0):
+            row_sum = 0
+            for r in range(R):
+                row_sum += tb[k, r]
+            for j in range(s_indptr[k], s_indptr[k + 1]):
+                if tb[k, s_rows[j]] != s_data[j]:
+                    raise ValueError(f"table[{k}, {s_rows[j]}] = {tb[k, s_rows[j]]} is not "
+                                     f"s_data[{j}] = {s_data[j]}")
+                row_sum -= s_data[j]
+            if row_sum != 0:
+                raise ValueError(f"table's row {k} holds nonzeros that s_rows and s_data "
+                                 f"do not")
+        if K and R:
+            s.tb = &tb[0, 0]
+    cdef const double[::1] d_cmax, d_tm
+    cdef const int64_t[::1] d_sram
+    cdef const int8_t[::1] d_comp
+    cdef const int64_t[::1] sb
+    s.sb_p = NULL
+    if sram_bound is not None:
+        if not (isinstance(sram_bound, np.ndarray) and sram_bound.dtype == np.int64
+                and sram_bound.ndim == 1 and sram_bound.flags.c_contiguous):
+            raise TypeError(f"sram_bound must be a C-contiguous 1-D int64 array (one entry "
+                            f"per PE column: {C}) or None; received "
+                            f"{_describe_array(sram_bound)}")
+        sb = sram_bound
+        if sb.shape[0] != C:
+            raise ValueError(f"sram_bound must hold {C} entries (one per PE column); "
+                             f"received {sb.shape[0]}")
+        if check and R and C:
+            want = np.maximum(np.asarray(comp_total).reshape(C, R),
+                              np.asarray(dense_total).reshape(C, R)).max(axis=1)
+            for c in range(C):
+                if sb[c] != want[c]:
+                    raise ValueError(f"sram_bound[{c}] = {sb[c]} is not the largest block "
+                                     f"total of PE column {c} ({want[c]})")
+        if C:
+            s.sb_p = &sb[0]
+    # a block's compressed time (A * task + scalar * sw, A and sw integers below 2**63)
+    # can be NaN only where the task or the scalar cycles are NaN, or so large that both
+    # terms could overflow (inf - inf); its dense time where t_dense holds a NaN: else the
+    # lanes need not look for one
+    s.nan_seen = not (fabs(task) <= 1e250 and fabs(scalar) <= 1e250)
+    for r in range(R):
+        if isnan(t_dense[r]):
+            s.nan_seen = 1
+    s.has_dead = dead is not None
+    if s.has_dead:
+        if not (isinstance(dead, tuple) and len(dead) == 4):
+            raise ValueError("dead must be ws_dead_columns' tuple of 4 arrays")
+        d_cmax, d_tm, d_sram, d_comp = dead
+        if not (d_cmax.shape[0] == d_tm.shape[0] == d_sram.shape[0] == d_comp.shape[0]
+                == C):
+            raise ValueError(f"dead must hold {C} entries per array (one per PE column)")
+        s.d_cmax, s.d_tm, s.d_sram, s.d_comp = &d_cmax[0], &d_tm[0], &d_sram[0], &d_comp[0]
+    s.K, s.R, s.C = K, R, C
+    s.k_b, s.k_b_st = <const char*> &k_b[0], k_b.strides[0]
+    s.s_indptr, s.s_rows, s.s_data = &s_indptr[0], &s_rows[0], &s_data[0]
+    s.t_dense, s.choice = &t_dense[0], &choice[0]
+    s.task, s.scalar, s.eos, s.wpv, s.dt = task, scalar, eos, wpv, dt
+    return 0
+
+
+cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize_t x_s0,
+                 Py_ssize_t x_s1, double* work, double* first, double* last,
+                 double* busy_out, int64_t* v_max_out, int64_t* sram_out,
+                 bint* any_comp_out) noexcept nogil:
+    """ws_step_columns' pass over X (K x N at ``x``, strides ``x_s0``, ``x_s1``) and the
+    blocks of ``s``, writing the samples-major (N x C) work, first and last and the
+    figures; -1 where its scratch cannot be had."""
+    cdef Py_ssize_t K = s.K, R = s.R, C = s.C
+    cdef Py_ssize_t c, k, r, j
+    cdef double task = s.task, scalar = s.scalar
+    # the products a * row[r] are exact unsigned 32 x 32 bits: a <= N < 2**32
+    cdef const uint8_t* tb_p = NULL
+    if _use_avx512 and K and R and (N >> 32) == 0:
+        tb_p = s.tb
+    cdef const uint16_t* pk_p = s.pk_p
+    cdef uint16_t p
+    cdef const void* dense_c
+    cdef const void* comp_c
+    cdef int64_t A_k, v_max = 0, sram = 0, sram_c, cnt
+    cdef double A, A_task, busy = -INFINITY, comp_busy = -INFINITY
+    cdef double cmax, tm
+    cdef bint any_comp = False, comp_col
+    cdef ColumnFigures fig
+    cdef wsk_step_fig vfig
+    # scratch, each value written before it is read: each k's activations over the batch;
+    # per column its activations, V, share, tm, largest compressed time and dense task
+    # time, and its activations per sample (C x N); a column's blocks' scalar work (256
+    # long when packed: no byte can write outside); X K-major when it is not already
+    cdef Py_ssize_t n_sw = R if pk_p == NULL else max(R, 256)
+    cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
+    cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw) + copy + 8)
+    if A_of_k == NULL:
+        return -1
+    cdef int64_t* A_c = A_of_k + K
+    cdef int64_t* V = A_c + C
+    cdef double* share_c = <double*> (V + C)
+    cdef double* tm_c = share_c + C
+    cdef double* comp_max = tm_c + C
+    cdef double* tmax = comp_max + C
+    cdef int64_t* a_cn = <int64_t*> (tmax + C)
+    cdef int64_t* sw = a_cn + C * N
+    cdef uint8_t* xs = <uint8_t*> (sw + n_sw)
+    cdef const uint8_t* xt = NULL
+    if K and N:
+        xt = wsk_x_kmajor(x, K, N, x_s0, x_s1, xs)
+    for c in range(C):
+        for r in range(R):
+            sw[r] = 0
+        cnt = 0
+        if N and _use_avx512:
+            wsk_x_column_avx512(xt, _kb(s, c), _kb(s, c + 1), N, 1, a_cn + c * N, A_of_k)
+        elif N:
+            wsk_x_column(xt, _kb(s, c), _kb(s, c + 1), N, 1, a_cn + c * N, A_of_k)
+        for k in range(_kb(s, c), _kb(s, c + 1)):
+            A_k = A_of_k[k] if N else 0
+            cnt += A_k
+            if A_k and tb_p != NULL:
+                wsk_table_row_avx512(R, tb_p + k * R, A_k, sw)
+            elif A_k and pk_p != NULL:
+                for j in range(s.s_indptr[k], s.s_indptr[k + 1]):
+                    p = pk_p[j]
+                    sw[p & 0xFF] += <int64_t> (p >> 8) * A_k
+            elif A_k:
+                for j in range(s.s_indptr[k], s.s_indptr[k + 1]):
+                    sw[s.s_rows[j]] += s.s_data[j] * A_k
+        A_c[c] = cnt
+        A = <double> cnt
+        A_task = A * task
+        if s.has_dead and cnt == 0:       # no activation: the figures worked out once
+            cmax, tm, sram_c, comp_col = s.d_cmax[c], s.d_tm[c], s.d_sram[c], s.d_comp[c] != 0
+        else:
+            # the totals are read only where the column could raise the peak
+            dense_c, comp_c = s.dense_p, s.comp_p
+            if s.sb_p != NULL and sram >= s.sb_p[c]:
+                dense_c = comp_c = NULL
+            vfig.ok = 0
+            if _use_avx512:
+                vfig = wsk_step_blocks_avx512(R, c * R, s.t_dense, s.choice, sw,
+                                              A, A_task, scalar, dense_c, comp_c, s.wide,
+                                              s.nan_seen)
+            if vfig.ok:
+                cmax, tm, sram_c, comp_col = vfig.cmax, vfig.tm, vfig.sram, vfig.comp != 0
+            else:
+                fig = _column_blocks(R, c * R, s.t_dense, s.choice, sw, A,
+                                     A_task, scalar, dense_c, comp_c, s.wide)
+                cmax, tm, sram_c, comp_col = fig.cmax, fig.tm, fig.sram, fig.comp
+        comp_max[c], tmax[c] = cmax, tm
+        sram = imax(sram, sram_c)
+        if comp_col:
+            any_comp = True
+            comp_busy = dmax(comp_busy, cmax)
+        if tm > -INFINITY and A * tm > busy:
+            busy = A * tm
+    if any_comp and comp_busy > busy:
+        busy = comp_busy
+    for c in range(C):
+        # a * tmax, or 0.0 in a column with no dense block (a >= 0: a * 0.0 is 0.0);
+        # then the compressed share where any block is compressed and it is more
+        # (max(x, w) is x only when x > w: the comparison ws_step_stream makes), each
+        # without a branch on the sample's count
+        share_c[c] = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
+        tm_c[c] = tmax[c] if tmax[c] > -INFINITY else 0.0
+        if not any_comp:
+            share_c[c] = -INFINITY  # a * share > w never holds (a * -inf <= 0 <= w)
+    if N and C and _use_avx512:
+        v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, V,
+                                      work, first, last)
+    elif N and C:
+        v_max = wsk_ws_samples(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, V,
+                               work, first, last)
+    free(A_of_k)
+    busy_out[0], v_max_out[0], sram_out[0], any_comp_out[0] = busy, v_max, sram, any_comp
+    return 0
+
+
 def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                     const int64_t[::1] s_indptr, const int32_t[::1] s_rows,
                     const int32_t[::1] s_data, const double[::1] t_dense,
@@ -424,198 +674,26 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     already reaches cannot raise it, and its blocks' totals are not read (the memory a
     step reads most; a column no activation reaches, typically first, gives its peak
     from ``dead``). The same peak. ``check`` compares it with the totals."""
-    cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
-    cdef Py_ssize_t R = t_dense.shape[0]
-    cdef Py_ssize_t n, c, k, r, b, j
-    cdef bint wide = _totals_wide(comp_total, dense_total)
-    cdef const void* dense_p = _first(dense_total, wide)
-    cdef const void* comp_p = _first(comp_total, wide)
-    _check_structure(K, R, C, k_b, s_indptr, s_rows.shape[0], "s_rows", s_data.shape[0],
-                     choice.shape[0], comp_total.size, dense_total.size, check)
+    cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1]
+    cdef WsPlan s
+    _ws_plan(&s, K, k_b, s_indptr, s_rows, s_data, t_dense, choice, comp_total, dense_total,
+             task, scalar, eos, wpv, dt, check, dead, packed, table, sram_bound)
     check_wpv("ws_step_columns", wpv, K, N)
-    for j in range(s_rows.shape[0] if check else 0):
-        if not 0 <= s_rows[j] < R:
-            raise ValueError(f"s_rows[{j}] = {s_rows[j]} lies outside 0..{R - 1}")
-    cdef const uint16_t[::1] pk
-    cdef const uint16_t* pk_p = NULL
-    cdef uint16_t p
-    if packed is not None:
-        pk = packed
-        if pk.shape[0] != s_rows.shape[0]:
-            raise ValueError(f"packed must hold one entry per s_rows entry "
-                             f"({s_rows.shape[0]}); received {pk.shape[0]}")
-        for j in range(pk.shape[0] if check else 0):
-            if (pk[j] & 0xFF) != s_rows[j] or (pk[j] >> 8) != s_data[j]:
-                raise ValueError(f"packed[{j}] = {pk[j]} is not s_rows[{j}] = {s_rows[j]} "
-                                 f"in its low byte and s_data[{j}] = {s_data[j]} in its "
-                                 f"high one")
-        if pk.shape[0]:
-            pk_p = &pk[0]
-    cdef const uint8_t[:, ::1] tb
-    cdef const uint8_t* tb_p = NULL
-    cdef int64_t row_sum
-    if table is not None:
-        tb = table
-        if tb.shape[0] != K or tb.shape[1] != R:
-            raise ValueError(f"table must be K x R = {K} x {R} (W's nonzeros per column and "
-                             f"row block); received {tb.shape[0]} x {tb.shape[1]}")
-        for k in range(K if check else 0):
-            row_sum = 0
-            for r in range(R):
-                row_sum += tb[k, r]
-            for j in range(s_indptr[k], s_indptr[k + 1]):
-                if tb[k, s_rows[j]] != s_data[j]:
-                    raise ValueError(f"table[{k}, {s_rows[j]}] = {tb[k, s_rows[j]]} is not "
-                                     f"s_data[{j}] = {s_data[j]}")
-                row_sum -= s_data[j]
-            if row_sum != 0:
-                raise ValueError(f"table's row {k} holds nonzeros that s_rows and s_data "
-                                 f"do not")
-        # the products a * row[r] are exact unsigned 32 x 32 bits: a <= N < 2**32
-        if _use_avx512 and K and R and N < 4294967296:
-            tb_p = &tb[0, 0]
-    cdef const double[::1] d_cmax, d_tm
-    cdef const int64_t[::1] d_sram
-    cdef const int8_t[::1] d_comp
-    cdef const int64_t[::1] sb
-    cdef const int64_t* sb_p = NULL
-    if sram_bound is not None:
-        if not (isinstance(sram_bound, np.ndarray) and sram_bound.dtype == np.int64
-                and sram_bound.ndim == 1 and sram_bound.flags.c_contiguous):
-            raise TypeError(f"sram_bound must be a C-contiguous 1-D int64 array (one entry "
-                            f"per PE column: {C}) or None; received "
-                            f"{_describe_array(sram_bound)}")
-        sb = sram_bound
-        if sb.shape[0] != C:
-            raise ValueError(f"sram_bound must hold {C} entries (one per PE column); "
-                             f"received {sb.shape[0]}")
-        if check and R and C:
-            want = np.maximum(np.asarray(comp_total).reshape(C, R),
-                              np.asarray(dense_total).reshape(C, R)).max(axis=1)
-            for c in range(C):
-                if sb[c] != want[c]:
-                    raise ValueError(f"sram_bound[{c}] = {sb[c]} is not the largest block "
-                                     f"total of PE column {c} ({want[c]})")
-        if C:
-            sb_p = &sb[0]
-    cdef const void* dense_c
-    cdef const void* comp_c
-    # a block's compressed time (A * task + scalar * sw, A and sw integers below 2**63)
-    # can be NaN only where the task or the scalar cycles are NaN, or so large that both
-    # terms could overflow (inf - inf); its dense time where t_dense holds a NaN: else the
-    # lanes need not look for one
-    cdef int nan_seen = not (fabs(task) <= 1e250 and fabs(scalar) <= 1e250)
-    for r in range(R):
-        if isnan(t_dense[r]):
-            nan_seen = 1
-    cdef bint has_dead = dead is not None
-    if has_dead:
-        if not (isinstance(dead, tuple) and len(dead) == 4):
-            raise ValueError("dead must be ws_dead_columns' tuple of 4 arrays")
-        d_cmax, d_tm, d_sram, d_comp = dead
-        if not (d_cmax.shape[0] == d_tm.shape[0] == d_sram.shape[0] == d_comp.shape[0]
-                == C):
-            raise ValueError(f"dead must hold {C} entries per array (one per PE column)")
-    work_a = np.empty((N, C))
-    first_a = np.empty((N, C))
-    last_a = np.empty((N, C))
+    work_a = np.empty((N, s.C))
+    first_a = np.empty((N, s.C))
+    last_a = np.empty((N, s.C))
     cdef double[:, ::1] work = work_a
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
-    cdef int64_t A_k, v_max = 0, sram = 0, sram_c, cnt
-    cdef double A, A_task, busy = -INFINITY, comp_busy = -INFINITY
-    cdef double cmax, tm
-    cdef bint any_comp = False, comp_col
-    cdef ColumnFigures fig
-    cdef wsk_step_fig vfig
-    # scratch, each value written before it is read: each k's activations over the batch;
-    # per column its activations, V, share, tm, largest compressed time and dense task
-    # time, and its activations per sample (C x N); a column's blocks' scalar work (256
-    # long when packed: no byte can write outside); X K-major when it is not already
-    cdef Py_ssize_t n_sw = R if pk_p == NULL else max(R, 256)
-    cdef Py_ssize_t copy = 0 if x_nz.strides[1] == 1 and x_nz.strides[0] == N else K * N
-    cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw) + copy + 8)
-    if A_of_k == NULL:
-        raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
-    cdef int64_t* A_c = A_of_k + K
-    cdef int64_t* V = A_c + C
-    cdef double* share_c = <double*> (V + C)
-    cdef double* tm_c = share_c + C
-    cdef double* comp_max = tm_c + C
-    cdef double* tmax = comp_max + C
-    cdef int64_t* a_cn = <int64_t*> (tmax + C)
-    cdef int64_t* sw = a_cn + C * N
-    cdef uint8_t* xs = <uint8_t*> (sw + n_sw)
-    cdef const uint8_t* xt = NULL
+    cdef double busy
+    cdef int64_t v_max, sram
+    cdef bint any_comp
+    cdef int rc
     with nogil:
-        if K and N:
-            xt = wsk_x_kmajor(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1], xs)
-        for c in range(C):
-            for r in range(R):
-                sw[r] = 0
-            cnt = 0
-            if N and _use_avx512:
-                wsk_x_column_avx512(xt, k_b[c], k_b[c + 1], N, 1, a_cn + c * N, A_of_k)
-            elif N:
-                wsk_x_column(xt, k_b[c], k_b[c + 1], N, 1, a_cn + c * N, A_of_k)
-            for k in range(k_b[c], k_b[c + 1]):
-                A_k = A_of_k[k] if N else 0
-                cnt += A_k
-                if A_k and tb_p != NULL:
-                    wsk_table_row_avx512(R, tb_p + k * R, A_k, sw)
-                elif A_k and pk_p != NULL:
-                    for j in range(s_indptr[k], s_indptr[k + 1]):
-                        p = pk_p[j]
-                        sw[p & 0xFF] += <int64_t> (p >> 8) * A_k
-                elif A_k:
-                    for j in range(s_indptr[k], s_indptr[k + 1]):
-                        sw[s_rows[j]] += s_data[j] * A_k
-            A_c[c] = cnt
-            A = <double> cnt
-            A_task = A * task
-            if has_dead and cnt == 0:       # no activation: the figures worked out once
-                cmax, tm, sram_c, comp_col = d_cmax[c], d_tm[c], d_sram[c], d_comp[c] != 0
-            else:
-                # the totals are read only where the column could raise the peak
-                dense_c, comp_c = dense_p, comp_p
-                if sb_p != NULL and sram >= sb_p[c]:
-                    dense_c = comp_c = NULL
-                vfig.ok = 0
-                if _use_avx512:
-                    vfig = wsk_step_blocks_avx512(R, c * R, &t_dense[0], &choice[0], sw,
-                                                  A, A_task, scalar, dense_c, comp_c, wide,
-                                                  nan_seen)
-                if vfig.ok:
-                    cmax, tm, sram_c, comp_col = vfig.cmax, vfig.tm, vfig.sram, vfig.comp != 0
-                else:
-                    fig = _column_blocks(R, c * R, &t_dense[0], &choice[0], sw, A,
-                                         A_task, scalar, dense_c, comp_c, wide)
-                    cmax, tm, sram_c, comp_col = fig.cmax, fig.tm, fig.sram, fig.comp
-            comp_max[c], tmax[c] = cmax, tm
-            sram = imax(sram, sram_c)
-            if comp_col:
-                any_comp = True
-                comp_busy = dmax(comp_busy, cmax)
-            if tm > -INFINITY and A * tm > busy:
-                busy = A * tm
-        if any_comp and comp_busy > busy:
-            busy = comp_busy
-        for c in range(C):
-            # a * tmax, or 0.0 in a column with no dense block (a >= 0: a * 0.0 is 0.0);
-            # then the compressed share where any block is compressed and it is more
-            # (max(x, w) is x only when x > w: the comparison ws_step_stream makes), each
-            # without a branch on the sample's count
-            share_c[c] = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
-            tm_c[c] = tmax[c] if tmax[c] > -INFINITY else 0.0
-            if not any_comp:
-                share_c[c] = -INFINITY  # a * share > w never holds (a * -inf <= 0 <= w)
-        if N and C and _use_avx512:
-            v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, eos, wpv, dt, V,
-                                          &work[0, 0], &first[0, 0], &last[0, 0])
-        elif N and C:
-            v_max = wsk_ws_samples(N, C, a_cn, share_c, tm_c, eos, wpv, dt, V,
-                                   &work[0, 0], &first[0, 0], &last[0, 0])
-    free(A_of_k)
+        rc = _ws_run(&s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1], &work[0, 0],
+                     &first[0, 0], &last[0, 0], &busy, &v_max, &sram, &any_comp)
+    if rc < 0:
+        raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
     if pipeline is None:
         return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
     L_, hop, ramp, lat, launch, cushion, fill = pipeline
@@ -624,6 +702,71 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
                                      ramp, lat, launch, task, cushion, _use_avx512)
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             float(done))
+
+
+cdef class WsStep:
+    """:func:`ws_step_columns` with everything but X given once: ``WsStep(K, k_b, ...,
+    sram_bound)`` takes its arguments after ``x_nz`` (the same, the same checks) with X's
+    rows ``K``, and a ``pipeline``; ``step.run(x_nz)`` then gives ws_step_columns'
+    ``(busy, v_max, sram, done)`` for a K x N X: the same loop on the same arrays, so the
+    same figures, without checking and taking the structure's arrays again every step
+    (a training step's product on a placement it keeps). The arrays are held, and must
+    not be written to while the step is kept."""
+    cdef WsPlan s
+    cdef object keep            # the arguments, their buffers held (pointers into them)
+    cdef const long[:] L
+    cdef double hop, ramp, lat, launch, cushion, fill
+
+    def __init__(self, Py_ssize_t K, const long[:] k_b, const int64_t[::1] s_indptr,
+                 const int32_t[::1] s_rows, const int32_t[::1] s_data,
+                 const double[::1] t_dense, const int8_t[::1] choice, comp_total,
+                 dense_total, double task, double scalar, double eos, long wpv, double dt,
+                 bint check=True, pipeline=None, dead=None, packed=None, table=None,
+                 sram_bound=None):
+        if pipeline is None:
+            raise ValueError("WsStep needs the pipeline's figures (ws_step_columns' "
+                             "pipeline=): it gives the chain's completion")
+        if K < 0:
+            raise ValueError(f"K must be X's rows (>= 0); received {K}")
+        L_, hop, ramp, lat, launch, cushion, fill = pipeline
+        self.L = L_
+        if self.L.shape[0] != 1:
+            raise ValueError(f"pipeline: L must have one entry (one chain); received "
+                             f"{self.L.shape[0]}")
+        self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
+        self.cushion, self.fill = cushion, fill
+        _ws_plan(&self.s, K, k_b, s_indptr, s_rows, s_data, t_dense, choice, comp_total,
+                 dense_total, task, scalar, eos, wpv, dt, check, dead, packed, table,
+                 sram_bound)
+        # builtin memoryviews: each array's buffer held (not resized) while the step is kept
+        self.keep = tuple(memoryview(a) for a in (
+            k_b, s_indptr, s_rows, s_data, t_dense, choice, comp_total, dense_total, packed,
+            table, sram_bound, *(dead or ())) if a is not None)
+
+    def run(self, const unsigned char[:, :] x_nz):
+        """``(busy, v_max, sram, done)`` of ws_step_columns for X's pattern ``x_nz`` (K x
+        N bytes, any strides)."""
+        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = self.s.C
+        if K != self.s.K:
+            raise ValueError(f"x_nz must have the step's {self.s.K} rows; received shape "
+                             f"({K}, {N})")
+        check_wpv("ws_step_columns", self.s.wpv, K, N)
+        buf = np.empty((3, N, C))
+        cdef double[:, :, ::1] b = buf
+        cdef double busy
+        cdef int64_t v_max, sram
+        cdef bint any_comp
+        cdef int rc
+        with nogil:
+            rc = _ws_run(&self.s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1],
+                         &b[0, 0, 0], &b[1, 0, 0], &b[2, 0, 0], &busy, &v_max, &sram,
+                         &any_comp)
+        if rc < 0:
+            raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
+        cdef double done = chain_columns("ws_step_columns", self.L, b[0], b[1], b[2], True,
+                                         self.fill, self.hop, self.ramp, self.lat,
+                                         self.launch, self.s.task, self.cushion, _use_avx512)
+        return (float(busy), int(v_max), int(sram), float(done))
 
 
 def ws_table(const int64_t[::1] s_indptr, const int32_t[::1] s_rows,

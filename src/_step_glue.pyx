@@ -74,6 +74,69 @@ cdef extern from *:
         for (; i < n; i++) { o[i] = (g[i] != 0) & (y[i] > 0); c += o[i]; }
         return c;
     }
+    #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    #include <immintrin.h>
+    /* AVX-512 (F + BW), where the CPU runs it (use_simd_path): 64 float32 a round, four
+       16-lane compares' masks joined into one 64-bit mask, stored as 64 bytes of 0/1 and
+       counted by popcount; the same compares (!= unordered: NaN is nonzero; > ordered:
+       NaN is not > 0), so the same bytes. The tail one element at a time. */
+    #define WSK_GLUE_AVX512 1
+    #define WSK_GLUE_AVX512_ATTR __attribute__((target("avx512f,avx512bw,popcnt")))
+    WSK_GLUE_AVX512_ATTR
+    static int64_t wsk_glue_nz_f32_avx512(const float *restrict v, uint8_t *restrict o,
+                                          ptrdiff_t n) {
+        int64_t c = 0;
+        ptrdiff_t i = 0;
+        const __m512 z = _mm512_setzero_ps();
+        const __m512i one = _mm512_set1_epi8(1);
+        for (; i + 64 <= n; i += 64) {
+            __mmask64 m = 0;
+            for (int k = 0; k < 4; k++)
+                m |= (__mmask64) _mm512_cmp_ps_mask(_mm512_loadu_ps(v + i + 16 * k), z,
+                                                    _CMP_NEQ_UQ) << (16 * k);
+            _mm512_storeu_si512((void *)(o + i), _mm512_maskz_mov_epi8(m, one));
+            c += __builtin_popcountll(m);
+        }
+        for (; i < n; i++) { o[i] = v[i] != 0; c += o[i]; }
+        return c;
+    }
+    WSK_GLUE_AVX512_ATTR
+    static int64_t wsk_glue_relu_f32_avx512(const float *restrict g, const float *restrict y,
+                                            uint8_t *restrict o, ptrdiff_t n) {
+        int64_t c = 0;
+        ptrdiff_t i = 0;
+        const __m512 z = _mm512_setzero_ps();
+        const __m512i one = _mm512_set1_epi8(1);
+        for (; i + 64 <= n; i += 64) {
+            __mmask64 m = 0;
+            for (int k = 0; k < 4; k++) {
+                __mmask16 a = _mm512_cmp_ps_mask(_mm512_loadu_ps(g + i + 16 * k), z,
+                                                 _CMP_NEQ_UQ);
+                m |= (__mmask64) _mm512_mask_cmp_ps_mask(a, _mm512_loadu_ps(y + i + 16 * k),
+                                                         z, _CMP_GT_OQ) << (16 * k);
+            }
+            _mm512_storeu_si512((void *)(o + i), _mm512_maskz_mov_epi8(m, one));
+            c += __builtin_popcountll(m);
+        }
+        for (; i < n; i++) { o[i] = (g[i] != 0) & (y[i] > 0); c += o[i]; }
+        return c;
+    }
+    static int wsk_glue_avx512_runs(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("popcnt");
+    }
+    #else
+    #define WSK_GLUE_AVX512 0
+    static int64_t wsk_glue_nz_f32_avx512(const float *v, uint8_t *o, ptrdiff_t n) {
+        return wsk_glue_nz_f32(v, o, n);
+    }
+    static int64_t wsk_glue_relu_f32_avx512(const float *g, const float *y, uint8_t *o,
+                                            ptrdiff_t n) {
+        return wsk_glue_relu_f32(g, y, o, n);
+    }
+    static int wsk_glue_avx512_runs(void) { return 0; }
+    #endif
     static int64_t wsk_glue_nz_f64(const double *restrict v, uint8_t *restrict o,
                                    ptrdiff_t n) {
         int64_t c = 0;
@@ -93,6 +156,27 @@ cdef extern from *:
                                           Py_ssize_t n) nogil
     int64_t _relu_f64 "wsk_glue_relu_f64"(const double* g, const double* y, uint8_t* o,
                                           Py_ssize_t n) nogil
+    int64_t _nz_f32_avx512 "wsk_glue_nz_f32_avx512"(const float* v, uint8_t* o,
+                                                    Py_ssize_t n) nogil
+    int64_t _relu_f32_avx512 "wsk_glue_relu_f32_avx512"(const float* g, const float* y,
+                                                        uint8_t* o, Py_ssize_t n) nogil
+    int _avx512_runs "wsk_glue_avx512_runs"() nogil
+
+
+cdef bint _AVX512_RUNS = _avx512_runs()
+cdef bint _use_avx512 = _AVX512_RUNS
+
+
+def use_simd_path(path):
+    """Run the float32 passes on ``path``: "avx512" (64 values a round, where this CPU
+    runs it; else the baseline) or "baseline"/"avx2" (SSE2, 16 a round); the same bytes and
+    counts either way. Returns the path in use. WSEKERN_SIMD sets it at import
+    (wsekern/simd_path.py); tests call it to check each."""
+    global _use_avx512
+    if path not in ("avx512", "avx2", "baseline"):
+        raise ValueError(f"path must be 'avx512', 'avx2' or 'baseline'; received {path!r}")
+    _use_avx512 = path == "avx512" and _AVX512_RUNS
+    return "avx512" if _use_avx512 else "baseline"
 
 
 cdef int _kind(object a):
@@ -128,7 +212,9 @@ def nonzero_pattern(a):
     cdef const void* v = cnp.PyArray_DATA(x)
     cdef int64_t c
     with nogil:
-        if kind == 1:
+        if kind == 1 and _use_avx512:
+            c = _nz_f32_avx512(<const float*>v, o, n)
+        elif kind == 1:
             c = _nz_f32(<const float*>v, o, n)
         else:
             c = _nz_f64(<const double*>v, o, n)
@@ -155,7 +241,9 @@ def relu_grad_pattern(g, y):
     cdef const void* q = cnp.PyArray_DATA(b)
     cdef int64_t c
     with nogil:
-        if kind == 1:
+        if kind == 1 and _use_avx512:
+            c = _relu_f32_avx512(<const float*>p, <const float*>q, o, n)
+        elif kind == 1:
             c = _relu_f32(<const float*>p, <const float*>q, o, n)
         else:
             c = _relu_f64(<const double*>p, <const double*>q, o, n)

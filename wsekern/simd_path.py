@@ -2,7 +2,16 @@
 or the one ``WSEKERN_SIMD`` names."""
 import os
 
-from . import _activations, _conv, _screen, _sparse_dense, _spmm, _step_cost, _transformer
+from . import (
+    _activations,
+    _conv,
+    _screen,
+    _sparse_dense,
+    _spmm,
+    _step_cost,
+    _step_glue,
+    _transformer,
+)
 from ._cpu import describe
 
 # WSEKERN_SIMD chooses the SIMD path: unset or "best" for the widest this CPU runs, or one
@@ -39,6 +48,7 @@ def _select_simd():
     _transformer.use_simd_path(vmath)
     _step_cost.use_simd_path(vmath)
     _screen.use_simd_path(vmath)
+    _step_glue.use_simd_path(vmath)
     return _spmm.simd_init(path)
 
 

@@ -52,8 +52,10 @@ import math
 import numpy as np
 import scipy.sparse as sps
 
+from .._screen import DenseStep as _DenseStep
 from .._screen import any_zero as _any_zero
 from .._screen import dense_stream as _dense_stream
+from .._step_cost import WsStep as _WsStep
 from .._step_cost import ws_dead_columns as _ws_dead_columns
 from .._step_cost import ws_pack_entries as _ws_pack_entries
 from .._step_cost import ws_step_columns as _ws_step_columns
@@ -128,7 +130,7 @@ def weight_stationary_cycles(w, x_nz, config, region):
     # column and sample, in one pass down each PE column (its X rows, its blocks); then
     # _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
     # (and, in the same call, grid_pipeline's chain of the columns over the samples)
-    _, _, _, busy, v_max, sram, _, est = _ws_step_columns(x_nz.view(np.uint8), *st["call"])
+    busy, v_max, sram, est = st["step"].run(x_nz.view(np.uint8))
     N = x_nz.shape[1]
     first_hop, task, dt, L_max, blocks, chained = st["bound"]
     busy_max = busy + N * task if blocks else 0.0      # each sample's end-of-stream task
@@ -262,6 +264,8 @@ def _step_structure(w, config, region):
         structure["dense_total_cm"], structure["task"], structure["scalar"],
         structure["task"], structure["wpv"], structure["dt"], False, structure["pipeline"],
         structure["dead"], structure["packed"], structure["table"], structure["sram_bound"])
+    # the same call with the structure taken once: a step passes X alone
+    structure["step"] = _WsStep(w.K, *structure["call"])
     structure["bound"] = (structure["first_hop"], config.task_cycles, structure["dt"],
                           structure["L_max"], bool(R * C), C > 1)
     w.cache[key] = (config, structure)
@@ -541,13 +545,20 @@ def dense_screen_cycles(plan, x_nz, config, nnz=None):
     # what a step reads of the plan and the config, worked out once per config
     step = plan.get("step")
     if step is None or step[0] is not config:
-        step = plan["step"] = (config, _dense_screen_step(plan, config))
+        step = plan["step"] = (config, _dense_screen_step(plan, config), {})
     call, (tmax, task, hop, dt, L, chained) = step[1]
     N = x_nz.shape[1]
     # _ws_work's work and _pipeline_cycles' stream model for one chain, samples along the
     # first axis (the recurrence takes the transposed views)
     # (and, in the same call, grid_pipeline's chain of the columns over the samples)
-    _, _, _, a_max, v_max, est = _dense_stream(x_nz.view(np.uint8), *call)
+    if x_nz.ndim == 2:
+        # the call's arguments after X taken once per X's rows (_DenseStep): the same figures
+        run = step[2].get(x_nz.shape[0])
+        if run is None:
+            run = step[2][x_nz.shape[0]] = _DenseStep(x_nz.shape[0], *call).run
+        a_max, v_max, est = run(x_nz.view(np.uint8))
+    else:
+        _, _, _, a_max, v_max, est = _dense_stream(x_nz.view(np.uint8), *call)
     busy_max = a_max * tmax + N * task       # the busiest PE: the most activations, slowest row
     lower = max(hop + busy_max, hop + v_max * dt, N * (L + task) if chained else 0.0) + task
     result = float(est), float(min(lower, est))
