@@ -153,6 +153,20 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
 
+    @property
+    def trainable(self):
+        return self.__dict__.get("_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value):
+        # Keras: setting it on a layer sets it on every layer inside (a frozen base model's
+        # BatchNormalization then runs in inference mode)
+        value = bool(value)
+        self.__dict__["_trainable"] = value
+        if "_variables" in self.__dict__:
+            for layer in self._sublayers():
+                layer.trainable = value
+
     def _ensure_base(self):
         """A subclass whose ``__init__`` forgot ``super().__init__()`` gets a clear error."""
         if "_variables" not in self.__dict__:

@@ -99,7 +99,9 @@ class BatchNormalization(Layer):
 
     def call(self, x, training=False):
         axes = tuple(range(x.ndim - 1))
-        if training:
+        # Keras: a frozen BatchNormalization (trainable=False) runs in inference mode, on
+        # its moving statistics, which it leaves alone (the fine-tuning recipe relies on it)
+        if training and self.trainable:
             out, mu, var = _normalize(x, axes, self.epsilon, self.gamma, self.beta)
             m = self.momentum
             self.moving_mean.data[...] = m * self.moving_mean.data + (1 - m) * mu.ravel()

@@ -150,8 +150,10 @@ class Functional(Model):
         for node in self._nodes:
             if isinstance(node.layer, InputLayer) and not node.args:
                 continue
-            out = node.layer(*map_structure(read, node.args), training=training,
-                             **map_structure(read, node.kwargs))
+            # Keras 3: the model's own `training` reaches every layer, over one given when
+            # the graph was built (`base(inputs, training=False)` in the fine-tuning guide)
+            kwargs = {**map_structure(read, node.kwargs), "training": training}
+            out = node.layer(*map_structure(read, node.args), **kwargs)
             produced = flatten_values(out)
             expected = flatten(node.outputs)
             if len(produced) != len(expected):
