@@ -1,0 +1,159 @@
+"""s17 audit: what a new user ran into (a student of dataflow hardware, a Keras user porting
+keras.io programs, a sparse-kernel writer). Each test failed on main a7e2d4d unless it says
+otherwise."""
+import numpy as np
+import pytest
+
+from wsekern import nn
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((64, 10)).astype(np.float32)
+LABELS = RNG.integers(0, 3, 64)
+XV = RNG.standard_normal((32, 10)).astype(np.float32)
+LABELS_V = RNG.integers(0, 3, 32)
+
+
+def _twins(keras, build, run):
+    """``run(K, model)`` on the same model in Keras and in wsekern.nn, from Keras's initial
+    weights. Returns (Keras's result, ours)."""
+    out, weights = [], None
+    for K in (keras, nn):
+        keras.utils.set_random_seed(0)
+        model = build(K)
+        if weights is None:
+            weights = model.get_weights()
+        else:
+            model.set_weights(weights)
+        out.append(run(K, model))
+    return out
+
+
+def _mlp(K):
+    return K.Sequential([K.Input((10,)), K.layers.Dense(16, activation="relu"),
+                         K.layers.Dense(3, activation="softmax")])
+
+
+# EarlyStopping(restore_best_weights=True) put the best weights back only when it stopped
+# training; Keras 3 puts them back at the end of training whether it stopped early or not.
+# A run of all its epochs kept the last weights (val_loss 1.338 where Keras has 1.180).
+@pytest.mark.parametrize("patience,epochs", [(50, 6), (1, 30)], ids=["ran-out", "stopped"])
+def test_early_stopping_restores_the_best_weights_at_the_end(keras, patience, epochs):
+    def run(K, model):
+        model.compile(optimizer=K.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+        stop = K.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+        history = model.fit(X, LABELS, epochs=epochs, batch_size=16, shuffle=False, verbose=0,
+                            validation_data=(XV, LABELS_V), callbacks=[stop])
+        return (history.history["val_loss"], stop.best_epoch,
+                float(model.evaluate(XV, LABELS_V, verbose=0)))
+    (k_val, k_best, k_loss), (w_val, w_best, w_loss) = _twins(keras, _mlp, run)
+    np.testing.assert_allclose(w_val, k_val, rtol=1e-4)
+    assert w_best == k_best
+    # the best epoch's val_loss, not the last one's
+    np.testing.assert_allclose(w_loss, k_val[k_best], rtol=1e-4)
+    np.testing.assert_allclose(w_loss, k_loss, rtol=1e-4)
+
+
+# keras.callbacks.TerminateOnNaN and LambdaCallback (both in keras.io programs) were missing:
+# AttributeError.
+def test_terminate_on_nan_stops_at_the_first_bad_batch(keras):
+    def run(K, model):
+        model.compile(optimizer=K.optimizers.SGD(1e30), loss="mse")
+        seen = []
+        log = K.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs: seen.append(batch),
+            on_epoch_end=lambda epoch, logs: seen.append(("epoch", epoch)))
+        history = model.fit(X, np.eye(3)[LABELS] * 1e30, epochs=3, batch_size=16, verbose=0,
+                            shuffle=False, callbacks=[K.callbacks.TerminateOnNaN(), log])
+        return seen, np.isfinite(history.history["loss"]).tolist()
+    theirs, ours = _twins(keras, _mlp, run)
+    assert ours == theirs
+    assert len(ours[0]) < 3 * 4          # it did stop
+
+
+def test_lambda_callback_calls_each_hook_with_keras_arguments(keras):
+    def run(K, model):
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        calls = []
+        cb = K.callbacks.LambdaCallback(
+            on_train_begin=lambda logs: calls.append("train_begin"),
+            on_epoch_begin=lambda epoch, logs: calls.append(("epoch_begin", epoch)),
+            on_train_batch_begin=lambda batch, logs: calls.append(("batch_begin", batch)),
+            on_epoch_end=lambda epoch, logs: calls.append(("epoch_end", epoch,
+                                                            round(logs["loss"], 4))),
+            on_train_end=lambda logs: calls.append("train_end"))
+        model.fit(X, LABELS, epochs=2, batch_size=32, verbose=0, shuffle=False, callbacks=cb)
+        return calls
+    theirs, ours = _twins(keras, _mlp, run)
+    assert ours == theirs
+    with pytest.raises(TypeError, match="on_epoch_ends"):
+        nn.callbacks.LambdaCallback(on_epoch_ends=print)
+
+
+def _frozen_bn_model(K):
+    return K.Sequential([K.Input((10,)), K.layers.Dense(16), K.layers.BatchNormalization(),
+                         K.layers.Dense(3)])
+
+
+# A BatchNormalization with trainable=False still normalised by the batch's statistics in
+# training and kept updating its moving ones; in Keras it runs in inference mode (the
+# fine-tuning recipe of keras.io's transfer-learning guide relies on it).
+def test_a_frozen_batch_normalization_runs_in_inference_mode(keras):
+    def run(K, model):
+        model.layers[1].trainable = False
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+        history = model.fit(X, np.ones((64, 3), np.float32), epochs=2, batch_size=16,
+                            shuffle=False, verbose=0)
+        return history.history["loss"], [np.asarray(w) for w in model.layers[1].get_weights()]
+    (k_loss, k_bn), (w_loss, w_bn) = _twins(keras, _frozen_bn_model, run)
+    np.testing.assert_allclose(w_loss, k_loss, rtol=1e-4)
+    for ours, theirs in zip(w_bn, k_bn):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+# keras.io's transfer-learning guide, step for step: `base.trainable = False` (which Keras
+# passes down to every layer inside), `base(inputs, training=False)` in a functional model
+# (fit then failed: "got multiple values for keyword argument 'training'"), fit, then
+# `base.trainable = True` and fine-tune with a low learning rate.
+def test_the_transfer_learning_recipe_runs_as_in_keras(keras):
+    def build(K):
+        base = K.Sequential([K.Input((10,)), K.layers.Dense(16), K.layers.BatchNormalization(),
+                             K.layers.Dropout(0.0), K.layers.Activation("relu")])
+        base.trainable = False
+        inputs = K.Input((10,))
+        outputs = K.layers.Dense(3, activation="softmax")(base(inputs, training=False))
+        return K.Model(inputs, outputs)
+
+    def run(K, model):
+        base = model.layers[1]
+        frozen = ([layer.trainable for layer in base.layers], len(model.trainable_weights))
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        first = model.fit(X, LABELS, epochs=2, batch_size=16, shuffle=False, verbose=0)
+        base.trainable = True
+        thawed = ([layer.trainable for layer in base.layers], len(model.trainable_weights))
+        model.compile(optimizer=K.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+        second = model.fit(X, LABELS, epochs=2, batch_size=16, shuffle=False, verbose=0)
+        return (frozen, thawed, first.history["loss"] + second.history["loss"],
+                [np.asarray(w) for w in model.get_weights()])
+    (k_flags, k_thawed, k_loss, k_w), (w_flags, w_thawed, w_loss, w_w) = _twins(keras, build,
+                                                                                  run)
+    assert (w_flags, w_thawed) == (k_flags, k_thawed)
+    np.testing.assert_allclose(w_loss, k_loss, rtol=1e-4)
+    for ours, theirs in zip(w_w, k_w):
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+# Sequential([base_model, Dense(...)]) with a built base: Keras builds the stack from the
+# base's input shape; ours stayed unbuilt (set_weights: "expects 6 weight arrays; received 8").
+def test_a_sequential_stacked_on_a_built_model_is_built(keras):
+    def build(K):
+        base = K.Sequential([K.Input((10,)), K.layers.Dense(16), K.layers.BatchNormalization()])
+        base.trainable = False
+        return K.Sequential([base, K.layers.Dense(3, activation="softmax")])
+
+    def run(K, model):
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        history = model.fit(X, LABELS, epochs=2, batch_size=16, shuffle=False, verbose=0)
+        return model.count_params(), history.history["loss"]
+    (k_n, k_loss), (w_n, w_loss) = _twins(keras, build, run)
+    assert w_n == k_n
+    np.testing.assert_allclose(w_loss, k_loss, rtol=1e-4)
