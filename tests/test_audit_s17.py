@@ -157,3 +157,60 @@ def test_a_sequential_stacked_on_a_built_model_is_built(keras):
     (k_n, k_loss), (w_n, w_loss) = _twins(keras, build, run)
     assert w_n == k_n
     np.testing.assert_allclose(w_loss, k_loss, rtol=1e-4)
+
+
+# BatchNormalization after Embedding(mask_zero=True) took its batch statistics over the
+# padded steps too; Keras takes them over the real steps only (the padding's zeros pulled
+# the mean down: loss 1.156 where Keras has 1.104).
+def test_batch_normalization_takes_its_statistics_over_the_real_steps(keras):
+    tokens = np.random.default_rng(1).integers(1, 50, (64, 12))
+    tokens[:, 8:] = 0
+    tokens[3, 3:] = 0
+
+    def build(K):
+        inputs = K.Input((12,), dtype="int32")
+        h = K.layers.Embedding(50, 8, mask_zero=True)(inputs)
+        h = K.layers.BatchNormalization()(K.layers.Dense(8, activation="relu")(h))
+        outputs = K.layers.Dense(3, activation="softmax")(K.layers.GlobalAveragePooling1D()(h))
+        return K.Model(inputs, outputs)
+
+    def run(K, model):
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        history = model.fit(tokens, LABELS, epochs=2, batch_size=16, shuffle=False, verbose=0)
+        return history.history["loss"], [np.asarray(w) for w in model.get_weights()]
+    (k_loss, k_w), (w_loss, w_w) = _twins(keras, build, run)
+    np.testing.assert_allclose(w_loss, k_loss, rtol=1e-4)
+    for ours, theirs in zip(w_w, k_w):           # the moving statistics included
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_masked_batch_normalization_gradient_is_that_of_its_output():
+    """Finite differences through the masked statistics: every step's output depends on
+    them, the padded ones included."""
+    from wsekern.nn.tensor import Tensor
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 5, 4))
+    mask = rng.random((3, 5)) > 0.3
+    R = rng.standard_normal(x.shape)
+    layer = nn.layers.BatchNormalization(dtype="float64")
+    layer(Tensor(x))
+    layer.gamma.data[...] = [0.5, 2.0, -1.0, 1.5]
+    layer.beta.data[...] = [0.1, -0.2, 0.3, 0.0]
+
+    def f(xv):
+        return float((layer(Tensor(xv), training=True, mask=mask).data * R).sum())
+    xt = Tensor(x.copy(), requires_grad=True)
+    (layer(xt, training=True, mask=mask) * R).sum().backward()
+    numeric = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[idx] += 1e-6
+        down[idx] -= 1e-6
+        numeric[idx] = (f(up) - f(down)) / 2e-6
+    np.testing.assert_allclose(xt.grad, numeric, rtol=1e-5, atol=1e-7)
+    # the statistics are the real steps' (a closed form)
+    real = x[mask]
+    expect = (x - real.mean(0)) / np.sqrt(real.var(0) + 1e-3) * layer.gamma.data \
+        + layer.beta.data
+    np.testing.assert_allclose(layer(Tensor(x), training=True, mask=mask).data, expect,
+                               rtol=1e-6)
