@@ -126,7 +126,17 @@ class Optimizer:
             self._update(w, g, slots, lr, step)
         self._iterations += 1
 
-    apply = apply_gradients
+    def apply(self, grads, trainable_variables=None):
+        """Keras's ``apply(grads, trainable_variables)``: one step with these gradients
+        of these variables. With the variables alone (``apply(variables)``) their
+        ``.grad`` is used, as by :meth:`apply_gradients`."""
+        if trainable_variables is None:
+            return self.apply_gradients(grads)
+        grads, trainable_variables = list(grads), list(trainable_variables)
+        if len(grads) != len(trainable_variables):
+            raise ValueError(f"apply got {len(grads)} gradients for "
+                             f"{len(trainable_variables)} variables")
+        return self.apply_gradients(list(zip(grads, trainable_variables)))
 
     def _clip(self, grads):
         if self.clipnorm:
