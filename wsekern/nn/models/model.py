@@ -50,14 +50,9 @@ class Model(Layer):
     """
 
     def __new__(cls, *args, **kwargs):
-        if args or "inputs" in kwargs or "outputs" in kwargs:
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
             from .functional import Functional
-            if cls is Model:
-                return Functional.__new__(Functional)
-            if not issubclass(cls, Functional):
-                # a subclass made as `CustomModel(inputs, outputs)` (keras.io's custom
-                # train_step) is a functional model: Keras puts Functional in its bases
-                _make_functional(cls, Functional)
+            return Functional.__new__(Functional)
         return super().__new__(cls)
 
     # The CPU's training time (the wafer's costing left out) and samples the wafer report's
@@ -67,6 +62,17 @@ class Model(Layer):
     _cpu_samples = 0
 
     def __init__(self, *args, name=None, trainable=True, dtype=None, **kwargs):
+        from .functional import Functional
+        if not isinstance(self, Functional) and (
+                len(args) == 2 or (len(args) == 1 and "outputs" in kwargs)
+                or ("inputs" in kwargs and "outputs" in kwargs)):
+            # a subclass made as `CustomModel(inputs, outputs)` (keras.io's custom
+            # train_step) is a functional model: Keras puts Functional in its bases
+            _make_functional(type(self), Functional)
+            if dtype is not None:
+                kwargs["dtype"] = dtype
+            Functional.__init__(self, *args, name=name, trainable=trainable, **kwargs)
+            return
         if args:
             raise TypeError(f"{type(self).__name__}() takes keyword arguments only (name=, "
                             f"trainable=); Model(inputs, outputs) makes a functional model")
