@@ -275,3 +275,20 @@ def test_keras_io_custom_train_step_runs_as_in_keras(keras, weighted):
     for key in ["loss"] if weighted else k_hist:
         np.testing.assert_allclose(w_hist[key], k_hist[key], rtol=1e-4, err_msg=key)
     np.testing.assert_allclose(w_pred, k_pred, rtol=1e-5)
+
+
+# A layer called with training= in a functional graph (MC dropout's
+# `Dropout(0.5)(x, training=True)`) made every later call fail ("got multiple values for
+# keyword argument 'training'"). Keras 3: a bare model(x) keeps the graph's flag; fit,
+# evaluate, predict and model(x, training=...) give theirs to every layer.
+def test_a_training_flag_given_in_the_graph_is_kept_by_a_bare_call(keras):
+    x = np.ones((8, 200), np.float32)
+    out = []
+    for K in (keras, nn):
+        inputs = K.Input((200,))
+        model = K.Model(inputs, K.layers.Dropout(0.5)(inputs, training=True))
+        as_array = (lambda t: t.detach().numpy()) if K is keras else np.asarray
+        out.append([float((as_array(model(x)) == 0).mean() > 0.3),
+                    float((as_array(model(x, training=False)) == 0).mean()),
+                    float((model.predict(x, verbose=0) == 0).mean())])
+    assert out[1] == out[0] == [1.0, 0.0, 0.0]

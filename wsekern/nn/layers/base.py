@@ -19,6 +19,13 @@ from ..variables import Variable
 
 _COUNTS = {}
 _TRAINING = [False]          # the training flag of the calls in progress (outermost first)
+_TRAINING_GIVEN = [False]    # whether one of them was given `training` (Keras's None: not)
+
+
+def training_given():
+    """True when the call in progress, or one it is nested in, was given ``training=``
+    (fit, evaluate and predict give it); False for a bare ``model(x)``."""
+    return _TRAINING_GIVEN[-1]
 
 
 def _auto_name(cls_name):
@@ -401,9 +408,8 @@ class Layer:
                 and _call_accepts(cls, "mask"):
             kwargs["mask"] = previous_mask
         # Keras's call context: a layer called without `training` inherits its caller's
-        training = kwargs.get("training")
-        if training is None:
-            training = _TRAINING[-1]
+        given = kwargs.get("training")
+        training = _TRAINING[-1] if given is None else given
         if _call_accepts(cls, "training"):
             kwargs["training"] = bool(training)
         else:
@@ -412,10 +418,12 @@ class Layer:
             kwargs.pop("mask")
         self._losses = []
         _TRAINING.append(bool(training))
+        _TRAINING_GIVEN.append(given is not None or _TRAINING_GIVEN[-1])
         try:
             out = self.call(*args, **kwargs)
         finally:
             _TRAINING.pop()
+            _TRAINING_GIVEN.pop()
         if self.output_shape is None:            # built by this call: shapes from its result
             self.output_shape = _batchless(_shape_of(out))
         if self.supports_masking and isinstance(out, Tensor):
