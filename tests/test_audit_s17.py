@@ -292,3 +292,38 @@ def test_a_training_flag_given_in_the_graph_is_kept_by_a_bare_call(keras):
                     float((as_array(model(x, training=False)) == 0).mean()),
                     float((model.predict(x, verbose=0) == 0).mean())])
     assert out[1] == out[0] == [1.0, 0.0, 0.0]
+
+
+# Once the optimizer has stepped, Keras's summary() counts its variables (step count,
+# learning rate, slots) in "Total params" and prints "Optimizer params"; ours printed
+# neither, so the totals of a compiled and fitted model differed from Keras's.
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "nadam", "rmsprop-centered",
+                                       "adam-schedule"])
+def test_summary_counts_the_optimizer_params_as_keras(keras, optimizer):
+    def make(K):
+        return {"rmsprop-centered": lambda: K.optimizers.RMSprop(momentum=0.5, centered=True),
+                "adam-schedule": lambda: K.optimizers.Adam(
+                    K.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)),
+                }.get(optimizer, lambda: optimizer)()
+
+    def build(K):
+        model = K.Sequential([K.Input((10,)), K.layers.Dense(16),
+                              K.layers.BatchNormalization(), K.layers.Dense(3)])
+        model.layers[0].trainable = False
+        return model
+
+    def run(K, model):
+        model.compile(optimizer=make(K),
+                      loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+        lines = []
+        for fit in (False, True):
+            if fit:
+                model.fit(X[:8], LABELS[:8], epochs=1, verbose=0)
+            out = []
+            model.summary(print_fn=lambda text, **kwargs: out.append(text))
+            lines.append([line.strip() for line in "\n".join(out).splitlines()
+                          if "params:" in line])
+        return lines
+    theirs, ours = _twins(keras, build, run)
+    assert ours == theirs
+    assert any("Optimizer params" in line for line in ours[1])

@@ -151,6 +151,17 @@ class Optimizer:
             return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
         return grads
 
+    def _summary_params(self):
+        """(count, bytes) of what Keras counts as the optimizer's variables once it has
+        taken a step (the summary's "Optimizer params"): the step count, the learning rate
+        unless a schedule gives it, Nadam's running product, and the slots; None before."""
+        if not self._state and not self.iterations:
+            return None
+        scalars = 1 + (not callable(self._learning_rate)) + hasattr(self, "_u_product")
+        slots = [a for _, arrays in self._state.values() for a in arrays]
+        return (scalars + sum(a.size for a in slots),
+                4 * scalars + sum(a.nbytes for a in slots))     # Keras's scalars: 4 bytes
+
     def _slots_of(self, v):
         entry = self._state.get(id(v))
         if entry is None or entry[0] is not v:          # holding v keeps its id unique
