@@ -1,5 +1,6 @@
 """Callbacks with Keras's hook names: History, EarlyStopping, ModelCheckpoint,
-LearningRateScheduler, ReduceLROnPlateau, CSVLogger, and the tqdm progress bar."""
+LearningRateScheduler, ReduceLROnPlateau, CSVLogger, TerminateOnNaN, LambdaCallback, and
+the tqdm progress bar."""
 import csv
 import math
 import os
@@ -144,11 +145,14 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
-            if self.restore_best_weights and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
             if self.verbose:
                 print(f"Epoch {epoch + 1}: early stopping (best {self.monitor} "
                       f"{self.best:.4f} at epoch {self.best_epoch + 1})")
+
+    def on_train_end(self, logs=None):
+        # Keras 3 restores the best weights at the end of training, stopped early or not
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
 
 class ModelCheckpoint(Callback):
@@ -322,6 +326,49 @@ class CSVLogger(Callback):
 
     def on_train_end(self, logs=None):
         self._file.close()
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as a batch's loss is NaN or infinite (Keras's callback)."""
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    """A callback from functions, as Keras's: ``on_epoch_begin``/``on_epoch_end``
+    ``(epoch, logs)``, ``on_train_batch_begin``/``on_train_batch_end`` (``on_batch_*``
+    too) ``(batch, logs)``, ``on_train_begin``/``on_train_end`` ``(logs)``, and any other
+    hook by its name."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
+                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None,
+                 **kwargs):
+        super().__init__()
+        hooks = dict(kwargs, on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                     on_train_begin=on_train_begin, on_train_end=on_train_end,
+                     on_train_batch_begin=on_train_batch_begin,
+                     on_train_batch_end=on_train_batch_end)
+        for name, fn in hooks.items():
+            if fn is None:
+                continue
+            if not (name.startswith("on_") and callable(getattr(Callback, name, None))):
+                raise TypeError(f"LambdaCallback got {name!r}, which is not a callback hook")
+            if not callable(fn):
+                raise TypeError(f"LambdaCallback {name} must be callable; received "
+                                f"{type(fn).__name__}")
+            setattr(self, name, self._wrap(name, fn))
+
+    @staticmethod
+    def _wrap(name, fn):
+        # the hooks' own signatures: (logs) for begin/end of train/test/predict, else (i, logs)
+        if name.endswith(("train_begin", "train_end", "test_begin", "test_end",
+                          "predict_begin", "predict_end")):
+            return lambda logs=None: fn(logs)
+        return lambda i, logs=None: fn(i, logs)
 
 
 class ProgbarLogger(Callback):

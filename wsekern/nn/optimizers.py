@@ -130,7 +130,17 @@ class Optimizer:
                 constraints.apply(c, v)
         self._iterations += 1
 
-    apply = apply_gradients
+    def apply(self, grads, trainable_variables=None):
+        """Keras's ``apply(grads, trainable_variables)``: one step with these gradients
+        of these variables. With the variables alone (``apply(variables)``) their
+        ``.grad`` is used, as by :meth:`apply_gradients`."""
+        if trainable_variables is None:
+            return self.apply_gradients(grads)
+        grads, trainable_variables = list(grads), list(trainable_variables)
+        if len(grads) != len(trainable_variables):
+            raise ValueError(f"apply got {len(grads)} gradients for "
+                             f"{len(trainable_variables)} variables")
+        return self.apply_gradients(list(zip(grads, trainable_variables)))
 
     def _clip(self, grads):
         if self.clipnorm:
@@ -144,6 +154,17 @@ class Optimizer:
         if self.clipvalue:
             return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
         return grads
+
+    def _summary_params(self):
+        """(count, bytes) of what Keras counts as the optimizer's variables once it has
+        taken a step (the summary's "Optimizer params"): the step count, the learning rate
+        unless a schedule gives it, Nadam's running product, and the slots; None before."""
+        if not self._state and not self.iterations:
+            return None
+        scalars = 1 + (not callable(self._learning_rate)) + hasattr(self, "_u_product")
+        slots = [a for _, arrays in self._state.values() for a in arrays]
+        return (scalars + sum(a.size for a in slots),
+                4 * scalars + sum(a.nbytes for a in slots))     # Keras's scalars: 4 bytes
 
     def _slots_of(self, v):
         entry = self._state.get(id(v))

@@ -19,6 +19,13 @@ from ..variables import Variable
 
 _COUNTS = {}
 _TRAINING = [False]          # the training flag of the calls in progress (outermost first)
+_TRAINING_GIVEN = [False]    # whether one of them was given `training` (Keras's None: not)
+
+
+def training_given():
+    """True when the call in progress, or one it is nested in, was given ``training=``
+    (fit, evaluate and predict give it); False for a bare ``model(x)``."""
+    return _TRAINING_GIVEN[-1]
 
 
 def _auto_name(cls_name):
@@ -166,6 +173,20 @@ class Layer:
         self._inbound_nodes = []      # functional API: the calls on symbolic tensors
         self.input_shape = None
         self.output_shape = None
+
+    @property
+    def trainable(self):
+        return self.__dict__.get("_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value):
+        # Keras: setting it on a layer sets it on every layer inside (a frozen base model's
+        # BatchNormalization then runs in inference mode)
+        value = bool(value)
+        self.__dict__["_trainable"] = value
+        if "_variables" in self.__dict__:
+            for layer in self._sublayers():
+                layer.trainable = value
 
     def _ensure_base(self):
         """A subclass whose ``__init__`` forgot ``super().__init__()`` gets a clear error."""
@@ -411,9 +432,8 @@ class Layer:
                 and _call_accepts(cls, "mask"):
             kwargs["mask"] = previous_mask
         # Keras's call context: a layer called without `training` inherits its caller's
-        training = kwargs.get("training")
-        if training is None:
-            training = _TRAINING[-1]
+        given = kwargs.get("training")
+        training = _TRAINING[-1] if given is None else given
         if _call_accepts(cls, "training"):
             kwargs["training"] = bool(training)
         else:
@@ -422,10 +442,12 @@ class Layer:
             kwargs.pop("mask")
         self._losses = []
         _TRAINING.append(bool(training))
+        _TRAINING_GIVEN.append(given is not None or _TRAINING_GIVEN[-1])
         try:
             out = self.call(*args, **kwargs)
         finally:
             _TRAINING.pop()
+            _TRAINING_GIVEN.pop()
         if getattr(self, "activity_regularizer", None) is not None:
             self._activity_losses(out)
         if self.output_shape is None:            # built by this call: shapes from its result

@@ -6,14 +6,21 @@ from ..tensor import Tensor
 from .base import Layer
 
 
-def _normalize(x, axes, eps, gamma, beta, stats=None):
+def _normalize(x, axes, eps, gamma, beta, stats=None, weights=None):
     """(x - mean) / sqrt(var + eps) * gamma + beta over ``axes``, fused with its gradients.
 
     With ``stats`` = (mean, var) the statistics are constants (inference); otherwise they
-    come from x itself and the backward pass accounts for them.
+    come from x itself and the backward pass accounts for them. ``weights`` (0/1, x's shape
+    with a last axis of 1: a mask) restricts the statistics to the real steps, as Keras's
+    BatchNormalization does with a mask; every step is still normalised by them.
     """
     xd = x.data
-    if stats is None:
+    n = None
+    if stats is None and weights is not None:
+        n = weights.sum(axis=axes, keepdims=True) + 1e-7         # Keras's backend.epsilon()
+        mu = (weights * xd).sum(axis=axes, keepdims=True) / n
+        var = (weights * (xd - mu) ** 2).sum(axis=axes, keepdims=True) / n
+    elif stats is None:
         mu = xd.mean(axis=axes, keepdims=True)
         var = xd.var(axis=axes, keepdims=True)
     else:
@@ -33,9 +40,13 @@ def _normalize(x, axes, eps, gamma, beta, stats=None):
             beta.accumulate(g.sum(axis=param_axes))
         if x.requires_grad:
             gx = g * gamma.data if gamma is not None else g
-            if stats is None:
-                n = np.prod([xd.shape[a] for a in np.atleast_1d(axes)])
-                gx = inv / n * (n * gx - gx.sum(axis=axes, keepdims=True)
+            if stats is None and weights is not None:
+                # every output depends on the masked statistics: sums over all steps
+                gx = inv * (gx - weights / n * gx.sum(axis=axes, keepdims=True)
+                            - weights * xhat / n * (gx * xhat).sum(axis=axes, keepdims=True))
+            elif stats is None:
+                count = np.prod([xd.shape[a] for a in np.atleast_1d(axes)])
+                gx = inv / count * (count * gx - gx.sum(axis=axes, keepdims=True)
                                 - xhat * (gx * xhat).sum(axis=axes, keepdims=True))
             else:
                 gx = gx * inv
@@ -98,10 +109,21 @@ class BatchNormalization(Layer):
         self.moving_mean = self.add_weight("moving_mean", (n,), "zeros", trainable=False)
         self.moving_variance = self.add_weight("moving_variance", (n,), "ones", trainable=False)
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, mask=None):
         axes = tuple(range(x.ndim - 1))
-        if training:
-            out, mu, var = _normalize(x, axes, self.epsilon, self.gamma, self.beta)
+        # Keras: a frozen BatchNormalization (trainable=False) runs in inference mode, on
+        # its moving statistics, which it leaves alone (the fine-tuning recipe relies on it)
+        if training and self.trainable:
+            weights = None
+            if mask is not None:           # Keras's masked moments: the real steps only
+                mask = np.asarray(getattr(mask, "data", mask))
+                if mask.shape != x.shape[:-1]:
+                    raise ValueError(f"BatchNormalization expects a mask of shape "
+                                     f"{x.shape[:-1]} (its input's without the features); "
+                                     f"received {mask.shape}")
+                weights = mask[..., None].astype(x.dtype)
+            out, mu, var = _normalize(x, axes, self.epsilon, self.gamma, self.beta,
+                                      weights=weights)
             m = self.momentum
             self.moving_mean.data[...] = m * self.moving_mean.data + (1 - m) * mu.ravel()
             self.moving_variance.data[...] = m * self.moving_variance.data + (1 - m) * var.ravel()

@@ -3,6 +3,7 @@ the outputs, run node by node in topological order (shared layers, several input
 outputs as lists or dicts, sub-models from intermediate outputs, models as layers)."""
 import numpy as np
 
+from ..layers.base import training_given
 from ..layers.input_layer import InputLayer
 from ..symbolic import KerasTensor, flatten, map_structure
 from ..tensor import Tensor
@@ -145,13 +146,20 @@ class Functional(Model):
         return out
 
     def call(self, inputs, training=False):
+        given = training_given()
         values = {id(t): v for t, v in zip(self.inputs, self._flat_inputs(inputs))}
         read = lambda a: values[id(a)] if isinstance(a, KerasTensor) else a   # noqa: E731
         for node in self._nodes:
             if isinstance(node.layer, InputLayer) and not node.args:
                 continue
-            out = node.layer(*map_structure(read, node.args), training=training,
-                             **map_structure(read, node.kwargs))
+            # Keras 3: the model's `training`, when it was given one (fit, predict...),
+            # reaches every layer, over one given when the graph was built
+            # (`base(inputs, training=False)` in the fine-tuning guide); a bare model(x)
+            # keeps the graph's (MC dropout: `Dropout(0.5)(x, training=True)`)
+            kwargs = map_structure(read, node.kwargs)
+            if given or kwargs.get("training") is None:
+                kwargs["training"] = training
+            out = node.layer(*map_structure(read, node.args), **kwargs)
             produced = flatten_values(out)
             expected = flatten(node.outputs)
             if len(produced) != len(expected):

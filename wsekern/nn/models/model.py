@@ -24,6 +24,18 @@ from .data import (
 )
 
 
+def _make_functional(cls, functional):
+    """Keras's ``inject_functional_model_class``: Model replaced by Functional in the
+    bases of ``cls`` (and of its Model ancestors)."""
+    if cls is Model:
+        return functional
+    if cls is functional or issubclass(cls, functional):
+        return cls
+    cls.__bases__ = tuple(_make_functional(b, functional) if issubclass(b, Model) else b
+                          for b in cls.__bases__)
+    return cls
+
+
 class Model(Layer):
     """``keras.Model``. ``Model(inputs, outputs)`` builds a functional model; a subclass
     defines ``__init__`` (calling ``super().__init__()``) and ``call(inputs, training)``.
@@ -59,6 +71,17 @@ class Model(Layer):
     _cpu_samples = 0
 
     def __init__(self, *args, name=None, trainable=True, dtype=None, **kwargs):
+        from .functional import Functional
+        if not isinstance(self, Functional) and (
+                len(args) == 2 or (len(args) == 1 and "outputs" in kwargs)
+                or ("inputs" in kwargs and "outputs" in kwargs)):
+            # a subclass made as `CustomModel(inputs, outputs)` (keras.io's custom
+            # train_step) is a functional model: Keras puts Functional in its bases
+            _make_functional(type(self), Functional)
+            if dtype is not None:
+                kwargs["dtype"] = dtype
+            Functional.__init__(self, *args, name=name, trainable=trainable, **kwargs)
+            return
         if args:
             raise TypeError(f"{type(self).__name__}() takes keyword arguments only (name=, "
                             f"trainable=); Model(inputs, outputs) makes a functional model")
@@ -426,7 +449,7 @@ class Model(Layer):
         if one_step:
             self._fit_cache = _ONE_STEP
         try:
-            logs = self.train_step((x, as_arrays(y), sample_weight))
+            logs = self.train_step(_pack(x, as_arrays(y), sample_weight))
         finally:
             if one_step:
                 self._fit_cache = None
@@ -442,7 +465,7 @@ class Model(Layer):
         self._check_compiled()
         x = self._checked_x(x)
         self.reset_metrics()
-        logs = _floats(self.test_step((x, as_arrays(y), sample_weight)))
+        logs = _floats(self.test_step(_pack(x, as_arrays(y), sample_weight)))
         return self._logs_as_returned(logs, return_dict)
 
     def _logs_as_returned(self, logs, return_dict):
@@ -462,7 +485,7 @@ class Model(Layer):
         return values[0] if len(values) == 1 else values
 
     def predict_on_batch(self, x):
-        return _to_numpy(self.predict_step((self._checked_x(x), None, None)))
+        return _to_numpy(self.predict_step(_pack(self._checked_x(x))))
 
     def _after_step(self, x):
         if self.strategy is not None:
@@ -626,7 +649,7 @@ class Model(Layer):
                 self._epoch_build_seconds += time.perf_counter() - built_at
             if self._fit_cache is None:
                 self._fit_cache = self._walk_once()
-            logs = _floats(self.train_step((bx, by, bsw)))
+            logs = _floats(self.train_step(_pack(bx, by, bsw)))
             self._after_step(bx)
             seen += _batch_size(bx)
             callbacks_.call("on_train_batch_end", step, logs=logs)
@@ -644,7 +667,7 @@ class Model(Layer):
                 callbacks_.call("on_test_batch_begin", step)
                 bx = self._checked_x(bx)
                 self._ensure_built(bx)
-                logs = _floats(self.test_step((bx, by, bsw)))
+                logs = _floats(self.test_step(_pack(bx, by, bsw)))
                 seen += _batch_size(bx)
                 callbacks_.call("on_test_batch_end", step, logs=logs)
         if seen == 0:
@@ -684,7 +707,7 @@ class Model(Layer):
                 callbacks_.call("on_predict_batch_begin", step)
                 bx = self._checked_x(bx)
                 self._ensure_built(bx)
-                out = _to_numpy(self.predict_step((bx, None, None)))
+                out = _to_numpy(self.predict_step(_pack(bx)))
                 outs.append(out)
                 callbacks_.call("on_predict_batch_end", step, logs={"outputs": out})
         callbacks_.call("on_predict_end")
@@ -751,6 +774,15 @@ def _accepts_training(layer):
 
 
 _ONE_STEP = ("walk at first use, for this train_on_batch step only",)   # see _step_cache
+
+
+def _pack(x, y=None, sample_weight=None):
+    """What a train/test/predict step receives, as Keras's ``pack_x_y_sample_weight``:
+    ``x`` alone (``(x,)`` when x is a list or tuple), ``(x, y)``, or ``(x, y, sample_weight)``
+    (so keras.io's ``x, y = data`` in a custom train_step works)."""
+    if y is None and sample_weight is None:
+        return (x,) if isinstance(x, (list, tuple)) else x
+    return (x, y) if sample_weight is None else (x, y, sample_weight)
 
 
 def _unpack(data):

@@ -63,6 +63,11 @@ class Sequential(Model):
             return
         if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
             self._input_shape = layer._input_shape_arg
+        elif not self._layers and self._input_shape is None and isinstance(layer, Model) \
+                and layer.built and isinstance(layer.input_shape, tuple) \
+                and layer.input_shape[:1] == (None,):
+            # a built model first (Sequential([base_model, ...])): its input shape, as Keras
+            self._input_shape = tuple(layer.input_shape[1:])
         self._layers.append(layer)
         self._symbolic = None
         if self._input_shape is not None and self._build_on_add:

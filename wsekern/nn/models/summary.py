@@ -70,6 +70,14 @@ def print_summary(model, print_fn=print):
     total = _params(model.weights)
     trainable = _params(model.trainable_weights)
     non_trainable = (total[0] - trainable[0], total[1] - trainable[1])
+    # Keras adds the optimizer's variables to the total once it has stepped
+    optimizer = getattr(model, "optimizer", None) if getattr(model, "compiled", False) \
+        else None
+    opt = optimizer._summary_params() if hasattr(optimizer, "_summary_params") else None
+    if opt is not None:
+        total = (total[0] + opt[0], total[1] + opt[1])
     print_fn(f" Total params: {total[0]:,} ({readable_size(total[1])})")
     print_fn(f" Trainable params: {trainable[0]:,} ({readable_size(trainable[1])})")
     print_fn(f" Non-trainable params: {non_trainable[0]:,} ({readable_size(non_trainable[1])})")
+    if opt is not None:
+        print_fn(f" Optimizer params: {opt[0]:,} ({readable_size(opt[1])})")
