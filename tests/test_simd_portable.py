@@ -42,9 +42,11 @@ def test_the_branch_without_x86_dispatch(tmp_path):
 
 
 def test_aarch64_under_qemu(tmp_path):
-    cross, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
+    # qemu-user-static (binfmt chroots) names it qemu-aarch64-static; the binary is static
+    cross = shutil.which("aarch64-linux-gnu-gcc")
+    qemu = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
     if cross is None or qemu is None:
         pytest.skip("aarch64-linux-gnu-gcc and qemu-aarch64 not installed "
-                    "(apt: gcc-aarch64-linux-gnu qemu-user)")
+                    "(apt: gcc-aarch64-linux-gnu, qemu-user or qemu-user-static)")
     out = _build_and_run(cross, ["-march=armv8-a", "-static"], tmp_path, runner=[qemu])
     assert "baseline ok" in out and "x86 dispatch 0" in out, out
