@@ -6,10 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import wsekern
 from wsekern import Wafer, WaferConfig
+
+torch = pytest.importorskip("torch")
 
 # -- saved reports: a file that loads must also print, add and save ----------------------
 # Each mutation of a saved report's dict was loaded by load_report before the fix, and then
@@ -81,3 +82,32 @@ def test_conv2d_reports_load_back(mode, padding, tmp_path):
     assert str(again) == str(r)
     assert json.dumps(again.to_dict()) == json.dumps(r.to_dict())
     assert np.array_equal(again.link_wavelets, r.link_wavelets)
+
+
+# -- conv2d padding="same": the corners the merged tests leave out -----------------------
+@pytest.mark.filterwarnings("ignore:Using padding=.same.")
+@pytest.mark.parametrize("hw, k, dilation, groups", [
+    ((1, 1), (2, 2), 1, 1),            # input smaller than the kernel
+    ((3, 7), (5, 2), (1, 3), 2),       # odd total on one axis, even on the other
+    ((5, 6), (1, 4), (2, 2), 2),       # even kernel, even dilation: even totals
+])
+def test_same_with_bias_and_weight_mask_matches_torch(hw, k, dilation, groups):
+    """A guard (passes on the merged code): bias, its gradient and weight_mask with 'same',
+    which the lead's tests do not cover, against torch autograd."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 4) + hw) * (rng.random((2, 4) + hw) < 0.7)
+    w = rng.standard_normal((6, 4 // groups) + k)
+    mask = rng.random(w.shape) < 0.5
+    b = rng.standard_normal(6)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, padding="same", dilation=dilation, groups=groups)
+    g = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(g))
+    y = wsekern.conv2d(x, w, b, padding="same", dilation=dilation, groups=groups)
+    gx, gw, gb = wsekern.conv2d_backward(g, x, w, padding="same", dilation=dilation,
+                                         groups=groups, weight_mask=mask)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gw, tw.grad.numpy() * mask, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gb, tb.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert gx.shape == x.shape and gx.flags.c_contiguous
