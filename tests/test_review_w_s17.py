@@ -10,8 +10,6 @@ import pytest
 import wsekern
 from wsekern import Wafer, WaferConfig
 
-torch = pytest.importorskip("torch")
-
 # -- saved reports: a file that loads must also print, add and save ----------------------
 # Each mutation of a saved report's dict was loaded by load_report before the fix, and then
 # str(report) raised KeyError/TypeError/AttributeError/OverflowError/ZeroDivisionError (or
@@ -94,6 +92,7 @@ def test_conv2d_reports_load_back(mode, padding, tmp_path):
 def test_same_with_bias_and_weight_mask_matches_torch(hw, k, dilation, groups):
     """A guard (passes on the merged code): bias, its gradient and weight_mask with 'same',
     which the lead's tests do not cover, against torch autograd."""
+    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 4) + hw) * (rng.random((2, 4) + hw) < 0.7)
     w = rng.standard_normal((6, 4 // groups) + k)
