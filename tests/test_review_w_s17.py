@@ -110,3 +110,45 @@ def test_same_with_bias_and_weight_mask_matches_torch(hw, k, dilation, groups):
     np.testing.assert_allclose(gw, tw.grad.numpy() * mask, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gb, tb.grad.numpy(), rtol=1e-10, atol=1e-12)
     assert gx.shape == x.shape and gx.flags.c_contiguous
+
+
+# -- the merged loader tests that could not fail: strengthened --------------------------
+def test_a_save_that_fails_while_writing_leaves_the_old_file(tmp_path, monkeypatch):
+    """The merged test's save fails before the file is opened, so a save writing in place
+    passed it too; here the write itself fails (fsync), after bytes went out."""
+    import os
+    wafer = Wafer(WaferConfig.small(4, 4))
+    first = wafer.matmul(np.ones((8, 8)), np.ones((8, 4)))[1]
+    path = first.save(tmp_path / "r.json")
+    before = path.read_bytes()
+
+    def broken(fd):
+        raise OSError(5, "disk gone")
+    monkeypatch.setattr(os, "fsync", broken)
+    other = wafer.spmm(np.eye(8), np.ones((8, 2)))[1]
+    with pytest.raises(OSError, match="disk gone"):
+        other.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_a_zip_bomb_is_not_inflated_past_the_declared_shape():
+    """The merged test's 1 MB bomb is refused whether or not decompression is capped; this
+    one inflates to 256 MiB, and the decoder may not allocate it (tracemalloc's peak)."""
+    import base64
+    import tracemalloc
+    import zlib
+    z = zlib.compressobj(9)
+    chunk = bytes(1 << 20)
+    packed = b"".join(z.compress(chunk) for _ in range(256)) + z.flush()
+    d = Wafer(WaferConfig.small(4, 4)).spmm(np.eye(8), np.ones((8, 2)))[1].to_dict(exact=True)
+    d["busy_cycles"] = {"__wsekern__": "ndarray", "dtype": "<f8", "shape": [4, 4],
+                        "zlib_base64": base64.b64encode(packed).decode()}
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="needs 128 B"):
+            wsekern.SimReport.from_dict(d)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, f"decoding allocated {peak:,} B"
