@@ -152,3 +152,22 @@ def test_a_zip_bomb_is_not_inflated_past_the_declared_shape():
     finally:
         tracemalloc.stop()
     assert peak < 32 << 20, f"decoding allocated {peak:,} B"
+
+
+# -- the CLI's word for the event mode's refusal of the resident mapping ----------------
+@pytest.mark.parametrize("op, region", [("spmm", ["1", "1"]), ("conv", ["2", "3", "1", "1"])])
+def test_cli_event_mode_on_one_pe_says_which_flag_to_add(op, region, capsys):
+    """`simulate --region 1 1 --mode event` exits 2 (since s17); the message used to name
+    Python keywords (mapping='weight-stationary', mode='analytic') a shell user cannot type."""
+    from wsekern.cli import main
+    args = ["simulate", op, "--wafer", "small", "--region", *region, "--mode", "event"]
+    args += ["--m", "16", "--k", "16", "--n", "2"] if op == "spmm" else ["--size", "4"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--mapping weight-stationary" in err and "drop --mode event" in err, err
+    assert "mapping=" not in err
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    assert "resident single-PE mapping, analytic only" in " ".join(capsys.readouterr().out.split())
+    # with a mapping named it runs that program on one PE
+    assert main(args + ["--mapping", "weight-stationary", "--json"]) == 0
