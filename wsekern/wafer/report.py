@@ -749,7 +749,8 @@ def load_report(path):
         text = f.read()
     try:
         d = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:      # JSONDecodeError, UnicodeDecodeError, and
+        # int("9" * 5000): over Python's digit limit
         raise ValueError(f"{os.fspath(path)!r} is not a complete JSON document "
                          f"({type(e).__name__}: {str(e)[:200]}); was it written whole by "
                          f"SimReport.save?") from None
