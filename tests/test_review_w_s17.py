@@ -179,3 +179,17 @@ def test_cli_event_mode_on_one_pe_says_which_flag_to_add(op, region, capsys):
     assert "resident single-PE mapping, analytic only" in " ".join(capsys.readouterr().out.split())
     # with a mapping named it runs that program on one PE
     assert main(args + ["--mapping", "weight-stationary", "--json"]) == 0
+
+
+def test_array_data_with_bytes_after_its_stream_is_refused():
+    """The decoder's end-of-stream check (unused_data) had no test: the right bytes followed
+    by a second stream or junk are not what save wrote."""
+    import base64
+    import zlib
+    d = Wafer(WaferConfig.small(4, 4)).spmm(np.eye(8), np.ones((8, 2)))[1].to_dict(exact=True)
+    for tail in (b"junk", zlib.compress(b"\0" * 8)):
+        packed = zlib.compress(np.zeros((4, 4)).tobytes()) + tail
+        d["busy_cycles"] = {"__wsekern__": "ndarray", "dtype": "<f8", "shape": [4, 4],
+                            "zlib_base64": base64.b64encode(packed).decode()}
+        with pytest.raises(ValueError, match=r"busy_cycles: the array data is 128\+ B"):
+            wsekern.SimReport.from_dict(d)
