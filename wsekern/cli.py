@@ -194,6 +194,14 @@ def _cmd_simulate(args):
         limits["max_memory"] = args.max_memory_gb * 2 ** 30
     wafer = Wafer(_wafer_config(args), **limits)
     region = tuple(args.region) if args.region else None
+    if (args.mode == "event" and args.op != "matmul" and region and len(region) in (2, 4)
+            and region[-2:] == (1, 1) and args.mapping is None):
+        # the library's refusal names its keywords; say it in this command's flags
+        raise ValueError(f"--region {' '.join(map(str, region))} with no --mapping is the "
+                         f"resident single-PE mapping (W, X and Y dense in one SRAM, nothing "
+                         f"crosses the fabric), which --mode event cannot simulate; add "
+                         f"--mapping weight-stationary (or activation-stationary) to simulate "
+                         f"that program on one PE, or drop --mode event for the resident cost")
     # bars for the placer's search and an event run, on a terminal unless --json
     bars = _progress.Bars() if _progress.shown(args.json) else None
     if args.op == "spmm":
@@ -453,7 +461,9 @@ def build_parser():
     p.add_argument("--cols", type=_pe_count, help="override the wafer's PE columns (at least 1)")
     p.add_argument("--dtype", choices=["fp16", "fp32"], help="on-fabric element type")
     p.add_argument("--region", type=_whole(0, "a PE row or column"), nargs="+", metavar="N",
-                   help="rows cols, or row0 col0 rows cols (default: the placer chooses)")
+                   help="rows cols, or row0 col0 rows cols (default: the placer chooses); "
+                        "1 1 with no --mapping is the resident single-PE mapping, analytic "
+                        "only")
     p.add_argument("--mapping", choices=["weight-stationary", "activation-stationary",
                                              "meshgemv"],
                    help="spmm/conv mapping (default: the placer picks the fastest that fits)")

@@ -139,7 +139,16 @@ def _plain(value):
 
 
 def describe_problem(problem):
-    """One line: 'spmm: W 1024x1024 float32 90.0% zeros, X ...; wse2 750x994 PEs, fp16; ...'."""
+    """One line: 'spmm: W 1024x1024 float32 90.0% zeros, X ...; wse2 750x994 PEs, fp16; ...'.
+    A problem not in :func:`problem_of`'s form (made by hand, or a loaded file's: it is
+    free-form) is shown as it is rather than failing ``str(report)``."""
+    try:
+        return _describe_problem(problem)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+        return f"as recorded: {problem!r:.300}"
+
+
+def _describe_problem(problem):
     if not problem:
         return "not recorded (a report made outside Wafer's methods)"
     if "sequence" in problem:
@@ -402,10 +411,21 @@ class SimReport:
         for n in ("macs_dense", "macs_useful", "macs_performed", "macs_skipped_weight",
                   "macs_skipped_activation", "wavelets_sent"):
             _expect(kw[n], n, (int, np.integer), "a whole number")
+            if not -2 ** 63 <= kw[n] < 2 ** 63:         # the rates divide them as floats
+                raise ValueError(f"a saved SimReport's {n} must fit an int64; received "
+                                 f"{kw[n]!r:.60}")
         for n in ("bottleneck", "mapping", "dtype"):
             _expect(kw[n], n, str, "a string")
         for n in ("details", "problem"):
             _expect(kw[n], n, dict, "a dict")
+        for n in ("cycles", "cycles_lower", "cycles_upper", "energy_joules", "fmac_per_cycle",
+                  "pe_cycle_capacity", "clock_hz"):
+            if isinstance(kw[n], int) and abs(kw[n]) > _FLOAT_MAX:   # str() divides as floats
+                raise ValueError(f"a saved SimReport's {n} must fit a float64; received "
+                                 f"{kw[n]!r:.60}")
+        if not (math.isfinite(kw["clock_hz"]) and kw["clock_hz"] > 0):
+            raise ValueError(f"a saved SimReport's clock_hz must be a finite number > 0 (the "
+                             f"seconds divide by it); received {kw['clock_hz']!r}")
         for n in ("busy_cycles", "sram_bytes", "link_wavelets"):
             _expect(kw[n], n, np.ndarray, "an array")
         reg = kw["region"]
@@ -504,7 +524,10 @@ class SimReport:
         from . import plots
         r0, c0, R, C = self.region
         cut = (slice(r0, r0 + R), slice(c0, c0 + C))
-        capacity = self.problem.get("config", {}).get("sram_bytes")
+        capacity = self.problem.get("config", {})
+        capacity = capacity.get("sram_bytes") if isinstance(capacity, dict) else None
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, float)):
+            capacity = None                     # a hand-made or loaded free-form problem
         panels = [("PE busy cycles", self.busy_cycles[cut], "cycles", None),
                   ("SRAM per PE" + (f" (scale: 0 .. {capacity:,} B, the capacity)" if capacity
                                     else ""), self.sram_bytes[cut], "B", capacity),
@@ -539,7 +562,10 @@ def _sequence(a, b):
     """The problem of two reports run one after the other."""
     if not a and not b:
         return {}
-    seq = [p for q in (a, b) for p in (q.get("sequence", [q]) if q else [{}])]
+    def steps(q):       # a free-form (hand-made, loaded) problem is one step as it is
+        seq = q.get("sequence") if q else None
+        return seq if isinstance(seq, list) and q.get("op") == "sequence" else [q or {}]
+    seq = [p for q in (a, b) for p in steps(q)]
     return {"op": "sequence", "sequence": seq}
 
 
@@ -654,8 +680,10 @@ def _decode_array(v, where):
     dt = _checked_dtype(v["dtype"], where)
     shape = v["shape"]
     if (not isinstance(shape, list) or len(shape) > 32 or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
-        raise ValueError(f"{where}: an array's shape must be a list of whole numbers >= 0; "
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ARRAY_BYTES
+            for n in shape)):       # an empty array's other sides too: NumPy caps them
+        raise ValueError(f"{where}: an array's shape must be a list of whole numbers in 0 .. "
+                         f"{MAX_ARRAY_BYTES:,}; "
                          f"received {shape!r:.200}")
     nbytes = math.prod(shape) * dt.itemsize
     if nbytes > MAX_ARRAY_BYTES:
@@ -674,6 +702,9 @@ def _decode_array(v, where):
         raise ValueError(f"{where}: the array data is {len(raw):,}{'+' if not complete else ''}"
                          f" B; shape {shape} of {dt} needs {nbytes:,} B")
     return np.frombuffer(raw, dt).reshape(shape).astype(dt.newbyteorder("="), copy=True)
+
+
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 def _expect(value, name, types, what):
@@ -718,7 +749,8 @@ def load_report(path):
         text = f.read()
     try:
         d = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:      # JSONDecodeError, UnicodeDecodeError, and
+        # int("9" * 5000): over Python's digit limit
         raise ValueError(f"{os.fspath(path)!r} is not a complete JSON document "
                          f"({type(e).__name__}: {str(e)[:200]}); was it written whole by "
                          f"SimReport.save?") from None
