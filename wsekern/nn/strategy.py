@@ -777,14 +777,16 @@ class WaferReport:
                          f"{r['input-gradient']:>9,.0f} {r['weight-gradient']:>9,.0f} "
                          f"{r['update']:>8,.0f} {r['input_zeros']:>8.1%} "
                          f"{r['macs_skipped_fraction']:>8.1%}")
-        lines.append("in zeros: the fraction of a layer's inputs that were zero (ReLU), never "
-                     "sent; skipped: forward MACs not performed (zero weights or activations)")
+        lines.append("in zeros: the fraction of a layer's inputs that were zero (ReLU), not "
+                     "sent where a link carries them as sparse wavelets; skipped: forward MACs "
+                     "not performed (zero weights or activations)")
         if self.mode == "layer-pipelined" and not self.traced:
             lines.append("graph: not traced (a subclassed model): costed layer by layer, the "
                          "fill summed over the layers, no fabric links between regions")
         elif self.edges:
             lines.append("fabric links (layers in topological order; forward values sent as "
-                         "sparse wavelets, gradients back dense):")
+                         "sparse wavelets, or dense ones where that is fewer; gradients back "
+                         "dense):")
             for e in self.edges:
                 lines.append(f"  {e['from']} -> {e['to']}: {e['hops']} hops, "
                              f"{e['forward_wavelets_per_step']:,.0f} + "

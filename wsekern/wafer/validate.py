@@ -80,7 +80,8 @@ def regime(case, report):
     names = []
     b = report.bottleneck
     names.append("compute-bound" if b in ("compute", "scalar", "overhead")   # the PEs' work
-                 else "latency-bound" if b == "latency" else "fabric-bound")
+                 else "latency-bound" if b in ("latency", "none")   # none: a 0-cycle run
+                 else "fabric-bound")
     if case.w_sparsity >= 0.9 or case.x_sparsity >= 0.9 or case.rows == "power-law":
         names.append("sparse or power-law")
     return names
