@@ -138,10 +138,12 @@ class ArrayBatches:
 
 class IterableBatches:
     """Batches from a PyDataset (``__len__``/``__getitem__``), a re-iterable object, or a
-    generator (read ``steps`` batches per epoch; one pass when ``steps`` is None)."""
+    generator (read ``steps`` batches per epoch; one pass when ``steps`` is None). A
+    PyDataset's batches come in a new random order each epoch when ``shuffle`` (as Keras's
+    fit does); a generator's in its own order."""
 
-    def __init__(self, data, steps=None):
-        self.data, self.steps = data, steps
+    def __init__(self, data, steps=None, shuffle=False):
+        self.data, self.steps, self.shuffle = data, steps, shuffle
         self.indexed = hasattr(data, "__getitem__") and hasattr(data, "__len__")
         self.iterator = None if self.indexed or not hasattr(data, "__next__") else data
         if not (self.indexed or hasattr(data, "__iter__")):
@@ -156,9 +158,10 @@ class IterableBatches:
 
     def epoch(self):
         if self.indexed:
-            n = self.n_steps()
+            n, size = self.n_steps(), len(self.data)
+            order = utils.rng().permutation(size) if self.shuffle else range(size)
             for i in range(n):
-                yield unpack(self.data[i % len(self.data)])
+                yield unpack(self.data[int(order[i % size])])
             return
         source = self.iterator if self.iterator is not None else iter(self.data)
         count = 0
@@ -197,4 +200,4 @@ def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, 
     if class_weight is not None:
         raise ValueError("class_weight works with arrays; weight the batches of a dataset "
                          "with (x, y, sample_weight)")
-    return IterableBatches(x, steps)
+    return IterableBatches(x, steps, shuffle)
