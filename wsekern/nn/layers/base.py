@@ -381,17 +381,19 @@ class Layer:
         this layer and its sub-layers."""
         return self._collect_losses([], set())
 
-    def _collect_losses(self, out, seen):
+    def _collect_losses(self, out, seen, frozen=False):
         # a weight counts once: a container (MultiHeadAttention) lists its sublayers'
-        # weights among its own
+        # weights among its own. As Keras 3, only trainable weights are regularised (a
+        # frozen layer's or a frozen container's are not); activity losses still count.
         out.extend(self._losses)
-        for t, _ in self._own_variables():
+        frozen = frozen or not self.trainable
+        for t, tr in self._own_variables():
             reg = getattr(t, "regularizer", None)
-            if reg is not None and id(t) not in seen:
+            if reg is not None and tr and not frozen and id(t) not in seen:
                 seen.add(id(t))
                 out.append(reg(t))
         for layer in self._sublayers():
-            layer._collect_losses(out, seen)
+            layer._collect_losses(out, seen, frozen)
         return out
 
     def _clear_losses(self, seen=None):

@@ -363,14 +363,16 @@ class Model(Layer):
         memo = {}                       # each layer's attributes are read once
         seen = set()                    # a weight regularised once (containers list theirs)
 
-        def sources(layer, out):
+        def sources(layer, out, frozen=False):
             own, subs = layer._parts(memo)
-            regs = [t for t, _ in own if getattr(t, "regularizer", None) is not None
-                    and id(t) not in seen]
+            frozen = frozen or not layer.trainable      # Keras: trainable weights only
+            regs = [] if frozen else [
+                t for t, tr in own if tr and getattr(t, "regularizer", None) is not None
+                and id(t) not in seen]
             seen.update(id(t) for t in regs)
             out.append((layer, regs))
             for sub in subs:
-                sources(sub, out)
+                sources(sub, out, frozen)
             return out
         if type(self).trainable_weights is Layer.trainable_weights:
             weights = self._dedup(self._walk_variables(True, memo=memo))

@@ -1,0 +1,98 @@
+"""review_k (session 17): Keras 3 parity of what keras17 merged (regularizers, constraints,
+per-output sample weights, MultiHeadAttention weights), checked against closed forms and
+against Keras itself from the same weights."""
+import os
+
+import numpy as np
+import pytest
+
+from wsekern import nn
+
+L, R = nn.layers, nn.regularizers
+
+
+def keras_or_skip():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"Keras runs on {keras.backend.backend()}, not torch")
+    return keras
+
+
+def data(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 6)).astype("float32"), \
+        rng.standard_normal((n, 1)).astype("float32")
+
+
+def frozen_net(lib, freeze):
+    """Input -> Sequential base (Dense l2/L1 bias, BatchNormalization l2 gamma, l1 beta)
+    -> Dense l1 head; `freeze` is None, "base" or "bn"."""
+    inp = lib.Input((6,))
+    base = lib.Sequential([
+        lib.layers.Dense(5, kernel_regularizer="l2", bias_regularizer=lib.regularizers.L1(0.1),
+                         name="d1"),
+        lib.layers.BatchNormalization(gamma_regularizer="l2", beta_regularizer="l1",
+                                      name="bn")], name="base")
+    out = lib.layers.Dense(1, kernel_regularizer="l1", name="d2")(base(inp))
+    model = lib.Model(inp, out)
+    if freeze == "base":
+        base.trainable = False
+    elif freeze == "bn":
+        base.layers[1].trainable = False
+    return model
+
+
+def penalties(model):
+    return [float(np.asarray(t.data)) for t in model.losses]
+
+
+@pytest.mark.parametrize("freeze", ["base", "bn"])
+def test_frozen_layers_weights_are_not_regularized(freeze):
+    # Keras 3 regularizes the trainable weights only: a frozen base (or a frozen
+    # BatchNormalization's gamma/beta) adds nothing to model.losses or the reported loss
+    nn.utils.set_random_seed(0)
+    model = frozen_net(nn, freeze)
+    model.compile(optimizer=nn.optimizers.SGD(0.05), loss="mse")
+    model.set_weights([w + 0.3 for w in model.get_weights()])
+    (k1, b1, g, be, *_), k2 = model.get_weights()[:-2], model.get_weights()[-2]
+    expect = [0.01 * np.sum(np.abs(k2))]
+    if freeze == "bn":
+        expect = [0.01 * np.sum(k1 * k1), 0.1 * np.sum(np.abs(b1))] + expect
+    np.testing.assert_allclose(penalties(model), expect, rtol=1e-5)
+    x, y = data()
+    before = model.get_weights()
+    pred = model.predict(x, verbose=0)
+    mse = float(np.mean((pred - y) ** 2))
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(mse + sum(expect), rel=1e-5)
+    # the step's reported loss (fit's cached walk) leaves the frozen weights out too
+    assert model.train_on_batch(x, y) == pytest.approx(mse + sum(expect), rel=1e-5)
+    hist = model.fit(x, y, epochs=1, batch_size=8, verbose=0,
+                     validation_data=(x, y)).history
+    after = model.get_weights()
+    now = float(np.mean((model.predict(x, verbose=0) - y) ** 2))
+    assert hist["val_loss"][0] == pytest.approx(now + sum(penalties(model)), rel=1e-5)
+    np.testing.assert_array_equal(after[2], before[2])       # the frozen gamma
+
+
+@pytest.mark.parametrize("freeze", [None, "base", "bn"])
+def test_frozen_regularized_losses_equal_keras(freeze):
+    keras = keras_or_skip()
+    keras.utils.set_random_seed(0)
+    km, wm = frozen_net(keras, freeze), frozen_net(nn, freeze)
+    weights = [w + 0.3 for w in km.get_weights()]
+    km.set_weights(weights)
+    wm.set_weights(weights)
+    np.testing.assert_allclose(penalties(wm), [float(t) for t in km.losses], rtol=1e-5)
+    x, y = data()
+    for m in (km, wm):
+        m.compile(optimizer="sgd", loss="mse")
+    assert wm.evaluate(x, y, verbose=0) == pytest.approx(km.evaluate(x, y, verbose=0),
+                                                         rel=1e-5)
+    kh = km.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0,
+                validation_data=(x, y)).history
+    wh = wm.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0,
+                validation_data=(x, y)).history
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(wh[key], kh[key], rtol=1e-4)
