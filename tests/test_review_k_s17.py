@@ -96,3 +96,72 @@ def test_frozen_regularized_losses_equal_keras(freeze):
                 validation_data=(x, y)).history
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(wh[key], kh[key], rtol=1e-4)
+
+
+def mha_net(lib, **kw):
+    inp = lib.Input((5, 8))
+    out = lib.layers.MultiHeadAttention(2, 4, value_dim=3, output_shape=6, name="mha",
+                                        **kw)(inp, inp)
+    return lib.Model(inp, out)
+
+
+def test_mha_constraints_see_keras_shaped_weights():
+    # Keras's bias (heads, key_dim) and output kernel (heads, value_dim, d_out): a UnitNorm
+    # along axis 0 normalises over the heads, not over the flat (heads*dim) vector
+    nn.utils.set_random_seed(0)
+    model = mha_net(nn, kernel_constraint="unit_norm", bias_constraint="unit_norm")
+    model.compile(optimizer=nn.optimizers.SGD(0.1), loss="mse")
+    model.set_weights([w + 0.1 for w in model.get_weights()])
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 5, 8)), rng.standard_normal((4, 5, 6))
+    model.train_on_batch(x.astype("float32"), y.astype("float32"))
+    weights = model.get_weights()
+    for w in weights[:6] + [weights[6]]:          # q/k/v kernels and biases, output kernel
+        np.testing.assert_allclose(np.sqrt(np.sum(w * w, axis=0)), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(weights[7]), 1.0, rtol=1e-5)
+
+
+def test_mha_activity_regularizer_is_on_its_four_projections():
+    # Keras's MultiHeadAttention hands activity_regularizer to its projections (query, key,
+    # value, output), each adding l2(output) / batch; it used to be dropped silently
+    nn.utils.set_random_seed(0)
+    reg, plain = mha_net(nn, activity_regularizer=R.L2(0.1)), mha_net(nn)
+    plain.set_weights(reg.get_weights())
+    x = np.random.default_rng(0).standard_normal((4, 5, 8)).astype("float32")
+    wq, bq, wk, bk, wv, bv, wo, bo = reg.get_weights()
+    proj = [np.einsum("btd,dhk->bthk", x, w) + b for w, b in ((wq, bq), (wk, bk), (wv, bv))]
+    proj.append(plain.predict(x, verbose=0))
+    expect = sum(0.1 * np.sum(p.astype("float64") ** 2) / 4 for p in proj)
+    y = np.zeros((4, 5, 6), "float32")
+    for m in (reg, plain):
+        m.compile(optimizer="sgd", loss="mse")
+    got = reg.evaluate(x, y, verbose=0) - plain.evaluate(x, y, verbose=0)
+    assert got == pytest.approx(expect, rel=1e-4)
+
+
+def test_mha_regularizers_and_constraints_equal_keras():
+    keras = keras_or_skip()
+    kfn = lambda w: 0.01 * keras.ops.sum(keras.ops.abs(keras.ops.sum(w, axis=0)))  # noqa: E731
+    wfn = lambda w: 0.01 * nn.ops.sum(nn.ops.abs(nn.ops.sum(w, axis=0)))  # noqa: E731
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 5, 8)).astype("float32")
+    y = rng.standard_normal((4, 5, 6)).astype("float32")
+    cases = [({"activity_regularizer": "l2"},) * 2,
+             ({"kernel_regularizer": kfn}, {"kernel_regularizer": wfn}),
+             ({"kernel_constraint": "unit_norm", "bias_constraint": "unit_norm"},) * 2,
+             ({"kernel_constraint": keras.constraints.MaxNorm(0.3, axis=[0, 1])},
+              {"kernel_constraint": nn.constraints.MaxNorm(0.3, axis=[0, 1])})]
+    for kkw, wkw in cases:
+        keras.utils.set_random_seed(0)
+        km, wm = mha_net(keras, **kkw), mha_net(nn, **wkw)
+        weights = [w + 0.1 for w in km.get_weights()]
+        km.set_weights(weights)
+        wm.set_weights(weights)
+        km.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+        wm.compile(optimizer=nn.optimizers.SGD(0.5), loss="mse")
+        assert wm.evaluate(x, y, verbose=0) == pytest.approx(km.evaluate(x, y, verbose=0),
+                                                             rel=1e-5), kkw
+        for m in (km, wm):
+            m.fit(x, y, epochs=2, batch_size=2, shuffle=False, verbose=0)
+        for a, b in zip(km.get_weights(), wm.get_weights()):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=str(kkw))
