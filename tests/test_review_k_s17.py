@@ -165,3 +165,26 @@ def test_mha_regularizers_and_constraints_equal_keras():
             m.fit(x, y, epochs=2, batch_size=2, shuffle=False, verbose=0)
         for a, b in zip(km.get_weights(), wm.get_weights()):
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=str(kkw))
+
+
+def test_regularizer_and_constraint_arguments_are_layer_attributes():
+    # Keras's `layer.kernel_regularizer` etc.; a subclass that sets one in __init__ (the
+    # Keras way, before build) gets its penalty and config
+    dense = L.Dense(2, kernel_regularizer="l2", bias_constraint="non_neg")
+    assert isinstance(dense.kernel_regularizer, R.L2) and dense.bias_regularizer is None
+    assert isinstance(dense.bias_constraint, nn.constraints.NonNeg)
+    assert isinstance(L.BatchNormalization(gamma_regularizer="l1").gamma_regularizer, R.L1)
+    assert isinstance(L.Embedding(3, 2, embeddings_constraint="max_norm")
+                      .embeddings_constraint, nn.constraints.MaxNorm)
+
+    class Ridge(L.Dense):
+        def __init__(self, units, **kw):
+            super().__init__(units, **kw)
+            self.kernel_regularizer = R.L2(0.5)
+
+    nn.utils.set_random_seed(0)
+    model = nn.Sequential([nn.Input((3,)), Ridge(2)])
+    k = model.get_weights()[0]
+    np.testing.assert_allclose(penalties(model), [0.5 * np.sum(k * k)], rtol=1e-6)
+    assert model.layers[0].get_config()["kernel_regularizer"] == {
+        "class_name": "L2", "config": {"l2": 0.5}}

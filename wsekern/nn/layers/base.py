@@ -140,6 +140,15 @@ class Layer:
     # by add_weight name, as ("kernel", "bias") for Dense, or (argument name, weight name)
     _regularizable = ()
 
+    def __init_subclass__(cls, **kwargs):
+        # Keras's attributes for the arguments (`layer.kernel_regularizer`, ...), read from
+        # and written to the options add_weight uses
+        super().__init_subclass__(**kwargs)
+        for arg, weight in _regularizable(cls):
+            for kind in ("regularizer", "constraint"):
+                if not hasattr(cls, f"{arg}_{kind}"):
+                    setattr(cls, f"{arg}_{kind}", _option_property((weight, kind)))
+
     def __init__(self, name=None, trainable=True, dtype="float32", input_shape=None,
                  input_dim=None, activity_regularizer=None, **kwargs):
         kwargs.pop("autocast", None)        # Keras arguments with no meaning here
@@ -542,6 +551,20 @@ class Layer:
 def _regularizable(cls):
     """(argument name, weight name) of each weight ``cls`` takes regularizers for."""
     return [(w, w) if isinstance(w, str) else tuple(w) for w in cls._regularizable]
+
+
+def _option_property(key):
+    get = regularizers.get if key[1] == "regularizer" else constraints.get
+
+    def fget(self):
+        return self.__dict__.get("_weight_options", {}).get(key)
+
+    def fset(self, value):
+        options = self.__dict__.setdefault("_weight_options", {})
+        options.pop(key, None)
+        if value is not None:
+            options[key] = get(value)
+    return property(fget, fset)
 
 
 def _serialize_option(fn):
