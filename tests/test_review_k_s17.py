@@ -1,23 +1,12 @@
 """review_k (session 17): Keras 3 parity of what keras17 merged (regularizers, constraints,
 per-output sample weights, MultiHeadAttention weights), checked against closed forms and
 against Keras itself from the same weights."""
-import os
-
 import numpy as np
 import pytest
 
 from wsekern import nn
 
 L, R = nn.layers, nn.regularizers
-
-
-def keras_or_skip():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    pytest.importorskip("torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"Keras runs on {keras.backend.backend()}, not torch")
-    return keras
 
 
 def data(n=8, seed=0):
@@ -77,8 +66,7 @@ def test_frozen_layers_weights_are_not_regularized(freeze):
 
 
 @pytest.mark.parametrize("freeze", [None, "base", "bn"])
-def test_frozen_regularized_losses_equal_keras(freeze):
-    keras = keras_or_skip()
+def test_frozen_regularized_losses_equal_keras(freeze, keras):
     keras.utils.set_random_seed(0)
     km, wm = frozen_net(keras, freeze), frozen_net(nn, freeze)
     weights = [w + 0.3 for w in km.get_weights()]
@@ -139,8 +127,7 @@ def test_mha_activity_regularizer_is_on_its_four_projections():
     assert got == pytest.approx(expect, rel=1e-4)
 
 
-def test_mha_regularizers_and_constraints_equal_keras():
-    keras = keras_or_skip()
+def test_mha_regularizers_and_constraints_equal_keras(keras):
     kfn = lambda w: 0.01 * keras.ops.sum(keras.ops.abs(keras.ops.sum(w, axis=0)))  # noqa: E731
     wfn = lambda w: 0.01 * nn.ops.sum(nn.ops.abs(nn.ops.sum(w, axis=0)))  # noqa: E731
     rng = np.random.default_rng(0)
