@@ -175,3 +175,21 @@ def test_regularizer_and_constraint_arguments_are_layer_attributes():
     np.testing.assert_allclose(penalties(model), [0.5 * np.sum(k * k)], rtol=1e-6)
     assert model.layers[0].get_config()["kernel_regularizer"] == {
         "class_name": "L2", "config": {"l2": 0.5}}
+
+
+def test_sequential_from_config_round_trips_the_new_arguments():
+    # Keras's Sequential.from_config(model.get_config()) (clone-by-config); it raised
+    # "unexpected keyword argument 'input_shape'"
+    model = nn.Sequential([
+        nn.Input((4,)),
+        L.Dense(3, kernel_regularizer=R.L1L2(0.1, 0.2), kernel_constraint="max_norm",
+                activity_regularizer="l2", name="d"),
+        L.BatchNormalization(gamma_regularizer="l1", beta_constraint="non_neg", name="bn")])
+    again = nn.Sequential.from_config(model.get_config())
+    assert again.get_config() == model.get_config()
+    d, bn = again.layers
+    assert d.kernel_regularizer.get_config() == {"l1": 0.1, "l2": 0.2}
+    assert isinstance(d.kernel_constraint, nn.constraints.MaxNorm)
+    assert isinstance(bn.beta_constraint, nn.constraints.NonNeg)
+    again.set_weights(model.get_weights())
+    np.testing.assert_allclose(penalties(again), penalties(model), rtol=1e-6)
