@@ -193,3 +193,27 @@ def test_sequential_from_config_round_trips_the_new_arguments():
     assert isinstance(bn.beta_constraint, nn.constraints.NonNeg)
     again.set_weights(model.get_weights())
     np.testing.assert_allclose(penalties(again), penalties(model), rtol=1e-6)
+
+
+def test_a_non_scalar_regularizer_is_summed_and_a_non_number_refused():
+    # Keras sums each entry of model.losses (trainer._aggregate_additional_loss); a vector
+    # regularizer failed with "only 0-dimensional arrays can be converted"
+    nn.utils.set_random_seed(0)
+    model = nn.Sequential([nn.Input((3,)), L.Dense(2, kernel_regularizer=lambda w: 0.1 * w)])
+    model.compile(optimizer=nn.optimizers.SGD(0.5), loss="mse")
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    k, b = model.get_weights()
+    mse = float(np.mean((x @ k + b) ** 2))
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(mse + 0.1 * k.sum(), rel=1e-5)
+    plain = nn.Sequential([nn.Input((3,)), L.Dense(2)])
+    plain.compile(optimizer=nn.optimizers.SGD(0.5), loss="mse")
+    plain.set_weights([k, b])
+    assert model.train_on_batch(x, y) == pytest.approx(mse + 0.1 * k.sum(), rel=1e-5)
+    plain.train_on_batch(x, y)
+    # the penalty's gradient is 0.1 everywhere: the kernel moves 0.5 * 0.1 further
+    np.testing.assert_allclose(model.get_weights()[0], plain.get_weights()[0] - 0.05,
+                               rtol=1e-5, atol=1e-6)
+    bad = nn.Sequential([nn.Input((3,)), L.Dense(2, kernel_regularizer=lambda w: None)])
+    bad.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(TypeError, match="must be a number or a Tensor; received NoneType"):
+        bad.fit(x, y, verbose=0)
