@@ -217,3 +217,14 @@ def test_a_non_scalar_regularizer_is_summed_and_a_non_number_refused():
     bad.compile(optimizer="sgd", loss="mse")
     with pytest.raises(TypeError, match="must be a number or a Tensor; received NoneType"):
         bad.fit(x, y, verbose=0)
+
+
+def test_a_constraint_failing_on_its_weight_names_both():
+    # an axis the weight does not have (a hand-edited config) failed with numpy's bare
+    # "axis 5 is out of bounds for array of dimension 2"
+    model = nn.Sequential([nn.Input((3,)), L.Dense(2, kernel_constraint=nn.constraints.MaxNorm(
+        axis=5), name="d")])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=r"MaxNorm\(max_value=2.0, axis=5\) on 'd/kernel' "
+                                         r"\(shape \(3, 2\)\).*out of bounds"):
+        model.fit(np.ones((4, 3), "float32"), np.ones((4, 2), "float32"), verbose=0)
