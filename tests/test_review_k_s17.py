@@ -228,3 +228,29 @@ def test_a_constraint_failing_on_its_weight_names_both():
     with pytest.raises(ValueError, match=r"MaxNorm\(max_value=2.0, axis=5\) on 'd/kernel' "
                                          r"\(shape \(3, 2\)\).*out of bounds"):
         model.fit(np.ones((4, 3), "float32"), np.ones((4, 2), "float32"), verbose=0)
+
+
+def shared_net(lib):
+    ia, ib = lib.Input((3,)), lib.Input((3,))
+    d = lib.layers.Dense(2, activity_regularizer=lib.regularizers.L2(0.5), name="shared")
+    return lib.Model([ia, ib], lib.layers.Add()([d(ia), d(ib)]))
+
+
+def test_a_shared_layer_keeps_the_activity_loss_of_each_call(keras):
+    # a layer called twice in one forward kept only its last call's activity penalty
+    rng = np.random.default_rng(0)
+    a, b, y = (rng.standard_normal((4, n)).astype("float32") for n in (3, 3, 2))
+    nn.utils.set_random_seed(0)
+    model = shared_net(nn)
+    k, bias = model.get_weights()
+    expect = sum(0.5 * np.sum((x @ k + bias) ** 2) / 4 for x in (a, b))
+    model([a, b])
+    np.testing.assert_allclose(sum(penalties(model)), expect, rtol=1e-5)
+    keras.utils.set_random_seed(0)
+    km = shared_net(keras)
+    model.set_weights(km.get_weights())
+    km.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.compile(optimizer=nn.optimizers.SGD(0.1), loss="mse")
+    kh = km.fit([a, b], y, epochs=2, shuffle=False, verbose=0).history["loss"]
+    wh = model.fit([a, b], y, epochs=2, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(wh, kh, rtol=1e-5)

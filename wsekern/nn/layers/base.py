@@ -20,6 +20,7 @@ from ..variables import Variable
 _COUNTS = {}
 _TRAINING = [False]          # the training flag of the calls in progress (outermost first)
 _TRAINING_GIVEN = [False]    # whether one of them was given `training` (Keras's None: not)
+_OUTER_CALLS = [0]           # outermost calls so far: a layer's losses last one outer call
 
 
 def training_given():
@@ -451,7 +452,12 @@ class Layer:
             kwargs.pop("training", None)
         if "mask" in kwargs and not _call_accepts(cls, "mask"):
             kwargs.pop("mask")
-        self._losses = []
+        # a layer called twice in one forward (shared) keeps both calls' losses, as Keras
+        if len(_TRAINING) == 1:
+            _OUTER_CALLS[0] += 1
+        if self.__dict__.get("_losses_call") != _OUTER_CALLS[0]:
+            self._losses = []
+            self.__dict__["_losses_call"] = _OUTER_CALLS[0]
         _TRAINING.append(bool(training))
         _TRAINING_GIVEN.append(given is not None or _TRAINING_GIVEN[-1])
         try:
