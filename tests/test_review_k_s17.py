@@ -254,3 +254,23 @@ def test_a_shared_layer_keeps_the_activity_loss_of_each_call(keras):
     kh = km.fit([a, b], y, epochs=2, shuffle=False, verbose=0).history["loss"]
     wh = model.fit([a, b], y, epochs=2, shuffle=False, verbose=0).history["loss"]
     np.testing.assert_allclose(wh, kh, rtol=1e-5)
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_a_constraint_keeps_a_pruned_layers_zeros(conv):
+    # keras17's re-masking of a pruned Conv2D's constraint had no test (dropping it left
+    # every test passing while the kernel went dense); a constraint that moves zeros
+    nn.utils.set_random_seed(0)
+    shift = lambda w: np.asarray(getattr(w, "data", w)) + 0.01  # noqa: E731
+    layer = (L.Conv2D(4, 3, sparsity=0.7, kernel_constraint=shift) if conv
+             else L.Dense(8, sparsity=0.7, kernel_constraint=shift))
+    shape = (6, 6, 2) if conv else (6,)
+    model = nn.Sequential([nn.Input(shape), layer, L.Flatten(), L.Dense(1)])
+    model.compile(optimizer=nn.optimizers.SGD(0.1), loss="mse")
+    before = model.get_weights()[0]
+    zeros = before == 0
+    assert 0.6 < zeros.mean() < 0.8
+    model.fit(np.ones((4,) + shape, "float32"), np.ones((4, 1), "float32"), verbose=0)
+    after = model.get_weights()[0]
+    np.testing.assert_array_equal(after[zeros], 0)
+    assert np.all(np.abs(after[~zeros] - before[~zeros]) > 0.005)   # the constraint ran
