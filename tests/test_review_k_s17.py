@@ -274,3 +274,28 @@ def test_a_constraint_keeps_a_pruned_layers_zeros(conv):
     after = model.get_weights()[0]
     np.testing.assert_array_equal(after[zeros], 0)
     assert np.all(np.abs(after[~zeros] - before[~zeros]) > 0.005)   # the constraint ran
+
+
+def test_a_pruned_dense_shape_aware_regularizer_sees_the_dense_kernel():
+    # keras17's scatter of the kept values into the (in, out) kernel had no test: giving
+    # the regularizer the 1-D kept values instead left every test passing
+    colsq = lambda w: 0.1 * nn.ops.sum(nn.ops.square(nn.ops.sum(w, axis=0)))  # noqa: E731
+    nn.utils.set_random_seed(0)
+    pruned = nn.Sequential([nn.Input((6,)), L.Dense(4, sparsity=0.5, kernel_regularizer=colsq)])
+    plain = nn.Sequential([nn.Input((6,)), L.Dense(4)])       # dense, the same zeros
+    plain.set_weights(pruned.get_weights())
+    k, b = pruned.get_weights()
+    kept = k != 0
+    penalty = 0.1 * np.sum(k.sum(axis=0) ** 2)
+    np.testing.assert_allclose(penalties(pruned), [penalty], rtol=1e-5)
+    x, y = data(8, seed=1)[0], np.zeros((8, 4), "float32")
+    for m in (pruned, plain):
+        m.compile(optimizer=nn.optimizers.SGD(0.1), loss="mse")
+    assert pruned.train_on_batch(x, y) == pytest.approx(
+        plain.evaluate(x, y, verbose=0) + penalty, rel=1e-5)
+    plain.train_on_batch(x, y)
+    grad = 0.2 * np.broadcast_to(k.sum(axis=0), k.shape)
+    after = pruned.get_weights()[0]
+    np.testing.assert_allclose(after[kept], (plain.get_weights()[0] - 0.1 * grad)[kept],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(after[~kept], 0)
