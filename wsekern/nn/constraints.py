@@ -33,6 +33,10 @@ class Constraint:
     def get_config(self):
         return {}
 
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
     @classmethod
     def from_config(cls, config):
         return cls(**config)
@@ -140,7 +144,11 @@ def deserialize(config, custom_objects=None):
 
 def apply(constraint, variable):
     """``variable`` assigned its constrained value, checked for shape (as Keras's assign)."""
-    value = _array(constraint(variable))
+    try:
+        value = _array(constraint(variable))
+    except (ValueError, IndexError) as e:        # a bad axis (from a config) shows here
+        raise ValueError(f"the constraint {constraint!r} on {variable.name!r} (shape "
+                         f"{variable.data.shape}) failed after the optimizer step: {e}") from e
     if value.shape != variable.data.shape:
         raise ValueError(f"the constraint {constraint!r} on {variable.name!r} returned shape "
                          f"{value.shape}; the weight has shape {variable.data.shape}")

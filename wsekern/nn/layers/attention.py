@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from ... import _transformer
-from .. import activations, utils
+from .. import activations, constraints, regularizers, utils
 from ..tensor import Tensor, add, reshape, transpose
 from . import transposes
 from .base import Layer, keras_mask, mask_array
@@ -266,8 +266,8 @@ def _kernel_leaves(layer):
 class MultiHeadAttention(Layer):
     """``keras.layers.MultiHeadAttention``: call(query, value, key=None, attention_mask=None,
     use_causal_mask=False). Projections are Dense layers (``sparsity`` prunes them); the
-    kernel_/bias_ regularizers and constraints reach all four (on their flat kernels:
-    Keras's L1/L2 and column norms alike)."""
+    kernel_/bias_ regularizers and constraints reach all four, each seeing its weight in
+    Keras's shape, and so does activity_regularizer (as in Keras)."""
     _regularizable = ("kernel", "bias")
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
@@ -294,12 +294,17 @@ class MultiHeadAttention(Layer):
         key_shape = key_shape or value_shape
         h, k, vd = self.num_heads, self.key_dim, self.value_dim
         out_dim = self._output_dim or query_shape[-1]
+        # as Keras's: the activity regularizer goes to the four projections (not this
+        # layer's output), and each regularizer/constraint sees its weight in Keras's shape
         mk = dict(use_bias=self.use_bias, sparsity=self.sparsity, dtype=self.dtype,
-                  **{f"{w}_{k}": fn for (w, k), fn in self._weight_options.items()})
-        self.query_dense = Dense(h * k, name=f"{self.name}/query", **mk)
-        self.key_dense = Dense(h * k, name=f"{self.name}/key", **mk)
-        self.value_dense = Dense(h * vd, name=f"{self.name}/value", **mk)
-        self.output_dense = Dense(out_dim, name=f"{self.name}/attention_output", **mk)
+                  activity_regularizer=self.activity_regularizer)
+        shapes = [((query_shape[-1], h, k), (h, k)), ((key_shape[-1], h, k), (h, k)),
+                  ((value_shape[-1], h, vd), (h, vd)), ((h, vd, out_dim), (out_dim,))]
+        q, kk, v, o = ({**mk, **_in_keras_shapes(self._weight_options, s)} for s in shapes)
+        self.query_dense = Dense(h * k, name=f"{self.name}/query", **q)
+        self.key_dense = Dense(h * k, name=f"{self.name}/key", **kk)
+        self.value_dense = Dense(h * vd, name=f"{self.name}/value", **v)
+        self.output_dense = Dense(out_dim, name=f"{self.name}/attention_output", **o)
         self.query_dense._build(query_shape)
         self.key_dense._build(key_shape)
         self.value_dense._build(value_shape)
@@ -446,6 +451,30 @@ class MultiHeadAttention(Layer):
                 flat.append(w.reshape(dense))
         for i, layer in enumerate(self.sublayers):
             layer.set_weights(flat[i * per:(i + 1) * per])
+
+
+def _in_keras_shapes(options, shapes):
+    """A projection's ``kernel_/bias_`` regularizer and constraint arguments, each given its
+    weight reshaped from the Dense sublayer's flat shape to Keras's (``shapes`` = kernel,
+    bias): norms along an axis (MaxNorm, UnitNorm, a callable) then match Keras's."""
+    out = {}
+    for (weight, kind), fn in options.items():
+        shape = shapes[0] if weight == "kernel" else shapes[1]
+        if fn is None or isinstance(fn, (regularizers.L1L2, constraints.NonNeg)):
+            out[f"{weight}_{kind}"] = fn            # elementwise: the shape does not matter
+        elif kind == "regularizer":
+            out[f"{weight}_{kind}"] = lambda w, fn=fn, shape=shape: fn(reshape(w, shape))
+        else:
+            out[f"{weight}_{kind}"] = _constraint_in_shape(fn, shape)
+    return out
+
+
+def _constraint_in_shape(con, shape):
+    def constrain(w):
+        flat = w.shape
+        w = reshape(w, shape) if isinstance(w, Tensor) else np.reshape(w, shape)
+        return np.reshape(np.asarray(getattr(c := con(w), "data", c)), flat)
+    return constrain
 
 
 def _with_input_masks(attention_mask, query_mask, value_mask, key_mask, shape):

@@ -20,6 +20,7 @@ from ..variables import Variable
 _COUNTS = {}
 _TRAINING = [False]          # the training flag of the calls in progress (outermost first)
 _TRAINING_GIVEN = [False]    # whether one of them was given `training` (Keras's None: not)
+_OUTER_CALLS = [0]           # outermost calls so far: a layer's losses last one outer call
 
 
 def training_given():
@@ -139,6 +140,15 @@ class Layer:
     # the weights taking Keras's `<name>_regularizer` and `<name>_constraint` arguments,
     # by add_weight name, as ("kernel", "bias") for Dense, or (argument name, weight name)
     _regularizable = ()
+
+    def __init_subclass__(cls, **kwargs):
+        # Keras's attributes for the arguments (`layer.kernel_regularizer`, ...), read from
+        # and written to the options add_weight uses
+        super().__init_subclass__(**kwargs)
+        for arg, weight in _regularizable(cls):
+            for kind in ("regularizer", "constraint"):
+                if not hasattr(cls, f"{arg}_{kind}"):
+                    setattr(cls, f"{arg}_{kind}", _option_property((weight, kind)))
 
     def __init__(self, name=None, trainable=True, dtype="float32", input_shape=None,
                  input_dim=None, activity_regularizer=None, **kwargs):
@@ -381,17 +391,19 @@ class Layer:
         this layer and its sub-layers."""
         return self._collect_losses([], set())
 
-    def _collect_losses(self, out, seen):
+    def _collect_losses(self, out, seen, frozen=False):
         # a weight counts once: a container (MultiHeadAttention) lists its sublayers'
-        # weights among its own
+        # weights among its own. As Keras 3, only trainable weights are regularised (a
+        # frozen layer's or a frozen container's are not); activity losses still count.
         out.extend(self._losses)
-        for t, _ in self._own_variables():
+        frozen = frozen or not self.trainable
+        for t, tr in self._own_variables():
             reg = getattr(t, "regularizer", None)
-            if reg is not None and id(t) not in seen:
+            if reg is not None and tr and not frozen and id(t) not in seen:
                 seen.add(id(t))
                 out.append(reg(t))
         for layer in self._sublayers():
-            layer._collect_losses(out, seen)
+            layer._collect_losses(out, seen, frozen)
         return out
 
     def _clear_losses(self, seen=None):
@@ -440,7 +452,12 @@ class Layer:
             kwargs.pop("training", None)
         if "mask" in kwargs and not _call_accepts(cls, "mask"):
             kwargs.pop("mask")
-        self._losses = []
+        # a layer called twice in one forward (shared) keeps both calls' losses, as Keras
+        if len(_TRAINING) == 1:
+            _OUTER_CALLS[0] += 1
+        if self.__dict__.get("_losses_call") != _OUTER_CALLS[0]:
+            self._losses = []
+            self.__dict__["_losses_call"] = _OUTER_CALLS[0]
         _TRAINING.append(bool(training))
         _TRAINING_GIVEN.append(given is not None or _TRAINING_GIVEN[-1])
         try:
@@ -540,6 +557,20 @@ class Layer:
 def _regularizable(cls):
     """(argument name, weight name) of each weight ``cls`` takes regularizers for."""
     return [(w, w) if isinstance(w, str) else tuple(w) for w in cls._regularizable]
+
+
+def _option_property(key):
+    get = regularizers.get if key[1] == "regularizer" else constraints.get
+
+    def fget(self):
+        return self.__dict__.get("_weight_options", {}).get(key)
+
+    def fset(self, value):
+        options = self.__dict__.setdefault("_weight_options", {})
+        options.pop(key, None)
+        if value is not None:
+            options[key] = get(value)
+    return property(fget, fset)
 
 
 def _serialize_option(fn):

@@ -291,7 +291,7 @@ class Model(Layer):
             term = value * weight if weight != 1.0 else value
             total = term if total is None else total + term
         for extra in self._step_losses():
-            extra = extra if isinstance(extra, Tensor) else Tensor(np.asarray(extra))
+            extra = _additional_loss(extra)
             total = extra if total is None else total + extra
         if total is None:
             raise ValueError("there is no loss to minimise: compile(loss=...) with targets y, "
@@ -363,14 +363,16 @@ class Model(Layer):
         memo = {}                       # each layer's attributes are read once
         seen = set()                    # a weight regularised once (containers list theirs)
 
-        def sources(layer, out):
+        def sources(layer, out, frozen=False):
             own, subs = layer._parts(memo)
-            regs = [t for t, _ in own if getattr(t, "regularizer", None) is not None
-                    and id(t) not in seen]
+            frozen = frozen or not layer.trainable      # Keras: trainable weights only
+            regs = [] if frozen else [
+                t for t, tr in own if tr and getattr(t, "regularizer", None) is not None
+                and id(t) not in seen]
             seen.update(id(t) for t in regs)
             out.append((layer, regs))
             for sub in subs:
-                sources(sub, out)
+                sources(sub, out, frozen)
             return out
         if type(self).trainable_weights is Layer.trainable_weights:
             weights = self._dedup(self._walk_variables(True, memo=memo))
@@ -755,6 +757,19 @@ class Model(Layer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(**config)
+
+
+def _additional_loss(loss):
+    """A regularizer's or add_loss's value as a scalar Tensor: summed when it has more than
+    one element, as Keras does; refused by what it is when it is not a number."""
+    if not isinstance(loss, Tensor):
+        value = np.asarray(loss) if loss is not None else None
+        if value is None or value.dtype.kind not in "biuf":
+            raise TypeError(f"a loss in model.losses (from a regularizer, an activity "
+                            f"regularizer or add_loss) must be a number or a Tensor; "
+                            f"received {type(loss).__name__} {loss!r:.60}")
+        loss = Tensor(value.astype(np.float32) if value.dtype.kind != "f" else value)
+    return loss.sum() if loss.ndim else loss
 
 
 def _leaves_of(value):

@@ -162,6 +162,15 @@ class Sequential(Model):
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
                            for l in self._layers]}
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """The model :meth:`get_config` describes, with fresh weights (Keras's
+        ``Sequential.from_config``; Model's ``cls(**config)`` cannot take it)."""
+        from ..registry import custom_object_scope
+        from ..saving.model_config import sequential_from_config
+        with custom_object_scope(custom_objects or {}):
+            return sequential_from_config(config, custom_objects, "Sequential.from_config")
+
 
 def _one_input(x, what):
     """A Sequential model's one input from what a caller may wrap it in: a list or tuple of
