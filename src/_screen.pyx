@@ -174,6 +174,10 @@ cdef class DenseStep:
 
     def __init__(self, Py_ssize_t K, const long[:] k_b, double tmax, double eos, long wpv,
                  double dt, double fill, pipeline=None):
+        # built once: a second __init__ would replace the arrays a run on another thread
+        # reads without the GIL
+        if self.keep is not None:
+            raise TypeError("a DenseStep is built once (its structure fixed); make a new one")
         if pipeline is None:
             raise ValueError("DenseStep needs the pipeline's figures (dense_stream's "
                              "pipeline=): it gives the chain's completion")

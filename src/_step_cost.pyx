@@ -734,6 +734,10 @@ cdef class WsStep:
                  dense_total, double task, double scalar, double eos, long wpv, double dt,
                  bint check=True, pipeline=None, dead=None, packed=None, table=None,
                  sram_bound=None):
+        # built once: a second __init__ would replace the arrays a run on another thread
+        # reads without the GIL
+        if self.keep is not None:
+            raise TypeError("a WsStep is built once (its structure fixed); make a new one")
         if pipeline is None:
             raise ValueError("WsStep needs the pipeline's figures (ws_step_columns' "
                              "pipeline=): it gives the chain's completion")

@@ -1,7 +1,8 @@
 """Review of s17's native changes (review_n): a kept step (src/_step_cost.pyx ``WsStep``,
 src/_screen.pyx ``DenseStep``) reads its own copies of the structure, so the caller writing
-to or dropping its arrays after the step was built, or a refused second ``__init__``, leaves
-the step's figures those of the one-call kernels on the structure as it was checked (before:
+to or dropping its arrays after the step was built, or a second ``__init__`` (refused: a step
+is built once, since a run on another thread reads its arrays without the GIL), leaves the
+step's figures those of the one-call kernels on the structure as it was checked (before:
 a write after the checks, or a refused re-init leaving pointers into arrays not held, read and
 wrote out of bounds: SIGSEGV). Each in a child process."""
 import os
@@ -70,12 +71,19 @@ def test_a_refused_second_init_leaves_a_ws_step_as_it_was():
     big = np.zeros(1 << 20, np.int64)
     bad = list(fresh())
     bad[6], bad[7] = big, big.copy()       # the block totals the wrong size: refused
+    for obj in (step, WsStep.__new__(WsStep)):   # built once; a bare one's bad first init
+        try:
+            obj.__init__(K, *bad)
+        except (ValueError, TypeError):
+            pass
+        else:
+            raise AssertionError("not refused")
     try:
-        step.__init__(K, *bad)
-    except ValueError:
-        pass
+        step.__init__(K, *fresh())            # a valid one too: built once
+    except TypeError as e:
+        assert "built once" in str(e), e
     else:
-        raise AssertionError("not refused")
+        raise AssertionError("rebuilt")
     del bad, big
     gc.collect()
     junk = [np.full(1 << 20, -1, np.int64) for _ in range(4)]
@@ -99,10 +107,16 @@ def test_a_dense_step_ignores_writes_to_its_bounds_and_a_refused_init():
                 (k_b.copy(), 1.0, 2.0, 1, 1.0, 0.0, (np.array([1, 2]),) + pipe[1:])):
         try:
             step.__init__(K, *bad)
-        except ValueError:
+        except (ValueError, TypeError):
             pass
         else:
             raise AssertionError("not refused")
+    try:
+        step.__init__(K, k_b.copy(), 1.0, 2.0, 1, 1.0, 0.0, pipe)
+    except TypeError as e:
+        assert "built once" in str(e), e
+    else:
+        raise AssertionError("rebuilt")
     del kb
     gc.collect()
     assert same(step.run(X), want), step.run(X)
