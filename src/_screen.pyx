@@ -162,8 +162,9 @@ cdef class DenseStep:
     eos, wpv, dt, fill, pipeline)`` takes its arguments after ``x_nz`` (the same, the same
     checks) with X's rows ``K`` and a ``pipeline``; ``step.run(x_nz)`` then gives
     dense_stream's ``(a_max, v_max, done)`` for a K x N X: the same passes and chain, so the
-    same figures, without checking and taking ``k_b`` again every step. ``k_b``'s buffer is
-    held; it must not be written to while the step is kept."""
+    same figures, without checking and taking ``k_b`` again every step. The step reads its
+    own read-only copy of ``k_b`` (made once, here, after the check): the caller may free or
+    write to its own afterwards."""
     cdef const long[:] k_b
     cdef const long[:] L
     cdef object keep
@@ -173,6 +174,10 @@ cdef class DenseStep:
 
     def __init__(self, Py_ssize_t K, const long[:] k_b, double tmax, double eos, long wpv,
                  double dt, double fill, pipeline=None):
+        # built once: a second __init__ would replace the arrays a run on another thread
+        # reads without the GIL
+        if self.keep is not None:
+            raise TypeError("a DenseStep is built once (its structure fixed); make a new one")
         if pipeline is None:
             raise ValueError("DenseStep needs the pipeline's figures (dense_stream's "
                              "pipeline=): it gives the chain's completion")
@@ -180,12 +185,19 @@ cdef class DenseStep:
             raise ValueError(f"K must be X's rows (>= 0); received {K}")
         _check_bounds(k_b, K)
         L_, hop, ramp, lat, launch, task, cushion = pipeline
-        self.L = L_
-        if self.L.shape[0] != 1:
+        cdef const long[:] L = L_
+        if L.shape[0] != 1:
             raise ValueError(f"pipeline: L must have one entry (one chain); received "
-                             f"{self.L.shape[0]}")
-        self.k_b, self.K = k_b, K
-        self.keep = (memoryview(k_b), memoryview(self.L))
+                             f"{L.shape[0]}")
+        # the fields replaced only once every check passed (a refused second __init__
+        # leaves the step as it was), on copies the caller cannot write to: the bounds
+        # checked above are the bounds the step reads
+        kb = np.array(k_b, copy=True)
+        kb.flags.writeable = False
+        Lc = np.array(L, copy=True)
+        Lc.flags.writeable = False
+        self.k_b, self.K, self.L = kb, K, Lc
+        self.keep = (kb, Lc)
         self.tmax, self.eos, self.wpv, self.dt, self.fill = tmax, eos, wpv, dt, fill
         self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
         self.task, self.cushion = task, cushion

@@ -704,16 +704,27 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             float(done))
 
 
+def _frozen_copy(a):
+    # a read-only copy of an array argument (a typed memoryview, an ndarray) that a kept
+    # step reads, of its dtype; None stays None
+    if a is None:
+        return None
+    c = np.array(a, copy=True)
+    c.flags.writeable = False
+    return c
+
+
 cdef class WsStep:
     """:func:`ws_step_columns` with everything but X given once: ``WsStep(K, k_b, ...,
     sram_bound)`` takes its arguments after ``x_nz`` (the same, the same checks) with X's
     rows ``K``, and a ``pipeline``; ``step.run(x_nz)`` then gives ws_step_columns'
     ``(busy, v_max, sram, done)`` for a K x N X: the same loop on the same arrays, so the
     same figures, without checking and taking the structure's arrays again every step
-    (a training step's product on a placement it keeps). The arrays are held, and must
-    not be written to while the step is kept."""
+    (a training step's product on a placement it keeps). The step reads its own copies of
+    the arrays (made once, here): the caller may free or write to its own afterwards (the
+    checks ran on what the step reads: a write after them cannot reach it)."""
     cdef WsPlan s
-    cdef object keep            # the arguments, their buffers held (pointers into them)
+    cdef object keep            # the copies, read-only, their buffers held (s points into them)
     cdef const long[:] L
     cdef double hop, ramp, lat, launch, cushion, fill
 
@@ -723,25 +734,39 @@ cdef class WsStep:
                  dense_total, double task, double scalar, double eos, long wpv, double dt,
                  bint check=True, pipeline=None, dead=None, packed=None, table=None,
                  sram_bound=None):
+        # built once: a second __init__ would replace the arrays a run on another thread
+        # reads without the GIL
+        if self.keep is not None:
+            raise TypeError("a WsStep is built once (its structure fixed); make a new one")
         if pipeline is None:
             raise ValueError("WsStep needs the pipeline's figures (ws_step_columns' "
                              "pipeline=): it gives the chain's completion")
         if K < 0:
             raise ValueError(f"K must be X's rows (>= 0); received {K}")
         L_, hop, ramp, lat, launch, cushion, fill = pipeline
-        self.L = L_
-        if self.L.shape[0] != 1:
+        cdef const long[:] L = L_
+        if L.shape[0] != 1:
             raise ValueError(f"pipeline: L must have one entry (one chain); received "
-                             f"{self.L.shape[0]}")
-        self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
-        self.cushion, self.fill = cushion, fill
-        _ws_plan(&self.s, K, k_b, s_indptr, s_rows, s_data, t_dense, choice, comp_total,
+                             f"{L.shape[0]}")
+        # the checks on the caller's arrays (its refusals), then the plan made again on
+        # read-only copies, and only then the step's own fields replaced: a refused call
+        # (a second __init__ too) leaves the step as it was, never pointing into arrays it
+        # does not hold
+        cdef WsPlan s
+        _ws_plan(&s, K, k_b, s_indptr, s_rows, s_data, t_dense, choice, comp_total,
                  dense_total, task, scalar, eos, wpv, dt, check, dead, packed, table,
                  sram_bound)
-        # builtin memoryviews: each array's buffer held (not resized) while the step is kept
-        self.keep = tuple(memoryview(a) for a in (
-            k_b, s_indptr, s_rows, s_data, t_dense, choice, comp_total, dense_total, packed,
-            table, sram_bound, *(dead or ())) if a is not None)
+        c = [_frozen_copy(a) for a in (k_b, s_indptr, s_rows, s_data, t_dense, choice,
+                                       comp_total, dense_total, packed, table, sram_bound)]
+        c_dead = None if dead is None else tuple(_frozen_copy(a) for a in dead)
+        _ws_plan(&s, K, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], task, scalar, eos,
+                 wpv, dt, False, c_dead, c[8], c[9], c[10])
+        keep = tuple(c) + (c_dead,)
+        self.s = s
+        self.keep = keep
+        self.L = _frozen_copy(L)
+        self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
+        self.cushion, self.fill = cushion, fill
 
     def run(self, const unsigned char[:, :] x_nz):
         """``(busy, v_max, sram, done)`` of ws_step_columns for X's pattern ``x_nz`` (K x
