@@ -2,7 +2,6 @@
 arguments (Keras 3's): the penalty in ``model.losses`` and in the loss fit/evaluate report,
 its gradient in the step, the constraint assigned after each optimizer update. Checked in
 closed form (no Keras needed) and against Keras itself from the same weights."""
-import os
 
 import numpy as np
 import pytest
@@ -10,15 +9,6 @@ import pytest
 from wsekern import nn
 
 L, R, C = nn.layers, nn.regularizers, nn.constraints
-
-
-def keras_or_skip():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    pytest.importorskip("torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"Keras runs on {keras.backend.backend()}, not torch")
-    return keras
 
 
 def data(n=12, seed=0):
@@ -178,8 +168,7 @@ def build(lib, sgd):
 
 
 @pytest.mark.parametrize("sgd", [True, False], ids=["sgd", "adam"])
-def test_loss_and_weights_after_steps_equal_keras(sgd):
-    keras = keras_or_skip()
+def test_loss_and_weights_after_steps_equal_keras(sgd, keras):
     x, y = data(24, seed=3)
     nn.utils.set_random_seed(4)
     ours, theirs = build(nn, sgd), build(keras, sgd)

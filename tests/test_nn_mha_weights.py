@@ -4,7 +4,6 @@ with its bias (d_out,). Checked against a NumPy einsum of the same arrays (no Ke
 and against Keras 3 itself from the same weights (outputs and one SGD step), plus the
 .keras files: pruned layers round-trip, and files written with the old flat kernels load."""
 import json
-import os
 import zipfile
 
 import numpy as np
@@ -13,15 +12,6 @@ import pytest
 from wsekern import nn
 
 L = nn.layers
-
-
-def keras_or_skip():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    pytest.importorskip("torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"Keras runs on {keras.backend.backend()}, not torch")
-    return keras
 
 
 def einsum_mha(weights, q, v, heads, use_bias=True):
@@ -100,10 +90,9 @@ def tr(lib, **kw):
                                 {"use_bias": False},
                                 {"kernel_regularizer": "l2", "bias_constraint": "non_neg"}],
                          ids=["default", "dims", "nobias", "regularized"])
-def test_keras_weights_load_and_train_alike(kw):
+def test_keras_weights_load_and_train_alike(kw, keras):
     """The audit's reproducer: o.set_weights(keras_model.get_weights()) was refused. Now
     the outputs agree to 1e-5 and so do the weights after an SGD step (the gradients)."""
-    keras = keras_or_skip()
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 20, (4, 6)).astype("int32")
     ctx = rng.standard_normal((4, 4, 5)).astype("float32")
