@@ -2,7 +2,6 @@
 each output's loss weighed by its own array, as Keras does (a dict was an unclear
 "float() argument must be ... not 'dict'" TypeError). Checked in closed form and against
 Keras itself."""
-import os
 
 import numpy as np
 import pytest
@@ -61,12 +60,7 @@ def test_wrong_weights_say_what_works():
         model.train_on_batch(x, y, sample_weight=[sw["a"], sw["b"], sw["b"]])
 
 
-def test_fit_equals_keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    pytest.importorskip("torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"Keras runs on {keras.backend.backend()}, not torch")
+def test_fit_equals_keras(keras):
     x, y, sw = data()
     theirs, ours = two_outputs(keras), two_outputs(nn)
     ours.set_weights(theirs.get_weights())
