@@ -70,3 +70,29 @@ def test_keras_itself_shuffles_a_py_dataset_in_fit():
     orders = _epoch_orders(keras)
     assert all(sorted(o) == list(range(8)) for o in orders)
     assert any(o != list(range(8)) for o in orders)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_a_pruned_layer_says_when_set_weights_drops_values_outside_its_pattern(kind):
+    """review_k: a dense model's weights copied into a pruned layer silently gave another
+    model. The pattern is kept (as documented), with a warning naming what was dropped."""
+    import warnings
+
+    from wsekern import nn
+    if kind == "dense":
+        layer = nn.layers.Dense(6, sparsity=0.5)
+        layer.build((None, 4))
+    else:
+        layer = nn.layers.Conv2D(3, 2, sparsity=0.5)
+        layer.build((None, 5, 5, 2))
+    kernel = np.ones(layer.get_weights()[0].shape, dtype="float32")
+    bias = np.zeros(layer.get_weights()[1].shape, dtype="float32")
+    with pytest.warns(UserWarning, match=r"dropped \d+ nonzero kernel values outside it"):
+        layer.set_weights([kernel, bias])
+    kept = layer.get_weights()[0]
+    assert 0 < np.count_nonzero(kept) < kernel.size          # the pattern was kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.set_weights([kept, bias])              # its own weights back: nothing dropped
+    with pytest.raises(ValueError):                   # a wrong shape: the usual error, no warning
+        layer.set_weights([np.ones((1, 1), "float32"), bias])

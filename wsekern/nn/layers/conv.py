@@ -11,7 +11,7 @@ from .. import activations, columns
 from ..placed import placement_of
 from ..tensor import Tensor
 from .base import Layer
-from .core import _init_name, check_sparsity, magnitude_mask
+from .core import _init_name, check_sparsity, magnitude_mask, warn_outside_pattern
 
 
 def _pair(v, name):
@@ -317,6 +317,10 @@ class Conv2D(Layer):
     def set_weights(self, weights):
         """As Keras; a pruned layer keeps its pattern (as Dense does): the pruned positions
         of the kernel given are zeroed, so every path computes the same convolution."""
+        weights = list(weights)
+        if self.weight_mask is not None and weights \
+                and np.shape(weights[0]) == np.shape(self.weight_mask):
+            warn_outside_pattern(self, weights[0], np.asarray(self.weight_mask) != 0)
         super().set_weights(weights)
         if self.weight_mask is not None:
             self.kernel.data *= self.weight_mask

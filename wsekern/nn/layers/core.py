@@ -1,4 +1,6 @@
 """Input, Dense (optionally sparse), Activation, Dropout, Flatten, Reshape."""
+import warnings
+
 import numpy as np
 import scipy.sparse as sps
 
@@ -118,7 +120,7 @@ class Dense(Layer):
     @property
     def mask(self):
         if self.pattern is None:
-            return np.ones((self.input_shape[-1], self.units), dtype=bool)
+            return np.ones(self.kernel_shape, dtype=bool)
         return _pattern_mask(self.pattern)
 
     def call(self, x, training=False):
@@ -168,7 +170,10 @@ class Dense(Layer):
 
     @property
     def kernel_shape(self):
-        return (self.input_shape[-1], self.units)
+        # from the weights: build() called directly (as Keras code does) sets no input_shape
+        if self.pattern is not None:
+            return tuple(self.pattern.shape)
+        return tuple(self.kernel.shape)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -188,6 +193,7 @@ class Dense(Layer):
         if kernel.shape != self.kernel_shape:
             raise ValueError(f"layer {self.name!r}: kernel has shape {self.kernel_shape}; "
                              f"received {kernel.shape}")
+        warn_outside_pattern(self, kernel, _pattern_mask(self.pattern))
         self.pattern.set_values(kernel)
         weights[0] = self.pattern.data.copy()
         super().set_weights(weights)
@@ -197,6 +203,20 @@ class Dense(Layer):
                 "activation": activations.name_of(self.activation), "use_bias": self.use_bias,
                 "kernel_initializer": _init_name(self.kernel_initializer),
                 "bias_initializer": _init_name(self.bias_initializer), "sparsity": self.sparsity}
+
+
+def warn_outside_pattern(layer, kernel, kept):
+    """A pruned layer keeps its pattern: say so when set_weights drops nonzero values
+    outside it (a dense model's weights copied in give another model otherwise)."""
+    outside = np.asarray(kernel)[~kept]
+    dropped = np.count_nonzero(outside)
+    if dropped:
+        warnings.warn(
+            f"layer {layer.name!r} is pruned ({np.count_nonzero(kept)} of {kept.size} weights "
+            f"kept): set_weights kept its pattern and dropped {dropped} nonzero kernel values "
+            f"outside it (largest magnitude {np.nanmax(np.abs(outside)):.3g}); to prune these "
+            f"weights instead, build the layer without sparsity=, set them, then call "
+            f"layer.set_sparsity({layer.sparsity})", stacklevel=3)
 
 
 def _kept_positions(P):
