@@ -714,8 +714,8 @@ def _expect(value, name, types, what):
 
 
 def load_report(path):
-    """The :class:`SimReport` that :meth:`SimReport.save` (or ``wsekern simulate ...
-    --save``) wrote to ``path``.
+    """The :class:`SimReport` that :meth:`SimReport.save` or the command line's
+    ``simulate --save`` wrote to ``path``.
 
     Parameters
     ----------

@@ -266,8 +266,8 @@ def _kernel_leaves(layer):
 class MultiHeadAttention(Layer):
     """``keras.layers.MultiHeadAttention``: call(query, value, key=None, attention_mask=None,
     use_causal_mask=False). Projections are Dense layers (``sparsity`` prunes them); the
-    kernel_/bias_ regularizers and constraints reach all four, each seeing its weight in
-    Keras's shape, and so does activity_regularizer (as in Keras)."""
+    ``kernel_*`` and ``bias_*`` regularizers and constraints reach all four, each seeing
+    its weight in Keras's shape, and so does activity_regularizer (as in Keras)."""
     _regularizable = ("kernel", "bias")
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
