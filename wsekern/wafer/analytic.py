@@ -78,7 +78,7 @@ PER_PE_LIMIT = 1 << 25
 # Weight-stationary
 # --------------------------------------------------------------------------------------
 def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True, full=True,
-                      placement=None):
+                      placement=None, choose_formats=None):
     """Cost of Y = W @ X with W stationary and the nonzeros of X streamed.
 
     ``ops`` reuses an :class:`Operands` of (W, X); ``placement`` a
@@ -86,13 +86,49 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     ``exact=False`` (the placer's screen) takes a compressed block's per-sample work as
     its batch work shared in proportion to the activations arriving in each sample,
     instead of counting it exactly.
+    ``choose_formats`` (default: when no placement is given) takes the placement as the
+    placer's per-block format choice and, in the exact model, costs the pace-safe one
+    too (:func:`weight_stationary_placement`), keeping the faster.
     """
     ops = ops if ops is not None else Operands(W, X)
+    if choose_formats is None:
+        choose_formats = placement is None
     pl = placement if placement is not None else placer.weight_stationary(ops, config, region,
                                                                           what)
-    work, work_cn, arrivals, per_pe = _ws_work(ops, pl, config, exact)
-    timing = _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe)
+    if choose_formats and exact:
+        pl, timing = _ws_choose(ops, pl, config, what)
+    else:
+        timing = _ws_cycles(ops, pl, config, *_ws_work(ops, pl, config, exact))
     return _ws_report(ops, pl, config, timing, full)
+
+
+def weight_stationary_placement(ops, config, region, what="spmm"):
+    """The placement :func:`weight_stationary` (exact) costs for the :class:`Operands`
+    ``ops`` on ``region``: the formats a program compiled for W and the batch would take.
+
+    The placer's rule stores a block compressed where that block alone is faster over
+    the batch. The rows of a PE column share one multicast stream, though: a compressed
+    block cheaper in total but dearer on some wavelets paces the column (a 90 %-sparse
+    W could cost more than a 50 %-sparse one on the same region). So the exact model
+    also costs the pace-safe formats (:func:`placement.pace_safe_formats`: compressed only
+    where never dearer per wavelet, or where dense does not fit) and keeps the faster;
+    the event simulation runs the same placement."""
+    pl = placer.weight_stationary(ops, config, region, what)
+    return _ws_choose(ops, pl, config, what)[0]
+
+
+def _ws_choose(ops, pl, config, what):
+    """(placement, its exact timing): the placer's ``pl`` or its pace-safe formats,
+    whichever the exact model finds faster (the placer's on a tie)."""
+    timing = _ws_cycles(ops, pl, config, *_ws_work(ops, pl, config, True))
+    if not pl.use_comp.any():
+        return pl, timing
+    safe = placer.pace_safe_formats(ops, config, pl.region, pl.use_comp)
+    if np.array_equal(safe, pl.use_comp):
+        return pl, timing
+    alt = placer.weight_stationary(ops, config, pl.region, what, use_comp=safe)
+    alt_timing = _ws_cycles(ops, alt, config, *_ws_work(ops, alt, config, True))
+    return (alt, alt_timing) if alt_timing["est"] < timing["est"] else (pl, timing)
 
 
 def has_zero(w):

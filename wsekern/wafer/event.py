@@ -257,8 +257,9 @@ def weight_stationary(W, X, config, region, *, what="spmm", trace=False, placeme
     r0, c0, R, C = region
     _check_trace(trace, R * C, X.shape[1])
     ops = placer.Operands(W, X)
-    pl = placement if placement is not None else placer.weight_stationary(ops, config, region,
-                                                                          what)
+    # the analytic model's formats (the placer's or the pace-safe ones, the faster)
+    pl = placement if placement is not None else analytic.weight_stationary_placement(
+        ops, config, region, what)
     ana = analytic.weight_stationary(W, X, config, region, what=what, ops=ops, placement=pl)
     M, K = W.shape
     Nb = X.shape[1]

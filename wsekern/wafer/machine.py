@@ -278,7 +278,8 @@ class Wafer:
                                      stats=stats)
             if m == "weight-stationary":
                 return analytic.weight_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
-                                                  exact=exact, full=full, placement=placed)
+                                                  exact=exact, full=full, placement=placed,
+                                                  choose_formats=True)
             return analytic.activation_stationary(Wm, X2, self.config, reg, what=what, ops=ops,
                                                   exact=exact, full=full)
         def bound(m, R, C, exact):
