@@ -266,33 +266,40 @@ def test_summa_counts_only_the_slices_of_k_that_exist(M, K, N, R, C):
     what is left), each a step whose root column (k mod C) broadcasts its A slice along
     every row and whose root row (k mod R) its B slice down every column; each step's
     cycles in closed form from the documented instruction costs; the energy from the
-    config's pJ constants. The old model ran max(R, C) full-depth steps whatever K."""
+    config's pJ constants. The old model ran max(R, C) full-depth steps whatever K.
+    (s18: the grid is the PEs holding a tile of C, each PE's tile what it holds, and a
+    dimension of one PE neither broadcasts nor waits for a receive; see test_wafer_s18.)"""
     import math
     cfg = WaferConfig.wse2()
     A = np.random.default_rng(0).random((M, K))
     B = np.random.default_rng(1).random((K, N))
     _, rep = Wafer(cfg).matmul(A, B, region=(R, C), mapping="summa", compute=False)
-    steps, vpw = max(R, C), cfg.values_per_dense_wavelet
-    Mt, Nt, Kt = -(-M // R), -(-N // C), -(-K // steps)
+    Mt, Nt = -(-M // R), -(-N // C)
+    M_r = [max(0, min(Mt, M - r * Mt)) for r in range(R)]
+    N_c = [max(0, min(Nt, N - c * Nt)) for c in range(C)]
+    Rs, Cs = sum(m > 0 for m in M_r), sum(n > 0 for n in N_c)
+    steps, vpw = max(Rs, Cs), cfg.values_per_dense_wavelet
+    Kt = -(-K // steps)
     slices = [min(Kt, K - k0) for k0 in range(0, K, Kt)]
     assert len(slices) <= steps and sum(slices) == K
     links = np.zeros((R, C, 4))                 # N, E, S, W
     sent = 0
-    e, ts = cfg.fabric_elem_cycles, 4 * cfg.task_switch_cycles
+    e, ts = cfg.fabric_elem_cycles, (2 + (Rs > 1) + (Cs > 1)) * cfg.task_switch_cycles
     lat = (steps - 1) * cfg.hop_cycles + cfg.ramp_cycles
     cycles = cfg.launch_cycles + cfg.setup_cycles + math.ceil(Mt * Nt / cfg.lanes) + lat
     for k, d in enumerate(slices):
-        a, b = -(-Mt * d // vpw), -(-d * Nt // vpw)
-        s, t = k % C, k % R
-        for r in range(R):
-            for c in range(C):
-                links[r, c, 1] += a if s <= c < C - 1 else 0
+        s, t = k % Cs, k % Rs
+        for r in range(Rs):
+            for c in range(Cs):
+                a, b = -(-M_r[r] * d // vpw), -(-d * N_c[c] // vpw)
+                links[r, c, 1] += a if s <= c < Cs - 1 else 0
                 links[r, c, 3] += a if 0 < c <= s else 0
-                links[r, c, 2] += b if t <= r < R - 1 else 0
+                links[r, c, 2] += b if t <= r < Rs - 1 else 0
                 links[r, c, 0] += b if 0 < r <= t else 0
-        sent += R * a * (C > 1) + C * b * (R > 1)
+        sent += sum(-(-m * d // vpw) for m in M_r) * (Cs > 1) \
+            + sum(-(-n * d // vpw) for n in N_c) * (Rs > 1)
         comp = d * (cfg.setup_cycles + Nt * (cfg.dsd_issue_cycles + math.ceil(Mt / cfg.lanes)))
-        comm = cfg.setup_cycles + max(Mt, Nt) * d * e + e
+        comm = cfg.setup_cycles + max(Mt * (Cs > 1), Nt * (Rs > 1)) * d * e + e
         cycles += max(ts + max(comp, comm), lat)
     np.testing.assert_array_equal(rep.link_wavelets[:R, :C], links)
     assert rep.wavelets_sent == sent and rep.wavelet_hops == links.sum()

@@ -20,7 +20,8 @@ Notation (suffixes name the axes an array runs over)
 
 Weight-stationary (layer-pipelined; the vendor's gemv-checkerboard, spmv-hypersparse)
     Y = W @ X on an R x C region: PE (r, c) holds block W[rows_r, cols_c], dense or
-    compressed (the cheaper that fits). Each sample's X[cols_c, n] streams from the
+    compressed (the cheaper that fits; the exact model also costs the pace-safe formats,
+    see :func:`weight_stationary_placement`). Each sample's X[cols_c, n] streams from the
     north edge down PE column c; only nonzeros become wavelets, and an end-of-stream
     marker closes each sample. A nonzero x_k starts a task costing
     ``task + setup + ceil(M_r / fmac)`` over a dense column, or
@@ -42,8 +43,9 @@ Activation-stationary (weight streaming)
 Resident (region 1x1; the vendor's single-tile-matvec)
     One PE holds A, B and C; C[:, n] += A[:, k] * B[k, n] as AXPYs, zeros included.
 SUMMA (dense x dense, the vendor's gemm-collectives_2d)
-    P steps; at step s PE column s broadcasts its A tile along rows and PE row s its
-    B tile along columns; each PE then does a tile GEMM, costed with the instruction-level
+    On the PEs holding a tile of C, P steps; at step s PE column s broadcasts its A tile
+    along rows and PE row s its B tile along columns (not along a side of one PE); each
+    PE then does a tile GEMM, costed with the instruction-level
     steps of mesh.py (MeshGEMM, Cannon on the two-hop ring, is the other dense mapping).
 """
 import hashlib
@@ -1123,20 +1125,24 @@ def _summa_links(R, C, a_wav, b_wav):
     """Wavelets each PE sends N, E, S, W over SUMMA's steps: at step k the A tile of PE
     column k mod C is broadcast along every PE row (east of the source and west of it, so
     each of a row's C - 1 links carries it once) and the B tile of PE row k mod R down
-    every PE column likewise. At step k, R sources inject ``a_wav[k]`` and C inject
-    ``b_wav[k]`` (none along a dimension of one PE)."""
+    every PE column likewise. ``a_wav`` (R x steps) is what row r's source injects at
+    step k, ``b_wav`` (C x steps) column c's (none along a dimension of one PE)."""
     a_wav, b_wav = np.asarray(a_wav, np.float64), np.asarray(b_wav, np.float64)
-    k = np.arange(len(a_wav))
+    k = np.arange(a_wav.shape[1])
     links = np.zeros((R, C, 4))
-    src_c = np.bincount(k % C, weights=a_wav, minlength=C)   # A wavelets rooted at column c
-    src_r = np.bincount(k % R, weights=b_wav, minlength=R)
-    east = np.cumsum(src_c)                  # sources at or west of c: their wave goes east
-    west = np.cumsum(src_c[::-1])[::-1]      # sources at or east of c: it goes west
-    south, north = np.cumsum(src_r), np.cumsum(src_r[::-1])[::-1]
-    links[:, :C - 1, 1] = east[:C - 1]
-    links[:, 1:, 3] = west[1:]
-    links[:R - 1, :, 2] = south[:R - 1, None]
-    links[1:, :, 0] = north[1:, None]
+    # A wavelets of row r rooted at column c, B wavelets of column c rooted at row r
+    src_a = np.zeros((R, C))
+    np.add.at(src_a, (slice(None), k % C), a_wav)
+    src_b = np.zeros((C, R))
+    np.add.at(src_b, (slice(None), k % R), b_wav)
+    east = np.cumsum(src_a, axis=1)          # sources at or west of c: their wave goes east
+    west = np.cumsum(src_a[:, ::-1], axis=1)[:, ::-1]      # at or east of c: it goes west
+    south = np.cumsum(src_b, axis=1)
+    north = np.cumsum(src_b[:, ::-1], axis=1)[:, ::-1]
+    links[:, :C - 1, 1] = east[:, :C - 1]
+    links[:, 1:, 3] = west[:, 1:]
+    links[:R - 1, :, 2] = south[:, :R - 1].T
+    links[1:, :, 0] = north[:, 1:].T
     return links
 
 
@@ -1152,31 +1158,57 @@ def summa_depths(K, R, C):
     return [Kt] * full + ([rest] if rest else [])
 
 
+def summa_grid(M, N, R, C):
+    """(rows, cols) of PEs that hold a tile of C in SUMMA on R x C: tiles are
+    ceil(M / R) x ceil(N / C), so ceil(M / ceil(M / R)) rows (fewer than R when the last
+    rows would be empty, e.g. 9 rows on 8: tiles of 2 fill 5) and likewise columns."""
+    Mt, Nt = math.ceil(M / R), math.ceil(N / C)
+    return (math.ceil(M / Mt) if Mt else 0), (math.ceil(N / Nt) if Nt else 0)
+
+
 def summa(A, B, config, region, *, what="matmul"):
-    """Dense A (M x K) @ B (K x N) on an R x C grid, SUMMA-style: one step per slice of K
-    (at most max(R, C); see :func:`summa_depths`)."""
+    """Dense A (M x K) @ B (K x N) on an R x C region, SUMMA-style, on the PEs that hold a
+    tile of C (:func:`summa_grid`: Rs x Cs at the region's north-west corner; the other
+    PEs hold, send and compute nothing): one step per slice of K (at most max(Rs, Cs);
+    see :func:`summa_depths`). A dimension of one PE broadcasts nothing along it."""
     r0, c0, R, C = region
     M, K = A.shape
     N = B.shape[1]
     elem, fmac = config.elem_bytes, config.fmacs
-    depths = summa_depths(K, R, C)
-    Mt, Nt, Kt = math.ceil(M / R), math.ceil(N / C), math.ceil(K / max(R, C))
+    Rs, Cs = summa_grid(M, N, R, C)
+    depths = summa_depths(K, Rs, Cs)
+    Mt, Nt, Kt = math.ceil(M / R), math.ceil(N / C), math.ceil(K / max(Rs, Cs))
+    # each PE row's rows of C and each column's columns (the last may be short)
+    M_r = np.minimum(Mt, M - Mt * np.arange(Rs))
+    N_c = np.minimum(Nt, N - Nt * np.arange(Cs))
+    used = np.zeros((R, C), bool)
+    used[:Rs, :Cs] = True
+
+    def on_used(values):
+        out = np.zeros((R, C), np.int64)
+        out[:Rs, :Cs] = values
+        return out
     ledger = SramLedger(config, region)
-    ledger.alloc("A tiles (double-buffered)", 2 * Mt * Kt * elem)
-    ledger.alloc("B tiles (double-buffered)", 2 * Kt * Nt * elem)
-    ledger.alloc("C tile", Mt * Nt * elem)
+    ledger.alloc("A tiles (double-buffered)", on_used(2 * M_r[:, None] * Kt * elem))
+    ledger.alloc("B tiles (double-buffered)", on_used(2 * Kt * N_c[None, :] * elem))
+    ledger.alloc("C tile", on_used(M_r[:, None] * N_c[None, :] * elem))
+    ledger.buffers["reserve (code/runtime)"] = on_used(config.reserve_bytes)
     sram = ledger.check(f"{what} SUMMA, {M}x{K} @ {K}x{N} on {R}x{C} PEs")
     vpw = config.values_per_dense_wavelet
-    a_wav = [math.ceil(Mt * d / vpw) for d in depths]
-    b_wav = [math.ceil(d * Nt / vpw) for d in depths]
+    bcast_a, bcast_b = Cs > 1, Rs > 1          # a row (column) of one PE broadcasts nothing
+    d_k = np.asarray(depths, np.int64)
+    a_wav = -(-M_r[:, None] * d_k[None, :] // vpw) * bcast_a     # Rs x steps
+    b_wav = -(-N_c[:, None] * d_k[None, :] // vpw) * bcast_b     # Cs x steps
     # Instruction-level steps (the costs MeshGEMM is calibrated with, mesh.py): the tile
     # product of a step d deep is d @maps of Nt FMACs of length Mt; the broadcasts are
     # fabric DSD ops received into the second buffer while the step computes; a step hands
-    # over through four task switches (both receives' finish, the step's end, the next
-    # step) and cannot be shorter than a broadcast's trip across the region (double
-    # buffers hide one trip).
-    e, ts = config.fabric_elem_cycles, 4 * config.task_switch_cycles
-    lat = (max(R, C) - 1) * config.hop_cycles + config.ramp_cycles
+    # over through task switches (each receive's finish, the step's end, the next step)
+    # and cannot be shorter than a broadcast's trip across the grid (double buffers hide
+    # one trip). The largest tiles set each step; the short ones finish early.
+    e = config.fabric_elem_cycles
+    ts = (2 + bcast_a + bcast_b) * config.task_switch_cycles
+    lat = (max(Rs, Cs) - 1) * config.hop_cycles + config.ramp_cycles \
+        if bcast_a or bcast_b else 0.0
 
     def total(f):
         """f summed over the steps: (count of full steps) * f(Kt) + f(the short last)."""
@@ -1186,7 +1218,9 @@ def summa(A, B, config, region, *, what="matmul"):
         return d * map_op(config, Nt, Mt)
 
     def t_comm(d):
-        return config.setup_cycles + max(Mt * d, d * Nt) * e + e
+        if not (bcast_a or bcast_b):
+            return 0.0
+        return config.setup_cycles + max(Mt * d * bcast_a, d * Nt * bcast_b) * e + e
 
     def step(d):
         return max(ts + max(t_comp(d), t_comm(d)), lat)
@@ -1195,22 +1229,28 @@ def summa(A, B, config, region, *, what="matmul"):
     lower = start + total(lambda d: max(t_comp(d), t_comm(d))) + lat
     upper = start + total(lambda d: ts + t_comp(d) + t_comm(d) + lat) + lat
     macs = M * K * N
-    links = _summa_links(R, C, a_wav, b_wav)
+    links = np.zeros((R, C, 4))
+    links[:Rs, :Cs] = _summa_links(Rs, Cs, a_wav, b_wav)
     terms = {"compute": total(t_comp), "fabric": total(t_comm),
              "latency": total(lambda d: step(d) - max(t_comp(d), t_comm(d))) + lat}
     energy = _energy(config, macs, macs * 3 * elem, float(links.sum()), R * C, est)
     useful = int(np.count_nonzero(A, axis=0) @ np.count_nonzero(B, axis=1))
+    # each PE's own tile products: d @maps of N_c FMACs of length M_r per step
+    busy = np.zeros((R, C))
+    busy[:Rs, :Cs] = sum(depths.count(d) * d * map_op(config, N_c[None, :], M_r[:, None])
+                         for d in set(depths))
     return SimReport(
         cycles=float(est), cycles_lower=float(lower), cycles_upper=float(upper),
         clock_hz=config.clock_hz, macs_dense=macs, macs_useful=useful, macs_performed=macs,
         macs_skipped_weight=0, macs_skipped_activation=0,
-        busy_cycles=_wafer_array(config, region, total(t_comp)),
+        busy_cycles=_wafer_array(config, region, busy),
         sram_bytes=_wafer_array(config, region, sram).astype(np.int64),
         link_wavelets=_wafer_array(config, region, links, (4,)),
-        wavelets_sent=int(R * sum(a_wav) * (C > 1) + C * sum(b_wav) * (R > 1)),
+        wavelets_sent=int(a_wav.sum() + b_wav.sum()),
         energy_joules=energy,
         bottleneck=max(terms, key=terms.get), region=tuple(int(v) for v in region),
-        mapping="summa", dtype=config.dtype, fmac_per_cycle=fmac, details={"terms": terms})
+        mapping="summa", dtype=config.dtype, fmac_per_cycle=fmac,
+        details={"terms": terms, "pes_used": (Rs, Cs)})
 
 
 # --------------------------------------------------------------------------------------
