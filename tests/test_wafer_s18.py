@@ -218,3 +218,53 @@ def test_summa_on_one_pe_row_or_column_charges_only_its_broadcasts(R, C):
     assert rep.details["terms"]["fabric"] == pytest.approx(steps * comm, rel=1e-12)
     if (R, C) == (1, 1):
         assert rep.wavelets_sent == 0
+
+
+# -- 3. load_report checks the size before reading -------------------------------------------
+HUGE_FILE = r'''
+import os, resource, sys, wsekern
+from wsekern.wafer.report import MAX_REPORT_BYTES
+path, size = sys.argv[1], int(sys.argv[2])
+with open(path, "wb") as f:
+    f.truncate(size)                  # sparse: no disk, and nothing to read but zeros
+# reading the file whole would need more memory than the child may have
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+try:
+    wsekern.load_report(path)
+    print("loaded")
+except ValueError as e:
+    print("ValueError", e)
+except MemoryError as e:
+    print("MemoryError", e)
+'''
+
+
+@pytest.mark.parametrize("extra", [1, 8 << 30])
+def test_load_report_refuses_a_file_larger_than_any_report_unread(tmp_path, extra):
+    """load_report read the whole file before checking anything: a multi-GB file was
+    read into memory (here, under a 3 GiB address-space limit, a bare MemoryError).
+    Now a file past MAX_REPORT_BYTES is refused with its size, before it is read. Hostile
+    input: in a child process."""
+    import subprocess
+    import sys
+
+    from wsekern.wafer.report import MAX_REPORT_BYTES
+    path = tmp_path / "huge.json"
+    out = subprocess.run([sys.executable, "-c", HUGE_FILE, str(path),
+                          str(MAX_REPORT_BYTES + extra)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ValueError"), out.stdout + out.stderr[-2000:]
+    assert f"{MAX_REPORT_BYTES + extra:,} B" in out.stdout and "not read" in out.stdout
+
+
+def test_load_report_still_reads_what_save_writes_and_the_cap_holds_it(tmp_path):
+    """Guard: a saved report loads back; the cap is above a full-WSE-2 event report's
+    file (under 100 kB) by far and above what its three maps could take raw."""
+    from wsekern.wafer.report import MAX_ARRAY_BYTES, MAX_REPORT_BYTES
+    W = sps.random_array((64, 64), density=0.2, format="csr", random_state=0)
+    X = np.ones((64, 2))
+    _, rep = wsekern.Wafer(WaferConfig.wse2()).spmm(W, X, mode="event")
+    path = rep.save(tmp_path / "r.json")
+    assert wsekern.load_report(path).cycles == rep.cycles
+    assert MAX_REPORT_BYTES > 2 * MAX_ARRAY_BYTES * 4 // 3

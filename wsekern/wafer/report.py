@@ -585,6 +585,11 @@ REPORT_VERSION = 1
 _TAG = "__wsekern__"           # marks a value JSON has no type for (array, tuple, scalar)
 _DTYPE = re.compile(r"^[<|](b1|[iu][1248]|f[248])$")      # plain little-endian numbers only
 MAX_ARRAY_BYTES = 2048 * 2048 * 4 * 8     # the largest wafer's link map in float64
+# The largest file save() writes: its wafer-sized maps (busy, SRAM, links, an event run's
+# stalls: 64 B a PE, two link maps) and a trace (at most two more) as base64 of zlib
+# (4/3, zlib's worst case adds 0.1 %), and 64 MiB for the rest of the details. A
+# 1024^2 spmm's event report on the full WSE-2 is under 100 kB.
+MAX_REPORT_BYTES = 4 * MAX_ARRAY_BYTES * 4 // 3 + (64 << 20)
 MAX_DEPTH = 64
 
 
@@ -731,7 +736,8 @@ def load_report(path):
     ------
     ValueError
         The file is not a complete JSON document of a saved report (truncated, another
-        format or version, a summary printed by ``--json``): the message says which.
+        format or version, a summary printed by ``--json``), or is larger than any saved
+        report (``MAX_REPORT_BYTES``; refused before it is read): the message says which.
     OSError
         The file cannot be read.
 
@@ -746,7 +752,17 @@ def load_report(path):
     (True, True)
     """
     with open(os.fspath(path), "rb") as f:
-        text = f.read()
+        # the size first: a file larger than any saved report is refused unread
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_REPORT_BYTES:
+            raise ValueError(f"{os.fspath(path)!r} is {size:,} B, larger than any report "
+                             f"SimReport.save writes (at most {MAX_REPORT_BYTES:,} B); it "
+                             f"was not read. Pass a file written by SimReport.save or "
+                             f"`wsekern simulate --save`")
+        text = f.read(MAX_REPORT_BYTES + 1)       # a file still growing: read no more
+    if len(text) > MAX_REPORT_BYTES:
+        raise ValueError(f"{os.fspath(path)!r} grew past {MAX_REPORT_BYTES:,} B while read; "
+                         f"larger than any report SimReport.save writes")
     try:
         d = json.loads(text)
     except (ValueError, RecursionError) as e:      # JSONDecodeError, UnicodeDecodeError, and
