@@ -57,9 +57,12 @@ class CostTable:
     # (1 + blas_small / M + blas_small / K). 0: not measured (the Zen 3 rows). On Zen 4
     # (s18, fp32 50-60 % zeros, 64^2 to 512^2 and 64 x 8192, 8192 x 64, N 16-1024, 1 thread)
     # the densified call took 20-25 us more than csr_to_dense + matmul at 64^2-128^2 and
-    # ~1 ns more per stored weight at 512^2 (refitted into densify_nnz), and lost to the
-    # CSR kernel in 29 of the 36 cells it was chosen in, 2.45x at worst (64^2 x 64: 41 us
-    # against 17, SciPy 22).
+    # ~1 ns more per stored weight at 512^2 (refitted into densify_nnz, +1 ns), and lost to
+    # the CSR kernel in 29 of the 36 cells it was chosen in on the avx512 path, 2.45x at
+    # worst (64^2 x 64: 41 us against 17, SciPy 22). With 20 us, +1 ns and blas_small 8,
+    # the route chosen over the faster one in those cells: mean 1.04 (avx512), 1.03 (avx2),
+    # 1.005 (baseline); worst 1.38, 1.24, 1.09 (was 1.39 / 1.35 / 1.18, worst 2.45 / 2.39 /
+    # 2.21). Fitted on the same cells (/work/notes/s18/simd19: densify_probe, fit_densify).
     densify_call: float = 0.0
     blas_small: float = 0.0
     # BLAS per multiply-add grows for narrow X as (1 + blas_narrow_n / N): OpenBLAS's sgemm
@@ -132,7 +135,8 @@ TABLES = {
     # 3 runs (1.48-1.55 against 1.41-1.48).
     ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 0.88),
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
-                                  densify_nnz=1.55, densify_call=20000.0, blas_small=8.0, blas_narrow_n=4.0, sampled_mac=0.12,
+                                  densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
+                                  blas_narrow_n=4.0, sampled_mac=0.12,
                                   panel_nnz=2.2, panel_step=1.0),
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
                                 csr_compact=1.2, spmm_scatter_mac=0.09, densify_nnz=2.0,
@@ -146,7 +150,8 @@ TABLES = {
     # rounds (3.73-3.91x before): 0.022 * 3.52 (median) = 0.077; it was 0.09.
     ("zen4", "baseline"): CostTable("zen4/baseline", 0.022, 0.077, 1.23, 0.07, (0.12, 2.3),
                                     (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.14,
-                                    densify_nnz=1.55, densify_call=20000.0, blas_small=8.0, blas_narrow_n=4.0, sampled_mac=0.15,
+                                    densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
+                                    blas_narrow_n=4.0, sampled_mac=0.15,
                                     panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2),
     # The AVX-512 machine the kernels were first tuned on (SIMD compress for the scan).
     (None, "avx512"): CostTable("default/avx512", 0.02, 0.065, 0.25, 0.5, (0.1, 1.45),
