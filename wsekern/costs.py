@@ -62,7 +62,7 @@ class CostTable:
     # worst (64^2 x 64: 41 us against 17, SciPy 22). With 20 us, +1 ns and blas_small 8,
     # the route chosen over the faster one in those cells: mean 1.04 (avx512), 1.03 (avx2),
     # 1.005 (baseline); worst 1.38, 1.24, 1.09 (was 1.39 / 1.35 / 1.18, worst 2.45 / 2.39 /
-    # 2.21). Fitted on the same cells (/work/notes/s18/simd19: densify_probe, fit_densify).
+    # 2.21). Fitted on those same cells (s18 simd19).
     densify_call: float = 0.0
     blas_small: float = 0.0
     # BLAS per multiply-add grows for narrow X as (1 + blas_narrow_n / N): OpenBLAS's sgemm
