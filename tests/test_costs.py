@@ -208,3 +208,23 @@ def test_densified_cost_is_the_old_formula_without_the_new_terms():
            + M * k_live * N * z.blas_mac * (1 + z.blas_narrow_n / N)
            * (1 + z.blas_small / M + z.blas_small / k_live))
     assert z.densified(M, K, k_live, N, nnz) == pytest.approx(new, rel=1e-12)
+
+
+def test_zen4_avx2_compaction_from_its_measured_rate(monkeypatch):
+    """zen4/avx2's csr_compact 0.9 (1.2 before s18): with half of X's rows dead, a SciPy CSR
+    at N = 28 and a packed W at N = 72 take csr-skip-rows (1.12-1.48x and 1.20-1.63x faster
+    than the csr and csc-skip-rows routes 1.2 chose, whole calls, 1024^2 and 4096^2); N = 16
+    still does not compact (the gather costs more than it saves there)."""
+    table = costs._named("zen4/avx2")
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 1024 * 1024)   # Zen 4's, as measured
+    rng = np.random.default_rng(2)
+    W = random_csr(1024, 1024, 0.1, dtype=np.float32)
+    for n, packed, path in ((28, False, "csr-skip-rows"), (72, True, "csr-skip-rows"),
+                            (16, False, "csr")):
+        X = rng.standard_normal((1024, n)).astype(np.float32)
+        X[rng.permutation(1024)[:512]] = 0
+        op = wsekern.pack(W) if packed else W
+        assert kernels.spmm_path(op, X) == path, (n, packed)
+        np.testing.assert_allclose(kernels.spmm(op, X, n_threads=1),
+                                   W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)

@@ -133,16 +133,23 @@ TABLES = {
     # csr-skip-rows beat or tied the panels there in every run, same process, x the dense
     # call: fp32 1024^2 x 256, 5 runs (1.49-1.58 against 1.26-1.57); fp64 512^2 x 256,
     # 3 runs (1.48-1.55 against 1.41-1.48).
+    # AVX2's csr_compact 0.9 (1.2 before s18; both fields): the compaction measured 0.6-0.9
+    # ns a weight (s17 halfdead7, crossover at N 24-32). Whole spmm calls, W 90 % zeros
+    # (SciPy CSR and packed), X half dead, 1024^2 and 4096^2 x 16-128, fp32 and fp64, each
+    # table in the same process (median of 9): of the 25 cells whose route moved (CSR at
+    # N 28-32 to csr-skip-rows; packed at N 72-128 from csc- or panel-skip-rows to
+    # csr-skip-rows), 24 ran 1.03-1.63x faster with 0.9, one 0.83x (fp64 1024^2 x 80 packed,
+    # panels before).
     ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 0.88),
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
                                   densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
                                   blas_narrow_n=4.0, sampled_mac=0.12,
                                   panel_nnz=2.2, panel_step=1.0),
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
-                                csr_compact=1.2, spmm_scatter_mac=0.09, densify_nnz=2.0,
+                                csr_compact=0.9, spmm_scatter_mac=0.09, densify_nnz=2.0,
                                 densify_call=20000.0, blas_small=8.0,
                                 blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.8,
-                                panel_step=1.0, csr_compact_blocked=1.2),
+                                panel_step=1.0, csr_compact_blocked=0.9),
     # baseline spmm_mac refitted after its column blocks went to 1/8 of L2 and a row's last
     # nonzeros began prefetching the next row's X (s13): the whole spmm call at 90 % zeros
     # (fp32 1024^2 x 256 and x 64, 4096^2 x 64; best of 7 thread-CPU times, 1 thread) is
