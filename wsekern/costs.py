@@ -136,10 +136,10 @@ TABLES = {
     # AVX2's csr_compact 0.9 (1.2 before s18; both fields): the compaction measured 0.6-0.9
     # ns a weight (s17 halfdead7, crossover at N 24-32). Whole spmm calls, W 90 % zeros
     # (SciPy CSR and packed), X half dead, 1024^2 and 4096^2 x 16-128, fp32 and fp64, each
-    # table in the same process (median of 9): of the 25 cells whose route moved (CSR at
-    # N 28-32 to csr-skip-rows; packed at N 72-128 from csc- or panel-skip-rows to
-    # csr-skip-rows), 24 ran 1.03-1.63x faster with 0.9, one 0.83x (fp64 1024^2 x 80 packed,
-    # panels before).
+    # table in the same process (median of 9): of the 22 cells whose route moved (CSR at
+    # N 28-32 to csr-skip-rows; packed at N 28-128 from csr, csc- or panel-skip-rows to
+    # csr-skip-rows), 20 ran 1.03-1.63x faster with 0.9, one tied (0.99), one 0.83x (fp64
+    # 1024^2 x 80 packed, panels before).
     ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 0.88),
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
                                   densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
