@@ -1163,13 +1163,9 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         return None
     if <double>M * <double>K * <double>N > 2.0 ** 53:
         return None
-    cdef double macs = <double>M * <double>k_live * <double>N
     cdef double mac = cost.spmm_mac
     cdef double t_sparse = nnz * (<double>k_live / <double>K) * N * mac
-    cdef double t_densified = (<double>(M * K) * <double>cost.densify
-                               + nnz * <double>cost.densify_nnz
-                               + macs * <double>cost.blas_mac
-                               * (1 + <double>cost.blas_narrow_n / max(N, 1)))
+    cdef double t_densified = cost.densified(M, K, k_live, N, nnz)
     cdef bint x_finite = True
     if t_densified < t_sparse * (1 + 1e-9):
         # Python densifies only when X is all finite (W's unstored zeros would meet inf/NaN)

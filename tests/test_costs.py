@@ -162,3 +162,69 @@ def test_this_cpu_takes_the_row_of_its_uarch(monkeypatch):
         key = (info["uarch"], simd)
         want = costs.TABLES[key].name if key in costs.TABLES else f"default/{simd}"
         assert costs.cost_table(simd).name == want
+
+
+@pytest.mark.parametrize("row", ["zen4/avx512", "zen4/avx2", "zen4/baseline"])
+def test_zen4_small_w_at_half_zeros_stays_csr(monkeypatch, row):
+    """Zen 4, fp32 at 50 % zeros, each path forced (s18): the densified route cost 20-25 us
+    a call beyond csr_to_dense + BLAS, and lost to the CSR kernel at 64^2 x 64 (35-41 us
+    against 16-19, SciPy 20-22: slower than SciPy) and 128^2 x 64 (60-69 us against
+    30-48); it still won at 64 x 8192 x 256 (4.6-4.8 ms against 5.6-6.7) and 256^2 x 1024
+    (1.8-2.0 ms against 1.9-3.3). The native route and the Python route choose alike (the
+    native one declines a densified call)."""
+    table = costs._named(row)
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    rng = np.random.default_rng(0)
+    for m, k, n in ((64, 64, 64), (128, 128, 64)):
+        W = random_csr(m, k, 0.5, dtype=np.float32)
+        X = rng.standard_normal((k, n)).astype(np.float32)
+        assert kernels.spmm_path(W, X) == "csr", (m, k, n)
+        got = _spmm_native(W, X)
+        assert got is not None, (m, k, n)
+        np.testing.assert_allclose(got, W.toarray().astype(np.float64) @ X, rtol=1e-4,
+                                   atol=1e-4)
+    for m, k, n in ((64, 8192, 256), (256, 256, 1024)):
+        W = random_csr(m, k, 0.5, dtype=np.float32)
+        X = rng.standard_normal((k, n)).astype(np.float32)
+        assert kernels.spmm_path(W, X) == "blas-densified", (m, k, n)
+
+
+def _spmm_native(W, X):
+    from wsekern import _spmm
+    return _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
+
+
+def test_densified_cost_is_the_old_formula_without_the_new_terms():
+    """A row without densify_call and blas_small (the Zen 3 and default rows) prices the
+    densified route as before: csr_to_dense per element and per weight, then BLAS."""
+    t = costs._named("zen3/avx2")
+    M, K, k_live, N, nnz = 300, 200, 150, 40, 1234
+    old = (M * K * t.densify + nnz * t.densify_nnz
+           + M * k_live * N * t.blas_mac * (1 + t.blas_narrow_n / N))
+    assert t.densified(M, K, k_live, N, nnz) == pytest.approx(old, rel=1e-12)
+    z = costs._named("zen4/avx512")
+    assert z.densify_call > 0 and z.blas_small > 0
+    new = (z.densify_call + M * K * z.densify + nnz * z.densify_nnz
+           + M * k_live * N * z.blas_mac * (1 + z.blas_narrow_n / N)
+           * (1 + z.blas_small / M + z.blas_small / k_live))
+    assert z.densified(M, K, k_live, N, nnz) == pytest.approx(new, rel=1e-12)
+
+
+def test_zen4_avx2_compaction_from_its_measured_rate(monkeypatch):
+    """zen4/avx2's csr_compact 0.9 (1.2 before s18): with half of X's rows dead, a SciPy CSR
+    at N = 28 and a packed W at N = 72 take csr-skip-rows (1.12-1.48x and 1.20-1.63x faster
+    than the csr and csc-skip-rows routes 1.2 chose, whole calls, 1024^2 and 4096^2); N = 16
+    still does not compact (the gather costs more than it saves there)."""
+    table = costs._named("zen4/avx2")
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 1024 * 1024)   # Zen 4's, as measured
+    rng = np.random.default_rng(2)
+    W = random_csr(1024, 1024, 0.1, dtype=np.float32)
+    for n, packed, path in ((28, False, "csr-skip-rows"), (72, True, "csr-skip-rows"),
+                            (16, False, "csr")):
+        X = rng.standard_normal((1024, n)).astype(np.float32)
+        X[rng.permutation(1024)[:512]] = 0
+        op = wsekern.pack(W) if packed else W
+        assert kernels.spmm_path(op, X) == path, (n, packed)
+        np.testing.assert_allclose(kernels.spmm(op, X, n_threads=1),
+                                   W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)

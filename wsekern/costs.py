@@ -51,6 +51,20 @@ class CostTable:
     # Zen 3 (fp32, 1024^2 at 50-100 % zeros, fitted with ``densify`` per element); without
     # it the model densified at 50-70 % zeros and N = 16, 0.75-1.15x SciPy's speed.
     densify_nnz: float = 1.5
+    # the densified route's cost per call, apart from its work (ns): the native CSR route
+    # declines it and the Python route repeats the checks, X's scan and W's index check
+    # before csr_to_dense and BLAS; and BLAS per multiply-add grows for a small W as
+    # (1 + blas_small / M + blas_small / K). 0: not measured (the Zen 3 rows). On Zen 4
+    # (s18, fp32 50-60 % zeros, 64^2 to 512^2 and 64 x 8192, 8192 x 64, N 16-1024, 1 thread)
+    # the densified call took 20-25 us more than csr_to_dense + matmul at 64^2-128^2 and
+    # ~1 ns more per stored weight at 512^2 (refitted into densify_nnz, +1 ns), and lost to
+    # the CSR kernel in 29 of the 36 cells it was chosen in on the avx512 path, 2.45x at
+    # worst (64^2 x 64: 41 us against 17, SciPy 22). With 20 us, +1 ns and blas_small 8,
+    # the route chosen over the faster one in those cells: mean 1.04 (avx512), 1.03 (avx2),
+    # 1.005 (baseline); worst 1.38, 1.24, 1.09 (was 1.39 / 1.35 / 1.18, worst 2.45 / 2.39 /
+    # 2.21). Fitted on those same cells (s18 simd19).
+    densify_call: float = 0.0
+    blas_small: float = 0.0
     # BLAS per multiply-add grows for narrow X as (1 + blas_narrow_n / N): OpenBLAS's sgemm
     # on Zen 3 ran 0.034-0.045 ns a MAC at N = 16, 0.028-0.031 at N = 32 (1024^2).
     blas_narrow_n: float = 16.0
@@ -67,9 +81,19 @@ class CostTable:
     # 2048 rows) - no cheaper than ``transpose`` from memory, measured
     transpose_l2: float = 0.45
 
-    def blas(self, macs, n):
-        """Nanoseconds for ``macs`` multiply-adds of a BLAS product with N = ``n``."""
-        return macs * self.blas_mac * (1 + self.blas_narrow_n / max(n, 1))
+    def blas(self, macs, n, m=None, k=None):
+        """Nanoseconds for ``macs`` multiply-adds of a BLAS product with N = ``n`` (and W
+        of ``m`` x ``k``, when given: the small-W term)."""
+        t = macs * self.blas_mac * (1 + self.blas_narrow_n / max(n, 1))
+        if m is not None and self.blas_small:
+            t *= 1 + self.blas_small / max(m, 1) + self.blas_small / max(k, 1)
+        return t
+
+    def densified(self, M, K, k_live, N, nnz):
+        """Nanoseconds for spmm's densified route: csr_to_dense of the (M, K) W holding
+        ``nnz`` weights, then BLAS against X's ``k_live`` live rows of ``N`` columns."""
+        return (self.densify_call + M * K * self.densify + nnz * self.densify_nnz
+                + self.blas(M * k_live * N, N, M, k_live))
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.
@@ -109,14 +133,23 @@ TABLES = {
     # csr-skip-rows beat or tied the panels there in every run, same process, x the dense
     # call: fp32 1024^2 x 256, 5 runs (1.49-1.58 against 1.26-1.57); fp64 512^2 x 256,
     # 3 runs (1.48-1.55 against 1.41-1.48).
+    # AVX2's csr_compact 0.9 (1.2 before s18; both fields): the compaction measured 0.6-0.9
+    # ns a weight (s17 halfdead7, crossover at N 24-32). Whole spmm calls, W 90 % zeros
+    # (SciPy CSR and packed), X half dead, 1024^2 and 4096^2 x 16-128, fp32 and fp64, each
+    # table in the same process (median of 9): of the 22 cells whose route moved (CSR at
+    # N 28-32 to csr-skip-rows; packed at N 28-128 from csr, csc- or panel-skip-rows to
+    # csr-skip-rows), 20 ran 1.03-1.63x faster with 0.9, one tied (0.99), one 0.83x (fp64
+    # 1024^2 x 80 packed, panels before).
     ("zen4", "avx512"): CostTable("zen4/avx512", 0.022, 0.06, 0.45, 0.05, (0.1, 0.88),
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
-                                  densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.12,
+                                  densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
+                                  blas_narrow_n=4.0, sampled_mac=0.12,
                                   panel_nnz=2.2, panel_step=1.0),
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
-                                csr_compact=1.2, spmm_scatter_mac=0.09, densify_nnz=1.0,
+                                csr_compact=0.9, spmm_scatter_mac=0.09, densify_nnz=2.0,
+                                densify_call=20000.0, blas_small=8.0,
                                 blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.8,
-                                panel_step=1.0, csr_compact_blocked=1.2),
+                                panel_step=1.0, csr_compact_blocked=0.9),
     # baseline spmm_mac refitted after its column blocks went to 1/8 of L2 and a row's last
     # nonzeros began prefetching the next row's X (s13): the whole spmm call at 90 % zeros
     # (fp32 1024^2 x 256 and x 64, 4096^2 x 64; best of 7 thread-CPU times, 1 thread) is
@@ -124,7 +157,8 @@ TABLES = {
     # rounds (3.73-3.91x before): 0.022 * 3.52 (median) = 0.077; it was 0.09.
     ("zen4", "baseline"): CostTable("zen4/baseline", 0.022, 0.077, 1.23, 0.07, (0.12, 2.3),
                                     (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.14,
-                                    densify_nnz=0.55, blas_narrow_n=4.0, sampled_mac=0.15,
+                                    densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
+                                    blas_narrow_n=4.0, sampled_mac=0.15,
                                     panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2),
     # The AVX-512 machine the kernels were first tuned on (SIMD compress for the scan).
     (None, "avx512"): CostTable("default/avx512", 0.02, 0.065, 0.25, 0.5, (0.1, 1.45),

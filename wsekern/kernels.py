@@ -236,7 +236,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     nnz = len(data)
     t_sparse = nnz * (k_live / K) * N * cost.spmm_mac
     # Densified, W's unstored zeros would meet X's inf/NaN (0 * inf = NaN): X must be finite.
-    t_densified = M * K * cost.densify + nnz * cost.densify_nnz + cost.blas(M * k_live * N, N)
+    t_densified = cost.densified(M, K, k_live, N, nnz)
     if t_densified < t_sparse and finite():
         check_indices()
         dense = np.empty((M, K), dtype=dtype)
