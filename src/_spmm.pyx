@@ -116,7 +116,9 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     :func:`live_map` build it, the map held in registers instead, the same
     entries kept), O(nnz), so dead rows cost nothing in the
     O(nnz * N) part, and the smaller X stays in cache: 16 rows at a time into a
-    per-thread buffer, multiplied at once, when X is one block, else once for all
+    per-thread buffer, multiplied at once, when X is one block (at 64 float32 columns
+    with the map in registers, each row compacted while the row before it is
+    multiplied, the same sums), else once for all
     blocks into a copy of W's arrays (each row at its own offset, so rows compact
     in parallel).  A weight that is inf/NaN is
     kept and meets the zero row, so inf * 0 gives NaN as in SciPy.
