@@ -73,6 +73,13 @@ def livemap_compaction():
     return wsk_compact_csr_f32_i32_lm != NULL
 
 
+def livemap_fused():
+    """Whether csr_spmm's per-row variant at 64 float32 columns, with the live map in
+    registers, runs the compaction fused with the multiply (the CPU and path of
+    livemap_compaction)."""
+    return wsk_spmm_rows_lm_f32_n64 != NULL
+
+
 def compiler():
     return wsk_compiler().decode()
 
@@ -109,7 +116,9 @@ def csr_spmm(const floating[::1] data, const index_t[::1] indices,
     :func:`live_map` build it, the map held in registers instead, the same
     entries kept), O(nnz), so dead rows cost nothing in the
     O(nnz * N) part, and the smaller X stays in cache: 16 rows at a time into a
-    per-thread buffer, multiplied at once, when X is one block, else once for all
+    per-thread buffer, multiplied at once, when X is one block (at 64 float32 columns
+    with the map in registers, each row compacted while the row before it is
+    multiplied, the same sums), else once for all
     blocks into a copy of W's arrays (each row at its own offset, so rows compact
     in parallel).  A weight that is inf/NaN is
     kept and meets the zero row, so inf * 0 gives NaN as in SciPy.
@@ -193,6 +202,11 @@ cdef extern from "wsk_simd.h" nogil:
                                     const uint32_t*, int32_t, uint32_t, double*,
                                     int32_t*) noexcept
     lm_f32_t wsk_compact_csr_f32_i32_lm
+    ctypedef void (*lm_rows_f32_t)(const float*, const int32_t*, const int32_t*, Py_ssize_t,
+                                   Py_ssize_t, const uint32_t*, int32_t, uint32_t,
+                                   const float*, Py_ssize_t, float*, Py_ssize_t, float*,
+                                   int32_t*, Py_ssize_t, uint8_t*) noexcept
+    lm_rows_f32_t wsk_spmm_rows_lm_f32_n64
     lm_f64_t wsk_compact_csr_f64_i32_lm
     int wsk_livemap_build(const int32_t*, Py_ssize_t, int32_t, uint32_t*) noexcept
     void wsk_copy_rows(void*, const void*, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept
@@ -332,6 +346,12 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
         elif not _cols_in_range(cols, nnz, last_r):
             return max(1, _rows_out_of_remap(indices, indptr, x_remap.shape[0]))
     cdef bint per_row = remap != NULL and n_block == N
+    # The per-row variant at 64 float32 columns with the live map in registers: the
+    # compaction of each row fused with the multiply of the row before it
+    # (wsk_spmm_rows_livemap_f32_n64), in two buffers of cap entries a thread
+    cdef bint fused = (per_row and lm != NULL and floating is float and N == 64
+                       and wsk_spmm_rows_lm_f32_n64 != NULL)
+    cdef Py_ssize_t cap = 0
     # Rows compacted once: row i's kept nonzeros at offset indptr[i] (a SIMD compress
     # writes below the input position it has read, so never into the next row).
     cdef bint compact_once = remap != NULL and not per_row
@@ -362,6 +382,11 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
         # longest such run of W's rows (a row's compress writes below where its input ends)
         for k in range(0, M, ROWS_PER_CALL):
             max_row = max(max_row, indptr[min(M, k + ROWS_PER_CALL)] - indptr[k])
+        if fused:
+            for k in range(M):
+                cap = max(cap, indptr[k + 1] - indptr[k])
+            cap = (cap + 31) // 16 * 16
+            max_row = max(max_row, 2 * cap - 16)
         vbuf = np.empty((n_threads, max_row + 16), dtype=dtype)
         cbuf = np.empty((n_threads, max_row + 16), dtype=idx_dtype)
         pbuf = np.empty((n_threads, ROWS_PER_CALL + 1), dtype=idx_dtype)
@@ -418,7 +443,16 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
                 vb = &vbuf[t, 0] if per_row else NULL
                 cb = &cbuf[t, 0] if per_row else NULL
                 pb = &pbuf[t, 0] if per_row else NULL
-                if per_row:
+                if fused:
+                    for c in prange(n_calls, schedule='dynamic'):
+                        i0 = c * ROWS_PER_CALL
+                        i1 = min(M, i0 + ROWS_PER_CALL)
+                        if floating is float and index_t is int32_t:
+                            wsk_spmm_rows_lm_f32_n64(
+                                vals, cols, &indptr[0], i0, i1, lm, zero_row,
+                                <uint32_t>last_r if bad != NULL else 0xFFFFFFFFu, b, nb,
+                                &out[0, 0], N, vb, cb, cap, bad)
+                elif per_row:
                     # ROWS_PER_CALL rows compacted into the thread's buffers (in L1/L2),
                     # then one rows call on them (Zen 4, C harness, 4096^2 x 64, half of X
                     # dead: 4-5 % faster than a spmm_row per compacted row on AVX-512, fp32

@@ -897,6 +897,127 @@ WSK_TARGET_V4P static ptrdiff_t wsk_compact_csr_f64_i32_livemap(const double* va
     }
     return out_of_range ? -1 : q;
 }
+/* One step of wsk_compact_csr_f32_i32_livemap: entries p to min(p + 16, pe) of vals/cols
+   appended at vo/io + q, all 16 lanes stored (those past the kept ones are zero: room for
+   16 past the row's kept entries); returns the new q, out-of-range columns or'ed into *oor. */
+WSK_INLINE WSK_TARGET_V4P ptrdiff_t wsk_livemap_step_f32(__m512i t0, __m512i t1,
+        __m512i t2, __m512i t3, __m512i t4, __m512i t5, __m512i t6, __m512i t7, __m512i t8,
+        __m512i t9, __m512i t10, __m512i t11, __m512i t12, __m512i t13, __m512i t14,
+        __m512i t15, const float* vals, const int32_t* cols, ptrdiff_t p, ptrdiff_t pe,
+        __m512i zr, __m512i lastv, float* vo, int32_t* io, ptrdiff_t q, __mmask16* oor)
+{
+    const __mmask16 in = pe - p >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (pe - p)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(in, vals + p);
+    const __m512i c = _mm512_maskz_loadu_epi32(in, cols + p);
+    __mmask16 live;
+    *oor |= _mm512_mask_cmpgt_epu32_mask(in, c, lastv);
+    const __m512i r = wsk_livemap_remap(WSK_LIVEMAP_ARGS, c, zr, &live);
+    const __mmask16 m = in & (live | _mm512_cmp_ps_mask(_mm512_sub_ps(v, v),
+                                                         _mm512_setzero_ps(), _CMP_NEQ_UQ));
+    _mm512_storeu_ps(vo + q, _mm512_maskz_compress_ps(m, v));
+    _mm512_storeu_si512((void*)(io + q), _mm512_maskz_compress_epi32(m, r));
+    return q + __builtin_popcount((unsigned)m);
+}
+/* y += w * X[c, 0:64] on one of the two accumulator sets (4 zmm each). */
+#define WSK_LM_MAC(A0, A1, A2, A3, k)                                                  \
+    do {                                                                               \
+        const __m512 w_ = _mm512_set1_ps(vb[k]);                                       \
+        const float* x_ = X + (ptrdiff_t)cb[k] * ldx;                                  \
+        A0 = _mm512_fmadd_ps(w_, _mm512_loadu_ps(x_), A0);                             \
+        A1 = _mm512_fmadd_ps(w_, _mm512_loadu_ps(x_ + 16), A1);                        \
+        A2 = _mm512_fmadd_ps(w_, _mm512_loadu_ps(x_ + 32), A2);                        \
+        A3 = _mm512_fmadd_ps(w_, _mm512_loadu_ps(x_ + 48), A3);                        \
+    } while (0)
+#define WSK_LM_PAIR(k)                                                                 \
+    do {                                                                               \
+        WSK_LM_MAC(a0, a1, a2, a3, k);                                                 \
+        WSK_LM_MAC(b0, b1, b2, b3, (k) + 1);                                           \
+    } while (0)
+#define WSK_LM_PF(k) __builtin_prefetch(X + (ptrdiff_t)cb[k] * ldx)
+/* Rows i0 <= i < i1 of W (CSR, all of it: vals, cols, indptr) times X (the live rows and the
+   zero row, 64 floats a row, pitch ldx) into out[i * ldo + 0:64], the compaction fused with
+   the multiply: row i + 1 is compacted by the live map (tab, as in
+   wsk_compact_csr_f32_i32_livemap) into one buffer while row i, compacted in the other, is
+   multiplied, one 16-column step to four pairs of kept entries. The compaction's vector work
+   then runs in the shadow of the multiply's loads of X (Zen 4, C harness, 4096^2 x 64, 90 %
+   zeros, half of X dead: 3.35-3.6 ms against 3.6-3.9 for compacting 16 rows then the rows
+   call). The same sums as that, bit for bit: the pairs alternate between two accumulator sets
+   from the row's first kept entry, a last odd one goes to the first, and the sets are added
+   at the end, as wsk_spmm_row's 4x2 tile. vbuf/cbuf: two buffers of cap entries each, cap
+   at least the longest row's nonzeros plus 16. Columns over last (UINT32_MAX: no check)
+   flag bad[i] and the row is left zero, X never read through them. Prefetches one line of
+   the X row 16 kept entries ahead (one each: lighter than the tile's four, as fast). */
+WSK_TARGET_V4P static void wsk_spmm_rows_livemap_f32_n64(const float* vals,
+        const int32_t* cols, const int32_t* indptr, ptrdiff_t i0, ptrdiff_t i1,
+        const uint32_t* tab, int32_t zero_row, uint32_t last, const float* X, ptrdiff_t ldx,
+        float* out, ptrdiff_t ldo, float* vbuf, int32_t* cbuf, ptrdiff_t cap, uint8_t* bad)
+{
+    if (i0 >= i1) return;
+    WSK_LIVEMAP_LOAD(tab);
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i zr = _mm512_set1_epi32(zero_row);
+    const __m512i lastv = _mm512_set1_epi32((int)last);
+    ptrdiff_t q = 0;
+    __mmask16 oor = 0;
+    for (ptrdiff_t p = indptr[i0]; p < indptr[i0 + 1]; p += 16)
+        q = wsk_livemap_step_f32(WSK_LIVEMAP_ARGS, vals, cols, p, indptr[i0 + 1], zr, lastv,
+                                 vbuf, cbuf, q, &oor);
+    if (oor) {
+        bad[i0] = 1;
+        q = 0;
+    }
+    for (ptrdiff_t i = i0; i < i1; i++) {
+        const ptrdiff_t cur = (i - i0) % 2 * cap, nxt = cap - cur;
+        const float* vb = vbuf + cur;
+        const int32_t* cb = cbuf + cur;
+        float* vo = vbuf + nxt;
+        int32_t* io = cbuf + nxt;
+        ptrdiff_t p = 0, pe = 0, qn = 0, d = 0;
+        if (i + 1 < i1) {
+            p = indptr[i + 1];
+            pe = indptr[i + 2];
+        }
+        oor = 0;
+        __m512 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+        __m512 b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+        for (; d + 8 <= q && p < pe; d += 8, p += 16) {
+            if (d + 24 <= q) {
+                WSK_LM_PF(d + 16); WSK_LM_PF(d + 17); WSK_LM_PF(d + 18); WSK_LM_PF(d + 19);
+                WSK_LM_PF(d + 20); WSK_LM_PF(d + 21); WSK_LM_PF(d + 22); WSK_LM_PF(d + 23);
+            }
+            WSK_LM_PAIR(d);
+            WSK_LM_PAIR(d + 2);
+            WSK_LM_PAIR(d + 4);
+            WSK_LM_PAIR(d + 6);
+            qn = wsk_livemap_step_f32(WSK_LIVEMAP_ARGS, vals, cols, p, pe, zr, lastv, vo, io,
+                                      qn, &oor);
+        }
+        for (; p < pe; p += 16)
+            qn = wsk_livemap_step_f32(WSK_LIVEMAP_ARGS, vals, cols, p, pe, zr, lastv, vo, io,
+                                      qn, &oor);
+        for (; d + 2 <= q; d += 2) {
+            if (d + 18 <= q) {
+                WSK_LM_PF(d + 16);
+                WSK_LM_PF(d + 17);
+            }
+            WSK_LM_PAIR(d);
+        }
+        if (d < q) WSK_LM_MAC(a0, a1, a2, a3, d);
+        float* y = out + i * ldo;
+        _mm512_storeu_ps(y, _mm512_add_ps(a0, b0));
+        _mm512_storeu_ps(y + 16, _mm512_add_ps(a1, b1));
+        _mm512_storeu_ps(y + 32, _mm512_add_ps(a2, b2));
+        _mm512_storeu_ps(y + 48, _mm512_add_ps(a3, b3));
+        q = qn;
+        if (oor) {
+            bad[i + 1] = 1;
+            q = 0;
+        }
+    }
+}
+#undef WSK_LM_MAC
+#undef WSK_LM_PAIR
+#undef WSK_LM_PF
 #endif
 /* NULL unless the CPU runs the forms above and the AVX-512 path is selected. */
 typedef ptrdiff_t (*wsk_compact_csr_lm_f32_t)(const float*, const int32_t*, ptrdiff_t,
@@ -907,6 +1028,11 @@ typedef ptrdiff_t (*wsk_compact_csr_lm_f64_t)(const double*, const int32_t*, ptr
                                               int32_t*);
 static wsk_compact_csr_lm_f32_t wsk_compact_csr_f32_i32_lm = NULL;
 static wsk_compact_csr_lm_f64_t wsk_compact_csr_f64_i32_lm = NULL;
+typedef void (*wsk_spmm_rows_lm_f32_n64_t)(const float*, const int32_t*, const int32_t*,
+                                           ptrdiff_t, ptrdiff_t, const uint32_t*, int32_t,
+                                           uint32_t, const float*, ptrdiff_t, float*,
+                                           ptrdiff_t, float*, int32_t*, ptrdiff_t, uint8_t*);
+static wsk_spmm_rows_lm_f32_n64_t wsk_spmm_rows_lm_f32_n64 = NULL;
 
 /* One row of X for the dispatcher (scan_rows): wsk_scan_f32/f64, per target, selected with
    the rest by wsk_simd_init. The same scan as conv2d's. */
@@ -1032,6 +1158,7 @@ static const char* wsk_simd_init(int path)
     wsk_compact_csr_f64_i32 = wsk_compact_csr_f64_i32_base;
     wsk_compact_csr_f32_i32_lm = NULL;
     wsk_compact_csr_f64_i32_lm = NULL;
+    wsk_spmm_rows_lm_f32_n64 = NULL;
     wsk_simd_path_name = "baseline";
     if (path == 0) path = (avail & 4) ? 4 : (avail & 2) ? 2 : 1;
     if (!(avail & path)) path = 1;
@@ -1056,6 +1183,7 @@ static const char* wsk_simd_init(int path)
         if (__builtin_cpu_supports("avx512vpopcntdq")) {
             wsk_compact_csr_f32_i32_lm = wsk_compact_csr_f32_i32_livemap;
             wsk_compact_csr_f64_i32_lm = wsk_compact_csr_f64_i32_livemap;
+            wsk_spmm_rows_lm_f32_n64 = wsk_spmm_rows_livemap_f32_n64;
         }
         wsk_simd_path_name = "avx512";
     }
