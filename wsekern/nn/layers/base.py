@@ -115,6 +115,35 @@ def _to_tensors(value):
     return value
 
 
+def _leaves(value):
+    if isinstance(value, (list, tuple)):
+        return [v for x in value for v in _leaves(x)]
+    if isinstance(value, dict):
+        return [v for x in value.values() for v in _leaves(x)]
+    return [value]
+
+
+def _check_output_carries_gradients(layer, out, args):
+    """Refuse an output array that is not a Tensor where gradients were wanted: keras.ops
+    (a torch tensor) or NumPy on a Tensor drops the graph, and fit then trains nothing."""
+    foreign = [o for o in _leaves(out) if not isinstance(o, Tensor) and not isinstance(
+        o, (str, bytes, int, float, bool, type(None))) and (
+        isinstance(o, (np.ndarray, np.generic)) or hasattr(o, "__array__")
+        or hasattr(o, "__dlpack__"))]
+    if not foreign:
+        return
+    if not any(isinstance(a, Tensor) and a.requires_grad for a in _leaves(args)) \
+            and not layer.trainable_weights:
+        return                                  # nothing to differentiate: a constant is fine
+    kind = type(foreign[0])
+    raise TypeError(
+        f"{type(layer).__name__}.call returned a {kind.__module__}.{kind.__qualname__} where "
+        "a wsekern.nn Tensor was expected: its inputs or weights need gradients, and they "
+        "cannot flow through that array, so fit would leave the weights unchanged (keras.ops "
+        "and NumPy functions applied to a Tensor give such arrays). Inside call(), use "
+        "wsekern.nn.ops (`from wsekern.nn import ops`) or the Tensor's methods and operators")
+
+
 def _shape_of(value):
     if isinstance(value, (list, tuple)):
         return [_shape_of(v) for v in value]
@@ -465,6 +494,8 @@ class Layer:
         finally:
             _TRAINING.pop()
             _TRAINING_GIVEN.pop()
+        if type(out) is not Tensor:
+            _check_output_carries_gradients(self, out, args)
         if getattr(self, "activity_regularizer", None) is not None:
             self._activity_losses(out)
         if self.output_shape is None:            # built by this call: shapes from its result

@@ -1,0 +1,58 @@
+"""s18 audit: what a new user ran into (an architecture researcher defining their own wafer,
+a Keras user porting keras.io programs, a scipy.sparse user). Each test failed on main c6e5e7b
+unless it says otherwise."""
+import numpy as np
+import pytest
+
+from wsekern import nn
+
+
+# A Keras program's custom layer that calls keras.ops (a torch tensor on the torch backend)
+# ran under wsekern.nn, but the graph stopped there: fit left every weight unchanged and
+# logged the same loss each epoch, with no word. A clear TypeError now names the fix.
+def test_keras_ops_in_a_custom_layer_is_refused_not_silently_untrained(keras):
+    class Halve(nn.layers.Layer):
+        def call(self, x):
+            return keras.ops.mean(x, axis=-1, keepdims=True)
+
+    nn.utils.set_random_seed(0)
+    model = nn.Sequential([nn.Input((4,)), nn.layers.Dense(3), Halve()])
+    model.compile(optimizer=nn.optimizers.SGD(0.1), loss="mse")
+    with pytest.raises(TypeError, match=r"Halve\.call returned a torch\.Tensor.*wsekern\.nn\.ops"):
+        model.fit(np.ones((8, 4), np.float32), np.zeros((8, 1), np.float32), epochs=2,
+                  verbose=0)
+
+
+def test_numpy_in_a_layer_with_weights_is_refused():
+    class Raw(nn.layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 2))
+
+        def call(self, x):
+            return np.asarray(x) @ np.asarray(self.w)
+
+    with pytest.raises(TypeError, match=r"Raw\.call returned a numpy\.ndarray"):
+        Raw()(np.ones((3, 4), np.float32))
+
+
+def test_nn_ops_in_a_custom_layer_trains_and_constants_stay_allowed():
+    """Guard (passes on the old code too): the right way still trains, and a layer of no
+    weights on inputs that need no gradient may still return an array."""
+    class Halve(nn.layers.Layer):
+        def call(self, x):
+            return nn.ops.mean(x, axis=-1, keepdims=True)
+
+    class OneHot(nn.layers.Layer):
+        def call(self, x):
+            return np.eye(3, dtype=np.float32)[np.asarray(x).astype(int)]
+
+    nn.utils.set_random_seed(0)
+    model = nn.Sequential([nn.Input((4,)), nn.layers.Dense(3), Halve()])
+    model.compile(optimizer=nn.optimizers.SGD(0.1), loss="mse")
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(np.ones((8, 4), np.float32), np.zeros((8, 1), np.float32), epochs=2,
+                        verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    np.testing.assert_array_equal(np.asarray(OneHot()(np.array([0, 2]))),
+                                  [[1, 0, 0], [0, 0, 1]])
