@@ -56,3 +56,25 @@ def test_nn_ops_in_a_custom_layer_trains_and_constants_stay_allowed():
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     np.testing.assert_array_equal(np.asarray(OneHot()(np.array([0, 2]))),
                                   [[1, 0, 0], [0, 0, 1]])
+
+
+# An SDDMM's report said "X's zeros are never sent (skipped)", the weight-stationary SpMM's
+# note, while it streams B's rows whole and multiplies A's and B's zeros (its "skipped
+# (X=0)" is 0); what it skips is the pattern's zeros.
+def test_sddmm_report_says_which_zeros_it_skips():
+    import scipy.sparse as sps
+    import wsekern
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((64, 16)).astype(np.float32)
+    A[rng.random(A.shape) < 0.3] = 0
+    B = rng.standard_normal((48, 16)).astype(np.float32)
+    P = sps.random_array((64, 48), density=0.2, format="csr", random_state=1)
+    _, report = wsekern.Wafer(wsekern.WaferConfig.small(16, 16)).sddmm(A, B, P)
+    useful = (((A != 0).astype(float) @ (B != 0).T.astype(float)) * (P.toarray() != 0)).sum()
+    assert report.macs_useful == useful < report.macs_performed == P.nnz * 16
+    assert report.macs_skipped_activation == 0
+    note = report.explanation()["zeros_skipped"]
+    assert "never sent" not in note and "their zeros multiplied" in note
+    assert "their zeros multiplied" in str(report)
+    _, spmm_report = wsekern.Wafer(wsekern.WaferConfig.small(16, 16)).spmm(P, B)
+    assert "X's zeros are never sent" in spmm_report.explanation()["zeros_skipped"]
