@@ -78,3 +78,23 @@ def test_sddmm_report_says_which_zeros_it_skips():
     assert "their zeros multiplied" in str(report)
     _, spmm_report = wsekern.Wafer(wsekern.WaferConfig.small(16, 16)).spmm(P, B)
     assert "X's zeros are never sent" in spmm_report.explanation()["zeros_skipped"]
+
+
+# With region=None, a problem that fits nowhere raised the last candidate's overflow, whose
+# advice was "Use a larger region, region=None to let the placer choose, or another
+# mapping": the user had done all three. The error now says no region fits, and keeps the
+# overflow's figures.
+def test_a_problem_that_fits_nowhere_says_so():
+    import scipy.sparse as sps
+    import wsekern
+    from wsekern.errors import SramOverflowError
+    W = sps.random_array((64, 64), density=0.1, format="csr", dtype=np.float32,
+                         random_state=0)
+    tight = wsekern.Wafer(wsekern.WaferConfig.small(4, 4).with_(sram_bytes=4200))
+    with pytest.raises(SramOverflowError, match=r"no region of the 4x4 wafer fits") as info:
+        tight.spmm(W, np.ones((64, 2), np.float32))
+    assert "region=None" not in str(info.value)
+    assert info.value.capacity == 4200 and info.value.needed > 4200 and info.value.breakdown
+    # a region given by the user keeps the advice to try another
+    with pytest.raises(SramOverflowError, match=r"region=None to let the placer choose"):
+        tight.spmm(W, np.ones((64, 2), np.float32), region=(4, 4))
