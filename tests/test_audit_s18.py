@@ -98,3 +98,33 @@ def test_a_problem_that_fits_nowhere_says_so():
     # a region given by the user keeps the advice to try another
     with pytest.raises(SramOverflowError, match=r"region=None to let the placer choose"):
         tight.spmm(W, np.ones((64, 2), np.float32), region=(4, 4))
+
+
+# SeparableConv1D kept its kernels in the 2-D layer's shapes, (1, k, in, dm) and
+# (1, 1, in * dm, filters); Keras's are (k, in, dm) and (1, in * dm, filters), so
+# set_weights(keras_model.get_weights()) was refused ("has shape (1, 3, 4, 2); received
+# (3, 4, 2)").
+def test_separable_conv1d_takes_keras_weights(keras):
+    def build(K):
+        inp = K.Input((12, 4))
+        h = K.layers.SeparableConv1D(5, 3, strides=2, padding="same", depth_multiplier=2,
+                                     dilation_rate=1, activation="relu")(inp)
+        h = K.layers.SeparableConv1D(3, 2, dilation_rate=2)(h)
+        return K.Model(inp, K.layers.Flatten()(h))
+
+    x = np.random.default_rng(3).standard_normal((6, 12, 4)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    theirs = build(keras)
+    weights = theirs.get_weights()
+    ours = build(nn)
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in weights]
+    ours.set_weights(weights)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    losses = []
+    for K, model in ((keras, theirs), (nn, ours)):
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+        y = np.zeros((6, model.output_shape[-1]), np.float32)
+        losses.append(model.fit(x, y, epochs=2, batch_size=3, shuffle=False,
+                                verbose=0).history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
