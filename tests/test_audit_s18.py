@@ -144,3 +144,21 @@ def test_cli_simulate_matmul_honours_mapping(capsys):
     assert main(argv + ["--mapping", "weight-stationary"]) != 0
     err = capsys.readouterr().err
     assert "'summa', 'meshgemm'" in err and "'weight-stationary'" in err
+
+
+# A sweep of the matmul workload could not name a mapping ("'mapping' is neither a
+# WaferConfig field nor a parameter of the 'matmul' workload"), so SUMMA and MeshGEMM could
+# not be compared point by point; spmm's and conv2d's points take one.
+def test_a_matmul_sweep_takes_a_mapping():
+    pytest.importorskip("pandas")
+    import wsekern
+    from wsekern import sweeps
+    frame = sweeps.sweep({"m": [32], "k": [32], "n": [32], "rows": [4], "cols": [4],
+                          "mapping": ["summa", "meshgemm"]}, "matmul", client=False,
+                         base="small")
+    assert list(frame["status"]) == ["ok", "ok"]
+    assert list(frame["mapping_used"]) == ["summa", "meshgemm"]
+    A = np.random.default_rng(0).standard_normal((32, 32)).astype(np.float32)
+    wafer = wsekern.Wafer(wsekern.WaferConfig.small(4, 4))
+    for mapping, cycles in zip(frame["mapping_used"], frame["cycles"]):
+        assert cycles == wafer.matmul(A, A, mapping=mapping, compute=False)[1].cycles
