@@ -162,3 +162,56 @@ def test_a_matmul_sweep_takes_a_mapping():
     wafer = wsekern.Wafer(wsekern.WaferConfig.small(4, 4))
     for mapping, cycles in zip(frame["mapping_used"], frame["cycles"]):
         assert cycles == wafer.matmul(A, A, mapping=mapping, compute=False)[1].cycles
+
+
+# keras.regularizers objects given to wsekern layers (a Keras program half ported) computed
+# with torch: fit logged the penalty but its gradient was lost, so the weights trained as
+# if unregularized (kernel 0.7832 where L2(10) gives 0.3771). Keras's L1/L2/L1L2/
+# Orthogonal objects now become ours; a loss that would lose its gradient is refused.
+def test_keras_regularizer_objects_train_as_in_keras(keras):
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    y = np.random.default_rng(1).standard_normal((16, 1)).astype(np.float32)
+
+    def build(K):
+        return K.Sequential([K.Input((4,)), K.layers.Dense(
+            3, kernel_regularizer=keras.regularizers.L2(0.5),
+            activity_regularizer=keras.regularizers.L1(0.1),
+            bias_regularizer=keras.regularizers.L1L2(0.1, 0.2)), K.layers.Dense(1)])
+    out = []
+    for K in (keras, nn):
+        keras.utils.set_random_seed(0)
+        model = build(K)
+        if out:
+            model.set_weights(out[0][1])
+        start = model.get_weights()
+        model.compile(optimizer=K.optimizers.SGD(0.05), loss="mse")
+        history = model.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0)
+        out.append((history.history["loss"], start, model.get_weights()))
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-5)
+    for ours, theirs in zip(out[1][2], out[0][2]):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_losses_that_would_lose_their_gradient_are_refused(keras):
+    class Custom(keras.regularizers.Regularizer):
+        def __call__(self, x):
+            return keras.ops.sum(x)
+
+    with pytest.raises(TypeError, match=r"Custom is a Keras regularizer.*nn\.regularizers"):
+        nn.layers.Dense(2, kernel_regularizer=Custom())
+
+    class Penalised(nn.layers.Layer):
+        def call(self, x):
+            self.add_loss(keras.ops.mean(keras.ops.square(x)))
+            return x
+
+    with pytest.raises(TypeError, match=r"Penalised\.add_loss is a torch\.Tensor"):
+        Penalised()(nn.ops.convert_to_tensor(np.ones((2, 3), np.float32)))
+    # a number or a NumPy constant is still a loss (Keras takes them too)
+    layer = nn.layers.Dense(2)
+    layer.add_loss(0.5)
+    layer.add_loss(np.float32(0.25))
+    assert [float(v.data) for v in layer.losses] == [0.5, 0.25]
+    # an nn layer called on keras.Input's tensor says which Input to use
+    with pytest.raises(TypeError, match=r"replace keras\.Input with nn\.Input"):
+        nn.layers.Dense(3)(keras.Input((4,)))

@@ -123,15 +123,42 @@ def _leaves(value):
     return [value]
 
 
+def _array_like(o):
+    """An array of some library that is not a wsekern Tensor (NumPy's, torch's, ...)."""
+    return not isinstance(o, Tensor) and not isinstance(
+        o, (str, bytes, int, float, bool, type(None))) and (
+        isinstance(o, (np.ndarray, np.generic)) or hasattr(o, "__array__")
+        or hasattr(o, "__dlpack__"))
+
+
+def _loss_tensor(value, what, needs_grad):
+    """``value`` (a loss or penalty) as a Tensor; refused where its gradient would be lost
+    without a word: another library's tensor (keras.ops, a keras.regularizers object), or
+    a NumPy result where the weight or output it penalises needs a gradient."""
+    if isinstance(value, Tensor):
+        return value
+    if _array_like(value) and (needs_grad or not isinstance(value, (np.ndarray, np.generic))):
+        kind = type(value)
+        raise TypeError(
+            f"{what} is a {kind.__module__}.{kind.__qualname__}, not a wsekern.nn Tensor: "
+            "its gradient would be lost, so fit would report the penalty but not "
+            "train against it. Build it with wsekern.nn.ops or the Tensor's operators (for "
+            "a keras.regularizers object, use wsekern.nn.regularizers)")
+    return Tensor(np.asarray(value))
+
+
 def _check_output_carries_gradients(layer, out, args):
     """Refuse an output array that is not a Tensor where gradients were wanted: keras.ops
     (a torch tensor) or NumPy on a Tensor drops the graph, and fit then trains nothing."""
-    foreign = [o for o in _leaves(out) if not isinstance(o, Tensor) and not isinstance(
-        o, (str, bytes, int, float, bool, type(None))) and (
-        isinstance(o, (np.ndarray, np.generic)) or hasattr(o, "__array__")
-        or hasattr(o, "__dlpack__"))]
+    foreign = [o for o in _leaves(out) if _array_like(o)]
     if not foreign:
         return
+    symbolic = [a for a in _leaves(args) if type(a).__name__ == "KerasTensor"]
+    if symbolic:                                # keras.Input's tensor, not nn.Input's
+        raise TypeError(f"{type(layer).__name__} was called on a {type(symbolic[0]).__module__}"
+                        f".KerasTensor of the keras package; wsekern.nn layers take "
+                        f"wsekern.nn.Input(...) tensors or arrays: replace keras.Input with "
+                        f"nn.Input")
     if not any(isinstance(a, Tensor) and a.requires_grad for a in _leaves(args)) \
             and not layer.trainable_weights:
         return                                  # nothing to differentiate: a constant is fine
@@ -412,7 +439,8 @@ class Layer:
     def add_loss(self, loss):
         """Add a scalar loss (a Tensor) to the model's training objective for this call."""
         self._ensure_base()
-        self._losses.append(loss if isinstance(loss, Tensor) else Tensor(np.asarray(loss)))
+        self._losses.append(_loss_tensor(loss, f"the loss given to {type(self).__name__}"
+                                               f".add_loss", False))
 
     @property
     def losses(self):
@@ -430,7 +458,8 @@ class Layer:
             reg = getattr(t, "regularizer", None)
             if reg is not None and tr and not frozen and id(t) not in seen:
                 seen.add(id(t))
-                out.append(reg(t))
+                out.append(_loss_tensor(reg(t), f"the penalty of {type(self).__name__}'s "
+                                        f"regularizer {reg!r}", t.requires_grad))
         for layer in self._sublayers():
             layer._collect_losses(out, seen, frozen)
         return out
@@ -541,8 +570,9 @@ class Layer:
         for o in outs:
             if not isinstance(o, Tensor):
                 continue
-            loss = self.activity_regularizer(o)
-            loss = loss if isinstance(loss, Tensor) else Tensor(np.asarray(loss))
+            loss = _loss_tensor(self.activity_regularizer(o), f"the penalty of "
+                                f"{type(self).__name__}'s activity regularizer "
+                                f"{self.activity_regularizer!r}", o.requires_grad)
             if o.ndim > 0:
                 loss = loss * (1.0 / o.shape[0] if o.shape[0] else 0.0)
             self._losses.append(loss)
