@@ -3,8 +3,11 @@ a Keras user porting keras.io programs, a scipy.sparse user). Each test failed o
 unless it says otherwise."""
 import numpy as np
 import pytest
+import scipy.sparse as sps
 
+import wsekern
 from wsekern import nn
+from wsekern.errors import SramOverflowError
 
 
 # A Keras program's custom layer that calls keras.ops (a torch tensor on the torch backend)
@@ -62,8 +65,6 @@ def test_nn_ops_in_a_custom_layer_trains_and_constants_stay_allowed():
 # note, while it streams B's rows whole and multiplies A's and B's zeros (its "skipped
 # (X=0)" is 0); what it skips is the pattern's zeros.
 def test_sddmm_report_says_which_zeros_it_skips():
-    import scipy.sparse as sps
-    import wsekern
     rng = np.random.default_rng(0)
     A = rng.standard_normal((64, 16)).astype(np.float32)
     A[rng.random(A.shape) < 0.3] = 0
@@ -85,9 +86,6 @@ def test_sddmm_report_says_which_zeros_it_skips():
 # mapping": the user had done all three. The error now says no region fits, and keeps the
 # overflow's figures.
 def test_a_problem_that_fits_nowhere_says_so():
-    import scipy.sparse as sps
-    import wsekern
-    from wsekern.errors import SramOverflowError
     W = sps.random_array((64, 64), density=0.1, format="csr", dtype=np.float32,
                          random_state=0)
     tight = wsekern.Wafer(wsekern.WaferConfig.small(4, 4).with_(sram_bytes=4200))
@@ -151,7 +149,6 @@ def test_cli_simulate_matmul_honours_mapping(capsys):
 # not be compared point by point; spmm's and conv2d's points take one.
 def test_a_matmul_sweep_takes_a_mapping():
     pytest.importorskip("pandas")
-    import wsekern
     from wsekern import sweeps
     frame = sweeps.sweep({"m": [32], "k": [32], "n": [32], "rows": [4], "cols": [4],
                           "mapping": ["summa", "meshgemm"]}, "matmul", client=False,
