@@ -458,8 +458,7 @@ class Layer:
             reg = getattr(t, "regularizer", None)
             if reg is not None and tr and not frozen and id(t) not in seen:
                 seen.add(id(t))
-                out.append(_loss_tensor(reg(t), f"the penalty of {type(self).__name__}'s "
-                                        f"regularizer {reg!r}", t.requires_grad))
+                out.append(reg(t))
         for layer in self._sublayers():
             layer._collect_losses(out, seen, frozen)
         return out
