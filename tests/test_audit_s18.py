@@ -212,3 +212,15 @@ def test_losses_that_would_lose_their_gradient_are_refused(keras):
     # an nn layer called on keras.Input's tensor says which Input to use
     with pytest.raises(TypeError, match=r"replace keras\.Input with nn\.Input"):
         nn.layers.Dense(3)(keras.Input((4,)))
+
+
+def test_separable_conv1d_still_takes_the_old_kernel_shapes():
+    """A file saved before holds (1, k, in, dm) and (1, 1, in * dm, filters): the same
+    data, still loaded."""
+    rng = np.random.default_rng(0)
+    layer = nn.layers.SeparableConv1D(4, 3, depth_multiplier=2)
+    x = rng.standard_normal((2, 8, 3)).astype(np.float32)
+    before = np.asarray(layer(x))
+    depthwise, pointwise, bias = layer.get_weights()
+    layer.set_weights([depthwise[None], pointwise[None], bias])
+    np.testing.assert_array_equal(np.asarray(layer(x)), before)

@@ -246,6 +246,15 @@ class SeparableConv1D(SeparableConv2D):
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
 
+    def set_weights(self, weights):
+        # files saved before the kernels took Keras's shapes hold the 2-D layer's,
+        # (1, k, in, dm) and (1, 1, in * dm, filters): the same C-order data
+        weights = [np.asarray(w) for w in weights]
+        if len(weights) >= 2 and weights[0].ndim == 4 and weights[1].ndim == 4 \
+                and weights[0].shape[0] == 1 and weights[1].shape[0] == 1:
+            weights[:2] = [weights[0][0], weights[1][0]]
+        super().set_weights(weights)
+
     def call(self, x, training=False):
         x = T.as_tensor(x)
         y = super().call(T.reshape(x, (x.shape[0], 1) + x.shape[1:]), training)
