@@ -231,7 +231,7 @@ def _cmd_simulate(args):
         rng = np.random.default_rng(args.seed)
         A = rng.standard_normal((args.m, args.k)).astype(np.float32)
         B = rng.standard_normal((args.k, args.n)).astype(np.float32)
-        _, report = wafer.matmul(A, B, region=region)
+        _, report = wafer.matmul(A, B, region=region, mapping=args.mapping)
     else:
         if _progress.shown(args.json):
             print(f"simulating conv2d {args.batch}x{args.channels}x{args.size}x{args.size} "
@@ -465,8 +465,10 @@ def build_parser():
                         "1 1 with no --mapping is the resident single-PE mapping, analytic "
                         "only")
     p.add_argument("--mapping", choices=["weight-stationary", "activation-stationary",
-                                             "meshgemv"],
-                   help="spmm/conv mapping (default: the placer picks the fastest that fits)")
+                                             "meshgemv", "summa", "meshgemm"],
+                   help="spmm/conv: weight-stationary, activation-stationary or meshgemv; "
+                        "matmul: summa or meshgemm (default: the placer picks the fastest "
+                        "that fits)")
     p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the random operands (weights and activations)")
     p.add_argument("--plot", type=_file_out, help="write a PNG of the report's heatmaps")

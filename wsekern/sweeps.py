@@ -32,7 +32,7 @@ WORKLOADS = ("spmm", "conv2d", "matmul")
 # Workload parameters and their defaults; everything else must be a WaferConfig field.
 WORKLOAD_DEFAULTS = {
     "spmm": dict(m=1024, k=1024, n=64, sparsity=0.9, act_sparsity=0.5, region=None, mapping=None),
-    "matmul": dict(m=256, k=256, n=256, region=None),
+    "matmul": dict(m=256, k=256, n=256, region=None, mapping=None),
     "conv2d": dict(batch=8, channels=64, out_channels=64, size=32, kernel=3, stride=1,
                    padding=1, sparsity=0.9, act_sparsity=0.5, region=None, mapping=None),
     "model": dict(batch=32),
@@ -148,7 +148,8 @@ def _run(workload, name, p, config, seed):
     if name == "matmul":
         A = rng.standard_normal((int(p["m"]), int(p["k"]))).astype(np.float32)
         B = rng.standard_normal((int(p["k"]), int(p["n"]))).astype(np.float32)
-        return wafer.matmul(A, B, region=_region(p["region"]), compute=False)[1]
+        return wafer.matmul(A, B, region=_region(p["region"]), mapping=p["mapping"],
+                            compute=False)[1]
     if name == "conv2d":
         c, o, k, s = int(p["channels"]), int(p["out_channels"]), int(p["kernel"]), int(p["size"])
         x = workloads.activations((int(p["batch"]), c, s, s), float(p["act_sparsity"]), rng)

@@ -105,6 +105,9 @@ def get(identifier):
     dict, a registered name, or a callable ``fn(weight) -> scalar``."""
     if identifier is None:
         return None
+    if not isinstance(identifier, Regularizer) and any(
+            c.__module__.split(".")[0] == "keras" for c in type(identifier).__mro__):
+        return _from_keras(identifier)
     return registry.resolve(identifier, Regularizer, "regularizer",
                             by_name=registry.instance_by_name(_NAMES, _CLASSES),
                             deserialize=deserialize, from_callable=lambda fn: fn,
@@ -118,3 +121,17 @@ def serialize(obj):
 
 def deserialize(config, custom_objects=None):
     return registry.deserialize_object(config, _CLASSES, "regularizer", custom_objects)
+
+
+def _from_keras(obj):
+    """Ours for a regularizer object of the keras package (same class and config): Keras's
+    computes with its backend's tensors, which carry no wsekern gradient, so fit would
+    report its penalty and not train against it. One we have no twin for is refused."""
+    cls = _CLASSES.get(type(obj).__name__)
+    if cls is None or type(obj).__module__.split(".")[0] != "keras":
+        raise TypeError(f"{type(obj).__module__}.{type(obj).__qualname__} is a Keras "
+                        f"regularizer: it computes with Keras's backend tensors, through which "
+                        f"no wsekern gradient flows. Use one of wsekern.nn.regularizers "
+                        f"({', '.join(sorted(_CLASSES))}), or subclass "
+                        f"wsekern.nn.regularizers.Regularizer")
+    return cls(**obj.get_config())

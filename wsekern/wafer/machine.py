@@ -403,6 +403,9 @@ class Wafer:
                progress=None):
         """``wsekern.conv2d`` and its cost, mapped as a matmul over (C_out) x (C_in*kh*kw)
         with the input pixels (im2col columns, zeros included in the count) streamed.
+        With ``groups`` > 1 that matmul is block-diagonal: its MACs dense count the weights
+        between groups too (``groups`` times the convolution's), as zero weights the
+        mapping skips or multiplies like any other.
 
         Parameters
         ----------

@@ -513,8 +513,23 @@ def search(cost, dims, mappings, region, config, *, bound=None, price=None, prog
         if chosen is None or report.cycles < chosen.cycles:
             chosen = report
     if chosen is None:
-        raise last_error
+        raise _nothing_fits(last_error, mappings, config)
     return chosen
+
+
+def _nothing_fits(exc, mappings, config):
+    """The error of a search in which no candidate fitted: the last candidate's, said as
+    the search's (its own advice, "region=None to let the placer choose", was already
+    followed)."""
+    msg = str(exc).replace(" Use a larger region, region=None to let the placer choose, or "
+                           "another mapping.", "").rstrip(".")
+    msg = (f"no region of the {config.rows}x{config.cols} wafer fits this problem with "
+           f"{', '.join(mappings)}; the last candidate tried: {msg}. It needs a wafer with "
+           f"more PEs or more SRAM per PE, or a smaller problem")
+    if isinstance(exc, SramOverflowError):
+        return SramOverflowError(msg, pe=exc.pe, needed=exc.needed, capacity=exc.capacity,
+                                 free=exc.free, breakdown=exc.breakdown)
+    return type(exc)(msg)
 
 
 def candidates(dims, mappings, config):

@@ -115,6 +115,62 @@ def _to_tensors(value):
     return value
 
 
+def _leaves(value):
+    if isinstance(value, (list, tuple)):
+        return [v for x in value for v in _leaves(x)]
+    if isinstance(value, dict):
+        return [v for x in value.values() for v in _leaves(x)]
+    return [value]
+
+
+def _array_like(o):
+    """An array of some library that is not a wsekern Tensor (NumPy's, torch's, ...)."""
+    return not isinstance(o, Tensor) and not isinstance(
+        o, (str, bytes, int, float, bool, type(None))) and (
+        isinstance(o, (np.ndarray, np.generic)) or hasattr(o, "__array__")
+        or hasattr(o, "__dlpack__"))
+
+
+def _loss_tensor(value, what, needs_grad):
+    """``value`` (a loss or penalty) as a Tensor; refused where its gradient would be lost
+    without a word: another library's tensor (keras.ops, a keras.regularizers object), or
+    a NumPy result where the weight or output it penalises needs a gradient."""
+    if isinstance(value, Tensor):
+        return value
+    if _array_like(value) and (needs_grad or not isinstance(value, (np.ndarray, np.generic))):
+        kind = type(value)
+        raise TypeError(
+            f"{what} is a {kind.__module__}.{kind.__qualname__}, not a wsekern.nn Tensor: "
+            "its gradient would be lost, so fit would report the penalty but not "
+            "train against it. Build it with wsekern.nn.ops or the Tensor's operators (for "
+            "a keras.regularizers object, use wsekern.nn.regularizers)")
+    return Tensor(np.asarray(value))
+
+
+def _check_output_carries_gradients(layer, out, args):
+    """Refuse an output array that is not a Tensor where gradients were wanted: keras.ops
+    (a torch tensor) or NumPy on a Tensor drops the graph, and fit then trains nothing."""
+    foreign = [o for o in _leaves(out) if _array_like(o)]
+    if not foreign:
+        return
+    symbolic = [a for a in _leaves(args) if type(a).__name__ == "KerasTensor"]
+    if symbolic:                                # keras.Input's tensor, not nn.Input's
+        raise TypeError(f"{type(layer).__name__} was called on a {type(symbolic[0]).__module__}"
+                        f".KerasTensor of the keras package; wsekern.nn layers take "
+                        f"wsekern.nn.Input(...) tensors or arrays: replace keras.Input with "
+                        f"nn.Input")
+    if not any(isinstance(a, Tensor) and a.requires_grad for a in _leaves(args)) \
+            and not layer.trainable_weights:
+        return                                  # nothing to differentiate: a constant is fine
+    kind = type(foreign[0])
+    raise TypeError(
+        f"{type(layer).__name__}.call returned a {kind.__module__}.{kind.__qualname__} where "
+        "a wsekern.nn Tensor was expected: its inputs or weights need gradients, and they "
+        "cannot flow through that array, so fit would leave the weights unchanged (keras.ops "
+        "and NumPy functions applied to a Tensor give such arrays). Inside call(), use "
+        "wsekern.nn.ops (`from wsekern.nn import ops`) or the Tensor's methods and operators")
+
+
 def _shape_of(value):
     if isinstance(value, (list, tuple)):
         return [_shape_of(v) for v in value]
@@ -383,7 +439,8 @@ class Layer:
     def add_loss(self, loss):
         """Add a scalar loss (a Tensor) to the model's training objective for this call."""
         self._ensure_base()
-        self._losses.append(loss if isinstance(loss, Tensor) else Tensor(np.asarray(loss)))
+        self._losses.append(_loss_tensor(loss, f"the loss given to {type(self).__name__}"
+                                               f".add_loss", False))
 
     @property
     def losses(self):
@@ -465,6 +522,8 @@ class Layer:
         finally:
             _TRAINING.pop()
             _TRAINING_GIVEN.pop()
+        if type(out) is not Tensor:
+            _check_output_carries_gradients(self, out, args)
         if getattr(self, "activity_regularizer", None) is not None:
             self._activity_losses(out)
         if self.output_shape is None:            # built by this call: shapes from its result
@@ -510,8 +569,9 @@ class Layer:
         for o in outs:
             if not isinstance(o, Tensor):
                 continue
-            loss = self.activity_regularizer(o)
-            loss = loss if isinstance(loss, Tensor) else Tensor(np.asarray(loss))
+            loss = _loss_tensor(self.activity_regularizer(o), f"the penalty of "
+                                f"{type(self).__name__}'s activity regularizer "
+                                f"{self.activity_regularizer!r}", o.requires_grad)
             if o.ndim > 0:
                 loss = loss * (1.0 / o.shape[0] if o.shape[0] else 0.0)
             self._losses.append(loss)

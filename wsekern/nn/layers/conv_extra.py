@@ -207,7 +207,7 @@ class SeparableConv2D(DepthwiseConv2D):
         y = conv2d_nhwc(x, k, None, self.strides, self._pads(x.shape[1], x.shape[2]),
                         self.dilation_rate, c)
         # the pointwise 1x1 convolution is a matmul over the channel axis
-        y = T.matmul(y, T.reshape(self.pointwise_kernel, self.pointwise_kernel.shape[2:]))
+        y = T.matmul(y, T.reshape(self.pointwise_kernel, self.pointwise_kernel.shape[-2:]))
         return self._finish(y)
 
     def compute_output_shape(self, input_shape):
@@ -220,7 +220,9 @@ class SeparableConv2D(DepthwiseConv2D):
 
 
 class SeparableConv1D(SeparableConv2D):
-    """SeparableConv2D over (batch, steps, channels) with a (k, 1) window."""
+    """SeparableConv2D over (batch, steps, channels) with a (1, k) window; its kernels
+    have Keras's shapes, (k, in, depth_multiplier) and (1, in * depth_multiplier,
+    filters), so a Keras model's weights load as they are."""
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, depth_multiplier=1, **kwargs):
@@ -233,7 +235,25 @@ class SeparableConv1D(SeparableConv2D):
         if len(input_shape) != 3:
             raise ValueError(f"SeparableConv1D expects inputs (batch, steps, channels); "
                              f"received shape {input_shape}")
-        super().build((input_shape[0], 1) + tuple(input_shape[1:]))
+        c = input_shape[-1]
+        # Keras's 1-D shapes; call() reshapes them to the 2-D ones (same C-order data)
+        self.depthwise_kernel = self.add_weight("depthwise_kernel", (self.kernel_size[1], c,
+                                                self.depth_multiplier),
+                                                self.depthwise_initializer)
+        self.pointwise_kernel = self.add_weight("pointwise_kernel",
+                                                (1, c * self.depth_multiplier, self.filters),
+                                                self.pointwise_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+
+    def set_weights(self, weights):
+        # files saved before the kernels took Keras's shapes hold the 2-D layer's,
+        # (1, k, in, dm) and (1, 1, in * dm, filters): the same C-order data
+        weights = [np.asarray(w) for w in weights]
+        if len(weights) >= 2 and weights[0].ndim == 4 and weights[1].ndim == 4 \
+                and weights[0].shape[0] == 1 and weights[1].shape[0] == 1:
+            weights[:2] = [weights[0][0], weights[1][0]]
+        super().set_weights(weights)
 
     def call(self, x, training=False):
         x = T.as_tensor(x)
