@@ -355,6 +355,16 @@ def planned_forward(plan):
     return analytic.activation_stationary_figures(plan["stats"], plan["N"], cfg, region)
 
 
+def step_forward_figures(cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
+    """(MACs performed, dense MACs, bottleneck) of the forward report :func:`step_reports`
+    gives a layer-pipelined step (arguments as there), without making it
+    (analytic.weight_stationary_figures); None for weight streaming (its figures are
+    :func:`planned_forward`'s, or the report's)."""
+    if mode != "layer-pipelined":
+        return None
+    return analytic.weight_stationary_figures(stats, X, cfg, region)
+
+
 def _report_names(needs_input_grad):
     """The products a step's reports name, in step_cost's order."""
     return (("forward", "input-gradient", "weight-gradient") if needs_input_grad
