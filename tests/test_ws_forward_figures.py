@@ -98,3 +98,43 @@ def test_a_pattern_of_the_wrong_shape_is_refused(shape):
                                          rf"received shape \({shape[0]},"):
         analytic.weight_stationary_figures(WeightStats(W), np.ones(shape, bool), cfg,
                                            (0, 0, 2, 2))
+
+
+def _native_args(seed=5):
+    cfg = wk.WaferConfig.small(16, 16)
+    W = _weights(np.random.default_rng(seed), 40, 30, 0.2)
+    stats = WeightStats(W)
+    region = (0, 0, 3, 4)
+    x_nz = np.random.default_rng(seed).random((30, 6)) < 0.4
+    analytic.weight_stationary_figures(stats, x_nz, cfg, region)
+    st = analytic._step_structure(stats, cfg, region)
+    choice, m_r = st["figures"]
+    S = st["S"]
+    return [x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data, st["t_dense"], m_r,
+            choice, st["task"], st["scalar"], st["task"], st["wpv"], True]
+
+
+def test_the_native_pass_refuses_a_bad_structure_naming_it():
+    from wsekern._step_cost import ws_step_figures
+    args = _native_args()
+    out = ws_step_figures(*args)
+    assert type(out[0]) is int and out[1].shape == (6,) and out[2].dtype == np.int64
+    bad = list(args)
+    bad[6] = args[6][:-1]
+    with pytest.raises(ValueError, match="m_r must hold the 3 row blocks' heights; "
+                                         "received 2"):
+        ws_step_figures(*bad)
+    bad = list(args)
+    bad[3] = args[3].copy()
+    bad[3][0] = 12
+    with pytest.raises(ValueError, match=r"s_indices\[0\] = 12 lies outside 0..11"):
+        ws_step_figures(*bad)
+    bad = list(args)
+    bad[1] = args[1].copy()
+    bad[1][-1] = 29
+    with pytest.raises(ValueError, match="k_b must be 5 bounds from 0 to 30"):
+        ws_step_figures(*bad)
+    bad = list(args)
+    bad[7] = args[7][:-1]
+    with pytest.raises(ValueError, match="the block arrays must have 12 entries"):
+        ws_step_figures(*bad)

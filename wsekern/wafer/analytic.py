@@ -57,6 +57,7 @@ from .._screen import any_zero as _any_zero
 from .._screen import dense_stream as _dense_stream
 from .._step_cost import WsStep as _WsStep
 from .._step_cost import ws_dead_columns as _ws_dead_columns
+from .._step_cost import ws_step_figures as _ws_step_figures
 from .._step_cost import ws_pack_entries as _ws_pack_entries
 from .._step_cost import ws_step_columns as _ws_step_columns
 from .._step_cost import ws_table as _ws_table
@@ -142,63 +143,44 @@ def weight_stationary_cycles(w, x_nz, config, region):
 def weight_stationary_figures(w, x_nz, config, region):
     """(``macs_performed``, ``macs_dense``, ``bottleneck``) of :func:`weight_stationary`'s
     report with ``exact=False`` for the spmm of W (``w``, its WeightStats) on ``region`` and
-    X's nonzero pattern ``x_nz`` (K x N), without the report: the placement's formats
-    (placement.block_formats), the same counts and the same timing terms (:func:`_ws_work`,
-    :func:`_ws_cycles`), with the cycles from :func:`weight_stationary_cycles`, leaving out
-    the bounds, the traffic and the per-PE maps, which no figure here reads. A training
-    epoch's report reads these of each layer's last step. Raises the placement's
+    X's nonzero pattern ``x_nz`` (K x N), without the report: one native pass over X and
+    the blocks (src/_step_cost.pyx's ws_step_figures: the placement's formats, the same
+    counts and the same timing terms as :func:`_ws_work` and :func:`_ws_cycles`) and the
+    cycles of :func:`weight_stationary_cycles`; no bounds, traffic or per-PE maps. A
+    training epoch's report reads these of each layer's last step. None where the count
+    passes 2**53 (the report sums it in float64). Raises the placement's
     SramOverflowError where a block fits in neither format."""
     x_nz = np.asarray(x_nz)
     if x_nz.ndim != 2 or x_nz.shape[0] != w.K:
         raise ValueError(f"x_nz must be X's nonzero pattern, {w.K} x samples; received "
                          f"shape {x_nz.shape}")
-    ops = Operands(None, x_nz, w)
-    R, C = int(region[2]), int(region[3])
-    N = ops.N
-    st = placer._ws_static(ops, config, region)
-    a_cn = ops.activations(C)
-    A_c = a_cn.sum(axis=1)
-    scalar_work = ops.scalar_work(R, C)
-    dense_time, comp_time, use_comp = placer.block_formats(st, config, A_c, scalar_work)
-    if not st["either_fits"].all():
-        placer.weight_stationary(ops, config, region)    # raises where the report's does
-    any_comp = bool(use_comp.any())
-    M_r, t_dense, eos = np.diff(st["m_b"]), st["t_dense"], config.task_cycles
-    # _ws_work (exact=False: one chain of the columns' slowest PEs)
-    work_cn = np.zeros((C, N))
-    tmax_c = np.where(~use_comp, t_dense[:, None], -np.inf).max(axis=0)
-    has_dense = np.isfinite(tmax_c)
-    work_cn[has_dense] = a_cn[has_dense] * tmax_c[has_dense, None]
-    if any_comp:
-        share = np.where(use_comp, comp_time, 0).max(axis=0) / np.maximum(A_c, 1)
-        work_cn = np.maximum(work_cn, a_cn * share[:, None])
-    work_cn += eos
-    # _ws_cycles' terms, and the busiest PE
-    busy_rc = (np.where(use_comp, comp_time, dense_time) if any_comp else dense_time) + N * eos
-    v_cn = a_cn * config.wavelets_per_sparse_value + 1
-    dt = 1.0 / config.link_wavelets_per_cycle
-    L = np.ceil(M_r / config.values_per_dense_wavelet).astype(np.int64) if C > 1 \
-        else np.zeros(R, np.int64)
-    L = int(L.max())
-    fill = R * config.hop_cycles + config.ramp_cycles
-    terms = {"compute": float(work_cn.max(axis=0).sum()),
-             "fabric": float((v_cn.max(axis=0) * dt).sum()),
+    if x_nz.dtype != np.bool_:
+        x_nz = x_nz != 0
+    # the cycles (the report names its bottleneck from them too: none, overhead); raises
+    # where a block fits in neither format
+    cycles = weight_stationary_cycles(w, x_nz, config, region)[0]
+    st = _step_structure(w, config, region)
+    R, C, N = st["R"], st["C"], x_nz.shape[1]
+    fig = st.get("figures")
+    if fig is None:         # the block arrays row-major, and the row blocks' heights
+        fig = st["figures"] = (
+            np.ascontiguousarray(st["choice_cm"].reshape(C, R).T, np.int8).ravel(),
+            np.diff(w.row_block(R)[0]).astype(np.int64))
+    S = st["S"]
+    performed, work_max, v_max, busiest_comp, any_comp = _ws_step_figures(
+        x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data, st["t_dense"], fig[1],
+        fig[0], st["task"], st["scalar"], st["task"], st["wpv"], False)
+    if any_comp and performed >= 1 << 53:
+        return None
+    L, dt = st["L_max"], st["dt"]
+    terms = {"compute": float(work_max.sum()), "fabric": float((v_max * dt).sum()),
              "reduction": float(N * (L * dt)),
-             "latency": float(fill + _chain_latency(config, C, L))}
-    # _ws_report's
-    if any_comp:
-        performed = int(np.sum(np.where(use_comp, scalar_work, M_r[:, None] * A_c[None, :])))
-    else:
-        performed = int(ops.M) * int(A_c.sum())
+             "latency": float(R * config.hop_cycles + config.ramp_cycles
+                              + _chain_latency(config, C, L))}
     bottleneck = max(terms, key=terms.get)
-    if bottleneck == "compute":
-        r, c = np.unravel_index(int(np.argmax(busy_rc)), busy_rc.shape)
-        if use_comp[r, c]:
-            bottleneck = "scalar"
-    # the report names it from its cycles too (none, overhead): the step's own pass gives
-    # them, the same float
-    cycles = weight_stationary_cycles(w, ops.x_nz, config, region)[0]
-    return performed, int(ops.M) * int(ops.K) * int(N), \
+    if bottleneck == "compute" and busiest_comp:
+        bottleneck = "scalar"
+    return performed, int(w.M) * int(w.K) * int(N), \
         named_bottleneck(bottleneck, performed, cycles)
 
 
