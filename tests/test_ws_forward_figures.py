@@ -138,3 +138,29 @@ def test_the_native_pass_refuses_a_bad_structure_naming_it():
     bad[7] = args[7][:-1]
     with pytest.raises(ValueError, match="the block arrays must have 12 entries"):
         ws_step_figures(*bad)
+
+
+def test_the_busiest_pe_is_the_first_at_the_maximum():
+    """A batch where a compressed and a dense PE tie as the busiest: the report names the
+    first in row-major order (np.argmax), here a dense one ("compute", not "scalar")."""
+    rng = np.random.default_rng(2976)
+    cfg = wk.WaferConfig.small(16, 16)
+    M, K = (int(v) for v in rng.integers(1, 120, 2))
+    N = int(rng.choice([1, 2, 4, 8]))
+    d = float(rng.choice([0.05, 0.2, 0.5, 1.0]))
+    W = sps.random(M, K, density=d, format="csr", random_state=rng, dtype=np.float32)
+    W.data[:] = 1
+    stats = WeightStats(W)
+    R = int(rng.integers(1, min(M, 6) + 1))
+    C = int(rng.integers(1, min(K, 6) + 1))
+    x_nz = rng.random((K, N)) < float(rng.choice([0.1, 0.5, 1.0]))
+    region = (0, 0, R, C)
+    rep = analytic.weight_stationary(W, x_nz, cfg, region, exact=False, full=False,
+                                     ops=analytic.Operands(W, x_nz, stats))
+    busy = np.asarray(rep.busy_cycles)[:R, :C]
+    use_comp = rep.details["use_comp"]
+    at_max = busy == busy.max()
+    assert use_comp[at_max].any() and not use_comp[at_max].all()     # the tie this tests
+    assert rep.bottleneck == "compute"
+    assert analytic.weight_stationary_figures(stats, x_nz, cfg, region) == \
+        (rep.macs_performed, rep.macs_dense, rep.bottleneck)

@@ -57,9 +57,9 @@ from .._screen import any_zero as _any_zero
 from .._screen import dense_stream as _dense_stream
 from .._step_cost import WsStep as _WsStep
 from .._step_cost import ws_dead_columns as _ws_dead_columns
-from .._step_cost import ws_step_figures as _ws_step_figures
 from .._step_cost import ws_pack_entries as _ws_pack_entries
 from .._step_cost import ws_step_columns as _ws_step_columns
+from .._step_cost import ws_step_figures as _ws_step_figures
 from .._step_cost import ws_table as _ws_table
 from . import placement as placer
 from .figures import energy as _energy
