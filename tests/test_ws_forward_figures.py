@@ -66,8 +66,17 @@ def test_figures_equal_the_reports(cfg_name, seed):
         # as a strategy's step hands it: a uint8 pattern, samples-major (a transposed view)
         x8 = np.ascontiguousarray(x_nz.T.view(np.uint8)).T
         assert analytic.weight_stationary_figures(stats, x8, cfg, region) == want
-        assert training.step_forward_figures(cfg, "layer-pipelined", region, W, stats,
-                                             None, x_nz, None, True) == want
+        assert training.step_forward_figures(None, cfg, "layer-pipelined", region, W,
+                                             stats, None, x_nz, None, True) == want
+        screen = analytic.dense_screen(stats, cfg, region)
+        if screen is not None and N:
+            assert analytic.dense_screen_figures(screen, x_nz, cfg, M) == want
+            plan = training.step_plan(cfg, "layer-pipelined", region, W, stats,
+                                      WeightStats(W.T), N, False)
+            assert plan["kind"] == "dense"
+            assert training.step_forward_figures(plan, cfg, "layer-pipelined", region, W,
+                                                 stats, None, x_nz, None, False) == want
+            _SEEN["dense " + want[2]] += 1
         _SEEN[want[2]] += 1
 
 
@@ -79,13 +88,13 @@ def test_every_bottleneck_was_compared():
             for seed in range(12):
                 test_figures_equal_the_reports(name, seed)
     assert {"compute", "scalar", "fabric", "latency", "reduction", "none", "overhead",
-            "overflow"} <= set(_SEEN), _SEEN
+            "overflow", "dense compute", "dense fabric", "dense latency"} <= set(_SEEN), _SEEN
 
 
 def test_weight_streaming_is_left_to_its_plan():
     cfg = wk.WaferConfig.small(16, 16)
     W = _weights(np.random.default_rng(1), 20, 30, 0.2)
-    assert training.step_forward_figures(cfg, "weight-streaming", (0, 0, 2, 2), W,
+    assert training.step_forward_figures(None, cfg, "weight-streaming", (0, 0, 2, 2), W,
                                          WeightStats(W), None, np.ones((30, 4), bool),
                                          None, True) is None
 

@@ -516,7 +516,7 @@ class LayerPlacement:
         if self._pending is not None:
             figures = training.planned_forward(self._plan)
             if figures is None:         # layer-pipelined: from the kept patterns
-                figures = training.step_forward_figures(*self._pending)
+                figures = training.step_forward_figures(self._plan, *self._pending)
             if figures is not None:
                 return figures
         fwd = self.reports.get("forward")

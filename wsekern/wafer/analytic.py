@@ -612,6 +612,36 @@ def dense_screen_cycles(plan, x_nz, config, nnz=None):
     return result
 
 
+def dense_screen_figures(plan, x_nz, config, M):
+    """(``macs_performed``, ``macs_dense``, ``bottleneck``) of :func:`weight_stationary`'s
+    report with ``exact=False`` for the placement ``plan`` (:func:`dense_screen`: every
+    block dense) of a W of ``M`` rows and X's nonzeros ``x_nz`` (K x N, bool), without
+    the report: the same counts and timing terms (:func:`_ws_work`, :func:`_ws_cycles`,
+    every block dense), the cycles of :func:`dense_screen_cycles`."""
+    x_nz = np.asarray(x_nz)
+    k_b = plan["k_b"]
+    if x_nz.ndim != 2 or x_nz.shape[0] != k_b[-1] or x_nz.dtype != np.bool_:
+        raise ValueError(f"x_nz must be X's nonzero pattern, {k_b[-1]} x samples, bool; "
+                         f"received {x_nz.dtype} of shape {x_nz.shape}")
+    K, N = x_nz.shape
+    cum = np.zeros((K + 1, N), np.int64)
+    np.cumsum(x_nz, axis=0, dtype=np.int64, out=cum[1:])
+    a_cn = cum[k_b[1:]] - cum[k_b[:-1]]
+    performed = int(M) * int(a_cn.sum())
+    work_cn = a_cn * plan["tmax"]           # every column's slowest row: every row dense
+    work_cn += config.task_cycles
+    v_cn = a_cn * config.wavelets_per_sparse_value + 1
+    dt = 1.0 / config.link_wavelets_per_cycle
+    L = int(plan["L"].max())
+    terms = {"compute": float(work_cn.max(axis=0).sum()),
+             "fabric": float((v_cn.max(axis=0) * dt).sum()),
+             "reduction": float(N * (L * dt)),
+             "latency": float(plan["fill"] + _chain_latency(config, plan["C"], L))}
+    cycles = dense_screen_cycles(plan, x_nz, config)[0]
+    return performed, int(M) * int(K) * int(N), \
+        named_bottleneck(max(terms, key=terms.get), performed, cycles)
+
+
 def _dense_screen_step(plan, config):
     """:func:`dense_screen_cycles`' arguments to the stream after X, and the figures of its
     lower bound, for ``plan`` on ``config``."""
