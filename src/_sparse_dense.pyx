@@ -431,3 +431,15 @@ cdef Py_ssize_t _first_out_of_range(const index_t[::1] cols, Py_ssize_t nnz,
         return wsk_first_out_of_range_i32(&cols[0], nnz, K)
     else:
         return wsk_first_out_of_range_i64(&cols[0], nnz, K)
+
+
+cimport numpy as cnp
+cnp.import_array()
+
+
+def data_offset(cnp.ndarray a, Py_ssize_t align):
+    """The address of ``a``'s first byte modulo ``align`` (> 0): ``a.ctypes.data % align``
+    without ctypes' ~1 us a call (wsekern/sparse_dense.py aligns small outputs by it)."""
+    if align <= 0:
+        raise ValueError(f"align must be > 0; received {align}")
+    return <size_t>cnp.PyArray_DATA(a) % <size_t>align

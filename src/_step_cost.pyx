@@ -347,6 +347,95 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
 
 
 
+def ws_step_figures(const unsigned char[:, :] x_nz, const long[:] k_b,
+                    const int64_t[::1] s_indptr, const int32_t[::1] s_indices,
+                    const int64_t[::1] s_data, const double[::1] t_dense,
+                    const int64_t[::1] m_r, const int8_t[::1] choice, double task,
+                    double scalar, double eos, long wpv, bint check=True):
+    """The forward report's figures of :func:`ws_step_stream`'s step (the same arguments,
+    with ``m_r`` the R row blocks' heights and no block totals): each block's format and
+    scalar work for this batch as there, then what analytic.weight_stationary's report
+    (exact=False) reads of them besides its cycles.
+
+    Returns (performed, work_max, v_max, busiest_comp, any_comp): the multiply-adds the
+    PEs perform (a compressed block its scalar work, a dense one its rows times its
+    column's activations; int64); per sample, the largest column work (N float64, as
+    ws_step_stream's ``work``, eos included) and the largest column stream of wavelets
+    (N int64, ``a * wpv + 1``); whether the busiest PE's block (its batch time plus N
+    eos, the first in row-major order at the maximum) is compressed; whether any is.
+    O(K * N + nnz(S) + R * C + C * N)."""
+    cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
+    cdef Py_ssize_t R = t_dense.shape[0]
+    cdef Py_ssize_t n, c, k, r, b, j
+    _check_structure(K, R, C, k_b, s_indptr, s_indices.shape[0], "s_indices", s_data.shape[0],
+                     choice.shape[0], R * C, R * C, check)
+    if m_r.shape[0] != R:
+        raise ValueError(f"m_r must hold the {R} row blocks' heights; received "
+                         f"{m_r.shape[0]}")
+    check_wpv("ws_step_figures", wpv, K, N)
+    for j in range(s_indices.shape[0] if check else 0):
+        if not 0 <= s_indices[j] < R * C:
+            raise ValueError(f"s_indices[{j}] = {s_indices[j]} lies outside 0..{R * C - 1}")
+    a_cn_a = np.zeros((C, N), np.int64)
+    cdef int64_t[:, ::1] a_cn = a_cn_a
+    cdef int64_t[::1] A_k = np.zeros(K, np.int64)
+    cdef int64_t[::1] A_c = np.zeros(C, np.int64)
+    cdef double[::1] tmax = np.full(C, -INFINITY)
+    cdef double[::1] comp_max = np.zeros(C)
+    cdef int64_t[::1] scalar_work = np.zeros(R * C, np.int64)
+    work_max_a = np.full(N, -INFINITY)
+    v_max_a = np.zeros(N, np.int64)
+    cdef double[::1] work_max = work_max_a
+    cdef int64_t[::1] v_max = v_max_a
+    cdef int64_t a, v, performed = 0
+    cdef double A, td, comp_time, dense_time, w, share, busy, best = -INFINITY
+    cdef double n_eos = <double> N * eos
+    cdef bint use_comp, any_comp = False, best_comp = False
+    with nogil:
+        for c in range(C):
+            for k in range(k_b[c], k_b[c + 1]):
+                for n in range(N):
+                    a = x_nz[k, n] != 0
+                    A_k[k] += a
+                    a_cn[c, n] += a
+                A_c[c] += A_k[k]
+                if A_k[k]:
+                    for j in range(s_indptr[k], s_indptr[k + 1]):
+                        scalar_work[s_indices[j]] += s_data[j] * A_k[k]
+        # placement.block_formats' formats, the same IEEE operations; _ws_report's
+        # performed MACs; _ws_cycles' busiest PE (np.argmax: the first at the maximum)
+        for r in range(R):
+            td = t_dense[r]
+            for c in range(C):
+                b = r * C + c
+                A = <double> A_c[c]
+                comp_time = A * task + scalar * <double> scalar_work[b]
+                dense_time = A * td
+                use_comp = (choice[b] == 1) | ((choice[b] == 2) & (comp_time < dense_time))
+                any_comp = any_comp | use_comp
+                performed += scalar_work[b] if use_comp else m_r[r] * A_c[c]
+                if use_comp:
+                    comp_max[c] = dmax(comp_max[c], comp_time)
+                else:
+                    tmax[c] = dmax(tmax[c], td)
+                busy = (comp_time if use_comp else dense_time) + n_eos
+                if busy > best:
+                    best, best_comp = busy, use_comp
+        # _ws_work's work per column and sample (exact=False), and the streams
+        for c in range(C):
+            share = comp_max[c] / <double> (A_c[c] if A_c[c] > 1 else 1)
+            for n in range(N):
+                a = a_cn[c, n]
+                w = <double> a * tmax[c] if tmax[c] > -INFINITY else 0.0
+                if any_comp and <double> a * share > w:
+                    w = <double> a * share
+                work_max[n] = dmax(work_max[n], w + eos)
+                v = a * wpv + 1
+                if v > v_max[n]:
+                    v_max[n] = v
+    return int(performed), work_max_a, v_max_a, bool(best_comp), bool(any_comp)
+
+
 cdef bint _totals_wide(comp_total, dense_total) except -1:
     """Whether the block totals are int64 (else int32), refused unless both are arrays of
     one of those dtypes."""

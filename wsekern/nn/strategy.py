@@ -511,10 +511,12 @@ class LayerPlacement:
 
     def forward_figures(self):
         """(MACs performed, dense MACs, bottleneck) of the last step's forward report, or
-        None before a step: a weight-streaming plan gives them without that report (its
+        None before a step: a step not yet reported gives them without that report (its
         per-PE maps of the whole wafer); else they are read from the report."""
         if self._pending is not None:
             figures = training.planned_forward(self._plan)
+            if figures is None:         # layer-pipelined: from the kept patterns
+                figures = training.step_forward_figures(self._plan, *self._pending)
             if figures is not None:
                 return figures
         fwd = self.reports.get("forward")

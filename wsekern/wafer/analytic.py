@@ -61,6 +61,7 @@ from .._step_cost import WsStep as _WsStep
 from .._step_cost import ws_dead_columns as _ws_dead_columns
 from .._step_cost import ws_pack_entries as _ws_pack_entries
 from .._step_cost import ws_step_columns as _ws_step_columns
+from .._step_cost import ws_step_figures as _ws_step_figures
 from .._step_cost import ws_table as _ws_table
 from . import placement as placer
 from .figures import energy as _energy
@@ -175,6 +176,50 @@ def weight_stationary_cycles(w, x_nz, config, region):
     lower = max(first_hop + busy_max, first_hop + v_max * dt,
                 N * (L_max + task) if chained else 0.0) + task
     return float(est), float(min(lower, est)), sram
+
+
+def weight_stationary_figures(w, x_nz, config, region):
+    """(``macs_performed``, ``macs_dense``, ``bottleneck``) of :func:`weight_stationary`'s
+    report with ``exact=False`` for the spmm of W (``w``, its WeightStats) on ``region`` and
+    X's nonzero pattern ``x_nz`` (K x N), without the report: one native pass over X and
+    the blocks (src/_step_cost.pyx's ws_step_figures: the placement's formats, the same
+    counts and the same timing terms as :func:`_ws_work` and :func:`_ws_cycles`) and the
+    cycles of :func:`weight_stationary_cycles`; no bounds, traffic or per-PE maps. A
+    training epoch's report reads these of each layer's last step. None where the count
+    passes 2**53 (the report sums it in float64). Raises the placement's
+    SramOverflowError where a block fits in neither format."""
+    x_nz = np.asarray(x_nz)
+    if x_nz.ndim != 2 or x_nz.shape[0] != w.K:
+        raise ValueError(f"x_nz must be X's nonzero pattern, {w.K} x samples; received "
+                         f"shape {x_nz.shape}")
+    if x_nz.dtype != np.bool_:
+        x_nz = x_nz != 0
+    # the cycles (the report names its bottleneck from them too: none, overhead); raises
+    # where a block fits in neither format
+    cycles = weight_stationary_cycles(w, x_nz, config, region)[0]
+    st = _step_structure(w, config, region)
+    R, C, N = st["R"], st["C"], x_nz.shape[1]
+    fig = st.get("figures")
+    if fig is None:         # the block arrays row-major, and the row blocks' heights
+        fig = st["figures"] = (
+            np.ascontiguousarray(st["choice_cm"].reshape(C, R).T, np.int8).ravel(),
+            np.diff(w.row_block(R)[0]).astype(np.int64))
+    S = st["S"]
+    performed, work_max, v_max, busiest_comp, any_comp = _ws_step_figures(
+        x_nz.view(np.uint8), st["k_b"], S.indptr, S.indices, S.data, st["t_dense"], fig[1],
+        fig[0], st["task"], st["scalar"], st["task"], st["wpv"], False)
+    if any_comp and performed >= 1 << 53:
+        return None
+    L, dt = st["L_max"], st["dt"]
+    terms = {"compute": float(work_max.sum()), "fabric": float((v_max * dt).sum()),
+             "reduction": float(N * (L * dt)),
+             "latency": float(R * config.hop_cycles + config.ramp_cycles
+                              + _chain_latency(config, C, L))}
+    bottleneck = max(terms, key=terms.get)
+    if bottleneck == "compute" and busiest_comp:
+        bottleneck = "scalar"
+    return performed, int(w.M) * int(w.K) * int(N), \
+        named_bottleneck(bottleneck, performed, cycles)
 
 
 # _entries_by_column counts in a dense K x R table up to this many cells (one pass of
@@ -603,6 +648,36 @@ def dense_screen_cycles(plan, x_nz, config, nnz=None):
     if full:        # a pattern with a zero is not kept: the next batch's differs
         plan["seen"] = (config, x_nz.shape, result)
     return result
+
+
+def dense_screen_figures(plan, x_nz, config, M):
+    """(``macs_performed``, ``macs_dense``, ``bottleneck``) of :func:`weight_stationary`'s
+    report with ``exact=False`` for the placement ``plan`` (:func:`dense_screen`: every
+    block dense) of a W of ``M`` rows and X's nonzeros ``x_nz`` (K x N, bool), without
+    the report: the same counts and timing terms (:func:`_ws_work`, :func:`_ws_cycles`,
+    every block dense), the cycles of :func:`dense_screen_cycles`."""
+    x_nz = np.asarray(x_nz)
+    k_b = plan["k_b"]
+    if x_nz.ndim != 2 or x_nz.shape[0] != k_b[-1] or x_nz.dtype != np.bool_:
+        raise ValueError(f"x_nz must be X's nonzero pattern, {k_b[-1]} x samples, bool; "
+                         f"received {x_nz.dtype} of shape {x_nz.shape}")
+    K, N = x_nz.shape
+    cum = np.zeros((K + 1, N), np.int64)
+    np.cumsum(x_nz, axis=0, dtype=np.int64, out=cum[1:])
+    a_cn = cum[k_b[1:]] - cum[k_b[:-1]]
+    performed = int(M) * int(a_cn.sum())
+    work_cn = a_cn * plan["tmax"]           # every column's slowest row: every row dense
+    work_cn += config.task_cycles
+    v_cn = a_cn * config.wavelets_per_sparse_value + 1
+    dt = 1.0 / config.link_wavelets_per_cycle
+    L = int(plan["L"].max())
+    terms = {"compute": float(work_cn.max(axis=0).sum()),
+             "fabric": float((v_cn.max(axis=0) * dt).sum()),
+             "reduction": float(N * (L * dt)),
+             "latency": float(plan["fill"] + _chain_latency(config, plan["C"], L))}
+    cycles = dense_screen_cycles(plan, x_nz, config)[0]
+    return performed, int(M) * int(K) * int(N), \
+        named_bottleneck(max(terms, key=terms.get), performed, cycles)
 
 
 def _dense_screen_step(plan, config):

@@ -355,6 +355,20 @@ def planned_forward(plan):
     return analytic.activation_stationary_figures(plan["stats"], plan["N"], cfg, region)
 
 
+def step_forward_figures(plan, cfg, mode, region, W, stats, stats_t, X, G, needs_input_grad):
+    """(MACs performed, dense MACs, bottleneck) of the forward report :func:`step_reports`
+    gives a layer-pipelined step (arguments as there; ``plan`` the step's
+    :func:`step_plan`, or None), without making it: analytic.dense_screen_figures for a
+    dense plan, else analytic.weight_stationary_figures. None for weight streaming (its
+    figures are :func:`planned_forward`'s, or the report's)."""
+    if mode != "layer-pipelined":
+        return None
+    if plan is not None and plan["kind"] == "dense" and plan["cfg"] is cfg \
+            and plan["N"] == X.shape[1] and plan["region"] is region:
+        return analytic.dense_screen_figures(plan["forward"], X, cfg, stats.M)
+    return analytic.weight_stationary_figures(stats, X, cfg, region)
+
+
 def _report_names(needs_input_grad):
     """The products a step's reports name, in step_cost's order."""
     return (("forward", "input-gradient", "weight-gradient") if needs_input_grad
