@@ -69,6 +69,7 @@ class Model(Layer):
     # loop's steps alone when it never called fit).
     _cpu_seconds = 0.0
     _cpu_samples = 0
+    _compile_metrics = None             # compile's CompileMetrics, when given metrics
 
     def __init__(self, *args, name=None, trainable=True, dtype=None, **kwargs):
         from .functional import Functional
@@ -171,6 +172,9 @@ class Model(Layer):
         self._weighted_metrics_arg = weighted_metrics
         self._compiled_outputs = None              # resolved on the first batch
         self._loss_tracker = cu.Mean("loss")
+        # Keras's one container for the compiled metrics (None without any)
+        self._compile_metrics = (cu.CompileMetrics(self) if metrics is not None
+                                 or weighted_metrics is not None else None)
         self._output_loss_trackers = {}     # a recompile's outputs start afresh (an earlier
         #                                     compile's 'b_loss' was logged as 0.0 after)
         self.compiled = True
@@ -212,33 +216,36 @@ class Model(Layer):
                     seen[key] = 1
                 resolved.append((key, metric, weighted_flag))
             outs.append((name, loss, 1.0 if w is None else float(w), resolved))
+        # Keras's CompileLoss tracks each output's loss when more than one output has one
+        with_loss = [name for name, loss, _, _ in outs if loss is not None]
+        self._output_loss_trackers = {name: cu.Mean(f"{name}_loss") for name in with_loss
+                                      } if len(with_loss) > 1 else {}
         self._compiled_outputs = outs
         return outs
 
     @property
     def metrics(self):
-        """The loss tracker and the compiled metrics (after the first batch), as Keras."""
-        out = [self._loss_tracker] if self.compiled else []
-        for _, _, _, ms in (self._compiled_outputs or []):
-            out.extend(m for _, m, _ in ms)
+        """As Keras 3: the loss tracker, the one ``CompileMetrics`` holding the compiled
+        metrics (when compile was given any; its ``.metrics`` lists them), then each
+        output's loss tracker (once the first batch has resolved the outputs, when more
+        than one output has a loss)."""
+        if not self.compiled:
+            return []
+        out = [self._loss_tracker]
+        if self._compile_metrics is not None:
+            out.append(self._compile_metrics)
+        out.extend(self.__dict__.get("_output_loss_trackers", {}).values())
         return out
 
     @property
     def metrics_names(self):
-        if not self.compiled:
-            return []
-        names = ["loss"]
-        for name, loss, _, ms in self._resolve_outputs():
-            if len(self.output_names) > 1 and loss is not None:
-                names.append(f"{name}_loss")
-            names.extend(n for n, _, _ in ms)
-        return names
+        """``[m.name for m in model.metrics]``, as Keras 3 (so 'compile_metrics' stands for
+        the compiled metrics; the logs name each one)."""
+        return [m.name for m in self.metrics]
 
     def reset_metrics(self):
         for m in self.metrics:
             m.reset_state()
-        for name in list(getattr(self, "_output_loss_trackers", {})):
-            self._output_loss_trackers[name].reset_state()
 
     # -- losses and metrics of one batch ----------------------------------------------
     def _outputs_list(self, y_pred):
@@ -288,6 +295,9 @@ class Model(Layer):
             else:
                 value = cu.reduce_loss(loss(target, out), sample_weight)
             self._last_output_losses[name] = float(value.data)
+            tracker = self.__dict__.get("_output_loss_trackers", {}).get(name)
+            if tracker is not None:     # Keras's CompileLoss: here, unweighted, by batch size
+                tracker.update_state(float(value.data), sample_weight=out.shape[0])
             term = value * weight if weight != 1.0 else value
             total = term if total is None else total + term
         for extra in self._step_losses():
@@ -318,41 +328,27 @@ class Model(Layer):
         return [sample_weight] * n
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        """Update the compiled metrics with this batch; returns their current results."""
-        targets = self._targets_list(y)
-        for (name, _, _, ms), out, target, sample_weight in zip(
-                self._resolve_outputs(), self._outputs_list(y_pred), targets,
-                self._weights_list(sample_weight)):
-            if target is None:
-                continue
-            pred = out.data if isinstance(out, Tensor) else np.asarray(out)
-            mask = getattr(out, "_keras_mask", None)
-            for _, metric, weighted in ms:
-                sw = sample_weight if weighted else None
-                if mask is not None and cu.takes_mask(metric):
-                    sw = cu.masked_weights(mask, sw)
-                metric.update_state(np.asarray(target), pred, sample_weight=sw)
+        """Update the compiled metrics with this batch (Keras's
+        ``CompileMetrics.update_state``); returns ``get_metrics_result()``."""
+        if self._compile_metrics is not None:
+            self._compile_metrics.update_state(y, y_pred, sample_weight)
         return self.get_metrics_result()
 
     def get_metrics_result(self):
-        logs = {"loss": float(self._loss_tracker.result())}
-        if len(self.output_names) > 1:
-            trackers = getattr(self, "_output_loss_trackers", {})
-            for name, _, _, _ in self._resolve_outputs():
-                if name in trackers:
-                    logs[f"{name}_loss"] = float(trackers[name].result())
-        for _, _, _, ms in self._resolve_outputs():
-            for key, metric, _ in ms:
-                logs[key] = float(np.asarray(metric.result()))
+        """Each of ``model.metrics``'s results by name, the compiled metrics' dict spread
+        out, as Keras."""
+        self._resolve_outputs()
+        logs = {}
+        for metric in self.metrics:
+            result = metric.result()
+            if isinstance(result, dict):
+                logs.update(result)
+            else:
+                logs[metric.name] = float(np.asarray(getattr(result, "data", result)))
         return logs
 
     def _track_loss(self, loss, batch_n):
         self._loss_tracker.update_state(float(loss.data), sample_weight=batch_n)
-        if len(self.output_names) > 1:
-            trackers = self.__dict__.setdefault("_output_loss_trackers", {})
-            for name, value in getattr(self, "_last_output_losses", {}).items():
-                trackers.setdefault(name, cu.Mean(f"{name}_loss")).update_state(
-                    value, sample_weight=batch_n)
 
     # -- steps (override train_step / test_step as in Keras) ---------------------------
     def _walk_once(self):
@@ -478,10 +474,8 @@ class Model(Layer):
         then every other key, sorted."""
         if return_dict:
             return logs
-        outputs = self._compiled_outputs or []
-        order = ["loss"] + [m.name for _, _, _, ms in outputs for _, m, _ in ms]
-        if len(self.output_names) > 1:
-            order += [f"{name}_loss" for name, loss, _, _ in outputs if loss is not None]
+        order = [name for m in self.metrics for name in (
+            [s.name for s in m.metrics] if isinstance(m, cu.CompileMetrics) else [m.name])]
         values = ([logs[k] for k in order if k in logs]
                   + [logs[k] for k in sorted(logs) if k not in order])
         return values[0] if len(values) == 1 else values
@@ -627,7 +621,7 @@ class Model(Layer):
                 if val is not None and (epoch + 1) % int(validation_freq) == 0:
                     val_logs = self._run_evaluation(val, callbacks_)
                     epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
-                epoch_logs = callbacks_.call("on_epoch_end", epoch, logs=epoch_logs)
+                epoch_logs = callbacks_.call("on_epoch_end", epoch, logs=_floats(epoch_logs))
                 if self.stop_training:
                     break
         finally:
@@ -639,7 +633,9 @@ class Model(Layer):
         return history
 
     def _train_epoch(self, train, callbacks_):
-        """One pass over ``train``; returns (samples seen, the last step's logs)."""
+        """One pass over ``train``; returns (samples seen, the last step's logs as it
+        returned them: Keras sorts the epoch's logs with a custom step's nested dict
+        ('compile_metrics') at its own key)."""
         seen, logs = 0, {}
         for step, (bx, by, bsw) in enumerate(train.epoch()):
             callbacks_.call("on_train_batch_begin", step)
@@ -651,10 +647,10 @@ class Model(Layer):
                 self._epoch_build_seconds += time.perf_counter() - built_at
             if self._fit_cache is None:
                 self._fit_cache = self._walk_once()
-            logs = _floats(self.train_step(_pack(bx, by, bsw)))
+            logs = self.train_step(_pack(bx, by, bsw))
             self._after_step(bx)
             seen += _batch_size(bx)
-            callbacks_.call("on_train_batch_end", step, logs=logs)
+            callbacks_.call("on_train_batch_end", step, logs=_floats(logs))
             if self.stop_training:
                 break
         return seen, logs
@@ -832,8 +828,15 @@ def _first_batch(x):
 
 
 def _floats(logs):
-    return {k: float(np.asarray(v.data if isinstance(v, Tensor) else v)) for k, v in
-            (logs or {}).items()}
+    """A step's logs as Keras's ``pythonify_logs``: sorted by key, a dict value (a
+    ``CompileMetrics`` result a custom train_step returned) spread out, numbers as floats."""
+    out = {}
+    for k, v in sorted((logs or {}).items()):
+        if isinstance(v, dict):
+            out.update(_floats(v))
+        else:
+            out[k] = float(np.asarray(v.data if isinstance(v, Tensor) else v))
+    return out
 
 
 def _to_numpy(out):

@@ -1,0 +1,141 @@
+"""s18 keras18: what s17's review left of "Keras 3 programs run with only the import
+changed", each checked against real Keras 3 (torch backend) from the same weights. Each test
+failed on main c6e5e7b unless it says otherwise."""
+import numpy as np
+import pytest
+
+from wsekern import nn
+
+RNG = np.random.default_rng(18)
+X = RNG.standard_normal((48, 6)).astype(np.float32)
+Y1 = RNG.standard_normal((48, 1)).astype(np.float32)
+Y2 = RNG.standard_normal((48, 2)).astype(np.float32)
+SW = np.linspace(0.1, 2.0, 48).astype(np.float32)
+
+
+def _twins(keras, build, run):
+    """``run(K, model)`` on the same model in Keras and in wsekern.nn, from Keras's initial
+    weights. Returns (Keras's result, ours)."""
+    out, weights = [], None
+    for K in (keras, nn):
+        keras.utils.set_random_seed(0)
+        model = build(K)
+        if weights is None:
+            weights = model.get_weights()
+        else:
+            model.set_weights(weights)
+        out.append(run(K, model))
+    return out
+
+
+def _structure(model):
+    """model.metrics as (class, name), the container's metrics by name, metrics_names."""
+    return ([(type(m).__name__, m.name) for m in model.metrics],
+            [[s.name for s in m.metrics] for m in model.metrics if hasattr(m, "metrics")],
+            list(model.metrics_names))
+
+
+def _two_outputs(K):
+    inputs = K.Input((6,))
+    return K.Model(inputs, [K.layers.Dense(1, name="a")(inputs),
+                            K.layers.Dense(2, name="b")(inputs)])
+
+
+# 1. keras.io's custom train_step updates every entry of model.metrics with the sample
+# weights. Keras's model.metrics is [loss tracker, CompileMetrics], and the container keeps a
+# metrics= entry unweighted; ours listed the metric objects, so the weights reached them (mae
+# 1.735 where Keras logs 1.650).
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_a_custom_train_step_over_model_metrics_weights_only_weighted_metrics(keras, outputs):
+    def build(K):
+        class CustomModel(K.Model):
+            def train_step(self, data):
+                x, y, sample_weight = data
+                self.zero_grad()
+                y_pred = self(x, training=True)
+                loss = self.compute_loss(y=y, y_pred=y_pred, sample_weight=sample_weight)
+                loss.backward()
+                weights = list(self.trainable_weights)
+                grads = [v.value.grad if K is keras else v.grad for v in weights]
+                if K is keras:
+                    import torch
+                    with torch.no_grad():
+                        self.optimizer.apply(grads, weights)
+                else:
+                    self.optimizer.apply(grads, weights)
+                for metric in self.metrics:
+                    if metric.name == "loss":
+                        metric.update_state(loss)
+                    elif metric.name.endswith("_loss"):    # outputs' trackers: left at 0
+                        continue
+                    else:
+                        metric.update_state(y, y_pred, sample_weight=sample_weight)
+                return {m.name: m.result() for m in self.metrics}
+
+        inputs = K.Input((6,))
+        if outputs == 1:
+            return CustomModel(inputs, K.layers.Dense(1)(inputs))
+        return CustomModel(inputs, [K.layers.Dense(1, name="a")(inputs),
+                                    K.layers.Dense(2, name="b")(inputs)])
+
+    def run(K, model):
+        per = (lambda m: m) if outputs == 1 else (lambda m: [m, m])
+        model.compile(optimizer=K.optimizers.SGD(0.05), loss="mse", metrics=per(["mae"]),
+                      weighted_metrics=per(["mse"]))
+        before = _structure(model)
+        y = Y1 if outputs == 1 else [Y1, Y2]
+        history = model.fit(X, y, sample_weight=SW, epochs=2, batch_size=16, shuffle=False,
+                            verbose=0)
+        return before, _structure(model), history.history
+
+    (k_before, k_after, k_hist), (w_before, w_after, w_hist) = _twins(keras, build, run)
+    assert w_before == k_before and w_after == k_after
+    assert list(w_hist) == list(k_hist)            # the same keys in the same order
+    for key in k_hist:
+        np.testing.assert_allclose(w_hist[key], k_hist[key], rtol=1e-5, err_msg=key)
+
+
+# The logs and lists Keras gives around the container: metrics_names is
+# [m.name for m in model.metrics] ('compile_metrics' for the compiled ones, each output's loss
+# tracker once built), the lists follow _flatten_metrics_in_order, the dicts and History are
+# sorted by key (pythonify_logs). Ours named each metric in metrics_names and kept the dicts
+# in loss-then-metrics order.
+@pytest.mark.parametrize("kind", ["single", "two", "one-loss-of-two", "none"])
+def test_metrics_names_lists_and_logs_are_keras(keras, kind):
+    def build(K):
+        if kind == "single" or kind == "none":
+            inputs = K.Input((6,))
+            return K.Model(inputs, K.layers.Dense(1)(inputs))
+        return _two_outputs(K)
+
+    def run(K, model):
+        compile_ = {
+            "single": dict(loss="mse", metrics=["mse", "mae"], weighted_metrics=["mae"]),
+            "two": dict(loss=["mse", "mae"], metrics=[["mae"], ["mse", "mae"]],
+                        weighted_metrics=[["mse"], []]),
+            "one-loss-of-two": dict(loss=["mse", None], metrics={"b": ["mae"]}),
+            "none": dict(loss="mse"),
+        }[kind]
+        model.compile(optimizer=K.optimizers.SGD(0.05), **compile_)
+        y = Y1 if kind in ("single", "none") else [Y1, Y2]
+        out = [_structure(model)]
+        out.append(model.train_on_batch(X, y, sample_weight=SW))
+        out.append(_structure(model))
+        out.append(model.train_on_batch(X, y, return_dict=True))
+        out.append(model.test_on_batch(X, y))
+        out.append(model.evaluate(X, y, verbose=0, return_dict=True))
+        out.append(model.evaluate(X, y, verbose=0))
+        out.append(model.fit(X, y, validation_data=(X, y), epochs=1, shuffle=False,
+                             verbose=0).history)
+        return out
+
+    theirs, ours = _twins(keras, build, run)
+    for i, (t, o) in enumerate(zip(theirs, ours)):
+        if isinstance(t, tuple):
+            assert o == t, i
+        elif isinstance(t, dict):
+            assert list(o) == list(t), i
+            np.testing.assert_allclose([np.ravel(o[k]) for k in t],
+                                       [np.ravel(t[k]) for k in t], rtol=1e-5, err_msg=str(i))
+        else:
+            np.testing.assert_allclose(np.ravel(o), np.ravel(t), rtol=1e-5, err_msg=str(i))
