@@ -1,6 +1,8 @@
 """s18 keras18: what s17's review left of "Keras 3 programs run with only the import
 changed", each checked against real Keras 3 (torch backend) from the same weights. Each test
 failed on main c6e5e7b unless it says otherwise."""
+import re
+
 import numpy as np
 import pytest
 
@@ -39,6 +41,12 @@ def _two_outputs(K):
     inputs = K.Input((6,))
     return K.Model(inputs, [K.layers.Dense(1, name="a")(inputs),
                             K.layers.Dense(2, name="b")(inputs)])
+
+
+def _two_named_outputs(K):
+    inputs = K.Input((6,))
+    return K.Model(inputs, {"a": K.layers.Dense(1, name="a")(inputs),
+                            "b": K.layers.Dense(2, name="b")(inputs)})
 
 
 # 1. keras.io's custom train_step updates every entry of model.metrics with the sample
@@ -139,3 +147,87 @@ def test_metrics_names_lists_and_logs_are_keras(keras, kind):
                                        [np.ravel(t[k]) for k in t], rtol=1e-5, err_msg=str(i))
         else:
             np.testing.assert_allclose(np.ravel(o), np.ravel(t), rtol=1e-5, err_msg=str(i))
+
+
+def _refusal(call):
+    """The message of the ValueError ``call()`` raises ('' when it returns)."""
+    try:
+        call()
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
+# 2. fit/train_on_batch(class_weight=, sample_weight=) together: ours multiplied them, Keras
+# refuses the pair.
+def test_class_weight_with_sample_weight_is_refused_as_in_keras(keras):
+    labels = RNG.integers(0, 3, 48)
+    cw = {0: 1.0, 1: 2.0, 2: 0.5}
+    for K in (keras, nn):
+        inputs = K.Input((6,))
+        model = K.Model(inputs, K.layers.Dense(3, activation="softmax")(inputs))
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        for call in (lambda: model.fit(X, labels, sample_weight=SW, class_weight=cw, verbose=0),
+                     lambda: model.fit(X, labels, sample_weight=SW, class_weight=cw,
+                                       validation_split=0.25, verbose=0),
+                     lambda: model.train_on_batch(X, labels, sample_weight=SW,
+                                                  class_weight=cw)):
+            message = _refusal(call)
+            assert "class_weight" in message and "sample_weight" in message, (K, message)
+    # either alone still trains, and class_weight alone is Keras's
+    (k_hist, w_hist) = _twins(keras, lambda K: _softmax(K), lambda K, m: (
+        m.compile("sgd", "sparse_categorical_crossentropy"),
+        m.fit(X, labels, class_weight=cw, batch_size=16, epochs=2, shuffle=False,
+              verbose=0).history["loss"])[1])
+    np.testing.assert_allclose(w_hist, k_hist, rtol=1e-5)
+
+
+def _softmax(K):
+    inputs = K.Input((6,))
+    return K.Model(inputs, K.layers.Dense(3, activation="softmax")(inputs))
+
+
+# A per-output sample_weight dict must name every output y gives (None leaves one
+# unweighted): ours left a missing output unweighted in silence, Keras refuses. One shared
+# array on a multi-output model holds one weight per sample: ours failed with numpy's bare
+# "operands could not be broadcast".
+@pytest.mark.parametrize("case", ["partial", "shared-2d"])
+def test_a_partial_per_output_weight_dict_is_refused_as_in_keras(keras, case):
+    y = {"a": Y1, "b": Y2}
+    sw = {"partial": {"a": SW}, "shared-2d": np.ones((48, 2), np.float32)}[case]
+    want = {"partial": r"no entry for the outputs \['b'\].*None for an output left unweighted",
+            "shared-2d": r"one weight per sample.*received shape \(48, 2\)"}[case]
+    for K in (keras, nn):
+        model = _two_named_outputs(K)
+        model.compile("sgd", {"a": "mse", "b": "mse"})
+        calls = [lambda: model.fit(X, y, sample_weight=sw, verbose=0),
+                 lambda: model.evaluate(X, y, sample_weight=sw, verbose=0),
+                 lambda: model.fit(X, y, validation_data=(X, y, sw), verbose=0)]
+        if K is nn:         # Keras fails here too, by a KeyError or torch's size mismatch
+            calls += [lambda: model.train_on_batch(X, y, sample_weight=sw),
+                      lambda: model.test_on_batch(X, y, sample_weight=sw)]
+        for call in calls:
+            message = _refusal(call)
+            assert message, (K, case)
+            if K is nn:
+                assert re.search(want, message, re.S), message
+
+
+# What Keras takes beside those refusals gives Keras's numbers: a dict with None for an
+# unweighted output, one (samples, 1) array shared by both outputs (a guard: passes on the
+# old code too).
+@pytest.mark.parametrize("case", ["none-entry", "shared-column"])
+def test_the_per_output_weights_keras_takes_give_its_losses(keras, case):
+    y = {"a": Y1, "b": Y2}
+    sw = {"none-entry": {"a": SW, "b": None}, "shared-column": SW[:, None]}[case]
+
+    def run(K, model):
+        model.compile(K.optimizers.SGD(0.05), {"a": "mse", "b": "mae"})
+        hist = model.fit(X, y, sample_weight=sw, batch_size=16, epochs=2, shuffle=False,
+                         verbose=0).history
+        return hist, model.evaluate(X, y, sample_weight=sw, verbose=0, return_dict=True)
+    (k_hist, k_eval), (w_hist, w_eval) = _twins(keras, _two_named_outputs, run)
+    assert list(w_hist) == list(k_hist) and list(w_eval) == list(k_eval)
+    for key in k_hist:
+        np.testing.assert_allclose(w_hist[key], k_hist[key], rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(list(w_eval.values()), list(k_eval.values()), rtol=1e-5)

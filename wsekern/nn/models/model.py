@@ -432,12 +432,12 @@ class Model(Layer):
         """One optimizer step; returns the batch's loss and metrics as Keras does: a float,
         a list in ``metrics_names`` order, or the logs dict with ``return_dict=True``."""
         self._check_compiled()
+        _check_weights(y, sample_weight, class_weight)
         x = self._checked_x(x)
         self._ensure_built(x)
         if class_weight is not None:
             from .data import class_sample_weight
-            cw = class_sample_weight(leaves(as_arrays(y))[0], class_weight)
-            sample_weight = cw if sample_weight is None else np.asarray(sample_weight) * cw
+            sample_weight = class_sample_weight(leaves(as_arrays(y))[0], class_weight)
         self.reset_metrics()
         start = time.perf_counter()
         costing = self.strategy.cost_seconds if self.strategy is not None else 0.0
@@ -461,6 +461,7 @@ class Model(Layer):
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """The batch's loss and metrics, returned as by ``train_on_batch``."""
         self._check_compiled()
+        _check_weights(y, sample_weight)
         x = self._checked_x(x)
         self.reset_metrics()
         logs = _floats(self.test_step(_pack(x, as_arrays(y), sample_weight)))
@@ -542,6 +543,7 @@ class Model(Layer):
         verbose = 1 if verbose == "auto" else verbose
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1); received {validation_split}")
+        _check_weights(y, sample_weight, class_weight)
         if _is_arrays(x):
             x = self._checked_x(x)
             y = as_arrays(y)
@@ -582,6 +584,7 @@ class Model(Layer):
                 validation_data, tuple) else (validation_data, None, None)
             if _is_arrays(vx):
                 vx = self._checked_x(vx, "validation x")
+                _check_weights(vy, vsw, what="validation_data's sample weights")
             val = make_batches(vx, as_arrays(vy) if _is_arrays(vx) else vy, vsw,
                                validation_batch_size or batch_size, False, validation_steps)
         history = cbks.History()
@@ -679,6 +682,7 @@ class Model(Layer):
         """Loss (and metrics) on (x, y): a float, or a list when there are metrics."""
         self._check_compiled()
         verbose = 1 if verbose == "auto" else verbose
+        _check_weights(y, sample_weight)
         if _is_arrays(x):
             x = self._checked_x(x)
             if len(leaves(x)[0]) == 0:
@@ -766,6 +770,38 @@ def _additional_loss(loss):
                             f"received {type(loss).__name__} {loss!r:.60}")
         loss = Tensor(value.astype(np.float32) if value.dtype.kind != "f" else value)
     return loss.sum() if loss.ndim else loss
+
+
+def _check_weights(y, sample_weight, class_weight=None, what="sample_weight"):
+    """Keras's rules for the sample weights beside ``y``: not with class_weight; on a
+    multi-output ``y`` (a dict or a list), a dict of weights names every output y names
+    (None leaves one unweighted) and one shared array has one weight per sample. (A list of
+    weights with a dict y, or the reverse, is taken by output name and order; Keras
+    refuses those.)"""
+    if sample_weight is None:
+        return
+    if class_weight is not None:
+        raise ValueError("class_weight and sample_weight cannot be given at the same time "
+                         "(Keras refuses the pair too): fold the class weights into "
+                         "sample_weight, e.g. sample_weight * np.array([class_weight[c] for c "
+                         "in labels])")
+    if isinstance(y, dict) and len(y) > 1 and isinstance(sample_weight, dict):
+        missing = [k for k in y if k not in sample_weight]
+        if missing:
+            raise ValueError(f"{what} has no entry for the outputs {missing} that y gives "
+                             f"(y names {list(y)}; {what} names {list(sample_weight)}): give "
+                             f"one array per output in y, None for an output left unweighted "
+                             f"(Keras refuses a partial dict too)")
+    multi = (isinstance(y, dict) and len(y) > 1) or (
+        isinstance(y, (list, tuple)) and len(y) > 1 and all(
+            hasattr(v, "shape") for v in y))
+    if multi and not isinstance(sample_weight, (dict, list, tuple)):
+        shape = np.shape(sample_weight)
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise ValueError(f"one {what} array for a model with several outputs holds one "
+                             f"weight per sample, shape (samples,); received shape {shape}. "
+                             f"For weights of another shape, give one array per output (a "
+                             f"dict by output name), as Keras asks")
 
 
 def _leaves_of(value):
