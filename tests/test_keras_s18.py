@@ -231,3 +231,56 @@ def test_the_per_output_weights_keras_takes_give_its_losses(keras, case):
     for key in k_hist:
         np.testing.assert_allclose(w_hist[key], k_hist[key], rtol=1e-5, err_msg=key)
     np.testing.assert_allclose(list(w_eval.values()), list(k_eval.values()), rtol=1e-5)
+
+
+def _penalized(K):
+    """Activity, add_loss and weight penalties at three depths: a functional model holding
+    a Sequential of two penalized layers and a MultiHeadAttention (its activity penalty is
+    on its four projections)."""
+    class AddLoss(K.layers.Layer):
+        def call(self, t):
+            self.add_loss(K.ops.mean(t) * 0.0 + 0.125)
+            return t
+
+    reg = K.regularizers
+    inner = K.Sequential([
+        K.Input((3, 5)),
+        K.layers.Dense(4, kernel_regularizer=reg.L2(0.3), activity_regularizer=reg.L1(0.02),
+                       name="in_a"),
+        K.layers.Dense(4, bias_regularizer=reg.L1(0.4), bias_initializer="ones",
+                       activity_regularizer=reg.L2(0.05), name="in_b")], name="inner")
+    inputs = K.Input((3, 6))
+    h = K.layers.Dense(5, kernel_regularizer=reg.L2(0.1), bias_regularizer=reg.L1(0.05),
+                       activity_regularizer=reg.L2(0.01), name="d1")(inputs)
+    h = AddLoss(name="al")(h)
+    h = inner(h)
+    h = K.layers.MultiHeadAttention(2, 3, kernel_regularizer=reg.L2(0.07),
+                                    activity_regularizer=reg.L1(0.01), name="mha")(h, h)
+    return K.Model(inputs, K.layers.Dense(2, kernel_regularizer=reg.L1(0.2),
+                                          activity_regularizer=reg.L1(0.03), name="d3")(h))
+
+
+def _values(losses):
+    return [float(np.asarray(t.detach() if hasattr(t, "detach") else t)) for t in losses]
+
+
+# 3. model.losses in Keras's order: the activity/add_loss losses (layer by layer, in Keras's
+# _flatten_layers order), then the weight penalties in trainable_weights order. Ours went
+# layer by layer (each layer's activity loss, then its weights'); before any call, an inner
+# model's placeholder call also left an activity loss behind.
+def test_model_losses_are_in_keras_order(keras):
+    x = RNG.standard_normal((4, 3, 6)).astype(np.float32)
+
+    def run(K, model):
+        before = _values(model.losses)
+        model(x)
+        after = _values(model.losses)
+        model.compile(K.optimizers.SGD(0.01), "mse")
+        y = np.zeros((4, 3, 2), np.float32)
+        hist = model.fit(x, y, epochs=2, shuffle=False, verbose=0).history["loss"]
+        return before, after, hist
+    (k_before, k_after, k_hist), (w_before, w_after, w_hist) = _twins(keras, _penalized, run)
+    assert len(w_before) == len(k_before) and len(w_after) == len(k_after)
+    np.testing.assert_allclose(w_before, k_before, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(w_after, k_after, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(w_hist, k_hist, rtol=1e-5)

@@ -353,29 +353,16 @@ class Model(Layer):
     # -- steps (override train_step / test_step as in Keras) ---------------------------
     def _walk_once(self):
         """What every step of ``fit`` walks the layer tree for, found once at its start:
-        the trainable weights, and each layer with its regularised variables in the order
-        of ``losses``. A change of ``trainable`` made during fit (Keras asks for compile()
-        after one) counts from the next fit."""
+        the trainable weights, the layers in the order of ``losses``, and the regularized
+        trainable weights. A change of ``trainable`` made during fit (Keras asks for
+        compile() after one) counts from the next fit."""
         memo = {}                       # each layer's attributes are read once
-        seen = set()                    # a weight regularised once (containers list theirs)
-
-        def sources(layer, out, frozen=False):
-            own, subs = layer._parts(memo)
-            frozen = frozen or not layer.trainable      # Keras: trainable weights only
-            regs = [] if frozen else [
-                t for t, tr in own if tr and getattr(t, "regularizer", None) is not None
-                and id(t) not in seen]
-            seen.update(id(t) for t in regs)
-            out.append((layer, regs))
-            for sub in subs:
-                sources(sub, out, frozen)
-            return out
         if type(self).trainable_weights is Layer.trainable_weights:
             weights = self._dedup(self._walk_variables(True, memo=memo))
         else:                           # a subclass's own trainable_weights
             weights = self.trainable_weights
-        return weights, sources(self, [])
-
+        regularized = [t for t in weights if getattr(t, "regularizer", None) is not None]
+        return weights, self._flatten_layers(memo), regularized
     def _step_cache(self):
         """The walk ``fit`` keeps (None outside fit and train_on_batch); inside a
         ``train_on_batch`` step, made at its first use (after the forward, as the walks it
@@ -395,10 +382,8 @@ class Model(Layer):
         cache = self._step_cache()
         if not cache:
             return self.losses
-        out = []
-        for layer, regs in cache[1]:
-            out.extend(layer._losses)
-            out.extend(t.regularizer(t) for t in regs)
+        out = [loss for layer in cache[1] for loss in layer._losses]
+        out.extend(t.regularizer(t) for t in cache[2])
         return out
 
     def zero_grad(self):
