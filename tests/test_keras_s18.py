@@ -284,3 +284,153 @@ def test_model_losses_are_in_keras_order(keras):
     np.testing.assert_allclose(w_before, k_before, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(w_after, k_after, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(w_hist, k_hist, rtol=1e-5)
+
+
+# MultiHeadAttention took neither kernel_initializer nor bias_initializer (a TypeError), nor
+# Keras's other arguments (attention_axes, sliding_window, flash_attention, use_gate, seed) or
+# call's return_attention_scores.
+def test_multi_head_attention_takes_keras_arguments(keras):
+    import inspect
+    for theirs, ours in ((keras.layers.MultiHeadAttention.__init__,
+                          nn.layers.MultiHeadAttention.__init__),
+                         (keras.layers.MultiHeadAttention.call,
+                          nn.layers.MultiHeadAttention.__call__)):
+        k, w = inspect.signature(theirs).parameters, inspect.signature(ours).parameters
+        assert [p for p in k if p not in w] == []
+        named = [p for p in k if k[p].kind is not k[p].VAR_KEYWORD]
+        assert list(w)[:len(named)] == named            # Keras's positions too
+        # ours takes value=None (the query, as keras.layers.Attention); the rest as Keras
+        assert {p: w[p].default for p in k if p != "value"} == {
+            p: k[p].default for p in k if p != "value"}
+    # Keras's config keys (the dtype aside) are in ours, and a Keras config builds ours
+    config = keras.layers.MultiHeadAttention(2, 4, attention_axes=1, seed=5).get_config()
+    ours = nn.layers.MultiHeadAttention(2, 4, attention_axes=1, seed=5).get_config()
+    assert set(config) - {"dtype"} <= set(ours)
+    plain = {k: v for k, v in config.items() if not isinstance(v, dict)}
+    layer = nn.layers.MultiHeadAttention.from_config(plain)
+    assert (layer.num_heads, layer.key_dim, layer.attention_axes, layer.seed) == (2, 4, (1,), 5)
+
+
+def _by_shape(shape, dtype=None):
+    """Values that depend on the shape asked for (what an initializer sees decides them)."""
+    n = int(np.prod(shape))
+    return ((np.arange(n, dtype=np.float64).reshape(shape) * 0.37 % 1.0 - 0.5)
+            * (1.0 + 0.1 * len(shape))).astype(dtype or np.float32)
+
+
+def _by_shape_initializer(K):
+    class ByShape(K.initializers.Initializer):
+        def __call__(self, shape, dtype=None):
+            return _by_shape(shape, "float32")
+
+        def get_config(self):
+            return {}
+    return ByShape()
+
+
+# The initializers draw what Keras's do: a callable or Orthogonal sees Keras's 3-D shapes,
+# glorot/he have the fans of the input and output axes (Keras's EinsumDense), so from the
+# same initializers the layers are equal without any weight copied.
+@pytest.mark.parametrize("init", ["callable", "ones-bias", "glorot-fans"])
+def test_multi_head_attention_initializers_draw_as_keras(keras, init):
+    q = RNG.standard_normal((2, 4, 8)).astype(np.float32)
+    v = RNG.standard_normal((2, 5, 6)).astype(np.float32)
+    if init == "glorot-fans":       # closed form: std = sqrt(2 / (fan_in + fan_out))
+        layer = nn.layers.MultiHeadAttention(4, 16, value_dim=8)
+        x = np.zeros((1, 2, 64), np.float32)
+        layer(x, x)
+        w = layer.get_weights()
+        for kernel, (fan_in, fan_out) in zip(w[::2], [(64, 64), (64, 64), (64, 32),
+                                                      (32, 64)]):
+            np.testing.assert_allclose(kernel.std(), np.sqrt(2 / (fan_in + fan_out)),
+                                       rtol=0.06)
+        return
+    out = []
+    for K in (keras, nn):
+        kwargs = ({"kernel_initializer": _by_shape_initializer(K),
+                   "bias_initializer": _by_shape_initializer(K)} if init == "callable" else
+                  {"bias_initializer": "ones", "kernel_initializer": _by_shape_initializer(K)})
+        layer = K.layers.MultiHeadAttention(2, 3, value_dim=4, output_shape=5, **kwargs)
+        y = layer(q, v)
+        out.append(([np.asarray(a) for a in layer.get_weights()],
+                    np.asarray(y.detach() if hasattr(y, "detach") else y)))
+    (k_w, k_y), (w_w, w_y) = out
+    assert [a.shape for a in w_w] == [a.shape for a in k_w]
+    for a, b in zip(w_w, k_w):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    np.testing.assert_allclose(w_y, k_y, rtol=1e-5, atol=1e-6)
+
+
+# return_attention_scores gives Keras's (output, scores); the scores' gradient reaches the
+# query and key projections as in Keras.
+def test_multi_head_attention_returns_keras_scores_and_their_gradient(keras):
+    import torch
+    q = RNG.standard_normal((2, 4, 8)).astype(np.float32)
+    v = RNG.standard_normal((2, 5, 8)).astype(np.float32)
+    mask = RNG.random((2, 4, 5)) > 0.3
+    weight = RNG.standard_normal((2, 2, 4, 5)).astype(np.float32)
+    layers = {}
+    for K in (keras, nn):
+        keras.utils.set_random_seed(0)
+        layers[K] = K.layers.MultiHeadAttention(2, 3)
+        layers[K](q, v)
+    layers[nn].set_weights(layers[keras].get_weights())
+
+    k_out, k_scores = layers[keras](q, v, attention_mask=mask, return_attention_scores=True)
+    (k_scores * torch.as_tensor(weight)).sum().backward()
+    k_grads = [w.value.grad for w in layers[keras].trainable_weights]
+
+    w_out, w_scores = layers[nn](q, v, attention_mask=mask, return_attention_scores=True)
+    (w_scores * nn.ops.convert_to_tensor(weight)).sum().backward()
+    np.testing.assert_allclose(w_out.data, k_out.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w_scores.data, k_scores.detach().numpy(), rtol=1e-5, atol=1e-7)
+    ours = {}
+    for sub, name in zip(layers[nn].sublayers, ["query", "key", "value", "output"]):
+        ours[name] = [None if t.grad is None else np.asarray(t.grad)
+                      for t in (sub.kernel, sub.bias)]
+    for name, (kg, bg) in zip(["query", "key"], [k_grads[0:2], k_grads[2:4]]):
+        np.testing.assert_allclose(ours[name][0].reshape(kg.shape), kg.numpy(), rtol=1e-4,
+                                   atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(ours[name][1].reshape(bg.shape), bg.numpy(), rtol=1e-4,
+                                   atol=1e-6, err_msg=name)
+    assert all(g is None or not np.any(g) for g in ours["value"] + ours["output"])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(attention_axes=(1, 2)), r"sequence axis.*received \(1, 2\)"),
+    (dict(sliding_window=4), r"sliding_window.*received 4"),
+    (dict(use_gate=True), r"use_gate=True\) is not supported"),
+    (dict(flash_attention=True, dropout=0.1), r"Dropout is not supported.*flash"),
+    (dict(seed=-1), r"seed must be None or a non-negative int; received -1"),
+])
+def test_multi_head_attention_refuses_what_it_does_not_do(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nn.layers.MultiHeadAttention(2, 4, **kwargs)
+
+
+def test_multi_head_attention_seed_fixes_its_dropout():
+    x = RNG.standard_normal((2, 6, 8)).astype(np.float32)
+    outs = []
+    for seed in (7, 7, 8):
+        layer = nn.layers.MultiHeadAttention(2, 4, dropout=0.5, seed=seed,
+                                             kernel_initializer=_by_shape_initializer(nn))
+        outs.append(layer(x, x, training=True).data)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.allclose(outs[0], outs[2])
+
+
+# A subclassed model calling self.mha(x, x) without `training`: Keras's MHA takes the
+# caller's flag (dropout on in fit), ours defaulted to training=False (dropout never ran).
+def test_multi_head_attention_takes_its_callers_training_flag():
+    class Model(nn.Model):
+        def __init__(self):
+            super().__init__()
+            self.mha = nn.layers.MultiHeadAttention(2, 4, dropout=0.9)
+
+        def call(self, x, training=False):
+            return self.mha(x, x)
+
+    model = Model()
+    x = RNG.standard_normal((2, 5, 8)).astype(np.float32)
+    assert not np.allclose(model(x, training=True).data, model(x, training=True).data)
+    np.testing.assert_array_equal(model(x, training=False).data, model(x).data)
