@@ -12,7 +12,7 @@ from .. import activations, constraints, initializers, regularizers, utils
 from ..tensor import Tensor, add, reshape, transpose
 from . import transposes
 from .base import _TRAINING, Layer, keras_mask, mask_array
-from .core import Dense, Dropout
+from .core import Dense, Dropout, _init_name
 from .normalization import LayerNormalization
 
 
@@ -461,8 +461,8 @@ class MultiHeadAttention(Layer):
                 "output_shape": self._output_dim, "attention_axes": self.attention_axes,
                 "sliding_window": None, "use_gate": False,
                 "flash_attention": self.flash_attention,
-                "kernel_initializer": _serialize_init(self._init_args[0]),
-                "bias_initializer": _serialize_init(self._init_args[1]), "seed": self.seed,
+                "kernel_initializer": _init_name(self._init_args[0]),
+                "bias_initializer": _init_name(self._init_args[1]), "seed": self.seed,
                 "sparsity": self.sparsity}
 
     def set_sparsity(self, sparsity, mask=None):
@@ -532,17 +532,6 @@ def _init_in_shape(init, shape):
     def draw(flat, dtype=None):
         return np.reshape(np.asarray(init(shape, dtype=dtype)), flat)
     return draw
-
-
-def _serialize_init(init):
-    """An initializer argument as a config keeps it: its name, {'class_name', 'config'} for
-    an object, the registered name of a plain function."""
-    from ..registry import get_registered_name, serialize_object
-    if isinstance(init, str):
-        return init
-    if isinstance(init, initializers.Initializer):
-        return serialize_object(init, initializers._CLASSES)
-    return get_registered_name(init)
 
 
 def _scores(p, q, k):
