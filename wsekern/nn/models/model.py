@@ -772,7 +772,7 @@ def _check_weights(y, sample_weight, class_weight=None, what="sample_weight"):
                          "in labels])")
     if isinstance(y, dict) and len(y) > 1 and isinstance(sample_weight, dict):
         missing = [k for k in y if k not in sample_weight]
-        if missing:
+        if missing and set(sample_weight) <= set(y):    # unknown names: said further on
             raise ValueError(f"{what} has no entry for the outputs {missing} that y gives "
                              f"(y names {list(y)}; {what} names {list(sample_weight)}): give "
                              f"one array per output in y, None for an output left unweighted "
