@@ -40,7 +40,8 @@ def test_each_output_takes_its_own_weights():
         assert got["a_loss"] == pytest.approx(want_a, rel=1e-5)
         assert got["b_loss"] == pytest.approx(want_b, rel=1e-5)
         assert got["loss"] == pytest.approx(want_a + want_b, rel=1e-5)
-    only_a = model.evaluate(x, y, sample_weight={"a": sw["a"]}, verbose=0, return_dict=True)
+    only_a = model.evaluate(x, y, sample_weight={"a": sw["a"], "b": None}, verbose=0,
+                            return_dict=True)   # None: b unweighted (a partial dict is refused)
     assert only_a["b_loss"] == pytest.approx(np.mean(mae), rel=1e-5)      # unweighted
     history = model.fit(x, y, sample_weight=sw, validation_split=0.25, epochs=1,
                         batch_size=3, shuffle=False, verbose=0).history

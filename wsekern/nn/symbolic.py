@@ -152,7 +152,7 @@ def call_symbolic(layer, args, kwargs):
                           and isinstance(shape[0], tuple) else shape)
     values = layer(*map_structure(_placeholder, args),
                    **{**map_structure(_placeholder, kwargs), "training": False})
-    layer._losses = []
+    layer._clear_losses()       # the placeholder call's losses, its sub-layers' too (a model)
     none_axes = {i for t in inputs for i, s in enumerate(t.shape) if s is None and i > 0}
     index = [0]
 

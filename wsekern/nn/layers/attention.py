@@ -8,11 +8,11 @@ import numpy as np
 import scipy.sparse as sps
 
 from ... import _transformer
-from .. import activations, constraints, regularizers, utils
+from .. import activations, constraints, initializers, regularizers, utils
 from ..tensor import Tensor, add, reshape, transpose
 from . import transposes
-from .base import Layer, keras_mask, mask_array
-from .core import Dense, Dropout
+from .base import _TRAINING, Layer, keras_mask, mask_array
+from .core import Dense, Dropout, _init_name
 from .normalization import LayerNormalization
 
 
@@ -148,7 +148,7 @@ def _rows(t, n):
     return Tensor(t.data[:n], parents=(t,), backward=backward)
 
 
-def attention(q, k, v, mask=None, dropout=0.0, training=False):
+def attention(q, k, v, mask=None, dropout=0.0, training=False, rng=None):
     """softmax(q k^T / sqrt(d) + mask) v, fused, for q, k, v of shape (B, heads, T, d).
 
     ``mask`` is a boolean (B or 1, 1 or heads, Tq, Tk) array, True where attention is
@@ -167,7 +167,8 @@ def attention(q, k, v, mask=None, dropout=0.0, training=False):
     p /= p.sum(axis=-1, keepdims=True)
     keep = None
     if training and dropout > 0:
-        keep = (utils.rng().random(p.shape) >= dropout).astype(p.dtype) / (1 - dropout)
+        keep = ((rng or utils.rng()).random(p.shape) >= dropout).astype(p.dtype) / (
+            1 - dropout)
         pd = p * keep
     else:
         pd = p
@@ -264,24 +265,63 @@ def _kernel_leaves(layer):
 
 
 class MultiHeadAttention(Layer):
-    """``keras.layers.MultiHeadAttention``: call(query, value, key=None, attention_mask=None,
-    use_causal_mask=False). Projections are Dense layers (``sparsity`` prunes them); the
-    ``kernel_*`` and ``bias_*`` regularizers and constraints reach all four, each seeing
-    its weight in Keras's shape, and so does activity_regularizer (as in Keras)."""
+    """``keras.layers.MultiHeadAttention``, called as Keras's (query, value, key=None,
+    attention_mask=None, return_attention_scores=False, use_causal_mask=False).
+
+    Keras's arguments: an initializer draws each projection's weight as Keras's does
+    (glorot, he and lecun with the fans of its input and output axes, any other in Keras's
+    3-D shape); the ``kernel_*`` and ``bias_*`` regularizers and constraints reach all four
+    projections, each seeing its weight in Keras's shape, and so does activity_regularizer.
+    Attention runs over the sequence axis (``attention_axes`` None or 1); ``sliding_window``
+    and ``use_gate`` are refused; ``flash_attention`` changes nothing (one result). The
+    projections are Dense layers (``sparsity`` prunes them)."""
     _regularizable = ("kernel", "bias")
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
-                 output_shape=None, sparsity=0.0, **kwargs):
-        super().__init__(**kwargs)
+                 output_shape=None, attention_axes=None, sliding_window=None,
+                 flash_attention=None, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 use_gate=False, seed=None, sparsity=0.0, **kwargs):
+        super().__init__(kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                         **kwargs)
         if num_heads <= 0 or key_dim <= 0:
             raise ValueError(f"num_heads and key_dim must be positive; received {num_heads}, "
                              f"{key_dim}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1); received {dropout}")
+        axes = (attention_axes,) if isinstance(attention_axes, int) else attention_axes
+        if axes is not None and tuple(axes) not in ((1,), (-2,)):
+            raise ValueError(f"MultiHeadAttention attends over the sequence axis of (batch, "
+                             f"seq, features) inputs only: attention_axes None or 1; received "
+                             f"{attention_axes!r}")
+        if sliding_window is not None:
+            raise ValueError(f"MultiHeadAttention(sliding_window=...) is not supported; "
+                             f"received {sliding_window!r}: give None, or an attention_mask "
+                             f"that allows each query its window")
+        if use_gate:
+            raise ValueError("MultiHeadAttention(use_gate=True) is not supported; give "
+                             "use_gate=False")
+        if flash_attention and dropout > 0:     # Keras's refusal
+            raise ValueError("Dropout is not supported when flash attention is enabled: set "
+                             "dropout=0.0 to use flash attention")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(
+                seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed must be None or a non-negative int; received {seed!r}")
         self.num_heads, self.key_dim = int(num_heads), int(key_dim)
         self.value_dim = int(value_dim or key_dim)
         self.dropout, self.use_bias = float(dropout), bool(use_bias)
         self._output_dim = output_shape
+        self.attention_axes = None if axes is None else tuple(axes)
+        self.flash_attention = flash_attention
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.seed = None if seed is None else int(seed)
+        self._dropout_rng = None if seed is None else np.random.default_rng(self.seed)
+        self._init_args = (kernel_initializer, bias_initializer)
         self.sparsity = float(sparsity)
         self.last_attention = None
 
@@ -300,7 +340,8 @@ class MultiHeadAttention(Layer):
                   activity_regularizer=self.activity_regularizer)
         shapes = [((query_shape[-1], h, k), (h, k)), ((key_shape[-1], h, k), (h, k)),
                   ((value_shape[-1], h, vd), (h, vd)), ((h, vd, out_dim), (out_dim,))]
-        q, kk, v, o = ({**mk, **_in_keras_shapes(self._weight_options, s)} for s in shapes)
+        q, kk, v, o = ({**mk, **_in_keras_shapes(self._weight_options, s),
+                       **self._initializers(s)} for s in shapes)
         self.query_dense = Dense(h * k, name=f"{self.name}/query", **q)
         self.key_dense = Dense(h * k, name=f"{self.name}/key", **kk)
         self.value_dense = Dense(h * vd, name=f"{self.name}/value", **v)
@@ -312,6 +353,13 @@ class MultiHeadAttention(Layer):
         for layer in self.sublayers:
             self._variables.extend(layer._variables)
 
+    def _initializers(self, shapes):
+        """A projection's kernel/bias initializers drawing Keras's shapes (kernel, bias) and
+        giving the Dense sublayer's flat ones."""
+        return {f"{w}_initializer": _init_in_shape(init, shape) for w, init, shape in
+                (("kernel", self.kernel_initializer, shapes[0]),
+                 ("bias", self.bias_initializer, shapes[1]))}
+
     def _heads(self, t, dim):
         B, T = t.shape[0], t.shape[1]
         t = reshape(t, (B, T, self.num_heads, dim))                         # (B, T, h, d)
@@ -319,20 +367,27 @@ class MultiHeadAttention(Layer):
 
     supports_masking = True
 
-    def __call__(self, query, value=None, key=None, attention_mask=None, use_causal_mask=False,
-                 training=False, query_mask=None, value_mask=None, key_mask=None):
+    def __call__(self, query, value=None, key=None, query_mask=None, value_mask=None,
+                 key_mask=None, attention_mask=None, return_attention_scores=False,
+                 training=None, use_causal_mask=False):
         from ..symbolic import any_symbolic, call_symbolic
         masks = dict(query_mask=query_mask, value_mask=value_mask, key_mask=key_mask)
         args = (query, value, key, attention_mask, use_causal_mask, training)
+        if return_attention_scores and self.flash_attention:     # Keras's refusal
+            raise ValueError("Returning attention scores is not supported when flash "
+                             "attention is enabled: give flash_attention=None or False")
         if any_symbolic(args, {}):          # the functional API: a node of the graph
             if not self.built:              # from all three shapes (value's may differ)
                 self._build_both(*(None if t is None else tuple(t.shape)
                                    for t in (query, value, key)))
+            extra = {"return_attention_scores": True} if return_attention_scores else {}
             return call_symbolic(self, (query,), dict(
                 value=value, key=key, attention_mask=attention_mask,
-                use_causal_mask=use_causal_mask,
+                use_causal_mask=use_causal_mask, **extra,
                 **{k: m for k, m in masks.items() if m is not None}))
         value = query if value is None else value
+        if training is None:            # Keras: a call without it takes its caller's
+            training = _TRAINING[-1]
         if not self.built:
             self._build_both(tuple(query.shape), tuple(value.shape),
                              None if key is None else tuple(key.shape))
@@ -342,9 +397,10 @@ class MultiHeadAttention(Layer):
         key_mask = keras_mask(key) if key_mask is None and key is not None else key_mask
         attention_mask = _with_input_masks(attention_mask, query_mask, value_mask, key_mask,
                                            (query.shape[0], query.shape[1], value.shape[1]))
-        out = self.call(query, value, key, attention_mask, use_causal_mask, training)
+        out = self.call(query, value, key, attention_mask, use_causal_mask, training,
+                        return_attention_scores=return_attention_scores)
         if query_mask is not None:
-            out._keras_mask = mask_array(query_mask)
+            (out[0] if return_attention_scores else out)._keras_mask = mask_array(query_mask)
         return out
 
     def _build_both(self, query_shape, value_shape=None, key_shape=None):
@@ -358,7 +414,7 @@ class MultiHeadAttention(Layer):
         return self.output_shape
 
     def call(self, query, value=None, key=None, attention_mask=None, use_causal_mask=False,
-             training=False):
+             training=False, return_attention_scores=False):
         value = query if value is None else value
         key = value if key is None else key
         if query.shape[-1] != self.input_shape[-1]:
@@ -376,26 +432,38 @@ class MultiHeadAttention(Layer):
             q = self.query_dense(query, training=training)                   # (B, Tq, h*k)
             k = self.key_dense(key, training=training)                       # (B, Tk, h*k)
             v = self.value_dense(value, training=training)                   # (B, Tk, h*v)
-        if q.dtype == k.dtype == v.dtype and heads_last_applies(
+        scores = None
+        if not return_attention_scores and q.dtype == k.dtype == v.dtype and heads_last_applies(
                 q.dtype, B, Tq, Tk, kd, vd, use_causal_mask, attention_mask,
                 self.dropout if training else 0):
             out = attention_heads_last(reshape(q, (B, Tq, h, kd)), reshape(k, (B, Tk, h, kd)),
                                        reshape(v, (B, Tk, h, vd)), use_causal_mask)
         else:
             mask = _combine_masks(attention_mask, use_causal_mask, B, Tq, Tk)
-            out, _ = attention(self._heads(q, kd), self._heads(k, kd), self._heads(v, vd),
-                               mask, self.dropout, training)                 # (B, h, Tq, v)
+            qh, kh = self._heads(q, kd), self._heads(k, kd)                 # (B, h, T, k)
+            out, p = attention(qh, kh, self._heads(v, vd), mask, self.dropout, training,
+                               self._dropout_rng)                            # (B, h, Tq, v)
             out = transpose(out, (0, 2, 1, 3))                               # (B, Tq, h, v)
+            scores = _scores(p, qh, kh) if return_attention_scores else None
         self.last_attention = (B, h, Tq, Tk, kd, vd)
-        return self.output_dense(reshape(out, (B, Tq, h * vd)), training=training)
+        out = self.output_dense(reshape(out, (B, Tq, h * vd)), training=training)
+        return (out, scores) if return_attention_scores else out
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self._output_dim or input_shape[-1],)
 
     def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
+        unset = dict.fromkeys(["kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                               "kernel_constraint", "bias_constraint"])     # Keras writes None
+        return {**unset, **super().get_config(), "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
                 "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
-                "output_shape": self._output_dim, "sparsity": self.sparsity}
+                "output_shape": self._output_dim, "attention_axes": self.attention_axes,
+                "sliding_window": None, "use_gate": False,
+                "flash_attention": self.flash_attention,
+                "kernel_initializer": _init_name(self._init_args[0]),
+                "bias_initializer": _init_name(self._init_args[1]), "seed": self.seed,
+                "sparsity": self.sparsity}
 
     def set_sparsity(self, sparsity, mask=None):
         self.sparsity = float(sparsity)
@@ -451,6 +519,33 @@ class MultiHeadAttention(Layer):
                 flat.append(w.reshape(dense))
         for i, layer in enumerate(self.sublayers):
             layer.set_weights(flat[i * per:(i + 1) * per])
+
+
+def _init_in_shape(init, shape):
+    """``init`` for a Dense sublayer's flat weight as Keras's EinsumDense draws it: a
+    VarianceScaling one (glorot, he, lecun) with the fans of the input and output axes,
+    which are the flat kernel's; any other in Keras's ``shape``, reshaped (the same values
+    in C order)."""
+    if isinstance(init, initializers.VarianceScaling):
+        return init
+
+    def draw(flat, dtype=None):
+        return np.reshape(np.asarray(init(shape, dtype=dtype)), flat)
+    return draw
+
+
+def _scores(p, q, k):
+    """The attention weights p = softmax(q k^T / sqrt(d)) (B, heads, Tq, Tk), before
+    dropout, as Keras returns them; differentiable in q and k (the softmax's backward)."""
+    scale = float(1.0 / np.sqrt(q.shape[-1]))
+
+    def backward(g):
+        ds = p * (g - (g * p).sum(axis=-1, keepdims=True)) * scale
+        if q.requires_grad:
+            q.accumulate(np.matmul(ds, k.data))
+        if k.requires_grad:
+            k.accumulate(np.matmul(np.swapaxes(ds, -1, -2), q.data))
+    return Tensor(p, parents=(q, k), backward=backward)
 
 
 def _in_keras_shapes(options, shapes):

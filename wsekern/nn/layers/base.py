@@ -5,6 +5,7 @@ of every layer and Variable assigned to its attributes - directly or inside list
 and dicts, recursively - as Keras tracks them, so ``fit`` trains the sub-layers of a custom
 layer or model.
 """
+import collections
 import inspect
 import math
 import re
@@ -444,23 +445,28 @@ class Layer:
 
     @property
     def losses(self):
-        """Losses added during the last call, plus the weight regularisation penalties, of
-        this layer and its sub-layers."""
-        return self._collect_losses([], set())
+        """As Keras 3: the losses added during the last call (activity regularizers,
+        ``add_loss``) of this layer and of its sub-layers, in Keras's ``_flatten_layers``
+        order, then the penalties of the regularized weights in ``trainable_weights`` order
+        (so a frozen layer's weights are not penalized; its activity losses still count)."""
+        out = [loss for layer in self._flatten_layers() for loss in layer._losses]
+        out.extend(t.regularizer(t) for t in self.trainable_weights
+                   if getattr(t, "regularizer", None) is not None)
+        return out
 
-    def _collect_losses(self, out, seen, frozen=False):
-        # a weight counts once: a container (MultiHeadAttention) lists its sublayers'
-        # weights among its own. As Keras 3, only trainable weights are regularised (a
-        # frozen layer's or a frozen container's are not); activity losses still count.
-        out.extend(self._losses)
-        frozen = frozen or not self.trainable
-        for t, tr in self._own_variables():
-            reg = getattr(t, "regularizer", None)
-            if reg is not None and tr and not frozen and id(t) not in seen:
-                seen.add(id(t))
-                out.append(reg(t))
-        for layer in self._sublayers():
-            layer._collect_losses(out, seen, frozen)
+    def _flatten_layers(self, memo=None):
+        """This layer, then its sub-layers at any depth in Keras's ``_flatten_layers``
+        order: a deque from which each layer's own sub-layers go back to the front,
+        reversed (so [A [a1, a2], B] gives A, a2, a1, B)."""
+        out, seen = [self], {id(self)}
+        queue = collections.deque(self._parts(memo)[1])
+        while queue:
+            layer = queue.popleft()
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            out.append(layer)
+            queue.extendleft(layer._parts(memo)[1])
         return out
 
     def _clear_losses(self, seen=None):

@@ -260,7 +260,16 @@ def _kept_constraint(con, P):
 
 
 def _init_name(init):
-    return init if isinstance(init, str) else getattr(init, "__name__", "custom")
+    """An initializer argument as a config keeps it: its name, {'class_name', 'config'} for
+    an Initializer object (its name alone was 'custom': the file then failed to load), the
+    registered name of a plain function."""
+    from .. import initializers
+    from ..registry import get_registered_name, serialize_object
+    if isinstance(init, (str, dict)) or init is None:      # a name, or as a config gave it
+        return init
+    if isinstance(init, initializers.Initializer):
+        return serialize_object(init, initializers._CLASSES)
+    return get_registered_name(init)
 
 
 def _pattern_mask(P):

@@ -60,6 +60,68 @@ class FunctionMetric(Mean):
         super().update_state(values, sample_weight)
 
 
+class CompileMetrics:
+    """Keras's CompileMetrics: every output's compiled metrics behind the one entry of
+    ``model.metrics`` named 'compile_metrics'. ``update_state(y, y_pred, sample_weight)``
+    gives the weights to ``weighted_metrics`` only (``metrics=`` stay unweighted, so a custom
+    train_step's ``m.update_state(y, y_pred, sample_weight=sw)`` over ``model.metrics``
+    weights what Keras weights) and a prediction's mask to the metrics that take it;
+    ``result()`` is a dict by log name ('b_accuracy', 'weighted_mae', ...)."""
+
+    name = "compile_metrics"
+
+    def __init__(self, model):
+        self._model = model         # its outputs, targets and weights lists
+
+    @property
+    def built(self):
+        return self._model._compiled_outputs is not None
+
+    def _entries(self):
+        return [e for *_, ms in (self._model._compiled_outputs or []) for e in ms]
+
+    @property
+    def metrics(self):
+        """The metric objects, Keras's order: every output's ``metrics``, then every
+        output's ``weighted_metrics`` ([] before the first batch resolves them)."""
+        entries = self._entries()
+        return ([m for _, m, w in entries if not w] + [m for _, m, w in entries if w])
+
+    @property
+    def variables(self):
+        return [v for m in self.metrics for v in getattr(m, "variables", [])]
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        model = self._model
+        for (_, _, _, ms), out, target, weights in zip(
+                model._resolve_outputs(), model._outputs_list(y_pred),
+                model._targets_list(y_true), model._weights_list(sample_weight)):
+            if target is None:
+                continue
+            pred = out.data if isinstance(out, Tensor) else np.asarray(out)
+            mask = getattr(out, "_keras_mask", None)
+            target = np.asarray(target.data if isinstance(target, Tensor) else target)
+            for _, metric, weighted in ms:
+                sw = weights if weighted else None
+                if mask is not None and takes_mask(metric):
+                    sw = masked_weights(mask, sw)
+                metric.update_state(target, pred, sample_weight=sw)
+
+    def result(self):
+        return {key: float(np.asarray(metric.result()))
+                for key, metric, _ in self._entries_resolved()}
+
+    def _entries_resolved(self):
+        return [e for *_, ms in self._model._resolve_outputs() for e in ms]
+
+    def reset_state(self):
+        for m in self.metrics:
+            m.reset_state()
+
+    def __repr__(self):
+        return f"<CompileMetrics {[m.name for m in self.metrics]}>"
+
+
 def _accuracy_fn(kind):
     def accuracy(y_true, y_pred):
         p = np.asarray(y_pred)

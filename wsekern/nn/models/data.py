@@ -109,8 +109,10 @@ class ArrayBatches:
         if class_weight is not None:
             if y is None or len(leaves(y)) != 1:
                 raise ValueError("class_weight needs a single output's labels y")
-            cw = class_sample_weight(leaves(y)[0], class_weight)
-            sample_weight = cw if sample_weight is None else np.asarray(sample_weight) * cw
+            if sample_weight is not None:      # Keras refuses the pair
+                raise ValueError("class_weight and sample_weight cannot be given at the same "
+                                 "time: fold the class weights into sample_weight")
+            sample_weight = class_sample_weight(leaves(y)[0], class_weight)
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, self.n)
         self.sample_weight = sample_weight

@@ -69,6 +69,7 @@ class Model(Layer):
     # loop's steps alone when it never called fit).
     _cpu_seconds = 0.0
     _cpu_samples = 0
+    _compile_metrics = None             # compile's CompileMetrics, when given metrics
 
     def __init__(self, *args, name=None, trainable=True, dtype=None, **kwargs):
         from .functional import Functional
@@ -171,6 +172,9 @@ class Model(Layer):
         self._weighted_metrics_arg = weighted_metrics
         self._compiled_outputs = None              # resolved on the first batch
         self._loss_tracker = cu.Mean("loss")
+        # Keras's one container for the compiled metrics (None without any)
+        self._compile_metrics = (cu.CompileMetrics(self) if metrics is not None
+                                 or weighted_metrics is not None else None)
         self._output_loss_trackers = {}     # a recompile's outputs start afresh (an earlier
         #                                     compile's 'b_loss' was logged as 0.0 after)
         self.compiled = True
@@ -212,33 +216,36 @@ class Model(Layer):
                     seen[key] = 1
                 resolved.append((key, metric, weighted_flag))
             outs.append((name, loss, 1.0 if w is None else float(w), resolved))
+        # Keras's CompileLoss tracks each output's loss when more than one output has one
+        with_loss = [name for name, loss, _, _ in outs if loss is not None]
+        self._output_loss_trackers = {name: cu.Mean(f"{name}_loss") for name in with_loss
+                                      } if len(with_loss) > 1 else {}
         self._compiled_outputs = outs
         return outs
 
     @property
     def metrics(self):
-        """The loss tracker and the compiled metrics (after the first batch), as Keras."""
-        out = [self._loss_tracker] if self.compiled else []
-        for _, _, _, ms in (self._compiled_outputs or []):
-            out.extend(m for _, m, _ in ms)
+        """As Keras 3: the loss tracker, the one ``CompileMetrics`` holding the compiled
+        metrics (when compile was given any; its ``.metrics`` lists them), then each
+        output's loss tracker (once the first batch has resolved the outputs, when more
+        than one output has a loss)."""
+        if not self.compiled:
+            return []
+        out = [self._loss_tracker]
+        if self._compile_metrics is not None:
+            out.append(self._compile_metrics)
+        out.extend(self.__dict__.get("_output_loss_trackers", {}).values())
         return out
 
     @property
     def metrics_names(self):
-        if not self.compiled:
-            return []
-        names = ["loss"]
-        for name, loss, _, ms in self._resolve_outputs():
-            if len(self.output_names) > 1 and loss is not None:
-                names.append(f"{name}_loss")
-            names.extend(n for n, _, _ in ms)
-        return names
+        """``[m.name for m in model.metrics]``, as Keras 3 (so 'compile_metrics' stands for
+        the compiled metrics; the logs name each one)."""
+        return [m.name for m in self.metrics]
 
     def reset_metrics(self):
         for m in self.metrics:
             m.reset_state()
-        for name in list(getattr(self, "_output_loss_trackers", {})):
-            self._output_loss_trackers[name].reset_state()
 
     # -- losses and metrics of one batch ----------------------------------------------
     def _outputs_list(self, y_pred):
@@ -288,6 +295,9 @@ class Model(Layer):
             else:
                 value = cu.reduce_loss(loss(target, out), sample_weight)
             self._last_output_losses[name] = float(value.data)
+            tracker = self.__dict__.get("_output_loss_trackers", {}).get(name)
+            if tracker is not None:     # Keras's CompileLoss: here, unweighted, by batch size
+                tracker.update_state(float(value.data), sample_weight=out.shape[0])
             term = value * weight if weight != 1.0 else value
             total = term if total is None else total + term
         for extra in self._step_losses():
@@ -318,68 +328,41 @@ class Model(Layer):
         return [sample_weight] * n
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        """Update the compiled metrics with this batch; returns their current results."""
-        targets = self._targets_list(y)
-        for (name, _, _, ms), out, target, sample_weight in zip(
-                self._resolve_outputs(), self._outputs_list(y_pred), targets,
-                self._weights_list(sample_weight)):
-            if target is None:
-                continue
-            pred = out.data if isinstance(out, Tensor) else np.asarray(out)
-            mask = getattr(out, "_keras_mask", None)
-            for _, metric, weighted in ms:
-                sw = sample_weight if weighted else None
-                if mask is not None and cu.takes_mask(metric):
-                    sw = cu.masked_weights(mask, sw)
-                metric.update_state(np.asarray(target), pred, sample_weight=sw)
+        """Update the compiled metrics with this batch (Keras's
+        ``CompileMetrics.update_state``); returns ``get_metrics_result()``."""
+        if self._compile_metrics is not None:
+            self._compile_metrics.update_state(y, y_pred, sample_weight)
         return self.get_metrics_result()
 
     def get_metrics_result(self):
-        logs = {"loss": float(self._loss_tracker.result())}
-        if len(self.output_names) > 1:
-            trackers = getattr(self, "_output_loss_trackers", {})
-            for name, _, _, _ in self._resolve_outputs():
-                if name in trackers:
-                    logs[f"{name}_loss"] = float(trackers[name].result())
-        for _, _, _, ms in self._resolve_outputs():
-            for key, metric, _ in ms:
-                logs[key] = float(np.asarray(metric.result()))
+        """Each of ``model.metrics``'s results by name, the compiled metrics' dict spread
+        out, as Keras."""
+        self._resolve_outputs()
+        logs = {}
+        for metric in self.metrics:
+            result = metric.result()
+            if isinstance(result, dict):
+                logs.update(result)
+            else:
+                logs[metric.name] = float(np.asarray(getattr(result, "data", result)))
         return logs
 
     def _track_loss(self, loss, batch_n):
         self._loss_tracker.update_state(float(loss.data), sample_weight=batch_n)
-        if len(self.output_names) > 1:
-            trackers = self.__dict__.setdefault("_output_loss_trackers", {})
-            for name, value in getattr(self, "_last_output_losses", {}).items():
-                trackers.setdefault(name, cu.Mean(f"{name}_loss")).update_state(
-                    value, sample_weight=batch_n)
 
     # -- steps (override train_step / test_step as in Keras) ---------------------------
     def _walk_once(self):
         """What every step of ``fit`` walks the layer tree for, found once at its start:
-        the trainable weights, and each layer with its regularised variables in the order
-        of ``losses``. A change of ``trainable`` made during fit (Keras asks for compile()
-        after one) counts from the next fit."""
+        the trainable weights, the layers in the order of ``losses``, and the regularized
+        trainable weights. A change of ``trainable`` made during fit (Keras asks for
+        compile() after one) counts from the next fit."""
         memo = {}                       # each layer's attributes are read once
-        seen = set()                    # a weight regularised once (containers list theirs)
-
-        def sources(layer, out, frozen=False):
-            own, subs = layer._parts(memo)
-            frozen = frozen or not layer.trainable      # Keras: trainable weights only
-            regs = [] if frozen else [
-                t for t, tr in own if tr and getattr(t, "regularizer", None) is not None
-                and id(t) not in seen]
-            seen.update(id(t) for t in regs)
-            out.append((layer, regs))
-            for sub in subs:
-                sources(sub, out, frozen)
-            return out
         if type(self).trainable_weights is Layer.trainable_weights:
             weights = self._dedup(self._walk_variables(True, memo=memo))
         else:                           # a subclass's own trainable_weights
             weights = self.trainable_weights
-        return weights, sources(self, [])
-
+        regularized = [t for t in weights if getattr(t, "regularizer", None) is not None]
+        return weights, self._flatten_layers(memo), regularized
     def _step_cache(self):
         """The walk ``fit`` keeps (None outside fit and train_on_batch); inside a
         ``train_on_batch`` step, made at its first use (after the forward, as the walks it
@@ -399,10 +382,8 @@ class Model(Layer):
         cache = self._step_cache()
         if not cache:
             return self.losses
-        out = []
-        for layer, regs in cache[1]:
-            out.extend(layer._losses)
-            out.extend(t.regularizer(t) for t in regs)
+        out = [loss for layer in cache[1] for loss in layer._losses]
+        out.extend(t.regularizer(t) for t in cache[2])
         return out
 
     def zero_grad(self):
@@ -436,12 +417,12 @@ class Model(Layer):
         """One optimizer step; returns the batch's loss and metrics as Keras does: a float,
         a list in ``metrics_names`` order, or the logs dict with ``return_dict=True``."""
         self._check_compiled()
+        _check_weights(y, sample_weight, class_weight)
         x = self._checked_x(x)
         self._ensure_built(x)
         if class_weight is not None:
             from .data import class_sample_weight
-            cw = class_sample_weight(leaves(as_arrays(y))[0], class_weight)
-            sample_weight = cw if sample_weight is None else np.asarray(sample_weight) * cw
+            sample_weight = class_sample_weight(leaves(as_arrays(y))[0], class_weight)
         self.reset_metrics()
         start = time.perf_counter()
         costing = self.strategy.cost_seconds if self.strategy is not None else 0.0
@@ -465,6 +446,7 @@ class Model(Layer):
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """The batch's loss and metrics, returned as by ``train_on_batch``."""
         self._check_compiled()
+        _check_weights(y, sample_weight)
         x = self._checked_x(x)
         self.reset_metrics()
         logs = _floats(self.test_step(_pack(x, as_arrays(y), sample_weight)))
@@ -478,10 +460,8 @@ class Model(Layer):
         then every other key, sorted."""
         if return_dict:
             return logs
-        outputs = self._compiled_outputs or []
-        order = ["loss"] + [m.name for _, _, _, ms in outputs for _, m, _ in ms]
-        if len(self.output_names) > 1:
-            order += [f"{name}_loss" for name, loss, _, _ in outputs if loss is not None]
+        order = [name for m in self.metrics for name in (
+            [s.name for s in m.metrics] if isinstance(m, cu.CompileMetrics) else [m.name])]
         values = ([logs[k] for k in order if k in logs]
                   + [logs[k] for k in sorted(logs) if k not in order])
         return values[0] if len(values) == 1 else values
@@ -548,6 +528,7 @@ class Model(Layer):
         verbose = 1 if verbose == "auto" else verbose
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1); received {validation_split}")
+        _check_weights(y, sample_weight, class_weight)
         if _is_arrays(x):
             x = self._checked_x(x)
             y = as_arrays(y)
@@ -588,6 +569,7 @@ class Model(Layer):
                 validation_data, tuple) else (validation_data, None, None)
             if _is_arrays(vx):
                 vx = self._checked_x(vx, "validation x")
+                _check_weights(vy, vsw, what="validation_data's sample weights")
             val = make_batches(vx, as_arrays(vy) if _is_arrays(vx) else vy, vsw,
                                validation_batch_size or batch_size, False, validation_steps)
         history = cbks.History()
@@ -627,7 +609,7 @@ class Model(Layer):
                 if val is not None and (epoch + 1) % int(validation_freq) == 0:
                     val_logs = self._run_evaluation(val, callbacks_)
                     epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
-                epoch_logs = callbacks_.call("on_epoch_end", epoch, logs=epoch_logs)
+                epoch_logs = callbacks_.call("on_epoch_end", epoch, logs=_floats(epoch_logs))
                 if self.stop_training:
                     break
         finally:
@@ -639,7 +621,9 @@ class Model(Layer):
         return history
 
     def _train_epoch(self, train, callbacks_):
-        """One pass over ``train``; returns (samples seen, the last step's logs)."""
+        """One pass over ``train``; returns (samples seen, the last step's logs as it
+        returned them: Keras sorts the epoch's logs with a custom step's nested dict
+        ('compile_metrics') at its own key)."""
         seen, logs = 0, {}
         for step, (bx, by, bsw) in enumerate(train.epoch()):
             callbacks_.call("on_train_batch_begin", step)
@@ -651,10 +635,10 @@ class Model(Layer):
                 self._epoch_build_seconds += time.perf_counter() - built_at
             if self._fit_cache is None:
                 self._fit_cache = self._walk_once()
-            logs = _floats(self.train_step(_pack(bx, by, bsw)))
+            logs = self.train_step(_pack(bx, by, bsw))
             self._after_step(bx)
             seen += _batch_size(bx)
-            callbacks_.call("on_train_batch_end", step, logs=logs)
+            callbacks_.call("on_train_batch_end", step, logs=_floats(logs))
             if self.stop_training:
                 break
         return seen, logs
@@ -683,6 +667,7 @@ class Model(Layer):
         """Loss (and metrics) on (x, y): a float, or a list when there are metrics."""
         self._check_compiled()
         verbose = 1 if verbose == "auto" else verbose
+        _check_weights(y, sample_weight)
         if _is_arrays(x):
             x = self._checked_x(x)
             if len(leaves(x)[0]) == 0:
@@ -772,6 +757,38 @@ def _additional_loss(loss):
     return loss.sum() if loss.ndim else loss
 
 
+def _check_weights(y, sample_weight, class_weight=None, what="sample_weight"):
+    """Keras's rules for the sample weights beside ``y``: not with class_weight; on a
+    multi-output ``y`` (a dict or a list), a dict of weights names every output y names
+    (None leaves one unweighted) and one shared array has one weight per sample. (A list of
+    weights with a dict y, or the reverse, is taken by output name and order; Keras
+    refuses those.)"""
+    if sample_weight is None:
+        return
+    if class_weight is not None:
+        raise ValueError("class_weight and sample_weight cannot be given at the same time "
+                         "(Keras refuses the pair too): fold the class weights into "
+                         "sample_weight, e.g. sample_weight * np.array([class_weight[c] for c "
+                         "in labels])")
+    if isinstance(y, dict) and len(y) > 1 and isinstance(sample_weight, dict):
+        missing = [k for k in y if k not in sample_weight]
+        if missing and set(sample_weight) <= set(y):    # unknown names: said further on
+            raise ValueError(f"{what} has no entry for the outputs {missing} that y gives "
+                             f"(y names {list(y)}; {what} names {list(sample_weight)}): give "
+                             f"one array per output in y, None for an output left unweighted "
+                             f"(Keras refuses a partial dict too)")
+    multi = (isinstance(y, dict) and len(y) > 1) or (
+        isinstance(y, (list, tuple)) and len(y) > 1 and all(
+            hasattr(v, "shape") for v in y))
+    if multi and not isinstance(sample_weight, (dict, list, tuple)):
+        shape = np.shape(sample_weight)
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise ValueError(f"one {what} array for a model with several outputs holds one "
+                             f"weight per sample, shape (samples,); received shape {shape}. "
+                             f"For weights of another shape, give one array per output (a "
+                             f"dict by output name), as Keras asks")
+
+
 def _leaves_of(value):
     """The entries of a compile argument given as one, a list (of lists) or a dict."""
     if value is None:
@@ -832,8 +849,15 @@ def _first_batch(x):
 
 
 def _floats(logs):
-    return {k: float(np.asarray(v.data if isinstance(v, Tensor) else v)) for k, v in
-            (logs or {}).items()}
+    """A step's logs as Keras's ``pythonify_logs``: sorted by key, a dict value (a
+    ``CompileMetrics`` result a custom train_step returned) spread out, numbers as floats."""
+    out = {}
+    for k, v in sorted((logs or {}).items()):
+        if isinstance(v, dict):
+            out.update(_floats(v))
+        else:
+            out[k] = float(np.asarray(v.data if isinstance(v, Tensor) else v))
+    return out
 
 
 def _to_numpy(out):
