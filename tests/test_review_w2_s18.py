@@ -1,0 +1,92 @@
+"""s18 review of wafer18's merge: load_report on files that are not regular files or are
+small under a tight address-space limit; see each test's docstring for what failed on
+main 5bba815."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import wsekern
+from wsekern import WaferConfig
+
+LOAD_IN_CHILD = textwrap.dedent("""
+    import resource, sys
+    import numpy as np, wsekern
+    path, limit = sys.argv[1], int(sys.argv[2])
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        r = wsekern.load_report(path)
+        print("loaded", r.cycles)
+    except BaseException as e:
+        print(type(e).__name__, e)
+""")
+
+
+def _load_in_child(path, limit=0):
+    return subprocess.run([sys.executable, "-c", LOAD_IN_CHILD, str(path), str(limit)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _small_report():
+    return wsekern.Wafer(WaferConfig.small(4, 4)).spmm(np.eye(8, dtype=np.float32),
+                                                        np.ones((8, 2), np.float32))[1]
+
+
+def test_load_report_reads_a_small_report_under_a_tight_address_space(tmp_path):
+    """load_report read ``f.read(MAX_REPORT_BYTES + 1)``: a buffered read reserves its
+    whole size first, so every load reserved 783 MB and a 2 kB report failed with a bare
+    MemoryError with 400 MB of address space to spare (it loaded before 5bba815). Now it
+    reads what fstat says plus one byte."""
+    path = _small_report().save(tmp_path / "r.json")
+    # the child's own address space after importing wsekern, plus room for a small read
+    probe = subprocess.run([sys.executable, "-c", "import wsekern, resource; "
+                            "print(open('/proc/self/statm').read().split()[0])"],
+                           capture_output=True, text=True, timeout=120)
+    base = int(probe.stdout.split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    out = _load_in_child(path, base + (400 << 20))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("loaded"), out.stdout + out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "directory"])
+def test_load_report_refuses_what_is_not_a_regular_file_without_reading(tmp_path, kind):
+    """A FIFO with no writer blocked load_report forever in open(); /dev/zero (size 0 to
+    fstat) was read for 783 MB and then called a file that "grew"; a directory gave an
+    IsADirectoryError. Now each is refused at once with a ValueError naming the kind of
+    file. Hostile input: in a child process with a timeout (a hang fails the test)."""
+    if kind == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+        name = "FIFO"
+    elif kind == "dev_zero":
+        path, name = "/dev/zero", "character device"
+    else:
+        path, name = tmp_path, "directory"
+    try:
+        out = _load_in_child(path)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"load_report({kind}) hung")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ValueError"), out.stdout
+    assert f"not a regular file (a {name})" in out.stdout and "not read" in out.stdout
+
+
+@pytest.mark.parametrize("told", [10, 10 ** 6])
+def test_load_report_reads_a_file_whose_size_changed_after_fstat(tmp_path, monkeypatch, told):
+    """Guard: the file grew (fstat said 10 B) or shrank (fstat said 1 MB) between fstat
+    and read: load_report still reads the whole file and no more."""
+    from wsekern.wafer import report
+    rep = _small_report()
+    path = rep.save(tmp_path / "r.json")
+    real = os.fstat
+
+    class Stat:
+        def __init__(self, st):
+            self.st_mode, self.st_size = st.st_mode, told
+
+    monkeypatch.setattr(report.os, "fstat", lambda fd: Stat(real(fd)))
+    assert report.load_report(path).cycles == rep.cycles
