@@ -90,3 +90,67 @@ def test_load_report_reads_a_file_whose_size_changed_after_fstat(tmp_path, monke
 
     monkeypatch.setattr(report.os, "fstat", lambda fd: Stat(real(fd)))
     assert report.load_report(path).cycles == rep.cycles
+
+
+def _most_per_column_by_hand(W, R, C):
+    """For each block (rows_r, cols_c) of W on R x C, the most stored entries (duplicates
+    counted) of one column of W in it: counted entry by entry."""
+    from collections import Counter
+
+    from wsekern.wafer import placement
+    W = W.tocsr()
+    M, K = W.shape
+    rb, kb = placement.bounds(M, R), placement.bounds(K, C)
+    per = Counter()
+    for m in range(M):
+        for k in W.indices[W.indptr[m]:W.indptr[m + 1]]:
+            per[(int(np.searchsorted(rb, m, "right") - 1), int(k))] += 1
+    most = np.zeros((R, C), np.int64)
+    for (r, k), n in per.items():
+        c = int(np.searchsorted(kb, k, "right") - 1)
+        most[r, c] = max(most[r, c], n)
+    return most
+
+
+# blocks of 120 rows: a block is pace-safe on this config iff each of its columns holds
+# at most 2 entries (22 x most <= 15 + 120 / 4), so these counts straddle the threshold
+# (blocks of 10 rows: only a block without entries)
+@pytest.mark.parametrize("M, K, R, C, nnz, dup", [
+    (480, 60, 4, 7, 170, False),
+    (480, 60, 4, 7, 170, True),       # duplicate entries (valid: scipy sums them)
+    (240, 3, 2, 8, 9, False),         # K < C: empty column blocks
+    (640, 70_000, 64, 64, 500, True),  # hypersparse: R K far above nnz (the sort path)
+    (30, 30, 1, 1, 0, False),         # no nonzero
+])
+def test_pace_safe_formats_against_a_count_by_hand(M, K, R, C, nnz, dup):
+    """Guard for the counting rewrite of placement.pace_safe_formats (np.unique's sort
+    cost 0.15 s CPU on simulate spmm's default case, more than the exact pass it gates):
+    a block stays compressed exactly where dense does not fit or task + scalar x (the
+    most entries of one of its columns) <= t_dense; reference counted entry by entry.
+    Passes on 5bba815 (the sort); a sum in place of the max fails it."""
+    import scipy.sparse as sps
+
+    from wsekern.wafer import placement
+    rng = np.random.default_rng(3)
+    # random entries, and three in column 0 of block (0, 0): one block that is not safe
+    rows = np.concatenate([rng.integers(0, M, nnz), [0, 1, 2] if nnz else []]).astype(int)
+    cols = np.concatenate([rng.integers(0, K, nnz), [0, 0, 0] if nnz else []]).astype(int)
+    if dup:
+        rows, cols = np.concatenate([rows, rows[::2]]), np.concatenate([cols, cols[::2]])
+    else:
+        rows, cols = np.unravel_index(np.unique(rows * K + cols), (M, K))
+    order = np.argsort(rows, kind="stable")      # CSR by hand: duplicates stay stored
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=M))])
+    W = sps.csr_array((np.ones(len(rows)), cols[order], indptr), shape=(M, K))
+    cfg = WaferConfig.small(max(R, 16), max(C, 16))
+    ops = placement.Operands(W, np.ones((K, 2)))
+    region = (0, 0, R, C)
+    st = placement._ws_static(ops, cfg, region)
+    most = _most_per_column_by_hand(W, R, C)
+    want = (cfg.task_cycles + cfg.scalar_cycles_per_element * most
+            <= st["t_dense"][:, None]) | ~st["dense_fits"]
+    got = placement.pace_safe_formats(ops, cfg, region, np.ones((R, C), bool))
+    np.testing.assert_array_equal(got, want)
+    if nnz:
+        assert want.any() and not want.all()      # the counts straddle the threshold
+    assert not placement.pace_safe_formats(ops, cfg, region, np.zeros((R, C), bool)).any()
