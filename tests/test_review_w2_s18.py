@@ -154,3 +154,37 @@ def test_pace_safe_formats_against_a_count_by_hand(M, K, R, C, nnz, dup):
     if nnz:
         assert want.any() and not want.all()      # the counts straddle the threshold
     assert not placement.pace_safe_formats(ops, cfg, region, np.zeros((R, C), bool)).any()
+
+
+@pytest.mark.parametrize("seed", [0, 9])
+def test_choice_of_formats_skips_the_pass_that_cannot_win(monkeypatch, seed):
+    """analytic._ws_choose ran the exact model on the pace-safe formats whenever they
+    differed from the placer's. Their busiest PE (the exact model's own lower bound, with
+    those blocks dense) can already take longer than the placer's formats in all: then
+    that pass cannot win and is skipped (77 of 167 random cases where the sets differ;
+    notes s18/review_w2). Checks the choice against both exact passes run by hand, and
+    (seed 0: bound 2,967 >= 2,867) that the second pass was skipped: on 5bba815 it ran
+    (two exact passes). Seed 9 (bound 2,943 < 2,957) runs both, as before."""
+    import scipy.sparse as sps
+
+    from wsekern.wafer import analytic, placement
+    rng = np.random.default_rng(seed)
+    cfg, region = WaferConfig.small(8, 8), (0, 0, 5, 7)
+    W = sps.csr_array(np.where(rng.random((96, 200)) < 0.03, 1.0, 0.0))
+    X = np.where(rng.random((200, 8)) < 0.5, 1.0, 0.0)
+    ops = placement.Operands(W, X)
+    pl = placement.weight_stationary(ops, cfg, region)
+    safe = placement.pace_safe_formats(ops, cfg, region, pl.use_comp)
+    alt = placement.weight_stationary(ops, cfg, region, use_comp=safe)
+    est = [analytic.weight_stationary(W, X, cfg, region, placement=p).cycles for p in (pl, alt)]
+    assert not np.array_equal(safe, pl.use_comp)
+    calls = []
+    real = analytic._ws_cycles
+    monkeypatch.setattr(analytic, "_ws_cycles", lambda *a: calls.append(1) or real(*a))
+    chosen, timing = analytic._ws_choose(ops, pl, cfg, "spmm")
+    want = safe if est[1] < est[0] else pl.use_comp
+    np.testing.assert_array_equal(chosen.use_comp, want)
+    assert timing["est"] == min(est)
+    assert len(calls) == (1 if seed == 0 else 2)
+    if seed == 0:
+        assert est[1] >= est[0]      # the skipped pass would not have won
