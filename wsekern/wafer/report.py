@@ -778,8 +778,9 @@ def load_report(path):
     ------
     ValueError
         The file is not a complete JSON document of a saved report (truncated, another
-        format or version, a summary printed by ``--json``), or is larger than any saved
-        report (``MAX_REPORT_BYTES``; refused before it is read): the message says which.
+        format or version, a summary printed by ``--json``), is larger than any saved
+        report (``MAX_REPORT_BYTES``), or is not a regular file (a FIFO, a device, a
+        directory); the last two are refused before they are read. The message says which.
     OSError
         The file cannot be read.
 
