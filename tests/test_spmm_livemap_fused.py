@@ -8,12 +8,9 @@ beforehand in NumPy, NaN exactly where a float64 SciPy reference has it and clos
 elsewhere, every output row written. An out-of-range column in the first, a middle or the
 last row of a call is declined. Every SIMD path this CPU runs; the fused form is checked
 to run where the CPU has it."""
-import os
 
 import pytest
-from conftest import run_in_child
-
-from wsekern import _spmm
+from conftest import assert_child_says, run_on_simd
 
 _CODE = """
 import numpy as np, scipy.sparse as sps
@@ -91,8 +88,4 @@ print("ok", n, SIMD_PATH)
 
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
 def test_livemap_fused(simd):
-    if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
-        pytest.skip(f"this CPU does not run {simd}")
-    proc = run_in_child(_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=300)
-    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "26", simd], (
-        proc.stdout[-2000:] + proc.stderr[-2000:])
+    assert_child_says(run_on_simd(simd, _CODE, timeout=300), ["ok", "26", simd])
