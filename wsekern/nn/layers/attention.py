@@ -528,10 +528,23 @@ def _init_in_shape(init, shape):
     in C order)."""
     if isinstance(init, initializers.VarianceScaling):
         return init
+    if _is_foreign_object(init):
+        # Keras's initializers are stateless: MultiHeadAttention clones one per projection
+        # (an unseeded one then draws anew; called as given, query and key were equal)
+        init = type(init).from_config(init.get_config())
+        if all(hasattr(init, a) for a in ("scale", "mode", "distribution")):
+            return init     # its VarianceScaling on the flat shape: EinsumDense's fans
 
     def draw(flat, dtype=None):
         return np.reshape(np.asarray(init(shape, dtype=dtype)), flat)
     return draw
+
+
+def _is_foreign_object(init):
+    """A Keras initializer object (kept as a callable by initializers.get)."""
+    return (not isinstance(init, initializers.Initializer)
+            and callable(getattr(type(init), "from_config", None))
+            and callable(getattr(init, "get_config", None)))
 
 
 def _scores(p, q, k):
