@@ -40,3 +40,69 @@ def test_mha_keras_initializer_objects_draw_as_keras(keras, make):
     # with the same seeds, the very values Keras draws
     for a, b in zip(theirs, ours):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+
+
+# A Keras initializer object in a config was written as its class name alone
+# (get_registered_name): its arguments were lost, so clone_model's fresh draw (and a loaded
+# model's, before its weights) took Constant(0) where Keras's clone has Constant(0.5), and a
+# RandomNormal(stddev=3) drew std 0.05.
+def test_keras_initializer_objects_keep_their_arguments_in_clones(keras, tmp_path):
+    def build(K):
+        inputs = K.Input((4,))
+        dense = K.layers.Dense(64, name="d",
+                               kernel_initializer=keras.initializers.RandomNormal(stddev=3.0),
+                               bias_initializer=keras.initializers.Constant(0.5))
+        mha = K.layers.MultiHeadAttention(
+            2, 4, name="mha", kernel_initializer=keras.initializers.HeNormal(seed=3),
+            bias_initializer=keras.initializers.Constant(-0.25))
+        h = K.layers.Reshape((8, 8))(dense(inputs))
+        return K.Model(inputs, mha(h, h))
+
+    keras.utils.set_random_seed(0)
+    theirs = keras.models.clone_model(build(keras))
+    keras.utils.set_random_seed(0)
+    model = build(nn)
+    clones = [nn.models.clone_model(model)]
+    for clone in clones:
+        for name in ("d", "mha"):
+            t, o = theirs.get_layer(name).get_weights(), clone.get_layer(name).get_weights()
+            for a, b in zip(t, o):
+                assert b.shape == a.shape
+                if np.ptp(a) == 0:          # a Constant bias: the very value
+                    np.testing.assert_array_equal(b, a)
+                else:
+                    assert np.std(b) == pytest.approx(np.std(a), rel=0.15)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = nn.load_model(path)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(b, a)
+    assert loaded.get_layer("d").get_config()["bias_initializer"] == {
+        "class_name": "Constant", "config": {"value": 0.5}}
+
+
+# keras.io's serialization guide: ``new_model = keras.Model.from_config(model.get_config())``.
+# A functional model's get_config was Model's {name, trainable}: Model.from_config made an
+# empty model in silence (no layers, predict had nothing to run), Functional.from_config a
+# TypeError.
+def test_model_from_config_of_a_functional_model_is_its_graph(keras):
+    def build(K):
+        inputs = K.Input((6,), name="x")
+        h = K.layers.Dense(5, activation="relu", name="h")(inputs)
+        return K.Model(inputs, [K.layers.Dense(1, name="a")(h),
+                                K.layers.Dense(2, name="b")(h)], name="two")
+
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    theirs, ours = build(keras), build(nn)
+    ours.set_weights(theirs.get_weights())
+    for make in (keras.Model.from_config, type(theirs).from_config):
+        new = make(theirs.get_config())
+        new.set_weights(theirs.get_weights())
+        expected = [layer.name for layer in new.layers]
+    for make in (nn.Model.from_config, type(ours).from_config):
+        new = make(ours.get_config())
+        assert [layer.name for layer in new.layers] == expected
+        assert new.name == "two"
+        new.set_weights(ours.get_weights())
+        for a, b in zip(theirs.predict(x, verbose=0), new.predict(x, verbose=0)):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
