@@ -106,3 +106,25 @@ def test_model_from_config_of_a_functional_model_is_its_graph(keras):
         new.set_weights(ours.get_weights())
         for a, b in zip(theirs.predict(x, verbose=0), new.predict(x, verbose=0)):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+# Keras takes output_shape as an int or a tuple; (10,) was handed to Dense as units and
+# refused with "units must be a positive int; received (10,)". A tuple of more dims is
+# refused by what ours does.
+def test_mha_output_shape_as_a_tuple_as_keras(keras, tmp_path):
+    x = np.random.default_rng(1).standard_normal((2, 5, 16)).astype(np.float32)
+    out = []
+    for K in (keras, nn):
+        inputs = K.Input((5, 16))
+        mha = K.layers.MultiHeadAttention(2, 4, output_shape=(10,), name="mha")
+        model = K.Model(inputs, mha(inputs, inputs))
+        if K is nn:
+            model.set_weights(out[0][1])
+        out.append((model.predict(x, verbose=0), model.get_weights(), mha.get_config()))
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-5, atol=1e-6)
+    assert out[1][2]["output_shape"] == out[0][2]["output_shape"]
+    path = tmp_path / "m.keras"
+    model.save(path)
+    np.testing.assert_array_equal(nn.load_model(path).predict(x, verbose=0), out[1][0])
+    with pytest.raises(ValueError, match=r"output_shape.*received \(3, 4\)"):
+        nn.layers.MultiHeadAttention(2, 4, output_shape=(3, 4))
