@@ -314,7 +314,8 @@ class MultiHeadAttention(Layer):
         self.num_heads, self.key_dim = int(num_heads), int(key_dim)
         self.value_dim = int(value_dim or key_dim)
         self.dropout, self.use_bias = float(dropout), bool(use_bias)
-        self._output_dim = output_shape
+        self._output_dim = _output_dim(output_shape)
+        self._output_shape_arg = output_shape       # the config keeps it as given
         self.attention_axes = None if axes is None else tuple(axes)
         self.flash_attention = flash_attention
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -458,7 +459,7 @@ class MultiHeadAttention(Layer):
         return {**unset, **super().get_config(), "num_heads": self.num_heads,
                 "key_dim": self.key_dim,
                 "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
-                "output_shape": self._output_dim, "attention_axes": self.attention_axes,
+                "output_shape": self._output_shape_arg, "attention_axes": self.attention_axes,
                 "sliding_window": None, "use_gate": False,
                 "flash_attention": self.flash_attention,
                 "kernel_initializer": _init_name(self._init_args[0]),
@@ -528,10 +529,37 @@ def _init_in_shape(init, shape):
     in C order)."""
     if isinstance(init, initializers.VarianceScaling):
         return init
+    if _is_foreign_object(init):
+        # Keras's initializers are stateless: MultiHeadAttention clones one per projection
+        # (an unseeded one then draws anew; called as given, query and key were equal)
+        init = type(init).from_config(init.get_config())
+        if all(hasattr(init, a) for a in ("scale", "mode", "distribution")):
+            return init     # its VarianceScaling on the flat shape: EinsumDense's fans
 
     def draw(flat, dtype=None):
         return np.reshape(np.asarray(init(shape, dtype=dtype)), flat)
     return draw
+
+
+def _output_dim(output_shape):
+    """Keras's output_shape: None, an int or a tuple of dims; ours projects to one last
+    axis, so a tuple of one int (Dense refused (10,) as a bad units value)."""
+    dims = output_shape
+    if isinstance(dims, (tuple, list)) and len(dims) == 1:
+        dims = dims[0]
+    if dims is None or (isinstance(dims, (int, np.integer)) and not isinstance(dims, bool)
+                        and dims > 0):
+        return None if dims is None else int(dims)
+    raise ValueError(f"MultiHeadAttention(output_shape=...) must be None, a positive int or "
+                     f"a tuple of one; received {output_shape!r}: ours projects the output "
+                     f"to one last axis")
+
+
+def _is_foreign_object(init):
+    """A Keras initializer object (kept as a callable by initializers.get)."""
+    return (not isinstance(init, initializers.Initializer)
+            and callable(getattr(type(init), "from_config", None))
+            and callable(getattr(init, "get_config", None)))
 
 
 def _scores(p, q, k):

@@ -269,7 +269,30 @@ def _init_name(init):
         return init
     if isinstance(init, initializers.Initializer):
         return serialize_object(init, initializers._CLASSES)
-    return get_registered_name(init)
+    config = _foreign_init_config(init, initializers)
+    return config if config is not None else get_registered_name(init)
+
+
+def _foreign_init_config(init, initializers):
+    """A Keras initializer object as ours serializes (its class name alone lost its
+    arguments: a clone or a loaded model's fresh draw took Constant(0), not Constant(0.5));
+    None where ours cannot rebuild it."""
+    get_config = getattr(init, "get_config", None)
+    if not callable(get_config) or type(init).__module__.split(".")[0] != "keras":
+        return None     # a user's own class keeps its registered name
+    try:
+        config = dict(get_config())
+    except Exception:   # a callable's get_config we cannot read: keep its name
+        return None
+    for key in ("input_axes", "output_axes"):      # Keras's fans for N-D kernels
+        if config.get(key, 0) is None:
+            del config[key]
+    out = {"class_name": type(init).__name__, "config": config}
+    try:
+        initializers.deserialize(out)
+    except (ValueError, TypeError):
+        return None
+    return out
 
 
 def _pattern_mask(P):

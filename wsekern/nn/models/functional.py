@@ -56,6 +56,12 @@ def topological_nodes(outputs, inputs):
 class Functional(Model):
     """A model defined by its symbolic inputs and outputs (``keras.Model(inputs, outputs)``)."""
 
+    def get_config(self):
+        """The graph: its layers' configs, the calls between them, inputs and outputs
+        (Model's name and trainable alone made ``Model.from_config`` an empty model)."""
+        from ..saving.model_config import functional_config
+        return functional_config(self)
+
     def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
         super().__init__(name=name or "functional", trainable=trainable, **kwargs)
         for what, struct in (("inputs", inputs), ("outputs", outputs)):

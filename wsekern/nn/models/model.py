@@ -741,6 +741,18 @@ class Model(Layer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        """``cls(**config)``; a functional model's config (a Functional's get_config, as
+        Keras's ``Model.from_config`` takes it) makes its graph with fresh weights."""
+        if isinstance(config, dict) and "layers" in config and "nodes" in config:
+            from ..registry import custom_object_scope
+            from ..saving.model_config import functional_from_config
+            from .functional import Functional
+            with custom_object_scope(custom_objects or {}):
+                model = functional_from_config(config, custom_objects, f"{cls.__name__}"
+                                               f".from_config")
+            if cls in (Model, Functional):
+                return model
+            return cls(model._inputs_struct, model._outputs_struct, name=model.name)
         return cls(**config)
 
 
