@@ -14,6 +14,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
 from _chain cimport chain_columns, chain_rounds, check_chain_args, whole_number
+from _step_init cimport check_step_init, one_chain
 from _stream cimport (check_wpv, wsk_dense_samples, wsk_dense_samples_avx512,
                      wsk_stream_avx512_runs, wsk_x_column, wsk_x_column_avx512,
                      wsk_x_kmajor)
@@ -174,21 +175,10 @@ cdef class DenseStep:
 
     def __init__(self, Py_ssize_t K, const long[:] k_b, double tmax, double eos, long wpv,
                  double dt, double fill, pipeline=None):
-        # built once: a second __init__ would replace the arrays a run on another thread
-        # reads without the GIL
-        if self.keep is not None:
-            raise TypeError("a DenseStep is built once (its structure fixed); make a new one")
-        if pipeline is None:
-            raise ValueError("DenseStep needs the pipeline's figures (dense_stream's "
-                             "pipeline=): it gives the chain's completion")
-        if K < 0:
-            raise ValueError(f"K must be X's rows (>= 0); received {K}")
+        check_step_init("DenseStep", "dense_stream's", self.keep, pipeline, K)
         _check_bounds(k_b, K)
         L_, hop, ramp, lat, launch, task, cushion = pipeline
-        cdef const long[:] L = L_
-        if L.shape[0] != 1:
-            raise ValueError(f"pipeline: L must have one entry (one chain); received "
-                             f"{L.shape[0]}")
+        cdef const long[:] L = one_chain(L_)
         # the fields replaced only once every check passed (a refused second __init__
         # leaves the step as it was), on copies the caller cannot write to: the bounds
         # checked above are the bounds the step reads

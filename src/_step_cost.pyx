@@ -11,6 +11,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
 from _chain cimport chain_columns
+from _step_init cimport check_step_init, one_chain
 from _stream cimport (check_wpv, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
 
@@ -823,20 +824,9 @@ cdef class WsStep:
                  dense_total, double task, double scalar, double eos, long wpv, double dt,
                  bint check=True, pipeline=None, dead=None, packed=None, table=None,
                  sram_bound=None):
-        # built once: a second __init__ would replace the arrays a run on another thread
-        # reads without the GIL
-        if self.keep is not None:
-            raise TypeError("a WsStep is built once (its structure fixed); make a new one")
-        if pipeline is None:
-            raise ValueError("WsStep needs the pipeline's figures (ws_step_columns' "
-                             "pipeline=): it gives the chain's completion")
-        if K < 0:
-            raise ValueError(f"K must be X's rows (>= 0); received {K}")
+        check_step_init("WsStep", "ws_step_columns'", self.keep, pipeline, K)
         L_, hop, ramp, lat, launch, cushion, fill = pipeline
-        cdef const long[:] L = L_
-        if L.shape[0] != 1:
-            raise ValueError(f"pipeline: L must have one entry (one chain); received "
-                             f"{L.shape[0]}")
+        cdef const long[:] L = one_chain(L_)
         # the checks on the caller's arrays (its refusals), then the plan made again on
         # read-only copies, and only then the step's own fields replaced: a refused call
         # (a second __init__ too) leaves the step as it was, never pointing into arrays it

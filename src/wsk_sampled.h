@@ -16,21 +16,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define WSKS_VECTOR 1
-#if (defined(__x86_64__) || defined(_M_X64)) && !defined(WSK_NO_DISPATCH)
-#define WSKS_X86 1
-#else
-#define WSKS_X86 0
-#endif
-#else
-#define WSKS_VECTOR 0
-#define WSKS_X86 0
-#endif
+#include "wsk_vec.h"
 
 #if WSKS_VECTOR
 /* G dots (G <= 4) sharing a, each on two accumulators of LANES lanes. */
-#define WSKS_DEFINE(V, VBYTES, I, SFX, TGT, ATTR)                                        \
+#define WSK_SAMPLED_DEFINE(V, VBYTES, I, SFX, TGT, ATTR)                                \
 typedef V wsks_##SFX##_##TGT##_vt __attribute__((vector_size(VBYTES)));               \
 static ATTR __attribute__((always_inline)) inline void                                 \
 wsks_group_##SFX##_##TGT(const V* a, const V* const* b, const V* const* next, int G,   \
@@ -91,16 +81,15 @@ static ATTR void wsk_sampled_dots_##SFX##_##TGT(const V* a, const V* B, ptrdiff_
     }                                                                                  \
 }
 
-#define WSKS_DEFINE_TARGET(TGT, ATTR, VBYTES)                                            \
-    WSKS_DEFINE(float, VBYTES, int32_t, f32_i32, TGT, ATTR)                             \
-    WSKS_DEFINE(float, VBYTES, int64_t, f32_i64, TGT, ATTR)                             \
-    WSKS_DEFINE(double, VBYTES, int32_t, f64_i32, TGT, ATTR)                            \
-    WSKS_DEFINE(double, VBYTES, int64_t, f64_i64, TGT, ATTR)
+#define WSK_SAMPLED_DEFINE_TARGET(TGT, ATTR, VBYTES)                                     \
+    WSK_SAMPLED_DEFINE(float, VBYTES, int32_t, f32_i32, TGT, ATTR)                      \
+    WSK_SAMPLED_DEFINE(float, VBYTES, int64_t, f32_i64, TGT, ATTR)                      \
+    WSK_SAMPLED_DEFINE(double, VBYTES, int32_t, f64_i32, TGT, ATTR)                     \
+    WSK_SAMPLED_DEFINE(double, VBYTES, int64_t, f64_i64, TGT, ATTR)
 
-#define WSKS_NOATTR
-WSKS_DEFINE_TARGET(base, WSKS_NOATTR, 16)
+WSK_SAMPLED_DEFINE_TARGET(base, WSKS_NOATTR, 16)
 #if WSKS_X86
-WSKS_DEFINE_TARGET(avx2, __attribute__((target("arch=x86-64-v3"))), 32)
+WSK_SAMPLED_DEFINE_TARGET(avx2, WSKS_ATTR_AVX2, 32)
 #endif
 
 #else  /* no vector extensions: the plain loop */

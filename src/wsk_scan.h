@@ -14,17 +14,13 @@
 #include <stdint.h>
 #include <string.h>
 
-#if !(defined(__GNUC__) || defined(__clang__))
+#include "wsk_vec.h"
+
+#if !WSKS_VECTOR
 #error "wsk_scan.h needs GCC vector extensions"
 #endif
 
-#if (defined(__x86_64__) || defined(_M_X64)) && !defined(WSK_NO_DISPATCH)
-#define WSKS_X86 1
-#else
-#define WSKS_X86 0
-#endif
-
-#define WSKS_DEFINE(V, I, VBYTES, SFX, TGT, ATTR)                                       \
+#define WSK_SCAN_DEFINE(V, I, VBYTES, SFX, TGT, ATTR)                                   \
 static ATTR ptrdiff_t wsk_scan_##SFX##_##TGT(const V* p, ptrdiff_t n, int* bad)          \
 {                                                                                      \
     typedef V VT __attribute__((vector_size(VBYTES)));                                 \
@@ -61,15 +57,14 @@ static ATTR ptrdiff_t wsk_scan_##SFX##_##TGT(const V* p, ptrdiff_t n, int* bad) 
     return k;                                                                          \
 }
 
-#define WSKS_DEFINE_TARGET(TGT, ATTR, VBYTES)                                           \
-    WSKS_DEFINE(float, int32_t, VBYTES, f32, TGT, ATTR)                                 \
-    WSKS_DEFINE(double, int64_t, VBYTES, f64, TGT, ATTR)
+#define WSK_SCAN_DEFINE_TARGET(TGT, ATTR, VBYTES)                                       \
+    WSK_SCAN_DEFINE(float, int32_t, VBYTES, f32, TGT, ATTR)                             \
+    WSK_SCAN_DEFINE(double, int64_t, VBYTES, f64, TGT, ATTR)
 
-#define WSKS_NOATTR
-WSKS_DEFINE_TARGET(base, WSKS_NOATTR, 16)
+WSK_SCAN_DEFINE_TARGET(base, WSKS_NOATTR, 16)
 #if WSKS_X86
-WSKS_DEFINE_TARGET(avx2, __attribute__((target("arch=x86-64-v3"))), 32)
-WSKS_DEFINE_TARGET(avx512, __attribute__((target("arch=x86-64-v4"))), 64)
+WSK_SCAN_DEFINE_TARGET(avx2, WSKS_ATTR_AVX2, 32)
+WSK_SCAN_DEFINE_TARGET(avx512, WSKS_ATTR_AVX512, 64)
 #endif
 
 typedef ptrdiff_t (*wsk_scan_f32_t)(const float*, ptrdiff_t, int*);

@@ -81,6 +81,25 @@ def run_in_child(code, *, limit_gb=None, env=None, timeout=120):
                           text=True, timeout=timeout)
 
 
+def run_on_simd(simd, code, *, timeout=120, env_pop=()):
+    """``code`` run by :func:`run_in_child` with the SIMD path ``simd`` forced
+    (WSEKERN_SIMD), the variables ``env_pop`` unset; skips the calling test where this CPU
+    and build do not run ``simd`` (an x86 path on aarch64, AVX-512 on an AVX2 CPU)."""
+    from wsekern.simd_path import simd_available
+    if simd not in simd_available():
+        pytest.skip(f"this CPU does not run the {simd} path")
+    env = dict(os.environ, WSEKERN_SIMD=simd)
+    for name in env_pop:
+        env.pop(name, None)
+    return run_in_child(code, env=env, timeout=timeout)
+
+
+def assert_child_says(proc, words):
+    """The child exited 0 having printed exactly ``words`` (split on whitespace)."""
+    assert proc.returncode == 0 and proc.stdout.split() == list(words), (
+        proc.stdout[-2000:] + proc.stderr[-2000:])
+
+
 _REFUSAL_LOOP = """
 for _i, _case in enumerate(cases):
     try:

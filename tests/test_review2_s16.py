@@ -9,7 +9,7 @@ empty ones (a 16-row run far longer than the others); 1-3 threads."""
 import os
 
 import pytest
-from conftest import run_in_child
+from conftest import run_in_child, run_on_simd
 
 from wsekern import _spmm
 
@@ -108,9 +108,7 @@ print("ok", total, SIMD_PATH)
 
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
 def test_remap_compaction_adversarial(simd):
-    if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
-        pytest.skip(f"this CPU does not run {simd}")
-    proc = run_in_child(_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=600)
+    proc = run_on_simd(simd, _CODE, timeout=600)
     assert proc.returncode == 0 and proc.stdout.split()[::2] == ["ok", simd], (
         proc.stdout[-2000:] + proc.stderr[-2000:])
 

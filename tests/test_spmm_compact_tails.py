@@ -5,12 +5,9 @@ and duplicate column indices: bit for bit csr_spmm on W compacted beforehand in 
 same entries in the same order), NaN exactly where a float64 SciPy reference has it, and
 close to it elsewhere; fp32/fp64 x int32/int64, the per-row and compacted-once variants,
 1 and 2 threads, every SIMD path this CPU runs."""
-import os
 
 import pytest
-from conftest import run_in_child
-
-from wsekern import _spmm
+from conftest import assert_child_says, run_on_simd
 
 _CODE = """
 import numpy as np, scipy.sparse as sps
@@ -68,8 +65,4 @@ print("ok", n, SIMD_PATH)
 
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
 def test_compaction_every_tail(simd):
-    if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
-        pytest.skip(f"this CPU does not run {simd}")
-    proc = run_in_child(_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=300)
-    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "16", simd], (
-        proc.stdout[-2000:] + proc.stderr[-2000:])
+    assert_child_says(run_on_simd(simd, _CODE, timeout=300), ["ok", "16", simd])

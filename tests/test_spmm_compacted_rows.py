@@ -5,12 +5,9 @@ counts). Bit for bit the kernel on W compacted beforehand in NumPy (the same non
 same order, run as a plain CSR on the live rows), and a float64 SciPy reference over the
 stored weights; rows with nothing kept, everything kept, empty rows, inf/NaN weights (on live
 and dead rows), NaN/inf in X, int32/int64 indices, 1 and 2 threads, every SIMD path."""
-import os
 
 import pytest
-from conftest import run_in_child
-
-from wsekern import _spmm
+from conftest import assert_child_says, run_on_simd
 
 _CODE = """
 import numpy as np, scipy.sparse as sps
@@ -82,8 +79,4 @@ print("ok", n, SIMD_PATH)
 
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
 def test_compacted_rows_bit_for_bit(simd):
-    if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
-        pytest.skip(f"this CPU does not run {simd}")
-    proc = run_in_child(_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=300)
-    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "160", simd], (
-        proc.stdout[-2000:] + proc.stderr[-2000:])
+    assert_child_says(run_on_simd(simd, _CODE, timeout=300), ["ok", "160", simd])

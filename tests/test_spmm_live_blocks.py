@@ -7,9 +7,7 @@ arguments are refused."""
 import os
 
 import pytest
-from conftest import assert_refused_in_child, run_in_child
-
-from wsekern import _spmm
+from conftest import assert_child_says, assert_refused_in_child, run_in_child, run_on_simd
 
 # The child imports tests/dead_x_cases.py.
 _CASES_PATH = f"import sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n"
@@ -97,12 +95,8 @@ print("ok", n, get_config()["simd"])
 
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
 def test_live_rows_copied_from_x_bit_for_bit(simd):
-    if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
-        pytest.skip(f"this CPU does not run {simd}")
-    proc = run_in_child(_CASES_PATH + _SAME_CODE, env=dict(os.environ, WSEKERN_SIMD=simd),
-                        timeout=300)
-    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "320", simd], (
-        proc.stdout[-2000:] + proc.stderr[-2000:])
+    proc = run_on_simd(simd, _CASES_PATH + _SAME_CODE, timeout=300)
+    assert_child_says(proc, ["ok", "320", simd])
 
 
 def test_x_rows_refused():

@@ -6,12 +6,11 @@ bit csr_spmm on W compacted beforehand in NumPy, NaN exactly where a float64 Sci
 reference has it and close elsewhere; a remap that is not the live map (its live rows
 permuted) takes the scalar loads and still gives the product. Every SIMD path this CPU
 runs; the register form is checked to run where the CPU has it."""
-import os
 
 import numpy as np
 import pytest
 import scipy.sparse as sps
-from conftest import run_in_child
+from conftest import assert_child_says, run_on_simd
 
 from wsekern import _spmm, kernels
 
@@ -90,11 +89,7 @@ print("ok", n, SIMD_PATH)
 
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
 def test_livemap_compaction(simd):
-    if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
-        pytest.skip(f"this CPU does not run {simd}")
-    proc = run_in_child(_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=300)
-    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "64", simd], (
-        proc.stdout[-2000:] + proc.stderr[-2000:])
+    assert_child_says(run_on_simd(simd, _CODE, timeout=300), ["ok", "64", simd])
 
 
 # spmm's one native call checks each row's columns as it compacts the row (no pass of its

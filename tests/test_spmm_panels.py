@@ -6,13 +6,10 @@ Reference: each row is the CSR row kernel's sum over the row's weights meeting l
 of X, in ascending column order, so bit for bit csr_spmm on X's live rows with the remap
 and no column blocks (kernels' csr-skip-rows compacted per row), on every SIMD path; and
 within float tolerance of SciPy in float64, with the same NaN positions."""
-import os
 
 import numpy as np
 import pytest
-from conftest import assert_refused_in_child, run_in_child
-
-from wsekern import _spmm
+from conftest import assert_child_says, assert_refused_in_child, run_on_simd
 
 _SAME_CODE = """
 import dataclasses
@@ -110,11 +107,7 @@ print("ok", n, simd)
 
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
 def test_panel_path_bit_for_bit(simd):
-    if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
-        pytest.skip(f"this CPU does not run {simd}")
-    proc = run_in_child(_SAME_CODE, env=dict(os.environ, WSEKERN_SIMD=simd), timeout=300)
-    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "44", simd], (
-        proc.stdout[-2000:] + proc.stderr[-2000:])
+    assert_child_says(run_on_simd(simd, _SAME_CODE, timeout=300), ["ok", "44", simd])
 
 
 def _dead_half(K, N, dt, seed=0):

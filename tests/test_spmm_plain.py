@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import scipy.sparse as sps
-from conftest import run_in_child
+from conftest import assert_child_says, run_in_child, run_on_simd
 
 from wsekern import _spmm, kernels
 from wsekern.sparse import PackedSparse, pack
@@ -114,12 +114,7 @@ print("ok", n, get_config()["simd"])
 
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
 def test_plain_entry_is_the_python_route_bit_for_bit(simd):
-    if simd != "baseline" and not _spmm.simd_available() & {"avx2": 2, "avx512": 4}[simd]:
-        pytest.skip(f"this CPU does not run {simd}")
-    env = dict(os.environ, WSEKERN_SIMD=simd)
-    proc = run_in_child(_SAME_CODE, env=env, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "84", simd], (
-        proc.stdout[-2000:] + proc.stderr[-2000:])
+    assert_child_says(run_on_simd(simd, _SAME_CODE, timeout=300), ["ok", "84", simd])
 
 
 def test_plain_entry_uses_column_blocks_like_the_python_route(monkeypatch):

@@ -1,13 +1,11 @@
 """The CSR kernel's column blocking of X and its MIN_REUSE cut-off (wsekern.kernels): the
 blocked and unblocked products agree on either side of the boundary, on every SIMD path."""
-import os
 
 import numpy as np
 import pytest
 import scipy.sparse as sps
-from conftest import run_in_child
+from conftest import run_on_simd
 
-import wsekern
 from wsekern import kernels
 
 
@@ -77,10 +75,7 @@ print(wsekern.get_config()["simd"])
 
 @pytest.mark.parametrize("simd", ["baseline", "avx2", "avx512"])
 def test_every_path_forced_agrees_with_numpy_across_min_reuse(simd, tmp_path):
-    if simd not in wsekern.sysinfo.simd_available():
-        pytest.skip(f"this CPU does not run the {simd} path")
-    env = dict(os.environ, WSEKERN_SIMD=simd)
-    env.pop("WSEKERN_COSTS", None)          # the row of this CPU and path, as a user gets
-    res = run_in_child(_CHILD, env=env)
+    # WSEKERN_COSTS unset: the row of this CPU and path, as a user gets
+    res = run_on_simd(simd, _CHILD, env_pop=("WSEKERN_COSTS",))
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == simd

@@ -5,12 +5,9 @@ columns wide; shorter rows at any other pitch take the tiles. Both forms, in one
 either side of each boundary, against the float64 reference, with NaN and inf in X, on every
 SIMD path this CPU runs (each in a child process: the path is chosen at import). Also: the
 tiles' loop boundaries, and csr-skip-rows' compaction with inf/NaN weights."""
-import os
 
 import pytest
-from conftest import run_in_child
-
-import wsekern
+from conftest import run_on_simd
 
 _CHILD = """
 import numpy as np, scipy.sparse as sps
@@ -53,11 +50,7 @@ print(wsekern.get_config()["simd"], checked)
 def _run_on(simd, child):
     """``child``'s output words, run with the SIMD path ``simd`` forced (skips when this CPU
     does not run it)."""
-    if simd not in wsekern.sysinfo.simd_available():
-        pytest.skip(f"this CPU does not run the {simd} path")
-    env = dict(os.environ, WSEKERN_SIMD=simd)
-    env.pop("WSEKERN_COSTS", None)
-    res = run_in_child(child, env=env)
+    res = run_on_simd(simd, child, env_pop=("WSEKERN_COSTS",))
     assert res.returncode == 0, res.stderr
     return res.stdout.split()
 

@@ -129,9 +129,19 @@ def _ws_choose(ops, pl, config, what):
     safe = placer.pace_safe_formats(ops, config, pl.region, pl.use_comp)
     if np.array_equal(safe, pl.use_comp):
         return pl, timing
+    if _ws_busy_bound(ops, pl, config, safe) >= timing["est"]:
+        return pl, timing          # the pace-safe formats cannot be faster: skip their pass
     alt = placer.weight_stationary(ops, config, pl.region, what, use_comp=safe)
     alt_timing = _ws_cycles(ops, alt, config, *_ws_work(ops, alt, config, True))
     return (alt, alt_timing) if alt_timing["est"] < timing["est"] else (pl, timing)
+
+
+def _ws_busy_bound(ops, pl, config, use_comp):
+    """The busiest-PE term of :func:`_ws_cycles`' lower bound for ``pl``'s blocks stored
+    as ``use_comp`` says: the exact model never costs that placement less."""
+    busy = np.where(use_comp, pl.block["comp_time"], pl.block["dense_time"])
+    return (config.hop_cycles + config.ramp_cycles + busy.max(initial=0)
+            + ops.N * config.task_cycles + config.task_cycles)
 
 
 def has_zero(w):

@@ -353,17 +353,26 @@ def pace_safe_formats(ops, config, region, use_comp):
     compressed block cheaper over the batch but dearer on some wavelets can hold the
     others back (the 3,566 compressed blocks of a 90 %-sparse 1024^2 W on 64 x 392 PEs:
     6,022 cycles where all dense costs 5,866). With fewer nonzeros in W no block's
-    per-wavelet cost rises under this rule. O(nnz(W))."""
+    per-wavelet cost rises under this rule. O(nnz(W) + R K); a sort of the nonzeros
+    where R K is far larger."""
     r0, c0, R, C = region
     st = _ws_static(ops, config, region)
     _, row_block = ops.row_block(R)
-    _, col_of = ops.col_block(C)
-    # the most nonzeros of one column of W in each block: count per (column k, row
-    # block), then the largest per (row block, column block)
-    keys, counts = np.unique(ops.w_col.astype(np.int64) * R + row_block[ops.w.w_row],
-                             return_counts=True)
+    # the most nonzeros of one column of W in each block: count per (row block, column
+    # k), then the largest per (row block, column block)
+    kb, col_of = ops.col_block(C)
+    keys = row_block[ops.w.w_row] * ops.K + ops.w_col
     most = np.zeros((R, C), np.int64)
-    np.maximum.at(most, (keys % R, col_of[keys // R]), counts)
+    if R * ops.K <= max(4 * len(keys), 1 << 22):
+        # a counting pass and a segmented max, O(nnz + R K): np.unique's sort cost 0.15 s
+        # CPU on the CLI's default case (1.7 M nonzeros), more than the exact pass it gates
+        counts = np.bincount(keys, minlength=R * ops.K).reshape(R, ops.K)
+        filled = np.diff(kb) > 0                  # reduceat needs non-empty segments
+        if filled.any():
+            most[:, filled] = np.maximum.reduceat(counts, kb[:-1][filled], axis=1)
+    else:                                         # hypersparse: R x K would dwarf nnz
+        keys, counts = np.unique(keys, return_counts=True)
+        np.maximum.at(most, (keys // ops.K, col_of[keys % ops.K]), counts)
     worst = config.task_cycles + config.scalar_cycles_per_element * most        # R x C
     safe = worst <= st["t_dense"][:, None]
     return np.asarray(use_comp, bool) & (safe | ~st["dense_fits"])

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import stat
 import zlib
 from dataclasses import dataclass, field, fields
 
@@ -724,6 +725,47 @@ def _expect(value, name, types, what):
                          f"{type(value).__name__} {value!r:.100}")
 
 
+def _read_report_bytes(path):
+    """The bytes of the regular file ``path``, refused unread (ValueError) when it is not a
+    regular file (a FIFO would block, /dev/zero never ends) or is larger than
+    MAX_REPORT_BYTES. Reads what fstat says plus one byte, then on to the cap only if the
+    file grew: a read sized at the cap reserves 783 MB for any report."""
+    # O_NONBLOCK: opening a FIFO with no writer returns at once instead of blocking
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path!r} is not a regular file (a "
+                             f"{_FILE_KINDS.get(stat.S_IFMT(st.st_mode), 'special file')}); "
+                             f"it was not read. Pass a file written by SimReport.save or "
+                             f"`wsekern simulate --save`")
+        if st.st_size > MAX_REPORT_BYTES:
+            raise ValueError(f"{path!r} is {st.st_size:,} B, larger than any report "
+                             f"SimReport.save writes (at most {MAX_REPORT_BYTES:,} B); it "
+                             f"was not read. Pass a file written by SimReport.save or "
+                             f"`wsekern simulate --save`")
+    except BaseException:
+        os.close(fd)
+        raise
+    with open(fd, "rb", buffering=0) as f:
+        chunks, total, want = [], 0, st.st_size + 1
+        while total <= MAX_REPORT_BYTES:
+            chunk = f.read(min(want, MAX_REPORT_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            want = 1 << 24               # the file grew (or shrank and regrew): read on
+    if total > MAX_REPORT_BYTES:
+        raise ValueError(f"{path!r} grew past {MAX_REPORT_BYTES:,} B while read; larger "
+                         f"than any report SimReport.save writes")
+    return b"".join(chunks)
+
+
+_FILE_KINDS = {stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO", stat.S_IFCHR: "character device",
+               stat.S_IFBLK: "block device", stat.S_IFSOCK: "socket"}
+
+
 def load_report(path):
     """The :class:`SimReport` that :meth:`SimReport.save` or the command line's
     ``simulate --save`` wrote to ``path``.
@@ -742,8 +784,9 @@ def load_report(path):
     ------
     ValueError
         The file is not a complete JSON document of a saved report (truncated, another
-        format or version, a summary printed by ``--json``), or is larger than any saved
-        report (``MAX_REPORT_BYTES``; refused before it is read): the message says which.
+        format or version, a summary printed by ``--json``), is larger than any saved
+        report (``MAX_REPORT_BYTES``), or is not a regular file (a FIFO, a device, a
+        directory); the last two are refused before they are read. The message says which.
     OSError
         The file cannot be read.
 
@@ -757,18 +800,7 @@ def load_report(path):
     >>> again.cycles == report.cycles, again.busy_cycles.dtype == report.busy_cycles.dtype
     (True, True)
     """
-    with open(os.fspath(path), "rb") as f:
-        # the size first: a file larger than any saved report is refused unread
-        size = os.fstat(f.fileno()).st_size
-        if size > MAX_REPORT_BYTES:
-            raise ValueError(f"{os.fspath(path)!r} is {size:,} B, larger than any report "
-                             f"SimReport.save writes (at most {MAX_REPORT_BYTES:,} B); it "
-                             f"was not read. Pass a file written by SimReport.save or "
-                             f"`wsekern simulate --save`")
-        text = f.read(MAX_REPORT_BYTES + 1)       # a file still growing: read no more
-    if len(text) > MAX_REPORT_BYTES:
-        raise ValueError(f"{os.fspath(path)!r} grew past {MAX_REPORT_BYTES:,} B while read; "
-                         f"larger than any report SimReport.save writes")
+    text = _read_report_bytes(os.fspath(path))
     try:
         d = json.loads(text)
     except (ValueError, RecursionError) as e:      # JSONDecodeError, UnicodeDecodeError, and
