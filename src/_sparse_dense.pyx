@@ -437,7 +437,7 @@ cimport numpy as cnp
 cnp.import_array()
 
 
-def data_offset(cnp.ndarray a, Py_ssize_t align):
+def data_offset(cnp.ndarray a not None, Py_ssize_t align):
     """The address of ``a``'s first byte modulo ``align`` (> 0): ``a.ctypes.data % align``
     without ctypes' ~1 us a call (wsekern/sparse_dense.py aligns small outputs by it)."""
     if align <= 0:
