@@ -234,6 +234,35 @@ cdef int _check_structure(Py_ssize_t K, Py_ssize_t R, Py_ssize_t C, const long[:
     return 0
 
 
+cdef int _check_indices(const int32_t[::1] s_indices, Py_ssize_t blocks) except -1:
+    cdef Py_ssize_t j
+    for j in range(s_indices.shape[0]):
+        if not 0 <= s_indices[j] < blocks:
+            raise ValueError(f"s_indices[{j}] = {s_indices[j]} lies outside 0..{blocks - 1}")
+    return 0
+
+
+cdef void _count_batch(const unsigned char[:, :] x_nz, const long[:] k_b,
+                       const int64_t[::1] s_indptr, const int32_t[::1] s_indices,
+                       const int64_t[::1] s_data, int64_t[::1] A_k, int64_t[::1] A_c,
+                       int64_t[:, ::1] a_cn, int64_t[::1] scalar_work) noexcept nogil:
+    """The batch's activations per input row (A_k), per PE column (A_c) and per column and
+    sample (a_cn), and each block's scalar work: its nonzero weights times their row's
+    activations (all zeroed by the caller)."""
+    cdef Py_ssize_t c, k, n, j
+    cdef int64_t a
+    for c in range(k_b.shape[0] - 1):
+        for k in range(k_b[c], k_b[c + 1]):
+            for n in range(x_nz.shape[1]):
+                a = x_nz[k, n] != 0
+                A_k[k] += a
+                a_cn[c, n] += a
+            A_c[c] += A_k[k]
+            if A_k[k]:
+                for j in range(s_indptr[k], s_indptr[k + 1]):
+                    scalar_work[s_indices[j]] += s_data[j] * A_k[k]
+
+
 def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                    const int64_t[::1] s_indptr, const int32_t[::1] s_indices,
                    const int64_t[::1] s_data, const double[::1] t_dense,
@@ -264,9 +293,8 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     _check_structure(K, R, C, k_b, s_indptr, s_indices.shape[0], "s_indices", s_data.shape[0],
                      choice.shape[0], comp_total.shape[0], dense_total.shape[0], check)
     check_wpv("ws_step_stream", wpv, K, N)
-    for j in range(s_indices.shape[0] if check else 0):
-        if not 0 <= s_indices[j] < R * C:
-            raise ValueError(f"s_indices[{j}] = {s_indices[j]} lies outside 0..{R * C - 1}")
+    if check:
+        _check_indices(s_indices, R * C)
     a_cn_a = np.zeros((C, N), np.int64)
     cdef int64_t[:, ::1] a_cn = a_cn_a
     cdef int64_t[::1] A_k = np.zeros(K, np.int64)
@@ -290,16 +318,7 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double A, td, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w, share, cum
     cdef bint use_comp, any_comp = False
     with nogil:
-        for c in range(C):
-            for k in range(k_b[c], k_b[c + 1]):
-                for n in range(N):
-                    a = x_nz[k, n] != 0
-                    A_k[k] += a
-                    a_cn[c, n] += a
-                A_c[c] += A_k[k]
-                if A_k[k]:
-                    for j in range(s_indptr[k], s_indptr[k + 1]):
-                        scalar_work[s_indices[j]] += s_data[j] * A_k[k]
+        _count_batch(x_nz, k_b, s_indptr, s_indices, s_data, A_k, A_c, a_cn, scalar_work)
         # branch-free: a block's format for a batch is a coin toss to the branch predictor.
         # Reductions per column only (no chain through every block): the wafer-wide ones
         # are taken over the columns after (maxima, exact in any order)
@@ -374,9 +393,8 @@ def ws_step_figures(const unsigned char[:, :] x_nz, const long[:] k_b,
         raise ValueError(f"m_r must hold the {R} row blocks' heights; received "
                          f"{m_r.shape[0]}")
     check_wpv("ws_step_figures", wpv, K, N)
-    for j in range(s_indices.shape[0] if check else 0):
-        if not 0 <= s_indices[j] < R * C:
-            raise ValueError(f"s_indices[{j}] = {s_indices[j]} lies outside 0..{R * C - 1}")
+    if check:
+        _check_indices(s_indices, R * C)
     a_cn_a = np.zeros((C, N), np.int64)
     cdef int64_t[:, ::1] a_cn = a_cn_a
     cdef int64_t[::1] A_k = np.zeros(K, np.int64)
@@ -393,16 +411,7 @@ def ws_step_figures(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double n_eos = <double> N * eos
     cdef bint use_comp, any_comp = False, best_comp = False
     with nogil:
-        for c in range(C):
-            for k in range(k_b[c], k_b[c + 1]):
-                for n in range(N):
-                    a = x_nz[k, n] != 0
-                    A_k[k] += a
-                    a_cn[c, n] += a
-                A_c[c] += A_k[k]
-                if A_k[k]:
-                    for j in range(s_indptr[k], s_indptr[k + 1]):
-                        scalar_work[s_indices[j]] += s_data[j] * A_k[k]
+        _count_batch(x_nz, k_b, s_indptr, s_indices, s_data, A_k, A_c, a_cn, scalar_work)
         # placement.block_formats' formats, the same IEEE operations; _ws_report's
         # performed MACs; _ws_cycles' busiest PE (np.argmax: the first at the maximum)
         for r in range(R):
