@@ -151,6 +151,15 @@ def has_zero(w):
     return _any_zero(w)
 
 
+def _nonzero_pattern(x_nz, K):
+    """``x_nz`` as X's nonzero pattern (K x samples, bool), refused in another shape."""
+    x_nz = np.asarray(x_nz)
+    if x_nz.ndim != 2 or x_nz.shape[0] != K:
+        raise ValueError(f"x_nz must be X's nonzero pattern, {K} x samples; received "
+                         f"shape {x_nz.shape}")
+    return x_nz if x_nz.dtype == np.bool_ else x_nz != 0
+
+
 def weight_stationary_cycles(w, x_nz, config, region):
     """(cycles, lower bound, SRAM peak bytes) that :func:`weight_stationary` with
     ``exact=False`` reports (``cycles``, ``cycles_lower``, ``sram_peak_bytes``) for the
@@ -165,12 +174,7 @@ def weight_stationary_cycles(w, x_nz, config, region):
     (src/_step_cost.pyx: the format each takes, the per-column maxima, each column's
     stream) and the pipeline over columns x samples.
     Raises the placement's SramOverflowError where a block fits in neither format."""
-    x_nz = np.asarray(x_nz)
-    if x_nz.ndim != 2 or x_nz.shape[0] != w.K:
-        raise ValueError(f"x_nz must be X's nonzero pattern, {w.K} x samples; received "
-                         f"shape {x_nz.shape}")
-    if x_nz.dtype != np.bool_:
-        x_nz = x_nz != 0
+    x_nz = _nonzero_pattern(x_nz, w.K)
     st = _step_structure(w, config, region)
     if st["overflow"]:
         # raises, naming the PE
@@ -198,12 +202,7 @@ def weight_stationary_figures(w, x_nz, config, region):
     training epoch's report reads these of each layer's last step. None where the count
     passes 2**53 (the report sums it in float64). Raises the placement's
     SramOverflowError where a block fits in neither format."""
-    x_nz = np.asarray(x_nz)
-    if x_nz.ndim != 2 or x_nz.shape[0] != w.K:
-        raise ValueError(f"x_nz must be X's nonzero pattern, {w.K} x samples; received "
-                         f"shape {x_nz.shape}")
-    if x_nz.dtype != np.bool_:
-        x_nz = x_nz != 0
+    x_nz = _nonzero_pattern(x_nz, w.K)
     # the cycles (the report names its bottleneck from them too: none, overhead); raises
     # where a block fits in neither format
     cycles = weight_stationary_cycles(w, x_nz, config, region)[0]

@@ -255,16 +255,21 @@ class Model(Layer):
             return list(y_pred)
         return [y_pred]
 
+    def _by_output_name(self, values, what):
+        """A dict keyed by output name as a list in output order (None where absent);
+        refused when it names something that is not an output."""
+        unknown = sorted(set(values) - set(self.output_names))
+        if unknown:
+            raise ValueError(f"{what} names {unknown}, which are not outputs of the model; "
+                             f"its outputs are {self.output_names}")
+        return [values.get(k) for k in self.output_names]
+
     def _targets_list(self, y):
         n = len(self.output_names)
         if y is None:
             return [None] * n
         if isinstance(y, dict):
-            unknown = sorted(set(y) - set(self.output_names))
-            if unknown:
-                raise ValueError(f"y names {unknown}, which are not outputs of the model; its "
-                                 f"outputs are {self.output_names}")
-            return [y.get(k) for k in self.output_names]
+            return self._by_output_name(y, "y")
         if is_structure(y) and n > 1:
             if len(y) != n:
                 raise ValueError(f"y has {len(y)} entries for a model with {n} outputs "
@@ -313,11 +318,7 @@ class Model(Layer):
         name / list in output order."""
         n = len(self.output_names)
         if isinstance(sample_weight, dict):
-            unknown = sorted(set(sample_weight) - set(self.output_names))
-            if unknown:
-                raise ValueError(f"sample_weight names {unknown}, which are not outputs of "
-                                 f"the model; its outputs are {self.output_names}")
-            return [sample_weight.get(k) for k in self.output_names]
+            return self._by_output_name(sample_weight, "sample_weight")
         if isinstance(sample_weight, list) and n > 1 and all(
                 w is None or isinstance(w, np.ndarray) for w in sample_weight):
             if len(sample_weight) != n:
