@@ -66,6 +66,23 @@ def keras():
     return keras
 
 
+def keras_twins(keras, build, run):
+    """``run(K, model)`` on the same model built in Keras and in wsekern.nn (``build(K)``),
+    ours from Keras's initial weights. Returns (Keras's result, ours)."""
+    from wsekern import nn
+
+    out, weights = [], None
+    for K in (keras, nn):
+        keras.utils.set_random_seed(0)
+        model = build(K)
+        if weights is None:
+            weights = model.get_weights()
+        else:
+            model.set_weights(weights)
+        out.append(run(K, model))
+    return out
+
+
 def run_in_child(code, *, limit_gb=None, env=None, timeout=120):
     """Run ``code`` in a fresh interpreter, so that a segfault or an abort fails the calling
     test instead of killing the run. ``limit_gb`` caps the child's address space (an absurd

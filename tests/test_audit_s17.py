@@ -3,6 +3,7 @@ keras.io programs, a sparse-kernel writer). Each test failed on main a7e2d4d unl
 otherwise."""
 import numpy as np
 import pytest
+from conftest import keras_twins
 
 from wsekern import nn
 
@@ -11,21 +12,6 @@ X = RNG.standard_normal((64, 10)).astype(np.float32)
 LABELS = RNG.integers(0, 3, 64)
 XV = RNG.standard_normal((32, 10)).astype(np.float32)
 LABELS_V = RNG.integers(0, 3, 32)
-
-
-def _twins(keras, build, run):
-    """``run(K, model)`` on the same model in Keras and in wsekern.nn, from Keras's initial
-    weights. Returns (Keras's result, ours)."""
-    out, weights = [], None
-    for K in (keras, nn):
-        keras.utils.set_random_seed(0)
-        model = build(K)
-        if weights is None:
-            weights = model.get_weights()
-        else:
-            model.set_weights(weights)
-        out.append(run(K, model))
-    return out
 
 
 def _mlp(K):
@@ -45,7 +31,7 @@ def test_early_stopping_restores_the_best_weights_at_the_end(keras, patience, ep
                             validation_data=(XV, LABELS_V), callbacks=[stop])
         return (history.history["val_loss"], stop.best_epoch,
                 float(model.evaluate(XV, LABELS_V, verbose=0)))
-    (k_val, k_best, k_loss), (w_val, w_best, w_loss) = _twins(keras, _mlp, run)
+    (k_val, k_best, k_loss), (w_val, w_best, w_loss) = keras_twins(keras, _mlp, run)
     np.testing.assert_allclose(w_val, k_val, rtol=1e-4)
     assert w_best == k_best
     # the best epoch's val_loss, not the last one's
@@ -65,7 +51,7 @@ def test_terminate_on_nan_stops_at_the_first_bad_batch(keras):
         history = model.fit(X, np.eye(3)[LABELS] * 1e30, epochs=3, batch_size=16, verbose=0,
                             shuffle=False, callbacks=[K.callbacks.TerminateOnNaN(), log])
         return seen, np.isfinite(history.history["loss"]).tolist()
-    theirs, ours = _twins(keras, _mlp, run)
+    theirs, ours = keras_twins(keras, _mlp, run)
     assert ours == theirs
     assert len(ours[0]) < 3 * 4          # it did stop
 
@@ -83,7 +69,7 @@ def test_lambda_callback_calls_each_hook_with_keras_arguments(keras):
             on_train_end=lambda logs: calls.append("train_end"))
         model.fit(X, LABELS, epochs=2, batch_size=32, verbose=0, shuffle=False, callbacks=cb)
         return calls
-    theirs, ours = _twins(keras, _mlp, run)
+    theirs, ours = keras_twins(keras, _mlp, run)
     assert ours == theirs
     with pytest.raises(TypeError, match="on_epoch_ends"):
         nn.callbacks.LambdaCallback(on_epoch_ends=print)
@@ -104,7 +90,7 @@ def test_a_frozen_batch_normalization_runs_in_inference_mode(keras):
         history = model.fit(X, np.ones((64, 3), np.float32), epochs=2, batch_size=16,
                             shuffle=False, verbose=0)
         return history.history["loss"], [np.asarray(w) for w in model.layers[1].get_weights()]
-    (k_loss, k_bn), (w_loss, w_bn) = _twins(keras, _frozen_bn_model, run)
+    (k_loss, k_bn), (w_loss, w_bn) = keras_twins(keras, _frozen_bn_model, run)
     np.testing.assert_allclose(w_loss, k_loss, rtol=1e-4)
     for ours, theirs in zip(w_bn, k_bn):
         np.testing.assert_allclose(ours, theirs, atol=1e-6)
@@ -134,7 +120,7 @@ def test_the_transfer_learning_recipe_runs_as_in_keras(keras):
         second = model.fit(X, LABELS, epochs=2, batch_size=16, shuffle=False, verbose=0)
         return (frozen, thawed, first.history["loss"] + second.history["loss"],
                 [np.asarray(w) for w in model.get_weights()])
-    (k_flags, k_thawed, k_loss, k_w), (w_flags, w_thawed, w_loss, w_w) = _twins(keras, build,
+    (k_flags, k_thawed, k_loss, k_w), (w_flags, w_thawed, w_loss, w_w) = keras_twins(keras, build,
                                                                                   run)
     assert (w_flags, w_thawed) == (k_flags, k_thawed)
     np.testing.assert_allclose(w_loss, k_loss, rtol=1e-4)
@@ -154,7 +140,7 @@ def test_a_sequential_stacked_on_a_built_model_is_built(keras):
         model.compile(optimizer=K.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
         history = model.fit(X, LABELS, epochs=2, batch_size=16, shuffle=False, verbose=0)
         return model.count_params(), history.history["loss"]
-    (k_n, k_loss), (w_n, w_loss) = _twins(keras, build, run)
+    (k_n, k_loss), (w_n, w_loss) = keras_twins(keras, build, run)
     assert w_n == k_n
     np.testing.assert_allclose(w_loss, k_loss, rtol=1e-4)
 
@@ -178,7 +164,7 @@ def test_batch_normalization_takes_its_statistics_over_the_real_steps(keras):
         model.compile(optimizer=K.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
         history = model.fit(tokens, LABELS, epochs=2, batch_size=16, shuffle=False, verbose=0)
         return history.history["loss"], [np.asarray(w) for w in model.get_weights()]
-    (k_loss, k_w), (w_loss, w_w) = _twins(keras, build, run)
+    (k_loss, k_w), (w_loss, w_w) = keras_twins(keras, build, run)
     np.testing.assert_allclose(w_loss, k_loss, rtol=1e-4)
     for ours, theirs in zip(w_w, k_w):           # the moving statistics included
         np.testing.assert_allclose(ours, theirs, atol=1e-5)
@@ -267,7 +253,7 @@ def test_keras_io_custom_train_step_runs_as_in_keras(keras, weighted):
         if K is nn:
             assert isinstance(model, nn.Model) and type(model).__name__ == "CustomModel"
         return history.history, np.asarray(model.predict(X[:4], verbose=0))
-    (k_hist, k_pred), (w_hist, w_pred) = _twins(
+    (k_hist, k_pred), (w_hist, w_pred) = keras_twins(
         keras, lambda K: _custom_train_step_model(K, K is keras), run)
     assert sorted(w_hist) == sorted(k_hist)
     # weighted: Keras's model.metrics holds one CompileMetrics that updates an unweighted
@@ -324,6 +310,6 @@ def test_summary_counts_the_optimizer_params_as_keras(keras, optimizer):
             lines.append([line.strip() for line in "\n".join(out).splitlines()
                           if "params:" in line])
         return lines
-    theirs, ours = _twins(keras, build, run)
+    theirs, ours = keras_twins(keras, build, run)
     assert ours == theirs
     assert any("Optimizer params" in line for line in ours[1])

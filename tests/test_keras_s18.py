@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import keras_twins
 
 from wsekern import nn
 
@@ -13,21 +14,6 @@ X = RNG.standard_normal((48, 6)).astype(np.float32)
 Y1 = RNG.standard_normal((48, 1)).astype(np.float32)
 Y2 = RNG.standard_normal((48, 2)).astype(np.float32)
 SW = np.linspace(0.1, 2.0, 48).astype(np.float32)
-
-
-def _twins(keras, build, run):
-    """``run(K, model)`` on the same model in Keras and in wsekern.nn, from Keras's initial
-    weights. Returns (Keras's result, ours)."""
-    out, weights = [], None
-    for K in (keras, nn):
-        keras.utils.set_random_seed(0)
-        model = build(K)
-        if weights is None:
-            weights = model.get_weights()
-        else:
-            model.set_weights(weights)
-        out.append(run(K, model))
-    return out
 
 
 def _structure(model):
@@ -96,7 +82,7 @@ def test_a_custom_train_step_over_model_metrics_weights_only_weighted_metrics(ke
                             verbose=0)
         return before, _structure(model), history.history
 
-    (k_before, k_after, k_hist), (w_before, w_after, w_hist) = _twins(keras, build, run)
+    (k_before, k_after, k_hist), (w_before, w_after, w_hist) = keras_twins(keras, build, run)
     assert w_before == k_before and w_after == k_after
     assert list(w_hist) == list(k_hist)            # the same keys in the same order
     for key in k_hist:
@@ -137,7 +123,7 @@ def test_metrics_names_lists_and_logs_are_keras(keras, kind):
                              verbose=0).history)
         return out
 
-    theirs, ours = _twins(keras, build, run)
+    theirs, ours = keras_twins(keras, build, run)
     for i, (t, o) in enumerate(zip(theirs, ours)):
         if isinstance(t, tuple):
             assert o == t, i
@@ -175,7 +161,7 @@ def test_class_weight_with_sample_weight_is_refused_as_in_keras(keras):
             message = _refusal(call)
             assert "class_weight" in message and "sample_weight" in message, (K, message)
     # either alone still trains, and class_weight alone is Keras's
-    (k_hist, w_hist) = _twins(keras, lambda K: _softmax(K), lambda K, m: (
+    (k_hist, w_hist) = keras_twins(keras, lambda K: _softmax(K), lambda K, m: (
         m.compile("sgd", "sparse_categorical_crossentropy"),
         m.fit(X, labels, class_weight=cw, batch_size=16, epochs=2, shuffle=False,
               verbose=0).history["loss"])[1])
@@ -226,7 +212,7 @@ def test_the_per_output_weights_keras_takes_give_its_losses(keras, case):
         hist = model.fit(X, y, sample_weight=sw, batch_size=16, epochs=2, shuffle=False,
                          verbose=0).history
         return hist, model.evaluate(X, y, sample_weight=sw, verbose=0, return_dict=True)
-    (k_hist, k_eval), (w_hist, w_eval) = _twins(keras, _two_named_outputs, run)
+    (k_hist, k_eval), (w_hist, w_eval) = keras_twins(keras, _two_named_outputs, run)
     assert list(w_hist) == list(k_hist) and list(w_eval) == list(k_eval)
     for key in k_hist:
         np.testing.assert_allclose(w_hist[key], k_hist[key], rtol=1e-5, err_msg=key)
@@ -279,7 +265,7 @@ def test_model_losses_are_in_keras_order(keras):
         y = np.zeros((4, 3, 2), np.float32)
         hist = model.fit(x, y, epochs=2, shuffle=False, verbose=0).history["loss"]
         return before, after, hist
-    (k_before, k_after, k_hist), (w_before, w_after, w_hist) = _twins(keras, _penalized, run)
+    (k_before, k_after, k_hist), (w_before, w_after, w_hist) = keras_twins(keras, _penalized, run)
     assert len(w_before) == len(k_before) and len(w_after) == len(k_after)
     np.testing.assert_allclose(w_before, k_before, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(w_after, k_after, rtol=1e-5, atol=1e-7)
