@@ -101,7 +101,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     if choose_formats and exact:
         pl, timing = _ws_choose(ops, pl, config, what)
     else:
-        timing = _ws_cycles(ops, pl, config, *_ws_work(ops, pl, config, exact))
+        timing = _ws_cycles(ops, pl, config, *_ws_work(ops, pl, config, exact), exact=exact)
     return _ws_report(ops, pl, config, timing, full)
 
 
@@ -511,12 +511,19 @@ class _BlockWork:
                           np.ascontiguousarray(fill, np.float64),
                           np.ascontiguousarray(L, np.int_), config.hop_cycles,
                           config.ramp_cycles, _turnaround(config),
-                          config.task_cycles + config.setup_cycles, _cushion(config), work_cn)
+                          config.task_cycles + config.setup_cycles, _cushion(config), work_cn,
+                          dt)
         return est, work_cn
 
 
-def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
-    """The estimate and its bounds: dict of est, lower, upper and the terms' parts."""
+def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
+    """The estimate and its bounds: dict of est, lower, upper and the terms' parts.
+
+    The recurrence gives each core's ramp to its stream and to the sums from the west
+    in turn, round by round; on slow links the two share it (the event simulation
+    interleaves them), so the exact model's estimate is at least the ramp's load (one of
+    the lower bound's terms). The placer's screen (``exact=False``) keeps the recurrence
+    alone, as dense_screen_cycles does."""
     R, C = pl.shape
     N = ops.N
     use_comp = pl.use_comp
@@ -551,8 +558,14 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
     # add up to more; every sample done alone, one after the other, is the worst case.
     ramp, task = config.ramp_cycles, config.task_cycles
     first = config.hop_cycles + ramp
-    lower = max(first + busy_rc.max(initial=0), first + v_cn.sum(axis=1).max() * dt,
-                N * (L + task) if C > 1 else 0.0) + task
+    # a core's ramp carries its column's stream and, off the chain's first column, the
+    # partial sums from the west: one wavelet every dt cycles
+    ramp_load = (v_cn[1:].sum(axis=1).max() + N * L) if C > 1 and L > 0 else 0
+    ramp_bound = first + (ramp_load - 1) * dt + task if ramp_load else 0.0
+    lower = max(first + busy_rc.max(initial=0) + task, first + v_cn.sum(axis=1).max() * dt + task,
+                (N * (L + task) if C > 1 else 0.0) + task, ramp_bound)
+    if exact and ramp_bound > est:
+        est = ramp_bound
     if "wavelet_max" not in memo:
         memo["wavelet_max"] = np.where(
             use_comp, task + config.scalar_cycles_per_element * pl.block["nnz"],
@@ -857,16 +870,30 @@ def _turnaround(config):
     return max(1.0, config.stage_cycles - 2 * config.ramp_cycles)
 
 
+def _spacing(config):
+    """Cycles between two wavelets of partial sums on a reduction chain: a link slower than
+    a wavelet a cycle holds each for ``1 / link_wavelets_per_cycle`` cycles (the message
+    serialised on every link, the stages pipelined); a faster one waits for the reducer,
+    which takes one a cycle."""
+    return max(1.0, 1.0 / config.link_wavelets_per_cycle)
+
+
 def _chain_latency(config, C, L):
     """One sample's partial sums reduced alone along a chain of C PEs: launch, C - 1
-    stages, the last wavelet, the root's end-of-message task."""
+    stages, the last wavelet (``_spacing`` after the one before it), the root's
+    end-of-message task; and, where a link holds a wavelet longer than an end-of-stream
+    task takes, the wait of the first sums for a receiver's ramp, which the sample's own
+    end-of-stream marker holds ``1 / link_wavelets_per_cycle`` cycles."""
     if C <= 1 or L == 0:
         return config.task_cycles
     ramp = config.ramp_cycles
     lat = _turnaround(config)
+    sp = _spacing(config)
+    span = L if sp == 1.0 else (L - 1) * sp + 1
+    hold = max(0.0, 1.0 / config.link_wavelets_per_cycle - config.task_cycles)
     return (config.task_cycles + config.setup_cycles + ramp
             + (C - 2) * (config.hop_cycles + 2 * ramp + lat)
-            + config.hop_cycles + ramp + L + 1 + config.task_cycles)
+            + config.hop_cycles + ramp + span + 1 + config.task_cycles + hold)
 
 
 def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
@@ -909,7 +936,7 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     return grid_pipeline(work, first, last, np.ascontiguousarray(L, dtype=np.int_),
                          config.hop_cycles, config.ramp_cycles, _turnaround(config),
                          config.task_cycles + config.setup_cycles, config.task_cycles,
-                         _cushion(config), shift)
+                         _cushion(config), shift, 1.0 / config.link_wavelets_per_cycle)
 
 
 def _cushion(config):
