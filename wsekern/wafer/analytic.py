@@ -567,13 +567,22 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
     if exact and ramp_bound > est:
         est = ramp_bound
     if "wavelet_max" not in memo:
+        # per column, any wavelet: a compressed block's task visits one column of W,
+        # the most nonzeros of one column at most
+        most = placer.block_column_most(ops, config, pl.region) if memo["any_comp"] else 0
         memo["wavelet_max"] = np.where(
-            use_comp, task + config.scalar_cycles_per_element * pl.block["nnz"],
-            t_dense[:, None]).max(axis=0)                        # per column, any wavelet
+            use_comp, task + config.scalar_cycles_per_element * most,
+            t_dense[:, None]).max(axis=0)
     wavelet_max = memo["wavelet_max"]
     chain = _chain_latency(config, C, L)
+    # sums a core's input queue takes before its own stream ends cross its ramp between
+    # the stream's wavelets, and a multicast waits for every ramp below it: where a link
+    # holds a wavelet longer than a task takes, each row's queue of them can delay the
+    # column's stream
+    cap_ramp = config.queue_depth + math.ceil(config.ramp_cycles)
+    cross = R * min(L, cap_ramp) * max(0.0, dt - task) if C > 1 else 0.0
     upper = float(np.sum(np.max(v_cn * dt + a_cn * wavelet_max[:, None] + eos, axis=0)
-                         + fill + chain))
+                         + fill + chain + cross))
     terms = {"compute": float(work_cn.max(axis=0).sum()),
              "fabric": float((v_cn.max(axis=0) * dt).sum()),
              "reduction": float(N * (L * dt)), "latency": float(fill + chain)}
