@@ -577,10 +577,10 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
     chain = _chain_latency(config, C, L)
     # sums a core's input queue takes before its own stream ends cross its ramp between
     # the stream's wavelets, and a multicast waits for every ramp below it: where a link
-    # holds a wavelet longer than a task takes, each row's queue of them can delay the
-    # column's stream
+    # holds a wavelet longer than a task takes, a queue of them can delay the column's
+    # stream (the rows' chains run side by side: their delays overlap)
     cap_ramp = config.queue_depth + math.ceil(config.ramp_cycles)
-    cross = R * min(L, cap_ramp) * max(0.0, dt - task) if C > 1 else 0.0
+    cross = min(L, cap_ramp) * max(0.0, dt - task) if C > 1 else 0.0
     upper = float(np.sum(np.max(v_cn * dt + a_cn * wavelet_max[:, None] + eos, axis=0)
                          + fill + chain + cross))
     terms = {"compute": float(work_cn.max(axis=0).sum()),
@@ -1073,12 +1073,17 @@ def _as_cycles_of(ops, config, R, C, passes, exact):
     red_wavelets = M * np.ceil(N_c / config.values_per_dense_wavelet)          # per PE column
     t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
     first = config.hop_cycles + config.ramp_cycles
-    lower = max(first + compute, first + t_links, first + t_external,
-                M * (L + task) if R > 1 else 0.0) + task
+    # a core's ramp carries its PE row's weights and, below the first row, the sums from
+    # the north: one wavelet every link_dt cycles (as weight_stationary's _ws_cycles)
+    ramp_load = (st["weight_wavelets"][1:].max() + M * L) if R > 1 and L > 0 else 0
+    ramp_bound = first + (ramp_load - 1) * link_dt + task if ramp_load else 0.0
+    lower = max(max(first + compute, first + t_links, first + t_external,
+                    M * (L + task) if R > 1 else 0.0) + task, ramp_bound)
     if exact:
         _, row_block = ops.col_block(R)
         est, upper = _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill,
                                chain)
+        est = max(est, ramp_bound)
     else:
         est, upper = _as_screen(st, config, M, R)
     terms = {"weight-streaming": t_external, "compute": float(compute),
