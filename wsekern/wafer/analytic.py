@@ -34,6 +34,12 @@ Weight-stationary (layer-pipelined; the vendor's gemv-checkerboard, spmv-hypersp
     sample n - 2 to leave it (double-buffered accumulators); the chain's first PE
     launches a send, each stage turns a wavelet round in ``stage_cycles``, a sender
     waits for its receiver's queues, the root ends each sample with a task.
+    A link holds a wavelet ``1 / link_wavelets_per_cycle`` cycles: a message of sums is
+    serialised on every link (its wavelets that far apart, or a cycle apart where the
+    link is faster than the reducer), and a core's ramp, which carries both its column's
+    stream and the sums from the west, takes a sample's first sums only after that
+    sample's end-of-stream marker has left it; the exact estimate is never below the
+    busiest ramp's load.
     Measured against the event simulation by ``wsekern validate``.
 Activation-stationary (weight streaming)
     X sits dense on the PEs (rows of X over PE rows, samples over PE columns); the
