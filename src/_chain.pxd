@@ -13,19 +13,20 @@ cdef extern from "wsk_chain.h" nogil:
                             double f, long Lg, Py_ssize_t P, Py_ssize_t N, double hop,
                             double ramp, double lat, double launch, double task,
                             double cushion, double done, double* E, double* free1,
-                            double* free2, double* free_, double* hist)
+                            double* free2, double* free_, double* hist, double dt)
     double wsk_chain_cols(const char* work, Py_ssize_t w_sn, const char* first,
                           Py_ssize_t a_sn, const char* last, Py_ssize_t b_sn, int shifted,
                           double f, long Lg, Py_ssize_t P, Py_ssize_t N, double hop,
                           double ramp, double lat, double launch, double task,
                           double cushion, double done, double* E, double* free1,
-                          double* free2, double* free_, double* hist, int exact)
+                          double* free2, double* free_, double* hist, double dt, int exact)
     double wsk_chain_cols_avx512(const char* work, Py_ssize_t w_sn, const char* first,
                                  Py_ssize_t a_sn, const char* last, Py_ssize_t b_sn,
                                  int shifted, double f, long Lg, Py_ssize_t P, Py_ssize_t N,
                                  double hop, double ramp, double lat, double launch,
                                  double task, double cushion, double done, double* E,
-                                 double* free1, double* free2, double* free_, double* hist, int exact)
+                                 double* free1, double* free2, double* free_, double* hist,
+                                 double dt, int exact)
 
 cdef inline int check_chain_args(str caller, const long[:] L, double cushion) except -1:
     # the recurrence reads hist[n - (cushion + 1) / L] unchecked: cushion below 0 (or NaN)
@@ -50,15 +51,17 @@ cdef inline double chain_rounds(const char* work, Py_ssize_t w_sc, Py_ssize_t w_
                                 Py_ssize_t P, Py_ssize_t N, double hop, double ramp,
                                 double lat, double launch, double task, double cushion,
                                 double done, double* E, double* Gr, double* free1, double* free2,
-                                double* free, double* hist) noexcept nogil:
+                                double* free, double* hist, double dt=1.0) noexcept nogil:
     """``done`` or the last round's completion on one chain of P positions over N
     rounds, the later (max taken round by round, as over many chains): work
     (P x N, byte strides w_sc, w_sn), first and last (P x N, strides a_ and b_; plus f
     when shifted), L wavelets of sums per round. Scratch: E, free1, free2, free of P (Gr
-    unused: each round's G is its row of hist), hist of N x P."""
+    unused: each round's G is its row of hist), hist of N x P. ``dt``: cycles a link
+    holds a wavelet (1 / its rate): the sums go max(dt, 1) apart (a reducer takes one a
+    cycle), and a core's ramp takes its first sums dt after the round's end of stream."""
     return wsk_chain_rounds(work, w_sc, w_sn, first, a_sc, a_sn, last, b_sc, b_sn, shifted, f,
                             Lg, P, N, hop, ramp, lat, launch, task, cushion, done, E, free1,
-                            free2, free, hist)
+                            free2, free, hist, dt)
 
 
 cdef inline bint whole_number(double v) noexcept nogil:
@@ -68,7 +71,7 @@ cdef inline bint whole_number(double v) noexcept nogil:
 
 cdef inline bint chain_exact(Py_ssize_t N, Py_ssize_t P, double inputs, double f, long Lg,
                              double hop, double ramp, double lat, double launch,
-                             double task) noexcept nogil:
+                             double task, double dt=1.0) noexcept nogil:
     """Whether every value the chain's recurrence makes over N rounds of P positions is a
     whole number below 2**52 in magnitude (so every sum it takes is exact: wsk_chain.h's
     ``exact``), given that its work, first and last are whole numbers of magnitude at most
@@ -76,10 +79,12 @@ cdef inline bint chain_exact(Py_ssize_t N, Py_ssize_t P, double inputs, double f
     largest of sums along paths through the recurrence: at most 8 nodes per round and
     position, 3 terms each, every term a constant here or an input."""
     if not inputs >= 0 or Lg < 0 or P >= 2147483647 or not (whole_number(f) and whole_number(hop) and whole_number(ramp)
-                                         and whole_number(lat) and whole_number(launch) and whole_number(task)):
+                                         and whole_number(lat) and whole_number(launch) and whole_number(task)
+                                         and whole_number(dt)):
         return False
     cdef double m = dmax(dmax(dmax(inputs, fabs(f)), dmax(fabs(hop), fabs(ramp))),
-                         dmax(dmax(fabs(lat), fabs(launch)), dmax(fabs(task), <double> Lg)))
+                         dmax(dmax(fabs(lat), fabs(launch)),
+                              dmax(fabs(task), <double> Lg * dmax(fabs(dt), 1.0))))
     m = dmax(m, 1.0)
     return 32.0 * (<double> N + 2) * (<double> P + 2) * m <= 1125899906842624.0   # 2**50
 
@@ -88,12 +93,14 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
                                  const double[:, ::1] first, const double[:, ::1] last,
                                  bint shifted, double f, double hop, double ramp, double lat,
                                  double launch, double task, double cushion,
-                                 bint avx512=False, double inputs=-1.0) except? -1.0:
+                                 bint avx512=False, double inputs=-1.0,
+                                 double dt=1.0) except? -1.0:
     """:func:`chain_rounds` on one chain whose positions are the columns of samples-major
     (N x C) work, first and last (the step kernels' ``pipeline=`` option): the last round's
     completion, 0.0 when there is none. ``L`` must hold one entry. With ``avx512`` (the
     caller has checked that the CPU runs it: _step_cost's wsk_step_avx512_runs, _screen's
-    wsk_stream_avx512_runs) the positions run 8 lanes wide: the same floats."""
+    wsk_stream_avx512_runs) the positions run 8 lanes wide: the same floats. ``dt``
+    as in :func:`chain_rounds`."""
     if L.shape[0] != 1:
         raise ValueError(f"pipeline: L must have one entry (one chain); received "
                          f"{L.shape[0]}")
@@ -104,7 +111,7 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
         return done
     # not zeroed: the recurrence writes each scratch value before it reads it
     cdef int exact = chain_exact(N, C, inputs, f if shifted else 0.0, L[0], hop, ramp, lat,
-                                 launch, task)
+                                 launch, task, dt)
     cdef double* E = <double*> malloc((5 * C + N * C) * sizeof(double))
     if E == NULL:
         raise MemoryError(f"{caller}: the chain's scratch of {5 * C + N * C} floats")
@@ -116,12 +123,12 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
                 <const char*> &work[0, 0], work.strides[0], <const char*> &first[0, 0],
                 first.strides[0], <const char*> &last[0, 0], last.strides[0], shifted, f,
                 L[0], C, N, hop, ramp, lat, launch, task, cushion, done, E, E + 2 * C,
-                E + 3 * C, E + 4 * C, E + 5 * C, exact)
+                E + 3 * C, E + 4 * C, E + 5 * C, dt, exact)
         else:
             done = wsk_chain_cols(
                 <const char*> &work[0, 0], work.strides[0], <const char*> &first[0, 0],
                 first.strides[0], <const char*> &last[0, 0], last.strides[0], shifted, f,
                 L[0], C, N, hop, ramp, lat, launch, task, cushion, done, E, E + 2 * C,
-                E + 3 * C, E + 4 * C, E + 5 * C, exact)
+                E + 3 * C, E + 4 * C, E + 5 * C, dt, exact)
     free(E)
     return done

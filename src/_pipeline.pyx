@@ -17,7 +17,7 @@ from _chain cimport chain_rounds, check_chain_args, dmax
 def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
                   const double[:, :, :] last,
                   long[:] L, double hop, double ramp, double lat,
-                  double launch, double task, double cushion, fill=None):
+                  double launch, double task, double cushion, fill=None, double dt=1.0):
     """Completion cycle of the last round over G independent reduction chains.
 
     work[g, c, n]  compute of round n at position c of chain g, end-of-stream included
@@ -30,6 +30,9 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
     cushion        wavelets that fit between two reducers (queues and links)
     fill[g]        (optional) added to first and last of chain g: they may then be one
                    array for every chain (a stride-0 view), not G copies
+    dt             cycles a link holds a wavelet (1 / its rate): sums go max(dt, 1) apart
+                   (a reducer takes one a cycle); a core's ramp takes its first sums of
+                   a round dt after that round's end of stream
     """
     cdef Py_ssize_t G = work.shape[0], P = work.shape[1], N = work.shape[2], g
     cdef double[::1] scratch = np.zeros(5 * P + N * P)
@@ -46,6 +49,9 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
         raise ValueError(f"grid_pipeline: L ({L.shape[0]}) and fill ({fill_g.shape[0]}) need "
                          f"one entry per chain ({G})")
     check_chain_args("grid_pipeline", L, cushion)
+    if not 0.0 < dt < float("inf"):
+        raise ValueError(f"grid_pipeline: dt must be a number of cycles > 0 (1 / the link "
+                         f"rate); received {dt}")
     if P == 0 or N == 0:
         return done
     with nogil:
@@ -55,7 +61,8 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
                                 <const char*> &last[g, 0, 0], last.strides[1], last.strides[2],
                                 shifted, fill_g[g], L[g],
                                 P, N, hop, ramp, lat, launch, task, cushion, done,
-                                E, E + P, E + 2 * P, E + 3 * P, E + 4 * P, E + 5 * P)
+                                E, E + P, E + 2 * P, E + 3 * P, E + 4 * P, E + 5 * P,
+                                dt)
     return done
 
 

@@ -123,8 +123,9 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
 
     ``pipeline`` = (L, hop, ramp, lat, launch, task, cushion) adds a sixth figure: the
     columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
-    last as one chain of C positions, ``L`` (one entry) wavelets per round), run here on
-    the arrays just made: the same recurrence (src/_chain.pxd), so the same float.
+    last as one chain of C positions, ``L`` (one entry) wavelets per round, each link
+    holding a wavelet ``dt`` cycles, grid_pipeline's ``dt``), run here on the arrays
+    just made: the same recurrence (src/_chain.pxd), so the same float.
 
     X is read K-major (src/wsk_stream.h), copied first where it is not laid out so; the
     per-sample figures go sample after sample across the columns (each column's samples
@@ -154,7 +155,8 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef double inputs = _exact_inputs(K, a_max, v_max, tmax, eos, dt, fill)
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
-                                     ramp, lat, launch, task, cushion, _use_avx512, inputs)
+                                     ramp, lat, launch, task, cushion, _use_avx512, inputs,
+                                     dt)
     return work_a, first_a, last_a, int(a_max), int(v_max), float(done)
 
 
@@ -215,7 +217,8 @@ cdef class DenseStep:
                                            self.fill)
         cdef double done = chain_columns("dense_stream", self.L, b[0], b[1], b[2], False,
                                          0.0, self.hop, self.ramp, self.lat, self.launch,
-                                         self.task, self.cushion, _use_avx512, inputs)
+                                         self.task, self.cushion, _use_avx512, inputs,
+                                         self.dt)
         return int(a_max), int(v_max), float(done)
 
 
@@ -463,12 +466,13 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
                 const unsigned char[:, ::1] x_nz, double task, double scalar, double eos,
                 const double[:, :] first, const double[:, :] last,
                 const double[::1] fill, const long[::1] L, double hop, double ramp,
-                double lat, double launch, double cushion, double[:, ::1] work_cn):
+                double lat, double launch, double cushion, double[:, ::1] work_cn,
+                double dt=1.0):
     """:func:`ws_block_work` followed by _pipeline.grid_pipeline on its work (each PE row a
     chain, rounds arriving at ``first`` / ``last`` (C x N, any strides: samples-major, a
     transposed N x C array, reads fastest) plus ``fill[r]``), one PE row at a time, so the
-    R x C x N work is never held: the same cycles, and work_cn.
-    O(nnz * N + R * C * N) time, O(C * N) memory."""
+    R x C x N work is never held: the same cycles, and work_cn. ``dt`` (1 / the link
+    rate) as in grid_pipeline. O(nnz * N + R * C * N) time, O(C * N) memory."""
     cdef Py_ssize_t R = t_dense.shape[0], C = a_cn.shape[0], N = a_cn.shape[1], r, c, n
     _check_block_work(R, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, work_cn)
     if (first.shape[0] != C or first.shape[1] != N or last.shape[0] != C
@@ -477,6 +481,9 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
                          f"{first.shape[0]}x{first.shape[1]}, {last.shape[0]}x{last.shape[1]}, "
                          f"{fill.shape[0]} and {L.shape[0]}")
     check_chain_args("ws_pipeline", L, cushion)
+    if not 0.0 < dt < float("inf"):
+        raise ValueError(f"ws_pipeline: dt must be a number of cycles > 0 (1 / the link "
+                         f"rate); received {dt}")
     cdef double done = 0.0
     if R == 0 or C == 0 or N == 0:
         return done
@@ -499,7 +506,7 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
                                 <const char*> &last[0, 0], l_c, l_n,
                                 True, fill[r], L[r], C, N, hop, ramp, lat, launch, task,
                                 cushion, done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C,
-                                E + 5 * C)
+                                E + 5 * C, dt)
         for c in range(C):
             for n in range(N):
                 work_cn[c, n] = work_nc[n, c]

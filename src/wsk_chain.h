@@ -22,7 +22,7 @@ static inline __attribute__((always_inline)) void wsk_chain_round(
         const double* restrict free1, const double* restrict free2, const char* restrict work,
         ptrdiff_t w_sc, const char* restrict first, ptrdiff_t a_sc, const char* restrict last,
         ptrdiff_t b_sc, int shifted, double f, double task, double lat, double ramp,
-        ptrdiff_t P)
+        double dt, ptrdiff_t P)
 {
     ptrdiff_t c;
     double start, g;
@@ -34,7 +34,9 @@ static inline __attribute__((always_inline)) void wsk_chain_round(
                                   (WSK_AT(last, c, b_sc, 0, 0) + f) + task);
             g = wsk_chain_dmax(E[c], free1[c]);
             Gr[c] = g;
-            arrive[c] = g + lat + ramp;
+            /* the first sums cross the ramp once the round's end-of-stream marker has
+               left it, dt after: they reach the core dt after that marker */
+            arrive[c] = wsk_chain_dmax(g, (WSK_AT(last, c, b_sc, 0, 0) + f) + dt) + lat + ramp;
         }
     } else {
         for (c = 0; c < P; c++) {
@@ -43,7 +45,7 @@ static inline __attribute__((always_inline)) void wsk_chain_round(
                                   WSK_AT(last, c, b_sc, 0, 0) + task);
             g = wsk_chain_dmax(E[c], free1[c]);
             Gr[c] = g;
-            arrive[c] = g + lat + ramp;
+            arrive[c] = wsk_chain_dmax(g, WSK_AT(last, c, b_sc, 0, 0) + dt) + lat + ramp;
         }
     }
 }
@@ -62,11 +64,11 @@ static inline __attribute__((always_inline)) void wsk_chain_free(
 
 static inline __attribute__((always_inline)) void wsk_chain_free_cushion(
         double* restrict v, double ramp, double lat, const double* restrict later, long back,
-        ptrdiff_t n)
+        double sp, ptrdiff_t n)
 {
     ptrdiff_t c;
     for (c = 0; c < n; c++)
-        v[c] = wsk_chain_dmax(v[c] - ramp - lat + 1, later[c] + back + 1);
+        v[c] = wsk_chain_dmax(v[c] - ramp - lat + 1, later[c] + back * sp + 1);
 }
 
 /* the chain's arguments, any strides: (position, round) byte strides per array */
@@ -76,7 +78,7 @@ static inline __attribute__((always_inline)) void wsk_chain_free_cushion(
         const char* last, ptrdiff_t b_sc, ptrdiff_t b_sn, int shifted, double f, long Lg, \
         ptrdiff_t P, ptrdiff_t N, double hop, double ramp, double lat, double launch, \
         double task, double cushion, double done, double* E, double* free1, double* free2, \
-        double* free_, double* hist
+        double* free_, double* hist, double dt
 
 /* ``exact``: the caller has shown that every value the recurrence makes is a whole number
  * of magnitude below 2**52 (whole inputs and constants, bounded: wsk_chain_exact_bound),
@@ -89,7 +91,13 @@ static inline __attribute__((always_inline)) void wsk_chain_free_cushion(
 static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARGS, int exact)
 {
     double delta = hop + 2 * ramp + lat;
-    double h, tl, D;
+    /* ``dt``: cycles a link holds a wavelet (1 / its rate). ``sp``: cycles between two
+       wavelets of sums, dt or the reducer's one cycle, whichever is longer. A message
+       of Lg wavelets spans (Lg - 1) * sp + 1 cycles: Ls (Lg where sp is 1, the very
+       expression, so the same floats) */
+    double sp = dt > 1.0 ? dt : 1.0;
+    double Ls = sp == 1.0 ? (double) Lg : (double) (Lg - 1) * sp + 1.0;
+    double h, tl, D, hold;
     double* spare;
     double* Gr;
     long ahead, back;
@@ -102,7 +110,7 @@ static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARG
     for (n = 0; n < N; n++) {
         Gr = hist + n * P;
         wsk_chain_round(E, Gr, free_, free1, free2, work + n * w_sn, w_sc, first + n * a_sn,
-                        a_sc, last + n * b_sn, b_sc, shifted, f, task, lat, ramp, P);
+                        a_sc, last + n * b_sn, b_sc, shifted, f, task, lat, ramp, dt, P);
         if (P == 1 || Lg == 0) {
             for (c = 0; c < P; c++)
                 free_[c] = Gr[c];
@@ -113,7 +121,7 @@ static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARG
                were worked out with G, in free_, and each tail becomes a free round after
                it (the same operations on each value) */
             h = Gr[0] + launch + ramp;
-            tl = h + Lg - 1;
+            tl = h + Ls - 1;
             free_[0] = tl;
             if (exact) {
                 /* a_c - c * delta, their running maximum, then that + c * delta + Lg - 1:
@@ -128,22 +136,28 @@ static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARG
                     free_[ci] = m;
                 }
                 for (ci = 1; ci < Pi - 1; ci++)
-                    free_[ci] = ((free_[ci] + (double) ci * delta) + Lg) - 1;
+                    free_[ci] = ((free_[ci] + (double) ci * delta) + Ls) - 1;
                 if (P > 2)
                     tl = free_[P - 2];
             } else {
                 for (c = 1; c < P - 1; c++) {
                     h = wsk_chain_dmax(h + delta, free_[c]);
-                    tl = wsk_chain_dmax(tl + delta, h + Lg - 1);
+                    tl = wsk_chain_dmax(tl + delta, h + Ls - 1);
                     free_[c] = tl;
                 }
             }
-            D = wsk_chain_dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1) + 1 + task;
+            /* the root takes its first sums once its own end-of-stream marker has left
+               its ramp (dt), the rest sp apart */
+            hold = WSK_AT(last + n * b_sn, P - 1, b_sc, 0, 0);
+            if (shifted)
+                hold = hold + f;
+            D = wsk_chain_dmax(wsk_chain_dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1),
+                               (hold + dt) + Ls - 1) + 1 + task;
             ahead = n * Lg + Lg - 1 - (long) cushion;
             if (ahead >= 0) {
                 nb = ahead / Lg;
                 back = ahead % Lg;
-                wsk_chain_free_cushion(free_, ramp, lat, hist + nb * P + 1, back, P - 1);
+                wsk_chain_free_cushion(free_, ramp, lat, hist + nb * P + 1, back, sp, P - 1);
             } else {
                 wsk_chain_free(free_, ramp, lat, P - 1);
             }
@@ -163,7 +177,7 @@ static double wsk_chain_rounds(WSK_CHAIN_ARGS)
 {
     return wsk_chain_impl(work, w_sc, w_sn, first, a_sc, a_sn, last, b_sc, b_sn, shifted, f,
                           Lg, P, N, hop, ramp, lat, launch, task, cushion, done, E, free1,
-                          free2, free_, hist, 0);
+                          free2, free_, hist, dt, 0);
 }
 
 /* samples-major rows (N x P, C-contiguous rows of positions: the step kernels), the
@@ -171,13 +185,14 @@ static double wsk_chain_rounds(WSK_CHAIN_ARGS)
 #define WSK_CHAIN_COLS_BODY \
     return wsk_chain_impl(work, sizeof(double), w_sn, first, sizeof(double), a_sn, last, \
                           sizeof(double), b_sn, shifted, f, Lg, P, N, hop, ramp, lat, \
-                          launch, task, cushion, done, E, free1, free2, free_, hist, exact);
+                          launch, task, cushion, done, E, free1, free2, free_, hist, dt, \
+                          exact);
 #define WSK_CHAIN_COLS_ARGS \
         const char* work, ptrdiff_t w_sn, const char* first, ptrdiff_t a_sn, \
         const char* last, ptrdiff_t b_sn, int shifted, double f, long Lg, ptrdiff_t P, \
         ptrdiff_t N, double hop, double ramp, double lat, double launch, double task, \
         double cushion, double done, double* E, double* free1, double* free2, \
-        double* free_, double* hist, int exact
+        double* free_, double* hist, double dt, int exact
 
 static double wsk_chain_cols(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
 

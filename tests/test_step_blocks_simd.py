@@ -266,13 +266,18 @@ def test_a_table_unlike_the_entries_is_refused():
     """, 5, needles=("table", "Buffer dtype mismatch"))
 
 
-def _chain_reference(work, first, last, Lg, hop, ramp, lat, launch, task, cushion, f):
+def _chain_reference(work, first, last, Lg, hop, ramp, lat, launch, task, cushion, f,
+                     dt=1.0):
     """The chain's rounds (src/_chain.pxd) in plain Python floats: positions are the
-    columns of samples-major (N x P) work, first and last, each shifted by ``f``."""
+    columns of samples-major (N x P) work, first and last, each shifted by ``f``; a link
+    holds a wavelet ``dt`` cycles (sums max(dt, 1) apart, a ramp's first sums dt after
+    the round's end of stream)."""
     def dmax(a, b):
         return a if a > b else b
     N, P = work.shape
     delta = hop + 2 * ramp + lat
+    sp = dt if dt > 1.0 else 1.0
+    Ls = float(Lg) if sp == 1.0 else float(Lg - 1) * sp + 1.0
     E, free1, free2, hist, done = [0.0] * P, [0.0] * P, [0.0] * P, [], 0.0
     for n in range(N):
         G = []
@@ -286,18 +291,19 @@ def _chain_reference(work, first, last, Lg, hop, ramp, lat, launch, task, cushio
             D = G[P - 1] + task
         else:
             h = G[0] + launch + ramp
-            tl = h + Lg - 1
+            tl = h + Ls - 1
             free[0] = tl - ramp - lat + 1
             for c in range(1, P - 1):
-                h = dmax(h + delta, G[c] + lat + ramp)
-                tl = dmax(tl + delta, h + Lg - 1)
+                h = dmax(h + delta, dmax(G[c], (float(last[n, c]) + f) + dt) + lat + ramp)
+                tl = dmax(tl + delta, h + Ls - 1)
                 free[c] = tl - ramp - lat + 1
-            D = dmax(tl + hop + ramp, G[P - 1] + Lg - 1) + 1 + task
+            D = dmax(dmax(tl + hop + ramp, G[P - 1] + Lg - 1),
+                     ((float(last[n, P - 1]) + f) + dt) + Ls - 1) + 1 + task
             ahead = n * Lg + Lg - 1 - int(cushion)
             if ahead >= 0:
                 nb, back = divmod(ahead, Lg)
                 for c in range(P - 1):
-                    free[c] = dmax(free[c], hist[nb][c + 1] + back + 1)
+                    free[c] = dmax(free[c], hist[nb][c + 1] + back * sp + 1)
         free[P - 1] = D
         free2, free1 = free1, free
         done = dmax(done, D)

@@ -217,7 +217,7 @@ def test_dense_streams_exact_scan_is_the_recurrence_on_each_path(paths, C):
         wpv = int(rng.integers(1, 4))
         work, first, last, _, _ = _dense_reference(x, k_b, tmax, eos, wpv, dt, fill)
         ref = _chain_reference(work, first, last, int(L[0]), hop, ramp, lat, launch, task,
-                               cushion, 0.0)
+                               cushion, 0.0, dt)
         for path in PATHS:
             paths(path)
             got = dense_stream(np.ascontiguousarray(x.T).T, k_b, tmax, eos, wpv, dt, fill,

@@ -34,6 +34,12 @@ Weight-stationary (layer-pipelined; the vendor's gemv-checkerboard, spmv-hypersp
     sample n - 2 to leave it (double-buffered accumulators); the chain's first PE
     launches a send, each stage turns a wavelet round in ``stage_cycles``, a sender
     waits for its receiver's queues, the root ends each sample with a task.
+    A link holds a wavelet ``1 / link_wavelets_per_cycle`` cycles: a message of sums is
+    serialised on every link (its wavelets that far apart, or a cycle apart where the
+    link is faster than the reducer), and a core's ramp, which carries both its column's
+    stream and the sums from the west, takes a sample's first sums only after that
+    sample's end-of-stream marker has left it; the exact estimate is never below the
+    busiest ramp's load.
     Measured against the event simulation by ``wsekern validate``.
 Activation-stationary (weight streaming)
     X sits dense on the PEs (rows of X over PE rows, samples over PE columns); the
@@ -101,7 +107,7 @@ def weight_stationary(W, X, config, region, *, what="spmm", ops=None, exact=True
     if choose_formats and exact:
         pl, timing = _ws_choose(ops, pl, config, what)
     else:
-        timing = _ws_cycles(ops, pl, config, *_ws_work(ops, pl, config, exact))
+        timing = _ws_cycles(ops, pl, config, *_ws_work(ops, pl, config, exact), exact=exact)
     return _ws_report(ops, pl, config, timing, full)
 
 
@@ -511,12 +517,19 @@ class _BlockWork:
                           np.ascontiguousarray(fill, np.float64),
                           np.ascontiguousarray(L, np.int_), config.hop_cycles,
                           config.ramp_cycles, _turnaround(config),
-                          config.task_cycles + config.setup_cycles, _cushion(config), work_cn)
+                          config.task_cycles + config.setup_cycles, _cushion(config), work_cn,
+                          dt)
         return est, work_cn
 
 
-def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
-    """The estimate and its bounds: dict of est, lower, upper and the terms' parts."""
+def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
+    """The estimate and its bounds: dict of est, lower, upper and the terms' parts.
+
+    The recurrence gives each core's ramp to its stream and to the sums from the west
+    in turn, round by round; on slow links the two share it (the event simulation
+    interleaves them), so the exact model's estimate is at least the ramp's load (one of
+    the lower bound's terms). The placer's screen (``exact=False``) keeps the recurrence
+    alone, as dense_screen_cycles does."""
     R, C = pl.shape
     N = ops.N
     use_comp = pl.use_comp
@@ -551,16 +564,31 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe):
     # add up to more; every sample done alone, one after the other, is the worst case.
     ramp, task = config.ramp_cycles, config.task_cycles
     first = config.hop_cycles + ramp
-    lower = max(first + busy_rc.max(initial=0), first + v_cn.sum(axis=1).max() * dt,
-                N * (L + task) if C > 1 else 0.0) + task
+    # a core's ramp carries its column's stream and, off the chain's first column, the
+    # partial sums from the west: one wavelet every dt cycles
+    ramp_load = (v_cn[1:].sum(axis=1).max() + N * L) if C > 1 and L > 0 else 0
+    ramp_bound = first + (ramp_load - 1) * dt + task if ramp_load else 0.0
+    lower = max(first + busy_rc.max(initial=0) + task, first + v_cn.sum(axis=1).max() * dt + task,
+                (N * (L + task) if C > 1 else 0.0) + task, ramp_bound)
+    if exact and ramp_bound > est:
+        est = ramp_bound
     if "wavelet_max" not in memo:
+        # per column, any wavelet: a compressed block's task visits one column of W,
+        # the most nonzeros of one column at most
+        most = placer.block_column_most(ops, config, pl.region) if memo["any_comp"] else 0
         memo["wavelet_max"] = np.where(
-            use_comp, task + config.scalar_cycles_per_element * pl.block["nnz"],
-            t_dense[:, None]).max(axis=0)                        # per column, any wavelet
+            use_comp, task + config.scalar_cycles_per_element * most,
+            t_dense[:, None]).max(axis=0)
     wavelet_max = memo["wavelet_max"]
     chain = _chain_latency(config, C, L)
+    # sums a core's input queue takes before its own stream ends cross its ramp between
+    # the stream's wavelets, and a multicast waits for every ramp below it: where a link
+    # holds a wavelet longer than a task takes, a queue of them can delay the column's
+    # stream (the rows' chains run side by side: their delays overlap)
+    cap_ramp = config.queue_depth + math.ceil(config.ramp_cycles)
+    cross = min(L, cap_ramp) * max(0.0, dt - task) if C > 1 else 0.0
     upper = float(np.sum(np.max(v_cn * dt + a_cn * wavelet_max[:, None] + eos, axis=0)
-                         + fill + chain))
+                         + fill + chain + cross))
     terms = {"compute": float(work_cn.max(axis=0).sum()),
              "fabric": float((v_cn.max(axis=0) * dt).sum()),
              "reduction": float(N * (L * dt)), "latency": float(fill + chain)}
@@ -857,16 +885,30 @@ def _turnaround(config):
     return max(1.0, config.stage_cycles - 2 * config.ramp_cycles)
 
 
+def _spacing(config):
+    """Cycles between two wavelets of partial sums on a reduction chain: a link slower than
+    a wavelet a cycle holds each for ``1 / link_wavelets_per_cycle`` cycles (the message
+    serialised on every link, the stages pipelined); a faster one waits for the reducer,
+    which takes one a cycle."""
+    return max(1.0, 1.0 / config.link_wavelets_per_cycle)
+
+
 def _chain_latency(config, C, L):
     """One sample's partial sums reduced alone along a chain of C PEs: launch, C - 1
-    stages, the last wavelet, the root's end-of-message task."""
+    stages, the last wavelet (``_spacing`` after the one before it), the root's
+    end-of-message task; and, where a link holds a wavelet longer than an end-of-stream
+    task takes, the wait of the first sums for a receiver's ramp, which the sample's own
+    end-of-stream marker holds ``1 / link_wavelets_per_cycle`` cycles."""
     if C <= 1 or L == 0:
         return config.task_cycles
     ramp = config.ramp_cycles
     lat = _turnaround(config)
+    sp = _spacing(config)
+    span = L if sp == 1.0 else (L - 1) * sp + 1
+    hold = max(0.0, 1.0 / config.link_wavelets_per_cycle - config.task_cycles)
     return (config.task_cycles + config.setup_cycles + ramp
             + (C - 2) * (config.hop_cycles + 2 * ramp + lat)
-            + config.hop_cycles + ramp + L + 1 + config.task_cycles)
+            + config.hop_cycles + ramp + span + 1 + config.task_cycles + hold)
 
 
 def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
@@ -909,7 +951,7 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     return grid_pipeline(work, first, last, np.ascontiguousarray(L, dtype=np.int_),
                          config.hop_cycles, config.ramp_cycles, _turnaround(config),
                          config.task_cycles + config.setup_cycles, config.task_cycles,
-                         _cushion(config), shift)
+                         _cushion(config), shift, 1.0 / config.link_wavelets_per_cycle)
 
 
 def _cushion(config):
@@ -1037,12 +1079,17 @@ def _as_cycles_of(ops, config, R, C, passes, exact):
     red_wavelets = M * np.ceil(N_c / config.values_per_dense_wavelet)          # per PE column
     t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
     first = config.hop_cycles + config.ramp_cycles
-    lower = max(first + compute, first + t_links, first + t_external,
-                M * (L + task) if R > 1 else 0.0) + task
+    # a core's ramp carries its PE row's weights and, below the first row, the sums from
+    # the north: one wavelet every link_dt cycles (as weight_stationary's _ws_cycles)
+    ramp_load = (st["weight_wavelets"][1:].max() + M * L) if R > 1 and L > 0 else 0
+    ramp_bound = first + (ramp_load - 1) * link_dt + task if ramp_load else 0.0
+    lower = max(max(first + compute, first + t_links, first + t_external,
+                    M * (L + task) if R > 1 else 0.0) + task, ramp_bound)
     if exact:
         _, row_block = ops.col_block(R)
         est, upper = _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill,
                                chain)
+        est = max(est, ramp_bound)
     else:
         est, upper = _as_screen(st, config, M, R)
     terms = {"weight-streaming": t_external, "compute": float(compute),

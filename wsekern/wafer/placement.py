@@ -355,11 +355,28 @@ def pace_safe_formats(ops, config, region, use_comp):
     6,022 cycles where all dense costs 5,866). With fewer nonzeros in W no block's
     per-wavelet cost rises under this rule. O(nnz(W) + R K); a sort of the nonzeros
     where R K is far larger."""
-    r0, c0, R, C = region
     st = _ws_static(ops, config, region)
+    worst = config.task_cycles + config.scalar_cycles_per_element * block_column_most(
+        ops, config, region)
+    safe = worst <= st["t_dense"][:, None]
+    return np.asarray(use_comp, bool) & (safe | ~st["dense_fits"])
+
+
+def block_column_most(ops, config, region):
+    """The most nonzeros of one column of W in each block of ``region`` (R x C int64):
+    what a compressed block's task over one activation costs at most, in scalar steps.
+    Kept with the region's batch-independent facts (:func:`_ws_static`)."""
+    st = _ws_static(ops, config, region)
+    if st.get("most") is None:
+        st["most"] = most_per_column(ops, int(region[2]), int(region[3]))
+    return st["most"]
+
+
+def most_per_column(ops, R, C):
+    """:func:`block_column_most` worked out: O(nnz + R K); a sort of the nonzeros where
+    R K is far larger."""
     _, row_block = ops.row_block(R)
-    # the most nonzeros of one column of W in each block: count per (row block, column
-    # k), then the largest per (row block, column block)
+    # count per (row block, column k), then the largest per (row block, column block)
     kb, col_of = ops.col_block(C)
     keys = row_block[ops.w.w_row] * ops.K + ops.w_col
     most = np.zeros((R, C), np.int64)
@@ -373,9 +390,7 @@ def pace_safe_formats(ops, config, region, use_comp):
     else:                                         # hypersparse: R x K would dwarf nnz
         keys, counts = np.unique(keys, return_counts=True)
         np.maximum.at(most, (keys // ops.K, col_of[keys % ops.K]), counts)
-    worst = config.task_cycles + config.scalar_cycles_per_element * most        # R x C
-    safe = worst <= st["t_dense"][:, None]
-    return np.asarray(use_comp, bool) & (safe | ~st["dense_fits"])
+    return most
 
 
 class _BlockFacts(dict):
