@@ -193,7 +193,7 @@ class Model(Layer):
         losses = cu.per_output(self.loss, names, "loss")
         weights = cu.per_output(self.loss_weights, names, "loss_weights")
         metrics = cu.metrics_per_output(self._metrics_arg, names)
-        weighted = cu.metrics_per_output(self._weighted_metrics_arg, names)
+        weighted = cu.metrics_per_output(self._weighted_metrics_arg, names, "weighted_metrics")
         outs = []
         seen = {}                       # log keys so far: Keras's CompileMetrics.result names
         for name, loss, w, ms, wms in zip(names, losses, weights, metrics, weighted):
