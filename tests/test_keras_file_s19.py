@@ -283,3 +283,52 @@ def test_an_unknown_optimizer_loads_the_weights_and_warns(keras, tmp_path):
     np.testing.assert_allclose(model.predict(_data((3,)), verbose=0),
                                km.predict(_data((3,)), verbose=0), rtol=RTOL, atol=ATOL)
     assert type(model.optimizer).__name__ == "Adagrad"
+
+
+_IMG, _SEQ, _VEC = (6, 6, 3), (7, 4), (5,)
+KINDS = {
+    "flatten": (_IMG, lambda L: [L.Flatten(), L.Dense(2)]),
+    "reshape": (_VEC, lambda L: [L.Reshape((5, 1)), L.Flatten()]),
+    "conv1d-pool1d": (_SEQ, lambda L: [L.Conv1D(3, 2, padding="causal", dilation_rate=2),
+                                       L.MaxPooling1D(2), L.GlobalMaxPooling1D()]),
+    "separable-depthwise": (_IMG, lambda L: [L.SeparableConv2D(4, 3, depth_multiplier=2),
+                                             L.DepthwiseConv2D(2)]),
+    "conv2d-transpose": (_IMG, lambda L: [L.Conv2DTranspose(2, 3, strides=2)]),
+    "resampling": (_IMG, lambda L: [L.UpSampling2D(), L.ZeroPadding2D(1), L.Cropping2D(2),
+                                    L.AveragePooling2D(2, padding="same")]),
+    "activations": (_VEC, lambda L: [L.Rescaling(0.5, offset=1.0), L.Dense(4),
+                                     L.Activation("tanh"), L.LeakyReLU(0.2), L.ELU(),
+                                     L.PReLU(), L.Softmax()]),
+    "sequence": (_SEQ, lambda L: [L.Masking(), L.GaussianNoise(0.1), L.SpatialDropout1D(0.2),
+                                  L.TimeDistributed(L.Dense(2)), L.Permute((2, 1)),
+                                  L.Flatten(), L.RepeatVector(2)]),
+    "embedding-masked": ("tokens", lambda L: [L.Embedding(10, 4, mask_zero=True),
+                                              L.GlobalAveragePooling1D()]),
+    "grouped-conv1d": (_SEQ, lambda L: [L.Conv1D(4, 3, groups=2)]),
+    "batchnorm-no-center": (_VEC, lambda L: [L.BatchNormalization(center=False,
+                                                                  momentum=0.9)]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_keras_layer_kinds_load_and_predict_as_keras(keras, tmp_path, kind):
+    shape, layers = KINDS[kind]
+    keras.utils.set_random_seed(0)
+    if shape == "tokens":
+        x = np.random.default_rng(0).integers(0, 10, (3, 6)).astype("int32")
+        x[0, 4:] = 0
+        inp = keras.Input((6,), dtype="int32")
+    else:
+        x = np.random.default_rng(0).normal(size=(3,) + shape).astype("float32")
+        inp = keras.Input(shape)
+    km = keras.Sequential([inp] + layers(keras.layers))
+    km.save(tmp_path / "k.keras")
+    model = nn.load_model(tmp_path / "k.keras")
+    np.testing.assert_allclose(model.predict(x, verbose=0), km.predict(x, verbose=0),
+                               rtol=RTOL, atol=ATOL)
+
+
+def test_a_keras_sequential_built_by_fit_without_an_input_loads(keras, tmp_path):
+    keras.utils.set_random_seed(0)
+    km = keras.Sequential([keras.layers.Dense(3), keras.layers.Dense(1)])
+    _check(km, _data((5,)), _data((1,), seed=1), tmp_path)

@@ -129,3 +129,21 @@ def test_clone_of_an_attention_with_one_projection_pruned_keeps_each_pattern(ker
                                **TOL)
     np.testing.assert_allclose(clone.predict(x, verbose=0), kclone.predict(x, verbose=0),
                                **TOL)
+
+
+def test_noise_layers_take_keras_keywords_and_time_distributed_saves(keras, tmp_path):
+    """GaussianNoise(stddev=), SpatialDropout1D(rate=), MaxPooling1D(pool_size=(2,)) as in
+    Keras; a model with TimeDistributed and GaussianNoise saves and loads (both failed)."""
+    def build(lib):
+        L = lib.layers
+        return lib.Sequential([lib.Input((6, 3)), L.GaussianNoise(stddev=0.3),
+                               L.SpatialDropout1D(rate=0.2), L.GaussianDropout(rate=0.1),
+                               L.MaxPooling1D(pool_size=(2,), strides=[2]),
+                               L.TimeDistributed(L.Dense(2))])
+    km, model = _twins(keras, build)
+    x = np.random.default_rng(6).normal(size=(4, 6, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), km.predict(x, verbose=0), **TOL)
+    model.save(tmp_path / "m.keras")
+    loaded = nn.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), km.predict(x, verbose=0), **TOL)
+    assert loaded.layers[0].stddev == 0.3 and loaded.layers[1].rate == 0.2

@@ -36,7 +36,7 @@ _NO_MEANING = {"quantization_config": None, "lora_rank": None, "lora_alpha": Non
                "noise_shape": None, "renorm": False, "renorm_clipping": None,
                "renorm_momentum": 0.99, "rms_scaling": False, "beta_initializer": _ZEROS,
                "gamma_initializer": _ONES, "moving_mean_initializer": _ZEROS,
-               "moving_variance_initializer": _ONES}
+               "moving_variance_initializer": _ONES, "output_padding": None}
 # keras.ops nodes of a functional graph and our OpLayer's op for them
 _OPS = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Divide": "divide",
         "TrueDivide": "divide", "Matmul": "matmul", "Negative": "negative"}
@@ -48,7 +48,8 @@ _SLOT_GROUPS = {"SGD": [("momentum",)],
                 "AdamW": [("momentum", "velocity"), ("velocity_hat",)]}
 # a layer made of sublayers: the HDF5 groups holding its weights, in get_weights order
 _SUBLAYER_GROUPS = {"MultiHeadAttention": ("query_dense", "key_dense", "value_dense",
-                                          "output_dense")}
+                                          "output_dense"),
+                    "TimeDistributed": ("layer",)}
 
 
 def is_keras_archive(archive):
@@ -146,6 +147,9 @@ def _layer_config(spec, where):
         raise ConfigError(f"{where}['config'] must be an object")
     out = {}
     for k, x in config.items():
+        if k == "layer" and _is_wrapped(x):          # TimeDistributed's layer
+            out[k] = _translate_layer(x, f"{where}['config']['layer']")
+            continue
         x = _value(x, f"{where}['config'][{k!r}]")
         if k in _NO_MEANING and x == _NO_MEANING[k] or (k == "data_format"
                                                         and x == "channels_last"):
