@@ -159,7 +159,8 @@ class Model(Layer):
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True):
         """Keras's compile: ``loss`` one for every output, a list, or a dict by output name;
-        ``loss_weights`` likewise; ``metrics`` a list, a list per output, or a dict.
+        ``loss_weights`` likewise; ``metrics`` a list (one output), one entry per output
+        (a metric, a list of them, or None), or a dict by output name, as in Keras 3.
         ``loss`` may be None when the model adds its own losses (``add_loss``)."""
         self.optimizer = optimizers_mod.get(optimizer)
         for leaf in _leaves_of(loss):               # unknown names fail here, not in fit
