@@ -680,8 +680,28 @@ class TimeDistributed(Layer):
     def from_config(cls, config, custom_objects=None):
         """The wrapped layer from its ``{class_name, config}`` (as get_config writes it)."""
         config = dict(config)
-        if isinstance(config.get("layer"), dict):
-            from ..saving.model_config import layer_from_config
-            config["layer"] = layer_from_config(config["layer"], custom_objects,
-                                                "TimeDistributed's layer")
+        spec = config.get("layer")
+        if isinstance(spec, dict):
+            name, inner = spec.get("class_name"), spec.get("config")
+            layer_cls = _layer_class(name, custom_objects)
+            if layer_cls is None or not isinstance(inner, dict):
+                raise ValueError(f"TimeDistributed's layer must be {{'class_name': a layer "
+                                 f"class, 'config': {{...}}}}; received {spec!r:.120}")
+            config["layer"] = layer_cls.from_config(inner)
         return cls(**config)
+
+
+def _layer_class(name, custom_objects=None):
+    """A layer class by name: a custom or registered object, else wsekern.nn's own (found
+    among Layer's subclasses, so that this module need not import the layers package)."""
+    from .. import registry
+    found = registry.get_registered_object(name, custom_objects)
+    if isinstance(found, type) and issubclass(found, Layer):
+        return found
+    stack = [Layer]
+    while stack:
+        c = stack.pop()
+        if c.__name__ == name and c.__module__.startswith("wsekern.nn."):
+            return c
+        stack.extend(c.__subclasses__())
+    return None

@@ -217,7 +217,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
                               weighted_metrics=_resolve_metrics(cfg["weighted_metrics"],
                                                                 custom_objects, path))
             return keras_format.load_keras_model(archive, custom_objects, compile, max_bytes,
-                                                 restore)
+                                                 restore, _bound_config_sizes)
         meta, fmt = _open_config(archive, path, "model")
         if meta.get("weights_only"):
             raise ValueError(f"{path} holds weights only; build the model and call "

@@ -492,8 +492,11 @@ def _compile_args(cc, where):
     return optimizer, opt_class
 
 
-def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compile):
-    """The model in a Keras-written archive (see the module docstring)."""
+def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compile,
+                     bound_sizes):
+    """The model in a Keras-written archive (see the module docstring); ``restore_compile``
+    and ``bound_sizes`` are load_model's (passed in: this module does not import its
+    package)."""
     path = archive.path
     meta = _json_member(archive, "metadata.json", METADATA_MAX_BYTES)
     kspec = _json_member(archive, "config.json", KERAS_CONFIG_MAX_BYTES)
@@ -506,7 +509,6 @@ def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compil
         raise ValueError(f"{path}: model.weights.h5 declares {info.file_size:,} bytes, beyond "
                          f"max_bytes={max_bytes:,}; raise max_bytes to load it")
     from ..registry import custom_object_scope
-    from . import _bound_config_sizes
     where = f"{path}: config.json"
     with custom_object_scope(custom_objects or {}):
         try:
@@ -514,7 +516,7 @@ def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compil
         except RecursionError:
             raise ConfigError(f"{where} nests deeper than a model config does") from None
     # sizes in the config (units, filters...) bounded by what the weights file can hold
-    _bound_config_sizes(spec, max(info.file_size // 4, 2**16), path)
+    bound_sizes(spec, max(info.file_size // 4, 2**16), path)
     h5py = _import_h5py()
     data = archive._read_capped(info, info.file_size)
     try:
