@@ -619,10 +619,31 @@ def get(identifier):
         if name in _CLASSES and name != "MeanMetricWrapper":
             return _CLASSES[name](name=name)        # Keras logs a string as given: "AUC"
         return None
+    if not isinstance(identifier, (Metric, type)) and any(
+            c.__module__.split(".")[0] == "keras" for c in type(identifier).__mro__):
+        return _from_keras(identifier)
     return registry.resolve(identifier, Metric, "metric", by_name=by_name,
                             deserialize=deserialize, from_callable=MeanMetricWrapper,
                             expected=f"{sorted(_NAMES)}, a Metric, or a function "
                                      "fn(y_true, y_pred) returning per-sample values")
+
+
+def _from_keras(obj):
+    """Ours for a metric object of the keras package (same class and config, so it logs
+    under its name as in Keras). Calling Keras's object as a function would update its
+    own running state on each call, so its values would be means of running means."""
+    cls = _CLASSES.get(type(obj).__name__)
+    error = None
+    if cls is not None and cls is not MeanMetricWrapper and \
+            type(obj).__module__.split(".")[0] == "keras":
+        try:
+            return cls.from_config(obj.get_config())
+        except (TypeError, ValueError) as e:
+            error = e
+    raise TypeError(f"{type(obj).__module__}.{type(obj).__qualname__} is a Keras metric "
+                    f"object{f' whose config ours cannot take ({error})' if error else ''}: "
+                    f"use one of wsekern.nn.metrics (e.g. nn.metrics.MeanAbsoluteError()) "
+                    f"or its name as a string")
 
 
 def serialize(metric):

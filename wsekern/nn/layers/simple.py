@@ -297,14 +297,24 @@ class Permute(Layer):
 
 
 # -- pooling over steps and global pooling ----------------------------------------------------
+def _one_int(value, what):
+    """An int, or a tuple/list of one int (Keras takes both; its config writes a list)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{what} of a 1-D pooling must be an int or a tuple of one int; "
+                             f"received {value!r}")
+        value = value[0]
+    return int(value)
+
+
 class _Pooling1D(Layer):
     """A 2-D pooling layer run on (batch, 1, steps, channels)."""
     pool_cls = None
 
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.pool_size = int(pool_size)
-        self.strides = self.pool_size if strides is None else int(strides)
+        self.pool_size = _one_int(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else _one_int(strides, "strides")
         self.padding = padding
         self._pool2d = self.pool_cls((1, self.pool_size), (1, self.strides), padding,
                                      data_format, name=f"{self.name}_2d")
@@ -404,7 +414,14 @@ class _Noise(Layer):
     param = "rate"
     upper = 1.0
 
-    def __init__(self, value, seed=None, **kwargs):
+    def __init__(self, *args, seed=None, **kwargs):
+        # Keras names the value (rate=, stddev=) or gives it first
+        if self.param in kwargs and not args:
+            args = (kwargs.pop(self.param),)
+        if len(args) != 1:
+            raise TypeError(f"{type(self).__name__} takes its {self.param} (one number), "
+                            f"first or as {self.param}=; received {len(args)} values")
+        value = args[0]
         super().__init__(**kwargs)
         if not 0 <= value < self.upper:
             raise ValueError(f"{self.param} must be in [0, {self.upper}); received {value!r}")
@@ -658,3 +675,33 @@ class TimeDistributed(Layer):
     def get_config(self):
         return {**super().get_config(), "layer": {"class_name": type(self.layer).__name__,
                                                   "config": self.layer.get_config()}}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """The wrapped layer from its ``{class_name, config}`` (as get_config writes it)."""
+        config = dict(config)
+        spec = config.get("layer")
+        if isinstance(spec, dict):
+            name, inner = spec.get("class_name"), spec.get("config")
+            layer_cls = _layer_class(name, custom_objects)
+            if layer_cls is None or not isinstance(inner, dict):
+                raise ValueError(f"TimeDistributed's layer must be {{'class_name': a layer "
+                                 f"class, 'config': {{...}}}}; received {spec!r:.120}")
+            config["layer"] = layer_cls.from_config(inner)
+        return cls(**config)
+
+
+def _layer_class(name, custom_objects=None):
+    """A layer class by name: a custom or registered object, else wsekern.nn's own (found
+    among Layer's subclasses, so that this module need not import the layers package)."""
+    from .. import registry
+    found = registry.get_registered_object(name, custom_objects)
+    if isinstance(found, type) and issubclass(found, Layer):
+        return found
+    stack = [Layer]
+    while stack:
+        c = stack.pop()
+        if c.__name__ == name and c.__module__.startswith("wsekern.nn."):
+            return c
+        stack.extend(c.__subclasses__())
+    return None

@@ -137,15 +137,36 @@ def _default_clone(layer):
     activation of your own, say) is handed over as the function, not by its name (which
     names nothing registered): a clone, unlike a file, stays in this process."""
     config = layer.get_config()
+    mixed = _mixed_leaves(layer)
+    if mixed:
+        # its config's one sparsity would prune every projection alike: built dense, its
+        # leaves get the original's patterns in _apply_sparsity (as load_model does)
+        config["sparsity"] = 0.0
     handed = [key for key, value in config.items() if isinstance(value, str) and
               isinstance(layer.__dict__.get(key), types.FunctionType)]
     if not handed:
-        return type(layer).from_config(config)
-    config.update({key: layer.__dict__[key] for key in handed})
-    try:
-        return type(layer).from_config(config)
-    except (TypeError, ValueError):          # a from_config that looks the name up
-        return type(layer)(**config)
+        new = type(layer).from_config(config)
+    else:
+        config.update({key: layer.__dict__[key] for key in handed})
+        try:
+            new = type(layer).from_config(config)
+        except (TypeError, ValueError):          # a from_config that looks the name up
+            new = type(layer)(**config)
+    if mixed:
+        new._clone_leaf_patterns = True
+    return new
+
+
+def _mixed_leaves(layer):
+    """True for a layer holding pruned layers (attention, a block) whose pruned leaves do
+    not all have its sparsity (one projection pruned by hand, say)."""
+    sparsity = getattr(layer, "sparsity", None)
+    if not (getattr(layer, "built", False) and hasattr(layer, "sublayers")
+            and isinstance(sparsity, float) and hasattr(layer, "set_sparsity")):
+        return False
+    leaves = [sub for sub in _walk(layer)[1:] if hasattr(sub, "set_sparsity")
+              and not hasattr(sub, "sublayers")]
+    return any(getattr(sub, "sparsity", 0.0) != sparsity for sub in leaves)
 
 
 def _layer_cloner(clone_function, recursive, cache):
@@ -275,10 +296,14 @@ def _apply_sparsity(model, record, what, originals=None):
     source, walked), a layer shared with the original, or one the clone function made of
     another class or sparsity, is left as it is."""
     layers = _walk(model)
+    exact = _in_marked(model) if originals is not None else set()
     for i, sparsity, mask in record:
-        if originals is not None and (i >= len(layers) or layers[i] is originals[i] or
-                                      type(layers[i]) is not type(originals[i]) or
-                                      getattr(layers[i], "sparsity", None) != sparsity):
+        if i in exact:                  # inside a holder cloned dense: leaves get patterns
+            if mask is None:
+                continue
+        elif originals is not None and (i >= len(layers) or layers[i] is originals[i] or
+                                        type(layers[i]) is not type(originals[i]) or
+                                        getattr(layers[i], "sparsity", None) != sparsity):
             continue
         if i >= len(layers) or not hasattr(layers[i], "set_sparsity"):
             raise ValueError(f"{what}: layer {i} of the model (depth first) should be a "
@@ -305,6 +330,28 @@ def _apply_sparsity(model, record, what, originals=None):
     for layer in reversed(layers):              # holders of pruned layers re-read them
         if hasattr(layer, "_refresh_variables"):
             layer._refresh_variables()
+    for i in sorted(exact):                     # ... and keep their original's sparsity
+        if hasattr(layers[i], "sublayers") and isinstance(
+                getattr(originals[i], "sparsity", None), float):
+            layers[i].sparsity = originals[i].sparsity
+        layers[i].__dict__.pop("_clone_leaf_patterns", None)
+
+
+def _in_marked(model):
+    """Positions in ``_walk(model)`` of the layers cloned dense for their leaves' patterns
+    (see _default_clone) and of everything inside them."""
+    out, stack = set(), [(model, False)]
+    position = 0
+    while stack:
+        layer, inside = stack.pop()
+        inside = inside or layer.__dict__.get("_clone_leaf_patterns", False)
+        if inside:
+            out.add(position)
+        position += 1
+        subs = layer.layers if isinstance(layer, (Sequential, Functional)) else \
+            layer._sublayers()
+        stack.extend((sub, inside) for sub in reversed(list(subs)))
+    return out
 
 
 # -- JSON --------------------------------------------------------------------------------

@@ -241,20 +241,27 @@ def per_output(value, output_names, what):
     return [value] * n
 
 
-def metrics_per_output(metrics, output_names):
-    """Keras's forms: a list applied to every output, a list of lists (one per output), or
-    a dict output name -> metric(s)."""
+def metrics_per_output(metrics, output_names, what="metrics"):
+    """Keras 3's forms: a list for a one-output model; for several outputs a list with one
+    entry per output (a metric or a list of them) or a dict output name -> metric(s). A
+    list of another length on a multi-output model is refused, as Keras refuses it."""
     n = len(output_names)
     if metrics is None:
         return [[] for _ in range(n)]
     if isinstance(metrics, dict):
-        spread = per_output(metrics, output_names, "metrics")
+        spread = per_output(metrics, output_names, what)
         return [[] if m is None else (list(m) if isinstance(m, (list, tuple)) else [m])
                 for m in spread]
     metrics = list(metrics)
-    if n > 1 and len(metrics) == n and all(isinstance(m, (list, tuple)) for m in metrics):
-        return [list(m) for m in metrics]
-    return [list(metrics) for _ in range(n)]
+    if n <= 1:
+        return [list(metrics) for _ in range(n)]
+    if len(metrics) != n:
+        raise ValueError(f"compile({what}={metrics!r:.120}) has {len(metrics)} entries for a "
+                         f"model with {n} outputs {list(output_names)}: give one entry per "
+                         f"output, in order (a metric, a list of them, or None), or a dict by "
+                         f"output name; Keras refuses a list of another length too")
+    return [[] if m is None else (list(m) if isinstance(m, (list, tuple)) else [m])
+            for m in metrics]
 
 
 def accepts_sample_weight(fn):

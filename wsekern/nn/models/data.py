@@ -74,18 +74,16 @@ def unpack(batch):
 
 
 def class_sample_weight(y, class_weight):
-    """Per-sample weights from {class: weight} and integer or one-hot labels."""
+    """Per-sample weights from {class: weight} and integer or one-hot labels; a class the
+    dict does not name weighs 1.0 (Keras's class_weight_to_sample_weights)."""
     y = np.asarray(y)
     labels = y.argmax(axis=-1) if (y.ndim > 1 and y.shape[-1] > 1) else y.reshape(len(y), -1)[:, 0]
     if labels.dtype.kind == "f":
         labels = np.round(labels)
     labels = labels.astype(np.int64)
-    missing = sorted(set(np.unique(labels).tolist()) - set(int(k) for k in class_weight))
-    if missing:
-        raise ValueError(f"class_weight has no weight for classes {missing[:10]}; it must "
-                         f"name every class present in y")
     table = {int(k): float(v) for k, v in class_weight.items()}
-    return np.array([table[int(c)] for c in labels], dtype=np.float64)
+    # a class class_weight does not name weighs 1.0, as in Keras
+    return np.array([table.get(int(c), 1.0) for c in labels], dtype=np.float64)
 
 
 class ArrayBatches:

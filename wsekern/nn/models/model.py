@@ -159,7 +159,8 @@ class Model(Layer):
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True):
         """Keras's compile: ``loss`` one for every output, a list, or a dict by output name;
-        ``loss_weights`` likewise; ``metrics`` a list, a list per output, or a dict.
+        ``loss_weights`` likewise; ``metrics`` a list (one output), one entry per output
+        (a metric, a list of them, or None), or a dict by output name, as in Keras 3.
         ``loss`` may be None when the model adds its own losses (``add_loss``)."""
         self.optimizer = optimizers_mod.get(optimizer)
         for leaf in _leaves_of(loss):               # unknown names fail here, not in fit
@@ -193,7 +194,7 @@ class Model(Layer):
         losses = cu.per_output(self.loss, names, "loss")
         weights = cu.per_output(self.loss_weights, names, "loss_weights")
         metrics = cu.metrics_per_output(self._metrics_arg, names)
-        weighted = cu.metrics_per_output(self._weighted_metrics_arg, names)
+        weighted = cu.metrics_per_output(self._weighted_metrics_arg, names, "weighted_metrics")
         outs = []
         seen = {}                       # log keys so far: Keras's CompileMetrics.result names
         for name, loss, w, ms, wms in zip(names, losses, weights, metrics, weighted):

@@ -17,7 +17,7 @@ from ..registry import (
     get_registered_object,
     register_keras_serializable,
 )
-from . import optimizer_io
+from . import keras_format, optimizer_io
 from .archive import Archive, write_atomically
 from .model_config import ConfigError, model_from_config, model_spec, need
 
@@ -190,7 +190,9 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
     Parameters
     ----------
     filepath : str or path-like
-        A file written by ``model.save``.
+        A file written by ``model.save``, or a ``.keras`` file Keras 3 wrote (a Sequential
+        or functional model of layers wsekern.nn has; reading it needs h5py,
+        ``pip install 'wsekern[keras]'``).
     custom_objects : dict, optional
         Name -> class or function for custom layers, losses, activations.
     compile : bool, default True
@@ -206,6 +208,16 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
     """
     path = str(filepath)
     with Archive(path) as archive:
+        if keras_format.is_keras_archive(archive):
+            def restore(model, optimizer, cfg):
+                model.compile(optimizer=optimizer,
+                              loss=_resolve_loss(cfg["loss"], custom_objects, path),
+                              loss_weights=cfg["loss_weights"],
+                              metrics=_resolve_metrics(cfg["metrics"], custom_objects, path),
+                              weighted_metrics=_resolve_metrics(cfg["weighted_metrics"],
+                                                                custom_objects, path))
+            return keras_format.load_keras_model(archive, custom_objects, compile, max_bytes,
+                                                 restore, _bound_config_sizes)
         meta, fmt = _open_config(archive, path, "model")
         if meta.get("weights_only"):
             raise ValueError(f"{path} holds weights only; build the model and call "
