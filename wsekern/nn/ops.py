@@ -231,11 +231,11 @@ def expm1(x):
 
 
 def log2(x):
-    return multiply(log(x), 1 / np.log(2))
+    return multiply(log(x), float(1 / np.log(2)))      # a Python float: weakly typed
 
 
 def log10(x):
-    return multiply(log(x), 1 / np.log(10))
+    return multiply(log(x), float(1 / np.log(10)))
 
 
 def abs(x):      # noqa: A001  (Keras's name)
@@ -467,8 +467,16 @@ def swapaxes(x, axis1, axis2):
 
 def moveaxis(x, source, destination):
     x = as_tensor(x)
-    order = np.moveaxis(np.arange(x.ndim), source, destination)
-    return T.transpose(x, tuple(int(i) for i in order))
+    src = [_axis(a, x.ndim) for a in np.atleast_1d(source)]
+    dst = [_axis(a, x.ndim) for a in np.atleast_1d(destination)]
+    if len(src) != len(dst) or len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        raise ValueError(f"moveaxis needs as many distinct source as destination axes; "
+                         f"received {source} and {destination}")
+    # NumPy's rule: the other axes keep their order, the moved ones land at destination
+    order = [n for n in range(x.ndim) if n not in src]
+    for d, s_ in builtins.sorted(zip(dst, src)):
+        order.insert(d, s_)
+    return T.transpose(x, tuple(order))
 
 
 def expand_dims(x, axis):
@@ -1005,7 +1013,7 @@ def trace(x, offset=0, axis1=0, axis2=1):
     d = diagonal(x, offset, axis1, axis2)
     if x.dtype.kind == "b" or x.dtype in (np.int8, np.int16, np.uint8):
         d = T.cast(d, np.int32)
-    return sum(d, -1)
+    return cast(sum(d, -1), d.dtype)       # NumPy's sum widens int32; Keras's does not
 
 
 def meshgrid(*x, indexing="xy"):
@@ -1343,7 +1351,7 @@ def unravel_index(indices, shape):
     if idx.size and (idx.min() < 0 or idx.max() >= size_):
         raise ValueError(f"unravel_index: indices must be in [0, {size_}) for shape "
                          f"{tuple(shape)}; received values from {idx.min()} to {idx.max()}")
-    return tuple(_const(i.astype(idx.dtype)) for i in np.unravel_index(idx, shape))
+    return tuple(_const(i.astype(np.int32)) for i in np.unravel_index(idx, shape))
 
 
 def view(x, dtype=None):
@@ -1713,7 +1721,10 @@ def trapezoid(y, x=None, dx=1.0, axis=-1):
     hi = T.getitem(y, head + (builtins.slice(1, None),))
     if x is None:
         return multiply(sum(add(lo, hi), ax), 0.5 * dx)
-    x = T.cast(as_tensor(x), y.dtype)
+    x = as_tensor(x)
+    dt = np.result_type(y.dtype, x.dtype)
+    y, x = T.cast(y, dt), T.cast(x, dt)
+    lo, hi = T.cast(lo, dt), T.cast(hi, dt)
     d = diff(x, axis=-1 if x.ndim == 1 else ax)
     if x.ndim == 1:
         d = T.reshape(d, tuple(d.shape[0] if i == ax else 1 for i in range(y.ndim)))
@@ -1870,8 +1881,14 @@ def nanmean(x, axis=None, keepdims=False):
 
 def nanvar(x, axis=None, keepdims=False):
     x = _float(x)
+    filled, bad = _nan_filled(x, 0.0)
     m = nanmean(x, axis, keepdims=True)
-    return nanmean(square(subtract(x, m)), axis, keepdims)
+    # squares of the filled values (a NaN there would poison the gradient), NaNs left out
+    sq = T.where(bad, T.lift(0.0, x), square(subtract(filled, m)))
+    count = np.sum(~bad, axis=None if axis is None else T._axes(axis, x.ndim),
+                   keepdims=keepdims)
+    with np.errstate(all="ignore"):
+        return divide(sum(sq, axis, keepdims), Tensor(np.asarray(count, dtype=x.dtype)))
 
 
 def nanstd(x, axis=None, keepdims=False):
@@ -1912,12 +1929,13 @@ def nanargmin(x, axis=None, keepdims=False):
 
 
 def histogram(x, bins=10, range=None):      # noqa: A002
-    """(counts, bin edges) of a 1-D tensor, NumPy's binning (no gradient)."""
+    """(counts, bin edges) of a 1-D tensor, NumPy's binning, the counts float32 as Keras
+    on torch (no gradient)."""
     x = as_tensor(x)
     if x.ndim != 1:
         raise ValueError(f"histogram takes a 1-D tensor; received shape {x.shape}")
     counts, edges = np.histogram(x.data, bins=int(bins), range=range)
-    return (_const(counts.astype(np.int32)),
+    return (_const(counts.astype(FLOATX)),
             _const(edges.astype(x.dtype if x.dtype.kind == "f" else FLOATX)))
 
 
@@ -2209,7 +2227,7 @@ def sparsemax(x, axis=-1):
     support = 1 + k * zs > cums
     kz = support.sum(-1, keepdims=True)
     tau = (np.take_along_axis(cums, kz - 1, -1) - 1) / kz
-    p = np.maximum(z - tau, 0)
+    p = np.maximum(z - tau, 0).astype(x.dtype, copy=False)
     out = np.moveaxis(p, -1, ax)
 
     def backward(g):
@@ -2556,8 +2574,7 @@ def cholesky(x, upper=False):
     except np.linalg.LinAlgError as exc:
         raise ValueError(f"cholesky: the matrix is not positive definite ({exc})") from None
 
-    def backward(g):
-        gl = _mT(g) if upper else g
+    def backward(gl):
         # Murray 2016: S = L^-T Phi(L^T gL) L^-1, Phi keeps the lower triangle and halves
         # the diagonal; the gradient reads only the lower triangle of x
         P = np.tril(_mT(L) @ gl)
@@ -2682,7 +2699,7 @@ _NOT_IMPLEMENTED = {
 
 
 def __getattr__(name):
-    if name in ("nn", "numpy", "math", "core", "linalg", "image"):
+    if name in ("nn", "numpy", "math", "core", "linalg"):
         return _Namespace(globals())
     if name in _NOT_IMPLEMENTED:
         raise AttributeError(
