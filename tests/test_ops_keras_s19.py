@@ -32,7 +32,8 @@ VALUES = [
     ("diagflat", (V3,), {"k": 1}), ("trace", (C3,), {"offset": -1, "axis1": 1, "axis2": 2}),
     ("trace", (I32,), {}), ("meshgrid", (A[0], V3[0]), {}),
     ("meshgrid", (A[0], V3[0], B[1]), {"indexing": "ij"}), ("kron", (V3, A), {}),
-    ("inner", (A, B), {}), ("cross", (V3, W3), {}), ("cross", (C3[..., :3], C3[::-1, :, 1:]), {"axis": -1}),
+    ("inner", (A, B), {}), ("cross", (V3, W3), {}),
+    ("cross", (C3[..., :3], C3[::-1, :, 1:]), {"axis": -1}),
     ("get_item", (C3, (1, slice(0, 2))), {}), ("copy", (A,), {}),
     ("array", ([[1.0, 2.0]],), {}), ("empty", ((2, 3),), {}), ("empty_like", (I32,), {}),
     ("scatter", (np.array([[0, 1], [2, 3], [0, 1]]), np.array([1.0, 2.0, 4.0], np.float32),
@@ -85,7 +86,8 @@ VALUES = [
     ("count_nonzero", (I32 > 2,), {"axis": 1}), ("count_nonzero", (A,), {}),
     ("ptp", (A,), {"axis": 0}), ("ptp", (A,), {"axis": 1, "keepdims": True}),
     ("cumprod", (A,), {"axis": 1}), ("cumprod", (A,), {}), ("diff", (A,), {"n": 2}),
-    ("diff", (A,), {"axis": 0}), ("average", (A,), {"axis": 1, "weights": np.arange(4.0, dtype=np.float32)}),
+    ("diff", (A,), {"axis": 0}),
+    ("average", (A,), {"axis": 1, "weights": np.arange(4.0, dtype=np.float32)}),
     ("average", (A,), {}),
     ("median", (A,), {}), ("median", (C3,), {"axis": (0, 2)}),
     ("median", (A,), {"axis": 1, "keepdims": True}),
@@ -362,3 +364,288 @@ GRADS = [
 def test_gradient_against_finite_differences(case):
     _, fn, *arrays = case
     check_grad(fn, *arrays, rtol=1e-5, atol=1e-6)
+
+
+# -- convolutions, pooling and attention against Keras ---------------------------------------
+IMG = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+SEQ = rng.standard_normal((2, 9, 3)).astype(np.float32)
+DW = rng.standard_normal((3, 2, 3, 2)).astype(np.float32)         # (kh, kw, in, multiplier)
+PW = rng.standard_normal((1, 1, 6, 4)).astype(np.float32)
+KT = rng.standard_normal((3, 3, 5, 3)).astype(np.float32)          # (kh, kw, out, in)
+Q = rng.standard_normal((2, 5, 4, 3)).astype(np.float32)           # (batch, steps, heads, dim)
+KV = rng.standard_normal((2, 6, 2, 3)).astype(np.float32)
+MASK = rng.random((2, 4, 5, 6)) > 0.3
+MASK[0, 1, 2] = True
+MASKED_ROW = MASK.copy()
+MASKED_ROW[0, 1, 2] = False            # a fully masked row: uniform weights in Keras on torch
+NN_VALUES = [
+    ("max_pool", (IMG, 2), {}), ("max_pool", (IMG, (3, 2)), {"strides": 2, "padding": "same"}),
+    ("average_pool", (IMG, 2), {"strides": 1}),
+    ("average_pool", (IMG, (3, 3)), {"strides": 1, "padding": "same"}),
+    ("max_pool", (SEQ, 3), {"strides": 2}), ("average_pool", (SEQ, 2), {"padding": "same"}),
+    ("depthwise_conv", (IMG, DW), {}),
+    ("depthwise_conv", (IMG, DW), {"strides": 2, "padding": "same"}),
+    ("depthwise_conv", (IMG, DW), {"dilation_rate": 2}),
+    ("separable_conv", (IMG, DW, PW), {"padding": "same"}),
+    ("conv_transpose", (IMG, KT), {}), ("conv_transpose", (IMG, KT), {"strides": 2}),
+    ("conv_transpose", (IMG, KT), {"strides": (2, 1), "padding": "same"}),
+    ("conv_transpose", (SEQ, KT[0]), {"strides": 3}),
+    ("dot_product_attention", (Q, KV, KV), {}),
+    ("dot_product_attention", (Q, KV, KV), {"is_causal": True, "scale": 0.3}),
+    ("dot_product_attention", (Q, KV, KV), {"mask": MASKED_ROW}),
+    ("dot_product_attention", (Q, KV, KV), {"bias": MASK * 0.5}),
+    ("dot_product_attention", (Q, KV, KV), {"mask": MASK, "is_causal": True}),
+]
+
+
+@pytest.mark.parametrize("name,args,kwargs", NN_VALUES, ids=_ids(NN_VALUES))
+def test_nn_ops_match_keras(keras, name, args, kwargs):
+    test_value_and_dtype_match_keras(keras, name, args, kwargs)
+
+
+def _torch_grads(keras, fn, arrays):
+    """Gradients of sum(fn(*tensors) * R) through keras.ops on torch (torch autograd)."""
+    import torch
+    ts = [torch.tensor(np.asarray(a, np.float64), requires_grad=True) for a in arrays]
+    outs = _as_list(fn(keras.ops, *ts))
+    total = builtin_sum((o * torch.tensor(np.random.default_rng(5 + i).standard_normal(
+        tuple(o.shape)))).sum() for i, o in enumerate(outs))
+    return [g.numpy() for g in torch.autograd.grad(total, ts)]
+
+
+def _our_grads(fn, arrays):
+    ts = [Tensor(np.asarray(a, np.float64), requires_grad=True) for a in arrays]
+    outs = _as_list(fn(ops, *ts))
+    total = None
+    for i, o in enumerate(outs):
+        term = ops.sum(ops.multiply(o, np.random.default_rng(5 + i).standard_normal(o.shape)))
+        total = term if total is None else ops.add(total, term)
+    total.backward()
+    return [t.grad for t in ts]
+
+
+# (torch's autograd passes a gradient through a fully masked row's logits, whose value
+# does not depend on them: the masks here keep one entry in every row)
+TORCH_GRADS = [
+    ("max_pool", lambda K, x: K.max_pool(x, 2, 1, "same"), IMG[:1]),
+    ("average_pool", lambda K, x: K.average_pool(x, (3, 3), 2, "same"), IMG[:1, :5, :5]),
+    ("depthwise_conv", lambda K, x, k: K.depthwise_conv(x, k, 2, "same"), IMG[:1], DW),
+    ("separable_conv", lambda K, x, k, p: K.separable_conv(x, k, p), IMG[:1], DW, PW),
+    ("conv_transpose", lambda K, x, k: K.conv_transpose(x, k, 2, "same"), IMG[:1], KT),
+    ("dot_product_attention", lambda K, q, k, v: K.dot_product_attention(
+        q, k, v, mask=MASK), Q, KV, KV * 2),
+    ("dot_product_attention causal", lambda K, q, k, v: K.dot_product_attention(
+        q, k, v, is_causal=True, scale=0.7), Q, KV, KV * 2),
+    ("inv/det", lambda K, m: K.add(K.inv(m), K.det(m)), SPD),
+    ("solve", lambda K, a, b: K.solve(a, b), SPD, A.T),
+    ("cholesky", lambda K, m: K.cholesky((m + K.transpose(m)) / 2), SPD),
+    ("slogdet", lambda K, m: K.slogdet(m)[1], SPD),
+    ("eigh values", lambda K, m: K.eigh((m + K.transpose(m)) / 2)[0], SPD),
+    ("logaddexp/arctan2", lambda K, a, b: K.add(K.logaddexp(a, b), K.arctan2(a, b)), A, B),
+    ("quantile", lambda K, a: K.quantile(a, 0.4, axis=1), A),
+    ("cumprod", lambda K, a: K.cumprod(a, axis=1), A),
+]
+
+
+@pytest.mark.parametrize("case", TORCH_GRADS, ids=[c[0] for c in TORCH_GRADS])
+def test_gradient_against_torch_autograd(keras, case):
+    _, fn, *arrays = case
+    for got, want in zip(_our_grads(fn, arrays), _torch_grads(keras, fn, arrays)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", TORCH_GRADS[:6], ids=[c[0] for c in TORCH_GRADS[:6]])
+def test_nn_gradients_against_finite_differences(case):
+    _, fn, *arrays = case
+    check_grad(lambda *ts: fn(ops, *ts), *arrays, rtol=1e-5, atol=1e-6)
+
+
+# -- control flow ------------------------------------------------------------------------
+def test_control_flow_matches_keras(keras):
+    K = keras.ops
+
+    def both(fn):
+        got, want = fn(ops), fn(K)
+        for g, w in zip(_flat(got), _flat(want)):
+            np.testing.assert_allclose(np.asarray(g.data), K.convert_to_numpy(w), rtol=1e-6)
+
+    both(lambda o: o.cond(o.sum(A) > 0, lambda: o.exp(A), lambda: o.sin(A)))
+    both(lambda o: o.fori_loop(1, 4, lambda i, v: o.multiply(v, i), o.convert_to_tensor(A)))
+    both(lambda o: o.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, o.add(v, v)),
+                                (0, o.convert_to_tensor(A))))
+    both(lambda o: o.while_loop(lambda v: o.sum(v) < 1e9, lambda v: o.multiply(v, 2.0),
+                                o.convert_to_tensor(np.abs(A)), maximum_iterations=5))
+    both(lambda o: o.scan(lambda c, x: (o.add(c, x), o.multiply(c, x)),
+                          o.zeros((4,)), o.convert_to_tensor(A)))
+    both(lambda o: o.scan(lambda c, x: ((c[0] + x["a"], c[1]), x["b"] * 2),
+                          (o.zeros((4,)), o.ones(())), {"a": A, "b": B}, reverse=True))
+    both(lambda o: o.scan(lambda c, _: (o.add(c, 1.0), c), o.zeros(()), length=3))
+    both(lambda o: o.map(lambda x: o.sum(x), o.convert_to_tensor(C3)))
+    both(lambda o: o.map(lambda xs: (xs[0] * 2, o.max(xs[1])), (A, B)))
+    both(lambda o: o.associative_scan(o.add, o.convert_to_tensor(A), axis=1))
+    both(lambda o: o.associative_scan(o.multiply, o.convert_to_tensor(A), reverse=True))
+    both(lambda o: o.associative_scan(lambda a, b: {"x": a["x"] + b["x"], "y": o.maximum(
+        a["y"], b["y"])}, {"x": A, "y": B}))
+    both(lambda o: o.vectorized_map(lambda x: o.matmul(x, o.transpose(x)),
+                                    o.convert_to_tensor(C3)))
+    both(lambda o: o.switch(7, [lambda x: x * 2, lambda x: o.exp(x)], A))
+    both(lambda o: o.switch(-1, [lambda x: x * 2, lambda x: o.exp(x)], A))
+
+
+def _flat(tree):
+    if isinstance(tree, dict):
+        return [leaf for k in sorted(tree) for leaf in _flat(tree[k])]
+    if isinstance(tree, (tuple, list)):
+        return [leaf for t in tree for leaf in _flat(t)]
+    return [tree]
+
+
+def test_control_flow_carries_gradients():
+    check_grad(lambda a: ops.scan(lambda c, x: (ops.multiply(c, x), ops.add(c, x)),
+                                  ops.ones((4,), "float64"), a), A)
+    check_grad(lambda a: ops.associative_scan(ops.multiply, a, axis=1), A)
+    check_grad(lambda a: ops.fori_loop(0, 3, lambda i, v: ops.sin(v), a), A)
+    check_grad(lambda a: ops.while_loop(lambda v: ops.max(v) < 5, lambda v: ops.multiply(v, 1.5),
+                                        ops.abs(a) + 1), A)
+    check_grad(lambda a: ops.map(lambda x: ops.outer(x, x), a), V3)
+    check_grad(lambda a: ops.vectorize(lambda x, y: x * y + ops.exp(x))(a, A[0]), A)
+
+
+def test_custom_gradient():
+    @ops.custom_gradient
+    def log1pexp(x):
+        e = ops.exp(x)
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            return ops.multiply(upstream, 1.0 - 1.0 / ops.add(1, e))
+        return ops.log(1 + e), grad
+    x = Tensor(np.array([0.5, 100.0, -3.0]), requires_grad=True)
+    y = log1pexp(x)
+    np.testing.assert_allclose(y.data[[0, 2]], np.log1p(np.exp([0.5, -3.0])))
+    ops.sum(y).backward()
+    np.testing.assert_allclose(x.grad, [1 / (1 + np.exp(-0.5)), 1.0, 1 / (1 + np.exp(3.0))])
+
+    @ops.custom_gradient
+    def clip_grad(x, y):                   # two inputs, the gradient scaled for each
+        return ops.multiply(x, y), lambda g: (ops.multiply(g, 10.0), None)
+    a, b = Tensor(np.ones(2), requires_grad=True), Tensor(np.ones(2), requires_grad=True)
+    ops.sum(clip_grad(a, b)).backward()
+    np.testing.assert_array_equal(a.grad, [10.0, 10.0])
+    assert b.grad is None
+
+
+# -- edge cases and errors --------------------------------------------------------------------
+def test_empty_and_negative_axes():
+    e = np.zeros((0, 3), np.float32)
+    assert ops.ravel(e).shape == (0,)
+    assert ops.vstack([e, A[:, :3]]).shape == (3, 3)
+    assert ops.cumprod(e, axis=0).shape == (0, 3)
+    assert ops.diff(e, axis=-1).shape == (0, 2)
+    assert ops.segment_sum(e, np.zeros(0, np.int32)).shape == (0, 3)
+    assert ops.segment_sum(e, np.zeros(0, np.int32), num_segments=2).data.tolist() == [[0] * 3] * 2
+    assert ops.scatter(np.zeros((0, 2), np.int64), np.zeros(0), (2, 2)).data.tolist() == \
+        [[0, 0], [0, 0]]
+    assert ops.bincount(np.zeros(0, np.int32), minlength=3).data.tolist() == [0, 0, 0]
+    assert ops.nansum(e).data == 0
+    assert ops.logsumexp(e, axis=-1).shape == (0,)
+    np.testing.assert_allclose(ops.quantile(C3, 0.5, axis=-2).data,
+                               np.quantile(C3, 0.5, axis=-2), rtol=1e-6)
+    np.testing.assert_allclose(ops.diagonal(C3, 0, -1, -2).data, np.diagonal(C3, 0, -1, -2))
+    np.testing.assert_allclose(ops.moveaxis(C3, (0, -1), (-1, 1)).data,
+                               np.moveaxis(C3, (0, -1), (-1, 1)))
+
+
+@pytest.mark.parametrize("call,error,words", [
+    (lambda: ops.scatter(np.array([[3, 0]]), [1.0], (3, 4)), IndexError, "[-3, 3)"),
+    (lambda: ops.scatter_update(A, np.array([[0, 9]]), [1.0]), IndexError, "axis 1"),
+    (lambda: ops.scatter_update(A, np.array([[0, 1]]), [1.0], reduction="avg"), ValueError,
+     "'avg'"),
+    (lambda: ops.segment_sum(A, np.array([0, 1])), ValueError, "one id per row"),
+    (lambda: ops.slice_update(A, (2, 3), np.ones((2, 2))), ValueError, "do not fit"),
+    (lambda: ops.bincount(np.array([1, -2])), ValueError, "non-negative"),
+    (lambda: ops.bincount(np.array([0.5])), TypeError, "integers"),
+    (lambda: ops.quantile(A, 1.5), ValueError, "[0, 1]"),
+    (lambda: ops.quantile(A, 0.5, method="cubic"), ValueError, "'cubic'"),
+    (lambda: ops.cholesky(-SPD), ValueError, "positive definite"),
+    (lambda: ops.inv(A), ValueError, "square"),
+    (lambda: ops.cross(A, B), ValueError, "length 2 or 3"),
+    (lambda: ops.max_pool(IMG, 9), ValueError, "does not fit"),
+    (lambda: ops.average_pool(IMG[0, 0], 2), ValueError, "rank 3 or 4"),
+    (lambda: ops.depthwise_conv(IMG, DW[:, :, :2]), ValueError, "kernel"),
+    (lambda: ops.dot_product_attention(Q, KV[:, :, :1].repeat(3, 2), KV), ValueError,
+     "multiple of key heads"),
+    (lambda: ops.rot90(A, axes=(1, 1)), ValueError, "two different axes"),
+    (lambda: ops.moveaxis(A, (0, 0), (0, 1)), ValueError, "distinct"),
+    (lambda: ops.array_split(A, 0), ValueError, "> 0"),
+    (lambda: ops.eig(SPD), NotImplementedError, "eigh"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error) as info:
+        call()
+    assert words in str(info.value)
+
+
+def test_missing_gradients_refuse_instead_of_zero():
+    x = Tensor(A.astype(np.float64), requires_grad=True)
+    q, r = ops.qr(x)
+    with pytest.raises(NotImplementedError, match="gradient of ops.qr"):
+        ops.sum(q).backward()
+    y = ops.scatter_update(x, np.array([[0, 0]]), [1.0], reduction="max")
+    with pytest.raises(NotImplementedError, match="stop_gradient"):
+        ops.sum(y).backward()
+    ops.sum(ops.qr(ops.stop_gradient(x))[1]).backward()       # no gradient asked: fine
+
+
+def test_unimplemented_ops_are_named(keras):
+    missing = [n for n in dir(keras.ops) if not n.startswith("_")
+               and callable(getattr(keras.ops, n)) and not hasattr(ops, n)]
+    assert sorted(missing) == sorted(ops._NOT_IMPLEMENTED)
+    for name in missing:
+        with pytest.raises(AttributeError) as info:
+            getattr(ops, name)
+        msg = str(info.value)
+        assert f"keras.ops.{name} is not implemented in wsekern.nn.ops" in msg
+        assert "dir(wsekern.nn.ops)" in msg
+
+
+def test_unknown_op_message():
+    with pytest.raises(AttributeError, match="no op 'fancy_op'.*dir"):
+        ops.fancy_op
+    assert ops.nn.sparsemax is ops.sparsemax and ops.linalg.cholesky is ops.cholesky
+
+
+def test_hostile_pool_and_conv_in_a_child():
+    from conftest import run_in_child
+    res = run_in_child("""
+        import numpy as np
+        from wsekern.nn import ops
+        x = np.zeros((1, 2, 2, 1), np.float32)
+        for call in (lambda: ops.max_pool(x, (3, 3)), lambda: ops.max_pool(x, 0),
+                     lambda: ops.average_pool(x, 2, strides=(0, 1)),
+                     lambda: ops.max_pool(np.zeros((0, 4, 4, 2), np.float32), 2),
+                     lambda: ops.conv_transpose(x, np.zeros((3, 3, 2, 1), np.float32), 5),
+                     lambda: ops.depthwise_conv(x, np.zeros((5, 5, 1, 1), np.float32))):
+            try:
+                out = call()
+                print("ok", out.shape)
+            except (ValueError, TypeError) as e:
+                print("error", type(e).__name__)
+        """)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[:3] == ["error ValueError"] * 3, res.stdout
+
+
+def test_fully_masked_attention_row_gets_no_gradient():
+    check_grad(lambda q, k: ops.dot_product_attention(q, k, k, mask=MASKED_ROW), Q, KV)
+
+
+def test_average_pool_same_counts_inside_pixels_only():
+    # Keras on torch pads an uneven 'same' window by replicating the edge (and counts it);
+    # TF and JAX, and ours, average over the pixels inside the image
+    got = ops.average_pool(IMG, (2, 3), strides=(2, 1), padding="same").data
+    pad = np.pad(IMG, ((0, 0), (0, 1), (1, 1), (0, 0)), constant_values=np.nan)
+    want = np.stack([np.stack([np.nanmean(pad[:, 2 * i:2 * i + 2, j:j + 3], axis=(1, 2))
+                               for j in range(6)], 1) for i in range(4)], 1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -2028,6 +2028,8 @@ def while_loop(cond, body, loop_vars, maximum_iterations=None):      # noqa: A00
     a tuple or list of loop variables is passed unpacked."""
     is_tuple = isinstance(loop_vars, (tuple, list))
     loop_vars = tuple(loop_vars) if is_tuple else (loop_vars,)
+    leaves, pack = _flatten(loop_vars)          # Python numbers become tensors, as in Keras
+    loop_vars = pack([v if isinstance(v, Tensor) else convert_to_tensor(v) for v in leaves])
     i = 0
     while (maximum_iterations is None or i < maximum_iterations) and \
             bool(as_tensor(cond(*loop_vars)).data):
@@ -2343,7 +2345,7 @@ def dot_product_attention(query, key, value, bias=None, mask=None, scale=None,
         if nk == 0 or nq % nk:
             raise ValueError(f"query heads ({nq}) must be a multiple of key heads ({nk})")
         k, v = T.repeat(k, nq // nk, axis=2), T.repeat(v, nq // nk, axis=2)
-    s = 1.0 / np.sqrt(q.shape[-1]) if scale is None else float(scale)
+    s = float(1.0 / np.sqrt(q.shape[-1])) if scale is None else float(scale)
     logits = multiply(T.einsum("btnh,bsnh->bnts", q, k), s)          # (b, n, t, s)
     if attn_logits_soft_cap is not None:
         cap = float(attn_logits_soft_cap)
@@ -2389,8 +2391,8 @@ def _window2(v, one_d, name):
 
 
 def _pool(inputs, pool_size, strides, padding, data_format, mode):
-    from ... import conv as conv_kernels
-    from ... import pool as pool_kernels
+    from .. import conv as conv_kernels
+    from .. import pool as pool_kernels
     from .layers.conv import same_pads
     x, one_d = _spatial(inputs, f"{mode}_pool", data_format)
     size_ = _window2(pool_size, one_d, "pool_size")
