@@ -131,6 +131,12 @@ VALUES = [
     ("cholesky", (SPD,), {}), ("cholesky", (SPD,), {"upper": True}),
     ("cholesky_inverse", (np.linalg.cholesky(SPD),), {}), ("matrix_rank", (A,), {}),
     ("pinv", (A,), {}), ("lstsq", (A.T, B[0]), {}), ("svd", (A,), {"compute_uv": False}),
+    ("logdet", (-SPD[:3, :3],), {}), ("lu_factor", (SPD,), {}),
+    # the rest of the integer and bit ops, unique and view
+    ("bitwise_or", (I32, 9), {}), ("bitwise_not", (I32,), {}), ("right_shift", (I32, 1), {}),
+    ("lcm", (I32, 6), {}), ("nextafter", (A, B), {}), ("unique", (I32,), {}),
+    ("unique", (np.array([3, 1, 3, 2]),), {"return_inverse": True, "return_counts": True}),
+    ("view", (A, "int32"), {}), ("saturate_cast", (I32 * 100, "int8"), {}),
 ]
 
 

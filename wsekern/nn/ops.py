@@ -1384,7 +1384,7 @@ def unique(x, sorted=True, return_index=False, return_inverse=False,      # noqa
         pad_ = np.full((builtins.max(n - vals.shape[0], 0),) + vals.shape[1:], fill,
                        dtype=vals.dtype)
         res[0] = np.concatenate([vals[:n], pad_])
-    out = [Tensor(res[0])] + [_const(r.astype(np.int32)) for r in res[1:]]
+    out = [Tensor(res[0])] + [_const(r.astype(np.int64)) for r in res[1:]]   # torch's
     return out[0] if len(out) == 1 else tuple(out)
 
 
