@@ -655,3 +655,17 @@ def test_average_pool_same_counts_inside_pixels_only():
     want = np.stack([np.stack([np.nanmean(pad[:, 2 * i:2 * i + 2, j:j + 3], axis=(1, 2))
                                for j in range(6)], 1) for i in range(4)], 1)
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_segment_max_ties_share_the_gradient():
+    data = Tensor(np.array([[1.0, 2.0], [1.0, 0.0], [3.0, 2.0], [5.0, 5.0]]), requires_grad=True)
+    ops.sum(ops.segment_max(data, np.array([0, 0, 0, 1]))).backward()
+    np.testing.assert_array_equal(data.grad, [[0, 0.5], [0, 0], [1, 0.5], [1, 1]])
+
+
+def test_segment_max_ties_as_torch(keras):
+    data = np.array([[1.0, 2.0], [1.0, 0.0], [3.0, 2.0], [-1.0, -1.0]])
+    for fn in (lambda K, d: K.segment_max(d, np.array([0, 0, 0, 2]), num_segments=3),
+               lambda K, d: K.segment_min(d, np.array([1, 1, 0, 1]))):
+        got, want = _our_grads(fn, [data])[0], _torch_grads(keras, fn, [data])[0]
+        np.testing.assert_allclose(got, want, rtol=1e-6)      # Keras sums in float32
