@@ -137,6 +137,12 @@ VALUES = [
     ("lcm", (I32, 6), {}), ("nextafter", (A, B), {}), ("unique", (I32,), {}),
     ("unique", (np.array([3, 1, 3, 2]),), {"return_inverse": True, "return_counts": True}),
     ("view", (A, "int32"), {}), ("saturate_cast", (I32 * 100, "int8"), {}),
+    # Keras's dtype rules where NumPy's differ: int32 sums stay int32, int32 with float32
+    # gives float32
+    ("cumprod", (I32,), {"axis": 1}), ("nansum", (I32,), {}), ("nancumsum", (I32,), {}),
+    ("nanprod", (I32,), {"axis": 0}), ("kron", (I32, A[:2, :2]), {}), ("fmax", (I32, V3), {}),
+    ("logaddexp", (I32, V3), {}), ("arctan2", (V3, I32), {}), ("fmod", (I32, V3 + 3), {}),
+    ("segment_max", (I32, np.array([1, 1])), {}),
 ]
 
 

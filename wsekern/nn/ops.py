@@ -843,14 +843,29 @@ def _int_indices(x, name):
     return idx
 
 
+def _promote(a, b):
+    """Both operands in Keras's common dtype: an integer meeting a float takes the
+    float's dtype (NumPy would widen int32 + float32 to float64)."""
+    if a.dtype == b.dtype:
+        return a, b
+    fa, fb = a.dtype.kind == "f", b.dtype.kind == "f"
+    dt = a.dtype if fa and not fb else b.dtype if fb and not fa else \
+        np.result_type(a.dtype, b.dtype)
+    return T.cast(a, dt), T.cast(b, dt)
+
+
 def _float_pair(x1, x2):
     a, b = T.pair(x1, x2)
     if a.dtype.kind not in "fc" and b.dtype.kind not in "fc":
-        a, b = T.cast(a, FLOATX), T.cast(b, FLOATX)
-    elif a.dtype != b.dtype:
-        dt = np.result_type(a.dtype, b.dtype)
-        a, b = T.cast(a, dt), T.cast(b, dt)
-    return a, b
+        return T.cast(a, FLOATX), T.cast(b, FLOATX)
+    return _promote(a, b)
+
+
+def _same_int(out, x):
+    """``out`` back in ``x``'s integer dtype (NumPy's sums and products widen int32;
+    Keras's keep it)."""
+    x = as_tensor(x)
+    return cast(out, x.dtype) if x.dtype.kind in "iu" and out.dtype != x.dtype else out
 
 
 def _unary_op(name, f, df, doc):
@@ -1033,7 +1048,7 @@ def meshgrid(*x, indexing="xy"):
 
 
 def kron(x1, x2):
-    a, b = T.pair(x1, x2)
+    a, b = _promote(*T.pair(x1, x2))
     nd = builtins.max(a.ndim, b.ndim)
     a = T.reshape(a, (1,) * (nd - a.ndim) + a.shape)
     b = T.reshape(b, (1,) * (nd - b.ndim) + b.shape)
@@ -1225,8 +1240,12 @@ def segment_sum(data, segment_ids, num_segments=None, sorted=False):      # noqa
 def _segment_extremum(data, segment_ids, num_segments, take_max):
     name = "segment_max" if take_max else "segment_min"
     x, ids, n, keep = _segments(data, segment_ids, num_segments, name)
-    fill = -np.inf if take_max else np.inf
-    dt = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+    dt = x.dtype
+    info = np.finfo(dt) if dt.kind == "f" else np.iinfo(dt) if dt.kind in "iu" else None
+    if info is None:
+        raise TypeError(f"{name} takes numbers; received dtype {dt}")
+    fill = (-np.inf if take_max else np.inf) if dt.kind == "f" else \
+        (info.min if take_max else info.max)
     out = np.full((n,) + x.shape[1:], fill, dtype=dt)
     (np.maximum if take_max else np.minimum).at(out, ids[keep], x.data[keep])
 
@@ -1499,10 +1518,7 @@ def fmod(x1, x2):
 
 
 def _fextremum(x1, x2, take_max):
-    a, b = T.pair(x1, x2)
-    if a.dtype != b.dtype:
-        dt = np.result_type(a.dtype, b.dtype)
-        a, b = T.cast(a, dt), T.cast(b, dt)
+    a, b = _promote(*T.pair(x1, x2))
     # NaN-ignoring: pick a where it wins or b is NaN
     pick_a = (a.data >= b.data if take_max else a.data <= b.data) | np.isnan(b.data) \
         if a.dtype.kind == "f" else (a.data >= b.data if take_max else a.data <= b.data)
@@ -1667,7 +1683,7 @@ def cumprod(x, axis=None, dtype=None):
             s *= excl
         src.accumulate(np.moveaxis(s, 0, ax).astype(src.dtype, copy=False))
     res = Tensor(out, parents=(src,), backward=backward)
-    return res if dtype is None else cast(res, dtype)
+    return _same_int(res, x) if dtype is None else cast(res, dtype)
 
 
 def diff(a, n=1, axis=-1):
@@ -1855,15 +1871,16 @@ def _nan_filled(x, value):
 
 
 def nansum(x, axis=None, keepdims=False):
-    return sum(_nan_filled(x, 0.0)[0], axis, keepdims)
+    return _same_int(sum(_nan_filled(x, 0.0)[0], axis, keepdims), x)
 
 
 def nanprod(x, axis=None, keepdims=False):
-    return prod(_nan_filled(x, 1.0)[0], axis, keepdims)
+    return _same_int(prod(_nan_filled(x, 1.0)[0], axis, keepdims), x)
 
 
 def nancumsum(x, axis=None, dtype=None):
-    return cumsum(_nan_filled(x, 0.0)[0], axis, dtype)
+    out = cumsum(_nan_filled(x, 0.0)[0], axis, dtype)
+    return _same_int(out, x) if dtype is None else out
 
 
 def nancumprod(x, axis=None, dtype=None):
