@@ -2453,8 +2453,8 @@ def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=N
 
 def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None,
                    dilation_rate=1):
-    """Each input channel convolved with its own filters; kernel (*window, in,
-    multiplier), output channel c * multiplier + m (Keras's order)."""
+    """Each input channel convolved with its own filters; kernel
+    ``(*window, in, multiplier)``, output channel ``c * multiplier + m`` (Keras's order)."""
     x, k = as_tensor(inputs), as_tensor(kernel)
     if k.ndim != x.ndim or k.shape[-2] != x.shape[-1]:
         raise ValueError(f"depthwise_conv needs a kernel (*window, {x.shape[-1]}, multiplier) "
@@ -2472,8 +2472,8 @@ def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, paddin
 
 def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None,
                    data_format=None, dilation_rate=1):
-    """Transposed convolution, 1-D or 2-D, channels last, kernel (*window, out, in) as
-    keras.ops.conv_transpose; output n * stride (+ max(k - stride, 0) for 'valid')."""
+    """Transposed convolution, 1-D or 2-D, channels last, kernel ``(*window, out, in)`` as
+    keras.ops.conv_transpose; output ``n * stride`` (+ ``max(k - stride, 0)`` for 'valid')."""
     from .layers.conv import same_pads
     from .layers.conv_extra import conv2d_transpose_nhwc
     x, one_d = _spatial(inputs, "conv_transpose", data_format)
