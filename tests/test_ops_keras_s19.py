@@ -369,6 +369,7 @@ GRADS = [
     ("eigh", lambda m: ops.eigh(_sym(m)), SPD + np.diag([0.0, 1.0, 2.0, 3.0])),
     ("eigh lower triangle", lambda m: ops.eigh(m)[1], SPD + np.diag([0.0, 1.0, 2.0, 3.0])),
     ("svd values", lambda m: ops.svd(m, compute_uv=False), A),
+    ("svd values of the full decomposition", lambda m: ops.svd(m)[1], A.T),
 ]
 
 
@@ -592,6 +593,7 @@ def test_empty_and_negative_axes():
     (lambda: ops.moveaxis(A, (0, 0), (0, 1)), ValueError, "distinct"),
     (lambda: ops.array_split(A, 0), ValueError, "> 0"),
     (lambda: ops.eig(SPD), NotImplementedError, "eigh"),
+    (lambda: ops.map(ops.exp, np.zeros((0, 2))), ValueError, "non-empty first axis"),
 ])
 def test_bad_input_gets_a_clear_error(call, error, words):
     with pytest.raises(error) as info:

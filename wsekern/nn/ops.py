@@ -2094,6 +2094,9 @@ def map(f, xs):      # noqa: A001  (Keras's name)
     """``f`` applied to each slice of ``xs`` along its first axis, the results stacked."""
     flat, pack = _flatten(xs)
     flat = [as_tensor(v) for v in flat]
+    if not flat or flat[0].ndim == 0 or flat[0].shape[0] == 0:
+        raise ValueError("map needs xs with a non-empty first axis; received shapes "
+                         f"{[v.shape for v in flat]}")
     return _stack_tree([f(pack([T.getitem(v, i) for v in flat]))
                         for i in range(flat[0].shape[0])])
 
@@ -2639,8 +2642,8 @@ def eigh(x):
 
 
 def svd(x, full_matrices=True, compute_uv=True):
-    """(u, s, vh), or s alone with ``compute_uv=False``; the singular values alone are
-    differentiable (dA = U diag(gs) V^T)."""
+    """(u, s, vh), or s alone with ``compute_uv=False``; the singular values are
+    differentiable (dA = U diag(gs) V^T), the singular vectors are not."""
     x = _float(x)
     if x.ndim < 2:
         raise ValueError(f"svd needs (..., m, n) matrices; received shape {x.shape}")
@@ -2649,7 +2652,11 @@ def svd(x, full_matrices=True, compute_uv=True):
         return Tensor(s, parents=(x,), backward=lambda g: x.accumulate(
             (u * np.asarray(g)[..., None, :]) @ vh))
     u, s, vh = np.linalg.svd(x.data, full_matrices=full_matrices)
-    return tuple(_no_grad("svd (singular vectors)", v, x) for v in (u, s, vh))
+    k = s.shape[-1]
+    s_t = Tensor(s, parents=(x,), backward=lambda g: x.accumulate(
+        (u[..., :, :k] * np.asarray(g)[..., None, :]) @ vh[..., :k, :]))
+    return _no_grad("svd (singular vectors)", u, x), s_t, \
+        _no_grad("svd (singular vectors)", vh, x)
 
 
 def qr(x, mode="reduced"):
