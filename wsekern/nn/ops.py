@@ -2667,12 +2667,6 @@ def qr(x, mode="reduced"):
     return _no_grad("qr", q, x), _no_grad("qr", r, x)
 
 
-def eig(x):
-    raise NotImplementedError("ops.eig (complex eigenvalues) is not implemented in "
-                              "wsekern.nn.ops: wsekern tensors are real; use ops.eigh for "
-                              "symmetric matrices")
-
-
 def lstsq(a, b, rcond=None):
     a, b = _float(a), _float(b)
     if a.ndim != 2 or b.ndim not in (1, 2):
@@ -2710,6 +2704,9 @@ class _Namespace:
     def __init__(self, module_globals):
         self.__dict__.update({k: v for k, v in module_globals.items() if not k.startswith("_")})
 
+    def __getattr__(self, name):          # only for names it lacks: the module's message
+        return __getattr__(name)
+
 
 # keras.ops callables wsekern does not implement, and why (named in the AttributeError)
 _NOT_IMPLEMENTED = {
@@ -2719,6 +2716,8 @@ _NOT_IMPLEMENTED = {
     **dict.fromkeys(("ctc_loss", "ctc_decode"), "CTC (no recurrent models in wsekern.nn)"),
     **dict.fromkeys(("adaptive_average_pool", "adaptive_max_pool", "fold", "unfold"),
                     "adaptive pooling and fold/unfold (channels-first im2col)"),
+    "eig": "complex eigenvalues (wsekern tensors are real; ops.eigh takes symmetric "
+           "matrices)",
     "jvp": "forward-mode differentiation (the autograd is reverse-mode only)",
     "rearrange": "einops patterns (use ops.reshape and ops.transpose)",
 }
