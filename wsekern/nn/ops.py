@@ -231,11 +231,11 @@ def expm1(x):
 
 
 def log2(x):
-    return multiply(log(x), 1 / np.log(2))
+    return multiply(log(x), float(1 / np.log(2)))      # a Python float: weakly typed
 
 
 def log10(x):
-    return multiply(log(x), 1 / np.log(10))
+    return multiply(log(x), float(1 / np.log(10)))
 
 
 def abs(x):      # noqa: A001  (Keras's name)
@@ -467,8 +467,16 @@ def swapaxes(x, axis1, axis2):
 
 def moveaxis(x, source, destination):
     x = as_tensor(x)
-    order = np.moveaxis(np.arange(x.ndim), source, destination)
-    return T.transpose(x, tuple(int(i) for i in order))
+    src = [_axis(a, x.ndim) for a in np.atleast_1d(source)]
+    dst = [_axis(a, x.ndim) for a in np.atleast_1d(destination)]
+    if len(src) != len(dst) or len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        raise ValueError(f"moveaxis needs as many distinct source as destination axes; "
+                         f"received {source} and {destination}")
+    # NumPy's rule: the other axes keep their order, the moved ones land at destination
+    order = [n for n in range(x.ndim) if n not in src]
+    for d, s_ in builtins.sorted(zip(dst, src)):
+        order.insert(d, s_)
+    return T.transpose(x, tuple(order))
 
 
 def expand_dims(x, axis):
@@ -806,14 +814,1922 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
     y = conv2d_nhwc(x, k, None, strides, pads, dilation, groups)
     return T.reshape(y, (y.shape[0],) + y.shape[2:]) if one_d else y
 
+# -- helpers for the ops below ----------------------------------------------------------------
+def _no_grad(name, out, *inputs):
+    """``out`` as a Tensor whose backward refuses (a gradient Keras has but wsekern does
+    not compute), instead of silently passing zero to ``inputs``."""
+    inputs = tuple(t for t in inputs if isinstance(t, Tensor))
+
+    def backward(g):
+        raise NotImplementedError(f"the gradient of ops.{name} is not implemented in "
+                                  "wsekern.nn.ops; wrap its inputs in ops.stop_gradient if "
+                                  "no gradient is needed through it")
+    return Tensor(out, parents=inputs, backward=backward)
+
+
+def _const(out):
+    """A result without gradient (as in Keras: integer, boolean or piecewise constant)."""
+    return Tensor(np.asarray(out))
+
+
+def _int_indices(x, name):
+    idx = np.asarray(as_tensor(x).data)
+    if idx.dtype.kind not in "iu":
+        if idx.dtype.kind == "f" and idx.size and np.all(idx == np.round(idx)):
+            return idx.astype(np.int64)
+        if idx.size:
+            raise TypeError(f"{name}: indices must be integers; received dtype {idx.dtype}")
+        return idx.astype(np.int64)
+    return idx
+
+
+def _promote(a, b):
+    """Both operands in Keras's common dtype: an integer meeting a float takes the
+    float's dtype (NumPy would widen int32 + float32 to float64)."""
+    if a.dtype == b.dtype:
+        return a, b
+    fa, fb = a.dtype.kind == "f", b.dtype.kind == "f"
+    dt = a.dtype if fa and not fb else b.dtype if fb and not fa else \
+        np.result_type(a.dtype, b.dtype)
+    return T.cast(a, dt), T.cast(b, dt)
+
+
+def _float_pair(x1, x2):
+    a, b = T.pair(x1, x2)
+    if a.dtype.kind not in "fc" and b.dtype.kind not in "fc":
+        return T.cast(a, FLOATX), T.cast(b, FLOATX)
+    return _promote(a, b)
+
+
+def _same_int(out, x):
+    """``out`` back in ``x``'s integer dtype (NumPy's sums and products widen int32;
+    Keras's keep it)."""
+    x = as_tensor(x)
+    return cast(out, x.dtype) if x.dtype.kind in "iu" and out.dtype != x.dtype else out
+
+
+def _unary_op(name, f, df, doc):
+    """An elementwise op on floats: ``f`` the value, ``df(x, out)`` its derivative."""
+    def op(x):
+        x = _float(x)
+        with np.errstate(all="ignore"):
+            out = np.asarray(f(x.data)).astype(x.dtype, copy=False)
+
+        def deriv():
+            with np.errstate(all="ignore"):
+                return df(x.data, out)
+        return T._unary(x, out, deriv)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
+
+
+def _binary_op(name, f, dfa, dfb, doc):
+    """A broadcasting op on floats: ``dfa(a, b, out)`` and ``dfb`` its partials."""
+    def op(x1, x2):
+        a, b = _float_pair(x1, x2)
+        with np.errstate(all="ignore"):
+            out = np.asarray(f(a.data, b.data)).astype(a.dtype, copy=False)
+
+        def backward(g):
+            with np.errstate(all="ignore"):
+                if a.requires_grad:
+                    a.accumulate(T._unbroadcast(g * dfa(a.data, b.data, out), a.shape)
+                                 .astype(a.dtype, copy=False))
+                if b.requires_grad:
+                    b.accumulate(T._unbroadcast(g * dfb(a.data, b.data, out), b.shape)
+                                 .astype(b.dtype, copy=False))
+        return Tensor(out, parents=(a, b), backward=backward)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
+
+
+def _axis(axis, ndim):
+    return T._axes(axis, ndim)[0]
+
+
+# -- shapes and indexing (Keras 3 numpy ops) -------------------------------------------------
+def ravel(x):
+    return T.reshape(as_tensor(x), (-1,))
+
+
+def _atleast(x, n):
+    x = as_tensor(x)
+    if x.ndim >= n:
+        return x
+    if n == 1 or n == 2:
+        return T.reshape(x, (1,) * (n - x.ndim) + x.shape)
+    return T.reshape(x, {0: (1, 1, 1), 1: (1,) + x.shape + (1,), 2: x.shape + (1,)}[x.ndim])
+
+
+def vstack(xs):
+    return T.concat([_atleast(x, 2) for x in xs], axis=0)
+
+
+def hstack(xs):
+    xs = [_atleast(x, 1) for x in xs]
+    return T.concat(xs, axis=0 if xs and xs[0].ndim == 1 else 1)
+
+
+def dstack(xs):
+    return T.concat([_atleast(x, 3) for x in xs], axis=2)
+
+
+def array_split(x, indices_or_sections, axis=0):
+    """Like split, but ``sections`` need not divide the axis: the first ``n % sections``
+    parts are one longer (NumPy's rule)."""
+    x = as_tensor(x)
+    if np.ndim(indices_or_sections) == 0:
+        k = int(indices_or_sections)
+        if k <= 0:
+            raise ValueError(f"array_split: the number of sections must be > 0; received {k}")
+        n = x.shape[_axis(axis, x.ndim)]
+        sizes = [n // k + (i < n % k) for i in range(k)]
+        indices_or_sections = np.cumsum(sizes)[:-1].tolist()
+    return split(x, indices_or_sections, axis)
+
+
+def _split_on(x, indices_or_sections, axis, name, min_ndim):
+    x = as_tensor(x)
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name} needs a tensor of rank >= {min_ndim}; received shape "
+                         f"{x.shape}")
+    return split(x, indices_or_sections, axis)
+
+
+def hsplit(x, indices_or_sections):
+    x = as_tensor(x)
+    return _split_on(x, indices_or_sections, 0 if x.ndim == 1 else 1, "hsplit", 1)
+
+
+def vsplit(x, indices_or_sections):
+    return _split_on(x, indices_or_sections, 0, "vsplit", 2)
+
+
+def dsplit(x, indices_or_sections):
+    return _split_on(x, indices_or_sections, 2, "dsplit", 3)
+
+
+def fliplr(x):
+    return flip(x, 1)
+
+
+def flipud(x):
+    return flip(x, 0)
+
+
+def rot90(array, k=1, axes=(0, 1)):
+    """``array`` turned by 90 degrees ``k`` times in the plane of ``axes`` (NumPy's)."""
+    x = as_tensor(array)
+    a0, a1 = (int(a) % builtins.max(x.ndim, 1) for a in axes)
+    if x.ndim < 2 or a0 == a1:
+        raise ValueError(f"rot90 needs two different axes of a tensor of rank >= 2; received "
+                         f"axes={tuple(axes)} for shape {x.shape}")
+    k = int(k) % 4
+    if k == 0:
+        return copy(x)
+    if k == 2:
+        return flip(flip(x, a0), a1)
+    return swapaxes(flip(x, a1), a0, a1) if k == 1 else flip(swapaxes(x, a0, a1), a1)
+
+
+def diagonal(x, offset=0, axis1=0, axis2=1):
+    """The ``offset`` diagonal over ``axis1``, ``axis2``, as a new last axis (NumPy's)."""
+    x = as_tensor(x)
+    if x.ndim < 2:
+        raise ValueError(f"diagonal needs a tensor of rank >= 2; received shape {x.shape}")
+    moved = moveaxis(x, (axis1, axis2), (-2, -1))
+    n, m = moved.shape[-2:]
+    offset = int(offset)
+    rows = np.arange(builtins.max(0, -offset), n)
+    rows = rows[rows + offset < m]
+    return T.getitem(moved, (Ellipsis, rows, rows + offset))
+
+
+def diag(x, k=0):
+    """The ``k``-th diagonal of a matrix, or a matrix with a vector on it."""
+    x = as_tensor(x)
+    if x.ndim == 2:
+        return diagonal(x, k)
+    if x.ndim != 1:
+        raise ValueError(f"diag takes a 1-D or 2-D tensor; received shape {x.shape}")
+    k = int(k)
+    return Tensor(np.diag(x.data, k), parents=(x,),
+                  backward=lambda g: x.accumulate(np.diagonal(g, k).copy()))
+
+
+def diagflat(x, k=0):
+    return diag(ravel(x), k)
+
+
+def trace(x, offset=0, axis1=0, axis2=1):
+    x = as_tensor(x)
+    d = diagonal(x, offset, axis1, axis2)
+    if x.dtype.kind == "b" or x.dtype in (np.int8, np.int16, np.uint8):
+        d = T.cast(d, np.int32)
+    return cast(sum(d, -1), d.dtype)       # NumPy's sum widens int32; Keras's does not
+
+
+def meshgrid(*x, indexing="xy"):
+    if indexing not in ("xy", "ij"):
+        raise ValueError(f"meshgrid indexing must be 'xy' or 'ij'; received {indexing!r}")
+    xs = [ravel(v) for v in x]
+    full = [v.shape[0] for v in xs]
+    if indexing == "xy" and len(xs) >= 2:
+        full[0], full[1] = full[1], full[0]
+    out = []
+    for i, v in enumerate(xs):
+        pos = i if indexing == "ij" or len(xs) < 2 or i > 1 else 1 - i
+        shape_ = [1] * len(xs)
+        shape_[pos] = v.shape[0]
+        out.append(T.broadcast_to(T.reshape(v, tuple(shape_)), tuple(full)))
+    return out
+
+
+def kron(x1, x2):
+    a, b = _promote(*T.pair(x1, x2))
+    nd = builtins.max(a.ndim, b.ndim)
+    a = T.reshape(a, (1,) * (nd - a.ndim) + a.shape)
+    b = T.reshape(b, (1,) * (nd - b.ndim) + b.shape)
+    la = "abcdefghijklm"[:nd]
+    lb = "nopqrstuvwxyz"[:nd]
+    if nd > 13:
+        raise ValueError(f"kron supports tensors of rank <= 13; received rank {nd}")
+    out = T.einsum(f"{la},{lb}->{''.join(p + q for p, q in zip(la, lb))}", a, b)
+    return T.reshape(out, tuple(p * q for p, q in zip(a.shape, b.shape)))
+
+
+def inner(x1, x2):
+    a, b = T.pair(x1, x2)
+    if a.ndim == 0 or b.ndim == 0:
+        return T.mul(a, b)
+    return tensordot(a, b, axes=([a.ndim - 1], [b.ndim - 1]))
+
+
+def cross(x1, x2, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    """Cross product of 2- or 3-vectors along the given axes (NumPy's)."""
+    a, b = _float_pair(x1, x2) if as_tensor(x1).dtype.kind == "f" or \
+        as_tensor(x2).dtype.kind == "f" else T.pair(x1, x2)
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, b = moveaxis(a, axisa, -1), moveaxis(b, axisb, -1)
+    if a.shape[-1] not in (2, 3) or b.shape[-1] not in (2, 3):
+        raise ValueError(f"cross needs vectors of length 2 or 3 along the axis; received "
+                         f"shapes {a.shape} and {b.shape} (vectors last)")
+
+    def comp(v, i):
+        return T.getitem(v, (Ellipsis, i)) if i < v.shape[-1] else None
+
+    a0, a1, a2 = (comp(a, i) for i in range(3))
+    b0, b1, b2 = (comp(b, i) for i in range(3))
+
+    def mul_(p, q):
+        return None if p is None or q is None else T.mul(p, q)
+
+    def sub_(p, q):
+        if p is None and q is None:
+            return None
+        if q is None:
+            return p
+        return T.neg(q) if p is None else subtract(p, q)
+
+    z = sub_(mul_(a0, b1), mul_(a1, b0))
+    if a.shape[-1] == 2 and b.shape[-1] == 2:
+        return z
+    x = sub_(mul_(a1, b2), mul_(a2, b1))
+    y = sub_(mul_(a2, b0), mul_(a0, b2))
+    shape_ = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    parts = [T.broadcast_to(p, shape_) if p is not None else Tensor(np.zeros(shape_, z.dtype))
+             for p in (x, y, z)]
+    return moveaxis(T.stack(parts, axis=-1), -1, axisc)
+
+
+def get_item(x, key):
+    return T.getitem(x, key)
+
+
+def copy(x):
+    x = as_tensor(x)
+    return Tensor(x.data.copy(), parents=(x,), backward=x.accumulate)
+
+
+def array(x, dtype=None):
+    return convert_to_tensor(x, dtype=dtype)
+
+
+def empty(shape, dtype=None):
+    return zeros(shape, dtype)
+
+
+def empty_like(x, dtype=None):
+    return zeros_like(x, dtype)
+
+
+def _index_tuple(indices, shape_, name):
+    """(k, ...) index arrays of ``indices`` (..., k) into the first k axes of ``shape_``,
+    checked in range (negative indices count from the end)."""
+    idx = _int_indices(indices, name)
+    if idx.ndim == 0:
+        idx = idx.reshape(1)
+    k = idx.shape[-1]
+    if k > len(shape_):
+        raise ValueError(f"{name}: indices index {k} axes but the target has shape "
+                         f"{tuple(shape_)}")
+    for j in range(k):
+        n = shape_[j]
+        col = idx[..., j]
+        if col.size and (col.min() < -n or col.max() >= n):
+            raise IndexError(f"{name}: indices along axis {j} must be in [-{n}, {n}); "
+                             f"received values from {col.min()} to {col.max()}")
+    return tuple(idx[..., j] for j in range(k))
+
+
+def scatter(indices, values, shape):
+    """Zeros of ``shape`` with ``values`` added at ``indices`` (duplicates sum, as Keras on
+    torch)."""
+    v = as_tensor(values)
+    shape_ = tuple(int(s) for s in np.atleast_1d(shape))
+    idx = _index_tuple(indices, shape_, "scatter")
+    out = np.zeros(shape_, dtype=v.dtype)
+    np.add.at(out, idx, v.data)
+    return Tensor(out, parents=(v,), backward=lambda g: v.accumulate(g[idx]))
+
+
+def scatter_update(inputs, indices, updates, reduction=None):
+    """``inputs`` with ``updates`` written at ``indices`` (reduction None: replace, the last
+    of duplicates wins; 'add', 'max', 'min', 'mul': combined, as Keras on torch)."""
+    x = as_tensor(inputs)
+    u = T.cast(as_tensor(updates), x.dtype)
+    idx = _index_tuple(indices, x.shape, "scatter_update")
+    out = x.data.copy()
+    if reduction is None:
+        # which update lands where: write update numbers, the last duplicate wins
+        owner = np.full(x.shape[:len(idx)], -1, dtype=np.int64)
+        owner[idx] = np.arange(idx[0].size).reshape(idx[0].shape)
+        out[idx] = u.data
+        won = owner[idx] == np.arange(idx[0].size).reshape(idx[0].shape)
+        written = owner >= 0
+
+        def backward(g):
+            if x.requires_grad:
+                x.accumulate(np.where(written.reshape(written.shape + (1,) * (
+                    x.ndim - written.ndim)), 0, g).astype(x.dtype, copy=False))
+            if u.requires_grad:
+                gu = g[idx]
+                u.accumulate(np.where(won.reshape(won.shape + (1,) * (gu.ndim - won.ndim)),
+                                      gu, 0).astype(u.dtype, copy=False))
+        return Tensor(out, parents=(x, u), backward=backward)
+    ufunc = {"add": np.add, "max": np.maximum, "min": np.minimum,
+             "mul": np.multiply}.get(reduction)
+    if ufunc is None:
+        raise ValueError(f"scatter_update reduction must be None, 'add', 'max', 'min' or "
+                         f"'mul'; received {reduction!r}")
+    ufunc.at(out, idx, u.data)
+    if reduction == "add":
+        def backward(g):
+            x.accumulate(g)
+            u.accumulate(g[idx])
+        return Tensor(out, parents=(x, u), backward=backward)
+    return _no_grad(f"scatter_update(reduction={reduction!r})", out, x, u)
+
+
+def slice_update(inputs, start_indices, updates):
+    """``inputs`` with the block ``updates`` written from ``start_indices`` on."""
+    x = as_tensor(inputs)
+    u = T.cast(as_tensor(updates), x.dtype)
+    start = [int(s) for s in np.atleast_1d(as_tensor(start_indices).data)]
+    if len(start) != x.ndim or u.ndim != x.ndim:
+        raise ValueError(f"slice_update needs one start index per axis and updates of the "
+                         f"inputs' rank; received inputs {x.shape}, start {start}, updates "
+                         f"{u.shape}")
+    for s, n, m in zip(start, x.shape, u.shape):
+        if s < 0 or s + m > n:
+            raise ValueError(f"slice_update: updates of shape {u.shape} from {start} do "
+                             f"not fit inputs of shape {x.shape}")
+    widths = [(s, n - s - m) for s, n, m in zip(start, x.shape, u.shape)]
+    inside = np.pad(np.ones(u.shape, dtype=bool), widths)
+    return T.where(inside, T.pad(u, widths), x)
+
+
+def _segments(data, segment_ids, num_segments, name):
+    x = as_tensor(data)
+    ids = _int_indices(segment_ids, name)
+    if ids.ndim != 1 or x.ndim < 1 or ids.shape[0] != x.shape[0]:
+        raise ValueError(f"{name}: segment_ids must be 1-D with one id per row of data; "
+                         f"received segment_ids of shape {ids.shape} for data of shape "
+                         f"{x.shape}")
+    n = int(num_segments) if num_segments is not None else \
+        (int(ids.max()) + 1 if ids.size else 0)
+    keep = (ids >= 0) & (ids < n)        # out-of-range ids are dropped (as Keras on torch)
+    return x, ids, n, keep
+
+
+def segment_sum(data, segment_ids, num_segments=None, sorted=False):      # noqa: A002
+    x, ids, n, keep = _segments(data, segment_ids, num_segments, "segment_sum")
+    out = np.zeros((n,) + x.shape[1:], dtype=x.dtype)
+    np.add.at(out, ids[keep], x.data[keep])
+
+    def backward(g):
+        full = np.zeros_like(x.data)
+        full[keep] = g[ids[keep]]
+        x.accumulate(full)
+    return Tensor(out, parents=(x,), backward=backward)
+
+
+def _segment_extremum(data, segment_ids, num_segments, take_max):
+    name = "segment_max" if take_max else "segment_min"
+    x, ids, n, keep = _segments(data, segment_ids, num_segments, name)
+    dt = x.dtype
+    info = np.finfo(dt) if dt.kind == "f" else np.iinfo(dt) if dt.kind in "iu" else None
+    if info is None:
+        raise TypeError(f"{name} takes numbers; received dtype {dt}")
+    fill = (-np.inf if take_max else np.inf) if dt.kind == "f" else \
+        (info.min if take_max else info.max)
+    out = np.full((n,) + x.shape[1:], fill, dtype=dt)
+    (np.maximum if take_max else np.minimum).at(out, ids[keep], x.data[keep])
+
+    def backward(g):
+        # ties share the gradient equally (torch's rule for amax/amin)
+        hit = np.zeros(x.shape, dtype=dt)
+        hit[keep] = x.data[keep] == out[ids[keep]]
+        count = np.zeros_like(out)
+        np.add.at(count, ids[keep], hit[keep])
+        full = np.zeros(x.shape, dtype=dt)
+        full[keep] = hit[keep] * g[ids[keep]] / np.where(count == 0, 1, count)[ids[keep]]
+        x.accumulate(full.astype(x.dtype, copy=False))
+    return Tensor(out, parents=(x,), backward=backward)
+
+
+def segment_max(data, segment_ids, num_segments=None, sorted=False):      # noqa: A002
+    """Max per segment; an empty segment gives -inf (as Keras on torch)."""
+    return _segment_extremum(data, segment_ids, num_segments, True)
+
+
+def segment_min(data, segment_ids, num_segments=None, sorted=False):      # noqa: A002
+    """Min per segment; an empty segment gives +inf (as Keras on torch)."""
+    return _segment_extremum(data, segment_ids, num_segments, False)
+
+
+def segment_prod(data, segment_ids, num_segments=None, sorted=False):      # noqa: A002
+    """Product per segment (1 for an empty one), differentiable with zeros in the data."""
+    x, ids, n, keep = _segments(data, segment_ids, num_segments, "segment_prod")
+    parts = []
+    for s in range(n):
+        rows = np.flatnonzero(keep & (ids == s))
+        parts.append(prod(T.getitem(x, rows), axis=0) if rows.size else
+                     Tensor(np.ones(x.shape[1:], dtype=x.dtype)))
+    if not parts:
+        return Tensor(np.ones((0,) + x.shape[1:], dtype=x.dtype))
+    return T.stack(parts, axis=0)
+
+
+def select(condlist, choicelist, default=0):
+    """The first choice whose condition holds, else ``default`` (NumPy's select)."""
+    if len(condlist) != len(choicelist):
+        raise ValueError(f"select needs as many conditions as choices; received "
+                         f"{len(condlist)} and {len(choicelist)}")
+    if not len(condlist):
+        raise ValueError("select needs at least one condition and choice")
+    choices = [as_tensor(c) for c in choicelist]
+    out = T.lift(default, choices[0])
+    for cond_, choice in zip(reversed(condlist), reversed(choices)):
+        out = T.where(as_tensor(cond_).data.astype(bool), choice, out)
+    shape_ = np.broadcast_shapes(*[np.shape(as_tensor(c).data) for c in condlist],
+                                 *[c.shape for c in choices])
+    return T.broadcast_to(out, shape_) if out.shape != shape_ else out
+
+
+def switch(index, branches, *operands):
+    """``branches[index](*operands)``, ``index`` clamped to the valid range (as Keras)."""
+    i = int(np.clip(int(as_tensor(index).data), 0, len(branches) - 1))
+    return branches[i](*operands)
+
+
+def searchsorted(sorted_sequence, values, side="left"):
+    seq = np.asarray(as_tensor(sorted_sequence).data)
+    if seq.ndim != 1:
+        raise ValueError(f"searchsorted needs a 1-D sorted_sequence; received shape "
+                         f"{seq.shape}")
+    if side not in ("left", "right"):
+        raise ValueError(f"searchsorted side must be 'left' or 'right'; received {side!r}")
+    out = np.searchsorted(seq, as_tensor(values).data, side=side)
+    return _const(np.asarray(out, dtype=np.int32 if seq.size < 2 ** 31 else np.int64))
+
+
+def digitize(x, bins):
+    b = np.asarray(as_tensor(bins).data)
+    if b.ndim != 1:
+        raise ValueError(f"digitize needs 1-D bins; received shape {b.shape}")
+    return _const(np.digitize(as_tensor(x).data, b).astype(np.int32))
+
+
+def bincount(x, weights=None, minlength=0, sparse=False):
+    """Counts of each non-negative integer (per row for a 2-D ``x``); with ``weights``,
+    their sums, differentiable in the weights."""
+    if sparse:
+        raise ValueError("bincount(sparse=True) is not supported: wsekern tensors are dense")
+    idx = _int_indices(x, "bincount")
+    if idx.ndim not in (1, 2):
+        raise ValueError(f"bincount takes a 1-D or 2-D x; received shape {idx.shape}")
+    if idx.size and idx.min() < 0:
+        raise ValueError(f"bincount needs non-negative values; received {idx.min()}")
+    n = builtins.max(int(minlength), int(idx.max()) + 1 if idx.size else 0)
+    rows = idx.reshape(-1, idx.shape[-1]) if idx.ndim == 2 else idx.reshape(1, -1)
+    pos = (np.arange(rows.shape[0])[:, None], rows)
+    if weights is None:
+        out = np.zeros((rows.shape[0], n), dtype=np.int32)
+        np.add.at(out, pos, 1)
+        return _const(out if idx.ndim == 2 else out[0])
+    w = as_tensor(weights)
+    if w.shape != idx.shape:
+        raise ValueError(f"bincount weights must have x's shape {idx.shape}; received "
+                         f"{w.shape}")
+    if w.dtype.kind not in "f":
+        w = T.cast(w, np.result_type(w.dtype, np.int32))
+    wd = w.data.reshape(rows.shape)
+    out = np.zeros((rows.shape[0], n), dtype=w.dtype)
+    np.add.at(out, pos, wd)
+    return Tensor(out if idx.ndim == 2 else out[0], parents=(w,),
+                  backward=lambda g: w.accumulate(
+                      np.asarray(g).reshape(rows.shape[0], n)[pos].reshape(w.shape)))
+
+
+def nonzero(x):
+    return tuple(Tensor(i.astype(np.int32)) for i in np.nonzero(as_tensor(x).data))
+
+
+def isin(x1, x2, assume_unique=False, invert=False):
+    return _const(np.isin(as_tensor(x1).data, as_tensor(x2).data,
+                          assume_unique=assume_unique, invert=invert))
+
+
+def unravel_index(indices, shape):
+    idx = _int_indices(indices, "unravel_index")
+    size_ = int(np.prod(shape))
+    if idx.size and (idx.min() < 0 or idx.max() >= size_):
+        raise ValueError(f"unravel_index: indices must be in [0, {size_}) for shape "
+                         f"{tuple(shape)}; received values from {idx.min()} to {idx.max()}")
+    return tuple(_const(i.astype(np.int32)) for i in np.unravel_index(idx, shape))
+
+
+def view(x, dtype=None):
+    """The same bytes seen as ``dtype`` (no gradient: a bit reinterpretation)."""
+    x = as_tensor(x)
+    if dtype is None:
+        return copy(x)
+    dt = _dtype(dtype)
+    if x.ndim == 0 and dt.itemsize != x.dtype.itemsize:
+        raise ValueError(f"view of a 0-d {x.dtype} tensor as {dt} changes its size")
+    return _const(np.ascontiguousarray(x.data).view(dt))
+
+
+def argpartition(x, kth, axis=-1):
+    return _const(np.argpartition(as_tensor(x).data, kth, axis=axis).astype(np.int32))
+
+
+def unique(x, sorted=True, return_index=False, return_inverse=False,      # noqa: A002
+           return_counts=False, axis=None, size=None, fill_value=None):
+    """NumPy's unique (sorted); ``size`` pads or truncates the values to that length with
+    ``fill_value`` (default: the smallest value)."""
+    x = as_tensor(x)
+    res = np.unique(x.data, return_index=return_index, return_inverse=return_inverse,
+                    return_counts=return_counts, axis=axis)
+    res = list(res) if isinstance(res, tuple) else [res]
+    if size is not None:
+        vals = res[0]
+        n = int(size)
+        fill = (vals.min() if vals.size else 0) if fill_value is None else fill_value
+        pad_ = np.full((builtins.max(n - vals.shape[0], 0),) + vals.shape[1:], fill,
+                       dtype=vals.dtype)
+        res[0] = np.concatenate([vals[:n], pad_])
+    out = [Tensor(res[0])] + [_const(r.astype(np.int64)) for r in res[1:]]   # torch's
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def depth_to_space(x, block_size, data_format="channels_last"):
+    """(b, h, w, c * bs * bs) -> (b, h * bs, w * bs, c), TensorFlow's order (DCR)."""
+    x = as_tensor(x)
+    bs = int(block_size)
+    if data_format != "channels_last":
+        x = transpose(x, (0, 2, 3, 1))
+    b, h, w, c = x.shape
+    if c % (bs * bs):
+        raise ValueError(f"depth_to_space: channels ({c}) must be a multiple of "
+                         f"block_size**2 ({bs * bs})")
+    y = T.reshape(x, (b, h, w, bs, bs, c // (bs * bs)))
+    y = T.reshape(transpose(y, (0, 1, 3, 2, 4, 5)), (b, h * bs, w * bs, c // (bs * bs)))
+    return y if data_format == "channels_last" else transpose(y, (0, 3, 1, 2))
+
+
+def space_to_depth(x, block_size, data_format="channels_last"):
+    """(b, h * bs, w * bs, c) -> (b, h, w, c * bs * bs), the inverse of depth_to_space."""
+    x = as_tensor(x)
+    bs = int(block_size)
+    if data_format != "channels_last":
+        x = transpose(x, (0, 2, 3, 1))
+    b, h, w, c = x.shape
+    if h % bs or w % bs:
+        raise ValueError(f"space_to_depth: height and width ({h}, {w}) must be multiples of "
+                         f"block_size ({bs})")
+    y = T.reshape(x, (b, h // bs, bs, w // bs, bs, c))
+    y = T.reshape(transpose(y, (0, 1, 3, 2, 4, 5)), (b, h // bs, w // bs, bs * bs * c))
+    return y if data_format == "channels_last" else transpose(y, (0, 3, 1, 2))
+
+
+def extract_sequences(x, sequence_length, sequence_stride):
+    """Frames of ``sequence_length`` every ``sequence_stride`` steps of the last axis."""
+    x = as_tensor(x)
+    n, L, s = x.shape[-1], int(sequence_length), int(sequence_stride)
+    if L <= 0 or s <= 0 or L > n:
+        raise ValueError(f"extract_sequences needs 0 < sequence_length <= {n} and a "
+                         f"positive stride; received {L} and {s}")
+    starts = np.arange(0, n - L + 1, s)
+    return T.getitem(x, (Ellipsis, starts[:, None] + np.arange(L)))
+
+
+# -- more elementwise math -----------------------------------------------------------------------
+def _erfinv(v):
+    from scipy.special import erfinv as f
+    return f(v)
+
+
+def _erfc(v):
+    from scipy.special import erfc as f
+    return f(v)
+
+
+def _sinc_grad(x, out):
+    px = np.pi * x
+    return np.where(x == 0, 0.0, (np.cos(px) - out) / np.where(x == 0, 1, x))
+
+
+arcsin = _unary_op("arcsin", np.arcsin, lambda x, o: 1 / np.sqrt(1 - x * x), "Inverse sine.")
+arccos = _unary_op("arccos", np.arccos, lambda x, o: -1 / np.sqrt(1 - x * x), "Inverse cosine.")
+arctan = _unary_op("arctan", np.arctan, lambda x, o: 1 / (1 + x * x), "Inverse tangent.")
+arcsinh = _unary_op("arcsinh", np.arcsinh, lambda x, o: 1 / np.sqrt(x * x + 1),
+                    "Inverse hyperbolic sine.")
+arccosh = _unary_op("arccosh", np.arccosh, lambda x, o: 1 / np.sqrt(x * x - 1),
+                    "Inverse hyperbolic cosine.")
+arctanh = _unary_op("arctanh", np.arctanh, lambda x, o: 1 / (1 - x * x),
+                    "Inverse hyperbolic tangent.")
+sinh = _unary_op("sinh", np.sinh, lambda x, o: np.cosh(x), "Hyperbolic sine.")
+cosh = _unary_op("cosh", np.cosh, lambda x, o: np.sinh(x), "Hyperbolic cosine.")
+cbrt = _unary_op("cbrt", np.cbrt, lambda x, o: 1 / (3 * o * o), "Cube root.")
+exp2 = _unary_op("exp2", np.exp2, lambda x, o: o * np.log(2), "2 to the power x.")
+deg2rad = _unary_op("deg2rad", np.deg2rad, lambda x, o: np.pi / 180, "Degrees to radians.")
+rad2deg = _unary_op("rad2deg", np.rad2deg, lambda x, o: 180 / np.pi, "Radians to degrees.")
+erfc = _unary_op("erfc", _erfc, lambda x, o: -2 / np.sqrt(np.pi) * np.exp(-x * x),
+                 "Complementary error function.")
+erfinv = _unary_op("erfinv", _erfinv, lambda x, o: np.sqrt(np.pi) / 2 * np.exp(o * o),
+                   "Inverse error function.")
+sinc = _unary_op("sinc", np.sinc, _sinc_grad, "Normalised sinc, sin(pi x) / (pi x).")
+
+
+def _i0(v):
+    from scipy.special import i0 as f
+    return f(v)
+
+
+def _i1(v):
+    from scipy.special import i1 as f
+    return f(v)
+
+
+i0 = _unary_op("i0", _i0, lambda x, o: _i1(x), "Modified Bessel function of order 0.")
+
+arctan2 = _binary_op("arctan2", np.arctan2, lambda y, x, o: x / (x * x + y * y),
+                     lambda y, x, o: -y / (x * x + y * y), "Angle of (x2, x1), elementwise.")
+hypot = _binary_op("hypot", np.hypot, lambda a, b, o: a / o, lambda a, b, o: b / o,
+                   "sqrt(x1**2 + x2**2) without overflow.")
+logaddexp = _binary_op("logaddexp", np.logaddexp, lambda a, b, o: np.exp(a - o),
+                       lambda a, b, o: np.exp(b - o), "log(exp(x1) + exp(x2)), stably.")
+logaddexp2 = _binary_op("logaddexp2", np.logaddexp2, lambda a, b, o: np.exp2(a - o),
+                        lambda a, b, o: np.exp2(b - o), "log2(2**x1 + 2**x2), stably.")
+
+
+def fmod(x1, x2):
+    """C's fmod (the sign of x1); differentiable for floats (d/dx2 = -trunc(x1 / x2))."""
+    a, b = T.pair(x1, x2)
+    if a.dtype.kind in "iub" and b.dtype.kind in "iub":
+        return _const(np.fmod(a.data, b.data))
+    return _binary_op("fmod", np.fmod, lambda p, q, o: np.ones_like(o),
+                      lambda p, q, o: -np.trunc(p / q), "")(a, b)
+
+
+def _fextremum(x1, x2, take_max):
+    a, b = _promote(*T.pair(x1, x2))
+    # NaN-ignoring: pick a where it wins or b is NaN
+    pick_a = (a.data >= b.data if take_max else a.data <= b.data) | np.isnan(b.data) \
+        if a.dtype.kind == "f" else (a.data >= b.data if take_max else a.data <= b.data)
+    return T.where(pick_a, a, b)
+
+
+def fmax(x1, x2):
+    """Elementwise maximum that ignores NaN (NaN only where both are)."""
+    return _fextremum(x1, x2, True)
+
+
+def fmin(x1, x2):
+    """Elementwise minimum that ignores NaN (NaN only where both are)."""
+    return _fextremum(x1, x2, False)
+
+
+def fabs(x):
+    return abs(_float(x))
+
+
+def trunc(x):
+    return _const(np.trunc(as_tensor(x).data))
+
+
+def heaviside(x1, x2):
+    a, b = _float_pair(x1, x2)
+    return _const(np.heaviside(a.data, b.data))
+
+
+def signbit(x):
+    return _const(np.signbit(as_tensor(x).data))
+
+
+def isclose(x1, x2, rtol=1e-5, atol=1e-8, equal_nan=False):
+    a, b = T.pair(x1, x2)
+    return _const(np.isclose(a.data, b.data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def allclose(x1, x2, rtol=1e-5, atol=1e-8, equal_nan=False):
+    a, b = T.pair(x1, x2)
+    return _const(np.allclose(a.data, b.data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def isposinf(x):
+    return _const(np.isposinf(as_tensor(x).data))
+
+
+def isneginf(x):
+    return _const(np.isneginf(as_tensor(x).data))
+
+
+def isreal(x):
+    return _const(np.isreal(as_tensor(x).data))
+
+
+def real(x):
+    x = as_tensor(x)
+    return copy(x) if x.dtype.kind != "c" else _const(np.real(x.data))
+
+
+def imag(x):
+    x = as_tensor(x)
+    return _const(np.imag(x.data) if x.dtype.kind == "c" else np.zeros_like(x.data))
+
+
+def conjugate(x):
+    x = as_tensor(x)
+    return copy(x) if x.dtype.kind != "c" else _const(np.conj(x.data))
+
+
+conj = conjugate
+
+
+def angle(x):
+    x = as_tensor(x)
+    return _const(np.angle(x.data).astype(x.dtype if x.dtype.kind == "f" else FLOATX))
+
+
+def _ints(name, fn):
+    def op(x, y=None):
+        a = as_tensor(x)
+        if y is None:
+            return _const(fn(a.data))
+        a, b = T.pair(a, y)
+        return _const(fn(a.data, b.data))
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"NumPy's {fn.__name__} (integers and booleans; no gradient)."
+    return op
+
+
+bitwise_and = _ints("bitwise_and", np.bitwise_and)
+bitwise_or = _ints("bitwise_or", np.bitwise_or)
+bitwise_xor = _ints("bitwise_xor", np.bitwise_xor)
+bitwise_left_shift = left_shift = _ints("left_shift", np.left_shift)
+bitwise_right_shift = right_shift = _ints("right_shift", np.right_shift)
+gcd = _ints("gcd", np.gcd)
+lcm = _ints("lcm", np.lcm)
+
+
+def bitwise_invert(x):
+    return _const(np.invert(as_tensor(x).data))
+
+
+bitwise_not = bitwise_invert
+
+
+def ldexp(x1, x2):
+    """x1 * 2**x2 (differentiable in x1)."""
+    a = _float(x1)
+    e = _int_indices(x2, "ldexp")
+    return multiply(a, Tensor(np.ldexp(np.ones((), a.dtype), e).astype(a.dtype)))
+
+
+def nextafter(x1, x2):
+    a, b = _float_pair(x1, x2)
+    return _const(np.nextafter(a.data, b.data))
+
+
+def saturate_cast(x, dtype):
+    """Cast with values clipped to the target's range (no wrap-around)."""
+    x = as_tensor(x)
+    dt = _dtype(dtype)
+    if dt.kind in "iu" and x.dtype.kind in "fiu":
+        info = np.iinfo(dt)
+        lo = builtins.max(float(info.min), float(np.finfo(np.float64).min))
+        x = clip(x, lo if x.dtype.kind == "f" else info.min,
+                 float(info.max) if x.dtype.kind == "f" else info.max) \
+            if x.dtype.kind == "f" else Tensor(np.clip(x.data, info.min, info.max))
+    elif dt.kind == "f" and x.dtype.kind == "f" and dt.itemsize < x.dtype.itemsize:
+        info = np.finfo(dt)
+        x = clip(x, float(info.min), float(info.max))
+    return cast(x, dt)
+
+
+# -- reductions and scans ---------------------------------------------------------------------
+def count_nonzero(x, axis=None):
+    return _const(np.asarray(np.count_nonzero(as_tensor(x).data, axis=axis), dtype=np.int32))
+
+
+def ptp(x, axis=None, keepdims=False):
+    return subtract(max(x, axis, keepdims), min(x, axis, keepdims))
+
+
+def cumprod(x, axis=None, dtype=None):
+    """Cumulative product, its gradient exact where x has zeros (no division)."""
+    x = as_tensor(x)
+    src = x if axis is not None else T.reshape(x, (-1,))
+    ax = 0 if axis is None else _axis(axis, x.ndim)
+    out = np.cumprod(src.data, axis=ax)
+
+    def backward(g):
+        # d out_j / d x_i = prod_{k<i} x_k * prod_{i<k<=j} x_k: with S_i = g_i + x_{i+1}
+        # S_{i+1} (from the end), the gradient is exclusive_cumprod_i * S_i
+        xm, gm = np.moveaxis(src.data, ax, 0), np.moveaxis(np.asarray(g), ax, 0)
+        n = xm.shape[0]
+        s = np.zeros(np.broadcast_shapes(xm.shape, gm.shape), dtype=out.dtype)
+        if n:
+            s[n - 1] = gm[n - 1]
+            for i in range(n - 2, -1, -1):
+                s[i] = gm[i] + xm[i + 1] * s[i + 1]
+            excl = np.concatenate([np.ones_like(xm[:1]), np.cumprod(xm[:-1], axis=0)])
+            s *= excl
+        src.accumulate(np.moveaxis(s, 0, ax).astype(src.dtype, copy=False))
+    res = Tensor(out, parents=(src,), backward=backward)
+    return _same_int(res, x) if dtype is None else cast(res, dtype)
+
+
+def diff(a, n=1, axis=-1):
+    x = as_tensor(a)
+    ax = _axis(axis, x.ndim)
+    head = (builtins.slice(None),) * ax
+    for _ in range(int(n)):
+        x = subtract(T.getitem(x, head + (builtins.slice(1, None),)),
+                     T.getitem(x, head + (builtins.slice(None, -1),)))
+    return x
+
+
+def average(x, axis=None, weights=None):
+    """Weighted mean; 1-D ``weights`` along ``axis`` or weights of ``x``'s shape."""
+    x = _float(x)
+    if weights is None:
+        return mean(x, axis)
+    w = as_tensor(weights)
+    if w.dtype != x.dtype:
+        dt = np.result_type(x.dtype, w.dtype if w.dtype.kind == "f" else x.dtype)
+        x, w = T.cast(x, dt), T.cast(w, dt)
+    if w.shape != x.shape:
+        if axis is None or w.ndim != 1:
+            raise ValueError(f"average: weights must have x's shape {x.shape}, or be 1-D "
+                             f"along the given axis; received {w.shape} with axis={axis}")
+        ax = _axis(axis, x.ndim)
+        if w.shape[0] != x.shape[ax]:
+            raise ValueError(f"average: 1-D weights of length {w.shape[0]} do not match axis "
+                             f"{ax} of size {x.shape[ax]}")
+        w = T.reshape(w, tuple(x.shape[ax] if i == ax else 1 for i in range(x.ndim)))
+        w = T.broadcast_to(w, x.shape)
+    return divide(sum(multiply(x, w), axis), sum(w, axis))
+
+
+def logspace(start, stop, num=50, endpoint=True, base=10, dtype=None, axis=0):
+    e = np.linspace(start, stop, num, endpoint=endpoint, axis=axis)
+    return Tensor(np.power(float(base), e).astype(_floatx(dtype)))
+
+
+def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
+    return Tensor(np.geomspace(start, stop, num, endpoint=endpoint, axis=axis)
+                  .astype(_floatx(dtype)))
+
+
+def trapezoid(y, x=None, dx=1.0, axis=-1):
+    """Integral of ``y`` along ``axis`` by the trapezoidal rule."""
+    y = _float(y)
+    ax = _axis(axis, y.ndim)
+    head = (builtins.slice(None),) * ax
+    lo = T.getitem(y, head + (builtins.slice(None, -1),))
+    hi = T.getitem(y, head + (builtins.slice(1, None),))
+    if x is None:
+        return multiply(sum(add(lo, hi), ax), 0.5 * dx)
+    x = as_tensor(x)
+    dt = np.result_type(y.dtype, x.dtype)
+    y, x = T.cast(y, dt), T.cast(x, dt)
+    lo, hi = T.cast(lo, dt), T.cast(hi, dt)
+    d = diff(x, axis=-1 if x.ndim == 1 else ax)
+    if x.ndim == 1:
+        d = T.reshape(d, tuple(d.shape[0] if i == ax else 1 for i in range(y.ndim)))
+    return multiply(sum(multiply(add(lo, hi), d), ax), 0.5)
+
+
+def vander(x, N=None, increasing=False):
+    x = as_tensor(x)
+    if x.ndim != 1:
+        raise ValueError(f"vander takes a 1-D tensor; received shape {x.shape}")
+    n = x.shape[0] if N is None else int(N)
+    powers = range(n) if increasing else range(n - 1, -1, -1)
+    cols = [T.power(x, p) if p else Tensor(np.ones_like(x.data)) for p in powers]
+    return T.stack(cols, axis=1) if cols else Tensor(np.zeros((x.shape[0], 0), x.dtype))
+
+
+def _window(fn, name):
+    def op(x):
+        return Tensor(fn(int(as_tensor(x).data)).astype(FLOATX))
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"NumPy's {name} window of length x (float32)."
+    return op
+
+
+bartlett = _window(np.bartlett, "bartlett")
+blackman = _window(np.blackman, "blackman")
+hamming = _window(np.hamming, "hamming")
+hanning = _window(np.hanning, "hanning")
+
+
+def kaiser(x, beta):
+    return Tensor(np.kaiser(int(as_tensor(x).data), float(beta)).astype(FLOATX))
+
+
+def _quantile(x, q, axis, method, keepdims, skip_nan, name):
+    """Quantiles through a sort (so differentiable: each comes from one or two entries),
+    NumPy's methods; with ``skip_nan`` the NaNs are left out per slice."""
+    methods = ("linear", "lower", "higher", "midpoint", "nearest")
+    if method not in methods:
+        raise ValueError(f"{name} method must be one of {methods}; received {method!r}")
+    x = _float(x)
+    qa = np.asarray(as_tensor(q).data, dtype=np.float64)
+    if qa.size and (np.nanmin(qa) < 0 or np.nanmax(qa) > 1):
+        raise ValueError(f"{name}: q must be in [0, 1] ([0, 100] for percentiles); "
+                         f"received {qa.min()} to {qa.max()}")
+    nd = x.ndim
+    axes = T._axes(axis, nd)
+    rest = [i for i in range(nd) if i not in axes]
+    moved = transpose(x, tuple(rest + list(axes))) if nd else x
+    lead = tuple(x.shape[i] for i in rest)
+    flat = T.reshape(moved, lead + (-1,))
+    n = flat.shape[-1]
+    if n == 0:
+        raise ValueError(f"{name} of an empty axis of shape {x.shape}")
+    order = np.argsort(flat.data, axis=-1, kind="stable")        # NaNs sort last
+    srt = T.take_along_axis(flat, order, -1)
+    nan_count = np.isnan(flat.data).sum(-1, keepdims=True)
+    valid = n - nan_count if skip_nan else np.full_like(nan_count, n)
+    pos = qa.reshape(qa.shape + (1,) * len(lead) + (1,)) * np.maximum(valid - 1, 0)
+    lo_i = np.floor(pos).astype(np.int64)
+    hi_i = np.ceil(pos).astype(np.int64)
+    frac = pos - lo_i
+    if method == "lower":
+        hi_i, frac = lo_i, np.zeros_like(frac)
+    elif method == "higher":
+        lo_i, frac = hi_i, np.zeros_like(frac)
+    elif method == "nearest":
+        near = np.round(pos).astype(np.int64)       # half to even, as NumPy
+        lo_i = hi_i = near
+        frac = np.zeros_like(frac)
+    elif method == "midpoint":
+        frac = np.where(hi_i > lo_i, 0.5, 0.0)
+    nq = qa.ndim
+    bshape = qa.shape + lead + (1,)
+
+    def gather(i):
+        idx = np.broadcast_to(i, bshape)
+        src = T.broadcast_to(T.reshape(srt, (1,) * nq + srt.shape), qa.shape + srt.shape) \
+            if nq else srt
+        return T.getitem(T.take_along_axis(src, idx, -1), (Ellipsis, 0))
+    lo, hi = gather(lo_i), gather(hi_i)
+    fr = np.broadcast_to(frac, bshape)[..., 0].astype(x.dtype)
+    out = add(lo, multiply(subtract(hi, lo), Tensor(fr)))
+    bad = (valid == 0) if skip_nan else (nan_count > 0)      # all-NaN / any-NaN slices
+    bad = np.broadcast_to(bad[..., 0], out.shape)
+    if bad.any():
+        out = T.where(bad, Tensor(np.asarray(np.nan, dtype=x.dtype)), out)
+    if keepdims:
+        out = T.reshape(out, qa.shape + tuple(1 if i in axes else x.shape[i]
+                                              for i in range(nd)))
+    return out
+
+
+def quantile(x, q, axis=None, method="linear", keepdims=False):
+    """The q-th quantiles (q in [0, 1]) along ``axis``; an array ``q`` adds its axes first
+    (NumPy's layout); a slice holding NaN gives NaN."""
+    return _quantile(x, q, axis, method, keepdims, False, "quantile")
+
+
+def percentile(x, q, axis=None, method="linear", keepdims=False):
+    return _quantile(x, np.asarray(as_tensor(q).data, np.float64) / 100, axis, method,
+                     keepdims, False, "percentile")
+
+
+def median(x, axis=None, keepdims=False):
+    return _quantile(x, 0.5, axis, "linear", keepdims, False, "median")
+
+
+def nanquantile(x, q, axis=None, method="linear", keepdims=False):
+    return _quantile(x, q, axis, method, keepdims, True, "nanquantile")
+
+
+def nanpercentile(x, q, axis=None, method="linear", keepdims=False):
+    return _quantile(x, np.asarray(as_tensor(q).data, np.float64) / 100, axis, method,
+                     keepdims, True, "nanpercentile")
+
+
+def nanmedian(x, axis=None, keepdims=False):
+    return _quantile(x, 0.5, axis, "linear", keepdims, True, "nanmedian")
+
+
+def _nan_filled(x, value):
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        return x, np.zeros(x.shape, dtype=bool)
+    bad = np.isnan(x.data)
+    return T.where(bad, T.lift(value, x), x), bad
+
+
+def nansum(x, axis=None, keepdims=False):
+    return _same_int(sum(_nan_filled(x, 0.0)[0], axis, keepdims), x)
+
+
+def nanprod(x, axis=None, keepdims=False):
+    return _same_int(prod(_nan_filled(x, 1.0)[0], axis, keepdims), x)
+
+
+def nancumsum(x, axis=None, dtype=None):
+    out = cumsum(_nan_filled(x, 0.0)[0], axis, dtype)
+    return _same_int(out, x) if dtype is None else out
+
+
+def nancumprod(x, axis=None, dtype=None):
+    return cumprod(_nan_filled(x, 1.0)[0], axis, dtype)
+
+
+def nanmean(x, axis=None, keepdims=False):
+    x = _float(x)
+    filled, bad = _nan_filled(x, 0.0)
+    count = np.sum(~bad, axis=None if axis is None else T._axes(axis, x.ndim),
+                   keepdims=keepdims)
+    with np.errstate(all="ignore"):
+        return divide(sum(filled, axis, keepdims), Tensor(np.asarray(count, dtype=x.dtype)))
+
+
+def nanvar(x, axis=None, keepdims=False):
+    x = _float(x)
+    filled, bad = _nan_filled(x, 0.0)
+    m = nanmean(x, axis, keepdims=True)
+    # squares of the filled values (a NaN there would poison the gradient), NaNs left out
+    sq = T.where(bad, T.lift(0.0, x), square(subtract(filled, m)))
+    count = np.sum(~bad, axis=None if axis is None else T._axes(axis, x.ndim),
+                   keepdims=keepdims)
+    with np.errstate(all="ignore"):
+        return divide(sum(sq, axis, keepdims), Tensor(np.asarray(count, dtype=x.dtype)))
+
+
+def nanstd(x, axis=None, keepdims=False):
+    return sqrt(nanvar(x, axis, keepdims))
+
+
+def _nanextremum(x, axis, keepdims, take_max):
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        return (max if take_max else min)(x, axis, keepdims)
+    filled, bad = _nan_filled(x, -np.inf if take_max else np.inf)
+    out = (max if take_max else min)(filled, axis, keepdims)
+    ax = None if axis is None else T._axes(axis, x.ndim)
+    all_bad = np.all(bad, axis=ax, keepdims=keepdims)
+    return T.where(all_bad, T.lift(np.nan, out), out) if np.any(all_bad) else out
+
+
+def nanmax(x, axis=None, keepdims=False):
+    """Max ignoring NaN (NaN where a slice is all NaN)."""
+    return _nanextremum(x, axis, keepdims, True)
+
+
+def nanmin(x, axis=None, keepdims=False):
+    """Min ignoring NaN (NaN where a slice is all NaN)."""
+    return _nanextremum(x, axis, keepdims, False)
+
+
+def nanargmax(x, axis=None, keepdims=False):
+    x = as_tensor(x)
+    data = np.where(np.isnan(x.data), -np.inf, x.data) if x.dtype.kind == "f" else x.data
+    return argmax(data, axis, keepdims)
+
+
+def nanargmin(x, axis=None, keepdims=False):
+    x = as_tensor(x)
+    data = np.where(np.isnan(x.data), np.inf, x.data) if x.dtype.kind == "f" else x.data
+    return argmin(data, axis, keepdims)
+
+
+def histogram(x, bins=10, range=None):      # noqa: A002
+    """(counts, bin edges) of a 1-D tensor, NumPy's binning, the counts float32 as Keras
+    on torch (no gradient)."""
+    x = as_tensor(x)
+    if x.ndim != 1:
+        raise ValueError(f"histogram takes a 1-D tensor; received shape {x.shape}")
+    counts, edges = np.histogram(x.data, bins=int(bins), range=range)
+    return (_const(counts.astype(FLOATX)),
+            _const(edges.astype(x.dtype if x.dtype.kind == "f" else FLOATX)))
+
+
+def correlate(x1, x2, mode="valid"):
+    """Cross-correlation of two 1-D tensors (NumPy's correlate, real inputs)."""
+    a, b = _float_pair(x1, x2)
+    if a.ndim != 1 or b.ndim != 1:
+        raise ValueError(f"correlate takes two 1-D tensors; received {a.shape} and {b.shape}")
+    if mode not in ("valid", "same", "full"):
+        raise ValueError(f"correlate mode must be 'valid', 'same' or 'full'; received {mode!r}")
+    n, m = a.shape[0], b.shape[0]
+    if n == 0 or m == 0:
+        raise ValueError("correlate needs non-empty inputs")
+    full_len = n + m - 1
+    # out[k] = sum_j a[k + j - (m - 1)] * b[j] over the full range, then cropped
+    ap = T.pad(a, [(m - 1, m - 1)])
+    idx = np.arange(full_len)[:, None] + np.arange(m)[None, :]
+    out = T.einsum("kj,j->k", T.getitem(ap, idx), b)
+    size_ = {"full": full_len, "same": builtins.max(n, m),
+             "valid": builtins.max(n, m) - builtins.min(n, m) + 1}[mode]
+    start = (full_len - size_) // 2 if mode != "same" else (full_len - size_) // 2
+    return T.getitem(out, builtins.slice(start, start + size_))
+
+
+def corrcoef(x):
+    """Pearson correlation coefficients of the rows of ``x``."""
+    x = _float(x)
+    if x.ndim == 1:
+        x = T.reshape(x, (1, -1))
+    c = subtract(x, mean(x, 1, keepdims=True))
+    cov = matmul(c, transpose(c))
+    d = sqrt(diagonal(cov))
+    return clip(divide(divide(cov, T.reshape(d, (-1, 1))), T.reshape(d, (1, -1))), -1, 1)
+
+
+def cdist(x, y):
+    """Euclidean distances between the rows of x (..., P, M) and y (..., R, M); the
+    gradient at distance 0 is 0 (torch's)."""
+    a, b = _float_pair(x, y)
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"cdist needs inputs of rank >= 2 with the same last axis; "
+                         f"received {a.shape} and {b.shape}")
+    diffs = a.data[..., :, None, :] - b.data[..., None, :, :]
+    out = np.sqrt(np.sum(diffs * diffs, -1))
+
+    def backward(g):
+        with np.errstate(all="ignore"):
+            w = np.where(out > 0, g / np.where(out > 0, out, 1), 0)[..., None] * diffs
+        if a.requires_grad:
+            a.accumulate(T._unbroadcast(w.sum(-2), a.shape))
+        if b.requires_grad:
+            b.accumulate(T._unbroadcast(-w.sum(-3), b.shape))
+    return Tensor(out, parents=(a, b), backward=backward)
+
+
+# -- control flow (eager, as Keras on torch) ----------------------------------------------------
+def _flatten(tree):
+    """Leaves of a nest of tuples, lists and dicts (dicts by sorted key), and a rebuilder."""
+    if isinstance(tree, (tuple, list)):
+        parts = [_flatten(t) for t in tree]
+        leaves = [leaf for p in parts for leaf in p[0]]
+
+        def pack(flat, parts=parts, kind=type(tree)):
+            out, i = [], 0
+            for p_leaves, p_pack in parts:
+                out.append(p_pack(flat[i:i + len(p_leaves)]))
+                i += len(p_leaves)
+            return kind(out) if kind in (tuple, list) else kind(*out)
+        return leaves, pack
+    if isinstance(tree, dict):
+        keys = builtins.sorted(tree)
+        vals, pack_vals = _flatten([tree[k] for k in keys])
+        return vals, lambda flat: dict(zip(keys, pack_vals(flat)))
+    return [tree], lambda flat: flat[0]
+
+
+def cond(pred, true_fn, false_fn):
+    return true_fn() if bool(as_tensor(pred).data) else false_fn()
+
+
+def fori_loop(lower, upper, body_fun, init_val):
+    val = init_val
+    for i in range(int(lower), int(upper)):
+        val = body_fun(i, val)
+    return val
+
+
+def while_loop(cond, body, loop_vars, maximum_iterations=None):      # noqa: A002
+    """``body`` while ``cond`` holds (at most ``maximum_iterations`` times), Keras's rules:
+    a tuple or list of loop variables is passed unpacked."""
+    is_tuple = isinstance(loop_vars, (tuple, list))
+    loop_vars = tuple(loop_vars) if is_tuple else (loop_vars,)
+    leaves, pack = _flatten(loop_vars)          # Python numbers become tensors, as in Keras
+    loop_vars = pack([v if isinstance(v, Tensor) else convert_to_tensor(v) for v in leaves])
+    i = 0
+    while (maximum_iterations is None or i < maximum_iterations) and \
+            bool(as_tensor(cond(*loop_vars)).data):
+        loop_vars = body(*loop_vars)
+        loop_vars = tuple(loop_vars) if isinstance(loop_vars, (tuple, list)) else (loop_vars,)
+        i += 1
+    return loop_vars if is_tuple else loop_vars[0]
+
+
+def _stack_tree(items):
+    """Stack a list of equally nested results leaf by leaf along a new first axis."""
+    flats = [_flatten(it) for it in items]
+    pack = flats[0][1]
+    columns = zip(*[f[0] for f in flats])
+    return pack([T.stack(list(col), axis=0) for col in columns])
+
+
+def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
+    """JAX's scan: ``carry, y = f(carry, x)`` over the first axis of ``xs``; returns the
+    final carry and the stacked ys."""
+    if not callable(f):
+        raise TypeError(f"scan: f must be callable; received {f!r}")
+    if xs is None and length is None:
+        raise ValueError("scan needs xs to scan over or a length")
+    if xs is None:
+        xs_flat, pack_xs, n = [], None, int(length)
+    else:
+        xs_flat, pack_xs = _flatten(xs)
+        xs_flat = [as_tensor(v) for v in xs_flat]
+        n = int(length) if length is not None else xs_flat[0].shape[0]
+    carry, ys = init, []
+    steps = range(n - 1, -1, -1) if reverse else range(n)
+    for i in steps:
+        x_i = pack_xs([T.getitem(v, i) for v in xs_flat]) if xs_flat else None
+        carry, y = f(carry, x_i)
+        ys.append(y)
+    if reverse:
+        ys.reverse()
+    if not ys or builtins.all(y is None for y in ys):
+        return carry, None
+    return carry, _stack_tree(ys)
+
+
+def map(f, xs):      # noqa: A001  (Keras's name)
+    """``f`` applied to each slice of ``xs`` along its first axis, the results stacked."""
+    flat, pack = _flatten(xs)
+    flat = [as_tensor(v) for v in flat]
+    if not flat or flat[0].ndim == 0 or flat[0].shape[0] == 0:
+        raise ValueError("map needs xs with a non-empty first axis; received shapes "
+                         f"{[v.shape for v in flat]}")
+    return _stack_tree([f(pack([T.getitem(v, i) for v in flat]))
+                        for i in range(flat[0].shape[0])])
+
+
+def vectorized_map(function, elements):
+    return map(function, elements)
+
+
+def associative_scan(f, elems, reverse=False, axis=0):
+    """Inclusive scan of the associative ``f`` along ``axis`` (computed in order; ``f``
+    sees slices that keep the axis, of length 1)."""
+    flat, pack = _flatten(elems)
+    flat = [as_tensor(v) for v in flat]
+    ax = _axis(axis, flat[0].ndim)
+    n = flat[0].shape[ax]
+    if builtins.any(v.shape[ax] != n for v in flat):
+        raise ValueError(f"associative_scan: the inputs differ in length along axis {ax}: "
+                         f"{[v.shape for v in flat]}")
+    if n == 0:
+        return elems
+    order = range(n - 1, -1, -1) if reverse else range(n)
+    head = (builtins.slice(None),) * ax
+    acc, outs = None, []
+    for i in order:
+        cur = [T.getitem(v, head + (builtins.slice(i, i + 1),)) for v in flat]
+        acc = cur if acc is None else [as_tensor(c) for c in _flatten(
+            f(pack(acc), pack(cur)) if not reverse else f(pack(cur), pack(acc)))[0]]
+        outs.append(acc)
+    if reverse:
+        outs.reverse()
+    return pack([T.concat([o[j] for o in outs], axis=ax) for j in range(len(flat))])
+
+
+def vectorize(pyfunc, *, excluded=None, signature=None):
+    """``pyfunc`` applied elementwise over broadcast tensor arguments (a Python loop)."""
+    if signature is not None:
+        raise NotImplementedError("vectorize(signature=...) is not implemented in "
+                                  "wsekern.nn.ops; use ops.map over the leading axis")
+    excluded = set(excluded or ())
+
+    def wrapped(*args, **kwargs):
+        pos = [i for i in range(len(args)) if i not in excluded]
+        ts = [as_tensor(args[i]) for i in pos]
+        shape_ = np.broadcast_shapes(*[t.shape for t in ts]) if ts else ()
+        ts = [T.broadcast_to(t, shape_) if t.shape != shape_ else t for t in ts]
+        outs = []
+        for ix in np.ndindex(*shape_):
+            call = list(args)
+            for i, t in zip(pos, ts):
+                call[i] = T.getitem(t, ix)
+            outs.append(as_tensor(pyfunc(*call, **kwargs)))
+        if not outs:
+            return Tensor(np.zeros(shape_, dtype=FLOATX))
+        return T.reshape(T.stack(outs, 0), shape_ + outs[0].shape)
+    return wrapped
+
+
+def custom_gradient(f):
+    """Decorator: ``f(*args)`` returns ``(output, grad_fn)`` and ``grad_fn(upstream)``
+    gives the gradients of the Tensor arguments (one, or a tuple with one per argument)."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapped(*args):
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        # f runs on detached copies: only grad_fn says how gradients flow
+        detached = [Tensor(a.data) if isinstance(a, Tensor) else a for a in args]
+        out, grad_fn = f(*detached)
+        out = as_tensor(out)
+
+        def backward(g):
+            grads = grad_fn(Tensor(g))
+            grads = list(grads) if isinstance(grads, (tuple, list)) else [grads]
+            if len(grads) != len(tensors):
+                raise ValueError(f"custom_gradient: the gradient function returned "
+                                 f"{len(grads)} gradients for {len(tensors)} tensor "
+                                 "arguments")
+            for t, gt in zip(tensors, grads):
+                if gt is not None:
+                    gt = np.asarray(as_tensor(gt).data)
+                    t.accumulate(np.broadcast_to(gt, t.shape).astype(t.dtype, copy=False))
+        return Tensor(out.data, parents=tuple(tensors), backward=backward)
+    return wrapped
+
+
+# -- neural-network ops ----------------------------------------------------------------------------
+def celu(x, alpha=1.0):
+    x = _float(x)
+    return add(relu(x), minimum(multiply(expm1(divide(x, alpha)), alpha), 0.0))
+
+
+def glu(x, axis=-1):
+    a, b = split(x, 2, axis)
+    return multiply(a, sigmoid(b))
+
+
+def hard_tanh(x):
+    return clip(_float(x), -1.0, 1.0)
+
+
+def hard_shrink(x, threshold=0.5):
+    x = _float(x)
+    return T.where(np.abs(x.data) > threshold, x, T.lift(0.0, x))
+
+
+def soft_shrink(x, threshold=0.5):
+    x = _float(x)
+    zero = T.lift(0.0, x)
+    return T.where(x.data > threshold, subtract(x, threshold),
+                   T.where(x.data < -threshold, add(x, threshold), zero))
+
+
+def tanh_shrink(x):
+    x = _float(x)
+    return subtract(x, tanh(x))
+
+
+def sparse_plus(x):
+    """0 below -1, x above 1, (x + 1)**2 / 4 between."""
+    x = _float(x)
+    mid = multiply(square(add(x, 1.0)), 0.25)
+    return T.where(x.data <= -1, T.lift(0.0, x), T.where(x.data >= 1, x, mid))
+
+
+def sparse_sigmoid(x):
+    """0 below -1, 1 above 1, (x + 1) / 2 between."""
+    x = _float(x)
+    return clip(multiply(add(x, 1.0), 0.5), 0.0, 1.0)
+
+
+def squareplus(x, b=4):
+    x = _float(x)
+    return multiply(add(x, sqrt(add(square(x), float(b)))), 0.5)
+
+
+def threshold(x, threshold, default_value):
+    x = as_tensor(x)
+    return T.where(x.data > threshold, x, T.lift(default_value, x))
+
+
+def sparsemax(x, axis=-1):
+    """The Euclidean projection of ``x`` onto the simplex along ``axis`` (Martins and
+    Astudillo 2016), with its gradient."""
+    x = _float(x)
+    ax = _axis(axis, x.ndim)
+    z = np.moveaxis(x.data, ax, -1)
+    zs = -np.sort(-z, axis=-1)
+    k = np.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    cums = np.cumsum(zs, -1)
+    support = 1 + k * zs > cums
+    kz = support.sum(-1, keepdims=True)
+    tau = (np.take_along_axis(cums, kz - 1, -1) - 1) / kz
+    p = np.maximum(z - tau, 0).astype(x.dtype, copy=False)
+    out = np.moveaxis(p, -1, ax)
+
+    def backward(g):
+        gm = np.moveaxis(g, ax, -1)
+        s = (p > 0).astype(p.dtype)
+        v = (gm * s).sum(-1, keepdims=True) / s.sum(-1, keepdims=True)
+        x.accumulate(np.moveaxis(s * (gm - v), -1, ax).astype(x.dtype, copy=False))
+    return Tensor(out, parents=(x,), backward=backward)
+
+
+def psnr(x1, x2, max_val):
+    """Peak signal-to-noise ratio in dB, 20 log10(max_val) - 10 log10(mse)."""
+    a, b = _float_pair(x1, x2)
+    if a.shape != b.shape:
+        raise ValueError(f"psnr needs inputs of the same shape; received {a.shape} and "
+                         f"{b.shape}")
+    mse = mean(square(subtract(a, b)))
+    return subtract(multiply(log10(T.lift(max_val, a)), 20.0), multiply(log10(mse), 10.0))
+
+
+def in_top_k(targets, predictions, k):
+    """Whether each target's prediction is at least the k-th largest (ties count, as
+    Keras on torch)."""
+    t = _int_indices(targets, "in_top_k")
+    p = np.asarray(as_tensor(predictions).data)
+    if p.ndim != 2 or t.shape != p.shape[:1]:
+        raise ValueError(f"in_top_k takes targets (batch,) and predictions (batch, classes); "
+                         f"received {t.shape} and {p.shape}")
+    k = int(k)
+    if k <= 0:
+        return _const(np.zeros(t.shape, dtype=bool))
+    kth = -np.sort(-p, axis=-1)[:, builtins.min(k, p.shape[-1]) - 1]
+    return _const(p[np.arange(len(t)), t] >= kth)
+
+
+def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
+    """(x - mean) / sqrt(variance + epsilon) * scale + offset, the 1-D statistics laid
+    along ``axis``."""
+    x = _float(x)
+    ax = _axis(axis, x.ndim)
+    shape_ = tuple(x.shape[ax] if i == ax else 1 for i in range(x.ndim))
+
+    def along(v):
+        v = T.cast(as_tensor(v), x.dtype)
+        return T.reshape(v, shape_) if v.ndim == 1 else v
+    inv = divide(1.0, sqrt(add(along(variance), epsilon)))
+    if scale is not None:
+        inv = multiply(inv, along(scale))
+    out = multiply(subtract(x, along(mean)), inv)
+    return add(out, along(offset)) if offset is not None else out
+
+
+def _axes_shape(x, axis):
+    axes = T._axes(axis, x.ndim)
+    return axes, tuple(x.shape[i] if i in axes else 1 for i in range(x.ndim))
+
+
+def _param(v, x, axes, bshape):
+    v = T.cast(as_tensor(v), x.dtype)
+    if v.ndim != x.ndim and list(axes) != [x.ndim - 1]:
+        v = T.reshape(v, bshape)
+    return v
+
+
+def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, **kwargs):
+    """(x - mean) / sqrt(var + epsilon) * gamma + beta over ``axis`` (epsilon 1e-7 by
+    default, Keras's backend epsilon)."""
+    if kwargs.pop("rms_scaling", False):
+        raise NotImplementedError("layer_normalization(rms_scaling=True) is deprecated in "
+                                  "Keras; use ops.rms_normalization")
+    if kwargs:
+        raise TypeError(f"layer_normalization got unexpected arguments {sorted(kwargs)}")
+    x = _float(x)
+    eps = 1e-7 if epsilon is None else epsilon
+    axes, bshape = _axes_shape(x, axis)
+    m, v = moments(x, axes, keepdims=True)
+    out = divide(subtract(x, m), sqrt(add(v, eps)))
+    if gamma is not None:
+        out = multiply(out, _param(gamma, x, axes, bshape))
+    if beta is not None:
+        out = add(out, _param(beta, x, axes, bshape))
+    return out
+
+
+def rms_normalization(x, scale=None, axis=-1, epsilon=None):
+    """x / sqrt(mean(x**2) + epsilon) * scale over ``axis`` (epsilon 1e-7 by default)."""
+    x = _float(x)
+    if x.ndim == 0:
+        x = T.reshape(x, (1,))
+    eps = 1e-7 if epsilon is None else epsilon
+    axes, bshape = _axes_shape(x, axis)
+    out = divide(x, sqrt(add(mean(square(x), axes, keepdims=True), eps)))
+    return multiply(out, _param(scale, x, axes, bshape)) if scale is not None else out
+
+
+def dot_product_attention(query, key, value, bias=None, mask=None, scale=None,
+                          is_causal=False, flash_attention=None, attn_logits_soft_cap=None):
+    """softmax(q k^T * scale + bias, masked) v for (batch, steps, heads, head_dim) inputs;
+    grouped-query attention where key and value have fewer heads."""
+    q, k, v = as_tensor(query), as_tensor(key), as_tensor(value)
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ValueError(f"dot_product_attention takes 4-D (batch, steps, heads, head_dim) "
+                         f"inputs; received {q.shape}, {k.shape}, {v.shape}")
+    if bias is not None and mask is not None:
+        raise ValueError("dot_product_attention takes bias or mask, not both")
+    if flash_attention:
+        raise ValueError("flash_attention=True is not available: wsekern runs on the CPU")
+    dt = np.result_type(q.dtype, k.dtype, v.dtype)
+    dt = dt if dt.kind == "f" else FLOATX
+    q, k, v = T.cast(q, dt), T.cast(k, dt), T.cast(v, dt)
+    nq, nk = q.shape[2], k.shape[2]
+    if nq != nk:
+        if nk == 0 or nq % nk:
+            raise ValueError(f"query heads ({nq}) must be a multiple of key heads ({nk})")
+        k, v = T.repeat(k, nq // nk, axis=2), T.repeat(v, nq // nk, axis=2)
+    s = float(1.0 / np.sqrt(q.shape[-1])) if scale is None else float(scale)
+    logits = multiply(T.einsum("btnh,bsnh->bnts", q, k), s)          # (b, n, t, s)
+    if attn_logits_soft_cap is not None:
+        cap = float(attn_logits_soft_cap)
+        logits = multiply(tanh(divide(logits, cap)), cap)
+    if bias is not None:
+        logits = add(logits, T.cast(as_tensor(bias), dt))
+    keep = None
+    if mask is not None:
+        keep = np.asarray(as_tensor(mask).data).astype(bool)
+    if is_causal:
+        causal = np.tril(np.ones((q.shape[1], k.shape[1]), dtype=bool))
+        keep = causal if keep is None else keep & causal
+    if keep is not None:
+        # Keras on torch adds a large negative number, not -inf: a fully masked row
+        # gets uniform weights, never NaN
+        logits = T.where(np.broadcast_to(keep, logits.shape), logits,
+                         Tensor(np.asarray(-0.7 * 3.38953e38, dtype=dt)))
+    weights = softmax(logits, axis=-1)
+    return T.einsum("bnts,bsnh->btnh", weights, v)
+
+
+def _spatial(inputs, kernel_rank_name, data_format):
+    """(x as rank 4 NHWC, whether it was 1-D) for the pooling and conv ops."""
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"only data_format='channels_last' is supported; received "
+                         f"{data_format!r}")
+    x = as_tensor(inputs)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{kernel_rank_name} takes (batch, *spatial, channels) inputs of "
+                         f"rank 3 or 4; received shape {x.shape}")
+    one_d = x.ndim == 3
+    return (T.reshape(x, (x.shape[0], 1) + x.shape[1:]) if one_d else x), one_d
+
+
+def _window2(v, one_d, name):
+    if np.ndim(v) == 0:
+        v = (int(v),) * (1 if one_d else 2)
+    v = tuple(int(i) for i in v)
+    if len(v) != (1 if one_d else 2) or builtins.min(v) <= 0:
+        raise ValueError(f"{name} must be a positive int or one per spatial axis; "
+                         f"received {v}")
+    return (1,) + v if one_d else v
+
+
+def _pool(inputs, pool_size, strides, padding, data_format, mode):
+    from .. import conv as conv_kernels
+    from .. import pool as pool_kernels
+    from .layers.conv import same_pads
+    x, one_d = _spatial(inputs, f"{mode}_pool", data_format)
+    size_ = _window2(pool_size, one_d, "pool_size")
+    stride = size_ if strides is None else _window2(strides, one_d, "strides")
+    padding = str(padding).lower()
+    if padding not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same'; received {padding!r}")
+    pads = tuple((0, 0) if padding == "valid" else same_pads(n, k, s, 1)
+                 for n, k, s in zip(x.shape[1:3], size_, stride))
+    for n, k, p in zip(x.shape[1:3], size_, pads):
+        if n + builtins.sum(p) < k:
+            raise ValueError(f"pool window {size_} does not fit inputs of shape {x.shape}")
+    g = conv_kernels.NhwcGeometry.of(x.shape, size_, stride, pads)
+    data = np.ascontiguousarray(x.data, dtype=np.result_type(x.dtype, np.float32))
+    if mode == "max":
+        y, arg = pool_kernels.max_pool_nhwc(data, g)
+    else:
+        y = pool_kernels.avg_pool_nhwc(data, g, count_pad=False)
+
+    def backward(grad):
+        grad = np.ascontiguousarray(grad, dtype=y.dtype)
+        if mode == "max":
+            gx = pool_kernels.max_pool_nhwc_backward(grad, arg, g, check_arg=False)
+        else:
+            gx = pool_kernels.avg_pool_nhwc_backward(grad, g, count_pad=False)
+        x.accumulate(gx.astype(x.dtype, copy=False))
+    out = Tensor(y, parents=(x,), backward=backward)
+    return T.reshape(out, (out.shape[0],) + out.shape[2:]) if one_d else out
+
+
+def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
+    """Max pooling over 1-D or 2-D windows, channels last."""
+    return _pool(inputs, pool_size, strides, padding, data_format, "max")
+
+
+def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
+    """Average pooling over 1-D or 2-D windows, channels last ('same' padding averages
+    over the pixels inside the input, as Keras)."""
+    return _pool(inputs, pool_size, strides, padding, data_format, "avg")
+
+
+def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None,
+                   dilation_rate=1):
+    """Each input channel convolved with its own filters; kernel
+    ``(*window, in, multiplier)``, output channel ``c * multiplier + m`` (Keras's order)."""
+    x, k = as_tensor(inputs), as_tensor(kernel)
+    if k.ndim != x.ndim or k.shape[-2] != x.shape[-1]:
+        raise ValueError(f"depthwise_conv needs a kernel (*window, {x.shape[-1]}, multiplier) "
+                         f"of the inputs' rank; received inputs {x.shape}, kernel {k.shape}")
+    c, m = k.shape[-2:]
+    k = T.reshape(k, k.shape[:-2] + (1, c * m))
+    return conv(x, k, strides, padding, data_format, dilation_rate)
+
+
+def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, padding="valid",
+                   data_format=None, dilation_rate=1):
+    y = depthwise_conv(inputs, depthwise_kernel, strides, padding, data_format, dilation_rate)
+    return conv(y, pointwise_kernel, 1, "valid", data_format, 1)
+
+
+def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None,
+                   data_format=None, dilation_rate=1):
+    """Transposed convolution, 1-D or 2-D, channels last, kernel ``(*window, out, in)`` as
+    keras.ops.conv_transpose; output ``n * stride`` (+ ``max(k - stride, 0)`` for 'valid')."""
+    from .layers.conv import same_pads
+    from .layers.conv_extra import conv2d_transpose_nhwc
+    x, one_d = _spatial(inputs, "conv_transpose", data_format)
+    k = as_tensor(kernel)
+    if k.ndim != (3 if one_d else 4) or k.shape[-1] != x.shape[-1]:
+        raise ValueError(f"conv_transpose needs a kernel (*window, out_channels, "
+                         f"{x.shape[-1]}) of the inputs' rank; received inputs "
+                         f"{as_tensor(inputs).shape}, kernel {k.shape}")
+    if one_d:
+        k = T.reshape(k, (1,) + k.shape)
+    if output_padding is not None or np.any(np.asarray(dilation_rate) != 1):
+        raise NotImplementedError("conv_transpose with output_padding or dilation_rate > 1 "
+                                  "is not implemented in wsekern.nn.ops")
+    stride = _window2(strides, one_d, "strides")
+    padding = str(padding).lower()
+    if padding not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same'; received {padding!r}")
+    crops = []
+    for n, kk, s in zip(x.shape[1:3], k.shape[:2], stride):
+        full = (n - 1) * s + kk
+        before = same_pads(n * s, kk, s, 1)[0] if padding == "same" else 0
+        length = n * s if padding == "same" else n * s + builtins.max(kk - s, 0)
+        crops.append((before, full - before - length))
+    dt = np.result_type(x.dtype, k.dtype)
+    y = conv2d_transpose_nhwc(T.cast(x, dt), T.cast(k, dt), stride, tuple(crops))
+    return T.reshape(y, (y.shape[0],) + y.shape[2:]) if one_d else y
+
+
+# -- linear algebra --------------------------------------------------------------------------------
+def _square(x, name):
+    x = _float(x)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"{name} needs (..., n, n) square matrices; received shape {x.shape}")
+    return x
+
+
+def _mT(a):
+    return np.swapaxes(a, -1, -2)
+
+
+def inv(x):
+    x = _square(x, "inv")
+    y = np.linalg.inv(x.data)
+    return Tensor(y, parents=(x,), backward=lambda g: x.accumulate(-_mT(y) @ g @ _mT(y)))
+
+
+def det(x):
+    x = _square(x, "det")
+    d = np.linalg.det(x.data)
+    # d det / dA = det * A^-T (A must be invertible for this gradient)
+    return Tensor(np.asarray(d), parents=(x,), backward=lambda g: x.accumulate(
+        (np.asarray(g * d)[..., None, None] * _mT(np.linalg.inv(x.data))).astype(x.dtype)))
+
+
+def slogdet(x):
+    """(sign, log|det|); log|det| is differentiable."""
+    x = _square(x, "slogdet")
+    s, ld = np.linalg.slogdet(x.data)
+    ld_t = Tensor(np.asarray(ld), parents=(x,), backward=lambda g: x.accumulate(
+        (np.asarray(g)[..., None, None] * _mT(np.linalg.inv(x.data))).astype(x.dtype)))
+    return _const(np.asarray(s)), ld_t
+
+
+def logdet(x):
+    """log(det(x)): NaN for a negative determinant, -inf for a singular matrix (torch's)."""
+    s, ld = slogdet(x)
+    return T.where(s.data < 0, Tensor(np.asarray(np.nan, dtype=ld.dtype)), ld)
+
+
+def solve(a, b):
+    """x with a @ x = b; ``b`` (..., n, k) or a vector (..., n)."""
+    a = _square(a, "solve")
+    b = T.cast(as_tensor(b), a.dtype)
+    vec = b.ndim == a.ndim - 1
+    bm = b.data[..., None] if vec else b.data
+    xm = np.linalg.solve(a.data, bm)
+
+    def backward(g):
+        gm = g[..., None] if vec else g
+        gb = np.linalg.solve(_mT(a.data), gm)
+        if a.requires_grad:
+            a.accumulate(T._unbroadcast(-gb @ _mT(xm), a.shape))
+        if b.requires_grad:
+            b.accumulate(T._unbroadcast(gb[..., 0] if vec else gb, b.shape))
+    return Tensor(xm[..., 0] if vec else xm, parents=(a, b), backward=backward)
+
+
+def _tri(a, lower):
+    return np.tril(a) if lower else np.triu(a)
+
+
+def solve_triangular(a, b, lower=False):
+    """x with a @ x = b, reading only the lower (or upper) triangle of ``a``."""
+    a = _square(a, "solve_triangular")
+    b = T.cast(as_tensor(b), a.dtype)
+    vec = b.ndim == a.ndim - 1
+    t = _tri(a.data, lower)
+    bm = b.data[..., None] if vec else b.data
+    xm = np.linalg.solve(t, bm)
+
+    def backward(g):
+        gm = g[..., None] if vec else g
+        gb = np.linalg.solve(_mT(t), gm)
+        if a.requires_grad:
+            a.accumulate(T._unbroadcast(_tri(-gb @ _mT(xm), lower), a.shape))
+        if b.requires_grad:
+            b.accumulate(T._unbroadcast(gb[..., 0] if vec else gb, b.shape))
+    return Tensor(xm[..., 0] if vec else xm, parents=(a, b), backward=backward)
+
+
+def cholesky(x, upper=False):
+    """The Cholesky factor L (x = L L^T, from x's lower triangle), or L^T when ``upper``;
+    a matrix that is not positive definite is an error."""
+    x = _square(x, "cholesky")
+    try:
+        L = np.linalg.cholesky(x.data)
+    except np.linalg.LinAlgError as exc:
+        raise ValueError(f"cholesky: the matrix is not positive definite ({exc})") from None
+
+    def backward(gl):
+        # Murray 2016: S = L^-T Phi(L^T gL) L^-1, Phi keeps the lower triangle and halves
+        # the diagonal; the gradient reads only the lower triangle of x
+        P = np.tril(_mT(L) @ gl)
+        P = P - 0.5 * np.eye(L.shape[-1], dtype=L.dtype) * P
+        Linv = np.linalg.inv(L)
+        S = _mT(Linv) @ P @ Linv
+        x.accumulate(np.tril(S + _mT(S)) - np.eye(L.shape[-1], dtype=L.dtype) * S)
+    out = Tensor(L, parents=(x,), backward=backward)
+    return Tensor(_mT(L).copy(), parents=(out,), backward=lambda g: out.accumulate(_mT(g))) \
+        if upper else out
+
+
+def cholesky_inverse(x, upper=False):
+    """The inverse of L L^T (or U^T U when ``upper``) from its Cholesky factor."""
+    f = _square(x, "cholesky_inverse")
+    ft = transpose(f, tuple(range(f.ndim - 2)) + (f.ndim - 1, f.ndim - 2))
+    return inv(matmul(ft, f) if upper else matmul(f, ft))
+
+
+def eigh(x):
+    """(eigenvalues ascending, eigenvectors) of symmetric matrices, from the lower
+    triangle; differentiable where the eigenvalues are distinct."""
+    x = _square(x, "eigh")
+    w, V = np.linalg.eigh(x.data)
+    n = w.shape[-1]
+    eye_ = np.eye(n, dtype=V.dtype)
+
+    def to_x(inner_):
+        # dA = V inner V^T, symmetrised, then folded onto the lower triangle eigh reads
+        G = V @ inner_ @ _mT(V)
+        G = 0.5 * (G + _mT(G))
+        x.accumulate(np.tril(G + _mT(G)) - eye_ * G)
+
+    def back_w(g):          # the two outputs' parts are linear: each adds its own
+        to_x(np.asarray(g)[..., :, None] * eye_)
+
+    def back_v(g):
+        with np.errstate(divide="ignore"):
+            F = 1.0 / (w[..., None, :] - w[..., :, None])
+        F[..., np.arange(n), np.arange(n)] = 0
+        to_x(F * (_mT(V) @ g))
+    return Tensor(w, parents=(x,), backward=back_w), Tensor(V, parents=(x,), backward=back_v)
+
+
+def svd(x, full_matrices=True, compute_uv=True):
+    """(u, s, vh), or s alone with ``compute_uv=False``; the singular values are
+    differentiable (dA = U diag(gs) V^T), the singular vectors are not."""
+    x = _float(x)
+    if x.ndim < 2:
+        raise ValueError(f"svd needs (..., m, n) matrices; received shape {x.shape}")
+    if not compute_uv:
+        u, s, vh = np.linalg.svd(x.data, full_matrices=False)
+        return Tensor(s, parents=(x,), backward=lambda g: x.accumulate(
+            (u * np.asarray(g)[..., None, :]) @ vh))
+    u, s, vh = np.linalg.svd(x.data, full_matrices=full_matrices)
+    k = s.shape[-1]
+    s_t = Tensor(s, parents=(x,), backward=lambda g: x.accumulate(
+        (u[..., :, :k] * np.asarray(g)[..., None, :]) @ vh[..., :k, :]))
+    return _no_grad("svd (singular vectors)", u, x), s_t, \
+        _no_grad("svd (singular vectors)", vh, x)
+
+
+def qr(x, mode="reduced"):
+    x = _float(x)
+    if mode not in ("reduced", "complete"):
+        raise ValueError(f"qr mode must be 'reduced' or 'complete'; received {mode!r}")
+    q, r = np.linalg.qr(x.data, mode=mode)
+    return _no_grad("qr", q, x), _no_grad("qr", r, x)
+
+
+def lstsq(a, b, rcond=None):
+    a, b = _float(a), _float(b)
+    if a.ndim != 2 or b.ndim not in (1, 2):
+        raise ValueError(f"lstsq takes a 2-D a and a 1-D or 2-D b; received {a.shape} and "
+                         f"{b.shape}")
+    sol = np.linalg.lstsq(a.data, b.data.astype(a.dtype), rcond=rcond)[0]
+    return _no_grad("lstsq", sol, a, b)
+
+
+def pinv(x, rcond=None):
+    x = _float(x)
+    out = np.linalg.pinv(x.data) if rcond is None else np.linalg.pinv(x.data, rcond=rcond)
+    return _no_grad("pinv", out, x)
+
+
+def matrix_rank(x, tol=None):
+    return _const(np.asarray(np.linalg.matrix_rank(_float(x).data, tol=tol), dtype=np.int32))
+
+
+def lu_factor(x):
+    """(LU, pivots) of a square matrix, as scipy.linalg.lu_factor (pivots 0-based int32)."""
+    import scipy.linalg
+    x = _square(x, "lu_factor")
+    if x.ndim != 2:
+        lus, pivs = zip(*[scipy.linalg.lu_factor(m) for m in x.data.reshape(
+            (-1,) + x.shape[-2:])])
+        return (_no_grad("lu_factor", np.stack(lus).reshape(x.shape), x),
+                _const(np.stack(pivs).astype(np.int32).reshape(x.shape[:-1])))
+    lu, piv = scipy.linalg.lu_factor(x.data)
+    return _no_grad("lu_factor", lu, x), _const(piv.astype(np.int32))
+
 
 # keras.ops.nn / keras.ops.numpy namespaces point back here
 class _Namespace:
     def __init__(self, module_globals):
         self.__dict__.update({k: v for k, v in module_globals.items() if not k.startswith("_")})
 
+    def __getattr__(self, name):          # only for names it lacks: the module's message
+        return __getattr__(name)
+
+
+# keras.ops callables wsekern does not implement, and why (named in the AttributeError)
+_NOT_IMPLEMENTED = {
+    **dict.fromkeys(("fft", "fft2", "ifft2", "rfft", "irfft", "stft", "istft", "polar",
+                     "view_as_complex", "view_as_real"),
+                    "complex numbers and Fourier transforms (wsekern tensors are real)"),
+    **dict.fromkeys(("ctc_loss", "ctc_decode"), "CTC (no recurrent models in wsekern.nn)"),
+    **dict.fromkeys(("adaptive_average_pool", "adaptive_max_pool", "fold", "unfold"),
+                    "adaptive pooling and fold/unfold (channels-first im2col)"),
+    "eig": "complex eigenvalues (wsekern tensors are real; ops.eigh takes symmetric "
+           "matrices)",
+    "jvp": "forward-mode differentiation (the autograd is reverse-mode only)",
+    "rearrange": "einops patterns (use ops.reshape and ops.transpose)",
+}
+
 
 def __getattr__(name):
     if name in ("nn", "numpy", "math", "core", "linalg"):
         return _Namespace(globals())
-    raise AttributeError(f"wsekern.nn.ops has no op {name!r}")
+    if name in _NOT_IMPLEMENTED:
+        raise AttributeError(
+            f"keras.ops.{name} is not implemented in wsekern.nn.ops: {_NOT_IMPLEMENTED[name]}. "
+            "The ops it has are listed by dir(wsekern.nn.ops) and in the API reference "
+            "(docs/api.rst, wsekern.nn.ops)")
+    raise AttributeError(f"wsekern.nn.ops has no op {name!r}: it follows keras.ops' names "
+                         "(Keras 3); the ops it has are listed by dir(wsekern.nn.ops)")
