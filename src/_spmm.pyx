@@ -260,9 +260,12 @@ cdef extern from "wsk_narrow.h" nogil:
 
 
 cdef inline bint _narrow(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
-    # X narrower than one vector of the path in use: the row kernel would run it in its
-    # tail alone (wsk_spmm_tail), which wsk_spmm_narrow replaces with the same sums
-    return 0 < n and n * itemsize < wsk_narrow_vbytes
+    # X narrower than half a vector of the path in use (or one column): the row kernel
+    # would run it in its tail's scalar loop alone (wsk_spmm_tail), one pass over a row's
+    # nonzeros per column, which wsk_spmm_narrow replaces with the same sums in one pass.
+    # From half a vector the tail's half-vector FMAs were faster (fp64 512^2 x 4 on
+    # AVX-512: 113 us against the scalar narrow kernel's 157, Zen 4).
+    return n == 1 or (0 < n and 2 * n * itemsize < wsk_narrow_vbytes)
 
 
 cdef inline Py_ssize_t _spmm_narrow(const floating* vals, const index_t* cols,
@@ -285,8 +288,8 @@ cdef inline Py_ssize_t _spmm_narrow(const floating* vals, const index_t* cols,
 
 def narrow_width(dtype):
     """The widest X (columns) the narrow kernel takes for ``dtype`` on the SIMD path in use
-    (one vector's lanes less one)."""
-    return (wsk_narrow_vbytes - 1) // np.dtype(dtype).itemsize
+    (half a vector's lanes less one, at least 1)."""
+    return max(1, (wsk_narrow_vbytes // 2 - 1) // np.dtype(dtype).itemsize)
 
 
 # Rows of W per call of _spmm_rows (and per piece of _csr_spmm's dynamic schedule).
@@ -1156,7 +1159,7 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     row) and returns the same array, bit for bit. With dead rows of X where dropping the
     nonzeros that meet them pays (kernels' csr-skip-rows), the column indices are checked
     first, then the kernel runs on X's live rows (:func:`live_rows`) with the remap; X's
-    scan is not repeated. X narrower than a vector of the SIMD path (:func:`narrow_width`)
+    scan is not repeated. X narrower than half a vector of the SIMD path (:func:`narrow_width`)
     with a SciPy CSR W, where the cost model rules out the compaction and densifying
     whatever X's dead rows: X's nonzeros counted (the sparse-x route declined as above),
     no search for dead rows, and the narrow kernel, checking the column indices as it goes.

@@ -1,4 +1,5 @@
-/* spmm for X narrower than one vector of the SIMD path (N < LANES): a matvec-like row
+/* spmm for X narrower than half a vector of the SIMD path, or one column (_spmm.pyx
+   _narrow; the kernel takes N <= 15): a matvec-like row
    loop with every column of X in scalar accumulators, each row's column indices checked
    in the same pass (issue 19: at N = 1 the rows call's per-row dispatch and a separate
    check pass cost more than SciPy's whole call).
