@@ -59,7 +59,9 @@ def simd_init(int path=0):
     """Select the SIMD path (0 the best this CPU runs, 1 baseline, 2 AVX2, 4 AVX-512).
 
     Returns the name of the path selected."""
-    return wsk_simd_init(path).decode()
+    name = wsk_simd_init(path).decode()
+    wsk_narrow_init()
+    return name
 
 
 def simd_available():
@@ -240,6 +242,56 @@ cdef extern from "wsk_simd.h" nogil:
                                        Py_ssize_t) noexcept
 
 
+cdef extern from "wsk_narrow.h" nogil:
+    Py_ssize_t wsk_spmm_narrow_f32_i32(const float*, const int32_t*, const int32_t*, Py_ssize_t,
+                                       Py_ssize_t, const float*, Py_ssize_t, float*,
+                                       Py_ssize_t) noexcept
+    Py_ssize_t wsk_spmm_narrow_f32_i64(const float*, const int64_t*, const int64_t*, Py_ssize_t,
+                                       Py_ssize_t, const float*, Py_ssize_t, float*,
+                                       Py_ssize_t) noexcept
+    Py_ssize_t wsk_spmm_narrow_f64_i32(const double*, const int32_t*, const int32_t*,
+                                       Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t,
+                                       double*, Py_ssize_t) noexcept
+    Py_ssize_t wsk_spmm_narrow_f64_i64(const double*, const int64_t*, const int64_t*,
+                                       Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t,
+                                       double*, Py_ssize_t) noexcept
+    void wsk_narrow_init() noexcept
+    int wsk_narrow_vbytes
+
+
+cdef inline bint _narrow(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
+    # X narrower than half a vector of the path in use (or one column): the row kernel
+    # would run it in its tail's scalar loop alone (wsk_spmm_tail), one pass over a row's
+    # nonzeros per column, which wsk_spmm_narrow replaces with the same sums in one pass.
+    # From half a vector the tail's half-vector FMAs were faster (fp64 512^2 x 4 on
+    # AVX-512: 113 us against the scalar narrow kernel's 157, Zen 4).
+    return n == 1 or (0 < n and 2 * n * itemsize < wsk_narrow_vbytes)
+
+
+cdef inline Py_ssize_t _spmm_narrow(const floating* vals, const index_t* cols,
+                                    const index_t* indptr, Py_ssize_t i0, Py_ssize_t i1,
+                                    const floating* X, Py_ssize_t K, floating* out,
+                                    Py_ssize_t n) noexcept nogil:
+    # rows i0 <= i < i1 of out (n columns, X and out contiguous), each row's column
+    # indices checked in the same pass: the rows holding one outside [0, K)
+    if floating is float:
+        if index_t is int32_t:
+            return wsk_spmm_narrow_f32_i32(vals, cols, indptr, i0, i1, X, K, out, n)
+        else:
+            return wsk_spmm_narrow_f32_i64(vals, cols, indptr, i0, i1, X, K, out, n)
+    else:
+        if index_t is int32_t:
+            return wsk_spmm_narrow_f64_i32(vals, cols, indptr, i0, i1, X, K, out, n)
+        else:
+            return wsk_spmm_narrow_f64_i64(vals, cols, indptr, i0, i1, X, K, out, n)
+
+
+def narrow_width(dtype):
+    """The widest X (columns) the narrow kernel takes for ``dtype`` on the SIMD path in use
+    (half a vector's lanes less one, at least 1)."""
+    return max(1, (wsk_narrow_vbytes // 2 - 1) // np.dtype(dtype).itemsize)
+
+
 # Rows of W per call of _spmm_rows (and per piece of _csr_spmm's dynamic schedule).
 DEF ROWS_PER_CALL = 16
 
@@ -311,6 +363,10 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
         return 0
     if n_block <= 0 or n_block > N:
         n_block = N
+    # X narrower than a vector on all of W's rows: the narrow kernel (the rows kernel's
+    # sums), the column check in its pass, no OpenMP region on one thread
+    if x_remap is None and n_block == N and _narrow(N, sizeof(floating)):
+        return _csr_narrow(data, indices, indptr, X, out, n_threads)
     cdef const floating* vals = &data[0]
     cdef const index_t* cols = &indices[0]
     cdef const floating* x = &X[0, 0]
@@ -501,6 +557,33 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     if n_block < N:
         block = None
         _block_release(block_obj)        # for the next call, on any thread
+    return n_bad
+
+
+cdef Py_ssize_t _csr_narrow(const floating[::1] data, const index_t[::1] indices,
+                           const index_t[::1] indptr, const floating[:, ::1] X,
+                           floating[:, ::1] out, int n_threads) except -1:
+    # _csr_spmm for 0 < N < a vector's lanes, no remap (W has a nonzero, M, N > 0): the
+    # rows holding a column index outside X's rows (their results are not the product)
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1], K = X.shape[0], i, c, n_bad = 0
+    cdef Py_ssize_t chunk = 4 * ROWS_PER_CALL, n_calls = (M + chunk - 1) // chunk
+    if K == 0:                   # every stored weight is out of range
+        out[:, :] = 0
+        for i in range(M):
+            n_bad += indptr[i + 1] > indptr[i]
+        return n_bad
+    cdef const floating* vals = &data[0]
+    cdef const index_t* cols = &indices[0]
+    cdef const index_t* ip = &indptr[0]
+    cdef const floating* x = &X[0, 0]
+    cdef floating* y = &out[0, 0]
+    with nogil:
+        if n_threads <= 1 or n_calls == 1:
+            n_bad = _spmm_narrow(vals, cols, ip, 0, M, x, K, y, N)
+        else:
+            for c in prange(n_calls, num_threads=n_threads, schedule='dynamic'):
+                n_bad += _spmm_narrow(vals, cols, ip, c * chunk, min(M, c * chunk + chunk),
+                                      x, K, y, N)
     return n_bad
 
 
@@ -1063,7 +1146,8 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
 
     Handled: W a plain SciPy CSR (``g["_PLAIN_CSR"]``: csr_matrix or csr_array exactly) with
     int32 or int64 index arrays of one type, contiguous, and float data of X's dtype; X a
-    C-contiguous 2-D float32/float64 ndarray with W's columns as rows; no ``out``, no
+    C-contiguous 2-D float32/float64 ndarray with W's columns as rows (or 1-D: the (M,)
+    result, as the Python route gives); no ``out``, no
     ``transpose``, ``n_threads`` the int 1 (or None or another non-zero int when the
     product is too small for a second thread: ``g["min_work_per_thread"]``); no dimension
     zero; X not sparse enough that the dispatcher would read it whole, and the cost
@@ -1075,7 +1159,10 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     row) and returns the same array, bit for bit. With dead rows of X where dropping the
     nonzeros that meet them pays (kernels' csr-skip-rows), the column indices are checked
     first, then the kernel runs on X's live rows (:func:`live_rows`) with the remap; X's
-    scan is not repeated.
+    scan is not repeated. X narrower than half a vector of the SIMD path (:func:`narrow_width`)
+    with a SciPy CSR W, where the cost model rules out the compaction and densifying
+    whatever X's dead rows: X's nonzeros counted (the sparse-x route declined as above),
+    no search for dead rows, and the narrow kernel, checking the column indices as it goes.
 
     W may also be a PackedSparse exactly (``g["PackedSparse"]``; with ``transpose``, only
     when its transpose is cached) of X's dtype: its arrays were checked when it was made, so
@@ -1114,8 +1201,14 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     else:
         indptr, indices, data, shape = W.indptr, W.indices, W.data, W.shape
     xdt = X.dtype
-    if not (xdt == _F32 or xdt == _F64) or X.ndim != 2 or not X.flags.c_contiguous:
+    cdef int ndim = X.ndim
+    if not (xdt == _F32 or xdt == _F64) or not (ndim == 2 or ndim == 1) or (
+            not X.flags.c_contiguous):
         return None
+    if ndim == 1:            # a vector: the (K, 1) view, the result's (M,) view at the end
+        if X.strides[0] == 0 and X.shape[0] > 1:
+            return None
+        X = X.reshape(X.shape[0], 1)
     if not (type(indptr) is np.ndarray and type(indices) is np.ndarray
             and type(data) is np.ndarray and type(shape) is tuple and len(shape) == 2):
         return None
@@ -1142,15 +1235,20 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
     wp = W if packed else None
     if xdt == _F32:
         if idt == _I32:
-            return _plain_run[float, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g,
-                                              wp, transpose, n_threads)
-        return _plain_run[float, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g,
-                                          wp, transpose, n_threads)
-    if idt == _I32:
-        return _plain_run[double, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g,
-                                           wp, transpose, n_threads)
-    return _plain_run[double, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g,
-                                       wp, transpose, n_threads)
+            result = _plain_run[float, int32_t](data, indices, indptr, X, M, K, N, nnz, one,
+                                                g, wp, transpose, n_threads)
+        else:
+            result = _plain_run[float, int64_t](data, indices, indptr, X, M, K, N, nnz, one,
+                                                g, wp, transpose, n_threads)
+    elif idt == _I32:
+        result = _plain_run[double, int32_t](data, indices, indptr, X, M, K, N, nnz, one, g,
+                                             wp, transpose, n_threads)
+    else:
+        result = _plain_run[double, int64_t](data, indices, indptr, X, M, K, N, nnz, one, g,
+                                             wp, transpose, n_threads)
+    if ndim == 1 and result is not None:
+        return result.reshape(M)
+    return result
 
 
 cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
@@ -1170,6 +1268,15 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
                 bad |= indptr[i + 1] < indptr[i]
         if bad:
             return None
+    cost = g["cost_table"]()
+    # X narrower than a vector (a SciPy CSR W): where the cost model rules out both the
+    # compaction and densifying whatever X's dead rows, kernels' route is csr, so X's dead
+    # rows are not looked for (_scan_alive took ~7 ns a row at N = 1); X's nonzeros are
+    # counted to decline the sparse-x route as there
+    if packed is None and _narrow(N, sizeof(floating)):
+        result = _plain_narrow(data, indices, indptr, X, M, K, N, nnz, one, g, cost)
+        if result is not False:
+            return result
     # kernels._scan_x up to its first decision: scan_alive's count of live rows and sample
     cdef Py_ssize_t per_row = -(-<Py_ssize_t> g["_SAMPLE"] // K)
     cdef Py_ssize_t n_sampled = K * min(per_row, N)
@@ -1190,7 +1297,6 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     elif not hits >= <double>g["X_SAMPLE_DENSE"] * n_sampled:
         return None
     # The route: densifying for BLAS is declined (its finiteness test and BLAS stay Python's)
-    cost = g["cost_table"]()
     # Another n_threads than 1 runs on one thread too when the work is below what a second
     # thread needs (kernels._threads_for); otherwise the Python route picks the threads.
     if not one and not (<object>nnz) * N < g["min_work_per_thread"](cost):
@@ -1267,6 +1373,49 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     cdef floating[:, ::1] out = result
     # (with the remap, the kernel checks each row's columns as it compacts the row)
     if _csr_spmm(data, indices, indptr, xk, out, remap, 1, n_block, packed is None, x_rows):
+        return None          # a column index out of range: the Python route names it
+    return result
+
+
+cdef object _plain_narrow(const floating[::1] data, const index_t[::1] indices,
+                          const index_t[::1] indptr, const floating[:, ::1] X, Py_ssize_t M,
+                          Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz, bint one, dict g,
+                          object cost):
+    # _plain_run's narrow-X route (M, K, N > 0, indptr checked): the result, None (the
+    # Python route runs) or False (not decided here: _plain_run's full route runs).
+    cdef double mac = cost.spmm_mac
+    cdef double t_max = <double>nnz * N * mac         # t_sparse with every row of X alive
+    # kernels' compaction pays only where csr_compact < (dead rows / K) * N * spmm_mac, and
+    # the densified route costs at least its terms apart from BLAS
+    if not <double>cost.csr_compact >= N * mac:
+        return False
+    if not (<double>cost.densify_call + <double>M * K * <double>cost.densify
+            + <double>nnz * <double>cost.densify_nnz) >= t_max * (1 + 1e-9):
+        return False
+    if not one and not (<object>nnz) * N < g["min_work_per_thread"](cost):
+        return None
+    if <double>M * <double>K * <double>N > 2.0 ** 53:
+        return None
+    # X's nonzeros, exactly: kernels takes the sparse-x route only below SPARSE_X_DENSITY
+    # of them (its sample never says dense below that: declined there, it decides)
+    cdef const floating* x = &X[0, 0]
+    cdef Py_ssize_t q, nz = 0, n_bad = 0
+    with nogil:
+        for q in range(K * N):
+            nz += x[q] != 0
+    if nz < <double>g["SPARSE_X_DENSITY"] * K * N:
+        return None
+    if floating is float:
+        result = np.empty((M, N), dtype=_F32)
+    else:
+        result = np.empty((M, N), dtype=_F64)
+    cdef floating[:, ::1] out = result
+    if nnz == 0:
+        out[:, :] = 0
+        return result
+    with nogil:
+        n_bad = _spmm_narrow(&data[0], &indices[0], &indptr[0], 0, M, x, K, &out[0, 0], N)
+    if n_bad:
         return None          # a column index out of range: the Python route names it
     return result
 

@@ -1,0 +1,151 @@
+/* spmm for X narrower than half a vector of the SIMD path, or one column (_spmm.pyx
+   _narrow; the kernel takes N <= 15): a matvec-like row
+   loop with every column of X in scalar accumulators, each row's column indices checked
+   in the same pass (issue 19: at N = 1 the rows call's per-row dispatch and a separate
+   check pass cost more than SciPy's whole call).
+
+   The sums are those of wsk_spmm_tail (wsk_simd.h), the only code that touches a column
+   of X narrower than a vector in wsk_spmm_row: per column, the even nonzeros of a row in
+   one accumulator and the odd ones in another, added at the end, in each target's own
+   clone. Against the build before it (every path, widths 1-16, W 50/95 % zeros): the
+   same bits but for float64 with int64 indices on AVX2 and AVX-512 (1 ulp apart, the old
+   per-row calls fused differently there; not chased). Not auto-vectorised: GCC's
+   vectorised form of the N = 1 loop gave other sums than the tail's. */
+#ifndef WSK_NARROW_H
+#define WSK_NARROW_H
+#include "wsk_simd.h"
+
+/* A column index outside [0, K) is clamped to K - 1 for its load (nothing outside X is
+   read) and flags its row; such a row's result is not the product, and the caller
+   refuses the call (the rows are counted). */
+#define WSK_DEFINE_NARROW_BODY(V, I, U, SFX, TGT, ATTR)                                \
+WSK_INLINE ATTR ptrdiff_t wsk_spmm_narrow_body_##SFX##_##TGT(const V* vals,           \
+        const I* cols, const I* indptr, ptrdiff_t i0, ptrdiff_t i1, const V* X,        \
+        ptrdiff_t K, V* out, const int NC)                                             \
+{                                                                                      \
+    const U last = (U)(K - 1);                                                         \
+    ptrdiff_t n_bad = 0;                                                               \
+    for (ptrdiff_t i = i0; i < i1; i++) {                                              \
+        V s0[16], s1[16];                                                              \
+        _Pragma("GCC unroll 16")                                                       \
+        for (int j = 0; j < NC; j++) { s0[j] = 0; s1[j] = 0; }                         \
+        const ptrdiff_t e = indptr[i + 1];                                             \
+        ptrdiff_t p = indptr[i];                                                       \
+        U bad = 0;                                                                     \
+        for (; p + 2 <= e; p += 2) {                                                   \
+            U c0 = (U)cols[p], c1 = (U)cols[p + 1];                                    \
+            bad |= (U)(c0 > last) | (U)(c1 > last);                                    \
+            c0 = c0 > last ? last : c0;                                                \
+            c1 = c1 > last ? last : c1;                                                \
+            const V* x0 = X + (ptrdiff_t)c0 * NC;                                      \
+            const V* x1 = X + (ptrdiff_t)c1 * NC;                                      \
+            const V w0 = vals[p], w1 = vals[p + 1];                                    \
+            _Pragma("GCC unroll 16")                                                   \
+            for (int j = 0; j < NC; j++) { s0[j] += w0 * x0[j]; s1[j] += w1 * x1[j]; } \
+        }                                                                              \
+        if (p < e) {                                                                   \
+            U c0 = (U)cols[p];                                                         \
+            bad |= (U)(c0 > last);                                                     \
+            c0 = c0 > last ? last : c0;                                                \
+            const V* x0 = X + (ptrdiff_t)c0 * NC;                                      \
+            const V w0 = vals[p];                                                      \
+            _Pragma("GCC unroll 16")                                                   \
+            for (int j = 0; j < NC; j++) s0[j] += w0 * x0[j];                          \
+        }                                                                              \
+        _Pragma("GCC unroll 16")                                                       \
+        for (int j = 0; j < NC; j++) out[i * NC + j] = s0[j] + s1[j];                  \
+        n_bad += bad != 0;                                                             \
+    }                                                                                  \
+    return n_bad;                                                                      \
+}                                                                                      \
+/* Rows i0 <= i < i1 of out (n columns, 0 < n <= 15, X and out C-contiguous, K >= 1):  \
+   returns the rows holding a column index out of range. */                          \
+static ATTR ptrdiff_t wsk_spmm_narrow_##SFX##_##TGT(const V* vals, const I* cols,      \
+        const I* indptr, ptrdiff_t i0, ptrdiff_t i1, const V* X, ptrdiff_t K, V* out,  \
+        ptrdiff_t n)                                                                   \
+{                                                                                      \
+    switch (n) {                                                                       \
+    case 1: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 1); \
+    case 2: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 2); \
+    case 3: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 3); \
+    case 4: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 4); \
+    case 5: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 5); \
+    case 6: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 6); \
+    case 7: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 7); \
+    case 8: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 8); \
+    case 9: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 9); \
+    case 10: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 10); \
+    case 11: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 11); \
+    case 12: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 12); \
+    case 13: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 13); \
+    case 14: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 14); \
+    case 15: return wsk_spmm_narrow_body_##SFX##_##TGT(vals, cols, indptr, i0, i1, X, K, out, 15); \
+    default:                                                                           \
+        return -1;                                                                     \
+    }                                                                                  \
+}
+
+#define WSK_DEFINE_NARROW(TGT, ATTR)                                                   \
+WSK_DEFINE_NARROW_BODY(float, int32_t, uint32_t, f32_i32, TGT, ATTR)                  \
+WSK_DEFINE_NARROW_BODY(float, int64_t, uint64_t, f32_i64, TGT, ATTR)                  \
+WSK_DEFINE_NARROW_BODY(double, int32_t, uint32_t, f64_i32, TGT, ATTR)                 \
+WSK_DEFINE_NARROW_BODY(double, int64_t, uint64_t, f64_i64, TGT, ATTR)
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-tree-vectorize")
+#endif
+WSK_DEFINE_NARROW(base, WSK_NOATTR)
+#if WSK_X86_DISPATCH
+WSK_DEFINE_NARROW(avx2, WSK_TARGET_V3)
+WSK_DEFINE_NARROW(avx512, WSK_TARGET_V4)
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+typedef ptrdiff_t (*wsk_narrow_f32_i32_t)(const float*, const int32_t*, const int32_t*,
+                                          ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t,
+                                          float*, ptrdiff_t);
+typedef ptrdiff_t (*wsk_narrow_f32_i64_t)(const float*, const int64_t*, const int64_t*,
+                                          ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t,
+                                          float*, ptrdiff_t);
+typedef ptrdiff_t (*wsk_narrow_f64_i32_t)(const double*, const int32_t*, const int32_t*,
+                                          ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t,
+                                          double*, ptrdiff_t);
+typedef ptrdiff_t (*wsk_narrow_f64_i64_t)(const double*, const int64_t*, const int64_t*,
+                                          ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t,
+                                          double*, ptrdiff_t);
+static wsk_narrow_f32_i32_t wsk_spmm_narrow_f32_i32 = wsk_spmm_narrow_f32_i32_base;
+static wsk_narrow_f32_i64_t wsk_spmm_narrow_f32_i64 = wsk_spmm_narrow_f32_i64_base;
+static wsk_narrow_f64_i32_t wsk_spmm_narrow_f64_i32 = wsk_spmm_narrow_f64_i32_base;
+static wsk_narrow_f64_i64_t wsk_spmm_narrow_f64_i64 = wsk_spmm_narrow_f64_i64_base;
+/* Vector bytes of the path selected: X is narrow below this many bytes a row. */
+static int wsk_narrow_vbytes = 16;
+
+/* Follow wsk_simd_init's choice (call after it). */
+static void wsk_narrow_init(void)
+{
+    wsk_spmm_narrow_f32_i32 = wsk_spmm_narrow_f32_i32_base;
+    wsk_spmm_narrow_f32_i64 = wsk_spmm_narrow_f32_i64_base;
+    wsk_spmm_narrow_f64_i32 = wsk_spmm_narrow_f64_i32_base;
+    wsk_spmm_narrow_f64_i64 = wsk_spmm_narrow_f64_i64_base;
+    wsk_narrow_vbytes = 16;
+#if WSK_X86_DISPATCH
+    if (strcmp(wsk_simd_path_name, "avx2") == 0) {
+        wsk_spmm_narrow_f32_i32 = wsk_spmm_narrow_f32_i32_avx2;
+        wsk_spmm_narrow_f32_i64 = wsk_spmm_narrow_f32_i64_avx2;
+        wsk_spmm_narrow_f64_i32 = wsk_spmm_narrow_f64_i32_avx2;
+        wsk_spmm_narrow_f64_i64 = wsk_spmm_narrow_f64_i64_avx2;
+        wsk_narrow_vbytes = 32;
+    } else if (strcmp(wsk_simd_path_name, "avx512") == 0) {
+        wsk_spmm_narrow_f32_i32 = wsk_spmm_narrow_f32_i32_avx512;
+        wsk_spmm_narrow_f32_i64 = wsk_spmm_narrow_f32_i64_avx512;
+        wsk_spmm_narrow_f64_i32 = wsk_spmm_narrow_f64_i32_avx512;
+        wsk_spmm_narrow_f64_i64 = wsk_spmm_narrow_f64_i64_avx512;
+        wsk_narrow_vbytes = 64;
+    }
+#endif
+}
+
+#endif /* WSK_NARROW_H */
