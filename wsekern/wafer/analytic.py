@@ -189,13 +189,45 @@ def weight_stationary_cycles(w, x_nz, config, region):
     # column and sample, in one pass down each PE column (its X rows, its blocks); then
     # _ws_cycles' estimate and lower bound (one chain of the columns' slowest PEs)
     # (and, in the same call, grid_pipeline's chain of the columns over the samples)
-    busy, v_max, sram, est = st["step"].run(x_nz.view(np.uint8))
-    N = x_nz.shape[1]
+    return _ws_step_cycles(st)(x_nz)
+
+
+def weight_stationary_step(w, config, region):
+    """:func:`weight_stationary_cycles` for W (``w``, its WeightStats) on ``region`` as a
+    function of ``x_nz`` alone, its structure looked up once: a training plan's steps call
+    it (the same checks, the same floats)."""
+    st = _step_structure(w, config, region)
+    if st["overflow"]:          # every call raises, naming the PE
+        return lambda x_nz: weight_stationary_cycles(w, x_nz, config, region)
+    step = _ws_step_cycles(st)
+    K = w.K
+
+    def cycles(x_nz):
+        if type(x_nz) is not np.ndarray or x_nz.dtype != np.bool_ or x_nz.ndim != 2 \
+                or x_nz.shape[0] != K:
+            x_nz = _nonzero_pattern(x_nz, K)
+        return step(x_nz)
+    return cycles
+
+
+def _ws_step_cycles(st):
+    """The step of :func:`weight_stationary_cycles` on the structure ``st`` after its
+    checks, for X's pattern (K x N, bool): one function per structure, kept on it."""
+    step = st.get("cycles")
+    if step is not None:
+        return step
+    run = st["step"].run
     first_hop, task, dt, L_max, blocks, chained = st["bound"]
-    busy_max = busy + N * task if blocks else 0.0      # each sample's end-of-stream task
-    lower = max(first_hop + busy_max, first_hop + v_max * dt,
-                N * (L_max + task) if chained else 0.0) + task
-    return float(est), float(min(lower, est)), sram
+
+    def step(x_nz):
+        busy, v_max, sram, est = run(x_nz.view(np.uint8))
+        N = x_nz.shape[1]
+        busy_max = busy + N * task if blocks else 0.0      # each sample's end-of-stream task
+        lower = max(first_hop + busy_max, first_hop + v_max * dt,
+                    N * (L_max + task) if chained else 0.0) + task
+        return float(est), float(min(lower, est)), sram
+    st["cycles"] = step
+    return step
 
 
 def weight_stationary_figures(w, x_nz, config, region):

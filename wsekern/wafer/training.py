@@ -458,11 +458,18 @@ def planned_step(plan, x_nz, g_nz, sram=False, nnz=(None, None)):
                              f"{name} of shape {nz.shape}")
     if kind == "fixed":
         return dict(plan["parts"]), plan["latency"], None
-    cfg, region = plan["cfg"], plan["region"]
-    fwd, fwd_lower, sram = analytic.weight_stationary_cycles(plan["stats"], x_nz, cfg, region)
+    # weight_stationary_cycles of each product, its structure looked up once per plan
+    steps = plan.get("ws-steps")
+    if steps is None:
+        cfg, region = plan["cfg"], plan["region"]
+        steps = plan["ws-steps"] = (
+            analytic.weight_stationary_step(plan["stats"], cfg, region),
+            analytic.weight_stationary_step(plan["stats_t"], cfg, region)
+            if plan["needs_input_grad"] else None)
+    fwd, fwd_lower, sram = steps[0](x_nz)
     gin = 0.0
-    if plan["needs_input_grad"]:
-        gin, _, sram_t = analytic.weight_stationary_cycles(plan["stats_t"], g_nz, cfg, region)
+    if steps[1] is not None:
+        gin, _, sram_t = steps[1](g_nz)
         sram = max(sram, sram_t)
     parts = {"forward": fwd, "input-gradient": gin,
              "weight-gradient": plan["weight-gradient"], "update": plan["update"]}
