@@ -578,6 +578,7 @@ _LIVE_KEEP_BYTES = 4 << 20
 _LIVE_HUGE_MIN = 128 << 10
 _HUGE_PAGE = 2 << 20
 _live_kept = [None]             # the kept buffer (raw uint8 bytes), or None while in use
+_live_made = [False]            # made once: while another call holds it, NumPy's memory
 _live_lock = threading.Lock()
 
 
@@ -600,14 +601,16 @@ def _huge_bytes(Py_ssize_t nbytes):
 
 def _live_buffer(Py_ssize_t nbytes):
     """(an uninitialised 64-byte-aligned uint8 array of ``nbytes``, the kept buffer taken or
-    None): the kept huge-page buffer's first bytes when free and the size is in
-    [_LIVE_HUGE_MIN, _LIVE_KEEP_BYTES], else NumPy's memory. Give the kept one back with
-    _live_release once the call no longer reads it."""
+    None): the kept huge-page buffer's first bytes (made on first use) when free and the
+    size is in [_LIVE_HUGE_MIN, _LIVE_KEEP_BYTES], else NumPy's memory. Give the kept one
+    back with _live_release once the call no longer reads it."""
     raw = None
     if _LIVE_HUGE_MIN <= nbytes <= _LIVE_KEEP_BYTES:
         with _live_lock:
             raw, _live_kept[0] = _live_kept[0], None
-        if raw is None:
+            make = raw is None and not _live_made[0]
+            _live_made[0] = True
+        if make:                 # (a 2 MiB page faulted in on first touch: once)
             raw = _huge_bytes(_LIVE_KEEP_BYTES)
     if raw is not None:
         return raw[:nbytes], raw
