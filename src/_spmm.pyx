@@ -590,7 +590,8 @@ def _huge_bytes(Py_ssize_t nbytes):
     if advice is None:
         return None
     try:
-        m = mmap.mmap(-1, nbytes + _HUGE_PAGE)
+        # private: a shared anonymous map is shmem, which anonymous THP never backs
+        m = mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         m.madvise(advice)
     except (OSError, ValueError):
         return None

@@ -94,6 +94,48 @@ def test_live_buffer_kept_aligned_and_reused():
         assert _spmm._live_kept[0] is raw
 
 
+def _mapping(addr):
+    # (permissions, {smaps field: value}) of the mapping holding addr, or None
+    try:
+        lines = open("/proc/self/smaps").read().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        head = line.split()
+        if head and "-" in head[0] and not head[0].endswith(":"):
+            if found is not None:
+                break
+            lo, hi = (int(x, 16) for x in head[0].split("-"))
+            if lo <= addr < hi:
+                found = (head[1], {})
+        elif found is not None and head:
+            found[1][head[0].rstrip(":")] = head[1]
+    return found
+
+
+@pytest.mark.skipif(not HUGE, reason="no MADV_HUGEPAGE on this platform")
+def test_live_buffer_private_and_thp_eligible():
+    # a shared anonymous map would be shmem, which anonymous THP never backs
+    _reset()
+    a, raw = _spmm._live_buffer(_spmm._LIVE_HUGE_MIN)
+    try:
+        a[:] = 1
+        m = _mapping(_addr(a))
+        if m is None:
+            pytest.skip("no /proc/self/smaps")
+        perms, fields = m
+        assert perms.endswith("p"), perms
+        try:
+            mode = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+        except OSError:
+            mode = ""
+        if "THPeligible" in fields and ("[always]" in mode or "[madvise]" in mode):
+            assert fields["THPeligible"] == "1", fields
+    finally:
+        _spmm._live_release(raw)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("idx", [np.int32, np.int64])
 def test_plain_route_stale_buffer(dtype, idx):
