@@ -571,7 +571,10 @@ def _empty_aligned(shape, dtype):
 # evenly on L2's sets, where fresh 4 KiB pages fall at random and some sets overflow. Zen 4,
 # fp32 4096^2 x 64, half of X dead, one thread, the kernel on the same X_live: 3.06-3.12 ms
 # in huge pages, 3.17-3.58 ms in four heap copies (which one a process gets is chance:
-# the bench's ratio moved 1.38-1.86 at load 0.3). One buffer kept for the process, as the
+# the bench's ratio moved 1.38-1.86 at load 0.3); the whole call against a fresh X_live,
+# old and new .so in one process, 20 processes: 1.01-1.22x, median 1.15x (a kept buffer
+# of 4 KiB pages was about as fast: the gain is mostly leaving the slow placements, s19).
+# One buffer kept for the process, as the
 # column blocks' one; below _LIVE_HUGE_MIN bytes (where L2 placement does not matter, and
 # a first touch would zero a whole 2 MiB page) or above _LIVE_KEEP_BYTES, NumPy's memory.
 _LIVE_KEEP_BYTES = 4 << 20
