@@ -21,6 +21,7 @@ from _simd cimport (wsk_spmm_scatter_f32_i32, wsk_spmm_scatter_f32_i64,
                     wsk_compact_csr_f32_i64, wsk_compact_csr_f64_i32, wsk_compact_csr_f64_i64,
                     wsk_openmp_enabled, wsk_omp_max_threads, wsk_compiler)
 
+import mmap
 import threading
 
 import numpy as np
@@ -646,6 +647,70 @@ def _empty_aligned(shape, dtype):
     raw = np.empty(nbytes + 64, dtype=np.uint8)
     start = -raw.ctypes.data % 64
     return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+# X's live rows for csr_spmm_plain (X_live, multiplied once then dropped) in a kept buffer
+# of transparent huge pages: a 2 MiB page is physically contiguous, so X_live's rows fall
+# evenly on L2's sets, where fresh 4 KiB pages fall at random and some sets overflow. Zen 4,
+# fp32 4096^2 x 64, half of X dead, one thread, the kernel on the same X_live: 3.06-3.12 ms
+# in huge pages, 3.17-3.58 ms in four heap copies (which one a process gets is chance:
+# the bench's ratio moved 1.38-1.86 at load 0.3); the whole call against a fresh X_live,
+# old and new .so in one process, 20 processes: 1.01-1.22x, median 1.15x (a kept buffer
+# of 4 KiB pages was about as fast: the gain is mostly leaving the slow placements, s19).
+# One buffer kept for the process, as the
+# column blocks' one; below _LIVE_HUGE_MIN bytes (where L2 placement does not matter, and
+# a first touch would zero a whole 2 MiB page) or above _LIVE_KEEP_BYTES, NumPy's memory.
+_LIVE_KEEP_BYTES = 4 << 20
+_LIVE_HUGE_MIN = 128 << 10
+_HUGE_PAGE = 2 << 20
+_live_kept = [None]             # the kept buffer (raw uint8 bytes), or None while in use
+_live_made = [False]            # made once: while another call holds it, NumPy's memory
+_live_lock = threading.Lock()
+
+
+def _huge_bytes(Py_ssize_t nbytes):
+    """``nbytes`` uninitialised bytes (a multiple of _HUGE_PAGE) starting on a 2 MiB
+    boundary of an anonymous mapping advised MADV_HUGEPAGE, or None where that is not
+    available (no mmap.MADV_HUGEPAGE, or the mapping refused)."""
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is None:
+        return None
+    try:
+        # private: a shared anonymous map is shmem, which anonymous THP never backs
+        m = mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m.madvise(advice)
+    except (OSError, ValueError):
+        return None
+    raw = np.frombuffer(m, dtype=np.uint8)
+    start = -raw.ctypes.data % _HUGE_PAGE
+    return raw[start:start + nbytes]
+
+
+def _live_buffer(Py_ssize_t nbytes):
+    """(an uninitialised 64-byte-aligned uint8 array of ``nbytes``, the kept buffer taken or
+    None): the kept huge-page buffer's first bytes (made on first use) when free and the
+    size is in [_LIVE_HUGE_MIN, _LIVE_KEEP_BYTES], else NumPy's memory. Give the kept one
+    back with _live_release once the call no longer reads it."""
+    raw = None
+    if _LIVE_HUGE_MIN <= nbytes <= _LIVE_KEEP_BYTES:
+        with _live_lock:
+            raw, _live_kept[0] = _live_kept[0], None
+            make = raw is None and not _live_made[0]
+            _live_made[0] = True
+        if make:                 # (a 2 MiB page faulted in on first touch: once)
+            raw = _huge_bytes(_LIVE_KEEP_BYTES)
+    if raw is not None:
+        return raw[:nbytes], raw
+    raw = np.empty(nbytes + 64, dtype=np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + nbytes], None
+
+
+def _live_release(raw):
+    """Give back the kept buffer _live_buffer took (None: nothing taken)."""
+    if raw is not None:
+        with _live_lock:
+            _live_kept[0] = raw
 
 
 def csc_spmm_live(const floating[::1] data, const index_t[::1] indices,
@@ -1351,9 +1416,15 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
                           g["resolve_threads"](n_threads, o_nnz * kept / K * N),
                           g["SCATTER_BLOCK"])
             return result
+    if floating is float:
+        result = np.empty((M, N), dtype=_F32)
+    else:
+        result = np.empty((M, N), dtype=_F64)
+    cdef floating[:, ::1] out = result
     cdef const index_t[::1] remap = None
     cdef const floating[:, ::1] xk = X
     cdef const index_t[::1] x_rows = None
+    live_raw = None
     if compact:
         if not reuse < <double>g["MIN_REUSE"]:
             n_block = g["column_block"](kept + 1, N, sizeof(floating), reuse=nnz / K)
@@ -1361,18 +1432,25 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
             remap_arr, rows_arr = live_map(alive, kept, np.asarray(indptr).dtype)
             x_rows = rows_arr
         else:
-            X_live, remap_arr = _gather_live(X, alive, kept, np.asarray(indptr).dtype)
+            live_bytes, live_raw = _live_buffer((kept + 1) * N * sizeof(floating))
+            try:
+                X_live, remap_arr = _gather_live(X, alive, kept, np.asarray(indptr).dtype,
+                                                 live_bytes)
+            except BaseException:
+                _live_release(live_raw)
+                raise
             xk = X_live
         remap = remap_arr
     elif not reuse < <double>g["MIN_REUSE"]:
         n_block = g["column_block"](K, N, sizeof(floating), reuse=nnz / K)
-    if floating is float:
-        result = np.empty((M, N), dtype=_F32)
-    else:
-        result = np.empty((M, N), dtype=_F64)
-    cdef floating[:, ::1] out = result
+    cdef Py_ssize_t n_bad
     # (with the remap, the kernel checks each row's columns as it compacts the row)
-    if _csr_spmm(data, indices, indptr, xk, out, remap, 1, n_block, packed is None, x_rows):
+    try:
+        n_bad = _csr_spmm(data, indices, indptr, xk, out, remap, 1, n_block, packed is None,
+                          x_rows)
+    finally:
+        _live_release(live_raw)  # X_live's bytes: the next call's
+    if n_bad:
         return None          # a column index out of range: the Python route names it
     return result
 
@@ -1476,10 +1554,14 @@ cdef void _fill_live_map(const uint8_t[::1] alive, index_t[::1] remap,
 
 
 cdef tuple _gather_live(const floating[:, ::1] X, const uint8_t[::1] alive,
-                        Py_ssize_t n_alive, index_dtype):
+                        Py_ssize_t n_alive, index_dtype, object into=None):
+    # ``into``: uint8 bytes to hold X_live (csr_spmm_plain's kept buffer), else fresh
     cdef Py_ssize_t K = X.shape[0], N = X.shape[1], k, q = 0
     _check_alive(alive, n_alive, index_dtype)
-    X_live = np.empty((n_alive + 1, N), dtype=np.asarray(X).dtype)
+    if into is None:
+        X_live = np.empty((n_alive + 1, N), dtype=np.asarray(X).dtype)
+    else:
+        X_live = into.view(np.asarray(X).dtype).reshape(n_alive + 1, N)
     remap = np.empty(K, dtype=index_dtype)
     cdef floating[:, ::1] xl = X_live
     cdef int32_t[::1] r32 = remap if index_dtype == _I32 else None
