@@ -798,7 +798,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     L_, hop, ramp, lat, launch, cushion, fill = pipeline
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("ws_step_columns", L_, work, first, last, True, fill, hop,
-                                     ramp, lat, launch, task, cushion, _use_avx512)
+                                     ramp, lat, launch, task, cushion, _use_avx512, -1.0, dt)
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             float(done))
 
@@ -878,7 +878,8 @@ cdef class WsStep:
             raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
         cdef double done = chain_columns("ws_step_columns", self.L, b[0], b[1], b[2], True,
                                          self.fill, self.hop, self.ramp, self.lat,
-                                         self.launch, self.s.task, self.cushion, _use_avx512)
+                                         self.launch, self.s.task, self.cushion, _use_avx512,
+                                         -1.0, self.s.dt)
         return (float(busy), int(v_max), int(sram), float(done))
 
 
