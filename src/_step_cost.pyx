@@ -614,7 +614,7 @@ cdef int _ws_plan(WsPlan* s, Py_ssize_t K, const long[:] k_b, const int64_t[::1]
 cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize_t x_s0,
                  Py_ssize_t x_s1, double* work, double* first, double* last,
                  double* busy_out, int64_t* v_max_out, int64_t* sram_out,
-                 bint* any_comp_out) noexcept nogil:
+                 bint* any_comp_out, int64_t* v_west_out) noexcept nogil:
     """ws_step_columns' pass over X (K x N at ``x``, strides ``x_s0``, ``x_s1``) and the
     blocks of ``s``, writing the samples-major (N x C) work, first and last and the
     figures; -1 where its scratch cannot be had."""
@@ -721,8 +721,16 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     elif N and C:
         v_max = wsk_ws_samples(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, V,
                                work, first, last)
+    # the most wavelets down one column off the chain's first (its ramp also takes the
+    # partial sums from the west: the lower bound's ramp term)
+    cdef int64_t v_west = 0
+    if N:
+        for c in range(1, C):
+            if V[c] > v_west:
+                v_west = V[c]
     free(A_of_k)
     busy_out[0], v_max_out[0], sram_out[0], any_comp_out[0] = busy, v_max, sram, any_comp
+    v_west_out[0] = v_west
     return 0
 
 
@@ -785,12 +793,12 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
     cdef double busy
-    cdef int64_t v_max, sram
+    cdef int64_t v_max, sram, v_west
     cdef bint any_comp
     cdef int rc
     with nogil:
         rc = _ws_run(&s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1], &work[0, 0],
-                     &first[0, 0], &last[0, 0], &busy, &v_max, &sram, &any_comp)
+                     &first[0, 0], &last[0, 0], &busy, &v_max, &sram, &any_comp, &v_west)
     if rc < 0:
         raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
     if pipeline is None:
@@ -817,8 +825,9 @@ cdef class WsStep:
     """:func:`ws_step_columns` with everything but X given once: ``WsStep(K, k_b, ...,
     sram_bound)`` takes its arguments after ``x_nz`` (the same, the same checks) with X's
     rows ``K``, and a ``pipeline``; ``step.run(x_nz)`` then gives ws_step_columns'
-    ``(busy, v_max, sram, done)`` for a K x N X: the same loop on the same arrays, so the
-    same figures, without checking and taking the structure's arrays again every step
+    ``(busy, v_max, sram, done)`` for a K x N X, and ``v_west``, the most wavelets down one
+    PE column other than the first: the same loop on the same arrays, so the same figures,
+    without checking and taking the structure's arrays again every step
     (a training step's product on a placement it keeps). The step reads its own copies of
     the arrays (made once, here): the caller may free or write to its own afterwards (the
     checks ran on what the step reads: a write after them cannot reach it)."""
@@ -857,8 +866,9 @@ cdef class WsStep:
         self.cushion, self.fill = cushion, fill
 
     def run(self, const unsigned char[:, :] x_nz):
-        """``(busy, v_max, sram, done)`` of ws_step_columns for X's pattern ``x_nz`` (K x
-        N bytes, any strides)."""
+        """``(busy, v_max, sram, done, v_west)`` for X's pattern ``x_nz`` (K x N bytes, any
+        strides): ws_step_columns' figures and the most wavelets down one PE column other
+        than the first (0 with one column or no sample)."""
         cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = self.s.C
         if K != self.s.K:
             raise ValueError(f"x_nz must have the step's {self.s.K} rows; received shape "
@@ -867,20 +877,20 @@ cdef class WsStep:
         buf = np.empty((3, N, C))
         cdef double[:, :, ::1] b = buf
         cdef double busy
-        cdef int64_t v_max, sram
+        cdef int64_t v_max, sram, v_west
         cdef bint any_comp
         cdef int rc
         with nogil:
             rc = _ws_run(&self.s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1],
                          &b[0, 0, 0], &b[1, 0, 0], &b[2, 0, 0], &busy, &v_max, &sram,
-                         &any_comp)
+                         &any_comp, &v_west)
         if rc < 0:
             raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
         cdef double done = chain_columns("ws_step_columns", self.L, b[0], b[1], b[2], True,
                                          self.fill, self.hop, self.ramp, self.lat,
                                          self.launch, self.s.task, self.cushion, _use_avx512,
                                          -1.0, self.s.dt)
-        return (float(busy), int(v_max), int(sram), float(done))
+        return (float(busy), int(v_max), int(sram), float(done), int(v_west))
 
 
 def ws_table(const int64_t[::1] s_indptr, const int32_t[::1] s_rows,

@@ -220,11 +220,15 @@ def _ws_step_cycles(st):
     first_hop, task, dt, L_max, blocks, chained = st["bound"]
 
     def step(x_nz):
-        busy, v_max, sram, est = run(x_nz.view(np.uint8))
+        busy, v_max, sram, est, v_west = run(x_nz.view(np.uint8))
         N = x_nz.shape[1]
         busy_max = busy + N * task if blocks else 0.0      # each sample's end-of-stream task
         lower = max(first_hop + busy_max, first_hop + v_max * dt,
                     N * (L_max + task) if chained else 0.0) + task
+        # _ws_cycles' ramp term: a core's ramp takes its column's stream and the sums
+        ramp_load = v_west + N * L_max if chained and L_max > 0 else 0
+        if ramp_load:
+            lower = max(lower, first_hop + (ramp_load - 1) * dt + task)
         return float(est), float(min(lower, est)), sram
     st["cycles"] = step
     return step
