@@ -1,0 +1,89 @@
+"""review_k3 (session 19): what a fresh review of keras19's .keras reader and ops19's keras.ops
+found. Each test failed on the code before its fix."""
+import io
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import run_in_child
+
+from wsekern import nn
+
+
+# -- a Keras file whose model.weights.h5 points outside itself ----------------------------
+def _keras_members(keras, path):
+    keras.utils.set_random_seed(0)
+    km = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    km.save(path)
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def _with_kernel(members, path, make):
+    """The file with layers/dense's kernel (vars/0) replaced by ``make(vars_group)``."""
+    h5py = pytest.importorskip("h5py")
+    buf = io.BytesIO()
+    with h5py.File(io.BytesIO(members["model.weights.h5"]), "r") as src, \
+            h5py.File(buf, "w") as dst:
+        for k in src:
+            src.copy(src[k], dst, name=k)
+        del dst["layers/dense/vars/0"]
+        make(dst["layers/dense/vars"])
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, buf.getvalue() if n == "model.weights.h5" else data)
+
+
+@pytest.mark.parametrize("case", ["external-file", "external-fifo", "external-link",
+                                  "virtual", "soft-link"])
+def test_weights_kept_outside_the_h5_file_are_refused(keras, tmp_path, case):
+    """Before: external raw storage read a local file into the kernel, a FIFO there hung
+    the load, a virtual dataset whose source is missing loaded as zeros, links were
+    followed."""
+    h5py = pytest.importorskip("h5py")
+    members = _keras_members(keras, tmp_path / "good.keras")
+    local = tmp_path / "local.bin"
+    np.arange(8, dtype="<f4").tofile(local)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["k"] = np.full((4, 2), 7.0, "f4")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def virtual(g):
+        layout = h5py.VirtualLayout((4, 2), "f4")
+        layout[:] = h5py.VirtualSource(str(tmp_path / "gone.h5"), "k", shape=(4, 2))
+        g.create_virtual_dataset("0", layout)
+    make = {"external-file": lambda g: g.create_dataset("0", (4, 2), "f4",
+                                                        external=[(str(local), 0, 32)]),
+            "external-fifo": lambda g: g.create_dataset("0", (4, 2), "f4",
+                                                        external=[(str(fifo), 0, 32)]),
+            "external-link": lambda g: g.__setitem__("0", h5py.ExternalLink(str(other), "k")),
+            "soft-link": lambda g: g.__setitem__("0", h5py.SoftLink("/layers/dense/vars/1")),
+            "virtual": virtual}[case]
+    path = tmp_path / f"{case}.keras"
+    _with_kernel(members, path, make)
+    proc = run_in_child(f"""
+        from wsekern import nn
+        try:
+            m = nn.load_model({str(path)!r})
+        except ValueError as e:
+            print("ValueError ::", e)
+        else:
+            print("LOADED", m.layers[-1].get_weights()[0].ravel().tolist())
+        """, limit_gb=3, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ValueError ::" in proc.stdout, proc.stdout[-2000:]
+    assert ("outside model.weights.h5" in proc.stdout
+            or "Link (Keras writes none)" in proc.stdout), proc.stdout[-2000:]
+
+
+def test_a_keras_file_without_links_or_external_data_still_loads(keras, tmp_path):
+    members = _keras_members(keras, tmp_path / "good.keras")
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    km = keras.models.load_model(tmp_path / "good.keras")
+    model = nn.load_model(tmp_path / "good.keras")
+    np.testing.assert_allclose(model.predict(x, verbose=0), km.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    assert "model.weights.h5" in members
