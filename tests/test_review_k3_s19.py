@@ -87,3 +87,15 @@ def test_a_keras_file_without_links_or_external_data_still_loads(keras, tmp_path
     np.testing.assert_allclose(model.predict(x, verbose=0), km.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
     assert "model.weights.h5" in members
+
+
+# -- keras.ops -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["hard_shrink", "soft_shrink"])
+def test_shrink_keeps_nan_as_keras_on_torch(keras, name):
+    """Before: a NaN came out 0 (the comparison with the threshold is False for NaN)."""
+    x = np.array([np.nan, 2.0, -2.0, 0.1, -0.7], "float32")
+    want = keras.ops.convert_to_numpy(getattr(keras.ops, name)(x))
+    got = getattr(nn.ops, name)(x).numpy()
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+    assert np.isnan(got[0])

@@ -2199,13 +2199,14 @@ def hard_tanh(x):
 
 def hard_shrink(x, threshold=0.5):
     x = _float(x)
-    return T.where(np.abs(x.data) > threshold, x, T.lift(0.0, x))
+    # NaN stays NaN (as torch's hardshrink, Keras's oracle here), not a silent 0
+    return T.where((np.abs(x.data) > threshold) | np.isnan(x.data), x, T.lift(0.0, x))
 
 
 def soft_shrink(x, threshold=0.5):
     x = _float(x)
     zero = T.lift(0.0, x)
-    return T.where(x.data > threshold, subtract(x, threshold),
+    return T.where((x.data > threshold) | np.isnan(x.data), subtract(x, threshold),
                    T.where(x.data < -threshold, add(x, threshold), zero))
 
 
