@@ -99,3 +99,17 @@ def test_shrink_keeps_nan_as_keras_on_torch(keras, name):
     assert got.dtype == want.dtype
     np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
     assert np.isnan(got[0])
+
+
+@pytest.mark.parametrize("name", ["max", "min", "amax", "ptp", "nanmax", "nanmin"])
+def test_an_extremum_over_a_non_empty_axis_of_an_empty_tensor_is_empty(keras, name):
+    """(0, 4) reduced over its last axis is (0,) in NumPy and Keras; before, refused as
+    "an empty tensor has no identity". Over the empty axis it is still refused."""
+    e = np.zeros((0, 4), "float32")
+    want = getattr(np, name)(e, axis=-1)
+    for kd in (False, True):
+        got = getattr(nn.ops, name)(e, axis=-1, keepdims=kd).numpy()
+        assert got.shape == getattr(np, name)(e, axis=-1, keepdims=kd).shape
+        assert got.dtype == want.dtype
+    with pytest.raises(ValueError, match="no identity"):
+        getattr(nn.ops, name)(e, axis=0)
