@@ -113,3 +113,43 @@ def test_an_extremum_over_a_non_empty_axis_of_an_empty_tensor_is_empty(keras, na
         assert got.dtype == want.dtype
     with pytest.raises(ValueError, match="no identity"):
         getattr(nn.ops, name)(e, axis=0)
+
+
+def _grad_of_custom(o, grad_fn_kind, x, to_grad):
+    @o.custom_gradient
+    def scaled(t):
+        def d(g):
+            return g * (1 - o.tanh(t) ** 2) * 3.0
+        fns = {"docs-example": lambda *a, upstream=None: d(a[0] if upstream is None else upstream),
+               "input-then-upstream": lambda x_, upstream=None: d(upstream * x_ / t),
+               "keyword-only": lambda *a, upstream: d(upstream),
+               "positional": lambda upstream: d(upstream)}
+        return o.tanh(t), fns[grad_fn_kind]
+    return to_grad(scaled, x)
+
+
+@pytest.mark.parametrize("kind", ["docs-example", "input-then-upstream", "keyword-only",
+                                  "positional"])
+def test_custom_gradient_calls_grad_fn_as_keras_on_torch(keras, kind):
+    """Keras on torch calls grad_fn(*inputs, upstream=g). Before, ours called grad_fn(g), so
+    a grad_fn written for that call (upstream keyword-only, or after the inputs) failed with
+    an unrelated TypeError (None * a tensor); Keras's docs example works either way."""
+    import torch
+    from wsekern.nn.tensor import Tensor
+    x0 = np.array([0.3, -1.0, 2.0], "float32")
+    r = np.array([1.0, 2.0, 3.0], "float32")
+
+    def ours(fn, x):
+        t = Tensor(x.copy(), requires_grad=True)
+        nn.ops.sum(fn(t) * r).backward()
+        return np.asarray(t.grad)
+
+    def theirs(fn, x):
+        t = torch.tensor(x, requires_grad=True)
+        (fn(t) * torch.tensor(r)).sum().backward()
+        return t.grad.numpy()
+    want = r * (1 - np.tanh(x0) ** 2) * 3.0
+    if kind != "positional":         # Keras on torch passes upstream by keyword only
+        np.testing.assert_allclose(_grad_of_custom(keras.ops, kind, x0, theirs), want,
+                                   rtol=1e-5)
+    np.testing.assert_allclose(_grad_of_custom(nn.ops, kind, x0, ours), want, rtol=1e-5)

@@ -2154,9 +2154,27 @@ def vectorize(pyfunc, *, excluded=None, signature=None):
     return wrapped
 
 
+def _takes_upstream(fn):
+    import inspect
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    p = params.get("upstream")
+    if p is None:
+        return False
+    # ``grad(upstream)`` alone takes it positionally; ``grad(x, upstream=None)`` and
+    # ``grad(*args, upstream=None)`` are written for Keras's keyword call
+    return p.kind == inspect.Parameter.KEYWORD_ONLY or (
+        p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD and list(params)[0] != "upstream")
+
+
 def custom_gradient(f):
-    """Decorator: ``f(*args)`` returns ``(output, grad_fn)`` and ``grad_fn(upstream)``
-    gives the gradients of the Tensor arguments (one, or a tuple with one per argument)."""
+    """Decorator: ``f(*args)`` returns ``(output, grad_fn)`` and ``grad_fn`` gives the
+    gradients of the Tensor arguments (one, or a tuple with one per argument).
+
+    ``grad_fn`` is called as Keras on torch calls it, ``grad_fn(*args, upstream=g)``, when it
+    has an ``upstream`` keyword after other parameters; otherwise ``grad_fn(g)``."""
     import functools
 
     @functools.wraps(f)
@@ -2168,7 +2186,12 @@ def custom_gradient(f):
         out = as_tensor(out)
 
         def backward(g):
-            grads = grad_fn(Tensor(g))
+            # Keras on torch calls grad_fn(*inputs, upstream=g); one written for that (its
+            # upstream keyword-only, or its *args read as the inputs) gets the same call here
+            if _takes_upstream(grad_fn):
+                grads = grad_fn(*detached, upstream=Tensor(g))
+            else:
+                grads = grad_fn(Tensor(g))
             grads = list(grads) if isinstance(grads, (tuple, list)) else [grads]
             if len(grads) != len(tensors):
                 raise ValueError(f"custom_gradient: the gradient function returned "
