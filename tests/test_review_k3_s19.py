@@ -153,3 +153,76 @@ def test_custom_gradient_calls_grad_fn_as_keras_on_torch(keras, kind):
         np.testing.assert_allclose(_grad_of_custom(keras.ops, kind, x0, theirs), want,
                                    rtol=1e-5)
     np.testing.assert_allclose(_grad_of_custom(nn.ops, kind, x0, ours), want, rtol=1e-5)
+
+
+# -- a zip whose headers do not match its bytes -------------------------------------------
+def _patched_zip(members, name, patch):
+    """The zip of ``members`` with ``patch(data, central_offset, local_offset)`` applied to
+    member ``name``'s headers."""
+    import struct
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+    data = bytearray(buf.getvalue())
+    i = 0
+    while (i := data.find(b"PK\x01\x02", i)) >= 0:
+        nlen = struct.unpack_from("<H", data, i + 28)[0]
+        if data[i + 46:i + 46 + nlen].decode() == name:
+            patch(data, i, struct.unpack_from("<I", data, i + 42)[0])
+        i += 4
+    return bytes(data)
+
+
+def _declare_size(n):
+    import struct
+    return lambda data, c, _: struct.pack_into("<I", data, c + 24, n)
+
+
+def _method(m):
+    import struct
+
+    def patch(data, c, loc):
+        struct.pack_into("<H", data, c + 10, m)
+        struct.pack_into("<H", data, loc + 8, m)
+    return patch
+
+
+def _encrypted(data, c, loc):
+    import struct
+    for at in (c + 8, loc + 6):
+        struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] | 1)
+
+
+@pytest.mark.parametrize("case", ["keras-weights-size", "keras-config-size", "ours-config-size",
+                                  "ours-array-size", "unknown-method", "encrypted"])
+def test_a_zip_whose_headers_lie_gets_a_value_error(keras, tmp_path, case):
+    """Before: zipfile.BadZipFile (a CRC check), NotImplementedError (compression method)
+    or RuntimeError (password) escaped load_model instead of its ValueError."""
+    if case.startswith("keras"):
+        members = _keras_members(keras, tmp_path / "good.keras")
+    else:
+        m = nn.Sequential([nn.Input((4,)), nn.layers.Dense(2)])
+        m.save(tmp_path / "good.keras")
+        with zipfile.ZipFile(tmp_path / "good.keras") as z:
+            members = {n: z.read(n) for n in z.namelist()}
+    array = next((n for n in members if n.endswith(".npy")), None)
+    name, patch = {"keras-weights-size": ("model.weights.h5", _declare_size(100)),
+                   "keras-config-size": ("config.json", _declare_size(10)),
+                   "ours-config-size": ("config.json", _declare_size(10)),
+                   "ours-array-size": (array, _declare_size(8)),
+                   "unknown-method": ("config.json", _method(77)),
+                   "encrypted": ("config.json", _encrypted)}[case]
+    path = tmp_path / "bad.keras"
+    path.write_bytes(_patched_zip(members, name, patch))
+    proc = run_in_child(f"""
+        from wsekern import nn
+        try:
+            nn.load_model({str(path)!r})
+        except ValueError as e:
+            print("ValueError ::", e)
+        else:
+            print("LOADED")
+        """, limit_gb=3, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ValueError ::" in proc.stdout and repr(name) in proc.stdout, proc.stdout[-2000:]
