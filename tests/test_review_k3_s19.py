@@ -226,3 +226,16 @@ def test_a_zip_whose_headers_lie_gets_a_value_error(keras, tmp_path, case):
         """, limit_gb=3, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ValueError ::" in proc.stdout and repr(name) in proc.stdout, proc.stdout[-2000:]
+
+
+def test_a_mixed_precision_keras_file_is_refused_by_its_policy(keras, tmp_path):
+    """Before: "TypeError: data type 'mixed_float16' not understood" from NumPy."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        km = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4),
+                               keras.layers.Dense(2, dtype="float32")])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    km.save(tmp_path / "k.keras")
+    with pytest.raises(ValueError, match="mixed precision policy 'mixed_float16'"):
+        nn.load_model(tmp_path / "k.keras")

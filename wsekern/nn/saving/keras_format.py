@@ -112,6 +112,12 @@ def _value(v, where):
         name = cfg.get("name") if isinstance(cfg, dict) else cfg
         if not isinstance(name, str):
             raise ConfigError(f"{where}: a DTypePolicy needs a name; received {cfg!r:.80}")
+        if name.startswith("mixed_"):
+            # float32 variables but float16 math: run in float32 it would predict otherwise
+            raise ConfigError(f"{where}: the layer uses Keras's mixed precision policy "
+                              f"{name!r}, which wsekern.nn does not run (its layers compute "
+                              f"in their variables' dtype); save the model from Keras with "
+                              f"the float32 policy to load it here")
         return name
     if cn == "__tuple__":
         return _value(cfg.get("value") if isinstance(cfg, dict) else cfg, where)
