@@ -135,6 +135,7 @@ def test_custom_gradient_calls_grad_fn_as_keras_on_torch(keras, kind):
     a grad_fn written for that call (upstream keyword-only, or after the inputs) failed with
     an unrelated TypeError (None * a tensor); Keras's docs example works either way."""
     import torch
+
     from wsekern.nn.tensor import Tensor
     x0 = np.array([0.3, -1.0, 2.0], "float32")
     r = np.array([1.0, 2.0, 3.0], "float32")
