@@ -240,3 +240,25 @@ def test_a_mixed_precision_keras_file_is_refused_by_its_policy(keras, tmp_path):
     km.save(tmp_path / "k.keras")
     with pytest.raises(ValueError, match="mixed precision policy 'mixed_float16'"):
         nn.load_model(tmp_path / "k.keras")
+
+
+def test_linspace_logspace_geomspace_carry_a_gradient_to_start_and_stop():
+    """Before: np.linspace detached a Tensor start/stop, so no gradient reached them."""
+    from test_ops_keras_s19 import check_grad
+
+    from wsekern.nn.tensor import Tensor
+    ops, se = nn.ops, np.array([0.3, 2.0])
+    check_grad(lambda a: ops.linspace(a[0], a[1], 5, dtype="float64"), se)
+    check_grad(lambda a: ops.linspace(a[0], a[1], 4, endpoint=False, dtype="float64"), se)
+    check_grad(lambda a: ops.logspace(a[0], a[1], 4, base=2.0, dtype="float64"), se)
+    check_grad(lambda a: ops.geomspace(a[0] + 2, a[1] + 5, 4, dtype="float64"), se)
+    check_grad(lambda a: ops.geomspace(-a[0] - 2, -a[1] - 5, 4, dtype="float64"), se)
+    check_grad(lambda a, b: ops.linspace(a, b, 3, axis=1, dtype="float64"), se,
+               np.array([1.0, -1.0]))
+    a, b = np.array([0.3, 2.0], "float32"), np.array([1.0, -1.0], "float32")
+    for kw in ({}, {"endpoint": False}, {"axis": 1}):        # values as NumPy's
+        got = ops.linspace(Tensor(a, requires_grad=True), b, 4, **kw).numpy()
+        np.testing.assert_allclose(got, np.linspace(a, b, 4, **kw), rtol=1e-6)
+        assert got.dtype == np.float32
+    np.testing.assert_allclose(ops.geomspace(Tensor(np.float32(1.0), requires_grad=True),
+                                             100.0, 3).numpy(), [1, 10, 100], rtol=1e-5)

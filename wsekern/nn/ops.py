@@ -126,7 +126,28 @@ def arange(start, stop=None, step=1, dtype=None):
     return Tensor(np.arange(start, stop, step).astype(_dtype(dtype)))
 
 
+def _tracked(*values):
+    return builtins.any(isinstance(v, Tensor) and v.requires_grad for v in values)
+
+
+def _spaced(start, stop, num, endpoint, dtype, axis):
+    """np.linspace built from ``start`` and ``stop`` with ops, so that a gradient reaches
+    them (np.linspace would detach a Tensor)."""
+    num = int(num)
+    if num < 0:
+        raise ValueError(f"linspace: num must be >= 0; received {num}")
+    dt = _floatx(dtype)
+    start, stop = T.cast(as_tensor(start), dt), T.cast(as_tensor(stop), dt)
+    div = (num - 1 if endpoint else num) or 1
+    shape_ = np.broadcast_shapes(start.shape, stop.shape)
+    frac = (np.arange(num) / div).astype(dt).reshape((num,) + (1,) * len(shape_))
+    out = add(start, multiply(subtract(stop, start), frac))
+    return moveaxis(out, 0, axis) if out.ndim > 1 and axis != 0 else out
+
+
 def linspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
+    if _tracked(start, stop):
+        return _spaced(start, stop, num, endpoint, dtype, axis)
     return Tensor(np.linspace(start, stop, num, endpoint=endpoint, axis=axis,
                               dtype=_floatx(dtype)))
 
@@ -1719,11 +1740,19 @@ def average(x, axis=None, weights=None):
 
 
 def logspace(start, stop, num=50, endpoint=True, base=10, dtype=None, axis=0):
+    if _tracked(start, stop):
+        return power(float(base), _spaced(start, stop, num, endpoint, dtype, axis))
     e = np.linspace(start, stop, num, endpoint=endpoint, axis=axis)
     return Tensor(np.power(float(base), e).astype(_floatx(dtype)))
 
 
 def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
+    if _tracked(start, stop):
+        sign = np.sign(np.asarray(as_tensor(start).data))
+        if np.any(sign == 0) or np.any(sign != np.sign(np.asarray(as_tensor(stop).data))):
+            raise ValueError("geomspace: start and stop must be non-zero and of one sign")
+        return multiply(sign, exp(_spaced(log(multiply(start, sign)), log(multiply(stop, sign)),
+                                          num, endpoint, dtype, axis)))
     return Tensor(np.geomspace(start, stop, num, endpoint=endpoint, axis=axis)
                   .astype(_floatx(dtype)))
 
