@@ -126,7 +126,28 @@ def arange(start, stop=None, step=1, dtype=None):
     return Tensor(np.arange(start, stop, step).astype(_dtype(dtype)))
 
 
+def _tracked(*values):
+    return builtins.any(isinstance(v, Tensor) and v.requires_grad for v in values)
+
+
+def _spaced(start, stop, num, endpoint, dtype, axis):
+    """np.linspace built from ``start`` and ``stop`` with ops, so that a gradient reaches
+    them (np.linspace would detach a Tensor)."""
+    num = int(num)
+    if num < 0:
+        raise ValueError(f"linspace: num must be >= 0; received {num}")
+    dt = _floatx(dtype)
+    start, stop = T.cast(as_tensor(start), dt), T.cast(as_tensor(stop), dt)
+    div = (num - 1 if endpoint else num) or 1
+    shape_ = np.broadcast_shapes(start.shape, stop.shape)
+    frac = (np.arange(num) / div).astype(dt).reshape((num,) + (1,) * len(shape_))
+    out = add(start, multiply(subtract(stop, start), frac))
+    return moveaxis(out, 0, axis) if out.ndim > 1 and axis != 0 else out
+
+
 def linspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
+    if _tracked(start, stop):
+        return _spaced(start, stop, num, endpoint, dtype, axis)
     return Tensor(np.linspace(start, stop, num, endpoint=endpoint, axis=axis,
                               dtype=_floatx(dtype)))
 
@@ -1719,11 +1740,19 @@ def average(x, axis=None, weights=None):
 
 
 def logspace(start, stop, num=50, endpoint=True, base=10, dtype=None, axis=0):
+    if _tracked(start, stop):
+        return power(float(base), _spaced(start, stop, num, endpoint, dtype, axis))
     e = np.linspace(start, stop, num, endpoint=endpoint, axis=axis)
     return Tensor(np.power(float(base), e).astype(_floatx(dtype)))
 
 
 def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
+    if _tracked(start, stop):
+        sign = np.sign(np.asarray(as_tensor(start).data))
+        if np.any(sign == 0) or np.any(sign != np.sign(np.asarray(as_tensor(stop).data))):
+            raise ValueError("geomspace: start and stop must be non-zero and of one sign")
+        return multiply(sign, exp(_spaced(log(multiply(start, sign)), log(multiply(stop, sign)),
+                                          num, endpoint, dtype, axis)))
     return Tensor(np.geomspace(start, stop, num, endpoint=endpoint, axis=axis)
                   .astype(_floatx(dtype)))
 
@@ -2154,9 +2183,27 @@ def vectorize(pyfunc, *, excluded=None, signature=None):
     return wrapped
 
 
+def _takes_upstream(fn):
+    import inspect
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    p = params.get("upstream")
+    if p is None:
+        return False
+    # ``grad(upstream)`` alone takes it positionally; ``grad(x, upstream=None)`` and
+    # ``grad(*args, upstream=None)`` are written for Keras's keyword call
+    return p.kind == inspect.Parameter.KEYWORD_ONLY or (
+        p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD and list(params)[0] != "upstream")
+
+
 def custom_gradient(f):
-    """Decorator: ``f(*args)`` returns ``(output, grad_fn)`` and ``grad_fn(upstream)``
-    gives the gradients of the Tensor arguments (one, or a tuple with one per argument)."""
+    """Decorator: ``f(*args)`` returns ``(output, grad_fn)`` and ``grad_fn`` gives the
+    gradients of the Tensor arguments (one, or a tuple with one per argument).
+
+    ``grad_fn`` is called as Keras on torch calls it, ``grad_fn(*args, upstream=g)``, when it
+    has an ``upstream`` keyword after other parameters; otherwise ``grad_fn(g)``."""
     import functools
 
     @functools.wraps(f)
@@ -2168,7 +2215,12 @@ def custom_gradient(f):
         out = as_tensor(out)
 
         def backward(g):
-            grads = grad_fn(Tensor(g))
+            # Keras on torch calls grad_fn(*inputs, upstream=g); one written for that (its
+            # upstream keyword-only, or its *args read as the inputs) gets the same call here
+            if _takes_upstream(grad_fn):
+                grads = grad_fn(*detached, upstream=Tensor(g))
+            else:
+                grads = grad_fn(Tensor(g))
             grads = list(grads) if isinstance(grads, (tuple, list)) else [grads]
             if len(grads) != len(tensors):
                 raise ValueError(f"custom_gradient: the gradient function returned "
@@ -2199,13 +2251,14 @@ def hard_tanh(x):
 
 def hard_shrink(x, threshold=0.5):
     x = _float(x)
-    return T.where(np.abs(x.data) > threshold, x, T.lift(0.0, x))
+    # NaN stays NaN (as torch's hardshrink, Keras's oracle here), not a silent 0
+    return T.where((np.abs(x.data) > threshold) | np.isnan(x.data), x, T.lift(0.0, x))
 
 
 def soft_shrink(x, threshold=0.5):
     x = _float(x)
     zero = T.lift(0.0, x)
-    return T.where(x.data > threshold, subtract(x, threshold),
+    return T.where((x.data > threshold) | np.isnan(x.data), subtract(x, threshold),
                    T.where(x.data < -threshold, add(x, threshold), zero))
 
 

@@ -433,10 +433,11 @@ def mean(a, axis=None, keepdims=False):
 def reduce_extremum(a, axis=None, keepdims=False, take_max=True):
     """max/min over ``axis``; ties share the gradient equally (TF's and JAX's rule)."""
     a = as_tensor(a)
-    if a.size == 0:
+    axis = None if axis is None else _axes(axis, a.ndim)
+    # only a reduced axis of length 0 has no answer; (0, 4) over its last axis gives (0,)
+    if a.size == 0 and any(a.shape[i] == 0 for i in (range(a.ndim) if axis is None else axis)):
         raise ValueError(f"{'max' if take_max else 'min'} of an empty tensor of shape "
                          f"{a.shape} has no identity; pass initial= or a non-empty tensor")
-    axis = None if axis is None else _axes(axis, a.ndim)
     fn = np.max if take_max else np.min
     out = np.asarray(fn(a.data, axis=axis, keepdims=keepdims))
 

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -93,8 +94,16 @@ class Archive:
 
     def _read_capped(self, info, cap):
         """At most ``cap`` bytes of the member, whatever its header says."""
-        with self.zip.open(info) as f:
-            data = f.read(cap + 1)
+        try:
+            with self.zip.open(info) as f:
+                data = f.read(cap + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+                RuntimeError) as e:
+            # a size or CRC that does not match its bytes, an encrypted member, an
+            # unknown compression method
+            raise ValueError(f"{self.path}: member {info.filename!r} cannot be read "
+                             f"({type(e).__name__}: {str(e)[:120]}); the file is damaged "
+                             f"or was not written as a model file") from None
         if len(data) > cap:
             raise ValueError(f"{self.path}: member {info.filename!r} decompresses to more than "
                              f"the {cap:,} bytes expected")

@@ -112,6 +112,12 @@ def _value(v, where):
         name = cfg.get("name") if isinstance(cfg, dict) else cfg
         if not isinstance(name, str):
             raise ConfigError(f"{where}: a DTypePolicy needs a name; received {cfg!r:.80}")
+        if name.startswith("mixed_"):
+            # float32 variables but float16 math: run in float32 it would predict otherwise
+            raise ConfigError(f"{where}: the layer uses Keras's mixed precision policy "
+                              f"{name!r}, which wsekern.nn does not run (its layers compute "
+                              f"in their variables' dtype); save the model from Keras with "
+                              f"the float32 policy to load it here")
         return name
     if cn == "__tuple__":
         return _value(cfg.get("value") if isinstance(cfg, dict) else cfg, where)
@@ -345,8 +351,22 @@ class _Weights:
     def __init__(self, h5file, path):
         self.f, self.path = h5file, path
 
+    def _get(self, where):
+        """The object at ``where``, reached through hard links only: an HDF5 soft or
+        external link (which Keras never writes) could read another file on this machine."""
+        obj = self.f
+        for part in [p for p in where.split("/") if p]:
+            link = obj.get(part, getlink=True) if hasattr(obj, "keys") else None
+            if link is None:
+                return None
+            if type(link).__name__ != "HardLink":
+                raise ValueError(f"{self.path}: model.weights.h5 holds {where} through a "
+                                 f"{type(link).__name__} (Keras writes none); refusing the file")
+            obj = obj[part]
+        return obj
+
     def group(self, where):
-        g = self.f.get(where)
+        g = self._get(where)
         return g if g is not None and hasattr(g, "keys") else None
 
     def vars_of(self, where):
@@ -358,13 +378,19 @@ class _Weights:
         if any(not k.isdigit() for k in keys) or keys != [str(i) for i in range(len(keys))]:
             raise ValueError(f"{self.path}: model.weights.h5 group {where}/vars holds "
                              f"{keys[:6]}; Keras writes 0, 1, 2...")
-        return [g[k] for k in keys]
+        return [self._get(f"{where}/vars/{k}") for k in keys]
 
     def read(self, dataset, shape, dtype, what):
         """The dataset as an array of ``shape`` (same size: Keras's MHA kernels are 3-D where
         ours may be flat), checked before a byte is read."""
         if not hasattr(dataset, "shape") or not hasattr(dataset, "dtype"):
             raise ValueError(f"{self.path}: {what} is not an HDF5 dataset")
+        # its bytes must be in this file: external raw storage or a virtual dataset reads
+        # other files (a FIFO there hangs the read; a missing source reads as zeros)
+        if getattr(dataset, "external", None) or getattr(dataset, "is_virtual", False):
+            raise ValueError(f"{self.path}: {what} keeps its data outside model.weights.h5 "
+                             f"({'external storage' if dataset.external else 'a virtual dataset'}"
+                             f"; Keras writes its weights inside); refusing the file")
         got = tuple(dataset.shape)
         if got != tuple(shape) and int(np.prod(got, dtype=np.int64)) != \
                 int(np.prod(shape, dtype=np.int64)):
