@@ -616,14 +616,16 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
             use_comp, task + config.scalar_cycles_per_element * most,
             t_dense[:, None]).max(axis=0)
     wavelet_max = memo["wavelet_max"]
-    chain = _chain_latency(config, C, L)
+    # the upper bound takes a link's cycles per wavelet whole, as the event engine does
+    dt_up = _upper_dt(config)
+    chain = _chain_latency(config, C, L, whole=True)
     # sums a core's input queue takes before its own stream ends cross its ramp between
     # the stream's wavelets, and a multicast waits for every ramp below it: where a link
     # holds a wavelet longer than a task takes, a queue of them can delay the column's
     # stream (the rows' chains run side by side: their delays overlap)
     cap_ramp = config.queue_depth + math.ceil(config.ramp_cycles)
-    cross = min(L, cap_ramp) * max(0.0, dt - task) if C > 1 else 0.0
-    upper = float(np.sum(np.max(v_cn * dt + a_cn * wavelet_max[:, None] + eos, axis=0)
+    cross = min(L, cap_ramp) * max(0.0, dt_up - task) if C > 1 else 0.0
+    upper = float(np.sum(np.max(np.ceil(v_cn * dt_up) + a_cn * wavelet_max[:, None] + eos, axis=0)
                          + fill + chain + cross))
     terms = {"compute": float(work_cn.max(axis=0).sum()),
              "fabric": float((v_cn.max(axis=0) * dt).sum()),
@@ -929,19 +931,32 @@ def _spacing(config):
     return max(1.0, 1.0 / config.link_wavelets_per_cycle)
 
 
-def _chain_latency(config, C, L):
+def _upper_dt(config):
+    """A link's cycles per wavelet as an upper bound takes them: whole. The event engine
+    runs a core or router at whole cycles, so a wavelet a link frees after 1.25 cycles is
+    taken at the 2nd (a link rate of 0.8 costs what 0.5 does); at or below a cycle a
+    wavelet, and at every whole number of cycles, it is the link's own (a stream of them
+    then ends at a whole cycle: the bounds round its span up)."""
+    dt = 1.0 / config.link_wavelets_per_cycle
+    return float(math.ceil(dt)) if dt > 1.0 else dt
+
+
+def _chain_latency(config, C, L, whole=False):
     """One sample's partial sums reduced alone along a chain of C PEs: launch, C - 1
     stages, the last wavelet (``_spacing`` after the one before it), the root's
     end-of-message task; and, where a link holds a wavelet longer than an end-of-stream
     task takes, the wait of the first sums for a receiver's ramp, which the sample's own
-    end-of-stream marker holds ``1 / link_wavelets_per_cycle`` cycles."""
+    end-of-stream marker holds ``1 / link_wavelets_per_cycle`` cycles. ``whole``: a
+    link's cycles per wavelet rounded up (:func:`_upper_dt`), as the upper bounds take
+    them."""
     if C <= 1 or L == 0:
         return config.task_cycles
     ramp = config.ramp_cycles
     lat = _turnaround(config)
-    sp = _spacing(config)
+    link_dt = _upper_dt(config) if whole else 1.0 / config.link_wavelets_per_cycle
+    sp = max(1.0, link_dt)
     span = L if sp == 1.0 else (L - 1) * sp + 1
-    hold = max(0.0, 1.0 / config.link_wavelets_per_cycle - config.task_cycles)
+    hold = max(0.0, link_dt - config.task_cycles)
     return (config.task_cycles + config.setup_cycles + ramp
             + (C - 2) * (config.hop_cycles + 2 * ramp + lat)
             + config.hop_cycles + ramp + span + 1 + config.task_cycles + hold)
@@ -1123,9 +1138,15 @@ def _as_cycles_of(ops, config, R, C, passes, exact):
                     M * (L + task) if R > 1 else 0.0) + task, ramp_bound)
     if exact:
         _, row_block = ops.col_block(R)
-        est, upper = _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill,
-                               chain)
+        est, _ = _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill, chain)
         est = max(est, ramp_bound)
+        # the upper bound as weight_stationary's: a link's cycles per wavelet whole, and
+        # each output row's sums that cross a core's ramp before its own stream ends
+        dt_up = np.where(dt > 1.0, np.ceil(dt), dt)
+        cross = (min(L, config.queue_depth + math.ceil(config.ramp_cycles))
+                 * max(0.0, _upper_dt(config) - task) if R > 1 else 0.0)
+        upper = _as_upper(ops, config, R, row_block, t_axpy, dt_up, fill,
+                          _chain_latency(config, R, L, whole=True) + cross)
     else:
         est, upper = _as_screen(st, config, M, R)
     terms = {"weight-streaming": t_external, "compute": float(compute),
@@ -1236,9 +1257,18 @@ def _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill, chain):
             for k in kept[:max(0, len(kept) + 1 - AS_MEMO)]:
                 del ops.w.cache[k]
             ops.w.cache[key] = (config, est)
-    upper = float(np.sum(np.max(v_rm * dt[:, None] + nnz_rm * t_axpy.max() + task, axis=0)
-                         + fill + chain))
-    return est, upper
+    return est, _as_upper(ops, config, R, row_block, t_axpy, dt, fill, chain)
+
+
+def _as_upper(ops, config, R, row_block, t_axpy, dt, fill, chain):
+    """activation-stationary's upper bound: each output row reduced alone, one after the
+    other (``chain``: one row's chain latency)."""
+    M, task = ops.M, config.task_cycles
+    nnz_rm = np.bincount(row_block[ops.w_col] * M + ops.w.w_row,
+                         minlength=R * M).reshape(R, M).astype(np.float64)
+    v_rm = nnz_rm * config.wavelets_per_sparse_value + 1
+    return float(np.sum(np.max(np.ceil(v_rm * dt[:, None]) + nnz_rm * t_axpy.max() + task, axis=0)
+                        + fill + chain))
 
 
 def empty(config, M, K, N, mapping):
