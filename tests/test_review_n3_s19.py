@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import run_in_child
+from conftest import run_in_child, run_on_simd
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux" or
                                 getattr(mmap, "MADV_HUGEPAGE", None) is None,
@@ -72,4 +72,32 @@ _spmm._live_release(raw)
 def test_fork_while_live_buffer_lock_held():
     proc = run_in_child(_FORK, timeout=180)
     assert proc.returncode == 0 and proc.stdout.split() == ["lock", "0", "taken", "0"], (
+        proc.stdout[-2000:] + proc.stderr[-2000:])
+
+
+# int32 column indices against an X of more than 2^32 rows (16 GiB of untouched zero pages,
+# one read each): the narrow kernel's last valid index was (uint32)(K - 1) = 1, so valid
+# indices were refused (and kernels then raised that check_csr had missed one), while a
+# negative index must still be refused.
+_WIDE_K = """
+import numpy as np
+from wsekern import _spmm
+K = 2**32 + 2
+X = np.zeros((K, 1), np.float32)
+X[5] = 3.0
+X[2**31 - 1] = 5.0
+X[K - 1] = 7.0
+indptr = np.array([0, 2, 3, 4], np.int32)
+indices = np.array([5, 2**31 - 1, -1, 5], np.int32)
+data = np.array([1.0, 2.0, 4.0, 0.5], np.float32)
+out = np.full((3, 1), np.nan, np.float32)
+n_bad = _spmm.csr_spmm(data, indices, indptr, X, out, None, 1, 0, True)
+print(n_bad, out[0, 0], out[2, 0])
+"""
+
+
+@pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
+def test_narrow_int32_indices_x_over_2_32_rows(simd):
+    proc = run_on_simd(simd, _WIDE_K)
+    assert proc.returncode == 0 and proc.stdout.split() == ["1", "13.0", "1.5"], (
         proc.stdout[-2000:] + proc.stderr[-2000:])
