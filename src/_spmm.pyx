@@ -22,6 +22,7 @@ from _simd cimport (wsk_spmm_scatter_f32_i32, wsk_spmm_scatter_f32_i64,
                     wsk_openmp_enabled, wsk_omp_max_threads, wsk_compiler)
 
 import mmap
+import os
 import threading
 
 import numpy as np
@@ -711,6 +712,20 @@ def _live_release(raw):
     if raw is not None:
         with _live_lock:
             _live_kept[0] = raw
+
+
+def _live_after_fork():
+    # A child forked while another thread held _live_lock (between two bytecodes of
+    # _live_buffer or _live_release) would wait for it for ever: no thread of the child
+    # releases the parent's. A buffer that thread had taken never comes back in the child:
+    # the child may make its own.
+    global _live_lock
+    _live_lock = threading.Lock()
+    if _live_kept[0] is None:
+        _live_made[0] = False
+
+
+os.register_at_fork(after_in_child=_live_after_fork)
 
 
 def csc_spmm_live(const floating[::1] data, const index_t[::1] indices,

@@ -23,7 +23,10 @@ WSK_INLINE ATTR ptrdiff_t wsk_spmm_narrow_body_##SFX##_##TGT(const V* vals,     
         const I* cols, const I* indptr, ptrdiff_t i0, ptrdiff_t i1, const V* X,        \
         ptrdiff_t K, V* out, const int NC)                                             \
 {                                                                                      \
-    const U last = (U)(K - 1);                                                         \
+    /* the largest index the type holds when X has more rows (a negative one, cast,  \
+       lies above it): (U)(K - 1) alone wrapped for int32 indices at K > 2^32 */       \
+    const U imax = (U)(~(U)0 >> 1);                                                    \
+    const U last = (uint64_t)(K - 1) > (uint64_t)imax ? imax : (U)(K - 1);             \
     ptrdiff_t n_bad = 0;                                                               \
     for (ptrdiff_t i = i0; i < i1; i++) {                                              \
         V s0[16], s1[16];                                                              \
