@@ -270,6 +270,13 @@ cdef inline bint _narrow(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
     return n == 1 or (0 < n and 2 * n * itemsize < wsk_narrow_vbytes)
 
 
+cdef inline bint _narrow_route(Py_ssize_t n, Py_ssize_t itemsize, bint fp64_i64) noexcept nogil:
+    # _narrow, but not fp64 with int64 indices on AVX2/AVX-512: the rows kernel there sums
+    # a product 1 ulp apart (its FMA contraction differs), and a call with X's dead rows
+    # remapped (the rows kernel) must give the bits of the same product without them
+    return _narrow(n, itemsize) and not (fp64_i64 and wsk_narrow_vbytes > 16)
+
+
 cdef inline Py_ssize_t _spmm_narrow(const floating* vals, const index_t* cols,
                                     const index_t* indptr, Py_ssize_t i0, Py_ssize_t i1,
                                     const floating* X, Py_ssize_t K, floating* out,
@@ -367,7 +374,8 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
         n_block = N
     # X narrower than a vector on all of W's rows: the narrow kernel (the rows kernel's
     # sums), the column check in its pass, no OpenMP region on one thread
-    if x_remap is None and n_block == N and _narrow(N, sizeof(floating)):
+    if x_remap is None and n_block == N and _narrow_route(
+            N, sizeof(floating), floating is double and index_t is int64_t):
         return _csr_narrow(data, indices, indptr, X, out, n_threads)
     cdef const floating* vals = &data[0]
     cdef const index_t* cols = &indices[0]
@@ -719,8 +727,9 @@ def _live_after_fork():
     # _live_buffer or _live_release) would wait for it for ever: no thread of the child
     # releases the parent's. A buffer that thread had taken never comes back in the child:
     # the child may make its own.
-    global _live_lock
+    global _live_lock, _block_lock
     _live_lock = threading.Lock()
+    _block_lock = threading.Lock()      # the column blocks' buffer: the same hang
     if _live_kept[0] is None:
         _live_made[0] = False
 
@@ -1353,7 +1362,8 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     # compaction and densifying whatever X's dead rows, kernels' route is csr, so X's dead
     # rows are not looked for (_scan_alive took ~7 ns a row at N = 1); X's nonzeros are
     # counted to decline the sparse-x route as there
-    if packed is None and _narrow(N, sizeof(floating)):
+    if packed is None and _narrow_route(N, sizeof(floating),
+                                        floating is double and index_t is int64_t):
         result = _plain_narrow(data, indices, indptr, X, M, K, N, nnz, one, g, cost)
         if result is not False:
             return result

@@ -30,3 +30,37 @@ def test_the_step_costs_a_slow_link_as_the_report_does(rate, base):
             assert analytic.weight_stationary_cycles(WeightStats(W), x_nz, cfg, region) == want
             step = analytic.weight_stationary_step(WeightStats(W), cfg, region)
             assert step(x_nz) == want
+
+
+# _spmm's column-block buffer lock (_block_lock) held by another thread at fork: a child's
+# first column-blocked product waited for it for ever (review_n3 found it beside the same
+# hang of _live_lock, which it fixed).
+_FORK_BLOCK = """
+import multiprocessing as mp, numpy as np, scipy.sparse as sps
+from wsekern import _spmm, kernels
+rng = np.random.default_rng(0)
+X = rng.standard_normal((4096, 256)).astype(np.float32)
+W = sps.random(256, 4096, density=0.1, format="csr", dtype=np.float32, random_state=rng)
+assert 0 < kernels.column_block(4096, 256, 4, reuse=W.nnz / 4096) < 256   # blocks taken
+ref = (W.astype(np.float64) @ X.astype(np.float64)).sum()
+def child(q):
+    q.put(float(kernels.spmm(W, X, n_threads=1).astype(np.float64).sum()))
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+_spmm._block_lock.acquire()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+_spmm._block_lock.release()
+p.join(60)
+if p.is_alive():
+    p.kill(); p.join(); print("hung")
+else:
+    print("exit", p.exitcode, bool(np.isclose(q.get(timeout=5), ref, rtol=1e-4)))
+"""
+
+
+def test_a_fork_while_the_column_block_lock_is_held_does_not_hang_the_child():
+    from conftest import run_in_child
+    proc = run_in_child(_FORK_BLOCK, timeout=180)
+    assert proc.returncode == 0 and proc.stdout.split() == ["exit", "0", "True"], (
+        proc.stdout[-2000:] + proc.stderr[-2000:])
