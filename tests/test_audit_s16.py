@@ -2,6 +2,7 @@
 researcher). Each test failed on main 9513798 unless it says otherwise."""
 import numpy as np
 import pytest
+from conftest import keras_twins
 
 from wsekern import nn
 
@@ -9,22 +10,15 @@ from wsekern import nn
 def _twin_models(keras, build, x, y, loss, metrics, **fit):
     """The same model in Keras and in wsekern.nn, from Keras's initial weights; both
     evaluated and fitted for two epochs with plain SGD. Returns (keras logs, our logs)."""
-    out = []
-    weights = None
-    for K in (keras, nn):
-        keras.utils.set_random_seed(0)
-        model = build(K)
-        if weights is None:
-            weights = model.get_weights()
-        else:
-            model.set_weights(weights)
+    def run(K, model):
         model.compile(optimizer=K.optimizers.SGD(0.1), loss=loss(K) if callable(loss) else loss,
                       metrics=metrics)
         logs = model.evaluate(x, y, verbose=0, return_dict=True)
         history = model.fit(x, y, epochs=2, batch_size=len(x), shuffle=False, verbose=0,
                             **fit).history
-        out.append((logs, history))
-    return out
+        return logs, history
+
+    return keras_twins(keras, build, run)
 
 
 def _assert_same_logs(theirs, ours):
