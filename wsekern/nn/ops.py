@@ -2752,6 +2752,513 @@ def lu_factor(x):
     return _no_grad("lu_factor", lu, x), _const(piv.astype(np.int32))
 
 
+# -- CTC (keras.ops.ctc_loss / ctc_decode, as Keras on torch) ---------------------------------
+def _lengths(v, n, name, upper):
+    v = _int_indices(v, name).reshape(-1)
+    if v.shape != (n,):
+        raise ValueError(f"{name} must hold one length per batch entry ({n}); received "
+                         f"shape {v.shape}")
+    if v.size and (v.min() < 0 or v.max() > upper):
+        raise ValueError(f"{name} must lie in [0, {upper}]; received {v.tolist()}")
+    return v.astype(np.int64)
+
+
+def _ctc_nll(lp, target, tlen, olen, blank):
+    """-log p(target | lp) per batch entry from log-probabilities ``lp`` (B, T, C), by the
+    alpha-beta recursions in log space; an impossible alignment gives +inf and no gradient
+    (Keras on torch: inf and NaN gradients)."""
+    B, Tm, C = lp.shape
+    S = target.shape[1]
+    Sp = 2 * S + 1
+    ext = np.full((B, Sp), blank, dtype=np.int64)          # blank, l1, blank, l2, ..., blank
+    ext[:, 1::2] = target
+    pos = np.arange(Sp)
+    ext = np.where(pos[None, :] < 2 * tlen[:, None] + 1, ext, blank)
+    skip = np.zeros((B, Sp), dtype=bool)                  # s may come from s - 2
+    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    lpd = lp.data.astype(np.float64)
+    em = np.take_along_axis(lpd, np.broadcast_to(ext[:, None, :], (B, Tm, Sp)), axis=2)
+    ninf = -np.inf
+    alpha = np.full((B, Tm, Sp), ninf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if Tm:
+            alpha[:, 0, 0] = em[:, 0, 0]
+            if Sp > 1:
+                alpha[:, 0, 1] = np.where(tlen > 0, em[:, 0, 1], ninf)
+        for t in range(1, Tm):
+            a = alpha[:, t - 1]
+            a1 = np.concatenate([np.full((B, 1), ninf), a[:, :-1]], axis=1)
+            a2 = np.concatenate([np.full((B, 2), ninf), a[:, :-2]], axis=1)[:, :Sp]
+            a2 = np.where(skip, a2, ninf)
+            alpha[:, t] = np.logaddexp(np.logaddexp(a, a1), a2) + em[:, t]
+        last = np.maximum(olen - 1, 0)
+        a_end = alpha[np.arange(B), last]                  # (B, Sp) at each entry's last frame
+        end = 2 * tlen
+        ll = np.logaddexp(a_end[np.arange(B), end],
+                          np.where(tlen > 0, a_end[np.arange(B), np.maximum(end - 1, 0)], ninf))
+        ll = np.where(olen == 0, np.where(tlen == 0, 0.0, ninf), ll)
+    loss = -ll
+
+    def backward(g):
+        beta = np.full((B, Tm, Sp), ninf)
+        rows = np.arange(B)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            for t in range(Tm - 1, -1, -1):
+                init = np.full((B, Sp), ninf)
+                init[rows, end] = em[rows, t, end]
+                init[rows, np.maximum(end - 1, 0)] = np.where(
+                    tlen > 0, em[rows, t, np.maximum(end - 1, 0)], init[rows, 0])
+                if t + 1 < Tm:
+                    b = beta[:, t + 1]
+                    b1 = np.concatenate([b[:, 1:], np.full((B, 1), ninf)], axis=1)
+                    b2 = np.concatenate([b[:, 2:], np.full((B, 2), ninf)], axis=1)[:, :Sp]
+                    skip2 = np.concatenate([skip[:, 2:], np.zeros((B, 2), bool)], axis=1)
+                    b2 = np.where(skip2[:, :Sp], b2, ninf)
+                    step = np.logaddexp(np.logaddexp(b, b1), b2) + em[:, t]
+                else:
+                    step = np.full((B, Sp), ninf)
+                beta[:, t] = np.where((t == olen - 1)[:, None], init,
+                                      np.where((t < olen - 1)[:, None], step, ninf))
+            # occupation of each extended state, over p: exp(alpha + beta - em - log p)
+            occ = np.exp(alpha + beta - em + loss[:, None, None])
+        occ = np.where(np.isfinite(loss)[:, None, None], np.nan_to_num(occ), 0.0)
+        grad = np.zeros((B, Tm, C))
+        for c_ in np.unique(ext):                           # sum the states of each label
+            grad[:, :, c_] -= (occ * (ext == c_)[:, None, :]).sum(axis=2)
+        gs = np.where(np.isfinite(loss), np.asarray(g, dtype=np.float64), 0.0)
+        lp.accumulate((grad * gs[:, None, None]).astype(lp.dtype))
+    return Tensor(loss.astype(lp.dtype), parents=(lp,), backward=backward)
+
+
+def ctc_loss(target, output, target_length, output_length, mask_index=0):
+    """Connectionist temporal classification loss per batch entry, as Keras on torch.
+
+    ``output``: logits (batch, time, classes) (a log-softmax is applied); ``target``: padded
+    labels (batch, max_label_length), only the first ``target_length`` of each row read;
+    ``mask_index``: the blank class. An alignment that cannot exist (labels longer than the
+    frames allow) gives +inf, as Keras, with a zero gradient where Keras on torch gives NaN.
+    """
+    x = as_tensor(output)
+    if x.dtype.kind != "f" or x.dtype.itemsize < 4:
+        x = T.cast(x, FLOATX)
+    if x.ndim != 3:
+        raise ValueError(f"ctc_loss: output must be logits of shape (batch, time, classes); "
+                         f"received shape {x.shape}")
+    B, Tm, C = x.shape
+    tgt = _int_indices(target, "ctc_loss target")
+    if tgt.ndim != 2 or tgt.shape[0] != B:
+        raise ValueError(f"ctc_loss: target must be (batch, max_label_length) labels with "
+                         f"batch {B}; received shape {tgt.shape}")
+    blank = int(mask_index)
+    if not 0 <= blank < C:
+        raise ValueError(f"ctc_loss: mask_index must be a class in [0, {C}); received {blank}")
+    tlen = _lengths(target_length, B, "ctc_loss target_length", tgt.shape[1])
+    olen = _lengths(output_length, B, "ctc_loss output_length", Tm)
+    used = np.arange(tgt.shape[1])[None, :] < tlen[:, None]
+    bad = used & ((tgt < 0) | (tgt >= C) | (tgt == blank))
+    if bad.any():
+        b, s = np.argwhere(bad)[0]
+        raise ValueError(f"ctc_loss: target[{b}, {s}] = {int(tgt[b, s])} is not a label: "
+                         f"labels lie in [0, {C}) and differ from mask_index={blank} (the "
+                         "blank) within target_length")
+    return _ctc_nll(T.log_softmax(x, axis=-1), np.where(used, tgt, 0).astype(np.int64),
+                    tlen, olen, blank)
+
+
+def _unique_padded(paths, size, pad):
+    """The rows of ``paths`` once each (in the order of a polynomial hash, as Keras on
+    torch, whose tie-breaking depends on it), padded with ``pad`` rows to ``size``, and
+    each row's index among them."""
+    n, t = paths.shape
+    mod = 1 << 64
+    powers = [pow(2654435769, i, mod) for i in range(t)]
+    powers = np.array([p - mod if p >= 1 << 63 else p for p in powers], dtype=np.int64)
+    with np.errstate(over="ignore"):
+        hashes = ((paths.astype(np.int64) + 1) * powers).sum(axis=1)
+    order = np.argsort(hashes, kind="stable")
+    sp, sh = paths[order], hashes[order]
+    dup = (sh[1:] == sh[:-1]) & (sp[1:] == sp[:-1]).all(axis=1)
+    first = np.concatenate([[True], ~dup])
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    unique = sp[first]
+    if unique.shape[0] < size:
+        unique = np.concatenate([unique, np.full((size - unique.shape[0], t), pad,
+                                                 dtype=unique.dtype)])
+    return unique, inverse
+
+
+def _merge_scores(inverse, scores, n):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        top = scores.max()
+        out = np.zeros(n, dtype=scores.dtype)
+        np.add.at(out, inverse, np.exp(scores - top))
+        return np.log(out) + top
+
+
+def _ctc_beam(x, seq_len, beam_width, top_paths, mask_index):
+    """Keras's beam search (a port of its JAX/torch code: the same tie-breaking)."""
+    B, Tm, C = x.shape
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        lp = x - x.max(axis=-1, keepdims=True)
+        lp = (lp - np.log(np.exp(lp).sum(axis=-1, keepdims=True))).astype(x.dtype)
+    lp = lp[:, :, ::-1]
+    mask_index = C - mask_index - 1
+    pad = -1
+    n_init = builtins.min(C, beam_width)
+    all_paths, all_scores = [], []
+    for b in range(B):
+        xb = lp[b]
+        paths = np.full((2 * beam_width, Tm), pad, dtype=np.int32)
+        best = np.argsort(xb[0], kind="stable")[-n_init:]
+        paths[:n_init, 0] = np.where(best == mask_index, pad, best)
+        scores = np.full(2 * beam_width, -np.inf, dtype=xb.dtype)
+        scores[:n_init] = xb[0, best]
+        masked = paths[:, 0] == pad
+        for t in range(1, int(seq_len[b])):
+            # extend every beam by every class
+            paths = np.repeat(paths, C, axis=0)
+            scores = np.repeat(scores, C)
+            prev_masked = np.repeat(masked, C)
+            tail = np.argmax(paths == pad, axis=1)
+            rows = np.arange(paths.shape[0])
+            tails = np.where(tail == 0, pad, paths[rows, tail - 1])
+            classes = np.arange(C, dtype=paths.dtype)
+            classes[mask_index] = pad
+            classes = np.tile(classes, paths.shape[0] // C)
+            masked = classes == pad
+            classes = np.where(~prev_masked & (tails == classes), pad, classes)
+            paths[rows, tail] = classes
+            scores = scores + np.tile(xb[t], paths.shape[0] // C)
+            # merge equal paths, keep the best beam_width (emit, blank) tracks
+            uniq, inv = _unique_padded(paths, 2 * C * beam_width, pad)
+            emit = _merge_scores(inv, np.where(masked, -np.inf, scores), uniq.shape[0])
+            blank_ = _merge_scores(inv, np.where(masked, scores, -np.inf), uniq.shape[0])
+            total = np.logaddexp(emit, blank_)
+            top = np.argsort(total, kind="stable")[-beam_width:]
+            paths = np.tile(uniq[top], (2, 1))
+            scores = np.concatenate([emit[top], blank_[top]])
+            masked = np.concatenate([np.zeros(beam_width, bool), np.ones(beam_width, bool)])
+        uniq, inv = _unique_padded(paths, 2 * C * beam_width, pad)
+        merged = _merge_scores(inv, scores, uniq.shape[0])
+        top = np.argsort(merged, kind="stable")[-top_paths:][::-1]
+        all_paths.append(uniq[top])
+        all_scores.append(merged[top])
+    paths = np.stack(all_paths) if B else np.zeros((0, top_paths, Tm), np.int32)
+    scores = np.stack(all_scores) if B else np.zeros((0, top_paths), x.dtype)
+    paths = np.where(paths == pad, pad, C - paths - 1).astype(np.int32)
+    return np.transpose(paths, (1, 0, 2)), scores
+
+
+def ctc_decode(inputs, sequence_lengths, strategy="greedy", beam_width=100, top_paths=1,
+               merge_repeated=True, mask_index=0):
+    """Decoded label sequences, as Keras on torch: ``(paths, scores)`` with paths of shape
+    (top_paths, batch, time) padded with -1 (greedy: top_paths 1) and scores (batch,
+    top_paths): greedy gives minus the sum of the best logit per frame, beam search the
+    log-probabilities of the paths. No gradient (Keras's are not used either)."""
+    x = as_tensor(inputs)
+    if x.dtype.kind != "f" or x.dtype.itemsize < 4:
+        x = T.cast(x, FLOATX)
+    if x.ndim != 3:
+        raise ValueError(f"ctc_decode: inputs must be (batch, time, classes); received shape "
+                         f"{x.shape}")
+    B, Tm, C = x.shape
+    seq = _lengths(sequence_lengths, B, "ctc_decode sequence_lengths", Tm)
+    mask_index = C - 1 if mask_index is None else int(mask_index)
+    if not 0 <= mask_index < C:
+        raise ValueError(f"ctc_decode: mask_index must be a class in [0, {C}); received "
+                         f"{mask_index}")
+    data = x.data
+    if strategy == "greedy":
+        idx = np.argmax(data, axis=-1).astype(np.int32) if C else np.zeros((B, Tm), np.int32)
+        best = np.max(data, axis=-1) if C else np.zeros((B, Tm), data.dtype)
+        beyond = np.arange(Tm)[None, :] >= seq[:, None]
+        idx = np.where(beyond, mask_index, idx)
+        best = np.where(beyond, 0, best).astype(data.dtype)
+        if merge_repeated and Tm:
+            rep = np.zeros_like(beyond)
+            rep[:, 1:] = idx[:, 1:] == idx[:, :-1]
+            idx = np.where(rep, mask_index, idx)
+        blank = idx == mask_index
+        idx = np.where(blank, -1, idx).astype(np.int32)
+        order = np.argsort(np.where(blank, Tm, np.arange(Tm)[None, :]), axis=-1, kind="stable")
+        idx = np.take_along_axis(idx, order, axis=-1)
+        return _const(idx[None]), _const(-best.sum(axis=1, keepdims=True))
+    if strategy == "beam_search":
+        if int(beam_width) < 1 or int(top_paths) < 1 or int(top_paths) > int(beam_width):
+            raise ValueError(f"ctc_decode: need 1 <= top_paths <= beam_width; received "
+                             f"top_paths={top_paths}, beam_width={beam_width}")
+        if Tm == 0:
+            raise ValueError("ctc_decode: beam search needs at least one time step; "
+                             f"received inputs of shape {x.shape}")
+        paths, scores = _ctc_beam(data, seq, int(beam_width), int(top_paths), mask_index)
+        return _const(paths), _const(scores)
+    raise ValueError(f"Invalid strategy {strategy}. Supported values are 'greedy' and "
+                     "'beam_search'.")
+
+
+
+# -- Fourier transforms on (real, imag) pairs (keras.ops.fft ...; as Keras on torch) ---------
+def _complex_pair(x, name):
+    """(real, imag) Tensors of one floating dtype, as Keras's fft ops take them."""
+    if not isinstance(x, (tuple, list)) or len(x) != 2:
+        raise ValueError(f"{name}: x must be a tuple of two tensors, the real and imaginary "
+                         f"parts; received {type(x).__name__}")
+    re, im = as_tensor(x[0]), as_tensor(x[1])
+    if re.shape != im.shape:
+        raise ValueError(f"{name}: the real and imaginary parts must have the same shape; "
+                         f"received {re.shape} and {im.shape}")
+    if re.dtype.kind != "f" or im.dtype.kind != "f":
+        raise ValueError(f"{name}: both parts must be floating tensors; received "
+                         f"{re.dtype} and {im.dtype}")
+    dt = np.result_type(re.dtype, im.dtype, np.float32)
+    return T.cast(re, dt), T.cast(im, dt)
+
+
+def _linear_complex(parts, forward, adjoint, real_out=False):
+    """The outputs of a linear map of ``z = re + i im`` (``parts``: (re, im), or (x,) for a
+    real input). Its backward is the adjoint: ``adjoint(G)`` maps an output gradient
+    ``G = g_re + i g_im`` to the input's ``g_re + i g_im`` (real part only for a real
+    input). Each output part is its own node; the map is linear, so their adjoints add."""
+    dt = parts[0].dtype
+    z = parts[0].data if len(parts) == 1 else parts[0].data + 1j * parts[1].data
+    y = forward(z)
+
+    def node(value, unit):
+        def backward(g):
+            gin = adjoint(unit * np.asarray(g, dtype=np.float64))
+            parts[0].accumulate(np.ascontiguousarray(np.real(gin)).astype(dt))
+            if len(parts) == 2:
+                parts[1].accumulate(np.ascontiguousarray(np.imag(gin)).astype(dt))
+        return Tensor(np.ascontiguousarray(value).astype(dt), parents=tuple(parts),
+                      backward=backward)
+    if real_out:
+        return node(np.real(y), 1.0)
+    return node(np.real(y), 1.0), node(np.imag(y), 1j)
+
+
+def fft(x):
+    """FFT along the last axis of ``x = (real, imag)``; returns (real, imag)."""
+    re, im = _complex_pair(x, "fft")
+    n = re.shape[-1] if re.ndim else 1
+    return _linear_complex((re, im), lambda z: np.fft.fft(z, axis=-1),
+                           lambda G: np.fft.ifft(G, axis=-1) * n)
+
+
+def fft2(x):
+    """2-D FFT over the last two axes of ``x = (real, imag)``; returns (real, imag)."""
+    re, im = _complex_pair(x, "fft2")
+    if re.ndim < 2:
+        raise ValueError(f"fft2 needs tensors of rank >= 2; received shape {re.shape}")
+    n = re.shape[-1] * re.shape[-2]
+    return _linear_complex((re, im), lambda z: np.fft.fft2(z, axes=(-2, -1)),
+                           lambda G: np.fft.ifft2(G, axes=(-2, -1)) * n)
+
+
+def ifft2(x):
+    """Inverse 2-D FFT over the last two axes of ``x = (real, imag)``."""
+    re, im = _complex_pair(x, "ifft2")
+    if re.ndim < 2:
+        raise ValueError(f"ifft2 needs tensors of rank >= 2; received shape {re.shape}")
+    n = re.shape[-1] * re.shape[-2]
+    return _linear_complex((re, im), lambda z: np.fft.ifft2(z, axes=(-2, -1)),
+                           lambda G: np.fft.fft2(G, axes=(-2, -1)) / builtins.max(n, 1))
+
+
+def _fit_last(a, n):
+    """``a`` cut or zero-padded to length ``n`` on its last axis (and its adjoint)."""
+    m = a.shape[-1]
+    if m >= n:
+        return a[..., :n]
+    return np.concatenate([a, np.zeros(a.shape[:-1] + (n - m,), dtype=a.dtype)], axis=-1)
+
+
+def _fft_length(fft_length, default, name):
+    n = default if fft_length is None else int(fft_length)
+    if n < 1:
+        raise ValueError(f"{name}: fft_length must be >= 1; received {fft_length}")
+    return n
+
+
+def rfft(x, fft_length=None):
+    """FFT of the real ``x`` along its last axis (cut or zero-padded to ``fft_length``):
+    the ``fft_length // 2 + 1`` non-negative frequencies as (real, imag)."""
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        x = T.cast(x, FLOATX)
+    if x.ndim == 0:
+        raise ValueError("rfft needs a tensor of rank >= 1; received a scalar")
+    m = x.shape[-1]
+    n = _fft_length(fft_length, m, "rfft")
+    k = n // 2 + 1
+
+    def adjoint(G):
+        full = np.zeros(G.shape[:-1] + (n,), dtype=np.complex128)
+        full[..., :k] = G
+        return _fit_last(np.fft.ifft(full, axis=-1) * n, m)
+    return _linear_complex((x,), lambda z: np.fft.rfft(z, n=n, axis=-1), adjoint)
+
+
+def irfft(x, fft_length=None):
+    """Real inverse FFT of the half spectrum ``x = (real, imag)`` along the last axis; the
+    output has ``fft_length`` samples (default 2 * (bins - 1))."""
+    re, im = _complex_pair(x, "irfft")
+    if re.ndim == 0:
+        raise ValueError("irfft needs tensors of rank >= 1; received scalars")
+    m = re.shape[-1]
+    n = _fft_length(fft_length, 2 * (m - 1), "irfft")
+    k = n // 2 + 1
+    # bins 1..ceil(n/2)-1 appear twice in the real signal (with their conjugates)
+    weight = np.full(k, 2.0)
+    weight[0] = 1.0
+    if n % 2 == 0:
+        weight[-1] = 1.0
+
+    def adjoint(g):
+        G = np.fft.rfft(np.real(g), n=n, axis=-1) * weight / n
+        # irfft reads only the real part of bin 0 (and of bin n/2 for even n)
+        G = np.real(G) + 1j * np.imag(G) * (weight != 1.0)
+        return _fit_last(G, m)
+    return _linear_complex((re, im), lambda z: np.fft.irfft(z, n=n, axis=-1), adjoint,
+                           real_out=True)
+
+
+def _stft_window(window, sequence_length, dtype, name):
+    if window is None:
+        return None
+    if isinstance(window, str):
+        if window not in ("hann", "hamming"):
+            raise ValueError(f'If a string is passed to `window`, it must be one of "hann", '
+                             f'"hamming". Received: window={window}')
+        a = 0.5 if window == "hann" else 0.54        # periodic, as torch's windows
+        n = np.arange(sequence_length)
+        return Tensor((a - (1 - a) * np.cos(2 * np.pi * n / sequence_length)).astype(dtype))
+    win = T.cast(as_tensor(window), dtype)
+    if win.shape != (sequence_length,):
+        raise ValueError(f"{name}: the shape of `window` must be equal to [sequence_length] "
+                         f"= [{sequence_length}]; received window shape {win.shape}")
+    return win
+
+
+def _overlap_add(frames, hop):
+    """Frames (..., n, L) summed at offsets 0, hop, 2 hop, ... into (..., hop (n-1) + L)."""
+    n, L = frames.shape[-2:]
+    total = hop * (n - 1) + L if n else 0
+    idx = np.arange(n)[:, None] * hop + np.arange(L)[None, :]
+    out = np.zeros(frames.shape[:-2] + (total,), dtype=frames.dtype)
+    for j in range(n):
+        out[..., j * hop:j * hop + L] += frames.data[..., j, :]
+
+    def backward(g):
+        frames.accumulate(np.asarray(g)[..., idx].astype(frames.dtype, copy=False))
+    return Tensor(out, parents=(frames,), backward=backward)
+
+
+def _check_stft_sizes(sequence_length, sequence_stride, fft_length, name):
+    for v, what in ((sequence_length, "sequence_length"), (sequence_stride, "sequence_stride"),
+                    (fft_length, "fft_length")):
+        if int(v) < 1:
+            raise ValueError(f"{name}: {what} must be >= 1; received {v}")
+    if fft_length < sequence_length:
+        raise ValueError(f"{name}: `fft_length` must equal or larger than `sequence_length`. "
+                         f"Received: sequence_length={sequence_length}, "
+                         f"fft_length={fft_length}")
+
+
+def stft(x, sequence_length, sequence_stride, fft_length, window="hann", center=True):
+    """Short-time Fourier transform of the real ``x`` along its last axis, as Keras on torch
+    (torch.stft: reflect padding by ``fft_length // 2`` when ``center``, the window centred
+    in each ``fft_length`` frame): (real, imag) of shape (..., frames, fft_length // 2 + 1).
+    """
+    x = as_tensor(x)
+    if x.dtype.name not in ("float32", "float64"):
+        raise TypeError(f"Invalid input type. Expected `float32` or `float64`. Received: "
+                        f"input type={x.dtype}")
+    sequence_length, sequence_stride = int(sequence_length), int(sequence_stride)
+    fft_length = int(fft_length)
+    _check_stft_sizes(sequence_length, sequence_stride, fft_length, "stft")
+    win = _stft_window(window, sequence_length, x.dtype, "stft")
+    if win is None:                    # torch.stft's default: ones over sequence_length
+        win = Tensor(np.ones(sequence_length, dtype=x.dtype))
+    if x.ndim == 0:
+        raise ValueError("stft needs a tensor of rank >= 1; received a scalar")
+    n = x.shape[-1]
+    if center:
+        p = fft_length // 2
+        if p >= n:
+            raise ValueError(f"stft: center=True reflects fft_length // 2 = {p} samples at "
+                             f"each end, which needs more than {p} samples; received {n}")
+        x = T.getitem(x, (Ellipsis, np.pad(np.arange(n), p, mode="reflect")))
+        n += 2 * p
+    if n < fft_length:
+        raise ValueError(f"stft: the signal ({n} samples{' after padding' if center else ''})"
+                         f" is shorter than fft_length={fft_length}")
+    frames = 1 + (n - fft_length) // sequence_stride
+    idx = np.arange(frames)[:, None] * sequence_stride + np.arange(fft_length)[None, :]
+    left = (fft_length - sequence_length) // 2
+    win = T.pad(win, [(left, fft_length - sequence_length - left)])
+    return rfft(T.mul(T.getitem(x, (Ellipsis, idx)), win), fft_length)
+
+
+def istft(x, sequence_length, sequence_stride, fft_length, length=None, window="hann",
+          center=True):
+    """Inverse of :func:`stft`, as Keras on torch: torch.istft (overlap-add divided by the
+    overlap-added squared window) when ``sequence_length == fft_length``, ``center`` and a
+    window; otherwise Keras's own overlap-add with the window over its summed squares."""
+    re, im = _complex_pair(x, "istft")
+    sequence_length, sequence_stride = int(sequence_length), int(sequence_stride)
+    fft_length = int(fft_length)
+    _check_stft_sizes(sequence_length, sequence_stride, fft_length, "istft")
+    if re.ndim < 2:
+        raise ValueError(f"istft needs (..., frames, bins) tensors; received shape {re.shape}")
+    win = _stft_window(window, sequence_length, re.dtype, "istft")
+    frames = irfft((re, im), fft_length)                   # (..., n, fft_length)
+    n = frames.shape[-2]
+    expected = fft_length + sequence_stride * (n - 1)
+    if sequence_length == fft_length and center and win is not None:
+        y = _overlap_add(T.mul(frames, win), sequence_stride)
+        env = _overlap_add(T.broadcast_to(T.mul(win, win), (n, fft_length)), sequence_stride)
+        start = fft_length // 2
+        end = start + int(length) if length is not None else expected - fft_length // 2
+        stop = builtins.min(end, expected)
+        env_part = env.data[start:stop]
+        if env_part.size and np.abs(env_part).min() < 1e-11:
+            raise ValueError("istft: the window's overlap-added squares vanish inside the "
+                             "output (the NOLA condition fails): choose a window or "
+                             "sequence_stride whose frames overlap")
+        y = T.divide(T.getitem(y, (Ellipsis, builtins.slice(start, stop))),
+                     T.getitem(env, builtins.slice(start, stop)))
+        if end > stop:                                     # torch pads to ``length``
+            y = T.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, end - stop)])
+        return y
+    if sequence_stride > fft_length:
+        raise ValueError(f"istft: `sequence_stride` must equal or less than fft_length. "
+                         f"Received: sequence_stride={sequence_stride}, "
+                         f"fft_length={fft_length}")
+    if n and sequence_stride < fft_length / n:
+        raise ValueError(f"istft: `sequence_stride` must equal or greater than fft_length / "
+                         f"frames. Received: sequence_stride={sequence_stride}, "
+                         f"fft_length={fft_length}, frames={n}")
+    if win is not None:
+        left = (fft_length - sequence_length) // 2
+        win = T.pad(win, [(left, fft_length - sequence_length - left)])
+        over = -(-fft_length // sequence_stride)
+        sq = T.pad(T.mul(win, win), [(0, over * sequence_stride - fft_length)])
+        denom = T.tsum(T.reshape(sq, (over, sequence_stride)), axis=0)
+        denom = T.reshape(T.tile(denom, (over,)), (-1,))
+        win = T.divide(win, T.getitem(denom, builtins.slice(0, fft_length)))
+        frames = T.mul(frames, win)
+    y = _overlap_add(frames, sequence_stride)
+    start = 0 if not center else fft_length // 2
+    if length is not None:
+        end = start + int(length)
+    elif center:
+        end = -(fft_length // 2)
+    else:
+        end = expected
+    return T.getitem(y, (Ellipsis, builtins.slice(start, end)))
+
+
 # keras.ops.nn / keras.ops.numpy namespaces point back here
 class _Namespace:
     def __init__(self, module_globals):
@@ -2763,10 +3270,9 @@ class _Namespace:
 
 # keras.ops callables wsekern does not implement, and why (named in the AttributeError)
 _NOT_IMPLEMENTED = {
-    **dict.fromkeys(("fft", "fft2", "ifft2", "rfft", "irfft", "stft", "istft", "polar",
-                     "view_as_complex", "view_as_real"),
-                    "complex numbers and Fourier transforms (wsekern tensors are real)"),
-    **dict.fromkeys(("ctc_loss", "ctc_decode"), "CTC (no recurrent models in wsekern.nn)"),
+    **dict.fromkeys(("polar", "view_as_complex", "view_as_real"),
+                    "complex tensors (wsekern tensors are real; the Fourier transforms "
+                    "ops.fft, ops.rfft, ops.stft ... take and return (real, imag) pairs)"),
     **dict.fromkeys(("adaptive_average_pool", "adaptive_max_pool", "fold", "unfold"),
                     "adaptive pooling and fold/unfold (channels-first im2col)"),
     "eig": "complex eigenvalues (wsekern tensors are real; ops.eigh takes symmetric "
