@@ -3259,6 +3259,284 @@ def istft(x, sequence_length, sequence_stride, fft_length, length=None, window="
     return T.getitem(y, (Ellipsis, builtins.slice(start, end)))
 
 
+# -- adaptive pooling, fold / unfold (as Keras on torch) ----------------------------------------
+def _adaptive_setup(inputs, output_size, data_format, name):
+    x = as_tensor(inputs)
+    fmt = "channels_last" if data_format is None else str(data_format).lower()
+    if fmt not in ("channels_first", "channels_last"):
+        raise ValueError(f"{name}: data_format must be 'channels_first' or 'channels_last'; "
+                         f"received {data_format!r}")
+    nsp = x.ndim - 2
+    if nsp not in (1, 2, 3):
+        raise ValueError(f"{name} takes inputs of rank 3, 4 or 5 (batch, spatial axes, "
+                         f"channels); received shape {x.shape}")
+    sizes = (int(output_size),) * nsp if np.ndim(output_size) == 0 else \
+        tuple(int(s) for s in output_size)
+    if len(sizes) != nsp or builtins.min(sizes) < 1:
+        raise ValueError(f"{name}: output_size must be a positive int or {nsp} positive ints; "
+                         f"received {output_size!r}")
+    axes = tuple(range(1, 1 + nsp)) if fmt == "channels_last" else tuple(range(2, 2 + nsp))
+    for ax in axes:
+        if x.shape[ax] == 0:
+            raise ValueError(f"{name}: spatial axes must be non-empty; received shape "
+                             f"{x.shape}")
+    return x, sizes, axes
+
+
+def _bins(n, out):
+    """torch's adaptive-pool bins: [floor(i n / out), ceil((i + 1) n / out))."""
+    i = np.arange(out)
+    return (i * n) // out, -((-(i + 1) * n) // out)
+
+
+def adaptive_average_pool(inputs, output_size, data_format=None):
+    """Average over torch's adaptive bins on each spatial axis (1-D, 2-D or 3-D)."""
+    x, sizes, axes = _adaptive_setup(inputs, output_size, data_format, "adaptive_average_pool")
+    if x.dtype.kind != "f":
+        x = T.cast(x, FLOATX)
+    # a mean over a box is the mean over each axis in turn: one averaging matrix per axis
+    for ax, out in zip(axes, sizes):
+        n = x.shape[ax]
+        lo, hi = _bins(n, out)
+        m = np.zeros((out, n), dtype=x.dtype)
+        for i in range(out):
+            m[i, lo[i]:hi[i]] = 1.0 / (hi[i] - lo[i])
+        x = moveaxis(T.matmul(moveaxis(x, ax, -1), m.T), -1, ax)
+    return x
+
+
+def adaptive_max_pool(inputs, output_size, data_format=None):
+    """Max over torch's adaptive bins on each spatial axis (1-D, 2-D or 3-D); the gradient
+    goes to one element per bin, the first in row-major order (as torch)."""
+    x, sizes, axes = _adaptive_setup(inputs, output_size, data_format, "adaptive_max_pool")
+    # the max over a box is the max over each axis in turn; reducing the last spatial axis
+    # first makes the first maximum of each row, then the first such row, win: torch's pick
+    for ax, out in reversed(list(zip(axes, sizes))):
+        n = x.shape[ax]
+        lo, hi = _bins(n, out)
+        picks = []
+        for i in range(out):
+            win = np.take(x.data, np.arange(lo[i], hi[i]), axis=ax)
+            picks.append(np.argmax(win, axis=ax) + lo[i])    # NaN wins, as in torch
+        x = T.take_along_axis(x, np.stack(picks, axis=ax), ax)
+    return x
+
+
+def _pair2(v, name, minimum):
+    v = (int(v),) * 2 if np.ndim(v) == 0 else tuple(int(i) for i in v)
+    if len(v) != 2 or builtins.min(v) < minimum:
+        raise ValueError(f"{name} must be an int or two ints >= {minimum}; received {v}")
+    return v
+
+
+def _im2col_index(hw, kernel_size, dilation, padding, stride, name):
+    k = _pair2(kernel_size, f"{name}: kernel_size", 1)
+    d = _pair2(dilation, f"{name}: dilation", 1)
+    p = _pair2(padding, f"{name}: padding", 0)
+    s = _pair2(stride, f"{name}: stride", 1)
+    blocks = [(n + 2 * pp - dd * (kk - 1) - 1) // ss + 1 for n, kk, dd, pp, ss in
+              zip(hw, k, d, p, s)]
+    if builtins.min(blocks) < 1:
+        raise ValueError(f"{name}: kernel_size {k} with dilation {d} does not fit a spatial "
+                         f"size {tuple(hw)} padded by {p}")
+    rows = (np.arange(k[0]) * d[0])[:, None, None, None] + \
+        (np.arange(blocks[0]) * s[0])[None, None, :, None]
+    cols = (np.arange(k[1]) * d[1])[None, :, None, None] + \
+        (np.arange(blocks[1]) * s[1])[None, None, None, :]
+    return k, p, blocks, rows, cols                         # (kh, kw, oh, ow) index grids
+
+
+def unfold(x, kernel_size, dilation=1, padding=0, stride=1):
+    """torch's F.unfold (im2col) on channels-first (N, C, H, W): (N, C*kh*kw, L) blocks."""
+    x = as_tensor(x)
+    if x.ndim != 4:
+        raise ValueError(f"unfold takes a 4-D (N, C, H, W) tensor; received shape {x.shape}")
+    N, C, H, W = x.shape
+    k, p, blocks, rows, cols = _im2col_index((H, W), kernel_size, dilation, padding, stride,
+                                             "unfold")
+    xp = T.pad(x, [(0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])]) if builtins.max(p) else x
+    patches = T.getitem(xp, (builtins.slice(None), builtins.slice(None), rows, cols))
+    return T.reshape(patches, (N, C * k[0] * k[1], blocks[0] * blocks[1]))
+
+
+def fold(x, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """torch's F.fold (col2im): (N, C*kh*kw, L) blocks summed into (N, C, *output_size);
+    the adjoint of :func:`unfold`."""
+    x = as_tensor(x)
+    if x.ndim != 3:
+        raise ValueError(f"fold takes a 3-D (N, C*kh*kw, L) tensor; received shape {x.shape}")
+    H, W = _pair2(output_size, "fold: output_size", 1)
+    k, p, blocks, rows, cols = _im2col_index((H, W), kernel_size, dilation, padding, stride,
+                                             "fold")
+    N, CK, L = x.shape
+    if CK % (k[0] * k[1]) or L != blocks[0] * blocks[1]:
+        raise ValueError(f"fold: input of shape {x.shape} does not match kernel_size {k} "
+                         f"(axis 1 a multiple of {k[0] * k[1]}) and {blocks[0]} x {blocks[1]} "
+                         f"= {blocks[0] * blocks[1]} blocks on axis 2")
+    C = CK // (k[0] * k[1])
+    shape6 = (N, C, k[0], k[1], blocks[0], blocks[1])
+    full = np.zeros((N, C, H + 2 * p[0], W + 2 * p[1]), dtype=x.dtype)
+    np.add.at(full, (builtins.slice(None), builtins.slice(None), rows, cols),
+              x.data.reshape(shape6))
+    crop = (Ellipsis, builtins.slice(p[0], p[0] + H), builtins.slice(p[1], p[1] + W))
+
+    def backward(g):
+        gp = np.zeros(full.shape, dtype=x.dtype)
+        gp[crop] = g
+        x.accumulate(gp[:, :, rows, cols].reshape(x.shape))
+    return Tensor(np.ascontiguousarray(full[crop]), parents=(x,), backward=backward)
+
+
+# -- rearrange (einops) --------------------------------------------------------------------------
+def _einops_side(side, name):
+    import re
+    tokens = re.findall(r"\.\.\.|\(|\)|[^\s()]+", side)
+    groups, cur = [], None
+    for tok in tokens:
+        if tok == "(":
+            if cur is not None:
+                raise ValueError(f"rearrange: nested parentheses in {side!r}")
+            cur = []
+        elif tok == ")":
+            if cur is None:
+                raise ValueError(f"rearrange: unbalanced ')' in {side!r}")
+            groups.append(cur)
+            cur = None
+        else:
+            if tok != "..." and not tok.isidentifier():
+                raise ValueError(f"rearrange: axis name {tok!r} in {side!r} is not an "
+                                 "identifier (numbers and anonymous axes are not supported)")
+            (groups.append([tok]) if cur is None else cur.append(tok))
+    if cur is not None:
+        raise ValueError(f"rearrange: unbalanced '(' in {side!r}")
+    flat = [a for g in groups for a in g]
+    if len(set(flat)) != len(flat):
+        raise ValueError(f"rearrange: an axis is repeated in {side!r}")
+    return groups, flat
+
+
+def rearrange(tensor, pattern, **axes_lengths):
+    """einops' rearrange: ``'b (h h1) w c -> b h (w h1) c'`` with axis names, parenthesised
+    groups (split or merged axes, lengths from ``axes_lengths`` or inferred, one unknown per
+    group) and ``...`` for the axes in between; a reshape, a transpose and a reshape."""
+    x = as_tensor(tensor)
+    if not isinstance(pattern, str) or pattern.count("->") != 1:
+        raise ValueError(f"rearrange: pattern must be 'input axes -> output axes'; received "
+                         f"{pattern!r}")
+    left, right = pattern.split("->")
+    lgroups, lflat = _einops_side(left, "input")
+    rgroups, rflat = _einops_side(right, "output")
+    if set(lflat) != set(rflat):
+        raise ValueError(f"rearrange: the axes of both sides must be the same; {pattern!r} "
+                         f"has {sorted(set(lflat) ^ set(rflat))} on one side only")
+    n_ell = x.ndim - (len(lgroups) - (1 if ["..."] in lgroups else 0))
+    if builtins.any("..." in g and len(g) > 1 for g in lgroups):
+        raise ValueError("rearrange: '...' inside parentheses on the input side is not "
+                         "supported")
+    if ("..." in lflat and n_ell < 0) or ("..." not in lflat and n_ell != 0):
+        raise ValueError(f"rearrange: the input pattern {left.strip()!r} names "
+                         f"{len(lgroups)} axes; the tensor has rank {x.ndim}")
+    sizes = {k: int(v) for k, v in axes_lengths.items()}
+    dims = iter(x.shape)
+    ell_shape = ()
+    decomposed = []
+    for g in lgroups:
+        if g == ["..."]:
+            ell_shape = tuple(next(dims) for _ in range(n_ell))
+            decomposed += ["..."]
+            continue
+        n = next(dims)
+        unknown = [a for a in g if a not in sizes]
+        known = int(np.prod([sizes[a] for a in g if a in sizes]))
+        if len(unknown) > 1:
+            raise ValueError(f"rearrange: cannot infer both {unknown} of length-{n} group "
+                             f"({' '.join(g)}); pass their lengths as keyword arguments")
+        if unknown:
+            if known == 0 or n % known:
+                raise ValueError(f"rearrange: axis of length {n} cannot be split as "
+                                 f"({' '.join(g)}) with {axes_lengths}")
+            sizes[unknown[0]] = n // known
+        elif known != n:
+            raise ValueError(f"rearrange: axis of length {n} does not match ({' '.join(g)}) "
+                             f"= {known} with {axes_lengths}")
+        decomposed += g
+    shape_in = [s for a in decomposed for s in (ell_shape if a == "..." else (sizes[a],))]
+    # positions of each name in the decomposed tensor ('...' spans n_ell axes)
+    pos, i = {}, 0
+    for a in decomposed:
+        pos[a] = list(range(i, i + (n_ell if a == "..." else 1)))
+        i += n_ell if a == "..." else 1
+    perm = [p for a in rflat for p in pos[a]]
+    out_shape = []
+    for g in rgroups:
+        if g == ["..."]:
+            out_shape += list(ell_shape)
+        else:
+            out_shape.append(int(np.prod([int(np.prod(ell_shape)) if a == "..." else sizes[a]
+                                          for a in g])))
+    y = T.reshape(x, tuple(shape_in))
+    y = T.transpose(y, tuple(perm))
+    return T.reshape(y, tuple(out_shape))
+
+
+# -- jvp ------------------------------------------------------------------------------------------
+def jvp(fun, primals, tangents, has_aux=False):
+    """Jacobian-vector product ``(fun(*primals), J tangents)`` (Keras's ``(outputs,
+    tangents_out[, aux])``), exact: the autograd is reverse-mode, so each output entry's
+    Jacobian row comes from one backward pass (cost: one pass per output entry; fine for the
+    small outputs jvp is used on, slow for large ones)."""
+    p_leaves, p_rebuild = _flatten(primals)
+    t_leaves, _ = _flatten(tangents)
+    if len(p_leaves) != len(t_leaves):
+        raise ValueError(f"jvp: primals and tangents must have the same structure; received "
+                         f"{len(p_leaves)} and {len(t_leaves)} leaves")
+    inputs = []
+    for p, t in zip(p_leaves, t_leaves):
+        p = as_tensor(p) if isinstance(p, Tensor) else convert_to_tensor(p)
+        t = np.asarray(as_tensor(t).data)
+        if t.shape != p.shape:
+            raise ValueError(f"jvp: a tangent of shape {t.shape} for a primal of shape "
+                             f"{p.shape}; each tangent must have its primal's shape")
+        inputs.append((Tensor(p.data, requires_grad=p.dtype.kind == "f"), t))
+    res = fun(*p_rebuild([t_ for t_, _ in inputs]))
+    out, aux = (res[0], res[1]) if has_aux else (res, None)
+    o_leaves, o_rebuild = _flatten(out)
+    o_leaves = [as_tensor(o) for o in o_leaves]
+    tan_out = []
+    for o in o_leaves:
+        flat = np.zeros(o.size, dtype=o.dtype if o.dtype.kind == "f" else FLOATX)
+        if o.requires_grad and o.dtype.kind == "f":
+            nodes = _graph(o)
+            kept = [n.grad for n in nodes]       # gradients held before (weights' too)
+            for k in range(o.size):
+                for node in nodes:
+                    node.grad = None
+                seed = np.zeros(o.size, dtype=o.dtype)
+                seed[k] = 1
+                o.backward(seed.reshape(o.shape))
+                flat[k] = builtins.sum(float(np.sum(t_ * x_.grad)) for x_, t_ in inputs
+                                       if x_.grad is not None)
+            for node, g in zip(nodes, kept):
+                node.grad = g
+        tan_out.append(Tensor(flat.reshape(o.shape)))
+    o_detached = [Tensor(o.data) for o in o_leaves]
+    result = (o_rebuild(o_detached), o_rebuild(tan_out))
+    return result + (aux,) if has_aux else result
+
+
+def _graph(t):
+    """Every Tensor ``t`` depends on (with gradients), ``t`` included."""
+    seen, stack, nodes = set(), [t], []
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        nodes.append(n)
+        stack.extend(p for p in n._parents if p.requires_grad)
+    return nodes
+
+
 # keras.ops.nn / keras.ops.numpy namespaces point back here
 class _Namespace:
     def __init__(self, module_globals):
@@ -3273,12 +3551,8 @@ _NOT_IMPLEMENTED = {
     **dict.fromkeys(("polar", "view_as_complex", "view_as_real"),
                     "complex tensors (wsekern tensors are real; the Fourier transforms "
                     "ops.fft, ops.rfft, ops.stft ... take and return (real, imag) pairs)"),
-    **dict.fromkeys(("adaptive_average_pool", "adaptive_max_pool", "fold", "unfold"),
-                    "adaptive pooling and fold/unfold (channels-first im2col)"),
     "eig": "complex eigenvalues (wsekern tensors are real; ops.eigh takes symmetric "
            "matrices)",
-    "jvp": "forward-mode differentiation (the autograd is reverse-mode only)",
-    "rearrange": "einops patterns (use ops.reshape and ops.transpose)",
 }
 
 
