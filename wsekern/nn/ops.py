@@ -614,10 +614,14 @@ def roll(x, shift, axis=None):
 def sort(x, axis=-1):
     """Sorted values; differentiable (the gradient goes back to where each came from)."""
     x = as_tensor(x)
+    if x.ndim == 0:                          # a 0-d tensor is sorted (Keras returns it)
+        return x
     return T.take_along_axis(x, np.argsort(x.data, axis=axis, kind="stable"), axis)
 
 
 def argsort(x, axis=-1):
+    if as_tensor(x).ndim == 0:               # Keras: the index 0, 0-d
+        return _const(np.zeros((), dtype=np.int32))
     return Tensor(np.argsort(as_tensor(x).data, axis=axis, kind="stable").astype(np.int32))
 
 
@@ -889,6 +893,16 @@ def _same_int(out, x):
     return cast(out, x.dtype) if x.dtype.kind in "iu" and out.dtype != x.dtype else out
 
 
+def _keras_int(out, x, widen_small=False):
+    """Keras-on-torch's integer result dtype: a bool input gives int32 (and with
+    ``widen_small``, as its sums and products, so do int8/int16/uint8); other integer
+    inputs keep their dtype."""
+    kind = as_tensor(x).dtype
+    if kind == np.bool_ or (widen_small and kind in (np.int8, np.int16, np.uint8)):
+        return cast(out, np.int32) if out.dtype != np.int32 else out
+    return _same_int(out, x)
+
+
 def _unary_op(name, f, df, doc):
     """An elementwise op on floats: ``f`` the value, ``df(x, out)`` its derivative."""
     def op(x):
@@ -1082,7 +1096,7 @@ def kron(x1, x2):
 
 
 def inner(x1, x2):
-    a, b = T.pair(x1, x2)
+    a, b = _promote(*T.pair(x1, x2))        # Keras: int32 with float32 gives float32
     if a.ndim == 0 or b.ndim == 0:
         return T.mul(a, b)
     return tensordot(a, b, axes=([a.ndim - 1], [b.ndim - 1]))
@@ -1704,7 +1718,7 @@ def cumprod(x, axis=None, dtype=None):
             s *= excl
         src.accumulate(np.moveaxis(s, 0, ax).astype(src.dtype, copy=False))
     res = Tensor(out, parents=(src,), backward=backward)
-    return _same_int(res, x) if dtype is None else cast(res, dtype)
+    return _keras_int(res, x) if dtype is None else cast(res, dtype)
 
 
 def diff(a, n=1, axis=-1):
@@ -1712,6 +1726,9 @@ def diff(a, n=1, axis=-1):
     ax = _axis(axis, x.ndim)
     head = (builtins.slice(None),) * ax
     for _ in range(int(n)):
+        if x.dtype == np.bool_:              # torch.diff of bools: whether neighbours differ
+            x = _const(np.diff(x.data, axis=ax))
+            continue
         x = subtract(T.getitem(x, head + (builtins.slice(1, None),)),
                      T.getitem(x, head + (builtins.slice(None, -1),)))
     return x
@@ -1900,16 +1917,16 @@ def _nan_filled(x, value):
 
 
 def nansum(x, axis=None, keepdims=False):
-    return _same_int(sum(_nan_filled(x, 0.0)[0], axis, keepdims), x)
+    return _keras_int(sum(_nan_filled(x, 0.0)[0], axis, keepdims), x, widen_small=True)
 
 
 def nanprod(x, axis=None, keepdims=False):
-    return _same_int(prod(_nan_filled(x, 1.0)[0], axis, keepdims), x)
+    return _keras_int(prod(_nan_filled(x, 1.0)[0], axis, keepdims), x, widen_small=True)
 
 
 def nancumsum(x, axis=None, dtype=None):
     out = cumsum(_nan_filled(x, 0.0)[0], axis, dtype)
-    return _same_int(out, x) if dtype is None else out
+    return _keras_int(out, x) if dtype is None else out
 
 
 def nancumprod(x, axis=None, dtype=None):
@@ -2246,6 +2263,9 @@ def glu(x, axis=-1):
 
 
 def hard_tanh(x):
+    x = as_tensor(x)
+    if x.dtype.kind in "iu":                 # Keras on torch keeps integer dtypes
+        return _const(np.clip(x.data, -1, 1).astype(x.dtype))
     return clip(_float(x), -1.0, 1.0)
 
 
