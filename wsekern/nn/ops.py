@@ -2857,6 +2857,8 @@ def ctc_loss(target, output, target_length, output_length, mask_index=0):
     labels (batch, max_label_length), only the first ``target_length`` of each row read;
     ``mask_index``: the blank class. An alignment that cannot exist (labels longer than the
     frames allow) gives +inf, as Keras, with a zero gradient where Keras on torch gives NaN.
+    The loss is float32 for every input dtype, as Keras's (a float64 input is computed, and
+    differentiated, in float64 and its loss rounded to float32).
     """
     x = as_tensor(output)
     if x.dtype.kind != "f" or x.dtype.itemsize < 4:
@@ -2881,8 +2883,9 @@ def ctc_loss(target, output, target_length, output_length, mask_index=0):
         raise ValueError(f"ctc_loss: target[{b}, {s}] = {int(tgt[b, s])} is not a label: "
                          f"labels lie in [0, {C}) and differ from mask_index={blank} (the "
                          "blank) within target_length")
-    return _ctc_nll(T.log_softmax(x, axis=-1), np.where(used, tgt, 0).astype(np.int64),
+    loss = _ctc_nll(T.log_softmax(x, axis=-1), np.where(used, tgt, 0).astype(np.int64),
                     tlen, olen, blank)
+    return T.cast(loss, FLOATX)
 
 
 def _unique_padded(paths, size, pad):
@@ -2974,11 +2977,9 @@ def ctc_decode(inputs, sequence_lengths, strategy="greedy", beam_width=100, top_
                merge_repeated=True, mask_index=0):
     """Decoded label sequences, as Keras on torch: ``(paths, scores)`` with paths of shape
     (top_paths, batch, time) padded with -1 (greedy: top_paths 1) and scores (batch,
-    top_paths): greedy gives minus the sum of the best logit per frame, beam search the
-    log-probabilities of the paths. No gradient (Keras's are not used either)."""
-    x = as_tensor(inputs)
-    if x.dtype.kind != "f" or x.dtype.itemsize < 4:
-        x = T.cast(x, FLOATX)
+    top_paths), float32 as Keras's: greedy gives minus the sum of the best logit per frame,
+    beam search the log-probabilities of the paths. No gradient."""
+    x = T.cast(as_tensor(inputs), FLOATX)
     if x.ndim != 3:
         raise ValueError(f"ctc_decode: inputs must be (batch, time, classes); received shape "
                          f"{x.shape}")
@@ -3318,10 +3319,9 @@ def adaptive_average_pool(inputs, output_size, data_format=None):
     for ax, out in zip(axes, sizes):
         n = x.shape[ax]
         lo, hi = _bins(n, out)
-        m = np.zeros((out, n), dtype=x.dtype)
-        for i in range(out):
-            m[i, lo[i]:hi[i]] = 1.0 / (hi[i] - lo[i])
-        x = moveaxis(T.matmul(moveaxis(x, ax, -1), m.T), -1, ax)
+        j = np.arange(n)
+        m = ((j >= lo[:, None]) & (j < hi[:, None])) / (hi - lo)[:, None]
+        x = moveaxis(T.matmul(moveaxis(x, ax, -1), m.T.astype(x.dtype)), -1, ax)
     return x
 
 
@@ -3334,11 +3334,15 @@ def adaptive_max_pool(inputs, output_size, data_format=None):
     for ax, out in reversed(list(zip(axes, sizes))):
         n = x.shape[ax]
         lo, hi = _bins(n, out)
-        picks = []
-        for i in range(out):
-            win = np.take(x.data, np.arange(lo[i], hi[i]), axis=ax)
-            picks.append(np.argmax(win, axis=ax) + lo[i])    # NaN wins, as in torch
-        x = T.take_along_axis(x, np.stack(picks, axis=ax), ax)
+        # each bin's indices, its last one repeated to the longest bin's length (a repeat
+        # after the first maximum never wins argmax's first pick)
+        idx = np.minimum(lo[:, None] + np.arange(int((hi - lo).max())), hi[:, None] - 1)
+        win = np.take(x.data, idx, axis=ax)                 # (..., out, width, ...)
+        first = np.expand_dims(np.argmax(win, axis=ax + 1), ax + 1)   # NaN wins, as torch
+        pick = np.take_along_axis(np.broadcast_to(
+            np.expand_dims(idx, tuple(range(ax)) + tuple(range(ax + 2, win.ndim))),
+            win.shape), first, axis=ax + 1)
+        x = T.take_along_axis(x, np.squeeze(pick, ax + 1), ax)
     return x
 
 
