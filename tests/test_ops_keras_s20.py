@@ -23,14 +23,35 @@ PHOTOS = rng.standard_normal((4, 6, 8, 3)).astype(np.float32)
 BOOLS = np.array([[True, False, True], [True, True, False]])
 
 
-def _spectrum(sl, ss, fl, window, center):
-    """An stft of SIG (NumPy, for istft's inputs)."""
+class _Later:
+    """An argument made by ops when the test runs (not at collection)."""
+    def __init__(self, fn, *args, **kwargs):
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+
+    def __call__(self):
+        return self.fn(*self.args, **self.kwargs)
+
+
+def _resolve(v):
+    if isinstance(v, _Later):
+        return v()
+    if isinstance(v, tuple):
+        return tuple(_resolve(x) for x in v)
+    return v
+
+
+def _stft_np(sl, ss, fl, window, center):
     re, im = ops.stft(SIG, sl, ss, fl, window, center)
     return re.data, im.data
 
 
+def _spectrum(*args):
+    """An stft of SIG (NumPy arrays, for istft's inputs)."""
+    return _Later(_stft_np, *args)
+
+
 def _unfolded(**kw):
-    return ops.unfold(NCHW, **kw).data
+    return _Later(lambda: ops.unfold(NCHW, **kw).data)
 
 
 L = np.array
@@ -135,6 +156,7 @@ def _as_list(out):
 
 @pytest.mark.parametrize("name,args,kwargs", VALUES, ids=_ids(VALUES))
 def test_value_and_dtype_match_keras(keras, name, args, kwargs):
+    args = _resolve(args)
     want = _as_list(getattr(keras.ops, name)(*_torch(args), **kwargs))
     got = _as_list(getattr(ops, name)(*args, **kwargs))
     assert len(got) == len(want)
@@ -235,11 +257,11 @@ GRADS = [
     ("stft window", lambda s, w: ops.stft(s, 6, 4, 8, window=w, center=False),
      SIG[:, :20], np.hanning(6)),
     ("istft torch path", lambda a, b: ops.istft((a, b), 8, 4, 8, length=21),
-     *_spectrum(8, 4, 8, "hann", True)),
+     _spectrum(8, 4, 8, "hann", True)),
     ("istft keras path", lambda a, b: ops.istft((a, b), 6, 2, 8, center=False),
-     *_spectrum(6, 2, 8, "hann", False)),
+     _spectrum(6, 2, 8, "hann", False)),
     ("istft window", lambda a, b, w: ops.istft((a, b), 8, 4, 8, window=w),
-     *_spectrum(8, 4, 8, "hann", True), np.hanning(8) + 0.5),
+     _spectrum(8, 4, 8, "hann", True), np.hanning(8) + 0.5),
     ("adaptive_average_pool", lambda x: ops.adaptive_average_pool(x, (3, 5)), IMG[:1]),
     ("adaptive_average_pool 1d", lambda x: ops.adaptive_average_pool(
         x, 3, "channels_first"), SMALL),
@@ -257,7 +279,17 @@ GRADS = [
 @pytest.mark.parametrize("case", GRADS, ids=[g[0] for g in GRADS])
 def test_gradient_against_finite_differences(case):
     _, fn, *arrays = case
+    arrays = _flat_arrays(arrays)
     check_grad(fn, *arrays)
+
+
+def _flat_arrays(arrays):
+    """The arrays of a case, a lazy (real, imag) pair made and spread out."""
+    out = []
+    for a in arrays:
+        a = _resolve(a)
+        out.extend(a if isinstance(a, tuple) else [a])
+    return out
 
 
 def _torch_grads(keras, fn, arrays):
@@ -290,9 +322,9 @@ TORCH_GRADS = [
     ("rfft", lambda K, a: K.rfft(a, 11), RE),
     ("irfft", lambda K, a, b: K.irfft((a, b), 9), RE[..., :5], IM[..., :5]),
     ("stft", lambda K, s: K.stft(s, 8, 3, 16, "hamming"), SIG),
-    ("istft", lambda K, a, b: K.istft((a, b), 8, 4, 8), *_spectrum(8, 4, 8, "hann", True)),
+    ("istft", lambda K, a, b: K.istft((a, b), 8, 4, 8), _spectrum(8, 4, 8, "hann", True)),
     ("istft keras path", lambda K, a, b: K.istft((a, b), 6, 2, 8, center=False),
-     *_spectrum(6, 2, 8, "hann", False)),
+     _spectrum(6, 2, 8, "hann", False)),
     ("adaptive pools", lambda K, x: (K.adaptive_average_pool(x, (3, 4)),
                                      K.adaptive_max_pool(x, (4, 3))), IMG),
     ("unfold/fold", lambda K, x: K.fold(K.unfold(x, 3, 2, 1, 2), (7, 8), 3, 2, 1, 2), NCHW),
@@ -302,6 +334,7 @@ TORCH_GRADS = [
 @pytest.mark.parametrize("case", TORCH_GRADS, ids=[c[0] for c in TORCH_GRADS])
 def test_gradient_against_torch_autograd(keras, case):
     _, fn, *arrays = case
+    arrays = _flat_arrays(arrays)
     for got, want in zip(_our_grads(fn, arrays), _torch_grads(keras, fn, arrays)):
         # torch's float64 CTC gradient is ~4e-7 off finite differences (ours: 1e-9)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
@@ -446,7 +479,7 @@ def test_rearrange_against_numpy():
     (lambda: ops.stft(SIG, 8, 4, 8, window=np.ones(5)), ValueError, "[sequence_length]"),
     (lambda: ops.stft(SIG[:, :4], 8, 4, 8), ValueError, "reflects"),
     (lambda: ops.stft(SIG, 8, 0, 8), ValueError, "sequence_stride"),
-    (lambda: ops.istft(_spectrum(8, 4, 8, "hann", True), 8, 9, 8, center=False), ValueError,
+    (lambda: ops.istft(_stft_np(8, 4, 8, "hann", True), 8, 9, 8, center=False), ValueError,
      "sequence_stride"),
     (lambda: ops.adaptive_average_pool(IMG, (2, 0)), ValueError, "output_size"),
     (lambda: ops.adaptive_max_pool(IMG[0, 0], 2), ValueError, "rank 3, 4 or 5"),

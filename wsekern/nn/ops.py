@@ -3371,7 +3371,8 @@ def _im2col_index(hw, kernel_size, dilation, padding, stride, name):
 
 
 def unfold(x, kernel_size, dilation=1, padding=0, stride=1):
-    """torch's F.unfold (im2col) on channels-first (N, C, H, W): (N, C*kh*kw, L) blocks."""
+    """torch's F.unfold (im2col) on channels-first ``(N, C, H, W)``: ``(N, C*kh*kw, L)``
+    blocks."""
     x = as_tensor(x)
     if x.ndim != 4:
         raise ValueError(f"unfold takes a 4-D (N, C, H, W) tensor; received shape {x.shape}")
@@ -3384,7 +3385,7 @@ def unfold(x, kernel_size, dilation=1, padding=0, stride=1):
 
 
 def fold(x, output_size, kernel_size, dilation=1, padding=0, stride=1):
-    """torch's F.fold (col2im): (N, C*kh*kw, L) blocks summed into (N, C, *output_size);
+    """torch's F.fold (col2im): ``(N, C*kh*kw, L)`` blocks summed into ``(N, C, *output_size)``;
     the adjoint of :func:`unfold`."""
     x = as_tensor(x)
     if x.ndim != 3:
