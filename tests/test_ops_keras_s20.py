@@ -420,6 +420,8 @@ def test_ctc_edge_cases():
     loss = ops.ctc_loss(LABELS, LOGITS, L([0, 1, 0]), L([0, 0, 6]))
     assert loss.data[0] == 0 and loss.data[1] == np.inf
     assert ops.ctc_loss(LABELS[:0], LOGITS[:0], L([]), L([])).shape == (0,)
+    no_frames = ops.ctc_loss(LABELS[:2], LOGITS[:2, :0], L([0, 1]), L([0, 0])).data
+    np.testing.assert_array_equal(no_frames, [0.0, np.inf])
     cut = ops.ctc_loss(LABELS, LOGITS, L([2, 2, 1]), L([4, 4, 4])).data
     changed = LOGITS.copy()
     changed[:, 4:] = 100.0
@@ -470,6 +472,8 @@ def test_rearrange_against_numpy():
                             top_paths=3), ValueError, "top_paths"),
     (lambda: ops.ctc_decode(LOGITS, [6, 9, 6]), ValueError, "sequence_lengths"),
     (lambda: ops.fft(RE), ValueError, "tuple of two"),
+    (lambda: ops.fft((RE[0, 0, 0], IM[0, 0, 0])), ValueError, "rank >= 1"),
+    (lambda: ops.irfft((RE[..., :1], IM[..., :1])), ValueError, "default"),
     (lambda: ops.fft((RE, IM[0])), ValueError, "same shape"),
     (lambda: ops.fft((RE.astype(np.int32), IM)), ValueError, "floating"),
     (lambda: ops.rfft(RE, 0), ValueError, "fft_length"),

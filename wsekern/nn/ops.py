@@ -2812,7 +2812,7 @@ def _ctc_nll(lp, target, tlen, olen, blank):
             a2 = np.where(skip, a2, ninf)
             alpha[:, t] = np.logaddexp(np.logaddexp(a, a1), a2) + em[:, t]
         last = np.maximum(olen - 1, 0)
-        a_end = alpha[np.arange(B), last]                  # (B, Sp) at each entry's last frame
+        a_end = alpha[np.arange(B), last] if Tm else np.full((B, Sp), ninf)   # last frames
         end = 2 * tlen
         ll = np.logaddexp(a_end[np.arange(B), end],
                           np.where(tlen > 0, a_end[np.arange(B), np.maximum(end - 1, 0)], ninf))
@@ -2957,7 +2957,8 @@ def _ctc_beam(x, seq_len, beam_width, top_paths, mask_index):
             uniq, inv = _unique_padded(paths, 2 * C * beam_width, pad)
             emit = _merge_scores(inv, np.where(masked, -np.inf, scores), uniq.shape[0])
             blank_ = _merge_scores(inv, np.where(masked, scores, -np.inf), uniq.shape[0])
-            total = np.logaddexp(emit, blank_)
+            with np.errstate(invalid="ignore"):
+                total = np.logaddexp(emit, blank_)
             top = np.argsort(total, kind="stable")[-beam_width:]
             paths = np.tile(uniq[top], (2, 1))
             scores = np.concatenate([emit[top], blank_[top]])
@@ -3061,7 +3062,9 @@ def _linear_complex(parts, forward, adjoint, real_out=False):
 def fft(x):
     """FFT along the last axis of ``x = (real, imag)``; returns (real, imag)."""
     re, im = _complex_pair(x, "fft")
-    n = re.shape[-1] if re.ndim else 1
+    if re.ndim == 0:
+        raise ValueError("fft needs tensors of rank >= 1; received scalars")
+    n = re.shape[-1]
     return _linear_complex((re, im), lambda z: np.fft.fft(z, axis=-1),
                            lambda G: np.fft.ifft(G, axis=-1) * n)
 
@@ -3097,7 +3100,9 @@ def _fit_last(a, n):
 def _fft_length(fft_length, default, name):
     n = default if fft_length is None else int(fft_length)
     if n < 1:
-        raise ValueError(f"{name}: fft_length must be >= 1; received {fft_length}")
+        raise ValueError(f"{name}: fft_length must be >= 1; received {fft_length}"
+                         + (f" (the default from the input's last axis is {n})"
+                            if fft_length is None else ""))
     return n
 
 
