@@ -614,10 +614,14 @@ def roll(x, shift, axis=None):
 def sort(x, axis=-1):
     """Sorted values; differentiable (the gradient goes back to where each came from)."""
     x = as_tensor(x)
+    if x.ndim == 0:                          # a 0-d tensor is sorted (Keras returns it)
+        return x
     return T.take_along_axis(x, np.argsort(x.data, axis=axis, kind="stable"), axis)
 
 
 def argsort(x, axis=-1):
+    if as_tensor(x).ndim == 0:               # Keras: the index 0, 0-d
+        return _const(np.zeros((), dtype=np.int32))
     return Tensor(np.argsort(as_tensor(x).data, axis=axis, kind="stable").astype(np.int32))
 
 
@@ -889,6 +893,16 @@ def _same_int(out, x):
     return cast(out, x.dtype) if x.dtype.kind in "iu" and out.dtype != x.dtype else out
 
 
+def _keras_int(out, x, widen_small=False):
+    """Keras-on-torch's integer result dtype: a bool input gives int32 (and with
+    ``widen_small``, as its sums and products, so do int8/int16/uint8); other integer
+    inputs keep their dtype."""
+    kind = as_tensor(x).dtype
+    if kind == np.bool_ or (widen_small and kind in (np.int8, np.int16, np.uint8)):
+        return cast(out, np.int32) if out.dtype != np.int32 else out
+    return _same_int(out, x)
+
+
 def _unary_op(name, f, df, doc):
     """An elementwise op on floats: ``f`` the value, ``df(x, out)`` its derivative."""
     def op(x):
@@ -1082,7 +1096,7 @@ def kron(x1, x2):
 
 
 def inner(x1, x2):
-    a, b = T.pair(x1, x2)
+    a, b = _promote(*T.pair(x1, x2))        # Keras: int32 with float32 gives float32
     if a.ndim == 0 or b.ndim == 0:
         return T.mul(a, b)
     return tensordot(a, b, axes=([a.ndim - 1], [b.ndim - 1]))
@@ -1704,7 +1718,7 @@ def cumprod(x, axis=None, dtype=None):
             s *= excl
         src.accumulate(np.moveaxis(s, 0, ax).astype(src.dtype, copy=False))
     res = Tensor(out, parents=(src,), backward=backward)
-    return _same_int(res, x) if dtype is None else cast(res, dtype)
+    return _keras_int(res, x) if dtype is None else cast(res, dtype)
 
 
 def diff(a, n=1, axis=-1):
@@ -1712,6 +1726,9 @@ def diff(a, n=1, axis=-1):
     ax = _axis(axis, x.ndim)
     head = (builtins.slice(None),) * ax
     for _ in range(int(n)):
+        if x.dtype == np.bool_:              # torch.diff of bools: whether neighbours differ
+            x = _const(np.diff(x.data, axis=ax))
+            continue
         x = subtract(T.getitem(x, head + (builtins.slice(1, None),)),
                      T.getitem(x, head + (builtins.slice(None, -1),)))
     return x
@@ -1900,16 +1917,16 @@ def _nan_filled(x, value):
 
 
 def nansum(x, axis=None, keepdims=False):
-    return _same_int(sum(_nan_filled(x, 0.0)[0], axis, keepdims), x)
+    return _keras_int(sum(_nan_filled(x, 0.0)[0], axis, keepdims), x, widen_small=True)
 
 
 def nanprod(x, axis=None, keepdims=False):
-    return _same_int(prod(_nan_filled(x, 1.0)[0], axis, keepdims), x)
+    return _keras_int(prod(_nan_filled(x, 1.0)[0], axis, keepdims), x, widen_small=True)
 
 
 def nancumsum(x, axis=None, dtype=None):
     out = cumsum(_nan_filled(x, 0.0)[0], axis, dtype)
-    return _same_int(out, x) if dtype is None else out
+    return _keras_int(out, x) if dtype is None else out
 
 
 def nancumprod(x, axis=None, dtype=None):
@@ -2246,6 +2263,9 @@ def glu(x, axis=-1):
 
 
 def hard_tanh(x):
+    x = as_tensor(x)
+    if x.dtype.kind in "iu":                 # Keras on torch keeps integer dtypes
+        return _const(np.clip(x.data, -1, 1).astype(x.dtype))
     return clip(_float(x), -1.0, 1.0)
 
 
@@ -2752,6 +2772,801 @@ def lu_factor(x):
     return _no_grad("lu_factor", lu, x), _const(piv.astype(np.int32))
 
 
+# -- CTC (keras.ops.ctc_loss / ctc_decode, as Keras on torch) ---------------------------------
+def _lengths(v, n, name, upper):
+    v = _int_indices(v, name).reshape(-1)
+    if v.shape != (n,):
+        raise ValueError(f"{name} must hold one length per batch entry ({n}); received "
+                         f"shape {v.shape}")
+    if v.size and (v.min() < 0 or v.max() > upper):
+        raise ValueError(f"{name} must lie in [0, {upper}]; received {v.tolist()}")
+    return v.astype(np.int64)
+
+
+def _ctc_nll(lp, target, tlen, olen, blank):
+    """-log p(target | lp) per batch entry from log-probabilities ``lp`` (B, T, C), by the
+    alpha-beta recursions in log space; an impossible alignment gives +inf and no gradient
+    (Keras on torch: inf and NaN gradients)."""
+    B, Tm, C = lp.shape
+    S = target.shape[1]
+    Sp = 2 * S + 1
+    ext = np.full((B, Sp), blank, dtype=np.int64)          # blank, l1, blank, l2, ..., blank
+    ext[:, 1::2] = target
+    pos = np.arange(Sp)
+    ext = np.where(pos[None, :] < 2 * tlen[:, None] + 1, ext, blank)
+    skip = np.zeros((B, Sp), dtype=bool)                  # s may come from s - 2
+    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    lpd = lp.data.astype(np.float64)
+    em = np.take_along_axis(lpd, np.broadcast_to(ext[:, None, :], (B, Tm, Sp)), axis=2)
+    ninf = -np.inf
+    alpha = np.full((B, Tm, Sp), ninf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if Tm:
+            alpha[:, 0, 0] = em[:, 0, 0]
+            if Sp > 1:
+                alpha[:, 0, 1] = np.where(tlen > 0, em[:, 0, 1], ninf)
+        for t in range(1, Tm):
+            a = alpha[:, t - 1]
+            a1 = np.concatenate([np.full((B, 1), ninf), a[:, :-1]], axis=1)
+            a2 = np.concatenate([np.full((B, 2), ninf), a[:, :-2]], axis=1)[:, :Sp]
+            a2 = np.where(skip, a2, ninf)
+            alpha[:, t] = np.logaddexp(np.logaddexp(a, a1), a2) + em[:, t]
+        last = np.maximum(olen - 1, 0)
+        a_end = alpha[np.arange(B), last] if Tm else np.full((B, Sp), ninf)   # last frames
+        end = 2 * tlen
+        ll = np.logaddexp(a_end[np.arange(B), end],
+                          np.where(tlen > 0, a_end[np.arange(B), np.maximum(end - 1, 0)], ninf))
+        ll = np.where(olen == 0, np.where(tlen == 0, 0.0, ninf), ll)
+    loss = -ll
+
+    def backward(g):
+        beta = np.full((B, Tm, Sp), ninf)
+        rows = np.arange(B)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            for t in range(Tm - 1, -1, -1):
+                init = np.full((B, Sp), ninf)
+                init[rows, end] = em[rows, t, end]
+                init[rows, np.maximum(end - 1, 0)] = np.where(
+                    tlen > 0, em[rows, t, np.maximum(end - 1, 0)], init[rows, 0])
+                if t + 1 < Tm:
+                    b = beta[:, t + 1]
+                    b1 = np.concatenate([b[:, 1:], np.full((B, 1), ninf)], axis=1)
+                    b2 = np.concatenate([b[:, 2:], np.full((B, 2), ninf)], axis=1)[:, :Sp]
+                    skip2 = np.concatenate([skip[:, 2:], np.zeros((B, 2), bool)], axis=1)
+                    b2 = np.where(skip2[:, :Sp], b2, ninf)
+                    step = np.logaddexp(np.logaddexp(b, b1), b2) + em[:, t]
+                else:
+                    step = np.full((B, Sp), ninf)
+                beta[:, t] = np.where((t == olen - 1)[:, None], init,
+                                      np.where((t < olen - 1)[:, None], step, ninf))
+            # occupation of each extended state, over p: exp(alpha + beta - em - log p)
+            occ = np.exp(alpha + beta - em + loss[:, None, None])
+        occ = np.where(np.isfinite(loss)[:, None, None], np.nan_to_num(occ), 0.0)
+        grad = np.zeros((B, Tm, C))
+        for c_ in np.unique(ext):                           # sum the states of each label
+            grad[:, :, c_] -= (occ * (ext == c_)[:, None, :]).sum(axis=2)
+        gs = np.where(np.isfinite(loss), np.asarray(g, dtype=np.float64), 0.0)
+        lp.accumulate((grad * gs[:, None, None]).astype(lp.dtype))
+    return Tensor(loss.astype(lp.dtype), parents=(lp,), backward=backward)
+
+
+def ctc_loss(target, output, target_length, output_length, mask_index=0):
+    """Connectionist temporal classification loss per batch entry, as Keras on torch.
+
+    ``output``: logits (batch, time, classes) (a log-softmax is applied); ``target``: padded
+    labels (batch, max_label_length), only the first ``target_length`` of each row read;
+    ``mask_index``: the blank class. An alignment that cannot exist (labels longer than the
+    frames allow) gives +inf, as Keras, with a zero gradient where Keras on torch gives NaN.
+    The loss is float32 for every input dtype, as Keras's (a float64 input is computed, and
+    differentiated, in float64 and its loss rounded to float32).
+    """
+    x = as_tensor(output)
+    if x.dtype.kind != "f" or x.dtype.itemsize < 4:
+        x = T.cast(x, FLOATX)
+    if x.ndim != 3:
+        raise ValueError(f"ctc_loss: output must be logits of shape (batch, time, classes); "
+                         f"received shape {x.shape}")
+    B, Tm, C = x.shape
+    tgt = _int_indices(target, "ctc_loss target")
+    if tgt.ndim != 2 or tgt.shape[0] != B:
+        raise ValueError(f"ctc_loss: target must be (batch, max_label_length) labels with "
+                         f"batch {B}; received shape {tgt.shape}")
+    blank = int(mask_index)
+    if not 0 <= blank < C:
+        raise ValueError(f"ctc_loss: mask_index must be a class in [0, {C}); received {blank}")
+    tlen = _lengths(target_length, B, "ctc_loss target_length", tgt.shape[1])
+    olen = _lengths(output_length, B, "ctc_loss output_length", Tm)
+    used = np.arange(tgt.shape[1])[None, :] < tlen[:, None]
+    bad = used & ((tgt < 0) | (tgt >= C) | (tgt == blank))
+    if bad.any():
+        b, s = np.argwhere(bad)[0]
+        raise ValueError(f"ctc_loss: target[{b}, {s}] = {int(tgt[b, s])} is not a label: "
+                         f"labels lie in [0, {C}) and differ from mask_index={blank} (the "
+                         "blank) within target_length")
+    loss = _ctc_nll(T.log_softmax(x, axis=-1), np.where(used, tgt, 0).astype(np.int64),
+                    tlen, olen, blank)
+    return T.cast(loss, FLOATX)
+
+
+def _unique_padded(paths, size, pad):
+    """The rows of ``paths`` once each (in the order of a polynomial hash, as Keras on
+    torch, whose tie-breaking depends on it), padded with ``pad`` rows to ``size``, and
+    each row's index among them."""
+    n, t = paths.shape
+    mod = 1 << 64
+    powers = [pow(2654435769, i, mod) for i in range(t)]
+    powers = np.array([p - mod if p >= 1 << 63 else p for p in powers], dtype=np.int64)
+    with np.errstate(over="ignore"):
+        hashes = ((paths.astype(np.int64) + 1) * powers).sum(axis=1)
+    order = np.argsort(hashes, kind="stable")
+    sp, sh = paths[order], hashes[order]
+    dup = (sh[1:] == sh[:-1]) & (sp[1:] == sp[:-1]).all(axis=1)
+    first = np.concatenate([[True], ~dup])
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    unique = sp[first]
+    if unique.shape[0] < size:
+        unique = np.concatenate([unique, np.full((size - unique.shape[0], t), pad,
+                                                 dtype=unique.dtype)])
+    return unique, inverse
+
+
+def _merge_scores(inverse, scores, n):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        top = scores.max()
+        out = np.zeros(n, dtype=scores.dtype)
+        np.add.at(out, inverse, np.exp(scores - top))
+        return np.log(out) + top
+
+
+def _ctc_beam(x, seq_len, beam_width, top_paths, mask_index):
+    """Keras's beam search (a port of its JAX/torch code: the same tie-breaking)."""
+    B, Tm, C = x.shape
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        lp = x - x.max(axis=-1, keepdims=True)
+        lp = (lp - np.log(np.exp(lp).sum(axis=-1, keepdims=True))).astype(x.dtype)
+    lp = lp[:, :, ::-1]
+    mask_index = C - mask_index - 1
+    pad = -1
+    n_init = builtins.min(C, beam_width)
+    all_paths, all_scores = [], []
+    for b in range(B):
+        xb = lp[b]
+        paths = np.full((2 * beam_width, Tm), pad, dtype=np.int32)
+        best = np.argsort(xb[0], kind="stable")[-n_init:]
+        paths[:n_init, 0] = np.where(best == mask_index, pad, best)
+        scores = np.full(2 * beam_width, -np.inf, dtype=xb.dtype)
+        scores[:n_init] = xb[0, best]
+        masked = paths[:, 0] == pad
+        for t in range(1, int(seq_len[b])):
+            # extend every beam by every class
+            paths = np.repeat(paths, C, axis=0)
+            scores = np.repeat(scores, C)
+            prev_masked = np.repeat(masked, C)
+            tail = np.argmax(paths == pad, axis=1)
+            rows = np.arange(paths.shape[0])
+            tails = np.where(tail == 0, pad, paths[rows, tail - 1])
+            classes = np.arange(C, dtype=paths.dtype)
+            classes[mask_index] = pad
+            classes = np.tile(classes, paths.shape[0] // C)
+            masked = classes == pad
+            classes = np.where(~prev_masked & (tails == classes), pad, classes)
+            paths[rows, tail] = classes
+            scores = scores + np.tile(xb[t], paths.shape[0] // C)
+            # merge equal paths, keep the best beam_width (emit, blank) tracks
+            uniq, inv = _unique_padded(paths, 2 * C * beam_width, pad)
+            emit = _merge_scores(inv, np.where(masked, -np.inf, scores), uniq.shape[0])
+            blank_ = _merge_scores(inv, np.where(masked, scores, -np.inf), uniq.shape[0])
+            with np.errstate(invalid="ignore"):
+                total = np.logaddexp(emit, blank_)
+            top = np.argsort(total, kind="stable")[-beam_width:]
+            paths = np.tile(uniq[top], (2, 1))
+            scores = np.concatenate([emit[top], blank_[top]])
+            masked = np.concatenate([np.zeros(beam_width, bool), np.ones(beam_width, bool)])
+        uniq, inv = _unique_padded(paths, 2 * C * beam_width, pad)
+        merged = _merge_scores(inv, scores, uniq.shape[0])
+        top = np.argsort(merged, kind="stable")[-top_paths:][::-1]
+        all_paths.append(uniq[top])
+        all_scores.append(merged[top])
+    paths = np.stack(all_paths) if B else np.zeros((0, top_paths, Tm), np.int32)
+    scores = np.stack(all_scores) if B else np.zeros((0, top_paths), x.dtype)
+    paths = np.where(paths == pad, pad, C - paths - 1).astype(np.int32)
+    return np.transpose(paths, (1, 0, 2)), scores
+
+
+def ctc_decode(inputs, sequence_lengths, strategy="greedy", beam_width=100, top_paths=1,
+               merge_repeated=True, mask_index=0):
+    """Decoded label sequences, as Keras on torch: ``(paths, scores)`` with paths of shape
+    (top_paths, batch, time) padded with -1 (greedy: top_paths 1) and scores (batch,
+    top_paths), float32 as Keras's: greedy gives minus the sum of the best logit per frame,
+    beam search the log-probabilities of the paths. No gradient."""
+    x = T.cast(as_tensor(inputs), FLOATX)
+    if x.ndim != 3:
+        raise ValueError(f"ctc_decode: inputs must be (batch, time, classes); received shape "
+                         f"{x.shape}")
+    B, Tm, C = x.shape
+    seq = _lengths(sequence_lengths, B, "ctc_decode sequence_lengths", Tm)
+    mask_index = C - 1 if mask_index is None else int(mask_index)
+    if not 0 <= mask_index < C:
+        raise ValueError(f"ctc_decode: mask_index must be a class in [0, {C}); received "
+                         f"{mask_index}")
+    data = x.data
+    if strategy == "greedy":
+        idx = np.argmax(data, axis=-1).astype(np.int32) if C else np.zeros((B, Tm), np.int32)
+        best = np.max(data, axis=-1) if C else np.zeros((B, Tm), data.dtype)
+        beyond = np.arange(Tm)[None, :] >= seq[:, None]
+        idx = np.where(beyond, mask_index, idx)
+        best = np.where(beyond, 0, best).astype(data.dtype)
+        if merge_repeated and Tm:
+            rep = np.zeros_like(beyond)
+            rep[:, 1:] = idx[:, 1:] == idx[:, :-1]
+            idx = np.where(rep, mask_index, idx)
+        blank = idx == mask_index
+        idx = np.where(blank, -1, idx).astype(np.int32)
+        order = np.argsort(np.where(blank, Tm, np.arange(Tm)[None, :]), axis=-1, kind="stable")
+        idx = np.take_along_axis(idx, order, axis=-1)
+        return _const(idx[None]), _const(-best.sum(axis=1, keepdims=True))
+    if strategy == "beam_search":
+        if int(beam_width) < 1 or int(top_paths) < 1 or int(top_paths) > int(beam_width):
+            raise ValueError(f"ctc_decode: need 1 <= top_paths <= beam_width; received "
+                             f"top_paths={top_paths}, beam_width={beam_width}")
+        if Tm == 0:
+            raise ValueError("ctc_decode: beam search needs at least one time step; "
+                             f"received inputs of shape {x.shape}")
+        paths, scores = _ctc_beam(data, seq, int(beam_width), int(top_paths), mask_index)
+        return _const(paths), _const(scores)
+    raise ValueError(f"Invalid strategy {strategy}. Supported values are 'greedy' and "
+                     "'beam_search'.")
+
+
+
+# -- Fourier transforms on (real, imag) pairs (keras.ops.fft ...; as Keras on torch) ---------
+def _complex_pair(x, name):
+    """(real, imag) Tensors of one floating dtype, as Keras's fft ops take them."""
+    if not isinstance(x, (tuple, list)) or len(x) != 2:
+        raise ValueError(f"{name}: x must be a tuple of two tensors, the real and imaginary "
+                         f"parts; received {type(x).__name__}")
+    re, im = as_tensor(x[0]), as_tensor(x[1])
+    if re.shape != im.shape:
+        raise ValueError(f"{name}: the real and imaginary parts must have the same shape; "
+                         f"received {re.shape} and {im.shape}")
+    if re.dtype.kind != "f" or im.dtype.kind != "f":
+        raise ValueError(f"{name}: both parts must be floating tensors; received "
+                         f"{re.dtype} and {im.dtype}")
+    dt = np.result_type(re.dtype, im.dtype, np.float32)
+    return T.cast(re, dt), T.cast(im, dt)
+
+
+def _linear_complex(parts, forward, adjoint, real_out=False):
+    """The outputs of a linear map of ``z = re + i im`` (``parts``: (re, im), or (x,) for a
+    real input). Its backward is the adjoint: ``adjoint(G)`` maps an output gradient
+    ``G = g_re + i g_im`` to the input's ``g_re + i g_im`` (real part only for a real
+    input). Each output part is its own node; the map is linear, so their adjoints add."""
+    dt = parts[0].dtype
+    z = parts[0].data if len(parts) == 1 else parts[0].data + 1j * parts[1].data
+    y = forward(z)
+
+    def node(value, unit):
+        def backward(g):
+            gin = adjoint(unit * np.asarray(g, dtype=np.float64))
+            parts[0].accumulate(np.ascontiguousarray(np.real(gin)).astype(dt))
+            if len(parts) == 2:
+                parts[1].accumulate(np.ascontiguousarray(np.imag(gin)).astype(dt))
+        return Tensor(np.ascontiguousarray(value).astype(dt), parents=tuple(parts),
+                      backward=backward)
+    if real_out:
+        return node(np.real(y), 1.0)
+    return node(np.real(y), 1.0), node(np.imag(y), 1j)
+
+
+def fft(x):
+    """FFT along the last axis of ``x = (real, imag)``; returns (real, imag)."""
+    re, im = _complex_pair(x, "fft")
+    if re.ndim == 0:
+        raise ValueError("fft needs tensors of rank >= 1; received scalars")
+    n = re.shape[-1]
+    return _linear_complex((re, im), lambda z: np.fft.fft(z, axis=-1),
+                           lambda G: np.fft.ifft(G, axis=-1) * n)
+
+
+def fft2(x):
+    """2-D FFT over the last two axes of ``x = (real, imag)``; returns (real, imag)."""
+    re, im = _complex_pair(x, "fft2")
+    if re.ndim < 2:
+        raise ValueError(f"fft2 needs tensors of rank >= 2; received shape {re.shape}")
+    n = re.shape[-1] * re.shape[-2]
+    return _linear_complex((re, im), lambda z: np.fft.fft2(z, axes=(-2, -1)),
+                           lambda G: np.fft.ifft2(G, axes=(-2, -1)) * n)
+
+
+def ifft2(x):
+    """Inverse 2-D FFT over the last two axes of ``x = (real, imag)``."""
+    re, im = _complex_pair(x, "ifft2")
+    if re.ndim < 2:
+        raise ValueError(f"ifft2 needs tensors of rank >= 2; received shape {re.shape}")
+    n = re.shape[-1] * re.shape[-2]
+    return _linear_complex((re, im), lambda z: np.fft.ifft2(z, axes=(-2, -1)),
+                           lambda G: np.fft.fft2(G, axes=(-2, -1)) / builtins.max(n, 1))
+
+
+def _fit_last(a, n):
+    """``a`` cut or zero-padded to length ``n`` on its last axis (and its adjoint)."""
+    m = a.shape[-1]
+    if m >= n:
+        return a[..., :n]
+    return np.concatenate([a, np.zeros(a.shape[:-1] + (n - m,), dtype=a.dtype)], axis=-1)
+
+
+def _fft_length(fft_length, default, name):
+    n = default if fft_length is None else int(fft_length)
+    if n < 1:
+        raise ValueError(f"{name}: fft_length must be >= 1; received {fft_length}"
+                         + (f" (the default from the input's last axis is {n})"
+                            if fft_length is None else ""))
+    return n
+
+
+def rfft(x, fft_length=None):
+    """FFT of the real ``x`` along its last axis (cut or zero-padded to ``fft_length``):
+    the ``fft_length // 2 + 1`` non-negative frequencies as (real, imag)."""
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        x = T.cast(x, FLOATX)
+    if x.ndim == 0:
+        raise ValueError("rfft needs a tensor of rank >= 1; received a scalar")
+    m = x.shape[-1]
+    n = _fft_length(fft_length, m, "rfft")
+    k = n // 2 + 1
+
+    def adjoint(G):
+        full = np.zeros(G.shape[:-1] + (n,), dtype=np.complex128)
+        full[..., :k] = G
+        return _fit_last(np.fft.ifft(full, axis=-1) * n, m)
+    return _linear_complex((x,), lambda z: np.fft.rfft(z, n=n, axis=-1), adjoint)
+
+
+def irfft(x, fft_length=None):
+    """Real inverse FFT of the half spectrum ``x = (real, imag)`` along the last axis; the
+    output has ``fft_length`` samples (default 2 * (bins - 1))."""
+    re, im = _complex_pair(x, "irfft")
+    if re.ndim == 0:
+        raise ValueError("irfft needs tensors of rank >= 1; received scalars")
+    m = re.shape[-1]
+    n = _fft_length(fft_length, 2 * (m - 1), "irfft")
+    k = n // 2 + 1
+    # bins 1..ceil(n/2)-1 appear twice in the real signal (with their conjugates)
+    weight = np.full(k, 2.0)
+    weight[0] = 1.0
+    if n % 2 == 0:
+        weight[-1] = 1.0
+
+    def adjoint(g):
+        G = np.fft.rfft(np.real(g), n=n, axis=-1) * weight / n
+        # irfft reads only the real part of bin 0 (and of bin n/2 for even n)
+        G = np.real(G) + 1j * np.imag(G) * (weight != 1.0)
+        return _fit_last(G, m)
+    return _linear_complex((re, im), lambda z: np.fft.irfft(z, n=n, axis=-1), adjoint,
+                           real_out=True)
+
+
+def _stft_window(window, sequence_length, dtype, name):
+    if window is None:
+        return None
+    if isinstance(window, str):
+        if window not in ("hann", "hamming"):
+            raise ValueError(f'If a string is passed to `window`, it must be one of "hann", '
+                             f'"hamming". Received: window={window}')
+        a = 0.5 if window == "hann" else 0.54        # periodic, as torch's windows
+        n = np.arange(sequence_length)
+        return Tensor((a - (1 - a) * np.cos(2 * np.pi * n / sequence_length)).astype(dtype))
+    win = T.cast(as_tensor(window), dtype)
+    if win.shape != (sequence_length,):
+        raise ValueError(f"{name}: the shape of `window` must be equal to [sequence_length] "
+                         f"= [{sequence_length}]; received window shape {win.shape}")
+    return win
+
+
+def _overlap_add(frames, hop):
+    """Frames (..., n, L) summed at offsets 0, hop, 2 hop, ... into (..., hop (n-1) + L)."""
+    n, L = frames.shape[-2:]
+    total = hop * (n - 1) + L if n else 0
+    idx = np.arange(n)[:, None] * hop + np.arange(L)[None, :]
+    out = np.zeros(frames.shape[:-2] + (total,), dtype=frames.dtype)
+    for j in range(n):
+        out[..., j * hop:j * hop + L] += frames.data[..., j, :]
+
+    def backward(g):
+        frames.accumulate(np.asarray(g)[..., idx].astype(frames.dtype, copy=False))
+    return Tensor(out, parents=(frames,), backward=backward)
+
+
+def _check_stft_sizes(sequence_length, sequence_stride, fft_length, name):
+    for v, what in ((sequence_length, "sequence_length"), (sequence_stride, "sequence_stride"),
+                    (fft_length, "fft_length")):
+        if int(v) < 1:
+            raise ValueError(f"{name}: {what} must be >= 1; received {v}")
+    if fft_length < sequence_length:
+        raise ValueError(f"{name}: `fft_length` must equal or larger than `sequence_length`. "
+                         f"Received: sequence_length={sequence_length}, "
+                         f"fft_length={fft_length}")
+
+
+def stft(x, sequence_length, sequence_stride, fft_length, window="hann", center=True):
+    """Short-time Fourier transform of the real ``x`` along its last axis, as Keras on torch
+    (torch.stft: reflect padding by ``fft_length // 2`` when ``center``, the window centred
+    in each ``fft_length`` frame): (real, imag) of shape (..., frames, fft_length // 2 + 1).
+    """
+    x = as_tensor(x)
+    if x.dtype.name not in ("float32", "float64"):
+        raise TypeError(f"Invalid input type. Expected `float32` or `float64`. Received: "
+                        f"input type={x.dtype}")
+    sequence_length, sequence_stride = int(sequence_length), int(sequence_stride)
+    fft_length = int(fft_length)
+    _check_stft_sizes(sequence_length, sequence_stride, fft_length, "stft")
+    win = _stft_window(window, sequence_length, x.dtype, "stft")
+    if win is None:                    # torch.stft's default: ones over sequence_length
+        win = Tensor(np.ones(sequence_length, dtype=x.dtype))
+    if x.ndim == 0:
+        raise ValueError("stft needs a tensor of rank >= 1; received a scalar")
+    n = x.shape[-1]
+    if center:
+        p = fft_length // 2
+        if p >= n:
+            raise ValueError(f"stft: center=True reflects fft_length // 2 = {p} samples at "
+                             f"each end, which needs more than {p} samples; received {n}")
+        x = T.getitem(x, (Ellipsis, np.pad(np.arange(n), p, mode="reflect")))
+        n += 2 * p
+    if n < fft_length:
+        raise ValueError(f"stft: the signal ({n} samples{' after padding' if center else ''})"
+                         f" is shorter than fft_length={fft_length}")
+    frames = 1 + (n - fft_length) // sequence_stride
+    idx = np.arange(frames)[:, None] * sequence_stride + np.arange(fft_length)[None, :]
+    left = (fft_length - sequence_length) // 2
+    win = T.pad(win, [(left, fft_length - sequence_length - left)])
+    return rfft(T.mul(T.getitem(x, (Ellipsis, idx)), win), fft_length)
+
+
+def istft(x, sequence_length, sequence_stride, fft_length, length=None, window="hann",
+          center=True):
+    """Inverse of :func:`stft`, as Keras on torch: torch.istft (overlap-add divided by the
+    overlap-added squared window) when ``sequence_length == fft_length``, ``center`` and a
+    window; otherwise Keras's own overlap-add with the window over its summed squares."""
+    re, im = _complex_pair(x, "istft")
+    sequence_length, sequence_stride = int(sequence_length), int(sequence_stride)
+    fft_length = int(fft_length)
+    _check_stft_sizes(sequence_length, sequence_stride, fft_length, "istft")
+    if re.ndim < 2:
+        raise ValueError(f"istft needs (..., frames, bins) tensors; received shape {re.shape}")
+    win = _stft_window(window, sequence_length, re.dtype, "istft")
+    frames = irfft((re, im), fft_length)                   # (..., n, fft_length)
+    n = frames.shape[-2]
+    expected = fft_length + sequence_stride * (n - 1)
+    if sequence_length == fft_length and center and win is not None:
+        y = _overlap_add(T.mul(frames, win), sequence_stride)
+        env = _overlap_add(T.broadcast_to(T.mul(win, win), (n, fft_length)), sequence_stride)
+        start = fft_length // 2
+        end = start + int(length) if length is not None else expected - fft_length // 2
+        stop = builtins.min(end, expected)
+        env_part = env.data[start:stop]
+        if env_part.size and np.abs(env_part).min() < 1e-11:
+            raise ValueError("istft: the window's overlap-added squares vanish inside the "
+                             "output (the NOLA condition fails): choose a window or "
+                             "sequence_stride whose frames overlap")
+        y = T.divide(T.getitem(y, (Ellipsis, builtins.slice(start, stop))),
+                     T.getitem(env, builtins.slice(start, stop)))
+        if end > stop:                                     # torch pads to ``length``
+            y = T.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, end - stop)])
+        return y
+    if sequence_stride > fft_length:
+        raise ValueError(f"istft: `sequence_stride` must equal or less than fft_length. "
+                         f"Received: sequence_stride={sequence_stride}, "
+                         f"fft_length={fft_length}")
+    if n and sequence_stride < fft_length / n:
+        raise ValueError(f"istft: `sequence_stride` must equal or greater than fft_length / "
+                         f"frames. Received: sequence_stride={sequence_stride}, "
+                         f"fft_length={fft_length}, frames={n}")
+    if win is not None:
+        left = (fft_length - sequence_length) // 2
+        win = T.pad(win, [(left, fft_length - sequence_length - left)])
+        over = -(-fft_length // sequence_stride)
+        sq = T.pad(T.mul(win, win), [(0, over * sequence_stride - fft_length)])
+        denom = T.tsum(T.reshape(sq, (over, sequence_stride)), axis=0)
+        denom = T.reshape(T.tile(denom, (over,)), (-1,))
+        win = T.divide(win, T.getitem(denom, builtins.slice(0, fft_length)))
+        frames = T.mul(frames, win)
+    y = _overlap_add(frames, sequence_stride)
+    start = 0 if not center else fft_length // 2
+    if length is not None:
+        end = start + int(length)
+    elif center:
+        end = -(fft_length // 2)
+    else:
+        end = expected
+    return T.getitem(y, (Ellipsis, builtins.slice(start, end)))
+
+
+# -- adaptive pooling, fold / unfold (as Keras on torch) ----------------------------------------
+def _adaptive_setup(inputs, output_size, data_format, name):
+    x = as_tensor(inputs)
+    fmt = "channels_last" if data_format is None else str(data_format).lower()
+    if fmt not in ("channels_first", "channels_last"):
+        raise ValueError(f"{name}: data_format must be 'channels_first' or 'channels_last'; "
+                         f"received {data_format!r}")
+    nsp = x.ndim - 2
+    if nsp not in (1, 2, 3):
+        raise ValueError(f"{name} takes inputs of rank 3, 4 or 5 (batch, spatial axes, "
+                         f"channels); received shape {x.shape}")
+    sizes = (int(output_size),) * nsp if np.ndim(output_size) == 0 else \
+        tuple(int(s) for s in output_size)
+    if len(sizes) != nsp or builtins.min(sizes) < 1:
+        raise ValueError(f"{name}: output_size must be a positive int or {nsp} positive ints; "
+                         f"received {output_size!r}")
+    axes = tuple(range(1, 1 + nsp)) if fmt == "channels_last" else tuple(range(2, 2 + nsp))
+    for ax in axes:
+        if x.shape[ax] == 0:
+            raise ValueError(f"{name}: spatial axes must be non-empty; received shape "
+                             f"{x.shape}")
+    return x, sizes, axes
+
+
+def _bins(n, out):
+    """torch's adaptive-pool bins: [floor(i n / out), ceil((i + 1) n / out))."""
+    i = np.arange(out)
+    return (i * n) // out, -((-(i + 1) * n) // out)
+
+
+def adaptive_average_pool(inputs, output_size, data_format=None):
+    """Average over torch's adaptive bins on each spatial axis (1-D, 2-D or 3-D)."""
+    x, sizes, axes = _adaptive_setup(inputs, output_size, data_format, "adaptive_average_pool")
+    if x.dtype.kind != "f":
+        x = T.cast(x, FLOATX)
+    # a mean over a box is the mean over each axis in turn: one averaging matrix per axis
+    for ax, out in zip(axes, sizes):
+        n = x.shape[ax]
+        lo, hi = _bins(n, out)
+        j = np.arange(n)
+        m = ((j >= lo[:, None]) & (j < hi[:, None])) / (hi - lo)[:, None]
+        x = moveaxis(T.matmul(moveaxis(x, ax, -1), m.T.astype(x.dtype)), -1, ax)
+    return x
+
+
+def adaptive_max_pool(inputs, output_size, data_format=None):
+    """Max over torch's adaptive bins on each spatial axis (1-D, 2-D or 3-D); the gradient
+    goes to one element per bin, the first in row-major order (as torch)."""
+    x, sizes, axes = _adaptive_setup(inputs, output_size, data_format, "adaptive_max_pool")
+    # the max over a box is the max over each axis in turn; reducing the last spatial axis
+    # first makes the first maximum of each row, then the first such row, win: torch's pick
+    for ax, out in reversed(list(zip(axes, sizes))):
+        n = x.shape[ax]
+        lo, hi = _bins(n, out)
+        # each bin's indices, its last one repeated to the longest bin's length (a repeat
+        # after the first maximum never wins argmax's first pick)
+        idx = np.minimum(lo[:, None] + np.arange(int((hi - lo).max())), hi[:, None] - 1)
+        win = np.take(x.data, idx, axis=ax)                 # (..., out, width, ...)
+        first = np.expand_dims(np.argmax(win, axis=ax + 1), ax + 1)   # NaN wins, as torch
+        pick = np.take_along_axis(np.broadcast_to(
+            np.expand_dims(idx, tuple(range(ax)) + tuple(range(ax + 2, win.ndim))),
+            win.shape), first, axis=ax + 1)
+        x = T.take_along_axis(x, np.squeeze(pick, ax + 1), ax)
+    return x
+
+
+def _pair2(v, name, minimum):
+    v = (int(v),) * 2 if np.ndim(v) == 0 else tuple(int(i) for i in v)
+    if len(v) != 2 or builtins.min(v) < minimum:
+        raise ValueError(f"{name} must be an int or two ints >= {minimum}; received {v}")
+    return v
+
+
+def _im2col_index(hw, kernel_size, dilation, padding, stride, name):
+    k = _pair2(kernel_size, f"{name}: kernel_size", 1)
+    d = _pair2(dilation, f"{name}: dilation", 1)
+    p = _pair2(padding, f"{name}: padding", 0)
+    s = _pair2(stride, f"{name}: stride", 1)
+    blocks = [(n + 2 * pp - dd * (kk - 1) - 1) // ss + 1 for n, kk, dd, pp, ss in
+              zip(hw, k, d, p, s)]
+    if builtins.min(blocks) < 1:
+        raise ValueError(f"{name}: kernel_size {k} with dilation {d} does not fit a spatial "
+                         f"size {tuple(hw)} padded by {p}")
+    rows = (np.arange(k[0]) * d[0])[:, None, None, None] + \
+        (np.arange(blocks[0]) * s[0])[None, None, :, None]
+    cols = (np.arange(k[1]) * d[1])[None, :, None, None] + \
+        (np.arange(blocks[1]) * s[1])[None, None, None, :]
+    return k, p, blocks, rows, cols                         # (kh, kw, oh, ow) index grids
+
+
+def unfold(x, kernel_size, dilation=1, padding=0, stride=1):
+    """torch's F.unfold (im2col) on channels-first ``(N, C, H, W)``: ``(N, C*kh*kw, L)``
+    blocks."""
+    x = as_tensor(x)
+    if x.ndim != 4:
+        raise ValueError(f"unfold takes a 4-D (N, C, H, W) tensor; received shape {x.shape}")
+    N, C, H, W = x.shape
+    k, p, blocks, rows, cols = _im2col_index((H, W), kernel_size, dilation, padding, stride,
+                                             "unfold")
+    xp = T.pad(x, [(0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])]) if builtins.max(p) else x
+    patches = T.getitem(xp, (builtins.slice(None), builtins.slice(None), rows, cols))
+    return T.reshape(patches, (N, C * k[0] * k[1], blocks[0] * blocks[1]))
+
+
+def fold(x, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """torch's F.fold (col2im): ``(N, C*kh*kw, L)`` blocks summed into ``(N, C, *output_size)``;
+    the adjoint of :func:`unfold`."""
+    x = as_tensor(x)
+    if x.ndim != 3:
+        raise ValueError(f"fold takes a 3-D (N, C*kh*kw, L) tensor; received shape {x.shape}")
+    H, W = _pair2(output_size, "fold: output_size", 1)
+    k, p, blocks, rows, cols = _im2col_index((H, W), kernel_size, dilation, padding, stride,
+                                             "fold")
+    N, CK, L = x.shape
+    if CK % (k[0] * k[1]) or L != blocks[0] * blocks[1]:
+        raise ValueError(f"fold: input of shape {x.shape} does not match kernel_size {k} "
+                         f"(axis 1 a multiple of {k[0] * k[1]}) and {blocks[0]} x {blocks[1]} "
+                         f"= {blocks[0] * blocks[1]} blocks on axis 2")
+    C = CK // (k[0] * k[1])
+    shape6 = (N, C, k[0], k[1], blocks[0], blocks[1])
+    full = np.zeros((N, C, H + 2 * p[0], W + 2 * p[1]), dtype=x.dtype)
+    np.add.at(full, (builtins.slice(None), builtins.slice(None), rows, cols),
+              x.data.reshape(shape6))
+    crop = (Ellipsis, builtins.slice(p[0], p[0] + H), builtins.slice(p[1], p[1] + W))
+
+    def backward(g):
+        gp = np.zeros(full.shape, dtype=x.dtype)
+        gp[crop] = g
+        x.accumulate(gp[:, :, rows, cols].reshape(x.shape))
+    return Tensor(np.ascontiguousarray(full[crop]), parents=(x,), backward=backward)
+
+
+# -- rearrange (einops) --------------------------------------------------------------------------
+def _einops_side(side, name):
+    import re
+    tokens = re.findall(r"\.\.\.|\(|\)|[^\s()]+", side)
+    groups, cur = [], None
+    for tok in tokens:
+        if tok == "(":
+            if cur is not None:
+                raise ValueError(f"rearrange: nested parentheses in {side!r}")
+            cur = []
+        elif tok == ")":
+            if cur is None:
+                raise ValueError(f"rearrange: unbalanced ')' in {side!r}")
+            groups.append(cur)
+            cur = None
+        else:
+            if tok != "..." and not tok.isidentifier():
+                raise ValueError(f"rearrange: axis name {tok!r} in {side!r} is not an "
+                                 "identifier (numbers and anonymous axes are not supported)")
+            (groups.append([tok]) if cur is None else cur.append(tok))
+    if cur is not None:
+        raise ValueError(f"rearrange: unbalanced '(' in {side!r}")
+    flat = [a for g in groups for a in g]
+    if len(set(flat)) != len(flat):
+        raise ValueError(f"rearrange: an axis is repeated in {side!r}")
+    return groups, flat
+
+
+def rearrange(tensor, pattern, **axes_lengths):
+    """einops' rearrange: ``'b (h h1) w c -> b h (w h1) c'`` with axis names, parenthesised
+    groups (split or merged axes, lengths from ``axes_lengths`` or inferred, one unknown per
+    group) and ``...`` for the axes in between; a reshape, a transpose and a reshape."""
+    x = as_tensor(tensor)
+    if not isinstance(pattern, str) or pattern.count("->") != 1:
+        raise ValueError(f"rearrange: pattern must be 'input axes -> output axes'; received "
+                         f"{pattern!r}")
+    left, right = pattern.split("->")
+    lgroups, lflat = _einops_side(left, "input")
+    rgroups, rflat = _einops_side(right, "output")
+    if set(lflat) != set(rflat):
+        raise ValueError(f"rearrange: the axes of both sides must be the same; {pattern!r} "
+                         f"has {sorted(set(lflat) ^ set(rflat))} on one side only")
+    n_ell = x.ndim - (len(lgroups) - (1 if ["..."] in lgroups else 0))
+    if builtins.any("..." in g and len(g) > 1 for g in lgroups):
+        raise ValueError("rearrange: '...' inside parentheses on the input side is not "
+                         "supported")
+    if ("..." in lflat and n_ell < 0) or ("..." not in lflat and n_ell != 0):
+        raise ValueError(f"rearrange: the input pattern {left.strip()!r} names "
+                         f"{len(lgroups)} axes; the tensor has rank {x.ndim}")
+    sizes = {k: int(v) for k, v in axes_lengths.items()}
+    dims = iter(x.shape)
+    ell_shape = ()
+    decomposed = []
+    for g in lgroups:
+        if g == ["..."]:
+            ell_shape = tuple(next(dims) for _ in range(n_ell))
+            decomposed += ["..."]
+            continue
+        n = next(dims)
+        unknown = [a for a in g if a not in sizes]
+        known = int(np.prod([sizes[a] for a in g if a in sizes]))
+        if len(unknown) > 1:
+            raise ValueError(f"rearrange: cannot infer both {unknown} of length-{n} group "
+                             f"({' '.join(g)}); pass their lengths as keyword arguments")
+        if unknown:
+            if known == 0 or n % known:
+                raise ValueError(f"rearrange: axis of length {n} cannot be split as "
+                                 f"({' '.join(g)}) with {axes_lengths}")
+            sizes[unknown[0]] = n // known
+        elif known != n:
+            raise ValueError(f"rearrange: axis of length {n} does not match ({' '.join(g)}) "
+                             f"= {known} with {axes_lengths}")
+        decomposed += g
+    shape_in = [s for a in decomposed for s in (ell_shape if a == "..." else (sizes[a],))]
+    # positions of each name in the decomposed tensor ('...' spans n_ell axes)
+    pos, i = {}, 0
+    for a in decomposed:
+        pos[a] = list(range(i, i + (n_ell if a == "..." else 1)))
+        i += n_ell if a == "..." else 1
+    perm = [p for a in rflat for p in pos[a]]
+    out_shape = []
+    for g in rgroups:
+        if g == ["..."]:
+            out_shape += list(ell_shape)
+        else:
+            out_shape.append(int(np.prod([int(np.prod(ell_shape)) if a == "..." else sizes[a]
+                                          for a in g])))
+    y = T.reshape(x, tuple(shape_in))
+    y = T.transpose(y, tuple(perm))
+    return T.reshape(y, tuple(out_shape))
+
+
+# -- jvp ------------------------------------------------------------------------------------------
+def jvp(fun, primals, tangents, has_aux=False):
+    """Jacobian-vector product ``(fun(*primals), J tangents)`` (Keras's ``(outputs,
+    tangents_out[, aux])``), exact: the autograd is reverse-mode, so each output entry's
+    Jacobian row comes from one backward pass (cost: one pass per output entry; fine for the
+    small outputs jvp is used on, slow for large ones)."""
+    p_leaves, p_rebuild = _flatten(primals)
+    t_leaves, _ = _flatten(tangents)
+    if len(p_leaves) != len(t_leaves):
+        raise ValueError(f"jvp: primals and tangents must have the same structure; received "
+                         f"{len(p_leaves)} and {len(t_leaves)} leaves")
+    inputs = []
+    for p, t in zip(p_leaves, t_leaves):
+        p = as_tensor(p) if isinstance(p, Tensor) else convert_to_tensor(p)
+        t = np.asarray(as_tensor(t).data)
+        if t.shape != p.shape:
+            raise ValueError(f"jvp: a tangent of shape {t.shape} for a primal of shape "
+                             f"{p.shape}; each tangent must have its primal's shape")
+        inputs.append((Tensor(p.data, requires_grad=p.dtype.kind == "f"), t))
+    res = fun(*p_rebuild([t_ for t_, _ in inputs]))
+    out, aux = (res[0], res[1]) if has_aux else (res, None)
+    o_leaves, o_rebuild = _flatten(out)
+    o_leaves = [as_tensor(o) for o in o_leaves]
+    tan_out = []
+    for o in o_leaves:
+        flat = np.zeros(o.size, dtype=o.dtype if o.dtype.kind == "f" else FLOATX)
+        if o.requires_grad and o.dtype.kind == "f":
+            nodes = _graph(o)
+            kept = [n.grad for n in nodes]       # gradients held before (weights' too)
+            for k in range(o.size):
+                for node in nodes:
+                    node.grad = None
+                seed = np.zeros(o.size, dtype=o.dtype)
+                seed[k] = 1
+                o.backward(seed.reshape(o.shape))
+                flat[k] = builtins.sum(float(np.sum(t_ * x_.grad)) for x_, t_ in inputs
+                                       if x_.grad is not None)
+            for node, g in zip(nodes, kept):
+                node.grad = g
+        tan_out.append(Tensor(flat.reshape(o.shape)))
+    o_detached = [Tensor(o.data) for o in o_leaves]
+    result = (o_rebuild(o_detached), o_rebuild(tan_out))
+    return result + (aux,) if has_aux else result
+
+
+def _graph(t):
+    """Every Tensor ``t`` depends on (with gradients), ``t`` included."""
+    seen, stack, nodes = set(), [t], []
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        nodes.append(n)
+        stack.extend(p for p in n._parents if p.requires_grad)
+    return nodes
+
+
 # keras.ops.nn / keras.ops.numpy namespaces point back here
 class _Namespace:
     def __init__(self, module_globals):
@@ -2763,16 +3578,11 @@ class _Namespace:
 
 # keras.ops callables wsekern does not implement, and why (named in the AttributeError)
 _NOT_IMPLEMENTED = {
-    **dict.fromkeys(("fft", "fft2", "ifft2", "rfft", "irfft", "stft", "istft", "polar",
-                     "view_as_complex", "view_as_real"),
-                    "complex numbers and Fourier transforms (wsekern tensors are real)"),
-    **dict.fromkeys(("ctc_loss", "ctc_decode"), "CTC (no recurrent models in wsekern.nn)"),
-    **dict.fromkeys(("adaptive_average_pool", "adaptive_max_pool", "fold", "unfold"),
-                    "adaptive pooling and fold/unfold (channels-first im2col)"),
+    **dict.fromkeys(("polar", "view_as_complex", "view_as_real"),
+                    "complex tensors (wsekern tensors are real; the Fourier transforms "
+                    "ops.fft, ops.rfft, ops.stft ... take and return (real, imag) pairs)"),
     "eig": "complex eigenvalues (wsekern tensors are real; ops.eigh takes symmetric "
            "matrices)",
-    "jvp": "forward-mode differentiation (the autograd is reverse-mode only)",
-    "rearrange": "einops patterns (use ops.reshape and ops.transpose)",
 }
 
 
