@@ -647,13 +647,13 @@ def _memo(pl, config):
 def dense_screen(weights, config, region):
     """What :func:`weight_stationary` with ``exact=False`` needs besides X's nonzeros when
     W (``weights``, its WeightStats) has every entry nonzero and every block is stored
-    dense whatever the batch; None when some batch could store a block compressed, or the
-    config's cycle counts are not whole numbers (the argument below needs them exact).
+    dense whatever the batch; None when some batch could store a block compressed.
 
     Why the batch cannot change the format: a fully nonzero block of M_r rows whose
     columns receive A activations costs ``A * t_dense`` dense and ``A * (task + scalar *
-    M_r)`` compressed; in whole numbers (exact in float64) the placer's comparison is that
-    of ``task + scalar * M_r`` with ``t_dense`` once A > 0, and its tie-break at A = 0.
+    M_r)`` compressed; in whole numbers (exact in float64: WaferConfig holds the cycle
+    counts whole) the placer's comparison is that of ``task + scalar * M_r`` with
+    ``t_dense`` once A > 0, and its tie-break at A = 0.
     Kept on ``weights`` per (config, region)."""
     key = ("dense-screen", id(config), tuple(int(v) for v in region))
     hit = weights.cache.get(key)
@@ -663,9 +663,7 @@ def dense_screen(weights, config, region):
 
 
 def _dense_screen(weights, config, region):
-    whole = all(float(v).is_integer() for v in (config.task_cycles, config.setup_cycles,
-                                                 config.scalar_cycles_per_element))
-    if not weights.full or not whole or weights.M == 0 or weights.K == 0:
+    if not weights.full or weights.M == 0 or weights.K == 0:
         return None
     R, C = int(region[2]), int(region[3])
     # the placer's batch-independent part (an empty batch: X is not read)
