@@ -34,7 +34,9 @@ Weight-stationary (layer-pipelined; the vendor's gemv-checkerboard, spmv-hypersp
     sample n - 2 to leave it (double-buffered accumulators); the chain's first PE
     launches a send, each stage turns a wavelet round in ``stage_cycles``, a sender
     waits for its receiver's queues, the root ends each sample with a task.
-    A link holds a wavelet ``1 / link_wavelets_per_cycle`` cycles: a message of sums is
+    A link holds a wavelet ``1 / link_wavelets_per_cycle`` cycles, rounded up to whole
+    cycles, at least one (the fabric is clocked: :func:`_link_dt`), so a link rate of 0.8
+    costs what 0.5 does: a message of sums is
     serialised on every link (its wavelets that far apart, or a cycle apart where the
     link is faster than the reducer), and a core's ramp, which carries both its column's
     stream and the sums from the west, takes a sample's first sums only after that
@@ -357,7 +359,7 @@ def _step_structure(w, config, region):
         # the config's figures a step reads, as weight_stationary_cycles used them
         "task": float(config.task_cycles), "scalar": float(config.scalar_cycles_per_element),
         "wpv": int(config.wavelets_per_sparse_value),
-        "dt": 1.0 / config.link_wavelets_per_cycle,
+        "dt": _link_dt(config),
         "first_hop": config.hop_cycles + config.ramp_cycles}
     structure["L_max"] = int(structure["L"].max())
     # a PE column no activation of a batch reaches: its blocks' figures, worked out once
@@ -470,7 +472,7 @@ def screen_price(ops, config, region, what="spmm"):
     work_cn += config.task_cycles
     # _ws_cycles' estimate
     v_cn = a_cn * config.wavelets_per_sparse_value + 1
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
     fill = R * config.hop_cycles + config.ramp_cycles
@@ -582,7 +584,7 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
     # (r + 1) * hop + ramp after they enter.
     wpv = config.wavelets_per_sparse_value
     v_cn = a_cn * wpv + 1
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     vpw = config.values_per_dense_wavelet
     red_wavelets = np.ceil(M_r / vpw)                          # per PE row, per sample
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
@@ -742,7 +744,7 @@ def dense_screen_figures(plan, x_nz, config, M):
     work_cn = a_cn * plan["tmax"]           # every column's slowest row: every row dense
     work_cn += config.task_cycles
     v_cn = a_cn * config.wavelets_per_sparse_value + 1
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     L = int(plan["L"].max())
     terms = {"compute": float(work_cn.max(axis=0).sum()),
              "fabric": float((v_cn.max(axis=0) * dt).sum()),
@@ -757,7 +759,7 @@ def _dense_screen_step(plan, config):
     """:func:`dense_screen_cycles`' arguments to the stream after X, and the figures of its
     lower bound, for ``plan`` on ``config``."""
     L, task, ramp = plan["L"], config.task_cycles, config.ramp_cycles
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     pipeline = (L, float(config.hop_cycles), float(ramp), float(plan["turnaround"]),
                 float(config.task_cycles + config.setup_cycles), float(task),
                 float(plan["cushion"]))
@@ -894,7 +896,7 @@ def _multicast_work(ops, use_comp, t_dense, R, C, config):
     work = np.zeros((R, C, N))
     first = np.zeros((R, C, N))
     last = np.zeros((R, C, N))
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     for c in range(C):
         lo, hi = k_b[c], k_b[c + 1]
         nz_n, nz_k = np.nonzero(ops.x_nz[lo:hi].T)                   # by sample, then k
@@ -929,6 +931,21 @@ def _spacing(config):
     return max(1.0, 1.0 / config.link_wavelets_per_cycle)
 
 
+def _link_dt(config):
+    """A link's cycles per wavelet as the fabric runs them (the estimates and the lower
+    bounds take these): whole. The event engine runs a core or router at whole cycles, so
+    a link freed after a fraction of a cycle more is taken at the next whole one (a rate
+    of 0.8 costs what 0.5 does), and a router forwards at most one wavelet a cycle (a
+    rate above 1 costs what 1 does). A reciprocal a whole number but for its last bits
+    (1 / (1 / 49) is 49.00000000000001) is that number: the engine's clock plus it loses
+    the excess within the first hundred-odd cycles."""
+    dt = 1.0 / config.link_wavelets_per_cycle
+    if dt <= 1.0:
+        return 1.0
+    near = round(dt)
+    return float(near) if abs(dt - near) <= 1e-9 * near else float(math.ceil(dt))
+
+
 def _upper_dt(config):
     """A link's cycles per wavelet as an upper bound takes them: whole. The event engine
     runs a core or router at whole cycles, so a wavelet a link frees after 1.25 cycles is
@@ -944,14 +961,13 @@ def _chain_latency(config, C, L, whole=False):
     stages, the last wavelet (``_spacing`` after the one before it), the root's
     end-of-message task; and, where a link holds a wavelet longer than an end-of-stream
     task takes, the wait of the first sums for a receiver's ramp, which the sample's own
-    end-of-stream marker holds ``1 / link_wavelets_per_cycle`` cycles. ``whole``: a
-    link's cycles per wavelet rounded up (:func:`_upper_dt`), as the upper bounds take
-    them."""
+    end-of-stream marker holds a link's cycles per wavelet (:func:`_link_dt`). ``whole``:
+    those rounded up (:func:`_upper_dt`), as the upper bounds take them."""
     if C <= 1 or L == 0:
         return config.task_cycles
     ramp = config.ramp_cycles
     lat = _turnaround(config)
-    link_dt = _upper_dt(config) if whole else 1.0 / config.link_wavelets_per_cycle
+    link_dt = _upper_dt(config) if whole else _link_dt(config)
     sp = max(1.0, link_dt)
     span = L if sp == 1.0 else (L - 1) * sp + 1
     hold = max(0.0, link_dt - config.task_cycles)
@@ -1000,7 +1016,7 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     return grid_pipeline(work, first, last, np.ascontiguousarray(L, dtype=np.int_),
                          config.hop_cycles, config.ramp_cycles, _turnaround(config),
                          config.task_cycles + config.setup_cycles, config.task_cycles,
-                         _cushion(config), shift, 1.0 / config.link_wavelets_per_cycle)
+                         _cushion(config), shift, _link_dt(config))
 
 
 def _cushion(config):
@@ -1124,7 +1140,7 @@ def _as_cycles_of(ops, config, R, C, passes, exact):
     dt, t_links, L_c, L, fill, chain = (st[k] for k in ("dt", "t_links", "L_c", "L", "fill",
                                                         "chain"))
     t_external, task = st["t_external"], config.task_cycles
-    link_dt = 1.0 / config.link_wavelets_per_cycle
+    link_dt = _link_dt(config)
     red_wavelets = M * np.ceil(N_c / config.values_per_dense_wavelet)          # per PE column
     t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
     first = config.hop_cycles + config.ramp_cycles
@@ -1191,7 +1207,7 @@ def _as_rows(ops, config, R, passes):
     stream_bytes = passes * weight_wavelets.sum() * 4
     t_external = stream_bytes / config.external_bytes_per_s * config.clock_hz
     # The external link feeds each row its share, at most one wavelet per cycle each.
-    link_dt = 1.0 / config.link_wavelets_per_cycle
+    link_dt = _link_dt(config)
     ext_rate = config.external_bytes_per_s / config.clock_hz / 4.0 / passes
     share = ext_rate * weight_wavelets / max(weight_wavelets.sum(), 1.0)
     dt = np.maximum(link_dt, 1.0 / np.maximum(share, 1e-300))
@@ -1487,7 +1503,7 @@ def placer_bounds(mapping, ops, config, rows, cols):
             np.concatenate(acts).astype(np.int64), int(ops.N), float(config.task_cycles),
             float(config.setup_cycles), float(config.fmacs),
             float(config.scalar_cycles_per_element), float(config.wavelets_per_sparse_value),
-            1.0 / config.link_wavelets_per_cycle, float(config.hop_cycles),
+            _link_dt(config), float(config.hop_cycles),
             float(config.ramp_cycles), float(_turnaround(config)),
             float(config.values_per_dense_wavelet))
     if mapping == "activation-stationary":
@@ -1544,7 +1560,7 @@ def _ws_screen_bound(ops, config, R, C):
     M_r = np.diff(m_b)
     t_dense = placer.dense_task_cycles(config, M_r)
     A_c = ops.activations(C).sum(axis=1)
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     fill = R * config.hop_cycles + config.ramp_cycles
     r, c = int(np.argmax(M_r)), int(np.argmax(A_c))
     sw_row, sw_col = ops.scalar_work_strips(R, C, r, c)      # the blocks of row r, column c
