@@ -228,9 +228,12 @@ def _ws_step_cycles(st):
         lower = max(first_hop + busy_max, first_hop + v_max * dt,
                     N * (L_max + task) if chained else 0.0) + task
         # _ws_cycles' ramp term: a core's ramp takes its column's stream and the sums
+        # (the estimate's floor too)
         ramp_load = v_west + N * L_max if chained and L_max > 0 else 0
         if ramp_load:
-            lower = max(lower, first_hop + (ramp_load - 1) * dt + task)
+            ramp_bound = first_hop + (ramp_load - 1) * dt + task
+            lower = max(lower, ramp_bound)
+            est = max(est, ramp_bound)
         return float(est), float(min(lower, est)), sram
     st["cycles"] = step
     return step
@@ -478,6 +481,12 @@ def screen_price(ops, config, region, what="spmm"):
     fill = R * config.hop_cycles + config.ramp_cycles
     est = _pipeline_cycles(config, work_cn[None], v_cn, dt, np.array([fill], np.float64),
                            L.max(keepdims=True))
+    # _ws_cycles' floor: the busiest ramp's load
+    L_max = int(L.max())
+    if C > 1 and L_max > 0:
+        ramp_load = v_cn[1:].sum(axis=1).max() + a_cn.shape[1] * L_max
+        est = max(est, config.hop_cycles + config.ramp_cycles + (ramp_load - 1) * dt
+                  + config.task_cycles)
     return float(est)
 
 
@@ -565,9 +574,10 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
 
     The recurrence gives each core's ramp to its stream and to the sums from the west
     in turn, round by round; on slow links the two share it (the event simulation
-    interleaves them), so the exact model's estimate is at least the ramp's load (one of
-    the lower bound's terms). The placer's screen (``exact=False``) keeps the recurrence
-    alone, as dense_screen_cycles does."""
+    interleaves them), so the estimate is at least the ramp's load (one of the lower
+    bound's terms), the exact model's and the placer's screen's (``exact=False``; as
+    screen_price, the training step and dense_screen_cycles take it): a true floor, so
+    the screen no longer prefers a region whose busiest ramp is slower than its chain."""
     R, C = pl.shape
     N = ops.N
     use_comp = pl.use_comp
@@ -608,7 +618,7 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
     ramp_bound = first + (ramp_load - 1) * dt + task if ramp_load else 0.0
     lower = max(first + busy_rc.max(initial=0) + task, first + v_cn.sum(axis=1).max() * dt + task,
                 (N * (L + task) if C > 1 else 0.0) + task, ramp_bound)
-    if exact and ramp_bound > est:
+    if ramp_bound > est:
         est = ramp_bound
     if "wavelet_max" not in memo:
         # per column, any wavelet: a compressed block's task visits one column of W,
@@ -719,6 +729,15 @@ def dense_screen_cycles(plan, x_nz, config, nnz=None):
         _, _, _, a_max, v_max, est = _dense_stream(x_nz.view(np.uint8), *call)
     busy_max = a_max * tmax + N * task       # the busiest PE: the most activations, slowest row
     lower = max(hop + busy_max, hop + v_max * dt, N * (L + task) if chained else 0.0) + task
+    # _ws_cycles' ramp term, the estimate's floor too: its load counted (a pass over X)
+    # only where the busiest column's, v_max, could make it bind
+    if chained and L > 0 and hop + (v_max + N * L - 1) * dt + task > min(lower, est):
+        k_b = plan["k_b"]
+        per_row = np.count_nonzero(x_nz, axis=1)
+        cum = np.concatenate([[0], np.cumsum(per_row)])
+        v_c = (cum[k_b[1:]] - cum[k_b[:-1]]) * config.wavelets_per_sparse_value + N
+        ramp_bound = hop + (int(v_c[1:].max()) + N * L - 1) * dt + task
+        lower, est = max(lower, ramp_bound), max(est, ramp_bound)
     result = float(est), float(min(lower, est))
     if full:        # a pattern with a zero is not kept: the next batch's differs
         plan["seen"] = (config, x_nz.shape, result)
