@@ -237,3 +237,29 @@ def test_the_ramp_floor_changes_the_screens_ranking_towards_the_faster_region():
                                   mode="event")[1].cycles for reg in price}
     assert event[14, 3] < event[14, 2]
     assert price[14, 3] < price[14, 2]
+
+
+@pytest.mark.parametrize("seed", range(0, 200, 5))
+def test_the_all_dense_step_gives_the_reports_bounds(seed):
+    """dense_screen_cycles (a training step where W has no zero) gives the screen report's
+    (cycles, lower bound) over random shapes, regions, dtypes and link rates 0.01 to 1
+    (before: its lower bound lacked the report's busiest-ramp term, 111 of 198 cases
+    apart: dense_lower.py)."""
+    from wsekern.wafer import analytic
+    from wsekern.wafer.placement import WeightStats
+    rng = np.random.default_rng(seed)
+    M, K, N = int(rng.integers(4, 64)), int(rng.integers(4, 64)), int(rng.integers(1, 9))
+    R, C = int(rng.integers(1, 5)), int(rng.integers(2, 7))
+    if R > M or C > K:
+        R, C = min(R, M), min(C, K)
+    rate = float(rng.choice([0.01, 0.05, 0.1, 0.5, 1.0]))
+    W = np.ones((M, K), np.float32)
+    X = rng.standard_normal((K, N)).astype(np.float32)
+    X[rng.random(X.shape) < rng.random()] = 0
+    cfg = WaferConfig.wse2(rows=16, cols=16, dtype=str(rng.choice(["fp16", "fp32"])),
+                           link_wavelets_per_cycle=rate)
+    region = (0, 0, R, C)
+    plan = analytic.dense_screen(WeightStats(W), cfg, region)
+    assert plan is not None
+    r = analytic.weight_stationary(W, X, cfg, region, exact=False)
+    assert analytic.dense_screen_cycles(plan, X != 0, cfg) == (r.cycles, r.cycles_lower)
