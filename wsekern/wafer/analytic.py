@@ -34,7 +34,9 @@ Weight-stationary (layer-pipelined; the vendor's gemv-checkerboard, spmv-hypersp
     sample n - 2 to leave it (double-buffered accumulators); the chain's first PE
     launches a send, each stage turns a wavelet round in ``stage_cycles``, a sender
     waits for its receiver's queues, the root ends each sample with a task.
-    A link holds a wavelet ``1 / link_wavelets_per_cycle`` cycles: a message of sums is
+    A link holds a wavelet ``1 / link_wavelets_per_cycle`` cycles, rounded up to whole
+    cycles, at least one (the fabric is clocked: :func:`_link_dt`), so a link rate of 0.8
+    costs what 0.5 does: a message of sums is
     serialised on every link (its wavelets that far apart, or a cycle apart where the
     link is faster than the reducer), and a core's ramp, which carries both its column's
     stream and the sums from the west, takes a sample's first sums only after that
@@ -226,9 +228,12 @@ def _ws_step_cycles(st):
         lower = max(first_hop + busy_max, first_hop + v_max * dt,
                     N * (L_max + task) if chained else 0.0) + task
         # _ws_cycles' ramp term: a core's ramp takes its column's stream and the sums
+        # (the estimate's floor too)
         ramp_load = v_west + N * L_max if chained and L_max > 0 else 0
         if ramp_load:
-            lower = max(lower, first_hop + (ramp_load - 1) * dt + task)
+            ramp_bound = first_hop + (ramp_load - 1) * dt + task
+            lower = max(lower, ramp_bound)
+            est = max(est, ramp_bound)
         return float(est), float(min(lower, est)), sram
     st["cycles"] = step
     return step
@@ -357,7 +362,7 @@ def _step_structure(w, config, region):
         # the config's figures a step reads, as weight_stationary_cycles used them
         "task": float(config.task_cycles), "scalar": float(config.scalar_cycles_per_element),
         "wpv": int(config.wavelets_per_sparse_value),
-        "dt": 1.0 / config.link_wavelets_per_cycle,
+        "dt": _link_dt(config),
         "first_hop": config.hop_cycles + config.ramp_cycles}
     structure["L_max"] = int(structure["L"].max())
     # a PE column no activation of a batch reaches: its blocks' figures, worked out once
@@ -470,12 +475,18 @@ def screen_price(ops, config, region, what="spmm"):
     work_cn += config.task_cycles
     # _ws_cycles' estimate
     v_cn = a_cn * config.wavelets_per_sparse_value + 1
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     red_wavelets = np.ceil(M_r / config.values_per_dense_wavelet)
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
     fill = R * config.hop_cycles + config.ramp_cycles
     est = _pipeline_cycles(config, work_cn[None], v_cn, dt, np.array([fill], np.float64),
                            L.max(keepdims=True))
+    # _ws_cycles' floor: the busiest ramp's load
+    L_max = int(L.max())
+    if C > 1 and L_max > 0:
+        ramp_load = v_cn[1:].sum(axis=1).max() + a_cn.shape[1] * L_max
+        est = max(est, config.hop_cycles + config.ramp_cycles + (ramp_load - 1) * dt
+                  + config.task_cycles)
     return float(est)
 
 
@@ -563,9 +574,10 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
 
     The recurrence gives each core's ramp to its stream and to the sums from the west
     in turn, round by round; on slow links the two share it (the event simulation
-    interleaves them), so the exact model's estimate is at least the ramp's load (one of
-    the lower bound's terms). The placer's screen (``exact=False``) keeps the recurrence
-    alone, as dense_screen_cycles does."""
+    interleaves them), so the estimate is at least the ramp's load (one of the lower
+    bound's terms), the exact model's and the placer's screen's (``exact=False``; as
+    screen_price, the training step and dense_screen_cycles take it): a true floor, so
+    the screen no longer prefers a region whose busiest ramp is slower than its chain."""
     R, C = pl.shape
     N = ops.N
     use_comp = pl.use_comp
@@ -582,7 +594,7 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
     # (r + 1) * hop + ramp after they enter.
     wpv = config.wavelets_per_sparse_value
     v_cn = a_cn * wpv + 1
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     vpw = config.values_per_dense_wavelet
     red_wavelets = np.ceil(M_r / vpw)                          # per PE row, per sample
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
@@ -606,7 +618,7 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
     ramp_bound = first + (ramp_load - 1) * dt + task if ramp_load else 0.0
     lower = max(first + busy_rc.max(initial=0) + task, first + v_cn.sum(axis=1).max() * dt + task,
                 (N * (L + task) if C > 1 else 0.0) + task, ramp_bound)
-    if exact and ramp_bound > est:
+    if ramp_bound > est:
         est = ramp_bound
     if "wavelet_max" not in memo:
         # per column, any wavelet: a compressed block's task visits one column of W,
@@ -647,13 +659,13 @@ def _memo(pl, config):
 def dense_screen(weights, config, region):
     """What :func:`weight_stationary` with ``exact=False`` needs besides X's nonzeros when
     W (``weights``, its WeightStats) has every entry nonzero and every block is stored
-    dense whatever the batch; None when some batch could store a block compressed, or the
-    config's cycle counts are not whole numbers (the argument below needs them exact).
+    dense whatever the batch; None when some batch could store a block compressed.
 
     Why the batch cannot change the format: a fully nonzero block of M_r rows whose
     columns receive A activations costs ``A * t_dense`` dense and ``A * (task + scalar *
-    M_r)`` compressed; in whole numbers (exact in float64) the placer's comparison is that
-    of ``task + scalar * M_r`` with ``t_dense`` once A > 0, and its tie-break at A = 0.
+    M_r)`` compressed; in whole numbers (exact in float64: WaferConfig holds the cycle
+    counts whole) the placer's comparison is that of ``task + scalar * M_r`` with
+    ``t_dense`` once A > 0, and its tie-break at A = 0.
     Kept on ``weights`` per (config, region)."""
     key = ("dense-screen", id(config), tuple(int(v) for v in region))
     hit = weights.cache.get(key)
@@ -663,9 +675,7 @@ def dense_screen(weights, config, region):
 
 
 def _dense_screen(weights, config, region):
-    whole = all(float(v).is_integer() for v in (config.task_cycles, config.setup_cycles,
-                                                 config.scalar_cycles_per_element))
-    if not weights.full or not whole or weights.M == 0 or weights.K == 0:
+    if not weights.full or weights.M == 0 or weights.K == 0:
         return None
     R, C = int(region[2]), int(region[3])
     # the placer's batch-independent part (an empty batch: X is not read)
@@ -719,6 +729,15 @@ def dense_screen_cycles(plan, x_nz, config, nnz=None):
         _, _, _, a_max, v_max, est = _dense_stream(x_nz.view(np.uint8), *call)
     busy_max = a_max * tmax + N * task       # the busiest PE: the most activations, slowest row
     lower = max(hop + busy_max, hop + v_max * dt, N * (L + task) if chained else 0.0) + task
+    # _ws_cycles' ramp term, the estimate's floor too: its load counted (a pass over X)
+    # only where the busiest column's, v_max, could make it bind
+    if chained and L > 0 and hop + (v_max + N * L - 1) * dt + task > min(lower, est):
+        k_b = plan["k_b"]
+        per_row = np.count_nonzero(x_nz, axis=1)
+        cum = np.concatenate([[0], np.cumsum(per_row)])
+        v_c = (cum[k_b[1:]] - cum[k_b[:-1]]) * config.wavelets_per_sparse_value + N
+        ramp_bound = hop + (int(v_c[1:].max()) + N * L - 1) * dt + task
+        lower, est = max(lower, ramp_bound), max(est, ramp_bound)
     result = float(est), float(min(lower, est))
     if full:        # a pattern with a zero is not kept: the next batch's differs
         plan["seen"] = (config, x_nz.shape, result)
@@ -744,7 +763,7 @@ def dense_screen_figures(plan, x_nz, config, M):
     work_cn = a_cn * plan["tmax"]           # every column's slowest row: every row dense
     work_cn += config.task_cycles
     v_cn = a_cn * config.wavelets_per_sparse_value + 1
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     L = int(plan["L"].max())
     terms = {"compute": float(work_cn.max(axis=0).sum()),
              "fabric": float((v_cn.max(axis=0) * dt).sum()),
@@ -759,7 +778,7 @@ def _dense_screen_step(plan, config):
     """:func:`dense_screen_cycles`' arguments to the stream after X, and the figures of its
     lower bound, for ``plan`` on ``config``."""
     L, task, ramp = plan["L"], config.task_cycles, config.ramp_cycles
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     pipeline = (L, float(config.hop_cycles), float(ramp), float(plan["turnaround"]),
                 float(config.task_cycles + config.setup_cycles), float(task),
                 float(plan["cushion"]))
@@ -896,7 +915,7 @@ def _multicast_work(ops, use_comp, t_dense, R, C, config):
     work = np.zeros((R, C, N))
     first = np.zeros((R, C, N))
     last = np.zeros((R, C, N))
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     for c in range(C):
         lo, hi = k_b[c], k_b[c + 1]
         nz_n, nz_k = np.nonzero(ops.x_nz[lo:hi].T)                   # by sample, then k
@@ -931,6 +950,21 @@ def _spacing(config):
     return max(1.0, 1.0 / config.link_wavelets_per_cycle)
 
 
+def _link_dt(config):
+    """A link's cycles per wavelet as the fabric runs them (the estimates and the lower
+    bounds take these): whole. The event engine runs a core or router at whole cycles, so
+    a link freed after a fraction of a cycle more is taken at the next whole one (a rate
+    of 0.8 costs what 0.5 does), and a router forwards at most one wavelet a cycle (a
+    rate above 1 costs what 1 does). A reciprocal a whole number but for its last bits
+    (1 / (1 / 49) is 49.00000000000001) is that number: the engine's clock plus it loses
+    the excess within the first hundred-odd cycles."""
+    dt = 1.0 / config.link_wavelets_per_cycle
+    if dt <= 1.0:
+        return 1.0
+    near = round(dt)
+    return float(near) if abs(dt - near) <= 1e-9 * near else float(math.ceil(dt))
+
+
 def _upper_dt(config):
     """A link's cycles per wavelet as an upper bound takes them: whole. The event engine
     runs a core or router at whole cycles, so a wavelet a link frees after 1.25 cycles is
@@ -946,14 +980,13 @@ def _chain_latency(config, C, L, whole=False):
     stages, the last wavelet (``_spacing`` after the one before it), the root's
     end-of-message task; and, where a link holds a wavelet longer than an end-of-stream
     task takes, the wait of the first sums for a receiver's ramp, which the sample's own
-    end-of-stream marker holds ``1 / link_wavelets_per_cycle`` cycles. ``whole``: a
-    link's cycles per wavelet rounded up (:func:`_upper_dt`), as the upper bounds take
-    them."""
+    end-of-stream marker holds a link's cycles per wavelet (:func:`_link_dt`). ``whole``:
+    those rounded up (:func:`_upper_dt`), as the upper bounds take them."""
     if C <= 1 or L == 0:
         return config.task_cycles
     ramp = config.ramp_cycles
     lat = _turnaround(config)
-    link_dt = _upper_dt(config) if whole else 1.0 / config.link_wavelets_per_cycle
+    link_dt = _upper_dt(config) if whole else _link_dt(config)
     sp = max(1.0, link_dt)
     span = L if sp == 1.0 else (L - 1) * sp + 1
     hold = max(0.0, link_dt - config.task_cycles)
@@ -1002,7 +1035,7 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     return grid_pipeline(work, first, last, np.ascontiguousarray(L, dtype=np.int_),
                          config.hop_cycles, config.ramp_cycles, _turnaround(config),
                          config.task_cycles + config.setup_cycles, config.task_cycles,
-                         _cushion(config), shift, 1.0 / config.link_wavelets_per_cycle)
+                         _cushion(config), shift, _link_dt(config))
 
 
 def _cushion(config):
@@ -1126,7 +1159,7 @@ def _as_cycles_of(ops, config, R, C, passes, exact):
     dt, t_links, L_c, L, fill, chain = (st[k] for k in ("dt", "t_links", "L_c", "L", "fill",
                                                         "chain"))
     t_external, task = st["t_external"], config.task_cycles
-    link_dt = 1.0 / config.link_wavelets_per_cycle
+    link_dt = _link_dt(config)
     red_wavelets = M * np.ceil(N_c / config.values_per_dense_wavelet)          # per PE column
     t_red = red_wavelets.max(initial=0) * link_dt if R > 1 else 0.0
     first = config.hop_cycles + config.ramp_cycles
@@ -1193,7 +1226,7 @@ def _as_rows(ops, config, R, passes):
     stream_bytes = passes * weight_wavelets.sum() * 4
     t_external = stream_bytes / config.external_bytes_per_s * config.clock_hz
     # The external link feeds each row its share, at most one wavelet per cycle each.
-    link_dt = 1.0 / config.link_wavelets_per_cycle
+    link_dt = _link_dt(config)
     ext_rate = config.external_bytes_per_s / config.clock_hz / 4.0 / passes
     share = ext_rate * weight_wavelets / max(weight_wavelets.sum(), 1.0)
     dt = np.maximum(link_dt, 1.0 / np.maximum(share, 1e-300))
@@ -1489,7 +1522,7 @@ def placer_bounds(mapping, ops, config, rows, cols):
             np.concatenate(acts).astype(np.int64), int(ops.N), float(config.task_cycles),
             float(config.setup_cycles), float(config.fmacs),
             float(config.scalar_cycles_per_element), float(config.wavelets_per_sparse_value),
-            1.0 / config.link_wavelets_per_cycle, float(config.hop_cycles),
+            _link_dt(config), float(config.hop_cycles),
             float(config.ramp_cycles), float(_turnaround(config)),
             float(config.values_per_dense_wavelet))
     if mapping == "activation-stationary":
@@ -1546,7 +1579,7 @@ def _ws_screen_bound(ops, config, R, C):
     M_r = np.diff(m_b)
     t_dense = placer.dense_task_cycles(config, M_r)
     A_c = ops.activations(C).sum(axis=1)
-    dt = 1.0 / config.link_wavelets_per_cycle
+    dt = _link_dt(config)
     fill = R * config.hop_cycles + config.ramp_cycles
     r, c = int(np.argmax(M_r)), int(np.argmax(A_c))
     sw_row, sw_col = ops.scalar_work_strips(R, C, r, c)      # the blocks of row r, column c

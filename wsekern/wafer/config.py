@@ -3,6 +3,7 @@
 Source tags on the constants: [P] primary source, [S] secondary, [M] the independent
 WSE-3 measurement study, [A] an assumption of ours (no public number).
 """
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
@@ -17,8 +18,14 @@ MAX_SIDE = 2048
 MAX_LATENCY = 1e4      # cycles; the slowest measured step (a turn) is ~20 [M]
 
 # field -> (kind, low, high, unit): the closed range of values a physical machine can
-# have ("int" or "real"; finite always: NaN and inf are refused). Rates and clocks have
-# a positive floor: they divide. A new field adds a row here.
+# have ("int", "real", or "cycles": a real that is a whole number; finite always: NaN and
+# inf are refused). Rates and clocks have a positive floor: they divide. A new field adds
+# a row here.
+# "cycles": the latencies and task costs the event simulation times wavelets and tasks
+# with. The fabric and its cores are clocked (PE-to-PE latency one cycle [P]; 2.000 cycles
+# a hop [M]), so each is a whole number of cycles, as in every preset; the event engine
+# runs at whole cycles and would round a fraction up silently (a hop of 0.5 costs 1),
+# while the analytic model's bounds took it as given (and then did not hold).
 LIMITS = {
     "rows": ("int", 1, MAX_SIDE, "PEs"),
     "cols": ("int", 1, MAX_SIDE, "PEs"),
@@ -27,13 +34,13 @@ LIMITS = {
     "queue_depth": ("int", 1, 1024, "wavelets"),
     "colors": ("int", 1, 32, "colours"),                  # the wavelet's colour field: 5 bits [P]
     "clock_hz": ("real", 1e6, 1e11, "Hz"),
-    "hop_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
-    "ramp_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
-    "turn_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
-    "stage_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
-    "task_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
-    "setup_cycles": ("real", 0.0, MAX_LATENCY, "cycles"),
-    "scalar_cycles_per_element": ("real", 0.0, MAX_LATENCY, "cycles"),
+    "hop_cycles": ("cycles", 0.0, MAX_LATENCY, "cycles"),
+    "ramp_cycles": ("cycles", 0.0, MAX_LATENCY, "cycles"),
+    "turn_cycles": ("cycles", 0.0, MAX_LATENCY, "cycles"),
+    "stage_cycles": ("cycles", 0.0, MAX_LATENCY, "cycles"),
+    "task_cycles": ("cycles", 0.0, MAX_LATENCY, "cycles"),
+    "setup_cycles": ("cycles", 0.0, MAX_LATENCY, "cycles"),
+    "scalar_cycles_per_element": ("cycles", 0.0, MAX_LATENCY, "cycles"),
     # at most 1e4 cycles a wavelet, at most 64 wavelets a cycle on one link
     "link_wavelets_per_cycle": ("real", 1e-4, 64.0, "wavelets per cycle"),
     "external_bytes_per_s": ("real", 1e6, 1e16, "bytes/s"),
@@ -58,7 +65,8 @@ TABLE_LIMITS = {
 def _checked(name, value, kind, low, high, unit):
     """``value`` as a Python int or float if it lies in the field's range; else ValueError
     naming the field, the value and the range."""
-    what = "an int" if kind == "int" else "a finite number"
+    what = {"int": "an int", "real": "a finite number",
+            "cycles": "a whole number of cycles"}[kind]
     span = f"[{low:g}, {high:g}] {unit}"
     types = (int, np.integer) if kind == "int" else (int, float, np.integer, np.floating)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, types):
@@ -67,6 +75,11 @@ def _checked(name, value, kind, low, high, unit):
     value = int(value) if kind == "int" else float(value)
     if not low <= value <= high:          # False for NaN
         raise ValueError(f"WaferConfig.{name} must be {what} in {span}; received {value!r}")
+    if kind == "cycles" and not value.is_integer():
+        raise ValueError(f"WaferConfig.{name} must be {what} in {span} (the fabric and its "
+                         f"cores are clocked: the event simulation times wavelets and tasks "
+                         f"at whole cycles); received {value!r}: take {math.floor(value):g} "
+                         f"or {math.ceil(value):g}")
     return value
 
 
@@ -113,9 +126,11 @@ class WaferConfig:
     fmac_per_cycle, dsd_lanes, pj_per_fmac : dict
         Per dtype: multiply-adds per cycle, vector lanes, energy per multiply-add.
     hop_cycles, ramp_cycles, turn_cycles, stage_cycles : float
-        Fabric latencies: a hop, the core-router ramp, a change of direction, a relay stage.
+        Fabric latencies: a hop, the core-router ramp, a change of direction, a relay
+        stage. Whole numbers of cycles (the fabric is clocked).
     task_cycles, setup_cycles, scalar_cycles_per_element : float
         A task's start, a vector op's set-up, a scalar-code element (compressed operands).
+        Whole numbers of cycles (the cores are clocked).
     link_wavelets_per_cycle : float
         Link bandwidth.
     queue_depth, colors : int

@@ -56,11 +56,14 @@ def named_bottleneck(name, macs_performed, cycles):
 BOUND_NOTES = {
     "weight-stationary": (
         "the slowest single resource alone (the busiest PE's work, the busiest input "
-        "stream at the link rate, or the reduction root), everything else hidden behind it",
+        "stream at the link rate, the reduction root, or the busiest core's ramp: its "
+        "column's stream and the sums from the west at the link rate), everything else "
+        "hidden behind it",
         "nothing overlaps: each sample (or stage) runs alone, one after another"),
     "activation-stationary": (
         "the slowest single resource alone (the busiest PE's AXPYs, the weight stream on "
-        "the links or from external memory, or the reduction)",
+        "the links or from external memory, the reduction, or the busiest core's ramp: "
+        "its PE row's weights and the sums from the north at the link rate)",
         "those stages added up, nothing overlapping"),
     "summa": ("every step at the slower of its compute and its broadcast (perfect overlap)",
               "every step paying compute, broadcast and task switches one after another"),
