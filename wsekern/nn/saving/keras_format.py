@@ -39,7 +39,10 @@ _NO_MEANING = {"quantization_config": None, "lora_rank": None, "lora_alpha": Non
                "moving_variance_initializer": _ONES, "output_padding": None}
 # keras.ops nodes of a functional graph and our OpLayer's op for them
 _OPS = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Divide": "divide",
-        "TrueDivide": "divide", "Matmul": "matmul", "Negative": "negative"}
+        "TrueDivide": "divide", "Matmul": "matmul", "Negative": "negative",
+        # the mask ops: Embedding(mask_zero=True), Masking and merged masks record them
+        "NotEqual": "not_equal", "Equal": "equal", "LogicalOr": "logical_or",
+        "LogicalAnd": "logical_and", "LogicalNot": "logical_not", "Any": "any", "All": "all"}
 # Keras's slot variables, in the groups its optimizers create them (each group interleaved
 # per model variable): optimizer/vars/ is [iterations, learning_rate, group 1..., group 2...]
 _SLOT_GROUPS = {"SGD": [("momentum",)],
@@ -242,7 +245,11 @@ def _functional(spec, where):
                 raise ConfigError(f"{at}: the graph applies keras.ops.{_snake(cn)}, which "
                                   f"wsekern.nn cannot rebuild from a file (it rebuilds "
                                   f"{', '.join(sorted(_OPS))})")
-            layers.append({"class_name": "OpLayer", "config": {"name": name, "op": _OPS[cn]}})
+            op_config = {"name": name, "op": _OPS[cn]}
+            if cn in ("Any", "All"):
+                kc = s.get("config") if isinstance(s.get("config"), dict) else {}
+                op_config.update(axis=kc.get("axis"), keepdims=kc.get("keepdims", False))
+            layers.append({"class_name": "OpLayer", "config": op_config})
         else:
             layers.append(_translate_layer(s, at))
         nodes = s.get("inbound_nodes") or []
@@ -308,6 +315,9 @@ def _functional(spec, where):
         "outputs": io_refs(config.get("output_layers"), f"{where}['output_layers']")}}
 
 
+_BOOL_CONST_OPS = ("not_equal", "equal", "logical_or", "logical_and")
+
+
 def _op_args(layer, args, kwargs, at):
     """A keras.ops node's arguments as OpLayer takes them: tensors, or one tensor and a
     number (``reverse`` when the number is the left operand)."""
@@ -317,7 +327,7 @@ def _op_args(layer, args, kwargs, at):
     tensors = [a for a in args if isinstance(a, dict) and "__tensor__" in a]
     consts = [a for a in args if not (isinstance(a, dict) and "__tensor__" in a)]
     if len(consts) == 1 and len(args) == 2 and isinstance(consts[0], (int, float)) \
-            and not isinstance(consts[0], bool):
+            and (not isinstance(consts[0], bool) or layer["config"]["op"] in _BOOL_CONST_OPS):
         layer["config"]["constant"] = consts[0]
         layer["config"]["reverse"] = args[0] is consts[0]
         return tensors, {}
