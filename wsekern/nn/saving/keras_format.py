@@ -528,6 +528,53 @@ def _compile_args(cc, where):
     return optimizer, opt_class
 
 
+def _weights_member(archive, meta, max_bytes):
+    info = archive.members.get("model.weights.h5")
+    if info is None:
+        raise ValueError(f"{archive.path} is a Keras {meta.get('keras_version')!s:.20} file "
+                         f"without model.weights.h5 (Keras 3 writes its weights there); it "
+                         f"cannot be read")
+    if info.file_size > max_bytes:        # the file is the weights and HDF5's headers
+        raise ValueError(f"{archive.path}: model.weights.h5 declares {info.file_size:,} "
+                         f"bytes, beyond max_bytes={max_bytes:,}; raise max_bytes to load it")
+    return info
+
+
+def _open_h5(archive, info):
+    """The member as an open read-only HDF5 file (read into memory, at most its declared
+    size)."""
+    h5py = _import_h5py()
+    data = archive._read_capped(info, info.file_size)
+    try:
+        return h5py.File(io.BytesIO(data), "r")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{archive.path}: model.weights.h5 is not a readable HDF5 file "
+                         f"({str(e)[:120]})") from None
+
+
+def load_container_weights(h5, path, model, kspec):
+    """Keras's HDF5 layout (``h5``: an open file or group) into ``model``, whose Keras
+    serialization is ``kspec``; every dataset's shape is checked before it is read."""
+    try:
+        return _load_container(_Weights(h5, path), model, kspec, "")
+    except (KeyError, OSError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: the weights cannot be read ({type(e).__name__}: "
+                         f"{str(e)[:120]})") from None
+
+
+def weights_loader(archive, max_bytes):
+    """For a ``.keras`` file wsekern wrote: a function that loads model.weights.h5 into the
+    model built from our own config (which rides along in the file)."""
+    meta = _json_member(archive, "metadata.json", METADATA_MAX_BYTES)
+    kspec = _json_member(archive, "config.json", KERAS_CONFIG_MAX_BYTES)
+    info = _weights_member(archive, meta, max_bytes)
+
+    def load(model):
+        with _open_h5(archive, info) as h5:
+            load_container_weights(h5, archive.path, model, kspec)
+    return load
+
+
 def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compile,
                      bound_sizes):
     """The model in a Keras-written archive (see the module docstring); ``restore_compile``
@@ -536,14 +583,7 @@ def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compil
     path = archive.path
     meta = _json_member(archive, "metadata.json", METADATA_MAX_BYTES)
     kspec = _json_member(archive, "config.json", KERAS_CONFIG_MAX_BYTES)
-    info = archive.members.get("model.weights.h5")
-    if info is None:
-        raise ValueError(f"{path} is a Keras {meta.get('keras_version')!s:.20} file without "
-                         f"model.weights.h5 (Keras 3 writes its weights there); it cannot be "
-                         f"read")
-    if info.file_size > max_bytes:        # the file is the weights and HDF5's headers
-        raise ValueError(f"{path}: model.weights.h5 declares {info.file_size:,} bytes, beyond "
-                         f"max_bytes={max_bytes:,}; raise max_bytes to load it")
+    info = _weights_member(archive, meta, max_bytes)
     from ..registry import custom_object_scope
     where = f"{path}: config.json"
     with custom_object_scope(custom_objects or {}):
@@ -553,13 +593,7 @@ def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compil
             raise ConfigError(f"{where} nests deeper than a model config does") from None
     # sizes in the config (units, filters...) bounded by what the weights file can hold
     bound_sizes(spec, max(info.file_size // 4, 2**16), path)
-    h5py = _import_h5py()
-    data = archive._read_capped(info, info.file_size)
-    try:
-        h5 = h5py.File(io.BytesIO(data), "r")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: model.weights.h5 is not a readable HDF5 file "
-                         f"({str(e)[:120]})") from None
+    h5 = _open_h5(archive, info)
     with h5, custom_object_scope(custom_objects or {}):
         model = model_from_config(spec, custom_objects, where)
         store = _Weights(h5, path)
