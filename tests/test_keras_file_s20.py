@@ -107,6 +107,18 @@ def _conv(K):
                          L.GlobalAveragePooling2D(), L.Dense(3)])
 
 
+def _branches(K):
+    """Keras orders this graph's Dense layers [x1, y1, x2] (by depth from the output); ours
+    [y1, x1, x2]: Keras names its HDF5 groups and orders its optimizer slots by its order,
+    so a writer in our order swapped two same-shaped kernels (a silent wrong answer)."""
+    L = K.layers
+    a = K.Input((5,))
+    x1 = L.Dense(4)(a)
+    x2 = L.Dense(4)(x1)
+    y1 = L.Dense(4)(a)
+    return K.Model(a, L.Dense(3)(L.Concatenate()([y1, x2])))
+
+
 def _x(build, n=16):
     rng = np.random.default_rng(0)
     if build is _multi:
@@ -126,9 +138,9 @@ def _no_warning_save(model, path):
         model.save(path)
 
 
-@pytest.mark.parametrize("build", [_seq, _multi, _conv, _emb_mha_gap],
+@pytest.mark.parametrize("build", [_seq, _multi, _conv, _emb_mha_gap, _branches],
                          ids=["sequential", "functional-multi-input", "conv-bn-pool",
-                              "embedding-mha-layernorm"])
+                              "embedding-mha-layernorm", "branch-order"])
 @pytest.mark.parametrize("optimizer", ["adam", "sgd-momentum"])
 def test_a_keras_file_we_write_loads_in_keras_and_trains_on_as_ours(keras, tmp_path, build,
                                                                      optimizer):
@@ -211,9 +223,9 @@ def test_a_model_keras_lacks_is_written_in_our_format_with_a_warning(tmp_path):
 
 
 # -- 3. save_weights / load_weights in Keras's .weights.h5 layout, both ways --------------
-@pytest.mark.parametrize("build", [_seq, _multi, _conv, _emb_mha_gap],
+@pytest.mark.parametrize("build", [_seq, _multi, _conv, _emb_mha_gap, _branches],
                          ids=["sequential", "functional-multi-input", "conv-bn-pool",
-                              "embedding-mha-layernorm"])
+                              "embedding-mha-layernorm", "branch-order"])
 def test_weights_h5_both_ways_with_keras(keras, tmp_path, build):
     x = _x(build)
     keras.utils.set_random_seed(1)

@@ -172,7 +172,8 @@ def model_config(spec, model=None, where="model"):
             return [io(x) for x in v]
         return {kk: io(x) for kk, x in v.items()}
     out_layers = []
-    for i, s in enumerate(layers):
+    for i in keras_layer_order(c):
+        s = layers[i]
         at = f"{where}/{s['config'].get('name')}"
         k = _op_spec(s, at) if s["class_name"] == "OpLayer" else _layer_spec(s, at, model)
         mine = [nd for nd in nodes if nd["layer"] == i]
@@ -195,6 +196,67 @@ def model_config(spec, model=None, where="model"):
                        "layers": out_layers, "input_layers": io(c["inputs"]),
                        "output_layers": io(c["outputs"])},
             "registered_name": "Functional", "build_config": {"input_shape": None}}
+
+
+def _refs(v):
+    """The [node, tensor] references in a node's args/kwargs or a model's inputs/outputs,
+    in Keras's tree.flatten order (dict keys sorted)."""
+    if isinstance(v, dict) and "__tensor__" in v:
+        return [tuple(v["__tensor__"])]
+    if isinstance(v, (list, tuple)):
+        return [r for x in v for r in _refs(x)]
+    if isinstance(v, dict):
+        return [r for k in sorted(v) for r in _refs(v[k])]
+    return []
+
+
+def keras_layer_order(config):
+    """Our functional spec's layer indices in the order Keras's Functional keeps them
+    (``map_graph``: by depth from the outputs, deepest first, ties in the order a depth-first
+    walk from the outputs meets them). Keras names its HDF5 groups, and orders its
+    trainable variables (so its optimizer's), by this order; ours may differ."""
+    nodes, layers = config["nodes"], config["layers"]
+    inputs = {r[0] for r in _refs(config["inputs"])}
+    finished, order, index = set(), [], {}
+
+    def visit(j):
+        if j in finished:
+            return
+        index.setdefault(nodes[j]["layer"], len(index))
+        stack = [(j, iter([] if j in inputs or layers[nodes[j]["layer"]]["class_name"]
+                          == "InputLayer" else [r[0] for r in _refs((nodes[j]["args"],
+                                                                     nodes[j]["kwargs"]))]))]
+        while stack:                      # iterative: a deep graph must not hit the limit
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                if node not in finished:
+                    finished.add(node)
+                    order.append(node)
+                continue
+            if nxt in finished or any(nxt == n for n, _ in stack):
+                continue
+            index.setdefault(nodes[nxt]["layer"], len(index))
+            parents = [] if nxt in inputs or layers[nodes[nxt]["layer"]]["class_name"] == \
+                "InputLayer" else [r[0] for r in _refs((nodes[nxt]["args"],
+                                                        nodes[nxt]["kwargs"]))]
+            stack.append((nxt, iter(parents)))
+    for r in _refs(config["outputs"]):
+        visit(r[0])
+    node_depth, layer_depth = {}, {}
+    for j in reversed(order):
+        depth = max(node_depth.setdefault(j, 0), layer_depth.get(nodes[j]["layer"], 0))
+        layer_depth[nodes[j]["layer"]] = node_depth[j] = depth
+        if not (j in inputs or layers[nodes[j]["layer"]]["class_name"] == "InputLayer"):
+            for p in [r[0] for r in _refs((nodes[j]["args"], nodes[j]["kwargs"]))]:
+                node_depth[p] = max(depth + 1, node_depth.get(p, 0))
+    for r in _refs(config["inputs"]):                # inputs the outputs do not use
+        i = nodes[r[0]]["layer"]
+        if i not in layer_depth:
+            layer_depth[i], index[i] = 0, -1
+    ranked = sorted(layer_depth, key=lambda i: (-layer_depth[i], index[i]))
+    return ranked + [i for i in range(len(layers)) if i not in layer_depth]
 
 
 def _flat_outputs(v):
