@@ -189,8 +189,8 @@ def test_a_same_size_array_of_another_shape_is_refused_outside_attention(tmp_pat
     nn.utils.set_random_seed(6)
     inp = nn.Input((4,))
     model = nn.Model(inp, L.Dense(3, name="d")(inp))
-    model.save(tmp_path / "m.keras")
-    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+    model.save(tmp_path / "m.wsekern")
+    with zipfile.ZipFile(tmp_path / "m.wsekern") as z:
         members = {n: z.read(n) for n in z.namelist()}
     meta = json.loads(members["config.json"])
     assert meta["weights"][0][0] == [4, 3]

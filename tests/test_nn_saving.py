@@ -215,17 +215,20 @@ def test_lambda_output_shape_function_unknown_at_load_is_named():
 
 
 @pytest.mark.parametrize("value", [-1.0, "NaN", "inf"])     # 0 is valid, as in Keras
-def test_learning_rate_read_from_a_file_is_validated(tmp_path, value):
+@pytest.mark.parametrize("suffix, member", [(".wsekern", "config.json"),
+                                            (".keras", "wsekern/config.json")])
+def test_learning_rate_read_from_a_file_is_validated(tmp_path, value, suffix, member):
+    # our format, and our config riding in a .keras file in Keras's format (session 20)
     model = mlp(nn.optimizers.SGD(0.1, momentum=0.9))
-    model.save(tmp_path / "m.keras")
+    model.save(tmp_path / f"m{suffix}")
 
     def edit(meta):
         meta["optimizer"]["config"]["learning_rate"] = float(value)
         return meta
-    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+    with zipfile.ZipFile(tmp_path / f"m{suffix}") as z:
         items = {n: z.read(n) for n in z.namelist()}
-    meta = edit(json.loads(items["config.json"]))
-    items["config.json"] = json.dumps(meta).encode()          # NaN written as the token NaN
+    meta = edit(json.loads(items[member]))
+    items[member] = json.dumps(meta).encode()          # NaN written as the token NaN
     with zipfile.ZipFile(tmp_path / "bad.keras", "w") as z:
         for n, v in items.items():
             z.writestr(n, v)
@@ -290,7 +293,7 @@ def test_malformed_config_raises_value_errors(tmp_path):
     models = {"sequential": mlp(nn.optimizers.SGD(0.1, momentum=0.9), 0.5), "functional": func}
     checked = 0
     for kind, model in models.items():
-        src = tmp_path / f"{kind}.keras"
+        src = tmp_path / f"{kind}.wsekern"
         model.save(src)
         with zipfile.ZipFile(src) as z:
             meta = json.loads(z.read("config.json"))
@@ -309,19 +312,19 @@ def test_malformed_config_raises_value_errors(tmp_path):
 
 
 def test_malformed_config_message_names_the_key(tmp_path):
-    mlp("adam").save(tmp_path / "m.keras")
+    mlp("adam").save(tmp_path / "m.wsekern")
 
     def drop_units(meta):
         del meta["model"]["config"]["layers"][0]["config"]["units"]
         return meta
     with pytest.raises(ValueError, match="units"):
-        nn.load_model(rewrite(tmp_path / "m.keras", tmp_path / "b.keras", drop_units))
+        nn.load_model(rewrite(tmp_path / "m.wsekern", tmp_path / "b.keras", drop_units))
 
     def drop_layers(meta):
         del meta["model"]["config"]["layers"]
         return meta
     with pytest.raises(ValueError, match="'layers'"):
-        nn.load_model(rewrite(tmp_path / "m.keras", tmp_path / "b.keras", drop_layers))
+        nn.load_model(rewrite(tmp_path / "m.wsekern", tmp_path / "b.keras", drop_layers))
 
 
 # -- hostile files, each loaded in a child process under an address-space limit --------------
@@ -351,7 +354,7 @@ def load_in_child(path, headroom_mib=256):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    path = tmp_path_factory.mktemp("hostile") / "good.keras"
+    path = tmp_path_factory.mktemp("hostile") / "good.wsekern"
     model = mlp(nn.optimizers.SGD(0.1, momentum=0.9), sparsity=0.5)
     x, y = data()
     model.fit(x, y, epochs=1, verbose=0)
@@ -463,14 +466,14 @@ def test_mask_of_a_wrong_but_broadcastable_shape_is_refused(saved, tmp_path):
 ])
 def test_mask_naming_a_sublayer_that_cannot_take_it_is_refused(tmp_path, key, says):
     model = attention_model()
-    model.save(tmp_path / "a.keras")
+    model.save(tmp_path / "a.wsekern")
     buf = io.BytesIO()
     np.save(buf, np.ones((8, 8), dtype=bool))
 
     def add_mask(meta):
         meta["masks"][key] = [8, 8]
         return meta
-    bad = rewrite(tmp_path / "a.keras", tmp_path / "bad.keras", edit_config=add_mask,
+    bad = rewrite(tmp_path / "a.wsekern", tmp_path / "bad.keras", edit_config=add_mask,
                   members={f"masks/{key.replace('/', '-')}.npy": buf.getvalue()})
     code, out = load_in_child(bad)
     assert code == 3 and says in out, out

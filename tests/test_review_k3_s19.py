@@ -204,8 +204,8 @@ def test_a_zip_whose_headers_lie_gets_a_value_error(keras, tmp_path, case):
         members = _keras_members(keras, tmp_path / "good.keras")
     else:
         m = nn.Sequential([nn.Input((4,)), nn.layers.Dense(2)])
-        m.save(tmp_path / "good.keras")
-        with zipfile.ZipFile(tmp_path / "good.keras") as z:
+        m.save(tmp_path / "good.wsekern")
+        with zipfile.ZipFile(tmp_path / "good.wsekern") as z:
             members = {n: z.read(n) for n in z.namelist()}
     array = next((n for n in members if n.endswith(".npy")), None)
     name, patch = {"keras-weights-size": ("model.weights.h5", _declare_size(100)),

@@ -8,7 +8,14 @@ from .base import Layer, _auto_name
 _BINARY = {"add": lambda a, b: a + b, "subtract": lambda a, b: a - b,
            "multiply": lambda a, b: a * b, "divide": lambda a, b: a / b,
            "matmul": lambda a, b: a @ b}
-_OPS = set(_BINARY) | {"negative", "get_item"}
+# boolean ops Keras records in a functional graph to compute a mask (Embedding(mask_zero)
+# gives not_equal(x, 0), Masking any(not_equal(x, v), -1), merged masks logical_or): their
+# output is a mask, which carries no gradient
+_MASK_BINARY = {"not_equal": np.not_equal, "equal": np.equal, "logical_or": np.logical_or,
+                "logical_and": np.logical_and}
+_MASK_REDUCE = {"any": np.any, "all": np.all}
+_OPS = set(_BINARY) | set(_MASK_BINARY) | set(_MASK_REDUCE) | {"negative", "get_item",
+                                                               "logical_not"}
 
 
 def encode_index(idx):
@@ -48,9 +55,12 @@ def decode_index(items):
 
 class OpLayer(Layer):
     """``op`` applied to one or two tensor inputs, or to one input and a ``constant``
-    (``reverse``: the constant is the left operand)."""
+    (``reverse``: the constant is the left operand). The boolean ops (``not_equal``,
+    ``equal``, ``logical_and/or/not``, ``any``/``all`` over ``axis``) make masks: their
+    output has no gradient."""
 
-    def __init__(self, op, constant=None, reverse=False, index=None, name=None, **kwargs):
+    def __init__(self, op, constant=None, reverse=False, index=None, axis=None,
+                 keepdims=False, name=None, **kwargs):
         super().__init__(name=name or _auto_name(str(op)), **kwargs)
         if op not in _OPS:
             raise ValueError(f"unknown op {op!r}; available: {sorted(_OPS)}")
@@ -60,8 +70,17 @@ class OpLayer(Layer):
         self.index = encode_index(index) if isinstance(index, (tuple, slice, int)) \
             or index is Ellipsis else index
         self._index = decode_index(self.index) if op == "get_item" else None
+        if axis is not None and not (isinstance(axis, int) and not isinstance(axis, bool)
+                                     or isinstance(axis, list) and all(
+                                         isinstance(a, int) and not isinstance(a, bool)
+                                         for a in axis)):
+            raise ValueError(f"an op's axis must be an int or a list of ints; received "
+                             f"{axis!r:.80}")
+        self.axis, self.keepdims = axis, bool(keepdims)
 
     def call(self, *inputs):
+        if self.op in _MASK_BINARY or self.op in _MASK_REDUCE or self.op == "logical_not":
+            return self._mask_op(inputs)
         if self.op == "negative":
             return -inputs[0]
         if self.op == "get_item":
@@ -72,6 +91,22 @@ class OpLayer(Layer):
         c = as_tensor(np.asarray(self.constant, dtype=inputs[0].dtype))
         return fn(c, inputs[0]) if self.reverse else fn(inputs[0], c)
 
+    def _mask_op(self, inputs):
+        data = [np.asarray(getattr(t, "data", t)) for t in inputs]
+        if self.op == "logical_not":
+            return as_tensor(np.logical_not(data[0]))
+        if self.op in _MASK_REDUCE:
+            axis = tuple(self.axis) if isinstance(self.axis, list) else self.axis
+            return as_tensor(np.asarray(_MASK_REDUCE[self.op](data[0], axis=axis,
+                                                              keepdims=self.keepdims)))
+        a, b = (data[0], data[1]) if self.constant is None else (data[0], self.constant)
+        if self.reverse:
+            a, b = b, a
+        return as_tensor(np.asarray(_MASK_BINARY[self.op](a, b)))
+
     def get_config(self):
-        return {**super().get_config(), "op": self.op, "constant": self.constant,
-                "reverse": self.reverse, "index": self.index}
+        config = {**super().get_config(), "op": self.op, "constant": self.constant,
+                  "reverse": self.reverse, "index": self.index}
+        if self.op in _MASK_REDUCE:
+            config.update(axis=self.axis, keepdims=self.keepdims)
+        return config

@@ -374,10 +374,8 @@ class _GlobalPooling(Layer):
         if mask is not None and self.reduce == "mean":
             y = _masked_mean(x, mask, self.axes)
             return y if self.keepdims else T.reshape(y, (y.shape[0], y.shape[-1]))
-        if mask is not None:         # masked steps can never be the maximum
-            keep = np.asarray(mask.data if isinstance(mask, T.Tensor) else mask, dtype=bool)
-            keep = keep.reshape(keep.shape + (1,) * (x.ndim - keep.ndim))
-            x = T.where(keep, x, np.finfo(x.dtype).min)
+        # max pooling ignores the mask, as Keras 3's (it warns and drops the mask): the
+        # padded steps take part in the maximum
         if self.reduce == "mean":
             return T.mean(x, self.axes, self.keepdims)
         return T.reduce_extremum(x, self.axes, self.keepdims, take_max=True)

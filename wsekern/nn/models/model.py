@@ -718,7 +718,9 @@ class Model(Layer):
     # -- saving ---------------------------------------------------------------------------
     def save(self, filepath, overwrite=True, **kwargs):
         """Write the architecture (JSON), weights, sparsity masks and the optimizer with its
-        state to one zip file, atomically; nothing in it runs code on load."""
+        state to one zip file, atomically; nothing in it runs code on load. A ``.keras``
+        path gets Keras 3's format (Keras's ``load_model`` reads it) where Keras can rebuild
+        the model, with our own config riding along; see the README's saving paragraph."""
         from ..saving import save_model
         save_model(self, filepath, overwrite=overwrite)
 

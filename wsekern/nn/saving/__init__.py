@@ -6,9 +6,18 @@ a manifest of every array with its shape and dtype) and ``.npy`` members (weight
 masks, optimizer state). Saving is atomic. Loading executes nothing from the file, resolves
 classes only among wsekern.nn's and registered/custom objects, bounds what it reads by the
 model the config describes (``max_bytes``), and checks every value it reads.
+
+A ``.keras`` path gets Keras 3's format instead (:mod:`keras_writer`) where Keras can rebuild
+the model, with the above riding along under ``wsekern/`` (the weights once, in Keras's
+``model.weights.h5``); a ``.weights.h5`` path of ``save_weights`` gets Keras's HDF5 layout.
 """
+import os
+import warnings
+import zipfile
+
 import numpy as np
 
+from ..._atomic import atomic_file
 from .. import losses as losses_mod
 from ..registry import (
     custom_object_scope,
@@ -17,8 +26,8 @@ from ..registry import (
     get_registered_object,
     register_keras_serializable,
 )
-from . import keras_format, optimizer_io
-from .archive import Archive, write_atomically
+from . import keras_format, keras_writer, optimizer_io
+from .archive import Archive, dumps, npy_bytes, write_atomically
 from .model_config import ConfigError, model_from_config, model_spec, need
 
 FORMAT = "wsekern.nn/2"
@@ -74,7 +83,9 @@ def _compile_spec(model):
 
 
 def save_model(model, filepath, overwrite=True):
-    """Write ``model`` to ``filepath`` atomically (see the module docstring)."""
+    """Write ``model`` to ``filepath`` atomically (see the module docstring). A ``.keras``
+    path gets Keras 3's format where Keras can rebuild the model (see :func:`_write_keras`);
+    otherwise, and for any other path, wsekern.nn's own."""
     spec = model_spec(model)
     weights = model.get_weights()
     arrays = {f"weights/{i}.npy": w for i, w in enumerate(weights)}
@@ -92,7 +103,57 @@ def save_model(model, filepath, overwrite=True):
         meta["optimizer_state"] = {k: [list(np.shape(v)), np.asarray(v).dtype.name]
                                    for k, v in state.items()}
         arrays.update({f"optimizer/{_member_key(k)}.npy": v for k, v in state.items()})
+    if os.fspath(filepath).endswith(".keras"):
+        why = _write_keras(model, filepath, overwrite, meta, arrays)
+        if why is None:
+            return
+        warnings.warn(f"{os.fspath(filepath)} is written in wsekern.nn's own format, which "
+                      f"nn.load_model reads but Keras cannot: {why}", stacklevel=3)
     write_atomically(filepath, meta, arrays, overwrite=overwrite)
+
+
+def _write_keras(model, filepath, overwrite, meta, arrays):
+    """Keras 3's ``.keras`` zip (metadata.json, config.json, model.weights.h5), with our own
+    config, masks and optimizer state under ``wsekern/`` (Keras ignores them; load_model
+    reads them, so the file loads back here exactly, weights from model.weights.h5). Returns
+    None, or why Keras could not read the model (the caller then writes our format)."""
+    try:
+        kspec = keras_writer.model_config(meta["model"], model)
+    except keras_writer.NotKerasWritable as e:
+        return str(e)
+    try:
+        keras_writer._import_h5py()
+    except ImportError:
+        return "h5py is not installed (pip install 'wsekern[keras]' to write Keras's format)"
+    compiled = model.compiled and model.optimizer is not None
+    cc, cc_reason = keras_writer.compile_config(model, meta["compile"] if compiled else None,
+                                                meta.get("optimizer"))
+    if cc is not None:
+        kspec["compile_config"] = cc
+    try:
+        h5, opt_reason = keras_writer.weights_h5(model, kspec, cc is not None)
+    except keras_writer.NotKerasWritable as e:
+        return str(e)
+    path = os.fspath(filepath)
+    if compiled and cc_reason:
+        warnings.warn(f"{path}: Keras will load the model uncompiled: {cc_reason}; "
+                      f"nn.load_model restores the compile settings", stacklevel=4)
+    elif opt_reason:
+        warnings.warn(f"{path}: Keras will load the weights with a fresh optimizer: "
+                      f"{opt_reason}; nn.load_model restores the state", stacklevel=4)
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists and overwrite=False")
+    native = {**meta, "weights_in": "model.weights.h5"}
+    members = {"metadata.json": keras_writer.metadata(),
+               "config.json": dumps(kspec).encode(), "model.weights.h5": h5,
+               keras_writer.NATIVE_PREFIX + "config.json": dumps(native).encode()}
+    members.update({keras_writer.NATIVE_PREFIX + k: npy_bytes(v) for k, v in arrays.items()
+                    if not k.startswith("weights/")})
+    with atomic_file(path, suffix=".keras") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+    return None
 
 
 def _member_key(key):
@@ -100,10 +161,35 @@ def _member_key(key):
 
 
 def save_weights(model, filepath, overwrite=True):
+    """The weights alone: a ``.weights.h5`` path gets Keras 3's HDF5 layout (Keras's
+    ``load_weights`` reads it) where Keras can rebuild the model; otherwise our zip."""
+    path = os.fspath(filepath)
+    if path.endswith(".weights.h5"):
+        why = _write_keras_weights(model, path, overwrite)
+        if why is None:
+            return
+        warnings.warn(f"{path} is written in wsekern.nn's own format, which load_weights "
+                      f"reads but Keras cannot: {why}", stacklevel=3)
     weights = model.get_weights()
     write_atomically(filepath, {"format": FORMAT, "weights_only": True,
                                 "weights": [[list(w.shape), w.dtype.name] for w in weights]},
                      {f"weights/{i}.npy": w for i, w in enumerate(weights)}, overwrite=overwrite)
+
+
+def _write_keras_weights(model, path, overwrite):
+    try:
+        kspec = keras_writer.model_config(model_spec(model), model)
+        keras_writer._import_h5py()
+    except keras_writer.NotKerasWritable as e:
+        return str(e)
+    except ImportError:
+        return "h5py is not installed (pip install 'wsekern[keras]' to write Keras's format)"
+    data, _ = keras_writer.weights_h5(model, kspec, with_optimizer=False)
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists and overwrite=False")
+    with atomic_file(path, suffix=".h5") as f:
+        f.write(data)
+    return None
 
 
 def _manifest(meta, path):
@@ -208,7 +294,13 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
     """
     path = str(filepath)
     with Archive(path) as archive:
-        if keras_format.is_keras_archive(archive):
+        keras_weights = None
+        if keras_format.is_keras_archive(archive) and \
+                keras_writer.NATIVE_PREFIX + "config.json" in archive.members:
+            # written by wsekern: our own config rides along; the weights are Keras's
+            archive.prefix = keras_writer.NATIVE_PREFIX
+            keras_weights = keras_format.weights_loader(archive, max_bytes)
+        elif keras_format.is_keras_archive(archive):
             def restore(model, optimizer, cfg):
                 model.compile(optimizer=optimizer,
                               loss=_resolve_loss(cfg["loss"], custom_objects, path),
@@ -239,7 +331,10 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
             model = model_from_config(spec, custom_objects, "config.json['model']")
             expected = _expected_weights(model, declared, path)
             _restore_masks(archive, meta, model, fmt, path)
-            model.set_weights(_read_weights(archive, meta, fmt, expected))
+            if keras_weights is not None:
+                keras_weights(model)
+            else:
+                model.set_weights(_read_weights(archive, meta, fmt, expected))
             compile_cfg = meta.get("compile")
             if compile and compile_cfg:
                 _restore_compile(archive, meta, model, compile_cfg, fmt, custom_objects, path)
@@ -404,10 +499,37 @@ def _restore_compile(archive, meta, model, cfg, fmt, custom_objects, path):
         optimizer_io.load_state_arrays(model.optimizer, variables, arrays)
 
 
-def load_weights(model, filepath):
-    """Weights from a ``save_weights`` or ``save`` file into ``model`` (same architecture)."""
+def load_weights(model, filepath, max_bytes=DEFAULT_MAX_BYTES):
+    """Weights from a ``save_weights`` or ``save`` file into ``model`` (same architecture):
+    ours, a ``.weights.h5`` file in Keras's layout (Keras's ``save_weights`` or ours), or a
+    ``.keras`` file (Keras's or ours)."""
     path = str(filepath)
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if magic == b"\x89HDF\r\n\x1a\n":             # HDF5: Keras's weights layout
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise ValueError(f"{path} is {size:,} bytes, beyond max_bytes={max_bytes:,}")
+        h5py = keras_format._import_h5py()
+        try:
+            kspec = keras_writer.model_config(model_spec(model), model)
+        except keras_writer.NotKerasWritable as e:
+            raise ValueError(f"{path} holds weights in Keras's layout, which this model "
+                             f"cannot take: {e}") from None
+        try:
+            h5 = h5py.File(path, "r")
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path} is not a readable HDF5 file ({str(e)[:120]})") from None
+        with h5:
+            keras_format.load_container_weights(h5, path, model, kspec)
+        return
     with Archive(path) as archive:
+        if keras_format.is_keras_archive(archive):
+            info = keras_format._weights_member(archive, {}, max_bytes)
+            kspec = keras_writer.model_config(model_spec(model), model)
+            with keras_format._open_h5(archive, info) as h5:
+                keras_format.load_container_weights(h5, path, model, kspec)
+            return
         meta, fmt = _open_config(archive, path, "weights")
         declared = _manifest(meta, path) if fmt == FORMAT else None
         expected = _expected_weights(model, declared, path)

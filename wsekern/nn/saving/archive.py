@@ -63,6 +63,9 @@ class Archive:
 
     def __init__(self, filepath):
         self.path = os.fspath(filepath)
+        # members read by config() and array() are under this prefix (a .keras file written
+        # by wsekern keeps its own config under wsekern/)
+        self.prefix = ""
         try:
             self.zip = zipfile.ZipFile(self.path)
         except zipfile.BadZipFile as e:
@@ -110,7 +113,7 @@ class Archive:
         return data
 
     def config(self):
-        info = self.members.get(CONFIG_NAME)
+        info = self.members.get(self.prefix + CONFIG_NAME)
         if info is None:
             raise ValueError(f"{self.path} is not a wsekern.nn model file (no {CONFIG_NAME})")
         if info.file_size > CONFIG_MAX_BYTES:
@@ -132,6 +135,7 @@ class Archive:
     def array(self, name, shape, dtype):
         """Member ``name`` as an array of exactly ``shape`` and ``dtype``; its declared size
         is checked before it is decompressed, and pickles are refused."""
+        name = self.prefix + name
         info = self.members.get(name)
         if info is None:
             raise ValueError(f"{self.path}: member {name!r} is missing")

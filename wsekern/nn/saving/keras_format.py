@@ -39,7 +39,10 @@ _NO_MEANING = {"quantization_config": None, "lora_rank": None, "lora_alpha": Non
                "moving_variance_initializer": _ONES, "output_padding": None}
 # keras.ops nodes of a functional graph and our OpLayer's op for them
 _OPS = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Divide": "divide",
-        "TrueDivide": "divide", "Matmul": "matmul", "Negative": "negative"}
+        "TrueDivide": "divide", "Matmul": "matmul", "Negative": "negative",
+        # the mask ops: Embedding(mask_zero=True), Masking and merged masks record them
+        "NotEqual": "not_equal", "Equal": "equal", "LogicalOr": "logical_or",
+        "LogicalAnd": "logical_and", "LogicalNot": "logical_not", "Any": "any", "All": "all"}
 # Keras's slot variables, in the groups its optimizers create them (each group interleaved
 # per model variable): optimizer/vars/ is [iterations, learning_rate, group 1..., group 2...]
 _SLOT_GROUPS = {"SGD": [("momentum",)],
@@ -242,7 +245,11 @@ def _functional(spec, where):
                 raise ConfigError(f"{at}: the graph applies keras.ops.{_snake(cn)}, which "
                                   f"wsekern.nn cannot rebuild from a file (it rebuilds "
                                   f"{', '.join(sorted(_OPS))})")
-            layers.append({"class_name": "OpLayer", "config": {"name": name, "op": _OPS[cn]}})
+            op_config = {"name": name, "op": _OPS[cn]}
+            if cn in ("Any", "All"):
+                kc = s.get("config") if isinstance(s.get("config"), dict) else {}
+                op_config.update(axis=kc.get("axis"), keepdims=kc.get("keepdims", False))
+            layers.append({"class_name": "OpLayer", "config": op_config})
         else:
             layers.append(_translate_layer(s, at))
         nodes = s.get("inbound_nodes") or []
@@ -308,6 +315,9 @@ def _functional(spec, where):
         "outputs": io_refs(config.get("output_layers"), f"{where}['output_layers']")}}
 
 
+_BOOL_CONST_OPS = ("not_equal", "equal", "logical_or", "logical_and")
+
+
 def _op_args(layer, args, kwargs, at):
     """A keras.ops node's arguments as OpLayer takes them: tensors, or one tensor and a
     number (``reverse`` when the number is the left operand)."""
@@ -317,7 +327,7 @@ def _op_args(layer, args, kwargs, at):
     tensors = [a for a in args if isinstance(a, dict) and "__tensor__" in a]
     consts = [a for a in args if not (isinstance(a, dict) and "__tensor__" in a)]
     if len(consts) == 1 and len(args) == 2 and isinstance(consts[0], (int, float)) \
-            and not isinstance(consts[0], bool):
+            and (not isinstance(consts[0], bool) or layer["config"]["op"] in _BOOL_CONST_OPS):
         layer["config"]["constant"] = consts[0]
         layer["config"]["reverse"] = args[0] is consts[0]
         return tensors, {}
@@ -518,6 +528,53 @@ def _compile_args(cc, where):
     return optimizer, opt_class
 
 
+def _weights_member(archive, meta, max_bytes):
+    info = archive.members.get("model.weights.h5")
+    if info is None:
+        raise ValueError(f"{archive.path} is a Keras {meta.get('keras_version')!s:.20} file "
+                         f"without model.weights.h5 (Keras 3 writes its weights there); it "
+                         f"cannot be read")
+    if info.file_size > max_bytes:        # the file is the weights and HDF5's headers
+        raise ValueError(f"{archive.path}: model.weights.h5 declares {info.file_size:,} "
+                         f"bytes, beyond max_bytes={max_bytes:,}; raise max_bytes to load it")
+    return info
+
+
+def _open_h5(archive, info):
+    """The member as an open read-only HDF5 file (read into memory, at most its declared
+    size)."""
+    h5py = _import_h5py()
+    data = archive._read_capped(info, info.file_size)
+    try:
+        return h5py.File(io.BytesIO(data), "r")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{archive.path}: model.weights.h5 is not a readable HDF5 file "
+                         f"({str(e)[:120]})") from None
+
+
+def load_container_weights(h5, path, model, kspec):
+    """Keras's HDF5 layout (``h5``: an open file or group) into ``model``, whose Keras
+    serialization is ``kspec``; every dataset's shape is checked before it is read."""
+    try:
+        return _load_container(_Weights(h5, path), model, kspec, "")
+    except (KeyError, OSError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: the weights cannot be read ({type(e).__name__}: "
+                         f"{str(e)[:120]})") from None
+
+
+def weights_loader(archive, max_bytes):
+    """For a ``.keras`` file wsekern wrote: a function that loads model.weights.h5 into the
+    model built from our own config (which rides along in the file)."""
+    meta = _json_member(archive, "metadata.json", METADATA_MAX_BYTES)
+    kspec = _json_member(archive, "config.json", KERAS_CONFIG_MAX_BYTES)
+    info = _weights_member(archive, meta, max_bytes)
+
+    def load(model):
+        with _open_h5(archive, info) as h5:
+            load_container_weights(h5, archive.path, model, kspec)
+    return load
+
+
 def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compile,
                      bound_sizes):
     """The model in a Keras-written archive (see the module docstring); ``restore_compile``
@@ -526,14 +583,7 @@ def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compil
     path = archive.path
     meta = _json_member(archive, "metadata.json", METADATA_MAX_BYTES)
     kspec = _json_member(archive, "config.json", KERAS_CONFIG_MAX_BYTES)
-    info = archive.members.get("model.weights.h5")
-    if info is None:
-        raise ValueError(f"{path} is a Keras {meta.get('keras_version')!s:.20} file without "
-                         f"model.weights.h5 (Keras 3 writes its weights there); it cannot be "
-                         f"read")
-    if info.file_size > max_bytes:        # the file is the weights and HDF5's headers
-        raise ValueError(f"{path}: model.weights.h5 declares {info.file_size:,} bytes, beyond "
-                         f"max_bytes={max_bytes:,}; raise max_bytes to load it")
+    info = _weights_member(archive, meta, max_bytes)
     from ..registry import custom_object_scope
     where = f"{path}: config.json"
     with custom_object_scope(custom_objects or {}):
@@ -543,13 +593,7 @@ def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compil
             raise ConfigError(f"{where} nests deeper than a model config does") from None
     # sizes in the config (units, filters...) bounded by what the weights file can hold
     bound_sizes(spec, max(info.file_size // 4, 2**16), path)
-    h5py = _import_h5py()
-    data = archive._read_capped(info, info.file_size)
-    try:
-        h5 = h5py.File(io.BytesIO(data), "r")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: model.weights.h5 is not a readable HDF5 file "
-                         f"({str(e)[:120]})") from None
+    h5 = _open_h5(archive, info)
     with h5, custom_object_scope(custom_objects or {}):
         model = model_from_config(spec, custom_objects, where)
         store = _Weights(h5, path)
