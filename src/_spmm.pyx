@@ -1476,9 +1476,11 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         N, sizeof(floating), floating is double and index_t is int64_t)
     # (with the remap, the kernel checks each row's columns as it compacts the row)
     try:
+        kw = None
         if kept_w:
             kw = _kept_w(packed._transpose[0] if transpose else packed, data, indices,
                          indptr, alive, remap, <index_t>kept)
+        if kw is not None:
             n_bad = _csr_spmm[floating, index_t](kw[0], kw[1], kw[2], xk, out, None, 1,
                                                  n_block, False, x_rows)
         else:
@@ -1633,16 +1635,25 @@ cdef object _kept_w(object P, const floating[::1] data, const index_t[::1] indic
                     const index_t[::1] remap, index_t zero_row):
     # (vals, cols, ptr): W's entries on live rows of X (and the non-finite ones on dead
     # rows, on zero_row) with their columns remapped, the rows back to back, as
-    # _csr_spmm's compact_once on one thread makes them (the same arrays). Taken from P's
-    # _kept when its live map is alive's, byte for byte; else made (remap: alive's), and
-    # kept when small enough.
+    # _csr_spmm's compact_once on one thread makes them (the same arrays), or None: "compact
+    # in the call, as before". P._kept is (live map, arrays or None). The arrays are made
+    # (remap: alive's) the second call in a row with the same map, byte for byte, and kept
+    # when small enough; a map seen first is only noted: a map that changes every call
+    # costs what it did (made then, the per-row route at 4096^2 x 64 took 0.1-1 ms more
+    # than its fused compaction, Zen 4: fresh arrays, the last map's still held).
     cdef Py_ssize_t K = alive.shape[0], M = indptr.shape[0] - 1, nnz = data.shape[0], i, q
     cached = P._kept
     cdef const uint8_t[::1] seen
+    cdef bint same = False
     if cached is not None:
         seen = cached[0]
-        if seen.shape[0] == K and (K == 0 or memcmp(&seen[0], &alive[0], K) == 0):
+        same = seen.shape[0] == K and (K == 0 or memcmp(&seen[0], &alive[0], K) == 0)
+        if same and cached[1] is not None:
             return cached[1]
+    if not same or nnz * (<Py_ssize_t>sizeof(floating) + <Py_ssize_t>sizeof(index_t)) > (
+            _KEPT_MAX_BYTES):
+        P._kept = (bytes(alive), None)
+        return None
     dtype = np.asarray(data).dtype
     idx_dtype = np.asarray(indices).dtype
     kept_vals_arr = np.empty(max(nnz, 1), dtype=dtype)
@@ -1664,6 +1675,7 @@ cdef object _kept_w(object P, const floating[::1] data, const index_t[::1] indic
             kp[i + 1] = <index_t>(kp[i] + q)
     n = kp[M]
     result = (kept_vals_arr[:n], kept_cols_arr[:n], kept_ptr_arr)
-    if nnz * (kv.itemsize + kc.itemsize) <= _KEPT_MAX_BYTES:
-        P._kept = (bytes(alive), result)
+    for a in result:
+        a.flags.writeable = False
+    P._kept = (cached[0], result)
     return result
