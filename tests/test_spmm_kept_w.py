@@ -4,12 +4,13 @@ skips the compaction.
 
 Checked on every SIMD path this CPU runs, fp32 and fp64, int32 and int64 indices, the
 column-block route (1024^2 x 256) and the per-row one (N = 64, the fused form on AVX-512
-fp32), inf/NaN weights on dead rows and -0.0 dead rows: a sequence of live maps (a, a, b,
-a) gives, call after call, bit for bit the product of the same arrays passed as a SciPy CSR
-(the compaction made afresh, the same kernel; a NaN's sign and payload apart) and a float64 SciPy reference (NaN exactly
-where it has one); a map is noted the first call, compacted and kept the second call in a
-row, those arrays reused the third; a new map lets them go. The cache is dropped when the values change (set_values, on W or on its
-cached transpose, either way round) and the next products use the new values; spmm with
+fp32), inf/NaN weights on dead rows and -0.0 dead rows: a sequence of live maps (a, a, a,
+a, b, b, a) gives, call after call, bit for bit the product of the same arrays passed as a
+SciPy CSR (the compaction made afresh, the same kernel; a NaN's sign and payload apart) and
+a float64 SciPy reference (NaN exactly where it has one); a map is noted the first call,
+compacted and kept the second call in a row, those arrays reused after; a new map lets
+them go. The cache is dropped when the values change (set_values, on W or on its cached
+transpose, either way round) and the next products use the new values; spmm with
 transpose=True keeps its own on the transpose; a W too big to keep keeps nothing; threads
 multiplying one W with different maps at once each get their own product."""
 
