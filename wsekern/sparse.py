@@ -535,6 +535,8 @@ class PackedSparse:
         self._panels = None      # row_panels' cache: [rows, pindptr, prows, perm, data,
         #                          max_row, fresh]
         self._views = None       # read-only (data, indices, indptr), made on first use
+        self._kept = None        # spmm's W compacted to one live map of X (_spmm._kept_w);
+        #                          dropped whenever the values change
         for a in (self._indices, self._indptr):
             a.flags.writeable = False
 
@@ -661,6 +663,13 @@ class PackedSparse:
         if self._panels is not None:
             self._panels[6] = False
 
+    def _values_changed(self):
+        # what is cached from the values: the finiteness flag, the panels' copy, the
+        # compaction to a live map (the kept entries' values)
+        self._finite = None
+        self._kept = None
+        self._panels_stale()
+
     # -- values -----------------------------------------------------------
     def set_values(self, values):
         """Replace the stored values in place, keeping the pattern.
@@ -677,15 +686,13 @@ class PackedSparse:
                              f"dense array of shape {self._shape}; received shape {values.shape}")
         if values.dtype.kind not in "fiu":
             raise TypeError(f"set_values expects real numbers; received dtype {values.dtype}")
-        self._finite = None
-        self._panels_stale()
+        self._values_changed()
         cached = self._transpose
         if cached is not None and cached[1] is not None:
             # we are the original with a cached transpose: our values and the transpose's
             # in one native pass (same type, contiguous), else NumPy below
             other, perm = cached
-            other._finite = None
-            other._panels_stale()
+            other._values_changed()
             if _optim.copy_and_gather(values, self._data, perm, other._data):
                 return self
         self._data[...] = values
@@ -696,8 +703,7 @@ class PackedSparse:
         if self._transpose is None:
             return
         other, perm = self._transpose
-        other._finite = None
-        other._panels_stale()
+        other._values_changed()
         if perm is not None:        # we are the original: refresh the cached transpose
             # in place (mode "clip": "raise" buffers out); perm is in range by construction
             np.take(self._data, perm, out=other._data, mode="clip")
