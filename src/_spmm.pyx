@@ -1642,7 +1642,7 @@ cdef object _kept_w(object P, const floating[::1] data, const index_t[::1] indic
     # costs what it did (made then, the per-row route at 4096^2 x 64 took 0.1-1 ms more
     # than its fused compaction, Zen 4: fresh arrays, the last map's still held).
     cdef Py_ssize_t K = alive.shape[0], M = indptr.shape[0] - 1, nnz = data.shape[0], i, q
-    cached = P._kept
+    cached = getattr(P, "_kept", None)   # a PackedSparse unpickled from before has none
     cdef const uint8_t[::1] seen
     cdef bint same = False
     if cached is not None:
