@@ -261,6 +261,16 @@ cdef extern from "wsk_narrow.h" nogil:
     Py_ssize_t wsk_spmm_narrow_f64_i64(const double*, const int64_t*, const int64_t*,
                                        Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t,
                                        double*, Py_ssize_t) noexcept
+    int wsk_spmm_narrow_nc_f32_i32(const float*, const int32_t*, const int32_t*, Py_ssize_t,
+                                   Py_ssize_t, const float*, float*, Py_ssize_t) noexcept
+    int wsk_spmm_narrow_nc_f32_i64(const float*, const int64_t*, const int64_t*, Py_ssize_t,
+                                   Py_ssize_t, const float*, float*, Py_ssize_t) noexcept
+    int wsk_spmm_narrow_nc_f64_i32(const double*, const int32_t*, const int32_t*, Py_ssize_t,
+                                   Py_ssize_t, const double*, double*, Py_ssize_t) noexcept
+    int wsk_spmm_narrow_nc_f64_i64(const double*, const int64_t*, const int64_t*, Py_ssize_t,
+                                   Py_ssize_t, const double*, double*, Py_ssize_t) noexcept
+    int wsk_cols_bad_i32(const int32_t*, Py_ssize_t, int32_t) noexcept
+    int wsk_cols_bad_i64(const int64_t*, Py_ssize_t, int64_t) noexcept
     void wsk_narrow_init() noexcept
     int wsk_narrow_vbytes
 
@@ -1585,6 +1595,31 @@ cdef inline bint _indptr_ok(const index_t* ip, Py_ssize_t M, Py_ssize_t nnz) noe
     return not bad
 
 
+cdef inline int _spmm_narrow_nc(const floating* vals, const index_t* cols,
+                                const index_t* indptr, Py_ssize_t M, const floating* X,
+                                floating* out, Py_ssize_t n) noexcept nogil:
+    # _spmm_narrow on every row, the column indices checked before (_cols_bad), nnz > 0:
+    # 0, or -1 (n wider than the kernel takes: nothing written)
+    if floating is float:
+        if index_t is int32_t:
+            return wsk_spmm_narrow_nc_f32_i32(vals, cols, indptr, 0, M, X, out, n)
+        else:
+            return wsk_spmm_narrow_nc_f32_i64(vals, cols, indptr, 0, M, X, out, n)
+    else:
+        if index_t is int32_t:
+            return wsk_spmm_narrow_nc_f64_i32(vals, cols, indptr, 0, M, X, out, n)
+        else:
+            return wsk_spmm_narrow_nc_f64_i64(vals, cols, indptr, 0, M, X, out, n)
+
+
+cdef inline bint _cols_bad(const index_t* cols, Py_ssize_t nnz, Py_ssize_t K) noexcept nogil:
+    # a column index outside [0, K) (the SIMD path's vectorised pass)
+    if index_t is int32_t:
+        return wsk_cols_bad_i32(cols, nnz, _last_index(K, cols[0]))
+    else:
+        return wsk_cols_bad_i64(cols, nnz, _last_index(K, cols[0]))
+
+
 cdef inline Py_ssize_t _count_nonzero(const floating* x, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t q, nz = 0
     for q in range(n):
@@ -1629,13 +1664,20 @@ cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* 
     if nnz == 0:
         memset(y, 0, M * N * sizeof(floating))
         return result
-    if nnz * N < LEAN_GIL_WORK:
-        n_bad = _spmm_narrow(vals, cols, ip, 0, M, x, K, y, N)
+    # the column indices checked in one pass, then the kernel without a check (see
+    # wsk_narrow.h: the check in the row loop cost ~1/3 of the N = 1 kernel)
+    cdef bint small = nnz * N < LEAN_GIL_WORK
+    if small:
+        n_bad = _cols_bad(cols, nnz, K)
+        if not n_bad:
+            n_bad = _spmm_narrow_nc(vals, cols, ip, M, x, y, N)
     else:
         with nogil:
-            n_bad = _spmm_narrow(vals, cols, ip, 0, M, x, K, y, N)
-    if n_bad:
-        return None          # a column index out of range: the Python route names it
+            n_bad = _cols_bad(cols, nnz, K)
+            if not n_bad:
+                n_bad = _spmm_narrow_nc(vals, cols, ip, M, x, y, N)
+    if n_bad:                # a column index out of range: the Python route names it
+        return None          # (or an X wider than the kernel: not reached, _narrow_route)
     return result
 
 
