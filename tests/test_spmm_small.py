@@ -4,6 +4,7 @@ one pass, then a narrow kernel without the check whose odd last nonzero is added
 select. Results against NumPy on every SIMD path, bits against the checked kernel (kernels'
 Python route), the decisions it repeats, and what it leaves to the full route."""
 import dataclasses
+import textwrap
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import scipy.sparse as sps
 from wsekern import _spmm, kernels
 from wsekern.costs import cost_table
 from wsekern.simd_path import SIMD_BITS, SIMD_PATH, simd_available
+
+from conftest import run_in_child
 
 
 @pytest.fixture(params=simd_available())
@@ -190,3 +193,34 @@ def test_cost_table_follows_the_environment(monkeypatch):
     assert cost_table() is other
     monkeypatch.delenv("WSEKERN_COSTS")
     assert cost_table() is default
+
+
+def test_lean_memory_check_reads_the_address_space_limit_in_a_child():
+    """The native budget: half of RLIMIT_AS when that is below physical memory (lowered in
+    a child, after its operands exist): the output's estimate beyond it is refused with
+    kernels' message, as check_memory refuses it."""
+    code = textwrap.dedent("""
+        import resource
+        import numpy as np, scipy.sparse as sps
+        from wsekern import _spmm, kernels
+        M = 100_000                                   # an 800 kB output, fp64
+        W = sps.csr_matrix((np.ones(M), np.zeros(M, np.int32), np.arange(M + 1, dtype=np.int32)),
+                           shape=(M, 4))
+        X = np.ones((4, 1))
+        assert _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS) is not None
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 20, hard))    # a budget of 512 kB
+        try:
+            taken = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS) is not None
+            try:
+                kernels.spmm(W, X, n_threads=1)
+                msg = "accepted"
+            except MemoryError as e:
+                msg = str(e)
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        print(taken, "output of shape" in msg, msg[:120])
+    """)
+    proc = run_in_child(code)
+    assert proc.returncode == 0 and proc.stdout.startswith("False True"), (
+        proc.stdout[-2000:] + proc.stderr[-2000:])
