@@ -9,12 +9,11 @@ import textwrap
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import run_in_child
 
 from wsekern import _spmm, kernels
 from wsekern.costs import cost_table
 from wsekern.simd_path import SIMD_BITS, SIMD_PATH, simd_available
-
-from conftest import run_in_child
 
 
 @pytest.fixture(params=simd_available())
