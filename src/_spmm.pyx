@@ -26,6 +26,10 @@ import os
 import threading
 
 import numpy as np
+cimport numpy as cnp
+from posix.resource cimport getrlimit, rlimit, RLIMIT_AS, RLIM_INFINITY
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -257,6 +261,16 @@ cdef extern from "wsk_narrow.h" nogil:
     Py_ssize_t wsk_spmm_narrow_f64_i64(const double*, const int64_t*, const int64_t*,
                                        Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t,
                                        double*, Py_ssize_t) noexcept
+    int wsk_spmm_narrow_nc_f32_i32(const float*, const int32_t*, const int32_t*, Py_ssize_t,
+                                   Py_ssize_t, const float*, float*, Py_ssize_t) noexcept
+    int wsk_spmm_narrow_nc_f32_i64(const float*, const int64_t*, const int64_t*, Py_ssize_t,
+                                   Py_ssize_t, const float*, float*, Py_ssize_t) noexcept
+    int wsk_spmm_narrow_nc_f64_i32(const double*, const int32_t*, const int32_t*, Py_ssize_t,
+                                   Py_ssize_t, const double*, double*, Py_ssize_t) noexcept
+    int wsk_spmm_narrow_nc_f64_i64(const double*, const int64_t*, const int64_t*, Py_ssize_t,
+                                   Py_ssize_t, const double*, double*, Py_ssize_t) noexcept
+    int wsk_cols_bad_i32(const int32_t*, Py_ssize_t, int32_t) noexcept
+    int wsk_cols_bad_i64(const int64_t*, Py_ssize_t, int64_t) noexcept
     void wsk_narrow_init() noexcept
     int wsk_narrow_vbytes
 
@@ -1274,6 +1288,10 @@ def csr_spmm_plain(W, X, transpose, out, n_threads, dict g):
         return None
     if type(X) is not np.ndarray:
         return None
+    if not transpose:        # a small narrow product: the same checks, on the C fields
+        lean = _plain_lean(W, X, n_threads, g)
+        if lean is not _PASS:
+            return lean
     cdef bint packed = type(W) is g["PackedSparse"]
     if packed:
         # Its arrays were checked when it was made (indptr, indices in range, sorted,
@@ -1534,6 +1552,210 @@ cdef object _plain_narrow(const floating[::1] data, const index_t[::1] indices,
     if n_bad:
         return None          # a column index out of range: the Python route names it
     return result
+
+
+# ---- The lean path: small narrow products (issue 19, "never slower than SciPy" at 64^2 x 1)
+# csr_spmm_plain's narrow route cost ~6 us a call at 64^2 x 1 against SciPy's ~4 (Zen 4),
+# ~2 us of it its checks: typed memoryviews (one acquired per array), ndarray flags objects,
+# the cost table's attributes, getrlimit through Python. _plain_lean makes the same checks
+# and decisions on the arrays' C fields, for the case it knows (anything else: _PASS, and
+# csr_spmm_plain's full checks run as before).
+cdef object _PASS = object()
+# The cost table _plain_lean last read and its rates (a CostTable is a frozen dataclass:
+# the same object, the same rates; a replaced table is another object)
+cdef object _lean_table = None
+cdef double _lean_mac = 0, _lean_compact = 0, _lean_dcall = 0, _lean_dense = 0
+cdef double _lean_dnnz = 0
+# Below this many multiply-adds the kernel runs holding the GIL (releasing and taking it
+# back cost ~0.1 us, a few % of such a call)
+DEF LEAN_GIL_WORK = 32768
+# Index bytes up to which they are checked in a pass of their own (4x L2 on Zen 4: the
+# second read from L2/L3)
+DEF LEAN_CHECK_BYTES = 4 << 20
+
+
+cdef inline bint _lean_array(cnp.ndarray a, int typenum) noexcept:
+    # a 1-D, C-contiguous, aligned, native-order array of typenum
+    return (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_NDIM(a) == 1
+            and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a)
+            and cnp.PyArray_ISNOTSWAPPED(a))
+
+
+cdef int _lean_memory(Py_ssize_t nbytes, dict g) except -1:
+    # kernels' check_memory on the output's estimate: 1 within the budget, 0 beyond. The
+    # budget is _budget.memory_budget's (half of min(physical memory, RLIMIT_AS)), read
+    # here without its Python calls unless a test replaced one of its functions.
+    cdef rlimit rl
+    cm = g["check_memory"]
+    b = g["_budget"]
+    native = b._NATIVE
+    if (cm is native[0] and b.memory_budget is native[1]
+            and b._physical_bytes is native[2] and getrlimit(RLIMIT_AS, &rl) == 0):
+        total = b._physical_bytes()
+        if rl.rlim_cur != RLIM_INFINITY:
+            total = min(total, <object>rl.rlim_cur)
+        return not nbytes > total // 2
+    try:
+        cm(nbytes, "", "")
+    except MemoryError:
+        return 0
+    return 1
+
+
+cdef inline bint _indptr_ok(const index_t* ip, Py_ssize_t M, Py_ssize_t nnz) noexcept nogil:
+    # _plain_run's indptr check (the column indices are checked by the kernel)
+    cdef Py_ssize_t i
+    cdef bint bad = ip[0] != 0 or ip[M] != nnz
+    for i in range(M):
+        bad |= ip[i + 1] < ip[i]
+    return not bad
+
+
+cdef inline int _spmm_narrow_nc(const floating* vals, const index_t* cols,
+                                const index_t* indptr, Py_ssize_t M, const floating* X,
+                                floating* out, Py_ssize_t n) noexcept nogil:
+    # _spmm_narrow on every row, the column indices checked before (_cols_bad), nnz > 0:
+    # 0, or -1 (n wider than the kernel takes: nothing written)
+    if floating is float:
+        if index_t is int32_t:
+            return wsk_spmm_narrow_nc_f32_i32(vals, cols, indptr, 0, M, X, out, n)
+        else:
+            return wsk_spmm_narrow_nc_f32_i64(vals, cols, indptr, 0, M, X, out, n)
+    else:
+        if index_t is int32_t:
+            return wsk_spmm_narrow_nc_f64_i32(vals, cols, indptr, 0, M, X, out, n)
+        else:
+            return wsk_spmm_narrow_nc_f64_i64(vals, cols, indptr, 0, M, X, out, n)
+
+
+cdef inline bint _cols_bad(const index_t* cols, Py_ssize_t nnz, Py_ssize_t K) noexcept nogil:
+    # a column index outside [0, K) (the SIMD path's vectorised pass)
+    if index_t is int32_t:
+        return wsk_cols_bad_i32(cols, nnz, _last_index(K, cols[0]))
+    else:
+        return wsk_cols_bad_i64(cols, nnz, _last_index(K, cols[0]))
+
+
+cdef inline Py_ssize_t _count_nonzero(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t q, nz = 0
+    for q in range(n):
+        nz += x[q] != 0
+    return nz
+
+
+cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* ip,
+                      const floating* x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+                      Py_ssize_t nnz, int ndim, int typenum, bint one, dict g):
+    # _plain_run up to _plain_narrow's result, on the arrays' pointers
+    if not _indptr_ok(ip, M, nnz):
+        return None
+    cost = g["cost_table"]()
+    global _lean_table, _lean_mac, _lean_compact, _lean_dcall, _lean_dense, _lean_dnnz
+    if cost is not _lean_table:
+        _lean_mac = cost.spmm_mac
+        _lean_compact = cost.csr_compact
+        _lean_dcall = cost.densify_call
+        _lean_dense = cost.densify
+        _lean_dnnz = cost.densify_nnz
+        _lean_table = cost
+    # _plain_narrow's bounds: the compaction and densifying ruled out whatever X's dead
+    # rows (else csr_spmm_plain's full route decides)
+    if not _lean_compact >= N * _lean_mac:
+        return _PASS
+    if not (_lean_dcall + <double>M * K * _lean_dense + <double>nnz * _lean_dnnz
+            ) >= <double>nnz * N * _lean_mac * (1 + 1e-9):
+        return _PASS
+    if not one and not (<object>nnz) * N < g["min_work_per_thread"](cost):
+        return None
+    if <double>M * <double>K * <double>N > 2.0 ** 53:
+        return None
+    if _count_nonzero(x, K * N) < <double>g["SPARSE_X_DENSITY"] * K * N:
+        return None
+    cdef cnp.npy_intp dims[2]
+    dims[0] = M
+    dims[1] = N
+    result = cnp.PyArray_EMPTY(ndim, dims, typenum, 0)
+    cdef floating* y = <floating*>cnp.PyArray_DATA(<cnp.ndarray>result)
+    cdef Py_ssize_t n_bad
+    if nnz == 0:
+        memset(y, 0, M * N * sizeof(floating))
+        return result
+    # the column indices checked in one pass, then the kernel without a check (see
+    # wsk_narrow.h: the check in the row loop cost ~1/3 of the N = 1 kernel); for indices
+    # past LEAN_CHECK_BYTES the second read of them is from memory, and the kernel checking
+    # as it goes is kept (8192^2 x 1 at 70-90 % zeros, 27-80 MB of indices: 0.90-0.96 of
+    # SciPy's speed with the pass, 0.90-1.06 without, Zen 4 at load ~10 against ~1)
+    if nnz * sizeof(index_t) > LEAN_CHECK_BYTES:
+        with nogil:
+            n_bad = _spmm_narrow(vals, cols, ip, 0, M, x, K, y, N)
+        return None if n_bad else result
+    cdef bint small = nnz * N < LEAN_GIL_WORK
+    if small:
+        n_bad = _cols_bad(cols, nnz, K)
+        if not n_bad:
+            n_bad = _spmm_narrow_nc(vals, cols, ip, M, x, y, N)
+    else:
+        with nogil:
+            n_bad = _cols_bad(cols, nnz, K)
+            if not n_bad:
+                n_bad = _spmm_narrow_nc(vals, cols, ip, M, x, y, N)
+    if n_bad:                # a column index out of range: the Python route names it
+        return None          # (or an X wider than the kernel: not reached, _narrow_route)
+    return result
+
+
+cdef object _plain_lean(object W, cnp.ndarray X, object n_threads, dict g):
+    # csr_spmm_plain for a SciPy CSR W (not transposed, no out) and an X that the narrow
+    # route takes: the result, None (the Python route runs) or _PASS (not decided here)
+    cdef int ndim = cnp.PyArray_NDIM(X), xt = cnp.PyArray_TYPE(X), it
+    if not ((xt == cnp.NPY_FLOAT or xt == cnp.NPY_DOUBLE) and (ndim == 1 or ndim == 2)
+            and cnp.PyArray_IS_C_CONTIGUOUS(X) and cnp.PyArray_ISALIGNED(X)
+            and cnp.PyArray_ISNOTSWAPPED(X)):
+        return _PASS
+    cdef Py_ssize_t K = cnp.PyArray_DIM(X, 0), N = cnp.PyArray_DIM(X, 1) if ndim == 2 else 1
+    if K <= 0 or N <= 0 or cnp.PyArray_STRIDE(X, 0) == 0 or (
+            ndim == 2 and cnp.PyArray_STRIDE(X, 1) == 0):
+        return _PASS
+    cdef Py_ssize_t itemsize = 4 if xt == cnp.NPY_FLOAT else 8
+    if type(W) not in g["_PLAIN_CSR"]:
+        return _PASS
+    indptr, indices, data, shape = W.indptr, W.indices, W.data, W.shape
+    if not (type(indptr) is np.ndarray and type(indices) is np.ndarray
+            and type(data) is np.ndarray and type(shape) is tuple and len(shape) == 2):
+        return _PASS
+    cdef cnp.ndarray ip = indptr, ix = indices, dv = data
+    it = cnp.PyArray_TYPE(ip)
+    if not ((it == cnp.NPY_INT32 or it == cnp.NPY_INT64) and _lean_array(ip, it)
+            and _lean_array(ix, it) and _lean_array(dv, xt)):
+        return _PASS
+    cdef Py_ssize_t M = cnp.PyArray_DIM(ip, 0) - 1, nnz = cnp.PyArray_DIM(ix, 0)
+    m_obj, k_obj = shape
+    if (type(m_obj) is not int or type(k_obj) is not int or m_obj != M or k_obj != K
+            or M <= 0 or cnp.PyArray_DIM(dv, 0) != nnz):
+        return _PASS
+    cdef bint i64 = it == cnp.NPY_INT64
+    if not _narrow_route(N, itemsize, itemsize == 8 and i64):
+        return _PASS
+    if not (n_threads is None or (type(n_threads) is int and n_threads != 0)):
+        return _PASS
+    if not _lean_memory(M * N * itemsize, g):
+        return None
+    cdef bint one = type(n_threads) is int and n_threads == 1
+    cdef void* pv = cnp.PyArray_DATA(dv)
+    cdef void* pc = cnp.PyArray_DATA(ix)
+    cdef void* pp = cnp.PyArray_DATA(ip)
+    cdef void* px = cnp.PyArray_DATA(X)
+    if itemsize == 4:
+        if i64:
+            return _lean_run(<const float*>pv, <const int64_t*>pc, <const int64_t*>pp,
+                             <const float*>px, M, K, N, nnz, ndim, xt, one, g)
+        return _lean_run(<const float*>pv, <const int32_t*>pc, <const int32_t*>pp,
+                         <const float*>px, M, K, N, nnz, ndim, xt, one, g)
+    if i64:
+        return _lean_run(<const double*>pv, <const int64_t*>pc, <const int64_t*>pp,
+                         <const double*>px, M, K, N, nnz, ndim, xt, one, g)
+    return _lean_run(<const double*>pv, <const int32_t*>pc, <const int32_t*>pp,
+                     <const double*>px, M, K, N, nnz, ndim, xt, one, g)
 
 
 def live_rows(const floating[:, ::1] X, const uint8_t[::1] alive, Py_ssize_t n_alive,

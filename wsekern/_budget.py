@@ -35,6 +35,11 @@ def check_memory(nbytes, what, knob):
                           f"may use); {knob}")
 
 
+# What _spmm's lean path (small spmm calls) repeats natively, without the Python calls: with
+# any of these replaced (a test pins a budget so), it calls check_memory instead.
+_NATIVE = (check_memory, memory_budget, _physical_bytes)
+
+
 def check_expanded(a, name):
     """A broadcast view (a stride-0 axis) holds far less memory than its shape: a kernel's
     contiguous copy of it takes a.size elements. Refused like any other estimate when that

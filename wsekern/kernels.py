@@ -5,7 +5,10 @@ import math
 import numpy as np
 import scipy.sparse as sps
 
-from . import _spmm
+from . import (
+    _budget,  # noqa: F401 (read by _spmm.csr_spmm_plain through _GLOBALS)
+    _spmm,
+)
 from ._budget import check_expanded, check_memory
 from ._cpu import l2_bytes
 from ._threads import check_threads, min_work_per_thread, resolve_threads
