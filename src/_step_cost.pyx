@@ -12,7 +12,9 @@ from libc.stdlib cimport malloc, free
 
 from _chain cimport chain_columns
 from _step_init cimport check_step_init, one_chain
-from _stream cimport (check_wpv, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
+from _chain cimport check_chain_args
+from _stream cimport (StepChain, check_wpv, wsk_ws_chain, wsk_ws_chain_avx512,
+                     wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
 
 
@@ -614,10 +616,13 @@ cdef int _ws_plan(WsPlan* s, Py_ssize_t K, const long[:] k_b, const int64_t[::1]
 cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize_t x_s0,
                  Py_ssize_t x_s1, double* work, double* first, double* last,
                  double* busy_out, int64_t* v_max_out, int64_t* sram_out,
-                 bint* any_comp_out, int64_t* v_west_out) noexcept nogil:
+                 bint* any_comp_out, int64_t* v_west_out, const StepChain* ch=NULL,
+                 double* done_out=NULL) noexcept nogil:
     """ws_step_columns' pass over X (K x N at ``x``, strides ``x_s0``, ``x_s1``) and the
     blocks of ``s``, writing the samples-major (N x C) work, first and last and the
-    figures; -1 where its scratch cannot be had."""
+    figures; -1 where its scratch cannot be had. With ``ch`` (a kept step's chain), each
+    sample's row goes to the chain at once (src/wsk_step_chain.h) instead: work, first
+    and last are not read, and the chain's completion goes to ``done_out``."""
     cdef Py_ssize_t K = s.K, R = s.R, C = s.C
     cdef Py_ssize_t c, k, r, j
     cdef double task = s.task, scalar = s.scalar
@@ -641,7 +646,10 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     # long when packed: no byte can write outside); X K-major when it is not already
     cdef Py_ssize_t n_sw = R if pk_p == NULL else max(R, 256)
     cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
-    cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw) + copy + 8)
+    # with the chain: its row (3 x C) and its own scratch (4 x C, and N x C for its history)
+    cdef Py_ssize_t fused = 7 * C + N * C if ch != NULL else 0
+    cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw + fused) + copy
+                                             + 8)
     if A_of_k == NULL:
         return -1
     cdef int64_t* A_c = A_of_k + K
@@ -652,7 +660,9 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     cdef double* tmax = comp_max + C
     cdef int64_t* a_cn = <int64_t*> (tmax + C)
     cdef int64_t* sw = a_cn + C * N
-    cdef uint8_t* xs = <uint8_t*> (sw + n_sw)
+    cdef double* row = <double*> (sw + n_sw)
+    cdef uint8_t* xs = <uint8_t*> (row + fused)
+    cdef double done = 0.0
     cdef const uint8_t* xt = NULL
     if K and N:
         xt = wsk_x_kmajor(x, K, N, x_s0, x_s1, xs)
@@ -715,7 +725,15 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
         tm_c[c] = tmax[c] if tmax[c] > -INFINITY else 0.0
         if not any_comp:
             share_c[c] = -INFINITY  # a * share > w never holds (a * -inf <= 0 <= w)
-    if N and C and _use_avx512:
+    if N and C and ch != NULL and _use_avx512:
+        v_max = wsk_ws_chain_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill,
+                                    V, row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch,
+                                    ch.task, ch.cushion, row + 3 * C, ch.exact, &done)
+    elif N and C and ch != NULL:
+        v_max = wsk_ws_chain(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill, V,
+                             row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch, ch.task,
+                             ch.cushion, row + 3 * C, ch.exact, &done)
+    elif N and C and _use_avx512:
         v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, V,
                                       work, first, last)
     elif N and C:
@@ -731,6 +749,8 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     free(A_of_k)
     busy_out[0], v_max_out[0], sram_out[0], any_comp_out[0] = busy, v_max, sram, any_comp
     v_west_out[0] = v_west
+    if done_out != NULL:
+        done_out[0] = done
     return 0
 
 
@@ -869,27 +889,29 @@ cdef class WsStep:
         """``(busy, v_max, sram, done, v_west)`` for X's pattern ``x_nz`` (K x N bytes, any
         strides): ws_step_columns' figures and the most wavelets down one PE column other
         than the first (0 with one column or no sample)."""
-        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = self.s.C
+        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1]
         if K != self.s.K:
             raise ValueError(f"x_nz must have the step's {self.s.K} rows; received shape "
                              f"({K}, {N})")
         check_wpv("ws_step_columns", self.s.wpv, K, N)
-        buf = np.empty((3, N, C))
-        cdef double[:, :, ::1] b = buf
-        cdef double busy
+        # chain_columns' checks, before the pass that now runs the chain
+        check_chain_args("ws_step_columns", self.L, self.cushion)
+        # the chain of ws_step_columns' pipeline= (its shifted rounds, never the exact
+        # scan: its inputs are not known to be whole), each sample's row taken as made
+        cdef StepChain ch
+        ch.Lg, ch.fill, ch.hop, ch.ramp = self.L[0], self.fill, self.hop, self.ramp
+        ch.lat, ch.launch, ch.task = self.lat, self.launch, self.s.task
+        ch.cushion, ch.exact = self.cushion, 0
+        cdef double busy, done = 0.0
         cdef int64_t v_max, sram, v_west
         cdef bint any_comp
         cdef int rc
         with nogil:
             rc = _ws_run(&self.s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1],
-                         &b[0, 0, 0], &b[1, 0, 0], &b[2, 0, 0], &busy, &v_max, &sram,
-                         &any_comp, &v_west)
+                         NULL, NULL, NULL, &busy, &v_max, &sram, &any_comp, &v_west, &ch,
+                         &done)
         if rc < 0:
             raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
-        cdef double done = chain_columns("ws_step_columns", self.L, b[0], b[1], b[2], True,
-                                         self.fill, self.hop, self.ramp, self.lat,
-                                         self.launch, self.s.task, self.cushion, _use_avx512,
-                                         -1.0, self.s.dt)
         return (float(busy), int(v_max), int(sram), float(done), int(v_west))
 
 
