@@ -13,8 +13,8 @@ from libc.stdlib cimport malloc, free
 from _chain cimport chain_columns
 from _step_init cimport check_step_init, one_chain
 from _chain cimport check_chain_args
-from _stream cimport (StepChain, check_wpv, wsk_ws_chain, wsk_ws_chain_avx512,
-                     wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
+from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_ws_chain,
+                     wsk_ws_chain_avx512, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
 
 
@@ -265,6 +265,27 @@ cdef void _count_batch(const unsigned char[:, :] x_nz, const long[:] k_b,
                     scalar_work[s_indices[j]] += s_data[j] * A_k[k]
 
 
+cdef tuple _counted_batch(str caller, const unsigned char[:, :] x_nz, const long[:] k_b,
+                          const int64_t[::1] s_indptr, const int32_t[::1] s_indices,
+                          const int64_t[::1] s_data, Py_ssize_t R, long wpv, bint check):
+    """ws_step_stream's and ws_step_figures' checks after the structure's (``caller``'s
+    wpv, then s_indices when ``check``), their scratch, and the batch counted into it
+    (:func:`_count_batch`): (a_cn, A_k, A_c, tmax, comp_max, scalar_work), tmax at -inf."""
+    cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
+    check_wpv(caller, wpv, K, N)
+    if check:
+        _check_indices(s_indices, R * C)
+    got = (np.zeros((C, N), np.int64), np.zeros(K, np.int64), np.zeros(C, np.int64),
+           np.full(C, -INFINITY), np.zeros(C), np.zeros(R * C, np.int64))
+    cdef int64_t[:, ::1] a_cn = got[0]
+    cdef int64_t[::1] A_k = got[1]
+    cdef int64_t[::1] A_c = got[2]
+    cdef int64_t[::1] scalar_work = got[5]
+    with nogil:
+        _count_batch(x_nz, k_b, s_indptr, s_indices, s_data, A_k, A_c, a_cn, scalar_work)
+    return got
+
+
 def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                    const int64_t[::1] s_indptr, const int32_t[::1] s_indices,
                    const int64_t[::1] s_data, const double[::1] t_dense,
@@ -294,15 +315,14 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef Py_ssize_t n, c, k, r, b, j
     _check_structure(K, R, C, k_b, s_indptr, s_indices.shape[0], "s_indices", s_data.shape[0],
                      choice.shape[0], comp_total.shape[0], dense_total.shape[0], check)
-    check_wpv("ws_step_stream", wpv, K, N)
-    if check:
-        _check_indices(s_indices, R * C)
-    a_cn_a = np.zeros((C, N), np.int64)
-    cdef int64_t[:, ::1] a_cn = a_cn_a
-    cdef int64_t[::1] A_k = np.zeros(K, np.int64)
-    cdef int64_t[::1] A_c = np.zeros(C, np.int64)
-    cdef double[::1] tmax = np.full(C, -INFINITY)
-    cdef double[::1] comp_max = np.zeros(C)
+    counted = _counted_batch("ws_step_stream", x_nz, k_b, s_indptr, s_indices, s_data, R,
+                             wpv, check)
+    cdef int64_t[:, ::1] a_cn = counted[0]
+    cdef int64_t[::1] A_c = counted[2]
+    cdef double[::1] tmax = counted[3]
+    cdef double[::1] comp_max = counted[4]
+    products = counted[5]
+    cdef int64_t[::1] scalar_work = products
     cdef double[::1] A_d = np.empty(C)           # A_c as double, and A_c * task
     cdef double[::1] A_task = np.empty(C)
     cdef int8_t[::1] comp_c = np.zeros(C, np.int8)     # per column: any block compressed
@@ -314,13 +334,10 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
     cdef int64_t[::1] v_sum = np.zeros(C, np.int64)
-    products = np.zeros(R * C, np.int64)
-    cdef int64_t[::1] scalar_work = products
     cdef int64_t a, v, v_max = 0, sram = 0
     cdef double A, td, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w, share, cum
     cdef bint use_comp, any_comp = False
     with nogil:
-        _count_batch(x_nz, k_b, s_indptr, s_indices, s_data, A_k, A_c, a_cn, scalar_work)
         # branch-free: a block's format for a batch is a coin toss to the branch predictor.
         # Reductions per column only (no chain through every block): the wafer-wide ones
         # are taken over the columns after (maxima, exact in any order)
@@ -394,16 +411,13 @@ def ws_step_figures(const unsigned char[:, :] x_nz, const long[:] k_b,
     if m_r.shape[0] != R:
         raise ValueError(f"m_r must hold the {R} row blocks' heights; received "
                          f"{m_r.shape[0]}")
-    check_wpv("ws_step_figures", wpv, K, N)
-    if check:
-        _check_indices(s_indices, R * C)
-    a_cn_a = np.zeros((C, N), np.int64)
-    cdef int64_t[:, ::1] a_cn = a_cn_a
-    cdef int64_t[::1] A_k = np.zeros(K, np.int64)
-    cdef int64_t[::1] A_c = np.zeros(C, np.int64)
-    cdef double[::1] tmax = np.full(C, -INFINITY)
-    cdef double[::1] comp_max = np.zeros(C)
-    cdef int64_t[::1] scalar_work = np.zeros(R * C, np.int64)
+    counted = _counted_batch("ws_step_figures", x_nz, k_b, s_indptr, s_indices, s_data, R,
+                             wpv, check)
+    cdef int64_t[:, ::1] a_cn = counted[0]
+    cdef int64_t[::1] A_c = counted[2]
+    cdef double[::1] tmax = counted[3]
+    cdef double[::1] comp_max = counted[4]
+    cdef int64_t[::1] scalar_work = counted[5]
     work_max_a = np.full(N, -INFINITY)
     v_max_a = np.zeros(N, np.int64)
     cdef double[::1] work_max = work_max_a
@@ -413,7 +427,6 @@ def ws_step_figures(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double n_eos = <double> N * eos
     cdef bint use_comp, any_comp = False, best_comp = False
     with nogil:
-        _count_batch(x_nz, k_b, s_indptr, s_indices, s_data, A_k, A_c, a_cn, scalar_work)
         # placement.block_formats' formats, the same IEEE operations; _ws_report's
         # performed MACs; _ws_cycles' busiest PE (np.argmax: the first at the maximum)
         for r in range(R):
@@ -646,8 +659,10 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     # long when packed: no byte can write outside); X K-major when it is not already
     cdef Py_ssize_t n_sw = R if pk_p == NULL else max(R, 256)
     cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
-    # with the chain: its row (3 x C) and its own scratch (4 x C, and N x C for its history)
-    cdef Py_ssize_t fused = 7 * C + N * C if ch != NULL else 0
+    # with the chain: its row (3 x C) and its own scratch (4 x C, and the rounds of its
+    # history it reads back, rows x C)
+    cdef Py_ssize_t rows = wsk_chain_rows(N, ch.Lg, C, ch.cushion) if ch != NULL else 0
+    cdef Py_ssize_t fused = 7 * C + rows * C if ch != NULL else 0
     cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw + fused) + copy
                                              + 8)
     if A_of_k == NULL:
@@ -728,11 +743,12 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     if N and C and ch != NULL and _use_avx512:
         v_max = wsk_ws_chain_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill,
                                     V, row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch,
-                                    ch.task, ch.cushion, row + 3 * C, ch.exact, &done)
+                                    ch.task, ch.cushion, row + 3 * C, rows, ch.exact,
+                                    &done)
     elif N and C and ch != NULL:
         v_max = wsk_ws_chain(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill, V,
                              row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch, ch.task,
-                             ch.cushion, row + 3 * C, ch.exact, &done)
+                             ch.cushion, row + 3 * C, rows, ch.exact, &done)
     elif N and C and _use_avx512:
         v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, V,
                                       work, first, last)

@@ -44,28 +44,31 @@ cdef inline int check_wpv(str caller, long wpv, Py_ssize_t K, Py_ssize_t N) exce
 
 cdef extern from "wsk_step_chain.h" nogil:
     # the per-sample pass and the chain in one loop (a kept step's run): row 3 * C
-    # scratch, chain 4 * C + N * C; N, C >= 1
+    # scratch, chain 4 * C + rows * C (rows: wsk_chain_rows); N, C >= 1
+    Py_ssize_t wsk_chain_rows(Py_ssize_t N, long Lg, Py_ssize_t P, double cushion)
     int64_t wsk_ws_chain(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                          const double* share, const double* tm, double eos, int64_t wpv,
                          double dt, double fill, int64_t* V, double* row, long Lg,
                          double hop, double ramp, double lat, double launch, double task,
-                         double cushion, double* chain, int exact, double* done)
+                         double cushion, double* chain, Py_ssize_t rows, int exact,
+                         double* done)
     int64_t wsk_ws_chain_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                                 const double* share, const double* tm, double eos,
                                 int64_t wpv, double dt, double fill, int64_t* V, double* row,
                                 long Lg, double hop, double ramp, double lat, double launch,
-                                double task, double cushion, double* chain, int exact,
-                                double* done)
+                                double task, double cushion, double* chain, Py_ssize_t rows,
+                                int exact, double* done)
     void wsk_dense_chain(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn, double tmax,
                          double eos, int64_t wpv, double dt, double fill, int64_t* V,
                          int64_t* Asum, double* row, long Lg, double hop, double ramp,
                          double lat, double launch, double task, double cushion,
-                         double* chain, int exact, double* done)
+                         double* chain, Py_ssize_t rows, int exact, double* done)
     void wsk_dense_chain_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                                 double tmax, double eos, int64_t wpv, double dt, double fill,
                                 int64_t* V, int64_t* Asum, double* row, long Lg, double hop,
                                 double ramp, double lat, double launch, double task,
-                                double cushion, double* chain, int exact, double* done)
+                                double cushion, double* chain, Py_ssize_t rows, int exact,
+                                double* done)
 
 
 cdef struct StepChain:

@@ -80,22 +80,15 @@ static inline __attribute__((always_inline)) void wsk_chain_free_cushion(
         double task, double cushion, double done, double* E, double* free1, double* free2, \
         double* free_, double* hist, double dt
 
-/* ``exact``: the caller has shown that every value the recurrence makes is a whole number
- * of magnitude below 2**52 (whole inputs and constants, bounded: wsk_chain_exact_bound),
- * so every sum is exact and the serial scan's two recurrences reduce to one running
- * maximum: h_c = max(h_{c-1} + delta, a_c) is c * delta plus the largest a_j - j * delta
- * (j <= c, a_0 = h_0), and tl_c = h_c + Lg - 1 (true of tl_0; tl_{c-1} + delta =
- * h_{c-1} + delta + Lg - 1 <= h_c + Lg - 1). The same values, so the same floats: a zero's
- * sign aside, which no later step can carry to the result (it ends + 1 + task).
- * The running maximum alone is serial: about a third of the scan's latency. */
 /* the chain between its rounds (wsk_chain_begin, then wsk_chain_next once a round): a
  * caller that makes each round's work, first and last as it goes (src/wsk_step_chain.h)
- * keeps one round of them, not N; wsk_chain_impl is the same two calls */
+ * keeps one round of them, not N; wsk_chain_impl is the same two calls. ``hist`` holds
+ * the last ``rows`` rounds' G (round n in row n % rows): N, or wsk_chain_rows' fewer */
 typedef struct {
     double f, hop, ramp, lat, launch, task, cushion, done, dt, delta, sp, Ls;
     long Lg;
     int shifted;
-    ptrdiff_t P, n;
+    ptrdiff_t P, n, rows;
     double* E;
     double* free1;
     double* free2;
@@ -106,7 +99,8 @@ typedef struct {
 static inline __attribute__((always_inline)) void wsk_chain_begin(
         wsk_chain_state* s, int shifted, double f, long Lg, ptrdiff_t P, double hop,
         double ramp, double lat, double launch, double task, double cushion, double done,
-        double* E, double* free1, double* free2, double* free_, double* hist, double dt)
+        double* E, double* free1, double* free2, double* free_, double* hist,
+        ptrdiff_t rows, double dt)
 {
     ptrdiff_t c;
     s->delta = hop + 2 * ramp + lat;
@@ -118,7 +112,7 @@ static inline __attribute__((always_inline)) void wsk_chain_begin(
     s->Ls = s->sp == 1.0 ? (double) Lg : (double) (Lg - 1) * s->sp + 1.0;
     s->f = f, s->hop = hop, s->ramp = ramp, s->lat = lat, s->launch = launch;
     s->task = task, s->cushion = cushion, s->done = done, s->dt = dt;
-    s->Lg = Lg, s->shifted = shifted, s->P = P, s->n = 0;
+    s->Lg = Lg, s->shifted = shifted, s->P = P, s->n = 0, s->rows = rows;
     s->E = E, s->free1 = free1, s->free2 = free2, s->free_ = free_, s->hist = hist;
     for (c = 0; c < P; c++) {
         E[c] = 0.0;
@@ -148,7 +142,7 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
     double* Gr;
     long ahead, back;
     ptrdiff_t nb, c;
-    Gr = hist + n * P;
+    Gr = hist + (n % s->rows) * P;
     wsk_chain_round(E, Gr, free_, free1, free2, work, w_sc, first, a_sc, last, b_sc,
                     shifted, f, task, lat, ramp, dt, P);
     if (P == 1 || Lg == 0) {
@@ -197,7 +191,8 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
         if (ahead >= 0) {
             nb = ahead / Lg;
             back = ahead % Lg;
-            wsk_chain_free_cushion(free_, ramp, lat, hist + nb * P + 1, back, sp, P - 1);
+            wsk_chain_free_cushion(free_, ramp, lat, hist + (nb % s->rows) * P + 1, back, sp,
+                                   P - 1);
         } else {
             wsk_chain_free(free_, ramp, lat, P - 1);
         }
@@ -208,6 +203,21 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
     s->free1 = free_;
     s->done = wsk_chain_dmax(s->done, D);
     s->n = n + 1;
+}
+
+/* the rounds of G a chain of N rounds reads back (wsk_chain_state's ``rows``): round n
+ * reads round nb = n + floor((Lg - 1 - floor(cushion)) / Lg) >= n - floor(cushion) / Lg
+ * - 1 (cushion >= 0, Lg >= 1; none when Lg is 0 or one position), so floor(cushion) / Lg
+ * + 2 rows hold it; at most N, at least 1 */
+static inline ptrdiff_t wsk_chain_rows(ptrdiff_t N, long Lg, ptrdiff_t P, double cushion)
+{
+    ptrdiff_t keep;
+    if (N < 1 || P == 1 || Lg == 0)
+        return 1;
+    if (!(cushion / (double) Lg + 2.0 < (double) N))     /* NaN too: every round */
+        return N;
+    keep = (ptrdiff_t) ((long) cushion / Lg) + 2;
+    return keep < N ? keep : N;
 }
 
 /* ``exact``: the caller has shown that every value the recurrence makes is a whole number
@@ -223,7 +233,7 @@ static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARG
     wsk_chain_state s;
     ptrdiff_t n;
     wsk_chain_begin(&s, shifted, f, Lg, P, hop, ramp, lat, launch, task, cushion, done, E,
-                    free1, free2, free_, hist, dt);
+                    free1, free2, free_, hist, N > 0 ? N : 1, dt);
     for (n = 0; n < N; n++)
         wsk_chain_next(&s, work + n * w_sn, w_sc, first + n * a_sn, a_sc, last + n * b_sn,
                        b_sc, exact);

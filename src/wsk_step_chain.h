@@ -7,7 +7,8 @@
  * floats. Built twice, as wsk_stream.h's passes: baseline, and _avx512 (the caller runs
  * it only where wsk_stream_avx512_runs).
  *
- *   row: 3 * C scratch; chain: 4 * C + N * C scratch (E, free1, free2, free_, hist);
+ *   row: 3 * C scratch; chain: 4 * C + rows * C scratch (E, free1, free2, free_, and
+ *   hist: the last ``rows`` rounds' G, wsk_chain_rows(N, Lg, C, cushion));
  *   the chain's figures as chain_rounds takes them (src/_chain.pxd), ``exact`` as
  *   wsk_chain_impl's. N >= 1 and C >= 1 (else there is no round: the caller's 0.0). */
 #ifndef WSK_STEP_CHAIN_H
@@ -18,8 +19,8 @@
 
 #define WSK_STEP_CHAIN_ARGS \
         double* restrict row, long Lg, double hop, double ramp, double lat, \
-        double launch, double task, double cushion, double* restrict chain, int exact, \
-        double* restrict done
+        double launch, double task, double cushion, double* restrict chain, \
+        ptrdiff_t rows, int exact, double* restrict done
 
 #define WSK_STEP_CHAIN_ROUNDS(shifted, f, ELEMENT)                                      \
     double* restrict wr = row;                                                          \
@@ -27,7 +28,8 @@
     double* restrict lr = row + 2 * C;                                                  \
     wsk_chain_state s;                                                                  \
     wsk_chain_begin(&s, shifted, f, Lg, C, hop, ramp, lat, launch, task, cushion, 0.0,  \
-                    chain, chain + C, chain + 2 * C, chain + 3 * C, chain + 4 * C, dt); \
+                    chain, chain + C, chain + 2 * C, chain + 3 * C, chain + 4 * C, rows,  \
+                    dt);                                                                \
     for (n = 0; n < N; n++) {                                                           \
         WSK_SAMPLES_ROW(ELEMENT)                                                        \
         wsk_chain_next(&s, (const char*) wr, sizeof(double), (const char*) fr,          \
