@@ -15,7 +15,8 @@ from libc.stdlib cimport free, malloc
 
 from _chain cimport chain_columns, chain_exact, chain_rounds, check_chain_args, whole_number
 from _step_init cimport check_step_init, one_chain
-from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_dense_chain,
+from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_column_sums,
+                     wsk_column_sums_avx512, wsk_dense_chain,
                      wsk_dense_chain_avx512, wsk_dense_samples, wsk_dense_samples_avx512,
                      wsk_stream_avx512_runs, wsk_x_column, wsk_x_column_avx512, wsk_x_kmajor)
 
@@ -61,8 +62,8 @@ cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize
     With ``ch`` (a kept step's chain; ``ch.exact`` is filled here, from the sums), each
     sample's row goes to the chain at once (src/wsk_step_chain.h) instead: work, first
     and last are not read, and the chain's completion goes to ``done_out``."""
-    cdef Py_ssize_t c, n
-    cdef int64_t a_max = 0, v_max = 0, a_sum
+    cdef Py_ssize_t c
+    cdef int64_t a_max = 0, v_max = 0
     # scratch, each value written before it is read: per column its sums of v and of a,
     # and its a per sample (C x N); X K-major when it is not already
     cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
@@ -90,17 +91,12 @@ cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize
                 wsk_x_column_avx512(xt, k0, k1, N, 0, a_cn + c * N, NULL)
             else:
                 wsk_x_column(xt, k0, k1, N, 0, a_cn + c * N, NULL)
-            if ch != NULL:
-                # the column's sums of a and of v (sum v = sum a * wpv + N, integers:
-                # the samples' pass's V and A_sum), known before the chain: its bound
-                a_sum = 0
-                for n in range(N):
-                    a_sum += a_cn[c * N + n]
-                if a_sum > a_max:
-                    a_max = a_sum
-                if a_sum * wpv + N > v_max:
-                    v_max = a_sum * wpv + N
     if ch != NULL:
+        # the largest column sums of a and of v, known before the chain: its bound
+        if N and _use_avx512:
+            wsk_column_sums_avx512(N, C, a_cn, wpv, &a_max, &v_max)
+        elif N:
+            wsk_column_sums(N, C, a_cn, wpv, &a_max, &v_max)
         ch.exact = chain_exact(N, C, _exact_inputs(K, a_max, v_max, tmax, eos, dt, fill),
                                0.0, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch, ch.task, dt)
     # sample after sample across the columns (each column's samples in order, so the

@@ -46,6 +46,10 @@ cdef extern from "wsk_step_chain.h" nogil:
     # the per-sample pass and the chain in one loop (a kept step's run): row 3 * C
     # scratch, chain 4 * C + rows * C (rows: wsk_chain_rows); N, C >= 1
     Py_ssize_t wsk_chain_rows(Py_ssize_t N, long Lg, Py_ssize_t P, double cushion)
+    void wsk_column_sums(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn, int64_t wpv,
+                         int64_t* a_max, int64_t* v_max)
+    void wsk_column_sums_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                                int64_t wpv, int64_t* a_max, int64_t* v_max)
     int64_t wsk_ws_chain(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                          const double* share, const double* tm, double eos, int64_t wpv,
                          double dt, double fill, int64_t* V, double* row, long Lg,

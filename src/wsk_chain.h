@@ -88,7 +88,7 @@ typedef struct {
     double f, hop, ramp, lat, launch, task, cushion, done, dt, delta, sp, Ls;
     long Lg;
     int shifted;
-    ptrdiff_t P, n, rows;
+    ptrdiff_t P, n, rows, slot;       /* slot: n % rows, kept as n goes (no division) */
     double* E;
     double* free1;
     double* free2;
@@ -113,6 +113,7 @@ static inline __attribute__((always_inline)) void wsk_chain_begin(
     s->f = f, s->hop = hop, s->ramp = ramp, s->lat = lat, s->launch = launch;
     s->task = task, s->cushion = cushion, s->done = done, s->dt = dt;
     s->Lg = Lg, s->shifted = shifted, s->P = P, s->n = 0, s->rows = rows;
+    s->slot = 0;
     s->E = E, s->free1 = free1, s->free2 = free2, s->free_ = free_, s->hist = hist;
     for (c = 0; c < P; c++) {
         E[c] = 0.0;
@@ -142,7 +143,8 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
     double* Gr;
     long ahead, back;
     ptrdiff_t nb, c;
-    Gr = hist + (n % s->rows) * P;
+    const ptrdiff_t rows = s->rows, slot = s->slot;
+    Gr = hist + slot * P;
     wsk_chain_round(E, Gr, free_, free1, free2, work, w_sc, first, a_sc, last, b_sc,
                     shifted, f, task, lat, ramp, dt, P);
     if (P == 1 || Lg == 0) {
@@ -191,8 +193,11 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
         if (ahead >= 0) {
             nb = ahead / Lg;
             back = ahead % Lg;
-            wsk_chain_free_cushion(free_, ramp, lat, hist + (nb % s->rows) * P + 1, back, sp,
-                                   P - 1);
+            /* round nb's row: n - nb < rows rounds back */
+            nb = slot - (n - nb);
+            if (nb < 0)
+                nb += rows;
+            wsk_chain_free_cushion(free_, ramp, lat, hist + nb * P + 1, back, sp, P - 1);
         } else {
             wsk_chain_free(free_, ramp, lat, P - 1);
         }
@@ -203,6 +208,7 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
     s->free1 = free_;
     s->done = wsk_chain_dmax(s->done, D);
     s->n = n + 1;
+    s->slot = slot + 1 == rows ? 0 : slot + 1;
 }
 
 /* the rounds of G a chain of N rounds reads back (wsk_chain_state's ``rows``): round n

@@ -62,6 +62,29 @@
     WSK_STEP_CHAIN_ROUNDS(0, 0.0, WSK_DENSE_ELEMENT)                                    \
 }
 
+/* the largest column sums over the N samples of a (C x N counts) and of v = a * wpv + 1
+ * (sum v = sum a * wpv + N: integers, the samples' pass's V), known before the chain
+ * (its exact scan's bound) */
+#define WSK_COLUMN_SUMS_ARGS \
+        ptrdiff_t N, ptrdiff_t C, const int64_t* restrict a_cn, int64_t wpv, \
+        int64_t* restrict a_max, int64_t* restrict v_max
+#define WSK_COLUMN_SUMS_BODY                                                            \
+{                                                                                       \
+    ptrdiff_t n, c;                                                                     \
+    int64_t am = 0, vm = 0;                                                             \
+    for (c = 0; c < C; c++) {                                                           \
+        int64_t s = 0;                                                                  \
+        for (n = 0; n < N; n++)                                                         \
+            s += a_cn[c * N + n];                                                       \
+        if (s > am)                                                                     \
+            am = s;                                                                     \
+        if (s * wpv + N > vm)                                                           \
+            vm = s * wpv + N;                                                           \
+    }                                                                                   \
+    *a_max = am;                                                                        \
+    *v_max = vm;                                                                        \
+}
+
 #define WSK_WS_CHAIN_ARGS \
         ptrdiff_t N, ptrdiff_t C, const int64_t* restrict a_cn, \
         const double* restrict share, const double* restrict tm, double eos, int64_t wpv, \
@@ -73,11 +96,14 @@
 
 WSK_STREAM_FN int64_t wsk_ws_chain(WSK_WS_CHAIN_ARGS) WSK_WS_CHAIN_BODY
 WSK_STREAM_FN void wsk_dense_chain(WSK_DENSE_CHAIN_ARGS) WSK_DENSE_CHAIN_BODY
+WSK_STREAM_FN void wsk_column_sums(WSK_COLUMN_SUMS_ARGS) WSK_COLUMN_SUMS_BODY
 
 /* WSK_STREAM_AVX512: the AVX-512 target where the compiler targets x86, else nothing */
 WSK_STREAM_AVX512 WSK_STREAM_FN int64_t wsk_ws_chain_avx512(WSK_WS_CHAIN_ARGS)
     WSK_WS_CHAIN_BODY
 WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_dense_chain_avx512(WSK_DENSE_CHAIN_ARGS)
     WSK_DENSE_CHAIN_BODY
+WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_column_sums_avx512(WSK_COLUMN_SUMS_ARGS)
+    WSK_COLUMN_SUMS_BODY
 
 #endif
