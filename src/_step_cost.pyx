@@ -10,9 +10,8 @@ from libc.math cimport INFINITY, fabs, isnan
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
-from _chain cimport chain_columns
+from _chain cimport chain_columns, check_chain_args
 from _step_init cimport check_step_init, one_chain
-from _chain cimport check_chain_args
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_ws_chain,
                      wsk_ws_chain_avx512, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
