@@ -13,11 +13,12 @@ from libc.math cimport INFINITY, ceil, fabs
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
-from _chain cimport chain_columns, chain_rounds, check_chain_args, whole_number
+from _chain cimport chain_columns, chain_exact, chain_rounds, check_chain_args, whole_number
 from _step_init cimport check_step_init, one_chain
-from _stream cimport (check_wpv, wsk_dense_samples, wsk_dense_samples_avx512,
-                     wsk_stream_avx512_runs, wsk_x_column, wsk_x_column_avx512,
-                     wsk_x_kmajor)
+from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_column_sums,
+                     wsk_column_sums_avx512, wsk_dense_chain,
+                     wsk_dense_chain_avx512, wsk_dense_samples, wsk_dense_samples_avx512,
+                     wsk_stream_avx512_runs, wsk_x_column, wsk_x_column_avx512, wsk_x_kmajor)
 
 
 cdef bint _AVX512_RUNS = wsk_stream_avx512_runs()
@@ -53,21 +54,31 @@ cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize
                     Py_ssize_t x_s1, const char* k_b, Py_ssize_t k_st, Py_ssize_t C,
                     double tmax, double eos, long wpv, double dt, double fill, double* work,
                     double* first, double* last, int64_t* a_max_out,
-                    int64_t* v_max_out) noexcept nogil:
+                    int64_t* v_max_out, StepChain* ch=NULL,
+                    double* done_out=NULL) noexcept nogil:
     """dense_stream's passes over X (K x N at ``x``, strides ``x_s0``, ``x_s1``) for the C
     + 1 bounds at ``k_b`` (``k_st`` bytes apart): the samples-major (N x C) work, first and
-    last and the largest column sums of a and v; -1 where its scratch cannot be had."""
+    last and the largest column sums of a and v; -1 where its scratch cannot be had.
+    With ``ch`` (a kept step's chain; ``ch.exact`` is filled here, from the sums), each
+    sample's row goes to the chain at once (src/wsk_step_chain.h) instead: work, first
+    and last are not read, and the chain's completion goes to ``done_out``."""
     cdef Py_ssize_t c
     cdef int64_t a_max = 0, v_max = 0
     # scratch, each value written before it is read: per column its sums of v and of a,
     # and its a per sample (C x N); X K-major when it is not already
     cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
-    cdef int64_t* V = <int64_t*> malloc(8 * (2 * C + C * N) + copy + 8)
+    # with the chain: its row (3 x C) and its own scratch (4 x C, and the rounds of its
+    # history it reads back, rows x C)
+    cdef Py_ssize_t rows = wsk_chain_rows(N, ch.Lg, C, ch.cushion) if ch != NULL else 0
+    cdef Py_ssize_t fused = 7 * C + rows * C if ch != NULL else 0
+    cdef int64_t* V = <int64_t*> malloc(8 * (2 * C + C * N + fused) + copy + 8)
     if V == NULL:
         return -1
     cdef int64_t* A_sum = V + C
     cdef int64_t* a_cn = A_sum + C
-    cdef uint8_t* xs = <uint8_t*> (a_cn + C * N)
+    cdef double* row = <double*> (a_cn + C * N)
+    cdef uint8_t* xs = <uint8_t*> (row + fused)
+    cdef double done = 0.0
     cdef const uint8_t* xt = NULL
     cdef long k0, k1
     if K and N:
@@ -80,26 +91,44 @@ cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize
                 wsk_x_column_avx512(xt, k0, k1, N, 0, a_cn + c * N, NULL)
             else:
                 wsk_x_column(xt, k0, k1, N, 0, a_cn + c * N, NULL)
+    if ch != NULL:
+        # the largest column sums of a and of v, known before the chain: its bound
+        if N and _use_avx512:
+            wsk_column_sums_avx512(N, C, a_cn, wpv, &a_max, &v_max)
+        elif N:
+            wsk_column_sums(N, C, a_cn, wpv, &a_max, &v_max)
+        ch.exact = chain_exact(N, C, _exact_inputs(K, a_max, v_max, tmax, eos, dt, fill),
+                               0.0, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch, ch.task, dt)
     # sample after sample across the columns (each column's samples in order, so the
     # cumulative sums are the same)
-    if N and C and _use_avx512:
+    if N and C and ch != NULL and _use_avx512:
+        wsk_dense_chain_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum, row, ch.Lg,
+                               ch.hop, ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion,
+                               row + 3 * C, rows, ch.exact, &done)
+    elif N and C and ch != NULL:
+        wsk_dense_chain(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum, row, ch.Lg, ch.hop,
+                        ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion, row + 3 * C,
+                        rows, ch.exact, &done)
+    elif N and C and _use_avx512:
         wsk_dense_samples_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
                                  work, first, last)
     elif N and C:
         wsk_dense_samples(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
                           work, first, last)
-    for c in range(C if N else 0):
+    for c in range(C if N and ch == NULL else 0):
         if A_sum[c] > a_max:
             a_max = A_sum[c]
         if V[c] > v_max:
             v_max = V[c]
     free(V)
     a_max_out[0], v_max_out[0] = a_max, v_max
+    if done_out != NULL:
+        done_out[0] = done
     return 0
 
 
 cdef double _exact_inputs(Py_ssize_t K, int64_t a_max, int64_t v_max, double tmax,
-                          double eos, double dt, double fill) noexcept:
+                          double eos, double dt, double fill) noexcept nogil:
     # where tmax, eos, dt and fill are whole numbers, so are work (a * tmax + eos) and
     # first and last ((cum - v * dt) + fill, (cum - dt) + fill, cum = V * dt): bounded (a
     # sums X's bytes, up to 255 each, so 0 <= a <= min(255 K, a_max); 1 <= v <= V <= v_max),
@@ -202,23 +231,24 @@ cdef class DenseStep:
             raise ValueError(f"x_nz must have the step's {self.K} rows; received shape "
                              f"({K}, {N})")
         check_wpv("dense_stream", self.wpv, K, N)
-        buf = np.empty((3, N, C))
-        cdef double[:, :, ::1] b = buf
+        # chain_columns' checks, before the pass that now runs the chain
+        check_chain_args("dense_stream", self.L, self.cushion)
+        # the chain of dense_stream's pipeline= (unshifted; its exact scan where
+        # _exact_inputs shows it, as there), each sample's row taken as made
+        cdef StepChain ch
+        ch.Lg, ch.fill, ch.hop, ch.ramp = self.L[0], 0.0, self.hop, self.ramp
+        ch.lat, ch.launch, ch.task = self.lat, self.launch, self.task
+        ch.cushion, ch.exact = self.cushion, 0
         cdef int64_t a_max = 0, v_max = 0
+        cdef double done = 0.0
         cdef int rc
         with nogil:
             rc = _dense_run(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1],
                             <const char*> &self.k_b[0], self.k_b.strides[0], C, self.tmax,
-                            self.eos, self.wpv, self.dt, self.fill, &b[0, 0, 0],
-                            &b[1, 0, 0], &b[2, 0, 0], &a_max, &v_max)
+                            self.eos, self.wpv, self.dt, self.fill, NULL, NULL, NULL,
+                            &a_max, &v_max, &ch, &done)
         if rc < 0:
             raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
-        cdef double inputs = _exact_inputs(K, a_max, v_max, self.tmax, self.eos, self.dt,
-                                           self.fill)
-        cdef double done = chain_columns("dense_stream", self.L, b[0], b[1], b[2], False,
-                                         0.0, self.hop, self.ramp, self.lat, self.launch,
-                                         self.task, self.cushion, _use_avx512, inputs,
-                                         self.dt)
         return int(a_max), int(v_max), float(done)
 
 

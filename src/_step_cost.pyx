@@ -10,9 +10,10 @@ from libc.math cimport INFINITY, fabs, isnan
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
-from _chain cimport chain_columns
+from _chain cimport chain_columns, check_chain_args
 from _step_init cimport check_step_init, one_chain
-from _stream cimport (check_wpv, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
+from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_ws_chain,
+                     wsk_ws_chain_avx512, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
 
 
@@ -263,6 +264,27 @@ cdef void _count_batch(const unsigned char[:, :] x_nz, const long[:] k_b,
                     scalar_work[s_indices[j]] += s_data[j] * A_k[k]
 
 
+cdef tuple _counted_batch(str caller, const unsigned char[:, :] x_nz, const long[:] k_b,
+                          const int64_t[::1] s_indptr, const int32_t[::1] s_indices,
+                          const int64_t[::1] s_data, Py_ssize_t R, long wpv, bint check):
+    """ws_step_stream's and ws_step_figures' checks after the structure's (``caller``'s
+    wpv, then s_indices when ``check``), their scratch, and the batch counted into it
+    (:func:`_count_batch`): (a_cn, A_k, A_c, tmax, comp_max, scalar_work), tmax at -inf."""
+    cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
+    check_wpv(caller, wpv, K, N)
+    if check:
+        _check_indices(s_indices, R * C)
+    got = (np.zeros((C, N), np.int64), np.zeros(K, np.int64), np.zeros(C, np.int64),
+           np.full(C, -INFINITY), np.zeros(C), np.zeros(R * C, np.int64))
+    cdef int64_t[:, ::1] a_cn = got[0]
+    cdef int64_t[::1] A_k = got[1]
+    cdef int64_t[::1] A_c = got[2]
+    cdef int64_t[::1] scalar_work = got[5]
+    with nogil:
+        _count_batch(x_nz, k_b, s_indptr, s_indices, s_data, A_k, A_c, a_cn, scalar_work)
+    return got
+
+
 def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
                    const int64_t[::1] s_indptr, const int32_t[::1] s_indices,
                    const int64_t[::1] s_data, const double[::1] t_dense,
@@ -292,15 +314,14 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef Py_ssize_t n, c, k, r, b, j
     _check_structure(K, R, C, k_b, s_indptr, s_indices.shape[0], "s_indices", s_data.shape[0],
                      choice.shape[0], comp_total.shape[0], dense_total.shape[0], check)
-    check_wpv("ws_step_stream", wpv, K, N)
-    if check:
-        _check_indices(s_indices, R * C)
-    a_cn_a = np.zeros((C, N), np.int64)
-    cdef int64_t[:, ::1] a_cn = a_cn_a
-    cdef int64_t[::1] A_k = np.zeros(K, np.int64)
-    cdef int64_t[::1] A_c = np.zeros(C, np.int64)
-    cdef double[::1] tmax = np.full(C, -INFINITY)
-    cdef double[::1] comp_max = np.zeros(C)
+    counted = _counted_batch("ws_step_stream", x_nz, k_b, s_indptr, s_indices, s_data, R,
+                             wpv, check)
+    cdef int64_t[:, ::1] a_cn = counted[0]
+    cdef int64_t[::1] A_c = counted[2]
+    cdef double[::1] tmax = counted[3]
+    cdef double[::1] comp_max = counted[4]
+    products = counted[5]
+    cdef int64_t[::1] scalar_work = products
     cdef double[::1] A_d = np.empty(C)           # A_c as double, and A_c * task
     cdef double[::1] A_task = np.empty(C)
     cdef int8_t[::1] comp_c = np.zeros(C, np.int8)     # per column: any block compressed
@@ -312,13 +333,10 @@ def ws_step_stream(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double[:, ::1] first = first_a
     cdef double[:, ::1] last = last_a
     cdef int64_t[::1] v_sum = np.zeros(C, np.int64)
-    products = np.zeros(R * C, np.int64)
-    cdef int64_t[::1] scalar_work = products
     cdef int64_t a, v, v_max = 0, sram = 0
     cdef double A, td, comp_time, busy = -INFINITY, comp_busy = -INFINITY, w, share, cum
     cdef bint use_comp, any_comp = False
     with nogil:
-        _count_batch(x_nz, k_b, s_indptr, s_indices, s_data, A_k, A_c, a_cn, scalar_work)
         # branch-free: a block's format for a batch is a coin toss to the branch predictor.
         # Reductions per column only (no chain through every block): the wafer-wide ones
         # are taken over the columns after (maxima, exact in any order)
@@ -392,16 +410,13 @@ def ws_step_figures(const unsigned char[:, :] x_nz, const long[:] k_b,
     if m_r.shape[0] != R:
         raise ValueError(f"m_r must hold the {R} row blocks' heights; received "
                          f"{m_r.shape[0]}")
-    check_wpv("ws_step_figures", wpv, K, N)
-    if check:
-        _check_indices(s_indices, R * C)
-    a_cn_a = np.zeros((C, N), np.int64)
-    cdef int64_t[:, ::1] a_cn = a_cn_a
-    cdef int64_t[::1] A_k = np.zeros(K, np.int64)
-    cdef int64_t[::1] A_c = np.zeros(C, np.int64)
-    cdef double[::1] tmax = np.full(C, -INFINITY)
-    cdef double[::1] comp_max = np.zeros(C)
-    cdef int64_t[::1] scalar_work = np.zeros(R * C, np.int64)
+    counted = _counted_batch("ws_step_figures", x_nz, k_b, s_indptr, s_indices, s_data, R,
+                             wpv, check)
+    cdef int64_t[:, ::1] a_cn = counted[0]
+    cdef int64_t[::1] A_c = counted[2]
+    cdef double[::1] tmax = counted[3]
+    cdef double[::1] comp_max = counted[4]
+    cdef int64_t[::1] scalar_work = counted[5]
     work_max_a = np.full(N, -INFINITY)
     v_max_a = np.zeros(N, np.int64)
     cdef double[::1] work_max = work_max_a
@@ -411,7 +426,6 @@ def ws_step_figures(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef double n_eos = <double> N * eos
     cdef bint use_comp, any_comp = False, best_comp = False
     with nogil:
-        _count_batch(x_nz, k_b, s_indptr, s_indices, s_data, A_k, A_c, a_cn, scalar_work)
         # placement.block_formats' formats, the same IEEE operations; _ws_report's
         # performed MACs; _ws_cycles' busiest PE (np.argmax: the first at the maximum)
         for r in range(R):
@@ -614,10 +628,13 @@ cdef int _ws_plan(WsPlan* s, Py_ssize_t K, const long[:] k_b, const int64_t[::1]
 cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize_t x_s0,
                  Py_ssize_t x_s1, double* work, double* first, double* last,
                  double* busy_out, int64_t* v_max_out, int64_t* sram_out,
-                 bint* any_comp_out, int64_t* v_west_out) noexcept nogil:
+                 bint* any_comp_out, int64_t* v_west_out, const StepChain* ch=NULL,
+                 double* done_out=NULL) noexcept nogil:
     """ws_step_columns' pass over X (K x N at ``x``, strides ``x_s0``, ``x_s1``) and the
     blocks of ``s``, writing the samples-major (N x C) work, first and last and the
-    figures; -1 where its scratch cannot be had."""
+    figures; -1 where its scratch cannot be had. With ``ch`` (a kept step's chain), each
+    sample's row goes to the chain at once (src/wsk_step_chain.h) instead: work, first
+    and last are not read, and the chain's completion goes to ``done_out``."""
     cdef Py_ssize_t K = s.K, R = s.R, C = s.C
     cdef Py_ssize_t c, k, r, j
     cdef double task = s.task, scalar = s.scalar
@@ -641,7 +658,12 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     # long when packed: no byte can write outside); X K-major when it is not already
     cdef Py_ssize_t n_sw = R if pk_p == NULL else max(R, 256)
     cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
-    cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw) + copy + 8)
+    # with the chain: its row (3 x C) and its own scratch (4 x C, and the rounds of its
+    # history it reads back, rows x C)
+    cdef Py_ssize_t rows = wsk_chain_rows(N, ch.Lg, C, ch.cushion) if ch != NULL else 0
+    cdef Py_ssize_t fused = 7 * C + rows * C if ch != NULL else 0
+    cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw + fused) + copy
+                                             + 8)
     if A_of_k == NULL:
         return -1
     cdef int64_t* A_c = A_of_k + K
@@ -652,7 +674,9 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     cdef double* tmax = comp_max + C
     cdef int64_t* a_cn = <int64_t*> (tmax + C)
     cdef int64_t* sw = a_cn + C * N
-    cdef uint8_t* xs = <uint8_t*> (sw + n_sw)
+    cdef double* row = <double*> (sw + n_sw)
+    cdef uint8_t* xs = <uint8_t*> (row + fused)
+    cdef double done = 0.0
     cdef const uint8_t* xt = NULL
     if K and N:
         xt = wsk_x_kmajor(x, K, N, x_s0, x_s1, xs)
@@ -715,7 +739,16 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
         tm_c[c] = tmax[c] if tmax[c] > -INFINITY else 0.0
         if not any_comp:
             share_c[c] = -INFINITY  # a * share > w never holds (a * -inf <= 0 <= w)
-    if N and C and _use_avx512:
+    if N and C and ch != NULL and _use_avx512:
+        v_max = wsk_ws_chain_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill,
+                                    V, row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch,
+                                    ch.task, ch.cushion, row + 3 * C, rows, ch.exact,
+                                    &done)
+    elif N and C and ch != NULL:
+        v_max = wsk_ws_chain(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill, V,
+                             row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch, ch.task,
+                             ch.cushion, row + 3 * C, rows, ch.exact, &done)
+    elif N and C and _use_avx512:
         v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, V,
                                       work, first, last)
     elif N and C:
@@ -731,6 +764,8 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     free(A_of_k)
     busy_out[0], v_max_out[0], sram_out[0], any_comp_out[0] = busy, v_max, sram, any_comp
     v_west_out[0] = v_west
+    if done_out != NULL:
+        done_out[0] = done
     return 0
 
 
@@ -869,27 +904,29 @@ cdef class WsStep:
         """``(busy, v_max, sram, done, v_west)`` for X's pattern ``x_nz`` (K x N bytes, any
         strides): ws_step_columns' figures and the most wavelets down one PE column other
         than the first (0 with one column or no sample)."""
-        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = self.s.C
+        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1]
         if K != self.s.K:
             raise ValueError(f"x_nz must have the step's {self.s.K} rows; received shape "
                              f"({K}, {N})")
         check_wpv("ws_step_columns", self.s.wpv, K, N)
-        buf = np.empty((3, N, C))
-        cdef double[:, :, ::1] b = buf
-        cdef double busy
+        # chain_columns' checks, before the pass that now runs the chain
+        check_chain_args("ws_step_columns", self.L, self.cushion)
+        # the chain of ws_step_columns' pipeline= (its shifted rounds, never the exact
+        # scan: its inputs are not known to be whole), each sample's row taken as made
+        cdef StepChain ch
+        ch.Lg, ch.fill, ch.hop, ch.ramp = self.L[0], self.fill, self.hop, self.ramp
+        ch.lat, ch.launch, ch.task = self.lat, self.launch, self.s.task
+        ch.cushion, ch.exact = self.cushion, 0
+        cdef double busy, done = 0.0
         cdef int64_t v_max, sram, v_west
         cdef bint any_comp
         cdef int rc
         with nogil:
             rc = _ws_run(&self.s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1],
-                         &b[0, 0, 0], &b[1, 0, 0], &b[2, 0, 0], &busy, &v_max, &sram,
-                         &any_comp, &v_west)
+                         NULL, NULL, NULL, &busy, &v_max, &sram, &any_comp, &v_west, &ch,
+                         &done)
         if rc < 0:
             raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
-        cdef double done = chain_columns("ws_step_columns", self.L, b[0], b[1], b[2], True,
-                                         self.fill, self.hop, self.ramp, self.lat,
-                                         self.launch, self.s.task, self.cushion, _use_avx512,
-                                         -1.0, self.s.dt)
         return (float(busy), int(v_max), int(sram), float(done), int(v_west))
 
 

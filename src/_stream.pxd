@@ -40,3 +40,44 @@ cdef inline int check_wpv(str caller, long wpv, Py_ssize_t K, Py_ssize_t N) exce
         raise ValueError(f"{caller}: wpv must be within 0..{most} for a {K} x {N} X (the "
                          f"wavelets' int64 sums); received {wpv}")
     return 0
+
+
+cdef extern from "wsk_step_chain.h" nogil:
+    # the per-sample pass and the chain in one loop (a kept step's run): row 3 * C
+    # scratch, chain 4 * C + rows * C (rows: wsk_chain_rows); N, C >= 1
+    Py_ssize_t wsk_chain_rows(Py_ssize_t N, long Lg, Py_ssize_t P, double cushion)
+    void wsk_column_sums(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn, int64_t wpv,
+                         int64_t* a_max, int64_t* v_max)
+    void wsk_column_sums_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                                int64_t wpv, int64_t* a_max, int64_t* v_max)
+    int64_t wsk_ws_chain(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                         const double* share, const double* tm, double eos, int64_t wpv,
+                         double dt, double fill, int64_t* V, double* row, long Lg,
+                         double hop, double ramp, double lat, double launch, double task,
+                         double cushion, double* chain, Py_ssize_t rows, int exact,
+                         double* done)
+    int64_t wsk_ws_chain_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                                const double* share, const double* tm, double eos,
+                                int64_t wpv, double dt, double fill, int64_t* V, double* row,
+                                long Lg, double hop, double ramp, double lat, double launch,
+                                double task, double cushion, double* chain, Py_ssize_t rows,
+                                int exact, double* done)
+    void wsk_dense_chain(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn, double tmax,
+                         double eos, int64_t wpv, double dt, double fill, int64_t* V,
+                         int64_t* Asum, double* row, long Lg, double hop, double ramp,
+                         double lat, double launch, double task, double cushion,
+                         double* chain, Py_ssize_t rows, int exact, double* done)
+    void wsk_dense_chain_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
+                                double tmax, double eos, int64_t wpv, double dt, double fill,
+                                int64_t* V, int64_t* Asum, double* row, long Lg, double hop,
+                                double ramp, double lat, double launch, double task,
+                                double cushion, double* chain, Py_ssize_t rows, int exact,
+                                double* done)
+
+
+cdef struct StepChain:
+    # a kept step's chain over the samples (src/_chain.pxd's chain_rounds' figures), run
+    # in the samples' pass: wsk_step_chain.h
+    long Lg
+    double fill, hop, ramp, lat, launch, task, cushion
+    int exact

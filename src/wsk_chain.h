@@ -80,6 +80,152 @@ static inline __attribute__((always_inline)) void wsk_chain_free_cushion(
         double task, double cushion, double done, double* E, double* free1, double* free2, \
         double* free_, double* hist, double dt
 
+/* the chain between its rounds (wsk_chain_begin, then wsk_chain_next once a round): a
+ * caller that makes each round's work, first and last as it goes (src/wsk_step_chain.h)
+ * keeps one round of them, not N; wsk_chain_impl is the same two calls. ``hist`` holds
+ * the last ``rows`` rounds' G (round n in row n % rows): N, or wsk_chain_rows' fewer */
+typedef struct {
+    double f, hop, ramp, lat, launch, task, cushion, done, dt, delta, sp, Ls;
+    long Lg;
+    int shifted;
+    ptrdiff_t P, n, rows, slot;       /* slot: n % rows, kept as n goes (no division) */
+    double* E;
+    double* free1;
+    double* free2;
+    double* free_;
+    double* hist;
+} wsk_chain_state;
+
+static inline __attribute__((always_inline)) void wsk_chain_begin(
+        wsk_chain_state* s, int shifted, double f, long Lg, ptrdiff_t P, double hop,
+        double ramp, double lat, double launch, double task, double cushion, double done,
+        double* E, double* free1, double* free2, double* free_, double* hist,
+        ptrdiff_t rows, double dt)
+{
+    ptrdiff_t c;
+    s->delta = hop + 2 * ramp + lat;
+    /* ``dt``: cycles a link holds a wavelet (1 / its rate). ``sp``: cycles between two
+       wavelets of sums, dt or the reducer's one cycle, whichever is longer. A message
+       of Lg wavelets spans (Lg - 1) * sp + 1 cycles: Ls (Lg where sp is 1, the very
+       expression, so the same floats) */
+    s->sp = dt > 1.0 ? dt : 1.0;
+    s->Ls = s->sp == 1.0 ? (double) Lg : (double) (Lg - 1) * s->sp + 1.0;
+    s->f = f, s->hop = hop, s->ramp = ramp, s->lat = lat, s->launch = launch;
+    s->task = task, s->cushion = cushion, s->done = done, s->dt = dt;
+    s->Lg = Lg, s->shifted = shifted, s->P = P, s->n = 0, s->rows = rows;
+    s->slot = 0;
+    s->E = E, s->free1 = free1, s->free2 = free2, s->free_ = free_, s->hist = hist;
+    for (c = 0; c < P; c++) {
+        E[c] = 0.0;
+        free1[c] = 0.0;
+        free2[c] = 0.0;
+    }
+}
+
+/* round s->n of the chain: its work, first and last at ``work``, ``first``, ``last``
+ * (the positions w_sc, a_sc, b_sc bytes apart) */
+static inline __attribute__((always_inline)) void wsk_chain_next(
+        wsk_chain_state* restrict s, const char* work, ptrdiff_t w_sc, const char* first,
+        ptrdiff_t a_sc, const char* last, ptrdiff_t b_sc, int exact)
+{
+    const double delta = s->delta, sp = s->sp, Ls = s->Ls, f = s->f, hop = s->hop;
+    const double ramp = s->ramp, lat = s->lat, launch = s->launch, task = s->task;
+    const double cushion = s->cushion, dt = s->dt;
+    const long Lg = s->Lg;
+    const int shifted = s->shifted;
+    const ptrdiff_t P = s->P, n = s->n;
+    double* const E = s->E;
+    double* const hist = s->hist;
+    double* free1 = s->free1;
+    double* free2 = s->free2;
+    double* free_ = s->free_;
+    double h, tl, D, hold;
+    double* Gr;
+    long ahead, back;
+    ptrdiff_t nb, c;
+    const ptrdiff_t rows = s->rows, slot = s->slot;
+    Gr = hist + slot * P;
+    wsk_chain_round(E, Gr, free_, free1, free2, work, w_sc, first, a_sc, last, b_sc,
+                    shifted, f, task, lat, ramp, dt, P);
+    if (P == 1 || Lg == 0) {
+        for (c = 0; c < P; c++)
+            free_[c] = Gr[c];
+        D = Gr[P - 1] + task;
+        free_[P - 1] = D;
+    } else {
+        /* the serial scan holds only its own two recurrences: the receivers' arrivals
+           were worked out with G, in free_, and each tail becomes a free round after
+           it (the same operations on each value) */
+        h = Gr[0] + launch + ramp;
+        tl = h + Ls - 1;
+        free_[0] = tl;
+        if (exact) {
+            /* a_c - c * delta, their running maximum, then that + c * delta + Lg - 1:
+               the first and last passes run lane-wide (c < 2**31: chain_exact) */
+            double m = h;
+            int ci;
+            const int Pi = (int) P;
+            for (ci = 1; ci < Pi - 1; ci++)
+                free_[ci] = free_[ci] - (double) ci * delta;
+            for (ci = 1; ci < Pi - 1; ci++) {
+                m = wsk_chain_dmax(m, free_[ci]);
+                free_[ci] = m;
+            }
+            for (ci = 1; ci < Pi - 1; ci++)
+                free_[ci] = ((free_[ci] + (double) ci * delta) + Ls) - 1;
+            if (P > 2)
+                tl = free_[P - 2];
+        } else {
+            for (c = 1; c < P - 1; c++) {
+                h = wsk_chain_dmax(h + delta, free_[c]);
+                tl = wsk_chain_dmax(tl + delta, h + Ls - 1);
+                free_[c] = tl;
+            }
+        }
+        /* the root takes its first sums once its own end-of-stream marker has left
+           its ramp (dt), the rest sp apart */
+        hold = WSK_AT(last, P - 1, b_sc, 0, 0);
+        if (shifted)
+            hold = hold + f;
+        D = wsk_chain_dmax(wsk_chain_dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1),
+                           (hold + dt) + Ls - 1) + 1 + task;
+        ahead = n * Lg + Lg - 1 - (long) cushion;
+        if (ahead >= 0) {
+            nb = ahead / Lg;
+            back = ahead % Lg;
+            /* round nb's row: n - nb < rows rounds back */
+            nb = slot - (n - nb);
+            if (nb < 0)
+                nb += rows;
+            wsk_chain_free_cushion(free_, ramp, lat, hist + nb * P + 1, back, sp, P - 1);
+        } else {
+            wsk_chain_free(free_, ramp, lat, P - 1);
+        }
+        free_[P - 1] = D;
+    }
+    s->free_ = free2;
+    s->free2 = free1;
+    s->free1 = free_;
+    s->done = wsk_chain_dmax(s->done, D);
+    s->n = n + 1;
+    s->slot = slot + 1 == rows ? 0 : slot + 1;
+}
+
+/* the rounds of G a chain of N rounds reads back (wsk_chain_state's ``rows``): round n
+ * reads round nb = n + floor((Lg - 1 - floor(cushion)) / Lg) >= n - floor(cushion) / Lg
+ * - 1 (cushion >= 0, Lg >= 1; none when Lg is 0 or one position), so floor(cushion) / Lg
+ * + 2 rows hold it; at most N, at least 1 */
+static inline ptrdiff_t wsk_chain_rows(ptrdiff_t N, long Lg, ptrdiff_t P, double cushion)
+{
+    ptrdiff_t keep;
+    if (N < 1 || P == 1 || Lg == 0)
+        return 1;
+    if (!(cushion / (double) Lg + 2.0 < (double) N))     /* NaN too: every round */
+        return N;
+    keep = (ptrdiff_t) ((long) cushion / Lg) + 2;
+    return keep < N ? keep : N;
+}
+
 /* ``exact``: the caller has shown that every value the recurrence makes is a whole number
  * of magnitude below 2**52 (whole inputs and constants, bounded: wsk_chain_exact_bound),
  * so every sum is exact and the serial scan's two recurrences reduce to one running
@@ -90,86 +236,14 @@ static inline __attribute__((always_inline)) void wsk_chain_free_cushion(
  * The running maximum alone is serial: about a third of the scan's latency. */
 static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARGS, int exact)
 {
-    double delta = hop + 2 * ramp + lat;
-    /* ``dt``: cycles a link holds a wavelet (1 / its rate). ``sp``: cycles between two
-       wavelets of sums, dt or the reducer's one cycle, whichever is longer. A message
-       of Lg wavelets spans (Lg - 1) * sp + 1 cycles: Ls (Lg where sp is 1, the very
-       expression, so the same floats) */
-    double sp = dt > 1.0 ? dt : 1.0;
-    double Ls = sp == 1.0 ? (double) Lg : (double) (Lg - 1) * sp + 1.0;
-    double h, tl, D, hold;
-    double* spare;
-    double* Gr;
-    long ahead, back;
-    ptrdiff_t nb, c, n;
-    for (c = 0; c < P; c++) {
-        E[c] = 0.0;
-        free1[c] = 0.0;
-        free2[c] = 0.0;
-    }
-    for (n = 0; n < N; n++) {
-        Gr = hist + n * P;
-        wsk_chain_round(E, Gr, free_, free1, free2, work + n * w_sn, w_sc, first + n * a_sn,
-                        a_sc, last + n * b_sn, b_sc, shifted, f, task, lat, ramp, dt, P);
-        if (P == 1 || Lg == 0) {
-            for (c = 0; c < P; c++)
-                free_[c] = Gr[c];
-            D = Gr[P - 1] + task;
-            free_[P - 1] = D;
-        } else {
-            /* the serial scan holds only its own two recurrences: the receivers' arrivals
-               were worked out with G, in free_, and each tail becomes a free round after
-               it (the same operations on each value) */
-            h = Gr[0] + launch + ramp;
-            tl = h + Ls - 1;
-            free_[0] = tl;
-            if (exact) {
-                /* a_c - c * delta, their running maximum, then that + c * delta + Lg - 1:
-                   the first and last passes run lane-wide (c < 2**31: chain_exact) */
-                double m = h;
-                int ci;
-                const int Pi = (int) P;
-                for (ci = 1; ci < Pi - 1; ci++)
-                    free_[ci] = free_[ci] - (double) ci * delta;
-                for (ci = 1; ci < Pi - 1; ci++) {
-                    m = wsk_chain_dmax(m, free_[ci]);
-                    free_[ci] = m;
-                }
-                for (ci = 1; ci < Pi - 1; ci++)
-                    free_[ci] = ((free_[ci] + (double) ci * delta) + Ls) - 1;
-                if (P > 2)
-                    tl = free_[P - 2];
-            } else {
-                for (c = 1; c < P - 1; c++) {
-                    h = wsk_chain_dmax(h + delta, free_[c]);
-                    tl = wsk_chain_dmax(tl + delta, h + Ls - 1);
-                    free_[c] = tl;
-                }
-            }
-            /* the root takes its first sums once its own end-of-stream marker has left
-               its ramp (dt), the rest sp apart */
-            hold = WSK_AT(last + n * b_sn, P - 1, b_sc, 0, 0);
-            if (shifted)
-                hold = hold + f;
-            D = wsk_chain_dmax(wsk_chain_dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1),
-                               (hold + dt) + Ls - 1) + 1 + task;
-            ahead = n * Lg + Lg - 1 - (long) cushion;
-            if (ahead >= 0) {
-                nb = ahead / Lg;
-                back = ahead % Lg;
-                wsk_chain_free_cushion(free_, ramp, lat, hist + nb * P + 1, back, sp, P - 1);
-            } else {
-                wsk_chain_free(free_, ramp, lat, P - 1);
-            }
-            free_[P - 1] = D;
-        }
-        spare = free2;
-        free2 = free1;
-        free1 = free_;
-        free_ = spare;
-        done = wsk_chain_dmax(done, D);
-    }
-    return done;
+    wsk_chain_state s;
+    ptrdiff_t n;
+    wsk_chain_begin(&s, shifted, f, Lg, P, hop, ramp, lat, launch, task, cushion, done, E,
+                    free1, free2, free_, hist, N > 0 ? N : 1, dt);
+    for (n = 0; n < N; n++)
+        wsk_chain_next(&s, work + n * w_sn, w_sc, first + n * a_sn, a_sc, last + n * b_sn,
+                       b_sc, exact);
+    return s.done;
 }
 
 /* any strides (grid_pipeline, the screens) */

@@ -134,12 +134,9 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
 
 /* the samples' pass shared by the two below: for each sample n, across the columns c, the
  * column's count a = a_cn[c * N + n], v = a * wpv + 1, its running sum V[c] of v and
- * cum = V * dt; then ELEMENT writes the row's work, first and last (wr, fr, lr) at c */
-#define WSK_SAMPLES_LOOP(...)                                                           \
-    for (n = 0; n < N; n++) {                                                           \
-        double* restrict wr = work + n * C;                                             \
-        double* restrict fr = first + n * C;                                            \
-        double* restrict lr = last + n * C;                                             \
+ * cum = V * dt; then ELEMENT writes the row's work, first and last (wr, fr, lr) at c
+ * (WSK_SAMPLES_ROW: sample n's row alone) */
+#define WSK_SAMPLES_ROW(...)                                                            \
         for (c = 0; c < C; c++) {                                                       \
             const int64_t a = a_cn[c * N + n];                                          \
             const int64_t v = a * wpv + 1;                                              \
@@ -147,8 +144,28 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
             const double cum = (double) vs * dt;                                        \
             V[c] = vs;                                                                  \
             __VA_ARGS__                                                                 \
-        }                                                                               \
+        }
+#define WSK_SAMPLES_LOOP(...)                                                           \
+    for (n = 0; n < N; n++) {                                                           \
+        double* restrict wr = work + n * C;                                             \
+        double* restrict fr = first + n * C;                                            \
+        double* restrict lr = last + n * C;                                             \
+        WSK_SAMPLES_ROW(__VA_ARGS__)                                                    \
     }
+
+/* one (n, c) of the two passes below, in one place: src/wsk_step_chain.h makes the same
+ * row a round at a time */
+#define WSK_WS_ELEMENT                                                                  \
+        const double x = (double) a * share[c];                                         \
+        const double y = (double) a * tm[c];                                            \
+        wr[c] = (x > y ? x : y) + eos;                                                  \
+        fr[c] = cum - (double) v * dt;                                                  \
+        lr[c] = cum - dt;
+#define WSK_DENSE_ELEMENT                                                               \
+        Asum[c] += a;                                                                   \
+        wr[c] = (double) a * tmax + eos;                                                \
+        fr[c] = (cum - (double) v * dt) + fill;                                         \
+        lr[c] = (cum - dt) + fill;
 
 /* weight-stationary (ws_step_columns): per column c, from its counts a = a_cn[c * N + n],
  * w = max(a * share[c], a * tm[c]) (the first only when it is more), work = w + eos,
@@ -166,12 +183,7 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
     int64_t v_max = 0;                                                                  \
     for (c = 0; c < C; c++)                                                             \
         V[c] = 0;                                                                       \
-    WSK_SAMPLES_LOOP(                                                                   \
-        const double x = (double) a * share[c];                                         \
-        const double y = (double) a * tm[c];                                            \
-        wr[c] = (x > y ? x : y) + eos;                                                  \
-        fr[c] = cum - (double) v * dt;                                                  \
-        lr[c] = cum - dt;)                                                              \
+    WSK_SAMPLES_LOOP(WSK_WS_ELEMENT)                                                    \
     for (c = 0; c < C; c++)                                                             \
         if (V[c] > v_max)                                                               \
             v_max = V[c];                                                               \
@@ -193,11 +205,7 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
         V[c] = 0;                                                                       \
         Asum[c] = 0;                                                                    \
     }                                                                                   \
-    WSK_SAMPLES_LOOP(                                                                   \
-        Asum[c] += a;                                                                   \
-        wr[c] = (double) a * tmax + eos;                                                \
-        fr[c] = (cum - (double) v * dt) + fill;                                         \
-        lr[c] = (cum - dt) + fill;)                                                     \
+    WSK_SAMPLES_LOOP(WSK_DENSE_ELEMENT)                                                 \
 }
 
 /* each kernel uses some of these: the others are not an error */
