@@ -35,3 +35,20 @@ def test_a_link_a_hair_slower_than_whole_is_costed_as_the_next_whole_cycle(M, K,
     assert got[1].cycles == want[1].cycles
     assert got[0].cycles == want[0].cycles, (got[0].cycles, want[0].cycles)
     assert got[0].cycles_lower == want[0].cycles_lower
+
+
+def test_an_unpickled_config_with_a_fraction_of_a_cycle_is_refused_as_a_new_one_is():
+    """A WaferConfig pickled before wafer20 (hop_cycles 0.5: the event then above the
+    upper bound) is checked on load: the same error as WaferConfig(hop_cycles=0.5). A
+    valid one round-trips equal, through pickle and copy."""
+    import copy
+    import pickle
+    cfg = WaferConfig.wse3(rows=16, cols=16, dtype="fp32", queue_depth=1)
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert copy.deepcopy(cfg) == cfg and copy.copy(cfg) == cfg
+    old = copy.copy(cfg)
+    object.__setattr__(old, "hop_cycles", 0.5)          # as an older release stored it
+    blob = pickle.dumps(old)
+    with pytest.raises(ValueError, match=r"hop_cycles must be a whole number of cycles.*"
+                                         r"received 0\.5: take 0 or 1"):
+        pickle.loads(blob)
