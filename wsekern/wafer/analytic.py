@@ -58,6 +58,7 @@ SUMMA (dense x dense, the vendor's gemm-collectives_2d)
 """
 import hashlib
 import math
+import sys
 
 import numpy as np
 import scipy.sparse as sps
@@ -950,19 +951,24 @@ def _spacing(config):
     return max(1.0, 1.0 / config.link_wavelets_per_cycle)
 
 
+_EPS = sys.float_info.epsilon
+
+
 def _link_dt(config):
     """A link's cycles per wavelet as the fabric runs them (the estimates and the lower
     bounds take these): whole. The event engine runs a core or router at whole cycles, so
     a link freed after a fraction of a cycle more is taken at the next whole one (a rate
     of 0.8 costs what 0.5 does), and a router forwards at most one wavelet a cycle (a
-    rate above 1 costs what 1 does). A reciprocal a whole number but for its last bits
-    (1 / (1 / 49) is 49.00000000000001) is that number: the engine's clock plus it loses
-    the excess within the first hundred-odd cycles."""
+    rate above 1 costs what 1 does). A reciprocal a whole number but for its last bit or
+    two (1 / (1 / 49) is 49.00000000000001; never more than an ulp for k <= 1e5) is that
+    number: the engine's clock plus it loses the excess within the first hundred-odd
+    cycles. A larger excess is not lost (t + 2.0000000004 keeps it until t is ~1e9):
+    the engine takes the next cycle, and so does this."""
     dt = 1.0 / config.link_wavelets_per_cycle
     if dt <= 1.0:
         return 1.0
     near = round(dt)
-    return float(near) if abs(dt - near) <= 1e-9 * near else float(math.ceil(dt))
+    return float(near) if abs(dt - near) <= 4 * _EPS * near else float(math.ceil(dt))
 
 
 def _upper_dt(config):

@@ -191,6 +191,13 @@ launch_cycles : float
     routing_paths_per_pe: int = 32        # 5-bit colour: at most 2^5 paths per PE [P]; caps
                                           # MeshGEMV's group_num (one phase-2 path per group)
 
+    def __setstate__(self, state):
+        # an unpickled config (or a copy) is checked as a new one is: a pickle written
+        # before a range narrowed (whole-cycle latencies, session 20) is refused, not run
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+
     def __post_init__(self):
         for name, (kind, low, high, unit) in LIMITS.items():
             object.__setattr__(self, name, _checked(name, getattr(self, name), kind, low, high,
