@@ -3510,11 +3510,18 @@ def rearrange(tensor, pattern, **axes_lengths):
 
 
 # -- jvp ------------------------------------------------------------------------------------------
+# jvp's estimate: one backward pass per output entry, each touching every element of the
+# graph plus a fixed per-node overhead (Python and NumPy call costs, in element operations)
+_JVP_NODE_COST = 1000
+_JVP_MAX_WORK = 1e11
+
+
 def jvp(fun, primals, tangents, has_aux=False):
     """Jacobian-vector product ``(fun(*primals), J tangents)`` (Keras's ``(outputs,
     tangents_out[, aux])``), exact: the autograd is reverse-mode, so each output entry's
     Jacobian row comes from one backward pass (cost: one pass per output entry; fine for the
-    small outputs jvp is used on, slow for large ones)."""
+    small outputs jvp is used on, slow for large ones; refused with a ValueError before any
+    pass when the estimate passes about 1e11 element operations)."""
     p_leaves, p_rebuild = _flatten(primals)
     t_leaves, _ = _flatten(tangents)
     if len(p_leaves) != len(t_leaves):
@@ -3532,11 +3539,24 @@ def jvp(fun, primals, tangents, has_aux=False):
     out, aux = (res[0], res[1]) if has_aux else (res, None)
     o_leaves, o_rebuild = _flatten(out)
     o_leaves = [as_tensor(o) for o in o_leaves]
+    graphs = [_graph(o) if o.requires_grad and o.dtype.kind == "f" else None
+              for o in o_leaves]
+    # one backward per output entry: estimate it before spending it
+    work = builtins.sum(o.size * builtins.sum(n.size + _JVP_NODE_COST for n in g)
+                        for o, g in zip(o_leaves, graphs) if g is not None)
+    if work > _JVP_MAX_WORK:
+        sizes = [o.size for o, g in zip(o_leaves, graphs) if g is not None]
+        raise ValueError(
+            f"jvp: {builtins.sum(sizes)} output entries (per output: {sizes}) each need one "
+            f"backward pass through a graph of up to "
+            f"{builtins.max(builtins.sum(n.size for n in g) for g in graphs if g)} elements: "
+            f"~{work:.2g} element operations, over the {_JVP_MAX_WORK:.0e} allowed (wsekern's "
+            "autograd is reverse-mode only). Ask for fewer output entries (slice the output "
+            "inside fun) or take a vector-Jacobian product with the gradient instead")
     tan_out = []
-    for o in o_leaves:
+    for o, nodes in zip(o_leaves, graphs):
         flat = np.zeros(o.size, dtype=o.dtype if o.dtype.kind == "f" else FLOATX)
-        if o.requires_grad and o.dtype.kind == "f":
-            nodes = _graph(o)
+        if nodes is not None:
             kept = [n.grad for n in nodes]       # gradients held before (weights' too)
             for k in range(o.size):
                 for node in nodes:
