@@ -27,3 +27,37 @@ def test_jvp_refuses_an_absurd_number_of_backward_passes_before_spending_one(mon
     small = x[:50]
     _, t = ops.jvp(lambda a: a * a, (small,), (np.ones_like(small),))
     np.testing.assert_allclose(t.data, 2 * small, rtol=1e-12)
+
+
+def test_without_h5py_a_keras_file_we_wrote_is_refused_with_a_true_reason(tmp_path):
+    """save('m.keras') writes Keras's format (weights in HDF5) where h5py is installed; read
+    where it is not, the error said "files saved by wsekern.nn need nothing more", false for
+    this very file. Now it names the extra and what needs it, for load_model and for
+    load_weights of a .weights.h5 file."""
+    pytest.importorskip("h5py")
+    from conftest import run_in_child
+
+    from wsekern import nn
+    m = nn.Sequential([nn.Input((5,)), nn.layers.Dense(3)])
+    m.compile("adam", "mse")
+    m.save(tmp_path / "m.keras")
+    m.save_weights(tmp_path / "w.weights.h5")
+    proc = run_in_child(f"""
+        import sys
+        sys.modules["h5py"] = None                      # as if it were not installed
+        from wsekern import nn
+        for load in (lambda: nn.load_model({str(tmp_path / "m.keras")!r}),
+                     lambda: nn.Sequential([nn.Input((5,)), nn.layers.Dense(3)]).load_weights(
+                         {str(tmp_path / "w.weights.h5")!r})):
+            try:
+                load()
+                print("LOADED")
+            except ImportError as e:
+                print("ERR", e)
+        """)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("ERR", "LOADED"))]
+    assert len(lines) == 2, proc.stdout + proc.stderr[-2000:]
+    for ln in lines:
+        assert ln.startswith("ERR") and "wsekern[keras]" in ln, ln
+        assert "saved by wsekern.nn need nothing more" not in ln, ln
+    assert "wsekern.nn's save" in lines[0] and "w.weights.h5" in lines[1], lines

@@ -78,13 +78,15 @@ def _json_member(archive, name, cap):
                          f"{str(e)[:100]})") from None
 
 
-def _import_h5py():
+def _import_h5py(what="a .keras file in Keras's format (written by Keras, or by "
+                       "wsekern.nn's save where h5py was installed)"):
     try:
         import h5py
     except ImportError:
-        raise ImportError("reading a .keras file that Keras wrote needs h5py, an optional "
+        raise ImportError(f"reading {what} needs h5py (its weights are HDF5), an optional "
                           "extra of wsekern: pip install 'wsekern[keras]' (or pip install "
-                          "h5py); files saved by wsekern.nn need nothing more") from None
+                          "h5py); files in wsekern.nn's own format need nothing more") \
+            from None
     return h5py
 
 
@@ -568,6 +570,7 @@ def weights_loader(archive, max_bytes):
     meta = _json_member(archive, "metadata.json", METADATA_MAX_BYTES)
     kspec = _json_member(archive, "config.json", KERAS_CONFIG_MAX_BYTES)
     info = _weights_member(archive, meta, max_bytes)
+    _import_h5py()                 # before the model is built: a clear error, nothing done
 
     def load(model):
         with _open_h5(archive, info) as h5:
