@@ -7,8 +7,9 @@ The config is translated to wsekern.nn's (the ``module``/``class_name`` wrappers
 a layer class wsekern.nn lacks is refused by name. The weights are read from the HDF5 file
 layer by layer (nested models recursively), each dataset's shape checked against the built
 layer before it is read, and set through ``set_weights``. The optimizer state is restored for
-SGD, RMSprop, Adam and AdamW, whose variable order in Keras's file is known; for another
-optimizer the weights load and a warning says the state did not.
+SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax and Lion, whose variable order in
+Keras's file is known; for another optimizer the weights load and a warning says the state
+did not.
 
 h5py is needed only here (``pip install 'wsekern[keras]'``); it is imported when such a file
 is read. Nothing in the file is run.
@@ -48,7 +49,13 @@ _OPS = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Divide": 
 _SLOT_GROUPS = {"SGD": [("momentum",)],
                 "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
                 "Adam": [("momentum", "velocity"), ("velocity_hat",)],
-                "AdamW": [("momentum", "velocity"), ("velocity_hat",)]}
+                "AdamW": [("momentum", "velocity"), ("velocity_hat",)],
+                # Keras's add_optimizer_variables(var_list, [names]): per variable, each name
+                # (Keras 3.15's adagrad/adadelta/adamax/lion.py; our slots, same updates)
+                "Adagrad": [("accumulator",)],
+                "Adadelta": [("accumulated_grad", "accumulated_delta_var")],
+                "Adamax": [("m", "u")],
+                "Lion": [("momentum",)]}
 # a layer made of sublayers: the HDF5 groups holding its weights, in get_weights order
 _SUBLAYER_GROUPS = {"MultiHeadAttention": ("query_dense", "key_dense", "value_dense",
                                           "output_dense"),

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from .keras_format import _layer_groups
+from .keras_format import _SLOT_GROUPS, _layer_groups
 
 KERAS_VERSION = "3.15.1"          # the Keras the files were checked against
 NATIVE_PREFIX = "wsekern/"
@@ -42,10 +42,6 @@ _OP_CLASSES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply",
                "all": "All"}
 _MODULE_OF_KEY = (("_initializer", "keras.initializers"), ("_regularizer", "keras.regularizers"),
                   ("_constraint", "keras.constraints"))
-_SLOT_GROUPS = {"SGD": [("momentum",)],
-                "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
-                "Adam": [("momentum", "velocity"), ("velocity_hat",)],
-                "AdamW": [("momentum", "velocity"), ("velocity_hat",)]}
 
 
 class NotKerasWritable(ValueError):
