@@ -173,7 +173,7 @@ def test_a_keras_file_we_write_loads_in_keras_and_trains_on_as_ours(keras, tmp_p
 
 def test_our_keras_file_loads_back_here_exactly(tmp_path):
     """What Keras's format cannot hold rides along under wsekern/: the sparsity mask and
-    the state of an optimizer whose Keras layout is unknown (Nadam) come back."""
+    the optimizer state Keras's layout cannot carry (a pruned layer's) come back."""
     x = np.random.default_rng(0).normal(size=(16, 5)).astype("float32")
     y = np.random.default_rng(1).normal(size=(16, 3)).astype("float32")
     nn.utils.set_random_seed(0)

@@ -67,12 +67,13 @@ def _opt(K, name):
     return {"adagrad": lambda: K.optimizers.Adagrad(0.1),
             "adadelta": lambda: K.optimizers.Adadelta(1.0),
             "adamax": lambda: K.optimizers.Adamax(0.02),
-            "lion": lambda: K.optimizers.Lion(0.003)}[name]()
+            "lion": lambda: K.optimizers.Lion(0.003),
+            "nadam": lambda: K.optimizers.Nadam(0.01)}[name]()
 
 
-@pytest.mark.parametrize("name", ["adagrad", "adadelta", "adamax", "lion"])
+@pytest.mark.parametrize("name", ["adagrad", "adadelta", "adamax", "lion", "nadam"])
 @pytest.mark.parametrize("direction", ["ours-to-keras", "keras-to-ours"])
-def test_optimizer_state_of_adagrad_adadelta_adamax_lion_crosses_keras_files(
+def test_optimizer_state_of_adagrad_adadelta_adamax_lion_nadam_crosses_keras_files(
         keras, tmp_path, name, direction):
     """Keras lays these optimizers' slots out per variable, name by name, as it does Adam's;
     ours has the same slots and updates. They were dropped both ways (a warning, and the

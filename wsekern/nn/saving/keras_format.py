@@ -7,9 +7,9 @@ The config is translated to wsekern.nn's (the ``module``/``class_name`` wrappers
 a layer class wsekern.nn lacks is refused by name. The weights are read from the HDF5 file
 layer by layer (nested models recursively), each dataset's shape checked against the built
 layer before it is read, and set through ``set_weights``. The optimizer state is restored for
-SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax and Lion, whose variable order in
-Keras's file is known; for another optimizer the weights load and a warning says the state
-did not.
+SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax, Lion and Nadam, whose variable order
+in Keras's file is known; for another optimizer the weights load and a warning says the
+state did not.
 
 h5py is needed only here (``pip install 'wsekern[keras]'``); it is imported when such a file
 is read. Nothing in the file is run.
@@ -55,7 +55,11 @@ _SLOT_GROUPS = {"SGD": [("momentum",)],
                 "Adagrad": [("accumulator",)],
                 "Adadelta": [("accumulated_grad", "accumulated_delta_var")],
                 "Adamax": [("m", "u")],
-                "Lion": [("momentum",)]}
+                "Lion": [("momentum",)],
+                "Nadam": [("momentum", "velocity")]}
+# scalars Keras keeps after the slots: Nadam's running product of its momentum schedule
+# (ours recomputes it from the step count, so it is written but not read)
+_TRAILING = {"Nadam": 1}
 # a layer made of sublayers: the HDF5 groups holding its weights, in get_weights order
 _SUBLAYER_GROUPS = {"MultiHeadAttention": ("query_dense", "key_dense", "value_dense",
                                           "output_dense"),
@@ -498,7 +502,7 @@ def _load_optimizer_state(store, model, opt_class, variables):
     layout = [(j_names, v) for grp in groups for j_names in [[n for n in grp if n in active]]
               if j_names for v in range(len(variables))]
     scalars = 1 + (not callable(opt._learning_rate))     # iterations, the learning rate
-    n_slots = sum(len(names) for names, _ in layout)
+    n_slots = sum(len(names) for names, _ in layout) + _TRAILING.get(name, 0)
     if len(found) != scalars + n_slots:
         warnings.warn(f"the weights were loaded but not the optimizer state: the file holds "
                       f"{len(found)} optimizer variables where {name} on this model keeps "

@@ -381,6 +381,8 @@ def _optimizer_vars(model, variables):
                 arr = np.zeros(shape, np.asarray(v.data).dtype) if arr is None else \
                     np.asarray(arr).reshape(shape)
                 out.append(arr)
+    if name == "Nadam":           # Keras's _u_product, last (ours tracks the same product)
+        out.append(np.asarray(opt._u_product, dtype=np.float32))
     return out, None
 
 
