@@ -105,3 +105,27 @@ def test_optimizer_state_of_adagrad_adadelta_adamax_lion_nadam_crosses_keras_fil
     np.testing.assert_allclose(theirs["loss"], ours["loss"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), m.predict(x, verbose=0),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_ctc_decode_refuses_an_absurd_beam_width_with_the_reason():
+    """beam_width=10**9 made the beam search ask NumPy for 37 GiB of paths (a MemoryError
+    naming an array shape (2000000000, 5) the caller never asked for). Refused before any
+    allocation, naming beam_width; the child has a 3 GiB address space, so the old code's
+    allocation fails there instead of swapping."""
+    from conftest import run_in_child
+    proc = run_in_child("""
+        import numpy as np
+        from wsekern.nn import ops
+        x = np.random.default_rng(0).normal(size=(1, 5, 4)).astype("float32")
+        try:
+            ops.ctc_decode(x, np.array([5]), strategy="beam_search", beam_width=10**9)
+        except Exception as e:
+            print(type(e).__name__, e)
+        """, limit_gb=3)
+    assert proc.stdout.startswith("ValueError ctc_decode"), proc.stdout + proc.stderr[-2000:]
+    assert "beam_width=1000000000" in proc.stdout and "smaller beam_width" in proc.stdout
+    # an ordinary beam is untouched
+    x = np.random.default_rng(0).normal(size=(2, 6, 5)).astype("float32")
+    paths, scores = ops.ctc_decode(x, np.array([6, 4]), strategy="beam_search",
+                                   beam_width=100, top_paths=3)
+    assert paths.shape == (3, 2, 6) and scores.shape == (2, 3)

@@ -2919,6 +2919,10 @@ def _merge_scores(inverse, scores, n):
         return np.log(out) + top
 
 
+# ctc_decode's beam search: one step's candidate paths above this many bytes are refused
+_BEAM_STEP_LIMIT = 4 * 2**30
+
+
 def _ctc_beam(x, seq_len, beam_width, top_paths, mask_index):
     """Keras's beam search (a port of its JAX/torch code: the same tie-breaking)."""
     B, Tm, C = x.shape
@@ -3013,6 +3017,15 @@ def ctc_decode(inputs, sequence_lengths, strategy="greedy", beam_width=100, top_
         if Tm == 0:
             raise ValueError("ctc_decode: beam search needs at least one time step; "
                              f"received inputs of shape {x.shape}")
+        # each step extends 2 x beam_width tracks by every class: that many paths of Tm
+        # int32 steps, their int64 hashes and sort order (about 24 bytes per path entry)
+        step_bytes = 2 * int(beam_width) * builtins.max(C, 1) * Tm * 24
+        if step_bytes > _BEAM_STEP_LIMIT:
+            raise ValueError(
+                f"ctc_decode: beam search with beam_width={beam_width} over {C} classes and "
+                f"{Tm} time steps extends {2 * int(beam_width) * C} paths per step, "
+                f"~{step_bytes / 2**30:.1f} GiB (limit {_BEAM_STEP_LIMIT / 2**30:.0f} GiB); "
+                f"use a smaller beam_width")
         paths, scores = _ctc_beam(data, seq, int(beam_width), int(top_paths), mask_index)
         return _const(paths), _const(scores)
     raise ValueError(f"Invalid strategy {strategy}. Supported values are 'greedy' and "
