@@ -129,3 +129,36 @@ def test_ctc_decode_refuses_an_absurd_beam_width_with_the_reason():
     paths, scores = ops.ctc_decode(x, np.array([6, 4]), strategy="beam_search",
                                    beam_width=100, top_paths=3)
     assert paths.shape == (3, 2, 6) and scores.shape == (2, 3)
+
+
+def test_loss_and_metric_objects_reach_keras_compiled(keras, tmp_path):
+    """A model compiled with loss/metric objects (Huber(delta=0.3), TopK(k=2), a weighted
+    MAE) was written uncompiled for Keras (a warning, and Keras's fit impossible without
+    recompiling). Now Keras loads it compiled, its evaluate equals ours (delta and k kept:
+    Keras's own Huber.get_config drops delta) and the next epoch's loss equals ours."""
+    import warnings
+
+    from wsekern import nn
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 5)).astype("float32")
+    y = rng.normal(size=(16, 4)).astype("float32")
+    keras.utils.set_random_seed(0)
+    m = nn.Sequential([nn.Input((5,)), nn.layers.Dense(4)])
+    m.compile(nn.optimizers.SGD(0.05, momentum=0.9), loss=nn.losses.Huber(delta=0.3),
+              metrics=["mae", nn.metrics.TopKCategoricalAccuracy(k=2)],
+              weighted_metrics=[nn.metrics.MeanSquaredError()])
+    m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    path = tmp_path / "m.keras"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.save(path)
+    km = keras.models.load_model(path)
+    assert km.compiled
+    theirs = km.evaluate(x, y, verbose=0, return_dict=True)
+    ours = m.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(theirs) == set(ours), (theirs, ours)
+    for k in ours:
+        np.testing.assert_allclose(theirs[k], ours[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    a = km.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0).history["loss"]
+    b = m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

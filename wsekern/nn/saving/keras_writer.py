@@ -263,22 +263,51 @@ def _flat_outputs(v):
     return [v]
 
 
+# loss and metric classes of ours that Keras 3 has with the same constructor arguments
+# (checked against Keras 3.15.1: our configs are a subset of what its constructors take)
+_KERAS_LOSSES = frozenset("""BinaryCrossentropy CategoricalCrossentropy CategoricalHinge
+    CosineSimilarity Hinge Huber KLDivergence LogCosh MeanAbsoluteError
+    MeanAbsolutePercentageError MeanSquaredError MeanSquaredLogarithmicError Poisson
+    SparseCategoricalCrossentropy SquaredHinge""".split())
+_KERAS_METRICS = frozenset("""AUC Accuracy BinaryAccuracy BinaryCrossentropy CategoricalAccuracy
+    CategoricalCrossentropy CategoricalHinge CosineSimilarity Hinge KLDivergence LogCoshError
+    MeanAbsoluteError MeanAbsolutePercentageError MeanSquaredError MeanSquaredLogarithmicError
+    Poisson Precision Recall RootMeanSquaredError SparseCategoricalAccuracy
+    SparseCategoricalCrossentropy SparseTopKCategoricalAccuracy SquaredHinge
+    TopKCategoricalAccuracy""".split())
+
+
+def _keras_compile_value(v, module, known):
+    """A loss/metric value of our compile spec in Keras's form, or None if it has none."""
+    if v is None or isinstance(v, (str, int, float)):
+        return v
+    if isinstance(v, list):
+        out = [_keras_compile_value(x, module, known) for x in v]
+        return None if any(x is None and y is not None for x, y in zip(out, v)) else out
+    if isinstance(v, dict) and "class_name" not in v:
+        out = {k: _keras_compile_value(x, module, known) for k, x in v.items()}
+        return None if any(out[k] is None and v[k] is not None for k in v) else out
+    if isinstance(v, dict) and v.get("class_name") in known and \
+            isinstance(v.get("config"), dict):
+        return {"module": module, "class_name": v["class_name"], "config": v["config"],
+                "registered_name": None}
+    return None
+
+
 def compile_config(model, compile_spec, optimizer_spec):
     """Keras's compile_config, or None (with the reason) where Keras could not rebuild it."""
     if compile_spec is None:
         return None, None
-
-    def plain(v):
-        if v is None or isinstance(v, (str, int, float)):
-            return True
-        if isinstance(v, list):
-            return all(plain(x) for x in v)
-        if isinstance(v, dict) and "class_name" not in v:
-            return all(plain(x) for x in v.values())
-        return False
-    if not all(plain(compile_spec.get(k)) for k in ("loss", "loss_weights", "metrics",
-                                                     "weighted_metrics")):
-        return None, "its loss or metrics are objects (Keras gets them by name only here)"
+    values = {}
+    for key, module, known in (("loss", "keras.losses", _KERAS_LOSSES),
+                               ("loss_weights", None, ()),
+                               ("metrics", "keras.metrics", _KERAS_METRICS),
+                               ("weighted_metrics", "keras.metrics", _KERAS_METRICS)):
+        v = compile_spec.get(key)
+        values[key] = _keras_compile_value(v, module, known)
+        if values[key] is None and v is not None:
+            return None, (f"its {key} holds an object Keras does not have (custom, or a "
+                          f"wrapped function)")
     if optimizer_spec is None:
         return None, "it has no optimizer"
     cls = optimizer_spec["class_name"]
@@ -287,9 +316,9 @@ def compile_config(model, compile_spec, optimizer_spec):
         return None, f"its {cls} optimizer has a learning-rate schedule"
     return {"optimizer": {"module": "keras.optimizers", "class_name": cls, "config": config,
                           "registered_name": None},
-            "loss": compile_spec.get("loss"), "loss_weights": compile_spec.get("loss_weights"),
-            "metrics": compile_spec.get("metrics"),
-            "weighted_metrics": compile_spec.get("weighted_metrics"), "run_eagerly": False,
+            "loss": values["loss"], "loss_weights": values["loss_weights"],
+            "metrics": values["metrics"],
+            "weighted_metrics": values["weighted_metrics"], "run_eagerly": False,
             "steps_per_execution": 1, "jit_compile": False}, None
 
 
