@@ -162,3 +162,39 @@ def test_loss_and_metric_objects_reach_keras_compiled(keras, tmp_path):
     a = km.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0).history["loss"]
     b = m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0).history["loss"]
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+_SCHEDULES = {
+    "exponential": lambda S: S.ExponentialDecay(0.05, 2, 0.5, staircase=True),
+    "cosine": lambda S: S.CosineDecay(0.05, 5, alpha=0.1, warmup_target=0.1, warmup_steps=2),
+    "cosine-restarts": lambda S: S.CosineDecayRestarts(0.05, 2, t_mul=2.0, m_mul=0.5),
+    "inverse-time": lambda S: S.InverseTimeDecay(0.05, 2, 0.5),
+    "piecewise": lambda S: S.PiecewiseConstantDecay([2, 4], [0.05, 0.02, 0.01]),
+    "polynomial": lambda S: S.PolynomialDecay(0.05, 5, 0.001, power=2.0, cycle=True)}
+
+
+@pytest.mark.parametrize("name", list(_SCHEDULES))
+def test_a_learning_rate_schedule_reaches_keras_compiled(keras, tmp_path, name):
+    """An optimizer with a learning-rate schedule was written for Keras without its
+    compile_config (Keras loaded it uncompiled, the optimizer state lost). Keras has each
+    of our schedules with the same config: now Keras loads it compiled, with the Adam
+    state and the step count, and its next two epochs (the rate still decaying) equal ours."""
+    import warnings
+
+    from wsekern import nn
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 5)).astype("float32")
+    y = rng.normal(size=(16, 3)).astype("float32")
+    keras.utils.set_random_seed(0)
+    m = nn.Sequential([nn.Input((5,)), nn.layers.Dense(6, activation="tanh"),
+                       nn.layers.Dense(3)])
+    m.compile(nn.optimizers.Adam(_SCHEDULES[name](nn.optimizers.schedules)), "mse")
+    m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.save(tmp_path / "m.keras")
+    km = keras.models.load_model(tmp_path / "m.keras")
+    assert km.compiled and int(km.optimizer.iterations.numpy()) == 4
+    a = km.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history["loss"]
+    b = m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)

@@ -277,6 +277,11 @@ _KERAS_METRICS = frozenset("""AUC Accuracy BinaryAccuracy BinaryCrossentropy Cat
     TopKCategoricalAccuracy""".split())
 
 
+# our learning-rate schedules, each Keras's of the same name and config (Keras 3.15.1)
+_KERAS_SCHEDULES = frozenset("""CosineDecay CosineDecayRestarts ExponentialDecay
+    InverseTimeDecay PiecewiseConstantDecay PolynomialDecay""".split())
+
+
 def _keras_compile_value(v, module, known):
     """A loss/metric value of our compile spec in Keras's form, or None if it has none."""
     if v is None or isinstance(v, (str, int, float)):
@@ -312,8 +317,14 @@ def compile_config(model, compile_spec, optimizer_spec):
         return None, "it has no optimizer"
     cls = optimizer_spec["class_name"]
     config = dict(optimizer_spec["config"])
-    if any(isinstance(v, dict) for v in config.values()):
-        return None, f"its {cls} optimizer has a learning-rate schedule"
+    lr = config.get("learning_rate")
+    if isinstance(lr, dict) and lr.get("class_name") in _KERAS_SCHEDULES and \
+            isinstance(lr.get("config"), dict):
+        config["learning_rate"] = {"module": "keras.optimizers.schedules",
+                                   "class_name": lr["class_name"], "config": lr["config"],
+                                   "registered_name": None}
+    if any(isinstance(v, dict) and "module" not in v for v in config.values()):
+        return None, f"its {cls} optimizer has a learning-rate schedule Keras does not have"
     return {"optimizer": {"module": "keras.optimizers", "class_name": cls, "config": config,
                           "registered_name": None},
             "loss": values["loss"], "loss_weights": values["loss_weights"],
