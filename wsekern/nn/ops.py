@@ -2919,6 +2919,10 @@ def _merge_scores(inverse, scores, n):
         return np.log(out) + top
 
 
+# ctc_decode's beam search: one step's candidate paths above this many bytes are refused
+_BEAM_STEP_LIMIT = 4 * 2**30
+
+
 def _ctc_beam(x, seq_len, beam_width, top_paths, mask_index):
     """Keras's beam search (a port of its JAX/torch code: the same tie-breaking)."""
     B, Tm, C = x.shape
@@ -3013,6 +3017,15 @@ def ctc_decode(inputs, sequence_lengths, strategy="greedy", beam_width=100, top_
         if Tm == 0:
             raise ValueError("ctc_decode: beam search needs at least one time step; "
                              f"received inputs of shape {x.shape}")
+        # each step extends 2 x beam_width tracks by every class: that many paths of Tm
+        # int32 steps, their int64 hashes and sort order (about 24 bytes per path entry)
+        step_bytes = 2 * int(beam_width) * builtins.max(C, 1) * Tm * 24
+        if step_bytes > _BEAM_STEP_LIMIT:
+            raise ValueError(
+                f"ctc_decode: beam search with beam_width={beam_width} over {C} classes and "
+                f"{Tm} time steps extends {2 * int(beam_width) * C} paths per step, "
+                f"~{step_bytes / 2**30:.1f} GiB (limit {_BEAM_STEP_LIMIT / 2**30:.0f} GiB); "
+                f"use a smaller beam_width")
         paths, scores = _ctc_beam(data, seq, int(beam_width), int(top_paths), mask_index)
         return _const(paths), _const(scores)
     raise ValueError(f"Invalid strategy {strategy}. Supported values are 'greedy' and "
@@ -3510,11 +3523,18 @@ def rearrange(tensor, pattern, **axes_lengths):
 
 
 # -- jvp ------------------------------------------------------------------------------------------
+# jvp's estimate: one backward pass per output entry, each touching every element of the
+# graph plus a fixed per-node overhead (Python and NumPy call costs, in element operations)
+_JVP_NODE_COST = 1000
+_JVP_MAX_WORK = 1e11
+
+
 def jvp(fun, primals, tangents, has_aux=False):
     """Jacobian-vector product ``(fun(*primals), J tangents)`` (Keras's ``(outputs,
     tangents_out[, aux])``), exact: the autograd is reverse-mode, so each output entry's
     Jacobian row comes from one backward pass (cost: one pass per output entry; fine for the
-    small outputs jvp is used on, slow for large ones)."""
+    small outputs jvp is used on, slow for large ones; refused with a ValueError before any
+    pass when the estimate passes about 1e11 element operations)."""
     p_leaves, p_rebuild = _flatten(primals)
     t_leaves, _ = _flatten(tangents)
     if len(p_leaves) != len(t_leaves):
@@ -3532,11 +3552,24 @@ def jvp(fun, primals, tangents, has_aux=False):
     out, aux = (res[0], res[1]) if has_aux else (res, None)
     o_leaves, o_rebuild = _flatten(out)
     o_leaves = [as_tensor(o) for o in o_leaves]
+    graphs = [_graph(o) if o.requires_grad and o.dtype.kind == "f" else None
+              for o in o_leaves]
+    # one backward per output entry: estimate it before spending it
+    work = builtins.sum(o.size * builtins.sum(n.size + _JVP_NODE_COST for n in g)
+                        for o, g in zip(o_leaves, graphs) if g is not None)
+    if work > _JVP_MAX_WORK:
+        sizes = [o.size for o, g in zip(o_leaves, graphs) if g is not None]
+        raise ValueError(
+            f"jvp: {builtins.sum(sizes)} output entries (per output: {sizes}) each need one "
+            f"backward pass through a graph of up to "
+            f"{builtins.max(builtins.sum(n.size for n in g) for g in graphs if g)} elements: "
+            f"~{work:.2g} element operations, over the {_JVP_MAX_WORK:.0e} allowed (wsekern's "
+            "autograd is reverse-mode only). Ask for fewer output entries (slice the output "
+            "inside fun) or take a vector-Jacobian product with the gradient instead")
     tan_out = []
-    for o in o_leaves:
+    for o, nodes in zip(o_leaves, graphs):
         flat = np.zeros(o.size, dtype=o.dtype if o.dtype.kind == "f" else FLOATX)
-        if o.requires_grad and o.dtype.kind == "f":
-            nodes = _graph(o)
+        if nodes is not None:
             kept = [n.grad for n in nodes]       # gradients held before (weights' too)
             for k in range(o.size):
                 for node in nodes:

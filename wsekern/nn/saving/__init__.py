@@ -510,7 +510,7 @@ def load_weights(model, filepath, max_bytes=DEFAULT_MAX_BYTES):
         size = os.path.getsize(path)
         if size > max_bytes:
             raise ValueError(f"{path} is {size:,} bytes, beyond max_bytes={max_bytes:,}")
-        h5py = keras_format._import_h5py()
+        h5py = keras_format._import_h5py(f"{path}, an HDF5 weights file in Keras's layout,")
         try:
             kspec = keras_writer.model_config(model_spec(model), model)
         except keras_writer.NotKerasWritable as e:

@@ -7,8 +7,9 @@ The config is translated to wsekern.nn's (the ``module``/``class_name`` wrappers
 a layer class wsekern.nn lacks is refused by name. The weights are read from the HDF5 file
 layer by layer (nested models recursively), each dataset's shape checked against the built
 layer before it is read, and set through ``set_weights``. The optimizer state is restored for
-SGD, RMSprop, Adam and AdamW, whose variable order in Keras's file is known; for another
-optimizer the weights load and a warning says the state did not.
+SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax, Lion and Nadam, whose variable order
+in Keras's file is known; for another optimizer the weights load and a warning says the
+state did not.
 
 h5py is needed only here (``pip install 'wsekern[keras]'``); it is imported when such a file
 is read. Nothing in the file is run.
@@ -48,7 +49,17 @@ _OPS = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Divide": 
 _SLOT_GROUPS = {"SGD": [("momentum",)],
                 "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
                 "Adam": [("momentum", "velocity"), ("velocity_hat",)],
-                "AdamW": [("momentum", "velocity"), ("velocity_hat",)]}
+                "AdamW": [("momentum", "velocity"), ("velocity_hat",)],
+                # Keras's add_optimizer_variables(var_list, [names]): per variable, each name
+                # (Keras 3.15's adagrad/adadelta/adamax/lion.py; our slots, same updates)
+                "Adagrad": [("accumulator",)],
+                "Adadelta": [("accumulated_grad", "accumulated_delta_var")],
+                "Adamax": [("m", "u")],
+                "Lion": [("momentum",)],
+                "Nadam": [("momentum", "velocity")]}
+# scalars Keras keeps after the slots: Nadam's running product of its momentum schedule
+# (ours recomputes it from the step count, so it is written but not read)
+_TRAILING = {"Nadam": 1}
 # a layer made of sublayers: the HDF5 groups holding its weights, in get_weights order
 _SUBLAYER_GROUPS = {"MultiHeadAttention": ("query_dense", "key_dense", "value_dense",
                                           "output_dense"),
@@ -78,13 +89,15 @@ def _json_member(archive, name, cap):
                          f"{str(e)[:100]})") from None
 
 
-def _import_h5py():
+def _import_h5py(what="a .keras file in Keras's format (written by Keras, or by "
+                       "wsekern.nn's save where h5py was installed)"):
     try:
         import h5py
     except ImportError:
-        raise ImportError("reading a .keras file that Keras wrote needs h5py, an optional "
+        raise ImportError(f"reading {what} needs h5py (its weights are HDF5), an optional "
                           "extra of wsekern: pip install 'wsekern[keras]' (or pip install "
-                          "h5py); files saved by wsekern.nn need nothing more") from None
+                          "h5py); files in wsekern.nn's own format need nothing more") \
+            from None
     return h5py
 
 
@@ -489,7 +502,7 @@ def _load_optimizer_state(store, model, opt_class, variables):
     layout = [(j_names, v) for grp in groups for j_names in [[n for n in grp if n in active]]
               if j_names for v in range(len(variables))]
     scalars = 1 + (not callable(opt._learning_rate))     # iterations, the learning rate
-    n_slots = sum(len(names) for names, _ in layout)
+    n_slots = sum(len(names) for names, _ in layout) + _TRAILING.get(name, 0)
     if len(found) != scalars + n_slots:
         warnings.warn(f"the weights were loaded but not the optimizer state: the file holds "
                       f"{len(found)} optimizer variables where {name} on this model keeps "
@@ -568,6 +581,7 @@ def weights_loader(archive, max_bytes):
     meta = _json_member(archive, "metadata.json", METADATA_MAX_BYTES)
     kspec = _json_member(archive, "config.json", KERAS_CONFIG_MAX_BYTES)
     info = _weights_member(archive, meta, max_bytes)
+    _import_h5py()                 # before the model is built: a clear error, nothing done
 
     def load(model):
         with _open_h5(archive, info) as h5:

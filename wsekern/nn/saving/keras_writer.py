@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from .keras_format import _layer_groups
+from .keras_format import _SLOT_GROUPS, _layer_groups
 
 KERAS_VERSION = "3.15.1"          # the Keras the files were checked against
 NATIVE_PREFIX = "wsekern/"
@@ -42,10 +42,6 @@ _OP_CLASSES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply",
                "all": "All"}
 _MODULE_OF_KEY = (("_initializer", "keras.initializers"), ("_regularizer", "keras.regularizers"),
                   ("_constraint", "keras.constraints"))
-_SLOT_GROUPS = {"SGD": [("momentum",)],
-                "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
-                "Adam": [("momentum", "velocity"), ("velocity_hat",)],
-                "AdamW": [("momentum", "velocity"), ("velocity_hat",)]}
 
 
 class NotKerasWritable(ValueError):
@@ -267,33 +263,73 @@ def _flat_outputs(v):
     return [v]
 
 
+# loss and metric classes of ours that Keras 3 has with the same constructor arguments
+# (checked against Keras 3.15.1: our configs are a subset of what its constructors take)
+_KERAS_LOSSES = frozenset("""BinaryCrossentropy CategoricalCrossentropy CategoricalHinge
+    CosineSimilarity Hinge Huber KLDivergence LogCosh MeanAbsoluteError
+    MeanAbsolutePercentageError MeanSquaredError MeanSquaredLogarithmicError Poisson
+    SparseCategoricalCrossentropy SquaredHinge""".split())
+_KERAS_METRICS = frozenset("""AUC Accuracy BinaryAccuracy BinaryCrossentropy CategoricalAccuracy
+    CategoricalCrossentropy CategoricalHinge CosineSimilarity Hinge KLDivergence LogCoshError
+    MeanAbsoluteError MeanAbsolutePercentageError MeanSquaredError MeanSquaredLogarithmicError
+    Poisson Precision Recall RootMeanSquaredError SparseCategoricalAccuracy
+    SparseCategoricalCrossentropy SparseTopKCategoricalAccuracy SquaredHinge
+    TopKCategoricalAccuracy""".split())
+
+
+# our learning-rate schedules, each Keras's of the same name and config (Keras 3.15.1)
+_KERAS_SCHEDULES = frozenset("""CosineDecay CosineDecayRestarts ExponentialDecay
+    InverseTimeDecay PiecewiseConstantDecay PolynomialDecay""".split())
+
+
+def _keras_compile_value(v, module, known):
+    """A loss/metric value of our compile spec in Keras's form, or None if it has none."""
+    if v is None or isinstance(v, (str, int, float)):
+        return v
+    if isinstance(v, list):
+        out = [_keras_compile_value(x, module, known) for x in v]
+        return None if any(x is None and y is not None for x, y in zip(out, v)) else out
+    if isinstance(v, dict) and "class_name" not in v:
+        out = {k: _keras_compile_value(x, module, known) for k, x in v.items()}
+        return None if any(out[k] is None and v[k] is not None for k in v) else out
+    if isinstance(v, dict) and v.get("class_name") in known and \
+            isinstance(v.get("config"), dict):
+        return {"module": module, "class_name": v["class_name"], "config": v["config"],
+                "registered_name": None}
+    return None
+
+
 def compile_config(model, compile_spec, optimizer_spec):
     """Keras's compile_config, or None (with the reason) where Keras could not rebuild it."""
     if compile_spec is None:
         return None, None
-
-    def plain(v):
-        if v is None or isinstance(v, (str, int, float)):
-            return True
-        if isinstance(v, list):
-            return all(plain(x) for x in v)
-        if isinstance(v, dict) and "class_name" not in v:
-            return all(plain(x) for x in v.values())
-        return False
-    if not all(plain(compile_spec.get(k)) for k in ("loss", "loss_weights", "metrics",
-                                                     "weighted_metrics")):
-        return None, "its loss or metrics are objects (Keras gets them by name only here)"
+    values = {}
+    for key, module, known in (("loss", "keras.losses", _KERAS_LOSSES),
+                               ("loss_weights", None, ()),
+                               ("metrics", "keras.metrics", _KERAS_METRICS),
+                               ("weighted_metrics", "keras.metrics", _KERAS_METRICS)):
+        v = compile_spec.get(key)
+        values[key] = _keras_compile_value(v, module, known)
+        if values[key] is None and v is not None:
+            return None, (f"its {key} holds an object Keras does not have (custom, or a "
+                          f"wrapped function)")
     if optimizer_spec is None:
         return None, "it has no optimizer"
     cls = optimizer_spec["class_name"]
     config = dict(optimizer_spec["config"])
-    if any(isinstance(v, dict) for v in config.values()):
-        return None, f"its {cls} optimizer has a learning-rate schedule"
+    lr = config.get("learning_rate")
+    if isinstance(lr, dict) and lr.get("class_name") in _KERAS_SCHEDULES and \
+            isinstance(lr.get("config"), dict):
+        config["learning_rate"] = {"module": "keras.optimizers.schedules",
+                                   "class_name": lr["class_name"], "config": lr["config"],
+                                   "registered_name": None}
+    if any(isinstance(v, dict) and "module" not in v for v in config.values()):
+        return None, f"its {cls} optimizer has a learning-rate schedule Keras does not have"
     return {"optimizer": {"module": "keras.optimizers", "class_name": cls, "config": config,
                           "registered_name": None},
-            "loss": compile_spec.get("loss"), "loss_weights": compile_spec.get("loss_weights"),
-            "metrics": compile_spec.get("metrics"),
-            "weighted_metrics": compile_spec.get("weighted_metrics"), "run_eagerly": False,
+            "loss": values["loss"], "loss_weights": values["loss_weights"],
+            "metrics": values["metrics"],
+            "weighted_metrics": values["weighted_metrics"], "run_eagerly": False,
             "steps_per_execution": 1, "jit_compile": False}, None
 
 
@@ -385,6 +421,8 @@ def _optimizer_vars(model, variables):
                 arr = np.zeros(shape, np.asarray(v.data).dtype) if arr is None else \
                     np.asarray(arr).reshape(shape)
                 out.append(arr)
+    if name == "Nadam":           # Keras's _u_product, last (ours tracks the same product)
+        out.append(np.asarray(opt._u_product, dtype=np.float32))
     return out, None
 
 
