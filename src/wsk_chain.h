@@ -189,7 +189,8 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
             hold = hold + f;
         D = wsk_chain_dmax(wsk_chain_dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1),
                            (hold + dt) + Ls - 1) + 1 + task;
-        ahead = n * Lg + Lg - 1 - (long) cushion;
+        /* (long) of inf or >= 2^63 is undefined: a cushion past 1e18 holds every round */
+        ahead = n * Lg + Lg - 1 - (long) (cushion < 1e18 ? cushion : 1e18);
         if (ahead >= 0) {
             nb = ahead / Lg;
             back = ahead % Lg;
