@@ -26,7 +26,9 @@ def shared(K):
     a, b = K.Input((4,), name="a"), K.Input((4,), name="b")
     d = L.Dense(4, name="shared")
     deep = L.Dense(4, name="deep")(L.Dense(4, name="pre")(d(b)))
-    return K.Model([a, b], L.Dense(3, name="out")(L.Concatenate(name="cat")([d(a), deep])),
+    short = L.Dense(4, name="short")(a)
+    return K.Model([a, b], L.Dense(3, name="out")(L.Concatenate(name="cat")([short, deep,
+                                                                             d(a)])),
                    name="m")
 
 
