@@ -19,6 +19,7 @@ import numpy as np
 
 from ..._atomic import atomic_file
 from .. import losses as losses_mod
+from ..models.functional import file_layer_order
 from ..registry import (
     custom_object_scope,
     get_custom_objects,
@@ -29,7 +30,6 @@ from ..registry import (
 from . import keras_format, keras_writer, optimizer_io
 from .archive import Archive, dumps, npy_bytes, write_atomically
 from .model_config import ConfigError, model_from_config, model_spec, need
-from ..models.functional import file_layer_order
 
 FORMAT = "wsekern.nn/2"
 OLD_FORMAT = "wsekern.nn/1"
