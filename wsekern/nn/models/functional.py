@@ -176,9 +176,11 @@ class Functional(Model):
         def stops(node):
             return isinstance(node.layer, InputLayer) and not node.args or \
                 any(id(o) in given for o in flatten(node.outputs))
+        parents = {id(n): [t.node for t in _sorted_flatten((n.args, n.kwargs))]
+                   for n in self._nodes}           # once each: the walk asks twice
         ranked = map_graph_order([t.node for t in _sorted_flatten(self._outputs_struct)],
-                                 lambda n: [t.node for t in _sorted_flatten((n.args, n.kwargs))],
-                                 lambda n: id(n.layer), stops, [t.node for t in self.inputs])
+                                 lambda n: parents[id(n)], lambda n: id(n.layer), stops,
+                                 [t.node for t in self.inputs])
         return [by_id[k] for k in ranked]
 
     def _file_order_layers(self):
