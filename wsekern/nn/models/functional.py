@@ -1,6 +1,8 @@
 """``Model(inputs, outputs)``: the graph of layer calls between ``keras.Input`` tensors and
 the outputs, run node by node in topological order (shared layers, several inputs and
 outputs as lists or dicts, sub-models from intermediate outputs, models as layers)."""
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..layers.base import training_given
@@ -53,6 +55,82 @@ def topological_nodes(outputs, inputs):
     return inputs_first + [n for n in order if not any(n is i for i in inputs_first)]
 
 
+def map_graph_order(outputs, parents, layer_of, stops, inputs):
+    """The layers of a graph in the order Keras 3's Functional keeps them (``map_graph``:
+    by depth from the outputs, deepest first; ties in the order a depth-first walk from the
+    outputs meets them; inputs the outputs do not use last among depth 0, first of them).
+    Nodes and layers are any hashable keys: ``outputs`` the output nodes in Keras's flatten
+    order (dict keys sorted), ``parents(n)`` a node's parent nodes likewise, ``layer_of(n)``
+    its layer, ``stops(n)`` true for a node the walk does not go past (an input), ``inputs``
+    the model's input nodes. One implementation for the live graph and for a saved spec
+    (keras_writer), so ``model.layers``, the weights and Keras's files agree."""
+    finished, order, index = set(), [], {}
+    for out in outputs:
+        if out in finished:
+            continue
+        index.setdefault(layer_of(out), len(index))
+        stack = [(out, iter([] if stops(out) else parents(out)))]
+        on_stack = {out}
+        while stack:                      # iterative: a deep graph must not hit the limit
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                on_stack.discard(node)
+                if node not in finished:
+                    finished.add(node)
+                    order.append(node)
+                continue
+            if nxt in finished or nxt in on_stack:
+                continue
+            index.setdefault(layer_of(nxt), len(index))
+            on_stack.add(nxt)
+            stack.append((nxt, iter([] if stops(nxt) else parents(nxt))))
+    node_depth, layer_depth = {}, {}
+    for n in reversed(order):
+        depth = max(node_depth.setdefault(n, 0), layer_depth.get(layer_of(n), 0))
+        layer_depth[layer_of(n)] = node_depth[n] = depth
+        if not stops(n):
+            for p in parents(n):
+                node_depth[p] = max(depth + 1, node_depth.get(p, 0))
+    for n in inputs:                                  # inputs the outputs do not use
+        if layer_of(n) not in layer_depth:
+            layer_depth[layer_of(n)], index[layer_of(n)] = 0, -1
+    return sorted(layer_depth, key=lambda k: (-layer_depth[k], index[k]))
+
+
+def _sorted_flatten(structure):
+    """KerasTensors in Keras's ``tree.flatten`` order (dict keys sorted)."""
+    if isinstance(structure, (list, tuple)):
+        return [t for v in structure for t in _sorted_flatten(v)]
+    if isinstance(structure, dict):
+        return [t for k in sorted(structure) for t in _sorted_flatten(structure[k])]
+    return [structure] if isinstance(structure, KerasTensor) else []
+
+
+@contextmanager
+def file_layer_order(model):
+    """Within: every functional model in ``model`` (nested ones too) lists its layers, so
+    its weights, in the order wsekern.nn kept before session 20 (inputs, then layers as the
+    graph runs): the order of the flat weight list, mask keys and optimizer-state keys of
+    wsekern.nn's own files, written before and since, so files stay as they were."""
+    swapped, seen, todo = [], set(), [model]
+    try:
+        while todo:
+            layer = todo.pop()
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if isinstance(layer, Functional):
+                swapped.append((layer, layer._graph_layers))
+                layer._graph_layers = layer._file_order_layers()
+            todo.extend(layer.layers if isinstance(layer, Model) else layer._sublayers())
+        yield model
+    finally:
+        for layer, kept in reversed(swapped):
+            layer._graph_layers = kept
+
+
 class Functional(Model):
     """A model defined by its symbolic inputs and outputs (``keras.Model(inputs, outputs)``)."""
 
@@ -77,15 +155,7 @@ class Functional(Model):
                 raise ValueError(f"Model inputs must come from keras.Input(...); {t.name!r} "
                                  f"is the output of layer {t.node.layer.name!r}")
         self._nodes = topological_nodes(self.outputs, self.inputs)
-        seen, graph_layers = set(), []
-        for t in self.inputs:
-            seen.add(id(t.node.layer))
-            graph_layers.append(t.node.layer)
-        for node in self._nodes:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                graph_layers.append(node.layer)
-        self._graph_layers = graph_layers
+        self._graph_layers = self._keras_order_layers()
         self._input_names = (list(inputs) if isinstance(inputs, dict)
                              else [t.node.layer.name for t in self.inputs])
         self._output_names = (list(outputs) if isinstance(outputs, dict)
@@ -96,6 +166,32 @@ class Functional(Model):
         self.input_shape = map_structure(lambda t: t.shape, inputs)
         self.output_shape = map_structure(lambda t: t.shape, outputs)
         self._placed()                    # built already: the wafer sees the first step
+
+    def _keras_order_layers(self):
+        """The layers in Keras's order (``map_graph_order``): ``layers``, the weights,
+        ``trainable_weights`` (so the optimizer's slots) and ``summary`` match Keras's."""
+        by_id = {id(n.layer): n.layer for n in self._nodes}
+        given = {id(t) for t in self.inputs}
+
+        def stops(node):
+            return isinstance(node.layer, InputLayer) and not node.args or \
+                any(id(o) in given for o in flatten(node.outputs))
+        parents = {id(n): [t.node for t in _sorted_flatten((n.args, n.kwargs))]
+                   for n in self._nodes}           # once each: the walk asks twice
+        ranked = map_graph_order([t.node for t in _sorted_flatten(self._outputs_struct)],
+                                 lambda n: parents[id(n)], lambda n: id(n.layer), stops,
+                                 [t.node for t in self.inputs])
+        return [by_id[k] for k in ranked]
+
+    def _file_order_layers(self):
+        """The order of sessions before 20: the inputs, then each layer as the graph first
+        runs it (see ``file_layer_order``)."""
+        seen, out = set(), []
+        for layer in [t.node.layer for t in self.inputs] + [n.layer for n in self._nodes]:
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                out.append(layer)
+        return out
 
     @property
     def layers(self):

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..._atomic import atomic_file
 from .. import losses as losses_mod
+from ..models.functional import file_layer_order
 from ..registry import (
     custom_object_scope,
     get_custom_objects,
@@ -86,20 +87,22 @@ def save_model(model, filepath, overwrite=True):
     """Write ``model`` to ``filepath`` atomically (see the module docstring). A ``.keras``
     path gets Keras 3's format where Keras can rebuild the model (see :func:`_write_keras`);
     otherwise, and for any other path, wsekern.nn's own."""
-    spec = model_spec(model)
-    weights = model.get_weights()
-    arrays = {f"weights/{i}.npy": w for i, w in enumerate(weights)}
-    masks = {}
-    for i, layer in enumerate(model.layers):
-        for key, mask in _sparsity_masks(layer, str(i)):
-            arrays[f"masks/{_member_key(key)}.npy"] = np.asarray(mask, dtype=bool)
-            masks[key] = list(np.shape(mask))
+    with file_layer_order(model):         # the files' order, as before session 20
+        spec = model_spec(model)
+        weights = model.get_weights()
+        arrays = {f"weights/{i}.npy": w for i, w in enumerate(weights)}
+        masks = {}
+        for i, layer in enumerate(model.layers):
+            for key, mask in _sparsity_masks(layer, str(i)):
+                arrays[f"masks/{_member_key(key)}.npy"] = np.asarray(mask, dtype=bool)
+                masks[key] = list(np.shape(mask))
+        trainable = model.trainable_weights
     meta = {"format": FORMAT, "model": spec,
             "weights": [[list(w.shape), w.dtype.name] for w in weights], "masks": masks,
             "compile": _compile_spec(model)}
     if model.compiled and model.optimizer is not None:
         meta["optimizer"] = optimizer_io.serialize(model.optimizer)
-        state = optimizer_io.state_arrays(model.optimizer, model.trainable_weights)
+        state = optimizer_io.state_arrays(model.optimizer, trainable)
         meta["optimizer_state"] = {k: [list(np.shape(v)), np.asarray(v).dtype.name]
                                    for k, v in state.items()}
         arrays.update({f"optimizer/{_member_key(k)}.npy": v for k, v in state.items()})
@@ -170,7 +173,8 @@ def save_weights(model, filepath, overwrite=True):
             return
         warnings.warn(f"{path} is written in wsekern.nn's own format, which load_weights "
                       f"reads but Keras cannot: {why}", stacklevel=3)
-    weights = model.get_weights()
+    with file_layer_order(model):
+        weights = model.get_weights()
     write_atomically(filepath, {"format": FORMAT, "weights_only": True,
                                 "weights": [[list(w.shape), w.dtype.name] for w in weights]},
                      {f"weights/{i}.npy": w for i, w in enumerate(weights)}, overwrite=overwrite)
@@ -329,12 +333,13 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
             _bound_config_sizes(spec, max(elements, 2**16), path)
         with custom_object_scope(custom_objects or {}):
             model = model_from_config(spec, custom_objects, "config.json['model']")
-            expected = _expected_weights(model, declared, path)
-            _restore_masks(archive, meta, model, fmt, path)
+            with file_layer_order(model):             # the files' order (see there)
+                expected = _expected_weights(model, declared, path)
+                _restore_masks(archive, meta, model, fmt, path)
+                if keras_weights is None:
+                    model.set_weights(_read_weights(archive, meta, fmt, expected))
             if keras_weights is not None:
                 keras_weights(model)
-            else:
-                model.set_weights(_read_weights(archive, meta, fmt, expected))
             compile_cfg = meta.get("compile")
             if compile and compile_cfg:
                 _restore_compile(archive, meta, model, compile_cfg, fmt, custom_objects, path)
@@ -473,7 +478,8 @@ def _restore_compile(archive, meta, model, cfg, fmt, custom_objects, path):
     if fmt != FORMAT:
         return
     state_spec = meta.get("optimizer_state") or {}
-    variables = model.trainable_weights
+    with file_layer_order(model):                 # its keys index them in the files' order
+        variables = model.trainable_weights
     arrays = {}
     for key, entry in state_spec.items():
         at = f"config.json['optimizer_state'][{key!r}]"
@@ -532,5 +538,6 @@ def load_weights(model, filepath, max_bytes=DEFAULT_MAX_BYTES):
             return
         meta, fmt = _open_config(archive, path, "weights")
         declared = _manifest(meta, path) if fmt == FORMAT else None
-        expected = _expected_weights(model, declared, path)
-        model.set_weights(_read_weights(archive, meta, fmt, expected))
+        with file_layer_order(model):
+            expected = _expected_weights(model, declared, path)
+            model.set_weights(_read_weights(archive, meta, fmt, expected))

@@ -208,51 +208,19 @@ def _refs(v):
 
 def keras_layer_order(config):
     """Our functional spec's layer indices in the order Keras's Functional keeps them
-    (``map_graph``: by depth from the outputs, deepest first, ties in the order a depth-first
-    walk from the outputs meets them). Keras names its HDF5 groups, and orders its
-    trainable variables (so its optimizer's), by this order; ours may differ."""
+    (``map_graph``; Functional.layers keeps it too: see ``map_graph_order``). Keras names
+    its HDF5 groups, and orders its trainable variables (so its optimizer's), by this order."""
+    from ..models.functional import map_graph_order
     nodes, layers = config["nodes"], config["layers"]
-    inputs = {r[0] for r in _refs(config["inputs"])}
-    finished, order, index = set(), [], {}
-
-    def visit(j):
-        if j in finished:
-            return
-        index.setdefault(nodes[j]["layer"], len(index))
-        stack = [(j, iter([] if j in inputs or layers[nodes[j]["layer"]]["class_name"]
-                          == "InputLayer" else [r[0] for r in _refs((nodes[j]["args"],
-                                                                     nodes[j]["kwargs"]))]))]
-        while stack:                      # iterative: a deep graph must not hit the limit
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                stack.pop()
-                if node not in finished:
-                    finished.add(node)
-                    order.append(node)
-                continue
-            if nxt in finished or any(nxt == n for n, _ in stack):
-                continue
-            index.setdefault(nodes[nxt]["layer"], len(index))
-            parents = [] if nxt in inputs or layers[nodes[nxt]["layer"]]["class_name"] == \
-                "InputLayer" else [r[0] for r in _refs((nodes[nxt]["args"],
-                                                        nodes[nxt]["kwargs"]))]
-            stack.append((nxt, iter(parents)))
-    for r in _refs(config["outputs"]):
-        visit(r[0])
-    node_depth, layer_depth = {}, {}
-    for j in reversed(order):
-        depth = max(node_depth.setdefault(j, 0), layer_depth.get(nodes[j]["layer"], 0))
-        layer_depth[nodes[j]["layer"]] = node_depth[j] = depth
-        if not (j in inputs or layers[nodes[j]["layer"]]["class_name"] == "InputLayer"):
-            for p in [r[0] for r in _refs((nodes[j]["args"], nodes[j]["kwargs"]))]:
-                node_depth[p] = max(depth + 1, node_depth.get(p, 0))
-    for r in _refs(config["inputs"]):                # inputs the outputs do not use
-        i = nodes[r[0]]["layer"]
-        if i not in layer_depth:
-            layer_depth[i], index[i] = 0, -1
-    ranked = sorted(layer_depth, key=lambda i: (-layer_depth[i], index[i]))
-    return ranked + [i for i in range(len(layers)) if i not in layer_depth]
+    inputs = [r[0] for r in _refs(config["inputs"])]
+    given = set(inputs)
+    ranked = map_graph_order(
+        [r[0] for r in _refs(config["outputs"])],
+        lambda j: [r[0] for r in _refs((nodes[j]["args"], nodes[j]["kwargs"]))],
+        lambda j: nodes[j]["layer"],
+        lambda j: j in given or layers[nodes[j]["layer"]]["class_name"] == "InputLayer",
+        inputs)
+    return ranked + [i for i in range(len(layers)) if i not in set(ranked)]
 
 
 def _flat_outputs(v):
