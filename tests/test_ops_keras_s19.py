@@ -3,6 +3,7 @@ keras.ops on the torch backend (skipped without Keras), values against NumPy/Sci
 gradients against central finite differences in float64 (run everywhere, CI included)."""
 import numpy as np
 import pytest
+from ops_grads import as_list, our_grads, torch_grads
 from test_nn_grad import numeric_grad
 
 from wsekern.nn import ops
@@ -150,14 +151,10 @@ def _ids(cases):
     return [f"{c[0]}-{i}" for i, c in enumerate(cases)]
 
 
-def _as_list(out):
-    return list(out) if isinstance(out, (tuple, list)) else [out]
-
-
 @pytest.mark.parametrize("name,args,kwargs", VALUES, ids=_ids(VALUES))
 def test_value_and_dtype_match_keras(keras, name, args, kwargs):
-    want = _as_list(getattr(keras.ops, name)(*args, **kwargs))
-    got = _as_list(getattr(ops, name)(*args, **kwargs))
+    want = as_list(getattr(keras.ops, name)(*args, **kwargs))
+    got = as_list(getattr(ops, name)(*args, **kwargs))
     assert len(got) == len(want)
     for g, w in zip(got, want):
         assert isinstance(g, Tensor)
@@ -265,7 +262,7 @@ def check_grad(fn, *arrays, rtol=1e-5, atol=1e-7):
     arrays = [np.array(a, dtype=np.float64) for a in arrays]
 
     def outs(*ts):
-        return [o for o in _as_list(fn(*ts))]
+        return [o for o in as_list(fn(*ts))]
     Rs = [np.random.default_rng(5 + i).standard_normal(o.shape)
           for i, o in enumerate(outs(*[Tensor(a) for a in arrays]))]
 
@@ -416,27 +413,6 @@ def test_nn_ops_match_keras(keras, name, args, kwargs):
     test_value_and_dtype_match_keras(keras, name, args, kwargs)
 
 
-def _torch_grads(keras, fn, arrays):
-    """Gradients of sum(fn(*tensors) * R) through keras.ops on torch (torch autograd)."""
-    import torch
-    ts = [torch.tensor(np.asarray(a, np.float64), requires_grad=True) for a in arrays]
-    outs = _as_list(fn(keras.ops, *ts))
-    total = builtin_sum((o * torch.tensor(np.random.default_rng(5 + i).standard_normal(
-        tuple(o.shape)))).sum() for i, o in enumerate(outs))
-    return [g.numpy() for g in torch.autograd.grad(total, ts)]
-
-
-def _our_grads(fn, arrays):
-    ts = [Tensor(np.asarray(a, np.float64), requires_grad=True) for a in arrays]
-    outs = _as_list(fn(ops, *ts))
-    total = None
-    for i, o in enumerate(outs):
-        term = ops.sum(ops.multiply(o, np.random.default_rng(5 + i).standard_normal(o.shape)))
-        total = term if total is None else ops.add(total, term)
-    total.backward()
-    return [t.grad for t in ts]
-
-
 # (torch's autograd passes a gradient through a fully masked row's logits, whose value
 # does not depend on them: the masks here keep one entry in every row)
 TORCH_GRADS = [
@@ -463,7 +439,7 @@ TORCH_GRADS = [
 @pytest.mark.parametrize("case", TORCH_GRADS, ids=[c[0] for c in TORCH_GRADS])
 def test_gradient_against_torch_autograd(keras, case):
     _, fn, *arrays = case
-    for got, want in zip(_our_grads(fn, arrays), _torch_grads(keras, fn, arrays)):
+    for got, want in zip(our_grads(fn, arrays), torch_grads(keras, fn, arrays)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
@@ -683,7 +659,7 @@ def test_segment_max_ties_as_torch(keras):
     data = np.array([[1.0, 2.0], [1.0, 0.0], [3.0, 2.0], [-1.0, -1.0]])
     for fn in (lambda K, d: K.segment_max(d, np.array([0, 0, 0, 2]), num_segments=3),
                lambda K, d: K.segment_min(d, np.array([1, 1, 0, 1]))):
-        got, want = _our_grads(fn, [data])[0], _torch_grads(keras, fn, [data])[0]
+        got, want = our_grads(fn, [data])[0], torch_grads(keras, fn, [data])[0]
         np.testing.assert_allclose(got, want, rtol=1e-6)      # Keras sums in float32
 
 

@@ -5,6 +5,7 @@ gradients against central finite differences in float64 (run everywhere, CI incl
 against torch autograd through keras.ops."""
 import numpy as np
 import pytest
+from ops_grads import as_list, our_grads, torch_grads
 from test_nn_grad import numeric_grad
 
 from wsekern.nn import ops
@@ -150,15 +151,11 @@ def _ids(cases):
     return [f"{c[0]}-{i}" for i, c in enumerate(cases)]
 
 
-def _as_list(out):
-    return list(out) if isinstance(out, (tuple, list)) else [out]
-
-
 @pytest.mark.parametrize("name,args,kwargs", VALUES, ids=_ids(VALUES))
 def test_value_and_dtype_match_keras(keras, name, args, kwargs):
     args = _resolve(args)
-    want = _as_list(getattr(keras.ops, name)(*_torch(args), **kwargs))
-    got = _as_list(getattr(ops, name)(*args, **kwargs))
+    want = as_list(getattr(keras.ops, name)(*_torch(args), **kwargs))
+    got = as_list(getattr(ops, name)(*args, **kwargs))
     assert len(got) == len(want)
     for g, w in zip(got, want):
         assert isinstance(g, Tensor)
@@ -196,7 +193,7 @@ def check_grad(fn, *arrays, rtol=1e-5, atol=1e-7):
     arrays = [np.array(a, dtype=np.float64) for a in arrays]
 
     def outs(*ts):
-        return _as_list(fn(*ts))
+        return as_list(fn(*ts))
     Rs = [np.random.default_rng(5 + i).standard_normal(o.shape)
           for i, o in enumerate(outs(*[Tensor(a) for a in arrays]))]
 
@@ -292,27 +289,6 @@ def _flat_arrays(arrays):
     return out
 
 
-def _torch_grads(keras, fn, arrays):
-    """Gradients of sum(fn(*tensors) * R) through keras.ops on torch (torch autograd)."""
-    import torch
-    ts = [torch.tensor(np.asarray(a, np.float64), requires_grad=True) for a in arrays]
-    outs = _as_list(fn(keras.ops, *ts))
-    total = sum((o * torch.tensor(np.random.default_rng(5 + i).standard_normal(
-        tuple(o.shape)))).sum() for i, o in enumerate(outs))
-    return [g.numpy() for g in torch.autograd.grad(total, ts)]
-
-
-def _our_grads(fn, arrays):
-    ts = [Tensor(np.asarray(a, np.float64), requires_grad=True) for a in arrays]
-    outs = _as_list(fn(ops, *ts))
-    total = None
-    for i, o in enumerate(outs):
-        term = ops.sum(ops.multiply(o, np.random.default_rng(5 + i).standard_normal(o.shape)))
-        total = term if total is None else ops.add(total, term)
-    total.backward()
-    return [t.grad for t in ts]
-
-
 TORCH_GRADS = [
     ("ctc_loss", lambda K, x: K.ctc_loss(LABELS, x, L([2, 3, 1]), L([6, 4, 5])), LOGITS),
     ("ctc_loss blank 4", lambda K, x: K.ctc_loss(
@@ -335,7 +311,7 @@ TORCH_GRADS = [
 def test_gradient_against_torch_autograd(keras, case):
     _, fn, *arrays = case
     arrays = _flat_arrays(arrays)
-    for got, want in zip(_our_grads(fn, arrays), _torch_grads(keras, fn, arrays)):
+    for got, want in zip(our_grads(fn, arrays), torch_grads(keras, fn, arrays)):
         # torch's float64 CTC gradient is ~4e-7 off finite differences (ours: 1e-9)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
 
