@@ -1899,8 +1899,8 @@ cdef object _kept_w(object P, const floating[::1] data, const index_t[::1] indic
         same = seen.shape[0] == K and (K == 0 or memcmp(&seen[0], &alive[0], K) == 0)
         if same and cached[1] is not None:
             return cached[1]
-    if not same or nnz * (<Py_ssize_t>sizeof(floating) + <Py_ssize_t>sizeof(index_t)) > (
-            _KEPT_MAX_BYTES):
+    if not same or (nnz * (<Py_ssize_t>sizeof(floating) + <Py_ssize_t>sizeof(index_t))
+                    + (M + 1) * <Py_ssize_t>sizeof(index_t)) > _KEPT_MAX_BYTES:
         P._kept = (bytes(alive), None)
         return None
     dtype = np.asarray(data).dtype
@@ -1926,5 +1926,8 @@ cdef object _kept_w(object P, const floating[::1] data, const index_t[::1] indic
     result = (kept_vals_arr[:n], kept_cols_arr[:n], kept_ptr_arr)
     for a in result:
         a.flags.writeable = False
-    P._kept = (cached[0], result)
+    # kept only if nothing dropped or replaced the cache while the GIL was released: a
+    # set_values meanwhile (another thread) may have changed values read above
+    if P._kept is cached:
+        P._kept = (cached[0], result)
     return result
