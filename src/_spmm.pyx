@@ -1643,11 +1643,33 @@ cdef inline Py_ssize_t _count_nonzero(const floating* x, Py_ssize_t n) noexcept 
     return nz
 
 
+cdef inline Py_ssize_t _lean_kernel(const floating* vals, const index_t* cols,
+                                    const index_t* ip, const floating* x, Py_ssize_t M,
+                                    Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz,
+                                    floating* y) noexcept nogil:
+    # the column indices checked in one pass, then the kernel without a check: nonzero
+    # where an index is out of range (nothing of y to be used)
+    if _cols_bad(cols, nnz, K):
+        return 1
+    return _spmm_narrow_nc(vals, cols, ip, M, x, y, N)
+
+
 cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* ip,
                       const floating* x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
                       Py_ssize_t nnz, int ndim, int typenum, bint one, dict g):
-    # _plain_run up to _plain_narrow's result, on the arrays' pointers
-    if not _indptr_ok(ip, M, nnz):
+    # _plain_run up to _plain_narrow's result, on the arrays' pointers. The GIL is kept
+    # only for a call whose every pass is short: indptr's check and the kernel's row loop
+    # run over M, the nonzero count over K * N, whatever nnz (M = 2^25 rows, 64 nonzeros,
+    # held it ~0.1 s)
+    cdef bint small = (nnz * N < LEAN_GIL_WORK and M < LEAN_GIL_WORK
+                       and K * N < LEAN_GIL_WORK)
+    cdef bint ok
+    if small:
+        ok = _indptr_ok(ip, M, nnz)
+    else:
+        with nogil:
+            ok = _indptr_ok(ip, M, nnz)
+    if not ok:
         return None
     cost = g["cost_table"]()
     global _lean_table, _lean_mac, _lean_compact, _lean_dcall, _lean_dense, _lean_dnnz
@@ -1669,7 +1691,13 @@ cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* 
         return None
     if <double>M * <double>K * <double>N > 2.0 ** 53:
         return None
-    if _count_nonzero(x, K * N) < <double>g["SPARSE_X_DENSITY"] * K * N:
+    cdef Py_ssize_t nz
+    if small:
+        nz = _count_nonzero(x, K * N)
+    else:
+        with nogil:
+            nz = _count_nonzero(x, K * N)
+    if nz < <double>g["SPARSE_X_DENSITY"] * K * N:
         return None
     cdef cnp.npy_intp dims[2]
     dims[0] = M
@@ -1678,7 +1706,11 @@ cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* 
     cdef floating* y = <floating*>cnp.PyArray_DATA(<cnp.ndarray>result)
     cdef Py_ssize_t n_bad
     if nnz == 0:
-        memset(y, 0, M * N * sizeof(floating))
+        if small:
+            memset(y, 0, M * N * sizeof(floating))
+        else:
+            with nogil:
+                memset(y, 0, M * N * sizeof(floating))
         return result
     # the column indices checked in one pass, then the kernel without a check (see
     # wsk_narrow.h: the check in the row loop cost ~1/3 of the N = 1 kernel); for indices
@@ -1689,16 +1721,11 @@ cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* 
         with nogil:
             n_bad = _spmm_narrow(vals, cols, ip, 0, M, x, K, y, N)
         return None if n_bad else result
-    cdef bint small = nnz * N < LEAN_GIL_WORK
     if small:
-        n_bad = _cols_bad(cols, nnz, K)
-        if not n_bad:
-            n_bad = _spmm_narrow_nc(vals, cols, ip, M, x, y, N)
+        n_bad = _lean_kernel(vals, cols, ip, x, M, K, N, nnz, y)
     else:
         with nogil:
-            n_bad = _cols_bad(cols, nnz, K)
-            if not n_bad:
-                n_bad = _spmm_narrow_nc(vals, cols, ip, M, x, y, N)
+            n_bad = _lean_kernel(vals, cols, ip, x, M, K, N, nnz, y)
     if n_bad:                # a column index out of range: the Python route names it
         return None          # (or an X wider than the kernel: not reached, _narrow_route)
     return result
@@ -1872,8 +1899,8 @@ cdef object _kept_w(object P, const floating[::1] data, const index_t[::1] indic
         same = seen.shape[0] == K and (K == 0 or memcmp(&seen[0], &alive[0], K) == 0)
         if same and cached[1] is not None:
             return cached[1]
-    if not same or nnz * (<Py_ssize_t>sizeof(floating) + <Py_ssize_t>sizeof(index_t)) > (
-            _KEPT_MAX_BYTES):
+    if not same or (nnz * (<Py_ssize_t>sizeof(floating) + <Py_ssize_t>sizeof(index_t))
+                    + (M + 1) * <Py_ssize_t>sizeof(index_t)) > _KEPT_MAX_BYTES:
         P._kept = (bytes(alive), None)
         return None
     dtype = np.asarray(data).dtype
@@ -1899,5 +1926,8 @@ cdef object _kept_w(object P, const floating[::1] data, const index_t[::1] indic
     result = (kept_vals_arr[:n], kept_cols_arr[:n], kept_ptr_arr)
     for a in result:
         a.flags.writeable = False
-    P._kept = (cached[0], result)
+    # kept only if nothing dropped or replaced the cache while the GIL was released: a
+    # set_values meanwhile (another thread) may have changed values read above
+    if P._kept is cached:
+        P._kept = (cached[0], result)
     return result

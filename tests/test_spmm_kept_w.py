@@ -153,12 +153,12 @@ Xa, dead_a = dead_x(K, N, np.float32, 4)
 P = weight(M, K, np.float32, np.int32, dead_a)
 P.transpose()
 limit = _spmm._KEPT_MAX_BYTES
-_spmm._KEPT_MAX_BYTES = P.nnz * 8 - 1
+_spmm._KEPT_MAX_BYTES = P.nnz * 8 + (M + 1) * 4 - 1   # values, columns and row pointers
 try:
     for _ in range(3):
         check(P, Xa, spmm(P, Xa, n_threads=1))
         assert P._kept[1] is None
-    _spmm._KEPT_MAX_BYTES = P.nnz * 8
+    _spmm._KEPT_MAX_BYTES = P.nnz * 8 + (M + 1) * 4
     for _ in range(2):
         check(P, Xa, spmm(P, Xa, n_threads=1))
     assert P._kept[1] is not None

@@ -694,10 +694,20 @@ class PackedSparse:
             other, perm = cached
             other._values_changed()
             if _optim.copy_and_gather(values, self._data, perm, other._data):
+                self._kept_dropped()
                 return self
         self._data[...] = values
         self._sync_transpose()
+        self._kept_dropped()
         return self
+
+    def _kept_dropped(self):
+        # after the values are written, the compaction dropped again, on both sides: one
+        # that another thread made while they were being written holds some old values
+        # (_kept_w keeps its arrays only if _kept is still the tuple it started from)
+        self._kept = None
+        if self._transpose is not None:
+            self._transpose[0]._kept = None
 
     def _sync_transpose(self):
         if self._transpose is None:
