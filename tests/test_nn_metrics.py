@@ -110,9 +110,16 @@ def test_auc_multi_label_is_the_mean_over_labels():
                                          for j in range(3)]), abs=1e-3)
 
 
-def test_auc_refuses_non_probabilities():
-    with pytest.raises(ValueError, match="from_logits=True"):
-        M.AUC()(np.array([0, 1]), np.array([-2.0, 3.0]))
+def test_auc_on_non_probabilities_warns_and_computes_keras_value():
+    # Keras 3 takes logits given to AUC() (a from_logits loss beside it): its evenly spaced
+    # thresholds clip the predictions to [0, 1] first (was a ValueError here, s21). Ties
+    # count a half: 3 and 1.5 both clip to 1 -> (1 + 0.5 + 1 + 0) / 4.
+    y, logits = np.array([0, 1, 1, 0]), np.array([-2.0, 3.0, 0.5, 1.5])
+    with pytest.warns(UserWarning, match=r"outside \[0, 1\].*from_logits=True"):
+        got = float(M.AUC(num_thresholds=2001)(y, logits).data)
+    assert got == pytest.approx(0.625)
+    assert got == pytest.approx(float(M.AUC(num_thresholds=2001)(y, np.clip(logits, 0, 1))
+                                      .data))
 
 
 def test_mean_sum_reset_and_call():

@@ -6,6 +6,7 @@ unchanged); results are computed in float64 from the batch values and returned a
 Python floats' 0-d Tensors, as Keras returns scalar tensors.
 """
 import re
+import warnings
 
 import numpy as np
 
@@ -369,6 +370,13 @@ def _thresholds(thresholds, default):
     return np.asarray(t, dtype=np.float64)
 
 
+def _evenly(thresholds):
+    """Keras's is_evenly_distributed_thresholds: 0, 1/(n-1), ..., 1 with n >= 3."""
+    n = len(thresholds)
+    return n >= 3 and bool(np.allclose(thresholds, np.arange(n, dtype=np.float32) / (n - 1),
+                                       atol=EPSILON))
+
+
 def _weights_like(sample_weight, p):
     """Keras's per-sample (or per-entry) weights broadcast to the predictions ``p``: a
     weight per sample, shape (n,), weighs every label of that sample's row (n, labels)."""
@@ -385,17 +393,29 @@ def _weights_like(sample_weight, p):
                          f"({p.shape[:1]}) or one per entry") from None
 
 
+def _warn_outside(p, owner):
+    """Keras compares predictions outside [0, 1] (logits with AUC() and a from_logits loss,
+    say) with the thresholds as given (AUC's evenly spaced ones: clipped to [0, 1] first):
+    so do we, saying so, as the numbers rarely mean anything. One message per metric class,
+    so Python's filter shows it once, not every batch."""
+    if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+        warnings.warn(f"{owner} received predictions outside [0, 1]; they are compared "
+                      "with the thresholds as Keras does. Logits? Use "
+                      "AUC(from_logits=True), thresholds=0 for the counts, or a sigmoid.",
+                      UserWarning, stacklevel=5)
+        return True
+    return False
+
+
 def _confusion(y_true, y_pred, thresholds, sample_weight, top_k=None, class_id=None,
-               multi_label=False):
+               multi_label=False, owner="a confusion-matrix metric", evenly=False):
     """(tp, fp, tn, fn) per threshold — shape (T,) or (T, labels) with ``multi_label`` —
     counting a prediction as positive when it is strictly above the threshold."""
     t, p = _pair(y_true, y_pred)
     t = t.astype(np.float64)
     p = p.astype(np.float64)
-    if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
-        raise ValueError(f"predictions must be probabilities in [0, 1]; received values from "
-                         f"{np.nanmin(p)} to {np.nanmax(p)} (use from_logits=True for AUC, "
-                         "or apply a sigmoid)")
+    if _warn_outside(p, owner) and evenly:
+        p = np.clip(p, 0.0, 1.0)          # Keras's bucketed path (even thresholds) clips
     if t.size and not np.all((t == 0) | (t == 1)):
         raise ValueError("labels must be 0 or 1 for a confusion-matrix metric; received "
                          f"values {np.unique(t)[:5].tolist()}")
@@ -439,13 +459,14 @@ class _Confusion(Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         tp, fp, _, fn = _confusion(y_true, y_pred, self.thresholds, sample_weight, self.top_k,
-                                   self.class_id)
+                                   self.class_id, owner=type(self).__name__,
+                                   evenly=_evenly(self.thresholds))
         self.true_positives.assign_add(tp)
         self.false_positives.assign_add(fp)
         self.false_negatives.assign_add(fn)
 
-    def _out(self, values):
-        return _result(values[0] if np.ndim(self.init_thresholds) == 0 else values)
+    def _out(self, values):            # one threshold (0.5, [0.5]): a scalar, as Keras
+        return _result(values[0] if len(self.thresholds) == 1 else values)
 
     def get_config(self):
         return {**super().get_config(), "thresholds": self.init_thresholds,
@@ -468,6 +489,47 @@ class Recall(_Confusion):
         return self._out(_ratio(tp, tp + self.false_negatives.value))
 
 
+class _Count(Metric):
+    """Keras's confusion-matrix counts: the weighted number of (label, prediction > t)
+    pairs of one kind at each threshold (default 0.5); a scalar for one threshold."""
+    _which = None            # index in _confusion's (tp, fp, tn, fn)
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.init_thresholds = thresholds
+        self.thresholds = _thresholds(thresholds, 0.5)
+        self.accumulator = self.add_variable((len(self.thresholds),), name="accumulator",
+                                             dtype=np.float64)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        counts = _confusion(y_true, y_pred, self.thresholds, sample_weight,
+                            owner=type(self).__name__, evenly=_evenly(self.thresholds))
+        self.accumulator.assign_add(counts[self._which])
+
+    def result(self):
+        v = self.accumulator.value
+        return _result(v[0] if len(self.thresholds) == 1 else v)
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.init_thresholds}
+
+
+class TruePositives(_Count):
+    _which = 0
+
+
+class FalsePositives(_Count):
+    _which = 1
+
+
+class TrueNegatives(_Count):
+    _which = 2
+
+
+class FalseNegatives(_Count):
+    _which = 3
+
+
 class AUC(Metric):
     """Area under the ROC or PR curve from confusion counts at ``num_thresholds`` evenly
     spaced thresholds (Keras's: 0 - eps, 1/(n-1), ..., 1 + eps), summed with the
@@ -486,7 +548,9 @@ class AUC(Metric):
         if thresholds is not None:
             inner = sorted(float(t) for t in thresholds)
             num_thresholds = len(inner) + 2
+            self._evenly = _evenly([0.0] + inner + [1.0])
         else:
+            self._evenly = True
             if int(num_thresholds) <= 1:
                 raise ValueError(f"num_thresholds must be > 1; received {num_thresholds}")
             num_thresholds = int(num_thresholds)
@@ -513,7 +577,8 @@ class AUC(Metric):
         if self.from_logits:
             p = 0.5 * (1 + np.tanh(0.5 * p))
         counts = _confusion(y_true, p, self.thresholds, sample_weight,
-                            multi_label=self.multi_label)
+                            multi_label=self.multi_label, owner=type(self).__name__,
+                            evenly=self._evenly)
         if self.multi_label and self.true_positives.value.shape[1] != counts[0].shape[1]:
             if self.num_labels is None and not self.true_positives.value.size:
                 for v in self._metric_variables:       # first batch fixes the label count
@@ -581,7 +646,8 @@ _CLASSES = {c.__name__: c for c in (
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, RootMeanSquaredError, LogCoshError, KLDivergence, Poisson,
     Hinge, SquaredHinge, CategoricalHinge, CosineSimilarity, BinaryCrossentropy,
-    CategoricalCrossentropy, SparseCategoricalCrossentropy, AUC, Precision, Recall)}
+    CategoricalCrossentropy, SparseCategoricalCrossentropy, AUC, Precision, Recall,
+    TruePositives, FalsePositives, TrueNegatives, FalseNegatives)}
 
 # Keras 3's string names and aliases -> class
 _NAMES = {
