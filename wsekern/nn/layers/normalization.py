@@ -45,9 +45,13 @@ def _normalize(x, axes, eps, gamma, beta, stats=None, weights=None):
                 gx = inv * (gx - weights / n * gx.sum(axis=axes, keepdims=True)
                             - weights * xhat / n * (gx * xhat).sum(axis=axes, keepdims=True))
             elif stats is None:
+                # torch's form, the two means accumulated in float64: a bias just before
+                # the norm has a zero gradient in exact arithmetic, and float32 sums left
+                # ~1e-7 of noise there, which Adam (g / sqrt(v)) turns into full steps
                 count = np.prod([xd.shape[a] for a in np.atleast_1d(axes)])
-                gx = inv / count * (count * gx - gx.sum(axis=axes, keepdims=True)
-                                - xhat * (gx * xhat).sum(axis=axes, keepdims=True))
+                mg = gx.sum(axis=axes, keepdims=True, dtype=np.float64) / count
+                mgx = (gx * xhat).sum(axis=axes, keepdims=True, dtype=np.float64) / count
+                gx = inv * (gx - mg.astype(gx.dtype) - xhat * mgx.astype(gx.dtype))
             else:
                 gx = gx * inv
             x.accumulate(gx.astype(xd.dtype, copy=False))

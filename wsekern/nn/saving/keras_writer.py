@@ -242,7 +242,8 @@ _KERAS_METRICS = frozenset("""AUC Accuracy BinaryAccuracy BinaryCrossentropy Cat
     MeanAbsoluteError MeanAbsolutePercentageError MeanSquaredError MeanSquaredLogarithmicError
     Poisson Precision Recall RootMeanSquaredError SparseCategoricalAccuracy
     SparseCategoricalCrossentropy SparseTopKCategoricalAccuracy SquaredHinge
-    TopKCategoricalAccuracy""".split())
+    TopKCategoricalAccuracy TruePositives FalsePositives TrueNegatives
+    FalseNegatives""".split())
 
 
 # our learning-rate schedules, each Keras's of the same name and config (Keras 3.15.1)
