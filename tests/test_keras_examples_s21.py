@@ -238,9 +238,12 @@ def test_imbalanced_classification_example_as_keras(keras, tmp_path):
         d = tmp_path / name
         d.mkdir()
         K.utils.set_random_seed(0)
-        model, h, (xv, _, _), initial = _fraud_program(K, str(d), dropout=0.0,
-                                                      validation=validation, weights=weights)
+        model, h, (xv, yv, _), initial = _fraud_program(K, str(d), dropout=0.0,
+                                                       validation=validation, weights=weights)
+        data[:] = xv, yv
         return h, model.predict(xv, verbose=0), initial
+
+    data = [None, None]
 
     h_k, p_k, init = run(keras, "keras", True, None)
     h_kn, _, _ = run(keras, "keras-noval", False, init)
@@ -251,3 +254,13 @@ def test_imbalanced_classification_example_as_keras(keras, tmp_path):
         _close(h_o[key], (h_kn if train_count else h_k)[key], key)
     _close(p_o, p_k, "predictions after the fit")
     assert h_o["tp"] != h_o["val_tp"]           # the train side is not the validation side
+    # Keras loads our last checkpoint compiled with the six metrics and evaluates as ours
+    pytest.importorskip("h5py")
+    xv, yv = data
+    theirs = keras.models.load_model(tmp_path / "ours" / "fraud_model_at_epoch_3.keras")
+    mine = nn.models.load_model(tmp_path / "ours" / "fraud_model_at_epoch_3.keras")
+    ek = theirs.evaluate(xv, yv, verbose=0, return_dict=True)
+    eo = mine.evaluate(xv, yv, verbose=0, return_dict=True)
+    assert sorted(ek) == sorted(eo) == ["fn", "fp", "loss", "precision", "recall", "tn", "tp"]
+    for key in ek:
+        _close(eo[key], ek[key], f"evaluate's {key}")
