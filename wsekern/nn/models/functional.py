@@ -1,6 +1,7 @@
 """``Model(inputs, outputs)``: the graph of layer calls between ``keras.Input`` tensors and
 the outputs, run node by node in topological order (shared layers, several inputs and
 outputs as lists or dicts, sub-models from intermediate outputs, models as layers)."""
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -108,27 +109,39 @@ def _sorted_flatten(structure):
     return [structure] if isinstance(structure, KerasTensor) else []
 
 
+# id(model) -> its layers in the files' order, for the thread inside file_layer_order only
+_FILE_ORDER = threading.local()
+
+
 @contextmanager
 def file_layer_order(model):
     """Within: every functional model in ``model`` (nested ones too) lists its layers, so
     its weights, in the order wsekern.nn kept before session 20 (inputs, then layers as the
     graph runs): the order of the flat weight list, mask keys and optimizer-state keys of
-    wsekern.nn's own files, written before and since, so files stay as they were."""
-    swapped, seen, todo = [], set(), [model]
+    wsekern.nn's own files, written before and since, so files stay as they were.
+
+    Only for the calling thread: another thread saving, training or reading the same model
+    (or a model sharing a nested one) meanwhile sees Keras's order, and every thread finds
+    it as it was afterwards (the order once was swapped on the model itself)."""
+    active = getattr(_FILE_ORDER, "orders", None)
+    if active is None:
+        active = _FILE_ORDER.orders = {}
+    added, todo = [], [model]
     try:
         while todo:
             layer = todo.pop()
-            if id(layer) in seen:
+            if id(layer) in active:        # met already (or an enclosing save set it)
                 continue
-            seen.add(id(layer))
             if isinstance(layer, Functional):
-                swapped.append((layer, layer._graph_layers))
-                layer._graph_layers = layer._file_order_layers()
+                active[id(layer)] = layer._file_order_layers()
+            else:
+                active[id(layer)] = None   # marks it met; only Functional reads the entry
+            added.append(id(layer))
             todo.extend(layer.layers if isinstance(layer, Model) else layer._sublayers())
         yield model
     finally:
-        for layer, kept in reversed(swapped):
-            layer._graph_layers = kept
+        for key in added:
+            del active[key]
 
 
 class Functional(Model):
@@ -195,7 +208,9 @@ class Functional(Model):
 
     @property
     def layers(self):
-        return list(self._graph_layers)
+        orders = getattr(_FILE_ORDER, "orders", None)
+        file_order = orders.get(id(self)) if orders else None
+        return list(self._graph_layers if file_order is None else file_order)
 
     @property
     def output_names(self):
