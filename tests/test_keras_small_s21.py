@@ -109,3 +109,32 @@ def test_many_threads_saving_and_loading_models_at_once(tmp_path):
         t.join(120)
     assert not errors, errors[:3]
     assert [layer.name for layer in shared.layers] == order
+
+
+def test_fourier_ops_refuse_absurd_lengths_before_allocating():
+    """rfft/irfft with fft_length 10**12 and istft with length 10**12 ended in NumPy's
+    MemoryError (after the attempt); now a ValueError names the argument and the size, in
+    a child under a 3 GiB address-space cap."""
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern.nn import ops
+        x = np.ones((2, 8), np.float32)
+        spec = (np.ones((3, 5), np.float32),) * 2
+        cases = [lambda: ops.rfft(x, 10 ** 12),
+                 lambda: ops.irfft((x, x), 10 ** 12),
+                 lambda: ops.istft(spec, 8, 4, 8, length=10 ** 12),
+                 lambda: ops.istft(spec, 8, 4, 10 ** 11),
+                 lambda: ops.rfft(np.ones((2 ** 20, 8), np.float32), 2 ** 12)]
+        """, 5, needles=("fft_length=", "length="), limit_gb=3)
+
+
+def test_fourier_ops_budget_message_and_sizes_below_it():
+    with pytest.raises(ValueError, match=r"rfft: fft_length=1000000000000 asks for 2 x "
+                                         r"1000000000000 output samples, ~\d+\.\d GiB"):
+        ops.rfft(np.ones((2, 8), np.float32), 10 ** 12)
+    with pytest.raises(ValueError, match=r"istft: length=.* use a smaller length"):
+        ops.istft((np.ones((3, 5), np.float32),) * 2, 8, 4, 8, length=10 ** 12)
+    re, im = ops.rfft(np.arange(8.0), 2 ** 16)           # 1 MiB: computed, as NumPy's
+    np.testing.assert_allclose(re.data + 1j * im.data, np.fft.rfft(np.arange(8.0), 2 ** 16))
+    y = ops.istft(ops.stft(np.ones((2, 64)), 8, 4, 8), 8, 4, 8, length=64)
+    assert y.shape == (2, 64)

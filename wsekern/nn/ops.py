@@ -3110,12 +3110,27 @@ def _fit_last(a, n):
     return np.concatenate([a, np.zeros(a.shape[:-1] + (n - m,), dtype=a.dtype)], axis=-1)
 
 
-def _fft_length(fft_length, default, name):
+# NumPy's FFTs work in complex128: an absurd length would end in a MemoryError (or
+# swapping) after the allocation is tried; refuse it first, naming the argument
+_FFT_LIMIT = 4 * 2**30
+
+
+def _fft_budget(rows, n, name, what, value, itemsize=16):
+    rows = builtins.max(int(rows), 1)
+    need = itemsize * rows * int(n)        # one array of the output (complex128 for FFTs)
+    if need > _FFT_LIMIT:
+        raise ValueError(f"{name}: {what}={value} asks for {rows} x {n} output samples, "
+                         f"~{need / 2**30:.1f} GiB (limit {_FFT_LIMIT / 2**30:.0f} GiB); "
+                         f"use a smaller {what}")
+
+
+def _fft_length(fft_length, default, name, rows=1):
     n = default if fft_length is None else int(fft_length)
     if n < 1:
         raise ValueError(f"{name}: fft_length must be >= 1; received {fft_length}"
                          + (f" (the default from the input's last axis is {n})"
                             if fft_length is None else ""))
+    _fft_budget(rows, n, name, "fft_length", fft_length)
     return n
 
 
@@ -3128,7 +3143,7 @@ def rfft(x, fft_length=None):
     if x.ndim == 0:
         raise ValueError("rfft needs a tensor of rank >= 1; received a scalar")
     m = x.shape[-1]
-    n = _fft_length(fft_length, m, "rfft")
+    n = _fft_length(fft_length, m, "rfft", np.prod(x.shape[:-1]))
     k = n // 2 + 1
 
     def adjoint(G):
@@ -3145,7 +3160,7 @@ def irfft(x, fft_length=None):
     if re.ndim == 0:
         raise ValueError("irfft needs tensors of rank >= 1; received scalars")
     m = re.shape[-1]
-    n = _fft_length(fft_length, 2 * (m - 1), "irfft")
+    n = _fft_length(fft_length, 2 * (m - 1), "irfft", np.prod(re.shape[:-1]))
     k = n // 2 + 1
     # bins 1..ceil(n/2)-1 appear twice in the real signal (with their conjugates)
     weight = np.full(k, 2.0)
@@ -3259,6 +3274,9 @@ def istft(x, sequence_length, sequence_stride, fft_length, length=None, window="
         env = _overlap_add(T.broadcast_to(T.mul(win, win), (n, fft_length)), sequence_stride)
         start = fft_length // 2
         end = start + int(length) if length is not None else expected - fft_length // 2
+        if length is not None:                 # torch pads the output to ``length``
+            _fft_budget(np.prod(re.shape[:-2]), int(length), "istft", "length", length,
+                        re.dtype.itemsize)
         stop = builtins.min(end, expected)
         env_part = env.data[start:stop]
         if env_part.size and np.abs(env_part).min() < 1e-11:
