@@ -1,9 +1,9 @@
 """wsekern.nn.ops against NumPy (forward) and finite differences (gradients)."""
 import numpy as np
 import pytest
+from ops_grads import check_grad
 from scipy.special import erf as np_erf
 from scipy.special import logsumexp as np_logsumexp
-from test_nn_grad import numeric_grad
 
 from wsekern.nn import ops
 from wsekern.nn.tensor import Tensor
@@ -21,22 +21,6 @@ def keras_or_none():
         return keras
     except Exception:      # absent or broken: the oracle tests skip
         return None
-
-
-def check_grad(fn, *arrays, rtol=1e-5, atol=1e-7):
-    """Gradient of sum(fn(*tensors) * R) w.r.t. every array, autograd vs central differences."""
-    arrays = [np.array(a, dtype=np.float64) for a in arrays]
-    out = fn(*[Tensor(a) for a in arrays])
-    R = np.random.default_rng(5).standard_normal(out.shape)
-
-    def f():
-        return float((np.asarray(fn(*[Tensor(a) for a in arrays]).data) * R).sum())
-    ts = [Tensor(a.copy(), requires_grad=True) for a in arrays]
-    (fn(*ts) * R).sum().backward()
-    for i, (t, a) in enumerate(zip(ts, arrays)):
-        got = np.zeros_like(a) if t.grad is None else t.grad
-        np.testing.assert_allclose(got, numeric_grad(f, a), rtol=rtol, atol=atol,
-                                   err_msg=f"operand {i}")
 
 
 rng = np.random.default_rng(0)

@@ -3,8 +3,7 @@ keras.ops on the torch backend (skipped without Keras), values against NumPy/Sci
 gradients against central finite differences in float64 (run everywhere, CI included)."""
 import numpy as np
 import pytest
-from ops_grads import as_list, our_grads, torch_grads
-from test_nn_grad import numeric_grad
+from ops_grads import as_list, check_grad, our_grads, torch_grads
 
 from wsekern.nn import ops
 from wsekern.nn.tensor import Tensor
@@ -257,33 +256,6 @@ def test_linalg_values_batched(fn, ref):
 
 
 # -- gradients: autograd against central differences in float64 -----------------------------
-def check_grad(fn, *arrays, rtol=1e-5, atol=1e-7):
-    """Gradient of sum(fn(*tensors) * R) w.r.t. each array: autograd vs central differences."""
-    arrays = [np.array(a, dtype=np.float64) for a in arrays]
-
-    def outs(*ts):
-        return [o for o in as_list(fn(*ts))]
-    Rs = [np.random.default_rng(5 + i).standard_normal(o.shape)
-          for i, o in enumerate(outs(*[Tensor(a) for a in arrays]))]
-
-    def f():
-        return float(builtin_sum((np.asarray(o.data) * R).sum()
-                                 for o, R in zip(outs(*[Tensor(a) for a in arrays]), Rs)))
-    ts = [Tensor(a.copy(), requires_grad=True) for a in arrays]
-    total = None
-    for o, R in zip(outs(*ts), Rs):
-        term = ops.sum(ops.multiply(o, R))
-        total = term if total is None else ops.add(total, term)
-    total.backward()
-    for i, (t, a) in enumerate(zip(ts, arrays)):
-        got = np.zeros_like(a) if t.grad is None else t.grad
-        np.testing.assert_allclose(got, numeric_grad(f, a), rtol=rtol, atol=atol,
-                                   err_msg=f"operand {i}")
-
-
-builtin_sum = sum
-
-
 def _sym(m):
     return ops.multiply(ops.add(m, ops.transpose(m)), 0.5)
 

@@ -5,7 +5,7 @@ gradients against central finite differences in float64 (run everywhere, CI incl
 against torch autograd through keras.ops."""
 import numpy as np
 import pytest
-from ops_grads import as_list, our_grads, torch_grads
+from ops_grads import as_list, check_grad, our_grads, torch_grads
 from test_nn_grad import numeric_grad
 
 from wsekern.nn import ops
@@ -188,30 +188,6 @@ def test_jvp_matches_keras(keras):
 
 
 # -- gradients ------------------------------------------------------------------------------
-def check_grad(fn, *arrays, rtol=1e-5, atol=1e-7):
-    """Gradient of sum(fn(*tensors) * R) w.r.t. each array: autograd vs central differences."""
-    arrays = [np.array(a, dtype=np.float64) for a in arrays]
-
-    def outs(*ts):
-        return as_list(fn(*ts))
-    Rs = [np.random.default_rng(5 + i).standard_normal(o.shape)
-          for i, o in enumerate(outs(*[Tensor(a) for a in arrays]))]
-
-    def f():
-        return float(sum((np.asarray(o.data) * R).sum()
-                         for o, R in zip(outs(*[Tensor(a) for a in arrays]), Rs)))
-    ts = [Tensor(a.copy(), requires_grad=True) for a in arrays]
-    total = None
-    for o, R in zip(outs(*ts), Rs):
-        term = ops.sum(ops.multiply(o, R))
-        total = term if total is None else ops.add(total, term)
-    total.backward()
-    for i, (t, a) in enumerate(zip(ts, arrays)):
-        got = np.zeros_like(a) if t.grad is None else t.grad
-        np.testing.assert_allclose(got, numeric_grad(f, a), rtol=rtol, atol=atol,
-                                   err_msg=f"operand {i}")
-
-
 SMALL = rng.standard_normal((2, 4, 3))
 CTC_GRADS = [
     (LABELS, L([2, 3, 1]), L([6, 4, 5]), 0, LOGITS),
