@@ -206,11 +206,26 @@ class Functional(Model):
                 out.append(layer)
         return out
 
+    def _file_order(self):
+        """The files' order when this thread is inside file_layer_order, else None."""
+        orders = getattr(_FILE_ORDER, "orders", None)
+        return orders.get(id(self)) if orders else None
+
     @property
     def layers(self):
-        orders = getattr(_FILE_ORDER, "orders", None)
-        file_order = orders.get(id(self)) if orders else None
+        file_order = self._file_order()
         return list(self._graph_layers if file_order is None else file_order)
+
+    def _sublayers(self):
+        # the variable walk (weights, trainable_weights) reads the tracked attributes, where
+        # _graph_layers holds Keras's order: put the graph's layers in the files' order there
+        found = super()._sublayers()
+        file_order = self._file_order()
+        if file_order is None:
+            return found
+        graph = {id(layer) for layer in file_order}
+        ordered = iter(file_order)
+        return [next(ordered) if id(layer) in graph else layer for layer in found]
 
     @property
     def output_names(self):

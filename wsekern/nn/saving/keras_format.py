@@ -429,11 +429,12 @@ class _Weights:
         return arr.astype(dtype, copy=False).reshape(got)
 
 
-def _find_layer(model, name):
+def _find_layer(model, name, error=ValueError, which="the model built from the file"):
+    """``model``'s layer ``name`` (the reader's and keras_writer's; each its own error)."""
     for layer in model.layers:
         if layer.name == name:
             return layer
-    raise ValueError(f"the model built from the file has no layer {name!r}")
+    raise error(f"{which} has no layer {name!r}")
 
 
 def _load_container(store, model, kspec, where):

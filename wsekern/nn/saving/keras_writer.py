@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from .keras_format import _SLOT_GROUPS, _layer_groups
+from .keras_format import _SLOT_GROUPS, _find_layer, _layer_groups
 
 KERAS_VERSION = "3.15.1"          # the Keras the files were checked against
 NATIVE_PREFIX = "wsekern/"
@@ -315,10 +315,7 @@ def _vars(group, name, arrays):
 
 
 def _find(model, name):
-    for layer in model.layers:
-        if layer.name == name:
-            return layer
-    raise NotKerasWritable(f"the model has no layer {name!r}")
+    return _find_layer(model, name, NotKerasWritable, "the model")
 
 
 def write_container(h5, model, kspec, variables):
