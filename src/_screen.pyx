@@ -67,10 +67,10 @@ cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize
     # scratch, each value written before it is read: per column its sums of v and of a,
     # and its a per sample (C x N); X K-major when it is not already
     cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
-    # with the chain: its row (3 x C) and its own scratch (4 x C, and the rounds of its
-    # history it reads back, rows x C)
+    # with the chain: two samples' rows (6 x C) and its own scratch (4 x C, and the
+    # rounds of its history it reads back, rows x C)
     cdef Py_ssize_t rows = wsk_chain_rows(N, ch.Lg, C, ch.cushion) if ch != NULL else 0
-    cdef Py_ssize_t fused = 7 * C + rows * C if ch != NULL else 0
+    cdef Py_ssize_t fused = 10 * C + rows * C if ch != NULL else 0
     cdef int64_t* V = <int64_t*> malloc(8 * (2 * C + C * N + fused) + copy + 8)
     if V == NULL:
         return -1
@@ -104,10 +104,10 @@ cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize
     if N and C and ch != NULL and _use_avx512:
         wsk_dense_chain_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum, row, ch.Lg,
                                ch.hop, ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion,
-                               row + 3 * C, rows, ch.exact, &done)
+                               row + 6 * C, rows, ch.exact, &done)
     elif N and C and ch != NULL:
         wsk_dense_chain(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum, row, ch.Lg, ch.hop,
-                        ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion, row + 3 * C,
+                        ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion, row + 6 * C,
                         rows, ch.exact, &done)
     elif N and C and _use_avx512:
         wsk_dense_samples_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,

@@ -658,10 +658,10 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     # long when packed: no byte can write outside); X K-major when it is not already
     cdef Py_ssize_t n_sw = R if pk_p == NULL else max(R, 256)
     cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
-    # with the chain: its row (3 x C) and its own scratch (4 x C, and the rounds of its
-    # history it reads back, rows x C)
+    # with the chain: two samples' rows (6 x C) and its own scratch (4 x C, and the
+    # rounds of its history it reads back, rows x C)
     cdef Py_ssize_t rows = wsk_chain_rows(N, ch.Lg, C, ch.cushion) if ch != NULL else 0
-    cdef Py_ssize_t fused = 7 * C + rows * C if ch != NULL else 0
+    cdef Py_ssize_t fused = 10 * C + rows * C if ch != NULL else 0
     cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw + fused) + copy
                                              + 8)
     if A_of_k == NULL:
@@ -742,12 +742,12 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     if N and C and ch != NULL and _use_avx512:
         v_max = wsk_ws_chain_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill,
                                     V, row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch,
-                                    ch.task, ch.cushion, row + 3 * C, rows, ch.exact,
+                                    ch.task, ch.cushion, row + 6 * C, rows, ch.exact,
                                     &done)
     elif N and C and ch != NULL:
         v_max = wsk_ws_chain(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill, V,
                              row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch, ch.task,
-                             ch.cushion, row + 3 * C, rows, ch.exact, &done)
+                             ch.cushion, row + 6 * C, rows, ch.exact, &done)
     elif N and C and _use_avx512:
         v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, V,
                                       work, first, last)

@@ -212,6 +212,142 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
     s->slot = slot + 1 == rows ? 0 : slot + 1;
 }
 
+/* positions apart that wsk_chain_next2's second round scans behind its first: a block */
+#define WSK_CHAIN_SKEW 32
+
+/* the serial scan's step at position c of one round (wsk_chain_next's, not exact): its
+ * h and tl, the tail into v[c] */
+#define WSK_CHAIN_SCAN_STEP(h, tl, v, c)                                                \
+    do {                                                                                \
+        h = wsk_chain_dmax(h + delta, (v)[c]);                                          \
+        tl = wsk_chain_dmax(tl + delta, h + Ls - 1);                                    \
+        (v)[c] = tl;                                                                    \
+    } while (0)
+
+/* the cushion's row of a round (round nb's G, from position 1) and its ``back``, as
+ * wsk_chain_next finds them; NULL when the round reads none */
+static inline __attribute__((always_inline)) const double* wsk_chain_later(
+        const wsk_chain_state* s, ptrdiff_t n, ptrdiff_t slot, long* back)
+{
+    const long Lg = s->Lg;
+    long ahead = n * Lg + Lg - 1 - (long) (s->cushion < 1e18 ? s->cushion : 1e18);
+    ptrdiff_t nb;
+    if (ahead < 0)
+        return NULL;
+    nb = ahead / Lg;
+    *back = ahead % Lg;
+    nb = slot - (n - nb);
+    if (nb < 0)
+        nb += s->rows;
+    return s->hist + nb * s->P + 1;
+}
+
+/* rounds s->n and s->n + 1 of a chain whose positions are adjacent floats (their rows at
+ * work, first, last and work2, first2, last2): the same floats as two wsk_chain_next
+ * calls (not exact), in another order. Round n + 1's scan at position c needs only round
+ * n's free round at c (its tail at c, and G at c + 1 of a round <= n for the cushion), so
+ * it runs a block of positions behind round n's, in the same loop: two independent
+ * serial scans side by side (twice the work between two waits on a scan's latency),
+ * each block's lane-wide passes between them. Needs P >= 2, Lg >= 1 and rows >= 2 (the
+ * cushion's row of round n is never round n + 1's: it is n - floor(cushion) / Lg, and
+ * rows is that + 2, or N) */
+static inline __attribute__((always_inline)) void wsk_chain_next2(
+        wsk_chain_state* restrict s, const char* work, const char* first, const char* last,
+        const char* work2, const char* first2, const char* last2)
+{
+    const ptrdiff_t d = sizeof(double);
+    const double delta = s->delta, sp = s->sp, Ls = s->Ls, f = s->f, hop = s->hop;
+    const double ramp = s->ramp, lat = s->lat, launch = s->launch, task = s->task;
+    const double dt = s->dt;
+    const long Lg = s->Lg;
+    const int shifted = s->shifted;
+    const ptrdiff_t P = s->P, n = s->n, rows = s->rows, slot = s->slot;
+    const ptrdiff_t slot2 = slot + 1 == rows ? 0 : slot + 1;
+    const ptrdiff_t S = P - 1;                  /* the scan's and the free rounds' positions */
+    double* const E = s->E;
+    /* round n: arrivals, then its free round, in X (free_); its G in GA. Round n + 1:
+       the same in Z (free2, free the round before), GB; Y (free1) is round n - 1's */
+    double* const X = s->free_;
+    double* const Y = s->free1;
+    double* const Z = s->free2;
+    double* const GA = s->hist + slot * P;
+    double* const GB = s->hist + slot2 * P;
+    long backA = 0, backB = 0;
+    const double* const laterA = wsk_chain_later(s, n, slot, &backA);
+    const double* const laterB = wsk_chain_later(s, n + 1, slot2, &backB);
+    double hA, tlA, hB, tlB, DA, DB, hold;
+    ptrdiff_t c, c0, c1, b0, b1, k, m;
+
+/* a block [lo, hi) of round n's free rounds, and of round n + 1's positions after it */
+#define WSK_CHAIN_FREE(v, later, back, lo, hi)                                          \
+    if (later)                                                                          \
+        wsk_chain_free_cushion(v + (lo), ramp, lat, later + (lo), back, sp, (hi) - (lo)); \
+    else                                                                                \
+        wsk_chain_free(v + (lo), ramp, lat, (hi) - (lo));
+#define WSK_CHAIN_ROUND_B(lo, hi)                                                       \
+    wsk_chain_round(E + (lo), GB + (lo), Z + (lo), X + (lo), Y + (lo), work2 + (lo) * d, d, \
+                    first2 + (lo) * d, d, last2 + (lo) * d, d, shifted, f, task, lat, ramp, \
+                    dt, (hi) - (lo));
+
+    wsk_chain_round(E, GA, X, Y, Z, work, d, first, d, last, d, shifted, f, task, lat, ramp,
+                    dt, P);
+    hA = GA[0] + launch + ramp;
+    tlA = hA + Ls - 1;
+    X[0] = tlA;
+    c1 = WSK_CHAIN_SKEW < S ? WSK_CHAIN_SKEW : S;
+    for (c = 1; c < c1; c++)
+        WSK_CHAIN_SCAN_STEP(hA, tlA, X, c);
+    WSK_CHAIN_FREE(X, laterA, backA, 0, c1)
+    WSK_CHAIN_ROUND_B(0, c1)
+    hB = GB[0] + launch + ramp;
+    tlB = hB + Ls - 1;
+    Z[0] = tlB;
+    b0 = 1, b1 = c1;
+    for (c0 = c1; c0 < S; c0 = c1) {
+        c1 = c0 + WSK_CHAIN_SKEW < S ? c0 + WSK_CHAIN_SKEW : S;
+        /* round n over [c0, c1) beside round n + 1 over [b0, b1), the block before */
+        m = c1 - c0 < b1 - b0 ? c1 - c0 : b1 - b0;
+        for (k = 0; k < m; k++) {
+            WSK_CHAIN_SCAN_STEP(hA, tlA, X, c0 + k);
+            WSK_CHAIN_SCAN_STEP(hB, tlB, Z, b0 + k);
+        }
+        for (c = c0 + m; c < c1; c++)
+            WSK_CHAIN_SCAN_STEP(hA, tlA, X, c);
+        for (c = b0 + m; c < b1; c++)
+            WSK_CHAIN_SCAN_STEP(hB, tlB, Z, c);
+        WSK_CHAIN_FREE(X, laterA, backA, c0, c1)
+        WSK_CHAIN_ROUND_B(c0, c1)
+        b0 = c0, b1 = c1;
+    }
+    for (c = b0; c < b1; c++)
+        WSK_CHAIN_SCAN_STEP(hB, tlB, Z, c);
+    /* round n's root (wsk_chain_next's D), its free round at P - 1 that round n + 1's
+       last position takes */
+    hold = WSK_AT(last, P - 1, d, 0, 0);
+    if (shifted)
+        hold = hold + f;
+    DA = wsk_chain_dmax(wsk_chain_dmax(tlA + hop + ramp, GA[P - 1] + Lg - 1),
+                        (hold + dt) + Ls - 1) + 1 + task;
+    X[P - 1] = DA;
+    WSK_CHAIN_ROUND_B(P - 1, P)
+    WSK_CHAIN_FREE(Z, laterB, backB, 0, S)
+    hold = WSK_AT(last2, P - 1, d, 0, 0);
+    if (shifted)
+        hold = hold + f;
+    DB = wsk_chain_dmax(wsk_chain_dmax(tlB + hop + ramp, GB[P - 1] + Lg - 1),
+                        (hold + dt) + Ls - 1) + 1 + task;
+    Z[P - 1] = DB;
+#undef WSK_CHAIN_FREE
+#undef WSK_CHAIN_ROUND_B
+    /* two turns of wsk_chain_next's rotation */
+    s->free_ = Y;
+    s->free2 = X;
+    s->free1 = Z;
+    s->done = wsk_chain_dmax(wsk_chain_dmax(s->done, DA), DB);
+    s->n = n + 2;
+    s->slot = slot2 + 1 == rows ? 0 : slot2 + 1;
+}
+
 /* the rounds of G a chain of N rounds reads back (wsk_chain_state's ``rows``): round n
  * reads round nb = n + floor((Lg - 1 - floor(cushion)) / Lg) >= n - floor(cushion) / Lg
  * - 1 (cushion >= 0, Lg >= 1; none when Lg is 0 or one position), so floor(cushion) / Lg

@@ -7,8 +7,8 @@
  * floats. Built twice, as wsk_stream.h's passes: baseline, and _avx512 (the caller runs
  * it only where wsk_stream_avx512_runs).
  *
- *   row: 3 * C scratch; chain: 4 * C + rows * C scratch (E, free1, free2, free_, and
- *   hist: the last ``rows`` rounds' G, wsk_chain_rows(N, Lg, C, cushion));
+ *   row: 6 * C scratch (two samples' rows); chain: 4 * C + rows * C scratch (E, free1,
+ *   free2, free_, and hist: the last ``rows`` rounds' G, wsk_chain_rows(N, Lg, C, cushion));
  *   the chain's figures as chain_rounds takes them (src/_chain.pxd), ``exact`` as
  *   wsk_chain_impl's. N >= 1 and C >= 1 (else there is no round: the caller's 0.0). */
 #ifndef WSK_STEP_CHAIN_H
@@ -22,18 +22,37 @@
         double launch, double task, double cushion, double* restrict chain, \
         ptrdiff_t rows, int exact, double* restrict done
 
+/* two samples' rows (row and row + 3 * C) go to the chain as a pair of rounds
+ * (wsk_chain_next2: the same floats) where it has a serial scan and N >= 2, so rows >= 2;
+ * an odd N's last, and every other chain, a round at a time */
 #define WSK_STEP_CHAIN_ROUNDS(shifted, f, ELEMENT)                                      \
-    double* restrict wr = row;                                                          \
-    double* restrict fr = row + C;                                                      \
-    double* restrict lr = row + 2 * C;                                                  \
     wsk_chain_state s;                                                                  \
     wsk_chain_begin(&s, shifted, f, Lg, C, hop, ramp, lat, launch, task, cushion, 0.0,  \
                     chain, chain + C, chain + 2 * C, chain + 3 * C, chain + 4 * C, rows,  \
                     dt);                                                                \
-    for (n = 0; n < N; n++) {                                                           \
-        WSK_SAMPLES_ROW(ELEMENT)                                                        \
-        wsk_chain_next(&s, (const char*) wr, sizeof(double), (const char*) fr,          \
-                       sizeof(double), (const char*) lr, sizeof(double), exact);        \
+    if (!exact && C > 1 && Lg != 0 && N > 1) {                                          \
+        for (n = 0; n < N; n++) {                                                       \
+            double* restrict wr = row + (n & 1 ? 3 * C : 0);                            \
+            double* restrict fr = wr + C;                                               \
+            double* restrict lr = wr + 2 * C;                                           \
+            WSK_SAMPLES_ROW(ELEMENT)                                                    \
+            if (n & 1)                                                                  \
+                wsk_chain_next2(&s, (const char*) row, (const char*) (row + C),         \
+                                (const char*) (row + 2 * C), (const char*) wr,          \
+                                (const char*) fr, (const char*) lr);                    \
+            else if (n == N - 1)                                                        \
+                wsk_chain_next(&s, (const char*) wr, sizeof(double), (const char*) fr,  \
+                               sizeof(double), (const char*) lr, sizeof(double), 0);    \
+        }                                                                               \
+    } else {                                                                            \
+        double* restrict wr = row;                                                      \
+        double* restrict fr = row + C;                                                  \
+        double* restrict lr = row + 2 * C;                                              \
+        for (n = 0; n < N; n++) {                                                       \
+            WSK_SAMPLES_ROW(ELEMENT)                                                    \
+            wsk_chain_next(&s, (const char*) wr, sizeof(double), (const char*) fr,      \
+                           sizeof(double), (const char*) lr, sizeof(double), exact);    \
+        }                                                                               \
     }                                                                                   \
     *done = s.done;
 

@@ -121,3 +121,55 @@ def test_a_dense_steps_chain_is_the_recurrence(paths, C):
                         # the exact scan may give 0.0 for -0.0 (src/wsk_chain.h): never here,
                         # where every completion is at least 1 + task
                         assert _same(got, want), (trial, L, cushion, path, N, got, want)
+
+
+# Two samples' rounds at a time (src/wsk_chain.h's wsk_chain_next2: the second round's
+# serial scan WSK_CHAIN_SKEW = 32 positions behind the first's, block by block): chains of
+# C - 1 = 1, 31, 32, 33, 64 and 99 scanned positions (one block, short of one, exactly
+# one, one and a bit, two, a short last), N odd and even (an odd N's last round alone),
+# cushions that read back the round itself (below L), the round before, several, none
+@pytest.mark.parametrize("C", [2, 32, 33, 34, 65, 100])
+def test_paired_rounds_are_the_recurrence(paths, C):
+    rng = np.random.default_rng(1000 + C)
+    R = 4
+    for trial in range(2):
+        x_nz, k_b, S, choice, comp, dense, t_dense, tail = _case(rng, R, C, 3, ())
+        tail = tail[:4] + ((1.0, 1.5)[trial],)
+        cols = _by_columns(None, R, C, k_b, S, choice, comp, dense)
+        K = x_nz.shape[0]
+        args = (k_b, *cols[:3], t_dense, *cols[3:], *tail, True)
+        for L, hop, ramp, lat, launch in CHAINS[1:]:
+            cushion = float(rng.choice([0.0, L - 0.5, L + 1.0, 3.0 * L, 1000.0]))
+            fill = float(rng.choice([0.0, 2.5]))
+            pipe = (np.array([L], np.int_), hop, ramp, lat, launch, cushion, fill)
+            N = int(rng.choice([2, 3, 4, 9, 32]))
+            x = (rng.random((K, N)) < rng.choice([0.1, 0.5])).view(np.uint8)
+            work, first, last = ws_step_columns(x, *args)[:3]
+            want = _chain(work, first, last, True, fill, L, hop, ramp, lat, launch,
+                          tail[0], cushion, tail[4])
+            for path in ("avx512", "baseline"):
+                paths(path)
+                got = WsStep(K, *args, pipe).run(x)[3]
+                assert _same(got, want), (trial, L, cushion, path, N, got, want)
+
+
+@pytest.mark.parametrize("C", [2, 33, 34, 100])
+def test_paired_dense_rounds_are_the_recurrence(paths, C):
+    # figures that are not whole numbers (the general scan, so the paired rounds)
+    rng = np.random.default_rng(2000 + C)
+    K = 3 * C
+    k_b = np.concatenate([[0], np.sort(rng.integers(0, K + 1, C))]).astype(np.int_)
+    for tmax, eos, wpv, dt, fill in ((2.5, 1.0, 2, 1.5, 0.5), (1.0, 1.25, 3, 0.5, 4.0)):
+        for L, hop, ramp, lat, launch in CHAINS[1:]:
+            cushion = float(rng.choice([0.0, L - 0.5, L + 1.0, 3.0 * L, 1000.0]))
+            task = float(rng.choice([4.0, 1.5]))
+            pipe = (np.array([L], np.int_), hop, ramp, lat, launch, task, cushion)
+            N = int(rng.choice([2, 5, 8, 31]))
+            x = (rng.random((K, N)) < rng.choice([0.3, 1.0])).view(np.uint8)
+            work, first, last = dense_stream(x, k_b, tmax, eos, wpv, dt, fill)[:3]
+            want = _chain(work, first, last, False, 0.0, L, hop, ramp, lat, launch, task,
+                          cushion, dt)
+            for path in ("avx512", "baseline"):
+                paths(path)
+                got = DenseStep(K, k_b, tmax, eos, wpv, dt, fill, pipe).run(x)[2]
+                assert _same(got, want), (L, cushion, path, N, got, want)
