@@ -1573,10 +1573,12 @@ cdef double _lean_dnnz = 0
 # Below this many multiply-adds the kernel runs holding the GIL (releasing and taking it
 # back cost ~0.1 us, a few % of such a call)
 DEF LEAN_GIL_WORK = 32768
-# Nonzeros a block of rows is sized for in _lean_blocks: its column indices checked in a
-# pass of their own, then its rows run while those indices are still in L2 (64 kB of
-# int32, 128 kB of int64 indices: well inside a 512 kB L2)
-DEF LEAN_BLOCK_NNZ = 16384
+# Index bytes up to which they are checked in a pass of their own (4x L2 on Zen 4: the
+# second read from L2/L3). Past it the pass reads them from memory, in series with the
+# kernel, which hides that read behind its FMA chains: checking a block of ~16k nonzeros
+# then running it from L2 was slower than the checked kernel (2048^2 x 1, 50 % zeros,
+# fp32: 1645 us against 1228, SciPy 1790; Zen 4, s21)
+DEF LEAN_CHECK_BYTES = 4 << 20
 
 
 cdef inline bint _lean_array(cnp.ndarray a, int typenum) noexcept:
@@ -1616,21 +1618,21 @@ cdef inline bint _indptr_ok(const index_t* ip, Py_ssize_t M, Py_ssize_t nnz) noe
         return not wsk_indptr_bad_i64(ip, M, nnz)
 
 
-cdef inline int _spmm_narrow_nc_rows(const floating* vals, const index_t* cols,
-                                     const index_t* indptr, Py_ssize_t i0, Py_ssize_t i1,
-                                     const floating* X, floating* out,
-                                     Py_ssize_t n) noexcept nogil:
-    # _spmm_narrow_nc on rows i0 <= i < i1
+cdef inline int _spmm_narrow_nc(const floating* vals, const index_t* cols,
+                                const index_t* indptr, Py_ssize_t M, const floating* X,
+                                floating* out, Py_ssize_t n) noexcept nogil:
+    # _spmm_narrow on every row, the column indices checked before (_cols_bad), nnz > 0:
+    # 0, or -1 (n wider than the kernel takes: nothing written)
     if floating is float:
         if index_t is int32_t:
-            return wsk_spmm_narrow_nc_f32_i32(vals, cols, indptr, i0, i1, X, out, n)
+            return wsk_spmm_narrow_nc_f32_i32(vals, cols, indptr, 0, M, X, out, n)
         else:
-            return wsk_spmm_narrow_nc_f32_i64(vals, cols, indptr, i0, i1, X, out, n)
+            return wsk_spmm_narrow_nc_f32_i64(vals, cols, indptr, 0, M, X, out, n)
     else:
         if index_t is int32_t:
-            return wsk_spmm_narrow_nc_f64_i32(vals, cols, indptr, i0, i1, X, out, n)
+            return wsk_spmm_narrow_nc_f64_i32(vals, cols, indptr, 0, M, X, out, n)
         else:
-            return wsk_spmm_narrow_nc_f64_i64(vals, cols, indptr, i0, i1, X, out, n)
+            return wsk_spmm_narrow_nc_f64_i64(vals, cols, indptr, 0, M, X, out, n)
 
 
 cdef inline bint _cols_bad(const index_t* cols, Py_ssize_t nnz, Py_ssize_t K) noexcept nogil:
@@ -1649,31 +1651,15 @@ cdef inline Py_ssize_t _count_nonzero(const floating* x, Py_ssize_t n) noexcept 
         return wsk_count_nz_f64(x, n)
 
 
-cdef inline Py_ssize_t _lean_blocks(const floating* vals, const index_t* cols,
+cdef inline Py_ssize_t _lean_kernel(const floating* vals, const index_t* cols,
                                     const index_t* ip, const floating* x, Py_ssize_t M,
                                     Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz,
                                     floating* y) noexcept nogil:
-    # by blocks of rows of about LEAN_BLOCK_NNZ nonzeros, in order: the block's column
-    # indices checked in one pass, then its rows by the kernel without a check, while the
-    # indices are in L2 (one pass over all of them first read them twice from memory past
-    # L2: 8192^2 x 1 lost to SciPy). Nonzero where an index is out of range (nothing of y
-    # to be used), or N wider than the kernel takes. A block without nonzeros is zeroed,
-    # not run: the kernel reads nonzero 0 for an empty row, checked only with its block.
-    cdef Py_ssize_t rows = max(1, (<Py_ssize_t>LEAN_BLOCK_NNZ * M) // nnz)
-    cdef Py_ssize_t i0 = 0, i1, p0, p1
-    while i0 < M:
-        i1 = min(M, i0 + rows)
-        p0 = ip[i0]
-        p1 = ip[i1]
-        if p1 == p0:
-            memset(y + i0 * N, 0, (i1 - i0) * N * sizeof(floating))
-        else:
-            if _cols_bad(cols + p0, p1 - p0, K):
-                return 1
-            if _spmm_narrow_nc_rows(vals, cols, ip, i0, i1, x, y, N):
-                return 1
-        i0 = i1
-    return 0
+    # the column indices checked in one pass, then the kernel without a check: nonzero
+    # where an index is out of range (nothing of y to be used)
+    if _cols_bad(cols, nnz, K):
+        return 1
+    return _spmm_narrow_nc(vals, cols, ip, M, x, y, N)
 
 
 cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* ip,
@@ -1734,14 +1720,20 @@ cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* 
             with nogil:
                 memset(y, 0, M * N * sizeof(floating))
         return result
-    # the column indices checked in a pass of their own, then the kernel without a check
-    # (see wsk_narrow.h: the check in the row loop cost ~1/3 of the N = 1 kernel), by
-    # blocks of rows whose indices stay in L2 between the two
+    # the column indices checked in one pass, then the kernel without a check (see
+    # wsk_narrow.h: the check in the row loop cost ~1/3 of the N = 1 kernel); for indices
+    # past LEAN_CHECK_BYTES the second read of them is from memory, and the kernel checking
+    # as it goes is kept (8192^2 x 1 at 70-90 % zeros, 27-80 MB of indices: 0.90-0.96 of
+    # SciPy's speed with the pass, 0.90-1.06 without, Zen 4 at load ~10 against ~1)
+    if nnz * sizeof(index_t) > LEAN_CHECK_BYTES:
+        with nogil:
+            n_bad = _spmm_narrow(vals, cols, ip, 0, M, x, K, y, N)
+        return None if n_bad else result
     if small:
-        n_bad = _lean_blocks(vals, cols, ip, x, M, K, N, nnz, y)
+        n_bad = _lean_kernel(vals, cols, ip, x, M, K, N, nnz, y)
     else:
         with nogil:
-            n_bad = _lean_blocks(vals, cols, ip, x, M, K, N, nnz, y)
+            n_bad = _lean_kernel(vals, cols, ip, x, M, K, N, nnz, y)
     if n_bad:                # a column index out of range: the Python route names it
         return None          # (or an X wider than the kernel: not reached, _narrow_route)
     return result

@@ -1,8 +1,8 @@
-"""spmm's lean path by blocks of rows (issue 19: 8192^2 x 1 and 8192x64 x 1 below SciPy):
-W's column indices checked a block of ~16k nonzeros at a time, the block's rows run while
-its indices are in L2; indptr's check and X's nonzero count in vectorised passes per SIMD
-path. Results against NumPy and bits against the checked kernel across blocks (empty
-blocks first, in the middle, last), a bad index in a later block refused in a child,
+"""spmm's lean path past a few rows (issue 19: 8192x64 x 1 and 64x8192 x 1 below SciPy):
+indptr's check and X's nonzero count in vectorised passes per SIMD path, W's column indices
+in one pass before the kernel without a check. Results against NumPy and bits against the
+checked kernel over tens of thousands of nonzeros (blocks of empty rows first, in the
+middle, last; one long row), a bad index in the first or last nonzero refused in a child,
 indptr's check and X's count at the vector tails."""
 import textwrap
 
@@ -24,10 +24,9 @@ def path(request):
 
 
 _rng = np.random.default_rng(21)
-# Row lengths giving several blocks of rows (past 16k nonzeros), with blocks of empty
-# rows first (the kernel reads nonzero 0 for an empty row: it lies in a later block), in
-# the middle and last; and one row longer than a block.
-_BLOCKS = {
+# Row lengths past 16k nonzeros, with runs of empty rows first (the kernel reads nonzero
+# 0 for an empty row), in the middle and last; and one row of 20000.
+_PATTERNS = {
     "empty_first": [0] * 2000 + [40] * 1000,
     "empty_middle": [30] * 600 + [0] * 3000 + [31] * 600,
     "empty_last": [25] * 1500 + [0] * 4000,
@@ -38,11 +37,11 @@ _BLOCKS = {
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("itype", [np.int32, np.int64])
-def test_lean_blocks_against_numpy_and_the_checked_kernel(path, dtype, itype):
+def test_lean_long_patterns_against_numpy_and_the_checked_kernel(path, dtype, itype):
     """Each pattern on every path: taken by the lean path, equal to NumPy's product, and
     bit for bit the checked kernel's (kernels' Python route)."""
     rng = np.random.default_rng(4)
-    for name, lengths in _BLOCKS.items():
+    for name, lengths in _PATTERNS.items():
         W = _csr(lengths, 300, dtype, itype, seed=len(name))
         assert W.nnz > 16384, name
         for N in sorted({1, _spmm.narrow_width(dtype)}):
@@ -59,10 +58,10 @@ def test_lean_blocks_against_numpy_and_the_checked_kernel(path, dtype, itype):
 
 @pytest.mark.parametrize("simd", ["baseline", "avx2", "avx512"])
 @pytest.mark.parametrize("where", ["first", "later"])
-def test_lean_blocks_bad_index_refused_in_a_child(simd, where):
-    """A column index past X in the first nonzero (with a block of empty rows before it:
-    their rows must not run before its block is checked) or in the last block: the range
-    error naming it, no read outside X (2^31 - 1 rows past it would fault)."""
+def test_lean_bad_first_or_last_index_refused_in_a_child(simd, where):
+    """A column index past X in the first nonzero (3000 empty rows before it: an empty
+    row reads nonzero 0) or near the last: the range error naming it, no read outside X
+    (2^31 - 1 rows past it would fault)."""
     code = textwrap.dedent(f"""
         import numpy as np, scipy.sparse as sps, wsekern
         from wsekern import _spmm, kernels
