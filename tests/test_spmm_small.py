@@ -35,7 +35,9 @@ def _csr(lengths, K, dtype, itype, seed=0):
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(itype)
     data = rng.standard_normal(int(indptr[-1])).astype(dtype)
     ind = np.concatenate(cols).astype(itype) if cols else np.zeros(0, itype)
-    return sps.csr_matrix((data, ind, indptr), shape=(len(lengths), K))
+    W = sps.csr_matrix((data, ind, indptr), shape=(len(lengths), K))
+    W.indices, W.indptr = ind, indptr         # SciPy made int64 indices that fit int32
+    return W
 
 
 def _numpy_product(W, X):
