@@ -228,3 +228,23 @@ def test_zen4_avx2_compaction_from_its_measured_rate(monkeypatch):
         assert kernels.spmm_path(op, X) == path, (n, packed)
         np.testing.assert_allclose(kernels.spmm(op, X, n_threads=1),
                                    W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+
+
+def test_zen4_avx2_column_path_priced_from_whole_calls(monkeypatch):
+    """zen4/avx2's spmm_scatter_mac 0.1 (0.09 before s21): a packed W with half of X's rows
+    dead takes csr-skip-rows at N = 64 (1024^2 and 2048^2: faster whole calls than the
+    column path 0.09 chose, a new map each call, and a repeated map skips the compaction),
+    the column path still at N = 48 (1024^2) and N = 16; each product checked."""
+    table = costs._named("zen4/avx2")
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 1024 * 1024)   # Zen 4's, as measured
+    rng = np.random.default_rng(3)
+    for m, n, path in ((1024, 64, "csr-skip-rows"), (2048, 64, "csr-skip-rows"),
+                       (1024, 48, "csc-skip-rows"), (1024, 16, "csc-skip-rows")):
+        W = random_csr(m, m, 0.1, dtype=np.float32)
+        P = wsekern.pack(W)
+        X = rng.standard_normal((m, n)).astype(np.float32)
+        X[rng.permutation(m)[:m // 2]] = 0
+        assert kernels.spmm_path(P, X) == path, (m, n)
+        np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
+                                   W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)

@@ -145,8 +145,15 @@ TABLES = {
                                   densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
                                   blas_narrow_n=4.0, sampled_mac=0.12,
                                   panel_nnz=2.2, panel_step=1.0),
+    # AVX2's spmm_scatter_mac 0.1 (0.09 before s21): packed fp32 W, half of X's rows dead,
+    # whole calls, old/new in alternating processes (3 rounds): csr-skip-rows beat the
+    # column path it replaces at 1024^2 x 56 and x 64 (a new map each call 0.22 against
+    # 0.24 ms), 2048^2 x 64 (0.80 against 0.83-0.89) and 4096^2 x 64 (3.79-3.84 against
+    # 4.26-4.66), and a map met again then skips the compaction (the packed W keeps it:
+    # 4096^2 x 64 2.4 against 3.8-4.6 ms). The crossover at half dead moves from N = 72 to
+    # 51; 4096^2 x 48 stays on the column path (the kernels alone: within 5-12 %).
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
-                                csr_compact=0.9, spmm_scatter_mac=0.09, densify_nnz=2.0,
+                                csr_compact=0.9, spmm_scatter_mac=0.1, densify_nnz=2.0,
                                 densify_call=20000.0, blas_small=8.0,
                                 blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.8,
                                 panel_step=1.0, csr_compact_blocked=0.9),
