@@ -12,7 +12,11 @@ in descending agent order, which is address order, so that consecutive visits to
 neighbouring records; wakes for the cycle that is running run after them, sorted the same
 way. Only ties are ordered so (the machine does them at once). Descending, the collectives
 and the golden runs keep their cycles; ascending, the reductions (which flow west, to
-lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not 603:
+lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not 603.
+Not ties: colours whose wavelets wait for one router out-port in the same cycle take it
+in turn (``params["arbitration"]``: "round-robin", the colour after the port's last user
+first; "colour-order", the higher colour first, the engine's order before wafer21; the
+vendor documents no rule, so round-robin is the neutral choice; event.ARBITRATION):
   router queue (pe, colour)  forwards its head wavelet to every port of its route at
                              once when every target link is free this cycle and every
                              target queue has room (credit); otherwise it waits
@@ -295,7 +299,7 @@ cdef class Engine:              # inlined), not through a table
         self.mode = params["mode"]
         self.x_colour = params.get("x_colour", 0)
         self.replay = params.get("replay", True)
-        arb = params.get("arbitration", "colour-order")
+        arb = params.get("arbitration", "round-robin")
         if arb not in ("colour-order", "round-robin"):
             raise ValueError(f"arbitration must be 'colour-order' or 'round-robin'; received "
                              f"{arb!r}")

@@ -42,7 +42,7 @@ NO_COLOUR = int(Colour.NO_COLOUR)
 # "colour-order" (the higher colour first: the engine's order of agents, so on a core's
 # ramp the partial sums beat the column's stream) or "round-robin" (the colour whose turn
 # comes first after the port's last user). A module setting, read when an engine is made.
-ARBITRATION = "colour-order"
+ARBITRATION = "round-robin"
 
 
 def _params(config, *, rounds, mode, store_forward=False, trace=False):
