@@ -137,8 +137,8 @@ RATES = [0.25, 1 / 3, 0.5, 1.0, 2.0, 4.0]
 def test_activation_stationary_estimate_stays_near_the_event_over_shapes_and_rates(
         shape, base, dtype, queue):
     """Over one-column, one-row and square regions and rates 0.25 to 4: the event inside
-    the stated bounds, and the estimate never more than 10 % above the event (it was up to
-    35 % above at slow links on one-column regions)."""
+    the stated bounds, and event / estimate at least 0.9 (the estimate was up to
+    42 % above at slow links on one-column regions in a fuzz, 35 % on review_w4's case)."""
     R, C = shape
     M, K, N = 24, 3 * R + 1, 9 * C + 4
     W, X = _pattern(M, K, seed=R + C), _x(K, N)
