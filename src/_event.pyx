@@ -868,10 +868,32 @@ cdef class Engine:              # inlined), not through a table
                     continue
                 if (c2 - last - 1 + 2 * self.NC) % self.NC < mine:
                     q2 = p * self.NC + c2
-                    if self._can_go(q2, t):
+                    if self._free(q2, p, t):
                         self._wake(q2, t)
                         return True
         return False
+
+    cdef inline bint _free(self, int q, int p, double t) noexcept nogil:
+        """Whether queue q could go at t and no colour whose turn comes before q's on one of
+        q's shared ports could go too: q then takes its ports this cycle, so yielding to
+        it makes progress (two colours sharing two ports, each first on one, would
+        otherwise yield to each other for ever)."""
+        cdef int d, c3, last, mine, col = q % self.NC
+        cdef uint8_t tx = self.route_tx[q]
+        if not self._can_go(q, t):
+            return False
+        for d in range(5):
+            if not (tx & (1 << d)) or self.link_users[p * 5 + d] < 2:
+                continue
+            last = self.link_last[p * 5 + d]
+            mine = (col - last - 1 + 2 * self.NC) % self.NC
+            for c3 in range(self.NC):
+                if c3 == col or not (self.route_tx[p * self.NC + c3] & (1 << d)):
+                    continue
+                if (c3 - last - 1 + 2 * self.NC) % self.NC < mine and \
+                        self._can_go(p * self.NC + c3, t):
+                    return False
+        return True
 
     cdef int _window(self, double t) noexcept nogil:
         """The trace window of cycle t, halving the resolution until it fits."""

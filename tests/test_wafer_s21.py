@@ -251,3 +251,45 @@ def test_an_unknown_arbitration_is_refused_naming_it(arbitration):
     event.ARBITRATION = "fifo"
     with pytest.raises(ValueError, match="'colour-order' or 'round-robin'; received 'fifo'"):
         event.relay(WaferConfig.wse3(), 2, 4)
+
+
+_TWO_PORTS = r'''
+import numpy as np
+from wsekern._event import Engine, Port, Mode
+from wsekern.wafer import event
+from wsekern import WaferConfig
+E, S, W, N, RAMP = Port.EAST, Port.SOUTH, Port.WEST, Port.NORTH, Port.RAMP
+n = 4
+cfg = WaferConfig.wse3(dtype="fp32")
+for arb in ("colour-order", "round-robin"):
+    params = event._params(cfg, rounds=1, mode=Mode.MODE_NONE)
+    params["arbitration"] = arb
+    eng = Engine(3, 3, 2, cfg.queue_depth, params)
+    rt = event._Routes(3, 3, 2)
+    rt.set(4, 0, RAMP, [E, S]); rt.set(3, 1, RAMP, [E]); rt.set(4, 1, W, [E, S])
+    for c in range(2):
+        rt.set(5, c, W, [RAMP]); rt.set(7, c, N, [RAMP])
+    eng.set_routes(rt.tx.ravel(), rt.rx.ravel(), np.ones(2, np.uint8))
+    send = np.full(9, -1, np.int32); send[4] = 0; send[3] = 1
+    ptr = np.array([0, 0, 0, 0, 0, 0, 2, 2, 4, 4], np.int64)
+    acc0 = np.zeros((9, 2, n)); acc0[4, 0] = np.arange(n) + 1.0
+    acc0[3, 0] = 10.0 * (np.arange(n) + 1)
+    eng.set_reduction(ptr, np.array([0, 1, 0, 1], np.int32), send, np.full(9, n), acc0)
+    Y = np.zeros(3 * n)
+    eng.set_output(Y, np.array([0, 0, n], np.int64), 1, 0)
+    eng.run()
+    assert (Y[:2 * n] == np.tile(11.0 * (np.arange(n) + 1), 2)).all(), Y
+print("ok")
+'''
+
+
+def test_two_colours_sharing_two_ports_end_under_both_orders():
+    """Two colours whose routes share two out-ports (the centre PE of a 3 x 3 grid sends its
+    own sums and relays its west neighbour's, both east and south): round-robin must not
+    leave each yielding to the other for ever (a colour yields only to one that then goes).
+    In a child process, with a time limit: a loop would hang, not fail."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _TWO_PORTS], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
