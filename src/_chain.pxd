@@ -14,6 +14,14 @@ cdef extern from "wsk_chain.h" nogil:
                             double ramp, double lat, double launch, double task,
                             double cushion, double done, double* E, double* free1,
                             double* free2, double* free_, double* hist, double dt)
+    double wsk_chain_rounds_push(const char* work, Py_ssize_t w_sc, Py_ssize_t w_sn,
+                                 const char* first, Py_ssize_t a_sc, Py_ssize_t a_sn,
+                                 const char* last, Py_ssize_t b_sc, Py_ssize_t b_sn,
+                                 int shifted, double f, long Lg, Py_ssize_t P, Py_ssize_t N,
+                                 double hop, double ramp, double lat, double launch,
+                                 double task, double cushion, double done, double* E,
+                                 double* free1, double* free2, double* free_, double* hist,
+                                 double dt, long push)
     double wsk_chain_cols(const char* work, Py_ssize_t w_sn, const char* first,
                           Py_ssize_t a_sn, const char* last, Py_ssize_t b_sn, int shifted,
                           double f, long Lg, Py_ssize_t P, Py_ssize_t N, double hop,
@@ -51,14 +59,21 @@ cdef inline double chain_rounds(const char* work, Py_ssize_t w_sc, Py_ssize_t w_
                                 Py_ssize_t P, Py_ssize_t N, double hop, double ramp,
                                 double lat, double launch, double task, double cushion,
                                 double done, double* E, double* Gr, double* free1, double* free2,
-                                double* free, double* hist, double dt=1.0) noexcept nogil:
+                                double* free, double* hist, double dt=1.0,
+                                long push=-1) noexcept nogil:
     """``done`` or the last round's completion on one chain of P positions over N
     rounds, the later (max taken round by round, as over many chains): work
     (P x N, byte strides w_sc, w_sn), first and last (P x N, strides a_ and b_; plus f
     when shifted), L wavelets of sums per round. Scratch: E, free1, free2, free of P (Gr
     unused: each round's G is its row of hist), hist of N x P. ``dt``: cycles a link
     holds a wavelet (1 / its rate): the sums go max(dt, 1) apart (a reducer takes one a
-    cycle), and a core's ramp takes its first sums dt after the round's end of stream."""
+    cycle), and a core's ramp takes its first sums dt after the round's end of stream.
+    ``push`` >= 0: the chain's first PE is free once its last wavelet is in its router's
+    send queue of ``push`` wavelets, not once the link has taken it (wsk_chain_rounds_push)."""
+    if push >= 0:
+        return wsk_chain_rounds_push(work, w_sc, w_sn, first, a_sc, a_sn, last, b_sc, b_sn,
+                                     shifted, f, Lg, P, N, hop, ramp, lat, launch, task,
+                                     cushion, done, E, free1, free2, free, hist, dt, push)
     return wsk_chain_rounds(work, w_sc, w_sn, first, a_sc, a_sn, last, b_sc, b_sn, shifted, f,
                             Lg, P, N, hop, ramp, lat, launch, task, cushion, done, E, free1,
                             free2, free, hist, dt)

@@ -12,7 +12,11 @@ in descending agent order, which is address order, so that consecutive visits to
 neighbouring records; wakes for the cycle that is running run after them, sorted the same
 way. Only ties are ordered so (the machine does them at once). Descending, the collectives
 and the golden runs keep their cycles; ascending, the reductions (which flow west, to
-lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not 603:
+lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not 603.
+Not ties: colours whose wavelets wait for one router out-port in the same cycle take it
+in turn (``params["arbitration"]``: "round-robin", the colour after the port's last user
+first; "colour-order", the higher colour first, the engine's order before wafer21; the
+vendor documents no rule, so round-robin is the neutral choice; event.ARBITRATION):
   router queue (pe, colour)  forwards its head wavelet to every port of its route at
                              once when every target link is free this cycle and every
                              target queue has room (credit); otherwise it waits
@@ -170,6 +174,10 @@ cdef class Engine:              # inlined), not through a table
     cdef int64_t sort_cap
     cdef int sort_passes, sort_bits       # radix passes over the agent, bits in each
     cdef bint logging                     # record every agent's run (tests: time order)
+    cdef bint rr                          # round-robin between colours that contend for a
+                                          # router's out-port (False: descending colour)
+    cdef int16_t[::1] link_last           # per (PE, port): the colour that used it last
+    cdef uint8_t[::1] link_users          # per (PE, port): colours routed out through it
     cdef bint replay                      # WS: sums wait for the round's end (False: every
                                           #   task adds at once, as a reference for tests)
     cdef bint defer                       # WS: they wait here, W's blocks holding a quarter
@@ -291,6 +299,11 @@ cdef class Engine:              # inlined), not through a table
         self.mode = params["mode"]
         self.x_colour = params.get("x_colour", 0)
         self.replay = params.get("replay", True)
+        arb = params.get("arbitration", "round-robin")
+        if arb not in ("colour-order", "round-robin"):
+            raise ValueError(f"arbitration must be 'colour-order' or 'round-robin'; received "
+                             f"{arb!r}")
+        self.rr = arb == "round-robin"
         self.defer = False
         if not 0 <= self.x_colour < n_colours:
             raise ValueError(f"x_colour {self.x_colour} is not one of the {n_colours} colours")
@@ -347,6 +360,8 @@ cdef class Engine:              # inlined), not through a table
             self.rq[i].sched = INFINITY
             self.cq[i].sched = INFINITY
         self.link_free = _huge_array(P * 5, np.float64, 0.0)
+        self.link_users = np.zeros(P * 5, np.uint8)
+        self.link_last = np.full(P * 5, -1, np.int16)
         self.link_count = _huge_array(P * 6, np.int64, 0)
         self.edge_count = 0
         self.n_events = 0
@@ -380,6 +395,11 @@ cdef class Engine:              # inlined), not through a table
         self.route_tx = np.ascontiguousarray(tx, np.uint8)
         self.route_rx = np.ascontiguousarray(rx, np.int8)
         self.consumer = np.ascontiguousarray(consumer, np.uint8)
+        # per (PE, port): how many colours leave through it (more than one: they contend)
+        bits = (np.asarray(self.route_tx).reshape(self.P, self.NC)[:, :, None]
+                >> np.arange(5, dtype=np.uint8)) & 1
+        self.link_users = np.ascontiguousarray(bits.sum(axis=1).ravel(), np.uint8)
+        self.link_last = np.full(self.P * 5, -1, np.int16)
 
     def set_reduction(self, child_ptr, child_col, send_col, acc_len, acc0=None):
         """Children (colours, in the order they are reduced) and the send colour of
@@ -781,6 +801,9 @@ cdef class Engine:              # inlined), not through a table
             self.cq[q].wait = 1
             self._block(q, t)
             return 0
+        if self.rr and self._yields(q, p, col, tx, t):
+            self._wake(q, t + 1.0)
+            return 0
         self._unblock(q, t)
         # pop the head and send it on every port of the route
         s = <int64_t> q * self.S + self.rq[q].head
@@ -791,10 +814,12 @@ cdef class Engine:              # inlined), not through a table
             if tx & (1 << d):
                 nb = self._neighbour(p, d)
                 self.link_free[p * 5 + d] = t + self.link_dt
+                self.link_last[p * 5 + d] = <int16_t> col
                 self._count(p, d, t)
                 self._rq_push(nb * self.NC + col, t + self.hop + self._turn(rx, d), idx, v0, v1)
         if tx & (1 << RAMP):
             self.link_free[p * 5 + RAMP] = t + self.link_dt
+            self.link_last[p * 5 + RAMP] = <int16_t> col
             self._count(p, RAMP, t)
             ready = t + self.ramp
             if self._enqueue(self.cq, self.cq_slot, q, ready, idx, v0, v1):
@@ -808,6 +833,67 @@ cdef class Engine:              # inlined), not through a table
         if self.rq[q].count > 0:
             self._wake(q, max(self.rq[q].head_ready, t + self.link_dt))
         return 0
+
+    cdef inline bint _can_go(self, int q, double t) noexcept nogil:
+        """Whether router queue q could forward its head at cycle t: due, every port of its
+        route free and every queue it feeds with room (what _route checks)."""
+        cdef int p = q // self.NC, col = q % self.NC, d, nb
+        cdef uint8_t tx = self.route_tx[q]
+        if self.rq[q].count == 0 or self.rq[q].head_ready > t:
+            return False
+        for d in range(5):
+            if tx & (1 << d) and self.link_free[p * 5 + d] > t:
+                return False
+        for d in range(4):
+            if tx & (1 << d):
+                nb = self._neighbour(p, d)
+                if self.rq[nb * self.NC + col].count >= self.cap_link:
+                    return False
+        if tx & (1 << RAMP) and self.cq[q].count >= self.cap_ramp:
+            return False
+        return True
+
+    cdef inline bint _yields(self, int q, int p, int col, uint8_t tx, double t) except -1:
+        """Round-robin: whether queue q (free to go at t) leaves a port it shares to a
+        colour whose turn comes first after the port's last user and which could go too;
+        that colour is woken for this cycle."""
+        cdef int d, c2, q2, last, mine
+        for d in range(5):
+            if not (tx & (1 << d)) or self.link_users[p * 5 + d] < 2:
+                continue
+            last = self.link_last[p * 5 + d]
+            mine = (col - last - 1 + 2 * self.NC) % self.NC
+            for c2 in range(self.NC):
+                if c2 == col or not (self.route_tx[p * self.NC + c2] & (1 << d)):
+                    continue
+                if (c2 - last - 1 + 2 * self.NC) % self.NC < mine:
+                    q2 = p * self.NC + c2
+                    if self._free(q2, p, t):
+                        self._wake(q2, t)
+                        return True
+        return False
+
+    cdef inline bint _free(self, int q, int p, double t) noexcept nogil:
+        """Whether queue q could go at t and no colour whose turn comes before q's on one of
+        q's shared ports could go too: q then takes its ports this cycle, so yielding to
+        it makes progress (two colours sharing two ports, each first on one, would
+        otherwise yield to each other for ever)."""
+        cdef int d, c3, last, mine, col = q % self.NC
+        cdef uint8_t tx = self.route_tx[q]
+        if not self._can_go(q, t):
+            return False
+        for d in range(5):
+            if not (tx & (1 << d)) or self.link_users[p * 5 + d] < 2:
+                continue
+            last = self.link_last[p * 5 + d]
+            mine = (col - last - 1 + 2 * self.NC) % self.NC
+            for c3 in range(self.NC):
+                if c3 == col or not (self.route_tx[p * self.NC + c3] & (1 << d)):
+                    continue
+                if (c3 - last - 1 + 2 * self.NC) % self.NC < mine and \
+                        self._can_go(p * self.NC + c3, t):
+                    return False
+        return True
 
     cdef int _window(self, double t) noexcept nogil:
         """The trace window of cycle t, halving the resolution until it fits."""

@@ -17,7 +17,8 @@ from _chain cimport chain_rounds, check_chain_args, dmax
 def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
                   const double[:, :, :] last,
                   long[:] L, double hop, double ramp, double lat,
-                  double launch, double task, double cushion, fill=None, double dt=1.0):
+                  double launch, double task, double cushion, fill=None, double dt=1.0,
+                  long push=-1):
     """Completion cycle of the last round over G independent reduction chains.
 
     work[g, c, n]  compute of round n at position c of chain g, end-of-stream included
@@ -33,6 +34,11 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
     dt             cycles a link holds a wavelet (1 / its rate): sums go max(dt, 1) apart
                    (a reducer takes one a cycle); a core's ramp takes its first sums of
                    a round dt after that round's end of stream
+    push           (optional, >= 0) wavelets a chain's first PE's router queues for it to
+                   send (its queue depth and those in flight): that PE is free once its
+                   last wavelet of a round is in the queue, not once the link has taken
+                   it; -1 (the default): as the link takes it. The same floats where dt
+                   <= 1 (the queue then drains as fast as it is filled)
     """
     cdef Py_ssize_t G = work.shape[0], P = work.shape[1], N = work.shape[2], g
     cdef double[::1] scratch = np.zeros(5 * P + N * P)
@@ -62,7 +68,7 @@ def grid_pipeline(const double[:, :, :] work, const double[:, :, :] first,
                                 shifted, fill_g[g], L[g],
                                 P, N, hop, ramp, lat, launch, task, cushion, done,
                                 E, E + P, E + 2 * P, E + 3 * P, E + 4 * P, E + 5 * P,
-                                dt)
+                                dt, push)
     return done
 
 

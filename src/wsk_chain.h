@@ -88,6 +88,7 @@ typedef struct {
     double f, hop, ramp, lat, launch, task, cushion, done, dt, delta, sp, Ls;
     long Lg;
     int shifted;
+    long push;                        /* the first PE's send queue (wsk_chain_rounds_push) */
     ptrdiff_t P, n, rows, slot;       /* slot: n % rows, kept as n goes (no division) */
     double* E;
     double* free1;
@@ -114,6 +115,7 @@ static inline __attribute__((always_inline)) void wsk_chain_begin(
     s->task = task, s->cushion = cushion, s->done = done, s->dt = dt;
     s->Lg = Lg, s->shifted = shifted, s->P = P, s->n = 0, s->rows = rows;
     s->slot = 0;
+    s->push = -1;
     s->E = E, s->free1 = free1, s->free2 = free2, s->free_ = free_, s->hist = hist;
     for (c = 0; c < P; c++) {
         E[c] = 0.0;
@@ -201,6 +203,21 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
             wsk_chain_free_cushion(free_, ramp, lat, hist + nb * P + 1, back, sp, P - 1);
         } else {
             wsk_chain_free(free_, ramp, lat, P - 1);
+        }
+        if (s->push >= 0 && sp > 1.0) {
+            /* the first PE pushes its stored sums into its router's send queue (push
+               wavelets deep, in flight included) one a cycle, and is free once the last
+               is in it, not once the slow link has taken it: the next round's launch
+               overlaps the queue's drain. Push j waits for wavelet j - push to leave,
+               h + (j - push) * sp; the last such wait is the latest */
+            double h0 = Gr[0] + launch + ramp;
+            double own = (h0 - ramp - lat) + (double) (Lg - 1);
+            if (Lg - 1 - s->push >= 0)
+                own = wsk_chain_dmax(own, h0 + (double) (Lg - 1 - s->push) * sp);
+            own = own + 1;
+            if (ahead >= 0)
+                own = wsk_chain_dmax(own, hist[nb * P + 1] + back * sp + 1);
+            free_[0] = own;
         }
         free_[P - 1] = D;
     }
@@ -380,6 +397,22 @@ static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARG
     for (n = 0; n < N; n++)
         wsk_chain_next(&s, work + n * w_sn, w_sc, first + n * a_sn, a_sc, last + n * b_sn,
                        b_sc, exact);
+    return s.done;
+}
+
+/* wsk_chain_rounds with the first PE's send queue ``push`` wavelets deep (< 0: not
+ * modelled, wsk_chain_rounds' floats; at a link of a wavelet a cycle or faster the
+ * same floats too): activation-stationary's grid_pipeline (wafer21) */
+static double wsk_chain_rounds_push(WSK_CHAIN_ARGS, long push)
+{
+    wsk_chain_state s;
+    ptrdiff_t n;
+    wsk_chain_begin(&s, shifted, f, Lg, P, hop, ramp, lat, launch, task, cushion, done, E,
+                    free1, free2, free_, hist, N > 0 ? N : 1, dt);
+    s.push = push;
+    for (n = 0; n < N; n++)
+        wsk_chain_next(&s, work + n * w_sn, w_sc, first + n * a_sn, a_sc, last + n * b_sn,
+                       b_sc, 0);
     return s.done;
 }
 

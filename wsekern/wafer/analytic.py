@@ -1001,14 +1001,16 @@ def _chain_latency(config, C, L, whole=False):
             + config.hop_cycles + ramp + span + 1 + config.task_cycles + hold)
 
 
-def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
+def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None, push=-1):
     """Cycles of rounds streamed into reduction chains (see src/_pipeline.pyx).
 
     ``work`` (chains x positions x rounds) is the compute of each round, ``v``
     (positions x rounds) the wavelets of each position's stream, entering at ``dt``
     cycles each (a scalar or a column per position) and reaching chain g ``fill[g]``
     cycles later; ``L[g]`` wavelets of partial sums per round. ``arrivals`` (first,
-    last; chains x positions x rounds) replaces that stream model where it is known."""
+    last; chains x positions x rounds) replaces that stream model where it is known.
+    ``push`` (>= 0): the chains' first PEs send through a queue of that many wavelets
+    (:func:`_send_queue`; grid_pipeline's ``push``)."""
     from .._pipeline import grid_pipeline
     shift = None
     work = np.asarray(work, dtype=np.float64)
@@ -1041,7 +1043,15 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None):
     return grid_pipeline(work, first, last, np.ascontiguousarray(L, dtype=np.int_),
                          config.hop_cycles, config.ramp_cycles, _turnaround(config),
                          config.task_cycles + config.setup_cycles, config.task_cycles,
-                         _cushion(config), shift, _link_dt(config))
+                         _cushion(config), shift, _link_dt(config), push)
+
+
+def _send_queue(config):
+    """Wavelets a core's router queues for it to send: the queue and those in flight on
+    the ramp and through the send task's turnaround (the event engine's push capacity). A
+    chain's first PE is free once its last sums of a round are in it: on a link slower
+    than a wavelet a cycle, before the link has taken them."""
+    return int(config.queue_depth + math.ceil(_turnaround(config) + config.ramp_cycles))
 
 
 def _cushion(config):
@@ -1276,7 +1286,8 @@ def _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill, chain):
         keep = C - 1 - from_end
         work = t_axpy[keep, None, None] * nnz_rm[None] + task
         L_c, fill_c = L_c[keep], fill_c[keep]
-        est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c, L_c)
+        est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c, L_c,
+                               push=_send_queue(config))
     else:
         # one chain at the slowest column's pace: it reads N only through that column's
         # samples (t_axpy.max(), L_c.max()), so batches that share them (an epoch's last,
@@ -1290,7 +1301,7 @@ def _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill, chain):
         else:
             work = (nnz_rm * t_axpy.max() + task)[None]
             est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c[-1:],
-                                   L_c.max(keepdims=True))
+                                   L_c.max(keepdims=True), push=_send_queue(config))
             kept = [k for k in ops.w.cache if isinstance(k, tuple) and k
                     and k[0] == "as-exact-chain"]
             for k in kept[:max(0, len(kept) + 1 - AS_MEMO)]:

@@ -37,6 +37,14 @@ EOS, INDEX_HALF = int(Wavelet.EOS), int(Wavelet.INDEX_HALF)
 NO_COLOUR = int(Colour.NO_COLOUR)
 
 
+# How a router picks between colours whose wavelets wait for one out-port in the same cycle
+# (the vendor documents no rule: MACHINE.md says only that sources to one link serialise):
+# "colour-order" (the higher colour first: the engine's order of agents, so on a core's
+# ramp the partial sums beat the column's stream) or "round-robin" (the colour whose turn
+# comes first after the port's last user). A module setting, read when an engine is made.
+ARBITRATION = "round-robin"
+
+
 def _params(config, *, rounds, mode, store_forward=False, trace=False):
     return {"hop": float(config.hop_cycles), "ramp": float(config.ramp_cycles),
             "turn": float(config.turn_cycles), "link_rate": float(config.link_wavelets_per_cycle),
@@ -44,7 +52,8 @@ def _params(config, *, rounds, mode, store_forward=False, trace=False):
             "setup": float(config.setup_cycles), "task": float(config.task_cycles),
             "scalar": float(config.scalar_cycles_per_element), "fmac": float(config.fmacs),
             "vpw": int(config.values_per_dense_wavelet), "store_forward": int(store_forward),
-            "rounds": int(rounds), "mode": mode, "x_colour": 0, "trace": bool(trace)}
+            "rounds": int(rounds), "mode": mode, "x_colour": 0, "trace": bool(trace),
+            "arbitration": ARBITRATION}
 
 
 class _Routes:
