@@ -116,3 +116,78 @@ def test_confusion_counts_as_keras(keras, name):
             theirs.update_state(t, q, sample_weight=w)
             np.testing.assert_allclose(np.asarray(ours.result()),
                                        np.asarray(theirs.result()), rtol=1e-6)
+
+
+# -- file_layer_order is the saving thread's alone: another thread trains meanwhile --------
+def test_a_thread_trains_predicts_and_reads_weights_while_another_saves(tmp_path,
+                                                                          monkeypatch):
+    """A save held inside (after its spec, before its weights) while another thread calls
+    get_weights, predict, fit and set_weights on the same model: that thread sees Keras's
+    order throughout (the old swap on the model handed it the files' order: get_weights
+    came back in another order), trains as a twin trained alone, and the save, let go
+    afterwards, writes the trained model."""
+    import threading
+
+    import wsekern.nn.saving as saving
+    from test_keras_small_s21 import _branch
+
+    from wsekern import nn
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 4)).astype("float32")
+    y = rng.normal(size=(16, 2)).astype("float32")
+
+    def fresh():
+        m = _branch()
+        m.set_weights([np.random.default_rng(7 + i).normal(size=w.shape).astype(w.dtype)
+                       for i, w in enumerate(m.get_weights())])
+        m.compile(optimizer=nn.optimizers.Adam(0.01), loss="mse")
+        return m
+    twin = fresh()
+    start = twin.get_weights()
+    twin_pred = twin.predict(x, verbose=0)
+    twin.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    m = fresh()
+
+    inside, go, errors, seen = threading.Event(), threading.Event(), [], {}
+    real_spec = saving.model_spec
+
+    def held_spec(model):
+        spec = real_spec(model)
+        inside.set()
+        assert go.wait(60)
+        return spec
+    monkeypatch.setattr(saving, "model_spec", held_spec)
+
+    def save():
+        try:
+            m.save(tmp_path / "m.wsekern")
+        except BaseException as e:            # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def use():
+        try:
+            seen["start"] = m.get_weights()
+            seen["pred"] = m.predict(x, verbose=0)
+            m.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+            seen["trained"] = m.get_weights()
+            m.set_weights(seen["trained"])            # in the same order it was read
+        except BaseException as e:            # noqa: BLE001 - reported below
+            errors.append(e)
+    saver = threading.Thread(target=save)
+    saver.start()
+    assert inside.wait(60)
+    user = threading.Thread(target=use)
+    user.start()
+    user.join(120)
+    go.set()
+    saver.join(60)
+    assert not errors, errors
+    for a, b in zip(seen["start"], start):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(seen["pred"], twin_pred)
+    for a, b, c in zip(seen["trained"], twin.get_weights(), m.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(a, c)
+    back = nn.load_model(tmp_path / "m.wsekern")
+    for a, b in zip(back.get_weights(), m.get_weights()):
+        np.testing.assert_array_equal(a, b)
