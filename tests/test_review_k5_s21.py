@@ -191,3 +191,62 @@ def test_a_thread_trains_predicts_and_reads_weights_while_another_saves(tmp_path
     back = nn.load_model(tmp_path / "m.wsekern")
     for a, b in zip(back.get_weights(), m.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# -- BatchNormalization's backward (rewritten in torch's form this session) ---------------
+_BN_CASES = [((6, 4), True, True), ((6, 4), False, True), ((6, 4), True, False),
+             ((6, 4), False, False), ((1, 4), True, True), ((3, 5, 2), True, True),
+             ((2, 3, 2, 3), False, True)]
+
+
+@pytest.mark.parametrize("shape, center, scale", _BN_CASES)
+def test_batch_norm_training_gradients_by_finite_differences(shape, center, scale):
+    """float64, training: d/d(input), gamma and beta of sum(bn(x) * R) against central
+    differences (test_nn_grad covered gamma and beta both on, a 3-D input only)."""
+    from test_nn_grad import check_layer
+
+    from wsekern import nn
+    layer = nn.layers.BatchNormalization(center=center, scale=scale, epsilon=1e-5,
+                                         dtype="float64")
+    x = np.random.default_rng(4).normal(size=shape) * 2 + 0.5
+    check_layer(layer, x, training=True, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("shape, center, scale", _BN_CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_norm_training_step_as_keras(keras, shape, center, scale, dtype):
+    """One training call and its gradients against Keras on torch (float32 within a few
+    ulps of the largest value; Keras's float64 carries float32 rounding: 1e-6)."""
+    import torch
+
+    from wsekern import nn
+    from wsekern.nn.tensor import Tensor
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=shape) * 3 + 1).astype(dtype)
+    R = rng.normal(size=shape).astype(dtype)
+    theirs = keras.layers.BatchNormalization(center=center, scale=scale, momentum=0.8,
+                                             dtype=dtype)
+    ours = nn.layers.BatchNormalization(center=center, scale=scale, momentum=0.8, dtype=dtype)
+    theirs.build(shape)
+    ours(Tensor(x))                        # builds (inference: the moving statistics kept)
+    if scale:
+        g = rng.normal(size=shape[-1]).astype(dtype)
+        theirs.gamma.assign(g)
+        ours.gamma.data[...] = g
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt, training=True)
+    (yt * torch.tensor(R)).sum().backward()
+    xo = Tensor(x, requires_grad=True)
+    yo = ours(xo, training=True)
+    (yo * R).sum().backward()
+    tol = 1e-5 if dtype == "float32" else 1e-6
+
+    def close(a, b, what):
+        b = np.asarray(b, np.float64)
+        np.testing.assert_allclose(np.asarray(a, np.float64), b, rtol=0,
+                                   atol=tol * max(np.abs(b).max(), 1e-3), err_msg=what)
+    close(yo.data, yt.detach().numpy(), "output")
+    close(xo.grad, xt.grad.numpy(), "input gradient")
+    assert xo.grad.dtype == dtype
+    for name in ("moving_mean", "moving_variance"):
+        close(getattr(ours, name).data, getattr(theirs, name).numpy(), name)
