@@ -128,9 +128,9 @@ def test_a_thread_trains_predicts_and_reads_weights_while_another_saves(tmp_path
     afterwards, writes the trained model."""
     import threading
 
-    import wsekern.nn.saving as saving
     from test_keras_small_s21 import _branch
 
+    import wsekern.nn.saving as saving
     from wsekern import nn
     rng = np.random.default_rng(1)
     x = rng.normal(size=(16, 4)).astype("float32")
