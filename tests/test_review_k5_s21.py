@@ -250,3 +250,24 @@ def test_batch_norm_training_step_as_keras(keras, shape, center, scale, dtype):
     assert xo.grad.dtype == dtype
     for name in ("moving_mean", "moving_variance"):
         close(getattr(ours, name).data, getattr(theirs, name).numpy(), name)
+
+
+def test_stft_refuses_too_many_frames_before_gathering_them():
+    """stft gathered every frame (signals x frames x fft_length samples) before rfft's
+    estimate could refuse: 2**24 samples at stride 1 are 64 GiB of frames, a MemoryError
+    after the attempt (or the OOM killer). In a child under a 3 GiB cap."""
+    from conftest import assert_refused_in_child
+    assert_refused_in_child("""
+        import numpy as np
+        from wsekern.nn import ops
+        x = np.zeros((1, 2 ** 24), np.float32)
+        cases = [lambda: ops.stft(x, 256, 1, 256),
+                 lambda: ops.stft(np.zeros((64, 2 ** 18), np.float64), 512, 4, 512)]
+        """, 2, needles=("sequence_stride=",), limit_gb=3)
+
+
+def test_stft_budget_message():
+    with pytest.raises(ValueError, match=r"stft: sequence_stride=1 asks for 16777217 x 129 "
+                                         r"output samples, ~16\.\d GiB .*use a larger "
+                                         r"sequence_stride \(16777217 frames a signal\)"):
+        ops.stft(np.zeros((1, 2 ** 24), np.float32), 256, 1, 256)

@@ -3116,7 +3116,7 @@ def _fit_last(a, n):
 _FFT_LIMIT = 4 * 2**30
 
 
-def _fft_budget(rows, samples, itemsize, name, what, value, default=None):
+def _fft_budget(rows, samples, itemsize, name, what, value, default=None, hint=None):
     rows = builtins.max(int(rows), 1)
     need = int(itemsize) * rows * int(samples)
     if need > _FFT_LIMIT:
@@ -3124,7 +3124,7 @@ def _fft_budget(rows, samples, itemsize, name, what, value, default=None):
                  else f"{what}=None (the input's last axis, {default})")
         raise ValueError(f"{name}: {given} asks for {rows} x {samples} output samples, "
                          f"~{need / 2**30:.1f} GiB (limit {_FFT_LIMIT / 2**30:.0f} GiB); "
-                         f"use a smaller {what} or fewer rows at a time")
+                         + (hint or f"use a smaller {what} or fewer rows at a time"))
 
 
 def _fft_length(fft_length, default, name):
@@ -3255,6 +3255,11 @@ def stft(x, sequence_length, sequence_stride, fft_length, window="hann", center=
         raise ValueError(f"stft: the signal ({n} samples{' after padding' if center else ''})"
                          f" is shorter than fft_length={fft_length}")
     frames = 1 + (n - fft_length) // sequence_stride
+    # the frames gathered (and their spectrum) before rfft's own estimate: refuse first
+    _fft_budget(np.prod(x.shape[:-1]) * frames, fft_length // 2 + 1,
+                np.result_type(x.dtype, np.complex64).itemsize, "stft", "sequence_stride",
+                sequence_stride, hint=f"use a larger sequence_stride ({frames} frames a "
+                f"signal) or fewer signals at a time")
     idx = np.arange(frames)[:, None] * sequence_stride + np.arange(fft_length)[None, :]
     left = (fft_length - sequence_length) // 2
     win = T.pad(win, [(left, fft_length - sequence_length - left)])
