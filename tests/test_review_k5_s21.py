@@ -271,3 +271,62 @@ def test_stft_budget_message():
                                          r"output samples, ~16\.\d GiB .*use a larger "
                                          r"sequence_stride \(16777217 frames a signal\)"):
         ops.stft(np.zeros((1, 2 ** 24), np.float32), 256, 1, 256)
+
+
+# -- a layer built directly is built (Keras's build wrapper) -------------------------------
+def _block(lib):
+    class Block(lib.layers.Layer):            # keras.io's custom layer: builds its part
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.d = lib.layers.Dense(3)
+
+        def build(self, input_shape):
+            self.d.build(input_shape)
+
+        def call(self, x):
+            return self.d(x)
+    return Block()
+
+
+def test_a_sublayer_built_in_build_is_not_built_again():
+    """A custom layer whose build() builds its sub-layer: the sub-layer's first call built
+    it again, so the block had two kernels and two biases (the first pair dead)."""
+    from wsekern import nn
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    block = _block(nn)
+    y = block(x).data
+    assert [w.shape for w in block.weights] == [(4, 3), (3,)]
+    k, b = block.get_weights()
+    np.testing.assert_allclose(y, x @ k + b, rtol=1e-6)
+    inp = nn.Input((4,))
+    model = nn.Model(inp, _block(nn)(inp))
+    assert [w.shape for w in model.trainable_weights] == [(4, 3), (3,)]
+
+
+@pytest.mark.parametrize("direct", ["dense", "block"])
+def test_weights_set_after_a_direct_build_are_the_ones_called(direct):
+    """layer.build(shape); layer.set_weights(w); layer(x): the call used fresh weights of a
+    second build (Keras marks the layer built, so the call uses w)."""
+    from wsekern import nn
+    layer = nn.layers.Dense(3) if direct == "dense" else _block(nn)
+    layer.build((None, 4))
+    assert layer.built and layer.input_shape == (None, 4)
+    k = np.arange(12, dtype="float32").reshape(4, 3) / 10
+    b = np.array([1, -1, 0.5], "float32")
+    layer.set_weights([k, b])
+    x = np.random.default_rng(1).normal(size=(2, 4)).astype("float32")
+    np.testing.assert_allclose(layer(x).data, x @ k + b, rtol=1e-6)
+    assert len(layer.weights) == 2
+
+
+def test_custom_block_weights_as_keras(keras):
+    """The same block in Keras: the same weight shapes, and ours set from Keras's weights
+    predicts as Keras."""
+    from wsekern import nn
+    x = np.random.default_rng(2).normal(size=(3, 4)).astype("float32")
+    theirs, ours = _block(keras), _block(nn)
+    theirs.build((None, 4))
+    ours.build((None, 4))
+    assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    ours.set_weights([np.asarray(w) for w in theirs.get_weights()])
+    np.testing.assert_allclose(ours(x).data, theirs(x).detach().numpy(), rtol=1e-6)
