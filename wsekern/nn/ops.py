@@ -3110,27 +3110,29 @@ def _fit_last(a, n):
     return np.concatenate([a, np.zeros(a.shape[:-1] + (n - m,), dtype=a.dtype)], axis=-1)
 
 
-# NumPy's FFTs work in complex128: an absurd length would end in a MemoryError (or
-# swapping) after the allocation is tried; refuse it first, naming the argument
+# an absurd length would end in NumPy's MemoryError (or swapping) after the allocation is
+# tried; refuse it first, naming the argument. The estimate is the output's own size
+# (NumPy's FFTs keep float32 as complex64), so a call Keras runs is not refused
 _FFT_LIMIT = 4 * 2**30
 
 
-def _fft_budget(rows, n, name, what, value, itemsize=16):
+def _fft_budget(rows, samples, itemsize, name, what, value, default=None, hint=None):
     rows = builtins.max(int(rows), 1)
-    need = itemsize * rows * int(n)        # one array of the output (complex128 for FFTs)
+    need = int(itemsize) * rows * int(samples)
     if need > _FFT_LIMIT:
-        raise ValueError(f"{name}: {what}={value} asks for {rows} x {n} output samples, "
+        given = (f"{what}={value}" if value is not None
+                 else f"{what}=None (the input's last axis, {default})")
+        raise ValueError(f"{name}: {given} asks for {rows} x {samples} output samples, "
                          f"~{need / 2**30:.1f} GiB (limit {_FFT_LIMIT / 2**30:.0f} GiB); "
-                         f"use a smaller {what}")
+                         + (hint or f"use a smaller {what} or fewer rows at a time"))
 
 
-def _fft_length(fft_length, default, name, rows=1):
+def _fft_length(fft_length, default, name):
     n = default if fft_length is None else int(fft_length)
     if n < 1:
         raise ValueError(f"{name}: fft_length must be >= 1; received {fft_length}"
                          + (f" (the default from the input's last axis is {n})"
                             if fft_length is None else ""))
-    _fft_budget(rows, n, name, "fft_length", fft_length)
     return n
 
 
@@ -3143,8 +3145,11 @@ def rfft(x, fft_length=None):
     if x.ndim == 0:
         raise ValueError("rfft needs a tensor of rank >= 1; received a scalar")
     m = x.shape[-1]
-    n = _fft_length(fft_length, m, "rfft", np.prod(x.shape[:-1]))
+    n = _fft_length(fft_length, m, "rfft")
     k = n // 2 + 1
+    # the spectrum: k complex values a row (complex64 for float32), as the (re, im) pair
+    _fft_budget(np.prod(x.shape[:-1]), k, np.result_type(x.dtype, np.complex64).itemsize,
+                "rfft", "fft_length", fft_length, m)
 
     def adjoint(G):
         full = np.zeros(G.shape[:-1] + (n,), dtype=np.complex128)
@@ -3160,8 +3165,10 @@ def irfft(x, fft_length=None):
     if re.ndim == 0:
         raise ValueError("irfft needs tensors of rank >= 1; received scalars")
     m = re.shape[-1]
-    n = _fft_length(fft_length, 2 * (m - 1), "irfft", np.prod(re.shape[:-1]))
+    n = _fft_length(fft_length, 2 * (m - 1), "irfft")
     k = n // 2 + 1
+    _fft_budget(np.prod(re.shape[:-1]), n, np.result_type(re.dtype, np.float32).itemsize,
+                "irfft", "fft_length", fft_length, 2 * (m - 1))
     # bins 1..ceil(n/2)-1 appear twice in the real signal (with their conjugates)
     weight = np.full(k, 2.0)
     weight[0] = 1.0
@@ -3248,6 +3255,11 @@ def stft(x, sequence_length, sequence_stride, fft_length, window="hann", center=
         raise ValueError(f"stft: the signal ({n} samples{' after padding' if center else ''})"
                          f" is shorter than fft_length={fft_length}")
     frames = 1 + (n - fft_length) // sequence_stride
+    # the frames gathered (and their spectrum) before rfft's own estimate: refuse first
+    _fft_budget(np.prod(x.shape[:-1]) * frames, fft_length // 2 + 1,
+                np.result_type(x.dtype, np.complex64).itemsize, "stft", "sequence_stride",
+                sequence_stride, hint=f"use a larger sequence_stride ({frames} frames a "
+                f"signal) or fewer signals at a time")
     idx = np.arange(frames)[:, None] * sequence_stride + np.arange(fft_length)[None, :]
     left = (fft_length - sequence_length) // 2
     win = T.pad(win, [(left, fft_length - sequence_length - left)])
@@ -3275,8 +3287,8 @@ def istft(x, sequence_length, sequence_stride, fft_length, length=None, window="
         start = fft_length // 2
         end = start + int(length) if length is not None else expected - fft_length // 2
         if length is not None:                 # torch pads the output to ``length``
-            _fft_budget(np.prod(re.shape[:-2]), int(length), "istft", "length", length,
-                        re.dtype.itemsize)
+            _fft_budget(np.prod(re.shape[:-2]), int(length), re.dtype.itemsize, "istft",
+                        "length", length)
         stop = builtins.min(end, expected)
         env_part = env.data[start:stop]
         if env_part.size and np.abs(env_part).min() < 1e-11:

@@ -6,6 +6,7 @@ and dicts, recursively - as Keras tracks them, so ``fit`` trains the sub-layers 
 layer or model.
 """
 import collections
+import functools
 import inspect
 import math
 import re
@@ -189,6 +190,26 @@ def _batchless(shape):
     return (None,) + tuple(shape[1:]) if shape else shape
 
 
+
+def _marking_built(build):
+    """``build`` made to leave the layer built, as Keras's build wrapper does: a layer
+    built directly (``layer.build(shape)``; a custom layer's build building its sub-layers,
+    keras.io's pattern) was built again by its first call, a second set of variables
+    that the call then used (weights set in between were ignored)."""
+    @functools.wraps(build)
+    def built_after(self, *args, **kwargs):
+        out = build(self, *args, **kwargs)
+        shape = args[0] if args else kwargs.get("input_shape")
+        if self.__dict__.get("input_shape") is None and shape is not None:
+            try:               # as _build_only keeps it (lists and dicts: several inputs)
+                self.input_shape = shape if isinstance(shape, (list, dict)) else tuple(shape)
+            except TypeError:
+                pass
+        self.built = True
+        return out
+    built_after._marks_built = True
+    return built_after
+
 class Layer:
     """Base layer. Subclasses define ``build(input_shape)``, ``call(x)`` (with ``training``
     only if they use it), optionally ``compute_output_shape(input_shape)`` (inferred by a
@@ -202,6 +223,9 @@ class Layer:
         # Keras's attributes for the arguments (`layer.kernel_regularizer`, ...), read from
         # and written to the options add_weight uses
         super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None and not getattr(build, "_marks_built", False):
+            cls.build = _marking_built(build)
         for arg, weight in _regularizable(cls):
             for kind in ("regularizer", "constraint"):
                 if not hasattr(cls, f"{arg}_{kind}"):
