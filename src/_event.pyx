@@ -112,6 +112,10 @@ cdef struct Queue:              # 32 bytes: two to a cache line
     int16_t count            # wavelets held, those in flight to it included
     int16_t head
     uint8_t wait             # its feeder waits for room
+    uint8_t gave             # (cycle % 255) + 1 of the cycle its router gave its turn at
+                             # (round-robin; 0: none): it does not go then, so no colour
+                             # waits for it (two that share two ports would wait for each
+                             # other for ever in one cycle)
 
 
 cdef struct Pe:                # what a PE's main thread and reducer read, two cache lines
@@ -774,6 +778,7 @@ cdef class Engine:              # inlined), not through a table
         cdef uint8_t tx
         cdef int32_t idx
         cdef double v0, v1
+        self.rq[q].gave = 0
         if self.rq[q].count == 0:
             return 0
         if self.rq[q].head_ready > t:
@@ -802,6 +807,7 @@ cdef class Engine:              # inlined), not through a table
             self._block(q, t)
             return 0
         if self.rr and self._yields(q, p, col, tx, t):
+            self.rq[q].gave = <uint8_t> (self.now % 255 + 1)
             self._wake(q, t + 1.0)
             return 0
         self._unblock(q, t)
@@ -855,9 +861,10 @@ cdef class Engine:              # inlined), not through a table
 
     cdef inline bint _yields(self, int q, int p, int col, uint8_t tx, double t) except -1:
         """Round-robin: whether queue q (free to go at t) leaves a port it shares to a
-        colour whose turn comes first after the port's last user and which could go too;
-        that colour is woken for this cycle."""
+        colour whose turn comes first after the port's last user and which could go too
+        (and has not given its turn this cycle); that colour is woken for this cycle."""
         cdef int d, c2, q2, last, mine
+        cdef uint8_t now = <uint8_t> (self.now % 255 + 1)
         for d in range(5):
             if not (tx & (1 << d)) or self.link_users[p * 5 + d] < 2:
                 continue
@@ -868,7 +875,7 @@ cdef class Engine:              # inlined), not through a table
                     continue
                 if (c2 - last - 1 + 2 * self.NC) % self.NC < mine:
                     q2 = p * self.NC + c2
-                    if self._can_go(q2, t):
+                    if self.rq[q2].gave != now and self._can_go(q2, t):
                         self._wake(q2, t)
                         return True
         return False
