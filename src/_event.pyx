@@ -12,7 +12,8 @@ in descending agent order, which is address order, so that consecutive visits to
 neighbouring records; wakes for the cycle that is running run after them, sorted the same
 way. Only ties are ordered so (the machine does them at once). Descending, the collectives
 and the golden runs keep their cycles; ascending, the reductions (which flow west, to
-lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not 603.
+lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not 603
+(both in colour order, before round-robin; 599 in turn).
 Not ties: colours whose wavelets wait for one router out-port in the same cycle take it
 in turn (``params["arbitration"]``: "round-robin", the colour after the port's last user
 first; "colour-order", the higher colour first, the engine's order before wafer21; the
@@ -181,7 +182,7 @@ cdef class Engine:              # inlined), not through a table
     cdef bint rr                          # round-robin between colours that contend for a
                                           # router's out-port (False: descending colour)
     cdef int16_t[::1] link_last           # per (PE, port): the colour that used it last
-    cdef uint8_t[::1] link_users          # per (PE, port): colours routed out through it
+    cdef uint8_t[::1] link_users          # per (PE, port): colours routed out through it (to 2)
     cdef bint replay                      # WS: sums wait for the round's end (False: every
                                           #   task adds at once, as a reference for tests)
     cdef bint defer                       # WS: they wait here, W's blocks holding a quarter
@@ -399,10 +400,12 @@ cdef class Engine:              # inlined), not through a table
         self.route_tx = np.ascontiguousarray(tx, np.uint8)
         self.route_rx = np.ascontiguousarray(rx, np.int8)
         self.consumer = np.ascontiguousarray(consumer, np.uint8)
-        # per (PE, port): how many colours leave through it (more than one: they contend)
+        # per (PE, port): how many colours leave through it (more than one: they contend;
+        # counted to 2, as a byte would wrap at 256 colours and call such a port free)
         bits = (np.asarray(self.route_tx).reshape(self.P, self.NC)[:, :, None]
                 >> np.arange(5, dtype=np.uint8)) & 1
-        self.link_users = np.ascontiguousarray(bits.sum(axis=1).ravel(), np.uint8)
+        self.link_users = np.ascontiguousarray(
+            np.minimum(bits.sum(axis=1, dtype=np.int64), 2).ravel(), np.uint8)
         self.link_last = np.full(self.P * 5, -1, np.int16)
 
     def set_reduction(self, child_ptr, child_col, send_col, acc_len, acc0=None):

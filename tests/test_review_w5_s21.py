@@ -193,3 +193,44 @@ def test_two_colours_sharing_two_ports_do_not_wait_for_each_other(k, arb):
         pytest.fail(f"the engine did not finish in 60 s (k={k}, {arb}): a livelock")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[0] == "[0, 60, 40, 0, 0]"
+
+
+@pytest.mark.parametrize("NC", [3, 256, 257, 300])
+def test_round_robin_holds_with_hundreds_of_colours_on_one_port(NC):
+    """The colours routed out through one port were counted in a byte: 256 of them counted
+    0, 257 counted 1, and the port was taken for uncontended, the higher colour always
+    first. Here NC colours are routed out by PE (0, 1)'s west port and two send: colour 0
+    (its own, 4 wavelets) and colour NC - 1 (from (0, 2), a hop later, 4): in turn."""
+    cfg = _cfg()
+    R, C, X = 2, 3, 1
+    params = event._params(cfg, rounds=1, mode=Mode.MODE_NONE)
+    eng = Engine(R, C, NC, 16, params)
+    rt = event._Routes(R, C, NC)
+    hi = NC - 1
+    for c in range(NC):
+        rt.set(X, c, RAMP if c == 0 else E, [W])
+    rt.set(2, hi, RAMP, [W])
+    rt.set(0, 0, E, [RAMP])                 # at (0, 0): colour 0 to the ramp, hi south
+    rt.set(0, hi, E, [S])
+    rt.set(C, hi, N, [RAMP])
+    eng.set_routes(rt.tx.ravel(), rt.rx.ravel(), np.ones(NC, np.uint8))
+    send = np.full(R * C, Colour.NO_COLOUR, np.int32)
+    send[X], send[2] = 0, hi
+    lens = np.zeros(R * C, np.int64)
+    lens[X] = lens[2] = 4
+    eng.set_reduction(np.zeros(R * C + 1, np.int64), np.zeros(0, np.int32), send, lens,
+                      np.ones((R * C, 2, 4)))
+    eng.set_output(np.zeros(1), np.zeros(R, np.int64), 0, 0)
+    out, prev = [], np.zeros(2, np.int64)
+
+    def seen(_):
+        lc = eng.stats()["link_count"]
+        now = np.array([lc[0, 0, 4], lc[0, 0, 2]])
+        step = now - prev
+        assert step.sum() <= 1, step
+        if step.sum():
+            out.append(0 if step[0] else hi)
+        prev[:] = now
+    eng.run(progress=seen, every=1)
+    assert eng.check_drained() == (1, 1)
+    assert out == [0, 0, hi, 0, hi, 0, hi, hi]
