@@ -12,7 +12,8 @@ in descending agent order, which is address order, so that consecutive visits to
 neighbouring records; wakes for the cycle that is running run after them, sorted the same
 way. Only ties are ordered so (the machine does them at once). Descending, the collectives
 and the golden runs keep their cycles; ascending, the reductions (which flow west, to
-lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not 603.
+lower addresses) ended earlier, the 512-PE tree of test_event in 590 cycles, not 603
+(both in colour order, before round-robin; 599 in turn).
 Not ties: colours whose wavelets wait for one router out-port in the same cycle take it
 in turn (``params["arbitration"]``: "round-robin", the colour after the port's last user
 first; "colour-order", the higher colour first, the engine's order before wafer21; the
@@ -112,6 +113,10 @@ cdef struct Queue:              # 32 bytes: two to a cache line
     int16_t count            # wavelets held, those in flight to it included
     int16_t head
     uint8_t wait             # its feeder waits for room
+    uint8_t gave             # (cycle % 255) + 1 of the cycle its router gave its turn at
+                             # (round-robin; 0: none): it does not go then, so no colour
+                             # waits for it (two that share two ports would wait for each
+                             # other for ever in one cycle)
 
 
 cdef struct Pe:                # what a PE's main thread and reducer read, two cache lines
@@ -177,7 +182,7 @@ cdef class Engine:              # inlined), not through a table
     cdef bint rr                          # round-robin between colours that contend for a
                                           # router's out-port (False: descending colour)
     cdef int16_t[::1] link_last           # per (PE, port): the colour that used it last
-    cdef uint8_t[::1] link_users          # per (PE, port): colours routed out through it
+    cdef uint8_t[::1] link_users          # per (PE, port): colours routed out through it (to 2)
     cdef bint replay                      # WS: sums wait for the round's end (False: every
                                           #   task adds at once, as a reference for tests)
     cdef bint defer                       # WS: they wait here, W's blocks holding a quarter
@@ -395,10 +400,12 @@ cdef class Engine:              # inlined), not through a table
         self.route_tx = np.ascontiguousarray(tx, np.uint8)
         self.route_rx = np.ascontiguousarray(rx, np.int8)
         self.consumer = np.ascontiguousarray(consumer, np.uint8)
-        # per (PE, port): how many colours leave through it (more than one: they contend)
+        # per (PE, port): how many colours leave through it (more than one: they contend;
+        # counted to 2, as a byte would wrap at 256 colours and call such a port free)
         bits = (np.asarray(self.route_tx).reshape(self.P, self.NC)[:, :, None]
                 >> np.arange(5, dtype=np.uint8)) & 1
-        self.link_users = np.ascontiguousarray(bits.sum(axis=1).ravel(), np.uint8)
+        self.link_users = np.ascontiguousarray(
+            np.minimum(bits.sum(axis=1, dtype=np.int64), 2).ravel(), np.uint8)
         self.link_last = np.full(self.P * 5, -1, np.int16)
 
     def set_reduction(self, child_ptr, child_col, send_col, acc_len, acc0=None):
@@ -774,6 +781,7 @@ cdef class Engine:              # inlined), not through a table
         cdef uint8_t tx
         cdef int32_t idx
         cdef double v0, v1
+        self.rq[q].gave = 0
         if self.rq[q].count == 0:
             return 0
         if self.rq[q].head_ready > t:
@@ -802,6 +810,7 @@ cdef class Engine:              # inlined), not through a table
             self._block(q, t)
             return 0
         if self.rr and self._yields(q, p, col, tx, t):
+            self.rq[q].gave = <uint8_t> (self.now % 255 + 1)
             self._wake(q, t + 1.0)
             return 0
         self._unblock(q, t)
@@ -855,9 +864,10 @@ cdef class Engine:              # inlined), not through a table
 
     cdef inline bint _yields(self, int q, int p, int col, uint8_t tx, double t) except -1:
         """Round-robin: whether queue q (free to go at t) leaves a port it shares to a
-        colour whose turn comes first after the port's last user and which could go too;
-        that colour is woken for this cycle."""
+        colour whose turn comes first after the port's last user and which could go too
+        (and has not given its turn this cycle); that colour is woken for this cycle."""
         cdef int d, c2, q2, last, mine
+        cdef uint8_t now = <uint8_t> (self.now % 255 + 1)
         for d in range(5):
             if not (tx & (1 << d)) or self.link_users[p * 5 + d] < 2:
                 continue
@@ -868,7 +878,7 @@ cdef class Engine:              # inlined), not through a table
                     continue
                 if (c2 - last - 1 + 2 * self.NC) % self.NC < mine:
                     q2 = p * self.NC + c2
-                    if self._free(q2, p, t):
+                    if self.rq[q2].gave != now and self._free(q2, p, t):
                         self._wake(q2, t)
                         return True
         return False
