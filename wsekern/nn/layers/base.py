@@ -190,7 +190,6 @@ def _batchless(shape):
     return (None,) + tuple(shape[1:]) if shape else shape
 
 
-
 def _marking_built(build):
     """``build`` made to leave the layer built, as Keras's build wrapper does: a layer
     built directly (``layer.build(shape)``; a custom layer's build building its sub-layers,
@@ -209,6 +208,7 @@ def _marking_built(build):
         return out
     built_after._marks_built = True
     return built_after
+
 
 class Layer:
     """Base layer. Subclasses define ``build(input_shape)``, ``call(x)`` (with ``training``
