@@ -449,6 +449,7 @@ class _Confusion(Metric):
         super().__init__(name=name, dtype=dtype)
         self.init_thresholds = thresholds
         self.thresholds = _thresholds(thresholds, 0.5 if top_k is None else -1e-7)
+        self._evenly = _evenly(self.thresholds)      # fixed: not per batch
         self.top_k, self.class_id = top_k, class_id
         n = len(self.thresholds)
         self.true_positives = self.add_variable((n,), name="true_positives", dtype=np.float64)
@@ -460,7 +461,7 @@ class _Confusion(Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         tp, fp, _, fn = _confusion(y_true, y_pred, self.thresholds, sample_weight, self.top_k,
                                    self.class_id, owner=type(self).__name__,
-                                   evenly=_evenly(self.thresholds))
+                                   evenly=self._evenly)
         self.true_positives.assign_add(tp)
         self.false_positives.assign_add(fp)
         self.false_negatives.assign_add(fn)
@@ -498,12 +499,13 @@ class _Count(Metric):
         super().__init__(name=name, dtype=dtype)
         self.init_thresholds = thresholds
         self.thresholds = _thresholds(thresholds, 0.5)
+        self._evenly = _evenly(self.thresholds)
         self.accumulator = self.add_variable((len(self.thresholds),), name="accumulator",
                                              dtype=np.float64)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         counts = _confusion(y_true, y_pred, self.thresholds, sample_weight,
-                            owner=type(self).__name__, evenly=_evenly(self.thresholds))
+                            owner=type(self).__name__, evenly=self._evenly)
         self.accumulator.assign_add(counts[self._which])
 
     def result(self):
