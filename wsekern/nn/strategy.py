@@ -535,8 +535,13 @@ class LayerPlacement:
         x, g = self.last_input, self.last_grad
         self.last_input = self.last_grad = None
         N = int(x.shape[1])
-        key = (id(cfg), mode, tuple(self.region), W, N, self.needs_input_grad)
-        planned = _same(key, self._primed) and self._plan is not None
+        needs, primed = self.needs_input_grad, self._primed
+        # the key of the last fully costed step compared entry by entry as tuples compare,
+        # but W by identity, the likeliest to differ first; a new key is built only then
+        planned = (self._plan is not None and primed is not None and primed[3] is W
+                   and primed[4] == N and primed[0] == id(cfg) and primed[1] == mode
+                   and primed[5] == needs and primed[2] == tuple(self.region))
+        key = None if planned else (id(cfg), mode, tuple(self.region), W, N, needs)
         if mode != "layer-pipelined" and N:
             # weight streaming: every product's time reads W's structure and N, not the
             # operands (training.step_plan's "fixed" plan); the reports, built when read,
@@ -614,13 +619,6 @@ def _fill_graph(edges, placements):
         incoming.setdefault(id(e.dst), []).append((index.get(id(e.src), -1), e))
     return (edges, placements, len(edges), len(placements),
             [(i, p, incoming.get(id(p), [])) for i, p in enumerate(placements)])
-
-
-def _same(key, primed):
-    """Whether two step keys are equal, the weight matrix compared by identity."""
-    # tuples compare entry by entry (identity, then ==): W's entry alone by identity
-    return (primed is not None and len(key) == len(primed) and key[3] is primed[3]
-            and key[:3] == primed[:3] and key[4:] == primed[4:])
 
 
 def _weight_csr(w, groups):
