@@ -93,3 +93,17 @@ def test_a_step_differing_in_one_key_entry_is_costed_afresh(entry, sparsity):
     _same_parts(_cost(p, cfg, mode, x, g), want)
     # and the next step with that key follows its new plan, as costed afresh
     _same_parts(_cost(p, cfg, mode, x, g), want)
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.5])
+def test_steps_of_no_columns_have_no_plan_and_are_each_costed_in_full(sparsity):
+    """A step of no columns makes no plan (training.step_plan gives None): the next one,
+    with the same key, is costed in full again, not from a plan."""
+    strategy, p, (x, g) = _placed("layer-pipelined", sparsity)
+    cfg, mode = strategy.config, strategy.mode
+    x0 = np.zeros((columns.pattern(x).shape[0], 0), bool)
+    g0 = np.zeros((columns.pattern(g).shape[0], 0), bool)
+    for _ in range(2):
+        _same_parts(_cost(p, cfg, mode, x0, g0), _want(p, cfg, mode, x0, g0))
+        assert p._plan is None
+    _same_parts(_cost(p, cfg, mode, x, g), _want(p, cfg, mode, x, g))
