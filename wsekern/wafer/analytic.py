@@ -375,7 +375,8 @@ def _step_structure(w, config, region):
     structure["pipeline"] = (structure["L"], float(config.hop_cycles),
                              float(config.ramp_cycles), float(_turnaround(config)),
                              float(config.task_cycles + config.setup_cycles),
-                             float(_cushion(config)), float(structure["fill"][0]))
+                             float(_cushion(config)), float(structure["fill"][0]),
+                             _send_queue(config))
     # each entry's row block and count in one uint16 where both fit in a byte (None
     # otherwise): the step's pass over X reads a quarter of the memory
     structure["packed"] = _ws_pack_entries(structure["s_rows"], structure["s_data"])
@@ -481,7 +482,7 @@ def screen_price(ops, config, region, what="spmm"):
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
     fill = R * config.hop_cycles + config.ramp_cycles
     est = _pipeline_cycles(config, work_cn[None], v_cn, dt, np.array([fill], np.float64),
-                           L.max(keepdims=True))
+                           L.max(keepdims=True), push=_send_queue(config))
     # _ws_cycles' floor: the busiest ramp's load
     L_max = int(L.max())
     if C > 1 and L_max > 0:
@@ -566,7 +567,7 @@ class _BlockWork:
                           np.ascontiguousarray(L, np.int_), config.hop_cycles,
                           config.ramp_cycles, _turnaround(config),
                           config.task_cycles + config.setup_cycles, _cushion(config), work_cn,
-                          dt)
+                          dt, _send_queue(config))
         return est, work_cn
 
 
@@ -605,7 +606,8 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
     if isinstance(work, _BlockWork):
         est, work_cn = work.pipeline(config, v_cn, dt, fill_r, L)
     else:
-        est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L, arrivals)
+        est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L, arrivals,
+                               push=_send_queue(config))
     fill = R * config.hop_cycles + config.ramp_cycles
     L = int(L.max())
 
@@ -782,7 +784,7 @@ def _dense_screen_step(plan, config):
     dt = _link_dt(config)
     pipeline = (L, float(config.hop_cycles), float(ramp), float(plan["turnaround"]),
                 float(config.task_cycles + config.setup_cycles), float(task),
-                float(plan["cushion"]))
+                float(plan["cushion"]), _send_queue(config))
     # the end-of-stream task is the task's cycles (eos)
     call = (plan["k_b"], plan["tmax"], task, config.wavelets_per_sparse_value, dt,
             plan["fill"], pipeline)
