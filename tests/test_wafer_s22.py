@@ -10,6 +10,7 @@ activation-stationary estimate does. The event engine is the reference.
 """
 import numpy as np
 import pytest
+from test_wafer_s21 import _pattern, _send_release, _x
 
 from wsekern import Wafer, WaferConfig
 from wsekern._pipeline import grid_pipeline
@@ -17,8 +18,6 @@ from wsekern._screen import DenseStep, dense_stream
 from wsekern._step_cost import WsStep, ws_step_columns
 from wsekern.wafer import analytic, event
 from wsekern.wafer.placement import WeightStats
-
-from test_wafer_s21 import _pattern, _send_release, _x
 
 
 def _cfg(base, dtype, rate, **extra):
@@ -85,8 +84,8 @@ def test_the_step_kernels_take_the_send_queue_as_grid_pipeline_does(seed, dt):
     """The training step's chain (ws_step_columns, WsStep, dense_stream, DenseStep with
     an eighth ``pipeline`` figure, ``push``): the same float as grid_pipeline(push=) on
     the arrays the pass makes; at a wavelet a cycle or faster (dt <= 1) the same float as
-    the seven-figure pipeline; slower, earlier than it (short tasks: the sums bind). Both kept steps pair rounds
-    (wsk_chain_next2) only where the queue cannot bind."""
+    the seven-figure pipeline; slower, earlier than it (short tasks: the sums bind).
+    Both kept steps pair rounds (wsk_chain_next2) only where the queue cannot bind."""
     rng = np.random.default_rng(seed)
     K, C, N = 24, 4, int(rng.integers(3, 30))
     x = (rng.random((K, N)) < 0.2).astype(np.uint8)
