@@ -17,7 +17,7 @@ from wsekern._pipeline import grid_pipeline
 from wsekern._screen import DenseStep, dense_stream
 from wsekern._step_cost import WsStep, ws_step_columns
 from wsekern.wafer import analytic, event
-from wsekern.wafer.placement import WeightStats
+from wsekern.wafer.placement import Operands, WeightStats
 
 
 def _cfg(base, dtype, rate, **extra):
@@ -225,3 +225,58 @@ def test_seed_1128_at_a_wavelet_a_cycle_is_costed_at_the_event(rate):
                                atol=1e-4)
     assert a.cycles_lower <= e.cycles <= a.cycles_upper
     assert 0.98 <= e.cycles / a.cycles <= 1.02, (e.cycles, a.cycles)
+
+
+# wafer21's fuzz seed 357: activation-stationary on 6 x 1 PEs, WSE-3 fp16, hop 3, ramp 0,
+# task 1, setup 8, stage 9; W 18 x 21 with these nonzeros, X 21 x 1
+_W357 = [(2, 16), (5, 4), (5, 8), (7, 18), (8, 3), (9, 17), (12, 8), (13, 6)]
+
+
+def _case_357(rate):
+    W = np.zeros((18, 21), np.float32)
+    for i, (m, k) in enumerate(_W357):
+        W[m, k] = 1.0 - 0.125 * i
+    cfg = _cfg("wse3", "fp16", rate, hop_cycles=3.0, ramp_cycles=0.0, task_cycles=1.0,
+               setup_cycles=8.0, stage_cycles=9.0)
+    return cfg, W, (np.arange(21) % 4 + 1.0).astype(np.float32)[:, None]
+
+
+@pytest.mark.parametrize("rate", [0.25, 1 / 3])
+def test_a_receivers_ramp_load_bounds_the_activation_stationary_estimate(rate):
+    """Seed 357 (one column of 6 PEs, few weights, slow links): each relay's ramp carries
+    its weights and the sums it receives, and a core starts round n in round n - 2's
+    accumulator, so by round n's end the ramp has carried every weight to round n and the
+    sums of rounds n - 2 and before. The estimate was 0.76x the event (event/estimate
+    1.32); with that floor, within 0.97-1.05 of it, inside the bounds."""
+    cfg, W, X = _case_357(rate)
+    _, a = Wafer(cfg).spmm(W, X, mapping="activation-stationary", region=(6, 1),
+                           compute=False)
+    Y, e = Wafer(cfg).spmm(W, X, mapping="activation-stationary", region=(6, 1), mode="event")
+    np.testing.assert_allclose(Y, W.astype(np.float64) @ X.astype(np.float64), rtol=1e-4,
+                               atol=1e-4)
+    assert a.cycles_lower <= e.cycles <= a.cycles_upper
+    assert 0.97 <= e.cycles / a.cycles <= 1.05, (e.cycles, a.cycles)
+
+
+@pytest.mark.parametrize("rate", [0.25, 1 / 3, 0.5, 1.0])
+@pytest.mark.parametrize("case", [_case_357, _case_1128])
+def test_the_ramp_floor_is_below_every_round_the_engine_ends(case, rate):
+    """The floor against the engine's trace: every PE row past the first ends each round
+    (sums_ready) no sooner than its stream's fill, the floor and an end-of-stream task
+    (a fuzz of 46,012 rounds over one-column regions found none earlier)."""
+    cfg, W, X = case(rate)
+    R = 6 if case is _case_357 else 3
+    _, rep = event.activation_stationary(W, X, cfg, (0, 0, R, 1), trace=True)
+    ready = rep.details["trace"]["sums_ready"][:, 0, :]
+    M = W.shape[0]
+    _, rows = Operands(W, X).col_block(R)           # each row of X's PE row
+    nnz = np.zeros((R, M))
+    for m, k in zip(*np.nonzero(W)):
+        nnz[rows[k], m] += 1
+    v = nnz * cfg.wavelets_per_sparse_value + 1
+    dt = analytic._link_dt(cfg)
+    L = int(np.ceil(X.shape[1] / cfg.values_per_dense_wavelet))
+    floor = analytic._ramp_floor(v, dt, L) + cfg.hop_cycles + cfg.ramp_cycles + cfg.task_cycles
+    assert np.isneginf(floor[0]).all()
+    assert (ready[1:] >= floor[1:]).all()
+    assert (floor[1:, 2:] > (np.cumsum(v, axis=1) * dt - dt)[1:, 2:]).all()   # it binds
