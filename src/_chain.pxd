@@ -109,13 +109,15 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
                                  bint shifted, double f, double hop, double ramp, double lat,
                                  double launch, double task, double cushion,
                                  bint avx512=False, double inputs=-1.0,
-                                 double dt=1.0) except? -1.0:
+                                 double dt=1.0, long push=-1) except? -1.0:
     """:func:`chain_rounds` on one chain whose positions are the columns of samples-major
     (N x C) work, first and last (the step kernels' ``pipeline=`` option): the last round's
     completion, 0.0 when there is none. ``L`` must hold one entry. With ``avx512`` (the
     caller has checked that the CPU runs it: _step_cost's wsk_step_avx512_runs, _screen's
     wsk_stream_avx512_runs) the positions run 8 lanes wide: the same floats. ``dt``
-    as in :func:`chain_rounds`."""
+    and ``push`` as in :func:`chain_rounds`: where the send queue can free the first
+    position earlier (push >= 0 on a link slower than a wavelet a cycle) the chain runs
+    through chain_rounds (serial, not exact), else the floats and path are push's -1."""
     if L.shape[0] != 1:
         raise ValueError(f"pipeline: L must have one entry (one chain); received "
                          f"{L.shape[0]}")
@@ -133,7 +135,14 @@ cdef inline double chain_columns(str caller, const long[:] L, const double[:, ::
     with nogil:
         # the positions' stride is a constant (C-contiguous rows): the compiler sees
         # the rounds' loops over positions as runs of adjacent floats
-        if avx512:
+        if push >= 0 and dt > 1.0:
+            done = chain_rounds(<const char*> &work[0, 0], sizeof(double), work.strides[0],
+                                <const char*> &first[0, 0], sizeof(double), first.strides[0],
+                                <const char*> &last[0, 0], sizeof(double), last.strides[0],
+                                shifted, f, L[0], C, N, hop, ramp, lat, launch, task,
+                                cushion, done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C,
+                                E + 5 * C, dt, push)
+        elif avx512:
             done = wsk_chain_cols_avx512(
                 <const char*> &work[0, 0], work.strides[0], <const char*> &first[0, 0],
                 first.strides[0], <const char*> &last[0, 0], last.strides[0], shifted, f,

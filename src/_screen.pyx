@@ -154,7 +154,8 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
     last as one chain of C positions, ``L`` (one entry) wavelets per round, each link
     holding a wavelet ``dt`` cycles, grid_pipeline's ``dt``), run here on the arrays
-    just made: the same recurrence (src/_chain.pxd), so the same float.
+    just made: the same recurrence (src/_chain.pxd), so the same float. An eighth entry
+    ``push`` is grid_pipeline's (the first position's send queue; -1 without it).
 
     X is read K-major (src/wsk_stream.h), copied first where it is not laid out so; the
     per-sample figures go sample after sample across the columns (each column's samples
@@ -180,13 +181,23 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
         raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
     if pipeline is None:
         return work_a, first_a, last_a, int(a_max), int(v_max)
-    L_, hop, ramp, lat, launch, task, cushion = pipeline
+    L_, hop, ramp, lat, launch, task, cushion, push = _with_push(pipeline)
     cdef double inputs = _exact_inputs(K, a_max, v_max, tmax, eos, dt, fill)
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
                                      ramp, lat, launch, task, cushion, _use_avx512, inputs,
-                                     dt)
+                                     dt, push)
     return work_a, first_a, last_a, int(a_max), int(v_max), float(done)
+
+
+def _with_push(pipeline):
+    # a pipeline= tuple of 7 figures, or 8 with the send queue's ``push`` last
+    t = tuple(pipeline)
+    if len(t) == 7:
+        return t + (-1,)
+    if len(t) != 8:
+        raise ValueError(f"pipeline must hold 7 figures, or 8 with push; received {len(t)}")
+    return t
 
 
 cdef class DenseStep:
@@ -202,13 +213,13 @@ cdef class DenseStep:
     cdef object keep
     cdef Py_ssize_t K
     cdef double tmax, eos, dt, fill, hop, ramp, lat, launch, task, cushion
-    cdef long wpv
+    cdef long wpv, push
 
     def __init__(self, Py_ssize_t K, const long[:] k_b, double tmax, double eos, long wpv,
                  double dt, double fill, pipeline=None):
         check_step_init("DenseStep", "dense_stream's", self.keep, pipeline, K)
         _check_bounds(k_b, K)
-        L_, hop, ramp, lat, launch, task, cushion = pipeline
+        L_, hop, ramp, lat, launch, task, cushion, push = _with_push(pipeline)
         cdef const long[:] L = one_chain(L_)
         # the fields replaced only once every check passed (a refused second __init__
         # leaves the step as it was), on copies the caller cannot write to: the bounds
@@ -221,7 +232,7 @@ cdef class DenseStep:
         self.keep = (kb, Lc)
         self.tmax, self.eos, self.wpv, self.dt, self.fill = tmax, eos, wpv, dt, fill
         self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
-        self.task, self.cushion = task, cushion
+        self.task, self.cushion, self.push = task, cushion, push
 
     def run(self, const unsigned char[:, :] x_nz):
         """``(a_max, v_max, done)`` of dense_stream for X's pattern ``x_nz`` (K x N bytes,
@@ -231,6 +242,15 @@ cdef class DenseStep:
             raise ValueError(f"x_nz must have the step's {self.K} rows; received shape "
                              f"({K}, {N})")
         check_wpv("dense_stream", self.wpv, K, N)
+        if self.push >= 0 and self.dt > 1.0:
+            # the send queue's chain (chain_columns' serial path): dense_stream's arrays
+            # made, then its chain, not fused into the pass (the same figures)
+            _, _, _, a, v, d = dense_stream(x_nz, self.k_b, self.tmax, self.eos, self.wpv,
+                                            self.dt, self.fill, (
+                                                self.L, self.hop, self.ramp, self.lat,
+                                                self.launch, self.task, self.cushion,
+                                                self.push))
+            return a, v, d
         # chain_columns' checks, before the pass that now runs the chain
         check_chain_args("dense_stream", self.L, self.cushion)
         # the chain of dense_stream's pipeline= (unshifted; its exact scan where
@@ -497,12 +517,13 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
                 const double[:, :] first, const double[:, :] last,
                 const double[::1] fill, const long[::1] L, double hop, double ramp,
                 double lat, double launch, double cushion, double[:, ::1] work_cn,
-                double dt=1.0):
+                double dt=1.0, long push=-1):
     """:func:`ws_block_work` followed by _pipeline.grid_pipeline on its work (each PE row a
     chain, rounds arriving at ``first`` / ``last`` (C x N, any strides: samples-major, a
     transposed N x C array, reads fastest) plus ``fill[r]``), one PE row at a time, so the
     R x C x N work is never held: the same cycles, and work_cn. ``dt`` (1 / the link
-    rate) as in grid_pipeline. O(nnz * N + R * C * N) time, O(C * N) memory."""
+    rate) and ``push`` (each row's first PE's send queue, wavelets) as in grid_pipeline.
+    O(nnz * N + R * C * N) time, O(C * N) memory."""
     cdef Py_ssize_t R = t_dense.shape[0], C = a_cn.shape[0], N = a_cn.shape[1], r, c, n
     _check_block_work(R, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, work_cn)
     if (first.shape[0] != C or first.shape[1] != N or last.shape[0] != C
@@ -536,7 +557,7 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
                                 <const char*> &last[0, 0], l_c, l_n,
                                 True, fill[r], L[r], C, N, hop, ramp, lat, launch, task,
                                 cushion, done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C,
-                                E + 5 * C, dt)
+                                E + 5 * C, dt, push)
         for c in range(C):
             for n in range(N):
                 work_cn[c, n] = work_nc[n, c]

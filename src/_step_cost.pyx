@@ -793,7 +793,8 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     columns' chain over the samples (src/_pipeline.pyx's grid_pipeline of work, first and
     last as one chain of C positions, ``L`` (one entry) wavelets per round, arrivals
     ``fill`` later), run here on the arrays just made: the same recurrence
-    (src/_chain.pxd), so the same float.
+    (src/_chain.pxd), so the same float. An eighth entry ``push`` is grid_pipeline's
+    (the first position's send queue, wavelets; -1 without it).
 
     ``dead`` = :func:`ws_dead_columns` of the same ``t_dense``, ``choice``, ``comp_total``,
     ``dense_total``, ``task`` and ``scalar``: a PE column no activation of the batch reaches
@@ -838,12 +839,23 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
         raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
     if pipeline is None:
         return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
-    L_, hop, ramp, lat, launch, cushion, fill = pipeline
+    L_, hop, ramp, lat, launch, cushion, fill, push = _with_push(pipeline)
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("ws_step_columns", L_, work, first, last, True, fill, hop,
-                                     ramp, lat, launch, task, cushion, _use_avx512, -1.0, dt)
+                                     ramp, lat, launch, task, cushion, _use_avx512, -1.0, dt,
+                                     push)
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             float(done))
+
+
+def _with_push(pipeline):
+    # a pipeline= tuple of 7 figures, or 8 with the send queue's ``push`` last
+    t = tuple(pipeline)
+    if len(t) == 7:
+        return t + (-1,)
+    if len(t) != 8:
+        raise ValueError(f"pipeline must hold 7 figures, or 8 with push; received {len(t)}")
+    return t
 
 
 def _frozen_copy(a):
@@ -870,6 +882,7 @@ cdef class WsStep:
     cdef object keep            # the copies, read-only, their buffers held (s points into them)
     cdef const long[:] L
     cdef double hop, ramp, lat, launch, cushion, fill
+    cdef long push
 
     def __init__(self, Py_ssize_t K, const long[:] k_b, const int64_t[::1] s_indptr,
                  const int32_t[::1] s_rows, const int32_t[::1] s_data,
@@ -878,7 +891,7 @@ cdef class WsStep:
                  bint check=True, pipeline=None, dead=None, packed=None, table=None,
                  sram_bound=None):
         check_step_init("WsStep", "ws_step_columns'", self.keep, pipeline, K)
-        L_, hop, ramp, lat, launch, cushion, fill = pipeline
+        L_, hop, ramp, lat, launch, cushion, fill, push = _with_push(pipeline)
         cdef const long[:] L = one_chain(L_)
         # the checks on the caller's arrays (its refusals), then the plan made again on
         # read-only copies, and only then the step's own fields replaced: a refused call
@@ -898,7 +911,7 @@ cdef class WsStep:
         self.keep = keep
         self.L = _frozen_copy(L)
         self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
-        self.cushion, self.fill = cushion, fill
+        self.cushion, self.fill, self.push = cushion, fill, push
 
     def run(self, const unsigned char[:, :] x_nz):
         """``(busy, v_max, sram, done, v_west)`` for X's pattern ``x_nz`` (K x N bytes, any
@@ -911,6 +924,8 @@ cdef class WsStep:
         check_wpv("ws_step_columns", self.s.wpv, K, N)
         # chain_columns' checks, before the pass that now runs the chain
         check_chain_args("ws_step_columns", self.L, self.cushion)
+        if self.push >= 0 and self.s.dt > 1.0:
+            return self._run_push(x_nz)
         # the chain of ws_step_columns' pipeline= (its shifted rounds, never the exact
         # scan: its inputs are not known to be whole), each sample's row taken as made
         cdef StepChain ch
@@ -927,6 +942,31 @@ cdef class WsStep:
                          &done)
         if rc < 0:
             raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
+        return (float(busy), int(v_max), int(sram), float(done), int(v_west))
+
+    def _run_push(self, const unsigned char[:, :] x_nz):
+        # run's figures where the send queue frees the chain's first PE early (a link
+        # slower than a wavelet a cycle): ws_step_columns' arrays made, then its chain
+        # through chain_columns' serial path (wsk_chain_next2 pairs no such chain)
+        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = self.s.C
+        work_a, first_a, last_a = np.empty((N, C)), np.empty((N, C)), np.empty((N, C))
+        cdef double[:, ::1] work = work_a
+        cdef double[:, ::1] first = first_a
+        cdef double[:, ::1] last = last_a
+        cdef double busy
+        cdef int64_t v_max, sram, v_west
+        cdef bint any_comp
+        cdef int rc
+        with nogil:
+            rc = _ws_run(&self.s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1],
+                         &work[0, 0], &first[0, 0], &last[0, 0], &busy, &v_max, &sram,
+                         &any_comp, &v_west)
+        if rc < 0:
+            raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
+        cdef double done = chain_columns("ws_step_columns", self.L, work, first, last, True,
+                                         self.fill, self.hop, self.ramp, self.lat,
+                                         self.launch, self.s.task, self.cushion, False,
+                                         -1.0, self.s.dt, self.push)
         return (float(busy), int(v_max), int(sram), float(done), int(v_west))
 
 

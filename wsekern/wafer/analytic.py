@@ -375,7 +375,8 @@ def _step_structure(w, config, region):
     structure["pipeline"] = (structure["L"], float(config.hop_cycles),
                              float(config.ramp_cycles), float(_turnaround(config)),
                              float(config.task_cycles + config.setup_cycles),
-                             float(_cushion(config)), float(structure["fill"][0]))
+                             float(_cushion(config)), float(structure["fill"][0]),
+                             _send_queue(config))
     # each entry's row block and count in one uint16 where both fit in a byte (None
     # otherwise): the step's pass over X reads a quarter of the memory
     structure["packed"] = _ws_pack_entries(structure["s_rows"], structure["s_data"])
@@ -481,7 +482,7 @@ def screen_price(ops, config, region, what="spmm"):
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
     fill = R * config.hop_cycles + config.ramp_cycles
     est = _pipeline_cycles(config, work_cn[None], v_cn, dt, np.array([fill], np.float64),
-                           L.max(keepdims=True))
+                           L.max(keepdims=True), push=_send_queue(config))
     # _ws_cycles' floor: the busiest ramp's load
     L_max = int(L.max())
     if C > 1 and L_max > 0:
@@ -566,7 +567,7 @@ class _BlockWork:
                           np.ascontiguousarray(L, np.int_), config.hop_cycles,
                           config.ramp_cycles, _turnaround(config),
                           config.task_cycles + config.setup_cycles, _cushion(config), work_cn,
-                          dt)
+                          dt, _send_queue(config))
         return est, work_cn
 
 
@@ -605,7 +606,8 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
     if isinstance(work, _BlockWork):
         est, work_cn = work.pipeline(config, v_cn, dt, fill_r, L)
     else:
-        est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L, arrivals)
+        est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L, arrivals,
+                               push=_send_queue(config))
     fill = R * config.hop_cycles + config.ramp_cycles
     L = int(L.max())
 
@@ -782,7 +784,7 @@ def _dense_screen_step(plan, config):
     dt = _link_dt(config)
     pipeline = (L, float(config.hop_cycles), float(ramp), float(plan["turnaround"]),
                 float(config.task_cycles + config.setup_cycles), float(task),
-                float(plan["cushion"]))
+                float(plan["cushion"]), _send_queue(config))
     # the end-of-stream task is the task's cycles (eos)
     call = (plan["k_b"], plan["tmax"], task, config.wavelets_per_sparse_value, dt,
             plan["fill"], pipeline)
@@ -1001,7 +1003,7 @@ def _chain_latency(config, C, L, whole=False):
             + config.hop_cycles + ramp + span + 1 + config.task_cycles + hold)
 
 
-def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None, push=-1):
+def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None, push=-1, shared=False):
     """Cycles of rounds streamed into reduction chains (see src/_pipeline.pyx).
 
     ``work`` (chains x positions x rounds) is the compute of each round, ``v``
@@ -1010,7 +1012,9 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None, push=-1):
     cycles later; ``L[g]`` wavelets of partial sums per round. ``arrivals`` (first,
     last; chains x positions x rounds) replaces that stream model where it is known.
     ``push`` (>= 0): the chains' first PEs send through a queue of that many wavelets
-    (:func:`_send_queue`; grid_pipeline's ``push``)."""
+    (:func:`_send_queue`; grid_pipeline's ``push``). ``shared``: each position but the
+    first takes its stream and the sums it receives through one ramp (:func:`_ramp_floor`
+    bounds its streams' ends below)."""
     from .._pipeline import grid_pipeline
     shift = None
     work = np.asarray(work, dtype=np.float64)
@@ -1028,6 +1032,8 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None, push=-1):
         else:
             cum = np.cumsum(v, axis=1) * dt
             first, last = (cum - v * dt)[None], (cum - dt)[None]
+        if shared:
+            last = np.maximum(last, _ramp_floor(v, dt, int(np.min(L)))[None])
         # one view for every chain (a chain's arrivals are its fill later; grid_pipeline
         # adds it): no chains x positions x rounds copies
         first, last = np.broadcast_to(first, shape), np.broadcast_to(last, shape)
@@ -1046,6 +1052,23 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None, push=-1):
                          _cushion(config), shift, _link_dt(config), push)
 
 
+def _ramp_floor(v, dt, L):
+    """Per position and round (v's shape), the earliest a position's stream of that round
+    can have ended, as its ramp's load: a position past a chain's first takes its stream
+    and the sums it receives through one ramp, a wavelet per ``dt`` cycles, and its core
+    starts round n in the accumulator round n - 2 used (two buffers, src/_event.pyx), so
+    round n - 2's sums (``L`` wavelets a round) have crossed that ramp by then. By round
+    n's end of stream the ramp has carried sum(v[:n + 1]) + (n - 1) * L wavelets, the
+    first no sooner than the stream's start. -inf at the first position (no sums)."""
+    v = np.asarray(v, np.float64)
+    out = np.full(v.shape, -np.inf)
+    if v.shape[0] < 2 or L <= 0:
+        return out
+    sums = np.maximum(0, np.arange(v.shape[1]) - 1) * float(L)
+    out[1:] = ((np.cumsum(v, axis=1) + sums[None]) * dt - dt)[1:]
+    return out
+
+
 def _send_queue(config):
     """Wavelets a core's router queues for it to send: the queue and those in flight on
     the ramp and through the send task's turnaround (the event engine's push capacity). A
@@ -1055,9 +1078,15 @@ def _send_queue(config):
 
 
 def _cushion(config):
-    """Wavelets that fit between two reducers: their queues and the link between."""
-    q, ramp = config.queue_depth, config.ramp_cycles
-    return (q + _turnaround(config) + ramp) + (q + config.hop_cycles) + (q + ramp)
+    """Wavelets that fit between two reducers, as the event engine sizes their queues: the
+    sender's send queue (:func:`_send_queue`), the next router's queue, whose credits
+    cover a link's latency with a change of dimension (``queue + ceil(hop + turn)``: the
+    turn counts whether or not the chain turns there), and the receiver's input queue
+    (``queue + ceil(ramp)``). The turn's credit was left out before: on WSE-3 (turn 20)
+    the estimate held a relay 20 wavelets early, up to 12 % above the event."""
+    q = config.queue_depth
+    return (_send_queue(config) + (q + math.ceil(config.hop_cycles + config.turn_cycles))
+            + (q + math.ceil(config.ramp_cycles)))
 
 
 # --------------------------------------------------------------------------------------
@@ -1287,7 +1316,7 @@ def _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill, chain):
         work = t_axpy[keep, None, None] * nnz_rm[None] + task
         L_c, fill_c = L_c[keep], fill_c[keep]
         est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c, L_c,
-                               push=_send_queue(config))
+                               push=_send_queue(config), shared=True)
     else:
         # one chain at the slowest column's pace: it reads N only through that column's
         # samples (t_axpy.max(), L_c.max()), so batches that share them (an epoch's last,
@@ -1301,7 +1330,8 @@ def _as_exact(ops, config, R, C, row_block, N_c, t_axpy, dt, L_c, fill, chain):
         else:
             work = (nnz_rm * t_axpy.max() + task)[None]
             est = _pipeline_cycles(config, work, v_rm, dt[:, None], fill_c[-1:],
-                                   L_c.max(keepdims=True), push=_send_queue(config))
+                                   L_c.max(keepdims=True), push=_send_queue(config),
+                                   shared=True)
             kept = [k for k in ops.w.cache if isinstance(k, tuple) and k
                     and k[0] == "as-exact-chain"]
             for k in kept[:max(0, len(kept) + 1 - AS_MEMO)]:
