@@ -42,12 +42,13 @@ def _ws_case(M, K, N, seed=5):
             rng.standard_normal((K, N)).astype(np.float32))
 
 
-@pytest.mark.parametrize("M,K,N,R,C", [(21, 2, 4, 1, 2), (40, 4, 6, 1, 4), (32, 4, 8, 1, 2)])
+@pytest.mark.parametrize("M,K,N,R,C", [(21, 2, 2, 1, 2), (21, 2, 4, 1, 2)])
 def test_link_bound_one_row_chains_are_costed_near_the_event(M, K, N, R, C):
     """Weight-stationary, one PE row, a quarter wavelet a cycle: the chain's first link is
     the bottleneck. The estimate within 5 % of the event engine and the event inside the
     bounds; the training step's figure and the placer's screen the same float as the
-    estimate (exact=False). Before: event/estimate up to 1.2 on such chains."""
+    estimate (exact=False). Before: event/estimate 1.11 and 1.13 (258 against 232, 434
+    against 385: the rounds overlapped on the link)."""
     W, X = _ws_case(M, K, N)
     cfg = WaferConfig.wse3(rows=16, cols=16, dtype="fp32").with_(
         ramp_cycles=1.0, task_cycles=2.0, link_wavelets_per_cycle=0.25)
@@ -100,7 +101,7 @@ def _fuzz_case(seed):
                                                (232, "weight-stationary", 1 / 3)])
 def test_fuzz_cases_whose_rounds_overlapped_on_the_first_link(seed, mapping, rate):
     """wafer21/wafer22's fuzz cases the overlap moved most: the estimate within 5 % of the
-    event (before: 0.90-0.94 of it on the AS cases, 0.84 on WS seed 232 at a quarter
+    event (before: 0.89-0.94 of it on the AS cases, 0.84 on WS seed 232 at a quarter
     wavelet a cycle, where ebe9df8 had it at 1.00), the event inside the bounds."""
     cfg, region, W, X = _fuzz_case(seed)
     cfg = cfg.with_(link_wavelets_per_cycle=rate)
