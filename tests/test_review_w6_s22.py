@@ -109,3 +109,33 @@ def test_fuzz_cases_whose_rounds_overlapped_on_the_first_link(seed, mapping, rat
     _, e = Wafer(cfg).spmm(W, X, mapping=mapping, region=region, mode="event")
     assert a.cycles_lower <= e.cycles <= a.cycles_upper
     assert abs(e.cycles / a.cycles - 1) <= 0.05, (e.cycles, a.cycles)
+
+
+@pytest.mark.parametrize("push", [2.5, None, "6", True, np.float64(6.0)])
+def test_a_push_that_is_no_whole_number_is_refused_naming_it(push):
+    """The step kernels' eighth ``pipeline`` figure (the send queue, wavelets): a fraction
+    was cut to a whole number (2.5 ran as 2) and None or a string failed with Cython's
+    "an integer is required", naming nothing."""
+    from test_wafer_s22 import _step_args
+
+    from wsekern._screen import DenseStep, dense_stream
+    from wsekern._step_cost import WsStep, ws_step_columns
+    rng = np.random.default_rng(0)
+    args = _step_args(rng, 8, 2)
+    x = np.ones((8, 3), np.uint8)
+    ws = (np.array([2]), 1.0, 1.0, 3.0, 9.0, 17.0, 3.0, push)
+    dense = (np.array([2]), 1.0, 1.0, 3.0, 9.0, 1.0, 17.0, push)
+    msg = r"push \(its eighth figure\) must be a whole number of wavelets, -1 for no send " \
+          r"queue; received"
+    with pytest.raises(ValueError, match=msg):
+        ws_step_columns(x, *args, 1.0, 1.0, 1.0, 1, 2.0, pipeline=ws)
+    with pytest.raises(ValueError, match=msg):
+        WsStep(8, *args, 1.0, 1.0, 1.0, 1, 2.0, pipeline=ws)
+    with pytest.raises(ValueError, match=msg):
+        dense_stream(x, args[0], 20.0, 1.0, 1, 2.0, 3.0, dense)
+    with pytest.raises(ValueError, match=msg):
+        DenseStep(8, args[0], 20.0, 1.0, 1, 2.0, 3.0, dense)
+    # whole numbers of either integer type are taken
+    ok = (np.array([2]), 1.0, 1.0, 3.0, 9.0, 17.0, 3.0)
+    assert ws_step_columns(x, *args, 1.0, 1.0, 1.0, 1, 2.0, pipeline=ok + (np.int64(6),))[-1] \
+        == ws_step_columns(x, *args, 1.0, 1.0, 1.0, 1, 2.0, pipeline=ok + (6,))[-1]
