@@ -855,6 +855,11 @@ def _with_push(pipeline):
         return t + (-1,)
     if len(t) != 8:
         raise ValueError(f"pipeline must hold 7 figures, or 8 with push; received {len(t)}")
+    push = t[7]
+    # a fraction would be cut to a whole number silently (the chain takes a long)
+    if isinstance(push, (bool, np.bool_)) or not isinstance(push, (int, np.integer)):
+        raise ValueError(f"pipeline's push (its eighth figure) must be a whole number of "
+                         f"wavelets, -1 for no send queue; received {push!r}")
     return t
 
 

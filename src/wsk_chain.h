@@ -7,6 +7,7 @@
 #ifndef WSK_CHAIN_H
 #define WSK_CHAIN_H
 
+#include <math.h>
 #include <stddef.h>
 
 static inline double wsk_chain_dmax(double a, double b) { return a > b ? a : b; }
@@ -86,6 +87,8 @@ static inline __attribute__((always_inline)) void wsk_chain_free_cushion(
  * the last ``rows`` rounds' G (round n in row n % rows): N, or wsk_chain_rows' fewer */
 typedef struct {
     double f, hop, ramp, lat, launch, task, cushion, done, dt, delta, sp, Ls;
+    double tail0;                     /* the first PE's last wavelet of the round before on
+                                         its link (push >= 0: the queue keeps the order) */
     long Lg;
     int shifted;
     long push;                        /* the first PE's send queue (wsk_chain_rounds_push) */
@@ -116,6 +119,7 @@ static inline __attribute__((always_inline)) void wsk_chain_begin(
     s->Lg = Lg, s->shifted = shifted, s->P = P, s->n = 0, s->rows = rows;
     s->slot = 0;
     s->push = -1;
+    s->tail0 = -HUGE_VAL;
     s->E = E, s->free1 = free1, s->free2 = free2, s->free_ = free_, s->hist = hist;
     for (c = 0; c < P; c++) {
         E[c] = 0.0;
@@ -141,7 +145,7 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
     double* free1 = s->free1;
     double* free2 = s->free2;
     double* free_ = s->free_;
-    double h, tl, D, hold;
+    double h, h1, tl, D, hold;
     double* Gr;
     long ahead, back;
     ptrdiff_t nb, c;
@@ -159,7 +163,14 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
            were worked out with G, in free_, and each tail becomes a free round after
            it (the same operations on each value) */
         h = Gr[0] + launch + ramp;
+        /* with the send queue the first PE may queue a round's sums before the link has
+           taken the last round's: they leave behind them, sp apart (the link is one
+           queue), not at h */
+        if (s->push >= 0 && sp > 1.0)
+            h = wsk_chain_dmax(h, s->tail0 + sp);
         tl = h + Ls - 1;
+        h1 = h;
+        s->tail0 = tl;
         free_[0] = tl;
         if (exact) {
             /* a_c - c * delta, their running maximum, then that + c * delta + Lg - 1:
@@ -212,8 +223,9 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
                h + (j - push) * sp; the last such wait is the latest */
             double h0 = Gr[0] + launch + ramp;
             double own = (h0 - ramp - lat) + (double) (Lg - 1);
+            /* h1: this round's first wavelet on the link (after the round before's) */
             if (Lg - 1 - s->push >= 0)
-                own = wsk_chain_dmax(own, h0 + (double) (Lg - 1 - s->push) * sp);
+                own = wsk_chain_dmax(own, h1 + (double) (Lg - 1 - s->push) * sp);
             own = own + 1;
             if (ahead >= 0)
                 own = wsk_chain_dmax(own, hist[nb * P + 1] + back * sp + 1);
