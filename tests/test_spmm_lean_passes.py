@@ -133,3 +133,24 @@ def test_lean_x_nonzero_count_on_every_path(path, dtype):
             got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
             assert (got is not None) == taken, (fill, n)
             _same(kernels.spmm(W, X, n_threads=1), _numpy_product(W, X), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lean_x_count_stops_only_at_the_threshold(path, dtype):
+    """The count stops once X's nonzeros reach the sparse-X threshold: need - 1 of them in
+    the first block and the last one at the end of X must still be taken; need - 1 alone
+    declined; a dense X taken. X of 3009 x 1 (blocks of 512 values)."""
+    W = sps.random(40, 3009, density=0.3, format="csr", dtype=dtype, random_state=4)
+    need = int(np.ceil(kernels.SPARSE_X_DENSITY * 3009))
+    for last, taken in ((True, True), (False, False)):
+        X = np.zeros((3009, 1), dtype)
+        X[:need - 1] = 2.0
+        if last:
+            X[-1] = np.nan
+        got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
+        assert (got is not None) == taken, last
+        _same(kernels.spmm(W, X, n_threads=1), _numpy_product(W, X), dtype)
+    X = np.random.default_rng(5).standard_normal((3009, 1)).astype(dtype)
+    got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
+    assert got is not None
+    _same(got, _numpy_product(W, X), dtype)
