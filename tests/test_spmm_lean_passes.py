@@ -154,3 +154,43 @@ def test_lean_x_count_stops_only_at_the_threshold(path, dtype):
     got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
     assert got is not None
     _same(got, _numpy_product(W, X), dtype)
+
+
+@pytest.mark.parametrize("simd", ["baseline", "avx2", "avx512"])
+def test_lean_column_check_edge_values_in_a_child(simd):
+    """The column check (the top bit of c | (last - c)) at its edges, per index type, each
+    value in a vector body (position 1000) or the scalar tail (the last): K - 1 and 0 are
+    taken; K, -1, -K, the type's minimum and maximum (and 2^31 for int64) are refused with
+    the range error naming the index, no read outside X. K = 50, 2000 nonzeros in rows of
+    2 (short rows)."""
+    code = textwrap.dedent("""
+        import numpy as np, scipy.sparse as sps, wsekern
+        from wsekern import _spmm, kernels
+        K = 50
+        for itype in ("int32", "int64"):
+            info = np.iinfo(itype)
+            bads = [K, -1, -K, int(info.min), int(info.max)] + ([2**31] if itype == "int64" else [])
+            for dt in ("float32", "float64"):
+                indptr = np.arange(0, 2001, 2).astype(itype)
+                X = np.ones((K, 1), dt)
+                for pos in (1000, 1999):
+                    for v, ok in [(K - 1, True), (0, True)] + [(b, False) for b in bads]:
+                        ind = (np.arange(2000) % K).astype(itype)
+                        ind[pos] = v
+                        W = sps.csr_matrix((np.ones(2000, dt), ind, indptr), shape=(1000, K))
+                        W.indices, W.indptr = ind, indptr     # SciPy made int64 ones int32
+                        got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
+                        assert (got is not None) == ok, (itype, dt, pos, v)
+                        if ok:
+                            assert np.array_equal(got[:, 0], np.full(1000, 2, dt)), (itype, v)
+                            continue
+                        try:
+                            wsekern.spmm(W, X, n_threads=1)
+                        except ValueError as e:
+                            assert "out of range" in str(e) and str(v) in str(e), e
+                        else:
+                            raise SystemExit(f"accepted {itype} {v}")
+        print("ok")
+    """)
+    run = run_on_simd(simd, code)
+    assert run.returncode == 0 and "ok" in run.stdout, (run.stdout[-2000:], run.stderr[-2000:])
