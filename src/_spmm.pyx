@@ -7,7 +7,7 @@ from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcmp, memcpy, memset
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
-from libc.math cimport isfinite
+from libc.math cimport ceil, isfinite
 cimport cython
 from cython cimport floating
 
@@ -273,8 +273,8 @@ cdef extern from "wsk_narrow.h" nogil:
     int wsk_cols_bad_i64(const int64_t*, Py_ssize_t, int64_t) noexcept
     int wsk_indptr_bad_i32(const int32_t*, Py_ssize_t, Py_ssize_t) noexcept
     int wsk_indptr_bad_i64(const int64_t*, Py_ssize_t, Py_ssize_t) noexcept
-    Py_ssize_t wsk_count_nz_f32(const float*, Py_ssize_t) noexcept
-    Py_ssize_t wsk_count_nz_f64(const double*, Py_ssize_t) noexcept
+    Py_ssize_t wsk_count_nz_f32(const float*, Py_ssize_t, Py_ssize_t) noexcept
+    Py_ssize_t wsk_count_nz_f64(const double*, Py_ssize_t, Py_ssize_t) noexcept
     void wsk_narrow_init() noexcept
     int wsk_narrow_vbytes
 
@@ -1643,12 +1643,13 @@ cdef inline bint _cols_bad(const index_t* cols, Py_ssize_t nnz, Py_ssize_t K) no
         return wsk_cols_bad_i64(cols, nnz, _last_index(K, cols[0]))
 
 
-cdef inline Py_ssize_t _count_nonzero(const floating* x, Py_ssize_t n) noexcept nogil:
-    # the SIMD path's vectorised count (wsk_narrow.h)
+cdef inline Py_ssize_t _count_nonzero(const floating* x, Py_ssize_t n,
+                                      Py_ssize_t enough) noexcept nogil:
+    # the SIMD path's vectorised count (wsk_narrow.h): the count, or a number >= enough
     if floating is float:
-        return wsk_count_nz_f32(x, n)
+        return wsk_count_nz_f32(x, n, enough)
     else:
-        return wsk_count_nz_f64(x, n)
+        return wsk_count_nz_f64(x, n, enough)
 
 
 cdef inline Py_ssize_t _lean_kernel(const floating* vals, const index_t* cols,
@@ -1699,13 +1700,16 @@ cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* 
         return None
     if <double>M * <double>K * <double>N > 2.0 ** 53:
         return None
+    # X's nonzeros against the sparse-X threshold: counted only until they reach it
     cdef Py_ssize_t nz
+    cdef double sparse_x = <double>g["SPARSE_X_DENSITY"] * K * N
+    cdef Py_ssize_t enough = <Py_ssize_t>ceil(sparse_x) if sparse_x < K * N else K * N
     if small:
-        nz = _count_nonzero(x, K * N)
+        nz = _count_nonzero(x, K * N, enough)
     else:
         with nogil:
-            nz = _count_nonzero(x, K * N)
-    if nz < <double>g["SPARSE_X_DENSITY"] * K * N:
+            nz = _count_nonzero(x, K * N, enough)
+    if nz < sparse_x:
         return None
     cdef cnp.npy_intp dims[2]
     dims[0] = M

@@ -133,3 +133,64 @@ def test_lean_x_nonzero_count_on_every_path(path, dtype):
             got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
             assert (got is not None) == taken, (fill, n)
             _same(kernels.spmm(W, X, n_threads=1), _numpy_product(W, X), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lean_x_count_stops_only_at_the_threshold(path, dtype):
+    """The count stops once X's nonzeros reach the sparse-X threshold: need - 1 of them in
+    the first block and the last one at the end of X must still be taken; need - 1 alone
+    declined; a dense X taken. X of 3009 x 1 (blocks of 512 values)."""
+    W = sps.random(40, 3009, density=0.3, format="csr", dtype=dtype, random_state=4)
+    need = int(np.ceil(kernels.SPARSE_X_DENSITY * 3009))
+    for last, taken in ((True, True), (False, False)):
+        X = np.zeros((3009, 1), dtype)
+        X[:need - 1] = 2.0
+        if last:
+            X[-1] = np.nan
+        got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
+        assert (got is not None) == taken, last
+        _same(kernels.spmm(W, X, n_threads=1), _numpy_product(W, X), dtype)
+    X = np.random.default_rng(5).standard_normal((3009, 1)).astype(dtype)
+    got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
+    assert got is not None
+    _same(got, _numpy_product(W, X), dtype)
+
+
+@pytest.mark.parametrize("simd", ["baseline", "avx2", "avx512"])
+def test_lean_column_check_edge_values_in_a_child(simd):
+    """The column check (the top bit of c | (last - c)) at its edges, per index type, each
+    value in a vector body (position 1000) or the scalar tail (the last): K - 1 and 0 are
+    taken; K, -1, -K, the type's minimum and maximum (and 2^31 for int64) are refused with
+    the range error naming the index, no read outside X. K = 50, 2000 nonzeros in rows of
+    2 (short rows)."""
+    code = textwrap.dedent("""
+        import numpy as np, scipy.sparse as sps, wsekern
+        from wsekern import _spmm, kernels
+        K = 50
+        for itype in ("int32", "int64"):
+            info = np.iinfo(itype)
+            bads = [K, -1, -K, int(info.min), int(info.max)] + ([2**31] if itype == "int64" else [])
+            for dt in ("float32", "float64"):
+                indptr = np.arange(0, 2001, 2).astype(itype)
+                X = np.ones((K, 1), dt)
+                for pos in (1000, 1999):
+                    for v, ok in [(K - 1, True), (0, True)] + [(b, False) for b in bads]:
+                        ind = (np.arange(2000) % K).astype(itype)
+                        ind[pos] = v
+                        W = sps.csr_matrix((np.ones(2000, dt), ind, indptr), shape=(1000, K))
+                        W.indices, W.indptr = ind, indptr     # SciPy made int64 ones int32
+                        got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
+                        assert (got is not None) == ok, (itype, dt, pos, v)
+                        if ok:
+                            assert np.array_equal(got[:, 0], np.full(1000, 2, dt)), (itype, v)
+                            continue
+                        try:
+                            wsekern.spmm(W, X, n_threads=1)
+                        except ValueError as e:
+                            assert "out of range" in str(e) and str(v) in str(e), e
+                        else:
+                            raise SystemExit(f"accepted {itype} {v}")
+        print("ok")
+    """)
+    run = run_on_simd(simd, code)
+    assert run.returncode == 0 and "ok" in run.stdout, (run.stdout[-2000:], run.stderr[-2000:])
