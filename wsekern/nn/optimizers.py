@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _optim
 from . import constraints, registry, schedules
+from .variables import VariableView
 from .schedules import (  # noqa: F401
     CosineDecay,
     CosineDecayRestarts,
@@ -219,6 +220,8 @@ class Optimizer:
                                  f"keeps {list(self._active_slots())})")
             i, j = int(i_str), int(j_str)
             arr, v = np.asarray(arrays[key]), variables[i]
+            if isinstance(v, VariableView) and arr.shape == v.base.data.shape:
+                arr = arr.reshape(v.data.shape)   # a MultiHeadAttention slot kept flat (<= s21)
             if arr.shape != v.data.shape or arr.dtype != v.data.dtype:
                 raise ValueError(f"optimizer state {key!r}: expected shape {v.data.shape} and "
                                  f"dtype {v.data.dtype} (variable {getattr(v, 'name', i)!r}); "
