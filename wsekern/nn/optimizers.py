@@ -14,7 +14,6 @@ import numpy as np
 
 from .. import _optim
 from . import constraints, registry, schedules
-from .variables import VariableView
 from .schedules import (  # noqa: F401
     CosineDecay,
     CosineDecayRestarts,
@@ -24,6 +23,7 @@ from .schedules import (  # noqa: F401
     PiecewiseConstantDecay,
     PolynomialDecay,
 )
+from .variables import VariableView
 
 # ``from wsekern.nn.optimizers.schedules import CosineDecay`` works as in Keras
 sys.modules[__name__ + ".schedules"] = schedules
