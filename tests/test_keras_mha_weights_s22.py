@@ -227,7 +227,8 @@ def test_custom_training_loop_steps_equal_keras(keras):
         assert np.abs(ograds[KEY_BIAS]).max() < 1e-4
         for i, (kg, og) in enumerate(zip(kgrads, ograds)):
             if i != KEY_BIAS:
-                np.testing.assert_allclose(og, kg.numpy(), rtol=2e-4, atol=1e-6)
+                kg = kg.numpy()
+                np.testing.assert_allclose(og, kg, rtol=1e-3, atol=1e-4 * np.abs(kg).max())
         oopt.apply_gradients(zip(ograds, ow))
         for i, (k, o) in enumerate(zip(km.trainable_weights, ours.trainable_weights)):
             if i != KEY_BIAS:
@@ -236,20 +237,24 @@ def test_custom_training_loop_steps_equal_keras(keras):
     np.testing.assert_allclose(ours.predict(x, verbose=0),
                                keras.ops.convert_to_numpy(km.predict(x, verbose=0)),
                                rtol=1e-4, atol=1e-6)
-    # the optimizer's slots, in Keras's shapes, equal Keras's
-    km_slots = {v.path: keras.ops.convert_to_numpy(v) for v in kopt.variables}
-    for i, v in enumerate(ours.trainable_weights):
-        if i == KEY_BIAS:
-            continue
-        m, vel = oopt._state[id(v)][1]
-        kname = km.trainable_weights[i].path.replace("/", "_")
-        np.testing.assert_allclose(m, km_slots[f"adam/{kname}_momentum"], rtol=1e-4, atol=1e-7)
-        np.testing.assert_allclose(vel, km_slots[f"adam/{kname}_velocity"], rtol=1e-4,
-                                   atol=1e-9)
+    # optimizer.variables as Keras's: names, order, shapes and values
+    kv, ov = kopt.variables, oopt.variables
+    assert [v.path.split("/", 1)[-1] for v in ov] == [v.path.split("/", 1)[-1] for v in kv]
+    assert [tuple(v.shape) for v in ov] == [tuple(v.shape) for v in kv]
+    assert int(ov[0].numpy()) == 3 and float(ov[1].numpy()) == pytest.approx(0.01)
+    key_bias = "mha_key_bias"
+    for k, o in zip(kv[2:], ov[2:]):
+        if key_bias not in o.path:
+            k = keras.ops.convert_to_numpy(k)
+            np.testing.assert_allclose(o.numpy(), k, rtol=1e-4, atol=1e-4 * np.abs(k).max())
+    # they are the optimizer's state: a write is seen by the next step
+    ov[2].assign(np.zeros(ov[2].shape, np.float32))
+    assert not oopt._state[id(ours.trainable_weights[0])][1][0].any()
 
 
 def _keras_slots(keras, opt):
-    return {v.path: keras.ops.convert_to_numpy(v) for v in opt.variables}
+    # Keras numbers its optimizers' names (adam_3/...) across the process: the name dropped
+    return {v.path.split("/", 1)[-1]: keras.ops.convert_to_numpy(v) for v in opt.variables}
 
 
 def test_keras_files_carry_the_slots_both_ways(keras, tmp_path):
@@ -272,9 +277,9 @@ def test_keras_files_carry_the_slots_both_ways(keras, tmp_path):
         for i, (v, name) in enumerate(zip(rw, names)):
             m, vel = opt._state[id(v)][1]
             key = name.replace("/", "_")
-            assert m.shape == tuple(v.shape) == slots[f"adam/{key}_momentum"].shape
-            np.testing.assert_array_equal(m, slots[f"adam/{key}_momentum"])
-            np.testing.assert_array_equal(vel, slots[f"adam/{key}_velocity"])
+            assert m.shape == tuple(v.shape) == slots[f"{key}_momentum"].shape
+            np.testing.assert_array_equal(m, slots[f"{key}_momentum"])
+            np.testing.assert_array_equal(vel, slots[f"{key}_velocity"])
     # training resumes alike: each reader one more epoch, as its writer
     for writer, reader in ((km, from_keras), (ours, from_ours)):
         for m in (writer, reader):
@@ -282,3 +287,22 @@ def test_keras_files_carry_the_slots_both_ways(keras, tmp_path):
         np.testing.assert_allclose(np.asarray(reader.predict(x, verbose=0)),
                                    np.asarray(writer.predict(x, verbose=0)),
                                    rtol=1e-4, atol=1e-6)
+
+
+def test_optimizer_build_and_variables_as_keras(keras):
+    shapes = [(2, 3), (3,)]
+    for name, kw in (("Adam", {}), ("SGD", {"momentum": 0.9}), ("SGD", {}),
+                     ("RMSprop", {"momentum": 0.5, "centered": True}), ("Nadam", {}),
+                     ("Adagrad", {}), ("Lion", {}), ("Adam", {"amsgrad": True})):
+        kv = [keras.Variable(np.ones(s, np.float32), name=f"w{i}") for i, s in enumerate(shapes)]
+        ov = [nn.Variable(np.ones(s, np.float32), name=f"w{i}") for i, s in enumerate(shapes)]
+        kopt, oopt = getattr(keras.optimizers, name)(**kw), getattr(nn.optimizers, name)(**kw)
+        kopt.build(kv)
+        oopt.build(ov)
+        strip = lambda p: p.split("/", 1)[-1]    # noqa: E731  (Keras numbers its names)
+        assert [strip(v.path) for v in oopt.variables] == \
+            [strip(v.path) for v in kopt.variables], name
+        assert [tuple(v.shape) for v in oopt.variables] == \
+            [tuple(v.shape) for v in kopt.variables], name
+        for k, o in zip(kopt.variables[1:], oopt.variables[1:]):
+            np.testing.assert_allclose(o.numpy(), keras.ops.convert_to_numpy(k), rtol=1e-7)
