@@ -3630,6 +3630,85 @@ def _graph(t):
     return nodes
 
 
+# -- complex tensors (keras.ops.view_as_complex, view_as_real, polar, eig) -----------------
+# A complex result is a Tensor of NumPy complex values, as Keras on torch returns a complex
+# tensor: ops.real/imag/conj/angle/abs, arithmetic and view_as_real take it. wsekern's
+# autograd is real-valued, so an input that needs a gradient is refused (by name), never
+# given a silent zero gradient.
+def _no_complex_grad(name, *xs):
+    if builtins.any(t.requires_grad for t in xs):
+        raise NotImplementedError(
+            f"ops.{name}: a complex result cannot carry a gradient in wsekern.nn (its autograd "
+            f"is real-valued), and this input needs one. Differentiable instead: keep the real "
+            f"and imaginary parts as two real tensors (x[..., 0] and x[..., 1]; ops.fft, rfft, "
+            f"stft and their inverses take and return such (real, imag) pairs); or pass "
+            f"ops.stop_gradient(x) where no gradient is wanted")
+
+
+def _complex(re, im, ctype):
+    """``re + i im`` of ``ctype``, part by part (``re + 1j * im`` turns an infinite
+    imaginary part into a NaN real one, and loses the sign of a zero)."""
+    re, im = np.broadcast_arrays(re, im)
+    out = np.empty(re.shape, dtype=ctype)
+    out.real, out.imag = re, im
+    return out
+
+
+def view_as_complex(x):
+    """``(..., 2)`` real values as ``(...)`` complex64 ones (real part first), as Keras on
+    torch (which gives complex64 whatever the floating input). No gradient."""
+    x = as_tensor(x)
+    _no_complex_grad("view_as_complex", x)
+    if x.ndim == 0 or x.shape[-1] != 2:
+        raise ValueError(f"ops.view_as_complex: the last dimension of the input must be 2 "
+                         f"(real and imaginary); received shape {x.shape}")
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"ops.view_as_complex needs real numbers; received {x.dtype}")
+    d = x.data.astype(np.float32)
+    return _const(_complex(d[..., 0], d[..., 1], np.complex64))
+
+
+def view_as_real(x):
+    """A complex tensor as ``(..., 2)`` real values (real part first), float32 for
+    complex64 and float64 for complex128, as Keras on torch."""
+    x = as_tensor(x)
+    if x.dtype.kind != "c":
+        raise ValueError(f"ops.view_as_real needs a complex tensor (from ops.view_as_complex, "
+                         f"ops.polar or ops.eig, or a NumPy complex array); received {x.dtype}. "
+                         f"A real x is ops.stack([x, ops.zeros_like(x)], axis=-1)")
+    return _const(np.stack([np.real(x.data), np.imag(x.data)], axis=-1))
+
+
+def polar(abs_, angle):
+    """``abs * (cos(angle) + i sin(angle))``, broadcast; complex128 when either input is
+    float64, else complex64, as Keras on torch. No gradient."""
+    r, a = as_tensor(abs_), as_tensor(angle)
+    _no_complex_grad("polar", r, a)
+    for t, what in ((r, "abs_"), (a, "angle")):
+        if t.dtype.kind not in "fiub":
+            raise ValueError(f"ops.polar: {what} must be real; received {t.dtype}")
+    ft = np.float64 if np.float64 in (r.dtype, a.dtype) else np.float32
+    rd, ad = r.data.astype(ft), a.data.astype(ft)
+    return _const(_complex(rd * np.cos(ad), rd * np.sin(ad),
+                           np.complex128 if ft is np.float64 else np.complex64))
+
+
+def eig(x):
+    """(eigenvalues, eigenvectors) of general square matrices ``(..., n, n)``, complex
+    (complex128 for float64, complex64 otherwise) as Keras on torch; each eigenvector of
+    unit norm (LAPACK's geev, as torch). No gradient (for symmetric matrices ops.eigh is
+    differentiable)."""
+    x = as_tensor(x)
+    _no_complex_grad("eig", x)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"ops.eig needs (..., n, n) square matrices; received shape {x.shape}")
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"ops.eig needs real matrices; received {x.dtype}")
+    ct = np.complex128 if x.dtype == np.float64 else np.complex64
+    w, v = np.linalg.eig(x.data.astype(np.float64 if ct is np.complex128 else np.float32))
+    return _const(w.astype(ct)), _const(v.astype(ct))
+
+
 # keras.ops.nn / keras.ops.numpy namespaces point back here
 class _Namespace:
     def __init__(self, module_globals):
@@ -3640,13 +3719,7 @@ class _Namespace:
 
 
 # keras.ops callables wsekern does not implement, and why (named in the AttributeError)
-_NOT_IMPLEMENTED = {
-    **dict.fromkeys(("polar", "view_as_complex", "view_as_real"),
-                    "complex tensors (wsekern tensors are real; the Fourier transforms "
-                    "ops.fft, ops.rfft, ops.stft ... take and return (real, imag) pairs)"),
-    "eig": "complex eigenvalues (wsekern tensors are real; ops.eigh takes symmetric "
-           "matrices)",
-}
+_NOT_IMPLEMENTED = {}
 
 
 def __getattr__(name):
