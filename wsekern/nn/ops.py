@@ -3655,8 +3655,8 @@ def _complex(re, im, ctype):
 
 
 def view_as_complex(x):
-    """``(..., 2)`` real values as ``(...)`` complex64 ones (real part first), as Keras on
-    torch (which gives complex64 whatever the floating input). No gradient."""
+    """Pairs of real values on the last axis (of size 2, real part first) as complex64
+    values, as Keras on torch (complex64 whatever the floating input). No gradient."""
     x = as_tensor(x)
     _no_complex_grad("view_as_complex", x)
     if x.ndim == 0 or x.shape[-1] != 2:
@@ -3669,8 +3669,8 @@ def view_as_complex(x):
 
 
 def view_as_real(x):
-    """A complex tensor as ``(..., 2)`` real values (real part first), float32 for
-    complex64 and float64 for complex128, as Keras on torch."""
+    """A complex tensor as real values on a new last axis of size 2 (real part first),
+    float32 for complex64 and float64 for complex128, as Keras on torch."""
     x = as_tensor(x)
     if x.dtype.kind != "c":
         raise ValueError(f"ops.view_as_real needs a complex tensor (from ops.view_as_complex, "
@@ -3694,10 +3694,10 @@ def polar(abs_, angle):
 
 
 def eig(x):
-    """(eigenvalues, eigenvectors) of general square matrices ``(..., n, n)``, complex
-    (complex128 for float64, complex64 otherwise) as Keras on torch; each eigenvector of
-    unit norm (LAPACK's geev, as torch). No gradient (for symmetric matrices ops.eigh is
-    differentiable)."""
+    """Eigenvalues and eigenvectors of general square matrices (a batch of them on the
+    leading axes), complex (complex128 for float64, complex64 otherwise) as Keras on torch;
+    each eigenvector of unit norm (LAPACK's geev, as torch). No gradient (for symmetric
+    matrices ops.eigh is differentiable)."""
     x = as_tensor(x)
     _no_complex_grad("eig", x)
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
