@@ -9,7 +9,6 @@ is replaced by small seeded series of the same kind, with 3 features a step (see
 head_size 256, 4 heads, 4 blocks, 128 units, patience 10, 200 epochs).
 Ours starts from Keras's initial weights and fits without shuffling."""
 import numpy as np
-import pytest
 from conftest import keras_twins
 
 from wsekern import nn
