@@ -2796,55 +2796,69 @@ def _ctc_nll(lp, target, tlen, olen, blank):
     ext = np.where(pos[None, :] < 2 * tlen[:, None] + 1, ext, blank)
     skip = np.zeros((B, Sp), dtype=bool)                  # s may come from s - 2
     skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    ninf = -np.inf
+    no_skip = np.where(skip, 0.0, ninf)                   # added to the s - 2 term
     lpd = lp.data.astype(np.float64)
     em = np.take_along_axis(lpd, np.broadcast_to(ext[:, None, :], (B, Tm, Sp)), axis=2)
-    ninf = -np.inf
-    alpha = np.full((B, Tm, Sp), ninf)
+    # alpha with two -inf columns in front: alpha(s - 1) and alpha(s - 2) are views of it
+    apad = np.full((B, Tm, Sp + 2), ninf)
+    alpha = apad[:, :, 2:]
     with np.errstate(invalid="ignore", divide="ignore"):
         if Tm:
             alpha[:, 0, 0] = em[:, 0, 0]
             if Sp > 1:
                 alpha[:, 0, 1] = np.where(tlen > 0, em[:, 0, 1], ninf)
         for t in range(1, Tm):
-            a = alpha[:, t - 1]
-            a1 = np.concatenate([np.full((B, 1), ninf), a[:, :-1]], axis=1)
-            a2 = np.concatenate([np.full((B, 2), ninf), a[:, :-2]], axis=1)[:, :Sp]
-            a2 = np.where(skip, a2, ninf)
-            alpha[:, t] = np.logaddexp(np.logaddexp(a, a1), a2) + em[:, t]
+            prev = apad[:, t - 1]
+            np.logaddexp(np.logaddexp(prev[:, 2:], prev[:, 1:-1]), prev[:, :-2] + no_skip,
+                         out=alpha[:, t])
+            alpha[:, t] += em[:, t]
         last = np.maximum(olen - 1, 0)
-        a_end = alpha[np.arange(B), last] if Tm else np.full((B, Sp), ninf)   # last frames
+        rows = np.arange(B)
+        a_end = alpha[rows, last] if Tm else np.full((B, Sp), ninf)      # last frames
         end = 2 * tlen
-        ll = np.logaddexp(a_end[np.arange(B), end],
-                          np.where(tlen > 0, a_end[np.arange(B), np.maximum(end - 1, 0)], ninf))
+        ll = np.logaddexp(a_end[rows, end],
+                          np.where(tlen > 0, a_end[rows, np.maximum(end - 1, 0)], ninf))
         ll = np.where(olen == 0, np.where(tlen == 0, 0.0, ninf), ll)
     loss = -ll
 
     def backward(g):
-        beta = np.full((B, Tm, Sp), ninf)
-        rows = np.arange(B)
+        # beta with two -inf columns behind: beta(s + 1) and beta(s + 2) are views of it
+        bpad = np.full((B, Tm, Sp + 2), ninf)
+        beta = bpad[:, :, :Sp]
+        no_skip2 = np.full((B, Sp), ninf)                 # s + 2 may be reached from s
+        no_skip2[:, :-2] = no_skip[:, 2:]
+        end1 = np.maximum(end - 1, 0)
+        has_label = tlen > 0
+        # the rows whose last frame is t, and those t is at or beyond the last frame of
+        starts_at = {int(t): np.flatnonzero(olen - 1 == t) for t in np.unique(olen - 1)}
+        done = np.arange(Tm)[:, None] >= (olen - 1)[None, :]               # (Tm, B)
+        any_done = done.any(axis=1)
+        no_rows = np.zeros(0, dtype=np.int64)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             for t in range(Tm - 1, -1, -1):
-                init = np.full((B, Sp), ninf)
-                init[rows, end] = em[rows, t, end]
-                init[rows, np.maximum(end - 1, 0)] = np.where(
-                    tlen > 0, em[rows, t, np.maximum(end - 1, 0)], init[rows, 0])
                 if t + 1 < Tm:
-                    b = beta[:, t + 1]
-                    b1 = np.concatenate([b[:, 1:], np.full((B, 1), ninf)], axis=1)
-                    b2 = np.concatenate([b[:, 2:], np.full((B, 2), ninf)], axis=1)[:, :Sp]
-                    skip2 = np.concatenate([skip[:, 2:], np.zeros((B, 2), bool)], axis=1)
-                    b2 = np.where(skip2[:, :Sp], b2, ninf)
-                    step = np.logaddexp(np.logaddexp(b, b1), b2) + em[:, t]
-                else:
-                    step = np.full((B, Sp), ninf)
-                beta[:, t] = np.where((t == olen - 1)[:, None], init,
-                                      np.where((t < olen - 1)[:, None], step, ninf))
+                    nxt = bpad[:, t + 1]
+                    np.logaddexp(np.logaddexp(nxt[:, :Sp], nxt[:, 1:Sp + 1]),
+                                 nxt[:, 2:] + no_skip2, out=beta[:, t])
+                    beta[:, t] += em[:, t]
+                    if any_done[t]:
+                        beta[done[t], t] = ninf            # at or beyond a row's end
+                starts = starts_at.get(t, no_rows)         # a row's last frame
+                if starts.size:
+                    init = np.full((starts.size, Sp), ninf)
+                    r, e, e1 = starts, end[starts], end1[starts]
+                    init[np.arange(r.size), e] = em[r, t, e]
+                    init[np.arange(r.size), e1] = np.where(has_label[r], em[r, t, e1],
+                                                           init[np.arange(r.size), 0])
+                    beta[r, t] = init
             # occupation of each extended state, over p: exp(alpha + beta - em - log p)
             occ = np.exp(alpha + beta - em + loss[:, None, None])
         occ = np.where(np.isfinite(loss)[:, None, None], np.nan_to_num(occ), 0.0)
-        grad = np.zeros((B, Tm, C))
-        for c_ in np.unique(ext):                           # sum the states of each label
-            grad[:, :, c_] -= (occ * (ext == c_)[:, None, :]).sum(axis=2)
+        # sum the states of each label: a batched product with the states' one-hot labels
+        onehot = np.zeros((B, Sp, C))
+        np.put_along_axis(onehot, ext[:, :, None], 1.0, axis=2)
+        grad = -np.matmul(occ, onehot)
         gs = np.where(np.isfinite(loss), np.asarray(g, dtype=np.float64), 0.0)
         lp.accumulate((grad * gs[:, None, None]).astype(lp.dtype))
     return Tensor(loss.astype(lp.dtype), parents=(lp,), backward=backward)
