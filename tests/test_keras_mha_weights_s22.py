@@ -128,6 +128,19 @@ def test_transformer_block_lists_each_attention_weight_once():
     assert [tuple(w.shape) for w in block.attn.trainable_weights] == KERAS_SHAPES
 
 
+def test_a_deep_copy_views_its_own_flat_weights():
+    import copy
+    x, _ = data()
+    model = build(nn)
+    twin = copy.deepcopy(model)
+    np.testing.assert_array_equal(twin.predict(x, verbose=0), model.predict(x, verbose=0))
+    view = twin.get_layer("mha").weights[0]
+    assert view.base is twin.get_layer("mha").query_dense.kernel
+    view.assign(np.zeros((8, 2, 4), np.float32))
+    assert not twin.get_layer("mha").query_dense.kernel.data.any()
+    assert model.get_layer("mha").query_dense.kernel.data.any()       # the original's own
+
+
 def _flatten_mha_slots(src, dst):
     """``src`` (our own .keras format) rewritten as a file before session 22 held it: the
     MultiHeadAttention slots flat, (8, 8) and (8,) (their config shapes too)."""

@@ -99,6 +99,11 @@ class VariableView(Variable):
         self._base, self._shape = base, shape
         self._parents, self._backward, self._keras_mask = (), None, None
 
+    def __reduce__(self):
+        # copy.deepcopy of a model: a view of the copied base (the memo makes it the
+        # copy's own flat variable), not a detached array
+        return (VariableView, (self._base, self._shape))
+
     @property
     def base(self):
         return self._base
