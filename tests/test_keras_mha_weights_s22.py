@@ -246,10 +246,10 @@ def test_custom_training_loop_steps_equal_keras(keras):
         for i, (k, o) in enumerate(zip(km.trainable_weights, ours.trainable_weights)):
             if i != KEY_BIAS:
                 np.testing.assert_allclose(np.asarray(o), keras.ops.convert_to_numpy(k),
-                                           rtol=1e-4, atol=1e-6)
+                                           rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ours.predict(x, verbose=0),
                                keras.ops.convert_to_numpy(km.predict(x, verbose=0)),
-                               rtol=1e-4, atol=1e-6)
+                               rtol=1e-4, atol=2e-5)
     # optimizer.variables as Keras's: names, order, shapes and values
     kv, ov = kopt.variables, oopt.variables
     assert [v.path.split("/", 1)[-1] for v in ov] == [v.path.split("/", 1)[-1] for v in kv]
