@@ -2796,55 +2796,69 @@ def _ctc_nll(lp, target, tlen, olen, blank):
     ext = np.where(pos[None, :] < 2 * tlen[:, None] + 1, ext, blank)
     skip = np.zeros((B, Sp), dtype=bool)                  # s may come from s - 2
     skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    ninf = -np.inf
+    no_skip = np.where(skip, 0.0, ninf)                   # added to the s - 2 term
     lpd = lp.data.astype(np.float64)
     em = np.take_along_axis(lpd, np.broadcast_to(ext[:, None, :], (B, Tm, Sp)), axis=2)
-    ninf = -np.inf
-    alpha = np.full((B, Tm, Sp), ninf)
+    # alpha with two -inf columns in front: alpha(s - 1) and alpha(s - 2) are views of it
+    apad = np.full((B, Tm, Sp + 2), ninf)
+    alpha = apad[:, :, 2:]
     with np.errstate(invalid="ignore", divide="ignore"):
         if Tm:
             alpha[:, 0, 0] = em[:, 0, 0]
             if Sp > 1:
                 alpha[:, 0, 1] = np.where(tlen > 0, em[:, 0, 1], ninf)
         for t in range(1, Tm):
-            a = alpha[:, t - 1]
-            a1 = np.concatenate([np.full((B, 1), ninf), a[:, :-1]], axis=1)
-            a2 = np.concatenate([np.full((B, 2), ninf), a[:, :-2]], axis=1)[:, :Sp]
-            a2 = np.where(skip, a2, ninf)
-            alpha[:, t] = np.logaddexp(np.logaddexp(a, a1), a2) + em[:, t]
+            prev = apad[:, t - 1]
+            np.logaddexp(np.logaddexp(prev[:, 2:], prev[:, 1:-1]), prev[:, :-2] + no_skip,
+                         out=alpha[:, t])
+            alpha[:, t] += em[:, t]
         last = np.maximum(olen - 1, 0)
-        a_end = alpha[np.arange(B), last] if Tm else np.full((B, Sp), ninf)   # last frames
+        rows = np.arange(B)
+        a_end = alpha[rows, last] if Tm else np.full((B, Sp), ninf)      # last frames
         end = 2 * tlen
-        ll = np.logaddexp(a_end[np.arange(B), end],
-                          np.where(tlen > 0, a_end[np.arange(B), np.maximum(end - 1, 0)], ninf))
+        ll = np.logaddexp(a_end[rows, end],
+                          np.where(tlen > 0, a_end[rows, np.maximum(end - 1, 0)], ninf))
         ll = np.where(olen == 0, np.where(tlen == 0, 0.0, ninf), ll)
     loss = -ll
 
     def backward(g):
-        beta = np.full((B, Tm, Sp), ninf)
-        rows = np.arange(B)
+        # beta with two -inf columns behind: beta(s + 1) and beta(s + 2) are views of it
+        bpad = np.full((B, Tm, Sp + 2), ninf)
+        beta = bpad[:, :, :Sp]
+        no_skip2 = np.full((B, Sp), ninf)                 # s + 2 may be reached from s
+        no_skip2[:, :-2] = no_skip[:, 2:]
+        end1 = np.maximum(end - 1, 0)
+        has_label = tlen > 0
+        # the rows whose last frame is t, and those t is at or beyond the last frame of
+        starts_at = {int(t): np.flatnonzero(olen - 1 == t) for t in np.unique(olen - 1)}
+        done = np.arange(Tm)[:, None] >= (olen - 1)[None, :]               # (Tm, B)
+        any_done = done.any(axis=1)
+        no_rows = np.zeros(0, dtype=np.int64)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             for t in range(Tm - 1, -1, -1):
-                init = np.full((B, Sp), ninf)
-                init[rows, end] = em[rows, t, end]
-                init[rows, np.maximum(end - 1, 0)] = np.where(
-                    tlen > 0, em[rows, t, np.maximum(end - 1, 0)], init[rows, 0])
                 if t + 1 < Tm:
-                    b = beta[:, t + 1]
-                    b1 = np.concatenate([b[:, 1:], np.full((B, 1), ninf)], axis=1)
-                    b2 = np.concatenate([b[:, 2:], np.full((B, 2), ninf)], axis=1)[:, :Sp]
-                    skip2 = np.concatenate([skip[:, 2:], np.zeros((B, 2), bool)], axis=1)
-                    b2 = np.where(skip2[:, :Sp], b2, ninf)
-                    step = np.logaddexp(np.logaddexp(b, b1), b2) + em[:, t]
-                else:
-                    step = np.full((B, Sp), ninf)
-                beta[:, t] = np.where((t == olen - 1)[:, None], init,
-                                      np.where((t < olen - 1)[:, None], step, ninf))
+                    nxt = bpad[:, t + 1]
+                    np.logaddexp(np.logaddexp(nxt[:, :Sp], nxt[:, 1:Sp + 1]),
+                                 nxt[:, 2:] + no_skip2, out=beta[:, t])
+                    beta[:, t] += em[:, t]
+                    if any_done[t]:
+                        beta[done[t], t] = ninf            # at or beyond a row's end
+                starts = starts_at.get(t, no_rows)         # a row's last frame
+                if starts.size:
+                    init = np.full((starts.size, Sp), ninf)
+                    r, e, e1 = starts, end[starts], end1[starts]
+                    init[np.arange(r.size), e] = em[r, t, e]
+                    init[np.arange(r.size), e1] = np.where(has_label[r], em[r, t, e1],
+                                                           init[np.arange(r.size), 0])
+                    beta[r, t] = init
             # occupation of each extended state, over p: exp(alpha + beta - em - log p)
             occ = np.exp(alpha + beta - em + loss[:, None, None])
         occ = np.where(np.isfinite(loss)[:, None, None], np.nan_to_num(occ), 0.0)
-        grad = np.zeros((B, Tm, C))
-        for c_ in np.unique(ext):                           # sum the states of each label
-            grad[:, :, c_] -= (occ * (ext == c_)[:, None, :]).sum(axis=2)
+        # sum the states of each label: a batched product with the states' one-hot labels
+        onehot = np.zeros((B, Sp, C))
+        np.put_along_axis(onehot, ext[:, :, None], 1.0, axis=2)
+        grad = -np.matmul(occ, onehot)
         gs = np.where(np.isfinite(loss), np.asarray(g, dtype=np.float64), 0.0)
         lp.accumulate((grad * gs[:, None, None]).astype(lp.dtype))
     return Tensor(loss.astype(lp.dtype), parents=(lp,), backward=backward)
@@ -3630,6 +3644,85 @@ def _graph(t):
     return nodes
 
 
+# -- complex tensors (keras.ops.view_as_complex, view_as_real, polar, eig) -----------------
+# A complex result is a Tensor of NumPy complex values, as Keras on torch returns a complex
+# tensor: ops.real/imag/conj/angle/abs, arithmetic and view_as_real take it. wsekern's
+# autograd is real-valued, so an input that needs a gradient is refused (by name), never
+# given a silent zero gradient.
+def _no_complex_grad(name, *xs):
+    if builtins.any(t.requires_grad for t in xs):
+        raise NotImplementedError(
+            f"ops.{name}: a complex result cannot carry a gradient in wsekern.nn (its autograd "
+            f"is real-valued), and this input needs one. Differentiable instead: keep the real "
+            f"and imaginary parts as two real tensors (x[..., 0] and x[..., 1]; ops.fft, rfft, "
+            f"stft and their inverses take and return such (real, imag) pairs); or pass "
+            f"ops.stop_gradient(x) where no gradient is wanted")
+
+
+def _complex(re, im, ctype):
+    """``re + i im`` of ``ctype``, part by part (``re + 1j * im`` turns an infinite
+    imaginary part into a NaN real one, and loses the sign of a zero)."""
+    re, im = np.broadcast_arrays(re, im)
+    out = np.empty(re.shape, dtype=ctype)
+    out.real, out.imag = re, im
+    return out
+
+
+def view_as_complex(x):
+    """Pairs of real values on the last axis (of size 2, real part first) as complex64
+    values, as Keras on torch (complex64 whatever the floating input). No gradient."""
+    x = as_tensor(x)
+    _no_complex_grad("view_as_complex", x)
+    if x.ndim == 0 or x.shape[-1] != 2:
+        raise ValueError(f"ops.view_as_complex: the last dimension of the input must be 2 "
+                         f"(real and imaginary); received shape {x.shape}")
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"ops.view_as_complex needs real numbers; received {x.dtype}")
+    d = x.data.astype(np.float32)
+    return _const(_complex(d[..., 0], d[..., 1], np.complex64))
+
+
+def view_as_real(x):
+    """A complex tensor as real values on a new last axis of size 2 (real part first),
+    float32 for complex64 and float64 for complex128, as Keras on torch."""
+    x = as_tensor(x)
+    if x.dtype.kind != "c":
+        raise ValueError(f"ops.view_as_real needs a complex tensor (from ops.view_as_complex, "
+                         f"ops.polar or ops.eig, or a NumPy complex array); received {x.dtype}. "
+                         f"A real x is ops.stack([x, ops.zeros_like(x)], axis=-1)")
+    return _const(np.stack([np.real(x.data), np.imag(x.data)], axis=-1))
+
+
+def polar(abs_, angle):
+    """``abs * (cos(angle) + i sin(angle))``, broadcast; complex128 when either input is
+    float64, else complex64, as Keras on torch. No gradient."""
+    r, a = as_tensor(abs_), as_tensor(angle)
+    _no_complex_grad("polar", r, a)
+    for t, what in ((r, "abs_"), (a, "angle")):
+        if t.dtype.kind not in "fiub":
+            raise ValueError(f"ops.polar: {what} must be real; received {t.dtype}")
+    ft = np.float64 if np.float64 in (r.dtype, a.dtype) else np.float32
+    rd, ad = r.data.astype(ft), a.data.astype(ft)
+    return _const(_complex(rd * np.cos(ad), rd * np.sin(ad),
+                           np.complex128 if ft is np.float64 else np.complex64))
+
+
+def eig(x):
+    """Eigenvalues and eigenvectors of general square matrices (a batch of them on the
+    leading axes), complex (complex128 for float64, complex64 otherwise) as Keras on torch;
+    each eigenvector of unit norm (LAPACK's geev, as torch). No gradient (for symmetric
+    matrices ops.eigh is differentiable)."""
+    x = as_tensor(x)
+    _no_complex_grad("eig", x)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"ops.eig needs (..., n, n) square matrices; received shape {x.shape}")
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"ops.eig needs real matrices; received {x.dtype}")
+    ct = np.complex128 if x.dtype == np.float64 else np.complex64
+    w, v = np.linalg.eig(x.data.astype(np.float64 if ct is np.complex128 else np.float32))
+    return _const(w.astype(ct)), _const(v.astype(ct))
+
+
 # keras.ops.nn / keras.ops.numpy namespaces point back here
 class _Namespace:
     def __init__(self, module_globals):
@@ -3640,13 +3733,7 @@ class _Namespace:
 
 
 # keras.ops callables wsekern does not implement, and why (named in the AttributeError)
-_NOT_IMPLEMENTED = {
-    **dict.fromkeys(("polar", "view_as_complex", "view_as_real"),
-                    "complex tensors (wsekern tensors are real; the Fourier transforms "
-                    "ops.fft, ops.rfft, ops.stft ... take and return (real, imag) pairs)"),
-    "eig": "complex eigenvalues (wsekern tensors are real; ops.eigh takes symmetric "
-           "matrices)",
-}
+_NOT_IMPLEMENTED = {}
 
 
 def __getattr__(name):

@@ -23,6 +23,22 @@ from .schedules import (  # noqa: F401
     PiecewiseConstantDecay,
     PolynomialDecay,
 )
+from .tensor import Tensor
+from .variables import Variable, VariableView
+
+# Keras's optimizer variables after the step count and learning rate: groups of slot
+# names, each group made for every variable in turn (Keras's add_optimizer_variables)
+KERAS_SLOT_GROUPS = {"SGD": [("momentum",)],
+                     "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
+                     "Adam": [("momentum", "velocity"), ("velocity_hat",)],
+                     "AdamW": [("momentum", "velocity"), ("velocity_hat",)],
+                     # Keras's add_optimizer_variables(var_list, [names]): per variable, each name
+                     # (Keras 3.15's adagrad/adadelta/adamax/lion.py; our slots, same updates)
+                     "Adagrad": [("accumulator",)],
+                     "Adadelta": [("accumulated_grad", "accumulated_delta_var")],
+                     "Adamax": [("m", "u")],
+                     "Lion": [("momentum",)],
+                     "Nadam": [("momentum", "velocity")]}
 
 # ``from wsekern.nn.optimizers.schedules import CosineDecay`` works as in Keras
 sys.modules[__name__ + ".schedules"] = schedules
@@ -176,6 +192,37 @@ class Optimizer:
     def _active_slots(self):
         return self._slots
 
+    def build(self, variables):
+        """Keras's ``build(var_list)``: the slots of these variables made now (zeros), in
+        this order (otherwise at each variable's first update)."""
+        for v in variables:
+            self._slots_of(v)
+
+    @property
+    def variables(self):
+        """Keras's ``optimizer.variables``: the step count, the learning rate (unless a
+        schedule gives it), then each variable's slots in Keras's order and shapes, named as
+        Keras names them (``adam/dense_kernel_momentum``). The step count and the slots share
+        memory with this optimizer (an ``assign`` changes its state); the learning rate and
+        Nadam's running product are copies. Slots exist once built or after a step."""
+        prefix = self.name
+        out = [_state_variable(self._iterations, f"{prefix}/iteration")]
+        if not callable(self._learning_rate):
+            out.append(_state_variable(np.asarray(self._learning_rate, np.float32),
+                                       f"{prefix}/learning_rate"))
+        active = list(self._active_slots())
+        groups = KERAS_SLOT_GROUPS.get(type(self).__name__, [tuple(active)])
+        entries = list(self._state.values())
+        for group in groups:
+            names = [n for n in group if n in active]
+            for v, slots in entries:
+                key = str(getattr(v, "name", None) or "variable").replace("/", "_")
+                out.extend(_state_variable(slots[active.index(n)], f"{prefix}/{key}_{n}")
+                           for n in names)
+        if hasattr(self, "_u_product"):
+            out.append(_state_variable(np.asarray(self._u_product, np.float32), "variable"))
+        return out
+
     def _init_slot(self, name, w):
         return np.zeros_like(w)
 
@@ -219,6 +266,8 @@ class Optimizer:
                                  f"keeps {list(self._active_slots())})")
             i, j = int(i_str), int(j_str)
             arr, v = np.asarray(arrays[key]), variables[i]
+            if isinstance(v, VariableView) and arr.shape == v.base.data.shape:
+                arr = arr.reshape(v.data.shape)   # a MultiHeadAttention slot kept flat (<= s21)
             if arr.shape != v.data.shape or arr.dtype != v.data.dtype:
                 raise ValueError(f"optimizer state {key!r}: expected shape {v.data.shape} and "
                                  f"dtype {v.data.dtype} (variable {getattr(v, 'name', i)!r}); "
@@ -229,8 +278,8 @@ class Optimizer:
                 missing = [f"{i}/{j}" for j in range(n_slots) if j not in slots]
                 raise ValueError(f"optimizer state for variable {i} is incomplete: missing "
                                  f"{missing}")
-        self._state = {id(variables[i]): (variables[i], [s[j] for j in range(n_slots)])
-                       for i, s in state.items()}
+        self._state = {id(variables[i]): (variables[i], [state[i][j] for j in range(n_slots)])
+                       for i in sorted(state)}       # the variables' order (``variables``)
         self._iterations[...] = int(it)
         self._restore_derived()
 
@@ -565,3 +614,11 @@ def get(identifier):
                             deserialize=deserialize,
                             expected=f"{sorted(_OPTIMIZERS)}, a serialized dict, or an "
                                      "Optimizer instance")
+
+
+def _state_variable(array, name):
+    """A non-trainable Variable holding ``array`` itself (no copy: writes reach it)."""
+    v = Variable.__new__(Variable)
+    Tensor.__init__(v, array, requires_grad=False, name=name)
+    v.trainable, v.regularizer, v.constraint = False, None, None
+    return v

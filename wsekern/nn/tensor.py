@@ -192,7 +192,11 @@ def lift(x, like):
     if isinstance(x, Tensor):
         return x
     like_dtype = like.dtype if isinstance(like, Tensor) else np.asarray(like).dtype
-    if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
+    if isinstance(x, (bool, int, float, complex)) and not isinstance(x, np.generic):
+        if like_dtype.kind == "c":      # complex64 + 1 stays complex64, as torch
+            return Tensor(np.asarray(x, dtype=like_dtype))
+        if isinstance(x, complex):
+            return as_tensor(x)
         if like_dtype.kind == "f":
             return Tensor(np.asarray(x, dtype=like_dtype))
         if isinstance(x, float) and like_dtype.kind in "iub":

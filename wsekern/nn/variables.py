@@ -81,3 +81,90 @@ class Variable(Tensor):
     def __repr__(self):
         return (f"<Variable name={self.name!r} shape={self.shape} dtype={self.dtype} "
                 f"trainable={self.trainable}>")
+
+
+class VariableView(Variable):
+    """``base`` seen in another ``shape``: its array reshaped (a view, so an assign, a
+    ``set_weights`` or an optimizer step through either is seen by both), its gradient
+    reshaped likewise, and its name, trainability, regularizer and constraint. A
+    MultiHeadAttention lists its projections' flat weights this way, in Keras's 3-D
+    shapes."""
+    __slots__ = ("_base", "_shape")
+
+    def __init__(self, base, shape):
+        shape = tuple(int(s) for s in shape)
+        if int(np.prod(shape)) != base.data.size:
+            raise ValueError(f"a view of variable {base.name!r} (shape {base.data.shape}) "
+                             f"needs as many elements; received shape {shape}")
+        self._base, self._shape = base, shape
+        self._parents, self._backward, self._keras_mask = (), None, None
+
+    def __reduce__(self):
+        # copy.deepcopy of a model: a view of the copied base (the memo makes it the
+        # copy's own flat variable), not a detached array
+        return (VariableView, (self._base, self._shape))
+
+    @property
+    def base(self):
+        return self._base
+
+    @property
+    def data(self):
+        # copy=False: a reshape that would copy (a non-contiguous base) raises, never
+        # hands out an array whose writes are lost
+        return np.reshape(self._base.data, self._shape, copy=False)
+
+    @data.setter
+    def data(self, value):
+        self._base.data[...] = np.reshape(self._checked(value, "assign"),
+                                          self._base.data.shape)
+
+    @property
+    def grad(self):
+        g = self._base.grad
+        return None if g is None else np.reshape(g, self._shape)
+
+    @grad.setter
+    def grad(self, value):
+        self._base.grad = None if value is None else np.reshape(value, self._base.data.shape)
+
+    def accumulate(self, g):
+        self._base.accumulate(np.reshape(g, self._base.data.shape))
+
+    @property
+    def requires_grad(self):
+        return self._base.requires_grad
+
+    @property
+    def name(self):
+        return self._base.name
+
+    @property
+    def trainable(self):
+        return self._base.trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._base.trainable = value
+
+    @property
+    def regularizer(self):
+        return self._base.regularizer
+
+    @property
+    def constraint(self):
+        return self._base.constraint
+
+    def assign(self, value):
+        self.data[...] = self._checked(value, "assign")
+        return self
+
+    def assign_add(self, value):
+        d = self.data
+        d += self._checked(value, "assign_add")
+        return self
+
+    def assign_sub(self, value):
+        d = self.data
+        d -= self._checked(value, "assign_sub")
+        return self

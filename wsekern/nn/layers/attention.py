@@ -10,6 +10,7 @@ import scipy.sparse as sps
 from ... import _transformer
 from .. import activations, constraints, initializers, regularizers, utils
 from ..tensor import Tensor, add, reshape, transpose
+from ..variables import VariableView
 from . import transposes
 from .base import _TRAINING, Layer, keras_mask, mask_array
 from .core import Dense, Dropout, _init_name
@@ -351,8 +352,7 @@ class MultiHeadAttention(Layer):
         self.key_dense._build(key_shape)
         self.value_dense._build(value_shape)
         self.output_dense._build(tuple(query_shape[:-1]) + (h * vd,))
-        for layer in self.sublayers:
-            self._variables.extend(layer._variables)
+        self._refresh_variables()
 
     def _initializers(self, shapes):
         """A projection's kernel/bias initializers drawing Keras's shapes (kernel, bias) and
@@ -473,9 +473,29 @@ class MultiHeadAttention(Layer):
         self._refresh_variables()
 
     def _refresh_variables(self):
-        self._variables = [v for layer in self.sublayers for v in layer._variables]
+        # the projections' weights in Keras's shapes: views of their flat variables (kept
+        # from one refresh to the next while the variable is the same, so the optimizer's
+        # slots stay theirs); a pruned kernel, packed to its kept values, is listed as is
+        old = {id(v.base): v for _, v, _ in self.__dict__.get("_variables", ())
+               if isinstance(v, VariableView)}
+        out = []
+        for layer, shapes in zip(self.sublayers, self._keras_shapes()):
+            for (name, var, trainable), shape in zip(layer._variables, shapes):
+                if name == "bias" or (name == "kernel" and layer.pattern is None):
+                    view = old.get(id(var))
+                    var = view if view is not None and view.base is var else \
+                        VariableView(var, shape)
+                out.append((name, var, trainable))
+        self._variables = out
 
     sublayers_changed = _sublayers_changed
+
+    def _walk_variables(self, trainable_only, seen_layers=None, memo=None):
+        # the projections' variables are this layer's own (the views above): the walk does
+        # not list their flat selves again
+        seen_layers = set() if seen_layers is None else seen_layers
+        seen_layers.update(id(layer) for layer in self.sublayers)
+        return super()._walk_variables(trainable_only, seen_layers, memo)
 
     def _weight_groups(self):
         # each sublayer's weights through its own get/set_weights: a sparse Dense presents

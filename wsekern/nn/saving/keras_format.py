@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import layers as layers_mod
 from .. import registry
+from ..optimizers import KERAS_SLOT_GROUPS
 from .model_config import ConfigError, model_from_config
 
 KERAS_CONFIG_MAX_BYTES = 16 * 2**20       # Keras's config is verbose: ~2 KB a layer
@@ -46,17 +47,7 @@ _OPS = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Divide": 
         "LogicalAnd": "logical_and", "LogicalNot": "logical_not", "Any": "any", "All": "all"}
 # Keras's slot variables, in the groups its optimizers create them (each group interleaved
 # per model variable): optimizer/vars/ is [iterations, learning_rate, group 1..., group 2...]
-_SLOT_GROUPS = {"SGD": [("momentum",)],
-                "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
-                "Adam": [("momentum", "velocity"), ("velocity_hat",)],
-                "AdamW": [("momentum", "velocity"), ("velocity_hat",)],
-                # Keras's add_optimizer_variables(var_list, [names]): per variable, each name
-                # (Keras 3.15's adagrad/adadelta/adamax/lion.py; our slots, same updates)
-                "Adagrad": [("accumulator",)],
-                "Adadelta": [("accumulated_grad", "accumulated_delta_var")],
-                "Adamax": [("m", "u")],
-                "Lion": [("momentum",)],
-                "Nadam": [("momentum", "velocity")]}
+_SLOT_GROUPS = KERAS_SLOT_GROUPS
 # scalars Keras keeps after the slots: Nadam's running product of its momentum schedule
 # (ours recomputes it from the step count, so it is written but not read)
 _TRAILING = {"Nadam": 1}
