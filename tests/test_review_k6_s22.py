@@ -1,0 +1,84 @@
+"""Review of session 22's keras22 branch (MultiHeadAttention's weights as views,
+optimizer.variables, complex ops, ctc_loss): each test failed on the branch before its fix."""
+import numpy as np
+import pytest
+
+from wsekern import nn
+
+L = nn.layers
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((12, 5, 8)).astype(np.float32),
+            rng.standard_normal((12, 5, 8)).astype(np.float32))
+
+
+def _mha_model():
+    inp = nn.Input((5, 8))
+    model = nn.Model(inp, L.MultiHeadAttention(2, 4, name="mha")(inp, inp))
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.standard_normal(w.shape).astype(w.dtype) * 0.3
+                       for w in model.get_weights()])
+    return model
+
+
+def _listed_bases(model):
+    return [getattr(w, "base", w) for w in model.trainable_weights]
+
+
+# -- a projection re-pruned directly: the optimizer must see its live variable -------------
+def test_projection_pruned_directly_keeps_training_as_through_the_container():
+    # mha.query_dense.set_sparsity replaces the projection's kernel variable by its kept
+    # values; MultiHeadAttention listed a view of the dead kernel instead (the walk no
+    # longer reaches the sublayer), so fit silently stopped training the query kernel
+    x, y = _data()
+    mask = np.random.default_rng(2).random((8, 8)) < 0.5
+    direct, official = _mha_model(), _mha_model()
+    direct.get_layer("mha").query_dense.set_sparsity(0.5, mask=mask)
+    mha = official.get_layer("mha")
+    mha.query_dense.set_sparsity(0.5, mask=mask)
+    mha.sublayers_changed()                   # what a file's masks loader does
+    live = direct.get_layer("mha").query_dense.kernel
+    assert any(w is live for w in _listed_bases(direct))
+    assert len(direct.trainable_weights) == 8
+    before = direct.get_layer("mha").query_dense.get_weights()[0].copy()
+    for m in (direct, official):
+        m.compile(optimizer=nn.optimizers.Adam(0.01), loss="mse")
+        m.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    after = direct.get_layer("mha").query_dense.get_weights()[0]
+    assert not np.array_equal(before[mask], after[mask])
+    assert not after[~mask].any()
+    for a, b in zip(direct.get_weights(), official.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gradual_pruning_of_one_projection_keeps_it_training():
+    x, y = _data()
+    model = _mha_model()
+    mha = model.get_layer("mha")
+    model.compile(optimizer=nn.optimizers.Adam(0.01), loss="mse")
+    cb = nn.pruning.GradualPruning(0.5, begin_step=0, pruning_steps=1, frequency=1,
+                                   layers=[mha.query_dense])
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[cb])
+    assert mha.query_dense.sparsity == 0.5
+    before = mha.query_dense.get_weights()[0].copy()
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert not np.array_equal(before, mha.query_dense.get_weights()[0])
+
+
+def test_transformer_block_lists_only_live_variables_after_a_direct_prune():
+    block = L.TransformerBlock(2, 16, name="block")
+    block(np.zeros((1, 5, 8), np.float32))
+    block.attn.key_dense.set_sparsity(0.5)
+    block.fc.set_sparsity(0.5)
+    live = [v for layer in (block.ln1, block.attn.query_dense, block.attn.key_dense,
+                            block.attn.value_dense, block.attn.output_dense, block.ln2,
+                            block.fc, block.proj) for _, v, _ in layer._variables]
+    got = [getattr(w, "base", w) for w in block.trainable_weights]
+    assert len(got) == len(live) == 16
+    assert {id(v) for v in got} == {id(v) for v in live}
+
+
+if __name__ == "__main__":
+    pytest.main([__file__, "-q"])
