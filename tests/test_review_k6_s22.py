@@ -80,5 +80,30 @@ def test_transformer_block_lists_only_live_variables_after_a_direct_prune():
     assert {id(v) for v in got} == {id(v) for v in live}
 
 
+
+# -- optimizer.variables: Keras's names ------------------------------------------------
+def _dense_model(K):
+    inp = K.Input((3,))
+    return K.Model(inp, K.layers.Dense(2, name="d")(inp))
+
+
+def test_adamax_variables_carry_keras_slot_names():
+    # Keras's adamax.py: add_optimizer_variables(var_list, ["momentum", "norm"]); ours were
+    # named after our slots, m and u
+    opt = nn.optimizers.Adamax(0.01)
+    opt.build(_dense_model(nn).trainable_weights)
+    names = [v.path.split("/", 1)[-1] for v in opt.variables]
+    assert names == ["iteration", "learning_rate", "d_kernel_momentum", "d_kernel_norm",
+                     "d_bias_momentum", "d_bias_norm"]
+
+
+def test_adamax_variables_as_keras(keras):
+    kopt, oopt = keras.optimizers.Adamax(0.01), nn.optimizers.Adamax(0.01)
+    kopt.build(_dense_model(keras).trainable_weights)
+    oopt.build(_dense_model(nn).trainable_weights)
+    assert [v.path.split("/", 1)[-1] for v in oopt.variables] == \
+        [v.path.split("/", 1)[-1] for v in kopt.variables]
+
+
 if __name__ == "__main__":
     pytest.main([__file__, "-q"])
