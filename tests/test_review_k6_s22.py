@@ -105,5 +105,43 @@ def test_adamax_variables_as_keras(keras):
         [v.path.split("/", 1)[-1] for v in kopt.variables]
 
 
+
+# -- complex tensors in the ops that took them silently wrong -------------------------------
+def _complex_batch():
+    rng = np.random.default_rng(3)
+    return (rng.standard_normal((2, 3, 3)) + 1j * rng.standard_normal((2, 3, 3))).astype(
+        np.complex64)
+
+
+@pytest.mark.parametrize("kw", [{}, {"axis": 1}, {"axis": (0, 2), "keepdims": True}])
+def test_var_and_std_of_complex_values_are_of_their_moduli(kw):
+    # var was mean((x - mean) ** 2), the complex square: 2.34+0.08j where NumPy, torch and
+    # Keras give E|x - mean|^2 = 4.68; std took its square root
+    z = _complex_batch()
+    v, s = nn.ops.var(z, **kw), nn.ops.std(z, **kw)
+    assert v.dtype == np.complex64 and s.dtype == np.float32          # as Keras on torch
+    np.testing.assert_allclose(v.data, np.var(z, **kw), rtol=1e-5)
+    assert not v.data.imag.any()
+    np.testing.assert_allclose(s.data, np.std(z, **kw), rtol=1e-5)
+
+
+def test_logdet_of_complex_matrices_keeps_the_phase():
+    # the real log|det| was returned (float32): the phase of det was dropped
+    z = _complex_batch()
+    got = nn.ops.logdet(z)
+    assert got.dtype == np.complex64
+    want = np.log(np.linalg.det(z.astype(np.complex128)))
+    np.testing.assert_allclose(got.data, want, rtol=1e-4, atol=1e-5)
+
+
+def test_complex_var_std_logdet_as_keras(keras):
+    z = _complex_batch()
+    for name in ("var", "std", "logdet"):
+        want = keras.ops.convert_to_numpy(getattr(keras.ops, name)(z))
+        got = getattr(nn.ops, name)(z)
+        assert got.dtype == want.dtype, name
+        np.testing.assert_allclose(got.data, want, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 if __name__ == "__main__":
     pytest.main([__file__, "-q"])
