@@ -81,6 +81,39 @@ def test_transformer_block_lists_only_live_variables_after_a_direct_prune():
 
 
 
+# -- a frozen sublayer of a container: its weights are not trainable -----------------------
+def test_a_frozen_projection_is_not_trained():
+    # the container lists its sublayers' variables as its own, with the flag they were
+    # made with: mha.query_dense.trainable = False still trained them (Keras: a frozen
+    # sublayer's weights leave trainable_weights)
+    x, y = _data()
+    model = _mha_model()
+    mha = model.get_layer("mha")
+    mha.query_dense.trainable = False
+    assert [w.name for w in model.non_trainable_weights] == ["mha/query/kernel",
+                                                             "mha/query/bias"]
+    assert len(model.trainable_weights) == 6
+    q0, k0 = mha.query_dense.get_weights(), mha.key_dense.get_weights()[0].copy()
+    model.compile(optimizer=nn.optimizers.Adam(0.01), loss="mse")
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    for a, b in zip(q0, mha.query_dense.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(k0, mha.key_dense.get_weights()[0])
+
+
+def test_transformer_block_with_a_frozen_attention_or_projection():
+    block = L.TransformerBlock(2, 16, name="block")
+    block(np.zeros((1, 5, 8), np.float32))
+    block.attn.value_dense.trainable = False
+    block.fc.trainable = False
+    assert (len(block.trainable_weights), len(block.non_trainable_weights)) == (12, 4)
+    block.attn.trainable = False
+    assert (len(block.trainable_weights), len(block.non_trainable_weights)) == (6, 10)
+    frozen = {id(getattr(w, "base", w)) for w in block.non_trainable_weights}
+    for layer in (block.attn.query_dense, block.attn.output_dense, block.fc):
+        assert {id(v) for _, v, _ in layer._variables} <= frozen
+
+
 # -- optimizer.variables: Keras's names ------------------------------------------------
 def _dense_model(K):
     inp = K.Input((3,))

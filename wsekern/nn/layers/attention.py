@@ -270,6 +270,30 @@ def _stale(container, listed):
     return len(live) != len(listed) or any(a is not b for a, b in zip(live, listed))
 
 
+def _frozen(container):
+    """ids of the variables of the container's sublayers set ``trainable = False`` (at any
+    depth): the container lists them itself, so its walk no longer skips them."""
+    ids = set()
+    for layer in container.sublayers:
+        if not layer.trainable:
+            ids.update(id(v) for _, v, _ in layer._variables)
+        elif hasattr(layer, "sublayers"):
+            ids |= _frozen(layer)
+    return ids
+
+
+def _own_of_container(container, own):
+    """``own`` (variable, trainable) with a frozen sublayer's variables not trainable."""
+    try:
+        frozen = _frozen(container)
+    except AttributeError:                  # not built yet
+        return own
+    if not frozen:
+        return own
+    return [(t, tr and id(t) not in frozen and id(getattr(t, "base", t)) not in frozen)
+            for t, tr in own]
+
+
 def _kernel_leaves(layer):
     for sub in layer.sublayers:
         if hasattr(sub, "sublayers"):
@@ -507,7 +531,7 @@ class MultiHeadAttention(Layer):
         if _stale(self, [v.base if isinstance(v, VariableView) else v
                          for _, v, _ in self._variables]):
             self._refresh_variables()
-        return super()._own_variables()
+        return _own_of_container(self, super()._own_variables())
 
     def _walk_variables(self, trainable_only, seen_layers=None, memo=None):
         # the projections' variables are this layer's own (the views above): the walk does
@@ -715,7 +739,7 @@ class TransformerBlock(Layer):
             self.attn._own_variables()          # its own list first (a pruned projection)
         if _stale(self, [v for _, v, _ in self._variables]):
             self._refresh_variables()
-        return super()._own_variables()
+        return _own_of_container(self, super()._own_variables())
 
     def _weight_groups(self):
         # each sublayer's weights through its own get/set_weights: a sparse Dense presents
