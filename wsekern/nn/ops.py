@@ -385,12 +385,24 @@ def mean(x, axis=None, keepdims=False):
 
 def var(x, axis=None, keepdims=False):
     x = _float(x)
+    if x.dtype.kind == "c":         # mean |x - mean|^2 (not the complex square), as torch
+        _no_complex_grad("var", x)  # ... cast back to complex as Keras on torch does
+        return _const(np.var(x.data, axis=_complex_axes(axis, x.ndim),
+                             keepdims=keepdims).astype(x.dtype))
     centred = subtract(x, mean(x, axis, keepdims=True))
     return mean(square(centred), axis, keepdims)
 
 
 def std(x, axis=None, keepdims=False):
+    x = _float(x)
+    if x.dtype.kind == "c":         # real, as Keras on torch
+        _no_complex_grad("std", x)
+        return _const(np.std(x.data, axis=_complex_axes(axis, x.ndim), keepdims=keepdims))
     return sqrt(var(x, axis, keepdims))
+
+
+def _complex_axes(axis, ndim):
+    return None if axis is None else T._axes(axis, ndim)
 
 
 def prod(x, axis=None, keepdims=False, dtype=None):
@@ -2616,6 +2628,9 @@ def slogdet(x):
 def logdet(x):
     """log(det(x)): NaN for a negative determinant, -inf for a singular matrix (torch's)."""
     s, ld = slogdet(x)
+    if s.dtype.kind == "c":         # complex: log|det| + i arg(det), as Keras on torch
+        _no_complex_grad("logdet", as_tensor(x))
+        return _const((np.log(s.data) + ld.data).astype(s.dtype))
     return T.where(s.data < 0, Tensor(np.asarray(np.nan, dtype=ld.dtype)), ld)
 
 

@@ -39,6 +39,8 @@ KERAS_SLOT_GROUPS = {"SGD": [("momentum",)],
                      "Adamax": [("m", "u")],
                      "Lion": [("momentum",)],
                      "Nadam": [("momentum", "velocity")]}
+# slots whose Keras name is not ours (Keras's adamax.py: "momentum" and "norm")
+KERAS_SLOT_NAMES = {"Adamax": {"m": "momentum", "u": "norm"}}
 
 # ``from wsekern.nn.optimizers.schedules import CosineDecay`` works as in Keras
 sys.modules[__name__ + ".schedules"] = schedules
@@ -213,11 +215,13 @@ class Optimizer:
         active = list(self._active_slots())
         groups = KERAS_SLOT_GROUPS.get(type(self).__name__, [tuple(active)])
         entries = list(self._state.values())
+        rename = KERAS_SLOT_NAMES.get(type(self).__name__, {})
         for group in groups:
             names = [n for n in group if n in active]
             for v, slots in entries:
                 key = str(getattr(v, "name", None) or "variable").replace("/", "_")
-                out.extend(_state_variable(slots[active.index(n)], f"{prefix}/{key}_{n}")
+                out.extend(_state_variable(slots[active.index(n)],
+                                           f"{prefix}/{key}_{rename.get(n, n)}")
                            for n in names)
         if hasattr(self, "_u_product"):
             out.append(_state_variable(np.asarray(self._u_product, np.float32), "variable"))

@@ -257,6 +257,43 @@ def _sublayers_changed(container):
     container.sparsity = 1.0 - kept / max(1, sum(m.size for m in kernels))
 
 
+def _stale(container, listed):
+    """Whether ``listed`` (the container's variables, a view standing for its base) no
+    longer are its sublayers' own: one of them was re-pruned directly
+    (``mha.query_dense.set_sparsity``, ``GradualPruning(layers=[...])``) and holds a new
+    kernel variable, which the optimizer must see instead of the dead one."""
+    try:
+        subs = container.sublayers
+    except AttributeError:                  # not built yet
+        return False
+    live = [v for layer in subs for _, v, _ in layer._variables]
+    return len(live) != len(listed) or any(a is not b for a, b in zip(live, listed))
+
+
+def _frozen(container):
+    """ids of the variables of the container's sublayers set ``trainable = False`` (at any
+    depth): the container lists them itself, so its walk no longer skips them."""
+    ids = set()
+    for layer in container.sublayers:
+        if not layer.trainable:
+            ids.update(id(v) for _, v, _ in layer._variables)
+        elif hasattr(layer, "sublayers"):
+            ids |= _frozen(layer)
+    return ids
+
+
+def _own_of_container(container, own):
+    """``own`` (variable, trainable) with a frozen sublayer's variables not trainable."""
+    try:
+        frozen = _frozen(container)
+    except AttributeError:                  # not built yet
+        return own
+    if not frozen:
+        return own
+    return [(t, tr and id(t) not in frozen and id(getattr(t, "base", t)) not in frozen)
+            for t, tr in own]
+
+
 def _kernel_leaves(layer):
     for sub in layer.sublayers:
         if hasattr(sub, "sublayers"):
@@ -490,6 +527,12 @@ class MultiHeadAttention(Layer):
 
     sublayers_changed = _sublayers_changed
 
+    def _own_variables(self):
+        if _stale(self, [v.base if isinstance(v, VariableView) else v
+                         for _, v, _ in self._variables]):
+            self._refresh_variables()
+        return _own_of_container(self, super()._own_variables())
+
     def _walk_variables(self, trainable_only, seen_layers=None, memo=None):
         # the projections' variables are this layer's own (the views above): the walk does
         # not list their flat selves again
@@ -690,6 +733,13 @@ class TransformerBlock(Layer):
         self._variables = [v for layer in self.sublayers for v in layer._variables]
 
     sublayers_changed = _sublayers_changed
+
+    def _own_variables(self):
+        if "attn" in self.__dict__:
+            self.attn._own_variables()          # its own list first (a pruned projection)
+        if _stale(self, [v for _, v, _ in self._variables]):
+            self._refresh_variables()
+        return _own_of_container(self, super()._own_variables())
 
     def _weight_groups(self):
         # each sublayer's weights through its own get/set_weights: a sparse Dense presents
