@@ -14,7 +14,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
 from _chain cimport chain_columns, chain_exact, chain_rounds, check_chain_args, whole_number
-from _step_init cimport check_step_init, one_chain
+from _step_init cimport check_step_init, one_chain, with_push
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_column_sums,
                      wsk_column_sums_avx512, wsk_dense_chain,
                      wsk_dense_chain_avx512, wsk_dense_samples, wsk_dense_samples_avx512,
@@ -181,28 +181,13 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
         raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
     if pipeline is None:
         return work_a, first_a, last_a, int(a_max), int(v_max)
-    L_, hop, ramp, lat, launch, task, cushion, push = _with_push(pipeline)
+    L_, hop, ramp, lat, launch, task, cushion, push = with_push(pipeline)
     cdef double inputs = _exact_inputs(K, a_max, v_max, tmax, eos, dt, fill)
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
                                      ramp, lat, launch, task, cushion, _use_avx512, inputs,
                                      dt, push)
     return work_a, first_a, last_a, int(a_max), int(v_max), float(done)
-
-
-def _with_push(pipeline):
-    # a pipeline= tuple of 7 figures, or 8 with the send queue's ``push`` last
-    t = tuple(pipeline)
-    if len(t) == 7:
-        return t + (-1,)
-    if len(t) != 8:
-        raise ValueError(f"pipeline must hold 7 figures, or 8 with push; received {len(t)}")
-    push = t[7]
-    # a fraction would be cut to a whole number silently (the chain takes a long)
-    if isinstance(push, (bool, np.bool_)) or not isinstance(push, (int, np.integer)):
-        raise ValueError(f"pipeline's push (its eighth figure) must be a whole number of "
-                         f"wavelets, -1 for no send queue; received {push!r}")
-    return t
 
 
 cdef class DenseStep:
@@ -224,7 +209,7 @@ cdef class DenseStep:
                  double dt, double fill, pipeline=None):
         check_step_init("DenseStep", "dense_stream's", self.keep, pipeline, K)
         _check_bounds(k_b, K)
-        L_, hop, ramp, lat, launch, task, cushion, push = _with_push(pipeline)
+        L_, hop, ramp, lat, launch, task, cushion, push = with_push(pipeline)
         cdef const long[:] L = one_chain(L_)
         # the fields replaced only once every check passed (a refused second __init__
         # leaves the step as it was), on copies the caller cannot write to: the bounds

@@ -11,7 +11,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
 from _chain cimport chain_columns, check_chain_args
-from _step_init cimport check_step_init, one_chain
+from _step_init cimport check_step_init, one_chain, with_push
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_ws_chain,
                      wsk_ws_chain_avx512, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
@@ -839,28 +839,13 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
         raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
     if pipeline is None:
         return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
-    L_, hop, ramp, lat, launch, cushion, fill, push = _with_push(pipeline)
+    L_, hop, ramp, lat, launch, cushion, fill, push = with_push(pipeline)
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("ws_step_columns", L_, work, first, last, True, fill, hop,
                                      ramp, lat, launch, task, cushion, _use_avx512, -1.0, dt,
                                      push)
     return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp),
             float(done))
-
-
-def _with_push(pipeline):
-    # a pipeline= tuple of 7 figures, or 8 with the send queue's ``push`` last
-    t = tuple(pipeline)
-    if len(t) == 7:
-        return t + (-1,)
-    if len(t) != 8:
-        raise ValueError(f"pipeline must hold 7 figures, or 8 with push; received {len(t)}")
-    push = t[7]
-    # a fraction would be cut to a whole number silently (the chain takes a long)
-    if isinstance(push, (bool, np.bool_)) or not isinstance(push, (int, np.integer)):
-        raise ValueError(f"pipeline's push (its eighth figure) must be a whole number of "
-                         f"wavelets, -1 for no send queue; received {push!r}")
-    return t
 
 
 def _frozen_copy(a):
@@ -896,7 +881,7 @@ cdef class WsStep:
                  bint check=True, pipeline=None, dead=None, packed=None, table=None,
                  sram_bound=None):
         check_step_init("WsStep", "ws_step_columns'", self.keep, pipeline, K)
-        L_, hop, ramp, lat, launch, cushion, fill, push = _with_push(pipeline)
+        L_, hop, ramp, lat, launch, cushion, fill, push = with_push(pipeline)
         cdef const long[:] L = one_chain(L_)
         # the checks on the caller's arrays (its refusals), then the plan made again on
         # read-only copies, and only then the step's own fields replaced: a refused call

@@ -22,3 +22,20 @@ cdef inline const long[:] one_chain(const long[:] L):
         raise ValueError(f"pipeline: L must have one entry (one chain); received "
                          f"{L.shape[0]}")
     return L
+
+
+cdef inline tuple with_push(object pipeline):
+    # a pipeline= tuple of 7 figures, or 8 with the send queue's ``push`` last
+    import numbers
+    t = tuple(pipeline)
+    if len(t) == 7:
+        return t + (-1,)
+    if len(t) != 8:
+        raise ValueError(f"pipeline must hold 7 figures, or 8 with push; received {len(t)}")
+    push = t[7]
+    # a fraction would be cut to a whole number silently (the chain takes a long); NumPy's
+    # integers are Integral, its bool_ is not
+    if isinstance(push, bool) or not isinstance(push, numbers.Integral):
+        raise ValueError(f"pipeline's push (its eighth figure) must be a whole number of "
+                         f"wavelets, -1 for no send queue; received {push!r}")
+    return t
