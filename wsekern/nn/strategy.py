@@ -35,6 +35,31 @@ _STACK = []
 PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when built, before fit
 
 
+def _flushed(name, doc):
+    """A public attribute of costing state that a reader sees with every step taken so far
+    costed: reading it first costs the steps its strategy holds back (``_owner``: the
+    strategy, or None when the object was not made by one); the value lives in ``_name``."""
+    private = "_" + name
+
+    def get(self):
+        owner = self._owner
+        if owner is not None and owner._queue:
+            owner._flush()
+        return getattr(self, private)
+
+    def set_(self, value):
+        setattr(self, private, value)
+    return property(get, set_, doc=doc)
+
+
+def _handover_bytes(a):
+    """The bytes a queued step keeps of one handed-over operand (its pattern, or the array)."""
+    nz = getattr(a, "nz", None)
+    if nz is None:
+        nz = a
+    return int(getattr(nz, "nbytes", 0))
+
+
 def current_strategy():
     return _STACK[-1] if _STACK else None
 
@@ -54,13 +79,28 @@ class WaferStrategy:
     mode : {None, "layer-pipelined", "weight-streaming"}
         None: layer-pipelined if the weights, gradients, optimizer state and saved
         activations fit in 80 % of the wafer's SRAM, else weight streaming.
+    defer_steps : int, default 16
+        Steps costed together. A step that follows its layers' existing plans (the same
+        weight structure, region and batch as the last fully costed step, no placement to
+        make again) is queued with its own operands and weight structure, taken at the
+        step; the queue is costed in order once it holds ``defer_steps`` steps, so the
+        costing and the training do not evict each other's data from the CPU's cache
+        every step. The figures are those of costing each step when it is taken: every
+        reader of the costing (``steps``, ``step_cycles``, ``cost_seconds``,
+        :meth:`report`, a placement's totals and reports) costs the queue first, and so
+        do the end of ``fit``, the exit of :meth:`scope` and a step that places again or
+        starts a new plan (costed after the queue, when it is taken). 1: each step is
+        costed when it is taken.
+    defer_bytes : int, default 16 MiB
+        The queue is costed too once the operands it holds (each queued step's nonzero
+        patterns) exceed this many bytes.
 
     Raises
     ------
     TypeError
         ``config`` is not a WaferConfig.
     ValueError
-        An unknown mode.
+        An unknown mode; ``defer_steps`` not an int >= 1, ``defer_bytes`` not an int >= 0.
 
     Examples
     --------
@@ -72,7 +112,10 @@ class WaferStrategy:
     'layer-pipelined'
     """
 
-    def __init__(self, config=None, mode=None):
+    def __init__(self, config=None, mode=None, defer_steps=16, defer_bytes=16 * 2**20):
+        for name, value, low in (("defer_steps", defer_steps, 1), ("defer_bytes", defer_bytes, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}; received {value!r}")
         if config is None:
             config = WaferConfig.wse2()
         if not isinstance(config, WaferConfig):
@@ -89,14 +132,27 @@ class WaferStrategy:
         self.attention = []         # the attention layers, costed on their query's PEs
         self.edges = []             # FabricLinks between placements (a traced graph)
         self.traced = False
-        self.steps = 0
-        self.samples = 0
-        self.step_cycles = []
-        self.cost_seconds = 0.0       # wall time spent costing, kept out of CPU timings
-        self.attention_cycles = {}    # attention layer -> its costed cycles, summed
+        self.defer_steps, self.defer_bytes = int(defer_steps), int(defer_bytes)
+        self._owner = self            # its own readers cost the queue first (_flushed)
+        self._queue = []              # steps taken, not costed yet: see _take
+        self._queue_bytes = 0
+        self._flushing = False
+        self._steps = 0
+        self._samples = 0
+        self._step_cycles = []
+        self._cost_seconds = 0.0      # wall time spent costing, kept out of CPU timings
+        self._attention_cycles = {}   # attention layer -> its costed cycles, summed
         self.batch = None             # the batch the placement was made for
         self.last_batch = None        # an epoch's last, shorter batch (fit tells it)
         self._check_batch = False     # fit began: its first step's batch is fit's batch
+
+    steps = _flushed("steps", "The steps costed (every step taken: the queue is costed first).")
+    samples = _flushed("samples", "The samples of the steps costed.")
+    step_cycles = _flushed("step_cycles", "Each costed step's cycles, in order.")
+    cost_seconds = _flushed("cost_seconds", "Wall time spent costing (and queueing) steps, "
+                            "kept out of the CPU timings.")
+    attention_cycles = _flushed("attention_cycles",
+                                "Attention layer -> its costed cycles, summed over the steps.")
 
     @contextlib.contextmanager
     def scope(self):
@@ -105,6 +161,7 @@ class WaferStrategy:
             yield self
         finally:
             _STACK.remove(self)
+            self._flush()
 
     # -- placement ------------------------------------------------------------
     def place(self, model, batch=None, samples=None):
@@ -125,6 +182,7 @@ class WaferStrategy:
                                     or not isinstance(samples, (int, np.integer)) or samples < 0):
             raise ValueError(f"samples must be a count of samples (an int >= 0); "
                              f"received {samples!r}")
+        self._flush()           # the steps taken so far are costed on the placement they had
         if batch is None:
             try:
                 self._place(model, PLACEMENT_BATCH)
@@ -145,6 +203,8 @@ class WaferStrategy:
         leaves = list(_leaves(model.layers))
         layers = [l for l in leaves if _matrix_shape(l) is not None]
         self.placements = [LayerPlacement(l) for l in layers]
+        for p in self.placements:
+            p._owner = self
         self.open_length = [p for p in self.placements if None in p.layer.input_shape[1:-1]]
         self.edges, self.traced = [], getattr(model, "dataflow_graph", None) is not None
         self.attention = [l for l in leaves if hasattr(l, "last_attention")]
@@ -189,6 +249,8 @@ class WaferStrategy:
             p.region, p.mapping = region, "weight-stationary"
         self._prepare((batch, self.last_batch))
         self.edges, self.traced = _dataflow_edges(model, self.placements)
+        for e in self.edges:
+            e._owner = self
 
     def _prepare(self, batches):
         """Work out once, not per step, what a step of each of ``batches`` samples reads of
@@ -216,6 +278,7 @@ class WaferStrategy:
         known before it runs): the step of the epoch's last, shorter batch is worked out
         with the placement (now, when the model is placed for ``batch`` already), not
         in the epoch."""
+        self._flush()
         self._check_batch = True
         if batch is None or samples is None:
             self.last_batch = None      # an epoch of unknown length: nothing to prepare
@@ -231,8 +294,9 @@ class WaferStrategy:
 
     def fit_ends(self):
         """``Model.fit`` calls this when it returns or raises: a fit that ran no step leaves
-        the placement to ``train_on_batch`` as it found it."""
+        the placement to ``train_on_batch`` as it found it; the steps it queued are costed."""
         self._check_batch = False
+        self._flush()
 
     _PLACEMENT_STATE = ("batch", "placements", "edges", "traced", "attention", "mode", "reason")
 
@@ -240,6 +304,7 @@ class WaferStrategy:
         """Place ``model`` for ``batch``, keeping the step its layers just recorded; if the
         new placement fails, the old one stays whole. The report starts afresh, or with
         ``keep_history`` goes on from the steps costed so far (on the old placement)."""
+        self._flush()
         recorded = {id(p.layer): p for p in self.placements}
         saved = {k: getattr(self, k) for k in self._PLACEMENT_STATE if hasattr(self, k)}
         try:
@@ -262,15 +327,30 @@ class WaferStrategy:
             for e in self.edges:
                 old = links.get((id(e.src.layer), id(e.dst.layer)))
                 if old is not None:
-                    e.totals, e.steps = dict(old.totals), old.steps
+                    e._totals, e._steps = dict(old._totals), old._steps
             return
-        self.steps = self.samples = 0
-        self.step_cycles, self.attention_cycles = [], {}
+        self._steps = self._samples = 0
+        self._step_cycles, self._attention_cycles = [], {}
 
     # -- per-step costing ----------------------------------------------------
     def record_step(self, model, batch_size):
-        """Cost the step just taken from each layer's recorded input and output gradient."""
+        """Cost the step just taken from each layer's recorded input and output gradient,
+        or queue it (see ``defer_steps``): a step that follows every layer's plan is costed
+        later, in order, with what it handed over now."""
         start = time.perf_counter()
+        if self.defer_steps > 1 and not self._flushing:
+            entry = self._take(batch_size)
+            if entry is not None:
+                self._queue.append(entry)
+                self._queue_bytes += entry[3]
+                self._cost_seconds += time.perf_counter() - start
+                if len(self._queue) >= self.defer_steps or self._queue_bytes > self.defer_bytes:
+                    self._flush()
+                return
+        if self._queue:         # the steps before this one first, in order
+            self._cost_seconds += time.perf_counter() - start
+            self._flush()
+            start = time.perf_counter()
         if self._check_batch:
             self._check_batch = False
             # a dimension unknown at build time (None) is sized as 1 until the data comes:
@@ -286,6 +366,75 @@ class WaferStrategy:
             self._place_again(model, batch_size)
         elif self.open_length:
             self._hold_longer_steps(model, batch_size)
+        self._cost(batch_size, start)
+
+    def _take(self, batch_size):
+        """The step just taken as a queue entry (batch, [(placement, input, gradient,
+        needs_input_grad, stats)], [(attention layer, its shape)], bytes), its operands
+        taken off the layers as costing them would; or None where it must be costed now:
+        fit's first step, a placement still to make or to make again (a longer sequence),
+        a layer whose step does not follow its plan (a new W structure (``stats()`` runs
+        now, on the weights after this step's update), region, batch or
+        needs_input_grad: its costing makes a new plan and may raise), or no layer
+        handed a step over. A planned step's costing reads only the plan and the
+        operands: it raises nothing that the plan's first, eager step did not."""
+        if self._check_batch or not self.placements or self.batch is None:
+            return None
+        if self.open_length and self._longer(batch_size):
+            return None
+        cfg, mode = self.config, self.mode
+        ops, nbytes = [], 0
+        for p in self.placements:
+            x, g = p.last_input, p.last_grad
+            if x is None or g is None:
+                continue
+            stats = p.stats()
+            if not p.follows_plan(cfg, mode, stats[2], int(x.shape[1])):
+                return None
+            ops.append((p, x, g, p.needs_input_grad, stats))
+            nbytes += _handover_bytes(x) + _handover_bytes(g)
+        if not ops:
+            return None
+        for p, *_ in ops:
+            p.last_input = p.last_grad = None
+        attention = []
+        for mha in self.attention:
+            attention.append((mha, mha.last_attention))
+            mha.last_attention = None
+        return batch_size, ops, attention, nbytes
+
+    def _flush(self):
+        """Cost the queued steps, in order, each with what it handed over; the layers'
+        operands of a step not yet recorded are left as they were."""
+        if self._flushing or not self._queue:
+            return
+        self._flushing = True
+        live = [(p, p.last_input, p.last_grad, p.needs_input_grad) for p in self.placements]
+        live_attention = [(mha, mha.last_attention) for mha in self.attention]
+        queue = self._queue
+        try:
+            while queue:
+                start = time.perf_counter()
+                batch_size, ops, attention, nbytes = queue.pop(0)
+                self._queue_bytes -= nbytes
+                for p in self.placements:
+                    p.last_input = p.last_grad = None
+                for p, x, g, needs, stats in ops:
+                    p.last_input, p.last_grad, p.needs_input_grad = x, g, needs
+                    p._step_stats = stats
+                for mha, shape in attention:
+                    mha.last_attention = shape
+                self._cost(batch_size, start)
+        finally:
+            for p, x, g, needs in live:
+                p.last_input, p.last_grad, p.needs_input_grad = x, g, needs
+                p._step_stats = None
+            for mha, shape in live_attention:
+                mha.last_attention = shape
+            self._flushing = False
+
+    def _cost(self, batch_size, start):
+        """Cost the step whose operands the placements hold (the placement already made)."""
         per_layer = []
         for p in self.placements:
             if p.last_input is None or p.last_grad is None:
@@ -308,10 +457,10 @@ class WaferStrategy:
             cycles = stage + fill
         else:
             cycles = sum(c[0] for c in per_layer)
-        self.step_cycles.append(cycles)
-        self.steps += 1
-        self.samples += batch_size
-        self.cost_seconds += time.perf_counter() - start
+        self._step_cycles.append(cycles)
+        self._steps += 1
+        self._samples += batch_size
+        self._cost_seconds += time.perf_counter() - start
 
     def _hold_longer_steps(self, model, batch_size):
         """Place again, keeping the report's steps so far, when this step streamed more
@@ -321,18 +470,21 @@ class WaferStrategy:
         placement then holds the longest sequence seen at the placed batch; shorter ones
         are costed on it as they come. (A larger batch given to train_on_batch keeps the
         placement: see :meth:`fit_begins`.)"""
-        if batch_size <= 0:
-            return
-        if not self.open_length:
-            return
-        longer = {p: -(-p.last_input.shape[1] // batch_size) for p in self.open_length
-                  if p.last_input is not None}
-        longer = {p: n for p, n in longer.items() if n > p.columns_per_sample}
+        longer = self._longer(batch_size)
         if not longer:
             return
         for p, n in longer.items():
             p.layer._columns_seen = n
         self._place_again(model, self.batch, keep_history=True)
+
+    def _longer(self, batch_size):
+        """{placement: columns per sample} of the open-length layers this step streamed
+        more columns per sample through than they were placed for (empty: none)."""
+        if batch_size <= 0 or not self.open_length:
+            return {}
+        longer = {p: -(-p.last_input.shape[1] // batch_size) for p in self.open_length
+                  if p.last_input is not None}
+        return {p: n for p, n in longer.items() if n > p.columns_per_sample}
 
     def _longest_path(self):
         """The fill: the longest chain of node latencies and link hops through the graph
@@ -347,8 +499,8 @@ class WaferStrategy:
         # the placements reads the last entry, 0.0)
         arrive = [0.0] * (len(self.placements) + 1)
         for i, p, into in graph[4]:
-            start = max([arrive[j] + e.last_latency for j, e in into], default=0.0)
-            arrive[i] = start + p.last_latency
+            start = max([arrive[j] + e._last_latency for j, e in into], default=0.0)
+            arrive[i] = start + p._last_latency
         return max(arrive[:-1], default=0.0)
 
     def _attention_costs(self):
@@ -365,11 +517,12 @@ class WaferStrategy:
                 continue
             cycles = training.attention_step(self.config, shape,
                                              place.region[2] * place.region[3])
-            self.attention_cycles[mha] = self.attention_cycles.get(mha, 0.0) + cycles
+            self._attention_cycles[mha] = self._attention_cycles.get(mha, 0.0) + cycles
             costs.append((cycles, 0.0))
         return costs
 
     def report(self, model):
+        self._flush()
         return WaferReport(self, model)
 
 
@@ -421,7 +574,21 @@ def _matrix_shape(layer):
 class LayerPlacement:
     """One layer's rectangle, mapping, and the costs of its steps."""
 
+    totals = _flushed("totals", "Cycles per part, summed over the costed steps.")
+    sram_peak = _flushed("sram_peak", "The most SRAM a costed step used on one PE (bytes).")
+    activation_zeros = _flushed("activation_zeros",
+                                "The fraction of zero inputs, summed over the costed steps.")
+    costed_steps = _flushed("costed_steps", "The steps costed.")
+    columns_max = _flushed("columns_max", "The most activation columns a costed step streamed.")
+    last_columns = _flushed("last_columns", "The activation columns the last step streamed.")
+    last_latency = _flushed("last_latency", "The last step's latency (cycles).")
+    last_input_nnz = _flushed("last_input_nnz", "The last step's nonzero inputs.")
+    last_input_size = _flushed("last_input_size", "The last step's inputs.")
+    last_output_size = _flushed("last_output_size", "The last step's outputs.")
+
     def __init__(self, layer):
+        self._owner = None              # the strategy that placed it (costs its queue)
+        self._step_stats = None         # a queued step's stats(), taken at the step
         self.layer = layer
         self.shape = _matrix_shape(layer)
         self.columns_per_sample = _columns_per_sample(layer)
@@ -430,19 +597,19 @@ class LayerPlacement:
         self.last_input = None
         self.last_grad = None
         self.needs_input_grad = True     # False for the first layer: nobody needs dX there
-        self.totals = {"forward": 0.0, "input-gradient": 0.0, "weight-gradient": 0.0,
+        self._totals = {"forward": 0.0, "input-gradient": 0.0, "weight-gradient": 0.0,
                        "update": 0.0}
         self._reports = {}
         self._pending = None            # the last step's arguments while its reports are unread
         self._primed = None             # what the last step fully costed: (W, region, ...)
         self._plan = None               # its training.step_plan: the steps after it
-        self.sram_peak = 0
-        self.activation_zeros = 0.0     # summed over costed steps: fraction of zero inputs
-        self.costed_steps = 0
-        self.last_input_nnz = self.last_input_size = self.last_output_size = 0
-        self.last_columns = 0            # activation columns the last costed step streamed
-        self.columns_max = 0             # ... and the most any costed step streamed
-        self.last_latency = 0.0
+        self._sram_peak = 0
+        self._activation_zeros = 0.0     # summed over costed steps: fraction of zero inputs
+        self._costed_steps = 0
+        self._last_input_nnz = self._last_input_size = self._last_output_size = 0
+        self._last_columns = 0            # activation columns the last costed step streamed
+        self._columns_max = 0             # ... and the most any costed step streamed
+        self._last_latency = 0.0
         self._stats = None
         self._stats_key = None
         self._W = self._w_key = None
@@ -459,9 +626,9 @@ class LayerPlacement:
 
     def carry_history(self, old):
         """Go on from ``old``'s costed steps (this layer placed again mid-training)."""
-        self.totals = dict(old.totals)
-        self.costed_steps, self.activation_zeros = old.costed_steps, old.activation_zeros
-        self.sram_peak, self.columns_max = old.sram_peak, old.columns_max
+        self._totals = dict(old._totals)
+        self._costed_steps, self._activation_zeros = old._costed_steps, old._activation_zeros
+        self._sram_peak, self._columns_max = old._sram_peak, old._columns_max
 
     def columns(self, batch):
         """The activation columns a step of ``batch`` samples streams through W."""
@@ -502,6 +669,9 @@ class LayerPlacement:
     def reports(self):
         """The last step's report per product (forward, input-gradient, weight-gradient),
         each built when first read from the nonzero patterns that step kept."""
+        owner = self._owner
+        if owner is not None and owner._queue:
+            owner._flush()
         if self._pending is not None:
             fixed = training.planned_reports(self._plan, *self._pending[6:8])
             self._reports = fixed if fixed is not None else \
@@ -513,6 +683,9 @@ class LayerPlacement:
         """(MACs performed, dense MACs, bottleneck) of the last step's forward report, or
         None before a step: a step not yet reported gives them without that report (its
         per-PE maps of the whole wafer); else they are read from the report."""
+        owner = self._owner
+        if owner is not None and owner._queue:
+            owner._flush()
         if self._pending is not None:
             figures = training.planned_forward(self._plan)
             if figures is None:         # layer-pipelined: from the kept patterns
@@ -527,20 +700,33 @@ class LayerPlacement:
         """The last step's forward MACs with both operands nonzero."""
         return self.reports["forward"].macs_useful
 
+    def follows_plan(self, cfg, mode, W, N):
+        """Whether a step of N columns on W (by identity) follows the plan of the last fully
+        costed step: the same W structure, config, mode, region, N and needs_input_grad."""
+        # compared entry by entry as tuples compare, but W by identity, the likeliest to
+        # differ first
+        primed = self._primed
+        return (self._plan is not None and primed is not None and primed[3] is W
+                and primed[4] == N and primed[0] == id(cfg) and primed[1] == mode
+                and primed[5] == self.needs_input_grad and primed[2] == tuple(self.region))
+
     def cost_step(self, cfg, mode):
-        stats, stats_t, W = self.stats()
+        got = self._step_stats          # a queued step's, taken at its step
+        if got is None:
+            got = self.stats()
+        else:
+            self._step_stats = None
+        stats, stats_t, W = got
         # the step's operands as the layer handed them (arrays, or nn.columns' views of
         # the layer's own tensors): (K, B) input, features as rows; (M, B) the gradient of
         # the output; only their nonzeros are read
         x, g = self.last_input, self.last_grad
         self.last_input = self.last_grad = None
         N = int(x.shape[1])
-        needs, primed = self.needs_input_grad, self._primed
-        # the key of the last fully costed step compared entry by entry as tuples compare,
-        # but W by identity, the likeliest to differ first; a new key is built only then
-        planned = (self._plan is not None and primed is not None and primed[3] is W
-                   and primed[4] == N and primed[0] == id(cfg) and primed[1] == mode
-                   and primed[5] == needs and primed[2] == tuple(self.region))
+        needs = self.needs_input_grad
+        # the key of the last fully costed step compared entry by entry (follows_plan); a
+        # new key is built only when it differs
+        planned = self.follows_plan(cfg, mode, W, N)
         key = None if planned else (id(cfg), mode, tuple(self.region), W, N, needs)
         if mode != "layer-pipelined" and N:
             # weight streaming: every product's time reads W's structure and N, not the
@@ -551,7 +737,7 @@ class LayerPlacement:
                 self._plan = training.step_plan(cfg, mode, self.region, W, stats, stats_t,
                                                 N, self.needs_input_grad)
                 self._primed = key
-                self.sram_peak = max(self.sram_peak, self._plan["sram"])
+                self._sram_peak = max(self._sram_peak, self._plan["sram"])
             parts, latency = dict(self._plan["parts"]), self._plan["latency"]
             self._pending = (cfg, mode, self.region, W, stats, stats_t, x_rows, g_rows,
                              self.needs_input_grad)
@@ -572,7 +758,7 @@ class LayerPlacement:
                                                              nnz=(x_nnz, g_nnz))
                 self._pending = args
                 if sram is not None:
-                    self.sram_peak = max(self.sram_peak, sram)
+                    self._sram_peak = max(self._sram_peak, sram)
             else:
                 # a new plan (same W structure, region, batch size from now on): its first
                 # step follows it too (the same floats), its reports wait until read
@@ -587,25 +773,25 @@ class LayerPlacement:
                 if first is not None and first[2] is not None:
                     parts, latency, sram = first
                     self._plan, self._primed, self._pending = plan, key, args
-                    self.sram_peak = max(self.sram_peak, sram)
+                    self._sram_peak = max(self._sram_peak, sram)
                 else:
                     parts, self._reports, latency = training.step_cost(*args)
                     if plan is None:
                         plan = training.step_plan(*args[:6], N, self.needs_input_grad)
                     self._pending, self._primed, self._plan = None, key, plan
-                    self.sram_peak = max(self.sram_peak, int(max(
+                    self._sram_peak = max(self._sram_peak, int(max(
                         r.sram_peak_bytes for r in self._reports.values())))
-        totals = self.totals
+        totals = self._totals
         for k, v in parts.items():
             totals[k] += v
         size = int(x.shape[0]) * N
-        self.last_input_nnz, self.last_input_size = x_nnz, size
-        self.last_output_size = int(g.shape[0]) * int(g.shape[1])
-        self.last_columns = N
-        self.columns_max = max(self.columns_max, N)
-        self.last_latency = latency
-        self.activation_zeros += 1.0 - x_nnz / max(size, 1)
-        self.costed_steps += 1
+        self._last_input_nnz, self._last_input_size = x_nnz, size
+        self._last_output_size = int(g.shape[0]) * int(g.shape[1])
+        self._last_columns = N
+        self._columns_max = max(self._columns_max, N)
+        self._last_latency = latency
+        self._activation_zeros += 1.0 - x_nnz / max(size, 1)
+        self._costed_steps += 1
         return sum(parts.values()), latency
 
 
@@ -673,11 +859,16 @@ class FabricLink:
     input gradient back, dense; over the rows the two regions share, after the hops
     between their nearest edges."""
 
+    totals = _flushed("totals", "Wavelets and cycles, summed over the costed steps.")
+    steps = _flushed("steps", "The steps costed.")
+    last_latency = _flushed("last_latency", "The last step's hop cycles.")
+
     def __init__(self, src, dst):
+        self._owner = None              # the strategy that made it (costs its queue)
         self.src, self.dst = src, dst
-        self.totals = {"forward_wavelets": 0.0, "backward_wavelets": 0.0, "cycles": 0.0}
-        self.steps = 0
-        self.last_latency = 0.0
+        self._totals = {"forward_wavelets": 0.0, "backward_wavelets": 0.0, "cycles": 0.0}
+        self._steps = 0
+        self._last_latency = 0.0
         self._plan = None               # (cfg, the two regions, training.link_plan of them)
 
     def hops(self):
@@ -693,13 +884,13 @@ class FabricLink:
         # the producer's output, at the zero fraction the consumer's input showed (exact
         # for a chain; for a merge, the merged tensor's)
         forward, backward, total, hop_cycles = training.link_step(
-            cfg, p.region, q.region, p.last_output_size, q.last_input_nnz,
-            q.last_input_size, q.needs_input_grad, plan[3])
-        self.last_latency = hop_cycles
-        self.totals["forward_wavelets"] += forward
-        self.totals["backward_wavelets"] += backward
-        self.totals["cycles"] += total
-        self.steps += 1
+            cfg, p.region, q.region, p._last_output_size, q._last_input_nnz,
+            q._last_input_size, q.needs_input_grad, plan[3])
+        self._last_latency = hop_cycles
+        self._totals["forward_wavelets"] += forward
+        self._totals["backward_wavelets"] += backward
+        self._totals["cycles"] += total
+        self._steps += 1
         return total, hop_cycles
 
 
