@@ -75,18 +75,11 @@ def pattern_nnz(a):
 
 
 def taken(a):
-    """``a`` as the costing will read it: an array's pattern and count (:class:`Nonzeros`),
-    taken now, while a layer hands it over and its values are still in the cache; anything
-    else (nn.columns' classes, which copy the pattern when made) as it comes."""
+    """``a`` as the costing will read it: a float array's pattern and count
+    (:class:`Nonzeros`), taken now, while a layer hands it over and its values are still in
+    the cache; anything else as it comes."""
     got = nonzero_pattern(a)
-    if got is not None:
-        return Nonzeros(*got)
-    if isinstance(a, np.ndarray) and a.ndim == 2:
-        # any other array (float16, empty, strided) too: the step may be costed after
-        # the layer's tensors have changed (WaferStrategy's defer_steps)
-        nz = a != 0
-        return Nonzeros(nz, np.count_nonzero(nz))
-    return a
+    return a if got is None else Nonzeros(*got)
 
 
 class Nonzeros:

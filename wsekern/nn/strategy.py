@@ -391,6 +391,8 @@ class WaferStrategy:
             stats = p.stats()
             if not p.follows_plan(cfg, mode, stats[2], int(x.shape[1])):
                 return None
+            if isinstance(x, np.ndarray) or isinstance(g, np.ndarray):
+                return None     # an array not taken as a pattern may be the layer's own
             ops.append((p, x, g, p.needs_input_grad, stats))
             nbytes += _handover_bytes(x) + _handover_bytes(g)
         if not ops:
@@ -884,8 +886,8 @@ class FabricLink:
         # the producer's output, at the zero fraction the consumer's input showed (exact
         # for a chain; for a merge, the merged tensor's)
         forward, backward, total, hop_cycles = training.link_step(
-            cfg, p.region, q.region, p._last_output_size, q._last_input_nnz,
-            q._last_input_size, q.needs_input_grad, plan[3])
+            cfg, p.region, q.region, p.last_output_size, q.last_input_nnz,
+            q.last_input_size, q.needs_input_grad, plan[3])
         self._last_latency = hop_cycles
         self._totals["forward_wavelets"] += forward
         self._totals["backward_wavelets"] += backward
