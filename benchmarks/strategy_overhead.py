@@ -14,8 +14,11 @@ Steadier still when the machine is loaded: the costing's own share of the strate
 timed inside it (``strategy.cost_seconds`` against the rest of that epoch; it leaves out any
 other cost of the strategy, such as a layer's product taking another path when placed).
 
+``--defer-steps K`` sets the strategy's ``defer_steps`` (steps costed together; 1 costs each
+step when it is taken; default: the strategy's own).
+
     OPENBLAS_NUM_THREADS=1 python benchmarks/strategy_overhead.py [--repeat 2] [--model mlp]
-        [--place-inside]
+        [--place-inside] [--defer-steps K]
 """
 import argparse
 import time
@@ -60,9 +63,14 @@ def main(argv=None):
     parser.add_argument("--model", choices=sorted(MODELS), default="mlp")
     parser.add_argument("--place-inside", action="store_true",
                         help="time the placement with the strategy's epoch")
+    parser.add_argument("--defer-steps", type=int, default=None,
+                        help="WaferStrategy's defer_steps (default: its own)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1; received {args.repeat}")
+    if args.defer_steps is not None and args.defer_steps < 1:
+        parser.error(f"--defer-steps must be >= 1; received {args.defer_steps}")
+    defer = {} if args.defer_steps is None else {"defer_steps": args.defer_steps}
     case = MODELS[args.model]
     x, y = bench_train.case_data(case)
     print(f"{case.name}, {len(x):,} samples, one epoch; placement "
@@ -75,7 +83,8 @@ def main(argv=None):
         epoch_seconds(case, x, y, None)
         for _ in range(args.repeat):
             plain = epoch_seconds(case, x, y, None)
-            placed = epoch_seconds(case, x, y, wk.WaferStrategy(wk.WaferConfig.wse2()),
+            placed = epoch_seconds(case, x, y,
+                                   wk.WaferStrategy(wk.WaferConfig.wse2(), **defer),
                                    args.place_inside)
             ratios.append((placed[0] / plain[0], placed[1] / plain[1], 1 + placed[2]))
             epochs.append(plain[:2] + placed[:2])
