@@ -253,21 +253,66 @@ def _sequences():
                           L.Dense(10, name="q2")])
 
 
+def _sequence_fit(strategy, model, shapes, seed):
+    rng = np.random.default_rng(seed)
+    batches = [(rng.standard_normal((b, T, 6)).astype(np.float32),
+                rng.standard_normal((b, T, 10)).astype(np.float32)) for b, T in shapes]
+    seen = _QueueSeen(strategy)
+    model.fit(iter(batches), epochs=1, steps_per_epoch=len(shapes), verbose=0,
+              callbacks=[seen])
+    return seen.lengths
+
+
 def test_a_longer_sequence_mid_queue_places_again_after_the_queue():
-    lengths = [3, 3, 3, 5, 5, 3, 3, 3]
+    # (batch, T): T=5 streams more columns a sample than placed for; so does (2, 6), with
+    # the columns of a step of (4, 3): it follows their plan, but must place again all
+    # the same
+    shapes = [(4, 3), (4, 3), (4, 3), (4, 5), (4, 5), (4, 3), (4, 3), (2, 6), (4, 3), (4, 3)]
     got = []
     for K in (1, 16):
         strategy, model = _setup(_sequences, None, K, loss="mse")
-        rng = np.random.default_rng(3)
-        batches = [(rng.standard_normal((4, T, 6)).astype(np.float32),
-                    rng.standard_normal((4, T, 10)).astype(np.float32)) for T in lengths]
-        seen = _QueueSeen(strategy)
-        model.fit(iter(batches), epochs=1, steps_per_epoch=len(lengths), verbose=0,
-                  callbacks=[seen])
-        got.append((_figures(strategy, model), seen.lengths))
-    assert got[0][1] == [0] * 8 and got[1][1][:3] == [0, 1, 2] and got[1][1][3] == 0
+        lengths = _sequence_fit(strategy, model, shapes, 3)
+        got.append((_figures(strategy, model), lengths))
+    assert got[0][1] == [0] * 10 and got[1][1][:3] == [0, 1, 2] and got[1][1][3] == 0
     assert got[1][1][-1] >= 1
     _same(got[1][0], got[0][0])
+
+
+def test_a_second_fit_with_another_batch_of_the_same_columns_places_again():
+    # its first step streams the columns of the first fit's steps (4 x 3 = 3 x 4), fewer
+    # a sample, and follows their plan, but fit's first step places again for fit's batch
+    got = []
+    for K in (1, 16):
+        strategy, model = _setup(_sequences, None, K, loss="mse")
+        _sequence_fit(strategy, model, [(3, 4)] * 4, 3)
+        lengths = _sequence_fit(strategy, model, [(4, 3)] * 4, 4)
+        got.append((_figures(strategy, model), lengths))
+    assert got[1][1] == [0, 1, 2, 3] and got[0][0]["steps"] == 4
+    _same(got[1][0], got[0][0])
+
+
+def test_operands_handed_over_as_plain_arrays_are_costed_at_their_step():
+    """An operand the pattern pass does not take (a float16 array here) is kept as it came:
+    it may be the layer's own tensor, overwritten by the next step, so its step is costed
+    when it is taken, not queued."""
+    got = []
+    for K in (1, 16):
+        strategy, model, _ = _fit(_sparse, None, K, epochs=1)
+        rng = np.random.default_rng(9)
+        handed = []
+        for _ in range(3):
+            for p in strategy.placements:
+                p.needs_input_grad = p is not strategy.placements[0]
+                N = p._primed[4]
+                x = (rng.random((p.shape[1], N)) - 0.5).astype(np.float16)
+                g = (rng.random((p.shape[0], N)) - 0.5).astype(np.float16)
+                p.last_input, p.last_grad = x, g
+                handed += [x, g]
+            strategy.record_step(model, 5)
+        for a in handed:                   # what a later step would do to a layer's tensor
+            a[...] = 0
+        got.append(_figures(strategy, model))
+    _same(got[1], got[0])
 
 
 def test_a_queue_over_its_byte_cap_is_costed_early():
