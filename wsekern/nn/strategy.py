@@ -38,14 +38,17 @@ PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when b
 def _flushed(name, doc):
     """A public attribute of costing state that a reader sees with every step taken so far
     costed: reading it first costs the steps its strategy holds back (``_owner``: the
-    strategy, or None when the object was not made by one); the value lives in ``_name``."""
+    strategy, or None when the object was not made by one); the value lives in ``_name``.
+    A list or dict is read as a copy: one held on to would not show the steps its owner
+    costs later, in a batch, when no reader asks (read it again to see them)."""
     private = "_" + name
 
     def get(self):
         owner = self._owner
         if owner is not None and owner._queue:
             owner._flush()
-        return getattr(self, private)
+        value = getattr(self, private)
+        return value.copy() if isinstance(value, (list, dict)) else value
 
     def set_(self, value):
         setattr(self, private, value)
@@ -148,11 +151,12 @@ class WaferStrategy:
 
     steps = _flushed("steps", "The steps costed (every step taken: the queue is costed first).")
     samples = _flushed("samples", "The samples of the steps costed.")
-    step_cycles = _flushed("step_cycles", "Each costed step's cycles, in order.")
+    step_cycles = _flushed("step_cycles", "Each costed step's cycles, in order (a copy).")
     cost_seconds = _flushed("cost_seconds", "Wall time spent costing (and queueing) steps, "
                             "kept out of the CPU timings.")
     attention_cycles = _flushed("attention_cycles",
-                                "Attention layer -> its costed cycles, summed over the steps.")
+                                "Attention layer -> its costed cycles, summed over the steps "
+                                "(a copy).")
 
     @contextlib.contextmanager
     def scope(self):
@@ -576,7 +580,7 @@ def _matrix_shape(layer):
 class LayerPlacement:
     """One layer's rectangle, mapping, and the costs of its steps."""
 
-    totals = _flushed("totals", "Cycles per part, summed over the costed steps.")
+    totals = _flushed("totals", "Cycles per part, summed over the costed steps (a copy).")
     sram_peak = _flushed("sram_peak", "The most SRAM a costed step used on one PE (bytes).")
     activation_zeros = _flushed("activation_zeros",
                                 "The fraction of zero inputs, summed over the costed steps.")
@@ -861,7 +865,7 @@ class FabricLink:
     input gradient back, dense; over the rows the two regions share, after the hops
     between their nearest edges."""
 
-    totals = _flushed("totals", "Wavelets and cycles, summed over the costed steps.")
+    totals = _flushed("totals", "Wavelets and cycles, summed over the costed steps (a copy).")
     steps = _flushed("steps", "The steps costed.")
     last_latency = _flushed("last_latency", "The last step's hop cycles.")
 
