@@ -6,6 +6,7 @@ from test_strategy_deferred import _figures, _gpt, _QueueSeen, _same, _setup, _s
 import wsekern as wk
 from wsekern import nn
 from wsekern.nn import callbacks as cbks
+from wsekern.nn import columns
 
 
 class _Held(cbks.Callback):
@@ -128,3 +129,35 @@ def test_train_on_batch_cpu_seconds_leave_every_costing_out(monkeypatch):
         assert strategy.steps == 20 and strategy.cost_seconds > 20 * 3600
         assert 0 < model._cpu_seconds < 1.0
         monkeypatch.undo()
+
+
+def test_a_link_into_a_layer_that_handed_no_step_over_reads_that_steps_needs():
+    """A link's backward wavelets read whether its destination needs dX. A layer that ran
+    forward but got no gradient is left out of the step's costing, yet its link is costed
+    with its ``needs_input_grad`` as the step's forward set it; a queued step read the
+    value a later step's forward had set. (Handed over by hand: the public paths found so
+    far keep it constant for such a layer.)"""
+    got = []
+    for K in (1, 16):
+        strategy, model = _setup(_sparse, None, K)
+        rng = np.random.default_rng(3)
+        model.fit(_x(_sparse, rng, 16), rng.integers(0, 10, 16), batch_size=8, epochs=1,
+                  shuffle=False, verbose=0)
+        first, middle, last = strategy.placements
+        link = [e for e in strategy.edges if e.dst is middle][0]
+        before = dict(link.totals)
+        lengths = []
+        for step in range(4):
+            # the first and last layers hand their step over; the middle one ran forward
+            # (needs dX every other step) but got no gradient
+            for p in (first, last):
+                N = p._primed[4]
+                p.last_input = columns.taken(rng.random((p.shape[1], N)).astype(np.float32))
+                p.last_grad = columns.taken(rng.random((p.shape[0], N)).astype(np.float32))
+            middle.needs_input_grad = bool(step % 2)
+            strategy.record_step(model, 8)
+            lengths.append(len(strategy._queue))
+        got.append(({k: link.totals[k] - before[k] for k in before}, lengths))
+    assert got[0][1] == [0] * 4 and got[1][1] == [1, 2, 3, 4]
+    assert got[0][0]["backward_wavelets"] > 0
+    _same(got[1][0], got[0][0])

@@ -383,7 +383,8 @@ class WaferStrategy:
 
     def _take(self, batch_size):
         """The step just taken as a queue entry (batch, [(placement, input, gradient,
-        needs_input_grad, stats)], [(attention layer, its shape)], bytes), its operands
+        needs_input_grad, stats)], [(attention layer, its shape)], bytes, every placement's
+        needs_input_grad), its operands
         taken off the layers as costing them would; or None where it must be costed now:
         fit's first step, a placement still to make or to make again (a longer sequence),
         a layer whose step does not follow its plan (a new W structure (``stats()`` runs
@@ -416,7 +417,10 @@ class WaferStrategy:
         for mha in self.attention:
             attention.append((mha, mha.last_attention))
             mha.last_attention = None
-        return batch_size, ops, attention, nbytes
+        # every layer's, not only those costed: a link into a layer that handed no step
+        # over reads it, and a later step's forward sets it
+        needs = [p.needs_input_grad for p in self.placements]
+        return batch_size, ops, attention, nbytes, needs
 
     def _flush(self):
         """Cost the queued steps, in order, each with what it handed over; the layers'
@@ -430,10 +434,11 @@ class WaferStrategy:
         try:
             while queue:
                 start = time.perf_counter()
-                batch_size, ops, attention, nbytes = queue.pop(0)
+                batch_size, ops, attention, nbytes, needs = queue.pop(0)
                 self._queue_bytes -= nbytes
-                for p in self.placements:
+                for p, n in zip(self.placements, needs):
                     p.last_input = p.last_grad = None
+                    p.needs_input_grad = n
                 for p, x, g, needs, stats in ops:
                     p.last_input, p.last_grad, p.needs_input_grad = x, g, needs
                     p._step_stats = stats
