@@ -1,6 +1,7 @@
 """Review of deferred costing (session 23): what a user holding or reading costing state sees
 under ``WaferStrategy(defer_steps=K)`` is what eager costing (K=1) gives."""
 import numpy as np
+import pytest
 from test_strategy_deferred import _figures, _gpt, _QueueSeen, _same, _setup, _sparse, _x
 
 import wsekern as wk
@@ -161,3 +162,23 @@ def test_a_link_into_a_layer_that_handed_no_step_over_reads_that_steps_needs():
     assert got[0][1] == [0] * 4 and got[1][1] == [1, 2, 3, 4]
     assert got[0][0]["backward_wavelets"] > 0
     _same(got[1][0], got[0][0])
+
+
+def test_a_step_whose_gradient_has_other_columns_raises_at_the_step():
+    """A layer handing over a gradient of other columns than its input (a layer called
+    twice in a step on different shapes leaves the last call's input and the first call's
+    gradient) makes eager costing raise at that step; queued, it raised later, at whatever
+    read the costing (a report, ``strategy.steps``). It is costed at its step now."""
+    for K in (1, 16):
+        strategy, model = _setup(_sparse, None, K)
+        rng = np.random.default_rng(3)
+        model.fit(_x(_sparse, rng, 16), rng.integers(0, 10, 16), batch_size=8, epochs=1,
+                  shuffle=False, verbose=0)
+        steps = strategy.steps
+        for p in strategy.placements:
+            N = p._primed[4]
+            p.last_input = columns.taken(rng.random((p.shape[1], N)).astype(np.float32))
+            p.last_grad = columns.taken(rng.random((p.shape[0], N + 1)).astype(np.float32))
+        with pytest.raises(ValueError, match="the plan is for steps of"):
+            strategy.record_step(model, 8)
+        assert not strategy._queue and strategy.steps == steps

@@ -403,8 +403,9 @@ class WaferStrategy:
             if x is None or g is None:
                 continue
             stats = p.stats()
-            if not p.follows_plan(cfg, mode, stats[2], int(x.shape[1])):
-                return None
+            N = int(x.shape[1])
+            if not p.follows_plan(cfg, mode, stats[2], N) or int(g.shape[1]) != N:
+                return None     # (a gradient of other columns: its costing raises, now)
             if isinstance(x, np.ndarray) or isinstance(g, np.ndarray):
                 return None     # an array not taken as a pattern may be the layer's own
             ops.append((p, x, g, p.needs_input_grad, stats))
