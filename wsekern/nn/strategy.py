@@ -38,14 +38,17 @@ PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when b
 def _flushed(name, doc):
     """A public attribute of costing state that a reader sees with every step taken so far
     costed: reading it first costs the steps its strategy holds back (``_owner``: the
-    strategy, or None when the object was not made by one); the value lives in ``_name``."""
+    strategy, or None when the object was not made by one); the value lives in ``_name``.
+    A list or dict is read as a copy: one held on to would not show the steps its owner
+    costs later, in a batch, when no reader asks (read it again to see them)."""
     private = "_" + name
 
     def get(self):
         owner = self._owner
         if owner is not None and owner._queue:
             owner._flush()
-        return getattr(self, private)
+        value = getattr(self, private)
+        return value.copy() if isinstance(value, (list, dict)) else value
 
     def set_(self, value):
         setattr(self, private, value)
@@ -148,11 +151,12 @@ class WaferStrategy:
 
     steps = _flushed("steps", "The steps costed (every step taken: the queue is costed first).")
     samples = _flushed("samples", "The samples of the steps costed.")
-    step_cycles = _flushed("step_cycles", "Each costed step's cycles, in order.")
+    step_cycles = _flushed("step_cycles", "Each costed step's cycles, in order (a copy).")
     cost_seconds = _flushed("cost_seconds", "Wall time spent costing (and queueing) steps, "
                             "kept out of the CPU timings.")
     attention_cycles = _flushed("attention_cycles",
-                                "Attention layer -> its costed cycles, summed over the steps.")
+                                "Attention layer -> its costed cycles, summed over the steps "
+                                "(a copy).")
 
     @contextlib.contextmanager
     def scope(self):
@@ -370,7 +374,8 @@ class WaferStrategy:
 
     def _take(self, batch_size):
         """The step just taken as a queue entry (batch, [(placement, input, gradient,
-        needs_input_grad, stats)], [(attention layer, its shape)], bytes), its operands
+        needs_input_grad, stats)], [(attention layer, its shape)], bytes, every placement's
+        needs_input_grad), its operands
         taken off the layers as costing them would; or None where it must be costed now:
         fit's first step, a placement still to make or to make again (a longer sequence),
         a layer whose step does not follow its plan (a new W structure (``stats()`` runs
@@ -389,8 +394,9 @@ class WaferStrategy:
             if x is None or g is None:
                 continue
             stats = p.stats()
-            if not p.follows_plan(cfg, mode, stats[2], int(x.shape[1])):
-                return None
+            N = int(x.shape[1])
+            if not p.follows_plan(cfg, mode, stats[2], N) or int(g.shape[1]) != N:
+                return None     # (a gradient of other columns: its costing raises, now)
             if isinstance(x, np.ndarray) or isinstance(g, np.ndarray):
                 return None     # an array not taken as a pattern may be the layer's own
             ops.append((p, x, g, p.needs_input_grad, stats))
@@ -403,7 +409,10 @@ class WaferStrategy:
         for mha in self.attention:
             attention.append((mha, mha.last_attention))
             mha.last_attention = None
-        return batch_size, ops, attention, nbytes
+        # every layer's, not only those costed: a link into a layer that handed no step
+        # over reads it, and a later step's forward sets it
+        needs = [p.needs_input_grad for p in self.placements]
+        return batch_size, ops, attention, nbytes, needs
 
     def _flush(self):
         """Cost the queued steps, in order, each with what it handed over; the layers'
@@ -417,10 +426,11 @@ class WaferStrategy:
         try:
             while queue:
                 start = time.perf_counter()
-                batch_size, ops, attention, nbytes = queue.pop(0)
+                batch_size, ops, attention, nbytes, needs = queue.pop(0)
                 self._queue_bytes -= nbytes
-                for p in self.placements:
+                for p, n in zip(self.placements, needs):
                     p.last_input = p.last_grad = None
+                    p.needs_input_grad = n
                 for p, x, g, needs, stats in ops:
                     p.last_input, p.last_grad, p.needs_input_grad = x, g, needs
                     p._step_stats = stats
@@ -576,7 +586,7 @@ def _matrix_shape(layer):
 class LayerPlacement:
     """One layer's rectangle, mapping, and the costs of its steps."""
 
-    totals = _flushed("totals", "Cycles per part, summed over the costed steps.")
+    totals = _flushed("totals", "Cycles per part, summed over the costed steps (a copy).")
     sram_peak = _flushed("sram_peak", "The most SRAM a costed step used on one PE (bytes).")
     activation_zeros = _flushed("activation_zeros",
                                 "The fraction of zero inputs, summed over the costed steps.")
@@ -861,7 +871,7 @@ class FabricLink:
     input gradient back, dense; over the rows the two regions share, after the hops
     between their nearest edges."""
 
-    totals = _flushed("totals", "Wavelets and cycles, summed over the costed steps.")
+    totals = _flushed("totals", "Wavelets and cycles, summed over the costed steps (a copy).")
     steps = _flushed("steps", "The steps costed.")
     last_latency = _flushed("last_latency", "The last step's hop cycles.")
 
