@@ -2,7 +2,7 @@
 under ``WaferStrategy(defer_steps=K)`` is what eager costing (K=1) gives."""
 import numpy as np
 import pytest
-from test_strategy_deferred import _gpt, _QueueSeen, _same, _setup, _sparse, _x
+from test_strategy_deferred import _figures, _gpt, _QueueSeen, _same, _setup, _sparse, _x
 
 import wsekern as wk
 from wsekern import nn
@@ -126,3 +126,59 @@ def test_a_step_whose_gradient_has_other_columns_raises_at_the_step():
         with pytest.raises(ValueError, match="the plan is for steps of"):
             strategy.record_step(model, 8)
         assert not strategy._queue and strategy.steps == steps
+
+
+def _train_on_batches(K, steps=7, read_between=False):
+    strategy, model = _setup(_sparse, None, K)
+    rng = np.random.default_rng(3)
+    lengths = []
+    for _ in range(steps):
+        model.train_on_batch(_x(_sparse, rng, 8), rng.integers(0, 10, 8))
+        lengths.append(len(strategy._queue))
+        if read_between:
+            strategy.steps          # a reader outside the steps costs the queue
+    return strategy, model, lengths
+
+
+def test_train_on_batch_queues_its_steps_and_ends_with_eager_figures():
+    """train_on_batch read ``cost_seconds`` around its step to leave the costing out of its
+    CPU time; that read costed the queue at every step, so nothing was ever deferred
+    (``wsekern train ... --wafer`` steps with train_on_batch). It reads the costing clock
+    as it stands now; the figures are eager costing's."""
+    eager, eager_model, eager_lengths = _train_on_batches(1)
+    strategy, model, lengths = _train_on_batches(16)
+    assert max(eager_lengths) == 0 and lengths == [0, 1, 2, 3, 4, 5, 6]
+    _same(_figures(strategy, model), _figures(eager, eager_model))
+
+
+class _Clock:
+    """time.perf_counter advancing a microsecond a call, and an hour for each step costed."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        self.t += 1e-6
+        return self.t
+
+
+def test_train_on_batch_cpu_seconds_leave_every_costing_out(monkeypatch):
+    """Whether the queue is costed inside a train_on_batch (its 16th step) or by a reader
+    between them, no step's costing (an hour each on this clock) reaches the CPU time."""
+    import time
+
+    from wsekern.nn.strategy import WaferStrategy
+    for read_between in (False, True):
+        clock = _Clock()
+        monkeypatch.setattr(time, "perf_counter", clock)
+        cost = WaferStrategy._cost
+
+        def slow(self, batch_size, start, cost=cost, clock=clock):
+            clock.t += 3600.0
+            return cost(self, batch_size, start)
+        monkeypatch.setattr(WaferStrategy, "_cost", slow)
+        strategy, model, lengths = _train_on_batches(16, steps=20, read_between=read_between)
+        assert max(lengths) == (1 if read_between else 15)
+        assert strategy.steps == 20 and strategy.cost_seconds > 20 * 3600
+        assert 0 < model._cpu_seconds < 1.0
+        monkeypatch.undo()

@@ -415,6 +415,13 @@ def _check_every_step(steps):
     steps.clear()
 
 
+def _eager(mode):
+    """A strategy costing each step when it is taken (``defer_steps=1``): these checks read
+    a step's costing right after it, against the layer's weights then (a queued step is
+    costed later, with its own weights: tests/test_strategy_deferred.py)."""
+    return wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode=mode, defer_steps=1)
+
+
 def _model(strategy, first_sparsity=0.0, inputs=(20,)):
     nn.utils.set_random_seed(0)
     with strategy.scope():
@@ -433,7 +440,7 @@ def _batch(rng, n, shape=(20,)):
 
 @pytest.mark.parametrize("mode", ["layer-pipelined", "weight-streaming"])
 def test_a_plan_is_made_again_when_the_pattern_changes_mid_training(recorded, mode):
-    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode=mode)
+    strategy = _eager(mode)
     model = _model(strategy, first_sparsity=0.5)
     rng = np.random.default_rng(0)
     for _ in range(2):
@@ -448,7 +455,7 @@ def test_a_plan_is_made_again_when_the_pattern_changes_mid_training(recorded, mo
 
 def _two_checked_steps(recorded, seed):
     """A dense MLP placed layer-pipelined after two steps, each checked."""
-    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
+    strategy = _eager("layer-pipelined")
     model = _model(strategy)
     rng = np.random.default_rng(seed)
     for _ in range(2):
@@ -469,7 +476,7 @@ def test_a_plan_is_made_again_when_set_weights_zeroes_weights(recorded):
 
 @pytest.mark.parametrize("mode", ["layer-pipelined", "weight-streaming"])
 def test_a_plan_is_made_again_when_the_batch_size_changes(recorded, mode):
-    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode=mode)
+    strategy = _eager(mode)
     model = _model(strategy, first_sparsity=0.5)
     rng = np.random.default_rng(2)
     for n in (8, 8, 5, 5, 8, 1):
@@ -482,7 +489,7 @@ def test_weight_streaming_reports_built_when_read_are_the_steps(recorded):
     step's reports, read after it, field by field those step_cost gives on that step's
     nonzero patterns, the first step's (a new plan) as the later ones'."""
     from test_wafer_step_cache import _fields
-    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="weight-streaming")
+    strategy = _eager("weight-streaming")
     model = _model(strategy, first_sparsity=0.5)
     rng = np.random.default_rng(4)
     peaks = {}
@@ -505,7 +512,7 @@ def test_weight_streaming_reports_built_when_read_are_the_steps(recorded):
 
 
 def test_a_plan_is_made_again_when_the_sequence_length_changes(recorded):
-    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
+    strategy = _eager("layer-pipelined")
     model = _model(strategy, first_sparsity=0.5, inputs=(None, 20))
     rng = np.random.default_rng(3)
     for T in (3, 3, 5, 2, 2):
@@ -533,7 +540,7 @@ def test_each_planned_step_is_costed_from_its_own_batchs_nonzeros(recorded):
     batch: two batches of the same size, one with few zero inputs and one with many, give
     different forward and input-gradient cycles, each the full costing of that batch's
     patterns (training.step_cost), and equal batches give equal steps."""
-    strategy = wk.WaferStrategy(wk.WaferConfig.small(24, 24), mode="layer-pipelined")
+    strategy = _eager("layer-pipelined")
     model = _model(strategy, first_sparsity=0.7)
     rng = np.random.default_rng(7)
     x, y = _batch(rng, 8)

@@ -178,7 +178,9 @@ def train_transformer(text=None, layers_=2, d_model=128, heads=4, context=64, ba
                     f"(plus an evaluation every {eval_every})")
             if (step + 1) % eval_every == 0 or step == steps - 1:
                 val = model.evaluate(vx, vy, batch_size=batch_size, verbose=0)
-                cpu_only = cpu - (strategy.cost_seconds if strategy else 0.0)
+                # the costing inside the steps timed (a read of cost_seconds would cost
+                # the queue here, outside them)
+                cpu_only = cpu - (strategy._cost_clock() if strategy else 0.0)
                 say(f"step {step + 1:5d}  train loss {logs['loss']:.4f}  val loss {val:.4f}  "
                     f"{seen / max(cpu_only, 1e-9):,.0f} tokens/s (CPU)")
         progress.close()

@@ -158,6 +158,15 @@ class WaferStrategy:
                                 "Attention layer -> its costed cycles, summed over the steps "
                                 "(a copy).")
 
+    def _cost_clock(self):
+        """The wall time spent costing so far, the queue left as it is: a timer around
+        training steps subtracts the difference of two readings (the queue's costing adds
+        its time when it runs, inside the timer of the step that runs it, or outside when a
+        reader runs it). Reading ``cost_seconds`` there instead would cost the queue at
+        every step (train_on_batch would queue nothing), or add a reader's costing to a
+        timer it ran outside of."""
+        return self._cost_seconds
+
     @contextlib.contextmanager
     def scope(self):
         _STACK.append(self)

@@ -427,7 +427,7 @@ class Model(Layer):
             sample_weight = class_sample_weight(leaves(as_arrays(y))[0], class_weight)
         self.reset_metrics()
         start = time.perf_counter()
-        costing = self.strategy.cost_seconds if self.strategy is not None else 0.0
+        costing = self.strategy._cost_clock() if self.strategy is not None else 0.0
         # the step's three walks of the layers for weights and losses are done once (fit
         # keeps its own for all its steps: then it is left alone)
         one_step = self.__dict__.get("_fit_cache") is None
@@ -440,7 +440,7 @@ class Model(Layer):
                 self._fit_cache = None
         self._after_step(x)
         if self.strategy is not None:
-            costing = self.strategy.cost_seconds - costing
+            costing = self.strategy._cost_clock() - costing     # its queue left queued
         self._cpu_seconds += time.perf_counter() - start - costing
         self._cpu_samples += _batch_size(x)
         return self._logs_as_returned(_floats(logs), return_dict)
