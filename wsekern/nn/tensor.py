@@ -697,3 +697,50 @@ def tap(t, on_grad):
         on_grad(g)
         t.accumulate(g)
     return Tensor(t.data, parents=(t,), backward=backward)
+
+
+# -- complex input where Keras on torch refuses it ------------------------------------------
+class ComplexInputError(TypeError, NotImplementedError):
+    """A complex tensor given to an op that is not defined on complex numbers. Keras on
+    torch raises NotImplementedError, RuntimeError or TypeError for these (by op); this one
+    is all three, so a program catching any of them behaves the same."""
+
+
+def _is_complex(v):
+    if isinstance(v, complex):
+        return True
+    dt = getattr(v, "dtype", None)
+    if dt is not None:
+        try:
+            return np.dtype(dt).kind == "c"
+        except TypeError:                   # a foreign dtype (torch's): ask its name
+            return "complex" in str(dt)
+    return False
+
+
+def real_only(fn, name, supported_by_keras=False):
+    """``fn`` refusing complex input by ``name`` (NumPy would answer lexicographically, or
+    drop the imaginary part with only a warning: a silent wrong answer). One check for
+    every op listed in ops._REAL_ONLY and activations._REAL_ONLY."""
+    import functools
+
+    if getattr(fn, "_real_only", False):
+        return fn
+
+    @functools.wraps(fn)
+    def op(*args, **kwargs):
+        for v in args + tuple(kwargs.values()):
+            if _is_complex(v) or (isinstance(v, (list, tuple))
+                                  and any(_is_complex(u) for u in v)):
+                dt = getattr(v, "dtype", None) or type(v).__name__
+                if supported_by_keras:
+                    raise ComplexInputError(
+                        f"{name} of a complex tensor ({dt}) is not implemented in wsekern.nn "
+                        "(Keras on torch computes it); apply it to ops.real(x) and "
+                        "ops.imag(x), or to ops.abs(x), as the maths allows")
+                raise ComplexInputError(
+                    f"{name} is not defined on complex numbers (received {dt}), as in Keras "
+                    "on torch; apply it to ops.real(x), ops.imag(x) or ops.abs(x)")
+        return fn(*args, **kwargs)
+    op._real_only = True
+    return op
