@@ -154,7 +154,7 @@ class Tensor:
         return self.data.shape[0]
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return array_protocol(self.data, dtype, copy)
 
     def __float__(self):
         return float(self.data)
@@ -180,6 +180,19 @@ class Tensor:
 
     def reshape(self, *shape):
         return reshape(self, shape[0] if len(shape) == 1 else shape)
+
+
+def array_protocol(a, dtype=None, copy=None):
+    """NumPy 2's ``__array__(dtype, copy)`` over the array ``a``: ``copy=True`` a fresh
+    array (``np.array(t)`` must not alias the tensor), ``copy=False`` refuses a conversion
+    that needs one (as NumPy documents), ``None`` copies only when it must."""
+    if dtype is not None and np.dtype(dtype) != a.dtype:
+        if copy is False:
+            raise ValueError(f"a {a.dtype} tensor cannot be read as {np.dtype(dtype)} without "
+                             "a copy, and copy=False was asked: pass copy=None (or True), or "
+                             f"no dtype to get {a.dtype} without a copy")
+        return a.astype(dtype)
+    return a.copy() if copy else a
 
 
 def as_tensor(x):
