@@ -43,3 +43,59 @@ def test_keras_converts_without_warning(keras):
         warnings.simplefilter("error", DeprecationWarning)
         kt = keras.ops.convert_to_tensor(t)     # (torch's own __array__ warns in to_numpy)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(kt), t.data)
+
+
+def _mha_model(seed=0):
+    nn.utils.set_random_seed(seed) if hasattr(nn.utils, "set_random_seed") else None
+    inp = nn.Input((4, 8))
+    mha = nn.layers.MultiHeadAttention(num_heads=2, key_dim=4, kernel_initializer="he_normal")
+    x = mha(inp, inp)
+    out = nn.layers.Dense(3)(nn.layers.GlobalAveragePooling1D()(x))
+    m = nn.Model(inp, out)
+    m.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(8, 4, 8)).astype("float32")
+    Y = rng.normal(size=(8, 3)).astype("float32")
+    return m, mha, X, Y
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_mha_model_round_trips_pickle_and_deepcopy(how):
+    import copy
+    import pickle
+    m, mha, X, Y = _mha_model()
+    mha.query_dense.trainable = False          # a frozen sublayer stays frozen
+    m.fit(X, Y, epochs=1, verbose=0)
+    m2 = pickle.loads(pickle.dumps(m)) if how == "pickle" else copy.deepcopy(m)
+    np.testing.assert_array_equal(m.predict(X, verbose=0), m2.predict(X, verbose=0))
+    assert ([w.name for w in m.trainable_weights] == [w.name for w in m2.trainable_weights])
+    assert len(m2.non_trainable_weights) == len(m.non_trainable_weights) == 2
+    # both go on training alike (optimizer state carried), and independently
+    m.fit(X, Y, epochs=2, verbose=0, shuffle=False)
+    m2.fit(X, Y, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(m.get_weights(), m2.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    m2.layers[1].query_dense.kernel.assign(np.zeros_like(m2.layers[1].query_dense.kernel))
+    assert np.abs(np.asarray(mha.query_dense.kernel)).sum() > 0
+
+
+@pytest.mark.parametrize("opt", ["adam", "rmsprop", "nadam"])
+def test_copied_model_keeps_its_optimizer_slots(opt):
+    """The optimizer's slots are keyed by variable: a deep copy or pickle of a fitted model
+    goes on training exactly as the original (its moments were lost: restarted from zero)."""
+    import copy
+    import pickle
+    inp = nn.Input((6,))
+    m = nn.Model(inp, nn.layers.Dense(2)(nn.layers.Dense(5, activation="tanh")(inp)))
+    m.compile(optimizer=opt, loss="mse")
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(16, 6)).astype("float32"), rng.normal(size=(16, 2)).astype("float32")
+    m.fit(X, Y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    copies = [copy.deepcopy(m), pickle.loads(pickle.dumps(m))]
+    for c in copies:
+        assert len(c.optimizer.variables) == len(m.optimizer.variables)
+    for mm in [m] + copies:
+        mm.fit(X, Y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    for c in copies:
+        for a, b in zip(m.get_weights(), c.get_weights()):
+            np.testing.assert_array_equal(a, b)

@@ -95,6 +95,20 @@ class Optimizer:
         self._iterations = np.zeros((), dtype=np.int64)
         self._state = {}          # id(variable) -> (variable, [slot arrays])
 
+    # _state is keyed by id(variable): a pickled or deep-copied optimizer re-keys it by the
+    # copied variables' ids, or each would lose its slots (moments from zero while the
+    # step count goes on: a silently different training)
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_state"] = list(self._state.values())
+        return d
+
+    def __setstate__(self, d):
+        d = dict(d)
+        entries = d.pop("_state", [])
+        self.__dict__.update(d)
+        self._state = {id(v): (v, slots) for v, slots in entries}
+
     # -- step count and learning rate --------------------------------------------------
     @property
     def iterations(self):
