@@ -45,6 +45,8 @@ class Variable(Tensor):
             if shape is not None and tuple(value.shape) != tuple(shape):
                 raise ValueError(f"Variable value has shape {value.shape}; shape={tuple(shape)} "
                                  f"was given")
+        if name is None:
+            name = unnamed_variable_name()
         super().__init__(np.asarray(value), requires_grad=bool(trainable), name=name)
         self.trainable = bool(trainable)
         self.regularizer = regularizer
@@ -168,3 +170,11 @@ class VariableView(Variable):
         d = self.data
         d -= self._checked(value, "assign_sub")
         return self
+
+
+def unnamed_variable_name():
+    """Keras's name for a variable made without one: "variable", then "variable_1", ...
+    counted over the process in the one table Keras also names layers from."""
+    # imported here: layers import this module
+    from .layers.base import _auto_name
+    return _auto_name("Variable")
