@@ -154,3 +154,26 @@ def test_unnamed_variables_named_as_keras_in_a_fresh_process():
 
 def test_unnamed_variable_names_equal_keras(keras):
     assert _names("ours") == _names("keras")
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_model_with_accuracy_and_activity_regularizer_round_trips(how):
+    """metrics=["accuracy"] (was a closure: pickle failed) and an activity regularizer (the
+    last call's loss held its autograd closures: pickle failed; deepcopy shared them)."""
+    import copy
+    import pickle
+    inp = nn.Input((6,))
+    x = nn.layers.Dense(8, activation="relu", activity_regularizer="l1")(inp)
+    m = nn.Model(inp, nn.layers.Dense(3, activation="softmax")(x))
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(16, 6)).astype("float32"), rng.integers(0, 3, size=16)
+    m.fit(X, Y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    m2 = pickle.loads(pickle.dumps(m)) if how == "pickle" else copy.deepcopy(m)
+    np.testing.assert_array_equal(m.predict(X, verbose=0), m2.predict(X, verbose=0))
+    np.testing.assert_array_equal([float(t) for t in m.losses], [float(t) for t in m2.losses])
+    h = [mm.fit(X, Y, epochs=2, batch_size=8, verbose=0, shuffle=False).history
+         for mm in (m, m2)]
+    assert h[0] == h[1] and set(h[0]) == {"loss", "accuracy"}
+    for a, b in zip(m.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -265,6 +265,15 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
 
+    def __getstate__(self):
+        # the last call's losses (activity regularizers, add_loss) keep their values but not
+        # their autograd graph, whose closures neither pickle nor deep-copy
+        d = dict(self.__dict__)
+        if d.get("_losses"):
+            d["_losses"] = [Tensor(t.data) if isinstance(t, Tensor) else t
+                            for t in d["_losses"]]
+        return d
+
     @property
     def trainable(self):
         return self.__dict__.get("_trainable", True)
