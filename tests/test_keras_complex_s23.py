@@ -189,3 +189,23 @@ def test_refused_list_is_what_keras_refuses(keras):
         i = _pattern_of(getattr(ops, name))
         with pytest.raises(Exception):
             kf(*_patterns(torch.as_tensor(Z))[i])
+
+
+def test_tensor_order_comparisons_refuse_complex():
+    t, r = Tensor(Z), Tensor(Z.real.copy())
+    for a, b in ((t, t), (t, 1.0), (r, 1j), (r, t)):
+        for cmp in (lambda a, b: a < b, lambda a, b: a <= b, lambda a, b: a > b,
+                    lambda a, b: a >= b):
+            with pytest.raises(ComplexInputError, match="complex"):
+                cmp(a, b)
+    np.testing.assert_array_equal(np.asarray(r > 0), Z.real > 0)
+    np.testing.assert_array_equal(np.asarray(t == t), np.ones((2, 2), bool))   # == is defined
+
+
+def test_tensor_order_comparisons_on_complex_as_keras(keras):
+    import torch
+    k = torch.as_tensor(Z)
+    with pytest.raises(Exception):
+        k < k
+    with pytest.raises(ComplexInputError):
+        Tensor(Z) < Tensor(Z)

@@ -135,16 +135,16 @@ class Tensor:
         return Tensor(self.data != lift(other, self).data)
 
     def __lt__(self, other):
-        return Tensor(self.data < lift(other, self).data)
+        return _ordered(np.less, self, other, "<")
 
     def __le__(self, other):
-        return Tensor(self.data <= lift(other, self).data)
+        return _ordered(np.less_equal, self, other, "<=")
 
     def __gt__(self, other):
-        return Tensor(self.data > lift(other, self).data)
+        return _ordered(np.greater, self, other, ">")
 
     def __ge__(self, other):
-        return Tensor(self.data >= lift(other, self).data)
+        return _ordered(np.greater_equal, self, other, ">=")
 
     __hash__ = object.__hash__
 
@@ -180,6 +180,18 @@ class Tensor:
 
     def reshape(self, *shape):
         return reshape(self, shape[0] if len(shape) == 1 else shape)
+
+
+def _ordered(fn, a, b, symbol):
+    """``a < b`` and the like: refused on complex numbers as torch refuses them (NumPy
+    orders them lexicographically: a silent answer Keras never gives)."""
+    b = lift(b, a)
+    if a.dtype.kind == "c" or b.dtype.kind == "c":
+        raise ComplexInputError(
+            f"tensor {symbol} tensor is not defined on complex numbers (received {a.dtype} "
+            f"and {b.dtype}), as in Keras on torch; compare ops.real(x), ops.imag(x) or "
+            "ops.abs(x)")
+    return Tensor(fn(a.data, b.data))
 
 
 def array_protocol(a, dtype=None, copy=None):
