@@ -119,7 +119,7 @@ def _arrays(v):
 
 
 # Keras answers, wsekern refuses by name (ops._COMPLEX_NOT_YET) or with a named ValueError
-_KNOWN_GAPS = {"i0", "logaddexp", "nextafter", "eig", "view_as_complex"}
+_KNOWN_GAPS = {"i0", "logaddexp", "nextafter", "view_as_complex"}
 # the probe's pattern is not what the op takes (real input differs too): not about complex
 _NOT_COMPLEX = {"correlate", "full", "nonzero", "where", "cholesky_inverse", "vectorize",
                 "map", "scan", "fori_loop", "while_loop", "cond", "switch", "associative_scan",
@@ -209,3 +209,32 @@ def test_tensor_order_comparisons_on_complex_as_keras(keras):
         k < k
     with pytest.raises(ComplexInputError):
         Tensor(Z) < Tensor(Z)
+
+
+def test_eig_of_complex_matrices_by_numpy():
+    rng = np.random.default_rng(3)
+    for dt in (np.complex64, np.complex128):
+        a = (rng.normal(size=(2, 4, 4)) + 1j * rng.normal(size=(2, 4, 4))).astype(dt)
+        w, v = ops.eig(a)                              # was: refused (real matrices only)
+        assert w.dtype == dt and v.dtype == dt
+        w, v = np.asarray(w), np.asarray(v)
+        tol = 1e-4 if dt == np.complex64 else 1e-12
+        np.testing.assert_allclose(a @ v, v * w[:, None, :], atol=tol)
+        np.testing.assert_allclose(np.linalg.norm(v, axis=-2), 1, rtol=tol)
+
+
+def test_eig_of_complex_matrices_as_keras(keras):
+    import torch
+    rng = np.random.default_rng(4)
+    a = (rng.normal(size=(3, 4, 4)) + 1j * rng.normal(size=(3, 4, 4))).astype(np.complex64)
+    kw, kv = keras.ops.eig(torch.as_tensor(a))
+    w, v = ops.eig(a)
+    assert w.dtype == kw.numpy().dtype and v.dtype == kv.numpy().dtype
+    # the order of the eigenvalues is LAPACK's (torch runs cgeev in single precision,
+    # NumPy in double: it can differ), so pair each of Keras's with ours
+    w, v, kw, kv = np.asarray(w), np.asarray(v), kw.numpy(), kv.numpy()
+    for b in range(len(a)):
+        order = [int(np.argmin(np.abs(w[b] - k))) for k in kw[b]]
+        assert sorted(order) == list(range(4))
+        np.testing.assert_allclose(w[b][order], kw[b], atol=2e-5)
+        np.testing.assert_allclose(v[b][:, order], kv[b], atol=2e-5)

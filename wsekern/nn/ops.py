@@ -3734,15 +3734,20 @@ def polar(abs_, angle):
 
 def eig(x):
     """Eigenvalues and eigenvectors of general square matrices (a batch of them on the
-    leading axes), complex (complex128 for float64, complex64 otherwise) as Keras on torch;
+    leading axes), real or complex, as complex (complex128 for float64 and complex128,
+    complex64 otherwise) as Keras on torch;
     each eigenvector of unit norm (LAPACK's geev, as torch). No gradient (for symmetric
     matrices ops.eigh is differentiable)."""
     x = as_tensor(x)
     _no_complex_grad("eig", x)
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"ops.eig needs (..., n, n) square matrices; received shape {x.shape}")
+    if x.dtype.kind == "c":             # complex matrices as they are (torch's geev too)
+        ct = np.complex128 if x.dtype == np.complex128 else np.complex64
+        w, v = np.linalg.eig(x.data.astype(ct, copy=False))
+        return _const(w.astype(ct)), _const(v.astype(ct))
     if x.dtype.kind not in "fiub":
-        raise ValueError(f"ops.eig needs real matrices; received {x.dtype}")
+        raise ValueError(f"ops.eig needs real or complex matrices; received {x.dtype}")
     ct = np.complex128 if x.dtype == np.float64 else np.complex64
     w, v = np.linalg.eig(x.data.astype(np.float64 if ct is np.complex128 else np.float32))
     return _const(w.astype(ct)), _const(v.astype(ct))
