@@ -5,6 +5,10 @@ import numpy as np
 from . import initializers
 from .tensor import Tensor
 
+# Keras's one table of automatic names, by snake-case name: layers (layers.base._auto_name)
+# and unnamed variables count in it alike
+NAME_COUNTS = {}
+
 
 class Variable(Tensor):
     """``keras.Variable(initializer, shape=None, dtype=None, trainable=True, name=None)``.
@@ -175,6 +179,6 @@ class VariableView(Variable):
 def unnamed_variable_name():
     """Keras's name for a variable made without one: "variable", then "variable_1", ...
     counted over the process in the one table Keras also names layers from."""
-    # imported here: layers import this module
-    from .layers.base import _auto_name
-    return _auto_name("Variable")
+    n = NAME_COUNTS.get("variable", 0)
+    NAME_COUNTS["variable"] = n + 1
+    return "variable" if n == 0 else f"variable_{n}"

@@ -17,9 +17,9 @@ from ..._budget import check_memory
 from .. import constraints, initializers, regularizers
 from ..symbolic import any_symbolic, call_symbolic
 from ..tensor import Tensor
+from ..variables import NAME_COUNTS as _COUNTS
 from ..variables import Variable
 
-_COUNTS = {}
 _TRAINING = [False]          # the training flag of the calls in progress (outermost first)
 _TRAINING_GIVEN = [False]    # whether one of them was given `training` (Keras's None: not)
 _OUTER_CALLS = [0]           # outermost calls so far: a layer's losses last one outer call
