@@ -6,7 +6,7 @@ from scipy.special import erf
 from .. import _activations
 from .._threads import resolve_threads
 from . import registry
-from .tensor import Tensor, as_tensor
+from .tensor import Tensor, as_tensor, real_only
 from .tensor import log_softmax as _log_softmax
 
 
@@ -186,6 +186,23 @@ def softmax(x, axis=-1):
 def linear(x):
     return x
 
+
+# Keras on torch refuses complex input to these (NumPy would answer lexicographically or
+# drop the imaginary part): refused by name, one check for all (tensor.real_only)
+_REAL_ONLY = ("relu", "relu6", "leaky_relu", "elu", "selu", "softplus", "hard_sigmoid",
+              "hard_silu", "hard_swish", "mish", "gelu", "softmax", "log_softmax")
+
+
+def _refuse_complex(names, module_globals, prefix):
+    wrapped = {}                          # by function, so that aliases stay one object
+    for n in names:
+        fn = module_globals[n]
+        if id(fn) not in wrapped:
+            wrapped[id(fn)] = real_only(fn, prefix + fn.__name__)
+        module_globals[n] = wrapped[id(fn)]
+
+
+_refuse_complex(_REAL_ONLY, globals(), "activations.")
 
 _ACTIVATIONS = {"relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "elu": elu,
                 "selu": selu, "softplus": softplus, "softsign": softsign, "silu": silu,

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import losses as _losses
 from . import registry
-from .tensor import Tensor
+from .tensor import Tensor, array_protocol
 
 EPSILON = 1e-7
 
@@ -59,7 +59,7 @@ class MetricVariable:
         return self.value
 
     def __array__(self, dtype=None, copy=None):
-        return self.value if dtype is None else self.value.astype(dtype)
+        return array_protocol(np.asarray(self.value), dtype, copy)
 
     def __float__(self):
         return float(self.value)

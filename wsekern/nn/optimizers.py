@@ -24,7 +24,7 @@ from .schedules import (  # noqa: F401
     PolynomialDecay,
 )
 from .tensor import Tensor
-from .variables import Variable, VariableView
+from .variables import Variable, VariableView, unnamed_variable_name
 
 # Keras's optimizer variables after the step count and learning rate: groups of slot
 # names, each group made for every variable in turn (Keras's add_optimizer_variables)
@@ -94,6 +94,20 @@ class Optimizer:
         self.name = name or self._default_name
         self._iterations = np.zeros((), dtype=np.int64)
         self._state = {}          # id(variable) -> (variable, [slot arrays])
+
+    # _state is keyed by id(variable): a pickled or deep-copied optimizer re-keys it by the
+    # copied variables' ids, or each would lose its slots (moments from zero while the
+    # step count goes on: a silently different training)
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_state"] = list(self._state.values())
+        return d
+
+    def __setstate__(self, d):
+        d = dict(d)
+        entries = d.pop("_state", [])
+        self.__dict__.update(d)
+        self._state = {id(v): (v, slots) for v, slots in entries}
 
     # -- step count and learning rate --------------------------------------------------
     @property
@@ -187,6 +201,8 @@ class Optimizer:
     def _slots_of(self, v):
         entry = self._state.get(id(v))
         if entry is None or entry[0] is not v:          # holding v keeps its id unique
+            if not self._state and hasattr(self, "_u_product"):
+                self._u_product_name()                  # named when built, as in Keras
             entry = (v, [self._init_slot(name, v.data) for name in self._active_slots()])
             self._state[id(v)] = entry
         return entry[1]
@@ -223,8 +239,9 @@ class Optimizer:
                 out.extend(_state_variable(slots[active.index(n)],
                                            f"{prefix}/{key}_{rename.get(n, n)}")
                            for n in names)
-        if hasattr(self, "_u_product"):
-            out.append(_state_variable(np.asarray(self._u_product, np.float32), "variable"))
+        if hasattr(self, "_u_product") and (self._state or self.iterations):   # once built
+            out.append(_state_variable(np.asarray(self._u_product, np.float32),
+                                       self._u_product_name()))
         return out
 
     def _init_slot(self, name, w):
@@ -537,6 +554,13 @@ class Nadam(Optimizer):
         self.beta_2 = _number("beta_2", beta_2, 0, 1, hi_open=True)
         self.epsilon = _number("epsilon", epsilon, 0)
         self._u_product = 1.0
+
+    def _u_product_name(self):
+        """Keras's unnamed running-product variable: "variable", "variable_1", ... by how
+        many unnamed variables the process made before this optimizer was built."""
+        if getattr(self, "_u_name", None) is None:
+            self._u_name = unnamed_variable_name()
+        return self._u_name
 
     def _mu(self, t):
         return self.beta_1 * (1.0 - 0.5 * 0.96 ** t)

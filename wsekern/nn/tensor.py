@@ -135,16 +135,16 @@ class Tensor:
         return Tensor(self.data != lift(other, self).data)
 
     def __lt__(self, other):
-        return Tensor(self.data < lift(other, self).data)
+        return _ordered(np.less, self, other, "<")
 
     def __le__(self, other):
-        return Tensor(self.data <= lift(other, self).data)
+        return _ordered(np.less_equal, self, other, "<=")
 
     def __gt__(self, other):
-        return Tensor(self.data > lift(other, self).data)
+        return _ordered(np.greater, self, other, ">")
 
     def __ge__(self, other):
-        return Tensor(self.data >= lift(other, self).data)
+        return _ordered(np.greater_equal, self, other, ">=")
 
     __hash__ = object.__hash__
 
@@ -154,7 +154,7 @@ class Tensor:
         return self.data.shape[0]
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return array_protocol(self.data, dtype, copy)
 
     def __float__(self):
         return float(self.data)
@@ -180,6 +180,31 @@ class Tensor:
 
     def reshape(self, *shape):
         return reshape(self, shape[0] if len(shape) == 1 else shape)
+
+
+def _ordered(fn, a, b, symbol):
+    """``a < b`` and the like: refused on complex numbers as torch refuses them (NumPy
+    orders them lexicographically: a silent answer Keras never gives)."""
+    b = lift(b, a)
+    if a.dtype.kind == "c" or b.dtype.kind == "c":
+        raise ComplexInputError(
+            f"tensor {symbol} tensor is not defined on complex numbers (received {a.dtype} "
+            f"and {b.dtype}), as in Keras on torch; compare ops.real(x), ops.imag(x) or "
+            "ops.abs(x)")
+    return Tensor(fn(a.data, b.data))
+
+
+def array_protocol(a, dtype=None, copy=None):
+    """NumPy 2's ``__array__(dtype, copy)`` over the array ``a``: ``copy=True`` a fresh
+    array (``np.array(t)`` must not alias the tensor), ``copy=False`` refuses a conversion
+    that needs one (as NumPy documents), ``None`` copies only when it must."""
+    if dtype is not None and np.dtype(dtype) != a.dtype:
+        if copy is False:
+            raise ValueError(f"a {a.dtype} tensor cannot be read as {np.dtype(dtype)} without "
+                             "a copy, and copy=False was asked: pass copy=None (or True), or "
+                             f"no dtype to get {a.dtype} without a copy")
+        return a.astype(dtype)
+    return a.copy() if copy else a
 
 
 def as_tensor(x):
@@ -697,3 +722,50 @@ def tap(t, on_grad):
         on_grad(g)
         t.accumulate(g)
     return Tensor(t.data, parents=(t,), backward=backward)
+
+
+# -- complex input where Keras on torch refuses it ------------------------------------------
+class ComplexInputError(TypeError, NotImplementedError):
+    """A complex tensor given to an op that is not defined on complex numbers. Keras on
+    torch raises NotImplementedError, RuntimeError or TypeError for these (by op); this one
+    is all three, so a program catching any of them behaves the same."""
+
+
+def _is_complex(v):
+    if isinstance(v, complex):
+        return True
+    dt = getattr(v, "dtype", None)
+    if dt is not None:
+        try:
+            return np.dtype(dt).kind == "c"
+        except TypeError:                   # a foreign dtype (torch's): ask its name
+            return "complex" in str(dt)
+    return False
+
+
+def real_only(fn, name, supported_by_keras=False):
+    """``fn`` refusing complex input by ``name`` (NumPy would answer lexicographically, or
+    drop the imaginary part with only a warning: a silent wrong answer). One check for
+    every op listed in ops._REAL_ONLY and activations._REAL_ONLY."""
+    import functools
+
+    if getattr(fn, "_real_only", False):
+        return fn
+
+    @functools.wraps(fn)
+    def op(*args, **kwargs):
+        for v in args + tuple(kwargs.values()):
+            if _is_complex(v) or (isinstance(v, (list, tuple))
+                                  and any(_is_complex(u) for u in v)):
+                dt = getattr(v, "dtype", None) or type(v).__name__
+                if supported_by_keras:
+                    raise ComplexInputError(
+                        f"{name} of a complex tensor ({dt}) is not implemented in wsekern.nn "
+                        "(Keras on torch computes it); apply it to ops.real(x) and "
+                        "ops.imag(x), or to ops.abs(x), as the maths allows")
+                raise ComplexInputError(
+                    f"{name} is not defined on complex numbers (received {dt}), as in Keras "
+                    "on torch; apply it to ops.real(x), ops.imag(x) or ops.abs(x)")
+        return fn(*args, **kwargs)
+    op._real_only = True
+    return op

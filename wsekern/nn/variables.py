@@ -5,6 +5,10 @@ import numpy as np
 from . import initializers
 from .tensor import Tensor
 
+# Keras's one table of automatic names, by snake-case name: layers (layers.base._auto_name)
+# and unnamed variables count in it alike
+NAME_COUNTS = {}
+
 
 class Variable(Tensor):
     """``keras.Variable(initializer, shape=None, dtype=None, trainable=True, name=None)``.
@@ -45,6 +49,8 @@ class Variable(Tensor):
             if shape is not None and tuple(value.shape) != tuple(shape):
                 raise ValueError(f"Variable value has shape {value.shape}; shape={tuple(shape)} "
                                  f"was given")
+        if name is None:
+            name = unnamed_variable_name()
         super().__init__(np.asarray(value), requires_grad=bool(trainable), name=name)
         self.trainable = bool(trainable)
         self.regularizer = regularizer
@@ -168,3 +174,11 @@ class VariableView(Variable):
         d = self.data
         d -= self._checked(value, "assign_sub")
         return self
+
+
+def unnamed_variable_name():
+    """Keras's name for a variable made without one: "variable", then "variable_1", ...
+    counted over the process in the one table Keras also names layers from."""
+    n = NAME_COUNTS.get("variable", 0)
+    NAME_COUNTS["variable"] = n + 1
+    return "variable" if n == 0 else f"variable_{n}"

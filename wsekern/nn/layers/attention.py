@@ -599,9 +599,18 @@ def _init_in_shape(init, shape):
         if all(hasattr(init, a) for a in ("scale", "mode", "distribution")):
             return init     # its VarianceScaling on the flat shape: EinsumDense's fans
 
-    def draw(flat, dtype=None):
-        return np.reshape(np.asarray(init(shape, dtype=dtype)), flat)
-    return draw
+    return _DrawInShape(init, shape)
+
+
+class _DrawInShape:
+    """``init`` drawn in ``shape`` and reshaped to the flat weight's: a class, not a
+    closure, so that a model holding it pickles."""
+
+    def __init__(self, init, shape):
+        self.init, self.shape = init, shape
+
+    def __call__(self, flat, dtype=None):
+        return np.reshape(np.asarray(self.init(self.shape, dtype=dtype)), flat)
 
 
 def _output_dim(output_shape):

@@ -17,9 +17,9 @@ from ..._budget import check_memory
 from .. import constraints, initializers, regularizers
 from ..symbolic import any_symbolic, call_symbolic
 from ..tensor import Tensor
+from ..variables import NAME_COUNTS as _COUNTS
 from ..variables import Variable
 
-_COUNTS = {}
 _TRAINING = [False]          # the training flag of the calls in progress (outermost first)
 _TRAINING_GIVEN = [False]    # whether one of them was given `training` (Keras's None: not)
 _OUTER_CALLS = [0]           # outermost calls so far: a layer's losses last one outer call
@@ -264,6 +264,15 @@ class Layer:
         self._inbound_nodes = []      # functional API: the calls on symbolic tensors
         self.input_shape = None
         self.output_shape = None
+
+    def __getstate__(self):
+        # the last call's losses (activity regularizers, add_loss) keep their values but not
+        # their autograd graph, whose closures neither pickle nor deep-copy
+        d = dict(self.__dict__)
+        if d.get("_losses"):
+            d["_losses"] = [Tensor(t.data) if isinstance(t, Tensor) else t
+                            for t in d["_losses"]]
+        return d
 
     @property
     def trainable(self):

@@ -174,12 +174,16 @@ def _shape_accuracy(module):
     (they are fixed per output): the loss named in compile does not decide it in Keras 3,
     so an MSE or hinge model with a (n, 1) output gets binary accuracy, not argmax of one
     column (always 0), and one-hot targets under a KL loss no longer fail to broadcast."""
+    return accuracy
+
+
+def accuracy(y_true, y_pred):
+    """'accuracy' by the shapes (see _shape_accuracy): a module-level function, not a
+    closure, so that a model compiled with it pickles."""
+    module = _metrics_module()
     fns = {"binary": module.binary_accuracy, "sparse": module.sparse_categorical_accuracy,
            "categorical": module.categorical_accuracy}
-
-    def accuracy(y_true, y_pred):
-        return fns[_accuracy_kind(y_true, y_pred)](y_true, y_pred)
-    return accuracy
+    return fns[_accuracy_kind(y_true, y_pred)](y_true, y_pred)
 
 
 def resolve_metric(identifier):
