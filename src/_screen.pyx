@@ -104,11 +104,11 @@ cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize
     if N and C and ch != NULL and _use_avx512:
         wsk_dense_chain_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum, row, ch.Lg,
                                ch.hop, ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion,
-                               row + 6 * C, rows, ch.exact, &done)
+                               ch.push, row + 6 * C, rows, ch.exact, &done)
     elif N and C and ch != NULL:
         wsk_dense_chain(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum, row, ch.Lg, ch.hop,
-                        ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion, row + 6 * C,
-                        rows, ch.exact, &done)
+                        ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion, ch.push,
+                        row + 6 * C, rows, ch.exact, &done)
     elif N and C and _use_avx512:
         wsk_dense_samples_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
                                  work, first, last)
@@ -232,23 +232,15 @@ cdef class DenseStep:
             raise ValueError(f"x_nz must have the step's {self.K} rows; received shape "
                              f"({K}, {N})")
         check_wpv("dense_stream", self.wpv, K, N)
-        if self.push >= 0 and self.dt > 1.0:
-            # the send queue's chain (chain_columns' serial path): dense_stream's arrays
-            # made, then its chain, not fused into the pass (the same figures)
-            _, _, _, a, v, d = dense_stream(x_nz, self.k_b, self.tmax, self.eos, self.wpv,
-                                            self.dt, self.fill, (
-                                                self.L, self.hop, self.ramp, self.lat,
-                                                self.launch, self.task, self.cushion,
-                                                self.push))
-            return a, v, d
         # chain_columns' checks, before the pass that now runs the chain
         check_chain_args("dense_stream", self.L, self.cushion)
         # the chain of dense_stream's pipeline= (unshifted; its exact scan where
-        # _exact_inputs shows it, as there), each sample's row taken as made
+        # _exact_inputs shows it, as there; the send queue's serial rounds where push
+        # binds, as there), each sample's row taken as made
         cdef StepChain ch
         ch.Lg, ch.fill, ch.hop, ch.ramp = self.L[0], 0.0, self.hop, self.ramp
         ch.lat, ch.launch, ch.task = self.lat, self.launch, self.task
-        ch.cushion, ch.exact = self.cushion, 0
+        ch.cushion, ch.exact, ch.push = self.cushion, 0, self.push
         cdef int64_t a_max = 0, v_max = 0
         cdef double done = 0.0
         cdef int rc

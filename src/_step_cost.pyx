@@ -742,12 +742,12 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     if N and C and ch != NULL and _use_avx512:
         v_max = wsk_ws_chain_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill,
                                     V, row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch,
-                                    ch.task, ch.cushion, row + 6 * C, rows, ch.exact,
-                                    &done)
+                                    ch.task, ch.cushion, ch.push, row + 6 * C, rows,
+                                    ch.exact, &done)
     elif N and C and ch != NULL:
         v_max = wsk_ws_chain(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill, V,
                              row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch, ch.task,
-                             ch.cushion, row + 6 * C, rows, ch.exact, &done)
+                             ch.cushion, ch.push, row + 6 * C, rows, ch.exact, &done)
     elif N and C and _use_avx512:
         v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, V,
                                       work, first, last)
@@ -914,14 +914,13 @@ cdef class WsStep:
         check_wpv("ws_step_columns", self.s.wpv, K, N)
         # chain_columns' checks, before the pass that now runs the chain
         check_chain_args("ws_step_columns", self.L, self.cushion)
-        if self.push >= 0 and self.s.dt > 1.0:
-            return self._run_push(x_nz)
         # the chain of ws_step_columns' pipeline= (its shifted rounds, never the exact
-        # scan: its inputs are not known to be whole), each sample's row taken as made
+        # scan: its inputs are not known to be whole; the send queue's where push binds),
+        # each sample's row taken as made
         cdef StepChain ch
         ch.Lg, ch.fill, ch.hop, ch.ramp = self.L[0], self.fill, self.hop, self.ramp
         ch.lat, ch.launch, ch.task = self.lat, self.launch, self.s.task
-        ch.cushion, ch.exact = self.cushion, 0
+        ch.cushion, ch.exact, ch.push = self.cushion, 0, self.push
         cdef double busy, done = 0.0
         cdef int64_t v_max, sram, v_west
         cdef bint any_comp
@@ -932,31 +931,6 @@ cdef class WsStep:
                          &done)
         if rc < 0:
             raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
-        return (float(busy), int(v_max), int(sram), float(done), int(v_west))
-
-    def _run_push(self, const unsigned char[:, :] x_nz):
-        # run's figures where the send queue frees the chain's first PE early (a link
-        # slower than a wavelet a cycle): ws_step_columns' arrays made, then its chain
-        # through chain_columns' serial path (wsk_chain_next2 pairs no such chain)
-        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = self.s.C
-        work_a, first_a, last_a = np.empty((N, C)), np.empty((N, C)), np.empty((N, C))
-        cdef double[:, ::1] work = work_a
-        cdef double[:, ::1] first = first_a
-        cdef double[:, ::1] last = last_a
-        cdef double busy
-        cdef int64_t v_max, sram, v_west
-        cdef bint any_comp
-        cdef int rc
-        with nogil:
-            rc = _ws_run(&self.s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1],
-                         &work[0, 0], &first[0, 0], &last[0, 0], &busy, &v_max, &sram,
-                         &any_comp, &v_west)
-        if rc < 0:
-            raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
-        cdef double done = chain_columns("ws_step_columns", self.L, work, first, last, True,
-                                         self.fill, self.hop, self.ramp, self.lat,
-                                         self.launch, self.s.task, self.cushion, False,
-                                         -1.0, self.s.dt, self.push)
         return (float(busy), int(v_max), int(sram), float(done), int(v_west))
 
 

@@ -54,25 +54,25 @@ cdef extern from "wsk_step_chain.h" nogil:
                          const double* share, const double* tm, double eos, int64_t wpv,
                          double dt, double fill, int64_t* V, double* row, long Lg,
                          double hop, double ramp, double lat, double launch, double task,
-                         double cushion, double* chain, Py_ssize_t rows, int exact,
-                         double* done)
+                         double cushion, long push, double* chain, Py_ssize_t rows,
+                         int exact, double* done)
     int64_t wsk_ws_chain_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                                 const double* share, const double* tm, double eos,
                                 int64_t wpv, double dt, double fill, int64_t* V, double* row,
                                 long Lg, double hop, double ramp, double lat, double launch,
-                                double task, double cushion, double* chain, Py_ssize_t rows,
-                                int exact, double* done)
+                                double task, double cushion, long push, double* chain,
+                                Py_ssize_t rows, int exact, double* done)
     void wsk_dense_chain(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn, double tmax,
                          double eos, int64_t wpv, double dt, double fill, int64_t* V,
                          int64_t* Asum, double* row, long Lg, double hop, double ramp,
                          double lat, double launch, double task, double cushion,
-                         double* chain, Py_ssize_t rows, int exact, double* done)
+                         long push, double* chain, Py_ssize_t rows, int exact, double* done)
     void wsk_dense_chain_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                                 double tmax, double eos, int64_t wpv, double dt, double fill,
                                 int64_t* V, int64_t* Asum, double* row, long Lg, double hop,
                                 double ramp, double lat, double launch, double task,
-                                double cushion, double* chain, Py_ssize_t rows, int exact,
-                                double* done)
+                                double cushion, long push, double* chain, Py_ssize_t rows,
+                                int exact, double* done)
 
 
 cdef struct StepChain:
@@ -81,3 +81,4 @@ cdef struct StepChain:
     long Lg
     double fill, hop, ramp, lat, launch, task, cushion
     int exact
+    long push               # the first PE's send queue (chain_rounds'), -1 without
