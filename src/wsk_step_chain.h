@@ -113,11 +113,11 @@
 #define WSK_WS_CHAIN_ARGS \
         ptrdiff_t N, ptrdiff_t C, const int64_t* restrict a_cn, \
         const double* restrict share, const double* restrict tm, double eos, int64_t wpv, \
-        double dt, double fill, int64_t* restrict V, WSK_STEP_CHAIN_ARGS
+        double dt, double fill, int64_t rampL, int64_t* restrict V, WSK_STEP_CHAIN_ARGS
 #define WSK_DENSE_CHAIN_ARGS \
         ptrdiff_t N, ptrdiff_t C, const int64_t* restrict a_cn, double tmax, double eos, \
-        int64_t wpv, double dt, double fill, int64_t* restrict V, int64_t* restrict Asum, \
-        WSK_STEP_CHAIN_ARGS
+        int64_t wpv, double dt, double fill, int64_t rampL, int64_t* restrict V, \
+        int64_t* restrict Asum, WSK_STEP_CHAIN_ARGS
 
 WSK_STREAM_FN int64_t wsk_ws_chain(WSK_WS_CHAIN_ARGS) WSK_WS_CHAIN_BODY
 WSK_STREAM_FN void wsk_dense_chain(WSK_DENSE_CHAIN_ARGS) WSK_DENSE_CHAIN_BODY
