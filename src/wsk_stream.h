@@ -138,9 +138,10 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
  * (WSK_SAMPLES_ROW: sample n's row alone). ``rampL`` > 0: the ramp floor (analytic's
  * _ramp_floor): a column past the first takes its stream and the chain's sums (rampL
  * wavelets a round) through one ramp, round n - 2's before round n ends, so its last is
- * (V + sn) * dt - dt, sn = (n - 1) * rampL (0 for n < 2: the plain last) */
+ * (V + sn) * dt - dt, sn = (n - 1) * rampL (0 for n < 2: the plain last; V and sn whole
+ * floats below 2**52, so V + sn is exact, the one conversion of V shared with cum) */
 #define WSK_SAMPLES_ROW(...)                                                            \
-        const int64_t sn = n > 1 ? (int64_t) (n - 1) * rampL : 0;                       \
+        const double sn = n > 1 ? (double) ((int64_t) (n - 1) * rampL) : 0.0;          \
         for (c = 0; c < C; c++) {                                                       \
             const int64_t a = a_cn[c * N + n];                                          \
             const int64_t v = a * wpv + 1;                                              \
@@ -164,12 +165,12 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
         const double y = (double) a * tm[c];                                            \
         wr[c] = (x > y ? x : y) + eos;                                                  \
         fr[c] = cum - (double) v * dt;                                                  \
-        lr[c] = (double) (vs + (c ? sn : 0)) * dt - dt;
+        lr[c] = ((double) vs + (c ? sn : 0.0)) * dt - dt;
 #define WSK_DENSE_ELEMENT                                                               \
         Asum[c] += a;                                                                   \
         wr[c] = (double) a * tmax + eos;                                                \
         fr[c] = (cum - (double) v * dt) + fill;                                         \
-        lr[c] = ((double) (vs + (c ? sn : 0)) * dt - dt) + fill;
+        lr[c] = (((double) vs + (c ? sn : 0.0)) * dt - dt) + fill;
 
 /* weight-stationary (ws_step_columns): per column c, from its counts a = a_cn[c * N + n],
  * w = max(a * share[c], a * tm[c]) (the first only when it is more), work = w + eos,
