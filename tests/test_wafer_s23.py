@@ -188,3 +188,19 @@ def test_the_all_dense_step_takes_the_ramp_floor_as_the_estimate(seed, rate):
     assert analytic.dense_screen_cycles(plan, X != 0, cfg)[0] == want
     _, e = Wafer(cfg).spmm(Wd, X, mapping="weight-stationary", region=region, mode="event")
     assert 1.0 <= e.cycles / want <= 1.065
+
+
+def test_a_ramp_floor_past_two_to_the_52_is_refused_naming_it():
+    """(N - 1) * L joins the pass's int64 sums and its whole floats: past 2**52 it is refused
+    (before the pass), naming the figures, not wrapped or rounded."""
+    rng = np.random.default_rng(0)
+    args = _step_args(rng, 8, 2)
+    x = np.ones((8, 3), np.uint8)
+    big = (np.array([2 ** 51], np.int_), 1.0, 1.0, 3.0, 9.0, 17.0, 3.0, 6, True)
+    with pytest.raises(ValueError, match="ramp floor's sums .* over 3 samples"):
+        ws_step_columns(x, *args, 1.0, 1.0, 1.0, 1, 2.0, pipeline=big)
+    with pytest.raises(ValueError, match="ramp floor's sums"):
+        WsStep(8, *args, 1.0, 1.0, 1.0, 1, 2.0, pipeline=big).run(x)
+    dbig = big[:5] + (1.0, 17.0, 6, True)
+    with pytest.raises(ValueError, match="ramp floor's sums"):
+        DenseStep(8, args[0], 20.0, 1.0, 1, 2.0, 3.0, dbig).run(x)
