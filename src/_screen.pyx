@@ -14,7 +14,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
 from _chain cimport chain_columns, chain_exact, chain_rounds, check_chain_args, whole_number
-from _step_init cimport check_step_init, one_chain, with_push
+from _step_init cimport check_step_init, one_chain, ramp_floor_L, with_push
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_column_sums,
                      wsk_column_sums_avx512, wsk_dense_chain,
                      wsk_dense_chain_avx512, wsk_dense_samples, wsk_dense_samples_avx512,
@@ -55,13 +55,14 @@ cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize
                     double tmax, double eos, long wpv, double dt, double fill, double* work,
                     double* first, double* last, int64_t* a_max_out,
                     int64_t* v_max_out, StepChain* ch=NULL,
-                    double* done_out=NULL) noexcept nogil:
+                    double* done_out=NULL, int64_t rampL=0) noexcept nogil:
     """dense_stream's passes over X (K x N at ``x``, strides ``x_s0``, ``x_s1``) for the C
     + 1 bounds at ``k_b`` (``k_st`` bytes apart): the samples-major (N x C) work, first and
     last and the largest column sums of a and v; -1 where its scratch cannot be had.
     With ``ch`` (a kept step's chain; ``ch.exact`` is filled here, from the sums), each
     sample's row goes to the chain at once (src/wsk_step_chain.h) instead: work, first
-    and last are not read, and the chain's completion goes to ``done_out``."""
+    and last are not read, and the chain's completion goes to ``done_out``. ``rampL``:
+    the ramp floor's sums a round (src/wsk_stream.h; 0: none)."""
     cdef Py_ssize_t c
     cdef int64_t a_max = 0, v_max = 0
     # scratch, each value written before it is read: per column its sums of v and of a,
@@ -102,18 +103,20 @@ cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize
     # sample after sample across the columns (each column's samples in order, so the
     # cumulative sums are the same)
     if N and C and ch != NULL and _use_avx512:
-        wsk_dense_chain_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum, row, ch.Lg,
+        wsk_dense_chain_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, rampL, V, A_sum, row,
+                               ch.Lg,
                                ch.hop, ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion,
-                               row + 6 * C, rows, ch.exact, &done)
+                               ch.push, row + 6 * C, rows, ch.exact, &done)
     elif N and C and ch != NULL:
-        wsk_dense_chain(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum, row, ch.Lg, ch.hop,
-                        ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion, row + 6 * C,
-                        rows, ch.exact, &done)
+        wsk_dense_chain(N, C, a_cn, tmax, eos, wpv, dt, fill, rampL, V, A_sum, row, ch.Lg,
+                        ch.hop,
+                        ch.ramp, ch.lat, ch.launch, ch.task, ch.cushion, ch.push,
+                        row + 6 * C, rows, ch.exact, &done)
     elif N and C and _use_avx512:
-        wsk_dense_samples_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
+        wsk_dense_samples_avx512(N, C, a_cn, tmax, eos, wpv, dt, fill, rampL, V, A_sum,
                                  work, first, last)
     elif N and C:
-        wsk_dense_samples(N, C, a_cn, tmax, eos, wpv, dt, fill, V, A_sum,
+        wsk_dense_samples(N, C, a_cn, tmax, eos, wpv, dt, fill, rampL, V, A_sum,
                           work, first, last)
     for c in range(C if N and ch == NULL else 0):
         if A_sum[c] > a_max:
@@ -155,7 +158,9 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     last as one chain of C positions, ``L`` (one entry) wavelets per round, each link
     holding a wavelet ``dt`` cycles, grid_pipeline's ``dt``), run here on the arrays
     just made: the same recurrence (src/_chain.pxd), so the same float. An eighth entry
-    ``push`` is grid_pipeline's (the first position's send queue; -1 without it).
+    ``push`` is grid_pipeline's (the first position's send queue; -1 without it), a
+    ninth ``shared`` the ramp floor (:func:`_step_cost.ws_step_columns`' ninth: ``last``
+    is at least ``((V + (n - 1) * L) * dt - dt) + fill`` past the first column).
 
     X is read K-major (src/wsk_stream.h), copied first where it is not laid out so; the
     per-sample figures go sample after sample across the columns (each column's samples
@@ -165,6 +170,10 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = k_b.shape[0] - 1
     _check_bounds(k_b, K)
     check_wpv("dense_stream", wpv, K, N)
+    cdef int64_t rampL = 0
+    if pipeline is not None:
+        L_, hop, ramp, lat, launch, task, cushion, push, shared = with_push(pipeline)
+        rampL = ramp_floor_L("dense_stream", shared, one_chain(L_), N)
     work_a = np.empty((N, C))
     first_a = np.empty((N, C))
     last_a = np.empty((N, C))
@@ -176,12 +185,12 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     with nogil:
         rc = _dense_run(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1],
                         <const char*> &k_b[0], k_b.strides[0], C, tmax, eos, wpv, dt, fill,
-                        &work[0, 0], &first[0, 0], &last[0, 0], &a_max, &v_max)
+                        &work[0, 0], &first[0, 0], &last[0, 0], &a_max, &v_max, NULL,
+                        NULL, rampL)
     if rc < 0:
         raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
     if pipeline is None:
         return work_a, first_a, last_a, int(a_max), int(v_max)
-    L_, hop, ramp, lat, launch, task, cushion, push = with_push(pipeline)
     cdef double inputs = _exact_inputs(K, a_max, v_max, tmax, eos, dt, fill)
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("dense_stream", L_, work, first, last, False, 0.0, hop,
@@ -204,12 +213,13 @@ cdef class DenseStep:
     cdef Py_ssize_t K
     cdef double tmax, eos, dt, fill, hop, ramp, lat, launch, task, cushion
     cdef long wpv, push
+    cdef bint shared
 
     def __init__(self, Py_ssize_t K, const long[:] k_b, double tmax, double eos, long wpv,
                  double dt, double fill, pipeline=None):
         check_step_init("DenseStep", "dense_stream's", self.keep, pipeline, K)
         _check_bounds(k_b, K)
-        L_, hop, ramp, lat, launch, task, cushion, push = with_push(pipeline)
+        L_, hop, ramp, lat, launch, task, cushion, push, shared = with_push(pipeline)
         cdef const long[:] L = one_chain(L_)
         # the fields replaced only once every check passed (a refused second __init__
         # leaves the step as it was), on copies the caller cannot write to: the bounds
@@ -222,7 +232,7 @@ cdef class DenseStep:
         self.keep = (kb, Lc)
         self.tmax, self.eos, self.wpv, self.dt, self.fill = tmax, eos, wpv, dt, fill
         self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
-        self.task, self.cushion, self.push = task, cushion, push
+        self.task, self.cushion, self.push, self.shared = task, cushion, push, shared
 
     def run(self, const unsigned char[:, :] x_nz):
         """``(a_max, v_max, done)`` of dense_stream for X's pattern ``x_nz`` (K x N bytes,
@@ -232,23 +242,16 @@ cdef class DenseStep:
             raise ValueError(f"x_nz must have the step's {self.K} rows; received shape "
                              f"({K}, {N})")
         check_wpv("dense_stream", self.wpv, K, N)
-        if self.push >= 0 and self.dt > 1.0:
-            # the send queue's chain (chain_columns' serial path): dense_stream's arrays
-            # made, then its chain, not fused into the pass (the same figures)
-            _, _, _, a, v, d = dense_stream(x_nz, self.k_b, self.tmax, self.eos, self.wpv,
-                                            self.dt, self.fill, (
-                                                self.L, self.hop, self.ramp, self.lat,
-                                                self.launch, self.task, self.cushion,
-                                                self.push))
-            return a, v, d
         # chain_columns' checks, before the pass that now runs the chain
         check_chain_args("dense_stream", self.L, self.cushion)
+        cdef int64_t rampL = ramp_floor_L("dense_stream", self.shared, self.L, N)
         # the chain of dense_stream's pipeline= (unshifted; its exact scan where
-        # _exact_inputs shows it, as there), each sample's row taken as made
+        # _exact_inputs shows it, as there; the send queue's serial rounds where push
+        # binds, as there), each sample's row taken as made
         cdef StepChain ch
         ch.Lg, ch.fill, ch.hop, ch.ramp = self.L[0], 0.0, self.hop, self.ramp
         ch.lat, ch.launch, ch.task = self.lat, self.launch, self.task
-        ch.cushion, ch.exact = self.cushion, 0
+        ch.cushion, ch.exact, ch.push = self.cushion, 0, self.push
         cdef int64_t a_max = 0, v_max = 0
         cdef double done = 0.0
         cdef int rc
@@ -256,7 +259,7 @@ cdef class DenseStep:
             rc = _dense_run(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1],
                             <const char*> &self.k_b[0], self.k_b.strides[0], C, self.tmax,
                             self.eos, self.wpv, self.dt, self.fill, NULL, NULL, NULL,
-                            &a_max, &v_max, &ch, &done)
+                            &a_max, &v_max, &ch, &done, rampL)
         if rc < 0:
             raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
         return int(a_max), int(v_max), float(done)

@@ -11,7 +11,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
 from _chain cimport chain_columns, check_chain_args
-from _step_init cimport check_step_init, one_chain, with_push
+from _step_init cimport check_step_init, one_chain, ramp_floor_L, with_push
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_ws_chain,
                      wsk_ws_chain_avx512, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
@@ -629,12 +629,13 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
                  Py_ssize_t x_s1, double* work, double* first, double* last,
                  double* busy_out, int64_t* v_max_out, int64_t* sram_out,
                  bint* any_comp_out, int64_t* v_west_out, const StepChain* ch=NULL,
-                 double* done_out=NULL) noexcept nogil:
+                 double* done_out=NULL, int64_t rampL=0) noexcept nogil:
     """ws_step_columns' pass over X (K x N at ``x``, strides ``x_s0``, ``x_s1``) and the
     blocks of ``s``, writing the samples-major (N x C) work, first and last and the
     figures; -1 where its scratch cannot be had. With ``ch`` (a kept step's chain), each
     sample's row goes to the chain at once (src/wsk_step_chain.h) instead: work, first
-    and last are not read, and the chain's completion goes to ``done_out``."""
+    and last are not read, and the chain's completion goes to ``done_out``. ``rampL``:
+    the ramp floor's sums a round (src/wsk_stream.h; 0: none)."""
     cdef Py_ssize_t K = s.K, R = s.R, C = s.C
     cdef Py_ssize_t c, k, r, j
     cdef double task = s.task, scalar = s.scalar
@@ -741,18 +742,18 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
             share_c[c] = -INFINITY  # a * share > w never holds (a * -inf <= 0 <= w)
     if N and C and ch != NULL and _use_avx512:
         v_max = wsk_ws_chain_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill,
-                                    V, row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch,
-                                    ch.task, ch.cushion, row + 6 * C, rows, ch.exact,
-                                    &done)
+                                    rampL, V, row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch,
+                                    ch.task, ch.cushion, ch.push, row + 6 * C, rows,
+                                    ch.exact, &done)
     elif N and C and ch != NULL:
-        v_max = wsk_ws_chain(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill, V,
-                             row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch, ch.task,
-                             ch.cushion, row + 6 * C, rows, ch.exact, &done)
+        v_max = wsk_ws_chain(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, ch.fill, rampL,
+                             V, row, ch.Lg, ch.hop, ch.ramp, ch.lat, ch.launch, ch.task,
+                             ch.cushion, ch.push, row + 6 * C, rows, ch.exact, &done)
     elif N and C and _use_avx512:
-        v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, V,
+        v_max = wsk_ws_samples_avx512(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, rampL, V,
                                       work, first, last)
     elif N and C:
-        v_max = wsk_ws_samples(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, V,
+        v_max = wsk_ws_samples(N, C, a_cn, share_c, tm_c, s.eos, s.wpv, s.dt, rampL, V,
                                work, first, last)
     # the most wavelets down one column off the chain's first (its ramp also takes the
     # partial sums from the west: the lower bound's ramp term)
@@ -794,7 +795,10 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     last as one chain of C positions, ``L`` (one entry) wavelets per round, arrivals
     ``fill`` later), run here on the arrays just made: the same recurrence
     (src/_chain.pxd), so the same float. An eighth entry ``push`` is grid_pipeline's
-    (the first position's send queue, wavelets; -1 without it).
+    (the first position's send queue, wavelets; -1 without it), and a ninth ``shared``
+    (True: the ramp floor, analytic's _ramp_floor: a column past the first takes its
+    stream and the chain's sums through one ramp, so its ``last`` is at least
+    ``(V + (n - 1) * L) * dt - dt`` from sample 2 on; the arrays returned carry it).
 
     ``dead`` = :func:`ws_dead_columns` of the same ``t_dense``, ``choice``, ``comp_total``,
     ``dense_total``, ``task`` and ``scalar``: a PE column no activation of the batch reaches
@@ -822,6 +826,10 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     _ws_plan(&s, K, k_b, s_indptr, s_rows, s_data, t_dense, choice, comp_total, dense_total,
              task, scalar, eos, wpv, dt, check, dead, packed, table, sram_bound)
     check_wpv("ws_step_columns", wpv, K, N)
+    cdef int64_t rampL = 0
+    if pipeline is not None:
+        L_, hop, ramp, lat, launch, cushion, fill, push, shared = with_push(pipeline)
+        rampL = ramp_floor_L("ws_step_columns", shared, one_chain(L_), N)
     work_a = np.empty((N, s.C))
     first_a = np.empty((N, s.C))
     last_a = np.empty((N, s.C))
@@ -834,12 +842,12 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef int rc
     with nogil:
         rc = _ws_run(&s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1], &work[0, 0],
-                     &first[0, 0], &last[0, 0], &busy, &v_max, &sram, &any_comp, &v_west)
+                     &first[0, 0], &last[0, 0], &busy, &v_max, &sram, &any_comp, &v_west,
+                     NULL, NULL, rampL)
     if rc < 0:
         raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
     if pipeline is None:
         return (work_a, first_a, last_a, float(busy), int(v_max), int(sram), bool(any_comp))
-    L_, hop, ramp, lat, launch, cushion, fill, push = with_push(pipeline)
     # the chain 8 positions wide on the AVX-512 path (the same floats)
     cdef double done = chain_columns("ws_step_columns", L_, work, first, last, True, fill, hop,
                                      ramp, lat, launch, task, cushion, _use_avx512, -1.0, dt,
@@ -873,6 +881,7 @@ cdef class WsStep:
     cdef const long[:] L
     cdef double hop, ramp, lat, launch, cushion, fill
     cdef long push
+    cdef bint shared
 
     def __init__(self, Py_ssize_t K, const long[:] k_b, const int64_t[::1] s_indptr,
                  const int32_t[::1] s_rows, const int32_t[::1] s_data,
@@ -881,7 +890,7 @@ cdef class WsStep:
                  bint check=True, pipeline=None, dead=None, packed=None, table=None,
                  sram_bound=None):
         check_step_init("WsStep", "ws_step_columns'", self.keep, pipeline, K)
-        L_, hop, ramp, lat, launch, cushion, fill, push = with_push(pipeline)
+        L_, hop, ramp, lat, launch, cushion, fill, push, shared = with_push(pipeline)
         cdef const long[:] L = one_chain(L_)
         # the checks on the caller's arrays (its refusals), then the plan made again on
         # read-only copies, and only then the step's own fields replaced: a refused call
@@ -901,7 +910,7 @@ cdef class WsStep:
         self.keep = keep
         self.L = _frozen_copy(L)
         self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
-        self.cushion, self.fill, self.push = cushion, fill, push
+        self.cushion, self.fill, self.push, self.shared = cushion, fill, push, shared
 
     def run(self, const unsigned char[:, :] x_nz):
         """``(busy, v_max, sram, done, v_west)`` for X's pattern ``x_nz`` (K x N bytes, any
@@ -914,14 +923,14 @@ cdef class WsStep:
         check_wpv("ws_step_columns", self.s.wpv, K, N)
         # chain_columns' checks, before the pass that now runs the chain
         check_chain_args("ws_step_columns", self.L, self.cushion)
-        if self.push >= 0 and self.s.dt > 1.0:
-            return self._run_push(x_nz)
+        cdef int64_t rampL = ramp_floor_L("ws_step_columns", self.shared, self.L, N)
         # the chain of ws_step_columns' pipeline= (its shifted rounds, never the exact
-        # scan: its inputs are not known to be whole), each sample's row taken as made
+        # scan: its inputs are not known to be whole; the send queue's where push binds),
+        # each sample's row taken as made
         cdef StepChain ch
         ch.Lg, ch.fill, ch.hop, ch.ramp = self.L[0], self.fill, self.hop, self.ramp
         ch.lat, ch.launch, ch.task = self.lat, self.launch, self.s.task
-        ch.cushion, ch.exact = self.cushion, 0
+        ch.cushion, ch.exact, ch.push = self.cushion, 0, self.push
         cdef double busy, done = 0.0
         cdef int64_t v_max, sram, v_west
         cdef bint any_comp
@@ -929,34 +938,9 @@ cdef class WsStep:
         with nogil:
             rc = _ws_run(&self.s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1],
                          NULL, NULL, NULL, &busy, &v_max, &sram, &any_comp, &v_west, &ch,
-                         &done)
+                         &done, rampL)
         if rc < 0:
             raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
-        return (float(busy), int(v_max), int(sram), float(done), int(v_west))
-
-    def _run_push(self, const unsigned char[:, :] x_nz):
-        # run's figures where the send queue frees the chain's first PE early (a link
-        # slower than a wavelet a cycle): ws_step_columns' arrays made, then its chain
-        # through chain_columns' serial path (wsk_chain_next2 pairs no such chain)
-        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = self.s.C
-        work_a, first_a, last_a = np.empty((N, C)), np.empty((N, C)), np.empty((N, C))
-        cdef double[:, ::1] work = work_a
-        cdef double[:, ::1] first = first_a
-        cdef double[:, ::1] last = last_a
-        cdef double busy
-        cdef int64_t v_max, sram, v_west
-        cdef bint any_comp
-        cdef int rc
-        with nogil:
-            rc = _ws_run(&self.s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1],
-                         &work[0, 0], &first[0, 0], &last[0, 0], &busy, &v_max, &sram,
-                         &any_comp, &v_west)
-        if rc < 0:
-            raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
-        cdef double done = chain_columns("ws_step_columns", self.L, work, first, last, True,
-                                         self.fill, self.hop, self.ramp, self.lat,
-                                         self.launch, self.s.task, self.cushion, False,
-                                         -1.0, self.s.dt, self.push)
         return (float(busy), int(v_max), int(sram), float(done), int(v_west))
 
 

@@ -1,5 +1,6 @@
 # The checks a kept step's __init__ makes before taking its arrays (_step_cost.WsStep,
 # _screen.DenseStep), in one place so both refuse alike (header-only, inlined).
+from libc.stdint cimport int64_t
 
 cdef inline int check_step_init(str step, str funcs, object keep, object pipeline,
                                 Py_ssize_t K) except -1:
@@ -25,17 +26,42 @@ cdef inline const long[:] one_chain(const long[:] L):
 
 
 cdef inline tuple with_push(object pipeline):
-    # a pipeline= tuple of 7 figures, or 8 with the send queue's ``push`` last
+    # a pipeline= tuple of 7 figures, 8 with the send queue's ``push``, or 9 with push and
+    # ``shared`` (whether the ramp floor applies: analytic._ramp_floor); 9 out, always
     import numbers
     t = tuple(pipeline)
     if len(t) == 7:
-        return t + (-1,)
-    if len(t) != 8:
-        raise ValueError(f"pipeline must hold 7 figures, or 8 with push; received {len(t)}")
+        return t + (-1, False)
+    if len(t) not in (8, 9):
+        raise ValueError(f"pipeline must hold 7 figures, or 8 with push; received {len(t)} "
+                         f"(9: push, then whether the ramp floor applies)")
     push = t[7]
     # a fraction would be cut to a whole number silently (the chain takes a long); NumPy's
     # integers are Integral, its bool_ is not
     if isinstance(push, bool) or not isinstance(push, numbers.Integral):
         raise ValueError(f"pipeline's push (its eighth figure) must be a whole number of "
                          f"wavelets, -1 for no send queue; received {push!r}")
-    return t
+    if len(t) == 8:
+        return t + (False,)
+    if not isinstance(t[8], (bool, np_bool_type())):
+        raise ValueError(f"pipeline's ninth figure (whether the ramp floor applies) must be "
+                         f"True or False; received {t[8]!r}")
+    return t[:8] + (bool(t[8]),)
+
+
+cdef inline object np_bool_type():
+    import numpy
+    return numpy.bool_
+
+
+cdef inline int64_t ramp_floor_L(str caller, bint shared, const long[:] L,
+                                 Py_ssize_t N) except -1:
+    # the samples' pass's rampL (src/wsk_stream.h): the chain's sums a round where the
+    # ramp floor applies, else 0; (N - 1) * L is added to the int64 sums of v, and the
+    # floats are whole only below 2**52
+    if not shared or L.shape[0] != 1 or L[0] <= 0:
+        return 0
+    if L[0] > 4503599627370496 // (N if N > 1 else 1):
+        raise ValueError(f"{caller}: the ramp floor's sums ({L[0]} wavelets a round over "
+                         f"{N} samples) pass 2**52; pass shared False or fewer samples")
+    return L[0]

@@ -13,18 +13,20 @@ cdef extern from "wsk_stream.h" nogil:
                              int nz, int64_t* out, int64_t* A)
     int64_t wsk_ws_samples(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                            const double* share, const double* tm, double eos, int64_t wpv,
-                           double dt, int64_t* V, double* work, double* first, double* last)
+                           double dt, int64_t rampL, int64_t* V, double* work, double* first,
+                           double* last)
     int64_t wsk_ws_samples_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                                   const double* share, const double* tm, double eos,
-                                  int64_t wpv, double dt, int64_t* V, double* work,
-                                  double* first, double* last)
+                                  int64_t wpv, double dt, int64_t rampL, int64_t* V,
+                                  double* work, double* first, double* last)
     void wsk_dense_samples(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn, double tmax,
-                           double eos, int64_t wpv, double dt, double fill, int64_t* V,
-                           int64_t* Asum, double* work, double* first, double* last)
+                           double eos, int64_t wpv, double dt, double fill, int64_t rampL,
+                           int64_t* V, int64_t* Asum, double* work, double* first,
+                           double* last)
     void wsk_dense_samples_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                                   double tmax, double eos, int64_t wpv, double dt,
-                                  double fill, int64_t* V, int64_t* Asum, double* work,
-                                  double* first, double* last)
+                                  double fill, int64_t rampL, int64_t* V, int64_t* Asum,
+                                  double* work, double* first, double* last)
     int wsk_stream_avx512_runs()
 
 
@@ -52,27 +54,28 @@ cdef extern from "wsk_step_chain.h" nogil:
                                 int64_t wpv, int64_t* a_max, int64_t* v_max)
     int64_t wsk_ws_chain(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                          const double* share, const double* tm, double eos, int64_t wpv,
-                         double dt, double fill, int64_t* V, double* row, long Lg,
+                         double dt, double fill, int64_t rampL, int64_t* V, double* row,
+                         long Lg,
                          double hop, double ramp, double lat, double launch, double task,
-                         double cushion, double* chain, Py_ssize_t rows, int exact,
-                         double* done)
+                         double cushion, long push, double* chain, Py_ssize_t rows,
+                         int exact, double* done)
     int64_t wsk_ws_chain_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                                 const double* share, const double* tm, double eos,
-                                int64_t wpv, double dt, double fill, int64_t* V, double* row,
-                                long Lg, double hop, double ramp, double lat, double launch,
-                                double task, double cushion, double* chain, Py_ssize_t rows,
-                                int exact, double* done)
+                                int64_t wpv, double dt, double fill, int64_t rampL,
+                                int64_t* V, double* row, long Lg, double hop, double ramp, double lat, double launch,
+                                double task, double cushion, long push, double* chain,
+                                Py_ssize_t rows, int exact, double* done)
     void wsk_dense_chain(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn, double tmax,
-                         double eos, int64_t wpv, double dt, double fill, int64_t* V,
-                         int64_t* Asum, double* row, long Lg, double hop, double ramp,
+                         double eos, int64_t wpv, double dt, double fill, int64_t rampL,
+                         int64_t* V, int64_t* Asum, double* row, long Lg, double hop, double ramp,
                          double lat, double launch, double task, double cushion,
-                         double* chain, Py_ssize_t rows, int exact, double* done)
+                         long push, double* chain, Py_ssize_t rows, int exact, double* done)
     void wsk_dense_chain_avx512(Py_ssize_t N, Py_ssize_t C, const int64_t* a_cn,
                                 double tmax, double eos, int64_t wpv, double dt, double fill,
-                                int64_t* V, int64_t* Asum, double* row, long Lg, double hop,
+                                int64_t rampL, int64_t* V, int64_t* Asum, double* row, long Lg, double hop,
                                 double ramp, double lat, double launch, double task,
-                                double cushion, double* chain, Py_ssize_t rows, int exact,
-                                double* done)
+                                double cushion, long push, double* chain, Py_ssize_t rows,
+                                int exact, double* done)
 
 
 cdef struct StepChain:
@@ -81,3 +84,4 @@ cdef struct StepChain:
     long Lg
     double fill, hop, ramp, lat, launch, task, cushion
     int exact
+    long push               # the first PE's send queue (chain_rounds'), -1 without

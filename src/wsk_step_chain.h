@@ -9,8 +9,8 @@
  *
  *   row: 6 * C scratch (two samples' rows); chain: 4 * C + rows * C scratch (E, free1,
  *   free2, free_, and hist: the last ``rows`` rounds' G, wsk_chain_rows(N, Lg, C, cushion));
- *   the chain's figures as chain_rounds takes them (src/_chain.pxd), ``exact`` as
- *   wsk_chain_impl's. N >= 1 and C >= 1 (else there is no round: the caller's 0.0). */
+ *   the chain's figures as chain_rounds takes them (src/_chain.pxd, ``push`` included),
+ *   ``exact`` as wsk_chain_impl's. N >= 1 and C >= 1 (else there is no round: the caller's 0.0). */
 #ifndef WSK_STEP_CHAIN_H
 #define WSK_STEP_CHAIN_H
 
@@ -19,18 +19,24 @@
 
 #define WSK_STEP_CHAIN_ARGS \
         double* restrict row, long Lg, double hop, double ramp, double lat, \
-        double launch, double task, double cushion, double* restrict chain, \
+        double launch, double task, double cushion, long push, double* restrict chain, \
         ptrdiff_t rows, int exact, double* restrict done
 
 /* two samples' rows (row and row + 3 * C) go to the chain as a pair of rounds
  * (wsk_chain_next2: the same floats) where it has a serial scan and N >= 2, so rows >= 2;
- * an odd N's last, and every other chain, a round at a time */
+ * an odd N's last, and every other chain, a round at a time. ``push`` >= 0 on a link
+ * slower than a wavelet a cycle: the first PE's send queue (wsk_chain_rounds_push's
+ * rounds, serial and not exact: the same floats); elsewhere it cannot bind (push -1) */
 #define WSK_STEP_CHAIN_ROUNDS(shifted, f, ELEMENT)                                      \
     wsk_chain_state s;                                                                  \
     wsk_chain_begin(&s, shifted, f, Lg, C, hop, ramp, lat, launch, task, cushion, 0.0,  \
                     chain, chain + C, chain + 2 * C, chain + 3 * C, chain + 4 * C, rows,  \
                     dt);                                                                \
-    if (!exact && C > 1 && Lg != 0 && N > 1) {                                          \
+    if (push >= 0 && dt > 1.0) {                                                        \
+        s.push = push;                                                                  \
+        exact = 0;                                                                      \
+    }                                                                                   \
+    if (!exact && C > 1 && Lg != 0 && N > 1 && s.push < 0) {                            \
         for (n = 0; n < N; n++) {                                                       \
             double* restrict wr = row + (n & 1 ? 3 * C : 0);                            \
             double* restrict fr = wr + C;                                               \
@@ -107,11 +113,11 @@
 #define WSK_WS_CHAIN_ARGS \
         ptrdiff_t N, ptrdiff_t C, const int64_t* restrict a_cn, \
         const double* restrict share, const double* restrict tm, double eos, int64_t wpv, \
-        double dt, double fill, int64_t* restrict V, WSK_STEP_CHAIN_ARGS
+        double dt, double fill, int64_t rampL, int64_t* restrict V, WSK_STEP_CHAIN_ARGS
 #define WSK_DENSE_CHAIN_ARGS \
         ptrdiff_t N, ptrdiff_t C, const int64_t* restrict a_cn, double tmax, double eos, \
-        int64_t wpv, double dt, double fill, int64_t* restrict V, int64_t* restrict Asum, \
-        WSK_STEP_CHAIN_ARGS
+        int64_t wpv, double dt, double fill, int64_t rampL, int64_t* restrict V, \
+        int64_t* restrict Asum, WSK_STEP_CHAIN_ARGS
 
 WSK_STREAM_FN int64_t wsk_ws_chain(WSK_WS_CHAIN_ARGS) WSK_WS_CHAIN_BODY
 WSK_STREAM_FN void wsk_dense_chain(WSK_DENSE_CHAIN_ARGS) WSK_DENSE_CHAIN_BODY

@@ -135,8 +135,13 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
 /* the samples' pass shared by the two below: for each sample n, across the columns c, the
  * column's count a = a_cn[c * N + n], v = a * wpv + 1, its running sum V[c] of v and
  * cum = V * dt; then ELEMENT writes the row's work, first and last (wr, fr, lr) at c
- * (WSK_SAMPLES_ROW: sample n's row alone) */
+ * (WSK_SAMPLES_ROW: sample n's row alone). ``rampL`` > 0: the ramp floor (analytic's
+ * _ramp_floor): a column past the first takes its stream and the chain's sums (rampL
+ * wavelets a round) through one ramp, round n - 2's before round n ends, so its last is
+ * (V + sn) * dt - dt, sn = (n - 1) * rampL (0 for n < 2: the plain last; V and sn whole
+ * floats below 2**52, so V + sn is exact, the one conversion of V shared with cum) */
 #define WSK_SAMPLES_ROW(...)                                                            \
+        const double sn = n > 1 ? (double) ((int64_t) (n - 1) * rampL) : 0.0;          \
         for (c = 0; c < C; c++) {                                                       \
             const int64_t a = a_cn[c * N + n];                                          \
             const int64_t v = a * wpv + 1;                                              \
@@ -160,12 +165,12 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
         const double y = (double) a * tm[c];                                            \
         wr[c] = (x > y ? x : y) + eos;                                                  \
         fr[c] = cum - (double) v * dt;                                                  \
-        lr[c] = cum - dt;
+        lr[c] = ((double) vs + (c ? sn : 0.0)) * dt - dt;
 #define WSK_DENSE_ELEMENT                                                               \
         Asum[c] += a;                                                                   \
         wr[c] = (double) a * tmax + eos;                                                \
         fr[c] = (cum - (double) v * dt) + fill;                                         \
-        lr[c] = (cum - dt) + fill;
+        lr[c] = (((double) vs + (c ? sn : 0.0)) * dt - dt) + fill;
 
 /* weight-stationary (ws_step_columns): per column c, from its counts a = a_cn[c * N + n],
  * w = max(a * share[c], a * tm[c]) (the first only when it is more), work = w + eos,
@@ -175,8 +180,8 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
 #define WSK_WS_SAMPLES_ARGS \
         ptrdiff_t N, ptrdiff_t C, const int64_t* restrict a_cn, \
         const double* restrict share, const double* restrict tm, double eos, int64_t wpv, \
-        double dt, int64_t* restrict V, double* restrict work, double* restrict first, \
-        double* restrict last
+        double dt, int64_t rampL, int64_t* restrict V, double* restrict work, \
+        double* restrict first, double* restrict last
 #define WSK_WS_SAMPLES_BODY                                                             \
 {                                                                                       \
     ptrdiff_t n, c;                                                                     \
@@ -196,8 +201,9 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
  * column's sums of v and of a at the end (Asum: the sum of a over the samples) */
 #define WSK_DENSE_SAMPLES_ARGS \
         ptrdiff_t N, ptrdiff_t C, const int64_t* restrict a_cn, double tmax, double eos, \
-        int64_t wpv, double dt, double fill, int64_t* restrict V, int64_t* restrict Asum, \
-        double* restrict work, double* restrict first, double* restrict last
+        int64_t wpv, double dt, double fill, int64_t rampL, int64_t* restrict V, \
+        int64_t* restrict Asum, double* restrict work, double* restrict first, \
+        double* restrict last
 #define WSK_DENSE_SAMPLES_BODY                                                          \
 {                                                                                       \
     ptrdiff_t n, c;                                                                     \

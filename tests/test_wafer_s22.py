@@ -122,9 +122,10 @@ def test_a_pipeline_of_the_wrong_length_is_refused_naming_it():
     with pytest.raises(ValueError, match="7 figures, or 8 with push; received 6"):
         ws_step_columns(x, *args, 1.0, 1.0, 1.0, 1, 2.0,
                         pipeline=(np.array([2]), 1.0, 1.0, 3.0, 9.0, 17.0))
-    with pytest.raises(ValueError, match="7 figures, or 8 with push; received 9"):
+    # nine is push and the ramp floor's flag (wafer23): ten is refused
+    with pytest.raises(ValueError, match="7 figures, or 8 with push; received 10"):
         dense_stream(x, args[0], 20.0, 1.0, 1, 2.0, 3.0,
-                     (np.array([2]), 1.0, 1.0, 3.0, 9.0, 1.0, 17.0, 6, 0))
+                     (np.array([2]), 1.0, 1.0, 3.0, 9.0, 1.0, 17.0, 6, False, 0))
 
 
 @pytest.mark.parametrize("rate", [0.25, 0.5, 1.0, 4.0])

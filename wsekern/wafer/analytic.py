@@ -376,7 +376,7 @@ def _step_structure(w, config, region):
                              float(config.ramp_cycles), float(_turnaround(config)),
                              float(config.task_cycles + config.setup_cycles),
                              float(_cushion(config)), float(structure["fill"][0]),
-                             _send_queue(config))
+                             _send_queue(config), True)
     # each entry's row block and count in one uint16 where both fit in a byte (None
     # otherwise): the step's pass over X reads a quarter of the memory
     structure["packed"] = _ws_pack_entries(structure["s_rows"], structure["s_data"])
@@ -482,7 +482,7 @@ def screen_price(ops, config, region, what="spmm"):
     L = red_wavelets.astype(np.int64) if C > 1 else np.zeros(R, np.int64)
     fill = R * config.hop_cycles + config.ramp_cycles
     est = _pipeline_cycles(config, work_cn[None], v_cn, dt, np.array([fill], np.float64),
-                           L.max(keepdims=True), push=_send_queue(config))
+                           L.max(keepdims=True), push=_send_queue(config), shared=True)
     # _ws_cycles' floor: the busiest ramp's load
     L_max = int(L.max())
     if C > 1 and L_max > 0:
@@ -558,11 +558,14 @@ class _BlockWork:
         from .._screen import ws_pipeline
         R, C, N = self.shape
         cum = np.cumsum(v, axis=1) * dt
+        # a column past the first takes its stream and its row's sums through one ramp:
+        # the floor with the rows' fewest sums (a floor of every row's chain)
+        last = np.maximum(cum - dt, _ramp_floor(v, dt, int(np.min(L))))
         work_cn = np.empty((C, N))
         # arrivals samples-major (transposed views): the recurrence reads a round's
         # positions one after another
         est = ws_pipeline(*self.args, np.ascontiguousarray((cum - v * dt).T, np.float64).T,
-                          np.ascontiguousarray((cum - dt).T, np.float64).T,
+                          np.ascontiguousarray(last.T, np.float64).T,
                           np.ascontiguousarray(fill, np.float64),
                           np.ascontiguousarray(L, np.int_), config.hop_cycles,
                           config.ramp_cycles, _turnaround(config),
@@ -607,7 +610,7 @@ def _ws_cycles(ops, pl, config, work, work_cn, arrivals, per_pe, exact=True):
         est, work_cn = work.pipeline(config, v_cn, dt, fill_r, L)
     else:
         est = _pipeline_cycles(config, work, v_cn, dt, fill_r, L, arrivals,
-                               push=_send_queue(config))
+                               push=_send_queue(config), shared=True)
     fill = R * config.hop_cycles + config.ramp_cycles
     L = int(L.max())
 
@@ -784,7 +787,7 @@ def _dense_screen_step(plan, config):
     dt = _link_dt(config)
     pipeline = (L, float(config.hop_cycles), float(ramp), float(plan["turnaround"]),
                 float(config.task_cycles + config.setup_cycles), float(task),
-                float(plan["cushion"]), _send_queue(config))
+                float(plan["cushion"]), _send_queue(config), True)
     # the end-of-stream task is the task's cycles (eos)
     call = (plan["k_b"], plan["tmax"], task, config.wavelets_per_sparse_value, dt,
             plan["fill"], pipeline)
