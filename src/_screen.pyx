@@ -173,7 +173,7 @@ def dense_stream(const unsigned char[:, :] x_nz, const long[:] k_b, double tmax,
     cdef int64_t rampL = 0
     if pipeline is not None:
         L_, hop, ramp, lat, launch, task, cushion, push, shared = with_push(pipeline)
-        rampL = ramp_floor_L("dense_stream", shared, one_chain(L_), N)
+        rampL = ramp_floor_L("dense_stream", shared, one_chain(L_), N, K, wpv)
     work_a = np.empty((N, C))
     first_a = np.empty((N, C))
     last_a = np.empty((N, C))
@@ -244,7 +244,8 @@ cdef class DenseStep:
         check_wpv("dense_stream", self.wpv, K, N)
         # chain_columns' checks, before the pass that now runs the chain
         check_chain_args("dense_stream", self.L, self.cushion)
-        cdef int64_t rampL = ramp_floor_L("dense_stream", self.shared, self.L, N)
+        cdef int64_t rampL = ramp_floor_L("dense_stream", self.shared, self.L, N, K,
+                                          self.wpv)
         # the chain of dense_stream's pipeline= (unshifted; its exact scan where
         # _exact_inputs shows it, as there; the send queue's serial rounds where push
         # binds, as there), each sample's row taken as made

@@ -829,7 +829,7 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
     cdef int64_t rampL = 0
     if pipeline is not None:
         L_, hop, ramp, lat, launch, cushion, fill, push, shared = with_push(pipeline)
-        rampL = ramp_floor_L("ws_step_columns", shared, one_chain(L_), N)
+        rampL = ramp_floor_L("ws_step_columns", shared, one_chain(L_), N, K, wpv)
     work_a = np.empty((N, s.C))
     first_a = np.empty((N, s.C))
     last_a = np.empty((N, s.C))
@@ -923,7 +923,8 @@ cdef class WsStep:
         check_wpv("ws_step_columns", self.s.wpv, K, N)
         # chain_columns' checks, before the pass that now runs the chain
         check_chain_args("ws_step_columns", self.L, self.cushion)
-        cdef int64_t rampL = ramp_floor_L("ws_step_columns", self.shared, self.L, N)
+        cdef int64_t rampL = ramp_floor_L("ws_step_columns", self.shared, self.L, N, K,
+                                          self.s.wpv)
         # the chain of ws_step_columns' pipeline= (its shifted rounds, never the exact
         # scan: its inputs are not known to be whole; the send queue's where push binds),
         # each sample's row taken as made

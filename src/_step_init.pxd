@@ -55,13 +55,19 @@ cdef inline object np_bool_type():
 
 
 cdef inline int64_t ramp_floor_L(str caller, bint shared, const long[:] L,
-                                 Py_ssize_t N) except -1:
+                                 Py_ssize_t N, Py_ssize_t K, long wpv) except -1:
     # the samples' pass's rampL (src/wsk_stream.h): the chain's sums a round where the
     # ramp floor applies, else 0; (N - 1) * L is added to the int64 sums of v, and the
-    # floats are whole only below 2**52
+    # floats are whole only below 2**52. Called after check_wpv, which bounds those sums
+    # alone (255 K N wpv + N): with (N - 1) * L they must not pass int64 either
     if not shared or L.shape[0] != 1 or L[0] <= 0:
         return 0
     if L[0] > 4503599627370496 // (N if N > 1 else 1):
         raise ValueError(f"{caller}: the ramp floor's sums ({L[0]} wavelets a round over "
                          f"{N} samples) pass 2**52; pass shared False or fewer samples")
+    cdef object most = 255 * <object> K * <object> N * <object> wpv + <object> N
+    if most + (<object> N - 1) * <object> L[0] > 9223372036854775807:
+        raise ValueError(f"{caller}: the ramp floor's sums ({L[0]} wavelets a round over "
+                         f"{N} samples) with wpv {wpv} for a {K} x {N} X pass int64; pass "
+                         f"shared False, a smaller wpv or fewer samples")
     return L[0]

@@ -1017,7 +1017,7 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None, push=-1, share
     ``push`` (>= 0): the chains' first PEs send through a queue of that many wavelets
     (:func:`_send_queue`; grid_pipeline's ``push``). ``shared``: each position but the
     first takes its stream and the sums it receives through one ramp (:func:`_ramp_floor`
-    bounds its streams' ends below)."""
+    bounds its streams' ends below, given ``arrivals`` too: chain g's with ``L[g]``)."""
     from .._pipeline import grid_pipeline
     shift = None
     work = np.asarray(work, dtype=np.float64)
@@ -1042,6 +1042,11 @@ def _pipeline_cycles(config, work, v, dt, fill, L, arrivals=None, push=-1, share
         first, last = np.broadcast_to(first, shape), np.broadcast_to(last, shape)
     else:
         first, last = (np.ascontiguousarray(a, dtype=np.float64) for a in arrivals)
+        if shared:
+            # the multicast's arrivals, per chain (first and last already its fill later):
+            # the same floor, with each chain's own sums
+            floor = np.stack([_ramp_floor(v, dt, int(g)) for g in np.ravel(L)])
+            last = np.maximum(last, floor + np.asarray(fill, np.float64)[:, None, None])
     if inner:
         work = np.ascontiguousarray(np.swapaxes(work, 1, 2)).swapaxes(1, 2)
         if arrivals is not None:
