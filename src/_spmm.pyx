@@ -1585,8 +1585,11 @@ DEF LEAN_CHECK_BYTES = 4 << 20
 # nonzeros, each block's indices in L1 for the kernel without a check: 5.4-5.7 ms against
 # the checked kernel's 7.7 and SciPy's 4.9-5.5 (C harness, s23 cbench/st.c; blocks of 4k
 # and more were slower, 6.8-7.8 ms: from L2). With long rows (8192^2, 90 % zeros, ~820 a
-# row) a block is a row, and the checked kernel stays faster (10.3 against 11.4 ms).
-DEF LEAN_SHORT_ROW = 256
+# row) a block is a row, and the checked kernel stays faster (10.3 against 11.4 ms); so
+# it did at 164 and 205 a row in fp64 (16384^2 99 %: 4.1 against 5.2 ms; 8192x2048 90 %:
+# 1.45 against 1.78, SciPy 1.53; fp32 there the blocks won, 1.18 against 1.64), and at 51
+# a row the blocks won (65536x512 90 % fp64: 3.07 against 3.23, SciPy 3.11).
+DEF LEAN_SHORT_ROW = 64
 DEF LEAN_BLOCK_NNZ = 1024
 
 
