@@ -1579,6 +1579,18 @@ DEF LEAN_GIL_WORK = 32768
 # then running it from L2 was slower than the checked kernel (2048^2 x 1, 50 % zeros,
 # fp32: 1645 us against 1228, SciPy 1790; Zen 4, s21)
 DEF LEAN_CHECK_BYTES = 4 << 20
+# ... unless rows are short (nnz <= LEAN_SHORT_ROW * M): then the checked kernel lost to
+# SciPy by 1.4x (262144x64 x 1, 50 % zeros, 32 MB of indices: 0.65-0.71 of SciPy's speed,
+# fp32/fp64, Zen 4), and the indices are checked and run by blocks of ~LEAN_BLOCK_NNZ
+# nonzeros, each block's indices in L1 for the kernel without a check: 5.4-5.7 ms against
+# the checked kernel's 7.7 and SciPy's 4.9-5.5 (C harness, s23 cbench/st.c; blocks of 4k
+# and more were slower, 6.8-7.8 ms: from L2). With long rows (8192^2, 90 % zeros, ~820 a
+# row) a block is a row, and the checked kernel stays faster (10.3 against 11.4 ms); so
+# it did at 164 and 205 a row in fp64 (16384^2 99 %: 4.1 against 5.2 ms; 8192x2048 90 %:
+# 1.45 against 1.78, SciPy 1.53; fp32 there the blocks won, 1.18 against 1.64), and at 51
+# a row the blocks won (65536x512 90 % fp64: 3.07 against 3.23, SciPy 3.11).
+DEF LEAN_SHORT_ROW = 64
+DEF LEAN_BLOCK_NNZ = 1024
 
 
 cdef inline bint _lean_array(cnp.ndarray a, int typenum) noexcept:
@@ -1633,6 +1645,45 @@ cdef inline int _spmm_narrow_nc(const floating* vals, const index_t* cols,
             return wsk_spmm_narrow_nc_f64_i32(vals, cols, indptr, 0, M, X, out, n)
         else:
             return wsk_spmm_narrow_nc_f64_i64(vals, cols, indptr, 0, M, X, out, n)
+
+
+cdef inline int _spmm_narrow_nc_rows(const floating* vals, const index_t* cols,
+                                     const index_t* indptr, Py_ssize_t i0, Py_ssize_t i1,
+                                     const floating* X, floating* out,
+                                     Py_ssize_t n) noexcept nogil:
+    # _spmm_narrow_nc on rows i0 <= i < i1 (their column indices checked before)
+    if floating is float:
+        if index_t is int32_t:
+            return wsk_spmm_narrow_nc_f32_i32(vals, cols, indptr, i0, i1, X, out, n)
+        else:
+            return wsk_spmm_narrow_nc_f32_i64(vals, cols, indptr, i0, i1, X, out, n)
+    else:
+        if index_t is int32_t:
+            return wsk_spmm_narrow_nc_f64_i32(vals, cols, indptr, i0, i1, X, out, n)
+        else:
+            return wsk_spmm_narrow_nc_f64_i64(vals, cols, indptr, i0, i1, X, out, n)
+
+
+cdef inline Py_ssize_t _lean_blocks(const floating* vals, const index_t* cols,
+                                    const index_t* ip, const floating* x, Py_ssize_t M,
+                                    Py_ssize_t K, Py_ssize_t N, Py_ssize_t nnz,
+                                    floating* y) noexcept nogil:
+    # short rows past LEAN_CHECK_BYTES (nnz > 0): blocks of rows of ~LEAN_BLOCK_NNZ
+    # nonzeros, each block's column indices checked, then its rows run by the kernel
+    # without a check. Nonzero 0 is checked first: the kernel reads it for a row without
+    # an odd last nonzero, in any block. Nonzero at the first index out of range (y then
+    # partly written, not to be used)
+    cdef Py_ssize_t rows = max(1, LEAN_BLOCK_NNZ * M // nnz), i0 = 0, i1
+    if _cols_bad(cols, 1, K):
+        return 1
+    while i0 < M:
+        i1 = min(M, i0 + rows)
+        if ip[i1] > ip[i0] and _cols_bad(cols + ip[i0], ip[i1] - ip[i0], K):
+            return 1
+        if _spmm_narrow_nc_rows(vals, cols, ip, i0, i1, x, y, N):
+            return 1
+        i0 = i1
+    return 0
 
 
 cdef inline bint _cols_bad(const index_t* cols, Py_ssize_t nnz, Py_ssize_t K) noexcept nogil:
@@ -1731,7 +1782,10 @@ cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* 
     # SciPy's speed with the pass, 0.90-1.06 without, Zen 4 at load ~10 against ~1)
     if nnz * sizeof(index_t) > LEAN_CHECK_BYTES:
         with nogil:
-            n_bad = _spmm_narrow(vals, cols, ip, 0, M, x, K, y, N)
+            if nnz <= LEAN_SHORT_ROW * M:
+                n_bad = _lean_blocks(vals, cols, ip, x, M, K, N, nnz, y)
+            else:
+                n_bad = _spmm_narrow(vals, cols, ip, 0, M, x, K, y, N)
         return None if n_bad else result
     if small:
         n_bad = _lean_kernel(vals, cols, ip, x, M, K, N, nnz, y)
