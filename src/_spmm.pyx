@@ -224,8 +224,8 @@ cdef extern from "wsk_simd.h" nogil:
     lm_rows_f32_t wsk_spmm_rows_lm_f32_n64
     ctypedef void (*lb_rows_f32_t)(const float*, const int32_t*, const int32_t*, Py_ssize_t,
                                    Py_ssize_t, const uint32_t*, uint32_t, const float*,
-                                   Py_ssize_t, float*, Py_ssize_t, float*, int32_t*,
-                                   Py_ssize_t, uint8_t*) noexcept
+                                   float*, Py_ssize_t, float*, int32_t*, Py_ssize_t,
+                                   uint8_t*) noexcept
     lb_rows_f32_t wsk_spmm_rows_lb_f32_n64
     int wsk_livebits_build(const uint8_t*, Py_ssize_t, uint32_t*) noexcept
     lm_f64_t wsk_compact_csr_f64_i32_lm
@@ -1954,7 +1954,7 @@ cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indi
     if floating is float and index_t is int32_t:
         with nogil:
             wsk_spmm_rows_lb_f32_n64(&data[0], &indices[0], &indptr[0], 0, M, tab, last,
-                                     &X[0, 0], 64, &out[0, 0], 64, &vb[0], &cb[0], cap, bad)
+                                     &X[0, 0], &out[0, 0], 64, &vb[0], &cb[0], cap, bad)
             if check_cols:
                 for i in range(M):
                     n_bad += row_bad[i]

@@ -1067,19 +1067,25 @@ WSK_INLINE WSK_TARGET_V4P ptrdiff_t wsk_livebits_step_f32(__m512i t0, __m512i t1
     _mm512_storeu_si512((void*)(io + q), _mm512_maskz_compress_epi32(m, c));
     return q + __builtin_popcount((unsigned)m);
 }
-/* wsk_spmm_rows_livemap_f32_n64 on X itself (K rows of 64 floats, pitch ldx, K <= 4096)
+/* wsk_spmm_rows_livemap_f32_n64 on X itself (K <= 4096 rows of 64 floats, contiguous)
    with tab[0:128] its live rows as bits: the kept entries keep W's columns, so the live
    rows are read where they are (no X_live copy, no remapped column: 4 of the remap's 8
    vpermi2d a step, no popcount). A non-finite weight on a dead row meets that row's zeros
    (+0 or -0: the product is the same NaN as against X_live's zero row). The same kept
    entries, order and sums as wsk_spmm_rows_livemap_f32_n64, so the same output bit for
-   bit. X's dead rows are never read but through such a weight. */
+   bit. X's dead rows are never read but through such a weight. Each step prefetches W's
+   values and columns 256 entries ahead (prefetchnta; no fault past the end): the hardware
+   prefetcher alone left the stream behind (Zen 4, 4096^2 x 64, 90 % zeros, half of X dead,
+   load 9, the whole call: 3.97-4.07 ms median without, 3.57-3.70 with, 128-512 ahead
+   and T0 the same). */
+#define WSK_LB_W_AHEAD 256
 WSK_TARGET_V4P static void wsk_spmm_rows_livebits_f32_n64(const float* vals,
         const int32_t* cols, const int32_t* indptr, ptrdiff_t i0, ptrdiff_t i1,
-        const uint32_t* tab, uint32_t last, const float* X, ptrdiff_t ldx,
-        float* out, ptrdiff_t ldo, float* vbuf, int32_t* cbuf, ptrdiff_t cap, uint8_t* bad)
+        const uint32_t* tab, uint32_t last, const float* X, float* out, ptrdiff_t ldo,
+        float* vbuf, int32_t* cbuf, ptrdiff_t cap, uint8_t* bad)
 {
     if (i0 >= i1) return;
+    const ptrdiff_t ldx = 64;      /* X contiguous: a shift, not a multiply (one GPR less) */
     const __m512i t0 = _mm512_loadu_si512((const void*)(tab + 0)),
         t1 = _mm512_loadu_si512((const void*)(tab + 16)),
         t2 = _mm512_loadu_si512((const void*)(tab + 32)),
@@ -1119,6 +1125,9 @@ WSK_TARGET_V4P static void wsk_spmm_rows_livebits_f32_n64(const float* vals,
                 WSK_LM_PF(d + 16); WSK_LM_PF(d + 17); WSK_LM_PF(d + 18); WSK_LM_PF(d + 19);
                 WSK_LM_PF(d + 20); WSK_LM_PF(d + 21); WSK_LM_PF(d + 22); WSK_LM_PF(d + 23);
             }
+            /* W's stream WSK_LB_W_AHEAD entries (16 lines) ahead: 8-10 % faster (below) */
+            __builtin_prefetch(vals + p + WSK_LB_W_AHEAD, 0, 0);
+            __builtin_prefetch(cols + p + WSK_LB_W_AHEAD, 0, 0);
             WSK_LM_PAIR(d);
             WSK_LM_PAIR(d + 2);
             WSK_LM_PAIR(d + 4);
@@ -1170,8 +1179,8 @@ typedef void (*wsk_spmm_rows_lm_f32_n64_t)(const float*, const int32_t*, const i
 static wsk_spmm_rows_lm_f32_n64_t wsk_spmm_rows_lm_f32_n64 = NULL;
 typedef void (*wsk_spmm_rows_lb_f32_n64_t)(const float*, const int32_t*, const int32_t*,
                                            ptrdiff_t, ptrdiff_t, const uint32_t*, uint32_t,
-                                           const float*, ptrdiff_t, float*, ptrdiff_t, float*,
-                                           int32_t*, ptrdiff_t, uint8_t*);
+                                           const float*, float*, ptrdiff_t, float*, int32_t*,
+                                           ptrdiff_t, uint8_t*);
 static wsk_spmm_rows_lb_f32_n64_t wsk_spmm_rows_lb_f32_n64 = NULL;
 
 /* One row of X for the dispatcher (scan_rows): wsk_scan_f32/f64, per target, selected with
