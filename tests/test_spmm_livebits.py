@@ -1,15 +1,15 @@
 """spmm's one-thread csr-skip-rows at 64 float32 columns with a live map of X other than the
 last call's (AVX-512 with VPOPCNTDQ): the fused kernel multiplies X itself, its live rows
 as bits in registers (no X_live copy). Checked in a child per SIMD path, L2 pinned to
-Zen 4's 1 MiB: K = 1000 (a partial 32-row word), 4096 and 5000 (over the kernel's reach); rows of every length
-0-80 and long ones; inf/NaN weights on dead rows, -0.0 dead rows; a packed W (a new map
-each call, then one map three times: noted, made, reused), its transpose, and a SciPy CSR
-W with unsorted and duplicate columns. Each product is bit for bit (NaN payloads too)
-csr_spmm's fused kernel on X_live with the remap (the route before), has NaN exactly where
-a float64 SciPy product has one and is close elsewhere. Where the CPU runs the kernel, the
-route is shown to skip X_live (the kept huge-page buffer is never made); elsewhere the old
-route runs. A SciPy CSR with a column out of range is declined by the native call and
-named by spmm."""
+Zen 4's 1 MiB: K = 1000 (a partial 32-row word), 4096 and 5000 (over the kernel's reach);
+rows of 0-80 entries and long ones; inf/NaN weights, some on dead rows; -0.0 dead rows; a
+packed W (a new map each call, then one map three times: noted, made, reused), its
+transpose, and a SciPy CSR W with unsorted and duplicate columns. Each product is bit for
+bit (NaN payloads too) csr_spmm's fused kernel on X_live with the remap (the route
+before), has NaN exactly where a float64 SciPy product has one and is close elsewhere.
+Where the CPU runs the kernel, the route is shown to skip X_live (the kept huge-page
+buffer is never made); elsewhere the old route runs. A SciPy CSR with a column out of
+range is declined by the native call and named by spmm."""
 
 import pytest
 from conftest import assert_child_says, run_on_simd
