@@ -1905,8 +1905,9 @@ cdef tuple _gather_live(const floating[:, ::1] X, const uint8_t[::1] alive,
 
 
 cdef bint _kept_map_new(object P, object alive) except -1:
-    # Whether _kept_w would note ``alive`` as a new map and compact in the call (it differs
-    # from the map P noted last): then noted here as _kept_w notes it, and True.
+    # Whether _kept_w would compact in the call: ``alive`` differs from the map P noted
+    # last (then noted here as _kept_w notes it), or is that map but P is too big for its
+    # kept arrays (_KEPT_MAX_BYTES: none are ever made, each call compacts). Then True.
     cached = getattr(P, "_kept", None)
     cdef const uint8_t[::1] seen
     cdef const uint8_t[::1] now = alive
@@ -1914,7 +1915,8 @@ cdef bint _kept_map_new(object P, object alive) except -1:
     if cached is not None:
         seen = cached[0]
         if seen.shape[0] == K and (K == 0 or memcmp(&seen[0], &now[0], K) == 0):
-            return False
+            return cached[1] is None and (P._data.nbytes + P._indices.nbytes
+                                          + P._indptr.nbytes) > _KEPT_MAX_BYTES
     P._kept = (bytes(alive), None)
     return True
 

@@ -116,6 +116,17 @@ for j, (Xj, lb) in enumerate([(X, True), (X, False), (X, False), (Xb, True), (X,
     check(got, P._data, P._indices, P._indptr, Xj)
     assert P._kept[0] == Xj.any(axis=1).astype(np.uint8).tobytes()
     n += 1
+# a packed W too big for its kept arrays (_KEPT_MAX_BYTES: none made, each call compacts):
+# the same map every call runs the kernel on X itself too
+_spmm._KEPT_MAX_BYTES = 0
+Pb = pack(Wi)
+for j in range(3):
+    got, made = plain(Pb, X)
+    assert got is not None and made != want, (j, made)
+    check(got, Pb._data, Pb._indices, Pb._indptr, X)
+    assert Pb._kept[0] == X.any(axis=1).astype(np.uint8).tobytes() and Pb._kept[1] is None
+    n += 1
+_spmm._KEPT_MAX_BYTES = 64 << 20
 # two threads on a product big enough for them: the Python route (declined here)
 Wb = w_random(4096, 4096, 0.1, 6)
 got, made = plain(Wb, X, n_threads=2)
@@ -213,7 +224,7 @@ print("ok", n, SIMD_PATH)
 
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
 def test_livebits_route(simd):
-    assert_child_says(run_on_simd(simd, _ROUTE, timeout=300), ["ok", "10", simd])
+    assert_child_says(run_on_simd(simd, _ROUTE, timeout=300), ["ok", "13", simd])
 
 
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
