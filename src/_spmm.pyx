@@ -731,6 +731,16 @@ def _live_buffer(Py_ssize_t nbytes):
     None): the kept huge-page buffer's first bytes (made on first use) when free and the
     size is in [_LIVE_HUGE_MIN, _LIVE_KEEP_BYTES], else NumPy's memory. Give the kept one
     back with _live_release once the call no longer reads it."""
+    return _live_take(nbytes)
+
+
+def _x_line_buffer(Py_ssize_t nbytes):
+    """:func:`_live_buffer` for a copy of X on the 64-byte line (the livebits route), asked
+    apart from X_live's so that a test can tell the two routes apart."""
+    return _live_take(nbytes)
+
+
+cdef tuple _live_take(Py_ssize_t nbytes):
     raw = None
     if _LIVE_HUGE_MIN <= nbytes <= _LIVE_KEEP_BYTES:
         with _live_lock:
@@ -1969,7 +1979,7 @@ cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indi
     live_raw = None
     if floating is float and index_t is int32_t:
         if (<uintptr_t>xp) % 64 != 0:
-            xbytes, live_raw = _live_buffer(K * 64 * sizeof(float))
+            xbytes, live_raw = _x_line_buffer(K * 64 * sizeof(float))
             xa = <float*>cnp.PyArray_DATA(xbytes)
             with nogil:
                 memcpy(xa, xp, K * 64 * sizeof(float))
