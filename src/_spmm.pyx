@@ -6,7 +6,7 @@
 from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcmp, memcpy, memset
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uintptr_t
 from libc.math cimport ceil, isfinite
 cimport cython
 from cython cimport floating
@@ -86,6 +86,13 @@ def livemap_fused():
     registers, runs the compaction fused with the multiply (the CPU and path of
     livemap_compaction)."""
     return wsk_spmm_rows_lm_f32_n64 != NULL
+
+
+def livebits_fused():
+    """Whether csr_spmm_plain's one-thread csr-skip-rows at 64 float32 columns (X of at most
+    4096 rows) runs the fused kernel on X itself, its live rows as bits in registers, with
+    no X_live copy (the CPU and path of livemap_fused)."""
+    return wsk_spmm_rows_lb_f32_n64 != NULL
 
 
 def compiler():
@@ -215,6 +222,12 @@ cdef extern from "wsk_simd.h" nogil:
                                    const float*, Py_ssize_t, float*, Py_ssize_t, float*,
                                    int32_t*, Py_ssize_t, uint8_t*) noexcept
     lm_rows_f32_t wsk_spmm_rows_lm_f32_n64
+    ctypedef void (*lb_rows_f32_t)(const float*, const int32_t*, const int32_t*, Py_ssize_t,
+                                   Py_ssize_t, const uint32_t*, uint32_t, const float*,
+                                   float*, Py_ssize_t, float*, int32_t*, Py_ssize_t,
+                                   uint8_t*) noexcept
+    lb_rows_f32_t wsk_spmm_rows_lb_f32_n64
+    int wsk_livebits_build(const uint8_t*, Py_ssize_t, uint32_t*) noexcept
     lm_f64_t wsk_compact_csr_f64_i32_lm
     int wsk_livemap_build(const int32_t*, Py_ssize_t, int32_t, uint32_t*) noexcept
     void wsk_copy_rows(void*, const void*, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept
@@ -718,6 +731,16 @@ def _live_buffer(Py_ssize_t nbytes):
     None): the kept huge-page buffer's first bytes (made on first use) when free and the
     size is in [_LIVE_HUGE_MIN, _LIVE_KEEP_BYTES], else NumPy's memory. Give the kept one
     back with _live_release once the call no longer reads it."""
+    return _live_take(nbytes)
+
+
+def _x_line_buffer(Py_ssize_t nbytes):
+    """:func:`_live_buffer` for a copy of X on the 64-byte line (the livebits route), asked
+    apart from X_live's so that a test can tell the two routes apart."""
+    return _live_take(nbytes)
+
+
+cdef tuple _live_take(Py_ssize_t nbytes):
     raw = None
     if _LIVE_HUGE_MIN <= nbytes <= _LIVE_KEEP_BYTES:
         with _live_lock:
@@ -1475,6 +1498,16 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     if compact:
         if not reuse < <double>g["MIN_REUSE"]:
             n_block = g["column_block"](kept + 1, N, sizeof(floating), reuse=nnz / K)
+        # The per-row variant at 64 float32 columns on X itself (_spmm_livebits), where the
+        # old route ran the fused kernel on a fresh X_live: a SciPy CSR W, or a packed W
+        # whose kept compaction is not reused or made this call (a map other than the last)
+        if (floating is float and index_t is int32_t and N == 64 and K <= 4096 and nnz > 0
+                and not 0 < n_block < N and wsk_spmm_rows_lb_f32_n64 != NULL and (
+                    packed is None or _kept_map_new(
+                        packed._transpose[0] if transpose else packed, alive))):
+            if _spmm_livebits(data, indices, indptr, X, out, alive, packed is None):
+                return None  # a column index out of range: the Python route names it
+            return result
         if 0 < n_block < N:  # the column blocks copy the live rows from X (no X_live)
             remap_arr, rows_arr = live_map(alive, kept, np.asarray(indptr).dtype)
             x_rows = rows_arr
@@ -1934,6 +1967,84 @@ cdef tuple _gather_live(const floating[:, ::1] X, const uint8_t[::1] alive,
         if N:
             memset(&xl[n_alive, 0], 0, N * sizeof(floating))
     return X_live, remap
+
+
+cdef bint _kept_map_new(object P, object alive) except -1:
+    # Whether _kept_w would compact in the call: ``alive`` differs from the map P noted
+    # last (then noted here as _kept_w notes it), or is that map but P is too big for its
+    # kept arrays (_KEPT_MAX_BYTES: none are ever made, each call compacts). Then True.
+    cached = getattr(P, "_kept", None)
+    cdef const uint8_t[::1] seen
+    cdef const uint8_t[::1] now = alive
+    cdef Py_ssize_t K = now.shape[0]
+    if cached is not None:
+        seen = cached[0]
+        if seen.shape[0] == K and (K == 0 or memcmp(&seen[0], &now[0], K) == 0):
+            return cached[1] is None and (P._data.nbytes + P._indices.nbytes
+                                          + P._indptr.nbytes) > _KEPT_MAX_BYTES
+    P._kept = (bytes(alive), None)
+    return True
+
+
+cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indices,
+                               const index_t[::1] indptr, const floating[:, ::1] X,
+                               floating[:, ::1] out, const uint8_t[::1] alive,
+                               bint check_cols) except -1:
+    # out = W @ X for float32 X of 64 columns and at most 4096 rows, int32 indices, nnz > 0,
+    # one thread, X's live rows flagged in alive (exact): wsk_spmm_rows_lb_f32_n64, the
+    # fused per-row kernel reading X itself. The same kept entries, order and sums as
+    # _csr_spmm's fused variant on X_live (bit for bit), without X_live's gather and the
+    # remap's half of the live-map work (Zen 4, 4096^2 x 64, 90 % zeros, half of X dead).
+    # check_cols: each row's columns checked against [0, K) as it is compacted, a row
+    # holding one outside left zero and counted (returned); X never read through it.
+    cdef Py_ssize_t M = out.shape[0], K = X.shape[0], i, cap = 0, n_bad = 0
+    cdef uint32_t tab[128]
+    cdef uint8_t[::1] row_bad = None
+    cdef uint8_t* bad = NULL
+    cdef uint32_t last = 0xFFFFFFFFu
+    if not (floating is float and index_t is int32_t) or X.shape[1] != 64 or (
+            out.shape[1] != 64 or data.shape[0] == 0 or wsk_spmm_rows_lb_f32_n64 == NULL
+            or not wsk_livebits_build(&alive[0], K, tab)):
+        raise ValueError("_spmm_livebits: float32, int32 indices, 64 columns, "
+                         "at most 4096 rows of X, nnz > 0 and the AVX-512 fused path")
+    for i in range(M):
+        cap = max(cap, indptr[i + 1] - indptr[i])
+    cap = (cap + 31) // 16 * 16         # the row's entries plus a whole step's 16 lanes
+    vbuf = np.empty(2 * cap, dtype=np.float32)
+    cbuf = np.empty(2 * cap, dtype=np.int32)
+    cdef float[::1] vb = vbuf
+    cdef int32_t[::1] cb = cbuf
+    if check_cols:
+        row_bad = np.zeros(M, dtype=np.uint8)
+        bad = &row_bad[0]
+        last = <uint32_t>(K - 1)
+    # X off the 64-byte line (NumPy aligns to 16 bytes): each row then spans 5 lines and
+    # each of its 4 loads is split, and the kernel ran 20-25 % slower (Zen 4, 4096^2 x 64,
+    # 90 % zeros, half of X dead, one process: 3.4-3.6 ms median at offsets 16/32/48, 2.9
+    # at 0, huge or heap pages alike: the bench's ratio was bimodal by process). So such an
+    # X is copied whole into the kept 64-aligned buffer first, as fast as an aligned X
+    # (2.9-2.95): it is then in L2. The same bits (a copy; dead rows as they were).
+    cdef const float* xp = <const float*>&X[0, 0]
+    cdef float* xa
+    cdef cnp.ndarray xbytes
+    live_raw = None
+    if floating is float and index_t is int32_t:
+        if (<uintptr_t>xp) % 64 != 0:
+            xbytes, live_raw = _x_line_buffer(K * 64 * sizeof(float))
+            xa = <float*>cnp.PyArray_DATA(xbytes)
+            with nogil:
+                memcpy(xa, xp, K * 64 * sizeof(float))
+            xp = xa
+        try:
+            with nogil:
+                wsk_spmm_rows_lb_f32_n64(&data[0], &indices[0], &indptr[0], 0, M, tab, last,
+                                         xp, &out[0, 0], 64, &vb[0], &cb[0], cap, bad)
+                if check_cols:
+                    for i in range(M):
+                        n_bad += row_bad[i]
+        finally:
+            _live_release(live_raw)
+    return n_bad
 
 
 # A PackedSparse's entries compacted to one live map of X are kept beside it (its _kept)
