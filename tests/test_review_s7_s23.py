@@ -1,5 +1,5 @@
-"""Review of s23's spmm kernel branches (small23's lean blocks, dead23's livebits route): a
-column index out of range must never be read through, and no array is read past its ends.
+"""Review of s23's spmm kernel branches (dead23's livebits route): a column index out of
+range must never be read through, and no array is read past its ends.
 X and W's arrays are placed against PROT_NONE pages (an mmap'd buffer, a guard page on each
 side, the array ending at the second one and starting on a page for X), so that a read of
 X's row K or row -1, or past any array's end, faults: run in a child per SIMD path.
@@ -10,9 +10,6 @@ X's row K or row -1, or past any array's end, faults: run in a child per SIMD pa
   bit) or column 4096 + a live row (its live bit read modulo 4096) is declined by the
   native call and named by spmm; the row is left unread. A valid W on the same guarded
   arrays gives NumPy's product (float64 reference).
-- lean blocks (N = 1 and 3, indices past LEAN_CHECK_BYTES in short rows, ~100 empty rows a
-  block first): column K or -1 at nonzero 0 (which the empty rows' odd-nonzero select
-  reads) declined and named, int32 and int64 indices.
 """
 import pytest
 from conftest import assert_child_says, run_on_simd
@@ -92,43 +89,9 @@ for K in (1008, 4096):          # X on whole pages: rows -1 and K are in the gua
 print("ok", n, SIMD_PATH)
 """
 
-_LEAN = _GUARD + """
-n = 0
-rng = np.random.default_rng(5)
-lengths = np.r_[np.zeros(3000, np.int64), rng.integers(0, 21, 300000)]
-for itype in (np.int32, np.int64):
-    indptr = np.r_[0, np.cumsum(lengths)].astype(itype)
-    nnz = int(indptr[-1])
-    assert nnz * np.dtype(itype).itemsize > 4 << 20
-    for N in (1, 3):
-        K = 1024                       # X on whole pages (4096 * N bytes)
-        X0 = rng.standard_normal((K, N)).astype(np.float32)
-        X = guarded(X0)
-        ind0 = rng.integers(0, K, nnz).astype(itype)
-        data = rng.standard_normal(nnz).astype(np.float32)
-        W = guarded_csr(data, ind0, indptr, (len(lengths), K))
-        got = _spmm.csr_spmm_plain(W, X, False, None, 1, kernels._GLOBALS)
-        ref = sps.csr_matrix((data.astype(np.float64), ind0, indptr),
-                             shape=W.shape) @ X0.astype(np.float64)
-        assert np.allclose(got, ref, rtol=1e-4, atol=1e-3)
-        for bad in (K, -1):
-            ind = ind0.copy()
-            ind[0] = bad
-            refused(guarded_csr(data, ind, indptr, W.shape), X, bad)
-            n += 1
-print("ok", n, SIMD_PATH)
-"""
-
-
 @pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
 def test_livebits_bad_column_never_read(simd):
     """Columns K, -1 (inf weights) and past 4096 in the first, a middle and the last row:
     declined, named, and X's neighbouring pages never read (a fault fails the child)."""
     assert_child_says(run_on_simd(simd, _LIVEBITS, timeout=300), ["ok", "30", simd])
 
-
-@pytest.mark.parametrize("simd", ["avx512", "avx2", "baseline"])
-def test_lean_blocks_bad_nonzero_0_never_read(simd):
-    """Column K or -1 at nonzero 0 behind 3000 empty rows (their blocks read nonzero 0):
-    declined, named, X's neighbouring pages never read; int32 and int64 indices, N = 1, 3."""
-    assert_child_says(run_on_simd(simd, _LEAN, timeout=300), ["ok", "8", simd])
