@@ -1621,8 +1621,9 @@ DEF LEAN_CHECK_BYTES = 4 << 20
 # row) a block is a row, and the checked kernel stays faster (10.3 against 11.4 ms); so
 # it did at 164 and 205 a row in fp64 (16384^2 99 %: 4.1 against 5.2 ms; 8192x2048 90 %:
 # 1.45 against 1.78, SciPy 1.53; fp32 there the blocks won, 1.18 against 1.64), and at 51
-# a row the blocks won (65536x512 90 % fp64: 3.07 against 3.23, SciPy 3.11).
-DEF LEAN_SHORT_ROW = 64
+# a row the blocks won (65536x512 90 % fp64: 3.07 against 3.23, SciPy 3.11), but at 64 a
+# row in fp32 they lost (65536x4096 98.4 %: 3.60 against 3.14 ms; review_s7, s23): 40.
+DEF LEAN_SHORT_ROW = 40
 DEF LEAN_BLOCK_NNZ = 1024
 
 
