@@ -9,17 +9,20 @@ Each float is the NumPy expression's: one rounded operation at a time, in its or
 extension is built with -ffp-contract=off, so no multiply-add is fused).
 """
 import numpy as np
+cimport numpy as cnp
 from libc.math cimport INFINITY, ceil, fabs
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
 from _chain cimport chain_columns, chain_exact, chain_rounds, check_chain_args, whole_number
-from _step_init cimport check_step_init, one_chain, ramp_floor_L, with_push
+from _step_init cimport bytes_2d, check_step_init, one_chain, ramp_floor_L, with_push
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_column_sums,
                      wsk_column_sums_avx512, wsk_dense_chain,
                      wsk_dense_chain_avx512, wsk_dense_samples, wsk_dense_samples_avx512,
                      wsk_stream_avx512_runs, wsk_x_column, wsk_x_column_avx512, wsk_x_kmajor)
 
+
+cnp.import_array()
 
 cdef bint _AVX512_RUNS = wsk_stream_avx512_runs()
 cdef bint _use_avx512 = _AVX512_RUNS
@@ -27,10 +30,10 @@ cdef bint _use_avx512 = _AVX512_RUNS
 
 def use_simd_path(path):
     """Run :func:`dense_stream`'s passes (its counts, its per-sample figures and its chain)
-    on ``path``: "avx512" (8 lanes, where this CPU runs it; else the baseline) or
-    "baseline"/"avx2" (the baseline build); the same figures either way. Returns the path
-    in use. WSEKERN_SIMD sets it at import (wsekern/simd_path.py); tests call it to check
-    each."""
+    and :func:`any_zero`'s scan on ``path``: "avx512" (8 lanes, where this CPU runs it;
+    else the baseline) or "baseline"/"avx2" (the baseline build); the same figures either
+    way. Returns the path in use. WSEKERN_SIMD sets it at import (wsekern/simd_path.py);
+    tests call it to check each."""
     global _use_avx512
     if path not in ("avx512", "avx2", "baseline"):
         raise ValueError(f"path must be 'avx512', 'avx2' or 'baseline'; received {path!r}")
@@ -234,10 +237,23 @@ cdef class DenseStep:
         self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
         self.task, self.cushion, self.push, self.shared = task, cushion, push, shared
 
-    def run(self, const unsigned char[:, :] x_nz):
+    def run(self, x_nz):
         """``(a_max, v_max, done)`` of dense_stream for X's pattern ``x_nz`` (K x N bytes,
         any strides)."""
-        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1], C = self.k_b.shape[0] - 1
+        # a uint8 or bool ndarray read in place (every step's: the buffer protocol's view
+        # costs a microsecond a call); anything else through that view, its refusals
+        cdef const unsigned char[:, :] view
+        cdef const unsigned char* x
+        cdef Py_ssize_t K, N, s0, s1, C = self.k_b.shape[0] - 1
+        if bytes_2d(x_nz):
+            x = <const unsigned char*> cnp.PyArray_DATA(<cnp.ndarray> x_nz)
+            K, N = cnp.PyArray_DIM(<cnp.ndarray> x_nz, 0), cnp.PyArray_DIM(<cnp.ndarray> x_nz, 1)
+            s0 = cnp.PyArray_STRIDE(<cnp.ndarray> x_nz, 0)
+            s1 = cnp.PyArray_STRIDE(<cnp.ndarray> x_nz, 1)
+        else:
+            view = x_nz
+            x, K, N = &view[0, 0], view.shape[0], view.shape[1]
+            s0, s1 = view.strides[0], view.strides[1]
         if K != self.K:
             raise ValueError(f"x_nz must have the step's {self.K} rows; received shape "
                              f"({K}, {N})")
@@ -257,7 +273,7 @@ cdef class DenseStep:
         cdef double done = 0.0
         cdef int rc
         with nogil:
-            rc = _dense_run(&x_nz[0, 0], K, N, x_nz.strides[0], x_nz.strides[1],
+            rc = _dense_run(x, K, N, s0, s1,
                             <const char*> &self.k_b[0], self.k_b.strides[0], C, self.tmax,
                             self.eos, self.wpv, self.dt, self.fill, NULL, NULL, NULL,
                             &a_max, &v_max, &ch, &done, rampL)
@@ -719,9 +735,47 @@ cdef extern from *:
     WSK_ANY_ZERO(wsk_any_zero_f32, float)
     WSK_ANY_ZERO(wsk_any_zero_f64, double)
     #endif
+    /* the same, four 512-bit loads a round (64 floats, 32 doubles): the caller runs it
+       only where the CPU has AVX-512 (use_simd_path). _CMP_EQ_OQ is SSE2's cmpeq:
+       ordered, so NaN is not zero, and -0.0 == 0.0 */
+    #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    #include <immintrin.h>
+    #define WSK_ANY_ZERO_512(name, T, V, P, W)                                              \
+    __attribute__((target("avx512f")))                                                     \
+    static int name(const T* v, Py_ssize_t n) {                                            \
+        Py_ssize_t i = 0;                                                                  \
+        const V z = _mm512_setzero_##P();                                                  \
+        while (i + 4 * W <= n) {                                                           \
+            unsigned hit = 0;                                                              \
+            Py_ssize_t end = i + 4096 <= n ? i + 4096 : n - (4 * W - 1);                   \
+            for (; i < end; i += 4 * W)                                                    \
+                hit |= (unsigned) (_mm512_cmp_##P##_mask(_mm512_loadu_##P(v + i), z,       \
+                                                         _CMP_EQ_OQ)                       \
+                                   | _mm512_cmp_##P##_mask(_mm512_loadu_##P(v + i + W), z, \
+                                                           _CMP_EQ_OQ)                     \
+                                   | _mm512_cmp_##P##_mask(_mm512_loadu_##P(v + i + 2 * W), \
+                                                           z, _CMP_EQ_OQ)                  \
+                                   | _mm512_cmp_##P##_mask(_mm512_loadu_##P(v + i + 3 * W), \
+                                                           z, _CMP_EQ_OQ));                \
+            if (hit)                                                                       \
+                return 1;                                                                  \
+        }                                                                                  \
+        for (; i < n; i++)                                                                 \
+            if (v[i] == 0)                                                                 \
+                return 1;                                                                  \
+        return 0;                                                                          \
+    }
+    WSK_ANY_ZERO_512(wsk_any_zero_f32_avx512, float, __m512, ps, 16)
+    WSK_ANY_ZERO_512(wsk_any_zero_f64_avx512, double, __m512d, pd, 8)
+    #else
+    #define wsk_any_zero_f32_avx512 wsk_any_zero_f32
+    #define wsk_any_zero_f64_avx512 wsk_any_zero_f64
+    #endif
     """
     int wsk_any_zero_f32(const float* v, Py_ssize_t n) nogil
     int wsk_any_zero_f64(const double* v, Py_ssize_t n) nogil
+    int wsk_any_zero_f32_avx512(const float* v, Py_ssize_t n) nogil
+    int wsk_any_zero_f64_avx512(const double* v, Py_ssize_t n) nogil
 
 
 def any_zero(a):
@@ -729,18 +783,24 @@ def any_zero(a):
     does not): one pass over a C-contiguous float32 or float64 array, without the mask
     (a Dense kernel, checked every step for weights that became zero); any other array
     takes NumPy's way (a subclass too: a masked array's masked zeros do not count)."""
-    cdef const float[::1] f32
-    cdef const double[::1] f64
-    cdef int hit
-    if type(a) is np.ndarray and a.flags.c_contiguous and a.size:
-        if a.dtype == np.float32:
-            f32 = a.reshape(-1)
+    cdef int hit, t
+    cdef const void* v
+    cdef Py_ssize_t n
+    # read in place (a Dense kernel every step: the buffer protocol's view would cost
+    # more than the pass); a misaligned or byte-swapped array takes NumPy's way
+    if type(a) is np.ndarray and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray> a) \
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray> a) \
+            and cnp.PyArray_ISALIGNED(<cnp.ndarray> a) and cnp.PyArray_SIZE(<cnp.ndarray> a):
+        t = cnp.PyArray_TYPE(<cnp.ndarray> a)
+        if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64:
+            v, n = cnp.PyArray_DATA(<cnp.ndarray> a), cnp.PyArray_SIZE(<cnp.ndarray> a)
             with nogil:
-                hit = wsk_any_zero_f32(&f32[0], f32.shape[0])
-            return hit != 0
-        if a.dtype == np.float64:
-            f64 = a.reshape(-1)
-            with nogil:
-                hit = wsk_any_zero_f64(&f64[0], f64.shape[0])
+                if _use_avx512:
+                    hit = (wsk_any_zero_f32_avx512(<const float*> v, n)
+                           if t == cnp.NPY_FLOAT32
+                           else wsk_any_zero_f64_avx512(<const double*> v, n))
+                else:
+                    hit = (wsk_any_zero_f32(<const float*> v, n) if t == cnp.NPY_FLOAT32
+                           else wsk_any_zero_f64(<const double*> v, n))
             return hit != 0
     return bool(((a if isinstance(a, np.ndarray) else np.asarray(a)) == 0).any())

@@ -5,13 +5,14 @@ format each block takes for this batch, the per-column maxima the pipeline reads
 the stream each PE column receives. Built with -ffp-contract=off: every float is the one
 NumPy's expressions give."""
 import numpy as np
+cimport numpy as cnp
 
 from libc.math cimport INFINITY, fabs, isnan
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
 from _chain cimport chain_columns, check_chain_args
-from _step_init cimport check_step_init, one_chain, ramp_floor_L, with_push
+from _step_init cimport bytes_2d, check_step_init, one_chain, ramp_floor_L, with_push
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_ws_chain,
                      wsk_ws_chain_avx512, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
@@ -188,6 +189,8 @@ cdef extern from *:
     void wsk_table_row_avx512(Py_ssize_t R, const uint8_t* row, int64_t a,
                               int64_t* sw) noexcept nogil
 
+
+cnp.import_array()
 
 cdef bint _AVX512_RUNS = wsk_step_avx512_runs()
 cdef bint _use_avx512 = _AVX512_RUNS
@@ -912,11 +915,24 @@ cdef class WsStep:
         self.hop, self.ramp, self.lat, self.launch = hop, ramp, lat, launch
         self.cushion, self.fill, self.push, self.shared = cushion, fill, push, shared
 
-    def run(self, const unsigned char[:, :] x_nz):
+    def run(self, x_nz):
         """``(busy, v_max, sram, done, v_west)`` for X's pattern ``x_nz`` (K x N bytes, any
         strides): ws_step_columns' figures and the most wavelets down one PE column other
         than the first (0 with one column or no sample)."""
-        cdef Py_ssize_t K = x_nz.shape[0], N = x_nz.shape[1]
+        # a uint8 or bool ndarray read in place (every step's: the buffer protocol's view
+        # costs a microsecond a call); anything else through that view, its refusals
+        cdef const unsigned char[:, :] view
+        cdef const unsigned char* x
+        cdef Py_ssize_t K, N, s0, s1
+        if bytes_2d(x_nz):
+            x = <const unsigned char*> cnp.PyArray_DATA(<cnp.ndarray> x_nz)
+            K, N = cnp.PyArray_DIM(<cnp.ndarray> x_nz, 0), cnp.PyArray_DIM(<cnp.ndarray> x_nz, 1)
+            s0 = cnp.PyArray_STRIDE(<cnp.ndarray> x_nz, 0)
+            s1 = cnp.PyArray_STRIDE(<cnp.ndarray> x_nz, 1)
+        else:
+            view = x_nz
+            x, K, N = &view[0, 0], view.shape[0], view.shape[1]
+            s0, s1 = view.strides[0], view.strides[1]
         if K != self.s.K:
             raise ValueError(f"x_nz must have the step's {self.s.K} rows; received shape "
                              f"({K}, {N})")
@@ -937,7 +953,7 @@ cdef class WsStep:
         cdef bint any_comp
         cdef int rc
         with nogil:
-            rc = _ws_run(&self.s, &x_nz[0, 0], N, x_nz.strides[0], x_nz.strides[1],
+            rc = _ws_run(&self.s, x, N, s0, s1,
                          NULL, NULL, NULL, &busy, &v_max, &sram, &any_comp, &v_west, &ch,
                          &done, rampL)
         if rc < 0:

@@ -1,5 +1,6 @@
 # The checks a kept step's __init__ makes before taking its arrays (_step_cost.WsStep,
 # _screen.DenseStep), in one place so both refuse alike (header-only, inlined).
+cimport numpy as cnp
 from libc.stdint cimport int64_t
 
 cdef inline int check_step_init(str step, str funcs, object keep, object pipeline,
@@ -15,6 +16,16 @@ cdef inline int check_step_init(str step, str funcs, object keep, object pipelin
     if K < 0:
         raise ValueError(f"K must be X's rows (>= 0); received {K}")
     return 0
+
+
+cdef inline bint bytes_2d(object a) noexcept:
+    # a 2-D uint8 or bool ndarray (the bytes its view takes): a kept step's run reads it
+    # in place, without the buffer protocol's view (a microsecond a step); the module
+    # calls cnp.import_array()
+    if type(a) is not cnp.ndarray or cnp.PyArray_NDIM(<cnp.ndarray> a) != 2:
+        return False
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray> a)
+    return t == cnp.NPY_UBYTE or t == cnp.NPY_BOOL
 
 
 cdef inline const long[:] one_chain(const long[:] L):
@@ -65,6 +76,11 @@ cdef inline int64_t ramp_floor_L(str caller, bint shared, const long[:] L,
     if L[0] > 4503599627370496 // (N if N > 1 else 1):
         raise ValueError(f"{caller}: the ramp floor's sums ({L[0]} wavelets a round over "
                          f"{N} samples) pass 2**52; pass shared False or fewer samples")
+    # under half of int64's range in doubles (a few roundings cannot hide twice
+    # that): no exact check in Python's integers
+    if (255.0 * <double> K * <double> N * <double> wpv + <double> N
+            + (<double> N - 1.0) * <double> L[0] < 4.0e18):
+        return L[0]
     cdef object most = 255 * <object> K * <object> N * <object> wpv + <object> N
     if most + (<object> N - 1) * <object> L[0] > 9223372036854775807:
         raise ValueError(f"{caller}: the ramp floor's sums ({L[0]} wavelets a round over "

@@ -431,15 +431,20 @@ class WaferStrategy:
         self._flushing = True
         live = [(p, p.last_input, p.last_grad, p.needs_input_grad) for p in self.placements]
         live_attention = [(mha, mha.last_attention) for mha in self.attention]
-        queue = self._queue
+        # taken off the strategy while costed (a reader inside, such as a link reading its
+        # layers' figures, finds no queue to cost); what a failure leaves goes back
+        queue, self._queue = self._queue, []
+        queue.reverse()
+        placements = self.placements
         try:
             while queue:
                 start = time.perf_counter()
-                batch_size, ops, attention, nbytes, needs = queue.pop(0)
+                batch_size, ops, attention, nbytes, needs = queue.pop()
                 self._queue_bytes -= nbytes
-                for p, n in zip(self.placements, needs):
-                    p.last_input = p.last_grad = None
-                    p.needs_input_grad = n
+                if len(ops) < len(placements):      # else every one is set just below
+                    for p, n in zip(placements, needs):
+                        p.last_input = p.last_grad = None
+                        p.needs_input_grad = n
                 for p, x, g, needs, stats in ops:
                     p.last_input, p.last_grad, p.needs_input_grad = x, g, needs
                     p._step_stats = stats
@@ -447,6 +452,9 @@ class WaferStrategy:
                     mha.last_attention = shape
                 self._cost(batch_size, start)
         finally:
+            if queue:               # a step that raised: the ones after it stay queued
+                queue.reverse()
+                self._queue[:0] = queue
             for p, x, g, needs in live:
                 p.last_input, p.last_grad, p.needs_input_grad = x, g, needs
                 p._step_stats = None
