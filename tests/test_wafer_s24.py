@@ -16,12 +16,13 @@ import math
 import numpy as np
 import pytest
 from test_review_w6_s22 import _fuzz_case
+from test_wafer_s23 import ws_near_the_event
 
 from wsekern import Wafer, WaferConfig
 from wsekern._pipeline import grid_pipeline
 from wsekern._screen import ws_pipeline
 from wsekern.wafer import analytic, placement
-from wsekern.wafer.placement import Operands, WeightStats
+from wsekern.wafer.placement import Operands
 
 HOP, RAMP, LAT, LAUNCH, TASK, CUSHION = 2.0, 1.0, 12.0, 21.0, 4.0, 39.0
 
@@ -72,18 +73,7 @@ def test_a_weight_stationary_row_whose_root_waits_on_its_ramp_is_costed_near_the
     """The estimate (exact and exact=False) within 5 % of the event and not above it,
     inside the bounds; the training step and the placer's screen give exact=False's
     float (the term is in the one chain all of them run)."""
-    cfg, region, W, X = _fuzz_case(seed)
-    cfg = cfg.with_(link_wavelets_per_cycle=rate)
-    _, a = Wafer(cfg).spmm(W, X, mapping="weight-stationary", region=region, compute=False)
-    _, e = Wafer(cfg).spmm(W, X, mapping="weight-stationary", region=region, mode="event")
-    assert a.cycles_lower <= e.cycles <= a.cycles_upper
-    assert a.cycles_lower <= a.cycles <= a.cycles_upper
-    assert 1.0 <= e.cycles / a.cycles <= 1.05, (e.cycles, a.cycles)
-    reg = (0, 0) + tuple(region)
-    ne = analytic.weight_stationary(W, X, cfg, reg, exact=False).cycles
-    assert 1.0 <= e.cycles / ne <= 1.05
-    assert analytic.weight_stationary_cycles(WeightStats(W), X != 0, cfg, reg)[0] == ne
-    assert analytic.screen_price(Operands(W, X, search=True), cfg, reg) == ne
+    ws_near_the_event(seed, rate, 1.05)
 
 
 @pytest.mark.parametrize("seed,rate", [(249, 0.25), (620, 0.25)])
