@@ -134,12 +134,13 @@ static inline __attribute__((always_inline)) void wsk_chain_begin(
  * ramp and through the turnaround: the engine's cap_push, q + ceil(lat + ramp)), and with
  * it the root's input queue: the wavelets its core's queue holds, in flight on its ramp
  * included (the engine's cap_ramp, q + ceil(ramp)), the same q: push less
- * ceil(lat + ramp), plus ceil(ramp); none below 0 */
+ * ceil(lat + ramp), plus ceil(ramp); none below 0. Worked out in double: a latency past
+ * long's range (or inf, NaN) makes no undefined cast; past 1e18 no chain's sums reach it */
 static inline void wsk_chain_set_push(wsk_chain_state* s, long push)
 {
-    long take = push - (long) ceil(s->lat + s->ramp) + (long) ceil(s->ramp);
+    double take = ((double) push - ceil(s->lat + s->ramp)) + ceil(s->ramp);
     s->push = push;
-    s->take = take > 0 ? take : 0;
+    s->take = take >= 1e18 ? (long) 1e18 : take > 0 ? (long) take : 0;
 }
 
 /* round s->n of the chain: its work, first and last at ``work``, ``first``, ``last``

@@ -12,6 +12,10 @@ the estimate, the placer's screen, the exact model's ws_pipeline and the trainin
 kernels (all on that chain) move together. The event engine is the reference.
 """
 import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -165,3 +169,23 @@ def test_a_vcum_of_the_wrong_shape_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"vcum must be 3x9 as first and last; received 3x8"):
         ws_pipeline(*bw.args, a, a, np.zeros(R), np.ones(R, np.int_), 1.0, 1.0, 3.0, 9.0,
                     17.0, np.empty((C, N)), 2.0, 6, np.zeros((C, N - 1)))
+
+
+def test_a_latency_past_longs_range_makes_no_undefined_cast(tmp_path):
+    """The root's input queue is worked out from push and the latencies in double: a ramp
+    of 1e300, inf or NaN (grid_pipeline takes any float) gives a number, not a cast of
+    inf to long (undefined), in a child process."""
+    code = (
+        "import numpy as np, math\n"
+        "from wsekern._pipeline import grid_pipeline\n"
+        "w = np.array([[[4.0], [300.0]]]); z = np.zeros((1, 2, 1))\n"
+        "for ramp in (1e300, float('inf'), float('nan')):\n"
+        "    got = grid_pipeline(w, z, z, np.array([31]), 2.0, ramp, 12.0, 21.0, 4.0, 39.0,\n"
+        "                        dt=4.0, push=14)\n"
+        "    assert math.isnan(got) if ramp != ramp else got >= ramp, (ramp, got)\n"
+        "print('ok')\n")
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(tmp_path), timeout=120,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
