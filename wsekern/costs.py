@@ -172,7 +172,7 @@ TABLES = {
     # 512-bit units (s24 zen5): each route forced through a table that leaves it the only
     # choice, whole spmm calls (W 90 % zeros as SciPy CSR, or packed for the column and panel
     # paths; X half its rows dead for the skips), fp32, 1 thread, best of 9 thread CPU times,
-    # three runs per path at load 5-9 (/work/notes/s24/zen5/calibrate.py). BLAS (the same
+    # three runs per path at load 5-9 (s24 zen5's calibrate.py). BLAS (the same
     # OpenBLAS on every path) 0.0080-0.0088 ns a MAC at N = 64 and 256 (1024^2), 0.0112-0.0118
     # at N = 16 (blas_narrow_n 5), 0.011-0.012 at 4096^2 x 64: 2.6x Zen 4's. The CSR kernel
     # at N 64-256 (1024^2 x 64 and 256, 4096^2 x 64) 0.022-0.034 ns a MAC avx512,
@@ -188,18 +188,24 @@ TABLES = {
     # at N = 256 (column blocks); 0.4-0.6 avx2; 1.15-1.4 baseline. The column path 0.058-0.09
     # ns a live MAC avx512 (0.058-0.07 at 1024^2, 0.084-0.094 at 4096^2 x 32-64), 0.045-0.07
     # avx2, 0.09-0.11 baseline. The panels 0.9-1.2 ns a live weight at 1024^2, 1.6-1.7 at
-    # 4096^2 (every path). conv_direct fitted as Zen 4's (`notes .../conv_fit.py`: the direct
-    # path against im2col + BLAS at 100-10 % of weights kept, x 8x64x32x32). Carried over
+    # 4096^2 (every path). conv_direct fitted as Zen 4's (conv_fit.py: the direct path
+    # against im2col + BLAS at 100-10 % of weights kept, x 8x64x32x32). Carried over
     # from Zen 4's rows, not measured: conv_input, sampled_mac, densify_call, blas_small,
     # transpose, transpose_l2. Whole calls (routes.py: fp32/fp64, 256^2 to 4096^2, N 1-1024,
     # 50-99 % zeros, X dense or half dead; each row's route timed in the same process,
     # alternating, median of 5; load 8-10) against the Zen 4 row on Zen 5 (the default now):
     # avx512 spmm_mac 0.028 (0.025 densified nothing at 50 % zeros and N = 128-256, 1.3-1.4x
-    # slower; 0.03 densified 70 % zeros at N = 1024, 1.24x slower); packed half-dead X at
-    # N = 32 compacts (0.07 against the column path's 0.11 ms at 1024^2, 1.09 against 2.7
-    # at 4096^2); at N = 1-16 the column path stays where the CSR kernel would have been
-    # 1.2-1.6x faster at N = 16 (~0.02-0.9 ms) and slower at N = 4. avx2 csr_compact 0.45
-    # (0.55 kept N = 32 from compacting: 1.9 against 3.8 ms, fp64 4096^2 packed).
+    # slower; 0.03 densified 70 % zeros at N = 1024, 1.24x slower); a packed W with half of
+    # X's rows dead compacts at N = 32 (1024^2 0.07 against the column path's 0.11 ms,
+    # 4096^2 1.0 against 2.5) as at N = 64 (Zen 4's row too: 0.09 against 0.21, 1.3 against
+    # 4.9); at N = 1-16 it takes the CSR kernel, not the column path: 1.4-2.3x faster at
+    # N = 4 (fp32/fp64 1024^2 and 4096^2; the column path took 0.12-0.13 ms at 1024^2 x 4,
+    # 0.05-0.07 at x 1 and x 16), 1.1-1.8x slower at N = 1 and 16.
+    # avx2 csr_compact 0.45 (0.55 kept N = 32 from compacting: 1.9 against 3.8 ms, fp64
+    # 4096^2 packed). baseline: the compaction and panel rates measured here (1.2, 1.0) sent
+    # packed W with half-dead X to the panels where Zen 4's row's csr-skip-rows ran faster
+    # (fp32 1024^2 x 32 0.18 against 0.11 ms, 4096^2 x 32 2.95 against 1.53; a map met again
+    # skips the compaction): Zen 4's csr_compact, panel_nnz and csr_compact_blocked kept.
     ("zen5", "avx512"): CostTable("zen5/avx512", 0.0086, 0.028, 0.4, 0.045, (0.06, 0.8),
                                   (0.2, 1.25), csr_compact=0.3, spmm_scatter_mac=0.058,
                                   densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
@@ -211,10 +217,10 @@ TABLES = {
                                 blas_narrow_n=5.0, sampled_mac=0.11, panel_nnz=1.2,
                                 panel_step=1.0, csr_compact_blocked=0.45),
     ("zen5", "baseline"): CostTable("zen5/baseline", 0.0086, 0.056, 1.05, 0.045, (0.04, 1.84),
-                                    (1.1, 3.5), csr_compact=1.2, spmm_scatter_mac=0.1,
+                                    (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.1,
                                     densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                     blas_narrow_n=5.0, sampled_mac=0.15,
-                                    panel_nnz=1.0, panel_step=1.0),
+                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2),
 }
 # Any other CPU on a path: Zen 4's rows, the path's most recent full measurement (s13-s21)
 # and checked against whole calls on Zen 5 too (s24). The row the AVX-512 default held
