@@ -137,14 +137,16 @@ def test_bench_header_ties_numbers_to_the_machine():
 
 
 @pytest.mark.parametrize("simd", sorted(wsekern.simd_path.SIMD_BITS))
-def test_zen4_has_a_row_for_every_path(monkeypatch, simd):
-    """Zen 4 (EPYC family 25 model 17) takes its own measured rows, not the defaults."""
-    assert _cpu.uarch_of("AuthenticAMD", 25, 17) == "zen4"
-    assert costs.TABLES[("zen4", simd)].name == f"zen4/{simd}"
+@pytest.mark.parametrize("uarch, family, model", [("zen4", 25, 17), ("zen5", 26, 2)])
+def test_zen4_and_zen5_have_a_row_for_every_path(monkeypatch, simd, uarch, family, model):
+    """Zen 4 (EPYC family 25 model 17) and Zen 5 (family 26) take their own measured rows,
+    not the defaults."""
+    assert _cpu.uarch_of("AuthenticAMD", family, model) == uarch
+    assert costs.TABLES[(uarch, simd)].name == f"{uarch}/{simd}"
     monkeypatch.delenv("WSEKERN_COSTS", raising=False)
     monkeypatch.setattr(costs, "_cache", {})
-    monkeypatch.setattr(costs, "cpu_info", lambda: {"uarch": "zen4"})
-    assert costs.cost_table(simd).name == f"zen4/{simd}"
+    monkeypatch.setattr(costs, "cpu_info", lambda: {"uarch": uarch})
+    assert costs.cost_table(simd).name == f"{uarch}/{simd}"
 
 
 def test_every_row_is_named_by_its_key():
@@ -249,17 +251,6 @@ def test_zen4_avx2_column_path_priced_from_whole_calls(monkeypatch):
         assert kernels.spmm_path(P, X) == path, (m, n)
         np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
                                    W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("simd", sorted(wsekern.simd_path.SIMD_BITS))
-def test_zen5_has_a_row_for_every_path(monkeypatch, simd):
-    """Zen 5 (EPYC family 26) takes its own measured rows, not the defaults."""
-    assert _cpu.uarch_of("AuthenticAMD", 26, 2) == "zen5"
-    assert costs.TABLES[("zen5", simd)].name == f"zen5/{simd}"
-    monkeypatch.delenv("WSEKERN_COSTS", raising=False)
-    monkeypatch.setattr(costs, "_cache", {})
-    monkeypatch.setattr(costs, "cpu_info", lambda: {"uarch": "zen5"})
-    assert costs.cost_table(simd).name == f"zen5/{simd}"
 
 
 @pytest.mark.parametrize("simd", sorted(wsekern.simd_path.SIMD_BITS))
