@@ -7,6 +7,7 @@ from .tensor import (
     Tensor,
     absolute,
     as_tensor,
+    cast,
     clip,
     extremum,
     log,
@@ -165,7 +166,11 @@ def _float_pair(y_true, y_pred):
     y_pred = as_tensor(y_pred)
     if y_pred.dtype.kind != "f":
         y_pred = Tensor(y_pred.data.astype(np.float32))
-    y_true = Tensor(np.asarray(as_tensor(y_true).data, dtype=y_pred.dtype))
+    y_true = as_tensor(y_true)
+    if y_true.requires_grad and y_true.dtype.kind == "f":
+        y_true = cast(y_true, y_pred.dtype)     # Keras differentiates in targets made by
+    else:                                       # a model (a teacher's, a discriminator's)
+        y_true = Tensor(np.asarray(y_true.data, dtype=y_pred.dtype))
     return squeeze_or_expand_to_same_rank(y_true, y_pred)
 
 
@@ -217,9 +222,9 @@ def log_cosh(y_true, y_pred):
 
 def kl_divergence(y_true, y_pred):
     y_true, y_pred = _float_pair(y_true, y_pred)
-    t = np.clip(y_true.data, EPSILON, 1)
+    t = clip(y_true, EPSILON, 1)                # a Tensor: the gradient reaches y_true
     p = clip(y_pred, EPSILON, 1)
-    return tsum((log(p) * -1.0 + np.log(t)) * t, axis=-1)
+    return tsum(t * log(t / p), axis=-1)
 
 
 def poisson(y_true, y_pred):
