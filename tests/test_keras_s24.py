@@ -102,3 +102,81 @@ def test_compute_loss_called_as_keras_calls_it(keras):
         out.append((calls, losses))
     (kcalls, klosses), (calls, _) = out
     assert calls == kcalls == [("old", False)] * 3 + [("new", True)] * 2 + [("new", False)]
+
+
+# -- ops.nonzero and one-argument ops.where: Keras's (ndim, count) tensor --------------------
+_INDEX_CASES = [np.bool_(True), np.bool_(False), np.float32(0), np.float32(2),
+                np.array([np.nan, 0, 1.0]), np.array([[1 + 0j, 0j], [0j, 1j]]),
+                np.zeros((2, 0, 3)), np.zeros((0,)), np.array([True, False]),
+                np.array([[0, 1, 2], [3, 0, 0]], np.int8), np.array([-0.0, 0.0, 3.0])]
+
+
+@pytest.mark.parametrize("name", ["nonzero", "where"])
+def test_indices_are_one_tensor_as_keras(keras, name):
+    """Before: a tuple of ndim int32 tensors for both (NumPy's form); Keras on torch gives
+    one tensor of shape (ndim, count), int32 for nonzero and int64 for where, and its own
+    shapes for 0-d input ((0, 1) or (0, 0) for nonzero, (1, count) for where)."""
+    for x in _INDEX_CASES:
+        want = keras.ops.convert_to_numpy(getattr(keras.ops, name)(x))
+        got = getattr(ops, name)(x)
+        assert isinstance(got, Tensor), (name, x)
+        assert (got.shape, got.dtype) == (want.shape, want.dtype), (name, x)
+        np.testing.assert_array_equal(got.data, want)
+
+
+def test_indices_unpack_and_index_as_numpy():
+    x = np.array([[0, 1, 2], [3, 0, 0]], np.float32)
+    rows, cols = ops.where(x > 0)
+    np.testing.assert_array_equal(rows.data, [0, 0, 1])
+    np.testing.assert_array_equal(cols.data, [1, 2, 0])
+    np.testing.assert_array_equal(x[tuple(ops.nonzero(x).data)], x[x != 0])
+
+
+# -- i0, logaddexp and nextafter on complex input, as Keras on torch --------------------------
+Z = np.array([1 + 2j, -3 + 0.5j, 0.25 - 1j, 2 + 0j, 40 + 3j, -40 - 3j], np.complex64)
+W = np.array([0.5 + 0j, 2 - 1j, 0.25 - 1j, -2 + 5j, 1 + 1j, 39 + 2j], np.complex64)
+_inf, _nan = np.inf, np.nan
+EDGE_X = np.array([complex(_inf, 0), complex(-_inf, 0), complex(_inf, 1), complex(_inf, _inf),
+                   complex(_nan, 0), complex(0, _nan), complex(-_inf, 2), 1 + 1j])
+EDGE_Y = np.array([complex(_inf, 0), complex(-_inf, 3), complex(2, 1), complex(_inf, 0),
+                   1 + 0j, 1 + 0j, complex(-_inf, 5), complex(-_inf, 0)])
+_COMPLEX_CALLS = [
+    ("logaddexp", (Z, W)), ("logaddexp", (Z.astype(np.complex128), W)),
+    ("logaddexp", (Z, 1.0)), ("logaddexp", (Z, W.real.astype(np.float64))),
+    ("logaddexp", (np.arange(6), Z)), ("logaddexp", (np.float32(1.0), 2j)),
+    ("logaddexp", (EDGE_X, EDGE_Y)), ("logaddexp", (EDGE_Y, EDGE_X)),
+    ("i0", (Z,)), ("i0", (Z.astype(np.complex128),)),
+    ("i0", (np.array([0, 1, 2], np.int64),)), ("i0", (np.array([0, 1, 2], np.int32),)),
+    ("i0", (np.array([True, False]),)), ("i0", (np.array([0.5, 3], np.float16),)),
+    ("nextafter", (Z, W)), ("nextafter", (Z.astype(np.complex128), np.float32(0))),
+    ("nextafter", (np.float64(1), W)),
+]
+
+
+@pytest.mark.parametrize("name,args", _COMPLEX_CALLS)
+def test_complex_and_integer_input_as_keras(keras, name, args):
+    """Before: ComplexInputError for complex input (ops._COMPLEX_NOT_YET), and i0 of int64
+    was float32 (Keras: float64). Keras computes logaddexp in complex64 for any complex
+    pair (torch's formula, its infinities and NaNs), and takes i0 and nextafter of the real
+    part (torch's cast drops the imaginary part, with a warning: ours warns too)."""
+    want = keras.ops.convert_to_numpy(getattr(keras.ops, name)(*args))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = getattr(ops, name)(*args)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got.data, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+    drops_imag = name != "logaddexp" and any(np.iscomplexobj(a) for a in args)
+    assert drops_imag == any("imaginary part" in str(w.message) for w in caught)
+
+
+def test_complex_input_with_a_gradient_is_refused_by_name():
+    z = Tensor(Z.copy(), requires_grad=True)
+    for fn in (lambda: ops.logaddexp(z, 1.0), lambda: ops.i0(z), lambda: ops.nextafter(z, 0.0)):
+        with pytest.raises(NotImplementedError, match=r"ops\.(logaddexp|i0|nextafter).*complex"):
+            fn()
+
+
+def test_real_logaddexp_keeps_its_gradient():
+    a = Tensor(np.array([0.5, -1.0], np.float32), requires_grad=True)
+    tsum(ops.logaddexp(a, 0.25)).backward()
+    np.testing.assert_allclose(a.grad, 1 / (1 + np.exp(0.25 - a.data)), rtol=1e-6)
