@@ -180,3 +180,29 @@ def test_real_logaddexp_keeps_its_gradient():
     a = Tensor(np.array([0.5, -1.0], np.float32), requires_grad=True)
     tsum(ops.logaddexp(a, 0.25)).backward()
     np.testing.assert_allclose(a.grad, 1 / (1 + np.exp(0.25 - a.data)), rtol=1e-6)
+
+
+# -- optimizer names: Keras numbers unnamed ones per process ----------------------------------
+def _names(keras):
+    keras.utils.clear_session()
+    opts = keras.optimizers
+    names = [o.name for o in (opts.Adam(), opts.Adam(), opts.SGD(), opts.Adam(name="adam"),
+                              opts.RMSprop(), opts.AdamW(), opts.Adam.from_config({"name": "x"}),
+                              opts.Adam())]
+    m = keras.Sequential([keras.layers.Dense(2)])
+    m.compile(optimizer="adam", loss="mse")
+    m.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    names += [m.optimizer.name, m.optimizer.get_config()["name"], m.optimizer.variables[0].path]
+    names.append(keras.layers.Dense(1).name)
+    keras.utils.clear_session()
+    return names + [keras.optimizers.Adam().name, keras.layers.Dense(1).name]
+
+
+def test_unnamed_optimizers_are_numbered_as_keras(keras):
+    """Before: every unnamed Adam was "adam" and SGD "SGD" (two optimizers' variables shared
+    their paths), and there was no utils.clear_session. Keras names them by class,
+    snake-cased, numbered per process in the table layers are named from (adam, adam_1,
+    sgd, rm_sprop, adam_w), and clear_session starts the numbering again."""
+    want = _names(keras)
+    assert want[:8] == ["adam", "adam_1", "sgd", "adam", "rm_sprop", "adam_w", "x", "adam_2"]
+    assert _names(nn) == want
