@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _optim
 from . import constraints, registry, schedules
+from .naming import auto_name
 from .schedules import (  # noqa: F401
     CosineDecay,
     CosineDecayRestarts,
@@ -24,7 +25,7 @@ from .schedules import (  # noqa: F401
     PolynomialDecay,
 )
 from .tensor import Tensor
-from .variables import Variable, VariableView, auto_name, unnamed_variable_name
+from .variables import Variable, VariableView, unnamed_variable_name
 
 # Keras's optimizer variables after the step count and learning rate: groups of slot
 # names, each group made for every variable in turn (Keras's add_optimizer_variables)

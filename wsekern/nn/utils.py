@@ -5,9 +5,12 @@ As in Keras 3, ``np.random.seed`` alone does not make wsekern.nn reproducible (w
 dropout and shuffling draw from wsekern.nn's own generator): call
 ``wsekern.nn.utils.set_random_seed(seed)``, which seeds Python, NumPy and that generator.
 """
+import gc
 import random
 
 import numpy as np
+
+from .naming import NAME_COUNTS
 
 _RNG = np.random.default_rng()
 
@@ -30,9 +33,6 @@ def clear_session(free_memory=True):
     """Keras's: forget the automatic names given so far, so that the next Dense is named
     "dense" again and the next unnamed Adam "adam"; ``free_memory`` also collects garbage.
     Models already made keep their names and weights."""
-    import gc
-
-    from .variables import NAME_COUNTS
     NAME_COUNTS.clear()
     if free_memory:
         gc.collect()

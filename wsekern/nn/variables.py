@@ -1,15 +1,10 @@
 """``Variable``: a Tensor that holds state (a weight, a counter) and is assigned in place,
 as ``keras.Variable``. Layers track the Variables assigned to their attributes."""
-import re
-
 import numpy as np
 
 from . import initializers
+from .naming import auto_name
 from .tensor import Tensor
-
-# Keras's one table of automatic names, by snake-case name: layers, models, optimizers
-# (auto_name) and unnamed variables count in it alike
-NAME_COUNTS = {}
 
 
 class Variable(Tensor):
@@ -178,20 +173,7 @@ class VariableView(Variable):
         return self
 
 
-def auto_name(cls_name):
-    """Keras's default name for an object of class ``cls_name`` (Conv2D -> conv2d,
-    MaxPooling2D -> max_pooling2d, RMSprop -> rm_sprop), then _1, _2... counted over the
-    process in one table for layers, models and optimizers, as Keras's auto_name."""
-    snake = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", cls_name))
-    snake = re.sub("([a-z])([A-Z])", r"\1_\2", snake).lower()
-    n = NAME_COUNTS.get(snake, 0)
-    NAME_COUNTS[snake] = n + 1
-    return snake if n == 0 else f"{snake}_{n}"
-
-
 def unnamed_variable_name():
     """Keras's name for a variable made without one: "variable", then "variable_1", ...
     counted over the process in the one table Keras also names layers from."""
-    n = NAME_COUNTS.get("variable", 0)
-    NAME_COUNTS["variable"] = n + 1
-    return "variable" if n == 0 else f"variable_{n}"
+    return auto_name("variable")

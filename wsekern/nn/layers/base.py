@@ -14,10 +14,10 @@ import numpy as np
 
 from ..._budget import check_memory
 from .. import constraints, initializers, regularizers
+from ..naming import auto_name as _auto_name
 from ..symbolic import any_symbolic, call_symbolic
 from ..tensor import Tensor
 from ..variables import Variable
-from ..variables import auto_name as _auto_name
 
 _TRAINING = [False]          # the training flag of the calls in progress (outermost first)
 _TRAINING_GIVEN = [False]    # whether one of them was given `training` (Keras's None: not)

@@ -398,9 +398,10 @@ class Model(Layer):
         """``compute_loss`` called as Keras calls it: positionally, and given ``training``
         only when it takes it (an override written for Keras < 3.3, as keras.io's
         distillation example, has ``allow_empty`` instead)."""
-        if _takes_training(type(self).compute_loss):
-            return self.compute_loss(x, y, y_pred, sample_weight, training=training)
-        return self.compute_loss(x, y, y_pred, sample_weight)
+        fn = self.compute_loss
+        if _takes_training(getattr(fn, "__func__", fn)):
+            return fn(x, y, y_pred, sample_weight, training=training)
+        return fn(x, y, y_pred, sample_weight)
 
     def train_step(self, data):
         x, y, sample_weight = _unpack(data)
@@ -842,7 +843,7 @@ def _pack(x, y=None, sample_weight=None):
     return (x, y) if sample_weight is None else (x, y, sample_weight)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=256)
 def _takes_training(compute_loss):
     try:
         return "training" in inspect.signature(compute_loss).parameters
