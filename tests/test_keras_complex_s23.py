@@ -119,7 +119,7 @@ def _arrays(v):
 
 
 # Keras answers, wsekern refuses by name (ops._COMPLEX_NOT_YET) or with a named ValueError
-_KNOWN_GAPS = {"i0", "logaddexp", "nextafter", "view_as_complex"}
+_KNOWN_GAPS = {"view_as_complex"}
 # the probe's pattern is not what the op takes (real input differs too): not about complex
 _NOT_COMPLEX = {"correlate", "full", "nonzero", "where", "cholesky_inverse", "vectorize",
                 "map", "scan", "fori_loop", "while_loop", "cond", "switch", "associative_scan",

@@ -169,13 +169,13 @@ def test_value_and_dtype_match_keras(keras, name, args, kwargs):
 
 
 def test_nonzero_matches_keras_stacked(keras):
-    # Keras on torch returns one (ndim, n) tensor, NumPy and JAX a tuple: ours is the
-    # tuple, which unpacks the same way and indexes as NumPy does
+    # Keras on torch returns one (ndim, n) tensor, as ours (session 24; it was NumPy's
+    # tuple): it unpacks the same way, and x[tuple(idx)] indexes as NumPy does
     got = ops.nonzero(I32 > 2)
     want = keras.ops.convert_to_numpy(keras.ops.nonzero(I32 > 2))
-    np.testing.assert_array_equal(np.stack([g.data for g in got]), want)
-    assert got[0].dtype == want.dtype
-    np.testing.assert_array_equal(I32[tuple(g.data for g in got)], I32[I32 > 2])
+    assert isinstance(got, Tensor) and got.dtype == want.dtype
+    np.testing.assert_array_equal(got.data, want)
+    np.testing.assert_array_equal(I32[tuple(got.data)], I32[I32 > 2])
 
 
 def test_decompositions_match_keras_up_to_signs(keras):

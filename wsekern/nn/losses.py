@@ -7,6 +7,7 @@ from .tensor import (
     Tensor,
     absolute,
     as_tensor,
+    cast,
     clip,
     extremum,
     log,
@@ -165,7 +166,11 @@ def _float_pair(y_true, y_pred):
     y_pred = as_tensor(y_pred)
     if y_pred.dtype.kind != "f":
         y_pred = Tensor(y_pred.data.astype(np.float32))
-    y_true = Tensor(np.asarray(as_tensor(y_true).data, dtype=y_pred.dtype))
+    y_true = as_tensor(y_true)
+    if y_true.requires_grad and y_true.dtype.kind == "f":
+        y_true = cast(y_true, y_pred.dtype)     # Keras differentiates in targets made by
+    else:                                       # a model (a teacher's, a discriminator's)
+        y_true = Tensor(np.asarray(y_true.data, dtype=y_pred.dtype))
     return squeeze_or_expand_to_same_rank(y_true, y_pred)
 
 
@@ -183,6 +188,9 @@ def mean_absolute_error(y_true, y_pred):
 
 def mean_absolute_percentage_error(y_true, y_pred):
     y_true, y_pred = _float_pair(y_true, y_pred)
+    if y_true.requires_grad:
+        scale = extremum(absolute(y_true), EPSILON, take_max=True)
+        return mean(absolute((y_true - y_pred) / scale), axis=-1) * 100.0
     scale = np.maximum(np.abs(y_true.data), EPSILON)
     return mean(absolute((y_true - y_pred) * (1.0 / scale)), axis=-1) * 100.0
 
@@ -190,7 +198,8 @@ def mean_absolute_percentage_error(y_true, y_pred):
 def mean_squared_logarithmic_error(y_true, y_pred):
     y_true, y_pred = _float_pair(y_true, y_pred)
     first = log1p(extremum(y_pred, EPSILON, take_max=True))
-    second = np.log1p(np.maximum(y_true.data, EPSILON))
+    second = log1p(extremum(y_true, EPSILON, take_max=True)) if y_true.requires_grad else \
+        np.log1p(np.maximum(y_true.data, EPSILON))
     d = first - second
     return mean(d * d, axis=-1)
 
@@ -217,21 +226,21 @@ def log_cosh(y_true, y_pred):
 
 def kl_divergence(y_true, y_pred):
     y_true, y_pred = _float_pair(y_true, y_pred)
-    t = np.clip(y_true.data, EPSILON, 1)
+    t = clip(y_true, EPSILON, 1)                # a Tensor: the gradient reaches y_true
     p = clip(y_pred, EPSILON, 1)
-    return tsum((log(p) * -1.0 + np.log(t)) * t, axis=-1)
+    return tsum(t * log(t / p), axis=-1)
 
 
 def poisson(y_true, y_pred):
     y_true, y_pred = _float_pair(y_true, y_pred)
-    return mean(y_pred - log(y_pred + EPSILON) * y_true.data, axis=-1)
+    return mean(y_pred - log(y_pred + EPSILON) * y_true, axis=-1)
 
 
 def _hinge_labels(y_true):
     """{0, 1} labels become {-1, 1}, as Keras converts them; others pass unchanged."""
     t = y_true.data
     if t.size and np.all((t == 0) | (t == 1)):
-        return Tensor(2.0 * t - 1.0)
+        return y_true * 2.0 - 1.0           # (a Tensor: differentiable, as Keras's)
     return y_true
 
 
@@ -251,7 +260,7 @@ def squared_hinge(y_true, y_pred):
 def categorical_hinge(y_true, y_pred):
     y_true, y_pred = _float_pair(y_true, y_pred)
     pos = tsum(y_pred * y_true, axis=-1)
-    neg = reduce_extremum(y_pred * (1.0 - y_true.data), axis=-1, take_max=True)
+    neg = reduce_extremum(y_pred * (1.0 - y_true), axis=-1, take_max=True)
     return _relu(neg - pos + 1.0)
 
 
@@ -282,16 +291,25 @@ def cosine_similarity(y_true, y_pred, axis=-1):
 
     def backward(g):
         g = np.expand_dims(np.asarray(g, dtype=p.dtype), axis)
-        dot = (t * p).sum(axis, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = 1 / np.sqrt(s)                                         # rsqrt, inf at 0
-            c = p.dtype.type(_INV_EPSILON)
-            # d inv / d s: rsqrt's slope below the clamp, half of it at a tie (the min's
-            # gradient split evenly, as torch's), none above it - but NaN at s = 0
-            slope = np.where(r < c, -0.5 * r ** 3, np.where(
-                r == c, -0.25 * r ** 3, np.where(s == 0, np.nan, 0.0))).astype(p.dtype)
-            y_pred.accumulate(-g * (t * inv + 2 * p * slope * dot))
-    return Tensor(out.astype(p.dtype, copy=False), parents=(y_pred,), backward=backward)
+        y_pred.accumulate(_cosine_grad(p, s, inv, t, g, axis))
+        if y_true.requires_grad:            # the same form with the roles swapped
+            y_true.accumulate(_cosine_grad(y_true.data, t_s, t_inv, p * inv, g, axis))
+    return Tensor(out.astype(p.dtype, copy=False), parents=(y_pred, y_true),
+                  backward=backward)
+
+
+def _cosine_grad(x, s, inv, other, g, axis):
+    """d/dx of -sum(other * x * inv(x)) times ``g``, ``inv`` Keras's clamped rsqrt of
+    ``s`` = sum(x * x)."""
+    dot = (other * x).sum(axis, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = 1 / np.sqrt(s)                                             # rsqrt, inf at 0
+        c = x.dtype.type(_INV_EPSILON)
+        # d inv / d s: rsqrt's slope below the clamp, half of it at a tie (the min's
+        # gradient split evenly, as torch's), none above it - but NaN at s = 0
+        slope = np.where(r < c, -0.5 * r ** 3, np.where(
+            r == c, -0.25 * r ** 3, np.where(s == 0, np.nan, 0.0))).astype(x.dtype)
+        return -g * (other * inv + 2 * x * slope * dot)
 
 
 def _relu(x):
@@ -302,9 +320,29 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     y_true, y_pred = _float_pair(y_true, y_pred)
     if not from_logits:     # with logits Keras computes any target (torch's loss with logits)
         _check_probabilities(y_true.data, "binary_crossentropy")
+    y = y_true.data
     if label_smoothing:
-        y_true = Tensor(y_true.data * (1.0 - label_smoothing) + 0.5 * label_smoothing)
-    return mean(_binary_elementwise(y_true.data, y_pred, from_logits), axis=axis)
+        y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    elementwise = _binary_elementwise(y, y_pred, from_logits)
+    if y_true.requires_grad:                # d loss / d y: -z with logits, else log((1-p)/p)
+        z = y_pred.data
+        if from_logits:
+            d = -z
+        else:
+            p = np.clip(z, EPSILON, 1 - EPSILON)
+            d = np.log(1 - p) - np.log(p)
+        elementwise = _with_target_grad(elementwise, y_true, d * (1.0 - label_smoothing))
+    return mean(elementwise, axis=axis)
+
+
+def _with_target_grad(value, y_true, d):
+    """``value`` also differentiable in ``y_true``: ``d`` its derivative there (the fused
+    losses compute only the one in y_pred), ``value`` of y_true's shape or one axis less."""
+    def backward(g):
+        value.accumulate(g)
+        g = np.asarray(g)
+        y_true.accumulate((g if g.ndim == d.ndim else g[..., None]) * d)
+    return Tensor(value.data, parents=(value, y_true), backward=backward)
 
 
 def _check_probabilities(y, loss):
@@ -323,7 +361,8 @@ def _check_probabilities(y, loss):
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     y_pred = as_tensor(y_pred)
-    y = np.asarray(as_tensor(y_true).data, dtype=y_pred.dtype)
+    y_true = as_tensor(y_true)
+    y = np.asarray(y_true.data, dtype=y_pred.dtype)
     if y.shape != y_pred.shape:
         raise ValueError(f"categorical targets must have the predictions' shape "
                          f"{y_pred.shape}; received {y.shape} (use sparse_categorical_"
@@ -332,7 +371,14 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         y = y * (1.0 - label_smoothing) + label_smoothing / y.shape[-1]
     if axis not in (-1, y.ndim - 1):
         raise NotImplementedError("categorical_crossentropy over an axis other than the last")
-    return _categorical(y_pred, y, from_logits, sparse=False)
+    loss = _categorical(y_pred, y, from_logits, sparse=False)
+    if y_true.requires_grad and y_true.dtype.kind == "f":     # d loss / d y = -log(p)
+        p = y_pred.data
+        logp = _log_softmax(p) if from_logits else np.log(
+            np.clip(p / p.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON))
+        loss = _with_target_grad(loss, y_true, (-(1.0 - label_smoothing) * logp)
+                                 .astype(y_true.dtype, copy=False))
+    return loss
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,

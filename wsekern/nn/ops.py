@@ -6,6 +6,7 @@ ops carry gradients to their Tensor inputs; the ones Keras cannot differentiate 
 (argmax, argsort, comparisons, one_hot, rounding, shape constructors) return constants.
 """
 import builtins
+import warnings
 
 import numpy as np
 
@@ -366,9 +367,12 @@ def any(x, axis=None, keepdims=False):      # noqa: A001
 
 
 def where(condition, x1=None, x2=None):
-    """``x1`` where ``condition`` else ``x2``; with one argument, the indices (as Keras)."""
+    """``x1`` where ``condition`` else ``x2``. With one argument, the indices where it
+    holds as one int64 tensor of shape (ndim, count), as Keras on torch (a 0-d condition
+    counts as shape (1,)); unpacks as NumPy's tuple, ``x[tuple(idx)]`` indexes as NumPy."""
     if x1 is None and x2 is None:
-        return tuple(Tensor(i.astype(np.int32)) for i in np.nonzero(as_tensor(condition).data))
+        c = np.atleast_1d(as_tensor(condition).data.astype(bool))
+        return Tensor(np.stack(np.nonzero(c)).astype(np.int64))
     if x1 is None or x2 is None:
         raise ValueError("where takes both x1 and x2, or neither (to get indices)")
     return T.where(condition, x1, x2)
@@ -1405,7 +1409,9 @@ def bincount(x, weights=None, minlength=0, sparse=False):
 
 
 def nonzero(x):
-    return tuple(Tensor(i.astype(np.int32)) for i in np.nonzero(as_tensor(x).data))
+    """The indices of the nonzero entries as one int32 tensor of shape (ndim, count), as
+    Keras on torch (torch.nonzero(x).T: a 0-d x gives shape (0, 1) or (0, 0))."""
+    return Tensor(np.ascontiguousarray(np.argwhere(as_tensor(x).data).T, dtype=np.int32))
 
 
 def isin(x1, x2, assume_unique=False, invert=False):
@@ -1545,14 +1551,67 @@ def _i1(v):
     return f(v)
 
 
-i0 = _unary_op("i0", _i0, lambda x, o: _i1(x), "Modified Bessel function of order 0.")
+_i0_float = _unary_op("i0", _i0, lambda x, o: _i1(x), "Modified Bessel function of order 0.")
+
+
+def i0(x):
+    """Modified Bessel function of order 0, in Keras's dtype: float64 for int64 and
+    float64 input, float16 kept, else float32; complex input by its real part (Keras on
+    torch casts it to float32, discarding the imaginary part, with torch's warning)."""
+    x = as_tensor(x)
+    if x.dtype.kind == "c":                 # complex128 too gives float32, as Keras
+        x = T.cast(_real_part("i0", x), FLOATX)
+    dt = np.float64 if x.dtype in (np.int64, np.float64) else \
+        x.dtype if x.dtype == np.float16 else FLOATX
+    return _i0_float(T.cast(x, dt))
+
+
+def _real_part(name, x):
+    """A complex ``x``'s real part, as Keras on torch's cast of it to a real dtype: with
+    torch's warning, as the imaginary part is dropped (and no gradient)."""
+    _no_complex_grad(name, x)
+    warnings.warn(f"ops.{name} of a complex tensor ({x.dtype}) uses its real part, as Keras "
+                  "on torch does (it casts the input to a real dtype): the imaginary part is "
+                  "discarded", UserWarning, stacklevel=3)
+    return _const(np.real(x.data))
+
 
 arctan2 = _binary_op("arctan2", np.arctan2, lambda y, x, o: x / (x * x + y * y),
                      lambda y, x, o: -y / (x * x + y * y), "Angle of (x2, x1), elementwise.")
 hypot = _binary_op("hypot", np.hypot, lambda a, b, o: a / o, lambda a, b, o: b / o,
                    "sqrt(x1**2 + x2**2) without overflow.")
-logaddexp = _binary_op("logaddexp", np.logaddexp, lambda a, b, o: np.exp(a - o),
-                       lambda a, b, o: np.exp(b - o), "log(exp(x1) + exp(x2)), stably.")
+_logaddexp_float = _binary_op("logaddexp", np.logaddexp, lambda a, b, o: np.exp(a - o),
+                              lambda a, b, o: np.exp(b - o), "log(exp(x1) + exp(x2)), stably.")
+
+
+def logaddexp(x1, x2):
+    """log(exp(x1) + exp(x2)), stably. Complex input as Keras on torch: both operands in
+    complex64 (Keras's result dtype for any complex pair), torch's formula (the operand of
+    the larger real part taken out), no gradient."""
+    a, b = T.pair(x1, x2)
+    if a.dtype.kind != "c" and b.dtype.kind != "c":
+        return _logaddexp_float(a, b)
+    _no_complex_grad("logaddexp", a, b)
+    return _const(_logaddexp_complex(a.data.astype(np.complex64), b.data.astype(np.complex64)))
+
+
+def _logaddexp_complex(x, y):
+    """torch's complex logaddexp (ATen's _log_add_exp_helper), elementwise: with ``mx`` the
+    operand of the larger real part (``x`` at ties), log1p(exp(mn - mx)) + mx; NaN in
+    either part of either operand gives NaN + NaN j; equal infinite real parts give ``mn``
+    (-inf) or, at +inf, log(exp(mn) + exp(mx)) (inf + 0j for two inf + 0j)."""
+    x, y = np.broadcast_arrays(x, y)
+    swap = x.real < y.real
+    mx, mn = np.where(swap, y, x), np.where(swap, x, y)
+    with np.errstate(all="ignore"):
+        out = np.log1p(np.exp(mn - mx)) + mx
+        both_inf = np.isinf(mn.real) & (mn.real == mx.real)
+        out = np.where(both_inf & (mn.real < 0), mn, out)
+        out = np.where(both_inf & (mn.real > 0), np.log(np.exp(mn) + np.exp(mx)), out)
+    nan = np.isnan(x) | np.isnan(y)          # NaN in either part (np.isnan of complex)
+    return np.where(nan, np.complex64(complex(np.nan, np.nan)), out).astype(np.complex64)
+
+
 logaddexp2 = _binary_op("logaddexp2", np.logaddexp2, lambda a, b, o: np.exp2(a - o),
                         lambda a, b, o: np.exp2(b - o), "log2(2**x1 + 2**x2), stably.")
 
@@ -1682,7 +1741,16 @@ def ldexp(x1, x2):
 
 
 def nextafter(x1, x2):
-    a, b = _float_pair(x1, x2)
+    """The next float after ``x1`` towards ``x2``, in the operands' float dtype. Complex
+    input as Keras on torch: the real parts' next float64 (the imaginary parts dropped,
+    with a warning), returned as complex64."""
+    a, b = T.pair(x1, x2)
+    if a.dtype.kind == "c" or b.dtype.kind == "c":
+        _no_complex_grad("nextafter", a, b)
+        _real_part("nextafter", a if a.dtype.kind == "c" else b)       # one warning
+        return _const(np.nextafter(np.real(a.data).astype(np.float64),
+                                   np.real(b.data).astype(np.float64)).astype(np.complex64))
+    a, b = _float_pair(a, b)
     return _const(np.nextafter(a.data, b.data))
 
 
@@ -3794,7 +3862,7 @@ _REAL_ONLY = (
     "selu", "sign", "signbit", "soft_shrink", "softmax", "softplus", "sort", "sparse_plus",
     "sparse_sigmoid", "sparsemax", "trunc", "unique")
 # Keras on torch computes these on complex input, wsekern does not yet: refused by name
-_COMPLEX_NOT_YET = ("i0", "logaddexp", "nextafter")
+_COMPLEX_NOT_YET = ()
 
 
 def _refuse_complex():

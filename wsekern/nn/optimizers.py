@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _optim
 from . import constraints, registry, schedules
+from .naming import auto_name
 from .schedules import (  # noqa: F401
     CosineDecay,
     CosineDecayRestarts,
@@ -69,7 +70,6 @@ class Optimizer:
     may set ``_fused(w, g, slots, lr, step, decay)``: the update including the weight decay
     ``w -= w * decay`` (decay None: none), True when done, False to run the NumPy code."""
     _slots = ()
-    _default_name = "optimizer"
     _use_fused = True          # False: always the NumPy code (tests compare the two)
 
     def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None,
@@ -91,7 +91,7 @@ class Optimizer:
                              f"received {({k: v for k, v in clips.items() if v is not None})}")
         for k, v in clips.items():
             setattr(self, k, None if v is None else _number(k, v, 0))
-        self.name = name or self._default_name
+        self.name = auto_name(type(self).__name__) if name is None else name
         self._iterations = np.zeros((), dtype=np.int64)
         self._state = {}          # id(variable) -> (variable, [slot arrays])
 
@@ -340,7 +340,6 @@ class Optimizer:
 
 class SGD(Optimizer):
     """v = momentum * v - lr * g; w += v (Nesterov: w += momentum * v - lr * g)."""
-    _default_name = "SGD"
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -372,7 +371,6 @@ class SGD(Optimizer):
 
 class RMSprop(Optimizer):
     """Keras's RMSprop: epsilon inside the square root; optional momentum and centring."""
-    _default_name = "rmsprop"
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  centered=False, **kwargs):
@@ -419,7 +417,6 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     """Keras's Adam: bias correction folded into the learning rate, epsilon 1e-7, the step
     count shared by all variables (the optimizer's ``iterations``)."""
-    _default_name = "adam"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, **kwargs):
@@ -458,7 +455,6 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (Keras's default 0.004)."""
-    _default_name = "adamw"
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
@@ -466,7 +462,6 @@ class AdamW(Adam):
 
 class Adagrad(Optimizer):
     """acc += g^2; w -= lr * g / sqrt(acc + epsilon)."""
-    _default_name = "adagrad"
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  **kwargs):
@@ -495,7 +490,6 @@ class Adagrad(Optimizer):
 
 class Adadelta(Optimizer):
     """Keras's Adadelta (its learning_rate multiplies the Adadelta step; default 0.001)."""
-    _default_name = "adadelta"
     _slots = ("accumulated_grad", "accumulated_delta_var")
 
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
@@ -519,7 +513,6 @@ class Adadelta(Optimizer):
 
 class Adamax(Optimizer):
     """``m += (g - m)(1 - b1); u = max(b2 u, |g|); w -= lr m / ((1 - b1^t)(u + eps))``."""
-    _default_name = "adamax"
     _slots = ("m", "u")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
@@ -545,7 +538,6 @@ class Adamax(Optimizer):
 class Nadam(Optimizer):
     """Keras's Nadam (Dozat's schedule: mu_t = b1 (1 - 0.5 * 0.96^t)). The running product
     of mu_t follows from the step count, so it is recomputed on restore, not saved."""
-    _default_name = "nadam"
     _slots = ("momentum", "velocity")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
@@ -594,7 +586,6 @@ class Nadam(Optimizer):
 
 class Lion(Optimizer):
     """w -= lr * sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g."""
-    _default_name = "lion"
     _slots = ("momentum",)
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, **kwargs):

@@ -1,13 +1,16 @@
 """``to_categorical``, ``pad_sequences``, ``normalize``, ``PyDataset``, ``plot_model``,
-``set_random_seed`` and the seeded generator every layer draws from.
+``set_random_seed``, ``clear_session`` and the seeded generator every layer draws from.
 
 As in Keras 3, ``np.random.seed`` alone does not make wsekern.nn reproducible (weights,
 dropout and shuffling draw from wsekern.nn's own generator): call
 ``wsekern.nn.utils.set_random_seed(seed)``, which seeds Python, NumPy and that generator.
 """
+import gc
 import random
 
 import numpy as np
+
+from .naming import NAME_COUNTS
 
 _RNG = np.random.default_rng()
 
@@ -24,6 +27,15 @@ def set_random_seed(seed):
 
 def rng():
     return _RNG
+
+
+def clear_session(free_memory=True):
+    """Keras's: forget the automatic names given so far, so that the next Dense is named
+    "dense" again and the next unnamed Adam "adam"; ``free_memory`` also collects garbage.
+    Models already made keep their names and weights."""
+    NAME_COUNTS.clear()
+    if free_memory:
+        gc.collect()
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

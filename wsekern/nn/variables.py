@@ -3,11 +3,8 @@ as ``keras.Variable``. Layers track the Variables assigned to their attributes."
 import numpy as np
 
 from . import initializers
+from .naming import auto_name
 from .tensor import Tensor
-
-# Keras's one table of automatic names, by snake-case name: layers (layers.base._auto_name)
-# and unnamed variables count in it alike
-NAME_COUNTS = {}
 
 
 class Variable(Tensor):
@@ -179,6 +176,4 @@ class VariableView(Variable):
 def unnamed_variable_name():
     """Keras's name for a variable made without one: "variable", then "variable_1", ...
     counted over the process in the one table Keras also names layers from."""
-    n = NAME_COUNTS.get("variable", 0)
-    NAME_COUNTS["variable"] = n + 1
-    return "variable" if n == 0 else f"variable_{n}"
+    return auto_name("variable")

@@ -9,15 +9,14 @@ import collections
 import functools
 import inspect
 import math
-import re
 
 import numpy as np
 
 from ..._budget import check_memory
 from .. import constraints, initializers, regularizers
+from ..naming import auto_name as _auto_name
 from ..symbolic import any_symbolic, call_symbolic
 from ..tensor import Tensor
-from ..variables import NAME_COUNTS as _COUNTS
 from ..variables import Variable
 
 _TRAINING = [False]          # the training flag of the calls in progress (outermost first)
@@ -29,15 +28,6 @@ def training_given():
     """True when the call in progress, or one it is nested in, was given ``training=``
     (fit, evaluate and predict give it); False for a bare ``model(x)``."""
     return _TRAINING_GIVEN[-1]
-
-
-def _auto_name(cls_name):
-    """Keras's default names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, then _1, _2..."""
-    snake = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", cls_name)
-    snake = re.sub("([a-z])([A-Z])", r"\1_\2", snake).lower()
-    n = _COUNTS.get(snake, 0)
-    _COUNTS[snake] = n + 1
-    return snake if n == 0 else f"{snake}_{n}"
 
 
 # Bookkeeping attributes that never hold sub-layers: skipped by the tracking walk.

@@ -1,6 +1,8 @@
 """``Model``: Keras's training API (compile / fit / evaluate / predict / summary / save) for
 every kind of model - Sequential, functional (``Model(inputs, outputs)``) and subclassed
 (``class M(Model)`` with ``__init__`` and ``call``)."""
+import functools
+import inspect
 import time
 
 import numpy as np
@@ -392,10 +394,19 @@ class Model(Layer):
         for w in self._step_weights():
             w.grad = None
 
+    def _compute_loss(self, x, y, y_pred, sample_weight, training):
+        """``compute_loss`` called as Keras calls it: positionally, and given ``training``
+        only when it takes it (an override written for Keras < 3.3, as keras.io's
+        distillation example, has ``allow_empty`` instead)."""
+        fn = self.compute_loss
+        if _takes_training(getattr(fn, "__func__", fn)):
+            return fn(x, y, y_pred, sample_weight, training=training)
+        return fn(x, y, y_pred, sample_weight)
+
     def train_step(self, data):
         x, y, sample_weight = _unpack(data)
         y_pred = self(x, training=True)
-        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+        loss = self._compute_loss(x, y, y_pred, sample_weight, training=True)
         self.zero_grad()
         loss.backward()
         self.optimizer.apply_gradients(self._step_weights())
@@ -405,8 +416,7 @@ class Model(Layer):
     def test_step(self, data):
         x, y, sample_weight = _unpack(data)
         y_pred = self(x, training=False)
-        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                                 training=False)
+        loss = self._compute_loss(x, y, y_pred, sample_weight, training=False)
         self._track_loss(loss, _batch_size(x))
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
@@ -831,6 +841,14 @@ def _pack(x, y=None, sample_weight=None):
     if y is None and sample_weight is None:
         return (x,) if isinstance(x, (list, tuple)) else x
     return (x, y) if sample_weight is None else (x, y, sample_weight)
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_training(compute_loss):
+    try:
+        return "training" in inspect.signature(compute_loss).parameters
+    except (TypeError, ValueError):        # no signature to read: as Keras's default
+        return True
 
 
 def _unpack(data):
