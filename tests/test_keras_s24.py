@@ -206,3 +206,33 @@ def test_unnamed_optimizers_are_numbered_as_keras(keras):
     want = _names(keras)
     assert want[:8] == ["adam", "adam_1", "sgd", "adam", "rm_sprop", "adam_w", "x", "adam_2"]
     assert _names(nn) == want
+
+
+def _model_names(keras):
+    keras.utils.clear_session()
+    names = []
+    for _ in range(2):
+        names.append(keras.Sequential().name)
+        names.append(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).name)
+        i = keras.Input((3,))
+        names.append(keras.Model(i, keras.layers.Dense(1)(i)).name)
+
+        class MyModel(keras.Model):
+            def call(self, x):
+                return x
+        names.append(MyModel().name)
+        seq = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        names.append(keras.models.clone_model(seq).name)
+        deferred = keras.Sequential([keras.layers.Dense(1)])
+        deferred(np.ones((2, 3), np.float32))
+        names.append(deferred.name)
+    return names
+
+
+def test_models_are_numbered_as_keras(keras):
+    """Before: every Sequential was "sequential" and every functional model "functional";
+    Keras numbers them as layers (and each build of a Sequential makes a functional model
+    that takes a number: the first Model(inputs, outputs) after one is functional_1)."""
+    want = _model_names(keras)
+    assert want[:4] == ["sequential", "sequential_1", "functional_1", "my_model"]
+    assert _model_names(nn) == want

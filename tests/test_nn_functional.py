@@ -2,6 +2,7 @@
 (NumPy, finite differences, the layers run one by one)."""
 import contextlib
 import io
+import re
 
 import numpy as np
 import pytest
@@ -206,7 +207,7 @@ def test_summary_prints_keras_table_and_param_lines():
     with contextlib.redirect_stdout(text):
         model.summary()
     lines = text.getvalue().splitlines()
-    assert lines[0] == 'Model: "sequential"'
+    assert re.fullmatch(r'Model: "sequential(_\d+)?"', lines[0])   # numbered as Keras's
     assert any("Layer (type)" in l and "Output Shape" in l and "Param #" in l for l in lines)
     # Dense 4*8+8=40, BN 4*8=32 (16 non-trainable), Dense 8*2+2=18
     assert lines[-3] == " Total params: 90 (360.00 B)"

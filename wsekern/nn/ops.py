@@ -1568,12 +1568,13 @@ def i0(x):
 
 def _real_part(name, x):
     """A complex ``x``'s real part, as Keras on torch's cast of it to a real dtype: with
-    torch's warning, as the imaginary part is dropped."""
+    torch's warning, as the imaginary part is dropped (and no gradient)."""
     _no_complex_grad(name, x)
     warnings.warn(f"ops.{name} of a complex tensor ({x.dtype}) uses its real part, as Keras "
                   "on torch does (it casts the input to a real dtype): the imaginary part is "
                   "discarded", UserWarning, stacklevel=3)
     return _const(np.real(x.data))
+
 
 arctan2 = _binary_op("arctan2", np.arctan2, lambda y, x, o: x / (x * x + y * y),
                      lambda y, x, o: -y / (x * x + y * y), "Angle of (x2, x1), elementwise.")
@@ -1609,6 +1610,8 @@ def _logaddexp_complex(x, y):
         out = np.where(both_inf & (mn.real > 0), np.log(np.exp(mn) + np.exp(mx)), out)
     nan = np.isnan(x) | np.isnan(y)          # NaN in either part (np.isnan of complex)
     return np.where(nan, np.complex64(complex(np.nan, np.nan)), out).astype(np.complex64)
+
+
 logaddexp2 = _binary_op("logaddexp2", np.logaddexp2, lambda a, b, o: np.exp2(a - o),
                         lambda a, b, o: np.exp2(b - o), "log2(2**x1 + 2**x2), stably.")
 
@@ -1743,9 +1746,10 @@ def nextafter(x1, x2):
     with a warning), returned as complex64."""
     a, b = T.pair(x1, x2)
     if a.dtype.kind == "c" or b.dtype.kind == "c":
-        ra, rb = (_real_part("nextafter", t) if t.dtype.kind == "c" else t for t in (a, b))
-        return _const(np.nextafter(ra.data.astype(np.float64), rb.data.astype(np.float64))
-                      .astype(np.complex64))
+        _no_complex_grad("nextafter", a, b)
+        _real_part("nextafter", a if a.dtype.kind == "c" else b)       # one warning
+        return _const(np.nextafter(np.real(a.data).astype(np.float64),
+                                   np.real(b.data).astype(np.float64)).astype(np.complex64))
     a, b = _float_pair(a, b)
     return _const(np.nextafter(a.data, b.data))
 

@@ -154,7 +154,7 @@ class Functional(Model):
         return functional_config(self)
 
     def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
-        super().__init__(name=name or "functional", trainable=trainable, **kwargs)
+        super().__init__(name=name, trainable=trainable, **kwargs)   # functional, _1..
         for what, struct in (("inputs", inputs), ("outputs", outputs)):
             bad = [v for v in flatten_values(struct) if not isinstance(v, KerasTensor)]
             if bad or not flatten(struct):

@@ -4,6 +4,7 @@ import numpy as np
 from ..layers.base import Layer
 from ..layers.core import InputLayer as _CoreInputLayer
 from ..layers.input_layer import InputLayer
+from ..naming import auto_name
 from ..symbolic import KerasTensor
 from ..tensor import Tensor
 from .model import Model
@@ -32,7 +33,7 @@ class Sequential(Model):
     """
 
     def __init__(self, layers=None, name=None, trainable=True):
-        super().__init__(name=name or "sequential", trainable=trainable)
+        super().__init__(name=name, trainable=trainable)    # sequential, sequential_1..
         self._layers = []
         self._input_shape = None           # without the batch dimension
         self._input_dtype = np.dtype(np.float32)   # Input(dtype=...): int64 for token ids
@@ -94,6 +95,7 @@ class Sequential(Model):
                              "input_shape=..., start with nn.Input(shape=...), or call build()")
         shape = (None,) + tuple(self._input_shape)
         self.input_shape = shape
+        auto_name("Functional")     # Keras's build makes a Functional, which takes a name
         for layer in self._layers:
             shape = layer._build(shape) if not layer.built else layer.output_shape
         self.output_shape = shape
