@@ -48,3 +48,23 @@ def test_maximum_splits_the_gradient_at_ties_as_keras(keras):
     ours = Tensor(a.copy(), requires_grad=True)
     tsum(ops.maximum(ours, b)).backward()
     np.testing.assert_array_equal(ours.grad, t.grad.numpy())
+
+
+@pytest.mark.xfail(strict=True, reason="a WaferStrategy holds one placement: a second model "
+                   "built in its scope is neither costed nor reported (for the lead)")
+def test_two_models_in_one_strategy_report_their_own_layers():
+    """Left for the lead (not session 24's change): with two models built in one
+    WaferStrategy scope, as keras.io's distillation builds a teacher and a student, B's
+    wafer_report lists A's layers and B's fit adds no steps; A alone counts 2 steps for
+    its 2 batches, with B built beside it 1."""
+    import wsekern as wk
+    from wsekern import nn
+    s = wk.WaferStrategy(wk.WaferConfig.wse2())
+    with s.scope():
+        a = nn.Sequential([nn.Input((8,)), nn.layers.Dense(16, name="a_dense")])
+        b = nn.Sequential([nn.Input((8,)), nn.layers.Dense(4, name="b_dense")])
+    for m, n_out in ((a, 16), (b, 4)):
+        m.compile(optimizer="sgd", loss="mse")
+        m.fit(np.ones((8, 8)), np.ones((8, n_out)), batch_size=4, verbose=0)
+    assert [row["layer"] for row in b.wafer_report().rows] == ["b_dense"]
+    assert [row["layer"] for row in a.wafer_report().rows] == ["a_dense"]
