@@ -68,3 +68,28 @@ def test_two_models_in_one_strategy_report_their_own_layers():
         m.fit(np.ones((8, 8)), np.ones((8, n_out)), batch_size=4, verbose=0)
     assert [row["layer"] for row in b.wafer_report().rows] == ["b_dense"]
     assert [row["layer"] for row in a.wafer_report().rows] == ["a_dense"]
+
+
+@pytest.mark.xfail(strict=True, reason="Variable.value is the ndarray: keras.io's torch "
+                   "train_step reads v.value.grad (for the lead)")
+def test_keras_io_torch_train_step_reads_value_grad():
+    """Left for the lead (not session 24's change): keras.io's "Customizing what happens in
+    fit() with PyTorch" collects ``[v.value.grad for v in trainable_weights]``; here
+    ``.value`` is the ndarray, so that line raises AttributeError. With ``v.grad`` instead
+    the guide's program trains as Keras's (review_k8's prog1)."""
+    from wsekern import nn
+
+    class CustomModel(nn.Model):
+        def train_step(self, data):
+            x, y = data
+            self.zero_grad()
+            loss = self.compute_loss(y=y, y_pred=self(x, training=True))
+            loss.backward()
+            weights = list(self.trainable_weights)
+            self.optimizer.apply([v.value.grad for v in weights], weights)
+            return {"loss": loss}
+
+    inputs = nn.Input((3,))
+    model = CustomModel(inputs, nn.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((4, 3), np.float32), np.ones((4, 1), np.float32), verbose=0)
