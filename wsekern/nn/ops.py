@@ -1558,7 +1558,7 @@ def i0(x):
     """Modified Bessel function of order 0, in Keras's dtype: float64 for int64 and
     float64 input, float16 kept, else float32; complex input by its real part (Keras on
     torch casts it to float32, discarding the imaginary part, with torch's warning)."""
-    x = as_tensor(x)
+    x = convert_to_tensor(x)                # Python ints as int32 (float32 out), as Keras
     if x.dtype.kind == "c":                 # complex128 too gives float32, as Keras
         x = T.cast(_real_part("i0", x), FLOATX)
     dt = np.float64 if x.dtype in (np.int64, np.float64) else \
