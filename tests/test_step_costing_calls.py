@@ -1,14 +1,18 @@
 """What a training step's costing calls every step, read in place: a kept step's ``run``
 takes a uint8 or bool ndarray without the buffer protocol's view (any strides, the same
-figures as through that view, and the same refusals for anything else), and ``has_zero`` scans a
-kernel in AVX-512 lanes where the CPU has them: NumPy's ``(w == 0).any()`` on each SIMD
-path, whatever the layout, the alignment or the byte order."""
+figures as through that view, and the same refusals for anything else), and ``has_zero``
+scans a kernel in AVX-512 lanes where the CPU has them: NumPy's ``(w == 0).any()`` on each
+SIMD path, whatever the layout, the alignment or the byte order. X's count per PE column
+(src/wsk_stream.h: in 16-bit lanes on the AVX-512 path, 257 rows at a time) against NumPy
+where a column holds more rows than one such run, bytes up to 255."""
 import numpy as np
 import pytest
+import scipy.sparse as sps
 from test_step_prepared import DS_PIPELINES, WS_PIPELINES, _by_columns, _case
+from test_step_stream import _dense_reference, _same
 
-from wsekern._screen import DenseStep
-from wsekern._step_cost import WsStep
+from wsekern._screen import DenseStep, dense_stream
+from wsekern._step_cost import WsStep, ws_step_columns, ws_step_stream
 from wsekern.wafer import analytic
 
 
@@ -78,3 +82,40 @@ def test_has_zero_is_numpys_on_each_simd_path(paths, path, dtype):
                 assert not odd.flags.aligned
                 assert analytic.has_zero(odd) is want
                 assert analytic.has_zero(a.astype(a.dtype.newbyteorder())) is want
+
+
+@pytest.mark.parametrize("path", ["avx512", "baseline"])
+def test_x_counts_of_long_columns_are_numpys(paths, path):
+    """Columns of 1 to 1,100 rows of bytes up to 255 (a 16-bit lane would wrap past 257
+    rows of 255), samples not a multiple of 32 or 64."""
+    paths(path)
+    rng = np.random.default_rng(14)
+    for K, N, raw in ((1100, 33, True), (600, 65, False), (300, 1, True), (777, 96, True)):
+        x = rng.integers(0, 256, (K, N)).astype(np.uint8) if raw else \
+            (rng.random((K, N)) < 0.7).view(np.uint8)
+        x[: K // 3] = 255 if raw else 1                    # the most a lane can take
+        k_b = np.sort([0, 1, min(258, K), min(259, K), K // 2, K]).astype(np.int_)
+        want = _dense_reference(x, k_b, 3.0, 1.0, 2, 1.0, 0.5)
+        for view in (x, np.asfortranarray(x)):
+            got = dense_stream(view, k_b, 3.0, 1.0, 2, 1.0, 0.5)
+            for g, w in zip(got, want):
+                assert _same(g, w), (K, N, g, w)
+        # ws_step_columns' counts per sample and per row (any nonzero byte counts once)
+        # against ws_step_stream's own pass, on W's entries in every column k
+        R, C = 3, len(k_b) - 1
+        pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
+        S = sps.csr_array((rng.integers(1, 5, K).astype(np.int64),
+                           (np.arange(K), rng.integers(0, R, K) * C + pe_col)),
+                          shape=(K, R * C))
+        S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+        choice = rng.integers(0, 3, R * C).astype(np.int8)
+        comp, dense = rng.integers(0, 200, (2, R * C)).astype(np.int64)
+        t_dense = np.array([7.0, 30.5, 12.0])
+        tail = (3.5, 1.25, 3.5, 2, 0.5)
+        want = ws_step_stream(x, k_b, S.indptr, S.indices, S.data, t_dense, choice, comp,
+                              dense, *tail)
+        cols = _by_columns(None, R, C, k_b, S, choice, comp, dense)
+        got = ws_step_columns(np.asfortranarray(x), k_b, *cols[:3], t_dense, *cols[3:],
+                              *tail)
+        for g, w in zip(got, want[:7]):
+            assert _same(g, w), (K, N, g, w)
