@@ -14,7 +14,8 @@ from libc.math cimport INFINITY, ceil, fabs
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
-from _chain cimport chain_columns, chain_exact, chain_rounds, check_chain_args, whole_number
+from _chain cimport (chain_columns, chain_exact, chain_rounds, check_chain_args, dmax,
+                    whole_number)
 from _step_init cimport bytes_2d, check_step_init, one_chain, ramp_floor_L, with_push
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_column_sums,
                      wsk_column_sums_avx512, wsk_dense_chain,
@@ -527,12 +528,16 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
                 const double[:, :] first, const double[:, :] last,
                 const double[::1] fill, const long[::1] L, double hop, double ramp,
                 double lat, double launch, double cushion, double[:, ::1] work_cn,
-                double dt=1.0, long push=-1):
+                double dt=1.0, long push=-1, const double[:, :] vcum=None):
     """:func:`ws_block_work` followed by _pipeline.grid_pipeline on its work (each PE row a
     chain, rounds arriving at ``first`` / ``last`` (C x N, any strides: samples-major, a
     transposed N x C array, reads fastest) plus ``fill[r]``), one PE row at a time, so the
     R x C x N work is never held: the same cycles, and work_cn. ``dt`` (1 / the link
     rate) and ``push`` (each row's first PE's send queue, wavelets) as in grid_pipeline.
+    ``vcum`` (C x N, any strides: each column's running sum of its stream's wavelets):
+    each row floors ``last`` past the first column by its ramp's load with its own
+    ``L[r]`` (analytic._ramp_floor's floats: (vcum + max(0, n - 1) L) dt - dt), rows of
+    more sums later than the rows' fewest would have them.
     O(nnz * N + R * C * N) time, O(C * N) memory."""
     cdef Py_ssize_t R = t_dense.shape[0], C = a_cn.shape[0], N = a_cn.shape[1], r, c, n
     _check_block_work(R, C, N, t_dense, a_cn, comp, indptr, indices, counts, x_nz, work_cn)
@@ -541,6 +546,10 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
         raise ValueError(f"first and last must be {C}x{N}, fill and L of {R}; received "
                          f"{first.shape[0]}x{first.shape[1]}, {last.shape[0]}x{last.shape[1]}, "
                          f"{fill.shape[0]} and {L.shape[0]}")
+    cdef bint floored = vcum is not None
+    if floored and (vcum.shape[0] != C or vcum.shape[1] != N):
+        raise ValueError(f"vcum must be {C}x{N} as first and last; received "
+                         f"{vcum.shape[0]}x{vcum.shape[1]}")
     check_chain_args("ws_pipeline", L, cushion)
     if not 0.0 < dt < float("inf"):
         raise ValueError(f"ws_pipeline: dt must be a number of cycles > 0 (1 / the link "
@@ -558,13 +567,28 @@ def ws_pipeline(const double[::1] t_dense, const int64_t[:, ::1] a_cn,
     cdef double* E = &scratch[0]
     cdef Py_ssize_t f_c = first.strides[0], f_n = first.strides[1]
     cdef Py_ssize_t l_c = last.strides[0], l_n = last.strides[1]
+    cdef const char* last_p = <const char*> &last[0, 0]
+    cdef double[:, ::1] own                  # a row's own floored last, samples-major
+    cdef double fl
+    if floored:
+        own = np.empty((N, C))
     with nogil:
         for r in range(R):
             _row_work(r, C, N, t_dense, a_nc, comp, indptr, indices, counts, x_nz, task,
                       <float> scalar, eos, visited, row, work_nc)
+            if floored:
+                for n in range(N):
+                    own[n, 0] = last[0, n]
+                    for c in range(1, C):
+                        fl = last[c, n]
+                        if L[r] > 0:
+                            fl = dmax(fl, (vcum[c, n] + <double> (n - 1 if n > 1 else 0)
+                                           * <double> L[r]) * dt - dt)
+                        own[n, c] = fl
+                last_p, l_c, l_n = <const char*> &own[0, 0], sizeof(double), C * sizeof(double)
             done = chain_rounds(<const char*> &row[0, 0], sizeof(double), C * sizeof(double),
                                 <const char*> &first[0, 0], f_c, f_n,
-                                <const char*> &last[0, 0], l_c, l_n,
+                                last_p, l_c, l_n,
                                 True, fill[r], L[r], C, N, hop, ramp, lat, launch, task,
                                 cushion, done, E, E + C, E + 2 * C, E + 3 * C, E + 4 * C,
                                 E + 5 * C, dt, push)

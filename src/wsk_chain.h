@@ -92,6 +92,7 @@ typedef struct {
     long Lg;
     int shifted;
     long push;                        /* the first PE's send queue (wsk_chain_rounds_push) */
+    long take;                        /* the root's input queue (wsk_chain_set_push) */
     ptrdiff_t P, n, rows, slot;       /* slot: n % rows, kept as n goes (no division) */
     double* E;
     double* free1;
@@ -119,6 +120,7 @@ static inline __attribute__((always_inline)) void wsk_chain_begin(
     s->Lg = Lg, s->shifted = shifted, s->P = P, s->n = 0, s->rows = rows;
     s->slot = 0;
     s->push = -1;
+    s->take = 0;
     s->tail0 = -HUGE_VAL;
     s->E = E, s->free1 = free1, s->free2 = free2, s->free_ = free_, s->hist = hist;
     for (c = 0; c < P; c++) {
@@ -126,6 +128,19 @@ static inline __attribute__((always_inline)) void wsk_chain_begin(
         free1[c] = 0.0;
         free2[c] = 0.0;
     }
+}
+
+/* the first PE's send queue, ``push`` wavelets deep (its queue and those in flight on the
+ * ramp and through the turnaround: the engine's cap_push, q + ceil(lat + ramp)), and with
+ * it the root's input queue: the wavelets its core's queue holds, in flight on its ramp
+ * included (the engine's cap_ramp, q + ceil(ramp)), the same q: push less
+ * ceil(lat + ramp), plus ceil(ramp); none below 0. Worked out in double: a latency past
+ * long's range (or inf, NaN) makes no undefined cast; past 1e18 no chain's sums reach it */
+static inline void wsk_chain_set_push(wsk_chain_state* s, long push)
+{
+    double take = ((double) push - ceil(s->lat + s->ramp)) + ceil(s->ramp);
+    s->push = push;
+    s->take = take >= 1e18 ? (long) 1e18 : take > 0 ? (long) take : 0;
 }
 
 /* round s->n of the chain: its work, first and last at ``work``, ``first``, ``last``
@@ -202,6 +217,14 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
             hold = hold + f;
         D = wsk_chain_dmax(wsk_chain_dmax(tl + hop + ramp, Gr[P - 1] + Lg - 1),
                            (hold + dt) + Ls - 1) + 1 + task;
+        if (s->push >= 0 && dt > 1.0 && Lg - 1 - s->take >= 0) {
+            /* the root takes the sums waiting in its input queue (take of them) one a
+               cycle from G; each later one crosses its ramp once a queued one has left,
+               no sooner than G, a link's dt apart: the last ramp + (Lg - 1 - take) dt
+               after G (a slow link: the model took one a cycle, seed 304) */
+            D = wsk_chain_dmax(D, ((Gr[P - 1] + ramp) + (double) (Lg - 1 - s->take) * dt)
+                                  + 1 + task);
+        }
         /* (long) of inf or >= 2^63 is undefined: a cushion past 1e18 holds every round */
         ahead = n * Lg + Lg - 1 - (long) (cushion < 1e18 ? cushion : 1e18);
         if (ahead >= 0) {
@@ -427,7 +450,7 @@ static double wsk_chain_rounds_push(WSK_CHAIN_ARGS, long push)
     ptrdiff_t n;
     wsk_chain_begin(&s, shifted, f, Lg, P, hop, ramp, lat, launch, task, cushion, done, E,
                     free1, free2, free_, hist, N > 0 ? N : 1, dt);
-    s.push = push;
+    wsk_chain_set_push(&s, push);
     for (n = 0; n < N; n++)
         wsk_chain_next(&s, work + n * w_sn, w_sc, first + n * a_sn, a_sc, last + n * b_sn,
                        b_sc, 0);

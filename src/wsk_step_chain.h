@@ -33,7 +33,7 @@
                     chain, chain + C, chain + 2 * C, chain + 3 * C, chain + 4 * C, rows,  \
                     dt);                                                                \
     if (push >= 0 && dt > 1.0) {                                                        \
-        s.push = push;                                                                  \
+        wsk_chain_set_push(&s, push);                                                   \
         exact = 0;                                                                      \
     }                                                                                   \
     if (!exact && C > 1 && Lg != 0 && N > 1 && s.push < 0) {                            \

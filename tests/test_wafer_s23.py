@@ -158,16 +158,23 @@ def test_a_weight_stationary_row_is_costed_near_the_event_once_its_ramps_carry_t
     """The estimate (exact and exact=False) within 6 % of the event engine and never above
     it, both inside the bounds; the training step (weight_stationary_cycles) and the
     placer's screen (screen_price) give the exact=False float: the floor is in all three."""
+    ws_near_the_event(seed, rate, 1.06)
+
+
+def ws_near_the_event(seed, rate, within):
+    """A WS fuzz case at ``rate``: the event inside the exact bounds, the estimate (exact
+    and exact=False) at most ``within`` times below the event and never above it; the
+    training step and the placer's screen give exact=False's float."""
     cfg, region, W, X = _fuzz_case(seed)
     cfg = cfg.with_(link_wavelets_per_cycle=rate)
     _, a = Wafer(cfg).spmm(W, X, mapping="weight-stationary", region=region, compute=False)
     _, e = Wafer(cfg).spmm(W, X, mapping="weight-stationary", region=region, mode="event")
     assert a.cycles_lower <= e.cycles <= a.cycles_upper
     assert a.cycles_lower <= a.cycles <= a.cycles_upper
-    assert 1.0 <= e.cycles / a.cycles <= 1.06
+    assert 1.0 <= e.cycles / a.cycles <= within, (e.cycles, a.cycles)
     reg = (0, 0) + tuple(region)
     ne = analytic.weight_stationary(W, X, cfg, reg, exact=False).cycles
-    assert 1.0 <= e.cycles / ne <= 1.06
+    assert 1.0 <= e.cycles / ne <= within, (e.cycles, ne)
     assert analytic.weight_stationary_cycles(WeightStats(W), X != 0, cfg, reg)[0] == ne
     assert analytic.screen_price(Operands(W, X, search=True), cfg, reg) == ne
 

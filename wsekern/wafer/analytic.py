@@ -557,20 +557,20 @@ class _BlockWork:
         """(:func:`_pipeline_cycles` of the work, the work's largest per column)."""
         from .._screen import ws_pipeline
         R, C, N = self.shape
-        cum = np.cumsum(v, axis=1) * dt
-        # a column past the first takes its stream and its row's sums through one ramp:
-        # the floor with the rows' fewest sums (a floor of every row's chain)
-        last = np.maximum(cum - dt, _ramp_floor(v, dt, int(np.min(L))))
+        vcum = np.cumsum(np.asarray(v, np.float64), axis=1)
+        cum = vcum * dt
         work_cn = np.empty((C, N))
         # arrivals samples-major (transposed views): the recurrence reads a round's
-        # positions one after another
+        # positions one after another. A column past the first takes its stream and its
+        # row's sums through one ramp: ws_pipeline floors each row's last with its own L
+        # (_ramp_floor's floats, from vcum)
         est = ws_pipeline(*self.args, np.ascontiguousarray((cum - v * dt).T, np.float64).T,
-                          np.ascontiguousarray(last.T, np.float64).T,
+                          np.ascontiguousarray((cum - dt).T, np.float64).T,
                           np.ascontiguousarray(fill, np.float64),
                           np.ascontiguousarray(L, np.int_), config.hop_cycles,
                           config.ramp_cycles, _turnaround(config),
                           config.task_cycles + config.setup_cycles, _cushion(config), work_cn,
-                          dt, _send_queue(config))
+                          dt, _send_queue(config), np.ascontiguousarray(vcum.T).T)
         return est, work_cn
 
 
