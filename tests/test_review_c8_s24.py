@@ -91,3 +91,43 @@ def test_a_placement_missing_from_a_queued_step_is_not_costed_on_live_operands()
         assert [(p.last_input, p.last_grad) for p in strategy.placements] == live
         got.append(figures)
     _same(got[1], got[0])
+
+
+def _agree_case_95():
+    """review_c8's agree.py (seed 41) case 95: a 3 x 3 weight-stationary region, W 39 x 12
+    with 50-95 % zeros, X 12 x 5; queue_depth 3, ramp 0 (the generator's draws replayed)."""
+    from wsekern import WaferConfig
+    rng = np.random.default_rng(41)
+    for case in range(96):
+        R, C = int(rng.integers(1, 4)), int(rng.integers(1, 8))
+        M = int(rng.integers(1, 40))
+        K = int(rng.integers(C, 6 * C + 1))
+        N = int(rng.choice([1, 2, 5, 16, 33]))
+        dense_w = rng.random() < 0.4
+        W = rng.standard_normal((M, K)).astype(np.float32)
+        if not dense_w:
+            W[rng.random((M, K)) < rng.choice([0.5, 0.8, 0.95])] = 0
+        X = ((rng.random((K, N)) < rng.choice([0.05, 0.3, 0.7, 1.0]))
+             * rng.standard_normal((K, N))).astype(np.float32)
+        rng.choice([0.1, 0.2, 0.25, 1 / 3, 0.5, 0.7, 1.0, 2.0])
+        q = int(rng.choice([1, 2, 3, 4, 8, 16]))
+        ramp = float(rng.choice([0.0, 1.0, 1.0, 2.0, 3.0, 5.0]))
+        dtype = str(rng.choice(["fp16", "fp32"]))
+    assert (R, C, M, K, N, q, ramp, dtype) == (3, 3, 39, 12, 5, 3, 0.0, "fp32")
+    return WaferConfig.wse2(rows=16, cols=16, dtype=dtype).with_(
+        link_wavelets_per_cycle=0.5, queue_depth=q, ramp_cycles=ramp), W, X
+
+
+@pytest.mark.xfail(strict=True, reason="review_c8: wafer24's root input-queue term puts "
+                   "this case's estimates 1 cycle above the event (185 vs 184; main "
+                   "dc577e2: 182), at a whole dt of 2: the term is not a lower bound of the "
+                   "root's end here (queue 3, ramp 0, 3 PE rows)")
+def test_the_root_term_stays_at_or_below_the_event_on_a_three_row_region():
+    from wsekern import Wafer
+    from wsekern.wafer import analytic
+    cfg, W, X = _agree_case_95()
+    _, a = Wafer(cfg).spmm(W, X, mapping="weight-stationary", region=(3, 3), compute=False)
+    _, e = Wafer(cfg).spmm(W, X, mapping="weight-stationary", region=(3, 3), mode="event")
+    ne = analytic.weight_stationary(W, X, cfg, (0, 0, 3, 3), exact=False).cycles
+    assert a.cycles_lower <= e.cycles <= a.cycles_upper
+    assert a.cycles <= e.cycles and ne <= e.cycles, (a.cycles, ne, e.cycles)
