@@ -16,7 +16,7 @@ from libc.stdlib cimport free, malloc
 
 from _chain cimport (chain_columns, chain_exact, chain_rounds, check_chain_args, dmax,
                     whole_number)
-from _step_init cimport bytes_2d, check_step_init, one_chain, ramp_floor_L, with_push
+from _step_init cimport XBytes, bytes_2d, check_step_init, one_chain, ramp_floor_L, with_push
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_column_sums,
                      wsk_column_sums_avx512, wsk_dense_chain,
                      wsk_dense_chain_avx512, wsk_dense_samples, wsk_dense_samples_avx512,
@@ -241,20 +241,14 @@ cdef class DenseStep:
     def run(self, x_nz):
         """``(a_max, v_max, done)`` of dense_stream for X's pattern ``x_nz`` (K x N bytes,
         any strides)."""
-        # a uint8 or bool ndarray read in place (every step's: the buffer protocol's view
-        # costs a microsecond a call); anything else through that view, its refusals
+        # an ndarray of bytes read in place (src/_step_init.pxd), else through a typed view
         cdef const unsigned char[:, :] view
-        cdef const unsigned char* x
-        cdef Py_ssize_t K, N, s0, s1, C = self.k_b.shape[0] - 1
-        if bytes_2d(x_nz):
-            x = <const unsigned char*> cnp.PyArray_DATA(<cnp.ndarray> x_nz)
-            K, N = cnp.PyArray_DIM(<cnp.ndarray> x_nz, 0), cnp.PyArray_DIM(<cnp.ndarray> x_nz, 1)
-            s0 = cnp.PyArray_STRIDE(<cnp.ndarray> x_nz, 0)
-            s1 = cnp.PyArray_STRIDE(<cnp.ndarray> x_nz, 1)
-        else:
+        cdef XBytes X
+        if not bytes_2d(x_nz, &X):
             view = x_nz
-            x, K, N = &view[0, 0], view.shape[0], view.shape[1]
-            s0, s1 = view.strides[0], view.strides[1]
+            X.x, X.K, X.N = &view[0, 0], view.shape[0], view.shape[1]
+            X.s0, X.s1 = view.strides[0], view.strides[1]
+        cdef Py_ssize_t K = X.K, N = X.N, C = self.k_b.shape[0] - 1
         if K != self.K:
             raise ValueError(f"x_nz must have the step's {self.K} rows; received shape "
                              f"({K}, {N})")
@@ -274,7 +268,7 @@ cdef class DenseStep:
         cdef double done = 0.0
         cdef int rc
         with nogil:
-            rc = _dense_run(x, K, N, s0, s1,
+            rc = _dense_run(X.x, K, N, X.s0, X.s1,
                             <const char*> &self.k_b[0], self.k_b.strides[0], C, self.tmax,
                             self.eos, self.wpv, self.dt, self.fill, NULL, NULL, NULL,
                             &a_max, &v_max, &ch, &done, rampL)

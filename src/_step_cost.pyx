@@ -12,7 +12,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
 from _chain cimport chain_columns, check_chain_args
-from _step_init cimport bytes_2d, check_step_init, one_chain, ramp_floor_L, with_push
+from _step_init cimport XBytes, bytes_2d, check_step_init, one_chain, ramp_floor_L, with_push
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_ws_chain,
                      wsk_ws_chain_avx512, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
@@ -919,20 +919,14 @@ cdef class WsStep:
         """``(busy, v_max, sram, done, v_west)`` for X's pattern ``x_nz`` (K x N bytes, any
         strides): ws_step_columns' figures and the most wavelets down one PE column other
         than the first (0 with one column or no sample)."""
-        # a uint8 or bool ndarray read in place (every step's: the buffer protocol's view
-        # costs a microsecond a call); anything else through that view, its refusals
+        # an ndarray of bytes read in place (src/_step_init.pxd), else through a typed view
         cdef const unsigned char[:, :] view
-        cdef const unsigned char* x
-        cdef Py_ssize_t K, N, s0, s1
-        if bytes_2d(x_nz):
-            x = <const unsigned char*> cnp.PyArray_DATA(<cnp.ndarray> x_nz)
-            K, N = cnp.PyArray_DIM(<cnp.ndarray> x_nz, 0), cnp.PyArray_DIM(<cnp.ndarray> x_nz, 1)
-            s0 = cnp.PyArray_STRIDE(<cnp.ndarray> x_nz, 0)
-            s1 = cnp.PyArray_STRIDE(<cnp.ndarray> x_nz, 1)
-        else:
+        cdef XBytes X
+        if not bytes_2d(x_nz, &X):
             view = x_nz
-            x, K, N = &view[0, 0], view.shape[0], view.shape[1]
-            s0, s1 = view.strides[0], view.strides[1]
+            X.x, X.K, X.N = &view[0, 0], view.shape[0], view.shape[1]
+            X.s0, X.s1 = view.strides[0], view.strides[1]
+        cdef Py_ssize_t K = X.K, N = X.N
         if K != self.s.K:
             raise ValueError(f"x_nz must have the step's {self.s.K} rows; received shape "
                              f"({K}, {N})")
@@ -953,7 +947,7 @@ cdef class WsStep:
         cdef bint any_comp
         cdef int rc
         with nogil:
-            rc = _ws_run(&self.s, x, N, s0, s1,
+            rc = _ws_run(&self.s, X.x, N, X.s0, X.s1,
                          NULL, NULL, NULL, &busy, &v_max, &sram, &any_comp, &v_west, &ch,
                          &done, rampL)
         if rc < 0:

@@ -18,14 +18,26 @@ cdef inline int check_step_init(str step, str funcs, object keep, object pipelin
     return 0
 
 
-cdef inline bint bytes_2d(object a) noexcept:
-    # a 2-D uint8 or bool ndarray (the bytes its view takes): a kept step's run reads it
-    # in place, without the buffer protocol's view (a microsecond a step); the module
-    # calls cnp.import_array()
+cdef struct XBytes:        # X's pattern as a kept step's run reads it
+    const unsigned char* x
+    Py_ssize_t K, N, s0, s1
+
+
+cdef inline bint bytes_2d(object a, XBytes* out) noexcept:
+    # a 2-D uint8 or bool ndarray (the bytes a typed view takes) into ``out``, read in
+    # place: without the buffer protocol's view, a microsecond a step; False for anything
+    # else (the caller takes that view, its checks and refusals). The module calls
+    # cnp.import_array()
     if type(a) is not cnp.ndarray or cnp.PyArray_NDIM(<cnp.ndarray> a) != 2:
         return False
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray> a)
-    return t == cnp.NPY_UBYTE or t == cnp.NPY_BOOL
+    if t != cnp.NPY_UBYTE and t != cnp.NPY_BOOL:
+        return False
+    out.x = <const unsigned char*> cnp.PyArray_DATA(<cnp.ndarray> a)
+    out.K, out.N = cnp.PyArray_DIM(<cnp.ndarray> a, 0), cnp.PyArray_DIM(<cnp.ndarray> a, 1)
+    out.s0 = cnp.PyArray_STRIDE(<cnp.ndarray> a, 0)
+    out.s1 = cnp.PyArray_STRIDE(<cnp.ndarray> a, 1)
+    return True
 
 
 cdef inline const long[:] one_chain(const long[:] L):

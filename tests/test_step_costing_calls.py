@@ -93,7 +93,7 @@ def test_x_counts_of_long_columns_are_numpys(paths, path):
     for K, N, raw in ((1100, 33, True), (600, 65, False), (300, 1, True), (777, 96, True)):
         x = rng.integers(0, 256, (K, N)).astype(np.uint8) if raw else \
             (rng.random((K, N)) < 0.7).view(np.uint8)
-        x[: K // 3] = 255 if raw else 1                    # the most a lane can take
+        x[: K // 2] = 255 if raw else 1       # columns of 257 and more rows of 255
         k_b = np.sort([0, 1, min(258, K), min(259, K), K // 2, K]).astype(np.int_)
         want = _dense_reference(x, k_b, 3.0, 1.0, 2, 1.0, 0.5)
         for view in (x, np.asfortranarray(x)):
