@@ -5,11 +5,21 @@
   gives (that step's cycles left out) -- the reference is that run, not the code's own queue.
 - A placement that hands no step over in a queued step is not costed on an earlier step's
   operands (the flush's skip of the per-placement reset when every placement is in the step).
+- wafer24's root input-queue term keeps a weight-stationary estimate at or below the event:
+  one 3 x 3 case where it does not (strict xfail; it holds on main dc577e2).
 """
 import numpy as np
 import pytest
-from test_strategy_deferred import (BATCH, SAMPLES, _figures, _fit, _quiet_fit_ends, _setup,
-                                    _sparse, _x)
+from test_strategy_deferred import (
+    BATCH,
+    SAMPLES,
+    _figures,
+    _fit,
+    _quiet_fit_ends,
+    _setup,
+    _sparse,
+    _x,
+)
 from test_strategy_lazy import _same
 
 from wsekern.nn import columns
