@@ -65,9 +65,42 @@ def simd_init(int path=0):
     """Select the SIMD path (0 the best this CPU runs, 1 baseline, 2 AVX2, 4 AVX-512).
 
     Returns the name of the path selected."""
+    global _x_line, _x_line_reuse
     name = wsk_simd_init(path).decode()
     wsk_narrow_init()
+    _x_line, _x_line_reuse = _X_LINE.get(name, (0, 0))
     return name
+
+
+# Per SIMD path, (the vector line the rows kernels' loads of X start on, the least stored
+# weights a row of X meets on average, nnz / K, for an X off that line to be copied onto
+# it first); a path not named reads X as it is. An X off the line (NumPy aligns to 16
+# bytes) splits every load of a row: the dense call (X read whole, no column blocks) ran
+# 1.26-1.32x slower at offsets 16/32/48 than at 0 on Zen 5's AVX-512 path, 1.05-1.10x at
+# 16/48 on AVX2 (32 there: within 3 %), alike on the baseline (4096^2 x 64 and 1024^2 x 64
+# fp32, 90 % zeros). The copy, one pass over X, was repaid from about 8 weights a row on
+# AVX-512 (1024^2 x 64 and x 128, X 16 bytes off: 0.79-0.94x at 5, 1.06-1.10x at 10,
+# 1.16-1.25x from 20), from about 20 on AVX2 (0.98x at 10, 1.01-1.09x at 20, 1.05-1.15x
+# past 30), s24.
+_X_LINE = {"avx512": (64, 10), "avx2": (32, 24)}
+cdef Py_ssize_t _x_line = 0
+cdef Py_ssize_t _x_line_reuse = 0
+
+
+cdef inline bint _off_line(const void* x, Py_ssize_t pitch) noexcept nogil:
+    # whether X (rows of pitch bytes) starts off the vector line while its rows could all
+    # start on it
+    return _x_line != 0 and (<uintptr_t>x) % _x_line != 0 and pitch % _x_line == 0
+
+
+cdef tuple _line_copy(const void* x, Py_ssize_t nbytes):
+    # (the copy's bytes, the kept buffer taken or None: give it back with _live_release):
+    # X's nbytes copied whole onto the 64-byte line (_x_line_buffer), the same bits
+    xbytes, raw = _x_line_buffer(nbytes)
+    cdef void* xa = cnp.PyArray_DATA(xbytes)
+    with nogil:
+        memcpy(xa, x, nbytes)
+    return xbytes, raw
 
 
 def simd_available():
@@ -524,6 +557,13 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     # (with a remap, the rows were checked as they were compacted, above or below)
     cdef bint whole_rows = not per_row and (index_t is int32_t or not check_cols)
     cdef Py_ssize_t c, i0, i1, n_calls = (M + ROWS_PER_CALL - 1) // ROWS_PER_CALL
+    # X read whole by the kernel (no column blocks) and off the vector line: read from a
+    # copy on it (_off_line; nothing below raises before the copy is given back)
+    x_raw = None
+    if (n_block == N and x_rows is None and _off_line(x, N * sizeof(floating))
+            and nnz >= _x_line_reuse * K):
+        x_copy, x_raw = _line_copy(x, K * N * sizeof(floating))
+        b = <const floating*>cnp.PyArray_DATA(x_copy)
     with nogil:
         while j0 < N:
             nb = min(n_block, N - j0)
@@ -598,6 +638,7 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     if n_block < N:
         block = None
         _block_release(block_obj)        # for the next call, on any thread
+    _live_release(x_raw)
     return n_bad
 
 
@@ -735,8 +776,9 @@ def _live_buffer(Py_ssize_t nbytes):
 
 
 def _x_line_buffer(Py_ssize_t nbytes):
-    """:func:`_live_buffer` for a copy of X on the 64-byte line (the livebits route), asked
-    apart from X_live's so that a test can tell the two routes apart."""
+    """:func:`_live_buffer` for a copy of X on the 64-byte line (_line_copy: the livebits
+    route, and the rows kernels reading an X off the line whole), asked apart from X_live's
+    so that a test can tell the routes apart."""
     return _live_take(nbytes)
 
 
@@ -2029,16 +2071,11 @@ cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indi
     # X is copied whole into the kept 64-aligned buffer first, as fast as an aligned X
     # (2.9-2.95): it is then in L2. The same bits (a copy; dead rows as they were).
     cdef const float* xp = <const float*>&X[0, 0]
-    cdef float* xa
-    cdef cnp.ndarray xbytes
     live_raw = None
     if floating is float and index_t is int32_t:
-        if (<uintptr_t>xp) % 64 != 0:
-            xbytes, live_raw = _x_line_buffer(K * 64 * sizeof(float))
-            xa = <float*>cnp.PyArray_DATA(xbytes)
-            with nogil:
-                memcpy(xa, xp, K * 64 * sizeof(float))
-            xp = xa
+        if _off_line(xp, 64 * sizeof(float)):
+            xbytes, live_raw = _line_copy(xp, K * 64 * sizeof(float))
+            xp = <const float*>cnp.PyArray_DATA(xbytes)
         try:
             with nogil:
                 wsk_spmm_rows_lb_f32_n64(&data[0], &indices[0], &indptr[0], 0, M, tab, last,
