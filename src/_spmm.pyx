@@ -260,6 +260,11 @@ cdef extern from "wsk_simd.h" nogil:
                                    float*, Py_ssize_t, float*, int32_t*, Py_ssize_t,
                                    uint8_t*) noexcept
     lb_rows_f32_t wsk_spmm_rows_lb_f32_n64
+    ctypedef void (*lb_tiles_f32_t)(const float*, const int32_t*, const int32_t*, Py_ssize_t,
+                                    Py_ssize_t, const uint32_t*, uint32_t, const float*,
+                                    Py_ssize_t, float*, Py_ssize_t, float*, int32_t*,
+                                    Py_ssize_t, uint8_t*) noexcept
+    lb_tiles_f32_t wsk_spmm_rows_lb_f32_t128
     int wsk_livebits_build(const uint8_t*, Py_ssize_t, uint32_t*) noexcept
     lm_f64_t wsk_compact_csr_f64_i32_lm
     int wsk_livemap_build(const int32_t*, Py_ssize_t, int32_t, uint32_t*) noexcept
@@ -1543,8 +1548,13 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         # The per-row variant at 64 float32 columns on X itself (_spmm_livebits), where the
         # old route ran the fused kernel on a fresh X_live: a SciPy CSR W, or a packed W
         # whose kept compaction is not reused or made this call (a map other than the last)
-        if (floating is float and index_t is int32_t and N == 64 and K <= 4096 and nnz > 0
-                and not 0 < n_block < N and wsk_spmm_rows_lb_f32_n64 != NULL and (
+        # Its tiled form at 128 * T float32 columns, X's live rows in half of L2, where the
+        # old route compacted W once into a copy, then multiplied X's live rows in column
+        # blocks (Zen 5, 1024^2 x 256, 90 % zeros, half of X dead, a new map each call,
+        # AVX-512, s24: see _livebits_tiles)
+        if (floating is float and index_t is int32_t and K <= 4096 and nnz > 0 and (
+                (N == 64 and not 0 < n_block < N and wsk_spmm_rows_lb_f32_n64 != NULL)
+                or _livebits_tiles(N, kept, g)) and (
                     packed is None or _kept_map_new(
                         packed._transpose[0] if transpose else packed, alive))):
             if _spmm_livebits(data, indices, indptr, X, out, alive, packed is None):
@@ -2032,6 +2042,14 @@ cdef bint _kept_map_new(object P, object alive) except -1:
     return True
 
 
+cdef bint _livebits_tiles(Py_ssize_t N, Py_ssize_t kept, dict g) except -1:
+    # Whether _spmm_livebits's tiled form takes X of N float32 columns with kept live rows:
+    # the kernel there (AVX-512 with VPOPCNTDQ), N a multiple of 128, the live rows in half
+    # of L2 (each tile reads them all while W streams past once).
+    return (wsk_spmm_rows_lb_f32_t128 != NULL and N % 128 == 0
+            and kept * N * <Py_ssize_t>sizeof(float) <= g["l2_bytes"]() // 2)
+
+
 cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indices,
                                const index_t[::1] indptr, const floating[:, ::1] X,
                                floating[:, ::1] out, const uint8_t[::1] alive,
@@ -2041,17 +2059,22 @@ cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indi
     # fused per-row kernel reading X itself. The same kept entries, order and sums as
     # _csr_spmm's fused variant on X_live (bit for bit), without X_live's gather and the
     # remap's half of the live-map work (Zen 4, 4096^2 x 64, 90 % zeros, half of X dead).
+    # At 128 * T columns, its tiled form wsk_spmm_rows_lb_f32_t128: the sums of the rows
+    # kernel's 8x1 tiles on the compacted rows against X_live (_csr_spmm's compacted-once
+    # W in column blocks, or unblocked), bit for bit.
     # check_cols: each row's columns checked against [0, K) as it is compacted, a row
     # holding one outside left zero and counted (returned); X never read through it.
-    cdef Py_ssize_t M = out.shape[0], K = X.shape[0], i, cap = 0, n_bad = 0
+    cdef Py_ssize_t M = out.shape[0], K = X.shape[0], N = X.shape[1], i, cap = 0, n_bad = 0
     cdef uint32_t tab[128]
     cdef uint8_t[::1] row_bad = None
     cdef uint8_t* bad = NULL
     cdef uint32_t last = 0xFFFFFFFFu
-    if not (floating is float and index_t is int32_t) or X.shape[1] != 64 or (
-            out.shape[1] != 64 or data.shape[0] == 0 or wsk_spmm_rows_lb_f32_n64 == NULL
-            or not wsk_livebits_build(&alive[0], K, tab)):
-        raise ValueError("_spmm_livebits: float32, int32 indices, 64 columns, "
+    cdef bint tiles = N != 64
+    if not (floating is float and index_t is int32_t) or out.shape[1] != N or (
+            (N != 64 or wsk_spmm_rows_lb_f32_n64 == NULL) and (
+                N % 128 != 0 or wsk_spmm_rows_lb_f32_t128 == NULL)) or (
+            data.shape[0] == 0 or not wsk_livebits_build(&alive[0], K, tab)):
+        raise ValueError("_spmm_livebits: float32, int32 indices, 64 or 128 * T columns, "
                          "at most 4096 rows of X, nnz > 0 and the AVX-512 fused path")
     for i in range(M):
         cap = max(cap, indptr[i + 1] - indptr[i])
@@ -2073,13 +2096,19 @@ cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indi
     cdef const float* xp = <const float*>&X[0, 0]
     live_raw = None
     if floating is float and index_t is int32_t:
-        if _off_line(xp, 64 * sizeof(float)):
-            xbytes, live_raw = _line_copy(xp, K * 64 * sizeof(float))
+        if _off_line(xp, N * sizeof(float)):
+            xbytes, live_raw = _line_copy(xp, K * N * sizeof(float))
             xp = <const float*>cnp.PyArray_DATA(xbytes)
         try:
             with nogil:
-                wsk_spmm_rows_lb_f32_n64(&data[0], &indices[0], &indptr[0], 0, M, tab, last,
-                                         xp, &out[0, 0], 64, &vb[0], &cb[0], cap, bad)
+                if tiles:
+                    wsk_spmm_rows_lb_f32_t128(&data[0], &indices[0], &indptr[0], 0, M, tab,
+                                              last, xp, N, &out[0, 0], N, &vb[0], &cb[0],
+                                              cap, bad)
+                else:
+                    wsk_spmm_rows_lb_f32_n64(&data[0], &indices[0], &indptr[0], 0, M, tab,
+                                             last, xp, &out[0, 0], 64, &vb[0], &cb[0], cap,
+                                             bad)
                 if check_cols:
                     for i in range(M):
                         n_bad += row_bad[i]
