@@ -65,9 +65,42 @@ def simd_init(int path=0):
     """Select the SIMD path (0 the best this CPU runs, 1 baseline, 2 AVX2, 4 AVX-512).
 
     Returns the name of the path selected."""
+    global _x_line, _x_line_reuse
     name = wsk_simd_init(path).decode()
     wsk_narrow_init()
+    _x_line, _x_line_reuse = _X_LINE.get(name, (0, 0))
     return name
+
+
+# Per SIMD path, (the vector line the rows kernels' loads of X start on, the least stored
+# weights a row of X meets on average, nnz / K, for an X off that line to be copied onto
+# it first); a path not named reads X as it is. An X off the line (NumPy aligns to 16
+# bytes) splits every load of a row: the dense call (X read whole, no column blocks) ran
+# 1.26-1.32x slower at offsets 16/32/48 than at 0 on Zen 5's AVX-512 path, 1.05-1.10x at
+# 16/48 on AVX2 (32 there: within 3 %), alike on the baseline (4096^2 x 64 and 1024^2 x 64
+# fp32, 90 % zeros). The copy, one pass over X, was repaid from about 8 weights a row on
+# AVX-512 (1024^2 x 64 and x 128, X 16 bytes off: 0.79-0.94x at 5, 1.06-1.10x at 10,
+# 1.16-1.25x from 20), from about 20 on AVX2 (0.98x at 10, 1.01-1.09x at 20, 1.05-1.15x
+# past 30), s24.
+_X_LINE = {"avx512": (64, 10), "avx2": (32, 24)}
+cdef Py_ssize_t _x_line = 0
+cdef Py_ssize_t _x_line_reuse = 0
+
+
+cdef inline bint _off_line(const void* x, Py_ssize_t pitch) noexcept nogil:
+    # whether X (rows of pitch bytes) starts off the vector line while its rows could all
+    # start on it
+    return _x_line != 0 and (<uintptr_t>x) % _x_line != 0 and pitch % _x_line == 0
+
+
+cdef tuple _line_copy(const void* x, Py_ssize_t nbytes):
+    # (the copy's bytes, the kept buffer taken or None: give it back with _live_release):
+    # X's nbytes copied whole onto the 64-byte line (_x_line_buffer), the same bits
+    xbytes, raw = _x_line_buffer(nbytes)
+    cdef void* xa = cnp.PyArray_DATA(xbytes)
+    with nogil:
+        memcpy(xa, x, nbytes)
+    return xbytes, raw
 
 
 def simd_available():
@@ -227,6 +260,11 @@ cdef extern from "wsk_simd.h" nogil:
                                    float*, Py_ssize_t, float*, int32_t*, Py_ssize_t,
                                    uint8_t*) noexcept
     lb_rows_f32_t wsk_spmm_rows_lb_f32_n64
+    ctypedef void (*lb_tiles_f32_t)(const float*, const int32_t*, const int32_t*, Py_ssize_t,
+                                    Py_ssize_t, const uint32_t*, uint32_t, const float*,
+                                    Py_ssize_t, float*, Py_ssize_t, float*, int32_t*,
+                                    Py_ssize_t, uint8_t*) noexcept
+    lb_tiles_f32_t wsk_spmm_rows_lb_f32_t128
     int wsk_livebits_build(const uint8_t*, Py_ssize_t, uint32_t*) noexcept
     lm_f64_t wsk_compact_csr_f64_i32_lm
     int wsk_livemap_build(const int32_t*, Py_ssize_t, int32_t, uint32_t*) noexcept
@@ -524,6 +562,13 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     # (with a remap, the rows were checked as they were compacted, above or below)
     cdef bint whole_rows = not per_row and (index_t is int32_t or not check_cols)
     cdef Py_ssize_t c, i0, i1, n_calls = (M + ROWS_PER_CALL - 1) // ROWS_PER_CALL
+    # X read whole by the kernel (no column blocks) and off the vector line: read from a
+    # copy on it (_off_line; nothing below raises before the copy is given back)
+    x_raw = None
+    if (n_block == N and x_rows is None and _off_line(x, N * sizeof(floating))
+            and nnz >= _x_line_reuse * K):
+        x_copy, x_raw = _line_copy(x, K * N * sizeof(floating))
+        b = <const floating*>cnp.PyArray_DATA(x_copy)
     with nogil:
         while j0 < N:
             nb = min(n_block, N - j0)
@@ -598,6 +643,7 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     if n_block < N:
         block = None
         _block_release(block_obj)        # for the next call, on any thread
+    _live_release(x_raw)
     return n_bad
 
 
@@ -735,8 +781,9 @@ def _live_buffer(Py_ssize_t nbytes):
 
 
 def _x_line_buffer(Py_ssize_t nbytes):
-    """:func:`_live_buffer` for a copy of X on the 64-byte line (the livebits route), asked
-    apart from X_live's so that a test can tell the two routes apart."""
+    """:func:`_live_buffer` for a copy of X on the 64-byte line (_line_copy: the livebits
+    route, and the rows kernels reading an X off the line whole), asked apart from X_live's
+    so that a test can tell the routes apart."""
     return _live_take(nbytes)
 
 
@@ -1501,10 +1548,16 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         # The per-row variant at 64 float32 columns on X itself (_spmm_livebits), where the
         # old route ran the fused kernel on a fresh X_live: a SciPy CSR W, or a packed W
         # whose kept compaction is not reused or made this call (a map other than the last)
-        if (floating is float and index_t is int32_t and N == 64 and K <= 4096 and nnz > 0
-                and not 0 < n_block < N and wsk_spmm_rows_lb_f32_n64 != NULL and (
-                    packed is None or _kept_map_new(
-                        packed._transpose[0] if transpose else packed, alive))):
+        # Its tiled form at 128 * T float32 columns, X's live rows in 5/8 of L2, whatever
+        # the map, where the old route compacted W once into a copy (or reused a packed W's
+        # kept one), then multiplied X's live rows in column blocks (Zen 5, AVX-512,
+        # 1024^2 x 256, 90 % zeros, half of X dead, s24: 281-290 us, against 0.34 ms a new
+        # map and 305-310 us the kept compaction; see _livebits_tiles)
+        if floating is float and index_t is int32_t and K <= 4096 and nnz > 0 and (
+                _livebits_tiles(N, kept, g) or (
+                    N == 64 and not 0 < n_block < N and wsk_spmm_rows_lb_f32_n64 != NULL
+                    and (packed is None or _kept_map_new(
+                        packed._transpose[0] if transpose else packed, alive)))):
             if _spmm_livebits(data, indices, indptr, X, out, alive, packed is None):
                 return None  # a column index out of range: the Python route names it
             return result
@@ -2007,6 +2060,16 @@ cdef bint _kept_map_new(object P, object alive) except -1:
     return True
 
 
+cdef bint _livebits_tiles(Py_ssize_t N, Py_ssize_t kept, dict g) except -1:
+    # Whether _spmm_livebits's tiled form takes X of N float32 columns with kept live rows:
+    # the kernel there (AVX-512 with VPOPCNTDQ), N a multiple of 128, the live rows in 5/8
+    # of L2 (each tile reads them all while W streams past once, not kept). Zen 5, 1024^2 x
+    # 256, 90 % zeros, s24: 514 live rows (514 KiB) 281-300 us against the compacted route's
+    # 309-313 (column blocks); 503 rows 290-293. Not measured past 514 KiB.
+    return (wsk_spmm_rows_lb_f32_t128 != NULL and N % 128 == 0
+            and kept * N * <Py_ssize_t>sizeof(float) <= g["l2_bytes"]() * 5 // 8)
+
+
 cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indices,
                                const index_t[::1] indptr, const floating[:, ::1] X,
                                floating[:, ::1] out, const uint8_t[::1] alive,
@@ -2016,17 +2079,22 @@ cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indi
     # fused per-row kernel reading X itself. The same kept entries, order and sums as
     # _csr_spmm's fused variant on X_live (bit for bit), without X_live's gather and the
     # remap's half of the live-map work (Zen 4, 4096^2 x 64, 90 % zeros, half of X dead).
+    # At 128 * T columns, its tiled form wsk_spmm_rows_lb_f32_t128: the sums of the rows
+    # kernel's 8x1 tiles on the compacted rows against X_live (_csr_spmm's compacted-once
+    # W in column blocks, or unblocked), bit for bit.
     # check_cols: each row's columns checked against [0, K) as it is compacted, a row
     # holding one outside left zero and counted (returned); X never read through it.
-    cdef Py_ssize_t M = out.shape[0], K = X.shape[0], i, cap = 0, n_bad = 0
+    cdef Py_ssize_t M = out.shape[0], K = X.shape[0], N = X.shape[1], i, cap = 0, n_bad = 0
     cdef uint32_t tab[128]
     cdef uint8_t[::1] row_bad = None
     cdef uint8_t* bad = NULL
     cdef uint32_t last = 0xFFFFFFFFu
-    if not (floating is float and index_t is int32_t) or X.shape[1] != 64 or (
-            out.shape[1] != 64 or data.shape[0] == 0 or wsk_spmm_rows_lb_f32_n64 == NULL
-            or not wsk_livebits_build(&alive[0], K, tab)):
-        raise ValueError("_spmm_livebits: float32, int32 indices, 64 columns, "
+    cdef bint tiles = N != 64
+    if not (floating is float and index_t is int32_t) or out.shape[1] != N or (
+            (N != 64 or wsk_spmm_rows_lb_f32_n64 == NULL) and (
+                N % 128 != 0 or wsk_spmm_rows_lb_f32_t128 == NULL)) or (
+            data.shape[0] == 0 or not wsk_livebits_build(&alive[0], K, tab)):
+        raise ValueError("_spmm_livebits: float32, int32 indices, 64 or 128 * T columns, "
                          "at most 4096 rows of X, nnz > 0 and the AVX-512 fused path")
     for i in range(M):
         cap = max(cap, indptr[i + 1] - indptr[i])
@@ -2046,20 +2114,21 @@ cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indi
     # X is copied whole into the kept 64-aligned buffer first, as fast as an aligned X
     # (2.9-2.95): it is then in L2. The same bits (a copy; dead rows as they were).
     cdef const float* xp = <const float*>&X[0, 0]
-    cdef float* xa
-    cdef cnp.ndarray xbytes
     live_raw = None
     if floating is float and index_t is int32_t:
-        if (<uintptr_t>xp) % 64 != 0:
-            xbytes, live_raw = _x_line_buffer(K * 64 * sizeof(float))
-            xa = <float*>cnp.PyArray_DATA(xbytes)
-            with nogil:
-                memcpy(xa, xp, K * 64 * sizeof(float))
-            xp = xa
+        if _off_line(xp, N * sizeof(float)):
+            xbytes, live_raw = _line_copy(xp, K * N * sizeof(float))
+            xp = <const float*>cnp.PyArray_DATA(xbytes)
         try:
             with nogil:
-                wsk_spmm_rows_lb_f32_n64(&data[0], &indices[0], &indptr[0], 0, M, tab, last,
-                                         xp, &out[0, 0], 64, &vb[0], &cb[0], cap, bad)
+                if tiles:
+                    wsk_spmm_rows_lb_f32_t128(&data[0], &indices[0], &indptr[0], 0, M, tab,
+                                              last, xp, N, &out[0, 0], N, &vb[0], &cb[0],
+                                              cap, bad)
+                else:
+                    wsk_spmm_rows_lb_f32_n64(&data[0], &indices[0], &indptr[0], 0, M, tab,
+                                             last, xp, &out[0, 0], 64, &vb[0], &cb[0], cap,
+                                             bad)
                 if check_cols:
                     for i in range(M):
                         n_bad += row_bad[i]
