@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sps
 
 # The dispatcher's cost table follows the CPU; the tests' path assertions need one fixed row.
-os.environ.setdefault("WSEKERN_COSTS", "default/avx2")
+os.environ.setdefault("WSEKERN_COSTS", "zen3/avx2")
 
 TOL = {np.dtype(np.float32): dict(rtol=1e-5, atol=1e-5),
        np.dtype(np.float64): dict(rtol=1e-12, atol=1e-12)}

@@ -1,4 +1,5 @@
 """The CPU description and the per-microarchitecture cost table the dispatcher uses."""
+import dataclasses
 import os
 
 import numpy as np
@@ -136,14 +137,16 @@ def test_bench_header_ties_numbers_to_the_machine():
 
 
 @pytest.mark.parametrize("simd", sorted(wsekern.simd_path.SIMD_BITS))
-def test_zen4_has_a_row_for_every_path(monkeypatch, simd):
-    """Zen 4 (EPYC family 25 model 17) takes its own measured rows, not the defaults."""
-    assert _cpu.uarch_of("AuthenticAMD", 25, 17) == "zen4"
-    assert costs.TABLES[("zen4", simd)].name == f"zen4/{simd}"
+@pytest.mark.parametrize("uarch, family, model", [("zen4", 25, 17), ("zen5", 26, 2)])
+def test_zen4_and_zen5_have_a_row_for_every_path(monkeypatch, simd, uarch, family, model):
+    """Zen 4 (EPYC family 25 model 17) and Zen 5 (family 26) take their own measured rows,
+    not the defaults."""
+    assert _cpu.uarch_of("AuthenticAMD", family, model) == uarch
+    assert costs.TABLES[(uarch, simd)].name == f"{uarch}/{simd}"
     monkeypatch.delenv("WSEKERN_COSTS", raising=False)
     monkeypatch.setattr(costs, "_cache", {})
-    monkeypatch.setattr(costs, "cpu_info", lambda: {"uarch": "zen4"})
-    assert costs.cost_table(simd).name == f"zen4/{simd}"
+    monkeypatch.setattr(costs, "cpu_info", lambda: {"uarch": uarch})
+    assert costs.cost_table(simd).name == f"{uarch}/{simd}"
 
 
 def test_every_row_is_named_by_its_key():
@@ -195,7 +198,7 @@ def _spmm_native(W, X):
 
 
 def test_densified_cost_is_the_old_formula_without_the_new_terms():
-    """A row without densify_call and blas_small (the Zen 3 and default rows) prices the
+    """A row without densify_call and blas_small (the Zen 3 rows) prices the
     densified route as before: csr_to_dense per element and per weight, then BLAS."""
     t = costs._named("zen3/avx2")
     M, K, k_live, N, nnz = 300, 200, 150, 40, 1234
@@ -248,3 +251,53 @@ def test_zen4_avx2_column_path_priced_from_whole_calls(monkeypatch):
         assert kernels.spmm_path(P, X) == path, (m, n)
         np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
                                    W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("simd", sorted(wsekern.simd_path.SIMD_BITS))
+def test_the_default_rows_hold_zen4s_rates(simd):
+    """An unknown CPU takes Zen 4's rates on its path (s24: the row fitted on the first
+    AVX-512 machine sent half-dead X to the column path on Zen 5 at 0.5-0.8x X dense)."""
+    default, zen4 = costs.TABLES[(None, simd)], costs.TABLES[("zen4", simd)]
+    assert dataclasses.replace(default, name=zen4.name) == zen4
+
+
+def _half_dead(m, n, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, n)).astype(np.float32)
+    X[rng.permutation(m)[:m // 2]] = 0
+    return X
+
+
+@pytest.mark.parametrize("row", ["default/avx512", "zen5/avx512"])
+def test_avx512_rows_compact_half_dead_x_at_n_64(monkeypatch, row):
+    """Packed W, 90 % zeros, half of X's rows dead, N = 64: csr-skip-rows, not the column
+    path the first AVX-512 row chose (Zen 5, whole calls: 1024^2 0.10 against 0.23-0.25 ms,
+    4096^2 1.25-1.46 against 5.1-5.3); each product checked."""
+    table = costs._named(row)
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 1024 * 1024)
+    W = random_csr(1024, 1024, 0.1, dtype=np.float32)
+    P = wsekern.pack(W)
+    X = _half_dead(1024, 64, 4)
+    assert kernels.spmm_path(P, X) == "csr-skip-rows"
+    np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
+                               W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+
+
+def test_zen5_avx512_routes_from_whole_calls(monkeypatch):
+    """zen5/avx512 (s24, whole calls on Zen 5, alternating, median of 5): a packed W with half
+    of X's rows dead compacts at N = 32 too (1024^2: 0.07 against the column path's
+    0.11 ms), and W at 50 % zeros with N = 128 is densified (1024^2: 1.7 against 2.3 ms)."""
+    table = costs._named("zen5/avx512")
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 1024 * 1024)
+    W = random_csr(1024, 1024, 0.1, dtype=np.float32)
+    X = _half_dead(1024, 32, 5)
+    assert kernels.spmm_path(wsekern.pack(W), X) == "csr-skip-rows"
+    np.testing.assert_allclose(kernels.spmm(wsekern.pack(W), X, n_threads=1),
+                               W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+    W = random_csr(1024, 1024, 0.5, dtype=np.float32)
+    X = np.random.default_rng(6).standard_normal((1024, 128)).astype(np.float32)
+    assert kernels.spmm_path(W, X) == "blas-densified"
+    np.testing.assert_allclose(kernels.spmm(W, X, n_threads=1),
+                               W.toarray().astype(np.float64) @ X, rtol=1e-3, atol=1e-3)

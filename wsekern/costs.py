@@ -7,6 +7,7 @@ the choice of path is the same on every run of a machine, and a machine the tabl
 know takes the row of its SIMD path (measured on the CPU named there). ``WSEKERN_COSTS``
 names a row to use instead (``wsekern.get_config()['cost_table']`` tells which is in use).
 """
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -167,14 +168,69 @@ TABLES = {
                                     densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
                                     blas_narrow_n=4.0, sampled_mac=0.15,
                                     panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2),
-    # The AVX-512 machine the kernels were first tuned on (SIMD compress for the scan).
-    (None, "avx512"): CostTable("default/avx512", 0.02, 0.065, 0.25, 0.5, (0.1, 1.45),
-                                (0.2, 1.25), spmm_scatter_mac=0.1),
-    # Other CPUs on the AVX2 and baseline paths: the Zen 3 rates, the only ones measured.
-    (None, "avx2"): CostTable("default/avx2", 0.022, 0.075, 0.34, 0.16, (0.0, 2.2), (0.3, 1.2)),
-    (None, "baseline"): CostTable("default/baseline", 0.022, 0.13, 1.35, 0.16, (0.2, 3.2),
-                                  (1.1, 3.5), csr_compact=4.0, spmm_scatter_mac=0.234),
+    # Zen 5 (AMD EPYC, family 26 model 2), 2 cores, L1d 48 KiB, 1 MiB L2/core, AVX-512 on
+    # 512-bit units (s24 zen5): each route forced through a table that leaves it the only
+    # choice, whole spmm calls (W 90 % zeros as SciPy CSR, or packed for the column and panel
+    # paths; X half its rows dead for the skips), fp32, 1 thread, best of 9 thread CPU times,
+    # three runs per path at load 5-9 (s24 zen5's calibrate.py). BLAS (the same
+    # OpenBLAS on every path) 0.0080-0.0088 ns a MAC at N = 64 and 256 (1024^2), 0.0112-0.0118
+    # at N = 16 (blas_narrow_n 5), 0.011-0.012 at 4096^2 x 64: 2.6x Zen 4's. The CSR kernel
+    # at N 64-256 (1024^2 x 64 and 256, 4096^2 x 64) 0.022-0.034 ns a MAC avx512,
+    # 0.031-0.036 avx2, 0.053-0.058 baseline; at N = 32 0.031-0.044 avx512; at N = 16
+    # 0.048-0.06, 0.048-0.056, 0.071-0.072; at 50 % zeros (1024^2 x 128) 0.037 avx512. One
+    # rate per path cannot follow that: spmm_mac is set where whole calls chose best (below).
+    # The dense-W scan at N = 4, 1024^2 and 4096^2: 0.28-0.52, 0.2-0.47, 1.0-1.1 ns an element.
+    # csr_to_dense at 99.9 and 50 % zeros (1024^2, 2048^2): 0.039-0.059 ns an element and
+    # 0.34-0.69 a weight on every path; the densified call at 1024^2 x 128, 50 % zeros, cost
+    # ~0.85 ns a weight beyond csr_to_dense's element term and BLAS (densify_nnz 0.8, with
+    # Zen 4's densify_call). Compaction past dead rows (SciPy CSR, the map new each call):
+    # 0.2-0.4 ns a weight avx512 at N = 16-32, ~0 at N = 64 (the fused livebits kernel), 0.6
+    # at N = 256 (column blocks); 0.4-0.6 avx2; 1.15-1.4 baseline. The column path 0.058-0.09
+    # ns a live MAC avx512 (0.058-0.07 at 1024^2, 0.084-0.094 at 4096^2 x 32-64), 0.045-0.07
+    # avx2, 0.09-0.11 baseline. The panels 0.9-1.2 ns a live weight at 1024^2, 1.6-1.7 at
+    # 4096^2 (every path). conv_direct fitted as Zen 4's (conv_fit.py: the direct path
+    # against im2col + BLAS at 100-10 % of weights kept, x 8x64x32x32). Carried over
+    # from Zen 4's rows, not measured: conv_input, sampled_mac, densify_call, blas_small,
+    # transpose, transpose_l2. Whole calls (routes.py: fp32/fp64, 256^2 to 4096^2, N 1-1024,
+    # 50-99 % zeros, X dense or half dead; each row's route timed in the same process,
+    # alternating, median of 5; load 8-10) against the Zen 4 row on Zen 5 (the default now):
+    # avx512 spmm_mac 0.028 (0.025 densified nothing at 50 % zeros and N = 128-256, 1.3-1.4x
+    # slower; 0.03 densified 70 % zeros at N = 1024, 1.24x slower); a packed W with half of
+    # X's rows dead compacts at N = 32 (1024^2 0.07 against the column path's 0.11 ms,
+    # 4096^2 1.0 against 2.5) as at N = 64 (Zen 4's row too: 0.09 against 0.21, 1.3 against
+    # 4.9); at N = 1-16 it takes the CSR kernel, not the column path: 1.4-2.3x faster at
+    # N = 4 (fp32/fp64 1024^2 and 4096^2; the column path took 0.12-0.13 ms at 1024^2 x 4,
+    # 0.05-0.07 at x 1 and x 16), 1.1-1.8x slower at N = 1 and 16.
+    # avx2 csr_compact 0.45 (0.55 kept N = 32 from compacting: 1.9 against 3.8 ms, fp64
+    # 4096^2 packed). baseline: the compaction and panel rates measured here (1.2, 1.0) sent
+    # packed W with half-dead X to the panels where Zen 4's row's csr-skip-rows ran faster
+    # (fp32 1024^2 x 32 0.18 against 0.11 ms, 4096^2 x 32 2.95 against 1.53; a map met again
+    # skips the compaction): Zen 4's csr_compact, panel_nnz and csr_compact_blocked kept.
+    ("zen5", "avx512"): CostTable("zen5/avx512", 0.0086, 0.028, 0.4, 0.045, (0.06, 0.8),
+                                  (0.2, 1.25), csr_compact=0.3, spmm_scatter_mac=0.058,
+                                  densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
+                                  blas_narrow_n=5.0, sampled_mac=0.12,
+                                  panel_nnz=1.0, panel_step=1.0),
+    ("zen5", "avx2"): CostTable("zen5/avx2", 0.0086, 0.034, 0.35, 0.045, (0.07, 1.0),
+                                (0.3, 1.2), csr_compact=0.45, spmm_scatter_mac=0.05,
+                                densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
+                                blas_narrow_n=5.0, sampled_mac=0.11, panel_nnz=1.2,
+                                panel_step=1.0, csr_compact_blocked=0.45),
+    ("zen5", "baseline"): CostTable("zen5/baseline", 0.0086, 0.056, 1.05, 0.045, (0.04, 1.84),
+                                    (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.1,
+                                    densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
+                                    blas_narrow_n=5.0, sampled_mac=0.15,
+                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2),
 }
+# Any other CPU on a path: Zen 4's rows, the path's most recent full measurement (s13-s21)
+# and checked against whole calls on Zen 5 too (s24). The row the AVX-512 default held
+# before, fitted on the Intel machine the kernels were first tuned on (before the column,
+# panel and livebits routes changed), sent 4096^2 x 64 with half of X's rows dead to the
+# column path on Zen 5 at 0.5-0.8x the speed of X dense; the Zen 3 rates the AVX2 and
+# baseline defaults held stay as Zen 3's own rows.
+for _path in ("avx512", "avx2", "baseline"):
+    TABLES[(None, _path)] = dataclasses.replace(TABLES[("zen4", _path)],
+                                               name=f"default/{_path}")
 
 
 def _named(name):
