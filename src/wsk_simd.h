@@ -1173,12 +1173,6 @@ WSK_TARGET_V4P static void wsk_spmm_rows_livebits_f32_n64(const float* vals,
         a6 = _mm512_fmadd_ps(w_, _mm512_loadu_ps(x_ + 96), a6);                        \
         a7 = _mm512_fmadd_ps(w_, _mm512_loadu_ps(x_ + 112), a7);                       \
     } while (0)
-/* the 8 lines of the piece of X that kept entry k meets */
-#define WSK_LB8_PF(k)                                                                  \
-    do {                                                                               \
-        const char* xp_ = (const char*)(X + (ptrdiff_t)cb[k] * ldx + j);               \
-        for (int l_ = 0; l_ < 8; l_++) __builtin_prefetch(xp_ + 64 * l_);             \
-    } while (0)
 #define WSK_LB8_STORE(y)                                                               \
     do {                                                                               \
         _mm512_storeu_ps((y), a0); _mm512_storeu_ps((y) + 16, a1);                     \
@@ -1192,7 +1186,9 @@ WSK_TARGET_V4P static void wsk_spmm_rows_livebits_f32_n64(const float* vals,
    bit for bit as the rows kernel on the compacted row against X_live), the next row
    compacted (wsk_livebits_step_f32) in the shadow of the first tile, the other tiles
    read the kept entries back from the buffer (in L1). Same buffers, bits and checks as
-   the n64 form. */
+   the n64 form. X is not prefetched (its live rows sit in L2): prefetching the 8 lines of
+   the piece 8 kept entries ahead cost 3-4 %, 16 ahead 5-8 % (Zen 5, 1024^2 x 256, 90 %
+   zeros, half of X dead, the whole call: 281-290 us against 292-296 and 300-308). */
 WSK_TARGET_V4P static void wsk_spmm_rows_livebits_f32_t128(const float* vals,
         const int32_t* cols, const int32_t* indptr, ptrdiff_t i0, ptrdiff_t i1,
         const uint32_t* tab, uint32_t last, const float* X, ptrdiff_t n, float* out,
@@ -1237,28 +1233,19 @@ WSK_TARGET_V4P static void wsk_spmm_rows_livebits_f32_t128(const float* vals,
         for (; d + 8 <= q && p < pe; d += 8, p += 16) {
             __builtin_prefetch(vals + p + WSK_LB_W_AHEAD, 0, 0);
             __builtin_prefetch(cols + p + WSK_LB_W_AHEAD, 0, 0);
-            for (int u = 0; u < 8; u++) {
-                if (d + u + WSK_PREFETCH_NEAR < q) WSK_LB8_PF(d + u + WSK_PREFETCH_NEAR);
-                WSK_LB8_MAC(d + u);
-            }
+            for (int u = 0; u < 8; u++) WSK_LB8_MAC(d + u);
             qn = wsk_livebits_step_f32(WSK_LB_ARGS, vals, cols, p, pe, lastv, vo, io, qn,
                                        &oor);
         }
         for (; p < pe; p += 16)
             qn = wsk_livebits_step_f32(WSK_LB_ARGS, vals, cols, p, pe, lastv, vo, io, qn,
                                        &oor);
-        for (; d < q; d++) {
-            if (d + WSK_PREFETCH_NEAR < q) WSK_LB8_PF(d + WSK_PREFETCH_NEAR);
-            WSK_LB8_MAC(d);
-        }
+        for (; d < q; d++) WSK_LB8_MAC(d);
         float* y = out + i * ldo;
         WSK_LB8_STORE(y);
         for (j = 128; j < n; j += 128) {
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero;
-            for (d = 0; d < q; d++) {
-                if (d + WSK_PREFETCH_NEAR < q) WSK_LB8_PF(d + WSK_PREFETCH_NEAR);
-                WSK_LB8_MAC(d);
-            }
+            for (d = 0; d < q; d++) WSK_LB8_MAC(d);
             WSK_LB8_STORE(y + j);
         }
         q = qn;
@@ -1270,7 +1257,6 @@ WSK_TARGET_V4P static void wsk_spmm_rows_livebits_f32_t128(const float* vals,
 #undef WSK_LB_ARGS
 }
 #undef WSK_LB8_MAC
-#undef WSK_LB8_PF
 #undef WSK_LB8_STORE
 #undef WSK_LM_MAC
 #undef WSK_LM_PAIR
