@@ -87,6 +87,14 @@ def alive_of(X):
     return bytes(alive)
 
 
+def tiles(dtype, idx, N, X):
+    # csr_spmm_plain's livebits tiles (the CPU and path of livebits_fused; float32, int32
+    # indices, 128 * T columns, X's live rows in 5/8 of L2) multiply X itself, kept or not
+    live = int(X.any(axis=1).sum())
+    return (_spmm.livebits_fused() and dtype == np.float32 and idx == np.int32
+            and N % 128 == 0 and live * N * 4 <= (1 << 20) * 5 // 8)
+
+
 n = 0
 routes = set()
 for M, K, N in ((1024, 1024, 256), (1500, 512, 64)):
@@ -98,6 +106,14 @@ for M, K, N in ((1024, 1024, 256), (1500, 512, 64)):
             P.transpose()                   # built: the plain route decides (csc candidate)
             assert kernels.spmm_path(P, Xa) == "csr-skip-rows", kernels.spmm_path(P, Xa)
             kept = None
+            if tiles(dtype, idx, N, Xa) or tiles(dtype, idx, N, Xb):
+                # livebits' tiled form multiplies X itself: nothing kept (test_spmm_livebits_tiles)
+                for X in (Xa, Xa, Xb):
+                    check(P, X, spmm(P, X, n_threads=1))
+                    assert P._kept is None
+                n += 8                  # the 7 states and the transpose case
+                routes.add("blocks")
+                continue
             for X, state in ((Xa, "noted"), (Xa, "made"), (Xa, "reused"), (Xa, "reused"),
                              (Xb, "noted"), (Xb, "made"), (Xa, "noted")):
                 got = spmm(P, X, n_threads=1)
@@ -151,17 +167,18 @@ for M, K, N in ((1024, 1024, 256), (1500, 512, 64)):
 assert routes == {"blocks", "rows"}, routes
 
 # a W too big to keep keeps nothing (the products the same)
+# (int64 indices: livebits' tiles, which keep nothing, take only int32)
 M, K, N = 1024, 1024, 256
 Xa, dead_a = dead_x(K, N, np.float32, 4)
-P = weight(M, K, np.float32, np.int32, dead_a)
+P = weight(M, K, np.float32, np.int64, dead_a)
 P.transpose()
 limit = _spmm._KEPT_MAX_BYTES
-_spmm._KEPT_MAX_BYTES = P.nnz * 8 + (M + 1) * 4 - 1   # values, columns and row pointers
+_spmm._KEPT_MAX_BYTES = P.nnz * 12 + (M + 1) * 8 - 1   # values, columns and row pointers
 try:
     for _ in range(3):
         check(P, Xa, spmm(P, Xa, n_threads=1))
         assert P._kept[1] is None
-    _spmm._KEPT_MAX_BYTES = P.nnz * 8 + (M + 1) * 4
+    _spmm._KEPT_MAX_BYTES = P.nnz * 12 + (M + 1) * 8
     for _ in range(2):
         check(P, Xa, spmm(P, Xa, n_threads=1))
     assert P._kept[1] is not None

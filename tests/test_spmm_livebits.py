@@ -11,13 +11,18 @@ Where the CPU runs the kernel, the route is shown to skip X_live (its buffer is 
 asked for); elsewhere the old route runs. A SciPy CSR with a column out of
 range is declined by the native call and named by spmm."""
 
+import os
+
 import pytest
 from conftest import assert_child_says, run_on_simd
 
-_CODE = """
+# The child imports tests/livebits_cases.py (before: the route before, the fused kernel on
+# X's live rows with the remap).
+_CODE = f"import sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n" + """
 import numpy as np, scipy.sparse as sps
 from wsekern import _spmm, kernels, pack, spmm
 from wsekern.simd_path import SIMD_PATH
+from livebits_cases import before
 
 np.seterr(invalid="ignore", over="ignore")
 kernels.l2_bytes = lambda: 1 << 20
@@ -49,14 +54,6 @@ def x_dead(K, seed):
     X[np.flatnonzero(~alive)[:2]] = -0.0
     return X
 
-
-def before(data, indices, indptr, X):
-    # the route before: X's live rows copied out, the fused kernel on them with the remap
-    alive = X.any(axis=1).astype(np.uint8)
-    X_live, remap = _spmm.live_rows(X, alive, int(alive.sum()), np.int32)
-    out = np.full((len(indptr) - 1, N), 7, np.float32)
-    _spmm.csr_spmm(data, indices, indptr, X_live, out, remap, 1, 0)
-    return out
 
 
 def check(got, W, X, ref):

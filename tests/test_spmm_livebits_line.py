@@ -13,13 +13,17 @@ back after the call; elsewhere no copy is made (the route before). A column out 
 with X off the line is declined (the kept buffer back) and named by spmm; a call while
 another holds the kept buffer copies into NumPy's memory, still on the line."""
 
+import os
+
 import pytest
 from conftest import assert_child_says, run_on_simd
 
-_CODE = """
+# The child imports tests/livebits_cases.py.
+_CODE = f"import sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n" + """
 import numpy as np, scipy.sparse as sps
 from wsekern import _spmm, kernels, pack, spmm
 from wsekern.simd_path import SIMD_PATH
+from livebits_cases import at, before, x_dead as _x_dead
 
 np.seterr(all="ignore")
 kernels.l2_bytes = lambda: 1 << 20
@@ -46,33 +50,8 @@ _spmm._x_line_buffer = _x_counting
 _spmm._live_buffer = _live_counting
 
 
-def at(X, off):
-    # a copy of X starting ``off`` bytes past a 64-byte boundary
-    raw = np.empty(X.nbytes + 128, np.uint8)
-    s = -raw.ctypes.data % 64 + off
-    Y = raw[s:s + X.nbytes].view(X.dtype).reshape(X.shape)
-    Y[...] = X
-    assert Y.ctypes.data % 64 == off and Y.flags.c_contiguous
-    return Y
-
-
-def before(data, indices, indptr, X):
-    alive = X.any(axis=1).astype(np.uint8)
-    X_live, remap = _spmm.live_rows(X, alive, int(alive.sum()), np.int32)
-    out = np.full((len(indptr) - 1, N), 7, np.float32)
-    _spmm.csr_spmm(data, indices, indptr, X_live, out, remap, 1, 0)
-    return out
-
-
 def x_dead(K, seed):
-    r = np.random.default_rng(seed)
-    X = r.standard_normal((K, N)).astype(np.float32)
-    dead = r.random(K) < 0.5
-    dead[0] = False
-    X[dead] = 0
-    X[np.flatnonzero(dead)[::3]] = -0.0
-    X[np.flatnonzero(~dead)[1], 9] = np.nan
-    return X
+    return _x_dead(K, N, seed, nan_live=True)
 
 
 rng = np.random.default_rng(5)

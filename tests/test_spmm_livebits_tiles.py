@@ -1,5 +1,5 @@
 """spmm's livebits route in its tiled form (one thread, csr-skip-rows, float32 X of 128 * T
-columns whose live rows fit in half of L2, AVX-512 with VPOPCNTDQ): the fused kernel
+columns whose live rows fit in 5/8 of L2, AVX-512 with VPOPCNTDQ): the fused kernel
 multiplies X itself in column tiles of 128, no live map or X_live made. Checked in a child
 per SIMD path, L2 pinned to Zen 4's 1 MiB: N = 128, 256 and 384; K = 600 and 900 (partial
 32-row words) and 4096 (80 % of its rows dead); rows of 0-80 entries and long ones; inf/NaN
@@ -10,7 +10,7 @@ kernels on X's live rows with the remap, in column blocks of 128 and unblocked),
 exactly where a float64 SciPy product has one and is close elsewhere; X is left as it was.
 Where the CPU runs the kernel, no live map or X_live is made (on main, the column blocks
 made the one, the rows kernels the other: this count fails there); elsewhere, and past its
-reach (live rows over half of L2, N = 192, K = 5000), the route before runs. A column out of
+reach (live rows over 5/8 of L2, N = 192, K = 5000), the route before runs. A column out of
 range is declined by the native call and named by spmm, the kept buffer back."""
 import os
 
@@ -77,7 +77,7 @@ for K, N, dead_share, reach in ((900, 256, 0.5, True), (4096, 128, 0.8, True),
     data[np.flatnonzero(np.isin(indices, dead))[:2]] = (np.inf, np.nan)
     W = sps.csr_matrix((data, indices, indptr), shape=(M, K))
     P = pack(W)
-    if reach:    # X's live rows, plus the route before's zero row: in half of L2
+    if reach:    # X's live rows, plus the route before's zero row: in half of L2 (5/8 asked)
         assert (int(Xs[0].any(axis=1).sum()) + 1) * N * 4 <= 1 << 19
     for s in (0, 1, 1, 1, 0):                # new maps, then one map three times
         X = Xs[s]
@@ -96,7 +96,7 @@ for K, N, dead_share, reach in ((900, 256, 0.5, True), (4096, 128, 0.8, True),
                     assert _spmm._live_kept[0] is not None
     assert kernels._spmm_impl(W, Xs[0], False, None, 1)[1] == "csr-skip-rows"
 # the same operands past the kernel's reach took the route before: the column blocks'
-# live map was made there (X's live rows over half of L2 at 4096 x 256)
+# live map was made there (X's live rows over 5/8 of L2 at 4096 x 256)
 maps[0] = 0
 Xb = x_dead(4096, 256, 5)
 Wb = sps.random(600, 4096, density=0.1, format="csr", random_state=4, dtype=np.float32)

@@ -15,13 +15,17 @@ whose rows meet too few weights reads X as it is; a column index out of range wi
 line is named by spmm, the kept buffer back. On main (before the copy) the counts fail: no
 copy was ever asked for."""
 
+import os
+
 import pytest
 from conftest import assert_child_says, run_on_simd
 
-_CODE = """
+# The child imports tests/livebits_cases.py.
+_CODE = f"import sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n" + """
 import numpy as np, scipy.sparse as sps
 from wsekern import _spmm, kernels, pack, spmm
 from wsekern.simd_path import SIMD_PATH
+from livebits_cases import at
 
 np.seterr(all="ignore")
 kernels.l2_bytes = lambda: 1 << 20
@@ -38,15 +42,6 @@ def _x_counting(nbytes):
 
 
 _spmm._x_line_buffer = _x_counting
-
-
-def at(X, off):
-    raw = np.empty(X.nbytes + 128, np.uint8)
-    s = -raw.ctypes.data % 64 + off
-    Y = raw[s:s + X.nbytes].view(X.dtype).reshape(X.shape)
-    Y[...] = X
-    assert Y.ctypes.data % 64 == off and Y.flags.c_contiguous
-    return Y
 
 
 n = copied = 0
