@@ -1558,12 +1558,11 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         # The per-row variant at 64 float32 columns on X itself (_spmm_livebits), where the
         # old route ran the fused kernel on a fresh X_live: a SciPy CSR W, or a packed W
         # whose kept compaction is not reused or made this call (a map other than the last)
-        # Its tiled form at 128 * T float32 columns, X's live rows in 5/8 of L2, where the
-        # old route compacted W once into a copy, then multiplied X's live rows in column
-        # blocks (Zen 5, 1024^2 x 256, 90 % zeros, half of X dead, a new map each call,
-        # AVX-512, s24: see _livebits_tiles)
-        # whatever the map (a packed W's kept compaction in column blocks took 305-310 us
-        # there against its 281-290)
+        # Its tiled form at 128 * T float32 columns, X's live rows in 5/8 of L2, whatever
+        # the map, where the old route compacted W once into a copy (or reused a packed W's
+        # kept one), then multiplied X's live rows in column blocks (Zen 5, AVX-512,
+        # 1024^2 x 256, 90 % zeros, half of X dead, s24: 281-290 us, against 0.34 ms a new
+        # map and 305-310 us the kept compaction; see _livebits_tiles)
         if floating is float and index_t is int32_t and K <= 4096 and nnz > 0 and (
                 _livebits_tiles(N, kept, g) or (
                     N == 64 and not 0 < n_block < N and wsk_spmm_rows_lb_f32_n64 != NULL
