@@ -225,7 +225,7 @@ def test_panel_route_follows_the_cost_table(monkeypatch):
     want = P.to_scipy() @ X
     for table, path, panels in ((("zen4", "baseline"), "baseline", True),
                                 (("zen4", "avx512"), "avx512", False),
-                                ((None, "baseline"), "baseline", False)):
+                                (("zen3", "baseline"), "baseline", False)):
         monkeypatch.setattr(kernels, "cost_table", lambda t=costs.TABLES[table]: t)
         monkeypatch.setattr(kernels, "_block_rule_in_use",
                             lambda p=path: (kernels.TILE_BYTES[p], kernels.L2_SHARE[p]))

@@ -188,8 +188,11 @@ TABLES = {
     # at N = 256 (column blocks); 0.4-0.6 avx2; 1.15-1.4 baseline. The column path 0.058-0.09
     # ns a live MAC avx512 (0.058-0.07 at 1024^2, 0.084-0.094 at 4096^2 x 32-64), 0.045-0.07
     # avx2, 0.09-0.11 baseline. The panels 0.9-1.2 ns a live weight at 1024^2, 1.6-1.7 at
-    # 4096^2 (every path). conv_direct fitted as Zen 4's (conv_fit.py: the direct path
-    # against im2col + BLAS at 100-10 % of weights kept, x 8x64x32x32). Carried over
+    # 4096^2 (every path). conv_direct: the direct path's time (conv_fit.py, 100-10 % of
+    # weights kept, x 8x64x32x32; avx512 6.15 ms at 100 %, 1.48 at 20 %) over im2col +
+    # BLAS's 4.9 ms from `wsekern bench conv` at load 4.5 (forced in conv_fit at load 8-9 it
+    # ran 7.1-7.3 ms, and a fit on that sent dense weights to the direct path, 1.22x slower):
+    # it crosses im2col at 79 % kept avx512, 63 % avx2, 36 % baseline. Carried over
     # from Zen 4's rows, not measured: conv_input, sampled_mac, densify_call, blas_small,
     # transpose, transpose_l2. Whole calls (routes.py: fp32/fp64, 256^2 to 4096^2, N 1-1024,
     # 50-99 % zeros, X dense or half dead; each row's route timed in the same process,
@@ -206,17 +209,17 @@ TABLES = {
     # packed W with half-dead X to the panels where Zen 4's row's csr-skip-rows ran faster
     # (fp32 1024^2 x 32 0.18 against 0.11 ms, 4096^2 x 32 2.95 against 1.53; a map met again
     # skips the compaction): Zen 4's csr_compact, panel_nnz and csr_compact_blocked kept.
-    ("zen5", "avx512"): CostTable("zen5/avx512", 0.0086, 0.028, 0.4, 0.045, (0.06, 0.8),
+    ("zen5", "avx512"): CostTable("zen5/avx512", 0.0086, 0.028, 0.4, 0.045, (0.05, 1.2),
                                   (0.2, 1.25), csr_compact=0.3, spmm_scatter_mac=0.058,
                                   densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                   blas_narrow_n=5.0, sampled_mac=0.12,
                                   panel_nnz=1.0, panel_step=1.0),
-    ("zen5", "avx2"): CostTable("zen5/avx2", 0.0086, 0.034, 0.35, 0.045, (0.07, 1.0),
+    ("zen5", "avx2"): CostTable("zen5/avx2", 0.0086, 0.034, 0.35, 0.045, (0.04, 1.53),
                                 (0.3, 1.2), csr_compact=0.45, spmm_scatter_mac=0.05,
                                 densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                 blas_narrow_n=5.0, sampled_mac=0.11, panel_nnz=1.2,
                                 panel_step=1.0, csr_compact_blocked=0.45),
-    ("zen5", "baseline"): CostTable("zen5/baseline", 0.0086, 0.056, 1.05, 0.045, (0.04, 1.84),
+    ("zen5", "baseline"): CostTable("zen5/baseline", 0.0086, 0.056, 1.05, 0.045, (0.03, 2.67),
                                     (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.1,
                                     densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                     blas_narrow_n=5.0, sampled_mac=0.15,
