@@ -87,10 +87,20 @@ cdef Py_ssize_t _x_line = 0
 cdef Py_ssize_t _x_line_reuse = 0
 
 
-cdef inline bint _off_line(const void* x, Py_ssize_t pitch) noexcept nogil:
-    # whether X (rows of pitch bytes) starts off the vector line while its rows could all
-    # start on it
-    return _x_line != 0 and (<uintptr_t>x) % _x_line != 0 and pitch % _x_line == 0
+# ... and X of at most this many bytes (the kept buffer's: no fresh memory a call): past it
+# the copy's pass over memory cost more than the split loads saved (Zen 5 AVX-512, fp32 X
+# of K x 64, W K x K with 12 weights a row, X 16 bytes off, the kernel: 4 MiB 0.79 -> 0.59
+# ms, 8 MiB 1.75-1.91 -> 1.65-1.96, 16 MiB 5.97-6.40 -> 6.26-7.25, 64 MiB 39.0-40.6 ->
+# 42.4-43.0; review_s8, s24), and X's memory is never doubled
+DEF X_LINE_MAX_BYTES = 4 << 20
+
+
+cdef inline bint _onto_line(const void* x, Py_ssize_t pitch,
+                            Py_ssize_t nbytes) noexcept nogil:
+    # whether X (nbytes, rows of pitch bytes) is copied onto the vector line first: it
+    # starts off the line, its rows could all start on it, and it is small enough
+    return (_x_line != 0 and (<uintptr_t>x) % _x_line != 0 and pitch % _x_line == 0
+            and nbytes <= X_LINE_MAX_BYTES)
 
 
 cdef tuple _line_copy(const void* x, Py_ssize_t nbytes):
@@ -563,10 +573,10 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
     cdef bint whole_rows = not per_row and (index_t is int32_t or not check_cols)
     cdef Py_ssize_t c, i0, i1, n_calls = (M + ROWS_PER_CALL - 1) // ROWS_PER_CALL
     # X read whole by the kernel (no column blocks) and off the vector line: read from a
-    # copy on it (_off_line; nothing below raises before the copy is given back)
+    # copy on it (_onto_line; nothing below raises before the copy is given back)
     x_raw = None
-    if (n_block == N and x_rows is None and _off_line(x, N * sizeof(floating))
-            and nnz >= _x_line_reuse * K):
+    if (n_block == N and x_rows is None and nnz >= _x_line_reuse * K
+            and _onto_line(x, N * sizeof(floating), K * N * sizeof(floating))):
         x_copy, x_raw = _line_copy(x, K * N * sizeof(floating))
         b = <const floating*>cnp.PyArray_DATA(x_copy)
     with nogil:
@@ -2111,12 +2121,13 @@ cdef Py_ssize_t _spmm_livebits(const floating[::1] data, const index_t[::1] indi
     # each of its 4 loads is split, and the kernel ran 20-25 % slower (Zen 4, 4096^2 x 64,
     # 90 % zeros, half of X dead, one process: 3.4-3.6 ms median at offsets 16/32/48, 2.9
     # at 0, huge or heap pages alike: the bench's ratio was bimodal by process). So such an
-    # X is copied whole into the kept 64-aligned buffer first, as fast as an aligned X
-    # (2.9-2.95): it is then in L2. The same bits (a copy; dead rows as they were).
+    # X (up to X_LINE_MAX_BYTES) is copied whole into the kept 64-aligned buffer first, as
+    # fast as an aligned X (2.9-2.95): it is then in L2. The same bits (a copy; dead rows
+    # as they were).
     cdef const float* xp = <const float*>&X[0, 0]
     live_raw = None
     if floating is float and index_t is int32_t:
-        if _off_line(xp, N * sizeof(float)):
+        if _onto_line(xp, N * sizeof(float), K * N * sizeof(float)):
             xbytes, live_raw = _line_copy(xp, K * N * sizeof(float))
             xp = <const float*>cnp.PyArray_DATA(xbytes)
         try:
