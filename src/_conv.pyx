@@ -66,7 +66,8 @@ def simd_init(int path=0):
 
 
 # forward_pad's channel blocks are sized with the output rows of the selected path's
-# register tile (src/wsk_conv_tile.h: baseline 2 x 4, AVX2 3 x 4, AVX-512 4 x 2). On Zen 4
+# register tile (src/wsk_conv_tile.h: baseline 2 x 4, AVX2 3 x 4, AVX-512 4 x 2 in float64;
+# float32 runs AVX-512 without blocks, its 8 x 2 tile is not counted here). On Zen 4
 # at 80 % zeros they gained on every path in float64 (AVX2 1.18-1.21x, AVX-512 1.12-1.15x,
 # baseline 1.04-1.07x) and in float32 on AVX2 (1.05-1.07x); float32 lost 2-4 % on AVX-512
 # and was unchanged on the baseline, so there it runs one pass per filter.
