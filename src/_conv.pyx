@@ -298,7 +298,7 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     if shifted < 0:                     # measured to pay from 1.5 kept weights a filter
         shifted = (floating is float and _shifted_f32 and auto_blocks   # and channel on
                    and 2 * n >= 3 * O * C)                               # (80 % zeros: 1.8)
-    if shifted and ordered and max_j < 3 and np.asarray(channel_alive).all():
+    if shifted and ordered and max_j < 3 and C > 0 and np.asarray(channel_alive).all():
         _forward_shifted(x, ph, pw, wval, woff, wchan, wptr, out, n_threads, max_j + 1)
         return
     # slack past the planes, zero: a tile's last whole vector may read there (its lanes
