@@ -239,9 +239,9 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
 
     ``shifted`` -1 (float32 on the AVX-512 path, from 1.5 kept weights a filter and input
     channel: at 90 % zeros of a 3x3 kernel, 0.9, it was 0-3 % slower) or 1: when every
-    input channel of every image is alive, the weights come in channel order, cblock is -1 and the kernel reads at
-    most 3 columns to the right, runs :func:`_forward_shifted` instead (the same sums in the
-    same order); 0 never."""
+    input channel of every image is alive, the weights come in channel order, cblock is
+    -1, the kernel reads at most 3 columns to the right and the copies' offsets fit int32,
+    runs :func:`_forward_shifted` instead (the same sums in the same order); 0 never."""
     cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     if ph < 0 or pw < 0:
@@ -298,7 +298,9 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     if shifted < 0:                     # measured to pay from 1.5 kept weights a filter
         shifted = (floating is float and _shifted_f32 and auto_blocks   # and channel on
                    and 2 * n >= 3 * O * C)                               # (80 % zeros: 1.8)
-    if shifted and ordered and max_j < 3 and C > 0 and np.asarray(channel_alive).all():
+    cdef Py_ssize_t copies = (max_j + 1) * C * Hq * ((OW + 15) // 16 * 16)
+    if (shifted and ordered and max_j < 3 and C > 0 and copies < 2**31 - 64
+            and np.asarray(channel_alive).all()):
         _forward_shifted(x, ph, pw, wval, woff, wchan, wptr, out, n_threads, max_j + 1)
         return
     # slack past the planes, zero: a tile's last whole vector may read there (its lanes
