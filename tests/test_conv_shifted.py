@@ -101,3 +101,33 @@ def test_where_shifted_does_not_apply(why, simd):
     ref = kept_reference(x, w, 1, pad, 1, 1)
     y = pad_forward(x, w, pad, 1, 1, alive=alive, order=why == "order" or None)
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_offsets_reaching_the_next_plane_in_a_child_process():
+    """Offsets forward_pad accepts but no conv makes (a tap's rows running past its own
+    channel's plane into the next): the copies are read inside the buffer, and the sums
+    are the one-pass path's (rows reached past a plane are the next plane's in both)."""
+    code = """
+        import numpy as np
+        from wsekern import _conv
+        C, H, W, O = 3, 5, 20, 2
+        Hq, Wq = H + 2, W + 2
+        x = np.arange(2 * C * H * W, dtype=np.float32).reshape(2, C, H, W) % 7 - 3
+        woff = np.array([0 * Hq * Wq + (Hq - 1) * Wq + 2, 1 * Hq * Wq + 3 * Wq + 1],
+                        dtype=np.int32)
+        wchan = np.array([0, 1], dtype=np.int32)
+        wval = np.array([1.5, -2.0], dtype=np.float32)
+        wptr = np.array([0, 1, 2], dtype=np.int32)
+        alive = np.ones((2, C), dtype=np.uint8)
+        outs = []
+        for shifted in (0, 1):
+            out = np.full((2, O, H, W), np.nan, dtype=np.float32)
+            _conv.forward_pad(x, 1, 1, alive, wval, woff, wchan, wptr, out, 1, -1, shifted)
+            outs.append(out)
+        assert not np.isnan(outs[1]).any()
+        assert np.array_equal(outs[0], outs[1]), np.abs(outs[0] - outs[1]).max()
+        print("OK")
+    """
+    from conftest import run_in_child
+    proc = run_in_child(code)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr[-2000:]
