@@ -59,19 +59,24 @@ def simd_init(int path=0):
     path = {"avx2": 2, "avx512": 4}.get(name, 1)
     wsk_small_init(path)
     wsk_tile_init(path)
-    global _tile_rows, _blocks_f32
+    global _tile_rows, _blocks_f32, _shifted_f32
     _tile_rows = {2: 3, 4: 4}.get(path, 2)
     _blocks_f32 = path == 2
+    _shifted_f32 = path == 4
     return name
 
 
 # forward_pad's channel blocks are sized with the output rows of the selected path's
-# register tile (src/wsk_conv_tile.h: baseline 2 x 4, AVX2 3 x 4, AVX-512 4 x 2). On Zen 4
+# register tile (src/wsk_conv_tile.h: baseline 2 x 4, AVX2 3 x 4, AVX-512 4 x 2 in float64;
+# float32 runs AVX-512 without blocks, its 8 x 2 tile is not counted here). On Zen 4
 # at 80 % zeros they gained on every path in float64 (AVX2 1.18-1.21x, AVX-512 1.12-1.15x,
 # baseline 1.04-1.07x) and in float32 on AVX2 (1.05-1.07x); float32 lost 2-4 % on AVX-512
 # and was unchanged on the baseline, so there it runs one pass per filter.
 cdef Py_ssize_t _tile_rows = 2
 cdef bint _blocks_f32 = False
+# forward_pad's shifted copies (see _forward_shifted): float32 on the AVX-512 path, where
+# they were measured (Zen 5)
+cdef bint _shifted_f32 = False
 
 
 cdef inline void _row(const floating* vals, const int32_t* rows, Py_ssize_t nnz,
@@ -211,7 +216,8 @@ def forward(const floating[:, :, :, :, ::1] P, const uint8_t[:, ::1] channel_ali
 def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
                 const uint8_t[:, ::1] channel_alive, const floating[::1] wval,
                 const int32_t[::1] woff, const int32_t[::1] wchan, const int32_t[::1] wptr,
-                floating[:, :, :, ::1] out, int n_threads=1, Py_ssize_t cblock=-1):
+                floating[:, :, :, ::1] out, int n_threads=1, Py_ssize_t cblock=-1,
+                int shifted=-1):
     """:func:`forward` at stride 1 from the unpadded x (B, C, H, W): each thread pads one
     image at a time into its own buffer (C, H + 2 ph, W + 2 pw), whose border is zeroed
     once, and the filters read it there while it is in cache; woff are offsets into that
@@ -229,7 +235,13 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     blocks); above 3 (under 67 % zeros of a 3x3 kernel) they were not measured reliably,
     so they are used only between the two. ``cblock`` -1 chooses so (float64, and float32
     on the AVX2 path: see ``_tile_rows``); 0 is one pass; > 0 forces that many channels a
-    block."""
+    block.
+
+    ``shifted`` -1 (float32 on the AVX-512 path, from 1.5 kept weights a filter and input
+    channel: at 90 % zeros of a 3x3 kernel, 0.9, it was 0-3 % slower) or 1: when every
+    input channel of every image is alive, the weights come in channel order, cblock is
+    -1, the kernel reads at most 3 columns to the right and the copies' offsets fit int32,
+    runs :func:`_forward_shifted` instead (the same sums in the same order); 0 never."""
     cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     if ph < 0 or pw < 0:
@@ -264,6 +276,7 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
     if n > 0 and max_off + (OH - 1) * Wq + OW > plane:
         raise ValueError(f"forward_pad: an offset of {max_off} reads past one image's padded "
                          f"planes ({plane} elements) for an output of {OH}x{OW}")
+    cdef bint auto_blocks = cblock < 0
     if cblock < 0 and ((floating is float and not _blocks_f32) or 2 * n < 3 * O * C
                        or n > 3 * O * C):
         cblock = 0                      # outside 1.5-3 kept weights a filter and channel
@@ -273,10 +286,23 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
         lines = Wq * <Py_ssize_t>sizeof(floating) // 64 + 1     # an unaligned row spans
         n_blocks = (C * (_tile_rows + reach) * lines * 64 + 32767) // 32768
         cblock = (C + n_blocks - 1) // n_blocks if n_blocks > 1 else 0
+    cdef bint ordered = True
     for o in range(O):
         for p in range(wptr[o] + 1, wptr[o + 1]):
             if wchan[p] < wchan[p - 1]:
                 cblock = 0              # not in channel order: one pass per filter
+                ordered = False
+    cdef Py_ssize_t max_j = 0
+    for p in range(n):
+        max_j = max(max_j, (woff[p] % (Hq * Wq)) % Wq)
+    if shifted < 0:                     # measured to pay from 1.5 kept weights a filter
+        shifted = (floating is float and _shifted_f32 and auto_blocks   # and channel on
+                   and 2 * n >= 3 * O * C)                               # (80 % zeros: 1.8)
+    cdef Py_ssize_t copies = (max_j + 1) * C * Hq * ((OW + 15) // 16 * 16)
+    if (shifted and ordered and max_j < 3 and C > 0 and copies < 2**31 - 64
+            and np.asarray(channel_alive).all()):
+        _forward_shifted(x, ph, pw, wval, woff, wchan, wptr, out, n_threads, max_j + 1)
+        return
     # slack past the planes, zero: a tile's last whole vector may read there (its lanes
     # past OW are dropped), so no tile falls back to the scalar loop at the end
     cdef Py_ssize_t slack = 64, limit = plane + slack
@@ -310,6 +336,72 @@ def forward_pad(const floating[:, :, :, ::1] x, int ph, int pw,
                 _filter_plane(&wval[0], &woff[0], &wchan[0], wptr[o], wptr[o + 1],
                               &channel_alive[b, 0], all_alive[b], vb, ob, cb, cblock, xb,
                               limit, Wq, 0, OH, OW, &out[b, o, 0, 0])
+
+
+# _forward_shifted's register tile rows (AVX-512 float32: 8) and channels a block
+cdef Py_ssize_t _SHIFT_BAND = 8, _SHIFT_CBLOCK = 16
+
+
+cdef void _forward_shifted(const floating[:, :, :, ::1] x, int ph, int pw,
+                           const floating[::1] wval, const int32_t[::1] woff,
+                           const int32_t[::1] wchan, const int32_t[::1] wptr,
+                           floating[:, :, :, ::1] out, int n_threads, Py_ssize_t J):
+    """forward_pad's sums from J copies of each padded image, copy j shifted left by j
+    columns, rows of ``pitch`` (OW rounded up to 16) elements: tap (c, i, j) then reads
+    copy j at c's plane and row i, so with a 64-byte aligned buffer every vector load is
+    aligned (a load crossing a 64-byte line costs two; on Zen 5 16 FMAs take 2.4 ns from
+    aligned L1 lines, 4.0 ns from unaligned ones). Output rows go in bands of a tile's
+    height and the weights in blocks of 16 input channels, every filter per (band,
+    block), each block's tiles added to the last: the block's input rows stay in L1 while
+    all the filters read them. The caller checked that every channel is alive, weights
+    come in channel order and their columns are below J."""
+    cdef Py_ssize_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t Hq = H + 2 * <Py_ssize_t>ph, Wq = W + 2 * <Py_ssize_t>pw
+    cdef Py_ssize_t pitch = (OW + 15) // 16 * 16, n = wval.shape[0]
+    cdef Py_ssize_t nb = (C + _SHIFT_CBLOCK - 1) // _SHIFT_CBLOCK
+    cdef Py_ssize_t size = J * C * Hq * pitch, slack = 64, limit = size + slack
+    cdef Py_ssize_t b, o, p, k, c, h, j, t, u, lo, hi, wlo, whi, oh0
+    cdef int32_t[::1] off = np.empty(n, dtype=np.int32)
+    cdef int32_t[::1] bptr = np.empty(O * (nb + 1), dtype=np.int32)
+    for p in range(n):
+        c = woff[p] // (Hq * Wq)
+        h = (woff[p] % (Hq * Wq)) // Wq
+        j = (woff[p] % (Hq * Wq)) % Wq
+        off[p] = <int32_t>(((j * C + c) * Hq + h) * pitch)
+    for o in range(O):                  # bptr[o, k]: filter o's first weight in block k
+        p = wptr[o]
+        for k in range(nb + 1):
+            while p < wptr[o + 1] and wchan[p] < k * _SHIFT_CBLOCK:
+                p = p + 1
+            bptr[o * (nb + 1) + k] = <int32_t>p
+    n_threads = max(1, min(n_threads, B))
+    # 64 bytes of alignment past numpy's own: the planes start at an aligned element
+    raw = np.zeros(n_threads * (limit + 16) + 16, dtype=np.asarray(wval).dtype)
+    cdef Py_ssize_t first = (-(raw.ctypes.data // sizeof(floating))) % 16
+    cdef floating[::1] buf = raw[first:first + n_threads * (limit + 16)]
+    cdef floating* xb
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        xb = &buf[t * (limit + 16)]
+        for b in prange(B, schedule='dynamic'):
+            for c in range(C):          # columns a copy never takes from x stay zero
+                for h in range(H):
+                    for j in range(J):
+                        wlo = max(0, pw - j)
+                        whi = min(pitch, W + pw - j)
+                        if whi > wlo:
+                            memcpy(xb + ((j * C + c) * Hq + ph + h) * pitch + wlo,
+                                   &x[b, c, h, wlo + j - pw], (whi - wlo) * sizeof(floating))
+            for u in range((OH + _SHIFT_BAND - 1) // _SHIFT_BAND):
+                oh0 = u * _SHIFT_BAND
+                for k in range(nb):
+                    for o in range(O):
+                        lo = bptr[o * (nb + 1) + k]
+                        hi = bptr[o * (nb + 1) + k + 1]
+                        if k == 0 or hi > lo:
+                            _tile(&wval[0] + lo, &off[0] + lo, hi - lo, xb, limit, pitch, oh0,
+                                  min(OH, oh0 + _SHIFT_BAND), OW, &out[b, o, 0, 0], k > 0)
 
 
 def grad_weight(const floating[:, :, :, :, ::1] P, const floating[:, :, :, ::1] grad,

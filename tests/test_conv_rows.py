@@ -81,6 +81,8 @@ CASES = [
     ((2, 6, 9, 17), (6, 3, 3), 1, 1, 1, 6),           # depthwise
     ((1, 3, 16, 64), (4, 5, 5), 1, 2, 1, 1),          # exact vectors, 5x5
     ((1, 2, 34, 20), (3, 3, 3), 1, 0, 1, 1),          # no padding: reads end at P's end
+    ((1, 3, 13, 40), (3, 3, 3), 1, 1, 1, 1),          # AVX-512 float32's 8-row tile + 5 rows
+    ((2, 2, 10, 16), (3, 3, 3), 1, 1, 1, 1),          # 8 + 2 rows of one exact vector
 ]
 
 
