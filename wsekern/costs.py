@@ -209,7 +209,14 @@ TABLES = {
     # packed W with half-dead X to the panels where Zen 4's row's csr-skip-rows ran faster
     # (fp32 1024^2 x 32 0.18 against 0.11 ms, 4096^2 x 32 2.95 against 1.53; a map met again
     # skips the compaction): Zen 4's csr_compact, panel_nnz and csr_compact_blocked kept.
-    ("zen5", "avx512"): CostTable("zen5/avx512", 0.0086, 0.028, 0.4, 0.045, (0.05, 1.2),
+    # avx512 dense_scan 0.33 (0.4 before, s24 lead): idle, the dense-W route less the CSR
+    # kernel on the same W (fp32, 70-99 % zeros, N 16-256) is 0.29-0.38 ns an element at
+    # 4096^2 (a 64 MiB W streamed from memory) and 0.06-0.2 at 1024^2-2048^2 (in cache);
+    # at 0.4, 4096^2 x 64 90 % zeros took BLAS (11.1 ms) where the scan runs 8.4 (2048^2 x
+    # 128 80 %: 4.3 against 3.1). At 0.33 the choice is the faster route (or within 5 %) in
+    # 23 of that sweep's 25 cells; 1024^2 x 64 80 % and 4096^2 x 16 99 % take BLAS, 1.14x
+    # and 1.10x slower than the scan, as at 0.4 (the in-cache scan runs below this rate).
+    ("zen5", "avx512"): CostTable("zen5/avx512", 0.0086, 0.028, 0.33, 0.045, (0.05, 1.2),
                                   (0.2, 1.25), csr_compact=0.3, spmm_scatter_mac=0.058,
                                   densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                   blas_narrow_n=5.0, sampled_mac=0.12,
