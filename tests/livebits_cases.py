@@ -1,6 +1,7 @@
 """Helpers of the livebits tests' child scripts (test_spmm_livebits*.py), imported there: X
-at a byte offset from a 64-byte line, X with half its rows dead, and the route before the
-livebits kernels (X's live rows copied out, the rows kernels on them with the remap)."""
+at a byte offset from a 64-byte line, X with half its rows dead, the route before the
+livebits kernels (X's live rows copied out, the rows kernels on them with the remap), and
+the check that a column index out of range is refused by name."""
 import numpy as np
 
 from wsekern import _spmm
@@ -38,3 +39,14 @@ def before(data, indices, indptr, X, n_block=0):
     out = np.full((len(indptr) - 1, X.shape[1]), 7, np.float32)
     _spmm.csr_spmm(data, indices, indptr, X_live, out, remap, 1, n_block)
     return out
+
+
+def refused(call, bad):
+    """1 when ``call()`` raises a ValueError naming the column index ``bad``; an
+    AssertionError when it names another or returns."""
+    try:
+        call()
+    except ValueError as e:
+        assert str(bad) in str(e), str(e)
+        return 1
+    raise AssertionError("an index out of range was not refused")
