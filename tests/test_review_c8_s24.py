@@ -15,6 +15,7 @@ from test_strategy_deferred import (
     SAMPLES,
     _figures,
     _fit,
+    _held,
     _quiet_fit_ends,
     _setup,
     _sparse,
@@ -56,19 +57,20 @@ def _fit_failing_once(K, fail_at):
 def test_a_step_raising_mid_flush_leaves_the_later_steps_queued_in_order(fail_at):
     plain, _ = _fit_failing_once(16, 0)
     plain._flush()
-    want = plain._step_cycles
+    want = _held(plain)._step_cycles
     strategy, model = _fit_failing_once(16, fail_at)
     failed = (fail_at - 1) // 3                  # three layers a step, all handed over
-    queued = list(strategy._queue)
+    queued = list(_held(strategy)._queue)
     # fit's first step is costed when taken, steps 1-4 are queued and costed when the
     # epoch's last, shorter batch (a new plan) comes: the failure stops fit there, and
     # the steps after the failed one stay queued, in order, with their bytes
     assert len(want) == 6 and len(queued) == 4 - failed
-    assert strategy._queue_bytes == sum(e[3] for e in queued) > 0
-    assert strategy._step_cycles == want[:failed]
+    assert _held(strategy)._queue_bytes == sum(e[3] for e in queued) > 0
+    assert _held(strategy)._step_cycles == want[:failed]
     strategy._flush()
-    assert strategy._step_cycles == want[:failed] + want[failed + 1:5]
-    assert strategy.steps == 4 and not strategy._queue and strategy._queue_bytes == 0
+    assert _held(strategy)._step_cycles == want[:failed] + want[failed + 1:5]
+    held = _held(strategy)
+    assert strategy.steps == 4 and not held._queue and held._queue_bytes == 0
 
 
 def _hand_over(strategy, rng, skip=()):
@@ -94,7 +96,7 @@ def test_a_placement_missing_from_a_queued_step_is_not_costed_on_live_operands()
         for i in range(4):
             _hand_over(strategy, rng, skip=(1,) if i % 2 == 0 else ())
             strategy.record_step(model, 5)
-        assert len(strategy._queue) == (4 if K > 1 else 0)
+        assert len(_held(strategy)._queue) == (4 if K > 1 else 0)
         _hand_over(strategy, rng)                   # a step handed over, not recorded
         live = [(p.last_input, p.last_grad) for p in strategy.placements]
         figures = _figures(strategy, model)

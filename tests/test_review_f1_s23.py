@@ -2,7 +2,7 @@
 under ``WaferStrategy(defer_steps=K)`` is what eager costing (K=1) gives."""
 import numpy as np
 import pytest
-from test_strategy_deferred import _figures, _gpt, _QueueSeen, _same, _setup, _sparse, _x
+from test_strategy_deferred import _figures, _gpt, _held, _QueueSeen, _same, _setup, _sparse, _x
 
 import wsekern as wk
 from wsekern import nn
@@ -101,7 +101,7 @@ def test_a_link_into_a_layer_that_handed_no_step_over_reads_that_steps_needs():
                 p.last_grad = columns.taken(rng.random((p.shape[0], N)).astype(np.float32))
             middle.needs_input_grad = bool(step % 2)
             strategy.record_step(model, 8)
-            lengths.append(len(strategy._queue))
+            lengths.append(len(_held(strategy)._queue))
         got.append(({k: link.totals[k] - before[k] for k in before}, lengths))
     assert got[0][1] == [0] * 4 and got[1][1] == [1, 2, 3, 4]
     assert got[0][0]["backward_wavelets"] > 0
@@ -125,7 +125,7 @@ def test_a_step_whose_gradient_has_other_columns_raises_at_the_step():
             p.last_grad = columns.taken(rng.random((p.shape[0], N + 1)).astype(np.float32))
         with pytest.raises(ValueError, match="the plan is for steps of"):
             strategy.record_step(model, 8)
-        assert not strategy._queue and strategy.steps == steps
+        assert not _held(strategy)._queue and strategy.steps == steps
 
 
 def _train_on_batches(K, steps=7, read_between=False):
@@ -134,7 +134,7 @@ def _train_on_batches(K, steps=7, read_between=False):
     lengths = []
     for _ in range(steps):
         model.train_on_batch(_x(_sparse, rng, 8), rng.integers(0, 10, 8))
-        lengths.append(len(strategy._queue))
+        lengths.append(len(_held(strategy)._queue))
         if read_between:
             strategy.steps          # a reader outside the steps costs the queue
     return strategy, model, lengths
@@ -167,16 +167,16 @@ def test_train_on_batch_cpu_seconds_leave_every_costing_out(monkeypatch):
     between them, no step's costing (an hour each on this clock) reaches the CPU time."""
     import time
 
-    from wsekern.nn.strategy import WaferStrategy
+    from wsekern.nn.strategy import ModelPlacement
     for read_between in (False, True):
         clock = _Clock()
         monkeypatch.setattr(time, "perf_counter", clock)
-        cost = WaferStrategy._cost
+        cost = ModelPlacement._cost
 
         def slow(self, batch_size, start, cost=cost, clock=clock):
             clock.t += 3600.0
             return cost(self, batch_size, start)
-        monkeypatch.setattr(WaferStrategy, "_cost", slow)
+        monkeypatch.setattr(ModelPlacement, "_cost", slow)
         strategy, model, lengths = _train_on_batches(16, steps=20, read_between=read_between)
         assert max(lengths) == (1 if read_between else 15)
         assert strategy.steps == 20 and strategy.cost_seconds > 20 * 3600

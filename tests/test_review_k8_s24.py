@@ -50,8 +50,6 @@ def test_maximum_splits_the_gradient_at_ties_as_keras(keras):
     np.testing.assert_array_equal(ours.grad, t.grad.numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="a WaferStrategy holds one placement: a second model "
-                   "built in its scope is neither costed nor reported (for the lead)")
 def test_two_models_in_one_strategy_report_their_own_layers():
     """Left for the lead (not session 24's change): with two models built in one
     WaferStrategy scope, as keras.io's distillation builds a teacher and a student, B's

@@ -67,7 +67,7 @@ class _QueueSeen(cbks.Callback):
         self.strategy, self.lengths = strategy, []
 
     def on_train_batch_end(self, batch, logs=None):
-        self.lengths.append(len(self.strategy._queue))
+        self.lengths.append(len(_held(self.strategy)._queue))
 
 
 def _figures(strategy, model):
@@ -319,14 +319,20 @@ def test_a_queue_over_its_byte_cap_is_costed_early():
     eager, eager_model, _ = _fit(_conv, None, 1)
     # about 5 KB a step of patterns here: a cap of 12 KB holds two or three steps
     capped, model, queue = _fit(_conv, None, 16, defer_bytes=12_000)
-    assert 0 < max(queue) < 4 and capped._queue_bytes == 0
+    assert 0 < max(queue) < 4 and _held(capped)._queue_bytes == 0
     _same(_figures(capped, model), _figures(eager, eager_model))
+
+
+def _held(strategy):
+    """The ModelPlacement of the strategy's one model (its queue, its costed cycles)."""
+    (model,) = strategy.models
+    return strategy.model_placement(model)
 
 
 def _quiet_fit_ends(strategy):
     """fit's end without costing the queue: what a custom loop would leave."""
-    def fit_ends():
-        strategy._check_batch = False
+    def fit_ends(model):
+        strategy.model_placement(model)._check_batch = False
     strategy.fit_ends = fit_ends
 
 
@@ -351,14 +357,14 @@ def _stopped(K, scope):
         with pytest.raises(KeyboardInterrupt):
             model.fit(x, y, batch_size=BATCH, shuffle=False, verbose=0,
                       callbacks=[_Stop(strategy)])
-        assert len(strategy._queue) == (4 if K > 1 else 0)
+        assert len(_held(strategy)._queue) == (4 if K > 1 else 0)
     return strategy, model
 
 
 def test_the_scope_exiting_costs_the_queue():
     eager, eager_model = _stopped(1, lambda s: s.scope())
     strategy, model = _stopped(16, lambda s: s.scope())
-    assert not strategy._queue                       # costed when the scope exited
+    assert not _held(strategy)._queue               # costed when the scope exited
     _same(_figures(strategy, model), _figures(eager, eager_model))
 
 
@@ -367,7 +373,7 @@ def test_queued_steps_outlive_a_dropped_strategy():
     eager, _ = _stopped(1, lambda s: contextlib.nullcontext())
     want = [dict(p.totals) for p in eager.placements]
     strategy, model = _stopped(16, lambda s: contextlib.nullcontext())
-    assert len(strategy._queue) == 4
+    assert len(_held(strategy)._queue) == 4
     layers = [p.layer for p in strategy.placements]
     del strategy, model
     gc.collect()

@@ -2,18 +2,35 @@
 
 Kept by the strategy (nn/strategy.py), read by the layers that hand a training step to
 it, so a layer carries no attribute written by the wafer. Weak keys: a layer that is
-gone leaves no entry; a layer placed again maps to its latest placement.
+gone leaves no entry; a layer placed again maps to its latest placement. During a
+model's training step (``stepping``) a layer hands its step to that model's placement
+of it: a layer two models share (an encoder inside a classifier) counts for the model
+being trained.
 """
 import weakref
 
 _PLACED = weakref.WeakKeyDictionary()
+_STEPPING = []      # the ModelPlacement of each model whose training step runs (None: none)
 
 
 def placement_of(layer):
     """The LayerPlacement a WaferStrategy gave ``layer``, or None: a placed layer calls
     its ``observe`` in a training step."""
+    if _STEPPING:
+        model = _STEPPING[-1]
+        return None if model is None else model.placement_for(layer)
     return _PLACED.get(layer)
 
 
 def place(layer, placement):
     _PLACED[layer] = placement
+
+
+def stepping(model_placement, step, *args):
+    """``step(*args)``, the layers handing their operands to ``model_placement`` (None:
+    to no placement, the model being on no wafer)."""
+    _STEPPING.append(model_placement)
+    try:
+        return step(*args)
+    finally:
+        _STEPPING.pop()

@@ -68,12 +68,26 @@ def current_strategy():
 
 
 class WaferStrategy:
-    """Run a model's training steps on the simulated wafer as well as on the CPU.
+    """Run models' training steps on the simulated wafer as well as on the CPU.
 
     A model built inside :meth:`scope` is placed on the wafer when it is built
     (layer-pipelined when everything fits in SRAM, else weight streaming); each training
     step is then costed from that batch's real nonzero counts, and
     ``model.wafer_report()`` summarises the steps.
+
+    Several models built in one scope (a teacher and a student, a GAN's generator and
+    discriminator, an encoder and a classifier made from it) are placed each on its own:
+    each has the whole wafer (they train in turn, not at once), its own placement, steps,
+    report and cycles, the same as if it were alone in the scope (:meth:`model_placement`
+    gives them). A model's training step is costed on that model's placement, so a layer
+    shared by two models (the encoder in the classifier) counts for the model being
+    trained. A model that is a layer of another one of the scope (a Sequential inside a
+    functional model) is that model's part, its layers placed once, with it; trained on
+    its own later, it is placed on its own then. The strategy's ``steps``, ``samples``
+    and ``cost_seconds`` are sums over its models; its per-model readers (``mode``,
+    ``reason``, ``placements``, ``edges``, ``traced``, ``attention``, ``batch``,
+    ``last_batch``, ``step_cycles``, ``attention_cycles``) read its one model, and
+    raise naming the models when it holds several.
 
     Parameters
     ----------
@@ -93,7 +107,7 @@ class WaferStrategy:
         :meth:`report`, a placement's totals and reports) costs the queue first, and so
         do the end of ``fit``, the exit of :meth:`scope` and a step that places again or
         starts a new plan (costed after the queue, when it is taken). 1: each step is
-        costed when it is taken.
+        costed when it is taken. (Each model has its own queue.)
     defer_bytes : int, default 16 MiB
         The queue is costed too once the operands it holds (each queued step's nonzero
         patterns) exceed this many bytes.
@@ -128,6 +142,142 @@ class WaferStrategy:
                              f"strategy decides); received {mode!r}")
         self.config = config
         self.requested_mode = mode
+        self.defer_steps, self.defer_bytes = int(defer_steps), int(defer_bytes)
+        self._models = {}           # id(model) -> its ModelPlacement, in the order placed
+
+    @contextlib.contextmanager
+    def scope(self):
+        _STACK.append(self)
+        try:
+            yield self
+        finally:
+            _STACK.remove(self)
+            self._flush()
+
+    @property
+    def models(self):
+        """The models placed on their own, in the order placed (a new list)."""
+        return [m.model for m in self._models.values()]
+
+    def model_placement(self, model):
+        """``model``'s :class:`ModelPlacement` (its layers' placements, its steps and
+        cycles), or None when this strategy has not placed it on its own."""
+        return self._models.get(id(model))
+
+    def _model(self, model):
+        """``model``'s ModelPlacement (a training step of ``model`` hands its layers'
+        operands to it: ``placed.stepping``), made (and the model placed, when built) if it
+        has none: a model first trained after its build was left to another model of the
+        scope (it was that model's part), or built lazily, by its first batch."""
+        got = self._models.get(id(model))
+        if got is None:
+            got = self._models[id(model)] = ModelPlacement(self, model)
+            if model.built:
+                got.place(model)
+        return got
+
+    # -- what a model calls --------------------------------------------------------
+    def place(self, model, batch=None, samples=None):
+        """Place ``model`` for ``batch`` samples per step (:meth:`ModelPlacement.place`).
+
+        Placed when built (``batch=None``), a model that is a layer of a model this
+        strategy holds is left to it: its layers are placed with it. Placing a model
+        gives up the placements of the models inside it that have no step of their own
+        (a Sequential built, then used as a layer of this one)."""
+        own = self._models.get(id(model))
+        if own is None:
+            if batch is None and any(layer is model for m in self._models.values()
+                                     for layer in _leaves(m.model.layers)):
+                return
+            own = self._models[id(model)] = ModelPlacement(self, model)
+        own.place(model, batch, samples)
+        parts = {id(layer) for layer in _leaves(model.layers)}
+        for key, m in list(self._models.items()):
+            if key in parts and key != id(model) and not m._steps and not m._queue:
+                del self._models[key]
+
+    def fit_begins(self, model, batch=None, samples=None):
+        """``Model.fit`` calls this before its first step (:meth:`ModelPlacement.fit_begins`)."""
+        self._model(model).fit_begins(model, batch, samples)
+
+    def fit_ends(self, model):
+        """``Model.fit`` calls this when it returns or raises."""
+        self._model(model).fit_ends()
+
+    def record_step(self, model, batch_size):
+        """Cost (or queue) the step ``model`` just took (:meth:`ModelPlacement.record_step`)."""
+        self._model(model).record_step(model, batch_size)
+
+    def report(self, model):
+        """``model``'s WaferReport: its own placement and steps (a model left to the model
+        it is a part of, never trained on its own, reports its placement alone)."""
+        own = self._models.get(id(model))
+        if own is None:
+            own = ModelPlacement(self, model)
+            if model.built:
+                own.place(model)
+        return own.report(model)
+
+    # -- readers -------------------------------------------------------------------
+    def _flush(self):
+        for m in list(self._models.values()):
+            m._flush()
+
+    def _cost_clock(self):
+        """Every model's costing clock summed (:meth:`ModelPlacement._cost_clock`): a timer
+        around one model's steps subtracts whatever costing ran inside it."""
+        return sum(m._cost_seconds for m in self._models.values())
+
+    @property
+    def steps(self):
+        """The steps costed, summed over the models (each model's queue costed first)."""
+        return sum(m.steps for m in list(self._models.values()))
+
+    @property
+    def samples(self):
+        """The samples of the steps costed, summed over the models."""
+        return sum(m.samples for m in list(self._models.values()))
+
+    @property
+    def cost_seconds(self):
+        """Wall time spent costing (and queueing) steps, summed over the models, kept out
+        of the CPU timings."""
+        return sum(m.cost_seconds for m in list(self._models.values()))
+
+    def _only(self, name):
+        """``name`` of the one model placed (a model not placed yet: the value before
+        placing); with several, an error naming them."""
+        held = list(self._models.values())
+        if len(held) > 1:
+            names = ", ".join(repr(m.model.name) for m in held)
+            raise ValueError(
+                f"strategy.{name} is one model's, and this strategy placed {len(held)} models "
+                f"({names}): read model.wafer_report(), or "
+                f"strategy.model_placement(model).{name}")
+        return getattr(held[0] if held else ModelPlacement(self, None), name)
+
+
+def _per_model(name):
+    return property(lambda self: self._only(name),
+                    doc=f"The one model's ``{name}`` (see :class:`ModelPlacement`).")
+
+
+for _name in ("mode", "reason", "placements", "open_length", "attention", "edges", "traced",
+              "batch", "last_batch", "step_cycles", "attention_cycles"):
+    setattr(WaferStrategy, _name, _per_model(_name))
+del _name
+
+
+class ModelPlacement:
+    """One model's placement on a WaferStrategy's wafer and the costing of its steps: its
+    layers' rectangles (``placements``), the mode, the fabric links between regions, and
+    each step's cycles. Made by the strategy (``strategy.model_placement(model)``)."""
+
+    def __init__(self, strategy, model):
+        self.strategy = strategy
+        self.model = model
+        self.config = strategy.config
+        self.requested_mode = strategy.requested_mode
         self.mode = None
         self.reason = ""
         self.placements = []        # one per costed layer
@@ -135,7 +285,7 @@ class WaferStrategy:
         self.attention = []         # the attention layers, costed on their query's PEs
         self.edges = []             # FabricLinks between placements (a traced graph)
         self.traced = False
-        self.defer_steps, self.defer_bytes = int(defer_steps), int(defer_bytes)
+        self.defer_steps, self.defer_bytes = strategy.defer_steps, strategy.defer_bytes
         self._owner = self            # its own readers cost the queue first (_flushed)
         self._queue = []              # steps taken, not costed yet: see _take
         self._queue_bytes = 0
@@ -148,6 +298,7 @@ class WaferStrategy:
         self.batch = None             # the batch the placement was made for
         self.last_batch = None        # an epoch's last, shorter batch (fit tells it)
         self._check_batch = False     # fit began: its first step's batch is fit's batch
+        self._by_layer = (None, {})   # (placements, {id(layer): its placement}): see below
 
     steps = _flushed("steps", "The steps costed (every step taken: the queue is costed first).")
     samples = _flushed("samples", "The samples of the steps costed.")
@@ -158,6 +309,14 @@ class WaferStrategy:
                                 "Attention layer -> its costed cycles, summed over the steps "
                                 "(a copy).")
 
+    def placement_for(self, layer):
+        """``layer``'s LayerPlacement in this model's placement, or None."""
+        by_layer = self._by_layer
+        if by_layer[0] is not self.placements:
+            by_layer = self._by_layer = (self.placements,
+                                         {id(p.layer): p for p in self.placements})
+        return by_layer[1].get(id(layer))
+
     def _cost_clock(self):
         """The wall time spent costing so far, the queue left as it is: a timer around
         training steps subtracts the difference of two readings (the queue's costing adds
@@ -166,15 +325,6 @@ class WaferStrategy:
         every step (train_on_batch would queue nothing), or add a reader's costing to a
         timer it ran outside of."""
         return self._cost_seconds
-
-    @contextlib.contextmanager
-    def scope(self):
-        _STACK.append(self)
-        try:
-            yield self
-        finally:
-            _STACK.remove(self)
-            self._flush()
 
     # -- placement ------------------------------------------------------------
     def place(self, model, batch=None, samples=None):

@@ -11,6 +11,7 @@ from ... import _threads
 from ..._budget import check_expanded
 from .. import callbacks as cbks
 from .. import optimizers as optimizers_mod
+from .. import placed
 from ..layers.base import Layer
 from ..tensor import Tensor
 from . import compile_utils as cu
@@ -444,7 +445,7 @@ class Model(Layer):
         if one_step:
             self._fit_cache = _ONE_STEP
         try:
-            logs = self.train_step(_pack(x, as_arrays(y), sample_weight))
+            logs = self._train_step_placed(_pack(x, as_arrays(y), sample_weight))
         finally:
             if one_step:
                 self._fit_cache = None
@@ -480,6 +481,12 @@ class Model(Layer):
 
     def predict_on_batch(self, x):
         return _to_numpy(self.predict_step(_pack(self._checked_x(x))))
+
+    def _train_step_placed(self, data):
+        """``train_step``, its layers handing the step to this model's placement on the
+        wafer (not to another model's placement of a layer they share)."""
+        return placed.stepping(self.strategy._model(self) if self.strategy is not None
+                               else None, self.train_step, data)
 
     def _after_step(self, x):
         if self.strategy is not None:
@@ -627,7 +634,7 @@ class Model(Layer):
         finally:
             self._fit_cache = None
             if self.strategy is not None:
-                self.strategy.fit_ends()
+                self.strategy.fit_ends(self)
         callbacks_.call("on_train_end", logs=epoch_logs)
         self.history = history
         return history
@@ -647,7 +654,7 @@ class Model(Layer):
                 self._epoch_build_seconds += time.perf_counter() - built_at
             if self._fit_cache is None:
                 self._fit_cache = self._walk_once()
-            logs = self.train_step(_pack(bx, by, bsw))
+            logs = self._train_step_placed(_pack(bx, by, bsw))
             self._after_step(bx)
             seen += _batch_size(bx)
             callbacks_.call("on_train_batch_end", step, logs=_floats(logs))
