@@ -32,8 +32,6 @@ def test_complex_logaddexp_is_right_where_torch_underflows():
     np.testing.assert_allclose(got.data, ref, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="ties: wsekern gives the whole gradient to the "
-                   "first operand (TF's rule, tensor.extremum); Keras on torch splits it")
 def test_maximum_splits_the_gradient_at_ties_as_keras(keras):
     """Left for the lead: ops.maximum, and through it the hinge losses (1 - y * p == 0) and
     MAPE / MSLE (a target or prediction exactly 1e-7), differ from Keras at exact ties,

@@ -438,7 +438,10 @@ def max(x, axis=None, keepdims=False, initial=None):      # noqa: A001
         if x.size == 0:
             return Tensor(np.asarray(np.max(x.data, axis=axis, keepdims=keepdims,
                                               initial=initial)))
-        x = T.extremum(x, initial, take_max=True)
+        # after the reduction, as Keras: a tie with ``initial`` splits the reduced value's
+        # gradient, not each element's
+        return T.extremum(T.reduce_extremum(x, axis, keepdims, take_max=True), initial,
+                          take_max=True)
     return T.reduce_extremum(x, axis, keepdims, take_max=True)
 
 
@@ -448,7 +451,10 @@ def min(x, axis=None, keepdims=False, initial=None):      # noqa: A001
         if x.size == 0:
             return Tensor(np.asarray(np.min(x.data, axis=axis, keepdims=keepdims,
                                               initial=initial)))
-        x = T.extremum(x, initial, take_max=False)
+        # after the reduction, as Keras: a tie with ``initial`` splits the reduced value's
+        # gradient, not each element's
+        return T.extremum(T.reduce_extremum(x, axis, keepdims, take_max=False), initial,
+                          take_max=False)
     return T.reduce_extremum(x, axis, keepdims, take_max=False)
 
 

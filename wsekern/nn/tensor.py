@@ -366,14 +366,23 @@ def clip(a, lo, hi):
 
 
 def extremum(a, b, take_max):
-    """Elementwise maximum/minimum; at ties the gradient goes to ``a`` (TF's rule)."""
+    """Elementwise maximum/minimum, NaN where either operand is; the gradient as torch's
+    (Keras on torch): to the larger (smaller) operand, split evenly at a tie, and whole to
+    both where either is NaN (no comparison holds there)."""
     a, b = pair(a, b)
-    pick_a = a.data >= b.data if take_max else a.data <= b.data
+    x, y = a.data, b.data
+    out = np.maximum(x, y) if take_max else np.minimum(x, y)
 
     def backward(g):
-        a.accumulate(_unbroadcast(np.where(pick_a, g, 0), a.shape))
-        b.accumulate(_unbroadcast(np.where(pick_a, 0, g), b.shape))
-    return Tensor(np.where(pick_a, a.data, b.data), parents=(a, b), backward=backward)
+        with np.errstate(invalid="ignore"):
+            share = np.where(x == y, g * 0.5, g)
+            if a.requires_grad:
+                a.accumulate(_unbroadcast(np.where(x < y if take_max else x > y, 0, share),
+                                          a.shape))
+            if b.requires_grad:
+                b.accumulate(_unbroadcast(np.where(x > y if take_max else x < y, 0, share),
+                                          b.shape))
+    return Tensor(out, parents=(a, b), backward=backward)
 
 
 def cast(a, dtype):
