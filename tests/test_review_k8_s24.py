@@ -66,8 +66,6 @@ def test_two_models_in_one_strategy_report_their_own_layers():
     assert [row["layer"] for row in a.wafer_report().rows] == ["a_dense"]
 
 
-@pytest.mark.xfail(strict=True, reason="Variable.value is the ndarray: keras.io's torch "
-                   "train_step reads v.value.grad (for the lead)")
 def test_keras_io_torch_train_step_reads_value_grad():
     """Left for the lead (not session 24's change): keras.io's "Customizing what happens in
     fit() with PyTorch" collects ``[v.value.grad for v in trainable_weights]``; here

@@ -207,8 +207,52 @@ def array_protocol(a, dtype=None, copy=None):
     return a.copy() if copy else a
 
 
+class VariableValue(np.ndarray):
+    """``Variable.value``: the variable's array itself (a view: a write reaches the
+    variable) with ``grad``, the variable's gradient, as Keras's ``value`` on torch (a
+    Parameter) has one. An op takes it as the variable, so its gradient flows (as Keras's
+    does); what NumPy computes from it is a plain array, and a part of it has no grad."""
+
+    def __array_finalize__(self, obj):
+        self._variable = None
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        array = array.view(np.ndarray)
+        return array[()] if return_scalar else array
+
+    def copy(self, order="C"):
+        return self.view(np.ndarray).copy(order)
+
+    def __copy__(self):
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+    def __reduce__(self):
+        return self.view(np.ndarray).__reduce__()
+
+    def _whole(self):
+        if self._variable is None:
+            raise AttributeError("this array is a part of a Variable's value, or computed "
+                                 "from it: it has no grad; read the variable's .grad")
+        return self._variable
+
+    @property
+    def grad(self):
+        return self._whole().grad
+
+    @grad.setter
+    def grad(self, value):
+        self._whole().grad = value
+
+
 def as_tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+    if isinstance(x, Tensor):
+        return x
+    if type(x) is VariableValue and x._variable is not None:
+        return x._variable
+    return Tensor(np.asarray(x))
 
 
 def lift(x, like):

@@ -4,7 +4,7 @@ import numpy as np
 
 from . import initializers
 from .naming import auto_name
-from .tensor import Tensor
+from .tensor import Tensor, VariableValue
 
 
 class Variable(Tensor):
@@ -55,7 +55,12 @@ class Variable(Tensor):
 
     @property
     def value(self):
-        return self.data
+        """The array, as a :class:`~wsekern.nn.tensor.VariableValue`: an ndarray view of
+        it that also has ``.grad`` (keras.io's torch guides read ``v.value.grad``) and that
+        the ops take as this variable."""
+        out = self.data.view(VariableValue)
+        out._variable = self
+        return out
 
     @property
     def path(self):
