@@ -10,6 +10,7 @@ from test_strategy_lazy import _same
 import wsekern as wk
 from wsekern import nn
 from wsekern.nn import layers as L
+from wsekern.nn import placed
 
 SAMPLES, BATCH = 45, 8              # six steps an epoch: five batches of 8 and one of 5
 
@@ -119,8 +120,11 @@ def test_a_sequential_inside_a_functional_model_is_placed_once_with_it():
     x, y = _data(3)
     classifier.fit(x, y, batch_size=BATCH, verbose=0)
     assert strategy.steps == 6 and _rows(classifier) == ["e1", "head"]
+    e1 = classifier.get_layer("encoder").get_layer("e1")
+    assert placed.placement_of(e1) is strategy.placements[0]
     assert _rows(encoder) == ["e1"]      # its placement alone, read without training it
     assert strategy.models == [classifier]
+    assert placed.placement_of(e1) is strategy.placements[0]     # left as it was
     encoder.fit(x, np.ones((SAMPLES, 16), np.float32), batch_size=16, verbose=0)
     assert strategy.models == [classifier, encoder]
     own = {m: strategy.model_placement(m) for m in (classifier, encoder)}

@@ -7,6 +7,7 @@ model's training step (``stepping``) a layer hands its step to that model's plac
 of it: a layer two models share (an encoder inside a classifier) counts for the model
 being trained.
 """
+import contextlib
 import weakref
 
 _PLACED = weakref.WeakKeyDictionary()
@@ -34,3 +35,18 @@ def stepping(model_placement, step, *args):
         return step(*args)
     finally:
         _STEPPING.pop()
+
+
+@contextlib.contextmanager
+def kept(layers):
+    """The layers map to the placements they had once the block ends: a placement made
+    inside is looked at, not handed steps."""
+    before = [(layer, _PLACED.get(layer)) for layer in layers]
+    try:
+        yield
+    finally:
+        for layer, placement in before:
+            if placement is None:
+                _PLACED.pop(layer, None)
+            else:
+                _PLACED[layer] = placement

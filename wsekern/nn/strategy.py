@@ -212,11 +212,13 @@ class WaferStrategy:
         """``model``'s WaferReport: its own placement and steps (a model left to the model
         it is a part of, never trained on its own, reports its placement alone)."""
         own = self._models.get(id(model))
-        if own is None:
+        if own is not None:
+            return own.report(model)
+        with placed.kept(list(_leaves(model.layers))):      # placed for this report alone
             own = ModelPlacement(self, model)
             if model.built:
                 own.place(model)
-        return own.report(model)
+            return own.report(model)
 
     # -- readers -------------------------------------------------------------------
     def _flush(self):
