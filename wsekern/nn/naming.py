@@ -1,9 +1,12 @@
 """Keras's automatic names: one table for the process, by snake-case name, from which
 layers, models, optimizers and unnamed variables are named alike (dense, dense_1, adam,
-variable_1, ...), and which ``utils.clear_session`` empties."""
+variable_1, ...), and which ``utils.clear_session`` empties; and Keras's variable paths,
+from the layers being built (or called for the first time) when a variable is made."""
+import contextlib
 import re
 
 NAME_COUNTS = {}
+BUILDING = []       # the layers whose build (or first call) is running, outermost first
 
 
 def auto_name(cls_name):
@@ -14,3 +17,36 @@ def auto_name(cls_name):
     n = NAME_COUNTS.get(snake, 0)
     NAME_COUNTS[snake] = n + 1
     return snake if n == 0 else f"{snake}_{n}"
+
+
+@contextlib.contextmanager
+def building(layer):
+    """``layer``'s build runs inside: the variables made meanwhile have it in their path."""
+    pushed = not BUILDING or BUILDING[-1] is not layer
+    if pushed:
+        BUILDING.append(layer)
+    try:
+        yield
+    finally:
+        if pushed:
+            BUILDING.pop()
+
+
+def variable_path(name):
+    """Keras's ``Variable.path`` of a variable named ``name`` made now: the names of the
+    layers being built around it, outermost first, then its own name (``sequential/dense/
+    kernel``). A layer's variables are named ``<layer name>/<weight>`` here, and a layer
+    inside another may be named ``<outer name>/<its own>`` (MultiHeadAttention's query):
+    such a head is said once."""
+    if not BUILDING:
+        return name
+    parts, outer = [], None
+    for layer in BUILDING:
+        own = str(layer.name)
+        if outer is not None and own.startswith(outer + "/"):
+            own = own[len(outer) + 1:]
+        parts.append(own)
+        outer = str(layer.name)
+    if name.startswith(outer + "/"):
+        name = name[len(outer) + 1:]
+    return "/".join(parts + [name])

@@ -235,7 +235,8 @@ class Optimizer:
         for group in groups:
             names = [n for n in group if n in active]
             for v, slots in entries:
-                key = str(getattr(v, "name", None) or "variable").replace("/", "_")
+                key = str(getattr(v, "path", None) or getattr(v, "name", None)
+                          or "variable").replace("/", "_")
                 out.extend(_state_variable(slots[active.index(n)],
                                            f"{prefix}/{key}_{rename.get(n, n)}")
                            for n in names)

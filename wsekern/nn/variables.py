@@ -3,7 +3,7 @@ as ``keras.Variable``. Layers track the Variables assigned to their attributes."
 import numpy as np
 
 from . import initializers
-from .naming import auto_name
+from .naming import auto_name, variable_path
 from .tensor import Tensor, VariableValue
 
 
@@ -28,7 +28,7 @@ class Variable(Tensor):
     constraint : callable, optional
         The optimizer assigns ``constraint(variable)`` after each update.
     """
-    __slots__ = ("trainable", "regularizer", "constraint")
+    __slots__ = ("trainable", "regularizer", "constraint", "_path")
 
     def __init__(self, initializer, shape=None, dtype=None, trainable=True, name=None,
                  regularizer=None, constraint=None):
@@ -52,6 +52,7 @@ class Variable(Tensor):
         self.trainable = bool(trainable)
         self.regularizer = regularizer
         self.constraint = constraint
+        self._path = variable_path(name)
 
     @property
     def value(self):
@@ -64,7 +65,9 @@ class Variable(Tensor):
 
     @property
     def path(self):
-        return self.name
+        """Keras's path: the layers being built when it was made, then its name
+        (``sequential/dense/kernel``; ``dense/kernel`` for a layer built on its own)."""
+        return getattr(self, "_path", None) or self.name
 
     def _checked(self, value, what):
         v = np.asarray(value.data if isinstance(value, Tensor) else value)
@@ -146,6 +149,10 @@ class VariableView(Variable):
     @property
     def name(self):
         return self._base.name
+
+    @property
+    def path(self):
+        return self._base.path
 
     @property
     def trainable(self):

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..._budget import check_memory
 from .. import constraints, initializers, regularizers
+from ..naming import BUILDING, building
 from ..naming import auto_name as _auto_name
 from ..symbolic import any_symbolic, call_symbolic
 from ..tensor import Tensor
@@ -521,7 +522,8 @@ class Layer:
             if any_symbolic(args, kwargs):
                 return call_symbolic(self, args, kwargs)
             args = tuple(_to_tensors(a) for a in args)
-        if not self.built:
+        first = not self.built
+        if first:
             self._build_only(_batchless(_shape_of(args[0])) if args else None)
         cls = type(self)
         # Keras's implicit masks: the first input's mask reaches a `mask` argument
@@ -546,11 +548,15 @@ class Layer:
             self.__dict__["_losses_call"] = _OUTER_CALLS[0]
         _TRAINING.append(bool(training))
         _TRAINING_GIVEN.append(given is not None or _TRAINING_GIVEN[-1])
+        if first:               # what the first call builds is in this layer's path (Keras)
+            BUILDING.append(self)
         try:
             out = self.call(*args, **kwargs)
         finally:
             _TRAINING.pop()
             _TRAINING_GIVEN.pop()
+            if first:
+                BUILDING.pop()
         if type(out) is not Tensor:
             _check_output_carries_gradients(self, out, args)
         if getattr(self, "activity_regularizer", None) is not None:
@@ -576,14 +582,16 @@ class Layer:
         follows gives it)."""
         self.input_shape = input_shape if isinstance(input_shape, (list, dict)) \
             else tuple(input_shape)
-        self.build(self.input_shape)
+        with building(self):
+            self.build(self.input_shape)
         self.built = True
 
     def _build(self, input_shape):
         """Build for ``input_shape`` (batch dimension first, may be None)."""
         self.input_shape = input_shape if isinstance(input_shape, (list, dict)) \
             else tuple(input_shape)
-        self.build(self.input_shape)
+        with building(self):
+            self.build(self.input_shape)
         self.built = True
         out = self.compute_output_shape(self.input_shape)
         self.output_shape = tuple(out) if isinstance(out, (tuple, list)) and (

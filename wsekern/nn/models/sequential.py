@@ -4,7 +4,7 @@ import numpy as np
 from ..layers.base import Layer
 from ..layers.core import InputLayer as _CoreInputLayer
 from ..layers.input_layer import InputLayer
-from ..naming import auto_name
+from ..naming import auto_name, building
 from ..symbolic import KerasTensor
 from ..tensor import Tensor
 from .model import Model
@@ -96,8 +96,9 @@ class Sequential(Model):
         shape = (None,) + tuple(self._input_shape)
         self.input_shape = shape
         auto_name("Functional")     # Keras's build makes a Functional, which takes a name
-        for layer in self._layers:
-            shape = layer._build(shape) if not layer.built else layer.output_shape
+        with building(self):
+            for layer in self._layers:
+                shape = layer._build(shape) if not layer.built else layer.output_shape
         self.output_shape = shape
         self.built = True
         self._is_placed = False
