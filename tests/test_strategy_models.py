@@ -57,8 +57,33 @@ def _train(model, how, seed, epoch):
             model.train_on_batch(x[i:i + BATCH], y[i:i + BATCH])
 
 
+class _StudentBetween(nn.callbacks.Callback):
+    """A student's step after each of the teacher's, inside the teacher's fit."""
+
+    def __init__(self, student, epoch):
+        super().__init__()
+        self.student, self.data = student, _data(2 + epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        x, y = self.data
+        self.student.train_on_batch(x[batch * BATCH:(batch + 1) * BATCH],
+                                    y[batch * BATCH:(batch + 1) * BATCH])
+
+
+def _in_turn(teacher, student, how, epoch):
+    """An epoch of each: one after the other (fit, train_on_batch), or step by step, the
+    student's steps taken inside the teacher's fit ("between")."""
+    if how == "between":
+        x, y = _data(1 + epoch)
+        teacher.fit(x, y, batch_size=BATCH, shuffle=False, verbose=0,
+                    callbacks=[_StudentBetween(student, epoch)])
+        return
+    _train(teacher, how, 1, epoch)
+    _train(student, how, 2, epoch)
+
+
 @pytest.mark.parametrize("mode", [None, "weight-streaming"])
-@pytest.mark.parametrize("how", ["fit", "train_on_batch"])
+@pytest.mark.parametrize("how", ["fit", "train_on_batch", "between"])
 def test_two_models_each_cost_their_own_steps_as_alone(mode, how):
     """Teacher and student trained in turn, two epochs each: each report lists its own
     layers, each counts its own steps; the teacher's figures (every placement's totals,
@@ -71,9 +96,9 @@ def test_two_models_each_cost_their_own_steps_as_alone(mode, how):
         pair = _strategy(mode, K)
         teacher, student = _built(pair, [_teacher, _student])
         for epoch in range(2):
-            _train(teacher_alone, how, 1, epoch)
-            _train(teacher, how, 1, epoch)
-            _train(student, how, 2, epoch)
+            _train(teacher_alone, "train_on_batch" if how == "train_on_batch" else "fit",
+                   1, epoch)
+            _in_turn(teacher, student, how, epoch)
         assert pair.models == [teacher, student]
         assert _rows(teacher) == ["t1", "t2"] and _rows(student) == ["s1", "s2"]
         own = {m: pair.model_placement(m) for m in (teacher, student)}
