@@ -27,11 +27,12 @@
  * an odd N's last, and every other chain, a round at a time. ``push`` >= 0 on a link
  * slower than a wavelet a cycle: the first PE's send queue (wsk_chain_rounds_push's
  * rounds, serial and not exact: the same floats); elsewhere it cannot bind (push -1) */
-#define WSK_STEP_CHAIN_ROUNDS(shifted, f, ELEMENT)                                      \
+#define WSK_STEP_CHAIN_ROUNDS(shifted, f, ELEMENT, WIDE)                                  \
     wsk_chain_state s;                                                                  \
     wsk_chain_begin(&s, shifted, f, Lg, C, hop, ramp, lat, launch, task, cushion, 0.0,  \
                     chain, chain + C, chain + 2 * C, chain + 3 * C, chain + 4 * C, rows,  \
                     dt);                                                                \
+    s.wide = WIDE;                                                                      \
     if (push >= 0 && dt > 1.0) {                                                        \
         wsk_chain_set_push(&s, push);                                                   \
         exact = 0;                                                                      \
@@ -63,13 +64,13 @@
     *done = s.done;
 
 /* wsk_ws_samples, then the chain (shifted by ``fill``) on its rows: its v_max */
-#define WSK_WS_CHAIN_BODY                                                               \
+#define WSK_WS_CHAIN_BODY(WIDE)                                                         \
 {                                                                                       \
     ptrdiff_t n, c;                                                                     \
     int64_t v_max = 0;                                                                  \
     for (c = 0; c < C; c++)                                                             \
         V[c] = 0;                                                                       \
-    WSK_STEP_CHAIN_ROUNDS(1, fill, WSK_WS_ELEMENT)                                      \
+    WSK_STEP_CHAIN_ROUNDS(1, fill, WSK_WS_ELEMENT, WIDE)                                \
     for (c = 0; c < C; c++)                                                             \
         if (V[c] > v_max)                                                               \
             v_max = V[c];                                                               \
@@ -77,14 +78,14 @@
 }
 
 /* wsk_dense_samples (its ``fill`` in first and last), then the chain on its rows */
-#define WSK_DENSE_CHAIN_BODY                                                            \
+#define WSK_DENSE_CHAIN_BODY(WIDE)                                                      \
 {                                                                                       \
     ptrdiff_t n, c;                                                                     \
     for (c = 0; c < C; c++) {                                                           \
         V[c] = 0;                                                                       \
         Asum[c] = 0;                                                                    \
     }                                                                                   \
-    WSK_STEP_CHAIN_ROUNDS(0, 0.0, WSK_DENSE_ELEMENT)                                    \
+    WSK_STEP_CHAIN_ROUNDS(0, 0.0, WSK_DENSE_ELEMENT, WIDE)                              \
 }
 
 /* the largest column sums over the N samples of a (C x N counts) and of v = a * wpv + 1
@@ -119,15 +120,15 @@
         int64_t wpv, double dt, double fill, int64_t rampL, int64_t* restrict V, \
         int64_t* restrict Asum, WSK_STEP_CHAIN_ARGS
 
-WSK_STREAM_FN int64_t wsk_ws_chain(WSK_WS_CHAIN_ARGS) WSK_WS_CHAIN_BODY
-WSK_STREAM_FN void wsk_dense_chain(WSK_DENSE_CHAIN_ARGS) WSK_DENSE_CHAIN_BODY
+WSK_STREAM_FN int64_t wsk_ws_chain(WSK_WS_CHAIN_ARGS) WSK_WS_CHAIN_BODY(0)
+WSK_STREAM_FN void wsk_dense_chain(WSK_DENSE_CHAIN_ARGS) WSK_DENSE_CHAIN_BODY(0)
 WSK_STREAM_FN void wsk_column_sums(WSK_COLUMN_SUMS_ARGS) WSK_COLUMN_SUMS_BODY
 
 /* WSK_STREAM_AVX512: the AVX-512 target where the compiler targets x86, else nothing */
 WSK_STREAM_AVX512 WSK_STREAM_FN int64_t wsk_ws_chain_avx512(WSK_WS_CHAIN_ARGS)
-    WSK_WS_CHAIN_BODY
+    WSK_WS_CHAIN_BODY(WSK_STREAM_WIDE)
 WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_dense_chain_avx512(WSK_DENSE_CHAIN_ARGS)
-    WSK_DENSE_CHAIN_BODY
+    WSK_DENSE_CHAIN_BODY(WSK_STREAM_WIDE)
 WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_column_sums_avx512(WSK_COLUMN_SUMS_ARGS)
     WSK_COLUMN_SUMS_BODY
 

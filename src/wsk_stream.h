@@ -227,6 +227,7 @@ WSK_STREAM_FN void wsk_dense_samples(WSK_DENSE_SAMPLES_ARGS) WSK_DENSE_SAMPLES_B
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define WSK_STREAM_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
+#define WSK_STREAM_WIDE 1             /* the _avx512 builds may call AVX-512 helpers */
 WSK_STREAM_FN int wsk_stream_avx512_runs(void)
 {
     __builtin_cpu_init();
@@ -235,6 +236,7 @@ WSK_STREAM_FN int wsk_stream_avx512_runs(void)
 }
 #else
 #define WSK_STREAM_AVX512
+#define WSK_STREAM_WIDE 0
 WSK_STREAM_FN int wsk_stream_avx512_runs(void) { return 0; }
 #endif
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
