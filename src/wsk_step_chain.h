@@ -7,8 +7,9 @@
  * floats. Built twice, as wsk_stream.h's passes: baseline, and _avx512 (the caller runs
  * it only where wsk_stream_avx512_runs).
  *
- *   row: 6 * C scratch (two samples' rows); chain: 4 * C + rows * C scratch (E, free1,
- *   free2, free_, and hist: the last ``rows`` rounds' G, wsk_chain_rows(N, Lg, C, cushion));
+ *   row: 6 * C scratch (two samples' rows); chain: (4 + rows + N) * C scratch (E, free1,
+ *   free2, free_, hist: the last ``rows`` rounds' G, wsk_chain_rows(N, Lg, C, cushion),
+ *   and the counts a_cn sample by sample: wsk_counts_nc);
  *   the chain's figures as chain_rounds takes them (src/_chain.pxd, ``push`` included),
  *   ``exact`` as wsk_chain_impl's. N >= 1 and C >= 1 (else there is no round: the caller's 0.0). */
 #ifndef WSK_STEP_CHAIN_H
@@ -33,6 +34,12 @@
                     chain, chain + C, chain + 2 * C, chain + 3 * C, chain + 4 * C, rows,  \
                     dt);                                                                \
     s.wide = WIDE;                                                                      \
+    /* the counts sample by sample (each row then reads its C adjacent) */             \
+    int64_t* restrict a_nc = (int64_t*) (chain + 4 * C + rows * C);                     \
+    if (WIDE)                                                                           \
+        wsk_counts_nc_avx512(a_cn, N, C, a_nc);                                         \
+    else                                                                                \
+        wsk_counts_nc(a_cn, N, C, a_nc);                                                \
     if (push >= 0 && dt > 1.0) {                                                        \
         wsk_chain_set_push(&s, push);                                                   \
         exact = 0;                                                                      \
@@ -42,7 +49,7 @@
             double* restrict wr = row + (n & 1 ? 3 * C : 0);                            \
             double* restrict fr = wr + C;                                               \
             double* restrict lr = wr + 2 * C;                                           \
-            WSK_SAMPLES_ROW(ELEMENT)                                                    \
+            WSK_SAMPLES_ROW_OF(a_nc + n * C, 1, ELEMENT)                                \
             if (n & 1)                                                                  \
                 wsk_chain_next2(&s, (const char*) row, (const char*) (row + C),         \
                                 (const char*) (row + 2 * C), (const char*) wr,          \
@@ -56,7 +63,7 @@
         double* restrict fr = row + C;                                                  \
         double* restrict lr = row + 2 * C;                                              \
         for (n = 0; n < N; n++) {                                                       \
-            WSK_SAMPLES_ROW(ELEMENT)                                                    \
+            WSK_SAMPLES_ROW_OF(a_nc + n * C, 1, ELEMENT)                                \
             wsk_chain_next(&s, (const char*) wr, sizeof(double), (const char*) fr,      \
                            sizeof(double), (const char*) lr, sizeof(double), exact);    \
         }                                                                               \
