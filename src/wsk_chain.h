@@ -332,6 +332,38 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
         (v)[c] = tl;                                                                    \
     } while (0)
 
+/* m steps of two scans side by side, (hA, tlA) over XA[0 .. m) and (hB, tlB) over
+ * XB[0 .. m): where the build has SSE2 (every x86-64), the two in the lanes of one
+ * register, half the operations (MAXPD is a > b ? a : b lane by lane, NaN and signed
+ * zeros included: each lane's floats are WSK_CHAIN_SCAN_STEP's) */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define WSK_CHAIN_SCAN_PAIR(XA, XB, m)                                                  \
+    do {                                                                                \
+        double* const xa_ = (XA);                                                       \
+        double* const xb_ = (XB);                                                       \
+        const __m128d d_ = _mm_set1_pd(delta), L_ = _mm_set1_pd(Ls);                    \
+        const __m128d one_ = _mm_set1_pd(1.0);                                          \
+        __m128d h_ = _mm_set_pd(hB, hA), t_ = _mm_set_pd(tlB, tlA);                     \
+        for (k = 0; k < (m); k++) {                                                     \
+            h_ = _mm_max_pd(_mm_add_pd(h_, d_), _mm_loadh_pd(_mm_load_sd(xa_ + k), xb_ + k)); \
+            t_ = _mm_max_pd(_mm_add_pd(t_, d_), _mm_sub_pd(_mm_add_pd(h_, L_), one_));  \
+            _mm_storel_pd(xa_ + k, t_);                                                 \
+            _mm_storeh_pd(xb_ + k, t_);                                                 \
+        }                                                                               \
+        hA = _mm_cvtsd_f64(h_), hB = _mm_cvtsd_f64(_mm_unpackhi_pd(h_, h_));            \
+        tlA = _mm_cvtsd_f64(t_), tlB = _mm_cvtsd_f64(_mm_unpackhi_pd(t_, t_));          \
+    } while (0)
+#else
+#define WSK_CHAIN_SCAN_PAIR(XA, XB, m)                                                  \
+    do {                                                                                \
+        for (k = 0; k < (m); k++) {                                                     \
+            WSK_CHAIN_SCAN_STEP(hA, tlA, (XA), k);                                      \
+            WSK_CHAIN_SCAN_STEP(hB, tlB, (XB), k);                                      \
+        }                                                                               \
+    } while (0)
+#endif
+
 /* the cushion's row of a round (round nb's G, from position 1) and its ``back``, as
  * wsk_chain_next finds them; NULL when the round reads none */
 static inline __attribute__((always_inline)) const double* wsk_chain_later(
@@ -421,10 +453,7 @@ static inline __attribute__((always_inline)) void wsk_chain_next2(
         c1 = c0 + WSK_CHAIN_SKEW < S ? c0 + WSK_CHAIN_SKEW : S;
         /* round n over [c0, c1) beside round n + 1 over [b0, b1), the block before */
         m = c1 - c0 < b1 - b0 ? c1 - c0 : b1 - b0;
-        for (k = 0; k < m; k++) {
-            WSK_CHAIN_SCAN_STEP(hA, tlA, X, c0 + k);
-            WSK_CHAIN_SCAN_STEP(hB, tlB, Z, b0 + k);
-        }
+        WSK_CHAIN_SCAN_PAIR(X + c0, Z + b0, m);
         for (c = c0 + m; c < c1; c++)
             WSK_CHAIN_SCAN_STEP(hA, tlA, X, c);
         for (c = b0 + m; c < b1; c++)
