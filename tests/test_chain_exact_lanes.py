@@ -71,3 +71,31 @@ def test_rows_of_counts_copied_sample_by_sample_are_the_recurrence(paths, C):
             assert _same(got, want_ws), (path, N, got, want_ws)
             got = DenseStep(*dense_args, dense_pipe).run(x)[2]
             assert _same(got, want_dense), (path, N, got, want_dense)
+
+
+@pytest.mark.parametrize("C", [2, 33, 65, 100])
+def test_paired_scans_in_one_register_round_as_the_recurrence(paths, C):
+    # wsk_chain_next2's two scans share a register: figures of many bits (random hops,
+    # ramps, latencies and launches) so that each sum rounds, and any other order or
+    # grouping of the operations would show
+    rng = np.random.default_rng(5000 + C)
+    R = 3
+    for trial in range(6):
+        x_nz, k_b, S, choice, comp, dense, t_dense, tail = _case(rng, R, C, 3, ())
+        tail = tail[:4] + ((1.0, 1.5, 0.75)[trial % 3],)
+        cols = _by_columns(None, R, C, k_b, S, choice, comp, dense)
+        K = x_nz.shape[0]
+        args = (k_b, *cols[:3], t_dense, *cols[3:], *tail, True)
+        L = int(rng.integers(1, 5))
+        hop, ramp, lat, launch = (float(v) for v in rng.random(4) * (1.0, 3.0, 10.0, 5.0))
+        cushion, fill = float(rng.choice([0.0, L + 0.5, 1000.0])), float(rng.random() * 3)
+        pipe = (np.array([L], np.int_), hop, ramp, lat, launch, cushion, fill)
+        for N in (2, 9, 32):
+            x = (rng.random((K, N)) < rng.choice([0.1, 0.4, 0.8])).view(np.uint8)
+            work, first, last = ws_step_columns(x, *args)[:3]
+            want = _chain(work, first, last, True, fill, L, hop, ramp, lat, launch, tail[0],
+                          cushion, tail[4])
+            for path in ("avx512", "baseline"):
+                paths(path)
+                got = WsStep(K, *args, pipe).run(x)[3]
+                assert _same(got, want), (trial, path, N, got, want)
