@@ -38,6 +38,10 @@ cdef extern from "wsk_conv_planes.h" nogil:
     void wsk_planes_gw_f64(const double*, Py_ssize_t, const double*, Py_ssize_t, Py_ssize_t,
                            Py_ssize_t, Py_ssize_t, const int32_t*, const int32_t*, Py_ssize_t,
                            Py_ssize_t, double*, double*) noexcept
+    void wsk_planes_row_f32(const float*, const int32_t*, Py_ssize_t, const float*, float*,
+                            Py_ssize_t) noexcept
+    void wsk_planes_row_f64(const double*, const int32_t*, Py_ssize_t, const double*,
+                            double*, Py_ssize_t) noexcept
     enum: WSK_PLANES_LANES_BYTES
     void wsk_planes_init(int path) noexcept
 
@@ -558,17 +562,30 @@ def planes_rows(const floating[:, :, ::1] X, const floating[::1] val, const int3
                 const int32_t[::1] ptr, floating[:, :, ::1] Y, Py_ssize_t n,
                 int n_threads=1):
     """Y[b, r, 0:n] = sum over p in ptr[r]:ptr[r + 1] of val[p] * X[b].flat[off[p] + 0:n]
-    (the forward with rows = filters, the input gradient with rows = input channels).
-    Work O(B * nnz * n); threads own (b, r) planes."""
+    (the forward with rows = filters, the input gradient with rows = input channels), a
+    row's vectors in registers (src/wsk_conv_planes.h); n must be whole 16-element blocks
+    and every read inside the planes (the wrapper's geometry). Work O(B * nnz * n);
+    threads own (b, r) planes."""
     cdef Py_ssize_t B = Y.shape[0], R = Y.shape[1], br, b, r
+    if n % 16 or n < 0 or n > Y.shape[2]:
+        raise ValueError(f"planes_rows: n must be a multiple of 16 within Y's rows of "
+                         f"{Y.shape[2]}; received {n}")
+    if ptr.shape[0] != R + 1 or ptr[R] > off.shape[0] or off.shape[0] != val.shape[0]:
+        raise ValueError(f"planes_rows: ptr must have {R + 1} entries and val and off one "
+                         f"per kept weight; received ptr of {ptr.shape[0]}, val of "
+                         f"{val.shape[0]}, off of {off.shape[0]}")
     if B * R * n == 0:
         return
     with nogil:
         for br in prange(B * R, num_threads=n_threads, schedule='static'):
             b = br // R
             r = br % R
-            _row(&val[0] + ptr[r], &off[0] + ptr[r], ptr[r + 1] - ptr[r], &X[b, 0, 0],
-                 &Y[b, r, 0], n)
+            if floating is float:
+                wsk_planes_row_f32(&val[0] + ptr[r], &off[0] + ptr[r], ptr[r + 1] - ptr[r],
+                                   &X[b, 0, 0], &Y[b, r, 0], n)
+            else:
+                wsk_planes_row_f64(&val[0] + ptr[r], &off[0] + ptr[r], ptr[r + 1] - ptr[r],
+                                   &X[b, 0, 0], &Y[b, r, 0], n)
 
 
 def planes_grad_weight(const floating[:, :, ::1] X, const floating[:, :, ::1] G,

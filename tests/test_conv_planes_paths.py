@@ -1,9 +1,10 @@
-"""The planes path's weight gradient (src/wsk_conv_planes.h: lane sums per kept weight over
-all images, a filter's gradient plane in registers a chunk at a time, eight weights a pass)
-against a float64 sum over taps in NumPy: every SIMD path, float32 and float64, 1 and 2
-threads, filters keeping 0, a few, exactly 8 and more than 8 weights, planes of one chunk
-and of several unequal chunks, padding and dilation, and an n that is not whole vectors
-refused."""
+"""The planes path's kernels (src/wsk_conv_planes.h) against float64 sums over taps in NumPy,
+on every SIMD path, float32 and float64, 1 and 2 threads: the weight gradient (lane sums
+per kept weight over all images, a filter's gradient plane in registers a chunk at a time,
+eight weights a pass) and the rows of the forward and the input gradient (a row's vectors
+in registers, the kept weights streaming past); filters keeping 0, a few, exactly 8 and
+more than 8 weights, planes of one chunk and of several unequal chunks, padding and
+dilation; an n that is not whole vectors refused."""
 import numpy as np
 import pytest
 
@@ -17,6 +18,36 @@ def simd(request):
     _conv.simd_init(SIMD_BITS[request.param])
     yield request.param
     _conv.simd_init(SIMD_BITS[SIMD_PATH])
+
+
+def conv_reference(x, k, pads, dilation):
+    """Channels-last cross-correlation, float64."""
+    (t, b), (l, r) = pads
+    dh, dw = dilation
+    xp = np.pad(x.astype(np.float64), ((0, 0), (t, b), (l, r), (0, 0)))
+    kh, kw = k.shape[:2]
+    OH = xp.shape[1] - (kh - 1) * dh
+    OW = xp.shape[2] - (kw - 1) * dw
+    y = np.zeros((x.shape[0], OH, OW, k.shape[3]))
+    for i in range(kh):
+        for j in range(kw):
+            y += xp[:, i * dh:i * dh + OH, j * dw:j * dw + OW] @ k[i, j].astype(np.float64)
+    return y
+
+
+def input_grad_reference(x_shape, k, pads, dilation, R):
+    """d(sum(R * conv(x, k)))/dx, float64."""
+    (t, b), (l, r) = pads
+    dh, dw = dilation
+    B, H, W, C = x_shape
+    gxp = np.zeros((B, H + t + b, W + l + r, C))
+    kh, kw = k.shape[:2]
+    OH, OW = R.shape[1:3]
+    for i in range(kh):
+        for j in range(kw):
+            gxp[:, i * dh:i * dh + OH, j * dw:j * dw + OW] += \
+                R.astype(np.float64) @ k[i, j].T.astype(np.float64)
+    return gxp[:, t:t + H, l:l + W]
 
 
 def grad_reference(x, mask, pads, dilation, R):
@@ -44,6 +75,8 @@ def _mask_with_counts(kshape, counts, rng):
 
 
 CASES = [   # (x shape, kernel shape, kept weights per filter, pads, dilation)
+    # 18 x 25 wide rows: 29 float32 vectors on AVX-512, rows in two chunks (15 + 14)
+    ((2, 20, 25, 3), (3, 3, 3, 4), (0, 5, 9, 27), ((0, 0), (0, 0)), (1, 1)),
     # 13 x 20 wide rows: 17 float32 vectors on AVX-512 (chunks of 9 and 8), more elsewhere
     ((3, 15, 20, 5), (3, 3, 5, 6), (0, 1, 7, 8, 9, 27), ((1, 1), (0, 0)), (1, 1)),
     # one small chunk, every filter past a group of eight
@@ -74,6 +107,29 @@ def test_grad_weight_at_the_kept_weights(simd, shape, kshape, counts, pads, dila
     assert not got[~mask].any()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, kshape, counts, pads, dilation", CASES)
+def test_forward_and_input_gradient_rows(simd, shape, kshape, counts, pads, dilation, dtype,
+                                         threads):
+    rng = np.random.default_rng(len(counts) + 7)
+    mask = _mask_with_counts(kshape, counts, rng)
+    k = (rng.standard_normal(kshape) * mask).astype(dtype)
+    x = rng.standard_normal(shape).astype(dtype)
+    g = conv_planes.PlaneGeometry.of(shape, kshape, pads, dilation)
+    pat = conv_planes.PlanePattern(mask, g)
+    X = conv_planes.to_planes(x, g)
+    y = conv_planes.forward(X, k.ravel()[pat.flat_o], pat, n_threads=threads)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    ref = conv_reference(x, k, pads, dilation)
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    R = rng.standard_normal(y.shape).astype(dtype)
+    G, _ = conv_planes.grad_planes(R, np.ones_like(R), False, g)
+    gx = conv_planes.grad_input(G, k.ravel()[pat.flat_c], pat, n_threads=threads)
+    ref = input_grad_reference(shape, k, pads, dilation, R)
+    np.testing.assert_allclose(gx, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
 def test_n_must_be_whole_blocks():
     shape, kshape = (1, 5, 5, 2), (3, 3, 2, 2)
     g = conv_planes.PlaneGeometry.of(shape, kshape, ((0, 0), (0, 0)), (1, 1))
@@ -86,3 +142,11 @@ def test_n_must_be_whole_blocks():
     with pytest.raises(ValueError, match="optr must have 3 entries"):
         _conv.planes_grad_weight(X, G, pat.x_off, pat.o_ptr[:2], g.reach, 16,
                                  np.zeros((1, pat.nnz)))
+    Y = np.zeros((1, 2, g.n_out))
+    vals = np.ones(pat.nnz)
+    with pytest.raises(ValueError, match="multiple of 16 within Y's rows"):
+        _conv.planes_rows(X, vals, pat.x_off, pat.o_ptr, Y, 15)
+    with pytest.raises(ValueError, match="multiple of 16 within Y's rows"):
+        _conv.planes_rows(X, vals, pat.x_off, pat.o_ptr, Y, g.n_out + 16)
+    with pytest.raises(ValueError, match="ptr must have 3 entries"):
+        _conv.planes_rows(X, vals, pat.x_off, pat.o_ptr[:2], Y, 16)
