@@ -36,6 +36,18 @@
 #define WSKP_INLINE static inline __attribute__((always_inline))
 #define WSKP_GROUP 8            /* weights a pass: eight FMA chains hide the latency */
 
+/* the switch cases of chunk sizes 1 .. 24, each a literal size (registers, no spill) */
+#define WSKP_CASES_1_12(M, SFX, TGT, KMAX)                                              \
+    M(SFX, TGT, KMAX, 1) M(SFX, TGT, KMAX, 2) M(SFX, TGT, KMAX, 3) M(SFX, TGT, KMAX, 4)  \
+    M(SFX, TGT, KMAX, 5) M(SFX, TGT, KMAX, 6) M(SFX, TGT, KMAX, 7) M(SFX, TGT, KMAX, 8)  \
+    M(SFX, TGT, KMAX, 9) M(SFX, TGT, KMAX, 10) M(SFX, TGT, KMAX, 11)                    \
+    M(SFX, TGT, KMAX, 12)
+#define WSKP_CASES_13_24(M, SFX, TGT, KMAX)                                             \
+    M(SFX, TGT, KMAX, 13) M(SFX, TGT, KMAX, 14) M(SFX, TGT, KMAX, 15)                   \
+    M(SFX, TGT, KMAX, 16) M(SFX, TGT, KMAX, 17) M(SFX, TGT, KMAX, 18)                   \
+    M(SFX, TGT, KMAX, 19) M(SFX, TGT, KMAX, 20) M(SFX, TGT, KMAX, 21)                   \
+    M(SFX, TGT, KMAX, 22) M(SFX, TGT, KMAX, 23) M(SFX, TGT, KMAX, 24)
+
 /* One chunk of KK vectors of filter o's gradient plane against its kept weights. */
 #define WSKP_DEFINE(V, VBYTES, SFX, TGT, ATTR, KMAX)                                     \
 typedef V wskp_##SFX##_##TGT##_vt __attribute__((vector_size(VBYTES)));                \
@@ -116,18 +128,8 @@ static ATTR void wsk_planes_row_##SFX##_##TGT(const V* val, const int32_t* off, 
         const V* Xk = X + k0 * L;                                                      \
         V* yk = y + k0 * L;                                                            \
         switch (kk) {                                                                  \
-        WSKP_RCASE(SFX, TGT, KMAX, 1) WSKP_RCASE(SFX, TGT, KMAX, 2)                     \
-        WSKP_RCASE(SFX, TGT, KMAX, 3) WSKP_RCASE(SFX, TGT, KMAX, 4)                     \
-        WSKP_RCASE(SFX, TGT, KMAX, 5) WSKP_RCASE(SFX, TGT, KMAX, 6)                     \
-        WSKP_RCASE(SFX, TGT, KMAX, 7) WSKP_RCASE(SFX, TGT, KMAX, 8)                     \
-        WSKP_RCASE(SFX, TGT, KMAX, 9) WSKP_RCASE(SFX, TGT, KMAX, 10)                    \
-        WSKP_RCASE(SFX, TGT, KMAX, 11) WSKP_RCASE(SFX, TGT, KMAX, 12)                   \
-        WSKP_RCASE(SFX, TGT, KMAX, 13) WSKP_RCASE(SFX, TGT, KMAX, 14)                   \
-        WSKP_RCASE(SFX, TGT, KMAX, 15) WSKP_RCASE(SFX, TGT, KMAX, 16)                   \
-        WSKP_RCASE(SFX, TGT, KMAX, 17) WSKP_RCASE(SFX, TGT, KMAX, 18)                   \
-        WSKP_RCASE(SFX, TGT, KMAX, 19) WSKP_RCASE(SFX, TGT, KMAX, 20)                   \
-        WSKP_RCASE(SFX, TGT, KMAX, 21) WSKP_RCASE(SFX, TGT, KMAX, 22)                   \
-        WSKP_RCASE(SFX, TGT, KMAX, 23) WSKP_RCASE(SFX, TGT, KMAX, 24)                   \
+        WSKP_CASES_1_12(WSKP_RCASE, SFX, TGT, KMAX)                                    \
+        WSKP_CASES_13_24(WSKP_RCASE, SFX, TGT, KMAX)                                   \
         }                                                                              \
     }                                                                                  \
 }                                                                                      \
@@ -152,12 +154,7 @@ static ATTR void wsk_planes_gw_##SFX##_##TGT(const V* X, ptrdiff_t x_image,     
                 const V* g = Gb + o * g_stride + k0 * L;                               \
                 const V* Xk = Xb + k0 * L;                                             \
                 switch (kk) {      /* literal sizes: the chunk lives in registers */   \
-                WSKP_CASE(SFX, TGT, KMAX, 1) WSKP_CASE(SFX, TGT, KMAX, 2)               \
-                WSKP_CASE(SFX, TGT, KMAX, 3) WSKP_CASE(SFX, TGT, KMAX, 4)               \
-                WSKP_CASE(SFX, TGT, KMAX, 5) WSKP_CASE(SFX, TGT, KMAX, 6)               \
-                WSKP_CASE(SFX, TGT, KMAX, 7) WSKP_CASE(SFX, TGT, KMAX, 8)               \
-                WSKP_CASE(SFX, TGT, KMAX, 9) WSKP_CASE(SFX, TGT, KMAX, 10)              \
-                WSKP_CASE(SFX, TGT, KMAX, 11) WSKP_CASE(SFX, TGT, KMAX, 12)             \
+                WSKP_CASES_1_12(WSKP_CASE, SFX, TGT, KMAX)                             \
                 }                                                                      \
             }                                                                          \
         }                                                                              \
