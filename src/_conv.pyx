@@ -576,6 +576,7 @@ def planes_rows(const floating[:, :, ::1] X, const floating[::1] val, const int3
                          f"{val.shape[0]}, off of {off.shape[0]}")
     if B * R * n == 0:
         return
+    _check_offsets("planes_rows", ptr, off, n, X.shape[1] * X.shape[2])
     with nogil:
         for br in prange(B * R, num_threads=n_threads, schedule='static'):
             b = br // R
@@ -598,29 +599,51 @@ def planes_grad_weight(const floating[:, :, ::1] X, const floating[:, :, ::1] G,
     and reduces them once (src/wsk_conv_planes.h); n must be whole 16-element blocks and
     every read inside the planes (the wrapper's geometry)."""
     cdef Py_ssize_t B = X.shape[0], O = G.shape[1], P = xoff.shape[0], t, lo, hi
-    if n % 16 or n < 0:
-        raise ValueError(f"planes_grad_weight: n must be a multiple of 16; received {n}")
+    if n % 16 or n < 0 or start < 0 or start + n > G.shape[2]:
+        raise ValueError(f"planes_grad_weight: n must be a multiple of 16 and start + n "
+                         f"within G's planes of {G.shape[2]}; received start {start}, n {n}")
     if optr.shape[0] != O + 1 or optr[O] != P or acc.shape[1] != P or acc.shape[0] < n_threads:
         raise ValueError(f"planes_grad_weight: optr must have {O + 1} entries ending at "
                          f"{P} kept weights and acc ({n_threads}, {P}); received optr of "
                          f"{optr.shape[0]}, acc {(acc.shape[0], acc.shape[1])}")
     if B * P * n == 0:
         return
+    _check_offsets("planes_grad_weight", optr, xoff, n, X.shape[1] * X.shape[2])
     cdef Py_ssize_t lane_n = P * (WSK_PLANES_LANES_BYTES // sizeof(floating))
     cdef floating[:, ::1] lanes = np.empty((n_threads, lane_n), dtype=np.asarray(acc).dtype)
-    with nogil, parallel(num_threads=n_threads):
-        t = threadid()
-        lo = B * t // n_threads
-        hi = B * (t + 1) // n_threads
-        if hi > lo:
-            if floating is float:
-                wsk_planes_gw_f32(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
-                                  G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
-                                  &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
-            else:
-                wsk_planes_gw_f64(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
-                                  G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
-                                  &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
+    with nogil:           # part t: its images, its lanes, its row of acc (whatever thread)
+        for t in prange(n_threads, num_threads=n_threads, schedule='static'):
+            lo = B * t // n_threads
+            hi = B * (t + 1) // n_threads
+            if hi > lo:
+                if floating is float:
+                    wsk_planes_gw_f32(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
+                                      G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
+                                      &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
+                else:
+                    wsk_planes_gw_f64(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
+                                      G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
+                                      &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
+
+
+def _check_offsets(str name, const int32_t[::1] ptr, const int32_t[::1] off, Py_ssize_t n,
+                   Py_ssize_t size):
+    """ptr a CSR from 0, never decreasing; every read off[p] + 0:n of its entries inside
+    one image's planes of ``size`` elements."""
+    cdef Py_ssize_t p, lo = 0, hi = 0
+    for p in range(ptr.shape[0] - 1):
+        if ptr[p + 1] < ptr[p]:
+            raise ValueError(f"{name}: the row pointers must not decrease; received "
+                             f"{ptr[p]} then {ptr[p + 1]}")
+    if ptr[0] != 0:
+        raise ValueError(f"{name}: the row pointers must start at 0; received {ptr[0]}")
+    off = off[:ptr[ptr.shape[0] - 1]]
+    for p in range(off.shape[0]):
+        lo = min(lo, off[p])
+        hi = max(hi, off[p])
+    if lo < 0 or hi + n > size:
+        raise ValueError(f"{name}: offsets {lo}..{hi} + n {n} reach outside one image's "
+                         f"planes of {size} elements")
 
 
 def scan_planes(const floating[:, :, ::1] x, uint8_t[:, ::1] alive):

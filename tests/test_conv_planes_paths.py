@@ -130,15 +130,24 @@ def test_forward_and_input_gradient_rows(simd, shape, kshape, counts, pads, dila
     np.testing.assert_allclose(gx, ref, rtol=tol, atol=tol * np.abs(ref).max())
 
 
-def test_n_must_be_whole_blocks():
+def test_raw_kernels_refuse_reads_outside_the_planes():
     shape, kshape = (1, 5, 5, 2), (3, 3, 2, 2)
     g = conv_planes.PlaneGeometry.of(shape, kshape, ((0, 0), (0, 0)), (1, 1))
     pat = conv_planes.PlanePattern(np.ones(kshape, bool), g)
     X = conv_planes.to_planes(np.ones(shape), g)
     G = np.zeros((1, 2, g.g_stride))
-    with pytest.raises(ValueError, match="multiple of 16; received 15"):
-        _conv.planes_grad_weight(X, G, pat.x_off, pat.o_ptr, g.reach, 15,
-                                 np.zeros((1, pat.nnz)))
+    with pytest.raises(ValueError, match="multiple of 16 and start .* received start 12, n 15"):
+        _conv.planes_grad_weight(X, G, pat.x_off, pat.o_ptr, 12, 15, np.zeros((1, pat.nnz)))
+    with pytest.raises(ValueError, match="within G's planes of 48; received start 40, n 16"):
+        _conv.planes_grad_weight(X, G, pat.x_off, pat.o_ptr, 40, 16, np.zeros((1, pat.nnz)))
+    far = pat.x_off.copy()
+    far[-1] = X.shape[1] * X.shape[2] - 8            # its last 8 reads past the planes
+    with pytest.raises(ValueError, match="reach outside one image's planes"):
+        _conv.planes_grad_weight(X, G, far, pat.o_ptr, 0, 16, np.zeros((1, pat.nnz)))
+    back = pat.o_ptr.copy()
+    back[1] = back[2] + 1
+    with pytest.raises(ValueError, match="must not decrease"):
+        _conv.planes_grad_weight(X, G, pat.x_off, back, 0, 16, np.zeros((1, pat.nnz)))
     with pytest.raises(ValueError, match="optr must have 3 entries"):
         _conv.planes_grad_weight(X, G, pat.x_off, pat.o_ptr[:2], g.reach, 16,
                                  np.zeros((1, pat.nnz)))
@@ -150,3 +159,9 @@ def test_n_must_be_whole_blocks():
         _conv.planes_rows(X, vals, pat.x_off, pat.o_ptr, Y, g.n_out + 16)
     with pytest.raises(ValueError, match="ptr must have 3 entries"):
         _conv.planes_rows(X, vals, pat.x_off, pat.o_ptr[:2], Y, 16)
+    with pytest.raises(ValueError, match="reach outside one image's planes"):
+        _conv.planes_rows(X, vals, far, pat.o_ptr, Y, 16)
+    neg = pat.x_off.copy()
+    neg[0] = -1
+    with pytest.raises(ValueError, match="reach outside one image's planes"):
+        _conv.planes_rows(X, vals, neg, pat.o_ptr, Y, 16)
