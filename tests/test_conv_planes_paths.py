@@ -4,12 +4,11 @@ per kept weight over all images, a filter's gradient plane in registers a chunk 
 eight weights a pass) and the rows of the forward and the input gradient (a row's vectors
 in registers, the kept weights streaming past); filters keeping 0, a few, exactly 8 and
 more than 8 weights, planes of one chunk and of several unequal chunks, padding and
-dilation; an n that is not whole vectors refused."""
+dilation; raw calls that would read outside the planes refused."""
 import numpy as np
 import pytest
 
-from wsekern import _conv
-from wsekern import conv_planes
+from wsekern import _conv, conv_planes
 from wsekern.simd_path import SIMD_BITS, SIMD_PATH, simd_available
 
 
