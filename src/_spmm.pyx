@@ -61,15 +61,40 @@ cdef inline int _any_nonzero(const floating* x, Py_ssize_t n) noexcept nogil:
         return wsk_any_nonzero_f64(x, n)
 
 
-def simd_init(int path=0):
-    """Select the SIMD path (0 the best this CPU runs, 1 baseline, 2 AVX2, 4 AVX-512).
+def simd_init(int path=0, str uarch=""):
+    """Select the SIMD path (0 the best this CPU runs, 1 baseline, 2 AVX2, 4 AVX-512), and
+    the rows kernels' way with one-tile column blocks for this CPU's ``uarch`` (a name of
+    _cpu.uarch_of; see _BLOCK_MODE).
 
     Returns the name of the path selected."""
     global _x_line, _x_line_reuse
     name = wsk_simd_init(path).decode()
     wsk_narrow_init()
     _x_line, _x_line_reuse = _X_LINE.get(name, (0, 0))
+    wsk_spmm_set_block_mode(_BLOCK_MODE.get(uarch, 0))
     return name
+
+
+# Per microarchitecture, how the baseline and AVX2 rows kernels run a column block of one
+# 8x1 tile (wsk_spmm_block_mode in wsk_simd.h); one not named keeps mode 0, as tuned on
+# Zen 3/4. Zen 5, mode 1 (the block's pitch a constant, no prefetch while the block is in
+# L2, 16 ahead in a loop of their own past it), the kernel alone in a C harness (the W of
+# scipy.sparse.random(density=0.1, random_state=0), 90 % zeros, best of 15, s25): baseline
+# fp32 1024^2 x 256 1.27 -> 1.11 ms, fp64 2.57 -> 2.23, fp32 4096^2 x 64 4.91 -> 4.77;
+# AVX2 fp32 1024^2 x 256 0.73 -> 0.65, 4096^2 x 64 2.94 -> 2.66, fp64 1.47 -> 1.30 and
+# 6.12 -> 5.61; the same sums.
+_BLOCK_MODE = {"zen5": 1}
+
+
+def block_mode(mode=None):
+    """The rows kernels' block mode (see _BLOCK_MODE); with ``mode`` (0 or 1), set it
+    first (for tests: both modes give the same bits). Returns the mode before the call."""
+    cdef int before = wsk_spmm_block_mode
+    if mode is not None:
+        if mode not in (0, 1):
+            raise ValueError(f"block mode must be 0 or 1; received {mode!r}")
+        wsk_spmm_set_block_mode(mode)
+    return before
 
 
 # Per SIMD path, (the vector line the rows kernels' loads of X start on, the least stored
@@ -279,6 +304,8 @@ cdef extern from "wsk_simd.h" nogil:
     lm_f64_t wsk_compact_csr_f64_i32_lm
     int wsk_livemap_build(const int32_t*, Py_ssize_t, int32_t, uint32_t*) noexcept
     void wsk_copy_rows(void*, const void*, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept
+    int wsk_spmm_block_mode
+    void wsk_spmm_set_block_mode(int) noexcept
     void wsk_spmm_rows_f32_i32(const float*, const int32_t*, const int32_t*, Py_ssize_t,
                                Py_ssize_t, Py_ssize_t, const uint8_t*, const float*,
                                Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t) noexcept
