@@ -61,15 +61,45 @@ cdef inline int _any_nonzero(const floating* x, Py_ssize_t n) noexcept nogil:
         return wsk_any_nonzero_f64(x, n)
 
 
-def simd_init(int path=0):
-    """Select the SIMD path (0 the best this CPU runs, 1 baseline, 2 AVX2, 4 AVX-512).
+def simd_init(int path=0, str uarch=""):
+    """Select the SIMD path (0 the best this CPU runs, 1 baseline, 2 AVX2, 4 AVX-512), and
+    the rows kernels' way with one-tile column blocks for this CPU's ``uarch`` (a name of
+    _cpu.uarch_of; see _BLOCK_MODE).
 
     Returns the name of the path selected."""
     global _x_line, _x_line_reuse
     name = wsk_simd_init(path).decode()
     wsk_narrow_init()
     _x_line, _x_line_reuse = _X_LINE.get(name, (0, 0))
+    wsk_spmm_set_block_mode(_BLOCK_MODE.get(uarch, 0))
     return name
+
+
+# Per microarchitecture, how the baseline and AVX2 rows kernels run a column block of one
+# 8x1 tile (wsk_spmm_block_mode in wsk_simd.h); one not named keeps mode 0, as tuned on
+# Zen 3/4 (there a prefetch 8 ahead in L2 gained 3-5 %, and AVX2's split prefetch loop lost
+# 3-10 % at fp64 4096^2 x 64; mode 1 not measured there). Zen 5, mode 1 (the block's pitch
+# a constant, four nonzeros an iteration, no prefetch while the block is in L2, 16 ahead in
+# a loop of their own past it): whole csr_spmm calls against mode 0 in one process,
+# alternating (W of scipy.sparse.random(density=0.1, random_state=0), median of 7 rounds of
+# best-of-5 thread CPU times, load 9-11, s25): baseline 1.25-1.29x at 1024^2 x 64/256/1024
+# fp32 and fp64, 1.03-1.05x at 4096^2 x 64; AVX2 1.20-1.24x and 1.06-1.07x; the same bits.
+# Without the prefetch the front end has 2 instructions a nonzero fewer to issue: a C
+# harness's X wholly in L1 ran only 5 % faster than in L2 (the rows kernel is not bound by
+# L2 there, and blocking K to keep X in L1 ran 3-37 % slower: each row's partial sums back
+# to Y at every block edge, s25 base25's notes).
+_BLOCK_MODE = {"zen5": 1}
+
+
+def block_mode(mode=None):
+    """The rows kernels' block mode (see _BLOCK_MODE); with ``mode`` (0 or 1), set it
+    first (for tests: both modes give the same bits). Returns the mode before the call."""
+    cdef int before = wsk_spmm_block_mode
+    if mode is not None:
+        if mode not in (0, 1):
+            raise ValueError(f"block mode must be 0 or 1; received {mode!r}")
+        wsk_spmm_set_block_mode(mode)
+    return before
 
 
 # Per SIMD path, (the vector line the rows kernels' loads of X start on, the least stored
@@ -279,6 +309,8 @@ cdef extern from "wsk_simd.h" nogil:
     lm_f64_t wsk_compact_csr_f64_i32_lm
     int wsk_livemap_build(const int32_t*, Py_ssize_t, int32_t, uint32_t*) noexcept
     void wsk_copy_rows(void*, const void*, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept
+    int wsk_spmm_block_mode
+    void wsk_spmm_set_block_mode(int) noexcept
     void wsk_spmm_rows_f32_i32(const float*, const int32_t*, const int32_t*, Py_ssize_t,
                                Py_ssize_t, Py_ssize_t, const uint8_t*, const float*,
                                Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t) noexcept

@@ -34,6 +34,12 @@
    kernels.column_block's aim, on any x86-64 of the last decade). */
 #define WSK_PREFETCH_NEAR 8
 #define WSK_PREFETCH_NEAR_BYTES (256 * 1024)
+/* How the baseline and AVX2 rows kernels run X's column blocks of one 8x1 tile (8
+   vectors wide), set once per CPU by wsk_spmm_set_block_mode: 0 as tuned on Zen 3/4 (the
+   baseline prefetches 8 ahead in L2 with the block's pitch in a register; AVX2 takes
+   wsk_spmm_row), 1 as measured on Zen 5 (see wsk_spmm_rows_body). */
+static int wsk_spmm_block_mode = 0;
+static inline void wsk_spmm_set_block_mode(int mode) { wsk_spmm_block_mode = mode; }
 
 /* ------------------------------------------------------------------------ */
 /* Every kernel below is written once and instantiated per target with that   */
@@ -54,7 +60,8 @@
 /* alternate nonzeros so narrow tiles are not bound by the FMA latency.       */
 /* Tiles: 8x1, 4x2, 2x4, 1x4 vectors (8 accumulators + 1 broadcast + 1 load).  The      */
 /* caller keeps the X it passes in L2 by blocking its columns (src/_spmm.pyx).        */
-#define WSK_DEFINE_SPMM(V, VT, LANES, VH, HLANES, I, SFX, TGT, ATTR, STREAM_MIN, SPLIT_PF) \
+#define WSK_DEFINE_SPMM(V, VT, LANES, VH, HLANES, I, SFX, TGT, ATTR, STREAM_MIN, SPLIT_PF, \
+                        BLK)                                                           \
 WSK_INLINE ATTR void wsk_spmm_mac_##SFX##_##TGT(VT* acc, const V w, const char* x,    \
         const int NV, const int AL)                                                    \
 {                                                                                      \
@@ -74,9 +81,9 @@ WSK_INLINE ATTR void wsk_spmm_prefetch_##SFX##_##TGT(const char* x, const int NV
     for (int l = 0; l < (int)(NV * sizeof(VT) / 64); l++)                              \
         __builtin_prefetch(x + 64 * l);                                                \
 }                                                                                      \
-WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,         \
+WSK_INLINE ATTR void wsk_spmm_tile_s_##SFX##_##TGT(const V* vals, const I* cols,       \
         ptrdiff_t nnz, ptrdiff_t avail, const V* X, ptrdiff_t ldx, V* y, const int NV, \
-        const int SETS, const int AHEAD, const int AL)                                 \
+        const int SETS, const int AHEAD, const int AL, const int SPLIT, const int U4)  \
 {                                                                                      \
     VT acc[8];                                                                         \
     _Pragma("GCC unroll 8")                                                            \
@@ -91,14 +98,22 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
        split, fp32 AVX-512 and fp64 AVX2 ran 3-10 % slower at 4096^2 x 64.  cols[0:avail] \
        may be read (avail >= nnz): past the row's end, the baseline prefetches the pieces \
        of X that the next row's first nonzeros meet (see wsk_spmm_rows). */            \
-    const int split = SPLIT_PF;                                                        \
+    const int split = SPLIT;                                                           \
     const char* xb = (const char*)X;                                                   \
     const ptrdiff_t pitch = ldx * (ptrdiff_t)sizeof(V);                                \
     /* min(nnz, avail - AHEAD), written so that avail = nnz folds to the code without   \
        avail */                                                                        \
     const ptrdiff_t spare = avail - nnz;                                               \
     const ptrdiff_t pf_last = nnz - (spare < AHEAD ? AHEAD - spare : 0);               \
-    const ptrdiff_t pf_end = split ? pf_last - SETS + 1 : 0;                           \
+    const ptrdiff_t pf_end = split && AHEAD > 0 ? pf_last - SETS + 1 : 0;              \
+    /* U4 (one set): four nonzeros an iteration, in their order (block mode 1) */      \
+    for (; U4 && SETS == 1 && p + 4 <= pf_end; p += 4) {                               \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int u = 0; u < 4; u++) {                                                  \
+            wsk_spmm_prefetch_##SFX##_##TGT(WSK_XROW(cols[p + u + AHEAD]), NV);        \
+            wsk_spmm_mac_##SFX##_##TGT(acc, vals[p + u], WSK_XROW(cols[p + u]), NV, AL); \
+        }                                                                              \
+    }                                                                                  \
     for (; p < pf_end; p += SETS) {                                                    \
         _Pragma("GCC unroll 4")                                                        \
         for (int s = 0; s < SETS; s++) {                                               \
@@ -108,10 +123,15 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
                                        WSK_XROW(cols[p + s]), NV, AL);                 \
         }                                                                              \
     }                                                                                  \
+    for (; U4 && SETS == 1 && p + 4 <= nnz; p += 4) {                                  \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int u = 0; u < 4; u++)                                                    \
+            wsk_spmm_mac_##SFX##_##TGT(acc, vals[p + u], WSK_XROW(cols[p + u]), NV, AL); \
+    }                                                                                  \
     for (; p + SETS <= nnz; p += SETS) {                                               \
         _Pragma("GCC unroll 4")                                                        \
         for (int s = 0; s < SETS; s++) {                                               \
-            if (!split && p + s + AHEAD < nnz)                                         \
+            if (!split && AHEAD > 0 && p + s + AHEAD < nnz)                            \
                 wsk_spmm_prefetch_##SFX##_##TGT(                                       \
                     WSK_XROW(cols[p + s + AHEAD]), NV);                                \
             wsk_spmm_mac_##SFX##_##TGT(acc + s * NV, vals[p + s],                      \
@@ -127,6 +147,13 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
         for (int s = 1; s < SETS; s++) t += acc[s * NV + a];                           \
         memcpy(y + a * LANES, &t, sizeof(VT));                                         \
     }                                                                                  \
+}                                                                                      \
+WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,         \
+        ptrdiff_t nnz, ptrdiff_t avail, const V* X, ptrdiff_t ldx, V* y, const int NV, \
+        const int SETS, const int AHEAD, const int AL)                                 \
+{                                                                                      \
+    wsk_spmm_tile_s_##SFX##_##TGT(vals, cols, nnz, avail, X, ldx, y, NV, SETS, AHEAD,  \
+                                  AL, SPLIT_PF, 0);                                    \
 }                                                                                      \
 WSK_INLINE ATTR void wsk_spmm_tail_##SFX##_##TGT(const V* vals, const I* cols,         \
         ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)                   \
@@ -227,6 +254,34 @@ WSK_INLINE ATTR void wsk_spmm_rows_body_##SFX##_##TGT(const V* vals, const I* co
         ptrdiff_t n_idx, const uint8_t* skip, const V* X, ptrdiff_t k_rows, ptrdiff_t ldx, \
         V* out, ptrdiff_t ldo, ptrdiff_t n)                                            \
 {                                                                                      \
+    if (BLK && wsk_spmm_block_mode && n == 8 * LANES && ldx == 8 * LANES) {            \
+        /* wsk_spmm_block_mode 1 (set per CPU, wsk_spmm_set_block_mode): X one column     \
+           block of pitch 8 * LANES (a constant: shifted indices, no multiply), no        \
+           prefetch when the block is in L2, else 16 ahead in a loop of their own, four   \
+           nonzeros an iteration; the same sums (one 8x1 tile a row, as wsk_spmm_row).   \
+           A loop of its own: merged with the loop below (the row's span read once), the   \
+           baseline clone ran 5-9 % slower (s25). */                                      \
+        const int near = k_rows * 8 * LANES * (ptrdiff_t)sizeof(V) <= WSK_PREFETCH_NEAR_BYTES; \
+        const int al = (uintptr_t)X % 16 == 0;                                         \
+        for (ptrdiff_t i = i0; i < i1; i++) {                                          \
+            if (skip && skip[i]) continue;                                             \
+            const ptrdiff_t p = indptr[i];                                             \
+            const ptrdiff_t nnz = counts ? counts[i] : indptr[i + 1] - p;              \
+            const ptrdiff_t avail = counts ? nnz : n_idx - p;                          \
+            const ptrdiff_t av = avail > nnz ? avail : nnz;                            \
+            if (near && al)                                                            \
+                wsk_spmm_tile_s_##SFX##_##TGT(vals + p, cols + p, nnz, nnz, X, 8 * LANES, \
+                                              out + i * ldo, 8, 1, 0, 1, 1, 1);        \
+            else if (near)                                                             \
+                wsk_spmm_tile_s_##SFX##_##TGT(vals + p, cols + p, nnz, nnz, X, 8 * LANES, \
+                                              out + i * ldo, 8, 1, 0, 0, 1, 1);        \
+            else                                                                       \
+                wsk_spmm_tile_s_##SFX##_##TGT(vals + p, cols + p, nnz, av, X, 8 * LANES, \
+                                              out + i * ldo, 8, 1, WSK_PREFETCH_AHEAD, \
+                                              al, 1, 1);                               \
+        }                                                                              \
+        return;                                                                        \
+    }                                                                                  \
     if (SPLIT_PF && n == 8 * LANES) {                                                  \
         const int in_l2 = k_rows * ldx * (ptrdiff_t)sizeof(V) <= WSK_PREFETCH_NEAR_BYTES; \
         /* X and its pitch on 16 bytes (the column blocks are): aligned loads, and the */ \
@@ -400,20 +455,21 @@ static ATTR V wsk_plane_dot_##SFX##_##TGT(ptrdiff_t rows, ptrdiff_t n, const V* 
 
 /* All kernels of one target, with vectors of VBYTES bytes (one register).  Rows of at
    least SM vectors take the streaming kernel instead of register tiles (0: never).  SPLIT:
-   the tiles' prefetching nonzeros run in a loop of their own (see wsk_spmm_tile). */
-#define WSK_DEFINE_TARGET(TGT, ATTR, VBYTES, SM, SPLIT)                                  \
+   the tiles' prefetching nonzeros run in a loop of their own (see wsk_spmm_tile).  BLK:
+   the rows kernels follow wsk_spmm_block_mode (mode 1's one-tile blocks). */
+#define WSK_DEFINE_TARGET(TGT, ATTR, VBYTES, SM, SPLIT, BLK)                             \
 typedef float wsk_vf_##TGT __attribute__((vector_size(VBYTES)));                       \
 typedef double wsk_vd_##TGT __attribute__((vector_size(VBYTES)));                      \
 typedef float wsk_hf_##TGT __attribute__((vector_size(VBYTES / 2)));                   \
 typedef double wsk_hd_##TGT __attribute__((vector_size(VBYTES / 2)));                  \
 WSK_DEFINE_SPMM(float, wsk_vf_##TGT, VBYTES / 4, wsk_hf_##TGT, VBYTES / 8, int32_t,    \
-                f32_i32, TGT, ATTR, SM, SPLIT)                                           \
+                f32_i32, TGT, ATTR, SM, SPLIT, BLK)                                      \
 WSK_DEFINE_SPMM(float, wsk_vf_##TGT, VBYTES / 4, wsk_hf_##TGT, VBYTES / 8, int64_t,    \
-                f32_i64, TGT, ATTR, SM, SPLIT)                                           \
+                f32_i64, TGT, ATTR, SM, SPLIT, BLK)                                      \
 WSK_DEFINE_SPMM(double, wsk_vd_##TGT, VBYTES / 8, wsk_hd_##TGT, VBYTES / 16, int32_t,  \
-                f64_i32, TGT, ATTR, SM, SPLIT)                                           \
+                f64_i32, TGT, ATTR, SM, SPLIT, BLK)                                      \
 WSK_DEFINE_SPMM(double, wsk_vd_##TGT, VBYTES / 8, wsk_hd_##TGT, VBYTES / 16, int64_t,  \
-                f64_i64, TGT, ATTR, SM, SPLIT)                                           \
+                f64_i64, TGT, ATTR, SM, SPLIT, BLK)                                      \
 WSK_DEFINE_DOT(float, wsk_vf_##TGT, VBYTES / 4, f32, TGT, ATTR)                        \
 WSK_DEFINE_DOT(double, wsk_vd_##TGT, VBYTES / 8, f64, TGT, ATTR)                       \
 WSK_DEFINE_PLANE(float, wsk_vf_##TGT, VBYTES / 4, f32, TGT, ATTR)                      \
@@ -441,13 +497,13 @@ WSK_DEFINE_PLANE(double, wsk_vd_##TGT, VBYTES / 8, f64, TGT, ATTR)
 #pragma GCC push_options
 #pragma GCC optimize("no-wrapv")
 #endif
-WSK_DEFINE_TARGET(base, WSK_NOATTR, 16, 32, 1)
+WSK_DEFINE_TARGET(base, WSK_NOATTR, 16, 32, 1, 1)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif
 #if WSK_X86_DISPATCH
-WSK_DEFINE_TARGET(avx2, WSK_TARGET_V3, 32, 0, 0)
-WSK_DEFINE_TARGET(avx512, WSK_TARGET_V4, 64, 0, 0)
+WSK_DEFINE_TARGET(avx2, WSK_TARGET_V3, 32, 0, 0, 1)
+WSK_DEFINE_TARGET(avx512, WSK_TARGET_V4, 64, 0, 0, 0)
 #endif
 
 /* The spmm column blocks (src/_spmm.pyx): dst[k * row_bytes + 0:row_bytes] =

@@ -13,7 +13,7 @@ from . import (
     _step_glue,
     _transformer,
 )
-from ._cpu import describe
+from ._cpu import cpu_info, describe
 
 # WSEKERN_SIMD chooses the SIMD path: unset or "best" for the widest this CPU runs, or one
 # of these by name (to test or compare the portable paths).
@@ -50,7 +50,7 @@ def _select_simd():
     _step_cost.use_simd_path(vmath)
     _screen.use_simd_path(vmath)
     _step_glue.use_simd_path(vmath)
-    return _spmm.simd_init(path)
+    return _spmm.simd_init(path, cpu_info()["uarch"])
 
 
 SIMD_PATH = _select_simd()
