@@ -19,7 +19,7 @@ class CostTable:
     name: str
     blas_mac: float       # dense GEMM (NumPy's BLAS), per multiply-add
     spmm_mac: float       # CSR row kernel, per stored weight per column of X
-    dense_scan: float     # compacting a dense W row to its nonzeros, per element
+    dense_scan: float     # compacting a dense W row to its nonzeros, per element (streamed)
     densify: float        # CSR -> dense, per element of the dense result
     # conv2d paths, time relative to im2col + BLAS as (fixed, per density): the direct path
     # per kept-weight fraction, the input-stationary one per nonzero-pixel fraction (fitted
@@ -36,6 +36,15 @@ class CostTable:
     # half of X's rows zero), but no work at all for the nonzeros meeting dead rows: it
     # wins for narrow X (N up to ~80 at half the rows dead), where compaction does not pay.
     spmm_scatter_mac: float = 0.116
+    # The column path's kernel takes each whole vector of X's row in registers, one pass over
+    # the column's weights for each (whole vectors of the SIMD path: 64 bytes AVX-512, 32
+    # AVX2, 16 baseline); each column left over (N % lanes) takes one more pass of scalar
+    # read-modify-writes, per live weight: ``spmm_scatter_tail`` ns (None: not measured,
+    # every column priced at spmm_scatter_mac). At such narrow X the CSR kernel too costs
+    # at least ``spmm_weight`` per stored weight (its index, value and X's line), however
+    # few the columns: the column path is weighed against that.
+    spmm_scatter_tail: float = None
+    spmm_weight: float = 0.0
     # the panel path for a packed W meeting zero rows of X (W as row panels of 64 rows in
     # CSC form, kernels.PANEL_ROWS): the CSR kernel's multiply-adds of the weights meeting
     # live rows, plus appending each of those weights to its row's list (``panel_nnz``)
@@ -69,6 +78,14 @@ class CostTable:
     # BLAS per multiply-add grows for narrow X as (1 + blas_narrow_n / N): OpenBLAS's sgemm
     # on Zen 3 ran 0.034-0.045 ns a MAC at N = 16, 0.028-0.031 at N = 32 (1024^2).
     blas_narrow_n: float = 16.0
+    # A dense W whose bytes pass half of L3 is read from memory on each call; one that fits
+    # stays in cache between calls. Its scan then costs ``dense_scan_cached`` an element, not
+    # ``dense_scan`` (None: one rate), and BLAS, which packs W as it goes, ``blas_stream``
+    # more per byte of W past L3 (0: not measured). float64 BLAS per multiply-add against
+    # the CSR kernel's, over float32's ratio (``blas_fp64``), for the dense-W choice.
+    dense_scan_cached: float = None
+    blas_stream: float = 0.0
+    blas_fp64: float = 1.0
 
     # the sparse Dense step (wsekern/sparse_dense.py): the SDDMM of its weight gradient, per
     # stored weight per batch row, and its tiled transposes, per element (measured at the
@@ -89,6 +106,33 @@ class CostTable:
         if m is not None and self.blas_small:
             t *= 1 + self.blas_small / max(m, 1) + self.blas_small / max(k, 1)
         return t
+
+    def dense_w(self, M, K, k_live, N, density, itemsize=4, l3=0):
+        """(BLAS, scan) nanoseconds for spmm of a dense (M, K) W holding ``density`` nonzeros
+        against X's ``k_live`` live rows of ``N`` columns: BLAS, or the scan compacting W and
+        the CSR kernel on its nonzeros. ``l3``: this CPU's L3 in bytes (0: unknown, W taken
+        as read from memory)."""
+        t_blas = self.blas(M * k_live * N, N)
+        if itemsize == 8:
+            t_blas *= self.blas_fp64
+        scan = self.dense_scan
+        if M * K * itemsize > l3 // 2:
+            t_blas += M * K * itemsize * self.blas_stream
+        elif self.dense_scan_cached is not None:
+            scan = self.dense_scan_cached
+        return t_blas, M * K * scan + density * M * k_live * N * self.spmm_mac
+
+    def csr_weight(self, n):
+        """Nanoseconds per stored weight of the CSR kernel against X of ``n`` columns."""
+        return max(n * self.spmm_mac, self.spmm_weight)
+
+    def column(self, live, n, lanes):
+        """Nanoseconds for the column path: ``live`` weights meeting X's live rows of ``n``
+        columns, the SIMD path's vectors holding ``lanes`` values."""
+        if self.spmm_scatter_tail is None:
+            return live * n * self.spmm_scatter_mac
+        tail = n % max(lanes, 1)
+        return live * ((n - tail) * self.spmm_scatter_mac + tail * self.spmm_scatter_tail)
 
     def densified(self, M, K, k_live, N, nnz):
         """Nanoseconds for spmm's densified route: csr_to_dense of the (M, K) W holding
@@ -220,7 +264,9 @@ TABLES = {
                                   (0.2, 1.25), csr_compact=0.3, spmm_scatter_mac=0.058,
                                   densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                   blas_narrow_n=5.0, sampled_mac=0.12,
-                                  panel_nnz=1.0, panel_step=1.0),
+                                  panel_nnz=1.0, panel_step=1.0, dense_scan_cached=0.15,
+                                  blas_stream=0.032, blas_fp64=1.16, spmm_scatter_tail=0.48,
+                                  spmm_weight=0.35),
     ("zen5", "avx2"): CostTable("zen5/avx2", 0.0086, 0.034, 0.35, 0.045, (0.04, 1.53),
                                 (0.3, 1.2), csr_compact=0.45, spmm_scatter_mac=0.05,
                                 densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
