@@ -189,7 +189,8 @@ TABLES = {
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
                                   densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
                                   blas_narrow_n=4.0, sampled_mac=0.12,
-                                  panel_nnz=2.2, panel_step=1.0),
+                                  panel_nnz=2.2, panel_step=1.0, spmm_scatter_tail=0.48,
+                                  spmm_weight=0.35),
     # AVX2's spmm_scatter_mac 0.1 (0.09 before s21): packed fp32 W, half of X's rows dead,
     # whole calls, old/new in alternating processes (3 rounds): csr-skip-rows beat the
     # column path it replaces at 1024^2 x 56 and x 64 (a new map each call 0.22 against
@@ -201,7 +202,8 @@ TABLES = {
                                 csr_compact=0.9, spmm_scatter_mac=0.1, densify_nnz=2.0,
                                 densify_call=20000.0, blas_small=8.0,
                                 blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.8,
-                                panel_step=1.0, csr_compact_blocked=0.9),
+                                panel_step=1.0, csr_compact_blocked=0.9,
+                                spmm_scatter_tail=0.44, spmm_weight=0.35),
     # baseline spmm_mac refitted after its column blocks went to 1/8 of L2 and a row's last
     # nonzeros began prefetching the next row's X (s13): the whole spmm call at 90 % zeros
     # (fp32 1024^2 x 256 and x 64, 4096^2 x 64; best of 7 thread-CPU times, 1 thread) is
@@ -211,7 +213,8 @@ TABLES = {
                                     (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.14,
                                     densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
                                     blas_narrow_n=4.0, sampled_mac=0.15,
-                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2),
+                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2,
+                                    spmm_scatter_tail=0.45, spmm_weight=0.35),
     # Zen 5 (AMD EPYC, family 26 model 2), 2 cores, L1d 48 KiB, 1 MiB L2/core, AVX-512 on
     # 512-bit units (s24 zen5): each route forced through a table that leaves it the only
     # choice, whole spmm calls (W 90 % zeros as SciPy CSR, or packed for the column and panel
