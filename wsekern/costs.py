@@ -198,6 +198,12 @@ TABLES = {
     # 4.26-4.66), and a map met again then skips the compaction (the packed W keeps it:
     # 4096^2 x 64 2.4 against 3.8-4.6 ms). The crossover at half dead moves from N = 72 to
     # 51; 4096^2 x 48 stays on the column path (the kernels alone: within 5-12 %).
+    # spmm_scatter_tail and spmm_weight on every Zen 4 row (so on the default rows): measured
+    # on Zen 5 per path (s25), not on Zen 4 (a scalar pass per leftover column: the code,
+    # not the vector width, sets it). Without them the Zen 4 rows sent a packed W with half
+    # of X's rows dead to the column path at N = 2-15 on Zen 5, 1.1-4.2x slower than the
+    # CSR kernel (avx512 20 of 36 cells >5 % slower -> 9, worst 4.21 -> 1.76; avx2 17 -> 10,
+    # 2.43 -> 1.31; baseline 14 -> 12, 1.44 -> 1.35).
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
                                 csr_compact=0.9, spmm_scatter_mac=0.1, densify_nnz=2.0,
                                 densify_call=20000.0, blas_small=8.0,
@@ -263,6 +269,18 @@ TABLES = {
     # 128 80 %: 4.3 against 3.1). At 0.33 the choice is the faster route (or within 5 %) in
     # 23 of that sweep's 25 cells; 1024^2 x 64 80 % and 4096^2 x 16 99 % take BLAS, 1.14x
     # and 1.10x slower than the scan, as at 0.4 (the in-cache scan runs below this rate).
+    # s25 dispatch25, idle-to-load 8: W's size against L3 (dense_grid.py, each route forced,
+    # best of 7, fp32 and fp64, 512^2-4096^2, N 16-256, 70-99 % zeros): the scan less the
+    # CSR kernel at 0.028 runs 0.04-0.2 ns an element (fp32) while W's bytes fit half of L3
+    # (16 MiB here), 0.27-0.40 past it (32-128 MiB): dense_scan_cached 0.15. BLAS on a
+    # streamed W ran 0.12-0.14 ns an element over blas() (3072^2 x 32, 4096^2 x 16 and 64):
+    # blas_stream 0.032 a byte. fp64 BLAS 2.5-2.6x fp32's time a MAC where the CSR kernel's
+    # is 2.1-2.25x (packed W, 50-70 % zeros): blas_fp64 1.16. Whole calls where a route
+    # is >5 % slower than the other: 19-21 of 75 -> 3 (worst 1.26, was 2.19).
+    # The column path's leftover columns (s25): N % 16 fp32 columns at N = 1-12 cost 0.48 ns
+    # a live weight each (0.44 AVX2, 0.45 baseline; 1024^2 and 4096^2 packed, 90 % zeros,
+    # half of X dead), against ~1 ns a live weight for a whole vector's pass; the CSR kernel
+    # costs ~0.35 ns a weight at N = 1-8 whatever N.
     ("zen5", "avx512"): CostTable("zen5/avx512", 0.0086, 0.028, 0.33, 0.045, (0.05, 1.2),
                                   (0.2, 1.25), csr_compact=0.3, spmm_scatter_mac=0.058,
                                   densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
