@@ -347,13 +347,15 @@ def test_zen5_avx512_scans_a_dense_w_held_in_cache(monkeypatch, dtype):
 
 def test_column_path_cost_counts_the_leftover_columns():
     """A column of X past the whole vectors takes a scalar pass over the live weights:
-    spmm_scatter_tail each; a row that has not measured it prices every column per MAC."""
+    spmm_scatter_tail each, and the call 5.5 us more than the CSR route's; a row that has
+    not measured them prices every column per MAC."""
     t = costs._named("zen5/avx512")
-    live = 1000
-    assert t.column(live, 16, 16) == pytest.approx(live * 16 * t.spmm_scatter_mac)
-    assert t.column(live, 4, 16) == pytest.approx(live * 4 * 0.48)
-    assert t.column(live, 20, 16) == pytest.approx(live * (16 * t.spmm_scatter_mac + 4 * 0.48))
-    assert t.column(live, 4, 8) == pytest.approx(live * 4 * 0.48)      # float64, AVX-512
+    live, call = 1000, 5500
+    assert t.column(live, 16, 16) == pytest.approx(call + live * 16 * t.spmm_scatter_mac)
+    assert t.column(live, 4, 16) == pytest.approx(call + live * 4 * 0.48)
+    assert t.column(live, 20, 16) == pytest.approx(
+        call + live * (16 * t.spmm_scatter_mac + 4 * 0.48))
+    assert t.column(live, 4, 8) == pytest.approx(call + live * 4 * 0.48)   # float64, AVX-512
     z3 = costs._named("zen3/avx2")
     assert z3.column(live, 4, 8) == pytest.approx(live * 4 * z3.spmm_scatter_mac)
     assert t.csr_weight(1) == 0.35 and t.csr_weight(64) == pytest.approx(64 * t.spmm_mac)
@@ -378,5 +380,23 @@ def test_narrow_half_dead_x_takes_the_column_path_only_where_it_pays(monkeypatch
     P = wsekern.pack(W)
     X = _half_dead(1024, n, 8)
     assert kernels.spmm_path(P, X) == path
+    np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
+                               W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("row", ["default/avx512", "zen5/avx512"])
+@pytest.mark.parametrize("n", [1, 16])
+def test_small_w_half_dead_x_stays_on_the_csr_kernel(monkeypatch, row, n):
+    """Packed W 128^2 at 90 % zeros, half of X's rows dead: the column path's call costs
+    ~5.5 us more than the CSR route's (Zen 5, whole calls, s25: 12.2-13.7 against 6.8-10.4
+    us at N = 1-32, 64^2-256^2); the Zen 4 row took it, 1.3-1.9x slower. Product checked."""
+    table = costs._named(row)
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 1024 * 1024)
+    monkeypatch.setattr(kernels, "_vector_bytes", lambda: 64, raising=False)
+    W = random_csr(128, 128, 0.1, dtype=np.float32)
+    P = wsekern.pack(W)
+    X = _half_dead(128, n, 9)
+    assert kernels.spmm_path(P, X) == "csr"
     np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
                                W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)

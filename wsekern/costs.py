@@ -42,9 +42,12 @@ class CostTable:
     # read-modify-writes, per live weight: ``spmm_scatter_tail`` ns (None: not measured,
     # every column priced at spmm_scatter_mac). At such narrow X the CSR kernel too costs
     # at least ``spmm_weight`` per stored weight (its index, value and X's line), however
-    # few the columns: the column path is weighed against that.
+    # few the columns: the column path is weighed against that. The column path's call costs
+    # ``spmm_scatter_call`` ns more than the CSR route's (its (M, 32) buffer, its OpenMP
+    # region, six arrays' buffers): it decides for small W.
     spmm_scatter_tail: float = None
     spmm_weight: float = 0.0
+    spmm_scatter_call: float = 0.0
     # the panel path for a packed W meeting zero rows of X (W as row panels of 64 rows in
     # CSC form, kernels.PANEL_ROWS): the CSR kernel's multiply-adds of the weights meeting
     # live rows, plus appending each of those weights to its row's list (``panel_nnz``)
@@ -130,9 +133,10 @@ class CostTable:
         """Nanoseconds for the column path: ``live`` weights meeting X's live rows of ``n``
         columns, the SIMD path's vectors holding ``lanes`` values."""
         if self.spmm_scatter_tail is None:
-            return live * n * self.spmm_scatter_mac
+            return self.spmm_scatter_call + live * n * self.spmm_scatter_mac
         tail = n % max(lanes, 1)
-        return live * ((n - tail) * self.spmm_scatter_mac + tail * self.spmm_scatter_tail)
+        return self.spmm_scatter_call + live * (
+            (n - tail) * self.spmm_scatter_mac + tail * self.spmm_scatter_tail)
 
     def densified(self, M, K, k_live, N, nnz):
         """Nanoseconds for spmm's densified route: csr_to_dense of the (M, K) W holding
@@ -190,7 +194,7 @@ TABLES = {
                                   densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
                                   blas_narrow_n=4.0, sampled_mac=0.12,
                                   panel_nnz=2.2, panel_step=1.0, spmm_scatter_tail=0.48,
-                                  spmm_weight=0.35),
+                                  spmm_weight=0.35, spmm_scatter_call=5500.0),
     # AVX2's spmm_scatter_mac 0.1 (0.09 before s21): packed fp32 W, half of X's rows dead,
     # whole calls, old/new in alternating processes (3 rounds): csr-skip-rows beat the
     # column path it replaces at 1024^2 x 56 and x 64 (a new map each call 0.22 against
@@ -209,7 +213,8 @@ TABLES = {
                                 densify_call=20000.0, blas_small=8.0,
                                 blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.8,
                                 panel_step=1.0, csr_compact_blocked=0.9,
-                                spmm_scatter_tail=0.44, spmm_weight=0.35),
+                                spmm_scatter_tail=0.44, spmm_weight=0.35,
+                                spmm_scatter_call=5500.0),
     # baseline spmm_mac refitted after its column blocks went to 1/8 of L2 and a row's last
     # nonzeros began prefetching the next row's X (s13): the whole spmm call at 90 % zeros
     # (fp32 1024^2 x 256 and x 64, 4096^2 x 64; best of 7 thread-CPU times, 1 thread) is
@@ -220,7 +225,8 @@ TABLES = {
                                     densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
                                     blas_narrow_n=4.0, sampled_mac=0.15,
                                     panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2,
-                                    spmm_scatter_tail=0.45, spmm_weight=0.35),
+                                    spmm_scatter_tail=0.45, spmm_weight=0.35,
+                                    spmm_scatter_call=5500.0),
     # Zen 5 (AMD EPYC, family 26 model 2), 2 cores, L1d 48 KiB, 1 MiB L2/core, AVX-512 on
     # 512-bit units (s24 zen5): each route forced through a table that leaves it the only
     # choice, whole spmm calls (W 90 % zeros as SciPy CSR, or packed for the column and panel
@@ -287,7 +293,7 @@ TABLES = {
                                   blas_narrow_n=5.0, sampled_mac=0.12,
                                   panel_nnz=1.0, panel_step=1.0, dense_scan_cached=0.15,
                                   blas_stream=0.032, blas_fp64=1.16, spmm_scatter_tail=0.48,
-                                  spmm_weight=0.35),
+                                  spmm_weight=0.35, spmm_scatter_call=5500.0),
     ("zen5", "avx2"): CostTable("zen5/avx2", 0.0086, 0.034, 0.35, 0.045, (0.04, 1.53),
                                 (0.3, 1.2), csr_compact=0.45, spmm_scatter_mac=0.05,
                                 densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
