@@ -202,12 +202,14 @@ TABLES = {
     # 4.26-4.66), and a map met again then skips the compaction (the packed W keeps it:
     # 4096^2 x 64 2.4 against 3.8-4.6 ms). The crossover at half dead moves from N = 72 to
     # 51; 4096^2 x 48 stays on the column path (the kernels alone: within 5-12 %).
-    # spmm_scatter_tail and spmm_weight on every Zen 4 row (so on the default rows): measured
-    # on Zen 5 per path (s25), not on Zen 4 (a scalar pass per leftover column: the code,
-    # not the vector width, sets it). Without them the Zen 4 rows sent a packed W with half
-    # of X's rows dead to the column path at N = 2-15 on Zen 5, 1.1-4.2x slower than the
-    # CSR kernel (avx512 20 of 36 cells >5 % slower -> 9, worst 4.21 -> 1.76; avx2 17 -> 10,
-    # 2.43 -> 1.31; baseline 14 -> 12, 1.44 -> 1.35).
+    # spmm_scatter_tail, spmm_weight and spmm_scatter_call on every Zen 4 row (so on the
+    # default rows): measured on Zen 5 per path (s25), not on Zen 4 (a scalar pass per
+    # leftover column and the call's fixed work: the code, not the vector width, sets them).
+    # Without them the Zen 4 rows sent a packed W with half of X's rows dead to the column
+    # path at N = 2-15 on Zen 5, 1.1-4.2x slower than the CSR kernel (avx512, 36 cells of
+    # 1024^2 and 4096^2: >5 % slower in 21 -> 9, worst 4.17 -> 1.53; avx2 17 -> 10, 2.43 ->
+    # 1.31; baseline 14 -> 12, 1.44 -> 1.35), and small W (64^2-512^2) there at 1.2-1.95x
+    # (22 of 24 cells -> 1).
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
                                 csr_compact=0.9, spmm_scatter_mac=0.1, densify_nnz=2.0,
                                 densify_call=20000.0, blas_small=8.0,
@@ -286,7 +288,8 @@ TABLES = {
     # The column path's leftover columns (s25): N % 16 fp32 columns at N = 1-12 cost 0.48 ns
     # a live weight each (0.44 AVX2, 0.45 baseline; 1024^2 and 4096^2 packed, 90 % zeros,
     # half of X dead), against ~1 ns a live weight for a whole vector's pass; the CSR kernel
-    # costs ~0.35 ns a weight at N = 1-8 whatever N.
+    # costs ~0.35 ns a weight at N = 1-8 whatever N. The column path's call costs ~5.5 us
+    # more than the CSR route's (64^2-512^2 packed, N 1-32: 12-14 against 6-10 us).
     ("zen5", "avx512"): CostTable("zen5/avx512", 0.0086, 0.028, 0.33, 0.045, (0.05, 1.2),
                                   (0.2, 1.25), csr_compact=0.3, spmm_scatter_mac=0.058,
                                   densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
