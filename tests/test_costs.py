@@ -372,16 +372,7 @@ def test_narrow_half_dead_x_takes_the_column_path_only_where_it_pays(monkeypatch
     against 0.13 ms, N = 8 0.054-0.057 against 0.23-0.24); at N = 1 the column path's one
     pass beats the CSR kernel's 0.35 ns a weight (0.050-0.053 against 0.065-0.066). The
     Zen 4 row (every AVX-512 CPU the table does not know) took the column path at N = 2-16."""
-    table = costs._named(row)
-    monkeypatch.setattr(kernels, "cost_table", lambda: table)
-    monkeypatch.setattr(kernels, "l2_bytes", lambda: 1024 * 1024)
-    monkeypatch.setattr(kernels, "_vector_bytes", lambda: 64, raising=False)
-    W = random_csr(1024, 1024, 0.1, dtype=np.float32)
-    P = wsekern.pack(W)
-    X = _half_dead(1024, n, 8)
-    assert kernels.spmm_path(P, X) == path
-    np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
-                               W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+    _packed_half_dead_takes(monkeypatch, row, 1024, n, path)
 
 
 @pytest.mark.parametrize("row", ["default/avx512", "zen5/avx512"])
@@ -390,13 +381,20 @@ def test_small_w_half_dead_x_stays_on_the_csr_kernel(monkeypatch, row, n):
     """Packed W 128^2 at 90 % zeros, half of X's rows dead: the column path's call costs
     ~5.5 us more than the CSR route's (Zen 5, whole calls, s25: 12.2-13.7 against 6.8-10.4
     us at N = 1-32, 64^2-256^2); the Zen 4 row took it, 1.3-1.9x slower. Product checked."""
+    _packed_half_dead_takes(monkeypatch, row, 128, n, "csr")
+
+
+def _packed_half_dead_takes(monkeypatch, row, m, n, path):
+    """A packed m^2 W at 90 % zeros times X (m, n) with half its rows dead takes ``path``
+    under the cost row ``row``, float32 on AVX-512's 64-byte vectors, 1 MiB of L2; the
+    product (the native route's) checked against NumPy."""
     table = costs._named(row)
     monkeypatch.setattr(kernels, "cost_table", lambda: table)
     monkeypatch.setattr(kernels, "l2_bytes", lambda: 1024 * 1024)
     monkeypatch.setattr(kernels, "_vector_bytes", lambda: 64, raising=False)
-    W = random_csr(128, 128, 0.1, dtype=np.float32)
+    W = random_csr(m, m, 0.1, dtype=np.float32)
     P = wsekern.pack(W)
-    X = _half_dead(128, n, 9)
-    assert kernels.spmm_path(P, X) == "csr"
+    X = _half_dead(m, n, 8)
+    assert kernels.spmm_path(P, X) == path
     np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
                                W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
