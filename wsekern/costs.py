@@ -292,10 +292,10 @@ TABLES = {
     # more than the CSR route's (64^2-512^2 packed, N 1-32: 12-14 against 6-10 us).
     # densify_call and blas_small (Zen 4's) checked on Zen 5 (s25): the densified route
     # against the CSR kernel at 64^2-512^2, N 16-1024, 50-60 % zeros, fp32/fp64: the faster
-    # route (or within 5 %) in 59 of 64 cells, and no value of densify_call from 5 to 20 us
-    # or blas_small from 0 to 8 moved a route in those cells' favour (the five, 1.05-1.14x,
-    # are the CSR kernel's rate rising with density: 0.023 ns a MAC at 70 % zeros, 0.029 at
-    # 50 %, 1024^2 x 64).
+    # route (or within 5 %) in 59 of 64 cells; with densify_call 5-20 us and blas_small 0-8
+    # (every pair, offline, these cells and 42 more at 1024^2-4096^2) 9-11 of the 106 stay
+    # on the slower route (10 with these values): the misses are the CSR kernel's rate rising
+    # with density (0.023 ns a MAC at 70 % zeros, 0.029 at 50 %, 1024^2 x 64), not these.
     ("zen5", "avx512"): CostTable("zen5/avx512", 0.0086, 0.028, 0.33, 0.045, (0.05, 1.2),
                                   (0.2, 1.25), csr_compact=0.3, spmm_scatter_mac=0.058,
                                   densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
