@@ -72,10 +72,10 @@ cdef int _dense_run(const unsigned char* x, Py_ssize_t K, Py_ssize_t N, Py_ssize
     # scratch, each value written before it is read: per column its sums of v and of a,
     # and its a per sample (C x N); X K-major when it is not already
     cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
-    # with the chain: two samples' rows (6 x C) and its own scratch (4 x C, and the
-    # rounds of its history it reads back, rows x C)
+    # with the chain: two samples' rows (6 x C) and its own scratch (4 x C, the rounds
+    # of its history it reads back, rows x C, and the counts sample by sample, N x C)
     cdef Py_ssize_t rows = wsk_chain_rows(N, ch.Lg, C, ch.cushion) if ch != NULL else 0
-    cdef Py_ssize_t fused = 10 * C + rows * C if ch != NULL else 0
+    cdef Py_ssize_t fused = 10 * C + rows * C + N * C if ch != NULL else 0
     cdef int64_t* V = <int64_t*> malloc(8 * (2 * C + C * N + fused) + copy + 8)
     if V == NULL:
         return -1

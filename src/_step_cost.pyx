@@ -662,10 +662,10 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     # long when packed: no byte can write outside); X K-major when it is not already
     cdef Py_ssize_t n_sw = R if pk_p == NULL else max(R, 256)
     cdef Py_ssize_t copy = 0 if x_s1 == 1 and x_s0 == N else K * N
-    # with the chain: two samples' rows (6 x C) and its own scratch (4 x C, and the
-    # rounds of its history it reads back, rows x C)
+    # with the chain: two samples' rows (6 x C) and its own scratch (4 x C, the rounds
+    # of its history it reads back, rows x C, and the counts sample by sample, N x C)
     cdef Py_ssize_t rows = wsk_chain_rows(N, ch.Lg, C, ch.cushion) if ch != NULL else 0
-    cdef Py_ssize_t fused = 10 * C + rows * C if ch != NULL else 0
+    cdef Py_ssize_t fused = 10 * C + rows * C + N * C if ch != NULL else 0
     cdef int64_t* A_of_k = <int64_t*> malloc(8 * (K + 6 * C + C * N + n_sw + fused) + copy
                                              + 8)
     if A_of_k == NULL:

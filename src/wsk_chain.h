@@ -91,6 +91,8 @@ typedef struct {
                                          its link (push >= 0: the queue keeps the order) */
     long Lg;
     int shifted;
+    int wide;                         /* the exact scan in AVX-512 lanes (the caller's
+                                         target has it: wsk_chain_exact_avx512) */
     long push;                        /* the first PE's send queue (wsk_chain_rounds_push) */
     long take;                        /* the root's input queue (wsk_chain_set_push) */
     ptrdiff_t P, n, rows, slot;       /* slot: n % rows, kept as n goes (no division) */
@@ -117,7 +119,7 @@ static inline __attribute__((always_inline)) void wsk_chain_begin(
     s->Ls = s->sp == 1.0 ? (double) Lg : (double) (Lg - 1) * s->sp + 1.0;
     s->f = f, s->hop = hop, s->ramp = ramp, s->lat = lat, s->launch = launch;
     s->task = task, s->cushion = cushion, s->done = done, s->dt = dt;
-    s->Lg = Lg, s->shifted = shifted, s->P = P, s->n = 0, s->rows = rows;
+    s->Lg = Lg, s->shifted = shifted, s->wide = 0, s->P = P, s->n = 0, s->rows = rows;
     s->slot = 0;
     s->push = -1;
     s->take = 0;
@@ -142,6 +144,69 @@ static inline void wsk_chain_set_push(wsk_chain_state* s, long push)
     s->push = push;
     s->take = take >= 1e18 ? (long) 1e18 : take > 0 ? (long) take : 0;
 }
+
+/* the exact scan (wsk_chain_impl's ``exact``) of positions 1 .. P - 2 of v, h its start:
+ * a_c - c * delta, their running maximum, then that + c * delta + Ls - 1 (c < 2**31:
+ * chain_exact) */
+static inline __attribute__((always_inline)) void wsk_chain_exact(
+        double* restrict v, int P, double h, double delta, double Ls)
+{
+    double m = h;
+    int ci;
+    for (ci = 1; ci < P - 1; ci++)
+        v[ci] = v[ci] - (double) ci * delta;
+    for (ci = 1; ci < P - 1; ci++) {
+        m = wsk_chain_dmax(m, v[ci]);
+        v[ci] = m;
+    }
+    for (ci = 1; ci < P - 1; ci++)
+        v[ci] = ((v[ci] + (double) ci * delta) + Ls) - 1;
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+/* wsk_chain_exact in one pass, 8 positions a vector: the running maximum as each
+ * vector's prefix maximum (lanes shifted by 1, 2, 4, -inf coming in) and the maximum of
+ * the vectors before (its last lane, broadcast). Each position's operations are
+ * wsk_chain_exact's; the maximum is of the same values, only in another order, and the
+ * exact scan holds whole numbers (no NaN): only a zero's sign could differ, and no zero
+ * reaches a result (+ Ls, Ls >= 1, follows; wsk_chain_impl's comment) */
+__attribute__((target("avx512f"))) static void wsk_chain_exact_avx512(
+        double* restrict v, int P, double h, double delta, double Ls)
+{
+    const __m512d vd = _mm512_set1_pd(delta), vL = _mm512_set1_pd(Ls);
+    const __m512d one = _mm512_set1_pd(1.0), eight = _mm512_set1_pd(8.0);
+    const __m512i ninf = _mm512_castpd_si512(_mm512_set1_pd(-HUGE_VAL));
+    const __m512i last = _mm512_set1_epi64(7);
+    __m512d carry = _mm512_set1_pd(h);
+    __m512d idx = _mm512_set_pd(8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0);
+    int ci;
+    for (ci = 1; ci < P - 1; ci += 8) {
+        const int left = P - 1 - ci;
+        const __mmask8 m = left >= 8 ? (__mmask8) 0xFF : (__mmask8) ((1u << left) - 1);
+        const __m512d cd = _mm512_mul_pd(idx, vd);
+        __m512d x = _mm512_sub_pd(_mm512_mask_loadu_pd(_mm512_castsi512_pd(ninf), m, v + ci),
+                                  cd);
+        __m512i xi = _mm512_castpd_si512(x);
+        x = _mm512_max_pd(_mm512_castsi512_pd(_mm512_alignr_epi64(xi, ninf, 7)), x);
+        xi = _mm512_castpd_si512(x);
+        x = _mm512_max_pd(_mm512_castsi512_pd(_mm512_alignr_epi64(xi, ninf, 6)), x);
+        xi = _mm512_castpd_si512(x);
+        x = _mm512_max_pd(_mm512_castsi512_pd(_mm512_alignr_epi64(xi, ninf, 4)), x);
+        x = _mm512_max_pd(carry, x);
+        carry = _mm512_permutexvar_pd(last, x);
+        _mm512_mask_storeu_pd(v + ci, m, _mm512_sub_pd(_mm512_add_pd(_mm512_add_pd(x, cd), vL),
+                                                       one));
+        idx = _mm512_add_pd(idx, eight);
+    }
+}
+#else
+static void wsk_chain_exact_avx512(double* restrict v, int P, double h, double delta,
+                                   double Ls)
+{
+    wsk_chain_exact(v, P, h, delta, Ls);
+}
+#endif
 
 /* round s->n of the chain: its work, first and last at ``work``, ``first``, ``last``
  * (the positions w_sc, a_sc, b_sc bytes apart) */
@@ -188,19 +253,10 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
         s->tail0 = tl;
         free_[0] = tl;
         if (exact) {
-            /* a_c - c * delta, their running maximum, then that + c * delta + Lg - 1:
-               the first and last passes run lane-wide (c < 2**31: chain_exact) */
-            double m = h;
-            int ci;
-            const int Pi = (int) P;
-            for (ci = 1; ci < Pi - 1; ci++)
-                free_[ci] = free_[ci] - (double) ci * delta;
-            for (ci = 1; ci < Pi - 1; ci++) {
-                m = wsk_chain_dmax(m, free_[ci]);
-                free_[ci] = m;
-            }
-            for (ci = 1; ci < Pi - 1; ci++)
-                free_[ci] = ((free_[ci] + (double) ci * delta) + Ls) - 1;
+            if (s->wide)
+                wsk_chain_exact_avx512(free_, (int) P, h, delta, Ls);
+            else
+                wsk_chain_exact(free_, (int) P, h, delta, Ls);
             if (P > 2)
                 tl = free_[P - 2];
         } else {
@@ -275,6 +331,38 @@ static inline __attribute__((always_inline)) void wsk_chain_next(
         tl = wsk_chain_dmax(tl + delta, h + Ls - 1);                                    \
         (v)[c] = tl;                                                                    \
     } while (0)
+
+/* m steps of two scans side by side, (hA, tlA) over XA[0 .. m) and (hB, tlB) over
+ * XB[0 .. m): where the build has SSE2 (every x86-64), the two in the lanes of one
+ * register, half the operations (MAXPD is a > b ? a : b lane by lane, NaN and signed
+ * zeros included: each lane's floats are WSK_CHAIN_SCAN_STEP's) */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define WSK_CHAIN_SCAN_PAIR(XA, XB, m)                                                  \
+    do {                                                                                \
+        double* const xa_ = (XA);                                                       \
+        double* const xb_ = (XB);                                                       \
+        const __m128d d_ = _mm_set1_pd(delta), L_ = _mm_set1_pd(Ls);                    \
+        const __m128d one_ = _mm_set1_pd(1.0);                                          \
+        __m128d h_ = _mm_set_pd(hB, hA), t_ = _mm_set_pd(tlB, tlA);                     \
+        for (k = 0; k < (m); k++) {                                                     \
+            h_ = _mm_max_pd(_mm_add_pd(h_, d_), _mm_loadh_pd(_mm_load_sd(xa_ + k), xb_ + k)); \
+            t_ = _mm_max_pd(_mm_add_pd(t_, d_), _mm_sub_pd(_mm_add_pd(h_, L_), one_));  \
+            _mm_storel_pd(xa_ + k, t_);                                                 \
+            _mm_storeh_pd(xb_ + k, t_);                                                 \
+        }                                                                               \
+        hA = _mm_cvtsd_f64(h_), hB = _mm_cvtsd_f64(_mm_unpackhi_pd(h_, h_));            \
+        tlA = _mm_cvtsd_f64(t_), tlB = _mm_cvtsd_f64(_mm_unpackhi_pd(t_, t_));          \
+    } while (0)
+#else
+#define WSK_CHAIN_SCAN_PAIR(XA, XB, m)                                                  \
+    do {                                                                                \
+        for (k = 0; k < (m); k++) {                                                     \
+            WSK_CHAIN_SCAN_STEP(hA, tlA, (XA), k);                                      \
+            WSK_CHAIN_SCAN_STEP(hB, tlB, (XB), k);                                      \
+        }                                                                               \
+    } while (0)
+#endif
 
 /* the cushion's row of a round (round nb's G, from position 1) and its ``back``, as
  * wsk_chain_next finds them; NULL when the round reads none */
@@ -365,10 +453,7 @@ static inline __attribute__((always_inline)) void wsk_chain_next2(
         c1 = c0 + WSK_CHAIN_SKEW < S ? c0 + WSK_CHAIN_SKEW : S;
         /* round n over [c0, c1) beside round n + 1 over [b0, b1), the block before */
         m = c1 - c0 < b1 - b0 ? c1 - c0 : b1 - b0;
-        for (k = 0; k < m; k++) {
-            WSK_CHAIN_SCAN_STEP(hA, tlA, X, c0 + k);
-            WSK_CHAIN_SCAN_STEP(hB, tlB, Z, b0 + k);
-        }
+        WSK_CHAIN_SCAN_PAIR(X + c0, Z + b0, m);
         for (c = c0 + m; c < c1; c++)
             WSK_CHAIN_SCAN_STEP(hA, tlA, X, c);
         for (c = b0 + m; c < b1; c++)
@@ -428,13 +513,16 @@ static inline ptrdiff_t wsk_chain_rows(ptrdiff_t N, long Lg, ptrdiff_t P, double
  * (j <= c, a_0 = h_0), and tl_c = h_c + Lg - 1 (true of tl_0; tl_{c-1} + delta =
  * h_{c-1} + delta + Lg - 1 <= h_c + Lg - 1). The same values, so the same floats: a zero's
  * sign aside, which no later step can carry to the result (it ends + 1 + task).
- * The running maximum alone is serial: about a third of the scan's latency. */
-static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARGS, int exact)
+ * The running maximum alone is serial: ``wide`` (a caller built for AVX-512) takes it
+ * 8 positions at a time (wsk_chain_exact_avx512). */
+static inline __attribute__((always_inline)) double wsk_chain_impl(WSK_CHAIN_ARGS, int exact,
+                                                                   int wide)
 {
     wsk_chain_state s;
     ptrdiff_t n;
     wsk_chain_begin(&s, shifted, f, Lg, P, hop, ramp, lat, launch, task, cushion, done, E,
                     free1, free2, free_, hist, N > 0 ? N : 1, dt);
+    s.wide = wide;
     for (n = 0; n < N; n++)
         wsk_chain_next(&s, work + n * w_sn, w_sc, first + n * a_sn, a_sc, last + n * b_sn,
                        b_sc, exact);
@@ -462,16 +550,16 @@ static double wsk_chain_rounds(WSK_CHAIN_ARGS)
 {
     return wsk_chain_impl(work, w_sc, w_sn, first, a_sc, a_sn, last, b_sc, b_sn, shifted, f,
                           Lg, P, N, hop, ramp, lat, launch, task, cushion, done, E, free1,
-                          free2, free_, hist, dt, 0);
+                          free2, free_, hist, dt, 0, 0);
 }
 
 /* samples-major rows (N x P, C-contiguous rows of positions: the step kernels), the
  * positions' stride a constant the loops see */
-#define WSK_CHAIN_COLS_BODY \
+#define WSK_CHAIN_COLS_BODY(wide) \
     return wsk_chain_impl(work, sizeof(double), w_sn, first, sizeof(double), a_sn, last, \
                           sizeof(double), b_sn, shifted, f, Lg, P, N, hop, ramp, lat, \
                           launch, task, cushion, done, E, free1, free2, free_, hist, dt, \
-                          exact);
+                          exact, wide);
 #define WSK_CHAIN_COLS_ARGS \
         const char* work, ptrdiff_t w_sn, const char* first, ptrdiff_t a_sn, \
         const char* last, ptrdiff_t b_sn, int shifted, double f, long Lg, ptrdiff_t P, \
@@ -479,13 +567,13 @@ static double wsk_chain_rounds(WSK_CHAIN_ARGS)
         double cushion, double done, double* E, double* free1, double* free2, \
         double* free_, double* hist, double dt, int exact
 
-static double wsk_chain_cols(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
+static double wsk_chain_cols(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY(0) }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 __attribute__((target("avx512f")))
-static double wsk_chain_cols_avx512(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
+static double wsk_chain_cols_avx512(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY(1) }
 #else
-static double wsk_chain_cols_avx512(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY }
+static double wsk_chain_cols_avx512(WSK_CHAIN_COLS_ARGS) { WSK_CHAIN_COLS_BODY(0) }
 #endif
 
 #endif

@@ -141,10 +141,12 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
  * wavelets a round) through one ramp, round n - 2's before round n ends, so its last is
  * (V + sn) * dt - dt, sn = (n - 1) * rampL (0 for n < 2: the plain last; V and sn whole
  * floats below 2**52, so V + sn is exact, the one conversion of V shared with cum) */
-#define WSK_SAMPLES_ROW(...)                                                            \
+#define WSK_SAMPLES_ROW(...) WSK_SAMPLES_ROW_OF(a_cn + n, N, __VA_ARGS__)
+/* the same, column c's count at arow[c * astep] */
+#define WSK_SAMPLES_ROW_OF(arow, astep, ...)                                            \
         const double sn = n > 1 ? (double) ((int64_t) (n - 1) * rampL) : 0.0;          \
         for (c = 0; c < C; c++) {                                                       \
-            const int64_t a = a_cn[c * N + n];                                          \
+            const int64_t a = (arow)[c * (astep)];                                      \
             const int64_t v = a * wpv + 1;                                              \
             const int64_t vs = V[c] + v;                                                \
             const double cum = (double) vs * dt;                                        \
@@ -158,6 +160,17 @@ static const uint8_t* wsk_x_kmajor(const uint8_t* x, ptrdiff_t K, ptrdiff_t N, p
         double* restrict lr = last + n * C;                                             \
         WSK_SAMPLES_ROW(__VA_ARGS__)                                                    \
     }
+
+/* a_nc (N x C) = a_cn (C x N): the counts sample by sample, so that a sample's row reads
+ * them adjacent (src/wsk_step_chain.h); _avx512: 8 x 8 blocks in registers */
+static inline void wsk_counts_nc(const int64_t* restrict a_cn, ptrdiff_t N, ptrdiff_t C,
+                                 int64_t* restrict a_nc)
+{
+    ptrdiff_t c, n;
+    for (c = 0; c < C; c++)
+        for (n = 0; n < N; n++)
+            a_nc[n * C + c] = a_cn[c * N + n];
+}
 
 /* one (n, c) of the two passes below, in one place: src/wsk_step_chain.h makes the same
  * row a round at a time */
@@ -227,6 +240,7 @@ WSK_STREAM_FN void wsk_dense_samples(WSK_DENSE_SAMPLES_ARGS) WSK_DENSE_SAMPLES_B
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define WSK_STREAM_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
+#define WSK_STREAM_WIDE 1             /* the _avx512 builds may call AVX-512 helpers */
 WSK_STREAM_FN int wsk_stream_avx512_runs(void)
 {
     __builtin_cpu_init();
@@ -235,6 +249,7 @@ WSK_STREAM_FN int wsk_stream_avx512_runs(void)
 }
 #else
 #define WSK_STREAM_AVX512
+#define WSK_STREAM_WIDE 0
 WSK_STREAM_FN int wsk_stream_avx512_runs(void) { return 0; }
 #endif
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -289,8 +304,62 @@ WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_x_column_avx512(WSK_X_COLUMN_ARGS)
             A[k] = _mm512_reduce_add_epi64(s);
         }
 }
+
+/* wsk_counts_nc by 8 x 8 blocks (pairs of rows interleaved, then 128-bit lanes twice),
+ * the edges one by one: values moved, never changed */
+WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_counts_nc_avx512(
+        const int64_t* restrict a_cn, ptrdiff_t N, ptrdiff_t C, int64_t* restrict a_nc)
+{
+    ptrdiff_t c0, n0, c, n, i;
+    __m512i r[8], t[8], u[8];
+    for (c0 = 0; c0 + 8 <= C; c0 += 8) {
+        for (n0 = 0; n0 + 8 <= N; n0 += 8) {
+            for (i = 0; i < 8; i++)
+                r[i] = _mm512_loadu_si512((const void*) (a_cn + (c0 + i) * N + n0));
+            for (i = 0; i < 8; i += 2) {
+                t[i] = _mm512_unpacklo_epi64(r[i], r[i + 1]);
+                t[i + 1] = _mm512_unpackhi_epi64(r[i], r[i + 1]);
+            }
+            /* u[0]: columns c0 .. c0 + 3 of samples n0 and n0 + 4, u[1] of n0 + 2, n0 + 6,
+               u[2] of n0 + 1, n0 + 5, u[3] of n0 + 3, n0 + 7; u[4 + j] the next 4 columns */
+            for (i = 0; i < 8; i += 4) {
+                u[i] = _mm512_shuffle_i64x2(t[i], t[i + 2], 0x88);
+                u[i + 1] = _mm512_shuffle_i64x2(t[i], t[i + 2], 0xDD);
+                u[i + 2] = _mm512_shuffle_i64x2(t[i + 1], t[i + 3], 0x88);
+                u[i + 3] = _mm512_shuffle_i64x2(t[i + 1], t[i + 3], 0xDD);
+            }
+            _mm512_storeu_si512((void*) (a_nc + (n0 + 0) * C + c0),
+                                _mm512_shuffle_i64x2(u[0], u[4], 0x88));
+            _mm512_storeu_si512((void*) (a_nc + (n0 + 4) * C + c0),
+                                _mm512_shuffle_i64x2(u[0], u[4], 0xDD));
+            _mm512_storeu_si512((void*) (a_nc + (n0 + 2) * C + c0),
+                                _mm512_shuffle_i64x2(u[1], u[5], 0x88));
+            _mm512_storeu_si512((void*) (a_nc + (n0 + 6) * C + c0),
+                                _mm512_shuffle_i64x2(u[1], u[5], 0xDD));
+            _mm512_storeu_si512((void*) (a_nc + (n0 + 1) * C + c0),
+                                _mm512_shuffle_i64x2(u[2], u[6], 0x88));
+            _mm512_storeu_si512((void*) (a_nc + (n0 + 5) * C + c0),
+                                _mm512_shuffle_i64x2(u[2], u[6], 0xDD));
+            _mm512_storeu_si512((void*) (a_nc + (n0 + 3) * C + c0),
+                                _mm512_shuffle_i64x2(u[3], u[7], 0x88));
+            _mm512_storeu_si512((void*) (a_nc + (n0 + 7) * C + c0),
+                                _mm512_shuffle_i64x2(u[3], u[7], 0xDD));
+        }
+        for (c = c0; c < c0 + 8; c++)
+            for (n = n0; n < N; n++)
+                a_nc[n * C + c] = a_cn[c * N + n];
+    }
+    for (c = c0; c < C; c++)
+        for (n = 0; n < N; n++)
+            a_nc[n * C + c] = a_cn[c * N + n];
+}
 #else
 WSK_STREAM_FN void wsk_x_column_avx512(WSK_X_COLUMN_ARGS) WSK_X_COLUMN_BODY
+WSK_STREAM_FN void wsk_counts_nc_avx512(const int64_t* restrict a_cn, ptrdiff_t N,
+                                        ptrdiff_t C, int64_t* restrict a_nc)
+{
+    wsk_counts_nc(a_cn, N, C, a_nc);
+}
 #endif
 WSK_STREAM_AVX512 WSK_STREAM_FN int64_t wsk_ws_samples_avx512(WSK_WS_SAMPLES_ARGS)
     WSK_WS_SAMPLES_BODY
