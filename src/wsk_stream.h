@@ -310,6 +310,7 @@ WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_x_column_avx512(WSK_X_COLUMN_ARGS)
 WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_counts_nc_avx512(
         const int64_t* restrict a_cn, ptrdiff_t N, ptrdiff_t C, int64_t* restrict a_nc)
 {
+    static const int lo[4] = {0, 2, 1, 3};
     ptrdiff_t c0, n0, c, n, i;
     __m512i r[8], t[8], u[8];
     for (c0 = 0; c0 + 8 <= C; c0 += 8) {
@@ -328,22 +329,14 @@ WSK_STREAM_AVX512 WSK_STREAM_FN void wsk_counts_nc_avx512(
                 u[i + 2] = _mm512_shuffle_i64x2(t[i + 1], t[i + 3], 0x88);
                 u[i + 3] = _mm512_shuffle_i64x2(t[i + 1], t[i + 3], 0xDD);
             }
-            _mm512_storeu_si512((void*) (a_nc + (n0 + 0) * C + c0),
-                                _mm512_shuffle_i64x2(u[0], u[4], 0x88));
-            _mm512_storeu_si512((void*) (a_nc + (n0 + 4) * C + c0),
-                                _mm512_shuffle_i64x2(u[0], u[4], 0xDD));
-            _mm512_storeu_si512((void*) (a_nc + (n0 + 2) * C + c0),
-                                _mm512_shuffle_i64x2(u[1], u[5], 0x88));
-            _mm512_storeu_si512((void*) (a_nc + (n0 + 6) * C + c0),
-                                _mm512_shuffle_i64x2(u[1], u[5], 0xDD));
-            _mm512_storeu_si512((void*) (a_nc + (n0 + 1) * C + c0),
-                                _mm512_shuffle_i64x2(u[2], u[6], 0x88));
-            _mm512_storeu_si512((void*) (a_nc + (n0 + 5) * C + c0),
-                                _mm512_shuffle_i64x2(u[2], u[6], 0xDD));
-            _mm512_storeu_si512((void*) (a_nc + (n0 + 3) * C + c0),
-                                _mm512_shuffle_i64x2(u[3], u[7], 0x88));
-            _mm512_storeu_si512((void*) (a_nc + (n0 + 7) * C + c0),
-                                _mm512_shuffle_i64x2(u[3], u[7], 0xDD));
+            /* sample lo[i] of the 8 columns: u[i]'s and u[4 + i]'s even 128-bit lanes; lo[i]
+               + 4: their odd ones */
+            for (i = 0; i < 4; i++) {
+                _mm512_storeu_si512((void*) (a_nc + (n0 + lo[i]) * C + c0),
+                                    _mm512_shuffle_i64x2(u[i], u[4 + i], 0x88));
+                _mm512_storeu_si512((void*) (a_nc + (n0 + lo[i] + 4) * C + c0),
+                                    _mm512_shuffle_i64x2(u[i], u[4 + i], 0xDD));
+            }
         }
         for (c = c0; c < c0 + 8; c++)
             for (n = n0; n < N; n++)
