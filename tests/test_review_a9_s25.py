@@ -89,8 +89,10 @@ def test_an_encoder_trained_between_its_classifiers_fits_costs_as_alone():
         own = encoder.strategy.model_placement(encoder)
         got.append((_figures(strategy.model_placement(classifier), classifier),
                     _figures(own, encoder)))
-        assert strategy.model_placement(classifier).steps == 6
-        assert own.steps == 3
+        # every step costed each layer of its model, on that model's placement of it
+        held = strategy.model_placement(classifier)
+        assert held.steps == 6 and [p.costed_steps for p in held.placements] == [6, 6]
+        assert own.steps == 3 and [p.costed_steps for p in own.placements] == [3]
     _same(got[0], got[1])
 
 
