@@ -1,10 +1,11 @@
 """The step chains' lanes (src/wsk_chain.h, src/wsk_step_chain.h) against the recurrence
 written out in Python, on both SIMD paths:
 
-- a dense step's chain of whole numbers takes the exact scan: on the AVX-512 path its
-  running maximum goes 8 positions a vector (each vector's prefix maximum, then the
-  vectors' before it); chains whose scanned positions (C - 2) fill no vector, part of one,
-  exactly one, and several with a short last;
+- a dense step's chain of whole numbers takes the exact scan (in the step's fused pass and
+  in dense_stream's chain of its arrays): on the AVX-512 path its running maximum goes 8
+  positions a vector (each vector's prefix maximum, then the vectors' before it); chains
+  whose scanned positions (C - 2) fill no vector, part of one, exactly one, and several
+  with a short last;
 - each sample's row reads its counts from a copy sample by sample (wsk_counts_nc, by 8 x 8
   blocks on the AVX-512 path): columns and samples short of a block, whole blocks, and
   blocks with edges on either side.
@@ -41,6 +42,9 @@ def test_the_exact_scan_in_lanes_is_the_recurrence(paths, C):
                 for path in ("avx512", "baseline"):
                     paths(path)
                     got = DenseStep(K, k_b, tmax, eos, wpv, dt, fill, pipe).run(x)[2]
+                    assert _same(got, want), (L, cushion, path, N, got, want)
+                    # the same chain on the stream's arrays (src/_chain.pxd's chain_columns)
+                    got = dense_stream(x, k_b, tmax, eos, wpv, dt, fill, pipe)[5]
                     assert _same(got, want), (L, cushion, path, N, got, want)
 
 
