@@ -25,7 +25,8 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
         return _plain_relu(x)
     v = x.data
     above = v > threshold
-    out = np.where(above, v, negative_slope * (v - threshold))
+    # slope 0: 0 below, as Keras's relu (not 0 * -inf = NaN, nor -0.0)
+    out = np.where(above, v, negative_slope * (v - threshold) if negative_slope else 0)
     d = np.where(above, 1.0, negative_slope)
     if max_value is not None:
         capped = v >= max_value

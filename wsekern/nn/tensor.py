@@ -525,7 +525,10 @@ def reduce_extremum(a, axis=None, keepdims=False, take_max=True):
 
     def backward(g):
         full = fn(a.data, axis=axis, keepdims=True)
-        hit = (a.data == full).astype(a.dtype)
+        # over every axis a NaN result's gradient goes to the NaNs (torch.max's, Keras on
+        # torch); along axes it is NaN where the result is (torch.amax's)
+        nan_out = axis is None and np.isnan(full).any()
+        hit = (np.isnan(a.data) if nan_out else a.data == full).astype(a.dtype)
         hit /= hit.sum(axis=axis, keepdims=True)
         a.accumulate(hit * _keep(g, a.shape, axis, keepdims))
     return Tensor(out, parents=(a,), backward=backward)
