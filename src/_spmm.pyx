@@ -1551,8 +1551,8 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
             panel_spmm_live(*panels, X, alive, result,
                             g["resolve_threads"](n_threads, <object>nnz * kept / K * N))
             return result
-    # A packed W has kernels' csc-skip-rows too: its CSC candidate, then its cost test, in
-    # Python arithmetic as there, and the same call of csc_spmm_live. Declined where the
+    # A packed W has kernels' csc-skip-rows too: its CSC candidate, then its cost test
+    # (kernels' _column_pays) and the same call of csc_spmm_live. Declined where the
     # candidate would be a transpose not built yet (the Python route builds it).
     if packed is not None and skip_rows and (
             <object>M * g["SCATTER_BLOCK"] * sizeof(floating) <= g["l2_bytes"]() // 2
@@ -1560,10 +1560,8 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
         if not transpose and packed._transpose is None:
             return None
         o_nnz = <object>nnz
-        t_csr = o_nnz * N * cost.spmm_mac
-        if compact:
-            t_csr = o_nnz * (cost.csr_compact + <object>kept / K * N * cost.spmm_mac)
-        if o_nnz * kept / K * N * cost.spmm_scatter_mac < t_csr:
+        if g["_column_pays"](cost, o_nnz, <object>kept, <object>K, <object>N,
+                             sizeof(floating), compact):
             csc = packed if transpose else packed._transpose[0]
             result = np.empty((M, N), dtype=_F32 if floating is float else _F64)
             csc_spmm_live(csc._data, csc._indices, csc._indptr, X, alive, result,

@@ -301,3 +301,100 @@ def test_zen5_avx512_routes_from_whole_calls(monkeypatch):
     assert kernels.spmm_path(W, X) == "blas-densified"
     np.testing.assert_allclose(kernels.spmm(W, X, n_threads=1),
                                W.toarray().astype(np.float64) @ X, rtol=1e-3, atol=1e-3)
+
+
+def test_dense_w_costs_follow_ws_size_against_l3():
+    """zen5/avx512's dense-W figures in closed form: a W in half of L3 is scanned at
+    dense_scan_cached an element, a bigger one at dense_scan, and BLAS (with its narrow-N
+    term) then pays blas_stream a byte of W; float64 BLAS blas_fp64 times more."""
+    t = costs._named("zen5/avx512")
+    l3 = 32 << 20
+    M = K = 1024
+    N, d = 64, 0.2
+    macs = M * K * N
+    blas = macs * t.blas_mac * (1 + t.blas_narrow_n / N)
+    sparse = d * macs * t.spmm_mac
+    assert t.dense_w(M, K, K, N, d, 4, l3) == pytest.approx(
+        (blas, M * K * 0.15 + sparse))
+    assert t.dense_w(M, K, K, N, d, 8, l3) == pytest.approx(
+        (blas * 1.16, M * K * 0.15 + sparse))
+    M = K = 4096                      # 64 MiB of float32: past L3
+    macs = M * K * N
+    assert t.dense_w(M, K, K, N, d, 4, l3) == pytest.approx(
+        (macs * t.blas_mac * (1 + t.blas_narrow_n / N) + M * K * 4 * 0.032,
+         M * K * 0.33 + d * macs * t.spmm_mac))
+    # a CPU whose L3 is not known: every W taken as streamed
+    assert t.dense_w(M, K, K, N, d, 4, 0) == t.dense_w(M, K, K, N, d, 4, l3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zen5_avx512_scans_a_dense_w_held_in_cache(monkeypatch, dtype):
+    """Dense W 1024^2 at 80 % zeros, N = 64 (4-8 MiB: in Zen 5's L3 between calls): the scan
+    runs 0.06-0.2 ns an element, not the 0.33 of a W streamed from memory, and float64 BLAS
+    2.5x float32's: dense-skip-zeros (whole calls, s25: fp32 0.50 against BLAS's 0.58-0.60
+    ms, fp64 0.91-1.27 against 1.46-2.12); the one-rate row took BLAS. Product checked."""
+    table = costs._named("zen5/avx512")
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    monkeypatch.setattr(kernels, "l3_bytes", lambda: 32 << 20, raising=False)
+    rng = np.random.default_rng(7)
+    W = rng.standard_normal((1024, 1024)).astype(dtype)
+    W[rng.random(W.shape) < 0.8] = 0
+    X = rng.standard_normal((1024, 64)).astype(dtype)
+    assert kernels.spmm_path(W, X) == "dense-skip-zeros"
+    np.testing.assert_allclose(kernels.spmm(W, X, n_threads=1),
+                               W.astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+
+
+def test_column_path_cost_counts_the_leftover_columns():
+    """A column of X past the whole vectors takes a scalar pass over the live weights:
+    spmm_scatter_tail each, and the call 5.5 us more than the CSR route's; a row that has
+    not measured them prices every column per MAC."""
+    t = costs._named("zen5/avx512")
+    live, call = 1000, 5500
+    assert t.column(live, 16, 16) == pytest.approx(call + live * 16 * t.spmm_scatter_mac)
+    assert t.column(live, 4, 16) == pytest.approx(call + live * 4 * 0.48)
+    assert t.column(live, 20, 16) == pytest.approx(
+        call + live * (16 * t.spmm_scatter_mac + 4 * 0.48))
+    assert t.column(live, 4, 8) == pytest.approx(call + live * 4 * 0.48)   # float64, AVX-512
+    z3 = costs._named("zen3/avx2")
+    assert z3.column(live, 4, 8) == pytest.approx(live * 4 * z3.spmm_scatter_mac)
+    assert t.csr_weight(1) == 0.35 and t.csr_weight(64) == pytest.approx(64 * t.spmm_mac)
+    assert z3.csr_weight(1) == z3.spmm_mac
+
+
+@pytest.mark.parametrize("row", ["default/avx512", "zen4/avx512", "zen5/avx512"])
+@pytest.mark.parametrize("n, path", [(4, "csr"), (8, "csr"), (1, "csc-skip-rows")])
+def test_narrow_half_dead_x_takes_the_column_path_only_where_it_pays(monkeypatch, row, n,
+                                                                       path):
+    """Packed W 1024^2 at 90 % zeros, half of X's rows dead, float32 on AVX-512 (16 lanes):
+    at N = 4 and 8 every column of the column path is a scalar pass (0.44-0.48 ns a live
+    weight each, Zen 5, every path), so the CSR kernel wins (whole calls, s25: N = 4 0.085
+    against 0.13 ms, N = 8 0.054-0.057 against 0.23-0.24); at N = 1 the column path's one
+    pass beats the CSR kernel's 0.35 ns a weight (0.050-0.053 against 0.065-0.066). The
+    Zen 4 row (every AVX-512 CPU the table does not know) took the column path at N = 2-16."""
+    _packed_half_dead_takes(monkeypatch, row, 1024, n, path)
+
+
+@pytest.mark.parametrize("row", ["default/avx512", "zen5/avx512"])
+@pytest.mark.parametrize("n", [1, 16])
+def test_small_w_half_dead_x_stays_on_the_csr_kernel(monkeypatch, row, n):
+    """Packed W 128^2 at 90 % zeros, half of X's rows dead: the column path's call costs
+    ~5.5 us more than the CSR route's (Zen 5, whole calls, s25: 12.2-13.7 against 6.8-10.4
+    us at N = 1-32, 64^2-256^2); the Zen 4 row took it, 1.3-1.9x slower. Product checked."""
+    _packed_half_dead_takes(monkeypatch, row, 128, n, "csr")
+
+
+def _packed_half_dead_takes(monkeypatch, row, m, n, path):
+    """A packed m^2 W at 90 % zeros times X (m, n) with half its rows dead takes ``path``
+    under the cost row ``row``, float32 on AVX-512's 64-byte vectors, 1 MiB of L2; the
+    product (the native route's) checked against NumPy."""
+    table = costs._named(row)
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 1024 * 1024)
+    monkeypatch.setattr(kernels, "_vector_bytes", lambda: 64, raising=False)
+    W = random_csr(m, m, 0.1, dtype=np.float32)
+    P = wsekern.pack(W)
+    X = _half_dead(m, n, 8)
+    assert kernels.spmm_path(P, X) == path
+    np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
+                               W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)

@@ -125,6 +125,11 @@ def l2_bytes():
     return cpu_info()["caches"].get("L2") or DEFAULT_L2
 
 
+def l3_bytes():
+    """This CPU's L3 in bytes (0 when the OS does not tell)."""
+    return cpu_info()["caches"].get("L3") or 0
+
+
 def describe():
     """One line: 'AMD EPYC (zen3); L1d 32 KiB, L2 512 KiB, L3 32 MiB'."""
     info = cpu_info()

@@ -19,7 +19,7 @@ class CostTable:
     name: str
     blas_mac: float       # dense GEMM (NumPy's BLAS), per multiply-add
     spmm_mac: float       # CSR row kernel, per stored weight per column of X
-    dense_scan: float     # compacting a dense W row to its nonzeros, per element
+    dense_scan: float     # compacting a dense W row to its nonzeros, per element (streamed)
     densify: float        # CSR -> dense, per element of the dense result
     # conv2d paths, time relative to im2col + BLAS as (fixed, per density): the direct path
     # per kept-weight fraction, the input-stationary one per nonzero-pixel fraction (fitted
@@ -36,6 +36,18 @@ class CostTable:
     # half of X's rows zero), but no work at all for the nonzeros meeting dead rows: it
     # wins for narrow X (N up to ~80 at half the rows dead), where compaction does not pay.
     spmm_scatter_mac: float = 0.116
+    # The column path's kernel takes each whole vector of X's row in registers, one pass over
+    # the column's weights for each (whole vectors of the SIMD path: 64 bytes AVX-512, 32
+    # AVX2, 16 baseline); each column left over (N % lanes) takes one more pass of scalar
+    # read-modify-writes, per live weight: ``spmm_scatter_tail`` ns (None: not measured,
+    # every column priced at spmm_scatter_mac). At such narrow X the CSR kernel too costs
+    # at least ``spmm_weight`` per stored weight (its index, value and X's line), however
+    # few the columns: the column path is weighed against that. The column path's call costs
+    # ``spmm_scatter_call`` ns more than the CSR route's (its (M, 32) buffer, its OpenMP
+    # region, six arrays' buffers): it decides for small W.
+    spmm_scatter_tail: float = None
+    spmm_weight: float = 0.0
+    spmm_scatter_call: float = 0.0
     # the panel path for a packed W meeting zero rows of X (W as row panels of 64 rows in
     # CSC form, kernels.PANEL_ROWS): the CSR kernel's multiply-adds of the weights meeting
     # live rows, plus appending each of those weights to its row's list (``panel_nnz``)
@@ -69,6 +81,14 @@ class CostTable:
     # BLAS per multiply-add grows for narrow X as (1 + blas_narrow_n / N): OpenBLAS's sgemm
     # on Zen 3 ran 0.034-0.045 ns a MAC at N = 16, 0.028-0.031 at N = 32 (1024^2).
     blas_narrow_n: float = 16.0
+    # A dense W whose bytes pass half of L3 is read from memory on each call; one that fits
+    # stays in cache between calls. Its scan then costs ``dense_scan_cached`` an element, not
+    # ``dense_scan`` (None: one rate), and BLAS, which packs W as it goes, ``blas_stream``
+    # more per byte of W past L3 (0: not measured). float64 BLAS per multiply-add against
+    # the CSR kernel's, over float32's ratio (``blas_fp64``), for the dense-W choice.
+    dense_scan_cached: float = None
+    blas_stream: float = 0.0
+    blas_fp64: float = 1.0
 
     # the sparse Dense step (wsekern/sparse_dense.py): the SDDMM of its weight gradient, per
     # stored weight per batch row, and its tiled transposes, per element (measured at the
@@ -89,6 +109,34 @@ class CostTable:
         if m is not None and self.blas_small:
             t *= 1 + self.blas_small / max(m, 1) + self.blas_small / max(k, 1)
         return t
+
+    def dense_w(self, M, K, k_live, N, density, itemsize=4, l3=0):
+        """(BLAS, scan) nanoseconds for spmm of a dense (M, K) W holding ``density`` nonzeros
+        against X's ``k_live`` live rows of ``N`` columns: BLAS, or the scan compacting W and
+        the CSR kernel on its nonzeros. ``l3``: this CPU's L3 in bytes (0: unknown, W taken
+        as read from memory)."""
+        t_blas = self.blas(M * k_live * N, N)
+        if itemsize == 8:
+            t_blas *= self.blas_fp64
+        scan = self.dense_scan
+        if M * K * itemsize > l3 // 2:
+            t_blas += M * K * itemsize * self.blas_stream
+        elif self.dense_scan_cached is not None:
+            scan = self.dense_scan_cached
+        return t_blas, M * K * scan + density * M * k_live * N * self.spmm_mac
+
+    def csr_weight(self, n):
+        """Nanoseconds per stored weight of the CSR kernel against X of ``n`` columns."""
+        return max(n * self.spmm_mac, self.spmm_weight)
+
+    def column(self, live, n, lanes):
+        """Nanoseconds for the column path: ``live`` weights meeting X's live rows of ``n``
+        columns, the SIMD path's vectors holding ``lanes`` values."""
+        if self.spmm_scatter_tail is None:
+            return self.spmm_scatter_call + live * n * self.spmm_scatter_mac
+        tail = n % max(lanes, 1)
+        return self.spmm_scatter_call + live * (
+            (n - tail) * self.spmm_scatter_mac + tail * self.spmm_scatter_tail)
 
     def densified(self, M, K, k_live, N, nnz):
         """Nanoseconds for spmm's densified route: csr_to_dense of the (M, K) W holding
@@ -145,7 +193,8 @@ TABLES = {
                                   (0.2, 1.25), csr_compact=0.5, spmm_scatter_mac=0.08,
                                   densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
                                   blas_narrow_n=4.0, sampled_mac=0.12,
-                                  panel_nnz=2.2, panel_step=1.0),
+                                  panel_nnz=2.2, panel_step=1.0, spmm_scatter_tail=0.48,
+                                  spmm_weight=0.35, spmm_scatter_call=5500.0),
     # AVX2's spmm_scatter_mac 0.1 (0.09 before s21): packed fp32 W, half of X's rows dead,
     # whole calls, old/new in alternating processes (3 rounds): csr-skip-rows beat the
     # column path it replaces at 1024^2 x 56 and x 64 (a new map each call 0.22 against
@@ -153,11 +202,21 @@ TABLES = {
     # 4.26-4.66), and a map met again then skips the compaction (the packed W keeps it:
     # 4096^2 x 64 2.4 against 3.8-4.6 ms). The crossover at half dead moves from N = 72 to
     # 51; 4096^2 x 48 stays on the column path (the kernels alone: within 5-12 %).
+    # spmm_scatter_tail, spmm_weight and spmm_scatter_call on every Zen 4 row (so on the
+    # default rows): measured on Zen 5 per path (s25), not on Zen 4 (a scalar pass per
+    # leftover column and the call's fixed work: the code, not the vector width, sets them).
+    # Without them the Zen 4 rows sent a packed W with half of X's rows dead to the column
+    # path at N = 2-15 on Zen 5, 1.1-4.2x slower than the CSR kernel (avx512, 36 cells of
+    # 1024^2 and 4096^2: >5 % slower in 21 -> 9, worst 4.17 -> 1.53; avx2 17 -> 10, 2.43 ->
+    # 1.31; baseline 14 -> 12, 1.44 -> 1.35), and small W (64^2-512^2) there at 1.2-1.95x
+    # (22 of 24 cells -> 1).
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
                                 csr_compact=0.9, spmm_scatter_mac=0.1, densify_nnz=2.0,
                                 densify_call=20000.0, blas_small=8.0,
                                 blas_narrow_n=4.0, sampled_mac=0.11, panel_nnz=1.8,
-                                panel_step=1.0, csr_compact_blocked=0.9),
+                                panel_step=1.0, csr_compact_blocked=0.9,
+                                spmm_scatter_tail=0.44, spmm_weight=0.35,
+                                spmm_scatter_call=5500.0),
     # baseline spmm_mac refitted after its column blocks went to 1/8 of L2 and a row's last
     # nonzeros began prefetching the next row's X (s13): the whole spmm call at 90 % zeros
     # (fp32 1024^2 x 256 and x 64, 4096^2 x 64; best of 7 thread-CPU times, 1 thread) is
@@ -167,7 +226,9 @@ TABLES = {
                                     (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.14,
                                     densify_nnz=1.55, densify_call=20000.0, blas_small=8.0,
                                     blas_narrow_n=4.0, sampled_mac=0.15,
-                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2),
+                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2,
+                                    spmm_scatter_tail=0.45, spmm_weight=0.35,
+                                    spmm_scatter_call=5500.0),
     # Zen 5 (AMD EPYC, family 26 model 2), 2 cores, L1d 48 KiB, 1 MiB L2/core, AVX-512 on
     # 512-bit units (s24 zen5): each route forced through a table that leaves it the only
     # choice, whole spmm calls (W 90 % zeros as SciPy CSR, or packed for the column and panel
@@ -216,11 +277,32 @@ TABLES = {
     # 128 80 %: 4.3 against 3.1). At 0.33 the choice is the faster route (or within 5 %) in
     # 23 of that sweep's 25 cells; 1024^2 x 64 80 % and 4096^2 x 16 99 % take BLAS, 1.14x
     # and 1.10x slower than the scan, as at 0.4 (the in-cache scan runs below this rate).
+    # s25 dispatch25, idle-to-load 8: W's size against L3 (dense_grid.py, each route forced,
+    # best of 7, fp32 and fp64, 512^2-4096^2, N 16-256, 70-99 % zeros): the scan less the
+    # CSR kernel at 0.028 runs 0.04-0.2 ns an element (fp32) while W's bytes fit half of L3
+    # (16 MiB here), 0.27-0.40 past it (32-128 MiB): dense_scan_cached 0.15. BLAS on a
+    # streamed W ran 0.12-0.14 ns an element over blas() (3072^2 x 32, 4096^2 x 16 and 64):
+    # blas_stream 0.032 a byte. fp64 BLAS 2.5-2.6x fp32's time a MAC where the CSR kernel's
+    # is 2.1-2.25x (packed W, 50-70 % zeros): blas_fp64 1.16. Whole calls where a route
+    # is >5 % slower than the other: 19-21 of 75 -> 3 (worst 1.26, was 2.19).
+    # The column path's leftover columns (s25): N % 16 fp32 columns at N = 1-12 cost 0.48 ns
+    # a live weight each (0.44 AVX2, 0.45 baseline; 1024^2 and 4096^2 packed, 90 % zeros,
+    # half of X dead), against ~1 ns a live weight for a whole vector's pass; the CSR kernel
+    # costs ~0.35 ns a weight at N = 1-8 whatever N. The column path's call costs ~5.5 us
+    # more than the CSR route's (64^2-512^2 packed, N 1-32: 12-14 against 6-10 us).
+    # densify_call and blas_small (Zen 4's) checked on Zen 5 (s25): the densified route
+    # against the CSR kernel at 64^2-512^2, N 16-1024, 50-60 % zeros, fp32/fp64: the faster
+    # route (or within 5 %) in 59 of 64 cells; with densify_call 5-20 us and blas_small 0-8
+    # (every pair, offline, these cells and 42 more at 1024^2-4096^2) 9-11 of the 106 stay
+    # on the slower route (10 with these values): the misses are the CSR kernel's rate rising
+    # with density (0.023 ns a MAC at 70 % zeros, 0.029 at 50 %, 1024^2 x 64), not these.
     ("zen5", "avx512"): CostTable("zen5/avx512", 0.0086, 0.028, 0.33, 0.045, (0.05, 1.2),
                                   (0.2, 1.25), csr_compact=0.3, spmm_scatter_mac=0.058,
                                   densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                   blas_narrow_n=5.0, sampled_mac=0.12,
-                                  panel_nnz=1.0, panel_step=1.0),
+                                  panel_nnz=1.0, panel_step=1.0, dense_scan_cached=0.15,
+                                  blas_stream=0.032, blas_fp64=1.16, spmm_scatter_tail=0.48,
+                                  spmm_weight=0.35, spmm_scatter_call=5500.0),
     ("zen5", "avx2"): CostTable("zen5/avx2", 0.0086, 0.034, 0.35, 0.045, (0.04, 1.53),
                                 (0.3, 1.2), csr_compact=0.45, spmm_scatter_mac=0.05,
                                 densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,

@@ -10,7 +10,7 @@ from . import (
     _spmm,
 )
 from ._budget import check_expanded, check_memory
-from ._cpu import l2_bytes
+from ._cpu import l2_bytes, l3_bytes
 from ._threads import check_threads, min_work_per_thread, resolve_threads
 from .costs import cost_table
 from .sparse import (
@@ -224,8 +224,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     if dense_W:
         Wop = np.ascontiguousarray(W.T if transpose else W, dtype=dtype)
         density = _estimate_density(Wop)
-        t_blas = M * k_live * N * cost.blas_mac
-        t_sparse = M * K * cost.dense_scan + density * M * k_live * N * cost.spmm_mac
+        t_blas, t_sparse = cost.dense_w(M, K, k_live, N, density, Wop.itemsize, l3_bytes())
         # With inf/NaN in X, BLAS would multiply them by W's zeros, which are not stored.
         if t_blas <= t_sparse and finite():
             return out, _blas(Wop, Xc, alive, skip_rows, out2)
@@ -277,10 +276,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     if skip_rows and M * SCATTER_BLOCK * Xc.itemsize <= l2_bytes() // 2:
         csc = _csc_for_live_columns(W, transpose, dtype)
     if csc is not None:
-        t_csr = nnz * N * cost.spmm_mac
-        if compact_pays:
-            t_csr = nnz * (cost.csr_compact + n_alive / K * N * cost.spmm_mac)
-        if nnz * n_alive / K * N * cost.spmm_scatter_mac < t_csr:
+        if _column_pays(cost, nnz, n_alive, K, N, Xc.itemsize, compact_pays):
             _spmm.csc_spmm_live(csc.data, csc.indices, csc.indptr, Xc, alive, out2,
                                 resolve_threads(n_threads, nnz * n_alive / K * N),
                                 SCATTER_BLOCK)
@@ -312,6 +308,21 @@ def _threads_for(n_threads, work, cost):
     if work < min_work_per_thread(cost):
         return 1
     return resolve_threads(n_threads, work)
+
+
+def _column_pays(cost, nnz, n_alive, K, N, itemsize, compact_pays):
+    """Whether the column path (``nnz`` weights, X's ``n_alive`` of ``K`` rows alive, ``N``
+    columns) costs less than the CSR kernel, with the compaction where that pays."""
+    per_weight = cost.csr_weight(N)
+    t_csr = nnz * per_weight
+    if compact_pays:
+        t_csr = nnz * (cost.csr_compact + n_alive / K * per_weight)
+    return cost.column(nnz * n_alive / K, N, _vector_bytes() // itemsize) < t_csr
+
+
+def _vector_bytes():
+    """Bytes of a vector of the SIMD path in use (its widest tile is 8 of them)."""
+    return _block_rule_in_use()[0] // 8
 
 
 # Columns of out per block of the CSC path: its (M, 32) buffer stayed in L2 and beat 16 and
@@ -372,16 +383,16 @@ def _panels_for_live_rows(W, transpose, dtype, M, K, N, nnz, n_alive, compact_pa
             and nnz * (itemsize + W._indices.itemsize) <= l2_bytes()):
         return None
     live = nnz * n_alive / K * N
-    t_csr = nnz * N * cost.spmm_mac
+    t_csr = nnz * cost.csr_weight(N)
     if compact_pays:
         # in column blocks, the CSR kernel compacts W once into a copy it reads back
         blocked = column_block(n_alive + 1, N, itemsize, reuse=nnz / K)
         compact = cost.csr_compact_blocked if blocked and cost.csr_compact_blocked else (
             cost.csr_compact)
-        t_csr = nnz * (compact + n_alive / K * N * cost.spmm_mac)
+        t_csr = nnz * (compact + n_alive / K * cost.csr_weight(N))
     t_best = t_csr
     if M * SCATTER_BLOCK * itemsize <= l2_bytes() // 2:
-        t_best = min(t_best, live * cost.spmm_scatter_mac)
+        t_best = min(t_best, cost.column(nnz * n_alive / K, N, _vector_bytes() // itemsize))
     steps = -(-M // PANEL_ROWS) * n_alive
     t_panel = live * cost.spmm_mac + nnz * n_alive / K * cost.panel_nnz
     if t_panel + steps * cost.panel_step >= t_best:
