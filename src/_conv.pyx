@@ -16,14 +16,6 @@ from _simd cimport (wsk_plane_axpy_f32, wsk_plane_axpy_f64,
                     wsk_spmm_row_f32_i32, wsk_spmm_row_f64_i32, wsk_simd_init,
                     wsk_compact_f32, wsk_compact_f64)
 
-# s5-sparse's sampled dot products (four dots sharing one row's loads), used read-only
-cdef extern from "wsk_sampled.h" nogil:
-    void wsk_sampled_dots_f32_i32(const float*, const float*, Py_ssize_t, const int32_t*,
-                                  Py_ssize_t, float*, Py_ssize_t) noexcept
-    void wsk_sampled_dots_f64_i32(const double*, const double*, Py_ssize_t, const int32_t*,
-                                  Py_ssize_t, double*, Py_ssize_t) noexcept
-    void wsk_sampled_init(int avx2) noexcept
-
 cdef extern from "wsk_conv_small.h" nogil:
     void wsk_small_forward_f32(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, const float*,
                                Py_ssize_t, Py_ssize_t, Py_ssize_t, const Py_ssize_t*,
@@ -38,6 +30,16 @@ cdef extern from "wsk_conv_small.h" nogil:
                                    const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                                    const Py_ssize_t*, double*) noexcept
     void wsk_small_init(int path) noexcept
+
+cdef extern from "wsk_conv_planes.h" nogil:
+    void wsk_planes_gw_f32(const float*, Py_ssize_t, const float*, Py_ssize_t, Py_ssize_t,
+                           Py_ssize_t, Py_ssize_t, const int32_t*, const int32_t*, Py_ssize_t,
+                           Py_ssize_t, float*, float*) noexcept
+    void wsk_planes_gw_f64(const double*, Py_ssize_t, const double*, Py_ssize_t, Py_ssize_t,
+                           Py_ssize_t, Py_ssize_t, const int32_t*, const int32_t*, Py_ssize_t,
+                           Py_ssize_t, double*, double*) noexcept
+    enum: WSK_PLANES_LANES_BYTES
+    void wsk_planes_init(int path) noexcept
 
 cdef extern from "wsk_conv_tile.h" nogil:
     void wsk_tile_rows_f32(const float*, const int32_t*, Py_ssize_t, const float*, Py_ssize_t,
@@ -55,10 +57,10 @@ import numpy as np
 def simd_init(int path=0):
     """Select this module's SIMD path (the dispatch tables are per extension module)."""
     name = wsk_simd_init(path).decode()
-    wsk_sampled_init(name in ("avx2", "avx512"))      # its widest clone is AVX2
     path = {"avx2": 2, "avx512": 4}.get(name, 1)
     wsk_small_init(path)
     wsk_tile_init(path)
+    wsk_planes_init(path)
     global _tile_rows, _blocks_f32, _shifted_f32
     _tile_rows = {2: 3, 4: 4}.get(path, 2)
     _blocks_f32 = path == 2
@@ -575,30 +577,33 @@ def planes_grad_weight(const floating[:, :, ::1] X, const floating[:, :, ::1] G,
     """acc[t, p] += sum over the images b thread t takes of
     G[b, o, start + 0:n] . X[b].flat[xoff[p] + 0:n] for the kept weights p of each filter
     o (optr: CSR over filters): the weight gradient at the kept weights only (sum acc over
-    its first axis). Images outermost, so one image's planes stay in cache while every
-    kept weight reads them; a filter's dots run four at a time sharing G's row."""
-    cdef Py_ssize_t B = X.shape[0], O = G.shape[1], P = xoff.shape[0], b, o, p, t
+    its first axis). Each kept weight sums vectors of lanes over all the thread's images
+    and reduces them once (src/wsk_conv_planes.h); n must be whole 16-element blocks and
+    every read inside the planes (the wrapper's geometry)."""
+    cdef Py_ssize_t B = X.shape[0], O = G.shape[1], P = xoff.shape[0], t, lo, hi
+    if n % 16 or n < 0:
+        raise ValueError(f"planes_grad_weight: n must be a multiple of 16; received {n}")
+    if optr.shape[0] != O + 1 or optr[O] != P or acc.shape[1] != P or acc.shape[0] < n_threads:
+        raise ValueError(f"planes_grad_weight: optr must have {O + 1} entries ending at "
+                         f"{P} kept weights and acc ({n_threads}, {P}); received optr of "
+                         f"{optr.shape[0]}, acc {(acc.shape[0], acc.shape[1])}")
     if B * P * n == 0:
         return
-    cdef floating[:, ::1] part = np.empty((n_threads, P), dtype=np.asarray(acc).dtype)
+    cdef Py_ssize_t lane_n = P * (WSK_PLANES_LANES_BYTES // sizeof(floating))
+    cdef floating[:, ::1] lanes = np.empty((n_threads, lane_n), dtype=np.asarray(acc).dtype)
     with nogil, parallel(num_threads=n_threads):
         t = threadid()
-        for b in prange(B, schedule='static'):
-            for o in range(O):
-                if optr[o + 1] > optr[o]:
-                    _dots(&G[b, o, start], &X[b, 0, 0], &xoff[0] + optr[o],
-                          optr[o + 1] - optr[o], &part[t, 0] + optr[o], n)
-            for p in range(P):
-                acc[t, p] += part[t, p]
-
-
-cdef inline void _dots(const floating* a, const floating* base, const int32_t* off,
-                       Py_ssize_t nnz, floating* out, Py_ssize_t n) noexcept nogil:
-    # out[q] = a[0:n] . base[off[q] + 0:n] for q < nnz
-    if floating is float:
-        wsk_sampled_dots_f32_i32(a, base, 1, off, nnz, out, n)
-    else:
-        wsk_sampled_dots_f64_i32(a, base, 1, off, nnz, out, n)
+        lo = B * t // n_threads
+        hi = B * (t + 1) // n_threads
+        if hi > lo:
+            if floating is float:
+                wsk_planes_gw_f32(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
+                                  G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
+                                  &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
+            else:
+                wsk_planes_gw_f64(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
+                                  G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
+                                  &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
 
 
 def scan_planes(const floating[:, :, ::1] x, uint8_t[:, ::1] alive):

@@ -231,7 +231,8 @@ def grad_weight(X, G, pattern, n_threads=None):
     _expect("G (gradient planes)", G, (B, g.O, g.g_stride), X.dtype)
     threads = _threads(n_threads, pattern.nnz * X.shape[0] * g.OH * g.Wp)
     acc = np.zeros((threads, pattern.nnz), dtype=X.dtype)
-    _conv.planes_grad_weight(X, G, pattern.x_off, pattern.o_ptr, g.reach, g.OH * g.Wp, acc,
+    # n_out: whole vectors; the gradient planes are zero past each output row
+    _conv.planes_grad_weight(X, G, pattern.x_off, pattern.o_ptr, g.reach, g.n_out, acc,
                              threads)
     return acc.sum(axis=0) if threads > 1 else acc[0]
 
