@@ -12,7 +12,30 @@ from libc.stdint cimport int32_t
 from libc.math cimport INFINITY
 from cython cimport floating
 
+cdef extern from "wsk_nhwc.h" nogil:
+    void wsk_max_pool_f32(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, float*, int32_t*,
+                          Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                          Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_max_pool_f64(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, double*,
+                          int32_t*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                          Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_max_pool_back_apart_f32(const float*, const int32_t*, float*, Py_ssize_t,
+                                     Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                     Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_max_pool_back_apart_f64(const double*, const int32_t*, double*, Py_ssize_t,
+                                     Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                     Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept
+    void wsk_nhwc_init(int path) noexcept
+
 import numpy as np
+
+
+def simd_init(int path):
+    """Select the clone of the max-pooling passes (src/wsk_nhwc.h): 1
+    baseline, 2 avx2, 4 avx512 (the caller checked this CPU runs it; wsekern.simd_path)."""
+    if path not in (1, 2, 4):
+        raise ValueError(f"simd_init: path must be 1, 2 or 4; received {path}")
+    wsk_nhwc_init(path)
 
 
 def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols, int kh, int kw,
@@ -83,48 +106,17 @@ def max_pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
     torch; a window of -inf keeps its first pixel. A window wholly in the padding
     gives -inf and arg -1."""
     cdef Py_ssize_t B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
-    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t b, oh, ow, i, j, ih, iw, c, h0, h1, w0, w1
-    cdef floating v, best
-    cdef bint take
-    cdef int32_t idx
-    cdef floating* o
-    cdef int32_t* a
-    cdef const floating* src
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], b
     if B * OH * OW * C == 0:
         return
     with nogil:
         for b in prange(B, num_threads=n_threads, schedule='static'):
-            for oh in range(OH):
-                h0 = max(oh * sh - ph, 0)
-                h1 = min(oh * sh - ph + kh, H)
-                for ow in range(OW):
-                    w0 = max(ow * sw - pw, 0)
-                    w1 = min(ow * sw - pw + kw, W)
-                    o = &out[b, oh, ow, 0]
-                    a = &arg[b, oh, ow, 0]
-                    if h0 >= h1 or w0 >= w1:
-                        for c in range(C):
-                            o[c] = -INFINITY
-                            a[c] = -1
-                        continue
-                    src = &x[b, h0, w0, 0]
-                    for c in range(C):
-                        o[c] = src[c]
-                        a[c] = <int32_t>(h0 * W + w0)
-                    for ih in range(h0, h1):
-                        for iw in range(w0, w1):
-                            src = &x[b, ih, iw, 0]
-                            idx = <int32_t>(ih * W + iw)
-                            # strictly larger, or the first NaN (NaN != NaN); selects, not
-                            # branches: the loop over channels vectorises, and a branch on
-                            # data mispredicted about one time in three
-                            for c in range(C):
-                                v = src[c]
-                                best = o[c]
-                                take = (v > best) | ((v != v) & (best == best))
-                                o[c] = v if take else best
-                                a[c] = idx if take else a[c]
+            if floating is float:
+                wsk_max_pool_f32(&x[b, 0, 0, 0], H, W, C, &out[b, 0, 0, 0], &arg[b, 0, 0, 0],
+                                 OH, OW, kh, kw, sh, sw, ph, pw)
+            else:
+                wsk_max_pool_f64(&x[b, 0, 0, 0], H, W, C, &out[b, 0, 0, 0], &arg[b, 0, 0, 0],
+                                 OH, OW, kh, kw, sh, sw, ph, pw)
 
 
 def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, ::1] arg,
@@ -138,13 +130,8 @@ def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, 
     only compared, never used as an index."""
     cdef Py_ssize_t B = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2]
     cdef Py_ssize_t C = grad.shape[3], H = gx.shape[1], W = gx.shape[2]
-    cdef Py_ssize_t b, oh, ow, c, p, ih, iw
-    cdef int32_t idx
+    cdef Py_ssize_t b, oh, ow, c, p
     cdef floating* base
-    cdef floating* dst
-    cdef const floating* gsrc
-    cdef const int32_t* asrc
-    cdef floating gv
     if (arg.shape[0] != B or arg.shape[1] != OH or arg.shape[2] != OW or arg.shape[3] != C
             or gx.shape[0] != B or gx.shape[3] != C):
         raise ValueError(f"max_pool_backward: grad {np.shape(grad)}, arg {np.shape(arg)} "
@@ -155,20 +142,12 @@ def max_pool_backward(const floating[:, :, :, ::1] grad, const int32_t[:, :, :, 
             return
         with nogil:
             for b in prange(B, num_threads=n_threads, schedule='static'):
-                for ih in range(H):
-                    oh = ih // sh
-                    for iw in range(W):
-                        ow = iw // sw
-                        dst = &gx[b, ih, iw, 0]
-                        if oh >= OH or ih - oh * sh >= kh or ow >= OW or iw - ow * sw >= kw:
-                            memset(dst, 0, C * sizeof(floating))
-                            continue
-                        gsrc = &grad[b, oh, ow, 0]
-                        asrc = &arg[b, oh, ow, 0]
-                        idx = <int32_t>(ih * W + iw)
-                        for c in range(C):      # both loaded first: a select, vectorised
-                            gv = gsrc[c]
-                            dst[c] = gv if asrc[c] == idx else 0
+                if floating is float:
+                    wsk_max_pool_back_apart_f32(&grad[b, 0, 0, 0], &arg[b, 0, 0, 0],
+                                                &gx[b, 0, 0, 0], H, W, C, OH, OW, kh, kw, sh, sw)
+                else:
+                    wsk_max_pool_back_apart_f64(&grad[b, 0, 0, 0], &arg[b, 0, 0, 0],
+                                                &gx[b, 0, 0, 0], H, W, C, OH, OW, kh, kw, sh, sw)
         return
     if B * OH * OW * C == 0 or W == 0:
         return

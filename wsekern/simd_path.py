@@ -5,6 +5,7 @@ import os
 from . import (
     _activations,
     _conv,
+    _nhwc,
     _screen,
     _sparse_dense,
     _spmm,
@@ -41,7 +42,7 @@ def _select_simd():
     # Each extension module holds its own dispatch table: set them all alike. The
     # elementwise passes (GELU, softmax) take the path by name; "best" is the widest they
     # run on this CPU.
-    _conv.simd_init(path)
+    _nhwc.simd_init(SIMD_BITS[_conv.simd_init(path)])
     _sparse_dense.simd_init(path)
     vmath = {1: "baseline", 2: "avx2"}.get(path, "avx512")
     _activations.use_simd_path(vmath)
