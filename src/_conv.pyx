@@ -591,19 +591,21 @@ def planes_grad_weight(const floating[:, :, ::1] X, const floating[:, :, ::1] G,
         return
     cdef Py_ssize_t lane_n = P * (WSK_PLANES_LANES_BYTES // sizeof(floating))
     cdef floating[:, ::1] lanes = np.empty((n_threads, lane_n), dtype=np.asarray(acc).dtype)
-    with nogil, parallel(num_threads=n_threads):
-        t = threadid()
-        lo = B * t // n_threads
-        hi = B * (t + 1) // n_threads
-        if hi > lo:
-            if floating is float:
-                wsk_planes_gw_f32(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
-                                  G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
-                                  &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
-            else:
-                wsk_planes_gw_f64(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
-                                  G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
-                                  &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
+    # one iteration a share of the images, not one thread: the team may hold fewer threads
+    # than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC), and every share must still be summed
+    with nogil:
+        for t in prange(n_threads, num_threads=n_threads, schedule='static', chunksize=1):
+            lo = B * t // n_threads
+            hi = B * (t + 1) // n_threads
+            if hi > lo:
+                if floating is float:
+                    wsk_planes_gw_f32(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
+                                      G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
+                                      &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
+                else:
+                    wsk_planes_gw_f64(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
+                                      G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
+                                      &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
 
 
 def scan_planes(const floating[:, :, ::1] x, uint8_t[:, ::1] alive):

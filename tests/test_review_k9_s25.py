@@ -1,0 +1,40 @@
+"""Review k9 (s25): checks of base25's, dispatch25's and conv25's work that their own tests
+do not make."""
+import os
+
+import numpy as np
+from conftest import run_in_child
+
+
+def test_planes_grad_weight_counts_every_image_with_fewer_threads_than_asked():
+    # The OpenMP team can be smaller than num_threads (OMP_THREAD_LIMIT, OMP_DYNAMIC on a
+    # loaded machine, a nested region): every image must still be summed once. Before the
+    # fix, each thread took images B*t/n .. B*(t+1)/n of the n asked for, so a team of one
+    # summed half of them (45 % off at 2 threads asked, no error).
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    res = run_in_child("""
+        import numpy as np
+        from wsekern import _conv, conv_planes
+        rng = np.random.default_rng(0)
+        shape, kshape = (6, 10, 10, 4), (3, 3, 4, 5)
+        mask = rng.random(kshape) < 0.3
+        x = rng.standard_normal(shape)
+        g = conv_planes.PlaneGeometry.of(shape, kshape, ((1, 1), (1, 1)), (1, 1))
+        pat = conv_planes.PlanePattern(mask, g)
+        R = rng.standard_normal((shape[0], g.OH, g.OW, kshape[3]))
+        G, _ = conv_planes.grad_planes(R, np.ones_like(R), False, g)
+        X = conv_planes.to_planes(x, g)
+        # independent reference: the weight gradient as a sum over taps
+        xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        ref = np.zeros(kshape)
+        for i in range(3):
+            for j in range(3):
+                ref[i, j] = np.einsum("bhwc,bhwo->co", xp[:, i:i + g.OH, j:j + g.OW], R)
+        ref = ref.ravel()[pat.flat_o]
+        for th in (1, 2, 3):
+            acc = np.zeros((th, pat.nnz))
+            _conv.planes_grad_weight(X, G, pat.x_off, pat.o_ptr, g.reach, g.n_out, acc, th)
+            np.testing.assert_allclose(acc.sum(axis=0), ref, rtol=1e-12, atol=1e-12)
+        print("ok")
+    """, env=env)
+    assert res.returncode == 0 and res.stdout.split() == ["ok"], res.stderr[-2000:]
