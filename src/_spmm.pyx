@@ -77,12 +77,17 @@ def simd_init(int path=0, str uarch=""):
 
 # Per microarchitecture, how the baseline and AVX2 rows kernels run a column block of one
 # 8x1 tile (wsk_spmm_block_mode in wsk_simd.h); one not named keeps mode 0, as tuned on
-# Zen 3/4. Zen 5, mode 1 (the block's pitch a constant, no prefetch while the block is in
-# L2, 16 ahead in a loop of their own past it), the kernel alone in a C harness (the W of
-# scipy.sparse.random(density=0.1, random_state=0), 90 % zeros, best of 15, s25): baseline
-# fp32 1024^2 x 256 1.27 -> 1.11 ms, fp64 2.57 -> 2.23, fp32 4096^2 x 64 4.91 -> 4.77;
-# AVX2 fp32 1024^2 x 256 0.73 -> 0.65, 4096^2 x 64 2.94 -> 2.66, fp64 1.47 -> 1.30 and
-# 6.12 -> 5.61; the same sums.
+# Zen 3/4 (there a prefetch 8 ahead in L2 gained 3-5 %, and AVX2's split prefetch loop lost
+# 3-10 % at fp64 4096^2 x 64; mode 1 not measured there). Zen 5, mode 1 (the block's pitch
+# a constant, four nonzeros an iteration, no prefetch while the block is in L2, 16 ahead in
+# a loop of their own past it): whole csr_spmm calls against mode 0 in one process,
+# alternating (W of scipy.sparse.random(density=0.1, random_state=0), median of 7 rounds of
+# best-of-5 thread CPU times, load 9-11, s25): baseline 1.25-1.29x at 1024^2 x 64/256/1024
+# fp32 and fp64, 1.03-1.05x at 4096^2 x 64; AVX2 1.20-1.24x and 1.06-1.07x; the same bits.
+# Without the prefetch the front end has 2 instructions a nonzero fewer to issue: a C
+# harness's X wholly in L1 ran only 5 % faster than in L2 (the rows kernel is not bound by
+# L2 there, and blocking K to keep X in L1 ran 3-37 % slower: each row's partial sums back
+# to Y at every block edge, s25 base25's notes).
 _BLOCK_MODE = {"zen5": 1}
 
 

@@ -303,19 +303,32 @@ TABLES = {
                                   panel_nnz=1.0, panel_step=1.0, dense_scan_cached=0.15,
                                   blas_stream=0.032, blas_fp64=1.16, spmm_scatter_tail=0.48,
                                   spmm_weight=0.35, spmm_scatter_call=5500.0),
+    # s25 base25: the rows kernels' block mode 1 (_spmm._BLOCK_MODE) made the CSR kernel
+    # 1.20-1.29x faster at 1024^2 and 1.03-1.07x at 4096^2 x 64 on both paths; whole calls
+    # at 90 % zeros (fp32, 1 thread, best of 5, load 9-11): baseline 0.039-0.043 ns a MAC
+    # at 1024^2 x 64-1024, 0.048 at 4096^2 x 64 (spmm_mac 0.045, was 0.056); avx2
+    # 0.024-0.025 and 0.028 (0.028, was 0.034). csr_compact scaled with it (baseline 0.7,
+    # avx2 0.4 and csr_compact_blocked 0.4): at the new spmm_mac alone, X half dead at
+    # N = 32 lost its compaction, 1.3-2.1x slower (fp64 4096^2 and 4096x512). Against the
+    # rows before (routes.py, N 16-1024, 50-90 % zeros, fp32/fp64, 256^2 to 4096^2, X dense
+    # or half dead, each route timed alternating in one process, median of 3, load 13):
+    # baseline 45 cells moved, 0.85 of the time (geomean; 7 slower, 1.14-1.78x: densified
+    # W 256^2 and 4096x512 at 60-80 % zeros taken to the CSR kernel, fp64 4096x512 x 32
+    # packed half-dead X not compacted); avx2 22 cells, 0.93 (7 slower, 1.07-1.26x, the
+    # same kind at 50-60 % zeros); the big gains are 4096^2 at 50-70 % zeros (0.6-0.75).
     # The AVX2 and baseline rows price the column path's leftover columns and call as
     # measured per path above (s25): without them, packed W with half of X dead took the
     # column path at 1024^2 x 4 (AVX2: 130 against 56 us), 4096^2 x 4 (2061 against 1176)
     # and 128^2 x 1 and x 16 (both paths: 13-15 against 8-10 us).
-    ("zen5", "avx2"): CostTable("zen5/avx2", 0.0086, 0.034, 0.35, 0.045, (0.04, 1.53),
-                                (0.3, 1.2), csr_compact=0.45, spmm_scatter_mac=0.05,
+    ("zen5", "avx2"): CostTable("zen5/avx2", 0.0086, 0.028, 0.35, 0.045, (0.04, 1.53),
+                                (0.3, 1.2), csr_compact=0.4, spmm_scatter_mac=0.05,
                                 densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                 blas_narrow_n=5.0, sampled_mac=0.11, panel_nnz=1.2,
-                                panel_step=1.0, csr_compact_blocked=0.45,
+                                panel_step=1.0, csr_compact_blocked=0.4,
                                 spmm_scatter_tail=0.44, spmm_weight=0.35,
                                 spmm_scatter_call=5500.0),
-    ("zen5", "baseline"): CostTable("zen5/baseline", 0.0086, 0.056, 1.05, 0.045, (0.03, 2.67),
-                                    (1.1, 3.5), csr_compact=0.8, spmm_scatter_mac=0.1,
+    ("zen5", "baseline"): CostTable("zen5/baseline", 0.0086, 0.045, 1.05, 0.045, (0.03, 2.67),
+                                    (1.1, 3.5), csr_compact=0.7, spmm_scatter_mac=0.1,
                                     densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                     blas_narrow_n=5.0, sampled_mac=0.15,
                                     panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2,
