@@ -19,7 +19,8 @@ class CostTable:
     name: str
     blas_mac: float       # dense GEMM (NumPy's BLAS), per multiply-add
     spmm_mac: float       # CSR row kernel, per stored weight per column of X
-    dense_scan: float     # compacting a dense W row to its nonzeros, per element (streamed)
+    dense_scan: float     # compacting a dense W row to its nonzeros, per element (of a
+    #                       W read from memory where dense_scan_cached is measured)
     densify: float        # CSR -> dense, per element of the dense result
     # conv2d paths, time relative to im2col + BLAS as (fixed, per density): the direct path
     # per kept-weight fraction, the input-stationary one per nonzero-pixel fraction (fitted
@@ -207,9 +208,10 @@ TABLES = {
     # leftover column and the call's fixed work: the code, not the vector width, sets them).
     # Without them the Zen 4 rows sent a packed W with half of X's rows dead to the column
     # path at N = 2-15 on Zen 5, 1.1-4.2x slower than the CSR kernel (avx512, 36 cells of
-    # 1024^2 and 4096^2: >5 % slower in 21 -> 9, worst 4.17 -> 1.53; avx2 17 -> 10, 2.43 ->
-    # 1.31; baseline 14 -> 12, 1.44 -> 1.35), and small W (64^2-512^2) there at 1.2-1.95x
-    # (22 of 24 cells -> 1).
+    # 1024^2 and 4096^2: >5 % slower in 21 -> 9, worst 4.17 -> 1.53; before the call term
+    # avx2 17 -> 10, 2.43 -> 1.31, baseline 14 -> 12, 1.44 -> 1.35), and small W (64^2-512^2)
+    # there at 1.2-1.95x (avx512: 22 of 24 cells -> 1). s24's whole-call grid: the moved
+    # cells ran 0.70 (avx512), 0.65 (avx2), 0.73 (baseline) of the time, none slower.
     ("zen4", "avx2"): CostTable("zen4/avx2", 0.022, 0.065, 0.43, 0.05, (0.06, 1.05), (0.3, 1.2),
                                 csr_compact=0.9, spmm_scatter_mac=0.1, densify_nnz=2.0,
                                 densify_call=20000.0, blas_small=8.0,
