@@ -38,6 +38,10 @@ cdef extern from "wsk_conv_planes.h" nogil:
     void wsk_planes_gw_f64(const double*, Py_ssize_t, const double*, Py_ssize_t, Py_ssize_t,
                            Py_ssize_t, Py_ssize_t, const int32_t*, const int32_t*, Py_ssize_t,
                            Py_ssize_t, double*, double*) noexcept
+    void wsk_planes_row_f32(const float*, const int32_t*, Py_ssize_t, const float*, float*,
+                            Py_ssize_t) noexcept
+    void wsk_planes_row_f64(const double*, const int32_t*, Py_ssize_t, const double*,
+                            double*, Py_ssize_t) noexcept
     enum: WSK_PLANES_LANES_BYTES
     void wsk_planes_init(int path) noexcept
 
@@ -558,17 +562,31 @@ def planes_rows(const floating[:, :, ::1] X, const floating[::1] val, const int3
                 const int32_t[::1] ptr, floating[:, :, ::1] Y, Py_ssize_t n,
                 int n_threads=1):
     """Y[b, r, 0:n] = sum over p in ptr[r]:ptr[r + 1] of val[p] * X[b].flat[off[p] + 0:n]
-    (the forward with rows = filters, the input gradient with rows = input channels).
-    Work O(B * nnz * n); threads own (b, r) planes."""
+    (the forward with rows = filters, the input gradient with rows = input channels), a
+    row's vectors in registers (src/wsk_conv_planes.h); n must be whole 16-element blocks
+    and every read inside the planes (the wrapper's geometry). Work O(B * nnz * n);
+    threads own (b, r) planes."""
     cdef Py_ssize_t B = Y.shape[0], R = Y.shape[1], br, b, r
+    if n % 16 or n < 0 or n > Y.shape[2]:
+        raise ValueError(f"planes_rows: n must be a multiple of 16 within Y's rows of "
+                         f"{Y.shape[2]}; received {n}")
+    if ptr.shape[0] != R + 1 or ptr[R] > off.shape[0] or off.shape[0] != val.shape[0]:
+        raise ValueError(f"planes_rows: ptr must have {R + 1} entries and val and off one "
+                         f"per kept weight; received ptr of {ptr.shape[0]}, val of "
+                         f"{val.shape[0]}, off of {off.shape[0]}")
     if B * R * n == 0:
         return
+    _check_offsets("planes_rows", ptr, off, n, X.shape[1] * X.shape[2])
     with nogil:
         for br in prange(B * R, num_threads=n_threads, schedule='static'):
             b = br // R
             r = br % R
-            _row(&val[0] + ptr[r], &off[0] + ptr[r], ptr[r + 1] - ptr[r], &X[b, 0, 0],
-                 &Y[b, r, 0], n)
+            if floating is float:
+                wsk_planes_row_f32(&val[0] + ptr[r], &off[0] + ptr[r], ptr[r + 1] - ptr[r],
+                                   &X[b, 0, 0], &Y[b, r, 0], n)
+            else:
+                wsk_planes_row_f64(&val[0] + ptr[r], &off[0] + ptr[r], ptr[r + 1] - ptr[r],
+                                   &X[b, 0, 0], &Y[b, r, 0], n)
 
 
 def planes_grad_weight(const floating[:, :, ::1] X, const floating[:, :, ::1] G,
@@ -581,20 +599,20 @@ def planes_grad_weight(const floating[:, :, ::1] X, const floating[:, :, ::1] G,
     and reduces them once (src/wsk_conv_planes.h); n must be whole 16-element blocks and
     every read inside the planes (the wrapper's geometry)."""
     cdef Py_ssize_t B = X.shape[0], O = G.shape[1], P = xoff.shape[0], t, lo, hi
-    if n % 16 or n < 0:
-        raise ValueError(f"planes_grad_weight: n must be a multiple of 16; received {n}")
+    if n % 16 or n < 0 or start < 0 or start + n > G.shape[2]:
+        raise ValueError(f"planes_grad_weight: n must be a multiple of 16 and start + n "
+                         f"within G's planes of {G.shape[2]}; received start {start}, n {n}")
     if optr.shape[0] != O + 1 or optr[O] != P or acc.shape[1] != P or acc.shape[0] < n_threads:
         raise ValueError(f"planes_grad_weight: optr must have {O + 1} entries ending at "
                          f"{P} kept weights and acc ({n_threads}, {P}); received optr of "
                          f"{optr.shape[0]}, acc {(acc.shape[0], acc.shape[1])}")
     if B * P * n == 0:
         return
+    _check_offsets("planes_grad_weight", optr, xoff, n, X.shape[1] * X.shape[2])
     cdef Py_ssize_t lane_n = P * (WSK_PLANES_LANES_BYTES // sizeof(floating))
     cdef floating[:, ::1] lanes = np.empty((n_threads, lane_n), dtype=np.asarray(acc).dtype)
-    # one iteration a share of the images, not one thread: the team may hold fewer threads
-    # than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC), and every share must still be summed
-    with nogil:
-        for t in prange(n_threads, num_threads=n_threads, schedule='static', chunksize=1):
+    with nogil:           # part t: its images, its lanes, its row of acc (whatever thread)
+        for t in prange(n_threads, num_threads=n_threads, schedule='static'):
             lo = B * t // n_threads
             hi = B * (t + 1) // n_threads
             if hi > lo:
@@ -606,6 +624,26 @@ def planes_grad_weight(const floating[:, :, ::1] X, const floating[:, :, ::1] G,
                     wsk_planes_gw_f64(&X[lo, 0, 0], X.shape[1] * X.shape[2], &G[lo, 0, 0],
                                       G.shape[1] * G.shape[2], G.shape[2], start, hi - lo,
                                       &xoff[0], &optr[0], O, n, &lanes[t, 0], &acc[t, 0])
+
+
+def _check_offsets(str name, const int32_t[::1] ptr, const int32_t[::1] off, Py_ssize_t n,
+                   Py_ssize_t size):
+    """ptr a CSR from 0, never decreasing; every read off[p] + 0:n of its entries inside
+    one image's planes of ``size`` elements."""
+    cdef Py_ssize_t p, lo = 0, hi = 0
+    for p in range(ptr.shape[0] - 1):
+        if ptr[p + 1] < ptr[p]:
+            raise ValueError(f"{name}: the row pointers must not decrease; received "
+                             f"{ptr[p]} then {ptr[p + 1]}")
+    if ptr[0] != 0:
+        raise ValueError(f"{name}: the row pointers must start at 0; received {ptr[0]}")
+    off = off[:ptr[ptr.shape[0] - 1]]
+    for p in range(off.shape[0]):
+        lo = min(lo, off[p])
+        hi = max(hi, off[p])
+    if lo < 0 or hi + n > size:
+        raise ValueError(f"{name}: offsets {lo}..{hi} + n {n} reach outside one image's "
+                         f"planes of {size} elements")
 
 
 def scan_planes(const floating[:, :, ::1] x, uint8_t[:, ::1] alive):

@@ -1,5 +1,11 @@
-/* The weight gradient of a pruned convolution on channel planes, at the kept weights only
- * (header-only; src/_conv.pyx planes_grad_weight, wsekern/conv_planes.py).
+/* A pruned convolution's kernels on channel planes (header-only; src/_conv.pyx planes_rows
+ * and planes_grad_weight, wsekern/conv_planes.py).
+ *
+ *   wsk_planes_row: y[0:n] = sum_p val[p] * X[off[p] + 0:n] (a filter's wide output plane
+ *                  in the forward, an input channel's plane in the input gradient): the
+ *                  row's vectors in registers, 2 * KMAX at a time, while the kept weights
+ *                  stream past (one broadcast, loads and FMAs each; the shared spmm row
+ *                  kernel ran 1.1-1.2x slower on these rows of ~150 elements)
  *
  *   wsk_planes_gw: out[p] += sum over images b of G[b, o, 0:n] . X[b].flat[xoff[p] + 0:n]
  *                  for the kept weights p of each filter o (optr: CSR over filters)
@@ -29,6 +35,18 @@
 
 #define WSKP_INLINE static inline __attribute__((always_inline))
 #define WSKP_GROUP 8            /* weights a pass: eight FMA chains hide the latency */
+
+/* the switch cases of chunk sizes 1 .. 24, each a literal size (registers, no spill) */
+#define WSKP_CASES_1_12(M, SFX, TGT, KMAX)                                              \
+    M(SFX, TGT, KMAX, 1) M(SFX, TGT, KMAX, 2) M(SFX, TGT, KMAX, 3) M(SFX, TGT, KMAX, 4)  \
+    M(SFX, TGT, KMAX, 5) M(SFX, TGT, KMAX, 6) M(SFX, TGT, KMAX, 7) M(SFX, TGT, KMAX, 8)  \
+    M(SFX, TGT, KMAX, 9) M(SFX, TGT, KMAX, 10) M(SFX, TGT, KMAX, 11)                    \
+    M(SFX, TGT, KMAX, 12)
+#define WSKP_CASES_13_24(M, SFX, TGT, KMAX)                                             \
+    M(SFX, TGT, KMAX, 13) M(SFX, TGT, KMAX, 14) M(SFX, TGT, KMAX, 15)                   \
+    M(SFX, TGT, KMAX, 16) M(SFX, TGT, KMAX, 17) M(SFX, TGT, KMAX, 18)                   \
+    M(SFX, TGT, KMAX, 19) M(SFX, TGT, KMAX, 20) M(SFX, TGT, KMAX, 21)                   \
+    M(SFX, TGT, KMAX, 22) M(SFX, TGT, KMAX, 23) M(SFX, TGT, KMAX, 24)
 
 /* One chunk of KK vectors of filter o's gradient plane against its kept weights. */
 #define WSKP_DEFINE(V, VBYTES, SFX, TGT, ATTR, KMAX)                                     \
@@ -76,6 +94,45 @@ WSKP_INLINE ATTR void wskp_chunk_##SFX##_##TGT(const V* g, const V* X,          
         memcpy(lanes + p * L, &acc, sizeof(VT));                                       \
     }                                                                                  \
 }                                                                                      \
+WSKP_INLINE ATTR void wskp_rchunk_##SFX##_##TGT(const V* val, const int32_t* off,      \
+        ptrdiff_t nnz, const V* X, V* y, const int KK)                                 \
+{                                                                                      \
+    typedef wskp_##SFX##_##TGT##_vt VT;                                                \
+    enum { L = VBYTES / sizeof(V) };                                                   \
+    VT acc[2 * KMAX];                                                                  \
+    _Pragma("GCC unroll 32")                                                           \
+    for (int k = 0; k < KK; k++) acc[k] = (VT){0};                                    \
+    for (ptrdiff_t p = 0; p < nnz; p++) {                                              \
+        const V w = val[p];                                                            \
+        const V* x = X + off[p];                                                       \
+        _Pragma("GCC unroll 32")                                                       \
+        for (int k = 0; k < KK; k++) {                                                 \
+            VT xv;                                                                     \
+            memcpy(&xv, x + k * L, sizeof(VT));                                        \
+            acc[k] += w * xv;                                                          \
+        }                                                                              \
+    }                                                                                  \
+    _Pragma("GCC unroll 32")                                                           \
+    for (int k = 0; k < KK; k++) memcpy(y + k * L, &acc[k], sizeof(VT));               \
+}                                                                                      \
+/* y[0:n] = sum_p val[p] * X[off[p] + 0:n]: the row's vectors in registers, 2 * KMAX   \
+   at a time, while its kept weights stream past (one broadcast, loads and FMAs) */    \
+static ATTR void wsk_planes_row_##SFX##_##TGT(const V* val, const int32_t* off,         \
+        ptrdiff_t nnz, const V* X, V* y, ptrdiff_t n)                                  \
+{                                                                                      \
+    enum { L = VBYTES / sizeof(V) };                                                   \
+    const ptrdiff_t nv = n / L, chunks = (nv + 2 * KMAX - 1) / (2 * KMAX);             \
+    const ptrdiff_t K = chunks ? (nv + chunks - 1) / chunks : 0;                       \
+    for (ptrdiff_t k0 = 0; k0 < nv; k0 += K) {                                         \
+        const int kk = (int)(nv - k0 < K ? nv - k0 : K);                               \
+        const V* Xk = X + k0 * L;                                                      \
+        V* yk = y + k0 * L;                                                            \
+        switch (kk) {                                                                  \
+        WSKP_CASES_1_12(WSKP_RCASE, SFX, TGT, KMAX)                                    \
+        WSKP_CASES_13_24(WSKP_RCASE, SFX, TGT, KMAX)                                   \
+        }                                                                              \
+    }                                                                                  \
+}                                                                                      \
 static ATTR void wsk_planes_gw_##SFX##_##TGT(const V* X, ptrdiff_t x_image,             \
         const V* G, ptrdiff_t g_image, ptrdiff_t g_stride, ptrdiff_t start,            \
         ptrdiff_t images, const int32_t* xoff, const int32_t* optr, ptrdiff_t O,        \
@@ -97,12 +154,7 @@ static ATTR void wsk_planes_gw_##SFX##_##TGT(const V* X, ptrdiff_t x_image,     
                 const V* g = Gb + o * g_stride + k0 * L;                               \
                 const V* Xk = Xb + k0 * L;                                             \
                 switch (kk) {      /* literal sizes: the chunk lives in registers */   \
-                WSKP_CASE(SFX, TGT, KMAX, 1) WSKP_CASE(SFX, TGT, KMAX, 2)               \
-                WSKP_CASE(SFX, TGT, KMAX, 3) WSKP_CASE(SFX, TGT, KMAX, 4)               \
-                WSKP_CASE(SFX, TGT, KMAX, 5) WSKP_CASE(SFX, TGT, KMAX, 6)               \
-                WSKP_CASE(SFX, TGT, KMAX, 7) WSKP_CASE(SFX, TGT, KMAX, 8)               \
-                WSKP_CASE(SFX, TGT, KMAX, 9) WSKP_CASE(SFX, TGT, KMAX, 10)              \
-                WSKP_CASE(SFX, TGT, KMAX, 11) WSKP_CASE(SFX, TGT, KMAX, 12)             \
+                WSKP_CASES_1_12(WSKP_CASE, SFX, TGT, KMAX)                             \
                 }                                                                      \
             }                                                                          \
         }                                                                              \
@@ -113,6 +165,11 @@ static ATTR void wsk_planes_gw_##SFX##_##TGT(const V* X, ptrdiff_t x_image,     
         out[p] += s;                                                                   \
     }                                                                                  \
 }
+
+#define WSKP_RCASE(SFX, TGT, KMAX, KK)                                                 \
+    case KK:                                                                           \
+        if (2 * KMAX >= KK) wskp_rchunk_##SFX##_##TGT(val, off, nnz, Xk, yk, KK);      \
+        break;
 
 #define WSKP_CASE(SFX, TGT, KMAX, KK)                                                  \
     case KK:                                                                           \
@@ -137,23 +194,35 @@ typedef void (*wsk_planes_gw_f32_t)(const float*, ptrdiff_t, const float*, ptrdi
 typedef void (*wsk_planes_gw_f64_t)(const double*, ptrdiff_t, const double*, ptrdiff_t,
                                     ptrdiff_t, ptrdiff_t, ptrdiff_t, const int32_t*,
                                     const int32_t*, ptrdiff_t, ptrdiff_t, double*, double*);
+typedef void (*wsk_planes_row_f32_t)(const float*, const int32_t*, ptrdiff_t, const float*,
+                                     float*, ptrdiff_t);
+typedef void (*wsk_planes_row_f64_t)(const double*, const int32_t*, ptrdiff_t, const double*,
+                                     double*, ptrdiff_t);
 static wsk_planes_gw_f32_t wsk_planes_gw_f32 = wsk_planes_gw_f32_base;
 static wsk_planes_gw_f64_t wsk_planes_gw_f64 = wsk_planes_gw_f64_base;
+static wsk_planes_row_f32_t wsk_planes_row_f32 = wsk_planes_row_f32_base;
+static wsk_planes_row_f64_t wsk_planes_row_f64 = wsk_planes_row_f64_base;
 
-/* Elements of scratch a call needs: 64 bytes a kept weight (the widest vector). */
+/* Scratch a weight-gradient call needs: this many bytes a kept weight (the widest vector). */
 #define WSK_PLANES_LANES_BYTES 64
 
 static void wsk_planes_init(int path)
 {
     wsk_planes_gw_f32 = wsk_planes_gw_f32_base;
     wsk_planes_gw_f64 = wsk_planes_gw_f64_base;
+    wsk_planes_row_f32 = wsk_planes_row_f32_base;
+    wsk_planes_row_f64 = wsk_planes_row_f64_base;
 #if WSKP_X86
     if (path == 2) {
         wsk_planes_gw_f32 = wsk_planes_gw_f32_avx2;
         wsk_planes_gw_f64 = wsk_planes_gw_f64_avx2;
+        wsk_planes_row_f32 = wsk_planes_row_f32_avx2;
+        wsk_planes_row_f64 = wsk_planes_row_f64_avx2;
     } else if (path == 4) {
         wsk_planes_gw_f32 = wsk_planes_gw_f32_avx512;
         wsk_planes_gw_f64 = wsk_planes_gw_f64_avx512;
+        wsk_planes_row_f32 = wsk_planes_row_f32_avx512;
+        wsk_planes_row_f64 = wsk_planes_row_f64_avx512;
     }
 #else
     (void)path;
