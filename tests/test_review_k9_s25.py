@@ -67,3 +67,21 @@ def test_zen5_narrow_paths_keep_small_or_narrow_half_dead_x_on_the_csr_kernel(
     assert kernels.spmm_path(P, X) == "csr"
     np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
                                W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+
+
+def test_switching_the_simd_path_keeps_the_cpus_block_mode():
+    # The block mode belongs to the CPU (set once from its uarch by simd_path); the tests
+    # that switch paths in one process (_spmm.simd_init(bits), then back) reset it to 0
+    # for the rest of the process before the fix: on Zen 5 every later in-process test of
+    # the baseline and AVX2 kernels then ran mode 0 only.
+    res = run_in_child("""
+        from wsekern import _spmm
+        _spmm.simd_init(0, "zen5")
+        _spmm.simd_init(1)
+        a = _spmm.block_mode()
+        _spmm.simd_init(0)
+        b = _spmm.block_mode()
+        _spmm.simd_init(0, "zen4")
+        print(a, b, _spmm.block_mode())
+    """)
+    assert res.stdout.split() == ["1", "1", "0"], res.stderr[-2000:]
