@@ -33,6 +33,10 @@
 #define WSKP_X86 0
 #endif
 
+#if !(defined(__GNUC__) || defined(__clang__))
+#error "wsk_conv_planes.h needs GCC vector extensions"
+#endif
+
 #define WSKP_INLINE static inline __attribute__((always_inline))
 #define WSKP_GROUP 8            /* weights a pass: eight FMA chains hide the latency */
 
@@ -177,7 +181,8 @@ static ATTR void wsk_planes_gw_##SFX##_##TGT(const V* X, ptrdiff_t x_image,     
             wskp_chunk_##SFX##_##TGT(g, Xk, xoff + lo, m, lanes + lo * L, KK);          \
         break;
 
-/* chunk sizes: the chunk's KMAX vectors + 8 accumulators + a load fit the registers */
+/* KMAX: the weight gradient's KMAX vectors + 8 accumulators + a load, and the rows'
+   2 * KMAX accumulators + a broadcast + a load, fit the registers */
 #define WSKP_NOATTR
 WSKP_DEFINE(float, 16, f32, base, WSKP_NOATTR, 6)
 WSKP_DEFINE(double, 16, f64, base, WSKP_NOATTR, 6)

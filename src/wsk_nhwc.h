@@ -29,6 +29,10 @@
 #define WSKN_X86 0
 #endif
 
+#if !(defined(__GNUC__) || defined(__clang__))
+#error "wsk_nhwc.h needs GCC vector extensions"
+#endif
+
 /* Scalar steps, for the last channels past whole vectors: the vector code's answers. */
 #define WSKN_SCALAR(V, SFX)                                                            \
 static inline void wskn_max_step_##SFX(V v, int32_t idx, V* best, int32_t* at)         \
