@@ -61,17 +61,19 @@ cdef inline int _any_nonzero(const floating* x, Py_ssize_t n) noexcept nogil:
         return wsk_any_nonzero_f64(x, n)
 
 
-def simd_init(int path=0, str uarch=""):
+def simd_init(int path=0, str uarch=None):
     """Select the SIMD path (0 the best this CPU runs, 1 baseline, 2 AVX2, 4 AVX-512), and
     the rows kernels' way with one-tile column blocks for this CPU's ``uarch`` (a name of
-    _cpu.uarch_of; see _BLOCK_MODE).
+    _cpu.uarch_of; see _BLOCK_MODE). Without ``uarch`` the way stays as it was: it belongs
+    to the CPU, not to the path (tests switch paths in one process).
 
     Returns the name of the path selected."""
     global _x_line, _x_line_reuse
     name = wsk_simd_init(path).decode()
     wsk_narrow_init()
     _x_line, _x_line_reuse = _X_LINE.get(name, (0, 0))
-    wsk_spmm_set_block_mode(_BLOCK_MODE.get(uarch, 0))
+    if uarch is not None:
+        wsk_spmm_set_block_mode(_BLOCK_MODE.get(uarch, 0))
     return name
 
 

@@ -318,16 +318,24 @@ TABLES = {
     # W 256^2 and 4096x512 at 60-80 % zeros taken to the CSR kernel, fp64 4096x512 x 32
     # packed half-dead X not compacted); avx2 22 cells, 0.93 (7 slower, 1.07-1.26x, the
     # same kind at 50-60 % zeros); the big gains are 4096^2 at 50-70 % zeros (0.6-0.75).
+    # The AVX2 and baseline rows price the column path's leftover columns and call as
+    # measured per path above (s25): without them, packed W with half of X dead took the
+    # column path at 1024^2 x 4 (AVX2: 130 against 56 us), 4096^2 x 4 (2061 against 1176)
+    # and 128^2 x 1 and x 16 (both paths: 13-15 against 8-10 us).
     ("zen5", "avx2"): CostTable("zen5/avx2", 0.0086, 0.028, 0.35, 0.045, (0.04, 1.53),
                                 (0.3, 1.2), csr_compact=0.4, spmm_scatter_mac=0.05,
                                 densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                 blas_narrow_n=5.0, sampled_mac=0.11, panel_nnz=1.2,
-                                panel_step=1.0, csr_compact_blocked=0.4),
+                                panel_step=1.0, csr_compact_blocked=0.4,
+                                spmm_scatter_tail=0.44, spmm_weight=0.35,
+                                spmm_scatter_call=5500.0),
     ("zen5", "baseline"): CostTable("zen5/baseline", 0.0086, 0.045, 1.05, 0.045, (0.03, 2.67),
                                     (1.1, 3.5), csr_compact=0.7, spmm_scatter_mac=0.1,
                                     densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                     blas_narrow_n=5.0, sampled_mac=0.15,
-                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2),
+                                    panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2,
+                                    spmm_scatter_tail=0.45, spmm_weight=0.35,
+                                    spmm_scatter_call=5500.0),
 }
 # Any other CPU on a path: Zen 4's rows, the path's most recent full measurement (s13-s21)
 # and checked against whole calls on Zen 5 too (s24). The row the AVX-512 default held
