@@ -68,13 +68,14 @@ if ((${#missing[@]})); then
 fi
 
 # Cython's C is the same on every CPU, and emulated Cython is ~20x slower: run.sh generates
-# it on the host, with the root's Cython version (another version's C is regenerated)
+# it on the host, with the root's Cython version (another version's C is regenerated;
+# SciPy for the cython_blas declarations setup.py's modules cimport)
 CYTHON_VERSION=$(chroot "$ROOT" python3 -c "import Cython; print(Cython.__version__)")
 HOST_VENV="$ROOT.host"
-if ! "$HOST_VENV/bin/python" -c "import Cython, numpy, sys
+if ! "$HOST_VENV/bin/python" -c "import Cython, numpy, scipy, sys
 sys.exit(Cython.__version__ != '$CYTHON_VERSION')" 2>/dev/null; then
     python3 -m venv "$HOST_VENV"
-    "$HOST_VENV/bin/pip" install -q "Cython==$CYTHON_VERSION" numpy setuptools
+    "$HOST_VENV/bin/pip" install -q "Cython==$CYTHON_VERSION" numpy scipy setuptools
 fi
 
 chroot "$ROOT" python3 -c "import platform, numpy, scipy, Cython; print(platform.machine(), 'python', platform.python_version(), 'numpy', numpy.__version__, 'scipy', scipy.__version__, 'Cython', Cython.__version__)"
