@@ -3,7 +3,7 @@
 emulated GCC of run.sh takes more than 20 per large module. Run with setup.sh's host venv
 from the copy in the root, after run.sh's copy and cythonize step:
 
-    cd $ARM64_ROOT/wsekern && $ARM64_ROOT.host/bin/python /path/to/tools/aarch64/cross.py $ARM64_ROOT
+    cd $ARM64_ROOT/wsekern && $ARM64_ROOT.host/bin/python tools/aarch64/cross.py $ARM64_ROOT
 
 The modules, their own flags and the OpenMP set are read from setup.py; the flags every
 module gets repeat BuildExt's (-O3 -fno-math-errno -Wno-psabi). The host GCC (12 on
