@@ -8,7 +8,8 @@
 #   ARM64_ROOT=/some/dir tools/aarch64/setup.sh
 #
 # Debian 13 (trixie) is the suite: its python3-numpy/scipy/cython3 meet pyproject's
-# minimums (Cython >= 3, NumPy >= 1.25), so nothing comes from PyPI.
+# minimums (Cython >= 3, NumPy >= 1.25), so nothing in the root comes from PyPI (the
+# host venv below takes the same Cython version from PyPI, to run it natively).
 set -euo pipefail
 
 ROOT=${ARM64_ROOT:-/var/tmp/wsekern-arm64}
