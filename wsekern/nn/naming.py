@@ -4,9 +4,25 @@ variable_1, ...), and which ``utils.clear_session`` empties; and Keras's variabl
 from the layers being built (or called for the first time) when a variable is made."""
 import contextlib
 import re
+import threading
 
 NAME_COUNTS = {}
-BUILDING = []       # the layers whose build (or first call) is running, outermost first
+
+
+class _Building(threading.local):
+    """The layers whose build (or first call) is running in this thread, outermost first:
+    a model built in another thread meanwhile has its own."""
+
+    def __init__(self):
+        self.stack = []
+
+
+_BUILDING = _Building()
+
+
+def building_stack():
+    """This thread's stack of layers being built (a list to push and pop)."""
+    return _BUILDING.stack
 
 
 def auto_name(cls_name):
@@ -22,14 +38,15 @@ def auto_name(cls_name):
 @contextlib.contextmanager
 def building(layer):
     """``layer``'s build runs inside: the variables made meanwhile have it in their path."""
-    pushed = not BUILDING or BUILDING[-1] is not layer
+    stack = _BUILDING.stack
+    pushed = not stack or stack[-1] is not layer
     if pushed:
-        BUILDING.append(layer)
+        stack.append(layer)
     try:
         yield
     finally:
         if pushed:
-            BUILDING.pop()
+            stack.pop()
 
 
 def variable_path(name):
@@ -38,10 +55,11 @@ def variable_path(name):
     kernel``). A layer's variables are named ``<layer name>/<weight>`` here, and a layer
     inside another may be named ``<outer name>/<its own>`` (MultiHeadAttention's query):
     such a head is said once."""
-    if not BUILDING:
+    stack = _BUILDING.stack
+    if not stack:
         return name
     parts, outer = [], None
-    for layer in BUILDING:
+    for layer in stack:
         own = str(layer.name)
         if outer is not None and own.startswith(outer + "/"):
             own = own[len(outer) + 1:]

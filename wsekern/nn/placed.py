@@ -8,17 +8,29 @@ of it: a layer two models share (an encoder inside a classifier) counts for the 
 being trained.
 """
 import contextlib
+import threading
 import weakref
 
 _PLACED = weakref.WeakKeyDictionary()
-_STEPPING = []      # the ModelPlacement of each model whose training step runs (None: none)
+
+
+class _Stepping(threading.local):
+    """The ModelPlacement of each model whose training step runs in this thread (None:
+    none), innermost last: a step in another thread hands its layers to its own model."""
+
+    def __init__(self):
+        self.stack = []
+
+
+_STEPPING = _Stepping()
 
 
 def placement_of(layer):
     """The LayerPlacement a WaferStrategy gave ``layer``, or None: a placed layer calls
     its ``observe`` in a training step."""
-    if _STEPPING:
-        model = _STEPPING[-1]
+    stack = _STEPPING.stack
+    if stack:
+        model = stack[-1]
         return None if model is None else model.placement_for(layer)
     return _PLACED.get(layer)
 
@@ -30,11 +42,12 @@ def place(layer, placement):
 def stepping(model_placement, step, *args):
     """``step(*args)``, the layers handing their operands to ``model_placement`` (None:
     to no placement, the model being on no wafer)."""
-    _STEPPING.append(model_placement)
+    stack = _STEPPING.stack
+    stack.append(model_placement)
     try:
         return step(*args)
     finally:
-        _STEPPING.pop()
+        stack.pop()
 
 
 @contextlib.contextmanager

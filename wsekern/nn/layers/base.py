@@ -14,8 +14,8 @@ import numpy as np
 
 from ..._budget import check_memory
 from .. import constraints, initializers, regularizers
-from ..naming import BUILDING, building
 from ..naming import auto_name as _auto_name
+from ..naming import building, building_stack
 from ..symbolic import any_symbolic, call_symbolic
 from ..tensor import Tensor
 from ..variables import Variable
@@ -549,14 +549,15 @@ class Layer:
         _TRAINING.append(bool(training))
         _TRAINING_GIVEN.append(given is not None or _TRAINING_GIVEN[-1])
         if first:               # what the first call builds is in this layer's path (Keras)
-            BUILDING.append(self)
+            built_in = building_stack()
+            built_in.append(self)
         try:
             out = self.call(*args, **kwargs)
         finally:
             _TRAINING.pop()
             _TRAINING_GIVEN.pop()
             if first:
-                BUILDING.pop()
+                built_in.pop()
         if type(out) is not Tensor:
             _check_output_carries_gradients(self, out, args)
         if getattr(self, "activity_regularizer", None) is not None:
