@@ -22,6 +22,16 @@ class _Meeting(nn.layers.Layer):
         return nn.ops.matmul(x, self.w)
 
 
+def _in_two_threads(work, errors):
+    """``work("a")`` and ``work("b")`` in two threads at once; each records its errors."""
+    threads = [threading.Thread(target=work, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+
+
 def test_variable_paths_are_built_per_thread():
     barrier = threading.Barrier(2)
     paths, errors = {}, []
@@ -34,12 +44,7 @@ def test_variable_paths_are_built_per_thread():
         except BaseException as e:          # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=build, args=(t,)) for t in ("a", "b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
+    _in_two_threads(build, errors)
     assert paths == {"a": ["seq_a/meet_a/w"], "b": ["seq_b/meet_b/w"]}
 
 
@@ -58,11 +63,6 @@ def test_a_step_in_another_thread_uses_its_own_model_placement():
         except BaseException as e:          # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=hold, args=(t,)) for t in ("a", "b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
+    _in_two_threads(hold, errors)
     assert seen == {"a": "a", "b": "b"}
     assert placed._STEPPING.stack == []
