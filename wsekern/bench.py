@@ -306,8 +306,8 @@ def bench_conv(repeat=5, threads=1, out=print, shape=(8, 64, 32)):
                 f"(conv {got['onednn_conv']})" if at_isa else "")
         out(f"torch@isa: torch held to the {path} path's ISA ({limits}), timed in a "
             f"child process" + (read if at_isa else f"; failed: {' '.join(got)}"))
-        for _, switch, want, have in (not_taken(path, {**got, "openblas": None})
-                                      if at_isa else []):
+        missed = not_taken(path, {**got, "openblas": None}, TORCH_ISA_ENV[path]) if at_isa else []
+        for _, switch, want, have in missed:
             out(f"warning: torch@isa: {switch}={want} did not take: torch runs {have}")
     clock = call_clock(threads)
     out(f"conv2d x {B}x{C}x{S}x{S}, w {C}x{C}x3x3, pad 1, float32, {threads} thread(s), "

@@ -152,14 +152,17 @@ def read_back():
     return got
 
 
-def not_taken(path, got):
-    """(peer, switch, asked, read back) for each switch of ``path`` that did not take, of
-    the peers that reported (a peer not installed has nothing to hold)."""
+def not_taken(path, got, environ=None):
+    """(peer, switch, value set, read back) for each peer that reported running other than
+    ``path``'s ISA (a peer not installed has nothing to hold); the value is the one in
+    ``environ`` (os.environ), which a held child received."""
+    env = os.environ if environ is None else environ
     missed = []
     for peer, want in EXPECTED.get(path, {}).items():
         have = got.get(peer)
         if have is not None and have.lower() != want.lower():
-            missed.append((peer, SWITCH_OF[peer], PEER_ISA_ENV[path][SWITCH_OF[peer]], have))
+            switch = SWITCH_OF[peer]
+            missed.append((peer, switch, env.get(switch, "(unset)"), have))
     return missed
 
 
@@ -183,7 +186,7 @@ def peers_lines(got, path=None, environ=None):
         lines.append("  MKL_ENABLE_INSTRUCTIONS: not checked (MKL's verbose line names no ISA)"
                      + ("" if vendor == "GenuineIntel" else
                         f"; MKL documents it as having no effect on non-Intel CPUs ({vendor})"))
-    for peer, switch, want, have in not_taken(path, got):
+    for peer, switch, want, have in not_taken(path, got, env):
         lines.append(f"warning: {switch}={want} did not take: {peer} runs {have}; its "
                      f"numbers are not those of a CPU with only the {path} path's ISA")
     return lines

@@ -151,13 +151,14 @@ def _sddmm_rows(quick, repeat):
 def measure(quick=False, repeat=None):
     """The rows of this process's SIMD path (1 thread), as a dict of lists."""
     from .bench import limit_threads
-    from .bench_peers import held_path, read_back
+    from .bench_peers import PEER_SWITCHES, held_path, read_back
     from .sysinfo import get_config
     repeat = repeat or (5 if quick else 9)
     cases = _scaled(CASES, quick)
     with limit_threads(1):
         return {"simd": get_config()["simd"], "cost_table": get_config()["cost_table"],
                 "peers": read_back(), "peers_held": held_path(),
+                "peers_env": {k: os.environ[k] for k in PEER_SWITCHES if k in os.environ},
                 "spmm": _spmm_rows(cases, repeat), "dead_rows": _dead_rows(cases, repeat),
                 "sddmm": _sddmm_rows(quick, repeat)}
 
@@ -207,7 +208,8 @@ def _print_result(res, out):
     out("")
     from .bench_peers import peers_lines
     out(f"path {res['forced']} (runs {res['simd']}; cost table {res['cost_table']})")
-    for line in peers_lines(res.get("peers", {}), res.get("peers_held")):
+    for line in peers_lines(res.get("peers", {}), res.get("peers_held"),
+                            res.get("peers_env", {})):
         out(line)
     out(f"{'dtype':>7} {'M':>5} {'K':>5} {'N':>5} {'zeros':>5} {'route':>16} {'wsekern':>8} "
         f"{'scipy':>8} {'numpy':>8} | {'x scipy':>7} {'x numpy':>7} | {'wall':>5} {'wall':>5}")
