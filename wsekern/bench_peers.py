@@ -70,10 +70,10 @@ def can_hold():
 
 def rerun_held(path, argv, out=print):
     """Run ``wsekern <argv>`` in a child held to ``path``'s ISA, passing its output line by
-    line to ``out``; return the child's exit code."""
+    line to ``out`` (its errors and warnings go to this process's stderr, as they would
+    here); return the child's exit code."""
     cmd = [sys.executable, "-m", "wsekern.cli", *argv]
-    with subprocess.Popen(cmd, env=held_env(path), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as child:
+    with subprocess.Popen(cmd, env=held_env(path), stdout=subprocess.PIPE, text=True) as child:
         for line in child.stdout:
             out(line.rstrip("\n"))
     return child.returncode
