@@ -72,7 +72,7 @@ def test_conv_held_child_reads_back_each_switch_and_reports_one_that_did_not_tak
                   "ATEN_CPU_CAPABILITY=default"):
         assert asked in held[0]
     assert "torch ATen DEFAULT" in held[0] and "oneDNN Intel SSE4.1" in held[0]
-    assert "oneDNN conv jit:sse41" in held[0]
+    assert "oneDNN probe conv jit:sse41" in held[0]
     warned = [line for line in lines if line.startswith("warning:")]
     assert len(warned) == 1 and warned[0].startswith(
         "warning: OPENBLAS_CORETYPE=NoSuchCore did not take: openblas runs "), done.stdout

@@ -174,7 +174,7 @@ def peers_lines(got, path=None, environ=None):
     and a warning for each switch that did not take."""
     env = os.environ if environ is None else environ
     names = (("openblas", "NumPy's OpenBLAS"), ("aten", "torch ATen"), ("onednn", "oneDNN"),
-             ("onednn_conv", "oneDNN conv"), ("mkl", "MKL"))
+             ("onednn_conv", "oneDNN probe conv"), ("mkl", "MKL"))
     ran = "; ".join(f"{name} {got[key]}" for key, name in names if got.get(key))
     if path is None:
         set_now = [f"{k}={env[k]}" for k in PEER_SWITCHES if k in env]
