@@ -39,6 +39,13 @@ def place(layer, placement):
     _PLACED[layer] = placement
 
 
+def forget(placements):
+    """The layers of ``placements`` (a model let go of) map no longer to them."""
+    for p in placements:
+        if _PLACED.get(p.layer) is p:
+            del _PLACED[p.layer]
+
+
 def stepping(model_placement, step, *args):
     """``step(*args)``, the layers handing their operands to ``model_placement`` (None:
     to no placement, the model being on no wafer)."""
