@@ -59,3 +59,14 @@ def test_a_dropped_models_costing_seconds_stay_in_the_sum():
     assert ref() is None
     assert (strategy.steps, strategy.samples, strategy.cost_seconds) == before
     assert strategy.models == []
+
+
+def test_a_dropped_strategy_and_model_are_freed_with_their_layers():
+    """The layers' map to their placements (placed.py) keeps neither alive."""
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16))
+    model = _model(strategy, "s")
+    _train(model, 1)
+    refs = [weakref.ref(o) for o in (strategy, model, model.layers[0])]
+    del strategy, model
+    gc.collect()
+    assert [r() is None for r in refs] == [True, True, True]

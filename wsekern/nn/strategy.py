@@ -164,7 +164,7 @@ class WaferStrategy:
         """Let go of the models collected since the last call (their weak references'
         callback lists them: it runs wherever the collector does, so it only lists):
         each one's queued steps are costed, its steps, samples and costing time added
-        to the strategy's, its placements forgotten (its layers are freed with it)."""
+        to the strategy's, and its placements let go (its layers are freed with them)."""
         while self._dropped:
             ref = self._dropped.pop()
             for key, m in list(self._models.items()):
@@ -176,7 +176,6 @@ class WaferStrategy:
                         steps, samples, seconds = self._retired
                         self._retired = (steps + m._steps, samples + m._samples,
                                          seconds + m._cost_seconds)
-                        placed.forget(m.placements)
 
     def _hold(self, model):
         """A new ModelPlacement for ``model``, held until the model is collected."""
