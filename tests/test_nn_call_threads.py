@@ -130,3 +130,29 @@ def test_a_layers_losses_are_its_last_outer_calls_while_another_thread_calls():
 
     _in_two_threads(call, errors)
     assert counts == {"a": 2, "b": 1}
+
+
+def test_a_model_built_in_another_thread_is_not_placed_by_this_threads_scope():
+    """A strategy's scope is per thread (Keras's distribution scope, tf.distribute's)."""
+    import wsekern as wk
+    barrier = threading.Barrier(2)
+    strategies, errors = {}, []
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16))
+
+    def build(tag):
+        try:
+            if tag == "a":
+                with strategy.scope():
+                    barrier.wait(timeout=20)        # b builds inside a's scope
+                    barrier.wait(timeout=20)
+            else:
+                barrier.wait(timeout=20)
+                model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(2)])
+                strategies[tag] = model.strategy
+                barrier.wait(timeout=20)
+        except BaseException as e:          # noqa: BLE001 - reported below
+            errors.append(e)
+
+    _in_two_threads(build, errors)
+    assert strategies == {"b": None}
+    assert strategy.models == []

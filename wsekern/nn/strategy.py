@@ -20,6 +20,7 @@ step is the sum of its layers.
 """
 import contextlib
 import math
+import threading
 import time
 import weakref
 
@@ -32,7 +33,17 @@ from ..wafer.config import WaferConfig
 from . import columns, placed
 from .tensor import tap
 
-_STACK = []
+
+class _Scopes(threading.local):
+    """The strategies whose scope is open in this thread, innermost last: per thread, as
+    Keras's distribution scope and tf.distribute's, so a model built in another thread
+    meanwhile is not placed by them."""
+
+    def __init__(self):
+        self.stack = []
+
+
+_SCOPES = _Scopes()
 PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when built, before fit
 
 
@@ -65,7 +76,8 @@ def _handover_bytes(a):
 
 
 def current_strategy():
-    return _STACK[-1] if _STACK else None
+    stack = _SCOPES.stack
+    return stack[-1] if stack else None
 
 
 class WaferStrategy:
@@ -153,11 +165,14 @@ class WaferStrategy:
 
     @contextlib.contextmanager
     def scope(self):
-        _STACK.append(self)
+        """``with strategy.scope():`` - the models built inside, in this thread, are
+        placed by this strategy (a scope is per thread, as Keras's)."""
+        stack = _SCOPES.stack
+        stack.append(self)
         try:
             yield self
         finally:
-            _STACK.remove(self)
+            stack.remove(self)
             self._flush()
 
     def _retire(self):
