@@ -198,13 +198,16 @@ WSK_INLINE ATTR void wsk_spmm_tail_pass_##SFX##_##TGT(const V* vals, const I* co
 WSK_INLINE ATTR void wsk_spmm_tail_##SFX##_##TGT(const V* vals, const I* cols,         \
         ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)                   \
 {                                                                                      \
-    /* Fewer columns than a vector (0 < n < LANES): one pass over the row, in half vectors \
-       up to HLANES columns (masked below it), else in masked full ones (wsk_part_load: \
-       nothing read or written past the n columns), not a half vector's pass then a    \
-       scalar pass per column (fp32 N = 12 on AVX-512 took 3x N = 16's time; a masked  \
-       full vector for 8 columns there, 1.25x the half vector's).  Each column's sum as \
-       before: the even nonzeros, the odd ones, then the two. */                       \
-    if (n == 1) {                                                                      \
+    /* Fewer columns than a vector (0 < n < LANES): one pass over the row, in half     \
+       vectors up to HLANES columns (masked below it), else in masked full ones        \
+       (wsk_part_load: nothing read or written past the n columns), not a half vector's \
+       pass then a scalar pass per column (fp32 N = 12 on AVX-512 took 3x N = 16's     \
+       time; a masked full vector for 8 columns there, 1.25x the half vector's).  Each \
+       column's sum as before: the even nonzeros, the odd ones, then the two.  One     \
+       column: scalars on the baseline; a partial vector elsewhere, where GCC paired the \
+       scalar loop's products into one unfused multiply with int64 indices (fp64: 1 ulp \
+       off the fused columns). */                                                      \
+    if (n == 1 && sizeof(VT) == 16) {                                                  \
         V s0 = 0, s1 = 0;                                                              \
         ptrdiff_t p = 0;                                                               \
         for (; p + 2 <= nnz; p += 2) {                                                 \
@@ -213,7 +216,9 @@ WSK_INLINE ATTR void wsk_spmm_tail_##SFX##_##TGT(const V* vals, const I* cols,  
         }                                                                              \
         if (p < nnz) s0 += vals[p] * X[(ptrdiff_t)cols[p] * ldx];                      \
         y[0] = s0 + s1;                                                                \
-    } else if (n == HLANES) {   /* n a constant in each pass where it can be */        \
+    } else if (n == 1) {        /* n a constant in each pass where it can be */        \
+        wsk_spmm_tail_pass_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, 1);               \
+    } else if (n == HLANES) {                                                          \
         wsk_spmm_tail_pass_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, HLANES);          \
     } else if (LANES > 4) {                                                            \
         wsk_spmm_tail_pass_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, (int)n);          \
