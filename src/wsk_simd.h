@@ -60,8 +60,8 @@ static inline void wsk_spmm_set_block_mode(int mode) { wsk_spmm_block_mode = mod
 /* alternate nonzeros so narrow tiles are not bound by the FMA latency.       */
 /* Tiles: 8x1, 4x2, 2x4, 1x4 vectors (8 accumulators + 1 broadcast + 1 load).  The      */
 /* caller keeps the X it passes in L2 by blocking its columns (src/_spmm.pyx).        */
-#define WSK_DEFINE_SPMM(V, VT, LANES, VH, HLANES, I, SFX, TGT, ATTR, STREAM_MIN, SPLIT_PF, \
-                        BLK)                                                           \
+#define WSK_DEFINE_SPMM(V, VT, LANES, VH, HLANES, VS, I, SFX, TGT, ATTR, STREAM_MIN,    \
+                        SPLIT_PF, BLK)                                                 \
 WSK_INLINE ATTR void wsk_spmm_mac_##SFX##_##TGT(VT* acc, const V w, const char* x,    \
         const int NV, const int AL)                                                    \
 {                                                                                      \
@@ -155,36 +155,75 @@ WSK_INLINE ATTR void wsk_spmm_tile_##SFX##_##TGT(const V* vals, const I* cols,  
     wsk_spmm_tile_s_##SFX##_##TGT(vals, cols, nnz, avail, X, ldx, y, NV, SETS, AHEAD,  \
                                   AL, SPLIT_PF, 0);                                    \
 }                                                                                      \
+WSK_INLINE ATTR VH wsk_spmm_hload_##SFX##_##TGT(const V* x, const int n)               \
+{                                                                                      \
+    VH v;                                                                              \
+    if (n == HLANES)                                                                   \
+        memcpy(&v, x, sizeof(VH));                                                     \
+    else                                                                               \
+        v = (VH)wsk_hpart_load_##VS##_##TGT(x, n);                                     \
+    return v;                                                                          \
+}                                                                                      \
+WSK_INLINE ATTR void wsk_spmm_tail_pass_##SFX##_##TGT(const V* vals, const I* cols,    \
+        ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, const int n)                   \
+{                                                                                      \
+    ptrdiff_t p = 0;                                                                   \
+    if (n <= HLANES) {                                                                 \
+        VH a0 = (VH){0}, a1 = (VH){0};                                                 \
+        for (; p + 2 <= nnz; p += 2) {                                                 \
+            a0 += vals[p] * wsk_spmm_hload_##SFX##_##TGT(X + (ptrdiff_t)cols[p] * ldx, n); \
+            a1 += vals[p + 1]                                                          \
+                  * wsk_spmm_hload_##SFX##_##TGT(X + (ptrdiff_t)cols[p + 1] * ldx, n); \
+        }                                                                              \
+        if (p < nnz)                                                                   \
+            a0 += vals[p] * wsk_spmm_hload_##SFX##_##TGT(X + (ptrdiff_t)cols[p] * ldx, n); \
+        a0 += a1;                                                                      \
+        if (n == HLANES)                                                               \
+            memcpy(y, &a0, sizeof(VH));                                                \
+        else                                                                           \
+            wsk_hpart_store_##VS##_##TGT(y, a0, n);                                    \
+        return;                                                                        \
+    }                                                                                  \
+    VT a0 = (VT){0}, a1 = (VT){0};                                                     \
+    for (; p + 2 <= nnz; p += 2) {                                                     \
+        a0 += vals[p] * (VT)wsk_part_load_##VS##_##TGT(X + (ptrdiff_t)cols[p] * ldx, n); \
+        a1 += vals[p + 1]                                                              \
+              * (VT)wsk_part_load_##VS##_##TGT(X + (ptrdiff_t)cols[p + 1] * ldx, n);   \
+    }                                                                                  \
+    if (p < nnz)                                                                       \
+        a0 += vals[p] * (VT)wsk_part_load_##VS##_##TGT(X + (ptrdiff_t)cols[p] * ldx, n); \
+    a0 += a1;                                                                          \
+    wsk_part_store_##VS##_##TGT(y, a0, n);                                             \
+}                                                                                      \
 WSK_INLINE ATTR void wsk_spmm_tail_##SFX##_##TGT(const V* vals, const I* cols,         \
         ptrdiff_t nnz, const V* X, ptrdiff_t ldx, V* y, ptrdiff_t n)                   \
 {                                                                                      \
-    /* Fewer columns than a vector: half vectors first, then scalars. */               \
-    ptrdiff_t j = 0;                                                                   \
-    for (; HLANES > 1 && j + HLANES <= n; j += HLANES) {                               \
-        VH a0 = (VH){0}, a1 = (VH){0}, xv;                                             \
-        ptrdiff_t p = 0;                                                               \
-        for (; p + 2 <= nnz; p += 2) {                                                 \
-            memcpy(&xv, X + (ptrdiff_t)cols[p] * ldx + j, sizeof(VH));                 \
-            a0 += vals[p] * xv;                                                        \
-            memcpy(&xv, X + (ptrdiff_t)cols[p + 1] * ldx + j, sizeof(VH));             \
-            a1 += vals[p + 1] * xv;                                                    \
-        }                                                                              \
-        if (p < nnz) {                                                                 \
-            memcpy(&xv, X + (ptrdiff_t)cols[p] * ldx + j, sizeof(VH));                 \
-            a0 += vals[p] * xv;                                                        \
-        }                                                                              \
-        a0 += a1;                                                                      \
-        memcpy(y + j, &a0, sizeof(VH));                                                \
-    }                                                                                  \
-    for (; j < n; j++) {                                                               \
+    /* Fewer columns than a vector (0 < n < LANES): one pass over the row, in half     \
+       vectors up to HLANES columns (masked below it), else in masked full ones        \
+       (wsk_part_load: nothing read or written past the n columns), not a half vector's \
+       pass then a scalar pass per column (fp32 N = 12 on AVX-512 took 3x N = 16's     \
+       time; a masked full vector for 8 columns there, 1.25x the half vector's).  Each \
+       column's sum as before: the even nonzeros, the odd ones, then the two.  One     \
+       column: scalars on the baseline; a partial vector elsewhere, where GCC paired the \
+       scalar loop's products into one unfused multiply with int64 indices (fp64: 1 ulp \
+       off the fused columns). */                                                      \
+    if (n == 1 && sizeof(VT) == 16) {                                                  \
         V s0 = 0, s1 = 0;                                                              \
         ptrdiff_t p = 0;                                                               \
         for (; p + 2 <= nnz; p += 2) {                                                 \
-            s0 += vals[p] * X[(ptrdiff_t)cols[p] * ldx + j];                           \
-            s1 += vals[p + 1] * X[(ptrdiff_t)cols[p + 1] * ldx + j];                   \
+            s0 += vals[p] * X[(ptrdiff_t)cols[p] * ldx];                               \
+            s1 += vals[p + 1] * X[(ptrdiff_t)cols[p + 1] * ldx];                       \
         }                                                                              \
-        if (p < nnz) s0 += vals[p] * X[(ptrdiff_t)cols[p] * ldx + j];                  \
-        y[j] = s0 + s1;                                                                \
+        if (p < nnz) s0 += vals[p] * X[(ptrdiff_t)cols[p] * ldx];                      \
+        y[0] = s0 + s1;                                                                \
+    } else if (n == 1) {        /* n a constant in each pass where it can be */        \
+        wsk_spmm_tail_pass_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, 1);               \
+    } else if (n == HLANES) {                                                          \
+        wsk_spmm_tail_pass_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, HLANES);          \
+    } else if (LANES > 4) {                                                            \
+        wsk_spmm_tail_pass_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, (int)n);          \
+    } else {                                                                           \
+        wsk_spmm_tail_pass_##SFX##_##TGT(vals, cols, nnz, X, ldx, y, 3);               \
     }                                                                                  \
 }                                                                                      \
 WSK_INLINE ATTR void wsk_spmm_stream_##SFX##_##TGT(const V* vals, const I* cols,       \
@@ -462,18 +501,158 @@ typedef float wsk_vf_##TGT __attribute__((vector_size(VBYTES)));                
 typedef double wsk_vd_##TGT __attribute__((vector_size(VBYTES)));                      \
 typedef float wsk_hf_##TGT __attribute__((vector_size(VBYTES / 2)));                   \
 typedef double wsk_hd_##TGT __attribute__((vector_size(VBYTES / 2)));                  \
-WSK_DEFINE_SPMM(float, wsk_vf_##TGT, VBYTES / 4, wsk_hf_##TGT, VBYTES / 8, int32_t,    \
-                f32_i32, TGT, ATTR, SM, SPLIT, BLK)                                      \
-WSK_DEFINE_SPMM(float, wsk_vf_##TGT, VBYTES / 4, wsk_hf_##TGT, VBYTES / 8, int64_t,    \
-                f32_i64, TGT, ATTR, SM, SPLIT, BLK)                                      \
-WSK_DEFINE_SPMM(double, wsk_vd_##TGT, VBYTES / 8, wsk_hd_##TGT, VBYTES / 16, int32_t,  \
-                f64_i32, TGT, ATTR, SM, SPLIT, BLK)                                      \
-WSK_DEFINE_SPMM(double, wsk_vd_##TGT, VBYTES / 8, wsk_hd_##TGT, VBYTES / 16, int64_t,  \
-                f64_i64, TGT, ATTR, SM, SPLIT, BLK)                                      \
+WSK_DEFINE_SPMM(float, wsk_vf_##TGT, VBYTES / 4, wsk_hf_##TGT, VBYTES / 8, f32, int32_t, \
+                f32_i32, TGT, ATTR, SM, SPLIT, BLK)                                    \
+WSK_DEFINE_SPMM(float, wsk_vf_##TGT, VBYTES / 4, wsk_hf_##TGT, VBYTES / 8, f32, int64_t, \
+                f32_i64, TGT, ATTR, SM, SPLIT, BLK)                                    \
+WSK_DEFINE_SPMM(double, wsk_vd_##TGT, VBYTES / 8, wsk_hd_##TGT, VBYTES / 16, f64, int32_t, \
+                f64_i32, TGT, ATTR, SM, SPLIT, BLK)                                    \
+WSK_DEFINE_SPMM(double, wsk_vd_##TGT, VBYTES / 8, wsk_hd_##TGT, VBYTES / 16, f64, int64_t, \
+                f64_i64, TGT, ATTR, SM, SPLIT, BLK)                                    \
 WSK_DEFINE_DOT(float, wsk_vf_##TGT, VBYTES / 4, f32, TGT, ATTR)                        \
 WSK_DEFINE_DOT(double, wsk_vd_##TGT, VBYTES / 8, f64, TGT, ATTR)                       \
 WSK_DEFINE_PLANE(float, wsk_vf_##TGT, VBYTES / 4, f32, TGT, ATTR)                      \
 WSK_DEFINE_PLANE(double, wsk_vd_##TGT, VBYTES / 8, f64, TGT, ATTR)
+
+/* The spmm tails' partial vectors: lanes [0, n) of x[0:n] in a full vector (wsk_part_*,
+   half a vector's lanes < n < a vector's) or a half one (wsk_hpart_*, 1 < n < half a
+   vector's), the others 0, and their stores to y[0:n]; nothing past x + n or y + n is read
+   or written (X's last row may end its mapping).  Masked loads and stores on AVX2 /
+   AVX-512 (the lanes masked off do not fault); 8 and 4 bytes on the baseline, whose
+   fp32 tail has n = 3 only here (fp64: n = 1, the scalar loop; the others are stubs). */
+typedef float wsk_part_f32 __attribute__((vector_size(16)));
+typedef double wsk_part_f64 __attribute__((vector_size(16)));
+typedef float wsk_hpart_f32 __attribute__((vector_size(8)));
+typedef double wsk_hpart_f64 __attribute__((vector_size(8)));
+#if WSK_X86_DISPATCH
+#include <immintrin.h>
+WSK_INLINE wsk_part_f32 wsk_part_load_f32_base(const float* x, int n)
+{
+    double two;                     /* x[0:2] as one 8-byte load (movsd) */
+    memcpy(&two, x, 8);
+    const __m128 lo = _mm_castpd_ps(_mm_set_sd(two));
+    return (wsk_part_f32)(n == 3 ? _mm_movelh_ps(lo, _mm_load_ss(x + 2)) : lo);
+}
+WSK_INLINE void wsk_part_store_f32_base(float* y, wsk_part_f32 v, int n)
+{
+    const double two = _mm_cvtsd_f64(_mm_castps_pd((__m128)v));
+    memcpy(y, &two, 8);
+    if (n == 3) _mm_store_ss(y + 2, _mm_movehl_ps((__m128)v, (__m128)v));
+}
+#else
+WSK_INLINE wsk_part_f32 wsk_part_load_f32_base(const float* x, int n)
+{
+    return (wsk_part_f32){x[0], x[1], n == 3 ? x[2] : 0, 0};
+}
+WSK_INLINE void wsk_part_store_f32_base(float* y, wsk_part_f32 v, int n)
+{
+    y[0] = v[0];
+    y[1] = v[1];
+    if (n == 3) y[2] = v[2];
+}
+#endif
+WSK_INLINE wsk_part_f64 wsk_part_load_f64_base(const double* x, int n)
+{
+    return (wsk_part_f64){x[0], n > 1 ? x[1] : 0};
+}
+WSK_INLINE void wsk_part_store_f64_base(double* y, wsk_part_f64 v, int n)
+{
+    y[0] = v[0];
+    if (n > 1) y[1] = v[1];
+}
+WSK_INLINE wsk_hpart_f32 wsk_hpart_load_f32_base(const float* x, int n)
+{
+    return (wsk_hpart_f32){x[0], n > 1 ? x[1] : 0};
+}
+WSK_INLINE void wsk_hpart_store_f32_base(float* y, wsk_hpart_f32 v, int n)
+{
+    y[0] = v[0];
+    if (n > 1) y[1] = v[1];
+}
+WSK_INLINE wsk_hpart_f64 wsk_hpart_load_f64_base(const double* x, int n)
+{
+    (void)n;
+    return (wsk_hpart_f64){x[0]};
+}
+WSK_INLINE void wsk_hpart_store_f64_base(double* y, wsk_hpart_f64 v, int n)
+{
+    (void)n;
+    y[0] = v[0];
+}
+#if WSK_X86_DISPATCH
+WSK_TARGET_V3 WSK_INLINE __m256i wsk_part_mask32_avx2(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+WSK_TARGET_V3 WSK_INLINE __m256 wsk_part_load_f32_avx2(const float* x, int n)
+{
+    return _mm256_maskload_ps(x, wsk_part_mask32_avx2(n));
+}
+WSK_TARGET_V3 WSK_INLINE void wsk_part_store_f32_avx2(float* y, __m256 v, int n)
+{
+    _mm256_maskstore_ps(y, wsk_part_mask32_avx2(n), v);
+}
+WSK_TARGET_V3 WSK_INLINE __m128 wsk_hpart_load_f32_avx2(const float* x, int n)
+{
+    return _mm_maskload_ps(x, _mm256_castsi256_si128(wsk_part_mask32_avx2(n)));
+}
+WSK_TARGET_V3 WSK_INLINE void wsk_hpart_store_f32_avx2(float* y, __m128 v, int n)
+{
+    _mm_maskstore_ps(y, _mm256_castsi256_si128(wsk_part_mask32_avx2(n)), v);
+}
+WSK_TARGET_V3 WSK_INLINE __m256i wsk_part_mask64_avx2(int n)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+WSK_TARGET_V3 WSK_INLINE __m256d wsk_part_load_f64_avx2(const double* x, int n)
+{
+    return _mm256_maskload_pd(x, wsk_part_mask64_avx2(n));
+}
+WSK_TARGET_V3 WSK_INLINE void wsk_part_store_f64_avx2(double* y, __m256d v, int n)
+{
+    _mm256_maskstore_pd(y, wsk_part_mask64_avx2(n), v);
+}
+WSK_TARGET_V3 WSK_INLINE __m128d wsk_hpart_load_f64_avx2(const double* x, int n)
+{
+    return _mm_maskload_pd(x, _mm256_castsi256_si128(wsk_part_mask64_avx2(n)));
+}
+WSK_TARGET_V3 WSK_INLINE void wsk_hpart_store_f64_avx2(double* y, __m128d v, int n)
+{
+    _mm_maskstore_pd(y, _mm256_castsi256_si128(wsk_part_mask64_avx2(n)), v);
+}
+WSK_TARGET_V4 WSK_INLINE __m512 wsk_part_load_f32_avx512(const float* x, int n)
+{
+    return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), x);
+}
+WSK_TARGET_V4 WSK_INLINE void wsk_part_store_f32_avx512(float* y, __m512 v, int n)
+{
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << n) - 1), v);
+}
+WSK_TARGET_V4 WSK_INLINE __m256 wsk_hpart_load_f32_avx512(const float* x, int n)
+{
+    return _mm256_maskz_loadu_ps((__mmask8)((1u << n) - 1), x);
+}
+WSK_TARGET_V4 WSK_INLINE void wsk_hpart_store_f32_avx512(float* y, __m256 v, int n)
+{
+    _mm256_mask_storeu_ps(y, (__mmask8)((1u << n) - 1), v);
+}
+WSK_TARGET_V4 WSK_INLINE __m512d wsk_part_load_f64_avx512(const double* x, int n)
+{
+    return _mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1), x);
+}
+WSK_TARGET_V4 WSK_INLINE void wsk_part_store_f64_avx512(double* y, __m512d v, int n)
+{
+    _mm512_mask_storeu_pd(y, (__mmask8)((1u << n) - 1), v);
+}
+WSK_TARGET_V4 WSK_INLINE __m256d wsk_hpart_load_f64_avx512(const double* x, int n)
+{
+    return _mm256_maskz_loadu_pd((__mmask8)((1u << n) - 1), x);
+}
+WSK_TARGET_V4 WSK_INLINE void wsk_hpart_store_f64_avx512(double* y, __m256d v, int n)
+{
+    _mm256_mask_storeu_pd(y, (__mmask8)((1u << n) - 1), v);
+}
+#endif
 
 #define WSK_NOATTR
 /* Baseline: SSE2 on x86-64, 16-byte vectors elsewhere too (NEON, ...).  Its 4-lane tiles
