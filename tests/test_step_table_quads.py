@@ -1,0 +1,71 @@
+"""A kept WsStep's scalar work per block from its table laid out by quads of k (on the
+AVX-512 path where the CPU has VNNI: src/_step_cost.pyx wsk_table_quads_vnni) against the
+same step without a table (W's entries one by one) and against ws_step_stream: the same
+figures, for PE columns of 0 to 70 rows of X (whole quads, a partial one, none), 1 to 127
+row blocks (whole 16-block registers and tails), counts up to 127 (and above: the rows
+one by one), batches of 1 to 256 samples (255 is the bytes' bound; 256 takes the rows)."""
+import numpy as np
+import pytest
+import scipy.sparse as sps
+from test_step_blocks_simd import _same
+from test_step_prepared import WS_PIPELINES, _by_columns
+
+from wsekern import _step_cost
+from wsekern._step_cost import WsStep, ws_step_stream, ws_table
+
+
+@pytest.fixture
+def simd_path():
+    """Set the pass's path for a test, and put back the one in use."""
+    before = _step_cost.use_simd_path("avx512")
+    yield _step_cost.use_simd_path
+    _step_cost.use_simd_path(before)
+
+
+def _structure(rng, R, case):
+    """k_b, W's entries (K x R * C CSR) and its counts per (k, row block) for a random W."""
+    C = int(rng.integers(1, 6))
+    heights = rng.integers(0, 10, C)
+    if case == 0:
+        heights[-1] = 70                # quads past a register's worth of k
+    heights[0] = max(heights[0], 1)
+    K = int(heights.sum())
+    k_b = np.concatenate([[0], np.cumsum(heights)]).astype(np.int_)
+    top = 127 if case < 4 else 200      # above 127 the table by quads is not made
+    counts = rng.integers(0, top + 1, (K, R)) * (rng.random((K, R)) < 0.5)
+    counts[0, 0] = top
+    pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
+    k, r = np.nonzero(counts)
+    S = sps.csr_array((counts[k, r].astype(np.int64), (r * C + pe_col[k]).astype(np.int32),
+                       np.concatenate([[0], np.cumsum(np.count_nonzero(counts, axis=1))])
+                       .astype(np.int64)), shape=(K, R * C))
+    S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+    return K, C, k_b, S, counts
+
+
+@pytest.mark.parametrize("path", ["avx512", "baseline"])
+@pytest.mark.parametrize("R", [1, 15, 16, 17, 33, 127])
+def test_the_table_by_quads_gives_the_entries_figures(simd_path, path, R):
+    simd_path(path)
+    rng = np.random.default_rng(R)
+    tail = (4.0, 1.25, 4.0, 2, 0.5)        # task, scalar, eos, wpv, dt
+    for case in range(5):
+        K, C, k_b, S, counts = _structure(rng, R, case)
+        choice = rng.integers(0, 3, R * C).astype(np.int8)
+        totals = rng.integers(0, 200, (2, R * C)).astype(np.int64)
+        t_dense = rng.integers(4, 60, R).astype(np.float64) + rng.random(R)
+        layout = _by_columns(None, R, C, k_b, S, choice, *totals)
+        table = ws_table(*layout[:3], R)
+        assert np.array_equal(table, counts)
+        pipe = WS_PIPELINES[case % 2]
+        quads = WsStep(K, k_b, *layout[:3], t_dense, *layout[3:], *tail, True, pipe, None,
+                       None, table)
+        rows = WsStep(K, k_b, *layout[:3], t_dense, *layout[3:], *tail, True, pipe)
+        for N in (1, 7, 32, 255, 256):
+            x = rng.random((K, N)) < rng.choice([0.1, 0.6, 1.0])
+            for xv in (x.view(np.uint8), np.asfortranarray(x).view(np.uint8)):
+                got, want = quads.run(xv), rows.run(xv)
+                assert all(_same(a, b) for a, b in zip(got, want)), (R, case, N, got, want)
+            ref = ws_step_stream(x.view(np.uint8), k_b, S.indptr, S.indices, S.data, t_dense,
+                                 choice, *totals, *tail)
+            assert (got[0], got[1], got[2]) == (float(ref[3]), int(ref[4]), int(ref[5]))
