@@ -3,7 +3,8 @@ AVX-512 path where the CPU has VNNI: src/_step_cost.pyx wsk_table_quads_vnni) ag
 same step without a table (W's entries one by one) and against ws_step_stream: the same
 figures, for PE columns of 0 to 70 rows of X (whole quads, a partial one, none), 1 to 127
 row blocks (whole 16-block registers and tails), counts up to 127 (and above: the rows
-one by one), batches of 1 to 256 samples (255 is the bytes' bound; 256 takes the rows)."""
+one by one), batches of 1 to 256 samples (255 is the bytes' bound; 256 takes the rows),
+PE columns that no activation reaches, with and without their figures worked out once."""
 import numpy as np
 import pytest
 import scipy.sparse as sps
@@ -11,7 +12,7 @@ from test_step_blocks_simd import _same
 from test_step_prepared import WS_PIPELINES, _by_columns
 
 from wsekern import _step_cost
-from wsekern._step_cost import WsStep, ws_step_stream, ws_table
+from wsekern._step_cost import WsStep, ws_dead_columns, ws_step_stream, ws_table
 
 
 @pytest.fixture
@@ -45,9 +46,10 @@ def _structure(rng, R, case):
 
 @pytest.mark.parametrize("path", ["avx512", "baseline"])
 @pytest.mark.parametrize("R", [1, 15, 16, 17, 33, 127])
-def test_the_table_by_quads_gives_the_entries_figures(simd_path, path, R):
+@pytest.mark.parametrize("with_dead", [False, True])
+def test_the_table_by_quads_gives_the_entries_figures(simd_path, path, R, with_dead):
     simd_path(path)
-    rng = np.random.default_rng(R)
+    rng = np.random.default_rng(R + 1000 * with_dead)
     tail = (4.0, 1.25, 4.0, 2, 0.5)        # task, scalar, eos, wpv, dt
     for case in range(5):
         K, C, k_b, S, counts = _structure(rng, R, case)
@@ -58,11 +60,14 @@ def test_the_table_by_quads_gives_the_entries_figures(simd_path, path, R):
         table = ws_table(*layout[:3], R)
         assert np.array_equal(table, counts)
         pipe = WS_PIPELINES[case % 2]
-        quads = WsStep(K, k_b, *layout[:3], t_dense, *layout[3:], *tail, True, pipe, None,
+        dead = ws_dead_columns(t_dense, *layout[3:], *tail[:2]) if with_dead else None
+        quads = WsStep(K, k_b, *layout[:3], t_dense, *layout[3:], *tail, True, pipe, dead,
                        None, table)
-        rows = WsStep(K, k_b, *layout[:3], t_dense, *layout[3:], *tail, True, pipe)
+        rows = WsStep(K, k_b, *layout[:3], t_dense, *layout[3:], *tail, True, pipe, dead)
         for N in (1, 7, 32, 255, 256):
             x = rng.random((K, N)) < rng.choice([0.1, 0.6, 1.0])
+            for c in rng.integers(0, C, C // 2 + 1):     # columns no activation reaches
+                x[k_b[c]:k_b[c + 1]] = False
             for xv in (x.view(np.uint8), np.asfortranarray(x).view(np.uint8)):
                 got, want = quads.run(xv), rows.run(xv)
                 assert all(_same(a, b) for a, b in zip(got, want)), (R, case, N, got, want)
