@@ -7,8 +7,7 @@ one by one), batches of 1 to 256 samples (255 is the bytes' bound; 256 takes the
 PE columns that no activation reaches, with and without their figures worked out once."""
 import numpy as np
 import pytest
-import scipy.sparse as sps
-from test_step_blocks_simd import _same
+from test_step_blocks_simd import _same, entries_of_counts
 from test_step_prepared import WS_PIPELINES, _by_columns
 
 from wsekern import _step_cost
@@ -35,13 +34,7 @@ def _structure(rng, R, case):
     top = 127 if case < 4 else 200      # above 127 the table by quads is not made
     counts = rng.integers(0, top + 1, (K, R)) * (rng.random((K, R)) < 0.5)
     counts[0, 0] = top
-    pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
-    k, r = np.nonzero(counts)
-    S = sps.csr_array((counts[k, r].astype(np.int64), (r * C + pe_col[k]).astype(np.int32),
-                       np.concatenate([[0], np.cumsum(np.count_nonzero(counts, axis=1))])
-                       .astype(np.int64)), shape=(K, R * C))
-    S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
-    return K, C, k_b, S, counts
+    return K, C, k_b, entries_of_counts(counts, k_b), counts
 
 
 @pytest.mark.parametrize("path", ["avx512", "baseline"])
