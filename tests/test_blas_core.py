@@ -53,7 +53,8 @@ def test_the_core_openblas_runs_is_read_back_from_the_library():
 
 
 def test_the_core_falls_back_to_openblas_coretype_then_unknown(monkeypatch):
-    monkeypatch.setattr(_blas_core, "_loaded_openblas_paths", lambda: ["/nonexistent/libopenblas.so"])
+    missing = ["/nonexistent/libopenblas.so"]   # no such library: CDLL refuses it
+    monkeypatch.setattr(_blas_core, "_loaded_openblas_paths", lambda: missing)
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Sandybridge")
     monkeypatch.setattr(_blas_core, "_numpy_blas_name", lambda: "scipy-openblas")
     assert _blas_core.read_blas_core() == ("Sandybridge", "OPENBLAS_CORETYPE")

@@ -43,7 +43,8 @@ def _loaded_openblas_paths():
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
-                path = line.rpartition(" ")[2].strip()
+                fields = line.split(None, 5)   # address perms offset dev inode [path]
+                path = fields[5].strip() if len(fields) == 6 else ""
                 name = os.path.basename(path)
                 if path.startswith("/") and "openblas" in name and path not in paths:
                     paths.append(path)
