@@ -151,6 +151,62 @@ cdef extern from *:
         for (; r < R; r++)
             sw[r] += (int64_t) row[r] * a;
     }
+    /* a PE column's blocks' scalar work from all its kc columns of W at once: sw[r] =
+       sum over k of A[k] * T[k, r] (r < R), from the column's table laid out by quads
+       (``tq``: for each group g of four k, R x 4 bytes, T[4g + j, r] at (g R + r) 4 + j,
+       zero past kc), 16 blocks a register: VNNI's unsigned-by-signed byte dot products
+       summed in 32-bit lanes, then widened. Integer sums, exact: A[k] <= 255, T <= 127,
+       kc <= 65536 (the caller's bounds), so every sum is below 2**31; the same sw as
+       wsk_table_row_avx512's rows on a zeroed sw */
+    __attribute__((target("avx512f,avx512bw,avx512vnni")))
+    static void wsk_table_quads_vnni(Py_ssize_t R, const int8_t* tq, const int64_t* A,
+                                     Py_ssize_t kc, int64_t* sw)
+    {
+        const Py_ssize_t G = (kc + 3) / 4;
+        uint32_t a4[16];
+        const int8_t* q4[16];
+        /* up to 16 quads at a time (a column of kc <= 64: one round), those with an
+           activation (no A in the quad: nothing to add), each round's sums added to the
+           rounds' before */
+        for (Py_ssize_t g0 = 0; g0 == 0 || g0 < G; g0 += 16) {
+            const Py_ssize_t ge = G - g0 < 16 ? G : g0 + 16;
+            int gn = 0;
+            for (Py_ssize_t g = g0; g < ge; g++) {
+                uint32_t v = 0;
+                for (Py_ssize_t j = 0; j < 4 && 4 * g + j < kc; j++)
+                    v |= (uint32_t) A[4 * g + j] << (8 * j);
+                if (v) {
+                    a4[gn] = v;
+                    q4[gn++] = tq + g * R * 4;
+                }
+            }
+            if (g0 && !gn)
+                continue;
+            for (Py_ssize_t r0 = 0; r0 < R; r0 += 16) {
+                const __mmask16 m = R - r0 >= 16 ? (__mmask16)0xFFFF
+                                                  : (__mmask16)((1u << (R - r0)) - 1);
+                __m512i acc = _mm512_setzero_si512();
+                for (int g = 0; g < gn; g++)
+                    acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32((int) a4[g]),
+                                              _mm512_maskz_loadu_epi32(m, q4[g] + r0 * 4));
+                __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc));
+                __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1));
+                if (g0) {
+                    lo = _mm512_add_epi64(lo, _mm512_maskz_loadu_epi64((__mmask8) m, sw + r0));
+                    hi = _mm512_add_epi64(hi, _mm512_maskz_loadu_epi64((__mmask8) (m >> 8),
+                                                                       sw + r0 + 8));
+                }
+                _mm512_mask_storeu_epi64(sw + r0, (__mmask8) m, lo);
+                _mm512_mask_storeu_epi64(sw + r0 + 8, (__mmask8) (m >> 8), hi);
+            }
+        }
+    }
+    static int wsk_step_vnni_runs(void)
+    {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512vnni");
+    }
     static int wsk_step_avx512_runs(void)
     {
         __builtin_cpu_init();
@@ -173,6 +229,9 @@ cdef extern from *:
             sw[r] += (int64_t) row[r] * a;
     }
     static int wsk_step_avx512_runs(void) { return 0; }
+    static void wsk_table_quads_vnni(Py_ssize_t R, const int8_t* tq, const int64_t* A,
+                                     Py_ssize_t kc, int64_t* sw) { }
+    static int wsk_step_vnni_runs(void) { return 0; }
     #endif
     """
     ctypedef struct wsk_step_fig:
@@ -188,12 +247,17 @@ cdef extern from *:
     int wsk_step_avx512_runs() noexcept nogil
     void wsk_table_row_avx512(Py_ssize_t R, const uint8_t* row, int64_t a,
                               int64_t* sw) noexcept nogil
+    void wsk_table_quads_vnni(Py_ssize_t R, const int8_t* tq, const int64_t* A,
+                              Py_ssize_t kc, int64_t* sw) noexcept nogil
+    int wsk_step_vnni_runs() noexcept nogil
 
 
 cnp.import_array()
 
 cdef bint _AVX512_RUNS = wsk_step_avx512_runs()
 cdef bint _use_avx512 = _AVX512_RUNS
+cdef bint _VNNI_RUNS = wsk_step_vnni_runs()
+cdef bint _use_vnni = _use_avx512 and _VNNI_RUNS
 
 
 def use_simd_path(path):
@@ -201,10 +265,11 @@ def use_simd_path(path):
     ``path``: "avx512" (8 lanes, where this CPU runs it; else the loop) or "baseline"/"avx2"
     (the loop in r order); the same figures either way. Returns the path in use.
     WSEKERN_SIMD sets it at import (wsekern/simd_path.py); tests call it to check each."""
-    global _use_avx512
+    global _use_avx512, _use_vnni
     if path not in ("avx512", "avx2", "baseline"):
         raise ValueError(f"path must be 'avx512', 'avx2' or 'baseline'; received {path!r}")
     _use_avx512 = path == "avx512" and _AVX512_RUNS
+    _use_vnni = _use_avx512 and _VNNI_RUNS
     return "avx512" if _use_avx512 else "baseline"
 
 
@@ -509,6 +574,8 @@ cdef struct WsPlan:
     bint wide
     const uint16_t* pk_p
     const uint8_t* tb           # the table (NULL: none); read on the AVX-512 path only
+    const int8_t* tq            # the table by quads of k per PE column (NULL: none): a
+    const int64_t* tq_off       # WsStep's (_quad_table), read on the VNNI path only
     const int64_t* sb_p
     bint has_dead
     const double* d_cmax
@@ -560,6 +627,7 @@ cdef int _ws_plan(WsPlan* s, Py_ssize_t K, const long[:] k_b, const int64_t[::1]
     cdef const uint8_t[:, ::1] tb
     cdef int64_t row_sum
     s.tb = NULL
+    s.tq, s.tq_off = NULL, NULL
     if table is not None:
         tb = table
         if tb.shape[0] != K or tb.shape[1] != R:
@@ -648,6 +716,10 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
         tb_p = s.tb
     cdef const uint16_t* pk_p = s.pk_p
     cdef uint16_t p
+    # the table by quads (VNNI): A[k] <= N <= 255 fits its unsigned bytes
+    cdef const int8_t* tq_p = NULL
+    if _use_vnni and tb_p != NULL and 0 < N <= 255:
+        tq_p = s.tq
     cdef const void* dense_c
     cdef const void* comp_c
     cdef int64_t A_k, v_max = 0, sram = 0, sram_c, cnt
@@ -685,25 +757,32 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
     if K and N:
         xt = wsk_x_kmajor(x, K, N, x_s0, x_s1, xs)
     for c in range(C):
-        for r in range(R):
-            sw[r] = 0
         cnt = 0
         if N and _use_avx512:
             wsk_x_column_avx512(xt, _kb(s, c), _kb(s, c + 1), N, 1, a_cn + c * N, A_of_k)
         elif N:
             wsk_x_column(xt, _kb(s, c), _kb(s, c + 1), N, 1, a_cn + c * N, A_of_k)
-        for k in range(_kb(s, c), _kb(s, c + 1)):
-            A_k = A_of_k[k] if N else 0
-            cnt += A_k
-            if A_k and tb_p != NULL:
-                wsk_table_row_avx512(R, tb_p + k * R, A_k, sw)
-            elif A_k and pk_p != NULL:
-                for j in range(s.s_indptr[k], s.s_indptr[k + 1]):
-                    p = pk_p[j]
-                    sw[p & 0xFF] += <int64_t> (p >> 8) * A_k
-            elif A_k:
-                for j in range(s.s_indptr[k], s.s_indptr[k + 1]):
-                    sw[s.s_rows[j]] += s.s_data[j] * A_k
+        if tq_p != NULL:        # every row of the column's table at once: the same sw
+            for k in range(_kb(s, c), _kb(s, c + 1)):
+                cnt += A_of_k[k]
+            if cnt or not s.has_dead:   # (a column no activation reaches reads no sw)
+                wsk_table_quads_vnni(R, tq_p + s.tq_off[c], A_of_k + _kb(s, c),
+                                     _kb(s, c + 1) - _kb(s, c), sw)
+        else:                   # the rows one by one, each live one added to sw
+            for r in range(R):
+                sw[r] = 0
+            for k in range(_kb(s, c), _kb(s, c + 1)):
+                A_k = A_of_k[k] if N else 0
+                cnt += A_k
+                if A_k and tb_p != NULL:
+                    wsk_table_row_avx512(R, tb_p + k * R, A_k, sw)
+                elif A_k and pk_p != NULL:
+                    for j in range(s.s_indptr[k], s.s_indptr[k + 1]):
+                        p = pk_p[j]
+                        sw[p & 0xFF] += <int64_t> (p >> 8) * A_k
+                elif A_k:
+                    for j in range(s.s_indptr[k], s.s_indptr[k + 1]):
+                        sw[s.s_rows[j]] += s.s_data[j] * A_k
         A_c[c] = cnt
         A = <double> cnt
         A_task = A * task
@@ -859,6 +938,32 @@ def ws_step_columns(const unsigned char[:, :] x_nz, const long[:] k_b,
             float(done))
 
 
+def _quad_table(table, k_b):
+    """A WsStep's table (K x R counts, or None) by quads of k per PE column, as
+    wsk_table_quads_vnni reads it: (the bytes as int8, each column's offset into them, C +
+    1); None where that path cannot take it (no table, no row block, a count above 127, a
+    column of more than 65536 rows of X) or this CPU has no VNNI."""
+    if table is None or not _VNNI_RUNS:
+        return None
+    K, R = table.shape
+    C = len(k_b) - 1
+    heights = np.diff(np.asarray(k_b, np.int64))
+    if R == 0 or C < 1 or (table.size and int(table.max()) > 127) or heights.max() > 65536:
+        return None
+    groups = -(-heights // 4)
+    off = np.zeros(C + 1, np.int64)
+    np.cumsum(groups * (4 * R), out=off[1:])
+    tq = np.zeros(max(int(off[C]), 1), np.int8)
+    for c in range(C):
+        k0, k1, G = int(k_b[c]), int(k_b[c + 1]), int(groups[c])
+        q = np.zeros((4 * G, R), np.int8)
+        q[:k1 - k0] = table[k0:k1]
+        tq[off[c]:off[c + 1]] = q.reshape(G, 4, R).transpose(0, 2, 1).ravel()
+    tq.flags.writeable = False
+    off.flags.writeable = False
+    return tq, off
+
+
 def _frozen_copy(a):
     # a read-only copy of an array argument (a typed memoryview, an ndarray) that a kept
     # step reads, of its dtype; None stays None
@@ -908,7 +1013,13 @@ cdef class WsStep:
         c_dead = None if dead is None else tuple(_frozen_copy(a) for a in dead)
         _ws_plan(&s, K, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], task, scalar, eos,
                  wpv, dt, False, c_dead, c[8], c[9], c[10])
-        keep = tuple(c) + (c_dead,)
+        cdef const int8_t[::1] tq_v
+        cdef const int64_t[::1] off_v
+        quads = _quad_table(c[9], c[0])
+        if quads is not None:
+            tq_v, off_v = quads
+            s.tq, s.tq_off = &tq_v[0], &off_v[0]
+        keep = tuple(c) + (c_dead, quads)
         self.s = s
         self.keep = keep
         self.L = _frozen_copy(L)
