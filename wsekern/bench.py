@@ -92,6 +92,14 @@ def spmm_peers(W, X, threads):
     return peers
 
 
+def peers_header(out):
+    """Print what each peer runs at, read back here; in a ``--peers-isa same`` child, what
+    they were held to and each switch that did not take."""
+    from .bench_peers import held_path, peers_lines, read_back
+    for line in peers_lines(read_back(), held_path()):
+        out(line)
+
+
 def machine_line():
     """What a number is tied to: CPU, caches, SIMD path (and those available), cost table."""
     from ._cpu import describe
@@ -123,6 +131,7 @@ def bench_spmm(sizes=SIZES, sparsities=SPARSITIES, threads=(1, 2), repeat=5, out
     """Print the spmm comparison table; return its rows as dicts."""
     rows = []
     out(machine_line())
+    peers_header(out)
     header = (f"{'M':>5} {'K':>5} {'N':>4} {'thr':>3} {'sparsity':>8} {'path':>15} "
               f"{'wsekern':>9} {'dense-W':>9} {'numpy':>9} {'scipy':>9} {'mkl':>9} {'torch':>9}"
               f" | {'x numpy':>7} {'x scipy':>7} {'x mkl':>6} {'x torch':>7} {'dW/np':>6}")
@@ -249,21 +258,25 @@ def torch_conv_times(shape, repeat, threads):
 
 
 def _torch_conv_times_at_isa(path, shape, repeat, threads):
-    """torch's times with its kernels held to ``path``'s ISA: a child process, since oneDNN
-    and ATen read the limit once, at start. None (and why) when it cannot be measured."""
+    """torch's times with its kernels held to ``path``'s ISA (a child process, since oneDNN
+    and ATen read the limit once, at start) and what torch read back there; None and why
+    when they cannot be measured."""
     import json
     import subprocess
     import sys
     code = ("import json; from wsekern.bench import torch_conv_times; "
-            f"print(json.dumps(torch_conv_times({tuple(shape)!r}, {int(repeat)}, {int(threads)})))")
+            "from wsekern.bench_peers import read_back; "
+            f"t = torch_conv_times({tuple(shape)!r}, {int(repeat)}, {int(threads)}); "
+            "print(json.dumps({'times': t, 'peers': read_back()}))")
     env = {**os.environ, **TORCH_ISA_ENV[path]}
     try:
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                               text=True, timeout=600)
         if done.returncode != 0:
             return None, done.stderr.strip().splitlines()[-1:] or ["no message"]
-        return json.loads(done.stdout.strip().splitlines()[-1]), None
-    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        return got["times"], got["peers"]
+    except (OSError, ValueError, IndexError, KeyError, subprocess.TimeoutExpired) as exc:
         return None, [repr(exc)]
 
 
@@ -271,7 +284,9 @@ def bench_conv(repeat=5, threads=1, out=print, shape=(8, 64, 32)):
     """conv2d on x BxCxSxS, w CxCx3x3 (``shape`` = (B, C, S), default 8x64x32x32), stride 1,
     padding 1, float32, against im2col + NumPy BLAS and torch.nn.functional.conv2d (when
     installed). When WSEKERN_SIMD forces a path narrower than the CPU's best, torch is also
-    timed held to that path's ISA (column ``torch@isa``), in a child process."""
+    timed held to that path's ISA (column ``torch@isa``), in a child process; not in a
+    ``--peers-isa same`` child, whose torch is held already."""
+    from .bench_peers import held_path, not_taken
     from .sysinfo import get_config
     B, C, S = (int(v) for v in shape)
     if min(B, C, S) < 1:
@@ -281,12 +296,19 @@ def bench_conv(repeat=5, threads=1, out=print, shape=(8, 64, 32)):
     cfg = get_config()
     at_isa = None
     out(machine_line())
+    peers_header(out)
     path = cfg["simd"]
-    if torch is not None and path in TORCH_ISA_ENV and path != cfg["simd_available"][-1]:
-        at_isa, why = _torch_conv_times_at_isa(path, (B, C, S), repeat, threads)
+    if (torch is not None and path in TORCH_ISA_ENV and path != cfg["simd_available"][-1]
+            and not held_path()):
+        at_isa, got = _torch_conv_times_at_isa(path, (B, C, S), repeat, threads)
         limits = " ".join(f"{k}={v}" for k, v in TORCH_ISA_ENV[path].items())
+        read = (f"; read back: torch ATen {got['aten']}, oneDNN {got['onednn']} "
+                f"(conv {got['onednn_conv']})" if at_isa else "")
         out(f"torch@isa: torch held to the {path} path's ISA ({limits}), timed in a "
-            f"child process" + ("" if at_isa else f"; failed: {' '.join(why)}"))
+            f"child process" + (read if at_isa else f"; failed: {' '.join(got)}"))
+        missed = not_taken(path, {**got, "openblas": None}, TORCH_ISA_ENV[path]) if at_isa else []
+        for _, switch, want, have in missed:
+            out(f"warning: torch@isa: {switch}={want} did not take: torch runs {have}")
     clock = call_clock(threads)
     out(f"conv2d x {B}x{C}x{S}x{S}, w {C}x{C}x3x3, pad 1, float32, {threads} thread(s), "
         f"ms (best of {repeat}, "

@@ -151,21 +151,29 @@ def _sddmm_rows(quick, repeat):
 def measure(quick=False, repeat=None):
     """The rows of this process's SIMD path (1 thread), as a dict of lists."""
     from .bench import limit_threads
+    from .bench_peers import PEER_SWITCHES, held_path, read_back
     from .sysinfo import get_config
     repeat = repeat or (5 if quick else 9)
     cases = _scaled(CASES, quick)
     with limit_threads(1):
         return {"simd": get_config()["simd"], "cost_table": get_config()["cost_table"],
+                "peers": read_back(), "peers_held": held_path(),
+                "peers_env": {k: os.environ[k] for k in PEER_SWITCHES if k in os.environ},
                 "spmm": _spmm_rows(cases, repeat), "dead_rows": _dead_rows(cases, repeat),
                 "sddmm": _sddmm_rows(quick, repeat)}
 
 
-def _child(path, quick, repeat):
-    """measure() in a child process with WSEKERN_SIMD=path (None: the default choice)."""
+def _child(path, quick, repeat, peers_isa="native"):
+    """measure() in a child process with WSEKERN_SIMD=path (None: the default choice);
+    ``peers_isa="same"``: its peers held to the ISA of the path it runs."""
+    from .bench_peers import can_hold, held_env
+    from .simd_path import simd_available
     env = dict(os.environ)
     env.pop("WSEKERN_SIMD", None)
     if path:
         env["WSEKERN_SIMD"] = path
+    if peers_isa == "same" and can_hold():
+        env = held_env(path or simd_available()[-1], env)
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     code = (f"import json, wsekern.bench_spmm as b; "
             f"print(json.dumps(b.measure(quick={quick!r}, repeat={repeat!r})))")
@@ -177,8 +185,9 @@ def _child(path, quick, repeat):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_table(quick=False, repeat=None, out=print):
-    """Print the table for the default path and each path forced; return the results."""
+def bench_table(quick=False, repeat=None, out=print, peers_isa="native"):
+    """Print the table for the default path and each path forced; return the results.
+    ``peers_isa="same"``: each path's peers held to its ISA (see bench_peers)."""
     from .bench import machine_line
     from .simd_path import simd_available
     out(machine_line())
@@ -188,7 +197,7 @@ def bench_table(quick=False, repeat=None, out=print):
         f"{'; --quick: M and K halved' if quick else ''}")
     results = []
     for path in [None] + simd_available():
-        res = _child(path, quick, repeat)
+        res = _child(path, quick, repeat, peers_isa)
         res["forced"] = path or "default"
         results.append(res)
         _print_result(res, out)
@@ -197,7 +206,11 @@ def bench_table(quick=False, repeat=None, out=print):
 
 def _print_result(res, out):
     out("")
+    from .bench_peers import peers_lines
     out(f"path {res['forced']} (runs {res['simd']}; cost table {res['cost_table']})")
+    for line in peers_lines(res.get("peers", {}), res.get("peers_held"),
+                            res.get("peers_env", {})):
+        out(line)
     out(f"{'dtype':>7} {'M':>5} {'K':>5} {'N':>5} {'zeros':>5} {'route':>16} {'wsekern':>8} "
         f"{'scipy':>8} {'numpy':>8} | {'x scipy':>7} {'x numpy':>7} | {'wall':>5} {'wall':>5}")
     for r in res["spmm"]:

@@ -18,8 +18,15 @@ def _cmd_bench(args):
     if args.repeat is not None and args.repeat < 1:
         raise ValueError(f"--repeat must be at least 1; received {args.repeat}")
     from . import bench
+    if args.peers_isa == "same":
+        if args.kernel not in ("spmm", "conv"):
+            raise ValueError(f"--peers-isa same holds the peers of bench spmm and bench conv; "
+                             f"received bench {args.kernel}")
+        status = _bench_held(args)
+        if status is not None:
+            return status
     warning = bench.openblas_warning()
-    if warning:
+    if warning and args.peers_isa == "native":
         print(warning)
     if args.kernel == "sweep":
         bench.bench_sweep(points=args.points, progress=_progress.shown())
@@ -33,12 +40,28 @@ def _cmd_bench(args):
             bench.bench_conv(repeat=args.repeat or 5, threads=t, shape=shape)
     if args.kernel == "spmm" and args.table:
         from .bench_spmm import bench_table
-        bench_table(quick=args.quick, repeat=args.table_repeat)
+        bench_table(quick=args.quick, repeat=args.table_repeat, peers_isa=args.peers_isa)
     elif args.kernel == "spmm":
         sizes = bench.SIZES if not args.size else [tuple(args.size)]
         sparsities = args.sparsity or bench.SPARSITIES
         bench.bench_spmm(sizes=sizes, sparsities=sparsities, threads=args.threads,
                          repeat=args.repeat or 5)
+
+
+def _bench_held(args):
+    """--peers-isa same: the benchmark again in a child process whose peers are held to the
+    ISA of the path wsekern runs; its exit code, or None to go on here (in that child, for
+    --table whose children are held one by one, or where no switch applies)."""
+    from .bench_peers import can_hold, held_path, rerun_held
+    from .sysinfo import get_config
+    path = get_config()["simd"]
+    if args.table or held_path() == path:
+        return None
+    if not can_hold():
+        print("note: --peers-isa same: no peer switches on this CPU; the peers run their "
+              "native kernels")
+        return None
+    return rerun_held(path, args.argv)
 
 
 def _wafer_config(args):
@@ -432,6 +455,10 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="--table with M and K halved")
     p.add_argument("--table-repeat", type=_positive, default=None,
                    help="--table: interleaved rounds per entry (default 9, 5 with --quick)")
+    p.add_argument("--peers-isa", choices=["native", "same"], default="native",
+                   help="spmm, conv: 'same' holds NumPy's OpenBLAS, MKL, oneDNN and torch to "
+                        "the ISA of wsekern's path (WSEKERN_SIMD=avx2|baseline) in a child "
+                        "process and prints what each ran at; 'native' leaves them be")
     p.add_argument("--points", type=_positive, default=200,
                    help="sweep: points of the sweep (200: ~10 min on 2 cores; fewer: that many "
                         "sparsities on one wafer)")
@@ -574,6 +601,7 @@ def _quick(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if os.environ.get("WSEKERN_QUICK", "") not in ("", "0"):
         _quick(args)
     if getattr(args, "command", None) == "train":
@@ -581,7 +609,7 @@ def main(argv=None):
         if args.sparsity is None:
             args.sparsity = 0.9
     try:
-        args.func(args)
+        status = args.func(args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"wsekern: error: {exc}", file=sys.stderr)
         return 2
@@ -589,7 +617,7 @@ def main(argv=None):
         # a refusal with its estimate, or an allocation that failed
         print(f"wsekern: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -6,33 +6,55 @@ from scipy.special import erf
 from .. import _activations
 from .._threads import resolve_threads
 from . import registry
-from .tensor import Tensor, as_tensor, real_only
+from .tensor import Tensor, as_tensor, clip, lift, real_only, where
 from .tensor import log_softmax as _log_softmax
 
 
 def _plain_relu(x):
-    out = np.maximum(x.data, 0)
-    # where, not g * mask: a NaN/inf gradient where x <= 0 passes 0, as in PyTorch
+    out = np.maximum(x.data, 0)         # NaN stays NaN
+    # torch's rule: 0 where x <= 0, even for a NaN/inf gradient (where, not g * mask);
+    # the gradient passes at a NaN x (its result is not <= 0)
     return Tensor(out, parents=(x,),
-                  backward=lambda g: x.accumulate(np.where(x.data > 0, g, 0)))
+                  backward=lambda g: x.accumulate(np.where(x.data <= 0, 0, g)))
+
+
+def _leaky_relu(x, negative_slope):
+    v = x.data
+    above = v > 0
+    return _elementwise(x, np.where(above, v, negative_slope * v),
+                        np.where(above, 1.0, negative_slope))
+
+
+def _hard_tanh(x, low, high):
+    """torch's hardtanh: ``x`` clipped to [low, high]; the gradient passes strictly
+    inside and at NaN, and is 0 at and beyond the bounds."""
+    v = x.data
+    flat = (v <= low) | (v >= high)
+    return _elementwise(x, np.clip(v, low, high), ~flat, flat=flat)
 
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras's relu: ``x`` above ``threshold`` (capped at ``max_value``), else
-    ``negative_slope * (x - threshold)``."""
+    ``negative_slope * (x - threshold)``; composed as Keras composes it (leaky_relu,
+    relu6 or relu, clip, where), so values and gradients at NaN, the threshold and
+    ``max_value`` are Keras's on torch."""
     x = as_tensor(x)
     if negative_slope == 0 and max_value is None and threshold == 0:
         return _plain_relu(x)
-    v = x.data
-    above = v > threshold
-    # slope 0: 0 below, as Keras's relu (not 0 * -inf = NaN, nor -0.0)
-    out = np.where(above, v, negative_slope * (v - threshold) if negative_slope else 0)
-    d = np.where(above, 1.0, negative_slope)
-    if max_value is not None:
-        capped = v >= max_value
-        out = np.where(capped, max_value, out)
-        d = np.where(capped, 0.0, d)
-    return _elementwise(x, out, d, flat=d == 0)
+    if max_value is None and threshold == 0:
+        return _leaky_relu(x, negative_slope)
+    clip_max = max_value is not None
+    if threshold != 0:
+        y = where(x.data > np.asarray(threshold, x.dtype), x, lift(0.0, x))
+    elif max_value == 6:
+        y, clip_max = _hard_tanh(x, 0, 6), False
+    else:
+        y = _plain_relu(x)
+    if clip_max:
+        y = clip(y, 0.0, max_value)
+    if negative_slope != 0:
+        y = y - _plain_relu(-x + threshold if threshold != 0 else -x) * negative_slope
+    return y
 
 
 def _elementwise(x, out, d, flat=None):
@@ -51,7 +73,7 @@ def _elementwise(x, out, d, flat=None):
 
 
 def relu6(x):
-    return relu(x, max_value=6.0)
+    return _hard_tanh(as_tensor(x), 0, 6)
 
 
 def leaky_relu(x, negative_slope=0.2):
@@ -59,10 +81,11 @@ def leaky_relu(x, negative_slope=0.2):
 
 
 def elu(x, alpha=1.0):
+    """torch's elu: the gradient's negative branch where x <= 0, so a NaN x passes it (1)."""
     x = as_tensor(x)
     v = x.data
     neg = alpha * np.expm1(np.minimum(v, 0))
-    return _elementwise(x, np.where(v > 0, v, neg), np.where(v > 0, 1.0, neg + alpha))
+    return _elementwise(x, np.where(v > 0, v, neg), np.where(v <= 0, neg + alpha, 1.0))
 
 
 def selu(x):
@@ -71,7 +94,15 @@ def selu(x):
     v = x.data
     neg = alpha * np.expm1(np.minimum(v, 0))
     return _elementwise(x, scale * np.where(v > 0, v, neg),
-                        scale * np.where(v > 0, 1.0, neg + alpha))
+                        scale * np.where(v <= 0, neg + alpha, 1.0))
+
+
+def celu(x, alpha=1.0):
+    """torch's celu (Keras's on torch): ``alpha * expm1(x / alpha)`` where x <= 0."""
+    x = as_tensor(x)
+    v = x.data
+    e = np.exp(np.minimum(v, 0) / alpha)
+    return _elementwise(x, np.where(v > 0, v, alpha * (e - 1)), np.where(v <= 0, e, 1.0))
 
 
 def softplus(x):
@@ -106,10 +137,14 @@ def hard_sigmoid(x):
 
 
 def hard_silu(x):
+    """torch's hardswish, gradient included: 0 up to -3, x / 3 + 1/2 below 3, else 1 (NaN
+    and inf too)."""
     x = as_tensor(x)
     v = x.data
     hs = np.clip(v / 6 + 0.5, 0, 1)
-    return _elementwise(x, v * hs, hs + v * (((v > -3) & (v < 3)) / 6.0), flat=v <= -3)
+    low = v <= -3
+    return _elementwise(x, v * hs, np.where(low, 0.0, np.where(v < 3, v / 3 + 0.5, 1.0)),
+                        flat=low)
 
 
 hard_swish = hard_silu

@@ -268,7 +268,10 @@ absolute = abs
 
 
 def sign(x):
-    return Tensor(np.sign(as_tensor(x).data))
+    v = np.sign(as_tensor(x).data)
+    if v.dtype.kind in "fc":
+        v[np.isnan(v)] = 0              # torch's sign (Keras's on torch): 0 at NaN
+    return Tensor(v)
 
 
 def sin(x):
@@ -2345,8 +2348,7 @@ def custom_gradient(f):
 
 # -- neural-network ops ----------------------------------------------------------------------------
 def celu(x, alpha=1.0):
-    x = _float(x)
-    return add(relu(x), minimum(multiply(expm1(divide(x, alpha)), alpha), 0.0))
+    return _act.celu(_float(x), alpha)
 
 
 def glu(x, axis=-1):
@@ -2358,7 +2360,7 @@ def hard_tanh(x):
     x = as_tensor(x)
     if x.dtype.kind in "iu":                 # Keras on torch keeps integer dtypes
         return _const(np.clip(x.data, -1, 1).astype(x.dtype))
-    return clip(_float(x), -1.0, 1.0)
+    return _act._hard_tanh(_float(x), -1.0, 1.0)       # torch's: 0 at the bounds
 
 
 def hard_shrink(x, threshold=0.5):
@@ -2387,9 +2389,13 @@ def sparse_plus(x):
 
 
 def sparse_sigmoid(x):
-    """0 below -1, 1 above 1, (x + 1) / 2 between."""
+    """0 below -1, 1 above 1, (x + 1) / 2 between; Keras's where: the gradient is 0 at
+    the bounds and 1/2 at NaN."""
     x = _float(x)
-    return clip(multiply(add(x, 1.0), 0.5), 0.0, 1.0)
+    v = x.data
+    flat = (v <= -1) | (v >= 1)
+    return _act._elementwise(x, np.where(v <= -1, 0, np.where(v >= 1, 1, 0.5 * (v + 1))),
+                             np.where(flat, 0.0, 0.5), flat=flat)
 
 
 def squareplus(x, b=4):

@@ -2,7 +2,9 @@
 
 Kept by the strategy (nn/strategy.py), read by the layers that hand a training step to
 it, so a layer carries no attribute written by the wafer. Weak keys: a layer that is
-gone leaves no entry; a layer placed again maps to its latest placement. During a
+gone leaves no entry; a layer placed again maps to its latest placement. Weak values: a
+placement lives as long as its strategy holds it (while the model it places does), so
+the map keeps no layer, placement or strategy alive. During a
 model's training step (``stepping``) a layer hands its step to that model's placement
 of it: a layer two models share (an encoder inside a classifier) counts for the model
 being trained.
@@ -32,11 +34,12 @@ def placement_of(layer):
     if stack:
         model = stack[-1]
         return None if model is None else model.placement_for(layer)
-    return _PLACED.get(layer)
+    ref = _PLACED.get(layer)
+    return None if ref is None else ref()
 
 
 def place(layer, placement):
-    _PLACED[layer] = placement
+    _PLACED[layer] = weakref.ref(placement)
 
 
 def stepping(model_placement, step, *args):
@@ -53,7 +56,7 @@ def stepping(model_placement, step, *args):
 @contextlib.contextmanager
 def kept(layers):
     """The layers map to the placements they had once the block ends: a placement made
-    inside is looked at, not handed steps."""
+    inside is looked at, not handed steps. (The entries are weak references.)"""
     before = [(layer, _PLACED.get(layer)) for layer in layers]
     try:
         yield

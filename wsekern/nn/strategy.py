@@ -20,7 +20,9 @@ step is the sum of its layers.
 """
 import contextlib
 import math
+import threading
 import time
+import weakref
 
 import numpy as np
 import scipy.sparse as sps
@@ -31,7 +33,17 @@ from ..wafer.config import WaferConfig
 from . import columns, placed
 from .tensor import tap
 
-_STACK = []
+
+class _Scopes(threading.local):
+    """The strategies whose scope is open in this thread, innermost last: per thread, as
+    Keras's distribution scope and tf.distribute's, so a model built in another thread
+    meanwhile is not placed by them."""
+
+    def __init__(self):
+        self.stack = []
+
+
+_SCOPES = _Scopes()
 PLACEMENT_BATCH = 32     # the batch placement assumes: a model is placed when built, before fit
 
 
@@ -64,7 +76,8 @@ def _handover_bytes(a):
 
 
 def current_strategy():
-    return _STACK[-1] if _STACK else None
+    stack = _SCOPES.stack
+    return stack[-1] if stack else None
 
 
 class WaferStrategy:
@@ -87,7 +100,10 @@ class WaferStrategy:
     and ``cost_seconds`` are sums over its models; its per-model readers (``mode``,
     ``reason``, ``placements``, ``edges``, ``traced``, ``attention``, ``batch``,
     ``last_batch``, ``step_cycles``, ``attention_cycles``) read its one model, and
-    raise naming the models when it holds several.
+    raise naming the models when it holds several. It holds its models weakly, as a
+    Keras distribution strategy holds none: a model no longer referenced elsewhere is
+    let go with its placement (a loop reusing one strategy for many models does not
+    grow), its steps kept in those sums.
 
     Parameters
     ----------
@@ -144,24 +160,53 @@ class WaferStrategy:
         self.requested_mode = mode
         self.defer_steps, self.defer_bytes = int(defer_steps), int(defer_bytes)
         self._models = {}           # id(model) -> its ModelPlacement, in the order placed
+        self._dropped = []          # the weak references of its models collected since
+        self._retired = (0, 0, 0.0)     # their steps, samples and costing seconds
 
     @contextlib.contextmanager
     def scope(self):
-        _STACK.append(self)
+        """``with strategy.scope():`` - the models built inside, in this thread, are
+        placed by this strategy (a scope is per thread, as Keras's)."""
+        stack = _SCOPES.stack
+        stack.append(self)
         try:
             yield self
         finally:
-            _STACK.remove(self)
+            stack.remove(self)
             self._flush()
+
+    def _retire(self):
+        """Let go of the models collected since the last call (their weak references'
+        callback lists them: it runs wherever the collector does, so it only lists):
+        each one's queued steps are costed, its steps, samples and costing time added
+        to the strategy's, and its placements let go (its layers are freed with them)."""
+        while self._dropped:
+            ref = self._dropped.pop()
+            for key, m in list(self._models.items()):
+                if m._model_ref is ref:
+                    try:
+                        m._flush()
+                    finally:
+                        del self._models[key]
+                        steps, samples, seconds = self._retired
+                        self._retired = (steps + m._steps, samples + m._samples,
+                                         seconds + m._cost_seconds)
+
+    def _hold(self, model):
+        """A new ModelPlacement for ``model``, held until the model is collected."""
+        got = self._models[id(model)] = ModelPlacement(self, model)
+        return got
 
     @property
     def models(self):
         """The models placed on their own, in the order placed (a new list)."""
-        return [m.model for m in self._models.values()]
+        self._retire()
+        return [m.model for m in self._models.values() if m.model is not None]
 
     def model_placement(self, model):
         """``model``'s :class:`ModelPlacement` (its layers' placements, its steps and
         cycles), or None when this strategy has not placed it on its own."""
+        self._retire()
         return self._models.get(id(model))
 
     def _model(self, model):
@@ -169,9 +214,11 @@ class WaferStrategy:
         operands to it: ``placed.stepping``), made (and the model placed, when built) if it
         has none: a model first trained after its build was left to another model of the
         scope (it was that model's part), or built lazily, by its first batch."""
+        if self._dropped:
+            self._retire()
         got = self._models.get(id(model))
         if got is None:
-            got = self._models[id(model)] = ModelPlacement(self, model)
+            got = self._hold(model)
             if model.built:
                 got.place(model)
         return got
@@ -184,12 +231,14 @@ class WaferStrategy:
         strategy holds is left to it: its layers are placed with it. Placing a model
         gives up the placements of the models inside it that have no step of their own
         (a Sequential built, then used as a layer of this one)."""
+        self._retire()
         own = self._models.get(id(model))
         if own is None:
             if batch is None and any(layer is model for m in self._models.values()
+                                     if m.model is not None
                                      for layer in _leaves(m.model.layers)):
                 return
-            own = self._models[id(model)] = ModelPlacement(self, model)
+            own = self._hold(model)
         own.place(model, batch, samples)
         parts = {id(layer) for layer in _leaves(model.layers)}
         for key, m in list(self._models.items()):
@@ -211,6 +260,7 @@ class WaferStrategy:
     def report(self, model):
         """``model``'s WaferReport: its own placement and steps (a model left to the model
         it is a part of, never trained on its own, reports its placement alone)."""
+        self._retire()
         own = self._models.get(id(model))
         if own is not None:
             return own.report(model)
@@ -222,36 +272,44 @@ class WaferStrategy:
 
     # -- readers -------------------------------------------------------------------
     def _flush(self):
+        self._retire()
         for m in list(self._models.values()):
             m._flush()
 
     def _cost_clock(self):
         """Every model's costing clock summed (:meth:`ModelPlacement._cost_clock`): a timer
         around one model's steps subtracts whatever costing ran inside it."""
-        return sum(m._cost_seconds for m in self._models.values())
+        if self._dropped:
+            self._retire()
+        return self._retired[2] + sum(m._cost_seconds for m in self._models.values())
 
     @property
     def steps(self):
-        """The steps costed, summed over the models (each model's queue costed first)."""
-        return sum(m.steps for m in list(self._models.values()))
+        """The steps costed, summed over the models (each model's queue costed first),
+        those of models let go included."""
+        self._retire()
+        return self._retired[0] + sum(m.steps for m in list(self._models.values()))
 
     @property
     def samples(self):
         """The samples of the steps costed, summed over the models."""
-        return sum(m.samples for m in list(self._models.values()))
+        self._retire()
+        return self._retired[1] + sum(m.samples for m in list(self._models.values()))
 
     @property
     def cost_seconds(self):
         """Wall time spent costing (and queueing) steps, summed over the models, kept out
         of the CPU timings."""
-        return sum(m.cost_seconds for m in list(self._models.values()))
+        self._retire()
+        return self._retired[2] + sum(m.cost_seconds for m in list(self._models.values()))
 
     def _only(self, name):
         """``name`` of the one model placed (a model not placed yet: the value before
         placing); with several, an error naming them."""
+        self._retire()
         held = list(self._models.values())
         if len(held) > 1:
-            names = ", ".join(repr(m.model.name) for m in held)
+            names = ", ".join(repr(m._model_name) for m in held)
             raise ValueError(
                 f"strategy.{name} is one model's, and this strategy placed {len(held)} models "
                 f"({names}): read model.wafer_report(), or "
@@ -277,7 +335,9 @@ class ModelPlacement:
 
     def __init__(self, strategy, model):
         self.strategy = strategy
-        self.model = model
+        # weak: the strategy lets the model go (WaferStrategy._retire) once it is collected
+        self._model_ref = None if model is None else weakref.ref(model, strategy._dropped.append)
+        self._model_name = None if model is None else model.name      # for messages
         self.config = strategy.config
         self.requested_mode = strategy.requested_mode
         self.mode = None
@@ -301,6 +361,12 @@ class ModelPlacement:
         self.last_batch = None        # an epoch's last, shorter batch (fit tells it)
         self._check_batch = False     # fit began: its first step's batch is fit's batch
         self._by_layer = (None, {})   # (placements, {id(layer): its placement}): see below
+
+    @property
+    def model(self):
+        """The model placed (None once it is collected)."""
+        ref = self._model_ref
+        return None if ref is None else ref()
 
     steps = _flushed("steps", "The steps costed (every step taken: the queue is costed first).")
     samples = _flushed("samples", "The samples of the steps costed.")

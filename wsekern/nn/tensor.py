@@ -361,7 +361,13 @@ def _unary(a, out, dout):
 
 def absolute(a):
     a = as_tensor(a)
-    return _unary(a, np.abs(a.data), lambda: np.sign(a.data))
+
+    def sign():                 # torch's sgn: 0 at NaN (the gradient there is 0)
+        s = np.sign(a.data)
+        if s.dtype.kind in "fc":
+            s[np.isnan(s)] = 0
+        return s
+    return _unary(a, np.abs(a.data), sign)
 
 
 def sin(a):
@@ -406,7 +412,10 @@ def clip(a, lo, hi):
         if hi is not None:
             m &= a.data <= hi
         return m
-    return _unary(a, out, inside)
+    # where, not g * mask: 0 where clipped (and at NaN) even for a NaN/inf gradient (torch)
+    return Tensor(out, parents=(a,),
+                  backward=lambda g: a.accumulate(np.where(inside(), g, 0).astype(
+                      a.dtype, copy=False)))
 
 
 def extremum(a, b, take_max):

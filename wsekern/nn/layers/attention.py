@@ -12,7 +12,7 @@ from .. import activations, constraints, initializers, regularizers, utils
 from ..tensor import Tensor, add, reshape, transpose
 from ..variables import VariableView
 from . import transposes
-from .base import _TRAINING, Layer, keras_mask, mask_array
+from .base import Layer, inherited_training, keras_mask, mask_array
 from .core import Dense, Dropout, _init_name
 from .normalization import LayerNormalization
 
@@ -425,7 +425,7 @@ class MultiHeadAttention(Layer):
                 **{k: m for k, m in masks.items() if m is not None}))
         value = query if value is None else value
         if training is None:            # Keras: a call without it takes its caller's
-            training = _TRAINING[-1]
+            training = inherited_training()
         if not self.built:
             self._build_both(tuple(query.shape), tuple(value.shape),
                              None if key is None else tuple(key.shape))

@@ -8,7 +8,9 @@ layer or model.
 import collections
 import functools
 import inspect
+import itertools
 import math
+import threading
 
 import numpy as np
 
@@ -20,15 +22,31 @@ from ..symbolic import any_symbolic, call_symbolic
 from ..tensor import Tensor
 from ..variables import Variable
 
-_TRAINING = [False]          # the training flag of the calls in progress (outermost first)
-_TRAINING_GIVEN = [False]    # whether one of them was given `training` (Keras's None: not)
-_OUTER_CALLS = [0]           # outermost calls so far: a layer's losses last one outer call
+
+class _Calling(threading.local):
+    """This thread's layer calls in progress, outermost first, each as (training flag,
+    whether it or one it is nested in was given ``training`` - Keras's None: not, the id of
+    its outermost call - a layer's losses last one outer call), below them those of no
+    call. Per thread: a predict in one thread while another trains keeps its own flag."""
+
+    def __init__(self):
+        self.stack = [(False, False, 0)]
+
+
+_CALLING = _Calling()
+_OUTER_IDS = itertools.count(1)     # over all threads: no two outer calls share an id
 
 
 def training_given():
     """True when the call in progress, or one it is nested in, was given ``training=``
     (fit, evaluate and predict give it); False for a bare ``model(x)``."""
-    return _TRAINING_GIVEN[-1]
+    return _CALLING.stack[-1][1]
+
+
+def inherited_training():
+    """The training flag a call without ``training=`` takes: its caller's (False outside
+    any call)."""
+    return _CALLING.stack[-1][0]
 
 
 # Bookkeeping attributes that never hold sub-layers: skipped by the tracking walk.
@@ -532,8 +550,10 @@ class Layer:
                 and _call_accepts(cls, "mask"):
             kwargs["mask"] = previous_mask
         # Keras's call context: a layer called without `training` inherits its caller's
+        stack = _CALLING.stack
+        caller_training, caller_given, outer = stack[-1]
         given = kwargs.get("training")
-        training = _TRAINING[-1] if given is None else given
+        training = caller_training if given is None else given
         if _call_accepts(cls, "training"):
             kwargs["training"] = bool(training)
         else:
@@ -541,21 +561,19 @@ class Layer:
         if "mask" in kwargs and not _call_accepts(cls, "mask"):
             kwargs.pop("mask")
         # a layer called twice in one forward (shared) keeps both calls' losses, as Keras
-        if len(_TRAINING) == 1:
-            _OUTER_CALLS[0] += 1
-        if self.__dict__.get("_losses_call") != _OUTER_CALLS[0]:
+        if len(stack) == 1:
+            outer = next(_OUTER_IDS)
+        if self.__dict__.get("_losses_call") != outer:
             self._losses = []
-            self.__dict__["_losses_call"] = _OUTER_CALLS[0]
-        _TRAINING.append(bool(training))
-        _TRAINING_GIVEN.append(given is not None or _TRAINING_GIVEN[-1])
+            self.__dict__["_losses_call"] = outer
+        stack.append((bool(training), given is not None or caller_given, outer))
         if first:               # what the first call builds is in this layer's path (Keras)
             built_in = building_stack()
             built_in.append(self)
         try:
             out = self.call(*args, **kwargs)
         finally:
-            _TRAINING.pop()
-            _TRAINING_GIVEN.pop()
+            stack.pop()
             if first:
                 built_in.pop()
         if type(out) is not Tensor:
