@@ -74,8 +74,14 @@ def rerun_held(path, argv, out=print):
     here); return the child's exit code."""
     cmd = [sys.executable, "-m", "wsekern.cli", *argv]
     with subprocess.Popen(cmd, env=held_env(path), stdout=subprocess.PIPE, text=True) as child:
-        for line in child.stdout:
-            out(line.rstrip("\n"))
+        try:
+            for line in child.stdout:
+                out(line.rstrip("\n"))
+        except BaseException:
+            # a Ctrl-C or a failure here: Popen's exit would leave the child running on
+            child.kill()
+            child.wait()
+            raise
     return child.returncode
 
 
