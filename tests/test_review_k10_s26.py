@@ -39,3 +39,43 @@ def test_an_interrupt_while_a_held_bench_runs_leaves_no_child_running(monkeypatc
             if child.poll() is None:
                 child.kill()
                 child.wait()
+
+
+class _CollectedOnSecondRead:
+    """A model's weak reference whose model the collector takes right after its first read
+    (a gc pass between two reads of ``ModelPlacement.model``)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self):
+        model, self.model = self.model, None
+        return model
+
+
+def test_a_model_collected_between_two_reads_of_its_placement_is_skipped():
+    """WaferStrategy.place and .models read a held model's weak reference twice (``if
+    m.model is not None ... m.model.layers``): a gc pass between the reads (any
+    allocation, in a model's reference cycle) made the second None, an AttributeError
+    while building another model in the scope."""
+    import numpy as np
+
+    import wsekern as wk
+    from wsekern import nn
+    from wsekern.nn import layers as L
+
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16))
+
+    def build(tag):
+        with strategy.scope():
+            return nn.Sequential([nn.Input((6,)), L.Dense(3, name=f"d_{tag}")], name=tag)
+
+    first = build("first")
+    first.compile(optimizer="sgd", loss="mse")
+    first.train_on_batch(np.ones((4, 6), np.float32), np.ones((4, 3), np.float32))
+    held = strategy.model_placement(first)
+    held._model_ref = _CollectedOnSecondRead(first)
+    second = build("second")                        # place(): reads first's twice
+    assert strategy.model_placement(second) is not None
+    held._model_ref = _CollectedOnSecondRead(first)
+    assert all(m is not None for m in strategy.models)
