@@ -4,19 +4,10 @@ forward), never the other thread's (the call context is per thread, as the build
 import threading
 
 import numpy as np
+from test_nn_build_threads import _in_two_threads
 
 from wsekern import nn
 from wsekern.nn.tensor import Tensor
-
-
-def _in_two_threads(work, errors):
-    """``work("a")`` and ``work("b")`` in two threads at once; each records its errors."""
-    threads = [threading.Thread(target=work, args=(t,)) for t in ("a", "b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
 
 
 class _Seen(nn.layers.Layer):

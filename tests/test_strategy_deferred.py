@@ -374,11 +374,14 @@ def test_queued_steps_outlive_a_dropped_strategy():
     want = [dict(p.totals) for p in eager.placements]
     strategy, model = _stopped(16, lambda s: contextlib.nullcontext())
     assert len(_held(strategy)._queue) == 4
-    layers = [p.layer for p in strategy.placements]
+    placements = list(strategy.placements)
+    layers = [p.layer for p in placements]
     del strategy, model
     gc.collect()
-    # a placement still reachable from its layer keeps what its strategy queued
-    _same([dict(placed.placement_of(layer).totals) for layer in layers], want)
+    # a placement still held (placed.py's map of layers holds it weakly) keeps what its
+    # strategy queued
+    _same([dict(p.totals) for p in placements], want)
+    assert [placed.placement_of(layer) for layer in layers] == placements
 
 
 def test_a_planned_step_does_not_raise_even_on_the_densest_operands():

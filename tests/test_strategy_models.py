@@ -119,12 +119,13 @@ def test_the_strategys_per_model_readers_name_the_models_when_there_are_several(
     assert strategy.mode == "layer-pipelined"
     assert [p.layer.name for p in strategy.placements] == ["t1", "t2"]
     with strategy.scope():
-        _student()
+        student = _student()        # held: a model the program drops is let go
     for name in ("mode", "placements", "step_cycles", "edges", "batch"):
         with pytest.raises(ValueError, match=rf"strategy\.{name} is one model's.* 2 models "
                                              r"\('teacher', 'student'\).*wafer_report"):
             getattr(strategy, name)
     assert strategy.steps == 0 and strategy.samples == 0
+    assert strategy.models == [teacher, student]
 
 
 def test_a_sequential_inside_a_functional_model_is_placed_once_with_it():

@@ -70,3 +70,19 @@ def test_a_dropped_strategy_and_model_are_freed_with_their_layers():
     del strategy, model
     gc.collect()
     assert [r() is None for r in refs] == [True, True, True]
+
+
+def test_the_one_models_placement_stays_readable_until_another_is_placed():
+    """The per-model readers read a one-model strategy's model after the program dropped
+    it (whenever the collector runs), until another model is placed: then it is freed."""
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16), defer_steps=16)
+    model = _model(strategy, "one")
+    _train(model, 2)
+    layer = weakref.ref(model.layers[0])
+    del model
+    gc.collect()
+    assert strategy.mode == "layer-pipelined" and len(strategy.step_cycles) == 2
+    other = _model(strategy, "other")
+    gc.collect()
+    assert layer() is None
+    assert strategy.models == [other] and strategy.step_cycles == [] and strategy.steps == 2

@@ -6,12 +6,30 @@ A per-microarchitecture table with a default per SIMD path, not a calibration at
 the choice of path is the same on every run of a machine, and a machine the table does not
 know takes the row of its SIMD path (measured on the CPU named there). ``WSEKERN_COSTS``
 names a row to use instead (``wsekern.get_config()['cost_table']`` tells which is in use).
+
+OpenBLAS runs the kernels of the core it picks at load time (``OPENBLAS_CORETYPE`` or its
+own detection), not always the CPU's widest: a row's BLAS terms are priced at the kernels it
+was measured with (``blas_core``) and scaled at run time to the core NumPy's OpenBLAS reports
+(wsekern/_blas_core.py, ``BLAS_CORE_TIME``). A row named by ``WSEKERN_COSTS`` is used as
+measured: the name pins the routes, whatever the BLAS core.
 """
 import dataclasses
 import os
 from dataclasses import dataclass
 
+from ._blas_core import blas_core, core_class
 from ._cpu import cpu_info
+
+# OpenBLAS sgemm and dgemm time per multiply-add by the width of the core's kernels, over
+# the AVX-512 (SkylakeX) kernels' (fp32, fp64). Measured on Zen 5 (s26 blas26, gemm_cores.py:
+# each core forced by OPENBLAS_CORETYPE in its own process, alternating, best of 7 thread CPU
+# times, 1 thread; 1024^2 x 16-256 and 512^2 x 64): Haswell and Zen (which reads back as
+# Haswell) 1.7-1.95 and 1.4-1.7, Sandybridge 1.9-2.2 and 1.4-1.8, Nehalem 5.0-5.5 and
+# 3.1-3.7. At 4096^2 x 64, where W streams from memory (blas_stream, not scaled), the
+# whole call's ratios are lower (1.8-1.9 / 1.2-1.3 Haswell, 4.3 / 2.6 Nehalem) as this
+# model gives them. Other CPUs take Zen 5's ratios (one factor per width, not per cell).
+BLAS_CORE_TIME = {"avx512": (1.0, 1.0), "avx2": (1.85, 1.5), "avx": (2.1, 1.7),
+                  "sse": (5.2, 3.6)}
 
 
 @dataclass(frozen=True)
@@ -102,6 +120,20 @@ class CostTable:
     # thread, other jobs running (784x1024 and 1024^2 at batch 128, 128x512 and 512x128 at
     # 2048 rows) - no cheaper than ``transpose`` from memory, measured
     transpose_l2: float = 0.45
+    # the width of the OpenBLAS kernels the BLAS terms were measured with (BLAS_CORE_TIME)
+    blas_core: str = "avx512"
+
+    def at_blas_core(self, width):
+        """This row with BLAS priced at OpenBLAS kernels of ``width`` (a BLAS_CORE_TIME key;
+        None: unknown, the row as measured): ``blas_mac`` scaled by the fp32 ratio to the
+        row's own kernels, ``blas_fp64`` by the fp64 ratio over the fp32 one."""
+        if width is None or width == self.blas_core:
+            return self
+        own32, own64 = BLAS_CORE_TIME[self.blas_core]
+        new32, new64 = BLAS_CORE_TIME[width]
+        f32, f64 = new32 / own32, new64 / own64
+        return dataclasses.replace(self, blas_mac=self.blas_mac * f32,
+                                   blas_fp64=self.blas_fp64 * f64 / f32, blas_core=width)
 
     def blas(self, macs, n, m=None, k=None):
         """Nanoseconds for ``macs`` multiply-adds of a BLAS product with N = ``n`` (and W
@@ -139,19 +171,25 @@ class CostTable:
         return self.spmm_scatter_call + live * (
             (n - tail) * self.spmm_scatter_mac + tail * self.spmm_scatter_tail)
 
-    def densified(self, M, K, k_live, N, nnz):
+    def densified(self, M, K, k_live, N, nnz, itemsize=4):
         """Nanoseconds for spmm's densified route: csr_to_dense of the (M, K) W holding
-        ``nnz`` weights, then BLAS against X's ``k_live`` live rows of ``N`` columns."""
-        return (self.densify_call + M * K * self.densify + nnz * self.densify_nnz
-                + self.blas(M * k_live * N, N, M, k_live))
+        ``nnz`` weights, then BLAS against X's ``k_live`` live rows of ``N`` columns (float64
+        BLAS scaled by ``blas_fp64``, as in :meth:`dense_w`)."""
+        t_blas = self.blas(M * k_live * N, N, M, k_live)
+        if itemsize == 8:
+            t_blas *= self.blas_fp64
+        return self.densify_call + M * K * self.densify + nnz * self.densify_nnz + t_blas
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.
 TABLES = {
-    # Zen 3 (AMD EPYC, family 25 model 1), 2 cores, 512 KiB L2/core: measured here.
-    ("zen3", "avx2"): CostTable("zen3/avx2", 0.022, 0.075, 0.34, 0.16, (0.0, 2.2), (0.3, 1.2)),
+    # Zen 3 (AMD EPYC, family 25 model 1), 2 cores, 512 KiB L2/core: measured here, BLAS
+    # on the core OpenBLAS detects there (Zen: the Haswell kernels).
+    ("zen3", "avx2"): CostTable("zen3/avx2", 0.022, 0.075, 0.34, 0.16, (0.0, 2.2), (0.3, 1.2),
+                                blas_core="avx2"),
     ("zen3", "baseline"): CostTable("zen3/baseline", 0.022, 0.13, 1.35, 0.16, (0.2, 3.2),
-                                    (1.1, 3.5), csr_compact=4.0, spmm_scatter_mac=0.234),
+                                    (1.1, 3.5), csr_compact=4.0, spmm_scatter_mac=0.234,
+                                    blas_core="avx2"),
     # Zen 4 (AMD EPYC, family 25 model 17), 2 cores, 1 MiB L2/core, AVX-512 on 256-bit
     # units: measured here with a script timing each kernel alone (best of 7, thread CPU
     # time, 1 thread, OPENBLAS_CORETYPE unset), two runs on each path while other jobs
@@ -373,8 +411,14 @@ def _costs_env():
     return env.get("WSEKERN_COSTS", "")
 
 
+def measured_row(simd):
+    """The row measured for this CPU on the SIMD path ``simd`` (its BLAS as measured)."""
+    return TABLES.get((cpu_info()["uarch"], simd)) or TABLES[(None, simd)]
+
+
 def cost_table(simd=None):
-    """The cost table for this CPU on the SIMD path in use (or ``simd``)."""
+    """The cost table for this CPU on the SIMD path in use (or ``simd``), its BLAS priced at
+    the core NumPy's OpenBLAS runs (the row named by ``WSEKERN_COSTS``: as measured)."""
     if simd is None:
         if not _simd_in_use:
             from .simd_path import SIMD_PATH
@@ -387,7 +431,13 @@ def cost_table(simd=None):
         if override:
             table = _named(override)
         else:
-            uarch = cpu_info()["uarch"]
-            table = TABLES.get((uarch, simd)) or TABLES[(None, simd)]
+            table = measured_row(simd).at_blas_core(core_class(blas_core()[0]))
         _cache[(raw, simd)] = table
     return table
+
+
+def blas_scale(table):
+    """(fp32, fp64): ``table``'s BLAS time per multiply-add over its row's as measured."""
+    row = _named(table.name)
+    return (table.blas_mac / row.blas_mac,
+            table.blas_mac * table.blas_fp64 / (row.blas_mac * row.blas_fp64))

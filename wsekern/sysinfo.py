@@ -18,11 +18,17 @@ def get_config():
     -------
     dict
         Keys include ``wsekern`` (version), ``simd`` (the SIMD path chosen),
-        ``simd_available``, ``cost_table``, ``openmp`` and ``threads``.
+        ``simd_available``, ``cost_table``, ``blas_core`` (the OpenBLAS core NumPy's BLAS
+        runs, and where that was read), ``blas_factor`` (the cost table's BLAS time over
+        its row's as measured), ``openmp`` and ``threads``.
     """
     from . import __version__
-    from .costs import cost_table
+    from ._blas_core import blas_core, core_class
+    from .costs import _costs_env, blas_scale, cost_table
     cpu = cpu_info()
+    table = cost_table()
+    core, source = blas_core()
+    f32, f64 = blas_scale(table)
     return {
         "wsekern": __version__,
         "cpu": cpu["model"],
@@ -32,7 +38,11 @@ def get_config():
         "threads": max_threads(),
         "simd": SIMD_PATH,
         "simd_available": simd_available(),
-        "cost_table": cost_table().name,
+        "cost_table": table.name,
+        "blas_core": f"{core} ({source}; {core_class(core) or 'kernels of unknown width'})",
+        "blas_factor": f"x{f32:.2f} fp32, x{f64:.2f} fp64 (the row's BLAS priced at "
+                       f"{table.blas_core} kernels"
+                       f"{'; row named by WSEKERN_COSTS' if _costs_env().strip() else ''})",
         "compiler": _spmm.compiler(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -225,7 +225,7 @@ def linear(x):
 
 # Keras on torch refuses complex input to these (NumPy would answer lexicographically or
 # drop the imaginary part): refused by name, one check for all (tensor.real_only)
-_REAL_ONLY = ("relu", "relu6", "leaky_relu", "elu", "selu", "softplus", "hard_sigmoid",
+_REAL_ONLY = ("relu", "relu6", "leaky_relu", "elu", "selu", "celu", "softplus", "hard_sigmoid",
               "hard_silu", "hard_swish", "mish", "gelu", "softmax", "log_softmax")
 
 
@@ -241,8 +241,8 @@ def _refuse_complex(names, module_globals, prefix):
 _refuse_complex(_REAL_ONLY, globals(), "activations.")
 
 _ACTIVATIONS = {"relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "elu": elu,
-                "selu": selu, "softplus": softplus, "softsign": softsign, "silu": silu,
-                "swish": swish, "hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu,
+                "selu": selu, "celu": celu, "softplus": softplus, "softsign": softsign,
+                "silu": silu, "swish": swish, "hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu,
                 "hard_swish": hard_swish, "mish": mish, "exponential": exponential,
                 "tanh": tanh, "sigmoid": sigmoid, "gelu": gelu, "softmax": softmax,
                 "log_softmax": log_softmax, "linear": linear, None: linear}

@@ -103,7 +103,8 @@ class WaferStrategy:
     raise naming the models when it holds several. It holds its models weakly, as a
     Keras distribution strategy holds none: a model no longer referenced elsewhere is
     let go with its placement (a loop reusing one strategy for many models does not
-    grow), its steps kept in those sums.
+    grow), its steps kept in those sums; when the program drops its one model, the
+    per-model readers go on reading that model's placement until another is placed.
 
     Parameters
     ----------
@@ -162,6 +163,7 @@ class WaferStrategy:
         self._models = {}           # id(model) -> its ModelPlacement, in the order placed
         self._dropped = []          # the weak references of its models collected since
         self._retired = (0, 0, 0.0)     # their steps, samples and costing seconds
+        self._last = None           # the last one's placement, when it left no model held
 
     @contextlib.contextmanager
     def scope(self):
@@ -179,7 +181,9 @@ class WaferStrategy:
         """Let go of the models collected since the last call (their weak references'
         callback lists them: it runs wherever the collector does, so it only lists):
         each one's queued steps are costed, its steps, samples and costing time added
-        to the strategy's, and its placements let go (its layers are freed with them)."""
+        to the strategy's, and its placements let go (its layers are freed with them) -
+        but for the last model held, whose placement the per-model readers go on reading
+        until another model is placed (when the program dropped its one model)."""
         while self._dropped:
             ref = self._dropped.pop()
             for key, m in list(self._models.items()):
@@ -191,10 +195,13 @@ class WaferStrategy:
                         steps, samples, seconds = self._retired
                         self._retired = (steps + m._steps, samples + m._samples,
                                          seconds + m._cost_seconds)
+                        if not self._models:
+                            self._last = m
 
     def _hold(self, model):
         """A new ModelPlacement for ``model``, held until the model is collected."""
         got = self._models[id(model)] = ModelPlacement(self, model)
+        self._last = None
         return got
 
     @property
@@ -308,7 +315,7 @@ class WaferStrategy:
         """``name`` of the one model placed (a model not placed yet: the value before
         placing); with several, an error naming them."""
         self._retire()
-        held = list(self._models.values())
+        held = list(self._models.values()) or ([self._last] if self._last else [])
         if len(held) > 1:
             names = ", ".join(repr(m._model_name) for m in held)
             raise ValueError(
