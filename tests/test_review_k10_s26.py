@@ -79,3 +79,23 @@ def test_a_model_collected_between_two_reads_of_its_placement_is_skipped():
     assert strategy.model_placement(second) is not None
     held._model_ref = _CollectedOnSecondRead(first)
     assert all(m is not None for m in strategy.models)
+
+
+@pytest.mark.skipif(not bench_peers.can_hold(), reason="the peers' ISA switches are x86-64's")
+def test_a_second_read_back_in_one_process_names_what_the_first_did():
+    """``bench conv --threads 1 2`` prints one header per table, each from
+    bench_peers.read_back(); oneDNN prints its ISA line (and MKL its dispatch line) once per
+    process, so the second header lost both (and a oneDNN switch that did not take went
+    unwarned there). What the libraries run cannot change within a process."""
+    pytest.importorskip("torch")
+    from conftest import run_in_child
+    done = run_in_child("""
+        import json
+        from wsekern.bench_peers import read_back
+        print(json.dumps([read_back(), read_back()]))
+    """, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+    first, second = json.loads(done.stdout.strip().splitlines()[-1])
+    assert first["onednn"] is not None
+    assert second == first
