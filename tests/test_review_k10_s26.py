@@ -99,3 +99,28 @@ def test_a_second_read_back_in_one_process_names_what_the_first_did():
     first, second = json.loads(done.stdout.strip().splitlines()[-1])
     assert first["onednn"] is not None
     assert second == first
+
+
+def test_the_costing_clock_reads_the_models_while_another_thread_changes_them():
+    """A model's fit reads ``strategy._cost_clock()`` at each step, summing over the held
+    models; another thread building a model in the strategy's scope (``place`` adds an
+    entry) or dropping one (``_retire`` deletes it) changed the dict mid-sum:
+    RuntimeError('dictionary changed size during iteration') in the training thread
+    (reproduced with two real threads: review_k10/clock_race.py, on main and on nn26).
+    Here the change comes, deterministically, from the read of one model's clock."""
+    import types
+
+    import wsekern as wk
+
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16))
+
+    class Intruding:
+        @property
+        def _cost_seconds(self):
+            # what another thread's place() does between two steps of the sum
+            strategy._models[object()] = types.SimpleNamespace(_cost_seconds=2.0)
+            return 1.0
+
+    strategy._models[1] = Intruding()
+    strategy._models[2] = types.SimpleNamespace(_cost_seconds=0.5)
+    assert strategy._cost_clock() == 1.5

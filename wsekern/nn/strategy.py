@@ -289,7 +289,8 @@ class WaferStrategy:
         around one model's steps subtracts whatever costing ran inside it."""
         if self._dropped:
             self._retire()
-        return self._retired[2] + sum(m._cost_seconds for m in self._models.values())
+        # a copy: another thread may place or let go of a model of this strategy meanwhile
+        return self._retired[2] + sum(m._cost_seconds for m in list(self._models.values()))
 
     @property
     def steps(self):
