@@ -375,11 +375,12 @@ cdef extern from "wsk_narrow.h" nogil:
 
 
 cdef inline bint _narrow(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
-    # X narrower than half a vector of the path in use (or one column): the row kernel
-    # would run it in its tail's scalar loop alone (wsk_spmm_tail), one pass over a row's
-    # nonzeros per column, which wsk_spmm_narrow replaces with the same sums in one pass.
-    # From half a vector the tail's half-vector FMAs were faster (fp64 512^2 x 4 on
-    # AVX-512: 113 us against the scalar narrow kernel's 157, Zen 4).
+    # X narrower than half a vector of the path in use (or one column): wsk_spmm_narrow,
+    # which checks the column indices in its pass. Set when the row kernel's tail ran one
+    # scalar pass per column there; from half a vector the tail's half-vector FMAs were
+    # faster (fp64 512^2 x 4 on AVX-512: 113 us against the narrow kernel's 157, Zen 4).
+    # The tail is one masked pass now (s26): AVX-512 fp32 N = 5-7 ran 1.15-1.47x faster
+    # through it even with a remap's compaction added (Zen 5); the width is not re-tuned.
     return n == 1 or (0 < n and 2 * n * itemsize < wsk_narrow_vbytes)
 
 

@@ -528,12 +528,15 @@ typedef double wsk_hpart_f64 __attribute__((vector_size(8)));
 #include <immintrin.h>
 WSK_INLINE wsk_part_f32 wsk_part_load_f32_base(const float* x, int n)
 {
-    const __m128 lo = _mm_castpd_ps(_mm_load_sd((const double*)x));
+    double two;                     /* x[0:2] as one 8-byte load (movsd) */
+    memcpy(&two, x, 8);
+    const __m128 lo = _mm_castpd_ps(_mm_set_sd(two));
     return (wsk_part_f32)(n == 3 ? _mm_movelh_ps(lo, _mm_load_ss(x + 2)) : lo);
 }
 WSK_INLINE void wsk_part_store_f32_base(float* y, wsk_part_f32 v, int n)
 {
-    _mm_store_sd((double*)y, _mm_castps_pd((__m128)v));
+    const double two = _mm_cvtsd_f64(_mm_castps_pd((__m128)v));
+    memcpy(y, &two, 8);
     if (n == 3) _mm_store_ss(y + 2, _mm_movehl_ps((__m128)v, (__m128)v));
 }
 #else

@@ -32,11 +32,11 @@ def test_the_core_openblas_runs_is_read_back_from_the_library():
     if not _openblas_loaded():
         pytest.skip(f"NumPy's BLAS is not a loaded OpenBLAS: {_blas_core._numpy_blas_name()!r}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")}
-    wanted = {"Nehalem": "Nehalem", None: None}
+    coretypes = [None, "Nehalem"]
     if "avx2" in wsekern.simd_path.simd_available():
-        wanted["Haswell"] = "Haswell"
+        coretypes.append("Haswell")
     children = {}
-    for coretype in wanted:
+    for coretype in coretypes:
         child_env = dict(env, **({"OPENBLAS_CORETYPE": coretype} if coretype else {}))
         children[coretype] = subprocess.Popen([sys.executable, "-c", _READ_CORE], env=child_env,
                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -49,7 +49,7 @@ def test_the_core_openblas_runs_is_read_back_from_the_library():
         if coretype is None:   # OpenBLAS's own pick: a core of known width on x86
             assert _blas_core.core_class(core) is not None, core
         else:
-            assert core == wanted[coretype]
+            assert core == coretype
 
 
 def test_the_core_falls_back_to_openblas_coretype_then_unknown(monkeypatch):
@@ -100,14 +100,11 @@ def test_blas_terms_scale_by_the_cores_measured_ratio():
     assert costs.blas_scale(zen3) == pytest.approx((1 / h32, 1 / h64), rel=1e-12)
 
 
-def _route_with_core(monkeypatch, core):
+def _route_with_core(monkeypatch, core, W, X):
     monkeypatch.setattr(costs, "_cache", {})
+    # raising=False: on the code before the core was read, the route must still be asked
     monkeypatch.setattr(costs, "blas_core", lambda: (core, "test"), raising=False)
-    return kernels.spmm_path(W_HALF, X_WIDE)
-
-
-W_HALF = random_csr(1024, 1024, 0.5)
-X_WIDE = np.random.default_rng(0).standard_normal((1024, 256))
+    return kernels.spmm_path(W, X)
 
 
 def test_the_route_follows_the_blas_core(monkeypatch):
@@ -118,14 +115,15 @@ def test_the_route_follows_the_blas_core(monkeypatch):
     monkeypatch.delenv("WSEKERN_COSTS", raising=False)
     monkeypatch.setattr(costs, "cpu_info", lambda: {"uarch": "zen3"})
     monkeypatch.setattr(costs, "_simd_in_use", ["avx2"])
-    assert _route_with_core(monkeypatch, "Haswell") == "blas-densified"
-    assert _route_with_core(monkeypatch, "unknown") == "blas-densified"
-    assert _route_with_core(monkeypatch, "Nehalem") == "csr"
+    W = random_csr(1024, 1024, 0.5)
+    X = np.random.default_rng(0).standard_normal((1024, 256))
+    assert _route_with_core(monkeypatch, "Haswell", W, X) == "blas-densified"
+    assert _route_with_core(monkeypatch, "unknown", W, X) == "blas-densified"
+    assert _route_with_core(monkeypatch, "Nehalem", W, X) == "csr"
     assert kernels.cost_table().name == "zen3/avx2"
-    np.testing.assert_allclose(kernels.spmm(W_HALF, X_WIDE), W_HALF.toarray() @ X_WIDE,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(kernels.spmm(W, X), W.toarray() @ X, rtol=1e-12, atol=1e-12)
     monkeypatch.setenv("WSEKERN_COSTS", "zen3/avx2")
-    assert _route_with_core(monkeypatch, "Nehalem") == "blas-densified"
+    assert _route_with_core(monkeypatch, "Nehalem", W, X) == "blas-densified"
 
 
 def test_show_config_prints_the_blas_core_and_factor(monkeypatch, capsys):

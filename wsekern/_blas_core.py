@@ -16,7 +16,7 @@ import numpy as np
 # (or unknown) are priced as the cost table's row was measured.
 _CORE_CLASSES = {
     "avx512": ("skylakex", "cooperlake", "sapphirerapids"),
-    "avx2": ("haswell", "zen", "skylake"),
+    "avx2": ("haswell", "zen"),
     "avx": ("sandybridge", "bulldozer", "piledriver", "steamroller", "excavator"),
     "sse": ("nehalem", "core2", "penryn", "dunnington", "atom", "prescott", "katmai",
             "coppermine", "northwood", "banias", "opteron", "opteron_sse3", "barcelona",
