@@ -74,8 +74,14 @@ def rerun_held(path, argv, out=print):
     here); return the child's exit code."""
     cmd = [sys.executable, "-m", "wsekern.cli", *argv]
     with subprocess.Popen(cmd, env=held_env(path), stdout=subprocess.PIPE, text=True) as child:
-        for line in child.stdout:
-            out(line.rstrip("\n"))
+        try:
+            for line in child.stdout:
+                out(line.rstrip("\n"))
+        except BaseException:
+            # a Ctrl-C or a failure here: Popen's exit would leave the child running on
+            child.kill()
+            child.wait()
+            raise
     return child.returncode
 
 
@@ -137,10 +143,20 @@ def _torch_verbose(torch):
     return got
 
 
+_READ = []      # read_back's first answer: the libraries chose at load, once a process
+
+
 def read_back():
     """What each peer runs at in this process, as the libraries report it (None: not
     installed or not reported): NumPy's OpenBLAS core (threadpoolctl), torch's ATen
-    capability, oneDNN's ISA and conv kernel, MKL's dispatch line."""
+    capability, oneDNN's ISA and conv kernel, MKL's dispatch line. Read once a process
+    (a copy each call): oneDNN and MKL print their lines only the first time."""
+    if not _READ:
+        _READ.append(_read_back())
+    return dict(_READ[0])
+
+
+def _read_back():
     got = {"openblas": _openblas(), "aten": None, "onednn": None, "onednn_conv": None,
            "mkl": None}
     try:

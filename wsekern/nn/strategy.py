@@ -208,7 +208,8 @@ class WaferStrategy:
     def models(self):
         """The models placed on their own, in the order placed (a new list)."""
         self._retire()
-        return [m.model for m in self._models.values() if m.model is not None]
+        held = (m.model for m in list(self._models.values()))     # each read once: a
+        return [model for model in held if model is not None]      # gc pass may come between
 
     def model_placement(self, model):
         """``model``'s :class:`ModelPlacement` (its layers' placements, its steps and
@@ -241,9 +242,9 @@ class WaferStrategy:
         self._retire()
         own = self._models.get(id(model))
         if own is None:
-            if batch is None and any(layer is model for m in self._models.values()
-                                     if m.model is not None
-                                     for layer in _leaves(m.model.layers)):
+            held = (m.model for m in list(self._models.values()))     # each read once
+            if batch is None and any(layer is model for other in held if other is not None
+                                     for layer in _leaves(other.layers)):
                 return
             own = self._hold(model)
         own.place(model, batch, samples)
@@ -288,7 +289,8 @@ class WaferStrategy:
         around one model's steps subtracts whatever costing ran inside it."""
         if self._dropped:
             self._retire()
-        return self._retired[2] + sum(m._cost_seconds for m in self._models.values())
+        # a copy: another thread may place or let go of a model of this strategy meanwhile
+        return self._retired[2] + sum(m._cost_seconds for m in list(self._models.values()))
 
     @property
     def steps(self):
