@@ -287,7 +287,9 @@ def test_a_second_fit_with_another_batch_of_the_same_columns_places_again():
         _sequence_fit(strategy, model, [(3, 4)] * 4, 3)
         lengths = _sequence_fit(strategy, model, [(4, 3)] * 4, 4)
         got.append((_figures(strategy, model), lengths))
-    assert got[1][1] == [0, 1, 2, 3] and got[0][0]["steps"] == 4
+    # the model's count starts afresh on the new placement; the strategy's sum keeps both
+    assert got[1][1] == [0, 1, 2, 3] and got[0][0]["steps"] == 8
+    assert len(got[0][0]["step_cycles"]) == 4
     _same(got[1][0], got[0][0])
 
 

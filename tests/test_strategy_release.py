@@ -86,3 +86,19 @@ def test_the_one_models_placement_stays_readable_until_another_is_placed():
     gc.collect()
     assert layer() is None
     assert strategy.models == [other] and strategy.step_cycles == [] and strategy.steps == 2
+
+
+def test_a_model_placed_again_for_another_batch_keeps_its_steps_in_the_sums():
+    """fit at another batch size places the model again and its report starts afresh; the
+    strategy's sums go on counting the steps the earlier placement costed (review_k10:
+    they went 16, 16, 8 while the model took 16, 32, 40 steps)."""
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(16, 16), defer_steps=16)
+    model = _model(strategy, "again")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 6), np.float32), rng.random((64, 3), np.float32)
+    seen = []
+    for batch, epochs in ((8, 2), (4, 1), (8, 1)):
+        model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
+        seen.append((strategy.steps, strategy.samples,
+                     strategy.model_placement(model).steps))
+    assert seen == [(16, 128, 16), (32, 192, 16), (40, 256, 8)]

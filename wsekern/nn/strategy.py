@@ -162,7 +162,8 @@ class WaferStrategy:
         self.defer_steps, self.defer_bytes = int(defer_steps), int(defer_bytes)
         self._models = {}           # id(model) -> its ModelPlacement, in the order placed
         self._dropped = []          # the weak references of its models collected since
-        self._retired = (0, 0, 0.0)     # their steps, samples and costing seconds
+        # steps, samples and costing seconds of those, and of placements given up
+        self._retired = (0, 0, 0.0)
         self._last = None           # the last one's placement, when it left no model held
 
     @contextlib.contextmanager
@@ -295,7 +296,8 @@ class WaferStrategy:
     @property
     def steps(self):
         """The steps costed, summed over the models (each model's queue costed first),
-        those of models let go included."""
+        those of models let go and of placements given up (a model placed again for
+        another batch) included."""
         self._retire()
         return self._retired[0] + sum(m.steps for m in list(self._models.values()))
 
@@ -569,6 +571,9 @@ class ModelPlacement:
                 if old is not None:
                     e._totals, e._steps = dict(old._totals), old._steps
             return
+        # the strategy's sums keep the steps the old placement costed
+        steps, samples, seconds = self.strategy._retired
+        self.strategy._retired = (steps + self._steps, samples + self._samples, seconds)
         self._steps = self._samples = 0
         self._step_cycles, self._attention_cycles = [], {}
 
