@@ -122,6 +122,11 @@ class CostTable:
     transpose_l2: float = 0.45
     # the width of the OpenBLAS kernels the BLAS terms were measured with (BLAS_CORE_TIME)
     blas_core: str = "avx512"
+    # fp64 BLAS per multiply-add on the core in use over the row's, beyond fp32's ratio
+    # (set by at_blas_core): the densified route's only fp64 term. ``blas_fp64`` applied
+    # there moved 26 fp64 cells with X all live off it, 23 of them slower, 0.96-1.47x (s26
+    # review_a10, zen5/avx512, W 128x512-2048^2, N 8-2048, 30-90 % zeros).
+    blas_fp64_core: float = 1.0
 
     def at_blas_core(self, width):
         """This row with BLAS priced at OpenBLAS kernels of ``width`` (a BLAS_CORE_TIME key;
@@ -133,7 +138,9 @@ class CostTable:
         new32, new64 = BLAS_CORE_TIME[width]
         f32, f64 = new32 / own32, new64 / own64
         return dataclasses.replace(self, blas_mac=self.blas_mac * f32,
-                                   blas_fp64=self.blas_fp64 * f64 / f32, blas_core=width)
+                                   blas_fp64=self.blas_fp64 * f64 / f32,
+                                   blas_fp64_core=self.blas_fp64_core * f64 / f32,
+                                   blas_core=width)
 
     def blas(self, macs, n, m=None, k=None):
         """Nanoseconds for ``macs`` multiply-adds of a BLAS product with N = ``n`` (and W
@@ -174,10 +181,10 @@ class CostTable:
     def densified(self, M, K, k_live, N, nnz, itemsize=4):
         """Nanoseconds for spmm's densified route: csr_to_dense of the (M, K) W holding
         ``nnz`` weights, then BLAS against X's ``k_live`` live rows of ``N`` columns (float64
-        BLAS scaled by ``blas_fp64``, as in :meth:`dense_w`)."""
+        as measured, moved only by the BLAS core's ``blas_fp64_core``)."""
         t_blas = self.blas(M * k_live * N, N, M, k_live)
         if itemsize == 8:
-            t_blas *= self.blas_fp64
+            t_blas *= self.blas_fp64_core
         return self.densify_call + M * K * self.densify + nnz * self.densify_nnz + t_blas
 
 
