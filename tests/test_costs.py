@@ -423,3 +423,17 @@ def test_float64_densified_route_is_priced_as_measured_not_by_blas_fp64(monkeypa
     assert kernels.spmm_path(W32, X.astype(np.float32)) == "blas-densified"
     assert kernels.spmm_path(W64, X) == "blas-densified"
     np.testing.assert_allclose(kernels.spmm(W64, X), W64.toarray() @ X, rtol=1e-12, atol=1e-12)
+
+
+def test_blas_over_live_rows_pays_for_gathering_w():
+    """BLAS over X's live rows first reads W's finiteness and copies its kept columns
+    (``blas_gather`` an element of W): priced on the dense-W and densified routes when rows
+    are skipped, not when X is all live."""
+    t = dataclasses.replace(costs._named("zen3/avx2"), blas_gather=0.5)
+    plain = costs._named("zen3/avx2")
+    M, K, N, nnz = 300, 200, 40, 1234
+    for k_live, extra in ((K, 0.0), (150, M * K * 0.5)):
+        assert t.dense_w(M, K, k_live, N, 0.3)[0] == pytest.approx(
+            plain.dense_w(M, K, k_live, N, 0.3)[0] + extra, rel=1e-12)
+        assert t.densified(M, K, k_live, N, nnz) == pytest.approx(
+            plain.densified(M, K, k_live, N, nnz) + extra, rel=1e-12)

@@ -127,6 +127,10 @@ class CostTable:
     # there moved 26 fp64 cells with X all live off it, 23 of them slower, 0.96-1.47x (s26
     # review_a10, zen5/avx512, W 128x512-2048^2, N 8-2048, 30-90 % zeros).
     blas_fp64_core: float = 1.0
+    # BLAS over X's live rows only first reads W's finiteness and copies its kept columns:
+    # ns per element of W (0: not measured). Zen 5 (s26): 0.14 + 0.23 fp32, 0.34 + 0.2 fp64
+    # at 512^2-2048^2, half the columns kept.
+    blas_gather: float = 0.0
 
     def at_blas_core(self, width):
         """This row with BLAS priced at OpenBLAS kernels of ``width`` (a BLAS_CORE_TIME key;
@@ -158,6 +162,8 @@ class CostTable:
         t_blas = self.blas(M * k_live * N, N)
         if itemsize == 8:
             t_blas *= self.blas_fp64
+        if k_live < K:
+            t_blas += M * K * self.blas_gather
         scan = self.dense_scan
         if M * K * itemsize > l3 // 2:
             t_blas += M * K * itemsize * self.blas_stream
@@ -185,6 +191,8 @@ class CostTable:
         t_blas = self.blas(M * k_live * N, N, M, k_live)
         if itemsize == 8:
             t_blas *= self.blas_fp64_core
+        if k_live < K:
+            t_blas += M * K * self.blas_gather
         return self.densify_call + M * K * self.densify + nnz * self.densify_nnz + t_blas
 
 
@@ -349,7 +357,8 @@ TABLES = {
                                   blas_narrow_n=5.0, sampled_mac=0.12,
                                   panel_nnz=1.0, panel_step=1.0, dense_scan_cached=0.15,
                                   blas_stream=0.032, blas_fp64=1.16, spmm_scatter_tail=0.48,
-                                  spmm_weight=0.35, spmm_scatter_call=5500.0),
+                                  spmm_weight=0.35, spmm_scatter_call=5500.0,
+                                  blas_gather=0.45),
     # s25 base25: the rows kernels' block mode 1 (_spmm._BLOCK_MODE) made the CSR kernel
     # 1.20-1.29x faster at 1024^2 and 1.03-1.07x at 4096^2 x 64 on both paths; whole calls
     # at 90 % zeros (fp32, 1 thread, best of 5, load 9-11): baseline 0.039-0.043 ns a MAC
@@ -373,14 +382,14 @@ TABLES = {
                                 blas_narrow_n=5.0, sampled_mac=0.11, panel_nnz=1.2,
                                 panel_step=1.0, csr_compact_blocked=0.4,
                                 spmm_scatter_tail=0.44, spmm_weight=0.35,
-                                spmm_scatter_call=5500.0),
+                                spmm_scatter_call=5500.0, blas_gather=0.45),
     ("zen5", "baseline"): CostTable("zen5/baseline", 0.0086, 0.045, 1.05, 0.045, (0.03, 2.67),
                                     (1.1, 3.5), csr_compact=0.7, spmm_scatter_mac=0.1,
                                     densify_nnz=0.8, densify_call=20000.0, blas_small=8.0,
                                     blas_narrow_n=5.0, sampled_mac=0.15,
                                     panel_nnz=2.6, panel_step=1.0, csr_compact_blocked=1.2,
                                     spmm_scatter_tail=0.45, spmm_weight=0.35,
-                                    spmm_scatter_call=5500.0),
+                                    spmm_scatter_call=5500.0, blas_gather=0.45),
 }
 # Any other CPU on a path: Zen 4's rows, the path's most recent full measurement (s13-s21)
 # and checked against whole calls on Zen 5 too (s24). The row the AVX-512 default held
