@@ -954,11 +954,12 @@ def _quad_table(table, k_b):
     off = np.zeros(C + 1, np.int64)
     np.cumsum(groups * (4 * R), out=off[1:])
     tq = np.zeros(max(int(off[C]), 1), np.int8)
-    for c in range(C):
-        k0, k1, G = int(k_b[c]), int(k_b[c + 1]), int(groups[c])
-        q = np.zeros((4 * G, R), np.int8)
-        q[:k1 - k0] = table[k0:k1]
-        tq[off[c]:off[c + 1]] = q.reshape(G, 4, R).transpose(0, 2, 1).ravel()
+    # one scatter (a loop over PE columns took 3x as long: ~3 ms a placement of sparse-mlp)
+    k_b = np.asarray(k_b, np.int64)
+    c = np.repeat(np.arange(C), heights)                # each k's PE column
+    i = np.arange(K) - k_b[c]                           # its row within the column
+    pos = off[c] + (i // 4) * (4 * R) + i % 4           # T[k, 0]'s byte
+    tq[pos[:, None] + 4 * np.arange(R)] = table         # T[k, r] at pos + 4 r
     tq.flags.writeable = False
     off.flags.writeable = False
     return tq, off
