@@ -879,7 +879,9 @@ class LayerPlacement:
     def observe(self, operand, input_requires_grad, y, grad_rows):
         """Called by the layer in a training step: its input as (K x samples) columns,
         and ``y`` returned unchanged but for a tap that records ``grad_rows(dY)``, the
-        output gradient as (M x samples) rows, in the backward pass."""
+        output gradient as (M x samples) rows, in the backward pass. ``y`` must be the
+        layer's op's fresh output, held by no one else yet: the tap hooks its backward in
+        place (nn.tensor.tap), so a shared tensor would hand over every consumer's sum."""
         # a float array's pattern and count are taken now, from values still in the cache
         self.last_input = columns.taken(operand)
         self.needs_input_grad = input_requires_grad
