@@ -398,3 +398,29 @@ def _packed_half_dead_takes(monkeypatch, row, m, n, path):
     assert kernels.spmm_path(P, X) == path
     np.testing.assert_allclose(kernels.spmm(P, X, n_threads=1),
                                W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+
+
+def test_float64_densified_route_pays_float64_blas(monkeypatch):
+    """fp64 BLAS per multiply-add over the CSR kernel's, against fp32's (``blas_fp64``),
+    prices the densified route as it prices a dense W (``dense_w``): a cell where densifying
+    wins in fp32 by less than that factor keeps CSR in fp64, on the native route and the
+    Python one alike."""
+    M = K = N = 256
+    W32 = random_csr(M, K, 0.5, dtype=np.float32)
+    nnz = W32.nnz
+    base = costs._named("zen3/avx2")
+    scale = dict(densify=0.0, densify_nnz=0.0, densify_call=0.0, blas_small=0.0,
+                 blas_narrow_n=0.0)
+    # BLAS 0.8x the CSR kernel's time at fp32: densified wins there, loses at 1.5x fp64.
+    mac = nnz * N * base.spmm_mac / (M * K * N) * 0.8
+    table = dataclasses.replace(base, blas_mac=mac, blas_fp64=1.5, **scale)
+    assert table.densified(M, K, K, N, nnz) < nnz * N * table.spmm_mac
+    assert table.densified(M, K, K, N, nnz, 8) > nnz * N * table.spmm_mac
+    assert table.densified(M, K, K, N, nnz, 8) == pytest.approx(
+        1.5 * table.densified(M, K, K, N, nnz), rel=1e-12)
+    monkeypatch.setattr(kernels, "cost_table", lambda: table)
+    X = np.random.default_rng(1).standard_normal((K, N))
+    W64 = W32.astype(np.float64)
+    assert kernels.spmm_path(W32, X.astype(np.float32)) == "blas-densified"
+    assert kernels.spmm_path(W64, X) == "csr"
+    np.testing.assert_allclose(kernels.spmm(W64, X), W64.toarray() @ X, rtol=1e-12, atol=1e-12)

@@ -139,11 +139,14 @@ class CostTable:
         return self.spmm_scatter_call + live * (
             (n - tail) * self.spmm_scatter_mac + tail * self.spmm_scatter_tail)
 
-    def densified(self, M, K, k_live, N, nnz):
+    def densified(self, M, K, k_live, N, nnz, itemsize=4):
         """Nanoseconds for spmm's densified route: csr_to_dense of the (M, K) W holding
-        ``nnz`` weights, then BLAS against X's ``k_live`` live rows of ``N`` columns."""
-        return (self.densify_call + M * K * self.densify + nnz * self.densify_nnz
-                + self.blas(M * k_live * N, N, M, k_live))
+        ``nnz`` weights, then BLAS against X's ``k_live`` live rows of ``N`` columns (float64
+        BLAS scaled by ``blas_fp64``, as in :meth:`dense_w`)."""
+        t_blas = self.blas(M * k_live * N, N, M, k_live)
+        if itemsize == 8:
+            t_blas *= self.blas_fp64
+        return self.densify_call + M * K * self.densify + nnz * self.densify_nnz + t_blas
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.

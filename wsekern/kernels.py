@@ -238,7 +238,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     nnz = len(data)
     t_sparse = nnz * (k_live / K) * N * cost.spmm_mac
     # Densified, W's unstored zeros would meet X's inf/NaN (0 * inf = NaN): X must be finite.
-    t_densified = cost.densified(M, K, k_live, N, nnz)
+    t_densified = cost.densified(M, K, k_live, N, nnz, np.dtype(dtype).itemsize)
     if t_densified < t_sparse and finite():
         check_indices()
         dense = np.empty((M, K), dtype=dtype)

@@ -772,12 +772,22 @@ def _einsum_explicit(subscripts, ndims):
 
 
 def tap(t, on_grad):
-    """``t`` unchanged, calling ``on_grad(g)`` with its gradient in the backward pass
-    (how layers hand their output gradients to the wafer strategy)."""
-    def backward(g):
+    """``t``, calling ``on_grad(g)`` with its gradient in the backward pass before passing
+    it on (how layers hand their output gradients to the wafer strategy). ``t`` is an op's
+    output that only the caller holds yet: its own backward is hooked, no node added (the
+    graph walk and a Tensor a layer a step less); a tensor made by no op gets a node."""
+    backward = t._backward
+    if backward is None:
+        def passed_on(g):
+            on_grad(g)
+            t.accumulate(g)
+        return Tensor(t.data, parents=(t,), backward=passed_on)
+
+    def hooked(g):
         on_grad(g)
-        t.accumulate(g)
-    return Tensor(t.data, parents=(t,), backward=backward)
+        backward(g)
+    t._backward = hooked
+    return t
 
 
 # -- complex input where Keras on torch refuses it ------------------------------------------
