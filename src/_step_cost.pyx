@@ -163,21 +163,42 @@ cdef extern from *:
                                      Py_ssize_t kc, int64_t* sw)
     {
         const Py_ssize_t G = (kc + 3) / 4;
-        for (Py_ssize_t r0 = 0; r0 < R; r0 += 16) {
-            const __mmask16 m = R - r0 >= 16 ? (__mmask16)0xFFFF
-                                              : (__mmask16)((1u << (R - r0)) - 1);
-            __m512i acc = _mm512_setzero_si512();
-            for (Py_ssize_t g = 0; g < G; g++) {
-                uint32_t a4 = 0;
+        uint32_t a4[16];
+        const int8_t* q4[16];
+        /* up to 16 quads at a time (a column of kc <= 64: one round), those with an
+           activation (no A in the quad: nothing to add), each round's sums added to the
+           rounds' before */
+        for (Py_ssize_t g0 = 0; g0 == 0 || g0 < G; g0 += 16) {
+            const Py_ssize_t ge = G - g0 < 16 ? G : g0 + 16;
+            int gn = 0;
+            for (Py_ssize_t g = g0; g < ge; g++) {
+                uint32_t v = 0;
                 for (Py_ssize_t j = 0; j < 4 && 4 * g + j < kc; j++)
-                    a4 |= (uint32_t) A[4 * g + j] << (8 * j);
-                acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32((int) a4),
-                                          _mm512_maskz_loadu_epi32(m, tq + (g * R + r0) * 4));
+                    v |= (uint32_t) A[4 * g + j] << (8 * j);
+                if (v) {
+                    a4[gn] = v;
+                    q4[gn++] = tq + g * R * 4;
+                }
             }
-            _mm512_mask_storeu_epi64(sw + r0, (__mmask8) m,
-                                     _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)));
-            _mm512_mask_storeu_epi64(sw + r0 + 8, (__mmask8) (m >> 8),
-                                     _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1)));
+            if (g0 && !gn)
+                continue;
+            for (Py_ssize_t r0 = 0; r0 < R; r0 += 16) {
+                const __mmask16 m = R - r0 >= 16 ? (__mmask16)0xFFFF
+                                                  : (__mmask16)((1u << (R - r0)) - 1);
+                __m512i acc = _mm512_setzero_si512();
+                for (int g = 0; g < gn; g++)
+                    acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32((int) a4[g]),
+                                              _mm512_maskz_loadu_epi32(m, q4[g] + r0 * 4));
+                __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc));
+                __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1));
+                if (g0) {
+                    lo = _mm512_add_epi64(lo, _mm512_maskz_loadu_epi64((__mmask8) m, sw + r0));
+                    hi = _mm512_add_epi64(hi, _mm512_maskz_loadu_epi64((__mmask8) (m >> 8),
+                                                                       sw + r0 + 8));
+                }
+                _mm512_mask_storeu_epi64(sw + r0, (__mmask8) m, lo);
+                _mm512_mask_storeu_epi64(sw + r0 + 8, (__mmask8) (m >> 8), hi);
+            }
         }
     }
     static int wsk_step_vnni_runs(void)
@@ -744,8 +765,9 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
         if tq_p != NULL:        # every row of the column's table at once: the same sw
             for k in range(_kb(s, c), _kb(s, c + 1)):
                 cnt += A_of_k[k]
-            wsk_table_quads_vnni(R, tq_p + s.tq_off[c], A_of_k + _kb(s, c),
-                                 _kb(s, c + 1) - _kb(s, c), sw)
+            if cnt or not s.has_dead:   # (a column no activation reaches reads no sw)
+                wsk_table_quads_vnni(R, tq_p + s.tq_off[c], A_of_k + _kb(s, c),
+                                     _kb(s, c + 1) - _kb(s, c), sw)
         for r in range(R if tq_p == NULL else 0):
             sw[r] = 0
         for k in range(_kb(s, c) if tq_p == NULL else 0, _kb(s, c + 1) if tq_p == NULL else 0):

@@ -207,6 +207,20 @@ def test_the_table_holds_the_entries_and_only_what_fits_in_a_byte():
     assert ws_table(s_indptr, rows, np.array([-1, 1, 0], np.int32), 2) is None
 
 
+def entries_of_counts(counts, k_b):
+    """W's nonzeros per (column k, row block r), ``counts`` (K x R), as entries of the
+    row-major structure ws_step_stream reads: K x R * C CSR, k's block r * C + its PE
+    column (C + 1 bounds ``k_b``)."""
+    (K, R), C = counts.shape, len(k_b) - 1
+    pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
+    k, r = np.nonzero(counts)
+    S = sps.csr_array((counts[k, r].astype(np.int64), (r * C + pe_col[k]).astype(np.int32),
+                       np.concatenate([[0], np.cumsum(np.count_nonzero(counts, axis=1))])
+                       .astype(np.int64)), shape=(K, R * C))
+    S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+    return S
+
+
 @pytest.mark.parametrize("path", ["avx512", "baseline"])
 def test_the_table_gives_the_entries_figures_with_large_counts(simd_path, path):
     """Columns of W with up to 255 nonzeros in one block and batches of up to 600 samples:
@@ -218,13 +232,7 @@ def test_the_table_gives_the_entries_figures_with_large_counts(simd_path, path):
         k_b = np.concatenate([[0], np.sort(rng.integers(0, K + 1, C - 1)), [K]]).astype(np.int_)
         counts = rng.integers(0, 256, (K, R)) * (rng.random((K, R)) < 0.6)
         counts[0, :] = 255
-        # W's nonzeros as entries of the row-major structure ws_step_stream reads
-        pe_col = np.searchsorted(k_b, np.arange(K), side="right") - 1
-        k, r = np.nonzero(counts)
-        S = sps.csr_array((counts[k, r].astype(np.int64), (r * C + pe_col[k]).astype(np.int32),
-                           np.concatenate([[0], np.cumsum(np.count_nonzero(counts, axis=1))])
-                           .astype(np.int64)), shape=(K, R * C))
-        S.indptr, S.indices = S.indptr.astype(np.int64), S.indices.astype(np.int32)
+        S = entries_of_counts(counts, k_b)
         choice = rng.integers(0, 3, R * C).astype(np.int8)
         totals = rng.integers(0, 200, (2, R * C)).astype(np.int64)
         t_dense = rng.integers(4, 60, R).astype(np.float64)
