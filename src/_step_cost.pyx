@@ -768,20 +768,21 @@ cdef int _ws_run(const WsPlan* s, const unsigned char* x, Py_ssize_t N, Py_ssize
             if cnt or not s.has_dead:   # (a column no activation reaches reads no sw)
                 wsk_table_quads_vnni(R, tq_p + s.tq_off[c], A_of_k + _kb(s, c),
                                      _kb(s, c + 1) - _kb(s, c), sw)
-        for r in range(R if tq_p == NULL else 0):
-            sw[r] = 0
-        for k in range(_kb(s, c) if tq_p == NULL else 0, _kb(s, c + 1) if tq_p == NULL else 0):
-            A_k = A_of_k[k] if N else 0
-            cnt += A_k
-            if A_k and tb_p != NULL:
-                wsk_table_row_avx512(R, tb_p + k * R, A_k, sw)
-            elif A_k and pk_p != NULL:
-                for j in range(s.s_indptr[k], s.s_indptr[k + 1]):
-                    p = pk_p[j]
-                    sw[p & 0xFF] += <int64_t> (p >> 8) * A_k
-            elif A_k:
-                for j in range(s.s_indptr[k], s.s_indptr[k + 1]):
-                    sw[s.s_rows[j]] += s.s_data[j] * A_k
+        else:                   # the rows one by one, each live one added to sw
+            for r in range(R):
+                sw[r] = 0
+            for k in range(_kb(s, c), _kb(s, c + 1)):
+                A_k = A_of_k[k] if N else 0
+                cnt += A_k
+                if A_k and tb_p != NULL:
+                    wsk_table_row_avx512(R, tb_p + k * R, A_k, sw)
+                elif A_k and pk_p != NULL:
+                    for j in range(s.s_indptr[k], s.s_indptr[k + 1]):
+                        p = pk_p[j]
+                        sw[p & 0xFF] += <int64_t> (p >> 8) * A_k
+                elif A_k:
+                    for j in range(s.s_indptr[k], s.s_indptr[k + 1]):
+                        sw[s.s_rows[j]] += s.s_data[j] * A_k
         A_c[c] = cnt
         A = <double> cnt
         A_task = A * task
