@@ -772,10 +772,11 @@ def _einsum_explicit(subscripts, ndims):
 
 
 def tap(t, on_grad):
-    """``t``, calling ``on_grad(g)`` with its gradient in the backward pass before passing
-    it on (how layers hand their output gradients to the wafer strategy). ``t`` is an op's
-    output that only the caller holds yet: its own backward is hooked, no node added (the
-    graph walk and a Tensor a layer a step less); a tensor made by no op gets a node."""
+    """``t``, calling ``on_grad(g)`` with its gradient in the backward pass before that
+    gradient goes on (how layers hand their output gradients to the wafer strategy).
+    ``t`` must be an op's output that only the caller holds yet (else the hook would see
+    other uses' gradients too): its own backward is hooked, no node added (one Tensor and
+    one graph visit fewer a placed layer and step); a tensor made by no op gets a node."""
     backward = t._backward
     if backward is None:
         def passed_on(g):
