@@ -268,10 +268,7 @@ absolute = abs
 
 
 def sign(x):
-    v = np.sign(as_tensor(x).data)
-    if v.dtype.kind in "fc":
-        v[np.isnan(v)] = 0              # torch's sign (Keras's on torch): 0 at NaN
-    return Tensor(v)
+    return Tensor(T.sign_of(as_tensor(x).data))
 
 
 def sin(x):

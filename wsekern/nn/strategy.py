@@ -193,11 +193,15 @@ class WaferStrategy:
                         m._flush()
                     finally:
                         del self._models[key]
-                        steps, samples, seconds = self._retired
-                        self._retired = (steps + m._steps, samples + m._samples,
-                                         seconds + m._cost_seconds)
+                        self._keep_counts(m._steps, m._samples, m._cost_seconds)
                         if not self._models:
                             self._last = m
+
+    def _keep_counts(self, steps, samples, seconds):
+        """Add to the sums the counts of a placement let go (its model collected, or
+        placed again for another batch)."""
+        kept = self._retired
+        self._retired = (kept[0] + steps, kept[1] + samples, kept[2] + seconds)
 
     def _hold(self, model):
         """A new ModelPlacement for ``model``, held until the model is collected."""
@@ -571,9 +575,7 @@ class ModelPlacement:
                 if old is not None:
                     e._totals, e._steps = dict(old._totals), old._steps
             return
-        # the strategy's sums keep the steps the old placement costed
-        steps, samples, seconds = self.strategy._retired
-        self.strategy._retired = (steps + self._steps, samples + self._samples, seconds)
+        self.strategy._keep_counts(self._steps, self._samples, 0.0)   # its cost_seconds go on
         self._steps = self._samples = 0
         self._step_cycles, self._attention_cycles = [], {}
 

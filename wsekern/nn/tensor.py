@@ -359,15 +359,17 @@ def _unary(a, out, dout):
                   backward=lambda g: a.accumulate((g * dout()).astype(a.dtype, copy=False)))
 
 
+def sign_of(v):
+    """np.sign of an array, 0 at NaN as torch's sign/sgn (Keras's on torch)."""
+    s = np.sign(v)
+    if s.dtype.kind in "fc":
+        s[np.isnan(s)] = 0
+    return s
+
+
 def absolute(a):
     a = as_tensor(a)
-
-    def sign():                 # torch's sgn: 0 at NaN (the gradient there is 0)
-        s = np.sign(a.data)
-        if s.dtype.kind in "fc":
-            s[np.isnan(s)] = 0
-        return s
-    return _unary(a, np.abs(a.data), sign)
+    return _unary(a, np.abs(a.data), lambda: sign_of(a.data))     # 0 at NaN, as torch
 
 
 def sin(a):
