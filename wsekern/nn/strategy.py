@@ -705,9 +705,9 @@ class ModelPlacement:
         """{placement: iterator of its figures for its steps of ``queue`` (reversed: the
         last is costed first), in order}, each layer's steps timed together
         (LayerPlacement.queued_figures); None where they are costed one by one instead
-        (attention layers, a layer whose steps do not follow a layer-pipelined plan).
-        Changes nothing of what it reads."""
-        if self.attention:
+        (a lone step: the same work, less bookkeeping; attention layers; a layer whose
+        steps do not follow a layer-pipelined plan). Changes nothing of what it reads."""
+        if len(queue) < 2 or self.attention:
             return None
         steps = {}
         for _, ops, _, _, _ in reversed(queue):

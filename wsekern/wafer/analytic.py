@@ -777,7 +777,6 @@ def dense_screen_cycles_many(plan, x_nzs, config, nnzs):
     earlier in the list) takes that one's figures, as each call would; ``plan`` keeps the
     last one's, as the last call would. A step whose ramp term could bind is costed by
     dense_screen_cycles itself (its pass over X)."""
-    n = len(x_nzs)
     step = plan.get("step")
     if step is None or step[0] is not config:
         step = plan["step"] = (config, _dense_screen_step(plan, config), {})
