@@ -42,6 +42,16 @@ def use_simd_path(path):
     return "avx512" if _use_avx512 else "baseline"
 
 
+cdef inline double _pymax(double a, double b) noexcept nogil:
+    # Python's max(a, b): b only where it is more (a NaN or an equal zero keeps a)
+    return b if b > a else a
+
+
+cdef inline double _pymin(double a, double b) noexcept nogil:
+    # Python's min(a, b): b only where it is less
+    return b if b < a else a
+
+
 cdef int _check_bounds(const long[:] k_b, Py_ssize_t K) except -1:
     """dense_stream's check of the C + 1 bounds ``k_b`` on X's K rows."""
     cdef Py_ssize_t C = k_b.shape[0] - 1, c
@@ -241,6 +251,43 @@ cdef class DenseStep:
     def run(self, x_nz):
         """``(a_max, v_max, done)`` of dense_stream for X's pattern ``x_nz`` (K x N bytes,
         any strides)."""
+        cdef int64_t a_max = 0, v_max = 0
+        cdef double done = 0.0
+        self._run(x_nz, &a_max, &v_max, &done)
+        return int(a_max), int(v_max), float(done)
+
+    def cycles_many(self, patterns, double task, double hop, long L, bint chained):
+        """analytic.dense_screen_cycles' ``(cycles, lower bound)`` for each of
+        ``patterns`` (X's, K x N bytes each, in order) as two float64 arrays, from
+        :meth:`run`'s figures (its ``tmax`` and ``dt``, and ``task``, ``hop``, ``L``,
+        ``chained`` as there), and a uint8 array: 1 where the ramp term could bind, a
+        figure the caller takes from dense_screen_cycles instead (its pass over X). Each
+        float is the one Python's expression gives there (max and min as Python's)."""
+        cdef Py_ssize_t n = len(patterns), i, N
+        est_a, low_a, ramp_a = np.empty(n), np.empty(n), np.zeros(n, np.uint8)
+        cdef double[::1] est_o = est_a
+        cdef double[::1] low_o = low_a
+        cdef uint8_t[::1] ramp_o = ramp_a
+        cdef int64_t a_max, v_max
+        cdef double done, busy_max, lower
+        for i in range(n):
+            a_max = v_max = 0
+            done = 0.0
+            N = self._run(patterns[i], &a_max, &v_max, &done)
+            busy_max = <double> a_max * self.tmax + <double> N * task
+            lower = _pymax(hop + busy_max, hop + <double> v_max * self.dt)
+            lower = _pymax(lower, <double> N * (<double> L + task) if chained else 0.0)
+            lower = lower + task
+            if chained and L > 0 and \
+                    hop + <double> (v_max + N * L - 1) * self.dt + task > _pymin(lower, done):
+                ramp_o[i] = 1
+            est_o[i], low_o[i] = done, _pymin(lower, done)
+        return est_a, low_a, ramp_a
+
+    cdef Py_ssize_t _run(self, x_nz, int64_t* a_max, int64_t* v_max,
+                         double* done) except -1:
+        """:meth:`run`'s figures into ``a_max``, ``v_max``, ``done``; returns X's
+        samples (N)."""
         # an ndarray of bytes read in place (src/_step_init.pxd), else through a typed view
         cdef const unsigned char[:, :] view
         cdef XBytes X
@@ -264,17 +311,15 @@ cdef class DenseStep:
         ch.Lg, ch.fill, ch.hop, ch.ramp = self.L[0], 0.0, self.hop, self.ramp
         ch.lat, ch.launch, ch.task = self.lat, self.launch, self.task
         ch.cushion, ch.exact, ch.push = self.cushion, 0, self.push
-        cdef int64_t a_max = 0, v_max = 0
-        cdef double done = 0.0
         cdef int rc
         with nogil:
             rc = _dense_run(X.x, K, N, X.s0, X.s1,
                             <const char*> &self.k_b[0], self.k_b.strides[0], C, self.tmax,
                             self.eos, self.wpv, self.dt, self.fill, NULL, NULL, NULL,
-                            &a_max, &v_max, &ch, &done, rampL)
+                            a_max, v_max, &ch, done, rampL)
         if rc < 0:
             raise MemoryError(f"dense_stream: scratch for X's {K} x {N} pattern")
-        return int(a_max), int(v_max), float(done)
+        return N
 
 
 ctypedef fused table_t:

@@ -26,6 +26,21 @@ cdef inline int64_t imax(int64_t a, int64_t b) noexcept nogil:
     return a if a > b else b
 
 
+cdef inline double _pymax(double a, double b) noexcept nogil:
+    # Python's max(a, b): b only where it is more (a NaN or an equal zero keeps a)
+    return b if b > a else a
+
+
+cdef inline double _pymin(double a, double b) noexcept nogil:
+    # Python's min(a, b): b only where it is less
+    return b if b < a else a
+
+
+cdef struct WsFigures:        # a kept step's run on one X
+    double busy, done
+    int64_t v_max, sram, v_west
+
+
 cdef struct ColumnFigures:    # what a PE column's blocks give the step
     double cmax                 # the compressed blocks' slowest time (0.0: none)
     double tm                   # the dense blocks' slowest task (-inf: none)
@@ -1031,6 +1046,43 @@ cdef class WsStep:
         """``(busy, v_max, sram, done, v_west)`` for X's pattern ``x_nz`` (K x N bytes, any
         strides): ws_step_columns' figures and the most wavelets down one PE column other
         than the first (0 with one column or no sample)."""
+        cdef WsFigures f
+        self._run(x_nz, &f)
+        return (float(f.busy), int(f.v_max), int(f.sram), float(f.done), int(f.v_west))
+
+    def cycles_many(self, patterns, double first_hop, double task, double dt, long L_max,
+                    bint blocks, bint chained):
+        """analytic.weight_stationary_cycles' ``(cycles, lower bound, SRAM peak)`` for
+        each of ``patterns`` (X's, K x N bytes each, in order) as three arrays (float64,
+        float64, int64), from :meth:`run`'s figures and the bound's terms (analytic's
+        _ws_step_cycles: ``first_hop``, ``task``, ``dt``, ``L_max``, ``blocks``,
+        ``chained``), each float the one Python's expression gives there (max and min as
+        Python's: the first of equals)."""
+        cdef Py_ssize_t n = len(patterns), i, N
+        est_a, low_a, sram_a = np.empty(n), np.empty(n), np.empty(n, np.int64)
+        cdef double[::1] est_o = est_a
+        cdef double[::1] low_o = low_a
+        cdef int64_t[::1] sram_o = sram_a
+        cdef WsFigures f
+        cdef double busy_max, lower, est, ramp_bound
+        cdef int64_t ramp_load
+        for i in range(n):
+            N = self._run(patterns[i], &f)
+            busy_max = f.busy + <double> N * task if blocks else 0.0
+            lower = _pymax(first_hop + busy_max, first_hop + <double> f.v_max * dt)
+            lower = _pymax(lower, <double> N * (<double> L_max + task) if chained else 0.0)
+            lower = lower + task
+            est = f.done
+            ramp_load = f.v_west + N * L_max if chained and L_max > 0 else 0
+            if ramp_load:
+                ramp_bound = first_hop + <double> (ramp_load - 1) * dt + task
+                lower = _pymax(lower, ramp_bound)
+                est = _pymax(est, ramp_bound)
+            est_o[i], low_o[i], sram_o[i] = est, _pymin(lower, est), f.sram
+        return est_a, low_a, sram_a
+
+    cdef Py_ssize_t _run(self, x_nz, WsFigures* f) except -1:
+        """:meth:`run`'s figures into ``f``; returns X's samples (N)."""
         # an ndarray of bytes read in place (src/_step_init.pxd), else through a typed view
         cdef const unsigned char[:, :] view
         cdef XBytes X
@@ -1054,17 +1106,16 @@ cdef class WsStep:
         ch.Lg, ch.fill, ch.hop, ch.ramp = self.L[0], self.fill, self.hop, self.ramp
         ch.lat, ch.launch, ch.task = self.lat, self.launch, self.s.task
         ch.cushion, ch.exact, ch.push = self.cushion, 0, self.push
-        cdef double busy, done = 0.0
-        cdef int64_t v_max, sram, v_west
         cdef bint any_comp
         cdef int rc
+        f.done = 0.0
         with nogil:
             rc = _ws_run(&self.s, X.x, N, X.s0, X.s1,
-                         NULL, NULL, NULL, &busy, &v_max, &sram, &any_comp, &v_west, &ch,
-                         &done, rampL)
+                         NULL, NULL, NULL, &f.busy, &f.v_max, &f.sram, &any_comp, &f.v_west,
+                         &ch, &f.done, rampL)
         if rc < 0:
             raise MemoryError(f"ws_step_columns: scratch for X's {K} x {N} pattern")
-        return (float(busy), int(v_max), int(sram), float(done), int(v_west))
+        return N
 
 
 def ws_table(const int64_t[::1] s_indptr, const int32_t[::1] s_rows,

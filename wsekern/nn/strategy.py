@@ -671,6 +671,9 @@ class ModelPlacement:
         queue.reverse()
         placements = self.placements
         try:
+            start = time.perf_counter()
+            figures = self._queued_figures(queue)
+            self._cost_seconds += time.perf_counter() - start
             while queue:
                 start = time.perf_counter()
                 batch_size, ops, attention, nbytes, needs = queue.pop()
@@ -682,6 +685,8 @@ class ModelPlacement:
                 for p, x, g, needs, stats in ops:
                     p.last_input, p.last_grad, p.needs_input_grad = x, g, needs
                     p._step_stats = stats
+                    if figures is not None:
+                        p._step_figures = next(figures[p])
                 for mha, shape in attention:
                     mha.last_attention = shape
                 self._cost(batch_size, start)
@@ -691,10 +696,34 @@ class ModelPlacement:
                 self._queue[:0] = queue
             for p, x, g, needs in live:
                 p.last_input, p.last_grad, p.needs_input_grad = x, g, needs
-                p._step_stats = None
+                p._step_stats = p._step_figures = None
             for mha, shape in live_attention:
                 mha.last_attention = shape
             self._flushing = False
+
+    def _queued_figures(self, queue):
+        """{placement: iterator of its figures for its steps of ``queue`` (reversed: the
+        last is costed first), in order}, each layer's steps timed together
+        (LayerPlacement.queued_figures); None where they are costed one by one instead
+        (a lone step: the same work, less bookkeeping; attention layers; a layer whose
+        steps do not follow a layer-pipelined plan). Changes nothing of what it reads."""
+        if len(queue) < 2 or self.attention:
+            return None
+        steps = {}
+        for _, ops, _, _, _ in reversed(queue):
+            for p, x, g, needs, stats in ops:
+                steps.setdefault(p, []).append((x, g, needs, stats))
+        cfg, mode = self.config, self.mode
+        figures = {}
+        try:
+            for p, taken in steps.items():
+                got = p.queued_figures(cfg, mode, taken)
+                if got is None:
+                    return None
+                figures[p] = iter(got)
+        except Exception:       # costed one by one, the step at fault raises as it would
+            return None
+        return figures
 
     def _cost(self, batch_size, start):
         """Cost the step whose operands the placements hold (the placement already made)."""
@@ -789,6 +818,10 @@ class ModelPlacement:
         return WaferReport(self, model)
 
 
+# the products of a step, in the order training.planned_steps gives their cycles
+_PRODUCTS = ("forward", "input-gradient", "weight-gradient", "update")
+
+
 def _last_batch(batch, samples):
     """The size of an epoch's last batch where it is shorter than ``batch``, else None."""
     batch, samples = int(batch), int(samples)
@@ -852,6 +885,7 @@ class LayerPlacement:
     def __init__(self, layer):
         self._owner = None              # the strategy that placed it (costs its queue)
         self._step_stats = None         # a queued step's stats(), taken at the step
+        self._step_figures = None       # ... and its figures, timed with its flush's steps
         self.layer = layer
         self.shape = _matrix_shape(layer)
         self.columns_per_sample = _columns_per_sample(layer)
@@ -976,6 +1010,10 @@ class LayerPlacement:
                 and primed[5] == self.needs_input_grad and primed[2] == tuple(self.region))
 
     def cost_step(self, cfg, mode):
+        if self._step_figures is not None:      # a queued step's, timed with its flush's
+            figures = self._step_figures
+            self._step_figures = self._step_stats = self.last_input = self.last_grad = None
+            return self._count_queued(figures)
         got = self._step_stats          # a queued step's, taken at its step
         if got is None:
             got = self.stats()
@@ -1046,18 +1084,62 @@ class LayerPlacement:
                     self._pending, self._primed, self._plan = None, key, plan
                     self._sram_peak = max(self._sram_peak, int(max(
                         r.sram_peak_bytes for r in self._reports.values())))
+        return self._count_step(tuple(parts), tuple(parts.values()), latency, x_nnz,
+                                x.shape, g.shape)
+
+    def _count_step(self, names, parts, latency, x_nnz, x_shape, g_shape):
+        """Add a costed step's figures (``parts``: its cycles of the products ``names``,
+        in that order) to the layer's; (its cycles, its latency)."""
         totals = self._totals
-        for k, v in parts.items():
+        for k, v in zip(names, parts):
             totals[k] += v
-        size = int(x.shape[0]) * N
+        N = int(x_shape[1])
+        size = int(x_shape[0]) * N
         self._last_input_nnz, self._last_input_size = x_nnz, size
-        self._last_output_size = int(g.shape[0]) * int(g.shape[1])
+        self._last_output_size = int(g_shape[0]) * int(g_shape[1])
         self._last_columns = N
         self._columns_max = max(self._columns_max, N)
         self._last_latency = latency
         self._activation_zeros += 1.0 - x_nnz / max(size, 1)
         self._costed_steps += 1
-        return sum(parts.values()), latency
+        return sum(parts), latency
+
+    def queued_figures(self, cfg, mode, steps):
+        """The figures of this layer's queued ``steps`` ([(input, gradient,
+        needs_input_grad, stats)], in order, each following the plan), each product of
+        them timed in one native call (training.planned_steps): a list of
+        :meth:`_count_queued`'s figures, one a step; the layer left as it was. None where
+        the plan is not a layer-pipelined one, or a step does not follow it
+        (:meth:`cost_step` costs those one by one)."""
+        plan, primed = self._plan, self._primed
+        if plan is None or primed is None or plan["kind"] not in ("sparse", "dense") \
+                or primed[0] != id(cfg) or primed[1] != mode \
+                or primed[2] != tuple(self.region):
+            return None
+        xs, gs, counts = [], [], []
+        for x, g, needs, (_, _, W) in steps:
+            if W is not primed[3] or int(x.shape[1]) != primed[4] or needs != primed[5]:
+                return None
+            (x_nz, x_nnz), (g_nz, g_nnz) = columns.pattern_nnz(x), columns.pattern_nnz(g)
+            if x_nnz is None:
+                x_nnz = int(np.count_nonzero(x_nz))
+            xs.append(x_nz)
+            gs.append(g_nz)
+            counts.append((x_nnz, g_nnz))
+        timed = training.planned_steps(plan, xs, gs, counts)
+        figures = []
+        for (parts, latency, sram), (x, g, needs, (stats, stats_t, W)), x_nz, g_nz, \
+                (x_nnz, _) in zip(timed, steps, xs, gs, counts):
+            pending = (cfg, mode, self.region, W, stats, stats_t, x_nz, g_nz, needs)
+            figures.append((parts, latency, sram, x_nnz, x.shape, g.shape, pending))
+        return figures
+
+    def _count_queued(self, figures):
+        """:meth:`cost_step` of a queued step from its :meth:`queued_figures`."""
+        parts, latency, sram, x_nnz, x_shape, g_shape, self._pending = figures
+        if sram is not None:
+            self._sram_peak = max(self._sram_peak, sram)
+        return self._count_step(_PRODUCTS, parts, latency, x_nnz, x_shape, g_shape)
 
 
 def _fill_graph(edges, placements):

@@ -213,6 +213,25 @@ def weight_stationary_step(w, config, region):
     return cycles
 
 
+def weight_stationary_many(w, config, region):
+    """:func:`weight_stationary_step` for several patterns at once: ``cycles(x_nzs)`` gives
+    the (cycles, lower bounds, SRAM peaks) of X's patterns ``x_nzs``, in order, as three
+    lists, from one native call (src/_step_cost.pyx's WsStep.cycles_many: the same run
+    and bound, so the same floats)."""
+    st = _step_structure(w, config, region)
+    if st["overflow"]:          # the first pattern raises, naming the PE
+        one = weight_stationary_step(w, config, region)
+        return lambda x_nzs: tuple(map(list, zip(*map(one, x_nzs)))) or ([], [], [])
+    step, bound, K = st["step"], st["bound"], w.K
+
+    def cycles(x_nzs):
+        x_nzs = [x if type(x) is np.ndarray and x.dtype == np.bool_ and x.ndim == 2
+                 and x.shape[0] == K else _nonzero_pattern(x, K) for x in x_nzs]
+        est, lower, sram = step.cycles_many(x_nzs, *bound)
+        return est.tolist(), lower.tolist(), sram.tolist()
+    return cycles
+
+
 def _ws_step_cycles(st):
     """The step of :func:`weight_stationary_cycles` on the structure ``st`` after its
     checks, for X's pattern (K x N, bool): one function per structure, kept on it."""
@@ -748,6 +767,54 @@ def dense_screen_cycles(plan, x_nz, config, nnz=None):
     if full:        # a pattern with a zero is not kept: the next batch's differs
         plan["seen"] = (config, x_nz.shape, result)
     return result
+
+
+def dense_screen_cycles_many(plan, x_nzs, config, nnzs):
+    """:func:`dense_screen_cycles` of several patterns ``x_nzs`` (each K x N, bool, of one
+    K) in order, ``nnzs`` their counts (None: counted here): two lists, (cycles, lower
+    bounds), the same floats, from one native call (src/_screen.pyx's
+    DenseStep.cycles_many). An all-nonzero pattern of a shape seen before (in ``plan``, or
+    earlier in the list) takes that one's figures, as each call would; ``plan`` keeps the
+    last one's, as the last call would. A step whose ramp term could bind is costed by
+    dense_screen_cycles itself (its pass over X)."""
+    step = plan.get("step")
+    if step is None or step[0] is not config:
+        step = plan["step"] = (config, _dense_screen_step(plan, config), {})
+    call, (_, task, hop, _, L, chained) = step[1]
+    counts = [int(np.count_nonzero(x)) if c is None else c for x, c in zip(x_nzs, nnzs)]
+    full = [c == x.size and x.dtype == np.bool_ for x, c in zip(x_nzs, counts)]
+    seen = plan.get("seen")
+    # an all-nonzero pattern's figures by its shape: a result, or its index among the runs
+    known = {} if seen is None or seen[0] is not config else {seen[1]: seen[2]}
+    runs, source = [], []
+    for x, f in zip(x_nzs, full):
+        got = known.get(x.shape) if f else None
+        if got is None:
+            got = len(runs)
+            runs.append(x)
+            if f:
+                known[x.shape] = got
+        source.append(got)
+    if runs:
+        K = runs[0].shape[0]
+        kept = step[2].get(K)
+        if kept is None:
+            kept = step[2][K] = _DenseStep(K, *call).run
+        est, low, ramp = kept.__self__.cycles_many(runs, task, hop, L, chained)
+        est, low = est.tolist(), low.tolist()
+    out_est, out_low, ran = [], [], {}
+    for i, got in enumerate(source):
+        if type(got) is int:
+            j = got
+            got = ran.get(j)
+            if got is None:
+                got = ran[j] = dense_screen_cycles(plan, x_nzs[i], config, counts[i]) \
+                    if ramp[j] else (est[j], low[j])
+        out_est.append(got[0])
+        out_low.append(got[1])
+        if full[i]:
+            plan["seen"] = (config, x_nzs[i].shape, got)
+    return out_est, out_low
 
 
 def dense_screen_figures(plan, x_nz, config, M):

@@ -459,13 +459,7 @@ def planned_step(plan, x_nz, g_nz, sram=False, nnz=(None, None)):
     if kind == "fixed":
         return dict(plan["parts"]), plan["latency"], None
     # weight_stationary_cycles of each product, its structure looked up once per plan
-    steps = plan.get("ws-steps")
-    if steps is None:
-        cfg, region = plan["cfg"], plan["region"]
-        steps = plan["ws-steps"] = (
-            analytic.weight_stationary_step(plan["stats"], cfg, region),
-            analytic.weight_stationary_step(plan["stats_t"], cfg, region)
-            if plan["needs_input_grad"] else None)
+    steps = _per_product(plan, "ws-steps", analytic.weight_stationary_step)
     fwd, fwd_lower, sram = steps[0](x_nz)
     gin = 0.0
     if steps[1] is not None:
@@ -474,6 +468,57 @@ def planned_step(plan, x_nz, g_nz, sram=False, nnz=(None, None)):
     parts = {"forward": fwd, "input-gradient": gin,
              "weight-gradient": plan["weight-gradient"], "update": plan["update"]}
     return parts, fwd_lower / max(plan["N"], 1) * 2, max(sram, _sddmm_sram(plan))
+
+
+def _per_product(plan, key, make):
+    """(forward's, input gradient's or None where it is not costed) ``make(stats, cfg,
+    region)`` for a sparse plan's products, made once and kept on the plan under ``key``."""
+    got = plan.get(key)
+    if got is None:
+        cfg, region = plan["cfg"], plan["region"]
+        got = plan[key] = (make(plan["stats"], cfg, region),
+                           make(plan["stats_t"], cfg, region)
+                           if plan["needs_input_grad"] else None)
+    return got
+
+
+def planned_steps(plan, x_nzs, g_nzs, nnzs):
+    """:func:`planned_step` (without ``sram``) of several steps of a ``"sparse"`` or
+    ``"dense"`` plan, in order, from their patterns ``x_nzs``, ``g_nzs`` and counts
+    ``nnzs`` (pairs, as planned_step's ``nnz``): a list of ((forward, input-gradient,
+    weight-gradient, update) cycles, latency, SRAM peak) per step, the same floats, each
+    product of the steps timed in one native call. Refuses what planned_step refuses."""
+    kind, N = plan["kind"], plan["N"]
+    for name, nzs in (("x_nz", x_nzs), ("g_nz", g_nzs)):
+        for nz in nzs:
+            if kind == "dense" and (nz.dtype != np.bool_ or nz.ndim != 2):
+                raise ValueError(f"{name} must be a 2-D bool array (X != 0); received "
+                                 f"{nz.dtype} of shape {nz.shape}")
+            if nz.ndim != 2 or nz.shape[1] != N:
+                raise ValueError(f"the plan is for steps of {N} samples; received "
+                                 f"{name} of shape {nz.shape}")
+    n = len(x_nzs)
+    if kind == "dense":
+        cfg, gin = plan["cfg"], plan["input-gradient"]
+        fwd, lower = analytic.dense_screen_cycles_many(plan["forward"], x_nzs, cfg,
+                                                       [c[0] for c in nnzs])
+        gin = analytic.dense_screen_cycles_many(gin, g_nzs, cfg, [c[1] for c in nnzs])[0] \
+            if gin is not False else [0.0] * n
+        sram = [None] * n
+    elif kind == "sparse":
+        many = _per_product(plan, "ws-many", analytic.weight_stationary_many)
+        fwd, lower, sram = many[0](x_nzs)
+        gin = [0.0] * n
+        if many[1] is not None:
+            gin, _, sram_t = many[1](g_nzs)
+            sram = [max(a, b) for a, b in zip(sram, sram_t)]
+        sram_w = _sddmm_sram(plan)
+        sram = [max(a, sram_w) for a in sram]
+    else:
+        raise ValueError(f"planned_steps takes a sparse or dense plan; received {kind!r}")
+    wgrad, update, per = plan["weight-gradient"], plan["update"], max(N, 1)
+    return [((f, g, wgrad, update), low / per * 2, m)
+            for f, g, low, m in zip(fwd, gin, lower, sram)]
 
 
 def _sddmm_sram(plan):
