@@ -1531,7 +1531,7 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     if <double>M * <double>K * <double>N > 2.0 ** 53:
         return None
     cdef double mac = cost.spmm_mac
-    cdef double t_sparse = nnz * (<double>k_live / <double>K) * N * mac
+    cdef double t_sparse = cost.csr_route(M, K, k_live, N, nnz, sizeof(floating))
     cdef double t_densified = cost.densified(M, K, k_live, N, nnz, sizeof(floating))
     cdef bint x_finite = True
     if t_densified < t_sparse * (1 + 1e-9):

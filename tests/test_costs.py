@@ -211,7 +211,6 @@ def test_densified_cost_is_the_old_formula_without_the_new_terms():
         new = (z.densify_call + M * k_live * z.densify + nnz * per_nnz
                + M * k_live * N * z.blas_mac * (1 + z.blas_narrow_n / N)
                * (1 + z.blas_small / M + z.blas_small / k_live))
-        new -= z.csr_extra(M, K, k_live, N, nnz)         # the CSR route's own extras
         assert z.densified(M, K, k_live, N, nnz) == pytest.approx(new, rel=1e-12)
 
 
@@ -443,8 +442,7 @@ def test_blas_over_live_rows_pays_for_gathering_w():
 
 def test_csr_sweep_is_a_ramp_in_density_for_wide_x_rows():
     """The CSR kernel's density term: none below SWEEP_FROM, ``spmm_sweep`` from SWEEP_TO,
-    linear between; none for X rows under SWEEP_ROW_BYTES; weighed inside densified()
-    against the CSR kernel's time at spmm_mac."""
+    linear between; none for X rows under SWEEP_ROW_BYTES; the CSR route priced with it."""
     t = dataclasses.replace(costs._named("zen3/avx2"), spmm_sweep=0.4)
     mid = (costs.SWEEP_FROM + costs.SWEEP_TO) / 2
     for density, want in ((0.1, 0.0), (costs.SWEEP_FROM, 0.0), (mid, 0.2),
@@ -458,8 +456,9 @@ def test_csr_sweep_is_a_ramp_in_density_for_wide_x_rows():
     plain = dataclasses.replace(t, spmm_sweep=0.0)
     sweep = t.csr_sweep(nnz / (M * K), N)
     assert sweep > 0
-    assert t.densified(M, K, k_live, N, nnz) == pytest.approx(
-        plain.densified(M, K, k_live, N, nnz) - nnz * k_live / K * N * t.spmm_mac * sweep,
+    assert t.densified(M, K, k_live, N, nnz) == plain.densified(M, K, k_live, N, nnz)
+    assert t.csr_route(M, K, k_live, N, nnz) == pytest.approx(
+        plain.csr_route(M, K, k_live, N, nnz) + nnz * k_live / K * N * t.spmm_mac * sweep,
         rel=1e-12)
 
 
@@ -477,13 +476,12 @@ def test_csr_sweep_moves_a_dense_enough_w_to_blas_on_both_routes(monkeypatch, de
     base = costs._named("zen3/avx2")
     free = dict(densify=0.0, densify_nnz=0.0, densify_live_nnz=0.0, densify_call=0.0,
                 blas_small=0.0, blas_narrow_n=0.0)
-    t_sparse = nnz * k_live / K * N * base.spmm_mac
     # BLAS 5 % above the CSR route as priced without the term (its compaction included)
-    t_csr = t_sparse + base.csr_extra(M, K, k_live, N, nnz)
+    t_csr = base.csr_route(M, K, k_live, N, nnz)
     flat = dataclasses.replace(base, blas_mac=t_csr / (M * k_live * N) * 1.05, **free)
     rising = dataclasses.replace(flat, spmm_sweep=0.3)
-    assert flat.densified(M, K, k_live, N, nnz) > t_sparse > rising.densified(
-        M, K, k_live, N, nnz)
+    assert flat.densified(M, K, k_live, N, nnz) > flat.csr_route(M, K, k_live, N, nnz)
+    assert rising.densified(M, K, k_live, N, nnz) < rising.csr_route(M, K, k_live, N, nnz)
     X = np.random.default_rng(4).standard_normal((K, N)).astype(np.float32)
     if dead:
         X[1::2] = 0

@@ -237,7 +237,7 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         return out, "dense-skip-zeros" + ("-rows" if skip_rows else "")
 
     nnz = len(data)
-    t_sparse = nnz * (k_live / K) * N * cost.spmm_mac
+    t_sparse = cost.csr_route(M, K, k_live, N, nnz, np.dtype(dtype).itemsize)
     # Densified, W's unstored zeros would meet X's inf/NaN (0 * inf = NaN): X must be finite.
     t_densified = cost.densified(M, K, k_live, N, nnz, np.dtype(dtype).itemsize)
     if t_densified < t_sparse and finite():
