@@ -6,6 +6,7 @@ from . import (
     _activations,
     _conv,
     _nhwc,
+    _nz_bits,
     _screen,
     _sparse_dense,
     _spmm,
@@ -50,6 +51,7 @@ def _select_simd():
     _step_cost.use_simd_path(vmath)
     _screen.use_simd_path(vmath)
     _step_glue.use_simd_path(vmath)
+    _nz_bits.use_simd_path(vmath)
     return _spmm.simd_init(path, cpu_info()["uarch"])
 
 
