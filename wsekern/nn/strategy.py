@@ -1126,12 +1126,13 @@ class LayerPlacement:
             xs.append(x_nz)
             gs.append(g_nz)
             counts.append((x_nnz, g_nnz))
-        region = self.region
-        return [(parts, latency, sram, x_nnz, x.shape, g.shape,
-                 (cfg, mode, region, W, stats, stats_t, x_nz, g_nz, needs))
-                for (parts, latency, sram), (x_nnz, _), x_nz, g_nz, (x, g, needs, (stats,
-                stats_t, W)) in zip(training.planned_steps(plan, xs, gs, counts), counts, xs,
-                                    gs, steps)]
+        timed = training.planned_steps(plan, xs, gs, counts)
+        figures = []
+        for (parts, latency, sram), (x, g, needs, (stats, stats_t, W)), x_nz, g_nz, \
+                (x_nnz, _) in zip(timed, steps, xs, gs, counts):
+            pending = (cfg, mode, self.region, W, stats, stats_t, x_nz, g_nz, needs)
+            figures.append((parts, latency, sram, x_nnz, x.shape, g.shape, pending))
+        return figures
 
     def _count_queued(self, figures):
         """:meth:`cost_step` of a queued step from its :meth:`queued_figures`."""

@@ -459,13 +459,7 @@ def planned_step(plan, x_nz, g_nz, sram=False, nnz=(None, None)):
     if kind == "fixed":
         return dict(plan["parts"]), plan["latency"], None
     # weight_stationary_cycles of each product, its structure looked up once per plan
-    steps = plan.get("ws-steps")
-    if steps is None:
-        cfg, region = plan["cfg"], plan["region"]
-        steps = plan["ws-steps"] = (
-            analytic.weight_stationary_step(plan["stats"], cfg, region),
-            analytic.weight_stationary_step(plan["stats_t"], cfg, region)
-            if plan["needs_input_grad"] else None)
+    steps = _per_product(plan, "ws-steps", analytic.weight_stationary_step)
     fwd, fwd_lower, sram = steps[0](x_nz)
     gin = 0.0
     if steps[1] is not None:
@@ -474,6 +468,18 @@ def planned_step(plan, x_nz, g_nz, sram=False, nnz=(None, None)):
     parts = {"forward": fwd, "input-gradient": gin,
              "weight-gradient": plan["weight-gradient"], "update": plan["update"]}
     return parts, fwd_lower / max(plan["N"], 1) * 2, max(sram, _sddmm_sram(plan))
+
+
+def _per_product(plan, key, make):
+    """(forward's, input gradient's or None where it is not costed) ``make(stats, cfg,
+    region)`` for a sparse plan's products, made once and kept on the plan under ``key``."""
+    got = plan.get(key)
+    if got is None:
+        cfg, region = plan["cfg"], plan["region"]
+        got = plan[key] = (make(plan["stats"], cfg, region),
+                           make(plan["stats_t"], cfg, region)
+                           if plan["needs_input_grad"] else None)
+    return got
 
 
 def planned_steps(plan, x_nzs, g_nzs, nnzs):
@@ -500,13 +506,7 @@ def planned_steps(plan, x_nzs, g_nzs, nnzs):
             if gin is not False else [0.0] * n
         sram = [None] * n
     elif kind == "sparse":
-        many = plan.get("ws-many")
-        if many is None:
-            cfg, region = plan["cfg"], plan["region"]
-            many = plan["ws-many"] = (
-                analytic.weight_stationary_many(plan["stats"], cfg, region),
-                analytic.weight_stationary_many(plan["stats_t"], cfg, region)
-                if plan["needs_input_grad"] else None)
+        many = _per_product(plan, "ws-many", analytic.weight_stationary_many)
         fwd, lower, sram = many[0](x_nzs)
         gin = [0.0] * n
         if many[1] is not None:
