@@ -182,3 +182,56 @@ def test_a_flushs_steps_timed_together_are_each_step_timed_alone(monkeypatch):
             assert plans[1]["forward"].get("seen") == plans[0]["forward"].get("seen")
     assert kinds == {"dense", "sparse"}
     assert ramps[0] > 0                         # the ramp's fallback was taken
+
+
+def _flush_peaks(defer_bytes):
+    """(the bytes each flush allocated at its peak, the bytes the queue held before it) of
+    a sparse layer's epoch under WaferStrategy(defer_bytes=...): 16 steps of 64 samples."""
+    import tracemalloc
+
+    from wsekern import nn
+    from wsekern.nn import layers as L
+    from wsekern.nn.strategy import ModelPlacement
+    nn.utils.set_random_seed(0)
+    strategy = wk.WaferStrategy(wk.WaferConfig.small(32, 32), defer_bytes=defer_bytes)
+    with strategy.scope():
+        model = nn.Sequential([nn.Input((256,)),
+                               L.Dense(256, activation="relu", sparsity=0.8, name="big"),
+                               L.Dense(10, activation="softmax", name="out")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(16)
+    x = (rng.random((1024, 256)) - 0.5).astype(np.float32)
+    y = rng.integers(0, 10, 1024)
+    strategy.place(model, 64, samples=len(x))
+    peaks, held = [], []
+    orig = ModelPlacement._flush
+
+    def flush(self):
+        if self._flushing or not self._queue:
+            return orig(self)
+        held.append(self._queue_bytes)
+        tracemalloc.start()         # what the flush allocates (NumPy's arrays included)
+        try:
+            return orig(self)
+        finally:
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+    ModelPlacement._flush = flush
+    try:
+        model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    finally:
+        ModelPlacement._flush = orig
+    return peaks, held
+
+
+def test_a_flush_holds_about_the_bytes_its_queue_was_capped_at():
+    """defer_bytes bounds what a queue holds; a flush that unpacks every queued step's
+    patterns at once (bits to a byte an element: 8x) before costing the first holds up
+    to 8x the cap. One step's patterns here: 256 x 64 three times and 10 x 64, ~50 KB as
+    bytes, ~6 KB as bits; a cap of 100 KB holds the 16 steps' bits (~93 KB), whose bytes
+    are ~800 KB. Allowed: the cap, one step's patterns as bytes, and 64 KB for the rest."""
+    cap = 100_000
+    peaks, held = _flush_peaks(cap)
+    step = 3 * 256 * 64 + 10 * 64
+    assert peaks and max(held) <= cap + step
+    assert max(peaks) <= cap + step + 65536, (peaks, held)
