@@ -108,26 +108,20 @@ static int64_t wsk_nzb_relu_f64(const double *restrict g, const double *restrict
     return c;
 }
 
-/* A byte's 8 bits as 8 bytes of 0/1 (byte j bit j, little-endian), for each byte value:
-   2 KiB, made by the compiler */
-#define WSK_NZB_S(b) ((((b) >> 0) & 1ULL) | ((((b) >> 1) & 1ULL) << 8)                     \
-    | ((((b) >> 2) & 1ULL) << 16) | ((((b) >> 3) & 1ULL) << 24) | ((((b) >> 4) & 1ULL) << 32)   \
-    | ((((b) >> 5) & 1ULL) << 40) | ((((b) >> 6) & 1ULL) << 48) | ((((b) >> 7) & 1ULL) << 56))
-#define WSK_NZB_S4(b) WSK_NZB_S(b), WSK_NZB_S((b) + 1), WSK_NZB_S((b) + 2), WSK_NZB_S((b) + 3)
-#define WSK_NZB_S16(b) WSK_NZB_S4(b), WSK_NZB_S4((b) + 4), WSK_NZB_S4((b) + 8), WSK_NZB_S4((b) + 12)
-#define WSK_NZB_S64(b) WSK_NZB_S16(b), WSK_NZB_S16((b) + 16), WSK_NZB_S16((b) + 32),          \
-    WSK_NZB_S16((b) + 48)
-static const uint64_t wsk_nzb_spread[256] = {
-    WSK_NZB_S64(0), WSK_NZB_S64(64), WSK_NZB_S64(128), WSK_NZB_S64(192)};
+/* 8 bits as 8 bytes of 0/1, byte j bit j: b copied to every byte, byte j keeping bit j
+   alone, which + 0x7F carries into bit 7 (no further) where it is set */
+static inline uint64_t wsk_nzb_spread8(uint64_t b) {
+    uint64_t t = (b * 0x0101010101010101ULL) & 0x8040201008040201ULL;
+    return ((t + 0x7F7F7F7F7F7F7F7FULL) >> 7) & 0x0101010101010101ULL;
+}
 
 /* n bytes of 0/1 from the bits, 8 at a time where the CPU is little-endian */
 static void wsk_nzb_unpack(const uint64_t *restrict bits, uint8_t *restrict out, ptrdiff_t n) {
     ptrdiff_t i = 0;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    for (; i + 64 <= n; i += 64) {
-        uint64_t w = bits[i >> 6];
-        for (int j = 0; j < 8; j++)        /* byte j of the output is element i + j */
-            memcpy(out + i + 8 * j, &wsk_nzb_spread[(w >> (8 * j)) & 0xFF], 8);
+    for (; i + 8 <= n; i += 8) {
+        uint64_t t = wsk_nzb_spread8((bits[i >> 6] >> (i & 63)) & 0xFF);
+        memcpy(out + i, &t, 8);            /* byte j is element i + j */
     }
 #endif
     for (; i < n; i++)
