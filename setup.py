@@ -37,7 +37,6 @@ EXTENSIONS = [
     Extension("wsekern._step_cost", ["src/_step_cost.pyx"],
               extra_compile_args=["-ffp-contract=off"]),
     Extension("wsekern._step_glue", ["src/_step_glue.pyx"]),
-    Extension("wsekern._nz_bits", ["src/_nz_bits.pyx"]),
 ]
 
 

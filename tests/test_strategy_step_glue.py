@@ -189,8 +189,7 @@ def test_a_link_costs_again_when_a_region_or_the_config_changes():
 def _numpy_only(monkeypatch):
     """Every pattern and count through NumPy's way, as before the pass."""
     monkeypatch.setattr(columns, "nonzero_pattern", lambda a: None)
-    monkeypatch.setattr(columns, "nonzero_bits", lambda a: None)        # (src/_nz_bits.pyx)
-    monkeypatch.setattr(columns, "relu_grad_bits", lambda g, y: None)
+    monkeypatch.setattr(columns, "relu_grad_pattern", lambda g, y: None)
 
 
 def _model(strategy, inputs=(20,)):

@@ -6,7 +6,6 @@ from . import (
     _activations,
     _conv,
     _nhwc,
-    _nz_bits,
     _screen,
     _sparse_dense,
     _spmm,
@@ -51,7 +50,6 @@ def _select_simd():
     _step_cost.use_simd_path(vmath)
     _screen.use_simd_path(vmath)
     _step_glue.use_simd_path(vmath)
-    _nz_bits.use_simd_path(vmath)
     return _spmm.simd_init(path, cpu_info()["uarch"])
 
 

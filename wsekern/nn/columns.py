@@ -13,12 +13,6 @@ here work either out from the layer's own tensors:
 - :class:`SampleMajor`: an (N x K) array read as its (K x N) transpose, with an optional
   keep-mask: the pre-activation gradient of a fused ReLU is ``(g != 0) & (out > 0)``
   (the ReLU's backward passes ``g`` where its input was > 0, else 0).
-- :class:`Nonzeros`: a float operand's pattern taken as it is handed over.
-
-A float operand's pattern is kept as bits (src/_nz_bits.pyx) until its step is costed: a
-queued step holds an eighth of a bool pattern's bytes, and what the queue and the costing
-touch between two training steps (evicting the training's own data from the caches) is
-that much smaller. Each read gives a fresh bool array.
 
 Rows are in the order the layer's im2col (NCHW, (channel, kernel row, kernel column))
 and samples in the order of its output pixels (b, oh, ow): the counts are exactly those of
@@ -29,8 +23,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .._nz_bits import nonzero_bits, relu_grad_bits, unpack
-from .._step_glue import nonzero_pattern
+from .._step_glue import nonzero_pattern, relu_grad_pattern
 
 
 def row_counts(a):
@@ -85,34 +78,25 @@ def taken(a):
     """``a`` as the costing will read it: a float array's pattern and count
     (:class:`Nonzeros`), taken now, while a layer hands it over and its values are still in
     the cache; anything else as it comes."""
-    got = nonzero_bits(a)
-    if got is None:
-        return a
-    return Nonzeros(*got, a.shape, "C" if a.flags.c_contiguous else "F")
+    got = nonzero_pattern(a)
+    return a if got is None else Nonzeros(*got)
 
 
 class Nonzeros:
-    """A K x N operand known by its nonzero pattern, kept as ``bits`` (src/_nz_bits.pyx's,
-    in the memory ``order`` of the array it was taken from: "C" or "F"), and their count;
-    read as a bool array of that order, as ``a != 0`` gives."""
-    __slots__ = ("bits", "nnz", "shape", "order")
+    """A K x N operand known by its nonzero pattern ``nz`` (bool) and their count."""
+    __slots__ = ("nz", "nnz", "shape")
 
-    def __init__(self, bits, nnz, shape, order):
-        self.bits, self.nnz, self.shape, self.order = bits, int(nnz), tuple(shape), order
-
-    @property
-    def nbytes(self):
-        """The bytes it keeps."""
-        return self.bits.nbytes
+    def __init__(self, nz, nnz):
+        self.nz, self.nnz, self.shape = nz, int(nnz), nz.shape
 
     def row_counts(self):
-        return column_counts(self.pattern().T)
+        return column_counts(self.nz.T)
 
     def pattern(self):
-        return unpack(self.bits, math.prod(self.shape)).reshape(self.shape, order=self.order)
+        return self.nz
 
     def pattern_nnz(self):
-        return self.pattern(), self.nnz
+        return self.nz, self.nnz
 
 
 class ConvColumns:
@@ -174,38 +158,27 @@ class SampleMajor:
     """The K x N operand given as its N x K transpose ``a`` (samples as rows, as a layer's
     output gradient comes), nonzero where ``a != 0`` and, with ``keep`` (N x K bool),
     where ``keep`` is set too; or, with ``relu`` (N x K, a fused ReLU's output), where
-    ``relu > 0`` (the ReLU passes ``a`` there), in one pass for float arrays, kept as bits."""
+    ``relu > 0`` (the ReLU passes ``a`` there), in one pass for float arrays."""
 
     def __init__(self, a, keep=None, relu=None):
         # now: ``a`` may be reused once the step is over
-        self._nz = self._bits = None
         self.nnz = None
         if relu is not None:
-            got = relu_grad_bits(a, relu)
+            got = relu_grad_pattern(a, relu)
             if got is not None:
-                self._bits, self.nnz = got
+                self.nz, self.nnz = got
             else:
                 keep = relu > 0
-        if self._bits is None:
+        if self.nnz is None:
             nz = a != 0
-            self._nz = nz if keep is None else np.logical_and(nz, keep, out=nz)   # (N, K)
+            self.nz = nz if keep is None else np.logical_and(nz, keep, out=nz)   # (N, K)
         self.shape = a.shape[::-1]
 
-    @property
-    def nbytes(self):
-        """The bytes it keeps."""
-        return (self._nz if self._bits is None else self._bits).nbytes
-
-    def _sample_major(self):
-        if self._bits is None:
-            return self._nz
-        return unpack(self._bits, math.prod(self.shape)).reshape(self.shape[::-1])
-
     def row_counts(self):
-        return column_counts(self._sample_major())
+        return column_counts(self.nz)
 
     def pattern(self):
-        return self._sample_major().T
+        return self.nz.T
 
     def pattern_nnz(self):
-        return self._sample_major().T, self.nnz
+        return self.nz.T, self.nnz
