@@ -1,11 +1,11 @@
-"""Review of stop 44's hand-over and flush (review_a11): a queued step's operand patterns
-kept as bits (src/_nz_bits.pyx, hand27) are its own step's, whatever the layer writes into
-the same arrays after the hand-over; and what a flush allocates, with the steps of the
-queue timed together (acct27's training.planned_steps) on hand27's bits, against the
-bytes the queue was capped at (``defer_bytes``). The bits' equality with NumPy's pattern
-and the batched figures' with the one-by-one ones are tests/test_strategy_nz_bits.py's and
-tests/test_step_cycles_many.py's; every figure of seeded runs against main's:
-/work/notes/s27/review_a11/hashrun.py (32 runs x 3 SIMD paths, equal)."""
+"""Review of stop 44's hand-over and flush (review_a11): a queued step's operand patterns,
+taken at the hand-over (nn/columns.py), are its own step's whatever the layer writes into
+the same arrays after; and a flush, with the queue's steps timed together (acct27's
+training.planned_steps), allocates about the bytes the queue was capped at
+(``defer_bytes``): with the patterns queued as bits (hand27's e10e0b3, reverted in
+cae448b) it unpacked every step's at once, 8x the cap. The batched figures' equality with
+the one-by-one ones is tests/test_step_cycles_many.py's; every figure of seeded runs
+against main's: /work/notes/s27/review_a11/hashrun.py (32 runs x 3 SIMD paths, equal)."""
 import tracemalloc
 
 import numpy as np
@@ -73,9 +73,9 @@ def _flush_peaks(defer_bytes):
 
 
 def test_a_flush_holds_about_the_bytes_its_queue_was_capped_at():
-    """defer_bytes bounds what a queue holds; a flush that unpacks every queued step's
-    patterns at once (bits to a byte an element: 8x) before costing the first holds up
-    to 8x the cap. One step's patterns here: 256 x 64 three times and 10 x 64, ~50 KB as
+    """defer_bytes bounds what a queue holds, and a flush holds about that: one that
+    unpacked every queued step's patterns at once (bits to a byte an element: 8x) before
+    costing the first held up to 8x the cap (774 KB here, with hand27's bits). One step's patterns here: 256 x 64 three times and 10 x 64, ~50 KB as
     bytes, ~6 KB as bits; a cap of 100 KB holds the 16 steps' bits (~93 KB), whose bytes
     are ~800 KB. Allowed: the cap, one step's patterns as bytes, and 64 KB for the rest."""
     cap = 100_000
