@@ -75,9 +75,10 @@ def _flush_peaks(defer_bytes):
 def test_a_flush_holds_about_the_bytes_its_queue_was_capped_at():
     """defer_bytes bounds what a queue holds, and a flush holds about that: one that
     unpacked every queued step's patterns at once (bits to a byte an element: 8x) before
-    costing the first held up to 8x the cap (774 KB here, with hand27's bits). One step's patterns here: 256 x 64 three times and 10 x 64, ~50 KB as
-    bytes, ~6 KB as bits; a cap of 100 KB holds the 16 steps' bits (~93 KB), whose bytes
-    are ~800 KB. Allowed: the cap, one step's patterns as bytes, and 64 KB for the rest."""
+    costing the first held up to 8x the cap (774 KB here, with hand27's bits). One step's
+    patterns here: 256 x 64 three times and 10 x 64, ~50 KB as bytes, ~6 KB as bits; a cap
+    of 100 KB holds the 16 steps' bits (~93 KB), whose bytes are ~800 KB. Allowed: the
+    cap, one step's patterns as bytes, and 64 KB for the rest."""
     cap = 100_000
     peaks, held = _flush_peaks(cap)
     step = 3 * 256 * 64 + 10 * 64
