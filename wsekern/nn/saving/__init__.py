@@ -26,6 +26,7 @@ from ..registry import (
     get_registered_name,
     get_registered_object,
     register_keras_serializable,
+    with_objects,
 )
 from . import keras_format, keras_writer, optimizer_io
 from .archive import Archive, dumps, npy_bytes, write_atomically
@@ -331,7 +332,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
         if declared is not None:
             elements = sum(int(np.prod(s, dtype=np.int64)) for s, _ in declared)
             _bound_config_sizes(spec, max(elements, 2**16), path)
-        with custom_object_scope(custom_objects or {}):
+        with with_objects(custom_objects):
             model = model_from_config(spec, custom_objects, "config.json['model']")
             with file_layer_order(model):             # the files' order (see there)
                 expected = _expected_weights(model, declared, path)
