@@ -4,10 +4,10 @@
 As in Keras 3, ``np.random.seed`` alone does not make wsekern.nn reproducible (weights,
 dropout and shuffling draw from wsekern.nn's own generator): call
 ``wsekern.nn.utils.set_random_seed(seed)``, which seeds Python, NumPy and that generator.
-The generator is one a thread, as Keras's global ``SeedGenerator``: a thread that has not
-seeded its own starts one from Python's ``random`` at its first draw (so it repeats after a
-``set_random_seed`` in the thread that started it), and draws in one thread never move
-another's.
+The generator is one a thread, as Keras's global ``SeedGenerator``: made at a thread's first
+draw from Python's ``random`` (which ``set_random_seed`` seeds), so that a program run in
+another thread after ``set_random_seed`` draws what it draws in the thread that seeded; and
+draws in one thread never move another's.
 """
 import gc
 import random
@@ -18,18 +18,19 @@ from . import session
 
 
 def set_random_seed(seed):
-    """Seed this thread's wsekern.nn generator (weights, dropout, shuffling), Python's and
-    NumPy's (those two are the process's)."""
+    """Seed Python's and NumPy's generators (the process's) and start this thread's
+    wsekern.nn generator (weights, dropout, shuffling) again from Python's."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; received {seed!r}")
-    session.state().rng = np.random.default_rng(int(seed))
+    session.state().rng = None
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
 
 
 def rng():
-    """This thread's generator; a thread's first is seeded from Python's ``random``, as
-    Keras seeds a thread's global SeedGenerator."""
+    """This thread's generator, seeded from Python's ``random`` at the thread's first draw
+    (after a ``set_random_seed`` or ``clear_session``), as Keras seeds its global
+    SeedGenerator."""
     state = session.state()
     if state.rng is None:
         state.rng = np.random.default_rng(random.randint(1, 10**9))

@@ -31,6 +31,7 @@ from ..registry import (
 from . import keras_format, keras_writer, optimizer_io
 from .archive import Archive, dumps, npy_bytes, write_atomically
 from .model_config import ConfigError, model_from_config, model_spec, need
+from .objects import deserialize_keras_object, serialize_keras_object
 
 FORMAT = "wsekern.nn/2"
 OLD_FORMAT = "wsekern.nn/1"
@@ -39,7 +40,8 @@ _STATE_DTYPES = {"float16", "float32", "float64", "int32", "int64"}
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights",
            "register_keras_serializable", "get_custom_objects", "get_registered_name",
-           "get_registered_object", "custom_object_scope"]
+           "get_registered_object", "custom_object_scope", "serialize_keras_object",
+           "deserialize_keras_object"]
 
 
 def _sparsity_mask(layer):
