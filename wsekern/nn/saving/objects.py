@@ -49,9 +49,12 @@ def serialize_keras_object(obj):
         return {k: serialize_keras_object(v) for k, v in obj.items()}
     if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
         name = activations.name_of(obj)
-        builtin = activations._ACTIVATIONS.get(name) is obj
-        return {"module": "keras.activations" if builtin else None, "class_name": "function",
-                "config": name, "registered_name": name}
+        if activations._ACTIVATIONS.get(name) is obj:
+            return {"module": "keras.activations", "class_name": "function", "config": name,
+                    "registered_name": name}
+        name = registry.get_registered_name(obj)
+        return {"module": obj.__module__, "class_name": "function", "config": name,
+                "registered_name": name}
     if not hasattr(obj, "get_config"):
         raise TypeError(f"cannot serialize {obj!r}: a config holds plain values, lists, dicts "
                         f"and objects with get_config() (layers, regularizers, ... or a "
@@ -59,7 +62,9 @@ def serialize_keras_object(obj):
     cls = type(obj)
     module = next((m for base, m, table in _kinds()
                    if isinstance(obj, base) and table.get(cls.__name__) is cls), None)
-    registered = None if module else registry.get_registered_name(cls)
+    registered = None
+    if module is None:                  # a custom class: its own module, as Keras writes it
+        module, registered = cls.__module__, registry.get_registered_name(cls)
     from ..models import Functional, Sequential
     if isinstance(obj, Functional) and not isinstance(obj, Sequential):
         from .model_config import functional_config
