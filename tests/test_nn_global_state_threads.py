@@ -237,3 +237,17 @@ def test_load_model_inside_a_users_scope_sees_both(tmp_path):
         np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     finally:
         nn.saving.get_custom_objects().pop("S27>Scaled", None)
+
+
+def test_get_uid_counts_with_the_automatic_names(keras):
+    """keras.backend.get_uid shares the counters the automatic names take, per thread."""
+    def program(K):
+        K.backend.clear_session(free_memory=False)
+        first = K.layers.Dense(1).name
+        uid = K.backend.get_uid("dense")
+        return (first, uid, K.layers.Dense(1).name, _in_thread(lambda: K.backend.get_uid("dense")),
+                K.backend.get_uid("x"), K.backend.floatx(), K.backend.epsilon(),
+                K.backend.image_data_format())
+    theirs = program(keras)
+    assert theirs == ("dense", 2, "dense_2", 1, 1, "float32", 1e-7, "channels_last")
+    assert program(nn) == theirs
