@@ -24,6 +24,7 @@ def _program(keras, workdir):
     here = os.getcwd()
     os.chdir(workdir)
     seen = {}
+    registered = dict(keras.saving.get_custom_objects())     # the guide clears them all
     try:
         def get_model():
             inputs = keras.Input(shape=(32,))
@@ -295,8 +296,9 @@ def _program(keras, workdir):
                         kernel_regularizer=keras.regularizers.L1L2(l1=1e-5, l2=1e-4),
                         kernel_initializer="ones")
         seen["l1l2_in_config"] = keras.layers.serialize(layer)["config"]["kernel_regularizer"]
-    finally:
+    finally:                  # other tests' registrations back, the guide's gone
         keras.saving.get_custom_objects().clear()
+        keras.saving.get_custom_objects().update(registered)
         os.chdir(here)
     return seen
 
