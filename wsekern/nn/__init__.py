@@ -4,6 +4,7 @@ Code written for Keras 3 runs with ``keras`` replaced by ``wsekern.nn``.
 """
 from . import (
            activations,
+           backend,
            callbacks,
            constraints,
            initializers,
@@ -29,8 +30,12 @@ from .variables import Variable
 # GradualPruning lives in pruning.py (it needs the layers); reachable as a callback too,
 # set here so callbacks.py does not import pruning.py back.
 callbacks.GradualPruning = pruning.GradualPruning
+# Keras's layers.serialize/deserialize are saving's general ones; set here so that the layers
+# package does not import saving back
+layers.serialize = saving.serialize_keras_object
+layers.deserialize = saving.deserialize_keras_object
 
-__all__ = ["activations", "callbacks", "constraints", "initializers", "layers", "losses",
+__all__ = ["activations", "backend", "callbacks", "constraints", "initializers", "layers", "losses",
            "optimizers", "pruning",
            "utils", "models", "saving", "Input", "Model", "Sequential", "Variable", "load_model",
            "metrics", "ops", "random", "registry", "regularizers", "schedules", "WaferStrategy"]

@@ -4,36 +4,64 @@
 As in Keras 3, ``np.random.seed`` alone does not make wsekern.nn reproducible (weights,
 dropout and shuffling draw from wsekern.nn's own generator): call
 ``wsekern.nn.utils.set_random_seed(seed)``, which seeds Python, NumPy and that generator.
+The generator is one a thread, as Keras's global ``SeedGenerator``, made at the thread's
+first draw: the first made after ``set_random_seed(seed)`` (in whichever thread) from
+``seed``, any other from Python's ``random`` (which ``set_random_seed`` seeds), as Keras
+seeds its generators; so a program repeats after ``set_random_seed`` in whichever thread it
+runs, and draws in one thread never move another's.
 """
 import gc
 import random
+import threading
 
 import numpy as np
 
-from .naming import NAME_COUNTS
+from . import session
+from .registry import (  # noqa: F401 - keras.utils has them too
+    CustomObjectScope,
+    custom_object_scope,
+    get_custom_objects,
+    register_keras_serializable,
+)
 
-_RNG = np.random.default_rng()
+_PENDING = {"seed": None}          # set_random_seed's seed, until a generator takes it
+_PENDING_LOCK = threading.Lock()
 
 
 def set_random_seed(seed):
-    """Seed wsekern.nn's generator (weights, dropout, shuffling), Python's and NumPy's."""
-    global _RNG
+    """Seed Python's and NumPy's generators (the process's) and wsekern.nn's (weights,
+    dropout, shuffling): this thread's next draw, or another thread's first, starts from
+    ``seed``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; received {seed!r}")
-    _RNG = np.random.default_rng(int(seed))
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
+    with _PENDING_LOCK:
+        _PENDING["seed"] = int(seed)
+    session.state().rng = None
 
 
 def rng():
-    return _RNG
+    """This thread's generator, made at its first draw (after a ``set_random_seed`` or a
+    ``clear_session``, the next one): from the pending ``set_random_seed`` seed, else from
+    Python's ``random``."""
+    state = session.state()
+    if state.rng is None:
+        with _PENDING_LOCK:
+            seed, _PENDING["seed"] = _PENDING["seed"], None
+        if seed is None:
+            seed = random.randint(1, 10**9)
+        state.rng = np.random.default_rng(seed)
+    return state.rng
 
 
 def clear_session(free_memory=True):
     """Keras's: forget the automatic names given so far, so that the next Dense is named
-    "dense" again and the next unnamed Adam "adam"; ``free_memory`` also collects garbage.
-    Models already made keep their names and weights."""
-    NAME_COUNTS.clear()
+    "dense" again and the next unnamed Adam "adam", the generators (the next draw makes one,
+    see ``rng``) and the open ``custom_object_scope``'s objects, in every thread;
+    ``free_memory`` also collects garbage. Models already made keep their names and
+    weights."""
+    session.clear()
     if free_memory:
         gc.collect()
 

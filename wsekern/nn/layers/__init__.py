@@ -86,4 +86,5 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Fl
            "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Convolution1D",
            "Convolution2DTranspose", "SeparableConvolution2D",
            "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
-           "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot"]
+           "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
+           "serialize", "deserialize"]        # set by wsekern.nn (saving.objects)
