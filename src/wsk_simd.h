@@ -75,6 +75,37 @@ WSK_INLINE ATTR void wsk_spmm_mac_##SFX##_##TGT(VT* acc, const V w, const char* 
         acc[a] += w * xv;                                                              \
     }                                                                                  \
 }                                                                                      \
+WSK_INLINE ATTR void wsk_spmm_macv_##SFX##_##TGT(VT* acc, const VT w, const char* x,   \
+        const int NV, const int AL)                                                    \
+{                                                                                      \
+    _Pragma("GCC unroll 8")                                                            \
+    for (int a = 0; a < NV; a++) {                                                     \
+        VT xv;                                                                         \
+        if (AL)                                                                        \
+            memcpy(&xv, __builtin_assume_aligned(x + a * sizeof(VT), 16), sizeof(VT)); \
+        else                                                                           \
+            memcpy(&xv, x + a * sizeof(VT), sizeof(VT));                               \
+        acc[a] += w * xv;                                                              \
+    }                                                                                  \
+}                                                                                      \
+/* Four nonzeros into one set (block mode 1's step), in their order; the baseline       \
+   broadcasts the four weights from one load (wsk_w4_*). */                            \
+WSK_INLINE ATTR void wsk_spmm_mac4_##SFX##_##TGT(VT* acc, const V* vals, const I* cols, \
+        const char* xb, ptrdiff_t pitch, const V* X, ptrdiff_t ldx, const int NV,      \
+        const int AL, const int split)                                                 \
+{                                                                                      \
+    if (SPLIT_PF && sizeof(VT) == 16) {                                                \
+        VT w[4];                                                                       \
+        wsk_w4_##VS##_base(vals, (wsk_part_##VS*)w);                                   \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int u = 0; u < 4; u++)                                                    \
+            wsk_spmm_macv_##SFX##_##TGT(acc, w[u], WSK_XROW(cols[u]), NV, AL);         \
+    } else {                                                                           \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int u = 0; u < 4; u++)                                                    \
+            wsk_spmm_mac_##SFX##_##TGT(acc, vals[u], WSK_XROW(cols[u]), NV, AL);       \
+    }                                                                                  \
+}                                                                                      \
 WSK_INLINE ATTR void wsk_spmm_prefetch_##SFX##_##TGT(const char* x, const int NV)     \
 {                                                                                      \
     _Pragma("GCC unroll 8")                                                            \
@@ -109,10 +140,9 @@ WSK_INLINE ATTR void wsk_spmm_tile_s_##SFX##_##TGT(const V* vals, const I* cols,
     /* U4 (one set): four nonzeros an iteration, in their order (block mode 1) */      \
     for (; U4 && SETS == 1 && p + 4 <= pf_end; p += 4) {                               \
         _Pragma("GCC unroll 4")                                                        \
-        for (int u = 0; u < 4; u++) {                                                  \
+        for (int u = 0; u < 4; u++)                                                    \
             wsk_spmm_prefetch_##SFX##_##TGT(WSK_XROW(cols[p + u + AHEAD]), NV);        \
-            wsk_spmm_mac_##SFX##_##TGT(acc, vals[p + u], WSK_XROW(cols[p + u]), NV, AL); \
-        }                                                                              \
+        wsk_spmm_mac4_##SFX##_##TGT(acc, vals + p, cols + p, xb, pitch, X, ldx, NV, AL, split); \
     }                                                                                  \
     for (; p < pf_end; p += SETS) {                                                    \
         _Pragma("GCC unroll 4")                                                        \
@@ -123,11 +153,8 @@ WSK_INLINE ATTR void wsk_spmm_tile_s_##SFX##_##TGT(const V* vals, const I* cols,
                                        WSK_XROW(cols[p + s]), NV, AL);                 \
         }                                                                              \
     }                                                                                  \
-    for (; U4 && SETS == 1 && p + 4 <= nnz; p += 4) {                                  \
-        _Pragma("GCC unroll 4")                                                        \
-        for (int u = 0; u < 4; u++)                                                    \
-            wsk_spmm_mac_##SFX##_##TGT(acc, vals[p + u], WSK_XROW(cols[p + u]), NV, AL); \
-    }                                                                                  \
+    for (; U4 && SETS == 1 && p + 4 <= nnz; p += 4)                                    \
+        wsk_spmm_mac4_##SFX##_##TGT(acc, vals + p, cols + p, xb, pitch, X, ldx, NV, AL, split); \
     for (; p + SETS <= nnz; p += SETS) {                                               \
         _Pragma("GCC unroll 4")                                                        \
         for (int s = 0; s < SETS; s++) {                                               \
@@ -524,6 +551,39 @@ typedef float wsk_part_f32 __attribute__((vector_size(16)));
 typedef double wsk_part_f64 __attribute__((vector_size(16)));
 typedef float wsk_hpart_f32 __attribute__((vector_size(8)));
 typedef double wsk_hpart_f64 __attribute__((vector_size(8)));
+/* The baseline tiles' four weights vals[0:4], each broadcast to a vector: on x86-64 one
+   16-byte load (fp64: two) and a pshufd each, which keeps its source (the scalar load and
+   shufps a weight took 2-4 % longer at fp64 1024^2 x 256 / x 64 on Zen 5, C harness; the
+   same values, so the same sums). */
+#if WSK_X86_DISPATCH
+#include <immintrin.h>
+WSK_INLINE void wsk_w4_f32_base(const float* v, wsk_part_f32* w)
+{
+    const __m128i q = _mm_loadu_si128((const __m128i*)v);
+    w[0] = (wsk_part_f32)_mm_shuffle_epi32(q, 0x00);
+    w[1] = (wsk_part_f32)_mm_shuffle_epi32(q, 0x55);
+    w[2] = (wsk_part_f32)_mm_shuffle_epi32(q, 0xaa);
+    w[3] = (wsk_part_f32)_mm_shuffle_epi32(q, 0xff);
+}
+WSK_INLINE void wsk_w4_f64_base(const double* v, wsk_part_f64* w)
+{
+    const __m128i q0 = _mm_loadu_si128((const __m128i*)v);
+    const __m128i q1 = _mm_loadu_si128((const __m128i*)(v + 2));
+    w[0] = (wsk_part_f64)_mm_shuffle_epi32(q0, 0x44);
+    w[1] = (wsk_part_f64)_mm_shuffle_epi32(q0, 0xee);
+    w[2] = (wsk_part_f64)_mm_shuffle_epi32(q1, 0x44);
+    w[3] = (wsk_part_f64)_mm_shuffle_epi32(q1, 0xee);
+}
+#else
+WSK_INLINE void wsk_w4_f32_base(const float* v, wsk_part_f32* w)
+{
+    for (int u = 0; u < 4; u++) w[u] = (wsk_part_f32){v[u], v[u], v[u], v[u]};
+}
+WSK_INLINE void wsk_w4_f64_base(const double* v, wsk_part_f64* w)
+{
+    for (int u = 0; u < 4; u++) w[u] = (wsk_part_f64){v[u], v[u]};
+}
+#endif
 #if WSK_X86_DISPATCH
 #include <immintrin.h>
 WSK_INLINE wsk_part_f32 wsk_part_load_f32_base(const float* x, int n)
