@@ -19,10 +19,11 @@ NO_OPENMP = os.environ.get("WSEKERN_NO_OPENMP", "0") == "1"
 
 # Extensions whose loops use OpenMP (chosen by name: cythonize returns new objects).
 OPENMP_MODULES = {"wsekern._spmm", "wsekern._conv", "wsekern._nhwc",
-                  "wsekern._activations", "wsekern._sparse_dense"}
+                  "wsekern._activations", "wsekern._sparse_dense", "wsekern._densify"}
 
 EXTENSIONS = [
     Extension("wsekern._spmm", ["src/_spmm.pyx"]),
+    Extension("wsekern._densify", ["src/_densify.pyx"]),
     Extension("wsekern._conv", ["src/_conv.pyx"]),
     Extension("wsekern._nhwc", ["src/_nhwc.pyx"]),
     Extension("wsekern._activations", ["src/_activations.pyx"]),

@@ -201,16 +201,17 @@ def test_densified_cost_is_the_old_formula_without_the_new_terms():
     """A row without densify_call and blas_small (the Zen 3 rows) prices the
     densified route as before: csr_to_dense per element and per weight, then BLAS."""
     t = costs._named("zen3/avx2")
-    M, K, k_live, N, nnz = 300, 200, 150, 40, 1234
+    M, K, N, nnz = 300, 200, 40, 1234
     old = (M * K * t.densify + nnz * t.densify_nnz
-           + M * k_live * N * t.blas_mac * (1 + t.blas_narrow_n / N))
-    assert t.densified(M, K, k_live, N, nnz) == pytest.approx(old, rel=1e-12)
+           + M * K * N * t.blas_mac * (1 + t.blas_narrow_n / N))
+    assert t.densified(M, K, K, N, nnz) == pytest.approx(old, rel=1e-12)
     z = costs._named("zen4/avx512")
     assert z.densify_call > 0 and z.blas_small > 0
-    new = (z.densify_call + M * K * z.densify + nnz * z.densify_nnz
-           + M * k_live * N * z.blas_mac * (1 + z.blas_narrow_n / N)
-           * (1 + z.blas_small / M + z.blas_small / k_live))
-    assert z.densified(M, K, k_live, N, nnz) == pytest.approx(new, rel=1e-12)
+    for k_live, per_nnz in ((K, z.densify_nnz), (150, z.densify_nnz + z.densify_live_nnz)):
+        new = (z.densify_call + M * k_live * z.densify + nnz * per_nnz
+               + M * k_live * N * z.blas_mac * (1 + z.blas_narrow_n / N)
+               * (1 + z.blas_small / M + z.blas_small / k_live))
+        assert z.densified(M, K, k_live, N, nnz) == pytest.approx(new, rel=1e-12)
 
 
 def test_zen4_avx2_compaction_from_its_measured_rate(monkeypatch):
@@ -426,14 +427,14 @@ def test_float64_densified_route_is_priced_as_measured_not_by_blas_fp64(monkeypa
 
 
 def test_blas_over_live_rows_pays_for_gathering_w():
-    """BLAS over X's live rows first reads W's finiteness and copies its kept columns
-    (``blas_gather`` an element of W): priced on the dense-W and densified routes when rows
-    are skipped, not when X is all live."""
+    """BLAS over X's live rows of a dense W first reads W's finiteness and copies its kept
+    columns (``blas_gather`` an element of W): priced on the dense-W route when rows are
+    skipped, not when X is all live; the densified route densifies only the live columns
+    (no gather: ``densify_live_nnz`` a weight instead)."""
     t = dataclasses.replace(costs._named("zen3/avx2"), blas_gather=0.5)
     plain = costs._named("zen3/avx2")
     M, K, N, nnz = 300, 200, 40, 1234
     for k_live, extra in ((K, 0.0), (150, M * K * 0.5)):
         assert t.dense_w(M, K, k_live, N, 0.3)[0] == pytest.approx(
             plain.dense_w(M, K, k_live, N, 0.3)[0] + extra, rel=1e-12)
-        assert t.densified(M, K, k_live, N, nnz) == pytest.approx(
-            plain.densified(M, K, k_live, N, nnz) + extra, rel=1e-12)
+        assert t.densified(M, K, k_live, N, nnz) == plain.densified(M, K, k_live, N, nnz)

@@ -127,10 +127,18 @@ class CostTable:
     # there moved 26 fp64 cells with X all live off it, 23 of them slower, 0.96-1.47x (s26
     # review_a10, zen5/avx512, W 128x512-2048^2, N 8-2048, 30-90 % zeros).
     blas_fp64_core: float = 1.0
-    # BLAS over X's live rows only first reads W's finiteness and copies its kept columns:
-    # ns per element of W (0: not measured). Zen 5 (s26): 0.14 + 0.23 fp32, 0.34 + 0.2 fp64
+    # BLAS over X's live rows of a dense W first reads W's finiteness and copies its kept
+    # columns: ns per element of W (0: not measured). Zen 5 (s26): 0.14 + 0.23 fp32, 0.34 + 0.2 fp64
     # at 512^2-2048^2, half the columns kept.
     blas_gather: float = 0.0
+    # The densified route over X's live rows densifies only the columns of W they meet
+    # (M x k_live elements at ``densify``; no gather), each stored weight then costing
+    # ``densify_live_nnz`` more than ``densify_nnz``: its destination looked up (a live
+    # column or a scratch row) and its dropped columns' finiteness read. Zen 5 (s27 route27,
+    # every path: the code, not the vector width, sets it): the kernel 0.7-0.9 ns a weight
+    # fp32 at 1024^2-2048^2 against csr_to_dense's 0.36-0.47; whole calls less BLAS 0.9-1.7
+    # (fp64 1.5-2.3) against the all-live route's ~0.85 a weight.
+    densify_live_nnz: float = 0.45
 
     def at_blas_core(self, width):
         """This row with BLAS priced at OpenBLAS kernels of ``width`` (a BLAS_CORE_TIME key;
@@ -185,15 +193,15 @@ class CostTable:
             (n - tail) * self.spmm_scatter_mac + tail * self.spmm_scatter_tail)
 
     def densified(self, M, K, k_live, N, nnz, itemsize=4):
-        """Nanoseconds for spmm's densified route: csr_to_dense of the (M, K) W holding
-        ``nnz`` weights, then BLAS against X's ``k_live`` live rows of ``N`` columns (float64
-        as measured, moved only by the BLAS core's ``blas_fp64_core``)."""
+        """Nanoseconds for spmm's densified route: the (M, K) W holding ``nnz`` weights
+        densified (only the ``k_live`` columns meeting X's live rows when rows are dead),
+        then BLAS against X's ``k_live`` live rows of ``N`` columns (float64 as measured,
+        moved only by the BLAS core's ``blas_fp64_core``)."""
         t_blas = self.blas(M * k_live * N, N, M, k_live)
         if itemsize == 8:
             t_blas *= self.blas_fp64_core
-        if k_live < K:
-            t_blas += M * K * self.blas_gather
-        return self.densify_call + M * K * self.densify + nnz * self.densify_nnz + t_blas
+        per_nnz = self.densify_nnz + (self.densify_live_nnz if k_live < K else 0.0)
+        return self.densify_call + M * k_live * self.densify + nnz * per_nnz + t_blas
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.

@@ -7,6 +7,7 @@ import scipy.sparse as sps
 
 from . import (
     _budget,  # noqa: F401 (read by _spmm.csr_spmm_plain through _GLOBALS)
+    _densify,
     _spmm,
 )
 from ._budget import check_expanded, check_memory
@@ -241,6 +242,9 @@ def _spmm_impl(W, X, transpose, out, n_threads):
     t_densified = cost.densified(M, K, k_live, N, nnz, np.dtype(dtype).itemsize)
     if t_densified < t_sparse and finite():
         check_indices()
+        if skip_rows and _blas_live_densified(data, indices, indptr, Xc, alive, n_alive,
+                                              n_threads, out2):
+            return out, "blas-skip-rows-densified"
         dense = np.empty((M, K), dtype=dtype)
         _spmm.csr_to_dense(data, indices, indptr, dense, resolve_threads(n_threads, M * K))
         return out, _blas(dense, Xc, alive, skip_rows, out2) + "-densified"
@@ -506,6 +510,20 @@ def _live_rows(Xc, alive, n_alive, skip_rows, index_dtype):
         alive[:] = 1
         return Xc, np.arange(K, dtype=index_dtype)
     return _spmm.live_rows(Xc, alive, n_alive, index_dtype)
+
+
+def _blas_live_densified(data, indices, indptr, Xc, alive, n_alive, n_threads, out):
+    """BLAS over X's live rows and only the columns of W (CSR) they meet, densified
+    straight into an (M, n_alive) array; False, nothing written, when a dropped column of
+    the dense W is not finite (it meets zeros of X: inf * 0 = NaN, so BLAS must take it)."""
+    remap, rows = _spmm.live_map(alive, n_alive, indptr.dtype)
+    M = out.shape[0]
+    dense = np.empty((M, n_alive), dtype=out.dtype)
+    if not _densify.csr_to_dense_live(data, indices, indptr, remap, dense,
+                                      resolve_threads(n_threads, M * n_alive)):
+        return False
+    np.matmul(dense, np.take(Xc, rows, axis=0), out=out)
+    return True
 
 
 def _blas(W, Xc, alive, skip_rows, out):

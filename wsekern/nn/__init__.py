@@ -4,6 +4,7 @@ Code written for Keras 3 runs with ``keras`` replaced by ``wsekern.nn``.
 """
 from . import (
            activations,
+           backend,
            callbacks,
            constraints,
            initializers,
@@ -30,7 +31,7 @@ from .variables import Variable
 # set here so callbacks.py does not import pruning.py back.
 callbacks.GradualPruning = pruning.GradualPruning
 
-__all__ = ["activations", "callbacks", "constraints", "initializers", "layers", "losses",
+__all__ = ["activations", "backend", "callbacks", "constraints", "initializers", "layers", "losses",
            "optimizers", "pruning",
            "utils", "models", "saving", "Input", "Model", "Sequential", "Variable", "load_model",
            "metrics", "ops", "random", "registry", "regularizers", "schedules", "WaferStrategy"]

@@ -270,7 +270,7 @@ def name_of(fn):
     for k, v in _ACTIVATIONS.items():
         if v is fn and k is not None:
             return k
-    for k, v in registry.get_custom_objects().items():
+    for k, v in {**registry.get_custom_objects(), **registry.scoped_objects()}.items():
         if v is fn:
             return k
     return getattr(fn, "__name__", "custom")

@@ -1,12 +1,12 @@
-"""Keras's automatic names: one table for the process, by snake-case name, from which
-layers, models, optimizers and unnamed variables are named alike (dense, dense_1, adam,
-variable_1, ...), and which ``utils.clear_session`` empties; and Keras's variable paths,
-from the layers being built (or called for the first time) when a variable is made."""
+"""Keras's automatic names: one table a thread (session.py), by snake-case name, from
+which layers, models, optimizers and unnamed variables are named alike (dense, dense_1,
+adam, variable_1, ...), and which ``utils.clear_session`` empties; and Keras's variable
+paths, from the layers being built (or called for the first time) when a variable is made."""
 import contextlib
 import re
 import threading
 
-NAME_COUNTS = {}
+from . import session
 
 
 class _Building(threading.local):
@@ -30,9 +30,18 @@ def auto_name(cls_name):
     MaxPooling2D -> max_pooling2d, RMSprop -> rm_sprop), then _1, _2..."""
     snake = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", cls_name))
     snake = re.sub("([a-z])([A-Z])", r"\1_\2", snake).lower()
-    n = NAME_COUNTS.get(snake, 0)
-    NAME_COUNTS[snake] = n + 1
+    counts = session.state().name_counts
+    n = counts.get(snake, 0)
+    counts[snake] = n + 1
     return snake if n == 0 else f"{snake}_{n}"
+
+
+def get_uid(prefix=""):
+    """Keras's ``backend.get_uid``: 1, 2, ... for ``prefix``, from the counters the
+    automatic names take (``get_uid("dense")`` after one Dense is 2)."""
+    counts = session.state().name_counts
+    counts[prefix] = counts.get(prefix, 0) + 1
+    return counts[prefix]
 
 
 @contextlib.contextmanager

@@ -621,7 +621,7 @@ def deserialize(config, custom_objects=None):
     if isinstance(config, dict) and isinstance(config.get("class_name"), str) and \
             config["class_name"].lower() in _OPTIMIZERS and config["class_name"] not in _CLASSES:
         config = {**config, "class_name": _OPTIMIZERS[config["class_name"].lower()].__name__}
-    with registry.custom_object_scope(custom_objects or {}):      # for schedules inside
+    with registry.with_objects(custom_objects):      # for schedules inside
         return registry.deserialize_object(config, _CLASSES, "optimizer", custom_objects)
 
 

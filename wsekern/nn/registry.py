@@ -3,9 +3,11 @@
 ``register_keras_serializable`` files a class or function under ``"package>name"``;
 ``get_custom_objects()`` is the live dict that every ``get()`` resolver (activations,
 losses, optimizers, initializers, metrics, regularizers) and ``load_model`` consult;
-``custom_object_scope`` adds entries for the duration of a ``with`` block.
+``custom_object_scope`` makes entries visible for the duration of a ``with`` block, in its
+own thread only and without adding them to that dict, as Keras 3's (whose inner scope
+replaces an outer one's entries rather than adding to them).
 """
-import contextlib
+from . import session
 
 _GLOBAL_CUSTOM_OBJECTS = {}
 _GLOBAL_CUSTOM_NAMES = {}
@@ -45,42 +47,63 @@ def get_registered_name(obj):
 
 
 def get_registered_object(name, custom_objects=None, module_objects=None):
-    """Look ``name`` up in ``custom_objects``, then the registry, then ``module_objects``.
+    """Look ``name`` up in ``custom_objects``, then this thread's ``custom_object_scope``,
+    the registry, then ``module_objects``.
 
     A registered ``"package>name"`` is also found by its short ``name`` (Keras does this
     so that files saved with a bare class name still load)."""
-    for table in (custom_objects or {}, _GLOBAL_CUSTOM_OBJECTS, module_objects or {}):
+    scope = session.state().custom_objects
+    for table in (custom_objects or {}, scope, _GLOBAL_CUSTOM_OBJECTS, module_objects or {}):
         if name in table:
             return table[name]
     if isinstance(name, str) and ">" not in name:
-        matches = [v for k, v in _GLOBAL_CUSTOM_OBJECTS.items() if k.split(">", 1)[1] == name]
+        matches = [v for k, v in {**_GLOBAL_CUSTOM_OBJECTS, **scope}.items()
+                   if ">" in k and k.split(">", 1)[1] == name]
         if len(matches) == 1:
             return matches[0]
     return None
 
 
-@contextlib.contextmanager
-def custom_object_scope(*scopes):
+def scoped_objects():
+    """The objects this thread's innermost ``custom_object_scope`` makes visible."""
+    return session.state().custom_objects
+
+
+class CustomObjectScope:
     """``with custom_object_scope({"MyLayer": MyLayer}):`` — the entries are visible to
-    every resolver inside the block and removed (old values restored) on exit."""
-    added = {}
-    for scope in scopes:
-        if not isinstance(scope, dict):
-            raise TypeError(f"custom_object_scope takes dicts; received {type(scope).__name__}")
-        added.update(scope)
-    saved = {k: _GLOBAL_CUSTOM_OBJECTS[k] for k in added if k in _GLOBAL_CUSTOM_OBJECTS}
-    _GLOBAL_CUSTOM_OBJECTS.update(added)
-    try:
-        yield _GLOBAL_CUSTOM_OBJECTS
-    finally:
-        for k in added:
-            if k in saved:
-                _GLOBAL_CUSTOM_OBJECTS[k] = saved[k]
-            else:
-                _GLOBAL_CUSTOM_OBJECTS.pop(k, None)
+    every resolver inside the block, in this thread, and gone on exit. As in Keras 3 an
+    inner scope's entries replace the outer's until it exits (give both dicts to one scope
+    to see both: ``custom_object_scope(outer, inner)``)."""
+
+    def __init__(self, *custom_objects):
+        objects = {}
+        for scope in custom_objects:
+            if scope is None:
+                continue
+            if not isinstance(scope, dict):
+                raise TypeError(f"custom_object_scope takes dicts; received "
+                                f"{type(scope).__name__}")
+            objects.update(scope)
+        self.custom_objects = objects
+        self.backup = None
+
+    def __enter__(self):
+        state = session.state()
+        self.backup = dict(state.custom_objects)
+        state.custom_objects = dict(self.custom_objects)
+        return self
+
+    def __exit__(self, *exc):
+        session.state().custom_objects = dict(self.backup)
 
 
-CustomObjectScope = custom_object_scope
+custom_object_scope = CustomObjectScope
+
+
+def with_objects(custom_objects):
+    """A scope for nn's own loaders: ``custom_objects`` visible on top of the scope already
+    open (so a user's ``with custom_object_scope`` still holds inside ``load_model``)."""
+    return CustomObjectScope(scoped_objects(), custom_objects or {})
 
 
 def resolve(identifier, base, kind, *, by_name, deserialize, from_callable=None, expected):

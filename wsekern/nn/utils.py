@@ -4,36 +4,46 @@
 As in Keras 3, ``np.random.seed`` alone does not make wsekern.nn reproducible (weights,
 dropout and shuffling draw from wsekern.nn's own generator): call
 ``wsekern.nn.utils.set_random_seed(seed)``, which seeds Python, NumPy and that generator.
+The generator is one a thread, as Keras's global ``SeedGenerator``: made at a thread's first
+draw from Python's ``random`` (which ``set_random_seed`` seeds), so that a program run in
+another thread after ``set_random_seed`` draws what it draws in the thread that seeded; and
+draws in one thread never move another's.
 """
 import gc
 import random
 
 import numpy as np
 
-from .naming import NAME_COUNTS
-
-_RNG = np.random.default_rng()
+from . import session
 
 
 def set_random_seed(seed):
-    """Seed wsekern.nn's generator (weights, dropout, shuffling), Python's and NumPy's."""
-    global _RNG
+    """Seed Python's and NumPy's generators (the process's) and start this thread's
+    wsekern.nn generator (weights, dropout, shuffling) again from Python's."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; received {seed!r}")
-    _RNG = np.random.default_rng(int(seed))
+    session.state().rng = None
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
 
 
 def rng():
-    return _RNG
+    """This thread's generator, seeded from Python's ``random`` at the thread's first draw
+    (after a ``set_random_seed`` or ``clear_session``), as Keras seeds its global
+    SeedGenerator."""
+    state = session.state()
+    if state.rng is None:
+        state.rng = np.random.default_rng(random.randint(1, 10**9))
+    return state.rng
 
 
 def clear_session(free_memory=True):
     """Keras's: forget the automatic names given so far, so that the next Dense is named
-    "dense" again and the next unnamed Adam "adam"; ``free_memory`` also collects garbage.
-    Models already made keep their names and weights."""
-    NAME_COUNTS.clear()
+    "dense" again and the next unnamed Adam "adam", the generators (the next draw starts one
+    from Python's ``random``) and the open ``custom_object_scope``'s objects, in every
+    thread; ``free_memory`` also collects garbage. Models already made keep their names
+    and weights."""
+    session.clear()
     if free_memory:
         gc.collect()
 

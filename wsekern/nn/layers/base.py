@@ -611,8 +611,9 @@ class Layer:
             else tuple(input_shape)
         with building(self):
             self.build(self.input_shape)
-        self.built = True
-        out = self.compute_output_shape(self.input_shape)
+            self.built = True
+            # sublayers first called to infer the shape are built in this layer's path too
+            out = self.compute_output_shape(self.input_shape)
         self.output_shape = tuple(out) if isinstance(out, (tuple, list)) and (
             not out or not isinstance(out[0], (tuple, list))) else out
         return self.output_shape

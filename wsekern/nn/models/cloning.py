@@ -375,7 +375,7 @@ def model_from_json(json_string, custom_objects=None):
     """A model of the architecture ``to_json`` wrote, with fresh weights
     (``keras.models.model_from_json``). Classes are resolved as ``load_model`` does:
     wsekern.nn's, registered ones and ``custom_objects``; nothing named is imported."""
-    from ..registry import custom_object_scope
+    from ..registry import with_objects
     from ..saving.model_config import ConfigError, model_from_config
     if not isinstance(json_string, (str, bytes, bytearray)):
         raise TypeError(f"model_from_json takes a JSON string; received "
@@ -394,7 +394,7 @@ def model_from_json(json_string, custom_objects=None):
                           "import changed) and copy the weights with set_weights")
     spec = dict(spec)
     record = _decode_record(spec.pop("wsekern_sparsity", []))
-    with custom_object_scope(custom_objects or {}):
+    with with_objects(custom_objects):
         model = model_from_config(spec, custom_objects, "model_from_json")
     _apply_sparsity(model, record, "model_from_json")
     return model

@@ -765,10 +765,10 @@ class Model(Layer):
         """``cls(**config)``; a functional model's config (a Functional's get_config, as
         Keras's ``Model.from_config`` takes it) makes its graph with fresh weights."""
         if isinstance(config, dict) and "layers" in config and "nodes" in config:
-            from ..registry import custom_object_scope
+            from ..registry import with_objects
             from ..saving.model_config import functional_from_config
             from .functional import Functional
-            with custom_object_scope(custom_objects or {}):
+            with with_objects(custom_objects):
                 model = functional_from_config(config, custom_objects, f"{cls.__name__}"
                                                f".from_config")
             if cls in (Model, Functional):

@@ -169,9 +169,9 @@ class Sequential(Model):
     def from_config(cls, config, custom_objects=None):
         """The model :meth:`get_config` describes, with fresh weights (Keras's
         ``Sequential.from_config``; Model's ``cls(**config)`` cannot take it)."""
-        from ..registry import custom_object_scope
+        from ..registry import with_objects
         from ..saving.model_config import sequential_from_config
-        with custom_object_scope(custom_objects or {}):
+        with with_objects(custom_objects):
             return sequential_from_config(config, custom_objects, "Sequential.from_config")
 
 

@@ -26,10 +26,12 @@ from ..registry import (
     get_registered_name,
     get_registered_object,
     register_keras_serializable,
+    with_objects,
 )
 from . import keras_format, keras_writer, optimizer_io
 from .archive import Archive, dumps, npy_bytes, write_atomically
 from .model_config import ConfigError, model_from_config, model_spec, need
+from .objects import deserialize_keras_object, serialize_keras_object
 
 FORMAT = "wsekern.nn/2"
 OLD_FORMAT = "wsekern.nn/1"
@@ -38,7 +40,8 @@ _STATE_DTYPES = {"float16", "float32", "float64", "int32", "int64"}
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights",
            "register_keras_serializable", "get_custom_objects", "get_registered_name",
-           "get_registered_object", "custom_object_scope"]
+           "get_registered_object", "custom_object_scope", "serialize_keras_object",
+           "deserialize_keras_object"]
 
 
 def _sparsity_mask(layer):
@@ -331,7 +334,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
         if declared is not None:
             elements = sum(int(np.prod(s, dtype=np.int64)) for s, _ in declared)
             _bound_config_sizes(spec, max(elements, 2**16), path)
-        with custom_object_scope(custom_objects or {}):
+        with with_objects(custom_objects):
             model = model_from_config(spec, custom_objects, "config.json['model']")
             with file_layer_order(model):             # the files' order (see there)
                 expected = _expected_weights(model, declared, path)

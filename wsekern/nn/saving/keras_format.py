@@ -590,9 +590,9 @@ def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compil
     meta = _json_member(archive, "metadata.json", METADATA_MAX_BYTES)
     kspec = _json_member(archive, "config.json", KERAS_CONFIG_MAX_BYTES)
     info = _weights_member(archive, meta, max_bytes)
-    from ..registry import custom_object_scope
+    from ..registry import with_objects
     where = f"{path}: config.json"
-    with custom_object_scope(custom_objects or {}):
+    with with_objects(custom_objects):
         try:
             spec = translate_model(kspec, where)
         except RecursionError:
@@ -600,7 +600,7 @@ def load_keras_model(archive, custom_objects, compile, max_bytes, restore_compil
     # sizes in the config (units, filters...) bounded by what the weights file can hold
     bound_sizes(spec, max(info.file_size // 4, 2**16), path)
     h5 = _open_h5(archive, info)
-    with h5, custom_object_scope(custom_objects or {}):
+    with h5, with_objects(custom_objects):
         model = model_from_config(spec, custom_objects, where)
         store = _Weights(h5, path)
         try:

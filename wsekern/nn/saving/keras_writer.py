@@ -70,6 +70,12 @@ def _wrap_value(key, v):
     return v
 
 
+def spec_name(spec):
+    """A layer's name in our spec: beside its config, as Keras keeps it (a custom layer's
+    ``get_config`` may leave it out), else in it."""
+    return spec.get("name") or spec["config"].get("name")
+
+
 def _layer_spec(spec, where, owner=None):
     cn = spec["class_name"]
     if cn in ("Sequential", "Functional"):
@@ -141,7 +147,7 @@ def model_config(spec, model=None, where="model"):
         outs = [_flat_outputs(n.outputs) for n in model._nodes]
     for node in nodes:
         i = node["layer"]
-        history.append((layers[i]["config"]["name"], count.get(i, 0)))
+        history.append((spec_name(layers[i]), count.get(i, 0)))
         count[i] = count.get(i, 0) + 1
 
     def tensor(v):
@@ -181,7 +187,7 @@ def model_config(spec, model=None, where="model"):
                     args = [c_["constant"]] + args if c_.get("reverse") else args + \
                         [c_["constant"]]
                 nd["_keras_args"] = args
-        k["name"] = s["config"]["name"]
+        k["name"] = spec_name(s)
         k["inbound_nodes"] = [] if s["class_name"] == "InputLayer" else [
             {"args": nd.get("_keras_args", tensor(nd["args"])),
              "kwargs": {kk: tensor(x) for kk, x in nd["kwargs"].items()

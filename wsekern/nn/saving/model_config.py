@@ -68,7 +68,9 @@ def layer_from_config(spec, custom_objects, where):
 
 
 def layer_spec(layer):
-    """{'class_name', 'config'}; refused when the config would not make the same layer."""
+    """{'class_name', 'config', 'name'}; refused when the config would not make the same
+    layer. The name is kept beside the config, as Keras's functional config keeps it: a
+    custom layer's ``get_config`` need not hold it."""
     from ..models import Functional, Sequential
     if isinstance(layer, (Sequential, Functional)):
         return model_spec(layer)
@@ -76,8 +78,10 @@ def layer_spec(layer):
         config = layer.get_config()
     except NotImplementedError as e:
         raise ValueError(f"cannot save layer {layer.name!r}: {e}") from None
+    from .objects import serialize_nested
+    config = serialize_nested(config)
     check_round_trip(layer, config)
-    return {"class_name": class_name_of(layer), "config": config}
+    return {"class_name": class_name_of(layer), "config": config, "name": layer.name}
 
 
 def check_round_trip(layer, config):
