@@ -51,6 +51,18 @@ static inline void wsk_spmm_set_block_mode(int mode) { wsk_spmm_block_mode = mod
 /* target attribute of the kernel they are inlined into.                      */
 /* ------------------------------------------------------------------------ */
 
+/* acc[0:NV] += w * the NV vectors of VT at x (aligned to 16 bytes if AL); w a scalar of
+   the vectors' type (broadcast by the multiply) or a vector already broadcast. */
+#define WSK_MAC_LOOP(VT, acc, w, x, NV, AL)                                            \
+    _Pragma("GCC unroll 8")                                                            \
+    for (int a = 0; a < NV; a++) {                                                     \
+        VT xv;                                                                         \
+        if (AL)                                                                        \
+            memcpy(&xv, __builtin_assume_aligned(x + a * sizeof(VT), 16), sizeof(VT)); \
+        else                                                                           \
+            memcpy(&xv, x + a * sizeof(VT), sizeof(VT));                               \
+        acc[a] += (w) * xv;                                                            \
+    }
 /* The row of X that column index c meets, in the tile below (its locals).   */
 #define WSK_XROW(c) (split ? xb + (ptrdiff_t)(c) * pitch                            \
                            : (const char*)(X + (ptrdiff_t)(c) * ldx))
@@ -65,28 +77,12 @@ static inline void wsk_spmm_set_block_mode(int mode) { wsk_spmm_block_mode = mod
 WSK_INLINE ATTR void wsk_spmm_mac_##SFX##_##TGT(VT* acc, const V w, const char* x,    \
         const int NV, const int AL)                                                    \
 {                                                                                      \
-    _Pragma("GCC unroll 8")                                                            \
-    for (int a = 0; a < NV; a++) {                                                     \
-        VT xv;                                                                         \
-        if (AL)                                                                        \
-            memcpy(&xv, __builtin_assume_aligned(x + a * sizeof(VT), 16), sizeof(VT)); \
-        else                                                                           \
-            memcpy(&xv, x + a * sizeof(VT), sizeof(VT));                               \
-        acc[a] += w * xv;                                                              \
-    }                                                                                  \
+    WSK_MAC_LOOP(VT, acc, w, x, NV, AL)                                                \
 }                                                                                      \
 WSK_INLINE ATTR void wsk_spmm_macv_##SFX##_##TGT(VT* acc, const VT w, const char* x,   \
         const int NV, const int AL)                                                    \
 {                                                                                      \
-    _Pragma("GCC unroll 8")                                                            \
-    for (int a = 0; a < NV; a++) {                                                     \
-        VT xv;                                                                         \
-        if (AL)                                                                        \
-            memcpy(&xv, __builtin_assume_aligned(x + a * sizeof(VT), 16), sizeof(VT)); \
-        else                                                                           \
-            memcpy(&xv, x + a * sizeof(VT), sizeof(VT));                               \
-        acc[a] += w * xv;                                                              \
-    }                                                                                  \
+    WSK_MAC_LOOP(VT, acc, w, x, NV, AL)                                                \
 }                                                                                      \
 /* Four nonzeros into one set (block mode 1's step), in their order; the baseline       \
    broadcasts the four weights from one load (wsk_w4_*). */                            \

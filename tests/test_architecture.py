@@ -25,7 +25,7 @@ KNOWN_MODULE_CYCLES = [
      "wsekern.nn.models.gpt",
      "wsekern.nn.models.model", "wsekern.nn.models.sequential", "wsekern.nn.saving",
      "wsekern.nn.saving.keras_format", "wsekern.nn.saving.keras_writer",
-     "wsekern.nn.saving.model_config"],
+     "wsekern.nn.saving.model_config", "wsekern.nn.saving.objects"],
 ]
 
 

@@ -13,6 +13,7 @@ downloads are none; the data are the guide's own random arrays (seeded)."""
 import os
 
 import numpy as np
+import pytest
 
 from wsekern import nn
 
@@ -314,7 +315,10 @@ def _shape_of_serialized(config):
 def test_saving_guide_runs_verbatim(tmp_path):
     nn.utils.set_random_seed(0)
     np.random.seed(0)
-    seen = _program(nn, tmp_path)
+    with pytest.warns(UserWarning, match="layer 'custom_layer(_[0-9]+)?' is of the custom "
+                      "class 'MyLayers>CustomLayer': wsekern.nn writes Keras's format for "
+                      "Keras's own layers only"):
+        seen = _program(nn, tmp_path)
     assert seen["custom_registered"] == ["InputLayer", "CustomLayer", "Dense"]
     assert seen["mydense_again"] == ("MyDense", "my_dense_1", 64)
 

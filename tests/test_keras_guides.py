@@ -140,8 +140,7 @@ def test_functional_guide_mnist_model_train_evaluate_save(mnist_like, tmp_path):
     history = model.fit(x_train, y_train, batch_size=64, epochs=2, validation_split=0.2,
                         verbose=0)
     test_scores = model.evaluate(x_test, y_test, verbose=2)
-    # chance is 0.1; two epochs give 0.31-0.58 over seeds 0-7 (0.5 held for seed 0 only)
-    assert test_scores[1] > 0.3 and len(history.history["val_accuracy"]) == 2
+    assert test_scores[1] > 0.5 and len(history.history["val_accuracy"]) == 2
 
     model.save(tmp_path / "my_model.keras")
     del model

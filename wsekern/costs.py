@@ -31,6 +31,14 @@ from ._cpu import cpu_info
 BLAS_CORE_TIME = {"avx512": (1.0, 1.0), "avx2": (1.85, 1.5), "avx": (2.1, 1.7),
                   "sse": (5.2, 3.6)}
 
+# The CSR kernel's density term (CostTable.spmm_sweep): W's density where it starts, where
+# it is whole, and the least bytes of an X row it applies to. Zen 5 AVX-512, 1024^2 x 64,
+# M = 1024, K 256-2048: the rise began at 30-45 % density; at N = 16 fp32 and fp64 (64 and
+# 128 bytes a row) there was none.
+SWEEP_FROM = 0.3
+SWEEP_TO = 0.5
+SWEEP_ROW_BYTES = 256
+
 
 @dataclass(frozen=True)
 class CostTable:
@@ -139,6 +147,16 @@ class CostTable:
     # fp32 at 1024^2-2048^2 against csr_to_dense's 0.36-0.47; whole calls less BLAS 0.9-1.7
     # (fp64 1.5-2.3) against the all-live route's ~0.85 a weight.
     densify_live_nnz: float = 0.45
+    # The CSR kernel's time per MAC rises with W's density on wide vectors: a row's sorted
+    # indices walk X's rows upwards, and once consecutive nonzeros meet rows under ~3 apart
+    # (density above SWEEP_FROM) that walk ran up to 1.5x as long a MAC (the same rows in a
+    # shuffled order ran flat at 10-90 % zeros: the order, not the work). ``spmm_sweep``:
+    # the extra over ``spmm_mac`` once density reaches SWEEP_TO, rising linearly from
+    # SWEEP_FROM, for X rows of at least SWEEP_ROW_BYTES (one or two cache lines a row: flat).
+    # Zen 5 AVX-512 (s27 route27, 1024^2, N 64/256/1024, fp32 0.022-0.027 ns a MAC at 70-90 %
+    # zeros, 0.031-0.040 at 10-50 %; fp64 0.042-0.046 and 0.062-0.074): 0.3 over spmm_mac.
+    # AVX2 rose 1.05-1.25x, the baseline not at all: 0 there (not measured elsewhere).
+    spmm_sweep: float = 0.0
 
     def at_blas_core(self, width):
         """This row with BLAS priced at OpenBLAS kernels of ``width`` (a BLAS_CORE_TIME key;
@@ -192,16 +210,32 @@ class CostTable:
         return self.spmm_scatter_call + live * (
             (n - tail) * self.spmm_scatter_mac + tail * self.spmm_scatter_tail)
 
+    def csr_sweep(self, density, n, itemsize=4):
+        """The CSR kernel's extra time per MAC over ``spmm_mac``, as a fraction of it, for W
+        of ``density`` against X rows of ``n`` values of ``itemsize`` bytes (spmm_sweep)."""
+        if not self.spmm_sweep or n * itemsize < SWEEP_ROW_BYTES:
+            return 0.0
+        ramp = (density - SWEEP_FROM) / (SWEEP_TO - SWEEP_FROM)
+        return self.spmm_sweep * min(max(ramp, 0.0), 1.0)
+
     def densified(self, M, K, k_live, N, nnz, itemsize=4):
         """Nanoseconds for spmm's densified route: the (M, K) W holding ``nnz`` weights
         densified (only the ``k_live`` columns meeting X's live rows when rows are dead),
         then BLAS against X's ``k_live`` live rows of ``N`` columns (float64 as measured,
-        moved only by the BLAS core's ``blas_fp64_core``)."""
+        moved only by the BLAS core's ``blas_fp64_core``); less what the CSR kernel takes
+        past ``spmm_mac`` at W's density (``csr_sweep``). Less, because this is the number
+        both spmm routes weigh against the CSR kernel at ``spmm_mac``,
+        ``nnz * k_live / K * N * spmm_mac`` (kernels.py and csr_spmm_plain in src/_spmm.pyx,
+        which reads no other term)."""
         t_blas = self.blas(M * k_live * N, N, M, k_live)
         if itemsize == 8:
             t_blas *= self.blas_fp64_core
         per_nnz = self.densify_nnz + (self.densify_live_nnz if k_live < K else 0.0)
-        return self.densify_call + M * k_live * self.densify + nnz * per_nnz + t_blas
+        t = self.densify_call + M * k_live * self.densify + nnz * per_nnz + t_blas
+        sweep = self.csr_sweep(nnz / (M * K), N, itemsize) if M * K else 0.0
+        if sweep:
+            t -= nnz * (k_live / K) * N * self.spmm_mac * sweep
+        return t
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.
@@ -366,7 +400,7 @@ TABLES = {
                                   panel_nnz=1.0, panel_step=1.0, dense_scan_cached=0.15,
                                   blas_stream=0.032, blas_fp64=1.16, spmm_scatter_tail=0.48,
                                   spmm_weight=0.35, spmm_scatter_call=5500.0,
-                                  blas_gather=0.45),
+                                  blas_gather=0.45, spmm_sweep=0.3),
     # s25 base25: the rows kernels' block mode 1 (_spmm._BLOCK_MODE) made the CSR kernel
     # 1.20-1.29x faster at 1024^2 and 1.03-1.07x at 4096^2 x 64 on both paths; whole calls
     # at 90 % zeros (fp32, 1 thread, best of 5, load 9-11): baseline 0.039-0.043 ns a MAC

@@ -30,6 +30,10 @@ from .variables import Variable
 # GradualPruning lives in pruning.py (it needs the layers); reachable as a callback too,
 # set here so callbacks.py does not import pruning.py back.
 callbacks.GradualPruning = pruning.GradualPruning
+# Keras's layers.serialize/deserialize are saving's general ones; set here so that the layers
+# package does not import saving back
+layers.serialize = saving.serialize_keras_object
+layers.deserialize = saving.deserialize_keras_object
 
 __all__ = ["activations", "backend", "callbacks", "constraints", "initializers", "layers", "losses",
            "optimizers", "pruning",

@@ -4,45 +4,57 @@
 As in Keras 3, ``np.random.seed`` alone does not make wsekern.nn reproducible (weights,
 dropout and shuffling draw from wsekern.nn's own generator): call
 ``wsekern.nn.utils.set_random_seed(seed)``, which seeds Python, NumPy and that generator.
-The generator is one a thread, as Keras's global ``SeedGenerator``: made at a thread's first
-draw from Python's ``random`` (which ``set_random_seed`` seeds), so that a program run in
-another thread after ``set_random_seed`` draws what it draws in the thread that seeded; and
-draws in one thread never move another's.
+The generator is one a thread, as Keras's global ``SeedGenerator``, made at the thread's
+first draw: the first made after ``set_random_seed(seed)`` (in whichever thread) from
+``seed``, any other from Python's ``random`` (which ``set_random_seed`` seeds), as Keras
+seeds its generators; so a program repeats after ``set_random_seed`` in whichever thread it
+runs, and draws in one thread never move another's.
 """
 import gc
 import random
+import threading
 
 import numpy as np
 
 from . import session
 
+_PENDING = {"seed": None}          # set_random_seed's seed, until a generator takes it
+_PENDING_LOCK = threading.Lock()
+
 
 def set_random_seed(seed):
-    """Seed Python's and NumPy's generators (the process's) and start this thread's
-    wsekern.nn generator (weights, dropout, shuffling) again from Python's."""
+    """Seed Python's and NumPy's generators (the process's) and wsekern.nn's (weights,
+    dropout, shuffling): this thread's next draw, or another thread's first, starts from
+    ``seed``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; received {seed!r}")
-    session.state().rng = None
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
+    with _PENDING_LOCK:
+        _PENDING["seed"] = int(seed)
+    session.state().rng = None
 
 
 def rng():
-    """This thread's generator, seeded from Python's ``random`` at the thread's first draw
-    (after a ``set_random_seed`` or ``clear_session``), as Keras seeds its global
-    SeedGenerator."""
+    """This thread's generator, made at its first draw (after a ``set_random_seed`` or a
+    ``clear_session``, the next one): from the pending ``set_random_seed`` seed, else from
+    Python's ``random``."""
     state = session.state()
     if state.rng is None:
-        state.rng = np.random.default_rng(random.randint(1, 10**9))
+        with _PENDING_LOCK:
+            seed, _PENDING["seed"] = _PENDING["seed"], None
+        if seed is None:
+            seed = random.randint(1, 10**9)
+        state.rng = np.random.default_rng(seed)
     return state.rng
 
 
 def clear_session(free_memory=True):
     """Keras's: forget the automatic names given so far, so that the next Dense is named
-    "dense" again and the next unnamed Adam "adam", the generators (the next draw starts one
-    from Python's ``random``) and the open ``custom_object_scope``'s objects, in every
-    thread; ``free_memory`` also collects garbage. Models already made keep their names
-    and weights."""
+    "dense" again and the next unnamed Adam "adam", the generators (the next draw makes one,
+    see ``rng``) and the open ``custom_object_scope``'s objects, in every thread;
+    ``free_memory`` also collects garbage. Models already made keep their names and
+    weights."""
     session.clear()
     if free_memory:
         gc.collect()

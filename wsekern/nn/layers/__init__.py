@@ -72,17 +72,6 @@ Convolution1D, Convolution2DTranspose, SeparableConvolution2D = (Conv1D, Conv2DT
 GlobalAvgPool2D = GlobalAveragePooling2D
 
 
-def serialize(layer):
-    """Keras's ``layers.serialize``: ``saving.serialize_keras_object`` of a layer."""
-    from ..saving.objects import serialize_keras_object
-    return serialize_keras_object(layer)
-
-
-def deserialize(config, custom_objects=None):
-    """Keras's ``layers.deserialize``: the layer ``serialize`` described."""
-    from ..saving.objects import deserialize_keras_object
-    return deserialize_keras_object(config, custom_objects)
-
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Flatten", "Reshape",
            "Conv2D", "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AveragePool2D",
            "GlobalAveragePooling2D", "BatchNormalization", "LayerNormalization", "Embedding",
@@ -99,4 +88,4 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Fl
            "Convolution2DTranspose", "SeparableConvolution2D",
            "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
            "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
-           "serialize", "deserialize"]
+           "serialize", "deserialize"]        # set by wsekern.nn (saving.objects)

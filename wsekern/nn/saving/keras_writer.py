@@ -82,7 +82,11 @@ def _layer_spec(spec, where, owner=None):
         return model_config(spec, _find(owner, spec["config"]["name"]) if owner is not None
                             else None, where)
     if cn not in _KERAS_LAYERS:
-        name = spec.get("config", {}).get("name", cn)
+        name = spec_name(spec) or cn
+        from .. import layers as layers_mod
+        if not isinstance(getattr(layers_mod, cn, None), type):
+            raise NotKerasWritable(f"layer {name!r} is of the custom class {cn!r}: wsekern.nn "
+                                   f"writes Keras's format for Keras's own layers only")
         raise NotKerasWritable(f"layer {name!r} is wsekern.nn's {cn}, which Keras does not "
                                f"have")
     config = {}
