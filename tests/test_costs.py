@@ -438,3 +438,58 @@ def test_blas_over_live_rows_pays_for_gathering_w():
         assert t.dense_w(M, K, k_live, N, 0.3)[0] == pytest.approx(
             plain.dense_w(M, K, k_live, N, 0.3)[0] + extra, rel=1e-12)
         assert t.densified(M, K, k_live, N, nnz) == plain.densified(M, K, k_live, N, nnz)
+
+
+def test_csr_sweep_is_a_ramp_in_density_for_wide_x_rows():
+    """The CSR kernel's density term: none below SWEEP_FROM, ``spmm_sweep`` from SWEEP_TO,
+    linear between; none for X rows under SWEEP_ROW_BYTES; weighed inside densified()
+    against the CSR kernel's time at spmm_mac."""
+    t = dataclasses.replace(costs._named("zen3/avx2"), spmm_sweep=0.4)
+    mid = (costs.SWEEP_FROM + costs.SWEEP_TO) / 2
+    for density, want in ((0.1, 0.0), (costs.SWEEP_FROM, 0.0), (mid, 0.2),
+                          (costs.SWEEP_TO, 0.4), (0.95, 0.4)):
+        assert t.csr_sweep(density, 64) == pytest.approx(want, abs=1e-12)
+    assert t.csr_sweep(0.9, costs.SWEEP_ROW_BYTES // 4 - 1) == 0.0        # fp32, narrow
+    assert t.csr_sweep(0.9, costs.SWEEP_ROW_BYTES // 8, 8) == pytest.approx(0.4)
+    assert costs._named("zen3/avx2").csr_sweep(0.9, 256) == 0.0       # not measured: none
+    M, K, k_live, N = 200, 300, 150, 64
+    nnz = int(0.45 * M * K)
+    plain = dataclasses.replace(t, spmm_sweep=0.0)
+    sweep = t.csr_sweep(nnz / (M * K), N)
+    assert sweep > 0
+    assert t.densified(M, K, k_live, N, nnz) == pytest.approx(
+        plain.densified(M, K, k_live, N, nnz) - nnz * k_live / K * N * t.spmm_mac * sweep,
+        rel=1e-12)
+
+
+@pytest.mark.parametrize("dead", [False, True])
+def test_csr_sweep_moves_a_dense_enough_w_to_blas_on_both_routes(monkeypatch, dead):
+    """W at 50 % zeros, X 256 columns: priced at spmm_mac alone the CSR kernel is the
+    cheaper route (the table below puts BLAS 5 % above it), with the density term it is
+    not: the native route (which declines a densified call) and the Python route move
+    alike."""
+    M = K = 256
+    N = 256
+    W = random_csr(M, K, 0.5, dtype=np.float32)
+    nnz = W.nnz
+    k_live = K // 2 if dead else K
+    base = costs._named("zen3/avx2")
+    free = dict(densify=0.0, densify_nnz=0.0, densify_live_nnz=0.0, densify_call=0.0,
+                blas_small=0.0, blas_narrow_n=0.0)
+    t_sparse = nnz * k_live / K * N * base.spmm_mac
+    mac = t_sparse / (M * k_live * N) * 1.05
+    flat = dataclasses.replace(base, blas_mac=mac, **free)
+    rising = dataclasses.replace(flat, spmm_sweep=0.3)
+    assert flat.densified(M, K, k_live, N, nnz) > t_sparse > rising.densified(
+        M, K, k_live, N, nnz)
+    X = np.random.default_rng(4).standard_normal((K, N)).astype(np.float32)
+    if dead:
+        X[1::2] = 0
+    for table, path in ((flat, "csr-skip-rows" if dead else "csr"),
+                        (rising, "blas-skip-rows-densified" if dead else "blas-densified")):
+        monkeypatch.setattr(kernels, "cost_table", lambda table=table: table)
+        assert kernels.spmm_path(W, X) == path
+        native = _spmm_native(W, X)
+        assert (native is not None) == path.startswith("csr")
+        np.testing.assert_allclose(kernels.spmm(W, X, n_threads=1),
+                                   W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)

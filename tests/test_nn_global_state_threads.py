@@ -251,3 +251,26 @@ def test_get_uid_counts_with_the_automatic_names(keras):
     theirs = program(keras)
     assert theirs == ("dense", 2, "dense_2", 1, 1, "float32", 1e-7, "channels_last")
     assert program(nn) == theirs
+
+
+def test_custom_object_scope_takes_keras_arguments():
+    """Keras's signature: one dict, by position or as ``custom_objects=``, or None."""
+    for scope in (nn.saving.custom_object_scope({"Foo": _Foo}),
+                  nn.saving.custom_object_scope(custom_objects={"Foo": _Foo}),
+                  nn.saving.CustomObjectScope({"Foo": _Foo})):
+        with scope:
+            assert nn.saving.get_registered_object("Foo") is _Foo
+        assert nn.saving.get_registered_object("Foo") is None
+    with nn.saving.custom_object_scope(None):
+        assert nn.saving.get_registered_object("Foo") is None
+    with pytest.raises(TypeError, match="custom_object_scope takes dicts; received list"):
+        nn.saving.custom_object_scope([("Foo", _Foo)])
+
+
+def test_keras_utils_names_of_the_registry(keras):
+    """keras.utils and keras.saving both give the scope and the registry (Keras 3)."""
+    for name in ("custom_object_scope", "CustomObjectScope", "get_custom_objects",
+                 "register_keras_serializable"):
+        for module in ("utils", "saving"):
+            assert hasattr(getattr(keras, module), name), (module, name)
+            assert hasattr(getattr(nn, module), name), (module, name)

@@ -75,9 +75,9 @@ class CustomObjectScope:
     inner scope's entries replace the outer's until it exits (give both dicts to one scope
     to see both: ``custom_object_scope(outer, inner)``)."""
 
-    def __init__(self, *custom_objects):
+    def __init__(self, *scopes, custom_objects=None):
         objects = {}
-        for scope in custom_objects:
+        for scope in scopes + (custom_objects,):
             if scope is None:
                 continue
             if not isinstance(scope, dict):

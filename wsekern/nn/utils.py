@@ -17,6 +17,12 @@ import threading
 import numpy as np
 
 from . import session
+from .registry import (  # noqa: F401 - keras.utils has them too
+    CustomObjectScope,
+    custom_object_scope,
+    get_custom_objects,
+    register_keras_serializable,
+)
 
 _PENDING = {"seed": None}          # set_random_seed's seed, until a generator takes it
 _PENDING_LOCK = threading.Lock()

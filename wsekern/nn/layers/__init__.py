@@ -71,7 +71,6 @@ Convolution1D, Convolution2DTranspose, SeparableConvolution2D = (Conv1D, Conv2DT
                                                                  SeparableConv2D)
 GlobalAvgPool2D = GlobalAveragePooling2D
 
-
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Flatten", "Reshape",
            "Conv2D", "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AveragePool2D",
            "GlobalAveragePooling2D", "BatchNormalization", "LayerNormalization", "Embedding",

@@ -21,6 +21,7 @@ from ..._atomic import atomic_file
 from .. import losses as losses_mod
 from ..models.functional import file_layer_order
 from ..registry import (
+    CustomObjectScope,
     custom_object_scope,
     get_custom_objects,
     get_registered_name,
@@ -40,7 +41,8 @@ _STATE_DTYPES = {"float16", "float32", "float64", "int32", "int64"}
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights",
            "register_keras_serializable", "get_custom_objects", "get_registered_name",
-           "get_registered_object", "custom_object_scope", "serialize_keras_object",
+           "get_registered_object", "custom_object_scope", "CustomObjectScope",
+           "serialize_keras_object",
            "deserialize_keras_object"]
 
 

@@ -5,6 +5,8 @@ initializer, constraint, loss, metric, optimizer or schedule, a registered custo
 function, and lists and dicts of them; plain values as they are."""
 import types
 
+import numpy as np
+
 from .. import (
     activations,
     constraints,
@@ -42,6 +44,8 @@ def serialize_keras_object(obj):
     """``obj`` as Keras 3's config dict (see the module docstring)."""
     if obj is None or isinstance(obj, _PLAIN):
         return obj
+    if isinstance(obj, np.generic):             # a NumPy number, as Keras: its Python value
+        return obj.item()
     if isinstance(obj, (list, tuple)):
         out = [serialize_keras_object(x) for x in obj]
         return tuple(out) if isinstance(obj, tuple) else out
