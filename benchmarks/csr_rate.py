@@ -11,26 +11,16 @@ fractions of one (size, N, dtype) timed alternating, twice) and the route taken.
 import argparse
 import dataclasses
 import os
-import time
 
 import numpy as np
 import scipy.sparse as sps
+from route_cells import time_call
 
 import wsekern
 from wsekern import costs, kernels
 
 ZEROS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 NS = (16, 64, 256, 1024)
-
-
-def _time(W, X, repeat):
-    wsekern.spmm(W, X)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.thread_time_ns()
-        wsekern.spmm(W, X)
-        best = min(best, time.thread_time_ns() - t0)
-    return best
 
 
 def main():
@@ -55,7 +45,7 @@ def main():
                 best = {}
                 for _ in range(2):
                     for z, W in Ws.items():
-                        best[z] = min(best.get(z, np.inf), _time(W, X, args.repeat))
+                        best[z] = min(best.get(z, np.inf), time_call(W, X, args.repeat))
                 for z, W in Ws.items():
                     print(f"{dtype} {m} N={n:4d} zeros={z:.1f} nnz/row={W.nnz / m:7.1f} "
                           f"{best[z] / (W.nnz * n):.4f} ns/MAC {best[z] / 1e6:8.3f} ms "

@@ -41,14 +41,15 @@ def _forced(table, route):
                                   if hasattr(table, "densify_live_nnz") else {}))
 
 
-def _time(W, X, repeat):
+def time_call(W, X, repeat):
+    """Best of ``repeat`` thread CPU times of spmm(W, X), in ns, after one warm call."""
     wsekern.spmm(W, X)
     best = float("inf")
     for _ in range(repeat):
         t0 = time.thread_time_ns()
         wsekern.spmm(W, X)
         best = min(best, time.thread_time_ns() - t0)
-    return best / 1e6
+    return best
 
 
 def main():
@@ -79,7 +80,7 @@ def main():
                             for route, t in tables.items():
                                 kernels.cost_table = lambda t=t: t
                                 try:
-                                    ms = _time(W, X, args.repeat)
+                                    ms = time_call(W, X, args.repeat) / 1e6
                                     names[route] = kernels.spmm_path(W, X)
                                 finally:
                                     kernels.cost_table = costs.cost_table

@@ -548,9 +548,10 @@ typedef double wsk_part_f64 __attribute__((vector_size(16)));
 typedef float wsk_hpart_f32 __attribute__((vector_size(8)));
 typedef double wsk_hpart_f64 __attribute__((vector_size(8)));
 /* The baseline tiles' four weights vals[0:4], each broadcast to a vector: on x86-64 one
-   16-byte load (fp64: two) and a pshufd each, which keeps its source (the scalar load and
-   shufps a weight took 2-4 % longer at fp64 1024^2 x 256 / x 64 on Zen 5, C harness; the
-   same values, so the same sums). */
+   16-byte load (fp64: two) and a pshufd each, which keeps its source. A scalar load and a
+   shufps (fp64: unpcklpd) a weight ran block mode 1 3-4 % slower in fp64, 1-2 % in fp32
+   (Zen 5, C harness, 1024^2 x 64 to x 1024 at 90 % zeros; s27); the same values, so the
+   same sums. */
 #if WSK_X86_DISPATCH
 #include <immintrin.h>
 WSK_INLINE void wsk_w4_f32_base(const float* v, wsk_part_f32* w)

@@ -211,6 +211,7 @@ def test_densified_cost_is_the_old_formula_without_the_new_terms():
         new = (z.densify_call + M * k_live * z.densify + nnz * per_nnz
                + M * k_live * N * z.blas_mac * (1 + z.blas_narrow_n / N)
                * (1 + z.blas_small / M + z.blas_small / k_live))
+        new -= z.csr_extra(M, K, k_live, N, nnz)         # the CSR route's own extras
         assert z.densified(M, K, k_live, N, nnz) == pytest.approx(new, rel=1e-12)
 
 
@@ -477,8 +478,9 @@ def test_csr_sweep_moves_a_dense_enough_w_to_blas_on_both_routes(monkeypatch, de
     free = dict(densify=0.0, densify_nnz=0.0, densify_live_nnz=0.0, densify_call=0.0,
                 blas_small=0.0, blas_narrow_n=0.0)
     t_sparse = nnz * k_live / K * N * base.spmm_mac
-    mac = t_sparse / (M * k_live * N) * 1.05
-    flat = dataclasses.replace(base, blas_mac=mac, **free)
+    # BLAS 5 % above the CSR route as priced without the term (its compaction included)
+    t_csr = t_sparse + base.csr_extra(M, K, k_live, N, nnz)
+    flat = dataclasses.replace(base, blas_mac=t_csr / (M * k_live * N) * 1.05, **free)
     rising = dataclasses.replace(flat, spmm_sweep=0.3)
     assert flat.densified(M, K, k_live, N, nnz) > t_sparse > rising.densified(
         M, K, k_live, N, nnz)
@@ -493,3 +495,26 @@ def test_csr_sweep_moves_a_dense_enough_w_to_blas_on_both_routes(monkeypatch, de
         assert (native is not None) == path.startswith("csr")
         np.testing.assert_allclose(kernels.spmm(W, X, n_threads=1),
                                    W.toarray().astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+
+
+def test_csr_extra_is_the_compaction_or_the_dead_rows_and_the_density_term():
+    """What the CSR route costs past nnz * k_live / K * N * spmm_mac (the figure the routes
+    weigh densifying against): X all live, nothing (bar the density term); X's rows dead
+    and compaction paying (kernels' compact_pays), csr_compact a weight; not paying, the
+    dead rows' multiply-adds."""
+    t = costs._named("zen3/avx2")
+    M, K, N, nnz = 300, 200, 160, 1234
+    assert t.csr_extra(M, K, K, N, nnz) == 0.0
+    k_live = 120                       # compaction pays: 2.0 < 0.4 * 160 * 0.075
+    assert t.csr_compact < (K - k_live) / K * N * t.spmm_mac
+    assert t.csr_extra(M, K, k_live, N, nnz) == pytest.approx(nnz * t.csr_compact, rel=1e-12)
+    n = 4                              # it does not: the kernel multiplies every row
+    assert not t.csr_compact < (K - k_live) / K * n * t.spmm_mac
+    assert t.csr_extra(M, K, k_live, n, nnz) == pytest.approx(
+        nnz * (K - k_live) / K * n * t.spmm_mac, rel=1e-12)
+    s = dataclasses.replace(t, spmm_sweep=0.3)
+    dense = int(0.6 * M * K)           # past SWEEP_TO: the whole term
+    assert s.csr_extra(M, K, K, N, dense) == pytest.approx(
+        dense * N * t.spmm_mac * 0.3, rel=1e-12)
+    assert s.csr_extra(M, K, k_live, N, dense) == pytest.approx(
+        dense * (t.csr_compact + k_live / K * N * t.spmm_mac * 0.3), rel=1e-12)

@@ -218,24 +218,34 @@ class CostTable:
         ramp = (density - SWEEP_FROM) / (SWEEP_TO - SWEEP_FROM)
         return self.spmm_sweep * min(max(ramp, 0.0), 1.0)
 
+    def csr_extra(self, M, K, k_live, N, nnz, itemsize=4):
+        """Nanoseconds the CSR route takes past ``nnz * k_live / K * N * spmm_mac``, the
+        figure both spmm routes weigh densifying against: the kernel's rise with W's density
+        (``csr_sweep``) and, X's rows being dead, the compaction of the weights meeting them
+        (``csr_compact`` a weight, where kernels' compact_pays takes it) or, where it does
+        not, the multiply-adds of the dead rows too."""
+        mac = self.spmm_mac * (1 + (self.csr_sweep(nnz / (M * K), N, itemsize) if M * K
+                                    else 0.0))
+        live = k_live / K if K else 1.0
+        t = nnz * N * mac
+        if k_live < K and self.csr_compact < (1 - live) * N * self.spmm_mac:
+            t = nnz * (self.csr_compact + live * N * mac)
+        return t - nnz * live * N * self.spmm_mac
+
     def densified(self, M, K, k_live, N, nnz, itemsize=4):
         """Nanoseconds for spmm's densified route: the (M, K) W holding ``nnz`` weights
         densified (only the ``k_live`` columns meeting X's live rows when rows are dead),
         then BLAS against X's ``k_live`` live rows of ``N`` columns (float64 as measured,
-        moved only by the BLAS core's ``blas_fp64_core``); less what the CSR kernel takes
-        past ``spmm_mac`` at W's density (``csr_sweep``). Less, because this is the number
-        both spmm routes weigh against the CSR kernel at ``spmm_mac``,
-        ``nnz * k_live / K * N * spmm_mac`` (kernels.py and csr_spmm_plain in src/_spmm.pyx,
-        which reads no other term)."""
+        moved only by the BLAS core's ``blas_fp64_core``); less ``csr_extra``, what the CSR
+        route costs past ``nnz * k_live / K * N * spmm_mac``. Less, because that is the
+        figure both spmm routes weigh this against (kernels.py and csr_spmm_plain in
+        src/_spmm.pyx, which reads no other term)."""
         t_blas = self.blas(M * k_live * N, N, M, k_live)
         if itemsize == 8:
             t_blas *= self.blas_fp64_core
         per_nnz = self.densify_nnz + (self.densify_live_nnz if k_live < K else 0.0)
         t = self.densify_call + M * k_live * self.densify + nnz * per_nnz + t_blas
-        sweep = self.csr_sweep(nnz / (M * K), N, itemsize) if M * K else 0.0
-        if sweep:
-            t -= nnz * (k_live / K) * N * self.spmm_mac * sweep
-        return t
+        return t - self.csr_extra(M, K, k_live, N, nnz, itemsize)
 
 
 # (uarch, simd path) -> costs. uarch as named by wsekern._cpu; None = any CPU on that path.
