@@ -4,8 +4,8 @@ __version__ = "0.1.0"
 import importlib.util as _ilu
 # Imported from a source tree whose Cython extensions were never built (a plain `pip install .`
 # leaves the clone itself unbuilt, and Python run in the clone root imports the clone): say so.
-_unbuilt = [m for m in ("_spmm", "_conv", "_event", "_pipeline", "_screen", "_nhwc",
-                        "_activations", "_sparse_dense", "_transformer", "_optim",
+_unbuilt = [m for m in ("_spmm", "_densify", "_conv", "_event", "_pipeline", "_screen",
+                        "_nhwc", "_activations", "_sparse_dense", "_transformer", "_optim",
                         "_step_cost", "_step_glue")
             if _ilu.find_spec(f"{__name__}.{m}") is None]
 if _unbuilt:

@@ -245,9 +245,10 @@ def _spmm_impl(W, X, transpose, out, n_threads):
         if skip_rows and _blas_live_densified(data, indices, indptr, Xc, alive, n_alive,
                                               n_threads, out2):
             return out, "blas-skip-rows-densified"
+        # X all live, or a dropped column of W not finite: BLAS over the whole dense W
         dense = np.empty((M, K), dtype=dtype)
         _spmm.csr_to_dense(data, indices, indptr, dense, resolve_threads(n_threads, M * K))
-        return out, _blas(dense, Xc, alive, skip_rows, out2) + "-densified"
+        return out, _blas(dense, Xc, alive, False, out2) + "-densified"
     # Single zeros of X may be skipped only when no stored weight is inf/NaN (inf * 0 = NaN);
     # X's density is exact when it may be this low (_scan_x), W's finiteness read only when
     # it matters.
