@@ -68,10 +68,11 @@ def simd_init(int path=0, str uarch=None):
     to the CPU, not to the path (tests switch paths in one process).
 
     Returns the name of the path selected."""
-    global _x_line, _x_line_reuse
+    global _x_line, _x_line_reuse, _narrow_f32, _narrow_f64
     name = wsk_simd_init(path).decode()
     wsk_narrow_init()
     _x_line, _x_line_reuse = _X_LINE.get(name, (0, 0))
+    _narrow_f32, _narrow_f64 = _NARROW.get(name, (1, 1))
     if uarch is not None:
         wsk_spmm_set_block_mode(_BLOCK_MODE.get(uarch, 0))
     return name
@@ -374,14 +375,25 @@ cdef extern from "wsk_narrow.h" nogil:
     int wsk_narrow_vbytes
 
 
+# The widest X (columns: float32, float64) that takes wsk_spmm_narrow rather than the rows
+# kernel, per SIMD path (set in simd_init; a path not named: one column). Once half a
+# vector's lanes less one, when the rows kernel's tail ran a scalar pass per column; its
+# tail is one masked pass now (s26), and the crossing moved. Zen 5, whole spmm calls,
+# W 1024^2 at 90 % zeros, the two kernels alternating in one process (rows / narrow
+# time, > 1: narrow faster; s27 base27's narrow_*.txt): AVX-512 fp32 N = 2 1.22, 3 0.96,
+# 4-7 0.81-0.53 (was 7), fp64 N = 2 1.19, 3 0.99; AVX2 fp32 2 1.23, 3 1.03, 4 0.76, fp64
+# 2 1.12, 3 1.17, 4 0.69 (was 1); baseline fp32 2 1.17, 3 1.00, 4 0.60 (was 1), fp64 2
+# 0.89. Within a width the two kernels give the same bits (test_spmm_narrow): past it
+# they may not (baseline fp64 N = 2-3, fp32 N >= 4: the rows kernel's full-vector tiles).
+_NARROW = {"avx512": (2, 3), "avx2": (3, 3), "baseline": (2, 1)}
+cdef Py_ssize_t _narrow_f32 = 1
+cdef Py_ssize_t _narrow_f64 = 1
+
+
 cdef inline bint _narrow(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
-    # X narrower than half a vector of the path in use (or one column): wsk_spmm_narrow,
-    # which checks the column indices in its pass. Set when the row kernel's tail ran one
-    # scalar pass per column there; from half a vector the tail's half-vector FMAs were
-    # faster (fp64 512^2 x 4 on AVX-512: 113 us against the narrow kernel's 157, Zen 4).
-    # The tail is one masked pass now (s26): AVX-512 fp32 N = 5-7 ran 1.15-1.47x faster
-    # through it even with a remap's compaction added (Zen 5); the width is not re-tuned.
-    return n == 1 or (0 < n and 2 * n * itemsize < wsk_narrow_vbytes)
+    # X of at most the path's narrow width (_NARROW): wsk_spmm_narrow, which checks the
+    # column indices in its pass
+    return 0 < n <= (_narrow_f32 if itemsize == 4 else _narrow_f64)
 
 
 cdef inline bint _narrow_route(Py_ssize_t n, Py_ssize_t itemsize, bint fp64_i64) noexcept nogil:
@@ -411,8 +423,25 @@ cdef inline Py_ssize_t _spmm_narrow(const floating* vals, const index_t* cols,
 
 def narrow_width(dtype):
     """The widest X (columns) the narrow kernel takes for ``dtype`` on the SIMD path in use
-    (half a vector's lanes less one, at least 1)."""
-    return max(1, (wsk_narrow_vbytes // 2 - 1) // np.dtype(dtype).itemsize)
+    (``_NARROW``)."""
+    return _narrow_f32 if np.dtype(dtype).itemsize == 4 else _narrow_f64
+
+
+def narrow_widths(f32=None, f64=None):
+    """The narrow kernel's widths (float32, float64 columns) on the path in use; with
+    ``f32``/``f64`` (1 to 15), set them first until the next simd_init (for tests and
+    benchmarks; past _NARROW's widths the two kernels may sum in another order). Returns
+    the widths before the call."""
+    global _narrow_f32, _narrow_f64
+    before = (_narrow_f32, _narrow_f64)
+    for name, w in (("f32", f32), ("f64", f64)):
+        if w is not None and not (type(w) is int and 1 <= w <= 15):
+            raise ValueError(f"narrow width {name} must be an int from 1 to 15; received {w!r}")
+    if f32 is not None:
+        _narrow_f32 = f32
+    if f64 is not None:
+        _narrow_f64 = f64
+    return before
 
 
 # Rows of W per call of _spmm_rows (and per piece of _csr_spmm's dynamic schedule).

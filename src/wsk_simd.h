@@ -51,6 +51,18 @@ static inline void wsk_spmm_set_block_mode(int mode) { wsk_spmm_block_mode = mod
 /* target attribute of the kernel they are inlined into.                      */
 /* ------------------------------------------------------------------------ */
 
+/* acc[0:NV] += w * the NV vectors of VT at x (aligned to 16 bytes if AL); w a scalar of
+   the vectors' type (broadcast by the multiply) or a vector already broadcast. */
+#define WSK_MAC_LOOP(VT, acc, w, x, NV, AL)                                            \
+    _Pragma("GCC unroll 8")                                                            \
+    for (int a = 0; a < NV; a++) {                                                     \
+        VT xv;                                                                         \
+        if (AL)                                                                        \
+            memcpy(&xv, __builtin_assume_aligned(x + a * sizeof(VT), 16), sizeof(VT)); \
+        else                                                                           \
+            memcpy(&xv, x + a * sizeof(VT), sizeof(VT));                               \
+        acc[a] += (w) * xv;                                                            \
+    }
 /* The row of X that column index c meets, in the tile below (its locals).   */
 #define WSK_XROW(c) (split ? xb + (ptrdiff_t)(c) * pitch                            \
                            : (const char*)(X + (ptrdiff_t)(c) * ldx))
@@ -65,14 +77,29 @@ static inline void wsk_spmm_set_block_mode(int mode) { wsk_spmm_block_mode = mod
 WSK_INLINE ATTR void wsk_spmm_mac_##SFX##_##TGT(VT* acc, const V w, const char* x,    \
         const int NV, const int AL)                                                    \
 {                                                                                      \
-    _Pragma("GCC unroll 8")                                                            \
-    for (int a = 0; a < NV; a++) {                                                     \
-        VT xv;                                                                         \
-        if (AL)                                                                        \
-            memcpy(&xv, __builtin_assume_aligned(x + a * sizeof(VT), 16), sizeof(VT)); \
-        else                                                                           \
-            memcpy(&xv, x + a * sizeof(VT), sizeof(VT));                               \
-        acc[a] += w * xv;                                                              \
+    WSK_MAC_LOOP(VT, acc, w, x, NV, AL)                                                \
+}                                                                                      \
+WSK_INLINE ATTR void wsk_spmm_macv_##SFX##_##TGT(VT* acc, const VT w, const char* x,   \
+        const int NV, const int AL)                                                    \
+{                                                                                      \
+    WSK_MAC_LOOP(VT, acc, w, x, NV, AL)                                                \
+}                                                                                      \
+/* Four nonzeros into one set (block mode 1's step), in their order; the baseline       \
+   broadcasts the four weights from one load (wsk_w4_*). */                            \
+WSK_INLINE ATTR void wsk_spmm_mac4_##SFX##_##TGT(VT* acc, const V* vals, const I* cols, \
+        const char* xb, ptrdiff_t pitch, const V* X, ptrdiff_t ldx, const int NV,      \
+        const int AL, const int split)                                                 \
+{                                                                                      \
+    if (SPLIT_PF && sizeof(VT) == 16) {                                                \
+        VT w[4];                                                                       \
+        wsk_w4_##VS##_base(vals, (wsk_part_##VS*)w);                                   \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int u = 0; u < 4; u++)                                                    \
+            wsk_spmm_macv_##SFX##_##TGT(acc, w[u], WSK_XROW(cols[u]), NV, AL);         \
+    } else {                                                                           \
+        _Pragma("GCC unroll 4")                                                        \
+        for (int u = 0; u < 4; u++)                                                    \
+            wsk_spmm_mac_##SFX##_##TGT(acc, vals[u], WSK_XROW(cols[u]), NV, AL);       \
     }                                                                                  \
 }                                                                                      \
 WSK_INLINE ATTR void wsk_spmm_prefetch_##SFX##_##TGT(const char* x, const int NV)     \
@@ -109,10 +136,9 @@ WSK_INLINE ATTR void wsk_spmm_tile_s_##SFX##_##TGT(const V* vals, const I* cols,
     /* U4 (one set): four nonzeros an iteration, in their order (block mode 1) */      \
     for (; U4 && SETS == 1 && p + 4 <= pf_end; p += 4) {                               \
         _Pragma("GCC unroll 4")                                                        \
-        for (int u = 0; u < 4; u++) {                                                  \
+        for (int u = 0; u < 4; u++)                                                    \
             wsk_spmm_prefetch_##SFX##_##TGT(WSK_XROW(cols[p + u + AHEAD]), NV);        \
-            wsk_spmm_mac_##SFX##_##TGT(acc, vals[p + u], WSK_XROW(cols[p + u]), NV, AL); \
-        }                                                                              \
+        wsk_spmm_mac4_##SFX##_##TGT(acc, vals + p, cols + p, xb, pitch, X, ldx, NV, AL, split); \
     }                                                                                  \
     for (; p < pf_end; p += SETS) {                                                    \
         _Pragma("GCC unroll 4")                                                        \
@@ -123,11 +149,8 @@ WSK_INLINE ATTR void wsk_spmm_tile_s_##SFX##_##TGT(const V* vals, const I* cols,
                                        WSK_XROW(cols[p + s]), NV, AL);                 \
         }                                                                              \
     }                                                                                  \
-    for (; U4 && SETS == 1 && p + 4 <= nnz; p += 4) {                                  \
-        _Pragma("GCC unroll 4")                                                        \
-        for (int u = 0; u < 4; u++)                                                    \
-            wsk_spmm_mac_##SFX##_##TGT(acc, vals[p + u], WSK_XROW(cols[p + u]), NV, AL); \
-    }                                                                                  \
+    for (; U4 && SETS == 1 && p + 4 <= nnz; p += 4)                                    \
+        wsk_spmm_mac4_##SFX##_##TGT(acc, vals + p, cols + p, xb, pitch, X, ldx, NV, AL, split); \
     for (; p + SETS <= nnz; p += SETS) {                                               \
         _Pragma("GCC unroll 4")                                                        \
         for (int s = 0; s < SETS; s++) {                                               \
@@ -524,6 +547,40 @@ typedef float wsk_part_f32 __attribute__((vector_size(16)));
 typedef double wsk_part_f64 __attribute__((vector_size(16)));
 typedef float wsk_hpart_f32 __attribute__((vector_size(8)));
 typedef double wsk_hpart_f64 __attribute__((vector_size(8)));
+/* The baseline tiles' four weights vals[0:4], each broadcast to a vector: on x86-64 one
+   16-byte load (fp64: two) and a pshufd each, which keeps its source. A scalar load and a
+   shufps (fp64: unpcklpd) a weight ran block mode 1 3-4 % slower in fp64, 1-2 % in fp32
+   (Zen 5, C harness, 1024^2 x 64 to x 1024 at 90 % zeros; s27); the same values, so the
+   same sums. */
+#if WSK_X86_DISPATCH
+#include <immintrin.h>
+WSK_INLINE void wsk_w4_f32_base(const float* v, wsk_part_f32* w)
+{
+    const __m128i q = _mm_loadu_si128((const __m128i*)v);
+    w[0] = (wsk_part_f32)_mm_shuffle_epi32(q, 0x00);
+    w[1] = (wsk_part_f32)_mm_shuffle_epi32(q, 0x55);
+    w[2] = (wsk_part_f32)_mm_shuffle_epi32(q, 0xaa);
+    w[3] = (wsk_part_f32)_mm_shuffle_epi32(q, 0xff);
+}
+WSK_INLINE void wsk_w4_f64_base(const double* v, wsk_part_f64* w)
+{
+    const __m128i q0 = _mm_loadu_si128((const __m128i*)v);
+    const __m128i q1 = _mm_loadu_si128((const __m128i*)(v + 2));
+    w[0] = (wsk_part_f64)_mm_shuffle_epi32(q0, 0x44);
+    w[1] = (wsk_part_f64)_mm_shuffle_epi32(q0, 0xee);
+    w[2] = (wsk_part_f64)_mm_shuffle_epi32(q1, 0x44);
+    w[3] = (wsk_part_f64)_mm_shuffle_epi32(q1, 0xee);
+}
+#else
+WSK_INLINE void wsk_w4_f32_base(const float* v, wsk_part_f32* w)
+{
+    for (int u = 0; u < 4; u++) w[u] = (wsk_part_f32){v[u], v[u], v[u], v[u]};
+}
+WSK_INLINE void wsk_w4_f64_base(const double* v, wsk_part_f64* w)
+{
+    for (int u = 0; u < 4; u++) w[u] = (wsk_part_f64){v[u], v[u]};
+}
+#endif
 #if WSK_X86_DISPATCH
 #include <immintrin.h>
 WSK_INLINE wsk_part_f32 wsk_part_load_f32_base(const float* x, int n)

@@ -176,3 +176,42 @@ def test_narrow_index_out_of_range_is_refused_in_a_child(itype, bad):
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env=env, timeout=120)
         assert run.returncode == 0 and "ok" in run.stdout, (simd, run.stdout, run.stderr)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("itype", [np.int32, np.int64])
+def test_narrow_kernel_gives_the_rows_kernels_bits_within_its_width(path, dtype, itype):
+    """Up to narrow_width the narrow kernel (X whole) and the rows kernel (X's rows through
+    an all-live remap) give the same bits, so the width (_spmm._NARROW) moves no product:
+    X with dead rows (the remap) sums as X without them."""
+    W = _hard_csr(dtype, itype, M=41, K=29, seed=11)
+    K = W.shape[1]
+    rng = np.random.default_rng(12)
+    remap = np.arange(K, dtype=itype)
+    for N in range(1, _spmm.narrow_width(dtype) + 1):
+        X = rng.standard_normal((K, N)).astype(dtype)
+        whole = np.empty((W.shape[0], N), dtype)
+        assert _spmm.csr_spmm(W.data, W.indices, W.indptr, X, whole) == 0
+        remapped = np.empty_like(whole)
+        Xz = np.vstack([X, np.zeros((1, N), dtype)])              # the zero row last
+        assert _spmm.csr_spmm(W.data, W.indices, W.indptr, Xz, remapped, remap) == 0
+        np.testing.assert_array_equal(whole.view(np.uint8), remapped.view(np.uint8),
+                                      err_msg=f"N = {N}")
+        _close(whole, _reference(W, X), dtype)
+
+
+def test_narrow_widths_follow_the_path_and_refuse_what_the_kernel_does_not_take(path):
+    # the narrow kernel takes 1 to 15 columns (wsk_narrow.h): a width past it would not run
+    assert all(1 <= w <= 15 for pair in _spmm._NARROW.values() for w in pair)
+    widths = _spmm.narrow_widths()
+    assert widths == _spmm._NARROW[path]
+    assert (_spmm.narrow_width(np.float32), _spmm.narrow_width(np.float64)) == widths
+    try:
+        assert _spmm.narrow_widths(15, 1) == widths
+        assert (_spmm.narrow_width(np.float32), _spmm.narrow_width(np.float64)) == (15, 1)
+        for bad in (0, 16, 2.0, "3", True):
+            with pytest.raises(ValueError, match=r"narrow width f64 must be an int from 1 to 15"):
+                _spmm.narrow_widths(f64=bad)
+        assert _spmm.narrow_widths() == (15, 1)           # nothing set by a refusal
+    finally:
+        _spmm.narrow_widths(*widths)

@@ -112,7 +112,27 @@ def deserialize_keras_object(config, custom_objects=None, safe_mode=True, **kwar
     module_objects = kwargs.pop("module_objects", None)
     if kwargs:
         raise TypeError(f"deserialize_keras_object got unexpected arguments {sorted(kwargs)}")
-    custom_objects = custom_objects or {}
+    try:
+        return _deserialize(config, custom_objects or {}, safe_mode, module_objects)
+    except RecursionError:
+        raise ValueError("cannot deserialize a config nested deeper than Python's recursion "
+                         "limit") from None
+
+
+def _names_checked(config):
+    """``config`` (a dict of serialize_keras_object) with its names strings, as Keras
+    writes them; a hostile one is refused naming what it held."""
+    names = {"class_name": config["class_name"], "registered_name": config.get("registered_name")}
+    if names["class_name"] == "function":
+        names["config"] = config["config"]
+    for key, value in names.items():
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"a serialized object's {key!r} must be a string; received "
+                             f"{type(value).__name__} {value!r:.80}")
+    return config
+
+
+def _deserialize(config, custom_objects, safe_mode, module_objects=None):
     if config is None:
         return None
     if isinstance(config, str):
@@ -121,13 +141,13 @@ def deserialize_keras_object(config, custom_objects=None, safe_mode=True, **kwar
     if isinstance(config, _PLAIN):
         return config
     if isinstance(config, (list, tuple)):
-        return [deserialize_keras_object(x, custom_objects, safe_mode) for x in config]
+        return [_deserialize(x, custom_objects, safe_mode) for x in config]
     if not isinstance(config, dict):
         raise TypeError(f"cannot deserialize {config!r}: expected a dict of "
                         f"serialize_keras_object, a list or a plain value")
     if "class_name" not in config or "config" not in config:
-        return {k: deserialize_keras_object(v, custom_objects, safe_mode)
-                for k, v in config.items()}
+        return {k: _deserialize(v, custom_objects, safe_mode) for k, v in config.items()}
+    _names_checked(config)
     if config["class_name"] == "function":
         name = config.get("registered_name") or config["config"]
         found = registry.get_registered_object(name, custom_objects, module_objects)
