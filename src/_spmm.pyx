@@ -372,7 +372,6 @@ cdef extern from "wsk_narrow.h" nogil:
     Py_ssize_t wsk_count_nz_f32(const float*, Py_ssize_t, Py_ssize_t) noexcept
     Py_ssize_t wsk_count_nz_f64(const double*, Py_ssize_t, Py_ssize_t) noexcept
     void wsk_narrow_init() noexcept
-    int wsk_narrow_vbytes
 
 
 # The widest X (columns: float32, float64) that takes wsk_spmm_narrow rather than the rows
@@ -392,15 +391,10 @@ cdef Py_ssize_t _narrow_f64 = 1
 
 cdef inline bint _narrow(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
     # X of at most the path's narrow width (_NARROW): wsk_spmm_narrow, which checks the
-    # column indices in its pass
+    # column indices in its pass. fp64 with int64 indices too on AVX2/AVX-512 (once left to
+    # the rows kernel, whose leftover columns summed 1 ulp apart there: fused alike since
+    # s26; 0 of 6144 entries differ at 1024^2 x 1..3, s27 base27's i64bits.txt)
     return 0 < n <= (_narrow_f32 if itemsize == 4 else _narrow_f64)
-
-
-cdef inline bint _narrow_route(Py_ssize_t n, Py_ssize_t itemsize, bint fp64_i64) noexcept nogil:
-    # _narrow, but not fp64 with int64 indices on AVX2/AVX-512: the rows kernel there sums
-    # a product 1 ulp apart (its FMA contraction differs), and a call with X's dead rows
-    # remapped (the rows kernel) must give the bits of the same product without them
-    return _narrow(n, itemsize) and not (fp64_i64 and wsk_narrow_vbytes > 16)
 
 
 cdef inline Py_ssize_t _spmm_narrow(const floating* vals, const index_t* cols,
@@ -517,8 +511,7 @@ cdef Py_ssize_t _csr_spmm(const floating[::1] data, const index_t[::1] indices,
         n_block = N
     # X narrower than a vector on all of W's rows: the narrow kernel (the rows kernel's
     # sums), the column check in its pass, no OpenMP region on one thread
-    if x_remap is None and n_block == N and _narrow_route(
-            N, sizeof(floating), floating is double and index_t is int64_t):
+    if x_remap is None and n_block == N and _narrow(N, sizeof(floating)):
         return _csr_narrow(data, indices, indptr, X, out, n_threads)
     cdef const floating* vals = &data[0]
     cdef const index_t* cols = &indices[0]
@@ -1528,8 +1521,7 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     # compaction and densifying whatever X's dead rows, kernels' route is csr, so X's dead
     # rows are not looked for (_scan_alive took ~7 ns a row at N = 1); X's nonzeros are
     # counted to decline the sparse-x route as there
-    if packed is None and _narrow_route(N, sizeof(floating),
-                                        floating is double and index_t is int64_t):
+    if packed is None and _narrow(N, sizeof(floating)):
         result = _plain_narrow(data, indices, indptr, X, M, K, N, nnz, one, g, cost)
         if result is not False:
             return result
@@ -1652,8 +1644,8 @@ cdef object _plain_run(const floating[::1] data, const index_t[::1] indices,
     # A PackedSparse W (its indices checked when made) is compacted once per live map of X
     # (_kept_w), then multiplied as it stands: the rows kernel's sums, as compacted here
     # (not below the narrow route: that kernel sums otherwise)
-    cdef bint kept_w = compact and packed is not None and nnz > 0 and not _narrow_route(
-        N, sizeof(floating), floating is double and index_t is int64_t)
+    cdef bint kept_w = compact and packed is not None and nnz > 0 and not _narrow(
+        N, sizeof(floating))
     # (with the remap, the kernel checks each row's columns as it compacts the row)
     try:
         kw = None
@@ -1969,7 +1961,7 @@ cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* 
         with nogil:
             n_bad = _lean_kernel(vals, cols, ip, x, M, K, N, nnz, y)
     if n_bad:                # a column index out of range: the Python route names it
-        return None          # (or an X wider than the kernel: not reached, _narrow_route)
+        return None          # (or an X wider than the kernel: not reached, _narrow)
     return result
 
 
@@ -2003,7 +1995,7 @@ cdef object _plain_lean(object W, cnp.ndarray X, object n_threads, dict g):
             or M <= 0 or cnp.PyArray_DIM(dv, 0) != nnz):
         return _PASS
     cdef bint i64 = it == cnp.NPY_INT64
-    if not _narrow_route(N, itemsize, itemsize == 8 and i64):
+    if not _narrow(N, itemsize):
         return _PASS
     if not (n_threads is None or (type(n_threads) is int and n_threads != 0)):
         return _PASS
