@@ -1674,11 +1674,13 @@ cdef object _plain_narrow(const floating[::1] data, const index_t[::1] indices,
     cdef double mac = cost.spmm_mac
     cdef double t_max = <double>nnz * N * mac         # t_sparse with every row of X alive
     # kernels' compaction pays only where csr_compact < (dead rows / K) * N * spmm_mac, and
-    # the densified route costs at least its terms apart from BLAS
+    # the densified route costs at least its terms apart from BLAS, whatever X's dead rows
+    # (costs.densified: all of W's elements, or the live columns' plus densify_live_nnz)
     if not <double>cost.csr_compact >= N * mac:
         return False
-    if not (<double>cost.densify_call + <double>M * K * <double>cost.densify
-            + <double>nnz * <double>cost.densify_nnz) >= t_max * (1 + 1e-9):
+    if not (<double>cost.densify_call + <double>nnz * <double>cost.densify_nnz
+            + min(<double>M * K * <double>cost.densify,
+                  <double>nnz * <double>cost.densify_live_nnz)) >= t_max * (1 + 1e-9):
         return False
     if not one and not (<object>nnz) * N < g["min_work_per_thread"](cost):
         return None
@@ -1719,7 +1721,7 @@ cdef object _PASS = object()
 # the same object, the same rates; a replaced table is another object)
 cdef object _lean_table = None
 cdef double _lean_mac = 0, _lean_compact = 0, _lean_dcall = 0, _lean_dense = 0
-cdef double _lean_dnnz = 0
+cdef double _lean_dnnz = 0, _lean_dlive = 0
 # Below this many multiply-adds the kernel runs holding the GIL (releasing and taking it
 # back cost ~0.1 us, a few % of such a call)
 DEF LEAN_GIL_WORK = 32768
@@ -1900,19 +1902,22 @@ cdef object _lean_run(const floating* vals, const index_t* cols, const index_t* 
     if not ok:
         return None
     cost = g["cost_table"]()
-    global _lean_table, _lean_mac, _lean_compact, _lean_dcall, _lean_dense, _lean_dnnz
+    global _lean_table, _lean_mac, _lean_compact, _lean_dcall, _lean_dense, _lean_dnnz, \
+        _lean_dlive
     if cost is not _lean_table:
         _lean_mac = cost.spmm_mac
         _lean_compact = cost.csr_compact
         _lean_dcall = cost.densify_call
         _lean_dense = cost.densify
         _lean_dnnz = cost.densify_nnz
+        _lean_dlive = cost.densify_live_nnz
         _lean_table = cost
     # _plain_narrow's bounds: the compaction and densifying ruled out whatever X's dead
     # rows (else csr_spmm_plain's full route decides)
     if not _lean_compact >= N * _lean_mac:
         return _PASS
-    if not (_lean_dcall + <double>M * K * _lean_dense + <double>nnz * _lean_dnnz
+    if not (_lean_dcall + <double>nnz * _lean_dnnz
+            + min(<double>M * K * _lean_dense, <double>nnz * _lean_dlive)
             ) >= <double>nnz * N * _lean_mac * (1 + 1e-9):
         return _PASS
     if not one and not (<object>nnz) * N < g["min_work_per_thread"](cost):
