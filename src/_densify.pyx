@@ -17,9 +17,6 @@ cdef extern from *:
     """
     #include <stdint.h>
     #include <string.h>
-    /* The largest |x[j]| as its bits (sign cleared): IEEE magnitudes order as unsigned
-       integers, inf and NaN above every finite value. An integer max the compiler
-       vectorises. */
     /* p0 to p1 of a CSR row added into row (a live column: slot 2 r) or scratch (a dropped
        column k: slot 2 k + 1), the destination picked by arithmetic */
     #define WSK_ADD_ROW(NAME, F, I) \
@@ -113,23 +110,22 @@ cdef Py_ssize_t _densify_rows(const floating* vals, const index_t* cols, const i
     # scratch row is never read).
     cdef Py_ssize_t i, p, c
     cdef Py_ssize_t n_bad = 0
-    cdef floating* base[2]
+    cdef floating* row
     cdef floating v
-    base[1] = scratch
     for i in range(i0, i1):
-        base[0] = out + i * k_live
+        row = out + i * k_live
         if k_live:
-            memset(base[0], 0, k_live * sizeof(floating))
+            memset(row, 0, k_live * sizeof(floating))
         if floating is float:
             if index_t is int32_t:
-                wsk_add_row_f32_i32(vals, cols, slot, ip[i], ip[i + 1], base[0], scratch)
+                wsk_add_row_f32_i32(vals, cols, slot, ip[i], ip[i + 1], row, scratch)
             else:
-                wsk_add_row_f32_i64(vals, cols, slot, ip[i], ip[i + 1], base[0], scratch)
+                wsk_add_row_f32_i64(vals, cols, slot, ip[i], ip[i + 1], row, scratch)
         else:
             if index_t is int32_t:
-                wsk_add_row_f64_i32(vals, cols, slot, ip[i], ip[i + 1], base[0], scratch)
+                wsk_add_row_f64_i32(vals, cols, slot, ip[i], ip[i + 1], row, scratch)
             else:
-                wsk_add_row_f64_i64(vals, cols, slot, ip[i], ip[i + 1], base[0], scratch)
+                wsk_add_row_f64_i64(vals, cols, slot, ip[i], ip[i + 1], row, scratch)
         if exact:
             for p in range(ip[i], ip[i + 1]):
                 c = cols[p]

@@ -16,7 +16,8 @@ from libc.stdlib cimport free, malloc
 
 from _chain cimport (chain_columns, chain_exact, chain_rounds, check_chain_args, dmax,
                     whole_number)
-from _step_init cimport XBytes, bytes_2d, check_step_init, one_chain, ramp_floor_L, with_push
+from _step_init cimport (XBytes, bytes_2d, check_step_init, one_chain, py_max, py_min,
+                        ramp_floor_L, with_push)
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_column_sums,
                      wsk_column_sums_avx512, wsk_dense_chain,
                      wsk_dense_chain_avx512, wsk_dense_samples, wsk_dense_samples_avx512,
@@ -40,16 +41,6 @@ def use_simd_path(path):
         raise ValueError(f"path must be 'avx512', 'avx2' or 'baseline'; received {path!r}")
     _use_avx512 = path == "avx512" and _AVX512_RUNS
     return "avx512" if _use_avx512 else "baseline"
-
-
-cdef inline double _pymax(double a, double b) noexcept nogil:
-    # Python's max(a, b): b only where it is more (a NaN or an equal zero keeps a)
-    return b if b > a else a
-
-
-cdef inline double _pymin(double a, double b) noexcept nogil:
-    # Python's min(a, b): b only where it is less
-    return b if b < a else a
 
 
 cdef int _check_bounds(const long[:] k_b, Py_ssize_t K) except -1:
@@ -275,13 +266,13 @@ cdef class DenseStep:
             done = 0.0
             N = self._run(patterns[i], &a_max, &v_max, &done)
             busy_max = <double> a_max * self.tmax + <double> N * task
-            lower = _pymax(hop + busy_max, hop + <double> v_max * self.dt)
-            lower = _pymax(lower, <double> N * (<double> L + task) if chained else 0.0)
+            lower = py_max(hop + busy_max, hop + <double> v_max * self.dt)
+            lower = py_max(lower, <double> N * (<double> L + task) if chained else 0.0)
             lower = lower + task
             if chained and L > 0 and \
-                    hop + <double> (v_max + N * L - 1) * self.dt + task > _pymin(lower, done):
+                    hop + <double> (v_max + N * L - 1) * self.dt + task > py_min(lower, done):
                 ramp_o[i] = 1
-            est_o[i], low_o[i] = done, _pymin(lower, done)
+            est_o[i], low_o[i] = done, py_min(lower, done)
         return est_a, low_a, ramp_a
 
     cdef Py_ssize_t _run(self, x_nz, int64_t* a_max, int64_t* v_max,

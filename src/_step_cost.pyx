@@ -12,7 +12,8 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport malloc, free
 
 from _chain cimport chain_columns, check_chain_args
-from _step_init cimport XBytes, bytes_2d, check_step_init, one_chain, ramp_floor_L, with_push
+from _step_init cimport (XBytes, bytes_2d, check_step_init, one_chain, py_max, py_min,
+                        ramp_floor_L, with_push)
 from _stream cimport (StepChain, check_wpv, wsk_chain_rows, wsk_ws_chain,
                      wsk_ws_chain_avx512, wsk_ws_samples, wsk_ws_samples_avx512, wsk_x_column,
                      wsk_x_column_avx512, wsk_x_kmajor)
@@ -24,16 +25,6 @@ cdef inline double dmax(double a, double b) noexcept nogil:
 
 cdef inline int64_t imax(int64_t a, int64_t b) noexcept nogil:
     return a if a > b else b
-
-
-cdef inline double _pymax(double a, double b) noexcept nogil:
-    # Python's max(a, b): b only where it is more (a NaN or an equal zero keeps a)
-    return b if b > a else a
-
-
-cdef inline double _pymin(double a, double b) noexcept nogil:
-    # Python's min(a, b): b only where it is less
-    return b if b < a else a
 
 
 cdef struct WsFigures:        # a kept step's run on one X
@@ -1069,16 +1060,16 @@ cdef class WsStep:
         for i in range(n):
             N = self._run(patterns[i], &f)
             busy_max = f.busy + <double> N * task if blocks else 0.0
-            lower = _pymax(first_hop + busy_max, first_hop + <double> f.v_max * dt)
-            lower = _pymax(lower, <double> N * (<double> L_max + task) if chained else 0.0)
+            lower = py_max(first_hop + busy_max, first_hop + <double> f.v_max * dt)
+            lower = py_max(lower, <double> N * (<double> L_max + task) if chained else 0.0)
             lower = lower + task
             est = f.done
             ramp_load = f.v_west + N * L_max if chained and L_max > 0 else 0
             if ramp_load:
                 ramp_bound = first_hop + <double> (ramp_load - 1) * dt + task
-                lower = _pymax(lower, ramp_bound)
-                est = _pymax(est, ramp_bound)
-            est_o[i], low_o[i], sram_o[i] = est, _pymin(lower, est), f.sram
+                lower = py_max(lower, ramp_bound)
+                est = py_max(est, ramp_bound)
+            est_o[i], low_o[i], sram_o[i] = est, py_min(lower, est), f.sram
         return est_a, low_a, sram_a
 
     cdef Py_ssize_t _run(self, x_nz, WsFigures* f) except -1:

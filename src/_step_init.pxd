@@ -99,3 +99,13 @@ cdef inline int64_t ramp_floor_L(str caller, bint shared, const long[:] L,
                          f"{N} samples) with wpv {wpv} for a {K} x {N} X pass int64; pass "
                          f"shared False, a smaller wpv or fewer samples")
     return L[0]
+
+
+# A kept step's cycles_many computes analytic's bound in C: max and min as Python's (the
+# first of equals, so a NaN or a zero's sign is kept as Python keeps it)
+cdef inline double py_max(double a, double b) noexcept nogil:
+    return b if b > a else a
+
+
+cdef inline double py_min(double a, double b) noexcept nogil:
+    return b if b < a else a
